@@ -1,0 +1,41 @@
+// The kernel surface the executor calls. Every function has a portable scalar path (numerics.h is
+// the truth) and, where the CPU has it, an AVX2+FMA+F16C path that must produce the same bits.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace wm {
+
+enum class Dtype : int { F32 = 0, F16 = 1, BF16 = 2 };
+
+inline size_t dtypeSize(Dtype t) { return t == Dtype::F32 ? 4 : 2; }
+
+// torch.lerp's formula in f32 (fma(w, b-a, a) when |w| < 0.5, else fma(w-1, b-a, b)), one
+// round-to-nearest-even to `to` (NaN becomes the canonical quiet NaN, as torch does).
+void lerpExact(const void* a, Dtype ta, const void* b, Dtype tb, void* out, Dtype to, size_t n, float w);
+
+// The paper's released script: a + w*(b - a) evaluated in dtype `t` (both inputs share it), each of
+// the three ops computed in f32 and rounded to `t`; then converted to `to` (a no-op when to == t).
+void lerpMi(const void* a, const void* b, Dtype t, void* out, Dtype to, size_t n, float w);
+
+// Element-wise dtype conversion with one round-to-nearest-even (a byte copy when ts == to).
+void convert(const void* src, Dtype ts, void* out, Dtype to, size_t n);
+
+// out = sum_k w[k] * src[k], accumulated in f32 in order k = 0..count-1, one rounding to `to`.
+void linear(const void* const* srcs, const Dtype* types, const float* w, size_t count, void* out, Dtype to,
+            size_t n);
+
+// Streaming statistics of two tensors for `weightmix diff`, accumulated in f64.
+struct Moments {
+  double aa = 0, bb = 0, ab = 0, dd = 0;  // sum a^2, sum b^2, sum a*b, sum (b-a)^2
+  double maxAbsDiff = 0;                   // max |b - a| over finite pairs
+  uint64_t nonFinite = 0;                  // pairs where a or b is NaN or Inf (excluded from the sums)
+};
+void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t n, Moments& m);
+
+// "avx2+fma+f16c" or "scalar": the path the dispatcher picked for this CPU.
+const char* simdPathName();
+// Tests force the scalar path to compare it with the SIMD one; returns the previous setting.
+bool setSimdEnabled(bool enabled);
+
+}  // namespace wm
