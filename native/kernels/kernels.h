@@ -6,9 +6,10 @@
 
 namespace wm {
 
-enum class Dtype : int { F32 = 0, F16 = 1, BF16 = 2 };
+// U8 stands for any non-float tensor: the executor only ever byte-copies it; kernels never see it.
+enum class Dtype : int { F32 = 0, F16 = 1, BF16 = 2, U8 = 3 };
 
-inline size_t dtypeSize(Dtype t) { return t == Dtype::F32 ? 4 : 2; }
+inline size_t dtypeSize(Dtype t) { return t == Dtype::F32 ? 4 : t == Dtype::U8 ? 1 : 2; }
 
 // torch.lerp's formula in f32 (fma(w, b-a, a) when |w| < 0.5, else fma(w-1, b-a, b)), one
 // round-to-nearest-even to `to` (NaN becomes the canonical quiet NaN, as torch does).

@@ -1,0 +1,38 @@
+/** `weightmix demo`: the main job end to end on a tiny Qwen3-shaped pair made on the spot. */
+import { Command } from 'commander';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { makeCheckpointPair } from '../fixture';
+import { interpolate } from '../interpolate';
+import { openCheckpoint } from '../checkpoint';
+import { readTensorValues } from '../tensor-data';
+
+export function register(program: Command): void {
+  program
+    .command('demo')
+    .description('make a tiny Qwen3-shaped Instruct/Thinking pair in a temporary folder, interpolate it at λ = 0.8 and show the result')
+    .option('--keep', 'keep the temporary folder')
+    .action(async (opts: { keep?: boolean }) => {
+      const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-demo-'));
+      try {
+        const pair = await makeCheckpointPair({ dir, shape: 'tiny', shards: [2, 1], seed: 2510 });
+        const out = path.join(dir, 'merged-0.8');
+        process.stdout.write(`made a tiny Qwen3-shaped pair in ${dir}: ${pair.tensors} tensors, ${pair.bytesPerModel} bytes per model\n`);
+        const summary = await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: out });
+        process.stdout.write(
+          `interpolated at λ = 0.8: ${summary.selectedTensors}/${summary.tensors} tensors, ${summary.files} shard files, ${summary.bytes} bytes in ${(summary.seconds * 1000).toFixed(1)} ms\n`,
+        );
+        // Show one tensor's first values: the merged weights sit 80% of the way from Instruct to Thinking.
+        const name = 'model.layers.0.mlp.down_proj.weight';
+        const rows = await Promise.all(
+          [pair.instruct, pair.thinking, out].map(async (d) => (await readTensorValues((await openCheckpoint(d)).tensors.get(name)!, 0, 4)).map((x) => x.toFixed(6).padStart(10))),
+        );
+        process.stdout.write(`${name}[0:4]\n  instruct  ${rows[0].join(' ')}\n  thinking  ${rows[1].join(' ')}\n  λ = 0.8   ${rows[2].join(' ')}\n`);
+        process.stdout.write(`output files: ${(await fs.promises.readdir(out)).sort().join(', ')}\n`);
+      } finally {
+        if (!opts.keep) await fs.promises.rm(dir, { recursive: true, force: true });
+        else process.stdout.write(`kept ${dir}\n`);
+      }
+    });
+}

@@ -1,0 +1,17 @@
+/** `weightmix info`: what this build can do on this machine. */
+import { Command } from 'commander';
+import { loadNative } from '../native';
+import { VERSION } from '../version';
+
+export function register(program: Command): void {
+  program
+    .command('info')
+    .description('print the build: version, SIMD path, CUDA support, threads')
+    .option('--json', 'machine-readable output')
+    .action((opts: { json?: boolean }) => {
+      const native = loadNative().info();
+      const report = { version: VERSION, node: process.version, ...native };
+      if (opts.json) process.stdout.write(JSON.stringify(report) + '\n');
+      else for (const [k, v] of Object.entries(report)) process.stdout.write(`${k}: ${v}\n`);
+    });
+}

@@ -1,0 +1,105 @@
+/** The options `interpolate` and `sweep` share, and the progress/summary reporting of a merge. */
+import { Command, Option } from 'commander';
+import * as cliProgress from 'cli-progress';
+import type { InterpolationCommon, MergeProgress, MergeSummary } from '../interpolate';
+import { MODULE_CLASSES } from '../tensor-names';
+import { abortOnSignals } from './signals';
+
+export function addMergeOptions(cmd: Command): void {
+  cmd
+    .requiredOption('--instruct <dir>', 'Instruct model folder (λ = 0)')
+    .requiredOption('--thinking <dir>', 'Thinking model folder (λ = 1)')
+    .option('--layers <ranges>', 'only decoder layers in these inclusive ranges, e.g. 12-35 (the paper\'s last two thirds of Qwen3-4B)')
+    .option('--modules <list>', `only these module classes: ${MODULE_CLASSES.join(',')}`)
+    .option('--skip-modules <list>', 'all module classes except these (they keep the Instruct weights)')
+    .addOption(new Option('--numerics <mode>', 'exact: torch.lerp in f32, one rounding; mi: the paper\'s bf16 script, bit for bit').choices(['exact', 'mi']).default('exact'))
+    .addOption(new Option('--dtype <dtype>', 'output dtype of float tensors (default: the Instruct tensor\'s)').choices(['BF16', 'F16', 'F32', 'bf16', 'f16', 'f32']))
+    .addOption(new Option('--files-from <model>', 'which model\'s config, tokenizer and chat template to copy').choices(['instruct', 'thinking']).default('thinking'))
+    .option('--part <i/n>', 'write only part I of N of the output shards (for Slurm / Kubernetes job arrays)')
+    .option('--threads <n>', 'worker threads (default: number of cores)')
+    .option('--no-direct', 'write through the page cache instead of O_DIRECT')
+    .option('--force', 'replace an existing output once the new one is complete')
+    .option('--json', 'print progress and the summary as JSON lines')
+    .option('-q, --quiet', 'print nothing but errors');
+}
+
+export function mergeOptionsFrom(opts: Record<string, unknown>): Omit<InterpolationCommon, 'onProgress' | 'signal' | 'onNotice'> {
+  return {
+    instruct: opts.instruct as string,
+    thinking: opts.thinking as string,
+    layers: opts.layers as string | undefined,
+    modules: opts.modules as string | undefined,
+    skipModules: opts.skipModules as string | undefined,
+    numerics: opts.numerics as 'exact' | 'mi',
+    dtype: opts.dtype as string | undefined,
+    filesFrom: opts.filesFrom as 'instruct' | 'thinking',
+    part: opts.part as string | undefined,
+    threads: opts.threads === undefined ? undefined : Number(opts.threads),
+    direct: opts.direct as boolean,
+    force: Boolean(opts.force),
+  };
+}
+
+export interface Reporter {
+  run(fn: (common: InterpolationCommon) => Promise<MergeSummary>, common: Omit<InterpolationCommon, 'onProgress' | 'signal' | 'onNotice'>): Promise<MergeSummary>;
+  done(summary: MergeSummary): void;
+}
+
+/** A bar on a TTY, JSON lines with --json, nothing with --quiet; Ctrl-C aborts cleanly. */
+export function reporterFor(opts: Record<string, unknown>): Reporter {
+  const json = Boolean(opts.json);
+  const quiet = Boolean(opts.quiet);
+  const tty = process.stderr.isTTY && !json && !quiet;
+  let bar: cliProgress.SingleBar | undefined;
+  let lastJson = 0;
+  const onProgress = (p: MergeProgress) => {
+    if (json) {
+      const now = Date.now();
+      if (now - lastJson < 500 && p.bytesDone < p.bytesTotal) return;
+      lastJson = now;
+      process.stdout.write(JSON.stringify({ event: 'progress', ...p }) + '\n');
+    } else if (tty) {
+      if (!bar) {
+        bar = new cliProgress.SingleBar(
+          { format: '{bar} {percentage}% | {done}/{all} GB | {tensors}/{tensorsTotal} tensors | {rate} GB/s | ETA {eta}s', hideCursor: true, stream: process.stderr },
+          cliProgress.Presets.shades_classic,
+        );
+        bar.start(p.bytesTotal, 0);
+      }
+      bar.update(p.bytesDone, {
+        done: (p.bytesDone / 1e9).toFixed(2),
+        all: (p.bytesTotal / 1e9).toFixed(2),
+        tensors: p.tensorsDone,
+        tensorsTotal: p.tensorsTotal,
+        rate: (p.bytesDone / 1e9 / Math.max(p.seconds, 1e-3)).toFixed(2),
+      });
+    }
+  };
+  const onNotice = (message: string) => {
+    if (json) process.stdout.write(JSON.stringify({ event: 'notice', message }) + '\n');
+    else if (!quiet) process.stderr.write(`weightmix: ${message}\n`);
+  };
+  return {
+    async run(fn, common) {
+      const signals = abortOnSignals();
+      try {
+        return await fn({ ...common, onProgress, onNotice, signal: signals.signal });
+      } finally {
+        bar?.stop();
+        signals.dispose();
+      }
+    },
+    done(summary) {
+      if (json) {
+        process.stdout.write(JSON.stringify({ event: 'done', ...summary }) + '\n');
+      } else if (!quiet) {
+        const what = summary.outputs.length === 1 ? summary.outputs[0] : `${summary.outputs.length} models`;
+        process.stdout.write(
+          `wrote ${what}: ${summary.files} shard files, ${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s ` +
+            `(${summary.gbPerSecond.toFixed(2)} GB/s); λ = ${summary.lambdas.join(', ')}; ${summary.selectedTensors}/${summary.tensors} tensors interpolated ` +
+            `(${summary.selection}); numerics ${summary.numerics}\n`,
+        );
+      }
+    },
+  };
+}

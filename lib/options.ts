@@ -1,0 +1,75 @@
+/** Validation of the options shared by every merge front door (API and CLI alike). */
+import * as os from 'node:os';
+import { usageError } from './errors';
+import { FloatDtype, FLOAT_DTYPES } from './plan';
+
+export type Numerics = 'exact' | 'mi';
+export const NUMERICS: readonly Numerics[] = ['exact', 'mi'];
+export type FilesFrom = 'instruct' | 'thinking';
+
+export interface EngineOptions {
+  /** Worker threads (default: the number of cores). */
+  threads?: number;
+  /** Output block size in bytes (multiple of 4096; default 8 MiB). */
+  blockBytes?: number;
+  /** O_DIRECT output where the file system allows it (default true). */
+  direct?: boolean;
+}
+
+export function parseLambda(value: unknown, what = 'lambda'): number {
+  const x = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  if (typeof x !== 'number' || !Number.isFinite(x)) throw usageError(`--${what} must be a finite number, got ${JSON.stringify(value)}`);
+  return x;
+}
+
+export function parseNumerics(value: unknown): Numerics {
+  if (value === undefined) return 'exact';
+  if (!(NUMERICS as readonly unknown[]).includes(value)) throw usageError(`--numerics must be one of ${NUMERICS.join(', ')}, got ${JSON.stringify(value)}`);
+  return value as Numerics;
+}
+
+export function parseDtype(value: unknown): FloatDtype | undefined {
+  if (value === undefined) return undefined;
+  const up = typeof value === 'string' ? value.toUpperCase() : value;
+  const alias: Record<string, FloatDtype> = { BFLOAT16: 'BF16', FLOAT16: 'F16', FLOAT32: 'F32' };
+  const d = typeof up === 'string' ? alias[up] ?? up : up;
+  if (!(FLOAT_DTYPES as readonly unknown[]).includes(d)) throw usageError(`--dtype must be one of ${FLOAT_DTYPES.join(', ')}, got ${JSON.stringify(value)}`);
+  return d as FloatDtype;
+}
+
+export function parseFilesFrom(value: unknown): FilesFrom {
+  if (value === undefined) return 'thinking';
+  if (value !== 'instruct' && value !== 'thinking') throw usageError(`--files-from must be instruct or thinking, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+export function parseThreads(value: unknown): number {
+  if (value === undefined) return os.availableParallelism();
+  const n = typeof value === 'string' ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1024) throw usageError(`--threads must be an integer from 1 to 1024, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+export function parseBlockBytes(value: unknown): number {
+  if (value === undefined) return 8 << 20;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 4096 || value % 4096 !== 0 || value > 1 << 30) {
+    throw usageError(`blockBytes must be a multiple of 4096 up to 1 GiB, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** `--part I/N`: which of N balanced parts this run writes (1-based on the command line). */
+export function parsePart(value: unknown): { index: number; count: number } | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === 'object' && value !== null) {
+    const { index, count } = value as { index: number; count: number };
+    if (Number.isInteger(index) && Number.isInteger(count) && count >= 1 && index >= 1 && index <= count) return { index, count };
+  }
+  const m = typeof value === 'string' ? /^(\d+)\/(\d+)$/.exec(value.trim()) : null;
+  if (m) {
+    const index = Number(m[1]);
+    const count = Number(m[2]);
+    if (count >= 1 && index >= 1 && index <= count) return { index, count };
+  }
+  throw usageError(`--part must be I/N with 1 ≤ I ≤ N (e.g. 2/8), got ${JSON.stringify(value)}`);
+}

@@ -1,0 +1,190 @@
+/**
+ * The output transaction: a model is written into a temporary folder beside its target, synced,
+ * and published with one rename. A failure or abort removes the temporary folder; `--force`
+ * replaces an existing output only once the new one is complete. An advisory lock beside the
+ * target stops a second run on the same output, and leftovers of a killed run are cleaned up.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { WeightmixError } from './errors';
+
+const TEMP_TAG = '.weightmix-tmp-';
+const OLD_TAG = '.weightmix-old-';
+const LOCK_TAG = '.weightmix.lock';
+
+function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export interface BeginOptions {
+  force?: boolean;
+  /** Publish file by file into a shared target folder (one part of a `--part I/N` job array). */
+  mergeInto?: boolean;
+  /** Distinguishes the lock of one part from another's (e.g. `part-2-of-8`). */
+  lockName?: string;
+  /** Called with a one-line notice (stale leftovers removed, …). */
+  notice?: (message: string) => void;
+}
+
+export class OutputTransaction {
+  private finished = false;
+
+  private constructor(
+    readonly target: string,
+    readonly tempDir: string,
+    private readonly lockFile: string,
+    private readonly force: boolean,
+    private readonly mergeInto: boolean,
+  ) {}
+
+  static async begin(targetPath: string, options: BeginOptions = {}): Promise<OutputTransaction> {
+    const target = path.resolve(targetPath);
+    const parent = path.dirname(target);
+    const base = path.basename(target);
+    await fs.promises.mkdir(parent, { recursive: true }).catch((e) => {
+      throw new WeightmixError('OutputError', `cannot create ${parent}: ${(e as Error).message}`);
+    });
+    const lockFile = path.join(parent, `.${base}${options.lockName ? `.${options.lockName}` : ''}${LOCK_TAG}`);
+    await takeLock(lockFile, target);
+    try {
+      // Parts on other machines share the folder: their temporaries are not ours to judge.
+      if (!options.mergeInto) await removeStale(parent, base, options.notice);
+      if (fs.existsSync(target) && !options.force && !options.mergeInto) {
+        throw new WeightmixError('OutputExists', `output ${targetPath} already exists (use --force to replace it once the new one is complete)`);
+      }
+      const tempDir = path.join(parent, `.${base}${TEMP_TAG}${process.pid}-${randomBytes(4).toString('hex')}`);
+      await fs.promises.mkdir(tempDir);
+      return new OutputTransaction(target, tempDir, lockFile, options.force ?? false, options.mergeInto ?? false);
+    } catch (e) {
+      await fs.promises.rm(lockFile, { force: true });
+      throw e;
+    }
+  }
+
+  /** Syncs every file and publishes the folder with one rename (swapping out an old one under --force). */
+  async commit(): Promise<void> {
+    if (this.finished) throw new Error('internal: transaction already finished');
+    await syncTree(this.tempDir);
+    if (this.mergeInto) return this.commitInto();
+    const parent = path.dirname(this.target);
+    let old: string | null = null;
+    if (fs.existsSync(this.target)) {
+      if (!this.force) throw new WeightmixError('OutputExists', `output ${this.target} appeared while merging; not replacing it`);
+      old = path.join(parent, `.${path.basename(this.target)}${OLD_TAG}${process.pid}`);
+      await fs.promises.rename(this.target, old);
+    }
+    try {
+      await fs.promises.rename(this.tempDir, this.target);
+    } catch (e) {
+      if (old) await fs.promises.rename(old, this.target);
+      throw new WeightmixError('OutputError', `cannot publish ${this.target}: ${(e as Error).message}`);
+    }
+    await syncDir(parent);
+    this.finished = true;
+    if (old) await fs.promises.rm(old, { recursive: true, force: true });
+    await fs.promises.rm(this.lockFile, { force: true });
+  }
+
+  /** Parts of a job array share the target: each publishes its files by rename, one at a time. */
+  private async commitInto(): Promise<void> {
+    await fs.promises.mkdir(this.target, { recursive: true });
+    const names = await fs.promises.readdir(this.tempDir);
+    if (!this.force) {
+      const clash = names.find((n) => n.endsWith('.safetensors') && fs.existsSync(path.join(this.target, n)));
+      if (clash) throw new WeightmixError('OutputExists', `${path.join(this.target, clash)} already exists (use --force to replace it)`);
+    }
+    for (const name of names) await fs.promises.rename(path.join(this.tempDir, name), path.join(this.target, name));
+    await syncDir(this.target);
+    this.finished = true;
+    await fs.promises.rm(this.tempDir, { recursive: true, force: true });
+    await fs.promises.rm(this.lockFile, { force: true });
+  }
+
+  /** Removes the temporary folder and the lock; safe to call more than once. */
+  async abort(): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    await fs.promises.rm(this.tempDir, { recursive: true, force: true });
+    await fs.promises.rm(this.lockFile, { force: true });
+  }
+
+  /** Synchronous cleanup for a process that is about to exit on a signal. */
+  abortSync(): void {
+    if (this.finished) return;
+    this.finished = true;
+    fs.rmSync(this.tempDir, { recursive: true, force: true });
+    fs.rmSync(this.lockFile, { force: true });
+  }
+}
+
+async function takeLock(lockFile: string, target: string): Promise<void> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = await fs.promises.open(lockFile, 'wx');
+      await fd.writeFile(`${process.pid}\n`);
+      await fd.close();
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw new WeightmixError('OutputError', `cannot create lock ${lockFile}: ${(e as Error).message}`);
+      }
+      const owner = Number.parseInt(await fs.promises.readFile(lockFile, 'utf8').catch(() => ''), 10);
+      if (pidAlive(owner) && owner !== process.pid) {
+        throw new WeightmixError('OutputLocked', `another weightmix run (pid ${owner}) is writing ${target}`);
+      }
+      if (owner === process.pid) {
+        throw new WeightmixError('OutputLocked', `this process is already writing ${target}`);
+      }
+      // The owner died (SIGKILL, power loss): its lock is stale.
+      await fs.promises.rm(lockFile, { force: true });
+    }
+  }
+  throw new WeightmixError('OutputLocked', `cannot lock ${target}`);
+}
+
+/** Removes temporary and swapped-out folders left beside the target by runs that are no longer alive. */
+async function removeStale(parent: string, base: string, notice?: (m: string) => void): Promise<void> {
+  for (const entry of await fs.promises.readdir(parent)) {
+    for (const tag of [TEMP_TAG, OLD_TAG]) {
+      const prefix = `.${base}${tag}`;
+      if (!entry.startsWith(prefix)) continue;
+      const pid = Number.parseInt(entry.slice(prefix.length), 10);
+      if (pidAlive(pid) && pid !== process.pid) continue;
+      await fs.promises.rm(path.join(parent, entry), { recursive: true, force: true });
+      notice?.(`removed ${path.join(parent, entry)} left by an interrupted run`);
+    }
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fd = await fs.promises.open(dir, 'r');
+  try {
+    await fd.sync();
+  } finally {
+    await fd.close();
+  }
+}
+
+/** fsync every file (the native engine already synced the shards; sidecars and index are small). */
+async function syncTree(dir: string): Promise<void> {
+  for (const entry of await fs.promises.readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    if (entry.isDirectory()) await syncTree(p);
+    else if (entry.isFile()) {
+      const fd = await fs.promises.open(p, 'r');
+      try {
+        await fd.sync();
+      } finally {
+        await fd.close();
+      }
+    }
+  }
+  await syncDir(dir);
+}

@@ -1,0 +1,63 @@
+#include "block_assembler.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace wm {
+
+BlockAssembler::BlockAssembler(OutputFile& file, uint64_t blockBytes) : file_(file), blockBytes_(blockBytes) {}
+
+uint64_t BlockAssembler::blockLength(uint64_t index) const {
+  uint64_t start = index * blockBytes_;
+  return std::min(blockBytes_, file_.size() - start);
+}
+
+AlignedBuffer BlockAssembler::takeBuffer() {
+  if (!spare_.empty()) {
+    AlignedBuffer b = std::move(spare_.back());
+    spare_.pop_back();
+    return b;
+  }
+  return AlignedBuffer(blockBytes_);
+}
+
+void BlockAssembler::giveBack(AlignedBuffer buffer) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (spare_.size() < 4) spare_.push_back(std::move(buffer));
+}
+
+void BlockAssembler::put(uint64_t offset, const uint8_t* data, uint64_t len) {
+  while (len > 0) {
+    uint64_t index = offset / blockBytes_;
+    uint64_t within = offset - index * blockBytes_;
+    uint64_t blockLen = blockLength(index);
+    uint64_t n = std::min(len, blockLen - within);
+    AlignedBuffer complete;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = open_.find(index);
+      if (it == open_.end()) it = open_.emplace(index, Block{takeBuffer(), 0}).first;
+      std::memcpy(it->second.buffer.data() + within, data, n);
+      it->second.filled += n;
+      if (it->second.filled == blockLen) {
+        complete = std::move(it->second.buffer);
+        open_.erase(it);
+      }
+    }
+    if (complete.data() != nullptr) {
+      // The tail block is padded to the alignment only in memory; its write length is exact.
+      file_.writeAt(complete.data(), blockLen, index * blockBytes_);
+      giveBack(std::move(complete));
+    }
+    offset += n;
+    data += n;
+    len -= n;
+  }
+}
+
+uint64_t BlockAssembler::pendingBlocks() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return open_.size();
+}
+
+}  // namespace wm

@@ -1,0 +1,39 @@
+// Collects the bytes of one output file into aligned blocks and writes each block once it is
+// complete, so that writes are large, aligned (O_DIRECT-able) and in roughly ascending order no
+// matter which worker produced which piece.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "io.h"
+
+namespace wm {
+
+class BlockAssembler {
+ public:
+  BlockAssembler(OutputFile& file, uint64_t blockBytes);
+  // Copies `len` bytes destined for file offset `offset`; writes any block this completes.
+  void put(uint64_t offset, const uint8_t* data, uint64_t len);
+  // Bytes still held in incomplete blocks (non-zero after a run means the plan missed bytes).
+  uint64_t pendingBlocks();
+
+ private:
+  struct Block {
+    AlignedBuffer buffer;
+    uint64_t filled = 0;
+  };
+  uint64_t blockLength(uint64_t index) const;
+  AlignedBuffer takeBuffer();
+  void giveBack(AlignedBuffer buffer);
+
+  OutputFile& file_;
+  uint64_t blockBytes_;
+  std::mutex mutex_;
+  std::unordered_map<uint64_t, Block> open_;
+  std::vector<AlignedBuffer> spare_;  // recycled block buffers: memory stays bounded and warm
+};
+
+}  // namespace wm

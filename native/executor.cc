@@ -1,0 +1,308 @@
+#include "executor.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <thread>
+
+#include "block_assembler.h"
+#include "exec_error.h"
+#include "io.h"
+
+namespace wm {
+namespace {
+
+// A slice of one job: elements [start, start + count).
+struct Piece {
+  uint32_t job;
+  uint64_t start;
+  uint64_t count;
+};
+
+struct Task {
+  size_t first;
+  size_t count;
+};
+
+uint64_t checkedEnd(uint64_t offset, uint64_t count, size_t elemSize, const char* what, size_t job) {
+  if (count > (UINT64_MAX - offset) / elemSize) {
+    throw ExecError("PlanInvalid", std::string("plan: ") + what + " range overflows in job " + std::to_string(job));
+  }
+  return offset + count * elemSize;
+}
+
+uint64_t pieceWeight(const Job& job, uint64_t count) {
+  uint64_t w = 0;
+  for (const Dest& d : job.dests) w += count * dtypeSize(d.dtype);
+  if (job.dests.empty()) {
+    for (const Source& s : job.sources) w += count * dtypeSize(s.dtype);
+  }
+  return w;
+}
+
+}  // namespace
+
+void validatePlan(const Plan& plan, const std::vector<uint64_t>& inputSizes) {
+  struct Interval {
+    uint64_t begin, end;
+  };
+  std::vector<std::vector<Interval>> cover(plan.outputs.size());
+  for (size_t o = 0; o < plan.outputs.size(); ++o) {
+    if (plan.outputs[o].head.size() > plan.outputs[o].size) throw ExecError("PlanInvalid", "plan: header larger than output");
+    if (!plan.outputs[o].head.empty()) cover[o].push_back({0, plan.outputs[o].head.size()});
+  }
+  for (size_t j = 0; j < plan.jobs.size(); ++j) {
+    const Job& job = plan.jobs[j];
+    for (const Source& s : job.sources) {
+      if (s.input >= plan.inputs.size()) throw ExecError("PlanInvalid", "plan: job " + std::to_string(j) + " names a missing input");
+      uint64_t end = checkedEnd(s.offset, job.count, dtypeSize(s.dtype), "source", j);
+      if (end > inputSizes[s.input]) {
+        throw ExecError("InputChanged", "input " + plan.inputs[s.input] + " is shorter (" + std::to_string(inputSizes[s.input]) +
+                                            " bytes) than its header promised (" + std::to_string(end) + " bytes)");
+      }
+    }
+    if (job.moments && job.sources.size() != 2) throw ExecError("PlanInvalid", "plan: moments need two sources");
+    for (const Dest& d : job.dests) {
+      if (d.output >= plan.outputs.size()) throw ExecError("PlanInvalid", "plan: job " + std::to_string(j) + " names a missing output");
+      size_t need = d.op == DestOp::Copy ? 1 : d.op == DestOp::Linear ? job.sources.size() : 1;
+      if (d.w.size() != need) throw ExecError("PlanInvalid", "plan: wrong coefficient count in job " + std::to_string(j));
+      if ((d.op == DestOp::Lerp || d.op == DestOp::LerpMi) && job.sources.size() != 2) {
+        throw ExecError("PlanInvalid", "plan: lerp needs two sources in job " + std::to_string(j));
+      }
+      if (d.op == DestOp::LerpMi && job.sources[0].dtype != job.sources[1].dtype) {
+        throw ExecError("PlanInvalid", "plan: numerics 'mi' needs inputs of one dtype in job " + std::to_string(j));
+      }
+      if (d.op == DestOp::Copy && (d.w[0] < 0 || d.w[0] >= static_cast<float>(job.sources.size()))) {
+        throw ExecError("PlanInvalid", "plan: copy names a missing source in job " + std::to_string(j));
+      }
+      if (job.sources.empty()) throw ExecError("PlanInvalid", "plan: job " + std::to_string(j) + " has no sources");
+      bool raw = d.dtype == Dtype::U8;
+      for (const Source& s : job.sources) raw = raw || s.dtype == Dtype::U8;
+      if (raw && (d.op != DestOp::Copy || job.sources[static_cast<size_t>(d.w[0])].dtype != d.dtype)) {
+        throw ExecError("PlanInvalid", "plan: raw bytes can only be copied, in job " + std::to_string(j));
+      }
+      uint64_t end = checkedEnd(d.offset, job.count, dtypeSize(d.dtype), "destination", j);
+      if (end > plan.outputs[d.output].size) throw ExecError("PlanInvalid", "plan: job " + std::to_string(j) + " writes past its output");
+      if (job.count > 0) cover[d.output].push_back({d.offset, end});
+    }
+  }
+  for (size_t o = 0; o < cover.size(); ++o) {
+    auto& iv = cover[o];
+    std::sort(iv.begin(), iv.end(), [](const Interval& a, const Interval& b) { return a.begin < b.begin; });
+    uint64_t at = 0;
+    for (const Interval& i : iv) {
+      if (i.begin != at) {
+        throw ExecError("PlanInvalid", "plan: output " + plan.outputs[o].path + " has a " + (i.begin < at ? "overlap" : "hole") +
+                                           " at byte " + std::to_string(std::min(i.begin, at)));
+      }
+      at = i.end;
+    }
+    if (at != plan.outputs[o].size) throw ExecError("PlanInvalid", "plan: output " + plan.outputs[o].path + " is not fully covered");
+  }
+}
+
+namespace {
+
+class Run {
+ public:
+  Run(const Plan& plan, const std::atomic<bool>& cancel) : plan_(plan), cancel_(cancel) {}
+
+  ExecResult go(const ProgressFn& progress) {
+    std::vector<uint64_t> sizes;
+    for (const std::string& p : plan_.inputs) {
+      inputs_.push_back(std::make_unique<InputFile>(p));
+      sizes.push_back(inputs_.back()->size());
+    }
+    validatePlan(plan_, sizes);
+    buildTasks();
+    for (const OutputSpec& o : plan_.outputs) {
+      outputs_.push_back(std::make_unique<OutputFile>(o.path, o.size, plan_.direct));
+      assemblers_.push_back(std::make_unique<BlockAssembler>(*outputs_.back(), plan_.blockBytes));
+    }
+    for (size_t o = 0; o < plan_.outputs.size(); ++o) {
+      const auto& head = plan_.outputs[o].head;
+      if (!head.empty()) assemblers_[o]->put(0, head.data(), head.size());
+      done_ += head.size();
+    }
+
+    unsigned threads = std::max(1u, std::min<unsigned>(plan_.threads, static_cast<unsigned>(std::max<size_t>(tasks_.size(), 1))));
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < threads; ++t) pool.emplace_back([this] { worker(); });
+    for (;;) {
+      bool all;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return finished_ >= threads; });
+        all = finished_ >= threads;
+      }
+      if (all) break;
+      if (progress) progress(done_.load(), total_);
+    }
+    for (auto& th : pool) th.join();
+    if (error_) std::rethrow_exception(error_);
+    if (cancel_.load()) throw ExecError("Aborted", "the merge was aborted");
+    for (size_t o = 0; o < outputs_.size(); ++o) {
+      if (assemblers_[o]->pendingBlocks() != 0) throw ExecError("PlanInvalid", "plan left bytes of " + outputs_[o]->path() + " unwritten");
+      outputs_[o]->finish();
+    }
+    if (progress) progress(done_.load(), total_);
+    ExecResult result;
+    result.moments = reduceMoments();
+    for (const OutputSpec& o : plan_.outputs) result.bytesWritten += o.size;
+    return result;
+  }
+
+ private:
+  void buildTasks() {
+    const uint64_t maxElems = std::max<uint64_t>(1, plan_.blockBytes / 4);
+    for (uint32_t j = 0; j < plan_.jobs.size(); ++j) {
+      const Job& job = plan_.jobs[j];
+      maxSources_ = std::max(maxSources_, job.sources.size());
+      for (uint64_t s = 0; s < job.count; s += maxElems) pieces_.push_back({j, s, std::min(maxElems, job.count - s)});
+    }
+    total_ = 0;
+    for (const OutputSpec& o : plan_.outputs) total_ += o.head.size();
+    // Small tensors are batched: one task holds pieces worth about one block of work.
+    size_t first = 0;
+    uint64_t acc = 0;
+    for (size_t i = 0; i < pieces_.size(); ++i) {
+      uint64_t w = pieceWeight(plan_.jobs[pieces_[i].job], pieces_[i].count);
+      total_ += w;
+      acc += w;
+      if (acc >= plan_.blockBytes || i + 1 == pieces_.size()) {
+        tasks_.push_back({first, i + 1 - first});
+        first = i + 1;
+        acc = 0;
+      }
+    }
+    pieceMoments_.resize(pieces_.size());
+  }
+
+  void worker() {
+    try {
+      const uint64_t bufBytes = std::max<uint64_t>(1, plan_.blockBytes / 4) * 4;
+      std::vector<AlignedBuffer> src;
+      for (size_t s = 0; s < maxSources_; ++s) src.emplace_back(bufBytes);
+      AlignedBuffer out(bufBytes);
+      std::vector<const void*> srcPtr(maxSources_);
+      std::vector<Dtype> srcType(maxSources_);
+      for (;;) {
+        size_t t = next_.fetch_add(1);
+        if (t >= tasks_.size() || stop_.load() || cancel_.load()) break;
+        for (size_t p = tasks_[t].first; p < tasks_[t].first + tasks_[t].count; ++p) {
+          if (cancel_.load() || stop_.load()) break;
+          runPiece(p, src, out, srcPtr, srcType);
+        }
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_) error_ = currentError();
+      stop_.store(true);
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++finished_;
+    }
+    cv_.notify_all();
+  }
+
+  static std::exception_ptr currentError() {
+    try {
+      throw;
+    } catch (const ExecError&) {
+      return std::current_exception();
+    } catch (const std::bad_alloc&) {
+      return std::make_exception_ptr(ExecError("ENOMEM", "out of memory"));
+    } catch (const std::exception& e) {
+      return std::make_exception_ptr(ExecError("Internal", e.what()));
+    }
+  }
+
+  void runPiece(size_t p, std::vector<AlignedBuffer>& src, AlignedBuffer& out, std::vector<const void*>& srcPtr,
+                std::vector<Dtype>& srcType) {
+    const Piece& piece = pieces_[p];
+    const Job& job = plan_.jobs[piece.job];
+    const uint64_t n = piece.count;
+    for (size_t s = 0; s < job.sources.size(); ++s) {
+      const Source& so = job.sources[s];
+      size_t es = dtypeSize(so.dtype);
+      inputs_[so.input]->readAt(src[s].data(), n * es, so.offset + piece.start * es);
+      srcPtr[s] = src[s].data();
+      srcType[s] = so.dtype;
+    }
+    if (job.moments) accumulateMoments(srcPtr[0], srcType[0], srcPtr[1], srcType[1], n, pieceMoments_[p]);
+    for (const Dest& d : job.dests) {
+      const void* bytes = out.data();
+      switch (d.op) {
+        case DestOp::Copy: {
+          size_t s = static_cast<size_t>(d.w[0]);
+          if (srcType[s] == d.dtype) {
+            bytes = srcPtr[s];
+          } else {
+            convert(srcPtr[s], srcType[s], out.data(), d.dtype, n);
+          }
+          break;
+        }
+        case DestOp::Lerp:
+          lerpExact(srcPtr[0], srcType[0], srcPtr[1], srcType[1], out.data(), d.dtype, n, d.w[0]);
+          break;
+        case DestOp::LerpMi:
+          lerpMi(srcPtr[0], srcPtr[1], srcType[0], out.data(), d.dtype, n, d.w[0]);
+          break;
+        case DestOp::Linear:
+          linear(srcPtr.data(), srcType.data(), d.w.data(), job.sources.size(), out.data(), d.dtype, n);
+          break;
+      }
+      size_t es = dtypeSize(d.dtype);
+      assemblers_[d.output]->put(d.offset + piece.start * es, static_cast<const uint8_t*>(bytes), n * es);
+    }
+    done_.fetch_add(pieceWeight(job, n));
+  }
+
+  std::vector<Moments> reduceMoments() const {
+    // Summed in piece order: the same totals for any thread count.
+    std::vector<Moments> perJob(plan_.jobs.size());
+    for (size_t p = 0; p < pieces_.size(); ++p) {
+      if (!plan_.jobs[pieces_[p].job].moments) continue;
+      Moments& m = perJob[pieces_[p].job];
+      const Moments& x = pieceMoments_[p];
+      m.aa += x.aa;
+      m.bb += x.bb;
+      m.ab += x.ab;
+      m.dd += x.dd;
+      m.maxAbsDiff = std::max(m.maxAbsDiff, x.maxAbsDiff);
+      m.nonFinite += x.nonFinite;
+    }
+    return perJob;
+  }
+
+  const Plan& plan_;
+  const std::atomic<bool>& cancel_;
+  std::vector<std::unique_ptr<InputFile>> inputs_;
+  std::vector<std::unique_ptr<OutputFile>> outputs_;
+  std::vector<std::unique_ptr<BlockAssembler>> assemblers_;
+  std::vector<Piece> pieces_;
+  std::vector<Task> tasks_;
+  std::vector<Moments> pieceMoments_;
+  size_t maxSources_ = 0;
+  uint64_t total_ = 0;
+  std::atomic<uint64_t> done_{0};
+  std::atomic<size_t> next_{0};
+  std::atomic<bool> stop_{false};
+  unsigned finished_ = 0;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::exception_ptr error_;
+};
+
+}  // namespace
+
+ExecResult executePlan(const Plan& plan, const ProgressFn& progress, const std::atomic<bool>& cancel) {
+  Run run(plan, cancel);
+  return run.go(progress);
+}
+
+}  // namespace wm

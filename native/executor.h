@@ -1,0 +1,27 @@
+// Runs a Plan: validates every range against the real files, splits jobs into pieces, groups the
+// pieces into tasks of about one block, and runs the tasks on a pool of worker threads that read
+// with pread, compute with the kernels and hand the bytes to one BlockAssembler per output.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "plan.h"
+
+namespace wm {
+
+struct ExecResult {
+  std::vector<Moments> moments;  // one per job (zero for jobs without `moments`)
+  uint64_t bytesWritten = 0;
+};
+
+using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
+
+// Throws ExecError (codes: PlanInvalid, InputChanged, ENOSPC, EIO, Aborted, ...).
+ExecResult executePlan(const Plan& plan, const ProgressFn& progress, const std::atomic<bool>& cancel);
+
+// Checks the plan against itself and the input sizes; throws ExecError("PlanInvalid" | "InputChanged").
+void validatePlan(const Plan& plan, const std::vector<uint64_t>& inputSizes);
+
+}  // namespace wm

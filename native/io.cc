@@ -1,0 +1,147 @@
+#include "io.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "exec_error.h"
+
+namespace wm {
+
+ExecError systemError(int err, const std::string& what, const std::string& path) {
+  const char* code = err == ENOSPC ? "ENOSPC" : err == EIO ? "EIO" : err == EDQUOT ? "EDQUOT" : "SystemError";
+  return ExecError(code, what + " " + path + ": " + std::strerror(err));
+}
+
+AlignedBuffer::AlignedBuffer(size_t bytes) : size_(bytes) {
+  if (bytes == 0) return;
+  void* p = nullptr;
+  size_t rounded = (bytes + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
+  if (posix_memalign(&p, kDirectAlign, rounded) != 0) throw ExecError("ENOMEM", "out of memory allocating a buffer");
+  data_ = static_cast<uint8_t*>(p);
+}
+AlignedBuffer::AlignedBuffer(AlignedBuffer&& o) noexcept : data_(o.data_), size_(o.size_) {
+  o.data_ = nullptr;
+  o.size_ = 0;
+}
+AlignedBuffer& AlignedBuffer::operator=(AlignedBuffer&& o) noexcept {
+  if (this != &o) {
+    std::free(data_);
+    data_ = o.data_;
+    size_ = o.size_;
+    o.data_ = nullptr;
+    o.size_ = 0;
+  }
+  return *this;
+}
+AlignedBuffer::~AlignedBuffer() { std::free(data_); }
+
+InputFile::InputFile(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) throw systemError(errno, "cannot open input", path);
+  struct stat st;
+  if (fstat(fd_, &st) != 0) throw systemError(errno, "cannot stat input", path);
+  if (!S_ISREG(st.st_mode)) throw ExecError("InputChanged", "input is not a regular file: " + path);
+  size_ = static_cast<uint64_t>(st.st_size);
+  // Shards are read front to back: let the kernel read ahead generously.
+  posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
+}
+
+InputFile::~InputFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void InputFile::readAt(void* dst, uint64_t len, uint64_t offset) const {
+  auto* p = static_cast<uint8_t*>(dst);
+  while (len > 0) {
+    ssize_t n = ::pread(fd_, p, len, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw systemError(errno, "read failed on", path_);
+    }
+    if (n == 0) {
+      throw ExecError("InputChanged", "input file changed during the merge (it is now shorter than " +
+                                          std::to_string(offset + len) + " bytes): " + path_);
+    }
+    p += n;
+    len -= static_cast<uint64_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+}
+
+OutputFile::OutputFile(const std::string& path, uint64_t size, bool wantDirect) : path_(path), size_(size) {
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw systemError(errno, "cannot create output", path);
+  if (size > 0) {
+    // Reserve the space up front: a full disk fails here, before any work, and extents stay contiguous.
+    int err = posix_fallocate(fd_, 0, static_cast<off_t>(size));
+    if (err == ENOSPC || err == EDQUOT || err == EIO) {
+      throw ExecError(err == EIO ? "EIO" : "ENOSPC", "not enough space for output " + path + " (" + std::to_string(size) +
+                                                         " bytes): " + std::strerror(err));
+    }
+    if (err != 0 && ftruncate(fd_, static_cast<off_t>(size)) != 0) throw systemError(errno, "cannot size output", path);
+  }
+  if (wantDirect) {
+    directFd_ = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);  // EINVAL on tmpfs: stay buffered
+  }
+}
+
+OutputFile::~OutputFile() {
+  if (directFd_ >= 0) ::close(directFd_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+static void writeAll(int fd, const uint8_t* p, uint64_t len, uint64_t offset, const std::string& path, uint64_t fileSize) {
+  while (len > 0) {
+    ssize_t n = ::pwrite(fd, p, len, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ExecError e = systemError(err, "write failed on", path);
+      throw ExecError(e.code, std::string(e.what()) + " (" + std::to_string(len) + " of " + std::to_string(fileSize) +
+                                  " bytes not written at offset " + std::to_string(offset) + ")");
+    }
+    if (n == 0) throw ExecError("EIO", "write made no progress on " + path);
+    p += n;
+    len -= static_cast<uint64_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+}
+
+void OutputFile::writeAt(const void* src, uint64_t len, uint64_t offset) {
+  const auto* p = static_cast<const uint8_t*>(src);
+  bool aligned = directFd_ >= 0 && offset % kDirectAlign == 0 && len % kDirectAlign == 0 &&
+                 reinterpret_cast<uintptr_t>(p) % kDirectAlign == 0;
+  if (aligned) {
+    writeAll(directFd_, p, len, offset, path_, size_);
+    return;
+  }
+  writeAll(fd_, p, len, offset, path_, size_);
+  startWriteBehind(offset, len);
+}
+
+void OutputFile::startWriteBehind(uint64_t offset, uint64_t len) {
+#ifdef SYNC_FILE_RANGE_WRITE
+  // Start writeback now, and wait for and drop a range well behind the front, so that the page
+  // cache never fills with output (buffered writing of 8 GB otherwise stalls in one big flush).
+  constexpr uint64_t kLag = 64u << 20;
+  sync_file_range(fd_, static_cast<off_t>(offset), static_cast<off_t>(len), SYNC_FILE_RANGE_WRITE);
+  if (offset >= kLag) {
+    uint64_t behind = offset - kLag;
+    sync_file_range(fd_, static_cast<off_t>(behind), static_cast<off_t>(len),
+                    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+    posix_fadvise(fd_, static_cast<off_t>(behind), static_cast<off_t>(len), POSIX_FADV_DONTNEED);
+  }
+#endif
+}
+
+void OutputFile::finish() {
+  if (fdatasync(fd_) != 0) throw systemError(errno, "cannot flush output", path_);
+  posix_fadvise(fd_, 0, 0, POSIX_FADV_DONTNEED);
+}
+
+}  // namespace wm

@@ -1,0 +1,73 @@
+// Files as the executor uses them: positional reads that detect a shrinking input, and outputs
+// written through O_DIRECT where the file system allows it, with a buffered fallback.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace wm {
+
+constexpr size_t kDirectAlign = 4096;
+
+// Page-aligned heap memory (O_DIRECT needs it; the kernels like it).
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(size_t bytes);
+  AlignedBuffer(AlignedBuffer&& o) noexcept;
+  AlignedBuffer& operator=(AlignedBuffer&& o) noexcept;
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  ~AlignedBuffer();
+  uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+class InputFile {
+ public:
+  explicit InputFile(const std::string& path);
+  ~InputFile();
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+  uint64_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+  // Reads exactly `len` bytes or throws: a short read means the file shrank under us.
+  void readAt(void* dst, uint64_t len, uint64_t offset) const;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
+
+class OutputFile {
+ public:
+  // Creates (truncates) the file, reserves `size` bytes, and opens a second O_DIRECT descriptor
+  // when `wantDirect` and the file system supports it.
+  OutputFile(const std::string& path, uint64_t size, bool wantDirect);
+  ~OutputFile();
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+  const std::string& path() const { return path_; }
+  uint64_t size() const { return size_; }
+  bool direct() const { return directFd_ >= 0; }
+  // Writes a whole range; `aligned` ranges (offset, length and buffer at kDirectAlign) go through
+  // O_DIRECT when available, the rest through the page cache with write-behind.
+  void writeAt(const void* src, uint64_t len, uint64_t offset);
+  // Flushes everything to stable storage and drops the output from the page cache.
+  void finish();
+
+ private:
+  void startWriteBehind(uint64_t offset, uint64_t len);
+  std::string path_;
+  int fd_ = -1;
+  int directFd_ = -1;
+  uint64_t size_ = 0;
+};
+
+}  // namespace wm

@@ -1,0 +1,49 @@
+// The plan the executor runs: what every output byte is. Built by lib/plan.ts, marshalled by addon.cc.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace wm {
+
+enum class DestOp { Copy, Lerp, LerpMi, Linear };
+
+struct Source {
+  uint32_t input = 0;   // index into Plan::inputs
+  uint64_t offset = 0;  // absolute byte offset in that file
+  Dtype dtype = Dtype::BF16;
+};
+
+struct Dest {
+  uint32_t output = 0;  // index into Plan::outputs
+  uint64_t offset = 0;  // absolute byte offset in that file
+  Dtype dtype = Dtype::BF16;
+  DestOp op = DestOp::Copy;
+  std::vector<float> w;  // Copy: {source index}; Lerp/LerpMi: {lambda}; Linear: one weight per source
+};
+
+struct Job {
+  uint64_t count = 0;  // elements
+  std::vector<Source> sources;
+  std::vector<Dest> dests;
+  bool moments = false;  // accumulate statistics of sources[0] vs sources[1] (for `weightmix diff`)
+};
+
+struct OutputSpec {
+  std::string path;
+  uint64_t size = 0;
+  std::vector<uint8_t> head;  // header bytes written at offset 0
+};
+
+struct Plan {
+  std::vector<std::string> inputs;
+  std::vector<OutputSpec> outputs;
+  std::vector<Job> jobs;
+  unsigned threads = 1;
+  uint64_t blockBytes = 8u << 20;
+  bool direct = true;  // O_DIRECT output where the file system allows it
+};
+
+}  // namespace wm
