@@ -46,7 +46,10 @@ function buildWithGyp() {
     console.error('weightmix: error: neither CMake nor node-gyp is available to build the native addon');
     return false;
   }
-  return run(process.execPath, [gyp, 'rebuild', ...extra]);
+  // Offline: build against the headers that come with this Node (its install prefix), never a download.
+  const prefix = path.resolve(path.dirname(process.execPath), '..');
+  const nodedir = process.env.npm_config_nodedir || (fs.existsSync(path.join(prefix, 'include', 'node', 'node_api.h')) ? prefix : null);
+  return run(process.execPath, [gyp, 'rebuild', ...(nodedir ? [`--nodedir=${nodedir}`] : []), ...extra]);
 }
 
 let ok;

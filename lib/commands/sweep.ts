@@ -1,0 +1,18 @@
+/** `weightmix sweep`: many λ in one pass over the inputs. */
+import { Command } from 'commander';
+import { sweep } from '../sweep';
+import { addMergeOptions, mergeOptionsFrom, reporterFor } from './merge-options';
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('sweep')
+    .description('write one merged model per λ (DIR/lambda-0.80/, …), reading each input byte once')
+    .requiredOption('--lambdas <list>', 'start:stop:step (inclusive) or a comma list, e.g. 0:1:0.1 or 0.2,0.4,0.8')
+    .requiredOption('-o, --output <dir>', 'folder that receives one model folder per λ');
+  addMergeOptions(cmd);
+  cmd.action(async (opts: Record<string, unknown>) => {
+    const reporter = reporterFor(opts);
+    const summary = await reporter.run((common) => sweep({ ...common, lambdas: opts.lambdas as string, output: opts.output as string }), mergeOptionsFrom(opts));
+    reporter.done(summary);
+  });
+}
