@@ -1,0 +1,46 @@
+/** What a merge method decides per tensor: linear coefficients over the tensor's models (one f32 rounding). */
+import type { Recipe } from '../recipe';
+import { ParameterScope } from '../recipe-params';
+
+/** f64 statistics of a pair of tensors (a, b), from the engine's moments pass. */
+export interface PairMoments {
+  aa: number;
+  bb: number;
+  ab: number;
+  /** Σ(b − a)² */
+  dd: number;
+}
+
+export interface MethodTensor {
+  /** Output tensor name (parameter filters match it). */
+  name: string;
+  /** Recipe model indices that hold this tensor, in source order. */
+  models: number[];
+  base: number | null;
+  scope: ParameterScope;
+  /** How the recipe names a model, for messages. */
+  label(model: number): string;
+  /** Statistics of a pair asked for by `momentPairs` (throws for pairs not asked for). */
+  moments(a: number, b: number): PairMoments;
+}
+
+/** `copy`: the model's tensor as is (converted to the output dtype); `linear`: Σ w_k·x_k in f32. */
+export type TensorCoefficients = { op: 'copy'; model: number } | { op: 'linear'; models: number[]; w: number[] };
+
+export interface MergeMethod {
+  name: string;
+  /** Parameter names the method reads; any other is refused. */
+  parameters: readonly string[];
+  /** Recipe-level checks (base model present, model counts, …). */
+  validate(recipe: Recipe): void;
+  /** Pairs of models whose moments the method needs for this tensor (a first pass over the inputs). */
+  momentPairs?(tensor: Omit<MethodTensor, 'moments'>): [number, number][];
+  coefficients(tensor: MethodTensor): TensorCoefficients;
+}
+
+/** The linear form, or a byte-exact copy when it is one model with weight 1. */
+export function linearOrCopy(models: number[], w: number[]): TensorCoefficients {
+  const nonzero = models.filter((_, k) => w[k] !== 0);
+  if (nonzero.length === 1 && w[models.indexOf(nonzero[0])] === 1) return { op: 'copy', model: nonzero[0] };
+  return { op: 'linear', models, w };
+}
