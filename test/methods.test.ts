@@ -1,0 +1,186 @@
+/**
+ * Each merge method end to end through the engine, against the f64 oracles in
+ * test/reference/merge-methods.ts: every output element within one ulp of the output dtype.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Checkpoint, openCheckpoint } from '../lib/checkpoint';
+import { makeCheckpointPair } from '../lib/fixture';
+import { merge } from '../lib/merge';
+import { parseRecipe } from '../lib/recipe';
+import { readTensorBytes, readTensorValues } from '../lib/tensor-data';
+import { linearRef, modelStockRef, slerpRef, taskArithmeticRef, ulpDistance } from './reference/merge-methods';
+
+let dir: string;
+let A: string; // "instruct"
+let B: string; // "thinking", relative distance 0.027 from A
+let N: string; // near A (distance 0.01)
+let F: string; // far from A (distance 0.3): slerp takes the spherical path
+let counter = 0;
+
+beforeAll(async () => {
+  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-methods-'));
+  const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 7, shards: [2, 1] });
+  const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 7, delta: 0.01, shards: [1, 3] });
+  const far = await makeCheckpointPair({ dir: path.join(dir, 'far'), shape: 'tiny', seed: 7, delta: 0.3 });
+  [A, B, N, F] = [pair.instruct, pair.thinking, near.thinking, far.thinking];
+}, 60000);
+
+afterAll(async () => {
+  await fs.promises.rm(dir, { recursive: true, force: true });
+});
+
+async function run(doc: Record<string, unknown>): Promise<Checkpoint> {
+  const out = path.join(dir, `out-${counter++}`);
+  await merge(parseRecipe(doc), { output: out, threads: 2 });
+  return openCheckpoint(out);
+}
+
+async function values(model: string): Promise<Map<string, number[]>> {
+  const c = await openCheckpoint(model);
+  const m = new Map<string, number[]>();
+  for (const name of c.names) m.set(name, await readTensorValues(c.tensors.get(name)!));
+  return m;
+}
+
+/** Largest ulp distance over all tensors between the output and the oracle. */
+async function worstUlp(out: Checkpoint, oracle: (name: string) => number[]): Promise<number> {
+  let worst = 0;
+  for (const name of out.names) {
+    const loc = out.tensors.get(name)!;
+    const got = await readTensorValues(loc);
+    const ref = oracle(name);
+    expect(got.length).toBe(ref.length);
+    for (let i = 0; i < got.length; i++) worst = Math.max(worst, ulpDistance(got[i], ref[i], loc.dtype));
+  }
+  return worst;
+}
+
+test('linear of three models with normalize (default) is within 1 bf16 ulp of Σ w·θ / Σ w', async () => {
+  const [a, b, n] = await Promise.all([values(A), values(B), values(N)]);
+  const out = await run({ merge_method: 'linear', models: [{ model: A, parameters: { weight: 1 } }, { model: B, parameters: { weight: 3 } }, { model: N, parameters: { weight: 1 } }] });
+  expect(out.tensors.get(out.names[0])!.dtype).toBe('BF16');
+  expect(await worstUlp(out, (k) => linearRef([a.get(k)!, b.get(k)!, n.get(k)!], [1, 3, 1], true))).toBeLessThanOrEqual(1);
+});
+
+test('linear with normalize: false and out_dtype float32 is within 1 f32 ulp of Σ w·θ', async () => {
+  const [a, b] = await Promise.all([values(A), values(B)]);
+  const out = await run({ merge_method: 'linear', out_dtype: 'float32', parameters: { normalize: false }, models: [{ model: A, parameters: { weight: 0.25 } }, { model: B, parameters: { weight: 0.5 } }] });
+  expect(out.tensors.get(out.names[0])!.dtype).toBe('F32');
+  expect(await worstUlp(out, (k) => linearRef([a.get(k)!, b.get(k)!], [0.25, 0.5], false))).toBeLessThanOrEqual(1);
+});
+
+test('dtype float16 sets the output dtype when out_dtype is absent, and config.json says so', async () => {
+  const [a, b] = await Promise.all([values(A), values(B)]);
+  const out = await run({ merge_method: 'linear', dtype: 'float16', models: [{ model: A, parameters: { weight: 0.2 } }, { model: B, parameters: { weight: 0.8 } }] });
+  expect(out.tensors.get(out.names[0])!.dtype).toBe('F16');
+  expect(await worstUlp(out, (k) => linearRef([a.get(k)!, b.get(k)!], [0.2, 0.8], true))).toBeLessThanOrEqual(1);
+  expect(JSON.stringify(out.config)).toMatch(/float16/);
+});
+
+test('slerp of distant models takes the spherical path, per-tensor t from filters, within 1 bf16 ulp', async () => {
+  const [a, f] = await Promise.all([values(A), values(F)]);
+  const tOf = (name: string) => (name.includes('mlp') ? 0.7 : 0.3);
+  let spherical = 0;
+  const out = await run({
+    merge_method: 'slerp',
+    base_model: A,
+    models: [{ model: A }, { model: F }],
+    parameters: { t: [{ filter: 'mlp', value: 0.7 }, { value: 0.3 }] },
+  });
+  const worst = await worstUlp(out, (k) => {
+    const r = slerpRef(tOf(k), a.get(k)!, f.get(k)!);
+    if (!r.lerped) spherical++;
+    return r.out;
+  });
+  expect(spherical).toBeGreaterThan(out.names.length / 2);
+  expect(worst).toBeLessThanOrEqual(1);
+});
+
+test('slerp of nearly parallel tensors (|cos| > 0.9995) falls back to lerp, as mergekit does', async () => {
+  const [a, n] = await Promise.all([values(A), values(N)]);
+  let lerped = 0;
+  const out = await run({ merge_method: 'slerp', base_model: A, slices: [{ sources: [{ model: A, layer_range: [0, 4] }, { model: N, layer_range: [0, 4] }] }], parameters: { t: 0.6 } });
+  const worst = await worstUlp(out, (k) => {
+    const r = slerpRef(0.6, a.get(k)!, n.get(k)!);
+    if (r.lerped) lerped++;
+    return r.out;
+  });
+  expect(lerped).toBeGreaterThan(out.names.length / 2);
+  expect(worst).toBeLessThanOrEqual(1);
+});
+
+test('slerp t gradients interpolate over the layers of the slice (layer i of 4 at t = i/3)', async () => {
+  const [a, f] = await Promise.all([values(A), values(F)]);
+  const out = await run({ merge_method: 'slerp', base_model: A, slices: [{ sources: [{ model: A, layer_range: [0, 4] }, { model: F, layer_range: [0, 4] }] }], parameters: { t: [0, 1] } });
+  const worst = await worstUlp(out, (k) => {
+    const layer = /layers\.(\d+)\./.exec(k);
+    return slerpRef(layer ? Number(layer[1]) / 3 : 0, a.get(k)!, f.get(k)!).out;
+  });
+  expect(worst).toBeLessThanOrEqual(1);
+});
+
+test('task_arithmetic (the paper baseline: 0.7 for both from a base) is within 1 bf16 ulp of base + Σ w·(θ − base)', async () => {
+  const [a, b, n] = await Promise.all([values(A), values(B), values(N)]);
+  const out = await run({ merge_method: 'task_arithmetic', base_model: N, models: [{ model: A, parameters: { weight: 0.7 } }, { model: B, parameters: { weight: 0.7 } }] });
+  expect(await worstUlp(out, (k) => taskArithmeticRef(n.get(k)!, [a.get(k)!, b.get(k)!], [0.7, 0.7], 1, false))).toBeLessThanOrEqual(1);
+});
+
+test('task_arithmetic with normalize and lambda scales the normalized task vector', async () => {
+  const [a, b, n] = await Promise.all([values(A), values(B), values(N)]);
+  const out = await run({ merge_method: 'task_arithmetic', base_model: N, parameters: { normalize: true, lambda: 0.5 }, models: [{ model: N }, { model: A, parameters: { weight: 1 } }, { model: B, parameters: { weight: 3 } }] });
+  expect(await worstUlp(out, (k) => taskArithmeticRef(n.get(k)!, [a.get(k)!, b.get(k)!], [1, 3], 0.5, true))).toBeLessThanOrEqual(1);
+});
+
+test('model_stock of three models around a base is within 1 bf16 ulp of t·mean + (1 − t)·base with the mean pairwise cosine', async () => {
+  const [a, b, n, f] = await Promise.all([values(A), values(B), values(N), values(F)]);
+  const out = await run({ merge_method: 'model_stock', base_model: A, models: [{ model: B }, { model: N }, { model: F }] });
+  expect(await worstUlp(out, (k) => modelStockRef(a.get(k)!, [b.get(k)!, n.get(k)!, f.get(k)!]))).toBeLessThanOrEqual(1);
+});
+
+test('passthrough stacks layer ranges into a deeper model: renumbered names, byte-identical data, config depth', async () => {
+  const out = await run({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 3] }] }, { sources: [{ model: B, layer_range: [1, 4] }] }] });
+  const [ca, cb] = await Promise.all([openCheckpoint(A), openCheckpoint(B)]);
+  expect(out.config?.num_hidden_layers).toBe(6);
+  const layers = new Set(out.names.map((n) => /layers\.(\d+)\./.exec(n)?.[1]).filter(Boolean));
+  expect([...layers].map(Number).sort((x, y) => x - y)).toEqual([0, 1, 2, 3, 4, 5]);
+  const perLayer = ca.names.filter((n) => n.includes('layers.0.')).length;
+  expect(out.names.length).toBe(ca.names.length + 2 * perLayer);
+  const cases: [string, Checkpoint, string][] = [
+    ['model.layers.2.mlp.down_proj.weight', ca, 'model.layers.2.mlp.down_proj.weight'],
+    ['model.layers.3.self_attn.q_proj.weight', cb, 'model.layers.1.self_attn.q_proj.weight'],
+    ['model.layers.5.input_layernorm.weight', cb, 'model.layers.3.input_layernorm.weight'],
+    ['model.embed_tokens.weight', ca, 'model.embed_tokens.weight'],
+    ['lm_head.weight', ca, 'lm_head.weight'],
+  ];
+  for (const [outName, src, srcName] of cases) {
+    expect((await readTensorBytes(out.tensors.get(outName)!)).equals(await readTensorBytes(src.tensors.get(srcName)!))).toBe(true);
+  }
+  expect(out.names[0]).toBe('model.embed_tokens.weight');
+});
+
+test('passthrough scale multiplies a slice (within 1 bf16 ulp), per-source parameters over global', async () => {
+  const a = await values(A);
+  const out = await run({ merge_method: 'passthrough', parameters: { scale: 2 }, slices: [{ sources: [{ model: A, layer_range: [0, 4], parameters: { scale: [{ filter: 'mlp', value: 0.5 }, { value: 1 }] } }] }] });
+  expect(await worstUlp(out, (k) => a.get(k)!.map((x) => x * (!k.includes('layers.') ? 2 : k.includes('mlp') ? 0.5 : 1)))).toBeLessThanOrEqual(1);
+});
+
+test('tokenizer_source picks whose sidecars are copied; the default is the base model', async () => {
+  const read = (d: string, f: string) => fs.readFileSync(path.join(d, f), 'utf8');
+  const differing = fs.readdirSync(A).filter((f) => !f.endsWith('.safetensors') && !f.endsWith('.json') && fs.existsSync(path.join(B, f)) && read(A, f) !== read(B, f));
+  const files = differing.length > 0 ? differing : ['generation_config.json'];
+  const toB = await run({ merge_method: 'linear', tokenizer_source: B, models: [{ model: A, parameters: { weight: 1 } }, { model: B, parameters: { weight: 1 } }] });
+  for (const f of files) expect(read(toB.dir, f)).toBe(read(B, f));
+  const toBase = await run({ merge_method: 'task_arithmetic', base_model: B, tokenizer_source: 'base', models: [{ model: A, parameters: { weight: 0.5 } }] });
+  for (const f of files) expect(read(toBase.dir, f)).toBe(read(B, f));
+  expect(read(toBase.dir, 'README.md')).toMatch(/task_arithmetic/);
+});
+
+test('a method that fails on a tensor leaves no output behind', async () => {
+  const out = path.join(dir, 'failed');
+  await expect(merge(parseRecipe({ merge_method: 'linear', models: [{ model: A, parameters: { weight: 1 } }, { model: B, parameters: { weight: -1 } }] }), { output: out })).rejects.toThrow(/sum to 0/);
+  expect(fs.existsSync(out)).toBe(false);
+  await expect(merge(parseRecipe({ merge_method: 'model_stock', base_model: A, parameters: { filter_wise: true }, models: [{ model: B }, { model: N }] }), { output: out })).rejects.toThrow(/filter_wise: true is not supported/);
+  expect(fs.existsSync(out)).toBe(false);
+});
