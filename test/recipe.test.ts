@@ -1,0 +1,252 @@
+/** mergekit recipes: every accepted key, parameter precedence, gradients, filters, and every refusal's message. */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Checkpoint, TensorLocation } from '../lib/checkpoint';
+import { planOutputTensors, renameLayer } from '../lib/merge';
+import { NOT_YET_SUPPORTED } from '../lib/methods';
+import { parseRecipe, readRecipeFile } from '../lib/recipe';
+import { evaluateSetting, lookupParameter, ParameterScope, slicePosition, validateSetting } from '../lib/recipe-params';
+
+let dir: string;
+let A: string;
+let B: string;
+let C: string;
+
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-recipe-'));
+  [A, B, C] = ['a', 'b', 'c'].map((n) => {
+    const d = path.join(dir, n);
+    fs.mkdirSync(d);
+    return d;
+  });
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const lin = (extra: Record<string, unknown> = {}) => ({ merge_method: 'linear', models: [{ model: A, parameters: { weight: 1 } }, { model: B, parameters: { weight: 1 } }], ...extra });
+
+describe('evaluateSetting (mergekit evaluate_setting)', () => {
+  test('a scalar is the same for every tensor and position', () => {
+    expect(evaluateSetting('x', 0.3, 0)).toBe(0.3);
+    expect(evaluateSetting('x', true, 0.7)).toBe(true);
+  });
+  test('a numeric list is a piecewise-linear gradient over t ∈ [0, 1]', () => {
+    expect(evaluateSetting('x', [0, 1], 0)).toBe(0);
+    expect(evaluateSetting('x', [0, 1], 0.25)).toBeCloseTo(0.25, 15);
+    expect(evaluateSetting('x', [0, 0.5, 1, 0], 1)).toBe(0);
+    expect(evaluateSetting('x', [0, 0.5, 1, 0], 0.5)).toBeCloseTo(0.75, 15);
+    expect(evaluateSetting('x', [0.2, 0.8], 1 / 3)).toBeCloseTo(0.4, 15);
+  });
+  test('a list of strings steps, not interpolates', () => {
+    expect(evaluateSetting('x', ['a', 'b', 'c'], 0.6)).toBe('b');
+    expect(evaluateSetting('x', ['a', 'b', 'c'], 1)).toBe('c');
+  });
+  test('filters: substring match, first match wins, the entry without a filter is the fallback', () => {
+    const s = validateSetting([{ filter: 'self_attn', value: 0.1 }, { filter: 'attn', value: 0.2 }, { filter: 'mlp', value: [0, 1] }, { value: 0.9 }], 'p');
+    expect(evaluateSetting('model.layers.3.self_attn.q_proj.weight', s, 0)).toBe(0.1);
+    expect(evaluateSetting('model.layers.3.cross_attn.q_proj.weight', s, 0)).toBe(0.2);
+    expect(evaluateSetting('model.layers.3.mlp.up_proj.weight', s, 0.5)).toBeCloseTo(0.5, 15);
+    expect(evaluateSetting('model.norm.weight', s, 0)).toBe(0.9);
+  });
+  test('a conditional list with no matching entry yields nothing (the next level decides)', () => {
+    expect(evaluateSetting('model.norm.weight', [{ filter: 'mlp', value: 1 }], 0)).toBeUndefined();
+  });
+  test('slice position: layer i of n is at i / (n − 1); a one-layer slice is at t = 1', () => {
+    expect(slicePosition(0, 5)).toBe(0);
+    expect(slicePosition(4, 5)).toBe(1);
+    expect(slicePosition(1, 5)).toBe(0.25);
+    expect(slicePosition(0, 1)).toBe(1);
+  });
+});
+
+describe('parameter precedence', () => {
+  const scope = (over: Partial<ParameterScope> = {}): ParameterScope => ({
+    tensorName: 'model.layers.0.mlp.up_proj.weight',
+    t: 0,
+    modelParams: new Map([[0, { weight: 0.1 }], [1, { weight: [{ filter: 'attn', value: 0.7 }] }]]),
+    sliceParams: { weight: 0.2, t: 0.4 },
+    globalParams: { weight: 0.3, t: 0.5, normalize: false },
+    ...over,
+  });
+  test('per-model parameters win over the slice, the slice over global', () => {
+    expect(lookupParameter(scope(), 'weight', 0)).toBe(0.1);
+    expect(lookupParameter(scope(), 't')).toBe(0.4);
+    expect(lookupParameter(scope(), 'normalize')).toBe(false);
+    expect(lookupParameter(scope({ sliceParams: undefined }), 't')).toBe(0.5);
+  });
+  test('a per-model conditional that does not match falls through to the slice', () => {
+    expect(lookupParameter(scope(), 'weight', 1)).toBe(0.2);
+    expect(lookupParameter(scope({ tensorName: 'model.layers.0.self_attn.k_proj.weight' }), 'weight', 1)).toBe(0.7);
+  });
+  test('a model without parameters of its own takes the slice value; an absent name is undefined', () => {
+    expect(lookupParameter(scope(), 'weight', 5)).toBe(0.2);
+    expect(lookupParameter(scope(), 'density', 0)).toBeUndefined();
+  });
+});
+
+/** A checkpoint with names only (layers × 2 tensors plus embeddings, norm and head). */
+function fakeCheckpoint(dirName: string, layers: number): Checkpoint {
+  const names = ['model.embed_tokens.weight'];
+  for (let i = 0; i < layers; i++) names.push(`model.layers.${i}.self_attn.q_proj.weight`, `model.layers.${i}.mlp.up_proj.weight`);
+  names.push('model.norm.weight', 'lm_head.weight');
+  const tensors = new Map<string, TensorLocation>(names.map((n) => [n, { name: n, dtype: 'BF16', shape: [2], shard: 's', file: dirName, offset: 0, byteLength: 4, elementCount: 2 }]));
+  return { dir: dirName, shards: [], tensors, names, indexed: false, sidecars: [], config: { num_hidden_layers: layers }, tensorBytes: 0 };
+}
+
+describe('output tensors of a recipe', () => {
+  test('renameLayer changes only the layer number', () => {
+    expect(renameLayer('model.layers.12.mlp.experts.3.up_proj.weight', 40)).toBe('model.layers.40.mlp.experts.3.up_proj.weight');
+  });
+
+  test('passthrough slices stack into a deeper model: renumbered layers, sources at their own layers, t per slice', () => {
+    const r = parseRecipe({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 3] }] }, { sources: [{ model: B, layer_range: [1, 4] }] }] });
+    const { tensors, layers, layerSources } = planOutputTensors(r, [fakeCheckpoint(A, 4), fakeCheckpoint(B, 4)]);
+    expect(layers).toBe(6);
+    expect(layerSources).toEqual([0, 1, 2, 1, 2, 3].map((layer, i) => ({ model: i < 3 ? 0 : 1, layer })));
+    expect(tensors.map((t) => t.name)[0]).toBe('model.embed_tokens.weight');
+    expect(tensors.map((t) => t.name).slice(-2)).toEqual(['model.norm.weight', 'lm_head.weight']);
+    const l4 = tensors.find((t) => t.name === 'model.layers.4.mlp.up_proj.weight')!;
+    expect(l4.sources).toEqual([{ model: 1, name: 'model.layers.2.mlp.up_proj.weight' }]);
+    expect(l4.scope.t).toBe(0.5);
+    expect(tensors.find((t) => t.name === 'lm_head.weight')!.sources).toEqual([{ model: 0, name: 'lm_head.weight' }]);
+  });
+
+  test('non-layer tensors take gradients at t = 0 and the models: form per-model parameters', () => {
+    const r = parseRecipe({ merge_method: 'linear', models: [{ model: A, parameters: { weight: [1, 0] } }, { model: B, parameters: { weight: [0, 1] } }] });
+    const { tensors } = planOutputTensors(r, [fakeCheckpoint(A, 3), fakeCheckpoint(B, 3)]);
+    const head = tensors.find((t) => t.name === 'lm_head.weight')!;
+    expect(head.scope.t).toBe(0);
+    expect(lookupParameter(head.scope, 'weight', 0)).toBe(1);
+    const last = tensors.find((t) => t.name === 'model.layers.2.mlp.up_proj.weight')!;
+    expect(lookupParameter(last.scope, 'weight', 1)).toBe(1);
+    const mid = tensors.find((t) => t.name === 'model.layers.1.mlp.up_proj.weight')!;
+    expect(lookupParameter(mid.scope, 'weight', 0)).toBe(0.5);
+  });
+
+  test('a base model not among a slice\'s sources joins it at the same layers (task arithmetic)', () => {
+    const r = parseRecipe({ merge_method: 'task_arithmetic', base_model: C, slices: [{ sources: [{ model: A, layer_range: [2, 4], parameters: { weight: 1 } }] }] });
+    const { tensors } = planOutputTensors(r, [fakeCheckpoint(A, 4), fakeCheckpoint(C, 4)]);
+    const t = tensors.find((x) => x.name === 'model.layers.0.self_attn.q_proj.weight')!;
+    expect(t.sources).toEqual([{ model: 0, name: 'model.layers.2.self_attn.q_proj.weight' }, { model: 1, name: 'model.layers.2.self_attn.q_proj.weight' }]);
+  });
+
+  test('a layer_range past the model\'s depth is refused by name', () => {
+    const r = parseRecipe({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 9] }] }] });
+    expect(() => planOutputTensors(r, [fakeCheckpoint(A, 4)])).toThrow(/layer_range \[0,9\] goes past the 4 layers/);
+  });
+});
+
+describe('accepted keys', () => {
+  test('models, merge_method, base_model, parameters, dtype, out_dtype, tokenizer_source, random_seed', () => {
+    const r = parseRecipe({
+      merge_method: 'task_arithmetic',
+      base_model: C,
+      models: [{ model: A, parameters: { weight: 0.7 } }, { model: B, parameters: { weight: 0.7 } }],
+      parameters: { normalize: false, lambda: 1 },
+      dtype: 'float32',
+      out_dtype: 'bfloat16',
+      tokenizer_source: B,
+      random_seed: 42,
+    });
+    expect(r.method).toBe('task_arithmetic');
+    expect(r.models).toEqual([A, B, C]);
+    expect(r.base).toBe(2);
+    expect(r.form).toBe('models');
+    expect(r.parameters).toEqual({ normalize: false, lambda: 1 });
+    expect(r.modelParameters.get(0)).toEqual({ weight: 0.7 });
+    expect(r.dtype).toBe('F32');
+    expect(r.outDtype).toBe('BF16');
+    expect(r.tokenizerSource).toBe(1);
+    expect(r.randomSeed).toBe(42);
+  });
+
+  test('slices with sources, layer_range and parameters at slice and source level; tokenizer_source: base', () => {
+    const r = parseRecipe({
+      merge_method: 'slerp',
+      base_model: A,
+      slices: [{ sources: [{ model: A, layer_range: [0, 2] }, { model: B, layer_range: [2, 4], parameters: { t: 0.1 } }], parameters: { t: [0, 1] } }],
+      tokenizer_source: 'base',
+    });
+    expect(r.form).toBe('slices');
+    expect(r.slices[0].sources[1]).toEqual({ model: 1, layerRange: [2, 4], parameters: { t: 0.1 } });
+    expect(r.slices[0].parameters).toEqual({ t: [0, 1] });
+    expect(r.tokenizerSource).toBe(0);
+  });
+
+  test('YAML text with relative model paths resolved against baseDir; a models entry may be a bare path', async () => {
+    const text = 'merge_method: model_stock\nbase_model: c\nmodels:\n  - a\n  - model: b\n';
+    const r = parseRecipe(text, { baseDir: dir });
+    expect(r.models).toEqual([A, B, C]);
+    const file = path.join(dir, 'r.yml');
+    fs.writeFileSync(file, text);
+    await expect(readRecipeFile(file)).rejects.toThrow(/model folder not found: a/);
+    await expect(readRecipeFile(path.join(dir, 'none.yml'))).rejects.toThrow(/recipe file not found/);
+  });
+
+  test('a tensor\'s parameter may be a gradient or a filter list at every level', () => {
+    expect(() => parseRecipe(lin({ parameters: { normalize: [{ filter: 'norm', value: false }, { value: true }] } }))).not.toThrow();
+  });
+});
+
+describe('refusals name what they refuse', () => {
+  const refuses = (doc: unknown, message: RegExp) => expect(() => parseRecipe(doc as Record<string, unknown>)).toThrow(message);
+
+  test.each(['tokenizer', 'chat_template', 'name', 'modules'])("top-level key '%s'", (key) => {
+    refuses(lin({ [key]: 'x' }), new RegExp(`unsupported key '${key}'`));
+  });
+  test('keys in a models entry, a slice and a source', () => {
+    refuses({ merge_method: 'linear', models: [{ model: A, layer_range: [0, 1] }] }, /models\[0\]: unsupported key 'layer_range'/);
+    refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }], residual_weight: 1 }] }, /slices\[0\]: unsupported key 'residual_weight'/);
+    refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1], weight: 2 }] }] }, /slices\[0\].sources\[0\]: unsupported key 'weight'/);
+    refuses(lin({ parameters: { weight: [{ filter: 'mlp', value: 1, extra: 2 }] } }), /unsupported key 'extra'/);
+  });
+  test.each(NOT_YET_SUPPORTED)('merge_method %s is not supported yet', (m) => {
+    refuses({ ...lin(), merge_method: m }, new RegExp(`merge_method ${m} is not supported yet`));
+  });
+  test('an unknown merge_method, or none', () => {
+    refuses({ ...lin(), merge_method: 'frobnicate' }, /merge_method "frobnicate" is unknown/);
+    refuses({ models: [{ model: A }] }, /'merge_method' is required/);
+  });
+  test('parameters a method does not take, at each level', () => {
+    refuses(lin({ parameters: { density: 0.2 } }), /parameters: merge_method linear takes no parameter 'density'/);
+    refuses({ merge_method: 'linear', models: [{ model: A, parameters: { weight: 1, t: 0.5 } }] }, /models\[0\].parameters: .*'t'/);
+    refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }], parameters: { weight: 1 } }] }, /slices\[0\].parameters: merge_method passthrough takes no parameter 'weight'/);
+  });
+  test('hub names, LoRA suffixes and missing folders: nothing is downloaded', () => {
+    refuses({ merge_method: 'linear', models: [{ model: 'Qwen/Qwen3-4B-Instruct-2507' }] }, /'Qwen\/Qwen3-4B-Instruct-2507' is not a local folder; it looks like a Hugging Face hub name, and weightmix downloads nothing/);
+    refuses({ merge_method: 'linear', models: [{ model: `${A}+some/lora` }] }, /LoRA/);
+    refuses({ merge_method: 'linear', models: [{ model: path.join(dir, 'missing') }] }, /model folder not found/);
+  });
+  test('structure: both or neither of models/slices, bad layer_range, unequal slice sources, duplicates', () => {
+    refuses({ merge_method: 'linear' }, /exactly one of 'models' or 'slices'/);
+    refuses({ ...lin(), slices: [] }, /exactly one of 'models' or 'slices'/);
+    refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [3, 1] }] }] }, /layer_range: expected \[start, end\)/);
+    refuses({ merge_method: 'linear', slices: [{ sources: [{ model: A, layer_range: [0, 2] }, { model: B, layer_range: [0, 3] }] }] }, /same number of layers/);
+    refuses({ merge_method: 'linear', models: [{ model: A }, { model: A }] }, /listed twice/);
+    refuses({ merge_method: 'linear', slices: [{ sources: [{ model: A, layer_range: [0, 2] }, { model: A, layer_range: [2, 4] }] }] }, /appears twice in one slice/);
+  });
+  test('values: dtype names, tokenizer_source union and unknown models, random_seed, parameter shapes', () => {
+    refuses(lin({ dtype: 'bf16' }), /dtype: expected one of bfloat16, float16, float32/);
+    refuses(lin({ out_dtype: 'int8' }), /out_dtype: expected one of/);
+    refuses(lin({ tokenizer_source: 'union' }), /tokenizer_source: "union" is not supported/);
+    refuses(lin({ tokenizer_source: 'base' }), /'base' needs a base_model/);
+    refuses(lin({ tokenizer_source: C }), /is not one of the recipe's models/);
+    refuses(lin({ random_seed: -1 }), /random_seed: expected a non-negative integer/);
+    refuses(lin({ parameters: { normalize: { a: 1 } } }), /expected a number, a boolean, a string, a gradient list/);
+    refuses(lin({ parameters: { normalize: [] } }), /an empty list has no value/);
+    refuses(lin({ parameters: { normalize: [1, { value: 2 }] } }), /only numbers\/strings \(a gradient\) or only \{filter, value\}/);
+    refuses(lin({ parameters: { normalize: [{ filter: 'x' }] } }), /needs a 'value'/);
+  });
+  test('method preconditions: base models and model counts', () => {
+    refuses({ merge_method: 'slerp', models: [{ model: A }, { model: B }], parameters: { t: 0.5 } }, /slerp needs a base_model/);
+    refuses({ merge_method: 'slerp', base_model: A, models: [{ model: A }, { model: B }, { model: C }], parameters: { t: 0.5 } }, /slerp merges exactly two models, the recipe names 3/);
+    refuses({ merge_method: 'task_arithmetic', models: [{ model: A, parameters: { weight: 1 } }] }, /task_arithmetic needs a base_model/);
+    refuses({ merge_method: 'model_stock', base_model: A, models: [{ model: B }] }, /model_stock needs at least two models besides the base/);
+    refuses({ merge_method: 'model_stock', models: [{ model: B }, { model: C }] }, /model_stock needs a base_model/);
+    refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }, { model: B, layer_range: [0, 1] }] }] }, /passthrough takes exactly one source per slice/);
+  });
+  test('YAML errors and duplicate keys', () => {
+    expect(() => parseRecipe('merge_method: linear\nmerge_method: slerp\n')).toThrow(/not valid YAML/);
+    expect(() => parseRecipe('models: [a\n')).toThrow(/not valid YAML/);
+  });
+});
