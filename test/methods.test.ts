@@ -184,3 +184,21 @@ test('a method that fails on a tensor leaves no output behind', async () => {
   await expect(merge(parseRecipe({ merge_method: 'model_stock', base_model: A, parameters: { filter_wise: true }, models: [{ model: B }, { model: N }] }), { output: out })).rejects.toThrow(/filter_wise: true is not supported/);
   expect(fs.existsSync(out)).toBe(false);
 });
+
+test('the CLI: weightmix merge RECIPE.yml -o OUT writes the model; a refused recipe exits 1 with one line naming it', async () => {
+  const { main } = await import('../lib/cli');
+  const file = path.join(dir, 'recipe.yml');
+  fs.writeFileSync(file, `merge_method: linear\nmodels:\n  - model: ${A}\n    parameters: {weight: 0.2}\n  - model: ${B}\n    parameters: {weight: 0.8}\n`);
+  const out = path.join(dir, 'cli-out');
+  expect(await main(['node', 'weightmix', 'merge', file, '-o', out, '-q'])).toBe(0);
+  expect((await openCheckpoint(out)).names.length).toBe((await openCheckpoint(A)).names.length);
+  fs.writeFileSync(file, `merge_method: ties\nbase_model: ${A}\nmodels:\n  - model: ${B}\n`);
+  const write = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  try {
+    expect(await main(['node', 'weightmix', 'merge', file, '-o', path.join(dir, 'cli-ties')])).toBe(1);
+    expect(String(write.mock.calls[0][0])).toMatch(/^weightmix: error: merge_method ties is not supported yet/);
+  } finally {
+    write.mockRestore();
+  }
+  expect(fs.existsSync(path.join(dir, 'cli-ties'))).toBe(false);
+});
