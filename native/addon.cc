@@ -9,10 +9,7 @@
 #include "exec_error.h"
 #include "executor.h"
 #include "io.h"
-#if __has_include("kernel_binding.h")  // TEMP until the kernel binding lands
 #include "kernel_binding.h"
-#define WM_HAS_KERNEL_BINDING 1
-#endif
 
 namespace wm {
 namespace {
@@ -204,9 +201,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("execute", Napi::Function::New(env, Execute, "execute"));
   exports.Set("info", Napi::Function::New(env, Info, "info"));
-#ifdef WM_HAS_KERNEL_BINDING
   exports.Set("runKernelForTest", Napi::Function::New(env, RunKernelForTest, "runKernelForTest"));
-#endif
   return exports;
 }
 
