@@ -26,33 +26,60 @@ void BlockAssembler::giveBack(AlignedBuffer buffer) {
   if (spare_.size() < 4) spare_.push_back(std::move(buffer));
 }
 
+AlignedBuffer BlockAssembler::countLocked(uint64_t index, uint64_t n) {
+  auto it = open_.find(index);
+  it->second.filled += n;
+  AlignedBuffer complete;
+  if (it->second.filled == blockLength(index)) {
+    complete = std::move(it->second.buffer);
+    open_.erase(it);
+  }
+  return complete;
+}
+
+void BlockAssembler::writeBlock(uint64_t index, AlignedBuffer buffer) {
+  // The tail block is padded to the alignment only in memory; its write length is exact.
+  file_.writeAt(buffer.data(), blockLength(index), index * blockBytes_);
+  giveBack(std::move(buffer));
+}
+
 void BlockAssembler::put(uint64_t offset, const uint8_t* data, uint64_t len) {
   while (len > 0) {
     uint64_t index = offset / blockBytes_;
     uint64_t within = offset - index * blockBytes_;
-    uint64_t blockLen = blockLength(index);
-    uint64_t n = std::min(len, blockLen - within);
+    uint64_t n = std::min(len, blockLength(index) - within);
     AlignedBuffer complete;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       auto it = open_.find(index);
       if (it == open_.end()) it = open_.emplace(index, Block{takeBuffer(), 0}).first;
       std::memcpy(it->second.buffer.data() + within, data, n);
-      it->second.filled += n;
-      if (it->second.filled == blockLen) {
-        complete = std::move(it->second.buffer);
-        open_.erase(it);
-      }
+      complete = countLocked(index, n);
     }
-    if (complete.data() != nullptr) {
-      // The tail block is padded to the alignment only in memory; its write length is exact.
-      file_.writeAt(complete.data(), blockLen, index * blockBytes_);
-      giveBack(std::move(complete));
-    }
+    if (complete.data() != nullptr) writeBlock(index, std::move(complete));
     offset += n;
     data += n;
     len -= n;
   }
+}
+
+uint8_t* BlockAssembler::reserve(uint64_t offset, uint64_t len) {
+  uint64_t index = offset / blockBytes_;
+  if (len == 0 || (offset + len - 1) / blockBytes_ != index) return nullptr;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = open_.find(index);
+  if (it == open_.end()) it = open_.emplace(index, Block{takeBuffer(), 0}).first;
+  return it->second.buffer.data() + (offset - index * blockBytes_);
+}
+
+void BlockAssembler::commit(uint64_t offset, uint64_t len) {
+  uint64_t index = offset / blockBytes_;
+  AlignedBuffer complete;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    complete = countLocked(index, len);
+  }
+  if (complete.data() != nullptr) writeBlock(index, std::move(complete));
 }
 
 uint64_t BlockAssembler::pendingBlocks() {

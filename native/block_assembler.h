@@ -17,6 +17,10 @@ class BlockAssembler {
   BlockAssembler(OutputFile& file, uint64_t blockBytes);
   // Copies `len` bytes destined for file offset `offset`; writes any block this completes.
   void put(uint64_t offset, const uint8_t* data, uint64_t len);
+  // Where the caller may produce [offset, offset + len) in place (saves a copy), or nullptr when the
+  // range spans two blocks. The bytes count once commit() is called for the same range.
+  uint8_t* reserve(uint64_t offset, uint64_t len);
+  void commit(uint64_t offset, uint64_t len);
   // Bytes still held in incomplete blocks (non-zero after a run means the plan missed bytes).
   uint64_t pendingBlocks();
 
@@ -26,6 +30,9 @@ class BlockAssembler {
     uint64_t filled = 0;
   };
   uint64_t blockLength(uint64_t index) const;
+  // Adds `n` produced bytes to block `index` (lock held); returns the block's buffer when it is complete.
+  AlignedBuffer countLocked(uint64_t index, uint64_t n);
+  void writeBlock(uint64_t index, AlignedBuffer buffer);
   AlignedBuffer takeBuffer();
   void giveBack(AlignedBuffer buffer);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -11,6 +12,7 @@
 #include "block_assembler.h"
 #include "exec_error.h"
 #include "io.h"
+#include "kernels/sparsify.h"
 
 namespace wm {
 namespace {
@@ -43,6 +45,38 @@ uint64_t pieceWeight(const Job& job, uint64_t count) {
   return w;
 }
 
+void validateSparseDest(const Dest& d, const Job& job, size_t j) {
+  try {
+    SparseParams p = decodeSparseParams(d.params, job.sources.size());
+    if (p.indexBits != sparseIndexBits(job.count)) throw std::invalid_argument("index bits do not match the element count");
+  } catch (const std::invalid_argument& e) {
+    throw ExecError("PlanInvalid", std::string("plan: sparse parameters of job ") + std::to_string(j) + ": " + e.what());
+  }
+}
+
+void validateStatJob(const Job& job, size_t j) {
+  const std::string where = " in job " + std::to_string(j);
+  if (job.sources.size() != 2 || !job.dests.empty() || job.moments) {
+    throw ExecError("PlanInvalid", "plan: a statistics job reads two sources and writes nothing" + where);
+  }
+  const auto& p = job.statParams;
+  if (job.stat == JobStat::Histogram) {
+    if (p.size() != 5 || p[0] != sparseIndexBits(job.count) || !(p[2] >= 1 && p[2] <= kMaxHistogramBits) || !(p[1] >= 0 && p[1] + p[2] <= 64) ||
+        !(p[3] >= 0 && p[3] < 4294967296.0) || !(p[4] >= 0 && p[4] < 4294967296.0)) {
+      throw ExecError("PlanInvalid", "plan: bad histogram parameters" + where);
+    }
+  } else {
+    std::vector<double> one = {0, 0, 1, p.empty() ? 0 : p[0], 0, 1};
+    one.insert(one.end(), p.begin() + (p.empty() ? 0 : 1), p.end());
+    try {
+      if (p.empty() || p[0] != sparseIndexBits(job.count)) throw std::invalid_argument("index bits do not match the element count");
+      decodeSparseParams(one, 2);
+    } catch (const std::invalid_argument& e) {
+      throw ExecError("PlanInvalid", std::string("plan: bad L1 parameters") + where + ": " + e.what());
+    }
+  }
+}
+
 }  // namespace
 
 void validatePlan(const Plan& plan, const std::vector<uint64_t>& inputSizes) {
@@ -65,9 +99,11 @@ void validatePlan(const Plan& plan, const std::vector<uint64_t>& inputSizes) {
       }
     }
     if (job.moments && job.sources.size() != 2) throw ExecError("PlanInvalid", "plan: moments need two sources");
+    if (job.stat != JobStat::None) validateStatJob(job, j);
     for (const Dest& d : job.dests) {
       if (d.output >= plan.outputs.size()) throw ExecError("PlanInvalid", "plan: job " + std::to_string(j) + " names a missing output");
-      size_t need = d.op == DestOp::Copy ? 1 : d.op == DestOp::Linear ? job.sources.size() : 1;
+      size_t need = d.op == DestOp::Copy ? 1 : d.op == DestOp::Linear ? job.sources.size() : d.op == DestOp::Sparse ? 0 : 1;
+      if (d.op == DestOp::Sparse) validateSparseDest(d, job, j);
       if (d.w.size() != need) throw ExecError("PlanInvalid", "plan: wrong coefficient count in job " + std::to_string(j));
       if ((d.op == DestOp::Lerp || d.op == DestOp::LerpMi) && job.sources.size() != 2) {
         throw ExecError("PlanInvalid", "plan: lerp needs two sources in job " + std::to_string(j));
@@ -118,6 +154,7 @@ class Run {
     }
     validatePlan(plan_, sizes);
     buildTasks();
+    prepareSparse();
     for (const OutputSpec& o : plan_.outputs) {
       outputs_.push_back(std::make_unique<OutputFile>(o.path, o.size, plan_.direct));
       assemblers_.push_back(std::make_unique<BlockAssembler>(*outputs_.back(), plan_.blockBytes));
@@ -151,6 +188,7 @@ class Run {
     if (progress) progress(done_.load(), total_);
     ExecResult result;
     result.moments = reduceMoments();
+    result.stats = collectStats();
     for (const OutputSpec& o : plan_.outputs) result.bytesWritten += o.size;
     return result;
   }
@@ -161,7 +199,18 @@ class Run {
     for (uint32_t j = 0; j < plan_.jobs.size(); ++j) {
       const Job& job = plan_.jobs[j];
       maxSources_ = std::max(maxSources_, job.sources.size());
-      for (uint64_t s = 0; s < job.count; s += maxElems) pieces_.push_back({j, s, std::min(maxElems, job.count - s)});
+      // Cut pieces at the first destination's block boundaries, so each piece can be produced in place.
+      const size_t es = job.dests.empty() ? 0 : dtypeSize(job.dests[0].dtype);
+      for (uint64_t s = 0; s < job.count;) {
+        uint64_t n = std::min(maxElems, job.count - s);
+        if (es != 0) {
+          uint64_t at = job.dests[0].offset + s * es;
+          uint64_t toBoundary = (at / plan_.blockBytes + 1) * plan_.blockBytes - at;
+          if (toBoundary % es == 0 && toBoundary / es < n) n = toBoundary / es;
+        }
+        pieces_.push_back({j, s, n});
+        s += n;
+      }
     }
     total_ = 0;
     for (const OutputSpec& o : plan_.outputs) total_ += o.head.size();
@@ -226,6 +275,7 @@ class Run {
     const Piece& piece = pieces_[p];
     const Job& job = plan_.jobs[piece.job];
     const uint64_t n = piece.count;
+    if (readStraightIntoBlock(piece, job)) return;
     for (size_t s = 0; s < job.sources.size(); ++s) {
       const Source& so = job.sources[s];
       size_t es = dtypeSize(so.dtype);
@@ -234,32 +284,119 @@ class Run {
       srcType[s] = so.dtype;
     }
     if (job.moments) accumulateMoments(srcPtr[0], srcType[0], srcPtr[1], srcType[1], n, pieceMoments_[p]);
+    if (job.stat != JobStat::None) accumulateStat(piece, job, srcPtr, srcType);
     for (const Dest& d : job.dests) {
-      const void* bytes = out.data();
+      const size_t es = dtypeSize(d.dtype);
+      const uint64_t at = d.offset + piece.start * es;
+      BlockAssembler& assembler = *assemblers_[d.output];
+      // Produce in place when the range sits inside one block; else through the worker buffer.
+      uint8_t* inPlace = assembler.reserve(at, n * es);
+      uint8_t* target = inPlace != nullptr ? inPlace : out.data();
+      const void* bytes = target;
       switch (d.op) {
         case DestOp::Copy: {
           size_t s = static_cast<size_t>(d.w[0]);
           if (srcType[s] == d.dtype) {
-            bytes = srcPtr[s];
+            if (inPlace != nullptr) std::memcpy(inPlace, srcPtr[s], n * es);
+            else bytes = srcPtr[s];
           } else {
-            convert(srcPtr[s], srcType[s], out.data(), d.dtype, n);
+            convert(srcPtr[s], srcType[s], target, d.dtype, n);
           }
           break;
         }
         case DestOp::Lerp:
-          lerpExact(srcPtr[0], srcType[0], srcPtr[1], srcType[1], out.data(), d.dtype, n, d.w[0]);
+          lerpExact(srcPtr[0], srcType[0], srcPtr[1], srcType[1], target, d.dtype, n, d.w[0]);
           break;
         case DestOp::LerpMi:
-          lerpMi(srcPtr[0], srcPtr[1], srcType[0], out.data(), d.dtype, n, d.w[0]);
+          lerpMi(srcPtr[0], srcPtr[1], srcType[0], target, d.dtype, n, d.w[0]);
           break;
         case DestOp::Linear:
-          linear(srcPtr.data(), srcType.data(), d.w.data(), job.sources.size(), out.data(), d.dtype, n);
+          linear(srcPtr.data(), srcType.data(), d.w.data(), job.sources.size(), target, d.dtype, n);
+          break;
+        case DestOp::Sparse:
+          sparseMerge(srcPtr.data(), srcType.data(), sparse_[piece.job][static_cast<size_t>(&d - job.dests.data())], job.count,
+                      piece.start, n, target, d.dtype);
           break;
       }
-      size_t es = dtypeSize(d.dtype);
-      assemblers_[d.output]->put(d.offset + piece.start * es, static_cast<const uint8_t*>(bytes), n * es);
+      if (inPlace != nullptr) assembler.commit(at, n * es);
+      else assembler.put(at, static_cast<const uint8_t*>(bytes), n * es);
     }
     done_.fetch_add(pieceWeight(job, n));
+  }
+
+  // A plain copy (an unselected tensor, λ at an endpoint) is read straight into its output block.
+  bool readStraightIntoBlock(const Piece& piece, const Job& job) {
+    if (job.sources.size() != 1 || job.dests.size() != 1 || job.moments) return false;
+    const Dest& d = job.dests[0];
+    const Source& s = job.sources[0];
+    if (d.op != DestOp::Copy || d.dtype != s.dtype) return false;
+    const size_t es = dtypeSize(d.dtype);
+    const uint64_t at = d.offset + piece.start * es;
+    uint8_t* inPlace = assemblers_[d.output]->reserve(at, piece.count * es);
+    if (inPlace == nullptr) return false;
+    inputs_[s.input]->readAt(inPlace, piece.count * es, s.offset + piece.start * es);
+    assemblers_[d.output]->commit(at, piece.count * es);
+    done_.fetch_add(pieceWeight(job, piece.count));
+    return true;
+  }
+
+  // Decoded once: the sparse parameters of every dest, and zeroed counters for statistics jobs.
+  void prepareSparse() {
+    sparse_.resize(plan_.jobs.size());
+    statCounts_.resize(plan_.jobs.size());
+    for (size_t j = 0; j < plan_.jobs.size(); ++j) {
+      const Job& job = plan_.jobs[j];
+      for (const Dest& d : job.dests) {
+        sparse_[j].push_back(d.op == DestOp::Sparse ? decodeSparseParams(d.params, job.sources.size()) : SparseParams{});
+      }
+      size_t counters = job.stat == JobStat::Histogram ? (size_t{1} << static_cast<uint32_t>(job.statParams[2]))
+                        : job.stat == JobStat::L1  ? 2 * kL1Buckets
+                                                   : 0;
+      if (counters == 0) continue;
+      statCounts_[j].reset(new std::atomic<uint64_t>[counters]);
+      for (size_t c = 0; c < counters; ++c) statCounts_[j][c].store(0, std::memory_order_relaxed);
+    }
+  }
+
+  // Integer counts: added atomically, the totals do not depend on threads or piece boundaries.
+  void accumulateStat(const Piece& piece, const Job& job, const std::vector<const void*>& srcPtr, const std::vector<Dtype>& srcType) {
+    const auto& sp = job.statParams;
+    const uint32_t indexBits = static_cast<uint32_t>(sp[0]);
+    std::vector<uint64_t> local;
+    if (job.stat == JobStat::Histogram) {
+      const uint32_t bits = static_cast<uint32_t>(sp[2]);
+      local.assign(size_t{1} << bits, 0);
+      const uint64_t prefix = (static_cast<uint64_t>(sp[3]) << 32) | static_cast<uint64_t>(sp[4]);
+      radixHistogram(srcPtr[0], srcType[0], srcPtr[1], srcType[1], indexBits, job.count, piece.start, piece.count,
+                     static_cast<uint32_t>(sp[1]), bits, prefix, local.data());
+    } else {
+      std::vector<double> one = {0, 0, 1, sp[0], 0, 1};
+      one.insert(one.end(), sp.begin() + 1, sp.end());
+      const SparseParams keep = decodeSparseParams(one, 2);
+      local.assign(2 * kL1Buckets, 0);
+      l1Buckets(srcPtr[0], srcType[0], srcPtr[1], srcType[1], keep.models[0], indexBits, job.count, piece.start, piece.count,
+                local.data(), local.data() + kL1Buckets);
+    }
+    for (size_t c = 0; c < local.size(); ++c) {
+      if (local[c] != 0) statCounts_[piece.job][c].fetch_add(local[c], std::memory_order_relaxed);
+    }
+  }
+
+  // Job order: a histogram job gives 2^bits counts, an L1 job its two sums.
+  std::vector<double> collectStats() const {
+    std::vector<double> out;
+    for (size_t j = 0; j < plan_.jobs.size(); ++j) {
+      const Job& job = plan_.jobs[j];
+      if (job.stat == JobStat::Histogram) {
+        for (size_t c = 0; c < (size_t{1} << static_cast<uint32_t>(job.statParams[2])); ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
+      } else if (job.stat == JobStat::L1) {
+        uint64_t b[2 * kL1Buckets];
+        for (size_t c = 0; c < 2 * kL1Buckets; ++c) b[c] = statCounts_[j][c].load();
+        out.push_back(l1Total(b));
+        out.push_back(l1Total(b + kL1Buckets));
+      }
+    }
+    return out;
   }
 
   std::vector<Moments> reduceMoments() const {
@@ -287,6 +424,8 @@ class Run {
   std::vector<Piece> pieces_;
   std::vector<Task> tasks_;
   std::vector<Moments> pieceMoments_;
+  std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]
+  std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> statCounts_;  // [job][counter]
   size_t maxSources_ = 0;
   uint64_t total_ = 0;
   std::atomic<uint64_t> done_{0};
