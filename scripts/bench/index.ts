@@ -1,0 +1,444 @@
+/**
+ * weightmix benchmarks: end-to-end interpolate/sweep against the storage floor, the PyTorch peer,
+ * kernel throughput and thread scaling. Prints a table and appends it to BENCHMARKS.md.
+ *
+ *   npm run bench -- [--quick] [--work DIR] [--sections e2e,sweep,peer,kernels,threads] [--pairs 4b,moe,dense]
+ *                    [--buffered] [--peer-pair dense|moe|4b] [--sweep-pair dense|moe|4b] [--no-append]
+ */
+import { Command } from 'commander';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { suite, add, cycle } from 'benny';
+import { interpolate } from '../../lib/interpolate';
+import { ensurePair, pairSize, type CachedPair, type PairSpec } from './fixtures';
+import { coldReadFloor, describeMachine, directWriteFloor, dropCaches, timeCommand, warm, type Timed } from './system';
+
+const ROOT = path.resolve(__dirname, '../..');
+const CLI = path.join(ROOT, 'bin/weightmix.js');
+const ALL_SECTIONS = ['e2e', 'sweep', 'peer', 'kernels', 'threads'] as const;
+type Section = (typeof ALL_SECTIONS)[number];
+type PairName = '4b' | 'moe' | 'dense';
+
+interface Row {
+  section: string;
+  pair: string;
+  what: string;
+  seconds: number;
+  outBytes: number;
+  peakRss: number | null;
+  /** The floor this row is judged against, and its seconds. */
+  floor?: { label: string; seconds: number };
+  target?: { limit: number; text: string; value?: number };
+  note?: string;
+}
+
+const rows: Row[] = [];
+const notes: string[] = [];
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+function gb(bytes: number): string {
+  return (bytes / 1e9).toFixed(2);
+}
+
+function pairSpecs(quick: boolean): Record<PairName, PairSpec> {
+  const moe: PairSpec = { label: 'qwen3-30b-a3b', shape: 'qwen3-30b-a3b', scale: quick ? 16 : 5, seed: 1 };
+  // Dense pair of the same bytes as the MoE pair: Qwen3-4B widths / 2 (or / 8), layers chosen to match, same shard count.
+  const denseScale = quick ? 8 : 2;
+  const moeBytes = pairSize(moe).bytes;
+  let layers = 1;
+  let best = Infinity;
+  for (let l = 1; l <= 200; l++) {
+    const diff = Math.abs(pairSize({ label: '', shape: 'qwen3-4b', scale: denseScale, layers: l, seed: 1 }).bytes - moeBytes);
+    if (diff < best) {
+      best = diff;
+      layers = l;
+    }
+  }
+  return {
+    '4b': { label: 'qwen3-4b', shape: 'qwen3-4b', scale: quick ? 8 : 1, seed: 1 },
+    moe: { ...moe, shards: [16, 16] },
+    dense: { label: 'dense (4b-shaped)', shape: 'qwen3-4b', scale: denseScale, layers, shards: [16, 16], seed: 1 },
+  };
+}
+
+function cli(args: string[]): string[] {
+  return [process.execPath, CLI, ...args, '--quiet'];
+}
+
+function interpolateArgs(pair: CachedPair, out: string, extra: string[] = []): string[] {
+  return cli(['interpolate', '--instruct', pair.instruct, '--thinking', pair.thinking, '--lambda', '0.8', '-o', out, ...extra]);
+}
+
+function rmOut(dir: string) {
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+interface Floors {
+  coldRead: Timed;
+  write: Timed;
+}
+
+const floorCache = new Map<string, Floors>();
+
+function floorsFor(pair: CachedPair, work: string): Floors {
+  let f = floorCache.get(pair.dir);
+  if (!f) {
+    const coldRead = coldReadFloor(pair.files);
+    const write = directWriteFloor(work, pair.fileBytesPerModel);
+    f = { coldRead, write };
+    floorCache.set(pair.dir, f);
+    const inBytes = 2 * pair.fileBytesPerModel;
+    rows.push({ section: 'floor', pair: pair.spec.label, what: `cold read (cat) of both inputs, ${gb(inBytes)} GB`, seconds: coldRead.seconds, outBytes: inBytes, peakRss: null });
+    rows.push({ section: 'floor', pair: pair.spec.label, what: `dd O_DIRECT 8M write of ${gb(pair.fileBytesPerModel)} GB`, seconds: write.seconds, outBytes: pair.fileBytesPerModel, peakRss: null });
+  }
+  return f;
+}
+
+const warmSeconds = new Map<string, number>();
+
+function runE2E(pair: CachedPair, work: string, buffered: boolean, isBig: boolean) {
+  const floors = floorsFor(pair, work);
+  const out = path.join(work, 'out-e2e');
+  const modes: [string, string[]][] = [['O_DIRECT (default)', []]];
+  if (buffered) modes.push(['--no-direct', ['--no-direct']]);
+  for (const [mode, extra] of modes) {
+    for (const state of ['warm', 'cold'] as const) {
+      rmOut(out);
+      if (state === 'warm') warm(pair.files);
+      else dropCaches(pair.files);
+      const t = timeCommand(interpolateArgs(pair, out, extra));
+      rmOut(out);
+      const floor =
+        state === 'warm'
+          ? { label: 'write floor', seconds: floors.write.seconds }
+          : { label: 'cold read + write floor', seconds: floors.coldRead.seconds + floors.write.seconds };
+      const limit = state === 'warm' ? 1.2 : 1.1;
+      rows.push({
+        section: 'e2e',
+        pair: pair.spec.label,
+        what: `interpolate λ=0.8 ${state}, ${mode}`,
+        seconds: t.seconds,
+        outBytes: pair.fileBytesPerModel,
+        peakRss: t.peakRss,
+        floor,
+        target: { limit, text: `≤ ${limit} × ${floor.label}` },
+      });
+      if (extra.length === 0 && state === 'warm') warmSeconds.set(pair.dir, t.seconds);
+      if (extra.length === 0) {
+        (coldWarm.get(pair.dir) ?? coldWarm.set(pair.dir, {}).get(pair.dir)!)[state] = t.seconds;
+      }
+      if (isBig && extra.length === 0) {
+        rows.push({
+          section: 'e2e',
+          pair: pair.spec.label,
+          what: `peak RSS of the CLI, ${state}`,
+          seconds: NaN,
+          outBytes: NaN,
+          peakRss: t.peakRss,
+          target: { limit: 1.5e9, text: '≤ 1.5 GB', value: t.peakRss ?? NaN },
+        });
+      }
+    }
+  }
+}
+
+const coldWarm = new Map<string, { warm?: number; cold?: number }>();
+
+function runSweep(pair: CachedPair, work: string) {
+  const lambdas = [0.2, 0.5, 0.8];
+  const floors = floorsFor(pair, work);
+  const writeN = directWriteFloor(work, lambdas.length * pair.fileBytesPerModel);
+  rows.push({ section: 'floor', pair: pair.spec.label, what: `dd O_DIRECT 8M write of ${gb(lambdas.length * pair.fileBytesPerModel)} GB (${lambdas.length} outputs)`, seconds: writeN.seconds, outBytes: lambdas.length * pair.fileBytesPerModel, peakRss: null });
+  const out = path.join(work, 'out-sweep');
+  rmOut(out);
+  dropCaches(pair.files);
+  const t = timeCommand(cli(['sweep', '--instruct', pair.instruct, '--thinking', pair.thinking, '--lambdas', lambdas.join(','), '-o', out]));
+  rmOut(out);
+  const floorSeconds = floors.coldRead.seconds + writeN.seconds;
+  rows.push({
+    section: 'sweep',
+    pair: pair.spec.label,
+    what: `sweep --lambdas ${lambdas.join(',')} cold`,
+    seconds: t.seconds,
+    outBytes: lambdas.length * pair.fileBytesPerModel,
+    peakRss: t.peakRss,
+    floor: { label: 'cold read once + write floor of 3 outputs', seconds: floorSeconds },
+    target: { limit: 1.1, text: '≤ 1.1 × cold read once + write floor of 3 outputs' },
+  });
+}
+
+function findPython(explicit?: string): string | null {
+  const candidates = [explicit, '/tmp/venv-torch/bin/python', 'python3'].filter(Boolean) as string[];
+  for (const py of candidates) {
+    const r = spawnSync(py, ['-c', 'import torch, safetensors; print(torch.__version__)'], { encoding: 'utf8' });
+    if (r.status === 0) return py;
+  }
+  return null;
+}
+
+function runPeer(pair: CachedPair, work: string, python: string | null) {
+  if (!python) {
+    notes.push('peer: skipped, no Python with torch and safetensors (`python3 -c "import torch"` failed)');
+    return;
+  }
+  const version = spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' }).stdout.trim();
+  let wm = warmSeconds.get(pair.dir);
+  const out = path.join(work, 'out-peer');
+  if (wm === undefined) {
+    rmOut(out);
+    warm(pair.files);
+    const t = timeCommand(interpolateArgs(pair, out));
+    rmOut(out);
+    wm = t.seconds;
+    rows.push({ section: 'peer', pair: pair.spec.label, what: 'weightmix interpolate λ=0.8 warm', seconds: t.seconds, outBytes: pair.fileBytesPerModel, peakRss: t.peakRss });
+  }
+  for (const variant of ['bf16', 'lerp'] as const) {
+    rmOut(out);
+    warm(pair.files);
+    const t = timeCommand([python, path.join(__dirname, 'peer_torch.py'), '--instruct', pair.instruct, '--thinking', pair.thinking, '--lambda', '0.8', '-o', out, '--variant', variant]);
+    rmOut(out);
+    rows.push({
+      section: 'peer',
+      pair: pair.spec.label,
+      what: `torch ${version} ${variant === 'bf16' ? "paper's bf16 a+λ(b−a)" : 'torch.lerp f32'} warm`,
+      seconds: t.seconds,
+      outBytes: pair.fileBytesPerModel,
+      peakRss: t.peakRss,
+      target: { limit: 15, text: 'weightmix warm ≥ 15× faster', value: t.seconds / wm },
+      note: `speed-up ${(t.seconds / wm).toFixed(1)}×`,
+    });
+  }
+}
+
+function benchOnce(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  return fn().then(() => Number(process.hrtime.bigint() - t0) / 1e9);
+}
+
+async function runKernels(quick: boolean, threadsList: number[], sectionKernels: boolean, sectionThreads: boolean) {
+  // Page cache to tmpfs, one thread: the engine minus the disk; λ=1 is the same pipeline as a byte copy.
+  const shm = fs.existsSync('/dev/shm') ? '/dev/shm/wm-bench' : path.join(os.tmpdir(), 'wm-bench');
+  const pair = await ensurePair(shm, { label: 'kernel pair (tmpfs)', shape: 'qwen3-4b', scale: quick ? 16 : 4, shards: [1, 1], seed: 2 }, log);
+  const outRoot = path.join(shm, 'out');
+  const out = path.join(outRoot, 'threads');
+  const bytes = pair.fileBytesPerModel;
+  // benny calls an async case once un-awaited to detect the promise: chain calls so merges never overlap.
+  let chain: Promise<unknown> = Promise.resolve();
+  let serial = 0;
+  const merge = (lambda: number, extra: Record<string, unknown>) => () => {
+    chain = chain.then(async () => {
+      const dir = path.join(outRoot, String(serial++));
+      await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda, output: dir, direct: false, threads: 1, ...extra });
+      rmOut(dir);
+    });
+    return chain;
+  };
+  const cases: [string, number, Record<string, unknown>, number][] = [
+    ['lerp bf16→bf16 (exact, f32 math)', 0.8, {}, 1],
+    ['lerp_mi bf16 (paper numerics)', 0.8, { numerics: 'mi' }, 1],
+    ['lerp bf16→f16', 0.8, { dtype: 'F16' }, 1],
+    ['lerp bf16→f32', 0.8, { dtype: 'F32' }, 2],
+    ['copy (λ=1): same pipeline, no arithmetic', 1, {}, 1],
+  ];
+  const results = new Map<string, number>();
+  if (sectionKernels) {
+    const memBytes = 64 << 20;
+    const src = Buffer.alloc(memBytes, 1);
+    const dst = Buffer.alloc(memBytes);
+    const summary = await suite(
+      'kernels (1 thread, page cache → tmpfs)',
+      add(`memcpy 64 MiB (Buffer.copy)`, () => {
+        src.copy(dst);
+      }, { minSamples: 10, maxTime: 2 }),
+      ...cases.map(([name, lambda, extra]) => add(name, merge(lambda, extra), { minSamples: 3, maxTime: quick ? 2 : 6, initCount: 1 })),
+      cycle(),
+    );
+    for (const r of summary.results) results.set(r.name, r.ops);
+    const memcpyGBs = (results.get('memcpy 64 MiB (Buffer.copy)')! * memBytes) / 1e9;
+    rows.push({ section: 'kernels', pair: 'memory', what: 'memcpy 64 MiB, 1 thread (benny)', seconds: 1 / results.get('memcpy 64 MiB (Buffer.copy)')!, outBytes: memBytes, peakRss: null });
+    const copyGBs = (results.get(cases[4][0])! * bytes) / 1e9;
+    for (const [name, , , mult] of cases) {
+      const ops = results.get(name)!;
+      const outBytes = bytes * mult;
+      const gbs = (ops * outBytes) / 1e9;
+      rows.push({
+        section: 'kernels',
+        pair: pair.spec.label,
+        what: `${name}, 1 thread (benny)`,
+        seconds: 1 / ops,
+        outBytes,
+        peakRss: null,
+        note: `${((100 * gbs) / memcpyGBs).toFixed(0)}% of memcpy, ${((100 * (ops * bytes) / 1e9) / copyGBs).toFixed(0)}% of engine copy`,
+        target: name.startsWith('lerp bf16→bf16') ? { limit: 0.7, text: '≥ 70% of memcpy per thread', value: gbs / memcpyGBs } : undefined,
+      });
+    }
+    rmOut(outRoot);
+  }
+  if (sectionThreads) {
+    for (const threads of threadsList) {
+      let best = Infinity;
+      for (let i = 0; i < 3; i++) {
+        best = Math.min(best, await benchOnce(async () => {
+          rmOut(out);
+          await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: out, direct: false, threads });
+        }));
+      }
+      rmOut(out);
+      rmOut(outRoot);
+      rows.push({ section: 'threads', pair: pair.spec.label, what: `lerp bf16, page cache → tmpfs, --threads ${threads} (best of 3)`, seconds: best, outBytes: bytes, peakRss: null });
+    }
+  }
+}
+
+function runThreadsDisk(pair: CachedPair, work: string, threadsList: number[]) {
+  const out = path.join(work, 'out-threads');
+  for (const threads of threadsList) {
+    rmOut(out);
+    warm(pair.files);
+    const t = timeCommand(interpolateArgs(pair, out, ['--threads', String(threads)]));
+    rmOut(out);
+    rows.push({ section: 'threads', pair: pair.spec.label, what: `interpolate warm → disk O_DIRECT, --threads ${threads}`, seconds: t.seconds, outBytes: pair.fileBytesPerModel, peakRss: t.peakRss });
+  }
+}
+
+function formatTable(): string {
+  const header = ['section', 'pair', 'what', 'wall s', 'GB', 'GB/s', 'peak RSS MB', 'floor s', '× floor', 'target', 'met'];
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
+  for (const r of rows) {
+    const ratio = r.floor ? r.seconds / r.floor.seconds : NaN;
+    let met = '';
+    let ratioText = Number.isFinite(ratio) ? ratio.toFixed(2) : '';
+    if (r.target) {
+      const value = r.target.value ?? ratio;
+      if (r.target.text.startsWith('≥')) met = value >= r.target.limit ? 'yes' : `NO (${value.toFixed(2)})`;
+      else if (r.target.text.startsWith('weightmix')) met = value >= r.target.limit ? 'yes' : `NO (${value.toFixed(1)}×)`;
+      else met = value <= r.target.limit ? 'yes' : `NO (${r.target.limit === 1.5e9 ? `${(value / 1e9).toFixed(2)} GB` : `${value.toFixed(2)}×`})`;
+      if (r.target.limit === 1.5e9) ratioText = '';
+    }
+    lines.push(
+      `| ${[
+        r.section,
+        r.pair,
+        r.what + (r.note ? ` — ${r.note}` : ''),
+        Number.isFinite(r.seconds) ? r.seconds.toFixed(2) : '',
+        Number.isFinite(r.outBytes) ? gb(r.outBytes) : '',
+        Number.isFinite(r.seconds) && Number.isFinite(r.outBytes) ? (r.outBytes / 1e9 / r.seconds).toFixed(2) : '',
+        r.peakRss === null ? '' : (r.peakRss / 2 ** 20).toFixed(0),
+        r.floor ? r.floor.seconds.toFixed(2) : '',
+        ratioText,
+        r.target?.text ?? '',
+        met,
+      ].join(' | ')} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+async function main() {
+  const program = new Command()
+    .name('bench')
+    .option('--quick', 'small pairs (minutes, not tens of minutes)')
+    .option('--work <dir>', 'folder for cached fixtures and outputs (on the disk under test, not tmpfs)', '/work/bench-data')
+    .option('--sections <list>', `comma list of ${ALL_SECTIONS.join(',')}`, ALL_SECTIONS.join(','))
+    .option('--pairs <list>', 'e2e pairs: 4b,moe,dense', '4b,moe,dense')
+    .option('--buffered', 'also run the e2e cases with --no-direct')
+    .option('--peer-pair <name>', 'pair the PyTorch peer runs on (4b, moe, dense)', 'dense')
+    .option('--sweep-pair <name>', 'pair the sweep runs on (4b, moe, dense)', 'dense')
+    .option('--threads-pair <name>', 'pair the disk thread-scaling runs on', '4b')
+    .option('--python <path>', 'Python with torch and safetensors for the peer')
+    .option('--no-append', 'print the table only, do not append to BENCHMARKS.md')
+    .parse(process.argv);
+  const opts = program.opts();
+  const sections = new Set(String(opts.sections).split(',') as Section[]);
+  for (const s of sections) if (!ALL_SECTIONS.includes(s)) throw new Error(`--sections: unknown section ${s}`);
+  const quick = Boolean(opts.quick);
+  const work = path.resolve(opts.work);
+  fs.mkdirSync(work, { recursive: true });
+  const machine = describeMachine(work);
+  const specs = pairSpecs(quick);
+  const pairs = new Map<PairName, CachedPair>();
+  const need = new Set<PairName>();
+  if (sections.has('e2e')) for (const p of String(opts.pairs).split(',')) need.add(p as PairName);
+  if (sections.has('sweep')) need.add(opts.sweepPair);
+  if (sections.has('peer')) need.add(opts.peerPair);
+  if (sections.has('threads')) need.add(opts.threadsPair);
+  for (const name of need) {
+    if (!specs[name]) throw new Error(`unknown pair ${name}`);
+    pairs.set(name, await ensurePair(work, specs[name], log));
+  }
+  const threadsList = Array.from({ length: machine.cpus }, (_, i) => i + 1);
+  const started = new Date();
+
+  if (sections.has('e2e')) {
+    for (const p of String(opts.pairs).split(',') as PairName[]) {
+      log(`e2e ${p}`);
+      runE2E(pairs.get(p)!, work, Boolean(opts.buffered), p === '4b');
+    }
+    const moe = pairs.get('moe');
+    const dense = pairs.get('dense');
+    if (moe && dense) {
+      for (const state of ['warm', 'cold'] as const) {
+        const m = coldWarm.get(moe.dir)![state]! / moe.fileBytesPerModel;
+        const d = coldWarm.get(dense.dir)![state]! / dense.fileBytesPerModel;
+        rows.push({
+          section: 'e2e',
+          pair: 'moe vs dense',
+          what: `seconds per output byte, ${state}: ${moe.tensors} vs ${dense.tensors} tensors`,
+          seconds: NaN,
+          outBytes: NaN,
+          peakRss: null,
+          target: { limit: 1.2, text: 'MoE ≤ 1.2 × dense', value: m / d },
+          note: `ratio ${(m / d).toFixed(2)}`,
+        });
+      }
+    }
+  }
+  if (sections.has('sweep')) {
+    log('sweep');
+    runSweep(pairs.get(opts.sweepPair as PairName)!, work);
+  }
+  if (sections.has('peer')) {
+    log('peer');
+    runPeer(pairs.get(opts.peerPair as PairName)!, work, findPython(opts.python));
+  }
+  if (sections.has('threads')) {
+    log('threads (disk)');
+    runThreadsDisk(pairs.get(opts.threadsPair as PairName)!, work, threadsList);
+  }
+  if (sections.has('kernels') || sections.has('threads')) {
+    log('kernels / threads (tmpfs)');
+    await runKernels(quick, threadsList, sections.has('kernels'), sections.has('threads'));
+  }
+
+  const pairLines = [...pairs.values()].map(
+    (p) => `- ${p.spec.label}: ${p.dir} — ${p.tensors} tensors, 2 × ${gb(p.fileBytesPerModel)} GB bf16 (shape ${p.spec.shape}, scale ${p.spec.scale}${p.spec.layers ? `, ${p.spec.layers} layers` : ''}${p.spec.shards ? `, ${p.spec.shards[0]} shards` : ''})`,
+  );
+  const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim();
+  const table = formatTable();
+  const report = [
+    `## ${started.toISOString()} — \`${command}\``,
+    '',
+    `Machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.ramGiB} GiB RAM, disk ${machine.disk}, Linux ${machine.kernel}, Node ${machine.node}; load average at start ${machine.load}. Cold = \`sync; echo 3 > /proc/sys/vm/drop_caches\` before the run (posix_fadvise DONTNEED on the inputs where that is not allowed). Wall = the whole CLI process; peak RSS = /usr/bin/time %M.`,
+    '',
+    'Pairs:',
+    ...pairLines,
+    '',
+    table,
+    `Load average at end: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (other work on the machine shares the ${machine.cpus} cores and the disk).`,
+    ...(notes.length ? ['', ...notes.map((n) => `- ${n}`)] : []),
+    '',
+  ].join('\n');
+  process.stdout.write(`${report}\n`);
+  if (opts.append !== false) {
+    const file = path.join(ROOT, 'BENCHMARKS.md');
+    if (!fs.existsSync(file)) fs.writeFileSync(file, '# weightmix benchmarks\n\nAppended by `npm run bench` (scripts/bench/index.ts); newest last.\n\n');
+    fs.appendFileSync(file, `${report}\n`);
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
+  process.exitCode = 1;
+});

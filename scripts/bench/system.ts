@@ -1,0 +1,110 @@
+/** The machine, the page cache and the storage floor: what every benchmark number is measured against. */
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export interface Timed {
+  seconds: number;
+  /** Peak resident set of the whole process in bytes (from /usr/bin/time %M), when measured. */
+  peakRss: number | null;
+  stdout: string;
+}
+
+function sh(cmd: string): string {
+  try {
+    return execFileSync('bash', ['-c', cmd], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return '';
+  }
+}
+
+export function hasGnuTime(): boolean {
+  return fs.existsSync('/usr/bin/time');
+}
+
+/** Runs argv to completion; wall time from our clock, peak RSS from /usr/bin/time. Throws on failure. */
+export function timeCommand(argv: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Timed {
+  const rssFile = path.join(os.tmpdir(), `wm-bench-rss-${process.pid}`);
+  const useTime = hasGnuTime();
+  const full = useTime ? ['/usr/bin/time', '-f', '%M', '-o', rssFile, ...argv] : argv;
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(full[0], full.slice(1), { encoding: 'utf8', env: options.env ?? process.env, cwd: options.cwd, maxBuffer: 64 << 20 });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.status !== 0) {
+    throw new Error(`command failed (${r.status ?? r.signal}): ${argv.join(' ')}\n${r.stderr?.slice(-2000)}`);
+  }
+  let peakRss: number | null = null;
+  if (useTime) {
+    const kb = Number(fs.readFileSync(rssFile, 'utf8').trim().split('\n').pop());
+    peakRss = Number.isFinite(kb) ? kb * 1024 : null;
+    fs.rmSync(rssFile, { force: true });
+  }
+  return { seconds, peakRss, stdout: r.stdout };
+}
+
+let dropMethod: string | null = null;
+
+/** Empties the page cache of `files` (all of it when /proc/sys/vm/drop_caches is writable). Returns the method. */
+export function dropCaches(files: string[]): string {
+  spawnSync('sync');
+  if (dropMethod !== 'fadvise') {
+    try {
+      fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
+      dropMethod = 'drop_caches';
+      return dropMethod;
+    } catch {
+      dropMethod = 'fadvise';
+    }
+  }
+  for (const f of files) spawnSync('dd', [`if=${f}`, 'iflag=nocache', 'count=0', 'status=none']);
+  return dropMethod;
+}
+
+/** Reads files into the page cache (the warm state). */
+export function warm(files: string[]): Timed {
+  return timeCommand(['bash', '-c', 'cat "$@" > /dev/null', 'warm', ...files]);
+}
+
+/** Cold sequential read of `files` with `cat` (the read floor). */
+export function coldReadFloor(files: string[]): Timed {
+  dropCaches(files);
+  return warm(files);
+}
+
+/** O_DIRECT write of `bytes` zeros in 8 MiB blocks to a scratch file in `dir`, flushed (the write floor). */
+export function directWriteFloor(dir: string, bytes: number): Timed {
+  const file = path.join(dir, `write-floor-${process.pid}.bin`);
+  const count = Math.ceil(bytes / (8 << 20));
+  try {
+    return timeCommand(['dd', 'if=/dev/zero', `of=${file}`, 'bs=8M', `count=${count}`, 'oflag=direct', 'conv=fdatasync', 'status=none']);
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
+}
+
+export interface Machine {
+  cpus: number;
+  cpuModel: string;
+  ramGiB: number;
+  disk: string;
+  kernel: string;
+  load: string;
+  node: string;
+}
+
+export function describeMachine(work: string): Machine {
+  const source = sh(`findmnt -n -o SOURCE,FSTYPE -T ${JSON.stringify(work)}`);
+  const dev = source.split(/\s+/)[0]?.replace(/^\/dev\//, '').replace(/[0-9]+$/, '') ?? '';
+  const model = sh(`cat /sys/block/${dev}/device/model 2>/dev/null`) || sh(`lsblk -dno MODEL /dev/${dev} 2>/dev/null`);
+  const rotational = sh(`cat /sys/block/${dev}/queue/rotational 2>/dev/null`);
+  return {
+    cpus: Number(sh('nproc')) || os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    ramGiB: Math.round(os.totalmem() / 2 ** 30),
+    disk: `${source || 'unknown'}${model ? ` (${model})` : dev.startsWith('vd') ? ' (virtio block device, model not exposed)' : ''}${rotational === '1' ? ', reports rotational' : ''}`,
+    kernel: os.release(),
+    load: os.loadavg().map((x) => x.toFixed(2)).join(' '),
+    node: process.version,
+  };
+}
