@@ -29,6 +29,7 @@ DestOp parseOp(const Napi::Value& v) {
   if (s == "lerp") return DestOp::Lerp;
   if (s == "lerp_mi") return DestOp::LerpMi;
   if (s == "linear") return DestOp::Linear;
+  if (s == "sparse") return DestOp::Sparse;
   throw Napi::TypeError::New(v.Env(), "plan: unknown op " + s);
 }
 
@@ -38,6 +39,14 @@ uint64_t toU64(const Napi::Value& v, const char* what) {
     throw Napi::TypeError::New(v.Env(), std::string("plan: bad ") + what);
   }
   return static_cast<uint64_t>(d);
+}
+
+std::vector<double> parseNumbers(const Napi::Value& v) {
+  std::vector<double> out;
+  if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), "plan: expected an array of numbers");
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t k = 0; k < a.Length(); ++k) out.push_back(a.Get(k).As<Napi::Number>().DoubleValue());
+  return out;
 }
 
 Plan parsePlan(const Napi::Object& js) {
@@ -62,6 +71,14 @@ Plan parsePlan(const Napi::Object& js) {
     job.count = toU64(jo.Get("count"), "element count");
     Napi::Value mom = jo.Get("moments");
     job.moments = mom.IsBoolean() && mom.As<Napi::Boolean>().Value();
+    Napi::Value stat = jo.Get("stat");
+    if (stat.IsString()) {
+      std::string st = stat.As<Napi::String>().Utf8Value();
+      if (st == "histogram") job.stat = JobStat::Histogram;
+      else if (st == "l1") job.stat = JobStat::L1;
+      else throw Napi::TypeError::New(js.Env(), "plan: unknown statistic " + st);
+      job.statParams = parseNumbers(jo.Get("statParams"));
+    }
     Napi::Array srcs = jo.Get("sources").As<Napi::Array>();
     for (uint32_t s = 0; s < srcs.Length(); ++s) {
       Napi::Object so = srcs.Get(s).As<Napi::Object>();
@@ -78,6 +95,7 @@ Plan parsePlan(const Napi::Object& js) {
       dest.op = parseOp(dobj.Get("op"));
       Napi::Array w = dobj.Get("w").As<Napi::Array>();
       for (uint32_t k = 0; k < w.Length(); ++k) dest.w.push_back(static_cast<float>(w.Get(k).As<Napi::Number>().DoubleValue()));
+      if (dest.op == DestOp::Sparse) dest.params = parseNumbers(dobj.Get("params"));
       job.dests.push_back(std::move(dest));
     }
     plan.jobs.push_back(std::move(job));
@@ -91,97 +109,113 @@ Plan parsePlan(const Napi::Object& js) {
   return plan;
 }
 
+// What a finished run hands back to the JavaScript thread.
+struct Outcome {
+  bool ok = false;
+  ExecResult result;
+  std::string code, message;
+};
+
 struct ProgressData {
   double done, total;
 };
 
-class ExecuteWorker : public Napi::AsyncWorker {
- public:
-  ExecuteWorker(Napi::Env env, Plan plan, std::shared_ptr<std::atomic<bool>> cancel, Napi::Function onProgress)
-      : Napi::AsyncWorker(env, "weightmix.execute"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        plan_(std::move(plan)),
-        cancel_(std::move(cancel)) {
-    if (!onProgress.IsEmpty()) {
-      progress_ = Napi::ThreadSafeFunction::New(env, onProgress, "weightmix.progress", 0, 1);
-      hasProgress_ = true;
-    }
-  }
-  ~ExecuteWorker() override {
-    if (hasProgress_) progress_.Release();
-  }
-  Napi::Promise promise() { return deferred_.Promise(); }
+// Each run gets its own coordinating thread (the shared pool does the work), so a long merge never
+// occupies one of libuv's few threads that the process's file-system calls need.
+struct RunState {
+  Napi::Promise::Deferred deferred;
+  Napi::ThreadSafeFunction completion;
+  Napi::ThreadSafeFunction progress;
+  bool hasProgress = false;
+  Plan plan;
+  std::shared_ptr<std::atomic<bool>> cancel;
+  explicit RunState(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+};
 
-  void Execute() override {
-    try {
-      ProgressFn fn;
-      if (hasProgress_) {
-        fn = [this](uint64_t done, uint64_t total) {
-          auto* data = new ProgressData{static_cast<double>(done), static_cast<double>(total)};
-          if (progress_.NonBlockingCall(data, [](Napi::Env env, Napi::Function cb, ProgressData* d) {
-                cb.Call({Napi::Number::New(env, d->done), Napi::Number::New(env, d->total)});
-                delete d;
-              }) != napi_ok) {
-            delete data;
-          }
-        };
-      }
-      result_ = executePlan(plan_, fn, *cancel_);
-    } catch (const ExecError& e) {
-      code_ = e.code;
-      SetError(e.what());
-    } catch (const std::exception& e) {
-      code_ = "Internal";
-      SetError(e.what());
-    }
-  }
-
-  void OnOK() override {
-    Napi::Env env = Env();
+void settle(Napi::Env env, RunState* state, Outcome* outcome) {
+  if (outcome->ok) {
     Napi::Object r = Napi::Object::New(env);
-    r.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(result_.bytesWritten)));
-    Napi::Float64Array m = Napi::Float64Array::New(env, result_.moments.size() * 6);
-    for (size_t j = 0; j < result_.moments.size(); ++j) {
-      const Moments& x = result_.moments[j];
+    r.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(outcome->result.bytesWritten)));
+    const auto& moments = outcome->result.moments;
+    Napi::Float64Array m = Napi::Float64Array::New(env, moments.size() * 6);
+    for (size_t j = 0; j < moments.size(); ++j) {
+      const Moments& x = moments[j];
       double vals[6] = {x.aa, x.bb, x.ab, x.dd, x.maxAbsDiff, static_cast<double>(x.nonFinite)};
       for (int k = 0; k < 6; ++k) m[j * 6 + k] = vals[k];
     }
     r.Set("moments", m);
-    deferred_.Resolve(r);
+    state->deferred.Resolve(r);
+  } else {
+    Napi::Error e = Napi::Error::New(env, outcome->message);
+    e.Value().Set("code", Napi::String::New(env, outcome->code));
+    state->deferred.Reject(e.Value());
   }
+}
 
-  void OnError(const Napi::Error& error) override {
-    Napi::Object e = error.Value();
-    e.Set("code", Napi::String::New(Env(), code_));
-    deferred_.Reject(e);
+void runOnThread(RunState* state) {
+  auto* outcome = new Outcome();
+  try {
+    ProgressFn fn;
+    if (state->hasProgress) {
+      fn = [state](uint64_t done, uint64_t total) {
+        auto* data = new ProgressData{static_cast<double>(done), static_cast<double>(total)};
+        if (state->progress.NonBlockingCall(data, [](Napi::Env env, Napi::Function cb, ProgressData* d) {
+              cb.Call({Napi::Number::New(env, d->done), Napi::Number::New(env, d->total)});
+              delete d;
+            }) != napi_ok) {
+          delete data;
+        }
+      };
+    }
+    outcome->result = executePlan(state->plan, fn, *state->cancel);
+    outcome->ok = true;
+  } catch (const ExecError& e) {
+    outcome->code = e.code;
+    outcome->message = e.what();
+  } catch (const std::bad_alloc&) {
+    outcome->code = "ENOMEM";
+    outcome->message = "out of memory";
+  } catch (const std::exception& e) {
+    outcome->code = "Internal";
+    outcome->message = e.what();
   }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  Plan plan_;
-  std::shared_ptr<std::atomic<bool>> cancel_;
-  Napi::ThreadSafeFunction progress_;
-  bool hasProgress_ = false;
-  ExecResult result_;
-  std::string code_;
-};
+  if (state->hasProgress) state->progress.Release();
+  // Settle on the JavaScript thread; the state is freed there.
+  napi_status st = state->completion.BlockingCall(outcome, [state](Napi::Env env, Napi::Function, Outcome* o) {
+    settle(env, state, o);
+    delete o;
+  });
+  if (st != napi_ok) delete outcome;
+  state->completion.Release();
+}
 
 // execute(plan, onProgress?) -> { promise, cancel() }
 Napi::Value Execute(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "execute(plan, onProgress?)");
-  Plan plan = parsePlan(info[0].As<Napi::Object>());
-  Napi::Function onProgress;
-  if (info.Length() > 1 && info[1].IsFunction()) onProgress = info[1].As<Napi::Function>();
-  auto cancel = std::make_shared<std::atomic<bool>>(false);
-  auto* worker = new ExecuteWorker(env, std::move(plan), cancel, onProgress);
+  auto* state = new RunState(env);
+  try {
+    state->plan = parsePlan(info[0].As<Napi::Object>());
+  } catch (...) {
+    delete state;
+    throw;
+  }
+  state->cancel = std::make_shared<std::atomic<bool>>(false);
+  Napi::Function noop = Napi::Function::New(env, [](const Napi::CallbackInfo& ci) { return ci.Env().Undefined(); });
+  state->completion = Napi::ThreadSafeFunction::New(env, noop, "weightmix.execute", 0, 1, [state](Napi::Env) { delete state; });
+  if (info.Length() > 1 && info[1].IsFunction()) {
+    state->progress = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "weightmix.progress", 0, 1);
+    state->progress.Unref(env);  // progress alone must not keep the process alive
+    state->hasProgress = true;
+  }
   Napi::Object handle = Napi::Object::New(env);
-  handle.Set("promise", worker->promise());
+  handle.Set("promise", state->deferred.Promise());
+  auto cancel = state->cancel;
   handle.Set("cancel", Napi::Function::New(env, [cancel](const Napi::CallbackInfo& ci) {
                cancel->store(true);
                return ci.Env().Undefined();
              }));
-  worker->Queue();
+  std::thread(runOnThread, state).detach();
   return handle;
 }
 

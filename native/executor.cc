@@ -12,6 +12,7 @@
 #include "block_assembler.h"
 #include "exec_error.h"
 #include "io.h"
+#include "worker_pool.h"
 #include "kernels/sparsify.h"
 
 namespace wm {
@@ -166,19 +167,22 @@ class Run {
     }
 
     unsigned threads = std::max(1u, std::min<unsigned>(plan_.threads, static_cast<unsigned>(std::max<size_t>(tasks_.size(), 1))));
-    std::vector<std::thread> pool;
-    for (unsigned t = 0; t < threads; ++t) pool.emplace_back([this] { worker(); });
-    for (;;) {
-      bool all;
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return finished_ >= threads; });
-        all = finished_ >= threads;
+    // The caller's thread reports progress while the shared pool runs the tasks.
+    std::atomic<bool> finished{false};
+    std::thread reporter([&] {
+      std::unique_lock<std::mutex> lock(mutex_);
+      while (!finished.load()) {
+        cv_.wait_for(lock, std::chrono::milliseconds(100));
+        if (!finished.load() && progress) progress(done_.load(), total_);
       }
-      if (all) break;
-      if (progress) progress(done_.load(), total_);
+    });
+    WorkerPool::shared().runParallel(threads, [this] { worker(); });
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      finished.store(true);
     }
-    for (auto& th : pool) th.join();
+    cv_.notify_all();
+    reporter.join();
     if (error_) std::rethrow_exception(error_);
     if (cancel_.load()) throw ExecError("Aborted", "the merge was aborted");
     for (size_t o = 0; o < outputs_.size(); ++o) {
@@ -251,11 +255,6 @@ class Run {
       if (!error_) error_ = currentError();
       stop_.store(true);
     }
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      ++finished_;
-    }
-    cv_.notify_all();
   }
 
   static std::exception_ptr currentError() {
@@ -431,7 +430,6 @@ class Run {
   std::atomic<uint64_t> done_{0};
   std::atomic<size_t> next_{0};
   std::atomic<bool> stop_{false};
-  unsigned finished_ = 0;
   std::mutex mutex_;
   std::condition_variable cv_;
   std::exception_ptr error_;
