@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { Checkpoint, layerCount, openCheckpoint } from './checkpoint';
 import { usageError, WeightmixError } from './errors';
 import { copySidecars, writeIndex, writeModelCard } from './model-files';
-import { runPlan } from './native';
+import { executeMergePlan, MergeProgress } from './execute-plan';
 import {
   EngineOptions,
   FilesFrom,
@@ -21,18 +21,12 @@ import {
 } from './options';
 import { OutputTransaction } from './output';
 import { assignParts } from './parts';
-import { checkCompatible, FloatDtype, isFloatDtype, MergePlan, planMerge, TensorRecipe } from './plan';
+import { checkCompatible, FloatDtype, isFloatDtype, planMerge, TensorRecipe } from './plan';
 import { checkLayersExist, describeSelection, isSelected, parseSelection, Selection, SelectionInput } from './selection';
 import { classifyTensor } from './tensor-names';
 import { VERSION } from './version';
 
-export interface MergeProgress {
-  bytesDone: number;
-  bytesTotal: number;
-  tensorsDone: number;
-  tensorsTotal: number;
-  seconds: number;
-}
+export type { MergeProgress } from './execute-plan';
 
 export interface InterpolationCommon extends SelectionInput, EngineOptions {
   /** The Instruct model folder (λ = 0). */
@@ -130,7 +124,7 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
       recipe: (name, o) => interpolationRecipe(instruct, thinking, name, selectedByName.get(name)!, targets[o].lambda, numerics, dtype),
       shardFilter: part ? partFilter(instruct, part) : undefined,
     });
-    await executeWithProgress(plan, { threads, blockBytes, direct: options.direct ?? true }, options);
+    await executeMergePlan(plan, { threads, blockBytes, direct: options.direct ?? true }, options);
 
     const from = filesFrom === 'thinking' ? thinking : instruct;
     for (let o = 0; o < targets.length; o++) {
@@ -205,29 +199,4 @@ export function interpolationRecipe(
   if (lambda === 0) return { op: 'copy', models: [0], w: [0], dtype: outDtype };
   if (lambda === 1) return { op: 'copy', models: [1], w: [0], dtype: outDtype };
   return { op: 'lerp', models: [0, 1], w: [lambda], dtype: outDtype };
-}
-
-async function executeWithProgress(plan: MergePlan, engine: Required<EngineOptions>, options: InterpolationCommon): Promise<void> {
-  const started = process.hrtime.bigint();
-  // Jobs are in output order: the bytes done tell how many tensors are done (closely enough for a bar).
-  const jobEnds: number[] = [];
-  let acc = plan.outputs.reduce((n, o) => n + o.head.length, 0);
-  for (const j of plan.jobs) {
-    acc += j.dests.reduce((n, d) => n + j.count * (d.dtype === 'F32' ? 4 : d.dtype === 'U8' ? 1 : 2), 0);
-    jobEnds.push(acc);
-  }
-  const report = (done: number, total: number) => {
-    let lo = 0;
-    let hi = jobEnds.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (jobEnds[mid] <= done) lo = mid + 1;
-      else hi = mid;
-    }
-    options.onProgress?.({ bytesDone: done, bytesTotal: total, tensorsDone: lo, tensorsTotal: plan.jobs.length, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
-  };
-  await runPlan(
-    { inputs: plan.inputs, outputs: plan.outputs, jobs: plan.jobs, threads: engine.threads, blockBytes: engine.blockBytes, direct: engine.direct },
-    { onProgress: options.onProgress ? report : undefined, signal: options.signal },
-  );
 }

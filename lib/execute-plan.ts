@@ -1,0 +1,42 @@
+/** Runs a planned merge on the native engine, turning byte counts into the progress every front door reports. */
+import { EngineOptions } from './options';
+import { runPlan } from './native';
+import { MergePlan } from './plan';
+
+export interface MergeProgress {
+  bytesDone: number;
+  bytesTotal: number;
+  tensorsDone: number;
+  tensorsTotal: number;
+  seconds: number;
+}
+
+export interface ExecuteOptions {
+  onProgress?: (p: MergeProgress) => void;
+  signal?: AbortSignal;
+}
+
+export async function executeMergePlan(plan: MergePlan, engine: Required<EngineOptions>, options: ExecuteOptions): Promise<void> {
+  const started = process.hrtime.bigint();
+  // Jobs are in output order: the bytes done tell how many tensors are done (closely enough for a bar).
+  const jobEnds: number[] = [];
+  let acc = plan.outputs.reduce((n, o) => n + o.head.length, 0);
+  for (const j of plan.jobs) {
+    acc += j.dests.reduce((n, d) => n + j.count * (d.dtype === 'F32' ? 4 : d.dtype === 'U8' ? 1 : 2), 0);
+    jobEnds.push(acc);
+  }
+  const report = (done: number, total: number) => {
+    let lo = 0;
+    let hi = jobEnds.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (jobEnds[mid] <= done) lo = mid + 1;
+      else hi = mid;
+    }
+    options.onProgress?.({ bytesDone: done, bytesTotal: total, tensorsDone: lo, tensorsTotal: plan.jobs.length, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
+  };
+  await runPlan(
+    { inputs: plan.inputs, outputs: plan.outputs, jobs: plan.jobs, threads: engine.threads, blockBytes: engine.blockBytes, direct: engine.direct },
+    { onProgress: options.onProgress ? report : undefined, signal: options.signal },
+  );
+}

@@ -1,0 +1,20 @@
+/** The library surface the README documents is what the package exports. */
+import * as api from '../lib/index';
+
+test.each(['interpolate', 'sweep', 'merge', 'diff', 'score', 'stages', 'openCheckpoint', 'readSafetensorsHeader', 'makeCheckpointPair'])('%s is exported as a function', (name) => {
+  expect(typeof (api as Record<string, unknown>)[name]).toBe('function');
+});
+
+test('option errors at the API edge name the option and the accepted values', async () => {
+  await expect(api.interpolate({ instruct: 'a', thinking: 'b', lambda: 0.5, output: 'o', numerics: 'fast' as 'exact' })).rejects.toThrow(/--numerics must be one of exact, mi/);
+  await expect(api.interpolate({ instruct: 'a', thinking: 'b', lambda: Number.NaN, output: 'o' })).rejects.toMatchObject({ code: 'Usage', exitCode: 2 });
+  await expect(api.interpolate({ instruct: 'a', thinking: 'b', lambda: 0.5, output: 'o', threads: 0 })).rejects.toThrow(/--threads must be an integer from 1 to 1024/);
+  await expect(api.sweep({ instruct: 'a', thinking: 'b', lambdas: '0:1:0', output: 'o' })).rejects.toThrow(/step > 0/);
+});
+
+test('sweep folder names keep two decimals at least and more when needed', () => {
+  expect([0, 0.8, 0.125, 1, 0.05].map(api.lambdaFolderName)).toEqual(['lambda-0.00', 'lambda-0.80', 'lambda-0.125', 'lambda-1.00', 'lambda-0.05']);
+  expect(api.parseLambdaList('0:1:0.25')).toEqual([0, 0.25, 0.5, 0.75, 1]);
+  expect(api.parseLambdaList('0:1:0.1')).toHaveLength(11);
+  expect(() => api.parseLambdaList('0.2,0.2')).toThrow(/repeats/);
+});
