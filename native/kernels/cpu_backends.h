@@ -1,0 +1,47 @@
+// The CPU backends behind kernels.h's dispatcher. Each backend implements the same formulas
+// (numerics.h); the dispatcher handles lerpExact's endpoints and same-dtype copies before calling.
+#pragma once
+#include <cstddef>
+#include <cstdlib>
+#include <type_traits>
+
+#include "kernels.h"
+
+namespace wm {
+
+#define WM_CPU_BACKEND_DECLS                                                                            \
+  void lerpExact(const void* a, Dtype ta, const void* b, Dtype tb, void* out, Dtype to, size_t n,       \
+                 float w);                                                                              \
+  void lerpMi(const void* a, const void* b, Dtype t, void* out, Dtype to, size_t n, float w);          \
+  void convert(const void* src, Dtype ts, void* out, Dtype to, size_t n);                               \
+  void linear(const void* const* srcs, const Dtype* types, const float* w, size_t count, void* out,     \
+              Dtype to, size_t n);                                                                      \
+  void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t n, Moments& m);
+
+namespace scalar {
+WM_CPU_BACKEND_DECLS
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define WM_HAVE_AVX2_BACKEND 1
+namespace avx2 {
+WM_CPU_BACKEND_DECLS
+bool cpuSupported();  // AVX2, FMA and F16C, with the OS saving YMM state
+}  // namespace avx2
+#endif
+
+#undef WM_CPU_BACKEND_DECLS
+
+// Calls f(std::integral_constant<Dtype, t>{}) so that loops can be specialized per dtype.
+template <class F>
+inline void withDtype(Dtype t, F&& f) {
+  switch (t) {
+    case Dtype::F32: f(std::integral_constant<Dtype, Dtype::F32>{}); return;
+    case Dtype::F16: f(std::integral_constant<Dtype, Dtype::F16>{}); return;
+    case Dtype::BF16: f(std::integral_constant<Dtype, Dtype::BF16>{}); return;
+    default: break;
+  }
+  std::abort();  // callers validate dtypes; an unknown one is a bug, never a silent no-op
+}
+
+}  // namespace wm

@@ -1,0 +1,70 @@
+// Picks the CPU backend at run time: AVX2+FMA+F16C where the CPU and OS have it, else scalar.
+// Endpoints and same-dtype copies are decided here once, so every backend agrees on them.
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "cpu_backends.h"
+#include "kernels.h"
+#include "numerics.h"
+
+namespace wm {
+namespace {
+
+bool detectSimd() {
+#if defined(WM_HAVE_AVX2_BACKEND)
+  const char* off = std::getenv("WEIGHTMIX_NO_SIMD");  // diagnostics: force the portable path
+  if (off && *off && std::strcmp(off, "0") != 0) return false;
+  return avx2::cpuSupported();
+#else
+  return false;
+#endif
+}
+
+const bool kCpuHasSimd = detectSimd();
+std::atomic<bool> simdEnabled{true};  // tests switch it; the executor never does
+
+inline bool useSimd() { return kCpuHasSimd && simdEnabled.load(std::memory_order_relaxed); }
+
+}  // namespace
+
+#if defined(WM_HAVE_AVX2_BACKEND)
+#define WM_DISPATCH(call) (useSimd() ? avx2::call : scalar::call)
+#else
+#define WM_DISPATCH(call) (scalar::call)
+#endif
+
+void lerpExact(const void* a, Dtype ta, const void* b, Dtype tb, void* out, Dtype to, size_t n, float w) {
+  switch (num::lerpEndpoint(w)) {
+    case 0: return convert(a, ta, out, to, n);  // λ = 0 reproduces a, bit for bit
+    case 1: return convert(b, tb, out, to, n);  // λ = 1 reproduces b
+    default: return WM_DISPATCH(lerpExact(a, ta, b, tb, out, to, n, w));
+  }
+}
+
+void lerpMi(const void* a, const void* b, Dtype t, void* out, Dtype to, size_t n, float w) {
+  WM_DISPATCH(lerpMi(a, b, t, out, to, n, w));
+}
+
+void convert(const void* src, Dtype ts, void* out, Dtype to, size_t n) {
+  if (ts == to) {
+    if (n != 0 && out != src) std::memmove(out, src, n * dtypeSize(ts));
+    return;
+  }
+  WM_DISPATCH(convert(src, ts, out, to, n));
+}
+
+void linear(const void* const* srcs, const Dtype* types, const float* w, size_t count, void* out, Dtype to,
+            size_t n) {
+  WM_DISPATCH(linear(srcs, types, w, count, out, to, n));
+}
+
+void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t n, Moments& m) {
+  WM_DISPATCH(accumulateMoments(a, ta, b, tb, n, m));
+}
+
+const char* simdPathName() { return useSimd() ? "avx2+fma+f16c" : "scalar"; }
+
+bool setSimdEnabled(bool enabled) { return simdEnabled.exchange(enabled); }
+
+}  // namespace wm

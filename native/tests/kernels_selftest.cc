@@ -1,0 +1,315 @@
+// Stand-alone self-test of the CPU kernels (no Node needed):
+//   g++ -std=c++17 -O3 -ffp-contract=off -Inative native/tests/kernels_selftest.cc native/kernels/*.cc
+//       -o /tmp/kernels_selftest && /tmp/kernels_selftest [seed] [--quick]
+// 1. Conversions, exhaustively: numerics.h against c10's float-arithmetic algorithms (copied below
+//    as the independent oracle) and against the SIMD path, for every f32 and every f16/bf16 pattern.
+// 2. Every op and dtype combination on random data salted with special values: SIMD == scalar.
+// 3. Prints a digest of all outputs; build once more with -ffp-contract=fast and compare digests to
+//    prove that no compiler contraction changes a bit.
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "kernels/numerics.h"
+
+using wm::Dtype;
+namespace num = wm::num;
+
+static int failures = 0;
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    if (!(cond)) {                                         \
+      if (++failures <= 30) {                              \
+        std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+        std::fprintf(stderr, __VA_ARGS__);                 \
+        std::fprintf(stderr, "\n");                        \
+      }                                                    \
+    }                                                      \
+  } while (0)
+
+// ---- c10 (PyTorch) conversions, as published, used as the oracle ----------------------------------
+static float fp32FromBits(uint32_t w) { return num::f32FromBits(w); }
+static uint32_t fp32ToBits(float f) { return num::f32Bits(f); }
+
+static float c10Fp16ToFp32(uint16_t h) {
+  const uint32_t w = (uint32_t)h << 16;
+  const uint32_t sign = w & UINT32_C(0x80000000);
+  const uint32_t two_w = w + w;
+  const uint32_t exp_offset = UINT32_C(0xE0) << 23;
+  const float exp_scale = 0x1.0p-112f;
+  const float normalized_value = fp32FromBits((two_w >> 4) + exp_offset) * exp_scale;
+  const uint32_t magic_mask = UINT32_C(126) << 23;
+  const float magic_bias = 0.5f;
+  const float denormalized_value = fp32FromBits((two_w >> 17) | magic_mask) - magic_bias;
+  const uint32_t denormalized_cutoff = UINT32_C(1) << 27;
+  const uint32_t result =
+      sign | (two_w < denormalized_cutoff ? fp32ToBits(denormalized_value) : fp32ToBits(normalized_value));
+  return fp32FromBits(result);
+}
+
+static uint16_t c10Fp32ToFp16(float f) {
+  const float scale_to_inf = 0x1.0p+112f;
+  const float scale_to_zero = 0x1.0p-110f;
+  float base = (std::fabs(f) * scale_to_inf) * scale_to_zero;
+  const uint32_t w = fp32ToBits(f);
+  const uint32_t shl1_w = w + w;
+  const uint32_t sign = w & UINT32_C(0x80000000);
+  uint32_t bias = shl1_w & UINT32_C(0xFF000000);
+  if (bias < UINT32_C(0x71000000)) bias = UINT32_C(0x71000000);
+  base = fp32FromBits((bias >> 1) + UINT32_C(0x07800000)) + base;
+  const uint32_t bits = fp32ToBits(base);
+  const uint32_t exp_bits = (bits >> 13) & UINT32_C(0x00007C00);
+  const uint32_t mantissa_bits = bits & UINT32_C(0x00000FFF);
+  const uint32_t nonsign = exp_bits + mantissa_bits;
+  return (uint16_t)((sign >> 16) | (shl1_w > UINT32_C(0xFF000000) ? UINT16_C(0x7E00) : nonsign));
+}
+
+static uint16_t c10Fp32ToBf16(float f) {
+  if (std::isnan(f)) return UINT16_C(0x7FC0);
+  const uint32_t u = fp32ToBits(f);
+  const uint32_t rounding_bias = ((u >> 16) & 1) + UINT32_C(0x7FFF);
+  return (uint16_t)((u + rounding_bias) >> 16);
+}
+
+// ---- 1. exhaustive conversions ------------------------------------------------------------------------
+static void testConversionsExhaustive() {
+  // f16 -> f32 and bf16 -> f32, every pattern, scalar truth vs c10 vs both dispatch paths.
+  std::vector<uint16_t> h(65536);
+  for (uint32_t i = 0; i < 65536; ++i) h[i] = (uint16_t)i;
+  for (Dtype t : {Dtype::F16, Dtype::BF16}) {
+    std::vector<float> simd(65536), scal(65536);
+    wm::setSimdEnabled(true);
+    wm::convert(h.data(), t, simd.data(), Dtype::F32, 65536);
+    wm::setSimdEnabled(false);
+    wm::convert(h.data(), t, scal.data(), Dtype::F32, 65536);
+    wm::setSimdEnabled(true);
+    for (uint32_t i = 0; i < 65536; ++i) {
+      const uint32_t truth = fp32ToBits(t == Dtype::F16 ? num::f16ToF32((uint16_t)i) : num::bf16ToF32((uint16_t)i));
+      const uint32_t oracle = t == Dtype::F16 ? fp32ToBits(c10Fp16ToFp32((uint16_t)i)) : i << 16;
+      CHECK(truth == oracle, "%s->f32 %04x: numerics %08x c10 %08x", t == Dtype::F16 ? "f16" : "bf16", i, truth, oracle);
+      CHECK(fp32ToBits(simd[i]) == truth, "%s->f32 %04x: simd %08x truth %08x", t == Dtype::F16 ? "f16" : "bf16", i,
+            fp32ToBits(simd[i]), truth);
+      CHECK(fp32ToBits(scal[i]) == truth, "%s->f32 %04x: scalar %08x truth %08x", t == Dtype::F16 ? "f16" : "bf16", i,
+            fp32ToBits(scal[i]), truth);
+    }
+  }
+  // f32 -> f16 and f32 -> bf16, every f32 pattern, in chunks.
+  const size_t kChunk = size_t(1) << 20;
+  std::vector<uint32_t> src(kChunk);
+  std::vector<uint16_t> s16(kChunk), v16(kChunk), sb(kChunk), vb(kChunk);
+  uint64_t checked = 0;
+  for (uint64_t base = 0; base < (uint64_t(1) << 32); base += kChunk) {
+    for (size_t i = 0; i < kChunk; ++i) src[i] = (uint32_t)(base + i);
+    wm::setSimdEnabled(true);
+    wm::convert(src.data(), Dtype::F32, v16.data(), Dtype::F16, kChunk);
+    wm::convert(src.data(), Dtype::F32, vb.data(), Dtype::BF16, kChunk);
+    wm::setSimdEnabled(false);
+    wm::convert(src.data(), Dtype::F32, s16.data(), Dtype::F16, kChunk);
+    wm::convert(src.data(), Dtype::F32, sb.data(), Dtype::BF16, kChunk);
+    wm::setSimdEnabled(true);
+    for (size_t i = 0; i < kChunk; ++i) {
+      const float f = fp32FromBits(src[i]);
+      const uint16_t t16 = num::f32ToF16(f), tb = num::f32ToBF16(f);
+      CHECK(t16 == c10Fp32ToFp16(f), "f32->f16 %08x: numerics %04x c10 %04x", src[i], t16, c10Fp32ToFp16(f));
+      CHECK(tb == c10Fp32ToBf16(f), "f32->bf16 %08x: numerics %04x c10 %04x", src[i], tb, c10Fp32ToBf16(f));
+      CHECK(v16[i] == t16 && s16[i] == t16, "f32->f16 %08x: simd %04x scalar %04x truth %04x", src[i], v16[i], s16[i], t16);
+      CHECK(vb[i] == tb && sb[i] == tb, "f32->bf16 %08x: simd %04x scalar %04x truth %04x", src[i], vb[i], sb[i], tb);
+    }
+    checked += kChunk;
+    if (failures > 30) break;
+  }
+  std::printf("conversions: %" PRIu64 " f32 patterns and 2 x 65536 half patterns checked\n", checked);
+}
+
+// ---- 2. ops: SIMD vs scalar on random data with special values --------------------------------------
+static uint64_t digest = 1469598103934665603ull;
+static void digestBytes(const void* p, size_t n) {
+  const unsigned char* b = static_cast<const unsigned char*>(p);
+  for (size_t i = 0; i < n; ++i) digest = (digest ^ b[i]) * 1099511628211ull;
+}
+
+static const char* dtypeName(Dtype t) { return t == Dtype::F32 ? "F32" : t == Dtype::F16 ? "F16" : "BF16"; }
+
+struct Rng {
+  std::mt19937_64 g;
+  explicit Rng(uint64_t seed) : g(seed) {}
+  uint64_t next() { return g(); }
+};
+
+// A value in dtype t's encoding: mostly ordinary weights, often special or near a rounding tie.
+static uint32_t randomBits(Rng& r, Dtype t) {
+  const uint64_t k = r.next() % 100;
+  const uint64_t x = r.next();
+  if (t == Dtype::F32) {
+    static const uint32_t special[] = {0x00000000, 0x80000000, 0x00000001, 0x80000001, 0x007FFFFF, 0x00800000,
+                                       0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00000, 0x7F800001, 0x7FBFFFFF,
+                                       0xFFC12345, 0x7F7FFFFF, 0xFF7FFFFF, 0x3F800000, 0x477FEFFF, 0x477FF000,
+                                       0x33000000, 0x33000001, 0x387FFFFF, 0x38800000, 0x3F808000, 0x3F818000};
+    if (k < 15) return special[x % (sizeof special / sizeof special[0])];
+    if (k < 30) return (uint32_t)(x & 0xFFFF0000u) | ((x >> 32) & 1 ? 0x8000u : 0x7FFFu);  // bf16 ties
+    if (k < 40) return (uint32_t)(x & 0xFFFFE000u) | 0x1000u;                          // f16 ties
+    if (k < 50) return (uint32_t)x;                                                    // any pattern
+    // ordinary weights: |x| around 2^-12 .. 2^1
+    const uint32_t exp = 115 + (uint32_t)((x >> 40) % 13);
+    return (uint32_t)((x >> 63) << 31) | (exp << 23) | (uint32_t)(x & 0x7FFFFF);
+  }
+  static const uint16_t specialF16[] = {0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x0400, 0x7BFF, 0xFBFF,
+                                        0x7C00, 0xFC00, 0x7E00, 0xFE00, 0x7C01, 0x7D55, 0xFF00, 0x3C00};
+  static const uint16_t specialBF16[] = {0x0000, 0x8000, 0x0001, 0x8001, 0x007F, 0x0080, 0x7F7F, 0xFF7F,
+                                         0x7F80, 0xFF80, 0x7FC0, 0xFFC0, 0x7F81, 0x7FA5, 0xFFFF, 0x3F80};
+  if (k < 15) return t == Dtype::F16 ? specialF16[x % 16] : specialBF16[x % 16];
+  if (k < 40) return (uint32_t)(x & 0xFFFF);
+  if (t == Dtype::F16) {
+    const uint32_t exp = 3 + (uint32_t)((x >> 40) % 14);  // 2^-12 .. 2^1
+    return (uint32_t)(((x >> 63) << 15) | (exp << 10) | (x & 0x3FF));
+  }
+  const uint32_t exp = 115 + (uint32_t)((x >> 40) % 13);
+  return (uint32_t)(((x >> 63) << 15) | (exp << 7) | (x & 0x7F));
+}
+
+static std::vector<unsigned char> randomTensor(Rng& r, Dtype t, size_t n) {
+  std::vector<unsigned char> v(n * wm::dtypeSize(t) + 1);
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t b = randomBits(r, t);
+    std::memcpy(v.data() + i * wm::dtypeSize(t), &b, wm::dtypeSize(t));  // little-endian
+  }
+  return v;
+}
+
+static bool momentsEqual(const wm::Moments& x, const wm::Moments& y) {
+  return std::memcmp(&x.aa, &y.aa, sizeof(double)) == 0 && std::memcmp(&x.bb, &y.bb, sizeof(double)) == 0 &&
+         std::memcmp(&x.ab, &y.ab, sizeof(double)) == 0 && std::memcmp(&x.dd, &y.dd, sizeof(double)) == 0 &&
+         std::memcmp(&x.maxAbsDiff, &y.maxAbsDiff, sizeof(double)) == 0 && x.nonFinite == y.nonFinite;
+}
+
+static void testOps(uint64_t seed) {
+  Rng r(seed);
+  const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
+  const size_t lengths[] = {0, 1, 7, 8, 9, 15, 16, 17, 33, 1000, 1023, 1024, 1025, 2100};
+  const float weights[] = {0.0f, -0.0f, 0.2f, 0.45f, 0.49999997f, 0.5f, 0.8f, 1.0f, 1.3f, -0.2f, -0.5f, 0.3333333f};
+  size_t cases = 0;
+  // The first element of every buffer is skipped so that no path can rely on alignment.
+  auto run = [&](auto&& body) {
+    std::vector<unsigned char> outS, outV;
+    body(outS, false);
+    body(outV, true);
+    ++cases;
+    return outS == outV;
+  };
+  for (size_t n : lengths) {
+    for (Dtype ta : all) {
+      for (Dtype tb : all) {
+        auto a = randomTensor(r, ta, n + 1), b = randomTensor(r, tb, n + 1);
+        const void* pa = a.data() + wm::dtypeSize(ta);
+        const void* pb = b.data() + wm::dtypeSize(tb);
+        for (Dtype to : all) {
+          const size_t outBytes = n * wm::dtypeSize(to) + 3;
+          for (float w : weights) {
+            bool ok = run([&](std::vector<unsigned char>& out, bool simd) {
+              out.assign(outBytes, 0xA5);
+              wm::setSimdEnabled(simd);
+              wm::lerpExact(pa, ta, pb, tb, out.data() + 1, to, n, w);
+              wm::setSimdEnabled(true);
+              if (simd) digestBytes(out.data(), out.size());
+            });
+            CHECK(ok, "lerpExact %s,%s->%s n=%zu w=%g: SIMD != scalar", dtypeName(ta), dtypeName(tb), dtypeName(to), n, w);
+            if (ta == tb) {
+              ok = run([&](std::vector<unsigned char>& out, bool simd) {
+                out.assign(outBytes, 0xA5);
+                wm::setSimdEnabled(simd);
+                wm::lerpMi(pa, pb, ta, out.data() + 1, to, n, w);
+                wm::setSimdEnabled(true);
+                if (simd) digestBytes(out.data(), out.size());
+              });
+              CHECK(ok, "lerpMi %s->%s n=%zu w=%g: SIMD != scalar", dtypeName(ta), dtypeName(to), n, w);
+            }
+            // linear over (a, b, a): three sources with mixed dtypes and weights (w, 1 - w, 0.25).
+            const void* srcs[3] = {pa, pb, pa};
+            const Dtype types[3] = {ta, tb, ta};
+            const float lw[3] = {w, num::subRn(1.0f, w), 0.25f};
+            for (size_t count = 0; count <= 3; ++count) {
+              ok = run([&](std::vector<unsigned char>& out, bool simd) {
+                out.assign(outBytes, 0xA5);
+                wm::setSimdEnabled(simd);
+                wm::linear(srcs, types, lw, count, out.data() + 1, to, n);
+                wm::setSimdEnabled(true);
+                if (simd) digestBytes(out.data(), out.size());
+              });
+              CHECK(ok, "linear x%zu %s,%s->%s n=%zu w=%g: SIMD != scalar", count, dtypeName(ta), dtypeName(tb),
+                    dtypeName(to), n, w);
+            }
+          }
+          bool ok = run([&](std::vector<unsigned char>& out, bool simd) {
+            out.assign(outBytes, 0xA5);
+            wm::setSimdEnabled(simd);
+            wm::convert(pa, ta, out.data() + 1, to, n);
+            wm::setSimdEnabled(true);
+            if (simd) digestBytes(out.data(), out.size());
+          });
+          CHECK(ok, "convert %s->%s n=%zu: SIMD != scalar", dtypeName(ta), dtypeName(to), n);
+        }
+        wm::Moments ms, mv;
+        ms.aa = mv.aa = 1.5;  // accumulates onto what is there
+        wm::setSimdEnabled(false);
+        wm::accumulateMoments(pa, ta, pb, tb, n, ms);
+        wm::setSimdEnabled(true);
+        wm::accumulateMoments(pa, ta, pb, tb, n, mv);
+        digestBytes(&mv, sizeof mv);
+        ++cases;
+        CHECK(momentsEqual(ms, mv), "moments %s,%s n=%zu: SIMD (%a %a %a %a %a %" PRIu64 ") != scalar (%a %a %a %a %a %" PRIu64 ")",
+              dtypeName(ta), dtypeName(tb), n, mv.aa, mv.bb, mv.ab, mv.dd, mv.maxAbsDiff, mv.nonFinite, ms.aa, ms.bb,
+              ms.ab, ms.dd, ms.maxAbsDiff, ms.nonFinite);
+      }
+    }
+  }
+  std::printf("ops: %zu cases, SIMD path %s\n", cases, wm::simdPathName());
+}
+
+// ---- known answers, worked by hand ------------------------------------------------------------------
+static void testKnownAnswers() {
+  // bf16 1.0 (0x3F80) and 1.0078125 (0x3F81) at w = 0.5: exact midpoint 1.00390625 ties to even 0x3F80.
+  uint16_t a = 0x3F80, b = 0x3F81, o = 0;
+  wm::lerpExact(&a, Dtype::BF16, &b, Dtype::BF16, &o, Dtype::BF16, 1, 0.5f);
+  CHECK(o == 0x3F80, "tie to even: got %04x", o);
+  // λ = 0 and 1 copy the inputs bit for bit, even -0 and NaN payloads.
+  uint16_t na[2] = {0x8000, 0x7FA5}, nb[2] = {0x3F80, 0x3F80}, no[2] = {0, 0};
+  wm::lerpExact(na, Dtype::BF16, nb, Dtype::BF16, no, Dtype::BF16, 2, 0.0f);
+  CHECK(no[0] == 0x8000 && no[1] == 0x7FA5, "λ=0 copy: got %04x %04x", no[0], no[1]);
+  // Inf - Inf inside the formula is NaN; the output NaN is canonical.
+  uint32_t ia = 0x7F800000, ib = 0x7F800000, io = 0;
+  wm::lerpExact(&ia, Dtype::F32, &ib, Dtype::F32, &io, Dtype::F32, 1, 0.3f);
+  CHECK(io == 0x7FC00000, "inf-inf: got %08x", io);
+  // mi in bf16: a = 1, b = 1.0078125 (d = 2^-7), w = 0.3: p = R(0.3 * 2^-7) = 0x3B1A (0.00234985...),
+  // a + p = 1.00234985 rounds to 1.0 (half ulp is 0.00390625): the script returns a.
+  uint16_t mo = 0;
+  wm::lerpMi(&a, &b, Dtype::BF16, &mo, Dtype::BF16, 1, 0.3f);
+  CHECK(mo == 0x3F80, "mi bf16: got %04x", mo);
+  // linear keeps -0 for a single source with weight 1.
+  uint32_t z = 0x80000000, zo = 0;
+  const void* zs[1] = {&z};
+  const Dtype zt[1] = {Dtype::F32};
+  const float zw[1] = {1.0f};
+  wm::linear(zs, zt, zw, 1, &zo, Dtype::F32, 1);
+  CHECK(zo == 0x80000000, "linear -0: got %08x", zo);
+}
+
+int main(int argc, char** argv) {
+  uint64_t seed = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 12345;
+  std::printf("seed %" PRIu64 "\n", seed);
+  testKnownAnswers();
+  testOps(seed);
+  if (!(argc > 2 && std::string(argv[2]) == "--quick")) testConversionsExhaustive();
+  std::printf("digest %016" PRIx64 "\n", digest);
+  if (failures) {
+    std::printf("%d FAILURES\n", failures);
+    return 1;
+  }
+  std::printf("all passed\n");
+  return 0;
+}
