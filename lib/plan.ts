@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import { Checkpoint, TensorLocation } from './checkpoint';
 import { WeightmixError } from './errors';
 import { NativeDest, NativeDtype, NativeJob, NativeOp, NativeOutput, NativeSource } from './native';
-import { encodeSafetensorsHeader, SafetensorsDtype } from './safetensors';
+import { dtypeByteLength, encodeSafetensorsHeader, SafetensorsDtype } from './safetensors';
+import { encodeSparseParams, ResolvedSparse } from './sparsify';
 
 export type FloatDtype = 'BF16' | 'F16' | 'F32';
 export const FLOAT_DTYPES: readonly FloatDtype[] = ['BF16', 'F16', 'F32'];
@@ -24,6 +25,8 @@ export interface TensorRecipe {
   /** copy: [index into `models`]; lerp, lerp_mi: [λ]; linear: one weight per model. */
   w: number[];
   dtype: SafetensorsDtype;
+  /** sparse only: thresholds, mask keys and factors (models lists the base and every model it names). */
+  sparse?: ResolvedSparse;
 }
 
 export interface OutputModelSpec {
@@ -73,10 +76,6 @@ export interface MergePlan {
   bytesToWrite: number;
 }
 
-function elementSize(dtype: SafetensorsDtype): number {
-  return dtype === 'F32' ? 4 : dtype === 'F16' || dtype === 'BF16' ? 2 : 1;
-}
-
 function nativeDtype(dtype: SafetensorsDtype): NativeDtype {
   return isFloatDtype(dtype) ? dtype : 'U8';
 }
@@ -116,7 +115,7 @@ export function planMerge(spec: MergeSpec): MergePlan {
         name: t.name,
         dtype: recipes[o][i].dtype,
         shape: t.shape,
-        byteLength: t.elementCount * elementSize(recipes[o][i].dtype),
+        byteLength: dtypeByteLength(recipes[o][i].dtype, t.elementCount),
       }));
       const header = encodeSafetensorsHeader(planned, out.metadata);
       const file = path.join(out.dir, shardName);
@@ -148,6 +147,10 @@ export function planMerge(spec: MergeSpec): MergePlan {
         let w = r.w;
         if (r.op === 'copy') {
           w = [srcs[r.w[0]]];
+        } else if (r.op === 'sparse') {
+          if (!r.sparse) throw new Error(`internal: sparse recipe of ${t.name} without parameters`);
+          const params = encodeSparseParams(r.sparse, (model) => srcs[r.models.indexOf(model)]);
+          return { output: outIndex[o], offset: offsets[o][i], dtype: nativeDtype(r.dtype), op: r.op, w: [], params };
         } else if (r.op === 'linear') {
           // Linear weights are indexed by the job's source list.
           w = new Array(sources.length).fill(0);
@@ -157,7 +160,9 @@ export function planMerge(spec: MergeSpec): MergePlan {
         }
         return { output: outIndex[o], offset: offsets[o][i], dtype: nativeDtype(r.dtype), op: r.op, w };
       });
-      jobs.push({ count: t.elementCount, sources, dests });
+      // Non-float tensors travel as raw bytes (native dtype U8): count them in bytes.
+      const raw = sources.some((s) => s.dtype === 'U8');
+      jobs.push({ count: raw ? t.byteLength : t.elementCount, sources, dests });
     });
   }
   return { inputs, outputs, jobs, models, bytesToWrite };

@@ -167,6 +167,31 @@ describe('dtypes', () => {
   });
 });
 
+describe('non-float tensors', () => {
+  test('I64, U8 (odd length) and BOOL tensors are copied from Instruct byte for byte while the floats interpolate', async () => {
+    const next = rng(seed + 4);
+    const extra: TensorSpec[] = [
+      { name: 'model.layers.0.self_attn.rotary_emb.positions', shape: [5] },
+      { name: 'model.layers.1.mlp.expert_map', shape: [7] },
+      { name: 'model.layers.2.mlp.mask', shape: [3, 3] },
+    ];
+    const dtypeOf = (n: string): SafetensorsDtype => (n.endsWith('positions') ? 'I64' : n.endsWith('expert_map') ? 'U8' : n.endsWith('.mask') ? 'BOOL' : 'BF16');
+    const bytesOf = (s: TensorSpec, d: SafetensorsDtype) =>
+      d === 'BF16' ? randomTensor('BF16', count(s), next) : Buffer.from(Array.from({ length: count(s) * (d === 'I64' ? 8 : 1) }, () => Math.floor(next() * 256)));
+    const all = [...specs, ...extra];
+    const a = await writeModel(path.join(root, 'raw-a'), all, 2, dtypeOf, bytesOf, 'a');
+    const b = await writeModel(path.join(root, 'raw-b'), all, 1, dtypeOf, bytesOf, 'b');
+    const out = outDir();
+    await interpolate({ instruct: a.dir, thinking: b.dir, lambda: 0.8, output: out });
+    const ck = await openCheckpoint(out);
+    for (const spec of all) {
+      const A = a.data.get(spec.name)!;
+      const want = A.dtype === 'BF16' ? referenceInterpolation(A.bytes, 'BF16', b.data.get(spec.name)!.bytes, 'BF16', 0.8, 'exact', 'BF16') : A.bytes;
+      expect([spec.name, (await readTensorBytes(ck.tensors.get(spec.name)!)).equals(want)]).toEqual([spec.name, true]);
+    }
+  });
+});
+
 describe('output layout', () => {
   test('Instruct shard names and layout, index rebuilt from what was written, Thinking sidecars, model card', async () => {
     const out = outDir();
