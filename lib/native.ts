@@ -5,7 +5,7 @@ import { WeightmixError } from './errors';
 
 /** U8 stands for any non-float tensor, which is only ever byte-copied. */
 export type NativeDtype = 'F32' | 'F16' | 'BF16' | 'U8';
-export type NativeOp = 'copy' | 'lerp' | 'lerp_mi' | 'linear';
+export type NativeOp = 'copy' | 'lerp' | 'lerp_mi' | 'linear' | 'sparse';
 
 export interface NativeSource {
   input: number;
@@ -18,8 +18,10 @@ export interface NativeDest {
   offset: number;
   dtype: NativeDtype;
   op: NativeOp;
-  /** copy: [source index]; lerp, lerp_mi: [λ]; linear: one weight per source. */
+  /** copy: [source index]; lerp, lerp_mi: [λ]; linear: one weight per source; sparse: []. */
   w: number[];
+  /** sparse only: native/kernels/sparsify.h's flat layout (lib/sparsify.ts writes it). */
+  params?: number[];
 }
 
 export interface NativeJob {
@@ -27,6 +29,9 @@ export interface NativeJob {
   sources: NativeSource[];
   dests: NativeDest[];
   moments?: boolean;
+  /** No dests: radix-selection counts ('histogram', 2^bits numbers) or exact L1 sums ('l1', 2 numbers) of sources[1] − sources[0]. */
+  stat?: 'histogram' | 'l1';
+  statParams?: number[];
 }
 
 export interface NativeOutput {
@@ -48,6 +53,8 @@ export interface NativeResult {
   bytesWritten: number;
   /** Six numbers per job: Σa², Σb², Σab, Σ(b−a)², max|b−a|, non-finite pairs. */
   moments: Float64Array;
+  /** The statistics jobs' results, in job order. */
+  stats: Float64Array;
 }
 
 export interface NativeInfo {

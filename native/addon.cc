@@ -144,6 +144,10 @@ void settle(Napi::Env env, RunState* state, Outcome* outcome) {
       for (int k = 0; k < 6; ++k) m[j * 6 + k] = vals[k];
     }
     r.Set("moments", m);
+    const auto& stats = outcome->result.stats;  // histogram counts and L1 sums (plan.h's JobStat)
+    Napi::Float64Array st = Napi::Float64Array::New(env, stats.size());
+    for (size_t k = 0; k < stats.size(); ++k) st[k] = stats[k];
+    r.Set("stats", st);
     state->deferred.Resolve(r);
   } else {
     Napi::Error e = Napi::Error::New(env, outcome->message);

@@ -8,7 +8,10 @@
 
 namespace wm {
 
-enum class DestOp { Copy, Lerp, LerpMi, Linear };
+enum class DestOp { Copy, Lerp, LerpMi, Linear, Sparse };
+
+// Per-job statistics computed instead of output bytes (jobs without dests).
+enum class JobStat { None, Histogram, L1 };
 
 struct Source {
   uint32_t input = 0;   // index into Plan::inputs
@@ -22,6 +25,7 @@ struct Dest {
   Dtype dtype = Dtype::BF16;
   DestOp op = DestOp::Copy;
   std::vector<float> w;  // Copy: {source index}; Lerp/LerpMi: {lambda}; Linear: one weight per source
+  std::vector<double> params;  // Sparse: kernels/sparsify.h's flat layout (w is empty)
 };
 
 struct Job {
@@ -29,6 +33,12 @@ struct Job {
   std::vector<Source> sources;
   std::vector<Dest> dests;
   bool moments = false;  // accumulate statistics of sources[0] vs sources[1] (for `weightmix diff`)
+  // Histogram: radix-selection counts of d = sources[1] - sources[0]; statParams =
+  //   [indexBits, shift, bits, prefixHi, prefixLo] -> 2^bits counts.
+  // L1: exact sums of |d| before/after the keep rule; statParams = the keep rule as one model entry
+  //   of the sparse layout plus indexBits -> 2 sums. (kernels/sparsify.h)
+  JobStat stat = JobStat::None;
+  std::vector<double> statParams;
 };
 
 struct OutputSpec {

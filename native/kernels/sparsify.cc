@@ -1,0 +1,176 @@
+// Scalar sparsifying merges, radix-selection histograms and exact L1 sums (see sparsify.h).
+#include "sparsify.h"
+
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "numerics.h"
+
+namespace wm {
+namespace {
+
+inline float load(const void* p, Dtype t, size_t i) {
+  if (t == Dtype::F32) {
+    float v;
+    std::memcpy(&v, static_cast<const char*>(p) + i * 4, 4);
+    return v;
+  }
+  uint16_t h;
+  std::memcpy(&h, static_cast<const char*>(p) + i * 2, 2);
+  return t == Dtype::BF16 ? num::bf16ToF32(h) : num::f16ToF32(h);
+}
+
+inline void storeResult(void* p, Dtype t, size_t i, float v) {
+  v = num::canonicalizeNaN(v);
+  if (t == Dtype::F32) {
+    std::memcpy(static_cast<char*>(p) + i * 4, &v, 4);
+    return;
+  }
+  const uint16_t h = t == Dtype::BF16 ? num::f32ToBF16(v) : num::f32ToF16(v);
+  std::memcpy(static_cast<char*>(p) + i * 2, &h, 2);
+}
+
+inline uint32_t absBits(float d) { return num::f32Bits(d) & 0x7FFFFFFFu; }
+
+inline int signOf(float v) { return v > 0 ? 1 : (v < 0 ? -1 : 0); }
+
+uint32_t u32At(const std::vector<double>& p, size_t i) {
+  const double v = p[i];
+  if (!(v >= 0) || v > 4294967295.0 || v != std::floor(v)) throw std::invalid_argument("sparse parameter " + std::to_string(i) + " is not a u32");
+  return static_cast<uint32_t>(v);
+}
+
+uint64_t u64At(const std::vector<double>& p, size_t i) { return (static_cast<uint64_t>(u32At(p, i)) << 32) | u32At(p, i + 1); }
+
+}  // namespace
+
+uint64_t splitmix64(uint64_t x) {
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+uint32_t sparseIndexBits(uint64_t count) {
+  uint32_t b = 0;
+  while (count > 1 && ((count - 1) >> b) != 0) ++b;
+  return b;
+}
+
+SparseParams decodeSparseParams(const std::vector<double>& p, size_t sourceCount) {
+  if (p.size() < kSparseHeader) throw std::invalid_argument("sparse parameters too short");
+  SparseParams s;
+  const uint32_t c = u32At(p, 0);
+  if (c > 2) throw std::invalid_argument("unknown consensus method");
+  s.consensus = static_cast<Consensus>(c);
+  s.normalize = u32At(p, 1) != 0;
+  s.lambda = static_cast<float>(p[2]);
+  s.indexBits = u32At(p, 3);
+  s.baseSource = u32At(p, 4);
+  const uint32_t m = u32At(p, 5);
+  if (s.indexBits > 32) throw std::invalid_argument("index bits above 32");
+  if (s.baseSource >= sourceCount) throw std::invalid_argument("base source out of range");
+  if (p.size() != kSparseHeader + m * kSparsePerModel) throw std::invalid_argument("sparse parameter count does not match the model count");
+  for (uint32_t k = 0; k < m; ++k) {
+    const size_t o = kSparseHeader + k * kSparsePerModel;
+    SparseModel x;
+    x.source = u32At(p, o);
+    if (x.source >= sourceCount) throw std::invalid_argument("model source out of range");
+    x.weight = static_cast<float>(p[o + 1]);
+    x.lowKey = u64At(p, o + 2);
+    x.highKey = u64At(p, o + 4);
+    x.density = p[o + 6];
+    if (!(x.density >= 0 && x.density <= 1)) throw std::invalid_argument("density outside [0, 1]");
+    x.seedKey = u64At(p, o + 7);
+    x.scale = static_cast<float>(p[o + 9]);
+    s.models.push_back(x);
+  }
+  return s;
+}
+
+void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start,
+                 size_t n, void* out, Dtype to) {
+  const size_t m = p.models.size();
+  const void* base = srcs[p.baseSource];
+  const Dtype tb = types[p.baseSource];
+  std::vector<float> scratch(2 * m);
+  float* vs = scratch.data();
+  float* ws = scratch.data() + m;
+  for (size_t j = 0; j < n; ++j) {
+    const uint64_t i = start + j;
+    const float b = load(base, tb, j);
+    float sum = 0, wsum = 0;
+    int signs = 0;
+    for (size_t k = 0; k < m; ++k) {
+      const SparseModel& sm = p.models[k];
+      const float d = num::subRn(load(srcs[sm.source], types[sm.source], j), b);
+      const uint64_t key = sparseRankKey(absBits(d), p.indexBits, count, i);
+      bool keep = key >= sm.lowKey && key < sm.highKey;
+      if (keep && sm.density > 0 && sm.density < 1) keep = bernoulliKeep(sm.seedKey, i, sm.density);
+      const float e = keep ? num::mulRn(d, sm.scale) : 0.0f;
+      vs[k] = num::mulRn(sm.weight, e);
+      ws[k] = sm.weight;
+      sum = k == 0 ? vs[k] : num::addRn(sum, vs[k]);
+      wsum = k == 0 ? ws[k] : num::addRn(wsum, ws[k]);
+      signs += signOf(vs[k]);
+    }
+    float mixed, div;
+    if (p.consensus == Consensus::None) {
+      mixed = sum;
+      div = std::fabs(wsum) < 1e-8f ? 1.0f : wsum;
+    } else {
+      const int s = p.consensus == Consensus::Sum ? (sum >= 0 ? 1 : -1) : (signs >= 0 ? 1 : -1);
+      mixed = 0;
+      div = 0;
+      for (size_t k = 0; k < m; ++k) {
+        if (signOf(vs[k]) != s) continue;
+        mixed = num::addRn(mixed, vs[k]);
+        div = num::addRn(div, ws[k]);
+      }
+      if (div == 0) div = 1;
+    }
+    if (p.normalize) mixed = mixed / div;
+    storeResult(out, to, j, num::addRn(b, num::mulRn(mixed, p.lambda)));
+  }
+}
+
+void radixHistogram(const void* base, Dtype tb, const void* x, Dtype tx, uint32_t indexBits, uint64_t count,
+                    uint64_t start, size_t n, uint32_t shift, uint32_t bits, uint64_t prefix, uint64_t* hist) {
+  const uint64_t mask = (uint64_t{1} << bits) - 1;
+  const uint32_t up = shift + bits;
+  for (size_t j = 0; j < n; ++j) {
+    const float d = num::subRn(load(x, tx, j), load(base, tb, j));
+    const uint64_t key = sparseRankKey(absBits(d), indexBits, count, start + j);
+    if (up < 64 && (key >> up) != prefix) continue;
+    ++hist[(key >> shift) & mask];
+  }
+}
+
+void l1Buckets(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint32_t indexBits,
+               uint64_t count, uint64_t start, size_t n, uint64_t* before, uint64_t* after) {
+  for (size_t j = 0; j < n; ++j) {
+    const uint64_t i = start + j;
+    const float d = num::subRn(load(x, tx, j), load(base, tb, j));
+    const uint32_t a = absBits(d);
+    if (a >= 0x7F800000u) continue;  // Inf and NaN have no place in a finite sum
+    const uint32_t e = a >> 23;
+    const uint64_t mant = e == 0 ? (a & 0x7FFFFFu) : ((a & 0x7FFFFFu) | 0x800000u);
+    const uint32_t bucket = e == 0 ? 1 : e;  // a subnormal's value is mant * 2^(1 - 150)
+    before[bucket] += mant;
+    const uint64_t key = sparseRankKey(a, indexBits, count, i);
+    bool kept = key >= keep.lowKey && key < keep.highKey;
+    if (kept && keep.density > 0 && keep.density < 1) kept = bernoulliKeep(keep.seedKey, i, keep.density);
+    if (kept) after[bucket] += mant;
+  }
+}
+
+double l1Total(const uint64_t* buckets) {
+  double s = 0;
+  for (size_t e = kL1Buckets; e-- > 1;) {
+    if (buckets[e] != 0) s += std::ldexp(static_cast<double>(buckets[e]), static_cast<int>(e) - 150);
+  }
+  return s;
+}
+
+}  // namespace wm

@@ -1,0 +1,100 @@
+// Sparsifying task-vector merges (mergekit's TIES, DARE, breadcrumbs families), scalar truth.
+//
+// Task vectors: d_k = fl32(x_k - base), one f32 subtraction per model k.
+//
+// Magnitude order (ties, breadcrumbs): every element gets a 64-bit rank key
+//   key(i) = (bits(|d_i|) << indexBits) | (count - 1 - i)
+// bits(|d|) is the f32 bit pattern with the sign cleared (monotone in |d|; NaN sorts above Inf).
+// Keys are unique: equal magnitudes are ordered by element index, the LOWER index ranking higher.
+// "Keep the top k" is then exactly `key >= key of the k-th largest`, found by radix selection over
+// the key's digits (histogram passes, radixHistogram below), never by sorting.
+//
+// Keep rule of model k at element i: lowKey <= key(i) < highKey (magnitude), and, when
+// 0 < density < 1, u(seedKey, i) < density (DARE's Bernoulli mask; u below).
+//
+// Random mask: u(K, i) = (splitmix64(K + (i + 1) * 0x9E3779B97F4A7C15) >> 11) * 2^-53, with K the
+// per-(random_seed, tensor name, model) key computed by the planner. Counter-based: the mask of
+// element i depends on (K, i) only, never on threads, block sizes or device.
+//
+// Merge of element i (all f32, sums in model order k = 0..m-1):
+//   e_k = keep_k ? fl(d_k * scale_k) : 0          scale_k: 1, 1/density or the L1 ratio
+//   v_k = fl(w_k * e_k)
+//   consensus none:  mixed = sum v_k; div = sum w_k; |div| < 1e-8 -> div = 1
+//   consensus sum:   s = sign(sum v_k) with sum >= 0 -> +1; count: s = sign(sum sign(v_k)) >= 0 -> +1
+//                    agree_k = sign(v_k) == s (a zero never agrees);
+//                    mixed = sum agree_k v_k; div = sum agree_k w_k; div == 0 -> div = 1
+//   normalize:       mixed = fl(mixed / div)
+//   out = round_to(fl(base + fl(mixed * lambda)))
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels.h"
+
+namespace wm {
+
+enum class Consensus : int { None = 0, Sum = 1, Count = 2 };
+
+struct SparseModel {
+  uint32_t source = 0;  // index into the job's sources
+  float weight = 0;
+  uint64_t lowKey = 0;                 // keep key >= lowKey
+  uint64_t highKey = ~uint64_t{0};     // keep key < highKey
+  double density = 1;                  // in (0, 1): Bernoulli(density) mask from seedKey; else none
+  uint64_t seedKey = 0;
+  float scale = 1;
+};
+
+struct SparseParams {
+  Consensus consensus = Consensus::None;
+  bool normalize = false;
+  float lambda = 1;
+  uint32_t indexBits = 0;
+  uint32_t baseSource = 0;
+  std::vector<SparseModel> models;
+};
+
+// The flat per-dest parameter vector (lib/sparse-plan.ts writes it):
+//   [consensus, normalize, lambda, indexBits, baseSource, m,
+//    m x (source, weight, lowHi, lowLo, highHi, highLo, density, seedHi, seedLo, scale)]
+// 64-bit values travel as two u32 halves. Throws std::invalid_argument when malformed.
+SparseParams decodeSparseParams(const std::vector<double>& p, size_t sourceCount);
+constexpr size_t kSparseHeader = 6;
+constexpr size_t kSparsePerModel = 10;
+
+// Number of bits of the element index in the rank key: the bit length of count - 1.
+uint32_t sparseIndexBits(uint64_t count);
+
+inline uint64_t sparseRankKey(uint32_t absBits, uint32_t indexBits, uint64_t count, uint64_t i) {
+  return (static_cast<uint64_t>(absBits) << indexBits) | (count - 1 - i);
+}
+
+uint64_t splitmix64(uint64_t x);
+// true when element i of the mask keyed by seedKey is kept with probability `density`.
+inline bool bernoulliKeep(uint64_t seedKey, uint64_t i, double density) {
+  const uint64_t u = splitmix64(seedKey + (i + 1) * 0x9E3779B97F4A7C15ull);
+  return static_cast<double>(u >> 11) * 0x1.0p-53 < density;
+}
+
+// Elements [start, start + n) of a job of `count` elements: srcs[s] points at element `start`.
+void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start,
+                 size_t n, void* out, Dtype to);
+
+constexpr uint32_t kMaxHistogramBits = 11;  // 2048 counters per histogram job
+
+// One radix-selection pass over d = x - base: for elements whose rank key has
+// (key >> (shift + bits)) == prefix, hist[(key >> shift) & (2^bits - 1)] += 1.
+void radixHistogram(const void* base, Dtype tb, const void* x, Dtype tx, uint32_t indexBits, uint64_t count,
+                    uint64_t start, size_t n, uint32_t shift, uint32_t bits, uint64_t prefix, uint64_t* hist);
+
+// Exact L1 sums for the norm-matching rescale: |d| and |d| of the kept elements, as integer
+// mantissas per f32 exponent (bucket e holds the sum of 24-bit significands of values with biased
+// exponent e), so that any split of the work adds up to the same totals. Non-finite d are skipped.
+constexpr size_t kL1Buckets = 256;
+void l1Buckets(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint32_t indexBits,
+               uint64_t count, uint64_t start, size_t n, uint64_t* before, uint64_t* after);
+// sum_e bucket[e] * 2^(e - 150), in f64 from the largest exponent down (deterministic).
+double l1Total(const uint64_t* buckets);
+
+}  // namespace wm
