@@ -17,6 +17,7 @@ import { FloatDtype, isFloatDtype, MergePlan, planMerge, TensorRecipe } from './
 import { parseRecipe, ParseRecipeOptions, Recipe } from './recipe';
 import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
 import { SafetensorsDtype, SafetensorsHeader } from './safetensors';
+import { resolveSparse, SparseTensor } from './sparsify';
 import { classifyTensor } from './tensor-names';
 import { VERSION } from './version';
 
@@ -247,11 +248,24 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
     return isFloatDtype(d) ? (recipe.outDtype ?? recipe.dtype ?? d) : d;
   };
   const recipes = new Map<string, TensorRecipe>();
+  const sparse: SparseTensor[] = [];
   for (const t of out) {
     const dtype = outDtypeOf(t);
     const mt = methodTensors.get(t.name);
     const c: TensorCoefficients = mt ? method.coefficients({ ...mt, moments: momentsOf(t.name) }) : { op: 'copy', model: t.sources[0].model };
+    if (c.op === 'sparse') {
+      const spec = { ...c.spec, seed: recipe.randomSeed ?? 0 };
+      const count = views[spec.base].get(t.name)!.elementCount;
+      sparse.push({ name: t.name, count, spec, source: (m) => { const l = views[m].get(t.name)!; return { file: l.file, offset: l.offset, dtype: nativeDtype(l.dtype) }; } });
+      recipes.set(t.name, { op: 'sparse', models: [spec.base, ...spec.models.map((m) => m.model)], w: [], dtype });
+      continue;
+    }
     recipes.set(t.name, c.op === 'copy' ? { op: 'copy', models: [c.model], w: [0], dtype } : { op: 'linear', models: c.models, w: c.w, dtype });
+  }
+  // Sparsified methods: thresholds (radix selection) and rescale factors from statistics passes.
+  if (sparse.length > 0) {
+    const resolved = await resolveSparse(sparse, (p) => runPlan({ ...p, outputs: [], threads, blockBytes, direct: false }, { signal: options.signal }));
+    for (const [name, r] of resolved) recipes.get(name)!.sparse = r;
   }
 
   const layoutIndex = recipe.models.length;
@@ -281,7 +295,8 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
         `merge_method: ${recipe.method}, from a mergekit recipe (${recipe.form} form)`,
         'arithmetic in f32, one round-to-nearest-even to the output dtype (the recipe\'s dtype sets only the output dtype when out_dtype is absent)',
         `config, tokenizer and templates from ${recipe.modelNames[recipe.tokenizerSource]}`,
-        ...(recipe.randomSeed !== null ? [`random_seed: ${recipe.randomSeed} (no method here draws random numbers)`] : []),
+        ...(recipe.randomSeed !== null && !method.name.startsWith('dare') ? [`random_seed: ${recipe.randomSeed} (no method here draws random numbers)`] : []),
+        ...(method.name.startsWith('dare') ? [`DARE masks: counter-based (splitmix64) generator keyed by random_seed ${recipe.randomSeed ?? 0}, tensor name, model index and element index`] : []),
       ],
       recipe: recipeJson,
     });

@@ -5,19 +5,15 @@ import { MergeMethod } from './method';
 import { modelStock } from './model-stock';
 import { passthrough } from './passthrough';
 import { slerp } from './slerp';
+import { breadcrumbs, breadcrumbsTies, dareLinear, dareTies, ties } from './sparse-task-arithmetic';
 import { taskArithmetic } from './task-arithmetic';
 
 export type { MergeMethod, MethodTensor, PairMoments, TensorCoefficients } from './method';
 
-export const METHODS: readonly MergeMethod[] = Object.freeze([linear, slerp, taskArithmetic, modelStock, passthrough]);
+export const METHODS: readonly MergeMethod[] = Object.freeze([linear, slerp, taskArithmetic, modelStock, passthrough, ties, dareTies, dareLinear, breadcrumbs, breadcrumbsTies]);
 
 /** mergekit methods that need per-element work the engine does not have yet (sparsification, consensus, …). */
 export const NOT_YET_SUPPORTED: readonly string[] = Object.freeze([
-  'ties',
-  'dare_ties',
-  'dare_linear',
-  'breadcrumbs',
-  'breadcrumbs_ties',
   'della',
   'della_linear',
   'sce',

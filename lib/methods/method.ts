@@ -1,6 +1,7 @@
 /** What a merge method decides per tensor: linear coefficients over the tensor's models (one f32 rounding). */
 import type { Recipe } from '../recipe';
 import { ParameterScope } from '../recipe-params';
+import type { SparseMergeSpec } from '../sparsify';
 
 /** f64 statistics of a pair of tensors (a, b), from the engine's moments pass. */
 export interface PairMoments {
@@ -24,8 +25,14 @@ export interface MethodTensor {
   moments(a: number, b: number): PairMoments;
 }
 
-/** `copy`: the model's tensor as is (converted to the output dtype); `linear`: Σ w_k·x_k in f32. */
-export type TensorCoefficients = { op: 'copy'; model: number } | { op: 'linear'; models: number[]; w: number[] };
+/**
+ * `copy`: the model's tensor as is (converted to the output dtype); `linear`: Σ w_k·x_k in f32;
+ * `sparse`: sparsified task vectors (TIES, DARE, breadcrumbs), thresholds resolved by lib/sparsify.ts.
+ */
+export type TensorCoefficients =
+  | { op: 'copy'; model: number }
+  | { op: 'linear'; models: number[]; w: number[] }
+  | { op: 'sparse'; spec: SparseMergeSpec };
 
 export interface MergeMethod {
   name: string;
