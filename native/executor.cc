@@ -237,17 +237,17 @@ class Run {
   void worker() {
     try {
       const uint64_t bufBytes = std::max<uint64_t>(1, plan_.blockBytes / 4) * 4;
-      std::vector<AlignedBuffer> src;
-      for (size_t s = 0; s < maxSources_; ++s) src.emplace_back(bufBytes);
+      TaskReads reads(maxSources_);
       AlignedBuffer out(bufBytes);
       std::vector<const void*> srcPtr(maxSources_);
       std::vector<Dtype> srcType(maxSources_);
       for (;;) {
         size_t t = next_.fetch_add(1);
         if (t >= tasks_.size() || stop_.load() || cancel_.load()) break;
+        readTask(tasks_[t], reads);
         for (size_t p = tasks_[t].first; p < tasks_[t].first + tasks_[t].count; ++p) {
           if (cancel_.load() || stop_.load()) break;
-          runPiece(p, src, out, srcPtr, srcType);
+          runPiece(p, reads, tasks_[t].first, out, srcPtr, srcType);
         }
       }
     } catch (...) {
@@ -269,18 +269,74 @@ class Run {
     }
   }
 
-  void runPiece(size_t p, std::vector<AlignedBuffer>& src, AlignedBuffer& out, std::vector<const void*>& srcPtr,
+  // The source bytes of one task, read with as few preads as the file layout allows.
+  struct TaskReads {
+    explicit TaskReads(size_t slots) : buffers(slots) {}
+    std::vector<AlignedBuffer> buffers;  // one per source slot, grown to the largest task
+    std::vector<uint64_t> at;            // [piece - task.first][slot]: offset of the piece's bytes in buffers[slot]
+  };
+
+  bool goesStraightIntoBlock(const Piece& piece, const Job& job) const {
+    if (job.sources.size() != 1 || job.dests.size() != 1 || job.moments || job.stat != JobStat::None) return false;
+    const Dest& d = job.dests[0];
+    if (d.op != DestOp::Copy || d.dtype != job.sources[0].dtype) return false;
+    const uint64_t es = dtypeSize(d.dtype);
+    const uint64_t at = d.offset + piece.start * es;
+    return piece.count > 0 && at / plan_.blockBytes == (at + piece.count * es - 1) / plan_.blockBytes;
+  }
+
+  // Runs of small tensors that lie back to back in one input file are read with one pread: the
+  // 18,867-tensor MoE layout otherwise pays one system call (and one disk request) per tensor.
+  void readTask(const Task& task, TaskReads& reads) {
+    reads.at.assign(task.count * maxSources_, 0);
+    for (size_t slot = 0; slot < maxSources_; ++slot) {
+      uint64_t total = 0;
+      for (size_t p = task.first; p < task.first + task.count; ++p) {
+        const Job& job = plan_.jobs[pieces_[p].job];
+        if (slot < job.sources.size() && !goesStraightIntoBlock(pieces_[p], job)) total += pieces_[p].count * dtypeSize(job.sources[slot].dtype);
+      }
+      if (total == 0) continue;
+      if (reads.buffers[slot].size() < total) reads.buffers[slot] = AlignedBuffer(total);
+      uint8_t* base = reads.buffers[slot].data();
+      uint64_t pos = 0, spanPos = 0, spanOffset = 0, spanLen = 0;
+      uint32_t spanInput = 0;
+      auto flush = [&] {
+        if (spanLen > 0) inputs_[spanInput]->readAt(base + spanPos, spanLen, spanOffset);
+      };
+      for (size_t p = task.first; p < task.first + task.count; ++p) {
+        const Piece& piece = pieces_[p];
+        const Job& job = plan_.jobs[piece.job];
+        if (slot >= job.sources.size() || goesStraightIntoBlock(piece, job)) continue;
+        const Source& so = job.sources[slot];
+        const uint64_t es = dtypeSize(so.dtype);
+        const uint64_t offset = so.offset + piece.start * es, len = piece.count * es;
+        if (spanLen == 0 || so.input != spanInput || offset != spanOffset + spanLen) {
+          flush();
+          spanInput = so.input;
+          spanOffset = offset;
+          spanPos = pos;
+          spanLen = 0;
+        }
+        spanLen += len;
+        reads.at[(p - task.first) * maxSources_ + slot] = pos;
+        pos += len;
+      }
+      flush();
+    }
+  }
+
+  void runPiece(size_t p, const TaskReads& reads, size_t taskFirst, AlignedBuffer& out, std::vector<const void*>& srcPtr,
                 std::vector<Dtype>& srcType) {
     const Piece& piece = pieces_[p];
     const Job& job = plan_.jobs[piece.job];
     const uint64_t n = piece.count;
-    if (readStraightIntoBlock(piece, job)) return;
+    if (goesStraightIntoBlock(piece, job)) {
+      readStraightIntoBlock(piece, job);
+      return;
+    }
     for (size_t s = 0; s < job.sources.size(); ++s) {
-      const Source& so = job.sources[s];
-      size_t es = dtypeSize(so.dtype);
-      inputs_[so.input]->readAt(src[s].data(), n * es, so.offset + piece.start * es);
-      srcPtr[s] = src[s].data();
-      srcType[s] = so.dtype;
+      srcPtr[s] = reads.buffers[s].data() + reads.at[(p - taskFirst) * maxSources_ + s];
+      srcType[s] = job.sources[s].dtype;
     }
     if (job.moments) accumulateMoments(srcPtr[0], srcType[0], srcPtr[1], srcType[1], n, pieceMoments_[p]);
     if (job.stat != JobStat::None) accumulateStat(piece, job, srcPtr, srcType);
@@ -324,19 +380,15 @@ class Run {
   }
 
   // A plain copy (an unselected tensor, λ at an endpoint) is read straight into its output block.
-  bool readStraightIntoBlock(const Piece& piece, const Job& job) {
-    if (job.sources.size() != 1 || job.dests.size() != 1 || job.moments) return false;
+  void readStraightIntoBlock(const Piece& piece, const Job& job) {
     const Dest& d = job.dests[0];
     const Source& s = job.sources[0];
-    if (d.op != DestOp::Copy || d.dtype != s.dtype) return false;
     const size_t es = dtypeSize(d.dtype);
     const uint64_t at = d.offset + piece.start * es;
     uint8_t* inPlace = assemblers_[d.output]->reserve(at, piece.count * es);
-    if (inPlace == nullptr) return false;
     inputs_[s.input]->readAt(inPlace, piece.count * es, s.offset + piece.start * es);
     assemblers_[d.output]->commit(at, piece.count * es);
     done_.fetch_add(pieceWeight(job, piece.count));
-    return true;
   }
 
   // Decoded once: the sparse parameters of every dest, and zeroed counters for statistics jobs.
