@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Checkpoint, layerCount, openCheckpoint, Shard, TensorLocation } from './checkpoint';
 import { usageError, WeightmixError } from './errors';
-import type { MergeProgress } from './interpolate';
+import { executeMergePlan, MergeProgress } from './execute-plan';
 import { methodFor, MethodTensor, PairMoments, TensorCoefficients } from './methods';
 import { copySidecars, writeIndex, writeModelCard } from './model-files';
 import { NativeDtype, NativeJob, runPlan } from './native';
@@ -282,7 +282,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
       outputs: [{ dir: tx.tempDir, metadata: { format: 'pt', weightmix: JSON.stringify(recipeJson) } }],
       recipe: (name) => recipes.get(name)!,
     });
-    await execute(plan, { threads, blockBytes, direct }, options);
+    await executeMergePlan(plan, { threads, blockBytes, direct }, options);
     const model = plan.models[0];
     await writeIndex(model);
     const from = ckpts[recipe.tokenizerSource];
@@ -345,17 +345,3 @@ async function fixLayerCount(
   await fs.promises.writeFile(file, JSON.stringify(config, null, 2) + '\n');
 }
 
-async function execute(plan: MergePlan, engine: Required<EngineOptions>, options: MergeOptions): Promise<void> {
-  const started = process.hrtime.bigint();
-  const total = plan.jobs.length;
-  await runPlan(
-    { inputs: plan.inputs, outputs: plan.outputs, jobs: plan.jobs, threads: engine.threads, blockBytes: engine.blockBytes, direct: engine.direct },
-    {
-      signal: options.signal,
-      onProgress: options.onProgress
-        ? (done, all) =>
-            options.onProgress!({ bytesDone: done, bytesTotal: all, tensorsDone: Math.round((done / Math.max(all, 1)) * total), tensorsTotal: total, seconds: Number(process.hrtime.bigint() - started) / 1e9 })
-        : undefined,
-    },
-  );
-}
