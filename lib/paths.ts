@@ -20,12 +20,22 @@ export function checkRelativeName(name: string, what: string): void {
  */
 export function confinedRealPath(root: string, name: string, what: string): string {
   checkRelativeName(name, what);
-  const rootReal = fs.realpathSync(root);
-  const target = fs.realpathSync(path.join(rootReal, name));
-  if (isInside(rootReal, target)) return target;
+  let rootReal: string;
+  let target: string;
+  try {
+    rootReal = fs.realpathSync(root);
+    target = fs.realpathSync(path.join(rootReal, name));
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new WeightmixError(err.code === 'ENOENT' ? 'FileNotFound' : 'IoError', `${what}: ${name}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+  }
   const snapshots = path.dirname(rootReal);
-  if (path.basename(snapshots) === 'snapshots' && isInside(path.join(path.dirname(snapshots), 'blobs'), target)) return target;
-  throw new WeightmixError('UnsafePath', `${what}: ${name} is a link that leads outside the model folder (${target})`);
+  if (!isInside(rootReal, target) && !(path.basename(snapshots) === 'snapshots' && isInside(path.join(path.dirname(snapshots), 'blobs'), target))) {
+    throw new WeightmixError('UnsafePath', `${what}: ${name} is a link that leads outside the model folder (${target})`);
+  }
+  // A named pipe or device would block or never end; a folder is no file.
+  if (!fs.statSync(target).isFile()) throw new WeightmixError('NotAFile', `${what}: ${name} is not a regular file`);
+  return target;
 }
 
 function isInside(dir: string, file: string): boolean {
