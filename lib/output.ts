@@ -68,10 +68,14 @@ export class OutputTransaction {
     }
   }
 
-  /** Syncs every file and publishes the folder with one rename (swapping out an old one under --force). */
-  async commit(): Promise<void> {
+  /**
+   * Syncs every file and publishes the folder with one rename (swapping out an old one under --force);
+   * an abort that arrives before the rename still stops it.
+   */
+  async commit(signal?: AbortSignal): Promise<void> {
     if (this.finished) throw new Error('internal: transaction already finished');
     await syncTree(this.tempDir);
+    if (signal?.aborted) throw new WeightmixError('Aborted', 'the merge was aborted before it was published');
     if (this.mergeInto) return this.commitInto();
     const parent = path.dirname(this.target);
     let old: string | null = null;
@@ -157,6 +161,13 @@ async function removeStale(parent: string, base: string, notice?: (m: string) =>
       if (!entry.startsWith(prefix)) continue;
       const pid = Number.parseInt(entry.slice(prefix.length), 10);
       if (pidAlive(pid) && pid !== process.pid) continue;
+      const target = path.join(parent, base);
+      if (tag === OLD_TAG && !fs.existsSync(target)) {
+        // A --force run died between moving the old output aside and publishing the new one: the old one is the user's model.
+        await fs.promises.rename(path.join(parent, entry), target);
+        notice?.(`restored ${target} from ${entry}, left by an interrupted --force replacement`);
+        continue;
+      }
       await fs.promises.rm(path.join(parent, entry), { recursive: true, force: true });
       notice?.(`removed ${path.join(parent, entry)} left by an interrupted run`);
     }
