@@ -146,7 +146,7 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
         recipe: JSON.parse(recipeText(targets[o].lambda)),
       });
     }
-    for (const tx of transactions) await tx.commit();
+    for (const tx of transactions) await tx.commit(options.signal);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const files = plan.models.reduce((n, m) => n + m.shards.filter((s) => s.written).length, 0);
     return {
@@ -165,8 +165,16 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
     };
   } catch (e) {
     for (const tx of transactions) await tx.abort();
-    throw e;
+    throw asUserError(e, targets);
   }
+}
+
+/** A file-system failure while finishing the output (full disk, I/O error) is the user's environment, not a bug. */
+function asUserError(e: unknown, targets: Target[]): unknown {
+  const err = e as NodeJS.ErrnoException;
+  if (e instanceof WeightmixError || typeof err?.code !== 'string' || typeof err.syscall !== 'string') return e;
+  const code = err.code === 'ENOSPC' || err.code === 'EDQUOT' ? 'NoSpace' : 'IoError';
+  return new WeightmixError(code, `cannot finish ${targets.map((t) => t.dir).join(', ')}: ${err.message}`, { cause: e });
 }
 
 function partFilter(layout: Checkpoint, part: { index: number; count: number }): (shard: string) => boolean {
