@@ -1,4 +1,4 @@
-/** SIGINT / SIGTERM become an AbortSignal; the exit status after cleanup is 130 / 143. */
+/** SIGINT / SIGTERM become an AbortSignal; the exit status after cleanup is 130 / 143; a second one ends the process at once. */
 export interface SignalAbort {
   signal: AbortSignal;
   dispose(): void;
@@ -11,15 +11,20 @@ export function abortOnSignals(): SignalAbort {
     ['SIGTERM', () => stop('SIGTERM', 143)],
   ];
   function stop(name: NodeJS.Signals, status: number) {
-    if (controller.signal.aborted) return;
+    if (controller.signal.aborted) {
+      // A second signal ends the process at once, as signals do by default: the first may wait on a
+      // read that blocks (a hung network disk), which process.exit() would wait for too. The next run
+      // on the same output removes the temporary folder left then.
+      dispose();
+      process.kill(process.pid, name);
+      return;
+    }
     process.exitCode = status;
     controller.abort(new Error(`interrupted by ${name}`));
   }
+  function dispose() {
+    for (const [name, fn] of handlers) process.off(name, fn);
+  }
   for (const [name, fn] of handlers) process.on(name, fn);
-  return {
-    signal: controller.signal,
-    dispose() {
-      for (const [name, fn] of handlers) process.off(name, fn);
-    },
-  };
+  return { signal: controller.signal, dispose };
 }
