@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -44,8 +45,16 @@ InputFile::InputFile(const std::string& path) : path_(path) {
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd_ < 0) throw systemError(errno, "cannot open input", path);
   struct stat st;
-  if (fstat(fd_, &st) != 0) throw systemError(errno, "cannot stat input", path);
-  if (!S_ISREG(st.st_mode)) throw ExecError("InputChanged", "input is not a regular file: " + path);
+  // A throwing constructor runs no destructor: close the descriptor here.
+  if (fstat(fd_, &st) != 0) {
+    ExecError e = systemError(errno, "cannot stat input", path);
+    ::close(fd_);
+    throw e;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd_);
+    throw ExecError("InputChanged", "input is not a regular file: " + path);
+  }
   size_ = static_cast<uint64_t>(st.st_size);
   // Shards are read front to back: let the kernel read ahead generously.
   posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -73,17 +82,34 @@ void InputFile::readAt(void* dst, uint64_t len, uint64_t offset) const {
   }
 }
 
+// Names what is missing: this file's size against the free space plus what it already holds.
+static ExecError noSpace(int fd, const std::string& path, uint64_t size, int err) {
+  std::string detail = std::to_string(size) + " bytes needed";
+  struct statvfs vfs;
+  struct stat st;
+  if (err == ENOSPC && fstatvfs(fd, &vfs) == 0 && fstat(fd, &st) == 0) {
+    uint64_t usable = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize + static_cast<uint64_t>(st.st_blocks) * 512;
+    if (usable < size) detail += ", " + std::to_string(size - usable) + " missing";
+  }
+  return ExecError("ENOSPC", "not enough space for output " + path + " (" + detail + "): " + std::strerror(err));
+}
+
 OutputFile::OutputFile(const std::string& path, uint64_t size, bool wantDirect) : path_(path), size_(size) {
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) throw systemError(errno, "cannot create output", path);
   if (size > 0) {
     // Reserve the space up front: a full disk fails here, before any work, and extents stay contiguous.
     int err = posix_fallocate(fd_, 0, static_cast<off_t>(size));
-    if (err == ENOSPC || err == EDQUOT || err == EIO) {
-      throw ExecError(err == EIO ? "EIO" : "ENOSPC", "not enough space for output " + path + " (" + std::to_string(size) +
-                                                         " bytes): " + std::strerror(err));
+    if (err != 0) {
+      // A throwing constructor runs no destructor: close the descriptor (and give back a partial reservation) here.
+      auto fail = [this](const ExecError& e) {
+        ::close(fd_);
+        throw e;
+      };
+      if (err == ENOSPC || err == EDQUOT) fail(noSpace(fd_, path, size, err));
+      if (err == EIO) fail(systemError(err, "cannot reserve space for output", path));
+      if (ftruncate(fd_, static_cast<off_t>(size)) != 0) fail(systemError(errno, "cannot size output", path));
     }
-    if (err != 0 && ftruncate(fd_, static_cast<off_t>(size)) != 0) throw systemError(errno, "cannot size output", path);
   }
   if (wantDirect) {
     directFd_ = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);  // EINVAL on tmpfs: stay buffered
