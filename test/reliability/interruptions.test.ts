@@ -1,0 +1,256 @@
+/**
+ * Interruptions: SIGINT / SIGTERM to the command line mid-merge, an AbortSignal through the API,
+ * SIGKILL (no cleanup possible) and the next run after it, and `--force` replacing an existing
+ * output only once the new one is complete.
+ *
+ * The CLI runs merge the tiny fixture with a fault-injection shim (LD_PRELOAD) that makes each of
+ * the engine's reads of the input models take 150 ms, like a slow network disk: a merge then lasts
+ * seconds, so a signal lands mid-merge on any machine, without large fixtures.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { WeightmixError } from '../../lib/errors';
+import type { CheckpointPair } from '../../lib/fixture';
+import { interpolate } from '../../lib/interpolate';
+import {
+  cachedPair,
+  ensureCliBuilt,
+  expectOneLineError,
+  faultEnv,
+  faultShim,
+  isProgressLine,
+  leftoversBeside,
+  runCli,
+  slowReadsEnv,
+  snapshotTree,
+  startCli,
+  waitForFile,
+} from '../helpers/cli';
+
+let work: string;
+let pair: CheckpointPair;
+let shim: { path: string } | { reason: string };
+let slow: Record<string, string>;
+
+beforeAll(async () => {
+  ensureCliBuilt();
+  work = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-interrupt-'));
+  pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 11 });
+  shim = faultShim();
+  if ('path' in shim) slow = slowReadsEnv(shim.path, path.dirname(pair.instruct), 150_000);
+  else console.warn(`interruption tests of the CLI skipped: ${shim.reason}`);
+}, 180_000);
+afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+
+let n = 0;
+function outPath(): string {
+  const dir = path.join(work, `run-${++n}`);
+  fs.mkdirSync(dir);
+  return path.join(dir, 'out');
+}
+
+const mergeArgs = (out: string, ...extra: string[]) => [
+  'interpolate', '--instruct', pair.instruct, '--thinking', pair.thinking, '--lambda', '0.8', '-o', out, '--threads', '1', '--json', ...extra,
+];
+
+/** Without a C compiler the slow-disk shim cannot be built: such tests pass after saying why. */
+function needShim(): boolean {
+  if ('path' in shim) return true;
+  console.warn(`skipped: ${shim.reason}`);
+  return false;
+}
+
+describe.each([
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const)('%s mid-merge', (signal, status) => {
+  test(`stops within a second, exits ${status}, and leaves nothing beside the output`, async () => {
+    if (!needShim()) return;
+    const out = outPath();
+    const run = startCli(mergeArgs(out), { env: slow });
+    await run.waitForLine(isProgressLine);
+    // Mid-merge: the temporary folder and the lock exist, the output does not.
+    const during = leftoversBeside(out);
+    expect(during.some((e) => e.includes('.weightmix-tmp-'))).toBe(true);
+    expect(during).not.toContain('out');
+    const sent = Date.now();
+    run.child.kill(signal);
+    const result = await run.done;
+    const stopMs = Date.now() - sent;
+    expect({ status: result.status, signal: result.signal, stderr: result.stderr }).toEqual({ status, signal: null, stderr: '' });
+    expect(stopMs).toBeLessThan(1000);
+    expect(result.stdout).not.toContain('"event":"done"');
+    expect(leftoversBeside(out)).toEqual([]);
+  });
+});
+
+test('a second SIGINT ends the run at once even while the first waits on a read that blocks', async () => {
+  if (!needShim()) return;
+  const out = outPath();
+  const mark = path.join(path.dirname(out), 'blocked');
+  // Each read of the Instruct model takes 5 s: the run is stuck opening it, in a read no signal interrupts.
+  const stuck = faultEnv((shim as { path: string }).path, { path: pair.instruct, slow: ['pread'], sleepUs: 5_000_000, mark });
+  const run = startCli(mergeArgs(out), { env: stuck });
+  await waitForFile(mark);
+  run.child.kill('SIGINT');
+  await new Promise((r) => setTimeout(r, 200));
+  const sent = Date.now();
+  run.child.kill('SIGINT');
+  const result = await run.done;
+  // Ended by the signal itself, as an uncaught SIGINT ends any program (a shell reports status 130).
+  expect({ status: result.status, signal: result.signal }).toEqual({ status: null, signal: 'SIGINT' });
+  expect(Date.now() - sent).toBeLessThan(1000);
+  expect(leftoversBeside(out)).toEqual([]);
+});
+
+test('a signal after the engine finished but before the output is published still publishes nothing', async () => {
+  if (!needShim()) return;
+  const out = outPath();
+  const mark = path.join(path.dirname(out), 'syncing');
+  // Syncing the temporary README (the last step before the rename) takes 1 s.
+  const slowSync = faultEnv((shim as { path: string }).path, { path: '.weightmix-tmp-', slow: ['fsync'], sleepUs: 1_000_000, mark });
+  const run = startCli(mergeArgs(out), { env: { ...slowSync, WEIGHTMIX_FAULT_PATH: `${path.sep}README.md` } });
+  await waitForFile(mark);
+  expect(run.child.exitCode).toBeNull();
+  run.child.kill('SIGINT');
+  const result = await run.done;
+  expect({ status: result.status, signal: result.signal, stderr: result.stderr }).toEqual({ status: 130, signal: null, stderr: '' });
+  expect(result.stdout).not.toContain('"event":"done"');
+  expect(leftoversBeside(out)).toEqual([]);
+});
+
+test('SIGKILL leaves only the temporary folder and a stale lock; the next run removes them with a notice and succeeds', async () => {
+  if (!needShim()) return;
+  const out = outPath();
+  const run = startCli(mergeArgs(out), { env: slow });
+  await run.waitForLine(isProgressLine);
+  run.child.kill('SIGKILL');
+  const killed = await run.done;
+  expect(killed.signal).toBe('SIGKILL');
+  const left = leftoversBeside(out);
+  expect(left).toHaveLength(2);
+  expect(left.find((e) => e.includes('.weightmix-tmp-'))).toBeDefined();
+  expect(left.find((e) => e.endsWith('.weightmix.lock'))).toBeDefined();
+  expect(left).not.toContain('out'); // nothing that looks like a model was published
+
+  const next = await runCli(mergeArgs(out).filter((a) => a !== '--json'));
+  expect({ status: next.status, stderr: next.stderr.replace(/^weightmix: removed .* left by an interrupted run\n/gm, '') }).toEqual({ status: 0, stderr: '' });
+  expect(next.stderr).toMatch(/^weightmix: removed .*\.out\.weightmix-tmp-\S+ left by an interrupted run$/m);
+  expect(leftoversBeside(out)).toEqual(['out']);
+});
+
+describe('--force', () => {
+  /** An existing output made at λ = 0.2, and a snapshot of every byte of it. */
+  async function existingOutput(): Promise<{ out: string; before: Map<string, Buffer> }> {
+    const out = outPath();
+    await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.2, output: out, threads: 1 });
+    return { out, before: snapshotTree(out) };
+  }
+
+  test('an interrupted --force run leaves the existing output intact, byte for byte', async () => {
+    if (!needShim()) return;
+    const { out, before } = await existingOutput();
+    const run = startCli(mergeArgs(out, '--force'), { env: slow });
+    await run.waitForLine(isProgressLine);
+    run.child.kill('SIGINT');
+    const result = await run.done;
+    expect(result.status).toBe(130);
+    expect(snapshotTree(out)).toEqual(before);
+    expect(leftoversBeside(out)).toEqual(['out']);
+  });
+
+  test('a --force run that fails on a malformed input leaves the existing output intact', async () => {
+    const { out, before } = await existingOutput();
+    const broken = path.join(path.dirname(out), 'broken');
+    fs.mkdirSync(broken);
+    fs.writeFileSync(path.join(broken, 'model.safetensors'), Buffer.from('\x02\0\0\0\0\0\0\0{}garbage'));
+    const result = await runCli(['interpolate', '--instruct', broken, '--thinking', pair.thinking, '--lambda', '0.8', '-o', out, '--force']);
+    expectOneLineError(result, 1);
+    expect(snapshotTree(out)).toEqual(before);
+    expect(leftoversBeside(out)).toEqual(['out']);
+  });
+
+  test('an aborted --force merge through the API leaves the existing output intact', async () => {
+    const { out, before } = await existingOutput();
+    const controller = new AbortController();
+    controller.abort();
+    await expect(interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: out, force: true, signal: controller.signal })).rejects.toMatchObject({
+      code: 'Aborted',
+    });
+    expect(snapshotTree(out)).toEqual(before);
+    expect(leftoversBeside(out)).toEqual(['out']);
+  });
+
+  test('--force replaces the output once the new one is complete, and no swapped-out copy remains', async () => {
+    const { out, before } = await existingOutput();
+    const result = await runCli(mergeArgs(out, '--force'));
+    expect(result.status).toBe(0);
+    const after = snapshotTree(out);
+    expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
+    expect(after.get('model-00001-of-00002.safetensors')!.equals(before.get('model-00001-of-00002.safetensors')!)).toBe(false);
+    expect(leftoversBeside(out)).toEqual(['out']);
+  });
+
+  test('without --force an existing output is refused and left intact', async () => {
+    const { out, before } = await existingOutput();
+    const result = await runCli(mergeArgs(out));
+    expect(expectOneLineError(result, 1)).toMatch(/already exists \(use --force/);
+    expect(snapshotTree(out)).toEqual(before);
+    expect(leftoversBeside(out)).toEqual(['out']);
+  });
+
+  test('an output swapped out by a --force run killed between its two renames is restored, not deleted, by the next run', async () => {
+    const { out, before } = await existingOutput();
+    // The state such a kill leaves: the old model moved aside, the new one complete in its temporary folder.
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    const parent = path.dirname(out);
+    fs.renameSync(out, path.join(parent, `.out.weightmix-old-${dead}`));
+    fs.mkdirSync(path.join(parent, `.out.weightmix-tmp-${dead}-0badc0de`));
+    const result = await runCli(mergeArgs(out).filter((a) => a !== '--json'));
+    expect(expectOneLineError({ ...result, stderr: result.stderr.replace(/^weightmix: (removed|restored) .*\n/gm, '') }, 1)).toMatch(/already exists/);
+    expect(result.stderr).toMatch(/^weightmix: restored .*out/m);
+    expect(snapshotTree(out)).toEqual(before);
+    expect(leftoversBeside(out)).toEqual(['out']);
+  });
+});
+
+describe('AbortSignal through the API', () => {
+  test('an already aborted signal rejects with code Aborted before anything is written', async () => {
+    const out = outPath();
+    const controller = new AbortController();
+    controller.abort();
+    const err = await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: out, signal: controller.signal }).catch((e) => e);
+    expect(err).toBeInstanceOf(WeightmixError);
+    expect(err.code).toBe('Aborted');
+    expect(leftoversBeside(out)).toEqual([]);
+  });
+
+  test('aborting at the first progress event of a larger merge rejects with code Aborted and leaves nothing', async () => {
+    const big = await cachedPair({ shape: 'qwen3-4b', scale: 8, shards: [2, 1], seed: 3 });
+    const out = outPath();
+    const controller = new AbortController();
+    let progressEvents = 0;
+    const started = Date.now();
+    const err = await interpolate({
+      instruct: big.instruct,
+      thinking: big.thinking,
+      lambda: 0.8,
+      output: out,
+      threads: 1,
+      blockBytes: 4096, // small blocks: the merge lasts well past the first progress event
+      signal: controller.signal,
+      onProgress: (p) => {
+        progressEvents++;
+        expect(p.bytesDone).toBeLessThan(p.bytesTotal);
+        controller.abort();
+      },
+    }).catch((e) => e);
+    expect(progressEvents).toBeGreaterThanOrEqual(1);
+    expect(err).toBeInstanceOf(WeightmixError);
+    expect(err.code).toBe('Aborted');
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(leftoversBeside(out)).toEqual([]);
+  }, 60_000);
+});

@@ -1,0 +1,126 @@
+/**
+ * Storage faults through the command line: a full disk (a small tmpfs mounted here; needs root),
+ * a read-only one, and I/O errors on writing the output or reading an input (an LD_PRELOAD shim
+ * fails the engine's pwrite/pread with EIO; device-mapper's dm-error is not available everywhere).
+ * Each ends with one error line, exit status 1, and nothing left: no temporary folder, no lock.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { CheckpointPair } from '../../lib/fixture';
+import { interpolate } from '../../lib/interpolate';
+import { cachedPair, ensureCliBuilt, expectOneLineError, faultEnv, faultShim, leftoversBeside, runCli } from '../helpers/cli';
+
+let work: string;
+let pair: CheckpointPair;
+/** Sizes of the tiny pair's merged shards, from a merge on the ordinary disk. */
+let shardSizes: number[];
+let shim: { path: string } | { reason: string };
+const mounts: string[] = [];
+/** Why tmpfs tests cannot run here (not root, no mount), or null when they can. */
+let noTmpfs: string | null = null;
+
+beforeAll(async () => {
+  ensureCliBuilt();
+  work = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-storage-'));
+  pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 13 });
+  const reference = path.join(work, 'reference');
+  await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: reference, threads: 1 });
+  shardSizes = fs.readdirSync(reference).filter((f) => f.endsWith('.safetensors')).map((f) => fs.statSync(path.join(reference, f)).size);
+  shim = faultShim();
+  const probe = mountTmpfs(64 << 10);
+  if (typeof probe !== 'string') noTmpfs = probe.reason;
+  if (noTmpfs) console.warn(`full-disk tests skipped: ${noTmpfs}`);
+}, 180_000);
+
+afterAll(() => {
+  for (const m of mounts) spawnSync('umount', ['-l', m]);
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+function mountTmpfs(bytes: number, readOnly = false): string | { reason: string } {
+  const dir = path.join(work, `disk-${mounts.length}`);
+  fs.mkdirSync(dir);
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes}${readOnly ? ',ro' : ''}`, 'tmpfs', dir], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) return { reason: `cannot mount a tmpfs (${(r.error?.message ?? r.stderr).trim() || `status ${r.status}`})` };
+  mounts.push(dir);
+  return dir;
+}
+
+const PAGE = 4096;
+const pages = (n: number) => Math.ceil(n / PAGE) * PAGE;
+
+function mergeArgs(out: string): string[] {
+  return ['interpolate', '--instruct', pair.instruct, '--thinking', pair.thinking, '--lambda', '0.8', '-o', out, '--threads', '1'];
+}
+
+test('the tmpfs tests run, or say why they cannot', () => {
+  if (noTmpfs) expect(noTmpfs).toMatch(/^cannot mount a tmpfs \(.+\)$/);
+  else expect(mounts.length).toBeGreaterThan(0);
+});
+
+test('a disk too small for the shards: one line naming the shard and the bytes missing; nothing left on it', async () => {
+  if (noTmpfs) return console.warn(`skipped: ${noTmpfs}`);
+  const disk = mountTmpfs(pages(shardSizes[0]) + PAGE) as string; // room for one shard, not two
+  const out = path.join(disk, 'out');
+  const line = expectOneLineError(await runCli(mergeArgs(out)), 1);
+  expect(line).toMatch(/not enough space for output \S+\/model-0000[12]-of-00002\.safetensors \((\d+) bytes needed, (\d+) missing\): No space left on device$/);
+  const [, needed, missing] = /\((\d+) bytes needed, (\d+) missing\)/.exec(line)!.map(Number);
+  expect(shardSizes).toContain(needed);
+  expect(missing).toBeGreaterThan(0);
+  expect(missing).toBeLessThanOrEqual(needed);
+  expect(fs.readdirSync(disk)).toEqual([]);
+});
+
+test('a disk that holds the shards but not the index and sidecars: one line, not a stack; nothing left on it', async () => {
+  if (noTmpfs) return console.warn(`skipped: ${noTmpfs}`);
+  // The shards fit; the lock and the first small files take the last pages.
+  const disk = mountTmpfs(shardSizes.reduce((n, s) => n + pages(s), 0) + 3 * PAGE) as string;
+  const out = path.join(disk, 'out');
+  const line = expectOneLineError(await runCli(mergeArgs(out)), 1);
+  expect(line).toMatch(/ENOSPC|no space left/i);
+  expect(line).toContain(out);
+  expect(fs.readdirSync(disk)).toEqual([]);
+});
+
+test('a read-only disk: one line, nothing written', async () => {
+  if (noTmpfs) return console.warn(`skipped: ${noTmpfs}`);
+  const disk = mountTmpfs(1 << 20, true) as string;
+  const line = expectOneLineError(await runCli(mergeArgs(path.join(disk, 'out'))), 1);
+  expect(line).toMatch(/read-only file system/i);
+  expect(fs.readdirSync(disk)).toEqual([]);
+});
+
+describe('I/O errors (EIO injected by an LD_PRELOAD shim)', () => {
+  test('EIO writing an output shard: one line naming it; temporary folder and lock removed', async () => {
+    if (!('path' in shim)) return console.warn(`skipped: ${shim.reason}`);
+    const out = path.join(work, 'eio-write', 'out');
+    fs.mkdirSync(path.dirname(out));
+    const env = faultEnv(shim.path, { path: '.out.weightmix-tmp-', eio: 'pwrite' });
+    const line = expectOneLineError(await runCli(mergeArgs(out), { env }), 1);
+    expect(line).toMatch(/write failed on \S+\/model-0000[12]-of-00002\.safetensors: Input\/output error/);
+    expect(leftoversBeside(out)).toEqual([]);
+  });
+
+  test('EIO reading an input shard mid-merge: one line naming it; nothing left', async () => {
+    if (!('path' in shim)) return console.warn(`skipped: ${shim.reason}`);
+    const out = path.join(work, 'eio-read', 'out');
+    fs.mkdirSync(path.dirname(out));
+    // Reads of 16 KiB or more are the engine's (the CLI reads headers in smaller pieces).
+    const env = faultEnv(shim.path, { path: path.join(pair.thinking, 'model.safetensors'), eio: 'pread', minBytes: 16384 });
+    const line = expectOneLineError(await runCli(mergeArgs(out), { env }), 1);
+    expect(line).toMatch(/read failed on \S+thinking\/model\.safetensors: Input\/output error/);
+    expect(leftoversBeside(out)).toEqual([]);
+  });
+
+  test('EIO syncing a file before publishing: one line; nothing published', async () => {
+    if (!('path' in shim)) return console.warn(`skipped: ${shim.reason}`);
+    const out = path.join(work, 'eio-sync', 'out');
+    fs.mkdirSync(path.dirname(out));
+    const env = faultEnv(shim.path, { path: '.out.weightmix-tmp-', eio: 'fsync' });
+    const line = expectOneLineError(await runCli(mergeArgs(out), { env }), 1);
+    expect(line).toMatch(/EIO|Input\/output error/);
+    expect(leftoversBeside(out)).toEqual([]);
+  });
+});
