@@ -76,7 +76,7 @@ export function dtypeByteLength(dtype: SafetensorsDtype, elementCount: number): 
   if (!Number.isSafeInteger(elementCount) || elementCount < 0) {
     throw new RangeError(`dtypeByteLength: elementCount must be a non-negative safe integer, got ${elementCount}`);
   }
-  return byteLengthOf(dtype, elementCount, 'dtypeByteLength');
+  return byteLengthOf(dtype, elementCount, () => 'dtypeByteLength');
 }
 
 /**
@@ -208,7 +208,7 @@ function encodeHeader(
     }
     const subject = `${where}: tensor ${showName(name)}`;
     const begin = end;
-    end = begin + byteLengthOf(dtype, elementCountOf(shape, subject), subject);
+    end = begin + byteLengthOf(dtype, elementCountOf(shape, () => subject), () => subject);
     if (!Number.isSafeInteger(end)) throw new SafetensorsError('ValidationOverflow', `${where}: the data section passes 2^53-1 bytes at tensor ${showName(name)}`);
     offsets.push([begin, end]);
     members.push(`${JSON.stringify(name)}:{"dtype":"${dtype}","shape":[${shape.join(',')}],"data_offsets":[${begin},${end}]}`);
@@ -293,21 +293,21 @@ type DeclaredTensor = Pick<TensorEntry, 'name' | 'dtype' | 'shape' | 'dataOffset
 
 /** Checks the fields of one tensor entry; sizes are checked later, in layout order, as the crate does. */
 function readTensorEntry(name: string, value: unknown, file: string): DeclaredTensor {
-  const tensor = `tensor ${showName(name)}`;
-  if (!isPlainObject(value)) throw shapeError(file, `${tensor}: the entry must be an object with dtype, shape and data_offsets, not ${describeJson(value)}`);
+  const tensor = () => `tensor ${showName(name)}`;
+  if (!isPlainObject(value)) throw shapeError(file, `${tensor()}: the entry must be an object with dtype, shape and data_offsets, not ${describeJson(value)}`);
   const extra = Object.keys(value).find((k) => !(ENTRY_FIELDS as readonly string[]).includes(k));
-  if (extra !== undefined) throw shapeError(file, `${tensor}: unexpected field ${showName(extra)}`);
+  if (extra !== undefined) throw shapeError(file, `${tensor()}: unexpected field ${showName(extra)}`);
   const missing = ENTRY_FIELDS.find((k) => !Object.hasOwn(value, k));
-  if (missing !== undefined) throw shapeError(file, `${tensor}: missing field "${missing}"`);
+  if (missing !== undefined) throw shapeError(file, `${tensor()}: missing field "${missing}"`);
 
   const { dtype, shape, data_offsets: offsets } = value;
-  if (typeof dtype !== 'string') throw shapeError(file, `${tensor}: dtype must be a string, not ${describeJson(dtype)}`);
-  if (!Object.hasOwn(DTYPE_BITS, dtype)) throw shapeError(file, `${tensor}: unknown dtype ${showName(dtype)}`);
+  if (typeof dtype !== 'string') throw shapeError(file, `${tensor()}: dtype must be a string, not ${describeJson(dtype)}`);
+  if (!Object.hasOwn(DTYPE_BITS, dtype)) throw shapeError(file, `${tensor()}: unknown dtype ${showName(dtype)}`);
   if (!Array.isArray(shape) || !shape.every(isSize)) {
-    throw shapeError(file, `${tensor}: shape must be an array of non-negative integers`);
+    throw shapeError(file, `${tensor()}: shape must be an array of non-negative integers`);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isSize)) {
-    throw shapeError(file, `${tensor}: data_offsets must be [begin, end], two non-negative integers`);
+    throw shapeError(file, `${tensor()}: data_offsets must be [begin, end], two non-negative integers`);
   }
   return {
     name,
@@ -322,18 +322,19 @@ function validateLayout(declared: readonly DeclaredTensor[], file: string): Tens
   let end = 0;
   return declared.map((t) => {
     const [begin, stop] = t.dataOffsets;
-    const tensor = `${file}: tensor ${showName(t.name)}`;
-    const offsets = `data_offsets [${begin}, ${stop}]`;
-    if (stop < begin) throw new SafetensorsError('InvalidOffset', `${tensor}: ${offsets} end before they begin`);
-    if (begin > end) throw new SafetensorsError('InvalidOffset', `${tensor}: ${offsets} leave a hole: the data before it ends at ${end}`);
-    if (begin < end) throw new SafetensorsError('InvalidOffset', `${tensor}: ${offsets} overlap the data before it, which ends at ${end}`);
+    // Messages are built only on failure: a MoE header has tens of thousands of tensors.
+    const tensor = () => `${file}: tensor ${showName(t.name)}`;
+    const offsets = () => `data_offsets [${begin}, ${stop}]`;
+    if (stop < begin) throw new SafetensorsError('InvalidOffset', `${tensor()}: ${offsets()} end before they begin`);
+    if (begin > end) throw new SafetensorsError('InvalidOffset', `${tensor()}: ${offsets()} leave a hole: the data before it ends at ${end}`);
+    if (begin < end) throw new SafetensorsError('InvalidOffset', `${tensor()}: ${offsets()} overlap the data before it, which ends at ${end}`);
     end = stop;
     const elementCount = elementCountOf(t.shape, tensor);
     const byteLength = byteLengthOf(t.dtype, elementCount, tensor);
     if (stop - begin !== byteLength) {
       throw new SafetensorsError(
         'TensorInvalidInfo',
-        `${tensor}: ${offsets} hold ${stop - begin} bytes but ${t.dtype} ${showShape(t.shape)} needs ${byteLength}`,
+        `${tensor()}: ${offsets()} hold ${stop - begin} bytes but ${t.dtype} ${showShape(t.shape)} needs ${byteLength}`,
       );
     }
     return { ...t, byteLength, elementCount };
@@ -341,11 +342,11 @@ function validateLayout(declared: readonly DeclaredTensor[], file: string): Tens
 }
 
 /** The product of the dimensions, left to right like the crate's checked fold, failing past 2^53-1. */
-function elementCountOf(shape: readonly number[], subject: string): number {
+function elementCountOf(shape: readonly number[], subject: () => string): number {
   let count = 1;
   for (const dim of shape) {
     if (dim !== 0 && count > Math.floor(Number.MAX_SAFE_INTEGER / dim)) {
-      throw new SafetensorsError('ValidationOverflow', `${subject}: shape ${showShape(shape)} has more than 2^53-1 elements`);
+      throw new SafetensorsError('ValidationOverflow', `${subject()}: shape ${showShape(shape)} has more than 2^53-1 elements`);
     }
     count *= dim;
   }
@@ -353,17 +354,17 @@ function elementCountOf(shape: readonly number[], subject: string): number {
 }
 
 /** Exact in doubles: `elementCount * bits / 8` is computed as (whole groups of elements that fill whole bytes) × (bytes per group). */
-function byteLengthOf(dtype: SafetensorsDtype, elementCount: number, subject: string): number {
+function byteLengthOf(dtype: SafetensorsDtype, elementCount: number, subject: () => string): number {
   const bits = DTYPE_BITS[dtype];
   const common = gcd(bits, 8);
   const elementsPerGroup = 8 / common;
   const bytesPerGroup = bits / common;
   if (elementCount % elementsPerGroup !== 0) {
-    throw new SafetensorsError('MisalignedSlice', `${subject}: ${elementCount} × ${dtype} is ${elementCount * bits} bits, not a whole number of bytes`);
+    throw new SafetensorsError('MisalignedSlice', `${subject()}: ${elementCount} × ${dtype} is ${elementCount * bits} bits, not a whole number of bytes`);
   }
   const groups = elementCount / elementsPerGroup;
   if (groups > Math.floor(Number.MAX_SAFE_INTEGER / bytesPerGroup)) {
-    throw new SafetensorsError('ValidationOverflow', `${subject}: ${elementCount} × ${dtype} is more than 2^53-1 bytes`);
+    throw new SafetensorsError('ValidationOverflow', `${subject()}: ${elementCount} × ${dtype} is more than 2^53-1 bytes`);
   }
   return groups * bytesPerGroup;
 }
