@@ -1,8 +1,6 @@
 // CUDA paths of the kernels: numerics.h compiled for the device (every rounding explicit through
 // the __*_rn intrinsics, so -fmad cannot change a bit), 8 elements per thread with 16-byte loads
 // where every buffer is 16-byte aligned, one element per thread otherwise.
-// Kept out of CMakeLists' *.cu globs until the CUDA_ARCHITECTURES property is set on the target
-// (CMAKE_CUDA_ARCHITECTURES is read at add_library time, so today any globbed .cu fails configure).
 #include <cuda_runtime.h>
 
 #include <cstdint>
