@@ -10,6 +10,9 @@
 #include "executor.h"
 #include "io.h"
 #include "kernel_binding.h"
+#ifdef WEIGHTMIX_WITH_CUDA
+#include "cuda/device.h"
+#endif
 
 namespace wm {
 namespace {
@@ -106,6 +109,12 @@ Plan parsePlan(const Napi::Object& js) {
     throw Napi::TypeError::New(js.Env(), "plan: blockBytes must be a positive multiple of 4096");
   }
   plan.direct = js.Get("direct").ToBoolean().Value();
+  Napi::Value device = js.Get("device");
+  if (!device.IsUndefined()) {
+    const std::string d = device.IsString() ? device.As<Napi::String>().Utf8Value() : "";
+    if (d == "cuda") plan.device = Device::Cuda;
+    else if (d != "cpu") throw Napi::TypeError::New(js.Env(), "plan: device must be 'cpu' or 'cuda'");
+  }
   return plan;
 }
 
@@ -230,8 +239,26 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("hardwareThreads", Napi::Number::New(env, std::max(1u, std::thread::hardware_concurrency())));
 #ifdef WEIGHTMIX_WITH_CUDA
   o.Set("cudaCompiled", Napi::Boolean::New(env, true));
+  // cudaDevices when GPU 0 is usable; else cudaUnavailable (one line) and its kind.
+  const cuda::Probe& probe = cuda::probe();
+  if (probe.unusable == cuda::Unusable::None) {
+    Napi::Array devices = Napi::Array::New(env, probe.devices.size());
+    for (size_t i = 0; i < probe.devices.size(); ++i) {
+      Napi::Object d = Napi::Object::New(env);
+      d.Set("name", Napi::String::New(env, probe.devices[i].name));
+      d.Set("memoryBytes", Napi::Number::New(env, static_cast<double>(probe.devices[i].memoryBytes)));
+      d.Set("computeCapability", Napi::String::New(env, std::to_string(probe.devices[i].major) + "." + std::to_string(probe.devices[i].minor)));
+      devices.Set(static_cast<uint32_t>(i), d);
+    }
+    o.Set("cudaDevices", devices);
+  } else {
+    o.Set("cudaUnavailable", Napi::String::New(env, probe.reason));
+    o.Set("cudaUnavailableKind", Napi::String::New(env, cuda::unusableCode(probe.unusable)));
+  }
 #else
   o.Set("cudaCompiled", Napi::Boolean::New(env, false));
+  o.Set("cudaUnavailable", Napi::String::New(env, "this build has no CUDA kernels (built without nvcc)"));
+  o.Set("cudaUnavailableKind", Napi::String::New(env, "not-compiled"));
 #endif
   return o;
 }

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -14,6 +15,10 @@
 #include "io.h"
 #include "worker_pool.h"
 #include "kernels/sparsify.h"
+#ifdef WEIGHTMIX_WITH_CUDA
+#include "cuda/device.h"
+#include "kernels/cuda_kernels.h"
+#endif
 
 namespace wm {
 namespace {
@@ -156,6 +161,7 @@ class Run {
     validatePlan(plan_, sizes);
     buildTasks();
     prepareSparse();
+    if (plan_.device == Device::Cuda) requireCuda();  // before any output file exists
     for (const OutputSpec& o : plan_.outputs) {
       outputs_.push_back(std::make_unique<OutputFile>(o.path, o.size, plan_.direct));
       assemblers_.push_back(std::make_unique<BlockAssembler>(*outputs_.back(), plan_.blockBytes));
@@ -241,10 +247,27 @@ class Run {
       AlignedBuffer out(bufBytes);
       std::vector<const void*> srcPtr(maxSources_);
       std::vector<Dtype> srcType(maxSources_);
+#ifdef WEIGHTMIX_WITH_CUDA
+      // Declared after `reads`, so it unpins the read buffers before they are freed.
+      std::unique_ptr<cuda::WorkerContext> dev;
+      if (plan_.device == Device::Cuda) {
+        dev = std::make_unique<cuda::WorkerContext>(maxSources_);
+        reads.regrown = [&dev](AlignedBuffer& old, AlignedBuffer& now) {
+          dev->unpin(old.data());
+          dev->pin(now.data(), now.size());
+        };
+      }
+#endif
       for (;;) {
         size_t t = next_.fetch_add(1);
         if (t >= tasks_.size() || stop_.load() || cancel_.load()) break;
         readTask(tasks_[t], reads);
+#ifdef WEIGHTMIX_WITH_CUDA
+        if (dev) {
+          runTaskOnDevice(tasks_[t], reads, *dev, out, srcPtr, srcType);
+          continue;
+        }
+#endif
         for (size_t p = tasks_[t].first; p < tasks_[t].first + tasks_[t].count; ++p) {
           if (cancel_.load() || stop_.load()) break;
           runPiece(p, reads, tasks_[t].first, out, srcPtr, srcType);
@@ -274,6 +297,12 @@ class Run {
     explicit TaskReads(size_t slots) : buffers(slots) {}
     std::vector<AlignedBuffer> buffers;  // one per source slot, grown to the largest task
     std::vector<uint64_t> at;            // [piece - task.first][slot]: offset of the piece's bytes in buffers[slot]
+    std::function<void(AlignedBuffer& old, AlignedBuffer& now)> regrown;  // the CUDA path pins read buffers
+    void grow(size_t slot, uint64_t bytes) {
+      AlignedBuffer next(bytes);
+      if (regrown) regrown(buffers[slot], next);
+      buffers[slot] = std::move(next);
+    }
   };
 
   bool goesStraightIntoBlock(const Piece& piece, const Job& job) const {
@@ -296,7 +325,7 @@ class Run {
         if (slot < job.sources.size() && !goesStraightIntoBlock(pieces_[p], job)) total += pieces_[p].count * dtypeSize(job.sources[slot].dtype);
       }
       if (total == 0) continue;
-      if (reads.buffers[slot].size() < total) reads.buffers[slot] = AlignedBuffer(total);
+      if (reads.buffers[slot].size() < total) reads.grow(slot, total);
       uint8_t* base = reads.buffers[slot].data();
       uint64_t pos = 0, spanPos = 0, spanOffset = 0, spanLen = 0;
       uint32_t spanInput = 0;
@@ -341,6 +370,7 @@ class Run {
     if (job.moments) accumulateMoments(srcPtr[0], srcType[0], srcPtr[1], srcType[1], n, pieceMoments_[p]);
     if (job.stat != JobStat::None) accumulateStat(piece, job, srcPtr, srcType);
     for (const Dest& d : job.dests) {
+      if (destOnDevice(job, d, piece.job)) continue;  // runTaskOnDevice produces it
       const size_t es = dtypeSize(d.dtype);
       const uint64_t at = d.offset + piece.start * es;
       BlockAssembler& assembler = *assemblers_[d.output];
@@ -378,6 +408,122 @@ class Run {
     }
     done_.fetch_add(pieceWeight(job, n));
   }
+
+  // ---- CUDA (plan.device == Cuda) ----------------------------------------------------------------
+  void requireCuda() const {
+#ifdef WEIGHTMIX_WITH_CUDA
+    cuda::requireDevice();
+#else
+    throw ExecError("CudaUnavailable", "cuda: this build of weightmix has no CUDA kernels (it was built without nvcc)");
+#endif
+  }
+
+  // Dests the GPU computes in a CUDA run; byte copies, raw bytes and over-wide arguments stay on the CPU.
+  bool destOnDevice(const Job& job, const Dest& d, size_t jobIndex) const {
+#ifdef WEIGHTMIX_WITH_CUDA
+    if (plan_.device != Device::Cuda || d.dtype == Dtype::U8) return false;
+    switch (d.op) {
+      case DestOp::Copy: return job.sources[static_cast<size_t>(d.w[0])].dtype != d.dtype;
+      case DestOp::Linear: return job.sources.size() <= cuda::kMaxLinearSources;
+      case DestOp::Sparse: return cuda::sparseFits(sparse_[jobIndex][static_cast<size_t>(&d - job.dests.data())], job.sources.size());
+      default: return true;
+    }
+#else
+    return false;
+#endif
+  }
+
+#ifdef WEIGHTMIX_WITH_CUDA
+  // One task on the GPU: each source slot is uploaded once (from pinned read buffers), every device
+  // dest is computed into one results buffer and copied back while this thread does the task's CPU
+  // share (plain copies, statistics, dests the GPU does not take); then the bytes go to the blocks.
+  void runTaskOnDevice(const Task& task, const TaskReads& reads, cuda::WorkerContext& dev, AlignedBuffer& out,
+                       std::vector<const void*>& srcPtr, std::vector<Dtype>& srcType) {
+    struct Launch {
+      size_t piece;
+      const Dest* dest;
+      uint64_t at;  // offset in the results buffer
+    };
+    std::vector<Launch> launches;
+    std::vector<uint64_t> slotBytes(maxSources_, 0);
+    uint64_t resultBytes = 0;
+    for (size_t p = task.first; p < task.first + task.count; ++p) {
+      const Piece& piece = pieces_[p];
+      const Job& job = plan_.jobs[piece.job];
+      if (goesStraightIntoBlock(piece, job)) continue;
+      const size_t before = launches.size();
+      for (const Dest& d : job.dests) {
+        if (!destOnDevice(job, d, piece.job)) continue;
+        launches.push_back({p, &d, resultBytes});
+        resultBytes += (piece.count * dtypeSize(d.dtype) + 15) & ~uint64_t{15};
+      }
+      if (launches.size() == before) continue;
+      for (size_t s = 0; s < job.sources.size(); ++s) {
+        const uint64_t end = reads.at[(p - task.first) * maxSources_ + s] + piece.count * dtypeSize(job.sources[s].dtype);
+        slotBytes[s] = std::max(slotBytes[s], end);
+      }
+    }
+    const uint8_t* host = nullptr;
+    if (!launches.empty()) {
+      std::vector<const uint8_t*> slot(maxSources_, nullptr);
+      for (size_t s = 0; s < maxSources_; ++s) {
+        if (slotBytes[s] > 0) slot[s] = dev.upload(s, reads.buffers[s].data(), slotBytes[s]);
+      }
+      uint8_t* results = dev.results(resultBytes);
+      std::vector<const void*> src(maxSources_);
+      for (const Launch& l : launches) {
+        const Piece& piece = pieces_[l.piece];
+        const Job& job = plan_.jobs[piece.job];
+        for (size_t s = 0; s < job.sources.size(); ++s) {
+          src[s] = slot[s] + reads.at[(l.piece - task.first) * maxSources_ + s];
+          srcType[s] = job.sources[s].dtype;
+        }
+        const Dest& d = *l.dest;
+        void* o = results + l.at;
+        const size_t n = piece.count;
+        int rc = 0;
+        switch (d.op) {
+          case DestOp::Copy:
+            rc = cuda::convert(src[static_cast<size_t>(d.w[0])], srcType[static_cast<size_t>(d.w[0])], o, d.dtype, n, dev.stream());
+            break;
+          case DestOp::Lerp:
+            rc = cuda::lerpExact(src[0], srcType[0], src[1], srcType[1], o, d.dtype, n, d.w[0], dev.stream());
+            break;
+          case DestOp::LerpMi:
+            rc = cuda::lerpMi(src[0], src[1], srcType[0], o, d.dtype, n, d.w[0], dev.stream());
+            break;
+          case DestOp::Linear:
+            rc = cuda::linear(src.data(), srcType.data(), d.w.data(), job.sources.size(), o, d.dtype, n, dev.stream());
+            break;
+          case DestOp::Sparse:
+            rc = cuda::sparseMerge(src.data(), srcType.data(), job.sources.size(), sparse_[piece.job][static_cast<size_t>(l.dest - job.dests.data())],
+                                   job.count, piece.start, n, o, d.dtype, dev.stream());
+            break;
+        }
+        cuda::WorkerContext::check(rc, "launching a kernel");
+      }
+      host = dev.download(resultBytes);
+    }
+    for (size_t p = task.first; p < task.first + task.count; ++p) {
+      if (cancel_.load() || stop_.load()) break;
+      runPiece(p, reads, task.first, out, srcPtr, srcType);
+    }
+    if (launches.empty()) return;
+    dev.wait();
+    for (const Launch& l : launches) {
+      const Piece& piece = pieces_[l.piece];
+      const Dest& d = *l.dest;
+      const uint64_t len = piece.count * dtypeSize(d.dtype), at = d.offset + piece.start * dtypeSize(d.dtype);
+      BlockAssembler& assembler = *assemblers_[d.output];
+      if (uint8_t* inPlace = assembler.reserve(at, len)) {
+        std::memcpy(inPlace, host + l.at, len);
+        assembler.commit(at, len);
+      } else {
+        assembler.put(at, host + l.at, len);
+      }
+    }
+  }
+#endif
 
   // A plain copy (an unselected tensor, λ at an endpoint) is read straight into its output block.
   void readStraightIntoBlock(const Piece& piece, const Job& job) {

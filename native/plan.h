@@ -10,6 +10,8 @@ namespace wm {
 
 enum class DestOp { Copy, Lerp, LerpMi, Linear, Sparse };
 
+enum class Device { Cpu, Cuda };
+
 // Per-job statistics computed instead of output bytes (jobs without dests).
 enum class JobStat { None, Histogram, L1 };
 
@@ -54,6 +56,7 @@ struct Plan {
   unsigned threads = 1;
   uint64_t blockBytes = 8u << 20;
   bool direct = true;  // O_DIRECT output where the file system allows it
+  Device device = Device::Cpu;  // Cuda: the arithmetic dests run on GPU 0 (native/cuda/device.h)
 };
 
 }  // namespace wm

@@ -1,0 +1,213 @@
+// The CUDA device probe and the per-worker contexts (see device.h).
+#include "device.h"
+
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <string>
+
+#include "../exec_error.h"
+
+namespace wm {
+namespace cuda {
+namespace {
+
+__global__ void probeKernel() {}
+
+std::string mib(size_t bytes) { return std::to_string((bytes + (1u << 20) - 1) >> 20) + " MiB"; }
+
+bool driverLoads() {
+  void* h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+  if (h == nullptr) return false;
+  dlclose(h);
+  return true;
+}
+
+Probe runProbe() {
+  Probe p;
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e == cudaErrorInsufficientDriver || e == cudaErrorInitializationError || e == cudaErrorStubLibrary) {
+    cudaGetLastError();
+    if (!driverLoads()) {
+      p.unusable = Unusable::NoDriver;
+      p.reason = "no NVIDIA driver (libcuda.so.1 not found)";
+    } else {
+      p.unusable = e == cudaErrorInsufficientDriver ? Unusable::Unsupported : Unusable::Error;
+      p.reason = e == cudaErrorInsufficientDriver ? "the NVIDIA driver is older than this build's CUDA 13 runtime needs"
+                                                  : std::string("the CUDA driver failed to start: ") + cudaGetErrorString(e);
+    }
+    return p;
+  }
+  if (e == cudaErrorNoDevice || (e == cudaSuccess && count == 0)) {
+    cudaGetLastError();
+    p.unusable = Unusable::NoDevice;
+    p.reason = "no CUDA device";
+    return p;
+  }
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    p.unusable = Unusable::Error;
+    p.reason = std::string("CUDA failed to list devices: ") + cudaGetErrorString(e);
+    return p;
+  }
+  for (int d = 0; d < count; ++d) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, d) != cudaSuccess) {
+      cudaGetLastError();
+      continue;
+    }
+    p.devices.push_back({prop.name, static_cast<uint64_t>(prop.totalGlobalMem), prop.major, prop.minor});
+  }
+  if (p.devices.empty()) {
+    p.unusable = Unusable::Error;
+    p.reason = "CUDA lists devices but none can be queried";
+    return p;
+  }
+  const DeviceInfo& d0 = p.devices[0];
+  const std::string gpu = d0.name + " (compute capability " + std::to_string(d0.major) + "." + std::to_string(d0.minor) + ")";
+  cudaSetDevice(0);
+  cudaFuncAttributes attr{};
+  e = cudaFuncGetAttributes(&attr, probeKernel);
+  if (e == cudaErrorNoKernelImageForDevice || e == cudaErrorInvalidDeviceFunction || e == cudaErrorUnsupportedPtxVersion) {
+    cudaGetLastError();
+    p.unusable = Unusable::Unsupported;
+    p.reason = "GPU " + gpu + " has no kernels in this build (built for sm_80, sm_90 and compute_90 PTX)";
+    return p;
+  }
+  void* probeBuffer = nullptr;
+  if (e == cudaSuccess) e = cudaMalloc(&probeBuffer, 64u << 20);
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    size_t freeBytes = 0, totalBytes = 0;
+    cudaMemGetInfo(&freeBytes, &totalBytes);
+    p.unusable = Unusable::OutOfMemory;
+    p.reason = "out of memory on GPU " + gpu + " (" + mib(freeBytes) + " free)";
+    return p;
+  }
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    p.unusable = Unusable::Error;
+    p.reason = "GPU " + gpu + " cannot be used: " + cudaGetErrorString(e);
+    return p;
+  }
+  cudaFree(probeBuffer);
+  return p;
+}
+
+}  // namespace
+
+const Probe& probe() {
+  static const Probe p = runProbe();  // thread-safe static initialization
+  return p;
+}
+
+const char* unusableCode(Unusable u) {
+  switch (u) {
+    case Unusable::None: return "";
+    case Unusable::NoDriver: return "no-driver";
+    case Unusable::NoDevice: return "no-device";
+    case Unusable::Unsupported: return "unsupported";
+    case Unusable::OutOfMemory: return "out-of-memory";
+    default: return "error";
+  }
+}
+
+void requireDevice() {
+  const Probe& p = probe();
+  if (p.unusable != Unusable::None) throw ExecError("CudaUnavailable", "cuda: " + p.reason);
+}
+
+void WorkerContext::check(int code, const char* what) {
+  if (code == cudaSuccess) return;
+  cudaGetLastError();
+  if (code == cudaErrorMemoryAllocation) {
+    throw ExecError("CudaOutOfMemory", std::string("cuda: out of memory (") + what + "); use fewer --threads or --device cpu");
+  }
+  throw ExecError("CudaError", std::string("cuda: ") + what + ": " + cudaGetErrorString(static_cast<cudaError_t>(code)));
+}
+
+WorkerContext::WorkerContext(size_t slots) : device_(slots + 1, nullptr), capacity_(slots + 1, 0) {
+  check(cudaSetDevice(0), "selecting device 0");
+  cudaStream_t s = nullptr;
+  check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "creating a stream");
+  stream_ = s;
+}
+
+WorkerContext::~WorkerContext() {
+  cudaStream_t s = static_cast<cudaStream_t>(stream_);
+  if (s != nullptr) cudaStreamSynchronize(s);
+  for (uint8_t* d : device_) cudaFree(d);
+  if (hostResults_ != nullptr) cudaFreeHost(hostResults_);
+  for (const Pinned& p : pinned_) cudaHostUnregister(p.host);
+  if (s != nullptr) cudaStreamDestroy(s);
+  cudaGetLastError();
+}
+
+void WorkerContext::pin(void* host, size_t bytes) {
+  if (host == nullptr || bytes == 0) return;
+  // Not every allocation can be registered (some kernels refuse); copies then stay pageable, still correct.
+  if (cudaHostRegister(host, bytes, cudaHostRegisterDefault) == cudaSuccess) pinned_.push_back({host, bytes});
+  else cudaGetLastError();
+}
+
+void WorkerContext::unpin(void* host) {
+  auto it = std::find_if(pinned_.begin(), pinned_.end(), [host](const Pinned& p) { return p.host == host; });
+  if (it == pinned_.end()) return;
+  cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
+  cudaHostUnregister(it->host);
+  pinned_.erase(it);
+}
+
+uint8_t* WorkerContext::grow(size_t index, size_t bytes) {
+  if (capacity_[index] >= bytes) return device_[index];
+  const size_t want = (bytes + (1u << 20) - 1) & ~size_t((1u << 20) - 1);
+  cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
+  cudaFree(device_[index]);
+  device_[index] = nullptr;
+  capacity_[index] = 0;
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, want);
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    size_t freeBytes = 0, totalBytes = 0;
+    cudaMemGetInfo(&freeBytes, &totalBytes);
+    throw ExecError("CudaOutOfMemory", "cuda: out of device memory (a " + mib(want) + " worker buffer, " + mib(freeBytes) +
+                                           " free); use fewer --threads or --device cpu");
+  }
+  check(e, "allocating a worker buffer");
+  device_[index] = static_cast<uint8_t*>(p);
+  capacity_[index] = want;
+  return device_[index];
+}
+
+uint8_t* WorkerContext::upload(size_t slot, const void* host, size_t bytes) {
+  uint8_t* d = grow(slot, bytes);
+  check(cudaMemcpyAsync(d, host, bytes, cudaMemcpyHostToDevice, static_cast<cudaStream_t>(stream_)), "copying sources to the GPU");
+  return d;
+}
+
+uint8_t* WorkerContext::results(size_t bytes) { return grow(device_.size() - 1, bytes); }
+
+const uint8_t* WorkerContext::download(size_t bytes) {
+  if (hostCapacity_ < bytes) {
+    cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
+    if (hostResults_ != nullptr) cudaFreeHost(hostResults_);
+    hostResults_ = nullptr;
+    hostCapacity_ = 0;
+    const size_t want = (bytes + (1u << 20) - 1) & ~size_t((1u << 20) - 1);
+    void* p = nullptr;
+    check(cudaMallocHost(&p, want), "allocating pinned host memory");
+    hostResults_ = static_cast<uint8_t*>(p);
+    hostCapacity_ = want;
+  }
+  check(cudaMemcpyAsync(hostResults_, device_.back(), bytes, cudaMemcpyDeviceToHost, static_cast<cudaStream_t>(stream_)),
+        "copying results from the GPU");
+  return hostResults_;
+}
+
+void WorkerContext::wait() { check(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)), "running the kernels"); }
+
+}  // namespace cuda
+}  // namespace wm
