@@ -1,6 +1,7 @@
 /** Runs a planned merge on the native engine, turning byte counts into the progress every front door reports. */
-import { EngineOptions } from './options';
-import { runPlan } from './native';
+import { resolveDevice } from './device';
+import { EngineOptions, parseDevice } from './options';
+import { loadNative, runPlan } from './native';
 import { MergePlan } from './plan';
 
 export interface MergeProgress {
@@ -14,10 +15,12 @@ export interface MergeProgress {
 export interface ExecuteOptions {
   onProgress?: (p: MergeProgress) => void;
   signal?: AbortSignal;
+  onNotice?: (message: string) => void;
 }
 
-export async function executeMergePlan(plan: MergePlan, engine: Required<EngineOptions>, options: ExecuteOptions): Promise<void> {
+export async function executeMergePlan(plan: MergePlan, engine: Required<Omit<EngineOptions, 'device'>> & Pick<EngineOptions, 'device'>, options: ExecuteOptions): Promise<void> {
   const started = process.hrtime.bigint();
+  const device = resolveDevice(parseDevice(engine.device), loadNative().info(), options.onNotice);
   // Jobs are in output order: the bytes done tell how many tensors are done (closely enough for a bar).
   const jobEnds: number[] = [];
   let acc = plan.outputs.reduce((n, o) => n + o.head.length, 0);
@@ -36,7 +39,7 @@ export async function executeMergePlan(plan: MergePlan, engine: Required<EngineO
     options.onProgress?.({ bytesDone: done, bytesTotal: total, tensorsDone: lo, tensorsTotal: plan.jobs.length, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
   };
   await runPlan(
-    { inputs: plan.inputs, outputs: plan.outputs, jobs: plan.jobs, threads: engine.threads, blockBytes: engine.blockBytes, direct: engine.direct },
+    { inputs: plan.inputs, outputs: plan.outputs, jobs: plan.jobs, threads: engine.threads, blockBytes: engine.blockBytes, direct: engine.direct, device },
     { onProgress: options.onProgress ? report : undefined, signal: options.signal },
   );
 }

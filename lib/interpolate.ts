@@ -12,6 +12,7 @@ import {
   FilesFrom,
   Numerics,
   parseBlockBytes,
+  parseDevice,
   parseDtype,
   parseFilesFrom,
   parseLambda,
@@ -88,6 +89,7 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
   const dtype = parseDtype(options.dtype);
   const filesFrom = parseFilesFrom(options.filesFrom);
   const threads = parseThreads(options.threads);
+  const device = parseDevice(options.device);
   const blockBytes = parseBlockBytes(options.blockBytes);
   const part = parsePart(options.part);
   const selection = parseSelection(options);
@@ -124,7 +126,7 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
       recipe: (name, o) => interpolationRecipe(instruct, thinking, name, selectedByName.get(name)!, targets[o].lambda, numerics, dtype),
       shardFilter: part ? partFilter(instruct, part) : undefined,
     });
-    await executeMergePlan(plan, { threads, blockBytes, direct: options.direct ?? true }, options);
+    await executeMergePlan(plan, { threads, blockBytes, direct: options.direct ?? true, device }, options);
 
     const from = filesFrom === 'thinking' ? thinking : instruct;
     for (let o = 0; o < targets.length; o++) {

@@ -11,7 +11,7 @@ import { executeMergePlan, MergeProgress } from './execute-plan';
 import { methodFor, MethodTensor, PairMoments, TensorCoefficients } from './methods';
 import { copySidecars, writeIndex, writeModelCard } from './model-files';
 import { NativeDtype, NativeJob, runPlan } from './native';
-import { EngineOptions, parseBlockBytes, parseThreads } from './options';
+import { EngineOptions, parseBlockBytes, parseDevice, parseThreads } from './options';
 import { OutputTransaction } from './output';
 import { FloatDtype, isFloatDtype, MergePlan, planMerge, TensorRecipe } from './plan';
 import { parseRecipe, ParseRecipeOptions, Recipe } from './recipe';
@@ -177,6 +177,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   const threads = parseThreads(options.threads);
   const blockBytes = parseBlockBytes(options.blockBytes);
   const direct = options.direct ?? true;
+  const device = parseDevice(options.device);
   const ckpts = await Promise.all(recipe.models.map((m) => openCheckpoint(m)));
   const outDir = path.resolve(options.output);
   if (ckpts.some((c) => c.dir === outDir)) throw usageError(`the output ${options.output} is one of the input models`);
@@ -282,7 +283,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
       outputs: [{ dir: tx.tempDir, metadata: { format: 'pt', weightmix: JSON.stringify(recipeJson) } }],
       recipe: (name) => recipes.get(name)!,
     });
-    await executeMergePlan(plan, { threads, blockBytes, direct }, options);
+    await executeMergePlan(plan, { threads, blockBytes, direct, device }, options);
     const model = plan.models[0];
     await writeIndex(model);
     const from = ckpts[recipe.tokenizerSource];

@@ -47,6 +47,8 @@ export interface NativePlan {
   threads: number;
   blockBytes: number;
   direct: boolean;
+  /** 'cuda': arithmetic dests run on GPU 0 (the addon fails with CudaUnavailable when it cannot). Default 'cpu'. */
+  device?: 'cpu' | 'cuda';
 }
 
 export interface NativeResult {
@@ -61,6 +63,11 @@ export interface NativeInfo {
   simd: string;
   hardwareThreads: number;
   cudaCompiled: boolean;
+  /** Present when GPU 0 is usable. */
+  cudaDevices?: { name: string; memoryBytes: number; computeCapability: string }[];
+  /** Why no GPU can be used (one line), when none can. */
+  cudaUnavailable?: string;
+  cudaUnavailableKind?: 'not-compiled' | 'no-driver' | 'no-device' | 'unsupported' | 'out-of-memory' | 'error';
 }
 
 export interface KernelTestArgs {
@@ -116,6 +123,9 @@ const NATIVE_CODES: Record<string, string> = {
   PlanInvalid: 'PlanInvalid',
   ENOMEM: 'OutOfMemory',
   SystemError: 'IoError',
+  CudaUnavailable: 'CudaUnavailable',
+  CudaOutOfMemory: 'CudaOutOfMemory',
+  CudaError: 'CudaError',
 };
 
 /** Runs a plan; an AbortSignal cancels between chunks and rejects with code 'Aborted'. */

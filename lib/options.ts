@@ -1,6 +1,7 @@
 /** Validation of the options shared by every merge front door (API and CLI alike). */
 import * as os from 'node:os';
 import { usageError } from './errors';
+import { DeviceChoice, DEVICE_CHOICES } from './device';
 import { FloatDtype, FLOAT_DTYPES } from './plan';
 
 export type Numerics = 'exact' | 'mi';
@@ -14,6 +15,15 @@ export interface EngineOptions {
   blockBytes?: number;
   /** O_DIRECT output where the file system allows it (default true). */
   direct?: boolean;
+  /** Where the arithmetic runs: 'cpu', 'cuda' (an error without a usable GPU) or 'auto' (default: the GPU when usable). */
+  device?: DeviceChoice;
+}
+
+export function parseDevice(value: unknown): DeviceChoice {
+  if (value === undefined) return 'auto';
+  const v = typeof value === 'string' ? value.toLowerCase() : value;
+  if (!(DEVICE_CHOICES as readonly unknown[]).includes(v)) throw usageError(`--device must be one of ${DEVICE_CHOICES.join(', ')}, got ${JSON.stringify(value)}`);
+  return v as DeviceChoice;
 }
 
 export function parseLambda(value: unknown, what = 'lambda'): number {

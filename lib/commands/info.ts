@@ -12,6 +12,11 @@ export function register(program: Command): void {
       const native = loadNative().info();
       const report = { version: VERSION, node: process.version, ...native };
       if (opts.json) process.stdout.write(JSON.stringify(report) + '\n');
-      else for (const [k, v] of Object.entries(report)) process.stdout.write(`${k}: ${v}\n`);
+      else {
+        for (const [k, v] of Object.entries(report)) {
+          if (k !== 'cudaDevices') process.stdout.write(`${k}: ${v}\n`);
+        }
+        for (const d of native.cudaDevices ?? []) process.stdout.write(`cudaDevice: ${d.name}, ${(d.memoryBytes / 2 ** 30).toFixed(1)} GiB, compute capability ${d.computeCapability}\n`);
+      }
     });
 }

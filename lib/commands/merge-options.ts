@@ -17,6 +17,7 @@ export function addMergeOptions(cmd: Command): void {
     .addOption(new Option('--files-from <model>', 'which model\'s config, tokenizer and chat template to copy').choices(['instruct', 'thinking']).default('thinking'))
     .option('--part <i/n>', 'write only part I of N of the output shards (for Slurm / Kubernetes job arrays)')
     .option('--threads <n>', 'worker threads (default: number of cores)')
+    .addOption(new Option('--device <device>', 'where the arithmetic runs: cpu, cuda, or auto (the GPU when one is usable)').choices(['cpu', 'cuda', 'auto']).default('auto'))
     .option('--no-direct', 'write through the page cache instead of O_DIRECT')
     .option('--force', 'replace an existing output once the new one is complete')
     .option('--json', 'print progress and the summary as JSON lines')
@@ -35,6 +36,7 @@ export function mergeOptionsFrom(opts: Record<string, unknown>): Omit<Interpolat
     filesFrom: opts.filesFrom as 'instruct' | 'thinking',
     part: opts.part as string | undefined,
     threads: opts.threads === undefined ? undefined : Number(opts.threads),
+    device: opts.device as 'cpu' | 'cuda' | 'auto' | undefined,
     direct: opts.direct as boolean,
     force: Boolean(opts.force),
   };

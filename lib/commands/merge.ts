@@ -1,5 +1,5 @@
 /** `weightmix merge RECIPE.yml -o OUT`: a mergekit recipe run by weightmix's engine. */
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import * as cliProgress from 'cli-progress';
 import type { MergeProgress } from '../interpolate';
 import { merge } from '../merge';
@@ -13,6 +13,7 @@ export function register(program: Command): void {
     .argument('<recipe>', 'mergekit configuration file (YAML); model paths are local folders, relative to the working directory')
     .requiredOption('-o, --output <dir>', 'output model folder (created atomically)')
     .option('--threads <n>', 'worker threads (default: number of cores)')
+    .addOption(new Option('--device <device>', 'where the arithmetic runs: cpu, cuda, or auto (the GPU when one is usable)').choices(['cpu', 'cuda', 'auto']).default('auto'))
     .option('--no-direct', 'write through the page cache instead of O_DIRECT')
     .option('--force', 'replace an existing output once the new one is complete')
     .option('--json', 'print progress and the summary as JSON lines')
@@ -38,6 +39,7 @@ export function register(program: Command): void {
         const summary = await merge(recipe, {
           output: opts.output as string,
           threads: opts.threads === undefined ? undefined : Number(opts.threads),
+          device: opts.device as 'cpu' | 'cuda' | 'auto' | undefined,
           direct: opts.direct as boolean,
           force: Boolean(opts.force),
           onProgress,
