@@ -1,0 +1,221 @@
+/**
+ * `--device`: merges computed on the GPU must be the CPU's bytes, for every op the CUDA path runs
+ * (lerp in both numerics, dtype conversion, linear, task arithmetic, slerp/model_stock weights, TIES,
+ * DARE and breadcrumbs masks) on random models salted with ±0, subnormals, ±Inf and NaN payloads,
+ * with small blocks so that large tensors go through in many pieces. Without a usable GPU the device
+ * cases are registered as skipped with the reason in their titles; the CPU-side behaviour of
+ * `--device` (errors, the auto fallback, `info --json`) is tested everywhere.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { cudaUnavailableReason, resolveDevice } from '../lib/device';
+import { interpolate, runInterpolation } from '../lib/interpolate';
+import { merge } from '../lib/merge';
+import { loadNative, NativeInfo } from '../lib/native';
+import { parseRecipe } from '../lib/recipe';
+import { SafetensorsDtype } from '../lib/safetensors';
+import { ensureCliBuilt, expectOneLineError, leftoversBeside, runCli } from './helpers/cli';
+import { qwen3Names, randomTensor, rng, TensorSpec, writeModel } from './helpers/models';
+
+const seed = Number(process.env.WEIGHTMIX_SEED ?? Math.floor(Math.random() * 2 ** 31));
+console.log('seed', seed);
+
+const info = loadNative().info();
+const unusable = cudaUnavailableReason(info);
+if (unusable !== undefined) console.warn(`device.test: CUDA cases skipped — ${unusable}`);
+
+let dir: string;
+let A: string;
+let B: string;
+let N: string;
+let counter = 0;
+
+// Mixed dtypes per tensor (the same in every model, as numerics 'mi' needs) and one tensor of
+// 300,000 elements: with 64 KiB blocks it is cut into many pieces over several tasks.
+const SPECS: TensorSpec[] = [...qwen3Names(3, 32, 48), { name: 'lm_head.weight', shape: [600, 500] }];
+const DTYPES: SafetensorsDtype[] = ['BF16', 'F16', 'F32'];
+const dtypeOf = (name: string): SafetensorsDtype => DTYPES[[...name].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7) % 3];
+const count = (spec: TensorSpec) => spec.shape.reduce((a, b) => a * b, 1);
+
+beforeAll(async () => {
+  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-device-'));
+  const next = rng(seed);
+  const base = new Map<string, Buffer>();
+  const a = await writeModel(path.join(dir, 'A'), SPECS, 2, dtypeOf, (s, t) => {
+    const bytes = randomTensor(t as 'BF16', count(s), next);
+    base.set(s.name, bytes);
+    return bytes;
+  }, 'A');
+  const near = (tag: string) => writeModel(path.join(dir, tag), SPECS, 3, dtypeOf, (s, t) => randomTensor(t as 'BF16', count(s), next, base.get(s.name)), tag);
+  const [b, n] = await Promise.all([near('B'), near('N')]);
+  [A, B, N] = [a.dir, b.dir, n.dir];
+}, 120_000);
+
+afterAll(async () => {
+  await fs.promises.rm(dir, { recursive: true, force: true });
+});
+
+/** Every output file that holds tensors, by name: the shards and the index. */
+function tensorFiles(out: string): Map<string, Buffer> {
+  const files = new Map<string, Buffer>();
+  for (const f of fs.readdirSync(out).sort()) if (f.endsWith('.safetensors') || f.endsWith('.index.json')) files.set(f, fs.readFileSync(path.join(out, f)));
+  return files;
+}
+
+function expectSameBytes(cpu: string, cuda: string): void {
+  const want = tensorFiles(cpu);
+  const got = tensorFiles(cuda);
+  expect([...got.keys()]).toEqual([...want.keys()]);
+  for (const [f, bytes] of want) {
+    const other = got.get(f)!;
+    if (!bytes.equals(other)) {
+      let i = 0;
+      while (i < bytes.length && bytes[i] === other[i]) i++;
+      throw new Error(`${f} differs at byte ${i} of ${bytes.length} (seed ${seed})`);
+    }
+  }
+}
+
+type Engine = { device: 'cpu' | 'cuda'; threads: number; blockBytes: number };
+interface Case {
+  name: string;
+  run: (out: string, engine: Engine) => Promise<unknown>;
+}
+
+const lerp = (lambda: number, extra: Record<string, unknown> = {}) => (out: string, e: Engine) =>
+  interpolate({ instruct: A, thinking: B, lambda, output: out, ...e, ...extra });
+const recipe = (doc: Record<string, unknown>) => (out: string, e: Engine) => merge(parseRecipe(doc), { output: out, ...e });
+const models = (ws: number[], extra: Record<string, unknown> = {}) =>
+  [A, B].map((model, k) => ({ model, parameters: { weight: ws[k], ...extra } }));
+
+const CASES: Case[] = [
+  { name: 'lerp (exact) λ = 0.3', run: lerp(0.3) },
+  { name: 'lerp (exact) λ = 0.8 into F16 (mixed input dtypes converted)', run: lerp(0.8, { dtype: 'F16' }) },
+  { name: 'lerp (exact) λ = 1.3, extrapolation', run: lerp(1.3) },
+  { name: 'lerp (mi) λ = 0.45, the paper\'s bf16 script', run: lerp(0.45, { numerics: 'mi' }) },
+  { name: 'convert: λ = 0 into F32 (copies with a dtype conversion)', run: lerp(0, { dtype: 'F32' }) },
+  { name: 'layer selection: unselected tensors byte-copied, selected ones lerped', run: lerp(0.6, { layers: '1-2', dtype: 'BF16' }) },
+  {
+    name: 'sweep: one pass, three λ',
+    run: (out, e) => runInterpolation({ instruct: A, thinking: B, ...e }, [0.2, 0.5, 0.9].map((lambda, k) => ({ lambda, dir: path.join(out, `l${k}`) }))),
+  },
+  { name: 'linear of three models', run: recipe({ merge_method: 'linear', models: [...models([1, 3]), { model: N, parameters: { weight: 1 } }] }) },
+  { name: 'linear into float32 without normalize', run: recipe({ merge_method: 'linear', out_dtype: 'float32', parameters: { normalize: false }, models: models([0.25, 0.5]) }) },
+  { name: 'task arithmetic', run: recipe({ merge_method: 'task_arithmetic', base_model: N, models: models([0.7, 0.7]) }) },
+  { name: 'slerp', run: recipe({ merge_method: 'slerp', base_model: A, slices: [{ sources: [{ model: A, layer_range: [0, 3] }, { model: B, layer_range: [0, 3] }] }], parameters: { t: 0.4 } }) },
+  { name: 'model_stock', run: recipe({ merge_method: 'model_stock', base_model: N, models: [{ model: A }, { model: B }] }) },
+  { name: 'ties', run: recipe({ merge_method: 'ties', base_model: N, models: models([0.5, 0.5], { density: 0.3 }), dtype: 'bfloat16' }) },
+  { name: 'ties, consensus count, lambda 0.8', run: recipe({ merge_method: 'ties', base_model: N, parameters: { normalize: false, lambda: 0.8, consensus_method: 'count' }, models: models([0.6, 1], { density: 0.5 }) }) },
+  { name: 'dare_ties (random masks)', run: recipe({ merge_method: 'dare_ties', base_model: N, random_seed: 2510, models: models([0.5, 0.5], { density: 0.5 }) }) },
+  { name: 'dare_linear, rescale inverse', run: recipe({ merge_method: 'dare_linear', base_model: N, random_seed: 7, parameters: { rescale: 'inverse' }, models: models([1, 0.5], { density: 0.4 }) }) },
+  { name: 'breadcrumbs_ties', run: recipe({ merge_method: 'breadcrumbs_ties', base_model: N, models: models([0.6, 0.6], { density: 0.4, gamma: 0.05 }) }) },
+];
+
+describe('cuda merges are the CPU\'s bytes', () => {
+  for (const c of CASES) {
+    if (unusable !== undefined) {
+      test.skip(`cuda: ${c.name} — skipped: ${unusable}`, () => undefined);
+      continue;
+    }
+    test(`cuda: ${c.name}`, async () => {
+      const cpu = path.join(dir, `cpu-${counter}`);
+      const cuda = path.join(dir, `cuda-${counter++}`);
+      await c.run(cpu, { device: 'cpu', threads: 2, blockBytes: 65536 });
+      await c.run(cuda, { device: 'cuda', threads: 3, blockBytes: 65536 });
+      const sweep = fs.readdirSync(cpu).filter((f) => /^l\d$/.test(f));
+      if (sweep.length > 0) for (const s of sweep) expectSameBytes(path.join(cpu, s), path.join(cuda, s));
+      else expectSameBytes(cpu, cuda);
+    }, 120_000);
+  }
+});
+
+describe('--device on any machine', () => {
+  const fake = (over: Partial<NativeInfo>): NativeInfo => ({ simd: 'scalar', hardwareThreads: 1, cudaCompiled: true, ...over });
+
+  test('auto takes a usable GPU, cpu never does', () => {
+    const gpu = fake({ cudaDevices: [{ name: 'H100', memoryBytes: 8e10, computeCapability: '9.0' }] });
+    expect(resolveDevice('auto', gpu)).toBe('cuda');
+    expect(resolveDevice('cuda', gpu)).toBe('cuda');
+    expect(resolveDevice('cpu', gpu)).toBe('cpu');
+  });
+
+  test('auto on a machine without a driver or device, or a CPU-only build, falls back to the CPU silently', () => {
+    for (const info of [fake({ cudaUnavailable: 'no NVIDIA driver (libcuda.so.1 not found)', cudaUnavailableKind: 'no-driver' }), fake({ cudaUnavailable: 'no CUDA device', cudaUnavailableKind: 'no-device' }), fake({ cudaCompiled: false, cudaUnavailableKind: 'not-compiled' })]) {
+      const notices: string[] = [];
+      expect(resolveDevice('auto', info, (m) => notices.push(m))).toBe('cpu');
+      expect(notices).toEqual([]);
+    }
+  });
+
+  test('auto with a GPU it cannot use falls back to the CPU with exactly one notice naming the reason', () => {
+    for (const [kind, reason] of [['out-of-memory', 'out of memory on GPU H100 (12 MiB free)'], ['unsupported', 'GPU T4 (compute capability 7.5) has no kernels in this build']] as const) {
+      const notices: string[] = [];
+      expect(resolveDevice('auto', fake({ cudaUnavailable: reason, cudaUnavailableKind: kind }), (m) => notices.push(m))).toBe('cpu');
+      expect(notices).toEqual([`no usable GPU (${reason}); merging on the CPU`]);
+    }
+  });
+
+  test('cuda without a usable GPU is an error naming the reason', () => {
+    expect(() => resolveDevice('cuda', fake({ cudaUnavailable: 'no CUDA device', cudaUnavailableKind: 'no-device' }))).toThrow('--device cuda: no usable GPU: no CUDA device');
+  });
+
+  test('the API validates the option up front', async () => {
+    await expect(interpolate({ instruct: A, thinking: B, lambda: 0.5, output: path.join(dir, 'bad'), device: 'gpu' as 'cuda' })).rejects.toThrow(
+      '--device must be one of cpu, cuda, auto, got "gpu"',
+    );
+  });
+
+  test('auto merges here give the CPU\'s bytes', async () => {
+    const notices: string[] = [];
+    const cpu = path.join(dir, 'auto-cpu');
+    const auto = path.join(dir, 'auto-auto');
+    await interpolate({ instruct: A, thinking: B, lambda: 0.7, output: cpu, device: 'cpu', blockBytes: 65536 });
+    await interpolate({ instruct: A, thinking: B, lambda: 0.7, output: auto, blockBytes: 65536, onNotice: (m) => notices.push(m) });
+    expectSameBytes(cpu, auto);
+    expect(notices.length).toBeLessThanOrEqual(1);
+  }, 60_000);
+
+  test('info --json reports the SIMD path, whether CUDA is compiled, and the GPU or why there is none', async () => {
+    ensureCliBuilt();
+    const r = await runCli(['info', '--json']);
+    expect(r.status).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(typeof report.simd).toBe('string');
+    expect(typeof report.cudaCompiled).toBe('boolean');
+    if (unusable === undefined) {
+      expect(report.cudaDevices[0]).toEqual({ name: expect.any(String), memoryBytes: expect.any(Number), computeCapability: expect.stringMatching(/^\d+\.\d+$/) });
+    } else {
+      expect(report.cudaUnavailable).toBe(unusable);
+      expect(report.cudaDevices).toBeUndefined();
+    }
+  });
+
+  const cli = unusable === undefined ? test.skip : test;
+  cli(`--device cuda without a usable GPU exits 1 with one line naming the reason${unusable === undefined ? ' — skipped: a GPU is usable here' : ''}`, async () => {
+    ensureCliBuilt();
+    const out = path.join(dir, 'cli-cuda', 'out');
+    fs.mkdirSync(path.dirname(out), { recursive: true });
+    const r = await runCli(['interpolate', '--instruct', A, '--thinking', B, '--lambda', '0.5', '-o', out, '--device', 'cuda']);
+    const line = expectOneLineError(r, 1);
+    expect(line).toBe(`weightmix: error: --device cuda: no usable GPU: ${unusable}`);
+    expect(leftoversBeside(out)).toEqual([]);
+  });
+
+  test('--device with an unknown value is a usage error (exit 2)', async () => {
+    ensureCliBuilt();
+    const r = await runCli(['interpolate', '--instruct', A, '--thinking', B, '--lambda', '0.5', '-o', path.join(dir, 'x'), '--device', 'tpu']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--device/);
+  });
+
+  test('a native plan asking for cuda without a usable GPU is refused before any output exists', async () => {
+    if (unusable === undefined) return;
+    const out = path.join(dir, 'native-cuda.bin');
+    const { runPlan } = await import('../lib/native');
+    await expect(runPlan({ inputs: [], outputs: [{ path: out, size: 4, head: Buffer.from('abcd') }], jobs: [], threads: 1, blockBytes: 4096, direct: false, device: 'cuda' })).rejects.toMatchObject({
+      code: 'CudaUnavailable',
+    });
+    expect(fs.existsSync(out)).toBe(false);
+  });
+});
