@@ -98,10 +98,10 @@ function packageRoot(): string {
   }
 }
 
-/** Loads build/Release/weightmix.node (cmake-js and node-gyp both put it there). */
+/** Loads build/Release/weightmix.node (cmake-js and node-gyp both put it there); WEIGHTMIX_ADDON names another build (tests). */
 export function loadNative(): NativeAddon {
   if (cached) return cached;
-  const file = path.join(packageRoot(), 'build', 'Release', 'weightmix.node');
+  const file = process.env.WEIGHTMIX_ADDON ? path.resolve(process.env.WEIGHTMIX_ADDON) : path.join(packageRoot(), 'build', 'Release', 'weightmix.node');
   if (!fs.existsSync(file)) {
     throw new WeightmixError('NativeMissing', `the native addon is not built (${file}); run \`npm install\` or \`npm run build\``);
   }

@@ -85,7 +85,8 @@ interface Case {
 
 const lerp = (lambda: number, extra: Record<string, unknown> = {}) => (out: string, e: Engine) =>
   interpolate({ instruct: A, thinking: B, lambda, output: out, ...e, ...extra });
-const recipe = (doc: Record<string, unknown>) => (out: string, e: Engine) => merge(parseRecipe(doc), { output: out, ...e });
+// Recipes are built when a case runs: the model folders exist only after beforeAll.
+const recipe = (doc: () => Record<string, unknown>) => (out: string, e: Engine) => merge(parseRecipe(doc()), { output: out, ...e });
 const models = (ws: number[], extra: Record<string, unknown> = {}) =>
   [A, B].map((model, k) => ({ model, parameters: { weight: ws[k], ...extra } }));
 
@@ -100,16 +101,16 @@ const CASES: Case[] = [
     name: 'sweep: one pass, three λ',
     run: (out, e) => runInterpolation({ instruct: A, thinking: B, ...e }, [0.2, 0.5, 0.9].map((lambda, k) => ({ lambda, dir: path.join(out, `l${k}`) }))),
   },
-  { name: 'linear of three models', run: recipe({ merge_method: 'linear', models: [...models([1, 3]), { model: N, parameters: { weight: 1 } }] }) },
-  { name: 'linear into float32 without normalize', run: recipe({ merge_method: 'linear', out_dtype: 'float32', parameters: { normalize: false }, models: models([0.25, 0.5]) }) },
-  { name: 'task arithmetic', run: recipe({ merge_method: 'task_arithmetic', base_model: N, models: models([0.7, 0.7]) }) },
-  { name: 'slerp', run: recipe({ merge_method: 'slerp', base_model: A, slices: [{ sources: [{ model: A, layer_range: [0, 3] }, { model: B, layer_range: [0, 3] }] }], parameters: { t: 0.4 } }) },
-  { name: 'model_stock', run: recipe({ merge_method: 'model_stock', base_model: N, models: [{ model: A }, { model: B }] }) },
-  { name: 'ties', run: recipe({ merge_method: 'ties', base_model: N, models: models([0.5, 0.5], { density: 0.3 }), dtype: 'bfloat16' }) },
-  { name: 'ties, consensus count, lambda 0.8', run: recipe({ merge_method: 'ties', base_model: N, parameters: { normalize: false, lambda: 0.8, consensus_method: 'count' }, models: models([0.6, 1], { density: 0.5 }) }) },
-  { name: 'dare_ties (random masks)', run: recipe({ merge_method: 'dare_ties', base_model: N, random_seed: 2510, models: models([0.5, 0.5], { density: 0.5 }) }) },
-  { name: 'dare_linear, rescale inverse', run: recipe({ merge_method: 'dare_linear', base_model: N, random_seed: 7, parameters: { rescale: 'inverse' }, models: models([1, 0.5], { density: 0.4 }) }) },
-  { name: 'breadcrumbs_ties', run: recipe({ merge_method: 'breadcrumbs_ties', base_model: N, models: models([0.6, 0.6], { density: 0.4, gamma: 0.05 }) }) },
+  { name: 'linear of three models', run: recipe(() => ({ merge_method: 'linear', models: [...models([1, 3]), { model: N, parameters: { weight: 1 } }] })) },
+  { name: 'linear into float32 without normalize', run: recipe(() => ({ merge_method: 'linear', out_dtype: 'float32', parameters: { normalize: false }, models: models([0.25, 0.5]) })) },
+  { name: 'task arithmetic', run: recipe(() => ({ merge_method: 'task_arithmetic', base_model: N, models: models([0.7, 0.7]) })) },
+  { name: 'slerp', run: recipe(() => ({ merge_method: 'slerp', base_model: A, slices: [{ sources: [{ model: A, layer_range: [0, 3] }, { model: B, layer_range: [0, 3] }] }], parameters: { t: 0.4 } })) },
+  { name: 'model_stock', run: recipe(() => ({ merge_method: 'model_stock', base_model: N, models: [{ model: A }, { model: B }] })) },
+  { name: 'ties', run: recipe(() => ({ merge_method: 'ties', base_model: N, models: models([0.5, 0.5], { density: 0.3 }), dtype: 'bfloat16' })) },
+  { name: 'ties, consensus count, lambda 0.8', run: recipe(() => ({ merge_method: 'ties', base_model: N, parameters: { normalize: false, lambda: 0.8, consensus_method: 'count' }, models: models([0.6, 1], { density: 0.5 }) })) },
+  { name: 'dare_ties (random masks)', run: recipe(() => ({ merge_method: 'dare_ties', base_model: N, random_seed: 2510, models: models([0.5, 0.5], { density: 0.5 }) })) },
+  { name: 'dare_linear, rescale inverse', run: recipe(() => ({ merge_method: 'dare_linear', base_model: N, random_seed: 7, parameters: { rescale: 'inverse' }, models: models([1, 0.5], { density: 0.4 }) })) },
+  { name: 'breadcrumbs_ties', run: recipe(() => ({ merge_method: 'breadcrumbs_ties', base_model: N, models: models([0.6, 0.6], { density: 0.4, gamma: 0.05 }) })) },
 ];
 
 describe('cuda merges are the CPU\'s bytes', () => {
