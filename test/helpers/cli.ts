@@ -412,7 +412,9 @@ export interface FaultOptions {
 
 /** The environment that loads the shim with these faults. */
 export function faultEnv(shim: string, f: FaultOptions): Record<string, string> {
-  const env: Record<string, string> = { LD_PRELOAD: shim, WEIGHTMIX_FAULT_PATH: f.path };
+  // A sanitizer runtime preloaded by check-sanitizers.sh must stay first.
+  const preload = [process.env.LD_PRELOAD, shim].filter(Boolean).join(':');
+  const env: Record<string, string> = { LD_PRELOAD: preload, WEIGHTMIX_FAULT_PATH: f.path };
   if (f.slow) env.WEIGHTMIX_FAULT_SLOW = f.slow.join(',');
   if (f.sleepUs !== undefined) env.WEIGHTMIX_FAULT_SLEEP_US = String(f.sleepUs);
   if (f.minBytes !== undefined) env.WEIGHTMIX_FAULT_MIN_BYTES = String(f.minBytes);

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The native addon under AddressSanitizer + UndefinedBehaviorSanitizer: rebuild it with
+# WEIGHTMIX_SANITIZE=address,undefined into the normal build folder, run every test that reaches the
+# engine (kernels, merges, the reliability suite with its CLI runs, verify) with the ASan runtime
+# preloaded into node, fail on any sanitizer report, and rebuild the normal addon whatever happens.
+#   bash scripts/check-sanitizers.sh [jest args…]      (npm run check:sanitizers)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+reports="$(mktemp -d "${TMPDIR:-/tmp}/weightmix-sanitizers-XXXXXX")"
+restore() {
+  echo "== rebuilding the normal addon"
+  # CMake keeps cache variables: clear WEIGHTMIX_SANITIZE explicitly.
+  WEIGHTMIX_SANITIZE= node scripts/build-native.js --CDWEIGHTMIX_SANITIZE= >"$reports/rebuild.log" 2>&1 || {
+    cat "$reports/rebuild.log"
+    echo "check-sanitizers: the normal rebuild FAILED; run node scripts/build-native.js --CDWEIGHTMIX_SANITIZE=" >&2
+  }
+}
+trap restore EXIT
+
+echo "== building the addon with -fsanitize=address,undefined"
+WEIGHTMIX_SANITIZE=address,undefined node scripts/build-native.js >"$reports/build.log" 2>&1 || { cat "$reports/build.log"; exit 1; }
+if ! ldd build/Release/weightmix.node | grep -q libasan; then
+  echo "check-sanitizers: the addon is not linked against libasan" >&2
+  exit 1
+fi
+
+libasan="$(gcc -print-file-name=libasan.so)"
+[ -f "$libasan" ] || { echo "check-sanitizers: no libasan.so ($libasan)" >&2; exit 1; }
+# node itself is not instrumented and frees memory at exit in its own time: leaks are valgrind's job
+# (check-leaks.sh). Reports go to files, so that output captured by tests cannot hide them.
+export LD_PRELOAD="$libasan"
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:log_path=$reports/asan:detect_odr_violation=0"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan"
+
+# Every test file that reaches the native engine: through the API, the CLI, or the kernels.
+mapfile -t tests < <(grep -rlE "lib/(interpolate|native|merge|sweep|verify|analysis/diff)|helpers/cli|scripts/fuzz|runKernelForTest|kernel" test --include='*.test.ts' | sort)
+echo "== ${#tests[@]} test files under the sanitizers"
+status=0
+npx jest --runInBand "${tests[@]}" "$@" || status=$?
+
+found=0
+for f in "$reports"/asan* "$reports"/ubsan*; do
+  [ -e "$f" ] || continue
+  found=1
+  echo "== sanitizer report $f"
+  cat "$f"
+done
+if [ "$found" = 1 ]; then
+  echo "check-sanitizers: FAILED (sanitizer reports above; kept in $reports)" >&2
+  exit 1
+fi
+if [ "$status" != 0 ]; then
+  echo "check-sanitizers: FAILED (tests failed under the sanitizers, status $status)" >&2
+  exit "$status"
+fi
+echo "check-sanitizers: no AddressSanitizer or UndefinedBehaviorSanitizer reports in ${#tests[@]} test files"
