@@ -7,6 +7,8 @@ export type { InterpolateOptions, InterpolationCommon, MergeSummary, MergeProgre
 export { sweep, parseLambdaList, lambdaFolderName } from './sweep';
 export type { SweepOptions } from './sweep';
 export { merge } from './merge';
+export { verify } from './verify';
+export type { VerifyOptions, VerifyReport, RecordedRecipe, ElementMismatch } from './verify';
 export { diff } from './analysis/diff';
 export { score, passAtK } from './analysis/score';
 export { stages } from './analysis/stages';
