@@ -8,19 +8,34 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 reports="$(mktemp -d "${TMPDIR:-/tmp}/weightmix-sanitizers-XXXXXX")"
+
+# Builds the addon with WEIGHTMIX_SANITIZE=$1 (empty: the normal build). `cmake-js compile` on a
+# configured build folder only runs `cmake --build`, ignoring new -D values, so an existing folder is
+# reconfigured with cmake itself (its cache keeps cmake-js's Node paths).
+build_addon() {
+  if [ -f build/CMakeCache.txt ]; then
+    cmake -S . -B build "-DWEIGHTMIX_SANITIZE=$1" && cmake --build build --config Release
+  else
+    WEIGHTMIX_SANITIZE="$1" node scripts/build-native.js
+  fi
+}
+
 restore() {
+  # The sanitizer runtime preloaded for the tests must not follow the compiler or ldd.
+  unset LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS
   echo "== rebuilding the normal addon"
-  # CMake keeps cache variables: clear WEIGHTMIX_SANITIZE explicitly.
-  WEIGHTMIX_SANITIZE= node scripts/build-native.js --CDWEIGHTMIX_SANITIZE= >"$reports/rebuild.log" 2>&1 || {
+  if build_addon "" >"$reports/rebuild.log" 2>&1 && ! ldd build/Release/weightmix.node | grep libasan >/dev/null; then
+    echo "== normal addon restored"
+  else
     cat "$reports/rebuild.log"
-    echo "check-sanitizers: the normal rebuild FAILED; run node scripts/build-native.js --CDWEIGHTMIX_SANITIZE=" >&2
-  }
+    echo "check-sanitizers: the normal rebuild FAILED; run: cmake -S . -B build -DWEIGHTMIX_SANITIZE= && cmake --build build" >&2
+  fi
 }
 trap restore EXIT
 
 echo "== building the addon with -fsanitize=address,undefined"
-WEIGHTMIX_SANITIZE=address,undefined node scripts/build-native.js >"$reports/build.log" 2>&1 || { cat "$reports/build.log"; exit 1; }
-if ! ldd build/Release/weightmix.node | grep -q libasan; then
+build_addon address,undefined >"$reports/build.log" 2>&1 || { cat "$reports/build.log"; exit 1; }
+if ! ldd build/Release/weightmix.node | grep libasan >/dev/null; then
   echo "check-sanitizers: the addon is not linked against libasan" >&2
   exit 1
 fi

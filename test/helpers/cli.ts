@@ -215,14 +215,14 @@ export function leftoversBeside(target: string): string[] {
     .sort();
 }
 
-/** Every file under `dir` (relative path → bytes), for byte-for-byte comparisons of whole models. */
-export function snapshotTree(dir: string): Map<string, Buffer> {
-  const out = new Map<string, Buffer>();
+/** Every file under `dir` (relative path → SHA-256 of its bytes), for byte-for-byte comparisons of whole models. */
+export function snapshotTree(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
   const walk = (d: string) => {
     for (const e of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
       const p = path.join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else out.set(path.relative(dir, p), fs.readFileSync(p));
+      else out.set(path.relative(dir, p), createHash('sha256').update(fs.readFileSync(p)).digest('hex'));
     }
   };
   walk(dir);

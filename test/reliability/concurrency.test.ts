@@ -13,13 +13,13 @@ import {
   cachedPair,
   ensureCliBuilt,
   expectOneLineError,
+  faultEnv,
   faultShim,
-  isProgressLine,
   leftoversBeside,
   runCli,
-  slowReadsEnv,
   snapshotTree,
   startCli,
+  waitForFile,
 } from '../helpers/cli';
 
 let work: string;
@@ -37,11 +37,16 @@ test('a second CLI run on the same output fails at once on the lock, and the fir
   if (!('path' in shim)) return console.warn(`skipped: ${shim.reason}`);
   const out = path.join(work, 'locked', 'out');
   fs.mkdirSync(path.dirname(out));
+  const mark = path.join(work, 'locked', 'publishing');
   const args = ['interpolate', '--instruct', pair.instruct, '--thinking', pair.thinking, '--lambda', '0.8', '-o', out, '--threads', '1'];
-  const first = startCli([...args, '--json'], { env: slowReadsEnv(shim.path, path.dirname(pair.instruct), 150_000) });
-  await first.waitForLine(isProgressLine);
+  // The first run holds the lock for 3 s more while it syncs its model card, just before publishing.
+  const first = startCli(args, { env: { ...faultEnv(shim.path, { path: `${path.sep}README.md`, slow: ['fsync'], sleepUs: 3_000_000, mark }) } });
+  let firstEnded = Infinity;
+  void first.done.then(() => (firstEnded = Date.now()));
+  await waitForFile(mark);
   const second = await runCli(args);
-  expect(first.child.exitCode).toBeNull(); // the second did not wait for the first
+  const secondEnded = Date.now();
+  expect(secondEnded).toBeLessThan(firstEnded); // the second did not wait for the first
   expect(expectOneLineError(second, 1)).toMatch(new RegExp(`another weightmix run \\(pid ${first.child.pid}\\) is writing .*out`));
   const done = await first.done;
   expect({ status: done.status, stderr: done.stderr }).toEqual({ status: 0, stderr: '' });
@@ -68,7 +73,7 @@ describe('merges in one process at the same time', () => {
       const a = snapshotTree(path.join(sequential, `m${i}`));
       const b = snapshotTree(path.join(concurrent, `m${i}`));
       expect([...b.keys()]).toEqual([...a.keys()]);
-      for (const [file, bytes] of a) expect({ file, same: bytes.equals(b.get(file)!) }).toEqual({ file, same: true });
+      for (const [file, digest] of a) expect({ file, digest: b.get(file) }).toEqual({ file, digest });
     }
     expect(fs.readdirSync(concurrent).sort()).toEqual(jobs.map((_, i) => `m${i}`));
   });

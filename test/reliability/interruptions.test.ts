@@ -3,9 +3,9 @@
  * SIGKILL (no cleanup possible) and the next run after it, and `--force` replacing an existing
  * output only once the new one is complete.
  *
- * The CLI runs merge the tiny fixture with a fault-injection shim (LD_PRELOAD) that makes each of
- * the engine's reads of the input models take 150 ms, like a slow network disk: a merge then lasts
- * seconds, so a signal lands mid-merge on any machine, without large fixtures.
+ * Mid-merge signals are sent to merges of a ~125 MB pair (16 tasks of 8 MiB) under a fault-injection
+ * shim (LD_PRELOAD) that makes each of the engine's reads take 100 ms, like a slow network disk: the
+ * merge lasts seconds on any machine, and the engine notices a cancel between tasks.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -31,6 +31,7 @@ import {
 
 let work: string;
 let pair: CheckpointPair;
+let big: CheckpointPair;
 let shim: { path: string } | { reason: string };
 let slow: Record<string, string>;
 
@@ -38,8 +39,9 @@ beforeAll(async () => {
   ensureCliBuilt();
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-interrupt-'));
   pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 11 });
+  big = await cachedPair({ shape: 'qwen3-4b', scale: 8, shards: [2, 1], seed: 3 });
   shim = faultShim();
-  if ('path' in shim) slow = slowReadsEnv(shim.path, path.dirname(pair.instruct), 150_000);
+  if ('path' in shim) slow = slowReadsEnv(shim.path, path.dirname(big.instruct), 100_000);
   else console.warn(`interruption tests of the CLI skipped: ${shim.reason}`);
 }, 180_000);
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
@@ -51,9 +53,11 @@ function outPath(): string {
   return path.join(dir, 'out');
 }
 
-const mergeArgs = (out: string, ...extra: string[]) => [
-  'interpolate', '--instruct', pair.instruct, '--thinking', pair.thinking, '--lambda', '0.8', '-o', out, '--threads', '1', '--json', ...extra,
+const mergeArgsOf = (models: CheckpointPair, out: string, ...extra: string[]) => [
+  'interpolate', '--instruct', models.instruct, '--thinking', models.thinking, '--lambda', '0.8', '-o', out, '--threads', '1', '--json', ...extra,
 ];
+const mergeArgs = (out: string, ...extra: string[]) => mergeArgsOf(pair, out, ...extra);
+const bigMergeArgs = (out: string, ...extra: string[]) => mergeArgsOf(big, out, ...extra);
 
 /** Without a C compiler the slow-disk shim cannot be built: such tests pass after saying why. */
 function needShim(): boolean {
@@ -69,7 +73,7 @@ describe.each([
   test(`stops within a second, exits ${status}, and leaves nothing beside the output`, async () => {
     if (!needShim()) return;
     const out = outPath();
-    const run = startCli(mergeArgs(out), { env: slow });
+    const run = startCli(bigMergeArgs(out), { env: slow });
     await run.waitForLine(isProgressLine);
     // Mid-merge: the temporary folder and the lock exist, the output does not.
     const during = leftoversBeside(out);
@@ -124,7 +128,7 @@ test('a signal after the engine finished but before the output is published stil
 test('SIGKILL leaves only the temporary folder and a stale lock; the next run removes them with a notice and succeeds', async () => {
   if (!needShim()) return;
   const out = outPath();
-  const run = startCli(mergeArgs(out), { env: slow });
+  const run = startCli(bigMergeArgs(out), { env: slow });
   await run.waitForLine(isProgressLine);
   run.child.kill('SIGKILL');
   const killed = await run.done;
@@ -135,24 +139,24 @@ test('SIGKILL leaves only the temporary folder and a stale lock; the next run re
   expect(left.find((e) => e.endsWith('.weightmix.lock'))).toBeDefined();
   expect(left).not.toContain('out'); // nothing that looks like a model was published
 
-  const next = await runCli(mergeArgs(out).filter((a) => a !== '--json'));
+  const next = await runCli(bigMergeArgs(out).filter((a) => a !== '--json'));
   expect({ status: next.status, stderr: next.stderr.replace(/^weightmix: removed .* left by an interrupted run\n/gm, '') }).toEqual({ status: 0, stderr: '' });
   expect(next.stderr).toMatch(/^weightmix: removed .*\.out\.weightmix-tmp-\S+ left by an interrupted run$/m);
   expect(leftoversBeside(out)).toEqual(['out']);
 });
 
 describe('--force', () => {
-  /** An existing output made at λ = 0.2, and a snapshot of every byte of it. */
-  async function existingOutput(): Promise<{ out: string; before: Map<string, Buffer> }> {
+  /** An existing output made at λ = 0.2, and a digest of every file of it. */
+  async function existingOutput(models = pair): Promise<{ out: string; before: Map<string, string> }> {
     const out = outPath();
-    await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.2, output: out, threads: 1 });
+    await interpolate({ instruct: models.instruct, thinking: models.thinking, lambda: 0.2, output: out, threads: 2 });
     return { out, before: snapshotTree(out) };
   }
 
   test('an interrupted --force run leaves the existing output intact, byte for byte', async () => {
     if (!needShim()) return;
-    const { out, before } = await existingOutput();
-    const run = startCli(mergeArgs(out, '--force'), { env: slow });
+    const { out, before } = await existingOutput(big);
+    const run = startCli(bigMergeArgs(out, '--force'), { env: slow });
     await run.waitForLine(isProgressLine);
     run.child.kill('SIGINT');
     const result = await run.done;
@@ -189,7 +193,7 @@ describe('--force', () => {
     expect(result.status).toBe(0);
     const after = snapshotTree(out);
     expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
-    expect(after.get('model-00001-of-00002.safetensors')!.equals(before.get('model-00001-of-00002.safetensors')!)).toBe(false);
+    expect(after.get('model-00001-of-00002.safetensors')).not.toBe(before.get('model-00001-of-00002.safetensors'));
     expect(leftoversBeside(out)).toEqual(['out']);
   });
 
