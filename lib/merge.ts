@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { Checkpoint, layerCount, openCheckpoint, Shard, TensorLocation } from './checkpoint';
 import { usageError, WeightmixError } from './errors';
 import { executeMergePlan, MergeProgress } from './execute-plan';
+import { InputFiles } from './input-files';
 import { methodFor, MethodTensor, PairMoments, TensorCoefficients } from './methods';
 import { copySidecars, writeIndex, writeModelCard } from './model-files';
 import { NativeDtype, NativeJob, runPlan } from './native';
@@ -206,12 +207,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   const methodTensors = new Map<string, Omit<MethodTensor, 'moments'>>();
   const pairJobs = new Map<string, number>();
   const momentJobs: NativeJob[] = [];
-  const inputs: string[] = [];
-  const inputOf = (file: string) => {
-    let i = inputs.indexOf(file);
-    if (i < 0) i = inputs.push(file) - 1;
-    return i;
-  };
+  const inputFiles = new InputFiles();
   for (const t of out) {
     if (!float(t)) continue;
     const mt = { name: t.name, models: t.sources.map((s) => s.model), base: recipe.base, scope: t.scope, label };
@@ -225,8 +221,8 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
       momentJobs.push({
         count: la.elementCount,
         sources: [
-          { input: inputOf(la.file), offset: la.offset, dtype: nativeDtype(la.dtype) },
-          { input: inputOf(lb.file), offset: lb.offset, dtype: nativeDtype(lb.dtype) },
+          { input: inputFiles.indexOf(la.file), offset: la.offset, dtype: nativeDtype(la.dtype) },
+          { input: inputFiles.indexOf(lb.file), offset: lb.offset, dtype: nativeDtype(lb.dtype) },
         ],
         dests: [],
         moments: true,
@@ -235,7 +231,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   }
   let moments: Float64Array = new Float64Array(0);
   if (momentJobs.length > 0) {
-    const r = await runPlan({ inputs, outputs: [], jobs: momentJobs, threads, blockBytes, direct: false }, { signal: options.signal });
+    const r = await runPlan({ inputs: inputFiles.paths, outputs: [], jobs: momentJobs, threads, blockBytes, direct: false }, { signal: options.signal });
     moments = r.moments;
   }
   const momentsOf = (name: string) => (a: number, b: number): PairMoments => {

@@ -5,6 +5,7 @@
  */
 import * as path from 'node:path';
 import { Checkpoint, TensorLocation } from './checkpoint';
+import { InputFiles } from './input-files';
 import { WeightmixError } from './errors';
 import { NativeDest, NativeDtype, NativeJob, NativeOp, NativeOutput, NativeSource } from './native';
 import { dtypeByteLength, encodeSafetensorsHeader, SafetensorsDtype } from './safetensors';
@@ -82,18 +83,7 @@ function nativeDtype(dtype: SafetensorsDtype): NativeDtype {
 
 export function planMerge(spec: MergeSpec): MergePlan {
   const layout = spec.checkpoints[spec.layout];
-  const inputIndex = new Map<string, number>();
-  const inputs: string[] = [];
-  const inputOf = (file: string): number => {
-    let i = inputIndex.get(file);
-    if (i === undefined) {
-      i = inputs.length;
-      inputs.push(file);
-      inputIndex.set(file, i);
-    }
-    return i;
-  };
-
+  const inputFiles = new InputFiles();
   // Group the layout's tensors by shard, in data order.
   const shardTensors = new Map<string, TensorLocation[]>();
   for (const shard of layout.shards) shardTensors.set(shard.name, []);
@@ -139,7 +129,7 @@ export function planMerge(spec: MergeSpec): MergePlan {
       const sources: NativeSource[] = used.map((model) => {
         const loc = spec.checkpoints[model].tensors.get(t.name);
         if (!loc) throw new WeightmixError('ModelsDiffer', `tensor ${t.name} is missing from ${spec.checkpoints[model].dir}`);
-        return { input: inputOf(loc.file), offset: loc.offset, dtype: nativeDtype(loc.dtype) };
+        return { input: inputFiles.indexOf(loc.file), offset: loc.offset, dtype: nativeDtype(loc.dtype) };
       });
       const dests: NativeDest[] = spec.outputs.map((_, o) => {
         const r = recipes[o][i];
@@ -165,7 +155,7 @@ export function planMerge(spec: MergeSpec): MergePlan {
       jobs.push({ count: raw ? t.byteLength : t.elementCount, sources, dests });
     });
   }
-  return { inputs, outputs, jobs, models, bytesToWrite };
+  return { inputs: inputFiles.paths, outputs, jobs, models, bytesToWrite };
 }
 
 /** The two models must hold the same tensors with the same shapes; float dtypes may differ. */

@@ -5,6 +5,7 @@
  * per plan); DARE's masks come from a counter-based generator; L1 rescale factors from an exact pass.
  * The numerics are native/kernels/sparsify.h's; this file only decides thresholds and factors.
  */
+import { InputFiles } from './input-files';
 import type { NativeDtype, NativeJob, NativePlan, NativeResult } from './native';
 
 /** How a model's task vector is thinned before the merge. */
@@ -135,25 +136,13 @@ const lo = (k: bigint) => Number(k & 0xffffffffn);
 
 type RunPlan = (plan: Pick<NativePlan, 'inputs' | 'jobs'>) => Promise<NativeResult>;
 
-class InputTable {
-  readonly inputs: string[] = [];
-  private index = new Map<string, number>();
-  of(file: string): number {
-    let i = this.index.get(file);
-    if (i === undefined) {
-      i = this.inputs.push(file) - 1;
-      this.index.set(file, i);
-    }
-    return i;
-  }
-}
 
-function statSources(t: SparseTensor, model: number, table: InputTable) {
+function statSources(t: SparseTensor, model: number, table: InputFiles) {
   const b = t.source(t.spec.base);
   const m = t.source(model);
   return [
-    { input: table.of(b.file), offset: b.offset, dtype: b.dtype },
-    { input: table.of(m.file), offset: m.offset, dtype: m.dtype },
+    { input: table.indexOf(b.file), offset: b.offset, dtype: b.dtype },
+    { input: table.indexOf(m.file), offset: m.offset, dtype: m.dtype },
   ];
 }
 
@@ -168,7 +157,7 @@ async function selectCuts(queries: RankQuery[], run: RunPlan): Promise<void> {
     if (open.length === 0) return;
     for (let at = 0; at < open.length; at += MAX_HISTOGRAM_JOBS) {
       const batch = open.slice(at, at + MAX_HISTOGRAM_JOBS);
-      const table = new InputTable();
+      const table = new InputFiles();
       const jobs: NativeJob[] = [];
       const jobOf = new Map<string, number>();
       const slot: number[] = [];
@@ -190,7 +179,7 @@ async function selectCuts(queries: RankQuery[], run: RunPlan): Promise<void> {
         }
         slot.push(j);
       }
-      const r = await run({ inputs: table.inputs, jobs });
+      const r = await run({ inputs: table.paths, jobs });
       const starts: number[] = [];
       let off = 0;
       for (const job of jobs) {
@@ -220,7 +209,7 @@ async function l1Sums(items: { tensor: SparseTensor; model: ResolvedSparseModel 
   const out: [number, number][] = [];
   for (let at = 0; at < items.length; at += MAX_HISTOGRAM_JOBS) {
     const batch = items.slice(at, at + MAX_HISTOGRAM_JOBS);
-    const table = new InputTable();
+    const table = new InputFiles();
     const jobs: NativeJob[] = batch.map(({ tensor, model: m }) => ({
       count: tensor.count,
       sources: statSources(tensor, m.model, table),
@@ -228,7 +217,7 @@ async function l1Sums(items: { tensor: SparseTensor; model: ResolvedSparseModel 
       stat: 'l1',
       statParams: [indexBits(tensor.count), ...modelParams(1, { ...m, weight: 1, scale: 1 })],
     }));
-    const r = await run({ inputs: table.inputs, jobs });
+    const r = await run({ inputs: table.paths, jobs });
     batch.forEach((_, k) => out.push([r.stats[2 * k], r.stats[2 * k + 1]]));
   }
   return out;

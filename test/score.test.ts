@@ -12,6 +12,7 @@ import {
   score,
   voteAtK,
 } from '../lib/analysis/score';
+import { runCommand } from './helpers/command';
 import { register } from '../lib/commands/score';
 
 const FIXTURES = path.join(__dirname, 'fixtures/analysis');
@@ -328,21 +329,7 @@ describe('score options', () => {
 });
 
 describe('weightmix score (command)', () => {
-  async function run(args: string[]): Promise<string> {
-    const program = new Command().exitOverride();
-    register(program);
-    let out = '';
-    const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      out += String(chunk);
-      return true;
-    });
-    try {
-      await program.parseAsync(['node', 'weightmix', 'score', ...args]);
-    } finally {
-      spy.mockRestore();
-    }
-    return out;
-  }
+  const run = (args: string[]) => runCommand(register, ['score', ...args]);
 
   test('--json prints the report', async () => {
     const report = JSON.parse(await run([fixture('generations.jsonl'), '--k', '1,2', '--json']));

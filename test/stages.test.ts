@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { WeightmixError } from '../lib/errors';
 import { parseMetricsCsv, parseMetricsJson, readMetricsTable, type MetricsRow } from '../lib/analysis/metrics-table';
 import { formatLambda, stages } from '../lib/analysis/stages';
+import { runCommand } from './helpers/command';
 import { register } from '../lib/commands/stages';
 
 const PAPER_FIXTURE = path.join(__dirname, 'fixtures/analysis/qwen3-4b-interpolation.csv');
@@ -266,21 +267,7 @@ describe('metrics tables', () => {
 });
 
 describe('weightmix stages (command)', () => {
-  async function run(args: string[]): Promise<string> {
-    const program = new Command().exitOverride();
-    register(program);
-    let out = '';
-    const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      out += String(chunk);
-      return true;
-    });
-    try {
-      await program.parseAsync(['node', 'weightmix', 'stages', ...args]);
-    } finally {
-      spy.mockRestore();
-    }
-    return out;
-  }
+  const run = (args: string[]) => runCommand(register, ['stages', ...args]);
 
   test('--json prints stage1/stage2/stage3/recommended/explanation', async () => {
     const report = JSON.parse(await run([PAPER_FIXTURE, '--json']));

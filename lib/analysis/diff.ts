@@ -25,6 +25,7 @@
 import * as path from 'node:path';
 import { Checkpoint, openCheckpoint } from '../checkpoint';
 import { usageError, WeightmixError } from '../errors';
+import { InputFiles } from '../input-files';
 import { NativeJob, NativeSource, runPlan } from '../native';
 import { parseThreads } from '../options';
 import { checkCompatible, isFloatDtype } from '../plan';
@@ -296,17 +297,7 @@ export async function diff(options: DiffOptions): Promise<DiffReport> {
 
 /** One moments job per float tensor, in A's order; non-float tensors are skipped. */
 function planMoments(a: Checkpoint, b: Checkpoint) {
-  const inputs: string[] = [];
-  const inputIndex = new Map<string, number>();
-  const inputOf = (file: string) => {
-    let i = inputIndex.get(file);
-    if (i === undefined) {
-      i = inputs.length;
-      inputs.push(file);
-      inputIndex.set(file, i);
-    }
-    return i;
-  };
+  const inputFiles = new InputFiles();
   const jobs: NativeJob[] = [];
   const compared: string[] = [];
   const skipped: SkippedTensor[] = [];
@@ -319,14 +310,14 @@ function planMoments(a: Checkpoint, b: Checkpoint) {
       continue;
     }
     const sources: NativeSource[] = [
-      { input: inputOf(ta.file), offset: ta.offset, dtype: ta.dtype },
-      { input: inputOf(tb.file), offset: tb.offset, dtype: tb.dtype },
+      { input: inputFiles.indexOf(ta.file), offset: ta.offset, dtype: ta.dtype },
+      { input: inputFiles.indexOf(tb.file), offset: tb.offset, dtype: tb.dtype },
     ];
     jobs.push({ count: ta.elementCount, sources, dests: [], moments: true });
     compared.push(name);
     bytesRead += ta.elementCount * (elementBytes(ta.dtype) + elementBytes(tb.dtype));
   }
-  return { inputs, jobs, compared, skipped, bytesRead };
+  return { inputs: inputFiles.paths, jobs, compared, skipped, bytesRead };
 }
 
 function jobMoments(m: Float64Array, j: number, elements: number): Moments {

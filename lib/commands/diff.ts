@@ -1,10 +1,9 @@
 /** `weightmix diff A B`: relative distance, cosine and max |B−A| per tensor, layer and module class, and σ for the pair. */
 import type { Command } from 'commander';
-import * as cliProgress from 'cli-progress';
-import { diff, formatDiffReport, plotDiff, type DiffProgress } from '../analysis/diff';
+import { diff, formatDiffReport, plotDiff, type DiffReport } from '../analysis/diff';
 import { chartFormat } from '../analysis/plot';
 import { parseThreads } from '../options';
-import { abortOnSignals } from './signals';
+import { createReporter } from './reporter';
 
 interface DiffCliOptions {
   json?: boolean;
@@ -27,40 +26,10 @@ export function register(program: Command): void {
       // Bad options fail before any bytes are read.
       if (opts.plot !== undefined) chartFormat(opts.plot);
       const threads = parseThreads(opts.threads);
-      const signals = abortOnSignals();
-      const progress = process.stderr.isTTY ? progressBar() : undefined;
-      let report;
-      try {
-        report = await diff({ a, b, threads, onProgress: progress?.update, signal: signals.signal });
-      } finally {
-        progress?.stop();
-        signals.dispose();
-      }
+      // Progress on a TTY only; the report itself goes to stdout (as text or --json).
+      const reporter = createReporter<DiffReport>({ quiet: !process.stderr.isTTY }, 'diff', () => '');
+      const report = await reporter.run((hooks) => diff({ a, b, threads, onProgress: hooks.onProgress, signal: hooks.signal }));
       if (opts.plot !== undefined) await plotDiff(report, opts.plot);
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatDiffReport(report, { tensors: opts.tensors, plotFile: opts.plot }));
     });
-}
-
-/** A bytes bar on stderr (only used when stderr is a terminal). */
-function progressBar(): { update(p: DiffProgress): void; stop(): void } {
-  let bar: cliProgress.SingleBar | undefined;
-  return {
-    update(p) {
-      if (!bar) {
-        bar = new cliProgress.SingleBar(
-          { format: 'diff {bar} {percentage}% | {done}/{all} GB | {rate} GB/s | ETA {eta}s', hideCursor: true, stream: process.stderr },
-          cliProgress.Presets.shades_classic,
-        );
-        bar.start(p.bytesTotal, 0);
-      }
-      bar.update(p.bytesDone, {
-        done: (p.bytesDone / 1e9).toFixed(2),
-        all: (p.bytesTotal / 1e9).toFixed(2),
-        rate: (p.bytesDone / 1e9 / Math.max(p.seconds, 1e-3)).toFixed(2),
-      });
-    },
-    stop() {
-      bar?.stop();
-    },
-  };
 }

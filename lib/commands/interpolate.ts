@@ -1,7 +1,8 @@
 /** `weightmix interpolate`: one merged model at one λ. */
 import { Command } from 'commander';
 import { interpolate } from '../interpolate';
-import { addMergeOptions, mergeOptionsFrom, reporterFor } from './merge-options';
+import { addMergeOptions, describeInterpolation, mergeOptionsFrom } from './merge-options';
+import { createReporter } from './reporter';
 
 export function register(program: Command): void {
   const cmd = program
@@ -11,8 +12,8 @@ export function register(program: Command): void {
     .requiredOption('-o, --output <dir>', 'output model folder (created atomically)');
   addMergeOptions(cmd);
   cmd.action(async (opts: Record<string, unknown>) => {
-    const reporter = reporterFor(opts);
-    const summary = await reporter.run((common) => interpolate({ ...common, lambda: opts.lambda as number, output: opts.output as string }), mergeOptionsFrom(opts));
+    const reporter = createReporter(opts, 'interpolate', describeInterpolation);
+    const summary = await reporter.run((hooks) => interpolate({ ...mergeOptionsFrom(opts), ...hooks, lambda: opts.lambda as number, output: opts.output as string }));
     reporter.done(summary);
   });
 }

@@ -1,9 +1,7 @@
 /** The options `interpolate` and `sweep` share, and the progress/summary reporting of a merge. */
 import { Command, Option } from 'commander';
-import * as cliProgress from 'cli-progress';
-import type { InterpolationCommon, MergeProgress, MergeSummary } from '../interpolate';
+import type { InterpolationCommon, MergeSummary } from '../interpolate';
 import { MODULE_CLASSES } from '../tensor-names';
-import { abortOnSignals } from './signals';
 
 export function addMergeOptions(cmd: Command): void {
   cmd
@@ -42,66 +40,12 @@ export function mergeOptionsFrom(opts: Record<string, unknown>): Omit<Interpolat
   };
 }
 
-export interface Reporter {
-  run(fn: (common: InterpolationCommon) => Promise<MergeSummary>, common: Omit<InterpolationCommon, 'onProgress' | 'signal' | 'onNotice'>): Promise<MergeSummary>;
-  done(summary: MergeSummary): void;
-}
-
-/** A bar on a TTY, JSON lines with --json, nothing with --quiet; Ctrl-C aborts cleanly. */
-export function reporterFor(opts: Record<string, unknown>): Reporter {
-  const json = Boolean(opts.json);
-  const quiet = Boolean(opts.quiet);
-  const tty = process.stderr.isTTY && !json && !quiet;
-  let bar: cliProgress.SingleBar | undefined;
-  let lastJson = 0;
-  const onProgress = (p: MergeProgress) => {
-    if (json) {
-      const now = Date.now();
-      if (now - lastJson < 500 && p.bytesDone < p.bytesTotal) return;
-      lastJson = now;
-      process.stdout.write(JSON.stringify({ event: 'progress', ...p }) + '\n');
-    } else if (tty) {
-      if (!bar) {
-        bar = new cliProgress.SingleBar(
-          { format: '{bar} {percentage}% | {done}/{all} GB | {tensors}/{tensorsTotal} tensors | {rate} GB/s | ETA {eta}s', hideCursor: true, stream: process.stderr },
-          cliProgress.Presets.shades_classic,
-        );
-        bar.start(p.bytesTotal, 0);
-      }
-      bar.update(p.bytesDone, {
-        done: (p.bytesDone / 1e9).toFixed(2),
-        all: (p.bytesTotal / 1e9).toFixed(2),
-        tensors: p.tensorsDone,
-        tensorsTotal: p.tensorsTotal,
-        rate: (p.bytesDone / 1e9 / Math.max(p.seconds, 1e-3)).toFixed(2),
-      });
-    }
-  };
-  const onNotice = (message: string) => {
-    if (json) process.stdout.write(JSON.stringify({ event: 'notice', message }) + '\n');
-    else if (!quiet) process.stderr.write(`weightmix: ${message}\n`);
-  };
-  return {
-    async run(fn, common) {
-      const signals = abortOnSignals();
-      try {
-        return await fn({ ...common, onProgress, onNotice, signal: signals.signal });
-      } finally {
-        bar?.stop();
-        signals.dispose();
-      }
-    },
-    done(summary) {
-      if (json) {
-        process.stdout.write(JSON.stringify({ event: 'done', ...summary }) + '\n');
-      } else if (!quiet) {
-        const what = summary.outputs.length === 1 ? summary.outputs[0] : `${summary.outputs.length} models`;
-        process.stdout.write(
-          `wrote ${what}: ${summary.files} shard files, ${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s ` +
-            `(${summary.gbPerSecond.toFixed(2)} GB/s); λ = ${summary.lambdas.join(', ')}; ${summary.selectedTensors}/${summary.tensors} tensors interpolated ` +
-            `(${summary.selection}); numerics ${summary.numerics}\n`,
-        );
-      }
-    },
-  };
+/** The one-line text summary of an interpolation or a sweep. */
+export function describeInterpolation(summary: MergeSummary): string {
+  const what = summary.outputs.length === 1 ? summary.outputs[0] : `${summary.outputs.length} models`;
+  return (
+    `wrote ${what}: ${summary.files} shard files, ${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s ` +
+    `(${summary.gbPerSecond.toFixed(2)} GB/s); λ = ${summary.lambdas.join(', ')}; ${summary.selectedTensors}/${summary.tensors} tensors interpolated ` +
+    `(${summary.selection}); numerics ${summary.numerics}`
+  );
 }

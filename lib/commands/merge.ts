@@ -1,10 +1,8 @@
 /** `weightmix merge RECIPE.yml -o OUT`: a mergekit recipe run by weightmix's engine. */
 import { Command, Option } from 'commander';
-import * as cliProgress from 'cli-progress';
-import type { MergeProgress } from '../interpolate';
-import { merge } from '../merge';
+import { merge, RecipeMergeSummary } from '../merge';
 import { readRecipeFile } from '../recipe';
-import { abortOnSignals } from './signals';
+import { createReporter } from './reporter';
 
 export function register(program: Command): void {
   program
@@ -20,46 +18,23 @@ export function register(program: Command): void {
     .option('-q, --quiet', 'print nothing but errors')
     .action(async (file: string, opts: Record<string, unknown>) => {
       const recipe = await readRecipeFile(file);
-      const json = Boolean(opts.json);
-      const quiet = Boolean(opts.quiet);
-      let bar: cliProgress.SingleBar | undefined;
-      const onProgress = (p: MergeProgress) => {
-        if (json) {
-          process.stdout.write(JSON.stringify({ event: 'progress', ...p }) + '\n');
-        } else if (!quiet && process.stderr.isTTY) {
-          if (!bar) {
-            bar = new cliProgress.SingleBar({ format: '{bar} {percentage}% | ETA {eta}s', hideCursor: true, stream: process.stderr }, cliProgress.Presets.shades_classic);
-            bar.start(p.bytesTotal, 0);
-          }
-          bar.update(p.bytesDone);
-        }
-      };
-      const signals = abortOnSignals();
-      try {
-        const summary = await merge(recipe, {
+      const reporter = createReporter(
+        opts,
+        'merge',
+        (summary: RecipeMergeSummary) =>
+          `wrote ${summary.output}: ${summary.method}, ${summary.tensors} tensors in ${summary.layers} layers, ${summary.files} shard files, ` +
+          `${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s (${summary.gbPerSecond.toFixed(2)} GB/s)`,
+      );
+      const summary = await reporter.run((hooks) =>
+        merge(recipe, {
           output: opts.output as string,
           threads: opts.threads === undefined ? undefined : Number(opts.threads),
           device: opts.device as 'cpu' | 'cuda' | 'auto' | undefined,
           direct: opts.direct as boolean,
           force: Boolean(opts.force),
-          onProgress,
-          onNotice: (message) => {
-            if (json) process.stdout.write(JSON.stringify({ event: 'notice', message }) + '\n');
-            else if (!quiet) process.stderr.write(`weightmix: ${message}\n`);
-          },
-          signal: signals.signal,
-        });
-        bar?.stop();
-        if (json) process.stdout.write(JSON.stringify({ event: 'done', ...summary }) + '\n');
-        else if (!quiet) {
-          process.stdout.write(
-            `wrote ${summary.output}: ${summary.method}, ${summary.tensors} tensors in ${summary.layers} layers, ${summary.files} shard files, ` +
-              `${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s (${summary.gbPerSecond.toFixed(2)} GB/s)\n`,
-          );
-        }
-      } finally {
-        bar?.stop();
-        signals.dispose();
-      }
+          ...hooks,
+        }),
+      );
+      reporter.done(summary);
     });
 }

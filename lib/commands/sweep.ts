@@ -1,7 +1,8 @@
 /** `weightmix sweep`: many λ in one pass over the inputs. */
 import { Command } from 'commander';
 import { sweep } from '../sweep';
-import { addMergeOptions, mergeOptionsFrom, reporterFor } from './merge-options';
+import { addMergeOptions, describeInterpolation, mergeOptionsFrom } from './merge-options';
+import { createReporter } from './reporter';
 
 export function register(program: Command): void {
   const cmd = program
@@ -11,8 +12,8 @@ export function register(program: Command): void {
     .requiredOption('-o, --output <dir>', 'folder that receives one model folder per λ');
   addMergeOptions(cmd);
   cmd.action(async (opts: Record<string, unknown>) => {
-    const reporter = reporterFor(opts);
-    const summary = await reporter.run((common) => sweep({ ...common, lambdas: opts.lambdas as string, output: opts.output as string }), mergeOptionsFrom(opts));
+    const reporter = createReporter(opts, 'sweep', describeInterpolation);
+    const summary = await reporter.run((hooks) => sweep({ ...mergeOptionsFrom(opts), ...hooks, lambdas: opts.lambdas as string, output: opts.output as string }));
     reporter.done(summary);
   });
 }

@@ -1,0 +1,77 @@
+/**
+ * How every long command talks to its user: a progress bar on a TTY, JSON lines with --json,
+ * nothing with --quiet; notices as one line; Ctrl-C / SIGTERM abort cleanly.
+ */
+import * as cliProgress from 'cli-progress';
+import { abortOnSignals } from './signals';
+
+export interface ByteProgress {
+  bytesDone: number;
+  bytesTotal: number;
+  seconds: number;
+  tensorsDone?: number;
+  tensorsTotal?: number;
+}
+
+export interface RunHooks {
+  onProgress: (p: ByteProgress) => void;
+  onNotice: (message: string) => void;
+  signal: AbortSignal;
+}
+
+export interface Reporter<S> {
+  run(fn: (hooks: RunHooks) => Promise<S>): Promise<S>;
+  /** Prints the final summary: a JSON `done` event, or `describe(summary)` as text. */
+  done(summary: S): void;
+}
+
+export function createReporter<S extends object>(opts: { json?: unknown; quiet?: unknown }, label: string, describe: (summary: S) => string): Reporter<S> {
+  const json = Boolean(opts.json);
+  const quiet = Boolean(opts.quiet);
+  const tty = process.stderr.isTTY && !json && !quiet;
+  let bar: cliProgress.SingleBar | undefined;
+  let lastJson = 0;
+  const onProgress = (p: ByteProgress) => {
+    if (json) {
+      const now = Date.now();
+      if (now - lastJson < 500 && p.bytesDone < p.bytesTotal) return;
+      lastJson = now;
+      process.stdout.write(JSON.stringify({ event: 'progress', ...p }) + '\n');
+    } else if (tty) {
+      if (!bar) {
+        const tensors = p.tensorsTotal === undefined ? '' : ' | {tensors}/{tensorsTotal} tensors';
+        bar = new cliProgress.SingleBar(
+          { format: `${label} {bar} {percentage}% | {done}/{all} GB${tensors} | {rate} GB/s | ETA {eta}s`, hideCursor: true, stream: process.stderr },
+          cliProgress.Presets.shades_classic,
+        );
+        bar.start(p.bytesTotal, 0);
+      }
+      bar.update(p.bytesDone, {
+        done: (p.bytesDone / 1e9).toFixed(2),
+        all: (p.bytesTotal / 1e9).toFixed(2),
+        tensors: p.tensorsDone,
+        tensorsTotal: p.tensorsTotal,
+        rate: (p.bytesDone / 1e9 / Math.max(p.seconds, 1e-3)).toFixed(2),
+      });
+    }
+  };
+  const onNotice = (message: string) => {
+    if (json) process.stdout.write(JSON.stringify({ event: 'notice', message }) + '\n');
+    else if (!quiet) process.stderr.write(`weightmix: ${message}\n`);
+  };
+  return {
+    async run(fn) {
+      const signals = abortOnSignals();
+      try {
+        return await fn({ onProgress, onNotice, signal: signals.signal });
+      } finally {
+        bar?.stop();
+        signals.dispose();
+      }
+    },
+    done(summary) {
+      if (json) process.stdout.write(JSON.stringify({ event: 'done', ...summary }) + '\n');
+      else if (!quiet) process.stdout.write(describe(summary) + '\n');
+    },
+  };
+}
