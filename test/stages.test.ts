@@ -1,7 +1,6 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Command } from 'commander';
 import { WeightmixError } from '../lib/errors';
 import { parseMetricsCsv, parseMetricsJson, readMetricsTable, type MetricsRow } from '../lib/analysis/metrics-table';
 import { formatLambda, stages } from '../lib/analysis/stages';
