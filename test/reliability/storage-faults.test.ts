@@ -84,6 +84,21 @@ test('a disk that holds the shards but not the index and sidecars: one line, not
   expect(fs.readdirSync(disk)).toEqual([]);
 });
 
+test('a failed reservation gives back its descriptor and its space (a long-lived process through the API)', async () => {
+  if (noTmpfs) return console.warn(`skipped: ${noTmpfs}`);
+  const size = pages(shardSizes[0]) + PAGE;
+  const disk = mountTmpfs(size) as string;
+  const openFds = () => fs.readdirSync('/proc/self/fd').length;
+  const before = openFds();
+  for (let i = 0; i < 3; i++) {
+    await expect(interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: path.join(disk, 'out'), threads: 1 })).rejects.toMatchObject({ code: 'NoSpace' });
+  }
+  expect(openFds()).toBeLessThanOrEqual(before);
+  expect(fs.readdirSync(disk)).toEqual([]);
+  const { bavail, bsize } = fs.statfsSync(disk);
+  expect(bavail * bsize).toBe(size);
+});
+
 test('a read-only disk: one line, nothing written', async () => {
   if (noTmpfs) return console.warn(`skipped: ${noTmpfs}`);
   const disk = mountTmpfs(1 << 20, true) as string;
