@@ -77,6 +77,7 @@ const MAX_INDEX_BYTES = 64 << 20;
 const MAX_MISMATCHES_KEPT = 20;
 /** Elements read at once when every element of a tensor is recomputed. */
 const CHUNK_ELEMENTS = 1 << 16;
+const WHOLE_TENSOR_BYTES = 4 << 20;
 
 /** `--samples`: a whole number of 1 or more, or 'all'. */
 export function parseSamples(value: unknown): number | 'all' {
@@ -264,10 +265,11 @@ async function recomputeInterpolation(
         result.mismatchCount++;
         if (result.mismatches.length < MAX_MISMATCHES_KEPT) result.mismatches.push({ tensor: name, element, dtype: o.dtype, stored, expected });
       };
+      const [ot, at, bt] = [new TensorBytes(files, o), new TensorBytes(files, a), compute.raw || !compute.needsB ? null : new TensorBytes(files, b)];
       if (compute.raw) {
         // Non-float tensors are copied byte for byte: compare sampled bytes.
         for (const [start, count] of sampleRuns(o.byteLength, samples, seed, name)) {
-          const [got, want] = await Promise.all([files.read(o, start, count), files.read(a, start, count)]);
+          const [got, want] = await Promise.all([ot.read(start, count), at.read(start, count)]);
           for (let i = 0; i < count; i++) if (got[i] !== want[i]) mismatch(start + i, got[i], want[i]);
           result.elements += count;
         }
@@ -275,9 +277,9 @@ async function recomputeInterpolation(
       }
       for (const [start, count] of sampleRuns(o.elementCount, samples, seed, name)) {
         const [ob, ab, bb] = await Promise.all([
-          files.read(o, start * FLOAT_BYTES[o.dtype as FloatDtype], count * FLOAT_BYTES[o.dtype as FloatDtype]),
-          files.read(a, start * FLOAT_BYTES[a.dtype as FloatDtype], count * FLOAT_BYTES[a.dtype as FloatDtype]),
-          compute.needsB ? files.read(b, start * FLOAT_BYTES[b.dtype as FloatDtype], count * FLOAT_BYTES[b.dtype as FloatDtype]) : null,
+          ot.read(start * FLOAT_BYTES[o.dtype as FloatDtype], count * FLOAT_BYTES[o.dtype as FloatDtype]),
+          at.read(start * FLOAT_BYTES[a.dtype as FloatDtype], count * FLOAT_BYTES[a.dtype as FloatDtype]),
+          bt ? bt.read(start * FLOAT_BYTES[b.dtype as FloatDtype], count * FLOAT_BYTES[b.dtype as FloatDtype]) : null,
         ]);
         for (let i = 0; i < count; i++) {
           const stored = loadBits(ob, i, o.dtype as FloatDtype);
@@ -353,6 +355,22 @@ export function sampleRuns(count: number, samples: number | 'all', seed: number,
     picked.add(Math.floor(((hi * 2 ** 32 + state) / 2 ** 64) * count));
   }
   return [...picked].sort((x, y) => x - y).map((i) => [i, 1]);
+}
+
+/** One tensor's bytes: a tensor of up to 4 MiB is read once, whole; a larger one range by range. */
+class TensorBytes {
+  private readonly whole: Promise<Buffer> | null;
+
+  constructor(
+    private readonly files: FileCache,
+    private readonly t: TensorLocation,
+  ) {
+    this.whole = t.byteLength <= WHOLE_TENSOR_BYTES ? files.read(t, 0, t.byteLength) : null;
+  }
+
+  async read(byteStart: number, bytes: number): Promise<Buffer> {
+    return this.whole ? (await this.whole).subarray(byteStart, byteStart + bytes) : this.files.read(this.t, byteStart, bytes);
+  }
 }
 
 /** Open input files, kept for the whole run (one descriptor per file). */

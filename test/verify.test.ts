@@ -6,7 +6,6 @@
  */
 import fc from 'fast-check';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { CheckpointPair } from '../lib/fixture';
 import { interpolate } from '../lib/interpolate';
@@ -15,9 +14,9 @@ import { sweep } from '../lib/sweep';
 import { convertBits, fmaF32, lerpExactBits, lerpMiBits, selectionFromDescription, verify } from '../lib/verify';
 import { describeSelection, parseSelection } from '../lib/selection';
 import * as oracle from './reference/numerics';
-import { cachedPair, ensureCliBuilt, expectOneLineError, runCli } from './helpers/cli';
+import { cachedPair, ensureCliBuilt, expectOneLineError, runCli, scratchDir } from './helpers/cli';
 
-const numRuns = Number(process.env.WEIGHTMIX_FUZZ_RUNS ?? 2000);
+const numRuns = Number(process.env.WEIGHTMIX_FUZZ_RUNS ?? 1000);
 const DTYPES = ['F32', 'F16', 'BF16'] as const;
 type Dtype = (typeof DTYPES)[number];
 const BITS: Record<Dtype, number> = { F32: 32, F16: 16, BF16: 16 };
@@ -26,7 +25,7 @@ let work: string;
 let pair: CheckpointPair;
 
 beforeAll(async () => {
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-verify-'));
+  work = scratchDir('verify');
   pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 23 });
 }, 180_000);
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
@@ -93,6 +92,7 @@ test('a recorded selection reads back as the selection it describes', () => {
 });
 
 describe('every element of real merges recomputes bit for bit', () => {
+  // Every element for λ = 0.8; 512 per tensor (all of the norms, a quarter of the largest) for the others.
   test.each([
     ['λ = 0.8', { lambda: 0.8 }],
     ['λ = 0.3 (the other torch.lerp branch)', { lambda: 0.3 }],
@@ -107,18 +107,19 @@ describe('every element of real merges recomputes bit for bit', () => {
   ])('%s', async (_, recipe) => {
     const out = fresh();
     await interpolate({ instruct: pair.instruct, thinking: pair.thinking, output: out, threads: 2, ...recipe });
-    const report = await verify({ dir: out, recompute: true, samples: 'all' });
+    const all = recipe.lambda === 0.8 && Object.keys(recipe).length === 1;
+    const report = await verify({ dir: out, recompute: true, samples: all ? 'all' : 512 });
     expect(report.problems).toEqual([]);
     expect(report.ok).toBe(true);
     expect(report.recomputed).toMatchObject({ tensors: 47, mismatchCount: 0 });
-    expect(report.recomputed!.elements).toBeGreaterThan(180_000);
+    expect(report.recomputed!.elements).toBeGreaterThan(all ? 180_000 : 15_000);
   });
 
   test('each model of a sweep', async () => {
     const dir = fresh('sweep');
     await sweep({ instruct: pair.instruct, thinking: pair.thinking, lambdas: '0.2,0.5,1.5', output: dir });
     for (const m of fs.readdirSync(dir)) {
-      const report = await verify({ dir: path.join(dir, m), recompute: true, samples: 'all' });
+      const report = await verify({ dir: path.join(dir, m), recompute: true, samples: 256 });
       expect({ m, problems: report.problems, ok: report.ok }).toEqual({ m, problems: [], ok: true });
     }
   });

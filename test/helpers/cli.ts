@@ -215,6 +215,24 @@ export function leftoversBeside(target: string): string[] {
     .sort();
 }
 
+/**
+ * A fresh scratch folder for a test file: in /dev/shm when it has room (outputs there sync at no
+ * cost, so a disk busy with other work cannot slow the suite), else the system temp folder.
+ * WEIGHTMIX_TEST_DISK=1 keeps everything on the temp folder's disk.
+ */
+export function scratchDir(tag: string): string {
+  let base = os.tmpdir();
+  if (process.env.WEIGHTMIX_TEST_DISK !== '1') {
+    try {
+      const st = fs.statfsSync('/dev/shm');
+      if (st.bavail * st.bsize > 2 ** 30) base = '/dev/shm';
+    } catch {
+      // no /dev/shm: the temp folder it is
+    }
+  }
+  return fs.mkdtempSync(path.join(base, `weightmix-${tag}-`));
+}
+
 /** Every file under `dir` (relative path → SHA-256 of its bytes), for byte-for-byte comparisons of whole models. */
 export function snapshotTree(dir: string): Map<string, string> {
   const out = new Map<string, string>();

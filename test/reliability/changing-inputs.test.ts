@@ -4,19 +4,18 @@
  * SIGBUS, and leave nothing published and no temporary folder.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { WeightmixError } from '../../lib/errors';
 import type { CheckpointPair } from '../../lib/fixture';
 import { interpolate } from '../../lib/interpolate';
 import { readSafetensorsHeader } from '../../lib/safetensors';
-import { cachedPair, ensureCliBuilt, expectOneLineError, faultShim, isProgressLine, leftoversBeside, privateCopy, slowReadsEnv, startCli } from '../helpers/cli';
+import { cachedPair, ensureCliBuilt, expectOneLineError, faultShim, isProgressLine, leftoversBeside, privateCopy, slowReadsEnv, startCli, scratchDir } from '../helpers/cli';
 
 let work: string;
 
 beforeAll(() => {
   ensureCliBuilt();
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-changing-'));
+  work = scratchDir('changing');
 }, 180_000);
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 

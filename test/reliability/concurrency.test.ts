@@ -4,7 +4,6 @@
  * time, which must produce exactly the bytes of the same merges run one after another.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { CheckpointPair } from '../../lib/fixture';
 import { interpolate, type InterpolateOptions } from '../../lib/interpolate';
@@ -20,6 +19,7 @@ import {
   snapshotTree,
   startCli,
   waitForFile,
+  scratchDir,
 } from '../helpers/cli';
 
 let work: string;
@@ -27,7 +27,7 @@ let pair: CheckpointPair;
 
 beforeAll(async () => {
   ensureCliBuilt();
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-concurrency-'));
+  work = scratchDir('concurrency');
   pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 19 });
 }, 180_000);
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));

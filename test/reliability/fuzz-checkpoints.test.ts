@@ -5,15 +5,15 @@
  * a merge that succeeds must verify bit for bit.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { openCheckpoint } from '../../lib/checkpoint';
 import { isWeightmixError } from '../../lib/errors';
 import { CHECKPOINT_CORPUS, fuzzCheckpoints } from '../../scripts/fuzz';
+import { scratchDir } from '../helpers/cli';
 
 let work: string;
 beforeAll(() => {
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-fuzz-ci-'));
+  work = scratchDir('fuzz-ci');
 });
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 

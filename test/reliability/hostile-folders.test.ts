@@ -7,10 +7,9 @@
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeSafetensorsFile, type SafetensorsDtype } from '../../lib/safetensors';
-import { cachedPair, ensureCliBuilt, expectOneLineError, leftoversBeside, privateCopy, runCli, runCliInProcess } from '../helpers/cli';
+import { cachedPair, ensureCliBuilt, expectOneLineError, leftoversBeside, privateCopy, runCli, runCliInProcess, scratchDir } from '../helpers/cli';
 import { safetensorsBytes } from '../helpers/malformed';
 import type { CheckpointPair } from '../../lib/fixture';
 
@@ -27,7 +26,7 @@ let setup: Promise<void> | undefined;
 function ready(): Promise<void> {
   setup ??= (async () => {
     ensureCliBuilt();
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-hostile-'));
+    work = scratchDir('hostile');
     // Instruct: 2 shards and an index; Thinking: one model.safetensors.
     pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 7 });
   })();

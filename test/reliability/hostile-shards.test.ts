@@ -8,10 +8,9 @@
  * spawned `node bin/weightmix.js`, which proves the process boundary (exit status, stderr) too.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { CheckpointPair } from '../../lib/fixture';
-import { cachedPair, ensureCliBuilt, expectOneLineError, leftoversBeside, runCli, runCliInProcess, type CliResult } from '../helpers/cli';
+import { cachedPair, ensureCliBuilt, expectOneLineError, leftoversBeside, runCli, runCliInProcess, type CliResult, scratchDir } from '../helpers/cli';
 import { malformedCases, type MalformedCase } from '../helpers/malformed';
 
 let work: string;
@@ -19,7 +18,7 @@ let pair: CheckpointPair;
 
 beforeAll(async () => {
   ensureCliBuilt();
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-shards-'));
+  work = scratchDir('shards');
   pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 7 });
 }, 180_000);
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));

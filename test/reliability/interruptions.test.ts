@@ -3,13 +3,13 @@
  * SIGKILL (no cleanup possible) and the next run after it, and `--force` replacing an existing
  * output only once the new one is complete.
  *
- * Mid-merge signals are sent to merges of a ~125 MB pair (16 tasks of 8 MiB) under a fault-injection
- * shim (LD_PRELOAD) that makes each of the engine's reads take 100 ms, like a slow network disk: the
- * merge lasts seconds on any machine, and the engine notices a cancel between tasks.
+ * Signals are timed with a fault-injection shim (LD_PRELOAD) that slows chosen system calls, like a
+ * slow disk: SIGINT / SIGTERM go to merges of a ~125 MB pair (16 tasks of 8 MiB) whose every read
+ * takes 100 ms, so they land mid-merge on any machine and the engine notices them between tasks;
+ * other signals land while a merge of the tiny pair syncs its model card, just before publishing.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { WeightmixError } from '../../lib/errors';
 import type { CheckpointPair } from '../../lib/fixture';
@@ -27,6 +27,7 @@ import {
   snapshotTree,
   startCli,
   waitForFile,
+  scratchDir,
 } from '../helpers/cli';
 
 let work: string;
@@ -37,7 +38,7 @@ let slow: Record<string, string>;
 
 beforeAll(async () => {
   ensureCliBuilt();
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-interrupt-'));
+  work = scratchDir('interrupt');
   pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 11 });
   big = await cachedPair({ shape: 'qwen3-4b', scale: 8, shards: [2, 1], seed: 3 });
   shim = faultShim();
@@ -128,7 +129,7 @@ test('a signal after the engine finished but before the output is published stil
 test('SIGKILL leaves only the temporary folder and a stale lock; the next run removes them with a notice and succeeds', async () => {
   if (!needShim()) return;
   const out = outPath();
-  const run = startCli(bigMergeArgs(out), { env: slow });
+  const run = startCli(mergeArgs(out), { env: slowReadsEnv((shim as { path: string }).path, path.dirname(pair.instruct), 150_000) });
   await run.waitForLine(isProgressLine);
   run.child.kill('SIGKILL');
   const killed = await run.done;
@@ -139,7 +140,7 @@ test('SIGKILL leaves only the temporary folder and a stale lock; the next run re
   expect(left.find((e) => e.endsWith('.weightmix.lock'))).toBeDefined();
   expect(left).not.toContain('out'); // nothing that looks like a model was published
 
-  const next = await runCli(bigMergeArgs(out).filter((a) => a !== '--json'));
+  const next = await runCli(mergeArgs(out).filter((a) => a !== '--json'));
   expect({ status: next.status, stderr: next.stderr.replace(/^weightmix: removed .* left by an interrupted run\n/gm, '') }).toEqual({ status: 0, stderr: '' });
   expect(next.stderr).toMatch(/^weightmix: removed .*\.out\.weightmix-tmp-\S+ left by an interrupted run$/m);
   expect(leftoversBeside(out)).toEqual(['out']);
@@ -147,17 +148,20 @@ test('SIGKILL leaves only the temporary folder and a stale lock; the next run re
 
 describe('--force', () => {
   /** An existing output made at λ = 0.2, and a digest of every file of it. */
-  async function existingOutput(models = pair): Promise<{ out: string; before: Map<string, string> }> {
+  async function existingOutput(): Promise<{ out: string; before: Map<string, string> }> {
     const out = outPath();
-    await interpolate({ instruct: models.instruct, thinking: models.thinking, lambda: 0.2, output: out, threads: 2 });
+    await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.2, output: out, threads: 2 });
     return { out, before: snapshotTree(out) };
   }
 
-  test('an interrupted --force run leaves the existing output intact, byte for byte', async () => {
+  test('a --force run interrupted at its last step before the swap leaves the existing output intact, byte for byte', async () => {
     if (!needShim()) return;
-    const { out, before } = await existingOutput(big);
-    const run = startCli(bigMergeArgs(out, '--force'), { env: slow });
-    await run.waitForLine(isProgressLine);
+    const { out, before } = await existingOutput();
+    const mark = path.join(path.dirname(out), 'syncing');
+    // The new model is complete and being synced (1 s for its model card) when the signal comes.
+    const slowSync = faultEnv((shim as { path: string }).path, { path: `.out.weightmix-tmp-`, slow: ['fsync'], sleepUs: 1_000_000, mark });
+    const run = startCli(mergeArgs(out, '--force'), { env: { ...slowSync, WEIGHTMIX_FAULT_PATH: `${path.sep}README.md` } });
+    await waitForFile(mark);
     run.child.kill('SIGINT');
     const result = await run.done;
     expect(result.status).toBe(130);
