@@ -173,6 +173,7 @@ class Run {
     }
 
     unsigned threads = std::max(1u, std::min<unsigned>(plan_.threads, static_cast<unsigned>(std::max<size_t>(tasks_.size(), 1))));
+    prefetchDistance_ = 2 * threads;
     // The caller's thread reports progress while the shared pool runs the tasks.
     std::atomic<bool> finished{false};
     std::thread reporter([&] {
@@ -261,6 +262,10 @@ class Run {
       for (;;) {
         size_t t = next_.fetch_add(1);
         if (t >= tasks_.size() || stop_.load() || cancel_.load()) break;
+        // Two waves of tasks ahead of the pool: enough to keep the disk busy, little page cache.
+        for (size_t ahead = t + prefetchDistance_; ahead < std::min(tasks_.size(), t + prefetchDistance_ + 1); ++ahead) {
+          prefetchTask(tasks_[ahead]);
+        }
         readTask(tasks_[t], reads);
 #ifdef WEIGHTMIX_WITH_CUDA
         if (dev) {
@@ -351,6 +356,31 @@ class Run {
         pos += len;
       }
       flush();
+    }
+  }
+
+  // Asks the kernel to start reading a later task's sources now (POSIX_FADV_WILLNEED), so that cold
+  // inputs stream in while this worker computes and writes: reads and writes then overlap on disk.
+  void prefetchTask(const Task& task) {
+    for (size_t slot = 0; slot < maxSources_; ++slot) {
+      uint64_t spanOffset = 0, spanLen = 0;
+      uint32_t spanInput = 0;
+      for (size_t p = task.first; p < task.first + task.count; ++p) {
+        const Job& job = plan_.jobs[pieces_[p].job];
+        if (slot >= job.sources.size()) continue;
+        const Source& so = job.sources[slot];
+        const uint64_t es = dtypeSize(so.dtype);
+        const uint64_t offset = so.offset + pieces_[p].start * es, len = pieces_[p].count * es;
+        if (spanLen > 0 && so.input == spanInput && offset == spanOffset + spanLen) {
+          spanLen += len;
+          continue;
+        }
+        if (spanLen > 0) inputs_[spanInput]->willNeed(spanOffset, spanLen);
+        spanInput = so.input;
+        spanOffset = offset;
+        spanLen = len;
+      }
+      if (spanLen > 0) inputs_[spanInput]->willNeed(spanOffset, spanLen);
     }
   }
 
@@ -624,6 +654,7 @@ class Run {
   std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]
   std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> statCounts_;  // [job][counter]
   size_t maxSources_ = 0;
+  size_t prefetchDistance_ = 2;
   uint64_t total_ = 0;
   std::atomic<uint64_t> done_{0};
   std::atomic<size_t> next_{0};

@@ -94,6 +94,10 @@ static ExecError noSpace(int fd, const std::string& path, uint64_t size, int err
   return ExecError("ENOSPC", "not enough space for output " + path + " (" + detail + "): " + std::strerror(err));
 }
 
+void InputFile::willNeed(uint64_t offset, uint64_t len) const {
+  posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(len), POSIX_FADV_WILLNEED);
+}
+
 OutputFile::OutputFile(const std::string& path, uint64_t size, bool wantDirect) : path_(path), size_(size) {
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) throw systemError(errno, "cannot create output", path);
