@@ -26,6 +26,8 @@ restore() {
   echo "== rebuilding the normal addon"
   if build_addon "" >"$reports/rebuild.log" 2>&1 && ! ldd build/Release/weightmix.node | grep libasan >/dev/null; then
     echo "== normal addon restored"
+    # Keep the folder only when it holds sanitizer reports.
+    compgen -G "$reports/*san*" >/dev/null || rm -rf "$reports"
   else
     cat "$reports/rebuild.log"
     echo "check-sanitizers: the normal rebuild FAILED; run: cmake -S . -B build -DWEIGHTMIX_SANITIZE= && cmake --build build" >&2
