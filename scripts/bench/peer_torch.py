@@ -7,7 +7,11 @@ safetensors.torch.save_file. Variants:
   bf16  -- the paper's script: bf16 tensor arithmetic (each op rounds to bf16)
   lerp  -- torch.lerp in f32, rounded once to bf16 (what `weightmix --numerics exact` computes)
 
-Prints one JSON line: {"variant", "seconds", "bytes", "torch"}.
+Every written file (each shard, and the index) is then fsynced (open, fsync, close), so the time covers the data
+reaching the disk, as weightmix's does (it fdatasyncs every shard). The arithmetic above is unchanged by this.
+
+Prints one JSON line: {"variant", "seconds" (after the fsyncs), "seconds_unsynced" (before them), "sync_seconds",
+"bytes", "torch", "threads"}.
 usage: peer_torch.py --instruct DIR --thinking DIR --lambda 0.8 -o OUT [--variant bf16|lerp] [--threads N]
 """
 import argparse
@@ -47,6 +51,7 @@ def main():
     for name, shard in imap.items():
         by_shard.setdefault(shard, []).append(name)
     written = 0
+    written_files = []
     for shard, names in sorted(by_shard.items()):
         merged = {}
         thinking_files = {}
@@ -67,14 +72,24 @@ def main():
         out = os.path.join(a.output, shard)
         save_file(merged, out, metadata={"format": "pt"})
         written += os.path.getsize(out)
+        written_files.append(out)
         del merged
     if os.path.exists(os.path.join(a.instruct, "model.safetensors.index.json")):
         with open(os.path.join(a.instruct, "model.safetensors.index.json")) as f:
             index = f.read()
         with open(os.path.join(a.output, "model.safetensors.index.json"), "w") as f:
             f.write(index)
-    print(json.dumps({"variant": a.variant, "seconds": time.perf_counter() - started, "bytes": written, "torch": torch.__version__,
-                      "threads": torch.get_num_threads()}))
+        written_files.append(os.path.join(a.output, "model.safetensors.index.json"))
+    unsynced = time.perf_counter() - started
+    for path in written_files:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    synced = time.perf_counter() - started
+    print(json.dumps({"variant": a.variant, "seconds": synced, "seconds_unsynced": unsynced, "sync_seconds": synced - unsynced,
+                      "bytes": written, "torch": torch.__version__, "threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":
