@@ -61,7 +61,7 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   const shardNames = await listShards(root, entries);
   const shards: Shard[] = [];
   for (const name of shardNames.files) {
-    const file = confinedRealPath(root, name, `${dir}/${INDEX_FILE}`);
+    const file = confinedRealPath(root, name, shardNames.weightMap ? `${dir}/${INDEX_FILE}` : dir);
     shards.push({ name, path: file, header: await readSafetensorsHeader(file) });
   }
   const tensors = new Map<string, TensorLocation>();
@@ -144,7 +144,9 @@ async function listSidecars(root: string, entries: string[]): Promise<string[]> 
     if (WEIGHT_EXTENSIONS.some((ext) => name.endsWith(ext))) continue;
     const st = await fs.promises.lstat(path.join(root, name));
     if (st.isDirectory()) continue;
-    if (st.isSymbolicLink() || st.isFile()) out.push(name);
+    // A pipe or device named like config.json would block or be lost silently: refuse it.
+    if (!st.isSymbolicLink() && !st.isFile()) throw new WeightmixError('NotAFile', `${root}: ${name} is not a regular file`);
+    out.push(name);
   }
   return out;
 }

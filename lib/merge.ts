@@ -297,7 +297,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
       ],
       recipe: recipeJson,
     });
-    await tx.commit();
+    await tx.commit(options.signal);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     return {
       output: outDir,

@@ -1,7 +1,6 @@
 /** `weightmix merge RECIPE.yml -o OUT`: a mergekit recipe run by weightmix's engine. */
 import { Command, Option } from 'commander';
-import { merge, RecipeMergeSummary } from '../merge';
-import { readRecipeFile } from '../recipe';
+import type { RecipeMergeSummary } from '../merge';
 import { createReporter } from './reporter';
 
 export function register(program: Command): void {
@@ -17,6 +16,9 @@ export function register(program: Command): void {
     .option('--json', 'print progress and the summary as JSON lines')
     .option('-q, --quiet', 'print nothing but errors')
     .action(async (file: string, opts: Record<string, unknown>) => {
+      // Loaded on use: the YAML parser and the recipe machinery cost every other command's start-up.
+      const { readRecipeFile } = await import('../recipe');
+      const { merge } = await import('../merge');
       const recipe = await readRecipeFile(file);
       const reporter = createReporter(
         opts,
