@@ -1,3 +1,13 @@
+/**
+ * The safetensors format, read and written with the Rust crate's validation rules. Where this module
+ * differs from the crate, on purpose:
+ * - a header that does not start with '{' is InvalidHeaderStart (the crate has that check disabled);
+ * - a header length past the end of the file is HeaderTooSmall (the crate: InvalidHeaderLength);
+ * - duplicate JSON keys and extra fields in a tensor entry are refused (serde keeps the last / ignores them);
+ * - integers above 2^53 − 1 are InvalidHeaderDeserialization: a double cannot hold them, so they are
+ *   refused rather than rounded (the crate, in u64, reports ValidationOverflow later);
+ * - element counts above 2^53 − 1 are ValidationOverflow even where the crate's u64 byte size would fit.
+ */
 import { isUtf8 } from 'node:buffer';
 import { open, writeFile, type FileHandle } from 'node:fs/promises';
 import { WeightmixError } from './errors';
