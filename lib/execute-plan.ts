@@ -1,7 +1,7 @@
 /** Runs a planned merge on the native engine, turning byte counts into the progress every front door reports. */
 import { resolveDevice } from './device';
 import { EngineOptions, parseDevice } from './options';
-import { loadNative, runPlan } from './native';
+import { loadNative, NATIVE_DTYPE_BYTES, runPlan } from './native';
 import { MergePlan } from './plan';
 
 export interface MergeProgress {
@@ -25,7 +25,7 @@ export async function executeMergePlan(plan: MergePlan, engine: Required<Omit<En
   const jobEnds: number[] = [];
   let acc = plan.outputs.reduce((n, o) => n + o.head.length, 0);
   for (const j of plan.jobs) {
-    acc += j.dests.reduce((n, d) => n + j.count * (d.dtype === 'F32' ? 4 : d.dtype === 'U8' ? 1 : 2), 0);
+    acc += j.dests.reduce((n, d) => n + j.count * NATIVE_DTYPE_BYTES[d.dtype], 0);
     jobEnds.push(acc);
   }
   const report = (done: number, total: number) => {

@@ -11,6 +11,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Checkpoint, INDEX_FILE, openCheckpoint, TensorLocation } from './checkpoint';
 import { usageError, WeightmixError } from './errors';
+import { elementBits, FLOAT_LAYOUTS, roundHalfEven } from './float-bits';
+import { FloatDtype, isFloatDtype } from './plan';
 import { parseJsonStrict } from './json-strict';
 import { hashString, mix32 } from './random';
 import { isSelected, parseSelection, Selection } from './selection';
@@ -208,9 +210,6 @@ export function selectionFromDescription(text: string): Selection {
   }
 }
 
-type FloatDtype = 'F32' | 'F16' | 'BF16';
-const FLOAT_BYTES: Record<FloatDtype, number> = { F32: 4, F16: 2, BF16: 2 };
-const isFloat = (d: string): d is FloatDtype => d === 'F32' || d === 'F16' || d === 'BF16';
 
 async function recomputeInterpolation(
   output: Checkpoint,
@@ -277,13 +276,13 @@ async function recomputeInterpolation(
       }
       for (const [start, count] of sampleRuns(o.elementCount, samples, seed, name)) {
         const [ob, ab, bb] = await Promise.all([
-          ot.read(start * FLOAT_BYTES[o.dtype as FloatDtype], count * FLOAT_BYTES[o.dtype as FloatDtype]),
-          at.read(start * FLOAT_BYTES[a.dtype as FloatDtype], count * FLOAT_BYTES[a.dtype as FloatDtype]),
-          bt ? bt.read(start * FLOAT_BYTES[b.dtype as FloatDtype], count * FLOAT_BYTES[b.dtype as FloatDtype]) : null,
+          ot.read(start * FLOAT_LAYOUTS[o.dtype as FloatDtype].bytes, count * FLOAT_LAYOUTS[o.dtype as FloatDtype].bytes),
+          at.read(start * FLOAT_LAYOUTS[a.dtype as FloatDtype].bytes, count * FLOAT_LAYOUTS[a.dtype as FloatDtype].bytes),
+          bt ? bt.read(start * FLOAT_LAYOUTS[b.dtype as FloatDtype].bytes, count * FLOAT_LAYOUTS[b.dtype as FloatDtype].bytes) : null,
         ]);
         for (let i = 0; i < count; i++) {
-          const stored = loadBits(ob, i, o.dtype as FloatDtype);
-          const expected = compute.element(loadBits(ab, i, a.dtype as FloatDtype), bb ? loadBits(bb, i, b.dtype as FloatDtype) : 0);
+          const stored = elementBits(ob, i, o.dtype as FloatDtype);
+          const expected = compute.element(elementBits(ab, i, a.dtype as FloatDtype), bb ? elementBits(bb, i, b.dtype as FloatDtype) : 0);
           if (stored !== expected) mismatch(start + i, stored, expected);
         }
         result.elements += count;
@@ -320,16 +319,16 @@ function elementRecipe(
   numerics: 'exact' | 'mi',
   lambda: number,
 ): ElementCompute | { raw: true } | string {
-  if (!isFloat(a.dtype)) {
+  if (!isFloatDtype(a.dtype)) {
     if (o.dtype !== a.dtype) return `is ${o.dtype} but its Instruct source is ${a.dtype} (non-float tensors are copied)`;
     return { raw: true };
   }
-  if (!isFloat(o.dtype)) return `is ${o.dtype}, not a float dtype like its source`;
+  if (!isFloatDtype(o.dtype)) return `is ${o.dtype}, not a float dtype like its source`;
   const ta = a.dtype;
   const to = o.dtype;
   const copyA = { raw: false as const, needsB: false, element: (x: number) => convertBits(x, ta, to) };
   if (!selected) return copyA;
-  if (!isFloat(b.dtype)) return `is ${b.dtype} in the Thinking source`;
+  if (!isFloatDtype(b.dtype)) return `is ${b.dtype} in the Thinking source`;
   const tb = b.dtype;
   if (numerics === 'mi') {
     if (ta !== tb) return `numerics "mi" needs one dtype, but the sources are ${ta} and ${tb}`;
@@ -398,10 +397,6 @@ class FileCache {
 
 const view = new DataView(new ArrayBuffer(8));
 
-function loadBits(buf: Buffer, i: number, t: FloatDtype): number {
-  return t === 'F32' ? buf.readUInt32LE(4 * i) : buf.readUInt16LE(2 * i);
-}
-
 /** The f32 number of a bit pattern (only for non-NaN patterns: NaN payloads do not survive a JS number). */
 function f32Value(bits: number): number {
   view.setUint32(0, bits);
@@ -428,13 +423,6 @@ export function toF32Bits(bits: number, t: FloatDtype): number {
   // Normal and subnormal halves are exact in f32: build the value and take its bits.
   const magnitude = exp === 0 ? mant * 2 ** -24 : (1 + mant / 1024) * 2 ** (exp - 15);
   return (sign + f32Bits(magnitude)) >>> 0;
-}
-
-/** Round to nearest, ties to even, of a non-negative number already scaled to an integer grid. */
-function roundHalfEven(x: number): number {
-  const f = Math.floor(x);
-  const r = x - f;
-  return r > 0.5 || (r === 0.5 && f % 2 === 1) ? f + 1 : f;
 }
 
 /** A conversion store (f32 bits → dtype): f32 keeps the bits, bf16 turns any NaN into 0x7FC0, f16 keeps a NaN's sign (0x7E00). */

@@ -6,7 +6,8 @@ import { diff, formatDiffReport, layerProfileRows, type DiffReport, type DiffSta
 import { main } from '../lib/cli';
 import { register } from '../lib/commands/diff';
 import { WeightmixError } from '../lib/errors';
-import { encodeFloat, makeCheckpointPair } from '../lib/fixture';
+import { makeCheckpointPair } from '../lib/fixture';
+import { encodeFloat } from '../lib/float-bits';
 import { nextUint32, streamState } from '../lib/random';
 import { writeSafetensorsFile, type SafetensorsDtype } from '../lib/safetensors';
 import { classifyTensor } from '../lib/tensor-names';

@@ -226,10 +226,6 @@ function validateOptions(options: DiffOptions): { threads: number } {
   return { threads: parseThreads(options.threads) };
 }
 
-function elementBytes(dtype: SafetensorsDtype): number {
-  return dtype === 'F32' ? 4 : 2;
-}
-
 function aborted(): WeightmixError {
   return new WeightmixError('Aborted', 'the diff was aborted');
 }
@@ -315,7 +311,7 @@ function planMoments(a: Checkpoint, b: Checkpoint) {
     ];
     jobs.push({ count: ta.elementCount, sources, dests: [], moments: true });
     compared.push(name);
-    bytesRead += ta.elementCount * (elementBytes(ta.dtype) + elementBytes(tb.dtype));
+    bytesRead += ta.byteLength + tb.byteLength;
   }
   return { inputs: inputFiles.paths, jobs, compared, skipped, bytesRead };
 }
