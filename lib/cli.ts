@@ -3,14 +3,19 @@ import { Command, CommanderError } from 'commander';
 import { isWeightmixError } from './errors';
 import { VERSION } from './version';
 import * as demo from './commands/demo';
+import * as diff from './commands/diff';
 import * as info from './commands/info';
 import * as interpolateCmd from './commands/interpolate';
+import * as merge from './commands/merge';
+import * as score from './commands/score';
+import * as stages from './commands/stages';
+import * as sweep from './commands/sweep';
+import * as verify from './commands/verify';
 
 type Registrar = { register(program: Command): void };
 
-/** Subcommands contributed by other modules are loaded when present, so the CLI grows one file at a time. */
-const COMMANDS: Registrar[] = [interpolateCmd, demo, info];
-const OPTIONAL_COMMANDS = ['sweep', 'diff', 'score', 'stages', 'merge', 'verify'];
+/** Every subcommand, in the order `--help` lists them. */
+const COMMANDS: Registrar[] = [interpolateCmd, demo, info, sweep, diff, score, stages, merge, verify];
 
 export function buildProgram(): Command {
   const program = new Command('weightmix')
@@ -21,16 +26,6 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'weightmix: error: ')) });
   program.exitOverride();
   for (const c of COMMANDS) c.register(program);
-  for (const name of OPTIONAL_COMMANDS) {
-    let mod: Registrar | undefined;
-    try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      mod = require(`./commands/${name}`) as Registrar;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw e;
-    }
-    mod?.register(program);
-  }
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

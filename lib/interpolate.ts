@@ -117,13 +117,12 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
     }
     const recipeText = (lambda: number) =>
       JSON.stringify({ method: 'interpolate', lambda, numerics, selection: describeSelection(selection), instruct: instruct.dir, thinking: thinking.dir, weightmix: VERSION });
-    const selected = instruct.names.map((n) => isSelected(n, selection));
-    const selectedByName = new Map(instruct.names.map((n, i) => [n, selected[i]]));
+    const selected = new Map(instruct.names.map((n) => [n, isSelected(n, selection)]));
     const plan = planMerge({
       checkpoints: [instruct, thinking],
       layout: 0,
       outputs: targets.map((t, o) => ({ dir: transactions[o].tempDir, metadata: { format: 'pt', weightmix: recipeText(t.lambda) } })),
-      recipe: (name, o) => interpolationRecipe(instruct, thinking, name, selectedByName.get(name)!, targets[o].lambda, numerics, dtype),
+      recipe: (name, o) => interpolationRecipe(instruct, thinking, name, selected.get(name)!, targets[o].lambda, numerics, dtype),
       shardFilter: part ? partFilter(instruct, part) : undefined,
     });
     await executeMergePlan(plan, { threads, blockBytes, direct: options.direct ?? true, device }, options);
@@ -157,7 +156,7 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
       files,
       bytes: plan.bytesToWrite,
       tensors: instruct.names.length,
-      selectedTensors: selected.filter(Boolean).length,
+      selectedTensors: [...selected.values()].filter(Boolean).length,
       seconds,
       gbPerSecond: plan.bytesToWrite / 1e9 / seconds,
       numerics,

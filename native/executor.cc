@@ -263,9 +263,7 @@ class Run {
         size_t t = next_.fetch_add(1);
         if (t >= tasks_.size() || stop_.load() || cancel_.load()) break;
         // Two waves of tasks ahead of the pool: enough to keep the disk busy, little page cache.
-        for (size_t ahead = t + prefetchDistance_; ahead < std::min(tasks_.size(), t + prefetchDistance_ + 1); ++ahead) {
-          prefetchTask(tasks_[ahead]);
-        }
+        if (t + prefetchDistance_ < tasks_.size()) prefetchTask(tasks_[t + prefetchDistance_]);
         readTask(tasks_[t], reads);
 #ifdef WEIGHTMIX_WITH_CUDA
         if (dev) {
