@@ -462,9 +462,18 @@ class Run {
   }
 
 #ifdef WEIGHTMIX_WITH_CUDA
-  // One task on the GPU: each source slot is uploaded once (from pinned read buffers), every device
-  // dest is computed into one results buffer and copied back while this thread does the task's CPU
-  // share (plain copies, statistics, dests the GPU does not take); then the bytes go to the blocks.
+  // One task on the GPU: the source bytes of the pieces it computes are uploaded from the pinned read
+  // buffers, every device dest is computed into one results buffer and copied back while this thread
+  // does the task's CPU share (plain copies, statistics, dests the GPU does not take); then the bytes
+  // go to the blocks.
+  //
+  // In a read buffer the pieces of a slot lie back to back, whatever their dtypes: after a tensor of
+  // an odd number of 16-bit elements (or of raw bytes), the next one starts at an address that is
+  // only 2- (or 1-) byte aligned, which the CPU's memcpy loads accept but a GPU load faults on
+  // (cudaErrorMisalignedAddress, sticky). So on the device every piece starts 16-byte aligned: a
+  // run of pieces that are adjacent in the read buffer and keep that alignment is one copy, a piece
+  // that would break it starts a new copy at the next 16-byte boundary. 16, not the element size, so
+  // that the kernels' 16-byte vector path applies to every piece.
   void runTaskOnDevice(const Task& task, const TaskReads& reads, cuda::WorkerContext& dev, AlignedBuffer& out,
                        std::vector<const void*>& srcPtr, std::vector<Dtype>& srcType) {
     struct Launch {
@@ -472,8 +481,15 @@ class Run {
       const Dest* dest;
       uint64_t at;  // offset in the results buffer
     };
+    struct Copy {
+      uint64_t host, device, len;  // offsets in the slot's read buffer and device buffer
+    };
+    constexpr uint64_t kAlign = 16;
+    const auto alignUp = [](uint64_t x) { return (x + kAlign - 1) & ~(kAlign - 1); };
     std::vector<Launch> launches;
+    std::vector<std::vector<Copy>> copies(maxSources_);
     std::vector<uint64_t> slotBytes(maxSources_, 0);
+    std::vector<uint64_t> deviceAt(task.count * maxSources_, 0);  // [piece - task.first][slot], like reads.at
     uint64_t resultBytes = 0;
     for (size_t p = task.first; p < task.first + task.count; ++p) {
       const Piece& piece = pieces_[p];
@@ -483,19 +499,30 @@ class Run {
       for (const Dest& d : job.dests) {
         if (!destOnDevice(job, d, piece.job)) continue;
         launches.push_back({p, &d, resultBytes});
-        resultBytes += (piece.count * dtypeSize(d.dtype) + 15) & ~uint64_t{15};
+        resultBytes += alignUp(piece.count * dtypeSize(d.dtype));
       }
       if (launches.size() == before) continue;
       for (size_t s = 0; s < job.sources.size(); ++s) {
-        const uint64_t end = reads.at[(p - task.first) * maxSources_ + s] + piece.count * dtypeSize(job.sources[s].dtype);
-        slotBytes[s] = std::max(slotBytes[s], end);
+        const size_t i = (p - task.first) * maxSources_ + s;
+        const uint64_t host = reads.at[i], len = piece.count * dtypeSize(job.sources[s].dtype);
+        std::vector<Copy>& c = copies[s];
+        if (!c.empty() && c.back().host + c.back().len == host && (c.back().device + c.back().len) % kAlign == 0) {
+          deviceAt[i] = c.back().device + c.back().len;
+          c.back().len += len;
+        } else {
+          deviceAt[i] = alignUp(slotBytes[s]);
+          c.push_back({host, deviceAt[i], len});
+        }
+        slotBytes[s] = deviceAt[i] + len;
       }
     }
     const uint8_t* host = nullptr;
     if (!launches.empty()) {
-      std::vector<const uint8_t*> slot(maxSources_, nullptr);
+      std::vector<uint8_t*> slot(maxSources_, nullptr);
       for (size_t s = 0; s < maxSources_; ++s) {
-        if (slotBytes[s] > 0) slot[s] = dev.upload(s, reads.buffers[s].data(), slotBytes[s]);
+        if (slotBytes[s] == 0) continue;
+        slot[s] = dev.sources(s, slotBytes[s]);
+        for (const Copy& c : copies[s]) dev.upload(slot[s] + c.device, reads.buffers[s].data() + c.host, c.len);
       }
       uint8_t* results = dev.results(resultBytes);
       std::vector<const void*> src(maxSources_);
@@ -503,7 +530,7 @@ class Run {
         const Piece& piece = pieces_[l.piece];
         const Job& job = plan_.jobs[piece.job];
         for (size_t s = 0; s < job.sources.size(); ++s) {
-          src[s] = slot[s] + reads.at[(l.piece - task.first) * maxSources_ + s];
+          src[s] = slot[s] + deviceAt[(l.piece - task.first) * maxSources_ + s];
           srcType[s] = job.sources[s].dtype;
         }
         const Dest& d = *l.dest;

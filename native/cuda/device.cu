@@ -182,10 +182,10 @@ uint8_t* WorkerContext::grow(size_t index, size_t bytes) {
   return device_[index];
 }
 
-uint8_t* WorkerContext::upload(size_t slot, const void* host, size_t bytes) {
-  uint8_t* d = grow(slot, bytes);
-  check(cudaMemcpyAsync(d, host, bytes, cudaMemcpyHostToDevice, static_cast<cudaStream_t>(stream_)), "copying sources to the GPU");
-  return d;
+uint8_t* WorkerContext::sources(size_t slot, size_t bytes) { return grow(slot, bytes); }
+
+void WorkerContext::upload(uint8_t* device, const void* host, size_t bytes) {
+  check(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, static_cast<cudaStream_t>(stream_)), "copying sources to the GPU");
 }
 
 uint8_t* WorkerContext::results(size_t bytes) { return grow(device_.size() - 1, bytes); }

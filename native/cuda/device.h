@@ -47,8 +47,10 @@ class WorkerContext {
   // Page-locks host memory that uploads read from (the read buffers); unpinned on destruction or unpin().
   void pin(void* host, size_t bytes);
   void unpin(void* host);
-  // Starts copying `bytes` from host into the device buffer of `slot`; returns that device buffer.
-  uint8_t* upload(size_t slot, const void* host, size_t bytes);
+  // The device buffer of source `slot`, grown to at least `bytes` (growing waits for the stream first).
+  uint8_t* sources(size_t slot, size_t bytes);
+  // Starts copying `bytes` from host into device memory (a range inside a buffer of this context).
+  void upload(uint8_t* device, const void* host, size_t bytes);
   // A device buffer of at least `bytes` for the task's results.
   uint8_t* results(size_t bytes);
   // Starts copying the first `bytes` results to pinned host memory; wait() makes them readable.
