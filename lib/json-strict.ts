@@ -31,7 +31,69 @@ export function parseJsonStrict(text: string, opts: JsonStrictOptions): unknown 
   if (!(maxDepth >= 1) || !(Number.isInteger(maxDepth) || maxDepth === Infinity)) {
     throw new RangeError(`parseJsonStrict: maxDepth must be an integer >= 1 or Infinity, got ${maxDepth}`);
   }
-  return new StrictJsonParser(text, opts.what, maxDepth, opts.unsignedIntegersOnly === true).parseDocument();
+  const unsignedIntegersOnly = opts.unsignedIntegersOnly === true;
+  const vouched = parseWithJsonParse(text, maxDepth, unsignedIntegersOnly);
+  if (vouched !== undefined) return vouched.value;
+  return new StrictJsonParser(text, opts.what, maxDepth, unsignedIntegersOnly).parseDocument();
+}
+
+/**
+ * The one-pass scanner alone: what `parseJsonStrict` falls back to whenever its fast path cannot
+ * vouch for the input, and the reference the tests compare that fast path with.
+ */
+export function parseJsonStrictScanner(text: string, opts: JsonStrictOptions): unknown {
+  return new StrictJsonParser(text, opts.what, opts.maxDepth ?? DEFAULT_MAX_DEPTH, opts.unsignedIntegersOnly === true).parseDocument();
+}
+
+// String tokens; in text that JSON.parse accepted, every '"' the search reaches opens one.
+const STRING_TOKEN = /"[^"\\]*(?:\\.[^"\\]*)*"/g;
+// Outside strings, a '-' or a fraction or exponent marks a number that is not an unsigned integer literal.
+const SIGN_OR_FRACTION = /-|[0-9][.eE]/;
+const TWO_TO_53 = 2 ** 53;
+
+/**
+ * The fast path (a CLI run parses headers before the scanner's code is warm; JSON.parse needs no
+ * warming): JSON.parse, then two checks that together rule out everything JSON.parse accepts but
+ * the strict rules reject. With the strings taken out of the text, its colons count the keys
+ * written (a duplicate key leaves fewer members than that) and signs and fractions are visible; a
+ * walk of the result counts members, depth and numbers of magnitude 2^53 or more. Undefined means
+ * "not vouched for": the scanner then decides, with its exact error message.
+ */
+function parseWithJsonParse(text: string, maxDepth: number, unsignedIntegersOnly: boolean): { value: unknown } | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const outsideStrings = text.replace(STRING_TOKEN, '');
+  if (unsignedIntegersOnly && SIGN_OR_FRACTION.test(outsideStrings)) return undefined;
+  let keysWritten = 0;
+  for (let at = outsideStrings.indexOf(':'); at !== -1; at = outsideStrings.indexOf(':', at + 1)) keysWritten++;
+  return countMembersWithinLimits(value, maxDepth) === keysWritten ? { value } : undefined;
+}
+
+/** Object members in the tree, or -1 when it nests deeper than maxDepth or holds a number of magnitude 2^53 or more. */
+function countMembersWithinLimits(root: unknown, maxDepth: number): number {
+  let members = 0;
+  const pending: unknown[] = [root];
+  const depths: number[] = [0];
+  while (pending.length > 0) {
+    const value = pending.pop();
+    const depth = depths.pop()!;
+    if (typeof value === 'number') {
+      if (!(Math.abs(value) < TWO_TO_53)) return -1;
+    } else if (typeof value === 'object' && value !== null) {
+      if (depth >= maxDepth) return -1;
+      const children = Array.isArray(value) ? value : Object.values(value);
+      if (children !== value) members += children.length;
+      for (const child of children) {
+        pending.push(child);
+        depths.push(depth + 1);
+      }
+    }
+  }
+  return members;
 }
 
 class StrictJsonParser {

@@ -111,8 +111,10 @@ export function parseSafetensorsHeader(
   const root = decodeHeaderJson(headerJson, file);
   let metadata: Record<string, string> | null = null;
   const declared: DeclaredTensor[] = [];
+  // UTF-8 cannot encode a lone surrogate, so only a \u escape can spell one: most headers have none.
+  const mayHoldLoneSurrogates = headerJson.includes('\\u');
   for (const [key, value] of Object.entries(root)) {
-    if (LONE_SURROGATE.test(key)) throw shapeError(file, `tensor name ${showName(key)} holds a lone surrogate`);
+    if (mayHoldLoneSurrogates && LONE_SURROGATE.test(key)) throw shapeError(file, `tensor name ${showName(key)} holds a lone surrogate`);
     if (key === METADATA_KEY) metadata = readMetadata(value, file);
     else declared.push(readTensorEntry(key, value, file));
   }
@@ -130,7 +132,15 @@ export function parseSafetensorsHeader(
       `${file}: the tensors cover ${dataLength} bytes of data but the file holds ${actual} after the header (${actual > dataLength ? 'trailing bytes' : 'data is cut short'})`,
     );
   }
-  return { file, headerLength, dataStart, fileSize, tensors, byName: new Map(tensors.map((t) => [t.name, t])), metadata };
+  let byName: Map<string, TensorEntry> | undefined;
+  return {
+    file, headerLength, dataStart, fileSize, tensors, metadata,
+    // Built on first use: readers that walk `tensors` (a merge) never pay for it.
+    get byName() {
+      byName ??= new Map(tensors.map((t) => [t.name, t]));
+      return byName;
+    },
+  };
 }
 
 /** Reads and validates the header of a safetensors file; never reads the data section. */
@@ -305,10 +315,14 @@ type DeclaredTensor = Pick<TensorEntry, 'name' | 'dtype' | 'shape' | 'dataOffset
 function readTensorEntry(name: string, value: unknown, file: string): DeclaredTensor {
   const tensor = () => `tensor ${showName(name)}`;
   if (!isPlainObject(value)) throw shapeError(file, `${tensor()}: the entry must be an object with dtype, shape and data_offsets, not ${describeJson(value)}`);
-  const extra = Object.keys(value).find((k) => !(ENTRY_FIELDS as readonly string[]).includes(k));
-  if (extra !== undefined) throw shapeError(file, `${tensor()}: unexpected field ${showName(extra)}`);
-  const missing = ENTRY_FIELDS.find((k) => !Object.hasOwn(value, k));
-  if (missing !== undefined) throw shapeError(file, `${tensor()}: missing field "${missing}"`);
+  const fields = Object.keys(value);
+  // The usual entry has exactly the three fields; only an odd one pays for finding which is off.
+  if (fields.length !== ENTRY_FIELDS.length || !ENTRY_FIELDS.every((k) => Object.hasOwn(value, k))) {
+    const extra = fields.find((k) => !(ENTRY_FIELDS as readonly string[]).includes(k));
+    if (extra !== undefined) throw shapeError(file, `${tensor()}: unexpected field ${showName(extra)}`);
+    const missing = ENTRY_FIELDS.find((k) => !Object.hasOwn(value, k));
+    if (missing !== undefined) throw shapeError(file, `${tensor()}: missing field "${missing}"`);
+  }
 
   const { dtype, shape, data_offsets: offsets } = value;
   if (typeof dtype !== 'string') throw shapeError(file, `${tensor()}: dtype must be a string, not ${describeJson(dtype)}`);
@@ -329,26 +343,26 @@ function readTensorEntry(name: string, value: unknown, file: string): DeclaredTe
 
 /** The crate's `Metadata::validate`: offsets contiguous from 0, sizes that fit, and byte lengths that match. */
 function validateLayout(declared: readonly DeclaredTensor[], file: string): TensorEntry[] {
+  const entries: TensorEntry[] = new Array(declared.length);
   let end = 0;
-  return declared.map((t) => {
-    const [begin, stop] = t.dataOffsets;
+  for (let i = 0; i < declared.length; i++) {
+    const { name, dtype, shape, dataOffsets } = declared[i];
+    const [begin, stop] = dataOffsets;
     // Messages are built only on failure: a MoE header has tens of thousands of tensors.
-    const tensor = () => `${file}: tensor ${showName(t.name)}`;
+    const tensor = () => `${file}: tensor ${showName(name)}`;
     const offsets = () => `data_offsets [${begin}, ${stop}]`;
     if (stop < begin) throw new SafetensorsError('InvalidOffset', `${tensor()}: ${offsets()} end before they begin`);
     if (begin > end) throw new SafetensorsError('InvalidOffset', `${tensor()}: ${offsets()} leave a hole: the data before it ends at ${end}`);
     if (begin < end) throw new SafetensorsError('InvalidOffset', `${tensor()}: ${offsets()} overlap the data before it, which ends at ${end}`);
     end = stop;
-    const elementCount = elementCountOf(t.shape, tensor);
-    const byteLength = byteLengthOf(t.dtype, elementCount, tensor);
+    const elementCount = elementCountOf(shape, tensor);
+    const byteLength = byteLengthOf(dtype, elementCount, tensor);
     if (stop - begin !== byteLength) {
-      throw new SafetensorsError(
-        'TensorInvalidInfo',
-        `${tensor()}: ${offsets()} hold ${stop - begin} bytes but ${t.dtype} ${showShape(t.shape)} needs ${byteLength}`,
-      );
+      throw new SafetensorsError('TensorInvalidInfo', `${tensor()}: ${offsets()} hold ${stop - begin} bytes but ${dtype} ${showShape(shape)} needs ${byteLength}`);
     }
-    return { ...t, byteLength, elementCount };
-  });
+    entries[i] = { name, dtype, shape, dataOffsets, byteLength, elementCount };
+  }
+  return entries;
 }
 
 /** The product of the dimensions, left to right like the crate's checked fold, failing past 2^53-1. */

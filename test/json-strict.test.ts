@@ -1,5 +1,6 @@
 import { WeightmixError } from '../lib/errors';
-import { parseJsonStrict } from '../lib/json-strict';
+import fc from 'fast-check';
+import { parseJsonStrict, parseJsonStrictScanner } from '../lib/json-strict';
 
 const what = 'index.json';
 
@@ -189,5 +190,66 @@ describe('parseJsonStrict rejections', () => {
     expect(() => parse('1', { maxDepth: 0 })).toThrow(RangeError);
     expect(() => parse('1', { maxDepth: 1.5 })).toThrow(RangeError);
     expect(() => parse('1', { maxDepth: NaN })).toThrow(RangeError);
+  });
+});
+
+/** What parsing gives: the value, or the one-line error message. */
+function outcome(parser: typeof parseJsonStrict, text: string, opts: { maxDepth?: number; unsignedIntegersOnly?: boolean }): unknown {
+  try {
+    return { value: parser(text, { what, ...opts }) };
+  } catch (e) {
+    if (e instanceof WeightmixError) return { error: e.message };
+    throw e;
+  }
+}
+
+// JSON texts built to hit every rule JSON.parse does not enforce: keys from a tiny alphabet (so
+// duplicates are common, also spelled with \u escapes), numbers at and beyond 2^53, signs,
+// fractions and exponents, colons and escaped quotes inside strings, deep nesting, odd whitespace.
+const ws = fc.constantFrom('', '', ' ', '\n\t ', '\r');
+const jsonString = fc
+  .array(fc.constantFrom('a', 'b', ':', '\\"', '\\\\', '\\u0061', '\\ud800', ',', '{', '-', '1.5', 'é', '😀', '\\n', '__proto__'), { maxLength: 4 })
+  .map((parts) => `"${parts.join('')}"`);
+const jsonNumber = fc.constantFrom(
+  '0', '-0', '7', '1.0', '1e2', '2E-3', '-12', '0.5', '9007199254740991', '9007199254740992', '-9007199254740991',
+  '-9007199254740993', '18446744073709551615', '123456789012345678901234567890.5', '1e400', '4096',
+);
+const jsonText: fc.Arbitrary<string> = fc.letrec<{ value: string }>((tie) => ({
+  value: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    jsonNumber,
+    jsonString,
+    fc.constantFrom('true', 'false', 'null'),
+    fc.tuple(fc.array(tie('value'), { maxLength: 4 }), ws).map(([items, w]) => `[${w}${items.join(`${w},`)}]`),
+    fc
+      .tuple(fc.array(fc.tuple(jsonString, tie('value')), { maxLength: 4 }), ws)
+      .map(([members, w]) => `{${members.map(([k, v]) => `${w}${k}${w}:${v}`).join(',')}${w}}`),
+  ),
+})).value;
+
+describe('parseJsonStrict fast path (JSON.parse plus checks) against the scanner alone', () => {
+  test('same value or same error on random texts, in both number modes and at every depth limit', () => {
+    fc.assert(
+      fc.property(jsonText, fc.boolean(), fc.integer({ min: 1, max: 6 }), (text, unsignedIntegersOnly, maxDepth) => {
+        const opts = { unsignedIntegersOnly, maxDepth };
+        expect(outcome(parseJsonStrict, text, opts)).toStrictEqual(outcome(parseJsonStrictScanner, text, opts));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  test.each([
+    ['{"a":1,"a":2}'],
+    ['{"a:":1,"b":{"c":2,"c":3}}'],
+    ['{"x\\":":1,"x\\":":2}'],
+    ['[1,2.0]'],
+    ['{"n":-0}'],
+    ['[9007199254740993]'],
+    ['{"k":"v:1","w":[1e2]}'],
+  ])('%s: the fast path hands over to the scanner, which decides as before', (text) => {
+    for (const unsignedIntegersOnly of [false, true]) {
+      const opts = { unsignedIntegersOnly };
+      expect(outcome(parseJsonStrict, text, opts)).toStrictEqual(outcome(parseJsonStrictScanner, text, opts));
+    }
   });
 });
