@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { CheckpointPair } from '../lib/fixture';
 import { interpolate } from '../lib/interpolate';
+import { merge } from '../lib/merge';
 import { writeSafetensorsFile, readSafetensorsHeader } from '../lib/safetensors';
 import { sweep } from '../lib/sweep';
 import { convertBits, fmaF32, lerpExactBits, lerpMiBits, selectionFromDescription, verify } from '../lib/verify';
@@ -277,5 +278,52 @@ describe('weightmix verify (CLI)', () => {
 
   test('a folder that does not exist: exit 1, one line', async () => {
     expect(expectOneLineError(await runCli(['verify', path.join(work, 'nowhere')]), 1)).toMatch(/model folder not found/);
+  });
+});
+
+describe('--recompute on outputs of other methods: structure checked, the skip stated', () => {
+  beforeAll(() => ensureCliBuilt(), 180_000);
+
+  async function merged(): Promise<string> {
+    const out = fresh('merge');
+    await merge({ merge_method: 'linear', models: [{ model: pair.instruct, parameters: { weight: 0.2 } }, { model: pair.thinking, parameters: { weight: 0.8 } }] }, { output: out, threads: 2 });
+    return out;
+  }
+
+  test('a merge output verifies with --recompute: ok, values not recomputed, and why', async () => {
+    const out = await merged();
+    const report = await verify({ dir: out, recompute: true });
+    expect(report).toMatchObject({ ok: true, problems: [], recomputed: null, recomputeSkipped: expect.stringMatching(/^linear outputs are not supported by --recompute/) });
+    const r = await runCli(['verify', out, '--recompute']);
+    expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: '' });
+    expect(r.stdout).toMatch(/^verified .*: 2 shard files, 47 tensors/m);
+    expect(r.stdout.match(/^values not recomputed: linear outputs are not supported by --recompute .*$/gm)).toHaveLength(1);
+    expect(r.stdout).not.toMatch(/FAILED|problem/);
+    const json = await runCli(['verify', out, '--recompute', '--json']);
+    expect(json.status).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: true, recomputed: null, recomputeSkipped: expect.stringMatching(/^linear outputs/) });
+  });
+
+  test('an interpolate output is still recomputed', async () => {
+    const out = fresh();
+    await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: out });
+    const report = await verify({ dir: out, recompute: true, samples: 8 });
+    expect(report).toMatchObject({ ok: true, recomputeSkipped: null, recomputed: { tensors: 47, mismatchCount: 0 } });
+  });
+
+  test('a damaged merge output still fails under --recompute', async () => {
+    const out = await merged();
+    const shard = path.join(out, 'model-00001-of-00002.safetensors');
+    const fd = fs.openSync(shard, 'r+');
+    fs.writeSync(fd, Buffer.from('!'), 0, 1, 9); // a byte of the JSON header
+    fs.closeSync(fd);
+    const r = await runCli(['verify', out, '--recompute']);
+    expect(expectOneLineError(r, 1)).toMatch(/^weightmix: error: verification failed: .*model-00001-of-00002\.safetensors/);
+    expect(r.stdout).toMatch(/^FAILED /);
+  });
+
+  test('verify --help says which outputs --recompute supports', async () => {
+    const r = await runCli(['verify', '--help']);
+    expect(r.stdout.replace(/\s+/g, ' ')).toMatch(/--recompute .*interpolate and sweep outputs/);
   });
 });

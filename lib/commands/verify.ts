@@ -16,7 +16,7 @@ export function register(program: Command): void {
     .command('verify')
     .description('check a merged model: shard headers, index against shards, the recorded recipe; with --recompute, sampled elements bit for bit')
     .argument('<dir>', 'model folder')
-    .option('--recompute', 'recompute sampled elements from the source models the recipe records, and compare bit for bit')
+    .option('--recompute', 'recompute sampled elements from the source models the recipe records, and compare bit for bit (interpolate and sweep outputs; merge outputs get the structural checks only, and the report says so)')
     .option('--samples <n>', 'elements recomputed per tensor, or "all" (default 64; the first and the last always)')
     .option('--seed <n>', 'which elements are sampled (default 0)')
     .option('--json', 'print the report as JSON')
@@ -52,6 +52,7 @@ export function formatVerifyReport(r: VerifyReport): string {
         (m.mismatchCount === 0 ? 'all identical, bit for bit' : `${m.mismatchCount} differ`),
     );
   }
+  if (r.recomputeSkipped) lines.push(`values not recomputed: ${r.recomputeSkipped}`);
   for (const p of r.problems) lines.push(`problem: ${p}`);
   return `${lines.join('\n')}\n`;
 }
