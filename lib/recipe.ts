@@ -92,6 +92,24 @@ function dtypeOf(v: unknown, key: string): FloatDtype | null {
   return DTYPES[v];
 }
 
+/** `${NAME}` in a model path. */
+const ENV_REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/**
+ * `${NAME}` in a model path is replaced by the environment variable NAME: a weightmix extension
+ * (mergekit expands nothing), so one recipe serves machines whose models live in different places.
+ * Only model paths are expanded; an unset or empty variable is an error rather than a path to guess at.
+ */
+export function expandModelPath(name: string, where: string, env: NodeJS.ProcessEnv = process.env): string {
+  return name.replace(ENV_REFERENCE, (_, variable: string) => {
+    const value = env[variable];
+    if (value === undefined || value === '') {
+      throw new WeightmixError('RecipeVariableNotSet', `${where}: recipe uses \${${variable}} but it is ${value === undefined ? 'not set' : 'empty'}`);
+    }
+    return value;
+  });
+}
+
 /**
  * A local model folder. mergekit also takes hub names, `model+lora` and `model@revision`; weightmix
  * reads local folders only and says so rather than downloading anything.
@@ -122,6 +140,14 @@ export function resolveModelPath(name: unknown, baseDir: string, where: string):
 export interface ParseRecipeOptions {
   /** Relative model paths resolve against this folder (default: the working directory, as mergekit). */
   baseDir?: string;
+  /** Where `${NAME}` in model paths is looked up (default: process.env). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The yaml library's first error as one line: its first line names line and column; the code frame after it is dropped. */
+function yamlError(message: string): WeightmixError {
+  const first = message.split('\n', 1)[0].trim().replace(/:$/, '');
+  return recipeError(`the recipe is not valid YAML: ${first}`);
 }
 
 /** Parses YAML text (or an already parsed object) into a validated recipe. */
@@ -129,8 +155,13 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
   let doc: unknown = input;
   if (typeof input === 'string') {
     const parsed = parseDocument(input, { uniqueKeys: true });
-    if (parsed.errors.length > 0) throw recipeError(`the recipe is not valid YAML: ${parsed.errors[0].message}`);
-    doc = parsed.toJS();
+    if (parsed.errors.length > 0) throw yamlError(parsed.errors[0].message);
+    try {
+      doc = parsed.toJS();
+    } catch (e) {
+      // An unresolved alias, or aliases past the library's expansion limit (a "billion laughs").
+      throw yamlError((e as Error).message);
+    }
   }
   const top = asObject(doc, 'recipe');
   refuseUnknown(top, TOP_KEYS, 'recipe');
@@ -141,7 +172,10 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
 
   const models: string[] = [];
   const modelNames: string[] = [];
-  const modelIndex = (name: unknown, where: string): number => {
+  const env = options.env ?? process.env;
+  const expand = (name: unknown, where: string): unknown => (typeof name === 'string' ? expandModelPath(name, where, env) : name);
+  const modelIndex = (written: unknown, where: string): number => {
+    const name = expand(written, where);
     const abs = resolveModelPath(name, baseDir, where);
     let i = models.indexOf(abs);
     if (i < 0) {
@@ -208,7 +242,7 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     } else if (ts === 'union' || (typeof ts === 'object')) {
       throw new WeightmixError('UnsupportedRecipe', `tokenizer_source: ${JSON.stringify(ts)} is not supported (weightmix copies one model's tokenizer: 'base' or a model folder)`);
     } else {
-      const i = models.indexOf(resolveModelPath(ts, baseDir, 'tokenizer_source'));
+      const i = models.indexOf(resolveModelPath(expand(ts, 'tokenizer_source'), baseDir, 'tokenizer_source'));
       if (i < 0) throw recipeError(`tokenizer_source: ${String(ts)} is not one of the recipe's models`);
       tokenizerSource = i;
     }
@@ -260,11 +294,20 @@ function checkParameterNames(recipe: Recipe, allowed: readonly string[]): void {
 }
 
 export async function readRecipeFile(file: string, options: ParseRecipeOptions = {}): Promise<Recipe> {
+  let stat: fs.Stats;
+  try {
+    stat = await fs.promises.stat(file);
+  } catch {
+    throw new WeightmixError('RecipeNotFound', `recipe file not found: ${file}`);
+  }
+  // A model folder given where the recipe goes is the likely mistake; a named pipe would block the read.
+  if (stat.isDirectory()) throw new WeightmixError('RecipeNotAFile', `${file} is a directory: merge takes a YAML recipe file (e.g. examples/mi-0.8.yml)`);
+  if (!stat.isFile()) throw new WeightmixError('RecipeNotAFile', `${file} is not a regular file: merge takes a YAML recipe file`);
   let text: string;
   try {
     text = await fs.promises.readFile(file, 'utf8');
-  } catch {
-    throw new WeightmixError('RecipeNotFound', `recipe file not found: ${file}`);
+  } catch (e) {
+    throw new WeightmixError('RecipeUnreadable', `cannot read recipe file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   return parseRecipe(text, options);
 }

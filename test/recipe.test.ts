@@ -245,8 +245,65 @@ describe('refusals name what they refuse', () => {
     refuses({ merge_method: 'model_stock', models: [{ model: B }, { model: C }] }, /model_stock needs a base_model/);
     refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }, { model: B, layer_range: [0, 1] }] }] }, /passthrough takes exactly one source per slice/);
   });
-  test('YAML errors and duplicate keys', () => {
-    expect(() => parseRecipe('merge_method: linear\nmerge_method: slerp\n')).toThrow(/not valid YAML/);
-    expect(() => parseRecipe('models: [a\n')).toThrow(/not valid YAML/);
+  test('YAML errors and duplicate keys: one line that names line and column', () => {
+    const cases: [string, RegExp][] = [
+      ['merge_method: linear\nmerge_method: slerp\n', /Map keys must be unique at line 2, column 1$/],
+      ['models: [a\n', /at line 2, column 1$/],
+      ['merge_method: linear\nmodels:\n  - model: a\n  model: b\n', /All mapping items must start at the same column at line 4, column 1$/],
+      ['merge_method: linear\nmodels:\n  - model: a\n   parameters: 1\n', /Sequence item without - indicator at line 4, column 1$/],
+      ['merge_method: linear\nmodels:\n\t- model: a\n', /Tabs are not allowed as indentation at line 3, column 1$/],
+      ['merge_method: "linear\n', /Missing closing "quote at line 2, column 1$/],
+      ['merge_method: linear\n---\nmodels: []\n', /multiple documents.* at line 2, column 1$/],
+    ];
+    for (const [text, message] of cases) {
+      let err: unknown;
+      try {
+        parseRecipe(text);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toMatchObject({ code: 'InvalidRecipe', message: expect.stringMatching(/^the recipe is not valid YAML: /) });
+      expect((err as Error).message).not.toContain('\n');
+      expect((err as Error).message).toMatch(message);
+    }
+    expect(() => parseRecipe('merge_method: *m\n')).toThrow(/^the recipe is not valid YAML: [^\n]*alias[^\n]*$/i);
+  });
+
+  test('a folder or a special file given as the recipe', async () => {
+    await expect(readRecipeFile(A)).rejects.toMatchObject({ code: 'RecipeNotAFile', message: `${A} is a directory: merge takes a YAML recipe file (e.g. examples/mi-0.8.yml)` });
+    await expect(readRecipeFile('/dev/null')).rejects.toMatchObject({ code: 'RecipeNotAFile', message: expect.stringMatching(/is not a regular file/) });
+  });
+});
+
+describe('${NAME} in model paths is the environment variable NAME', () => {
+  const env = () => ({ INSTRUCT: A, THINKING: B, DIR: dir });
+
+  test('every model path is expanded, also inside a longer path; other values are not', () => {
+    const r = parseRecipe(
+      { merge_method: 'task_arithmetic', base_model: '${DIR}/c', models: [{ model: '${INSTRUCT}', parameters: { weight: 1 } }, { model: '${THINKING}', parameters: { weight: 1 } }], tokenizer_source: '${THINKING}' },
+      { env: env() },
+    );
+    expect(r.models).toEqual([A, B, C]);
+    expect(r.modelNames).toEqual([A, B, `${dir}/c`]);
+    expect(r.tokenizerSource).toBe(1);
+    const slices = parseRecipe({ merge_method: 'passthrough', slices: [{ sources: [{ model: '${INSTRUCT}', layer_range: [0, 2] }] }] }, { env: env() });
+    expect(slices.models).toEqual([A]);
+    expect(() => parseRecipe(lin({ dtype: '${DTYPE}' }), { env: { DTYPE: 'bfloat16' } })).toThrow(/dtype: expected one of/);
+  });
+
+  test('process.env by default, from YAML text too', () => {
+    process.env.WEIGHTMIX_TEST_MODEL_A = A;
+    try {
+      expect(parseRecipe('merge_method: linear\nmodels:\n  - model: ${WEIGHTMIX_TEST_MODEL_A}\n    parameters: {weight: 1}\n').models).toEqual([A]);
+    } finally {
+      delete process.env.WEIGHTMIX_TEST_MODEL_A;
+    }
+  });
+
+  test('an unset or empty variable is a one-line error naming it', () => {
+    const recipe = { merge_method: 'linear', models: [{ model: '${INSTRUCT}', parameters: { weight: 1 } }, { model: '${THINKING}', parameters: { weight: 1 } }] };
+    expect(() => parseRecipe(recipe, { env: { INSTRUCT: A } })).toThrow(/^models\[1\]\.model: recipe uses \$\{THINKING\} but it is not set$/);
+    expect(() => parseRecipe(recipe, { env: { INSTRUCT: A, THINKING: '' } })).toThrow(/^models\[1\]\.model: recipe uses \$\{THINKING\} but it is empty$/);
+    expect(() => parseRecipe({ ...recipe, base_model: '${BASE}' }, { env: env() })).toThrow(/^base_model: recipe uses \$\{BASE\} but it is not set$/);
   });
 });
