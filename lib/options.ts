@@ -22,19 +22,28 @@ export interface EngineOptions {
 export function parseDevice(value: unknown): DeviceChoice {
   if (value === undefined) return 'auto';
   const v = typeof value === 'string' ? value.toLowerCase() : value;
-  if (!(DEVICE_CHOICES as readonly unknown[]).includes(v)) throw usageError(`--device must be one of ${DEVICE_CHOICES.join(', ')}, got ${JSON.stringify(value)}`);
+  if (!(DEVICE_CHOICES as readonly unknown[]).includes(v)) throw usageError(`--device must be one of ${DEVICE_CHOICES.join(', ')}, got ${showValue(value)}`);
   return v as DeviceChoice;
 }
 
+/** A decimal number as written on a command line: 0.8, -0.25, .5, 1e-3 (Number() would also take 0x1, 0b1 and Infinity). */
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+/** An option value for a message: JSON.stringify would print NaN and Infinity as null. */
+export function showValue(value: unknown): string {
+  return typeof value === 'number' || typeof value === 'bigint' ? String(value) : JSON.stringify(value) ?? String(value);
+}
+
+/** λ: any finite number. Values outside [0, 1] are accepted on purpose: they extrapolate past Instruct or Thinking. */
 export function parseLambda(value: unknown, what = 'lambda'): number {
-  const x = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
-  if (typeof x !== 'number' || !Number.isFinite(x)) throw usageError(`--${what} must be a finite number, got ${JSON.stringify(value)}`);
+  const x = typeof value === 'string' ? (DECIMAL.test(value.trim()) ? Number(value) : NaN) : value;
+  if (typeof x !== 'number' || !Number.isFinite(x)) throw usageError(`--${what} must be a finite decimal number, got ${showValue(value)}`);
   return x;
 }
 
 export function parseNumerics(value: unknown): Numerics {
   if (value === undefined) return 'exact';
-  if (!(NUMERICS as readonly unknown[]).includes(value)) throw usageError(`--numerics must be one of ${NUMERICS.join(', ')}, got ${JSON.stringify(value)}`);
+  if (!(NUMERICS as readonly unknown[]).includes(value)) throw usageError(`--numerics must be one of ${NUMERICS.join(', ')}, got ${showValue(value)}`);
   return value as Numerics;
 }
 
@@ -43,27 +52,27 @@ export function parseDtype(value: unknown): FloatDtype | undefined {
   const up = typeof value === 'string' ? value.toUpperCase() : value;
   const alias: Record<string, FloatDtype> = { BFLOAT16: 'BF16', FLOAT16: 'F16', FLOAT32: 'F32' };
   const d = typeof up === 'string' ? alias[up] ?? up : up;
-  if (!(FLOAT_DTYPES as readonly unknown[]).includes(d)) throw usageError(`--dtype must be one of ${FLOAT_DTYPES.join(', ')}, got ${JSON.stringify(value)}`);
+  if (!(FLOAT_DTYPES as readonly unknown[]).includes(d)) throw usageError(`--dtype must be one of ${FLOAT_DTYPES.join(', ')}, got ${showValue(value)}`);
   return d as FloatDtype;
 }
 
 export function parseFilesFrom(value: unknown): FilesFrom {
   if (value === undefined) return 'thinking';
-  if (value !== 'instruct' && value !== 'thinking') throw usageError(`--files-from must be instruct or thinking, got ${JSON.stringify(value)}`);
+  if (value !== 'instruct' && value !== 'thinking') throw usageError(`--files-from must be instruct or thinking, got ${showValue(value)}`);
   return value;
 }
 
 export function parseThreads(value: unknown): number {
   if (value === undefined) return os.availableParallelism();
-  const n = typeof value === 'string' ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1024) throw usageError(`--threads must be an integer from 1 to 1024, got ${JSON.stringify(value)}`);
+  const n = typeof value === 'string' ? (/^\d+$/.test(value.trim()) ? Number(value) : NaN) : value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1024) throw usageError(`--threads must be an integer from 1 to 1024, got ${showValue(value)}`);
   return n;
 }
 
 export function parseBlockBytes(value: unknown): number {
   if (value === undefined) return 8 << 20;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 4096 || value % 4096 !== 0 || value > 1 << 30) {
-    throw usageError(`blockBytes must be a multiple of 4096 up to 1 GiB, got ${JSON.stringify(value)}`);
+    throw usageError(`blockBytes must be a multiple of 4096 up to 1 GiB, got ${showValue(value)}`);
   }
   return value;
 }
@@ -81,5 +90,5 @@ export function parsePart(value: unknown): { index: number; count: number } | un
     const count = Number(m[2]);
     if (count >= 1 && index >= 1 && index <= count) return { index, count };
   }
-  throw usageError(`--part must be I/N with 1 ≤ I ≤ N (e.g. 2/8), got ${JSON.stringify(value)}`);
+  throw usageError(`--part must be I/N with 1 ≤ I ≤ N (e.g. 2/8), got ${showValue(value)}`);
 }

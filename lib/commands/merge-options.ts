@@ -1,6 +1,7 @@
 /** The options `interpolate` and `sweep` share, and the progress/summary reporting of a merge. */
 import { Command, Option } from 'commander';
 import type { InterpolationCommon, MergeSummary } from '../interpolate';
+import { parseThreads } from '../options';
 import { MODULE_CLASSES } from '../tensor-names';
 
 export function addMergeOptions(cmd: Command): void {
@@ -33,18 +34,23 @@ export function mergeOptionsFrom(opts: Record<string, unknown>): Omit<Interpolat
     dtype: opts.dtype as string | undefined,
     filesFrom: opts.filesFrom as 'instruct' | 'thinking',
     part: opts.part as string | undefined,
-    threads: opts.threads === undefined ? undefined : Number(opts.threads),
+    threads: opts.threads === undefined ? undefined : parseThreads(opts.threads),
     device: opts.device as 'cpu' | 'cuda' | 'auto' | undefined,
     direct: opts.direct as boolean,
     force: Boolean(opts.force),
   };
 }
 
+/** "1 shard file", "3 shard files". */
+export function shardFiles(n: number): string {
+  return `${n} shard file${n === 1 ? '' : 's'}`;
+}
+
 /** The one-line text summary of an interpolation or a sweep. */
 export function describeInterpolation(summary: MergeSummary): string {
   const what = summary.outputs.length === 1 ? summary.outputs[0] : `${summary.outputs.length} models`;
   return (
-    `wrote ${what}: ${summary.files} shard files, ${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s ` +
+    `wrote ${what}: ${shardFiles(summary.files)}, ${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s ` +
     `(${summary.gbPerSecond.toFixed(2)} GB/s); λ = ${summary.lambdas.join(', ')}; ${summary.selectedTensors}/${summary.tensors} tensors interpolated ` +
     `(${summary.selection}); numerics ${summary.numerics}`
   );

@@ -1,6 +1,8 @@
 /** `weightmix merge RECIPE.yml -o OUT`: a mergekit recipe run by weightmix's engine. */
 import { Command, Option } from 'commander';
 import type { RecipeMergeSummary } from '../merge';
+import { parseThreads } from '../options';
+import { shardFiles } from './merge-options';
 import { createReporter } from './reporter';
 
 export function register(program: Command): void {
@@ -24,13 +26,13 @@ export function register(program: Command): void {
         opts,
         'merge',
         (summary: RecipeMergeSummary) =>
-          `wrote ${summary.output}: ${summary.method}, ${summary.tensors} tensors in ${summary.layers} layers, ${summary.files} shard files, ` +
+          `wrote ${summary.output}: ${summary.method}, ${summary.tensors} tensors in ${summary.layers} layers, ${shardFiles(summary.files)}, ` +
           `${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s (${summary.gbPerSecond.toFixed(2)} GB/s)`,
       );
       const summary = await reporter.run((hooks) =>
         merge(recipe, {
           output: opts.output as string,
-          threads: opts.threads === undefined ? undefined : Number(opts.threads),
+          threads: opts.threads === undefined ? undefined : parseThreads(opts.threads),
           device: opts.device as 'cpu' | 'cuda' | 'auto' | undefined,
           direct: opts.direct as boolean,
           force: Boolean(opts.force),

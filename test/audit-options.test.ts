@@ -1,0 +1,31 @@
+/** Option values as a command line writes them: decimal numbers only, values shown as given, "1 shard file". */
+import { shardFiles } from '../lib/commands/merge-options';
+import { parseLambda, parseThreads, showValue } from '../lib/options';
+import { parseLambdaList } from '../lib/sweep';
+
+test('λ: decimal numbers, extrapolation outside [0, 1] included', () => {
+  expect(['0.8', ' 0.8 ', '1', '0', '.5', '5.', '+0.25', '-0.25', '1.3', '1e-1', '2E0'].map((v) => parseLambda(v))).toEqual([0.8, 0.8, 1, 0, 0.5, 5, 0.25, -0.25, 1.3, 0.1, 2]);
+  expect(parseLambda(-0.25)).toBe(-0.25);
+  expect(parseLambdaList('-0.5,1.5')).toEqual([-0.5, 1.5]);
+});
+
+test('λ: hexadecimal, binary, octal, Infinity, NaN and empty values are refused, and shown as given', () => {
+  for (const v of ['0x1', '0b1', '0o1', 'Infinity', '-Infinity', 'NaN', '', ' ', '1,5', '0.8x', '1e', '--1']) {
+    expect(() => parseLambda(v)).toThrow(`--lambda must be a finite decimal number, got ${JSON.stringify(v)}`);
+  }
+  expect(() => parseLambda(NaN)).toThrow(/^--lambda must be a finite decimal number, got NaN$/);
+  expect(() => parseLambda(-Infinity, 'lambdas')).toThrow(/^--lambdas must be a finite decimal number, got -Infinity$/);
+  expect(() => parseLambda(undefined)).toThrow(/got undefined$/);
+  expect(() => parseLambdaList('0:1:0x1')).toThrow(/^--lambdas must be a finite decimal number, got "0x1"$/);
+});
+
+test('--threads: decimal digits only; NaN shown as NaN', () => {
+  expect(parseThreads('4')).toBe(4);
+  for (const v of ['0x2', '1e1', '2.0', ' ']) expect(() => parseThreads(v)).toThrow(`--threads must be an integer from 1 to 1024, got ${JSON.stringify(v)}`);
+  expect(() => parseThreads(NaN)).toThrow(/got NaN$/);
+  expect([showValue(NaN), showValue('x'), showValue(undefined), showValue({ a: 1 })]).toEqual(['NaN', '"x"', 'undefined', '{"a":1}']);
+});
+
+test('summaries count shard files in English', () => {
+  expect([shardFiles(1), shardFiles(2), shardFiles(0)]).toEqual(['1 shard file', '2 shard files', '0 shard files']);
+});
