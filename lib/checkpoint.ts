@@ -108,6 +108,11 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   };
 }
 
+/** Everything a merge reads from the model: its folder, shards and sidecars (an output must replace none of them). */
+export function pathsRead(checkpoint: Checkpoint): string[] {
+  return [checkpoint.dir, ...checkpoint.shards.map((s) => s.path), ...checkpoint.sidecars.map((name) => path.join(checkpoint.dir, name))];
+}
+
 async function listShards(root: string, entries: string[]): Promise<{ files: string[]; weightMap: Map<string, string> | null }> {
   if (entries.includes(INDEX_FILE)) {
     const indexPath = confinedRealPath(root, INDEX_FILE, root);

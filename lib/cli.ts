@@ -31,7 +31,25 @@ export function buildProgram(): Command {
 }
 
 /** Runs the CLI; resolves to the exit status (0 ok, 1 error, 2 usage, 130/143 interrupted). */
+/** Why a run stopped early, by its exit status. */
+const STOPPED_BY: Record<number, string> = {
+  130: 'SIGINT',
+  141: 'standard output being closed',
+  143: 'SIGTERM',
+};
+
+let closedPipesIgnored = false;
+
+/** A reader that went away (`| head`) is not a bug: output is dropped; a running merge stops (signals.ts). */
+function ignoreClosedPipes(): void {
+  if (closedPipesIgnored) return;
+  closedPipesIgnored = true;
+  process.stdout.on('error', () => {});
+  process.stderr.on('error', () => {});
+}
+
 export async function main(argv: string[]): Promise<number> {
+  ignoreClosedPipes();
   const program = buildProgram();
   try {
     await program.parseAsync(argv);
@@ -40,9 +58,10 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof CommanderError) {
       return e.exitCode === 0 ? 0 : 2;
     }
-    const interrupted = typeof process.exitCode === 'number' && (process.exitCode === 130 || process.exitCode === 143);
+    const interrupted = typeof process.exitCode === 'number' && STOPPED_BY[process.exitCode] !== undefined;
     if (isWeightmixError(e)) {
-      if (!(interrupted && e.code === 'Aborted')) process.stderr.write(`weightmix: error: ${e.message}\n`);
+      if (interrupted && e.code === 'Aborted') process.stderr.write(`weightmix: stopped by ${STOPPED_BY[process.exitCode as number]}; nothing was published\n`);
+      else process.stderr.write(`weightmix: error: ${e.message}\n`);
       if (program.opts().debug) process.stderr.write(`${e.stack}\n`);
       return interrupted ? (process.exitCode as number) : e.exitCode;
     }

@@ -3,7 +3,7 @@
  * (`interpolate`) or many in one pass over the inputs (`sweep`): both are this one code path.
  */
 import * as path from 'node:path';
-import { Checkpoint, layerCount, openCheckpoint } from './checkpoint';
+import { Checkpoint, layerCount, openCheckpoint, pathsRead } from './checkpoint';
 import { usageError, WeightmixError } from './errors';
 import { copySidecars, writeIndex, writeModelCard } from './model-files';
 import { executeMergePlan, MergeProgress } from './execute-plan';
@@ -99,11 +99,6 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
   const [instruct, thinking] = await Promise.all([openCheckpoint(options.instruct), openCheckpoint(options.thinking)]);
   checkCompatible(instruct, thinking);
   checkLayersExist(selection, layerCount(instruct, (n) => classifyTensor(n).layer));
-  for (const t of targets) {
-    if (path.resolve(t.dir) === instruct.dir || path.resolve(t.dir) === thinking.dir) {
-      throw usageError(`the output ${t.dir} is one of the input models`);
-    }
-  }
 
   const transactions: OutputTransaction[] = [];
   try {
@@ -111,6 +106,7 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
       transactions.push(await OutputTransaction.begin(t.dir, {
           force: options.force,
           notice: options.onNotice,
+          reads: [...pathsRead(instruct), ...pathsRead(thinking)],
           mergeInto: part !== undefined,
           lockName: part ? `part-${part.index}-of-${part.count}` : undefined,
         }));
@@ -165,7 +161,8 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
       part: part ? `${part.index}/${part.count}` : undefined,
     };
   } catch (e) {
-    for (const tx of transactions) await tx.abort();
+    // Latest first: the first transaction may have created the folder that holds the others.
+    for (const tx of [...transactions].reverse()) await tx.abort();
     throw asUserError(e, targets);
   }
 }

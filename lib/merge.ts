@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Checkpoint, layerCount, openCheckpoint, Shard, TensorLocation } from './checkpoint';
+import { Checkpoint, layerCount, openCheckpoint, pathsRead, Shard, TensorLocation } from './checkpoint';
 import { usageError, WeightmixError } from './errors';
 import { executeMergePlan, MergeProgress } from './execute-plan';
 import { InputFiles } from './input-files';
@@ -181,7 +181,6 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   const device = parseDevice(options.device);
   const ckpts = await Promise.all(recipe.models.map((m) => openCheckpoint(m)));
   const outDir = path.resolve(options.output);
-  if (ckpts.some((c) => c.dir === outDir)) throw usageError(`the output ${options.output} is one of the input models`);
 
   const { tensors: out, layers, layerSources } = planOutputTensors(recipe, ckpts);
   const label = (m: number) => recipe.modelNames[m];
@@ -271,7 +270,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   const outDtype: FloatDtype | undefined = recipe.outDtype ?? recipe.dtype ?? undefined;
   const recipeJson = { method: recipe.method, recipe: recipe.document, weightmix: VERSION };
 
-  const tx = await OutputTransaction.begin(outDir, { force: options.force, notice: options.onNotice });
+  const tx = await OutputTransaction.begin(outDir, { force: options.force, notice: options.onNotice, reads: ckpts.flatMap(pathsRead) });
   try {
     const plan = planMerge({
       checkpoints: [...ckpts.map((c, i) => viewOf(c, views[i])), layout],

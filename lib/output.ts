@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { WeightmixError } from './errors';
+import { usageError, WeightmixError } from './errors';
 
 const TEMP_TAG = '.weightmix-tmp-';
 const OLD_TAG = '.weightmix-old-';
@@ -31,6 +31,8 @@ export interface BeginOptions {
   lockName?: string;
   /** Called with a one-line notice (stale leftovers removed, …). */
   notice?: (message: string) => void;
+  /** Files and folders the run reads: the target may be none of them and hold none (a --force swap would delete it). */
+  reads?: readonly string[];
 }
 
 export class OutputTransaction {
@@ -42,13 +44,16 @@ export class OutputTransaction {
     private readonly lockFile: string,
     private readonly force: boolean,
     private readonly mergeInto: boolean,
+    /** The outermost folder this transaction created above the target, removed again if it aborts while empty. */
+    private readonly createdParent: string | undefined,
   ) {}
 
   static async begin(targetPath: string, options: BeginOptions = {}): Promise<OutputTransaction> {
     const target = path.resolve(targetPath);
     const parent = path.dirname(target);
     const base = path.basename(target);
-    await fs.promises.mkdir(parent, { recursive: true }).catch((e) => {
+    refuseInputs(targetPath, options.reads ?? []);
+    const createdParent = await fs.promises.mkdir(parent, { recursive: true }).catch((e) => {
       throw new WeightmixError('OutputError', `cannot create ${parent}: ${(e as Error).message}`);
     });
     const lockFile = path.join(parent, `.${base}${options.lockName ? `.${options.lockName}` : ''}${LOCK_TAG}`);
@@ -61,9 +66,10 @@ export class OutputTransaction {
       }
       const tempDir = path.join(parent, `.${base}${TEMP_TAG}${process.pid}-${randomBytes(4).toString('hex')}`);
       await fs.promises.mkdir(tempDir);
-      return new OutputTransaction(target, tempDir, lockFile, options.force ?? false, options.mergeInto ?? false);
+      return new OutputTransaction(target, tempDir, lockFile, options.force ?? false, options.mergeInto ?? false, createdParent);
     } catch (e) {
       await fs.promises.rm(lockFile, { force: true });
+      removeEmptyParents(parent, createdParent);
       throw e;
     }
   }
@@ -111,20 +117,55 @@ export class OutputTransaction {
     await fs.promises.rm(this.lockFile, { force: true });
   }
 
-  /** Removes the temporary folder and the lock; safe to call more than once. */
+  /**
+   * Removes the temporary folder, the lock and the folders begin() created (when empty); safe to
+   * call more than once. Abort transactions that share parents in reverse order of begin().
+   */
   async abort(): Promise<void> {
     if (this.finished) return;
     this.finished = true;
     await fs.promises.rm(this.tempDir, { recursive: true, force: true });
     await fs.promises.rm(this.lockFile, { force: true });
+    removeEmptyParents(path.dirname(this.target), this.createdParent);
   }
+}
 
-  /** Synchronous cleanup for a process that is about to exit on a signal. */
-  abortSync(): void {
-    if (this.finished) return;
-    this.finished = true;
-    fs.rmSync(this.tempDir, { recursive: true, force: true });
-    fs.rmSync(this.lockFile, { force: true });
+/** Removes `dir` and its parents up to `outermost` (the first folder mkdir created), stopping at one that is not empty. */
+function removeEmptyParents(dir: string, outermost: string | undefined): void {
+  if (outermost === undefined) return;
+  for (let d = dir; ; d = path.dirname(d)) {
+    try {
+      fs.rmdirSync(d);
+    } catch {
+      return;
+    }
+    if (d === outermost || path.dirname(d) === d) return;
+  }
+}
+
+/** Refuses a target that is, or holds, something the run reads: publishing or --force would replace it. */
+function refuseInputs(targetPath: string, reads: readonly string[]): void {
+  const target = realPathOfMaybeMissing(targetPath);
+  for (const read of reads) {
+    const real = realPathOfMaybeMissing(read);
+    const inside = path.relative(target, real);
+    if (inside === '' || (inside !== '..' && !inside.startsWith(`..${path.sep}`) && !path.isAbsolute(inside))) {
+      const what = inside === '' ? 'is' : `holds ${real}, which is`;
+      throw usageError(`the output ${targetPath} ${what} one of the inputs of this merge; choose another output folder`);
+    }
+  }
+}
+
+/** The real path of `p` through symlinked folders above it, whether or not `p` itself exists yet. */
+function realPathOfMaybeMissing(p: string): string {
+  const missing: string[] = [];
+  for (let at = path.resolve(p); ; at = path.dirname(at)) {
+    try {
+      return path.join(fs.realpathSync(at), ...missing);
+    } catch {
+      if (path.dirname(at) === at) return path.resolve(p);
+      missing.unshift(path.basename(at));
+    }
   }
 }
 

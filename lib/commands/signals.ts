@@ -1,4 +1,8 @@
-/** SIGINT / SIGTERM become an AbortSignal; the exit status after cleanup is 130 / 143; a second one ends the process at once. */
+/**
+ * SIGINT / SIGTERM become an AbortSignal; the exit status after cleanup is 130 / 143; a second one
+ * ends the process at once. A closed standard output (`| head -1`) stops the run the same way, as
+ * SIGPIPE would (141), instead of merging on for nobody.
+ */
 export interface SignalAbort {
   signal: AbortSignal;
   dispose(): void;
@@ -12,6 +16,7 @@ export function abortOnSignals(): SignalAbort {
   ];
   function stop(name: NodeJS.Signals, status: number) {
     if (controller.signal.aborted) {
+      if (name === 'SIGPIPE') return;
       // A second signal ends the process at once, as signals do by default: the first may wait on a
       // read that blocks (a hung network disk), which process.exit() would wait for too. The next run
       // on the same output removes the temporary folder left then.
@@ -22,9 +27,14 @@ export function abortOnSignals(): SignalAbort {
     process.exitCode = status;
     controller.abort(new Error(`interrupted by ${name}`));
   }
+  const onStdoutError = (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') stop('SIGPIPE', 141);
+  };
   function dispose() {
     for (const [name, fn] of handlers) process.off(name, fn);
+    process.stdout.off('error', onStdoutError);
   }
   for (const [name, fn] of handlers) process.on(name, fn);
+  process.stdout.on('error', onStdoutError);
   return { signal: controller.signal, dispose };
 }

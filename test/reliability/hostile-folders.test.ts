@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeSafetensorsFile, type SafetensorsDtype } from '../../lib/safetensors';
-import { cachedPair, ensureCliBuilt, expectOneLineError, leftoversBeside, privateCopy, runCli, runCliInProcess, scratchDir } from '../helpers/cli';
+import { cachedPair, ensureCliBuilt, expectOneLineError, leftoversBeside, privateCopy, runCli, runCliInProcess, scratchDir, snapshotTree } from '../helpers/cli';
 import { safetensorsBytes } from '../helpers/malformed';
 import type { CheckpointPair } from '../../lib/fixture';
 
@@ -298,15 +298,53 @@ describe('mismatched models', () => {
     await expectRejected(dir, empty, pair.thinking, /no \.safetensors files/, { how: 'main' });
   });
 
-  test.concurrent('an output that is one of the inputs is a usage error, and the input is untouched', async () => {
+  // --force replaces the target once the new model is complete: a target that is an input, or a
+  // folder holding one, however it is spelled, would have the input deleted by the swap.
+  test.concurrent.each([
+    ['the input folder itself', (d: string) => path.join(d, 'models', 'thinking'), /the output .* is one of the inputs/],
+    ['the input through a symlink to it', (d: string) => path.join(d, 'link-to-thinking'), /is one of the inputs/],
+    ['the input through a symlinked parent', (d: string) => path.join(d, 'link-to-models', 'thinking'), /is one of the inputs/],
+    ['the folder that holds both inputs', (d: string) => path.join(d, 'models'), /holds .*models.instruct, which is one of the inputs/],
+    ['a symlink to the folder that holds them', (d: string) => path.join(d, 'link-to-models'), /holds .*, which is one of the inputs/],
+    ['the folder that holds the run\'s working folder', (d: string) => d, /holds .*, which is one of the inputs/],
+  ])('an output that is or holds an input (%s) is a usage error even with --force, and nothing is touched', async (_, target, message) => {
     await ready();
     const dir = caseDir();
-    const model = privateCopy(pair.thinking, path.join(dir, 'thinking'));
-    const before = fs.readdirSync(model).sort();
-    const result = await runCli(['interpolate', '--instruct', pair.instruct, '--thinking', model, '--lambda', '0.8', '-o', model]);
-    expect(expectOneLineError(result, 2)).toMatch(/is one of the input models/);
-    expect(fs.readdirSync(model).sort()).toEqual(before);
-    expect(leftoversBeside(model)).toEqual(['thinking']);
+    const models = path.join(dir, 'models');
+    const thinking = privateCopy(pair.thinking, path.join(models, 'thinking'));
+    const instruct = privateCopy(pair.instruct, path.join(models, 'instruct'));
+    fs.symlinkSync(thinking, path.join(dir, 'link-to-thinking'));
+    fs.symlinkSync(models, path.join(dir, 'link-to-models'));
+    const before = snapshotTree(models);
+    const result = await runCli(['interpolate', '--instruct', instruct, '--thinking', thinking, '--lambda', '0.8', '-o', target(dir), '--force']);
+    expect(expectOneLineError(result, 2)).toMatch(message);
+    expect(snapshotTree(models)).toEqual(before);
+    expect(fs.readdirSync(dir).sort()).toEqual(['link-to-models', 'link-to-thinking', 'models']);
+  });
+
+  test.concurrent('merge --force refuses an output folder that holds a model of the recipe', async () => {
+    await ready();
+    const dir = caseDir();
+    const models = path.join(dir, 'models');
+    const thinking = privateCopy(pair.thinking, path.join(models, 'thinking'));
+    const instruct = privateCopy(pair.instruct, path.join(models, 'instruct'));
+    const recipe = path.join(dir, 'recipe.yml');
+    fs.writeFileSync(recipe, `merge_method: linear\nmodels:\n  - model: ${instruct}\n    parameters: {weight: 0.2}\n  - model: ${thinking}\n    parameters: {weight: 0.8}\n`);
+    const before = snapshotTree(dir);
+    const result = await runCli(['merge', recipe, '-o', models, '--force']);
+    expect(expectOneLineError(result, 2)).toMatch(/holds .*, which is one of the inputs/);
+    expect(snapshotTree(dir)).toEqual(before);
+  });
+
+  test.concurrent('an output inside an input folder is allowed: it adds a folder and changes no input file', async () => {
+    await ready();
+    const dir = caseDir();
+    const thinking = privateCopy(pair.thinking, path.join(dir, 'thinking'));
+    const before = snapshotTree(thinking);
+    const result = await runCli(['interpolate', '--instruct', pair.instruct, '--thinking', thinking, '--lambda', '0.8', '-o', path.join(thinking, 'merged'), '--quiet']);
+    expect(result.status).toBe(0);
+    const after = snapshotTree(thinking);
+    for (const [file, hash] of before) expect(after.get(file)).toBe(hash);
   });
 });
 

@@ -71,9 +71,10 @@ describe.each([
   ['SIGINT', 130],
   ['SIGTERM', 143],
 ] as const)('%s mid-merge', (signal, status) => {
-  test(`stops within a second, exits ${status}, and leaves nothing beside the output`, async () => {
+  test(`stops within a second, exits ${status}, says so in one line, and leaves nothing, not even the folders it created`, async () => {
     if (!needShim()) return;
-    const out = outPath();
+    const runDir = path.dirname(outPath());
+    const out = path.join(runDir, 'new', 'deeper', 'out');
     const run = startCli(bigMergeArgs(out), { env: slow });
     await run.waitForLine(isProgressLine);
     // Mid-merge: the temporary folder and the lock exist, the output does not.
@@ -84,11 +85,40 @@ describe.each([
     run.child.kill(signal);
     const result = await run.done;
     const stopMs = Date.now() - sent;
-    expect({ status: result.status, signal: result.signal, stderr: result.stderr }).toEqual({ status, signal: null, stderr: '' });
+    expect({ status: result.status, signal: result.signal, stderr: result.stderr }).toEqual({
+      status,
+      signal: null,
+      stderr: `weightmix: stopped by ${signal}; nothing was published\n`,
+    });
     expect(stopMs).toBeLessThan(1000);
     expect(result.stdout).not.toContain('"event":"done"');
-    expect(leftoversBeside(out)).toEqual([]);
+    expect(fs.readdirSync(runDir)).toEqual([]);
   });
+});
+
+test('a reader that closes standard output (`| head -1`) stops a sweep as SIGPIPE would: 141, one line, nothing left', async () => {
+  if (!needShim()) return;
+  const runDir = path.dirname(outPath());
+  const out = path.join(runDir, 'sweep');
+  const run = startCli(['sweep', '--instruct', big.instruct, '--thinking', big.thinking, '--lambdas', '0.2,0.5,0.8', '-o', out, '--threads', '1', '--json'], { env: slow });
+  await run.waitForLine(isProgressLine);
+  run.child.stdout!.destroy();
+  const result = await run.done;
+  expect({ status: result.status, signal: result.signal, stderr: result.stderr }).toEqual({
+    status: 141,
+    signal: null,
+    stderr: 'weightmix: stopped by standard output being closed; nothing was published\n',
+  });
+  expect(fs.readdirSync(runDir)).toEqual([]);
+});
+
+test('output that nobody reads any more after the merge is done is no crash: the model is published, exit 0', async () => {
+  const out = outPath();
+  const run = startCli(['interpolate', '--instruct', pair.instruct, '--thinking', pair.thinking, '--lambda', '0.8', '-o', out]);
+  run.child.stdout!.destroy();
+  const result = await run.done;
+  expect({ status: result.status, stderr: result.stderr }).toEqual({ status: 0, stderr: '' });
+  expect(leftoversBeside(out)).toEqual(['out']);
 });
 
 test('a second SIGINT ends the run at once even while the first waits on a read that blocks', async () => {
@@ -121,7 +151,7 @@ test('a signal after the engine finished but before the output is published stil
   expect(run.child.exitCode).toBeNull();
   run.child.kill('SIGINT');
   const result = await run.done;
-  expect({ status: result.status, signal: result.signal, stderr: result.stderr }).toEqual({ status: 130, signal: null, stderr: '' });
+  expect({ status: result.status, signal: result.signal, stderr: result.stderr }).toEqual({ status: 130, signal: null, stderr: 'weightmix: stopped by SIGINT; nothing was published\n' });
   expect(result.stdout).not.toContain('"event":"done"');
   expect(leftoversBeside(out)).toEqual([]);
 });
