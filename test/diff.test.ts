@@ -575,7 +575,9 @@ describe('weightmix diff: errors', () => {
     await expect(diff({ a: path.join(root, 'absent'), b: zooDirs.b })).rejects.toMatchObject({ code: 'ModelNotFound' });
     await expect(diff({ a: '', b: zooDirs.b })).rejects.toMatchObject({ code: 'Usage', message: expect.stringContaining("option 'a'") });
     await expect(diff({ a: zooDirs.a, b: zooDirs.b, threads: 0 })).rejects.toMatchObject({ code: 'Usage', message: expect.stringContaining('--threads') });
-    await expect(runCommand([zooDirs.a, zooDirs.b, '--plot', path.join(root, 'chart.pdf')])).rejects.toThrow(/must end in \.svg or \.png/);
+    await expect(runCommand([zooDirs.a, zooDirs.b, '--plot', path.join(root, 'chart.pdf')])).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(/must end in \.svg or \.png/) });
+    const plot = await runCli(['diff', zooDirs.a, zooDirs.b, '--plot', path.join(root, 'st.jpg')]);
+    expect([plot.status, plot.stderr]).toEqual([2, `weightmix: error: chart file '${path.join(root, 'st.jpg')}' must end in .svg or .png\n`]);
     const r = await runCli(['diff', zooDirs.a, zooDirs.b, '--threads', 'many']);
     expect([r.status, r.stderr]).toEqual([2, 'weightmix: error: --threads must be an integer from 1 to 1024, got "many"\n']);
   });

@@ -295,7 +295,7 @@ describe('weightmix stages (command)', () => {
   });
 
   test('bad options fail before any work', async () => {
-    await expect(run([PAPER_FIXTURE, '--plot', path.join(tmp, 'chart.pdf')])).rejects.toThrow(/must end in \.svg or \.png/);
+    await expect(run([PAPER_FIXTURE, '--plot', path.join(tmp, 'chart.pdf')])).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(/must end in \.svg or \.png/) });
     await expect(run([PAPER_FIXTURE, '--emergence-threshold', 'low'])).rejects.toMatchObject({ code: 'Usage', exitCode: 2 });
     await expect(run([path.join(tmp, 'absent.csv')])).rejects.toMatchObject({ code: 'FileNotFound' });
   });

@@ -16,12 +16,12 @@ export interface RenderedChart {
   bytes: number;
 }
 
-/** The chart format a file name asks for, or an error naming the accepted extensions. */
+/** The chart format a file name asks for, or an error naming the accepted extensions (a bad `--plot` value: exit 2). */
 export function chartFormat(file: string): ChartFormat {
   const lower = file.toLowerCase();
   if (lower.endsWith('.svg')) return 'svg';
   if (lower.endsWith('.png')) return 'png';
-  throw new WeightmixError('UnsupportedChartFormat', `chart file '${file}' must end in .svg or .png`);
+  throw new WeightmixError('UnsupportedChartFormat', `chart file '${file}' must end in .svg or .png`, { exitCode: 2 });
 }
 
 /** Renders a vega-lite spec to SVG text. */
