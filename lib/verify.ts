@@ -5,7 +5,8 @@
  * `recompute`, sampled elements are recomputed from the recorded source models by an independent
  * TypeScript implementation of the numerics contract (native/kernels/numerics.h: f32 upcast,
  * torch.lerp's formula with one fused multiply-add, one round-to-nearest-even; the paper's bf16
- * script for `mi`) and compared bit for bit with what is stored.
+ * script for `mi`) and compared bit for bit with what is stored. Only interpolations (`interpolate`,
+ * `sweep`) can be recomputed; a `merge` output gets the structural checks and `recomputeSkipped` says why.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
