@@ -99,6 +99,10 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
   const [instruct, thinking] = await Promise.all([openCheckpoint(options.instruct), openCheckpoint(options.thinking)]);
   checkCompatible(instruct, thinking);
   checkLayersExist(selection, layerCount(instruct, (n) => classifyTensor(n).layer));
+  const selected = new Map(instruct.names.map((n) => [n, isSelected(n, selection)]));
+  if (![...selected.values()].some(Boolean)) {
+    throw usageError(`the selection (${describeSelection(selection)}) matches none of the ${selected.size} tensors: nothing would be interpolated`);
+  }
 
   const transactions: OutputTransaction[] = [];
   try {
@@ -113,7 +117,6 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
     }
     const recipeText = (lambda: number) =>
       JSON.stringify({ method: 'interpolate', lambda, numerics, selection: describeSelection(selection), instruct: instruct.dir, thinking: thinking.dir, weightmix: VERSION });
-    const selected = new Map(instruct.names.map((n) => [n, isSelected(n, selection)]));
     const plan = planMerge({
       checkpoints: [instruct, thinking],
       layout: 0,

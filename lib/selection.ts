@@ -53,7 +53,8 @@ export function checkLayersExist(sel: Selection, layerCount: number): void {
 
 export function describeSelection(sel: Selection): string {
   const parts: string[] = [];
-  parts.push(sel.layers ? `layers ${sel.layers.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(',')}` : 'all tensors');
+  const whole = sel.modules || sel.skipModules ? 'all layers' : 'all tensors';
+  parts.push(sel.layers ? `layers ${sel.layers.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(',')}` : whole);
   if (sel.modules) parts.push(`modules ${sel.modules.join(',')}`);
   if (sel.skipModules) parts.push(`except modules ${sel.skipModules.join(',')}`);
   return parts.join(', ');

@@ -196,12 +196,12 @@ function readRecipe(model: Checkpoint, problems: string[]): RecordedRecipe | nul
   return r as RecordedRecipe;
 }
 
-/** The inverse of describeSelection: "all tensors" | "layers 12-35", then ", modules a,b" or ", except modules a,b". */
+/** The inverse of describeSelection: "all tensors" | "all layers" (older outputs: "all tensors" with modules) | "layers 12-35", then ", modules a,b" or ", except modules a,b". */
 export function selectionFromDescription(text: string): Selection {
   const parts = text.split(', ');
   const input: { layers?: string; modules?: string; skipModules?: string } = {};
   const first = parts.shift();
-  if (first !== 'all tensors') {
+  if (first !== 'all tensors' && first !== 'all layers') {
     if (!first?.startsWith('layers ')) throw new WeightmixError('InvalidRecipe', `unknown selection "${text}"`);
     input.layers = first.slice('layers '.length);
   }

@@ -139,6 +139,13 @@ describe('selection', () => {
   test('--layers beyond the model is a usage error', async () => {
     await expect(interpolate({ instruct: instruct.dir, thinking: thinking.dir, lambda: 0.8, output: outDir(), layers: '2-9' })).rejects.toMatchObject({ code: 'Usage', exitCode: 2 });
   });
+
+  test('a selection that matches no tensor is a usage error, not a silent copy of Instruct', async () => {
+    const out = outDir();
+    const run = interpolate({ instruct: instruct.dir, thinking: thinking.dir, lambda: 0.8, output: out, skipModules: 'attn,mlp,norm,embed,head,final_norm' });
+    await expect(run).rejects.toMatchObject({ code: 'Usage', exitCode: 2, message: expect.stringMatching(/^the selection \(all layers, except modules .*\) matches none of the \d+ tensors/) });
+    expect(fs.existsSync(out)).toBe(false);
+  });
 });
 
 describe('mi numerics (the paper\'s released script)', () => {
