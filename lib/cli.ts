@@ -4,6 +4,7 @@ import { isWeightmixError } from './errors';
 import { VERSION } from './version';
 import * as demo from './commands/demo';
 import * as diff from './commands/diff';
+import * as fixture from './commands/fixture';
 import * as info from './commands/info';
 import * as interpolateCmd from './commands/interpolate';
 import * as merge from './commands/merge';
@@ -15,7 +16,7 @@ import * as verify from './commands/verify';
 type Registrar = { register(program: Command): void };
 
 /** Every subcommand, in the order `--help` lists them. */
-const COMMANDS: Registrar[] = [interpolateCmd, demo, info, sweep, diff, score, stages, merge, verify];
+const COMMANDS: Registrar[] = [interpolateCmd, demo, info, sweep, diff, score, stages, merge, verify, fixture];
 
 export function buildProgram(): Command {
   const program = new Command('weightmix')

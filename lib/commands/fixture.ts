@@ -1,0 +1,94 @@
+/** `weightmix fixture`: a synthetic Instruct/Thinking pair with real Qwen3 tensor names, for trying commands and benchmarks. */
+import { Command, Option } from 'commander';
+import { usageError } from '../errors';
+import { DEFAULT_DELTA, FIXTURE_DTYPES, makeCheckpointPair, type FixtureDtype } from '../fixture';
+import { FIXTURE_SHAPES, type FixtureShapeName } from '../model-shapes';
+import { abortOnSignals } from './signals';
+
+function wholeNumber(option: string) {
+  return (text: string): number => {
+    if (!/^\d+$/.test(text.trim())) throw usageError(`${option} "${text}": expected a whole number`);
+    return Number(text);
+  };
+}
+
+function shardCounts(text: string): [number, number] {
+  const parts = text.split(',').map((p) => p.trim());
+  if (parts.length > 2 || !parts.every((p) => /^\d+$/.test(p))) {
+    throw usageError(`--shards "${text}": expected one count for both models or two, instruct,thinking (e.g. 2,3)`);
+  }
+  const counts = parts.map(Number);
+  return [counts[0], counts[counts.length - 1]];
+}
+
+function relativeDistance(text: string): number {
+  const value = Number(text);
+  if (!/^\d*\.?\d+(?:[eE][-+]?\d+)?$/.test(text.trim()) || !Number.isFinite(value)) throw usageError(`--delta "${text}": expected a number such as 0.027`);
+  return value;
+}
+
+interface FixtureCliOptions {
+  shape: FixtureShapeName;
+  out: string;
+  scale?: number;
+  layers?: number;
+  shards?: [number, number];
+  seed?: number;
+  dtype: FixtureDtype;
+  delta: number;
+  force?: boolean;
+  quiet?: boolean;
+}
+
+const formatBytes = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : `${(n / 1e6).toFixed(1)} MB`);
+
+export function register(program: Command): void {
+  program
+    .command('fixture')
+    .description('write a synthetic Qwen3-shaped Instruct/Thinking pair (real tensor names and shards, random weights) to OUT/instruct and OUT/thinking')
+    .addOption(new Option('--shape <name>', 'architecture to imitate').choices(FIXTURE_SHAPES).makeOptionMandatory())
+    .requiredOption('--out <dir>', 'parent folder of instruct/ and thinking/')
+    .option('--scale <n>', 'width divisor (1 = real size: 2 × 8 GB for qwen3-4b)', wholeNumber('--scale'))
+    .option('--layers <n>', 'decoder layer count instead of the real one', wholeNumber('--layers'))
+    .option('--shards <n[,m]>', 'shard counts, instruct,thinking (default: as released)', shardCounts)
+    .option('--seed <n>', 'uint32 seed; the same seed gives the same bytes', wholeNumber('--seed'))
+    .addOption(new Option('--dtype <dtype>', 'element type').choices(FIXTURE_DTYPES).default('BF16'))
+    .option('--delta <x>', 'relative distance of Thinking from Instruct', relativeDistance, DEFAULT_DELTA)
+    .option('--force', 'replace existing instruct/ and thinking/ folders')
+    .option('--quiet', 'no progress line')
+    .action(async (opts: FixtureCliOptions) => {
+      const signals = abortOnSignals();
+      const started = process.hrtime.bigint();
+      const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+      const interactive = process.stderr.isTTY && !opts.quiet;
+      try {
+        const pair = await makeCheckpointPair({
+          dir: opts.out,
+          shape: opts.shape,
+          scale: opts.scale,
+          layers: opts.layers,
+          shards: opts.shards,
+          seed: opts.seed,
+          dtype: opts.dtype,
+          delta: opts.delta,
+          overwrite: opts.force,
+          signal: signals.signal,
+          onProgress: opts.quiet
+            ? undefined
+            : ({ bytesWritten, totalBytes }) => {
+                const line = `${formatBytes(bytesWritten)} / ${formatBytes(totalBytes)} (${((100 * bytesWritten) / totalBytes).toFixed(0)}%), ${(bytesWritten / 1e6 / seconds()).toFixed(0)} MB/s`;
+                process.stderr.write(interactive ? `\r${line}   ` : `${line}\n`);
+              },
+        });
+        if (interactive) process.stderr.write('\n');
+        const elapsed = seconds();
+        process.stdout.write(
+          `${pair.instruct}\n${pair.thinking}\n` +
+            `${pair.tensors} tensors, ${formatBytes(pair.bytesPerModel)} per model in ${elapsed.toFixed(2)} s ` +
+            `(${(pair.bytesPerModel / 1e6 / elapsed).toFixed(0)} MB/s per model)\n`,
+        );
+      } finally {
+        signals.dispose();
+      }
+    });
+}
