@@ -249,14 +249,20 @@ class Run {
       std::vector<const void*> srcPtr(maxSources_);
       std::vector<Dtype> srcType(maxSources_);
 #ifdef WEIGHTMIX_WITH_CUDA
-      // Declared after `reads`, so it unpins the read buffers before they are freed.
+      // Declared after `reads`, so it unpins the read buffers before they are freed. A worker that
+      // finds no device seat left (requireCuda) computes everything on the CPU: the same bytes.
       std::unique_ptr<cuda::WorkerContext> dev;
+      CpuOnlyWorker cpuOnly;
       if (plan_.device == Device::Cuda) {
-        dev = std::make_unique<cuda::WorkerContext>(maxSources_);
-        reads.regrown = [&dev](AlignedBuffer& old, AlignedBuffer& now) {
-          dev->unpin(old.data());
-          dev->pin(now.data(), now.size());
-        };
+        if (takeDeviceSeat()) {
+          dev = std::make_unique<cuda::WorkerContext>(maxSources_);
+          reads.regrown = [&dev](AlignedBuffer& old, AlignedBuffer& now) {
+            dev->unpin(old.data());
+            dev->pin(now.data(), now.size());
+          };
+        } else {
+          cpuOnly.set();
+        }
       }
 #endif
       for (;;) {
@@ -438,9 +444,20 @@ class Run {
   }
 
   // ---- CUDA (plan.device == Cuda) ----------------------------------------------------------------
-  void requireCuda() const {
+  void requireCuda() {
 #ifdef WEIGHTMIX_WITH_CUDA
     cuda::requireDevice();
+    // Device memory: a device worker keeps its buffers, grown to the run's largest task, until the
+    // run ends, so a run holds at most seats x perWorker bytes. Seats are what the GPU's free memory
+    // allows (at most the thread count); workers beyond them run on the CPU.
+    const uint64_t perWorker = deviceBytesPerWorker();
+    const uint64_t budget = cuda::deviceMemoryBudget();
+    const auto mib = [](uint64_t b) { return std::to_string((b + (uint64_t{1} << 20) - 1) >> 20) + " MiB"; };
+    if (perWorker > budget) {
+      throw ExecError("CudaOutOfMemory", "cuda: out of device memory (a worker needs " + mib(perWorker) + ", " + mib(budget) +
+                                             " is usable); use --device cpu");
+    }
+    deviceSeats_.store(perWorker == 0 ? SIZE_MAX : static_cast<size_t>(std::min<uint64_t>(budget / perWorker, SIZE_MAX)));
 #else
     throw ExecError("CudaUnavailable", "cuda: this build of weightmix has no CUDA kernels (it was built without nvcc)");
 #endif
@@ -449,7 +466,7 @@ class Run {
   // Dests the GPU computes in a CUDA run; byte copies, raw bytes and over-wide arguments stay on the CPU.
   bool destOnDevice(const Job& job, const Dest& d, size_t jobIndex) const {
 #ifdef WEIGHTMIX_WITH_CUDA
-    if (plan_.device != Device::Cuda || d.dtype == Dtype::U8) return false;
+    if (plan_.device != Device::Cuda || d.dtype == Dtype::U8 || CpuOnlyWorker::active()) return false;
     switch (d.op) {
       case DestOp::Copy: return job.sources[static_cast<size_t>(d.w[0])].dtype != d.dtype;
       case DestOp::Linear: return job.sources.size() <= cuda::kMaxLinearSources;
@@ -462,6 +479,65 @@ class Run {
   }
 
 #ifdef WEIGHTMIX_WITH_CUDA
+  // Marks the current worker thread as computing on the CPU for the rest of its worker() call.
+  class CpuOnlyWorker {
+   public:
+    CpuOnlyWorker() = default;
+    CpuOnlyWorker(const CpuOnlyWorker&) = delete;
+    CpuOnlyWorker& operator=(const CpuOnlyWorker&) = delete;
+    ~CpuOnlyWorker() { flag() = false; }  // pool threads serve later runs
+    void set() { flag() = true; }
+    static bool active() { return flag(); }
+
+   private:
+    static bool& flag() {
+      thread_local bool cpuOnly = false;
+      return cpuOnly;
+    }
+  };
+
+  bool takeDeviceSeat() {
+    size_t seats = deviceSeats_.load();
+    while (seats > 0 && !deviceSeats_.compare_exchange_weak(seats, seats - 1)) {
+    }
+    return seats > 0;
+  }
+
+  static uint64_t roundMiB(uint64_t b) { return (b + (uint64_t{1} << 20) - 1) & ~((uint64_t{1} << 20) - 1); }
+
+  // What one device worker's buffers grow to over the run (WorkerContext rounds each to a MiB): per
+  // source slot and for the results, the largest task's bytes, each piece counted 16-byte aligned
+  // (runTaskOnDevice's layout never needs more).
+  uint64_t deviceBytesPerWorker() const {
+    std::vector<uint64_t> slotMax(maxSources_, 0), slot(maxSources_);
+    uint64_t resultsMax = 0;
+    const auto alignUp = [](uint64_t x) { return (x + 15) & ~uint64_t{15}; };
+    for (const Task& task : tasks_) {
+      std::fill(slot.begin(), slot.end(), 0);
+      uint64_t results = 0;
+      for (size_t p = task.first; p < task.first + task.count; ++p) {
+        const Piece& piece = pieces_[p];
+        const Job& job = plan_.jobs[piece.job];
+        if (goesStraightIntoBlock(piece, job)) continue;
+        bool any = false;
+        for (const Dest& d : job.dests) {
+          if (!destOnDevice(job, d, piece.job)) continue;
+          results += alignUp(piece.count * dtypeSize(d.dtype));
+          any = true;
+        }
+        if (!any) continue;
+        for (size_t s = 0; s < job.sources.size(); ++s) slot[s] += alignUp(piece.count * dtypeSize(job.sources[s].dtype));
+      }
+      for (size_t s = 0; s < maxSources_; ++s) slotMax[s] = std::max(slotMax[s], slot[s]);
+      resultsMax = std::max(resultsMax, results);
+    }
+    uint64_t total = roundMiB(resultsMax);
+    for (uint64_t b : slotMax) total += roundMiB(b);
+    return total;
+  }
+
+  std::atomic<size_t> deviceSeats_{0};
+
   // One task on the GPU: the source bytes of the pieces it computes are uploaded from the pinned read
   // buffers, every device dest is computed into one results buffer and copied back while this thread
   // does the task's CPU share (plain copies, statistics, dests the GPU does not take); then the bytes

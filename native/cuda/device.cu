@@ -28,34 +28,40 @@ Probe runProbe() {
   Probe p;
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
-  if (e == cudaErrorInsufficientDriver || e == cudaErrorInitializationError || e == cudaErrorStubLibrary) {
-    cudaGetLastError();
-    if (!driverLoads()) {
-      p.unusable = Unusable::NoDriver;
-      p.reason = "no NVIDIA driver (libcuda.so.1 not found)";
-    } else {
-      p.unusable = e == cudaErrorInsufficientDriver ? Unusable::Unsupported : Unusable::Error;
-      p.reason = e == cudaErrorInsufficientDriver ? "the NVIDIA driver is older than this build's CUDA 13 runtime needs"
-                                                  : std::string("the CUDA driver failed to start: ") + cudaGetErrorString(e);
-    }
+  if (e != cudaSuccess) cudaGetLastError();
+  // Which code a machine without libcuda gets depends on the runtime version (35, "driver version is
+  // insufficient", with CUDA 13), so the library itself decides "no driver"; a stub libcuda is none either.
+  if (e == cudaErrorStubLibrary || (e != cudaSuccess && e != cudaErrorNoDevice && !driverLoads())) {
+    p.unusable = Unusable::NoDriver;
+    p.reason = e == cudaErrorStubLibrary ? "no NVIDIA driver (only the CUDA stub libcuda was found)" : "no NVIDIA driver (libcuda.so.1 not found)";
     return p;
   }
-  if (e == cudaErrorNoDevice || (e == cudaSuccess && count == 0)) {
-    cudaGetLastError();
+  if (e == cudaErrorNoDevice || (e == cudaSuccess && count <= 0)) {
     p.unusable = Unusable::NoDevice;
     p.reason = "no CUDA device";
     return p;
   }
+  if (e == cudaErrorInsufficientDriver || e == cudaErrorSystemDriverMismatch || e == cudaErrorCompatNotSupportedOnDevice) {
+    p.unusable = Unusable::Unsupported;
+    p.reason = std::string("the NVIDIA driver cannot run this build's CUDA 13 runtime: ") + cudaGetErrorString(e);
+    return p;
+  }
   if (e != cudaSuccess) {
-    cudaGetLastError();
     p.unusable = Unusable::Error;
     p.reason = std::string("CUDA failed to list devices: ") + cudaGetErrorString(e);
     return p;
   }
   for (int d = 0; d < count; ++d) {
     cudaDeviceProp prop{};
-    if (cudaGetDeviceProperties(&prop, d) != cudaSuccess) {
+    const cudaError_t pe = cudaGetDeviceProperties(&prop, d);
+    if (pe != cudaSuccess) {
       cudaGetLastError();
+      if (d == 0) {  // device 0 is the one used: another cannot stand in for it
+        p.devices.clear();
+        p.unusable = Unusable::Error;
+        p.reason = std::string("GPU 0 cannot be queried: ") + cudaGetErrorString(pe);
+        return p;
+      }
       continue;
     }
     p.devices.push_back({prop.name, static_cast<uint64_t>(prop.totalGlobalMem), prop.major, prop.minor});
@@ -73,7 +79,8 @@ Probe runProbe() {
   if (e == cudaErrorNoKernelImageForDevice || e == cudaErrorInvalidDeviceFunction || e == cudaErrorUnsupportedPtxVersion) {
     cudaGetLastError();
     p.unusable = Unusable::Unsupported;
-    p.reason = "GPU " + gpu + " has no kernels in this build (built for sm_80, sm_90 and compute_90 PTX)";
+    p.reason = "GPU " + gpu + " has no kernels in this build (rebuild with --CDWEIGHTMIX_CUDA_ARCHITECTURES=" + std::to_string(d0.major) +
+               std::to_string(d0.minor) + "-real)";
     return p;
   }
   void* probeBuffer = nullptr;
@@ -117,6 +124,18 @@ const char* unusableCode(Unusable u) {
 void requireDevice() {
   const Probe& p = probe();
   if (p.unusable != Unusable::None) throw ExecError("CudaUnavailable", "cuda: " + p.reason);
+}
+
+uint64_t deviceMemoryBudget() {
+  size_t freeBytes = 0, totalBytes = 0;
+  cudaError_t e = cudaSetDevice(0);
+  if (e == cudaSuccess) e = cudaMemGetInfo(&freeBytes, &totalBytes);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return UINT64_MAX;  // unknown: the buffers' own allocations report running out
+  }
+  const uint64_t reserve = std::max<uint64_t>(uint64_t{256} << 20, freeBytes / 10);
+  return freeBytes > reserve ? freeBytes - reserve : 0;
 }
 
 void WorkerContext::check(int code, const char* what) {

@@ -34,6 +34,10 @@ const char* unusableCode(Unusable u);  // "no-driver", "no-device", "unsupported
 // Throws ExecError("CudaUnavailable", "cuda: <reason>") unless device 0 is usable.
 void requireDevice();
 
+// Bytes of device 0's memory a run may use for worker buffers now: the free memory less a reserve
+// (a tenth of it, at least 256 MiB) for the CUDA context, other processes and fragmentation.
+uint64_t deviceMemoryBudget();
+
 // One worker thread's device state. Buffers grow to the largest task and are kept for the run, so
 // device memory stays bounded by threads x (sources + outputs) x task size.
 class WorkerContext {

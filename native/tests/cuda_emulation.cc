@@ -2,6 +2,7 @@
 // executor's device path on machines without a GPU: build with -DWEIGHTMIX_CUDA_EMULATION=ON. Every
 // stream operation is queued and runs only at wait(), the most adversarial timing a real stream
 // allows, so a task that reads results early or reuses a buffer the GPU still reads fails here too.
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -54,6 +55,17 @@ int checkTensor(void* stream, const void* p, Dtype t, size_t n, const char* what
   return checkDevice(stream, p, n * dtypeSize(t), dtypeSize(t), what);
 }
 
+// Emulated device memory: WEIGHTMIX_EMULATED_DEVICE_MEMORY bytes (default 1 GiB, as the probe says),
+// shared by every context; a buffer that would exceed it fails as cudaMalloc would.
+uint64_t deviceMemory() {
+  static const uint64_t bytes = [] {
+    const char* e = std::getenv("WEIGHTMIX_EMULATED_DEVICE_MEMORY");
+    return e != nullptr && *e != 0 ? std::strtoull(e, nullptr, 10) : uint64_t{1} << 30;
+  }();
+  return bytes;
+}
+std::atomic<uint64_t> allocated{0};
+
 int enqueue(void* stream, std::function<void()> op) {
   static_cast<Queue*>(stream)->ops.push_back(std::move(op));
   return 0;
@@ -72,6 +84,8 @@ const Probe& probe() {
 
 const char* unusableCode(Unusable) { return ""; }
 void requireDevice() {}
+// All of the emulated memory that no context holds yet (no reserve: tests set it to the byte).
+uint64_t deviceMemoryBudget() { return deviceMemory() > allocated.load() ? deviceMemory() - allocated.load() : 0; }
 
 void WorkerContext::check(int code, const char* what) {
   if (code != 0) throw ExecError("CudaError", std::string("cuda (emulated): ") + what + ": " + (lastError.empty() ? "failed" : lastError));
@@ -86,6 +100,7 @@ WorkerContext::WorkerContext(size_t slots) : device_(slots + 1, nullptr), capaci
 WorkerContext::~WorkerContext() {
   delete static_cast<Queue*>(stream_);
   for (uint8_t* d : device_) std::free(d);
+  for (size_t c : capacity_) allocated.fetch_sub(c);
   std::free(hostResults_);
 }
 
@@ -104,11 +119,23 @@ uint8_t* WorkerContext::grow(size_t index, size_t bytes) {
   if (capacity_[index] >= bytes) return device_[index];
   wait();
   std::free(device_[index]);
-  // cudaMalloc's alignment (256 bytes); a malloc'd block would often be only 16-byte aligned.
-  const size_t want = (bytes + 255) & ~size_t{255};
+  device_[index] = nullptr;
+  allocated.fetch_sub(capacity_[index]);
+  capacity_[index] = 0;
+  // The real context rounds to a MiB; cudaMalloc's alignment is 256 bytes (a malloc'd block would
+  // often be only 16-byte aligned).
+  const size_t want = (bytes + (size_t{1} << 20) - 1) & ~((size_t{1} << 20) - 1);
+  if (allocated.fetch_add(want) + want > deviceMemory()) {
+    allocated.fetch_sub(want);
+    static_cast<Queue*>(stream_)->buffers[index] = {nullptr, 0};
+    throw ExecError("CudaOutOfMemory", "cuda (emulated): out of device memory (a " + std::to_string(want >> 20) + " MiB worker buffer)");
+  }
   device_[index] = static_cast<uint8_t*>(std::aligned_alloc(256, want));
   static_cast<Queue*>(stream_)->buffers[index] = {device_[index], device_[index] == nullptr ? 0 : want};
-  if (device_[index] == nullptr) throw ExecError("CudaOutOfMemory", "cuda (emulated): out of memory");
+  if (device_[index] == nullptr) {
+    allocated.fetch_sub(want);
+    throw ExecError("CudaOutOfMemory", "cuda (emulated): out of memory");
+  }
   std::memset(device_[index], 0xA5, want);  // garbage, as cudaMalloc gives
   capacity_[index] = want;
   return device_[index];
