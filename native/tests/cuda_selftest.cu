@@ -1,8 +1,12 @@
-// CUDA kernels against the CPU scalar truth, bit for bit, on random data with special values:
-//   nvcc -std=c++17 -arch=sm_90 -O3 -Inative native/tests/cuda_selftest.cu native/kernels/cuda/cuda.cu \
-//        native/kernels/cpu_scalar.cc native/kernels/cpu_avx2.cc native/kernels/dispatch.cc -o /tmp/cuda_selftest
+// CUDA kernels against the CPU scalar truth, bit for bit, on random data with special values
+// (lerp exact and mi, linear, convert, and the sparse TIES/DARE/breadcrumbs merge):
+//   nvcc -std=c++17 -arch=sm_90 -O3 -fmad=false -Xcompiler -ffp-contract=off -Inative native/tests/cuda_selftest.cu \
+//        native/kernels/cuda/cuda.cu native/kernels/cuda/sparse.cu native/kernels/cpu_scalar.cc \
+//        native/kernels/cpu_avx2.cc native/kernels/dispatch.cc native/kernels/sparsify.cc -o /tmp/cuda_selftest
 //   /tmp/cuda_selftest [seed]
-// Built with nvcc's default -fmad=true on purpose: numerics.h must not let it fuse anything.
+// The flags are the addon's (CMakeLists.txt). -fmad does not matter to the kernels: every rounding in
+// numerics.h is an explicit __*_rn intrinsic, and scripts/gpu-check.sh checks that the PTX of
+// cuda.cu and sparse.cu is the same with -fmad=true and -fmad=false.
 #include <cuda_runtime.h>
 
 #include <cinttypes>
@@ -14,6 +18,7 @@
 
 #include "kernels/cuda_kernels.h"
 #include "kernels/kernels.h"
+#include "kernels/sparsify.h"
 
 using wm::Dtype;
 
@@ -51,6 +56,79 @@ struct DeviceBuffer {
   explicit DeviceBuffer(size_t bytes) { check(cudaMalloc(&p, bytes + 64), "cudaMalloc"); }
   ~DeviceBuffer() { cudaFree(p); }
 };
+
+// sparseMerge on the device against sparsify.cc: random consensus, normalize, lambda, magnitude cuts,
+// DARE densities and rescales, over a window [start, start + n) of a longer tensor, mixed dtypes.
+static size_t sparseCases(std::mt19937_64& g) {
+  const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
+  const size_t lengths[] = {1, 7, 9, 1000, 100003};
+  size_t cases = 0;
+  for (size_t n : lengths) {
+    for (int trial = 0; trial < 24; ++trial) {
+      const size_t sources = 2 + g() % 3;  // base + 1..3 models
+      const uint64_t start = g() % 3 == 0 ? 0 : g() % 5000, count = start + n + (g() % 2 ? 0 : g() % 7000);
+      std::vector<Dtype> types(sources);
+      std::vector<std::vector<unsigned char>> host(sources);
+      std::vector<DeviceBuffer*> dev;
+      std::vector<const void*> hp(sources), dp(sources);
+      for (size_t s = 0; s < sources; ++s) {
+        types[s] = all[g() % 3];
+        host[s].resize(n * 4 + 8);
+        for (size_t i = 0; i < n; ++i) {
+          const uint32_t x = randomBits(g, types[s]);
+          std::memcpy(host[s].data() + i * wm::dtypeSize(types[s]), &x, wm::dtypeSize(types[s]));
+        }
+        dev.push_back(new DeviceBuffer(host[s].size()));
+        check(cudaMemcpy(dev.back()->p, host[s].data(), n * wm::dtypeSize(types[s]), cudaMemcpyHostToDevice), "upload");
+        hp[s] = host[s].data();
+        dp[s] = dev.back()->p;
+      }
+      wm::SparseParams p;
+      p.consensus = static_cast<wm::Consensus>(g() % 3);
+      p.normalize = g() % 2;
+      const float lambdas[] = {1.0f, 0.8f, 1.7f};
+      p.lambda = lambdas[g() % 3];
+      p.indexBits = wm::sparseIndexBits(count);
+      p.baseSource = static_cast<uint32_t>(g() % sources);
+      for (size_t s = 0; s < sources; ++s) {
+        if (s == p.baseSource) continue;
+        wm::SparseModel m;
+        m.source = static_cast<uint32_t>(s);
+        const float weights[] = {0.5f, 1.0f, -0.3f, 0.0f};
+        m.weight = weights[g() % 4];
+        // Magnitude cuts at the key of a random |d| bit pattern (breadcrumbs keep a band, ties the top).
+        const uint64_t cut = (static_cast<uint64_t>(randomBits(g, Dtype::F32) & 0x7FFFFFFFu) << p.indexBits) | (g() % count);
+        const int kind = g() % 3;
+        m.lowKey = kind == 0 ? 0 : cut;
+        m.highKey = kind == 2 ? cut + (uint64_t{1} << (p.indexBits + 20)) : ~uint64_t{0};
+        const double densities[] = {1.0, 0.5, 0.3, 0.0};
+        m.density = densities[g() % 4];
+        m.seedKey = g();
+        const float scales[] = {1.0f, 2.0f, 1.0f / 0.3f};
+        m.scale = scales[g() % 3];
+        p.models.push_back(m);
+      }
+      for (Dtype to : all) {
+        const size_t ob = n * wm::dtypeSize(to);
+        std::vector<unsigned char> want(ob), got(ob);
+        DeviceBuffer dout(ob);
+        wm::sparseMerge(hp.data(), types.data(), p, count, start, n, want.data(), to);
+        check((cudaError_t)wm::cuda::sparseMerge(dp.data(), types.data(), sources, p, count, start, n, dout.p, to, nullptr), "sparseMerge");
+        check(cudaDeviceSynchronize(), "sparseMerge");
+        check(cudaMemcpy(got.data(), dout.p, ob, cudaMemcpyDeviceToHost), "download");
+        ++cases;
+        if (want != got && ++failures <= 20) {
+          size_t i = 0;
+          while (i < ob && want[i] == got[i]) ++i;
+          std::fprintf(stderr, "FAIL sparseMerge consensus=%d normalize=%d ->%s n=%zu start=%" PRIu64 " count=%" PRIu64 " first difference at byte %zu\n",
+                       static_cast<int>(p.consensus), p.normalize ? 1 : 0, name(to), n, start, count, i);
+        }
+      }
+      for (DeviceBuffer* d : dev) delete d;
+    }
+  }
+  return cases;
+}
 
 int main(int argc, char** argv) {
   const uint64_t seed = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 1;
@@ -115,6 +193,7 @@ int main(int argc, char** argv) {
       }
     }
   }
+  cases += sparseCases(g);
   std::printf("%zu cases\n", cases);
   if (failures) {
     std::printf("%d FAILURES\n", failures);
