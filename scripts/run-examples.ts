@@ -1,7 +1,8 @@
 /**
  * `npm run examples`: runs every recipe in examples/ on tiny Qwen3-shaped fixtures (36 layers, so the
- * paper's layer ranges apply) made in a temporary folder. ${INSTRUCT}, ${THINKING} and ${BASE} (a
- * third model near Instruct, standing in for the hybrid Qwen3-4B) are substituted. The MI-0.8 recipes
+ * paper's layer ranges apply) made in a temporary folder. The recipes' ${INSTRUCT}, ${THINKING} and
+ * ${BASE} (a third model near Instruct, standing in for the hybrid Qwen3-4B) are set as environment
+ * variables, which the recipe reader expands as `weightmix merge` does (lib/recipe.ts). The MI-0.8 recipes
  * are checked against `weightmix interpolate` with the matching selection, within one bf16 ulp.
  */
 import * as fs from 'node:fs';
@@ -13,7 +14,7 @@ import { makeCheckpointPair } from '../lib/fixture';
 import { interpolate } from '../lib/interpolate';
 import { merge } from '../lib/merge';
 import { NOT_YET_SUPPORTED } from '../lib/methods';
-import { parseRecipe } from '../lib/recipe';
+import { readRecipeFile } from '../lib/recipe';
 import { readTensorValues } from '../lib/tensor-data';
 import type { SelectionInput } from '../lib/selection';
 
@@ -52,16 +53,13 @@ async function main(): Promise<number> {
     const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', layers: 36, seed: 2510 });
     // Same seed, so the same Instruct weights; its "thinking" is another model close to Instruct.
     const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', layers: 36, seed: 2510, delta: 0.01 });
-    const vars: Record<string, string> = { INSTRUCT: pair.instruct, THINKING: pair.thinking, BASE: near.thinking };
+    Object.assign(process.env, { INSTRUCT: pair.instruct, THINKING: pair.thinking, BASE: near.thinking });
     const files = (await fs.promises.readdir(EXAMPLES)).filter((f) => f.endsWith('.yml')).sort();
     for (const file of files) {
-      const text = (await fs.promises.readFile(path.join(EXAMPLES, file), 'utf8')).replace(/\$\{(\w+)\}/g, (_, v: string) => {
-        if (!(v in vars)) throw new Error(`${file}: unknown placeholder \${${v}}`);
-        return vars[v];
-      });
+      const text = await fs.promises.readFile(path.join(EXAMPLES, file), 'utf8');
       const out = path.join(dir, 'out', file.replace(/\.yml$/, ''));
       try {
-        const s = await merge(parseRecipe(text), { output: out, threads: 2 });
+        const s = await merge(await readRecipeFile(path.join(EXAMPLES, file)), { output: out, threads: 2 });
         let check = '';
         const selection = SAME_AS_INTERPOLATE[file];
         if (selection) {
