@@ -18,6 +18,7 @@
 #   folder, tsc, jest with the CUDA cases skipped, the fixture and the CPU merge, and checks that
 #   --device cuda fails with one line) and prints why each GPU step is skipped. It leaves build/ alone.
 # Other knobs: WEIGHTMIX_GPU_CHECK_BUDGET (seconds for the whole script, default 450),
+#   WEIGHTMIX_GPU_CHECK_NO_BUILD=1 (use the carried addon, as where there is no cmake),
 #   WEIGHTMIX_GPU_CHECK_FIXTURE (make-fixture flags, default "--shape qwen3-4b --scale 2"; a dry run
 #   defaults to "--shape qwen3-4b --scale 8 --layers 4" to stay light on a shared machine).
 set -uo pipefail
@@ -28,11 +29,13 @@ DRY=${WEIGHTMIX_GPU_CHECK_DRY:-0}
 BUDGET=${WEIGHTMIX_GPU_CHECK_BUDGET:-450}
 OUTDIR=${OUT:-$ROOT/gpu-check-out}
 mkdir -p "$OUTDIR"
+# ./gpu-check-out stays out of `git status` (.gitignore is not this script's to edit).
+if [ -z "${OUT:-}" ] && [ -d .git/info ]; then grep -qx '/gpu-check-out/' .git/info/exclude 2>/dev/null || echo '/gpu-check-out/' >> .git/info/exclude; fi
 LOG=$OUTDIR/gpu-check.log
 SUMMARY=$OUTDIR/summary.md
 : > "$LOG"
 exec > >(tee -a "$LOG") 2>&1
-TEE_PID=$!
+TEE_PID=${!:-}
 START=$(date +%s)
 WORK=$(mktemp -d /tmp/weightmix-gpu-check.XXXXXX)
 declare -a ROWS=()
@@ -42,7 +45,7 @@ writeSummary() {
   {
     echo "# weightmix GPU check${DRY:+ (DRY RUN: no GPU steps)} ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(elapsed) s of a $BUDGET s budget)"
     echo
-    echo "GPU: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1 || true)"
+    echo "GPU: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1 | grep . || echo none)"
     echo "CPU: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
     echo
     echo "| step | result | detail |"
@@ -71,7 +74,7 @@ finish() {
   [ -n "${BGPIDS:-}" ] && kill $BGPIDS 2>/dev/null
   rm -rf "$WORK"
   exec 1>&- 2>&-
-  wait "$TEE_PID" 2>/dev/null  # the log is complete before the device tool collects $OUT
+  [ -n "$TEE_PID" ] && wait "$TEE_PID" 2>/dev/null  # the log is complete before the device tool collects $OUT
   [ "$FAILED" = 0 ] && exit "$rc" || exit 1
 }
 trap finish EXIT
@@ -90,10 +93,16 @@ limited() {
 }
 
 # ---- toolchain ----------------------------------------------------------------------------------
+# untar FILE.tar.xz [tar options]: with xz, else through Python's lzma (a machine may lack xz).
+untar() {
+  local f=$1; shift
+  if command -v xz >/dev/null; then tar -xJf "$f" "$@"
+  else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$f" | tar -xf - "$@"; fi
+}
 if ! command -v node >/dev/null && [ -f .gpu-carry/node.tar.xz ]; then
-  mkdir -p "$WORK/node" && tar -xJf .gpu-carry/node.tar.xz -C "$WORK/node" && export PATH=$WORK/node/bin:$PATH
+  mkdir -p "$WORK/node" && untar .gpu-carry/node.tar.xz -C "$WORK/node" && export PATH=$WORK/node/bin:$PATH
 fi
-if [ ! -d node_modules ] && [ -f .gpu-carry/node_modules.tar.xz ]; then tar -xJf .gpu-carry/node_modules.tar.xz; fi
+if [ ! -d node_modules ] && [ -f .gpu-carry/node_modules.tar.xz ]; then untar .gpu-carry/node_modules.tar.xz; fi
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 # CMake's CUDA detection and cmake-js find nvcc through these even where it is not on PATH.
 export PATH=$PATH:$(dirname "$NVCC") CUDACXX=${CUDACXX:-$NVCC}
@@ -143,6 +152,8 @@ elif [ ! -d node_modules/cmake-js ]; then
   skip "addon build" "no node_modules/cmake-js: run scripts/gpu-pack.sh on the dev machine and carry .gpu-carry"
 elif ! command -v cmake >/dev/null; then
   skip "addon build" "no cmake on this machine"
+elif [ -n "${WEIGHTMIX_GPU_CHECK_NO_BUILD:-}" ]; then
+  skip "addon build" "WEIGHTMIX_GPU_CHECK_NO_BUILD is set"
 else
   T0=$(elapsed)
   if limited 300 node node_modules/cmake-js/bin/cmake-js compile --out "$BUILD" --parallel "$JOBS" --CDWEIGHTMIX_CUDA_ARCHITECTURES="$CC-real" >"$WORK/addon-build.log" 2>&1 && cudaCompiled "$ADDON"; then
@@ -151,6 +162,7 @@ else
   else
     row "addon build (cmake-js + nvcc)" "FAIL" "$(grep -m3 -iE 'error|budget' "$WORK/addon-build.log")"
     tail -30 "$WORK/addon-build.log"
+    cp "$WORK/addon-build.log" "$OUTDIR/addon-build.log"
   fi
 fi
 if [ -z "$ADDON_OK" ] && command -v node >/dev/null && [ -f .gpu-carry/weightmix.node ]; then
@@ -163,6 +175,8 @@ if [ -z "$ADDON_OK" ] && command -v node >/dev/null && [ -f .gpu-carry/weightmix
   fi
 fi
 [ -n "$ADDON_OK" ] && export WEIGHTMIX_ADDON=$ADDON
+# The tests' CLI helper insists on build/Release/weightmix.node (it then runs $WEIGHTMIX_ADDON).
+if [ -n "$ADDON_OK" ] && [ ! -f build/Release/weightmix.node ]; then mkdir -p build/Release && cp "$ADDON" build/Release/weightmix.node; fi
 if [ -n "$ADDON_OK" ]; then
   INFO=$(node -e "console.log(JSON.stringify(require(process.argv[1]).info()))" "$ADDON" 2>&1)
   if [ -z "$DRY" ] && ! echo "$INFO" | grep -q '"cudaDevices"'; then row "addon info" "FAIL (no usable GPU)" "$INFO"
@@ -188,6 +202,7 @@ if wait $SELFTEST_PID; then
   elif limited 120 "$WORK/cuda_selftest" 1 >"$WORK/selftest.log" 2>&1; then row "kernel self-test" PASS "$(tail -2 "$WORK/selftest.log")"
   else row "kernel self-test" FAIL "$(grep -v '^seed' "$WORK/selftest.log" | head -6)"; fi
   cat "$WORK/selftest.log" 2>/dev/null
+  cp "$WORK/selftest.log" "$OUTDIR/selftest.log" 2>/dev/null
 else
   row "kernel self-test" "BUILD FAIL" "$(grep -m3 -iE 'error|budget' "$WORK/selftest-build.log")"; cat "$WORK/selftest-build.log"
 fi
