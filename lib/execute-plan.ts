@@ -1,5 +1,5 @@
 /** Runs a planned merge on the native engine, turning byte counts into the progress every front door reports. */
-import { resolveDevice } from './device';
+import { resolveDevice, type ResolvedDevice } from './device';
 import { EngineOptions, parseDevice } from './options';
 import { loadNative, NATIVE_DTYPE_BYTES, runPlan } from './native';
 import { MergePlan } from './plan';
@@ -15,12 +15,13 @@ export interface MergeProgress {
 export interface ExecuteOptions {
   onProgress?: (p: MergeProgress) => void;
   signal?: AbortSignal;
-  onNotice?: (message: string) => void;
 }
 
-export async function executeMergePlan(plan: MergePlan, engine: Required<Omit<EngineOptions, 'device'>> & Pick<EngineOptions, 'device'>, options: ExecuteOptions): Promise<void> {
+/** Runs the plan; resolves to where it ran (and why on the CPU, when `auto` found no usable GPU). */
+export async function executeMergePlan(plan: MergePlan, engine: Required<Omit<EngineOptions, 'device'>> & Pick<EngineOptions, 'device'>, options: ExecuteOptions): Promise<ResolvedDevice> {
   const started = process.hrtime.bigint();
-  const device = resolveDevice(parseDevice(engine.device), loadNative().info(), options.onNotice);
+  const ran = resolveDevice(parseDevice(engine.device), loadNative().info());
+  const device = ran.device;
   // Jobs are in output order: the bytes done tell how many tensors are done (closely enough for a bar).
   const jobEnds: number[] = [];
   let acc = plan.outputs.reduce((n, o) => n + o.head.length, 0);
@@ -42,4 +43,5 @@ export async function executeMergePlan(plan: MergePlan, engine: Required<Omit<En
     { inputs: plan.inputs, outputs: plan.outputs, jobs: plan.jobs, threads: engine.threads, blockBytes: engine.blockBytes, direct: engine.direct, device },
     { onProgress: options.onProgress ? report : undefined, signal: options.signal },
   );
+  return ran;
 }

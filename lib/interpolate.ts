@@ -5,6 +5,7 @@
 import * as path from 'node:path';
 import { Checkpoint, layerCount, openCheckpoint, pathsRead } from './checkpoint';
 import { usageError, WeightmixError } from './errors';
+import type { Device } from './device';
 import { copySidecars, writeIndex, writeModelCard } from './model-files';
 import { executeMergePlan, MergeProgress } from './execute-plan';
 import {
@@ -69,6 +70,10 @@ export interface MergeSummary {
   selection: string;
   threads: number;
   part?: string;
+  /** Where the arithmetic ran. */
+  device: Device;
+  /** Why `--device auto` ran on the CPU (no usable GPU, and why); absent otherwise. */
+  cpuBecause?: string;
 }
 
 export async function interpolate(options: InterpolateOptions): Promise<MergeSummary> {
@@ -124,7 +129,7 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
       recipe: (name, o) => interpolationRecipe(instruct, thinking, name, selected.get(name)!, targets[o].lambda, numerics, dtype),
       shardFilter: part ? partFilter(instruct, part) : undefined,
     });
-    await executeMergePlan(plan, { threads, blockBytes, direct: options.direct ?? true, device }, options);
+    const ran = await executeMergePlan(plan, { threads, blockBytes, direct: options.direct ?? true, device }, options);
 
     const from = filesFrom === 'thinking' ? thinking : instruct;
     for (let o = 0; o < targets.length; o++) {
@@ -162,6 +167,8 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
       selection: describeSelection(selection),
       threads,
       part: part ? `${part.index}/${part.count}` : undefined,
+      device: ran.device,
+      cpuBecause: ran.cpuBecause,
     };
   } catch (e) {
     // Latest first: the first transaction may have created the folder that holds the others.

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Checkpoint, layerCount, openCheckpoint, pathsRead, Shard, TensorLocation } from './checkpoint';
 import { usageError, WeightmixError } from './errors';
+import type { Device } from './device';
 import { executeMergePlan, MergeProgress } from './execute-plan';
 import { InputFiles } from './input-files';
 import { methodFor, MethodTensor, PairMoments, TensorCoefficients } from './methods';
@@ -44,6 +45,10 @@ export interface RecipeMergeSummary {
   seconds: number;
   gbPerSecond: number;
   threads: number;
+  /** Where the arithmetic ran. */
+  device: Device;
+  /** Why `--device auto` ran on the CPU (no usable GPU, and why); absent otherwise. */
+  cpuBecause?: string;
 }
 
 /** One output tensor: where its data comes from and how its parameters are looked up. */
@@ -278,7 +283,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
       outputs: [{ dir: tx.tempDir, metadata: { format: 'pt', weightmix: JSON.stringify(recipeJson) } }],
       recipe: (name) => recipes.get(name)!,
     });
-    await executeMergePlan(plan, { threads, blockBytes, direct, device }, options);
+    const ran = await executeMergePlan(plan, { threads, blockBytes, direct, device }, options);
     const model = plan.models[0];
     await writeIndex(model);
     const from = ckpts[recipe.tokenizerSource];
@@ -309,6 +314,8 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
       seconds,
       gbPerSecond: plan.bytesToWrite / 1e9 / seconds,
       threads,
+      device: ran.device,
+      cpuBecause: ran.cpuBecause,
     };
   } catch (e) {
     await tx.abort();

@@ -136,26 +136,40 @@ describe('--device on any machine', () => {
 
   test('auto takes a usable GPU, cpu never does', () => {
     const gpu = fake({ cudaDevices: [{ name: 'H100', memoryBytes: 8e10, computeCapability: '9.0' }] });
-    expect(resolveDevice('auto', gpu)).toBe('cuda');
-    expect(resolveDevice('cuda', gpu)).toBe('cuda');
-    expect(resolveDevice('cpu', gpu)).toBe('cpu');
+    expect(resolveDevice('auto', gpu)).toEqual({ device: 'cuda' });
+    expect(resolveDevice('cuda', gpu)).toEqual({ device: 'cuda' });
+    expect(resolveDevice('cpu', gpu)).toEqual({ device: 'cpu' });
   });
 
-  test('auto on a machine without a driver or device, or a CPU-only build, falls back to the CPU silently', () => {
-    for (const info of [fake({ cudaUnavailable: 'no NVIDIA driver (libcuda.so.1 not found)', cudaUnavailableKind: 'no-driver' }), fake({ cudaUnavailable: 'no CUDA device', cudaUnavailableKind: 'no-device' }), fake({ cudaCompiled: false, cudaUnavailableKind: 'not-compiled' })]) {
-      const notices: string[] = [];
-      expect(resolveDevice('auto', info, (m) => notices.push(m))).toBe('cpu');
-      expect(notices).toEqual([]);
+  test('auto without a usable GPU takes the CPU and names the reason, whatever the reason; --device cpu gives none', () => {
+    for (const [kind, reason] of [
+      ['no-driver', 'no NVIDIA driver (libcuda.so.1 not found)'],
+      ['no-device', 'no CUDA device'],
+      ['out-of-memory', 'out of memory on GPU H100 (12 MiB free)'],
+      ['unsupported', 'GPU T4 (compute capability 7.5) has no kernels in this build'],
+    ] as const) {
+      const info = fake({ cudaUnavailable: reason, cudaUnavailableKind: kind });
+      expect(resolveDevice('auto', info)).toEqual({ device: 'cpu', cpuBecause: `no usable GPU: ${reason}` });
+      expect(resolveDevice('cpu', info)).toEqual({ device: 'cpu' });
     }
+    expect(resolveDevice('auto', fake({ cudaCompiled: false, cudaUnavailableKind: 'not-compiled' }))).toEqual({
+      device: 'cpu',
+      cpuBecause: 'no usable GPU: this build has no CUDA kernels (built without nvcc)',
+    });
   });
 
-  test('auto with a GPU it cannot use falls back to the CPU with exactly one notice naming the reason', () => {
-    for (const [kind, reason] of [['out-of-memory', 'out of memory on GPU H100 (12 MiB free)'], ['unsupported', 'GPU T4 (compute capability 7.5) has no kernels in this build']] as const) {
-      const notices: string[] = [];
-      expect(resolveDevice('auto', fake({ cudaUnavailable: reason, cudaUnavailableKind: kind }), (m) => notices.push(m))).toBe('cpu');
-      expect(notices).toEqual([`no usable GPU (${reason}); merging on the CPU`]);
-    }
-  });
+  test('the reason is said once, in the summary line, so that an error stays one line', async () => {
+    const out = path.join(dir, `auto-cli-${++counter}`);
+    const done = await runCli(['interpolate', '--instruct', A, '--thinking', B, '--lambda', '0.5', '-o', out]);
+    expect(done.status).toBe(0);
+    expect(done.stderr).toBe('');
+    const where = unusable === undefined ? '; on the GPU' : `; on the CPU (no usable GPU: ${unusable})`;
+    expect(done.stdout.trim().endsWith(where)).toBe(true);
+    const cpu = await runCli(['interpolate', '--instruct', A, '--thinking', B, '--lambda', '0.5', '-o', `${out}-cpu`, '--device', 'cpu']);
+    expect(cpu.stdout).not.toContain('GPU');
+    const failed = await runCli(['interpolate', '--instruct', A, '--thinking', path.join(dir, 'nowhere'), '--lambda', '0.5', '-o', `${out}-bad`]);
+    expectOneLineError(failed);
+  }, 60_000);
 
   test('cuda without a usable GPU is an error naming the reason', () => {
     expect(() => resolveDevice('cuda', fake({ cudaUnavailable: 'no CUDA device', cudaUnavailableKind: 'no-device' }))).toThrow('--device cuda: no usable GPU: no CUDA device');
@@ -168,13 +182,13 @@ describe('--device on any machine', () => {
   });
 
   test('auto merges here give the CPU\'s bytes', async () => {
-    const notices: string[] = [];
     const cpu = path.join(dir, 'auto-cpu');
     const auto = path.join(dir, 'auto-auto');
-    await interpolate({ instruct: A, thinking: B, lambda: 0.7, output: cpu, device: 'cpu', blockBytes: 65536 });
-    await interpolate({ instruct: A, thinking: B, lambda: 0.7, output: auto, blockBytes: 65536, onNotice: (m) => notices.push(m) });
+    const byCpu = await interpolate({ instruct: A, thinking: B, lambda: 0.7, output: cpu, device: 'cpu', blockBytes: 65536 });
+    const byAuto = await interpolate({ instruct: A, thinking: B, lambda: 0.7, output: auto, blockBytes: 65536 });
     expectSameBytes(cpu, auto);
-    expect(notices.length).toBeLessThanOrEqual(1);
+    expect([byCpu.device, byCpu.cpuBecause]).toEqual(['cpu', undefined]);
+    expect([byAuto.device, byAuto.cpuBecause]).toEqual(unusable === undefined ? ['cuda', undefined] : ['cpu', `no usable GPU: ${unusable}`]);
   }, 60_000);
 
   test('info --json reports the SIMD path, whether CUDA is compiled, and the GPU or why there is none', async () => {

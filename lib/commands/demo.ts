@@ -7,6 +7,7 @@ import { makeCheckpointPair } from '../fixture';
 import { interpolate } from '../interpolate';
 import { openCheckpoint } from '../checkpoint';
 import { readTensorValues } from '../tensor-data';
+import { shardFiles } from './merge-options';
 
 export function register(program: Command): void {
   program
@@ -21,7 +22,7 @@ export function register(program: Command): void {
         process.stdout.write(`made a tiny Qwen3-shaped pair in ${dir}: ${pair.tensors} tensors, ${pair.bytesPerModel} bytes per model\n`);
         const summary = await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: out });
         process.stdout.write(
-          `interpolated at λ = 0.8: ${summary.selectedTensors}/${summary.tensors} tensors, ${summary.files} shard files, ${summary.bytes} bytes in ${(summary.seconds * 1000).toFixed(1)} ms\n`,
+          `interpolated at λ = 0.8: ${summary.selectedTensors}/${summary.tensors} tensors, ${shardFiles(summary.files)}, ${summary.bytes} bytes in ${(summary.seconds * 1000).toFixed(1)} ms\n`,
         );
         // Show one tensor's first values: the merged weights sit 80% of the way from Instruct to Thinking.
         const name = 'model.layers.0.mlp.down_proj.weight';

@@ -8,7 +8,7 @@ export function register(program: Command): void {
   const cmd = program
     .command('interpolate')
     .description('merge Θ = λ·Θ_Thinking + (1−λ)·Θ_Instruct into a new model folder')
-    .requiredOption('--lambda <x>', 'interpolation coefficient λ (0 = Instruct, 1 = Thinking; the paper recommends 0.8)')
+    .requiredOption('--lambda <x>', 'interpolation coefficient λ, a decimal number (0 = Instruct, 1 = Thinking; the paper recommends 0.8; values outside [0, 1] extrapolate)')
     .requiredOption('-o, --output <dir>', 'output model folder (created atomically)');
   addMergeOptions(cmd);
   cmd.action(async (opts: Record<string, unknown>) => {

@@ -1,5 +1,6 @@
 /** The options `interpolate` and `sweep` share, and the progress/summary reporting of a merge. */
 import { Command, Option } from 'commander';
+import { describeDevice, type Device } from '../device';
 import type { InterpolationCommon, MergeSummary } from '../interpolate';
 import { parseThreads } from '../options';
 import { MODULE_CLASSES } from '../tensor-names';
@@ -52,6 +53,13 @@ export function describeInterpolation(summary: MergeSummary): string {
   return (
     `wrote ${what}: ${shardFiles(summary.files)}, ${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s ` +
     `(${summary.gbPerSecond.toFixed(2)} GB/s); λ = ${summary.lambdas.join(', ')}; ${summary.selectedTensors}/${summary.tensors} tensors interpolated ` +
-    `(${summary.selection}); numerics ${summary.numerics}`
+    `(${summary.selection}); numerics ${summary.numerics}` +
+    withDevice(summary)
   );
+}
+
+/** "; on the GPU", "; on the CPU (no usable GPU: …)" — nothing when --device cpu asked for the CPU. */
+export function withDevice(summary: { device: Device; cpuBecause?: string }): string {
+  const where = describeDevice(summary);
+  return where === '' ? '' : `; ${where}`;
 }

@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import type { RecipeMergeSummary } from '../merge';
 import { parseThreads } from '../options';
-import { shardFiles } from './merge-options';
+import { shardFiles, withDevice } from './merge-options';
 import { createReporter } from './reporter';
 
 export function register(program: Command): void {
@@ -27,7 +27,7 @@ export function register(program: Command): void {
         'merge',
         (summary: RecipeMergeSummary) =>
           `wrote ${summary.output}: ${summary.method}, ${summary.tensors} tensors in ${summary.layers} layers, ${shardFiles(summary.files)}, ` +
-          `${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s (${summary.gbPerSecond.toFixed(2)} GB/s)`,
+          `${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s (${summary.gbPerSecond.toFixed(2)} GB/s)${withDevice(summary)}`,
       );
       const summary = await reporter.run((hooks) =>
         merge(recipe, {

@@ -8,7 +8,7 @@ export function register(program: Command): void {
   const cmd = program
     .command('sweep')
     .description('write one merged model per λ (DIR/lambda-0.80/, …), reading each input byte once')
-    .requiredOption('--lambdas <list>', 'start:stop:step (inclusive) or a comma list, e.g. 0:1:0.1 or 0.2,0.4,0.8')
+    .requiredOption('--lambdas <list>', 'start:stop:step (inclusive) or a comma list of decimal numbers, e.g. 0:1:0.1 or 0.2,0.4,0.8; values outside [0, 1] extrapolate')
     .requiredOption('-o, --output <dir>', 'folder that receives one model folder per λ');
   addMergeOptions(cmd);
   cmd.action(async (opts: Record<string, unknown>) => {

@@ -1,4 +1,4 @@
-/** The merge methods weightmix runs, one file each, and the mergekit methods it refuses by name. */
+/** The merge methods weightmix runs (one file each, except the five sparse methods, which share sparse-task-arithmetic.ts) and the mergekit methods it refuses by name. */
 import { WeightmixError } from '../errors';
 import { linear } from './linear';
 import { MergeMethod } from './method';
