@@ -31,9 +31,12 @@ let B: string;
 let N: string;
 let counter = 0;
 
-// Mixed dtypes per tensor (the same in every model, as numerics 'mi' needs) and one tensor of
-// 300,000 elements: with 64 KiB blocks it is cut into many pieces over several tasks.
-const SPECS: TensorSpec[] = [...qwen3Names(3, 32, 48), { name: 'lm_head.weight', shape: [600, 500] }];
+// Mixed dtypes per tensor (the same in every model, as numerics 'mi' needs), one tensor of 300,000
+// elements (with 64 KiB blocks it is cut into many pieces over several tasks), and tensors of odd
+// element counts, after which a 16-bit tensor leaves the next one 2-byte aligned in a read buffer:
+// the device path must still hand every kernel an aligned piece (a GPU faults on misaligned loads).
+const ODD: TensorSpec[] = [[7], [3, 5], [1], [9, 11], [13]].map((shape, i) => ({ name: `model.layers.${i % 3}.odd_${i}.weight`, shape }));
+const SPECS: TensorSpec[] = [...qwen3Names(3, 32, 48), ...ODD, { name: 'lm_head.weight', shape: [600, 500] }];
 const DTYPES: SafetensorsDtype[] = ['BF16', 'F16', 'F32'];
 const dtypeOf = (name: string): SafetensorsDtype => DTYPES[[...name].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7) % 3];
 const count = (spec: TensorSpec) => spec.shape.reduce((a, b) => a * b, 1);
