@@ -87,8 +87,11 @@ interface Target {
   dir: string;
 }
 
-/** The one code path of `interpolate` and `sweep`: N targets, one pass over the inputs. */
-export async function runInterpolation(options: InterpolationCommon, targets: Target[]): Promise<MergeSummary> {
+/**
+ * The one code path of `interpolate` and `sweep`: N targets, one pass over the inputs. `siblings`
+ * names other outputs beside the targets whose stale leftovers go too (a sweep's `lambda-*`).
+ */
+export async function runInterpolation(options: InterpolationCommon, targets: Target[], siblings?: (name: string) => boolean): Promise<MergeSummary> {
   const started = process.hrtime.bigint();
   const numerics = parseNumerics(options.numerics);
   const dtype = parseDtype(options.dtype);
@@ -116,6 +119,7 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
           force: options.force,
           notice: options.onNotice,
           reads: [...pathsRead(instruct), ...pathsRead(thinking)],
+          siblings,
           mergeInto: part !== undefined,
           lockName: part ? `part-${part.index}-of-${part.count}` : undefined,
         }));

@@ -31,6 +31,8 @@ export interface BeginOptions {
   lockName?: string;
   /** Called with a one-line notice (stale leftovers removed, …). */
   notice?: (message: string) => void;
+  /** Other outputs beside the target that belong to the same kind of run (a sweep's `lambda-*`): their stale leftovers are removed too. */
+  siblings?: (name: string) => boolean;
   /** Files and folders the run reads: the target may be none of them and hold none (a --force swap would delete it). */
   reads?: readonly string[];
 }
@@ -60,7 +62,7 @@ export class OutputTransaction {
     await takeLock(lockFile, target);
     try {
       // Parts on other machines share the folder: their temporaries are not ours to judge.
-      if (!options.mergeInto) await removeStale(parent, base, options.notice);
+      if (!options.mergeInto) await removeStale(parent, (name) => name === base || options.siblings?.(name) === true, options.notice);
       if (fs.existsSync(target) && !options.force && !options.mergeInto) {
         throw new WeightmixError('OutputExists', `output ${targetPath} already exists (use --force to replace it once the new one is complete)`);
       }
@@ -194,24 +196,34 @@ async function takeLock(lockFile: string, target: string): Promise<void> {
   throw new WeightmixError('OutputLocked', `cannot lock ${target}`);
 }
 
-/** Removes temporary and swapped-out folders left beside the target by runs that are no longer alive. */
-async function removeStale(parent: string, base: string, notice?: (m: string) => void): Promise<void> {
+// What a run leaves beside an output NAME: `.NAME.weightmix-tmp-PID-…`, `.NAME.weightmix-old-PID`, `.NAME[.part-I-of-N].weightmix.lock`.
+const LEFTOVER = /^\.(.+?)(?:\.weightmix-(tmp|old)-(\d+)(?:-[0-9a-f]+)?|(?:\.part-\d+-of-\d+)?\.weightmix\.lock)$/;
+
+/**
+ * Removes the temporary folders, swapped-out folders and locks left beside the outputs `isOurs`
+ * names by runs that are no longer alive (a sweep passes every `lambda-*`, so a killed sweep's
+ * leftovers go even for λ values the next one does not write). A swapped-out folder whose output is
+ * missing is the user's model and is put back instead.
+ */
+async function removeStale(parent: string, isOurs: (name: string) => boolean, notice?: (m: string) => void): Promise<void> {
   for (const entry of await fs.promises.readdir(parent)) {
-    for (const tag of [TEMP_TAG, OLD_TAG]) {
-      const prefix = `.${base}${tag}`;
-      if (!entry.startsWith(prefix)) continue;
-      const pid = Number.parseInt(entry.slice(prefix.length), 10);
-      if (pidAlive(pid) && pid !== process.pid) continue;
-      const target = path.join(parent, base);
-      if (tag === OLD_TAG && !fs.existsSync(target)) {
-        // A --force run died between moving the old output aside and publishing the new one: the old one is the user's model.
-        await fs.promises.rename(path.join(parent, entry), target);
-        notice?.(`restored ${target} from ${entry}, left by an interrupted --force replacement`);
-        continue;
-      }
-      await fs.promises.rm(path.join(parent, entry), { recursive: true, force: true });
-      notice?.(`removed ${path.join(parent, entry)} left by an interrupted run`);
+    const match = LEFTOVER.exec(entry);
+    if (match === null || !isOurs(match[1])) continue;
+    const [, name, kind, pidText] = match;
+    const leftover = path.join(parent, entry);
+    const pid = Number.parseInt(pidText ?? (await fs.promises.readFile(leftover, 'utf8').catch(() => '')), 10);
+    if (pid === process.pid || pidAlive(pid)) continue;
+    // A lock without a pid yet may be a live run between creating and writing it.
+    if (Number.isNaN(pid) && Date.now() - (await fs.promises.stat(leftover)).mtimeMs < 60_000) continue;
+    const target = path.join(parent, name);
+    if (kind === 'old' && !fs.existsSync(target)) {
+      // A --force run died between moving the old output aside and publishing the new one: the old one is the user's model.
+      await fs.promises.rename(leftover, target);
+      notice?.(`restored ${target} from ${entry}, left by an interrupted --force replacement`);
+      continue;
     }
+    await fs.promises.rm(leftover, { recursive: true, force: true });
+    notice?.(`removed ${leftover} left by an interrupted run`);
   }
 }
 

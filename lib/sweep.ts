@@ -49,5 +49,6 @@ export async function sweep(options: SweepOptions): Promise<MergeSummary> {
   const lambdas = parseLambdaList(options.lambdas);
   const names = lambdas.map(lambdaFolderName);
   if (new Set(names).size !== names.length) throw usageError('two λ values share an output folder name');
-  return runInterpolation(options, lambdas.map((lambda, i) => ({ lambda, dir: path.join(options.output, names[i]) })));
+  const isLambdaFolder = (name: string) => /^lambda-[-0-9.]+$/.test(name);
+  return runInterpolation(options, lambdas.map((lambda, i) => ({ lambda, dir: path.join(options.output, names[i]) })), isLambdaFolder);
 }

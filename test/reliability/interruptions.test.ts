@@ -176,6 +176,24 @@ test('SIGKILL leaves only the temporary folder and a stale lock; the next run re
   expect(leftoversBeside(out)).toEqual(['out']);
 });
 
+test('a SIGKILLed sweep leaves temporary folders and locks for each λ; the next sweep removes all of them, whichever λ it writes', async () => {
+  if (!needShim()) return;
+  const runDir = path.dirname(outPath());
+  const out = path.join(runDir, 'sweep');
+  const sweepArgs = (lambdas: string) => ['sweep', '--instruct', pair.instruct, '--thinking', pair.thinking, '--lambdas', lambdas, '-o', out, '--threads', '1', '--json'];
+  const run = startCli(sweepArgs('0.2,0.5,0.8'), { env: slowReadsEnv((shim as { path: string }).path, path.dirname(pair.instruct), 150_000) });
+  await run.waitForLine(isProgressLine);
+  run.child.kill('SIGKILL');
+  expect((await run.done).signal).toBe('SIGKILL');
+  const left = fs.readdirSync(out);
+  expect(left.filter((e) => e.includes('.weightmix-tmp-'))).toHaveLength(3);
+  expect(left.filter((e) => e.endsWith('.weightmix.lock'))).toHaveLength(3);
+  const next = await runCli(sweepArgs('0.3'));
+  expect(next.status).toBe(0);
+  expect(next.stdout.split('\n').filter((l) => l.includes('left by an interrupted run'))).toHaveLength(6);
+  expect(fs.readdirSync(out)).toEqual(['lambda-0.30']);
+});
+
 describe('--force', () => {
   /** An existing output made at λ = 0.2, and a digest of every file of it. */
   async function existingOutput(): Promise<{ out: string; before: Map<string, string> }> {
