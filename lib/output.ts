@@ -56,7 +56,7 @@ export class OutputTransaction {
     const base = path.basename(target);
     refuseInputs(targetPath, options.reads ?? []);
     const createdParent = await fs.promises.mkdir(parent, { recursive: true }).catch((e) => {
-      throw new WeightmixError('OutputError', `cannot create ${parent}: ${(e as Error).message}`);
+      throw new WeightmixError('OutputError', `cannot create ${parent}: ${whyMkdirFailed(parent, e as Error)}`);
     });
     const lockFile = path.join(parent, `.${base}${options.lockName ? `.${options.lockName}` : ''}${LOCK_TAG}`);
     await takeLock(lockFile, target);
@@ -143,6 +143,19 @@ function removeEmptyParents(dir: string, outermost: string | undefined): void {
     }
     if (d === outermost || path.dirname(d) === d) return;
   }
+}
+
+/** Node's recursive mkdir reports ENOENT for a read-only or forbidden parent: a plain mkdir of the first missing folder says why. */
+function whyMkdirFailed(dir: string, error: Error): string {
+  let missing = dir;
+  while (!fs.existsSync(path.dirname(missing)) && path.dirname(missing) !== missing) missing = path.dirname(missing);
+  try {
+    fs.mkdirSync(missing);
+    fs.rmdirSync(missing);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return error.message;
 }
 
 /** Refuses a target that is, or holds, something the run reads: publishing or --force would replace it. */

@@ -99,10 +99,10 @@ test('a failed reservation gives back its descriptor and its space (a long-lived
   expect(bavail * bsize).toBe(size);
 });
 
-test('a read-only disk: one line, nothing written', async () => {
+test.each([['out'], ['new/deeper/out']])('a read-only disk, output %s: one line that says read-only, nothing written', async (where) => {
   if (noTmpfs) return console.warn(`skipped: ${noTmpfs}`);
   const disk = mountTmpfs(1 << 20, true) as string;
-  const line = expectOneLineError(await runCli(mergeArgs(path.join(disk, 'out'))), 1);
+  const line = expectOneLineError(await runCli(mergeArgs(path.join(disk, where))), 1);
   expect(line).toMatch(/read-only file system/i);
   expect(fs.readdirSync(disk)).toEqual([]);
 });
