@@ -28,6 +28,8 @@ export function timeCommand(argv: string[], options: { env?: NodeJS.ProcessEnv; 
   const rssFile = path.join(os.tmpdir(), `wm-bench-rss-${process.pid}`);
   const useTime = hasGnuTime();
   const full = useTime ? ['/usr/bin/time', '-f', '%M', '-o', rssFile, ...argv] : argv;
+  // Dirty pages of earlier steps (fixtures, a deleted output) would otherwise be written back during this one.
+  spawnSync('sync');
   const t0 = process.hrtime.bigint();
   const r = spawnSync(full[0], full.slice(1), { encoding: 'utf8', env: options.env ?? process.env, cwd: options.cwd, maxBuffer: 64 << 20 });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
