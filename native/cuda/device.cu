@@ -5,9 +5,13 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "../exec_error.h"
+#include "../kernels/cuda_kernels.h"
 
 namespace wm {
 namespace cuda {
@@ -22,6 +26,73 @@ bool driverLoads() {
   if (h == nullptr) return false;
   dlclose(h);
   return true;
+}
+
+// Bits of a few thousand bf16 values: a spread of ordinary magnitudes, and every special value
+// (±0, subnormals, ±Inf, NaN payloads, the largest finite) at fixed places.
+std::vector<uint16_t> selfCheckValues(uint64_t seed, size_t n) {
+  static const uint16_t kSpecial[] = {0x0000, 0x8000, 0x0001, 0x8001, 0x007F, 0x7F80, 0xFF80, 0x7FC0, 0xFFC1, 0x7F81, 0x7F7F, 0xFF7F};
+  std::vector<uint16_t> v(n);
+  for (size_t i = 0; i < n; ++i) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    const uint16_t sign = static_cast<uint16_t>((seed >> 63) << 15);
+    v[i] = static_cast<uint16_t>(sign | (0x3A00 + ((seed >> 33) & 0x0BFF)));  // about 2^-11 .. 2^13
+    if (i % 97 == 5) v[i] = kSpecial[(i / 97) % (sizeof kSpecial / sizeof kSpecial[0])];
+  }
+  return v;
+}
+
+// Runs each kernel once on `scratch` (device memory, at least 3 x 64 KiB) and compares its bytes with
+// the CPU's for the same call. Empty when every byte agrees; else what disagreed. A GPU whose
+// kernels do not reproduce the CPU's bytes is not used: `auto` merges on the CPU instead.
+std::string kernelSelfCheck(uint8_t* scratch) {
+  constexpr size_t n = 4099;  // odd: the kernels' tails run too
+  const std::vector<uint16_t> a = selfCheckValues(1, n), b = selfCheckValues(2, n);
+  uint8_t* da = scratch;
+  uint8_t* db = scratch + (64u << 10);
+  uint8_t* dout = scratch + (128u << 10);
+  if (cudaMemcpy(da, a.data(), n * 2, cudaMemcpyHostToDevice) != cudaSuccess ||
+      cudaMemcpy(db, b.data(), n * 2, cudaMemcpyHostToDevice) != cudaSuccess) {
+    return std::string("copying to the GPU failed: ") + cudaGetErrorString(cudaGetLastError());
+  }
+  struct Case {
+    const char* name;
+    Dtype to;
+    int (*gpu)(const void*, const void*, void*, Dtype);
+    void (*cpu)(const void*, const void*, void*, Dtype);
+  };
+  const Case cases[] = {
+      {"lerp exact λ = 0.8 into BF16", Dtype::BF16,
+       [](const void* x, const void* y, void* o, Dtype to) { return lerpExact(x, Dtype::BF16, y, Dtype::BF16, o, to, n, 0.8f, nullptr); },
+       [](const void* x, const void* y, void* o, Dtype to) { wm::lerpExact(x, Dtype::BF16, y, Dtype::BF16, o, to, n, 0.8f); }},
+      {"lerp exact λ = 1.3 into F32", Dtype::F32,
+       [](const void* x, const void* y, void* o, Dtype to) { return lerpExact(x, Dtype::BF16, y, Dtype::BF16, o, to, n, 1.3f, nullptr); },
+       [](const void* x, const void* y, void* o, Dtype to) { wm::lerpExact(x, Dtype::BF16, y, Dtype::BF16, o, to, n, 1.3f); }},
+      {"lerp mi λ = 0.45 into BF16", Dtype::BF16,
+       [](const void* x, const void* y, void* o, Dtype to) { return lerpMi(x, y, Dtype::BF16, o, to, n, 0.45f, nullptr); },
+       [](const void* x, const void* y, void* o, Dtype to) { wm::lerpMi(x, y, Dtype::BF16, o, to, n, 0.45f); }},
+      {"convert BF16 to F16", Dtype::F16,
+       [](const void* x, const void*, void* o, Dtype to) { return convert(x, Dtype::BF16, o, to, n, nullptr); },
+       [](const void* x, const void*, void* o, Dtype to) { wm::convert(x, Dtype::BF16, o, to, n); }},
+  };
+  std::vector<uint8_t> gpuOut(n * 4), cpuOut(n * 4);
+  for (const Case& c : cases) {
+    const size_t bytes = n * dtypeSize(c.to);
+    int rc = c.gpu(da, db, dout, c.to);
+    if (rc == 0) rc = static_cast<int>(cudaDeviceSynchronize());
+    if (rc == 0) rc = static_cast<int>(cudaMemcpy(gpuOut.data(), dout, bytes, cudaMemcpyDeviceToHost));
+    if (rc != 0) {
+      cudaGetLastError();
+      return std::string(c.name) + " failed on the GPU: " + errorString(rc);
+    }
+    c.cpu(a.data(), b.data(), cpuOut.data(), c.to);
+    if (std::memcmp(gpuOut.data(), cpuOut.data(), bytes) != 0) {
+      size_t i = 0;
+      while (std::memcmp(gpuOut.data() + i * dtypeSize(c.to), cpuOut.data() + i * dtypeSize(c.to), dtypeSize(c.to)) == 0) ++i;
+      return std::string(c.name) + ": element " + std::to_string(i) + " differs from the CPU's";
+    }
+  }
+  return "";
 }
 
 Probe runProbe() {
@@ -99,7 +170,12 @@ Probe runProbe() {
     p.reason = "GPU " + gpu + " cannot be used: " + cudaGetErrorString(e);
     return p;
   }
+  const std::string disagreement = kernelSelfCheck(static_cast<uint8_t*>(probeBuffer));
   cudaFree(probeBuffer);
+  if (!disagreement.empty()) {
+    p.unusable = Unusable::Error;
+    p.reason = "GPU " + gpu + " failed weightmix's kernel self-check (" + disagreement + ")";
+  }
   return p;
 }
 
