@@ -5,6 +5,13 @@ import type { InterpolationCommon, MergeSummary } from '../interpolate';
 import { parseThreads } from '../options';
 import { MODULE_CLASSES } from '../tensor-names';
 
+/** `--device`, shared by interpolate, sweep and merge. */
+export function deviceOption(): Option {
+  return new Option('--device <device>', 'where the arithmetic runs: cpu, cuda, or auto (the GPU when one is usable and passes its self-check, else the CPU; the summary says which)')
+    .choices(['cpu', 'cuda', 'auto'])
+    .default('auto');
+}
+
 export function addMergeOptions(cmd: Command): void {
   cmd
     .requiredOption('--instruct <dir>', 'Instruct model folder (λ = 0)')
@@ -17,7 +24,7 @@ export function addMergeOptions(cmd: Command): void {
     .addOption(new Option('--files-from <model>', 'which model\'s config, tokenizer and chat template to copy').choices(['instruct', 'thinking']).default('thinking'))
     .option('--part <i/n>', 'write only part I of N of the output shards (for Slurm / Kubernetes job arrays)')
     .option('--threads <n>', 'worker threads (default: number of cores)')
-    .addOption(new Option('--device <device>', 'where the arithmetic runs: cpu, cuda, or auto (the GPU when one is usable)').choices(['cpu', 'cuda', 'auto']).default('auto'))
+    .addOption(deviceOption())
     .option('--no-direct', 'write through the page cache instead of O_DIRECT')
     .option('--force', 'replace an existing output once the new one is complete')
     .option('--json', 'print progress and the summary as JSON lines')

@@ -1,8 +1,8 @@
 /** `weightmix merge RECIPE.yml -o OUT`: a mergekit recipe run by weightmix's engine. */
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import type { RecipeMergeSummary } from '../merge';
 import { parseThreads } from '../options';
-import { shardFiles, withDevice } from './merge-options';
+import { deviceOption, shardFiles, withDevice } from './merge-options';
 import { createReporter } from './reporter';
 
 export function register(program: Command): void {
@@ -12,7 +12,7 @@ export function register(program: Command): void {
     .argument('<recipe>', 'mergekit configuration file (YAML); model paths are local folders, relative to the working directory; ${NAME} in a model path is the environment variable NAME (a weightmix extension)')
     .requiredOption('-o, --output <dir>', 'output model folder (created atomically)')
     .option('--threads <n>', 'worker threads (default: number of cores)')
-    .addOption(new Option('--device <device>', 'where the arithmetic runs: cpu, cuda, or auto (the GPU when one is usable)').choices(['cpu', 'cuda', 'auto']).default('auto'))
+    .addOption(deviceOption())
     .option('--no-direct', 'write through the page cache instead of O_DIRECT')
     .option('--force', 'replace an existing output once the new one is complete')
     .option('--json', 'print progress and the summary as JSON lines')
