@@ -5,6 +5,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "numerics.h"
 
@@ -20,6 +21,28 @@ inline float load(const void* p, Dtype t, size_t i) {
   uint16_t h;
   std::memcpy(&h, static_cast<const char*>(p) + i * 2, 2);
   return t == Dtype::BF16 ? num::bf16ToF32(h) : num::f16ToF32(h);
+}
+
+// `load` with the dtype fixed at compile time: the loops below are instantiated per dtype so that
+// no element pays for the dtype test. kMixed keeps the run-time test (sources of several dtypes).
+constexpr int kMixed = -1;
+template <int T>
+inline float loadAs(const void* p, Dtype t, size_t i) {
+  return load(p, T == kMixed ? t : static_cast<Dtype>(T), i);
+}
+
+// Calls body(std::integral_constant<int, T>) with T the dtype every one of `types` has, or kMixed.
+template <typename Body>
+void withCommonDtype(const Dtype* types, size_t count, Body body) {
+  bool same = true;
+  for (size_t k = 1; k < count; ++k) same = same && types[k] == types[0];
+  if (!same || count == 0) return body(std::integral_constant<int, kMixed>{});
+  switch (types[0]) {
+    case Dtype::BF16: return body(std::integral_constant<int, static_cast<int>(Dtype::BF16)>{});
+    case Dtype::F16: return body(std::integral_constant<int, static_cast<int>(Dtype::F16)>{});
+    case Dtype::F32: return body(std::integral_constant<int, static_cast<int>(Dtype::F32)>{});
+    default: return body(std::integral_constant<int, kMixed>{});
+  }
 }
 
 inline void storeResult(void* p, Dtype t, size_t i, float v) {
@@ -89,8 +112,11 @@ SparseParams decodeSparseParams(const std::vector<double>& p, size_t sourceCount
   return s;
 }
 
-void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start,
-                 size_t n, void* out, Dtype to) {
+namespace {
+
+template <int T>
+void sparseMergeLoop(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start,
+                     size_t n, void* out, Dtype to) {
   const size_t m = p.models.size();
   const void* base = srcs[p.baseSource];
   const Dtype tb = types[p.baseSource];
@@ -99,12 +125,12 @@ void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams
   float* ws = scratch.data() + m;
   for (size_t j = 0; j < n; ++j) {
     const uint64_t i = start + j;
-    const float b = load(base, tb, j);
+    const float b = loadAs<T>(base, tb, j);
     float sum = 0, wsum = 0;
     int signs = 0;
     for (size_t k = 0; k < m; ++k) {
       const SparseModel& sm = p.models[k];
-      const float d = num::subRn(load(srcs[sm.source], types[sm.source], j), b);
+      const float d = num::subRn(loadAs<T>(srcs[sm.source], types[sm.source], j), b);
       const uint64_t key = sparseRankKey(absBits(d), p.indexBits, count, i);
       bool keep = key >= sm.lowKey && key < sm.highKey;
       if (keep && sm.density > 0 && sm.density < 1) keep = bernoulliKeep(sm.seedKey, i, sm.density);
@@ -135,16 +161,33 @@ void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams
   }
 }
 
-void radixHistogram(const void* base, Dtype tb, const void* x, Dtype tx, uint32_t indexBits, uint64_t count,
-                    uint64_t start, size_t n, uint32_t shift, uint32_t bits, uint64_t prefix, uint64_t* hist) {
+template <int T>
+void radixHistogramLoop(const void* base, Dtype tb, const void* x, Dtype tx, uint32_t indexBits, uint64_t count,
+                        uint64_t start, size_t n, uint32_t shift, uint32_t bits, uint64_t prefix, uint64_t* hist) {
   const uint64_t mask = (uint64_t{1} << bits) - 1;
   const uint32_t up = shift + bits;
   for (size_t j = 0; j < n; ++j) {
-    const float d = num::subRn(load(x, tx, j), load(base, tb, j));
+    const float d = num::subRn(loadAs<T>(x, tx, j), loadAs<T>(base, tb, j));
     const uint64_t key = sparseRankKey(absBits(d), indexBits, count, start + j);
     if (up < 64 && (key >> up) != prefix) continue;
     ++hist[(key >> shift) & mask];
   }
+}
+
+}  // namespace
+
+void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start,
+                 size_t n, void* out, Dtype to) {
+  // Only the sources the merge reads decide the instantiation.
+  std::vector<Dtype> used{types[p.baseSource]};
+  for (const SparseModel& sm : p.models) used.push_back(types[sm.source]);
+  withCommonDtype(used.data(), used.size(), [&](auto t) { sparseMergeLoop<decltype(t)::value>(srcs, types, p, count, start, n, out, to); });
+}
+
+void radixHistogram(const void* base, Dtype tb, const void* x, Dtype tx, uint32_t indexBits, uint64_t count,
+                    uint64_t start, size_t n, uint32_t shift, uint32_t bits, uint64_t prefix, uint64_t* hist) {
+  const Dtype both[2] = {tb, tx};
+  withCommonDtype(both, 2, [&](auto t) { radixHistogramLoop<decltype(t)::value>(base, tb, x, tx, indexBits, count, start, n, shift, bits, prefix, hist); });
 }
 
 void l1Buckets(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint32_t indexBits,
