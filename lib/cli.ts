@@ -31,7 +31,6 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Runs the CLI; resolves to the exit status (0 ok, 1 error, 2 usage, 130/143 interrupted). */
 /** Why a run stopped early, by its exit status. */
 const STOPPED_BY: Record<number, string> = {
   130: 'SIGINT',
@@ -49,6 +48,7 @@ function ignoreClosedPipes(): void {
   process.stderr.on('error', () => {});
 }
 
+/** Runs the CLI; resolves to the exit status (0 ok, 1 error, 2 usage, 130/143 interrupted, 141 stdout closed). */
 export async function main(argv: string[]): Promise<number> {
   ignoreClosedPipes();
   const program = buildProgram();

@@ -21,7 +21,6 @@ export interface ExecuteOptions {
 export async function executeMergePlan(plan: MergePlan, engine: Required<Omit<EngineOptions, 'device'>> & Pick<EngineOptions, 'device'>, options: ExecuteOptions): Promise<ResolvedDevice> {
   const started = process.hrtime.bigint();
   const ran = resolveDevice(parseDevice(engine.device), loadNative().info());
-  const device = ran.device;
   // Jobs are in output order: the bytes done tell how many tensors are done (closely enough for a bar).
   const jobEnds: number[] = [];
   let acc = plan.outputs.reduce((n, o) => n + o.head.length, 0);
@@ -40,7 +39,7 @@ export async function executeMergePlan(plan: MergePlan, engine: Required<Omit<En
     options.onProgress?.({ bytesDone: done, bytesTotal: total, tensorsDone: lo, tensorsTotal: plan.jobs.length, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
   };
   await runPlan(
-    { inputs: plan.inputs, outputs: plan.outputs, jobs: plan.jobs, threads: engine.threads, blockBytes: engine.blockBytes, direct: engine.direct, device },
+    { inputs: plan.inputs, outputs: plan.outputs, jobs: plan.jobs, threads: engine.threads, blockBytes: engine.blockBytes, direct: engine.direct, device: ran.device },
     { onProgress: options.onProgress ? report : undefined, signal: options.signal },
   );
   return ran;

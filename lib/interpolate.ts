@@ -5,7 +5,7 @@
 import * as path from 'node:path';
 import { Checkpoint, layerCount, openCheckpoint, pathsRead } from './checkpoint';
 import { usageError, WeightmixError } from './errors';
-import type { Device } from './device';
+import type { ResolvedDevice } from './device';
 import { copySidecars, writeIndex, writeModelCard } from './model-files';
 import { executeMergePlan, MergeProgress } from './execute-plan';
 import {
@@ -57,7 +57,8 @@ export interface InterpolateOptions extends InterpolationCommon {
   output: string;
 }
 
-export interface MergeSummary {
+/** What a run wrote, and (from ResolvedDevice) where its arithmetic ran and why on the CPU under `auto`. */
+export interface MergeSummary extends ResolvedDevice {
   outputs: string[];
   lambdas: number[];
   files: number;
@@ -70,10 +71,6 @@ export interface MergeSummary {
   selection: string;
   threads: number;
   part?: string;
-  /** Where the arithmetic ran. */
-  device: Device;
-  /** Why `--device auto` ran on the CPU (no usable GPU, and why); absent otherwise. */
-  cpuBecause?: string;
 }
 
 export async function interpolate(options: InterpolateOptions): Promise<MergeSummary> {
@@ -108,9 +105,11 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
   checkCompatible(instruct, thinking);
   checkLayersExist(selection, layerCount(instruct, (n) => classifyTensor(n).layer));
   const selected = new Map(instruct.names.map((n) => [n, isSelected(n, selection)]));
-  if (![...selected.values()].some(Boolean)) {
+  const selectedTensors = [...selected.values()].filter(Boolean).length;
+  if (selectedTensors === 0) {
     throw usageError(`the selection (${describeSelection(selection)}) matches none of the ${selected.size} tensors: nothing would be interpolated`);
   }
+  const reads = [...pathsRead(instruct), ...pathsRead(thinking)];
 
   const transactions: OutputTransaction[] = [];
   try {
@@ -118,7 +117,7 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
       transactions.push(await OutputTransaction.begin(t.dir, {
           force: options.force,
           notice: options.onNotice,
-          reads: [...pathsRead(instruct), ...pathsRead(thinking)],
+          reads,
           siblings,
           mergeInto: part !== undefined,
           lockName: part ? `part-${part.index}-of-${part.count}` : undefined,
@@ -164,15 +163,14 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
       files,
       bytes: plan.bytesToWrite,
       tensors: instruct.names.length,
-      selectedTensors: [...selected.values()].filter(Boolean).length,
+      selectedTensors,
       seconds,
       gbPerSecond: plan.bytesToWrite / 1e9 / seconds,
       numerics,
       selection: describeSelection(selection),
       threads,
       part: part ? `${part.index}/${part.count}` : undefined,
-      device: ran.device,
-      cpuBecause: ran.cpuBecause,
+      ...ran,
     };
   } catch (e) {
     // Latest first: the first transaction may have created the folder that holds the others.

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Checkpoint, layerCount, openCheckpoint, pathsRead, Shard, TensorLocation } from './checkpoint';
 import { usageError, WeightmixError } from './errors';
-import type { Device } from './device';
+import type { ResolvedDevice } from './device';
 import { executeMergePlan, MergeProgress } from './execute-plan';
 import { InputFiles } from './input-files';
 import { methodFor, MethodTensor, PairMoments, TensorCoefficients } from './methods';
@@ -33,7 +33,8 @@ export interface MergeOptions extends EngineOptions, ParseRecipeOptions {
   signal?: AbortSignal;
 }
 
-export interface RecipeMergeSummary {
+/** What a recipe merge wrote, and (from ResolvedDevice) where its arithmetic ran and why on the CPU under `auto`. */
+export interface RecipeMergeSummary extends ResolvedDevice {
   output: string;
   method: string;
   files: number;
@@ -45,10 +46,6 @@ export interface RecipeMergeSummary {
   seconds: number;
   gbPerSecond: number;
   threads: number;
-  /** Where the arithmetic ran. */
-  device: Device;
-  /** Why `--device auto` ran on the CPU (no usable GPU, and why); absent otherwise. */
-  cpuBecause?: string;
 }
 
 /** One output tensor: where its data comes from and how its parameters are looked up. */
@@ -314,8 +311,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
       seconds,
       gbPerSecond: plan.bytesToWrite / 1e9 / seconds,
       threads,
-      device: ran.device,
-      cpuBecause: ran.cpuBecause,
+      ...ran,
     };
   } catch (e) {
     await tx.abort();

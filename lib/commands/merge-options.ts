@@ -1,6 +1,6 @@
 /** The options `interpolate` and `sweep` share, and the progress/summary reporting of a merge. */
 import { Command, Option } from 'commander';
-import { describeDevice, type Device } from '../device';
+import { describeDevice, type ResolvedDevice } from '../device';
 import type { InterpolationCommon, MergeSummary } from '../interpolate';
 import { parseThreads } from '../options';
 import { MODULE_CLASSES } from '../tensor-names';
@@ -66,7 +66,7 @@ export function describeInterpolation(summary: MergeSummary): string {
 }
 
 /** "; on the GPU", "; on the CPU (no usable GPU: …)" — nothing when --device cpu asked for the CPU. */
-export function withDevice(summary: { device: Device; cpuBecause?: string }): string {
+export function withDevice(summary: ResolvedDevice): string {
   const where = describeDevice(summary);
   return where === '' ? '' : `; ${where}`;
 }
