@@ -62,7 +62,7 @@ export class OutputTransaction {
     await takeLock(lockFile, target);
     try {
       // Parts on other machines share the folder: their temporaries are not ours to judge.
-      if (!options.mergeInto) await removeStale(parent, (name) => name === base || options.siblings?.(name) === true, options.notice);
+      if (!options.mergeInto) await removeStale(parent, base, options.siblings, options.notice);
       if (fs.existsSync(target) && !options.force && !options.mergeInto) {
         throw new WeightmixError('OutputExists', `output ${targetPath} already exists (use --force to replace it once the new one is complete)`);
       }
@@ -213,19 +213,22 @@ async function takeLock(lockFile: string, target: string): Promise<void> {
 const LEFTOVER = /^\.(.+?)(?:\.weightmix-(tmp|old)-(\d+)(?:-[0-9a-f]+)?|(?:\.part-\d+-of-\d+)?\.weightmix\.lock)$/;
 
 /**
- * Removes the temporary folders, swapped-out folders and locks left beside the outputs `isOurs`
- * names by runs that are no longer alive (a sweep passes every `lambda-*`, so a killed sweep's
- * leftovers go even for λ values the next one does not write). A swapped-out folder whose output is
- * missing is the user's model and is put back instead.
+ * Removes the temporary folders, swapped-out folders and locks left beside `base` (and beside the
+ * outputs `siblings` names: a sweep passes every `lambda-*`, so a killed sweep's leftovers go even
+ * for λ values the next one does not write) by runs that are no longer alive. A swapped-out folder
+ * whose output is missing is the user's model and is put back instead.
  */
-async function removeStale(parent: string, isOurs: (name: string) => boolean, notice?: (m: string) => void): Promise<void> {
+async function removeStale(parent: string, base: string, siblings: ((name: string) => boolean) | undefined, notice?: (m: string) => void): Promise<void> {
   for (const entry of await fs.promises.readdir(parent)) {
     const match = LEFTOVER.exec(entry);
-    if (match === null || !isOurs(match[1])) continue;
+    if (match === null || (match[1] !== base && siblings?.(match[1]) !== true)) continue;
     const [, name, kind, pidText] = match;
     const leftover = path.join(parent, entry);
     const pid = Number.parseInt(pidText ?? (await fs.promises.readFile(leftover, 'utf8').catch(() => '')), 10);
-    if (pid === process.pid || pidAlive(pid)) continue;
+    // This process holds base's lock, so its own folders beside base are an earlier run's; its lock,
+    // and anything beside a sibling, may belong to a transaction still running here.
+    const ownEarlier = pid === process.pid && name === base && kind !== undefined;
+    if (!ownEarlier && (pid === process.pid || pidAlive(pid))) continue;
     // A lock without a pid yet may be a live run between creating and writing it.
     if (Number.isNaN(pid) && Date.now() - (await fs.promises.stat(leftover)).mtimeMs < 60_000) continue;
     const target = path.join(parent, name);
