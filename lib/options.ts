@@ -29,6 +29,11 @@ export function parseDevice(value: unknown): DeviceChoice {
 /** A decimal number as written on a command line: 0.8, -0.25, .5, 1e-3 (Number() would also take 0x1, 0b1 and Infinity). */
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
 
+/** The value of a decimal number written as text, or NaN for anything else (hexadecimal, Infinity, empty). */
+export function decimalNumber(text: string): number {
+  return DECIMAL.test(text.trim()) ? Number(text) : NaN;
+}
+
 /** An option value for a message: JSON.stringify would print NaN and Infinity as null. */
 export function showValue(value: unknown): string {
   return typeof value === 'number' || typeof value === 'bigint' ? String(value) : JSON.stringify(value) ?? String(value);
@@ -36,7 +41,7 @@ export function showValue(value: unknown): string {
 
 /** λ: any finite number. Values outside [0, 1] are accepted on purpose: they extrapolate past Instruct or Thinking. */
 export function parseLambda(value: unknown, what = 'lambda'): number {
-  const x = typeof value === 'string' ? (DECIMAL.test(value.trim()) ? Number(value) : NaN) : value;
+  const x = typeof value === 'string' ? decimalNumber(value) : value;
   if (typeof x !== 'number' || !Number.isFinite(x)) throw usageError(`--${what} must be a finite decimal number, got ${showValue(value)}`);
   return x;
 }

@@ -1,6 +1,7 @@
 /** `weightmix fixture`: a synthetic Instruct/Thinking pair with real Qwen3 tensor names, for trying commands and benchmarks. */
 import { Command, Option } from 'commander';
 import { usageError } from '../errors';
+import { decimalNumber } from '../options';
 import { DEFAULT_DELTA, FIXTURE_DTYPES, makeCheckpointPair, type FixtureDtype } from '../fixture';
 import { FIXTURE_SHAPES, type FixtureShapeName } from '../model-shapes';
 import { abortOnSignals } from './signals';
@@ -22,8 +23,8 @@ function shardCounts(text: string): [number, number] {
 }
 
 function relativeDistance(text: string): number {
-  const value = Number(text);
-  if (!/^\d*\.?\d+(?:[eE][-+]?\d+)?$/.test(text.trim()) || !Number.isFinite(value)) throw usageError(`--delta "${text}": expected a number such as 0.027`);
+  const value = decimalNumber(text);
+  if (!Number.isFinite(value)) throw usageError(`--delta "${text}": expected a number such as 0.027`);
   return value;
 }
 
