@@ -89,11 +89,22 @@ let repeat = 1;
 
 /** The run with the median time of `repeat` runs of `measure` (the largest peak RSS of them). */
 function medianOf(measure: () => Timed): Timed {
-  const runs = Array.from({ length: repeat }, measure).sort((a, b) => a.seconds - b.seconds);
-  const mid = runs.length >> 1;
-  const median = runs.length % 2 === 1 ? runs[mid] : { ...runs[mid], seconds: (runs[mid - 1].seconds + runs[mid].seconds) / 2 };
+  return medianRun(Array.from({ length: repeat }, measure));
+}
+
+/** The middle value (the mean of the two middle ones for an even count). */
+function median(xs: number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** Runs summed up: the median time, the largest peak RSS, the output of the run nearest the median. */
+function medianRun(runs: Timed[]): Timed {
+  const seconds = median(runs.map((r) => r.seconds));
+  const nearest = runs.reduce((a, b) => (Math.abs(b.seconds - seconds) < Math.abs(a.seconds - seconds) ? b : a));
   const rss = runs.map((r) => r.peakRss).filter((r): r is number => r !== null);
-  return { ...median, peakRss: rss.length > 0 ? Math.max(...rss) : null };
+  return { ...nearest, seconds, peakRss: rss.length > 0 ? Math.max(...rss) : null };
 }
 
 /** " (median of 3)" when --repeat asks for repeats. */
@@ -130,17 +141,8 @@ function pairedWithFloor(measureFloor: () => number, measureRun: () => Timed): {
     const run = measureRun();
     return { floorSeconds: measureFloor(), run };
   });
-  const median = (xs: number[]) => {
-    const sorted = [...xs].sort((a, b) => a - b);
-    const mid = sorted.length >> 1;
-    return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-  };
-  const runSeconds = median(samples.map((x) => x.run.seconds));
-  // The reported run (for its RSS and output): the one nearest the median time.
-  const run = samples.reduce((a, b) => (Math.abs(b.run.seconds - runSeconds) < Math.abs(a.run.seconds - runSeconds) ? b : a)).run;
-  const rss = samples.map((x) => x.run.peakRss).filter((r): r is number => r !== null);
   return {
-    run: { ...run, peakRss: rss.length > 0 ? Math.max(...rss) : null },
+    run: medianRun(samples.map((x) => x.run)),
     floorSeconds: median(samples.map((x) => x.floorSeconds)),
     ratio: median(samples.map((x) => x.run.seconds / x.floorSeconds)),
   };
