@@ -1,8 +1,8 @@
 /** Validation of the options shared by every merge front door (API and CLI alike). */
 import * as os from 'node:os';
 import { usageError } from './errors';
-import { DeviceChoice, DEVICE_CHOICES } from './device';
-import { FloatDtype, FLOAT_DTYPES } from './plan';
+import { DeviceChoice, DEVICE_CHOICES } from './engine/device';
+import { FloatDtype, FLOAT_DTYPES } from './engine/plan';
 
 export type Numerics = 'exact' | 'mi';
 export const NUMERICS: readonly Numerics[] = ['exact', 'mi'];

@@ -11,7 +11,7 @@ command -v valgrind >/dev/null || { echo "check-leaks: valgrind is not installed
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/weightmix-leaks-XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-node -e "require('./dist/lib/fixture.js').makeCheckpointPair({ dir: process.argv[1], shape: 'tiny', shards: [2, 1], seed: 1 })" "$work/pair"
+node -e "require('./dist/lib/fixtures/fixture.js').makeCheckpointPair({ dir: process.argv[1], shape: 'tiny', shards: [2, 1], seed: 1 })" "$work/pair"
 
 log="$work/valgrind.log"
 status=0

@@ -21,11 +21,11 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { openCheckpoint } from '../lib/checkpoint';
+import { openCheckpoint } from '../lib/model/checkpoint';
 import { isWeightmixError } from '../lib/errors';
-import { makeCheckpointPair } from '../lib/fixture';
-import { interpolate } from '../lib/interpolate';
-import { verify } from '../lib/verify';
+import { makeCheckpointPair } from '../lib/fixtures/fixture';
+import { interpolate } from '../lib/interpolation/interpolate';
+import { verify } from '../lib/analysis/verify';
 
 const ROOT = path.resolve(__dirname, '..');
 export const CHECKPOINT_CORPUS = path.join(ROOT, 'test', 'corpus', 'checkpoints');

@@ -8,15 +8,15 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { openCheckpoint } from '../lib/checkpoint';
+import { openCheckpoint } from '../lib/model/checkpoint';
 import { isWeightmixError } from '../lib/errors';
-import { makeCheckpointPair } from '../lib/fixture';
-import { interpolate } from '../lib/interpolate';
-import { merge } from '../lib/merge';
-import { NOT_YET_SUPPORTED } from '../lib/methods';
-import { readRecipeFile } from '../lib/recipe';
-import { readTensorValues } from '../lib/tensor-data';
-import type { SelectionInput } from '../lib/selection';
+import { makeCheckpointPair } from '../lib/fixtures/fixture';
+import { interpolate } from '../lib/interpolation/interpolate';
+import { merge } from '../lib/recipes/merge-recipe';
+import { NOT_YET_SUPPORTED } from '../lib/recipes/methods';
+import { readRecipeFile } from '../lib/recipes/recipe';
+import { readTensorValues } from '../lib/format/tensor-data';
+import type { SelectionInput } from '../lib/model/selection';
 
 const EXAMPLES = path.join(__dirname, '..', 'examples');
 

@@ -9,12 +9,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { cudaUnavailableReason, resolveDevice } from '../lib/device';
-import { interpolate, runInterpolation } from '../lib/interpolate';
-import { merge } from '../lib/merge';
-import { loadNative, NativeInfo } from '../lib/native';
-import { parseRecipe } from '../lib/recipe';
-import { SafetensorsDtype } from '../lib/safetensors';
+import { cudaUnavailableReason, resolveDevice } from '../lib/engine/device';
+import { interpolate, runInterpolation } from '../lib/interpolation/interpolate';
+import { merge } from '../lib/recipes/merge-recipe';
+import { loadNative, NativeInfo } from '../lib/engine/native';
+import { parseRecipe } from '../lib/recipes/recipe';
+import { SafetensorsDtype } from '../lib/format/safetensors';
 import { ensureCliBuilt, expectOneLineError, leftoversBeside, runCli } from './helpers/cli';
 import { qwen3Names, randomTensor, rng, TensorSpec, writeModel } from './helpers/models';
 
@@ -230,7 +230,7 @@ describe('--device on any machine', () => {
   test('a native plan asking for cuda without a usable GPU is refused before any output exists', async () => {
     if (unusable === undefined) return;
     const out = path.join(dir, 'native-cuda.bin');
-    const { runPlan } = await import('../lib/native');
+    const { runPlan } = await import('../lib/engine/native');
     await expect(runPlan({ inputs: [], outputs: [{ path: out, size: 4, head: Buffer.from('abcd') }], jobs: [], threads: 1, blockBytes: 4096, direct: false, device: 'cuda' })).rejects.toMatchObject({
       code: 'CudaUnavailable',
     });

@@ -6,11 +6,11 @@ import { diff, formatDiffReport, layerProfileRows, type DiffReport, type DiffSta
 import { main } from '../lib/cli';
 import { register } from '../lib/commands/diff';
 import { WeightmixError } from '../lib/errors';
-import { makeCheckpointPair } from '../lib/fixture';
-import { encodeFloat } from '../lib/float-bits';
-import { nextUint32, streamState } from '../lib/random';
-import { writeSafetensorsFile, type SafetensorsDtype } from '../lib/safetensors';
-import { classifyTensor } from '../lib/tensor-names';
+import { makeCheckpointPair } from '../lib/fixtures/fixture';
+import { encodeFloat } from '../lib/format/float-bits';
+import { nextUint32, streamState } from '../lib/fixtures/random';
+import { writeSafetensorsFile, type SafetensorsDtype } from '../lib/format/safetensors';
+import { classifyTensor } from '../lib/model/tensor-names';
 import {
   decodeBits,
   referenceFigures,

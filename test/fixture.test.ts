@@ -2,11 +2,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { WeightmixError } from '../lib/errors';
-import { makeCheckpointPair, type CheckpointPairOptions, type FixtureDtype } from '../lib/fixture';
-import { decodeFloat, encodeFloat } from '../lib/float-bits';
-import { elementCount, listModelTensors, resolveModelShape } from '../lib/model-shapes';
-import { readSafetensorsHeader, type SafetensorsHeader } from '../lib/safetensors';
-import { classifyTensor, type ModuleClass } from '../lib/tensor-names';
+import { makeCheckpointPair, type CheckpointPairOptions, type FixtureDtype } from '../lib/fixtures/fixture';
+import { decodeFloat, encodeFloat } from '../lib/format/float-bits';
+import { elementCount, listModelTensors, resolveModelShape } from '../lib/fixtures/model-shapes';
+import { readSafetensorsHeader, type SafetensorsHeader } from '../lib/format/safetensors';
+import { classifyTensor, type ModuleClass } from '../lib/model/tensor-names';
 
 let root: string;
 let serial = 0;

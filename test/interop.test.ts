@@ -11,8 +11,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { makeCheckpointPair } from '../lib/fixture';
-import { interpolate } from '../lib/interpolate';
+import { makeCheckpointPair } from '../lib/fixtures/fixture';
+import { interpolate } from '../lib/interpolation/interpolate';
 
 const SCRIPTS = path.join(__dirname, '..', 'scripts', 'interop');
 

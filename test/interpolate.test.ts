@@ -5,11 +5,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { openCheckpoint } from '../lib/checkpoint';
-import { interpolate } from '../lib/interpolate';
-import { readSafetensorsHeader, SafetensorsDtype } from '../lib/safetensors';
-import { sweep } from '../lib/sweep';
-import { readTensorBytes } from '../lib/tensor-data';
+import { openCheckpoint } from '../lib/model/checkpoint';
+import { interpolate } from '../lib/interpolation/interpolate';
+import { readSafetensorsHeader, SafetensorsDtype } from '../lib/format/safetensors';
+import { sweep } from '../lib/interpolation/sweep';
+import { readTensorBytes } from '../lib/format/tensor-data';
 import { listTree, qwen3Names, randomTensor, rng, TensorSpec, writeModel, WrittenModel } from './helpers/models';
 import { referenceInterpolation } from './reference/interpolation';
 

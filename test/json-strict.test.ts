@@ -1,6 +1,6 @@
 import { WeightmixError } from '../lib/errors';
 import fc from 'fast-check';
-import { parseJsonStrict, parseJsonStrictScanner } from '../lib/json-strict';
+import { parseJsonStrict, parseJsonStrictScanner } from '../lib/format/json-strict';
 
 const what = 'index.json';
 

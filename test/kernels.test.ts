@@ -32,7 +32,7 @@ function loadAddon(): KernelAddon {
   if (override) return require(path.resolve(override)) as KernelAddon;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return (require('../lib/native') as { loadNative(): KernelAddon }).loadNative();
+    return (require('../lib/engine/native') as { loadNative(): KernelAddon }).loadNative();
   } catch (first) {
     try {
       return require('../build/Release/weightmix.node') as KernelAddon;

@@ -6,13 +6,13 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Checkpoint, openCheckpoint } from '../lib/checkpoint';
-import { makeCheckpointPair } from '../lib/fixture';
-import { merge } from '../lib/merge';
-import { NativeDtype, runPlan } from '../lib/native';
-import { parseRecipe, Recipe } from '../lib/recipe';
-import { encodeSparseParams, indexBits, KEY_NONE, rankKey, resolveSparse, SparseMergeSpec, SparseModelSpec, SparseTensor } from '../lib/sparsify';
-import { readTensorValues } from '../lib/tensor-data';
+import { Checkpoint, openCheckpoint } from '../lib/model/checkpoint';
+import { makeCheckpointPair } from '../lib/fixtures/fixture';
+import { merge } from '../lib/recipes/merge-recipe';
+import { NativeDtype, runPlan } from '../lib/engine/native';
+import { parseRecipe, Recipe } from '../lib/recipes/recipe';
+import { encodeSparseParams, indexBits, KEY_NONE, rankKey, resolveSparse, SparseMergeSpec, SparseModelSpec, SparseTensor } from '../lib/recipes/sparsify';
+import { readTensorValues } from '../lib/format/tensor-data';
 import { dareMaskRef, l1ScaleRef, magnitudeCountsRef, magnitudeMaskRef, SparseRefModel, sparseMergeRef, ulpDistance } from './reference/merge-methods';
 
 let dir: string;

@@ -5,11 +5,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Checkpoint, openCheckpoint } from '../lib/checkpoint';
-import { makeCheckpointPair } from '../lib/fixture';
-import { merge } from '../lib/merge';
-import { parseRecipe } from '../lib/recipe';
-import { readTensorBytes, readTensorValues } from '../lib/tensor-data';
+import { Checkpoint, openCheckpoint } from '../lib/model/checkpoint';
+import { makeCheckpointPair } from '../lib/fixtures/fixture';
+import { merge } from '../lib/recipes/merge-recipe';
+import { parseRecipe } from '../lib/recipes/recipe';
+import { readTensorBytes, readTensorValues } from '../lib/format/tensor-data';
 import { linearRef, modelStockRef, slerpRef, taskArithmeticRef, ulpDistance } from './reference/merge-methods';
 
 let dir: string;

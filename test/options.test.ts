@@ -1,7 +1,7 @@
 /** Option values as a command line writes them: decimal numbers only, values shown as given, "1 shard file". */
 import { shardFiles } from '../lib/commands/merge-options';
 import { parseLambda, parseThreads, showValue } from '../lib/options';
-import { parseLambdaList } from '../lib/sweep';
+import { parseLambdaList } from '../lib/interpolation/sweep';
 
 test('λ: decimal numbers, extrapolation outside [0, 1] included', () => {
   expect(['0.8', ' 0.8 ', '1', '0', '.5', '5.', '+0.25', '-0.25', '1.3', '1e-1', '2E0'].map((v) => parseLambda(v))).toEqual([0.8, 0.8, 1, 0, 0.5, 5, 0.25, -0.25, 1.3, 0.1, 2]);

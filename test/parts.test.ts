@@ -2,9 +2,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { makeCheckpointPair } from '../lib/fixture';
-import { interpolate } from '../lib/interpolate';
-import { assignParts } from '../lib/parts';
+import { makeCheckpointPair } from '../lib/fixtures/fixture';
+import { interpolate } from '../lib/interpolation/interpolate';
+import { assignParts } from '../lib/engine/parts';
 
 let root: string;
 let pair: { instruct: string; thinking: string };

@@ -2,11 +2,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Checkpoint, TensorLocation } from '../lib/checkpoint';
-import { planOutputTensors, renameLayer } from '../lib/merge';
-import { NOT_YET_SUPPORTED } from '../lib/methods';
-import { parseRecipe, readRecipeFile } from '../lib/recipe';
-import { evaluateSetting, lookupParameter, ParameterScope, slicePosition, validateSetting } from '../lib/recipe-params';
+import { Checkpoint, TensorLocation } from '../lib/model/checkpoint';
+import { planOutputTensors, renameLayer } from '../lib/recipes/merge-recipe';
+import { NOT_YET_SUPPORTED } from '../lib/recipes/methods';
+import { parseRecipe, readRecipeFile } from '../lib/recipes/recipe';
+import { evaluateSetting, lookupParameter, ParameterScope, slicePosition, validateSetting } from '../lib/recipes/recipe-params';
 
 let dir: string;
 let A: string;

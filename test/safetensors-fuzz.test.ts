@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WeightmixError } from '../lib/errors';
-import { parseJsonStrict } from '../lib/json-strict';
+import { parseJsonStrict } from '../lib/format/json-strict';
 import {
   DTYPE_BITS,
   encodeSafetensorsHeader,
@@ -17,7 +17,7 @@ import {
   SafetensorsDtype,
   SafetensorsError,
   SafetensorsHeader,
-} from '../lib/safetensors';
+} from '../lib/format/safetensors';
 
 const numRuns = Number(process.env.WEIGHTMIX_FUZZ_RUNS ?? 300);
 const seed = process.env.WEIGHTMIX_FUZZ_SEED !== undefined ? Number(process.env.WEIGHTMIX_FUZZ_SEED) : Date.now() % 2 ** 31;

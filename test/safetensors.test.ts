@@ -11,7 +11,7 @@ import {
   SafetensorsError,
   SafetensorsHeader,
   writeSafetensorsFile,
-} from '../lib/safetensors';
+} from '../lib/format/safetensors';
 import { WeightmixError } from '../lib/errors';
 import { acceptedCases, malformedCases, SAFETENSORS_CORPUS_DIR, safetensorsBytes } from './helpers/malformed';
 

@@ -5,7 +5,7 @@ import {
   parseLayerRanges,
   parseModuleList,
   type ModuleClass,
-} from '../lib/tensor-names';
+} from '../lib/model/tensor-names';
 
 /** One checkpoint family: the per-layer tensor suffixes and the tensors outside the layers, as the HF checkpoints name them. */
 interface Family {

@@ -7,13 +7,13 @@
 import fc from 'fast-check';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { CheckpointPair } from '../lib/fixture';
-import { interpolate } from '../lib/interpolate';
-import { merge } from '../lib/merge';
-import { writeSafetensorsFile, readSafetensorsHeader } from '../lib/safetensors';
-import { sweep } from '../lib/sweep';
-import { convertBits, fmaF32, lerpExactBits, lerpMiBits, selectionFromDescription, verify } from '../lib/verify';
-import { describeSelection, parseSelection } from '../lib/selection';
+import type { CheckpointPair } from '../lib/fixtures/fixture';
+import { interpolate } from '../lib/interpolation/interpolate';
+import { merge } from '../lib/recipes/merge-recipe';
+import { writeSafetensorsFile, readSafetensorsHeader } from '../lib/format/safetensors';
+import { sweep } from '../lib/interpolation/sweep';
+import { convertBits, fmaF32, lerpExactBits, lerpMiBits, selectionFromDescription, verify } from '../lib/analysis/verify';
+import { describeSelection, parseSelection } from '../lib/model/selection';
 import * as oracle from './reference/numerics';
 import { cachedPair, ensureCliBuilt, expectOneLineError, runCli, scratchDir } from './helpers/cli';
 

@@ -23,14 +23,14 @@
  * deviation of the raw differences, would differ (both can be derived from `tensors`).
  */
 import * as path from 'node:path';
-import { Checkpoint, openCheckpoint } from '../checkpoint';
+import { Checkpoint, openCheckpoint } from '../model/checkpoint';
 import { usageError, WeightmixError } from '../errors';
-import { InputFiles } from '../input-files';
-import { NativeJob, NativeSource, runPlan } from '../native';
+import { InputFiles } from '../engine/input-files';
+import { NativeJob, NativeSource, runPlan } from '../engine/native';
 import { parseThreads } from '../options';
-import { checkCompatible, isFloatDtype } from '../plan';
-import { SafetensorsDtype } from '../safetensors';
-import { classifyTensor, MODULE_CLASSES, ModuleClass } from '../tensor-names';
+import { checkCompatible, isFloatDtype } from '../engine/plan';
+import { SafetensorsDtype } from '../format/safetensors';
+import { classifyTensor, MODULE_CLASSES, ModuleClass } from '../model/tensor-names';
 import { plotLayerProfile, type LayerProfileRow } from './plot';
 
 /** The version of the JSON report's shape; bumped when a key changes meaning or goes away. */

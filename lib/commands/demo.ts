@@ -3,10 +3,10 @@ import { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { makeCheckpointPair } from '../fixture';
-import { interpolate } from '../interpolate';
-import { openCheckpoint } from '../checkpoint';
-import { readTensorValues } from '../tensor-data';
+import { makeCheckpointPair } from '../fixtures/fixture';
+import { interpolate } from '../interpolation/interpolate';
+import { openCheckpoint } from '../model/checkpoint';
+import { readTensorValues } from '../format/tensor-data';
 import { shardFiles } from './merge-options';
 
 export function register(program: Command): void {

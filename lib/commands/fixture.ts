@@ -2,8 +2,8 @@
 import { Command, Option } from 'commander';
 import { usageError } from '../errors';
 import { decimalNumber } from '../options';
-import { DEFAULT_DELTA, FIXTURE_DTYPES, makeCheckpointPair, type FixtureDtype } from '../fixture';
-import { FIXTURE_SHAPES, type FixtureShapeName } from '../model-shapes';
+import { DEFAULT_DELTA, FIXTURE_DTYPES, makeCheckpointPair, type FixtureDtype } from '../fixtures/fixture';
+import { FIXTURE_SHAPES, type FixtureShapeName } from '../fixtures/model-shapes';
 import { abortOnSignals } from './signals';
 
 function wholeNumber(option: string) {

@@ -1,6 +1,6 @@
 /** `weightmix info`: what this build can do on this machine. */
 import { Command } from 'commander';
-import { loadNative } from '../native';
+import { loadNative } from '../engine/native';
 import { VERSION } from '../version';
 
 export function register(program: Command): void {

@@ -1,6 +1,6 @@
 /** `weightmix interpolate`: one merged model at one λ. */
 import { Command } from 'commander';
-import { interpolate } from '../interpolate';
+import { interpolate } from '../interpolation/interpolate';
 import { addMergeOptions, describeInterpolation, mergeOptionsFrom } from './merge-options';
 import { createReporter } from './reporter';
 

@@ -1,9 +1,9 @@
 /** The options `interpolate` and `sweep` share, and the progress/summary reporting of a merge. */
 import { Command, Option } from 'commander';
-import { describeDevice, type ResolvedDevice } from '../device';
-import type { InterpolationCommon, MergeSummary } from '../interpolate';
+import { describeDevice, type ResolvedDevice } from '../engine/device';
+import type { InterpolationCommon, MergeSummary } from '../interpolation/interpolate';
 import { parseThreads } from '../options';
-import { MODULE_CLASSES } from '../tensor-names';
+import { MODULE_CLASSES } from '../model/tensor-names';
 
 /** `--device`, shared by interpolate, sweep and merge. */
 export function deviceOption(): Option {

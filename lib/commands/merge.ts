@@ -1,6 +1,6 @@
 /** `weightmix merge RECIPE.yml -o OUT`: a mergekit recipe run by weightmix's engine. */
 import { Command } from 'commander';
-import type { RecipeMergeSummary } from '../merge';
+import type { RecipeMergeSummary } from '../recipes/merge-recipe';
 import { parseThreads } from '../options';
 import { deviceOption, shardFiles, withDevice } from './merge-options';
 import { createReporter } from './reporter';
@@ -19,8 +19,8 @@ export function register(program: Command): void {
     .option('-q, --quiet', 'print nothing but errors')
     .action(async (file: string, opts: Record<string, unknown>) => {
       // Loaded on use: the YAML parser and the recipe machinery cost every other command's start-up.
-      const { readRecipeFile } = await import('../recipe');
-      const { merge } = await import('../merge');
+      const { readRecipeFile } = await import('../recipes/recipe');
+      const { merge } = await import('../recipes/merge-recipe');
       const recipe = await readRecipeFile(file);
       const reporter = createReporter(
         opts,

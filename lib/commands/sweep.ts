@@ -1,6 +1,6 @@
 /** `weightmix sweep`: many λ in one pass over the inputs. */
 import { Command } from 'commander';
-import { sweep } from '../sweep';
+import { sweep } from '../interpolation/sweep';
 import { addMergeOptions, describeInterpolation, mergeOptionsFrom } from './merge-options';
 import { createReporter } from './reporter';
 

@@ -1,7 +1,7 @@
 /** `weightmix verify OUT [--recompute [--samples N]]`: check a merged model; exit 1 with one line when it fails. */
 import type { Command } from 'commander';
 import { WeightmixError } from '../errors';
-import { parseSamples, parseSeed, verify, type VerifyReport } from '../verify';
+import { parseSamples, parseSeed, verify, type VerifyReport } from '../analysis/verify';
 import { abortOnSignals } from './signals';
 
 interface VerifyCliOptions {

@@ -4,8 +4,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { makeCheckpointPair, type CheckpointPairOptions } from '../../lib/fixture';
-import { elementCount, listModelTensors, resolveModelShape, type FixtureShapeName } from '../../lib/model-shapes';
+import { makeCheckpointPair, type CheckpointPairOptions } from '../../lib/fixtures/fixture';
+import { elementCount, listModelTensors, resolveModelShape, type FixtureShapeName } from '../../lib/fixtures/model-shapes';
 
 export interface PairSpec {
   /** Short name used in tables. */

@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { suite, add, cycle } from 'benny';
-import { interpolate } from '../../lib/interpolate';
+import { interpolate } from '../../lib/interpolation/interpolate';
 import { ensurePair, pairSize, type CachedPair, type PairSpec } from './fixtures';
 import { coldReadFloor, describeMachine, directWriteFloor, dropCaches, timeCommand, warm, type Timed } from './system';
 

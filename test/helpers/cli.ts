@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { makeCheckpointPair, type CheckpointPair, type CheckpointPairOptions } from '../../lib/fixture';
+import { makeCheckpointPair, type CheckpointPair, type CheckpointPairOptions } from '../../lib/fixtures/fixture';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'weightmix.js');
@@ -249,7 +249,7 @@ export function snapshotTree(dir: string): Map<string, string> {
 
 // ---- fixture pairs shared by test files ------------------------------------------------------------
 
-const FIXTURE_SOURCES = ['lib/fixture.ts', 'lib/model-shapes.ts', 'lib/random.ts', 'lib/safetensors.ts'];
+const FIXTURE_SOURCES = ['lib/fixtures/fixture.ts', 'lib/fixtures/model-shapes.ts', 'lib/fixtures/random.ts', 'lib/format/safetensors.ts'];
 
 /**
  * A fixture pair built once per machine (per options and fixture-code version) under the system

@@ -4,7 +4,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { SafetensorsErrorCode } from '../../lib/safetensors';
+import type { SafetensorsErrorCode } from '../../lib/format/safetensors';
 
 export interface MalformedCase {
   /** Short kebab-case description, unique among the cases. */

@@ -1,7 +1,7 @@
 /** Small hand-made model pairs for end-to-end tests: random bits with the special values mixed in. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeSafetensorsFile, SafetensorsDtype } from '../../lib/safetensors';
+import { writeSafetensorsFile, SafetensorsDtype } from '../../lib/format/safetensors';
 
 /** A seeded generator (mulberry32): tests print the seed so a failure can be replayed. */
 export function rng(seed: number): () => number {

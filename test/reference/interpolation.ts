@@ -2,7 +2,7 @@
  * Whole-tensor oracle for end-to-end tests: unpacks a tensor's bytes into bit patterns and runs the
  * element-level reference numerics (./numerics.ts), written from the contract, not from the C++.
  */
-import { SafetensorsDtype } from '../../lib/safetensors';
+import { SafetensorsDtype } from '../../lib/format/safetensors';
 import { Dtype, DTYPE_BYTES, lerpExact, lerpMi, Tensor } from './numerics';
 
 function unpack(buf: Buffer, dtype: SafetensorsDtype): Tensor {

@@ -6,9 +6,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WeightmixError } from '../../lib/errors';
-import type { CheckpointPair } from '../../lib/fixture';
-import { interpolate } from '../../lib/interpolate';
-import { readSafetensorsHeader } from '../../lib/safetensors';
+import type { CheckpointPair } from '../../lib/fixtures/fixture';
+import { interpolate } from '../../lib/interpolation/interpolate';
+import { readSafetensorsHeader } from '../../lib/format/safetensors';
 import { cachedPair, ensureCliBuilt, expectOneLineError, faultShim, isProgressLine, leftoversBeside, privateCopy, slowReadsEnv, startCli, scratchDir } from '../helpers/cli';
 
 let work: string;

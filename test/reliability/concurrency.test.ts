@@ -5,9 +5,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { CheckpointPair } from '../../lib/fixture';
-import { interpolate, type InterpolateOptions } from '../../lib/interpolate';
-import { sweep } from '../../lib/sweep';
+import type { CheckpointPair } from '../../lib/fixtures/fixture';
+import { interpolate, type InterpolateOptions } from '../../lib/interpolation/interpolate';
+import { sweep } from '../../lib/interpolation/sweep';
 import {
   cachedPair,
   ensureCliBuilt,

@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { openCheckpoint } from '../../lib/checkpoint';
+import { openCheckpoint } from '../../lib/model/checkpoint';
 import { isWeightmixError } from '../../lib/errors';
 import { CHECKPOINT_CORPUS, fuzzCheckpoints } from '../../scripts/fuzz';
 import { scratchDir } from '../helpers/cli';

@@ -8,10 +8,10 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeSafetensorsFile, type SafetensorsDtype } from '../../lib/safetensors';
+import { writeSafetensorsFile, type SafetensorsDtype } from '../../lib/format/safetensors';
 import { cachedPair, ensureCliBuilt, expectOneLineError, leftoversBeside, privateCopy, runCli, runCliInProcess, scratchDir, snapshotTree } from '../helpers/cli';
 import { safetensorsBytes } from '../helpers/malformed';
-import type { CheckpointPair } from '../../lib/fixture';
+import type { CheckpointPair } from '../../lib/fixtures/fixture';
 
 const INDEX = 'model.safetensors.index.json';
 const SHARD_1 = 'model-00001-of-00002.safetensors';

@@ -9,7 +9,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { CheckpointPair } from '../../lib/fixture';
+import type { CheckpointPair } from '../../lib/fixtures/fixture';
 import { cachedPair, ensureCliBuilt, expectOneLineError, leftoversBeside, runCli, runCliInProcess, type CliResult, scratchDir } from '../helpers/cli';
 import { malformedCases, type MalformedCase } from '../helpers/malformed';
 

@@ -12,8 +12,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WeightmixError } from '../../lib/errors';
-import type { CheckpointPair } from '../../lib/fixture';
-import { interpolate } from '../../lib/interpolate';
+import type { CheckpointPair } from '../../lib/fixtures/fixture';
+import { interpolate } from '../../lib/interpolation/interpolate';
 import {
   cachedPair,
   ensureCliBuilt,

@@ -8,8 +8,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { CheckpointPair } from '../../lib/fixture';
-import { interpolate } from '../../lib/interpolate';
+import type { CheckpointPair } from '../../lib/fixtures/fixture';
+import { interpolate } from '../../lib/interpolation/interpolate';
 import { cachedPair, ensureCliBuilt, expectOneLineError, faultEnv, faultShim, leftoversBeside, runCli } from '../helpers/cli';
 
 let work: string;

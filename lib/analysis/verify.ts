@@ -1,0 +1,544 @@
+/**
+ * `verify`: re-reads a merged model and checks what a reader of it relies on. Every shard's header
+ * is valid for its file, the index and the shards agree (every tensor stored once, where the index
+ * says, total_size right, no stray shard), and every shard records the same weightmix recipe. With
+ * `recompute`, sampled elements are recomputed from the recorded source models by an independent
+ * TypeScript implementation of the numerics contract (native/kernels/numerics.h: f32 upcast,
+ * torch.lerp's formula with one fused multiply-add, one round-to-nearest-even; the paper's bf16
+ * script for `mi`) and compared bit for bit with what is stored. Only interpolations (`interpolate`,
+ * `sweep`) can be recomputed; a `merge` output gets the structural checks and `recomputeSkipped` says why.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Checkpoint, INDEX_FILE, openCheckpoint, TensorLocation } from '../model/checkpoint';
+import { usageError, WeightmixError } from '../errors';
+import { elementBits, FLOAT_LAYOUTS, roundHalfEven } from '../format/float-bits';
+import { FloatDtype, isFloatDtype } from '../engine/plan';
+import { parseJsonStrict } from '../format/json-strict';
+import { hashString, mix32 } from '../fixtures/random';
+import { isSelected, parseSelection, Selection } from '../model/selection';
+
+export interface VerifyOptions {
+  /** The model folder to check. */
+  dir: string;
+  /** Recompute sampled elements from the sources the recipe records, and compare bit for bit. */
+  recompute?: boolean;
+  /** Elements recomputed per tensor (default 64; always the first and the last), or 'all'. */
+  samples?: number | 'all';
+  /** Which elements are sampled (default 0): the same seed checks the same elements. */
+  seed?: number;
+  signal?: AbortSignal;
+}
+
+/** What `interpolate` and `sweep` record in each shard's `__metadata__.weightmix`. */
+export interface InterpolationRecipe {
+  method: 'interpolate';
+  lambda: number;
+  numerics: 'exact' | 'mi';
+  selection: string;
+  instruct: string;
+  thinking: string;
+  weightmix: string;
+}
+
+/** A recorded recipe: an interpolation's in full, another method's as recorded. */
+export type RecordedRecipe = InterpolationRecipe | ({ method: string; weightmix: string } & Record<string, unknown>);
+
+export interface ElementMismatch {
+  tensor: string;
+  element: number;
+  dtype: string;
+  /** Stored and expected bit patterns (raw bytes as a number for non-float tensors). */
+  stored: number;
+  expected: number;
+}
+
+export interface RecomputeReport {
+  tensors: number;
+  elements: number;
+  mismatchCount: number;
+  /** The first mismatches (at most 20). */
+  mismatches: ElementMismatch[];
+}
+
+export interface VerifyReport {
+  dir: string;
+  ok: boolean;
+  shards: number;
+  tensors: number;
+  /** Bytes of tensor data (the index's total_size). */
+  tensorBytes: number;
+  indexed: boolean;
+  recipe: RecordedRecipe | null;
+  /** One line per thing found wrong; empty when the model verified. */
+  problems: string[];
+  recomputed: RecomputeReport | null;
+  /** Why `recompute` was asked for but not done (the recorded method has no recomputation); null otherwise. */
+  recomputeSkipped: string | null;
+}
+
+/** The recorded methods `recompute` supports: what `interpolate` and `sweep` write. */
+export const RECOMPUTE_METHODS: readonly string[] = ['interpolate'];
+
+const DEFAULT_SAMPLES = 64;
+const MAX_INDEX_BYTES = 64 << 20;
+const MAX_MISMATCHES_KEPT = 20;
+/** Elements read at once when every element of a tensor is recomputed. */
+const CHUNK_ELEMENTS = 1 << 16;
+const WHOLE_TENSOR_BYTES = 4 << 20;
+
+/** `--samples`: a whole number of 1 or more, or 'all'. */
+export function parseSamples(value: unknown): number | 'all' {
+  if (value === undefined) return DEFAULT_SAMPLES;
+  if (value === 'all') return 'all';
+  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) throw usageError(`--samples must be a whole number of 1 or more, or "all", got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** `--seed`: a uint32. */
+export function parseSeed(value: unknown): number {
+  if (value === undefined) return 0;
+  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) throw usageError(`--seed must be a whole number from 0 to 4294967295, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function checkAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new WeightmixError('Aborted', 'verification was aborted');
+}
+
+export async function verify(options: VerifyOptions): Promise<VerifyReport> {
+  if (!options || typeof options.dir !== 'string' || options.dir === '') throw usageError('verify needs a model folder');
+  const samples = parseSamples(options.samples);
+  const seed = parseSeed(options.seed);
+  checkAborted(options.signal);
+  const dir = path.resolve(options.dir);
+  const report: VerifyReport = { dir, ok: false, shards: 0, tensors: 0, tensorBytes: 0, indexed: false, recipe: null, problems: [], recomputed: null, recomputeSkipped: null };
+
+  let model: Checkpoint;
+  try {
+    // Every header against its file, the index against the shards, each tensor stored once.
+    model = await openCheckpoint(dir);
+  } catch (e) {
+    if (!(e instanceof WeightmixError)) throw e;
+    report.problems.push(e.message);
+    return report;
+  }
+  Object.assign(report, { shards: model.shards.length, tensors: model.names.length, tensorBytes: model.tensorBytes, indexed: model.indexed });
+  if (model.indexed) report.problems.push(...(await checkIndexExtras(model)));
+  report.recipe = readRecipe(model, report.problems);
+
+  if (options.recompute) {
+    checkAborted(options.signal);
+    if (!report.recipe) report.problems.push(`${dir}: no weightmix recipe is recorded, so there is nothing to recompute from`);
+    // A `merge` output is not damaged for want of a recomputation: its structure alone is checked, and the report says so.
+    else if (!RECOMPUTE_METHODS.includes(report.recipe.method)) report.recomputeSkipped = `${report.recipe.method} outputs are not supported by --recompute (only interpolate and sweep outputs are)`;
+    else report.recomputed = await recomputeInterpolation(model, report.recipe as InterpolationRecipe, samples, seed, options.signal, report.problems);
+  }
+  report.ok = report.problems.length === 0 && (report.recomputed?.mismatchCount ?? 0) === 0;
+  return report;
+}
+
+/** What openCheckpoint does not check: total_size, and shards on disk that the index does not name. */
+async function checkIndexExtras(model: Checkpoint): Promise<string[]> {
+  const problems: string[] = [];
+  const indexPath = path.join(model.dir, INDEX_FILE);
+  const stat = await fs.promises.stat(indexPath);
+  if (stat.size > MAX_INDEX_BYTES) return [`${indexPath}: index file is implausibly large (${stat.size} bytes)`];
+  const doc = parseJsonStrict(await fs.promises.readFile(indexPath, 'utf8'), { what: indexPath }) as Record<string, unknown>;
+  const metadata = doc.metadata;
+  const total = typeof metadata === 'object' && metadata !== null && !Array.isArray(metadata) ? (metadata as Record<string, unknown>).total_size : undefined;
+  if (total === undefined) problems.push(`${indexPath}: metadata.total_size is missing`);
+  else if (total !== model.tensorBytes) problems.push(`${indexPath}: metadata.total_size is ${JSON.stringify(total)} but the shards hold ${model.tensorBytes} bytes of tensor data`);
+  const named = new Set(model.shards.map((s) => s.name));
+  for (const entry of (await fs.promises.readdir(model.dir)).sort()) {
+    if (entry.endsWith('.safetensors') && !named.has(entry)) problems.push(`${path.join(model.dir, entry)}: a shard that the index does not name`);
+  }
+  return problems;
+}
+
+/** The recipe every shard records; differences and malformed records are problems. */
+function readRecipe(model: Checkpoint, problems: string[]): RecordedRecipe | null {
+  const texts = model.shards.map((s) => s.header.metadata?.weightmix);
+  const recorded = texts.filter((t): t is string => typeof t === 'string');
+  if (recorded.length === 0) return null;
+  const missing = model.shards.filter((_, i) => typeof texts[i] !== 'string');
+  if (missing.length > 0) problems.push(`${missing[0].path}: no weightmix recipe, unlike ${recorded.length} other shard(s)`);
+  const distinct = [...new Set(recorded)];
+  if (distinct.length > 1) problems.push(`${model.dir}: the shards record ${distinct.length} different recipes`);
+  const where = model.shards[texts.indexOf(distinct[0])].path;
+  let doc: unknown;
+  try {
+    doc = parseJsonStrict(distinct[0], { what: `${where}: __metadata__.weightmix` });
+  } catch (e) {
+    problems.push((e as Error).message);
+    return null;
+  }
+  const r = doc as Record<string, unknown>;
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc) || typeof r.method !== 'string' || typeof r.weightmix !== 'string') {
+    problems.push(`${where}: __metadata__.weightmix is not a recipe (an object with "method" and "weightmix")`);
+    return null;
+  }
+  if (r.method === 'interpolate') {
+    const bad = [
+      typeof r.lambda !== 'number' && 'lambda',
+      r.numerics !== 'exact' && r.numerics !== 'mi' && 'numerics',
+      typeof r.selection !== 'string' && 'selection',
+      (typeof r.instruct !== 'string' || !path.isAbsolute(r.instruct)) && 'instruct',
+      (typeof r.thinking !== 'string' || !path.isAbsolute(r.thinking)) && 'thinking',
+    ].filter(Boolean);
+    if (bad.length > 0) {
+      problems.push(`${where}: the interpolation recipe has no valid ${bad.join(', ')}`);
+      return null;
+    }
+  }
+  return r as RecordedRecipe;
+}
+
+/** The inverse of describeSelection: "all tensors" | "all layers" (older outputs: "all tensors" with modules) | "layers 12-35", then ", modules a,b" or ", except modules a,b". */
+export function selectionFromDescription(text: string): Selection {
+  const parts = text.split(', ');
+  const input: { layers?: string; modules?: string; skipModules?: string } = {};
+  const first = parts.shift();
+  if (first !== 'all tensors' && first !== 'all layers') {
+    if (!first?.startsWith('layers ')) throw new WeightmixError('InvalidRecipe', `unknown selection "${text}"`);
+    input.layers = first.slice('layers '.length);
+  }
+  for (const p of parts) {
+    if (p.startsWith('modules ')) input.modules = p.slice('modules '.length);
+    else if (p.startsWith('except modules ')) input.skipModules = p.slice('except modules '.length);
+    else throw new WeightmixError('InvalidRecipe', `unknown selection "${text}"`);
+  }
+  try {
+    return parseSelection(input);
+  } catch (e) {
+    throw new WeightmixError('InvalidRecipe', `selection "${text}": ${(e as Error).message}`);
+  }
+}
+
+
+async function recomputeInterpolation(
+  output: Checkpoint,
+  recipe: InterpolationRecipe,
+  samples: number | 'all',
+  seed: number,
+  signal: AbortSignal | undefined,
+  problems: string[],
+): Promise<RecomputeReport | null> {
+  let instruct: Checkpoint;
+  let thinking: Checkpoint;
+  let selection: Selection;
+  try {
+    selection = selectionFromDescription(recipe.selection);
+    [instruct, thinking] = await Promise.all([openCheckpoint(recipe.instruct), openCheckpoint(recipe.thinking)]);
+  } catch (e) {
+    if (!(e instanceof WeightmixError)) throw e;
+    problems.push(`cannot recompute from the recorded sources: ${e.message}`);
+    return null;
+  }
+  const onlyOut = output.names.filter((n) => !instruct.tensors.has(n));
+  const onlyIn = instruct.names.filter((n) => !output.tensors.has(n));
+  if (onlyOut.length + onlyIn.length > 0) {
+    problems.push(`${output.dir}: holds other tensors than its Instruct source ${instruct.dir} (${onlyOut.length} more, ${onlyIn.length} missing, e.g. ${[...onlyOut, ...onlyIn][0]})`);
+    return null;
+  }
+  const lambda = recipe.lambda;
+  const result: RecomputeReport = { tensors: 0, elements: 0, mismatchCount: 0, mismatches: [] };
+  const files = new FileCache();
+  try {
+    for (const name of output.names) {
+      checkAborted(signal);
+      const o = output.tensors.get(name)!;
+      const a = instruct.tensors.get(name)!;
+      const b = thinking.tensors.get(name);
+      const where = `${output.dir}: tensor ${name}`;
+      if (!b) {
+        problems.push(`${where} is not in the Thinking source ${thinking.dir}`);
+        continue;
+      }
+      if (o.shape.join() !== a.shape.join() || b.shape.join() !== a.shape.join()) {
+        problems.push(`${where} has shape [${o.shape}], its sources [${a.shape}] and [${b.shape}]`);
+        continue;
+      }
+      const compute = elementRecipe(a, b, o, isSelected(name, selection), recipe.numerics, lambda);
+      if (typeof compute === 'string') {
+        problems.push(`${where}: ${compute}`);
+        continue;
+      }
+      result.tensors++;
+      const mismatch = (element: number, stored: number, expected: number) => {
+        result.mismatchCount++;
+        if (result.mismatches.length < MAX_MISMATCHES_KEPT) result.mismatches.push({ tensor: name, element, dtype: o.dtype, stored, expected });
+      };
+      const [ot, at, bt] = [new TensorBytes(files, o), new TensorBytes(files, a), compute.raw || !compute.needsB ? null : new TensorBytes(files, b)];
+      if (compute.raw) {
+        // Non-float tensors are copied byte for byte: compare sampled bytes.
+        for (const [start, count] of sampleRuns(o.byteLength, samples, seed, name)) {
+          const [got, want] = await Promise.all([ot.read(start, count), at.read(start, count)]);
+          for (let i = 0; i < count; i++) if (got[i] !== want[i]) mismatch(start + i, got[i], want[i]);
+          result.elements += count;
+        }
+        continue;
+      }
+      for (const [start, count] of sampleRuns(o.elementCount, samples, seed, name)) {
+        const [ob, ab, bb] = await Promise.all([
+          ot.read(start * FLOAT_LAYOUTS[o.dtype as FloatDtype].bytes, count * FLOAT_LAYOUTS[o.dtype as FloatDtype].bytes),
+          at.read(start * FLOAT_LAYOUTS[a.dtype as FloatDtype].bytes, count * FLOAT_LAYOUTS[a.dtype as FloatDtype].bytes),
+          bt ? bt.read(start * FLOAT_LAYOUTS[b.dtype as FloatDtype].bytes, count * FLOAT_LAYOUTS[b.dtype as FloatDtype].bytes) : null,
+        ]);
+        for (let i = 0; i < count; i++) {
+          const stored = elementBits(ob, i, o.dtype as FloatDtype);
+          const expected = compute.element(elementBits(ab, i, a.dtype as FloatDtype), bb ? elementBits(bb, i, b.dtype as FloatDtype) : 0);
+          if (stored !== expected) mismatch(start + i, stored, expected);
+        }
+        result.elements += count;
+      }
+    }
+  } finally {
+    await files.close();
+  }
+  if (result.mismatchCount > 0) {
+    const m = result.mismatches[0];
+    const hex = (x: number) => `0x${x.toString(16).padStart(m.dtype === 'F32' ? 8 : m.dtype === 'F16' || m.dtype === 'BF16' ? 4 : 2, '0')}`;
+    problems.push(
+      `${result.mismatchCount} of ${result.elements} recomputed elements differ from the recipe ` +
+        `(first: ${m.tensor} element ${m.element} is ${hex(m.stored)}, expected ${hex(m.expected)}); ` +
+        'the model or its sources changed after the merge',
+    );
+  }
+  return result;
+}
+
+interface ElementCompute {
+  raw: false;
+  needsB: boolean;
+  /** Stored bits of one output element from the input elements' bits. */
+  element: (a: number, b: number) => number;
+}
+
+/** How each output element of a tensor is made, as interpolate's recipe and the kernels define it; a string says why it cannot be. */
+function elementRecipe(
+  a: TensorLocation,
+  b: TensorLocation,
+  o: TensorLocation,
+  selected: boolean,
+  numerics: 'exact' | 'mi',
+  lambda: number,
+): ElementCompute | { raw: true } | string {
+  if (!isFloatDtype(a.dtype)) {
+    if (o.dtype !== a.dtype) return `is ${o.dtype} but its Instruct source is ${a.dtype} (non-float tensors are copied)`;
+    return { raw: true };
+  }
+  if (!isFloatDtype(o.dtype)) return `is ${o.dtype}, not a float dtype like its source`;
+  const ta = a.dtype;
+  const to = o.dtype;
+  const copyA = { raw: false as const, needsB: false, element: (x: number) => convertBits(x, ta, to) };
+  if (!selected) return copyA;
+  if (!isFloatDtype(b.dtype)) return `is ${b.dtype} in the Thinking source`;
+  const tb = b.dtype;
+  if (numerics === 'mi') {
+    if (ta !== tb) return `numerics "mi" needs one dtype, but the sources are ${ta} and ${tb}`;
+    const w = Math.fround(lambda);
+    return { raw: false, needsB: true, element: (x, y) => convertBits(lerpMiBits(x, y, w, ta), ta, to) };
+  }
+  return { raw: false, needsB: true, element: (x, y) => lerpExactBits(x, ta, y, tb, to, lambda) };
+}
+
+/** [start, count] runs of element indices to check: all of them, or `samples` spread by a seeded generator. */
+export function sampleRuns(count: number, samples: number | 'all', seed: number, name: string): [number, number][] {
+  if (count === 0) return [];
+  if (samples === 'all' || samples >= count) {
+    const runs: [number, number][] = [];
+    for (let s = 0; s < count; s += CHUNK_ELEMENTS) runs.push([s, Math.min(CHUNK_ELEMENTS, count - s)]);
+    return runs;
+  }
+  const picked = new Set<number>([0, count - 1]);
+  let state = mix32((seed ^ hashString(name)) >>> 0);
+  while (picked.size < samples) {
+    state = mix32((state + 0x9e3779b9) >>> 0);
+    const hi = mix32(state ^ 0x85ebca6b);
+    picked.add(Math.floor(((hi * 2 ** 32 + state) / 2 ** 64) * count));
+  }
+  return [...picked].sort((x, y) => x - y).map((i) => [i, 1]);
+}
+
+/** One tensor's bytes: a tensor of up to 4 MiB is read once, whole; a larger one range by range. */
+class TensorBytes {
+  private readonly whole: Promise<Buffer> | null;
+
+  constructor(
+    private readonly files: FileCache,
+    private readonly t: TensorLocation,
+  ) {
+    this.whole = t.byteLength <= WHOLE_TENSOR_BYTES ? files.read(t, 0, t.byteLength) : null;
+  }
+
+  async read(byteStart: number, bytes: number): Promise<Buffer> {
+    return this.whole ? (await this.whole).subarray(byteStart, byteStart + bytes) : this.files.read(this.t, byteStart, bytes);
+  }
+}
+
+/** Open input files, kept for the whole run (one descriptor per file). */
+class FileCache {
+  private readonly handles = new Map<string, Promise<fs.promises.FileHandle>>();
+
+  async read(t: TensorLocation, byteStart: number, bytes: number): Promise<Buffer> {
+    let h = this.handles.get(t.file);
+    if (!h) {
+      h = fs.promises.open(t.file, 'r');
+      this.handles.set(t.file, h);
+    }
+    const buf = Buffer.alloc(bytes);
+    const { bytesRead } = await (await h).read(buf, 0, bytes, t.offset + byteStart);
+    if (bytesRead !== bytes) throw new WeightmixError('InputChanged', `${t.file} is shorter than its header says`);
+    return buf;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.handles.values()].map(async (h) => (await h.catch(() => null))?.close()));
+  }
+}
+
+// ---- the numerics, written from the contract in native/kernels/numerics.h ---------------------------
+
+const view = new DataView(new ArrayBuffer(8));
+
+/** The f32 number of a bit pattern (only for non-NaN patterns: NaN payloads do not survive a JS number). */
+function f32Value(bits: number): number {
+  view.setUint32(0, bits);
+  return view.getFloat32(0);
+}
+
+function f32Bits(value: number): number {
+  view.setFloat32(0, value);
+  return view.getUint32(0);
+}
+
+const F32_NAN = 0x7fc00000;
+const F32_MAX = 3.4028234663852886e38;
+const isNaN32 = (bits: number) => (bits & 0x7fffffff) > 0x7f800000;
+
+/** Upcast to f32 bits: bf16 exactly (payload kept); f16 exactly, a NaN quieted with sign and payload kept. */
+export function toF32Bits(bits: number, t: FloatDtype): number {
+  if (t === 'F32') return bits >>> 0;
+  if (t === 'BF16') return (bits << 16) >>> 0;
+  const sign = bits & 0x8000 ? 0x80000000 : 0;
+  const exp = (bits >> 10) & 0x1f;
+  const mant = bits & 0x3ff;
+  if (exp === 0x1f) return (sign + (mant === 0 ? 0x7f800000 : (0x7fc00000 | (mant << 13)) >>> 0)) >>> 0;
+  // Normal and subnormal halves are exact in f32: build the value and take its bits.
+  const magnitude = exp === 0 ? mant * 2 ** -24 : (1 + mant / 1024) * 2 ** (exp - 15);
+  return (sign + f32Bits(magnitude)) >>> 0;
+}
+
+/** A conversion store (f32 bits → dtype): f32 keeps the bits, bf16 turns any NaN into 0x7FC0, f16 keeps a NaN's sign (0x7E00). */
+export function fromF32Bits(bits: number, to: FloatDtype): number {
+  if (to === 'F32') return bits >>> 0;
+  const sign = bits >>> 31;
+  if (isNaN32(bits)) return to === 'BF16' ? 0x7fc0 : (sign << 15) | 0x7e00;
+  if (to === 'BF16') {
+    // Keep the high half; round on the low half (a carry runs into the exponent, up to infinity).
+    let high = bits >>> 16;
+    const low = bits & 0xffff;
+    if (low > 0x8000 || (low === 0x8000 && (high & 1) === 1)) high++;
+    return high & 0xffff;
+  }
+  const a = Math.abs(f32Value(bits));
+  let magnitude: number;
+  if (a === Infinity || a >= 65520) magnitude = 0x7c00; // 65520 is halfway to the next binade: ties away from 65504 (odd)
+  else if (a < 2 ** -14) magnitude = roundHalfEven(a * 2 ** 24); // subnormal grid; 1024 is the smallest normal's pattern
+  else {
+    let e = Math.floor(Math.log2(a));
+    if (2 ** e > a) e--;
+    else if (2 ** (e + 1) <= a) e++;
+    let m = roundHalfEven((a / 2 ** e - 1) * 1024);
+    if (m === 1024) {
+      m = 0;
+      e++;
+    }
+    magnitude = e + 15 >= 31 ? 0x7c00 : ((e + 15) << 10) | m;
+  }
+  return (sign << 15) | magnitude;
+}
+
+/** A conversion (copy to another dtype): upcast, then a conversion store. */
+export function convertBits(bits: number, from: FloatDtype, to: FloatDtype): number {
+  return from === to ? bits : fromF32Bits(toF32Bits(bits, from), to);
+}
+
+/** An arithmetic result's store: any NaN is first the canonical f32 NaN. */
+function encodeResult(bits: number, to: FloatDtype): number {
+  return fromF32Bits(isNaN32(bits) ? F32_NAN : bits, to);
+}
+
+/** The f32 neighbours of a finite f32 value, as numbers; past the largest finite value stands 2^128. */
+function f32Neighbour(value: number, up: boolean): number {
+  if (value === 0) return up ? 2 ** -149 : -(2 ** -149);
+  const bits = f32Bits(value);
+  const away = (value > 0) === up; // moving away from zero increments the magnitude
+  const next = away ? bits + 1 : bits - 1;
+  if ((next & 0x7fffffff) === 0x7f800000) return value > 0 ? 2 ** 128 : -(2 ** 128);
+  return f32Value(next >>> 0);
+}
+
+/** fma in f32: x·y + z with one rounding to f32 (x, y, z f32 numbers), exactly. */
+export function fmaF32(x: number, y: number, z: number): number {
+  const p = x * y; // exact: 24 × 24 bits fit in 53, and f32 exponents cannot underflow a double
+  const s = p + z;
+  if (!Number.isFinite(p) || !Number.isFinite(z) || !Number.isFinite(s)) return Math.fround(s);
+  // TwoSum: s + e is exactly p + z.
+  const bv = s - p;
+  const e = p - (s - bv) + (z - bv);
+  const r = Math.fround(s);
+  if (e === 0) return r;
+  // Rounding s to f32 is right unless s sits exactly halfway between two f32 values while p + z does
+  // not: then the sign of e says which way p + z lies. Bracket s by adjacent f32 values.
+  let lower: number;
+  let upper: number;
+  if (!Number.isFinite(r)) [lower, upper] = r > 0 ? [F32_MAX, 2 ** 128] : [-(2 ** 128), -F32_MAX];
+  else if (r <= s) [lower, upper] = [r, f32Neighbour(r, true)];
+  else [lower, upper] = [f32Neighbour(r, false), r];
+  if (s !== (lower + upper) / 2) return r;
+  const pick = e > 0 ? upper : lower;
+  return Math.abs(pick) === 2 ** 128 ? Math.sign(pick) * Infinity : pick;
+}
+
+/** torch.lerp in f32, one fused multiply-add per element; returns f32 bits (NaN not yet canonical). */
+function lerpExactF32(aBits: number, bBits: number, w: number): number {
+  if (isNaN32(aBits) || isNaN32(bBits)) return F32_NAN;
+  const a = f32Value(aBits);
+  const b = f32Value(bBits);
+  const diff = Math.fround(b - a); // one rounding of an exact difference: double rounding cannot differ here
+  const small = Math.abs(w) < 0.5;
+  const x = small ? fmaF32(w, diff, a) : fmaF32(Math.fround(w - 1), diff, b);
+  return Number.isNaN(x) ? F32_NAN : f32Bits(x);
+}
+
+/**
+ * One element of an `exact` interpolation, bits in and out: a copy of a (λ = 0) or b (λ = 1) when λ is
+ * or rounds to an endpoint in f32, else torch.lerp in f32 and one rounding to `to`.
+ */
+export function lerpExactBits(a: number, ta: FloatDtype, b: number, tb: FloatDtype, to: FloatDtype, lambda: number): number {
+  const w = Math.fround(lambda);
+  if (w === 0) return convertBits(a, ta, to);
+  if (w === 1) return convertBits(b, tb, to);
+  return encodeResult(lerpExactF32(toF32Bits(a, ta), toF32Bits(b, tb), w), to);
+}
+
+/** Rounds an f32 number to dtype t's precision (NaN canonical), as the paper's bf16 script does after each op. */
+function roundTo(x: number, t: FloatDtype): number {
+  if (Number.isNaN(x)) return NaN;
+  if (t === 'F32') return x;
+  return f32Value(toF32Bits(fromF32Bits(f32Bits(x), t), t));
+}
+
+/** The paper's script in dtype t: d = R(b − a), p = R(d·w), x = R(a + p), each op in f32; returns t bits. */
+export function lerpMiBits(aBits: number, bBits: number, w: number, t: FloatDtype): number {
+  const a = isNaN32(toF32Bits(aBits, t)) ? NaN : f32Value(toF32Bits(aBits, t));
+  const b = isNaN32(toF32Bits(bBits, t)) ? NaN : f32Value(toF32Bits(bBits, t));
+  const d = roundTo(Math.fround(b - a), t);
+  const p = roundTo(Math.fround(d * w), t);
+  const x = roundTo(Math.fround(a + p), t);
+  return fromF32Bits(Number.isNaN(x) ? F32_NAN : f32Bits(x), t);
+}

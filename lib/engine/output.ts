@@ -1,0 +1,270 @@
+/**
+ * The output transaction: a model is written into a temporary folder beside its target, synced,
+ * and published with one rename. A failure or abort removes the temporary folder; `--force`
+ * replaces an existing output only once the new one is complete. An advisory lock beside the
+ * target stops a second run on the same output, and leftovers of a killed run are cleaned up.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { usageError, WeightmixError } from '../errors';
+
+const TEMP_TAG = '.weightmix-tmp-';
+const OLD_TAG = '.weightmix-old-';
+const LOCK_TAG = '.weightmix.lock';
+
+function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export interface BeginOptions {
+  force?: boolean;
+  /** Publish file by file into a shared target folder (one part of a `--part I/N` job array). */
+  mergeInto?: boolean;
+  /** Distinguishes the lock of one part from another's (e.g. `part-2-of-8`). */
+  lockName?: string;
+  /** Called with a one-line notice (stale leftovers removed, …). */
+  notice?: (message: string) => void;
+  /** Other outputs beside the target that belong to the same kind of run (a sweep's `lambda-*`): their stale leftovers are removed too. */
+  siblings?: (name: string) => boolean;
+  /** Files and folders the run reads: the target may be none of them and hold none (a --force swap would delete it). */
+  reads?: readonly string[];
+}
+
+export class OutputTransaction {
+  private finished = false;
+
+  private constructor(
+    readonly target: string,
+    readonly tempDir: string,
+    private readonly lockFile: string,
+    private readonly force: boolean,
+    private readonly mergeInto: boolean,
+    /** The outermost folder this transaction created above the target, removed again if it aborts while empty. */
+    private readonly createdParent: string | undefined,
+  ) {}
+
+  static async begin(targetPath: string, options: BeginOptions = {}): Promise<OutputTransaction> {
+    const target = path.resolve(targetPath);
+    const parent = path.dirname(target);
+    const base = path.basename(target);
+    refuseInputs(targetPath, options.reads ?? []);
+    const createdParent = await fs.promises.mkdir(parent, { recursive: true }).catch((e) => {
+      throw new WeightmixError('OutputError', `cannot create ${parent}: ${whyMkdirFailed(parent, e as Error)}`);
+    });
+    const lockFile = path.join(parent, `.${base}${options.lockName ? `.${options.lockName}` : ''}${LOCK_TAG}`);
+    await takeLock(lockFile, target);
+    try {
+      // Parts on other machines share the folder: their temporaries are not ours to judge.
+      if (!options.mergeInto) await removeStale(parent, base, options.siblings, options.notice);
+      if (fs.existsSync(target) && !options.force && !options.mergeInto) {
+        throw new WeightmixError('OutputExists', `output ${targetPath} already exists (use --force to replace it once the new one is complete)`);
+      }
+      const tempDir = path.join(parent, `.${base}${TEMP_TAG}${process.pid}-${randomBytes(4).toString('hex')}`);
+      await fs.promises.mkdir(tempDir);
+      return new OutputTransaction(target, tempDir, lockFile, options.force ?? false, options.mergeInto ?? false, createdParent);
+    } catch (e) {
+      await fs.promises.rm(lockFile, { force: true });
+      removeEmptyParents(parent, createdParent);
+      throw e;
+    }
+  }
+
+  /**
+   * Syncs every file and publishes the folder with one rename (swapping out an old one under --force);
+   * an abort that arrives before the rename still stops it.
+   */
+  async commit(signal?: AbortSignal): Promise<void> {
+    if (this.finished) throw new Error('internal: transaction already finished');
+    await syncTree(this.tempDir);
+    if (signal?.aborted) throw new WeightmixError('Aborted', 'the merge was aborted before it was published');
+    if (this.mergeInto) return this.commitInto();
+    const parent = path.dirname(this.target);
+    let old: string | null = null;
+    if (fs.existsSync(this.target)) {
+      if (!this.force) throw new WeightmixError('OutputExists', `output ${this.target} appeared while merging; not replacing it`);
+      old = path.join(parent, `.${path.basename(this.target)}${OLD_TAG}${process.pid}`);
+      await fs.promises.rename(this.target, old);
+    }
+    try {
+      await fs.promises.rename(this.tempDir, this.target);
+    } catch (e) {
+      if (old) await fs.promises.rename(old, this.target);
+      throw new WeightmixError('OutputError', `cannot publish ${this.target}: ${(e as Error).message}`);
+    }
+    await syncDir(parent);
+    this.finished = true;
+    if (old) await fs.promises.rm(old, { recursive: true, force: true });
+    await fs.promises.rm(this.lockFile, { force: true });
+  }
+
+  /** Parts of a job array share the target: each publishes its files by rename, one at a time. */
+  private async commitInto(): Promise<void> {
+    await fs.promises.mkdir(this.target, { recursive: true });
+    const names = await fs.promises.readdir(this.tempDir);
+    if (!this.force) {
+      const clash = names.find((n) => n.endsWith('.safetensors') && fs.existsSync(path.join(this.target, n)));
+      if (clash) throw new WeightmixError('OutputExists', `${path.join(this.target, clash)} already exists (use --force to replace it)`);
+    }
+    for (const name of names) await fs.promises.rename(path.join(this.tempDir, name), path.join(this.target, name));
+    await syncDir(this.target);
+    this.finished = true;
+    await fs.promises.rm(this.tempDir, { recursive: true, force: true });
+    await fs.promises.rm(this.lockFile, { force: true });
+  }
+
+  /**
+   * Removes the temporary folder, the lock and the folders begin() created (when empty); safe to
+   * call more than once. Abort transactions that share parents in reverse order of begin().
+   */
+  async abort(): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    await fs.promises.rm(this.tempDir, { recursive: true, force: true });
+    await fs.promises.rm(this.lockFile, { force: true });
+    removeEmptyParents(path.dirname(this.target), this.createdParent);
+  }
+}
+
+/** Removes `dir` and its parents up to `outermost` (the first folder mkdir created), stopping at one that is not empty. */
+function removeEmptyParents(dir: string, outermost: string | undefined): void {
+  if (outermost === undefined) return;
+  for (let d = dir; ; d = path.dirname(d)) {
+    try {
+      fs.rmdirSync(d);
+    } catch {
+      return;
+    }
+    if (d === outermost || path.dirname(d) === d) return;
+  }
+}
+
+/** Node's recursive mkdir reports ENOENT for a read-only or forbidden parent: a plain mkdir of the first missing folder says why. */
+function whyMkdirFailed(dir: string, error: Error): string {
+  let missing = dir;
+  while (!fs.existsSync(path.dirname(missing)) && path.dirname(missing) !== missing) missing = path.dirname(missing);
+  try {
+    fs.mkdirSync(missing);
+    fs.rmdirSync(missing);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return error.message;
+}
+
+/** Refuses a target that is, or holds, something the run reads: publishing or --force would replace it. */
+function refuseInputs(targetPath: string, reads: readonly string[]): void {
+  const target = realPathOfMaybeMissing(targetPath);
+  for (const read of reads) {
+    const real = realPathOfMaybeMissing(read);
+    const inside = path.relative(target, real);
+    if (inside === '' || (inside !== '..' && !inside.startsWith(`..${path.sep}`) && !path.isAbsolute(inside))) {
+      const what = inside === '' ? 'is' : `holds ${real}, which is`;
+      throw usageError(`the output ${targetPath} ${what} one of the inputs of this merge; choose another output folder`);
+    }
+  }
+}
+
+/** The real path of `p` through symlinked folders above it, whether or not `p` itself exists yet. */
+function realPathOfMaybeMissing(p: string): string {
+  const missing: string[] = [];
+  for (let at = path.resolve(p); ; at = path.dirname(at)) {
+    try {
+      return path.join(fs.realpathSync(at), ...missing);
+    } catch {
+      if (path.dirname(at) === at) return path.resolve(p);
+      missing.unshift(path.basename(at));
+    }
+  }
+}
+
+async function takeLock(lockFile: string, target: string): Promise<void> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = await fs.promises.open(lockFile, 'wx');
+      await fd.writeFile(`${process.pid}\n`);
+      await fd.close();
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw new WeightmixError('OutputError', `cannot create lock ${lockFile}: ${(e as Error).message}`);
+      }
+      const owner = Number.parseInt(await fs.promises.readFile(lockFile, 'utf8').catch(() => ''), 10);
+      if (pidAlive(owner) && owner !== process.pid) {
+        throw new WeightmixError('OutputLocked', `another weightmix run (pid ${owner}) is writing ${target}`);
+      }
+      if (owner === process.pid) {
+        throw new WeightmixError('OutputLocked', `this process is already writing ${target}`);
+      }
+      // The owner died (SIGKILL, power loss): its lock is stale.
+      await fs.promises.rm(lockFile, { force: true });
+    }
+  }
+  throw new WeightmixError('OutputLocked', `cannot lock ${target}`);
+}
+
+// What a run leaves beside an output NAME: `.NAME.weightmix-tmp-PID-…`, `.NAME.weightmix-old-PID`, `.NAME[.part-I-of-N].weightmix.lock`.
+const LEFTOVER = /^\.(.+?)(?:\.weightmix-(tmp|old)-(\d+)(?:-[0-9a-f]+)?|(?:\.part-\d+-of-\d+)?\.weightmix\.lock)$/;
+
+/**
+ * Removes the temporary folders, swapped-out folders and locks left beside `base` (and beside the
+ * outputs `siblings` names: a sweep passes every `lambda-*`, so a killed sweep's leftovers go even
+ * for λ values the next one does not write) by runs that are no longer alive. A swapped-out folder
+ * whose output is missing is the user's model and is put back instead.
+ */
+async function removeStale(parent: string, base: string, siblings: ((name: string) => boolean) | undefined, notice?: (m: string) => void): Promise<void> {
+  for (const entry of await fs.promises.readdir(parent)) {
+    const match = LEFTOVER.exec(entry);
+    if (match === null || (match[1] !== base && siblings?.(match[1]) !== true)) continue;
+    const [, name, kind, pidText] = match;
+    const leftover = path.join(parent, entry);
+    const pid = Number.parseInt(pidText ?? (await fs.promises.readFile(leftover, 'utf8').catch(() => '')), 10);
+    // This process holds base's lock, so its own folders beside base are an earlier run's; its lock,
+    // and anything beside a sibling, may belong to a transaction still running here.
+    const ownEarlier = pid === process.pid && name === base && kind !== undefined;
+    if (!ownEarlier && (pid === process.pid || pidAlive(pid))) continue;
+    // A lock without a pid yet may be a live run between creating and writing it.
+    if (Number.isNaN(pid) && Date.now() - (await fs.promises.stat(leftover)).mtimeMs < 60_000) continue;
+    const target = path.join(parent, name);
+    if (kind === 'old' && !fs.existsSync(target)) {
+      // A --force run died between moving the old output aside and publishing the new one: the old one is the user's model.
+      await fs.promises.rename(leftover, target);
+      notice?.(`restored ${target} from ${entry}, left by an interrupted --force replacement`);
+      continue;
+    }
+    await fs.promises.rm(leftover, { recursive: true, force: true });
+    notice?.(`removed ${leftover} left by an interrupted run`);
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fd = await fs.promises.open(dir, 'r');
+  try {
+    await fd.sync();
+  } finally {
+    await fd.close();
+  }
+}
+
+/** fsync every file (the native engine already synced the shards; sidecars and index are small). */
+async function syncTree(dir: string): Promise<void> {
+  for (const entry of await fs.promises.readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    if (entry.isDirectory()) await syncTree(p);
+    else if (entry.isFile()) {
+      const fd = await fs.promises.open(p, 'r');
+      try {
+        await fd.sync();
+      } finally {
+        await fd.close();
+      }
+    }
+  }
+  await syncDir(dir);
+}

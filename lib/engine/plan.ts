@@ -1,0 +1,179 @@
+/**
+ * What every output byte is. From opened checkpoints and a per-tensor recipe, the planner lays out
+ * the output shards (the layout model's shard names and order), encodes their headers and emits one
+ * native job per tensor, with one destination per output model. Pure: no files are touched.
+ */
+import * as path from 'node:path';
+import { Checkpoint, TensorLocation } from '../model/checkpoint';
+import { InputFiles } from './input-files';
+import { WeightmixError } from '../errors';
+import { NativeDest, NativeDtype, NativeJob, NativeOp, NativeOutput, NativeSource } from './native';
+import { dtypeByteLength, encodeSafetensorsHeader, SafetensorsDtype } from '../format/safetensors';
+import { encodeSparseParams, ResolvedSparse } from '../recipes/sparsify';
+
+export type FloatDtype = 'BF16' | 'F16' | 'F32';
+export const FLOAT_DTYPES: readonly FloatDtype[] = ['BF16', 'F16', 'F32'];
+
+export function isFloatDtype(d: string): d is FloatDtype {
+  return (FLOAT_DTYPES as readonly string[]).includes(d);
+}
+
+/** How one output tensor is made: an op over tensors of the listed checkpoints. */
+export interface TensorRecipe {
+  op: NativeOp;
+  /** Checkpoint indices, in the order the op takes them. */
+  models: number[];
+  /** copy: [index into `models`]; lerp, lerp_mi: [λ]; linear: one weight per model. */
+  w: number[];
+  dtype: SafetensorsDtype;
+  /** sparse only: thresholds, mask keys and factors (models lists the base and every model it names). */
+  sparse?: ResolvedSparse;
+}
+
+export interface OutputModelSpec {
+  dir: string;
+  metadata: Record<string, string>;
+}
+
+export interface MergeSpec {
+  checkpoints: Checkpoint[];
+  /** The checkpoint whose shard names, tensor-to-shard layout and order the outputs copy. */
+  layout: number;
+  outputs: OutputModelSpec[];
+  recipe(name: string, output: number): TensorRecipe;
+  /** Only these shards are written (`--part`); index and sidecars are still planned in full. */
+  shardFilter?: (shard: string) => boolean;
+}
+
+export interface PlannedTensor {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+  byteLength: number;
+}
+
+export interface PlannedShard {
+  name: string;
+  path: string;
+  size: number;
+  tensors: PlannedTensor[];
+  written: boolean;
+}
+
+export interface PlannedModel {
+  dir: string;
+  shards: PlannedShard[];
+  weightMap: Record<string, string>;
+  tensorBytes: number;
+  indexed: boolean;
+}
+
+export interface MergePlan {
+  inputs: string[];
+  outputs: NativeOutput[];
+  jobs: NativeJob[];
+  models: PlannedModel[];
+  /** Bytes the native engine writes (written shards only). */
+  bytesToWrite: number;
+}
+
+function nativeDtype(dtype: SafetensorsDtype): NativeDtype {
+  return isFloatDtype(dtype) ? dtype : 'U8';
+}
+
+export function planMerge(spec: MergeSpec): MergePlan {
+  const layout = spec.checkpoints[spec.layout];
+  const inputFiles = new InputFiles();
+  // Group the layout's tensors by shard, in data order.
+  const shardTensors = new Map<string, TensorLocation[]>();
+  for (const shard of layout.shards) shardTensors.set(shard.name, []);
+  for (const name of layout.names) shardTensors.get(layout.tensors.get(name)!.shard)!.push(layout.tensors.get(name)!);
+
+  const outputs: NativeOutput[] = [];
+  const models: PlannedModel[] = spec.outputs.map((o) => ({ dir: o.dir, shards: [], weightMap: {}, tensorBytes: 0, indexed: layout.indexed }));
+  const jobs: NativeJob[] = [];
+  let bytesToWrite = 0;
+
+  for (const [shardName, tensors] of shardTensors) {
+    const written = spec.shardFilter ? spec.shardFilter(shardName) : true;
+    // recipes[o][t]: the recipe of tensor t in output o
+    const recipes = spec.outputs.map((_, o) => tensors.map((t) => spec.recipe(t.name, o)));
+    const outIndex: number[] = [];
+    const offsets: number[][] = [];
+    spec.outputs.forEach((out, o) => {
+      const planned = tensors.map((t, i) => ({
+        name: t.name,
+        dtype: recipes[o][i].dtype,
+        shape: t.shape,
+        byteLength: dtypeByteLength(recipes[o][i].dtype, t.elementCount),
+      }));
+      const header = encodeSafetensorsHeader(planned, out.metadata);
+      const file = path.join(out.dir, shardName);
+      models[o].shards.push({ name: shardName, path: file, size: header.totalSize, tensors: planned, written });
+      for (const t of planned) {
+        models[o].weightMap[t.name] = shardName;
+        models[o].tensorBytes += t.byteLength;
+      }
+      offsets.push(header.offsets.map(([begin]) => header.dataStart + begin));
+      if (written) {
+        outIndex.push(outputs.length);
+        outputs.push({ path: file, size: header.totalSize, head: header.bytes });
+        bytesToWrite += header.totalSize;
+      }
+    });
+    if (!written) continue;
+
+    tensors.forEach((t, i) => {
+      // Sources: every model any output needs for this tensor, read once, in checkpoint order.
+      const used = [...new Set(spec.outputs.flatMap((_, o) => recipes[o][i].models))].sort((x, y) => x - y);
+      const sources: NativeSource[] = used.map((model) => {
+        const loc = spec.checkpoints[model].tensors.get(t.name);
+        if (!loc) throw new WeightmixError('ModelsDiffer', `tensor ${t.name} is missing from ${spec.checkpoints[model].dir}`);
+        return { input: inputFiles.indexOf(loc.file), offset: loc.offset, dtype: nativeDtype(loc.dtype) };
+      });
+      const dests: NativeDest[] = spec.outputs.map((_, o) => {
+        const r = recipes[o][i];
+        const srcs = r.models.map((m) => used.indexOf(m));
+        let w = r.w;
+        if (r.op === 'copy') {
+          w = [srcs[r.w[0]]];
+        } else if (r.op === 'sparse') {
+          if (!r.sparse) throw new Error(`internal: sparse recipe of ${t.name} without parameters`);
+          const params = encodeSparseParams(r.sparse, (model) => srcs[r.models.indexOf(model)]);
+          return { output: outIndex[o], offset: offsets[o][i], dtype: nativeDtype(r.dtype), op: r.op, w: [], params };
+        } else if (r.op === 'linear') {
+          // Linear weights are indexed by the job's source list.
+          w = new Array(sources.length).fill(0);
+          srcs.forEach((s, k) => (w[s] += r.w[k]));
+        } else if (srcs.length !== 2 || srcs[0] !== 0 || srcs[1] !== 1 || sources.length !== 2) {
+          throw new Error(`internal: ${r.op} of ${t.name} must read exactly two models, in checkpoint order`);
+        }
+        return { output: outIndex[o], offset: offsets[o][i], dtype: nativeDtype(r.dtype), op: r.op, w };
+      });
+      // Non-float tensors travel as raw bytes (native dtype U8): count them in bytes.
+      const raw = sources.some((s) => s.dtype === 'U8');
+      jobs.push({ count: raw ? t.byteLength : t.elementCount, sources, dests });
+    });
+  }
+  return { inputs: inputFiles.paths, outputs, jobs, models, bytesToWrite };
+}
+
+/** The two models must hold the same tensors with the same shapes; float dtypes may differ. */
+export function checkCompatible(a: Checkpoint, b: Checkpoint): void {
+  const onlyA = a.names.filter((n) => !b.tensors.has(n));
+  const onlyB = b.names.filter((n) => !a.tensors.has(n));
+  if (onlyA.length > 0 || onlyB.length > 0) {
+    const few = (xs: string[]) => (xs.length === 0 ? 'none' : xs.slice(0, 3).join(', ') + (xs.length > 3 ? ` (+${xs.length - 3} more)` : ''));
+    throw new WeightmixError('ModelsDiffer', `the models hold different tensors: only in ${a.dir}: ${few(onlyA)}; only in ${b.dir}: ${few(onlyB)}`);
+  }
+  for (const name of a.names) {
+    const ta = a.tensors.get(name)!;
+    const tb = b.tensors.get(name)!;
+    if (ta.shape.length !== tb.shape.length || ta.shape.some((d, i) => d !== tb.shape[i])) {
+      throw new WeightmixError('ShapeMismatch', `tensor ${name} has shape [${ta.shape}] in ${a.dir} but [${tb.shape}] in ${b.dir}`);
+    }
+    if (ta.dtype !== tb.dtype && !(isFloatDtype(ta.dtype) && isFloatDtype(tb.dtype))) {
+      throw new WeightmixError('DtypeMismatch', `tensor ${name} is ${ta.dtype} in ${a.dir} but ${tb.dtype} in ${b.dir}`);
+    }
+  }
+}

@@ -1,0 +1,450 @@
+/**
+ * The safetensors format, read and written with the Rust crate's validation rules. Where this module
+ * differs from the crate, on purpose:
+ * - a header that does not start with '{' is InvalidHeaderStart (the crate has that check disabled);
+ * - a header length past the end of the file is HeaderTooSmall (the crate: InvalidHeaderLength);
+ * - duplicate JSON keys and extra fields in a tensor entry are refused (serde keeps the last / ignores them);
+ * - integers above 2^53 − 1 are InvalidHeaderDeserialization: a double cannot hold them, so they are
+ *   refused rather than rounded (the crate, in u64, reports ValidationOverflow later);
+ * - element counts above 2^53 − 1 are ValidationOverflow even where the crate's u64 byte size would fit.
+ */
+import { isUtf8 } from 'node:buffer';
+import { open, writeFile, type FileHandle } from 'node:fs/promises';
+import { WeightmixError } from '../errors';
+import { parseJsonStrict } from './json-strict';
+
+/** Every element type of the safetensors format (the Rust crate's `Dtype`, in its order). */
+export type SafetensorsDtype =
+  | 'BOOL' | 'F4' | 'F6_E2M3' | 'F6_E3M2' | 'U8' | 'I8' | 'F8_E5M2' | 'F8_E4M3' | 'F8_E8M0'
+  | 'I16' | 'U16' | 'F16' | 'BF16' | 'I32' | 'U32' | 'F32' | 'C64' | 'F64' | 'I64' | 'U64';
+
+/** Bits per element, as the crate's `Dtype::bitsize`; F4 and F6 pack several elements per byte. */
+export const DTYPE_BITS: Record<SafetensorsDtype, number> = Object.freeze({
+  BOOL: 8, F4: 4, F6_E2M3: 6, F6_E3M2: 6, U8: 8, I8: 8, F8_E5M2: 8, F8_E4M3: 8, F8_E8M0: 8,
+  I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32, F32: 32, C64: 64, F64: 64, I64: 64, U64: 64,
+});
+
+export interface TensorEntry {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+  /** [begin, end) relative to `dataStart`. */
+  dataOffsets: [number, number];
+  byteLength: number;
+  elementCount: number;
+}
+
+export interface SafetensorsHeader {
+  file: string;
+  headerLength: number;
+  /** 8 + headerLength: where the data section starts in the file. */
+  dataStart: number;
+  fileSize: number;
+  /** Sorted by data offset (ties, which only zero-sized tensors can have, by name). */
+  tensors: TensorEntry[];
+  byName: Map<string, TensorEntry>;
+  metadata: Record<string, string> | null;
+}
+
+/** Codes named after the Rust crate's `SafeTensorError` variants. */
+export type SafetensorsErrorCode =
+  | 'HeaderTooLarge'
+  | 'HeaderTooSmall'
+  | 'InvalidHeaderStart'
+  | 'InvalidHeader'
+  | 'InvalidHeaderDeserialization'
+  | 'InvalidOffset'
+  | 'TensorInvalidInfo'
+  | 'ValidationOverflow'
+  | 'MisalignedSlice'
+  | 'MetadataIncompleteBuffer'
+  | 'IoError';
+
+/** A malformed or unreadable safetensors file; the message is one line, `<file>: <what>`. */
+export class SafetensorsError extends WeightmixError {
+  declare readonly code: SafetensorsErrorCode;
+
+  constructor(code: SafetensorsErrorCode, message: string, options: { cause?: unknown } = {}) {
+    super(code, message, options);
+    this.name = 'SafetensorsError';
+  }
+}
+
+const PREFIX_BYTES = 8;
+/** The crate's MAX_HEADER_SIZE. */
+const MAX_HEADER_BYTES = 100_000_000;
+const ENTRY_FIELDS = ['dtype', 'shape', 'data_offsets'] as const;
+const METADATA_KEY = '__metadata__';
+const MAX_SHOWN_DIMS = 8;
+const MAX_SHOWN_NAME_CHARS = 80;
+// A \u escape can spell half a surrogate pair, which no UTF-8 text can hold; serde_json rejects it.
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** Bytes that `elementCount` elements of `dtype` occupy; throws on overflow past 2^53-1 or a partial byte. */
+export function dtypeByteLength(dtype: SafetensorsDtype, elementCount: number): number {
+  if (!Object.hasOwn(DTYPE_BITS, dtype)) throw new RangeError(`dtypeByteLength: unknown dtype ${JSON.stringify(dtype)}`);
+  if (!Number.isSafeInteger(elementCount) || elementCount < 0) {
+    throw new RangeError(`dtypeByteLength: elementCount must be a non-negative safe integer, got ${elementCount}`);
+  }
+  return byteLengthOf(dtype, elementCount, () => 'dtypeByteLength');
+}
+
+/**
+ * Validates a header's JSON against the file it came from, with the crate's rules (`read_metadata`
+ * and `Metadata::validate`), and returns its tensors sorted by offset. Pure: no I/O.
+ */
+export function parseSafetensorsHeader(
+  headerJson: Buffer,
+  opts: { file: string; fileSize: number; headerLength: number },
+): SafetensorsHeader {
+  const { file, fileSize, headerLength } = opts;
+  for (const [name, value] of [['fileSize', fileSize], ['headerLength', headerLength]] as const) {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new RangeError(`parseSafetensorsHeader: ${name} must be a non-negative safe integer, got ${value}`);
+    }
+  }
+  checkHeaderLength(file, BigInt(headerLength), fileSize);
+  if (headerJson.length !== headerLength) {
+    throw new RangeError(`parseSafetensorsHeader: headerJson is ${headerJson.length} bytes but headerLength is ${headerLength}`);
+  }
+
+  const root = decodeHeaderJson(headerJson, file);
+  let metadata: Record<string, string> | null = null;
+  const declared: DeclaredTensor[] = [];
+  // UTF-8 cannot encode a lone surrogate, so only a \u escape can spell one: most headers have none.
+  const mayHoldLoneSurrogates = headerJson.includes('\\u');
+  for (const [key, value] of Object.entries(root)) {
+    if (mayHoldLoneSurrogates && LONE_SURROGATE.test(key)) throw shapeError(file, `tensor name ${showName(key)} holds a lone surrogate`);
+    if (key === METADATA_KEY) metadata = readMetadata(value, file);
+    else declared.push(readTensorEntry(key, value, file));
+  }
+  // The crate sorts by (begin, end); the name tie-break keeps zero-sized tensors in a stable order.
+  declared.sort((a, b) =>
+    a.dataOffsets[0] - b.dataOffsets[0] || a.dataOffsets[1] - b.dataOffsets[1] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+
+  const tensors = validateLayout(declared, file);
+  const dataLength = tensors.length === 0 ? 0 : tensors[tensors.length - 1].dataOffsets[1];
+  const dataStart = PREFIX_BYTES + headerLength;
+  if (dataStart + dataLength !== fileSize) {
+    const actual = fileSize - dataStart;
+    throw new SafetensorsError(
+      'MetadataIncompleteBuffer',
+      `${file}: the tensors cover ${dataLength} bytes of data but the file holds ${actual} after the header (${actual > dataLength ? 'trailing bytes' : 'data is cut short'})`,
+    );
+  }
+  let byName: Map<string, TensorEntry> | undefined;
+  return {
+    file, headerLength, dataStart, fileSize, tensors, metadata,
+    // Built on first use: readers that walk `tensors` (a merge) never pay for it.
+    get byName() {
+      byName ??= new Map(tensors.map((t) => [t.name, t]));
+      return byName;
+    },
+  };
+}
+
+/** Reads and validates the header of a safetensors file; never reads the data section. */
+export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
+  const handle = await open(path, 'r').catch((e: unknown) => {
+    throw isSystemError(e) ? ioError(path, 'cannot open', e) : e;
+  });
+  try {
+    const { size: fileSize } = await handle.stat();
+    checkFileHoldsPrefix(path, fileSize);
+    const prefix = await readExactly(handle, path, PREFIX_BYTES, 0);
+    const headerLength = prefix.readBigUInt64LE(0);
+    // Checked before allocating, so a hostile length cannot make us reserve memory.
+    checkHeaderLength(path, headerLength, fileSize);
+    const headerJson = await readExactly(handle, path, Number(headerLength), PREFIX_BYTES);
+    return parseSafetensorsHeader(headerJson, { file: path, fileSize, headerLength: Number(headerLength) });
+  } catch (e) {
+    throw isSystemError(e) ? ioError(path, 'cannot read', e) : e;
+  } finally {
+    await handle.close();
+  }
+}
+
+export interface EncodedSafetensorsHeader {
+  /** The 8-byte little-endian length and the JSON, space-padded so that the data starts at a multiple of 8. */
+  bytes: Buffer;
+  dataStart: number;
+  /** Each tensor's [begin, end) in the data section, in the order given. */
+  offsets: [number, number][];
+  /** Size of the whole file: header plus data. */
+  totalSize: number;
+}
+
+/**
+ * Lays the tensors out contiguously in the order given and encodes the header: `__metadata__`
+ * first (keys sorted), then the tensors in layout order. The same input always gives the same bytes.
+ */
+export function encodeSafetensorsHeader(
+  tensors: readonly { name: string; dtype: SafetensorsDtype; shape: readonly number[] }[],
+  metadata?: Record<string, string> | null,
+): EncodedSafetensorsHeader {
+  return encodeHeader('encodeSafetensorsHeader', tensors, metadata);
+}
+
+/** Writes a whole safetensors file (for fixtures and tests): the header, then each tensor's data in order. */
+export async function writeSafetensorsFile(
+  path: string,
+  tensors: readonly { name: string; dtype: SafetensorsDtype; shape: readonly number[]; data: Buffer }[],
+  metadata?: Record<string, string> | null,
+): Promise<void> {
+  const header = encodeHeader(path, tensors, metadata);
+  tensors.forEach((t, i) => {
+    const [begin, end] = header.offsets[i];
+    if (t.data.length !== end - begin) {
+      throw new SafetensorsError(
+        'TensorInvalidInfo',
+        `${path}: tensor ${showName(t.name)}: data is ${t.data.length} bytes but ${t.dtype} ${showShape(t.shape)} needs ${end - begin}`,
+      );
+    }
+  });
+  await writeFile(path, [header.bytes, ...tensors.map((t) => t.data)]).catch((e: unknown) => {
+    throw isSystemError(e) ? ioError(path, 'cannot write', e) : e;
+  });
+}
+
+function encodeHeader(
+  where: string,
+  tensors: readonly { name: string; dtype: SafetensorsDtype; shape: readonly number[] }[],
+  metadata: Record<string, string> | null | undefined,
+): EncodedSafetensorsHeader {
+  const members: string[] = [];
+  if (metadata != null) members.push(`${JSON.stringify(METADATA_KEY)}:${encodeMetadata(where, metadata)}`);
+  const names = new Set<string>();
+  const offsets: [number, number][] = [];
+  let end = 0;
+  for (const { name, dtype, shape } of tensors) {
+    if (name === METADATA_KEY || names.has(name) || LONE_SURROGATE.test(name)) {
+      const problem = names.has(name) ? 'given twice' : name === METADATA_KEY ? 'reserved' : 'not well-formed Unicode';
+      throw new RangeError(`${where}: tensor name ${showName(name)} is ${problem}`);
+    }
+    names.add(name);
+    if (!Object.hasOwn(DTYPE_BITS, dtype)) throw new RangeError(`${where}: tensor ${showName(name)}: unknown dtype ${JSON.stringify(dtype)}`);
+    if (!Array.isArray(shape) || !shape.every(isSize)) {
+      throw new RangeError(`${where}: tensor ${showName(name)}: shape must be an array of non-negative safe integers`);
+    }
+    const subject = `${where}: tensor ${showName(name)}`;
+    const begin = end;
+    end = begin + byteLengthOf(dtype, elementCountOf(shape, () => subject), () => subject);
+    if (!Number.isSafeInteger(end)) throw new SafetensorsError('ValidationOverflow', `${where}: the data section passes 2^53-1 bytes at tensor ${showName(name)}`);
+    offsets.push([begin, end]);
+    members.push(`${JSON.stringify(name)}:{"dtype":"${dtype}","shape":[${shape.join(',')}],"data_offsets":[${begin},${end}]}`);
+  }
+
+  const json = `{${members.join(',')}}`;
+  const jsonBytes = Buffer.byteLength(json, 'utf8');
+  // Space padding keeps (8 + header length) a multiple of 8, so every tensor's data can be aligned.
+  const headerLength = Math.ceil(jsonBytes / PREFIX_BYTES) * PREFIX_BYTES;
+  if (headerLength > MAX_HEADER_BYTES) {
+    throw new SafetensorsError('HeaderTooLarge', `${where}: the header would be ${headerLength} bytes, over the limit of ${MAX_HEADER_BYTES}`);
+  }
+  const bytes = Buffer.alloc(PREFIX_BYTES + headerLength, 0x20);
+  bytes.writeBigUInt64LE(BigInt(headerLength), 0);
+  bytes.write(json, PREFIX_BYTES, 'utf8');
+  const dataStart = bytes.length;
+  return { bytes, dataStart, offsets, totalSize: dataStart + end };
+}
+
+function encodeMetadata(where: string, metadata: Record<string, string>): string {
+  if (typeof metadata !== 'object' || Array.isArray(metadata)) throw new RangeError(`${where}: metadata must be an object of strings`);
+  const keys = Object.keys(metadata).sort();
+  const bad = keys.find((k) => typeof metadata[k] !== 'string' || LONE_SURROGATE.test(k) || LONE_SURROGATE.test(metadata[k]));
+  if (bad !== undefined) throw new RangeError(`${where}: metadata ${showName(bad)} must be a well-formed string`);
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(metadata[k])}`).join(',')}}`;
+}
+
+function checkFileHoldsPrefix(file: string, fileSize: number): void {
+  if (fileSize < PREFIX_BYTES) {
+    throw new SafetensorsError('HeaderTooSmall', `${file}: the file is ${fileSize} bytes, too short for the 8-byte header length`);
+  }
+}
+
+/** The checks on the 8-byte length prefix, shared by the reader (before it allocates) and the pure parser. */
+function checkHeaderLength(file: string, headerLength: bigint, fileSize: number): void {
+  checkFileHoldsPrefix(file, fileSize);
+  if (headerLength > BigInt(MAX_HEADER_BYTES)) {
+    throw new SafetensorsError('HeaderTooLarge', `${file}: the header length ${headerLength} is over the limit of ${MAX_HEADER_BYTES} bytes`);
+  }
+  if (BigInt(PREFIX_BYTES) + headerLength > BigInt(fileSize)) {
+    throw new SafetensorsError('HeaderTooSmall', `${file}: the header length ${headerLength} runs past the end of the ${fileSize}-byte file`);
+  }
+}
+
+/** UTF-8 check, '{' check, then strict JSON: each failure with its own crate error. */
+function decodeHeaderJson(headerJson: Buffer, file: string): Record<string, unknown> {
+  if (!isUtf8(headerJson)) throw new SafetensorsError('InvalidHeader', `${file}: the header is not valid UTF-8`);
+  if (headerJson[0] !== 0x7b) {
+    const found = headerJson.length === 0 ? 'it is empty' : `it starts with byte 0x${headerJson[0].toString(16).padStart(2, '0')}`;
+    throw new SafetensorsError('InvalidHeaderStart', `${file}: the header must start with '{' but ${found}`);
+  }
+  let root: unknown;
+  try {
+    // Only unsigned integers may appear in a header: shapes and offsets (serde rejects 2.0 and -0 too).
+    root = parseJsonStrict(headerJson.toString('utf8'), { what: `${file}: header`, unsignedIntegersOnly: true });
+  } catch (e) {
+    if (e instanceof WeightmixError && e.code === 'InvalidJson') {
+      throw new SafetensorsError('InvalidHeaderDeserialization', e.message, { cause: e });
+    }
+    throw e;
+  }
+  if (!isPlainObject(root)) throw shapeError(file, 'the header must be a JSON object');
+  return root;
+}
+
+function readMetadata(value: unknown, file: string): Record<string, string> | null {
+  // serde reads `"__metadata__": null` as no metadata.
+  if (value === null) return null;
+  if (!isPlainObject(value)) throw shapeError(file, `${METADATA_KEY} must be an object of strings, not ${describeJson(value)}`);
+  // A null prototype, so that keys from the file such as "__proto__" or "constructor" stay plain data.
+  const metadata: Record<string, string> = Object.create(null);
+  for (const [key, v] of Object.entries(value)) {
+    if (typeof v !== 'string') throw shapeError(file, `${METADATA_KEY} ${showName(key)} must be a string, not ${describeJson(v)}`);
+    if (LONE_SURROGATE.test(key) || LONE_SURROGATE.test(v)) throw shapeError(file, `${METADATA_KEY} ${showName(key)} holds a lone surrogate`);
+    metadata[key] = v;
+  }
+  return metadata;
+}
+
+/** A tensor entry whose fields have the right types; its sizes are not checked yet. */
+type DeclaredTensor = Pick<TensorEntry, 'name' | 'dtype' | 'shape' | 'dataOffsets'>;
+
+/** Checks the fields of one tensor entry; sizes are checked later, in layout order, as the crate does. */
+function readTensorEntry(name: string, value: unknown, file: string): DeclaredTensor {
+  const tensor = () => `tensor ${showName(name)}`;
+  if (!isPlainObject(value)) throw shapeError(file, `${tensor()}: the entry must be an object with dtype, shape and data_offsets, not ${describeJson(value)}`);
+  const fields = Object.keys(value);
+  // The usual entry has exactly the three fields; only an odd one pays for finding which is off.
+  if (fields.length !== ENTRY_FIELDS.length || !ENTRY_FIELDS.every((k) => Object.hasOwn(value, k))) {
+    const extra = fields.find((k) => !(ENTRY_FIELDS as readonly string[]).includes(k));
+    if (extra !== undefined) throw shapeError(file, `${tensor()}: unexpected field ${showName(extra)}`);
+    const missing = ENTRY_FIELDS.find((k) => !Object.hasOwn(value, k));
+    if (missing !== undefined) throw shapeError(file, `${tensor()}: missing field "${missing}"`);
+  }
+
+  const { dtype, shape, data_offsets: offsets } = value;
+  if (typeof dtype !== 'string') throw shapeError(file, `${tensor()}: dtype must be a string, not ${describeJson(dtype)}`);
+  if (!Object.hasOwn(DTYPE_BITS, dtype)) throw shapeError(file, `${tensor()}: unknown dtype ${showName(dtype)}`);
+  if (!Array.isArray(shape) || !shape.every(isSize)) {
+    throw shapeError(file, `${tensor()}: shape must be an array of non-negative integers`);
+  }
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isSize)) {
+    throw shapeError(file, `${tensor()}: data_offsets must be [begin, end], two non-negative integers`);
+  }
+  return {
+    name,
+    dtype: dtype as SafetensorsDtype,
+    shape: shape as number[],
+    dataOffsets: [offsets[0] as number, offsets[1] as number],
+  };
+}
+
+/** The crate's `Metadata::validate`: offsets contiguous from 0, sizes that fit, and byte lengths that match. */
+function validateLayout(declared: readonly DeclaredTensor[], file: string): TensorEntry[] {
+  const entries: TensorEntry[] = new Array(declared.length);
+  let end = 0;
+  for (let i = 0; i < declared.length; i++) {
+    const { name, dtype, shape, dataOffsets } = declared[i];
+    const [begin, stop] = dataOffsets;
+    // Messages are built only on failure: a MoE header has tens of thousands of tensors.
+    const tensor = () => `${file}: tensor ${showName(name)}`;
+    const offsets = () => `data_offsets [${begin}, ${stop}]`;
+    if (stop < begin) throw new SafetensorsError('InvalidOffset', `${tensor()}: ${offsets()} end before they begin`);
+    if (begin > end) throw new SafetensorsError('InvalidOffset', `${tensor()}: ${offsets()} leave a hole: the data before it ends at ${end}`);
+    if (begin < end) throw new SafetensorsError('InvalidOffset', `${tensor()}: ${offsets()} overlap the data before it, which ends at ${end}`);
+    end = stop;
+    const elementCount = elementCountOf(shape, tensor);
+    const byteLength = byteLengthOf(dtype, elementCount, tensor);
+    if (stop - begin !== byteLength) {
+      throw new SafetensorsError('TensorInvalidInfo', `${tensor()}: ${offsets()} hold ${stop - begin} bytes but ${dtype} ${showShape(shape)} needs ${byteLength}`);
+    }
+    entries[i] = { name, dtype, shape, dataOffsets, byteLength, elementCount };
+  }
+  return entries;
+}
+
+/** The product of the dimensions, left to right like the crate's checked fold, failing past 2^53-1. */
+function elementCountOf(shape: readonly number[], subject: () => string): number {
+  let count = 1;
+  for (const dim of shape) {
+    if (dim !== 0 && count > Math.floor(Number.MAX_SAFE_INTEGER / dim)) {
+      throw new SafetensorsError('ValidationOverflow', `${subject()}: shape ${showShape(shape)} has more than 2^53-1 elements`);
+    }
+    count *= dim;
+  }
+  return count;
+}
+
+/** Exact in doubles: `elementCount * bits / 8` is computed as (whole groups of elements that fill whole bytes) × (bytes per group). */
+function byteLengthOf(dtype: SafetensorsDtype, elementCount: number, subject: () => string): number {
+  const bits = DTYPE_BITS[dtype];
+  const common = gcd(bits, 8);
+  const elementsPerGroup = 8 / common;
+  const bytesPerGroup = bits / common;
+  if (elementCount % elementsPerGroup !== 0) {
+    throw new SafetensorsError('MisalignedSlice', `${subject()}: ${elementCount} × ${dtype} is ${elementCount * bits} bits, not a whole number of bytes`);
+  }
+  const groups = elementCount / elementsPerGroup;
+  if (groups > Math.floor(Number.MAX_SAFE_INTEGER / bytesPerGroup)) {
+    throw new SafetensorsError('ValidationOverflow', `${subject()}: ${elementCount} × ${dtype} is more than 2^53-1 bytes`);
+  }
+  return groups * bytesPerGroup;
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
+async function readExactly(handle: FileHandle, path: string, length: number, position: number): Promise<Buffer> {
+  const buffer = Buffer.alloc(length);
+  let filled = 0;
+  while (filled < length) {
+    const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled);
+    // The size was checked against fstat, so a short read means the file shrank meanwhile.
+    if (bytesRead === 0) throw new SafetensorsError('HeaderTooSmall', `${path}: the file ended while its header was being read`);
+    filled += bytesRead;
+  }
+  return buffer;
+}
+
+/** Errors from the operating system (ENOENT, EISDIR, EIO…), as opposed to bugs; duck-typed because `instanceof Error` fails across realms (jest). */
+function isSystemError(e: unknown): e is NodeJS.ErrnoException {
+  return typeof e === 'object' && e !== null && typeof (e as NodeJS.ErrnoException).syscall === 'string';
+}
+
+function ioError(path: string, action: string, cause: NodeJS.ErrnoException): SafetensorsError {
+  const reason = cause.message;
+  return new SafetensorsError('IoError', `${path}: ${action}: ${reason}`, { cause });
+}
+
+function shapeError(file: string, what: string): SafetensorsError {
+  return new SafetensorsError('InvalidHeaderDeserialization', `${file}: ${what}`);
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isSize(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0 && !Object.is(value, -0);
+}
+
+function describeJson(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+}
+
+/** A tensor or key name from an untrusted file, JSON-quoted (one line) and length-limited. */
+function showName(name: string): string {
+  return name.length <= MAX_SHOWN_NAME_CHARS
+    ? JSON.stringify(name)
+    : `${JSON.stringify(name.slice(0, MAX_SHOWN_NAME_CHARS))}… (${name.length} characters)`;
+}
+
+function showShape(shape: readonly number[]): string {
+  const shown = shape.slice(0, MAX_SHOWN_DIMS).join(', ');
+  return shape.length <= MAX_SHOWN_DIMS ? `[${shown}]` : `[${shown}, … (${shape.length} dimensions)]`;
+}

@@ -1,0 +1,27 @@
+/** Reading tensor values back as numbers (for `demo`, `verify` and tests; never on a hot path). */
+import * as fs from 'node:fs';
+import { TensorLocation } from '../model/checkpoint';
+import { WeightmixError } from '../errors';
+import { decodeFloat, elementBits } from './float-bits';
+import { isFloatDtype } from '../engine/plan';
+
+/** Reads elements [start, start + count) of a tensor as raw bytes. */
+export async function readTensorBytes(t: TensorLocation, start = 0, count = t.elementCount): Promise<Buffer> {
+  const size = t.byteLength / Math.max(t.elementCount, 1);
+  const buf = Buffer.alloc(count * size);
+  const fd = await fs.promises.open(t.file, 'r');
+  try {
+    const { bytesRead } = await fd.read(buf, 0, buf.length, t.offset + start * size);
+    if (bytesRead !== buf.length) throw new WeightmixError('InputChanged', `${t.file} is shorter than its header says`);
+  } finally {
+    await fd.close();
+  }
+  return buf;
+}
+
+export async function readTensorValues(t: TensorLocation, start = 0, count = t.elementCount): Promise<number[]> {
+  const buf = await readTensorBytes(t, start, count);
+  if (!isFloatDtype(t.dtype)) throw new WeightmixError('UnsupportedDtype', `cannot decode ${t.dtype} values`);
+  const dtype = t.dtype;
+  return Array.from({ length: count }, (_, i) => decodeFloat(elementBits(buf, i, dtype), dtype));
+}

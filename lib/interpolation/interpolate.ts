@@ -1,0 +1,220 @@
+/**
+ * Model interpolation, Θ = λ·Θ_Thinking + (1−λ)·Θ_Instruct (Wu et al., arXiv 2510.10977), for one λ
+ * (`interpolate`) or many in one pass over the inputs (`sweep`): both are this one code path.
+ */
+import * as path from 'node:path';
+import { Checkpoint, layerCount, openCheckpoint, pathsRead } from '../model/checkpoint';
+import { usageError, WeightmixError } from '../errors';
+import type { ResolvedDevice } from '../engine/device';
+import { copySidecars, writeIndex, writeModelCard } from '../model/model-files';
+import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
+import {
+  EngineOptions,
+  FilesFrom,
+  Numerics,
+  parseBlockBytes,
+  parseDevice,
+  parseDtype,
+  parseFilesFrom,
+  parseLambda,
+  parseNumerics,
+  parsePart,
+  parseThreads,
+} from '../options';
+import { OutputTransaction } from '../engine/output';
+import { assignParts } from '../engine/parts';
+import { checkCompatible, FloatDtype, isFloatDtype, planMerge, TensorRecipe } from '../engine/plan';
+import { checkLayersExist, describeSelection, isSelected, parseSelection, Selection, SelectionInput } from '../model/selection';
+import { classifyTensor } from '../model/tensor-names';
+import { VERSION } from '../version';
+
+export type { MergeProgress } from '../engine/execute-plan';
+
+export interface InterpolationCommon extends SelectionInput, EngineOptions {
+  /** The Instruct model folder (λ = 0). */
+  instruct: string;
+  /** The Thinking model folder (λ = 1). */
+  thinking: string;
+  /** 'exact' (default): torch.lerp in f32, one rounding. 'mi': the paper's script, bf16 arithmetic. */
+  numerics?: Numerics;
+  /** Output dtype of float tensors (default: the Instruct tensor's dtype). */
+  dtype?: FloatDtype | string;
+  /** Which model's config, tokenizer and templates the output gets (default 'thinking', as the paper). */
+  filesFrom?: FilesFrom;
+  /** Replace an existing output, only after the new one is complete. */
+  force?: boolean;
+  /** Write only part I of N of the output shards (`"2/8"` or `{index: 2, count: 8}`), for job arrays. */
+  part?: string | { index: number; count: number };
+  onProgress?: (p: MergeProgress) => void;
+  /** One-line notices (stale leftovers removed, …). */
+  onNotice?: (message: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface InterpolateOptions extends InterpolationCommon {
+  lambda: number;
+  /** The output model folder. */
+  output: string;
+}
+
+/** What a run wrote, and (from ResolvedDevice) where its arithmetic ran and why on the CPU under `auto`. */
+export interface MergeSummary extends ResolvedDevice {
+  outputs: string[];
+  lambdas: number[];
+  files: number;
+  bytes: number;
+  tensors: number;
+  selectedTensors: number;
+  seconds: number;
+  gbPerSecond: number;
+  numerics: Numerics;
+  selection: string;
+  threads: number;
+  part?: string;
+}
+
+export async function interpolate(options: InterpolateOptions): Promise<MergeSummary> {
+  if (typeof options.output !== 'string' || options.output === '') throw usageError('an output folder is required (-o OUT)');
+  const lambda = parseLambda(options.lambda);
+  return runInterpolation(options, [{ lambda, dir: options.output }]);
+}
+
+interface Target {
+  lambda: number;
+  dir: string;
+}
+
+/**
+ * The one code path of `interpolate` and `sweep`: N targets, one pass over the inputs. `siblings`
+ * names other outputs beside the targets whose stale leftovers go too (a sweep's `lambda-*`).
+ */
+export async function runInterpolation(options: InterpolationCommon, targets: Target[], siblings?: (name: string) => boolean): Promise<MergeSummary> {
+  const started = process.hrtime.bigint();
+  const numerics = parseNumerics(options.numerics);
+  const dtype = parseDtype(options.dtype);
+  const filesFrom = parseFilesFrom(options.filesFrom);
+  const threads = parseThreads(options.threads);
+  const device = parseDevice(options.device);
+  const blockBytes = parseBlockBytes(options.blockBytes);
+  const part = parsePart(options.part);
+  const selection = parseSelection(options);
+  if (typeof options.instruct !== 'string' || typeof options.thinking !== 'string') {
+    throw usageError('both --instruct and --thinking model folders are required');
+  }
+  const [instruct, thinking] = await Promise.all([openCheckpoint(options.instruct), openCheckpoint(options.thinking)]);
+  checkCompatible(instruct, thinking);
+  checkLayersExist(selection, layerCount(instruct, (n) => classifyTensor(n).layer));
+  const selected = new Map(instruct.names.map((n) => [n, isSelected(n, selection)]));
+  const selectedTensors = [...selected.values()].filter(Boolean).length;
+  if (selectedTensors === 0) {
+    throw usageError(`the selection (${describeSelection(selection)}) matches none of the ${selected.size} tensors: nothing would be interpolated`);
+  }
+  const reads = [...pathsRead(instruct), ...pathsRead(thinking)];
+
+  const transactions: OutputTransaction[] = [];
+  try {
+    for (const t of targets) {
+      transactions.push(await OutputTransaction.begin(t.dir, {
+          force: options.force,
+          notice: options.onNotice,
+          reads,
+          siblings,
+          mergeInto: part !== undefined,
+          lockName: part ? `part-${part.index}-of-${part.count}` : undefined,
+        }));
+    }
+    const recipeText = (lambda: number) =>
+      JSON.stringify({ method: 'interpolate', lambda, numerics, selection: describeSelection(selection), instruct: instruct.dir, thinking: thinking.dir, weightmix: VERSION });
+    const plan = planMerge({
+      checkpoints: [instruct, thinking],
+      layout: 0,
+      outputs: targets.map((t, o) => ({ dir: transactions[o].tempDir, metadata: { format: 'pt', weightmix: recipeText(t.lambda) } })),
+      recipe: (name, o) => interpolationRecipe(instruct, thinking, name, selected.get(name)!, targets[o].lambda, numerics, dtype),
+      shardFilter: part ? partFilter(instruct, part) : undefined,
+    });
+    const ran = await executeMergePlan(plan, { threads, blockBytes, direct: options.direct ?? true, device }, options);
+
+    const from = filesFrom === 'thinking' ? thinking : instruct;
+    for (let o = 0; o < targets.length; o++) {
+      const model = plan.models[o];
+      await writeIndex(model);
+      await copySidecars(from, model.dir, dtype);
+      await writeModelCard(model.dir, {
+        title: `${path.basename(instruct.dir)} × ${path.basename(thinking.dir)} at λ = ${targets[o].lambda}`,
+        sources: [
+          { role: 'Instruct (λ = 0)', dir: instruct.dir },
+          { role: 'Thinking (λ = 1)', dir: thinking.dir },
+        ],
+        lines: [
+          `Θ = λ·Θ_Thinking + (1−λ)·Θ_Instruct with λ = ${targets[o].lambda} (Wu et al., arXiv 2510.10977)`,
+          `selection: ${describeSelection(selection)} (other tensors are the Instruct weights, byte for byte)`,
+          `numerics: ${numerics === 'exact' ? 'torch.lerp in f32, one round-to-nearest-even' : "the paper's script: bf16 arithmetic, rounded after each operation"}`,
+          `sidecar files (config, tokenizer, chat template) from the ${filesFrom} model`,
+        ],
+        recipe: JSON.parse(recipeText(targets[o].lambda)),
+      });
+    }
+    for (const tx of transactions) await tx.commit(options.signal);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const files = plan.models.reduce((n, m) => n + m.shards.filter((s) => s.written).length, 0);
+    return {
+      outputs: targets.map((t) => path.resolve(t.dir)),
+      lambdas: targets.map((t) => t.lambda),
+      files,
+      bytes: plan.bytesToWrite,
+      tensors: instruct.names.length,
+      selectedTensors,
+      seconds,
+      gbPerSecond: plan.bytesToWrite / 1e9 / seconds,
+      numerics,
+      selection: describeSelection(selection),
+      threads,
+      part: part ? `${part.index}/${part.count}` : undefined,
+      ...ran,
+    };
+  } catch (e) {
+    // Latest first: the first transaction may have created the folder that holds the others.
+    for (const tx of [...transactions].reverse()) await tx.abort();
+    throw asUserError(e, targets);
+  }
+}
+
+/** A file-system failure while finishing the output (full disk, I/O error) is the user's environment, not a bug. */
+function asUserError(e: unknown, targets: Target[]): unknown {
+  const err = e as NodeJS.ErrnoException;
+  if (e instanceof WeightmixError || typeof err?.code !== 'string' || typeof err.syscall !== 'string') return e;
+  const code = err.code === 'ENOSPC' || err.code === 'EDQUOT' ? 'NoSpace' : 'IoError';
+  return new WeightmixError(code, `cannot finish ${targets.map((t) => t.dir).join(', ')}: ${err.message}`, { cause: e });
+}
+
+function partFilter(layout: Checkpoint, part: { index: number; count: number }): (shard: string) => boolean {
+  const parts = assignParts(layout.shards.map((s) => ({ name: s.name, size: s.header.fileSize })), part.count);
+  return (shard) => parts.get(shard) === part.index;
+}
+
+export function interpolationRecipe(
+  instruct: Checkpoint,
+  thinking: Checkpoint,
+  name: string,
+  selected: boolean,
+  lambda: number,
+  numerics: Numerics,
+  dtype: FloatDtype | undefined,
+): TensorRecipe {
+  const a = instruct.tensors.get(name)!;
+  const b = thinking.tensors.get(name)!;
+  const float = isFloatDtype(a.dtype);
+  const outDtype = float && dtype ? dtype : a.dtype;
+  if (!selected || !float) return { op: 'copy', models: [0], w: [0], dtype: outDtype };
+  if (!isFloatDtype(b.dtype)) throw new WeightmixError('DtypeMismatch', `tensor ${name} is ${b.dtype} in ${thinking.dir}`);
+  if (numerics === 'mi') {
+    if (a.dtype !== b.dtype) {
+      throw new WeightmixError('DtypeMismatch', `--numerics mi needs one dtype per tensor, but ${name} is ${a.dtype} and ${b.dtype}; use --numerics exact`);
+    }
+    return { op: 'lerp_mi', models: [0, 1], w: [lambda], dtype: outDtype };
+  }
+  // λ = 0 and λ = 1 reproduce an input bit for bit: a byte copy, no arithmetic.
+  if (lambda === 0) return { op: 'copy', models: [0], w: [0], dtype: outDtype };
+  if (lambda === 1) return { op: 'copy', models: [1], w: [0], dtype: outDtype };
+  return { op: 'lerp', models: [0, 1], w: [lambda], dtype: outDtype };
+}

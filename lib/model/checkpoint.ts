@@ -1,0 +1,176 @@
+/** A model folder: its shards, a name → location table, its sidecar files and config. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { WeightmixError } from '../errors';
+import { parseJsonStrict } from '../format/json-strict';
+import { confinedRealPath } from './paths';
+import { readSafetensorsHeader, SafetensorsDtype, SafetensorsHeader } from '../format/safetensors';
+
+export const INDEX_FILE = 'model.safetensors.index.json';
+export const SINGLE_FILE = 'model.safetensors';
+/** Index files are small; a larger one is hostile or not an index. */
+const MAX_INDEX_BYTES = 64 << 20;
+const MAX_CONFIG_BYTES = 16 << 20;
+/** Weight formats that are never copied as sidecars. */
+const WEIGHT_EXTENSIONS = ['.safetensors', '.bin', '.pt', '.pth', '.ckpt', '.gguf', '.h5', '.msgpack', '.onnx', '.npz'];
+
+export interface TensorLocation {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+  /** Shard file name relative to the model folder. */
+  shard: string;
+  /** Absolute path of the shard. */
+  file: string;
+  /** Absolute byte offset of the tensor's data in the shard. */
+  offset: number;
+  byteLength: number;
+  elementCount: number;
+}
+
+export interface Shard {
+  name: string;
+  path: string;
+  header: SafetensorsHeader;
+}
+
+export interface Checkpoint {
+  dir: string;
+  shards: Shard[];
+  tensors: Map<string, TensorLocation>;
+  /** Tensor names in shard order, then data-offset order. */
+  names: string[];
+  indexed: boolean;
+  /** Non-weight files at the top of the folder (config, tokenizer, templates, …), by name. */
+  sidecars: string[];
+  config: Record<string, unknown> | null;
+  /** Sum of tensor data bytes (what index.json calls total_size). */
+  tensorBytes: number;
+}
+
+export async function openCheckpoint(dir: string): Promise<Checkpoint> {
+  const root = path.resolve(dir);
+  let stat: fs.Stats;
+  try {
+    stat = await fs.promises.stat(root);
+  } catch {
+    throw new WeightmixError('ModelNotFound', `model folder not found: ${dir}`);
+  }
+  if (!stat.isDirectory()) throw new WeightmixError('ModelNotFound', `not a model folder: ${dir}`);
+  const entries = await fs.promises.readdir(root);
+  const shardNames = await listShards(root, entries);
+  const shards: Shard[] = [];
+  for (const name of shardNames.files) {
+    const file = confinedRealPath(root, name, shardNames.weightMap ? `${dir}/${INDEX_FILE}` : dir);
+    shards.push({ name, path: file, header: await readSafetensorsHeader(file) });
+  }
+  const tensors = new Map<string, TensorLocation>();
+  const names: string[] = [];
+  let tensorBytes = 0;
+  for (const shard of shards) {
+    for (const t of shard.header.tensors) {
+      const previous = tensors.get(t.name);
+      if (previous) {
+        throw new WeightmixError('DuplicateTensor', `${dir}: tensor ${t.name} is stored twice (${previous.shard} and ${shard.name})`);
+      }
+      if (shardNames.weightMap && shardNames.weightMap.get(t.name) !== shard.name) {
+        throw new WeightmixError('IndexMismatch', `${dir}/${INDEX_FILE}: tensor ${t.name} is in ${shard.name} but the index says ${shardNames.weightMap.get(t.name) ?? 'nothing'}`);
+      }
+      tensors.set(t.name, {
+        name: t.name,
+        dtype: t.dtype,
+        shape: t.shape,
+        shard: shard.name,
+        file: shard.path,
+        offset: shard.header.dataStart + t.dataOffsets[0],
+        byteLength: t.byteLength,
+        elementCount: t.elementCount,
+      });
+      names.push(t.name);
+      tensorBytes += t.byteLength;
+    }
+  }
+  if (shardNames.weightMap) {
+    for (const [name, shard] of shardNames.weightMap) {
+      if (!tensors.has(name)) throw new WeightmixError('IndexMismatch', `${dir}/${INDEX_FILE}: tensor ${name} is listed in ${shard} but not stored there`);
+    }
+  }
+  const sidecars = await listSidecars(root, entries);
+  return {
+    dir: root,
+    shards,
+    tensors,
+    names,
+    indexed: shardNames.weightMap !== null,
+    sidecars,
+    config: await readConfig(root, sidecars),
+    tensorBytes,
+  };
+}
+
+/** Everything a merge reads from the model: its folder, shards and sidecars (an output must replace none of them). */
+export function pathsRead(checkpoint: Checkpoint): string[] {
+  return [checkpoint.dir, ...checkpoint.shards.map((s) => s.path), ...checkpoint.sidecars.map((name) => path.join(checkpoint.dir, name))];
+}
+
+async function listShards(root: string, entries: string[]): Promise<{ files: string[]; weightMap: Map<string, string> | null }> {
+  if (entries.includes(INDEX_FILE)) {
+    const indexPath = confinedRealPath(root, INDEX_FILE, root);
+    const size = (await fs.promises.stat(indexPath)).size;
+    if (size > MAX_INDEX_BYTES) throw new WeightmixError('InvalidIndex', `${indexPath}: index file is implausibly large (${size} bytes)`);
+    const doc = parseJsonStrict(await fs.promises.readFile(indexPath, 'utf8'), { what: indexPath });
+    const weightMap = readWeightMap(doc, indexPath);
+    const files = [...new Set(weightMap.values())];
+    return { files, weightMap };
+  }
+  if (entries.includes(SINGLE_FILE)) return { files: [SINGLE_FILE], weightMap: null };
+  const files = entries.filter((e) => e.endsWith('.safetensors')).sort();
+  if (files.length === 0) throw new WeightmixError('ModelNotFound', `${root}: no .safetensors files and no ${INDEX_FILE}`);
+  return { files, weightMap: null };
+}
+
+function readWeightMap(doc: unknown, file: string): Map<string, string> {
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new WeightmixError('InvalidIndex', `${file}: not a JSON object`);
+  const wm = (doc as Record<string, unknown>).weight_map;
+  if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) throw new WeightmixError('InvalidIndex', `${file}: missing "weight_map" object`);
+  const map = new Map<string, string>();
+  for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
+    if (typeof shard !== 'string') throw new WeightmixError('InvalidIndex', `${file}: weight_map entry for ${name} is not a file name`);
+    map.set(name, shard);
+  }
+  if (map.size === 0) throw new WeightmixError('InvalidIndex', `${file}: weight_map is empty`);
+  return map;
+}
+
+async function listSidecars(root: string, entries: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const name of entries.sort()) {
+    if (name.startsWith('.') || name === INDEX_FILE || name === 'README.md') continue;
+    if (WEIGHT_EXTENSIONS.some((ext) => name.endsWith(ext))) continue;
+    const st = await fs.promises.lstat(path.join(root, name));
+    if (st.isDirectory()) continue;
+    // A pipe or device named like config.json would block or be lost silently: refuse it.
+    if (!st.isSymbolicLink() && !st.isFile()) throw new WeightmixError('NotAFile', `${root}: ${name} is not a regular file`);
+    out.push(name);
+  }
+  return out;
+}
+
+async function readConfig(root: string, sidecars: string[]): Promise<Record<string, unknown> | null> {
+  if (!sidecars.includes('config.json')) return null;
+  const file = confinedRealPath(root, 'config.json', root);
+  const size = (await fs.promises.stat(file)).size;
+  if (size > MAX_CONFIG_BYTES) throw new WeightmixError('InvalidConfig', `${file}: config.json is implausibly large`);
+  const doc = parseJsonStrict(await fs.promises.readFile(file, 'utf8'), { what: file });
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new WeightmixError('InvalidConfig', `${file}: not a JSON object`);
+  return doc as Record<string, unknown>;
+}
+
+/** Number of decoder layers: from config.json, else from the tensor names. */
+export function layerCount(ckpt: Checkpoint, layerOf: (name: string) => number | null): number {
+  const fromConfig = ckpt.config?.num_hidden_layers;
+  if (typeof fromConfig === 'number' && Number.isInteger(fromConfig) && fromConfig > 0) return fromConfig;
+  let max = -1;
+  for (const name of ckpt.names) max = Math.max(max, layerOf(name) ?? -1);
+  return max + 1;
+}

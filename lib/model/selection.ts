@@ -1,0 +1,61 @@
+/** Which tensors get λ: `--layers` ranges and `--modules` / `--skip-modules` classes. */
+import { usageError } from '../errors';
+import { classifyTensor, ModuleClass, MODULE_CLASSES, parseLayerRanges, parseModuleList } from './tensor-names';
+
+export interface Selection {
+  /** Inclusive decoder-layer ranges; when set, tensors outside decoder layers are not selected. */
+  layers?: [number, number][];
+  /** Module classes that get λ (default: all, including unclassified tensors). */
+  modules?: ModuleClass[];
+  /** Module classes that keep the Instruct weights. */
+  skipModules?: ModuleClass[];
+}
+
+export interface SelectionInput {
+  layers?: string | [number, number][];
+  modules?: string | ModuleClass[];
+  skipModules?: string | ModuleClass[];
+}
+
+export function parseSelection(input: SelectionInput): Selection {
+  if (input.modules !== undefined && input.skipModules !== undefined) {
+    throw usageError('--modules and --skip-modules exclude each other: give one');
+  }
+  const sel: Selection = {};
+  if (input.layers !== undefined) sel.layers = typeof input.layers === 'string' ? parseLayerRanges(input.layers) : input.layers;
+  if (input.modules !== undefined) sel.modules = typeof input.modules === 'string' ? parseModuleList(input.modules) : input.modules;
+  if (input.skipModules !== undefined) {
+    sel.skipModules = typeof input.skipModules === 'string' ? parseModuleList(input.skipModules) : input.skipModules;
+  }
+  for (const m of [...(sel.modules ?? []), ...(sel.skipModules ?? [])]) {
+    if (!(MODULE_CLASSES as readonly string[]).includes(m)) throw usageError(`unknown module class ${m} (accepted: ${MODULE_CLASSES.join(', ')})`);
+  }
+  return sel;
+}
+
+export function isSelected(name: string, sel: Selection): boolean {
+  const role = classifyTensor(name);
+  if (sel.layers) {
+    if (role.layer === null) return false;
+    if (!sel.layers.some(([a, b]) => role.layer! >= a && role.layer! <= b)) return false;
+  }
+  if (sel.modules) return (sel.modules as string[]).includes(role.module);
+  if (sel.skipModules) return !(sel.skipModules as string[]).includes(role.module);
+  return true;
+}
+
+/** Refuses ranges that name layers the model does not have: a typo would otherwise merge nothing. */
+export function checkLayersExist(sel: Selection, layerCount: number): void {
+  for (const [a, b] of sel.layers ?? []) {
+    if (b >= layerCount) throw usageError(`--layers ${a}-${b} is outside the model's ${layerCount} layers (0-${layerCount - 1})`);
+  }
+}
+
+export function describeSelection(sel: Selection): string {
+  const parts: string[] = [];
+  const whole = sel.modules || sel.skipModules ? 'all layers' : 'all tensors';
+  parts.push(sel.layers ? `layers ${sel.layers.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(',')}` : whole);
+  if (sel.modules) parts.push(`modules ${sel.modules.join(',')}`);
+  if (sel.skipModules) parts.push(`except modules ${sel.skipModules.join(',')}`);
+  return parts.join(', ');
+}

@@ -1,0 +1,47 @@
+/**
+ * mergekit `slerp` of the base model (t = 0) and one other (t = 1): the angle comes from normalized
+ * copies, the coefficients apply to the unnormalized tensors, and nearly parallel tensors
+ * (|cos| > 0.9995) fall back to lerp. The angle is the moments pass's Σab / (‖a‖·‖b‖).
+ */
+import { WeightmixError } from '../../errors';
+import { numberParameter } from '../recipe-params';
+import { linearOrCopy, MergeMethod, PairMoments } from './method';
+
+export const DOT_THRESHOLD = 0.9995;
+const EPS = 1e-8;
+
+/** The two coefficients (on a, on b) mergekit's slerp applies for these moments. */
+export function slerpCoefficients(t: number, m: PairMoments): [number, number] {
+  const na = Math.sqrt(m.aa);
+  const nb = Math.sqrt(m.bb);
+  const dot = m.ab / ((na > EPS ? na : 1) * (nb > EPS ? nb : 1));
+  if (Math.abs(dot) > DOT_THRESHOLD) return [1 - t, t];
+  const theta0 = Math.acos(dot);
+  const sin0 = Math.sin(theta0);
+  const thetaT = theta0 * t;
+  return [Math.sin(theta0 - thetaT) / sin0, Math.sin(thetaT) / sin0];
+}
+
+export const slerp: MergeMethod = {
+  name: 'slerp',
+  parameters: ['t'],
+  validate(recipe) {
+    if (recipe.base === null) throw new WeightmixError('InvalidRecipe', 'slerp needs a base_model (the t = 0 end)');
+    const models = new Set(recipe.slices.flatMap((s) => s.sources.map((x) => x.model)));
+    models.add(recipe.base);
+    if (models.size !== 2) throw new WeightmixError('InvalidRecipe', `slerp merges exactly two models, the recipe names ${models.size}`);
+  },
+  momentPairs(t) {
+    if (t.models.length !== 2) return [];
+    const other = t.models.find((m) => m !== t.base)!;
+    return [[t.base!, other]];
+  },
+  coefficients(t) {
+    if (t.models.length === 1) return { op: 'copy', model: t.models[0] };
+    if (t.base === null || !t.models.includes(t.base)) throw new WeightmixError('InvalidRecipe', `slerp: tensor ${t.name} does not come from the base model`);
+    const other = t.models.find((m) => m !== t.base)!;
+    const lambda = numberParameter(t.scope, 't', undefined);
+    const [s0, s1] = slerpCoefficients(lambda, t.moments(t.base, other));
+    return linearOrCopy([t.base, other], [s0, s1]);
+  },
+};

@@ -1,0 +1,121 @@
+/**
+ * mergekit's parameter values and where they come from: scalars, gradients (lists interpolated over
+ * the layers of a slice), `filter:` conditionals, and the precedence per-model → slice → global.
+ */
+import { WeightmixError } from '../errors';
+
+export type Scalar = number | boolean | string;
+/** A conditional entry: `{filter: 'self_attn', value: …}`; the entry without a filter is the fallback. */
+export interface ConditionalEntry {
+  filter?: string;
+  value: ParameterSetting;
+}
+export type ParameterSetting = Scalar | Scalar[] | ConditionalEntry[];
+export type ParameterMap = Record<string, ParameterSetting>;
+
+function recipeError(message: string): WeightmixError {
+  return new WeightmixError('InvalidRecipe', message);
+}
+
+const isScalar = (v: unknown): v is Scalar => typeof v === 'number' || typeof v === 'boolean' || typeof v === 'string';
+
+/** Checks one parameter value's shape up front, so that a bad recipe fails before any file is opened. */
+export function validateSetting(value: unknown, where: string): ParameterSetting {
+  if (isScalar(value)) {
+    if (typeof value === 'number' && !Number.isFinite(value)) throw recipeError(`${where}: ${value} is not a finite number`);
+    return value;
+  }
+  if (Array.isArray(value)) {
+    if (value.length === 0) throw recipeError(`${where}: an empty list has no value`);
+    if (value.every(isScalar)) {
+      for (const v of value) if (typeof v === 'number' && !Number.isFinite(v)) throw recipeError(`${where}: ${v} is not a finite number`);
+      return value as Scalar[];
+    }
+    if (value.every((e) => e !== null && typeof e === 'object' && !Array.isArray(e))) {
+      return value.map((e, i) => {
+        const entry = e as Record<string, unknown>;
+        const extra = Object.keys(entry).filter((k) => k !== 'filter' && k !== 'value');
+        if (extra.length > 0) throw recipeError(`${where}[${i}]: unsupported key ${extra.map((k) => `'${k}'`).join(', ')} (a conditional entry has 'filter' and 'value')`);
+        if (!('value' in entry)) throw recipeError(`${where}[${i}]: a conditional entry needs a 'value'`);
+        if ('filter' in entry && typeof entry.filter !== 'string') throw recipeError(`${where}[${i}].filter: expected a string (a substring of tensor names)`);
+        const inner = validateSetting(entry.value, `${where}[${i}].value`);
+        return entry.filter === undefined ? { value: inner } : { filter: entry.filter as string, value: inner };
+      });
+    }
+    throw recipeError(`${where}: a list must hold only numbers/strings (a gradient) or only {filter, value} entries`);
+  }
+  throw recipeError(`${where}: expected a number, a boolean, a string, a gradient list or a list of {filter, value} entries`);
+}
+
+/**
+ * The value of a setting for one tensor at position t ∈ [0, 1] within its slice (mergekit's
+ * evaluate_setting): numeric lists are piecewise-linear gradients, other lists are stepped, and
+ * conditional lists take the first entry whose filter is a substring of the tensor name (or that has
+ * no filter). Undefined when no conditional entry matches.
+ */
+export function evaluateSetting(tensorName: string, setting: ParameterSetting, t: number): Scalar | undefined {
+  if (isScalar(setting)) return setting;
+  if (setting.length > 0 && setting.every(isScalar)) {
+    const list = setting as Scalar[];
+    if (list.every((e) => typeof e === 'number')) {
+      const nums = list as number[];
+      const scaled = t * (nums.length - 1);
+      const i0 = Math.floor(scaled);
+      const i1 = Math.min(nums.length - 1, i0 + 1);
+      const frac = scaled - i0;
+      return (1 - frac) * nums[i0] + frac * nums[i1];
+    }
+    return list[Math.floor(t * (list.length - 1))];
+  }
+  for (const entry of setting as ConditionalEntry[]) {
+    if (entry.filter === undefined || tensorName.includes(entry.filter)) return evaluateSetting(tensorName, entry.value, t);
+  }
+  return undefined;
+}
+
+/** Where a tensor's parameters are looked up, most specific first. */
+export interface ParameterScope {
+  /** Output tensor name (filters match against it). */
+  tensorName: string;
+  /** Position within the slice: layer i of n has t = i / (n − 1) (t = 1 when n = 1); 0 outside the layers. */
+  t: number;
+  /** Per-model parameter maps (a slice source's, or a `models:` entry's), keyed by model index. */
+  modelParams: Map<number, ParameterMap>;
+  /** The slice's own `parameters:` (none for tensors outside the decoder layers). */
+  sliceParams?: ParameterMap;
+  globalParams?: ParameterMap;
+}
+
+/** mergekit's ConfigReader.parameter: the first level that yields a value wins. */
+export function lookupParameter(scope: ParameterScope, name: string, model?: number): Scalar | undefined {
+  const levels: (ParameterMap | undefined)[] = [model === undefined ? undefined : scope.modelParams.get(model), scope.sliceParams, scope.globalParams];
+  for (const level of levels) {
+    if (!level || !(name in level)) continue;
+    const v = evaluateSetting(scope.tensorName, level[name], scope.t);
+    if (v !== undefined) return v;
+  }
+  return undefined;
+}
+
+/** Position of layer `index` among `count` layers of a slice, as mergekit computes it. */
+export function slicePosition(index: number, count: number): number {
+  return count > 1 ? index / (count - 1) : 1;
+}
+
+export function numberParameter(scope: ParameterScope, name: string, model: number | undefined, fallback?: number, modelLabel?: string): number {
+  const v = lookupParameter(scope, name, model);
+  if (v === undefined) {
+    if (fallback !== undefined) return fallback;
+    throw recipeError(`parameter '${name}' is required${modelLabel ? ` for ${modelLabel}` : ''} (tensor ${scope.tensorName})`);
+  }
+  if (typeof v !== 'number') throw recipeError(`parameter '${name}' must be a number, got ${JSON.stringify(v)} (tensor ${scope.tensorName})`);
+  return v;
+}
+
+export function booleanParameter(scope: ParameterScope, name: string, fallback: boolean): boolean {
+  const v = lookupParameter(scope, name);
+  if (v === undefined) return fallback;
+  if (typeof v === 'boolean') return v;
+  if (v === 0 || v === 1) return v === 1;
+  throw recipeError(`parameter '${name}' must be true or false, got ${JSON.stringify(v)} (tensor ${scope.tensorName})`);
+}

@@ -1,0 +1,313 @@
+/**
+ * mergekit's YAML configuration → a validated recipe. Every key is either understood or refused
+ * with a message naming it; nothing is silently ignored and nothing is downloaded.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseDocument } from 'yaml';
+import { WeightmixError } from '../errors';
+import { FloatDtype } from '../engine/plan';
+import { ParameterMap, validateSetting } from './recipe-params';
+import { methodFor } from './methods';
+
+export interface RecipeSource {
+  /** Index into `Recipe.models`. */
+  model: number;
+  /** [start, end) decoder layers; null: all layers of the model (the `models:` form). */
+  layerRange: [number, number] | null;
+  parameters: ParameterMap;
+}
+
+export interface RecipeSlice {
+  sources: RecipeSource[];
+  parameters: ParameterMap;
+}
+
+export interface Recipe {
+  method: string;
+  /** Absolute model folders, in order of first mention (base model included). */
+  models: string[];
+  /** As written in the recipe, for messages and the model card. */
+  modelNames: string[];
+  base: number | null;
+  /** The `models:` form is one slice whose sources span every layer. */
+  slices: RecipeSlice[];
+  form: 'models' | 'slices';
+  parameters: ParameterMap;
+  /** Per-model parameters of the `models:` form (they also apply to tensors outside the layers). */
+  modelParameters: Map<number, ParameterMap>;
+  /** Arithmetic is always f32 here; `dtype` only sets the output dtype when `out_dtype` is absent. */
+  dtype: FloatDtype | null;
+  outDtype: FloatDtype | null;
+  /** Model index whose config, tokenizer and templates the output gets. */
+  tokenizerSource: number;
+  randomSeed: number | null;
+  /** The recipe as read, for the model card. */
+  document: unknown;
+}
+
+const TOP_KEYS = ['models', 'slices', 'merge_method', 'base_model', 'parameters', 'dtype', 'out_dtype', 'tokenizer_source', 'random_seed'];
+const MODEL_KEYS = ['model', 'parameters'];
+const SLICE_KEYS = ['sources', 'parameters'];
+const SOURCE_KEYS = ['model', 'layer_range', 'parameters'];
+const DTYPES: Record<string, FloatDtype> = { bfloat16: 'BF16', float16: 'F16', float32: 'F32' };
+
+function recipeError(message: string): WeightmixError {
+  return new WeightmixError('InvalidRecipe', message);
+}
+
+function refuseUnknown(obj: Record<string, unknown>, allowed: string[], where: string): void {
+  const unknown = Object.keys(obj).filter((k) => !allowed.includes(k));
+  if (unknown.length > 0) {
+    throw new WeightmixError(
+      'UnsupportedRecipe',
+      `${where}: unsupported key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')} (weightmix understands ${allowed.map((k) => `'${k}'`).join(', ')})`,
+    );
+  }
+}
+
+function asObject(v: unknown, where: string): Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw recipeError(`${where}: expected a mapping`);
+  return v as Record<string, unknown>;
+}
+
+function asList(v: unknown, where: string): unknown[] {
+  if (!Array.isArray(v) || v.length === 0) throw recipeError(`${where}: expected a non-empty list`);
+  return v;
+}
+
+function parameters(v: unknown, where: string): ParameterMap {
+  if (v === undefined || v === null) return {};
+  const obj = asObject(v, where);
+  const out: ParameterMap = {};
+  for (const [k, value] of Object.entries(obj)) out[k] = validateSetting(value, `${where}.${k}`);
+  return out;
+}
+
+function dtypeOf(v: unknown, key: string): FloatDtype | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string' || !(v in DTYPES)) {
+    throw recipeError(`${key}: expected one of ${Object.keys(DTYPES).join(', ')}, got ${JSON.stringify(v)}`);
+  }
+  return DTYPES[v];
+}
+
+/** `${NAME}` in a model path. */
+const ENV_REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/**
+ * `${NAME}` in a model path is replaced by the environment variable NAME: a weightmix extension
+ * (mergekit expands nothing), so one recipe serves machines whose models live in different places.
+ * Only model paths are expanded; an unset or empty variable is an error rather than a path to guess at.
+ */
+export function expandModelPath(name: string, where: string, env: NodeJS.ProcessEnv = process.env): string {
+  return name.replace(ENV_REFERENCE, (_, variable: string) => {
+    const value = env[variable];
+    if (value === undefined || value === '') {
+      throw new WeightmixError('RecipeVariableNotSet', `${where}: recipe uses \${${variable}} but it is ${value === undefined ? 'not set' : 'empty'}`);
+    }
+    return value;
+  });
+}
+
+/**
+ * A local model folder. mergekit also takes hub names, `model+lora` and `model@revision`; weightmix
+ * reads local folders only and says so rather than downloading anything.
+ */
+export function resolveModelPath(name: unknown, baseDir: string, where: string): string {
+  if (typeof name !== 'string' || name === '') throw recipeError(`${where}: expected a model folder path`);
+  const abs = path.resolve(baseDir, name);
+  let isDir = false;
+  try {
+    isDir = fs.statSync(abs).isDirectory();
+  } catch {
+    isDir = false;
+  }
+  if (isDir) return abs;
+  if (name.includes('+')) {
+    throw new WeightmixError('UnsupportedRecipe', `${where}: '${name}' names a LoRA to apply (model+lora); weightmix merges full checkpoints only: merge the adapter first`);
+  }
+  if (/^[\w.-]+\/[\w.-]+(@[\w.-]+)?$/.test(name) && !name.startsWith('.')) {
+    throw new WeightmixError(
+      'ModelNotFound',
+      `${where}: '${name}' is not a local folder; it looks like a Hugging Face hub name, and weightmix downloads nothing: ` +
+        `fetch it first (e.g. \`huggingface-cli download ${name.split('@')[0]} --local-dir DIR\`) and name DIR in the recipe`,
+    );
+  }
+  throw new WeightmixError('ModelNotFound', `${where}: model folder not found: ${name}`);
+}
+
+export interface ParseRecipeOptions {
+  /** Relative model paths resolve against this folder (default: the working directory, as mergekit). */
+  baseDir?: string;
+  /** Where `${NAME}` in model paths is looked up (default: process.env). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The yaml library's first error as one line: its first line names line and column; the code frame after it is dropped. */
+function yamlError(message: string): WeightmixError {
+  const first = message.split('\n', 1)[0].trim().replace(/:$/, '');
+  return recipeError(`the recipe is not valid YAML: ${first}`);
+}
+
+/** Parses YAML text (or an already parsed object) into a validated recipe. */
+export function parseRecipe(input: string | Record<string, unknown>, options: ParseRecipeOptions = {}): Recipe {
+  let doc: unknown = input;
+  if (typeof input === 'string') {
+    const parsed = parseDocument(input, { uniqueKeys: true });
+    if (parsed.errors.length > 0) throw yamlError(parsed.errors[0].message);
+    try {
+      doc = parsed.toJS();
+    } catch (e) {
+      // An unresolved alias, or aliases past the library's expansion limit (a "billion laughs").
+      throw yamlError((e as Error).message);
+    }
+  }
+  const top = asObject(doc, 'recipe');
+  refuseUnknown(top, TOP_KEYS, 'recipe');
+  const baseDir = options.baseDir ?? process.cwd();
+
+  if (typeof top.merge_method !== 'string') throw recipeError("recipe: 'merge_method' is required (e.g. linear, slerp, task_arithmetic, model_stock, passthrough)");
+  const method = methodFor(top.merge_method);
+
+  const models: string[] = [];
+  const modelNames: string[] = [];
+  const env = options.env ?? process.env;
+  const expand = (name: unknown, where: string): unknown => (typeof name === 'string' ? expandModelPath(name, where, env) : name);
+  const modelIndex = (written: unknown, where: string): number => {
+    const name = expand(written, where);
+    const abs = resolveModelPath(name, baseDir, where);
+    let i = models.indexOf(abs);
+    if (i < 0) {
+      i = models.length;
+      models.push(abs);
+      modelNames.push(name as string);
+    }
+    return i;
+  };
+
+  const hasModels = top.models !== undefined;
+  const hasSlices = top.slices !== undefined;
+  if (hasModels === hasSlices) throw recipeError("recipe: give exactly one of 'models' or 'slices'");
+
+  const slices: RecipeSlice[] = [];
+  const modelParameters = new Map<number, ParameterMap>();
+  if (hasModels) {
+    const sources = asList(top.models, 'models').map((entry, i) => {
+      const where = `models[${i}]`;
+      const m = typeof entry === 'string' ? { model: entry } : asObject(entry, where);
+      refuseUnknown(m, MODEL_KEYS, where);
+      const model = modelIndex(m.model, `${where}.model`);
+      if (modelParameters.has(model)) throw recipeError(`${where}: model ${String(m.model)} is listed twice`);
+      const params = parameters(m.parameters, `${where}.parameters`);
+      modelParameters.set(model, params);
+      return { model, layerRange: null, parameters: params };
+    });
+    slices.push({ sources, parameters: {} });
+  } else {
+    asList(top.slices, 'slices').forEach((s, i) => {
+      const where = `slices[${i}]`;
+      const slice = asObject(s, where);
+      refuseUnknown(slice, SLICE_KEYS, where);
+      const sources = asList(slice.sources, `${where}.sources`).map((src, j) => {
+        const sw = `${where}.sources[${j}]`;
+        const so = asObject(src, sw);
+        refuseUnknown(so, SOURCE_KEYS, sw);
+        const model = modelIndex(so.model, `${sw}.model`);
+        const lr = so.layer_range;
+        if (!Array.isArray(lr) || lr.length !== 2 || !lr.every((x) => Number.isInteger(x) && x >= 0) || lr[0] >= lr[1]) {
+          throw recipeError(`${sw}.layer_range: expected [start, end) with 0 ≤ start < end, got ${JSON.stringify(lr)}`);
+        }
+        return { model, layerRange: [lr[0], lr[1]] as [number, number], parameters: parameters(so.parameters, `${sw}.parameters`) };
+      });
+      const counts = new Set(sources.map((x) => x.layerRange[1] - x.layerRange[0]));
+      if (counts.size > 1) throw recipeError(`${where}: every source of a slice must span the same number of layers`);
+      const seen = new Set<number>();
+      for (const x of sources) {
+        if (seen.has(x.model)) throw recipeError(`${where}: model ${modelNames[x.model]} appears twice in one slice`);
+        seen.add(x.model);
+      }
+      slices.push({ sources, parameters: parameters(slice.parameters, `${where}.parameters`) });
+    });
+  }
+
+  let base: number | null = null;
+  if (top.base_model !== undefined && top.base_model !== null) base = modelIndex(top.base_model, 'base_model');
+
+  let tokenizerSource = base ?? 0;
+  if (top.tokenizer_source !== undefined && top.tokenizer_source !== null) {
+    const ts = top.tokenizer_source;
+    if (ts === 'base') {
+      if (base === null) throw recipeError("tokenizer_source: 'base' needs a base_model");
+    } else if (ts === 'union' || (typeof ts === 'object')) {
+      throw new WeightmixError('UnsupportedRecipe', `tokenizer_source: ${JSON.stringify(ts)} is not supported (weightmix copies one model's tokenizer: 'base' or a model folder)`);
+    } else {
+      const i = models.indexOf(resolveModelPath(expand(ts, 'tokenizer_source'), baseDir, 'tokenizer_source'));
+      if (i < 0) throw recipeError(`tokenizer_source: ${String(ts)} is not one of the recipe's models`);
+      tokenizerSource = i;
+    }
+  }
+
+  let randomSeed: number | null = null;
+  if (top.random_seed !== undefined && top.random_seed !== null) {
+    if (!Number.isInteger(top.random_seed) || (top.random_seed as number) < 0) throw recipeError('random_seed: expected a non-negative integer');
+    randomSeed = top.random_seed as number;
+  }
+
+  const recipe: Recipe = {
+    method: method.name,
+    models,
+    modelNames,
+    base,
+    slices,
+    form: hasModels ? 'models' : 'slices',
+    parameters: parameters(top.parameters, 'parameters'),
+    modelParameters,
+    dtype: dtypeOf(top.dtype, 'dtype'),
+    outDtype: dtypeOf(top.out_dtype, 'out_dtype'),
+    tokenizerSource,
+    randomSeed,
+    document: doc,
+  };
+  checkParameterNames(recipe, method.parameters);
+  method.validate(recipe);
+  return recipe;
+}
+
+/** Parameters the method does not take are refused, wherever they appear. */
+function checkParameterNames(recipe: Recipe, allowed: readonly string[]): void {
+  const maps: [string, ParameterMap][] = [['parameters', recipe.parameters]];
+  recipe.slices.forEach((s, i) => {
+    maps.push([recipe.form === 'slices' ? `slices[${i}].parameters` : 'parameters', s.parameters]);
+    s.sources.forEach((src, j) => maps.push([recipe.form === 'slices' ? `slices[${i}].sources[${j}].parameters` : `models[${j}].parameters`, src.parameters]));
+  });
+  for (const [where, map] of maps) {
+    const bad = Object.keys(map).filter((k) => !allowed.includes(k));
+    if (bad.length > 0) {
+      throw new WeightmixError(
+        'UnsupportedRecipe',
+        `${where}: merge_method ${recipe.method} takes no parameter ${bad.map((k) => `'${k}'`).join(', ')}` +
+          (allowed.length ? ` (it takes ${allowed.map((k) => `'${k}'`).join(', ')})` : ' (it takes none)'),
+      );
+    }
+  }
+}
+
+export async function readRecipeFile(file: string, options: ParseRecipeOptions = {}): Promise<Recipe> {
+  let stat: fs.Stats;
+  try {
+    stat = await fs.promises.stat(file);
+  } catch {
+    throw new WeightmixError('RecipeNotFound', `recipe file not found: ${file}`);
+  }
+  // A model folder given where the recipe goes is the likely mistake; a named pipe would block the read.
+  if (stat.isDirectory()) throw new WeightmixError('RecipeNotAFile', `${file} is a directory: merge takes a YAML recipe file (e.g. examples/mi-0.8.yml)`);
+  if (!stat.isFile()) throw new WeightmixError('RecipeNotAFile', `${file} is not a regular file: merge takes a YAML recipe file`);
+  let text: string;
+  try {
+    text = await fs.promises.readFile(file, 'utf8');
+  } catch (e) {
+    throw new WeightmixError('RecipeUnreadable', `cannot read recipe file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return parseRecipe(text, options);
+}
