@@ -1,11 +1,27 @@
-/** Errors a user can cause carry a stable `code`; the CLI prints them as one line and exits 1 (2 for usage). */
+import type { WeightmixErrorCode } from './error-codes';
+
+export type { WeightmixErrorCode } from './error-codes';
+
+/**
+ * An error a user can cause (bad input, a full disk, an abort), never a bug. `code` is stable and
+ * documented in docs/errors.md; the CLI prints `message` as one line and exits with `exitCode`.
+ *
+ * @example
+ * ```ts
+ * try { await interpolate(options); }
+ * catch (e) { if (isWeightmixError(e) && e.code === 'OutputExists') console.error('pass force: true'); else throw e; }
+ * ```
+ */
 export class WeightmixError extends Error {
-  readonly code: string;
+  /** Which kind of failure this is; see docs/errors.md. */
+  readonly code: WeightmixErrorCode;
+  /** The command line's exit status for it: 2 for `Usage`, else 1. */
   readonly exitCode: number;
 
-  constructor(code: string, message: string, options: { exitCode?: number; cause?: unknown } = {}) {
+  constructor(code: WeightmixErrorCode, message: string, options: { exitCode?: number; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'WeightmixError';
+    // An abort is named as the platform names one (DOMException's 'AbortError'), so `e.name === 'AbortError'` checks work.
+    this.name = code === 'Aborted' ? 'AbortError' : 'WeightmixError';
     this.code = code;
     this.exitCode = options.exitCode ?? 1;
   }
@@ -16,6 +32,12 @@ export function usageError(message: string): WeightmixError {
   return new WeightmixError('Usage', message, { exitCode: 2 });
 }
 
+/** The error an aborted run rejects with: name 'AbortError', code 'Aborted', cause the signal's reason. */
+export function abortError(message: string, signal: AbortSignal | undefined): WeightmixError {
+  return new WeightmixError('Aborted', message, signal?.aborted ? { cause: signal.reason } : {});
+}
+
+/** Whether `e` is a WeightmixError (narrows it, so `e.code` is typed). */
 export function isWeightmixError(e: unknown): e is WeightmixError {
   return e instanceof WeightmixError;
 }

@@ -19,10 +19,12 @@ export interface EngineOptions {
   device?: DeviceChoice;
 }
 
-export function parseDevice(value: unknown): DeviceChoice {
+// Each parser takes the option's name as its front door spells it (lib/api/validate-options.ts): `lambda` in the API, `--lambda` on the command line.
+
+export function parseDevice(value: unknown, name = '--device'): DeviceChoice {
   if (value === undefined) return 'auto';
   const v = typeof value === 'string' ? value.toLowerCase() : value;
-  if (!(DEVICE_CHOICES as readonly unknown[]).includes(v)) throw usageError(`--device must be one of ${DEVICE_CHOICES.join(', ')}, got ${showValue(value)}`);
+  if (!(DEVICE_CHOICES as readonly unknown[]).includes(v)) throw usageError(`${name} must be one of ${DEVICE_CHOICES.join(', ')}, got ${showValue(value)}`);
   return v as DeviceChoice;
 }
 
@@ -40,50 +42,50 @@ export function showValue(value: unknown): string {
 }
 
 /** λ: any finite number. Values outside [0, 1] are accepted on purpose: they extrapolate past Instruct or Thinking. */
-export function parseLambda(value: unknown, what = 'lambda'): number {
+export function parseLambda(value: unknown, name = '--lambda'): number {
   const x = typeof value === 'string' ? decimalNumber(value) : value;
-  if (typeof x !== 'number' || !Number.isFinite(x)) throw usageError(`--${what} must be a finite decimal number, got ${showValue(value)}`);
+  if (typeof x !== 'number' || !Number.isFinite(x)) throw usageError(`${name} must be a finite decimal number, got ${showValue(value)}`);
   return x;
 }
 
-export function parseNumerics(value: unknown): Numerics {
+export function parseNumerics(value: unknown, name = '--numerics'): Numerics {
   if (value === undefined) return 'exact';
-  if (!(NUMERICS as readonly unknown[]).includes(value)) throw usageError(`--numerics must be one of ${NUMERICS.join(', ')}, got ${showValue(value)}`);
+  if (!(NUMERICS as readonly unknown[]).includes(value)) throw usageError(`${name} must be one of ${NUMERICS.join(', ')}, got ${showValue(value)}`);
   return value as Numerics;
 }
 
-export function parseDtype(value: unknown): FloatDtype | undefined {
+export function parseDtype(value: unknown, name = '--dtype'): FloatDtype | undefined {
   if (value === undefined) return undefined;
   const up = typeof value === 'string' ? value.toUpperCase() : value;
   const alias: Record<string, FloatDtype> = { BFLOAT16: 'BF16', FLOAT16: 'F16', FLOAT32: 'F32' };
   const d = typeof up === 'string' ? alias[up] ?? up : up;
-  if (!(FLOAT_DTYPES as readonly unknown[]).includes(d)) throw usageError(`--dtype must be one of ${FLOAT_DTYPES.join(', ')}, got ${showValue(value)}`);
+  if (!(FLOAT_DTYPES as readonly unknown[]).includes(d)) throw usageError(`${name} must be one of ${FLOAT_DTYPES.join(', ')}, got ${showValue(value)}`);
   return d as FloatDtype;
 }
 
-export function parseFilesFrom(value: unknown): FilesFrom {
+export function parseFilesFrom(value: unknown, name = '--files-from'): FilesFrom {
   if (value === undefined) return 'thinking';
-  if (value !== 'instruct' && value !== 'thinking') throw usageError(`--files-from must be instruct or thinking, got ${showValue(value)}`);
+  if (value !== 'instruct' && value !== 'thinking') throw usageError(`${name} must be instruct or thinking, got ${showValue(value)}`);
   return value;
 }
 
-export function parseThreads(value: unknown): number {
+export function parseThreads(value: unknown, name = '--threads'): number {
   if (value === undefined) return os.availableParallelism();
   const n = typeof value === 'string' ? (/^\d+$/.test(value.trim()) ? Number(value) : NaN) : value;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1024) throw usageError(`--threads must be an integer from 1 to 1024, got ${showValue(value)}`);
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1024) throw usageError(`${name} must be an integer from 1 to 1024, got ${showValue(value)}`);
   return n;
 }
 
-export function parseBlockBytes(value: unknown): number {
+export function parseBlockBytes(value: unknown, name = 'blockBytes'): number {
   if (value === undefined) return 8 << 20;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 4096 || value % 4096 !== 0 || value > 1 << 30) {
-    throw usageError(`blockBytes must be a multiple of 4096 up to 1 GiB, got ${showValue(value)}`);
+    throw usageError(`${name} must be a multiple of 4096 up to 1 GiB, got ${showValue(value)}`);
   }
   return value;
 }
 
 /** `--part I/N`: which of N balanced parts this run writes (1-based on the command line). */
-export function parsePart(value: unknown): { index: number; count: number } | undefined {
+export function parsePart(value: unknown, name = '--part'): { index: number; count: number } | undefined {
   if (value === undefined) return undefined;
   if (typeof value === 'object' && value !== null) {
     const { index, count } = value as { index: number; count: number };
@@ -95,5 +97,5 @@ export function parsePart(value: unknown): { index: number; count: number } | un
     const count = Number(m[2]);
     if (count >= 1 && index >= 1 && index <= count) return { index, count };
   }
-  throw usageError(`--part must be I/N with 1 ≤ I ≤ N (e.g. 2/8), got ${showValue(value)}`);
+  throw usageError(`${name} must be I/N with 1 ≤ I ≤ N (e.g. 2/8), got ${showValue(value)}`);
 }

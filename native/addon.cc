@@ -130,11 +130,14 @@ struct ProgressData {
 };
 
 // Each run gets its own coordinating thread (the shared pool does the work), so a long merge never
-// occupies one of libuv's few threads that the process's file-system calls need.
+// occupies one of libuv's few threads that the process's file-system calls need. Progress and the
+// outcome travel through the one thread-safe function `channel`, whose queue is first in, first out:
+// every progress call reaches JavaScript before the promise settles, and none after (two channels
+// are drained in no guaranteed order).
 struct RunState {
   Napi::Promise::Deferred deferred;
-  Napi::ThreadSafeFunction completion;
-  Napi::ThreadSafeFunction progress;
+  Napi::ThreadSafeFunction channel;
+  Napi::FunctionReference onProgress;
   bool hasProgress = false;
   Plan plan;
   std::shared_ptr<std::atomic<bool>> cancel;
@@ -172,9 +175,9 @@ void runOnThread(RunState* state) {
     if (state->hasProgress) {
       fn = [state](uint64_t done, uint64_t total) {
         auto* data = new ProgressData{static_cast<double>(done), static_cast<double>(total)};
-        if (state->progress.NonBlockingCall(data, [](Napi::Env env, Napi::Function cb, ProgressData* d) {
-              cb.Call({Napi::Number::New(env, d->done), Napi::Number::New(env, d->total)});
-              delete d;
+        if (state->channel.NonBlockingCall(data, [state](Napi::Env env, Napi::Function, ProgressData* d) {
+              std::unique_ptr<ProgressData> owned(d);
+              state->onProgress.Call({Napi::Number::New(env, d->done), Napi::Number::New(env, d->total)});
             }) != napi_ok) {
           delete data;
         }
@@ -192,14 +195,13 @@ void runOnThread(RunState* state) {
     outcome->code = "Internal";
     outcome->message = e.what();
   }
-  if (state->hasProgress) state->progress.Release();
-  // Settle on the JavaScript thread; the state is freed there.
-  napi_status st = state->completion.BlockingCall(outcome, [state](Napi::Env env, Napi::Function, Outcome* o) {
+  // Settle on the JavaScript thread, after every progress call queued before; the state is freed there.
+  napi_status st = state->channel.BlockingCall(outcome, [state](Napi::Env env, Napi::Function, Outcome* o) {
     settle(env, state, o);
     delete o;
   });
   if (st != napi_ok) delete outcome;
-  state->completion.Release();
+  state->channel.Release();
 }
 
 // execute(plan, onProgress?) -> { promise, cancel() }
@@ -215,12 +217,11 @@ Napi::Value Execute(const Napi::CallbackInfo& info) {
   }
   state->cancel = std::make_shared<std::atomic<bool>>(false);
   Napi::Function noop = Napi::Function::New(env, [](const Napi::CallbackInfo& ci) { return ci.Env().Undefined(); });
-  state->completion = Napi::ThreadSafeFunction::New(env, noop, "weightmix.execute", 0, 1, [state](Napi::Env) { delete state; });
   if (info.Length() > 1 && info[1].IsFunction()) {
-    state->progress = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "weightmix.progress", 0, 1);
-    state->progress.Unref(env);  // progress alone must not keep the process alive
+    state->onProgress = Napi::Persistent(info[1].As<Napi::Function>());
     state->hasProgress = true;
   }
+  state->channel = Napi::ThreadSafeFunction::New(env, noop, "weightmix.execute", 0, 1, [state](Napi::Env) { delete state; });
   Napi::Object handle = Napi::Object::New(env);
   handle.Set("promise", state->deferred.Promise());
   auto cancel = state->cancel;

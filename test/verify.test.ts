@@ -182,7 +182,7 @@ describe('damaged models fail verification', () => {
     expect(report.ok).toBe(false);
     expect(report.recomputed!.mismatchCount).toBe(1);
     expect(report.recomputed!.mismatches[0]).toMatchObject({ tensor: t.name, element: 5 });
-    expect(report.problems[0]).toMatch(new RegExp(`1 of \\d+ recomputed elements differ .*${t.name.replace(/\./g, '\\.')} element 5`));
+    expect(report.problems[0]).toEqual({ code: 'ElementsDiffer', message: expect.stringMatching(new RegExp(`1 of \\d+ recomputed elements differ .*${t.name.replace(/\./g, '\\.')} element 5`)) });
   });
 
   test('a truncated (half-written) shard', async () => {
@@ -190,7 +190,7 @@ describe('damaged models fail verification', () => {
     fs.truncateSync(path.join(out, SHARD), fs.statSync(path.join(out, SHARD)).size - 1000);
     const report = await verify({ dir: out });
     expect(report.ok).toBe(false);
-    expect(report.problems[0]).toMatch(/data is cut short/);
+    expect(report.problems[0]).toEqual({ code: 'MetadataIncompleteBuffer', message: expect.stringMatching(/data is cut short/) });
   });
 
   test('a wrong total_size, a tensor missing from the index, a stray shard', async () => {
@@ -201,13 +201,13 @@ describe('damaged models fail verification', () => {
     fs.copyFileSync(path.join(out, SHARD), path.join(out, 'model-00003-of-00002.safetensors'));
     const report = await verify({ dir: out });
     expect(report.problems).toEqual([
-      expect.stringMatching(/total_size is \d+ but the shards hold \d+ bytes/),
-      expect.stringMatching(/model-00003-of-00002\.safetensors: a shard that the index does not name/),
+      { code: 'IndexMismatch', message: expect.stringMatching(/total_size is \d+ but the shards hold \d+ bytes/) },
+      { code: 'IndexMismatch', message: expect.stringMatching(/model-00003-of-00002\.safetensors: a shard that the index does not name/) },
     ]);
     delete index.weight_map['model.norm.weight'];
     index.metadata.total_size -= 2;
     fs.writeFileSync(path.join(out, INDEX), JSON.stringify(index));
-    expect((await verify({ dir: out })).problems[0]).toMatch(/model\.norm\.weight is in .* but the index says nothing/);
+    expect((await verify({ dir: out })).problems[0]).toEqual({ code: 'IndexMismatch', message: expect.stringMatching(/model\.norm\.weight is in .* but the index says nothing/) });
   });
 
   test('shards that record different recipes, or none', async () => {
@@ -215,7 +215,7 @@ describe('damaged models fail verification', () => {
     const b = fresh();
     await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.7, output: b });
     fs.copyFileSync(path.join(b, SHARD), path.join(a, SHARD)); // same layout, another λ
-    expect((await verify({ dir: a })).problems).toEqual([expect.stringMatching(/the shards record 2 different recipes/)]);
+    expect((await verify({ dir: a })).problems).toEqual([{ code: 'InvalidRecipe', message: expect.stringMatching(/the shards record 2 different recipes/) }]);
 
     const c = await merged();
     const h = await readSafetensorsHeader(path.join(c, SHARD));
@@ -223,7 +223,7 @@ describe('damaged models fail verification', () => {
     const tensors = h.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: data.subarray(t.dataOffsets[0], t.dataOffsets[1]) }));
     fs.rmSync(path.join(c, SHARD));
     await writeSafetensorsFile(path.join(c, SHARD), tensors, { format: 'pt' });
-    expect((await verify({ dir: c })).problems).toEqual([expect.stringMatching(/no weightmix recipe, unlike 1 other shard/)]);
+    expect((await verify({ dir: c })).problems).toEqual([{ code: 'InvalidRecipe', message: expect.stringMatching(/no weightmix recipe, unlike 1 other shard/) }]);
   });
 
   test('sources that moved after the merge: --recompute fails and says so', async () => {
@@ -234,13 +234,13 @@ describe('damaged models fail verification', () => {
     fs.rmSync(moved, { recursive: true });
     expect((await verify({ dir: out })).ok).toBe(true);
     const report = await verify({ dir: out, recompute: true });
-    expect(report.problems).toEqual([expect.stringMatching(/cannot recompute from the recorded sources: model folder not found: .*moved/)]);
+    expect(report.problems).toEqual([{ code: 'ModelNotFound', message: expect.stringMatching(/cannot recompute from the recorded sources: model folder not found: .*moved/) }]);
   });
 
   test('a model that weightmix did not write: structure checked, nothing to recompute', async () => {
     const report = await verify({ dir: pair.instruct });
     expect({ ok: report.ok, recipe: report.recipe, tensors: report.tensors }).toEqual({ ok: true, recipe: null, tensors: 47 });
-    expect((await verify({ dir: pair.instruct, recompute: true })).problems).toEqual([expect.stringMatching(/no weightmix recipe is recorded/)]);
+    expect((await verify({ dir: pair.instruct, recompute: true })).problems).toEqual([{ code: 'RecipeNotRecorded', message: expect.stringMatching(/no weightmix recipe is recorded/) }]);
   });
 
   test('an aborted verification rejects with code Aborted', async () => {

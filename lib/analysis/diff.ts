@@ -24,10 +24,11 @@
  */
 import * as path from 'node:path';
 import { Checkpoint, openCheckpoint } from '../model/checkpoint';
-import { usageError, WeightmixError } from '../errors';
+import { abortError, usageError, WeightmixError } from '../errors';
 import { InputFiles } from '../engine/input-files';
 import { NativeJob, NativeSource, runPlan } from '../engine/native';
 import { parseThreads } from '../options';
+import { checkOptions, OptionKeys } from '../api/validate-options';
 import { checkCompatible, isFloatDtype } from '../engine/plan';
 import { SafetensorsDtype } from '../format/safetensors';
 import { classifyTensor, MODULE_CLASSES, ModuleClass } from '../model/tensor-names';
@@ -210,24 +211,20 @@ export function diffStats(m: Moments): DiffStats {
   };
 }
 
+const DIFF_KEYS: OptionKeys<DiffOptions> = { a: 'required', b: 'required', threads: 'optional', onProgress: 'optional', signal: 'optional' };
+
 function validateOptions(options: DiffOptions): { threads: number } {
-  if (typeof options !== 'object' || options === null) throw usageError('diff: options must be an object with the model folders a and b');
+  checkOptions<DiffOptions>('diff', options, DIFF_KEYS);
   for (const key of ['a', 'b'] as const) {
     if (typeof options[key] !== 'string' || options[key] === '') {
       throw usageError(`diff: option '${key}' must be a model folder path, got ${JSON.stringify(options[key])}`);
     }
   }
-  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
-    throw usageError(`diff: option 'onProgress' must be a function, got ${typeof options.onProgress}`);
-  }
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
-    throw usageError(`diff: option 'signal' must be an AbortSignal`);
-  }
-  return { threads: parseThreads(options.threads) };
+  return { threads: parseThreads(options.threads, 'threads') };
 }
 
-function aborted(): WeightmixError {
-  return new WeightmixError('Aborted', 'the diff was aborted');
+function aborted(signal: AbortSignal | undefined): WeightmixError {
+  return abortError('the diff was aborted', signal);
 }
 
 /**
@@ -239,10 +236,10 @@ export async function diff(options: DiffOptions): Promise<DiffReport> {
   const { threads } = validateOptions(options);
   const started = process.hrtime.bigint();
   const elapsed = () => Number(process.hrtime.bigint() - started) / 1e9;
-  if (options.signal?.aborted) throw aborted();
+  if (options.signal?.aborted) throw aborted(options.signal);
   const [a, b] = await Promise.all([openCheckpoint(options.a), openCheckpoint(options.b)]);
   checkCompatible(a, b);
-  if (options.signal?.aborted) throw aborted();
+  if (options.signal?.aborted) throw aborted(options.signal);
 
   const { inputs, jobs, compared, skipped, bytesRead } = planMoments(a, b);
   let moments: Float64Array = new Float64Array(0);
@@ -258,7 +255,7 @@ export async function diff(options: DiffOptions): Promise<DiffReport> {
       );
       moments = result.moments;
     } catch (e) {
-      if (e instanceof WeightmixError && e.code === 'Aborted') throw aborted();
+      if (e instanceof WeightmixError && e.code === 'Aborted') throw aborted(options.signal);
       throw e;
     }
   }

@@ -11,12 +11,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Checkpoint, INDEX_FILE, openCheckpoint, TensorLocation } from '../model/checkpoint';
-import { usageError, WeightmixError } from '../errors';
+import { abortError, usageError, WeightmixError } from '../errors';
 import { elementBits, FLOAT_LAYOUTS, roundHalfEven } from '../format/float-bits';
 import { FloatDtype, isFloatDtype } from '../engine/plan';
 import { parseJsonStrict } from '../format/json-strict';
 import { hashString, mix32 } from '../fixtures/random';
 import { isSelected, parseSelection, Selection } from '../model/selection';
+import type { WeightmixErrorCode } from '../error-codes';
+import { MERGE_METHOD_NAMES, type MergeMethodName } from '../recipes/method-names';
+import { checkOptions, OptionKeys } from '../api/validate-options';
 
 export interface VerifyOptions {
   /** The model folder to check. */
@@ -41,8 +44,22 @@ export interface InterpolationRecipe {
   weightmix: string;
 }
 
-/** A recorded recipe: an interpolation's in full, another method's as recorded. */
-export type RecordedRecipe = InterpolationRecipe | ({ method: string; weightmix: string } & Record<string, unknown>);
+/** What `merge` records: the method and the mergekit recipe as read. */
+export interface MergeRecipeRecord {
+  method: MergeMethodName;
+  /** The recipe document as `merge` read it (YAML parsed to JSON). */
+  recipe: unknown;
+  weightmix: string;
+}
+
+/** A recorded recipe, narrowed by `method`: `'interpolate'` for interpolate and sweep outputs, a merge method name for merge outputs. */
+export type RecordedRecipe = InterpolationRecipe | MergeRecipeRecord;
+
+/** One thing `verify` found wrong: a code from docs/errors.md and a one-line message. */
+export interface VerifyProblem {
+  code: WeightmixErrorCode;
+  message: string;
+}
 
 export interface ElementMismatch {
   tensor: string;
@@ -70,15 +87,13 @@ export interface VerifyReport {
   tensorBytes: number;
   indexed: boolean;
   recipe: RecordedRecipe | null;
-  /** One line per thing found wrong; empty when the model verified. */
-  problems: string[];
+  /** One per thing found wrong; empty when the model verified. */
+  problems: VerifyProblem[];
   recomputed: RecomputeReport | null;
   /** Why `recompute` was asked for but not done (the recorded method has no recomputation); null otherwise. */
   recomputeSkipped: string | null;
 }
 
-/** The recorded methods `recompute` supports: what `interpolate` and `sweep` write. */
-export const RECOMPUTE_METHODS: readonly string[] = ['interpolate'];
 
 const DEFAULT_SAMPLES = 64;
 const MAX_INDEX_BYTES = 64 << 20;
@@ -88,32 +103,42 @@ const CHUNK_ELEMENTS = 1 << 16;
 const WHOLE_TENSOR_BYTES = 4 << 20;
 
 /** `--samples`: a whole number of 1 or more, or 'all'. */
-export function parseSamples(value: unknown): number | 'all' {
+export function parseSamples(value: unknown, name = '--samples'): number | 'all' {
   if (value === undefined) return DEFAULT_SAMPLES;
   if (value === 'all') return 'all';
   const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) throw usageError(`--samples must be a whole number of 1 or more, or "all", got ${JSON.stringify(value)}`);
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) throw usageError(`${name} must be a whole number of 1 or more, or "all", got ${JSON.stringify(value)}`);
   return n;
 }
 
 /** `--seed`: a uint32. */
-export function parseSeed(value: unknown): number {
+export function parseSeed(value: unknown, name = '--seed'): number {
   if (value === undefined) return 0;
   const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) throw usageError(`--seed must be a whole number from 0 to 4294967295, got ${JSON.stringify(value)}`);
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) throw usageError(`${name} must be a whole number from 0 to 4294967295, got ${JSON.stringify(value)}`);
   return n;
 }
 
 function checkAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new WeightmixError('Aborted', 'verification was aborted');
+  if (signal?.aborted) throw abortError('verification was aborted', signal);
+}
+
+const VERIFY_KEYS: OptionKeys<VerifyOptions> = { dir: 'required', recompute: 'optional', samples: 'optional', seed: 'optional', signal: 'optional' };
+
+function problem(code: WeightmixErrorCode, message: string): VerifyProblem {
+  return { code, message };
 }
 
 export async function verify(options: VerifyOptions): Promise<VerifyReport> {
-  if (!options || typeof options.dir !== 'string' || options.dir === '') throw usageError('verify needs a model folder');
-  const samples = parseSamples(options.samples);
-  const seed = parseSeed(options.seed);
+  checkOptions<VerifyOptions>('verify', options, VERIFY_KEYS);
+  if (typeof options.dir !== 'string' || options.dir === '') throw usageError(`verify: option 'dir' must be a model folder path, got ${JSON.stringify(options.dir)}`);
+  const samples = parseSamples(options.samples, 'samples');
+  const seed = parseSeed(options.seed, 'seed');
   checkAborted(options.signal);
   const dir = path.resolve(options.dir);
+  // No folder is no model to verify, not a damaged one: an error, as every other function gives.
+  const stat = await fs.promises.stat(dir).catch(() => null);
+  if (!stat?.isDirectory()) throw new WeightmixError('ModelNotFound', `model folder not found: ${dir}${stat ? ' is not a folder' : ''}`);
   const report: VerifyReport = { dir, ok: false, shards: 0, tensors: 0, tensorBytes: 0, indexed: false, recipe: null, problems: [], recomputed: null, recomputeSkipped: null };
 
   let model: Checkpoint;
@@ -122,7 +147,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
     model = await openCheckpoint(dir);
   } catch (e) {
     if (!(e instanceof WeightmixError)) throw e;
-    report.problems.push(e.message);
+    report.problems.push(problem(e.code, e.message));
     return report;
   }
   Object.assign(report, { shards: model.shards.length, tensors: model.names.length, tensorBytes: model.tensorBytes, indexed: model.indexed });
@@ -131,53 +156,54 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
 
   if (options.recompute) {
     checkAborted(options.signal);
-    if (!report.recipe) report.problems.push(`${dir}: no weightmix recipe is recorded, so there is nothing to recompute from`);
+    if (!report.recipe) report.problems.push(problem('RecipeNotRecorded', `${dir}: no weightmix recipe is recorded, so there is nothing to recompute from`));
     // A `merge` output is not damaged for want of a recomputation: its structure alone is checked, and the report says so.
-    else if (!RECOMPUTE_METHODS.includes(report.recipe.method)) report.recomputeSkipped = `${report.recipe.method} outputs are not supported by --recompute (only interpolate and sweep outputs are)`;
-    else report.recomputed = await recomputeInterpolation(model, report.recipe as InterpolationRecipe, samples, seed, options.signal, report.problems);
+    else if (report.recipe.method !== 'interpolate') report.recomputeSkipped = `${report.recipe.method} outputs are not supported by --recompute (only interpolate and sweep outputs are)`;
+    else report.recomputed = await recomputeInterpolation(model, report.recipe, samples, seed, options.signal, report.problems);
   }
   report.ok = report.problems.length === 0 && (report.recomputed?.mismatchCount ?? 0) === 0;
   return report;
 }
 
 /** What openCheckpoint does not check: total_size, and shards on disk that the index does not name. */
-async function checkIndexExtras(model: Checkpoint): Promise<string[]> {
-  const problems: string[] = [];
+async function checkIndexExtras(model: Checkpoint): Promise<VerifyProblem[]> {
+  const problems: VerifyProblem[] = [];
   const indexPath = path.join(model.dir, INDEX_FILE);
   const stat = await fs.promises.stat(indexPath);
-  if (stat.size > MAX_INDEX_BYTES) return [`${indexPath}: index file is implausibly large (${stat.size} bytes)`];
+  if (stat.size > MAX_INDEX_BYTES) return [problem('InvalidIndex', `${indexPath}: index file is implausibly large (${stat.size} bytes)`)];
   const doc = parseJsonStrict(await fs.promises.readFile(indexPath, 'utf8'), { what: indexPath }) as Record<string, unknown>;
   const metadata = doc.metadata;
   const total = typeof metadata === 'object' && metadata !== null && !Array.isArray(metadata) ? (metadata as Record<string, unknown>).total_size : undefined;
-  if (total === undefined) problems.push(`${indexPath}: metadata.total_size is missing`);
-  else if (total !== model.tensorBytes) problems.push(`${indexPath}: metadata.total_size is ${JSON.stringify(total)} but the shards hold ${model.tensorBytes} bytes of tensor data`);
+  if (total === undefined) problems.push(problem('IndexMismatch', `${indexPath}: metadata.total_size is missing`));
+  else if (total !== model.tensorBytes) problems.push(problem('IndexMismatch', `${indexPath}: metadata.total_size is ${JSON.stringify(total)} but the shards hold ${model.tensorBytes} bytes of tensor data`));
   const named = new Set(model.shards.map((s) => s.name));
   for (const entry of (await fs.promises.readdir(model.dir)).sort()) {
-    if (entry.endsWith('.safetensors') && !named.has(entry)) problems.push(`${path.join(model.dir, entry)}: a shard that the index does not name`);
+    if (entry.endsWith('.safetensors') && !named.has(entry)) problems.push(problem('IndexMismatch', `${path.join(model.dir, entry)}: a shard that the index does not name`));
   }
   return problems;
 }
 
 /** The recipe every shard records; differences and malformed records are problems. */
-function readRecipe(model: Checkpoint, problems: string[]): RecordedRecipe | null {
+function readRecipe(model: Checkpoint, problems: VerifyProblem[]): RecordedRecipe | null {
   const texts = model.shards.map((s) => s.header.metadata?.weightmix);
   const recorded = texts.filter((t): t is string => typeof t === 'string');
   if (recorded.length === 0) return null;
   const missing = model.shards.filter((_, i) => typeof texts[i] !== 'string');
-  if (missing.length > 0) problems.push(`${missing[0].path}: no weightmix recipe, unlike ${recorded.length} other shard(s)`);
+  if (missing.length > 0) problems.push(problem('InvalidRecipe', `${missing[0].path}: no weightmix recipe, unlike ${recorded.length} other shard(s)`));
   const distinct = [...new Set(recorded)];
-  if (distinct.length > 1) problems.push(`${model.dir}: the shards record ${distinct.length} different recipes`);
+  if (distinct.length > 1) problems.push(problem('InvalidRecipe', `${model.dir}: the shards record ${distinct.length} different recipes`));
   const where = model.shards[texts.indexOf(distinct[0])].path;
   let doc: unknown;
   try {
     doc = parseJsonStrict(distinct[0], { what: `${where}: __metadata__.weightmix` });
   } catch (e) {
-    problems.push((e as Error).message);
+    if (!(e instanceof WeightmixError)) throw e;
+    problems.push(problem(e.code, e.message));
     return null;
   }
   const r = doc as Record<string, unknown>;
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc) || typeof r.method !== 'string' || typeof r.weightmix !== 'string') {
-    problems.push(`${where}: __metadata__.weightmix is not a recipe (an object with "method" and "weightmix")`);
+    problems.push(problem('InvalidRecipe', `${where}: __metadata__.weightmix is not a recipe (an object with "method" and "weightmix")`));
     return null;
   }
   if (r.method === 'interpolate') {
@@ -189,11 +215,14 @@ function readRecipe(model: Checkpoint, problems: string[]): RecordedRecipe | nul
       (typeof r.thinking !== 'string' || !path.isAbsolute(r.thinking)) && 'thinking',
     ].filter(Boolean);
     if (bad.length > 0) {
-      problems.push(`${where}: the interpolation recipe has no valid ${bad.join(', ')}`);
+      problems.push(problem('InvalidRecipe', `${where}: the interpolation recipe has no valid ${bad.join(', ')}`));
       return null;
     }
+  } else if (!(MERGE_METHOD_NAMES as readonly string[]).includes(r.method)) {
+    problems.push(problem('InvalidRecipe', `${where}: the recorded method ${JSON.stringify(r.method)} is none that this weightmix writes (interpolate, ${MERGE_METHOD_NAMES.join(', ')})`));
+    return null;
   }
-  return r as RecordedRecipe;
+  return r as unknown as RecordedRecipe;
 }
 
 /** The inverse of describeSelection: "all tensors" | "all layers" (older outputs: "all tensors" with modules) | "layers 12-35", then ", modules a,b" or ", except modules a,b". */
@@ -224,7 +253,7 @@ async function recomputeInterpolation(
   samples: number | 'all',
   seed: number,
   signal: AbortSignal | undefined,
-  problems: string[],
+  problems: VerifyProblem[],
 ): Promise<RecomputeReport | null> {
   let instruct: Checkpoint;
   let thinking: Checkpoint;
@@ -234,13 +263,13 @@ async function recomputeInterpolation(
     [instruct, thinking] = await Promise.all([openCheckpoint(recipe.instruct), openCheckpoint(recipe.thinking)]);
   } catch (e) {
     if (!(e instanceof WeightmixError)) throw e;
-    problems.push(`cannot recompute from the recorded sources: ${e.message}`);
+    problems.push(problem(e.code, `cannot recompute from the recorded sources: ${e.message}`));
     return null;
   }
   const onlyOut = output.names.filter((n) => !instruct.tensors.has(n));
   const onlyIn = instruct.names.filter((n) => !output.tensors.has(n));
   if (onlyOut.length + onlyIn.length > 0) {
-    problems.push(`${output.dir}: holds other tensors than its Instruct source ${instruct.dir} (${onlyOut.length} more, ${onlyIn.length} missing, e.g. ${[...onlyOut, ...onlyIn][0]})`);
+    problems.push(problem('ModelsDiffer', `${output.dir}: holds other tensors than its Instruct source ${instruct.dir} (${onlyOut.length} more, ${onlyIn.length} missing, e.g. ${[...onlyOut, ...onlyIn][0]})`));
     return null;
   }
   const lambda = recipe.lambda;
@@ -254,16 +283,16 @@ async function recomputeInterpolation(
       const b = thinking.tensors.get(name);
       const where = `${output.dir}: tensor ${name}`;
       if (!b) {
-        problems.push(`${where} is not in the Thinking source ${thinking.dir}`);
+        problems.push(problem('ModelsDiffer', `${where} is not in the Thinking source ${thinking.dir}`));
         continue;
       }
       if (o.shape.join() !== a.shape.join() || b.shape.join() !== a.shape.join()) {
-        problems.push(`${where} has shape [${o.shape}], its sources [${a.shape}] and [${b.shape}]`);
+        problems.push(problem('ShapeMismatch', `${where} has shape [${o.shape}], its sources [${a.shape}] and [${b.shape}]`));
         continue;
       }
       const compute = elementRecipe(a, b, o, isSelected(name, selection), recipe.numerics, lambda);
       if (typeof compute === 'string') {
-        problems.push(`${where}: ${compute}`);
+        problems.push(problem('DtypeMismatch', `${where}: ${compute}`));
         continue;
       }
       result.tensors++;
@@ -302,9 +331,12 @@ async function recomputeInterpolation(
     const m = result.mismatches[0];
     const hex = (x: number) => `0x${x.toString(16).padStart(m.dtype === 'F32' ? 8 : m.dtype === 'F16' || m.dtype === 'BF16' ? 4 : 2, '0')}`;
     problems.push(
-      `${result.mismatchCount} of ${result.elements} recomputed elements differ from the recipe ` +
-        `(first: ${m.tensor} element ${m.element} is ${hex(m.stored)}, expected ${hex(m.expected)}); ` +
-        'the model or its sources changed after the merge',
+      problem(
+        'ElementsDiffer',
+        `${result.mismatchCount} of ${result.elements} recomputed elements differ from the recipe ` +
+          `(first: ${m.tensor} element ${m.element} is ${hex(m.stored)}, expected ${hex(m.expected)}); ` +
+          'the model or its sources changed after the merge',
+      ),
     );
   }
   return result;

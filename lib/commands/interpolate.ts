@@ -1,6 +1,7 @@
 /** `weightmix interpolate`: one merged model at one λ. */
 import { Command } from 'commander';
-import { interpolate } from '../interpolation/interpolate';
+import { interpolateAs } from '../interpolation/interpolate';
+import { CLI_FLAGS } from '../api/validate-options';
 import { addMergeOptions, describeInterpolation, mergeOptionsFrom } from './merge-options';
 import { createReporter } from './reporter';
 
@@ -13,7 +14,7 @@ export function register(program: Command): void {
   addMergeOptions(cmd);
   cmd.action(async (opts: Record<string, unknown>) => {
     const reporter = createReporter(opts, 'interpolate', describeInterpolation);
-    const summary = await reporter.run((hooks) => interpolate({ ...mergeOptionsFrom(opts), ...hooks, lambda: opts.lambda as number, output: opts.output as string }));
+    const summary = await reporter.run((hooks) => interpolateAs({ ...mergeOptionsFrom(opts), ...hooks, lambda: opts.lambda as number, output: opts.output as string }, CLI_FLAGS));
     reporter.done(summary);
   });
 }

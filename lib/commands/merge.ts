@@ -20,7 +20,8 @@ export function register(program: Command): void {
     .action(async (file: string, opts: Record<string, unknown>) => {
       // Loaded on use: the YAML parser and the recipe machinery cost every other command's start-up.
       const { readRecipeFile } = await import('../recipes/recipe');
-      const { merge } = await import('../recipes/merge-recipe');
+      const { mergeAs } = await import('../recipes/merge-recipe');
+      const { CLI_FLAGS } = await import('../api/validate-options');
       const recipe = await readRecipeFile(file);
       const reporter = createReporter(
         opts,
@@ -30,14 +31,14 @@ export function register(program: Command): void {
           `${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s (${summary.gbPerSecond.toFixed(2)} GB/s)${withDevice(summary)}`,
       );
       const summary = await reporter.run((hooks) =>
-        merge(recipe, {
+        mergeAs(recipe, {
           output: opts.output as string,
           threads: opts.threads === undefined ? undefined : parseThreads(opts.threads),
           device: opts.device as 'cpu' | 'cuda' | 'auto' | undefined,
           direct: opts.direct as boolean,
           force: Boolean(opts.force),
           ...hooks,
-        }),
+        }, CLI_FLAGS),
       );
       reporter.done(summary);
     });

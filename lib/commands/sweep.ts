@@ -1,6 +1,7 @@
 /** `weightmix sweep`: many λ in one pass over the inputs. */
 import { Command } from 'commander';
-import { sweep } from '../interpolation/sweep';
+import { sweepAs } from '../interpolation/sweep';
+import { CLI_FLAGS } from '../api/validate-options';
 import { addMergeOptions, describeInterpolation, mergeOptionsFrom } from './merge-options';
 import { createReporter } from './reporter';
 
@@ -13,7 +14,7 @@ export function register(program: Command): void {
   addMergeOptions(cmd);
   cmd.action(async (opts: Record<string, unknown>) => {
     const reporter = createReporter(opts, 'sweep', describeInterpolation);
-    const summary = await reporter.run((hooks) => sweep({ ...mergeOptionsFrom(opts), ...hooks, lambdas: opts.lambdas as string, output: opts.output as string }));
+    const summary = await reporter.run((hooks) => sweepAs({ ...mergeOptionsFrom(opts), ...hooks, lambdas: opts.lambdas as string, output: opts.output as string }, CLI_FLAGS));
     reporter.done(summary);
   });
 }

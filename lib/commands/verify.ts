@@ -31,7 +31,7 @@ export function register(program: Command): void {
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatVerifyReport(report));
       if (!report.ok) {
         const more = report.problems.length > 1 ? ` (and ${report.problems.length - 1} more problem${report.problems.length > 2 ? 's' : ''})` : '';
-        throw new WeightmixError('VerifyFailed', `verification failed: ${report.problems[0] ?? 'recomputed elements differ'}${more}`);
+        throw new WeightmixError('VerifyFailed', `verification failed: ${report.problems[0]?.message ?? 'recomputed elements differ'}${more}`);
       }
     });
 }
@@ -53,6 +53,6 @@ export function formatVerifyReport(r: VerifyReport): string {
     );
   }
   if (r.recomputeSkipped) lines.push(`values not recomputed: ${r.recomputeSkipped}`);
-  for (const p of r.problems) lines.push(`problem: ${p}`);
+  for (const p of r.problems) lines.push(`problem: ${p.message}`);
   return `${lines.join('\n')}\n`;
 }

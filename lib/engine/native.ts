@@ -1,7 +1,8 @@
 /** The addon's typed surface, in one place: load it once, run plans with progress and abort. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { WeightmixError } from '../errors';
+import { abortError, WeightmixError } from '../errors';
+import type { WeightmixErrorCode } from '../error-codes';
 
 /** U8 stands for any non-float tensor, which is only ever byte-copied. */
 export type NativeDtype = 'F32' | 'F16' | 'BF16' | 'U8';
@@ -115,7 +116,7 @@ export interface RunOptions {
   signal?: AbortSignal;
 }
 
-const NATIVE_CODES: Record<string, string> = {
+const NATIVE_CODES: Record<string, WeightmixErrorCode> = {
   ENOSPC: 'NoSpace',
   EDQUOT: 'NoSpace',
   EIO: 'IoError',
@@ -129,20 +130,45 @@ const NATIVE_CODES: Record<string, string> = {
   CudaError: 'CudaError',
 };
 
-/** Runs a plan; an AbortSignal cancels between chunks and rejects with code 'Aborted'. */
+/**
+ * Runs a plan; an AbortSignal cancels between chunks and rejects with code 'Aborted' (named AbortError,
+ * cause the signal's reason). A throwing `onProgress` cancels the run too, and the run rejects with
+ * what it threw. The addon delivers progress and completion through one queue, so the last progress
+ * call (done = total on success) comes before the promise settles and none comes after.
+ */
 export async function runPlan(plan: NativePlan, options: RunOptions = {}): Promise<NativeResult> {
   const { signal, onProgress } = options;
-  if (signal?.aborted) throw new WeightmixError('Aborted', 'the merge was aborted');
-  const handle = loadNative().execute(plan, onProgress);
+  if (signal?.aborted) throw abortError('the merge was aborted', signal);
+  let callbackFailed: { error: unknown } | undefined;
+  let settled = false;
+  const progress = onProgress
+    ? (done: number, total: number) => {
+        if (callbackFailed || settled) return;
+        try {
+          onProgress(done, total);
+        } catch (e) {
+          callbackFailed = { error: e };
+          handle.cancel();
+        }
+      }
+    : undefined;
+  const handle = loadNative().execute(plan, progress);
   const onAbort = () => handle.cancel();
   signal?.addEventListener('abort', onAbort, { once: true });
+  let result: NativeResult;
   try {
-    return await handle.promise;
+    result = await handle.promise;
   } catch (e) {
+    if (callbackFailed) throw callbackFailed.error;
     const err = e as Error & { code?: string };
-    const code = (err.code && NATIVE_CODES[err.code]) ?? 'NativeError';
+    const code: WeightmixErrorCode = (err.code ? NATIVE_CODES[err.code] : undefined) ?? 'NativeError';
+    if (code === 'Aborted') throw abortError(err.message, signal);
     throw new WeightmixError(code, err.message, { cause: e });
   } finally {
+    settled = true;
     signal?.removeEventListener('abort', onAbort);
   }
+  // The callback may throw on the last report, after the engine finished: the run still fails.
+  if (callbackFailed) throw callbackFailed.error;
+  return result;
 }

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { usageError, WeightmixError } from '../errors';
+import { abortError, usageError, WeightmixError } from '../errors';
 
 const TEMP_TAG = '.weightmix-tmp-';
 const OLD_TAG = '.weightmix-old-';
@@ -83,7 +83,7 @@ export class OutputTransaction {
   async commit(signal?: AbortSignal): Promise<void> {
     if (this.finished) throw new Error('internal: transaction already finished');
     await syncTree(this.tempDir);
-    if (signal?.aborted) throw new WeightmixError('Aborted', 'the merge was aborted before it was published');
+    if (signal?.aborted) throw abortError('the merge was aborted before it was published', signal);
     if (this.mergeInto) return this.commitInto();
     const parent = path.dirname(this.target);
     let old: string | null = null;

@@ -20,6 +20,7 @@ import {
   parseNumerics,
   parsePart,
   parseThreads,
+  showValue,
 } from '../options';
 import { OutputTransaction } from '../engine/output';
 import { assignParts } from '../engine/parts';
@@ -27,6 +28,7 @@ import { checkCompatible, FloatDtype, isFloatDtype, planMerge, TensorRecipe } fr
 import { checkLayersExist, describeSelection, isSelected, parseSelection, Selection, SelectionInput } from '../model/selection';
 import { classifyTensor } from '../model/tensor-names';
 import { VERSION } from '../version';
+import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 
 export type { MergeProgress } from '../engine/execute-plan';
 
@@ -73,10 +75,38 @@ export interface MergeSummary extends ResolvedDevice {
   part?: string;
 }
 
+/** The options every interpolation and sweep takes, and whether each must be given. */
+export const INTERPOLATION_COMMON_KEYS: OptionKeys<InterpolationCommon> = {
+  instruct: 'required',
+  thinking: 'required',
+  layers: 'optional',
+  modules: 'optional',
+  skipModules: 'optional',
+  numerics: 'optional',
+  dtype: 'optional',
+  filesFrom: 'optional',
+  force: 'optional',
+  part: 'optional',
+  threads: 'optional',
+  blockBytes: 'optional',
+  direct: 'optional',
+  device: 'optional',
+  onProgress: 'optional',
+  onNotice: 'optional',
+  signal: 'optional',
+};
+const INTERPOLATE_KEYS: OptionKeys<InterpolateOptions> = { ...INTERPOLATION_COMMON_KEYS, lambda: 'required', output: 'required' };
+
 export async function interpolate(options: InterpolateOptions): Promise<MergeSummary> {
-  if (typeof options.output !== 'string' || options.output === '') throw usageError('an output folder is required (-o OUT)');
-  const lambda = parseLambda(options.lambda);
-  return runInterpolation(options, [{ lambda, dir: options.output }]);
+  checkOptions<InterpolateOptions>('interpolate', options, INTERPOLATE_KEYS);
+  return interpolateAs(options, API_NAMES);
+}
+
+/** `interpolate` for a front door that has checked its own input; its messages name options by `name` (the command line: flags). */
+export async function interpolateAs(options: InterpolateOptions, name: OptionNamer): Promise<MergeSummary> {
+  if (typeof options.output !== 'string' || options.output === '') throw usageError(`${name('output')} must be a non-empty folder path, got ${showValue(options.output)}`);
+  const lambda = parseLambda(options.lambda, name('lambda'));
+  return runInterpolation(options, [{ lambda, dir: options.output }], undefined, name);
 }
 
 interface Target {
@@ -88,22 +118,27 @@ interface Target {
  * The one code path of `interpolate` and `sweep`: N targets, one pass over the inputs. `siblings`
  * names other outputs beside the targets whose stale leftovers go too (a sweep's `lambda-*`).
  */
-export async function runInterpolation(options: InterpolationCommon, targets: Target[], siblings?: (name: string) => boolean): Promise<MergeSummary> {
+export async function runInterpolation(
+  options: InterpolationCommon,
+  targets: Target[],
+  siblings?: (name: string) => boolean,
+  name: OptionNamer = API_NAMES,
+): Promise<MergeSummary> {
   const started = process.hrtime.bigint();
-  const numerics = parseNumerics(options.numerics);
-  const dtype = parseDtype(options.dtype);
-  const filesFrom = parseFilesFrom(options.filesFrom);
-  const threads = parseThreads(options.threads);
-  const device = parseDevice(options.device);
-  const blockBytes = parseBlockBytes(options.blockBytes);
-  const part = parsePart(options.part);
-  const selection = parseSelection(options);
-  if (typeof options.instruct !== 'string' || typeof options.thinking !== 'string') {
-    throw usageError('both --instruct and --thinking model folders are required');
+  const numerics = parseNumerics(options.numerics, name('numerics'));
+  const dtype = parseDtype(options.dtype, name('dtype'));
+  const filesFrom = parseFilesFrom(options.filesFrom, name('filesFrom'));
+  const threads = parseThreads(options.threads, name('threads'));
+  const device = parseDevice(options.device, name('device'));
+  const blockBytes = parseBlockBytes(options.blockBytes, name('blockBytes'));
+  const part = parsePart(options.part, name('part'));
+  const selection = parseSelection(options, name);
+  for (const key of ['instruct', 'thinking'] as const) {
+    if (typeof options[key] !== 'string' || options[key] === '') throw usageError(`${name(key)} must be a model folder path, got ${showValue(options[key])}`);
   }
   const [instruct, thinking] = await Promise.all([openCheckpoint(options.instruct), openCheckpoint(options.thinking)]);
   checkCompatible(instruct, thinking);
-  checkLayersExist(selection, layerCount(instruct, (n) => classifyTensor(n).layer));
+  checkLayersExist(selection, layerCount(instruct, (n) => classifyTensor(n).layer), name('layers'));
   const selected = new Map(instruct.names.map((n) => [n, isSelected(n, selection)]));
   const selectedTensors = [...selected.values()].filter(Boolean).length;
   if (selectedTensors === 0) {

@@ -1,8 +1,9 @@
 /** `sweep`: one model per λ from a single pass over the inputs, each published atomically. */
 import * as path from 'node:path';
 import { usageError } from '../errors';
-import { InterpolationCommon, MergeSummary, runInterpolation } from './interpolate';
-import { parseLambda } from '../options';
+import { INTERPOLATION_COMMON_KEYS, InterpolationCommon, MergeSummary, runInterpolation } from './interpolate';
+import { parseLambda, showValue } from '../options';
+import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 
 export interface SweepOptions extends InterpolationCommon {
   /** `0:1:0.1` (start:stop:step, inclusive), `0.2,0.4,0.8`, or an array. */
@@ -14,26 +15,26 @@ export interface SweepOptions extends InterpolationCommon {
 const MAX_MODELS = 1000;
 
 /** Parses a λ list; a range's points are computed as start + i·step and rounded to 12 decimals. */
-export function parseLambdaList(spec: string | number[]): number[] {
+export function parseLambdaList(spec: string | number[], name = '--lambdas'): number[] {
   let values: number[];
   if (Array.isArray(spec)) {
-    values = spec.map((x) => parseLambda(x, 'lambdas'));
+    values = spec.map((x) => parseLambda(x, name));
   } else if (typeof spec === 'string' && spec.includes(':')) {
     const parts = spec.split(':');
-    if (parts.length !== 3) throw usageError(`--lambdas range must be start:stop:step, got ${JSON.stringify(spec)}`);
-    const [start, stop, step] = parts.map((p) => parseLambda(p, 'lambdas'));
-    if (!(step > 0) || stop < start) throw usageError(`--lambdas range needs step > 0 and stop ≥ start, got ${JSON.stringify(spec)}`);
+    if (parts.length !== 3) throw usageError(`${name} range must be start:stop:step, got ${JSON.stringify(spec)}`);
+    const [start, stop, step] = parts.map((p) => parseLambda(p, name));
+    if (!(step > 0) || stop < start) throw usageError(`${name} range needs step > 0 and stop ≥ start, got ${JSON.stringify(spec)}`);
     const count = Math.floor((stop - start) / step + 1e-9) + 1;
-    if (count > MAX_MODELS) throw usageError(`--lambdas ${spec} makes ${count} models; at most ${MAX_MODELS}`);
+    if (count > MAX_MODELS) throw usageError(`${name} ${spec} makes ${count} models; at most ${MAX_MODELS}`);
     values = Array.from({ length: count }, (_, i) => Number((start + i * step).toFixed(12)));
   } else if (typeof spec === 'string') {
-    values = spec.split(',').map((p) => parseLambda(p.trim(), 'lambdas'));
+    values = spec.split(',').map((p) => parseLambda(p.trim(), name));
   } else {
-    throw usageError('--lambdas is required');
+    throw usageError(`${name} is required`);
   }
-  if (values.length === 0) throw usageError('--lambdas names no λ');
-  if (new Set(values).size !== values.length) throw usageError(`--lambdas repeats a value: ${values.join(',')}`);
-  if (values.length > MAX_MODELS) throw usageError(`--lambdas makes ${values.length} models; at most ${MAX_MODELS}`);
+  if (values.length === 0) throw usageError(`${name} names no λ`);
+  if (new Set(values).size !== values.length) throw usageError(`${name} repeats a value: ${values.join(',')}`);
+  if (values.length > MAX_MODELS) throw usageError(`${name} makes ${values.length} models; at most ${MAX_MODELS}`);
   return values;
 }
 
@@ -44,11 +45,19 @@ export function lambdaFolderName(lambda: number): string {
   return `lambda-${lambda.toFixed(digits)}`;
 }
 
+const SWEEP_KEYS: OptionKeys<SweepOptions> = { ...INTERPOLATION_COMMON_KEYS, lambdas: 'required', output: 'required' };
+
 export async function sweep(options: SweepOptions): Promise<MergeSummary> {
-  if (typeof options.output !== 'string' || options.output === '') throw usageError('an output folder is required (-o DIR)');
-  const lambdas = parseLambdaList(options.lambdas);
+  checkOptions<SweepOptions>('sweep', options, SWEEP_KEYS);
+  return sweepAs(options, API_NAMES);
+}
+
+/** `sweep` for a front door that has checked its own input; its messages name options by `name` (the command line: flags). */
+export async function sweepAs(options: SweepOptions, name: OptionNamer): Promise<MergeSummary> {
+  if (typeof options.output !== 'string' || options.output === '') throw usageError(`${name('output')} must be a non-empty folder path, got ${showValue(options.output)}`);
+  const lambdas = parseLambdaList(options.lambdas, name('lambdas'));
   const names = lambdas.map(lambdaFolderName);
   if (new Set(names).size !== names.length) throw usageError('two λ values share an output folder name');
   const isLambdaFolder = (name: string) => /^lambda-[-0-9.]+$/.test(name);
-  return runInterpolation(options, lambdas.map((lambda, i) => ({ lambda, dir: path.join(options.output, names[i]) })), isLambdaFolder);
+  return runInterpolation(options, lambdas.map((lambda, i) => ({ lambda, dir: path.join(options.output, names[i]) })), isLambdaFolder, name);
 }

@@ -17,9 +17,10 @@ export interface SelectionInput {
   skipModules?: string | ModuleClass[];
 }
 
-export function parseSelection(input: SelectionInput): Selection {
+/** `name` spells an option as the front door does: `--skip-modules` on the command line, `skipModules` in the API. */
+export function parseSelection(input: SelectionInput, name: (key: string) => string = (k) => `--${k === 'skipModules' ? 'skip-modules' : k}`): Selection {
   if (input.modules !== undefined && input.skipModules !== undefined) {
-    throw usageError('--modules and --skip-modules exclude each other: give one');
+    throw usageError(`${name('modules')} and ${name('skipModules')} exclude each other: give one`);
   }
   const sel: Selection = {};
   if (input.layers !== undefined) sel.layers = typeof input.layers === 'string' ? parseLayerRanges(input.layers) : input.layers;
@@ -45,9 +46,9 @@ export function isSelected(name: string, sel: Selection): boolean {
 }
 
 /** Refuses ranges that name layers the model does not have: a typo would otherwise merge nothing. */
-export function checkLayersExist(sel: Selection, layerCount: number): void {
+export function checkLayersExist(sel: Selection, layerCount: number, name = '--layers'): void {
   for (const [a, b] of sel.layers ?? []) {
-    if (b >= layerCount) throw usageError(`--layers ${a}-${b} is outside the model's ${layerCount} layers (0-${layerCount - 1})`);
+    if (b >= layerCount) throw usageError(`${name} ${a}-${b} is outside the model's ${layerCount} layers (0-${layerCount - 1})`);
   }
 }
 

@@ -13,10 +13,11 @@ import { InputFiles } from '../engine/input-files';
 import { methodFor, MethodTensor, PairMoments, TensorCoefficients } from './methods';
 import { copySidecars, writeIndex, writeModelCard } from '../model/model-files';
 import { NativeDtype, NativeJob, runPlan } from '../engine/native';
-import { EngineOptions, parseBlockBytes, parseDevice, parseThreads } from '../options';
+import { EngineOptions, parseBlockBytes, parseDevice, parseThreads, showValue } from '../options';
 import { OutputTransaction } from '../engine/output';
 import { FloatDtype, isFloatDtype, MergePlan, planMerge, TensorRecipe } from '../engine/plan';
-import { parseRecipe, ParseRecipeOptions, Recipe } from './recipe';
+import { parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
+import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
 import { SafetensorsDtype, SafetensorsHeader } from '../format/safetensors';
 import { resolveSparse, SparseTensor } from './sparsify';
@@ -172,15 +173,39 @@ function nativeDtype(d: SafetensorsDtype): NativeDtype {
   return isFloatDtype(d) ? d : 'U8';
 }
 
-export async function merge(input: Recipe | string | Record<string, unknown>, options: MergeOptions): Promise<RecipeMergeSummary> {
+const MERGE_KEYS: OptionKeys<MergeOptions> = {
+  output: 'required',
+  force: 'optional',
+  threads: 'optional',
+  blockBytes: 'optional',
+  direct: 'optional',
+  device: 'optional',
+  baseDir: 'optional',
+  env: 'optional',
+  onProgress: 'optional',
+  onNotice: 'optional',
+  signal: 'optional',
+};
+
+export async function merge(recipe: string | Recipe | Record<string, unknown>, options: MergeOptions): Promise<RecipeMergeSummary> {
+  checkOptions<MergeOptions>('merge', options, MERGE_KEYS);
+  if (typeof recipe === 'string') return mergeAs(await readRecipeFile(recipe, options), options, API_NAMES);
+  if (typeof recipe !== 'object' || recipe === null || Array.isArray(recipe)) {
+    throw usageError(`merge(recipe, options): recipe must be a recipe file path, a parsed recipe or a recipe object, got ${recipe === null ? 'null' : typeof recipe}`);
+  }
+  return mergeAs(recipe, options, API_NAMES);
+}
+
+/** `merge` for a front door that has checked its own input; its messages name options by `name` (the command line: flags). */
+export async function mergeAs(input: Recipe | Record<string, unknown>, options: MergeOptions, name: OptionNamer): Promise<RecipeMergeSummary> {
   const started = process.hrtime.bigint();
-  if (typeof options.output !== 'string' || options.output === '') throw usageError('an output folder is required (-o OUT)');
+  if (typeof options.output !== 'string' || options.output === '') throw usageError(`${name('output')} must be a non-empty folder path, got ${showValue(options.output)}`);
   const recipe: Recipe = isRecipe(input) ? input : parseRecipe(input, options);
   const method = methodFor(recipe.method);
-  const threads = parseThreads(options.threads);
-  const blockBytes = parseBlockBytes(options.blockBytes);
+  const threads = parseThreads(options.threads, name('threads'));
+  const blockBytes = parseBlockBytes(options.blockBytes, name('blockBytes'));
   const direct = options.direct ?? true;
-  const device = parseDevice(options.device);
+  const device = parseDevice(options.device, name('device'));
   const ckpts = await Promise.all(recipe.models.map((m) => openCheckpoint(m)));
   const outDir = path.resolve(options.output);
 

@@ -1,0 +1,16 @@
+/** The names of the merge methods weightmix runs, as a recipe's `merge_method` spells them. */
+export const MERGE_METHOD_NAMES = [
+  'linear',
+  'slerp',
+  'task_arithmetic',
+  'model_stock',
+  'passthrough',
+  'ties',
+  'dare_ties',
+  'dare_linear',
+  'breadcrumbs',
+  'breadcrumbs_ties',
+] as const;
+
+/** A recipe's `merge_method` that weightmix runs. */
+export type MergeMethodName = (typeof MERGE_METHOD_NAMES)[number];
