@@ -14,7 +14,7 @@ test('λ: hexadecimal, binary, octal, Infinity, NaN and empty values are refused
     expect(() => parseLambda(v)).toThrow(`--lambda must be a finite decimal number, got ${JSON.stringify(v)}`);
   }
   expect(() => parseLambda(NaN)).toThrow(/^--lambda must be a finite decimal number, got NaN$/);
-  expect(() => parseLambda(-Infinity, 'lambdas')).toThrow(/^--lambdas must be a finite decimal number, got -Infinity$/);
+  expect(() => parseLambda(-Infinity, '--lambdas')).toThrow(/^--lambdas must be a finite decimal number, got -Infinity$/);
   expect(() => parseLambda(undefined)).toThrow(/got undefined$/);
   expect(() => parseLambdaList('0:1:0x1')).toThrow(/^--lambdas must be a finite decimal number, got "0x1"$/);
 });
