@@ -7,6 +7,8 @@ import { FloatDtype, FLOAT_DTYPES } from './engine/plan';
 export type Numerics = 'exact' | 'mi';
 export const NUMERICS: readonly Numerics[] = ['exact', 'mi'];
 export type FilesFrom = 'instruct' | 'thinking';
+/** How an output dtype may be written: `BF16`, `bf16`, `bfloat16` (likewise F16 and F32). */
+export type FloatDtypeName = FloatDtype | Lowercase<FloatDtype> | 'bfloat16' | 'float16' | 'float32';
 
 export interface EngineOptions {
   /** Worker threads (default: the number of cores). */

@@ -10,6 +10,13 @@ import { formatLambda, type StageReport } from './stages';
 
 export type ChartFormat = 'svg' | 'png';
 
+/**
+ * A vega-lite top-level specification (https://vega.github.io/vega-lite/docs/spec.html). Typed as
+ * any object so that these declarations do not pull in vega-lite's types, which do not compile under
+ * `exactOptionalPropertyTypes`; pass vega-lite's `TopLevelSpec` if you have it.
+ */
+export type ChartSpec = object;
+
 export interface RenderedChart {
   file: string;
   format: ChartFormat;
@@ -25,11 +32,11 @@ export function chartFormat(file: string): ChartFormat {
 }
 
 /** Renders a vega-lite spec to SVG text. */
-export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+export async function renderSvg(spec: ChartSpec): Promise<string> {
   // Loaded on first use: vega costs most of a second, which no other subcommand should pay.
   const vega = await import('vega');
   const { compile } = await import('vega-lite');
-  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
+  const view = new vega.View(vega.parse(compile(spec as TopLevelSpec).spec), { renderer: 'none' });
   try {
     return await view.toSVG();
   } finally {
@@ -49,7 +56,7 @@ export async function svgToPng(svg: string): Promise<Buffer> {
 }
 
 /** Renders a vega-lite spec to `file`: SVG, or PNG when the name ends in .png. */
-export async function renderChart(spec: TopLevelSpec, file: string): Promise<RenderedChart> {
+export async function renderChart(spec: ChartSpec, file: string): Promise<RenderedChart> {
   const format = chartFormat(file);
   const svg = await renderSvg(spec);
   const data = format === 'png' ? await svgToPng(svg) : Buffer.from(svg, 'utf8');
@@ -85,7 +92,7 @@ export function stageBands(report: StageReport): { stage: 1 | 2 | 3; from: numbe
 }
 
 /** The stage chart: Think #R, Token #N and Mean@k against λ, per benchmark, over the stage bands. */
-export function stagesChartSpec(rows: readonly MetricsRow[], report: StageReport, options: { title?: string } = {}): TopLevelSpec {
+export function stagesChartSpec(rows: readonly MetricsRow[], report: StageReport, options: { title?: string } = {}): ChartSpec {
   if (rows.length === 0) throw new WeightmixError('MalformedMetrics', 'nothing to plot: no metrics rows');
   const values = [...rows]
     .sort((a, b) => a.lambda - b.lambda)
@@ -178,7 +185,7 @@ export interface LayerProfileRow {
 }
 
 /** Per-layer relative distance between two checkpoints, one line per module class. */
-export function layerProfileSpec(rows: readonly LayerProfileRow[], options: { title?: string; yTitle?: string } = {}): TopLevelSpec {
+export function layerProfileSpec(rows: readonly LayerProfileRow[], options: { title?: string; yTitle?: string } = {}): ChartSpec {
   if (!Array.isArray(rows) || rows.length === 0) throw new WeightmixError('InvalidArgument', 'layer profile needs at least one row');
   rows.forEach((r, i) => {
     if (!Number.isSafeInteger(r.layer) || r.layer < 0) throw new WeightmixError('InvalidArgument', `layer profile row ${i}: layer must be a non-negative integer, got ${JSON.stringify(r.layer)}`);

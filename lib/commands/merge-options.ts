@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { describeDevice, type ResolvedDevice } from '../engine/device';
 import type { InterpolationCommon, MergeSummary } from '../interpolation/interpolate';
-import { parseThreads } from '../options';
+import { parseThreads, type FloatDtypeName } from '../options';
 import { MODULE_CLASSES } from '../model/tensor-names';
 
 /** `--device`, shared by interpolate, sweep and merge. */
@@ -39,7 +39,7 @@ export function mergeOptionsFrom(opts: Record<string, unknown>): Omit<Interpolat
     modules: opts.modules as string | undefined,
     skipModules: opts.skipModules as string | undefined,
     numerics: opts.numerics as 'exact' | 'mi',
-    dtype: opts.dtype as string | undefined,
+    dtype: opts.dtype as FloatDtypeName | undefined,
     filesFrom: opts.filesFrom as 'instruct' | 'thinking',
     part: opts.part as string | undefined,
     threads: opts.threads === undefined ? undefined : parseThreads(opts.threads),

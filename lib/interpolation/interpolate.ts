@@ -11,6 +11,7 @@ import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
 import {
   EngineOptions,
   FilesFrom,
+  FloatDtypeName,
   Numerics,
   parseBlockBytes,
   parseDevice,
@@ -40,7 +41,7 @@ export interface InterpolationCommon extends SelectionInput, EngineOptions {
   /** 'exact' (default): torch.lerp in f32, one rounding. 'mi': the paper's script, bf16 arithmetic. */
   numerics?: Numerics;
   /** Output dtype of float tensors (default: the Instruct tensor's dtype). */
-  dtype?: FloatDtype | string;
+  dtype?: FloatDtypeName;
   /** Which model's config, tokenizer and templates the output gets (default 'thinking', as the paper). */
   filesFrom?: FilesFrom;
   /** Replace an existing output, only after the new one is complete. */
