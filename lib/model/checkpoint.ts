@@ -1,7 +1,7 @@
 /** A model folder: its shards, a name → location table, its sidecar files and config. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { WeightmixError } from '../errors';
+import { usageError, WeightmixError } from '../errors';
 import { parseJsonStrict } from '../format/json-strict';
 import { confinedRealPath } from './paths';
 import { readSafetensorsHeader, SafetensorsDtype, SafetensorsHeader } from '../format/safetensors';
@@ -49,6 +49,7 @@ export interface Checkpoint {
 }
 
 export async function openCheckpoint(dir: string): Promise<Checkpoint> {
+  if (typeof dir !== 'string' || dir === '') throw usageError(`openCheckpoint(dir): dir must be a model folder path, got ${JSON.stringify(dir) ?? String(dir)}`);
   const root = path.resolve(dir);
   let stat: fs.Stats;
   try {

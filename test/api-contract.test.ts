@@ -1,0 +1,179 @@
+/**
+ * The library as a dependent sees it (issue 16): options checked like flags and worded as options,
+ * callbacks that can fail a run and never outlive it, aborts shaped like the platform's, recipe
+ * paths, verify's errors and coded problems. Everything is imported from the package root.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  diff,
+  interpolate,
+  merge,
+  openCheckpoint,
+  sweep,
+  verify,
+  WeightmixError,
+  type CheckpointPair,
+  type InterpolateOptions,
+  type MergeProgress,
+} from '../lib/index';
+import { cachedPair, ensureCliBuilt, expectOneLineError, leftoversBeside, runCli, scratchDir } from './helpers/cli';
+
+let pair: CheckpointPair;
+let work: string;
+let counter = 0;
+const fresh = () => path.join(work, `out-${counter++}`);
+
+beforeAll(async () => {
+  pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 16 });
+  work = scratchDir('api-contract');
+}, 120_000);
+afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+
+const usage = (message: string | RegExp) => expect.objectContaining({ code: 'Usage', exitCode: 2, message: typeof message === 'string' ? message : expect.stringMatching(message) });
+
+describe('options are checked as strictly as flags, and worded as options', () => {
+  const base = (): InterpolateOptions => ({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.5, output: fresh() });
+
+  test('a misspelled key is refused with the likely meant one, before anything is read or written', async () => {
+    const options = { ...base(), skipModule: 'attn' } as InterpolateOptions;
+    await expect(interpolate(options)).rejects.toEqual(usage("interpolate: unknown option 'skipModule' (did you mean 'skipModules'?)"));
+    expect(fs.existsSync(options.output)).toBe(false);
+    await expect(sweep({ instruct: pair.instruct, thinking: pair.thinking, output: fresh(), lambdas: [0.5], lamdbas: [0.5] } as never)).rejects.toEqual(usage(/^sweep: unknown option 'lamdbas' \(did you mean 'lambdas'\?\)$/));
+    await expect(diff({ a: pair.instruct, b: pair.thinking, thread: 2 } as never)).rejects.toEqual(usage(/^diff: unknown option 'thread' \(did you mean 'threads'\?\)$/));
+    await expect(verify({ dir: pair.instruct, bogus: true } as never)).rejects.toEqual(usage(/^verify: unknown option 'bogus' \(the options are 'dir', /));
+  });
+
+  test('no options, null, missing required values', async () => {
+    await expect((interpolate as () => Promise<unknown>)()).rejects.toEqual(usage('interpolate(options): options must be an object, got undefined'));
+    await expect(merge({ merge_method: 'linear' }, undefined as never)).rejects.toEqual(usage('merge(options): options must be an object, got undefined'));
+    await expect(interpolate({ ...base(), lambda: null } as never)).rejects.toEqual(usage("interpolate: option 'lambda' is required"));
+    const { output: _, ...noOutput } = base();
+    await expect(interpolate(noOutput as InterpolateOptions)).rejects.toEqual(usage("interpolate: option 'output' is required"));
+    await expect(interpolate({ ...base(), threads: null } as never)).rejects.toEqual(usage(/^interpolate: option 'threads' is null; leave it out/));
+    await expect(interpolate({ ...base(), threads: undefined })).resolves.toMatchObject({ lambdas: [0.5] });
+  });
+
+  test('callbacks must be functions and signals AbortSignals', async () => {
+    await expect(interpolate({ ...base(), onProgress: 'log' } as never)).rejects.toEqual(usage("interpolate: option 'onProgress' must be a function, got string"));
+    await expect(interpolate({ ...base(), signal: {} } as never)).rejects.toEqual(usage("interpolate: option 'signal' must be an AbortSignal, got a plain object"));
+    await expect(diff({ a: pair.instruct, b: pair.thinking, signal: new AbortController() } as never)).rejects.toEqual(usage("diff: option 'signal' must be an AbortSignal, got a AbortController"));
+  });
+
+  test('openCheckpoint(42) and a recipe that is neither a path nor an object are usage errors', async () => {
+    await expect(openCheckpoint(42 as never)).rejects.toEqual(usage('openCheckpoint(dir): dir must be a model folder path, got 42'));
+    await expect(merge(42 as never, { output: fresh() })).rejects.toEqual(usage(/^merge\(recipe, options\): recipe must be a recipe file path/));
+  });
+
+  test('values: the API names the option, the command line names the flag', async () => {
+    await expect(interpolate({ ...base(), lambda: Number.NaN })).rejects.toEqual(usage('lambda must be a finite decimal number, got NaN'));
+    await expect(interpolate({ ...base(), part: '9/8' })).rejects.toEqual(usage(/^part must be I\/N/));
+    await expect(interpolate({ ...base(), modules: 'attn', skipModules: 'mlp' })).rejects.toEqual(usage('modules and skipModules exclude each other: give one'));
+    await expect(interpolate({ ...base(), layers: '0-99' })).rejects.toEqual(usage(/^layers 0-99 is outside the model's/));
+    await expect(interpolate({ ...base(), output: '' })).rejects.toEqual(usage('output must be a non-empty folder path, got ""'));
+    ensureCliBuilt();
+    const cli = (extra: string[]) => runCli(['interpolate', '--instruct', pair.instruct, '--thinking', pair.thinking, '-o', fresh(), ...extra]);
+    expect(expectOneLineError(await cli(['--lambda', 'abc']), 2)).toBe('weightmix: error: --lambda must be a finite decimal number, got "abc"');
+    expect(expectOneLineError(await cli(['--lambda', '0.5', '--modules', 'attn', '--skip-modules', 'mlp']), 2)).toBe(
+      'weightmix: error: --modules and --skip-modules exclude each other: give one',
+    );
+    expect(expectOneLineError(await cli(['--lambda', '0.5', '--part', '9/8']), 2)).toMatch(/^weightmix: error: --part must be I\/N/);
+  }, 60_000);
+});
+
+describe('callbacks', () => {
+  test('a throwing onProgress fails the run with what it threw, and nothing is published', async () => {
+    for (const when of ['first', 'last'] as const) {
+      const out = fresh();
+      const thrown = new Error(`progress sink failed (${when})`);
+      const seen: MergeProgress[] = [];
+      const run = interpolate({
+        instruct: pair.instruct,
+        thinking: pair.thinking,
+        lambda: 0.5,
+        output: out,
+        threads: 1,
+        onProgress: (p) => {
+          seen.push(p);
+          if (when === 'first' || p.bytesDone === p.bytesTotal) throw thrown;
+        },
+      });
+      await expect(run).rejects.toBe(thrown);
+      expect({ when, seen: seen.length > 0, leftovers: leftoversBeside(out) }).toEqual({ when, seen: true, leftovers: [] });
+    }
+  });
+
+  test('the last progress event (100%) arrives before the promise settles, and none after', async () => {
+    const runs = [
+      (onProgress: (p: { bytesDone: number; bytesTotal: number }) => void) => diff({ a: pair.instruct, b: pair.thinking, threads: 2, onProgress }),
+      (onProgress: (p: { bytesDone: number; bytesTotal: number }) => void) =>
+        interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.3, output: fresh(), threads: 2, onProgress }),
+    ];
+    for (const [k, run] of runs.entries()) {
+      for (let i = 0; i < 10; i++) {
+        let settled = false;
+        let after = 0;
+        let last: { bytesDone: number; bytesTotal: number } | undefined;
+        await run((p) => {
+          if (settled) after++;
+          last = p;
+        });
+        settled = true;
+        await new Promise((r) => setTimeout(r, 20));
+        expect({ run: k, i, after, complete: last !== undefined && last.bytesDone === last.bytesTotal }).toEqual({ run: k, i, after: 0, complete: true });
+      }
+    }
+  }, 120_000);
+});
+
+describe('aborts look like the platform\'s', () => {
+  test('name AbortError, code Aborted, cause the signal\'s reason; nothing published', async () => {
+    const reason = new Error('user pressed stop');
+    const out = fresh();
+    const e = await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.5, output: out, signal: AbortSignal.abort(reason) }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(WeightmixError);
+    expect(e).toMatchObject({ name: 'AbortError', code: 'Aborted', cause: reason });
+    expect(leftoversBeside(out)).toEqual([]);
+    // Aborted from inside the progress callback: the run is past the engine, the publish step sees it.
+    const controller = new AbortController();
+    const late = fresh();
+    await expect(
+      interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.5, output: late, signal: controller.signal, onProgress: () => controller.abort('stop') }),
+    ).rejects.toMatchObject({ name: 'AbortError', code: 'Aborted', cause: 'stop' });
+    expect(leftoversBeside(late)).toEqual([]);
+    await expect(diff({ a: pair.instruct, b: pair.thinking, signal: AbortSignal.abort(reason) })).rejects.toMatchObject({ name: 'AbortError', code: 'Aborted', cause: reason });
+    await expect(verify({ dir: pair.instruct, signal: AbortSignal.abort(reason) })).rejects.toMatchObject({ name: 'AbortError', code: 'Aborted', cause: reason });
+  });
+});
+
+describe('merge takes a recipe file path, as the command does', () => {
+  test('a path is read as a file (relative model paths against the working directory), an object as the parsed recipe', async () => {
+    const file = path.join(work, 'linear.yml');
+    fs.writeFileSync(file, `merge_method: linear\nmodels:\n  - model: ${pair.instruct}\n    parameters: {weight: 0.25}\n  - model: ${pair.thinking}\n    parameters: {weight: 0.75}\n`);
+    const fromPath = await merge(file, { output: fresh(), threads: 2 });
+    const fromObject = await merge(
+      { merge_method: 'linear', models: [{ model: pair.instruct, parameters: { weight: 0.25 } }, { model: pair.thinking, parameters: { weight: 0.75 } }] },
+      { output: fresh(), threads: 2 },
+    );
+    expect(fromPath).toMatchObject({ method: 'linear', tensors: fromObject.tensors, bytes: fromObject.bytes });
+    await expect(merge(path.join(work, 'nowhere.yml'), { output: fresh() })).rejects.toMatchObject({ code: 'RecipeNotFound' });
+    await expect(merge(work, { output: fresh() })).rejects.toMatchObject({ code: 'RecipeNotAFile' });
+  });
+});
+
+describe('verify', () => {
+  test('a missing folder rejects; a damaged model resolves with coded problems; the recipe narrows by method', async () => {
+    await expect(verify({ dir: path.join(work, 'nowhere') })).rejects.toMatchObject({ code: 'ModelNotFound', message: expect.stringMatching(/^model folder not found: /) });
+    const out = fresh();
+    await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.5, output: out });
+    const report = await verify({ dir: out });
+    expect(report.ok).toBe(true);
+    const recipe = report.recipe!;
+    expect(recipe.method === 'interpolate' ? recipe.lambda : null).toBe(0.5);
+    const shard = fs.readdirSync(out).find((f) => f.endsWith('.safetensors'))!;
+    fs.truncateSync(path.join(out, shard), fs.statSync(path.join(out, shard)).size - 10);
+    const damaged = await verify({ dir: out });
+    expect(damaged.ok).toBe(false);
+    expect(damaged.problems).toEqual([{ code: 'MetadataIncompleteBuffer', message: expect.stringMatching(/data is cut short/) }]);
+  });
+});
