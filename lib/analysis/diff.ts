@@ -68,43 +68,61 @@ export interface DiffStats {
   cosine: number | null;
 }
 
+/** One float tensor compared. */
 export interface TensorDiff extends DiffStats {
+  /** The tensor's name. */
   name: string;
   /** Decoder layer, or null outside the decoder stack. */
   layer: number | null;
+  /** Its module class. */
   module: ModuleClass;
+  /** Its dtype in A. */
   dtypeA: SafetensorsDtype;
+  /** Its dtype in B. */
   dtypeB: SafetensorsDtype;
+  /** Its shape (the same in both). */
   shape: number[];
 }
 
 /** One decoder layer's tensors of one module class, or one non-layer module class (layer null). */
 export interface GroupDiff extends DiffStats {
+  /** The decoder layer, or null for a module class outside the layers. */
   layer: number | null;
+  /** The module class. */
   module: ModuleClass;
+  /** Tensors summed. */
   tensors: number;
 }
 
 /** Every float tensor of one decoder layer. */
 export interface LayerDiff extends DiffStats {
+  /** The decoder layer. */
   layer: number;
+  /** Tensors summed. */
   tensors: number;
 }
 
 /** Every float tensor of one module class, across all layers. */
 export interface ModuleDiff extends DiffStats {
+  /** The module class. */
   module: ModuleClass;
+  /** Tensors summed. */
   tensors: number;
 }
 
 /** A tensor the diff does not compare (only F32, F16 and BF16 are compared). */
 export interface SkippedTensor {
+  /** The tensor's name. */
   name: string;
+  /** Its dtype in A. */
   dtypeA: SafetensorsDtype;
+  /** Its dtype in B. */
   dtypeB: SafetensorsDtype;
+  /** Why it was not compared. */
   reason: string;
 }
 
+/** What `diff` measured; `JSON.stringify` of it is `weightmix diff --json`. */
 export interface DiffReport {
   /** Always DIFF_REPORT_FORMAT. */
   format: string;
@@ -131,13 +149,17 @@ export interface DiffReport {
   threads: number;
 }
 
+/** How far a diff is. */
 export interface DiffProgress {
   /** Tensor bytes read so far, both models together. */
   bytesDone: number;
+  /** Tensor bytes to read, both models together. */
   bytesTotal: number;
+  /** Seconds since the diff started. */
   seconds: number;
 }
 
+/** The options of `diff`. */
 export interface DiffOptions {
   /** First model folder (A): distances are relative to its norm. */
   a: string;
@@ -145,9 +167,13 @@ export interface DiffOptions {
   b: string;
   /** Worker threads (default: the number of cores). The figures do not depend on it. */
   threads?: number;
-  /** Called from time to time with the bytes read so far. */
+  /**
+   * Called on the main thread about every 100 ms while the engine reads, and once with
+   * `bytesDone === bytesTotal` before the promise resolves; never after it settles. If it throws,
+   * the diff is cancelled and the promise rejects with what it threw.
+   */
   onProgress?: (progress: DiffProgress) => void;
-  /** Aborting rejects the promise with a WeightmixError of code 'Aborted'. */
+  /** Aborting rejects the promise with a WeightmixError named 'AbortError' (code 'Aborted', `cause` the signal's reason). */
   signal?: AbortSignal;
 }
 
@@ -231,6 +257,19 @@ function aborted(signal: AbortSignal | undefined): WeightmixError {
  * Compares two checkpoints with the same tensor names and shapes (float dtypes may differ per
  * tensor) in one streaming native pass. Non-float tensors are listed in `skipped`.
  * Throws WeightmixError: ModelNotFound, ModelsDiffer, ShapeMismatch, DtypeMismatch, Usage, Aborted, I/O codes.
+ */
+/**
+ * How far apart two checkpoints are: ‖B−A‖/‖A‖, cosine and max |B−A| per tensor, per layer × module
+ * class, per layer, per module class, and σ for the pair, from one streaming pass over both.
+ *
+ * @example
+ * ```ts
+ * import { diff } from 'weightmix';
+ * const report = await diff({ a: 'Qwen3-4B-Instruct-2507', b: 'Qwen3-4B-Thinking-2507' });
+ * console.log(report.sigma, report.layers.map((l) => l.relDistance));
+ * ```
+ * @throws {@link WeightmixError} `Usage`, `ModelNotFound`, `ModelsDiffer`, `ShapeMismatch`, `InputChanged`,
+ * `Aborted`, a safetensors code for a malformed input (docs/errors.md).
  */
 export async function diff(options: DiffOptions): Promise<DiffReport> {
   const { threads } = validateOptions(options);

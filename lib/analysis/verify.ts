@@ -21,6 +21,7 @@ import type { WeightmixErrorCode } from '../error-codes';
 import { MERGE_METHOD_NAMES, type MergeMethodName } from '../recipes/method-names';
 import { checkOptions, OptionKeys } from '../api/validate-options';
 
+/** The options of `verify`. */
 export interface VerifyOptions {
   /** The model folder to check. */
   dir: string;
@@ -30,17 +31,25 @@ export interface VerifyOptions {
   samples?: number | 'all';
   /** Which elements are sampled (default 0): the same seed checks the same elements. */
   seed?: number;
+  /** Cancels the check: the promise rejects with an 'AbortError' (code 'Aborted', `cause` the signal's reason). */
   signal?: AbortSignal;
 }
 
 /** What `interpolate` and `sweep` record in each shard's `__metadata__.weightmix`. */
 export interface InterpolationRecipe {
+  /** Always 'interpolate' (a sweep records one per model). */
   method: 'interpolate';
+  /** The model's λ. */
   lambda: number;
+  /** The numerics it was computed with. */
   numerics: 'exact' | 'mi';
+  /** The selection in words ("all tensors", "layers 12-35, modules attn"). */
   selection: string;
+  /** The Instruct model folder (absolute). */
   instruct: string;
+  /** The Thinking model folder (absolute). */
   thinking: string;
+  /** The weightmix version that wrote it. */
   weightmix: string;
 }
 
@@ -49,6 +58,7 @@ export interface MergeRecipeRecord {
   method: MergeMethodName;
   /** The recipe document as `merge` read it (YAML parsed to JSON). */
   recipe: unknown;
+  /** The weightmix version that wrote it. */
   weightmix: string;
 }
 
@@ -57,38 +67,56 @@ export type RecordedRecipe = InterpolationRecipe | MergeRecipeRecord;
 
 /** One thing `verify` found wrong: a code from docs/errors.md and a one-line message. */
 export interface VerifyProblem {
+  /** What kind of problem (docs/errors.md): the code the same fault raises elsewhere, e.g. `MetadataIncompleteBuffer` for a truncated shard. */
   code: WeightmixErrorCode;
+  /** One line, naming the file. */
   message: string;
 }
 
+/** One recomputed element that differs from what is stored. */
 export interface ElementMismatch {
+  /** The tensor's name. */
   tensor: string;
+  /** Element index (byte index for non-float tensors). */
   element: number;
+  /** The stored tensor's dtype. */
   dtype: string;
   /** Stored and expected bit patterns (raw bytes as a number for non-float tensors). */
   stored: number;
   expected: number;
 }
 
+/** What `recompute` compared. */
 export interface RecomputeReport {
+  /** Tensors recomputed. */
   tensors: number;
+  /** Elements recomputed, all tensors together. */
   elements: number;
+  /** Elements that differ. */
   mismatchCount: number;
   /** The first mismatches (at most 20). */
   mismatches: ElementMismatch[];
 }
 
+/** What `verify` found. */
 export interface VerifyReport {
+  /** The model folder (absolute). */
   dir: string;
+  /** No problem found and no recomputed element differs. */
   ok: boolean;
+  /** Shard files. */
   shards: number;
+  /** Tensors. */
   tensors: number;
   /** Bytes of tensor data (the index's total_size). */
   tensorBytes: number;
+  /** Whether the model has an index (`model.safetensors.index.json`). */
   indexed: boolean;
+  /** The recipe the shards record (narrow it by `method`), or null for a model weightmix did not write. */
   recipe: RecordedRecipe | null;
   /** One per thing found wrong; empty when the model verified. */
   problems: VerifyProblem[];
+  /** What `recompute` compared, or null when it was not asked for or could not run. */
   recomputed: RecomputeReport | null;
   /** Why `recompute` was asked for but not done (the recorded method has no recomputation); null otherwise. */
   recomputeSkipped: string | null;
@@ -129,6 +157,21 @@ function problem(code: WeightmixErrorCode, message: string): VerifyProblem {
   return { code, message };
 }
 
+/**
+ * Re-reads a model folder and checks what a reader relies on: every shard header against its file,
+ * the index against the shards, one recorded recipe; with `recompute`, sampled elements recomputed
+ * from the recorded sources and compared bit for bit (interpolations only). A damaged model resolves
+ * with `ok: false` and its problems; a folder that does not exist rejects.
+ *
+ * @example
+ * ```ts
+ * import { verify } from 'weightmix';
+ * const report = await verify({ dir: 'merged-0.8', recompute: true });
+ * if (!report.ok) for (const p of report.problems) console.error(p.code, p.message);
+ * if (report.recipe?.method === 'interpolate') console.log('λ =', report.recipe.lambda);
+ * ```
+ * @throws {@link WeightmixError} `Usage`, `ModelNotFound` (no such folder), `Aborted`, `InputChanged`.
+ */
 export async function verify(options: VerifyOptions): Promise<VerifyReport> {
   checkOptions<VerifyOptions>('verify', options, VERIFY_KEYS);
   if (typeof options.dir !== 'string' || options.dir === '') throw usageError(`verify: option 'dir' must be a model folder path, got ${JSON.stringify(options.dir)}`);

@@ -33,6 +33,7 @@ import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validat
 
 export type { MergeProgress } from '../engine/execute-plan';
 
+/** The options `interpolate` and `sweep` share. */
 export interface InterpolationCommon extends SelectionInput, EngineOptions {
   /** The Instruct model folder (λ = 0). */
   instruct: string;
@@ -48,13 +49,24 @@ export interface InterpolationCommon extends SelectionInput, EngineOptions {
   force?: boolean;
   /** Write only part I of N of the output shards (`"2/8"` or `{index: 2, count: 8}`), for job arrays. */
   part?: string | { index: number; count: number };
+  /**
+   * Called on the main thread about every 100 ms while the engine writes, and once with
+   * `bytesDone === bytesTotal` before the promise resolves; never after it settles. If it throws,
+   * the run is cancelled, nothing is published, and the promise rejects with what it threw.
+   */
   onProgress?: (p: MergeProgress) => void;
   /** One-line notices (stale leftovers removed, …). */
   onNotice?: (message: string) => void;
+  /**
+   * Cancels the run: the promise rejects with a `WeightmixError` whose `name` is 'AbortError', `code`
+   * 'Aborted' and `cause` the signal's `reason`; nothing is published and temporary files are removed.
+   */
   signal?: AbortSignal;
 }
 
+/** The options of `interpolate`. */
 export interface InterpolateOptions extends InterpolationCommon {
+  /** λ, any finite number: 0 is the Instruct model, 1 the Thinking model; outside [0, 1] extrapolates. */
   lambda: number;
   /** The output model folder. */
   output: string;
@@ -62,17 +74,29 @@ export interface InterpolateOptions extends InterpolationCommon {
 
 /** What a run wrote, and (from ResolvedDevice) where its arithmetic ran and why on the CPU under `auto`. */
 export interface MergeSummary extends ResolvedDevice {
+  /** The model folders written (absolute), one per λ. */
   outputs: string[];
+  /** The λ of each output, in the same order. */
   lambdas: number[];
+  /** Shard files written, all outputs together. */
   files: number;
+  /** Bytes written, all outputs together. */
   bytes: number;
+  /** Tensors per model. */
   tensors: number;
+  /** Tensors the selection interpolated (the others are the Instruct tensor, byte for byte). */
   selectedTensors: number;
+  /** Wall time of the whole run. */
   seconds: number;
+  /** `bytes` / `seconds`, in GB (10^9 bytes) per second. */
   gbPerSecond: number;
+  /** The numerics the run used. */
   numerics: Numerics;
+  /** The selection in words ("all tensors", "layers 12-35, modules attn"). */
   selection: string;
+  /** Worker threads used. */
   threads: number;
+  /** "I/N" when only part I of N of the shards was written. */
   part?: string;
 }
 
@@ -98,6 +122,21 @@ export const INTERPOLATION_COMMON_KEYS: OptionKeys<InterpolationCommon> = {
 };
 const INTERPOLATE_KEYS: OptionKeys<InterpolateOptions> = { ...INTERPOLATION_COMMON_KEYS, lambda: 'required', output: 'required' };
 
+/**
+ * Writes Θ = λ·Θ_Thinking + (1−λ)·Θ_Instruct (Wu et al., arXiv 2510.10977) as a new model folder:
+ * every shard, the index, config, tokenizer files and a model card, published atomically.
+ *
+ * @example
+ * ```ts
+ * import { interpolate } from 'weightmix';
+ * const summary = await interpolate({ instruct: 'Qwen3-4B-Instruct-2507', thinking: 'Qwen3-4B-Thinking-2507', lambda: 0.8, output: 'merged-0.8' });
+ * console.log(`${summary.bytes} bytes in ${summary.seconds} s`);
+ * ```
+ * @throws {@link WeightmixError} `Usage` (bad or unknown option), `ModelNotFound`, `ModelsDiffer`,
+ * `ShapeMismatch`, `DtypeMismatch`, `OutputExists`, `OutputLocked`, `OutputError`, `NoSpace`,
+ * `IoError`, `InputChanged`, `CudaUnavailable`, `Aborted`, a safetensors code for a malformed
+ * input (docs/errors.md lists them all); anything else is a bug.
+ */
 export async function interpolate(options: InterpolateOptions): Promise<MergeSummary> {
   checkOptions<InterpolateOptions>('interpolate', options, INTERPOLATE_KEYS);
   return interpolateAs(options, API_NAMES);

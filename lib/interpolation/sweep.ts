@@ -5,6 +5,7 @@ import { INTERPOLATION_COMMON_KEYS, InterpolationCommon, MergeSummary, runInterp
 import { parseLambda, showValue } from '../options';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 
+/** The options of `sweep`. */
 export interface SweepOptions extends InterpolationCommon {
   /** `0:1:0.1` (start:stop:step, inclusive), `0.2,0.4,0.8`, or an array. */
   lambdas: string | number[];
@@ -14,7 +15,11 @@ export interface SweepOptions extends InterpolationCommon {
 
 const MAX_MODELS = 1000;
 
-/** Parses a λ list; a range's points are computed as start + i·step and rounded to 12 decimals. */
+/**
+ * Parses a λ list; a range's points are computed as start + i·step and rounded to 12 decimals.
+ * `name` is how messages spell the option (`--lambdas` by default).
+ * @throws {@link WeightmixError} `Usage` for a malformed list, a repeated value or more than 1000 values.
+ */
 export function parseLambdaList(spec: string | number[], name = '--lambdas'): number[] {
   let values: number[];
   if (Array.isArray(spec)) {
@@ -38,7 +43,7 @@ export function parseLambdaList(spec: string | number[], name = '--lambdas'): nu
   return values;
 }
 
-/** `lambda-0.80`: two decimals at least, more when the value needs them (`lambda-0.125`). */
+/** The folder a sweep writes λ into: `lambda-0.80`, two decimals at least, more when the value needs them (`lambda-0.125`). */
 export function lambdaFolderName(lambda: number): string {
   let digits = 2;
   while (digits < 12 && Number(lambda.toFixed(digits)) !== lambda) digits++;
@@ -47,6 +52,18 @@ export function lambdaFolderName(lambda: number): string {
 
 const SWEEP_KEYS: OptionKeys<SweepOptions> = { ...INTERPOLATION_COMMON_KEYS, lambdas: 'required', output: 'required' };
 
+/**
+ * Writes one interpolated model per λ (`output/lambda-0.80/`, …) from a single pass over the inputs:
+ * each input byte is read once, each model is published atomically.
+ *
+ * @example
+ * ```ts
+ * import { sweep } from 'weightmix';
+ * const summary = await sweep({ instruct: 'instruct', thinking: 'thinking', lambdas: '0:1:0.1', output: 'sweep', onProgress: (p) => console.log(p.bytesDone / p.bytesTotal) });
+ * console.log(summary.outputs); // 11 folders
+ * ```
+ * @throws {@link WeightmixError} as `interpolate` does; `Usage` also for a malformed `lambdas`.
+ */
 export async function sweep(options: SweepOptions): Promise<MergeSummary> {
   checkOptions<SweepOptions>('sweep', options, SWEEP_KEYS);
   return sweepAs(options, API_NAMES);

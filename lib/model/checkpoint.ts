@@ -14,9 +14,13 @@ const MAX_CONFIG_BYTES = 16 << 20;
 /** Weight formats that are never copied as sidecars. */
 const WEIGHT_EXTENSIONS = ['.safetensors', '.bin', '.pt', '.pth', '.ckpt', '.gguf', '.h5', '.msgpack', '.onnx', '.npz'];
 
+/** Where one tensor is stored. */
 export interface TensorLocation {
+  /** The tensor's name. */
   name: string;
+  /** Its dtype. */
   dtype: SafetensorsDtype;
+  /** Its shape. */
   shape: number[];
   /** Shard file name relative to the model folder. */
   shard: string;
@@ -24,30 +28,56 @@ export interface TensorLocation {
   file: string;
   /** Absolute byte offset of the tensor's data in the shard. */
   offset: number;
+  /** Bytes of data. */
   byteLength: number;
+  /** Elements (the product of the shape). */
   elementCount: number;
 }
 
+/** One safetensors file of a model. */
 export interface Shard {
+  /** File name relative to the model folder. */
   name: string;
+  /** Absolute path. */
   path: string;
+  /** Its parsed, validated header. */
   header: SafetensorsHeader;
 }
 
+/** A model folder, opened and checked: `openCheckpoint`'s result. */
 export interface Checkpoint {
+  /** The folder (absolute). */
   dir: string;
+  /** Its safetensors files, in index order. */
   shards: Shard[];
+  /** Every tensor by name. */
   tensors: Map<string, TensorLocation>;
   /** Tensor names in shard order, then data-offset order. */
   names: string[];
+  /** Whether the folder has an index (`model.safetensors.index.json`). */
   indexed: boolean;
   /** Non-weight files at the top of the folder (config, tokenizer, templates, …), by name. */
   sidecars: string[];
+  /** config.json, parsed, or null without one. */
   config: Record<string, unknown> | null;
   /** Sum of tensor data bytes (what index.json calls total_size). */
   tensorBytes: number;
 }
 
+/**
+ * Opens a model folder (one `model.safetensors`, or shards and their index) and checks it: every
+ * header against its file, the index against the shards, each tensor stored once, no name that
+ * escapes the folder. Reads headers only.
+ *
+ * @example
+ * ```ts
+ * import { openCheckpoint } from 'weightmix';
+ * const model = await openCheckpoint('Qwen3-4B-Instruct-2507');
+ * console.log(model.names.length, model.tensors.get('model.norm.weight')?.shape);
+ * ```
+ * @throws {@link WeightmixError} `Usage`, `ModelNotFound`, `InvalidIndex`, `IndexMismatch`, `DuplicateTensor`,
+ * `UnsafePath`, `NotAFile`, `FileNotFound`, `InvalidConfig`, `IoError`, a safetensors code (docs/errors.md).
+ */
 export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   if (typeof dir !== 'string' || dir === '') throw usageError(`openCheckpoint(dir): dir must be a model folder path, got ${JSON.stringify(dir) ?? String(dir)}`);
   const root = path.resolve(dir);

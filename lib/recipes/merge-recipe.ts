@@ -18,34 +18,52 @@ import { OutputTransaction } from '../engine/output';
 import { FloatDtype, isFloatDtype, MergePlan, planMerge, TensorRecipe } from '../engine/plan';
 import { parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
+import type { MergeMethodName } from './method-names';
 import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
 import { SafetensorsDtype, SafetensorsHeader } from '../format/safetensors';
 import { resolveSparse, SparseTensor } from './sparsify';
 import { classifyTensor } from '../model/tensor-names';
 import { VERSION } from '../version';
 
+/** The options of `merge`. */
 export interface MergeOptions extends EngineOptions, ParseRecipeOptions {
   /** The output model folder. */
   output: string;
   /** Replace an existing output, only after the new one is complete. */
   force?: boolean;
+  /**
+   * Called on the main thread about every 100 ms while the engine writes, and once with
+   * `bytesDone === bytesTotal` before the promise resolves; never after it settles. If it throws,
+   * the run is cancelled, nothing is published, and the promise rejects with what it threw.
+   */
   onProgress?: (p: MergeProgress) => void;
+  /** One-line notices (stale leftovers removed, …). */
   onNotice?: (message: string) => void;
+  /** Cancels the run: the promise rejects with an 'AbortError' (code 'Aborted', `cause` the signal's reason); nothing is published. */
   signal?: AbortSignal;
 }
 
 /** What a recipe merge wrote, and (from ResolvedDevice) where its arithmetic ran and why on the CPU under `auto`. */
 export interface RecipeMergeSummary extends ResolvedDevice {
+  /** The model folder written (absolute). */
   output: string;
-  method: string;
+  /** The recipe's `merge_method`. */
+  method: MergeMethodName;
+  /** Shard files written. */
   files: number;
+  /** Bytes written. */
   bytes: number;
+  /** Tensors in the output. */
   tensors: number;
+  /** Decoder layers in the output (a passthrough recipe may stack more than its sources have). */
   layers: number;
   /** Tensors that needed a moments pass (slerp angles, model_stock cosines). */
   momentTensors: number;
+  /** Wall time of the whole run. */
   seconds: number;
+  /** `bytes` / `seconds`, in GB (10^9 bytes) per second. */
   gbPerSecond: number;
+  /** Worker threads used. */
   threads: number;
 }
 
@@ -187,6 +205,26 @@ const MERGE_KEYS: OptionKeys<MergeOptions> = {
   signal: 'optional',
 };
 
+/**
+ * Runs a mergekit recipe (linear, slerp, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs,
+ * breadcrumbs_ties, model_stock, passthrough) with weightmix's engine and publishes the model atomically.
+ *
+ * `recipe` is, as on the command line, the path of a YAML recipe file (relative model paths resolve
+ * against `baseDir`, default the working directory); or the recipe as an object (YAML parsed to
+ * JavaScript); or a `Recipe` from `parseRecipe`/`readRecipeFile`. A string is always a path: for YAML
+ * text in memory, call `parseRecipe(text)` and pass its result.
+ *
+ * @example
+ * ```ts
+ * import { merge } from 'weightmix';
+ * const summary = await merge('examples/mi-0.8.yml', { output: 'merged' });
+ * console.log(summary.method, summary.tensors);
+ * ```
+ * @throws {@link WeightmixError} `Usage`, `RecipeNotFound`, `RecipeNotAFile`, `RecipeUnreadable`,
+ * `InvalidRecipe`, `UnsupportedRecipe`, `RecipeVariableNotSet`, `ModelNotFound`, `ModelsDiffer`,
+ * `ShapeMismatch`, `OutputExists`, `OutputLocked`, `OutputError`, `NoSpace`, `IoError`, `InputChanged`,
+ * `CudaUnavailable`, `Aborted`, a safetensors code for a malformed input (docs/errors.md).
+ */
 export async function merge(recipe: string | Recipe | Record<string, unknown>, options: MergeOptions): Promise<RecipeMergeSummary> {
   checkOptions<MergeOptions>('merge', options, MERGE_KEYS);
   if (typeof recipe === 'string') return mergeAs(await readRecipeFile(recipe, options), options, API_NAMES);

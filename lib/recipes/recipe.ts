@@ -9,38 +9,51 @@ import { WeightmixError } from '../errors';
 import { FloatDtype } from '../engine/plan';
 import { ParameterMap, validateSetting } from './recipe-params';
 import { methodFor } from './methods';
+import type { MergeMethodName } from './method-names';
 
+/** One model's contribution to a slice. */
 export interface RecipeSource {
   /** Index into `Recipe.models`. */
   model: number;
   /** [start, end) decoder layers; null: all layers of the model (the `models:` form). */
   layerRange: [number, number] | null;
+  /** This source's parameters (mergekit's per-model `parameters`). */
   parameters: ParameterMap;
 }
 
+/** A run of output layers and the models it comes from. */
 export interface RecipeSlice {
+  /** The models merged into this slice's layers. */
   sources: RecipeSource[];
+  /** The slice's own parameters. */
   parameters: ParameterMap;
 }
 
+/** A validated mergekit recipe, as `parseRecipe` and `readRecipeFile` return it and `merge` takes it. */
 export interface Recipe {
-  method: string;
+  /** `merge_method`. */
+  method: MergeMethodName;
   /** Absolute model folders, in order of first mention (base model included). */
   models: string[];
   /** As written in the recipe, for messages and the model card. */
   modelNames: string[];
+  /** Index into `models` of `base_model`, or null without one. */
   base: number | null;
   /** The `models:` form is one slice whose sources span every layer. */
   slices: RecipeSlice[];
+  /** Which of mergekit's two forms the recipe was written in. */
   form: 'models' | 'slices';
+  /** The recipe's top-level `parameters`. */
   parameters: ParameterMap;
   /** Per-model parameters of the `models:` form (they also apply to tensors outside the layers). */
   modelParameters: Map<number, ParameterMap>;
   /** Arithmetic is always f32 here; `dtype` only sets the output dtype when `out_dtype` is absent. */
   dtype: FloatDtype | null;
+  /** `out_dtype`: the output dtype of float tensors (null: the `dtype`, else each tensor's own). */
   outDtype: FloatDtype | null;
   /** Model index whose config, tokenizer and templates the output gets. */
   tokenizerSource: number;
+  /** `random_seed` (DARE masks), or null. */
   randomSeed: number | null;
   /** The recipe as read, for the model card. */
   document: unknown;
@@ -137,6 +150,7 @@ export function resolveModelPath(name: unknown, baseDir: string, where: string):
   throw new WeightmixError('ModelNotFound', `${where}: model folder not found: ${name}`);
 }
 
+/** How a recipe's model paths are resolved. */
 export interface ParseRecipeOptions {
   /** Relative model paths resolve against this folder (default: the working directory, as mergekit). */
   baseDir?: string;
@@ -150,7 +164,16 @@ function yamlError(message: string): WeightmixError {
   return recipeError(`the recipe is not valid YAML: ${first}`);
 }
 
-/** Parses YAML text (or an already parsed object) into a validated recipe. */
+/**
+ * Parses YAML text (or an already parsed object) into a validated recipe; every key is understood or refused.
+ *
+ * @example
+ * ```ts
+ * const recipe = parseRecipe('merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: 0.5}\n  - model: b\n    parameters: {weight: 0.5}\n');
+ * await merge(recipe, { output: 'merged' });
+ * ```
+ * @throws {@link WeightmixError} `InvalidRecipe`, `UnsupportedRecipe`, `RecipeVariableNotSet`, `ModelNotFound`.
+ */
 export function parseRecipe(input: string | Record<string, unknown>, options: ParseRecipeOptions = {}): Recipe {
   let doc: unknown = input;
   if (typeof input === 'string') {
@@ -293,6 +316,10 @@ function checkParameterNames(recipe: Recipe, allowed: readonly string[]): void {
   }
 }
 
+/**
+ * Reads and parses a YAML recipe file, as `weightmix merge FILE` does.
+ * @throws {@link WeightmixError} `RecipeNotFound`, `RecipeNotAFile`, `RecipeUnreadable`, and what `parseRecipe` throws.
+ */
 export async function readRecipeFile(file: string, options: ParseRecipeOptions = {}): Promise<Recipe> {
   let stat: fs.Stats;
   try {

@@ -2,6 +2,7 @@
 import type { Recipe } from '../recipe';
 import { ParameterScope } from '../recipe-params';
 import type { SparseMergeSpec } from '../sparsify';
+import type { MergeMethodName } from '../method-names';
 
 /** f64 statistics of a pair of tensors (a, b), from the engine's moments pass. */
 export interface PairMoments {
@@ -35,7 +36,7 @@ export type TensorCoefficients =
   | { op: 'sparse'; spec: SparseMergeSpec };
 
 export interface MergeMethod {
-  name: string;
+  name: MergeMethodName;
   /** Parameter names the method reads; any other is refused. */
   parameters: readonly string[];
   /** Recipe-level checks (base model present, model counts, …). */

@@ -5,13 +5,14 @@
  * tensor and per model (lib/sparsify.ts), optionally sign-elected, mixed and added back to the base:
  * native/kernels/sparsify.h has the arithmetic. Defaults are mergekit's registry's.
  */
+import type { MergeMethodName } from '../method-names';
 import { WeightmixError } from '../../errors';
 import { booleanParameter, lookupParameter, numberParameter, ParameterScope } from '../recipe-params';
 import type { SparseModelSpec } from '../sparsify';
 import { MergeMethod, MethodTensor, TensorCoefficients } from './method';
 
 interface Family {
-  name: string;
+  name: MergeMethodName;
   selection: SparseModelSpec['selection'];
   consensus: boolean;
   normalize: boolean;
