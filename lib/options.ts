@@ -4,12 +4,15 @@ import { usageError } from './errors';
 import { DeviceChoice, DEVICE_CHOICES } from './engine/device';
 import { FloatDtype, FLOAT_DTYPES } from './engine/plan';
 
+/** 'exact': torch.lerp in f32, one rounding. 'mi': the paper's script, bf16 arithmetic rounded after each operation. */
 export type Numerics = 'exact' | 'mi';
 export const NUMERICS: readonly Numerics[] = ['exact', 'mi'];
+/** Which model's config, tokenizer and chat template an interpolation copies. */
 export type FilesFrom = 'instruct' | 'thinking';
 /** How an output dtype may be written: `BF16`, `bf16`, `bfloat16` (likewise F16 and F32). */
 export type FloatDtypeName = FloatDtype | Lowercase<FloatDtype> | 'bfloat16' | 'float16' | 'float32';
 
+/** How the engine runs: threads, output blocks, O_DIRECT, device. None of them changes an output byte. */
 export interface EngineOptions {
   /** Worker threads (default: the number of cores). */
   threads?: number;

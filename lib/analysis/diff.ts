@@ -142,10 +142,13 @@ export interface DiffReport {
   modules: ModuleDiff[];
   /** Per tensor, in the first model's order (shard, then data offset). */
   tensors: TensorDiff[];
+  /** Tensors not compared (non-float dtypes), and why. */
   skipped: SkippedTensor[];
   /** Tensor bytes read from both models. */
   bytesRead: number;
+  /** Wall time. */
   seconds: number;
+  /** Worker threads used (the figures do not depend on it). */
   threads: number;
 }
 

@@ -6,7 +6,9 @@
 import * as fs from 'fs';
 import { WeightmixError } from '../errors';
 
+/** One row of a metrics table: one benchmark at one λ (the paper's Table 2/3 columns). */
 export interface MetricsRow {
+  /** The benchmark's name. */
   benchmark: string;
   /** samples per question behind `mean`/`best` (optional) */
   k?: number;
@@ -25,7 +27,10 @@ export interface MetricsRow {
 export const METRICS_COLUMNS = ['benchmark', 'k', 'lambda', 'mean', 'best', 'tokens', 'think_ratio'] as const;
 const REQUIRED = ['benchmark', 'lambda', 'mean', 'tokens', 'think_ratio'] as const;
 
-/** Reads a metrics table; the format follows the extension (.csv, .json), else the first character. */
+/**
+ * Reads a metrics table; the format follows the extension (.csv, .json), else the first character.
+ * @throws {@link WeightmixError} `FileNotFound`, `MalformedMetrics`, `InvalidJson`.
+ */
 export async function readMetricsTable(file: string): Promise<MetricsRow[]> {
   let text: string;
   try {

@@ -8,6 +8,7 @@ import { WeightmixError } from '../errors';
 import type { MetricsRow } from './metrics-table';
 import { formatLambda, type StageReport } from './stages';
 
+/** A chart file's format, from its extension. */
 export type ChartFormat = 'svg' | 'png';
 
 /**
@@ -17,9 +18,13 @@ export type ChartFormat = 'svg' | 'png';
  */
 export type ChartSpec = object;
 
+/** A chart written to disk. */
 export interface RenderedChart {
+  /** The file written. */
   file: string;
+  /** Its format. */
   format: ChartFormat;
+  /** Its size. */
   bytes: number;
 }
 
@@ -55,7 +60,10 @@ export async function svgToPng(svg: string): Promise<Buffer> {
   return resvg.render().asPng();
 }
 
-/** Renders a vega-lite spec to `file`: SVG, or PNG when the name ends in .png. */
+/**
+ * Renders a vega-lite spec to `file`: SVG, or PNG when the name ends in .png.
+ * @throws {@link WeightmixError} `UnsupportedChartFormat`, `ChartWriteFailed`.
+ */
 export async function renderChart(spec: ChartSpec, file: string): Promise<RenderedChart> {
   const format = chartFormat(file);
   const svg = await renderSvg(spec);
@@ -172,15 +180,22 @@ export function stagesChartSpec(rows: readonly MetricsRow[], report: StageReport
   } as TopLevelSpec;
 }
 
-/** Draws the stage chart for a metrics table and its stage report to an .svg or .png file. */
+/**
+ * Draws the stage chart for a metrics table and its stage report to an .svg or .png file.
+ * @throws {@link WeightmixError} `UnsupportedChartFormat`, `ChartWriteFailed`, `MalformedMetrics`.
+ */
 export async function plotStages(rows: readonly MetricsRow[], report: StageReport, file: string, options: { title?: string } = {}): Promise<RenderedChart> {
   chartFormat(file);
   return renderChart(stagesChartSpec(rows, report, options), file);
 }
 
+/** One point of a per-layer profile chart. */
 export interface LayerProfileRow {
+  /** Decoder layer (x). */
   layer: number;
+  /** Module class (one line each). */
   module: string;
+  /** ‖B−A‖/‖A‖ (y). */
   relDistance: number;
 }
 
@@ -214,7 +229,10 @@ export function layerProfileSpec(rows: readonly LayerProfileRow[], options: { ti
   } as TopLevelSpec;
 }
 
-/** Draws the per-layer diff profile (used by `diff --plot`) to an .svg or .png file. */
+/**
+ * Draws the per-layer diff profile (used by `diff --plot`) to an .svg or .png file.
+ * @throws {@link WeightmixError} `UnsupportedChartFormat`, `ChartWriteFailed`, `InvalidArgument` (a malformed row).
+ */
 export async function plotLayerProfile(
   rows: readonly LayerProfileRow[],
   file: string,

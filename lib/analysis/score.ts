@@ -28,9 +28,11 @@ export interface FieldMap {
   benchmark: string;
 }
 
+/** A field `score` reads from each generation record. */
 export type FieldName = keyof FieldMap;
 export const FIELD_NAMES: readonly FieldName[] = ['question', 'sample', 'response', 'correct', 'tokens', 'answer', 'benchmark'];
 
+/** Field names of a known generations format. */
 export type FieldPreset = 'default' | 'vllm' | 'opencompass';
 
 /**
@@ -70,8 +72,10 @@ export const FIELD_PRESETS: Readonly<Record<FieldPreset, Readonly<FieldMap>>> = 
   },
 };
 
+/** How Vote@k breaks ties between equally frequent answers. */
 export type VoteTies = 'expected' | 'first';
 
+/** The options of `score`. */
 export interface ScoreOptions {
   /** JSONL file of generations */
   file: string;
@@ -89,10 +93,14 @@ export interface ScoreOptions {
   voteTies?: VoteTies;
 }
 
+/** Where Token #N came from: a recorded count, whitespace words, or nowhere. */
 export type TokenSource = 'field' | 'whitespace' | 'missing';
 
+/** One benchmark's figures. */
 export interface BenchmarkScore {
+  /** The benchmark's name. */
   benchmark: string;
+  /** Questions scored. */
   questions: number;
   /** responses scored */
   samples: number;
@@ -102,9 +110,11 @@ export interface BenchmarkScore {
   thinkRatio: number | null;
   /** Token #N: mean tokens per response; null when `tokensSource` is `missing` */
   tokens: number | null;
+  /** Where `tokens` came from. */
   tokensSource: TokenSource;
   /** Mean@n: accuracy (%) averaged over all samples of a question, then over questions */
   mean: number;
+  /** The k values of `passAtK` and `voteAtK`. */
   k: number[];
   /** Pass@k (%) by k, Chen et al. (2021) unbiased estimator */
   passAtK: Record<string, number>;
@@ -114,16 +124,22 @@ export interface BenchmarkScore {
   inconsistentVotes: number;
 }
 
+/** What `score` computed from a generations file. */
 export interface ScoreReport {
+  /** The generations file. */
   file: string;
+  /** The field names used. */
   fields: FieldMap;
+  /** The tie rule used. */
   voteTies: VoteTies;
+  /** One entry per benchmark, by name. */
   benchmarks: BenchmarkScore[];
 }
 
 /**
  * Pass@k = 1 − C(n−c, k)/C(n, k), the probability that k samples drawn without replacement from
- * n (c of them correct) contain a correct one; computed as 1 − Π_{i=n−c+1..n} (1 − k/i).
+ * n (c of them correct) contain a correct one; computed as 1 − Π over i from n−c+1 to n of (1 − k/i).
+ * @throws {@link WeightmixError} `InvalidArgument` unless n ≥ 1, 0 ≤ c ≤ n and k ≥ 1 are integers; `KTooLarge` when k exceeds n.
  */
 export function passAtK(n: number, c: number, k: number): number {
   if (!Number.isInteger(n) || !Number.isInteger(c) || !Number.isInteger(k) || n < 1 || c < 0 || c > n || k < 1) {
@@ -247,7 +263,10 @@ interface BenchmarkState {
   tokenSum: number;
 }
 
-/** Scores a generations JSONL file; see `ScoreOptions`. Rejects the first malformed line with `file:line: reason`. */
+/**
+ * Scores a generations JSONL file; see `ScoreOptions`. Rejects the first malformed line with `file:line: reason`.
+ * @throws {@link WeightmixError} `FileNotFound`, `MalformedGenerations`, `KTooLarge`, `InvalidArgument`.
+ */
 export async function score(options: ScoreOptions): Promise<ScoreReport> {
   const fields = resolveFields(options.preset ?? 'default', options.fields ?? {});
   const voteTies = options.voteTies ?? 'expected';

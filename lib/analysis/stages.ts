@@ -12,6 +12,7 @@ import type { MetricsRow } from './metrics-table';
 
 export type { MetricsRow } from './metrics-table';
 
+/** The thresholds `stages` applies. */
 export interface StageOptions {
   /** Think #R (%) a benchmark must exceed for thinking to count as emerged (default 1) */
   emergenceThreshold?: number;
@@ -21,10 +22,14 @@ export interface StageOptions {
 
 export const DEFAULT_STAGE_OPTIONS: Readonly<Required<StageOptions>> = { emergenceThreshold: 1, saturationThreshold: 99 };
 
+/** The paper's three stages: 1 no thinking, 2 thinking emerges, 3 thinking saturated. */
 export type Stage = 1 | 2 | 3;
 
+/** One λ's row of a stage report. */
 export interface LambdaSummary {
+  /** The λ. */
   lambda: number;
+  /** Its stage. */
   stage: Stage;
   /** benchmarks with a row at this λ */
   benchmarks: string[];
@@ -36,12 +41,17 @@ export interface LambdaSummary {
   tokens: number;
 }
 
+/** Which λ fall in which stage, and the λ to use. */
 export interface StageReport {
+  /** λ values in Stage 1 (thinking has not emerged). */
   stage1: number[];
+  /** λ values in Stage 2 (thinking emerges; accuracy is usually best here). */
   stage2: number[];
+  /** λ values in Stage 3 (thinking saturated). */
   stage3: number[];
   /** the most accurate Stage 2 λ; null when thinking never emerges */
   recommended: number | null;
+  /** Why, in a sentence. */
   explanation: string;
   /** first λ of Stage 2 (null: thinking never emerges) */
   emergence: number | null;
@@ -49,9 +59,13 @@ export interface StageReport {
   saturation: number | null;
   /** λ with the highest Mean@k averaged over the benchmarks present at every λ */
   mostAccurate: number;
+  /** The thresholds applied. */
   thresholds: Required<StageOptions>;
+  /** The benchmarks in the table. */
   benchmarks: string[];
+  /** One row per λ, ascending. */
   lambdas: LambdaSummary[];
+  /** Data problems worth a look (a benchmark missing at some λ, …). */
   warnings: string[];
 }
 
@@ -76,7 +90,10 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const geoMean = (xs: number[]) => (xs.some((x) => x <= 0) ? mean(xs) : Math.exp(mean(xs.map(Math.log))));
 const fmt1 = (x: number) => x.toFixed(1);
 
-/** Assigns every λ to a stage and recommends one; rows may come in any order. */
+/**
+ * Assigns every λ to a stage and recommends one; rows may come in any order.
+ * @throws {@link WeightmixError} `MalformedMetrics` (no rows, a value out of range, a repeated row).
+ */
 export function stages(rows: readonly MetricsRow[], opts: StageOptions = {}): StageReport {
   const thresholds = {
     emergenceThreshold: checkThreshold('emergenceThreshold', opts.emergenceThreshold ?? DEFAULT_STAGE_OPTIONS.emergenceThreshold),

@@ -55,6 +55,7 @@ export interface InterpolationRecipe {
 
 /** What `merge` records: the method and the mergekit recipe as read. */
 export interface MergeRecipeRecord {
+  /** The recipe's `merge_method`. */
   method: MergeMethodName;
   /** The recipe document as `merge` read it (YAML parsed to JSON). */
   recipe: unknown;
@@ -81,8 +82,9 @@ export interface ElementMismatch {
   element: number;
   /** The stored tensor's dtype. */
   dtype: string;
-  /** Stored and expected bit patterns (raw bytes as a number for non-float tensors). */
+  /** The stored bit pattern (the raw byte for non-float tensors). */
   stored: number;
+  /** The recomputed bit pattern. */
   expected: number;
 }
 

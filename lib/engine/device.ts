@@ -2,7 +2,9 @@
 import { WeightmixError } from '../errors';
 import type { NativeInfo } from './native';
 
+/** Where a run may compute: `auto` takes the GPU when one is usable and passes its self-check. */
 export type DeviceChoice = 'cpu' | 'cuda' | 'auto';
+/** Where a run computed. */
 export type Device = 'cpu' | 'cuda';
 export const DEVICE_CHOICES: readonly DeviceChoice[] = ['cpu', 'cuda', 'auto'];
 
@@ -14,7 +16,9 @@ export function cudaUnavailableReason(info: NativeInfo): string | undefined {
 
 /** Where a run computes, and why `auto` chose the CPU (absent otherwise). */
 export interface ResolvedDevice {
+  /** Where the arithmetic ran (byte copies and statistics always run on the CPU). */
   device: Device;
+  /** Why `auto` chose the CPU (one line), when it did. */
   cpuBecause?: string;
 }
 

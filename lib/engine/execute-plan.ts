@@ -4,11 +4,20 @@ import { EngineOptions, parseDevice } from '../options';
 import { loadNative, NATIVE_DTYPE_BYTES, runPlan } from './native';
 import { MergePlan } from './plan';
 
+/**
+ * How far a merge is, as `onProgress` gets it: about every 100 ms while the engine writes, and once
+ * with `bytesDone === bytesTotal` before the run's promise settles (none after).
+ */
 export interface MergeProgress {
+  /** Output bytes written so far, all outputs together (headers included). */
   bytesDone: number;
+  /** Output bytes to write. */
   bytesTotal: number;
+  /** Tensors whose bytes are all written (tensors are written in output order). */
   tensorsDone: number;
+  /** Tensors to write, all outputs together. */
   tensorsTotal: number;
+  /** Seconds since the engine started. */
   seconds: number;
 }
 

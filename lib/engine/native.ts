@@ -7,18 +7,28 @@ import type { WeightmixErrorCode } from '../error-codes';
 /** U8 stands for any non-float tensor, which is only ever byte-copied. */
 export type NativeDtype = 'F32' | 'F16' | 'BF16' | 'U8';
 export const NATIVE_DTYPE_BYTES: Readonly<Record<NativeDtype, number>> = { F32: 4, F16: 2, BF16: 2, U8: 1 };
+/** What a destination computes (ARCHITECTURE.md, "The native plan"). */
 export type NativeOp = 'copy' | 'lerp' | 'lerp_mi' | 'linear' | 'sparse';
 
+/** Where a job reads one source tensor. */
 export interface NativeSource {
+  /** Index into `NativePlan.inputs`. */
   input: number;
+  /** Byte offset in that file. */
   offset: number;
+  /** Its element type. */
   dtype: NativeDtype;
 }
 
+/** Where a job writes one result, and how it computes it. */
 export interface NativeDest {
+  /** Index into `NativePlan.outputs`. */
   output: number;
+  /** Byte offset in that file. */
   offset: number;
+  /** The element type written. */
   dtype: NativeDtype;
+  /** The operation. */
   op: NativeOp;
   /** copy: [source index]; lerp, lerp_mi: [λ]; linear: one weight per source; sparse: []. */
   w: number[];
@@ -26,34 +36,53 @@ export interface NativeDest {
   params?: number[];
 }
 
+/** One tensor's work: elements read from the sources, written to the dests (or statistics gathered). */
 export interface NativeJob {
+  /** Elements. */
   count: number;
+  /** The tensors read. */
   sources: NativeSource[];
+  /** The results written (none for a statistics job). */
   dests: NativeDest[];
+  /** Return the pair's moments (see `NativeResult.moments`). */
   moments?: boolean;
   /** No dests: radix-selection counts ('histogram', 2^bits numbers) or exact L1 sums ('l1', 2 numbers) of sources[1] − sources[0]. */
   stat?: 'histogram' | 'l1';
+  /** The statistic's parameters (lib/recipes/sparsify.ts's layout). */
   statParams?: number[];
 }
 
+/** One file the plan writes. */
 export interface NativeOutput {
+  /** Absolute path (created; must not exist). */
   path: string;
+  /** Its final size in bytes. */
   size: number;
+  /** The bytes at offset 0 (the safetensors header). */
   head: Buffer;
 }
 
+/** Everything one native run does; every output byte is covered exactly once by a head or a dest. */
 export interface NativePlan {
+  /** Files read (absolute paths, opened read-only). */
   inputs: string[];
+  /** Files written. */
   outputs: NativeOutput[];
+  /** The work, in output order. */
   jobs: NativeJob[];
+  /** Worker threads. */
   threads: number;
+  /** Output block size (a multiple of 4096). */
   blockBytes: number;
+  /** O_DIRECT output where the file system allows it. */
   direct: boolean;
   /** 'cuda': arithmetic dests run on GPU 0 (the addon fails with CudaUnavailable when it cannot). Default 'cpu'. */
   device?: 'cpu' | 'cuda';
 }
 
+/** What a native run returns. */
 export interface NativeResult {
+  /** Bytes written, all outputs together. */
   bytesWritten: number;
   /** Six numbers per job: Σa², Σb², Σab, Σ(b−a)², max|b−a|, non-finite pairs. */
   moments: Float64Array;
@@ -61,30 +90,47 @@ export interface NativeResult {
   stats: Float64Array;
 }
 
+/** What the addon found on this machine. */
 export interface NativeInfo {
+  /** The CPU kernels in use ('avx2' or 'scalar'). */
   simd: string;
+  /** Hardware threads. */
   hardwareThreads: number;
+  /** Whether this build has CUDA kernels. */
   cudaCompiled: boolean;
   /** Present when GPU 0 is usable. */
   cudaDevices?: { name: string; memoryBytes: number; computeCapability: string }[];
   /** Why no GPU can be used (one line), when none can. */
   cudaUnavailable?: string;
+  /** Why no GPU can be used, as a kind. */
   cudaUnavailableKind?: 'not-compiled' | 'no-driver' | 'no-device' | 'unsupported' | 'out-of-memory' | 'error';
 }
 
+/** Arguments of `runKernelForTest` (the kernel tests' direct entry to one kernel). */
 export interface KernelTestArgs {
+  /** Source element buffers. */
   srcs: Buffer[];
+  /** Their element types. */
   types: NativeDtype[];
+  /** The result buffer. */
   out?: Buffer;
+  /** Its element type. */
   outType?: NativeDtype;
+  /** The op's weights. */
   w?: number[];
+  /** Elements. */
   n: number;
+  /** The SIMD kernel (true) or the scalar one. */
   simd: boolean;
 }
 
+/** The compiled addon, as `loadNative` returns it. Most callers need only `info()`. */
 export interface NativeAddon {
+  /** Starts a plan on a thread of its own; progress and the outcome arrive in that order on the main thread. */
   execute(plan: NativePlan, onProgress?: (done: number, total: number) => void): { promise: Promise<NativeResult>; cancel(): void };
+  /** What the addon found on this machine (SIMD, GPUs). */
   info(): NativeInfo;
+  /** Runs one kernel over buffers (tests only). */
   runKernelForTest(op: string, args: KernelTestArgs): unknown;
 }
 
@@ -100,7 +146,10 @@ function packageRoot(): string {
   }
 }
 
-/** Loads build/Release/weightmix.node (cmake-js and node-gyp both put it there); WEIGHTMIX_ADDON names another build (tests). */
+/**
+ * Loads build/Release/weightmix.node (cmake-js and node-gyp both put it there); WEIGHTMIX_ADDON names another build (tests).
+ * @throws {@link WeightmixError} `NativeMissing` when the addon is not built.
+ */
 export function loadNative(): NativeAddon {
   if (cached) return cached;
   const file = process.env.WEIGHTMIX_ADDON ? path.resolve(process.env.WEIGHTMIX_ADDON) : path.join(packageRoot(), 'build', 'Release', 'weightmix.node');

@@ -11,6 +11,7 @@ import { NativeDest, NativeDtype, NativeJob, NativeOp, NativeOutput, NativeSourc
 import { dtypeByteLength, encodeSafetensorsHeader, SafetensorsDtype } from '../format/safetensors';
 import { encodeSparseParams, ResolvedSparse } from '../recipes/sparsify';
 
+/** The float dtypes weightmix computes with and writes. */
 export type FloatDtype = 'BF16' | 'F16' | 'F32';
 export const FLOAT_DTYPES: readonly FloatDtype[] = ['BF16', 'F16', 'F32'];
 

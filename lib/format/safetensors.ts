@@ -24,25 +24,37 @@ export const DTYPE_BITS: Record<SafetensorsDtype, number> = Object.freeze({
   I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32, F32: 32, C64: 64, F64: 64, I64: 64, U64: 64,
 });
 
+/** One tensor of a safetensors header. */
 export interface TensorEntry {
+  /** The tensor's name. */
   name: string;
+  /** Its dtype. */
   dtype: SafetensorsDtype;
+  /** Its shape. */
   shape: number[];
   /** [begin, end) relative to `dataStart`. */
   dataOffsets: [number, number];
+  /** Bytes of data. */
   byteLength: number;
+  /** Elements (the product of the shape). */
   elementCount: number;
 }
 
+/** A parsed, validated safetensors header. */
 export interface SafetensorsHeader {
+  /** The file it was read from. */
   file: string;
+  /** The JSON header's length in bytes. */
   headerLength: number;
   /** 8 + headerLength: where the data section starts in the file. */
   dataStart: number;
+  /** The file's size in bytes. */
   fileSize: number;
   /** Sorted by data offset (ties, which only zero-sized tensors can have, by name). */
   tensors: TensorEntry[];
+  /** The same entries by name. */
   byName: Map<string, TensorEntry>;
+  /** `__metadata__`, or null without one. */
   metadata: Record<string, string> | null;
 }
 
@@ -62,6 +74,7 @@ export type SafetensorsErrorCode =
 
 /** A malformed or unreadable safetensors file; the message is one line, `<file>: <what>`. */
 export class SafetensorsError extends WeightmixError {
+  /** Named after the Rust crate's `SafeTensorError` variant. */
   declare readonly code: SafetensorsErrorCode;
 
   constructor(code: SafetensorsErrorCode, message: string, options: { cause?: unknown } = {}) {
@@ -143,7 +156,10 @@ export function parseSafetensorsHeader(
   };
 }
 
-/** Reads and validates the header of a safetensors file; never reads the data section. */
+/**
+ * Reads and validates the header of a safetensors file; never reads the data section.
+ * @throws {@link SafetensorsError} with a code named after the Rust crate's errors (`HeaderTooSmall`, `InvalidOffset`, …, `IoError`).
+ */
 export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
   const handle = await open(path, 'r').catch((e: unknown) => {
     throw isSystemError(e) ? ioError(path, 'cannot open', e) : e;
@@ -164,9 +180,11 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsHe
   }
 }
 
+/** A header as `encodeSafetensorsHeader` writes it. */
 export interface EncodedSafetensorsHeader {
   /** The 8-byte little-endian length and the JSON, space-padded so that the data starts at a multiple of 8. */
   bytes: Buffer;
+  /** Where the data section starts (the length of `bytes`). */
   dataStart: number;
   /** Each tensor's [begin, end) in the data section, in the order given. */
   offsets: [number, number][];
@@ -185,7 +203,10 @@ export function encodeSafetensorsHeader(
   return encodeHeader('encodeSafetensorsHeader', tensors, metadata);
 }
 
-/** Writes a whole safetensors file (for fixtures and tests): the header, then each tensor's data in order. */
+/**
+ * Writes a whole safetensors file (for fixtures and tests): the header, then each tensor's data in order.
+ * @throws {@link SafetensorsError} `TensorInvalidInfo` or `MisalignedSlice` for a malformed entry; file-system errors as they come.
+ */
 export async function writeSafetensorsFile(
   path: string,
   tensors: readonly { name: string; dtype: SafetensorsDtype; shape: readonly number[]; data: Buffer }[],

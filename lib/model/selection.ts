@@ -11,9 +11,13 @@ export interface Selection {
   skipModules?: ModuleClass[];
 }
 
+/** Which tensors get λ; the others keep the Instruct weights, byte for byte. Default: every tensor. */
 export interface SelectionInput {
+  /** Inclusive decoder-layer ranges: `"12-35"`, `"0-3,30-35"` or `[[12, 35]]`; tensors outside the layers are then not selected. */
   layers?: string | [number, number][];
+  /** Only these module classes: `"attn,mlp"` or `['attn', 'mlp']`. */
   modules?: string | ModuleClass[];
+  /** Every module class but these (excludes `modules`). */
   skipModules?: string | ModuleClass[];
 }
 

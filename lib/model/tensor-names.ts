@@ -13,9 +13,11 @@ export const MODULE_CLASSES: readonly Exclude<ModuleClass, 'other'>[] = Object.f
   'final_norm',
 ] as const);
 
+/** What `classifyTensor` says of a tensor name. */
 export interface TensorClass {
   /** Decoder layer index, or null for tensors outside the decoder stack (embeddings, final norm, head). */
   layer: number | null;
+  /** Its module class. */
   module: ModuleClass;
 }
 

@@ -4,13 +4,18 @@
  */
 import { WeightmixError } from '../errors';
 
+/** A single parameter value. */
 export type Scalar = number | boolean | string;
 /** A conditional entry: `{filter: 'self_attn', value: …}`; the entry without a filter is the fallback. */
 export interface ConditionalEntry {
+  /** A substring of the tensor names it applies to; absent: every other tensor. */
   filter?: string;
+  /** The value where the filter matches. */
   value: ParameterSetting;
 }
+/** A parameter's setting: a value, a gradient (a list interpolated over a slice's layers) or conditional entries. */
 export type ParameterSetting = Scalar | Scalar[] | ConditionalEntry[];
+/** Parameters by name (`weight`, `density`, `t`, …). */
 export type ParameterMap = Record<string, ParameterSetting>;
 
 function recipeError(message: string): WeightmixError {
