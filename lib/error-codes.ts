@@ -87,7 +87,7 @@ export function errorCodesMarkdown(): string {
   const lines = [
     '# Error codes',
     '',
-    '<!-- Generated from lib/error-codes.ts by `npm run api:docs`; edit that table, not this page. -->',
+    '<!-- Generated from lib/error-codes.ts by `npm run api:update`; edit that table, not this page. -->',
     '',
     'Every error weightmix throws for something a user can cause is a `WeightmixError` whose `code` is one of',
     '`WeightmixErrorCode` below (`exitCode` is 1, or 2 for `Usage`; the CLI prints the message as one line).',
