@@ -178,10 +178,13 @@ describe('--device on any machine', () => {
     expect(() => resolveDevice('cuda', fake({ cudaUnavailable: 'no CUDA device', cudaUnavailableKind: 'no-device' }))).toThrow('--device cuda: no usable GPU: no CUDA device');
   });
 
-  test('the API validates the option up front', async () => {
+  test('the API validates the option up front, naming it as the API does', async () => {
     await expect(interpolate({ instruct: A, thinking: B, lambda: 0.5, output: path.join(dir, 'bad'), device: 'gpu' as 'cuda' })).rejects.toThrow(
-      '--device must be one of cpu, cuda, auto, got "gpu"',
+      /^device must be one of cpu, cuda, auto, got "gpu"$/,
     );
+    if (unusable !== undefined) {
+      await expect(interpolate({ instruct: A, thinking: B, lambda: 0.5, output: path.join(dir, 'bad'), device: 'cuda' })).rejects.toMatchObject({ code: 'CudaUnavailable', message: `device cuda: no usable GPU: ${unusable}` });
+    }
   });
 
   test('auto merges here give the CPU\'s bytes', async () => {

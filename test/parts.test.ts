@@ -30,12 +30,12 @@ test('assignParts balances by bytes and gives every shard exactly one part', () 
 
 test.each([1, 2, 3, 7])('the union of %p parts is byte-identical to a single run', async (count) => {
   const single = path.join(root, `single-${count}`);
-  await interpolate({ ...pair, lambda: 0.8, output: single });
+  await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: single });
   const shared = path.join(root, `parts-${count}`);
   const written: string[][] = [];
   for (let i = 1; i <= count; i++) {
     const before = new Set(fs.existsSync(shared) ? fs.readdirSync(shared) : []);
-    const summary = await interpolate({ ...pair, lambda: 0.8, output: shared, part: `${i}/${count}` });
+    const summary = await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: shared, part: `${i}/${count}` });
     expect(summary.part).toBe(`${i}/${count}`);
     written.push(fs.readdirSync(shared).filter((f) => f.endsWith('.safetensors') && !before.has(f)));
   }
@@ -48,6 +48,6 @@ test.each([1, 2, 3, 7])('the union of %p parts is byte-identical to a single run
 
 test('a malformed --part is a usage error', async () => {
   for (const part of ['0/3', '4/3', 'a/b', '2']) {
-    await expect(interpolate({ ...pair, lambda: 0.8, output: path.join(root, 'bad'), part })).rejects.toMatchObject({ code: 'Usage' });
+    await expect(interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: path.join(root, 'bad'), part })).rejects.toMatchObject({ code: 'Usage' });
   }
 });

@@ -27,11 +27,11 @@ export interface ResolvedDevice {
  * the CPU, with the reason returned for the run's single notice (its summary line: a notice printed
  * before an error would make that error two lines). `--device cpu` gets no reason.
  */
-export function resolveDevice(choice: DeviceChoice, info: NativeInfo): ResolvedDevice {
+export function resolveDevice(choice: DeviceChoice, info: NativeInfo, name = '--device'): ResolvedDevice {
   if (choice === 'cpu') return { device: 'cpu' };
   const reason = cudaUnavailableReason(info);
   if (reason === undefined) return { device: 'cuda' };
-  if (choice === 'cuda') throw new WeightmixError('CudaUnavailable', `--device cuda: no usable GPU: ${reason}`);
+  if (choice === 'cuda') throw new WeightmixError('CudaUnavailable', `${name} cuda: no usable GPU: ${reason}`);
   return { device: 'cpu', cpuBecause: `no usable GPU: ${reason}` };
 }
 

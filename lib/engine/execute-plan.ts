@@ -26,10 +26,18 @@ export interface ExecuteOptions {
   signal?: AbortSignal;
 }
 
-/** Runs the plan; resolves to where it ran (and why on the CPU, when `auto` found no usable GPU). */
-export async function executeMergePlan(plan: MergePlan, engine: Required<Omit<EngineOptions, 'device'>> & Pick<EngineOptions, 'device'>, options: ExecuteOptions): Promise<ResolvedDevice> {
+/**
+ * Runs the plan; resolves to where it ran (and why on the CPU, when `auto` found no usable GPU).
+ * `name` spells an option as the caller's front door does (`device` in the API, `--device` on the command line).
+ */
+export async function executeMergePlan(
+  plan: MergePlan,
+  engine: Required<Omit<EngineOptions, 'device'>> & Pick<EngineOptions, 'device'>,
+  options: ExecuteOptions,
+  name: (key: string) => string = (key) => key,
+): Promise<ResolvedDevice> {
   const started = process.hrtime.bigint();
-  const ran = resolveDevice(parseDevice(engine.device), loadNative().info());
+  const ran = resolveDevice(parseDevice(engine.device, name('device')), loadNative().info(), name('device'));
   // Jobs are in output order: the bytes done tell how many tensors are done (closely enough for a bar).
   const jobEnds: number[] = [];
   let acc = plan.outputs.reduce((n, o) => n + o.head.length, 0);

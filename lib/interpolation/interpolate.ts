@@ -207,7 +207,7 @@ export async function runInterpolation(
       recipe: (name, o) => interpolationRecipe(instruct, thinking, name, selected.get(name)!, targets[o].lambda, numerics, dtype),
       shardFilter: part ? partFilter(instruct, part) : undefined,
     });
-    const ran = await executeMergePlan(plan, { threads, blockBytes, direct: options.direct ?? true, device }, options);
+    const ran = await executeMergePlan(plan, { threads, blockBytes, direct: options.direct ?? true, device }, options, name);
 
     const from = filesFrom === 'thinking' ? thinking : instruct;
     for (let o = 0; o < targets.length; o++) {

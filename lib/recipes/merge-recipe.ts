@@ -343,7 +343,7 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
       outputs: [{ dir: tx.tempDir, metadata: { format: 'pt', weightmix: JSON.stringify(recipeJson) } }],
       recipe: (name) => recipes.get(name)!,
     });
-    const ran = await executeMergePlan(plan, { threads, blockBytes, direct, device }, options);
+    const ran = await executeMergePlan(plan, { threads, blockBytes, direct, device }, options, name);
     const model = plan.models[0];
     await writeIndex(model);
     const from = ckpts[recipe.tokenizerSource];
