@@ -8,14 +8,13 @@ import * as path from 'node:path';
 import { Checkpoint, openCheckpoint, pathsRead } from '../model/checkpoint';
 import { usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
-import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
-import { InputFiles } from '../engine/input-files';
-import { methodFor, PairMoments } from './methods';
+import { executeMergePlan, MergeProgress, runStatisticsPlan } from '../engine/execute-plan';
+import { Moments, runMomentsPass } from '../engine/moments';
+import { methodFor } from './methods';
 import { copySidecars, writeIndex, writeModelCard } from '../model/model-files';
-import { NativeJob, runPlan } from '../engine/native';
 import { EngineOptions, parseBlockBytes, parseDevice, parseThreads } from '../options';
 import { OutputTransaction } from '../engine/output';
-import { FloatDtype, nativeDtype, planMerge } from '../engine/plan';
+import { FloatDtype, planMerge } from '../engine/plan';
 import { parseRecipe, ParseRecipeOptions, Recipe } from './recipe';
 import { planRecipe, sourceCheckpoints, tensorRecipes } from './recipe-plan';
 import { resolveSparse } from './sparsify';
@@ -61,39 +60,19 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   const planned = planRecipe(recipe, ckpts);
   const { tensors: out, layers, layerSources, views } = planned;
 
-  // First pass: the moments the method asks for (slerp angles, model_stock cosines).
-  const pairJobs = new Map<string, number>();
-  const momentJobs: NativeJob[] = [];
-  const inputFiles = new InputFiles();
-  for (const { tensor, a, b } of planned.momentPairs) {
-    const la = views[a].get(tensor)!;
-    const lb = views[b].get(tensor)!;
-    pairJobs.set(`${tensor}\u0000${a}\u0000${b}`, momentJobs.length);
-    momentJobs.push({
-      count: la.elementCount,
-      sources: [
-        { input: inputFiles.indexOf(la.file), offset: la.offset, dtype: nativeDtype(la.dtype) },
-        { input: inputFiles.indexOf(lb.file), offset: lb.offset, dtype: nativeDtype(lb.dtype) },
-      ],
-      dests: [],
-      moments: true,
-    });
-  }
-  let moments: Float64Array = new Float64Array(0);
-  if (momentJobs.length > 0) {
-    const r = await runPlan({ inputs: inputFiles.paths, outputs: [], jobs: momentJobs, threads, blockBytes, direct: false }, { signal: options.signal });
-    moments = r.moments;
-  }
-  const momentsOf = (name: string, a: number, b: number): PairMoments => {
-    const j = pairJobs.get(`${name}\u0000${a}\u0000${b}`);
-    if (j === undefined) throw new Error(`internal: no moments for ${name} (${a}, ${b})`);
-    return { aa: moments[6 * j], bb: moments[6 * j + 1], ab: moments[6 * j + 2], dd: moments[6 * j + 3] };
+  // Statistics passes first: the moments the method asks for (slerp angles, model_stock cosines), then sparsification thresholds.
+  const statistics = { threads, blockBytes, direct: false, onProgress: options.onProgress, signal: options.signal };
+  const pairs = planned.momentPairs.map(({ tensor, a, b }) => ({ a: views[a].get(tensor)!, b: views[b].get(tensor)! }));
+  const moments = await runMomentsPass(pairs, statistics);
+  const pairIndex = new Map(planned.momentPairs.map(({ tensor, a, b }, j) => [`${tensor}\u0000${a}\u0000${b}`, j]));
+  const momentsOf = (tensor: string, a: number, b: number): Moments => {
+    const j = pairIndex.get(`${tensor}\u0000${a}\u0000${b}`);
+    if (j === undefined) throw new Error(`internal: no moments for ${tensor} (${a}, ${b})`);
+    return moments[j];
   };
-
   const { recipes, sparse } = tensorRecipes(recipe, planned, momentsOf);
-  // Sparsified methods: thresholds (radix selection) and rescale factors from statistics passes.
   if (sparse.length > 0) {
-    const resolved = await resolveSparse(sparse, (p) => runPlan({ ...p, outputs: [], threads, blockBytes, direct: false }, { signal: options.signal }));
+    const resolved = await resolveSparse(sparse, (p) => runStatisticsPlan(p, statistics));
     for (const [name, r] of resolved) recipes.get(name)!.sparse = r;
   }
 
