@@ -28,8 +28,8 @@ import { usageError, WeightmixError } from '../errors';
 import type { MergeProgress } from '../engine/execute-plan';
 import { addMoments, emptyMoments, Moments, runMomentsPass, TensorPair } from '../engine/moments';
 import { parseThreads } from '../options';
-import { checkCompatible, isFloatDtype } from '../engine/plan';
-import { SafetensorsDtype } from '../format/safetensors';
+import { checkCompatible } from '../engine/plan';
+import { isFloatDtype, SafetensorsDtype } from '../format/dtypes';
 import { classifyTensor, MODULE_CLASSES, ModuleClass } from '../model/tensor-names';
 import { plotLayerProfile, type LayerProfileRow } from './plot';
 

@@ -1,7 +1,8 @@
 /** Runs plans on the native engine, turning byte counts into the progress every front door reports. */
 import { resolveDevice, type ResolvedDevice } from './device';
 import { EngineOptions, parseDevice } from '../options';
-import { loadNative, NATIVE_DTYPE_BYTES, NativeJob, NativePlan, NativeResult, runPlan } from './native';
+import { NATIVE_DTYPE_BYTES } from '../format/dtypes';
+import { loadNative, NativeJob, NativePlan, NativeResult, runPlan } from './native';
 import { MergePlan } from './plan';
 
 export interface MergeProgress {

@@ -5,7 +5,7 @@
 import type { TensorLocation } from '../model/checkpoint';
 import { InputFiles } from './input-files';
 import type { NativeJob } from './native';
-import { nativeDtype } from './plan';
+import { nativeDtype } from '../format/dtypes';
 import { runStatisticsPlan, StatisticsOptions } from './execute-plan';
 
 /** Where each of a job's six numbers sits in the engine's result (native/executor.cc writes them in this order). */

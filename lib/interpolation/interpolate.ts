@@ -23,7 +23,8 @@ import {
 } from '../options';
 import { OutputTransaction } from '../engine/output';
 import { assignParts } from '../engine/parts';
-import { checkCompatible, FloatDtype, isFloatDtype, planMerge, TensorRecipe } from '../engine/plan';
+import { checkCompatible, planMerge, TensorRecipe } from '../engine/plan';
+import { FloatDtype, isFloatDtype } from '../format/dtypes';
 import { checkpointLayout } from '../engine/output-layout';
 import { checkLayersExist, describeSelection, isSelected, parseSelection, Selection, SelectionInput } from '../model/selection';
 import { classifyTensor } from '../model/tensor-names';

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseDocument } from 'yaml';
 import { WeightmixError } from '../errors';
-import { FloatDtype } from '../engine/plan';
+import { FLOAT_DTYPES, FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
 import { ParameterMap, validateSetting } from './recipe-params';
 import { methodFor } from './methods';
 
@@ -50,7 +50,8 @@ const TOP_KEYS = ['models', 'slices', 'merge_method', 'base_model', 'parameters'
 const MODEL_KEYS = ['model', 'parameters'];
 const SLICE_KEYS = ['sources', 'parameters'];
 const SOURCE_KEYS = ['model', 'layer_range', 'parameters'];
-const DTYPES: Record<string, FloatDtype> = { bfloat16: 'BF16', float16: 'F16', float32: 'F32' };
+/** mergekit's dtype names (torch's) → ours. */
+const DTYPES: Record<string, FloatDtype> = Object.fromEntries(FLOAT_DTYPES.map((d) => [TORCH_DTYPE_NAMES[d], d]));
 
 function recipeError(message: string): WeightmixError {
   return new WeightmixError('InvalidRecipe', message);
