@@ -1,6 +1,6 @@
 /** What a merge method decides per tensor: linear coefficients over the tensor's models (one f32 rounding). */
 import type { Moments } from '../../engine/moments';
-import type { Recipe } from '../recipe';
+import type { Recipe } from '../recipe-types';
 import { ParameterScope } from '../recipe-params';
 import type { SparseMergeSpec } from '../sparsify';
 
