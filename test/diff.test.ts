@@ -292,7 +292,6 @@ let zooRef: Map<string, ReferenceMoments>;
 const progress: { bytesDone: number; bytesTotal: number }[] = [];
 
 beforeAll(async () => {
-  // eslint-disable-next-line no-console
   console.log(`diff tests: random data from seed ${SEED} (rerun with WEIGHTMIX_SEED=${SEED})`);
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-diff-'));
   zoo = zooTensors();

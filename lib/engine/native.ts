@@ -107,6 +107,7 @@ export function loadNative(): NativeAddon {
   if (!fs.existsSync(file)) {
     throw new WeightmixError('NativeMissing', `the native addon is not built (${file}); run \`npm install\` or \`npm run build\``);
   }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a .node addon at a path known only at run time
   cached = require(file) as NativeAddon;
   return cached;
 }

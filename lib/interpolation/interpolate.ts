@@ -26,7 +26,7 @@ import { assignParts } from '../engine/parts';
 import { checkCompatible, planMerge, TensorRecipe } from '../engine/plan';
 import { FloatDtype, isFloatDtype } from '../format/dtypes';
 import { checkpointLayout } from '../engine/output-layout';
-import { checkLayersExist, describeSelection, isSelected, parseSelection, Selection, SelectionInput } from '../model/selection';
+import { checkLayersExist, describeSelection, isSelected, parseSelection, SelectionInput } from '../model/selection';
 import { classifyTensor } from '../model/tensor-names';
 import { VERSION } from '../version';
 
