@@ -1,7 +1,8 @@
 /**
  * The import graph of lib/: every import, export-from and import() of every lib/**\/*.ts file,
  * type-only ones too (they tie modules together for a reader as much as for the compiler).
- * No cycles, and layers point downward: format/ imports nothing from another lib/ folder.
+ * No cycles, and layers point downward: format/ imports nothing from another lib/ folder, and
+ * each folder imports only folders of lower layers (LAYERS).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -93,6 +94,18 @@ function cycleWithin(graph: ReadonlyMap<string, readonly string[]>, component: R
   throw new Error(`internal: ${start} is on no cycle`);
 }
 
+/** The layers of lib/, lowest first: a folder may import folders of lower layers only. */
+const LAYERS: Record<string, number> = {
+  format: 0,
+  model: 1,
+  fixtures: 1,
+  engine: 2,
+  interpolation: 3,
+  recipes: 3,
+  analysis: 3,
+  commands: 4,
+};
+
 const show = (cycle: string[]) => [...cycle, cycle[0]].join(' → ');
 
 describe('the import graph of lib/', () => {
@@ -123,6 +136,22 @@ describe('the import graph of lib/', () => {
     const upward = [...graph]
       .filter(([file]) => file.startsWith('format/'))
       .flatMap(([file, targets]) => targets.filter((t) => !t.startsWith('format/') && t !== 'errors.ts').map((t) => `${file} → ${t}`));
+    expect(upward).toEqual([]);
+  });
+
+  test('every folder imports only folders of lower layers (files at lib/\'s top are outside the layers)', () => {
+    const folderOf = (file: string) => (file.includes('/') ? file.slice(0, file.indexOf('/')) : null);
+    const folders = new Set([...graph.keys()].map(folderOf).filter((f) => f !== null));
+    expect([...folders].sort()).toEqual(Object.keys(LAYERS).sort());
+    const upward = [...graph].flatMap(([file, targets]) => {
+      const from = folderOf(file);
+      return targets
+        .filter((t) => {
+          const to = folderOf(t);
+          return from !== null && to !== null && to !== from && LAYERS[to] >= LAYERS[from];
+        })
+        .map((t) => `${file} → ${t}`);
+    });
     expect(upward).toEqual([]);
   });
 });

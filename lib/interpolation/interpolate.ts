@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { Checkpoint, layerCount, openCheckpoint, pathsRead } from '../model/checkpoint';
 import { usageError, WeightmixError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
-import { copySidecars, writeIndex, writeModelCard } from '../model/model-files';
+import { copySidecars, writeIndex, writeModelCard } from '../engine/model-files';
 import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
 import {
   EngineOptions,

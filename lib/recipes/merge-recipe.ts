@@ -11,7 +11,7 @@ import type { ResolvedDevice } from '../engine/device';
 import { executeMergePlan, MergeProgress, runStatisticsPlan } from '../engine/execute-plan';
 import { Moments, runMomentsPass } from '../engine/moments';
 import { methodFor } from './methods';
-import { copySidecars, writeIndex, writeModelCard } from '../model/model-files';
+import { copySidecars, writeIndex, writeModelCard } from '../engine/model-files';
 import { EngineOptions, parseBlockBytes, parseDevice, parseThreads } from '../options';
 import { OutputTransaction } from '../engine/output';
 import { planMerge } from '../engine/plan';

@@ -1,9 +1,9 @@
 /** The non-tensor files of an output model: index, sidecars, config dtype and the model card. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Checkpoint, INDEX_FILE } from './checkpoint';
-import { confinedRealPath } from './paths';
-import type { PlannedModel } from '../engine/plan';
+import { Checkpoint, INDEX_FILE } from '../model/checkpoint';
+import { confinedRealPath } from '../model/paths';
+import type { PlannedModel } from './plan';
 import { FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
 
 /** index.json rebuilt from what was planned and written: total_size is the tensor bytes, as HF writes it. */
