@@ -25,11 +25,11 @@
 import * as path from 'node:path';
 import { Checkpoint, openCheckpoint } from '../model/checkpoint';
 import { usageError, WeightmixError } from '../errors';
-import { InputFiles } from '../engine/input-files';
-import { NativeJob, NativeSource, runPlan } from '../engine/native';
+import type { MergeProgress } from '../engine/execute-plan';
+import { addMoments, emptyMoments, Moments, runMomentsPass, TensorPair } from '../engine/moments';
 import { parseThreads } from '../options';
-import { checkCompatible, isFloatDtype } from '../engine/plan';
-import { SafetensorsDtype } from '../format/safetensors';
+import { checkCompatible } from '../engine/plan';
+import { isFloatDtype, SafetensorsDtype } from '../format/dtypes';
 import { classifyTensor, MODULE_CLASSES, ModuleClass } from '../model/tensor-names';
 import { plotLayerProfile, type LayerProfileRow } from './plot';
 
@@ -130,12 +130,8 @@ export interface DiffReport {
   threads: number;
 }
 
-export interface DiffProgress {
-  /** Tensor bytes read so far, both models together. */
-  bytesDone: number;
-  bytesTotal: number;
-  seconds: number;
-}
+/** The diff's one statistics pass: bytes are tensor bytes read, both models together; tensors are compared pairs. */
+export type DiffProgress = MergeProgress;
 
 export interface DiffOptions {
   /** First model folder (A): distances are relative to its norm. */
@@ -148,32 +144,6 @@ export interface DiffOptions {
   onProgress?: (progress: DiffProgress) => void;
   /** Aborting rejects the promise with a WeightmixError of code 'Aborted'. */
   signal?: AbortSignal;
-}
-
-/** The six numbers the native engine returns per job, or their sums over several jobs. */
-export interface Moments {
-  elements: number;
-  sumSqA: number;
-  sumSqB: number;
-  sumAB: number;
-  sumSqDiff: number;
-  maxAbsDiff: number;
-  nonFinite: number;
-}
-
-export function emptyMoments(): Moments {
-  return { elements: 0, sumSqA: 0, sumSqB: 0, sumAB: 0, sumSqDiff: 0, maxAbsDiff: 0, nonFinite: 0 };
-}
-
-/** Adds `x` into `into` (f64 sums, max of maxima). */
-export function addMoments(into: Moments, x: Moments): void {
-  into.elements += x.elements;
-  into.sumSqA += x.sumSqA;
-  into.sumSqB += x.sumSqB;
-  into.sumAB += x.sumAB;
-  into.sumSqDiff += x.sumSqDiff;
-  into.maxAbsDiff = Math.max(into.maxAbsDiff, x.maxAbsDiff);
-  into.nonFinite += x.nonFinite;
 }
 
 /** The figures of a set of pairs from its sums (definitions in the module comment). */
@@ -244,25 +214,14 @@ export async function diff(options: DiffOptions): Promise<DiffReport> {
   checkCompatible(a, b);
   if (options.signal?.aborted) throw aborted();
 
-  const { inputs, jobs, compared, skipped, bytesRead } = planMoments(a, b);
-  let moments: Float64Array = new Float64Array(0);
-  if (jobs.length > 0) {
-    const onProgress = options.onProgress;
-    try {
-      const result = await runPlan(
-        { inputs, outputs: [], jobs, threads, blockBytes: 8 << 20, direct: true },
-        {
-          signal: options.signal,
-          onProgress: onProgress ? (done, total) => onProgress({ bytesDone: done, bytesTotal: total, seconds: elapsed() }) : undefined,
-        },
-      );
-      moments = result.moments;
-    } catch (e) {
-      if (e instanceof WeightmixError && e.code === 'Aborted') throw aborted();
-      throw e;
-    }
+  const { pairs, compared, skipped, bytesRead } = comparedPairs(a, b);
+  let moments: Moments[];
+  try {
+    moments = await runMomentsPass(pairs, { threads, blockBytes: 8 << 20, direct: true, onProgress: options.onProgress, signal: options.signal });
+  } catch (e) {
+    if (e instanceof WeightmixError && e.code === 'Aborted') throw aborted();
+    throw e;
   }
-  if (moments.length !== jobs.length * 6) throw new Error(`internal: the engine returned ${moments.length} moments for ${jobs.length} jobs`);
 
   const tensors: TensorDiff[] = compared.map((name, j) => {
     const ta = a.tensors.get(name)!;
@@ -275,7 +234,7 @@ export async function diff(options: DiffOptions): Promise<DiffReport> {
       dtypeA: ta.dtype,
       dtypeB: tb.dtype,
       shape: ta.shape,
-      ...diffStats(jobMoments(moments, j, ta.elementCount)),
+      ...diffStats(moments[j]),
     };
   });
   return {
@@ -291,10 +250,9 @@ export async function diff(options: DiffOptions): Promise<DiffReport> {
   };
 }
 
-/** One moments job per float tensor, in A's order; non-float tensors are skipped. */
-function planMoments(a: Checkpoint, b: Checkpoint) {
-  const inputFiles = new InputFiles();
-  const jobs: NativeJob[] = [];
+/** One pair per float tensor, in A's order; non-float tensors are skipped. */
+function comparedPairs(a: Checkpoint, b: Checkpoint) {
+  const pairs: TensorPair[] = [];
   const compared: string[] = [];
   const skipped: SkippedTensor[] = [];
   let bytesRead = 0;
@@ -305,20 +263,11 @@ function planMoments(a: Checkpoint, b: Checkpoint) {
       skipped.push({ name, dtypeA: ta.dtype, dtypeB: tb.dtype, reason: 'not a F32, F16 or BF16 tensor' });
       continue;
     }
-    const sources: NativeSource[] = [
-      { input: inputFiles.indexOf(ta.file), offset: ta.offset, dtype: ta.dtype },
-      { input: inputFiles.indexOf(tb.file), offset: tb.offset, dtype: tb.dtype },
-    ];
-    jobs.push({ count: ta.elementCount, sources, dests: [], moments: true });
+    pairs.push({ a: ta, b: tb });
     compared.push(name);
     bytesRead += ta.byteLength + tb.byteLength;
   }
-  return { inputs: inputFiles.paths, jobs, compared, skipped, bytesRead };
-}
-
-function jobMoments(m: Float64Array, j: number, elements: number): Moments {
-  const o = 6 * j;
-  return { elements, sumSqA: m[o], sumSqB: m[o + 1], sumAB: m[o + 2], sumSqDiff: m[o + 3], maxAbsDiff: m[o + 4], nonFinite: m[o + 5] };
+  return { pairs, compared, skipped, bytesRead };
 }
 
 function momentsOf(s: DiffStats): Moments {

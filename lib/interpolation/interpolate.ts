@@ -23,7 +23,9 @@ import {
 } from '../options';
 import { OutputTransaction } from '../engine/output';
 import { assignParts } from '../engine/parts';
-import { checkCompatible, FloatDtype, isFloatDtype, planMerge, TensorRecipe } from '../engine/plan';
+import { checkCompatible, planMerge, TensorRecipe } from '../engine/plan';
+import { FloatDtype, isFloatDtype } from '../format/dtypes';
+import { checkpointLayout } from '../engine/output-layout';
 import { checkLayersExist, describeSelection, isSelected, parseSelection, Selection, SelectionInput } from '../model/selection';
 import { classifyTensor } from '../model/tensor-names';
 import { VERSION } from '../version';
@@ -127,7 +129,7 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
       JSON.stringify({ method: 'interpolate', lambda, numerics, selection: describeSelection(selection), instruct: instruct.dir, thinking: thinking.dir, weightmix: VERSION });
     const plan = planMerge({
       checkpoints: [instruct, thinking],
-      layout: 0,
+      layout: checkpointLayout(instruct),
       outputs: targets.map((t, o) => ({ dir: transactions[o].tempDir, metadata: { format: 'pt', weightmix: recipeText(t.lambda) } })),
       recipe: (name, o) => interpolationRecipe(instruct, thinking, name, selected.get(name)!, targets[o].lambda, numerics, dtype),
       shardFilter: part ? partFilter(instruct, part) : undefined,
