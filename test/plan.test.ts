@@ -11,8 +11,9 @@ import { WeightmixError } from '../lib/errors';
 import { Checkpoint, openCheckpoint, TensorLocation } from '../lib/model/checkpoint';
 import { isSelected, parseSelection } from '../lib/model/selection';
 import { checkCompatible, MergePlan, MergeSpec, planMerge, TensorRecipe } from '../lib/engine/plan';
-import { NATIVE_DTYPE_BYTES, NativeOutput } from '../lib/engine/native';
-import { SafetensorsDtype } from '../lib/format/safetensors';
+import { checkpointLayout } from '../lib/engine/output-layout';
+import { NativeOutput } from '../lib/engine/native';
+import { NATIVE_DTYPE_BYTES, SafetensorsDtype } from '../lib/format/dtypes';
 import { randomTensor, rng, TensorSpec, writeModel } from './helpers/models';
 
 const SPECS: TensorSpec[] = [
@@ -58,7 +59,7 @@ const OUT_DTYPE: SafetensorsDtype[] = ['BF16', 'F32'];
 function spec(recipe: MergeSpec['recipe'], extra: Partial<MergeSpec> = {}): MergeSpec {
   return {
     checkpoints: [A, B, C],
-    layout: 0,
+    layout: checkpointLayout(A),
     outputs: [
       { dir: path.join(root, 'out0'), metadata: { format: 'pt', lambda: '0.3' } },
       { dir: path.join(root, 'out1'), metadata: { format: 'pt', lambda: '0.7' } },
@@ -282,11 +283,22 @@ describe('planMerge: jobs', () => {
     expect(plan.bytesToWrite).toBe(plan.outputs.reduce((s, o) => s + o.size, 0));
   });
 
-  test('another layout: the outputs take the shard names and tensor order of the layout checkpoint', () => {
-    const plan = planMerge(spec(lerpAll, { layout: 1 }));
+  test("another model's layout: the outputs take its shard names and tensor order", () => {
+    const plan = planMerge(spec(lerpAll, { layout: checkpointLayout(B) }));
     expect(plan.outputs.map((o) => path.basename(o.path))).toEqual(['model.safetensors', 'model.safetensors']);
     expect(parseHead(plan.outputs[0]).tensors.map((t) => t.name)).toEqual(B.names);
     expect(plan.models[0].indexed).toBe(false);
+  });
+
+  test('a layout of its own: shard names, tensor-to-shard assignment and order as given, sources still found by name', () => {
+    const names = [...A.names].reverse();
+    const tensor = (n: string) => ({ name: n, shape: A.tensors.get(n)!.shape, elementCount: ELEMENTS.get(n)! });
+    const layout = { shards: [{ name: 'first.safetensors', tensors: names.slice(0, 1).map(tensor) }, { name: 'rest.safetensors', tensors: names.slice(1).map(tensor) }], indexed: true };
+    const plan = planMerge(spec(lerpAll, { layout }));
+    expect(plan.outputs.map((o) => path.relative(root, o.path))).toEqual(['out0/first.safetensors', 'out1/first.safetensors', 'out0/rest.safetensors', 'out1/rest.safetensors']);
+    expect(parseHead(plan.outputs[2]).tensors.map((t) => t.name)).toEqual(names.slice(1));
+    expect(plan.models[1].weightMap).toEqual(Object.fromEntries(names.map((n, i) => [n, i === 0 ? 'first.safetensors' : 'rest.safetensors'])));
+    plan.jobs.forEach((job, j) => expect(plan.inputs[job.sources[0].input]).toBe(A.tensors.get(names[j])!.file));
   });
 });
 
