@@ -12,7 +12,7 @@ export type { WeightmixErrorCode, ErrorCodeInfo } from './error-codes';
 // Options shared by the merges
 export type { EngineOptions, Numerics, FilesFrom, FloatDtypeName } from './options';
 export type { DeviceChoice, Device, ResolvedDevice } from './engine/device';
-export type { FloatDtype } from './engine/plan';
+export type { FloatDtype } from './format/dtypes';
 export type { SelectionInput } from './model/selection';
 export type { MergeProgress } from './engine/execute-plan';
 // Model folders
@@ -22,7 +22,7 @@ export { classifyTensor, MODULE_CLASSES } from './model/tensor-names';
 export type { ModuleClass, TensorClass } from './model/tensor-names';
 // Interpolation
 export { interpolate } from './interpolation/interpolate';
-export type { InterpolateOptions, InterpolationCommon, MergeSummary } from './interpolation/interpolate';
+export type { InterpolateOptions, InterpolationCommon, InterpolationSummary, MergeSummary } from './interpolation/interpolate';
 export { sweep, parseLambdaList, lambdaFolderName } from './interpolation/sweep';
 export type { SweepOptions } from './interpolation/sweep';
 // mergekit recipes
@@ -39,7 +39,8 @@ export type { VerifyOptions, VerifyReport, VerifyProblem, RecordedRecipe, Interp
 export { diff, DIFF_REPORT_FORMAT } from './analysis/diff';
 export type { DiffOptions, DiffProgress, DiffReport, DiffStats, TensorDiff, GroupDiff, LayerDiff, ModuleDiff, SkippedTensor } from './analysis/diff';
 export { score, passAtK } from './analysis/score';
-export type { ScoreOptions, ScoreReport, BenchmarkScore, FieldMap, FieldName, FieldPreset, VoteTies, TokenSource } from './analysis/score';
+export type { ScoreOptions, ScoreReport, BenchmarkScore, VoteTies, TokenSource } from './analysis/score';
+export type { FieldMap, FieldName, FieldPreset } from './analysis/score-fields';
 export { stages } from './analysis/stages';
 export type { StageOptions, StageReport, Stage, LambdaSummary } from './analysis/stages';
 export { readMetricsTable } from './analysis/metrics-table';

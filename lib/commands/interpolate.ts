@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { interpolateAs } from '../interpolation/interpolate';
 import { CLI_FLAGS } from '../api/validate-options';
-import { addMergeOptions, describeInterpolation, mergeOptionsFrom } from './merge-options';
+import { addInterpolationOptions, describeInterpolation, interpolationOptionsFrom } from './interpolation-options';
 import { createReporter } from './reporter';
 
 export function register(program: Command): void {
@@ -11,10 +11,10 @@ export function register(program: Command): void {
     .description('merge Θ = λ·Θ_Thinking + (1−λ)·Θ_Instruct into a new model folder')
     .requiredOption('--lambda <x>', 'interpolation coefficient λ, a decimal number (0 = Instruct, 1 = Thinking; the paper recommends 0.8; values outside [0, 1] extrapolate)')
     .requiredOption('-o, --output <dir>', 'output model folder (created atomically)');
-  addMergeOptions(cmd);
+  addInterpolationOptions(cmd);
   cmd.action(async (opts: Record<string, unknown>) => {
     const reporter = createReporter(opts, 'interpolate', describeInterpolation);
-    const summary = await reporter.run((hooks) => interpolateAs({ ...mergeOptionsFrom(opts), ...hooks, lambda: opts.lambda as number, output: opts.output as string }, CLI_FLAGS));
+    const summary = await reporter.run((hooks) => interpolateAs({ ...interpolationOptionsFrom(opts), ...hooks, lambda: opts.lambda as number, output: opts.output as string }, CLI_FLAGS));
     reporter.done(summary);
   });
 }

@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { sweepAs } from '../interpolation/sweep';
 import { CLI_FLAGS } from '../api/validate-options';
-import { addMergeOptions, describeInterpolation, mergeOptionsFrom } from './merge-options';
+import { addInterpolationOptions, describeInterpolation, interpolationOptionsFrom } from './interpolation-options';
 import { createReporter } from './reporter';
 
 export function register(program: Command): void {
@@ -11,10 +11,10 @@ export function register(program: Command): void {
     .description('write one merged model per λ (DIR/lambda-0.80/, …), reading each input byte once')
     .requiredOption('--lambdas <list>', 'start:stop:step (inclusive) or a comma list of decimal numbers, e.g. 0:1:0.1 or 0.2,0.4,0.8; values outside [0, 1] extrapolate')
     .requiredOption('-o, --output <dir>', 'folder that receives one model folder per λ');
-  addMergeOptions(cmd);
+  addInterpolationOptions(cmd);
   cmd.action(async (opts: Record<string, unknown>) => {
     const reporter = createReporter(opts, 'sweep', describeInterpolation);
-    const summary = await reporter.run((hooks) => sweepAs({ ...mergeOptionsFrom(opts), ...hooks, lambdas: opts.lambdas as string, output: opts.output as string }, CLI_FLAGS));
+    const summary = await reporter.run((hooks) => sweepAs({ ...interpolationOptionsFrom(opts), ...hooks, lambdas: opts.lambdas as string, output: opts.output as string }, CLI_FLAGS));
     reporter.done(summary);
   });
 }

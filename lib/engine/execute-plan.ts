@@ -1,29 +1,40 @@
-/** Runs a planned merge on the native engine, turning byte counts into the progress every front door reports. */
+/** Runs plans on the native engine, turning byte counts into the progress every front door reports. */
 import { resolveDevice, type ResolvedDevice } from './device';
 import { EngineOptions, parseDevice } from '../options';
-import { loadNative, NATIVE_DTYPE_BYTES, runPlan } from './native';
+import { NATIVE_DTYPE_BYTES } from '../format/dtypes';
+import { loadNative, NativeJob, NativePlan, NativeResult, runPlan } from './native';
 import { MergePlan } from './plan';
 
 /**
- * How far a merge is, as `onProgress` gets it: about every 100 ms while the engine writes, and once
- * with `bytesDone === bytesTotal` before the run's promise settles (none after).
+ * How far a run is, as `onProgress` gets it: about every 100 ms while a pass of the engine runs, and
+ * once with `bytesDone === bytesTotal` at the end of each pass; the last pass's 100% is the last call
+ * before the run's promise settles (none comes after).
  */
 export interface MergeProgress {
-  /** Output bytes written so far, all outputs together (headers included). */
+  /** 'statistics': a pass that only reads (moments, thresholds) before 'write', the pass that writes the output. */
+  stage: 'statistics' | 'write';
+  /** Bytes of this pass done: written (all outputs together, headers included), or read for a statistics pass. */
   bytesDone: number;
-  /** Output bytes to write. */
+  /** Bytes of this pass in all. */
   bytesTotal: number;
-  /** Tensors whose bytes are all written (tensors are written in output order). */
+  /** Tensors of this pass done (tensors are processed in order). */
   tensorsDone: number;
-  /** Tensors to write, all outputs together. */
+  /** Tensors of this pass in all. */
   tensorsTotal: number;
-  /** Seconds since the engine started. */
+  /** Since the pass began. */
   seconds: number;
 }
 
 export interface ExecuteOptions {
   onProgress?: (p: MergeProgress) => void;
   signal?: AbortSignal;
+}
+
+/** A statistics pass: where it reads, how, and whom it tells. */
+export interface StatisticsOptions extends ExecuteOptions {
+  threads: number;
+  blockBytes: number;
+  direct: boolean;
 }
 
 /**
@@ -36,16 +47,36 @@ export async function executeMergePlan(
   options: ExecuteOptions,
   name: (key: string) => string = (key) => key,
 ): Promise<ResolvedDevice> {
-  const started = process.hrtime.bigint();
   const ran = resolveDevice(parseDevice(engine.device, name('device')), loadNative().info(), name('device'));
-  // Jobs are in output order: the bytes done tell how many tensors are done (closely enough for a bar).
+  const heads = plan.outputs.reduce((n, o) => n + o.head.length, 0);
+  await runPlan(
+    { inputs: plan.inputs, outputs: plan.outputs, jobs: plan.jobs, threads: engine.threads, blockBytes: engine.blockBytes, direct: engine.direct, device: ran.device },
+    { onProgress: progressOf('write', plan.jobs, heads, options.onProgress), signal: options.signal },
+  );
+  return ran;
+}
+
+/** Runs a plan that writes nothing (moments, histograms, L1 sums) on the CPU, reporting progress as stage 'statistics'. */
+export async function runStatisticsPlan(plan: Pick<NativePlan, 'inputs' | 'jobs'>, options: StatisticsOptions): Promise<NativeResult> {
+  return runPlan(
+    { inputs: plan.inputs, outputs: [], jobs: plan.jobs, threads: options.threads, blockBytes: options.blockBytes, direct: options.direct },
+    { onProgress: progressOf('statistics', plan.jobs, 0, options.onProgress), signal: options.signal },
+  );
+}
+
+/** The engine's (done, total) bytes as MergeProgress; jobs run in order, so the bytes done tell how many tensors are done (closely enough for a bar). */
+function progressOf(stage: MergeProgress['stage'], jobs: readonly NativeJob[], heads: number, onProgress: ExecuteOptions['onProgress']): ((done: number, total: number) => void) | undefined {
+  if (!onProgress) return undefined;
+  const started = process.hrtime.bigint();
+  // The engine counts a job's bytes as native/executor.cc's pieceWeight does: written bytes, or read bytes when it writes nothing.
   const jobEnds: number[] = [];
-  let acc = plan.outputs.reduce((n, o) => n + o.head.length, 0);
-  for (const j of plan.jobs) {
-    acc += j.dests.reduce((n, d) => n + j.count * NATIVE_DTYPE_BYTES[d.dtype], 0);
+  let acc = heads;
+  for (const j of jobs) {
+    const weighed = j.dests.length > 0 ? j.dests.map((d) => d.dtype) : j.sources.map((s) => s.dtype);
+    acc += weighed.reduce((n, dtype) => n + j.count * NATIVE_DTYPE_BYTES[dtype], 0);
     jobEnds.push(acc);
   }
-  const report = (done: number, total: number) => {
+  return (done, total) => {
     let lo = 0;
     let hi = jobEnds.length;
     while (lo < hi) {
@@ -53,11 +84,6 @@ export async function executeMergePlan(
       if (jobEnds[mid] <= done) lo = mid + 1;
       else hi = mid;
     }
-    options.onProgress?.({ bytesDone: done, bytesTotal: total, tensorsDone: lo, tensorsTotal: plan.jobs.length, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
+    onProgress({ stage, bytesDone: done, bytesTotal: total, tensorsDone: lo, tensorsTotal: jobs.length, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
   };
-  await runPlan(
-    { inputs: plan.inputs, outputs: plan.outputs, jobs: plan.jobs, threads: engine.threads, blockBytes: engine.blockBytes, direct: engine.direct, device: ran.device },
-    { onProgress: options.onProgress ? report : undefined, signal: options.signal },
-  );
-  return ran;
 }

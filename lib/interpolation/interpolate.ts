@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { Checkpoint, layerCount, openCheckpoint, pathsRead } from '../model/checkpoint';
 import { usageError, WeightmixError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
-import { copySidecars, writeIndex, writeModelCard } from '../model/model-files';
+import { copySidecars, writeIndex, writeModelCard } from '../engine/model-files';
 import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
 import {
   EngineOptions,
@@ -25,8 +25,10 @@ import {
 } from '../options';
 import { OutputTransaction } from '../engine/output';
 import { assignParts } from '../engine/parts';
-import { checkCompatible, FloatDtype, isFloatDtype, planMerge, TensorRecipe } from '../engine/plan';
-import { checkLayersExist, describeSelection, isSelected, parseSelection, Selection, SelectionInput } from '../model/selection';
+import { checkCompatible, planMerge, TensorRecipe } from '../engine/plan';
+import { FloatDtype, isFloatDtype } from '../format/dtypes';
+import { checkpointLayout } from '../engine/output-layout';
+import { checkLayersExist, describeSelection, isSelected, parseSelection, SelectionInput } from '../model/selection';
 import { classifyTensor } from '../model/tensor-names';
 import { VERSION } from '../version';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
@@ -50,8 +52,9 @@ export interface InterpolationCommon extends SelectionInput, EngineOptions {
   /** Write only part I of N of the output shards (`"2/8"` or `{index: 2, count: 8}`), for job arrays. */
   part?: string | { index: number; count: number };
   /**
-   * Called on the main thread about every 100 ms while the engine writes, and once with
-   * `bytesDone === bytesTotal` before the promise resolves; never after it settles. If it throws,
+   * Called on the main thread about every 100 ms while a pass runs (`stage` 'statistics' for
+   * passes that only read, then 'write'), and once with `bytesDone === bytesTotal` at the end of
+   * each pass, the write pass's before the promise resolves; never after it settles. If it throws,
    * the run is cancelled, nothing is published, and the promise rejects with what it threw.
    */
   onProgress?: (p: MergeProgress) => void;
@@ -72,8 +75,8 @@ export interface InterpolateOptions extends InterpolationCommon {
   output: string;
 }
 
-/** What a run wrote, and (from ResolvedDevice) where its arithmetic ran and why on the CPU under `auto`. */
-export interface MergeSummary extends ResolvedDevice {
+/** What an interpolation (or a sweep) wrote, and (from ResolvedDevice) where its arithmetic ran and why on the CPU under `auto`. */
+export interface InterpolationSummary extends ResolvedDevice {
   /** The model folders written (absolute), one per λ. */
   outputs: string[];
   /** The λ of each output, in the same order. */
@@ -99,6 +102,12 @@ export interface MergeSummary extends ResolvedDevice {
   /** "I/N" when only part I of N of the shards was written. */
   part?: string;
 }
+
+/**
+ * The old name of InterpolationSummary.
+ * @deprecated Use InterpolationSummary (an interpolation is not a recipe merge); kept so that dependents compile.
+ */
+export type MergeSummary = InterpolationSummary;
 
 /** The options every interpolation and sweep takes, and whether each must be given. */
 export const INTERPOLATION_COMMON_KEYS: OptionKeys<InterpolationCommon> = {
@@ -137,13 +146,13 @@ const INTERPOLATE_KEYS: OptionKeys<InterpolateOptions> = { ...INTERPOLATION_COMM
  * `IoError`, `InputChanged`, `CudaUnavailable`, `Aborted`, a safetensors code for a malformed
  * input (docs/errors.md lists them all); anything else is a bug.
  */
-export async function interpolate(options: InterpolateOptions): Promise<MergeSummary> {
+export async function interpolate(options: InterpolateOptions): Promise<InterpolationSummary> {
   checkOptions<InterpolateOptions>('interpolate', options, INTERPOLATE_KEYS);
   return interpolateAs(options, API_NAMES);
 }
 
 /** `interpolate` for a front door that has checked its own input; its messages name options by `name` (the command line: flags). */
-export async function interpolateAs(options: InterpolateOptions, name: OptionNamer): Promise<MergeSummary> {
+export async function interpolateAs(options: InterpolateOptions, name: OptionNamer): Promise<InterpolationSummary> {
   if (typeof options.output !== 'string' || options.output === '') throw usageError(`${name('output')} must be a non-empty folder path, got ${showValue(options.output)}`);
   const lambda = parseLambda(options.lambda, name('lambda'));
   return runInterpolation(options, [{ lambda, dir: options.output }], undefined, name);
@@ -163,7 +172,7 @@ export async function runInterpolation(
   targets: Target[],
   siblings?: (name: string) => boolean,
   name: OptionNamer = API_NAMES,
-): Promise<MergeSummary> {
+): Promise<InterpolationSummary> {
   const started = process.hrtime.bigint();
   const numerics = parseNumerics(options.numerics, name('numerics'));
   const dtype = parseDtype(options.dtype, name('dtype'));
@@ -202,7 +211,7 @@ export async function runInterpolation(
       JSON.stringify({ method: 'interpolate', lambda, numerics, selection: describeSelection(selection), instruct: instruct.dir, thinking: thinking.dir, weightmix: VERSION });
     const plan = planMerge({
       checkpoints: [instruct, thinking],
-      layout: 0,
+      layout: checkpointLayout(instruct),
       outputs: targets.map((t, o) => ({ dir: transactions[o].tempDir, metadata: { format: 'pt', weightmix: recipeText(t.lambda) } })),
       recipe: (name, o) => interpolationRecipe(instruct, thinking, name, selected.get(name)!, targets[o].lambda, numerics, dtype),
       shardFilter: part ? partFilter(instruct, part) : undefined,

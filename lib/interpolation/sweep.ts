@@ -1,7 +1,7 @@
 /** `sweep`: one model per λ from a single pass over the inputs, each published atomically. */
 import * as path from 'node:path';
 import { usageError } from '../errors';
-import { INTERPOLATION_COMMON_KEYS, InterpolationCommon, MergeSummary, runInterpolation } from './interpolate';
+import { INTERPOLATION_COMMON_KEYS, InterpolationCommon, InterpolationSummary, runInterpolation } from './interpolate';
 import { parseLambda, showValue } from '../options';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 
@@ -64,13 +64,13 @@ const SWEEP_KEYS: OptionKeys<SweepOptions> = { ...INTERPOLATION_COMMON_KEYS, lam
  * ```
  * @throws {@link WeightmixError} as `interpolate` does; `Usage` also for a malformed `lambdas`.
  */
-export async function sweep(options: SweepOptions): Promise<MergeSummary> {
+export async function sweep(options: SweepOptions): Promise<InterpolationSummary> {
   checkOptions<SweepOptions>('sweep', options, SWEEP_KEYS);
   return sweepAs(options, API_NAMES);
 }
 
 /** `sweep` for a front door that has checked its own input; its messages name options by `name` (the command line: flags). */
-export async function sweepAs(options: SweepOptions, name: OptionNamer): Promise<MergeSummary> {
+export async function sweepAs(options: SweepOptions, name: OptionNamer): Promise<InterpolationSummary> {
   if (typeof options.output !== 'string' || options.output === '') throw usageError(`${name('output')} must be a non-empty folder path, got ${showValue(options.output)}`);
   const lambdas = parseLambdaList(options.lambdas, name('lambdas'));
   const names = lambdas.map(lambdaFolderName);

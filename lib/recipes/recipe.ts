@@ -6,64 +6,19 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseDocument } from 'yaml';
 import { WeightmixError } from '../errors';
-import { FloatDtype } from '../engine/plan';
+import { FLOAT_DTYPES, FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
 import { ParameterMap, validateSetting } from './recipe-params';
 import { methodFor } from './methods';
-import type { MergeMethodName } from './method-names';
+import type { Recipe, RecipeSlice } from './recipe-types';
 
-/** One model's contribution to a slice. */
-export interface RecipeSource {
-  /** Index into `Recipe.models`. */
-  model: number;
-  /** [start, end) decoder layers; null: all layers of the model (the `models:` form). */
-  layerRange: [number, number] | null;
-  /** This source's parameters (mergekit's per-model `parameters`). */
-  parameters: ParameterMap;
-}
-
-/** A run of output layers and the models it comes from. */
-export interface RecipeSlice {
-  /** The models merged into this slice's layers. */
-  sources: RecipeSource[];
-  /** The slice's own parameters. */
-  parameters: ParameterMap;
-}
-
-/** A validated mergekit recipe, as `parseRecipe` and `readRecipeFile` return it and `merge` takes it. */
-export interface Recipe {
-  /** `merge_method`. */
-  method: MergeMethodName;
-  /** Absolute model folders, in order of first mention (base model included). */
-  models: string[];
-  /** As written in the recipe, for messages and the model card. */
-  modelNames: string[];
-  /** Index into `models` of `base_model`, or null without one. */
-  base: number | null;
-  /** The `models:` form is one slice whose sources span every layer. */
-  slices: RecipeSlice[];
-  /** Which of mergekit's two forms the recipe was written in. */
-  form: 'models' | 'slices';
-  /** The recipe's top-level `parameters`. */
-  parameters: ParameterMap;
-  /** Per-model parameters of the `models:` form (they also apply to tensors outside the layers). */
-  modelParameters: Map<number, ParameterMap>;
-  /** Arithmetic is always f32 here; `dtype` only sets the output dtype when `out_dtype` is absent. */
-  dtype: FloatDtype | null;
-  /** `out_dtype`: the output dtype of float tensors (null: the `dtype`, else each tensor's own). */
-  outDtype: FloatDtype | null;
-  /** Model index whose config, tokenizer and templates the output gets. */
-  tokenizerSource: number;
-  /** `random_seed` (DARE masks), or null. */
-  randomSeed: number | null;
-  /** The recipe as read, for the model card. */
-  document: unknown;
-}
+export type { Recipe, RecipeSlice, RecipeSource } from './recipe-types';
 
 const TOP_KEYS = ['models', 'slices', 'merge_method', 'base_model', 'parameters', 'dtype', 'out_dtype', 'tokenizer_source', 'random_seed'];
 const MODEL_KEYS = ['model', 'parameters'];
 const SLICE_KEYS = ['sources', 'parameters'];
 const SOURCE_KEYS = ['model', 'layer_range', 'parameters'];
-const DTYPES: Record<string, FloatDtype> = { bfloat16: 'BF16', float16: 'F16', float32: 'F32' };
+/** mergekit's dtype names (torch's) → ours. */
+const DTYPES: Record<string, FloatDtype> = Object.fromEntries(FLOAT_DTYPES.map((d) => [TORCH_DTYPE_NAMES[d], d]));
 
 function recipeError(message: string): WeightmixError {
   return new WeightmixError('InvalidRecipe', message);

@@ -1,0 +1,52 @@
+/** A parsed mergekit recipe, as data: what the parser (recipe.ts) produces and the methods read. */
+import type { FloatDtype } from '../format/dtypes';
+import type { ParameterMap } from './recipe-params';
+import type { MergeMethodName } from './method-names';
+
+/** One model's contribution to a slice. */
+export interface RecipeSource {
+  /** Index into `Recipe.models`. */
+  model: number;
+  /** [start, end) decoder layers; null: all layers of the model (the `models:` form). */
+  layerRange: [number, number] | null;
+  /** This source's parameters (mergekit's per-model `parameters`). */
+  parameters: ParameterMap;
+}
+
+/** A run of output layers and the models it comes from. */
+export interface RecipeSlice {
+  /** The models merged into this slice's layers. */
+  sources: RecipeSource[];
+  /** The slice's own parameters. */
+  parameters: ParameterMap;
+}
+
+/** A validated mergekit recipe, as `parseRecipe` and `readRecipeFile` return it and `merge` takes it. */
+export interface Recipe {
+  /** `merge_method`. */
+  method: MergeMethodName;
+  /** Absolute model folders, in order of first mention (base model included). */
+  models: string[];
+  /** As written in the recipe, for messages and the model card. */
+  modelNames: string[];
+  /** Index into `models` of `base_model`, or null without one. */
+  base: number | null;
+  /** The `models:` form is one slice whose sources span every layer. */
+  slices: RecipeSlice[];
+  /** Which of mergekit's two forms the recipe was written in. */
+  form: 'models' | 'slices';
+  /** The recipe's top-level `parameters`. */
+  parameters: ParameterMap;
+  /** Per-model parameters of the `models:` form (they also apply to tensors outside the layers). */
+  modelParameters: Map<number, ParameterMap>;
+  /** Arithmetic is always f32 here; `dtype` only sets the output dtype when `out_dtype` is absent. */
+  dtype: FloatDtype | null;
+  /** `out_dtype`: the output dtype of float tensors (null: the `dtype`, else each tensor's own). */
+  outDtype: FloatDtype | null;
+  /** Model index whose config, tokenizer and templates the output gets. */
+  tokenizerSource: number;
+  /** `random_seed` (DARE masks), or null. */
+  randomSeed: number | null;
+  /** The recipe as read, for the model card. */
+  document: unknown;
+}
