@@ -31,8 +31,8 @@ export type { MergeOptions, RecipeMergeSummary } from './recipes/merge-recipe';
 export { parseRecipe, readRecipeFile } from './recipes/recipe';
 export type { Recipe, RecipeSource, RecipeSlice, ParseRecipeOptions } from './recipes/recipe';
 export type { ParameterMap, ParameterSetting, ConditionalEntry, Scalar } from './recipes/recipe-params';
-export { MERGE_METHOD_NAMES } from './recipes/method-names';
-export type { MergeMethodName } from './recipes/method-names';
+export { MERGE_METHOD_NAMES } from './merge-method-names';
+export type { MergeMethodName } from './merge-method-names';
 // Analysis
 export { verify } from './analysis/verify';
 export type { VerifyOptions, VerifyReport, VerifyProblem, RecordedRecipe, InterpolationRecipe, MergeRecipeRecord, RecomputeReport, ElementMismatch } from './analysis/verify';

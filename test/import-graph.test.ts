@@ -100,6 +100,8 @@ const LAYERS: Record<string, number> = {
   model: 1,
   fixtures: 1,
   engine: 2,
+  // The library's option check (validate-options.ts): used by the front doors above, imports none of the layers.
+  api: 2,
   interpolation: 3,
   recipes: 3,
   analysis: 3,

@@ -19,7 +19,7 @@ import { parseJsonStrict } from '../format/json-strict';
 import { hashString, mix32 } from '../fixtures/random';
 import { isSelected, parseSelection, Selection } from '../model/selection';
 import type { WeightmixErrorCode } from '../error-codes';
-import { MERGE_METHOD_NAMES, type MergeMethodName } from '../recipes/method-names';
+import { MERGE_METHOD_NAMES, type MergeMethodName } from '../merge-method-names';
 import { checkOptions, OptionKeys } from '../api/validate-options';
 
 /** The options of `verify`. */

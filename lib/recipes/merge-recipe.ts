@@ -18,7 +18,7 @@ import { planMerge } from '../engine/plan';
 import type { FloatDtype } from '../format/dtypes';
 import { parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
-import type { MergeMethodName } from './method-names';
+import type { MergeMethodName } from '../merge-method-names';
 import { planRecipe, sourceCheckpoints, tensorRecipes } from './recipe-plan';
 import { resolveSparse } from './sparsify';
 import { VERSION } from '../version';

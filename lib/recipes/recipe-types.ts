@@ -1,7 +1,7 @@
 /** A parsed mergekit recipe, as data: what the parser (recipe.ts) produces and the methods read. */
 import type { FloatDtype } from '../format/dtypes';
 import type { ParameterMap } from './recipe-params';
-import type { MergeMethodName } from './method-names';
+import type { MergeMethodName } from '../merge-method-names';
 
 /** One model's contribution to a slice. */
 export interface RecipeSource {

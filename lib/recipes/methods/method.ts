@@ -3,7 +3,7 @@ import type { Moments } from '../../engine/moments';
 import type { Recipe } from '../recipe-types';
 import { ParameterScope } from '../recipe-params';
 import type { SparseMergeSpec } from '../sparsify';
-import type { MergeMethodName } from '../method-names';
+import type { MergeMethodName } from '../../merge-method-names';
 
 /** f64 statistics of a pair of tensors (a, b), from the engine's moments pass. */
 export type PairMoments = Moments;

@@ -5,7 +5,7 @@
  * tensor and per model (lib/sparsify.ts), optionally sign-elected, mixed and added back to the base:
  * native/kernels/sparsify.h has the arithmetic. Defaults are mergekit's registry's.
  */
-import type { MergeMethodName } from '../method-names';
+import type { MergeMethodName } from '../../merge-method-names';
 import { WeightmixError } from '../../errors';
 import { booleanParameter, lookupParameter, numberParameter, ParameterScope } from '../recipe-params';
 import type { SparseModelSpec } from '../sparsify';
