@@ -11,7 +11,8 @@ import { AddonPlatform, BUILD_COMMAND, compareVersions, loadAddon } from '../lib
 import { WeightmixError } from '../lib/errors';
 import { ensureCliBuilt, ROOT, runCli } from './helpers/cli';
 
-const linuxX64 = (glibc: string | undefined = '2.36'): AddonPlatform => ({ platform: 'linux', arch: 'x64', glibc: () => glibc });
+/** linux-x64 with this glibc (undefined: another C library, e.g. musl). */
+const linuxX64 = (...glibc: [string?]): AddonPlatform => ({ platform: 'linux', arch: 'x64', glibc: () => (glibc.length ? glibc[0] : '2.36') });
 
 let dir: string;
 beforeEach(() => {
@@ -136,7 +137,7 @@ describe('weightmix info', () => {
     expect(r.status).toBe(0);
     const report = JSON.parse(r.stdout);
     const override = process.env.WEIGHTMIX_ADDON;
-    expect(report.addon.kind).toBe(override ? 'override' : fs.existsSync(path.join(ROOT, PREBUILD)) ? expect.stringMatching(/^(prebuilt|local)$/) : 'local');
+    expect(report.addon.kind).toEqual(override ? 'override' : fs.existsSync(path.join(ROOT, PREBUILD)) ? expect.stringMatching(/^(prebuilt|local)$/) : 'local');
     expect(fs.existsSync(report.addon.path)).toBe(true);
     expect(report.build).toEqual({
       system: expect.stringMatching(/^(cmake-js|node-gyp)$/),
