@@ -34,11 +34,11 @@ check_and_describe() {
     exit 1
   fi
   printf '{"glibc":"%s","needed":"%s"}\n' "$glibc" "${needed% }" >"$dir/weightmix.json"
-  # Only the module's entry points are exported (the linked-in libstdc++ and our own symbols stay private).
+  # Only the module's entry points are exported (native/exports.map: the linked-in libstdc++ and our own symbols stay private).
   local exported
-  exported=$($objdump -T "$file" | grep -E '^[0-9a-f]+ ' | grep -v '\*UND\*' | awk '{print $NF}' | sort | tr '\n' ' ')
+  exported=$($objdump -T "$file" | grep -E '^[0-9a-f]+ [gwu]' | grep -v '\*UND\*' | awk '{print $NF}' | sort | tr '\n' ' ')
   case $exported in
-    "napi_register_module_v1 " | "napi_register_module_v1 node_api_module_get_api_version_v1 ") ;;
+    "napi_register_module_v1 " | "napi_register_module_v1 node_api_module_get_api_version_v1 " | "node_api_module_get_api_version_v1 napi_register_module_v1 ") ;;
     *) echo "prebuild: $file exports more than its Node-API entry points: ${exported:0:300}" >&2; exit 1 ;;
   esac
   echo "prebuild: $file: $(du -h "$file" | cut -f1), needs ${needed% } (glibc >= $glibc), exports ${exported% }"
