@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Checkpoint, openCheckpoint, pathsRead } from '../model/checkpoint';
+import { Checkpoint, openCheckpoint, pathsRead, TensorLocation } from '../model/checkpoint';
 import { usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
 import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
@@ -15,9 +15,9 @@ import { copySidecars, writeIndex, writeModelCard } from '../model/model-files';
 import { NativeJob, runPlan } from '../engine/native';
 import { EngineOptions, parseBlockBytes, parseDevice, parseThreads } from '../options';
 import { OutputTransaction } from '../engine/output';
-import { FloatDtype, nativeDtype, planMerge } from '../engine/plan';
+import { FloatDtype, nativeDtype, planMerge, PlannedModel } from '../engine/plan';
 import { parseRecipe, ParseRecipeOptions, Recipe } from './recipe';
-import { planRecipe, sourceCheckpoints, tensorRecipes } from './recipe-plan';
+import { planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
 import { resolveSparse } from './sparsify';
 import { VERSION } from '../version';
 
@@ -50,7 +50,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   const started = process.hrtime.bigint();
   if (typeof options.output !== 'string' || options.output === '') throw usageError('an output folder is required (-o OUT)');
   const recipe: Recipe = isRecipe(input) ? input : parseRecipe(input, options);
-  const method = methodFor(recipe.method);
+  methodFor(recipe.method); // refuses an unsupported method before any model is opened
   const threads = parseThreads(options.threads);
   const blockBytes = parseBlockBytes(options.blockBytes);
   const direct = options.direct ?? true;
@@ -63,31 +63,16 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
 
   // First pass: the moments the method asks for (slerp angles, model_stock cosines).
   const pairJobs = new Map<string, number>();
-  const momentJobs: NativeJob[] = [];
-  const inputFiles = new InputFiles();
-  for (const { tensor, a, b } of planned.momentPairs) {
-    const la = views[a].get(tensor)!;
-    const lb = views[b].get(tensor)!;
-    pairJobs.set(`${tensor}\u0000${a}\u0000${b}`, momentJobs.length);
-    momentJobs.push({
-      count: la.elementCount,
-      sources: [
-        { input: inputFiles.indexOf(la.file), offset: la.offset, dtype: nativeDtype(la.dtype) },
-        { input: inputFiles.indexOf(lb.file), offset: lb.offset, dtype: nativeDtype(lb.dtype) },
-      ],
-      dests: [],
-      moments: true,
-    });
-  }
-  let moments: Float64Array = new Float64Array(0);
-  if (momentJobs.length > 0) {
-    const r = await runPlan({ inputs: inputFiles.paths, outputs: [], jobs: momentJobs, threads, blockBytes, direct: false }, { signal: options.signal });
-    moments = r.moments;
-  }
+  planned.momentPairs.forEach(({ tensor, a, b }, j) => pairJobs.set(`${tensor}\u0000${a}\u0000${b}`, j));
+  const moments = await runMomentsPass(
+    planned.momentPairs.map(({ tensor, a, b }) => [views[a].get(tensor)!, views[b].get(tensor)!]),
+    { threads, blockBytes },
+    options.signal,
+  );
   const momentsOf = (name: string, a: number, b: number): PairMoments => {
     const j = pairJobs.get(`${name}\u0000${a}\u0000${b}`);
     if (j === undefined) throw new Error(`internal: no moments for ${name} (${a}, ${b})`);
-    return { aa: moments[6 * j], bb: moments[6 * j + 1], ab: moments[6 * j + 2], dd: moments[6 * j + 3] };
+    return moments[j];
   };
 
   const { recipes, sparse } = tensorRecipes(recipe, planned, momentsOf);
@@ -97,35 +82,17 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
     for (const [name, r] of resolved) recipes.get(name)!.sparse = r;
   }
 
-  const outDtype: FloatDtype | undefined = recipe.outDtype ?? recipe.dtype ?? undefined;
-  const recipeJson = { method: recipe.method, recipe: recipe.document, weightmix: VERSION };
-
   const tx = await OutputTransaction.begin(outDir, { force: options.force, notice: options.onNotice, reads: ckpts.flatMap(pathsRead) });
   try {
     const plan = planMerge({
       checkpoints: sourceCheckpoints(planned, ckpts),
       layout: planned.layout,
-      outputs: [{ dir: tx.tempDir, metadata: { format: 'pt', weightmix: JSON.stringify(recipeJson) } }],
+      outputs: [{ dir: tx.tempDir, metadata: recipeMetadata(recipe) }],
       recipe: (name) => recipes.get(name)!,
     });
     const ran = await executeMergePlan(plan, { threads, blockBytes, direct, device }, options);
     const model = plan.models[0];
-    await writeIndex(model);
-    const from = ckpts[recipe.tokenizerSource];
-    await copySidecars(from, model.dir, outDtype);
-    await fixLayerCount(model.dir, from, layers, layerSources.map((s) => ckpts[s.model].config), layerSources);
-    await writeModelCard(model.dir, {
-      title: `${recipe.method} merge of ${recipe.modelNames.map((n) => path.basename(n)).join(', ')}`,
-      sources: recipe.models.map((dir, i) => ({ role: i === recipe.base ? 'base model' : `model ${i}`, dir })),
-      lines: [
-        `merge_method: ${recipe.method}, from a mergekit recipe (${recipe.form} form)`,
-        'arithmetic in f32, one round-to-nearest-even to the output dtype (the recipe\'s dtype sets only the output dtype when out_dtype is absent)',
-        `config, tokenizer and templates from ${recipe.modelNames[recipe.tokenizerSource]}`,
-        ...(recipe.randomSeed !== null && !method.name.startsWith('dare') ? [`random_seed: ${recipe.randomSeed} (no method here draws random numbers)`] : []),
-        ...(method.name.startsWith('dare') ? [`DARE masks: counter-based (splitmix64) generator keyed by random_seed ${recipe.randomSeed ?? 0}, tensor name, model index and element index`] : []),
-      ],
-      recipe: recipeJson,
-    });
+    await finishRecipeOutput(model, recipe, ckpts, planned);
     await tx.commit(options.signal);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     return {
@@ -145,6 +112,52 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
     await tx.abort();
     throw e;
   }
+}
+
+/** The recipe as the output records it (safetensors metadata and model card). */
+function recipeRecord(recipe: Recipe): Record<string, unknown> {
+  return { method: recipe.method, recipe: recipe.document, weightmix: VERSION };
+}
+
+/** The metadata of every output shard's header. */
+export function recipeMetadata(recipe: Recipe): Record<string, string> {
+  return { format: 'pt', weightmix: JSON.stringify(recipeRecord(recipe)) };
+}
+
+/** The moments of each pair of tensors (Σa², Σb², Σab, Σ(b−a)²), from one statistics plan that writes nothing. */
+export async function runMomentsPass(
+  pairs: [TensorLocation, TensorLocation][],
+  engine: { threads: number; blockBytes: number },
+  signal?: AbortSignal,
+): Promise<PairMoments[]> {
+  if (pairs.length === 0) return [];
+  const inputFiles = new InputFiles();
+  const source = (l: TensorLocation) => ({ input: inputFiles.indexOf(l.file), offset: l.offset, dtype: nativeDtype(l.dtype) });
+  const jobs: NativeJob[] = pairs.map(([la, lb]) => ({ count: la.elementCount, sources: [source(la), source(lb)], dests: [], moments: true }));
+  const { moments: m } = await runPlan({ inputs: inputFiles.paths, outputs: [], jobs, threads: engine.threads, blockBytes: engine.blockBytes, direct: false }, { signal });
+  return pairs.map((_, j) => ({ aa: m[6 * j], bb: m[6 * j + 1], ab: m[6 * j + 2], dd: m[6 * j + 3] }));
+}
+
+/** The files beside the shards: index, config and tokenizer (layer count fixed for stacks), model card. */
+export async function finishRecipeOutput(model: PlannedModel, recipe: Recipe, ckpts: Checkpoint[], planned: RecipePlan): Promise<void> {
+  const method = methodFor(recipe.method);
+  const outDtype: FloatDtype | undefined = recipe.outDtype ?? recipe.dtype ?? undefined;
+  await writeIndex(model);
+  const from = ckpts[recipe.tokenizerSource];
+  await copySidecars(from, model.dir, outDtype);
+  await fixLayerCount(model.dir, from, planned.layers, planned.layerSources.map((s) => ckpts[s.model].config), planned.layerSources);
+  await writeModelCard(model.dir, {
+    title: `${recipe.method} merge of ${recipe.modelNames.map((n) => path.basename(n)).join(', ')}`,
+    sources: recipe.models.map((dir, i) => ({ role: i === recipe.base ? 'base model' : `model ${i}`, dir })),
+    lines: [
+      `merge_method: ${recipe.method}, from a mergekit recipe (${recipe.form} form)`,
+      'arithmetic in f32, one round-to-nearest-even to the output dtype (the recipe\'s dtype sets only the output dtype when out_dtype is absent)',
+      `config, tokenizer and templates from ${recipe.modelNames[recipe.tokenizerSource]}`,
+      ...(recipe.randomSeed !== null && !method.name.startsWith('dare') ? [`random_seed: ${recipe.randomSeed} (no method here draws random numbers)`] : []),
+      ...(method.name.startsWith('dare') ? [`DARE masks: counter-based (splitmix64) generator keyed by random_seed ${recipe.randomSeed ?? 0}, tensor name, model index and element index`] : []),
+    ],
+    recipe: recipeRecord(recipe),
+  });
 }
 
 function isRecipe(x: unknown): x is Recipe {

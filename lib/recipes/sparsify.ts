@@ -276,6 +276,9 @@ export async function resolveSparse(tensors: SparseTensor[], run: RunPlan): Prom
   return resolved;
 }
 
+/** Numbers per model in the flat layout below (its first is the model's source index). */
+const MODEL_PARAMS = 10;
+
 function modelParams(source: number, m: ResolvedSparseModel): number[] {
   return [source, m.weight, hi(m.lowKey), lo(m.lowKey), hi(m.highKey), lo(m.highKey), m.density, hi(m.seedKey), lo(m.seedKey), m.scale];
 }
@@ -285,5 +288,13 @@ export function encodeSparseParams(r: ResolvedSparse, sourceOf: (model: number) 
   const consensus = r.consensus === null ? 0 : r.consensus === 'sum' ? 1 : 2;
   const out = [consensus, r.normalize ? 1 : 0, r.lambda, r.indexBits, sourceOf(r.base), r.models.length];
   for (const m of r.models) out.push(...modelParams(sourceOf(m.model), m));
+  return out;
+}
+
+/** The same parameters for a job whose sources are renumbered (`to(old index)` = new index): a fused batch plan's jobs. */
+export function remapSparseSources(params: readonly number[], to: (source: number) => number): number[] {
+  const out = [...params];
+  out[4] = to(out[4]);
+  for (let k = 0; k < out[5]; k++) out[6 + MODEL_PARAMS * k] = to(out[6 + MODEL_PARAMS * k]);
   return out;
 }
