@@ -160,7 +160,8 @@ export async function finishRecipeOutput(model: PlannedModel, recipe: Recipe, ck
   });
 }
 
-function isRecipe(x: unknown): x is Recipe {
+/** A parsed recipe (the API also takes YAML text or a plain object). */
+export function isRecipe(x: unknown): x is Recipe {
   return typeof x === 'object' && x !== null && Array.isArray((x as Recipe).slices) && (x as Recipe).modelParameters instanceof Map;
 }
 
