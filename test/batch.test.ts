@@ -180,6 +180,24 @@ test('one output that cannot be written: none is published, nothing is left behi
   expect(await fs.promises.readdir(path.join(out, 'second'))).toEqual([]);
 }, 60000);
 
+test('--part I/N: every recipe in exactly one part, whole models, the same bytes', async () => {
+  const all = recipes();
+  const entries = Object.entries(all).map(([name, doc]) => ({ name, recipe: doc }));
+  const whole = path.join(dir, `batch-${counter++}`);
+  const split = path.join(dir, `batch-${counter++}`);
+  await mergeBatch(entries, { output: whole, threads: 2 });
+  const names: string[][] = [];
+  for (const index of [1, 2, 3]) {
+    const s = await mergeBatch(entries, { output: split, threads: 2, part: `${index}/3` });
+    expect(s.part).toBe(`${index}/3`);
+    names.push(s.outputs.map((o) => o.name));
+  }
+  expect(names.every((n) => n.length > 0)).toBe(true);
+  expect(names.flat().sort()).toEqual(Object.keys(all).sort());
+  for (const name of Object.keys(all)) await expectSameFiles(path.join(split, name), path.join(whole, name));
+  await expect(mergeBatch(entries.slice(0, 2), { output: path.join(dir, 'none'), part: '3/3' })).rejects.toThrow(/gets none of the 2 recipes/);
+}, 120000);
+
 test('refusals: duplicate names, unsafe names, an empty batch', async () => {
   const out = path.join(dir, `batch-${counter++}`);
   const r = two(A, B, 0.2, 0.8);
@@ -229,5 +247,7 @@ describe('the command line', () => {
     const r = await runCli(['merge', file, twin, '-o', path.join(where, 'out')]);
     expect(expectOneLineError(r, 2)).toMatch(/named mi-0\.8/);
     expect(fs.existsSync(path.join(where, 'out'))).toBe(false);
+    const one = await runCli(['merge', file, '--part', '1/2', '-o', path.join(where, 'out')]);
+    expect(expectOneLineError(one, 2)).toMatch(/--part splits a batch of recipes/);
   }, 60000);
 });

@@ -21,6 +21,7 @@ export function register(program: Command): void {
     )
     .argument('<recipes...>', 'mergekit configuration files (YAML); model paths are local folders, relative to the working directory; ${NAME} in a model path is the environment variable NAME (a weightmix extension)')
     .requiredOption('-o, --output <dir>', 'output model folder (created atomically); with several recipes, the folder that receives one model folder per recipe')
+    .option('--part <i/n>', 'with several recipes: merge only part I of N of them (whole models, balanced by bytes; every machine lists the same recipe files in the same order)')
     .option('--threads <n>', 'worker threads (default: number of cores)')
     .addOption(deviceOption())
     .option('--no-direct', 'write through the page cache instead of O_DIRECT')
@@ -37,6 +38,10 @@ export function register(program: Command): void {
         force: Boolean(opts.force),
       };
       if (files.length === 1) {
+        if (opts.part !== undefined) {
+          const { usageError } = await import('../errors');
+          throw usageError('--part splits a batch of recipes across machines, whole models each; one recipe is one model (run it on one machine)');
+        }
         const { merge } = await import('../recipes/merge-recipe');
         const recipe = await readRecipeFile(files[0]);
         const reporter = createReporter(
@@ -60,7 +65,7 @@ export function register(program: Command): void {
       const recipes: Awaited<ReturnType<typeof readRecipeFile>>[] = [];
       for (const file of files) recipes.push(await readRecipeFile(file));
       const reporter = createReporter(opts, 'merge', describeBatch);
-      const summary = await reporter.run((hooks) => mergeBatch(recipes.map((recipe, i) => ({ name: names[i], recipe })), { output: opts.output as string, ...engine, ...hooks }));
+      const summary = await reporter.run((hooks) => mergeBatch(recipes.map((recipe, i) => ({ name: names[i], recipe })), { output: opts.output as string, part: opts.part as string | undefined, ...engine, ...hooks }));
       reporter.done(summary);
     });
 }
@@ -70,6 +75,6 @@ function describeBatch(summary: BatchMergeSummary): string {
   return (
     `wrote ${summary.outputs.length} models in ${path.dirname(summary.outputs[0].output)}: ${each}; ${shardFiles(summary.files)}, ` +
     `${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s (${summary.gbPerSecond.toFixed(2)} GB/s), ` +
-    `${summary.groups} write pass${summary.groups === 1 ? '' : 'es'}${withDevice(summary)}`
+    `${summary.groups} write pass${summary.groups === 1 ? '' : 'es'}${summary.part ? `; part ${summary.part}` : ''}${withDevice(summary)}`
   );
 }

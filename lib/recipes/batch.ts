@@ -13,7 +13,8 @@ import type { ResolvedDevice } from '../engine/device';
 import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
 import { fusePlans } from '../engine/fuse-plans';
 import { NATIVE_DTYPE_BYTES, runPlan } from '../engine/native';
-import { EngineOptions, parseBlockBytes, parseDevice, parseThreads } from '../options';
+import { EngineOptions, parseBlockBytes, parseDevice, parsePart, parseThreads } from '../options';
+import { assignParts } from '../engine/parts';
 import { OutputTransaction } from '../engine/output';
 import { MergePlan, planMerge, TensorRecipe } from '../engine/plan';
 import { methodFor, PairMoments } from './methods';
@@ -33,6 +34,11 @@ export interface BatchMergeOptions extends EngineOptions, ParseRecipeOptions {
   output: string;
   /** Replace existing outputs, only after the new ones are complete. */
   force?: boolean;
+  /**
+   * Merge only part I of N of the recipes (`"2/8"` or `{index: 2, count: 8}`): whole models, balanced by
+   * bytes, the same assignment on every machine that lists the same recipes in the same order.
+   */
+  part?: string | { index: number; count: number };
   /** Progress over the whole batch (every group's write pass). */
   onProgress?: (p: MergeProgress) => void;
   onNotice?: (message: string) => void;
@@ -62,6 +68,8 @@ export interface BatchMergeSummary extends ResolvedDevice {
   threads: number;
   /** The write passes' output block size (smaller than blockBytes when many outputs share a pass). */
   writeBlockBytes: number;
+  /** `I/N` when only part I of N of the recipes ran. */
+  part?: string;
 }
 
 /** What the output blocks in flight may take: about (threads + 2) blocks per output of a pass. */
@@ -97,6 +105,7 @@ export async function mergeBatch(batch: BatchRecipe[], options: BatchMergeOption
   const blockBytes = parseBlockBytes(options.blockBytes);
   const direct = options.direct ?? true;
   const device = parseDevice(options.device);
+  const part = parsePart(options.part);
   const recipes = batch.map((b) => (isRecipe(b.recipe) ? b.recipe : parseRecipe(b.recipe, options)));
   recipes.forEach((r) => methodFor(r.method)); // refuses an unsupported method before any model is opened
 
@@ -107,10 +116,16 @@ export async function mergeBatch(batch: BatchRecipe[], options: BatchMergeOption
     if (!opened.has(key)) opened.set(key, openCheckpoint(dir));
     return opened.get(key)!;
   };
-  const entries: Entry[] = [];
+  let entries: Entry[] = [];
   for (let i = 0; i < batch.length; i++) {
     const ckpts = await Promise.all(recipes[i].models.map(open));
     entries.push({ name: batch[i].name, recipe: recipes[i], ckpts, planned: planRecipe(recipes[i], ckpts) });
+  }
+  if (part) {
+    const parts = assignParts(entries.map((e) => ({ name: e.name, size: sourceBytes(e.planned) })), part.count);
+    const all = entries.length;
+    entries = entries.filter((e) => parts.get(e.name) === part.index);
+    if (entries.length === 0) throw usageError(`--part ${part.index}/${part.count} gets none of the ${all} recipes; use at most ${all} parts`);
   }
   const engine = { threads, blockBytes };
   await resolveStatistics(entries, engine, options.signal);
@@ -177,6 +192,7 @@ export async function mergeBatch(batch: BatchRecipe[], options: BatchMergeOption
       gbPerSecond: bytes / 1e9 / seconds,
       threads,
       writeBlockBytes: passBlock,
+      part: part ? `${part.index}/${part.count}` : undefined,
       ...ran!,
     };
   } catch (e) {
@@ -184,6 +200,11 @@ export async function mergeBatch(batch: BatchRecipe[], options: BatchMergeOption
     for (const tx of [...begun].reverse()) await tx.abort();
     throw e;
   }
+}
+
+/** The bytes of an output's source tensors (its size, up to dtype changes): what --part balances. */
+function sourceBytes(planned: RecipePlan): number {
+  return planned.tensors.reduce((n, t) => n + planned.views[t.sources[0].model].get(t.name)!.byteLength, 0);
 }
 
 /** Output folder names: plain names, each once. */
