@@ -64,7 +64,7 @@ function pairSpecs(quick: boolean): Record<PairName, PairSpec> {
     moe: { ...moe, shards: [16, 16] },
     dense: { label: 'dense (4b-shaped)', shape: 'qwen3-4b', scale: denseScale, layers, shards: [16, 16], seed: 1 },
     // The batch section's pair: Qwen3-4B widths / 3, 2 × 0.89 GB (/ 8 with --quick).
-    small: { label: 'qwen3-4b / 3', shape: 'qwen3-4b', scale: quick ? 8 : 3, seed: 1 },
+    small: { label: `qwen3-4b / ${quick ? 8 : 3}`, shape: 'qwen3-4b', scale: quick ? 8 : 3, seed: 1 },
   };
 }
 
