@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import type { RecipeMergeSummary } from '../recipes/merge-recipe';
 import type { BatchMergeSummary } from '../recipes/batch';
 import { parseThreads } from '../options';
-import { deviceOption, shardFiles, withDevice } from './merge-options';
+import { deviceOption, shardFiles, withDevice } from './engine-summary';
 import { createReporter } from './reporter';
 
 /** A batch output's folder name: the recipe file's name without .yml / .yaml. */

@@ -8,7 +8,7 @@
 import { InputFiles } from './input-files';
 import type { NativeDest, NativeJob, NativeOutput, NativeSource } from './native';
 import type { MergePlan, PlannedModel } from './plan';
-import { remapSparseSources } from '../recipes/sparsify';
+import { remapSparseSources } from './sparse-params';
 
 /** One job of one plan, its sources renumbered into the fused plan's inputs. */
 interface Member {

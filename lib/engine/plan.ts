@@ -7,17 +7,11 @@ import * as path from 'node:path';
 import { Checkpoint } from '../model/checkpoint';
 import { InputFiles } from './input-files';
 import { WeightmixError } from '../errors';
-import { NativeDest, NativeDtype, NativeJob, NativeOp, NativeOutput, NativeSource } from './native';
-import { dtypeByteLength, encodeSafetensorsHeader, SafetensorsDtype } from '../format/safetensors';
-import { encodeSparseParams, ResolvedSparse } from '../recipes/sparsify';
+import { NativeDest, NativeJob, NativeOp, NativeOutput, NativeSource } from './native';
+import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
+import { dtypeByteLength, encodeSafetensorsHeader } from '../format/safetensors';
+import { encodeSparseParams, ResolvedSparse } from './sparse-params';
 import type { OutputLayout } from './output-layout';
-
-export type FloatDtype = 'BF16' | 'F16' | 'F32';
-export const FLOAT_DTYPES: readonly FloatDtype[] = ['BF16', 'F16', 'F32'];
-
-export function isFloatDtype(d: string): d is FloatDtype {
-  return (FLOAT_DTYPES as readonly string[]).includes(d);
-}
 
 /** How one output tensor is made: an op over tensors of the listed checkpoints. */
 export interface TensorRecipe {
@@ -77,11 +71,6 @@ export interface MergePlan {
   models: PlannedModel[];
   /** Bytes the native engine writes (written shards only). */
   bytesToWrite: number;
-}
-
-/** The engine's dtype for a tensor's: non-float tensors are bytes. */
-export function nativeDtype(dtype: SafetensorsDtype): NativeDtype {
-  return isFloatDtype(dtype) ? dtype : 'U8';
 }
 
 export function planMerge(spec: MergeSpec): MergePlan {

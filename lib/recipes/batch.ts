@@ -10,18 +10,20 @@ import * as path from 'node:path';
 import { Checkpoint, openCheckpoint, pathsRead, TensorLocation } from '../model/checkpoint';
 import { usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
-import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
+import { executeMergePlan, MergeProgress, runStatisticsPlan, StatisticsOptions } from '../engine/execute-plan';
+import { Moments, runMomentsPass, TensorPair } from '../engine/moments';
+import type { ResolvedSparse } from '../engine/sparse-params';
 import { fusePlans } from '../engine/fuse-plans';
-import { NATIVE_DTYPE_BYTES, runPlan } from '../engine/native';
+import { NATIVE_DTYPE_BYTES } from '../format/dtypes';
 import { EngineOptions, parseBlockBytes, parseDevice, parsePart, parseThreads } from '../options';
 import { assignParts } from '../engine/parts';
 import { OutputTransaction } from '../engine/output';
 import { MergePlan, planMerge, TensorRecipe } from '../engine/plan';
-import { methodFor, PairMoments } from './methods';
-import { finishRecipeOutput, isRecipe, recipeMetadata, runMomentsPass } from './merge-recipe';
+import { methodFor } from './methods';
+import { finishRecipeOutput, isRecipe, recipeMetadata } from './merge-recipe';
 import { parseRecipe, ParseRecipeOptions, Recipe } from './recipe';
 import { planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
-import { resolveSparse, ResolvedSparse, SparseTensor } from './sparsify';
+import { resolveSparse, SparseTensor } from './sparsify';
 
 export interface BatchRecipe {
   /** The output folder's name under `output` (the CLI uses the recipe file's name without .yml). */
@@ -39,7 +41,7 @@ export interface BatchMergeOptions extends EngineOptions, ParseRecipeOptions {
    * bytes, the same assignment on every machine that lists the same recipes in the same order.
    */
   part?: string | { index: number; count: number };
-  /** Progress over the whole batch (every group's write pass). */
+  /** Progress of each statistics pass, then of the write stage over the whole batch (every group's write pass). */
   onProgress?: (p: MergeProgress) => void;
   onNotice?: (message: string) => void;
   signal?: AbortSignal;
@@ -127,8 +129,7 @@ export async function mergeBatch(batch: BatchRecipe[], options: BatchMergeOption
     entries = entries.filter((e) => parts.get(e.name) === part.index);
     if (entries.length === 0) throw usageError(`--part ${part.index}/${part.count} gets none of the ${all} recipes; use at most ${all} parts`);
   }
-  const engine = { threads, blockBytes };
-  await resolveStatistics(entries, engine, options.signal);
+  await resolveStatistics(entries, { threads, blockBytes, direct: false, onProgress: options.onProgress, signal: options.signal });
 
   const reads = [...new Set(entries.flatMap((e) => e.ckpts.flatMap(pathsRead)))];
   const begun: OutputTransaction[] = [];
@@ -157,13 +158,14 @@ export async function mergeBatch(batch: BatchRecipe[], options: BatchMergeOption
     let tensorsBefore = 0;
     let ran: ResolvedDevice | undefined;
     let passBlock = blockBytes;
+    const writeStarted = process.hrtime.bigint();
     for (const pass of passes) {
       passBlock = writeBlockBytes(blockBytes, pass.models.length, threads);
       const onProgress = options.onProgress;
       ran = await executeMergePlan(pass, { threads, blockBytes: passBlock, direct, device }, {
         signal: options.signal,
         onProgress: onProgress
-          ? (p) => onProgress({ bytesDone: bytesBefore + p.bytesDone, bytesTotal, tensorsDone: tensorsBefore + p.tensorsDone, tensorsTotal, seconds: Number(process.hrtime.bigint() - started) / 1e9 })
+          ? (p) => onProgress({ ...p, bytesDone: bytesBefore + p.bytesDone, bytesTotal, tensorsDone: tensorsBefore + p.tensorsDone, tensorsTotal, seconds: Number(process.hrtime.bigint() - writeStarted) / 1e9 })
           : undefined,
       });
       bytesBefore += workOf(pass);
@@ -247,24 +249,23 @@ const locationKey = (l: TensorLocation) => `${l.file}\u0000${l.offset}`;
  * shared sparse statistics: a tensor's thresholds are resolved once for recipes with the same sparse
  * spec over the same tensors; passes hold each tensor name at most once (the DARE mask key is the name).
  */
-async function resolveStatistics(entries: Entry[], engine: { threads: number; blockBytes: number }, signal?: AbortSignal): Promise<void> {
+async function resolveStatistics(entries: Entry[], statistics: StatisticsOptions): Promise<void> {
   const pairIndex = new Map<string, number>();
-  const pairs: [TensorLocation, TensorLocation][] = [];
+  const pairs: TensorPair[] = [];
   for (const e of entries) {
     for (const { tensor, a, b } of e.planned.momentPairs) {
-      const la = e.planned.views[a].get(tensor)!;
-      const lb = e.planned.views[b].get(tensor)!;
-      const key = `${locationKey(la)}\u0000${locationKey(lb)}`;
-      if (!pairIndex.has(key)) pairIndex.set(key, pairs.push([la, lb]) - 1);
+      const pair = { a: e.planned.views[a].get(tensor)!, b: e.planned.views[b].get(tensor)! };
+      const key = `${locationKey(pair.a)}\u0000${locationKey(pair.b)}`;
+      if (!pairIndex.has(key)) pairIndex.set(key, pairs.push(pair) - 1);
     }
   }
-  const moments = await runMomentsPass(pairs, engine, signal);
+  const moments = await runMomentsPass(pairs, statistics);
 
   const rounds: Map<string, SparseTensor>[] = [];
   const shared = new Map<string, { tensor: SparseTensor; users: Map<string, TensorRecipe>[] }>();
   for (const e of entries) {
     const { views } = e.planned;
-    const momentsOf = (name: string, a: number, b: number): PairMoments => {
+    const momentsOf = (name: string, a: number, b: number): Moments => {
       const j = pairIndex.get(`${locationKey(views[a].get(name)!)}\u0000${locationKey(views[b].get(name)!)}`);
       if (j === undefined) throw new Error(`internal: no moments for ${name} (${a}, ${b})`);
       return moments[j];
@@ -288,7 +289,7 @@ async function resolveStatistics(entries: Entry[], engine: { threads: number; bl
   const resolved = new Map<SparseTensor, ResolvedSparse>();
   for (const round of rounds) {
     const tensors = [...round.values()];
-    const r = await resolveSparse(tensors, (p) => runPlan({ ...p, outputs: [], threads: engine.threads, blockBytes: engine.blockBytes, direct: false }, { signal }));
+    const r = await resolveSparse(tensors, (p) => runStatisticsPlan(p, statistics));
     for (const t of tensors) resolved.set(t, r.get(t.name)!);
   }
   for (const { tensor, users } of shared.values()) for (const recipes of users) recipes.get(tensor.name)!.sparse = resolved.get(tensor)!;

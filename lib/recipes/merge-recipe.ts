@@ -5,17 +5,17 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Checkpoint, openCheckpoint, pathsRead, TensorLocation } from '../model/checkpoint';
+import { Checkpoint, openCheckpoint, pathsRead } from '../model/checkpoint';
 import { usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
-import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
-import { InputFiles } from '../engine/input-files';
-import { methodFor, PairMoments } from './methods';
-import { copySidecars, writeIndex, writeModelCard } from '../model/model-files';
-import { NativeJob, runPlan } from '../engine/native';
+import { executeMergePlan, MergeProgress, runStatisticsPlan } from '../engine/execute-plan';
+import { Moments, runMomentsPass } from '../engine/moments';
+import { methodFor } from './methods';
+import { copySidecars, writeIndex, writeModelCard } from '../engine/model-files';
 import { EngineOptions, parseBlockBytes, parseDevice, parseThreads } from '../options';
 import { OutputTransaction } from '../engine/output';
-import { FloatDtype, nativeDtype, planMerge, PlannedModel } from '../engine/plan';
+import { planMerge, PlannedModel } from '../engine/plan';
+import type { FloatDtype } from '../format/dtypes';
 import { parseRecipe, ParseRecipeOptions, Recipe } from './recipe';
 import { planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
 import { resolveSparse } from './sparsify';
@@ -59,26 +59,21 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   const outDir = path.resolve(options.output);
 
   const planned = planRecipe(recipe, ckpts);
-  const { tensors: out, layers, layerSources, views } = planned;
+  const { tensors: out, layers, views } = planned;
 
-  // First pass: the moments the method asks for (slerp angles, model_stock cosines).
-  const pairJobs = new Map<string, number>();
-  planned.momentPairs.forEach(({ tensor, a, b }, j) => pairJobs.set(`${tensor}\u0000${a}\u0000${b}`, j));
-  const moments = await runMomentsPass(
-    planned.momentPairs.map(({ tensor, a, b }) => [views[a].get(tensor)!, views[b].get(tensor)!]),
-    { threads, blockBytes },
-    options.signal,
-  );
-  const momentsOf = (name: string, a: number, b: number): PairMoments => {
-    const j = pairJobs.get(`${name}\u0000${a}\u0000${b}`);
-    if (j === undefined) throw new Error(`internal: no moments for ${name} (${a}, ${b})`);
+  // Statistics passes first: the moments the method asks for (slerp angles, model_stock cosines), then sparsification thresholds.
+  const statistics = { threads, blockBytes, direct: false, onProgress: options.onProgress, signal: options.signal };
+  const pairs = planned.momentPairs.map(({ tensor, a, b }) => ({ a: views[a].get(tensor)!, b: views[b].get(tensor)! }));
+  const moments = await runMomentsPass(pairs, statistics);
+  const pairIndex = new Map(planned.momentPairs.map(({ tensor, a, b }, j) => [`${tensor}\u0000${a}\u0000${b}`, j]));
+  const momentsOf = (tensor: string, a: number, b: number): Moments => {
+    const j = pairIndex.get(`${tensor}\u0000${a}\u0000${b}`);
+    if (j === undefined) throw new Error(`internal: no moments for ${tensor} (${a}, ${b})`);
     return moments[j];
   };
-
   const { recipes, sparse } = tensorRecipes(recipe, planned, momentsOf);
-  // Sparsified methods: thresholds (radix selection) and rescale factors from statistics passes.
   if (sparse.length > 0) {
-    const resolved = await resolveSparse(sparse, (p) => runPlan({ ...p, outputs: [], threads, blockBytes, direct: false }, { signal: options.signal }));
+    const resolved = await resolveSparse(sparse, (p) => runStatisticsPlan(p, statistics));
     for (const [name, r] of resolved) recipes.get(name)!.sparse = r;
   }
 
@@ -114,6 +109,11 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   }
 }
 
+/** A parsed recipe (the API also takes YAML text or a plain object). */
+export function isRecipe(x: unknown): x is Recipe {
+  return typeof x === 'object' && x !== null && Array.isArray((x as Recipe).slices) && (x as Recipe).modelParameters instanceof Map;
+}
+
 /** The recipe as the output records it (safetensors metadata and model card). */
 function recipeRecord(recipe: Recipe): Record<string, unknown> {
   return { method: recipe.method, recipe: recipe.document, weightmix: VERSION };
@@ -124,28 +124,15 @@ export function recipeMetadata(recipe: Recipe): Record<string, string> {
   return { format: 'pt', weightmix: JSON.stringify(recipeRecord(recipe)) };
 }
 
-/** The moments of each pair of tensors (Σa², Σb², Σab, Σ(b−a)²), from one statistics plan that writes nothing. */
-export async function runMomentsPass(
-  pairs: [TensorLocation, TensorLocation][],
-  engine: { threads: number; blockBytes: number },
-  signal?: AbortSignal,
-): Promise<PairMoments[]> {
-  if (pairs.length === 0) return [];
-  const inputFiles = new InputFiles();
-  const source = (l: TensorLocation) => ({ input: inputFiles.indexOf(l.file), offset: l.offset, dtype: nativeDtype(l.dtype) });
-  const jobs: NativeJob[] = pairs.map(([la, lb]) => ({ count: la.elementCount, sources: [source(la), source(lb)], dests: [], moments: true }));
-  const { moments: m } = await runPlan({ inputs: inputFiles.paths, outputs: [], jobs, threads: engine.threads, blockBytes: engine.blockBytes, direct: false }, { signal });
-  return pairs.map((_, j) => ({ aa: m[6 * j], bb: m[6 * j + 1], ab: m[6 * j + 2], dd: m[6 * j + 3] }));
-}
-
 /** The files beside the shards: index, config and tokenizer (layer count fixed for stacks), model card. */
 export async function finishRecipeOutput(model: PlannedModel, recipe: Recipe, ckpts: Checkpoint[], planned: RecipePlan): Promise<void> {
   const method = methodFor(recipe.method);
   const outDtype: FloatDtype | undefined = recipe.outDtype ?? recipe.dtype ?? undefined;
+  const { layers, layerSources } = planned;
   await writeIndex(model);
   const from = ckpts[recipe.tokenizerSource];
   await copySidecars(from, model.dir, outDtype);
-  await fixLayerCount(model.dir, from, planned.layers, planned.layerSources.map((s) => ckpts[s.model].config), planned.layerSources);
+  await fixLayerCount(model.dir, from, layers, layerSources.map((s) => ckpts[s.model].config), layerSources);
   await writeModelCard(model.dir, {
     title: `${recipe.method} merge of ${recipe.modelNames.map((n) => path.basename(n)).join(', ')}`,
     sources: recipe.models.map((dir, i) => ({ role: i === recipe.base ? 'base model' : `model ${i}`, dir })),
@@ -158,11 +145,6 @@ export async function finishRecipeOutput(model: PlannedModel, recipe: Recipe, ck
     ],
     recipe: recipeRecord(recipe),
   });
-}
-
-/** A parsed recipe (the API also takes YAML text or a plain object). */
-export function isRecipe(x: unknown): x is Recipe {
-  return typeof x === 'object' && x !== null && Array.isArray((x as Recipe).slices) && (x as Recipe).modelParameters instanceof Map;
 }
 
 /** A stacked (passthrough) model has another depth: config.json says so. */

@@ -5,12 +5,12 @@
  */
 import { Checkpoint, layerCount, TensorLocation } from '../model/checkpoint';
 import { WeightmixError } from '../errors';
-import { isFloatDtype, nativeDtype, TensorRecipe } from '../engine/plan';
+import type { TensorRecipe } from '../engine/plan';
 import { checkpointLayout, LayoutTensor, OutputLayout } from '../engine/output-layout';
 import { methodFor, MethodTensor, PairMoments, TensorCoefficients } from './methods';
 import type { Recipe } from './recipe';
 import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
-import { SafetensorsDtype } from '../format/safetensors';
+import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
 import type { SparseTensor } from './sparsify';
 import { classifyTensor } from '../model/tensor-names';
 
