@@ -83,14 +83,16 @@ test('every output of a batch is byte for byte its recipe merged alone', async (
   const out = path.join(dir, `batch-${counter++}`);
   for (const [name, doc] of Object.entries(all)) await merge(parseRecipe(doc), { output: path.join(singles, name), threads: 2 });
   const progress: number[] = [];
+  const stages = new Set<string>();
   const summary = await mergeBatch(
     Object.entries(all).map(([name, doc]) => ({ name, recipe: parseRecipe(doc) })),
-    { output: out, threads: 2, onProgress: (p) => progress.push(p.bytesDone / p.bytesTotal) },
+    { output: out, threads: 2, onProgress: (p) => (p.stage === 'write' ? progress.push(p.bytesDone / p.bytesTotal) : stages.add(p.stage)) },
   );
   expect(summary.groups).toBe(2);
   expect(summary.outputs.map((o) => o.name)).toEqual(Object.keys(all));
   expect(progress[progress.length - 1]).toBe(1);
   expect(progress.every((x, i) => i === 0 || x >= progress[i - 1])).toBe(true);
+  expect([...stages]).toEqual(['statistics']);
   for (const name of Object.keys(all)) await expectSameFiles(path.join(out, name), path.join(singles, name));
   expect((await fs.promises.readdir(out)).sort()).toEqual(Object.keys(all).sort());
 }, 120000);

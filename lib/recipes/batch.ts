@@ -154,22 +154,30 @@ export async function mergeBatch(batch: BatchRecipe[], options: BatchMergeOption
     const workOf = (p: MergePlan) => p.outputs.reduce((n, o) => n + o.head.length, 0) + p.jobs.reduce((n, j) => n + j.dests.reduce((m, d) => m + j.count * NATIVE_DTYPE_BYTES[d.dtype], 0), 0);
     const bytesTotal = passes.reduce((n, p) => n + workOf(p), 0);
     const tensorsTotal = passes.reduce((n, p) => n + p.jobs.length, 0);
-    let bytesBefore = 0;
-    let tensorsBefore = 0;
+    let bytesDone = 0;
+    let tensorsDone = 0;
+    let reported = 0;
     let ran: ResolvedDevice | undefined;
     let passBlock = blockBytes;
     const writeStarted = process.hrtime.bigint();
     for (const pass of passes) {
       passBlock = writeBlockBytes(blockBytes, pass.models.length, threads);
       const onProgress = options.onProgress;
+      // The engine's last report may arrive after the pass resolved: each pass adds to the totals before it.
+      const [bytesBefore, tensorsBefore] = [bytesDone, tensorsDone];
       ran = await executeMergePlan(pass, { threads, blockBytes: passBlock, direct, device }, {
         signal: options.signal,
         onProgress: onProgress
-          ? (p) => onProgress({ ...p, bytesDone: bytesBefore + p.bytesDone, bytesTotal, tensorsDone: tensorsBefore + p.tensorsDone, tensorsTotal, seconds: Number(process.hrtime.bigint() - writeStarted) / 1e9 })
+          ? (p) => {
+              // A late report of an earlier pass would step back: progress only moves forward.
+              if (bytesBefore + p.bytesDone < reported) return;
+              reported = bytesBefore + p.bytesDone;
+              onProgress({ ...p, bytesDone: reported, bytesTotal, tensorsDone: tensorsBefore + p.tensorsDone, tensorsTotal, seconds: Number(process.hrtime.bigint() - writeStarted) / 1e9 });
+            }
           : undefined,
       });
-      bytesBefore += workOf(pass);
-      tensorsBefore += pass.jobs.length;
+      bytesDone += workOf(pass);
+      tensorsDone += pass.jobs.length;
     }
     for (const e of entries) await finishRecipeOutput(e.plan!.models[0], e.recipe, e.ckpts, e.planned);
     for (const tx of begun) await tx.commit(options.signal);
