@@ -149,6 +149,10 @@ test('a fused plan reads each tensor once where the recipes agree on the source 
   const swapped = plan([job([[1, 200], [0, 100]], 'linear', [0.5, 0.5])], ['a', 'b']);
   const apart = fusePlans([p1, swapped]);
   expect(reads(apart).sort()).toEqual(['a:100', 'a:100', 'b:200', 'b:200', 'b:300']);
+  // The first rows of a tensor (a vocabulary cut) are another read than the whole tensor.
+  const cut = plan([{ ...job([[0, 100]], 'copy', [0]), count: 2 }], ['a']);
+  const both = fusePlans([p3, cut]);
+  expect(both.jobs.map((j) => j.count)).toEqual([4, 2]);
 });
 
 test('write blocks shrink as outputs grow, never below 1 MiB', () => {

@@ -14,7 +14,7 @@ import { remapSparseSources } from './sparse-params';
 interface Member {
   job: NativeJob;
   sources: NativeSource[];
-  /** One key per source: the same tensor of the same file has the same key in every plan. */
+  /** One key per source (input, offset, count): the same tensor of the same file has the same key in every plan. */
   keys: string[];
   outputBase: number;
   /** Where the job sits in its own plan (0..1): fused jobs keep every output's write order. */
@@ -37,7 +37,8 @@ export function fusePlans(plans: MergePlan[]): MergePlan {
     plan.jobs.forEach((job, j) => {
       if (job.moments || job.stat) throw new Error('internal: only write plans are fused');
       const sources = job.sources.map((s) => ({ ...s, input: inputs.indexOf(plan.inputs[s.input]) }));
-      members.push({ job, sources, keys: sources.map((s) => `${s.input}:${s.offset}`), outputBase, at: j / plan.jobs.length, index: members.length });
+      // The count is part of the key: a tensor cut to its first rows (a vocabulary cut) is another read.
+      members.push({ job, sources, keys: sources.map((s) => `${s.input}:${s.offset}:${job.count}`), outputBase, at: j / plan.jobs.length, index: members.length });
     });
   }
 

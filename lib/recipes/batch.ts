@@ -250,7 +250,8 @@ function groupByModels(entries: Entry[]): Entry[][] {
   return [...groups.values()];
 }
 
-const locationKey = (l: TensorLocation) => `${l.file}\u0000${l.offset}`;
+/** A tensor read: file, offset and length (a tensor cut to its first rows is another read). */
+const locationKey = (l: TensorLocation) => `${l.file}\u0000${l.offset}\u0000${l.byteLength}`;
 
 /**
  * Every recipe's tensor recipes, from one moments pass over the distinct pairs any recipe asks for and
