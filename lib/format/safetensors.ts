@@ -14,8 +14,9 @@ import { WeightmixError } from '../errors';
 import { DTYPE_BITS, SafetensorsDtype } from './dtypes';
 import { parseJsonStrict } from './json-strict';
 
-// The format's element types are part of its surface (format/dtypes.ts declares them).
+// The format's element types and their sizes are part of its surface (format/dtypes.ts declares them).
 export type { SafetensorsDtype } from './dtypes';
+export { DTYPE_BITS } from './dtypes';
 
 export interface TensorEntry {
   name: string;
