@@ -14,10 +14,10 @@ import { methodFor } from './methods';
 import { copySidecars, writeIndex, writeModelCard } from '../engine/model-files';
 import { EngineOptions, parseBlockBytes, parseDevice, parseThreads } from '../options';
 import { OutputTransaction } from '../engine/output';
-import { planMerge } from '../engine/plan';
+import { planMerge, PlannedModel } from '../engine/plan';
 import type { FloatDtype } from '../format/dtypes';
 import { parseRecipe, ParseRecipeOptions, Recipe } from './recipe';
-import { planRecipe, sourceCheckpoints, tensorRecipes } from './recipe-plan';
+import { planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
 import { resolveSparse } from './sparsify';
 import { VERSION } from '../version';
 
@@ -50,7 +50,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   const started = process.hrtime.bigint();
   if (typeof options.output !== 'string' || options.output === '') throw usageError('an output folder is required (-o OUT)');
   const recipe: Recipe = isRecipe(input) ? input : parseRecipe(input, options);
-  const method = methodFor(recipe.method);
+  methodFor(recipe.method); // refuses an unsupported method before any model is opened
   const threads = parseThreads(options.threads);
   const blockBytes = parseBlockBytes(options.blockBytes);
   const direct = options.direct ?? true;
@@ -59,7 +59,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   const outDir = path.resolve(options.output);
 
   const planned = planRecipe(recipe, ckpts);
-  const { tensors: out, layers, layerSources, views } = planned;
+  const { tensors: out, layers, views } = planned;
 
   // Statistics passes first: the moments the method asks for (slerp angles, model_stock cosines), then sparsification thresholds.
   const statistics = { threads, blockBytes, direct: false, onProgress: options.onProgress, signal: options.signal };
@@ -77,35 +77,17 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
     for (const [name, r] of resolved) recipes.get(name)!.sparse = r;
   }
 
-  const outDtype: FloatDtype | undefined = recipe.outDtype ?? recipe.dtype ?? undefined;
-  const recipeJson = { method: recipe.method, recipe: recipe.document, weightmix: VERSION };
-
   const tx = await OutputTransaction.begin(outDir, { force: options.force, notice: options.onNotice, reads: ckpts.flatMap(pathsRead) });
   try {
     const plan = planMerge({
       checkpoints: sourceCheckpoints(planned, ckpts),
       layout: planned.layout,
-      outputs: [{ dir: tx.tempDir, metadata: { format: 'pt', weightmix: JSON.stringify(recipeJson) } }],
+      outputs: [{ dir: tx.tempDir, metadata: recipeMetadata(recipe) }],
       recipe: (name) => recipes.get(name)!,
     });
     const ran = await executeMergePlan(plan, { threads, blockBytes, direct, device }, options);
     const model = plan.models[0];
-    await writeIndex(model);
-    const from = ckpts[recipe.tokenizerSource];
-    await copySidecars(from, model.dir, outDtype);
-    await fixLayerCount(model.dir, from, layers, layerSources.map((s) => ckpts[s.model].config), layerSources);
-    await writeModelCard(model.dir, {
-      title: `${recipe.method} merge of ${recipe.modelNames.map((n) => path.basename(n)).join(', ')}`,
-      sources: recipe.models.map((dir, i) => ({ role: i === recipe.base ? 'base model' : `model ${i}`, dir })),
-      lines: [
-        `merge_method: ${recipe.method}, from a mergekit recipe (${recipe.form} form)`,
-        'arithmetic in f32, one round-to-nearest-even to the output dtype (the recipe\'s dtype sets only the output dtype when out_dtype is absent)',
-        `config, tokenizer and templates from ${recipe.modelNames[recipe.tokenizerSource]}`,
-        ...(recipe.randomSeed !== null && !method.name.startsWith('dare') ? [`random_seed: ${recipe.randomSeed} (no method here draws random numbers)`] : []),
-        ...(method.name.startsWith('dare') ? [`DARE masks: counter-based (splitmix64) generator keyed by random_seed ${recipe.randomSeed ?? 0}, tensor name, model index and element index`] : []),
-      ],
-      recipe: recipeJson,
-    });
+    await finishRecipeOutput(model, recipe, ckpts, planned);
     await tx.commit(options.signal);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     return {
@@ -127,8 +109,42 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   }
 }
 
-function isRecipe(x: unknown): x is Recipe {
+/** A parsed recipe (the API also takes YAML text or a plain object). */
+export function isRecipe(x: unknown): x is Recipe {
   return typeof x === 'object' && x !== null && Array.isArray((x as Recipe).slices) && (x as Recipe).modelParameters instanceof Map;
+}
+
+/** The recipe as the output records it (safetensors metadata and model card). */
+function recipeRecord(recipe: Recipe): Record<string, unknown> {
+  return { method: recipe.method, recipe: recipe.document, weightmix: VERSION };
+}
+
+/** The metadata of every output shard's header. */
+export function recipeMetadata(recipe: Recipe): Record<string, string> {
+  return { format: 'pt', weightmix: JSON.stringify(recipeRecord(recipe)) };
+}
+
+/** The files beside the shards: index, config and tokenizer (layer count fixed for stacks), model card. */
+export async function finishRecipeOutput(model: PlannedModel, recipe: Recipe, ckpts: Checkpoint[], planned: RecipePlan): Promise<void> {
+  const method = methodFor(recipe.method);
+  const outDtype: FloatDtype | undefined = recipe.outDtype ?? recipe.dtype ?? undefined;
+  const { layers, layerSources } = planned;
+  await writeIndex(model);
+  const from = ckpts[recipe.tokenizerSource];
+  await copySidecars(from, model.dir, outDtype);
+  await fixLayerCount(model.dir, from, layers, layerSources.map((s) => ckpts[s.model].config), layerSources);
+  await writeModelCard(model.dir, {
+    title: `${recipe.method} merge of ${recipe.modelNames.map((n) => path.basename(n)).join(', ')}`,
+    sources: recipe.models.map((dir, i) => ({ role: i === recipe.base ? 'base model' : `model ${i}`, dir })),
+    lines: [
+      `merge_method: ${recipe.method}, from a mergekit recipe (${recipe.form} form)`,
+      'arithmetic in f32, one round-to-nearest-even to the output dtype (the recipe\'s dtype sets only the output dtype when out_dtype is absent)',
+      `config, tokenizer and templates from ${recipe.modelNames[recipe.tokenizerSource]}`,
+      ...(recipe.randomSeed !== null && !method.name.startsWith('dare') ? [`random_seed: ${recipe.randomSeed} (no method here draws random numbers)`] : []),
+      ...(method.name.startsWith('dare') ? [`DARE masks: counter-based (splitmix64) generator keyed by random_seed ${recipe.randomSeed ?? 0}, tensor name, model index and element index`] : []),
+    ],
+    recipe: recipeRecord(recipe),
+  });
 }
 
 /** A stacked (passthrough) model has another depth: config.json says so. */
