@@ -48,6 +48,12 @@ describe('evaluateSetting (mergekit evaluate_setting)', () => {
     expect(evaluateSetting('model.layers.3.mlp.up_proj.weight', s, 0.5)).toBeCloseTo(0.5, 15);
     expect(evaluateSetting('model.norm.weight', s, 0)).toBe(0.9);
   });
+  test("filter '*' is mergekit's wildcard: it matches every tensor, not the literal substring '*'", () => {
+    const s = validateSetting([{ filter: 'mlp', value: 0.3 }, { filter: '*', value: 0.6 }, { value: 0.9 }], 'p');
+    expect(evaluateSetting('model.layers.0.self_attn.q_proj.weight', s, 0)).toBe(0.6);
+    expect(evaluateSetting('model.embed_tokens.weight', s, 0)).toBe(0.6);
+    expect(evaluateSetting('model.layers.0.mlp.up_proj.weight', s, 0)).toBe(0.3);
+  });
   test('a conditional list with no matching entry yields nothing (the next level decides)', () => {
     expect(evaluateSetting('model.norm.weight', [{ filter: 'mlp', value: 1 }], 0)).toBeUndefined();
   });
