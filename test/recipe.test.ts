@@ -114,7 +114,31 @@ describe('output tensors of a recipe', () => {
     const l4 = tensors.find((t) => t.name === 'model.layers.4.mlp.up_proj.weight')!;
     expect(l4.sources).toEqual([{ model: 1, name: 'model.layers.2.mlp.up_proj.weight' }]);
     expect(l4.scope.t).toBe(0.5);
-    expect(tensors.find((t) => t.name === 'lm_head.weight')!.sources).toEqual([{ model: 0, name: 'lm_head.weight' }]);
+    // mergekit: embeddings from the first slice, final norm and lm_head from the last.
+    expect(tensors.find((t) => t.name === 'model.embed_tokens.weight')!.sources).toEqual([{ model: 0, name: 'model.embed_tokens.weight' }]);
+    expect(tensors.find((t) => t.name === 'model.norm.weight')!.sources).toEqual([{ model: 1, name: 'model.norm.weight' }]);
+    expect(tensors.find((t) => t.name === 'lm_head.weight')!.sources).toEqual([{ model: 1, name: 'lm_head.weight' }]);
+  });
+
+  test('slices: form: tensors outside the layers take the first slice (embeddings) or the last (norm, head), with their per-source and slice parameters', () => {
+    const r = parseRecipe({
+      merge_method: 'linear',
+      parameters: { weight: 9 },
+      slices: [
+        { sources: [{ model: A, layer_range: [0, 2], parameters: { weight: 0.25 } }, { model: B, layer_range: [0, 2], parameters: { weight: 0.75 } }] },
+        { sources: [{ model: A, layer_range: [2, 4] }, { model: C, layer_range: [2, 4], parameters: { weight: 0.5 } }], parameters: { weight: 0.1 } },
+      ],
+    });
+    const { tensors } = planOutputTensors(r, [fakeCheckpoint(A, 4), fakeCheckpoint(B, 4), fakeCheckpoint(C, 4)]);
+    const embed = tensors.find((t) => t.name === 'model.embed_tokens.weight')!;
+    expect(embed.sources.map((s) => s.model)).toEqual([0, 1]);
+    expect([lookupParameter(embed.scope, 'weight', 0), lookupParameter(embed.scope, 'weight', 1)]).toEqual([0.25, 0.75]);
+    for (const name of ['model.norm.weight', 'lm_head.weight']) {
+      const t = tensors.find((x) => x.name === name)!;
+      expect(t.sources.map((s) => s.model)).toEqual([0, 2]);
+      expect([lookupParameter(t.scope, 'weight', 0), lookupParameter(t.scope, 'weight', 2)]).toEqual([0.1, 0.5]);
+      expect(t.scope.t).toBe(0);
+    }
   });
 
   test('non-layer tensors take gradients at t = 0 and the models: form per-model parameters', () => {

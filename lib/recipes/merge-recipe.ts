@@ -16,7 +16,7 @@ import { NativeDtype, NativeJob, runPlan } from '../engine/native';
 import { EngineOptions, parseBlockBytes, parseDevice, parseThreads } from '../options';
 import { OutputTransaction } from '../engine/output';
 import { FloatDtype, isFloatDtype, MergePlan, planMerge, TensorRecipe } from '../engine/plan';
-import { parseRecipe, ParseRecipeOptions, Recipe } from './recipe';
+import { parseRecipe, ParseRecipeOptions, Recipe, RecipeSlice } from './recipe';
 import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
 import { SafetensorsDtype, SafetensorsHeader } from '../format/safetensors';
 import { resolveSparse, SparseTensor } from './sparsify';
@@ -117,20 +117,27 @@ export function planOutputTensors(recipe: Recipe, ckpts: Checkpoint[]): { tensor
     }
   });
 
-  // Tensors outside the layers: from the layout model's names, parameters at t = 0 (mergekit's rule).
+  // Tensors outside the layers (mergekit's pre and post weights), at t = 0: the embeddings from the
+  // first slice (its models and parameters), the final norm and lm_head from the last slice's.
   const layoutModel = recipe.base ?? recipe.slices[0].sources[0].model;
-  const allModels = [...new Set([...recipe.slices.flatMap((s) => s.sources.map((x) => x.model)), ...(usesBase ? [recipe.base!] : [])])];
-  const outsideModels = method.name === 'passthrough' ? [layoutModel] : allModels;
+  const outsideOf = (slice: RecipeSlice) => {
+    const models = slice.sources.map((s) => s.model);
+    if (usesBase && !models.includes(recipe.base!)) models.push(recipe.base!);
+    return { models, modelParams: new Map<number, ParameterMap>(slice.sources.map((s) => [s.model, s.parameters])), sliceParams: slice.parameters };
+  };
+  const firstSlice = outsideOf(recipe.slices[0]);
+  const lastSlice = outsideOf(recipe.slices[recipe.slices.length - 1]);
   const before: OutputTensor[] = [];
   const after: OutputTensor[] = [];
   for (const name of ckpts[layoutModel].names) {
     const cls = classifyTensor(name);
     if (cls.layer !== null) continue;
+    const from = cls.module === 'embed' ? firstSlice : lastSlice;
     const entry: OutputTensor = {
       name,
       layer: null,
-      sources: outsideModels.map((model) => ({ model, name })),
-      scope: { tensorName: name, t: 0, modelParams: recipe.modelParameters, globalParams: recipe.parameters },
+      sources: from.models.map((model) => ({ model, name })),
+      scope: { tensorName: name, t: 0, modelParams: from.modelParams, sliceParams: from.sliceParams, globalParams: recipe.parameters },
     };
     (cls.module === 'embed' ? before : after).push(entry);
   }
