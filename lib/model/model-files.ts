@@ -5,7 +5,7 @@ import { Checkpoint, INDEX_FILE } from './checkpoint';
 import { confinedRealPath } from './paths';
 import { FloatDtype, PlannedModel } from '../engine/plan';
 
-const TORCH_DTYPE: Record<FloatDtype, string> = { BF16: 'bfloat16', F16: 'float16', F32: 'float32' };
+export const TORCH_DTYPE: Record<FloatDtype, string> = { BF16: 'bfloat16', F16: 'float16', F32: 'float32' };
 
 /** index.json rebuilt from what was planned and written: total_size is the tensor bytes, as HF writes it. */
 export async function writeIndex(model: PlannedModel): Promise<void> {

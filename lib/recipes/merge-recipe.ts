@@ -11,7 +11,7 @@ import type { ResolvedDevice } from '../engine/device';
 import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
 import { InputFiles } from '../engine/input-files';
 import { methodFor, MethodTensor, PairMoments, TensorCoefficients } from './methods';
-import { copySidecars, writeIndex, writeModelCard } from '../model/model-files';
+import { copySidecars, TORCH_DTYPE, writeIndex, writeModelCard } from '../model/model-files';
 import { NativeDtype, NativeJob, runPlan } from '../engine/native';
 import { EngineOptions, parseBlockBytes, parseDevice, parseThreads } from '../options';
 import { OutputTransaction } from '../engine/output';
@@ -20,6 +20,8 @@ import { parseRecipe, ParseRecipeOptions, Recipe, RecipeSlice } from './recipe';
 import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
 import { SafetensorsDtype, SafetensorsHeader } from '../format/safetensors';
 import { resolveSparse, SparseTensor } from './sparsify';
+import { configDtype, tensorOutputDtype } from './output-dtype';
+import { firstRows, isEmbeddingMatrix, setConfigVocabSize, vocabularyRows } from './tokenizer-source';
 import { classifyTensor } from '../model/tensor-names';
 import { VERSION } from '../version';
 
@@ -151,7 +153,12 @@ function viewOf(ckpt: Checkpoint, tensors: Map<string, TensorLocation>): Checkpo
 
 /** The output's shards: the layout model's own when the names are the same, else ≤ 5 GB shards in output order. */
 function outputLayout(layoutCkpt: Checkpoint, out: OutputTensor[], first: (t: OutputTensor) => TensorLocation): Checkpoint {
-  const same = out.length === layoutCkpt.names.length && out.every((t) => layoutCkpt.tensors.has(t.name));
+  const sameShape = (t: OutputTensor) => {
+    const a = layoutCkpt.tensors.get(t.name)?.shape;
+    const b = first(t).shape;
+    return a !== undefined && a.length === b.length && a.every((d, i) => d === b[i]);
+  };
+  const same = out.length === layoutCkpt.names.length && out.every(sameShape);
   if (same) return layoutCkpt;
   const groups: OutputTensor[][] = [[]];
   let bytes = 0;
@@ -209,6 +216,11 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
       views[s.model].set(t.name, loc);
     }
   }
+  // tokenizer_source: embed_tokens and lm_head cut to the vocabulary's rows (mergekit's rebuild, where it is a cut).
+  const vocabRows = vocabularyRows(recipe, ckpts);
+  if (vocabRows !== null) {
+    for (const t of out) if (isEmbeddingMatrix(t.name)) for (const s of t.sources) views[s.model].set(t.name, firstRows(views[s.model].get(t.name)!, vocabRows));
+  }
   const float = (t: OutputTensor) => t.sources.every((s) => isFloatDtype(views[s.model].get(t.name)!.dtype));
 
   // First pass: the moments the method asks for (slerp angles, model_stock cosines).
@@ -249,8 +261,9 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   };
 
   const outDtypeOf = (t: OutputTensor): SafetensorsDtype => {
-    const d = views[t.sources[0].model].get(t.name)!.dtype;
-    return isFloatDtype(d) ? (recipe.outDtype ?? recipe.dtype ?? d) : d;
+    const dtypes = t.sources.map((s) => views[s.model].get(t.name)!.dtype);
+    const base = method.resultInBaseDtype && recipe.base !== null ? t.sources.findIndex((s) => s.model === recipe.base) : -1;
+    return tensorOutputDtype(dtypes, base >= 0 ? dtypes[base] : null, recipe.outDtype ?? recipe.dtype);
   };
   const recipes = new Map<string, TensorRecipe>();
   const sparse: SparseTensor[] = [];
@@ -276,7 +289,6 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   const layoutIndex = recipe.models.length;
   const layoutModel = recipe.base ?? recipe.slices[0].sources[0].model;
   const layout = outputLayout(ckpts[layoutModel], out, (t) => views[t.sources[0].model].get(t.name)!);
-  const outDtype: FloatDtype | undefined = recipe.outDtype ?? recipe.dtype ?? undefined;
   const recipeJson = { method: recipe.method, recipe: recipe.document, weightmix: VERSION };
 
   const tx = await OutputTransaction.begin(outDir, { force: options.force, notice: options.onNotice, reads: ckpts.flatMap(pathsRead) });
@@ -291,7 +303,11 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
     const model = plan.models[0];
     await writeIndex(model);
     const from = ckpts[recipe.tokenizerSource];
-    await copySidecars(from, model.dir, outDtype);
+    // config.json states the dtype of the tensors written (mergekit: F32 tensors from an F32 base are said to be F32).
+    const written = configDtype(out.map((t) => ({ dtype: recipes.get(t.name)!.dtype, elements: views[t.sources[0].model].get(t.name)!.elementCount })));
+    const stated = from.config?.dtype ?? from.config?.torch_dtype;
+    await copySidecars(from, model.dir, written && stated !== TORCH_DTYPE[written] ? written : undefined);
+    if (vocabRows !== null) await setConfigVocabSize(model.dir, vocabRows);
     await fixLayerCount(model.dir, from, layers, layerSources.map((s) => ckpts[s.model].config), layerSources);
     await writeModelCard(model.dir, {
       title: `${recipe.method} merge of ${recipe.modelNames.map((n) => path.basename(n)).join(', ')}`,
@@ -300,6 +316,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
         `merge_method: ${recipe.method}, from a mergekit recipe (${recipe.form} form)`,
         'arithmetic in f32, one round-to-nearest-even to the output dtype (the recipe\'s dtype sets only the output dtype when out_dtype is absent)',
         `config, tokenizer and templates from ${recipe.modelNames[recipe.tokenizerSource]}`,
+        ...(vocabRows !== null ? [`embed_tokens and lm_head cut to the ${vocabRows} rows of that tokenizer's vocabulary (tokenizer_source, as mergekit rebuilds them)`] : []),
         ...(recipe.randomSeed !== null && !method.name.startsWith('dare') ? [`random_seed: ${recipe.randomSeed} (no method here draws random numbers)`] : []),
         ...(method.name.startsWith('dare') ? [`DARE masks: counter-based (splitmix64) generator keyed by random_seed ${recipe.randomSeed ?? 0}, tensor name, model index and element index`] : []),
       ],

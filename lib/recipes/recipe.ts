@@ -41,6 +41,8 @@ export interface Recipe {
   outDtype: FloatDtype | null;
   /** Model index whose config, tokenizer and templates the output gets. */
   tokenizerSource: number;
+  /** With `tokenizer_source` given: the model whose vocabulary the embeddings are rebuilt for (mergekit); else null. */
+  vocabularyFrom: number | null;
   randomSeed: number | null;
   /** The recipe as read, for the model card. */
   document: unknown;
@@ -240,7 +242,7 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     if (ts === 'base') {
       if (base === null) throw recipeError("tokenizer_source: 'base' needs a base_model");
     } else if (ts === 'union' || (typeof ts === 'object')) {
-      throw new WeightmixError('UnsupportedRecipe', `tokenizer_source: ${JSON.stringify(ts)} is not supported (weightmix copies one model's tokenizer: 'base' or a model folder)`);
+      throw new WeightmixError('UnsupportedRecipe', `tokenizer_source: ${JSON.stringify(ts)} is not supported (weightmix takes one model's vocabulary: 'base' or a model folder)`);
     } else {
       const i = models.indexOf(resolveModelPath(expand(ts, 'tokenizer_source'), baseDir, 'tokenizer_source'));
       if (i < 0) throw recipeError(`tokenizer_source: ${String(ts)} is not one of the recipe's models`);
@@ -266,6 +268,7 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     dtype: dtypeOf(top.dtype, 'dtype'),
     outDtype: dtypeOf(top.out_dtype, 'out_dtype'),
     tokenizerSource,
+    vocabularyFrom: top.tokenizer_source === undefined || top.tokenizer_source === null ? null : tokenizerSource,
     randomSeed,
     document: doc,
   };

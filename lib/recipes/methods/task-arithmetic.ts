@@ -12,6 +12,7 @@ import { MergeMethod } from './method';
 
 export const taskArithmetic: MergeMethod = {
   name: 'task_arithmetic',
+  resultInBaseDtype: true,
   parameters: ['weight', 'normalize', 'lambda', 'int8_mask', 'rescale', 'density'],
   validate(recipe) {
     if (recipe.base === null) throw new WeightmixError('InvalidRecipe', 'task_arithmetic needs a base_model (task vectors are differences from it)');
