@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
-import { readTensorValues } from '../lib/format/tensor-data';
+import { readTensorBytes, readTensorValues } from '../lib/format/tensor-data';
 import { SafetensorsDtype } from '../lib/format/safetensors';
 import { qwen3Names, randomTensor, rng, TensorSpec, writeModel } from './helpers/models';
 import { taskArithmeticRef } from './reference/merge-methods';
@@ -190,4 +190,24 @@ describe('tokenizer_source: the embeddings are rebuilt for that vocabulary (merg
     const [c, d] = await pair(33, [vocabulary(41), vocabulary(41)]);
     await expect(merge(parseRecipe(recipe(c, d, { tokenizer_source: c })), { output: path.join(dir, `out-${counter++}`) })).rejects.toThrow(/ids up to 40, past its config vocab_size 40/);
   });
+});
+
+test('F8_E4M3FNUZ and F8_E5M2FNUZ tensors are read and copied byte for byte (the engine computes on F32, F16 and BF16 only)', async () => {
+  const next = rng(41);
+  const specs = [...qwen3Names(1), { name: 'model.layers.0.mlp.down_proj.weight_scale', shape: [4, 6] }, { name: 'model.layers.0.mlp.up_proj.weight_scale', shape: [5] }];
+  const fp8 = (name: string): SafetensorsDtype => (name.endsWith('down_proj.weight_scale') ? 'F8_E4M3FNUZ' : name.endsWith('up_proj.weight_scale') ? 'F8_E5M2FNUZ' : 'BF16');
+  const models = await Promise.all(
+    [0, 1].map(async (k) => {
+      const d = path.join(dir, `fnuz-${k}`);
+      await writeModel(d, specs, 1, fp8, (spec, dt) => (dt === 'BF16' ? randomTensor('BF16', count(spec), next) : Buffer.from(Array.from({ length: count(spec) }, () => Math.floor(next() * 256)))), `f${k}`);
+      return d;
+    }),
+  );
+  const out = path.join(dir, `out-${counter++}`);
+  await merge(parseRecipe({ merge_method: 'linear', models: models.map((model) => ({ model, parameters: { weight: 0.5 } })) }), { output: out, threads: 2 });
+  const [o, first] = await Promise.all([openCheckpoint(out), openCheckpoint(models[0])]);
+  for (const name of ['model.layers.0.mlp.down_proj.weight_scale', 'model.layers.0.mlp.up_proj.weight_scale']) {
+    expect(o.tensors.get(name)!.dtype).toBe(fp8(name));
+    expect(await readTensorBytes(o.tensors.get(name)!)).toEqual(await readTensorBytes(first.tensors.get(name)!));
+  }
 });

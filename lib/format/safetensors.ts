@@ -6,7 +6,12 @@
  * - duplicate JSON keys and extra fields in a tensor entry are refused (serde keeps the last / ignores them);
  * - integers above 2^53 − 1 are InvalidHeaderDeserialization: a double cannot hold them, so they are
  *   refused rather than rounded (the crate, in u64, reports ValidationOverflow later);
- * - element counts above 2^53 − 1 are ValidationOverflow even where the crate's u64 byte size would fit.
+ * - element counts above 2^53 − 1 are ValidationOverflow even where the crate's u64 byte size would fit;
+ * - a tensor entry written as a JSON array (`["F32", [2], [0, 8]]`, which serde reads as the struct's
+ *   fields in order) and a dtype written as an externally tagged unit variant (`{"F32": null}`) are
+ *   InvalidHeaderDeserialization: no writer produces them, and each would be a second spelling to check.
+ * Every dtype of the crate (0.8: 22, the FNUZ F8 variants included) is read; the engine computes only on
+ * F32, F16 and BF16 and copies the bytes of every other dtype.
  */
 import { isUtf8 } from 'node:buffer';
 import { open, writeFile, type FileHandle } from 'node:fs/promises';
@@ -15,12 +20,12 @@ import { parseJsonStrict } from './json-strict';
 
 /** Every element type of the safetensors format (the Rust crate's `Dtype`, in its order). */
 export type SafetensorsDtype =
-  | 'BOOL' | 'F4' | 'F6_E2M3' | 'F6_E3M2' | 'U8' | 'I8' | 'F8_E5M2' | 'F8_E4M3' | 'F8_E8M0'
+  | 'BOOL' | 'F4' | 'F6_E2M3' | 'F6_E3M2' | 'U8' | 'I8' | 'F8_E5M2' | 'F8_E4M3' | 'F8_E8M0' | 'F8_E4M3FNUZ' | 'F8_E5M2FNUZ'
   | 'I16' | 'U16' | 'F16' | 'BF16' | 'I32' | 'U32' | 'F32' | 'C64' | 'F64' | 'I64' | 'U64';
 
 /** Bits per element, as the crate's `Dtype::bitsize`; F4 and F6 pack several elements per byte. */
 export const DTYPE_BITS: Record<SafetensorsDtype, number> = Object.freeze({
-  BOOL: 8, F4: 4, F6_E2M3: 6, F6_E3M2: 6, U8: 8, I8: 8, F8_E5M2: 8, F8_E4M3: 8, F8_E8M0: 8,
+  BOOL: 8, F4: 4, F6_E2M3: 6, F6_E3M2: 6, U8: 8, I8: 8, F8_E5M2: 8, F8_E4M3: 8, F8_E8M0: 8, F8_E4M3FNUZ: 8, F8_E5M2FNUZ: 8,
   I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32, F32: 32, C64: 64, F64: 64, I64: 64, U64: 64,
 });
 
