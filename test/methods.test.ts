@@ -197,7 +197,7 @@ test('the CLI: weightmix merge RECIPE.yml -o OUT writes the model; a refused rec
   const write = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
   try {
     expect(await main(['node', 'weightmix', 'merge', file, '-o', path.join(dir, 'cli-della')])).toBe(1);
-    expect(String(write.mock.calls[0][0])).toMatch(/^weightmix: error: merge_method della is not supported yet/);
+    expect(String(write.mock.calls[0][0])).toMatch(/^weightmix: error: merge_method della is not supported: its drop probabilities/);
   } finally {
     write.mockRestore();
   }

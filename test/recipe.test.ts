@@ -230,8 +230,8 @@ describe('refusals name what they refuse', () => {
     refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1], weight: 2 }] }] }, /slices\[0\].sources\[0\]: unsupported key 'weight'/);
     refuses(lin({ parameters: { weight: [{ filter: 'mlp', value: 1, extra: 2 }] } }), /unsupported key 'extra'/);
   });
-  test.each(NOT_YET_SUPPORTED)('merge_method %s is not supported yet', (m) => {
-    refuses({ ...lin(), merge_method: m }, new RegExp(`merge_method ${m} is not supported yet`));
+  test.each(NOT_YET_SUPPORTED)('merge_method %s is refused with its reason', (m) => {
+    refuses({ ...lin(), merge_method: m }, new RegExp(`merge_method ${m} is not supported: .* the engine .*\\(weightmix runs .*karcher, multislerp\\)$`));
   });
   test('an unknown merge_method, or none', () => {
     refuses({ ...lin(), merge_method: 'frobnicate' }, /merge_method "frobnicate" is unknown/);
