@@ -50,7 +50,8 @@ export interface Recipe {
 
 const TOP_KEYS = ['models', 'slices', 'merge_method', 'base_model', 'parameters', 'dtype', 'out_dtype', 'tokenizer_source', 'random_seed'];
 const MODEL_KEYS = ['model', 'parameters'];
-const SLICE_KEYS = ['sources', 'parameters'];
+/** residual_weight: mergekit declares it on a slice and never reads it, so it is accepted and does nothing here either. */
+const SLICE_KEYS = ['sources', 'parameters', 'residual_weight'];
 const SOURCE_KEYS = ['model', 'layer_range', 'parameters'];
 const DTYPES: Record<string, FloatDtype> = { bfloat16: 'BF16', float16: 'F16', float32: 'F32' };
 
