@@ -211,3 +211,13 @@ test('F8_E4M3FNUZ and F8_E5M2FNUZ tensors are read and copied byte for byte (the
     expect(await readTensorBytes(o.tensors.get(name)!)).toEqual(await readTensorBytes(first.tensors.get(name)!));
   }
 });
+
+test('int8_mask, rescale and density on task_arithmetic are accepted and change nothing, as in mergekit without sparsification', async () => {
+  const [base, m1] = await family(51, ['BF16', 'BF16']);
+  const outs = [path.join(dir, `out-${counter++}`), path.join(dir, `out-${counter++}`)];
+  const recipe = (extra: Record<string, unknown>, density?: number) => ({ merge_method: 'task_arithmetic', base_model: base, parameters: extra, models: [{ model: m1, parameters: { weight: 0.7, ...(density === undefined ? {} : { density }) } }] });
+  await merge(parseRecipe(recipe({})), { output: outs[0], threads: 2 });
+  await merge(parseRecipe(recipe({ int8_mask: true, rescale: true }, 0.3)), { output: outs[1], threads: 2 });
+  const [a, b] = await Promise.all(outs.map((o) => openCheckpoint(o)));
+  for (const name of a.names) expect(await readTensorBytes(b.tensors.get(name)!)).toEqual(await readTensorBytes(a.tensors.get(name)!));
+});
