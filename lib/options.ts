@@ -2,7 +2,7 @@
 import * as os from 'node:os';
 import { usageError } from './errors';
 import { DeviceChoice, DEVICE_CHOICES } from './engine/device';
-import { FloatDtype, FLOAT_DTYPES } from './engine/plan';
+import { FloatDtype, FLOAT_DTYPES } from './format/dtypes';
 
 export type Numerics = 'exact' | 'mi';
 export const NUMERICS: readonly Numerics[] = ['exact', 'mi'];

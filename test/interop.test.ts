@@ -68,6 +68,7 @@ const withTransformers = testIf(haveTransformers, haveTorch ? 'transformers is n
 
 interface RunResult {
   status: number | null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the Python checkers' JSON lines, read field by field
   json: any[];
   stderr: string;
 }

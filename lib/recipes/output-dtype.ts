@@ -2,8 +2,7 @@
  * The dtype of each merged tensor when the recipe names none, as mergekit writes it, and the one
  * dtype config.json states for the tensors actually written.
  */
-import { FloatDtype, isFloatDtype } from '../engine/plan';
-import type { SafetensorsDtype } from '../format/safetensors';
+import { FloatDtype, isFloatDtype, SafetensorsDtype } from '../format/dtypes';
 
 /** torch's type promotion among float dtypes: F32 wins, and BF16 with F16 is F32. */
 export function promoteFloat(dtypes: readonly FloatDtype[]): FloatDtype {

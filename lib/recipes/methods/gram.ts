@@ -19,9 +19,9 @@ export function gramMatrix(models: readonly number[], moments: (a: number, b: nu
   for (let i = 0; i < n; i++) {
     for (let j = i + 1; j < n; j++) {
       const m = moments(models[i], models[j]);
-      g[i][i] = m.aa;
-      g[j][j] = m.bb;
-      g[i][j] = g[j][i] = m.ab;
+      g[i][i] = m.sumSqA;
+      g[j][j] = m.sumSqB;
+      g[i][j] = g[j][i] = m.sumAB;
     }
   }
   return g;
@@ -30,10 +30,10 @@ export function gramMatrix(models: readonly number[], moments: (a: number, b: nu
 /** G[i][j] = ⟨x_i − b, x_j − b⟩ from ‖x_i − b‖² and ‖x_i − x_j‖² (pairs (base, i) and allPairs(models)). */
 export function deltaGramMatrix(base: number, models: readonly number[], moments: (a: number, b: number) => PairMoments): number[][] {
   const n = models.length;
-  const sq = models.map((m) => moments(base, m).dd);
+  const sq = models.map((m) => moments(base, m).sumSqDiff);
   const g = Array.from({ length: n }, (_, i) => Array.from({ length: n }, (__, j) => (i === j ? sq[i] : 0)));
   for (let i = 0; i < n; i++) {
-    for (let j = i + 1; j < n; j++) g[i][j] = g[j][i] = (sq[i] + sq[j] - moments(models[i], models[j]).dd) / 2;
+    for (let j = i + 1; j < n; j++) g[i][j] = g[j][i] = (sq[i] + sq[j] - moments(models[i], models[j]).sumSqDiff) / 2;
   }
   return g;
 }
