@@ -1,6 +1,7 @@
 /** The flags `interpolate` and `sweep` share, read back into the library's options, and their summary line. */
 import { Command, Option } from 'commander';
 import type { InterpolationCommon, InterpolationSummary } from '../interpolation/interpolate';
+import { FLOAT_DTYPES } from '../format/dtypes';
 import { parseThreads } from '../options';
 import { MODULE_CLASSES } from '../model/tensor-names';
 import { deviceOption, shardFiles, withDevice } from './engine-summary';
@@ -14,7 +15,7 @@ export function addInterpolationOptions(cmd: Command): void {
     .option('--modules <list>', `only these module classes: ${MODULE_CLASSES.join(',')}`)
     .option('--skip-modules <list>', 'all module classes except these (they keep the Instruct weights)')
     .addOption(new Option('--numerics <mode>', 'exact: torch.lerp in f32, one rounding; mi: the paper\'s bf16 script, bit for bit').choices(['exact', 'mi']).default('exact'))
-    .addOption(new Option('--dtype <dtype>', 'output dtype of float tensors (default: the Instruct tensor\'s)').choices(['BF16', 'F16', 'F32', 'bf16', 'f16', 'f32']))
+    .addOption(new Option('--dtype <dtype>', 'output dtype of float tensors (default: the Instruct tensor\'s)').choices([...FLOAT_DTYPES, ...FLOAT_DTYPES.map((d) => d.toLowerCase())]))
     .addOption(new Option('--files-from <model>', 'which model\'s config, tokenizer and chat template to copy').choices(['instruct', 'thinking']).default('thinking'))
     .option('--part <i/n>', 'write only part I of N of the output shards (for Slurm / Kubernetes job arrays)')
     .option('--threads <n>', 'worker threads (default: number of cores)')
