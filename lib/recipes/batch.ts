@@ -179,7 +179,7 @@ export async function mergeBatch(batch: BatchRecipe[], options: BatchMergeOption
       bytesDone += workOf(pass);
       tensorsDone += pass.jobs.length;
     }
-    for (const e of entries) await finishRecipeOutput(e.plan!.models[0], e.recipe, e.ckpts, e.planned);
+    for (const e of entries) await finishRecipeOutput(e.plan!.models[0], e.recipe, e.ckpts, e.planned, e.recipes!);
     for (const tx of begun) await tx.commit(options.signal);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const outputs = entries.map((e) => ({

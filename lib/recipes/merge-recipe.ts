@@ -14,8 +14,10 @@ import { methodFor } from './methods';
 import { copySidecars, writeIndex, writeModelCard } from '../engine/model-files';
 import { EngineOptions, parseBlockBytes, parseDevice, parseThreads } from '../options';
 import { OutputTransaction } from '../engine/output';
-import { planMerge, PlannedModel } from '../engine/plan';
-import type { FloatDtype } from '../format/dtypes';
+import { planMerge, PlannedModel, TensorRecipe } from '../engine/plan';
+import { TORCH_DTYPE_NAMES } from '../format/dtypes';
+import { configDtype } from './output-dtype';
+import { setConfigVocabSize } from './tokenizer-source';
 import { parseRecipe, ParseRecipeOptions, Recipe } from './recipe';
 import { planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
 import { resolveSparse } from './sparsify';
@@ -87,7 +89,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
     });
     const ran = await executeMergePlan(plan, { threads, blockBytes, direct, device }, options);
     const model = plan.models[0];
-    await finishRecipeOutput(model, recipe, ckpts, planned);
+    await finishRecipeOutput(model, recipe, ckpts, planned, recipes);
     await tx.commit(options.signal);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     return {
@@ -125,13 +127,16 @@ export function recipeMetadata(recipe: Recipe): Record<string, string> {
 }
 
 /** The files beside the shards: index, config and tokenizer (layer count fixed for stacks), model card. */
-export async function finishRecipeOutput(model: PlannedModel, recipe: Recipe, ckpts: Checkpoint[], planned: RecipePlan): Promise<void> {
+export async function finishRecipeOutput(model: PlannedModel, recipe: Recipe, ckpts: Checkpoint[], planned: RecipePlan, recipes: ReadonlyMap<string, TensorRecipe>): Promise<void> {
   const method = methodFor(recipe.method);
-  const outDtype: FloatDtype | undefined = recipe.outDtype ?? recipe.dtype ?? undefined;
-  const { layers, layerSources } = planned;
+  const { tensors: out, layers, layerSources, views } = planned;
   await writeIndex(model);
   const from = ckpts[recipe.tokenizerSource];
-  await copySidecars(from, model.dir, outDtype);
+  // config.json states the dtype of the tensors written (mergekit: F32 tensors from an F32 base are said to be F32).
+  const written = configDtype(out.map((t) => ({ dtype: recipes.get(t.name)!.dtype, elements: views[t.sources[0].model].get(t.name)!.elementCount })));
+  const stated: unknown = from.config?.dtype ?? from.config?.torch_dtype;
+  await copySidecars(from, model.dir, written && stated !== TORCH_DTYPE_NAMES[written] ? written : undefined);
+  if (planned.vocabRows !== null) await setConfigVocabSize(model.dir, planned.vocabRows);
   await fixLayerCount(model.dir, from, layers, layerSources.map((s) => ckpts[s.model].config), layerSources);
   await writeModelCard(model.dir, {
     title: `${recipe.method} merge of ${recipe.modelNames.map((n) => path.basename(n)).join(', ')}`,
@@ -140,6 +145,7 @@ export async function finishRecipeOutput(model: PlannedModel, recipe: Recipe, ck
       `merge_method: ${recipe.method}, from a mergekit recipe (${recipe.form} form)`,
       'arithmetic in f32, one round-to-nearest-even to the output dtype (the recipe\'s dtype sets only the output dtype when out_dtype is absent)',
       `config, tokenizer and templates from ${recipe.modelNames[recipe.tokenizerSource]}`,
+      ...(planned.vocabRows !== null ? [`embed_tokens and lm_head cut to the ${planned.vocabRows} rows of that tokenizer's vocabulary (tokenizer_source, as mergekit rebuilds them)`] : []),
       ...(recipe.randomSeed !== null && !method.name.startsWith('dare') ? [`random_seed: ${recipe.randomSeed} (no method here draws random numbers)`] : []),
       ...(method.name.startsWith('dare') ? [`DARE masks: counter-based (splitmix64) generator keyed by random_seed ${recipe.randomSeed ?? 0}, tensor name, model index and element index`] : []),
     ],
