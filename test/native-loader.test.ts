@@ -124,6 +124,7 @@ describe('loadAddon', () => {
     const real = process.env.WEIGHTMIX_ADDON ?? path.join(ROOT, LOCAL);
     fs.mkdirSync(path.join(dir, 'prebuilds/linux-x64'), { recursive: true });
     fs.copyFileSync(real, path.join(dir, PREBUILD));
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- a .node addon at a path known only at run time
     const { addon, loaded } = loadAddon(dir, linuxX64(), {}, (file) => require(file) as { info(): { simd: string } });
     expect(loaded.kind).toBe('prebuilt');
     expect(typeof addon.info().simd).toBe('string');
