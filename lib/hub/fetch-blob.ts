@@ -170,14 +170,20 @@ async function receive(req: BlobRequest, res: http.IncomingMessage, fh: fs.promi
     onWritten(flushed += bytes);
   };
   const limit = req.file.size;
-  for await (const chunk of res as AsyncIterable<Buffer>) {
-    if (written + chunk.length > limit) throw new WeightmixError('HubVerificationFailed', `${req.ref.repo}: ${req.file.path}: the server sent more than the ${limit} bytes the listing gives`);
-    hash.update(chunk);
-    batch.push(chunk);
-    batchBytes += chunk.length;
-    written += chunk.length;
-    req.onBytes(chunk.length);
-    if (batchBytes >= WRITE_BATCH) await flush();
+  try {
+    for await (const chunk of res as AsyncIterable<Buffer>) {
+      if (written + chunk.length > limit) throw new WeightmixError('HubVerificationFailed', `${req.ref.repo}: ${req.file.path}: the server sent more than the ${limit} bytes the listing gives`);
+      hash.update(chunk);
+      batch.push(chunk);
+      batchBytes += chunk.length;
+      written += chunk.length;
+      req.onBytes(chunk.length);
+      if (batchBytes >= WRITE_BATCH) await flush();
+    }
+  } catch (e) {
+    // What arrived before the connection broke is good data (TCP keeps order): keep it for the resume.
+    if (!(e instanceof WeightmixError)) await flush();
+    throw e;
   }
   await flush();
   if (!res.complete) throw new TransferInterrupted(`${req.ref.repo}: the transfer of ${req.file.path} broke off`);

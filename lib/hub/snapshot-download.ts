@@ -47,7 +47,8 @@ export async function downloadSnapshot(env: HubEnvironment, ref: HubReference, p
   if (needed.length === 0) throw new WeightmixError('HubNoModel', `${formatReference(ref)} has no safetensors weights or tokenizer files a merge could use`);
   const index = needed.find((f) => f.path === HUB_INDEX_FILE);
   if (index) {
-    await fetch(needed.filter((f) => f === index || f.size < 1 << 20));
+    // The index alone first, without a bar of its own: it names the shards, and so the bytes the one bar counts.
+    await fetchFiles(env, ref, commit, [index], { ...hooks, onDownload: undefined });
     const shards = readIndexShards(path.join(dir, HUB_INDEX_FILE));
     const listed = new Set(listing.map((f) => f.path));
     const missing = [...shards].filter((s) => !listed.has(s));

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { Checkpoint, INDEX_FILE } from './checkpoint';
 import { confinedRealPath } from './paths';
 import { FloatDtype, PlannedModel } from '../engine/plan';
+import type { HubSource } from '../hub/resolve';
 
 const TORCH_DTYPE: Record<FloatDtype, string> = { BF16: 'bfloat16', F16: 'float16', F32: 'float32' };
 
@@ -37,19 +38,20 @@ export async function copySidecars(from: Checkpoint, dir: string, dtype: FloatDt
 
 export interface ModelCard {
   title: string;
-  sources: { role: string; dir: string }[];
+  /** `hub`: the source came from the hub; the card names its repo and commit. */
+  sources: { role: string; dir: string; hub?: HubSource }[];
   lines: string[];
   recipe: Record<string, unknown>;
 }
 
 export async function writeModelCard(dir: string, card: ModelCard): Promise<void> {
-  const front = ['---', 'library_name: transformers', 'tags:', '- merge', '- weightmix', 'base_model:', ...card.sources.map((s) => `- ${s.dir}`), '---'];
+  const front = ['---', 'library_name: transformers', 'tags:', '- merge', '- weightmix', 'base_model:', ...card.sources.map((s) => `- ${s.hub?.repo ?? s.dir}`), '---'];
   const body = [
     `# ${card.title}`,
     '',
     'Merged with [weightmix](https://www.npmjs.com/package/weightmix).',
     '',
-    ...card.sources.map((s) => `- ${s.role}: \`${s.dir}\``),
+    ...card.sources.map((s) => `- ${s.role}: ${describeSource(s)}`),
     ...card.lines.map((l) => `- ${l}`),
     '',
     '## Recipe',
@@ -60,4 +62,14 @@ export async function writeModelCard(dir: string, card: ModelCard): Promise<void
     '',
   ];
   await fs.promises.writeFile(path.join(dir, 'README.md'), [...front, ...body].join('\n'));
+}
+
+/** "`ORG/NAME` at commit SHA (revision main)" for a hub source, the folder otherwise. */
+function describeSource(s: { dir: string; hub?: HubSource }): string {
+  return s.hub ? `\`${s.hub.repo}\` at commit \`${s.hub.commit}\` (revision \`${s.hub.revision}\`)` : `\`${s.dir}\``;
+}
+
+/** A source's short name: `ORG/NAME` for a hub model, the folder's name otherwise. */
+export function modelName(model: { dir: string; hub?: HubSource }): string {
+  return model.hub?.repo ?? path.basename(model.dir);
 }
