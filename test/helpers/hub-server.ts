@@ -204,8 +204,8 @@ function handle(state: State, req: http.IncomingMessage, res: http.ServerRespons
     }
     const common = { 'x-repo-commit': commit, etag: `"${file.sha256 ?? file.gitOid}"` };
     if (file.sha256) {
-      // LFS: a redirect to the storage, with the sha256 in X-Linked-Etag (the CDN's ETag is something else).
-      res.writeHead(302, { ...common, 'x-linked-etag': `"${file.sha256}"`, 'x-linked-size': String(file.size), location: `/cdn/${file.sha256}/${encodeURIComponent(file.path)}`, 'content-length': '0' }).end();
+      // LFS: a redirect to the storage, another host name as the hub's CDN is (`localhost`: still this server on 127.0.0.1), with the sha256 in X-Linked-Etag (the CDN's ETag is something else).
+      res.writeHead(302, { ...common, 'x-linked-etag': `"${file.sha256}"`, 'x-linked-size': String(file.size), location: `http://localhost:${(req.socket.localPort)}/cdn/${file.sha256}/${encodeURIComponent(file.path)}`, 'content-length': '0' }).end();
       return;
     }
     return serveBytes(state, req, res, file, common);
