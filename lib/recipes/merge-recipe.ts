@@ -5,7 +5,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Checkpoint, layerCount, openCheckpoint, pathsRead, Shard, TensorLocation } from '../model/checkpoint';
+import { Checkpoint, layerCount, pathsRead, Shard, TensorLocation } from '../model/checkpoint';
+import { hubProvenance, openModels } from '../model/open-model';
+import type { DownloadProgress } from '../hub/snapshot-download';
 import { usageError, WeightmixError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
 import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
@@ -29,6 +31,8 @@ export interface MergeOptions extends EngineOptions, ParseRecipeOptions {
   /** Replace an existing output, only after the new one is complete. */
   force?: boolean;
   onProgress?: (p: MergeProgress) => void;
+  /** Progress of a hub download, when a hub id in the recipe is not (wholly) in the cache. */
+  onDownload?: (p: DownloadProgress) => void;
   onNotice?: (message: string) => void;
   signal?: AbortSignal;
 }
@@ -181,7 +185,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   const blockBytes = parseBlockBytes(options.blockBytes);
   const direct = options.direct ?? true;
   const device = parseDevice(options.device);
-  const ckpts = await Promise.all(recipe.models.map((m) => openCheckpoint(m)));
+  const ckpts = await openModels(recipe.models, options);
   const outDir = path.resolve(options.output);
 
   const { tensors: out, layers, layerSources } = planOutputTensors(recipe, ckpts);
@@ -270,7 +274,8 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   const layoutModel = recipe.base ?? recipe.slices[0].sources[0].model;
   const layout = outputLayout(ckpts[layoutModel], out, (t) => views[t.sources[0].model].get(t.name)!);
   const outDtype: FloatDtype | undefined = recipe.outDtype ?? recipe.dtype ?? undefined;
-  const recipeJson = { method: recipe.method, recipe: recipe.document, weightmix: VERSION };
+  const hub = ckpts.some((c) => c.hub) ? ckpts.map(hubProvenance) : undefined;
+  const recipeJson = { method: recipe.method, recipe: recipe.document, hub, weightmix: VERSION };
 
   const tx = await OutputTransaction.begin(outDir, { force: options.force, notice: options.onNotice, reads: ckpts.flatMap(pathsRead) });
   try {
@@ -288,7 +293,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
     await fixLayerCount(model.dir, from, layers, layerSources.map((s) => ckpts[s.model].config), layerSources);
     await writeModelCard(model.dir, {
       title: `${recipe.method} merge of ${recipe.modelNames.map((n) => path.basename(n)).join(', ')}`,
-      sources: recipe.models.map((dir, i) => ({ role: i === recipe.base ? 'base model' : `model ${i}`, dir })),
+      sources: ckpts.map((c, i) => ({ role: i === recipe.base ? 'base model' : `model ${i}`, dir: c.dir, hub: c.hub })),
       lines: [
         `merge_method: ${recipe.method}, from a mergekit recipe (${recipe.form} form)`,
         'arithmetic in f32, one round-to-nearest-even to the output dtype (the recipe\'s dtype sets only the output dtype when out_dtype is absent)',
