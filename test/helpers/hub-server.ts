@@ -274,13 +274,8 @@ function serveBytes(state: State, req: http.IncomingMessage, res: http.ServerRes
       res.once('drain', () => source.resume());
     }
   });
-  source.on('end', () => {
-    if (cut) res.destroy();
-    else res.end();
-  });
-  if (stop === 0) {
-    if (cut) res.destroy();
-  }
+  // A cut: once the bytes before it have reached the kernel, the connection is dropped.
+  source.on('end', () => (cut ? res.write('', () => res.socket?.destroy()) : res.end()));
 }
 
 function bufferStream(data: Buffer): NodeJS.ReadableStream {
