@@ -130,7 +130,7 @@ describe('interpolate with hub ids', () => {
     expect(fs.readFileSync(path.join(out, 'generation_config.json'), 'utf8')).not.toContain('changed');
 
     const missing = await runCli(['interpolate', '--instruct', 'Org/Instruct@main', '--thinking', 'Org/Thinking', '--lambda', '0.5', '-o', path.join(work, 'off-main')], { env: offline });
-    expect(expectOneLineError(missing)).toMatch(/Org\/Instruct is not in the Hugging Face cache .* HF_HUB_OFFLINE=1/);
+    expect(expectOneLineError(missing)).toMatch(/Org\/Instruct is neither a folder here nor in the Hugging Face cache .*, and HF_HUB_OFFLINE=1 forbids downloading it/);
     expect(fs.existsSync(path.join(work, 'off-main'))).toBe(false);
   }, 120_000);
 
@@ -166,11 +166,11 @@ describe('errors: one line, exit 1, no output folder, never the token', () => {
     return line;
   };
   test('unknown repo, unknown revision', async () => {
-    expect(await attempt('Org/Nope')).toMatch(/Org\/Nope is not a model repo on http:\/\/127.0.0.1:\d+ \(or it is private and no token is set/);
+    expect(await attempt('Org/Nope')).toMatch(/Org\/Nope is neither a folder here nor a model repo on http:\/\/127.0.0.1:\d+ \(or it is private and no token is set/);
     expect(await attempt('Org/Instruct@nope')).toMatch(/Org\/Instruct has no revision "nope"/);
   }, 60_000);
   test('private without a valid token; gated without access', async () => {
-    expect(await attempt('Org/Private')).toMatch(/not a model repo .*no token is set \(HF_TOKEN/);
+    expect(await attempt('Org/Private')).toMatch(/nor a model repo .*no token is set \(HF_TOKEN/);
     expect(await attempt('Org/Private', { HF_TOKEN: 'hf_wrongtoken' })).toMatch(/or it is private and the token .* has no access/);
     expect(await attempt('Org/Gated')).toMatch(/Org\/Gated is a gated repo .*accept its conditions/);
     expect(await attempt('Org/Gated', { HF_TOKEN: 'hf_wrongtoken' })).toMatch(/gated repo/);
@@ -180,6 +180,11 @@ describe('errors: one line, exit 1, no output folder, never the token', () => {
     const cdn = server.log.filter((l) => l.url.startsWith('/cdn/'));
     expect(cdn.length).toBeGreaterThan(0);
     expect(cdn.every((l) => !l.authorized)).toBe(true);
+  }, 60_000);
+  test('a listing whose hashes are not hashes (they name files in blobs/) is refused', async () => {
+    const files = filesFromFolder(pair.thinking).map((f) => (f.path === 'config.json' ? { ...f, gitOid: '../../../../evil' } : f));
+    server.repos.set('Org/Evil', repoOf(files));
+    expect(await attempt('Org/Evil')).toMatch(/the listing of Org\/Evil describes "config.json" with an invalid oid, sha256 or size/);
   }, 60_000);
   test('a download that fails verification: removed, never in a snapshot', async () => {
     const env = hfEnv();

@@ -30,7 +30,7 @@ export function refusal(env: HubEnvironment, ref: HubReference, status: number, 
   if (errorCode === 'RevisionNotFound') return new WeightmixError('HubRevisionNotFound', `${ref.repo} has no revision ${JSON.stringify(ref.revision)} on ${env.endpoint}`);
   if (errorCode === 'EntryNotFound') return new WeightmixError('HubFileNotFound', `${name}: ${what || 'a file'} is not in the repo on ${env.endpoint}`);
   if (errorCode === 'RepoNotFound' || status === 404) {
-    return new WeightmixError('HubRepoNotFound', `${ref.repo} is not a model repo on ${env.endpoint} (or it is private and ${noAccess})`);
+    return new WeightmixError('HubRepoNotFound', `${ref.repo} is neither a folder here nor a model repo on ${env.endpoint} (or it is private and ${noAccess})`);
   }
   if (status === 401 || status === 403) return new WeightmixError('HubUnauthorized', `${env.endpoint} refused access to ${ref.repo} (HTTP ${status}): ${noAccess}`);
   return new WeightmixError('HubError', `${env.endpoint} answered HTTP ${status} for ${name}${what ? ` (${what})` : ''}`);
@@ -79,8 +79,12 @@ export async function listRepoFiles(env: HubEnvironment, ref: HubReference, comm
   const files: RepoFile[] = [];
   for await (const entry of listFiles({ repo: { type: 'model', name: ref.repo }, revision: commit, recursive: true, hubUrl: env.endpoint, fetch: hubFetch(env, ref, signal) })) {
     if (entry.type !== 'file') continue;
-    if (typeof entry.oid !== 'string') throw new WeightmixError('HubError', `${env.endpoint}: the listing of ${ref.repo} gives no oid for ${entry.path}`);
-    files.push({ path: entry.path, size: entry.lfs?.size ?? entry.size, gitOid: entry.oid, sha256: entry.lfs?.oid });
+    const file = { path: entry.path, size: entry.lfs?.size ?? entry.size, gitOid: entry.oid as string, sha256: entry.lfs?.oid };
+    // The hashes name files in blobs/ and the size bounds a transfer: nothing else may pass.
+    if (!/^[0-9a-f]{40}$/.test(file.gitOid ?? '') || (file.sha256 !== undefined && !/^[0-9a-f]{64}$/.test(file.sha256)) || !Number.isSafeInteger(file.size) || file.size < 0) {
+      throw new WeightmixError('HubError', `${env.endpoint}: the listing of ${ref.repo} describes ${JSON.stringify(entry.path)} with an invalid oid, sha256 or size`);
+    }
+    files.push(file);
   }
   return files;
 }

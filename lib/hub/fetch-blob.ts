@@ -206,6 +206,6 @@ async function asTransferError(req: BlobRequest, e: unknown, partial: string, wr
   if (typeof err?.syscall === 'string' && err.syscall !== 'read' && !/^E(CONN|PIPE|TIMEDOUT|HOSTUNREACH|NETUNREACH)/.test(err.code ?? '')) {
     return new WeightmixError('IoError', `${req.env.cacheDir}: ${err.message}`, { cause: e });
   }
-  return new TransferInterrupted(`${req.ref.repo}: the transfer of ${req.file.path} broke off after ${written} of ${req.file.size} bytes (${err?.code ?? err?.message}); run again to resume`, e);
+  return new TransferInterrupted(`${req.ref.repo}: the transfer of ${req.file.path} broke off after ${written} of ${req.file.size} bytes (${err?.code ?? err?.message})`, e);
 }
 

@@ -39,7 +39,7 @@ export async function resolveModelReference(reference: string, options: ResolveO
   const source = (s: { dir: string; commit: string }): ModelSource => ({ dir: s.dir, hub: { repo: ref.repo, revision: ref.revision, commit: s.commit } });
   if (env.offline) {
     if (cached) return source(cached);
-    throw new WeightmixError('HubOffline', `${formatReference(ref)} is not in the Hugging Face cache (${env.cacheDir}) and HF_HUB_OFFLINE=1 forbids downloading it`);
+    throw new WeightmixError('HubOffline', `${formatReference(ref)} is neither a folder here nor in the Hugging Face cache (${env.cacheDir}), and HF_HUB_OFFLINE=1 forbids downloading it`);
   }
   try {
     return source(await downloadSnapshot(env, ref, options.purpose ?? 'model', options));

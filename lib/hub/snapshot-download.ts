@@ -119,8 +119,9 @@ async function fetchOne(env: HubEnvironment, ref: HubReference, commit: string, 
         return await fetchBlob({ env, ref, commit, file, blob, signal: hooks.signal, onBytes: (n) => { counted += n; onBytes(n); } });
       } catch (e) {
         onBytes(-counted);
-        if (!(e instanceof TransferInterrupted) || attempt === ATTEMPTS || hooks.signal?.aborted) throw e;
-        hooks.onNotice?.(`${e.message}; resuming (try ${attempt + 1} of ${ATTEMPTS})`.replace('; run again to resume', ''));
+        if (!(e instanceof TransferInterrupted) || hooks.signal?.aborted) throw e;
+        if (attempt === ATTEMPTS) throw new TransferInterrupted(`${e.message}; run again to resume`, e);
+        hooks.onNotice?.(`${e.message}; resuming (try ${attempt + 1} of ${ATTEMPTS})`);
       }
     }
   });
