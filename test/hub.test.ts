@@ -112,6 +112,9 @@ describe('interpolate with hub ids', () => {
     expect(card).toMatch(/base_model:\n- Org\/Instruct\n- Org\/Thinking\n/);
     const meta = JSON.parse((await readSafetensorsHeader(path.join(out, shardFiles(out)[0]))).metadata!.weightmix);
     expect(meta.instruct_hub).toEqual({ repo: 'Org/Instruct', revision: 'main', commit });
+    // The recorded sources are the cache snapshots: verify recomputes from them, offline.
+    const verified = await runCli(['verify', out, '--recompute'], { env: { ...env, HF_HUB_OFFLINE: '1' } });
+    expect([verified.status, verified.stderr]).toEqual([0, '']);
   }, 120_000);
 
   test('offline (HF_HUB_OFFLINE=1) from the cache, with @REVISION; a revision never fetched is a one-line error', async () => {

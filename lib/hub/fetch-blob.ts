@@ -14,6 +14,7 @@ import type { HubEnvironment } from './environment';
 import type { HubReference } from './reference';
 
 const MAX_REDIRECTS = 5;
+const IDLE_TIMEOUT_MS = 60_000;
 /** Received bytes are written in batches of this size: fewer system calls than one per socket chunk. */
 const WRITE_BATCH = 4 << 20;
 
@@ -151,6 +152,8 @@ function get(req: BlobRequest, url: URL, headers: Record<string, string>): Promi
   const client = url.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
     const r = client.get(url, { headers, signal: req.signal }, resolve);
+    // A connection that stalls is a broken transfer (resumed like one), not a hang.
+    r.setTimeout(IDLE_TIMEOUT_MS, () => r.destroy(Object.assign(new Error(`no data for ${IDLE_TIMEOUT_MS / 1000} s`), { code: 'ETIMEDOUT' })));
     r.on('error', reject);
   });
 }
