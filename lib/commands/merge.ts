@@ -9,7 +9,7 @@ export function register(program: Command): void {
   program
     .command('merge')
     .description('merge models by a mergekit YAML recipe (linear, slerp, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, model_stock, passthrough)')
-    .argument('<recipe>', 'mergekit configuration file (YAML); model paths are local folders, relative to the working directory; ${NAME} in a model path is the environment variable NAME (a weightmix extension)')
+    .argument('<recipe>', 'mergekit configuration file (YAML); models are local folders (relative to the working directory) or hub ids ORG/NAME[@REVISION]; ${NAME} in a model path is the environment variable NAME (a weightmix extension)')
     .requiredOption('-o, --output <dir>', 'output model folder (created atomically)')
     .option('--threads <n>', 'worker threads (default: number of cores)')
     .addOption(deviceOption())
