@@ -1,11 +1,12 @@
 /**
  * Download throughput from the local hub imitation (test/helpers/hub-server.ts, in a process of its
  * own): weightmix's downloader (resolve → redirect → sha256-verified blob in the cache) against `curl`
- * of the same file, in the same run. Usage: `npx tsx scripts/hub-throughput.ts [GB=1] [DIR=/dev/shm]`.
+ * of the same file, in the same run, and node:http reading it into nothing (the floor of a Node client). Usage: `npx tsx scripts/hub-throughput.ts [GB=1] [DIR=/dev/shm]`.
  * Loopback only.
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { hubFile, hubFileOnDisk, repoOf, startHubServer } from '../test/helpers/hub-server';
@@ -32,12 +33,17 @@ async function measure() {
     const url = `${endpoint}/Bench/Big/resolve/main/model.safetensors`;
     const curlOut = path.join(base, 'curl.out');
     const size = fs.statSync(file).size;
-    const rows: Record<string, number[]> = { curl: [], weightmix: [] };
+    const rows: Record<string, number[]> = { curl: [], nodeHttpDiscard: [], weightmix: [] };
+    const sha = ((await (await fetch(`${endpoint}/api/models/Bench/Big/tree/main`)).json()) as { lfs: { oid: string } }[])[0].lfs.oid;
     for (let round = 0; round < 2; round++) {
       let t = process.hrtime.bigint();
       await promisify(execFile)('curl', ['-sSfL', '-o', curlOut, url]);
       rows.curl.push(Number(process.hrtime.bigint() - t) / 1e9);
       fs.rmSync(curlOut);
+      // The floor of any Node client: node:http reading the same bytes from the "CDN" and dropping them.
+      t = process.hrtime.bigint();
+      await new Promise<void>((resolve, reject) => http.get(`${endpoint}/cdn/${sha}/model.safetensors`, (res) => res.on('data', () => {}).on('end', resolve)).on('error', reject));
+      rows.nodeHttpDiscard.push(Number(process.hrtime.bigint() - t) / 1e9);
       const cache = path.join(base, 'cache');
       t = process.hrtime.bigint();
       await resolveModelReference('Bench/Big', { env: { HF_ENDPOINT: endpoint, HF_HUB_CACHE: cache, HF_TOKEN: '' } });
