@@ -64,7 +64,7 @@ const shards = (dir: string) => fs.readdirSync(dir).filter((f) => f.endsWith('.s
 
 withHub('a cache written by huggingface_hub (hf snapshot_download) is used offline by weightmix', async () => {
   const cache = path.join(work, 'py-cache');
-  const env = { HF_ENDPOINT: server.endpoint, HF_HUB_CACHE: cache, HF_HUB_DISABLE_XET: '1', HF_HUB_DISABLE_PROGRESS_BARS: '1', HF_TOKEN: '' };
+  const env = { HF_ENDPOINT: server.endpoint, HF_HOME: path.join(work, 'py-home'), HF_HUB_CACHE: cache, HF_HUB_DISABLE_XET: '1', HF_HUB_DISABLE_PROGRESS_BARS: '1', HF_TOKEN: '', HF_HUB_OFFLINE: '0' };
   const dir = await python(hub.python!, "from huggingface_hub import snapshot_download\nprint(snapshot_download('Org/Instruct', revision='v1', allow_patterns=['*.safetensors', '*.json', '*.txt']))", env);
   server.log.length = 0;
   const r = await resolveModelReference('Org/Instruct@v1', { env: { ...env, HF_HUB_OFFLINE: '1' } });
@@ -76,7 +76,7 @@ withHub('a cache written by huggingface_hub (hf snapshot_download) is used offli
 
 withHub('a cache written by weightmix is read by huggingface_hub with local_files_only=True', async () => {
   const cache = path.join(work, 'wm-cache');
-  const env = { HF_ENDPOINT: server.endpoint, HF_HUB_CACHE: cache, HF_TOKEN: '' };
+  const env = { HF_ENDPOINT: server.endpoint, HF_HOME: path.join(work, 'wm-home'), HF_HUB_CACHE: cache, HF_TOKEN: '', HF_HUB_OFFLINE: '0' };
   const r = await resolveModelReference('Org/Instruct', { env });
   const code = [
     'from huggingface_hub import snapshot_download, hf_hub_download, scan_cache_dir',
