@@ -56,6 +56,7 @@ afterAll(async () => {
 beforeEach(() => {
   server.log.length = 0;
   server.cuts.length = 0;
+  server.stalls.length = 0;
   server.corrupt.clear();
 });
 
@@ -248,6 +249,26 @@ describe('resume, locks', () => {
     const second = await runCli(['interpolate', '--instruct', 'Org/Instruct', '--thinking', 'Org/Thinking', '--lambda', '0.5', '-o', out, '-q'], { env });
     expect(second.stderr).toBe('');
     expect(server.log.filter((l) => l.url.includes(shard)).map((l) => l.range ?? null)).toEqual(['bytes=150000-', 'bytes=150000-']);
+  }, 60_000);
+
+  test('SIGINT during a download: exit 130, one line, the partial file kept for a resume, the lock released', async () => {
+    const env = hfEnv();
+    server.stalls.push({ path: shard, afterBytes: 120_000 });
+    const out = path.join(work, 'sigint');
+    const run = startCli(['interpolate', '--instruct', 'Org/Instruct', '--thinking', 'Org/Thinking', '--lambda', '0.5', '-o', out, '--json'], { env });
+    const blobs = path.join(cacheOf(env), 'models--Org--Instruct', 'blobs');
+    const started = Date.now();
+    while (!server.log.some((l) => l.url.startsWith('/cdn/') && l.url.includes(shard)) && Date.now() - started < 20_000) await new Promise((r) => setTimeout(r, 50));
+    // The 120,000 bytes before the stall arrive in well under this (loopback), and stay unflushed until the abort.
+    await new Promise((r) => setTimeout(r, 1500));
+    run.child.kill('SIGINT');
+    const r = await run.done;
+    server.stalls.length = 0;
+    expect([r.status, r.stderr]).toEqual([130, 'weightmix: stopped by SIGINT; nothing was published\n']);
+    expect(fs.existsSync(out)).toBe(false);
+    const partial = fs.readdirSync(blobs).filter((b) => b.endsWith('.incomplete'));
+    expect(partial.map((p) => fs.statSync(path.join(blobs, p)).size)).toEqual([120_000]);
+    expect(fs.readdirSync(path.join(cacheOf(env), '.locks', 'models--Org--Instruct'))).toEqual([]);
   }, 60_000);
 
   test('two processes downloading the same repo: each blob is fetched once, both get the model', async () => {

@@ -53,6 +53,8 @@ export interface HubServer {
   repos: Map<string, HubRepo>;
   log: LoggedRequest[];
   cuts: CutFault[];
+  /** Transfers that stop sending after `afterBytes` and keep the connection open (a hung CDN). */
+  stalls: { path: string; afterBytes: number }[];
   /** Bytes to flip in the content served for a path (a corrupted transfer). */
   corrupt: Set<string>;
   /** Items per page of the tree listing. */
@@ -113,7 +115,7 @@ export function repoOf(files: HubFile[], extraRefs: string[] = []): HubRepo {
 }
 
 export async function startHubServer(repos: Record<string, HubRepo> = {}): Promise<HubServer> {
-  const state = { repos: new Map(Object.entries(repos)), log: [] as LoggedRequest[], cuts: [] as CutFault[], corrupt: new Set<string>(), pageSize: 50 };
+  const state = { repos: new Map(Object.entries(repos)), log: [] as LoggedRequest[], cuts: [] as CutFault[], stalls: [] as { path: string; afterBytes: number }[], corrupt: new Set<string>(), pageSize: 50 };
   const server = http.createServer((req, res) => {
     try {
       handle(state, req, res);
@@ -141,7 +143,7 @@ export async function startHubServer(repos: Record<string, HubRepo> = {}): Promi
   };
 }
 
-type State = { repos: Map<string, HubRepo>; log: LoggedRequest[]; cuts: CutFault[]; corrupt: Set<string>; pageSize: number };
+type State = { repos: Map<string, HubRepo>; log: LoggedRequest[]; cuts: CutFault[]; stalls: { path: string; afterBytes: number }[]; corrupt: Set<string>; pageSize: number };
 
 function fail(res: http.ServerResponse, status: number, code: string | null, message: string): void {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
@@ -257,7 +259,8 @@ function serveBytes(state: State, req: http.IncomingMessage, res: http.ServerRes
   if (req.method === 'HEAD') return void res.end();
   const cut = state.cuts.find((c) => c.path === file.path && c.times > 0 && c.afterBytes >= start && c.afterBytes < start + length);
   if (cut) cut.times--;
-  const stop = cut ? cut.afterBytes - start : length;
+  const stall = state.stalls.find((c) => c.path === file.path && c.afterBytes >= start && c.afterBytes < start + length);
+  const stop = cut ? cut.afterBytes - start : stall ? stall.afterBytes - start : length;
   const corrupt = state.corrupt.has(file.path);
   const source: NodeJS.ReadableStream = file.data
     ? bufferStream(file.data.subarray(start, start + stop))
@@ -275,7 +278,10 @@ function serveBytes(state: State, req: http.IncomingMessage, res: http.ServerRes
     }
   });
   // A cut: once the bytes before it have reached the kernel, the connection is dropped.
-  source.on('end', () => (cut ? res.write('', () => res.socket?.destroy()) : res.end()));
+  source.on('end', () => {
+    if (cut) res.write('', () => res.socket?.destroy());
+    else if (!stall) res.end();
+  });
 }
 
 function bufferStream(data: Buffer): NodeJS.ReadableStream {
