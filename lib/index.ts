@@ -3,7 +3,7 @@ export { WeightmixError, isWeightmixError } from './errors';
 export { openCheckpoint } from './model/checkpoint';
 export type { Checkpoint, TensorLocation, Shard } from './model/checkpoint';
 export { interpolate } from './interpolation/interpolate';
-export type { InterpolateOptions, InterpolationCommon, MergeSummary, MergeProgress } from './interpolation/interpolate';
+export type { InterpolateOptions, InterpolationCommon, InterpolationSummary, MergeSummary, MergeProgress } from './interpolation/interpolate';
 export { sweep, parseLambdaList, lambdaFolderName } from './interpolation/sweep';
 export type { SweepOptions } from './interpolation/sweep';
 export { merge } from './recipes/merge-recipe';

@@ -2,7 +2,7 @@
 import * as os from 'node:os';
 import { usageError } from './errors';
 import { DeviceChoice, DEVICE_CHOICES } from './engine/device';
-import { FloatDtype, FLOAT_DTYPES } from './engine/plan';
+import { FloatDtype, FLOAT_DTYPES, TORCH_DTYPE_NAMES } from './format/dtypes';
 
 export type Numerics = 'exact' | 'mi';
 export const NUMERICS: readonly Numerics[] = ['exact', 'mi'];
@@ -55,7 +55,8 @@ export function parseNumerics(value: unknown): Numerics {
 export function parseDtype(value: unknown): FloatDtype | undefined {
   if (value === undefined) return undefined;
   const up = typeof value === 'string' ? value.toUpperCase() : value;
-  const alias: Record<string, FloatDtype> = { BFLOAT16: 'BF16', FLOAT16: 'F16', FLOAT32: 'F32' };
+  // torch's names are accepted too (BFLOAT16 → BF16, …).
+  const alias: Record<string, FloatDtype> = Object.fromEntries(FLOAT_DTYPES.map((d) => [TORCH_DTYPE_NAMES[d].toUpperCase(), d]));
   const d = typeof up === 'string' ? alias[up] ?? up : up;
   if (!(FLOAT_DTYPES as readonly unknown[]).includes(d)) throw usageError(`--dtype must be one of ${FLOAT_DTYPES.join(', ')}, got ${showValue(value)}`);
   return d as FloatDtype;

@@ -11,29 +11,15 @@
 #include <thread>
 
 #include "block_assembler.h"
+#include "cuda/executor_cuda.h"
 #include "exec_error.h"
+#include "executor_work.h"
 #include "io.h"
 #include "worker_pool.h"
 #include "kernels/sparsify.h"
-#ifdef WEIGHTMIX_WITH_CUDA
-#include "cuda/device.h"
-#include "kernels/cuda_kernels.h"
-#endif
 
 namespace wm {
 namespace {
-
-// A slice of one job: elements [start, start + count).
-struct Piece {
-  uint32_t job;
-  uint64_t start;
-  uint64_t count;
-};
-
-struct Task {
-  size_t first;
-  size_t count;
-};
 
 uint64_t checkedEnd(uint64_t offset, uint64_t count, size_t elemSize, const char* what, size_t job) {
   if (count > (UINT64_MAX - offset) / elemSize) {
@@ -161,7 +147,9 @@ class Run {
     validatePlan(plan_, sizes);
     buildTasks();
     prepareSparse();
-    if (plan_.device == Device::Cuda) requireCuda();  // before any output file exists
+    if (plan_.device == Device::Cuda) {  // before any output file exists
+      device_ = std::make_unique<cuda::DeviceRun>(cuda::RunView{plan_, pieces_, tasks_, sparse_, maxSources_});
+    }
     for (const OutputSpec& o : plan_.outputs) {
       outputs_.push_back(std::make_unique<OutputFile>(o.path, o.size, plan_.direct));
       assemblers_.push_back(std::make_unique<BlockAssembler>(*outputs_.back(), plan_.blockBytes));
@@ -248,38 +236,20 @@ class Run {
       AlignedBuffer out(bufBytes);
       std::vector<const void*> srcPtr(maxSources_);
       std::vector<Dtype> srcType(maxSources_);
-#ifdef WEIGHTMIX_WITH_CUDA
-      // Declared after `reads`, so it unpins the read buffers before they are freed. A worker that
-      // finds no device seat left (requireCuda) computes everything on the CPU: the same bytes.
-      std::unique_ptr<cuda::WorkerContext> dev;
-      CpuOnlyWorker cpuOnly;
-      if (plan_.device == Device::Cuda) {
-        if (takeDeviceSeat()) {
-          dev = std::make_unique<cuda::WorkerContext>(maxSources_);
-          reads.regrown = [&dev](AlignedBuffer& old, AlignedBuffer& now) {
-            dev->unpin(old.data());
-            dev->pin(now.data(), now.size());
-          };
-        } else {
-          cpuOnly.set();
-        }
-      }
-#endif
+      // Declared after `reads`, so that it unpins the read buffers before they are freed.
+      std::unique_ptr<cuda::DeviceRun::Seat> seat;
+      if (device_) seat = std::make_unique<cuda::DeviceRun::Seat>(*device_, reads);
       for (;;) {
         size_t t = next_.fetch_add(1);
         if (t >= tasks_.size() || stop_.load() || cancel_.load()) break;
         // Two waves of tasks ahead of the pool: enough to keep the disk busy, little page cache.
         if (t + prefetchDistance_ < tasks_.size()) prefetchTask(tasks_[t + prefetchDistance_]);
         readTask(tasks_[t], reads);
-#ifdef WEIGHTMIX_WITH_CUDA
-        if (dev) {
-          runTaskOnDevice(tasks_[t], reads, *dev, out, srcPtr, srcType);
-          continue;
-        }
-#endif
-        for (size_t p = tasks_[t].first; p < tasks_[t].first + tasks_[t].count; ++p) {
-          if (cancel_.load() || stop_.load()) break;
-          runPiece(p, reads, tasks_[t].first, out, srcPtr, srcType);
+        const auto cpuShare = [&] { runTaskOnCpu(tasks_[t], reads, out, srcPtr, srcType); };
+        if (seat && seat->onDevice()) {
+          device_->runTask(*seat, tasks_[t], reads, cpuShare, assemblers_);
+        } else {
+          cpuShare();
         }
       }
     } catch (...) {
@@ -301,27 +271,7 @@ class Run {
     }
   }
 
-  // The source bytes of one task, read with as few preads as the file layout allows.
-  struct TaskReads {
-    explicit TaskReads(size_t slots) : buffers(slots) {}
-    std::vector<AlignedBuffer> buffers;  // one per source slot, grown to the largest task
-    std::vector<uint64_t> at;            // [piece - task.first][slot]: offset of the piece's bytes in buffers[slot]
-    std::function<void(AlignedBuffer& old, AlignedBuffer& now)> regrown;  // the CUDA path pins read buffers
-    void grow(size_t slot, uint64_t bytes) {
-      AlignedBuffer next(bytes);
-      if (regrown) regrown(buffers[slot], next);
-      buffers[slot] = std::move(next);
-    }
-  };
-
-  bool goesStraightIntoBlock(const Piece& piece, const Job& job) const {
-    if (job.sources.size() != 1 || job.dests.size() != 1 || job.moments || job.stat != JobStat::None) return false;
-    const Dest& d = job.dests[0];
-    if (d.op != DestOp::Copy || d.dtype != job.sources[0].dtype) return false;
-    const uint64_t es = dtypeSize(d.dtype);
-    const uint64_t at = d.offset + piece.start * es;
-    return piece.count > 0 && at / plan_.blockBytes == (at + piece.count * es - 1) / plan_.blockBytes;
-  }
+  bool goesStraightIntoBlock(const Piece& piece, const Job& job) const { return wm::goesStraightIntoBlock(piece, job, plan_.blockBytes); }
 
   // Runs of small tensors that lie back to back in one input file are read with one pread: the
   // 18,867-tensor MoE layout otherwise pays one system call (and one disk request) per tensor.
@@ -404,7 +354,7 @@ class Run {
     if (job.moments) accumulateMoments(srcPtr[0], srcType[0], srcPtr[1], srcType[1], n, pieceMoments_[p]);
     if (job.stat != JobStat::None) accumulateStat(piece, job, srcPtr, srcType);
     for (const Dest& d : job.dests) {
-      if (destOnDevice(job, d, piece.job)) continue;  // runTaskOnDevice produces it
+      if (device_ && device_->destOnDevice(job, d, piece.job)) continue;  // DeviceRun::runTask produces it
       const size_t es = dtypeSize(d.dtype);
       const uint64_t at = d.offset + piece.start * es;
       BlockAssembler& assembler = *assemblers_[d.output];
@@ -443,218 +393,14 @@ class Run {
     done_.fetch_add(pieceWeight(job, n));
   }
 
-  // ---- CUDA (plan.device == Cuda) ----------------------------------------------------------------
-  void requireCuda() {
-#ifdef WEIGHTMIX_WITH_CUDA
-    cuda::requireDevice();
-    // Device memory: a device worker keeps its buffers, grown to the run's largest task, until the
-    // run ends, so a run holds at most seats x perWorker bytes. Seats are what the GPU's free memory
-    // allows (at most the thread count); workers beyond them run on the CPU.
-    const uint64_t perWorker = deviceBytesPerWorker();
-    const uint64_t budget = cuda::deviceMemoryBudget();
-    const auto mib = [](uint64_t b) { return std::to_string((b + (uint64_t{1} << 20) - 1) >> 20) + " MiB"; };
-    if (perWorker > budget) {
-      throw ExecError("CudaOutOfMemory", "cuda: out of device memory (a worker needs " + mib(perWorker) + ", " + mib(budget) +
-                                             " is usable); use --device cpu");
-    }
-    deviceSeats_.store(perWorker == 0 ? SIZE_MAX : static_cast<size_t>(std::min<uint64_t>(budget / perWorker, SIZE_MAX)));
-#else
-    throw ExecError("CudaUnavailable", "cuda: this build of weightmix has no CUDA kernels (it was built without nvcc)");
-#endif
-  }
-
-  // Dests the GPU computes in a CUDA run; byte copies, raw bytes and over-wide arguments stay on the CPU.
-  bool destOnDevice(const Job& job, const Dest& d, size_t jobIndex) const {
-#ifdef WEIGHTMIX_WITH_CUDA
-    if (plan_.device != Device::Cuda || d.dtype == Dtype::U8 || CpuOnlyWorker::active()) return false;
-    switch (d.op) {
-      case DestOp::Copy: return job.sources[static_cast<size_t>(d.w[0])].dtype != d.dtype;
-      case DestOp::Linear: return job.sources.size() <= cuda::kMaxLinearSources;
-      case DestOp::Sparse: return cuda::sparseFits(sparse_[jobIndex][static_cast<size_t>(&d - job.dests.data())], job.sources.size());
-      default: return true;
-    }
-#else
-    return false;
-#endif
-  }
-
-#ifdef WEIGHTMIX_WITH_CUDA
-  // Marks the current worker thread as computing on the CPU for the rest of its worker() call.
-  class CpuOnlyWorker {
-   public:
-    CpuOnlyWorker() = default;
-    CpuOnlyWorker(const CpuOnlyWorker&) = delete;
-    CpuOnlyWorker& operator=(const CpuOnlyWorker&) = delete;
-    ~CpuOnlyWorker() { flag() = false; }  // pool threads serve later runs
-    void set() { flag() = true; }
-    static bool active() { return flag(); }
-
-   private:
-    static bool& flag() {
-      thread_local bool cpuOnly = false;
-      return cpuOnly;
-    }
-  };
-
-  bool takeDeviceSeat() {
-    size_t seats = deviceSeats_.load();
-    while (seats > 0 && !deviceSeats_.compare_exchange_weak(seats, seats - 1)) {
-    }
-    return seats > 0;
-  }
-
-  static uint64_t roundMiB(uint64_t b) { return (b + (uint64_t{1} << 20) - 1) & ~((uint64_t{1} << 20) - 1); }
-
-  // What one device worker's buffers grow to over the run (WorkerContext rounds each to a MiB): per
-  // source slot and for the results, the largest task's bytes, each piece counted 16-byte aligned
-  // (runTaskOnDevice's layout never needs more).
-  uint64_t deviceBytesPerWorker() const {
-    std::vector<uint64_t> slotMax(maxSources_, 0), slot(maxSources_);
-    uint64_t resultsMax = 0;
-    const auto alignUp = [](uint64_t x) { return (x + 15) & ~uint64_t{15}; };
-    for (const Task& task : tasks_) {
-      std::fill(slot.begin(), slot.end(), 0);
-      uint64_t results = 0;
-      for (size_t p = task.first; p < task.first + task.count; ++p) {
-        const Piece& piece = pieces_[p];
-        const Job& job = plan_.jobs[piece.job];
-        if (goesStraightIntoBlock(piece, job)) continue;
-        bool any = false;
-        for (const Dest& d : job.dests) {
-          if (!destOnDevice(job, d, piece.job)) continue;
-          results += alignUp(piece.count * dtypeSize(d.dtype));
-          any = true;
-        }
-        if (!any) continue;
-        for (size_t s = 0; s < job.sources.size(); ++s) slot[s] += alignUp(piece.count * dtypeSize(job.sources[s].dtype));
-      }
-      for (size_t s = 0; s < maxSources_; ++s) slotMax[s] = std::max(slotMax[s], slot[s]);
-      resultsMax = std::max(resultsMax, results);
-    }
-    uint64_t total = roundMiB(resultsMax);
-    for (uint64_t b : slotMax) total += roundMiB(b);
-    return total;
-  }
-
-  std::atomic<size_t> deviceSeats_{0};
-
-  // One task on the GPU: the source bytes of the pieces it computes are uploaded from the pinned read
-  // buffers, every device dest is computed into one results buffer and copied back while this thread
-  // does the task's CPU share (plain copies, statistics, dests the GPU does not take); then the bytes
-  // go to the blocks.
-  //
-  // In a read buffer the pieces of a slot lie back to back, whatever their dtypes: after a tensor of
-  // an odd number of 16-bit elements (or of raw bytes), the next one starts at an address that is
-  // only 2- (or 1-) byte aligned, which the CPU's memcpy loads accept but a GPU load faults on
-  // (cudaErrorMisalignedAddress, sticky). So on the device every piece starts 16-byte aligned: a
-  // run of pieces that are adjacent in the read buffer and keep that alignment is one copy, a piece
-  // that would break it starts a new copy at the next 16-byte boundary. 16, not the element size, so
-  // that the kernels' 16-byte vector path applies to every piece.
-  void runTaskOnDevice(const Task& task, const TaskReads& reads, cuda::WorkerContext& dev, AlignedBuffer& out,
-                       std::vector<const void*>& srcPtr, std::vector<Dtype>& srcType) {
-    struct Launch {
-      size_t piece;
-      const Dest* dest;
-      uint64_t at;  // offset in the results buffer
-    };
-    struct Copy {
-      uint64_t host, device, len;  // offsets in the slot's read buffer and device buffer
-    };
-    constexpr uint64_t kAlign = 16;
-    const auto alignUp = [](uint64_t x) { return (x + kAlign - 1) & ~(kAlign - 1); };
-    std::vector<Launch> launches;
-    std::vector<std::vector<Copy>> copies(maxSources_);
-    std::vector<uint64_t> slotBytes(maxSources_, 0);
-    std::vector<uint64_t> deviceAt(task.count * maxSources_, 0);  // [piece - task.first][slot], like reads.at
-    uint64_t resultBytes = 0;
-    for (size_t p = task.first; p < task.first + task.count; ++p) {
-      const Piece& piece = pieces_[p];
-      const Job& job = plan_.jobs[piece.job];
-      if (goesStraightIntoBlock(piece, job)) continue;
-      const size_t before = launches.size();
-      for (const Dest& d : job.dests) {
-        if (!destOnDevice(job, d, piece.job)) continue;
-        launches.push_back({p, &d, resultBytes});
-        resultBytes += alignUp(piece.count * dtypeSize(d.dtype));
-      }
-      if (launches.size() == before) continue;
-      for (size_t s = 0; s < job.sources.size(); ++s) {
-        const size_t i = (p - task.first) * maxSources_ + s;
-        const uint64_t host = reads.at[i], len = piece.count * dtypeSize(job.sources[s].dtype);
-        std::vector<Copy>& c = copies[s];
-        if (!c.empty() && c.back().host + c.back().len == host && (c.back().device + c.back().len) % kAlign == 0) {
-          deviceAt[i] = c.back().device + c.back().len;
-          c.back().len += len;
-        } else {
-          deviceAt[i] = alignUp(slotBytes[s]);
-          c.push_back({host, deviceAt[i], len});
-        }
-        slotBytes[s] = deviceAt[i] + len;
-      }
-    }
-    const uint8_t* host = nullptr;
-    if (!launches.empty()) {
-      std::vector<uint8_t*> slot(maxSources_, nullptr);
-      for (size_t s = 0; s < maxSources_; ++s) {
-        if (slotBytes[s] == 0) continue;
-        slot[s] = dev.sources(s, slotBytes[s]);
-        for (const Copy& c : copies[s]) dev.upload(slot[s] + c.device, reads.buffers[s].data() + c.host, c.len);
-      }
-      uint8_t* results = dev.results(resultBytes);
-      std::vector<const void*> src(maxSources_);
-      for (const Launch& l : launches) {
-        const Piece& piece = pieces_[l.piece];
-        const Job& job = plan_.jobs[piece.job];
-        for (size_t s = 0; s < job.sources.size(); ++s) {
-          src[s] = slot[s] + deviceAt[(l.piece - task.first) * maxSources_ + s];
-          srcType[s] = job.sources[s].dtype;
-        }
-        const Dest& d = *l.dest;
-        void* o = results + l.at;
-        const size_t n = piece.count;
-        int rc = 0;
-        switch (d.op) {
-          case DestOp::Copy:
-            rc = cuda::convert(src[static_cast<size_t>(d.w[0])], srcType[static_cast<size_t>(d.w[0])], o, d.dtype, n, dev.stream());
-            break;
-          case DestOp::Lerp:
-            rc = cuda::lerpExact(src[0], srcType[0], src[1], srcType[1], o, d.dtype, n, d.w[0], dev.stream());
-            break;
-          case DestOp::LerpMi:
-            rc = cuda::lerpMi(src[0], src[1], srcType[0], o, d.dtype, n, d.w[0], dev.stream());
-            break;
-          case DestOp::Linear:
-            rc = cuda::linear(src.data(), srcType.data(), d.w.data(), job.sources.size(), o, d.dtype, n, dev.stream());
-            break;
-          case DestOp::Sparse:
-            rc = cuda::sparseMerge(src.data(), srcType.data(), job.sources.size(), sparse_[piece.job][static_cast<size_t>(l.dest - job.dests.data())],
-                                   job.count, piece.start, n, o, d.dtype, dev.stream());
-            break;
-        }
-        cuda::WorkerContext::check(rc, "launching a kernel");
-      }
-      host = dev.download(resultBytes);
-    }
+  // The pieces of a task that this thread computes (on a device seat: all but the device dests).
+  void runTaskOnCpu(const Task& task, const TaskReads& reads, AlignedBuffer& out, std::vector<const void*>& srcPtr,
+                    std::vector<Dtype>& srcType) {
     for (size_t p = task.first; p < task.first + task.count; ++p) {
       if (cancel_.load() || stop_.load()) break;
       runPiece(p, reads, task.first, out, srcPtr, srcType);
     }
-    if (launches.empty()) return;
-    dev.wait();
-    for (const Launch& l : launches) {
-      const Piece& piece = pieces_[l.piece];
-      const Dest& d = *l.dest;
-      const uint64_t len = piece.count * dtypeSize(d.dtype), at = d.offset + piece.start * dtypeSize(d.dtype);
-      BlockAssembler& assembler = *assemblers_[d.output];
-      if (uint8_t* inPlace = assembler.reserve(at, len)) {
-        std::memcpy(inPlace, host + l.at, len);
-        assembler.commit(at, len);
-      } else {
-        assembler.put(at, host + l.at, len);
-      }
-    }
   }
-#endif
 
   // A plain copy (an unselected tensor, λ at an endpoint) is read straight into its output block.
   void readStraightIntoBlock(const Piece& piece, const Job& job) {
@@ -755,6 +501,7 @@ class Run {
   std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]
   std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> statCounts_;  // [job][counter]
   size_t maxSources_ = 0;
+  std::unique_ptr<cuda::DeviceRun> device_;  // a CUDA plan's backend (reads the members above)
   size_t prefetchDistance_ = 2;
   uint64_t total_ = 0;
   std::atomic<uint64_t> done_{0};

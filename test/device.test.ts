@@ -17,13 +17,16 @@ import { parseRecipe } from '../lib/recipes/recipe';
 import { SafetensorsDtype } from '../lib/format/safetensors';
 import { ensureCliBuilt, expectOneLineError, leftoversBeside, runCli } from './helpers/cli';
 import { qwen3Names, randomTensor, rng, TensorSpec, writeModel } from './helpers/models';
+import { testIf } from './helpers/skip';
 
 const seed = Number(process.env.WEIGHTMIX_SEED ?? Math.floor(Math.random() * 2 ** 31));
 console.log('seed', seed);
 
 const info = loadNative().info();
 const unusable = cudaUnavailableReason(info);
-if (unusable !== undefined) console.warn(`device.test: CUDA cases skipped — ${unusable}`);
+/** Cases that need a usable GPU, and cases about its absence: each skipped, with the reason in its title, where it cannot run. */
+const withGpu = testIf(unusable === undefined, unusable ?? '');
+const withoutGpu = testIf(unusable !== undefined, 'a GPU is usable here');
 
 let dir: string;
 let A: string;
@@ -118,11 +121,7 @@ const CASES: Case[] = [
 
 describe('cuda merges are the CPU\'s bytes', () => {
   for (const c of CASES) {
-    if (unusable !== undefined) {
-      test.skip(`cuda: ${c.name} — skipped: ${unusable}`, () => undefined);
-      continue;
-    }
-    test(`cuda: ${c.name}`, async () => {
+    withGpu(`cuda: ${c.name}`, async () => {
       const cpu = path.join(dir, `cpu-${counter}`);
       const cuda = path.join(dir, `cuda-${counter++}`);
       await c.run(cpu, { device: 'cpu', threads: 2, blockBytes: 65536 });
@@ -209,8 +208,7 @@ describe('--device on any machine', () => {
     }
   });
 
-  const cli = unusable === undefined ? test.skip : test;
-  cli(`--device cuda without a usable GPU exits 1 with one line naming the reason${unusable === undefined ? ' — skipped: a GPU is usable here' : ''}`, async () => {
+  withoutGpu('--device cuda without a usable GPU exits 1 with one line naming the reason', async () => {
     ensureCliBuilt();
     const out = path.join(dir, 'cli-cuda', 'out');
     fs.mkdirSync(path.dirname(out), { recursive: true });
@@ -227,8 +225,7 @@ describe('--device on any machine', () => {
     expect(r.stderr).toMatch(/--device/);
   });
 
-  test('a native plan asking for cuda without a usable GPU is refused before any output exists', async () => {
-    if (unusable === undefined) return;
+  withoutGpu('a native plan asking for cuda without a usable GPU is refused before any output exists', async () => {
     const out = path.join(dir, 'native-cuda.bin');
     const { runPlan } = await import('../lib/engine/native');
     await expect(runPlan({ inputs: [], outputs: [{ path: out, size: 4, head: Buffer.from('abcd') }], jobs: [], threads: 1, blockBytes: 4096, direct: false, device: 'cuda' })).rejects.toMatchObject({

@@ -2,7 +2,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { diff, formatDiffReport, layerProfileRows, type DiffReport, type DiffStats, type TensorDiff } from '../lib/analysis/diff';
+import { diff, type DiffReport, type DiffStats, type TensorDiff } from '../lib/analysis/diff';
+import { formatDiffReport, layerProfileRows } from '../lib/analysis/diff-output';
 import { main } from '../lib/cli';
 import { register } from '../lib/commands/diff';
 import { WeightmixError } from '../lib/errors';
@@ -291,7 +292,6 @@ let zooRef: Map<string, ReferenceMoments>;
 const progress: { bytesDone: number; bytesTotal: number }[] = [];
 
 beforeAll(async () => {
-  // eslint-disable-next-line no-console
   console.log(`diff tests: random data from seed ${SEED} (rerun with WEIGHTMIX_SEED=${SEED})`);
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-diff-'));
   zoo = zooTensors();

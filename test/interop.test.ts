@@ -13,6 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { interpolate } from '../lib/interpolation/interpolate';
+import { testIf } from './helpers/skip';
 
 const SCRIPTS = path.join(__dirname, '..', 'scripts', 'interop');
 
@@ -58,16 +59,12 @@ else {
   if (!haveTransformers) console.warn('interop.test: transformers not installed: forward-pass checks skipped');
 }
 
-/** `test` when `ok`, else a visibly skipped test whose title carries the reason. */
-function testIf(ok: boolean, reason: string) {
-  return (name: string, fn: () => Promise<void>, timeout?: number) =>
-    ok ? test(name, fn, timeout) : test.skip(`${name} [skipped: ${reason}]`, fn);
-}
 const withTorch = testIf(haveTorch, found.reason ?? '');
 const withTransformers = testIf(haveTransformers, haveTorch ? 'transformers is not installed' : found.reason ?? '');
 
 interface RunResult {
   status: number | null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the Python checkers' JSON lines, read field by field
   json: any[];
   stderr: string;
 }

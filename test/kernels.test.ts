@@ -29,12 +29,14 @@ interface KernelAddon {
 
 function loadAddon(): KernelAddon {
   const override = process.env.WEIGHTMIX_ADDON;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a .node addon at a path known only at run time
   if (override) return require(path.resolve(override)) as KernelAddon;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     return (require('../lib/engine/native') as { loadNative(): KernelAddon }).loadNative();
   } catch (first) {
     try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- a .node addon, not a module import can name
       return require('../build/Release/weightmix.node') as KernelAddon;
     } catch {
       throw new Error(`the native addon is not built, so the kernels cannot be tested: ${(first as Error).message}`);

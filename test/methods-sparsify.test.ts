@@ -11,7 +11,8 @@ import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { merge } from '../lib/recipes/merge-recipe';
 import { NativeDtype, runPlan } from '../lib/engine/native';
 import { parseRecipe, Recipe } from '../lib/recipes/recipe';
-import { encodeSparseParams, indexBits, KEY_NONE, rankKey, resolveSparse, SparseMergeSpec, SparseModelSpec, SparseTensor } from '../lib/recipes/sparsify';
+import { encodeSparseParams } from '../lib/engine/sparse-params';
+import { indexBits, KEY_NONE, rankKey, resolveSparse, SparseMergeSpec, SparseModelSpec, SparseTensor } from '../lib/recipes/sparsify';
 import { readTensorValues } from '../lib/format/tensor-data';
 import { dareMaskRef, l1ScaleRef, magnitudeCountsRef, magnitudeMaskRef, SparseRefModel, sparseMergeRef, ulpDistance } from './reference/merge-methods';
 

@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Checkpoint, openCheckpoint } from '../lib/model/checkpoint';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
+import type { MergeProgress } from '../lib/engine/execute-plan';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { readTensorBytes, readTensorValues } from '../lib/format/tensor-data';
@@ -119,6 +120,26 @@ test('slerp t gradients interpolate over the layers of the slice (layer i of 4 a
     return slerpRef(layer ? Number(layer[1]) / 3 : 0, a.get(k)!, f.get(k)!).out;
   });
   expect(worst).toBeLessThanOrEqual(1);
+});
+
+test('the moments pass reports progress through the merge\'s onProgress (stage statistics, then write), ending at its bytes read', async () => {
+  const events: MergeProgress[] = [];
+  const out = path.join(dir, `out-${counter++}`);
+  await merge(parseRecipe({ merge_method: 'slerp', base_model: A, slices: [{ sources: [{ model: A, layer_range: [0, 4] }, { model: F, layer_range: [0, 4] }] }], parameters: { t: 0.5 } }), {
+    output: out,
+    threads: 2,
+    onProgress: (p) => events.push(p),
+  });
+  const [a, f] = await Promise.all([openCheckpoint(A), openCheckpoint(F)]);
+  const floats = a.names.filter((n) => /^(BF16|F16|F32)$/.test(a.tensors.get(n)!.dtype));
+  const read = floats.reduce((n, k) => n + a.tensors.get(k)!.byteLength + f.tensors.get(k)!.byteLength, 0);
+  const stages = events.map((e) => e.stage);
+  expect(stages.indexOf('write')).toBeGreaterThan(stages.lastIndexOf('statistics'));
+  const lastStatistics = events[stages.lastIndexOf('statistics')];
+  expect(lastStatistics).toMatchObject({ bytesDone: read, bytesTotal: read, tensorsDone: floats.length, tensorsTotal: floats.length });
+  const lastWrite = events[events.length - 1];
+  expect(lastWrite.stage).toBe('write');
+  expect(lastWrite.bytesDone).toBe(lastWrite.bytesTotal);
 });
 
 test('task_arithmetic (the paper baseline: 0.7 for both from a base) is within 1 bf16 ulp of base + Σ w·(θ − base)', async () => {

@@ -1,5 +1,5 @@
 /** Option values as a command line writes them: decimal numbers only, values shown as given, "1 shard file". */
-import { shardFiles } from '../lib/commands/merge-options';
+import { shardFiles } from '../lib/commands/engine-summary';
 import { parseLambda, parseThreads, showValue } from '../lib/options';
 import { parseLambdaList } from '../lib/interpolation/sweep';
 

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Checkpoint, TensorLocation } from '../lib/model/checkpoint';
-import { planOutputTensors, renameLayer } from '../lib/recipes/merge-recipe';
+import { planOutputTensors, renameLayer } from '../lib/recipes/recipe-plan';
 import { NOT_YET_SUPPORTED } from '../lib/recipes/methods';
 import { parseRecipe, readRecipeFile } from '../lib/recipes/recipe';
 import { evaluateSetting, lookupParameter, ParameterScope, slicePosition, validateSetting } from '../lib/recipes/recipe-params';

@@ -2,15 +2,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { WeightmixError } from '../lib/errors';
-import {
-  FIELD_PRESETS,
-  parseFieldAssignments,
-  parseKList,
-  passAtK,
-  resolveFields,
-  score,
-  voteAtK,
-} from '../lib/analysis/score';
+import { parseKList, passAtK, score, voteAtK } from '../lib/analysis/score';
+import { FIELD_PRESETS, parseFieldAssignments, resolveFields } from '../lib/analysis/score-fields';
 import { runCommand } from './helpers/command';
 import { register } from '../lib/commands/score';
 

@@ -22,18 +22,16 @@
  * figure if theirs is the global relative distance; a mean of per-tensor distances, or a standard
  * deviation of the raw differences, would differ (both can be derived from `tensors`).
  */
-import * as path from 'node:path';
 import { Checkpoint } from '../model/checkpoint';
 import { openModels } from '../model/open-model';
 import type { ResolveOptions } from '../hub/resolve';
 import { usageError, WeightmixError } from '../errors';
-import { InputFiles } from '../engine/input-files';
-import { NativeJob, NativeSource, runPlan } from '../engine/native';
+import type { MergeProgress } from '../engine/execute-plan';
+import { addMoments, emptyMoments, Moments, runMomentsPass, TensorPair } from '../engine/moments';
 import { parseThreads } from '../options';
-import { checkCompatible, isFloatDtype } from '../engine/plan';
-import { SafetensorsDtype } from '../format/safetensors';
+import { checkCompatible } from '../engine/plan';
+import { isFloatDtype, SafetensorsDtype } from '../format/dtypes';
 import { classifyTensor, MODULE_CLASSES, ModuleClass } from '../model/tensor-names';
-import { plotLayerProfile, type LayerProfileRow } from './plot';
 
 /** The version of the JSON report's shape; bumped when a key changes meaning or goes away. */
 export const DIFF_REPORT_FORMAT = 'weightmix-diff/1';
@@ -132,12 +130,8 @@ export interface DiffReport {
   threads: number;
 }
 
-export interface DiffProgress {
-  /** Tensor bytes read so far, both models together. */
-  bytesDone: number;
-  bytesTotal: number;
-  seconds: number;
-}
+/** The diff's one statistics pass: bytes are tensor bytes read, both models together; tensors are compared pairs. */
+export type DiffProgress = MergeProgress;
 
 export interface DiffOptions {
   /** First model (A), a folder or a hub id: distances are relative to its norm. */
@@ -153,32 +147,6 @@ export interface DiffOptions {
   onProgress?: (progress: DiffProgress) => void;
   /** Aborting rejects the promise with a WeightmixError of code 'Aborted'. */
   signal?: AbortSignal;
-}
-
-/** The six numbers the native engine returns per job, or their sums over several jobs. */
-export interface Moments {
-  elements: number;
-  sumSqA: number;
-  sumSqB: number;
-  sumAB: number;
-  sumSqDiff: number;
-  maxAbsDiff: number;
-  nonFinite: number;
-}
-
-export function emptyMoments(): Moments {
-  return { elements: 0, sumSqA: 0, sumSqB: 0, sumAB: 0, sumSqDiff: 0, maxAbsDiff: 0, nonFinite: 0 };
-}
-
-/** Adds `x` into `into` (f64 sums, max of maxima). */
-export function addMoments(into: Moments, x: Moments): void {
-  into.elements += x.elements;
-  into.sumSqA += x.sumSqA;
-  into.sumSqB += x.sumSqB;
-  into.sumAB += x.sumAB;
-  into.sumSqDiff += x.sumSqDiff;
-  into.maxAbsDiff = Math.max(into.maxAbsDiff, x.maxAbsDiff);
-  into.nonFinite += x.nonFinite;
 }
 
 /** The figures of a set of pairs from its sums (definitions in the module comment). */
@@ -249,25 +217,14 @@ export async function diff(options: DiffOptions): Promise<DiffReport> {
   checkCompatible(a, b);
   if (options.signal?.aborted) throw aborted();
 
-  const { inputs, jobs, compared, skipped, bytesRead } = planMoments(a, b);
-  let moments: Float64Array = new Float64Array(0);
-  if (jobs.length > 0) {
-    const onProgress = options.onProgress;
-    try {
-      const result = await runPlan(
-        { inputs, outputs: [], jobs, threads, blockBytes: 8 << 20, direct: true },
-        {
-          signal: options.signal,
-          onProgress: onProgress ? (done, total) => onProgress({ bytesDone: done, bytesTotal: total, seconds: elapsed() }) : undefined,
-        },
-      );
-      moments = result.moments;
-    } catch (e) {
-      if (e instanceof WeightmixError && e.code === 'Aborted') throw aborted();
-      throw e;
-    }
+  const { pairs, compared, skipped, bytesRead } = comparedPairs(a, b);
+  let moments: Moments[];
+  try {
+    moments = await runMomentsPass(pairs, { threads, blockBytes: 8 << 20, direct: true, onProgress: options.onProgress, signal: options.signal });
+  } catch (e) {
+    if (e instanceof WeightmixError && e.code === 'Aborted') throw aborted();
+    throw e;
   }
-  if (moments.length !== jobs.length * 6) throw new Error(`internal: the engine returned ${moments.length} moments for ${jobs.length} jobs`);
 
   const tensors: TensorDiff[] = compared.map((name, j) => {
     const ta = a.tensors.get(name)!;
@@ -280,7 +237,7 @@ export async function diff(options: DiffOptions): Promise<DiffReport> {
       dtypeA: ta.dtype,
       dtypeB: tb.dtype,
       shape: ta.shape,
-      ...diffStats(jobMoments(moments, j, ta.elementCount)),
+      ...diffStats(moments[j]),
     };
   });
   return {
@@ -296,10 +253,9 @@ export async function diff(options: DiffOptions): Promise<DiffReport> {
   };
 }
 
-/** One moments job per float tensor, in A's order; non-float tensors are skipped. */
-function planMoments(a: Checkpoint, b: Checkpoint) {
-  const inputFiles = new InputFiles();
-  const jobs: NativeJob[] = [];
+/** One pair per float tensor, in A's order; non-float tensors are skipped. */
+function comparedPairs(a: Checkpoint, b: Checkpoint) {
+  const pairs: TensorPair[] = [];
   const compared: string[] = [];
   const skipped: SkippedTensor[] = [];
   let bytesRead = 0;
@@ -310,20 +266,11 @@ function planMoments(a: Checkpoint, b: Checkpoint) {
       skipped.push({ name, dtypeA: ta.dtype, dtypeB: tb.dtype, reason: 'not a F32, F16 or BF16 tensor' });
       continue;
     }
-    const sources: NativeSource[] = [
-      { input: inputFiles.indexOf(ta.file), offset: ta.offset, dtype: ta.dtype },
-      { input: inputFiles.indexOf(tb.file), offset: tb.offset, dtype: tb.dtype },
-    ];
-    jobs.push({ count: ta.elementCount, sources, dests: [], moments: true });
+    pairs.push({ a: ta, b: tb });
     compared.push(name);
     bytesRead += ta.byteLength + tb.byteLength;
   }
-  return { inputs: inputFiles.paths, jobs, compared, skipped, bytesRead };
-}
-
-function jobMoments(m: Float64Array, j: number, elements: number): Moments {
-  const o = 6 * j;
-  return { elements, sumSqA: m[o], sumSqB: m[o + 1], sumAB: m[o + 2], sumSqDiff: m[o + 3], maxAbsDiff: m[o + 4], nonFinite: m[o + 5] };
+  return { pairs, compared, skipped, bytesRead };
 }
 
 function momentsOf(s: DiffStats): Moments {
@@ -381,134 +328,4 @@ export function aggregate(tensors: readonly TensorDiff[]): Pick<DiffReport, 'sig
       .sort(([x], [y]) => moduleRank(x) - moduleRank(y))
       .map(([module, acc]) => ({ module, tensors: acc.tensors, ...diffStats(acc.m) })),
   };
-}
-
-/** The rows `--plot` draws: relative distance per decoder layer, one series per module class. */
-export function layerProfileRows(report: Pick<DiffReport, 'groups'>): LayerProfileRow[] {
-  const rows: LayerProfileRow[] = [];
-  for (const g of report.groups) {
-    if (g.layer !== null && g.relDistance !== null) rows.push({ layer: g.layer, module: g.module, relDistance: g.relDistance });
-  }
-  return rows;
-}
-
-/** Draws the per-layer profile of a report to an .svg or .png file. */
-export async function plotDiff(report: DiffReport, file: string): Promise<void> {
-  const rows = layerProfileRows(report);
-  if (rows.length === 0) {
-    throw new WeightmixError('NothingToPlot', `nothing to plot: no decoder-layer float tensors with a defined relative distance in ${report.a}`);
-  }
-  await plotLayerProfile(rows, file, {
-    title: `${path.basename(report.a)} → ${path.basename(report.b)}: per-layer ‖B−A‖/‖A‖ (σ = ${formatFigure(report.sigma)})`,
-    yTitle: '‖B−A‖ / ‖A‖',
-  });
-}
-
-// ---- text output --------------------------------------------------------------------------------
-
-/** A distance or magnitude in 4 significant digits ('n/a' when undefined). */
-export function formatFigure(x: number | null): string {
-  if (x === null) return 'n/a';
-  if (x === 0) return '0';
-  const ax = Math.abs(x);
-  return ax >= 1e-4 && ax < 1e5 ? x.toPrecision(4) : x.toExponential(3);
-}
-
-function formatCosine(x: number | null): string {
-  return x === null ? 'n/a' : x.toFixed(6);
-}
-
-function table(head: string[], rows: string[][], leftColumns = 1): string[] {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i < leftColumns ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
-  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)];
-}
-
-const TRAILING_ORDER: readonly ModuleClass[] = ['final_norm', 'head', 'other', 'attn', 'mlp', 'norm'];
-
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
-}
-
-/** The human-readable report: summary, per-layer rows by module class, module classes, optionally every tensor. */
-export function formatDiffReport(report: DiffReport, options: { tensors?: boolean; plotFile?: string } = {}): string {
-  const s = report.summary;
-  const out: string[] = [
-    `A: ${report.a}`,
-    `B: ${report.b}`,
-    `compared ${plural(s.tensors, 'float tensor')}, ${s.elements} elements (${(report.bytesRead / 1e6).toFixed(1)} MB read in ${report.seconds.toFixed(2)} s, ${plural(report.threads, 'thread')})`,
-  ];
-  if (report.skipped.length > 0) {
-    const names = report.skipped.slice(0, 5).map((t) => `${t.name} (${t.dtypeA === t.dtypeB ? t.dtypeA : `${t.dtypeA}/${t.dtypeB}`})`);
-    const more = report.skipped.length > 5 ? `, … (+${report.skipped.length - 5} more)` : '';
-    out.push(`skipped ${plural(report.skipped.length, 'non-float tensor')} (only F32, F16 and BF16 are compared): ${names.join(', ')}${more}`);
-  }
-  out.push(
-    `σ = ‖B−A‖/‖A‖ over all float tensors: ${formatFigure(report.sigma)}`,
-    `cosine(A, B): ${formatCosine(s.cosine)}   max |B−A|: ${formatFigure(s.maxAbsDiff)}   non-finite pairs: ${s.nonFinite}`,
-  );
-
-  // Per-layer rows, one relative-distance column per module class present in the layers.
-  const layerModules = DIFF_MODULE_ORDER.filter((m) => report.groups.some((g) => g.layer !== null && g.module === m));
-  const byLayerModule = new Map(report.groups.map((g) => [`${g.layer}/${g.module}`, g]));
-  const rowOf = (label: string, cells: (string | null)[], whole: DiffStats) => [
-    label,
-    ...cells.map((c) => c ?? ''),
-    formatFigure(whole.relDistance),
-    formatCosine(whole.cosine),
-    formatFigure(whole.maxAbsDiff),
-    String(whole.nonFinite),
-  ];
-  const nonLayer = report.groups.filter((g) => g.layer === null);
-  const rows: string[][] = [
-    ...nonLayer.filter((g) => g.module === 'embed').map((g) => rowOf(g.module, layerModules.map(() => null), g)),
-    ...report.layers.map((l) =>
-      rowOf(
-        String(l.layer),
-        layerModules.map((m) => {
-          const g = byLayerModule.get(`${l.layer}/${m}`);
-          return g ? formatFigure(g.relDistance) : '-';
-        }),
-        l,
-      ),
-    ),
-    // After the layers in the order a forward pass meets them: final norm, head, then the rest.
-    ...nonLayer
-      .filter((g) => g.module !== 'embed')
-      .sort((x, y) => TRAILING_ORDER.indexOf(x.module) - TRAILING_ORDER.indexOf(y.module))
-      .map((g) => rowOf(g.module, layerModules.map(() => null), g)),
-  ];
-  if (rows.length > 0) {
-    out.push('', `‖B−A‖/‖A‖ per layer by module class ('all': every tensor of the row; cosine, max and non-finite of the row):`);
-    out.push(...table(['layer', ...layerModules, 'all', 'cosine', 'max |B−A|', 'non-finite'], rows));
-  }
-
-  out.push('', 'per module class (all layers):');
-  out.push(
-    ...table(
-      ['module', 'tensors', 'elements', '‖B−A‖/‖A‖', 'cosine', 'max |B−A|', 'non-finite'],
-      report.modules.map((m) => [m.module, String(m.tensors), String(m.elements), formatFigure(m.relDistance), formatCosine(m.cosine), formatFigure(m.maxAbsDiff), String(m.nonFinite)]),
-    ),
-  );
-
-  if (options.tensors) {
-    out.push('', 'per tensor:');
-    out.push(
-      ...table(
-        ['tensor', 'dtypes', 'elements', '‖B−A‖/‖A‖', 'cosine', 'max |B−A|', 'non-finite'],
-        report.tensors.map((t) => [
-          t.name,
-          t.dtypeA === t.dtypeB ? t.dtypeA : `${t.dtypeA}/${t.dtypeB}`,
-          String(t.elements),
-          formatFigure(t.relDistance),
-          formatCosine(t.cosine),
-          formatFigure(t.maxAbsDiff),
-          String(t.nonFinite),
-        ]),
-        2,
-      ),
-    );
-  }
-  if (options.plotFile) out.push('', `chart: ${options.plotFile}`);
-  return `${out.join('\n')}\n`;
 }

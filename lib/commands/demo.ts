@@ -7,7 +7,7 @@ import { makeCheckpointPair } from '../fixtures/fixture';
 import { interpolate } from '../interpolation/interpolate';
 import { openCheckpoint } from '../model/checkpoint';
 import { readTensorValues } from '../format/tensor-data';
-import { shardFiles } from './merge-options';
+import { shardFiles } from './engine-summary';
 
 export function register(program: Command): void {
   program

@@ -1,6 +1,7 @@
 /** `weightmix diff A B`: relative distance, cosine and max |B−A| per tensor, layer and module class, and σ for the pair. */
 import type { Command } from 'commander';
-import { diff, formatDiffReport, plotDiff, type DiffReport } from '../analysis/diff';
+import { diff, type DiffReport } from '../analysis/diff';
+import { formatDiffReport, plotDiff } from '../analysis/diff-output';
 import { chartFormat } from '../analysis/plot';
 import { parseThreads } from '../options';
 import { createReporter } from './reporter';

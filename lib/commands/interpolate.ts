@@ -1,7 +1,7 @@
 /** `weightmix interpolate`: one merged model at one λ. */
 import { Command } from 'commander';
 import { interpolate } from '../interpolation/interpolate';
-import { addMergeOptions, describeInterpolation, mergeOptionsFrom } from './merge-options';
+import { addInterpolationOptions, describeInterpolation, interpolationOptionsFrom } from './interpolation-options';
 import { createReporter } from './reporter';
 
 export function register(program: Command): void {
@@ -10,10 +10,10 @@ export function register(program: Command): void {
     .description('merge Θ = λ·Θ_Thinking + (1−λ)·Θ_Instruct into a new model folder')
     .requiredOption('--lambda <x>', 'interpolation coefficient λ, a decimal number (0 = Instruct, 1 = Thinking; the paper recommends 0.8; values outside [0, 1] extrapolate)')
     .requiredOption('-o, --output <dir>', 'output model folder (created atomically)');
-  addMergeOptions(cmd);
+  addInterpolationOptions(cmd);
   cmd.action(async (opts: Record<string, unknown>) => {
     const reporter = createReporter(opts, 'interpolate', describeInterpolation);
-    const summary = await reporter.run((hooks) => interpolate({ ...mergeOptionsFrom(opts), ...hooks, lambda: opts.lambda as number, output: opts.output as string }));
+    const summary = await reporter.run((hooks) => interpolate({ ...interpolationOptionsFrom(opts), ...hooks, lambda: opts.lambda as number, output: opts.output as string }));
     reporter.done(summary);
   });
 }

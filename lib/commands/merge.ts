@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import type { RecipeMergeSummary } from '../recipes/merge-recipe';
 import { parseThreads } from '../options';
-import { deviceOption, shardFiles, withDevice } from './merge-options';
+import { deviceOption, shardFiles, withDevice } from './engine-summary';
 import { createReporter } from './reporter';
 
 export function register(program: Command): void {

@@ -48,6 +48,9 @@ export function createReporter<S extends object>(opts: { json?: unknown; quiet?:
           cliProgress.Presets.shades_classic,
         );
         bar.start(p.bytesTotal, 0);
+      } else if (bar.getTotal() !== p.bytesTotal) {
+        // A new pass (statistics before the write): the same bar, refilled.
+        bar.setTotal(p.bytesTotal);
       }
       bar.update(p.bytesDone, {
         done: (p.bytesDone / 1e9).toFixed(2),

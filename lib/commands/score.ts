@@ -1,6 +1,7 @@
 /** `weightmix score GENERATIONS.jsonl`: Think #R, Token #N, Mean@n, Pass@k, Vote@k per benchmark. */
 import type { Command } from 'commander';
-import { parseFieldAssignments, parseFieldPreset, parseKList, parseVoteTies, score, type ScoreReport } from '../analysis/score';
+import { parseKList, parseVoteTies, score, type ScoreReport } from '../analysis/score';
+import { parseFieldAssignments, parseFieldPreset } from '../analysis/score-fields';
 
 interface ScoreCliOptions {
   k?: string;

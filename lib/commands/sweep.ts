@@ -1,7 +1,7 @@
 /** `weightmix sweep`: many λ in one pass over the inputs. */
 import { Command } from 'commander';
 import { sweep } from '../interpolation/sweep';
-import { addMergeOptions, describeInterpolation, mergeOptionsFrom } from './merge-options';
+import { addInterpolationOptions, describeInterpolation, interpolationOptionsFrom } from './interpolation-options';
 import { createReporter } from './reporter';
 
 export function register(program: Command): void {
@@ -10,10 +10,10 @@ export function register(program: Command): void {
     .description('write one merged model per λ (DIR/lambda-0.80/, …), reading each input byte once')
     .requiredOption('--lambdas <list>', 'start:stop:step (inclusive) or a comma list of decimal numbers, e.g. 0:1:0.1 or 0.2,0.4,0.8; values outside [0, 1] extrapolate')
     .requiredOption('-o, --output <dir>', 'folder that receives one model folder per λ');
-  addMergeOptions(cmd);
+  addInterpolationOptions(cmd);
   cmd.action(async (opts: Record<string, unknown>) => {
     const reporter = createReporter(opts, 'sweep', describeInterpolation);
-    const summary = await reporter.run((hooks) => sweep({ ...mergeOptionsFrom(opts), ...hooks, lambdas: opts.lambdas as string, output: opts.output as string }));
+    const summary = await reporter.run((hooks) => sweep({ ...interpolationOptionsFrom(opts), ...hooks, lambdas: opts.lambdas as string, output: opts.output as string }));
     reporter.done(summary);
   });
 }

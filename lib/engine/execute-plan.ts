@@ -1,14 +1,18 @@
-/** Runs a planned merge on the native engine, turning byte counts into the progress every front door reports. */
+/** Runs plans on the native engine, turning byte counts into the progress every front door reports. */
 import { resolveDevice, type ResolvedDevice } from './device';
 import { EngineOptions, parseDevice } from '../options';
-import { loadNative, NATIVE_DTYPE_BYTES, runPlan } from './native';
+import { NATIVE_DTYPE_BYTES } from '../format/dtypes';
+import { loadNative, NativeJob, NativePlan, NativeResult, runPlan } from './native';
 import { MergePlan } from './plan';
 
 export interface MergeProgress {
+  /** 'statistics': a pass that only reads (moments, thresholds) before 'write', the pass that writes the output. */
+  stage: 'statistics' | 'write';
   bytesDone: number;
   bytesTotal: number;
   tensorsDone: number;
   tensorsTotal: number;
+  /** Since the pass began. */
   seconds: number;
 }
 
@@ -17,18 +21,45 @@ export interface ExecuteOptions {
   signal?: AbortSignal;
 }
 
+/** A statistics pass: where it reads, how, and whom it tells. */
+export interface StatisticsOptions extends ExecuteOptions {
+  threads: number;
+  blockBytes: number;
+  direct: boolean;
+}
+
 /** Runs the plan; resolves to where it ran (and why on the CPU, when `auto` found no usable GPU). */
 export async function executeMergePlan(plan: MergePlan, engine: Required<Omit<EngineOptions, 'device'>> & Pick<EngineOptions, 'device'>, options: ExecuteOptions): Promise<ResolvedDevice> {
-  const started = process.hrtime.bigint();
   const ran = resolveDevice(parseDevice(engine.device), loadNative().info());
-  // Jobs are in output order: the bytes done tell how many tensors are done (closely enough for a bar).
+  const heads = plan.outputs.reduce((n, o) => n + o.head.length, 0);
+  await runPlan(
+    { inputs: plan.inputs, outputs: plan.outputs, jobs: plan.jobs, threads: engine.threads, blockBytes: engine.blockBytes, direct: engine.direct, device: ran.device },
+    { onProgress: progressOf('write', plan.jobs, heads, options.onProgress), signal: options.signal },
+  );
+  return ran;
+}
+
+/** Runs a plan that writes nothing (moments, histograms, L1 sums) on the CPU, reporting progress as stage 'statistics'. */
+export async function runStatisticsPlan(plan: Pick<NativePlan, 'inputs' | 'jobs'>, options: StatisticsOptions): Promise<NativeResult> {
+  return runPlan(
+    { inputs: plan.inputs, outputs: [], jobs: plan.jobs, threads: options.threads, blockBytes: options.blockBytes, direct: options.direct },
+    { onProgress: progressOf('statistics', plan.jobs, 0, options.onProgress), signal: options.signal },
+  );
+}
+
+/** The engine's (done, total) bytes as MergeProgress; jobs run in order, so the bytes done tell how many tensors are done (closely enough for a bar). */
+function progressOf(stage: MergeProgress['stage'], jobs: readonly NativeJob[], heads: number, onProgress: ExecuteOptions['onProgress']): ((done: number, total: number) => void) | undefined {
+  if (!onProgress) return undefined;
+  const started = process.hrtime.bigint();
+  // The engine counts a job's bytes as native/executor.cc's pieceWeight does: written bytes, or read bytes when it writes nothing.
   const jobEnds: number[] = [];
-  let acc = plan.outputs.reduce((n, o) => n + o.head.length, 0);
-  for (const j of plan.jobs) {
-    acc += j.dests.reduce((n, d) => n + j.count * NATIVE_DTYPE_BYTES[d.dtype], 0);
+  let acc = heads;
+  for (const j of jobs) {
+    const weighed = j.dests.length > 0 ? j.dests.map((d) => d.dtype) : j.sources.map((s) => s.dtype);
+    acc += weighed.reduce((n, dtype) => n + j.count * NATIVE_DTYPE_BYTES[dtype], 0);
     jobEnds.push(acc);
   }
-  const report = (done: number, total: number) => {
+  return (done, total) => {
     let lo = 0;
     let hi = jobEnds.length;
     while (lo < hi) {
@@ -36,11 +67,6 @@ export async function executeMergePlan(plan: MergePlan, engine: Required<Omit<En
       if (jobEnds[mid] <= done) lo = mid + 1;
       else hi = mid;
     }
-    options.onProgress?.({ bytesDone: done, bytesTotal: total, tensorsDone: lo, tensorsTotal: plan.jobs.length, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
+    onProgress({ stage, bytesDone: done, bytesTotal: total, tensorsDone: lo, tensorsTotal: jobs.length, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
   };
-  await runPlan(
-    { inputs: plan.inputs, outputs: plan.outputs, jobs: plan.jobs, threads: engine.threads, blockBytes: engine.blockBytes, direct: engine.direct, device: ran.device },
-    { onProgress: options.onProgress ? report : undefined, signal: options.signal },
-  );
-  return ran;
 }

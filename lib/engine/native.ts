@@ -3,9 +3,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WeightmixError } from '../errors';
 
-/** U8 stands for any non-float tensor, which is only ever byte-copied. */
-export type NativeDtype = 'F32' | 'F16' | 'BF16' | 'U8';
-export const NATIVE_DTYPE_BYTES: Readonly<Record<NativeDtype, number>> = { F32: 4, F16: 2, BF16: 2, U8: 1 };
+import type { NativeDtype } from '../format/dtypes';
+
+// The addon's dtype codes are part of its surface (format/dtypes.ts declares them).
+export type { NativeDtype } from '../format/dtypes';
 export type NativeOp = 'copy' | 'lerp' | 'lerp_mi' | 'linear' | 'sparse';
 
 export interface NativeSource {
@@ -106,6 +107,7 @@ export function loadNative(): NativeAddon {
   if (!fs.existsSync(file)) {
     throw new WeightmixError('NativeMissing', `the native addon is not built (${file}); run \`npm install\` or \`npm run build\``);
   }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a .node addon at a path known only at run time
   cached = require(file) as NativeAddon;
   return cached;
 }

@@ -4,19 +4,14 @@
  * native job per tensor, with one destination per output model. Pure: no files are touched.
  */
 import * as path from 'node:path';
-import { Checkpoint, TensorLocation } from '../model/checkpoint';
+import { Checkpoint } from '../model/checkpoint';
 import { InputFiles } from './input-files';
 import { WeightmixError } from '../errors';
-import { NativeDest, NativeDtype, NativeJob, NativeOp, NativeOutput, NativeSource } from './native';
-import { dtypeByteLength, encodeSafetensorsHeader, SafetensorsDtype } from '../format/safetensors';
-import { encodeSparseParams, ResolvedSparse } from '../recipes/sparsify';
-
-export type FloatDtype = 'BF16' | 'F16' | 'F32';
-export const FLOAT_DTYPES: readonly FloatDtype[] = ['BF16', 'F16', 'F32'];
-
-export function isFloatDtype(d: string): d is FloatDtype {
-  return (FLOAT_DTYPES as readonly string[]).includes(d);
-}
+import { NativeDest, NativeJob, NativeOp, NativeOutput, NativeSource } from './native';
+import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
+import { dtypeByteLength, encodeSafetensorsHeader } from '../format/safetensors';
+import { encodeSparseParams, ResolvedSparse } from './sparse-params';
+import type { OutputLayout } from './output-layout';
 
 /** How one output tensor is made: an op over tensors of the listed checkpoints. */
 export interface TensorRecipe {
@@ -36,9 +31,10 @@ export interface OutputModelSpec {
 }
 
 export interface MergeSpec {
+  /** The models the recipes read, by index. */
   checkpoints: Checkpoint[];
-  /** The checkpoint whose shard names, tensor-to-shard layout and order the outputs copy. */
-  layout: number;
+  /** The outputs' shard names, tensor-to-shard assignment and order (`checkpointLayout` copies a model's). */
+  layout: OutputLayout;
   outputs: OutputModelSpec[];
   recipe(name: string, output: number): TensorRecipe;
   /** Only these shards are written (`--part`); index and sidecars are still planned in full. */
@@ -77,24 +73,16 @@ export interface MergePlan {
   bytesToWrite: number;
 }
 
-function nativeDtype(dtype: SafetensorsDtype): NativeDtype {
-  return isFloatDtype(dtype) ? dtype : 'U8';
-}
-
 export function planMerge(spec: MergeSpec): MergePlan {
-  const layout = spec.checkpoints[spec.layout];
+  const layout = spec.layout;
   const inputFiles = new InputFiles();
-  // Group the layout's tensors by shard, in data order.
-  const shardTensors = new Map<string, TensorLocation[]>();
-  for (const shard of layout.shards) shardTensors.set(shard.name, []);
-  for (const name of layout.names) shardTensors.get(layout.tensors.get(name)!.shard)!.push(layout.tensors.get(name)!);
 
   const outputs: NativeOutput[] = [];
   const models: PlannedModel[] = spec.outputs.map((o) => ({ dir: o.dir, shards: [], weightMap: {}, tensorBytes: 0, indexed: layout.indexed }));
   const jobs: NativeJob[] = [];
   let bytesToWrite = 0;
 
-  for (const [shardName, tensors] of shardTensors) {
+  for (const { name: shardName, tensors } of layout.shards) {
     const written = spec.shardFilter ? spec.shardFilter(shardName) : true;
     // recipes[o][t]: the recipe of tensor t in output o
     const recipes = spec.outputs.map((_, o) => tensors.map((t) => spec.recipe(t.name, o)));
@@ -126,11 +114,12 @@ export function planMerge(spec: MergeSpec): MergePlan {
     tensors.forEach((t, i) => {
       // Sources: every model any output needs for this tensor, read once, in checkpoint order.
       const used = [...new Set(spec.outputs.flatMap((_, o) => recipes[o][i].models))].sort((x, y) => x - y);
-      const sources: NativeSource[] = used.map((model) => {
+      const locations = used.map((model) => {
         const loc = spec.checkpoints[model].tensors.get(t.name);
         if (!loc) throw new WeightmixError('ModelsDiffer', `tensor ${t.name} is missing from ${spec.checkpoints[model].dir}`);
-        return { input: inputFiles.indexOf(loc.file), offset: loc.offset, dtype: nativeDtype(loc.dtype) };
+        return loc;
       });
+      const sources: NativeSource[] = locations.map((loc) => ({ input: inputFiles.indexOf(loc.file), offset: loc.offset, dtype: nativeDtype(loc.dtype) }));
       const dests: NativeDest[] = spec.outputs.map((_, o) => {
         const r = recipes[o][i];
         const srcs = r.models.map((m) => used.indexOf(m));
@@ -151,8 +140,8 @@ export function planMerge(spec: MergeSpec): MergePlan {
         return { output: outIndex[o], offset: offsets[o][i], dtype: nativeDtype(r.dtype), op: r.op, w };
       });
       // Non-float tensors travel as raw bytes (native dtype U8): count them in bytes.
-      const raw = sources.some((s) => s.dtype === 'U8');
-      jobs.push({ count: raw ? t.byteLength : t.elementCount, sources, dests });
+      const raw = locations.find((l) => nativeDtype(l.dtype) === 'U8');
+      jobs.push({ count: raw ? raw.byteLength : t.elementCount, sources, dests });
     });
   }
   return { inputs: inputFiles.paths, outputs, jobs, models, bytesToWrite };

@@ -1,17 +1,5 @@
 /** Bit patterns of the float dtypes weightmix computes with (BF16, F16, F32), as plain JS numbers. */
-import type { FloatDtype } from '../engine/plan';
-
-export interface FloatLayout {
-  bytes: 2 | 4;
-  expBits: number;
-  mantBits: number;
-}
-
-export const FLOAT_LAYOUTS: Readonly<Record<FloatDtype, FloatLayout>> = {
-  BF16: { bytes: 2, expBits: 8, mantBits: 7 },
-  F16: { bytes: 2, expBits: 5, mantBits: 10 },
-  F32: { bytes: 4, expBits: 8, mantBits: 23 },
-};
+import { FLOAT_LAYOUTS, type FloatDtype } from './dtypes';
 
 /** Round to nearest, ties to even, of a non-negative number already scaled to an integer grid. */
 export function roundHalfEven(q: number): number {

@@ -14,6 +14,7 @@ const DEFAULT_MAX_DEPTH = 64;
 const MAX_SAFE_DIGITS = 16;
 const NUMBER = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
 const HEX4 = /[0-9a-fA-F]{4}/y;
+// eslint-disable-next-line no-control-regex -- JSON forbids raw control characters in strings: this class stops at them
 const PLAIN_CHARS = /[^"\\\x00-\x1f]*/y;
 const PREVIEW_CHARS = 40;
 

@@ -11,18 +11,12 @@
 import { isUtf8 } from 'node:buffer';
 import { open, writeFile, type FileHandle } from 'node:fs/promises';
 import { WeightmixError } from '../errors';
+import { DTYPE_BITS, SafetensorsDtype } from './dtypes';
 import { parseJsonStrict } from './json-strict';
 
-/** Every element type of the safetensors format (the Rust crate's `Dtype`, in its order). */
-export type SafetensorsDtype =
-  | 'BOOL' | 'F4' | 'F6_E2M3' | 'F6_E3M2' | 'U8' | 'I8' | 'F8_E5M2' | 'F8_E4M3' | 'F8_E8M0'
-  | 'I16' | 'U16' | 'F16' | 'BF16' | 'I32' | 'U32' | 'F32' | 'C64' | 'F64' | 'I64' | 'U64';
-
-/** Bits per element, as the crate's `Dtype::bitsize`; F4 and F6 pack several elements per byte. */
-export const DTYPE_BITS: Record<SafetensorsDtype, number> = Object.freeze({
-  BOOL: 8, F4: 4, F6_E2M3: 6, F6_E3M2: 6, U8: 8, I8: 8, F8_E5M2: 8, F8_E4M3: 8, F8_E8M0: 8,
-  I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32, F32: 32, C64: 64, F64: 64, I64: 64, U64: 64,
-});
+// The format's element types and their sizes are part of its surface (format/dtypes.ts declares them).
+export type { SafetensorsDtype } from './dtypes';
+export { DTYPE_BITS } from './dtypes';
 
 export interface TensorEntry {
   name: string;

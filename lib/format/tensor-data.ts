@@ -1,12 +1,21 @@
 /** Reading tensor values back as numbers (for `demo`, `verify` and tests; never on a hot path). */
 import * as fs from 'node:fs';
-import { TensorLocation } from '../model/checkpoint';
 import { WeightmixError } from '../errors';
 import { decodeFloat, elementBits } from './float-bits';
-import { isFloatDtype } from '../engine/plan';
+import { isFloatDtype, SafetensorsDtype } from './dtypes';
+
+/** Where a tensor's data lies in a shard (a checkpoint's TensorLocation is one). */
+export interface StoredTensor {
+  file: string;
+  /** Absolute byte offset of the data in the file. */
+  offset: number;
+  byteLength: number;
+  elementCount: number;
+  dtype: SafetensorsDtype;
+}
 
 /** Reads elements [start, start + count) of a tensor as raw bytes. */
-export async function readTensorBytes(t: TensorLocation, start = 0, count = t.elementCount): Promise<Buffer> {
+export async function readTensorBytes(t: StoredTensor, start = 0, count = t.elementCount): Promise<Buffer> {
   const size = t.byteLength / Math.max(t.elementCount, 1);
   const buf = Buffer.alloc(count * size);
   const fd = await fs.promises.open(t.file, 'r');
@@ -19,7 +28,7 @@ export async function readTensorBytes(t: TensorLocation, start = 0, count = t.el
   return buf;
 }
 
-export async function readTensorValues(t: TensorLocation, start = 0, count = t.elementCount): Promise<number[]> {
+export async function readTensorValues(t: StoredTensor, start = 0, count = t.elementCount): Promise<number[]> {
   const buf = await readTensorBytes(t, start, count);
   if (!isFloatDtype(t.dtype)) throw new WeightmixError('UnsupportedDtype', `cannot decode ${t.dtype} values`);
   const dtype = t.dtype;

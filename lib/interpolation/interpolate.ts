@@ -8,7 +8,7 @@ import { hubProvenance, openModels } from '../model/open-model';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { usageError, WeightmixError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
-import { copySidecars, modelName, writeIndex, writeModelCard } from '../model/model-files';
+import { copySidecars, modelName, writeIndex, writeModelCard } from '../engine/model-files';
 import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
 import {
   EngineOptions,
@@ -25,8 +25,10 @@ import {
 } from '../options';
 import { OutputTransaction } from '../engine/output';
 import { assignParts } from '../engine/parts';
-import { checkCompatible, FloatDtype, isFloatDtype, planMerge, TensorRecipe } from '../engine/plan';
-import { checkLayersExist, describeSelection, isSelected, parseSelection, Selection, SelectionInput } from '../model/selection';
+import { checkCompatible, planMerge, TensorRecipe } from '../engine/plan';
+import { FloatDtype, isFloatDtype } from '../format/dtypes';
+import { checkpointLayout } from '../engine/output-layout';
+import { checkLayersExist, describeSelection, isSelected, parseSelection, SelectionInput } from '../model/selection';
 import { classifyTensor } from '../model/tensor-names';
 import { VERSION } from '../version';
 
@@ -61,8 +63,8 @@ export interface InterpolateOptions extends InterpolationCommon {
   output: string;
 }
 
-/** What a run wrote, and (from ResolvedDevice) where its arithmetic ran and why on the CPU under `auto`. */
-export interface MergeSummary extends ResolvedDevice {
+/** What an interpolation (or a sweep) wrote, and (from ResolvedDevice) where its arithmetic ran and why on the CPU under `auto`. */
+export interface InterpolationSummary extends ResolvedDevice {
   outputs: string[];
   lambdas: number[];
   files: number;
@@ -77,7 +79,10 @@ export interface MergeSummary extends ResolvedDevice {
   part?: string;
 }
 
-export async function interpolate(options: InterpolateOptions): Promise<MergeSummary> {
+/** @deprecated The old name of InterpolationSummary (an interpolation is not a recipe merge); kept so that dependents compile. */
+export type MergeSummary = InterpolationSummary;
+
+export async function interpolate(options: InterpolateOptions): Promise<InterpolationSummary> {
   if (typeof options.output !== 'string' || options.output === '') throw usageError('an output folder is required (-o OUT)');
   const lambda = parseLambda(options.lambda);
   return runInterpolation(options, [{ lambda, dir: options.output }]);
@@ -92,7 +97,7 @@ interface Target {
  * The one code path of `interpolate` and `sweep`: N targets, one pass over the inputs. `siblings`
  * names other outputs beside the targets whose stale leftovers go too (a sweep's `lambda-*`).
  */
-export async function runInterpolation(options: InterpolationCommon, targets: Target[], siblings?: (name: string) => boolean): Promise<MergeSummary> {
+export async function runInterpolation(options: InterpolationCommon, targets: Target[], siblings?: (name: string) => boolean): Promise<InterpolationSummary> {
   const started = process.hrtime.bigint();
   const numerics = parseNumerics(options.numerics);
   const dtype = parseDtype(options.dtype);
@@ -132,7 +137,7 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
         instruct_hub: hubProvenance(instruct), thinking_hub: hubProvenance(thinking), weightmix: VERSION });
     const plan = planMerge({
       checkpoints: [instruct, thinking],
-      layout: 0,
+      layout: checkpointLayout(instruct),
       outputs: targets.map((t, o) => ({ dir: transactions[o].tempDir, metadata: { format: 'pt', weightmix: recipeText(t.lambda) } })),
       recipe: (name, o) => interpolationRecipe(instruct, thinking, name, selected.get(name)!, targets[o].lambda, numerics, dtype),
       shardFilter: part ? partFilter(instruct, part) : undefined,

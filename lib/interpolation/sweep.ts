@@ -1,7 +1,7 @@
 /** `sweep`: one model per λ from a single pass over the inputs, each published atomically. */
 import * as path from 'node:path';
 import { usageError } from '../errors';
-import { InterpolationCommon, MergeSummary, runInterpolation } from './interpolate';
+import { InterpolationCommon, InterpolationSummary, runInterpolation } from './interpolate';
 import { parseLambda } from '../options';
 
 export interface SweepOptions extends InterpolationCommon {
@@ -44,7 +44,7 @@ export function lambdaFolderName(lambda: number): string {
   return `lambda-${lambda.toFixed(digits)}`;
 }
 
-export async function sweep(options: SweepOptions): Promise<MergeSummary> {
+export async function sweep(options: SweepOptions): Promise<InterpolationSummary> {
   if (typeof options.output !== 'string' || options.output === '') throw usageError('an output folder is required (-o DIR)');
   const lambdas = parseLambdaList(options.lambdas);
   const names = lambdas.map(lambdaFolderName);

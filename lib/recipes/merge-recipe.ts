@@ -5,24 +5,22 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Checkpoint, layerCount, pathsRead, Shard, TensorLocation } from '../model/checkpoint';
+import { Checkpoint, pathsRead } from '../model/checkpoint';
 import { hubProvenance, openModels } from '../model/open-model';
 import type { DownloadProgress } from '../hub/snapshot-download';
-import { usageError, WeightmixError } from '../errors';
+import { usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
-import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
-import { InputFiles } from '../engine/input-files';
-import { methodFor, MethodTensor, PairMoments, TensorCoefficients } from './methods';
-import { copySidecars, writeIndex, writeModelCard } from '../model/model-files';
-import { NativeDtype, NativeJob, runPlan } from '../engine/native';
+import { executeMergePlan, MergeProgress, runStatisticsPlan } from '../engine/execute-plan';
+import { Moments, runMomentsPass } from '../engine/moments';
+import { methodFor } from './methods';
+import { copySidecars, writeIndex, writeModelCard } from '../engine/model-files';
 import { EngineOptions, parseBlockBytes, parseDevice, parseThreads } from '../options';
 import { OutputTransaction } from '../engine/output';
-import { FloatDtype, isFloatDtype, MergePlan, planMerge, TensorRecipe } from '../engine/plan';
+import { planMerge } from '../engine/plan';
+import type { FloatDtype } from '../format/dtypes';
 import { parseRecipe, ParseRecipeOptions, Recipe } from './recipe';
-import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
-import { SafetensorsDtype, SafetensorsHeader } from '../format/safetensors';
-import { resolveSparse, SparseTensor } from './sparsify';
-import { classifyTensor } from '../model/tensor-names';
+import { planRecipe, sourceCheckpoints, tensorRecipes } from './recipe-plan';
+import { resolveSparse } from './sparsify';
 import { VERSION } from '../version';
 
 export interface MergeOptions extends EngineOptions, ParseRecipeOptions {
@@ -52,130 +50,6 @@ export interface RecipeMergeSummary extends ResolvedDevice {
   threads: number;
 }
 
-/** One output tensor: where its data comes from and how its parameters are looked up. */
-export interface OutputTensor {
-  name: string;
-  /** Recipe model index → the source tensor's name in that model, in source order. */
-  sources: { model: number; name: string }[];
-  scope: ParameterScope;
-  /** Output layer, or null outside the decoder layers. */
-  layer: number | null;
-}
-
-/** mergekit's default maximum shard size (5 billion bytes). */
-const MAX_SHARD_BYTES = 5e9;
-const LAYER_NUMBER = /^(.*?(?:layers|h)\.)(\d+)(\..+)$/;
-
-export function renameLayer(name: string, layer: number): string {
-  const m = LAYER_NUMBER.exec(name);
-  if (!m) throw new Error(`internal: ${name} has no layer number`);
-  return `${m[1]}${layer}${m[3]}`;
-}
-
-function modelLayers(ckpt: Checkpoint): number {
-  return layerCount(ckpt, (n) => classifyTensor(n).layer);
-}
-
-/** Every output tensor of the recipe, in output order: embeddings, the decoder layers slice by slice, the rest. */
-export function planOutputTensors(recipe: Recipe, ckpts: Checkpoint[]): { tensors: OutputTensor[]; layers: number; layerSources: { model: number; layer: number }[] } {
-  const method = methodFor(recipe.method);
-  const usesBase = recipe.base !== null && method.name !== 'passthrough' && method.name !== 'linear';
-  const label = (m: number) => recipe.modelNames[m];
-  const layerTensors: OutputTensor[] = [];
-  const layerSources: { model: number; layer: number }[] = [];
-  let outLayer = 0;
-  recipe.slices.forEach((slice, si) => {
-    const first = slice.sources[0];
-    const ranges = slice.sources.map((s) => {
-      if (s.layerRange) return s.layerRange;
-      return [0, modelLayers(ckpts[s.model])] as [number, number];
-    });
-    const count = ranges[0][1] - ranges[0][0];
-    slice.sources.forEach((s, k) => {
-      const have = modelLayers(ckpts[s.model]);
-      if (ranges[k][1] - ranges[k][0] !== count) {
-        throw new WeightmixError('ModelsDiffer', `${label(s.model)} has ${have} layers but ${label(first.model)} has ${count}; the models: form needs equal depths`);
-      }
-      if (ranges[k][1] > have) throw new WeightmixError('InvalidRecipe', `slices[${si}]: layer_range [${ranges[k]}] goes past the ${have} layers of ${label(s.model)}`);
-    });
-    const members = slice.sources.map((s, k) => ({ model: s.model, start: ranges[k][0] }));
-    if (usesBase && !members.some((m) => m.model === recipe.base)) members.push({ model: recipe.base!, start: ranges[0][0] });
-    const modelParams = new Map<number, ParameterMap>(slice.sources.map((s) => [s.model, s.parameters]));
-    const sliceParams = slice.parameters;
-    for (let i = 0; i < count; i++) {
-      const srcLayer = ranges[0][0] + i;
-      const template = ckpts[first.model].names.filter((n) => classifyTensor(n).layer === srcLayer);
-      if (template.length === 0) throw new WeightmixError('ModelsDiffer', `${label(first.model)} has no tensors in layer ${srcLayer}`);
-      const t = slicePosition(i, count);
-      for (const name of template) {
-        const outName = renameLayer(name, outLayer);
-        layerTensors.push({
-          name: outName,
-          layer: outLayer,
-          sources: members.map((m) => ({ model: m.model, name: renameLayer(name, m.start + i) })),
-          scope: { tensorName: outName, t, modelParams, sliceParams, globalParams: recipe.parameters },
-        });
-      }
-      layerSources.push({ model: first.model, layer: srcLayer });
-      outLayer++;
-    }
-  });
-
-  // Tensors outside the layers: from the layout model's names, parameters at t = 0 (mergekit's rule).
-  const layoutModel = recipe.base ?? recipe.slices[0].sources[0].model;
-  const allModels = [...new Set([...recipe.slices.flatMap((s) => s.sources.map((x) => x.model)), ...(usesBase ? [recipe.base!] : [])])];
-  const outsideModels = method.name === 'passthrough' ? [layoutModel] : allModels;
-  const before: OutputTensor[] = [];
-  const after: OutputTensor[] = [];
-  for (const name of ckpts[layoutModel].names) {
-    const cls = classifyTensor(name);
-    if (cls.layer !== null) continue;
-    const entry: OutputTensor = {
-      name,
-      layer: null,
-      sources: outsideModels.map((model) => ({ model, name })),
-      scope: { tensorName: name, t: 0, modelParams: recipe.modelParameters, globalParams: recipe.parameters },
-    };
-    (cls.module === 'embed' ? before : after).push(entry);
-  }
-  return { tensors: [...before, ...layerTensors, ...after], layers: outLayer, layerSources };
-}
-
-/** A checkpoint seen through the output's names: output name → the source tensor's location. */
-function viewOf(ckpt: Checkpoint, tensors: Map<string, TensorLocation>): Checkpoint {
-  return { ...ckpt, tensors, names: [...tensors.keys()] };
-}
-
-/** The output's shards: the layout model's own when the names are the same, else ≤ 5 GB shards in output order. */
-function outputLayout(layoutCkpt: Checkpoint, out: OutputTensor[], first: (t: OutputTensor) => TensorLocation): Checkpoint {
-  const same = out.length === layoutCkpt.names.length && out.every((t) => layoutCkpt.tensors.has(t.name));
-  if (same) return layoutCkpt;
-  const groups: OutputTensor[][] = [[]];
-  let bytes = 0;
-  for (const t of out) {
-    const size = first(t).byteLength;
-    if (bytes > 0 && bytes + size > MAX_SHARD_BYTES) {
-      groups.push([]);
-      bytes = 0;
-    }
-    groups[groups.length - 1].push(t);
-    bytes += size;
-  }
-  const pad = (n: number) => String(n).padStart(5, '0');
-  const shardName = (i: number) => (groups.length === 1 ? 'model.safetensors' : `model-${pad(i + 1)}-of-${pad(groups.length)}.safetensors`);
-  const tensors = new Map<string, TensorLocation>();
-  // planMerge reads only the shard names and each tensor's shard, shape and size from a layout.
-  const shards: Shard[] = groups.map((g, i) => ({ name: shardName(i), path: '', header: null as unknown as SafetensorsHeader }));
-  groups.forEach((g, i) => {
-    for (const t of g) tensors.set(t.name, { ...first(t), name: t.name, shard: shardName(i) });
-  });
-  return { ...layoutCkpt, shards, tensors, names: out.map((t) => t.name), indexed: groups.length > 1 || layoutCkpt.indexed };
-}
-
-function nativeDtype(d: SafetensorsDtype): NativeDtype {
-  return isFloatDtype(d) ? d : 'U8';
-}
-
 export async function merge(input: Recipe | string | Record<string, unknown>, options: MergeOptions): Promise<RecipeMergeSummary> {
   const started = process.hrtime.bigint();
   if (typeof options.output !== 'string' || options.output === '') throw usageError('an output folder is required (-o OUT)');
@@ -188,91 +62,25 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   const ckpts = await openModels(recipe.models, options);
   const outDir = path.resolve(options.output);
 
-  const { tensors: out, layers, layerSources } = planOutputTensors(recipe, ckpts);
-  const label = (m: number) => recipe.modelNames[m];
-  const locate = (model: number, name: string, outName: string): TensorLocation => {
-    const loc = ckpts[model].tensors.get(name);
-    if (!loc) throw new WeightmixError('ModelsDiffer', `tensor ${name} (for ${outName}) is missing from ${label(model)}`);
-    return loc;
-  };
-  const views = recipe.models.map(() => new Map<string, TensorLocation>());
-  for (const t of out) {
-    const first = locate(t.sources[0].model, t.sources[0].name, t.name);
-    for (const s of t.sources) {
-      const loc = locate(s.model, s.name, t.name);
-      if (loc.shape.length !== first.shape.length || loc.shape.some((d, i) => d !== first.shape[i])) {
-        throw new WeightmixError('ShapeMismatch', `tensor ${s.name} has shape [${loc.shape}] in ${label(s.model)} but [${first.shape}] in ${label(t.sources[0].model)}`);
-      }
-      views[s.model].set(t.name, loc);
-    }
-  }
-  const float = (t: OutputTensor) => t.sources.every((s) => isFloatDtype(views[s.model].get(t.name)!.dtype));
+  const planned = planRecipe(recipe, ckpts);
+  const { tensors: out, layers, layerSources, views } = planned;
 
-  // First pass: the moments the method asks for (slerp angles, model_stock cosines).
-  const methodTensors = new Map<string, Omit<MethodTensor, 'moments'>>();
-  const pairJobs = new Map<string, number>();
-  const momentJobs: NativeJob[] = [];
-  const inputFiles = new InputFiles();
-  for (const t of out) {
-    if (!float(t)) continue;
-    const mt = { name: t.name, models: t.sources.map((s) => s.model), base: recipe.base, scope: t.scope, label };
-    methodTensors.set(t.name, mt);
-    for (const [a, b] of method.momentPairs?.(mt) ?? []) {
-      const key = `${t.name}\u0000${a}\u0000${b}`;
-      if (pairJobs.has(key)) continue;
-      const la = views[a].get(t.name)!;
-      const lb = views[b].get(t.name)!;
-      pairJobs.set(key, momentJobs.length);
-      momentJobs.push({
-        count: la.elementCount,
-        sources: [
-          { input: inputFiles.indexOf(la.file), offset: la.offset, dtype: nativeDtype(la.dtype) },
-          { input: inputFiles.indexOf(lb.file), offset: lb.offset, dtype: nativeDtype(lb.dtype) },
-        ],
-        dests: [],
-        moments: true,
-      });
-    }
-  }
-  let moments: Float64Array = new Float64Array(0);
-  if (momentJobs.length > 0) {
-    const r = await runPlan({ inputs: inputFiles.paths, outputs: [], jobs: momentJobs, threads, blockBytes, direct: false }, { signal: options.signal });
-    moments = r.moments;
-  }
-  const momentsOf = (name: string) => (a: number, b: number): PairMoments => {
-    const j = pairJobs.get(`${name}\u0000${a}\u0000${b}`);
-    if (j === undefined) throw new Error(`internal: no moments for ${name} (${a}, ${b})`);
-    return { aa: moments[6 * j], bb: moments[6 * j + 1], ab: moments[6 * j + 2], dd: moments[6 * j + 3] };
+  // Statistics passes first: the moments the method asks for (slerp angles, model_stock cosines), then sparsification thresholds.
+  const statistics = { threads, blockBytes, direct: false, onProgress: options.onProgress, signal: options.signal };
+  const pairs = planned.momentPairs.map(({ tensor, a, b }) => ({ a: views[a].get(tensor)!, b: views[b].get(tensor)! }));
+  const moments = await runMomentsPass(pairs, statistics);
+  const pairIndex = new Map(planned.momentPairs.map(({ tensor, a, b }, j) => [`${tensor}\u0000${a}\u0000${b}`, j]));
+  const momentsOf = (tensor: string, a: number, b: number): Moments => {
+    const j = pairIndex.get(`${tensor}\u0000${a}\u0000${b}`);
+    if (j === undefined) throw new Error(`internal: no moments for ${tensor} (${a}, ${b})`);
+    return moments[j];
   };
-
-  const outDtypeOf = (t: OutputTensor): SafetensorsDtype => {
-    const d = views[t.sources[0].model].get(t.name)!.dtype;
-    return isFloatDtype(d) ? (recipe.outDtype ?? recipe.dtype ?? d) : d;
-  };
-  const recipes = new Map<string, TensorRecipe>();
-  const sparse: SparseTensor[] = [];
-  for (const t of out) {
-    const dtype = outDtypeOf(t);
-    const mt = methodTensors.get(t.name);
-    const c: TensorCoefficients = mt ? method.coefficients({ ...mt, moments: momentsOf(t.name) }) : { op: 'copy', model: t.sources[0].model };
-    if (c.op === 'sparse') {
-      const spec = { ...c.spec, seed: recipe.randomSeed ?? 0 };
-      const count = views[spec.base].get(t.name)!.elementCount;
-      sparse.push({ name: t.name, count, spec, source: (m) => { const l = views[m].get(t.name)!; return { file: l.file, offset: l.offset, dtype: nativeDtype(l.dtype) }; } });
-      recipes.set(t.name, { op: 'sparse', models: [spec.base, ...spec.models.map((m) => m.model)], w: [], dtype });
-      continue;
-    }
-    recipes.set(t.name, c.op === 'copy' ? { op: 'copy', models: [c.model], w: [0], dtype } : { op: 'linear', models: c.models, w: c.w, dtype });
-  }
-  // Sparsified methods: thresholds (radix selection) and rescale factors from statistics passes.
+  const { recipes, sparse } = tensorRecipes(recipe, planned, momentsOf);
   if (sparse.length > 0) {
-    const resolved = await resolveSparse(sparse, (p) => runPlan({ ...p, outputs: [], threads, blockBytes, direct: false }, { signal: options.signal }));
+    const resolved = await resolveSparse(sparse, (p) => runStatisticsPlan(p, statistics));
     for (const [name, r] of resolved) recipes.get(name)!.sparse = r;
   }
 
-  const layoutIndex = recipe.models.length;
-  const layoutModel = recipe.base ?? recipe.slices[0].sources[0].model;
-  const layout = outputLayout(ckpts[layoutModel], out, (t) => views[t.sources[0].model].get(t.name)!);
   const outDtype: FloatDtype | undefined = recipe.outDtype ?? recipe.dtype ?? undefined;
   const hub = ckpts.some((c) => c.hub) ? ckpts.map(hubProvenance) : undefined;
   const recipeJson = { method: recipe.method, recipe: recipe.document, hub, weightmix: VERSION };
@@ -280,8 +88,8 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   const tx = await OutputTransaction.begin(outDir, { force: options.force, notice: options.onNotice, reads: ckpts.flatMap(pathsRead) });
   try {
     const plan = planMerge({
-      checkpoints: [...ckpts.map((c, i) => viewOf(c, views[i])), layout],
-      layout: layoutIndex,
+      checkpoints: sourceCheckpoints(planned, ckpts),
+      layout: planned.layout,
       outputs: [{ dir: tx.tempDir, metadata: { format: 'pt', weightmix: JSON.stringify(recipeJson) } }],
       recipe: (name) => recipes.get(name)!,
     });
@@ -312,7 +120,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
       bytes: plan.bytesToWrite,
       tensors: out.length,
       layers,
-      momentTensors: new Set([...pairJobs.keys()].map((k) => k.split('\u0000')[0])).size,
+      momentTensors: new Set(planned.momentPairs.map((p) => p.tensor)).size,
       seconds,
       gbPerSecond: plan.bytesToWrite / 1e9 / seconds,
       threads,

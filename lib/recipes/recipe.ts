@@ -7,51 +7,19 @@ import * as path from 'node:path';
 import { parseHubReference } from '../hub/reference';
 import { parseDocument } from 'yaml';
 import { WeightmixError } from '../errors';
-import { FloatDtype } from '../engine/plan';
+import { FLOAT_DTYPES, FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
 import { ParameterMap, validateSetting } from './recipe-params';
 import { methodFor } from './methods';
+import type { Recipe, RecipeSlice } from './recipe-types';
 
-export interface RecipeSource {
-  /** Index into `Recipe.models`. */
-  model: number;
-  /** [start, end) decoder layers; null: all layers of the model (the `models:` form). */
-  layerRange: [number, number] | null;
-  parameters: ParameterMap;
-}
-
-export interface RecipeSlice {
-  sources: RecipeSource[];
-  parameters: ParameterMap;
-}
-
-export interface Recipe {
-  method: string;
-  /** Absolute model folders, in order of first mention (base model included). */
-  models: string[];
-  /** As written in the recipe, for messages and the model card. */
-  modelNames: string[];
-  base: number | null;
-  /** The `models:` form is one slice whose sources span every layer. */
-  slices: RecipeSlice[];
-  form: 'models' | 'slices';
-  parameters: ParameterMap;
-  /** Per-model parameters of the `models:` form (they also apply to tensors outside the layers). */
-  modelParameters: Map<number, ParameterMap>;
-  /** Arithmetic is always f32 here; `dtype` only sets the output dtype when `out_dtype` is absent. */
-  dtype: FloatDtype | null;
-  outDtype: FloatDtype | null;
-  /** Model index whose config, tokenizer and templates the output gets. */
-  tokenizerSource: number;
-  randomSeed: number | null;
-  /** The recipe as read, for the model card. */
-  document: unknown;
-}
+export type { Recipe, RecipeSlice, RecipeSource } from './recipe-types';
 
 const TOP_KEYS = ['models', 'slices', 'merge_method', 'base_model', 'parameters', 'dtype', 'out_dtype', 'tokenizer_source', 'random_seed'];
 const MODEL_KEYS = ['model', 'parameters'];
 const SLICE_KEYS = ['sources', 'parameters'];
 const SOURCE_KEYS = ['model', 'layer_range', 'parameters'];
-const DTYPES: Record<string, FloatDtype> = { bfloat16: 'BF16', float16: 'F16', float32: 'F32' };
+/** mergekit's dtype names (torch's) → ours. */
+const DTYPES: Record<string, FloatDtype> = Object.fromEntries(FLOAT_DTYPES.map((d) => [TORCH_DTYPE_NAMES[d], d]));
 
 function recipeError(message: string): WeightmixError {
   return new WeightmixError('InvalidRecipe', message);

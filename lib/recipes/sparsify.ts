@@ -6,7 +6,9 @@
  * The numerics are native/kernels/sparsify.h's; this file only decides thresholds and factors.
  */
 import { InputFiles } from '../engine/input-files';
-import type { NativeDtype, NativeJob, NativePlan, NativeResult } from '../engine/native';
+import type { NativeDtype } from '../format/dtypes';
+import type { NativeJob, NativePlan, NativeResult } from '../engine/native';
+import { keyHigh, keyLow, ResolvedSparse, ResolvedSparseModel, sparseModelParams } from '../engine/sparse-params';
 
 /** How a model's task vector is thinned before the merge. */
 export interface SparseModelSpec {
@@ -28,26 +30,6 @@ export interface SparseMergeSpec {
   lambda: number;
   /** random_seed (DARE); 0 when the recipe has none. */
   seed: number;
-}
-
-export interface ResolvedSparseModel {
-  model: number;
-  weight: number;
-  lowKey: bigint;
-  highKey: bigint;
-  /** In (0, 1): the Bernoulli mask applies; otherwise none. */
-  density: number;
-  seedKey: bigint;
-  scale: number;
-}
-
-export interface ResolvedSparse {
-  base: number;
-  consensus: 'sum' | 'count' | null;
-  normalize: boolean;
-  lambda: number;
-  indexBits: number;
-  models: ResolvedSparseModel[];
 }
 
 /** Where one model's copy of a tensor lies, for the statistics passes. */
@@ -131,8 +113,6 @@ interface RankQuery {
   cut?: bigint;
 }
 
-const hi = (k: bigint) => Number(k >> 32n);
-const lo = (k: bigint) => Number(k & 0xffffffffn);
 
 type RunPlan = (plan: Pick<NativePlan, 'inputs' | 'jobs'>) => Promise<NativeResult>;
 
@@ -174,7 +154,7 @@ async function selectCuts(queries: RankQuery[], run: RunPlan): Promise<void> {
             sources: statSources(q.tensor, q.model, table),
             dests: [],
             stat: 'histogram',
-            statParams: [indexBits(q.tensor.count), shift, bits, hi(q.prefix), lo(q.prefix)],
+            statParams: [indexBits(q.tensor.count), shift, bits, keyHigh(q.prefix), keyLow(q.prefix)],
           });
         }
         slot.push(j);
@@ -215,7 +195,7 @@ async function l1Sums(items: { tensor: SparseTensor; model: ResolvedSparseModel 
       sources: statSources(tensor, m.model, table),
       dests: [],
       stat: 'l1',
-      statParams: [indexBits(tensor.count), ...modelParams(1, { ...m, weight: 1, scale: 1 })],
+      statParams: [indexBits(tensor.count), ...sparseModelParams(1, { ...m, weight: 1, scale: 1 })],
     }));
     const r = await run({ inputs: table.paths, jobs });
     batch.forEach((_, k) => out.push([r.stats[2 * k], r.stats[2 * k + 1]]));
@@ -274,16 +254,4 @@ export async function resolveSparse(tensors: SparseTensor[], run: RunPlan): Prom
   const sums = await l1Sums(l1, run);
   l1.forEach((item, k) => (item.model.scale = l1Scale(sums[k][0], sums[k][1])));
   return resolved;
-}
-
-function modelParams(source: number, m: ResolvedSparseModel): number[] {
-  return [source, m.weight, hi(m.lowKey), lo(m.lowKey), hi(m.highKey), lo(m.highKey), m.density, hi(m.seedKey), lo(m.seedKey), m.scale];
-}
-
-/** The `sparse` dest's flat parameters, with recipe models mapped to the job's source indices. */
-export function encodeSparseParams(r: ResolvedSparse, sourceOf: (model: number) => number): number[] {
-  const consensus = r.consensus === null ? 0 : r.consensus === 'sum' ? 1 : 2;
-  const out = [consensus, r.normalize ? 1 : 0, r.lambda, r.indexBits, sourceOf(r.base), r.models.length];
-  for (const m of r.models) out.push(...modelParams(sourceOf(m.model), m));
-  return out;
 }

@@ -321,7 +321,7 @@ function bf16Weights(n: number, seed: number): Buffer {
 async function runKernelMicro(quick: boolean) {
   let addon: { runKernelForTest?: RunKernelForTest };
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- a .node addon at a path known only at run time
     addon = require(ADDON);
   } catch (e) {
     notes.push(`kernels: skipped the kernel microbenchmark, ${ADDON} did not load (${e instanceof Error ? e.message : String(e)})`);

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { makeCheckpointPair, type CheckpointPair, type CheckpointPairOptions } from '../../lib/fixtures/fixture';
+import { testIf } from './skip';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'weightmix.js');
@@ -411,6 +412,15 @@ export function faultShim(): { path: string } | { reason: string } {
   if (cc.error || cc.status !== 0) return { reason: `cannot compile the fault-injection shim: ${cc.error?.message ?? cc.stderr.trim()}` };
   fs.renameSync(tmp, file);
   return { path: file };
+}
+
+/**
+ * The fault shim for the tests that need it, decided when a suite loads: its path, and `withShim`,
+ * which registers a test, or a skipped test that names why the shim cannot be built.
+ */
+export function faultShimTests(): { shimPath: string; withShim: ReturnType<typeof testIf> } {
+  const shim = faultShim();
+  return 'path' in shim ? { shimPath: shim.path, withShim: testIf(true, '') } : { shimPath: '', withShim: testIf(false, shim.reason) };
 }
 
 export interface FaultOptions {

@@ -9,7 +9,7 @@ import { WeightmixError } from '../../lib/errors';
 import type { CheckpointPair } from '../../lib/fixtures/fixture';
 import { interpolate } from '../../lib/interpolation/interpolate';
 import { readSafetensorsHeader } from '../../lib/format/safetensors';
-import { cachedPair, ensureCliBuilt, expectOneLineError, faultShim, isProgressLine, leftoversBeside, privateCopy, slowReadsEnv, startCli, scratchDir } from '../helpers/cli';
+import { cachedPair, ensureCliBuilt, expectOneLineError, faultShimTests, isProgressLine, leftoversBeside, privateCopy, slowReadsEnv, startCli, scratchDir } from '../helpers/cli';
 
 let work: string;
 
@@ -75,9 +75,9 @@ test('an input shard truncated before the engine starts: InputChanged from the s
   expect(leftoversBeside(out)).toEqual([]);
 });
 
-test('an input shard truncated mid-merge (CLI): exit 1 with one line, the process is not killed by SIGBUS', async () => {
-  const shim = faultShim();
-  if (!('path' in shim)) return console.warn(`skipped: ${shim.reason}`);
+const { shimPath, withShim } = faultShimTests();
+
+withShim('an input shard truncated mid-merge (CLI): exit 1 with one line, the process is not killed by SIGBUS', async () => {
   const pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 17 });
   const { thinking, shard, dataStart } = truncatable(pair, 'cli');
   const start = await dataStart;
@@ -85,7 +85,7 @@ test('an input shard truncated mid-merge (CLI): exit 1 with one line, the proces
   const out = path.join(work, 'cli', 'out');
   // Every engine read of either model takes 150 ms: the truncation lands before the Thinking shard is read.
   const run = startCli(['interpolate', '--instruct', instruct, '--thinking', thinking, '--lambda', '0.8', '-o', out, '--threads', '1', '--json'], {
-    env: slowReadsEnv(shim.path, path.join(work, 'cli', ''), 150_000),
+    env: slowReadsEnv(shimPath, path.join(work, 'cli', ''), 150_000),
   });
   await run.waitForLine(isProgressLine);
   fs.truncateSync(shard, start);

@@ -13,7 +13,7 @@ import {
   ensureCliBuilt,
   expectOneLineError,
   faultEnv,
-  faultShim,
+  faultShimTests,
   leftoversBeside,
   runCli,
   snapshotTree,
@@ -32,15 +32,15 @@ beforeAll(async () => {
 }, 180_000);
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
-test('a second CLI run on the same output fails at once on the lock, and the first still completes', async () => {
-  const shim = faultShim();
-  if (!('path' in shim)) return console.warn(`skipped: ${shim.reason}`);
+const { shimPath, withShim } = faultShimTests();
+
+withShim('a second CLI run on the same output fails at once on the lock, and the first still completes', async () => {
   const out = path.join(work, 'locked', 'out');
   fs.mkdirSync(path.dirname(out));
   const mark = path.join(work, 'locked', 'publishing');
   const args = ['interpolate', '--instruct', pair.instruct, '--thinking', pair.thinking, '--lambda', '0.8', '-o', out, '--threads', '1'];
   // The first run holds the lock for 3 s more while it syncs its model card, just before publishing.
-  const first = startCli(args, { env: { ...faultEnv(shim.path, { path: `${path.sep}README.md`, slow: ['fsync'], sleepUs: 3_000_000, mark }) } });
+  const first = startCli(args, { env: { ...faultEnv(shimPath, { path: `${path.sep}README.md`, slow: ['fsync'], sleepUs: 3_000_000, mark }) } });
   let firstEnded = Infinity;
   void first.done.then(() => (firstEnded = Date.now()));
   await waitForFile(mark);

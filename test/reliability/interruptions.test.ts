@@ -19,7 +19,7 @@ import {
   ensureCliBuilt,
   expectOneLineError,
   faultEnv,
-  faultShim,
+  faultShimTests,
   isProgressLine,
   leftoversBeside,
   runCli,
@@ -30,10 +30,12 @@ import {
   scratchDir,
 } from '../helpers/cli';
 
+/** Without a C compiler the slow-disk shim cannot be built: its tests are skipped, saying why. */
+const { shimPath, withShim } = faultShimTests();
+
 let work: string;
 let pair: CheckpointPair;
 let big: CheckpointPair;
-let shim: { path: string } | { reason: string };
 let slow: Record<string, string>;
 
 beforeAll(async () => {
@@ -41,9 +43,7 @@ beforeAll(async () => {
   work = scratchDir('interrupt');
   pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 11 });
   big = await cachedPair({ shape: 'qwen3-4b', scale: 8, shards: [2, 1], seed: 3 });
-  shim = faultShim();
-  if ('path' in shim) slow = slowReadsEnv(shim.path, path.dirname(big.instruct), 100_000);
-  else console.warn(`interruption tests of the CLI skipped: ${shim.reason}`);
+  slow = slowReadsEnv(shimPath, path.dirname(big.instruct), 100_000);
 }, 180_000);
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
@@ -60,19 +60,12 @@ const mergeArgsOf = (models: CheckpointPair, out: string, ...extra: string[]) =>
 const mergeArgs = (out: string, ...extra: string[]) => mergeArgsOf(pair, out, ...extra);
 const bigMergeArgs = (out: string, ...extra: string[]) => mergeArgsOf(big, out, ...extra);
 
-/** Without a C compiler the slow-disk shim cannot be built: such tests pass after saying why. */
-function needShim(): boolean {
-  if ('path' in shim) return true;
-  console.warn(`skipped: ${shim.reason}`);
-  return false;
-}
 
 describe.each([
   ['SIGINT', 130],
   ['SIGTERM', 143],
 ] as const)('%s mid-merge', (signal, status) => {
-  test(`stops within a second, exits ${status}, says so in one line, and leaves nothing, not even the folders it created`, async () => {
-    if (!needShim()) return;
+  withShim(`stops within a second, exits ${status}, says so in one line, and leaves nothing, not even the folders it created`, async () => {
     const runDir = path.dirname(outPath());
     const out = path.join(runDir, 'new', 'deeper', 'out');
     const run = startCli(bigMergeArgs(out), { env: slow });
@@ -96,8 +89,7 @@ describe.each([
   });
 });
 
-test('a reader that closes standard output (`| head -1`) stops a sweep as SIGPIPE would: 141, one line, nothing left', async () => {
-  if (!needShim()) return;
+withShim('a reader that closes standard output (`| head -1`) stops a sweep as SIGPIPE would: 141, one line, nothing left', async () => {
   const runDir = path.dirname(outPath());
   const out = path.join(runDir, 'sweep');
   const run = startCli(['sweep', '--instruct', big.instruct, '--thinking', big.thinking, '--lambdas', '0.2,0.5,0.8', '-o', out, '--threads', '1', '--json'], { env: slow });
@@ -121,12 +113,11 @@ test('output that nobody reads any more after the merge is done is no crash: the
   expect(leftoversBeside(out)).toEqual(['out']);
 });
 
-test('a second SIGINT ends the run at once even while the first waits on a read that blocks', async () => {
-  if (!needShim()) return;
+withShim('a second SIGINT ends the run at once even while the first waits on a read that blocks', async () => {
   const out = outPath();
   const mark = path.join(path.dirname(out), 'blocked');
   // Each read of the Instruct model takes 5 s: the run is stuck opening it, in a read no signal interrupts.
-  const stuck = faultEnv((shim as { path: string }).path, { path: pair.instruct, slow: ['pread'], sleepUs: 5_000_000, mark });
+  const stuck = faultEnv(shimPath, { path: pair.instruct, slow: ['pread'], sleepUs: 5_000_000, mark });
   const run = startCli(mergeArgs(out), { env: stuck });
   await waitForFile(mark);
   run.child.kill('SIGINT');
@@ -140,12 +131,11 @@ test('a second SIGINT ends the run at once even while the first waits on a read 
   expect(leftoversBeside(out)).toEqual([]);
 });
 
-test('a signal after the engine finished but before the output is published still publishes nothing', async () => {
-  if (!needShim()) return;
+withShim('a signal after the engine finished but before the output is published still publishes nothing', async () => {
   const out = outPath();
   const mark = path.join(path.dirname(out), 'syncing');
   // Syncing the temporary README (the last step before the rename) takes 1 s.
-  const slowSync = faultEnv((shim as { path: string }).path, { path: '.weightmix-tmp-', slow: ['fsync'], sleepUs: 1_000_000, mark });
+  const slowSync = faultEnv(shimPath, { path: '.weightmix-tmp-', slow: ['fsync'], sleepUs: 1_000_000, mark });
   const run = startCli(mergeArgs(out), { env: { ...slowSync, WEIGHTMIX_FAULT_PATH: `${path.sep}README.md` } });
   await waitForFile(mark);
   expect(run.child.exitCode).toBeNull();
@@ -156,10 +146,9 @@ test('a signal after the engine finished but before the output is published stil
   expect(leftoversBeside(out)).toEqual([]);
 });
 
-test('SIGKILL leaves only the temporary folder and a stale lock; the next run removes them with a notice and succeeds', async () => {
-  if (!needShim()) return;
+withShim('SIGKILL leaves only the temporary folder and a stale lock; the next run removes them with a notice and succeeds', async () => {
   const out = outPath();
-  const run = startCli(mergeArgs(out), { env: slowReadsEnv((shim as { path: string }).path, path.dirname(pair.instruct), 150_000) });
+  const run = startCli(mergeArgs(out), { env: slowReadsEnv(shimPath, path.dirname(pair.instruct), 150_000) });
   await run.waitForLine(isProgressLine);
   run.child.kill('SIGKILL');
   const killed = await run.done;
@@ -176,12 +165,11 @@ test('SIGKILL leaves only the temporary folder and a stale lock; the next run re
   expect(leftoversBeside(out)).toEqual(['out']);
 });
 
-test('a SIGKILLed sweep leaves temporary folders and locks for each λ; the next sweep removes all of them, whichever λ it writes', async () => {
-  if (!needShim()) return;
+withShim('a SIGKILLed sweep leaves temporary folders and locks for each λ; the next sweep removes all of them, whichever λ it writes', async () => {
   const runDir = path.dirname(outPath());
   const out = path.join(runDir, 'sweep');
   const sweepArgs = (lambdas: string) => ['sweep', '--instruct', pair.instruct, '--thinking', pair.thinking, '--lambdas', lambdas, '-o', out, '--threads', '1', '--json'];
-  const run = startCli(sweepArgs('0.2,0.5,0.8'), { env: slowReadsEnv((shim as { path: string }).path, path.dirname(pair.instruct), 150_000) });
+  const run = startCli(sweepArgs('0.2,0.5,0.8'), { env: slowReadsEnv(shimPath, path.dirname(pair.instruct), 150_000) });
   await run.waitForLine(isProgressLine);
   run.child.kill('SIGKILL');
   expect((await run.done).signal).toBe('SIGKILL');
@@ -202,12 +190,11 @@ describe('--force', () => {
     return { out, before: snapshotTree(out) };
   }
 
-  test('a --force run interrupted at its last step before the swap leaves the existing output intact, byte for byte', async () => {
-    if (!needShim()) return;
+  withShim('a --force run interrupted at its last step before the swap leaves the existing output intact, byte for byte', async () => {
     const { out, before } = await existingOutput();
     const mark = path.join(path.dirname(out), 'syncing');
     // The new model is complete and being synced (1 s for its model card) when the signal comes.
-    const slowSync = faultEnv((shim as { path: string }).path, { path: `.out.weightmix-tmp-`, slow: ['fsync'], sleepUs: 1_000_000, mark });
+    const slowSync = faultEnv(shimPath, { path: `.out.weightmix-tmp-`, slow: ['fsync'], sleepUs: 1_000_000, mark });
     const run = startCli(mergeArgs(out, '--force'), { env: { ...slowSync, WEIGHTMIX_FAULT_PATH: `${path.sep}README.md` } });
     await waitForFile(mark);
     run.child.kill('SIGINT');

@@ -10,16 +10,31 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { CheckpointPair } from '../../lib/fixtures/fixture';
 import { interpolate } from '../../lib/interpolation/interpolate';
-import { cachedPair, ensureCliBuilt, expectOneLineError, faultEnv, faultShim, leftoversBeside, runCli } from '../helpers/cli';
+import { cachedPair, ensureCliBuilt, expectOneLineError, faultEnv, faultShimTests, leftoversBeside, runCli } from '../helpers/cli';
+import { testIf } from '../helpers/skip';
 
 let work: string;
 let pair: CheckpointPair;
 /** Sizes of the tiny pair's merged shards, from a merge on the ordinary disk. */
 let shardSizes: number[];
-let shim: { path: string } | { reason: string };
 const mounts: string[] = [];
-/** Why tmpfs tests cannot run here (not root, no mount), or null when they can. */
-let noTmpfs: string | null = null;
+/** Without a C compiler the EIO shim cannot be built: its tests are skipped, saying why. */
+const { shimPath, withShim } = faultShimTests();
+
+/** Why no tmpfs can be mounted here (not root, no mount), or undefined: decided once, when the suite loads. */
+function whyNoTmpfs(): string | undefined {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-tmpfs-probe-'));
+  try {
+    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { encoding: 'utf8' });
+    if (r.error || r.status !== 0) return `cannot mount a tmpfs (${(r.error?.message ?? r.stderr).trim() || `status ${r.status}`})`;
+    spawnSync('umount', [dir]);
+    return undefined;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+const noTmpfs = whyNoTmpfs();
+const withTmpfs = testIf(noTmpfs === undefined, noTmpfs ?? '');
 
 beforeAll(async () => {
   ensureCliBuilt();
@@ -28,10 +43,6 @@ beforeAll(async () => {
   const reference = path.join(work, 'reference');
   await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: reference, threads: 1 });
   shardSizes = fs.readdirSync(reference).filter((f) => f.endsWith('.safetensors')).map((f) => fs.statSync(path.join(reference, f)).size);
-  shim = faultShim();
-  const probe = mountTmpfs(64 << 10);
-  if (typeof probe !== 'string') noTmpfs = probe.reason;
-  if (noTmpfs) console.warn(`full-disk tests skipped: ${noTmpfs}`);
 }, 180_000);
 
 afterAll(() => {
@@ -55,13 +66,7 @@ function mergeArgs(out: string): string[] {
   return ['interpolate', '--instruct', pair.instruct, '--thinking', pair.thinking, '--lambda', '0.8', '-o', out, '--threads', '1'];
 }
 
-test('the tmpfs tests run, or say why they cannot', () => {
-  if (noTmpfs) expect(noTmpfs).toMatch(/^cannot mount a tmpfs \(.+\)$/);
-  else expect(mounts.length).toBeGreaterThan(0);
-});
-
-test('a disk too small for the shards: one line naming the shard and the bytes missing; nothing left on it', async () => {
-  if (noTmpfs) return console.warn(`skipped: ${noTmpfs}`);
+withTmpfs('a disk too small for the shards: one line naming the shard and the bytes missing; nothing left on it', async () => {
   const disk = mountTmpfs(pages(shardSizes[0]) + PAGE) as string; // room for one shard, not two
   const out = path.join(disk, 'out');
   const line = expectOneLineError(await runCli(mergeArgs(out)), 1);
@@ -73,8 +78,7 @@ test('a disk too small for the shards: one line naming the shard and the bytes m
   expect(fs.readdirSync(disk)).toEqual([]);
 });
 
-test('a disk that holds the shards but not the index and sidecars: one line, not a stack; nothing left on it', async () => {
-  if (noTmpfs) return console.warn(`skipped: ${noTmpfs}`);
+withTmpfs('a disk that holds the shards but not the index and sidecars: one line, not a stack; nothing left on it', async () => {
   // The shards fit; the lock and the first small files take the last pages.
   const disk = mountTmpfs(shardSizes.reduce((n, s) => n + pages(s), 0) + 3 * PAGE) as string;
   const out = path.join(disk, 'out');
@@ -84,8 +88,7 @@ test('a disk that holds the shards but not the index and sidecars: one line, not
   expect(fs.readdirSync(disk)).toEqual([]);
 });
 
-test('a failed reservation gives back its descriptor and its space (a long-lived process through the API)', async () => {
-  if (noTmpfs) return console.warn(`skipped: ${noTmpfs}`);
+withTmpfs('a failed reservation gives back its descriptor and its space (a long-lived process through the API)', async () => {
   const size = pages(shardSizes[0]) + PAGE;
   const disk = mountTmpfs(size) as string;
   const openFds = () => fs.readdirSync('/proc/self/fd').length;
@@ -99,8 +102,7 @@ test('a failed reservation gives back its descriptor and its space (a long-lived
   expect(bavail * bsize).toBe(size);
 });
 
-test.each([['out'], ['new/deeper/out']])('a read-only disk, output %s: one line that says read-only, nothing written', async (where) => {
-  if (noTmpfs) return console.warn(`skipped: ${noTmpfs}`);
+for (const where of ['out', 'new/deeper/out']) withTmpfs(`a read-only disk, output ${where}: one line that says read-only, nothing written`, async () => {
   const disk = mountTmpfs(1 << 20, true) as string;
   const line = expectOneLineError(await runCli(mergeArgs(path.join(disk, where))), 1);
   expect(line).toMatch(/read-only file system/i);
@@ -108,32 +110,29 @@ test.each([['out'], ['new/deeper/out']])('a read-only disk, output %s: one line 
 });
 
 describe('I/O errors (EIO injected by an LD_PRELOAD shim)', () => {
-  test('EIO writing an output shard: one line naming it; temporary folder and lock removed', async () => {
-    if (!('path' in shim)) return console.warn(`skipped: ${shim.reason}`);
+  withShim('EIO writing an output shard: one line naming it; temporary folder and lock removed', async () => {
     const out = path.join(work, 'eio-write', 'out');
     fs.mkdirSync(path.dirname(out));
-    const env = faultEnv(shim.path, { path: '.out.weightmix-tmp-', eio: 'pwrite' });
+    const env = faultEnv(shimPath, { path: '.out.weightmix-tmp-', eio: 'pwrite' });
     const line = expectOneLineError(await runCli(mergeArgs(out), { env }), 1);
     expect(line).toMatch(/write failed on \S+\/model-0000[12]-of-00002\.safetensors: Input\/output error/);
     expect(leftoversBeside(out)).toEqual([]);
   });
 
-  test('EIO reading an input shard mid-merge: one line naming it; nothing left', async () => {
-    if (!('path' in shim)) return console.warn(`skipped: ${shim.reason}`);
+  withShim('EIO reading an input shard mid-merge: one line naming it; nothing left', async () => {
     const out = path.join(work, 'eio-read', 'out');
     fs.mkdirSync(path.dirname(out));
     // Reads of 16 KiB or more are the engine's (the CLI reads headers in smaller pieces).
-    const env = faultEnv(shim.path, { path: path.join(pair.thinking, 'model.safetensors'), eio: 'pread', minBytes: 16384 });
+    const env = faultEnv(shimPath, { path: path.join(pair.thinking, 'model.safetensors'), eio: 'pread', minBytes: 16384 });
     const line = expectOneLineError(await runCli(mergeArgs(out), { env }), 1);
     expect(line).toMatch(/read failed on \S+thinking\/model\.safetensors: Input\/output error/);
     expect(leftoversBeside(out)).toEqual([]);
   });
 
-  test('EIO syncing a file before publishing: one line; nothing published', async () => {
-    if (!('path' in shim)) return console.warn(`skipped: ${shim.reason}`);
+  withShim('EIO syncing a file before publishing: one line; nothing published', async () => {
     const out = path.join(work, 'eio-sync', 'out');
     fs.mkdirSync(path.dirname(out));
-    const env = faultEnv(shim.path, { path: '.out.weightmix-tmp-', eio: 'fsync' });
+    const env = faultEnv(shimPath, { path: '.out.weightmix-tmp-', eio: 'fsync' });
     const line = expectOneLineError(await runCli(mergeArgs(out), { env }), 1);
     expect(line).toMatch(/EIO|Input\/output error/);
     expect(leftoversBeside(out)).toEqual([]);

@@ -1,16 +1,11 @@
 /** What a merge method decides per tensor: linear coefficients over the tensor's models (one f32 rounding). */
-import type { Recipe } from '../recipe';
+import type { Moments } from '../../engine/moments';
+import type { Recipe } from '../recipe-types';
 import { ParameterScope } from '../recipe-params';
 import type { SparseMergeSpec } from '../sparsify';
 
 /** f64 statistics of a pair of tensors (a, b), from the engine's moments pass. */
-export interface PairMoments {
-  aa: number;
-  bb: number;
-  ab: number;
-  /** Σ(b − a)² */
-  dd: number;
-}
+export type PairMoments = Moments;
 
 export interface MethodTensor {
   /** Output tensor name (parameter filters match it). */

@@ -50,8 +50,8 @@ export const modelStock: MergeMethod = {
     }
     const os = others(t);
     if (os.length < 2) throw new WeightmixError('InvalidRecipe', `model_stock: tensor ${t.name} has ${os.length} models besides the base; it needs two or more`);
-    const deltaSq = os.map((m) => t.moments(t.base!, m).dd);
-    const f = modelStockT(deltaSq, (i, j) => t.moments(os[i], os[j]).dd);
+    const deltaSq = os.map((m) => t.moments(t.base!, m).sumSqDiff);
+    const f = modelStockT(deltaSq, (i, j) => t.moments(os[i], os[j]).sumSqDiff);
     return linearOrCopy([t.base!, ...os], [1 - f, ...os.map(() => f / os.length)]);
   },
 };

@@ -12,9 +12,9 @@ const EPS = 1e-8;
 
 /** The two coefficients (on a, on b) mergekit's slerp applies for these moments. */
 export function slerpCoefficients(t: number, m: PairMoments): [number, number] {
-  const na = Math.sqrt(m.aa);
-  const nb = Math.sqrt(m.bb);
-  const dot = m.ab / ((na > EPS ? na : 1) * (nb > EPS ? nb : 1));
+  const na = Math.sqrt(m.sumSqA);
+  const nb = Math.sqrt(m.sumSqB);
+  const dot = m.sumAB / ((na > EPS ? na : 1) * (nb > EPS ? nb : 1));
   if (Math.abs(dot) > DOT_THRESHOLD) return [1 - t, t];
   const theta0 = Math.acos(dot);
   const sin0 = Math.sin(theta0);

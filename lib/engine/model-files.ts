@@ -1,12 +1,11 @@
 /** The non-tensor files of an output model: index, sidecars, config dtype and the model card. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Checkpoint, INDEX_FILE } from './checkpoint';
-import { confinedRealPath } from './paths';
-import { FloatDtype, PlannedModel } from '../engine/plan';
+import { Checkpoint, INDEX_FILE } from '../model/checkpoint';
+import { confinedRealPath } from '../model/paths';
+import type { PlannedModel } from './plan';
+import { FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
 import type { HubSource } from '../hub/resolve';
-
-const TORCH_DTYPE: Record<FloatDtype, string> = { BF16: 'bfloat16', F16: 'float16', F32: 'float32' };
 
 /** index.json rebuilt from what was planned and written: total_size is the tensor bytes, as HF writes it. */
 export async function writeIndex(model: PlannedModel): Promise<void> {
@@ -25,8 +24,8 @@ export async function copySidecars(from: Checkpoint, dir: string, dtype: FloatDt
     const dst = path.join(dir, name);
     if (name === 'config.json' && dtype && from.config) {
       const config = { ...from.config };
-      if ('dtype' in config) config.dtype = TORCH_DTYPE[dtype];
-      else config.torch_dtype = TORCH_DTYPE[dtype];
+      if ('dtype' in config) config.dtype = TORCH_DTYPE_NAMES[dtype];
+      else config.torch_dtype = TORCH_DTYPE_NAMES[dtype];
       await fs.promises.writeFile(dst, JSON.stringify(config, null, 2) + '\n');
     } else {
       await fs.promises.copyFile(src, dst);

@@ -1,18 +1,13 @@
-/** The options `interpolate` and `sweep` share, and the progress/summary reporting of a merge. */
+/** The flags `interpolate` and `sweep` share, read back into the library's options, and their summary line. */
 import { Command, Option } from 'commander';
-import { describeDevice, type ResolvedDevice } from '../engine/device';
-import type { InterpolationCommon, MergeSummary } from '../interpolation/interpolate';
+import type { InterpolationCommon, InterpolationSummary } from '../interpolation/interpolate';
+import { FLOAT_DTYPES } from '../format/dtypes';
 import { parseThreads } from '../options';
 import { MODULE_CLASSES } from '../model/tensor-names';
+import { deviceOption, shardFiles, withDevice } from './engine-summary';
 
-/** `--device`, shared by interpolate, sweep and merge. */
-export function deviceOption(): Option {
-  return new Option('--device <device>', 'where the arithmetic runs: cpu, cuda, or auto (the GPU when one is usable and passes its self-check, else the CPU; the summary says which)')
-    .choices(['cpu', 'cuda', 'auto'])
-    .default('auto');
-}
-
-export function addMergeOptions(cmd: Command): void {
+/** The flags `interpolate` and `sweep` share (sweep adds its λ list, interpolate its λ and output). */
+export function addInterpolationOptions(cmd: Command): void {
   cmd
     .requiredOption('--instruct <model>', 'Instruct model (λ = 0): a folder, or a hub id ORG/NAME[@REVISION] from the Hugging Face cache or downloaded into it')
     .requiredOption('--thinking <model>', 'Thinking model (λ = 1): a folder or a hub id')
@@ -20,7 +15,7 @@ export function addMergeOptions(cmd: Command): void {
     .option('--modules <list>', `only these module classes: ${MODULE_CLASSES.join(',')}`)
     .option('--skip-modules <list>', 'all module classes except these (they keep the Instruct weights)')
     .addOption(new Option('--numerics <mode>', 'exact: torch.lerp in f32, one rounding; mi: the paper\'s bf16 script, bit for bit').choices(['exact', 'mi']).default('exact'))
-    .addOption(new Option('--dtype <dtype>', 'output dtype of float tensors (default: the Instruct tensor\'s)').choices(['BF16', 'F16', 'F32', 'bf16', 'f16', 'f32']))
+    .addOption(new Option('--dtype <dtype>', 'output dtype of float tensors (default: the Instruct tensor\'s)').choices([...FLOAT_DTYPES, ...FLOAT_DTYPES.map((d) => d.toLowerCase())]))
     .addOption(new Option('--files-from <model>', 'which model\'s config, tokenizer and chat template to copy').choices(['instruct', 'thinking']).default('thinking'))
     .option('--part <i/n>', 'write only part I of N of the output shards (for Slurm / Kubernetes job arrays)')
     .option('--threads <n>', 'worker threads (default: number of cores)')
@@ -31,7 +26,7 @@ export function addMergeOptions(cmd: Command): void {
     .option('-q, --quiet', 'print nothing but errors');
 }
 
-export function mergeOptionsFrom(opts: Record<string, unknown>): Omit<InterpolationCommon, 'onProgress' | 'signal' | 'onNotice'> {
+export function interpolationOptionsFrom(opts: Record<string, unknown>): Omit<InterpolationCommon, 'onProgress' | 'signal' | 'onNotice'> {
   return {
     instruct: opts.instruct as string,
     thinking: opts.thinking as string,
@@ -49,13 +44,8 @@ export function mergeOptionsFrom(opts: Record<string, unknown>): Omit<Interpolat
   };
 }
 
-/** "1 shard file", "3 shard files". */
-export function shardFiles(n: number): string {
-  return `${n} shard file${n === 1 ? '' : 's'}`;
-}
-
 /** The one-line text summary of an interpolation or a sweep. */
-export function describeInterpolation(summary: MergeSummary): string {
+export function describeInterpolation(summary: InterpolationSummary): string {
   const what = summary.outputs.length === 1 ? summary.outputs[0] : `${summary.outputs.length} models`;
   return (
     `wrote ${what}: ${shardFiles(summary.files)}, ${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s ` +
@@ -63,10 +53,4 @@ export function describeInterpolation(summary: MergeSummary): string {
     `(${summary.selection}); numerics ${summary.numerics}` +
     withDevice(summary)
   );
-}
-
-/** "; on the GPU", "; on the CPU (no usable GPU: …)" — nothing when --device cpu asked for the CPU. */
-export function withDevice(summary: ResolvedDevice): string {
-  const where = describeDevice(summary);
-  return where === '' ? '' : `; ${where}`;
 }

@@ -1,0 +1,41 @@
+/**
+ * The `sparse` op's parameters: thresholds, mask keys and factors once resolved (recipes/sparsify.ts
+ * resolves them), and their flat encoding, native/kernels/sparsify.h's layout.
+ */
+
+export interface ResolvedSparseModel {
+  model: number;
+  weight: number;
+  lowKey: bigint;
+  highKey: bigint;
+  /** In (0, 1): the Bernoulli mask applies; otherwise none. */
+  density: number;
+  seedKey: bigint;
+  scale: number;
+}
+
+export interface ResolvedSparse {
+  base: number;
+  consensus: 'sum' | 'count' | null;
+  normalize: boolean;
+  lambda: number;
+  indexBits: number;
+  models: ResolvedSparseModel[];
+}
+
+/** The high and low 32 bits of a 64-bit key: the engine takes plan numbers as doubles. */
+export const keyHigh = (k: bigint) => Number(k >> 32n);
+export const keyLow = (k: bigint) => Number(k & 0xffffffffn);
+
+/** One model's ten numbers in the flat layout, reading job source `source`. */
+export function sparseModelParams(source: number, m: ResolvedSparseModel): number[] {
+  return [source, m.weight, keyHigh(m.lowKey), keyLow(m.lowKey), keyHigh(m.highKey), keyLow(m.highKey), m.density, keyHigh(m.seedKey), keyLow(m.seedKey), m.scale];
+}
+
+/** The `sparse` dest's flat parameters, with recipe models mapped to the job's source indices. */
+export function encodeSparseParams(r: ResolvedSparse, sourceOf: (model: number) => number): number[] {
+  const consensus = r.consensus === null ? 0 : r.consensus === 'sum' ? 1 : 2;
+  const out = [consensus, r.normalize ? 1 : 0, r.lambda, r.indexBits, sourceOf(r.base), r.models.length];
+  for (const m of r.models) out.push(...sparseModelParams(sourceOf(m.model), m));
+  return out;
+}

@@ -1,0 +1,226 @@
+/**
+ * Recipe planning, pure: from a parsed recipe and its opened models to every output tensor's sources,
+ * the output's shard layout, the moments the method needs, and (given those moments) each tensor's
+ * recipe for the engine's planner. Nothing here reads tensor data or writes files (merge-recipe.ts does).
+ */
+import { Checkpoint, layerCount, TensorLocation } from '../model/checkpoint';
+import { WeightmixError } from '../errors';
+import type { TensorRecipe } from '../engine/plan';
+import { checkpointLayout, LayoutTensor, OutputLayout } from '../engine/output-layout';
+import { methodFor, MethodTensor, PairMoments, TensorCoefficients } from './methods';
+import type { Recipe } from './recipe';
+import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
+import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
+import type { SparseTensor } from './sparsify';
+import { classifyTensor } from '../model/tensor-names';
+
+/** One output tensor: where its data comes from and how its parameters are looked up. */
+export interface OutputTensor {
+  name: string;
+  /** Recipe model index → the source tensor's name in that model, in source order. */
+  sources: { model: number; name: string }[];
+  scope: ParameterScope;
+  /** Output layer, or null outside the decoder layers. */
+  layer: number | null;
+}
+
+/** Two recipe models' copies of one output tensor, whose moments the method asks for. */
+export interface MomentPair {
+  tensor: string;
+  a: number;
+  b: number;
+}
+
+export interface RecipePlan {
+  /** Every output tensor, in output order. */
+  tensors: OutputTensor[];
+  /** Decoder layers of the output. */
+  layers: number;
+  /** Per output layer: the model and layer its config entries (layer_types) come from. */
+  layerSources: { model: number; layer: number }[];
+  /** Per recipe model: output tensor name → that model's source tensor. */
+  views: Map<string, TensorLocation>[];
+  layout: OutputLayout;
+  /** The float tensors the method decides (the others are copied from their first source), by output name. */
+  methodTensors: Map<string, Omit<MethodTensor, 'moments'>>;
+  /** Each pair once, in output order: the input of the moments pass (slerp angles, model_stock cosines). */
+  momentPairs: MomentPair[];
+}
+
+/** mergekit's default maximum shard size (5 billion bytes). */
+const MAX_SHARD_BYTES = 5e9;
+const LAYER_NUMBER = /^(.*?(?:layers|h)\.)(\d+)(\..+)$/;
+
+export function renameLayer(name: string, layer: number): string {
+  const m = LAYER_NUMBER.exec(name);
+  if (!m) throw new Error(`internal: ${name} has no layer number`);
+  return `${m[1]}${layer}${m[3]}`;
+}
+
+function modelLayers(ckpt: Checkpoint): number {
+  return layerCount(ckpt, (n) => classifyTensor(n).layer);
+}
+
+/** The model whose non-layer tensor names, shards and order the output follows. */
+export function layoutModel(recipe: Recipe): number {
+  return recipe.base ?? recipe.slices[0].sources[0].model;
+}
+
+/** Every output tensor of the recipe, in output order: embeddings, the decoder layers slice by slice, the rest. */
+export function planOutputTensors(recipe: Recipe, ckpts: Checkpoint[]): { tensors: OutputTensor[]; layers: number; layerSources: { model: number; layer: number }[] } {
+  const method = methodFor(recipe.method);
+  const usesBase = recipe.base !== null && method.name !== 'passthrough' && method.name !== 'linear';
+  const label = (m: number) => recipe.modelNames[m];
+  const layerTensors: OutputTensor[] = [];
+  const layerSources: { model: number; layer: number }[] = [];
+  let outLayer = 0;
+  recipe.slices.forEach((slice, si) => {
+    const first = slice.sources[0];
+    const ranges = slice.sources.map((s) => {
+      if (s.layerRange) return s.layerRange;
+      return [0, modelLayers(ckpts[s.model])] as [number, number];
+    });
+    const count = ranges[0][1] - ranges[0][0];
+    slice.sources.forEach((s, k) => {
+      const have = modelLayers(ckpts[s.model]);
+      if (ranges[k][1] - ranges[k][0] !== count) {
+        throw new WeightmixError('ModelsDiffer', `${label(s.model)} has ${have} layers but ${label(first.model)} has ${count}; the models: form needs equal depths`);
+      }
+      if (ranges[k][1] > have) throw new WeightmixError('InvalidRecipe', `slices[${si}]: layer_range [${ranges[k]}] goes past the ${have} layers of ${label(s.model)}`);
+    });
+    const members = slice.sources.map((s, k) => ({ model: s.model, start: ranges[k][0] }));
+    if (usesBase && !members.some((m) => m.model === recipe.base)) members.push({ model: recipe.base!, start: ranges[0][0] });
+    const modelParams = new Map<number, ParameterMap>(slice.sources.map((s) => [s.model, s.parameters]));
+    const sliceParams = slice.parameters;
+    for (let i = 0; i < count; i++) {
+      const srcLayer = ranges[0][0] + i;
+      const template = ckpts[first.model].names.filter((n) => classifyTensor(n).layer === srcLayer);
+      if (template.length === 0) throw new WeightmixError('ModelsDiffer', `${label(first.model)} has no tensors in layer ${srcLayer}`);
+      const t = slicePosition(i, count);
+      for (const name of template) {
+        const outName = renameLayer(name, outLayer);
+        layerTensors.push({
+          name: outName,
+          layer: outLayer,
+          sources: members.map((m) => ({ model: m.model, name: renameLayer(name, m.start + i) })),
+          scope: { tensorName: outName, t, modelParams, sliceParams, globalParams: recipe.parameters },
+        });
+      }
+      layerSources.push({ model: first.model, layer: srcLayer });
+      outLayer++;
+    }
+  });
+
+  // Tensors outside the layers: from the layout model's names, parameters at t = 0 (mergekit's rule).
+  const layoutIndex = layoutModel(recipe);
+  const allModels = [...new Set([...recipe.slices.flatMap((s) => s.sources.map((x) => x.model)), ...(usesBase ? [recipe.base!] : [])])];
+  const outsideModels = method.name === 'passthrough' ? [layoutIndex] : allModels;
+  const before: OutputTensor[] = [];
+  const after: OutputTensor[] = [];
+  for (const name of ckpts[layoutIndex].names) {
+    const cls = classifyTensor(name);
+    if (cls.layer !== null) continue;
+    const entry: OutputTensor = {
+      name,
+      layer: null,
+      sources: outsideModels.map((model) => ({ model, name })),
+      scope: { tensorName: name, t: 0, modelParams: recipe.modelParameters, globalParams: recipe.parameters },
+    };
+    (cls.module === 'embed' ? before : after).push(entry);
+  }
+  return { tensors: [...before, ...layerTensors, ...after], layers: outLayer, layerSources };
+}
+
+/** The output's shards: the layout model's own when the names are the same, else ≤ 5 GB shards in output order. */
+function outputLayout(layoutCkpt: Checkpoint, out: OutputTensor[], first: (t: OutputTensor) => TensorLocation): OutputLayout {
+  const same = out.length === layoutCkpt.names.length && out.every((t) => layoutCkpt.tensors.has(t.name));
+  if (same) return checkpointLayout(layoutCkpt);
+  const groups: LayoutTensor[][] = [[]];
+  let bytes = 0;
+  for (const t of out) {
+    const loc = first(t);
+    if (bytes > 0 && bytes + loc.byteLength > MAX_SHARD_BYTES) {
+      groups.push([]);
+      bytes = 0;
+    }
+    groups[groups.length - 1].push({ name: t.name, shape: loc.shape, elementCount: loc.elementCount });
+    bytes += loc.byteLength;
+  }
+  const pad = (n: number) => String(n).padStart(5, '0');
+  const shardName = (i: number) => (groups.length === 1 ? 'model.safetensors' : `model-${pad(i + 1)}-of-${pad(groups.length)}.safetensors`);
+  return { shards: groups.map((tensors, i) => ({ name: shardName(i), tensors })), indexed: groups.length > 1 || layoutCkpt.indexed };
+}
+
+/** Output tensors, their sources (checked to exist with one shape), the shard layout and the moments the method needs. */
+export function planRecipe(recipe: Recipe, ckpts: Checkpoint[]): RecipePlan {
+  const method = methodFor(recipe.method);
+  const { tensors, layers, layerSources } = planOutputTensors(recipe, ckpts);
+  const label = (m: number) => recipe.modelNames[m];
+  const locate = (model: number, name: string, outName: string): TensorLocation => {
+    const loc = ckpts[model].tensors.get(name);
+    if (!loc) throw new WeightmixError('ModelsDiffer', `tensor ${name} (for ${outName}) is missing from ${label(model)}`);
+    return loc;
+  };
+  const views = recipe.models.map(() => new Map<string, TensorLocation>());
+  for (const t of tensors) {
+    const first = locate(t.sources[0].model, t.sources[0].name, t.name);
+    for (const s of t.sources) {
+      const loc = locate(s.model, s.name, t.name);
+      if (loc.shape.length !== first.shape.length || loc.shape.some((d, i) => d !== first.shape[i])) {
+        throw new WeightmixError('ShapeMismatch', `tensor ${s.name} has shape [${loc.shape}] in ${label(s.model)} but [${first.shape}] in ${label(t.sources[0].model)}`);
+      }
+      views[s.model].set(t.name, loc);
+    }
+  }
+
+  const methodTensors = new Map<string, Omit<MethodTensor, 'moments'>>();
+  const momentPairs: MomentPair[] = [];
+  const asked = new Set<string>();
+  for (const t of tensors) {
+    if (!t.sources.every((s) => isFloatDtype(views[s.model].get(t.name)!.dtype))) continue;
+    const mt = { name: t.name, models: t.sources.map((s) => s.model), base: recipe.base, scope: t.scope, label };
+    methodTensors.set(t.name, mt);
+    for (const [a, b] of method.momentPairs?.(mt) ?? []) {
+      const key = `${t.name}\u0000${a}\u0000${b}`;
+      if (asked.has(key)) continue;
+      asked.add(key);
+      momentPairs.push({ tensor: t.name, a, b });
+    }
+  }
+  const layout = outputLayout(ckpts[layoutModel(recipe)], tensors, (t) => views[t.sources[0].model].get(t.name)!);
+  return { tensors, layers, layerSources, views, layout, methodTensors, momentPairs };
+}
+
+/** Each model seen through the output's names (output name → its source tensor): the planner's checkpoints. */
+export function sourceCheckpoints(plan: RecipePlan, ckpts: Checkpoint[]): Checkpoint[] {
+  return ckpts.map((c, i) => ({ ...c, tensors: plan.views[i], names: [...plan.views[i].keys()] }));
+}
+
+/**
+ * Every output tensor's recipe from the method's coefficients, given the moments asked for in
+ * `plan.momentPairs`; sparsified tensors also come back as statistics work (thresholds are still open).
+ */
+export function tensorRecipes(recipe: Recipe, plan: RecipePlan, moments: (tensor: string, a: number, b: number) => PairMoments): { recipes: Map<string, TensorRecipe>; sparse: SparseTensor[] } {
+  const method = methodFor(recipe.method);
+  const { views } = plan;
+  const outDtypeOf = (t: OutputTensor): SafetensorsDtype => {
+    const d = views[t.sources[0].model].get(t.name)!.dtype;
+    return isFloatDtype(d) ? (recipe.outDtype ?? recipe.dtype ?? d) : d;
+  };
+  const recipes = new Map<string, TensorRecipe>();
+  const sparse: SparseTensor[] = [];
+  for (const t of plan.tensors) {
+    const dtype = outDtypeOf(t);
+    const mt = plan.methodTensors.get(t.name);
+    const c: TensorCoefficients = mt ? method.coefficients({ ...mt, moments: (a, b) => moments(t.name, a, b) }) : { op: 'copy', model: t.sources[0].model };
+    if (c.op === 'sparse') {
+      const spec = { ...c.spec, seed: recipe.randomSeed ?? 0 };
+      const count = views[spec.base].get(t.name)!.elementCount;
+      sparse.push({ name: t.name, count, spec, source: (m) => { const l = views[m].get(t.name)!; return { file: l.file, offset: l.offset, dtype: nativeDtype(l.dtype) }; } });
+      recipes.set(t.name, { op: 'sparse', models: [spec.base, ...spec.models.map((m) => m.model)], w: [], dtype });
+      continue;
+    }
+    recipes.set(t.name, c.op === 'copy' ? { op: 'copy', models: [c.model], w: [0], dtype } : { op: 'linear', models: c.models, w: c.w, dtype });
+  }
+  return { recipes, sparse };
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The kernels' self-test (native/tests/kernels_selftest.cc: every f16/bf16 pattern and every f32 pattern
+# converted against c10's algorithms, SIMD == scalar on every op and dtype, known answers), built by
+# CMake in build-selftest/ twice: with -ffp-contract=off as the addon is, and with =fast. Both must
+# pass and print the same digest of all outputs. `--quick` skips the 2^32 f32 sweep; WEIGHTMIX_SEED
+# replays a seed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seed="${WEIGHTMIX_SEED:-$RANDOM}"
+quick=()
+if [[ "${1:-}" == "--quick" ]]; then quick=(--quick); fi
+
+mkdir -p build-selftest
+log=build-selftest/build.log
+cmake -S . -B build-selftest -DCMAKE_BUILD_TYPE=Release -DWEIGHTMIX_NO_CUDA=ON > "$log" 2>&1 || { cat "$log"; exit 1; }
+cmake --build build-selftest --target kernels_selftest_off kernels_selftest_fast -- -j2 >> "$log" 2>&1 || { cat "$log"; exit 1; }
+
+declare -A digest
+for contract in off fast; do
+  echo "kernels self-test, -ffp-contract=$contract, seed $seed ${quick[*]:-}"
+  out="$(build-selftest/kernels_selftest_$contract "$seed" "${quick[@]}")" || { echo "$out"; echo "kernels self-test failed (-ffp-contract=$contract, seed $seed)"; exit 1; }
+  echo "$out" | sed 's/^/  /'
+  digest[$contract]="$(echo "$out" | sed -n 's/^digest //p')"
+done
+if [[ -z "${digest[off]}" || "${digest[off]}" != "${digest[fast]}" ]]; then
+  echo "kernels self-test: digests differ between -ffp-contract=off (${digest[off]}) and =fast (${digest[fast]}): contraction changes bits"
+  exit 1
+fi
+echo "kernels self-test passed: same digest ${digest[off]} with and without contraction"

@@ -1,0 +1,314 @@
+/**
+ * The output transaction (lib/engine/output.ts) on its own: begin / commit / abort, the lock, the
+ * --force swap, stale cleanup (a sweep's siblings too), refusal of a target that is or holds an
+ * input, and per-file publishing for `--part`. Every case checks the whole folder beside the
+ * target afterwards, so a leftover temporary folder or lock fails it.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { WeightmixError } from '../lib/errors';
+import { OutputTransaction } from '../lib/engine/output';
+
+let root: string;
+let dir: string;
+let counter = 0;
+
+beforeAll(() => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'wm-output-'));
+});
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+beforeEach(() => {
+  dir = path.join(root, `case-${counter++}`);
+  fs.mkdirSync(dir);
+});
+
+/** A pid that no process has now: a child that has already exited. */
+function deadPid(): number {
+  const r = spawnSync(process.execPath, ['-e', '0']);
+  expect(r.pid).toBeGreaterThan(0);
+  return r.pid!;
+}
+
+const ls = (d: string) => fs.readdirSync(d).sort();
+const write = (file: string, text: string) => {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, text);
+};
+
+async function failure(p: Promise<unknown>): Promise<WeightmixError> {
+  let err: unknown;
+  try {
+    await p;
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(WeightmixError);
+  return err as WeightmixError;
+}
+
+describe('begin / commit / abort', () => {
+  test('begin makes a temporary folder and a lock beside the target; commit publishes the folder and leaves nothing else', async () => {
+    const target = path.join(dir, 'out');
+    const tx = await OutputTransaction.begin(target);
+    expect(tx.target).toBe(target);
+    expect(path.dirname(tx.tempDir)).toBe(dir);
+    expect(path.basename(tx.tempDir)).toMatch(new RegExp(`^\\.out\\.weightmix-tmp-${process.pid}-[0-9a-f]{8}$`));
+    expect(ls(dir)).toEqual(['.out.weightmix.lock', path.basename(tx.tempDir)].sort());
+    expect(fs.readFileSync(path.join(dir, '.out.weightmix.lock'), 'utf8')).toBe(`${process.pid}\n`);
+    write(path.join(tx.tempDir, 'model.safetensors'), 'new');
+    write(path.join(tx.tempDir, 'sub', 'x.json'), '{}');
+    expect(fs.existsSync(target)).toBe(false);
+    await tx.commit();
+    expect(ls(dir)).toEqual(['out']);
+    expect(ls(target)).toEqual(['model.safetensors', 'sub']);
+    expect(fs.readFileSync(path.join(target, 'model.safetensors'), 'utf8')).toBe('new');
+    await tx.abort(); // after commit: nothing to undo
+    expect(ls(target)).toEqual(['model.safetensors', 'sub']);
+    await expect(tx.commit()).rejects.toThrow('internal: transaction already finished');
+  });
+
+  test('abort removes the temporary folder, the lock and the parent folders begin created; twice is harmless', async () => {
+    const target = path.join(dir, 'a', 'b', 'out');
+    const tx = await OutputTransaction.begin(target);
+    expect(ls(path.join(dir, 'a', 'b')).length).toBe(2);
+    write(path.join(tx.tempDir, 'model.safetensors'), 'half');
+    await tx.abort();
+    await tx.abort();
+    expect(ls(dir)).toEqual([]);
+  });
+
+  test('abort keeps parent folders that existed before or hold other files', async () => {
+    fs.mkdirSync(path.join(dir, 'a'));
+    const target = path.join(dir, 'a', 'b', 'out');
+    const tx = await OutputTransaction.begin(target);
+    write(path.join(dir, 'a', 'b', 'other'), 'x');
+    await tx.abort();
+    expect(ls(dir)).toEqual(['a']);
+    expect(ls(path.join(dir, 'a', 'b'))).toEqual(['other']);
+  });
+
+  test('an existing target without --force: OutputExists at begin, and nothing is left behind', async () => {
+    write(path.join(dir, 'out', 'model.safetensors'), 'old');
+    const err = await failure(OutputTransaction.begin(path.join(dir, 'out')));
+    expect(err.code).toBe('OutputExists');
+    expect(err.message).toBe(`output ${path.join(dir, 'out')} already exists (use --force to replace it once the new one is complete)`);
+    expect(ls(dir)).toEqual(['out']);
+  });
+
+  test('a target that appears during the run is not replaced without --force', async () => {
+    const target = path.join(dir, 'out');
+    const tx = await OutputTransaction.begin(target);
+    write(path.join(target, 'theirs'), 'x');
+    const err = await failure(tx.commit());
+    expect(err.code).toBe('OutputExists');
+    expect(err.message).toBe(`output ${target} appeared while merging; not replacing it`);
+    await tx.abort();
+    expect(ls(dir)).toEqual(['out']);
+    expect(ls(target)).toEqual(['theirs']);
+  });
+
+  test('an abort signal that fires before the rename stops the publish', async () => {
+    const target = path.join(dir, 'out');
+    const tx = await OutputTransaction.begin(target);
+    const ac = new AbortController();
+    ac.abort();
+    const err = await failure(tx.commit(ac.signal));
+    expect(err.code).toBe('Aborted');
+    await tx.abort();
+    expect(ls(dir)).toEqual([]);
+  });
+});
+
+describe('--force', () => {
+  test('the old output stays whole until commit, then is swapped out and removed', async () => {
+    const target = path.join(dir, 'out');
+    write(path.join(target, 'model.safetensors'), 'old');
+    write(path.join(target, 'stale.json'), 'old');
+    const tx = await OutputTransaction.begin(target, { force: true });
+    write(path.join(tx.tempDir, 'model.safetensors'), 'new');
+    expect(ls(target)).toEqual(['model.safetensors', 'stale.json']);
+    await tx.commit();
+    expect(ls(dir)).toEqual(['out']);
+    expect(ls(target)).toEqual(['model.safetensors']);
+    expect(fs.readFileSync(path.join(target, 'model.safetensors'), 'utf8')).toBe('new');
+  });
+
+  test('an aborted --force run leaves the old output as it was', async () => {
+    const target = path.join(dir, 'out');
+    write(path.join(target, 'model.safetensors'), 'old');
+    const tx = await OutputTransaction.begin(target, { force: true });
+    write(path.join(tx.tempDir, 'model.safetensors'), 'new');
+    await tx.abort();
+    expect(ls(dir)).toEqual(['out']);
+    expect(fs.readFileSync(path.join(target, 'model.safetensors'), 'utf8')).toBe('old');
+  });
+});
+
+describe('the lock', () => {
+  test('a second transaction on the same target in this process: OutputLocked, the first unharmed', async () => {
+    const target = path.join(dir, 'out');
+    const tx = await OutputTransaction.begin(target);
+    const err = await failure(OutputTransaction.begin(target));
+    expect(err.code).toBe('OutputLocked');
+    expect(err.message).toBe(`this process is already writing ${target}`);
+    await tx.commit();
+    expect(ls(dir)).toEqual(['out']);
+  });
+
+  test('a lock held by another live process: OutputLocked naming its pid', async () => {
+    // pid 1 is always alive (kill(1, 0) answers EPERM to a non-root process, which counts as alive).
+    write(path.join(dir, '.out.weightmix.lock'), '1\n');
+    const err = await failure(OutputTransaction.begin(path.join(dir, 'out')));
+    expect(err.code).toBe('OutputLocked');
+    expect(err.message).toBe(`another weightmix run (pid 1) is writing ${path.join(dir, 'out')}`);
+    expect(ls(dir)).toEqual(['.out.weightmix.lock']);
+  });
+
+  test('a lock whose process died is taken over', async () => {
+    write(path.join(dir, '.out.weightmix.lock'), `${deadPid()}\n`);
+    const tx = await OutputTransaction.begin(path.join(dir, 'out'));
+    expect(fs.readFileSync(path.join(dir, '.out.weightmix.lock'), 'utf8')).toBe(`${process.pid}\n`);
+    await tx.commit();
+    expect(ls(dir)).toEqual(['out']);
+  });
+
+  test('parts lock separately (lockName), so two parts of one job array run at once', async () => {
+    const target = path.join(dir, 'out');
+    const a = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' });
+    const b = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-2-of-2' });
+    expect(ls(dir).filter((n) => n.endsWith('.lock'))).toEqual(['.out.part-1-of-2.weightmix.lock', '.out.part-2-of-2.weightmix.lock']);
+    await b.abort();
+    await a.abort();
+    expect(ls(dir)).toEqual([]);
+  });
+});
+
+describe('stale cleanup', () => {
+  test("a dead run's temporary folder, swapped-out folder and lock go, with a notice each", async () => {
+    const dead = deadPid();
+    write(path.join(dir, `.out.weightmix-tmp-${dead}-0123abcd`, 'model.safetensors'), 'half');
+    write(path.join(dir, `.out.weightmix-old-${dead}`, 'model.safetensors'), 'old');
+    write(path.join(dir, 'out', 'model.safetensors'), 'current');
+    write(path.join(dir, '.out.part-2-of-4.weightmix.lock'), `${dead}\n`);
+    const notices: string[] = [];
+    const tx = await OutputTransaction.begin(path.join(dir, 'out'), { force: true, notice: (m) => notices.push(m) });
+    expect(notices.sort()).toEqual(
+      [`.out.weightmix-tmp-${dead}-0123abcd`, `.out.weightmix-old-${dead}`, '.out.part-2-of-4.weightmix.lock']
+        .map((n) => `removed ${path.join(dir, n)} left by an interrupted run`)
+        .sort(),
+    );
+    expect(ls(dir)).toEqual(['.out.weightmix.lock', path.basename(tx.tempDir), 'out'].sort());
+    await tx.abort();
+  });
+
+  test('a swapped-out folder whose output is missing is the user\'s model: it is put back', async () => {
+    const dead = deadPid();
+    write(path.join(dir, `.out.weightmix-old-${dead}`, 'model.safetensors'), 'old');
+    const notices: string[] = [];
+    const err = await failure(OutputTransaction.begin(path.join(dir, 'out'), { notice: (m) => notices.push(m) }));
+    expect(err.code).toBe('OutputExists');
+    expect(notices).toEqual([`restored ${path.join(dir, 'out')} from .out.weightmix-old-${dead}, left by an interrupted --force replacement`]);
+    expect(ls(dir)).toEqual(['out']);
+    expect(fs.readFileSync(path.join(dir, 'out', 'model.safetensors'), 'utf8')).toBe('old');
+  });
+
+  test("a live process's leftovers, other outputs' leftovers and unrelated files stay", async () => {
+    const dead = deadPid();
+    const keep = ['.out.weightmix-tmp-1-0123abcd', `.other.weightmix-tmp-${dead}-0123abcd`, `.outer.weightmix-tmp-${dead}-0123abcd`, 'out.weightmix-tmp-5-ab', 'notes'];
+    for (const k of keep) fs.mkdirSync(path.join(dir, k));
+    const tx = await OutputTransaction.begin(path.join(dir, 'out'));
+    expect(ls(dir)).toEqual([...keep, '.out.weightmix.lock', path.basename(tx.tempDir)].sort());
+    await tx.abort();
+    expect(ls(dir)).toEqual(keep.sort());
+  });
+
+  test("siblings: a dead sweep's leftovers beside every lambda-* go; this process's own stay beside a sibling but go beside the target", async () => {
+    const dead = deadPid();
+    write(path.join(dir, `.lambda-0.40.weightmix-tmp-${dead}-0123abcd`, 'x'), 'x');
+    write(path.join(dir, '.lambda-0.90.weightmix.lock'), `${dead}\n`);
+    const ownSibling = `.lambda-0.60.weightmix-tmp-${process.pid}-0123abcd`;
+    const ownEarlier = `.lambda-0.50.weightmix-tmp-${process.pid}-deadbeef`;
+    fs.mkdirSync(path.join(dir, ownSibling));
+    fs.mkdirSync(path.join(dir, ownEarlier));
+    const isLambda = (name: string) => /^lambda-/.test(name);
+    const withoutSiblings = await OutputTransaction.begin(path.join(dir, 'lambda-0.50'));
+    expect(ls(dir)).toContain(`.lambda-0.40.weightmix-tmp-${dead}-0123abcd`);
+    expect(ls(dir)).not.toContain(ownEarlier);
+    await withoutSiblings.abort();
+    fs.mkdirSync(path.join(dir, ownEarlier));
+    const tx = await OutputTransaction.begin(path.join(dir, 'lambda-0.50'), { siblings: isLambda });
+    expect(ls(dir)).toEqual([ownSibling, '.lambda-0.50.weightmix.lock', path.basename(tx.tempDir)].sort());
+    await tx.abort();
+  });
+});
+
+describe('a target that is or holds an input', () => {
+  const refusal = async (target: string, reads: string[]) => {
+    const err = await failure(OutputTransaction.begin(target, { force: true, reads }));
+    expect(err.code).toBe('Usage');
+    expect(err.exitCode).toBe(2);
+    return err.message;
+  };
+
+  test('the target itself, a folder holding an input, and either through a symlink are refused before anything is made', async () => {
+    const model = path.join(dir, 'models', 'a');
+    write(path.join(model, 'model.safetensors'), 'x');
+    expect(await refusal(model, [model])).toBe(`the output ${model} is one of the inputs of this merge; choose another output folder`);
+    const file = path.join(model, 'model.safetensors');
+    expect(await refusal(path.join(dir, 'models'), [file])).toBe(
+      `the output ${path.join(dir, 'models')} holds ${file}, which is one of the inputs of this merge; choose another output folder`,
+    );
+    fs.symlinkSync(path.join(dir, 'models'), path.join(dir, 'link'));
+    expect(await refusal(path.join(dir, 'link', 'a'), [file])).toMatch(/holds .*model\.safetensors, which is one of the inputs/);
+    expect(await refusal(path.join(dir, 'models'), [path.join(dir, 'link', 'a')])).toMatch(/^the output .* holds /);
+    expect(ls(dir)).toEqual(['link', 'models']);
+    expect(ls(path.join(dir, 'models'))).toEqual(['a']);
+  });
+
+  test('a neighbour with a common prefix, or a folder inside an input, is not an input', async () => {
+    const model = path.join(dir, 'a');
+    write(path.join(model, 'model.safetensors'), 'x');
+    for (const target of [path.join(dir, 'ab'), path.join(dir, 'a-merged'), path.join(model, 'merged')]) {
+      const tx = await OutputTransaction.begin(target, { reads: [model] });
+      await tx.abort();
+    }
+    expect(ls(dir)).toEqual(['a']);
+    expect(ls(model)).toEqual(['model.safetensors']);
+  });
+});
+
+describe('per-file publish (--part)', () => {
+  test('parts publish their files into one shared target; existing shards are refused without --force and replaced with it', async () => {
+    const target = path.join(dir, 'out');
+    const dead = deadPid();
+    const otherMachine = `.out.weightmix-tmp-${dead}-0123abcd`;
+    fs.mkdirSync(path.join(dir, otherMachine)); // a part elsewhere: not ours to judge
+    const p1 = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' });
+    const p2 = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-2-of-2' });
+    write(path.join(p1.tempDir, 'model-00001-of-00002.safetensors'), 'one');
+    write(path.join(p1.tempDir, 'config.json'), '{"a":1}');
+    write(path.join(p2.tempDir, 'model-00002-of-00002.safetensors'), 'two');
+    write(path.join(p2.tempDir, 'config.json'), '{"a":1}');
+    await p2.commit();
+    await p1.commit();
+    expect(ls(target)).toEqual(['config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']);
+    expect(ls(dir)).toEqual([otherMachine, 'out'].sort());
+
+    const again = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' });
+    write(path.join(again.tempDir, 'model-00001-of-00002.safetensors'), 'again');
+    const err = await failure(again.commit());
+    expect(err.code).toBe('OutputExists');
+    expect(err.message).toBe(`${path.join(target, 'model-00001-of-00002.safetensors')} already exists (use --force to replace it)`);
+    await again.abort();
+    expect(fs.readFileSync(path.join(target, 'model-00001-of-00002.safetensors'), 'utf8')).toBe('one');
+
+    const forced = await OutputTransaction.begin(target, { mergeInto: true, force: true, lockName: 'part-1-of-2' });
+    write(path.join(forced.tempDir, 'model-00001-of-00002.safetensors'), 'again');
+    await forced.commit();
+    expect(fs.readFileSync(path.join(target, 'model-00001-of-00002.safetensors'), 'utf8')).toBe('again');
+    expect(fs.readFileSync(path.join(target, 'model-00002-of-00002.safetensors'), 'utf8')).toBe('two');
+    expect(ls(dir)).toEqual([otherMachine, 'out'].sort());
+  });
+});
