@@ -5,6 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { cachedPair, expectOneLineError, runCli, scratchDir, startCli } from './helpers/cli';
 import { commitOf, filesFromFolder, hubFile, HubServer, repoOf, startHubServer } from './helpers/hub-server';
@@ -291,7 +292,7 @@ describe('resume, locks', () => {
     const locks = path.join(cacheOf(env), '.locks', 'models--Org--Thinking');
     fs.mkdirSync(locks, { recursive: true });
     const dead = spawnSync('true').pid!;
-    fs.writeFileSync(path.join(locks, `${shard0.sha256}.weightmix.lock`), `${dead} ${require('node:os').hostname()}\n`);
+    fs.writeFileSync(path.join(locks, `${shard0.sha256}.weightmix.lock`), `${dead} ${os.hostname()}\n`);
     const r = await resolveModelReference('Org/Thinking', { env });
     expect(bytesOf(r.dir)).toBe(bytesOf(pair.thinking));
 
@@ -299,7 +300,7 @@ describe('resume, locks', () => {
     const locks2 = path.join(cacheOf(env2), '.locks', 'models--Org--Thinking');
     fs.mkdirSync(locks2, { recursive: true });
     const lock = path.join(locks2, `${shard0.sha256}.weightmix.lock`);
-    fs.writeFileSync(lock, `${process.pid} ${require('node:os').hostname()}\n`);
+    fs.writeFileSync(lock, `${process.pid} ${os.hostname()}\n`);
     const notices: string[] = [];
     let done = false;
     const pending = resolveModelReference('Org/Thinking', { env: env2, onNotice: (m) => notices.push(m) }).then((x) => ((done = true), x));

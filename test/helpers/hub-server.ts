@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
 
 export interface HubFile {
   path: string;
@@ -285,6 +286,5 @@ function serveBytes(state: State, req: http.IncomingMessage, res: http.ServerRes
 }
 
 function bufferStream(data: Buffer): NodeJS.ReadableStream {
-  const { Readable } = require('node:stream') as typeof import('node:stream');
   return Readable.from(data.length === 0 ? [] : [data]);
 }
