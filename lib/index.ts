@@ -24,5 +24,5 @@ export type { DownloadProgress } from './hub/snapshot-download';
 export { parseHubReference } from './hub/reference';
 export { hubEnvironment } from './hub/environment';
 export type { HubEnvironment } from './hub/environment';
-export { openModel } from './model/open-model';
+export { openModel } from './hub/open-model';
 export { loadTokenCounter } from './analysis/tokenizer';

@@ -23,7 +23,7 @@
  * deviation of the raw differences, would differ (both can be derived from `tensors`).
  */
 import { Checkpoint } from '../model/checkpoint';
-import { openModels } from '../model/open-model';
+import { openModels } from '../hub/open-model';
 import type { ResolveOptions } from '../hub/resolve';
 import { usageError, WeightmixError } from '../errors';
 import type { MergeProgress } from '../engine/execute-plan';

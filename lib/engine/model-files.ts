@@ -5,7 +5,6 @@ import { Checkpoint, INDEX_FILE } from '../model/checkpoint';
 import { confinedRealPath } from '../model/paths';
 import type { PlannedModel } from './plan';
 import { FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
-import type { HubSource } from '../hub/resolve';
 
 /** index.json rebuilt from what was planned and written: total_size is the tensor bytes, as HF writes it. */
 export async function writeIndex(model: PlannedModel): Promise<void> {
@@ -35,10 +34,17 @@ export async function copySidecars(from: Checkpoint, dir: string, dtype: FloatDt
   return copied;
 }
 
+/** Where a hub-sourced input came from (lib/hub's HubSource; declared here so that engine/ needs nothing above it). */
+export interface SourceCommit {
+  repo: string;
+  revision: string;
+  commit: string;
+}
+
 export interface ModelCard {
   title: string;
   /** `hub`: the source came from the hub; the card names its repo and commit. */
-  sources: { role: string; dir: string; hub?: HubSource }[];
+  sources: { role: string; dir: string; hub?: SourceCommit }[];
   lines: string[];
   recipe: Record<string, unknown>;
 }
@@ -64,11 +70,11 @@ export async function writeModelCard(dir: string, card: ModelCard): Promise<void
 }
 
 /** "`ORG/NAME` at commit SHA (revision main)" for a hub source, the folder otherwise. */
-function describeSource(s: { dir: string; hub?: HubSource }): string {
+function describeSource(s: { dir: string; hub?: SourceCommit }): string {
   return s.hub ? `\`${s.hub.repo}\` at commit \`${s.hub.commit}\` (revision \`${s.hub.revision}\`)` : `\`${s.dir}\``;
 }
 
 /** A source's short name: `ORG/NAME` for a hub model, the folder's name otherwise. */
-export function modelName(model: { dir: string; hub?: HubSource }): string {
+export function modelName(model: { dir: string; hub?: SourceCommit }): string {
   return model.hub?.repo ?? path.basename(model.dir);
 }

@@ -4,7 +4,7 @@
  */
 import * as path from 'node:path';
 import { Checkpoint, layerCount, pathsRead } from '../model/checkpoint';
-import { hubProvenance, openModels } from '../model/open-model';
+import { hubProvenance, openModels } from '../hub/open-model';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { usageError, WeightmixError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';

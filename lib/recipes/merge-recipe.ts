@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Checkpoint, pathsRead } from '../model/checkpoint';
-import { hubProvenance, openModels } from '../model/open-model';
+import { hubProvenance, openModels } from '../hub/open-model';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';

@@ -1,6 +1,6 @@
 /** A model argument opened as a checkpoint: a local folder, or a hub id resolved through the cache (lib/hub). */
-import { Checkpoint, openCheckpoint } from './checkpoint';
-import { HubSource, resolveModelReference, ResolveOptions } from '../hub/resolve';
+import { Checkpoint, openCheckpoint } from '../model/checkpoint';
+import { HubSource, resolveModelReference, ResolveOptions } from './resolve';
 
 export interface ModelCheckpoint extends Checkpoint {
   /** Set when the argument was a hub id: the repo, the revision asked for and the commit it named. */
