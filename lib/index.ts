@@ -7,6 +7,8 @@ export type { InterpolateOptions, InterpolationCommon, InterpolationSummary, Mer
 export { sweep, parseLambdaList, lambdaFolderName } from './interpolation/sweep';
 export type { SweepOptions } from './interpolation/sweep';
 export { merge } from './recipes/merge-recipe';
+export { mergeBatch } from './recipes/batch';
+export type { BatchRecipe, BatchMergeOptions, BatchMergeSummary, BatchOutputSummary } from './recipes/batch';
 export { verify } from './analysis/verify';
 export type { VerifyOptions, VerifyReport, RecordedRecipe, ElementMismatch } from './analysis/verify';
 export { diff } from './analysis/diff';

@@ -16,7 +16,8 @@ export type { Recipe, RecipeSlice, RecipeSource } from './recipe-types';
 
 const TOP_KEYS = ['models', 'slices', 'merge_method', 'base_model', 'parameters', 'dtype', 'out_dtype', 'tokenizer_source', 'random_seed'];
 const MODEL_KEYS = ['model', 'parameters'];
-const SLICE_KEYS = ['sources', 'parameters'];
+/** residual_weight: mergekit declares it on a slice and never reads it, so it is accepted and does nothing here either. */
+const SLICE_KEYS = ['sources', 'parameters', 'residual_weight'];
 const SOURCE_KEYS = ['model', 'layer_range', 'parameters'];
 /** mergekit's dtype names (torch's) → ours. */
 const DTYPES: Record<string, FloatDtype> = Object.fromEntries(FLOAT_DTYPES.map((d) => [TORCH_DTYPE_NAMES[d], d]));
@@ -204,7 +205,7 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     if (ts === 'base') {
       if (base === null) throw recipeError("tokenizer_source: 'base' needs a base_model");
     } else if (ts === 'union' || (typeof ts === 'object')) {
-      throw new WeightmixError('UnsupportedRecipe', `tokenizer_source: ${JSON.stringify(ts)} is not supported (weightmix copies one model's tokenizer: 'base' or a model folder)`);
+      throw new WeightmixError('UnsupportedRecipe', `tokenizer_source: ${JSON.stringify(ts)} is not supported (weightmix takes one model's vocabulary: 'base' or a model folder)`);
     } else {
       const i = models.indexOf(resolveModelPath(expand(ts, 'tokenizer_source'), baseDir, 'tokenizer_source'));
       if (i < 0) throw recipeError(`tokenizer_source: ${String(ts)} is not one of the recipe's models`);
@@ -230,6 +231,7 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     dtype: dtypeOf(top.dtype, 'dtype'),
     outDtype: dtypeOf(top.out_dtype, 'out_dtype'),
     tokenizerSource,
+    vocabularyFrom: top.tokenizer_source === undefined || top.tokenizer_source === null ? null : tokenizerSource,
     randomSeed,
     document: doc,
   };
