@@ -7,7 +7,7 @@
  * all are published at the end, none when any fails.
  */
 import * as path from 'node:path';
-import { Checkpoint, pathsRead, TensorLocation } from '../model/checkpoint';
+import { pathsRead, TensorLocation } from '../model/checkpoint';
 import { ModelCheckpoint, openModel } from '../hub/open-model';
 import { usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
