@@ -244,8 +244,9 @@ describe('refusals name what they refuse', () => {
     refuses({ merge_method: 'linear', models: [{ model: A, parameters: { weight: 1, t: 0.5 } }] }, /models\[0\].parameters: .*'t'/);
     refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }], parameters: { weight: 1 } }] }, /slices\[0\].parameters: merge_method passthrough takes no parameter 'weight'/);
   });
-  test('hub names, LoRA suffixes and missing folders: nothing is downloaded', () => {
-    refuses({ merge_method: 'linear', models: [{ model: 'Qwen/Qwen3-4B-Instruct-2507' }] }, /'Qwen\/Qwen3-4B-Instruct-2507' is not a local folder; it looks like a Hugging Face hub name, and weightmix downloads nothing/);
+  test('hub ids are kept as written (resolved when the merge opens them); LoRA suffixes and missing folders are refused', () => {
+    const hub = parseRecipe({ merge_method: 'linear', models: [{ model: 'Qwen/Qwen3-4B-Instruct-2507' }, { model: 'Qwen/Qwen3-4B-Thinking-2507@v1.0' }] });
+    expect(hub.models).toEqual(['Qwen/Qwen3-4B-Instruct-2507', 'Qwen/Qwen3-4B-Thinking-2507@v1.0']);
     refuses({ merge_method: 'linear', models: [{ model: `${A}+some/lora` }] }, /LoRA/);
     refuses({ merge_method: 'linear', models: [{ model: path.join(dir, 'missing') }] }, /model folder not found/);
   });

@@ -19,7 +19,7 @@ export function register(program: Command): void {
       'merge models by mergekit YAML recipes (linear, slerp, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, model_stock, passthrough, karcher, multislerp; docs/mergekit-parity.md); ' +
         'several recipes write OUT/NAME each (NAME: the file name without .yml), reading the models they share once',
     )
-    .argument('<recipes...>', 'mergekit configuration files (YAML); model paths are local folders, relative to the working directory; ${NAME} in a model path is the environment variable NAME (a weightmix extension)')
+    .argument('<recipes...>', 'mergekit configuration files (YAML); models are local folders (relative to the working directory) or hub ids ORG/NAME[@REVISION]; ${NAME} in a model path is the environment variable NAME (a weightmix extension)')
     .requiredOption('-o, --output <dir>', 'output model folder (created atomically); with several recipes, the folder that receives one model folder per recipe')
     .option('--part <i/n>', 'with several recipes: merge only part I of N of them (whole models, balanced by bytes; every machine lists the same recipe files in the same order)')
     .option('--threads <n>', 'worker threads (default: number of cores)')

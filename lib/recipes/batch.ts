@@ -7,7 +7,8 @@
  * all are published at the end, none when any fails.
  */
 import * as path from 'node:path';
-import { Checkpoint, openCheckpoint, pathsRead, TensorLocation } from '../model/checkpoint';
+import { pathsRead, TensorLocation } from '../model/checkpoint';
+import { ModelCheckpoint, openModel } from '../hub/open-model';
 import { usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
 import { executeMergePlan, MergeProgress, runStatisticsPlan, StatisticsOptions } from '../engine/execute-plan';
@@ -90,7 +91,7 @@ const MAX_RECIPES = 1000;
 interface Entry {
   name: string;
   recipe: Recipe;
-  ckpts: Checkpoint[];
+  ckpts: ModelCheckpoint[];
   planned: RecipePlan;
   recipes?: Map<string, TensorRecipe>;
   tx?: OutputTransaction;
@@ -112,10 +113,10 @@ export async function mergeBatch(batch: BatchRecipe[], options: BatchMergeOption
   recipes.forEach((r) => methodFor(r.method)); // refuses an unsupported method before any model is opened
 
   // Each model folder is opened once for the whole batch.
-  const opened = new Map<string, Promise<Checkpoint>>();
+  const opened = new Map<string, Promise<ModelCheckpoint>>();
   const open = (dir: string) => {
     const key = path.resolve(dir);
-    if (!opened.has(key)) opened.set(key, openCheckpoint(dir));
+    if (!opened.has(key)) opened.set(key, openModel(dir, options));
     return opened.get(key)!;
   };
   let entries: Entry[] = [];
@@ -144,7 +145,7 @@ export async function mergeBatch(batch: BatchRecipe[], options: BatchMergeOption
         e.plan = planMerge({
           checkpoints: sourceCheckpoints(e.planned, e.ckpts),
           layout: e.planned.layout,
-          outputs: [{ dir: e.tx!.tempDir, metadata: recipeMetadata(e.recipe) }],
+          outputs: [{ dir: e.tx!.tempDir, metadata: recipeMetadata(e.recipe, e.ckpts) }],
           recipe: (name) => e.recipes!.get(name)!,
         });
         return e.plan;

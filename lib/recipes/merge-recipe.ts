@@ -5,7 +5,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Checkpoint, openCheckpoint, pathsRead } from '../model/checkpoint';
+import { Checkpoint, pathsRead } from '../model/checkpoint';
+import { hubProvenance, ModelCheckpoint, openModels } from '../hub/open-model';
+import type { DownloadProgress } from '../hub/snapshot-download';
 import { usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
 import { executeMergePlan, MergeProgress, runStatisticsPlan } from '../engine/execute-plan';
@@ -29,6 +31,8 @@ export interface MergeOptions extends EngineOptions, ParseRecipeOptions {
   /** Replace an existing output, only after the new one is complete. */
   force?: boolean;
   onProgress?: (p: MergeProgress) => void;
+  /** Progress of a hub download, when a hub id in the recipe is not (wholly) in the cache. */
+  onDownload?: (p: DownloadProgress) => void;
   onNotice?: (message: string) => void;
   signal?: AbortSignal;
 }
@@ -57,7 +61,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   const blockBytes = parseBlockBytes(options.blockBytes);
   const direct = options.direct ?? true;
   const device = parseDevice(options.device);
-  const ckpts = await Promise.all(recipe.models.map((m) => openCheckpoint(m)));
+  const ckpts = await openModels(recipe.models, options);
   const outDir = path.resolve(options.output);
 
   const planned = planRecipe(recipe, ckpts);
@@ -84,7 +88,7 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
     const plan = planMerge({
       checkpoints: sourceCheckpoints(planned, ckpts),
       layout: planned.layout,
-      outputs: [{ dir: tx.tempDir, metadata: recipeMetadata(recipe) }],
+      outputs: [{ dir: tx.tempDir, metadata: recipeMetadata(recipe, ckpts) }],
       recipe: (name) => recipes.get(name)!,
     });
     const ran = await executeMergePlan(plan, { threads, blockBytes, direct, device }, options);
@@ -116,18 +120,19 @@ export function isRecipe(x: unknown): x is Recipe {
   return typeof x === 'object' && x !== null && Array.isArray((x as Recipe).slices) && (x as Recipe).modelParameters instanceof Map;
 }
 
-/** The recipe as the output records it (safetensors metadata and model card). */
-function recipeRecord(recipe: Recipe): Record<string, unknown> {
-  return { method: recipe.method, recipe: recipe.document, weightmix: VERSION };
+/** The recipe as the output records it (safetensors metadata and model card), with the commit of each hub model. */
+function recipeRecord(recipe: Recipe, ckpts: ModelCheckpoint[]): Record<string, unknown> {
+  const hub = ckpts.some((c) => c.hub) ? ckpts.map(hubProvenance) : undefined;
+  return { method: recipe.method, recipe: recipe.document, hub, weightmix: VERSION };
 }
 
 /** The metadata of every output shard's header. */
-export function recipeMetadata(recipe: Recipe): Record<string, string> {
-  return { format: 'pt', weightmix: JSON.stringify(recipeRecord(recipe)) };
+export function recipeMetadata(recipe: Recipe, ckpts: ModelCheckpoint[]): Record<string, string> {
+  return { format: 'pt', weightmix: JSON.stringify(recipeRecord(recipe, ckpts)) };
 }
 
 /** The files beside the shards: index, config and tokenizer (layer count fixed for stacks), model card. */
-export async function finishRecipeOutput(model: PlannedModel, recipe: Recipe, ckpts: Checkpoint[], planned: RecipePlan, recipes: ReadonlyMap<string, TensorRecipe>): Promise<void> {
+export async function finishRecipeOutput(model: PlannedModel, recipe: Recipe, ckpts: ModelCheckpoint[], planned: RecipePlan, recipes: ReadonlyMap<string, TensorRecipe>): Promise<void> {
   const method = methodFor(recipe.method);
   const { tensors: out, layers, layerSources, views } = planned;
   await writeIndex(model);
@@ -140,7 +145,7 @@ export async function finishRecipeOutput(model: PlannedModel, recipe: Recipe, ck
   await fixLayerCount(model.dir, from, layers, layerSources.map((s) => ckpts[s.model].config), layerSources);
   await writeModelCard(model.dir, {
     title: `${recipe.method} merge of ${recipe.modelNames.map((n) => path.basename(n)).join(', ')}`,
-    sources: recipe.models.map((dir, i) => ({ role: i === recipe.base ? 'base model' : `model ${i}`, dir })),
+    sources: ckpts.map((c, i) => ({ role: i === recipe.base ? 'base model' : `model ${i}`, dir: c.dir, hub: c.hub })),
     lines: [
       `merge_method: ${recipe.method}, from a mergekit recipe (${recipe.form} form)`,
       'arithmetic in f32, one round-to-nearest-even to the output dtype (the recipe\'s dtype sets only the output dtype when out_dtype is absent)',
@@ -149,7 +154,7 @@ export async function finishRecipeOutput(model: PlannedModel, recipe: Recipe, ck
       ...(recipe.randomSeed !== null && !method.name.startsWith('dare') ? [`random_seed: ${recipe.randomSeed} (no method here draws random numbers)`] : []),
       ...(method.name.startsWith('dare') ? [`DARE masks: counter-based (splitmix64) generator keyed by random_seed ${recipe.randomSeed ?? 0}, tensor name, model index and element index`] : []),
     ],
-    recipe: recipeRecord(recipe),
+    recipe: recipeRecord(recipe, ckpts),
   });
 }
 

@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { parseHubReference } from '../hub/reference';
 import { parseDocument } from 'yaml';
 import { WeightmixError } from '../errors';
 import { FLOAT_DTYPES, FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
@@ -80,8 +81,8 @@ export function expandModelPath(name: string, where: string, env: NodeJS.Process
 }
 
 /**
- * A local model folder. mergekit also takes hub names, `model+lora` and `model@revision`; weightmix
- * reads local folders only and says so rather than downloading anything.
+ * A local model folder (absolute), or a hub id `ORG/NAME[@REVISION]` as written (mergekit's syntax)
+ * when no folder of that name exists. mergekit's `model+lora` is refused.
  */
 export function resolveModelPath(name: unknown, baseDir: string, where: string): string {
   if (typeof name !== 'string' || name === '') throw recipeError(`${where}: expected a model folder path`);
@@ -96,13 +97,8 @@ export function resolveModelPath(name: unknown, baseDir: string, where: string):
   if (name.includes('+')) {
     throw new WeightmixError('UnsupportedRecipe', `${where}: '${name}' names a LoRA to apply (model+lora); weightmix merges full checkpoints only: merge the adapter first`);
   }
-  if (/^[\w.-]+\/[\w.-]+(@[\w.-]+)?$/.test(name) && !name.startsWith('.')) {
-    throw new WeightmixError(
-      'ModelNotFound',
-      `${where}: '${name}' is not a local folder; it looks like a Hugging Face hub name, and weightmix downloads nothing: ` +
-        `fetch it first (e.g. \`huggingface-cli download ${name.split('@')[0]} --local-dir DIR\`) and name DIR in the recipe`,
-    );
-  }
+  // ORG/NAME[@REVISION]: a hub repo, resolved (cache or download) when the merge opens it.
+  if (parseHubReference(name) !== null) return name;
   throw new WeightmixError('ModelNotFound', `${where}: model folder not found: ${name}`);
 }
 
