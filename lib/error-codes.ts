@@ -12,14 +12,16 @@ export interface ErrorCodeInfo {
   readonly thrownBy: readonly string[];
 }
 
-const MERGES = ['interpolate', 'sweep', 'merge'];
+const MERGES = ['interpolate', 'sweep', 'merge', 'mergeBatch'];
 const READERS = ['openCheckpoint', 'interpolate', 'sweep', 'merge', 'diff'];
 const SAFETENSORS = ['readSafetensorsHeader', ...READERS, 'verify (as a problem)'];
 const NATIVE = [...MERGES, 'diff'];
+/** Everything that accepts a model argument that may be a hub id. */
+const HUB = ['resolveModelReference', 'openModel', 'interpolate', 'sweep', 'merge', 'mergeBatch', 'diff', 'score (tokenizer)', 'loadTokenCounter'];
 
 /** The table every code is documented in; its keys are the `WeightmixErrorCode` union. */
 export const ERROR_CODES = {
-  Aborted: { meaning: 'The run was cancelled through its `signal` (the error is named `AbortError`; its `cause` is `signal.reason`); nothing was published.', thrownBy: [...NATIVE, 'verify', 'makeCheckpointPair'] },
+  Aborted: { meaning: 'The run was cancelled through its `signal` (the error is named `AbortError`; its `cause` is `signal.reason`); nothing was published.', thrownBy: [...NATIVE, 'verify', 'makeCheckpointPair', 'resolveModelReference'] },
   ChartWriteFailed: { meaning: 'A chart could not be written to the file asked for.', thrownBy: ['renderChart', 'plotStages', 'plotLayerProfile'] },
   CudaError: { meaning: 'The GPU failed during the run (a CUDA runtime error).', thrownBy: NATIVE },
   CudaOutOfMemory: { meaning: 'The GPU ran out of memory during the run.', thrownBy: NATIVE },
@@ -31,6 +33,17 @@ export const ERROR_CODES = {
   FixtureExists: { meaning: 'The fixture folder already exists and `force` was not given.', thrownBy: ['makeCheckpointPair'] },
   HeaderTooLarge: { meaning: 'A safetensors header is larger than the format allows (100 MB) or than its file.', thrownBy: SAFETENSORS },
   HeaderTooSmall: { meaning: 'A safetensors file is too short for its header.', thrownBy: SAFETENSORS },
+  HubDownloadInterrupted: { meaning: "A hub download broke off (connection lost or timed out); run again to resume it from the partial file.", thrownBy: HUB },
+  HubError: { meaning: "The hub answered something weightmix cannot use (an unexpected HTTP status, a listing without a commit or with invalid hashes, too many redirects).", thrownBy: HUB },
+  HubFileNotFound: { meaning: "A file the model needs is not in the hub repo at that revision.", thrownBy: HUB },
+  HubGated: { meaning: "The hub repo is gated: accept its conditions on the hub and give a token (`HF_TOKEN` or the token file).", thrownBy: HUB },
+  HubNoModel: { meaning: "The hub repo has no safetensors weights or tokenizer files a merge could use.", thrownBy: HUB },
+  HubOffline: { meaning: "A hub id is neither a folder nor in the Hugging Face cache, and `HF_HUB_OFFLINE=1` forbids downloading it.", thrownBy: HUB },
+  HubRepoNotFound: { meaning: "A model argument is neither a folder nor a model repo on the hub (or it is private and no token grants access).", thrownBy: HUB },
+  HubRevisionNotFound: { meaning: "The hub repo has no such revision (branch, tag or commit) as `@REVISION` names.", thrownBy: HUB },
+  HubUnauthorized: { meaning: "The hub refused access (HTTP 401/403): the token is missing, invalid or lacks access to the repo.", thrownBy: HUB },
+  HubUnreachable: { meaning: "The hub cannot be reached (DNS, connection, TLS) and the model is not in the cache; `HF_HUB_OFFLINE=1` uses the cache only.", thrownBy: HUB },
+  HubVerificationFailed: { meaning: "A downloaded file's sha256 or git hash or its size differs from the hub's listing; the partial download was removed.", thrownBy: HUB },
   IndexMismatch: { meaning: "A model's index (`model.safetensors.index.json`) and its shards disagree about where a tensor is.", thrownBy: [...READERS, 'verify (as a problem)'] },
   InputChanged: { meaning: 'An input file changed (shrank) while it was being read.', thrownBy: [...NATIVE, 'verify'] },
   InvalidArgument: { meaning: 'A value passed to a helper function is out of its range (e.g. `passAtK(n, c, k)` with c > n).', thrownBy: ['passAtK', 'score', 'plotLayerProfile'] },
@@ -42,17 +55,18 @@ export const ERROR_CODES = {
   InvalidJson: { meaning: 'A JSON file (an index, a recorded recipe, a metrics table) is not valid strict JSON.', thrownBy: [...READERS, 'readMetricsTable', 'verify (as a problem)'] },
   InvalidOffset: { meaning: "A safetensors tensor's data offsets overlap, leave gaps or run past the file.", thrownBy: SAFETENSORS },
   InvalidRecipe: { meaning: 'A mergekit recipe (or a recorded weightmix recipe) is malformed: the message names the key.', thrownBy: ['merge', 'parseRecipe', 'readRecipeFile', 'verify (as a problem)'] },
+  InvalidTokenizer: { meaning: "A model's `tokenizer.json` cannot be loaded by the tokenizer library.", thrownBy: ['loadTokenCounter', 'score (tokenizer)'] },
   IoError: { meaning: 'The operating system refused a read or write (EIO, a permission, a failed fsync).', thrownBy: [...SAFETENSORS, 'merge', 'sweep'] },
   KTooLarge: { meaning: 'Pass@k or Vote@k asks for more samples than a question has.', thrownBy: ['score', 'passAtK'] },
   MalformedGenerations: { meaning: 'A generations JSONL file has a line that is not a generation record.', thrownBy: ['score'] },
   MalformedMetrics: { meaning: 'A metrics table (CSV or JSON) is malformed or lacks the needed columns.', thrownBy: ['readMetricsTable', 'stages', 'plotStages'] },
   MetadataIncompleteBuffer: { meaning: "A safetensors file's size does not match its header: data cut short (a half-written file) or trailing bytes.", thrownBy: SAFETENSORS },
   MisalignedSlice: { meaning: "A safetensors tensor's byte length is not its shape times its dtype's size.", thrownBy: SAFETENSORS },
-  ModelNotFound: { meaning: 'A model folder does not exist, holds no safetensors, or names a hub model (weightmix downloads nothing).', thrownBy: [...READERS, 'parseRecipe', 'readRecipeFile', 'verify'] },
+  ModelNotFound: { meaning: 'A model folder does not exist or holds no safetensors (a model argument that is no folder and reads as ORG/NAME is looked up on the hub instead).', thrownBy: [...READERS, 'parseRecipe', 'readRecipeFile', 'verify'] },
   ModelsDiffer: { meaning: 'The models to combine hold different tensors or layer counts.', thrownBy: [...MERGES, 'diff'] },
   NativeError: { meaning: 'The native engine failed in a way weightmix does not classify (a bug: please report it).', thrownBy: NATIVE },
-  NativeMissing: { meaning: 'The native addon is not built (`npm install` or `npm run build`), or `WEIGHTMIX_ADDON` names no file.', thrownBy: [...NATIVE, 'loadNative'] },
-  NoSpace: { meaning: 'The output file system is full (ENOSPC) or over quota; nothing was published.', thrownBy: [...MERGES, 'makeCheckpointPair'] },
+  NativeMissing: { meaning: 'No native addon for this platform: no prebuild and no local build (`npx weightmix-build`), or `WEIGHTMIX_ADDON` names no file.', thrownBy: [...NATIVE, 'loadNative'] },
+  NoSpace: { meaning: 'The output file system (or the hub cache) is full (ENOSPC) or over quota; nothing was published.', thrownBy: [...MERGES, 'makeCheckpointPair', 'resolveModelReference'] },
   NotAFile: { meaning: 'A path that must be a regular file (a shard, a sidecar) is a folder or something else.', thrownBy: READERS },
   NothingToPlot: { meaning: 'A chart was asked for data that has nothing to draw.', thrownBy: ['weightmix diff --plot'] },
   OutOfMemory: { meaning: 'The native engine could not allocate memory.', thrownBy: NATIVE },

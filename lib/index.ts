@@ -28,6 +28,8 @@ export type { SweepOptions } from './interpolation/sweep';
 // mergekit recipes
 export { merge } from './recipes/merge-recipe';
 export type { MergeOptions, RecipeMergeSummary } from './recipes/merge-recipe';
+export { mergeBatch } from './recipes/batch';
+export type { BatchRecipe, BatchMergeOptions, BatchMergeSummary, BatchOutputSummary } from './recipes/batch';
 export { parseRecipe, readRecipeFile } from './recipes/recipe';
 export type { Recipe, RecipeSource, RecipeSlice, ParseRecipeOptions } from './recipes/recipe';
 export type { ParameterMap, ParameterSetting, ConditionalEntry, Scalar } from './recipes/recipe-params';
@@ -56,4 +58,13 @@ export type { CheckpointPairOptions, CheckpointPair, FixtureProgress, FixtureDty
 export type { FixtureShapeName } from './fixtures/model-shapes';
 // The native engine
 export { loadNative } from './engine/native';
-export type { NativeAddon, NativeInfo, NativePlan, NativeJob, NativeSource, NativeDest, NativeOutput, NativeResult, NativeDtype, NativeOp, KernelTestArgs } from './engine/native';
+export type { NativeAddon, NativeInfo, NativeBuildInfo, NativePlan, NativeJob, NativeSource, NativeDest, NativeOutput, NativeResult, NativeDtype, NativeOp, KernelTestArgs } from './engine/native';
+// Models by Hugging Face Hub id
+export { resolveModelReference } from './hub/resolve';
+export type { ModelSource, HubSource, ResolveOptions } from './hub/resolve';
+export type { DownloadProgress } from './hub/snapshot-download';
+export { parseHubReference } from './hub/reference';
+export { hubEnvironment } from './hub/environment';
+export type { HubEnvironment } from './hub/environment';
+export { openModel } from './hub/open-model';
+export { loadTokenCounter } from './analysis/tokenizer';

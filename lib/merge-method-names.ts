@@ -10,6 +10,8 @@ export const MERGE_METHOD_NAMES = [
   'dare_linear',
   'breadcrumbs',
   'breadcrumbs_ties',
+  'karcher',
+  'multislerp',
 ] as const;
 
 /** A recipe's `merge_method` that weightmix runs. */

@@ -21,8 +21,15 @@ AlignedBuffer BlockAssembler::takeBuffer() {
   return AlignedBuffer(blockBytes_);
 }
 
-void BlockAssembler::giveBack(AlignedBuffer buffer) {
+void BlockAssembler::giveBack(AlignedBuffer buffer, uint64_t written) {
   std::lock_guard<std::mutex> lock(mutex_);
+  written_ += written;
+  // A complete file needs no more blocks: its spares go, so that a run holds the blocks of the files
+  // it is writing, not up to four more for every file it has finished (every shard of every output).
+  if (written_ >= file_.size()) {
+    spare_.clear();
+    return;
+  }
   if (spare_.size() < 4) spare_.push_back(std::move(buffer));
 }
 
@@ -40,7 +47,7 @@ AlignedBuffer BlockAssembler::countLocked(uint64_t index, uint64_t n) {
 void BlockAssembler::writeBlock(uint64_t index, AlignedBuffer buffer) {
   // The tail block is padded to the alignment only in memory; its write length is exact.
   file_.writeAt(buffer.data(), blockLength(index), index * blockBytes_);
-  giveBack(std::move(buffer));
+  giveBack(std::move(buffer), blockLength(index));
 }
 
 void BlockAssembler::put(uint64_t offset, const uint8_t* data, uint64_t len) {

@@ -34,13 +34,15 @@ class BlockAssembler {
   AlignedBuffer countLocked(uint64_t index, uint64_t n);
   void writeBlock(uint64_t index, AlignedBuffer buffer);
   AlignedBuffer takeBuffer();
-  void giveBack(AlignedBuffer buffer);
+  // Recycles a written block's buffer; `written` is the bytes that block wrote.
+  void giveBack(AlignedBuffer buffer, uint64_t written);
 
   OutputFile& file_;
   uint64_t blockBytes_;
   std::mutex mutex_;
   std::unordered_map<uint64_t, Block> open_;
   std::vector<AlignedBuffer> spare_;  // recycled block buffers: memory stays bounded and warm
+  uint64_t written_ = 0;              // bytes written; once the file is complete its spares are freed
 };
 
 }  // namespace wm

@@ -99,9 +99,11 @@ const LAYERS: Record<string, number> = {
   format: 0,
   model: 1,
   fixtures: 1,
+  // The library's option check (validate-options.ts): used by the front doors above, imports none of the layers
+  // (only errors.ts at lib/'s top), so it sits below engine/ and hub/, whose public functions check their options too.
+  api: 1,
   engine: 2,
-  // The library's option check (validate-options.ts): used by the front doors above, imports none of the layers.
-  api: 2,
+  hub: 2,
   interpolation: 3,
   recipes: 3,
   analysis: 3,

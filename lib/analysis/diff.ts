@@ -22,7 +22,9 @@
  * figure if theirs is the global relative distance; a mean of per-tensor distances, or a standard
  * deviation of the raw differences, would differ (both can be derived from `tensors`).
  */
-import { Checkpoint, openCheckpoint } from '../model/checkpoint';
+import { Checkpoint } from '../model/checkpoint';
+import { openModels } from '../hub/open-model';
+import type { ResolveOptions } from '../hub/resolve';
 import { abortError, usageError, WeightmixError } from '../errors';
 import type { MergeProgress } from '../engine/execute-plan';
 import { addMoments, emptyMoments, Moments, runMomentsPass, TensorPair } from '../engine/moments';
@@ -155,10 +157,14 @@ export type DiffProgress = MergeProgress;
 
 /** The options of `diff`. */
 export interface DiffOptions {
-  /** First model folder (A): distances are relative to its norm. */
+  /** First model (A), a folder or a hub id: distances are relative to its norm. */
   a: string;
-  /** Second model folder (B). */
+  /** Second model (B), a folder or a hub id. */
   b: string;
+  /** Progress of a hub download (a hub id not yet in the cache). */
+  onDownload?: ResolveOptions['onDownload'];
+  /** One-line notices while resolving a hub id (cache used offline, …). */
+  onNotice?: ResolveOptions['onNotice'];
   /** Worker threads (default: the number of cores). The figures do not depend on it. */
   threads?: number;
   /**
@@ -205,13 +211,13 @@ export function diffStats(m: Moments): DiffStats {
   };
 }
 
-const DIFF_KEYS: OptionKeys<DiffOptions> = { a: 'required', b: 'required', threads: 'optional', onProgress: 'optional', signal: 'optional' };
+const DIFF_KEYS: OptionKeys<DiffOptions> = { a: 'required', b: 'required', threads: 'optional', onDownload: 'optional', onNotice: 'optional', onProgress: 'optional', signal: 'optional' };
 
 function validateOptions(options: DiffOptions): { threads: number } {
   checkOptions<DiffOptions>('diff', options, DIFF_KEYS);
   for (const key of ['a', 'b'] as const) {
     if (typeof options[key] !== 'string' || options[key] === '') {
-      throw usageError(`diff: option '${key}' must be a model folder path, got ${JSON.stringify(options[key])}`);
+      throw usageError(`diff: option '${key}' must be a model folder or hub id, got ${JSON.stringify(options[key])}`);
     }
   }
   return { threads: parseThreads(options.threads, 'threads') };
@@ -244,7 +250,7 @@ export async function diff(options: DiffOptions): Promise<DiffReport> {
   const started = process.hrtime.bigint();
   const elapsed = () => Number(process.hrtime.bigint() - started) / 1e9;
   if (options.signal?.aborted) throw aborted(options.signal);
-  const [a, b] = await Promise.all([openCheckpoint(options.a), openCheckpoint(options.b)]);
+  const [a, b] = await openModels([options.a, options.b], options);
   checkCompatible(a, b);
   if (options.signal?.aborted) throw aborted(options.signal);
 

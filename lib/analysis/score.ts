@@ -9,6 +9,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as readline from 'readline';
 import { WeightmixError, usageError } from '../errors';
+import { loadTokenCounter } from './tokenizer';
 import { lookup, MISSING, resolveFields, type FieldMap, type FieldName, type FieldPreset } from './score-fields';
 
 /** How Vote@k breaks ties between equally frequent answers. */
@@ -26,14 +27,16 @@ export interface ScoreOptions {
   k?: number[];
   /** count whitespace-separated words when no token count is recorded (labelled as such) */
   whitespaceTokens?: boolean;
+  /** count each response's tokens with this model's tokenizer.json (a folder or a hub id) */
+  tokenizer?: string;
   /** benchmark name for records without a benchmark field (default: the file name without extension) */
   benchmark?: string;
   /** Vote@k tie rule: `expected` (default) = accuracy under a uniformly random pick among the tied answers; `first` = the tied answer sampled first */
   voteTies?: VoteTies;
 }
 
-/** Where Token #N came from: a recorded count, whitespace words, or nowhere. */
-export type TokenSource = 'field' | 'whitespace' | 'missing';
+/** Where Token #N came from: a recorded count, whitespace words, the model's tokenizer, or nowhere. */
+export type TokenSource = 'field' | 'whitespace' | 'tokenizer' | 'missing';
 
 /** One benchmark's figures. */
 export interface BenchmarkScore {
@@ -175,6 +178,8 @@ export async function score(options: ScoreOptions): Promise<ScoreReport> {
     throw new WeightmixError('FileNotFound', `cannot read generations file '${file}'`);
   }
   if (!stat.isFile()) throw new WeightmixError('FileNotFound', `generations path '${file}' is not a file`);
+  if (options.tokenizer !== undefined && options.whitespaceTokens) throw usageError('--tokenizer and --whitespace-tokens are two ways to count tokens: pass one');
+  const counter = options.tokenizer === undefined ? undefined : await loadTokenCounter(options.tokenizer);
 
   const benchmarks = new Map<string, BenchmarkState>();
   // Optional fields must be present in every record or in none; the first record decides.
@@ -298,7 +303,10 @@ export async function score(options: ScoreOptions): Promise<ScoreReport> {
       }
 
       let tokens: number | undefined;
-      if (options.whitespaceTokens) {
+      if (counter) {
+        if (response === undefined) fail(line, `tokenizer token counts need the response text, but field '${fields.response}' (response) is missing`);
+        tokens = counter.count(response!);
+      } else if (options.whitespaceTokens) {
         if (response === undefined) fail(line, `whitespace token counts need the response text, but field '${fields.response}' (response) is missing`);
         tokens = response!.split(/\s+/).filter((w) => w !== '').length;
       } else if (tokenVals) {
@@ -318,7 +326,7 @@ export async function score(options: ScoreOptions): Promise<ScoreReport> {
 
   const hasResponse = presence.get('response')?.present ?? false;
   const hasAnswer = presence.get('answer')?.present ?? false;
-  const tokensSource: TokenSource = options.whitespaceTokens ? 'whitespace' : presence.get('tokens')?.present ? 'field' : 'missing';
+  const tokensSource: TokenSource = counter ? 'tokenizer' : options.whitespaceTokens ? 'whitespace' : presence.get('tokens')?.present ? 'field' : 'missing';
 
   const out: BenchmarkScore[] = [];
   for (const [benchmark, state] of benchmarks) {

@@ -21,7 +21,7 @@ export const CLI_FLAGS: OptionNamer = (key) => `--${key.replace(/[A-Z]/g, (c) =>
 export type OptionKeys<T> = { readonly [K in keyof Required<T>]: 'required' | 'optional' };
 
 /** The keys every merge and analysis run shares for its callbacks and cancellation. */
-const FUNCTION_KEYS = new Set(['onProgress', 'onNotice']);
+const FUNCTION_KEYS = new Set(['onProgress', 'onNotice', 'onDownload']);
 
 /** The Levenshtein distance, for "did you mean": option names are short. */
 function distance(a: string, b: string): number {
@@ -41,7 +41,7 @@ function suggestion(key: string, known: readonly string[]): string {
 
 /**
  * Checks `options` before a run starts: a plain object; no key outside `keys`; every required key
- * present and neither undefined nor null; no optional key null; `onProgress`/`onNotice` functions;
+ * present and neither undefined nor null; no optional key null; `onProgress`/`onNotice`/`onDownload` functions;
  * `signal` an AbortSignal. Values are checked later by the option parsers, with the same names.
  */
 export function checkOptions<T>(fn: string, options: unknown, keys: OptionKeys<T>): asserts options is T {

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { abortError, WeightmixError } from '../errors';
 import type { WeightmixErrorCode } from '../error-codes';
+import { currentPlatform, loadAddon, LoadedAddon } from './native-loader';
 
 import type { NativeDtype } from '../format/dtypes';
 
@@ -91,10 +92,28 @@ export interface NativeResult {
   stats: Float64Array;
 }
 
+/** How the binary was built (native/build_info.cc). */
+export interface NativeBuildInfo {
+  /** The build system that compiled it. */
+  system: 'cmake-js' | 'node-gyp';
+  /** The compiler and its version. */
+  compiler: string;
+  /** When it was compiled. */
+  date: string;
+  /** The Node-API version it was compiled against. */
+  napiVersion: number;
+  /** With the CUDA kernels compiled in (not an emulation build): nvcc's version and the architectures. */
+  cudaVersion?: string;
+  /** The CUDA architectures compiled in. */
+  cudaArchitectures?: string;
+}
+
 /** What the addon found on this machine. */
 export interface NativeInfo {
   /** The CPU kernels in use ('avx2' or 'scalar'). */
   simd: string;
+  /** How the binary was built. */
+  build: NativeBuildInfo;
   /** Hardware threads. */
   hardwareThreads: number;
   /** Whether this build has CUDA kernels. */
@@ -135,7 +154,7 @@ export interface NativeAddon {
   runKernelForTest(op: string, args: KernelTestArgs): unknown;
 }
 
-let cached: NativeAddon | undefined;
+let cached: { addon: NativeAddon; loaded: LoadedAddon } | undefined;
 
 function packageRoot(): string {
   let dir = __dirname;
@@ -148,18 +167,19 @@ function packageRoot(): string {
 }
 
 /**
- * Loads build/Release/weightmix.node (cmake-js and node-gyp both put it there); WEIGHTMIX_ADDON names another build (tests).
- * @throws {@link WeightmixError} `NativeMissing` when the addon is not built.
+ * Loads the addon once (native-loader.ts decides which binary: WEIGHTMIX_ADDON, the prebuild, or a local build).
+ * @throws {@link WeightmixError} `NativeMissing` when no binary for this platform is there.
  */
 export function loadNative(): NativeAddon {
-  if (cached) return cached;
-  const file = process.env.WEIGHTMIX_ADDON ? path.resolve(process.env.WEIGHTMIX_ADDON) : path.join(packageRoot(), 'build', 'Release', 'weightmix.node');
-  if (!fs.existsSync(file)) {
-    throw new WeightmixError('NativeMissing', `the native addon is not built (${file}); run \`npm install\` or \`npm run build\``);
-  }
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- a .node addon at a path known only at run time
-  cached = require(file) as NativeAddon;
-  return cached;
+  cached ??= loadAddon(packageRoot(), currentPlatform(), process.env, (file) => require(file) as NativeAddon);
+  return cached.addon;
+}
+
+/** Which binary loadNative() loaded (it loads one first). */
+export function loadedAddon(): LoadedAddon {
+  loadNative();
+  return cached!.loaded;
 }
 
 export interface RunOptions {

@@ -3,10 +3,12 @@
  * (`interpolate`) or many in one pass over the inputs (`sweep`): both are this one code path.
  */
 import * as path from 'node:path';
-import { Checkpoint, layerCount, openCheckpoint, pathsRead } from '../model/checkpoint';
+import { Checkpoint, layerCount, pathsRead } from '../model/checkpoint';
+import { hubProvenance, openModels } from '../hub/open-model';
+import type { DownloadProgress } from '../hub/snapshot-download';
 import { usageError, WeightmixError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
-import { copySidecars, writeIndex, writeModelCard } from '../engine/model-files';
+import { copySidecars, modelName, writeIndex, writeModelCard } from '../engine/model-files';
 import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
 import {
   EngineOptions,
@@ -37,9 +39,9 @@ export type { MergeProgress } from '../engine/execute-plan';
 
 /** The options `interpolate` and `sweep` share. */
 export interface InterpolationCommon extends SelectionInput, EngineOptions {
-  /** The Instruct model folder (λ = 0). */
+  /** The Instruct model (λ = 0): a folder, or a hub id `ORG/NAME[@REVISION]` (cache, else downloaded). */
   instruct: string;
-  /** The Thinking model folder (λ = 1). */
+  /** The Thinking model (λ = 1): a folder or a hub id. */
   thinking: string;
   /** 'exact' (default): torch.lerp in f32, one rounding. 'mi': the paper's script, bf16 arithmetic. */
   numerics?: Numerics;
@@ -58,6 +60,8 @@ export interface InterpolationCommon extends SelectionInput, EngineOptions {
    * the run is cancelled, nothing is published, and the promise rejects with what it threw.
    */
   onProgress?: (p: MergeProgress) => void;
+  /** Progress of a hub download, when a hub id is not (wholly) in the cache. */
+  onDownload?: (p: DownloadProgress) => void;
   /** One-line notices (stale leftovers removed, …). */
   onNotice?: (message: string) => void;
   /**
@@ -126,6 +130,7 @@ export const INTERPOLATION_COMMON_KEYS: OptionKeys<InterpolationCommon> = {
   direct: 'optional',
   device: 'optional',
   onProgress: 'optional',
+  onDownload: 'optional',
   onNotice: 'optional',
   signal: 'optional',
 };
@@ -185,7 +190,7 @@ export async function runInterpolation(
   for (const key of ['instruct', 'thinking'] as const) {
     if (typeof options[key] !== 'string' || options[key] === '') throw usageError(`${name(key)} must be a model folder path, got ${showValue(options[key])}`);
   }
-  const [instruct, thinking] = await Promise.all([openCheckpoint(options.instruct), openCheckpoint(options.thinking)]);
+  const [instruct, thinking] = await openModels([options.instruct, options.thinking], options);
   checkCompatible(instruct, thinking);
   checkLayersExist(selection, layerCount(instruct, (n) => classifyTensor(n).layer), name('layers'));
   const selected = new Map(instruct.names.map((n) => [n, isSelected(n, selection)]));
@@ -208,7 +213,8 @@ export async function runInterpolation(
         }));
     }
     const recipeText = (lambda: number) =>
-      JSON.stringify({ method: 'interpolate', lambda, numerics, selection: describeSelection(selection), instruct: instruct.dir, thinking: thinking.dir, weightmix: VERSION });
+      JSON.stringify({ method: 'interpolate', lambda, numerics, selection: describeSelection(selection), instruct: instruct.dir, thinking: thinking.dir,
+        instruct_hub: hubProvenance(instruct), thinking_hub: hubProvenance(thinking), weightmix: VERSION });
     const plan = planMerge({
       checkpoints: [instruct, thinking],
       layout: checkpointLayout(instruct),
@@ -224,10 +230,10 @@ export async function runInterpolation(
       await writeIndex(model);
       await copySidecars(from, model.dir, dtype);
       await writeModelCard(model.dir, {
-        title: `${path.basename(instruct.dir)} × ${path.basename(thinking.dir)} at λ = ${targets[o].lambda}`,
+        title: `${modelName(instruct)} × ${modelName(thinking)} at λ = ${targets[o].lambda}`,
         sources: [
-          { role: 'Instruct (λ = 0)', dir: instruct.dir },
-          { role: 'Thinking (λ = 1)', dir: thinking.dir },
+          { role: 'Instruct (λ = 0)', dir: instruct.dir, hub: instruct.hub },
+          { role: 'Thinking (λ = 1)', dir: thinking.dir, hub: thinking.hub },
         ],
         lines: [
           `Θ = λ·Θ_Thinking + (1−λ)·Θ_Instruct with λ = ${targets[o].lambda} (Wu et al., arXiv 2510.10977)`,

@@ -1,0 +1,49 @@
+/** A model argument opened as a checkpoint: a local folder, or a hub id resolved through the cache (lib/hub). */
+import { Checkpoint, openCheckpoint } from '../model/checkpoint';
+import { checkOptions, OptionKeys } from '../api/validate-options';
+import { checkModelReference, HubSource, resolveReference, ResolveOptions } from './resolve';
+
+/** A checkpoint opened from a model argument. */
+export interface ModelCheckpoint extends Checkpoint {
+  /** Set when the argument was a hub id: the repo, the revision asked for and the commit it named. */
+  hub?: HubSource;
+}
+
+const OPEN_KEYS: OptionKeys<ResolveOptions> = { purpose: 'optional', env: 'optional', onDownload: 'optional', onNotice: 'optional', signal: 'optional' };
+
+/**
+ * Opens a model argument as a checkpoint: a local folder, or a hub id resolved as
+ * `resolveModelReference` does (the cache, or a download); `hub` records the commit it named.
+ *
+ * @example
+ * ```ts
+ * import { openModel } from 'weightmix';
+ * const model = await openModel('Qwen/Qwen3-0.6B@main');
+ * console.log(model.names.length, model.hub?.commit);
+ * ```
+ * @throws {@link WeightmixError} `Usage`, `ModelNotFound`, a hub code (see `resolveModelReference`), a safetensors code for a malformed shard (docs/errors.md).
+ */
+export async function openModel(reference: string, options: ResolveOptions = {}): Promise<ModelCheckpoint> {
+  checkModelReference('openModel', reference);
+  checkOptions<ResolveOptions>('openModel', options, OPEN_KEYS);
+  return openModelAs(reference, options);
+}
+
+/** `openModel` for callers that checked their own options (the merges pass theirs through). */
+export async function openModelAs(reference: string, options: ResolveOptions = {}): Promise<ModelCheckpoint> {
+  const source = await resolveReference(reference, options);
+  const checkpoint = await openCheckpoint(source.dir);
+  return source.hub ? { ...checkpoint, hub: source.hub } : checkpoint;
+}
+
+/** Opens several model arguments one after the other (one download at a time, one progress bar each). */
+export async function openModels(references: string[], options: ResolveOptions = {}): Promise<ModelCheckpoint[]> {
+  const out: ModelCheckpoint[] = [];
+  for (const r of references) out.push(await openModelAs(r, options));
+  return out;
+}
+
+/** What recipe metadata records of a source: its hub id and commit when it came from the hub. */
+export function hubProvenance(model: { hub?: HubSource }): { repo: string; revision: string; commit: string } | undefined {
+  return model.hub ? { repo: model.hub.repo, revision: model.hub.revision, commit: model.hub.commit } : undefined;
+}
