@@ -17,7 +17,7 @@ const READERS = ['openCheckpoint', 'interpolate', 'sweep', 'merge', 'diff'];
 const SAFETENSORS = ['readSafetensorsHeader', ...READERS, 'verify (as a problem)'];
 const NATIVE = [...MERGES, 'diff'];
 /** Everything that accepts a model argument that may be a hub id. */
-const HUB = ['resolveModelReference', 'openModel', 'interpolate', 'sweep', 'merge', 'mergeBatch', 'diff', 'score (tokenizer)', 'loadTokenCounter'];
+const HUB = ['resolveModelReference', 'openModel', 'interpolate', 'sweep', 'merge', 'mergeBatch', 'diff', 'score', 'loadTokenCounter'];
 
 /** The table every code is documented in; its keys are the `WeightmixErrorCode` union. */
 export const ERROR_CODES = {
@@ -55,7 +55,7 @@ export const ERROR_CODES = {
   InvalidJson: { meaning: 'A JSON file (an index, a recorded recipe, a metrics table) is not valid strict JSON.', thrownBy: [...READERS, 'readMetricsTable', 'verify (as a problem)'] },
   InvalidOffset: { meaning: "A safetensors tensor's data offsets overlap, leave gaps or run past the file.", thrownBy: SAFETENSORS },
   InvalidRecipe: { meaning: 'A mergekit recipe (or a recorded weightmix recipe) is malformed: the message names the key.', thrownBy: ['merge', 'parseRecipe', 'readRecipeFile', 'verify (as a problem)'] },
-  InvalidTokenizer: { meaning: "A model's `tokenizer.json` cannot be loaded by the tokenizer library.", thrownBy: ['loadTokenCounter', 'score (tokenizer)'] },
+  InvalidTokenizer: { meaning: "A model's `tokenizer.json` cannot be loaded by the tokenizer library.", thrownBy: ['loadTokenCounter', 'score'] },
   IoError: { meaning: 'The operating system refused a read or write (EIO, a permission, a failed fsync).', thrownBy: [...SAFETENSORS, 'merge', 'sweep'] },
   KTooLarge: { meaning: 'Pass@k or Vote@k asks for more samples than a question has.', thrownBy: ['score', 'passAtK'] },
   MalformedGenerations: { meaning: 'A generations JSONL file has a line that is not a generation record.', thrownBy: ['score'] },

@@ -62,9 +62,13 @@ export type { NativeAddon, NativeInfo, NativeBuildInfo, NativePlan, NativeJob, N
 // Models by Hugging Face Hub id
 export { resolveModelReference } from './hub/resolve';
 export type { ModelSource, HubSource, ResolveOptions } from './hub/resolve';
-export type { DownloadProgress } from './hub/snapshot-download';
+export type { DownloadProgress, DownloadHooks } from './hub/snapshot-download';
+export type { HubPurpose } from './hub/model-files';
 export { parseHubReference } from './hub/reference';
+export type { HubReference } from './hub/reference';
 export { hubEnvironment } from './hub/environment';
 export type { HubEnvironment } from './hub/environment';
 export { openModel } from './hub/open-model';
+export type { ModelCheckpoint } from './hub/open-model';
 export { loadTokenCounter } from './analysis/tokenizer';
+export type { TokenCounter } from './analysis/tokenizer';

@@ -25,6 +25,8 @@ function codesInSource(): Map<string, string[]> {
     for (const m of text.matchAll(/(?:WeightmixError|SafetensorsError)\([^,']*\?\s*'([A-Za-z]+)'\s*:\s*'([A-Za-z]+)'/g)) [m[1], m[2]].forEach((c) => add(c, file));
     for (const m of text.matchAll(/const code = [^;]*\?\s*'([A-Za-z]+)'\s*:\s*'([A-Za-z]+)'/g)) [m[1], m[2]].forEach((c) => add(c, file));
     for (const m of text.matchAll(/problem\(\s*'([A-Za-z]+)'/g)) add(m[1], file);
+    // A subclass that fixes its code (hub/fetch-blob.ts's TransferInterrupted).
+    for (const m of text.matchAll(/extends WeightmixError \{[^}]*?super\(\s*'([A-Za-z]+)'/g)) add(m[1], file);
     if (/\busageError\(/.test(text)) add('Usage', file);
     const nativeMap = /const NATIVE_CODES[^{]*\{([^}]*)\}/.exec(text);
     if (nativeMap) for (const m of nativeMap[1].matchAll(/:\s*'([A-Za-z]+)'/g)) add(m[1], file);

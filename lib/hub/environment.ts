@@ -5,6 +5,7 @@ import * as path from 'node:path';
 
 export const DEFAULT_ENDPOINT = 'https://huggingface.co';
 
+/** The hub settings weightmix uses, as `hubEnvironment` reads them from the environment. */
 export interface HubEnvironment {
   /** Base URL of the hub (`HF_ENDPOINT`), without a trailing slash. */
   endpoint: string;
@@ -27,6 +28,12 @@ function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === '' ? undefined : value;
 }
 
+/**
+ * Reads the Python `huggingface_hub`'s variables as it does (`HF_ENDPOINT`, `HF_HOME`, `HF_HUB_CACHE`,
+ * `HF_TOKEN`/`HF_TOKEN_PATH`, `HF_HUB_OFFLINE`), so that weightmix and Python share one cache.
+ *
+ * @param env - The environment to read (default `process.env`).
+ */
 export function hubEnvironment(env: NodeJS.ProcessEnv = process.env): HubEnvironment {
   const xdgCache = nonEmpty(env.XDG_CACHE_HOME) ?? path.join(os.homedir(), '.cache');
   const home = expandHome(nonEmpty(env.HF_HOME) ?? path.join(xdgCache, 'huggingface'));

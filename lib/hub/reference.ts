@@ -1,5 +1,7 @@
 /** `ORG/NAME` and `ORG/NAME@REVISION` (mergekit's syntax): a Hugging Face Hub model repo at a branch, tag or commit. */
+import { usageError } from '../errors';
 
+/** A hub model repo at a revision, as `parseHubReference` reads it. */
 export interface HubReference {
   /** `ORG/NAME`. */
   repo: string;
@@ -14,8 +16,12 @@ const REVISION = /^[A-Za-z0-9._][A-Za-z0-9._/-]*$/;
 
 export const COMMIT_SHA = /^[0-9a-f]{40}$/;
 
-/** The hub reference `text` names, or null when it is not one (then it can only be a folder). */
+/**
+ * The hub reference `text` names, or null when it is not one (then it can only be a folder).
+ * @throws {@link WeightmixError} `Usage` when `text` is not a string.
+ */
 export function parseHubReference(text: string): HubReference | null {
+  if (typeof text !== 'string') throw usageError(`parseHubReference: the reference must be a string, got ${typeof text}`);
   const at = text.indexOf('@');
   const repo = at === -1 ? text : text.slice(0, at);
   const revision = at === -1 ? 'main' : text.slice(at + 1);

@@ -21,18 +21,29 @@ const PARALLEL_FILES = 4;
 /** Tries per file within one run; each resumes where the last broke off. */
 const ATTEMPTS = 3;
 
+/** A hub download's progress: one series per repo, about every 100 ms and once at the end. */
 export interface DownloadProgress {
+  /** The repo being downloaded, `ORG/NAME`. */
   repo: string;
+  /** Bytes in the cache so far (resumed bytes included). */
   bytesDone: number;
+  /** Bytes of the files this download fetches (those not yet in the cache). */
   bytesTotal: number;
+  /** Files complete. */
   filesDone: number;
+  /** Files this download fetches. */
   filesTotal: number;
+  /** Seconds since this repo's download started. */
   seconds: number;
 }
 
+/** The callbacks and cancellation of a hub download. */
 export interface DownloadHooks {
+  /** Progress of the download (nothing is called when the cache already has every file). */
   onDownload?: (p: DownloadProgress) => void;
+  /** One-line notices (the cache used because the hub is unreachable, …). */
   onNotice?: (message: string) => void;
+  /** Cancels the download: rejects with an 'AbortError' (code 'Aborted'); the partial files stay for a resume. */
   signal?: AbortSignal;
 }
 
