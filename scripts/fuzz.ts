@@ -305,7 +305,7 @@ export async function fuzzCheckpoints(o: CheckpointFuzzOptions): Promise<FuzzRes
         await interpolate({ instruct: dir, thinking: pair.thinking, lambda: 0.7, output: out, threads: 2 });
         const report = await verify({ dir: out, recompute: true, samples: 'all' });
         if (report.ok) result.outcomes.merged++;
-        else fail('the merge succeeded but does not verify', new Error(report.problems[0]));
+        else fail('the merge succeeded but does not verify', new Error(report.problems[0].message));
       } catch (e) {
         if (isWeightmixError(e)) result.outcomes.rejectedAtMerge++;
         else fail('the merge threw a non-WeightmixError', e);

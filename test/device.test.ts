@@ -134,7 +134,7 @@ describe('cuda merges are the CPU\'s bytes', () => {
 });
 
 describe('--device on any machine', () => {
-  const fake = (over: Partial<NativeInfo>): NativeInfo => ({ simd: 'scalar', hardwareThreads: 1, cudaCompiled: true, ...over });
+  const fake = (over: Partial<NativeInfo>): NativeInfo => ({ simd: 'scalar', build: { system: 'cmake-js', compiler: 'test', date: '2026-12-02', napiVersion: 8 }, hardwareThreads: 1, cudaCompiled: true, ...over });
 
   test('auto takes a usable GPU, cpu never does', () => {
     const gpu = fake({ cudaDevices: [{ name: 'H100', memoryBytes: 8e10, computeCapability: '9.0' }] });

@@ -100,8 +100,8 @@ describe('every element of real merges recomputes bit for bit', () => {
     ['λ = 0.3 (the other torch.lerp branch)', { lambda: 0.3 }],
     ['λ = −0.5 and 1.5 (extrapolation)', { lambda: -0.5 }],
     ["numerics 'mi'", { lambda: 0.8, numerics: 'mi' as const }],
-    ['--dtype F32', { lambda: 0.8, dtype: 'F32' }],
-    ['--dtype F16', { lambda: 0.6, dtype: 'F16' }],
+    ['--dtype F32', { lambda: 0.8, dtype: 'F32' as const }],
+    ['--dtype F16', { lambda: 0.6, dtype: 'F16' as const }],
     ['layers 1-2, modules attn,mlp', { lambda: 0.8, layers: '1-2', modules: 'attn,mlp' }],
     ['except modules norm', { lambda: 0.8, skipModules: 'norm' }],
     ['λ = 0', { lambda: 0 }],
@@ -148,7 +148,7 @@ describe('every element of real merges recomputes bit for bit', () => {
         return dir;
       }),
     );
-    for (const recipe of [{ lambda: 0.8 }, { lambda: 0.3 }, { lambda: 0.8, dtype: 'F16' }, { lambda: 0.7, dtype: 'BF16' }]) {
+    for (const recipe of [{ lambda: 0.8 }, { lambda: 0.3 }, { lambda: 0.8, dtype: 'F16' as const }, { lambda: 0.7, dtype: 'BF16' as const }]) {
       const out = fresh('special-out');
       await interpolate({ instruct: dirs[0], thinking: dirs[1], output: out, ...recipe });
       const report = await verify({ dir: out, recompute: true, samples: 'all' });
