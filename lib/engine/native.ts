@@ -2,56 +2,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WeightmixError } from '../errors';
+import { packJobs } from './packed-jobs';
 
 import type { NativeDtype } from '../format/dtypes';
+import type { NativeJob, NativePlan } from './native-plan';
 
-// The addon's dtype codes are part of its surface (format/dtypes.ts declares them).
-export type { NativeDtype } from '../format/dtypes';
-export type NativeOp = 'copy' | 'lerp' | 'lerp_mi' | 'linear' | 'sparse';
-
-export interface NativeSource {
-  input: number;
-  offset: number;
-  dtype: NativeDtype;
-}
-
-export interface NativeDest {
-  output: number;
-  offset: number;
-  dtype: NativeDtype;
-  op: NativeOp;
-  /** copy: [source index]; lerp, lerp_mi: [λ]; linear: one weight per source; sparse: []. */
-  w: number[];
-  /** sparse only: native/kernels/sparsify.h's flat layout (lib/sparsify.ts writes it). */
-  params?: number[];
-}
-
-export interface NativeJob {
-  count: number;
-  sources: NativeSource[];
-  dests: NativeDest[];
-  moments?: boolean;
-  /** No dests: radix-selection counts ('histogram', 2^bits numbers) or exact L1 sums ('l1', 2 numbers) of sources[1] − sources[0]. */
-  stat?: 'histogram' | 'l1';
-  statParams?: number[];
-}
-
-export interface NativeOutput {
-  path: string;
-  size: number;
-  head: Buffer;
-}
-
-export interface NativePlan {
-  inputs: string[];
-  outputs: NativeOutput[];
-  jobs: NativeJob[];
-  threads: number;
-  blockBytes: number;
-  direct: boolean;
-  /** 'cuda': arithmetic dests run on GPU 0 (the addon fails with CudaUnavailable when it cannot). Default 'cpu'. */
-  device?: 'cpu' | 'cuda';
-}
+// The plan's types live beside its packing (engine/native-plan.ts); re-exported as the addon's surface.
+export type { NativeDtype, NativeOp, NativeSource, NativeDest, NativeJob, NativeOutput, NativePlan } from './native-plan';
 
 export interface NativeResult {
   bytesWritten: number;
@@ -82,10 +39,15 @@ export interface KernelTestArgs {
   simd: boolean;
 }
 
+/** What crosses into the addon: the plan with its jobs packed (engine/packed-jobs.ts). */
+export type PackedNativePlan = Omit<NativePlan, 'jobs'> & { jobs: Float64Array };
+
 export interface NativeAddon {
-  execute(plan: NativePlan, onProgress?: (done: number, total: number) => void): { promise: Promise<NativeResult>; cancel(): void };
+  execute(plan: PackedNativePlan, onProgress?: (done: number, total: number) => void): { promise: Promise<NativeResult>; cancel(): void };
   info(): NativeInfo;
   runKernelForTest(op: string, args: KernelTestArgs): unknown;
+  /** Tests: the packed jobs as the executor decoded them (every field, w as float32). */
+  decodeJobsForTest(jobs: Float64Array): (Required<Omit<NativeJob, 'stat'>> & Pick<NativeJob, 'stat'>)[];
 }
 
 let cached: NativeAddon | undefined;
@@ -135,7 +97,7 @@ const NATIVE_CODES: Record<string, string> = {
 export async function runPlan(plan: NativePlan, options: RunOptions = {}): Promise<NativeResult> {
   const { signal, onProgress } = options;
   if (signal?.aborted) throw new WeightmixError('Aborted', 'the merge was aborted');
-  const handle = loadNative().execute(plan, onProgress);
+  const handle = loadNative().execute({ ...plan, jobs: packJobs(plan.jobs) }, onProgress);
   const onAbort = () => handle.cancel();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
