@@ -6,6 +6,7 @@
 #include <memory>
 #include <thread>
 
+#include "build_info.h"
 #include "exec_error.h"
 #include "executor.h"
 #include "io.h"
@@ -188,6 +189,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("simd", Napi::String::New(env, simdPathName()));
   o.Set("hardwareThreads", Napi::Number::New(env, std::max(1u, std::thread::hardware_concurrency())));
+  o.Set("build", buildInfo(env));
 #ifdef WEIGHTMIX_WITH_CUDA
   o.Set("cudaCompiled", Napi::Boolean::New(env, true));
   // cudaDevices when GPU 0 is usable; else cudaUnavailable (one line) and its kind.

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Builds the addon offline: cmake-js when CMake is on PATH, else node-gyp with binding.gyp (CPU only).
+// Builds the addon offline into build/Release: cmake-js when CMake is on PATH, else node-gyp with binding.gyp
+// (CPU only). A clone's `npm install` runs it (prepare); in an installed package it is `npx weightmix-build`.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const path = require('node:path');
@@ -62,4 +63,5 @@ if (!forceGyp && haveCmake()) {
 } else {
   ok = buildWithGyp();
 }
+if (ok) console.log(`weightmix: built ${path.join(root, 'build', 'Release', 'weightmix.node')}; weightmix loads it from now on (\`weightmix info\` says which binary)`);
 process.exit(ok ? 0 : 1);

@@ -4,6 +4,8 @@
  * ${BASE} (a third model near Instruct, standing in for the hybrid Qwen3-4B) are set as environment
  * variables, which the recipe reader expands as `weightmix merge` does (lib/recipe.ts). The MI-0.8 recipes
  * are checked against `weightmix interpolate` with the matching selection, within one bf16 ulp.
+ * Then examples/paper-grid/ runs as one batch (`weightmix merge examples/paper-grid/*.yml -o DIR`); its
+ * recipes that are copies of a top-level example must give that example's files byte for byte.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -13,12 +15,33 @@ import { isWeightmixError } from '../lib/errors';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { interpolate } from '../lib/interpolation/interpolate';
 import { merge } from '../lib/recipes/merge-recipe';
+import { mergeBatch } from '../lib/recipes/batch';
 import { NOT_YET_SUPPORTED } from '../lib/recipes/methods';
 import { readRecipeFile } from '../lib/recipes/recipe';
 import { readTensorValues } from '../lib/format/tensor-data';
 import type { SelectionInput } from '../lib/model/selection';
 
 const EXAMPLES = path.join(__dirname, '..', 'examples');
+const GRID = path.join(EXAMPLES, 'paper-grid');
+
+/** Grid recipes that are copies of a top-level example (grid name → example file). */
+const GRID_COPIES: Record<string, string> = {
+  'without-attention': 'mi-0.8-without-attention.yml',
+  'without-ffn': 'mi-0.8-without-ffn.yml',
+  'task-arithmetic': 'task-arithmetic.yml',
+  ties: 'ties.yml',
+};
+
+/** Files of model folder `a` that are missing from `b` or hold other bytes. */
+async function differingFiles(a: string, b: string): Promise<string[]> {
+  const names = (await fs.promises.readdir(a)).sort();
+  const other = new Set(await fs.promises.readdir(b));
+  const out: string[] = [];
+  for (const name of names) {
+    if (!other.has(name) || !(await fs.promises.readFile(path.join(a, name))).equals(await fs.promises.readFile(path.join(b, name)))) out.push(name);
+  }
+  return out;
+}
 
 /** Recipes that must equal an interpolation (to one rounding) and the selection that makes it. */
 const SAME_AS_INTERPOLATE: Record<string, SelectionInput> = {
@@ -83,6 +106,23 @@ async function main(): Promise<number> {
           process.stdout.write(`FAIL  ${file}: ${(e as Error).message}\n`);
         }
       }
+    }
+    const gridFiles = (await fs.promises.readdir(GRID)).filter((f) => f.endsWith('.yml')).sort();
+    try {
+      const recipes = await Promise.all(gridFiles.map((f) => readRecipeFile(path.join(GRID, f))));
+      const grid = path.join(dir, 'grid');
+      const s = await mergeBatch(recipes.map((recipe, i) => ({ name: gridFiles[i].replace(/\.yml$/, ''), recipe })), { output: grid, threads: 2 });
+      const differ: string[] = [];
+      for (const [name, example] of Object.entries(GRID_COPIES)) {
+        const files = await differingFiles(path.join(grid, name), path.join(dir, 'out', example.replace(/\.yml$/, '')));
+        if (files.length > 0) differ.push(`${name} (${files.join(', ')})`);
+      }
+      if (differ.length > 0) failures++;
+      const check = differ.length > 0 ? `; FAILED: differs from its single merge: ${differ.join('; ')}` : `; ${Object.keys(GRID_COPIES).join(', ')} equal their single merges byte for byte`;
+      process.stdout.write(`${differ.length > 0 ? 'FAIL ' : 'ok   '} paper-grid/: ${s.outputs.length} models in ${s.groups} write pass${s.groups === 1 ? '' : 'es'}, ${s.bytes} bytes${check}\n`);
+    } catch (e) {
+      failures++;
+      process.stdout.write(`FAIL  paper-grid/: ${(e as Error).message}\n`);
     }
   } finally {
     await fs.promises.rm(dir, { recursive: true, force: true });

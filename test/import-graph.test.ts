@@ -100,6 +100,7 @@ const LAYERS: Record<string, number> = {
   model: 1,
   fixtures: 1,
   engine: 2,
+  hub: 2,
   interpolation: 3,
   recipes: 3,
   analysis: 3,

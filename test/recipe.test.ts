@@ -48,6 +48,12 @@ describe('evaluateSetting (mergekit evaluate_setting)', () => {
     expect(evaluateSetting('model.layers.3.mlp.up_proj.weight', s, 0.5)).toBeCloseTo(0.5, 15);
     expect(evaluateSetting('model.norm.weight', s, 0)).toBe(0.9);
   });
+  test("filter '*' is mergekit's wildcard: it matches every tensor, not the literal substring '*'", () => {
+    const s = validateSetting([{ filter: 'mlp', value: 0.3 }, { filter: '*', value: 0.6 }, { value: 0.9 }], 'p');
+    expect(evaluateSetting('model.layers.0.self_attn.q_proj.weight', s, 0)).toBe(0.6);
+    expect(evaluateSetting('model.embed_tokens.weight', s, 0)).toBe(0.6);
+    expect(evaluateSetting('model.layers.0.mlp.up_proj.weight', s, 0)).toBe(0.3);
+  });
   test('a conditional list with no matching entry yields nothing (the next level decides)', () => {
     expect(evaluateSetting('model.norm.weight', [{ filter: 'mlp', value: 1 }], 0)).toBeUndefined();
   });
@@ -108,7 +114,31 @@ describe('output tensors of a recipe', () => {
     const l4 = tensors.find((t) => t.name === 'model.layers.4.mlp.up_proj.weight')!;
     expect(l4.sources).toEqual([{ model: 1, name: 'model.layers.2.mlp.up_proj.weight' }]);
     expect(l4.scope.t).toBe(0.5);
-    expect(tensors.find((t) => t.name === 'lm_head.weight')!.sources).toEqual([{ model: 0, name: 'lm_head.weight' }]);
+    // mergekit: embeddings from the first slice, final norm and lm_head from the last.
+    expect(tensors.find((t) => t.name === 'model.embed_tokens.weight')!.sources).toEqual([{ model: 0, name: 'model.embed_tokens.weight' }]);
+    expect(tensors.find((t) => t.name === 'model.norm.weight')!.sources).toEqual([{ model: 1, name: 'model.norm.weight' }]);
+    expect(tensors.find((t) => t.name === 'lm_head.weight')!.sources).toEqual([{ model: 1, name: 'lm_head.weight' }]);
+  });
+
+  test('slices: form: tensors outside the layers take the first slice (embeddings) or the last (norm, head), with their per-source and slice parameters', () => {
+    const r = parseRecipe({
+      merge_method: 'linear',
+      parameters: { weight: 9 },
+      slices: [
+        { sources: [{ model: A, layer_range: [0, 2], parameters: { weight: 0.25 } }, { model: B, layer_range: [0, 2], parameters: { weight: 0.75 } }] },
+        { sources: [{ model: A, layer_range: [2, 4] }, { model: C, layer_range: [2, 4], parameters: { weight: 0.5 } }], parameters: { weight: 0.1 } },
+      ],
+    });
+    const { tensors } = planOutputTensors(r, [fakeCheckpoint(A, 4), fakeCheckpoint(B, 4), fakeCheckpoint(C, 4)]);
+    const embed = tensors.find((t) => t.name === 'model.embed_tokens.weight')!;
+    expect(embed.sources.map((s) => s.model)).toEqual([0, 1]);
+    expect([lookupParameter(embed.scope, 'weight', 0), lookupParameter(embed.scope, 'weight', 1)]).toEqual([0.25, 0.75]);
+    for (const name of ['model.norm.weight', 'lm_head.weight']) {
+      const t = tensors.find((x) => x.name === name)!;
+      expect(t.sources.map((s) => s.model)).toEqual([0, 2]);
+      expect([lookupParameter(t.scope, 'weight', 0), lookupParameter(t.scope, 'weight', 2)]).toEqual([0.1, 0.5]);
+      expect(t.scope.t).toBe(0);
+    }
   });
 
   test('non-layer tensors take gradients at t = 0 and the models: form per-model parameters', () => {
@@ -196,12 +226,14 @@ describe('refusals name what they refuse', () => {
   });
   test('keys in a models entry, a slice and a source', () => {
     refuses({ merge_method: 'linear', models: [{ model: A, layer_range: [0, 1] }] }, /models\[0\]: unsupported key 'layer_range'/);
-    refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }], residual_weight: 1 }] }, /slices\[0\]: unsupported key 'residual_weight'/);
+    refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }], base_model: A }] }, /slices\[0\]: unsupported key 'base_model'/);
+    // mergekit declares a slice's residual_weight and never reads it: accepted, as the no-op it is there.
+    expect(parseRecipe({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }], residual_weight: 1 }] }).slices).toHaveLength(1);
     refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1], weight: 2 }] }] }, /slices\[0\].sources\[0\]: unsupported key 'weight'/);
     refuses(lin({ parameters: { weight: [{ filter: 'mlp', value: 1, extra: 2 }] } }), /unsupported key 'extra'/);
   });
-  test.each(NOT_YET_SUPPORTED)('merge_method %s is not supported yet', (m) => {
-    refuses({ ...lin(), merge_method: m }, new RegExp(`merge_method ${m} is not supported yet`));
+  test.each(NOT_YET_SUPPORTED)('merge_method %s is refused with its reason', (m) => {
+    refuses({ ...lin(), merge_method: m }, new RegExp(`merge_method ${m} is not supported: .* the engine .*\\(weightmix runs .*karcher, multislerp\\)$`));
   });
   test('an unknown merge_method, or none', () => {
     refuses({ ...lin(), merge_method: 'frobnicate' }, /merge_method "frobnicate" is unknown/);
@@ -212,8 +244,9 @@ describe('refusals name what they refuse', () => {
     refuses({ merge_method: 'linear', models: [{ model: A, parameters: { weight: 1, t: 0.5 } }] }, /models\[0\].parameters: .*'t'/);
     refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }], parameters: { weight: 1 } }] }, /slices\[0\].parameters: merge_method passthrough takes no parameter 'weight'/);
   });
-  test('hub names, LoRA suffixes and missing folders: nothing is downloaded', () => {
-    refuses({ merge_method: 'linear', models: [{ model: 'Qwen/Qwen3-4B-Instruct-2507' }] }, /'Qwen\/Qwen3-4B-Instruct-2507' is not a local folder; it looks like a Hugging Face hub name, and weightmix downloads nothing/);
+  test('hub ids are kept as written (resolved when the merge opens them); LoRA suffixes and missing folders are refused', () => {
+    const hub = parseRecipe({ merge_method: 'linear', models: [{ model: 'Qwen/Qwen3-4B-Instruct-2507' }, { model: 'Qwen/Qwen3-4B-Thinking-2507@v1.0' }] });
+    expect(hub.models).toEqual(['Qwen/Qwen3-4B-Instruct-2507', 'Qwen/Qwen3-4B-Thinking-2507@v1.0']);
     refuses({ merge_method: 'linear', models: [{ model: `${A}+some/lora` }] }, /LoRA/);
     refuses({ merge_method: 'linear', models: [{ model: path.join(dir, 'missing') }] }, /model folder not found/);
   });

@@ -43,12 +43,25 @@ async function rejection(promise: Promise<unknown>): Promise<SafetensorsError> {
 const crateBytes = (s: string): Buffer => Buffer.from(s, 'latin1');
 
 describe('dtypes', () => {
-  test('DTYPE_BITS is the Rust crate Dtype::bitsize table, all 20 dtypes', () => {
+  test('DTYPE_BITS is the Rust crate Dtype::bitsize table, all 22 dtypes (0.8 added the FNUZ F8 variants)', () => {
     expect(DTYPE_BITS).toEqual({
-      BOOL: 8, F4: 4, F6_E2M3: 6, F6_E3M2: 6, U8: 8, I8: 8, F8_E5M2: 8, F8_E4M3: 8, F8_E8M0: 8,
+      BOOL: 8, F4: 4, F6_E2M3: 6, F6_E3M2: 6, U8: 8, I8: 8, F8_E5M2: 8, F8_E4M3: 8, F8_E8M0: 8, F8_E4M3FNUZ: 8, F8_E5M2FNUZ: 8,
       I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32, F32: 32, C64: 64, F64: 64, I64: 64, U64: 64,
     });
     expect(Object.isFrozen(DTYPE_BITS)).toBe(true);
+  });
+
+  test('F8_E4M3FNUZ and F8_E5M2FNUZ (PyTorch writes them; the crate reads them since 0.8) are read with one byte per element', async () => {
+    const header = await readBytes(safetensorsBytes('{"a":{"dtype":"F8_E4M3FNUZ","shape":[2,3],"data_offsets":[0,6]},"b":{"dtype":"F8_E5M2FNUZ","shape":[4],"data_offsets":[6,10]}}', 10));
+    expect(header.tensors.map((t) => [t.name, t.dtype, t.byteLength, t.elementCount])).toEqual([['a', 'F8_E4M3FNUZ', 6, 6], ['b', 'F8_E5M2FNUZ', 4, 4]]);
+  });
+
+  test('the deviations the header comment lists: an array-form tensor entry and a {"F32": null} dtype are refused in one line', async () => {
+    const array = await rejection(readBytes(safetensorsBytes('{"a":["F32",[2],[0,8]]}', 8)));
+    expect(array.code).toBe('InvalidHeaderDeserialization');
+    const tagged = await rejection(readBytes(safetensorsBytes('{"a":{"dtype":{"F32":null},"shape":[2],"data_offsets":[0,8]}}', 8)));
+    expect(tagged.code).toBe('InvalidHeaderDeserialization');
+    for (const e of [array, tagged]) expect(e.message).not.toMatch(/\n/);
   });
 
   test.each([

@@ -22,7 +22,9 @@
  * figure if theirs is the global relative distance; a mean of per-tensor distances, or a standard
  * deviation of the raw differences, would differ (both can be derived from `tensors`).
  */
-import { Checkpoint, openCheckpoint } from '../model/checkpoint';
+import { Checkpoint } from '../model/checkpoint';
+import { openModels } from '../hub/open-model';
+import type { ResolveOptions } from '../hub/resolve';
 import { usageError, WeightmixError } from '../errors';
 import type { MergeProgress } from '../engine/execute-plan';
 import { addMoments, emptyMoments, Moments, runMomentsPass, TensorPair } from '../engine/moments';
@@ -132,10 +134,13 @@ export interface DiffReport {
 export type DiffProgress = MergeProgress;
 
 export interface DiffOptions {
-  /** First model folder (A): distances are relative to its norm. */
+  /** First model (A), a folder or a hub id: distances are relative to its norm. */
   a: string;
-  /** Second model folder (B). */
+  /** Second model (B), a folder or a hub id. */
   b: string;
+  /** Progress of a hub download, and one-line notices (cache used offline, …). */
+  onDownload?: ResolveOptions['onDownload'];
+  onNotice?: ResolveOptions['onNotice'];
   /** Worker threads (default: the number of cores). The figures do not depend on it. */
   threads?: number;
   /** Called from time to time with the bytes read so far. */
@@ -208,7 +213,7 @@ export async function diff(options: DiffOptions): Promise<DiffReport> {
   const started = process.hrtime.bigint();
   const elapsed = () => Number(process.hrtime.bigint() - started) / 1e9;
   if (options.signal?.aborted) throw aborted();
-  const [a, b] = await Promise.all([openCheckpoint(options.a), openCheckpoint(options.b)]);
+  const [a, b] = await openModels([options.a, options.b], options);
   checkCompatible(a, b);
   if (options.signal?.aborted) throw aborted();
 

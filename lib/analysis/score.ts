@@ -9,6 +9,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as readline from 'readline';
 import { WeightmixError, usageError } from '../errors';
+import { loadTokenCounter } from './tokenizer';
 import { lookup, MISSING, resolveFields, type FieldMap, type FieldName, type FieldPreset } from './score-fields';
 
 export type VoteTies = 'expected' | 'first';
@@ -24,13 +25,15 @@ export interface ScoreOptions {
   k?: number[];
   /** count whitespace-separated words when no token count is recorded (labelled as such) */
   whitespaceTokens?: boolean;
+  /** count each response's tokens with this model's tokenizer.json (a folder or a hub id) */
+  tokenizer?: string;
   /** benchmark name for records without a benchmark field (default: the file name without extension) */
   benchmark?: string;
   /** Vote@k tie rule: `expected` (default) = accuracy under a uniformly random pick among the tied answers; `first` = the tied answer sampled first */
   voteTies?: VoteTies;
 }
 
-export type TokenSource = 'field' | 'whitespace' | 'missing';
+export type TokenSource = 'field' | 'whitespace' | 'tokenizer' | 'missing';
 
 export interface BenchmarkScore {
   benchmark: string;
@@ -158,6 +161,8 @@ export async function score(options: ScoreOptions): Promise<ScoreReport> {
     throw new WeightmixError('FileNotFound', `cannot read generations file '${file}'`);
   }
   if (!stat.isFile()) throw new WeightmixError('FileNotFound', `generations path '${file}' is not a file`);
+  if (options.tokenizer !== undefined && options.whitespaceTokens) throw usageError('--tokenizer and --whitespace-tokens are two ways to count tokens: pass one');
+  const counter = options.tokenizer === undefined ? undefined : await loadTokenCounter(options.tokenizer);
 
   const benchmarks = new Map<string, BenchmarkState>();
   // Optional fields must be present in every record or in none; the first record decides.
@@ -281,7 +286,10 @@ export async function score(options: ScoreOptions): Promise<ScoreReport> {
       }
 
       let tokens: number | undefined;
-      if (options.whitespaceTokens) {
+      if (counter) {
+        if (response === undefined) fail(line, `tokenizer token counts need the response text, but field '${fields.response}' (response) is missing`);
+        tokens = counter.count(response!);
+      } else if (options.whitespaceTokens) {
         if (response === undefined) fail(line, `whitespace token counts need the response text, but field '${fields.response}' (response) is missing`);
         tokens = response!.split(/\s+/).filter((w) => w !== '').length;
       } else if (tokenVals) {
@@ -301,7 +309,7 @@ export async function score(options: ScoreOptions): Promise<ScoreReport> {
 
   const hasResponse = presence.get('response')?.present ?? false;
   const hasAnswer = presence.get('answer')?.present ?? false;
-  const tokensSource: TokenSource = options.whitespaceTokens ? 'whitespace' : presence.get('tokens')?.present ? 'field' : 'missing';
+  const tokensSource: TokenSource = counter ? 'tokenizer' : options.whitespaceTokens ? 'whitespace' : presence.get('tokens')?.present ? 'field' : 'missing';
 
   const out: BenchmarkScore[] = [];
   for (const [benchmark, state] of benchmarks) {

@@ -17,8 +17,8 @@ export function register(program: Command): void {
   program
     .command('diff')
     .description('how far apart two models are: ‖B−A‖/‖A‖, cosine and max |B−A| per tensor, layer and module class, and σ for the pair')
-    .argument('<a>', 'first model folder (A; distances are relative to its norm, e.g. the Instruct model)')
-    .argument('<b>', 'second model folder (B, e.g. the Thinking model)')
+    .argument('<a>', 'first model, a folder or a hub id ORG/NAME[@REVISION] (A; distances are relative to its norm, e.g. the Instruct model)')
+    .argument('<b>', 'second model, a folder or a hub id (B, e.g. the Thinking model)')
     .option('--json', 'print the whole report as JSON')
     .option('--tensors', 'also list every tensor in the table')
     .option('--plot <file>', 'also draw the per-layer profile by module class to FILE (.svg or .png)')
@@ -29,7 +29,7 @@ export function register(program: Command): void {
       const threads = parseThreads(opts.threads);
       // Progress on a TTY only; the report itself goes to stdout (as text or --json).
       const reporter = createReporter<DiffReport>({ quiet: !process.stderr.isTTY }, 'diff', () => '');
-      const report = await reporter.run((hooks) => diff({ a, b, threads, onProgress: hooks.onProgress, signal: hooks.signal }));
+      const report = await reporter.run((hooks) => diff({ a, b, threads, onProgress: hooks.onProgress, onDownload: hooks.onDownload, onNotice: hooks.onNotice, signal: hooks.signal }));
       if (opts.plot !== undefined) await plotDiff(report, opts.plot);
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatDiffReport(report, { tensors: opts.tensors, plotFile: opts.plot }));
     });

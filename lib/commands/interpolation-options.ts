@@ -9,8 +9,8 @@ import { deviceOption, shardFiles, withDevice } from './engine-summary';
 /** The flags `interpolate` and `sweep` share (sweep adds its λ list, interpolate its λ and output). */
 export function addInterpolationOptions(cmd: Command): void {
   cmd
-    .requiredOption('--instruct <dir>', 'Instruct model folder (λ = 0)')
-    .requiredOption('--thinking <dir>', 'Thinking model folder (λ = 1)')
+    .requiredOption('--instruct <model>', 'Instruct model (λ = 0): a folder, or a hub id ORG/NAME[@REVISION] from the Hugging Face cache or downloaded into it')
+    .requiredOption('--thinking <model>', 'Thinking model (λ = 1): a folder or a hub id')
     .option('--layers <ranges>', 'only decoder layers in these inclusive ranges, e.g. 12-35 (the paper\'s last two thirds of Qwen3-4B)')
     .option('--modules <list>', `only these module classes: ${MODULE_CLASSES.join(',')}`)
     .option('--skip-modules <list>', 'all module classes except these (they keep the Instruct weights)')

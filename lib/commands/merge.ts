@@ -1,44 +1,80 @@
-/** `weightmix merge RECIPE.yml -o OUT`: a mergekit recipe run by weightmix's engine. */
+/** `weightmix merge RECIPE.yml… -o OUT`: mergekit recipes run by weightmix's engine, many in one pass over their models. */
+import * as path from 'node:path';
 import { Command } from 'commander';
 import type { RecipeMergeSummary } from '../recipes/merge-recipe';
+import type { BatchMergeSummary } from '../recipes/batch';
 import { parseThreads } from '../options';
 import { deviceOption, shardFiles, withDevice } from './engine-summary';
 import { createReporter } from './reporter';
 
+/** A batch output's folder name: the recipe file's name without .yml / .yaml. */
+export function recipeOutputName(file: string): string {
+  return path.basename(file).replace(/\.ya?ml$/i, '');
+}
+
 export function register(program: Command): void {
   program
     .command('merge')
-    .description('merge models by a mergekit YAML recipe (linear, slerp, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, model_stock, passthrough)')
-    .argument('<recipe>', 'mergekit configuration file (YAML); model paths are local folders, relative to the working directory; ${NAME} in a model path is the environment variable NAME (a weightmix extension)')
-    .requiredOption('-o, --output <dir>', 'output model folder (created atomically)')
+    .description(
+      'merge models by mergekit YAML recipes (linear, slerp, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, model_stock, passthrough, karcher, multislerp; docs/mergekit-parity.md); ' +
+        'several recipes write OUT/NAME each (NAME: the file name without .yml), reading the models they share once',
+    )
+    .argument('<recipes...>', 'mergekit configuration files (YAML); models are local folders (relative to the working directory) or hub ids ORG/NAME[@REVISION]; ${NAME} in a model path is the environment variable NAME (a weightmix extension)')
+    .requiredOption('-o, --output <dir>', 'output model folder (created atomically); with several recipes, the folder that receives one model folder per recipe')
+    .option('--part <i/n>', 'with several recipes: merge only part I of N of them (whole models, balanced by bytes; every machine lists the same recipe files in the same order)')
     .option('--threads <n>', 'worker threads (default: number of cores)')
     .addOption(deviceOption())
     .option('--no-direct', 'write through the page cache instead of O_DIRECT')
-    .option('--force', 'replace an existing output once the new one is complete')
+    .option('--force', 'replace existing outputs once the new ones are complete')
     .option('--json', 'print progress and the summary as JSON lines')
     .option('-q, --quiet', 'print nothing but errors')
-    .action(async (file: string, opts: Record<string, unknown>) => {
+    .action(async (files: string[], opts: Record<string, unknown>) => {
       // Loaded on use: the YAML parser and the recipe machinery cost every other command's start-up.
       const { readRecipeFile } = await import('../recipes/recipe');
-      const { merge } = await import('../recipes/merge-recipe');
-      const recipe = await readRecipeFile(file);
-      const reporter = createReporter(
-        opts,
-        'merge',
-        (summary: RecipeMergeSummary) =>
-          `wrote ${summary.output}: ${summary.method}, ${summary.tensors} tensors in ${summary.layers} layers, ${shardFiles(summary.files)}, ` +
-          `${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s (${summary.gbPerSecond.toFixed(2)} GB/s)${withDevice(summary)}`,
-      );
-      const summary = await reporter.run((hooks) =>
-        merge(recipe, {
-          output: opts.output as string,
-          threads: opts.threads === undefined ? undefined : parseThreads(opts.threads),
-          device: opts.device as 'cpu' | 'cuda' | 'auto' | undefined,
-          direct: opts.direct as boolean,
-          force: Boolean(opts.force),
-          ...hooks,
-        }),
-      );
+      const engine = {
+        threads: opts.threads === undefined ? undefined : parseThreads(opts.threads),
+        device: opts.device as 'cpu' | 'cuda' | 'auto' | undefined,
+        direct: opts.direct as boolean,
+        force: Boolean(opts.force),
+      };
+      if (files.length === 1) {
+        if (opts.part !== undefined) {
+          const { usageError } = await import('../errors');
+          throw usageError('--part splits a batch of recipes across machines, whole models each; one recipe is one model (run it on one machine)');
+        }
+        const { merge } = await import('../recipes/merge-recipe');
+        const recipe = await readRecipeFile(files[0]);
+        const reporter = createReporter(
+          opts,
+          'merge',
+          (summary: RecipeMergeSummary) =>
+            `wrote ${summary.output}: ${summary.method}, ${summary.tensors} tensors in ${summary.layers} layers, ${shardFiles(summary.files)}, ` +
+            `${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s (${summary.gbPerSecond.toFixed(2)} GB/s)${withDevice(summary)}`,
+        );
+        const summary = await reporter.run((hooks) => merge(recipe, { output: opts.output as string, ...engine, ...hooks }));
+        reporter.done(summary);
+        return;
+      }
+      const { mergeBatch } = await import('../recipes/batch');
+      const names = files.map(recipeOutputName);
+      const twice = names.find((n, i) => names.indexOf(n) !== i);
+      if (twice !== undefined) {
+        const { usageError } = await import('../errors');
+        throw usageError(`two recipe files are named ${twice} (${files.filter((f) => recipeOutputName(f) === twice).join(', ')}): both would write ${path.join(opts.output as string, twice)}`);
+      }
+      const recipes: Awaited<ReturnType<typeof readRecipeFile>>[] = [];
+      for (const file of files) recipes.push(await readRecipeFile(file));
+      const reporter = createReporter(opts, 'merge', describeBatch);
+      const summary = await reporter.run((hooks) => mergeBatch(recipes.map((recipe, i) => ({ name: names[i], recipe })), { output: opts.output as string, part: opts.part as string | undefined, ...engine, ...hooks }));
       reporter.done(summary);
     });
+}
+
+function describeBatch(summary: BatchMergeSummary): string {
+  const each = summary.outputs.map((o) => `${o.name} (${o.method})`).join(', ');
+  return (
+    `wrote ${summary.outputs.length} models in ${path.dirname(summary.outputs[0].output)}: ${each}; ${shardFiles(summary.files)}, ` +
+    `${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s (${summary.gbPerSecond.toFixed(2)} GB/s), ` +
+    `${summary.groups} write pass${summary.groups === 1 ? '' : 'es'}${summary.part ? `; part ${summary.part}` : ''}${withDevice(summary)}`
+  );
 }

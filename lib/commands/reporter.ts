@@ -4,6 +4,7 @@
  */
 import * as cliProgress from 'cli-progress';
 import { abortOnSignals } from './signals';
+import type { DownloadProgress } from '../hub/snapshot-download';
 
 export interface ByteProgress {
   bytesDone: number;
@@ -15,6 +16,8 @@ export interface ByteProgress {
 
 export interface RunHooks {
   onProgress: (p: ByteProgress) => void;
+  /** A hub download before the run: its own bar, `{"event":"download",…}` lines with --json. */
+  onDownload: (p: DownloadProgress) => void;
   onNotice: (message: string) => void;
   signal: AbortSignal;
 }
@@ -58,6 +61,36 @@ export function createReporter<S extends object>(opts: { json?: unknown; quiet?:
       });
     }
   };
+  let downloadBar: cliProgress.SingleBar | undefined;
+  let lastDownloadJson = 0;
+  const onDownload = (p: DownloadProgress) => {
+    const finished = p.filesDone === p.filesTotal;
+    if (json) {
+      const now = Date.now();
+      if (now - lastDownloadJson < 500 && !finished && p.bytesDone > 0) return;
+      lastDownloadJson = now;
+      process.stdout.write(JSON.stringify({ event: 'download', ...p }) + '\n');
+    } else if (tty) {
+      if (!downloadBar) {
+        downloadBar = new cliProgress.SingleBar(
+          { format: `download ${p.repo} {bar} {percentage}% | {done}/{all} GB | {files}/{filesTotal} files | {rate} MB/s`, hideCursor: true, stream: process.stderr },
+          cliProgress.Presets.shades_classic,
+        );
+        downloadBar.start(p.bytesTotal, 0);
+      }
+      downloadBar.update(p.bytesDone, {
+        done: (p.bytesDone / 1e9).toFixed(2),
+        all: (p.bytesTotal / 1e9).toFixed(2),
+        files: p.filesDone,
+        filesTotal: p.filesTotal,
+        rate: (p.bytesDone / 1e6 / Math.max(p.seconds, 1e-3)).toFixed(0),
+      });
+      if (finished) {
+        downloadBar.stop();
+        downloadBar = undefined;
+      }
+    }
+  };
   const onNotice = (message: string) => {
     if (json) process.stdout.write(JSON.stringify({ event: 'notice', message }) + '\n');
     else if (!quiet) process.stderr.write(`weightmix: ${message}\n`);
@@ -66,8 +99,9 @@ export function createReporter<S extends object>(opts: { json?: unknown; quiet?:
     async run(fn) {
       const signals = abortOnSignals();
       try {
-        return await fn({ onProgress, onNotice, signal: signals.signal });
+        return await fn({ onProgress, onDownload, onNotice, signal: signals.signal });
       } finally {
+        downloadBar?.stop();
         bar?.stop();
         signals.dispose();
       }

@@ -9,6 +9,7 @@ interface ScoreCliOptions {
   preset: string;
   benchmark?: string;
   whitespaceTokens?: boolean;
+  tokenizer?: string;
   voteTies: string;
   json?: boolean;
 }
@@ -25,6 +26,7 @@ export function register(program: Command): void {
     .option('--preset <name>', 'field names: default, vllm or opencompass', 'default')
     .option('--benchmark <name>', 'benchmark name for records without one (default: the file name)')
     .option('--whitespace-tokens', 'count whitespace-separated words as Token #N when no token count is recorded (labelled as such)')
+    .option('--tokenizer <model>', "count Token #N with this model's tokenizer.json: a folder or a hub id ORG/NAME[@REVISION] (only its tokenizer files are downloaded)")
     .option('--vote-ties <rule>', 'Vote@k ties: expected (share of correct tied answers) or first (earliest sampled)', 'expected')
     .option('--json', 'print the report as JSON')
     .action(async (file: string, opts: ScoreCliOptions) => {
@@ -35,6 +37,7 @@ export function register(program: Command): void {
         k: opts.k === undefined ? undefined : parseKList(opts.k),
         benchmark: opts.benchmark,
         whitespaceTokens: opts.whitespaceTokens === true,
+        tokenizer: opts.tokenizer,
         voteTies: parseVoteTies(opts.voteTies),
       });
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatScoreReport(report));
@@ -46,7 +49,7 @@ export function formatScoreReport(report: ScoreReport): string {
   const ks = [...new Set(report.benchmarks.flatMap((b) => b.k))].sort((a, b) => a - b);
   const hasVote = report.benchmarks.some((b) => b.voteAtK !== null);
   const source = report.benchmarks[0]?.tokensSource ?? 'missing';
-  const tokenHead = source === 'whitespace' ? 'Token #N (words)' : 'Token #N';
+  const tokenHead = source === 'whitespace' ? 'Token #N (words)' : source === 'tokenizer' ? 'Token #N (tokenizer)' : 'Token #N';
   const head = ['benchmark', 'questions', 'samples', 'Think #R', tokenHead, 'Mean@n', ...ks.map((k) => `Pass@${k}`), ...(hasVote ? ks.map((k) => `Vote@${k}`) : [])];
   const pct = (x: number | null | undefined) => (x === null || x === undefined ? '-' : x.toFixed(1));
   const body = report.benchmarks.map((b) => [
@@ -63,7 +66,7 @@ export function formatScoreReport(report: ScoreReport): string {
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
   const notes: string[] = ['rates in %; Mean@n averages all n samples per question; Pass@k is the unbiased estimator of Chen et al. (2021)'];
   if (report.benchmarks.some((b) => b.thinkRatio === null)) notes.push(`Think #R: no response field ('${report.fields.response}')`);
-  if (source === 'missing') notes.push(`Token #N: no token count field ('${report.fields.tokens}'); map one with --field tokens=KEY or pass --whitespace-tokens`);
+  if (source === 'missing') notes.push(`Token #N: no token count field ('${report.fields.tokens}'); map one with --field tokens=KEY or pass --tokenizer MODEL or --whitespace-tokens`);
   if (source === 'whitespace') notes.push('Token #N counts whitespace-separated words, not tokenizer tokens');
   if (!hasVote) notes.push(`Vote@k: no extracted answer field ('${report.fields.answer}')`);
   else notes.push(`Vote@k ties: ${report.voteTies === 'expected' ? 'share of correct answers among the tied ones' : 'the tied answer sampled first'}`);

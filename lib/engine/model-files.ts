@@ -34,21 +34,29 @@ export async function copySidecars(from: Checkpoint, dir: string, dtype: FloatDt
   return copied;
 }
 
+/** Where a hub-sourced input came from (lib/hub's HubSource; declared here so that engine/ needs nothing above it). */
+export interface SourceCommit {
+  repo: string;
+  revision: string;
+  commit: string;
+}
+
 export interface ModelCard {
   title: string;
-  sources: { role: string; dir: string }[];
+  /** `hub`: the source came from the hub; the card names its repo and commit. */
+  sources: { role: string; dir: string; hub?: SourceCommit }[];
   lines: string[];
   recipe: Record<string, unknown>;
 }
 
 export async function writeModelCard(dir: string, card: ModelCard): Promise<void> {
-  const front = ['---', 'library_name: transformers', 'tags:', '- merge', '- weightmix', 'base_model:', ...card.sources.map((s) => `- ${s.dir}`), '---'];
+  const front = ['---', 'library_name: transformers', 'tags:', '- merge', '- weightmix', 'base_model:', ...card.sources.map((s) => `- ${s.hub?.repo ?? s.dir}`), '---'];
   const body = [
     `# ${card.title}`,
     '',
     'Merged with [weightmix](https://www.npmjs.com/package/weightmix).',
     '',
-    ...card.sources.map((s) => `- ${s.role}: \`${s.dir}\``),
+    ...card.sources.map((s) => `- ${s.role}: ${describeSource(s)}`),
     ...card.lines.map((l) => `- ${l}`),
     '',
     '## Recipe',
@@ -59,4 +67,14 @@ export async function writeModelCard(dir: string, card: ModelCard): Promise<void
     '',
   ];
   await fs.promises.writeFile(path.join(dir, 'README.md'), [...front, ...body].join('\n'));
+}
+
+/** "`ORG/NAME` at commit SHA (revision main)" for a hub source, the folder otherwise. */
+function describeSource(s: { dir: string; hub?: SourceCommit }): string {
+  return s.hub ? `\`${s.hub.repo}\` at commit \`${s.hub.commit}\` (revision \`${s.hub.revision}\`)` : `\`${s.dir}\``;
+}
+
+/** A source's short name: `ORG/NAME` for a hub model, the folder's name otherwise. */
+export function modelName(model: { dir: string; hub?: SourceCommit }): string {
+  return model.hub?.repo ?? path.basename(model.dir);
 }

@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WeightmixError } from '../errors';
+import { currentPlatform, loadAddon, LoadedAddon } from './native-loader';
 import { packJobs } from './packed-jobs';
 
 import type { NativeDtype } from '../format/dtypes';
@@ -18,8 +19,20 @@ export interface NativeResult {
   stats: Float64Array;
 }
 
+/** How the binary was built (native/build_info.cc). */
+export interface NativeBuildInfo {
+  system: 'cmake-js' | 'node-gyp';
+  compiler: string;
+  date: string;
+  napiVersion: number;
+  /** With the CUDA kernels compiled in (not an emulation build): nvcc's version and the architectures. */
+  cudaVersion?: string;
+  cudaArchitectures?: string;
+}
+
 export interface NativeInfo {
   simd: string;
+  build: NativeBuildInfo;
   hardwareThreads: number;
   cudaCompiled: boolean;
   /** Present when GPU 0 is usable. */
@@ -50,7 +63,7 @@ export interface NativeAddon {
   decodeJobsForTest(jobs: Float64Array): (Required<Omit<NativeJob, 'stat'>> & Pick<NativeJob, 'stat'>)[];
 }
 
-let cached: NativeAddon | undefined;
+let cached: { addon: NativeAddon; loaded: LoadedAddon } | undefined;
 
 function packageRoot(): string {
   let dir = __dirname;
@@ -62,16 +75,17 @@ function packageRoot(): string {
   }
 }
 
-/** Loads build/Release/weightmix.node (cmake-js and node-gyp both put it there); WEIGHTMIX_ADDON names another build (tests). */
+/** Loads the addon once (native-loader.ts decides which binary: WEIGHTMIX_ADDON, the prebuild, or a local build). */
 export function loadNative(): NativeAddon {
-  if (cached) return cached;
-  const file = process.env.WEIGHTMIX_ADDON ? path.resolve(process.env.WEIGHTMIX_ADDON) : path.join(packageRoot(), 'build', 'Release', 'weightmix.node');
-  if (!fs.existsSync(file)) {
-    throw new WeightmixError('NativeMissing', `the native addon is not built (${file}); run \`npm install\` or \`npm run build\``);
-  }
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- a .node addon at a path known only at run time
-  cached = require(file) as NativeAddon;
-  return cached;
+  cached ??= loadAddon(packageRoot(), currentPlatform(), process.env, (file) => require(file) as NativeAddon);
+  return cached.addon;
+}
+
+/** Which binary loadNative() loaded (it loads one first). */
+export function loadedAddon(): LoadedAddon {
+  loadNative();
+  return cached!.loaded;
 }
 
 export interface RunOptions {

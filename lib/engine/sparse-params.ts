@@ -39,3 +39,14 @@ export function encodeSparseParams(r: ResolvedSparse, sourceOf: (model: number) 
   for (const m of r.models) out.push(...sparseModelParams(sourceOf(m.model), m));
   return out;
 }
+
+/** Numbers per model in the flat layout (its first is the model's source index). */
+const MODEL_PARAMS = 10;
+
+/** The same parameters for a job whose sources are renumbered (`to(old index)` = new index): a fused batch plan's jobs. */
+export function remapSparseSources(params: readonly number[], to: (source: number) => number): number[] {
+  const out = [...params];
+  out[4] = to(out[4]);
+  for (let k = 0; k < out[5]; k++) out[6 + MODEL_PARAMS * k] = to(out[6 + MODEL_PARAMS * k]);
+  return out;
+}

@@ -6,7 +6,12 @@
  * - duplicate JSON keys and extra fields in a tensor entry are refused (serde keeps the last / ignores them);
  * - integers above 2^53 − 1 are InvalidHeaderDeserialization: a double cannot hold them, so they are
  *   refused rather than rounded (the crate, in u64, reports ValidationOverflow later);
- * - element counts above 2^53 − 1 are ValidationOverflow even where the crate's u64 byte size would fit.
+ * - element counts above 2^53 − 1 are ValidationOverflow even where the crate's u64 byte size would fit;
+ * - a tensor entry written as a JSON array (`["F32", [2], [0, 8]]`, which serde reads as the struct's
+ *   fields in order) and a dtype written as an externally tagged unit variant (`{"F32": null}`) are
+ *   InvalidHeaderDeserialization: no writer produces them, and each would be a second spelling to check.
+ * Every dtype of the crate (0.8: 22, the FNUZ F8 variants included) is read; the engine computes only on
+ * F32, F16 and BF16 and copies the bytes of every other dtype.
  */
 import { isUtf8 } from 'node:buffer';
 import { open, writeFile, type FileHandle } from 'node:fs/promises';

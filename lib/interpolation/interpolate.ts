@@ -3,10 +3,12 @@
  * (`interpolate`) or many in one pass over the inputs (`sweep`): both are this one code path.
  */
 import * as path from 'node:path';
-import { Checkpoint, layerCount, openCheckpoint, pathsRead } from '../model/checkpoint';
+import { Checkpoint, layerCount, pathsRead } from '../model/checkpoint';
+import { hubProvenance, openModels } from '../hub/open-model';
+import type { DownloadProgress } from '../hub/snapshot-download';
 import { usageError, WeightmixError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
-import { copySidecars, writeIndex, writeModelCard } from '../engine/model-files';
+import { copySidecars, modelName, writeIndex, writeModelCard } from '../engine/model-files';
 import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
 import {
   EngineOptions,
@@ -33,9 +35,9 @@ import { VERSION } from '../version';
 export type { MergeProgress } from '../engine/execute-plan';
 
 export interface InterpolationCommon extends SelectionInput, EngineOptions {
-  /** The Instruct model folder (λ = 0). */
+  /** The Instruct model (λ = 0): a folder, or a hub id `ORG/NAME[@REVISION]` (cache, else downloaded). */
   instruct: string;
-  /** The Thinking model folder (λ = 1). */
+  /** The Thinking model (λ = 1): a folder or a hub id. */
   thinking: string;
   /** 'exact' (default): torch.lerp in f32, one rounding. 'mi': the paper's script, bf16 arithmetic. */
   numerics?: Numerics;
@@ -48,6 +50,8 @@ export interface InterpolationCommon extends SelectionInput, EngineOptions {
   /** Write only part I of N of the output shards (`"2/8"` or `{index: 2, count: 8}`), for job arrays. */
   part?: string | { index: number; count: number };
   onProgress?: (p: MergeProgress) => void;
+  /** Progress of a hub download, when a hub id is not (wholly) in the cache. */
+  onDownload?: (p: DownloadProgress) => void;
   /** One-line notices (stale leftovers removed, …). */
   onNotice?: (message: string) => void;
   signal?: AbortSignal;
@@ -106,7 +110,7 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
   if (typeof options.instruct !== 'string' || typeof options.thinking !== 'string') {
     throw usageError('both --instruct and --thinking model folders are required');
   }
-  const [instruct, thinking] = await Promise.all([openCheckpoint(options.instruct), openCheckpoint(options.thinking)]);
+  const [instruct, thinking] = await openModels([options.instruct, options.thinking], options);
   checkCompatible(instruct, thinking);
   checkLayersExist(selection, layerCount(instruct, (n) => classifyTensor(n).layer));
   const selected = new Map(instruct.names.map((n) => [n, isSelected(n, selection)]));
@@ -129,7 +133,8 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
         }));
     }
     const recipeText = (lambda: number) =>
-      JSON.stringify({ method: 'interpolate', lambda, numerics, selection: describeSelection(selection), instruct: instruct.dir, thinking: thinking.dir, weightmix: VERSION });
+      JSON.stringify({ method: 'interpolate', lambda, numerics, selection: describeSelection(selection), instruct: instruct.dir, thinking: thinking.dir,
+        instruct_hub: hubProvenance(instruct), thinking_hub: hubProvenance(thinking), weightmix: VERSION });
     const plan = planMerge({
       checkpoints: [instruct, thinking],
       layout: checkpointLayout(instruct),
@@ -145,10 +150,10 @@ export async function runInterpolation(options: InterpolationCommon, targets: Ta
       await writeIndex(model);
       await copySidecars(from, model.dir, dtype);
       await writeModelCard(model.dir, {
-        title: `${path.basename(instruct.dir)} × ${path.basename(thinking.dir)} at λ = ${targets[o].lambda}`,
+        title: `${modelName(instruct)} × ${modelName(thinking)} at λ = ${targets[o].lambda}`,
         sources: [
-          { role: 'Instruct (λ = 0)', dir: instruct.dir },
-          { role: 'Thinking (λ = 1)', dir: thinking.dir },
+          { role: 'Instruct (λ = 0)', dir: instruct.dir, hub: instruct.hub },
+          { role: 'Thinking (λ = 1)', dir: thinking.dir, hub: thinking.hub },
         ],
         lines: [
           `Θ = λ·Θ_Thinking + (1−λ)·Θ_Instruct with λ = ${targets[o].lambda} (Wu et al., arXiv 2510.10977)`,

@@ -5,7 +5,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Checkpoint, openCheckpoint, pathsRead } from '../model/checkpoint';
+import { Checkpoint, pathsRead } from '../model/checkpoint';
+import { hubProvenance, ModelCheckpoint, openModels } from '../hub/open-model';
+import type { DownloadProgress } from '../hub/snapshot-download';
 import { usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
 import { executeMergePlan, MergeProgress, runStatisticsPlan } from '../engine/execute-plan';
@@ -14,10 +16,12 @@ import { methodFor } from './methods';
 import { copySidecars, writeIndex, writeModelCard } from '../engine/model-files';
 import { EngineOptions, parseBlockBytes, parseDevice, parseThreads } from '../options';
 import { OutputTransaction } from '../engine/output';
-import { planMerge } from '../engine/plan';
-import type { FloatDtype } from '../format/dtypes';
+import { planMerge, PlannedModel, TensorRecipe } from '../engine/plan';
+import { TORCH_DTYPE_NAMES } from '../format/dtypes';
+import { configDtype } from './output-dtype';
+import { setConfigVocabSize } from './tokenizer-source';
 import { parseRecipe, ParseRecipeOptions, Recipe } from './recipe';
-import { planRecipe, sourceCheckpoints, tensorRecipes } from './recipe-plan';
+import { planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
 import { resolveSparse } from './sparsify';
 import { VERSION } from '../version';
 
@@ -27,6 +31,8 @@ export interface MergeOptions extends EngineOptions, ParseRecipeOptions {
   /** Replace an existing output, only after the new one is complete. */
   force?: boolean;
   onProgress?: (p: MergeProgress) => void;
+  /** Progress of a hub download, when a hub id in the recipe is not (wholly) in the cache. */
+  onDownload?: (p: DownloadProgress) => void;
   onNotice?: (message: string) => void;
   signal?: AbortSignal;
 }
@@ -50,16 +56,16 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   const started = process.hrtime.bigint();
   if (typeof options.output !== 'string' || options.output === '') throw usageError('an output folder is required (-o OUT)');
   const recipe: Recipe = isRecipe(input) ? input : parseRecipe(input, options);
-  const method = methodFor(recipe.method);
+  methodFor(recipe.method); // refuses an unsupported method before any model is opened
   const threads = parseThreads(options.threads);
   const blockBytes = parseBlockBytes(options.blockBytes);
   const direct = options.direct ?? true;
   const device = parseDevice(options.device);
-  const ckpts = await Promise.all(recipe.models.map((m) => openCheckpoint(m)));
+  const ckpts = await openModels(recipe.models, options);
   const outDir = path.resolve(options.output);
 
   const planned = planRecipe(recipe, ckpts);
-  const { tensors: out, layers, layerSources, views } = planned;
+  const { tensors: out, layers, views } = planned;
 
   // Statistics passes first: the moments the method asks for (slerp angles, model_stock cosines), then sparsification thresholds.
   const statistics = { threads, blockBytes, direct: false, onProgress: options.onProgress, signal: options.signal };
@@ -77,35 +83,17 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
     for (const [name, r] of resolved) recipes.get(name)!.sparse = r;
   }
 
-  const outDtype: FloatDtype | undefined = recipe.outDtype ?? recipe.dtype ?? undefined;
-  const recipeJson = { method: recipe.method, recipe: recipe.document, weightmix: VERSION };
-
   const tx = await OutputTransaction.begin(outDir, { force: options.force, notice: options.onNotice, reads: ckpts.flatMap(pathsRead) });
   try {
     const plan = planMerge({
       checkpoints: sourceCheckpoints(planned, ckpts),
       layout: planned.layout,
-      outputs: [{ dir: tx.tempDir, metadata: { format: 'pt', weightmix: JSON.stringify(recipeJson) } }],
+      outputs: [{ dir: tx.tempDir, metadata: recipeMetadata(recipe, ckpts) }],
       recipe: (name) => recipes.get(name)!,
     });
     const ran = await executeMergePlan(plan, { threads, blockBytes, direct, device }, options);
     const model = plan.models[0];
-    await writeIndex(model);
-    const from = ckpts[recipe.tokenizerSource];
-    await copySidecars(from, model.dir, outDtype);
-    await fixLayerCount(model.dir, from, layers, layerSources.map((s) => ckpts[s.model].config), layerSources);
-    await writeModelCard(model.dir, {
-      title: `${recipe.method} merge of ${recipe.modelNames.map((n) => path.basename(n)).join(', ')}`,
-      sources: recipe.models.map((dir, i) => ({ role: i === recipe.base ? 'base model' : `model ${i}`, dir })),
-      lines: [
-        `merge_method: ${recipe.method}, from a mergekit recipe (${recipe.form} form)`,
-        'arithmetic in f32, one round-to-nearest-even to the output dtype (the recipe\'s dtype sets only the output dtype when out_dtype is absent)',
-        `config, tokenizer and templates from ${recipe.modelNames[recipe.tokenizerSource]}`,
-        ...(recipe.randomSeed !== null && !method.name.startsWith('dare') ? [`random_seed: ${recipe.randomSeed} (no method here draws random numbers)`] : []),
-        ...(method.name.startsWith('dare') ? [`DARE masks: counter-based (splitmix64) generator keyed by random_seed ${recipe.randomSeed ?? 0}, tensor name, model index and element index`] : []),
-      ],
-      recipe: recipeJson,
-    });
+    await finishRecipeOutput(model, recipe, ckpts, planned, recipes);
     await tx.commit(options.signal);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     return {
@@ -127,8 +115,47 @@ export async function merge(input: Recipe | string | Record<string, unknown>, op
   }
 }
 
-function isRecipe(x: unknown): x is Recipe {
+/** A parsed recipe (the API also takes YAML text or a plain object). */
+export function isRecipe(x: unknown): x is Recipe {
   return typeof x === 'object' && x !== null && Array.isArray((x as Recipe).slices) && (x as Recipe).modelParameters instanceof Map;
+}
+
+/** The recipe as the output records it (safetensors metadata and model card), with the commit of each hub model. */
+function recipeRecord(recipe: Recipe, ckpts: ModelCheckpoint[]): Record<string, unknown> {
+  const hub = ckpts.some((c) => c.hub) ? ckpts.map(hubProvenance) : undefined;
+  return { method: recipe.method, recipe: recipe.document, hub, weightmix: VERSION };
+}
+
+/** The metadata of every output shard's header. */
+export function recipeMetadata(recipe: Recipe, ckpts: ModelCheckpoint[]): Record<string, string> {
+  return { format: 'pt', weightmix: JSON.stringify(recipeRecord(recipe, ckpts)) };
+}
+
+/** The files beside the shards: index, config and tokenizer (layer count fixed for stacks), model card. */
+export async function finishRecipeOutput(model: PlannedModel, recipe: Recipe, ckpts: ModelCheckpoint[], planned: RecipePlan, recipes: ReadonlyMap<string, TensorRecipe>): Promise<void> {
+  const method = methodFor(recipe.method);
+  const { tensors: out, layers, layerSources, views } = planned;
+  await writeIndex(model);
+  const from = ckpts[recipe.tokenizerSource];
+  // config.json states the dtype of the tensors written (mergekit: F32 tensors from an F32 base are said to be F32).
+  const written = configDtype(out.map((t) => ({ dtype: recipes.get(t.name)!.dtype, elements: views[t.sources[0].model].get(t.name)!.elementCount })));
+  const stated: unknown = from.config?.dtype ?? from.config?.torch_dtype;
+  await copySidecars(from, model.dir, written && stated !== TORCH_DTYPE_NAMES[written] ? written : undefined);
+  if (planned.vocabRows !== null) await setConfigVocabSize(model.dir, planned.vocabRows);
+  await fixLayerCount(model.dir, from, layers, layerSources.map((s) => ckpts[s.model].config), layerSources);
+  await writeModelCard(model.dir, {
+    title: `${recipe.method} merge of ${recipe.modelNames.map((n) => path.basename(n)).join(', ')}`,
+    sources: ckpts.map((c, i) => ({ role: i === recipe.base ? 'base model' : `model ${i}`, dir: c.dir, hub: c.hub })),
+    lines: [
+      `merge_method: ${recipe.method}, from a mergekit recipe (${recipe.form} form)`,
+      'arithmetic in f32, one round-to-nearest-even to the output dtype (the recipe\'s dtype sets only the output dtype when out_dtype is absent)',
+      `config, tokenizer and templates from ${recipe.modelNames[recipe.tokenizerSource]}`,
+      ...(planned.vocabRows !== null ? [`embed_tokens and lm_head cut to the ${planned.vocabRows} rows of that tokenizer's vocabulary (tokenizer_source, as mergekit rebuilds them)`] : []),
+      ...(recipe.randomSeed !== null && !method.name.startsWith('dare') ? [`random_seed: ${recipe.randomSeed} (no method here draws random numbers)`] : []),
+      ...(method.name.startsWith('dare') ? [`DARE masks: counter-based (splitmix64) generator keyed by random_seed ${recipe.randomSeed ?? 0}, tensor name, model index and element index`] : []),
+    ],
+    recipe: recipeRecord(recipe, ckpts),
+  });
 }
 
 /** A stacked (passthrough) model has another depth: config.json says so. */

@@ -5,7 +5,7 @@
 import { WeightmixError } from '../errors';
 
 export type Scalar = number | boolean | string;
-/** A conditional entry: `{filter: 'self_attn', value: …}`; the entry without a filter is the fallback. */
+/** A conditional entry: `{filter: 'self_attn', value: …}`; `filter: '*'` or no filter matches every tensor. */
 export interface ConditionalEntry {
   filter?: string;
   value: ParameterSetting;
@@ -37,7 +37,7 @@ export function validateSetting(value: unknown, where: string): ParameterSetting
         const extra = Object.keys(entry).filter((k) => k !== 'filter' && k !== 'value');
         if (extra.length > 0) throw recipeError(`${where}[${i}]: unsupported key ${extra.map((k) => `'${k}'`).join(', ')} (a conditional entry has 'filter' and 'value')`);
         if (!('value' in entry)) throw recipeError(`${where}[${i}]: a conditional entry needs a 'value'`);
-        if ('filter' in entry && typeof entry.filter !== 'string') throw recipeError(`${where}[${i}].filter: expected a string (a substring of tensor names)`);
+        if ('filter' in entry && typeof entry.filter !== 'string') throw recipeError(`${where}[${i}].filter: expected a string (a substring of tensor names, or '*' for every tensor)`);
         const inner = validateSetting(entry.value, `${where}[${i}].value`);
         return entry.filter === undefined ? { value: inner } : { filter: entry.filter as string, value: inner };
       });
@@ -50,8 +50,8 @@ export function validateSetting(value: unknown, where: string): ParameterSetting
 /**
  * The value of a setting for one tensor at position t ∈ [0, 1] within its slice (mergekit's
  * evaluate_setting): numeric lists are piecewise-linear gradients, other lists are stepped, and
- * conditional lists take the first entry whose filter is a substring of the tensor name (or that has
- * no filter). Undefined when no conditional entry matches.
+ * conditional lists take the first entry whose filter is `*` (mergekit's wildcard), a substring of the
+ * tensor name, or absent. Undefined when no conditional entry matches.
  */
 export function evaluateSetting(tensorName: string, setting: ParameterSetting, t: number): Scalar | undefined {
   if (isScalar(setting)) return setting;
@@ -68,7 +68,7 @@ export function evaluateSetting(tensorName: string, setting: ParameterSetting, t
     return list[Math.floor(t * (list.length - 1))];
   }
   for (const entry of setting as ConditionalEntry[]) {
-    if (entry.filter === undefined || tensorName.includes(entry.filter)) return evaluateSetting(tensorName, entry.value, t);
+    if (entry.filter === undefined || entry.filter === '*' || tensorName.includes(entry.filter)) return evaluateSetting(tensorName, entry.value, t);
   }
   return undefined;
 }

@@ -8,11 +8,13 @@ import { WeightmixError } from '../errors';
 import type { TensorRecipe } from '../engine/plan';
 import { checkpointLayout, LayoutTensor, OutputLayout } from '../engine/output-layout';
 import { methodFor, MethodTensor, PairMoments, TensorCoefficients } from './methods';
-import type { Recipe } from './recipe';
+import type { Recipe, RecipeSlice } from './recipe';
 import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
 import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
 import type { SparseTensor } from './sparsify';
 import { classifyTensor } from '../model/tensor-names';
+import { tensorOutputDtype } from './output-dtype';
+import { firstRows, isEmbeddingMatrix, vocabularyRows } from './tokenizer-source';
 
 /** One output tensor: where its data comes from and how its parameters are looked up. */
 export interface OutputTensor {
@@ -45,6 +47,8 @@ export interface RecipePlan {
   methodTensors: Map<string, Omit<MethodTensor, 'moments'>>;
   /** Each pair once, in output order: the input of the moments pass (slerp angles, model_stock cosines). */
   momentPairs: MomentPair[];
+  /** With tokenizer_source: the rows embed_tokens and lm_head are cut to; else null. */
+  vocabRows: number | null;
 }
 
 /** mergekit's default maximum shard size (5 billion bytes). */
@@ -111,20 +115,27 @@ export function planOutputTensors(recipe: Recipe, ckpts: Checkpoint[]): { tensor
     }
   });
 
-  // Tensors outside the layers: from the layout model's names, parameters at t = 0 (mergekit's rule).
+  // Tensors outside the layers (mergekit's pre and post weights), at t = 0: the embeddings from the
+  // first slice (its models and parameters), the final norm and lm_head from the last slice's.
   const layoutIndex = layoutModel(recipe);
-  const allModels = [...new Set([...recipe.slices.flatMap((s) => s.sources.map((x) => x.model)), ...(usesBase ? [recipe.base!] : [])])];
-  const outsideModels = method.name === 'passthrough' ? [layoutIndex] : allModels;
+  const outsideOf = (slice: RecipeSlice) => {
+    const models = slice.sources.map((s) => s.model);
+    if (usesBase && !models.includes(recipe.base!)) models.push(recipe.base!);
+    return { models, modelParams: new Map<number, ParameterMap>(slice.sources.map((s) => [s.model, s.parameters])), sliceParams: slice.parameters };
+  };
+  const firstSlice = outsideOf(recipe.slices[0]);
+  const lastSlice = outsideOf(recipe.slices[recipe.slices.length - 1]);
   const before: OutputTensor[] = [];
   const after: OutputTensor[] = [];
   for (const name of ckpts[layoutIndex].names) {
     const cls = classifyTensor(name);
     if (cls.layer !== null) continue;
+    const from = cls.module === 'embed' ? firstSlice : lastSlice;
     const entry: OutputTensor = {
       name,
       layer: null,
-      sources: outsideModels.map((model) => ({ model, name })),
-      scope: { tensorName: name, t: 0, modelParams: recipe.modelParameters, globalParams: recipe.parameters },
+      sources: from.models.map((model) => ({ model, name })),
+      scope: { tensorName: name, t: 0, modelParams: from.modelParams, sliceParams: from.sliceParams, globalParams: recipe.parameters },
     };
     (cls.module === 'embed' ? before : after).push(entry);
   }
@@ -133,7 +144,12 @@ export function planOutputTensors(recipe: Recipe, ckpts: Checkpoint[]): { tensor
 
 /** The output's shards: the layout model's own when the names are the same, else ≤ 5 GB shards in output order. */
 function outputLayout(layoutCkpt: Checkpoint, out: OutputTensor[], first: (t: OutputTensor) => TensorLocation): OutputLayout {
-  const same = out.length === layoutCkpt.names.length && out.every((t) => layoutCkpt.tensors.has(t.name));
+  const sameShape = (t: OutputTensor) => {
+    const a = layoutCkpt.tensors.get(t.name)?.shape;
+    const b = first(t).shape;
+    return a !== undefined && a.length === b.length && a.every((d, i) => d === b[i]);
+  };
+  const same = out.length === layoutCkpt.names.length && out.every(sameShape);
   if (same) return checkpointLayout(layoutCkpt);
   const groups: LayoutTensor[][] = [[]];
   let bytes = 0;
@@ -173,6 +189,12 @@ export function planRecipe(recipe: Recipe, ckpts: Checkpoint[]): RecipePlan {
     }
   }
 
+  // tokenizer_source: embed_tokens and lm_head cut to the vocabulary's rows (mergekit's rebuild, where it is a cut).
+  const vocabRows = vocabularyRows(recipe, ckpts);
+  if (vocabRows !== null) {
+    for (const t of tensors) if (isEmbeddingMatrix(t.name)) for (const s of t.sources) views[s.model].set(t.name, firstRows(views[s.model].get(t.name)!, vocabRows));
+  }
+
   const methodTensors = new Map<string, Omit<MethodTensor, 'moments'>>();
   const momentPairs: MomentPair[] = [];
   const asked = new Set<string>();
@@ -188,7 +210,7 @@ export function planRecipe(recipe: Recipe, ckpts: Checkpoint[]): RecipePlan {
     }
   }
   const layout = outputLayout(ckpts[layoutModel(recipe)], tensors, (t) => views[t.sources[0].model].get(t.name)!);
-  return { tensors, layers, layerSources, views, layout, methodTensors, momentPairs };
+  return { tensors, layers, layerSources, views, layout, methodTensors, momentPairs, vocabRows };
 }
 
 /** Each model seen through the output's names (output name → its source tensor): the planner's checkpoints. */
@@ -204,8 +226,9 @@ export function tensorRecipes(recipe: Recipe, plan: RecipePlan, moments: (tensor
   const method = methodFor(recipe.method);
   const { views } = plan;
   const outDtypeOf = (t: OutputTensor): SafetensorsDtype => {
-    const d = views[t.sources[0].model].get(t.name)!.dtype;
-    return isFloatDtype(d) ? (recipe.outDtype ?? recipe.dtype ?? d) : d;
+    const dtypes = t.sources.map((s) => views[s.model].get(t.name)!.dtype);
+    const base = method.resultInBaseDtype && recipe.base !== null ? t.sources.findIndex((s) => s.model === recipe.base) : -1;
+    return tensorOutputDtype(dtypes, base >= 0 ? dtypes[base] : null, recipe.outDtype ?? recipe.dtype);
   };
   const recipes = new Map<string, TensorRecipe>();
   const sparse: SparseTensor[] = [];

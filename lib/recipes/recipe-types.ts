@@ -33,6 +33,8 @@ export interface Recipe {
   outDtype: FloatDtype | null;
   /** Model index whose config, tokenizer and templates the output gets. */
   tokenizerSource: number;
+  /** With `tokenizer_source` given: the model whose vocabulary the embeddings are rebuilt for (mergekit); else null. */
+  vocabularyFrom: number | null;
   randomSeed: number | null;
   /** The recipe as read, for the model card. */
   document: unknown;

@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { parseHubReference } from '../hub/reference';
 import { parseDocument } from 'yaml';
 import { WeightmixError } from '../errors';
 import { FLOAT_DTYPES, FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
@@ -15,7 +16,8 @@ export type { Recipe, RecipeSlice, RecipeSource } from './recipe-types';
 
 const TOP_KEYS = ['models', 'slices', 'merge_method', 'base_model', 'parameters', 'dtype', 'out_dtype', 'tokenizer_source', 'random_seed'];
 const MODEL_KEYS = ['model', 'parameters'];
-const SLICE_KEYS = ['sources', 'parameters'];
+/** residual_weight: mergekit declares it on a slice and never reads it, so it is accepted and does nothing here either. */
+const SLICE_KEYS = ['sources', 'parameters', 'residual_weight'];
 const SOURCE_KEYS = ['model', 'layer_range', 'parameters'];
 /** mergekit's dtype names (torch's) → ours. */
 const DTYPES: Record<string, FloatDtype> = Object.fromEntries(FLOAT_DTYPES.map((d) => [TORCH_DTYPE_NAMES[d], d]));
@@ -79,8 +81,8 @@ export function expandModelPath(name: string, where: string, env: NodeJS.Process
 }
 
 /**
- * A local model folder. mergekit also takes hub names, `model+lora` and `model@revision`; weightmix
- * reads local folders only and says so rather than downloading anything.
+ * A local model folder (absolute), or a hub id `ORG/NAME[@REVISION]` as written (mergekit's syntax)
+ * when no folder of that name exists. mergekit's `model+lora` is refused.
  */
 export function resolveModelPath(name: unknown, baseDir: string, where: string): string {
   if (typeof name !== 'string' || name === '') throw recipeError(`${where}: expected a model folder path`);
@@ -95,13 +97,8 @@ export function resolveModelPath(name: unknown, baseDir: string, where: string):
   if (name.includes('+')) {
     throw new WeightmixError('UnsupportedRecipe', `${where}: '${name}' names a LoRA to apply (model+lora); weightmix merges full checkpoints only: merge the adapter first`);
   }
-  if (/^[\w.-]+\/[\w.-]+(@[\w.-]+)?$/.test(name) && !name.startsWith('.')) {
-    throw new WeightmixError(
-      'ModelNotFound',
-      `${where}: '${name}' is not a local folder; it looks like a Hugging Face hub name, and weightmix downloads nothing: ` +
-        `fetch it first (e.g. \`huggingface-cli download ${name.split('@')[0]} --local-dir DIR\`) and name DIR in the recipe`,
-    );
-  }
+  // ORG/NAME[@REVISION]: a hub repo, resolved (cache or download) when the merge opens it.
+  if (parseHubReference(name) !== null) return name;
   throw new WeightmixError('ModelNotFound', `${where}: model folder not found: ${name}`);
 }
 
@@ -208,7 +205,7 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     if (ts === 'base') {
       if (base === null) throw recipeError("tokenizer_source: 'base' needs a base_model");
     } else if (ts === 'union' || (typeof ts === 'object')) {
-      throw new WeightmixError('UnsupportedRecipe', `tokenizer_source: ${JSON.stringify(ts)} is not supported (weightmix copies one model's tokenizer: 'base' or a model folder)`);
+      throw new WeightmixError('UnsupportedRecipe', `tokenizer_source: ${JSON.stringify(ts)} is not supported (weightmix takes one model's vocabulary: 'base' or a model folder)`);
     } else {
       const i = models.indexOf(resolveModelPath(expand(ts, 'tokenizer_source'), baseDir, 'tokenizer_source'));
       if (i < 0) throw recipeError(`tokenizer_source: ${String(ts)} is not one of the recipe's models`);
@@ -234,6 +231,7 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     dtype: dtypeOf(top.dtype, 'dtype'),
     outDtype: dtypeOf(top.out_dtype, 'out_dtype'),
     tokenizerSource,
+    vocabularyFrom: top.tokenizer_source === undefined || top.tokenizer_source === null ? null : tokenizerSource,
     randomSeed,
     document: doc,
   };

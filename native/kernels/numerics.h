@@ -177,6 +177,16 @@ enum class RoundTo : int { F32 = 0, F16 = 1, BF16 = 2 };  // same numbering as w
 
 WM_HD inline float canonicalizeNaN(float x) { return isNaN(x) ? f32FromBits(kF32CanonicalNaN) : x; }
 
+// f64 -> f32 rounded to odd (truncated toward zero, last bit set when inexact): rounding this f32
+// again to bf16 or f16 (16 or 13 fewer bits) is then the correct rounding of the f64 value.
+WM_HD inline float f64ToF32Odd(double x) {
+  const float r = static_cast<float>(x);
+  if (x != x || static_cast<double>(r) == x) return r;
+  uint32_t u = f32Bits(r);
+  if (fabs(static_cast<double>(r)) > fabs(x)) --u;  // round-to-nearest went away from zero
+  return f32FromBits(u | 1u);
+}
+
 WM_HD inline float roundTo(float x, RoundTo t) {
   if (isNaN(x)) return f32FromBits(kF32CanonicalNaN);
   if (t == RoundTo::BF16) return bf16ToF32(f32ToBF16(x));

@@ -45,8 +45,9 @@ void withCommonDtype(const Dtype* types, size_t count, Body body) {
   }
 }
 
-inline void storeResult(void* p, Dtype t, size_t i, float v) {
-  v = num::canonicalizeNaN(v);
+// One rounding of the f64 result to the output dtype (round-to-odd to f32 first for bf16 and f16).
+inline void storeResult(void* p, Dtype t, size_t i, double x) {
+  const float v = num::canonicalizeNaN(t == Dtype::F32 ? static_cast<float>(x) : num::f64ToF32Odd(x));
   if (t == Dtype::F32) {
     std::memcpy(static_cast<char*>(p) + i * 4, &v, 4);
     return;
@@ -57,7 +58,7 @@ inline void storeResult(void* p, Dtype t, size_t i, float v) {
 
 inline uint32_t absBits(float d) { return num::f32Bits(d) & 0x7FFFFFFFu; }
 
-inline int signOf(float v) { return v > 0 ? 1 : (v < 0 ? -1 : 0); }
+inline int signOf(double v) { return v > 0 ? 1 : (v < 0 ? -1 : 0); }
 
 uint32_t u32At(const std::vector<double>& p, size_t i) {
   const double v = p[i];
@@ -88,7 +89,7 @@ SparseParams decodeSparseParams(const std::vector<double>& p, size_t sourceCount
   if (c > 2) throw std::invalid_argument("unknown consensus method");
   s.consensus = static_cast<Consensus>(c);
   s.normalize = u32At(p, 1) != 0;
-  s.lambda = static_cast<float>(p[2]);
+  s.lambda = p[2];
   s.indexBits = u32At(p, 3);
   s.baseSource = u32At(p, 4);
   const uint32_t m = u32At(p, 5);
@@ -100,7 +101,7 @@ SparseParams decodeSparseParams(const std::vector<double>& p, size_t sourceCount
     SparseModel x;
     x.source = u32At(p, o);
     if (x.source >= sourceCount) throw std::invalid_argument("model source out of range");
-    x.weight = static_cast<float>(p[o + 1]);
+    x.weight = p[o + 1];
     x.lowKey = u64At(p, o + 2);
     x.highKey = u64At(p, o + 4);
     x.density = p[o + 6];
@@ -120,31 +121,32 @@ void sparseMergeLoop(const void* const* srcs, const Dtype* types, const SparsePa
   const size_t m = p.models.size();
   const void* base = srcs[p.baseSource];
   const Dtype tb = types[p.baseSource];
-  std::vector<float> scratch(2 * m);
-  float* vs = scratch.data();
-  float* ws = scratch.data() + m;
+  std::vector<double> scratch(2 * m);
+  double* vs = scratch.data();
+  double* ws = scratch.data() + m;
   for (size_t j = 0; j < n; ++j) {
     const uint64_t i = start + j;
     const float b = loadAs<T>(base, tb, j);
-    float sum = 0, wsum = 0;
+    double sum = 0, wsum = 0;
     int signs = 0;
     for (size_t k = 0; k < m; ++k) {
       const SparseModel& sm = p.models[k];
-      const float d = num::subRn(loadAs<T>(srcs[sm.source], types[sm.source], j), b);
-      const uint64_t key = sparseRankKey(absBits(d), p.indexBits, count, i);
+      const float x = loadAs<T>(srcs[sm.source], types[sm.source], j);
+      // The keep rule ranks the f32 task vector; the kept value is the f64 one.
+      const uint64_t key = sparseRankKey(absBits(num::subRn(x, b)), p.indexBits, count, i);
       bool keep = key >= sm.lowKey && key < sm.highKey;
       if (keep && sm.density > 0 && sm.density < 1) keep = bernoulliKeep(sm.seedKey, i, sm.density);
-      const float e = keep ? num::mulRn(d, sm.scale) : 0.0f;
+      const double e = keep ? num::mulRn(num::subRn(static_cast<double>(x), static_cast<double>(b)), static_cast<double>(sm.scale)) : 0.0;
       vs[k] = num::mulRn(sm.weight, e);
       ws[k] = sm.weight;
       sum = k == 0 ? vs[k] : num::addRn(sum, vs[k]);
       wsum = k == 0 ? ws[k] : num::addRn(wsum, ws[k]);
       signs += signOf(vs[k]);
     }
-    float mixed, div;
+    double mixed, div;
     if (p.consensus == Consensus::None) {
       mixed = sum;
-      div = std::fabs(wsum) < 1e-8f ? 1.0f : wsum;
+      div = std::fabs(wsum) < 1e-8 ? 1.0 : wsum;
     } else {
       const int s = p.consensus == Consensus::Sum ? (sum >= 0 ? 1 : -1) : (signs >= 0 ? 1 : -1);
       mixed = 0;
@@ -157,7 +159,7 @@ void sparseMergeLoop(const void* const* srcs, const Dtype* types, const SparsePa
       if (div == 0) div = 1;
     }
     if (p.normalize) mixed = mixed / div;
-    storeResult(out, to, j, num::addRn(b, num::mulRn(mixed, p.lambda)));
+    storeResult(out, to, j, num::addRn(static_cast<double>(b), num::mulRn(mixed, p.lambda)));
   }
 }
 

@@ -16,15 +16,19 @@
 // per-(random_seed, tensor name, model) key computed by the planner. Counter-based: the mask of
 // element i depends on (K, i) only, never on threads, block sizes or device.
 //
-// Merge of element i (all f32, sums in model order k = 0..m-1):
-//   e_k = keep_k ? fl(d_k * scale_k) : 0          scale_k: 1, 1/density or the L1 ratio
-//   v_k = fl(w_k * e_k)
+// Merge of element i (f64 with the recipe's f64 weights and lambda, sums in model order k = 0..m-1;
+// the keep rule above ranks the f32 d_k):
+//   e_k = keep_k ? (x_k - base) * scale_k : 0      in f64 (the difference of two f32 is exact there
+//                                                    unless their exponents differ by more than 29)
+//   v_k = w_k * e_k
 //   consensus none:  mixed = sum v_k; div = sum w_k; |div| < 1e-8 -> div = 1
 //   consensus sum:   s = sign(sum v_k) with sum >= 0 -> +1; count: s = sign(sum sign(v_k)) >= 0 -> +1
 //                    agree_k = sign(v_k) == s (a zero never agrees);
 //                    mixed = sum agree_k v_k; div = sum agree_k w_k; div == 0 -> div = 1
-//   normalize:       mixed = fl(mixed / div)
-//   out = round_to(fl(base + fl(mixed * lambda)))
+//   normalize:       mixed = mixed / div
+//   out = round_to(base + mixed * lambda): one rounding of the f64 value to the output dtype (F32
+//   directly, BF16 and F16 through an f32 rounded to odd), so that task arithmetic, whose
+//   weighted task vectors are not small next to the base, is correctly rounded, not f32-summed.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -38,7 +42,7 @@ enum class Consensus : int { None = 0, Sum = 1, Count = 2 };
 
 struct SparseModel {
   uint32_t source = 0;  // index into the job's sources
-  float weight = 0;
+  double weight = 0;  // the recipe's number, not its f32 rounding
   uint64_t lowKey = 0;                 // keep key >= lowKey
   uint64_t highKey = ~uint64_t{0};     // keep key < highKey
   double density = 1;                  // in (0, 1): Bernoulli(density) mask from seedKey; else none
@@ -49,7 +53,7 @@ struct SparseModel {
 struct SparseParams {
   Consensus consensus = Consensus::None;
   bool normalize = false;
-  float lambda = 1;
+  double lambda = 1;
   uint32_t indexBits = 0;
   uint32_t baseSource = 0;
   std::vector<SparseModel> models;

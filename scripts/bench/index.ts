@@ -2,8 +2,8 @@
  * weightmix benchmarks: end-to-end interpolate/sweep against the storage floor, the PyTorch peer,
  * kernel throughput and thread scaling. Prints a table and appends it to BENCHMARKS.md.
  *
- *   npm run bench -- [--quick] [--work DIR] [--sections e2e,tmpfs,sweep,peer,kernels,threads] [--pairs 4b,moe,dense]
- *                    [--buffered] [--peer-pair dense|moe|4b] [--sweep-pair dense|moe|4b] [--no-append] [--repeat N]
+ *   npm run bench -- [--quick] [--work DIR] [--sections e2e,tmpfs,sweep,batch,peer,kernels,threads] [--pairs 4b,moe,dense]
+ *                    [--buffered] [--peer-pair dense|moe|4b] [--sweep-pair dense|moe|4b] [--batch-pair small|4b|dense] [--no-append] [--repeat N]
  */
 import { Command } from 'commander';
 import * as fs from 'node:fs';
@@ -14,13 +14,14 @@ import { suite, add, cycle } from 'benny';
 import { interpolate } from '../../lib/interpolation/interpolate';
 import { fastStorageSamples, tmpfsRoot } from './fast-storage';
 import { ensurePair, pairSize, type CachedPair, type PairSpec } from './fixtures';
+import { runBatchSection } from './batch';
 import { coldReadFloor, describeMachine, directWriteFloor, dropCaches, timeCommand, warm, type Timed } from './system';
 
 const ROOT = path.resolve(__dirname, '../..');
 const CLI = path.join(ROOT, 'bin/weightmix.js');
-const ALL_SECTIONS = ['e2e', 'tmpfs', 'sweep', 'peer', 'kernels', 'threads'] as const;
+const ALL_SECTIONS = ['e2e', 'tmpfs', 'sweep', 'batch', 'peer', 'kernels', 'threads'] as const;
 type Section = (typeof ALL_SECTIONS)[number];
-type PairName = '4b' | 'moe' | 'dense';
+type PairName = '4b' | 'moe' | 'dense' | 'small';
 
 interface Row {
   section: string;
@@ -63,6 +64,8 @@ function pairSpecs(quick: boolean): Record<PairName, PairSpec> {
     '4b': { label: 'qwen3-4b', shape: 'qwen3-4b', scale: quick ? 8 : 1, seed: 1 },
     moe: { ...moe, shards: [16, 16] },
     dense: { label: 'dense (4b-shaped)', shape: 'qwen3-4b', scale: denseScale, layers, shards: [16, 16], seed: 1 },
+    // The batch section's pair: Qwen3-4B widths / 3, 2 × 0.89 GB (/ 8 with --quick).
+    small: { label: `qwen3-4b / ${quick ? 8 : 3}`, shape: 'qwen3-4b', scale: quick ? 8 : 3, seed: 1 },
   };
 }
 
@@ -562,6 +565,7 @@ async function main() {
     .option('--peer-pair <name>', 'pair the PyTorch peer runs on (4b, moe, dense)', 'dense')
     .option('--sweep-pair <name>', 'pair the sweep runs on (4b, moe, dense)', 'dense')
     .option('--threads-pair <name>', 'pair the disk thread-scaling runs on', '4b')
+    .option('--batch-pair <name>', 'pair the batch section runs on (small: 2 × 0.89 GB; 4b, moe, dense)', 'small')
     .option('--python <path>', 'Python with torch and safetensors for the peer')
     .option('--no-append', 'print the table only, do not append to BENCHMARKS.md')
     .option('--repeat <n>', 'measure each floor and end-to-end case n times and report the median (this disk is noisy)', '1')
@@ -583,6 +587,7 @@ async function main() {
   if (sections.has('sweep')) need.add(opts.sweepPair);
   if (sections.has('peer')) need.add(opts.peerPair);
   if (sections.has('threads')) need.add(opts.threadsPair);
+  if (sections.has('batch')) need.add(opts.batchPair);
   for (const name of need) {
     if (!specs[name]) throw new Error(`unknown pair ${name}`);
     pairs.set(name, await ensurePair(work, specs[name], log));
@@ -619,6 +624,7 @@ async function main() {
     log('sweep');
     runSweep(pairs.get(opts.sweepPair as PairName)!, work);
   }
+  if (sections.has('batch')) rows.push(...runBatchSection(pairs.get(opts.batchPair as PairName)!, work, cli, log));
   if (sections.has('peer')) {
     log('peer');
     runPeer(pairs.get(opts.peerPair as PairName)!, work, findPython(opts.python));

@@ -139,3 +139,59 @@ export function sparseMergeRef(base: number[], models: SparseRefModel[], consens
     return b + lambda * mixed;
   });
 }
+
+// ---- spherical means (mergekit's karcher and multislerp), on whole tensors as mergekit computes them
+
+const dotRef = (a: number[], b: number[]) => a.reduce((s, x, i) => s + x * b[i], 0);
+const normRef = (a: number[]) => Math.sqrt(dotRef(a, a));
+
+/** mergekit's karcher_merge_tensors with equal weights, in f64. */
+export function karcherRef(tensors: number[][], maxIter = 10, tol = 1e-5): number[] {
+  if (tensors.length === 1) return tensors[0].slice();
+  const alphas = tensors.map(() => 1 / tensors.length);
+  const norms = tensors.map(normRef);
+  const units = tensors.map((t, i) => (norms[i] === 0 ? t.map(() => 0) : t.map((x) => x / norms[i])));
+  const valid = norms.map((_, i) => i).filter((i) => norms[i] > tol);
+  if (valid.length === 0) return tensors[0].map(() => 0);
+  const alphaSum = valid.reduce((s, i) => s + alphas[i], 0);
+  const a = valid.map((i) => alphas[i] / alphaSum);
+  const us = valid.map((i) => units[i]);
+  let u = us[0].map((_, k) => us.reduce((s, ui, j) => s + a[j] * ui[k], 0));
+  const nu = normRef(u);
+  u = nu < tol ? us[0].slice() : u.map((x) => x / nu);
+  for (let it = 0; it < maxIter; it++) {
+    const T = u.map(() => 0);
+    us.forEach((ui, j) => {
+      const dot = Math.min(1, Math.max(-1, dotRef(u, ui)));
+      const theta = Math.acos(dot);
+      if (theta < tol) return;
+      for (let k = 0; k < T.length; k++) T[k] += a[j] * (theta / Math.sin(theta)) * (ui[k] - dot * u[k]);
+    });
+    const nT = normRef(T);
+    if (nT < tol) break;
+    u = u.map((x, k) => Math.cos(nT) * x + Math.sin(nT) * (T[k] / nT));
+    const un = normRef(u);
+    if (un > tol) u = u.map((x) => x / un);
+  }
+  const s = alphas.reduce((acc, al, i) => acc + al * norms[i], 0);
+  return u.map((x) => s * x);
+}
+
+/** mergekit's multislerp in f64: tangent-space barycentre of the (task-vector, with a base) tensors. */
+export function multislerpRef(tensors: number[][], weight: number[], base: number[] | null, normalize = true, eps = 1e-8): number[] {
+  if (tensors.length === 1) return tensors[0].slice();
+  const xs = base ? tensors.map((t) => t.map((x, k) => x - base[k])) : tensors;
+  const sum = weight.reduce((s, x) => s + x, 0);
+  const w = normalize ? weight.map((x) => x / sum) : weight;
+  const norms = xs.map(normRef);
+  const units = xs.map((x, i) => x.map((v) => v / (norms[i] + eps)));
+  let mean = units[0].map((_, k) => units.reduce((s, ui, i) => s + ui[k] * w[i], 0));
+  const mn = normRef(mean);
+  if (mn < eps) throw new Error('multislerpRef: zero mean');
+  mean = mean.map((x) => x / mn);
+  const dots = units.map((ui) => dotRef(ui, mean));
+  const tangent = mean.map((_, k) => units.reduce((s, ui, i) => s + (ui[k] - dots[i] * mean[k]) * w[i], 0));
+  const tn = normRef(tangent) + eps;
+  const avg = norms.reduce((s, x, i) => s + x * w[i], 0);
+  return mean.map((m, k) => (m * Math.cos(tn) + tangent[k] * (Math.sin(tn) / tn)) * avg + (base ? base[k] : 0));
+}

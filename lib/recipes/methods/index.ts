@@ -1,8 +1,10 @@
 /** The merge methods weightmix runs (one file each, except the five sparse methods, which share sparse-task-arithmetic.ts) and the mergekit methods it refuses by name. */
 import { WeightmixError } from '../../errors';
+import { karcher } from './karcher';
 import { linear } from './linear';
 import { MergeMethod } from './method';
 import { modelStock } from './model-stock';
+import { multislerp } from './multislerp';
 import { passthrough } from './passthrough';
 import { slerp } from './slerp';
 import { breadcrumbs, breadcrumbsTies, dareLinear, dareTies, ties } from './sparse-task-arithmetic';
@@ -10,26 +12,27 @@ import { taskArithmetic } from './task-arithmetic';
 
 export type { MergeMethod, MethodTensor, PairMoments, TensorCoefficients } from './method';
 
-export const METHODS: readonly MergeMethod[] = Object.freeze([linear, slerp, taskArithmetic, modelStock, passthrough, ties, dareTies, dareLinear, breadcrumbs, breadcrumbsTies]);
+export const METHODS: readonly MergeMethod[] = Object.freeze([linear, slerp, taskArithmetic, modelStock, passthrough, ties, dareTies, dareLinear, breadcrumbs, breadcrumbsTies, karcher, multislerp]);
 
-/** mergekit methods that need per-element work the engine does not have yet (sparsification, consensus, …). */
-export const NOT_YET_SUPPORTED: readonly string[] = Object.freeze([
-  'della',
-  'della_linear',
-  'sce',
-  'nuslerp',
-  'multislerp',
-  'karcher',
-  'nearswap',
-  'arcee_fusion',
-]);
+/** mergekit methods weightmix refuses, each with its reason (docs/mergekit-parity.md lists them). */
+export const REFUSED_METHODS: Readonly<Record<string, string>> = Object.freeze({
+  della: 'its drop probabilities are ranked by magnitude within each row, a per-row selection the engine does not have yet',
+  della_linear: 'its drop probabilities are ranked by magnitude within each row, a per-row selection the engine does not have yet',
+  sce: 'its element selection by variance across models needs a per-element kernel the engine does not have yet',
+  nuslerp: 'its row-wise spherical interpolation needs per-row angles; the engine computes per-tensor moments only',
+  nearswap: 'its per-element weight from |θ − base| needs a kernel the engine does not have yet',
+  arcee_fusion: 'its per-element importance mask needs a kernel the engine does not have yet',
+  ram: 'it averages each element over the models whose task vector there exceeds epsilon, a per-element count the engine does not have yet',
+  ramplus_tl: 'it averages each element over the models whose task vector there exceeds epsilon, a per-element count the engine does not have yet',
+});
+export const NOT_YET_SUPPORTED: readonly string[] = Object.freeze(Object.keys(REFUSED_METHODS));
 
 export function methodFor(name: string): MergeMethod {
   const m = METHODS.find((x) => x.name === name);
   if (m) return m;
   const supported = METHODS.map((x) => x.name).join(', ');
-  if (NOT_YET_SUPPORTED.includes(name)) {
-    throw new WeightmixError('UnsupportedRecipe', `merge_method ${name} is not supported yet (weightmix runs ${supported})`);
+  if (Object.hasOwn(REFUSED_METHODS, name)) {
+    throw new WeightmixError('UnsupportedRecipe', `merge_method ${name} is not supported: ${REFUSED_METHODS[name]} (weightmix runs ${supported})`);
   }
   throw new WeightmixError('UnsupportedRecipe', `merge_method ${JSON.stringify(name)} is unknown (weightmix runs ${supported})`);
 }

@@ -33,6 +33,8 @@ export interface MergeMethod {
   name: string;
   /** Parameter names the method reads; any other is refused. */
   parameters: readonly string[];
+  /** mergekit casts this method's result to the base model's dtype (slerp, task-vector methods); others promote as torch does. */
+  resultInBaseDtype?: boolean;
   /** Recipe-level checks (base model present, model counts, …). */
   validate(recipe: Recipe): void;
   /** Pairs of models whose moments the method needs for this tensor (a first pass over the inputs). */

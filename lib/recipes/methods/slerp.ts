@@ -24,6 +24,7 @@ export function slerpCoefficients(t: number, m: PairMoments): [number, number] {
 
 export const slerp: MergeMethod = {
   name: 'slerp',
+  resultInBaseDtype: true,
   parameters: ['t'],
   validate(recipe) {
     if (recipe.base === null) throw new WeightmixError('InvalidRecipe', 'slerp needs a base_model (the t = 0 end)');

@@ -45,6 +45,7 @@ function sparseMethod(f: Family): MergeMethod {
   if (f.consensus) parameters.push('consensus_method');
   return {
     name: f.name,
+    resultInBaseDtype: true,
     parameters,
     validate(recipe) {
       if (recipe.base === null) throw new WeightmixError('InvalidRecipe', `${f.name} needs a base_model (task vectors are differences from it)`);

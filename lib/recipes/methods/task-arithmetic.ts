@@ -1,15 +1,19 @@
 /**
- * mergekit `task_arithmetic`: θ_base + λ·Σ w_i (θ_i − θ_base), expressed as one linear combination over
- * [base, θ_i] so that it is computed in f32 and rounded once. `normalize` (default false) divides
- * by Σ w_i; `lambda` (default 1) scales the summed task vector.
+ * mergekit `task_arithmetic`: θ_base + λ·Σ w_i (θ_i − θ_base), in mergekit's delta form on the engine's
+ * `sparse` op with nothing thinned: δ_i = θ_i − θ_base first, so that the weighted task vectors are
+ * small next to θ_base and the sum does not cancel (the expanded form (1 − Σw)·θ_base + Σ w_i·θ_i lost
+ * up to half the f32 elements' correct rounding). `normalize` (default false) divides by Σ w_i
+ * (unless |Σ w_i| < 1e-8); `lambda` (default 1) scales the summed task vector. `int8_mask`,
+ * `rescale` and `density` are accepted and, as in mergekit, change nothing without sparsification.
  */
 import { WeightmixError } from '../../errors';
 import { booleanParameter, numberParameter } from '../recipe-params';
-import { linearOrCopy, MergeMethod } from './method';
+import { MergeMethod } from './method';
 
 export const taskArithmetic: MergeMethod = {
   name: 'task_arithmetic',
-  parameters: ['weight', 'normalize', 'lambda'],
+  resultInBaseDtype: true,
+  parameters: ['weight', 'normalize', 'lambda', 'int8_mask', 'rescale', 'density'],
   validate(recipe) {
     if (recipe.base === null) throw new WeightmixError('InvalidRecipe', 'task_arithmetic needs a base_model (task vectors are differences from it)');
   },
@@ -17,14 +21,17 @@ export const taskArithmetic: MergeMethod = {
     const base = t.base!;
     if (!t.models.includes(base)) throw new WeightmixError('InvalidRecipe', `task_arithmetic: tensor ${t.name} does not come from the base model`);
     const others = t.models.filter((m) => m !== base);
-    let w = others.map((m) => numberParameter(t.scope, 'weight', m, undefined, t.label(m)));
-    if (booleanParameter(t.scope, 'normalize', false)) {
-      const sum = w.reduce((s, x) => s + x, 0);
-      if (Math.abs(sum) >= 1e-8) w = w.map((x) => x / sum);
-    }
-    const lambda = numberParameter(t.scope, 'lambda', undefined, 1);
-    w = w.map((x) => x * lambda);
-    const baseWeight = 1 - w.reduce((s, x) => s + x, 0);
-    return linearOrCopy([base, ...others], [baseWeight, ...w]);
+    if (others.length === 0) return { op: 'copy', model: base };
+    return {
+      op: 'sparse',
+      spec: {
+        base,
+        models: others.map((m) => ({ model: m, weight: numberParameter(t.scope, 'weight', m, undefined, t.label(m)), selection: 'none', density: 1, gamma: 0, rescale: 'none' })),
+        consensus: null,
+        normalize: booleanParameter(t.scope, 'normalize', false),
+        lambda: numberParameter(t.scope, 'lambda', undefined, 1),
+        seed: 0,
+      },
+    };
   },
 };

@@ -1,6 +1,6 @@
-// CUDA path of sparseMerge (TIES / DARE / breadcrumbs, kernels/sparsify.h): the same f32 operations
-// in the same order through numerics.h's explicit roundings, and the same counter-based DARE mask,
-// so the device produces the CPU's bits.
+// CUDA path of sparseMerge (TIES / DARE / breadcrumbs / task arithmetic, kernels/sparsify.h): the
+// same f32 rank keys and f64 operations in the same order through numerics.h's explicit roundings,
+// and the same counter-based DARE mask, so the device produces the CPU's bits.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -20,7 +20,8 @@ struct SparseModelArgs {
   uint64_t lowKey, highKey, seedKey;
   double density;
   uint32_t source;
-  float weight, scale;
+  double weight;
+  float scale;
 };
 
 struct SparseArgs {
@@ -30,7 +31,7 @@ struct SparseArgs {
   int m;
   int consensus;
   bool normalize;
-  float lambda;
+  double lambda;
   uint32_t indexBits, baseSource;
   uint64_t count, start;
 };
@@ -52,7 +53,7 @@ __device__ __forceinline__ bool bernoulliKeep(uint64_t seedKey, uint64_t i, doub
   return __dmul_rn(static_cast<double>(u >> 11), 0x1.0p-53) < density;
 }
 
-__device__ __forceinline__ int signOf(float v) { return v > 0 ? 1 : (v < 0 ? -1 : 0); }
+__device__ __forceinline__ int signOf(double v) { return v > 0 ? 1 : (v < 0 ? -1 : 0); }
 
 template <Dtype TO>
 __global__ void sparseKernel(SparseArgs a, void* out, size_t n) {
@@ -60,25 +61,26 @@ __global__ void sparseKernel(SparseArgs a, void* out, size_t n) {
   for (size_t j = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < n; j += stride) {
     const uint64_t i = a.start + j;
     const float b = loadAny(a.srcs[a.baseSource], a.types[a.baseSource], j);
-    float vs[kMaxSparseModels];
-    float sum = 0, wsum = 0;
+    double vs[kMaxSparseModels];
+    double sum = 0, wsum = 0;
     int signs = 0;
     for (int k = 0; k < a.m; ++k) {
       const SparseModelArgs& sm = a.models[k];
-      const float d = num::subRn(loadAny(a.srcs[sm.source], a.types[sm.source], j), b);
+      const float x = loadAny(a.srcs[sm.source], a.types[sm.source], j);
+      const float d = num::subRn(x, b);
       const uint64_t key = (static_cast<uint64_t>(num::f32Bits(d) & 0x7FFFFFFFu) << a.indexBits) | (a.count - 1 - i);
       bool keep = key >= sm.lowKey && key < sm.highKey;
       if (keep && sm.density > 0 && sm.density < 1) keep = bernoulliKeep(sm.seedKey, i, sm.density);
-      const float e = keep ? num::mulRn(d, sm.scale) : 0.0f;
+      const double e = keep ? num::mulRn(num::subRn(static_cast<double>(x), static_cast<double>(b)), static_cast<double>(sm.scale)) : 0.0;
       vs[k] = num::mulRn(sm.weight, e);
       sum = k == 0 ? vs[k] : num::addRn(sum, vs[k]);
       wsum = k == 0 ? sm.weight : num::addRn(wsum, sm.weight);
       signs += signOf(vs[k]);
     }
-    float mixed, div;
+    double mixed, div;
     if (a.consensus == static_cast<int>(Consensus::None)) {
       mixed = sum;
-      div = fabsf(wsum) < 1e-8f ? 1.0f : wsum;
+      div = fabs(wsum) < 1e-8 ? 1.0 : wsum;
     } else {
       const int s = a.consensus == static_cast<int>(Consensus::Sum) ? (sum >= 0 ? 1 : -1) : (signs >= 0 ? 1 : -1);
       mixed = 0;
@@ -90,8 +92,9 @@ __global__ void sparseKernel(SparseArgs a, void* out, size_t n) {
       }
       if (div == 0) div = 1;
     }
-    if (a.normalize) mixed = __fdiv_rn(mixed, div);
-    const float r = num::canonicalizeNaN(num::addRn(b, num::mulRn(mixed, a.lambda)));
+    if (a.normalize) mixed = __ddiv_rn(mixed, div);
+    const double x64 = num::addRn(static_cast<double>(b), num::mulRn(mixed, a.lambda));
+    const float r = num::canonicalizeNaN(TO == Dtype::F32 ? __double2float_rn(x64) : num::f64ToF32Odd(x64));
     if constexpr (TO == Dtype::F32) static_cast<float*>(out)[j] = r;
     else if constexpr (TO == Dtype::BF16) static_cast<uint16_t*>(out)[j] = num::f32ToBF16(r);
     else static_cast<uint16_t*>(out)[j] = num::f32ToF16(r);

@@ -1,0 +1,75 @@
+/**
+ * The huggingface_hub cache layout, read and written as the Python library does:
+ * `models--ORG--NAME/{blobs/<etag>, snapshots/<commit>/<file> → ../../blobs/<etag>, refs/<branch> (the commit)}`.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { COMMIT_SHA, HubReference } from './reference';
+
+/** `models--ORG--NAME` under the cache root. */
+export function repoFolder(cacheDir: string, repo: string): string {
+  return path.join(cacheDir, `models--${repo.split('/').join('--')}`);
+}
+
+/** Per-blob lock files live beside the repos, as huggingface_hub keeps its own: `.locks/models--ORG--NAME/`. */
+export function lockFolder(cacheDir: string, repo: string): string {
+  return path.join(cacheDir, '.locks', path.basename(repoFolder(cacheDir, repo)));
+}
+
+export function blobPath(repoDir: string, etag: string): string {
+  return path.join(repoDir, 'blobs', etag);
+}
+
+export function snapshotFolder(repoDir: string, commit: string): string {
+  return path.join(repoDir, 'snapshots', commit);
+}
+
+/** The commit a revision names in the cache: itself when it is a commit sha, else `refs/<revision>`. */
+export function cachedCommit(repoDir: string, revision: string): string | undefined {
+  if (COMMIT_SHA.test(revision)) return revision;
+  try {
+    const commit = fs.readFileSync(path.join(repoDir, 'refs', revision), 'utf8').trim();
+    return COMMIT_SHA.test(commit) ? commit : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The cached snapshot folder of `ref`, if the cache has one (no check of which files it holds). */
+export function cachedSnapshot(cacheDir: string, ref: HubReference): { dir: string; commit: string } | undefined {
+  const repoDir = repoFolder(cacheDir, ref.repo);
+  const commit = cachedCommit(repoDir, ref.revision);
+  if (commit === undefined) return undefined;
+  const dir = snapshotFolder(repoDir, commit);
+  return fs.existsSync(dir) ? { dir, commit } : undefined;
+}
+
+/** Records `refs/<revision>` → commit (written whole, then renamed, so a reader never sees half a sha). */
+export async function writeRef(repoDir: string, revision: string, commit: string): Promise<void> {
+  if (COMMIT_SHA.test(revision)) return;
+  const file = path.join(repoDir, 'refs', revision);
+  await fs.promises.mkdir(path.dirname(file), { recursive: true });
+  const temp = `${file}.${process.pid}.tmp`;
+  await fs.promises.writeFile(temp, commit);
+  await fs.promises.rename(temp, file);
+}
+
+/** Whether the snapshot already holds `file` as a link (or file) that reaches a complete blob. */
+export function snapshotHas(snapshotDir: string, file: string): boolean {
+  try {
+    return fs.statSync(path.join(snapshotDir, file)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Makes `snapshots/<commit>/<file>` a relative link to `blobs/<etag>` (replacing a stale entry), as huggingface_hub does. */
+export async function linkIntoSnapshot(repoDir: string, commit: string, file: string, etag: string): Promise<void> {
+  const link = path.join(snapshotFolder(repoDir, commit), file);
+  await fs.promises.mkdir(path.dirname(link), { recursive: true });
+  const target = path.relative(path.dirname(link), blobPath(repoDir, etag));
+  const temp = `${link}.${process.pid}.link`;
+  await fs.promises.rm(temp, { force: true });
+  await fs.promises.symlink(target, temp);
+  await fs.promises.rename(temp, link);
+}

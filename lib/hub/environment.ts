@@ -1,0 +1,55 @@
+/** The Python huggingface_hub's environment variables, read the way it reads them, so the two share one cache. */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export const DEFAULT_ENDPOINT = 'https://huggingface.co';
+
+export interface HubEnvironment {
+  /** Base URL of the hub (`HF_ENDPOINT`), without a trailing slash. */
+  endpoint: string;
+  /** The cache root (`HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`). */
+  cacheDir: string;
+  /** `HF_TOKEN`, else the token file `$HF_HOME/token` (`HF_TOKEN_PATH`); never printed. */
+  token?: string;
+  /** `HF_HUB_OFFLINE=1`: never touch the network. */
+  offline: boolean;
+}
+
+const TRUE_VALUES = new Set(['1', 'on', 'yes', 'true']);
+
+/** huggingface_hub's `_is_true`: 1, ON, YES, TRUE in any case. */
+function isTrue(value: string | undefined): boolean {
+  return value !== undefined && TRUE_VALUES.has(value.trim().toLowerCase());
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value;
+}
+
+export function hubEnvironment(env: NodeJS.ProcessEnv = process.env): HubEnvironment {
+  const xdgCache = nonEmpty(env.XDG_CACHE_HOME) ?? path.join(os.homedir(), '.cache');
+  const home = expandHome(nonEmpty(env.HF_HOME) ?? path.join(xdgCache, 'huggingface'));
+  const cacheDir = expandHome(nonEmpty(env.HF_HUB_CACHE) ?? nonEmpty(env.HUGGINGFACE_HUB_CACHE) ?? path.join(home, 'hub'));
+  const tokenPath = expandHome(nonEmpty(env.HF_TOKEN_PATH) ?? path.join(home, 'token'));
+  return {
+    endpoint: (nonEmpty(env.HF_ENDPOINT) ?? DEFAULT_ENDPOINT).trim().replace(/\/+$/, ''),
+    cacheDir: path.resolve(cacheDir),
+    token: readToken(env, tokenPath),
+    offline: isTrue(env.HF_HUB_OFFLINE),
+  };
+}
+
+function expandHome(p: string): string {
+  return p === '~' || p.startsWith('~/') ? path.join(os.homedir(), p.slice(1)) : p;
+}
+
+function readToken(env: NodeJS.ProcessEnv, tokenPath: string): string | undefined {
+  const fromEnv = nonEmpty(env.HF_TOKEN) ?? nonEmpty(env.HUGGING_FACE_HUB_TOKEN);
+  if (fromEnv !== undefined) return fromEnv.trim();
+  try {
+    return nonEmpty(fs.readFileSync(tokenPath, 'utf8'))?.trim();
+  } catch {
+    return undefined;
+  }
+}

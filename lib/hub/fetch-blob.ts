@@ -1,0 +1,214 @@
+/**
+ * One file of a hub repo into the cache's blobs/: resumed with an HTTP range from `<blob>.incomplete`,
+ * its hash checked (sha256 for LFS files, the git blob sha1 otherwise) before the rename that makes it
+ * a blob. An interrupted transfer keeps the partial file for the next try; a failed check or a full
+ * disk removes it.
+ */
+import { createHash, Hash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { WeightmixError } from '../errors';
+import { refusal, RepoFile } from './api';
+import type { HubEnvironment } from './environment';
+import type { HubReference } from './reference';
+
+const MAX_REDIRECTS = 5;
+const IDLE_TIMEOUT_MS = 60_000;
+/** Received bytes are written in batches of this size: fewer system calls than one per socket chunk. */
+const WRITE_BATCH = 4 << 20;
+
+export interface BlobRequest {
+  env: HubEnvironment;
+  ref: HubReference;
+  commit: string;
+  file: RepoFile;
+  /** Final path of the blob; the transfer goes to `${blob}.incomplete`. */
+  blob: string;
+  /** Called with each count of bytes that became part of the blob (resumed bytes included). */
+  onBytes: (n: number) => void;
+  signal?: AbortSignal;
+}
+
+/** Thrown when the connection broke mid-transfer; the partial file stays for a resume. */
+export class TransferInterrupted extends WeightmixError {
+  constructor(message: string, cause?: unknown) {
+    super('HubDownloadInterrupted', message, { cause });
+  }
+}
+
+function newHash(file: RepoFile): Hash {
+  if (file.sha256) return createHash('sha256');
+  // git's blob id: sha1 over "blob <size>\0" and the content.
+  return createHash('sha1').update(`blob ${file.size}\0`);
+}
+
+export async function fetchBlob(req: BlobRequest): Promise<void> {
+  const { file } = req;
+  const partial = `${req.blob}.incomplete`;
+  let have = 0;
+  try {
+    have = (await fs.promises.stat(partial)).size;
+  } catch {
+    have = 0;
+  }
+  if (have > file.size) {
+    await fs.promises.rm(partial, { force: true });
+    have = 0;
+  }
+  let hash = newHash(file);
+  if (have > 0) {
+    for await (const chunk of fs.createReadStream(partial, { end: have - 1 })) hash.update(chunk as Buffer);
+  }
+  req.onBytes(have);
+
+  const url = `${req.env.endpoint}/${req.ref.repo}/resolve/${req.commit}/${file.path.split('/').map(encodeURIComponent).join('/')}`;
+  const res = have === file.size ? null : await openTransfer(req, url, have).catch((e) => {
+    if (e instanceof WeightmixError) throw e;
+    if (req.signal?.aborted) throw new WeightmixError('Aborted', `the download of ${req.ref.repo} was aborted`);
+    throw new TransferInterrupted(`${req.ref.repo}: cannot fetch ${file.path} from ${req.env.endpoint} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, e);
+  });
+  // A 200 to a range request: the server ignored the range; start over from an empty file and a fresh hash.
+  const fromScratch = res !== null && res.statusCode === 200 && have > 0;
+  if (fromScratch) {
+    req.onBytes(-have);
+    hash = newHash(file);
+    have = 0;
+  }
+  const fh = await fs.promises.open(partial, fromScratch ? 'w' : 'a');
+  let written = have;
+  try {
+    if (res) written = await receive(req, res, fh, hash, written, (n) => (written = n));
+    await fh.sync();
+  } catch (e) {
+    res?.destroy();
+    await fh.close();
+    throw await asTransferError(req, e, partial, written);
+  }
+  await fh.close();
+  await verifyAndPublish(req, partial, hash, written);
+}
+
+async function verifyAndPublish(req: BlobRequest, partial: string, hash: Hash, written: number): Promise<void> {
+  const { file } = req;
+  const digest = hash.digest('hex');
+  const expected = file.sha256 ?? file.gitOid;
+  if (written !== file.size || digest !== expected) {
+    await fs.promises.rm(partial, { force: true });
+    const what = written !== file.size ? `${written} bytes instead of ${file.size}` : `${file.sha256 ? 'sha256' : 'git sha1'} ${digest}, the hub says ${expected}`;
+    throw new WeightmixError('HubVerificationFailed', `${req.ref.repo}: ${file.path} failed verification (${what}); the partial download was removed`);
+  }
+  await fs.promises.rename(partial, req.blob);
+}
+
+/** GET with a range from `have`, following redirects by hand: the hub's first answer carries the sha256 (X-Linked-Etag). */
+async function openTransfer(req: BlobRequest, start: string, have: number): Promise<http.IncomingMessage> {
+  let url = new URL(start);
+  const origin = url.origin;
+  for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+    const headers: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': 'weightmix' };
+    if (have > 0) headers.range = `bytes=${have}-`;
+    // The token goes to the hub only, never to the storage it redirects to.
+    if (req.env.token && url.origin === origin) headers.authorization = `Bearer ${req.env.token}`;
+    const res = await get(req, url, headers);
+    const status = res.statusCode ?? 0;
+    if (hop === 0) checkAnnouncedHash(req, res);
+    if (status >= 300 && status < 400 && res.headers.location) {
+      res.resume();
+      url = new URL(res.headers.location, url);
+      continue;
+    }
+    if (status === 200 || (status === 206 && rangeStart(res) === have)) return res;
+    res.resume();
+    if (status === 206) throw new WeightmixError('HubError', `${req.env.endpoint}: ${req.file.path}: the server answered a range request from byte ${have} with ${res.headers['content-range']}`);
+    throw refusal(req.env, req.ref, status, headerValue(res, 'x-error-code'), req.file.path);
+  }
+  throw new WeightmixError('HubError', `${req.env.endpoint}: ${req.file.path}: more than ${MAX_REDIRECTS} redirects`);
+}
+
+/** The hub names an LFS file's sha256 in X-Linked-Etag (the CDN's ETag after the redirect is something else). */
+function checkAnnouncedHash(req: BlobRequest, res: http.IncomingMessage): void {
+  const linked = headerValue(res, 'x-linked-etag') ?? (req.file.sha256 ? null : headerValue(res, 'etag'));
+  if (linked === null || res.statusCode! >= 400) return;
+  const announced = linked.replace(/^W\//, '').replace(/"/g, '');
+  const expected = req.file.sha256 ?? req.file.gitOid;
+  if (announced !== expected) {
+    res.resume();
+    throw new WeightmixError('HubVerificationFailed', `${req.ref.repo}: ${req.file.path}: the hub announces ${announced} but its file listing says ${expected}`);
+  }
+}
+
+function headerValue(res: http.IncomingMessage, name: string): string | null {
+  const v = res.headers[name];
+  return typeof v === 'string' ? v : Array.isArray(v) ? v[0] : null;
+}
+
+function rangeStart(res: http.IncomingMessage): number {
+  const m = /^bytes (\d+)-/.exec(headerValue(res, 'content-range') ?? '');
+  return m ? Number(m[1]) : -1;
+}
+
+function get(req: BlobRequest, url: URL, headers: Record<string, string>): Promise<http.IncomingMessage> {
+  const client = url.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const r = client.get(url, { headers, signal: req.signal }, resolve);
+    // A connection that stalls is a broken transfer (resumed like one), not a hang.
+    r.setTimeout(IDLE_TIMEOUT_MS, () => r.destroy(Object.assign(new Error(`no data for ${IDLE_TIMEOUT_MS / 1000} s`), { code: 'ETIMEDOUT' })));
+    r.on('error', reject);
+  });
+}
+
+async function receive(req: BlobRequest, res: http.IncomingMessage, fh: fs.promises.FileHandle, hash: Hash, written: number, onWritten: (n: number) => void): Promise<number> {
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
+  // What is on disk (not merely received): a resume starts there.
+  let flushed = written;
+  const flush = async () => {
+    if (batchBytes === 0) return;
+    const chunks = batch;
+    const bytes = batchBytes;
+    batch = [];
+    batchBytes = 0;
+    await fh.writev(chunks);
+    onWritten(flushed += bytes);
+  };
+  const limit = req.file.size;
+  try {
+    for await (const chunk of res as AsyncIterable<Buffer>) {
+      if (written + chunk.length > limit) throw new WeightmixError('HubVerificationFailed', `${req.ref.repo}: ${req.file.path}: the server sent more than the ${limit} bytes the listing gives`);
+      hash.update(chunk);
+      batch.push(chunk);
+      batchBytes += chunk.length;
+      written += chunk.length;
+      req.onBytes(chunk.length);
+      if (batchBytes >= WRITE_BATCH) await flush();
+    }
+  } catch (e) {
+    // What arrived before the connection broke is good data (TCP keeps order): keep it for the resume.
+    if (!(e instanceof WeightmixError)) await flush();
+    throw e;
+  }
+  await flush();
+  if (!res.complete) throw new TransferInterrupted(`${req.ref.repo}: the transfer of ${req.file.path} broke off`);
+  return written;
+}
+
+/** Full disk: the partial blob goes. Connection lost: it stays for the resume. Verification: already removed. */
+async function asTransferError(req: BlobRequest, e: unknown, partial: string, written: number): Promise<unknown> {
+  const err = e as NodeJS.ErrnoException;
+  if (err?.code === 'ENOSPC' || err?.code === 'EDQUOT') {
+    await fs.promises.rm(partial, { force: true });
+    return new WeightmixError('NoSpace', `no space left for ${req.ref.repo}: ${req.file.path} in ${req.env.cacheDir}; the partial file was removed`, { cause: e });
+  }
+  if (e instanceof WeightmixError && e.code === 'HubVerificationFailed') {
+    await fs.promises.rm(partial, { force: true });
+    return e;
+  }
+  if (req.signal?.aborted) return new WeightmixError('Aborted', `the download of ${req.ref.repo} was aborted (${written} bytes of ${req.file.path} kept for a resume)`);
+  if (e instanceof WeightmixError) return e;
+  if (typeof err?.syscall === 'string' && err.syscall !== 'read' && !/^E(CONN|PIPE|TIMEDOUT|HOSTUNREACH|NETUNREACH)/.test(err.code ?? '')) {
+    return new WeightmixError('IoError', `${req.env.cacheDir}: ${err.message}`, { cause: e });
+  }
+  return new TransferInterrupted(`${req.ref.repo}: the transfer of ${req.file.path} broke off after ${written} of ${req.file.size} bytes (${err?.code ?? err?.message})`, e);
+}
+

@@ -1,0 +1,136 @@
+/**
+ * A snapshot of a hub repo in the cache with the files a merge needs: missing ones downloaded several at
+ * a time, each behind its blob's lock, verified, then linked into `snapshots/<commit>/`; `refs/<branch>`
+ * written last.
+ */
+import * as fs from 'node:fs';
+import { WeightmixError } from '../errors';
+import { parseJsonStrict } from '../format/json-strict';
+import { checkRelativeName } from '../model/paths';
+import { blobName, listRepoFiles, RepoFile, resolveCommit } from './api';
+import { blobPath, linkIntoSnapshot, lockFolder, repoFolder, snapshotFolder, snapshotHas, writeRef } from './cache';
+import type { HubEnvironment } from './environment';
+import { withBlobLock } from './blob-lock';
+import { fetchBlob, TransferInterrupted } from './fetch-blob';
+import { HUB_INDEX_FILE, HubPurpose, neededFiles } from './model-files';
+import { formatReference, HubReference } from './reference';
+import * as path from 'node:path';
+
+/** Files transferred at once: enough to fill a link, few enough not to thrash a disk. */
+const PARALLEL_FILES = 4;
+/** Tries per file within one run; each resumes where the last broke off. */
+const ATTEMPTS = 3;
+
+export interface DownloadProgress {
+  repo: string;
+  bytesDone: number;
+  bytesTotal: number;
+  filesDone: number;
+  filesTotal: number;
+  seconds: number;
+}
+
+export interface DownloadHooks {
+  onDownload?: (p: DownloadProgress) => void;
+  onNotice?: (message: string) => void;
+  signal?: AbortSignal;
+}
+
+export async function downloadSnapshot(env: HubEnvironment, ref: HubReference, purpose: HubPurpose, hooks: DownloadHooks): Promise<{ dir: string; commit: string }> {
+  const commit = await resolveCommit(env, ref, hooks.signal);
+  const listing = await listRepoFiles(env, ref, commit, hooks.signal);
+  const repoDir = repoFolder(env.cacheDir, ref.repo);
+  const dir = snapshotFolder(repoDir, commit);
+  const fetch = (files: RepoFile[]) => fetchFiles(env, ref, commit, files, hooks);
+
+  let needed = neededFiles(listing, purpose);
+  if (needed.length === 0) throw new WeightmixError('HubNoModel', `${formatReference(ref)} has no safetensors weights or tokenizer files a merge could use`);
+  const index = needed.find((f) => f.path === HUB_INDEX_FILE);
+  if (index) {
+    // The index alone first, without a bar of its own: it names the shards, and so the bytes the one bar counts.
+    await fetchFiles(env, ref, commit, [index], { ...hooks, onDownload: undefined });
+    const shards = readIndexShards(path.join(dir, HUB_INDEX_FILE));
+    const listed = new Set(listing.map((f) => f.path));
+    const missing = [...shards].filter((s) => !listed.has(s));
+    if (missing.length > 0) throw new WeightmixError('HubError', `${formatReference(ref)}: its index names ${missing[0]}, which is not in the repo`);
+    needed = neededFiles(listing, purpose, shards);
+  }
+  await fetch(needed);
+  await writeRef(repoDir, ref.revision, commit);
+  return { dir, commit };
+}
+
+function readIndexShards(file: string): Set<string> {
+  const doc = parseJsonStrict(fs.readFileSync(file, 'utf8'), { what: file }) as { weight_map?: Record<string, unknown> };
+  const shards = new Set<string>();
+  for (const shard of Object.values(doc?.weight_map ?? {})) {
+    if (typeof shard !== 'string') throw new WeightmixError('InvalidIndex', `${file}: a weight_map entry is not a file name`);
+    checkRelativeName(shard, file);
+    shards.add(shard);
+  }
+  return shards;
+}
+
+async function fetchFiles(env: HubEnvironment, ref: HubReference, commit: string, files: RepoFile[], hooks: DownloadHooks): Promise<void> {
+  const repoDir = repoFolder(env.cacheDir, ref.repo);
+  const snapshot = snapshotFolder(repoDir, commit);
+  const todo = files.filter((f) => !snapshotHas(snapshot, f.path));
+  if (todo.length === 0) return;
+  await fs.promises.mkdir(path.join(repoDir, 'blobs'), { recursive: true });
+  const started = process.hrtime.bigint();
+  const progress: DownloadProgress = { repo: ref.repo, bytesDone: 0, bytesTotal: todo.reduce((n, f) => n + f.size, 0), filesDone: 0, filesTotal: todo.length, seconds: 0 };
+  let lastReport = 0;
+  const report = (force: boolean) => {
+    const now = Date.now();
+    if (!force && now - lastReport < 100) return;
+    lastReport = now;
+    progress.seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    hooks.onDownload?.({ ...progress });
+  };
+  report(true);
+  const queue = [...todo].sort((a, b) => b.size - a.size);
+  const worker = async () => {
+    for (let file = queue.shift(); file; file = queue.shift()) {
+      await fetchOne(env, ref, commit, file, hooks, (n) => {
+        progress.bytesDone += n;
+        report(false);
+      });
+      await linkIntoSnapshot(repoDir, commit, file.path, blobName(file));
+      progress.filesDone++;
+      report(progress.filesDone === progress.filesTotal);
+    }
+  };
+  const workers = Array.from({ length: Math.min(PARALLEL_FILES, todo.length) }, worker);
+  const results = await Promise.allSettled(workers);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+async function fetchOne(env: HubEnvironment, ref: HubReference, commit: string, file: RepoFile, hooks: DownloadHooks, onBytes: (n: number) => void): Promise<void> {
+  const repoDir = repoFolder(env.cacheDir, ref.repo);
+  const blob = blobPath(repoDir, blobName(file));
+  const lock = path.join(lockFolder(env.cacheDir, ref.repo), `${blobName(file)}.weightmix.lock`);
+  const onWait = () => hooks.onNotice?.(`waiting for another process that downloads ${ref.repo}: ${file.path}`);
+  await withBlobLock(lock, onWait, hooks.signal, async () => {
+    if (isCompleteBlob(blob, file.size)) return onBytes(file.size);
+    for (let attempt = 1; ; attempt++) {
+      let counted = 0;
+      try {
+        return await fetchBlob({ env, ref, commit, file, blob, signal: hooks.signal, onBytes: (n) => { counted += n; onBytes(n); } });
+      } catch (e) {
+        onBytes(-counted);
+        if (!(e instanceof TransferInterrupted) || hooks.signal?.aborted) throw e;
+        if (attempt === ATTEMPTS) throw new TransferInterrupted(`${e.message}; run again to resume`, e);
+        hooks.onNotice?.(`${e.message}; resuming (try ${attempt + 1} of ${ATTEMPTS})`);
+      }
+    }
+  });
+}
+
+function isCompleteBlob(blob: string, size: number): boolean {
+  try {
+    return fs.statSync(blob).size === size;
+  } catch {
+    return false;
+  }
+}

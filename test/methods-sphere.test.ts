@@ -1,0 +1,85 @@
+/**
+ * karcher and multislerp (mergekit's spherical means) end to end, against f64 oracles that follow
+ * mergekit's code on whole tensors (test/reference/merge-methods.ts): weightmix finds the same
+ * combination from the moments pass's Gram matrix, so every element is within one ulp of the output dtype.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Checkpoint, openCheckpoint } from '../lib/model/checkpoint';
+import { makeCheckpointPair } from '../lib/fixtures/fixture';
+import { merge } from '../lib/recipes/merge-recipe';
+import { parseRecipe } from '../lib/recipes/recipe';
+import { readTensorValues } from '../lib/format/tensor-data';
+import { karcherWeights } from '../lib/recipes/methods/karcher';
+import { karcherRef, multislerpRef, ulpDistance } from './reference/merge-methods';
+
+let dir: string;
+let A: string;
+let B: string;
+let N: string;
+let F: string;
+let counter = 0;
+
+beforeAll(async () => {
+  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-sphere-'));
+  const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 9, shards: [2, 1] });
+  const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 9, delta: 0.01 });
+  const far = await makeCheckpointPair({ dir: path.join(dir, 'far'), shape: 'tiny', seed: 9, delta: 0.4 });
+  [A, B, N, F] = [pair.instruct, pair.thinking, near.thinking, far.thinking];
+}, 60000);
+
+afterAll(async () => {
+  await fs.promises.rm(dir, { recursive: true, force: true });
+});
+
+async function values(model: string): Promise<Map<string, number[]>> {
+  const c = await openCheckpoint(model);
+  const m = new Map<string, number[]>();
+  for (const name of c.names) m.set(name, await readTensorValues(c.tensors.get(name)!));
+  return m;
+}
+
+async function worstUlp(doc: Record<string, unknown>, oracle: (name: string) => number[]): Promise<number> {
+  const outDir = path.join(dir, `out-${counter++}`);
+  await merge(parseRecipe(doc), { output: outDir, threads: 2 });
+  const out: Checkpoint = await openCheckpoint(outDir);
+  let worst = 0;
+  for (const name of out.names) {
+    const loc = out.tensors.get(name)!;
+    const got = await readTensorValues(loc);
+    const ref = oracle(name);
+    expect(got.length).toBe(ref.length);
+    for (let i = 0; i < got.length; i++) worst = Math.max(worst, ulpDistance(got[i], ref[i], loc.dtype));
+  }
+  return worst;
+}
+
+test('karcherWeights on a Gram matrix equal the f64 oracle on the vectors themselves (two, three and a zero vector)', () => {
+  const vs = [[1, 0.2, -0.5, 0.3], [0.8, 0.5, -0.1, 0.9], [-0.3, 0.7, 0.4, 0.1], [0, 0, 0, 0]];
+  for (const set of [vs.slice(0, 2), vs.slice(0, 3), vs]) {
+    const g = set.map((a) => set.map((b) => a.reduce((s, x, i) => s + x * b[i], 0)));
+    const w = karcherWeights(g, 10, 1e-5);
+    const got = set[0].map((_, k) => set.reduce((s, v, i) => s + w[i] * v[k], 0));
+    const ref = karcherRef(set);
+    got.forEach((x, k) => expect(x).toBeCloseTo(ref[k], 12));
+  }
+});
+
+test('karcher of three models (max_iter 20) is within 1 bf16 ulp of mergekit\'s iteration on whole tensors', async () => {
+  const [a, b, f] = await Promise.all([values(A), values(B), values(F)]);
+  const doc = { merge_method: 'karcher', parameters: { max_iter: 20 }, models: [{ model: A }, { model: B }, { model: F }] };
+  expect(await worstUlp(doc, (k) => karcherRef([a.get(k)!, b.get(k)!, f.get(k)!], 20))).toBeLessThanOrEqual(1);
+});
+
+test('multislerp of three models, unequal weights, no base: within 1 bf16 ulp of the oracle', async () => {
+  const [a, b, f] = await Promise.all([values(A), values(B), values(F)]);
+  const doc = { merge_method: 'multislerp', models: [{ model: A, parameters: { weight: 0.5 } }, { model: B, parameters: { weight: 0.3 } }, { model: F, parameters: { weight: 0.2 } }] };
+  expect(await worstUlp(doc, (k) => multislerpRef([a.get(k)!, b.get(k)!, f.get(k)!], [0.5, 0.3, 0.2], null))).toBeLessThanOrEqual(1);
+});
+
+test('multislerp of task vectors around a base (normalize_weights false), within 1 f32 ulp with out_dtype float32', async () => {
+  const [a, b, f, n] = await Promise.all([values(A), values(B), values(F), values(N)]);
+  const doc = { merge_method: 'multislerp', base_model: N, out_dtype: 'float32', parameters: { normalize_weights: false }, models: [{ model: A, parameters: { weight: 0.6 } }, { model: B, parameters: { weight: 0.6 } }, { model: F, parameters: { weight: 0.2 } }] };
+  expect(await worstUlp(doc, (k) => multislerpRef([a.get(k)!, b.get(k)!, f.get(k)!], [0.6, 0.6, 0.2], n.get(k)!, false))).toBeLessThanOrEqual(1);
+});
