@@ -10,6 +10,7 @@
 #include "exec_error.h"
 #include "executor.h"
 #include "io.h"
+#include "packed_jobs.h"
 #include "kernel_binding.h"
 #ifdef WEIGHTMIX_WITH_CUDA
 #include "cuda/device.h"
@@ -17,25 +18,6 @@
 
 namespace wm {
 namespace {
-
-Dtype parseDtype(const Napi::Value& v) {
-  std::string s = v.As<Napi::String>().Utf8Value();
-  if (s == "BF16") return Dtype::BF16;
-  if (s == "F16") return Dtype::F16;
-  if (s == "F32") return Dtype::F32;
-  if (s == "U8") return Dtype::U8;
-  throw Napi::TypeError::New(v.Env(), "plan: unsupported dtype " + s);
-}
-
-DestOp parseOp(const Napi::Value& v) {
-  std::string s = v.As<Napi::String>().Utf8Value();
-  if (s == "copy") return DestOp::Copy;
-  if (s == "lerp") return DestOp::Lerp;
-  if (s == "lerp_mi") return DestOp::LerpMi;
-  if (s == "linear") return DestOp::Linear;
-  if (s == "sparse") return DestOp::Sparse;
-  throw Napi::TypeError::New(v.Env(), "plan: unknown op " + s);
-}
 
 uint64_t toU64(const Napi::Value& v, const char* what) {
   double d = v.As<Napi::Number>().DoubleValue();
@@ -45,12 +27,17 @@ uint64_t toU64(const Napi::Value& v, const char* what) {
   return static_cast<uint64_t>(d);
 }
 
-std::vector<double> parseNumbers(const Napi::Value& v) {
-  std::vector<double> out;
-  if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), "plan: expected an array of numbers");
-  Napi::Array a = v.As<Napi::Array>();
-  for (uint32_t k = 0; k < a.Length(); ++k) out.push_back(a.Get(k).As<Napi::Number>().DoubleValue());
-  return out;
+// The jobs arrive packed (lib/engine/packed-jobs.ts): one Float64Array instead of an object per job.
+std::vector<Job> jobsOf(const Napi::Value& v) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    throw Napi::TypeError::New(v.Env(), "plan: jobs must be packed into a Float64Array");
+  }
+  Napi::Float64Array words = v.As<Napi::Float64Array>();
+  try {
+    return unpackJobs(words.Data(), words.ElementLength());
+  } catch (const std::invalid_argument& e) {
+    throw Napi::TypeError::New(v.Env(), e.what());
+  }
 }
 
 Plan parsePlan(const Napi::Object& js) {
@@ -67,43 +54,7 @@ Plan parsePlan(const Napi::Object& js) {
     spec.head.assign(head.Data(), head.Data() + head.Length());
     plan.outputs.push_back(std::move(spec));
   }
-  Napi::Array jobs = js.Get("jobs").As<Napi::Array>();
-  plan.jobs.reserve(jobs.Length());
-  for (uint32_t j = 0; j < jobs.Length(); ++j) {
-    Napi::Object jo = jobs.Get(j).As<Napi::Object>();
-    Job job;
-    job.count = toU64(jo.Get("count"), "element count");
-    Napi::Value mom = jo.Get("moments");
-    job.moments = mom.IsBoolean() && mom.As<Napi::Boolean>().Value();
-    Napi::Value stat = jo.Get("stat");
-    if (stat.IsString()) {
-      std::string st = stat.As<Napi::String>().Utf8Value();
-      if (st == "histogram") job.stat = JobStat::Histogram;
-      else if (st == "l1") job.stat = JobStat::L1;
-      else throw Napi::TypeError::New(js.Env(), "plan: unknown statistic " + st);
-      job.statParams = parseNumbers(jo.Get("statParams"));
-    }
-    Napi::Array srcs = jo.Get("sources").As<Napi::Array>();
-    for (uint32_t s = 0; s < srcs.Length(); ++s) {
-      Napi::Object so = srcs.Get(s).As<Napi::Object>();
-      job.sources.push_back({static_cast<uint32_t>(toU64(so.Get("input"), "input index")), toU64(so.Get("offset"), "source offset"),
-                             parseDtype(so.Get("dtype"))});
-    }
-    Napi::Array dests = jo.Get("dests").As<Napi::Array>();
-    for (uint32_t d = 0; d < dests.Length(); ++d) {
-      Napi::Object dobj = dests.Get(d).As<Napi::Object>();
-      Dest dest;
-      dest.output = static_cast<uint32_t>(toU64(dobj.Get("output"), "output index"));
-      dest.offset = toU64(dobj.Get("offset"), "destination offset");
-      dest.dtype = parseDtype(dobj.Get("dtype"));
-      dest.op = parseOp(dobj.Get("op"));
-      Napi::Array w = dobj.Get("w").As<Napi::Array>();
-      for (uint32_t k = 0; k < w.Length(); ++k) dest.w.push_back(static_cast<float>(w.Get(k).As<Napi::Number>().DoubleValue()));
-      if (dest.op == DestOp::Sparse) dest.params = parseNumbers(dobj.Get("params"));
-      job.dests.push_back(std::move(dest));
-    }
-    plan.jobs.push_back(std::move(job));
-  }
+  plan.jobs = jobsOf(js.Get("jobs"));
   plan.threads = static_cast<unsigned>(toU64(js.Get("threads"), "thread count"));
   plan.blockBytes = toU64(js.Get("blockBytes"), "block size");
   if (plan.blockBytes < kDirectAlign || plan.blockBytes % kDirectAlign != 0) {
@@ -266,9 +217,58 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// decodeJobsForTest(packed) -> the jobs as the executor sees them, as plain objects (round-trip tests).
+Napi::Value DecodeJobsForTest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  static const char* kDtypes[] = {"F32", "F16", "BF16", "U8"};
+  static const char* kOps[] = {"copy", "lerp", "lerp_mi", "linear", "sparse"};
+  auto numbers = [&](const auto& xs) {
+    Napi::Array a = Napi::Array::New(env, xs.size());
+    for (size_t k = 0; k < xs.size(); ++k) a.Set(static_cast<uint32_t>(k), Napi::Number::New(env, static_cast<double>(xs[k])));
+    return a;
+  };
+  const std::vector<Job> jobs = jobsOf(info[0]);
+  Napi::Array out = Napi::Array::New(env, jobs.size());
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const Job& job = jobs[j];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("count", Napi::Number::New(env, static_cast<double>(job.count)));
+    o.Set("moments", Napi::Boolean::New(env, job.moments));
+    o.Set("stat", job.stat == JobStat::Histogram ? Napi::Value(Napi::String::New(env, "histogram"))
+                  : job.stat == JobStat::L1   ? Napi::Value(Napi::String::New(env, "l1"))
+                                              : env.Undefined());
+    o.Set("statParams", numbers(job.statParams));
+    Napi::Array srcs = Napi::Array::New(env, job.sources.size());
+    for (size_t s = 0; s < job.sources.size(); ++s) {
+      Napi::Object so = Napi::Object::New(env);
+      so.Set("input", Napi::Number::New(env, job.sources[s].input));
+      so.Set("offset", Napi::Number::New(env, static_cast<double>(job.sources[s].offset)));
+      so.Set("dtype", Napi::String::New(env, kDtypes[static_cast<int>(job.sources[s].dtype)]));
+      srcs.Set(static_cast<uint32_t>(s), so);
+    }
+    o.Set("sources", srcs);
+    Napi::Array dests = Napi::Array::New(env, job.dests.size());
+    for (size_t d = 0; d < job.dests.size(); ++d) {
+      const Dest& dest = job.dests[d];
+      Napi::Object dobj = Napi::Object::New(env);
+      dobj.Set("output", Napi::Number::New(env, dest.output));
+      dobj.Set("offset", Napi::Number::New(env, static_cast<double>(dest.offset)));
+      dobj.Set("dtype", Napi::String::New(env, kDtypes[static_cast<int>(dest.dtype)]));
+      dobj.Set("op", Napi::String::New(env, kOps[static_cast<int>(dest.op)]));
+      dobj.Set("w", numbers(dest.w));
+      dobj.Set("params", numbers(dest.params));
+      dests.Set(static_cast<uint32_t>(d), dobj);
+    }
+    o.Set("dests", dests);
+    out.Set(static_cast<uint32_t>(j), o);
+  }
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("execute", Napi::Function::New(env, Execute, "execute"));
   exports.Set("info", Napi::Function::New(env, Info, "info"));
+  exports.Set("decodeJobsForTest", Napi::Function::New(env, DecodeJobsForTest, "decodeJobsForTest"));
   exports.Set("runKernelForTest", Napi::Function::New(env, RunKernelForTest, "runKernelForTest"));
   return exports;
 }

@@ -5,32 +5,29 @@
 
 namespace wm {
 
-BlockAssembler::BlockAssembler(OutputFile& file, uint64_t blockBytes) : file_(file), blockBytes_(blockBytes) {}
-
-uint64_t BlockAssembler::blockLength(uint64_t index) const {
-  uint64_t start = index * blockBytes_;
-  return std::min(blockBytes_, file_.size() - start);
-}
-
-AlignedBuffer BlockAssembler::takeBuffer() {
-  if (!spare_.empty()) {
-    AlignedBuffer b = std::move(spare_.back());
-    spare_.pop_back();
-    return b;
+AlignedBuffer BlockBuffers::take() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!spare_.empty()) {
+      AlignedBuffer b = std::move(spare_.back());
+      spare_.pop_back();
+      return b;
+    }
   }
   return AlignedBuffer(blockBytes_);
 }
 
-void BlockAssembler::giveBack(AlignedBuffer buffer, uint64_t written) {
+void BlockBuffers::giveBack(AlignedBuffer buffer) {
   std::lock_guard<std::mutex> lock(mutex_);
-  written_ += written;
-  // A complete file needs no more blocks: its spares go, so that a run holds the blocks of the files
-  // it is writing, not up to four more for every file it has finished (every shard of every output).
-  if (written_ >= file_.size()) {
-    spare_.clear();
-    return;
-  }
-  if (spare_.size() < 4) spare_.push_back(std::move(buffer));
+  if (spare_.size() < keep_) spare_.push_back(std::move(buffer));
+}
+
+BlockAssembler::BlockAssembler(OutputFile& file, uint64_t blockBytes, BlockBuffers& buffers)
+    : file_(file), blockBytes_(blockBytes), buffers_(buffers) {}
+
+uint64_t BlockAssembler::blockLength(uint64_t index) const {
+  uint64_t start = index * blockBytes_;
+  return std::min(blockBytes_, file_.size() - start);
 }
 
 AlignedBuffer BlockAssembler::countLocked(uint64_t index, uint64_t n) {
@@ -47,7 +44,7 @@ AlignedBuffer BlockAssembler::countLocked(uint64_t index, uint64_t n) {
 void BlockAssembler::writeBlock(uint64_t index, AlignedBuffer buffer) {
   // The tail block is padded to the alignment only in memory; its write length is exact.
   file_.writeAt(buffer.data(), blockLength(index), index * blockBytes_);
-  giveBack(std::move(buffer), blockLength(index));
+  buffers_.giveBack(std::move(buffer));
 }
 
 void BlockAssembler::put(uint64_t offset, const uint8_t* data, uint64_t len) {
@@ -59,7 +56,7 @@ void BlockAssembler::put(uint64_t offset, const uint8_t* data, uint64_t len) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       auto it = open_.find(index);
-      if (it == open_.end()) it = open_.emplace(index, Block{takeBuffer(), 0}).first;
+      if (it == open_.end()) it = open_.emplace(index, Block{buffers_.take(), 0}).first;
       std::memcpy(it->second.buffer.data() + within, data, n);
       complete = countLocked(index, n);
     }
@@ -75,7 +72,7 @@ uint8_t* BlockAssembler::reserve(uint64_t offset, uint64_t len) {
   if (len == 0 || (offset + len - 1) / blockBytes_ != index) return nullptr;
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = open_.find(index);
-  if (it == open_.end()) it = open_.emplace(index, Block{takeBuffer(), 0}).first;
+  if (it == open_.end()) it = open_.emplace(index, Block{buffers_.take(), 0}).first;
   return it->second.buffer.data() + (offset - index * blockBytes_);
 }
 

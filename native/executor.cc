@@ -152,7 +152,7 @@ class Run {
     }
     for (const OutputSpec& o : plan_.outputs) {
       outputs_.push_back(std::make_unique<OutputFile>(o.path, o.size, plan_.direct));
-      assemblers_.push_back(std::make_unique<BlockAssembler>(*outputs_.back(), plan_.blockBytes));
+      assemblers_.push_back(std::make_unique<BlockAssembler>(*outputs_.back(), plan_.blockBytes, blockBuffers_));
     }
     for (size_t o = 0; o < plan_.outputs.size(); ++o) {
       const auto& head = plan_.outputs[o].head;
@@ -494,6 +494,8 @@ class Run {
   const std::atomic<bool>& cancel_;
   std::vector<std::unique_ptr<InputFile>> inputs_;
   std::vector<std::unique_ptr<OutputFile>> outputs_;
+  // Spares for every output's blocks (declared before the assemblers, which use it until they go).
+  BlockBuffers blockBuffers_{plan_.blockBytes, 4 + 2 * static_cast<size_t>(plan_.threads)};
   std::vector<std::unique_ptr<BlockAssembler>> assemblers_;
   std::vector<Piece> pieces_;
   std::vector<Task> tasks_;

@@ -4,83 +4,13 @@ import * as path from 'node:path';
 import { abortError, WeightmixError } from '../errors';
 import type { WeightmixErrorCode } from '../error-codes';
 import { currentPlatform, loadAddon, LoadedAddon } from './native-loader';
+import { packJobs } from './packed-jobs';
 
 import type { NativeDtype } from '../format/dtypes';
+import type { NativeJob, NativePlan } from './native-plan';
 
-// The addon's dtype codes are part of its surface (format/dtypes.ts declares them).
-export type { NativeDtype } from '../format/dtypes';
-/** What a destination computes (ARCHITECTURE.md, "The native plan"). */
-export type NativeOp = 'copy' | 'lerp' | 'lerp_mi' | 'linear' | 'sparse';
-
-/** Where a job reads one source tensor. */
-export interface NativeSource {
-  /** Index into `NativePlan.inputs`. */
-  input: number;
-  /** Byte offset in that file. */
-  offset: number;
-  /** Its element type. */
-  dtype: NativeDtype;
-}
-
-/** Where a job writes one result, and how it computes it. */
-export interface NativeDest {
-  /** Index into `NativePlan.outputs`. */
-  output: number;
-  /** Byte offset in that file. */
-  offset: number;
-  /** The element type written. */
-  dtype: NativeDtype;
-  /** The operation. */
-  op: NativeOp;
-  /** copy: [source index]; lerp, lerp_mi: [λ]; linear: one weight per source; sparse: []. */
-  w: number[];
-  /** sparse only: native/kernels/sparsify.h's flat layout (lib/sparsify.ts writes it). */
-  params?: number[];
-}
-
-/** One tensor's work: elements read from the sources, written to the dests (or statistics gathered). */
-export interface NativeJob {
-  /** Elements. */
-  count: number;
-  /** The tensors read. */
-  sources: NativeSource[];
-  /** The results written (none for a statistics job). */
-  dests: NativeDest[];
-  /** Return the pair's moments (see `NativeResult.moments`). */
-  moments?: boolean;
-  /** No dests: radix-selection counts ('histogram', 2^bits numbers) or exact L1 sums ('l1', 2 numbers) of sources[1] − sources[0]. */
-  stat?: 'histogram' | 'l1';
-  /** The statistic's parameters (lib/recipes/sparsify.ts's layout). */
-  statParams?: number[];
-}
-
-/** One file the plan writes. */
-export interface NativeOutput {
-  /** Absolute path (created; must not exist). */
-  path: string;
-  /** Its final size in bytes. */
-  size: number;
-  /** The bytes at offset 0 (the safetensors header). */
-  head: Buffer;
-}
-
-/** Everything one native run does; every output byte is covered exactly once by a head or a dest. */
-export interface NativePlan {
-  /** Files read (absolute paths, opened read-only). */
-  inputs: string[];
-  /** Files written. */
-  outputs: NativeOutput[];
-  /** The work, in output order. */
-  jobs: NativeJob[];
-  /** Worker threads. */
-  threads: number;
-  /** Output block size (a multiple of 4096). */
-  blockBytes: number;
-  /** O_DIRECT output where the file system allows it. */
-  direct: boolean;
-  /** 'cuda': arithmetic dests run on GPU 0 (the addon fails with CudaUnavailable when it cannot). Default 'cpu'. */
-  device?: 'cpu' | 'cuda';
-}
+// The plan's types live beside its packing (engine/native-plan.ts); re-exported as the addon's surface.
+export type { NativeDtype, NativeOp, NativeSource, NativeDest, NativeJob, NativeOutput, NativePlan } from './native-plan';
 
 /** What a native run returns. */
 export interface NativeResult {
@@ -144,14 +74,19 @@ export interface KernelTestArgs {
   simd: boolean;
 }
 
+/** What crosses into the addon: the plan with its jobs packed (engine/packed-jobs.ts). */
+export type PackedNativePlan = Omit<NativePlan, 'jobs'> & { jobs: Float64Array };
+
 /** The compiled addon, as `loadNative` returns it. Most callers need only `info()`. */
 export interface NativeAddon {
   /** Starts a plan on a thread of its own; progress and the outcome arrive in that order on the main thread. */
-  execute(plan: NativePlan, onProgress?: (done: number, total: number) => void): { promise: Promise<NativeResult>; cancel(): void };
+  execute(plan: PackedNativePlan, onProgress?: (done: number, total: number) => void): { promise: Promise<NativeResult>; cancel(): void };
   /** What the addon found on this machine (SIMD, GPUs). */
   info(): NativeInfo;
   /** Runs one kernel over buffers (tests only). */
   runKernelForTest(op: string, args: KernelTestArgs): unknown;
+  /** Tests: the packed jobs as the executor decoded them (every field, w as float32). */
+  decodeJobsForTest(jobs: Float64Array): (Required<Omit<NativeJob, 'stat'>> & Pick<NativeJob, 'stat'>)[];
 }
 
 let cached: { addon: NativeAddon; loaded: LoadedAddon } | undefined;
@@ -223,7 +158,7 @@ export async function runPlan(plan: NativePlan, options: RunOptions = {}): Promi
         }
       }
     : undefined;
-  const handle = loadNative().execute(plan, progress);
+  const handle = loadNative().execute({ ...plan, jobs: packJobs(plan.jobs) }, progress);
   const onAbort = () => handle.cancel();
   signal?.addEventListener('abort', onAbort, { once: true });
   let result: NativeResult;

@@ -246,9 +246,10 @@ function encodeHeader(
     if (!Array.isArray(shape) || !shape.every(isSize)) {
       throw new RangeError(`${where}: tensor ${showName(name)}: shape must be an array of non-negative safe integers`);
     }
-    const subject = `${where}: tensor ${showName(name)}`;
+    // Built only for an error message: one per tensor would cost more than the encoding.
+    const subject = () => `${where}: tensor ${showName(name)}`;
     const begin = end;
-    end = begin + byteLengthOf(dtype, elementCountOf(shape, () => subject), () => subject);
+    end = begin + byteLengthOf(dtype, elementCountOf(shape, subject), subject);
     if (!Number.isSafeInteger(end)) throw new SafetensorsError('ValidationOverflow', `${where}: the data section passes 2^53-1 bytes at tensor ${showName(name)}`);
     offsets.push([begin, end]);
     members.push(`${JSON.stringify(name)}:{"dtype":"${dtype}","shape":[${shape.join(',')}],"data_offsets":[${begin},${end}]}`);

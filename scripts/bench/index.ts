@@ -2,7 +2,7 @@
  * weightmix benchmarks: end-to-end interpolate/sweep against the storage floor, the PyTorch peer,
  * kernel throughput and thread scaling. Prints a table and appends it to BENCHMARKS.md.
  *
- *   npm run bench -- [--quick] [--work DIR] [--sections e2e,sweep,batch,peer,kernels,threads] [--pairs 4b,moe,dense]
+ *   npm run bench -- [--quick] [--work DIR] [--sections e2e,tmpfs,sweep,batch,peer,kernels,threads] [--pairs 4b,moe,dense]
  *                    [--buffered] [--peer-pair dense|moe|4b] [--sweep-pair dense|moe|4b] [--batch-pair small|4b|dense] [--no-append] [--repeat N]
  */
 import { Command } from 'commander';
@@ -12,13 +12,14 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { suite, add, cycle } from 'benny';
 import { interpolate } from '../../lib/interpolation/interpolate';
+import { fastStorageSamples, tmpfsRoot } from './fast-storage';
 import { ensurePair, pairSize, type CachedPair, type PairSpec } from './fixtures';
 import { runBatchSection } from './batch';
 import { coldReadFloor, describeMachine, directWriteFloor, dropCaches, timeCommand, warm, type Timed } from './system';
 
 const ROOT = path.resolve(__dirname, '../..');
 const CLI = path.join(ROOT, 'bin/weightmix.js');
-const ALL_SECTIONS = ['e2e', 'sweep', 'batch', 'peer', 'kernels', 'threads'] as const;
+const ALL_SECTIONS = ['e2e', 'tmpfs', 'sweep', 'batch', 'peer', 'kernels', 'threads'] as const;
 type Section = (typeof ALL_SECTIONS)[number];
 type PairName = '4b' | 'moe' | 'dense' | 'small';
 
@@ -511,6 +512,48 @@ function formatTable(): string {
   return lines.join('\n');
 }
 
+/** Warm inputs → tmpfs, each run paired with its memory floor (scripts/bench/fast-storage.ts); MoE vs dense per byte there too. */
+function runFastStorage(list: CachedPair[]) {
+  const tmpfs = tmpfsRoot();
+  if (!('dir' in tmpfs)) {
+    notes.push(`tmpfs section skipped: ${tmpfs.reason}`);
+    return;
+  }
+  const perByte = new Map<string, number>();
+  for (const pair of list) {
+    log(`tmpfs ${pair.spec.label}`);
+    const samples = fastStorageSamples(pair, tmpfs.dir, repeat, (out) => interpolateArgs(pair, out));
+    const run = medianRun(samples.map((x) => x.run));
+    perByte.set(pair.spec.label, run.seconds / pair.fileBytesPerModel);
+    rows.push({
+      section: 'tmpfs',
+      pair: pair.spec.label,
+      what: `interpolate λ=0.8 warm → ${tmpfs.dir}${medianNote()}, each run paired with its memory floor`,
+      seconds: run.seconds,
+      outBytes: pair.fileBytesPerModel,
+      peakRss: run.peakRss,
+      floor: { label: 'memory floor (cat of both inputs + cp of the output)', seconds: median(samples.map((x) => x.floorSeconds)) },
+      ratio: median(samples.map((x) => x.run.seconds / x.floorSeconds)),
+      target: { limit: 1.25, text: '≤ 1.25 × memory floor' },
+    });
+  }
+  const moe = list.find((p) => p.tensors > 10_000);
+  const dense = list.find((p) => p.tensors <= 10_000);
+  if (moe && dense) {
+    const value = perByte.get(moe.spec.label)! / perByte.get(dense.spec.label)!;
+    rows.push({
+      section: 'tmpfs',
+      pair: `${moe.spec.label} vs ${dense.spec.label}`,
+      what: `seconds per output byte warm → tmpfs: ${moe.tensors} vs ${dense.tensors} tensors`,
+      seconds: NaN,
+      outBytes: NaN,
+      peakRss: null,
+      target: { limit: 1.2, text: 'MoE ≤ 1.2 × dense', value },
+      note: `ratio ${value.toFixed(2)}`,
+    });
+  }
+}
+
 async function main() {
   const program = new Command()
     .name('bench')
@@ -540,6 +583,7 @@ async function main() {
   const pairs = new Map<PairName, CachedPair>();
   const need = new Set<PairName>();
   if (sections.has('e2e')) for (const p of String(opts.pairs).split(',')) need.add(p as PairName);
+  if (sections.has('tmpfs')) for (const p of String(opts.pairs).split(',')) need.add(p as PairName);
   if (sections.has('sweep')) need.add(opts.sweepPair);
   if (sections.has('peer')) need.add(opts.peerPair);
   if (sections.has('threads')) need.add(opts.threadsPair);
@@ -575,6 +619,7 @@ async function main() {
       }
     }
   }
+  if (sections.has('tmpfs')) runFastStorage(String(opts.pairs).split(',').map((p) => pairs.get(p as PairName)!));
   if (sections.has('sweep')) {
     log('sweep');
     runSweep(pairs.get(opts.sweepPair as PairName)!, work);

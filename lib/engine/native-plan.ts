@@ -1,0 +1,77 @@
+/** The plan the addon runs (ARCHITECTURE.md, "The native plan"): plain objects, packed by engine/packed-jobs.ts on the way in. */
+import type { NativeDtype } from '../format/dtypes';
+
+// The addon's dtype codes are part of its surface (format/dtypes.ts declares them).
+export type { NativeDtype } from '../format/dtypes';
+/** What a destination computes (ARCHITECTURE.md, "The native plan"). */
+export type NativeOp = 'copy' | 'lerp' | 'lerp_mi' | 'linear' | 'sparse';
+
+/** Where a job reads one source tensor. */
+export interface NativeSource {
+  /** Index into `NativePlan.inputs`. */
+  input: number;
+  /** Byte offset in that file. */
+  offset: number;
+  /** Its element type. */
+  dtype: NativeDtype;
+}
+
+/** Where a job writes one result, and how it computes it. */
+export interface NativeDest {
+  /** Index into `NativePlan.outputs`. */
+  output: number;
+  /** Byte offset in that file. */
+  offset: number;
+  /** The element type written. */
+  dtype: NativeDtype;
+  /** The operation. */
+  op: NativeOp;
+  /** copy: [source index]; lerp, lerp_mi: [λ]; linear: one weight per source; sparse: []. */
+  w: number[];
+  /** sparse only: native/kernels/sparsify.h's flat layout (lib/sparsify.ts writes it). */
+  params?: number[];
+}
+
+/** One tensor's work: elements read from the sources, written to the dests (or statistics gathered). */
+export interface NativeJob {
+  /** Elements. */
+  count: number;
+  /** The tensors read. */
+  sources: NativeSource[];
+  /** The results written (none for a statistics job). */
+  dests: NativeDest[];
+  /** Return the pair's moments (see `NativeResult.moments`). */
+  moments?: boolean;
+  /** No dests: radix-selection counts ('histogram', 2^bits numbers) or exact L1 sums ('l1', 2 numbers) of sources[1] − sources[0]. */
+  stat?: 'histogram' | 'l1';
+  /** The statistic's parameters (lib/recipes/sparsify.ts's layout). */
+  statParams?: number[];
+}
+
+/** One file the plan writes. */
+export interface NativeOutput {
+  /** Absolute path (created; must not exist). */
+  path: string;
+  /** Its final size in bytes. */
+  size: number;
+  /** The bytes at offset 0 (the safetensors header). */
+  head: Buffer;
+}
+
+/** Everything one native run does; every output byte is covered exactly once by a head or a dest. */
+export interface NativePlan {
+  /** Files read (absolute paths, opened read-only). */
+  inputs: string[];
+  /** Files written. */
+  outputs: NativeOutput[];
+  /** The work, in output order. */
+  jobs: NativeJob[];
+  /** Worker threads. */
+  threads: number;
+  /** Output block size (a multiple of 4096). */
+  blockBytes: number;
+  /** O_DIRECT output where the file system allows it. */
+  direct: boolean;
+  /** 'cuda': arithmetic dests run on GPU 0 (the addon fails with CudaUnavailable when it cannot). Default 'cpu'. */
+  device?: 'cpu' | 'cuda';
+}
