@@ -58,7 +58,7 @@ export type { CheckpointPairOptions, CheckpointPair, FixtureProgress, FixtureDty
 export type { FixtureShapeName } from './fixtures/model-shapes';
 // The native engine
 export { loadNative } from './engine/native';
-export type { NativeAddon, NativeInfo, NativeBuildInfo, NativePlan, NativeJob, NativeSource, NativeDest, NativeOutput, NativeResult, NativeDtype, NativeOp, KernelTestArgs } from './engine/native';
+export type { NativeAddon, NativeInfo, NativeBuildInfo, NativePlan, PackedNativePlan, NativeJob, NativeSource, NativeDest, NativeOutput, NativeResult, NativeDtype, NativeOp, KernelTestArgs } from './engine/native';
 // Models by Hugging Face Hub id
 export { resolveModelReference } from './hub/resolve';
 export type { ModelSource, HubSource, ResolveOptions } from './hub/resolve';
