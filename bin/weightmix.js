@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 'use strict';
-require('../dist/lib/cli.js').main(process.argv).then((code) => {
-  process.exitCode = process.exitCode || code;
-});
+require('../dist/lib/cli.js')
+  .main(process.argv)
+  .then((code) => {
+    process.exitCode = process.exitCode || code;
+  });

@@ -37,7 +37,16 @@ export { MERGE_METHOD_NAMES } from './merge-method-names';
 export type { MergeMethodName } from './merge-method-names';
 // Analysis
 export { verify } from './analysis/verify';
-export type { VerifyOptions, VerifyReport, VerifyProblem, RecordedRecipe, InterpolationRecipe, MergeRecipeRecord, RecomputeReport, ElementMismatch } from './analysis/verify';
+export type {
+  VerifyOptions,
+  VerifyReport,
+  VerifyProblem,
+  RecordedRecipe,
+  InterpolationRecipe,
+  MergeRecipeRecord,
+  RecomputeReport,
+  ElementMismatch,
+} from './analysis/verify';
 export { diff, DIFF_REPORT_FORMAT } from './analysis/diff';
 export type { DiffOptions, DiffProgress, DiffReport, DiffStats, TensorDiff, GroupDiff, LayerDiff, ModuleDiff, SkippedTensor } from './analysis/diff';
 export { score, passAtK } from './analysis/score';
@@ -58,7 +67,21 @@ export type { CheckpointPairOptions, CheckpointPair, FixtureProgress, FixtureDty
 export type { FixtureShapeName } from './fixtures/model-shapes';
 // The native engine
 export { loadNative } from './engine/native';
-export type { NativeAddon, NativeInfo, NativeBuildInfo, NativePlan, PackedNativePlan, NativeJob, NativeSource, NativeDest, NativeOutput, NativeResult, NativeDtype, NativeOp, KernelTestArgs } from './engine/native';
+export type {
+  NativeAddon,
+  NativeInfo,
+  NativeBuildInfo,
+  NativePlan,
+  PackedNativePlan,
+  NativeJob,
+  NativeSource,
+  NativeDest,
+  NativeOutput,
+  NativeResult,
+  NativeDtype,
+  NativeOp,
+  KernelTestArgs,
+} from './engine/native';
 // Models by Hugging Face Hub id
 export { resolveModelReference } from './hub/resolve';
 export type { ModelSource, HubSource, ResolveOptions } from './hub/resolve';

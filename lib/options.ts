@@ -43,7 +43,7 @@ export function decimalNumber(text: string): number {
 
 /** An option value for a message: JSON.stringify would print NaN and Infinity as null. */
 export function showValue(value: unknown): string {
-  return typeof value === 'number' || typeof value === 'bigint' ? String(value) : JSON.stringify(value) ?? String(value);
+  return typeof value === 'number' || typeof value === 'bigint' ? String(value) : (JSON.stringify(value) ?? String(value));
 }
 
 /** λ: any finite number. Values outside [0, 1] are accepted on purpose: they extrapolate past Instruct or Thinking. */
@@ -64,7 +64,7 @@ export function parseDtype(value: unknown, name = '--dtype'): FloatDtype | undef
   const up = typeof value === 'string' ? value.toUpperCase() : value;
   // torch's names are accepted too (BFLOAT16 → BF16, …).
   const alias: Record<string, FloatDtype> = Object.fromEntries(FLOAT_DTYPES.map((d) => [TORCH_DTYPE_NAMES[d].toUpperCase(), d]));
-  const d = typeof up === 'string' ? alias[up] ?? up : up;
+  const d = typeof up === 'string' ? (alias[up] ?? up) : up;
   if (!(FLOAT_DTYPES as readonly unknown[]).includes(d)) throw usageError(`${name} must be one of ${FLOAT_DTYPES.join(', ')}, got ${showValue(value)}`);
   return d as FloatDtype;
 }
@@ -78,7 +78,8 @@ export function parseFilesFrom(value: unknown, name = '--files-from'): FilesFrom
 export function parseThreads(value: unknown, name = '--threads'): number {
   if (value === undefined) return os.availableParallelism();
   const n = typeof value === 'string' ? (/^\d+$/.test(value.trim()) ? Number(value) : NaN) : value;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1024) throw usageError(`${name} must be an integer from 1 to 1024, got ${showValue(value)}`);
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1024)
+    throw usageError(`${name} must be an integer from 1 to 1024, got ${showValue(value)}`);
   return n;
 }
 

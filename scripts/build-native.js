@@ -63,5 +63,8 @@ if (!forceGyp && haveCmake()) {
 } else {
   ok = buildWithGyp();
 }
-if (ok) console.log(`weightmix: built ${path.join(root, 'build', 'Release', 'weightmix.node')}; weightmix loads it from now on (\`weightmix info\` says which binary)`);
+if (ok)
+  console.log(
+    `weightmix: built ${path.join(root, 'build', 'Release', 'weightmix.node')}; weightmix loads it from now on (\`weightmix info\` says which binary)`,
+  );
 process.exit(ok ? 0 : 1);

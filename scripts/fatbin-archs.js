@@ -21,13 +21,13 @@ const end = start + parseInt(section[2], 16);
 const found = new Set();
 // The section holds fat binaries (magic 0xBA55ED50, 16-byte header) back to back, 8-byte aligned; each holds
 // entries with a header: kind (1 PTX, 2 ELF) at 0, header size at 4, payload size at 8, architecture at 28.
-for (let off = start; off + 16 <= end; ) {
+for (let off = start; off + 16 <= end;) {
   if (bytes.readUInt32LE(off) !== 0xba55ed50) {
     off += 8;
     continue;
   }
   const fatEnd = off + bytes.readUInt16LE(off + 6) + Number(bytes.readBigUInt64LE(off + 8));
-  for (let p = off + bytes.readUInt16LE(off + 6); p < fatEnd; ) {
+  for (let p = off + bytes.readUInt16LE(off + 6); p < fatEnd;) {
     const kind = bytes.readUInt16LE(p);
     const arch = bytes.readUInt32LE(p + 28);
     found.add(`${kind === 1 ? 'compute' : 'sm'}_${arch}`);

@@ -51,7 +51,22 @@ export class Rng {
   }
 }
 
-const NAMES = ['../x.safetensors', '/etc/passwd', '', '.', '..', 'a/b.safetensors', 'model-00009-of-00009.safetensors', INDEX, 'config.json', 'x\u0000y', 'é.safetensors', 'a'.repeat(5000), 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
+const NAMES = [
+  '../x.safetensors',
+  '/etc/passwd',
+  '',
+  '.',
+  '..',
+  'a/b.safetensors',
+  'model-00009-of-00009.safetensors',
+  INDEX,
+  'config.json',
+  'x\u0000y',
+  'é.safetensors',
+  'a'.repeat(5000),
+  'model-00001-of-00002.safetensors',
+  'model-00002-of-00002.safetensors',
+];
 const DTYPES = ['F32', 'F16', 'BF16', 'I64', 'I32', 'U8', 'BOOL', 'F8_E4M3', 'F4', 'F6_E2M3', 'F64', 'C64', 'X', 'bf16'];
 const NUMBERS = [0, 1, 2, 3, 7, 64, 4096, 2 ** 31, 2 ** 32, 2 ** 40, 2 ** 53 - 1, -1, 0.5];
 const JSON_VALUES = ['null', '[]', '{}', '"x"', '1', '-1', '1e400', '9007199254740993', 'true', '[[[[[[[[[[[]]]]]]]]]]]'];
@@ -236,7 +251,9 @@ function mutateShard(model: Model, shard: string, rng: Rng): string {
       what = `${name} removed`;
       break;
     default:
-      header.__metadata__ = rng.chance(0.5) ? { weightmix: rng.pick(['{', '{"method":"interpolate"}', 'x']) } : ({ format: 1 } as unknown as Record<string, unknown>);
+      header.__metadata__ = rng.chance(0.5)
+        ? { weightmix: rng.pick(['{', '{"method":"interpolate"}', 'x']) }
+        : ({ format: 1 } as unknown as Record<string, unknown>);
       what = '__metadata__ replaced';
   }
   model.files.set(shard, joinShard(header, rng.chance(0.7) ? fitData(header, data) : data));
@@ -358,7 +375,11 @@ function runSuites(runs: number, seed: number | undefined): boolean {
     .map((f) => path.join('test', f));
   console.log(`== fast-check suites (${runs} runs per property): ${suites.join(' ')}`);
   const env = { ...process.env, WEIGHTMIX_FUZZ_RUNS: String(runs), ...(seed !== undefined ? { WEIGHTMIX_FUZZ_SEED: String(seed) } : {}) };
-  const r = spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'jest', 'bin', 'jest.js'), '--runInBand', '--testTimeout', '3600000', ...suites], { cwd: ROOT, env, stdio: 'inherit' });
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'jest', 'bin', 'jest.js'), '--runInBand', '--testTimeout', '3600000', ...suites], {
+    cwd: ROOT,
+    env,
+    stdio: 'inherit',
+  });
   return r.status === 0;
 }
 

@@ -42,7 +42,9 @@ async function measure() {
       fs.rmSync(curlOut);
       // The floor of any Node client: node:http reading the same bytes from the "CDN" and dropping them.
       t = process.hrtime.bigint();
-      await new Promise<void>((resolve, reject) => http.get(`${endpoint}/cdn/${sha}/model.safetensors`, (res) => res.on('data', () => {}).on('end', resolve)).on('error', reject));
+      await new Promise<void>((resolve, reject) =>
+        http.get(`${endpoint}/cdn/${sha}/model.safetensors`, (res) => res.on('data', () => {}).on('end', resolve)).on('error', reject),
+      );
       rows.nodeHttpDiscard.push(Number(process.hrtime.bigint() - t) / 1e9);
       const cache = path.join(base, 'cache');
       t = process.hrtime.bigint();

@@ -111,15 +111,23 @@ async function main(): Promise<number> {
     try {
       const recipes = await Promise.all(gridFiles.map((f) => readRecipeFile(path.join(GRID, f))));
       const grid = path.join(dir, 'grid');
-      const s = await mergeBatch(recipes.map((recipe, i) => ({ name: gridFiles[i].replace(/\.yml$/, ''), recipe })), { output: grid, threads: 2 });
+      const s = await mergeBatch(
+        recipes.map((recipe, i) => ({ name: gridFiles[i].replace(/\.yml$/, ''), recipe })),
+        { output: grid, threads: 2 },
+      );
       const differ: string[] = [];
       for (const [name, example] of Object.entries(GRID_COPIES)) {
         const files = await differingFiles(path.join(grid, name), path.join(dir, 'out', example.replace(/\.yml$/, '')));
         if (files.length > 0) differ.push(`${name} (${files.join(', ')})`);
       }
       if (differ.length > 0) failures++;
-      const check = differ.length > 0 ? `; FAILED: differs from its single merge: ${differ.join('; ')}` : `; ${Object.keys(GRID_COPIES).join(', ')} equal their single merges byte for byte`;
-      process.stdout.write(`${differ.length > 0 ? 'FAIL ' : 'ok   '} paper-grid/: ${s.outputs.length} models in ${s.groups} write pass${s.groups === 1 ? '' : 'es'}, ${s.bytes} bytes${check}\n`);
+      const check =
+        differ.length > 0
+          ? `; FAILED: differs from its single merge: ${differ.join('; ')}`
+          : `; ${Object.keys(GRID_COPIES).join(', ')} equal their single merges byte for byte`;
+      process.stdout.write(
+        `${differ.length > 0 ? 'FAIL ' : 'ok   '} paper-grid/: ${s.outputs.length} models in ${s.groups} write pass${s.groups === 1 ? '' : 'es'}, ${s.bytes} bytes${check}\n`,
+      );
     } catch (e) {
       failures++;
       process.stdout.write(`FAIL  paper-grid/: ${(e as Error).message}\n`);

@@ -30,7 +30,8 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
-const usage = (message: string | RegExp) => expect.objectContaining({ code: 'Usage', exitCode: 2, message: typeof message === 'string' ? message : expect.stringMatching(message) });
+const usage = (message: string | RegExp) =>
+  expect.objectContaining({ code: 'Usage', exitCode: 2, message: typeof message === 'string' ? message : expect.stringMatching(message) });
 
 describe('options are checked as strictly as flags, and worded as options', () => {
   const base = (): InterpolateOptions => ({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.5, output: fresh() });
@@ -39,8 +40,12 @@ describe('options are checked as strictly as flags, and worded as options', () =
     const options = { ...base(), skipModule: 'attn' } as InterpolateOptions;
     await expect(interpolate(options)).rejects.toEqual(usage("interpolate: unknown option 'skipModule' (did you mean 'skipModules'?)"));
     expect(fs.existsSync(options.output)).toBe(false);
-    await expect(sweep({ instruct: pair.instruct, thinking: pair.thinking, output: fresh(), lambdas: [0.5], lamdbas: [0.5] } as never)).rejects.toEqual(usage(/^sweep: unknown option 'lamdbas' \(did you mean 'lambdas'\?\)$/));
-    await expect(diff({ a: pair.instruct, b: pair.thinking, thread: 2 } as never)).rejects.toEqual(usage(/^diff: unknown option 'thread' \(did you mean 'threads'\?\)$/));
+    await expect(sweep({ instruct: pair.instruct, thinking: pair.thinking, output: fresh(), lambdas: [0.5], lamdbas: [0.5] } as never)).rejects.toEqual(
+      usage(/^sweep: unknown option 'lamdbas' \(did you mean 'lambdas'\?\)$/),
+    );
+    await expect(diff({ a: pair.instruct, b: pair.thinking, thread: 2 } as never)).rejects.toEqual(
+      usage(/^diff: unknown option 'thread' \(did you mean 'threads'\?\)$/),
+    );
     await expect(verify({ dir: pair.instruct, bogus: true } as never)).rejects.toEqual(usage(/^verify: unknown option 'bogus' \(the options are 'dir', /));
   });
 
@@ -55,9 +60,15 @@ describe('options are checked as strictly as flags, and worded as options', () =
   });
 
   test('callbacks must be functions and signals AbortSignals', async () => {
-    await expect(interpolate({ ...base(), onProgress: 'log' } as never)).rejects.toEqual(usage("interpolate: option 'onProgress' must be a function, got string"));
-    await expect(interpolate({ ...base(), signal: {} } as never)).rejects.toEqual(usage("interpolate: option 'signal' must be an AbortSignal, got a plain object"));
-    await expect(diff({ a: pair.instruct, b: pair.thinking, signal: new AbortController() } as never)).rejects.toEqual(usage("diff: option 'signal' must be an AbortSignal, got a AbortController"));
+    await expect(interpolate({ ...base(), onProgress: 'log' } as never)).rejects.toEqual(
+      usage("interpolate: option 'onProgress' must be a function, got string"),
+    );
+    await expect(interpolate({ ...base(), signal: {} } as never)).rejects.toEqual(
+      usage("interpolate: option 'signal' must be an AbortSignal, got a plain object"),
+    );
+    await expect(diff({ a: pair.instruct, b: pair.thinking, signal: new AbortController() } as never)).rejects.toEqual(
+      usage("diff: option 'signal' must be an AbortSignal, got a AbortController"),
+    );
   });
 
   test('openCheckpoint(42) and a recipe that is neither a path nor an object are usage errors', async () => {
@@ -68,7 +79,9 @@ describe('options are checked as strictly as flags, and worded as options', () =
   test('values: the API names the option, the command line names the flag', async () => {
     await expect(interpolate({ ...base(), lambda: Number.NaN })).rejects.toEqual(usage('lambda must be a finite decimal number, got NaN'));
     await expect(interpolate({ ...base(), part: '9/8' })).rejects.toEqual(usage(/^part must be I\/N/));
-    await expect(interpolate({ ...base(), modules: 'attn', skipModules: 'mlp' })).rejects.toEqual(usage('modules and skipModules exclude each other: give one'));
+    await expect(interpolate({ ...base(), modules: 'attn', skipModules: 'mlp' })).rejects.toEqual(
+      usage('modules and skipModules exclude each other: give one'),
+    );
     await expect(interpolate({ ...base(), layers: '0-99' })).rejects.toEqual(usage(/^layers 0-99 is outside the model's/));
     await expect(interpolate({ ...base(), output: '' })).rejects.toEqual(usage('output must be a non-empty folder path, got ""'));
     ensureCliBuilt();
@@ -126,11 +139,13 @@ describe('callbacks', () => {
   }, 120_000);
 });
 
-describe('aborts look like the platform\'s', () => {
-  test('name AbortError, code Aborted, cause the signal\'s reason; nothing published', async () => {
+describe("aborts look like the platform's", () => {
+  test("name AbortError, code Aborted, cause the signal's reason; nothing published", async () => {
     const reason = new Error('user pressed stop');
     const out = fresh();
-    const e = await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.5, output: out, signal: AbortSignal.abort(reason) }).catch((x: unknown) => x);
+    const e = await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.5, output: out, signal: AbortSignal.abort(reason) }).catch(
+      (x: unknown) => x,
+    );
     expect(e).toBeInstanceOf(WeightmixError);
     expect(e).toMatchObject({ name: 'AbortError', code: 'Aborted', cause: reason });
     expect(leftoversBeside(out)).toEqual([]);
@@ -138,21 +153,45 @@ describe('aborts look like the platform\'s', () => {
     const controller = new AbortController();
     const late = fresh();
     await expect(
-      interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.5, output: late, signal: controller.signal, onProgress: () => controller.abort('stop') }),
+      interpolate({
+        instruct: pair.instruct,
+        thinking: pair.thinking,
+        lambda: 0.5,
+        output: late,
+        signal: controller.signal,
+        onProgress: () => controller.abort('stop'),
+      }),
     ).rejects.toMatchObject({ name: 'AbortError', code: 'Aborted', cause: 'stop' });
     expect(leftoversBeside(late)).toEqual([]);
-    await expect(diff({ a: pair.instruct, b: pair.thinking, signal: AbortSignal.abort(reason) })).rejects.toMatchObject({ name: 'AbortError', code: 'Aborted', cause: reason });
-    await expect(verify({ dir: pair.instruct, signal: AbortSignal.abort(reason) })).rejects.toMatchObject({ name: 'AbortError', code: 'Aborted', cause: reason });
+    await expect(diff({ a: pair.instruct, b: pair.thinking, signal: AbortSignal.abort(reason) })).rejects.toMatchObject({
+      name: 'AbortError',
+      code: 'Aborted',
+      cause: reason,
+    });
+    await expect(verify({ dir: pair.instruct, signal: AbortSignal.abort(reason) })).rejects.toMatchObject({
+      name: 'AbortError',
+      code: 'Aborted',
+      cause: reason,
+    });
   });
 });
 
 describe('merge takes a recipe file path, as the command does', () => {
   test('a path is read as a file (relative model paths against the working directory), an object as the parsed recipe', async () => {
     const file = path.join(work, 'linear.yml');
-    fs.writeFileSync(file, `merge_method: linear\nmodels:\n  - model: ${pair.instruct}\n    parameters: {weight: 0.25}\n  - model: ${pair.thinking}\n    parameters: {weight: 0.75}\n`);
+    fs.writeFileSync(
+      file,
+      `merge_method: linear\nmodels:\n  - model: ${pair.instruct}\n    parameters: {weight: 0.25}\n  - model: ${pair.thinking}\n    parameters: {weight: 0.75}\n`,
+    );
     const fromPath = await merge(file, { output: fresh(), threads: 2 });
     const fromObject = await merge(
-      { merge_method: 'linear', models: [{ model: pair.instruct, parameters: { weight: 0.25 } }, { model: pair.thinking, parameters: { weight: 0.75 } }] },
+      {
+        merge_method: 'linear',
+        models: [
+          { model: pair.instruct, parameters: { weight: 0.25 } },
+          { model: pair.thinking, parameters: { weight: 0.75 } },
+        ],
+      },
       { output: fresh(), threads: 2 },
     );
     expect(fromPath).toMatchObject({ method: 'linear', tensors: fromObject.tensors, bytes: fromObject.bytes });
@@ -163,7 +202,10 @@ describe('merge takes a recipe file path, as the command does', () => {
 
 describe('verify', () => {
   test('a missing folder rejects; a damaged model resolves with coded problems; the recipe narrows by method', async () => {
-    await expect(verify({ dir: path.join(work, 'nowhere') })).rejects.toMatchObject({ code: 'ModelNotFound', message: expect.stringMatching(/^model folder not found: /) });
+    await expect(verify({ dir: path.join(work, 'nowhere') })).rejects.toMatchObject({
+      code: 'ModelNotFound',
+      message: expect.stringMatching(/^model folder not found: /),
+    });
     const out = fresh();
     await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.5, output: out });
     const report = await verify({ dir: out });

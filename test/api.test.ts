@@ -1,15 +1,28 @@
 /** The library surface the README documents is what the package exports. */
 import * as api from '../lib/index';
 
-test.each(['interpolate', 'sweep', 'merge', 'diff', 'score', 'stages', 'openCheckpoint', 'readSafetensorsHeader', 'makeCheckpointPair'])('%s is exported as a function', (name) => {
-  expect(typeof (api as Record<string, unknown>)[name]).toBe('function');
-});
+test.each(['interpolate', 'sweep', 'merge', 'diff', 'score', 'stages', 'openCheckpoint', 'readSafetensorsHeader', 'makeCheckpointPair'])(
+  '%s is exported as a function',
+  (name) => {
+    expect(typeof (api as Record<string, unknown>)[name]).toBe('function');
+  },
+);
 
 test('option errors at the API edge name the option (as the API spells it, not as a flag) and the accepted values', async () => {
-  await expect(api.interpolate({ instruct: 'a', thinking: 'b', lambda: 0.5, output: 'o', numerics: 'fast' as 'exact' })).rejects.toThrow(/^numerics must be one of exact, mi/);
-  await expect(api.interpolate({ instruct: 'a', thinking: 'b', lambda: Number.NaN, output: 'o' })).rejects.toMatchObject({ code: 'Usage', exitCode: 2, message: 'lambda must be a finite decimal number, got NaN' });
-  await expect(api.sweep({ instruct: 'a', thinking: 'b', lambdas: [0.5, Infinity], output: 'o' })).rejects.toThrow(/^lambdas must be a finite decimal number, got Infinity$/);
-  await expect(api.interpolate({ instruct: 'a', thinking: 'b', lambda: 0.5, output: 'o', threads: 0 })).rejects.toThrow(/^threads must be an integer from 1 to 1024/);
+  await expect(api.interpolate({ instruct: 'a', thinking: 'b', lambda: 0.5, output: 'o', numerics: 'fast' as 'exact' })).rejects.toThrow(
+    /^numerics must be one of exact, mi/,
+  );
+  await expect(api.interpolate({ instruct: 'a', thinking: 'b', lambda: Number.NaN, output: 'o' })).rejects.toMatchObject({
+    code: 'Usage',
+    exitCode: 2,
+    message: 'lambda must be a finite decimal number, got NaN',
+  });
+  await expect(api.sweep({ instruct: 'a', thinking: 'b', lambdas: [0.5, Infinity], output: 'o' })).rejects.toThrow(
+    /^lambdas must be a finite decimal number, got Infinity$/,
+  );
+  await expect(api.interpolate({ instruct: 'a', thinking: 'b', lambda: 0.5, output: 'o', threads: 0 })).rejects.toThrow(
+    /^threads must be an integer from 1 to 1024/,
+  );
   await expect(api.sweep({ instruct: 'a', thinking: 'b', lambdas: '0:1:0', output: 'o' })).rejects.toThrow(/step > 0/);
 });
 

@@ -34,7 +34,14 @@ afterAll(async () => {
   await fs.promises.rm(dir, { recursive: true, force: true });
 });
 
-const two = (x: string, y: string, wx: unknown, wy: unknown) => ({ merge_method: 'linear', models: [{ model: x, parameters: { weight: wx } }, { model: y, parameters: { weight: wy } }], dtype: 'bfloat16' });
+const two = (x: string, y: string, wx: unknown, wy: unknown) => ({
+  merge_method: 'linear',
+  models: [
+    { model: x, parameters: { weight: wx } },
+    { model: y, parameters: { weight: wy } },
+  ],
+  dtype: 'bfloat16',
+});
 
 /** The mix the issue names: linear variants, a layer range, a module ablation, SLERP, TIES; plus a stack and a second group. */
 function recipes(): Record<string, Record<string, unknown>> {
@@ -45,12 +52,68 @@ function recipes(): Record<string, Record<string, unknown>> {
     'mi-0.5-swapped': two(B, A, 0.5, 0.5),
     'mi-0.8-layers-2-5': two(A, B, [1, 1, 0.2, 0.2, 0.2, 0.2], [0, 0, 0.8, 0.8, 0.8, 0.8]),
     'without-attention': two(A, B, [{ filter: 'self_attn', value: 1 }, { value: 0.2 }], [{ filter: 'self_attn', value: 0 }, { value: 0.8 }]),
-    slerp: { merge_method: 'slerp', base_model: A, slices: [{ sources: [{ model: A, layer_range: [0, 6] }, { model: B, layer_range: [0, 6] }] }], parameters: { t: [{ filter: 'mlp', value: [0.2, 0.9] }, { value: 0.6 }] }, dtype: 'bfloat16' },
-    'slerp-again': { merge_method: 'slerp', base_model: A, slices: [{ sources: [{ model: A, layer_range: [0, 6] }, { model: B, layer_range: [0, 6] }] }], parameters: { t: 0.3 } },
-    ties: { merge_method: 'ties', base_model: N, models: [{ model: A, parameters: { density: 0.2, weight: 0.5 } }, { model: B, parameters: { density: 0.2, weight: 0.5 } }], dtype: 'bfloat16' },
-    'ties-0.5': { merge_method: 'ties', base_model: N, models: [{ model: A, parameters: { density: 0.5, weight: 0.5 } }, { model: B, parameters: { density: 0.2, weight: 0.5 } }] },
-    'dare-ties': { merge_method: 'dare_ties', base_model: N, random_seed: 3, models: [{ model: A, parameters: { density: 0.4, weight: 0.7 } }, { model: B, parameters: { density: 0.4, weight: 0.7 } }] },
-    'task-arithmetic': { merge_method: 'task_arithmetic', base_model: N, models: [{ model: A, parameters: { weight: 0.7 } }, { model: B, parameters: { weight: 0.7 } }], dtype: 'bfloat16' },
+    slerp: {
+      merge_method: 'slerp',
+      base_model: A,
+      slices: [
+        {
+          sources: [
+            { model: A, layer_range: [0, 6] },
+            { model: B, layer_range: [0, 6] },
+          ],
+        },
+      ],
+      parameters: { t: [{ filter: 'mlp', value: [0.2, 0.9] }, { value: 0.6 }] },
+      dtype: 'bfloat16',
+    },
+    'slerp-again': {
+      merge_method: 'slerp',
+      base_model: A,
+      slices: [
+        {
+          sources: [
+            { model: A, layer_range: [0, 6] },
+            { model: B, layer_range: [0, 6] },
+          ],
+        },
+      ],
+      parameters: { t: 0.3 },
+    },
+    ties: {
+      merge_method: 'ties',
+      base_model: N,
+      models: [
+        { model: A, parameters: { density: 0.2, weight: 0.5 } },
+        { model: B, parameters: { density: 0.2, weight: 0.5 } },
+      ],
+      dtype: 'bfloat16',
+    },
+    'ties-0.5': {
+      merge_method: 'ties',
+      base_model: N,
+      models: [
+        { model: A, parameters: { density: 0.5, weight: 0.5 } },
+        { model: B, parameters: { density: 0.2, weight: 0.5 } },
+      ],
+    },
+    'dare-ties': {
+      merge_method: 'dare_ties',
+      base_model: N,
+      random_seed: 3,
+      models: [
+        { model: A, parameters: { density: 0.4, weight: 0.7 } },
+        { model: B, parameters: { density: 0.4, weight: 0.7 } },
+      ],
+    },
+    'task-arithmetic': {
+      merge_method: 'task_arithmetic',
+      base_model: N,
+      models: [
+        { model: A, parameters: { weight: 0.7 } },
+        { model: B, parameters: { weight: 0.7 } },
+      ],
+      dtype: 'bfloat16',
+    },
     stack: { merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 4] }] }, { sources: [{ model: B, layer_range: [2, 6] }] }] },
     'far-pair': two(F, G, 0.4, 0.6),
   };
@@ -126,8 +189,41 @@ test('a fused plan reads each tensor once where the recipes agree on the source 
     bytesToWrite: 16,
   });
   // Plan 1 lists the inputs the other way round: input indices are per plan, tensors are (file, offset).
-  const p1 = plan([job([[0, 100], [1, 200]], 'linear', [0.2, 0.8]), job([[1, 300]], 'copy', [0])], ['a', 'b']);
-  const p2 = plan([job([[1, 100], [0, 200]], 'linear', [0.5, 0.5]), job([[0, 300], [1, 300]], 'copy', [1])], ['b', 'a']);
+  const p1 = plan(
+    [
+      job(
+        [
+          [0, 100],
+          [1, 200],
+        ],
+        'linear',
+        [0.2, 0.8],
+      ),
+      job([[1, 300]], 'copy', [0]),
+    ],
+    ['a', 'b'],
+  );
+  const p2 = plan(
+    [
+      job(
+        [
+          [1, 100],
+          [0, 200],
+        ],
+        'linear',
+        [0.5, 0.5],
+      ),
+      job(
+        [
+          [0, 300],
+          [1, 300],
+        ],
+        'copy',
+        [1],
+      ),
+    ],
+    ['b', 'a'],
+  );
   const p3 = plan([job([[0, 100]], 'copy', [0])], ['a']);
   const fused = fusePlans([p1, p2, p3]);
   expect(fused.inputs).toEqual(['a', 'b']);
@@ -146,7 +242,19 @@ test('a fused plan reads each tensor once where the recipes agree on the source 
     [1, [1]],
   ]);
   // A linear sum over the same tensors in another order stays a job of its own.
-  const swapped = plan([job([[1, 200], [0, 100]], 'linear', [0.5, 0.5])], ['a', 'b']);
+  const swapped = plan(
+    [
+      job(
+        [
+          [1, 200],
+          [0, 100],
+        ],
+        'linear',
+        [0.5, 0.5],
+      ),
+    ],
+    ['a', 'b'],
+  );
   const apart = fusePlans([p1, swapped]);
   expect(reads(apart).sort()).toEqual(['a:100', 'a:100', 'b:200', 'b:200', 'b:300']);
   // The first rows of a tensor (a vocabulary cut) are another read than the whole tensor.
@@ -207,7 +315,15 @@ test('--part I/N: every recipe in exactly one part, whole models, the same bytes
 test('refusals: duplicate names, unsafe names, an empty batch', async () => {
   const out = path.join(dir, `batch-${counter++}`);
   const r = two(A, B, 0.2, 0.8);
-  await expect(mergeBatch([{ name: 'x', recipe: r }, { name: 'x', recipe: r }], { output: out })).rejects.toThrow(/two recipes of the batch are named x/);
+  await expect(
+    mergeBatch(
+      [
+        { name: 'x', recipe: r },
+        { name: 'x', recipe: r },
+      ],
+      { output: out },
+    ),
+  ).rejects.toThrow(/two recipes of the batch are named x/);
   await expect(mergeBatch([{ name: '../x', recipe: r }], { output: out })).rejects.toThrow(/plain folder name/);
   await expect(mergeBatch([], { output: out })).rejects.toThrow(/at least one recipe/);
   expect(fs.existsSync(out)).toBe(false);

@@ -18,13 +18,20 @@ let project: string;
 /** Every type the root exports, read from lib/index.ts's `export type { … }` lines. */
 function exportedTypeNames(): string[] {
   const index = fs.readFileSync(path.join(ROOT, 'lib', 'index.ts'), 'utf8');
-  return [...index.matchAll(/^export type \{([^}]*)\}/gm)].flatMap((m) => m[1].split(',').map((n) => n.trim()).filter(Boolean));
+  return [...index.matchAll(/^export type \{([^}]*)\}/gm)].flatMap((m) =>
+    m[1]
+      .split(',')
+      .map((n) => n.trim())
+      .filter(Boolean),
+  );
 }
 
 beforeAll(() => {
   ensureCliBuilt();
   project = scratchDir('consumer');
-  const packed = JSON.parse(execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', project], { cwd: ROOT, encoding: 'utf8' })) as { filename: string }[];
+  const packed = JSON.parse(execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', project], { cwd: ROOT, encoding: 'utf8' })) as {
+    filename: string;
+  }[];
   const pkg = path.join(project, 'node_modules', 'weightmix');
   fs.mkdirSync(pkg, { recursive: true });
   execFileSync('tar', ['-xzf', path.join(project, packed[0].filename), '-C', pkg, '--strip-components=1']);
@@ -55,7 +62,21 @@ const tsc = (config: string) => spawnSync(process.execPath, [TSC, '-p', config],
 
 test('a strict nodenext project names every exported type, switches exhaustively on error codes, and narrows recipes', () => {
   const types = exportedTypeNames();
-  expect(types).toEqual(expect.arrayContaining(['WeightmixErrorCode', 'DiffReport', 'DiffOptions', 'MergeOptions', 'RecipeMergeSummary', 'ScoreReport', 'StageReport', 'MetricsRow', 'ModuleClass', 'Numerics', 'Recipe']));
+  expect(types).toEqual(
+    expect.arrayContaining([
+      'WeightmixErrorCode',
+      'DiffReport',
+      'DiffOptions',
+      'MergeOptions',
+      'RecipeMergeSummary',
+      'ScoreReport',
+      'StageReport',
+      'MetricsRow',
+      'ModuleClass',
+      'Numerics',
+      'Recipe',
+    ]),
+  );
   const positive = [
     `import { interpolate, isWeightmixError, ERROR_CODES, type ${types.join(', type ')} } from 'weightmix';`,
     `export type Every = [${types.join(', ')}];`,
@@ -68,8 +89,8 @@ test('a strict nodenext project names every exported type, switches exhaustively
     'export async function run(options: InterpolateOptions): Promise<string> {',
     '  try { return (await interpolate(options)).outputs.join(); }',
     '  catch (e) {',
-    "    if (!isWeightmixError(e)) throw e;",
-    "    // @ts-expect-error a misspelled code does not compile",
+    '    if (!isWeightmixError(e)) throw e;',
+    '    // @ts-expect-error a misspelled code does not compile',
     "    if (e.code === 'OutputExist') return 'never';",
     '    return explain(e.code);',
     '  }',
@@ -125,9 +146,17 @@ test('ESM named imports and require() both work, and the runtime contract holds 
       "results.missing = await settle(api.verify({ dir: '/nonexistent/weightmix' }));",
       'console.log(JSON.stringify(results));',
     ].join('\n');
-  fs.writeFileSync(path.join(project, 'runtime.mjs'), script("import * as api from 'weightmix';\nimport { interpolate } from 'weightmix';\nif (typeof interpolate !== 'function') throw new Error('no named export');"));
+  fs.writeFileSync(
+    path.join(project, 'runtime.mjs'),
+    script(
+      "import * as api from 'weightmix';\nimport { interpolate } from 'weightmix';\nif (typeof interpolate !== 'function') throw new Error('no named export');",
+    ),
+  );
   fs.writeFileSync(path.join(project, 'runtime.cjs'), `(async () => {\n${script("const api = require('weightmix');")}\n})();`);
-  const env = { ...process.env, WEIGHTMIX_ADDON: fs.existsSync(path.join(project, 'node_modules', 'weightmix', 'build', 'Release', 'weightmix.node')) ? '' : ADDON };
+  const env = {
+    ...process.env,
+    WEIGHTMIX_ADDON: fs.existsSync(path.join(project, 'node_modules', 'weightmix', 'build', 'Release', 'weightmix.node')) ? '' : ADDON,
+  };
   for (const file of ['runtime.mjs', 'runtime.cjs']) {
     const r = spawnSync(process.execPath, [file], { cwd: project, encoding: 'utf8', env });
     expect({ file, stderr: r.stderr, status: r.status }).toEqual({ file, stderr: '', status: 0 });

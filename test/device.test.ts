@@ -48,11 +48,18 @@ beforeAll(async () => {
   dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-device-'));
   const next = rng(seed);
   const base = new Map<string, Buffer>();
-  const a = await writeModel(path.join(dir, 'A'), SPECS, 2, dtypeOf, (s, t) => {
-    const bytes = randomTensor(t as 'BF16', count(s), next);
-    base.set(s.name, bytes);
-    return bytes;
-  }, 'A');
+  const a = await writeModel(
+    path.join(dir, 'A'),
+    SPECS,
+    2,
+    dtypeOf,
+    (s, t) => {
+      const bytes = randomTensor(t as 'BF16', count(s), next);
+      base.set(s.name, bytes);
+      return bytes;
+    },
+    'A',
+  );
   const near = (tag: string) => writeModel(path.join(dir, tag), SPECS, 3, dtypeOf, (s, t) => randomTensor(t as 'BF16', count(s), next, base.get(s.name)), tag);
   const [b, n] = await Promise.all([near('B'), near('N')]);
   [A, B, N] = [a.dir, b.dir, n.dir];
@@ -89,52 +96,108 @@ interface Case {
   run: (out: string, engine: Engine) => Promise<unknown>;
 }
 
-const lerp = (lambda: number, extra: Record<string, unknown> = {}) => (out: string, e: Engine) =>
-  interpolate({ instruct: A, thinking: B, lambda, output: out, ...e, ...extra });
+const lerp =
+  (lambda: number, extra: Record<string, unknown> = {}) =>
+  (out: string, e: Engine) =>
+    interpolate({ instruct: A, thinking: B, lambda, output: out, ...e, ...extra });
 // Recipes are built when a case runs: the model folders exist only after beforeAll.
 const recipe = (doc: () => Record<string, unknown>) => (out: string, e: Engine) => merge(parseRecipe(doc()), { output: out, ...e });
-const models = (ws: number[], extra: Record<string, unknown> = {}) =>
-  [A, B].map((model, k) => ({ model, parameters: { weight: ws[k], ...extra } }));
+const models = (ws: number[], extra: Record<string, unknown> = {}) => [A, B].map((model, k) => ({ model, parameters: { weight: ws[k], ...extra } }));
 
 const CASES: Case[] = [
   { name: 'lerp (exact) λ = 0.3', run: lerp(0.3) },
   { name: 'lerp (exact) λ = 0.8 into F16 (mixed input dtypes converted)', run: lerp(0.8, { dtype: 'F16' }) },
   { name: 'lerp (exact) λ = 1.3, extrapolation', run: lerp(1.3) },
-  { name: 'lerp (mi) λ = 0.45, the paper\'s bf16 script', run: lerp(0.45, { numerics: 'mi' }) },
+  { name: "lerp (mi) λ = 0.45, the paper's bf16 script", run: lerp(0.45, { numerics: 'mi' }) },
   { name: 'convert: λ = 0 into F32 (copies with a dtype conversion)', run: lerp(0, { dtype: 'F32' }) },
   { name: 'layer selection: unselected tensors byte-copied, selected ones lerped', run: lerp(0.6, { layers: '1-2', dtype: 'BF16' }) },
   {
     name: 'sweep: one pass, three λ',
-    run: (out, e) => runInterpolation({ instruct: A, thinking: B, ...e }, [0.2, 0.5, 0.9].map((lambda, k) => ({ lambda, dir: path.join(out, `l${k}`) }))),
+    run: (out, e) =>
+      runInterpolation(
+        { instruct: A, thinking: B, ...e },
+        [0.2, 0.5, 0.9].map((lambda, k) => ({ lambda, dir: path.join(out, `l${k}`) })),
+      ),
   },
   { name: 'linear of three models', run: recipe(() => ({ merge_method: 'linear', models: [...models([1, 3]), { model: N, parameters: { weight: 1 } }] })) },
-  { name: 'linear into float32 without normalize', run: recipe(() => ({ merge_method: 'linear', out_dtype: 'float32', parameters: { normalize: false }, models: models([0.25, 0.5]) })) },
+  {
+    name: 'linear into float32 without normalize',
+    run: recipe(() => ({ merge_method: 'linear', out_dtype: 'float32', parameters: { normalize: false }, models: models([0.25, 0.5]) })),
+  },
   { name: 'task arithmetic', run: recipe(() => ({ merge_method: 'task_arithmetic', base_model: N, models: models([0.7, 0.7]) })) },
-  { name: 'slerp', run: recipe(() => ({ merge_method: 'slerp', base_model: A, slices: [{ sources: [{ model: A, layer_range: [0, 3] }, { model: B, layer_range: [0, 3] }] }], parameters: { t: 0.4 } })) },
+  {
+    name: 'slerp',
+    run: recipe(() => ({
+      merge_method: 'slerp',
+      base_model: A,
+      slices: [
+        {
+          sources: [
+            { model: A, layer_range: [0, 3] },
+            { model: B, layer_range: [0, 3] },
+          ],
+        },
+      ],
+      parameters: { t: 0.4 },
+    })),
+  },
   { name: 'model_stock', run: recipe(() => ({ merge_method: 'model_stock', base_model: N, models: [{ model: A }, { model: B }] })) },
   { name: 'ties', run: recipe(() => ({ merge_method: 'ties', base_model: N, models: models([0.5, 0.5], { density: 0.3 }), dtype: 'bfloat16' })) },
-  { name: 'ties, consensus count, lambda 0.8', run: recipe(() => ({ merge_method: 'ties', base_model: N, parameters: { normalize: false, lambda: 0.8, consensus_method: 'count' }, models: models([0.6, 1], { density: 0.5 }) })) },
-  { name: 'dare_ties (random masks)', run: recipe(() => ({ merge_method: 'dare_ties', base_model: N, random_seed: 2510, models: models([0.5, 0.5], { density: 0.5 }) })) },
-  { name: 'dare_linear, rescale inverse', run: recipe(() => ({ merge_method: 'dare_linear', base_model: N, random_seed: 7, parameters: { rescale: 'inverse' }, models: models([1, 0.5], { density: 0.4 }) })) },
-  { name: 'breadcrumbs_ties', run: recipe(() => ({ merge_method: 'breadcrumbs_ties', base_model: N, models: models([0.6, 0.6], { density: 0.4, gamma: 0.05 }) })) },
+  {
+    name: 'ties, consensus count, lambda 0.8',
+    run: recipe(() => ({
+      merge_method: 'ties',
+      base_model: N,
+      parameters: { normalize: false, lambda: 0.8, consensus_method: 'count' },
+      models: models([0.6, 1], { density: 0.5 }),
+    })),
+  },
+  {
+    name: 'dare_ties (random masks)',
+    run: recipe(() => ({ merge_method: 'dare_ties', base_model: N, random_seed: 2510, models: models([0.5, 0.5], { density: 0.5 }) })),
+  },
+  {
+    name: 'dare_linear, rescale inverse',
+    run: recipe(() => ({
+      merge_method: 'dare_linear',
+      base_model: N,
+      random_seed: 7,
+      parameters: { rescale: 'inverse' },
+      models: models([1, 0.5], { density: 0.4 }),
+    })),
+  },
+  {
+    name: 'breadcrumbs_ties',
+    run: recipe(() => ({ merge_method: 'breadcrumbs_ties', base_model: N, models: models([0.6, 0.6], { density: 0.4, gamma: 0.05 }) })),
+  },
 ];
 
-describe('cuda merges are the CPU\'s bytes', () => {
+describe("cuda merges are the CPU's bytes", () => {
   for (const c of CASES) {
-    withGpu(`cuda: ${c.name}`, async () => {
-      const cpu = path.join(dir, `cpu-${counter}`);
-      const cuda = path.join(dir, `cuda-${counter++}`);
-      await c.run(cpu, { device: 'cpu', threads: 2, blockBytes: 65536 });
-      await c.run(cuda, { device: 'cuda', threads: 3, blockBytes: 65536 });
-      const sweep = fs.readdirSync(cpu).filter((f) => /^l\d$/.test(f));
-      if (sweep.length > 0) for (const s of sweep) expectSameBytes(path.join(cpu, s), path.join(cuda, s));
-      else expectSameBytes(cpu, cuda);
-    }, 120_000);
+    withGpu(
+      `cuda: ${c.name}`,
+      async () => {
+        const cpu = path.join(dir, `cpu-${counter}`);
+        const cuda = path.join(dir, `cuda-${counter++}`);
+        await c.run(cpu, { device: 'cpu', threads: 2, blockBytes: 65536 });
+        await c.run(cuda, { device: 'cuda', threads: 3, blockBytes: 65536 });
+        const sweep = fs.readdirSync(cpu).filter((f) => /^l\d$/.test(f));
+        if (sweep.length > 0) for (const s of sweep) expectSameBytes(path.join(cpu, s), path.join(cuda, s));
+        else expectSameBytes(cpu, cuda);
+      },
+      120_000,
+    );
   }
 });
 
 describe('--device on any machine', () => {
-  const fake = (over: Partial<NativeInfo>): NativeInfo => ({ simd: 'scalar', build: { system: 'cmake-js', compiler: 'test', date: '2026-12-02', napiVersion: 8 }, hardwareThreads: 1, cudaCompiled: true, ...over });
+  const fake = (over: Partial<NativeInfo>): NativeInfo => ({
+    simd: 'scalar',
+    build: { system: 'cmake-js', compiler: 'test', date: '2026-12-02', napiVersion: 8 },
+    hardwareThreads: 1,
+    cudaCompiled: true,
+    ...over,
+  });
 
   test('auto takes a usable GPU, cpu never does', () => {
     const gpu = fake({ cudaDevices: [{ name: 'H100', memoryBytes: 8e10, computeCapability: '9.0' }] });
@@ -174,7 +237,9 @@ describe('--device on any machine', () => {
   }, 60_000);
 
   test('cuda without a usable GPU is an error naming the reason', () => {
-    expect(() => resolveDevice('cuda', fake({ cudaUnavailable: 'no CUDA device', cudaUnavailableKind: 'no-device' }))).toThrow('--device cuda: no usable GPU: no CUDA device');
+    expect(() => resolveDevice('cuda', fake({ cudaUnavailable: 'no CUDA device', cudaUnavailableKind: 'no-device' }))).toThrow(
+      '--device cuda: no usable GPU: no CUDA device',
+    );
   });
 
   test('the API validates the option up front, naming it as the API does', async () => {
@@ -182,11 +247,14 @@ describe('--device on any machine', () => {
       /^device must be one of cpu, cuda, auto, got "gpu"$/,
     );
     if (unusable !== undefined) {
-      await expect(interpolate({ instruct: A, thinking: B, lambda: 0.5, output: path.join(dir, 'bad'), device: 'cuda' })).rejects.toMatchObject({ code: 'CudaUnavailable', message: `device cuda: no usable GPU: ${unusable}` });
+      await expect(interpolate({ instruct: A, thinking: B, lambda: 0.5, output: path.join(dir, 'bad'), device: 'cuda' })).rejects.toMatchObject({
+        code: 'CudaUnavailable',
+        message: `device cuda: no usable GPU: ${unusable}`,
+      });
     }
   });
 
-  test('auto merges here give the CPU\'s bytes', async () => {
+  test("auto merges here give the CPU's bytes", async () => {
     const cpu = path.join(dir, 'auto-cpu');
     const auto = path.join(dir, 'auto-auto');
     const byCpu = await interpolate({ instruct: A, thinking: B, lambda: 0.7, output: cpu, device: 'cpu', blockBytes: 65536 });
@@ -204,7 +272,11 @@ describe('--device on any machine', () => {
     expect(typeof report.simd).toBe('string');
     expect(typeof report.cudaCompiled).toBe('boolean');
     if (unusable === undefined) {
-      expect(report.cudaDevices[0]).toEqual({ name: expect.any(String), memoryBytes: expect.any(Number), computeCapability: expect.stringMatching(/^\d+\.\d+$/) });
+      expect(report.cudaDevices[0]).toEqual({
+        name: expect.any(String),
+        memoryBytes: expect.any(Number),
+        computeCapability: expect.stringMatching(/^\d+\.\d+$/),
+      });
     } else {
       expect(report.cudaUnavailable).toBe(unusable);
       expect(report.cudaDevices).toBeUndefined();
@@ -231,7 +303,17 @@ describe('--device on any machine', () => {
   withoutGpu('a native plan asking for cuda without a usable GPU is refused before any output exists', async () => {
     const out = path.join(dir, 'native-cuda.bin');
     const { runPlan } = await import('../lib/engine/native');
-    await expect(runPlan({ inputs: [], outputs: [{ path: out, size: 4, head: Buffer.from('abcd') }], jobs: [], threads: 1, blockBytes: 4096, direct: false, device: 'cuda' })).rejects.toMatchObject({
+    await expect(
+      runPlan({
+        inputs: [],
+        outputs: [{ path: out, size: 4, head: Buffer.from('abcd') }],
+        jobs: [],
+        threads: 1,
+        blockBytes: 4096,
+        direct: false,
+        device: 'cuda',
+      }),
+    ).rejects.toMatchObject({
       code: 'CudaUnavailable',
     });
     expect(fs.existsSync(out)).toBe(false);

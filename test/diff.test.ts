@@ -12,14 +12,7 @@ import { encodeFloat } from '../lib/format/float-bits';
 import { nextUint32, streamState } from '../lib/fixtures/random';
 import { writeSafetensorsFile, type SafetensorsDtype } from '../lib/format/safetensors';
 import { classifyTensor } from '../lib/model/tensor-names';
-import {
-  decodeBits,
-  referenceFigures,
-  referenceMoments,
-  sumReferenceMoments,
-  type ReferenceDtype,
-  type ReferenceMoments,
-} from './reference/moments';
+import { decodeBits, referenceFigures, referenceMoments, sumReferenceMoments, type ReferenceDtype, type ReferenceMoments } from './reference/moments';
 
 // Random data: a fresh seed per run unless WEIGHTMIX_SEED is set; it is printed and in the test names.
 const SEED = process.env.WEIGHTMIX_SEED !== undefined ? Number(process.env.WEIGHTMIX_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
@@ -114,7 +107,13 @@ interface PairTensor {
 const count = (shape: number[]) => shape.reduce((n, d) => n * d, 1);
 
 /** A's values ~ N(0, scale²) (N(1, scale²) for norms), B = A·(1 + 0.03·z) + 0.005·scale·z'; 1% specials on either side. */
-function randomPair(name: string, shape: number[], dtypeA: ReferenceDtype, dtypeB: ReferenceDtype, options: { scale?: number; mean?: number; specials?: boolean } = {}): PairTensor {
+function randomPair(
+  name: string,
+  shape: number[],
+  dtypeA: ReferenceDtype,
+  dtypeB: ReferenceDtype,
+  options: { scale?: number; mean?: number; specials?: boolean } = {},
+): PairTensor {
   const rng = new Rng(name);
   const n = count(shape);
   const scale = options.scale ?? 0.02;
@@ -140,7 +139,10 @@ function randomPair(name: string, shape: number[], dtypeA: ReferenceDtype, dtype
   return { name, shape, dtypeA, dtypeB, a, b };
 }
 
-async function writeModel(dir: string, shards: { file: string; tensors: { name: string; dtype: SafetensorsDtype; shape: number[]; data: Buffer }[] }[]): Promise<string> {
+async function writeModel(
+  dir: string,
+  shards: { file: string; tensors: { name: string; dtype: SafetensorsDtype; shape: number[]; data: Buffer }[] }[],
+): Promise<string> {
   fs.mkdirSync(dir, { recursive: true });
   for (const s of shards) await writeSafetensorsFile(path.join(dir, s.file), s.tensors);
   return dir;
@@ -277,9 +279,30 @@ function zooTensors(): PairTensor[] {
     tensors.push({ name: `extreme_${x}_${y}.weight`, shape: [5], dtypeA: x, dtypeB: y, a: fromBits(bitsA, x), b: fromBits(bitsB, y) });
   }
   // ‖A‖ = 0 with B ≠ 0; both zero (±0); all pairs non-finite; empty.
-  tensors.push({ name: 'model.layers.2.self_attn.zero_a.weight', shape: [4], dtypeA: 'F16', dtypeB: 'BF16', a: fromBits([0, 0x8000, 0, 0], 'F16'), b: encode([0, 0.5, -0.25, 0], 'BF16') });
-  tensors.push({ name: 'model.layers.2.self_attn.zero_both.weight', shape: [4], dtypeA: 'F32', dtypeB: 'F16', a: fromBits([0, 0x80000000, 0, 0x80000000], 'F32'), b: fromBits([0x8000, 0, 0, 0x8000], 'F16') });
-  tensors.push({ name: 'model.layers.2.self_attn.all_nan.weight', shape: [3], dtypeA: 'BF16', dtypeB: 'BF16', a: fromBits([0x7fc0, 0x3f80, 0x7f80], 'BF16'), b: fromBits([0x3f80, 0xffc0, 0x7f80], 'BF16') });
+  tensors.push({
+    name: 'model.layers.2.self_attn.zero_a.weight',
+    shape: [4],
+    dtypeA: 'F16',
+    dtypeB: 'BF16',
+    a: fromBits([0, 0x8000, 0, 0], 'F16'),
+    b: encode([0, 0.5, -0.25, 0], 'BF16'),
+  });
+  tensors.push({
+    name: 'model.layers.2.self_attn.zero_both.weight',
+    shape: [4],
+    dtypeA: 'F32',
+    dtypeB: 'F16',
+    a: fromBits([0, 0x80000000, 0, 0x80000000], 'F32'),
+    b: fromBits([0x8000, 0, 0, 0x8000], 'F16'),
+  });
+  tensors.push({
+    name: 'model.layers.2.self_attn.all_nan.weight',
+    shape: [3],
+    dtypeA: 'BF16',
+    dtypeB: 'BF16',
+    a: fromBits([0x7fc0, 0x3f80, 0x7f80], 'BF16'),
+    b: fromBits([0x3f80, 0xffc0, 0x7f80], 'BF16'),
+  });
   tensors.push({ name: 'model.layers.2.self_attn.o_proj.bias', shape: [0], dtypeA: 'F32', dtypeB: 'BF16', a: Buffer.alloc(0), b: Buffer.alloc(0) });
   return tensors;
 }
@@ -397,7 +420,9 @@ describe(`weightmix diff: figures against the f64 reference (seed ${SEED})`, () 
       { name: 'token_type_flags', dtypeA: 'U8', dtypeB: 'U8', reason: 'not a F32, F16 or BF16 tensor' },
     ]);
     expect(zooReport.tensors.some((t) => t.name === 'token_type_flags')).toBe(false);
-    expect(formatDiffReport(zooReport)).toContain('skipped 2 non-float tensors (only F32, F16 and BF16 are compared): model.layers.0.self_attn.rotary.positions (I64), token_type_flags (U8)');
+    expect(formatDiffReport(zooReport)).toContain(
+      'skipped 2 non-float tensors (only F32, F16 and BF16 are compared): model.layers.0.self_attn.rotary.positions (I64), token_type_flags (U8)',
+    );
   });
 
   test('per layer × module class, per layer, per module class and σ are the sums of the per-tensor reference', () => {
@@ -432,10 +457,20 @@ describe(`weightmix diff: figures against the f64 reference (seed ${SEED})`, () 
   test('groups come in layer order, module order within a layer, then the non-layer classes', () => {
     const keys = zooReport.groups.map((g) => `${g.layer ?? '-'}/${g.module}`);
     expect(keys).toEqual([
-      '0/attn', '0/mlp', '0/norm',
-      '1/attn', '1/mlp', '1/norm', '1/other',
-      '2/attn', '2/mlp', '2/norm',
-      '-/embed', '-/head', '-/final_norm', '-/other',
+      '0/attn',
+      '0/mlp',
+      '0/norm',
+      '1/attn',
+      '1/mlp',
+      '1/norm',
+      '1/other',
+      '2/attn',
+      '2/mlp',
+      '2/norm',
+      '-/embed',
+      '-/head',
+      '-/final_norm',
+      '-/other',
     ]);
   });
 
@@ -510,7 +545,21 @@ describe(`weightmix diff on a tiny Qwen3-shaped pair (seed ${SEED})`, () => {
 
   test('--json prints the whole report with stable keys', async () => {
     const json = JSON.parse(await runCommand([pair.instruct, pair.thinking, '--json']));
-    expect(Object.keys(json)).toEqual(['format', 'a', 'b', 'sigma', 'summary', 'groups', 'layers', 'modules', 'tensors', 'skipped', 'bytesRead', 'seconds', 'threads']);
+    expect(Object.keys(json)).toEqual([
+      'format',
+      'a',
+      'b',
+      'sigma',
+      'summary',
+      'groups',
+      'layers',
+      'modules',
+      'tensors',
+      'skipped',
+      'bytesRead',
+      'seconds',
+      'threads',
+    ]);
     expect(json.format).toBe('weightmix-diff/1');
     const stats = ['elements', 'nonFinite', 'sumSqA', 'sumSqB', 'sumAB', 'sumSqDiff', 'maxAbsDiff', 'normA', 'normB', 'normDiff', 'relDistance', 'cosine'];
     expect(Object.keys(json.summary)).toEqual(['tensors', ...stats]);
@@ -530,7 +579,10 @@ describe(`weightmix diff on a tiny Qwen3-shaped pair (seed ${SEED})`, () => {
     const svg = fs.readFileSync(file, 'utf8');
     expect(svg).toMatch(/^<svg/);
     expect(svg).toContain("X-axis titled 'layer'");
-    const texts = (role: string) => [...svg.matchAll(new RegExp(`<g class="mark-text role-${role}"[^>]*>(.*?)</g>`, 'gs'))].flatMap((m) => [...m[1].matchAll(/<text[^>]*>(.*?)<\/text>/g)].map((t) => t[1]));
+    const texts = (role: string) =>
+      [...svg.matchAll(new RegExp(`<g class="mark-text role-${role}"[^>]*>(.*?)</g>`, 'gs'))].flatMap((m) =>
+        [...m[1].matchAll(/<text[^>]*>(.*?)<\/text>/g)].map((t) => t[1]),
+      );
     expect(texts('axis-title')).toEqual(expect.arrayContaining(['layer', '‖B−A‖ / ‖A‖']));
     expect(texts('legend-label')).toEqual(['attn', 'mlp', 'norm']);
     const xAxis = svg.slice(svg.indexOf("X-axis titled 'layer'"));
@@ -549,7 +601,10 @@ describe(`weightmix diff on a tiny Qwen3-shaped pair (seed ${SEED})`, () => {
 describe('weightmix diff: errors', () => {
   async function writeSimple(dir: string, tensors: { name: string; dtype: SafetensorsDtype; shape: number[] }[]): Promise<string> {
     return writeModel(dir, [
-      { file: 'model.safetensors', tensors: tensors.map((t) => ({ ...t, data: Buffer.alloc(count(t.shape) * (t.dtype === 'F32' || t.dtype === 'I32' ? 4 : t.dtype === 'I64' ? 8 : 2)) })) },
+      {
+        file: 'model.safetensors',
+        tensors: tensors.map((t) => ({ ...t, data: Buffer.alloc(count(t.shape) * (t.dtype === 'F32' || t.dtype === 'I32' ? 4 : t.dtype === 'I64' ? 8 : 2)) })),
+      },
     ]);
   }
 
@@ -574,8 +629,14 @@ describe('weightmix diff: errors', () => {
   test('a missing folder, bad options: WeightmixError before any work', async () => {
     await expect(diff({ a: path.join(root, 'absent'), b: zooDirs.b })).rejects.toMatchObject({ code: 'ModelNotFound' });
     await expect(diff({ a: '', b: zooDirs.b })).rejects.toMatchObject({ code: 'Usage', message: expect.stringContaining("option 'a'") });
-    await expect(diff({ a: zooDirs.a, b: zooDirs.b, threads: 0 })).rejects.toMatchObject({ code: 'Usage', message: 'threads must be an integer from 1 to 1024, got 0' });
-    await expect(runCommand([zooDirs.a, zooDirs.b, '--plot', path.join(root, 'chart.pdf')])).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(/must end in \.svg or \.png/) });
+    await expect(diff({ a: zooDirs.a, b: zooDirs.b, threads: 0 })).rejects.toMatchObject({
+      code: 'Usage',
+      message: 'threads must be an integer from 1 to 1024, got 0',
+    });
+    await expect(runCommand([zooDirs.a, zooDirs.b, '--plot', path.join(root, 'chart.pdf')])).rejects.toMatchObject({
+      exitCode: 2,
+      message: expect.stringMatching(/must end in \.svg or \.png/),
+    });
     const plot = await runCli(['diff', zooDirs.a, zooDirs.b, '--plot', path.join(root, 'st.jpg')]);
     expect([plot.status, plot.stderr]).toEqual([2, `weightmix: error: chart file '${path.join(root, 'st.jpg')}' must end in .svg or .png\n`]);
     const r = await runCli(['diff', zooDirs.a, zooDirs.b, '--threads', 'many']);

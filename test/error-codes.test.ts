@@ -22,7 +22,8 @@ function codesInSource(): Map<string, string[]> {
     if (file.endsWith('error-codes.ts')) continue;
     const text = fs.readFileSync(file, 'utf8');
     for (const m of text.matchAll(/(?:WeightmixError|SafetensorsError)\(\s*'([A-Za-z]+)'/g)) add(m[1], file);
-    for (const m of text.matchAll(/(?:WeightmixError|SafetensorsError)\([^,']*\?\s*'([A-Za-z]+)'\s*:\s*'([A-Za-z]+)'/g)) [m[1], m[2]].forEach((c) => add(c, file));
+    for (const m of text.matchAll(/(?:WeightmixError|SafetensorsError)\([^,']*\?\s*'([A-Za-z]+)'\s*:\s*'([A-Za-z]+)'/g))
+      [m[1], m[2]].forEach((c) => add(c, file));
     for (const m of text.matchAll(/const code = [^;]*\?\s*'([A-Za-z]+)'\s*:\s*'([A-Za-z]+)'/g)) [m[1], m[2]].forEach((c) => add(c, file));
     for (const m of text.matchAll(/problem\(\s*'([A-Za-z]+)'/g)) add(m[1], file);
     // A subclass that fixes its code (hub/fetch-blob.ts's TransferInterrupted).
@@ -48,7 +49,9 @@ test('each code is documented: a sentence, and functions that exist', () => {
   for (const code of ERROR_CODE_NAMES) {
     const info = ERROR_CODES[code];
     expect({ code, sentence: /^[A-Z`].+\.$/.test(info.meaning) }).toEqual({ code, sentence: true });
-    const unknown = info.thrownBy.filter((f) => !exported.has(f) && !/^weightmix \w+/.test(f) && f !== 'verify (as a problem)' && f !== 'every public function that takes options');
+    const unknown = info.thrownBy.filter(
+      (f) => !exported.has(f) && !/^weightmix \w+/.test(f) && f !== 'verify (as a problem)' && f !== 'every public function that takes options',
+    );
     expect({ code, unknown }).toEqual({ code, unknown: [] });
   }
 });

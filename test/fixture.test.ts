@@ -31,7 +31,10 @@ interface LoadedModel {
 }
 
 async function loadModel(folder: string): Promise<LoadedModel> {
-  const files = fs.readdirSync(folder).filter((f) => f.endsWith('.safetensors')).sort();
+  const files = fs
+    .readdirSync(folder)
+    .filter((f) => f.endsWith('.safetensors'))
+    .sort();
   const headers = new Map<string, SafetensorsHeader>();
   for (const file of files) headers.set(file, await readSafetensorsHeader(path.join(folder, file)));
   const indexPath = path.join(folder, 'model.safetensors.index.json');
@@ -232,9 +235,7 @@ describe('makeCheckpointPair: tiny', () => {
     const header = instruct.headers.get('model.safetensors')!;
     expect(header.metadata).toEqual({ format: 'pt' });
     const expected = listModelTensors(resolveModelShape('tiny'));
-    expect(header.tensors.map((t) => [t.name, t.shape, t.dtype]).sort()).toEqual(
-      expected.map((t) => [t.name, t.shape, 'BF16']).sort(),
-    );
+    expect(header.tensors.map((t) => [t.name, t.shape, t.dtype]).sort()).toEqual(expected.map((t) => [t.name, t.shape, 'BF16']).sort());
     const classes = new Set(header.tensors.map((t) => classifyTensor(t.name).module));
     expect([...classes].sort()).toEqual(['attn', 'embed', 'final_norm', 'head', 'mlp', 'norm']);
   });
@@ -259,9 +260,7 @@ describe('makeCheckpointPair: tiny', () => {
       tie_word_embeddings: false,
       torch_dtype: 'bfloat16',
     });
-    expect(fs.readFileSync(path.join(pair.thinking, 'config.json'), 'utf8')).toBe(
-      fs.readFileSync(path.join(pair.instruct, 'config.json'), 'utf8'),
-    );
+    expect(fs.readFileSync(path.join(pair.thinking, 'config.json'), 'utf8')).toBe(fs.readFileSync(path.join(pair.instruct, 'config.json'), 'utf8'));
   });
 
   test('generation configs carry each model’s sampling settings', () => {
@@ -421,8 +420,7 @@ describe('makeCheckpointPair: reduced-width Qwen3-30B-A3B (scale 64, all 48 laye
 });
 
 describe('makeCheckpointPair: determinism and options', () => {
-  const make = (options: Partial<CheckpointPairOptions>) =>
-    makeCheckpointPair({ dir: freshDir(), shape: 'tiny', ...options });
+  const make = (options: Partial<CheckpointPairOptions>) => makeCheckpointPair({ dir: freshDir(), shape: 'tiny', ...options });
   const bytesOf = async (folder: string) => tensorBytes(folder, await loadModel(folder));
 
   test('the same seed gives byte-identical files; another seed different data', async () => {
@@ -491,9 +489,7 @@ describe('makeCheckpointPair: determinism and options', () => {
     const distance = relativeDistance(await bytesOf(pair.instruct), await bytesOf(pair.thinking), dtype, (n) => !isNormGain(n));
     expect(distance / delta).toBeGreaterThan(0.97);
     expect(distance / delta).toBeLessThan(1.03);
-    expect(readJson(path.join(pair.instruct, 'config.json')).torch_dtype).toBe(
-      { BF16: 'bfloat16', F16: 'float16', F32: 'float32' }[dtype],
-    );
+    expect(readJson(path.join(pair.instruct, 'config.json')).torch_dtype).toBe({ BF16: 'bfloat16', F16: 'float16', F32: 'float32' }[dtype]);
   });
 
   test('delta 0 makes the two models’ tensors identical', async () => {

@@ -27,7 +27,10 @@ function probe(module: string): { python?: string; version?: string; reason?: st
 
 const hub = probe('huggingface_hub');
 const tok = probe('tokenizers');
-for (const [name, p] of [['huggingface_hub', hub], ['tokenizers', tok]] as const) {
+for (const [name, p] of [
+  ['huggingface_hub', hub],
+  ['tokenizers', tok],
+] as const) {
   if (p.python) console.log(`hub-interop.test: ${name} ${p.version} from ${p.python}`);
   else console.warn(`hub-interop.test: ${name} cases skipped: ${p.reason}`);
 }
@@ -60,54 +63,89 @@ afterAll(async () => {
   if (work) fs.rmSync(work, { recursive: true, force: true });
 });
 
-const shards = (dir: string) => fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort().map((f) => fs.readFileSync(path.join(dir, f)).toString('base64'));
+const shards = (dir: string) =>
+  fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.safetensors'))
+    .sort()
+    .map((f) => fs.readFileSync(path.join(dir, f)).toString('base64'));
 
-withHub('a cache written by huggingface_hub (hf snapshot_download) is used offline by weightmix', async () => {
-  const cache = path.join(work, 'py-cache');
-  const env = { HF_ENDPOINT: server.endpoint, HF_HOME: path.join(work, 'py-home'), HF_HUB_CACHE: cache, HF_HUB_DISABLE_XET: '1', HF_HUB_DISABLE_PROGRESS_BARS: '1', HF_TOKEN: '', HF_HUB_OFFLINE: '0' };
-  const dir = await python(hub.python!, "from huggingface_hub import snapshot_download\nprint(snapshot_download('Org/Instruct', revision='v1', allow_patterns=['*.safetensors', '*.json', '*.txt']))", env);
-  server.log.length = 0;
-  const r = await resolveModelReference('Org/Instruct@v1', { env: { ...env, HF_HUB_OFFLINE: '1' } });
-  expect(r.dir).toBe(dir);
-  expect(r.hub?.commit).toBe(server.repos.get('Org/Instruct')!.refs.v1);
-  expect(server.log).toEqual([]);
-  expect(shards(r.dir)).toEqual(shards(pair.instruct));
-}, 120_000);
+withHub(
+  'a cache written by huggingface_hub (hf snapshot_download) is used offline by weightmix',
+  async () => {
+    const cache = path.join(work, 'py-cache');
+    const env = {
+      HF_ENDPOINT: server.endpoint,
+      HF_HOME: path.join(work, 'py-home'),
+      HF_HUB_CACHE: cache,
+      HF_HUB_DISABLE_XET: '1',
+      HF_HUB_DISABLE_PROGRESS_BARS: '1',
+      HF_TOKEN: '',
+      HF_HUB_OFFLINE: '0',
+    };
+    const dir = await python(
+      hub.python!,
+      "from huggingface_hub import snapshot_download\nprint(snapshot_download('Org/Instruct', revision='v1', allow_patterns=['*.safetensors', '*.json', '*.txt']))",
+      env,
+    );
+    server.log.length = 0;
+    const r = await resolveModelReference('Org/Instruct@v1', { env: { ...env, HF_HUB_OFFLINE: '1' } });
+    expect(r.dir).toBe(dir);
+    expect(r.hub?.commit).toBe(server.repos.get('Org/Instruct')!.refs.v1);
+    expect(server.log).toEqual([]);
+    expect(shards(r.dir)).toEqual(shards(pair.instruct));
+  },
+  120_000,
+);
 
-withHub('a cache written by weightmix is read by huggingface_hub with local_files_only=True', async () => {
-  const cache = path.join(work, 'wm-cache');
-  const env = { HF_ENDPOINT: server.endpoint, HF_HOME: path.join(work, 'wm-home'), HF_HUB_CACHE: cache, HF_TOKEN: '', HF_HUB_OFFLINE: '0' };
-  const r = await resolveModelReference('Org/Instruct', { env });
-  const code = [
-    'from huggingface_hub import snapshot_download, hf_hub_download, scan_cache_dir',
-    "print(snapshot_download('Org/Instruct', local_files_only=True))",
-    "print(hf_hub_download('Org/Instruct', 'config.json', local_files_only=True))",
-    "info = scan_cache_dir()",
-    "print(len(info.warnings), sorted(r.repo_id for r in info.repos))",
-  ].join('\n');
-  const out = (await python(hub.python!, code, { ...env, HF_ENDPOINT: 'http://127.0.0.1:9', HF_HUB_OFFLINE: '1' })).split('\n');
-  expect(out[0]).toBe(r.dir);
-  expect(out[1]).toBe(path.join(r.dir, 'config.json'));
-  expect(out[2]).toBe("0 ['Org/Instruct']");
-}, 120_000);
+withHub(
+  'a cache written by weightmix is read by huggingface_hub with local_files_only=True',
+  async () => {
+    const cache = path.join(work, 'wm-cache');
+    const env = { HF_ENDPOINT: server.endpoint, HF_HOME: path.join(work, 'wm-home'), HF_HUB_CACHE: cache, HF_TOKEN: '', HF_HUB_OFFLINE: '0' };
+    const r = await resolveModelReference('Org/Instruct', { env });
+    const code = [
+      'from huggingface_hub import snapshot_download, hf_hub_download, scan_cache_dir',
+      "print(snapshot_download('Org/Instruct', local_files_only=True))",
+      "print(hf_hub_download('Org/Instruct', 'config.json', local_files_only=True))",
+      'info = scan_cache_dir()',
+      'print(len(info.warnings), sorted(r.repo_id for r in info.repos))',
+    ].join('\n');
+    const out = (await python(hub.python!, code, { ...env, HF_ENDPOINT: 'http://127.0.0.1:9', HF_HUB_OFFLINE: '1' })).split('\n');
+    expect(out[0]).toBe(r.dir);
+    expect(out[1]).toBe(path.join(r.dir, 'config.json'));
+    expect(out[2]).toBe("0 ['Org/Instruct']");
+  },
+  120_000,
+);
 
-withTokenizers('token counts match the Python tokenizers library on a tokenizer it trains and saves', async () => {
-  const dir = path.join(work, 'trained');
-  fs.mkdirSync(dir, { recursive: true });
-  const texts = ['Hello world, this is a test.', 'naïve café — 東京 123 4567', '<think>\nreasoning…</think> The answer is \\boxed{42}.', '   spaces   and\ttabs\n\nnewlines', 'emoji 🙂 and ünïcödé'];
-  const code = [
-    'import json, sys',
-    'from tokenizers import Tokenizer, models, trainers, pre_tokenizers, decoders',
-    't = Tokenizer(models.BPE())',
-    't.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)',
-    't.decoder = decoders.ByteLevel()',
-    "trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=['<|endoftext|>', '<think>', '</think>'], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())",
-    `corpus = ${JSON.stringify(texts)} * 20 + ['the quick brown fox jumps over the lazy dog'] * 50`,
-    't.train_from_iterator(corpus, trainer)',
-    `t.save(${JSON.stringify(path.join(dir, 'tokenizer.json'))})`,
-    `print(json.dumps([len(t.encode(x, add_special_tokens=False).ids) for x in ${JSON.stringify(texts)}]))`,
-  ].join('\n');
-  const expected = JSON.parse(await python(tok.python!, code, {}));
-  const counter = await loadTokenCounter(dir);
-  expect(texts.map((t) => counter.count(t))).toEqual(expected);
-}, 120_000);
+withTokenizers(
+  'token counts match the Python tokenizers library on a tokenizer it trains and saves',
+  async () => {
+    const dir = path.join(work, 'trained');
+    fs.mkdirSync(dir, { recursive: true });
+    const texts = [
+      'Hello world, this is a test.',
+      'naïve café — 東京 123 4567',
+      '<think>\nreasoning…</think> The answer is \\boxed{42}.',
+      '   spaces   and\ttabs\n\nnewlines',
+      'emoji 🙂 and ünïcödé',
+    ];
+    const code = [
+      'import json, sys',
+      'from tokenizers import Tokenizer, models, trainers, pre_tokenizers, decoders',
+      't = Tokenizer(models.BPE())',
+      't.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)',
+      't.decoder = decoders.ByteLevel()',
+      "trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=['<|endoftext|>', '<think>', '</think>'], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())",
+      `corpus = ${JSON.stringify(texts)} * 20 + ['the quick brown fox jumps over the lazy dog'] * 50`,
+      't.train_from_iterator(corpus, trainer)',
+      `t.save(${JSON.stringify(path.join(dir, 'tokenizer.json'))})`,
+      `print(json.dumps([len(t.encode(x, add_special_tokens=False).ids) for x in ${JSON.stringify(texts)}]))`,
+    ].join('\n');
+    const expected = JSON.parse(await python(tok.python!, code, {}));
+    const counter = await loadTokenCounter(dir);
+    expect(texts.map((t) => counter.count(t))).toEqual(expected);
+  },
+  120_000,
+);

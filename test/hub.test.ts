@@ -24,11 +24,24 @@ let work: string;
 let n = 0;
 /** A fresh cache (HF_HOME) per test unless one is given; every HF_* variable set, so the host's never leak in. */
 const hfEnv = (extra: Record<string, string> = {}, home = path.join(work, `home-${++n}`)): Record<string, string> => ({
-  HF_ENDPOINT: server.endpoint, HF_HOME: home, HF_HUB_CACHE: '', HF_TOKEN: '', HF_HUB_OFFLINE: '0', HUGGING_FACE_HUB_TOKEN: '', ...extra,
+  HF_ENDPOINT: server.endpoint,
+  HF_HOME: home,
+  HF_HUB_CACHE: '',
+  HF_TOKEN: '',
+  HF_HUB_OFFLINE: '0',
+  HUGGING_FACE_HUB_TOKEN: '',
+  ...extra,
 });
 const cacheOf = (env: Record<string, string>) => path.join(env.HF_HOME, 'hub');
-const shardFiles = (dir: string) => fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort();
-const bytesOf = (dir: string) => shardFiles(dir).map((f) => fs.readFileSync(path.join(dir, f)).toString('base64')).join();
+const shardFiles = (dir: string) =>
+  fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.safetensors'))
+    .sort();
+const bytesOf = (dir: string) =>
+  shardFiles(dir)
+    .map((f) => fs.readFileSync(path.join(dir, f)).toString('base64'))
+    .join();
 
 beforeAll(async () => {
   pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 13 });
@@ -75,7 +88,12 @@ describe('references and environment', () => {
     const home = path.join(work, 'envhome');
     fs.mkdirSync(home, { recursive: true });
     fs.writeFileSync(path.join(home, 'token'), 'hf_fromfile\n');
-    expect(hubEnvironment({ HF_HOME: home })).toEqual({ endpoint: 'https://huggingface.co', cacheDir: path.join(home, 'hub'), token: 'hf_fromfile', offline: false });
+    expect(hubEnvironment({ HF_HOME: home })).toEqual({
+      endpoint: 'https://huggingface.co',
+      cacheDir: path.join(home, 'hub'),
+      token: 'hf_fromfile',
+      offline: false,
+    });
     const e = hubEnvironment({ HF_HOME: home, HF_HUB_CACHE: '/c', HF_ENDPOINT: 'http://127.0.0.1:9/', HF_TOKEN: 'hf_env', HF_HUB_OFFLINE: 'YES' });
     expect(e).toEqual({ endpoint: 'http://127.0.0.1:9', cacheDir: '/c', token: 'hf_env', offline: true });
     expect(hubEnvironment({ XDG_CACHE_HOME: '/x', HF_HUB_OFFLINE: '0' })).toMatchObject({ cacheDir: '/x/huggingface/hub', offline: false });
@@ -93,7 +111,10 @@ describe('interpolate with hub ids', () => {
     await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: local });
     expect(bytesOfTensors(out)).toEqual(bytesOfTensors(local));
 
-    const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const events = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const downloads = events.filter((e) => e.event === 'download');
     expect(downloads.map((d) => d.repo)).toContain('Org/Instruct');
     const last = downloads.filter((d) => d.repo === 'Org/Instruct').pop();
@@ -121,12 +142,17 @@ describe('interpolate with hub ids', () => {
 
   test('offline (HF_HUB_OFFLINE=1) from the cache, with @REVISION; a revision never fetched is a one-line error', async () => {
     const env = hfEnv();
-    const online = await runCli(['interpolate', '--instruct', 'Org/Instruct@v1', '--thinking', 'Org/Thinking', '--lambda', '0.5', '-o', path.join(work, 'on-v1'), '-q'], { env });
+    const online = await runCli(
+      ['interpolate', '--instruct', 'Org/Instruct@v1', '--thinking', 'Org/Thinking', '--lambda', '0.5', '-o', path.join(work, 'on-v1'), '-q'],
+      { env },
+    );
     expect(online.stderr).toBe('');
     const offline = { ...env, HF_HUB_OFFLINE: '1', HF_ENDPOINT: 'http://127.0.0.1:9' };
     server.log.length = 0;
     const out = path.join(work, 'off-v1');
-    const r = await runCli(['interpolate', '--instruct', 'Org/Instruct@v1', '--thinking', 'Org/Thinking', '--lambda', '0.5', '-o', out, '-q'], { env: offline });
+    const r = await runCli(['interpolate', '--instruct', 'Org/Instruct@v1', '--thinking', 'Org/Thinking', '--lambda', '0.5', '-o', out, '-q'], {
+      env: offline,
+    });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(server.log).toEqual([]);
@@ -134,8 +160,13 @@ describe('interpolate with hub ids', () => {
     expect(fs.readFileSync(path.join(out, 'README.md'), 'utf8')).toContain(`at commit \`${v1}\` (revision \`v1\`)`);
     expect(fs.readFileSync(path.join(out, 'generation_config.json'), 'utf8')).not.toContain('changed');
 
-    const missing = await runCli(['interpolate', '--instruct', 'Org/Instruct@main', '--thinking', 'Org/Thinking', '--lambda', '0.5', '-o', path.join(work, 'off-main')], { env: offline });
-    expect(expectOneLineError(missing)).toMatch(/Org\/Instruct is neither a folder here nor in the Hugging Face cache .*, and HF_HUB_OFFLINE=1 forbids downloading it/);
+    const missing = await runCli(
+      ['interpolate', '--instruct', 'Org/Instruct@main', '--thinking', 'Org/Thinking', '--lambda', '0.5', '-o', path.join(work, 'off-main')],
+      { env: offline },
+    );
+    expect(expectOneLineError(missing)).toMatch(
+      /Org\/Instruct is neither a folder here nor in the Hugging Face cache .*, and HF_HUB_OFFLINE=1 forbids downloading it/,
+    );
     expect(fs.existsSync(path.join(work, 'off-main'))).toBe(false);
   }, 120_000);
 
@@ -171,7 +202,9 @@ describe('errors: one line, exit 1, no output folder, never the token', () => {
     return line;
   };
   test('unknown repo, unknown revision', async () => {
-    expect(await attempt('Org/Nope')).toMatch(/Org\/Nope is neither a folder here nor a model repo on http:\/\/127.0.0.1:\d+ \(or it is private and no token is set/);
+    expect(await attempt('Org/Nope')).toMatch(
+      /Org\/Nope is neither a folder here nor a model repo on http:\/\/127.0.0.1:\d+ \(or it is private and no token is set/,
+    );
     expect(await attempt('Org/Instruct@nope')).toMatch(/Org\/Instruct has no revision "nope"/);
   }, 60_000);
   test('private without a valid token; gated without access', async () => {
@@ -195,7 +228,9 @@ describe('errors: one line, exit 1, no output folder, never the token', () => {
     const env = hfEnv();
     const shard = 'model-00001-of-00002.safetensors';
     server.corrupt.add(shard);
-    expect(await attempt('Org/Instruct', env)).toMatch(/Org\/Instruct: model-00001-of-00002.safetensors failed verification \(sha256 [0-9a-f]{64}, the hub says [0-9a-f]{64}\)/);
+    expect(await attempt('Org/Instruct', env)).toMatch(
+      /Org\/Instruct: model-00001-of-00002.safetensors failed verification \(sha256 [0-9a-f]{64}, the hub says [0-9a-f]{64}\)/,
+    );
     const cache = cacheOf(env);
     const repoDir = path.join(cache, 'models--Org--Instruct');
     const leftovers = fs.readdirSync(path.join(repoDir, 'blobs')).filter((b) => b.endsWith('.incomplete'));
@@ -259,7 +294,8 @@ describe('resume, locks', () => {
     const run = startCli(['interpolate', '--instruct', 'Org/Instruct', '--thinking', 'Org/Thinking', '--lambda', '0.5', '-o', out, '--json'], { env });
     const blobs = path.join(cacheOf(env), 'models--Org--Instruct', 'blobs');
     const started = Date.now();
-    while (!server.log.some((l) => l.url.startsWith('/cdn/') && l.url.includes(shard)) && Date.now() - started < 20_000) await new Promise((r) => setTimeout(r, 50));
+    while (!server.log.some((l) => l.url.startsWith('/cdn/') && l.url.includes(shard)) && Date.now() - started < 20_000)
+      await new Promise((r) => setTimeout(r, 50));
     // The 120,000 bytes before the stall arrive in well under this (loopback), and stay unflushed until the abort.
     await new Promise((r) => setTimeout(r, 1500));
     run.child.kill('SIGINT');
@@ -314,7 +350,8 @@ describe('resume, locks', () => {
 
 describe('recipes and score --tokenizer', () => {
   test('a recipe with hub ids merges like the same recipe with folders', async () => {
-    const recipe = (a: string, b: string) => `merge_method: linear\nmodels:\n  - model: ${a}\n    parameters: {weight: 0.3}\n  - model: ${b}\n    parameters: {weight: 0.7}\ntokenizer_source: ${b}\ndtype: bfloat16\n`;
+    const recipe = (a: string, b: string) =>
+      `merge_method: linear\nmodels:\n  - model: ${a}\n    parameters: {weight: 0.3}\n  - model: ${b}\n    parameters: {weight: 0.7}\ntokenizer_source: ${b}\ndtype: bfloat16\n`;
     fs.writeFileSync(path.join(work, 'hub.yaml'), recipe('Org/Instruct@v1', 'Org/Thinking'));
     fs.writeFileSync(path.join(work, 'local.yaml'), recipe(pair.instruct, pair.thinking));
     const env = hfEnv();

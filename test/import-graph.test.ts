@@ -124,7 +124,14 @@ describe('the import graph of lib/', () => {
       ['e.ts', ['e.ts']],
     ]);
     expect(findCycles(g).map(show).sort()).toEqual(['a.ts → b.ts → c.ts → a.ts', 'e.ts → e.ts']);
-    expect(findCycles(new Map([['a.ts', ['b.ts']], ['b.ts', []]]))).toEqual([]);
+    expect(
+      findCycles(
+        new Map([
+          ['a.ts', ['b.ts']],
+          ['b.ts', []],
+        ]),
+      ),
+    ).toEqual([]);
   });
 
   test('reads every file under lib/ and its imports (a sanity floor: the graph is not empty)', () => {
@@ -143,7 +150,7 @@ describe('the import graph of lib/', () => {
     expect(upward).toEqual([]);
   });
 
-  test('every folder imports only folders of lower layers (files at lib/\'s top are outside the layers)', () => {
+  test("every folder imports only folders of lower layers (files at lib/'s top are outside the layers)", () => {
     const folderOf = (file: string) => (file.includes('/') ? file.slice(0, file.indexOf('/')) : null);
     const folders = new Set([...graph.keys()].map(folderOf).filter((f) => f !== null));
     expect([...folders].sort()).toEqual(Object.keys(LAYERS).sort());

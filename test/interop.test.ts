@@ -26,9 +26,7 @@ interface PythonProbe {
 /** The first candidate Python that imports torch and safetensors (decided once, at load time). */
 function findPython(): PythonProbe {
   // An explicit $WEIGHTMIX_PYTHON is the only candidate (WEIGHTMIX_PYTHON=none skips the suite).
-  const candidates = process.env.WEIGHTMIX_PYTHON
-    ? [process.env.WEIGHTMIX_PYTHON]
-    : ['/tmp/venv-interop/bin/python', '/tmp/venv-torch/bin/python', 'python3'];
+  const candidates = process.env.WEIGHTMIX_PYTHON ? [process.env.WEIGHTMIX_PYTHON] : ['/tmp/venv-interop/bin/python', '/tmp/venv-torch/bin/python', 'python3'];
   const probe = [
     'import json, sys, torch, safetensors',
     'try:\n import transformers; tv = transformers.__version__\nexcept Exception:\n tv = None',
@@ -54,13 +52,15 @@ const haveTorch = !!found.python;
 const haveTransformers = haveTorch && !!found.versions!.transformers;
 if (!haveTorch) console.warn(`interop.test: skipped: ${found.reason}`);
 else {
-  console.log(`interop.test: ${found.python} (python ${found.versions!.python}, torch ${found.versions!.torch}, ` +
-    `safetensors ${found.versions!.safetensors}, transformers ${found.versions!.transformers ?? 'absent'})`);
+  console.log(
+    `interop.test: ${found.python} (python ${found.versions!.python}, torch ${found.versions!.torch}, ` +
+      `safetensors ${found.versions!.safetensors}, transformers ${found.versions!.transformers ?? 'absent'})`,
+  );
   if (!haveTransformers) console.warn('interop.test: transformers not installed: forward-pass checks skipped');
 }
 
 const withTorch = testIf(haveTorch, found.reason ?? '');
-const withTransformers = testIf(haveTransformers, haveTorch ? 'transformers is not installed' : found.reason ?? '');
+const withTransformers = testIf(haveTransformers, haveTorch ? 'transformers is not installed' : (found.reason ?? ''));
 
 interface RunResult {
   status: number | null;
@@ -125,12 +125,27 @@ const CASES: Array<['exact' | 'mi', number]> = [
 
 describe('torch_reference.py: weightmix == PyTorch bit for bit (tiny Qwen3 fixture)', () => {
   for (const [numerics, lambda] of CASES) {
-    withTorch(`--numerics ${numerics} λ=${lambda}: every tensor, every bit`, async () => {
-      const out = await merged(tiny, 'tiny', lambda, numerics);
-      const r = runPython('torch_reference.py', ['--instruct', tiny.instruct, '--thinking', tiny.thinking, '--output', out, '--lambda', String(lambda), '--numerics', numerics]);
-      expectExit0(r);
-      expect(r.json[0]).toMatchObject({ ok: true, value_mismatches: 0, nan_bit_mismatches: 0, tensors: 47 });
-    }, 120_000);
+    withTorch(
+      `--numerics ${numerics} λ=${lambda}: every tensor, every bit`,
+      async () => {
+        const out = await merged(tiny, 'tiny', lambda, numerics);
+        const r = runPython('torch_reference.py', [
+          '--instruct',
+          tiny.instruct,
+          '--thinking',
+          tiny.thinking,
+          '--output',
+          out,
+          '--lambda',
+          String(lambda),
+          '--numerics',
+          numerics,
+        ]);
+        expectExit0(r);
+        expect(r.json[0]).toMatchObject({ ok: true, value_mismatches: 0, nan_bit_mismatches: 0, tensors: 47 });
+      },
+      120_000,
+    );
   }
 });
 
@@ -142,7 +157,20 @@ async function specialRun(numerics: 'exact' | 'mi', lambda: number): Promise<Run
   let r = specialRuns.get(key);
   if (!r) {
     const out = await merged(special, 'special', lambda, numerics);
-    r = runPython('torch_reference.py', ['--instruct', special.instruct, '--thinking', special.thinking, '--output', out, '--lambda', String(lambda), '--numerics', numerics, '--nan-bits', 'any']);
+    r = runPython('torch_reference.py', [
+      '--instruct',
+      special.instruct,
+      '--thinking',
+      special.thinking,
+      '--output',
+      out,
+      '--lambda',
+      String(lambda),
+      '--numerics',
+      numerics,
+      '--nan-bits',
+      'any',
+    ]);
     specialRuns.set(key, r);
   }
   return r;
@@ -150,69 +178,104 @@ async function specialRun(numerics: 'exact' | 'mi', lambda: number): Promise<Run
 
 describe('torch_reference.py on special values (±0, subnormals, ±Inf, NaN payloads, max finite)', () => {
   for (const [numerics, lambda] of [...CASES, ['mi', 1]] as Array<['exact' | 'mi', number]>) {
-    withTorch(`--numerics ${numerics} λ=${lambda}: every non-NaN element bit-identical, NaN exactly where PyTorch has NaN`, async () => {
-      const r = await specialRun(numerics, lambda);
-      expectExit0(r);
-      expect(r.json[0].value_mismatches).toBe(0);
-      // PyTorch's scalar (strided) path and weightmix agree on every bit, NaNs included.
-      expect(r.json[0].torch_scalar_path).toMatchObject({ value_mismatches: 0, nan_bit_mismatches: 0 });
-    }, 120_000);
+    withTorch(
+      `--numerics ${numerics} λ=${lambda}: every non-NaN element bit-identical, NaN exactly where PyTorch has NaN`,
+      async () => {
+        const r = await specialRun(numerics, lambda);
+        expectExit0(r);
+        expect(r.json[0].value_mismatches).toBe(0);
+        // PyTorch's scalar (strided) path and weightmix agree on every bit, NaNs included.
+        expect(r.json[0].torch_scalar_path).toMatchObject({ value_mismatches: 0, nan_bit_mismatches: 0 });
+      },
+      120_000,
+    );
   }
 
-  withTorch('λ=0 and λ=1 (exact) are copies: NaN payloads kept, strictly bit-identical', async () => {
-    for (const lambda of [0, 1]) {
-      const out = await merged(special, 'special', lambda, 'exact');
-      const r = runPython('torch_reference.py', ['--instruct', special.instruct, '--thinking', special.thinking, '--output', out, '--lambda', String(lambda), '--numerics', 'exact']);
-      expectExit0(r);
-      expect(r.json[0]).toMatchObject({ endpoint_copy: true, nan_bit_mismatches: 0 });
-    }
-  }, 120_000);
+  withTorch(
+    'λ=0 and λ=1 (exact) are copies: NaN payloads kept, strictly bit-identical',
+    async () => {
+      for (const lambda of [0, 1]) {
+        const out = await merged(special, 'special', lambda, 'exact');
+        const r = runPython('torch_reference.py', [
+          '--instruct',
+          special.instruct,
+          '--thinking',
+          special.thinking,
+          '--output',
+          out,
+          '--lambda',
+          String(lambda),
+          '--numerics',
+          'exact',
+        ]);
+        expectExit0(r);
+        expect(r.json[0]).toMatchObject({ endpoint_copy: true, nan_bit_mismatches: 0 });
+      }
+    },
+    120_000,
+  );
 
   // KNOWN DIVERGENCE, documented in scripts/interop/README.md: PyTorch's NaN bits depend on which
   // CPU kernel path wrote them (vectorized f32->bf16 and bf16 arithmetic: 0xFFFF; scalar path and
   // the remainder of bf16 binary ops: 0x7FC0); weightmix always writes 0x7FC0 (numerics.h's NaN
   // canonicalization). This pins that state: if either side changes, update the README and this.
-  withTorch('KNOWN DIVERGENCE: NaN bits: PyTorch vectorized CPU writes bf16 NaN as 0xFFFF, weightmix as 0x7FC0 (= PyTorch scalar path)', async () => {
-    for (const numerics of ['exact', 'mi'] as const) {
-      const s = (await specialRun(numerics, 0.8)).json[0];
-      expect(s.value_mismatches).toBe(0);
-      expect(s.nan_bit_mismatches).toBeGreaterThan(0);
-      expect(Object.keys(s.nan_patterns.weightmix.top)).toEqual(['0x7fc0']);
-      expect(s.nan_patterns.torch.top['0xffff']).toBe(s.nan_bit_mismatches);
-      expect(s.torch_scalar_path).toMatchObject({ value_mismatches: 0, nan_bit_mismatches: 0 });
-    }
-    // and the default (--nan-bits strict) verdict is a failure, naming the first NaN element
-    const out = await merged(special, 'special', 0.8, 'exact');
-    const strict = runPython('torch_reference.py', ['--instruct', special.instruct, '--thinking', special.thinking, '--output', out, '--lambda', '0.8']);
-    expect(strict.status).toBe(1);
-    expect(strict.stderr).toMatch(/MISMATCH: 0 value, \d+ NaN-bit; first in \S+ element \d+/);
-  }, 120_000);
+  withTorch(
+    'KNOWN DIVERGENCE: NaN bits: PyTorch vectorized CPU writes bf16 NaN as 0xFFFF, weightmix as 0x7FC0 (= PyTorch scalar path)',
+    async () => {
+      for (const numerics of ['exact', 'mi'] as const) {
+        const s = (await specialRun(numerics, 0.8)).json[0];
+        expect(s.value_mismatches).toBe(0);
+        expect(s.nan_bit_mismatches).toBeGreaterThan(0);
+        expect(Object.keys(s.nan_patterns.weightmix.top)).toEqual(['0x7fc0']);
+        expect(s.nan_patterns.torch.top['0xffff']).toBe(s.nan_bit_mismatches);
+        expect(s.torch_scalar_path).toMatchObject({ value_mismatches: 0, nan_bit_mismatches: 0 });
+      }
+      // and the default (--nan-bits strict) verdict is a failure, naming the first NaN element
+      const out = await merged(special, 'special', 0.8, 'exact');
+      const strict = runPython('torch_reference.py', ['--instruct', special.instruct, '--thinking', special.thinking, '--output', out, '--lambda', '0.8']);
+      expect(strict.status).toBe(1);
+      expect(strict.stderr).toMatch(/MISMATCH: 0 value, \d+ NaN-bit; first in \S+ element \d+/);
+    },
+    120_000,
+  );
 });
 
 describe('load_check.py: safetensors and transformers load the output', () => {
-  withTransformers('safe_open reads every shard and index entry; AutoModelForCausalLM (Qwen3, Qwen3-MoE) runs a forward pass', async () => {
-    const outs: string[] = [];
-    for (const [numerics, lambda] of CASES) outs.push(await merged(tiny, 'tiny', lambda, numerics));
-    const moe = await makeCheckpointPair({ dir: path.join(root, 'moe'), shape: 'qwen3-30b-a3b', scale: 64, layers: 2, shards: [2, 2], seed: 3 });
-    const moeOut = path.join(root, 'moe-out');
-    await interpolate({ instruct: moe.instruct, thinking: moe.thinking, lambda: 0.8, output: moeOut, threads: 2 });
-    outs.push(moeOut);
-    const r = runPython('load_check.py', outs);
-    expectExit0(r);
-    expect(r.json).toHaveLength(outs.length);
-    for (const s of r.json.slice(0, CASES.length)) {
-      expect(s).toMatchObject({ ok: true, safetensors: { indexed: true, shards: 2, tensors: 47 }, model: { class: 'Qwen3ForCausalLM', logits_shape: [1, 4, 256] } });
-    }
-    expect(r.json[CASES.length]).toMatchObject({ ok: true, safetensors: { indexed: true, shards: 2 }, model: { class: 'Qwen3MoeForCausalLM' } });
-  }, 300_000);
+  withTransformers(
+    'safe_open reads every shard and index entry; AutoModelForCausalLM (Qwen3, Qwen3-MoE) runs a forward pass',
+    async () => {
+      const outs: string[] = [];
+      for (const [numerics, lambda] of CASES) outs.push(await merged(tiny, 'tiny', lambda, numerics));
+      const moe = await makeCheckpointPair({ dir: path.join(root, 'moe'), shape: 'qwen3-30b-a3b', scale: 64, layers: 2, shards: [2, 2], seed: 3 });
+      const moeOut = path.join(root, 'moe-out');
+      await interpolate({ instruct: moe.instruct, thinking: moe.thinking, lambda: 0.8, output: moeOut, threads: 2 });
+      outs.push(moeOut);
+      const r = runPython('load_check.py', outs);
+      expectExit0(r);
+      expect(r.json).toHaveLength(outs.length);
+      for (const s of r.json.slice(0, CASES.length)) {
+        expect(s).toMatchObject({
+          ok: true,
+          safetensors: { indexed: true, shards: 2, tensors: 47 },
+          model: { class: 'Qwen3ForCausalLM', logits_shape: [1, 4, 256] },
+        });
+      }
+      expect(r.json[CASES.length]).toMatchObject({ ok: true, safetensors: { indexed: true, shards: 2 }, model: { class: 'Qwen3MoeForCausalLM' } });
+    },
+    300_000,
+  );
 });
 
 describe('without transformers', () => {
-  withTorch('load_check.py --no-transformers still checks every shard and index entry', async () => {
-    const out = await merged(tiny, 'tiny', 0.8, 'exact');
-    const r = runPython('load_check.py', ['--no-transformers', out]);
-    expectExit0(r);
-    expect(r.json[0]).toMatchObject({ ok: true, safetensors: { indexed: true, tensors: 47 } });
-    expect(r.json[0].model).toBeUndefined();
-  }, 120_000);
+  withTorch(
+    'load_check.py --no-transformers still checks every shard and index entry',
+    async () => {
+      const out = await merged(tiny, 'tiny', 0.8, 'exact');
+      const r = runPython('load_check.py', ['--no-transformers', out]);
+      expectExit0(r);
+      expect(r.json[0]).toMatchObject({ ok: true, safetensors: { indexed: true, tensors: 47 } });
+      expect(r.json[0].model).toBeUndefined();
+    },
+    120_000,
+  );
 });

@@ -26,7 +26,14 @@ beforeAll(async () => {
   root = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'wm-interp-'));
   const next = rng(seed);
   // Instruct in 3 shards, Thinking in 2: pairing must go by tensor name, never by shard file.
-  instruct = await writeModel(path.join(root, 'instruct'), specs, 3, () => 'BF16', (s, d) => randomTensor(d as 'BF16', count(s), next), 'instruct');
+  instruct = await writeModel(
+    path.join(root, 'instruct'),
+    specs,
+    3,
+    () => 'BF16',
+    (s, d) => randomTensor(d as 'BF16', count(s), next),
+    'instruct',
+  );
   thinking = await writeModel(
     path.join(root, 'thinking'),
     specs,
@@ -78,7 +85,9 @@ async function expectMerged(
       let i = 0;
       while (i < got.length && got[i] === want[i]) i++;
       const e = Math.floor(i / size);
-      throw new Error(`${spec.name} differs at element ${e}: got ${got.subarray(e * size, e * size + size).toString('hex')} want ${want.subarray(e * size, e * size + size).toString('hex')} (λ=${lambda}, ${numerics})`);
+      throw new Error(
+        `${spec.name} differs at element ${e}: got ${got.subarray(e * size, e * size + size).toString('hex')} want ${want.subarray(e * size, e * size + size).toString('hex')} (λ=${lambda}, ${numerics})`,
+      );
     }
   }
 }
@@ -137,18 +146,25 @@ describe('selection', () => {
   });
 
   test('--layers beyond the model is a usage error', async () => {
-    await expect(interpolate({ instruct: instruct.dir, thinking: thinking.dir, lambda: 0.8, output: outDir(), layers: '2-9' })).rejects.toMatchObject({ code: 'Usage', exitCode: 2 });
+    await expect(interpolate({ instruct: instruct.dir, thinking: thinking.dir, lambda: 0.8, output: outDir(), layers: '2-9' })).rejects.toMatchObject({
+      code: 'Usage',
+      exitCode: 2,
+    });
   });
 
   test('a selection that matches no tensor is a usage error, not a silent copy of Instruct', async () => {
     const out = outDir();
     const run = interpolate({ instruct: instruct.dir, thinking: thinking.dir, lambda: 0.8, output: out, skipModules: 'attn,mlp,norm,embed,head,final_norm' });
-    await expect(run).rejects.toMatchObject({ code: 'Usage', exitCode: 2, message: expect.stringMatching(/^the selection \(all layers, except modules .*\) matches none of the \d+ tensors/) });
+    await expect(run).rejects.toMatchObject({
+      code: 'Usage',
+      exitCode: 2,
+      message: expect.stringMatching(/^the selection \(all layers, except modules .*\) matches none of the \d+ tensors/),
+    });
     expect(fs.existsSync(out)).toBe(false);
   });
 });
 
-describe('mi numerics (the paper\'s released script)', () => {
+describe("mi numerics (the paper's released script)", () => {
   test.each([0, 0.2, 0.5, 0.8, 1])('λ=%p: bf16 arithmetic rounded after each op, bit for bit', async (lambda) => {
     const out = outDir();
     await interpolate({ instruct: instruct.dir, thinking: thinking.dir, lambda, output: out, numerics: 'mi' });
@@ -166,8 +182,22 @@ describe('dtypes', () => {
 
   test('mixed float inputs (F16 Instruct, F32 Thinking) interpolate into the Instruct dtype', async () => {
     const next = rng(seed + 1);
-    const a = await writeModel(path.join(root, 'mixed-a'), specs, 1, () => 'F16', (s) => randomTensor('F16', count(s), next), 'a');
-    const b = await writeModel(path.join(root, 'mixed-b'), specs, 2, () => 'F32', (s) => randomTensor('F32', count(s), next), 'b');
+    const a = await writeModel(
+      path.join(root, 'mixed-a'),
+      specs,
+      1,
+      () => 'F16',
+      (s) => randomTensor('F16', count(s), next),
+      'a',
+    );
+    const b = await writeModel(
+      path.join(root, 'mixed-b'),
+      specs,
+      2,
+      () => 'F32',
+      (s) => randomTensor('F32', count(s), next),
+      'b',
+    );
     const out = outDir();
     await interpolate({ instruct: a.dir, thinking: b.dir, lambda: 0.45, output: out });
     await expectMerged(out, 0.45, () => true, 'exact', 'F16', a, b);
@@ -182,9 +212,12 @@ describe('non-float tensors', () => {
       { name: 'model.layers.1.mlp.expert_map', shape: [7] },
       { name: 'model.layers.2.mlp.mask', shape: [3, 3] },
     ];
-    const dtypeOf = (n: string): SafetensorsDtype => (n.endsWith('positions') ? 'I64' : n.endsWith('expert_map') ? 'U8' : n.endsWith('.mask') ? 'BOOL' : 'BF16');
+    const dtypeOf = (n: string): SafetensorsDtype =>
+      n.endsWith('positions') ? 'I64' : n.endsWith('expert_map') ? 'U8' : n.endsWith('.mask') ? 'BOOL' : 'BF16';
     const bytesOf = (s: TensorSpec, d: SafetensorsDtype) =>
-      d === 'BF16' ? randomTensor('BF16', count(s), next) : Buffer.from(Array.from({ length: count(s) * (d === 'I64' ? 8 : 1) }, () => Math.floor(next() * 256)));
+      d === 'BF16'
+        ? randomTensor('BF16', count(s), next)
+        : Buffer.from(Array.from({ length: count(s) * (d === 'I64' ? 8 : 1) }, () => Math.floor(next() * 256)));
     const all = [...specs, ...extra];
     const a = await writeModel(path.join(root, 'raw-a'), all, 2, dtypeOf, bytesOf, 'a');
     const b = await writeModel(path.join(root, 'raw-b'), all, 1, dtypeOf, bytesOf, 'b');
@@ -204,7 +237,10 @@ describe('output layout', () => {
     const out = outDir();
     await interpolate({ instruct: instruct.dir, thinking: thinking.dir, lambda: 0.8, output: out });
     const files = fs.readdirSync(out).sort();
-    const instructShards = fs.readdirSync(instruct.dir).filter((f) => f.endsWith('.safetensors')).sort();
+    const instructShards = fs
+      .readdirSync(instruct.dir)
+      .filter((f) => f.endsWith('.safetensors'))
+      .sort();
     expect(files.filter((f) => f.endsWith('.safetensors'))).toEqual(instructShards);
     const index = JSON.parse(fs.readFileSync(path.join(out, 'model.safetensors.index.json'), 'utf8'));
     const instructIndex = JSON.parse(fs.readFileSync(path.join(instruct.dir, 'model.safetensors.index.json'), 'utf8'));
@@ -236,7 +272,14 @@ describe('output layout', () => {
 describe('errors leave nothing behind', () => {
   test('tensor sets that differ are named, and nothing is written', async () => {
     const next = rng(seed + 2);
-    const other = await writeModel(path.join(root, 'fewer'), specs.slice(0, -1), 1, () => 'BF16', (s) => randomTensor('BF16', count(s), next), 'x');
+    const other = await writeModel(
+      path.join(root, 'fewer'),
+      specs.slice(0, -1),
+      1,
+      () => 'BF16',
+      (s) => randomTensor('BF16', count(s), next),
+      'x',
+    );
     const parent = path.join(root, 'err1');
     fs.mkdirSync(parent);
     const err = await interpolate({ instruct: instruct.dir, thinking: other.dir, lambda: 0.5, output: path.join(parent, 'o') }).catch((e) => e);
@@ -249,7 +292,14 @@ describe('errors leave nothing behind', () => {
   test('shapes that differ are refused', async () => {
     const next = rng(seed + 3);
     const reshaped = specs.map((s) => (s.name === 'model.norm.weight' ? { ...s, shape: [s.shape[0] * 2] } : s));
-    const other = await writeModel(path.join(root, 'reshaped'), reshaped, 1, () => 'BF16', (s) => randomTensor('BF16', count(s), next), 'x');
+    const other = await writeModel(
+      path.join(root, 'reshaped'),
+      reshaped,
+      1,
+      () => 'BF16',
+      (s) => randomTensor('BF16', count(s), next),
+      'x',
+    );
     await expect(interpolate({ instruct: instruct.dir, thinking: other.dir, lambda: 0.5, output: outDir() })).rejects.toMatchObject({ code: 'ShapeMismatch' });
   });
 
@@ -319,13 +369,23 @@ describe('sweep', () => {
   test('each λ of a sweep is byte-identical to a single interpolate run, selection included', async () => {
     const dir = outDir();
     const lambdas = [0, 0.125, 0.5, 0.8, 1];
-    const summary = await sweep({ instruct: instruct.dir, thinking: thinking.dir, lambdas: lambdas.join(','), output: dir, layers: '1-3', skipModules: 'attn' });
+    const summary = await sweep({
+      instruct: instruct.dir,
+      thinking: thinking.dir,
+      lambdas: lambdas.join(','),
+      output: dir,
+      layers: '1-3',
+      skipModules: 'attn',
+    });
     expect(fs.readdirSync(dir).sort()).toEqual(['lambda-0.00', 'lambda-0.125', 'lambda-0.50', 'lambda-0.80', 'lambda-1.00']);
     expect(summary.outputs).toHaveLength(5);
     for (const lambda of lambdas) {
       const single = outDir();
       await interpolate({ instruct: instruct.dir, thinking: thinking.dir, lambda, output: single, layers: '1-3', skipModules: 'attn' });
-      const swept = path.join(dir, fs.readdirSync(dir).find((d) => Number(d.slice('lambda-'.length)) === lambda)!);
+      const swept = path.join(
+        dir,
+        fs.readdirSync(dir).find((d) => Number(d.slice('lambda-'.length)) === lambda)!,
+      );
       for (const f of fs.readdirSync(single)) {
         if (f === 'README.md') continue;
         expect([f, fs.readFileSync(path.join(swept, f)).equals(fs.readFileSync(path.join(single, f)))]).toEqual([f, true]);

@@ -30,7 +30,9 @@ describe('parseJsonStrict on valid JSON', () => {
     ['false'],
     ['null'],
     [' \t\r\n{ "a" : [ 1 , -2.5e-3 , 1E+2 , 0.5 ] , "b" : { } } \n'],
-    ['{"Image":{"Width":800,"Height":600,"Title":"View from 15th Floor","Thumbnail":{"Url":"http://www.example.com/image/481989943","Height":125,"Width":100},"Animated":false,"IDs":[116,943,234,38793]}}'],
+    [
+      '{"Image":{"Width":800,"Height":600,"Title":"View from 15th Floor","Thumbnail":{"Url":"http://www.example.com/image/481989943","Height":125,"Width":100},"Animated":false,"IDs":[116,943,234,38793]}}',
+    ],
     ['"\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u0041 \\u00e9 \\ud83d\\ude00"'],
     ['"é😀 raw non-ASCII"'],
     ['9007199254740991'],
@@ -211,8 +213,22 @@ const jsonString = fc
   .array(fc.constantFrom('a', 'b', ':', '\\"', '\\\\', '\\u0061', '\\ud800', ',', '{', '-', '1.5', 'é', '😀', '\\n', '__proto__'), { maxLength: 4 })
   .map((parts) => `"${parts.join('')}"`);
 const jsonNumber = fc.constantFrom(
-  '0', '-0', '7', '1.0', '1e2', '2E-3', '-12', '0.5', '9007199254740991', '9007199254740992', '-9007199254740991',
-  '-9007199254740993', '18446744073709551615', '123456789012345678901234567890.5', '1e400', '4096',
+  '0',
+  '-0',
+  '7',
+  '1.0',
+  '1e2',
+  '2E-3',
+  '-12',
+  '0.5',
+  '9007199254740991',
+  '9007199254740992',
+  '-9007199254740991',
+  '-9007199254740993',
+  '18446744073709551615',
+  '123456789012345678901234567890.5',
+  '1e400',
+  '4096',
 );
 const jsonText: fc.Arbitrary<string> = fc.letrec<{ value: string }>((tie) => ({
   value: fc.oneof(

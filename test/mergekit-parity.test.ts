@@ -73,35 +73,51 @@ function roundTo(x: number, dtype: 'F32' | 'BF16'): number {
   return Math.abs(y) > max ? Math.sign(y) * Infinity : y;
 }
 
-test.each(['F32', 'BF16'] as const)('task_arithmetic into %s is correctly rounded (f64 delta form): every finite element of random inputs with special values', async (dtype) => {
-  const [base, m1, m2] = await family(11, ['BF16', 'BF16', 'BF16']);
-  const [b, x1, x2] = await Promise.all([values(base), values(m1), values(m2)]);
-  const out = path.join(dir, `out-${counter++}`);
-  const outDtype = dtype === 'F32' ? 'float32' : 'bfloat16';
-  await merge(parseRecipe({ merge_method: 'task_arithmetic', base_model: base, out_dtype: outDtype, models: [{ model: m1, parameters: { weight: 0.7 } }, { model: m2, parameters: { weight: 0.7 } }] }), { output: out, threads: 2 });
-  const got = await values(out);
-  let total = 0;
-  let correct = 0;
-  let nonFinite = 0;
-  for (const [name, g] of got) {
-    const ref = taskArithmeticRef(b.get(name)!, [x1.get(name)!, x2.get(name)!], [0.7, 0.7], 1, false);
-    for (let i = 0; i < g.length; i++) {
-      if (!Number.isFinite(ref[i])) {
-        nonFinite++;
-        expect(Number.isNaN(g[i]) ? NaN : g[i]).toBe(Number.isNaN(ref[i]) ? NaN : ref[i]);
-        continue;
+test.each(['F32', 'BF16'] as const)(
+  'task_arithmetic into %s is correctly rounded (f64 delta form): every finite element of random inputs with special values',
+  async (dtype) => {
+    const [base, m1, m2] = await family(11, ['BF16', 'BF16', 'BF16']);
+    const [b, x1, x2] = await Promise.all([values(base), values(m1), values(m2)]);
+    const out = path.join(dir, `out-${counter++}`);
+    const outDtype = dtype === 'F32' ? 'float32' : 'bfloat16';
+    await merge(
+      parseRecipe({
+        merge_method: 'task_arithmetic',
+        base_model: base,
+        out_dtype: outDtype,
+        models: [
+          { model: m1, parameters: { weight: 0.7 } },
+          { model: m2, parameters: { weight: 0.7 } },
+        ],
+      }),
+      { output: out, threads: 2 },
+    );
+    const got = await values(out);
+    let total = 0;
+    let correct = 0;
+    let nonFinite = 0;
+    for (const [name, g] of got) {
+      const ref = taskArithmeticRef(b.get(name)!, [x1.get(name)!, x2.get(name)!], [0.7, 0.7], 1, false);
+      for (let i = 0; i < g.length; i++) {
+        if (!Number.isFinite(ref[i])) {
+          nonFinite++;
+          expect(Number.isNaN(g[i]) ? NaN : g[i]).toBe(Number.isNaN(ref[i]) ? NaN : ref[i]);
+          continue;
+        }
+        total++;
+        if (g[i] === roundTo(ref[i], dtype)) correct++;
       }
-      total++;
-      if (g[i] === roundTo(ref[i], dtype)) correct++;
     }
-  }
-  // The f32 form this replaced, (1 − Σw)·base + Σ w·θ, got 57.5% of the F32 case (2,560 of 4,455).
-  console.log(`task_arithmetic ${dtype}: ${correct}/${total} finite elements correctly rounded (${((100 * correct) / total).toFixed(2)}%), ${nonFinite} non-finite`);
-  expect(total).toBeGreaterThan(4000);
-  expect(correct).toBe(total);
-});
+    // The f32 form this replaced, (1 − Σw)·base + Σ w·θ, got 57.5% of the F32 case (2,560 of 4,455).
+    console.log(
+      `task_arithmetic ${dtype}: ${correct}/${total} finite elements correctly rounded (${((100 * correct) / total).toFixed(2)}%), ${nonFinite} non-finite`,
+    );
+    expect(total).toBeGreaterThan(4000);
+    expect(correct).toBe(total);
+  },
+);
 
-describe('without a dtype key the written dtype is mergekit\'s, and config.json states it', () => {
+describe("without a dtype key the written dtype is mergekit's, and config.json states it", () => {
   async function dtypesOf(out: string): Promise<{ tensors: Set<string>; config: unknown }> {
     const c = await openCheckpoint(out);
     return { tensors: new Set(c.names.map((n) => c.tensors.get(n)!.dtype)), config: c.config?.torch_dtype ?? c.config?.dtype };
@@ -115,14 +131,33 @@ describe('without a dtype key the written dtype is mergekit\'s, and config.json 
     const [base, m1, m2] = await family(21, ['F32', 'BF16', 'BF16']);
     setConfigDtype(base, 'float32');
     const out = path.join(dir, `out-${counter++}`);
-    await merge(parseRecipe({ merge_method: 'task_arithmetic', base_model: base, models: [{ model: m1, parameters: { weight: 0.5 } }, { model: m2, parameters: { weight: 0.5 } }] }), { output: out, threads: 2 });
+    await merge(
+      parseRecipe({
+        merge_method: 'task_arithmetic',
+        base_model: base,
+        models: [
+          { model: m1, parameters: { weight: 0.5 } },
+          { model: m2, parameters: { weight: 0.5 } },
+        ],
+      }),
+      { output: out, threads: 2 },
+    );
     expect(await dtypesOf(out)).toEqual({ tensors: new Set(['F32']), config: 'float32' });
   });
 
   test('linear of a BF16 and an F32 model promotes to F32 as torch does; the base-less config said bfloat16 and now says float32', async () => {
     const [a, b] = await family(22, ['BF16', 'F32']);
     const out = path.join(dir, `out-${counter++}`);
-    await merge(parseRecipe({ merge_method: 'linear', models: [{ model: a, parameters: { weight: 0.5 } }, { model: b, parameters: { weight: 0.5 } }] }), { output: out, threads: 2 });
+    await merge(
+      parseRecipe({
+        merge_method: 'linear',
+        models: [
+          { model: a, parameters: { weight: 0.5 } },
+          { model: b, parameters: { weight: 0.5 } },
+        ],
+      }),
+      { output: out, threads: 2 },
+    );
     expect(await dtypesOf(out)).toEqual({ tensors: new Set(['F32']), config: 'float32' });
   });
 
@@ -130,10 +165,16 @@ describe('without a dtype key the written dtype is mergekit\'s, and config.json 
     const [base, other] = await family(23, ['BF16', 'F32']);
     setConfigDtype(base, 'float32');
     const out = path.join(dir, `out-${counter++}`);
-    await merge(parseRecipe({ merge_method: 'slerp', base_model: base, parameters: { t: 0.3 }, models: [{ model: base }, { model: other }] }), { output: out, threads: 2 });
+    await merge(parseRecipe({ merge_method: 'slerp', base_model: base, parameters: { t: 0.3 }, models: [{ model: base }, { model: other }] }), {
+      output: out,
+      threads: 2,
+    });
     expect(await dtypesOf(out)).toEqual({ tensors: new Set(['BF16']), config: 'bfloat16' });
     const out16 = path.join(dir, `out-${counter++}`);
-    await merge(parseRecipe({ merge_method: 'slerp', base_model: base, dtype: 'float16', parameters: { t: 0.3 }, models: [{ model: base }, { model: other }] }), { output: out16, threads: 2 });
+    await merge(
+      parseRecipe({ merge_method: 'slerp', base_model: base, dtype: 'float16', parameters: { t: 0.3 }, models: [{ model: base }, { model: other }] }),
+      { output: out16, threads: 2 },
+    );
     expect(await dtypesOf(out16)).toEqual({ tensors: new Set(['F16']), config: 'float16' });
   });
 });
@@ -146,12 +187,22 @@ describe('tokenizer_source: the embeddings are rebuilt for that vocabulary (merg
     return Promise.all(
       vocabs.map(async (vocab, k) => {
         const d = path.join(dir, `vocab-${seed}-${k}`);
-        await writeModel(d, specs, 1, () => 'BF16', (spec) => randomTensor('BF16', count(spec), next), `v${k}`);
+        await writeModel(
+          d,
+          specs,
+          1,
+          () => 'BF16',
+          (spec) => randomTensor('BF16', count(spec), next),
+          `v${k}`,
+        );
         const file = path.join(d, 'config.json');
         fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, 'utf8')), vocab_size: 40 }));
         const added = Object.entries(vocab).filter(([t]) => t.startsWith('<|'));
         const plain = Object.fromEntries(Object.entries(vocab).filter(([t]) => !t.startsWith('<|')));
-        fs.writeFileSync(path.join(d, 'tokenizer.json'), JSON.stringify({ added_tokens: added.map(([content, id]) => ({ id, content, special: true })), model: { type: 'BPE', vocab: plain, merges: [] } }));
+        fs.writeFileSync(
+          path.join(d, 'tokenizer.json'),
+          JSON.stringify({ added_tokens: added.map(([content, id]) => ({ id, content, special: true })), model: { type: 'BPE', vocab: plain, merges: [] } }),
+        );
         return d;
       }),
     );
@@ -163,7 +214,14 @@ describe('tokenizer_source: the embeddings are rebuilt for that vocabulary (merg
     v['<|im_end|>'] = n - 1;
     return v;
   };
-  const recipe = (a: string, b: string, extra: Record<string, unknown> = {}) => ({ merge_method: 'linear', models: [{ model: a, parameters: { weight: 0.5 } }, { model: b, parameters: { weight: 0.5 } }], ...extra });
+  const recipe = (a: string, b: string, extra: Record<string, unknown> = {}) => ({
+    merge_method: 'linear',
+    models: [
+      { model: a, parameters: { weight: 0.5 } },
+      { model: b, parameters: { weight: 0.5 } },
+    ],
+    ...extra,
+  });
 
   test('a shared 30-token vocabulary cuts embed_tokens and lm_head from 40 rows to 30, the rows merged as before; config vocab_size 30', async () => {
     const [a, b] = await pair(31, [vocabulary(30), vocabulary(30)]);
@@ -186,20 +244,37 @@ describe('tokenizer_source: the embeddings are rebuilt for that vocabulary (merg
   test('vocabularies that differ are refused with the token that differs (mergekit would move rows); so are embeddings shorter than the vocabulary', async () => {
     const other = { ...vocabulary(30), t3: 4, t4: 3 };
     const [a, b] = await pair(32, [vocabulary(30), other]);
-    await expect(merge(parseRecipe(recipe(a, b, { tokenizer_source: a })), { output: path.join(dir, `out-${counter++}`) })).rejects.toThrow(/tokenizer_source: token "t3" is id 3 in .* but id 4 in .*; mergekit would move or average embedding rows/);
+    await expect(merge(parseRecipe(recipe(a, b, { tokenizer_source: a })), { output: path.join(dir, `out-${counter++}`) })).rejects.toThrow(
+      /tokenizer_source: token "t3" is id 3 in .* but id 4 in .*; mergekit would move or average embedding rows/,
+    );
     const [c, d] = await pair(33, [vocabulary(41), vocabulary(41)]);
-    await expect(merge(parseRecipe(recipe(c, d, { tokenizer_source: c })), { output: path.join(dir, `out-${counter++}`) })).rejects.toThrow(/ids up to 40, past its config vocab_size 40/);
+    await expect(merge(parseRecipe(recipe(c, d, { tokenizer_source: c })), { output: path.join(dir, `out-${counter++}`) })).rejects.toThrow(
+      /ids up to 40, past its config vocab_size 40/,
+    );
   });
 });
 
 test('F8_E4M3FNUZ and F8_E5M2FNUZ tensors are read and copied byte for byte (the engine computes on F32, F16 and BF16 only)', async () => {
   const next = rng(41);
-  const specs = [...qwen3Names(1), { name: 'model.layers.0.mlp.down_proj.weight_scale', shape: [4, 6] }, { name: 'model.layers.0.mlp.up_proj.weight_scale', shape: [5] }];
-  const fp8 = (name: string): SafetensorsDtype => (name.endsWith('down_proj.weight_scale') ? 'F8_E4M3FNUZ' : name.endsWith('up_proj.weight_scale') ? 'F8_E5M2FNUZ' : 'BF16');
+  const specs = [
+    ...qwen3Names(1),
+    { name: 'model.layers.0.mlp.down_proj.weight_scale', shape: [4, 6] },
+    { name: 'model.layers.0.mlp.up_proj.weight_scale', shape: [5] },
+  ];
+  const fp8 = (name: string): SafetensorsDtype =>
+    name.endsWith('down_proj.weight_scale') ? 'F8_E4M3FNUZ' : name.endsWith('up_proj.weight_scale') ? 'F8_E5M2FNUZ' : 'BF16';
   const models = await Promise.all(
     [0, 1].map(async (k) => {
       const d = path.join(dir, `fnuz-${k}`);
-      await writeModel(d, specs, 1, fp8, (spec, dt) => (dt === 'BF16' ? randomTensor('BF16', count(spec), next) : Buffer.from(Array.from({ length: count(spec) }, () => Math.floor(next() * 256)))), `f${k}`);
+      await writeModel(
+        d,
+        specs,
+        1,
+        fp8,
+        (spec, dt) =>
+          dt === 'BF16' ? randomTensor('BF16', count(spec), next) : Buffer.from(Array.from({ length: count(spec) }, () => Math.floor(next() * 256))),
+        `f${k}`,
+      );
       return d;
     }),
   );
@@ -215,7 +290,12 @@ test('F8_E4M3FNUZ and F8_E5M2FNUZ tensors are read and copied byte for byte (the
 test('int8_mask, rescale and density on task_arithmetic are accepted and change nothing, as in mergekit without sparsification', async () => {
   const [base, m1] = await family(51, ['BF16', 'BF16']);
   const outs = [path.join(dir, `out-${counter++}`), path.join(dir, `out-${counter++}`)];
-  const recipe = (extra: Record<string, unknown>, density?: number) => ({ merge_method: 'task_arithmetic', base_model: base, parameters: extra, models: [{ model: m1, parameters: { weight: 0.7, ...(density === undefined ? {} : { density }) } }] });
+  const recipe = (extra: Record<string, unknown>, density?: number) => ({
+    merge_method: 'task_arithmetic',
+    base_model: base,
+    parameters: extra,
+    models: [{ model: m1, parameters: { weight: 0.7, ...(density === undefined ? {} : { density }) } }],
+  });
   await merge(parseRecipe(recipe({})), { output: outs[0], threads: 2 });
   await merge(parseRecipe(recipe({ int8_mask: true, rescale: true }, 0.3)), { output: outs[1], threads: 2 });
   const [a, b] = await Promise.all(outs.map((o) => openCheckpoint(o)));

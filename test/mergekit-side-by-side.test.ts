@@ -72,28 +72,99 @@ describe('weightmix against mergekit', () => {
   });
 
   const recipes: [string, () => Record<string, unknown>, (d: Distance) => void][] = [
-    ['linear', () => ({ merge_method: 'linear', models: [{ model: A, parameters: { weight: 0.3 } }, { model: B, parameters: { weight: 0.7 } }] }), (d) => expect(d.maxUlp).toBeLessThanOrEqual(2)],
-    ['slerp', () => ({ merge_method: 'slerp', base_model: A, parameters: { t: [0, 0.5, 1] }, models: [{ model: A }, { model: F }] }), (d) => expect(d.relL2).toBeLessThan(1e-6)],
-    ['task_arithmetic', () => ({ merge_method: 'task_arithmetic', base_model: N, models: [{ model: A, parameters: { weight: 0.7 } }, { model: B, parameters: { weight: 0.7 } }] }), (d) => expect(d.maxUlp).toBeLessThanOrEqual(2)],
-    ['ties', () => ({ merge_method: 'ties', base_model: N, models: [{ model: A, parameters: { weight: 0.5, density: 0.5 } }, { model: B, parameters: { weight: 0.5, density: 0.5 } }] }), (d) => expect(d.relL2).toBeLessThan(1e-2)],
-    ['breadcrumbs', () => ({ merge_method: 'breadcrumbs', base_model: N, models: [{ model: A, parameters: { weight: 0.6, density: 0.4, gamma: 0.05 } }, { model: B, parameters: { weight: 0.6, density: 0.4, gamma: 0.05 } }] }), (d) => expect(d.relL2).toBeLessThan(1e-2)],
-    ['model_stock', () => ({ merge_method: 'model_stock', base_model: A, models: [{ model: B }, { model: N }, { model: F }] }), (d) => expect(d.relL2).toBeLessThan(1e-6)],
+    [
+      'linear',
+      () => ({
+        merge_method: 'linear',
+        models: [
+          { model: A, parameters: { weight: 0.3 } },
+          { model: B, parameters: { weight: 0.7 } },
+        ],
+      }),
+      (d) => expect(d.maxUlp).toBeLessThanOrEqual(2),
+    ],
+    [
+      'slerp',
+      () => ({ merge_method: 'slerp', base_model: A, parameters: { t: [0, 0.5, 1] }, models: [{ model: A }, { model: F }] }),
+      (d) => expect(d.relL2).toBeLessThan(1e-6),
+    ],
+    [
+      'task_arithmetic',
+      () => ({
+        merge_method: 'task_arithmetic',
+        base_model: N,
+        models: [
+          { model: A, parameters: { weight: 0.7 } },
+          { model: B, parameters: { weight: 0.7 } },
+        ],
+      }),
+      (d) => expect(d.maxUlp).toBeLessThanOrEqual(2),
+    ],
+    [
+      'ties',
+      () => ({
+        merge_method: 'ties',
+        base_model: N,
+        models: [
+          { model: A, parameters: { weight: 0.5, density: 0.5 } },
+          { model: B, parameters: { weight: 0.5, density: 0.5 } },
+        ],
+      }),
+      (d) => expect(d.relL2).toBeLessThan(1e-2),
+    ],
+    [
+      'breadcrumbs',
+      () => ({
+        merge_method: 'breadcrumbs',
+        base_model: N,
+        models: [
+          { model: A, parameters: { weight: 0.6, density: 0.4, gamma: 0.05 } },
+          { model: B, parameters: { weight: 0.6, density: 0.4, gamma: 0.05 } },
+        ],
+      }),
+      (d) => expect(d.relL2).toBeLessThan(1e-2),
+    ],
+    [
+      'model_stock',
+      () => ({ merge_method: 'model_stock', base_model: A, models: [{ model: B }, { model: N }, { model: F }] }),
+      (d) => expect(d.relL2).toBeLessThan(1e-6),
+    ],
     // passthrough is not compared: mergekit leaves config.json's layer_types at the source depth and
     // transformers 5 refuses the stacked config (num_hidden_layers 6, 4 layer_types) before any tensor is written.
     ['karcher', () => ({ merge_method: 'karcher', models: [{ model: A }, { model: B }, { model: F }] }), (d) => expect(d.relL2).toBeLessThan(1e-5)],
-    ['multislerp', () => ({ merge_method: 'multislerp', base_model: N, models: [{ model: A, parameters: { weight: 0.5 } }, { model: B, parameters: { weight: 0.3 } }, { model: F, parameters: { weight: 0.2 } }] }), (d) => expect(d.relL2).toBeLessThan(1e-5)],
+    [
+      'multislerp',
+      () => ({
+        merge_method: 'multislerp',
+        base_model: N,
+        models: [
+          { model: A, parameters: { weight: 0.5 } },
+          { model: B, parameters: { weight: 0.3 } },
+          { model: F, parameters: { weight: 0.2 } },
+        ],
+      }),
+      (d) => expect(d.relL2).toBeLessThan(1e-5),
+    ],
   ];
 
-  for (const [name, make, check] of recipes) mergekitTest(name, async () => {
-    const doc = { ...make(), dtype: 'float32' };
-    const file = path.join(dir, `${name}.yml`);
-    fs.writeFileSync(file, stringify(doc));
-    const ours = path.join(dir, `wm-${name}`);
-    const theirs = path.join(dir, `mk-${name}`);
-    await merge(parseRecipe(doc), { output: ours, threads: 2 });
-    execFileSync(PYTHON!, ['-W', 'ignore', '-m', 'mergekit.scripts.run_yaml', file, theirs], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, HF_HUB_OFFLINE: '1', CUDA_VISIBLE_DEVICES: '' } });
-    const d = await distance(ours, theirs);
-    table.push(`${name} | ${d.maxUlp.toFixed(1)} | ${d.relL2.toExponential(2)} | ${d.tensors}`);
-    check(d);
-  }, 300000);
+  for (const [name, make, check] of recipes)
+    mergekitTest(
+      name,
+      async () => {
+        const doc = { ...make(), dtype: 'float32' };
+        const file = path.join(dir, `${name}.yml`);
+        fs.writeFileSync(file, stringify(doc));
+        const ours = path.join(dir, `wm-${name}`);
+        const theirs = path.join(dir, `mk-${name}`);
+        await merge(parseRecipe(doc), { output: ours, threads: 2 });
+        execFileSync(PYTHON!, ['-W', 'ignore', '-m', 'mergekit.scripts.run_yaml', file, theirs], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+          env: { ...process.env, HF_HUB_OFFLINE: '1', CUDA_VISIBLE_DEVICES: '' },
+        });
+        const d = await distance(ours, theirs);
+        table.push(`${name} | ${d.maxUlp.toFixed(1)} | ${d.relL2.toExponential(2)} | ${d.tensors}`);
+        check(d);
+      },
+      300000,
+    );
 });

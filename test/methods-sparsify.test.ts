@@ -53,7 +53,9 @@ async function runRaw(base: number[], models: number[][], spec: Omit<SparseMerge
   const files = [writeF32(base), ...models.map(writeF32)];
   const fullSpec: SparseMergeSpec = { ...spec, base: 0 };
   const tensor: SparseTensor = { name, count: base.length, spec: fullSpec, source: (m) => ({ file: files[m], offset: 0, dtype: 'F32' as NativeDtype }) };
-  const resolved = (await resolveSparse([tensor], (p) => runPlan({ ...p, outputs: [], threads: engine.threads, blockBytes: engine.blockBytes, direct: false }))).get(name)!;
+  const resolved = (
+    await resolveSparse([tensor], (p) => runPlan({ ...p, outputs: [], threads: engine.threads, blockBytes: engine.blockBytes, direct: false }))
+  ).get(name)!;
   const outFile = path.join(dir, `out-${counter++}.f32`);
   await runPlan({
     inputs: files,
@@ -74,7 +76,15 @@ async function runRaw(base: number[], models: number[][], spec: Omit<SparseMerge
 }
 
 const f32 = (x: number) => Math.fround(x);
-const model = (m: number, over: Partial<SparseModelSpec> = {}): SparseModelSpec => ({ model: m, weight: 1, selection: 'magnitude', density: 1, gamma: 0, rescale: 'none', ...over });
+const model = (m: number, over: Partial<SparseModelSpec> = {}): SparseModelSpec => ({
+  model: m,
+  weight: 1,
+  selection: 'magnitude',
+  density: 1,
+  gamma: 0,
+  rescale: 'none',
+  ...over,
+});
 /** Keeps exactly the selected elements of the single model: out = base + 1·δ where kept, base elsewhere. */
 const selectOnly = (over: Partial<SparseModelSpec>) => ({ models: [model(1, over)], consensus: null, normalize: false, lambda: 1, seed: 0 });
 
@@ -151,7 +161,13 @@ describe('DARE masks', () => {
   const n = 100003;
   const ones = new Array(n).fill(1);
   const zeros = new Array(n).fill(0);
-  const dare = (density: number, seed: number) => ({ models: [model(1, { selection: 'random', density })], consensus: null, normalize: false, lambda: 1, seed });
+  const dare = (density: number, seed: number) => ({
+    models: [model(1, { selection: 'random', density })],
+    consensus: null,
+    normalize: false,
+    lambda: 1,
+    seed,
+  });
 
   test('the same for 1, 2 and 3 threads and any block size, and equal to the documented generator', async () => {
     const outs: number[][] = [];
@@ -191,10 +207,22 @@ describe('DARE masks', () => {
   test("rescale 'inverse' multiplies kept values by 1/density; L1 matching restores Σ|δ|", async () => {
     const r = rng(9);
     const delta = Array.from({ length: n }, () => f32(r() - 0.3));
-    const inv = (await runRaw(zeros, [delta], { ...dare(0.25, 1), models: [model(1, { selection: 'random', density: 0.25, rescale: 'inverse' })] }, { threads: 2, blockBytes: 4096 })).out;
+    const inv = (
+      await runRaw(
+        zeros,
+        [delta],
+        { ...dare(0.25, 1), models: [model(1, { selection: 'random', density: 0.25, rescale: 'inverse' })] },
+        { threads: 2, blockBytes: 4096 },
+      )
+    ).out;
     const mask = dareMaskRef(1, 'model.layers.0.mlp.up_proj.weight', 1, n, 0.25);
     expect(inv).toEqual(delta.map((d, i) => (mask[i] ? f32(d * 4) : 0)));
-    const { out, resolved } = await runRaw(zeros, [delta], { ...dare(0.25, 1), models: [model(1, { selection: 'random', density: 0.25, rescale: 'l1' })] }, { threads: 3, blockBytes: 4096 });
+    const { out, resolved } = await runRaw(
+      zeros,
+      [delta],
+      { ...dare(0.25, 1), models: [model(1, { selection: 'random', density: 0.25, rescale: 'l1' })] },
+      { threads: 3, blockBytes: 4096 },
+    );
     const scale = l1ScaleRef(delta, mask);
     expect(resolved.models[0].scale).toBeCloseTo(scale, 12);
     expect(out).toEqual(delta.map((d, i) => (mask[i] ? f32(d * f32(scale)) : 0)));
@@ -233,7 +261,14 @@ describe('merge recipes', () => {
   type Keep = (name: string, delta: number[], model: number) => { keep: boolean[]; scale: number };
 
   /** Worst ulp distance from the oracle over every tensor, with base N and models A, B. */
-  async function worst(doc: Record<string, unknown>, keep: Keep, weights: number[], consensus: 'sum' | 'count' | null, normalize: boolean, lambda = 1): Promise<number> {
+  async function worst(
+    doc: Record<string, unknown>,
+    keep: Keep,
+    weights: number[],
+    consensus: 'sum' | 'count' | null,
+    normalize: boolean,
+    lambda = 1,
+  ): Promise<number> {
     const [a, b, base] = await Promise.all([values(A), values(B), values(N)]);
     const { out, recipe } = await run(doc);
     let w = 0;
@@ -251,13 +286,23 @@ describe('merge recipes', () => {
     return w;
   }
 
-  const magnitudeKeep = (density: number, gamma = 0): Keep => (_, delta) => {
-    const { top, keep } = magnitudeCountsRef(delta.length, density, gamma);
-    return { keep: magnitudeMaskRef(delta, top, keep), scale: 1 };
-  };
+  const magnitudeKeep =
+    (density: number, gamma = 0): Keep =>
+    (_, delta) => {
+      const { top, keep } = magnitudeCountsRef(delta.length, density, gamma);
+      return { keep: magnitudeMaskRef(delta, top, keep), scale: 1 };
+    };
 
   test('ties (the paper baseline: density 0.2, weight 0.5) is within 1 bf16 ulp of the f64 oracle', async () => {
-    const doc = { merge_method: 'ties', base_model: N, models: [{ model: A, parameters: { density: 0.2, weight: 0.5 } }, { model: B, parameters: { density: 0.2, weight: 0.5 } }], dtype: 'bfloat16' };
+    const doc = {
+      merge_method: 'ties',
+      base_model: N,
+      models: [
+        { model: A, parameters: { density: 0.2, weight: 0.5 } },
+        { model: B, parameters: { density: 0.2, weight: 0.5 } },
+      ],
+      dtype: 'bfloat16',
+    };
     expect(await worst(doc, magnitudeKeep(0.2), [0.5, 0.5], 'sum', true)).toBeLessThanOrEqual(1);
   });
 
@@ -267,35 +312,63 @@ describe('merge recipes', () => {
       base_model: N,
       out_dtype: 'float16',
       parameters: { normalize: false, lambda: 0.8, consensus_method: 'count' },
-      models: [{ model: A, parameters: { density: 0.5, weight: 0.3 } }, { model: B, parameters: { density: 0.5, weight: 0.9 } }],
+      models: [
+        { model: A, parameters: { density: 0.5, weight: 0.3 } },
+        { model: B, parameters: { density: 0.5, weight: 0.9 } },
+      ],
     };
     expect(await worst(doc, magnitudeKeep(0.5), [0.3, 0.9], 'count', false, 0.8)).toBeLessThanOrEqual(1);
   });
 
   test('dare_ties (L1 rescale by default) and dare_linear are within 1 bf16 ulp of the oracle with the documented masks', async () => {
-    const dareKeep = (density: number): Keep => (name, delta, m) => {
-      const keep = dareMaskRef(2510, name, m, delta.length, density);
-      return { keep, scale: f32(l1ScaleRef(delta, keep)) };
-    };
-    const models = [{ model: A, parameters: { density: 0.5, weight: 0.5 } }, { model: B, parameters: { density: 0.5, weight: 0.5 } }];
-    expect(await worst({ merge_method: 'dare_ties', base_model: N, random_seed: 2510, models }, dareKeep(0.5), [0.5, 0.5], 'sum', false)).toBeLessThanOrEqual(1);
-    expect(await worst({ merge_method: 'dare_linear', base_model: N, random_seed: 2510, models }, dareKeep(0.5), [0.5, 0.5], null, false)).toBeLessThanOrEqual(1);
+    const dareKeep =
+      (density: number): Keep =>
+      (name, delta, m) => {
+        const keep = dareMaskRef(2510, name, m, delta.length, density);
+        return { keep, scale: f32(l1ScaleRef(delta, keep)) };
+      };
+    const models = [
+      { model: A, parameters: { density: 0.5, weight: 0.5 } },
+      { model: B, parameters: { density: 0.5, weight: 0.5 } },
+    ];
+    expect(await worst({ merge_method: 'dare_ties', base_model: N, random_seed: 2510, models }, dareKeep(0.5), [0.5, 0.5], 'sum', false)).toBeLessThanOrEqual(
+      1,
+    );
+    expect(await worst({ merge_method: 'dare_linear', base_model: N, random_seed: 2510, models }, dareKeep(0.5), [0.5, 0.5], null, false)).toBeLessThanOrEqual(
+      1,
+    );
   });
 
   test("dare_linear with rescale: 'inverse' scales kept values by 1/density (the DARE paper)", async () => {
-    const models = [{ model: A, parameters: { density: 0.25, weight: 1 } }, { model: B, parameters: { density: 0.25, weight: 0.5 } }];
+    const models = [
+      { model: A, parameters: { density: 0.25, weight: 1 } },
+      { model: B, parameters: { density: 0.25, weight: 0.5 } },
+    ];
     const keep: Keep = (name, delta, m) => ({ keep: dareMaskRef(0, name, m, delta.length, 0.25), scale: 4 });
-    expect(await worst({ merge_method: 'dare_linear', base_model: N, parameters: { rescale: 'inverse' }, models }, keep, [1, 0.5], null, false)).toBeLessThanOrEqual(1);
+    expect(
+      await worst({ merge_method: 'dare_linear', base_model: N, parameters: { rescale: 'inverse' }, models }, keep, [1, 0.5], null, false),
+    ).toBeLessThanOrEqual(1);
   });
 
   test('breadcrumbs and breadcrumbs_ties drop the gamma outliers and keep the next density share', async () => {
-    const models = [{ model: A, parameters: { density: 0.4, gamma: 0.05, weight: 0.6 } }, { model: B, parameters: { density: 0.4, gamma: 0.05, weight: 0.6 } }];
+    const models = [
+      { model: A, parameters: { density: 0.4, gamma: 0.05, weight: 0.6 } },
+      { model: B, parameters: { density: 0.4, gamma: 0.05, weight: 0.6 } },
+    ];
     expect(await worst({ merge_method: 'breadcrumbs', base_model: N, models }, magnitudeKeep(0.4, 0.05), [0.6, 0.6], null, false)).toBeLessThanOrEqual(1);
     expect(await worst({ merge_method: 'breadcrumbs_ties', base_model: N, models }, magnitudeKeep(0.4, 0.05), [0.6, 0.6], 'sum', false)).toBeLessThanOrEqual(1);
   });
 
   test('a dare_ties merge is byte-identical with 1 and 3 threads', async () => {
-    const doc = { merge_method: 'dare_ties', base_model: N, random_seed: 5, models: [{ model: A, parameters: { density: 0.3, weight: 1 } }, { model: B, parameters: { density: 0.3, weight: 1 } }] };
+    const doc = {
+      merge_method: 'dare_ties',
+      base_model: N,
+      random_seed: 5,
+      models: [
+        { model: A, parameters: { density: 0.3, weight: 1 } },
+        { model: B, parameters: { density: 0.3, weight: 1 } },
+      ],
+    };
     const one = await run(doc, 1);
     const three = await run(doc, 3);
     for (const shard of one.out.shards) {
@@ -304,9 +377,14 @@ describe('merge recipes', () => {
   });
 
   test('refuses a density outside [0, 1], an unknown rescale and a missing base model', async () => {
-    const models = [{ model: A, parameters: { density: 1.5, weight: 1 } }, { model: B, parameters: { weight: 1 } }];
+    const models = [
+      { model: A, parameters: { density: 1.5, weight: 1 } },
+      { model: B, parameters: { weight: 1 } },
+    ];
     await expect(run({ merge_method: 'ties', base_model: N, models })).rejects.toThrow(/'density' must lie in \[0, 1\]/);
-    await expect(run({ merge_method: 'dare_linear', base_model: N, parameters: { rescale: 'l2' }, models: [{ model: A, parameters: { weight: 1 } }] })).rejects.toThrow(/'rescale' must be/);
+    await expect(
+      run({ merge_method: 'dare_linear', base_model: N, parameters: { rescale: 'l2' }, models: [{ model: A, parameters: { weight: 1 } }] }),
+    ).rejects.toThrow(/'rescale' must be/);
     expect(() => parseRecipe({ merge_method: 'ties', models: [{ model: A, parameters: { weight: 1 } }] })).toThrow(/ties needs a base_model/);
   });
 });

@@ -56,7 +56,12 @@ async function worstUlp(doc: Record<string, unknown>, oracle: (name: string) => 
 }
 
 test('karcherWeights on a Gram matrix equal the f64 oracle on the vectors themselves (two, three and a zero vector)', () => {
-  const vs = [[1, 0.2, -0.5, 0.3], [0.8, 0.5, -0.1, 0.9], [-0.3, 0.7, 0.4, 0.1], [0, 0, 0, 0]];
+  const vs = [
+    [1, 0.2, -0.5, 0.3],
+    [0.8, 0.5, -0.1, 0.9],
+    [-0.3, 0.7, 0.4, 0.1],
+    [0, 0, 0, 0],
+  ];
   for (const set of [vs.slice(0, 2), vs.slice(0, 3), vs]) {
     const g = set.map((a) => set.map((b) => a.reduce((s, x, i) => s + x * b[i], 0)));
     const w = karcherWeights(g, 10, 1e-5);
@@ -66,7 +71,7 @@ test('karcherWeights on a Gram matrix equal the f64 oracle on the vectors themse
   }
 });
 
-test('karcher of three models (max_iter 20) is within 1 bf16 ulp of mergekit\'s iteration on whole tensors', async () => {
+test("karcher of three models (max_iter 20) is within 1 bf16 ulp of mergekit's iteration on whole tensors", async () => {
   const [a, b, f] = await Promise.all([values(A), values(B), values(F)]);
   const doc = { merge_method: 'karcher', parameters: { max_iter: 20 }, models: [{ model: A }, { model: B }, { model: F }] };
   expect(await worstUlp(doc, (k) => karcherRef([a.get(k)!, b.get(k)!, f.get(k)!], 20))).toBeLessThanOrEqual(1);
@@ -74,12 +79,29 @@ test('karcher of three models (max_iter 20) is within 1 bf16 ulp of mergekit\'s 
 
 test('multislerp of three models, unequal weights, no base: within 1 bf16 ulp of the oracle', async () => {
   const [a, b, f] = await Promise.all([values(A), values(B), values(F)]);
-  const doc = { merge_method: 'multislerp', models: [{ model: A, parameters: { weight: 0.5 } }, { model: B, parameters: { weight: 0.3 } }, { model: F, parameters: { weight: 0.2 } }] };
+  const doc = {
+    merge_method: 'multislerp',
+    models: [
+      { model: A, parameters: { weight: 0.5 } },
+      { model: B, parameters: { weight: 0.3 } },
+      { model: F, parameters: { weight: 0.2 } },
+    ],
+  };
   expect(await worstUlp(doc, (k) => multislerpRef([a.get(k)!, b.get(k)!, f.get(k)!], [0.5, 0.3, 0.2], null))).toBeLessThanOrEqual(1);
 });
 
 test('multislerp of task vectors around a base (normalize_weights false), within 1 f32 ulp with out_dtype float32', async () => {
   const [a, b, f, n] = await Promise.all([values(A), values(B), values(F), values(N)]);
-  const doc = { merge_method: 'multislerp', base_model: N, out_dtype: 'float32', parameters: { normalize_weights: false }, models: [{ model: A, parameters: { weight: 0.6 } }, { model: B, parameters: { weight: 0.6 } }, { model: F, parameters: { weight: 0.2 } }] };
+  const doc = {
+    merge_method: 'multislerp',
+    base_model: N,
+    out_dtype: 'float32',
+    parameters: { normalize_weights: false },
+    models: [
+      { model: A, parameters: { weight: 0.6 } },
+      { model: B, parameters: { weight: 0.6 } },
+      { model: F, parameters: { weight: 0.2 } },
+    ],
+  };
   expect(await worstUlp(doc, (k) => multislerpRef([a.get(k)!, b.get(k)!, f.get(k)!], [0.6, 0.6, 0.2], n.get(k)!, false))).toBeLessThanOrEqual(1);
 });

@@ -60,21 +60,43 @@ async function worstUlp(out: Checkpoint, oracle: (name: string) => number[]): Pr
 
 test('linear of three models with normalize (default) is within 1 bf16 ulp of Σ w·θ / Σ w', async () => {
   const [a, b, n] = await Promise.all([values(A), values(B), values(N)]);
-  const out = await run({ merge_method: 'linear', models: [{ model: A, parameters: { weight: 1 } }, { model: B, parameters: { weight: 3 } }, { model: N, parameters: { weight: 1 } }] });
+  const out = await run({
+    merge_method: 'linear',
+    models: [
+      { model: A, parameters: { weight: 1 } },
+      { model: B, parameters: { weight: 3 } },
+      { model: N, parameters: { weight: 1 } },
+    ],
+  });
   expect(out.tensors.get(out.names[0])!.dtype).toBe('BF16');
   expect(await worstUlp(out, (k) => linearRef([a.get(k)!, b.get(k)!, n.get(k)!], [1, 3, 1], true))).toBeLessThanOrEqual(1);
 });
 
 test('linear with normalize: false and out_dtype float32 is within 1 f32 ulp of Σ w·θ', async () => {
   const [a, b] = await Promise.all([values(A), values(B)]);
-  const out = await run({ merge_method: 'linear', out_dtype: 'float32', parameters: { normalize: false }, models: [{ model: A, parameters: { weight: 0.25 } }, { model: B, parameters: { weight: 0.5 } }] });
+  const out = await run({
+    merge_method: 'linear',
+    out_dtype: 'float32',
+    parameters: { normalize: false },
+    models: [
+      { model: A, parameters: { weight: 0.25 } },
+      { model: B, parameters: { weight: 0.5 } },
+    ],
+  });
   expect(out.tensors.get(out.names[0])!.dtype).toBe('F32');
   expect(await worstUlp(out, (k) => linearRef([a.get(k)!, b.get(k)!], [0.25, 0.5], false))).toBeLessThanOrEqual(1);
 });
 
 test('dtype float16 sets the output dtype when out_dtype is absent, and config.json says so', async () => {
   const [a, b] = await Promise.all([values(A), values(B)]);
-  const out = await run({ merge_method: 'linear', dtype: 'float16', models: [{ model: A, parameters: { weight: 0.2 } }, { model: B, parameters: { weight: 0.8 } }] });
+  const out = await run({
+    merge_method: 'linear',
+    dtype: 'float16',
+    models: [
+      { model: A, parameters: { weight: 0.2 } },
+      { model: B, parameters: { weight: 0.8 } },
+    ],
+  });
   expect(out.tensors.get(out.names[0])!.dtype).toBe('F16');
   expect(await worstUlp(out, (k) => linearRef([a.get(k)!, b.get(k)!], [0.2, 0.8], true))).toBeLessThanOrEqual(1);
   expect(JSON.stringify(out.config)).toMatch(/float16/);
@@ -102,7 +124,19 @@ test('slerp of distant models takes the spherical path, per-tensor t from filter
 test('slerp of nearly parallel tensors (|cos| > 0.9995) falls back to lerp, as mergekit does', async () => {
   const [a, n] = await Promise.all([values(A), values(N)]);
   let lerped = 0;
-  const out = await run({ merge_method: 'slerp', base_model: A, slices: [{ sources: [{ model: A, layer_range: [0, 4] }, { model: N, layer_range: [0, 4] }] }], parameters: { t: 0.6 } });
+  const out = await run({
+    merge_method: 'slerp',
+    base_model: A,
+    slices: [
+      {
+        sources: [
+          { model: A, layer_range: [0, 4] },
+          { model: N, layer_range: [0, 4] },
+        ],
+      },
+    ],
+    parameters: { t: 0.6 },
+  });
   const worst = await worstUlp(out, (k) => {
     const r = slerpRef(0.6, a.get(k)!, n.get(k)!);
     if (r.lerped) lerped++;
@@ -114,7 +148,19 @@ test('slerp of nearly parallel tensors (|cos| > 0.9995) falls back to lerp, as m
 
 test('slerp t gradients interpolate over the layers of the slice (layer i of 4 at t = i/3)', async () => {
   const [a, f] = await Promise.all([values(A), values(F)]);
-  const out = await run({ merge_method: 'slerp', base_model: A, slices: [{ sources: [{ model: A, layer_range: [0, 4] }, { model: F, layer_range: [0, 4] }] }], parameters: { t: [0, 1] } });
+  const out = await run({
+    merge_method: 'slerp',
+    base_model: A,
+    slices: [
+      {
+        sources: [
+          { model: A, layer_range: [0, 4] },
+          { model: F, layer_range: [0, 4] },
+        ],
+      },
+    ],
+    parameters: { t: [0, 1] },
+  });
   const worst = await worstUlp(out, (k) => {
     const layer = /layers\.(\d+)\./.exec(k);
     return slerpRef(layer ? Number(layer[1]) / 3 : 0, a.get(k)!, f.get(k)!).out;
@@ -122,14 +168,29 @@ test('slerp t gradients interpolate over the layers of the slice (layer i of 4 a
   expect(worst).toBeLessThanOrEqual(1);
 });
 
-test('the moments pass reports progress through the merge\'s onProgress (stage statistics, then write), ending at its bytes read', async () => {
+test("the moments pass reports progress through the merge's onProgress (stage statistics, then write), ending at its bytes read", async () => {
   const events: MergeProgress[] = [];
   const out = path.join(dir, `out-${counter++}`);
-  await merge(parseRecipe({ merge_method: 'slerp', base_model: A, slices: [{ sources: [{ model: A, layer_range: [0, 4] }, { model: F, layer_range: [0, 4] }] }], parameters: { t: 0.5 } }), {
-    output: out,
-    threads: 2,
-    onProgress: (p) => events.push(p),
-  });
+  await merge(
+    parseRecipe({
+      merge_method: 'slerp',
+      base_model: A,
+      slices: [
+        {
+          sources: [
+            { model: A, layer_range: [0, 4] },
+            { model: F, layer_range: [0, 4] },
+          ],
+        },
+      ],
+      parameters: { t: 0.5 },
+    }),
+    {
+      output: out,
+      threads: 2,
+      onProgress: (p) => events.push(p),
+    },
+  );
   const [a, f] = await Promise.all([openCheckpoint(A), openCheckpoint(F)]);
   const floats = a.names.filter((n) => /^(BF16|F16|F32)$/.test(a.tensors.get(n)!.dtype));
   const read = floats.reduce((n, k) => n + a.tensors.get(k)!.byteLength + f.tensors.get(k)!.byteLength, 0);
@@ -144,13 +205,25 @@ test('the moments pass reports progress through the merge\'s onProgress (stage s
 
 test('task_arithmetic (the paper baseline: 0.7 for both from a base) is within 1 bf16 ulp of base + Σ w·(θ − base)', async () => {
   const [a, b, n] = await Promise.all([values(A), values(B), values(N)]);
-  const out = await run({ merge_method: 'task_arithmetic', base_model: N, models: [{ model: A, parameters: { weight: 0.7 } }, { model: B, parameters: { weight: 0.7 } }] });
+  const out = await run({
+    merge_method: 'task_arithmetic',
+    base_model: N,
+    models: [
+      { model: A, parameters: { weight: 0.7 } },
+      { model: B, parameters: { weight: 0.7 } },
+    ],
+  });
   expect(await worstUlp(out, (k) => taskArithmeticRef(n.get(k)!, [a.get(k)!, b.get(k)!], [0.7, 0.7], 1, false))).toBeLessThanOrEqual(1);
 });
 
 test('task_arithmetic with normalize and lambda scales the normalized task vector', async () => {
   const [a, b, n] = await Promise.all([values(A), values(B), values(N)]);
-  const out = await run({ merge_method: 'task_arithmetic', base_model: N, parameters: { normalize: true, lambda: 0.5 }, models: [{ model: N }, { model: A, parameters: { weight: 1 } }, { model: B, parameters: { weight: 3 } }] });
+  const out = await run({
+    merge_method: 'task_arithmetic',
+    base_model: N,
+    parameters: { normalize: true, lambda: 0.5 },
+    models: [{ model: N }, { model: A, parameters: { weight: 1 } }, { model: B, parameters: { weight: 3 } }],
+  });
   expect(await worstUlp(out, (k) => taskArithmeticRef(n.get(k)!, [a.get(k)!, b.get(k)!], [1, 3], 0.5, true))).toBeLessThanOrEqual(1);
 });
 
@@ -161,7 +234,10 @@ test('model_stock of three models around a base is within 1 bf16 ulp of t·mean 
 });
 
 test('passthrough stacks layer ranges into a deeper model: renumbered names, byte-identical data, config depth; embeddings from the first slice, norm and head from the last', async () => {
-  const out = await run({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 3] }] }, { sources: [{ model: B, layer_range: [1, 4] }] }] });
+  const out = await run({
+    merge_method: 'passthrough',
+    slices: [{ sources: [{ model: A, layer_range: [0, 3] }] }, { sources: [{ model: B, layer_range: [1, 4] }] }],
+  });
   const [ca, cb] = await Promise.all([openCheckpoint(A), openCheckpoint(B)]);
   expect(out.config?.num_hidden_layers).toBe(6);
   const layers = new Set(out.names.map((n) => /layers\.(\d+)\./.exec(n)?.[1]).filter(Boolean));
@@ -184,15 +260,43 @@ test('passthrough stacks layer ranges into a deeper model: renumbered names, byt
 
 test('passthrough scale multiplies a slice (within 1 bf16 ulp), per-source parameters over global', async () => {
   const a = await values(A);
-  const out = await run({ merge_method: 'passthrough', parameters: { scale: 2 }, slices: [{ sources: [{ model: A, layer_range: [0, 4], parameters: { scale: [{ filter: 'mlp', value: 0.5 }, { filter: 'layers.', value: 1 }] } }] }] });
+  const out = await run({
+    merge_method: 'passthrough',
+    parameters: { scale: 2 },
+    slices: [
+      {
+        sources: [
+          {
+            model: A,
+            layer_range: [0, 4],
+            parameters: {
+              scale: [
+                { filter: 'mlp', value: 0.5 },
+                { filter: 'layers.', value: 1 },
+              ],
+            },
+          },
+        ],
+      },
+    ],
+  });
   expect(await worstUlp(out, (k) => a.get(k)!.map((x) => x * (!k.includes('layers.') ? 2 : k.includes('mlp') ? 0.5 : 1)))).toBeLessThanOrEqual(1);
 });
 
 test('tokenizer_source picks whose sidecars are copied; the default is the base model', async () => {
   const read = (d: string, f: string) => fs.readFileSync(path.join(d, f), 'utf8');
-  const differing = fs.readdirSync(A).filter((f) => !f.endsWith('.safetensors') && !f.endsWith('.json') && fs.existsSync(path.join(B, f)) && read(A, f) !== read(B, f));
+  const differing = fs
+    .readdirSync(A)
+    .filter((f) => !f.endsWith('.safetensors') && !f.endsWith('.json') && fs.existsSync(path.join(B, f)) && read(A, f) !== read(B, f));
   const files = differing.length > 0 ? differing : ['generation_config.json'];
-  const toB = await run({ merge_method: 'linear', tokenizer_source: B, models: [{ model: A, parameters: { weight: 1 } }, { model: B, parameters: { weight: 1 } }] });
+  const toB = await run({
+    merge_method: 'linear',
+    tokenizer_source: B,
+    models: [
+      { model: A, parameters: { weight: 1 } },
+      { model: B, parameters: { weight: 1 } },
+    ],
+  });
   for (const f of files) expect(read(toB.dir, f)).toBe(read(B, f));
   const toBase = await run({ merge_method: 'task_arithmetic', base_model: B, tokenizer_source: 'base', models: [{ model: A, parameters: { weight: 0.5 } }] });
   for (const f of files) expect(read(toBase.dir, f)).toBe(read(B, f));
@@ -201,9 +305,24 @@ test('tokenizer_source picks whose sidecars are copied; the default is the base 
 
 test('a method that fails on a tensor leaves no output behind', async () => {
   const out = path.join(dir, 'failed');
-  await expect(merge(parseRecipe({ merge_method: 'linear', models: [{ model: A, parameters: { weight: 1 } }, { model: B, parameters: { weight: -1 } }] }), { output: out })).rejects.toThrow(/sum to 0/);
+  await expect(
+    merge(
+      parseRecipe({
+        merge_method: 'linear',
+        models: [
+          { model: A, parameters: { weight: 1 } },
+          { model: B, parameters: { weight: -1 } },
+        ],
+      }),
+      { output: out },
+    ),
+  ).rejects.toThrow(/sum to 0/);
   expect(fs.existsSync(out)).toBe(false);
-  await expect(merge(parseRecipe({ merge_method: 'model_stock', base_model: A, parameters: { filter_wise: true }, models: [{ model: B }, { model: N }] }), { output: out })).rejects.toThrow(/filter_wise: true is not supported/);
+  await expect(
+    merge(parseRecipe({ merge_method: 'model_stock', base_model: A, parameters: { filter_wise: true }, models: [{ model: B }, { model: N }] }), {
+      output: out,
+    }),
+  ).rejects.toThrow(/filter_wise: true is not supported/);
   expect(fs.existsSync(out)).toBe(false);
 });
 

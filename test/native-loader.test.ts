@@ -86,9 +86,13 @@ describe('loadAddon', () => {
     put(LOCAL, 'x', 1_000_000);
     const failing = loader({ [PREBUILD]: "/lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.34' not found\n(more)" });
     expect(loadAddon(dir, linuxX64('2.31'), {}, failing).loaded.prebuildSkipped).toBe('the prebuild needs glibc 2.34 or newer and this system has 2.31');
-    expect(loadAddon(dir, linuxX64(undefined), {}, failing).loaded.prebuildSkipped).toBe("the prebuild needs glibc 2.34 or newer and this system's C library is not glibc");
+    expect(loadAddon(dir, linuxX64(undefined), {}, failing).loaded.prebuildSkipped).toBe(
+      "the prebuild needs glibc 2.34 or newer and this system's C library is not glibc",
+    );
     // At or above the floor, the loader's own first line is the reason.
-    expect(loadAddon(dir, linuxX64('2.36'), {}, failing).loaded.prebuildSkipped).toBe("the prebuild did not load: /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.34' not found");
+    expect(loadAddon(dir, linuxX64('2.36'), {}, failing).loaded.prebuildSkipped).toBe(
+      "the prebuild did not load: /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.34' not found",
+    );
   });
 
   test('neither: one line naming the platform, the reason and the command that builds from source', () => {
@@ -103,7 +107,9 @@ describe('loadAddon', () => {
     );
     expect(e.message).not.toContain('\n');
     const mac = errorOf(() => loadAddon(dir, { platform: 'darwin', arch: 'arm64', glibc: () => undefined }, {}, loader()));
-    expect(mac.message).toMatch(/^no native addon for darwin-arm64: no prebuild for darwin-arm64 and no local build .*run weightmix on Linux \(WSL2 on Windows, a Linux container on macOS\)$/);
+    expect(mac.message).toMatch(
+      /^no native addon for darwin-arm64: no prebuild for darwin-arm64 and no local build .*run weightmix on Linux \(WSL2 on Windows, a Linux container on macOS\)$/,
+    );
   });
 
   test('a local build that does not load is an error naming it, not a crash', () => {

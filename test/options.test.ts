@@ -4,7 +4,9 @@ import { parseLambda, parseThreads, showValue } from '../lib/options';
 import { parseLambdaList } from '../lib/interpolation/sweep';
 
 test('λ: decimal numbers, extrapolation outside [0, 1] included', () => {
-  expect(['0.8', ' 0.8 ', '1', '0', '.5', '5.', '+0.25', '-0.25', '1.3', '1e-1', '2E0'].map((v) => parseLambda(v))).toEqual([0.8, 0.8, 1, 0, 0.5, 5, 0.25, -0.25, 1.3, 0.1, 2]);
+  expect(['0.8', ' 0.8 ', '1', '0', '.5', '5.', '+0.25', '-0.25', '1.3', '1e-1', '2E0'].map((v) => parseLambda(v))).toEqual([
+    0.8, 0.8, 1, 0, 0.5, 5, 0.25, -0.25, 1.3, 0.1, 2,
+  ]);
   expect(parseLambda(-0.25)).toBe(-0.25);
   expect(parseLambdaList('-0.5,1.5')).toEqual([-0.5, 1.5]);
 });

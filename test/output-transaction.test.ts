@@ -203,7 +203,7 @@ describe('stale cleanup', () => {
     await tx.abort();
   });
 
-  test('a swapped-out folder whose output is missing is the user\'s model: it is put back', async () => {
+  test("a swapped-out folder whose output is missing is the user's model: it is put back", async () => {
     const dead = deadPid();
     write(path.join(dir, `.out.weightmix-old-${dead}`, 'model.safetensors'), 'old');
     const notices: string[] = [];
@@ -216,7 +216,13 @@ describe('stale cleanup', () => {
 
   test("a live process's leftovers, other outputs' leftovers and unrelated files stay", async () => {
     const dead = deadPid();
-    const keep = ['.out.weightmix-tmp-1-0123abcd', `.other.weightmix-tmp-${dead}-0123abcd`, `.outer.weightmix-tmp-${dead}-0123abcd`, 'out.weightmix-tmp-5-ab', 'notes'];
+    const keep = [
+      '.out.weightmix-tmp-1-0123abcd',
+      `.other.weightmix-tmp-${dead}-0123abcd`,
+      `.outer.weightmix-tmp-${dead}-0123abcd`,
+      'out.weightmix-tmp-5-ab',
+      'notes',
+    ];
     for (const k of keep) fs.mkdirSync(path.join(dir, k));
     const tx = await OutputTransaction.begin(path.join(dir, 'out'));
     expect(ls(dir)).toEqual([...keep, '.out.weightmix.lock', path.basename(tx.tempDir)].sort());

@@ -37,15 +37,73 @@ const roundTrip = (jobs: NativeJob[]) => loadNative().decodeJobsForTest(packJobs
 
 /** One job of every kind, with the extreme values each field may take. */
 const EVERY_KIND: NativeJob[] = [
-  { count: 8, sources: [{ input: 0, offset: 0, dtype: 'BF16' }, { input: 1, offset: MAX_SAFE, dtype: 'F16' }], dests: [{ output: 0, offset: 16, dtype: 'BF16', op: 'lerp', w: [0.8] }] },
+  {
+    count: 8,
+    sources: [
+      { input: 0, offset: 0, dtype: 'BF16' },
+      { input: 1, offset: MAX_SAFE, dtype: 'F16' },
+    ],
+    dests: [{ output: 0, offset: 16, dtype: 'BF16', op: 'lerp', w: [0.8] }],
+  },
   { count: MAX_SAFE, sources: [{ input: 3, offset: 24, dtype: 'F32' }], dests: [{ output: 2, offset: MAX_SAFE, dtype: 'F16', op: 'copy', w: [0] }] },
-  { count: 1, sources: [{ input: 0, offset: 8, dtype: 'BF16' }, { input: 1, offset: 8, dtype: 'BF16' }], dests: [{ output: 0, offset: 0, dtype: 'F32', op: 'lerp_mi', w: [-0.25] }, { output: 1, offset: 0, dtype: 'BF16', op: 'lerp_mi', w: [1.5] }] },
-  { count: 5, sources: [{ input: 0, offset: 0, dtype: 'F32' }, { input: 1, offset: 0, dtype: 'F16' }, { input: 2, offset: 0, dtype: 'BF16' }], dests: [{ output: 0, offset: 0, dtype: 'F32', op: 'linear', w: [1 / 3, 0, -2e-7] }] },
-  { count: 9, sources: [{ input: 0, offset: 0, dtype: 'BF16' }, { input: 1, offset: 0, dtype: 'BF16' }], dests: [{ output: 0, offset: 0, dtype: 'BF16', op: 'sparse', w: [], params: [0, 0, 1, 4, 0, 1, 1, 1, 0, 0, 4294967295, 4294967295, 1, 0, 0, 0.1 + 0.2] }] },
+  {
+    count: 1,
+    sources: [
+      { input: 0, offset: 8, dtype: 'BF16' },
+      { input: 1, offset: 8, dtype: 'BF16' },
+    ],
+    dests: [
+      { output: 0, offset: 0, dtype: 'F32', op: 'lerp_mi', w: [-0.25] },
+      { output: 1, offset: 0, dtype: 'BF16', op: 'lerp_mi', w: [1.5] },
+    ],
+  },
+  {
+    count: 5,
+    sources: [
+      { input: 0, offset: 0, dtype: 'F32' },
+      { input: 1, offset: 0, dtype: 'F16' },
+      { input: 2, offset: 0, dtype: 'BF16' },
+    ],
+    dests: [{ output: 0, offset: 0, dtype: 'F32', op: 'linear', w: [1 / 3, 0, -2e-7] }],
+  },
+  {
+    count: 9,
+    sources: [
+      { input: 0, offset: 0, dtype: 'BF16' },
+      { input: 1, offset: 0, dtype: 'BF16' },
+    ],
+    dests: [{ output: 0, offset: 0, dtype: 'BF16', op: 'sparse', w: [], params: [0, 0, 1, 4, 0, 1, 1, 1, 0, 0, 4294967295, 4294967295, 1, 0, 0, 0.1 + 0.2] }],
+  },
   { count: 16, sources: [{ input: 0, offset: 0, dtype: 'U8' }], dests: [{ output: 0, offset: 4, dtype: 'U8', op: 'copy', w: [0] }] },
-  { count: 8, sources: [{ input: 0, offset: 0, dtype: 'BF16' }, { input: 1, offset: 0, dtype: 'BF16' }], dests: [], stat: 'histogram', statParams: [3, 53, 11, 0, 0] },
-  { count: 8, sources: [{ input: 0, offset: 0, dtype: 'BF16' }, { input: 1, offset: 0, dtype: 'BF16' }], dests: [], stat: 'l1', statParams: [3, 1, 1, 0, 0, 4294967295, 4294967295, 1, 0, 0, 1] },
-  { count: 8, sources: [{ input: 0, offset: 0, dtype: 'BF16' }, { input: 1, offset: 0, dtype: 'BF16' }], dests: [], moments: true },
+  {
+    count: 8,
+    sources: [
+      { input: 0, offset: 0, dtype: 'BF16' },
+      { input: 1, offset: 0, dtype: 'BF16' },
+    ],
+    dests: [],
+    stat: 'histogram',
+    statParams: [3, 53, 11, 0, 0],
+  },
+  {
+    count: 8,
+    sources: [
+      { input: 0, offset: 0, dtype: 'BF16' },
+      { input: 1, offset: 0, dtype: 'BF16' },
+    ],
+    dests: [],
+    stat: 'l1',
+    statParams: [3, 1, 1, 0, 0, 4294967295, 4294967295, 1, 0, 0, 1],
+  },
+  {
+    count: 8,
+    sources: [
+      { input: 0, offset: 0, dtype: 'BF16' },
+      { input: 1, offset: 0, dtype: 'BF16' },
+    ],
+    dests: [],
+    moments: true,
+  },
   { count: 0, sources: [], dests: [], moments: false },
 ];
 

@@ -48,6 +48,8 @@ test.each([1, 2, 3, 7])('the union of %p parts is byte-identical to a single run
 
 test('a malformed --part is a usage error', async () => {
   for (const part of ['0/3', '4/3', 'a/b', '2']) {
-    await expect(interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: path.join(root, 'bad'), part })).rejects.toMatchObject({ code: 'Usage' });
+    await expect(interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: path.join(root, 'bad'), part })).rejects.toMatchObject({
+      code: 'Usage',
+    });
   }
 });

@@ -45,7 +45,14 @@ beforeAll(async () => {
   const data = (dtype: SafetensorsDtype, name: string) =>
     dtype === 'I64' ? Buffer.alloc(8 * ELEMENTS.get(name)!, 7) : randomTensor(dtype as 'BF16' | 'F16' | 'F32', ELEMENTS.get(name)!, next);
   const write = (tag: 'A' | 'B' | 'C', specs: TensorSpec[], shards: number) =>
-    writeModel(path.join(root, tag), specs, shards, (n) => dtypeIn(tag, n), (s, d) => data(d, s.name), tag);
+    writeModel(
+      path.join(root, tag),
+      specs,
+      shards,
+      (n) => dtypeIn(tag, n),
+      (s, d) => data(d, s.name),
+      tag,
+    );
   await write('A', SPECS, 2);
   await write('B', [...SPECS].reverse(), 1);
   await write('C', SPECS, 2);
@@ -107,9 +114,7 @@ describe('planMerge: output shards and headers', () => {
     const plan = planMerge(spec(lerpAll));
     const shards = A.shards.map((s) => s.name);
     expect(shards).toHaveLength(2);
-    expect(plan.outputs.map((o) => o.path)).toEqual(
-      shards.flatMap((s) => [path.join(root, 'out0', s), path.join(root, 'out1', s)]),
-    );
+    expect(plan.outputs.map((o) => o.path)).toEqual(shards.flatMap((s) => [path.join(root, 'out0', s), path.join(root, 'out1', s)]));
     expect(plan.models.map((m) => m.shards.map((s) => s.name))).toEqual([shards, shards]);
     expect(plan.models.every((m) => m.indexed)).toBe(true);
   });
@@ -184,7 +189,7 @@ describe('planMerge: jobs', () => {
     });
   });
 
-  test('one dest per output model, each writing into that model\'s shard', () => {
+  test("one dest per output model, each writing into that model's shard", () => {
     const plan = planMerge(spec(lerpAll));
     for (const [j, job] of plan.jobs.entries()) {
       expect(job.dests).toHaveLength(2);
@@ -217,9 +222,11 @@ describe('planMerge: jobs', () => {
     ]);
   });
 
-  test('a copy names its model by position in the job\'s sources, which hold every model any output needs, in checkpoint order', () => {
+  test("a copy names its model by position in the job's sources, which hold every model any output needs, in checkpoint order", () => {
     // Output 0 copies B (checkpoint 1); output 1 lerps A and B: sources [A, B], so the copy reads source 1.
-    const plan = planMerge(spec((name, o) => (name === RAW ? lerpAll(name, o) : o === 0 ? { op: 'copy', models: [1], w: [0], dtype: 'BF16' } : lerpAll(name, o))));
+    const plan = planMerge(
+      spec((name, o) => (name === RAW ? lerpAll(name, o) : o === 0 ? { op: 'copy', models: [1], w: [0], dtype: 'BF16' } : lerpAll(name, o))),
+    );
     const job = plan.jobs[A.names.indexOf('model.layers.0.self_attn.q_proj.weight')];
     expect(job.sources.map((s) => plan.inputs[s.input])).toEqual([A, B].map((c) => c.tensors.get('model.layers.0.self_attn.q_proj.weight')!.file));
     expect(job.dests.map((d) => [d.op, d.w, d.dtype])).toEqual([
@@ -237,9 +244,7 @@ describe('planMerge: jobs', () => {
   });
 
   test('linear: one weight per source in checkpoint order, summed when the recipe names a model twice', () => {
-    const plan = planMerge(
-      spec((name, o) => (name === RAW ? lerpAll(name, o) : { op: 'linear', models: [2, 0, 2], w: [0.25, 0.5, 0.125], dtype: 'F32' })),
-    );
+    const plan = planMerge(spec((name, o) => (name === RAW ? lerpAll(name, o) : { op: 'linear', models: [2, 0, 2], w: [0.25, 0.5, 0.125], dtype: 'F32' })));
     const job = plan.jobs[1];
     expect(job.sources.map((s) => plan.inputs[s.input])).toEqual([A, C].map((c) => c.tensors.get(A.names[1])!.file));
     expect(job.dests.map((d) => [d.op, d.w])).toEqual([
@@ -277,8 +282,13 @@ describe('planMerge: jobs', () => {
     const inSecond = A.names.filter((n) => A.tensors.get(n)!.shard === second);
     expect(plan.jobs).toHaveLength(inSecond.length);
     expect(plan.jobs.map((j) => j.dests.map((d) => d.output))).toEqual(inSecond.map(() => [0, 1]));
-    expect(plan.jobs.map((j) => j.dests.map((d) => d.offset))).toEqual(full.jobs.slice(A.names.length - inSecond.length).map((j) => j.dests.map((d) => d.offset)));
-    expect(plan.models.map((m) => m.shards.map((s) => s.written))).toEqual([[false, true], [false, true]]);
+    expect(plan.jobs.map((j) => j.dests.map((d) => d.offset))).toEqual(
+      full.jobs.slice(A.names.length - inSecond.length).map((j) => j.dests.map((d) => d.offset)),
+    );
+    expect(plan.models.map((m) => m.shards.map((s) => s.written))).toEqual([
+      [false, true],
+      [false, true],
+    ]);
     expect(plan.models).toEqual(full.models.map((m) => ({ ...m, shards: m.shards.map((s) => ({ ...s, written: s.name === second })) })));
     expect(plan.bytesToWrite).toBe(plan.outputs.reduce((s, o) => s + o.size, 0));
   });
@@ -293,9 +303,20 @@ describe('planMerge: jobs', () => {
   test('a layout of its own: shard names, tensor-to-shard assignment and order as given, sources still found by name', () => {
     const names = [...A.names].reverse();
     const tensor = (n: string) => ({ name: n, shape: A.tensors.get(n)!.shape, elementCount: ELEMENTS.get(n)! });
-    const layout = { shards: [{ name: 'first.safetensors', tensors: names.slice(0, 1).map(tensor) }, { name: 'rest.safetensors', tensors: names.slice(1).map(tensor) }], indexed: true };
+    const layout = {
+      shards: [
+        { name: 'first.safetensors', tensors: names.slice(0, 1).map(tensor) },
+        { name: 'rest.safetensors', tensors: names.slice(1).map(tensor) },
+      ],
+      indexed: true,
+    };
     const plan = planMerge(spec(lerpAll, { layout }));
-    expect(plan.outputs.map((o) => path.relative(root, o.path))).toEqual(['out0/first.safetensors', 'out1/first.safetensors', 'out0/rest.safetensors', 'out1/rest.safetensors']);
+    expect(plan.outputs.map((o) => path.relative(root, o.path))).toEqual([
+      'out0/first.safetensors',
+      'out1/first.safetensors',
+      'out0/rest.safetensors',
+      'out1/rest.safetensors',
+    ]);
     expect(parseHead(plan.outputs[2]).tensors.map((t) => t.name)).toEqual(names.slice(1));
     expect(plan.models[1].weightMap).toEqual(Object.fromEntries(names.map((n, i) => [n, i === 0 ? 'first.safetensors' : 'rest.safetensors'])));
     plan.jobs.forEach((job, j) => expect(plan.inputs[job.sources[0].input]).toBe(A.tensors.get(names[j])!.file));
@@ -320,9 +341,17 @@ describe('planMerge: errors', () => {
     expect(() => planMerge(spec((name, o) => (name === RAW ? lerpAll(name, o) : { op: 'lerp', models: [1, 0], w: [0.5], dtype: 'BF16' })))).toThrow(
       /^internal: lerp of model\.embed_tokens\.weight must read exactly two models/,
     );
-    expect(() => planMerge(spec((name, o) => (name === RAW ? lerpAll(name, o) : o === 0 ? { op: 'lerp_mi', models: [0, 1], w: [0.5], dtype: 'BF16' } : { op: 'copy', models: [2], w: [0], dtype: 'BF16' })))).toThrow(
-      /^internal: lerp_mi of model\.embed_tokens\.weight must read exactly two models/,
-    );
+    expect(() =>
+      planMerge(
+        spec((name, o) =>
+          name === RAW
+            ? lerpAll(name, o)
+            : o === 0
+              ? { op: 'lerp_mi', models: [0, 1], w: [0.5], dtype: 'BF16' }
+              : { op: 'copy', models: [2], w: [0], dtype: 'BF16' },
+        ),
+      ),
+    ).toThrow(/^internal: lerp_mi of model\.embed_tokens\.weight must read exactly two models/);
   });
 
   test('a sparse recipe without parameters is an internal error', () => {

@@ -5,16 +5,7 @@ import type { TopLevelSpec } from 'vega-lite';
 import { WeightmixError } from '../lib/errors';
 import { readMetricsTable, type MetricsRow } from '../lib/analysis/metrics-table';
 import { stages } from '../lib/analysis/stages';
-import {
-  layerProfileSpec,
-  plotLayerProfile,
-  plotStages,
-  renderChart,
-  renderSvg,
-  stageBands,
-  stagesChartSpec,
-  STAGE_COLORS,
-} from '../lib/analysis/plot';
+import { layerProfileSpec, plotLayerProfile, plotStages, renderChart, renderSvg, stageBands, stagesChartSpec, STAGE_COLORS } from '../lib/analysis/plot';
 
 const PAPER_FIXTURE = path.join(__dirname, 'fixtures/analysis/qwen3-4b-interpolation.csv');
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -31,7 +22,13 @@ afterAll(() => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-const unescape = (s: string) => s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&amp;/g, '&');
+const unescape = (s: string) =>
+  s
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'")
+    .replace(/&amp;/g, '&');
 
 /** Texts of the `<text>` elements inside groups of a vega role class (axis-title, legend-label, …). */
 function roleTexts(svg: string, role: string): string[] {
@@ -125,7 +122,10 @@ describe('stage chart (Think #R, Token #N, Mean@k against λ)', () => {
     const report = stages(paper);
     await expect(plotStages(paper, report, path.join(tmp, 'stages.pdf'))).rejects.toThrow(/^chart file '.*stages\.pdf' must end in \.svg or \.png$/);
     expect(fs.existsSync(path.join(tmp, 'stages.pdf'))).toBe(false);
-    await expect(plotStages(paper, report, path.join(tmp, 'no/such/dir/s.svg'))).rejects.toMatchObject({ code: 'ChartWriteFailed', message: expect.stringMatching(/ENOENT$/) });
+    await expect(plotStages(paper, report, path.join(tmp, 'no/such/dir/s.svg'))).rejects.toMatchObject({
+      code: 'ChartWriteFailed',
+      message: expect.stringMatching(/ENOENT$/),
+    });
   });
 });
 
@@ -168,7 +168,13 @@ describe('layer profile chart', () => {
 describe('renderChart (any vega-lite spec)', () => {
   test('renders a bar per datum to SVG and to PNG', async () => {
     const spec: TopLevelSpec = {
-      data: { values: [{ a: 'x', b: 1 }, { a: 'y', b: 2 }, { a: 'z', b: 3 }] },
+      data: {
+        values: [
+          { a: 'x', b: 1 },
+          { a: 'y', b: 2 },
+          { a: 'z', b: 3 },
+        ],
+      },
       mark: 'bar',
       name: 'bars',
       encoding: { x: { field: 'a', type: 'nominal' }, y: { field: 'b', type: 'quantitative' } },

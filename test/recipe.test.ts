@@ -23,7 +23,14 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-const lin = (extra: Record<string, unknown> = {}) => ({ merge_method: 'linear', models: [{ model: A, parameters: { weight: 1 } }, { model: B, parameters: { weight: 1 } }], ...extra });
+const lin = (extra: Record<string, unknown> = {}) => ({
+  merge_method: 'linear',
+  models: [
+    { model: A, parameters: { weight: 1 } },
+    { model: B, parameters: { weight: 1 } },
+  ],
+  ...extra,
+});
 
 describe('evaluateSetting (mergekit evaluate_setting)', () => {
   test('a scalar is the same for every tensor and position', () => {
@@ -69,7 +76,10 @@ describe('parameter precedence', () => {
   const scope = (over: Partial<ParameterScope> = {}): ParameterScope => ({
     tensorName: 'model.layers.0.mlp.up_proj.weight',
     t: 0,
-    modelParams: new Map([[0, { weight: 0.1 }], [1, { weight: [{ filter: 'attn', value: 0.7 }] }]]),
+    modelParams: new Map([
+      [0, { weight: 0.1 }],
+      [1, { weight: [{ filter: 'attn', value: 0.7 }] }],
+    ]),
     sliceParams: { weight: 0.2, t: 0.4 },
     globalParams: { weight: 0.3, t: 0.5, normalize: false },
     ...over,
@@ -95,7 +105,9 @@ function fakeCheckpoint(dirName: string, layers: number): Checkpoint {
   const names = ['model.embed_tokens.weight'];
   for (let i = 0; i < layers; i++) names.push(`model.layers.${i}.self_attn.q_proj.weight`, `model.layers.${i}.mlp.up_proj.weight`);
   names.push('model.norm.weight', 'lm_head.weight');
-  const tensors = new Map<string, TensorLocation>(names.map((n) => [n, { name: n, dtype: 'BF16', shape: [2], shard: 's', file: dirName, offset: 0, byteLength: 4, elementCount: 2 }]));
+  const tensors = new Map<string, TensorLocation>(
+    names.map((n) => [n, { name: n, dtype: 'BF16', shape: [2], shard: 's', file: dirName, offset: 0, byteLength: 4, elementCount: 2 }]),
+  );
   return { dir: dirName, shards: [], tensors, names, indexed: false, sidecars: [], config: { num_hidden_layers: layers }, tensorBytes: 0 };
 }
 
@@ -105,7 +117,10 @@ describe('output tensors of a recipe', () => {
   });
 
   test('passthrough slices stack into a deeper model: renumbered layers, sources at their own layers, t per slice', () => {
-    const r = parseRecipe({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 3] }] }, { sources: [{ model: B, layer_range: [1, 4] }] }] });
+    const r = parseRecipe({
+      merge_method: 'passthrough',
+      slices: [{ sources: [{ model: A, layer_range: [0, 3] }] }, { sources: [{ model: B, layer_range: [1, 4] }] }],
+    });
     const { tensors, layers, layerSources } = planOutputTensors(r, [fakeCheckpoint(A, 4), fakeCheckpoint(B, 4)]);
     expect(layers).toBe(6);
     expect(layerSources).toEqual([0, 1, 2, 1, 2, 3].map((layer, i) => ({ model: i < 3 ? 0 : 1, layer })));
@@ -125,8 +140,19 @@ describe('output tensors of a recipe', () => {
       merge_method: 'linear',
       parameters: { weight: 9 },
       slices: [
-        { sources: [{ model: A, layer_range: [0, 2], parameters: { weight: 0.25 } }, { model: B, layer_range: [0, 2], parameters: { weight: 0.75 } }] },
-        { sources: [{ model: A, layer_range: [2, 4] }, { model: C, layer_range: [2, 4], parameters: { weight: 0.5 } }], parameters: { weight: 0.1 } },
+        {
+          sources: [
+            { model: A, layer_range: [0, 2], parameters: { weight: 0.25 } },
+            { model: B, layer_range: [0, 2], parameters: { weight: 0.75 } },
+          ],
+        },
+        {
+          sources: [
+            { model: A, layer_range: [2, 4] },
+            { model: C, layer_range: [2, 4], parameters: { weight: 0.5 } },
+          ],
+          parameters: { weight: 0.1 },
+        },
       ],
     });
     const { tensors } = planOutputTensors(r, [fakeCheckpoint(A, 4), fakeCheckpoint(B, 4), fakeCheckpoint(C, 4)]);
@@ -142,7 +168,13 @@ describe('output tensors of a recipe', () => {
   });
 
   test('non-layer tensors take gradients at t = 0 and the models: form per-model parameters', () => {
-    const r = parseRecipe({ merge_method: 'linear', models: [{ model: A, parameters: { weight: [1, 0] } }, { model: B, parameters: { weight: [0, 1] } }] });
+    const r = parseRecipe({
+      merge_method: 'linear',
+      models: [
+        { model: A, parameters: { weight: [1, 0] } },
+        { model: B, parameters: { weight: [0, 1] } },
+      ],
+    });
     const { tensors } = planOutputTensors(r, [fakeCheckpoint(A, 3), fakeCheckpoint(B, 3)]);
     const head = tensors.find((t) => t.name === 'lm_head.weight')!;
     expect(head.scope.t).toBe(0);
@@ -153,14 +185,21 @@ describe('output tensors of a recipe', () => {
     expect(lookupParameter(mid.scope, 'weight', 0)).toBe(0.5);
   });
 
-  test('a base model not among a slice\'s sources joins it at the same layers (task arithmetic)', () => {
-    const r = parseRecipe({ merge_method: 'task_arithmetic', base_model: C, slices: [{ sources: [{ model: A, layer_range: [2, 4], parameters: { weight: 1 } }] }] });
+  test("a base model not among a slice's sources joins it at the same layers (task arithmetic)", () => {
+    const r = parseRecipe({
+      merge_method: 'task_arithmetic',
+      base_model: C,
+      slices: [{ sources: [{ model: A, layer_range: [2, 4], parameters: { weight: 1 } }] }],
+    });
     const { tensors } = planOutputTensors(r, [fakeCheckpoint(A, 4), fakeCheckpoint(C, 4)]);
     const t = tensors.find((x) => x.name === 'model.layers.0.self_attn.q_proj.weight')!;
-    expect(t.sources).toEqual([{ model: 0, name: 'model.layers.2.self_attn.q_proj.weight' }, { model: 1, name: 'model.layers.2.self_attn.q_proj.weight' }]);
+    expect(t.sources).toEqual([
+      { model: 0, name: 'model.layers.2.self_attn.q_proj.weight' },
+      { model: 1, name: 'model.layers.2.self_attn.q_proj.weight' },
+    ]);
   });
 
-  test('a layer_range past the model\'s depth is refused by name', () => {
+  test("a layer_range past the model's depth is refused by name", () => {
     const r = parseRecipe({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 9] }] }] });
     expect(() => planOutputTensors(r, [fakeCheckpoint(A, 4)])).toThrow(/layer_range \[0,9\] goes past the 4 layers/);
   });
@@ -171,7 +210,10 @@ describe('accepted keys', () => {
     const r = parseRecipe({
       merge_method: 'task_arithmetic',
       base_model: C,
-      models: [{ model: A, parameters: { weight: 0.7 } }, { model: B, parameters: { weight: 0.7 } }],
+      models: [
+        { model: A, parameters: { weight: 0.7 } },
+        { model: B, parameters: { weight: 0.7 } },
+      ],
       parameters: { normalize: false, lambda: 1 },
       dtype: 'float32',
       out_dtype: 'bfloat16',
@@ -194,7 +236,15 @@ describe('accepted keys', () => {
     const r = parseRecipe({
       merge_method: 'slerp',
       base_model: A,
-      slices: [{ sources: [{ model: A, layer_range: [0, 2] }, { model: B, layer_range: [2, 4], parameters: { t: 0.1 } }], parameters: { t: [0, 1] } }],
+      slices: [
+        {
+          sources: [
+            { model: A, layer_range: [0, 2] },
+            { model: B, layer_range: [2, 4], parameters: { t: 0.1 } },
+          ],
+          parameters: { t: [0, 1] },
+        },
+      ],
       tokenizer_source: 'base',
     });
     expect(r.form).toBe('slices');
@@ -213,7 +263,7 @@ describe('accepted keys', () => {
     await expect(readRecipeFile(path.join(dir, 'none.yml'))).rejects.toThrow(/recipe file not found/);
   });
 
-  test('a tensor\'s parameter may be a gradient or a filter list at every level', () => {
+  test("a tensor's parameter may be a gradient or a filter list at every level", () => {
     expect(() => parseRecipe(lin({ parameters: { normalize: [{ filter: 'norm', value: false }, { value: true }] } }))).not.toThrow();
   });
 });
@@ -226,10 +276,16 @@ describe('refusals name what they refuse', () => {
   });
   test('keys in a models entry, a slice and a source', () => {
     refuses({ merge_method: 'linear', models: [{ model: A, layer_range: [0, 1] }] }, /models\[0\]: unsupported key 'layer_range'/);
-    refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }], base_model: A }] }, /slices\[0\]: unsupported key 'base_model'/);
+    refuses(
+      { merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }], base_model: A }] },
+      /slices\[0\]: unsupported key 'base_model'/,
+    );
     // mergekit declares a slice's residual_weight and never reads it: accepted, as the no-op it is there.
     expect(parseRecipe({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }], residual_weight: 1 }] }).slices).toHaveLength(1);
-    refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1], weight: 2 }] }] }, /slices\[0\].sources\[0\]: unsupported key 'weight'/);
+    refuses(
+      { merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1], weight: 2 }] }] },
+      /slices\[0\].sources\[0\]: unsupported key 'weight'/,
+    );
     refuses(lin({ parameters: { weight: [{ filter: 'mlp', value: 1, extra: 2 }] } }), /unsupported key 'extra'/);
   });
   test.each(NOT_YET_SUPPORTED)('merge_method %s is refused with its reason', (m) => {
@@ -242,7 +298,10 @@ describe('refusals name what they refuse', () => {
   test('parameters a method does not take, at each level', () => {
     refuses(lin({ parameters: { density: 0.2 } }), /parameters: merge_method linear takes no parameter 'density'/);
     refuses({ merge_method: 'linear', models: [{ model: A, parameters: { weight: 1, t: 0.5 } }] }, /models\[0\].parameters: .*'t'/);
-    refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }], parameters: { weight: 1 } }] }, /slices\[0\].parameters: merge_method passthrough takes no parameter 'weight'/);
+    refuses(
+      { merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }], parameters: { weight: 1 } }] },
+      /slices\[0\].parameters: merge_method passthrough takes no parameter 'weight'/,
+    );
   });
   test('hub ids are kept as written (resolved when the merge opens them); LoRA suffixes and missing folders are refused', () => {
     const hub = parseRecipe({ merge_method: 'linear', models: [{ model: 'Qwen/Qwen3-4B-Instruct-2507' }, { model: 'Qwen/Qwen3-4B-Thinking-2507@v1.0' }] });
@@ -254,9 +313,35 @@ describe('refusals name what they refuse', () => {
     refuses({ merge_method: 'linear' }, /exactly one of 'models' or 'slices'/);
     refuses({ ...lin(), slices: [] }, /exactly one of 'models' or 'slices'/);
     refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [3, 1] }] }] }, /layer_range: expected \[start, end\)/);
-    refuses({ merge_method: 'linear', slices: [{ sources: [{ model: A, layer_range: [0, 2] }, { model: B, layer_range: [0, 3] }] }] }, /same number of layers/);
+    refuses(
+      {
+        merge_method: 'linear',
+        slices: [
+          {
+            sources: [
+              { model: A, layer_range: [0, 2] },
+              { model: B, layer_range: [0, 3] },
+            ],
+          },
+        ],
+      },
+      /same number of layers/,
+    );
     refuses({ merge_method: 'linear', models: [{ model: A }, { model: A }] }, /listed twice/);
-    refuses({ merge_method: 'linear', slices: [{ sources: [{ model: A, layer_range: [0, 2] }, { model: A, layer_range: [2, 4] }] }] }, /appears twice in one slice/);
+    refuses(
+      {
+        merge_method: 'linear',
+        slices: [
+          {
+            sources: [
+              { model: A, layer_range: [0, 2] },
+              { model: A, layer_range: [2, 4] },
+            ],
+          },
+        ],
+      },
+      /appears twice in one slice/,
+    );
   });
   test('values: dtype names, tokenizer_source union and unknown models, random_seed, parameter shapes', () => {
     refuses(lin({ dtype: 'bf16' }), /dtype: expected one of bfloat16, float16, float32/);
@@ -272,11 +357,27 @@ describe('refusals name what they refuse', () => {
   });
   test('method preconditions: base models and model counts', () => {
     refuses({ merge_method: 'slerp', models: [{ model: A }, { model: B }], parameters: { t: 0.5 } }, /slerp needs a base_model/);
-    refuses({ merge_method: 'slerp', base_model: A, models: [{ model: A }, { model: B }, { model: C }], parameters: { t: 0.5 } }, /slerp merges exactly two models, the recipe names 3/);
+    refuses(
+      { merge_method: 'slerp', base_model: A, models: [{ model: A }, { model: B }, { model: C }], parameters: { t: 0.5 } },
+      /slerp merges exactly two models, the recipe names 3/,
+    );
     refuses({ merge_method: 'task_arithmetic', models: [{ model: A, parameters: { weight: 1 } }] }, /task_arithmetic needs a base_model/);
     refuses({ merge_method: 'model_stock', base_model: A, models: [{ model: B }] }, /model_stock needs at least two models besides the base/);
     refuses({ merge_method: 'model_stock', models: [{ model: B }, { model: C }] }, /model_stock needs a base_model/);
-    refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }, { model: B, layer_range: [0, 1] }] }] }, /passthrough takes exactly one source per slice/);
+    refuses(
+      {
+        merge_method: 'passthrough',
+        slices: [
+          {
+            sources: [
+              { model: A, layer_range: [0, 1] },
+              { model: B, layer_range: [0, 1] },
+            ],
+          },
+        ],
+      },
+      /passthrough takes exactly one source per slice/,
+    );
   });
   test('YAML errors and duplicate keys: one line that names line and column', () => {
     const cases: [string, RegExp][] = [
@@ -303,7 +404,10 @@ describe('refusals name what they refuse', () => {
   });
 
   test('a folder or a special file given as the recipe', async () => {
-    await expect(readRecipeFile(A)).rejects.toMatchObject({ code: 'RecipeNotAFile', message: `${A} is a directory: merge takes a YAML recipe file (e.g. examples/mi-0.8.yml)` });
+    await expect(readRecipeFile(A)).rejects.toMatchObject({
+      code: 'RecipeNotAFile',
+      message: `${A} is a directory: merge takes a YAML recipe file (e.g. examples/mi-0.8.yml)`,
+    });
     await expect(readRecipeFile('/dev/null')).rejects.toMatchObject({ code: 'RecipeNotAFile', message: expect.stringMatching(/is not a regular file/) });
   });
 });
@@ -313,7 +417,15 @@ describe('${NAME} in model paths is the environment variable NAME', () => {
 
   test('every model path is expanded, also inside a longer path; other values are not', () => {
     const r = parseRecipe(
-      { merge_method: 'task_arithmetic', base_model: '${DIR}/c', models: [{ model: '${INSTRUCT}', parameters: { weight: 1 } }, { model: '${THINKING}', parameters: { weight: 1 } }], tokenizer_source: '${THINKING}' },
+      {
+        merge_method: 'task_arithmetic',
+        base_model: '${DIR}/c',
+        models: [
+          { model: '${INSTRUCT}', parameters: { weight: 1 } },
+          { model: '${THINKING}', parameters: { weight: 1 } },
+        ],
+        tokenizer_source: '${THINKING}',
+      },
       { env: env() },
     );
     expect(r.models).toEqual([A, B, C]);
@@ -334,7 +446,13 @@ describe('${NAME} in model paths is the environment variable NAME', () => {
   });
 
   test('an unset or empty variable is a one-line error naming it', () => {
-    const recipe = { merge_method: 'linear', models: [{ model: '${INSTRUCT}', parameters: { weight: 1 } }, { model: '${THINKING}', parameters: { weight: 1 } }] };
+    const recipe = {
+      merge_method: 'linear',
+      models: [
+        { model: '${INSTRUCT}', parameters: { weight: 1 } },
+        { model: '${THINKING}', parameters: { weight: 1 } },
+      ],
+    };
     expect(() => parseRecipe(recipe, { env: { INSTRUCT: A } })).toThrow(/^models\[1\]\.model: recipe uses \$\{THINKING\} but it is not set$/);
     expect(() => parseRecipe(recipe, { env: { INSTRUCT: A, THINKING: '' } })).toThrow(/^models\[1\]\.model: recipe uses \$\{THINKING\} but it is empty$/);
     expect(() => parseRecipe({ ...recipe, base_model: '${BASE}' }, { env: env() })).toThrow(/^base_model: recipe uses \$\{BASE\} but it is not set$/);

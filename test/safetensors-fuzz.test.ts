@@ -66,9 +66,40 @@ const validFileArb = headerSpecArb.map(({ tensors, metadata }) => {
 
 /** Tokens that turn a header into a near miss: big integers, signs, fractions, wrong types, broken syntax. */
 const JSON_TOKENS = [
-  '9007199254740993', '18446744073709551615', '-1', '-0', '1.0', '1e3', '0', '7', '"F4"', '"F6_E3M2"', '"X"',
-  '{}', '[]', 'null', 'true', '"__metadata__"', '"dtype"', '"shape"', '"data_offsets"', ',', ':', '"', '{', '}',
-  '[', ']', '\\', '\\u', '\\ud800', ' ', '\n', '\0', '\u00e9', '\ufeff',
+  '9007199254740993',
+  '18446744073709551615',
+  '-1',
+  '-0',
+  '1.0',
+  '1e3',
+  '0',
+  '7',
+  '"F4"',
+  '"F6_E3M2"',
+  '"X"',
+  '{}',
+  '[]',
+  'null',
+  'true',
+  '"__metadata__"',
+  '"dtype"',
+  '"shape"',
+  '"data_offsets"',
+  ',',
+  ':',
+  '"',
+  '{',
+  '}',
+  '[',
+  ']',
+  '\\',
+  '\\u',
+  '\\ud800',
+  ' ',
+  '\n',
+  '\0',
+  '\u00e9',
+  '\ufeff',
 ];
 
 /** A new number for a size field: a small step from the old one, or a value at an edge. */
@@ -197,7 +228,7 @@ function fitData(bytes: Buffer): Buffer {
 function mutate(file: Buffer, mutations: Mutation[]): Buffer {
   let bytes: Buffer = Buffer.from(file);
   for (const m of mutations) {
-    const at = bytes.length === 0 ? 0 : ('at' in m ? m.at % bytes.length : 0);
+    const at = bytes.length === 0 ? 0 : 'at' in m ? m.at % bytes.length : 0;
     switch (m.kind) {
       case 'field': {
         const parts = splitFile(bytes);
@@ -270,7 +301,10 @@ function brokenInvariants(h: SafetensorsHeader, fileSize: number): string[] {
   check(h.dataStart + end === fileSize, 'the data ends at the end of the file');
   check(h.metadata === null || Object.values(h.metadata).every((v) => typeof v === 'string'), 'metadata values are strings');
   const reencoded = encodeSafetensorsHeader(h.tensors, h.metadata).offsets;
-  check(reencoded.every(([b, e], i) => b === h.tensors[i].dataOffsets[0] && e === h.tensors[i].dataOffsets[1]), 're-encoding reproduces the offsets');
+  check(
+    reencoded.every(([b, e], i) => b === h.tensors[i].dataOffsets[0] && e === h.tensors[i].dataOffsets[1]),
+    're-encoding reproduces the offsets',
+  );
   return broken;
 }
 
@@ -375,7 +409,8 @@ describe('parseJsonStrict fuzzing', () => {
     const text = fc.oneof(
       fc.string({ unit: fc.constantFrom(...JSONISH_CHARS), maxLength: 40 }),
       fc.string({ unit: 'binary', maxLength: 20 }),
-      fc.tuple(fc.json({ maxDepth: 4 }), fc.array(fc.tuple(fc.nat(), fc.nat({ max: 2 }), fc.constantFrom(...JSON_TOKENS, ...JSONISH_CHARS)), { maxLength: 3 }))
+      fc
+        .tuple(fc.json({ maxDepth: 4 }), fc.array(fc.tuple(fc.nat(), fc.nat({ max: 2 }), fc.constantFrom(...JSON_TOKENS, ...JSONISH_CHARS)), { maxLength: 3 }))
         .map(([json, edits]) => edits.reduce((s, [at, cut, token]) => s.slice(0, at % (s.length + 1)) + token + s.slice((at % (s.length + 1)) + cut), json)),
     );
     fc.assert(fc.property(text, expectAgreesWithJsonParse), params);

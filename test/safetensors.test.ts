@@ -45,15 +45,40 @@ const crateBytes = (s: string): Buffer => Buffer.from(s, 'latin1');
 describe('dtypes', () => {
   test('DTYPE_BITS is the Rust crate Dtype::bitsize table, all 22 dtypes (0.8 added the FNUZ F8 variants)', () => {
     expect(DTYPE_BITS).toEqual({
-      BOOL: 8, F4: 4, F6_E2M3: 6, F6_E3M2: 6, U8: 8, I8: 8, F8_E5M2: 8, F8_E4M3: 8, F8_E8M0: 8, F8_E4M3FNUZ: 8, F8_E5M2FNUZ: 8,
-      I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32, F32: 32, C64: 64, F64: 64, I64: 64, U64: 64,
+      BOOL: 8,
+      F4: 4,
+      F6_E2M3: 6,
+      F6_E3M2: 6,
+      U8: 8,
+      I8: 8,
+      F8_E5M2: 8,
+      F8_E4M3: 8,
+      F8_E8M0: 8,
+      F8_E4M3FNUZ: 8,
+      F8_E5M2FNUZ: 8,
+      I16: 16,
+      U16: 16,
+      F16: 16,
+      BF16: 16,
+      I32: 32,
+      U32: 32,
+      F32: 32,
+      C64: 64,
+      F64: 64,
+      I64: 64,
+      U64: 64,
     });
     expect(Object.isFrozen(DTYPE_BITS)).toBe(true);
   });
 
   test('F8_E4M3FNUZ and F8_E5M2FNUZ (PyTorch writes them; the crate reads them since 0.8) are read with one byte per element', async () => {
-    const header = await readBytes(safetensorsBytes('{"a":{"dtype":"F8_E4M3FNUZ","shape":[2,3],"data_offsets":[0,6]},"b":{"dtype":"F8_E5M2FNUZ","shape":[4],"data_offsets":[6,10]}}', 10));
-    expect(header.tensors.map((t) => [t.name, t.dtype, t.byteLength, t.elementCount])).toEqual([['a', 'F8_E4M3FNUZ', 6, 6], ['b', 'F8_E5M2FNUZ', 4, 4]]);
+    const header = await readBytes(
+      safetensorsBytes('{"a":{"dtype":"F8_E4M3FNUZ","shape":[2,3],"data_offsets":[0,6]},"b":{"dtype":"F8_E5M2FNUZ","shape":[4],"data_offsets":[6,10]}}', 10),
+    );
+    expect(header.tensors.map((t) => [t.name, t.dtype, t.byteLength, t.elementCount])).toEqual([
+      ['a', 'F8_E4M3FNUZ', 6, 6],
+      ['b', 'F8_E5M2FNUZ', 4, 4],
+    ]);
   });
 
   test('the deviations the header comment lists: an array-form tensor entry and a {"F32": null} dtype are refused in one line', async () => {
@@ -106,10 +131,9 @@ describe('encodeSafetensorsHeader', () => {
   test('one F32 tensor gives the Rust crate test_serialization bytes', () => {
     const { bytes, dataStart, offsets, totalSize } = encodeSafetensorsHeader([{ name: 'attn.0', dtype: 'F32', shape: [1, 2, 3] }]);
     const expected = Buffer.from([
-      64, 0, 0, 0, 0, 0, 0, 0, 123, 34, 97, 116, 116, 110, 46, 48, 34, 58, 123, 34, 100, 116, 121, 112, 101, 34, 58, 34, 70, 51,
-      50, 34, 44, 34, 115, 104, 97, 112, 101, 34, 58, 91, 49, 44, 50, 44, 51, 93, 44, 34, 100, 97, 116, 97, 95, 111, 102, 102,
-      115, 101, 116, 115, 34, 58, 91, 48, 44, 50, 52, 93, 125, 125, 0, 0, 0, 0, 0, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64, 64, 0, 0,
-      128, 64, 0, 0, 160, 64,
+      64, 0, 0, 0, 0, 0, 0, 0, 123, 34, 97, 116, 116, 110, 46, 48, 34, 58, 123, 34, 100, 116, 121, 112, 101, 34, 58, 34, 70, 51, 50, 34, 44, 34, 115, 104, 97,
+      112, 101, 34, 58, 91, 49, 44, 50, 44, 51, 93, 44, 34, 100, 97, 116, 97, 95, 111, 102, 102, 115, 101, 116, 115, 34, 58, 91, 48, 44, 50, 52, 93, 125, 125,
+      0, 0, 0, 0, 0, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64, 64, 0, 0, 128, 64, 0, 0, 160, 64,
     ]);
     expect(Buffer.concat([bytes, f32Data])).toEqual(expected);
     expect(dataStart).toBe(72);
@@ -125,17 +149,13 @@ describe('encodeSafetensorsHeader', () => {
 
   test('an F4 pair gives the crate test_serialization_fp4 bytes', () => {
     const { bytes, totalSize } = encodeSafetensorsHeader([{ name: 'attn.0', dtype: 'F4', shape: [1, 2] }]);
-    expect(Buffer.concat([bytes, Buffer.from([0])])).toEqual(
-      crateBytes('@\0\0\0\0\0\0\0{"attn.0":{"dtype":"F4","shape":[1,2],"data_offsets":[0,1]}}    \0'),
-    );
+    expect(Buffer.concat([bytes, Buffer.from([0])])).toEqual(crateBytes('@\0\0\0\0\0\0\0{"attn.0":{"dtype":"F4","shape":[1,2],"data_offsets":[0,1]}}    \0'));
     expect(totalSize).toBe(73);
   });
 
   test('no tensors, with and without metadata, gives the crate test_empty bytes', () => {
     expect(encodeSafetensorsHeader([]).bytes).toEqual(crateBytes('\x08\0\0\0\0\0\0\0{}      '));
-    expect(encodeSafetensorsHeader([], { framework: 'pt' }).bytes).toEqual(
-      crateBytes('(\0\0\0\0\0\0\0{"__metadata__":{"framework":"pt"}}     '),
-    );
+    expect(encodeSafetensorsHeader([], { framework: 'pt' }).bytes).toEqual(crateBytes('(\0\0\0\0\0\0\0{"__metadata__":{"framework":"pt"}}     '));
   });
 
   test('(8 + header length) is a multiple of 8 for every name length, and the padding is spaces', () => {
@@ -161,7 +181,12 @@ describe('encodeSafetensorsHeader', () => {
       ],
       { b: '2', a: '1' },
     );
-    expect(offsets).toEqual([[0, 6], [6, 7], [7, 7], [7, 10]]);
+    expect(offsets).toEqual([
+      [0, 6],
+      [6, 7],
+      [7, 7],
+      [7, 10],
+    ]);
     expect(bytes.subarray(8).toString('utf8').trimEnd()).toBe(
       '{"__metadata__":{"a":"1","b":"2"},' +
         '"z":{"dtype":"BF16","shape":[3],"data_offsets":[0,6]},' +
@@ -172,9 +197,15 @@ describe('encodeSafetensorsHeader', () => {
   });
 
   test('equal inputs give byte-identical headers, whatever the metadata insertion order', () => {
-    const tensors = [{ name: 'w', dtype: 'F16' as const, shape: [4, 4] }, { name: 'b', dtype: 'F16' as const, shape: [4] }];
-    const first = encodeSafetensorsHeader(tensors, { x: '1', y: '2', 'é': '3' });
-    const second = encodeSafetensorsHeader(tensors.map((t) => ({ ...t, shape: [...t.shape] })), { 'é': '3', y: '2', x: '1' });
+    const tensors = [
+      { name: 'w', dtype: 'F16' as const, shape: [4, 4] },
+      { name: 'b', dtype: 'F16' as const, shape: [4] },
+    ];
+    const first = encodeSafetensorsHeader(tensors, { x: '1', y: '2', é: '3' });
+    const second = encodeSafetensorsHeader(
+      tensors.map((t) => ({ ...t, shape: [...t.shape] })),
+      { é: '3', y: '2', x: '1' },
+    );
     expect(second.bytes.equals(first.bytes)).toBe(true);
     expect(second).toEqual(first);
   });
@@ -197,22 +228,16 @@ describe('encodeSafetensorsHeader', () => {
     expect(() => encodeSafetensorsHeader([], { k: 1 as unknown as string })).toThrow(RangeError);
     expect(() => encodeSafetensorsHeader([t('a', 'F4', [3])])).toThrow(expect.objectContaining({ code: 'MisalignedSlice' }));
     expect(() => encodeSafetensorsHeader([t('a', 'U8', [2 ** 40, 2 ** 40])])).toThrow(expect.objectContaining({ code: 'ValidationOverflow' }));
-    expect(() => encodeSafetensorsHeader([t('a', 'U8', [2 ** 52]), t('b', 'U8', [2 ** 52])])).toThrow(
-      expect.objectContaining({ code: 'ValidationOverflow' }),
-    );
+    expect(() => encodeSafetensorsHeader([t('a', 'U8', [2 ** 52]), t('b', 'U8', [2 ** 52])])).toThrow(expect.objectContaining({ code: 'ValidationOverflow' }));
     expect(() => encodeSafetensorsHeader([], { big: 'x'.repeat(100_000_000) })).toThrow(expect.objectContaining({ code: 'HeaderTooLarge' }));
   });
 });
 
 describe('parsing valid files', () => {
   test('the crate doc example parses to one I32 [2, 2] tensor', async () => {
-    const header = await readBytes(
-      crateBytes('<\0\0\0\0\0\0\0{"test":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}' + '\0'.repeat(16)),
-    );
+    const header = await readBytes(crateBytes('<\0\0\0\0\0\0\0{"test":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}' + '\0'.repeat(16)));
     expect(header).toMatchObject({ headerLength: 60, dataStart: 68, fileSize: 84, metadata: null });
-    expect(header.tensors).toEqual([
-      { name: 'test', dtype: 'I32', shape: [2, 2], dataOffsets: [0, 16], byteLength: 16, elementCount: 4 },
-    ]);
+    expect(header.tensors).toEqual([{ name: 'test', dtype: 'I32', shape: [2, 2], dataOffsets: [0, 16], byteLength: 16, elementCount: 4 }]);
     expect(header.byName.get('test')).toBe(header.tensors[0]);
   });
 
@@ -238,7 +263,10 @@ describe('parsing valid files', () => {
   test('metadata keys from the file stay plain data', async () => {
     const header = await readBytes(safetensorsBytes('{"__metadata__":{"__proto__":"x","constructor":"y"}}'));
     expect(Object.getPrototypeOf(header.metadata)).toBeNull();
-    expect(Object.entries(header.metadata!)).toEqual([['__proto__', 'x'], ['constructor', 'y']]);
+    expect(Object.entries(header.metadata!)).toEqual([
+      ['__proto__', 'x'],
+      ['constructor', 'y'],
+    ]);
   });
 
   test.each(Object.keys(DTYPE_BITS) as SafetensorsDtype[])('a %s tensor round-trips through writeSafetensorsFile and readSafetensorsHeader', async (dtype) => {
@@ -246,9 +274,16 @@ describe('parsing valid files', () => {
     const byteLength = (3 * 8 * DTYPE_BITS[dtype]) / 8;
     const data = Buffer.from(Array.from({ length: byteLength }, (_, i) => i & 0xff));
     const path = join(dir, `dtype-${dtype}.safetensors`);
-    await writeSafetensorsFile(path, [{ name: `t.${dtype}`, dtype, shape, data }, { name: 'tail', dtype: 'U8', shape: [1], data: Buffer.from([7]) }], {
-      dtype,
-    });
+    await writeSafetensorsFile(
+      path,
+      [
+        { name: `t.${dtype}`, dtype, shape, data },
+        { name: 'tail', dtype: 'U8', shape: [1], data: Buffer.from([7]) },
+      ],
+      {
+        dtype,
+      },
+    );
     const header = await readSafetensorsHeader(path);
     expect(header.metadata).toEqual({ dtype });
     expect(header.tensors[0]).toEqual({ name: `t.${dtype}`, dtype, shape, dataOffsets: [0, byteLength], byteLength, elementCount: 24 });
@@ -314,7 +349,9 @@ describe('rejecting malformed files (every case of test/helpers/malformed.ts run
 });
 
 describe('the committed corpus', () => {
-  const files = readdirSync(SAFETENSORS_CORPUS_DIR).filter((f) => f.endsWith('.safetensors')).sort();
+  const files = readdirSync(SAFETENSORS_CORPUS_DIR)
+    .filter((f) => f.endsWith('.safetensors'))
+    .sort();
 
   test('holds every malformed and accepted case of test/helpers/malformed.ts byte for byte (rewrite: npx tsx test/helpers/malformed.ts)', () => {
     const expected = [

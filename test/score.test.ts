@@ -210,7 +210,14 @@ describe('score on generations JSONL', () => {
       { meta: { id: 'a', bench: 'gsm' }, outputs: [{ text: '</think>1', n: 3 }], grade: { ok: true }, pred: '1' },
       { meta: { id: 'a', bench: 'gsm' }, outputs: [{ text: '2', n: 5 }], grade: { ok: false }, pred: '2' },
     ]);
-    const fields = parseFieldAssignments(['question=meta.id', 'benchmark=meta.bench', 'response=outputs.0.text', 'tokens=outputs.0.n', 'correct=grade.ok', 'answer=pred']);
+    const fields = parseFieldAssignments([
+      'question=meta.id',
+      'benchmark=meta.bench',
+      'response=outputs.0.text',
+      'tokens=outputs.0.n',
+      'correct=grade.ok',
+      'answer=pred',
+    ]);
     const report = await score({ file, fields });
     expect(report.fields.sample).toBe('sample_index');
     expect(report.benchmarks[0]).toMatchObject({ benchmark: 'gsm', questions: 1, samples: 2, thinkRatio: 50, tokens: 4, mean: 50 });
@@ -258,17 +265,32 @@ describe('score rejects malformed generations with one line naming file and line
 
   test('missing required fields, with the flag that maps them', async () => {
     const { correct: _c, ...noCorrect } = good;
-    await expectScoreError(writeJsonl('nocorrect.jsonl', [good, { ...noCorrect, sample_index: 1 }]), /nocorrect\.jsonl:2: missing field 'correct' \(correct\); map it with --field correct=KEY/);
+    await expectScoreError(
+      writeJsonl('nocorrect.jsonl', [good, { ...noCorrect, sample_index: 1 }]),
+      /nocorrect\.jsonl:2: missing field 'correct' \(correct\); map it with --field correct=KEY/,
+    );
     const { question_id: _q, ...noQuestion } = good;
     await expectScoreError(writeJsonl('noq.jsonl', [noQuestion]), /noq\.jsonl:1: missing field 'question_id'/);
   });
 
   test('wrong types', async () => {
-    await expectScoreError(writeJsonl('t1.jsonl', [{ ...good, correct: 'yes' }]), /t1\.jsonl:1: field 'correct' \(correct\) must be true\/false or 1\/0, got "yes"/);
-    await expectScoreError(writeJsonl('t2.jsonl', [good, { ...good, sample_index: 1, num_tokens: 'many' }]), /t2\.jsonl:2: field 'num_tokens' \(tokens\) must be a non-negative integer/);
+    await expectScoreError(
+      writeJsonl('t1.jsonl', [{ ...good, correct: 'yes' }]),
+      /t1\.jsonl:1: field 'correct' \(correct\) must be true\/false or 1\/0, got "yes"/,
+    );
+    await expectScoreError(
+      writeJsonl('t2.jsonl', [good, { ...good, sample_index: 1, num_tokens: 'many' }]),
+      /t2\.jsonl:2: field 'num_tokens' \(tokens\) must be a non-negative integer/,
+    );
     await expectScoreError(writeJsonl('t3.jsonl', [{ ...good, response: 42 }]), /t3\.jsonl:1: field 'response' \(response\) must be a string/);
-    await expectScoreError(writeJsonl('t4.jsonl', [{ ...good, sample_index: -1 }]), /t4\.jsonl:1: field 'sample_index' \(sample\) must be a non-negative integer/);
-    await expectScoreError(writeJsonl('t5.jsonl', [{ ...good, question_id: { id: 1 } }]), /t5\.jsonl:1: field 'question_id' \(question\) must be a string or number/);
+    await expectScoreError(
+      writeJsonl('t4.jsonl', [{ ...good, sample_index: -1 }]),
+      /t4\.jsonl:1: field 'sample_index' \(sample\) must be a non-negative integer/,
+    );
+    await expectScoreError(
+      writeJsonl('t5.jsonl', [{ ...good, question_id: { id: 1 } }]),
+      /t5\.jsonl:1: field 'question_id' \(question\) must be a string or number/,
+    );
     await expectScoreError(writeJsonl('t6.jsonl', [{ ...good, answer: ['a'] }]), /t6\.jsonl:1: field 'answer' \(answer\) must be a string, number or null/);
   });
 
@@ -283,7 +305,10 @@ describe('score rejects malformed generations with one line naming file and line
 
   test('an optional field present in some records only', async () => {
     const { num_tokens: _t, ...noTokens } = good;
-    await expectScoreError(writeJsonl('mixed.jsonl', [good, { ...noTokens, sample_index: 1 }]), /mixed\.jsonl:2: field 'num_tokens' \(tokens\) is missing here but present at line 1/);
+    await expectScoreError(
+      writeJsonl('mixed.jsonl', [good, { ...noTokens, sample_index: 1 }]),
+      /mixed\.jsonl:2: field 'num_tokens' \(tokens\) is missing here but present at line 1/,
+    );
   });
 
   test('array-valued records whose per-sample arrays differ in length', async () => {

@@ -57,10 +57,13 @@ describe("the paper's Qwen3-4B table (Table 2)", () => {
     expect(report.benchmarks).toEqual(['aime25', 'ifeval', 'gpqa_diamond']);
   });
 
-  (fs.existsSync(PAPER_SHARED) ? test : test.skip)('the shared copy beside the repository gives the same stages and matches the fixture byte for byte', async () => {
-    expect(fs.readFileSync(PAPER_SHARED, 'utf8')).toBe(fs.readFileSync(PAPER_FIXTURE, 'utf8'));
-    expect(stagesOf(stages(await readMetricsTable(PAPER_SHARED)))).toEqual(PAPER_STAGES);
-  });
+  (fs.existsSync(PAPER_SHARED) ? test : test.skip)(
+    'the shared copy beside the repository gives the same stages and matches the fixture byte for byte',
+    async () => {
+      expect(fs.readFileSync(PAPER_SHARED, 'utf8')).toBe(fs.readFileSync(PAPER_FIXTURE, 'utf8'));
+      expect(stagesOf(stages(await readMetricsTable(PAPER_SHARED)))).toEqual(PAPER_STAGES);
+    },
+  );
 
   test('the explanation is one paragraph naming the boundaries and the recommendation', () => {
     const { explanation } = stages(paper);
@@ -137,7 +140,17 @@ describe("the paper's Qwen3-4B table (Table 2)", () => {
 
 describe('stages on synthetic sweeps', () => {
   test('Stage 2 later, as the paper reports for Qwen3-30B-A3B', () => {
-    const think = [[0, 0], [0.2, 0], [0.4, 0], [0.5, 0.3], [0.6, 5], [0.7, 60], [0.8, 99.5], [0.9, 100], [1, 100]];
+    const think = [
+      [0, 0],
+      [0.2, 0],
+      [0.4, 0],
+      [0.5, 0.3],
+      [0.6, 5],
+      [0.7, 60],
+      [0.8, 99.5],
+      [0.9, 100],
+      [1, 100],
+    ];
     const rows = table({
       aime25: think.map(([l, t]) => [l, t, 40 + 40 * l, 10000 + 10000 * l] as [number, number, number, number]),
       gpqa: think.map(([l, t]) => [l, Math.min(100, t * 1.1), 50 + 20 * l, 4000 + 3000 * l] as [number, number, number, number]),
@@ -148,14 +161,31 @@ describe('stages on synthetic sweeps', () => {
   });
 
   test('thinking that never emerges: everything is Stage 1 and nothing is recommended', () => {
-    const report = stages(table({ x: [[0, 0, 50, 100], [0.2, 0.5, 55, 120], [0.3, 1, 56, 130]] }));
+    const report = stages(
+      table({
+        x: [
+          [0, 0, 50, 100],
+          [0.2, 0.5, 55, 120],
+          [0.3, 1, 56, 130],
+        ],
+      }),
+    );
     expect(stagesOf(report)).toEqual({ stage1: [0, 0.2, 0.3], stage2: [], stage3: [] });
     expect(report).toMatchObject({ recommended: null, emergence: null, saturation: null });
     expect(report.explanation).toContain('Thinking never emerges');
   });
 
   test('a jump from zero straight to saturation makes Stage 2 a single λ and asks for a finer sweep', () => {
-    const report = stages(table({ x: [[0, 0, 50, 100], [0.5, 0, 52, 100], [0.6, 100, 70, 300], [1, 100, 72, 500]] }));
+    const report = stages(
+      table({
+        x: [
+          [0, 0, 50, 100],
+          [0.5, 0, 52, 100],
+          [0.6, 100, 70, 300],
+          [1, 100, 72, 500],
+        ],
+      }),
+    );
     expect(stagesOf(report)).toEqual({ stage1: [0, 0.5], stage2: [0.6], stage3: [1] });
     expect(report.recommended).toBe(0.6);
     expect(report.warnings).toEqual(['Think #R jumps from ≤ 1% to saturation between λ=0.5 and λ=0.6; sample λ more finely there to see Stage 2']);
@@ -171,7 +201,17 @@ describe('stages on synthetic sweeps', () => {
   });
 
   test('a Stage 2 tie on Mean@k goes to fewer tokens', () => {
-    const report = stages(table({ x: [[0, 0, 50, 100], [0.4, 10, 70, 900], [0.5, 60, 70, 400], [0.6, 100, 65, 500], [1, 100, 80, 2000]] }));
+    const report = stages(
+      table({
+        x: [
+          [0, 0, 50, 100],
+          [0.4, 10, 70, 900],
+          [0.5, 60, 70, 400],
+          [0.6, 100, 65, 500],
+          [1, 100, 80, 2000],
+        ],
+      }),
+    );
     expect(report.stage2).toEqual([0.4, 0.5, 0.6]);
     expect(report.recommended).toBe(0.5);
   });
@@ -179,8 +219,15 @@ describe('stages on synthetic sweeps', () => {
   test('the recommendation compares λ on the benchmarks they share', () => {
     // At 0.5 the easy benchmark is missing; averaging what is there would favour 0.55 unfairly or hide it.
     const rows = table({
-      hard: [[0, 0, 10, 100], [0.5, 50, 40, 100], [0.55, 99.5, 30, 100]],
-      easy: [[0, 0, 90, 100], [0.55, 99.5, 95, 100]],
+      hard: [
+        [0, 0, 10, 100],
+        [0.5, 50, 40, 100],
+        [0.55, 99.5, 30, 100],
+      ],
+      easy: [
+        [0, 0, 90, 100],
+        [0.55, 99.5, 95, 100],
+      ],
     });
     const report = stages(rows);
     expect(report.stage2).toEqual([0.5, 0.55]);
@@ -189,7 +236,17 @@ describe('stages on synthetic sweeps', () => {
   });
 
   test('non-monotone Think #R is reported, the stages stay intervals', () => {
-    const report = stages(table({ x: [[0, 0, 50, 100], [0.4, 30, 60, 200], [0.5, 0, 55, 150], [0.6, 100, 70, 300], [0.8, 90, 72, 400]] }));
+    const report = stages(
+      table({
+        x: [
+          [0, 0, 50, 100],
+          [0.4, 30, 60, 200],
+          [0.5, 0, 55, 150],
+          [0.6, 100, 70, 300],
+          [0.8, 90, 72, 400],
+        ],
+      }),
+    );
     expect(stagesOf(report)).toEqual({ stage1: [0], stage2: [0.4, 0.5, 0.6], stage3: [0.8] });
     expect(report.warnings).toEqual([
       'Think #R falls back to ≤ 1% at λ=0.5 after emerging at λ=0.4',
@@ -198,7 +255,12 @@ describe('stages on synthetic sweeps', () => {
   });
 
   test('rejects duplicate rows, empty input and bad thresholds', () => {
-    const dup = table({ x: [[0.5, 10, 50, 100], [0.5, 20, 50, 100]] });
+    const dup = table({
+      x: [
+        [0.5, 10, 50, 100],
+        [0.5, 20, 50, 100],
+      ],
+    });
     expect(() => stages(dup)).toThrow("two metrics rows for benchmark 'x' at λ=0.5");
     expect(() => stages([])).toThrow(WeightmixError);
     expect(() => stages(paper, { emergenceThreshold: 99, saturationThreshold: 50 })).toThrow(/must exceed emergenceThreshold/);
@@ -216,7 +278,9 @@ describe('metrics tables', () => {
 
   test('CSV: comments, blank lines, CRLF, quoted cells, extra columns and optional k/best', () => {
     const rows = parseMetricsCsv(
-      ['# a comment', '', `${HEADER},note`, 'aime25,64,0.4,55.8,90.0,12448,1.4,"x, y"', '"gpqa, diamond",,0.5,64.5,,7548,66.4,""', '  # trailing comment'].join('\r\n'),
+      ['# a comment', '', `${HEADER},note`, 'aime25,64,0.4,55.8,90.0,12448,1.4,"x, y"', '"gpqa, diamond",,0.5,64.5,,7548,66.4,""', '  # trailing comment'].join(
+        '\r\n',
+      ),
       'm.csv',
     );
     expect(rows).toEqual([
@@ -226,7 +290,15 @@ describe('metrics tables', () => {
   });
 
   test('JSON: an array of rows with the same keys (thinkRatio also accepted) reads the same as the CSV', async () => {
-    const asJson = paper.map((r, i) => ({ benchmark: r.benchmark, k: r.k, lambda: r.lambda, mean: r.mean, best: r.best, tokens: r.tokens, ...(i % 2 ? { think_ratio: r.thinkRatio } : { thinkRatio: r.thinkRatio }) }));
+    const asJson = paper.map((r, i) => ({
+      benchmark: r.benchmark,
+      k: r.k,
+      lambda: r.lambda,
+      mean: r.mean,
+      best: r.best,
+      tokens: r.tokens,
+      ...(i % 2 ? { think_ratio: r.thinkRatio } : { thinkRatio: r.thinkRatio }),
+    }));
     const file = write('paper.json', JSON.stringify(asJson, null, 2));
     expect(await readMetricsTable(file)).toEqual(paper);
     expect(paper).toHaveLength(27);
@@ -239,13 +311,25 @@ describe('metrics tables', () => {
   });
 
   test('CSV errors name file and line', async () => {
-    await expectReadError(write('nocol.csv', '# c\n# c\nbenchmark,k,lambda,mean,best,tokens\naime25,64,0,46.6,76.7,15097\n'), /nocol\.csv:3: missing column 'think_ratio'/);
-    await expectReadError(write('nan.csv', `${HEADER}\naime25,64,0,46.6,76.7,15097,0\naime25,64,0.2,52.2,86.7,lots,0\n`), /nan\.csv:3: column 'tokens' is not a number: "lots"/);
+    await expectReadError(
+      write('nocol.csv', '# c\n# c\nbenchmark,k,lambda,mean,best,tokens\naime25,64,0,46.6,76.7,15097\n'),
+      /nocol\.csv:3: missing column 'think_ratio'/,
+    );
+    await expectReadError(
+      write('nan.csv', `${HEADER}\naime25,64,0,46.6,76.7,15097,0\naime25,64,0.2,52.2,86.7,lots,0\n`),
+      /nan\.csv:3: column 'tokens' is not a number: "lots"/,
+    );
     await expectReadError(write('empty-cell.csv', `${HEADER}\naime25,64,0,,76.7,15097,0\n`), /empty-cell\.csv:2: empty cell in column 'mean'/);
     await expectReadError(write('cells.csv', `${HEADER}\naime25,64,0,46.6,76.7,15097\n`), /cells\.csv:2: 6 cells but the header at line 1 has 7 columns/);
-    await expectReadError(write('range.csv', `${HEADER}\naime25,64,0,46.6,76.7,15097,150\n`), /range\.csv:2: column 'think_ratio' must be a percentage in \[0, 100\], got 150/);
+    await expectReadError(
+      write('range.csv', `${HEADER}\naime25,64,0,46.6,76.7,15097,150\n`),
+      /range\.csv:2: column 'think_ratio' must be a percentage in \[0, 100\], got 150/,
+    );
     await expectReadError(write('k.csv', `${HEADER}\naime25,6.5,0,46.6,76.7,15097,0\n`), /k\.csv:2: column 'k' must be a positive integer/);
-    await expectReadError(write('dup.csv', `${HEADER}\naime25,64,0.5,46.6,76.7,15097,0\naime25,64,0.50,47,76.7,15097,0\n`), /dup\.csv:3: second row for benchmark 'aime25' at lambda 0\.5 \(first at line 2\)/);
+    await expectReadError(
+      write('dup.csv', `${HEADER}\naime25,64,0.5,46.6,76.7,15097,0\naime25,64,0.50,47,76.7,15097,0\n`),
+      /dup\.csv:3: second row for benchmark 'aime25' at lambda 0\.5 \(first at line 2\)/,
+    );
     await expectReadError(write('quote.csv', `${HEADER}\n"aime25,64,0,46.6,76.7,15097,0\n`), /quote\.csv:2: unterminated quoted cell/);
     await expectReadError(write('onlycomments.csv', '# nothing\n'), /onlycomments\.csv: no header line/);
     await expectReadError(write('headeronly.csv', `${HEADER}\n`), /headeronly\.csv: no data rows/);
@@ -260,7 +344,10 @@ describe('metrics tables', () => {
       { benchmark: 'a', lambda: 0.5, mean: 1, tokens: 2 },
     ];
     await expectReadError(write('missing.json', JSON.stringify(rows, null, 2)), /missing\.json:9: row 1: missing field 'think_ratio'/);
-    await expectReadError(write('type.json', '[{"benchmark": "a", "lambda": "0.5", "mean": 1, "tokens": 2, "think_ratio": 0}]'), /type\.json:1: row 0: column 'lambda' is not a number: "0\.5"/);
+    await expectReadError(
+      write('type.json', '[{"benchmark": "a", "lambda": "0.5", "mean": 1, "tokens": 2, "think_ratio": 0}]'),
+      /type\.json:1: row 0: column 'lambda' is not a number: "0\.5"/,
+    );
     expect(() => parseMetricsJson('[1]', 'x.json')).toThrow(/x\.json:1: row 0: expected an object/);
   });
 });
@@ -295,7 +382,10 @@ describe('weightmix stages (command)', () => {
   });
 
   test('bad options fail before any work', async () => {
-    await expect(run([PAPER_FIXTURE, '--plot', path.join(tmp, 'chart.pdf')])).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(/must end in \.svg or \.png/) });
+    await expect(run([PAPER_FIXTURE, '--plot', path.join(tmp, 'chart.pdf')])).rejects.toMatchObject({
+      exitCode: 2,
+      message: expect.stringMatching(/must end in \.svg or \.png/),
+    });
     await expect(run([PAPER_FIXTURE, '--emergence-threshold', 'low'])).rejects.toMatchObject({ code: 'Usage', exitCode: 2 });
     await expect(run([path.join(tmp, 'absent.csv')])).rejects.toMatchObject({ code: 'FileNotFound' });
   });

@@ -1,11 +1,5 @@
 import { WeightmixError } from '../lib/errors';
-import {
-  classifyTensor,
-  MODULE_CLASSES,
-  parseLayerRanges,
-  parseModuleList,
-  type ModuleClass,
-} from '../lib/model/tensor-names';
+import { classifyTensor, MODULE_CLASSES, parseLayerRanges, parseModuleList, type ModuleClass } from '../lib/model/tensor-names';
 
 /** One checkpoint family: the per-layer tensor suffixes and the tensors outside the layers, as the HF checkpoints name them. */
 interface Family {
@@ -60,12 +54,7 @@ const FAMILIES: Family[] = [
     name: 'Qwen3-30B-A3B (128 experts, router mlp.gate)',
     layerPrefix: 'model.layers.',
     layers: 48,
-    perLayer: [
-      ...qwen3Attention,
-      ['mlp.gate.weight', 'mlp'],
-      ...experts(128, ['gate_proj', 'up_proj', 'down_proj'], 'mlp'),
-      ...layerNorms,
-    ],
+    perLayer: [...qwen3Attention, ['mlp.gate.weight', 'mlp'], ...experts(128, ['gate_proj', 'up_proj', 'down_proj'], 'mlp'), ...layerNorms],
     global: decoderGlobals(false),
   },
   {
@@ -132,25 +121,14 @@ const FAMILIES: Family[] = [
     name: 'Mixtral-8x7B (block_sparse_moe, experts w1/w2/w3)',
     layerPrefix: 'model.layers.',
     layers: 32,
-    perLayer: [
-      ...llamaAttention,
-      ['block_sparse_moe.gate.weight', 'mlp'],
-      ...experts(8, ['w1', 'w2', 'w3'], 'block_sparse_moe'),
-      ...layerNorms,
-    ],
+    perLayer: [...llamaAttention, ['block_sparse_moe.gate.weight', 'mlp'], ...experts(8, ['w1', 'w2', 'w3'], 'block_sparse_moe'), ...layerNorms],
     global: decoderGlobals(false),
   },
   {
     name: 'Gemma-2-9B (pre/post feed-forward norms)',
     layerPrefix: 'model.layers.',
     layers: 42,
-    perLayer: [
-      ...llamaAttention,
-      ...denseMlp,
-      ...layerNorms,
-      ['pre_feedforward_layernorm.weight', 'norm'],
-      ['post_feedforward_layernorm.weight', 'norm'],
-    ],
+    perLayer: [...llamaAttention, ...denseMlp, ...layerNorms, ['pre_feedforward_layernorm.weight', 'norm'], ['post_feedforward_layernorm.weight', 'norm']],
     global: decoderGlobals(true),
   },
   {
@@ -267,10 +245,28 @@ describe('parseLayerRanges', () => {
     ['7', [[7, 7]]],
     ['0', [[0, 0]]],
     ['12-35', [[12, 35]]],
-    ['12-35,40-41', [[12, 35], [40, 41]]],
-    [' 0-11 , 24 - 35 ', [[0, 11], [24, 35]]],
+    [
+      '12-35,40-41',
+      [
+        [12, 35],
+        [40, 41],
+      ],
+    ],
+    [
+      ' 0-11 , 24 - 35 ',
+      [
+        [0, 11],
+        [24, 35],
+      ],
+    ],
     ['3-3', [[3, 3]]],
-    ['30-35,0-5', [[30, 35], [0, 5]]],
+    [
+      '30-35,0-5',
+      [
+        [30, 35],
+        [0, 5],
+      ],
+    ],
   ])('"%s" parses to inclusive ranges %j', (spec, expected) => {
     expect(parseLayerRanges(spec)).toEqual(expected);
   });

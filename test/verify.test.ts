@@ -39,29 +39,44 @@ const fresh = (name = 'out') => path.join(work, `${++n}-${name}`);
 function bitsArb(t: Dtype): fc.Arbitrary<number> {
   const special =
     t === 'F32'
-      ? [0, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001, 0x7f800001, 0x00000001, 0x807fffff, 0x7f7fffff, 0xff7fffff, 0x3f800000, 0x33000000, 0x477ff000, 0x3f808000, 0x3f818000, 0x3f801000, 0x3f803000, 0x33c00000, 0x477fefff]
+      ? [
+          0, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001, 0x7f800001, 0x00000001, 0x807fffff, 0x7f7fffff, 0xff7fffff, 0x3f800000, 0x33000000,
+          0x477ff000, 0x3f808000, 0x3f818000, 0x3f801000, 0x3f803000, 0x33c00000, 0x477fefff,
+        ]
       : t === 'F16'
         ? [0, 0x8000, 0x7c00, 0xfc00, 0x7e00, 0xfd01, 0x7c01, 0x0001, 0x83ff, 0x7bff, 0xfbff, 0x3c00]
         : [0, 0x8000, 0x7f80, 0xff80, 0x7fc0, 0xffc1, 0x7f81, 0x0001, 0x807f, 0x7f7f, 0xff7f, 0x3f80];
   return fc.oneof({ arbitrary: fc.constantFrom(...special), weight: 1 }, { arbitrary: fc.integer({ min: 0, max: 2 ** BITS[t] - 1 }), weight: 4 });
 }
 const f32Arb = bitsArb('F32').map((b) => oracle.f32FromBits(b));
-const lambdaArb = fc.oneof(fc.constantFrom(0.5, -0.5, 0.25, 0.75, 0.8, 2, -1, 0.49999997, 0.50000006, 1e-30), fc.float({ noNaN: true, noDefaultInfinity: true, min: -4, max: 4 }));
+const lambdaArb = fc.oneof(
+  fc.constantFrom(0.5, -0.5, 0.25, 0.75, 0.8, 2, -1, 0.49999997, 0.50000006, 1e-30),
+  fc.float({ noNaN: true, noDefaultInfinity: true, min: -4, max: 4 }),
+);
 
 describe('the numerics agree with the reference oracles bit for bit', () => {
   test.each(DTYPES.flatMap((from) => DTYPES.map((to) => [from, to] as const)))('conversion %s → %s', (from, to) => {
-    fc.assert(fc.property(bitsArb(from), (bits) => convertBits(bits, from, to) === oracle.convertBits(from, to, bits)), { numRuns });
+    fc.assert(
+      fc.property(bitsArb(from), (bits) => convertBits(bits, from, to) === oracle.convertBits(from, to, bits)),
+      { numRuns },
+    );
   });
 
   test('fma in f32 (random operands, near-ties, overflow)', () => {
     const same = (x: number, y: number) => Object.is(x, y) || (Number.isNaN(x) && Number.isNaN(y));
-    fc.assert(fc.property(f32Arb, f32Arb, f32Arb, (a, b, c) => same(fmaF32(a, b, c), oracle.fmaF32(a, b, c))), { numRuns });
+    fc.assert(
+      fc.property(f32Arb, f32Arb, f32Arb, (a, b, c) => same(fmaF32(a, b, c), oracle.fmaF32(a, b, c))),
+      { numRuns },
+    );
     // Sums that land exactly halfway between two f32 values in f64 while a tiny rest remains.
     const tie = fc.tuple(fc.integer({ min: 1, max: 2 ** 23 }), fc.integer({ min: -30, max: 30 }), fc.constantFrom(1, -1)).map(([m, e, sgn]) => {
       const c = sgn * (2 ** 23 + m) * 2 ** e;
       return [c, 2 ** (e - 1) * sgn, 1 + 2 ** -40] as const;
     });
-    fc.assert(fc.property(tie, ([c, half, nudge]) => same(fmaF32(half, nudge, c), oracle.fmaF32(half, nudge, c))), { numRuns });
+    fc.assert(
+      fc.property(tie, ([c, half, nudge]) => same(fmaF32(half, nudge, c), oracle.fmaF32(half, nudge, c))),
+      { numRuns },
+    );
     expect(fmaF32(2 ** 127, 2 - 2 ** -23, 2 ** 103 - 2 ** 70)).toBe(oracle.fmaF32(2 ** 127, 2 - 2 ** -23, 2 ** 103 - 2 ** 70));
   });
 
@@ -134,8 +149,18 @@ describe('every element of real merges recomputes bit for bit', () => {
       return buf;
     };
     const models: [string, Dtype][][] = [
-      [['bf16', 'BF16'], ['f16', 'F16'], ['f32', 'F32'], ['mixed', 'BF16']],
-      [['bf16', 'BF16'], ['f16', 'F16'], ['f32', 'F32'], ['mixed', 'F32']],
+      [
+        ['bf16', 'BF16'],
+        ['f16', 'F16'],
+        ['f32', 'F32'],
+        ['mixed', 'BF16'],
+      ],
+      [
+        ['bf16', 'BF16'],
+        ['f16', 'F16'],
+        ['f32', 'F32'],
+        ['mixed', 'F32'],
+      ],
     ];
     const dirs = await Promise.all(
       models.map(async (tensors, k) => {
@@ -183,7 +208,10 @@ describe('damaged models fail verification', () => {
     expect(report.ok).toBe(false);
     expect(report.recomputed!.mismatchCount).toBe(1);
     expect(report.recomputed!.mismatches[0]).toMatchObject({ tensor: t.name, element: 5 });
-    expect(report.problems[0]).toEqual({ code: 'ElementsDiffer', message: expect.stringMatching(new RegExp(`1 of \\d+ recomputed elements differ .*${t.name.replace(/\./g, '\\.')} element 5`)) });
+    expect(report.problems[0]).toEqual({
+      code: 'ElementsDiffer',
+      message: expect.stringMatching(new RegExp(`1 of \\d+ recomputed elements differ .*${t.name.replace(/\./g, '\\.')} element 5`)),
+    });
   });
 
   test('a truncated (half-written) shard', async () => {
@@ -208,7 +236,10 @@ describe('damaged models fail verification', () => {
     delete index.weight_map['model.norm.weight'];
     index.metadata.total_size -= 2;
     fs.writeFileSync(path.join(out, INDEX), JSON.stringify(index));
-    expect((await verify({ dir: out })).problems[0]).toEqual({ code: 'IndexMismatch', message: expect.stringMatching(/model\.norm\.weight is in .* but the index says nothing/) });
+    expect((await verify({ dir: out })).problems[0]).toEqual({
+      code: 'IndexMismatch',
+      message: expect.stringMatching(/model\.norm\.weight is in .* but the index says nothing/),
+    });
   });
 
   test('shards that record different recipes, or none', async () => {
@@ -224,7 +255,9 @@ describe('damaged models fail verification', () => {
     const tensors = h.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: data.subarray(t.dataOffsets[0], t.dataOffsets[1]) }));
     fs.rmSync(path.join(c, SHARD));
     await writeSafetensorsFile(path.join(c, SHARD), tensors, { format: 'pt' });
-    expect((await verify({ dir: c })).problems).toEqual([{ code: 'InvalidRecipe', message: expect.stringMatching(/no weightmix recipe, unlike 1 other shard/) }]);
+    expect((await verify({ dir: c })).problems).toEqual([
+      { code: 'InvalidRecipe', message: expect.stringMatching(/no weightmix recipe, unlike 1 other shard/) },
+    ]);
   });
 
   test('sources that moved after the merge: --recompute fails and says so', async () => {
@@ -235,13 +268,17 @@ describe('damaged models fail verification', () => {
     fs.rmSync(moved, { recursive: true });
     expect((await verify({ dir: out })).ok).toBe(true);
     const report = await verify({ dir: out, recompute: true });
-    expect(report.problems).toEqual([{ code: 'ModelNotFound', message: expect.stringMatching(/cannot recompute from the recorded sources: model folder not found: .*moved/) }]);
+    expect(report.problems).toEqual([
+      { code: 'ModelNotFound', message: expect.stringMatching(/cannot recompute from the recorded sources: model folder not found: .*moved/) },
+    ]);
   });
 
   test('a model that weightmix did not write: structure checked, nothing to recompute', async () => {
     const report = await verify({ dir: pair.instruct });
     expect({ ok: report.ok, recipe: report.recipe, tensors: report.tensors }).toEqual({ ok: true, recipe: null, tensors: 47 });
-    expect((await verify({ dir: pair.instruct, recompute: true })).problems).toEqual([{ code: 'RecipeNotRecorded', message: expect.stringMatching(/no weightmix recipe is recorded/) }]);
+    expect((await verify({ dir: pair.instruct, recompute: true })).problems).toEqual([
+      { code: 'RecipeNotRecorded', message: expect.stringMatching(/no weightmix recipe is recorded/) },
+    ]);
   });
 
   test('an aborted verification rejects with code Aborted', async () => {
@@ -287,14 +324,28 @@ describe('--recompute on outputs of other methods: structure checked, the skip s
 
   async function merged(): Promise<string> {
     const out = fresh('merge');
-    await merge({ merge_method: 'linear', models: [{ model: pair.instruct, parameters: { weight: 0.2 } }, { model: pair.thinking, parameters: { weight: 0.8 } }] }, { output: out, threads: 2 });
+    await merge(
+      {
+        merge_method: 'linear',
+        models: [
+          { model: pair.instruct, parameters: { weight: 0.2 } },
+          { model: pair.thinking, parameters: { weight: 0.8 } },
+        ],
+      },
+      { output: out, threads: 2 },
+    );
     return out;
   }
 
   test('a merge output verifies with --recompute: ok, values not recomputed, and why', async () => {
     const out = await merged();
     const report = await verify({ dir: out, recompute: true });
-    expect(report).toMatchObject({ ok: true, problems: [], recomputed: null, recomputeSkipped: expect.stringMatching(/^linear outputs are not supported by --recompute/) });
+    expect(report).toMatchObject({
+      ok: true,
+      problems: [],
+      recomputed: null,
+      recomputeSkipped: expect.stringMatching(/^linear outputs are not supported by --recompute/),
+    });
     const r = await runCli(['verify', out, '--recompute']);
     expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: '' });
     expect(r.stdout).toMatch(/^verified .*: 2 shard files, 47 tensors/m);

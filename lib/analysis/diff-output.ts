@@ -40,7 +40,11 @@ function formatCosine(x: number | null): string {
 
 function table(head: string[], rows: string[][], leftColumns = 1): string[] {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i < leftColumns ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i < leftColumns ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+      .join('  ')
+      .trimEnd();
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)];
 }
 
@@ -81,7 +85,15 @@ export function formatDiffReport(report: DiffReport, options: { tensors?: boolea
   ];
   const nonLayer = report.groups.filter((g) => g.layer === null);
   const rows: string[][] = [
-    ...nonLayer.filter((g) => g.module === 'embed').map((g) => rowOf(g.module, layerModules.map(() => null), g)),
+    ...nonLayer
+      .filter((g) => g.module === 'embed')
+      .map((g) =>
+        rowOf(
+          g.module,
+          layerModules.map(() => null),
+          g,
+        ),
+      ),
     ...report.layers.map((l) =>
       rowOf(
         String(l.layer),
@@ -96,7 +108,13 @@ export function formatDiffReport(report: DiffReport, options: { tensors?: boolea
     ...nonLayer
       .filter((g) => g.module !== 'embed')
       .sort((x, y) => TRAILING_ORDER.indexOf(x.module) - TRAILING_ORDER.indexOf(y.module))
-      .map((g) => rowOf(g.module, layerModules.map(() => null), g)),
+      .map((g) =>
+        rowOf(
+          g.module,
+          layerModules.map(() => null),
+          g,
+        ),
+      ),
   ];
   if (rows.length > 0) {
     out.push('', `‖B−A‖/‖A‖ per layer by module class ('all': every tensor of the row; cosine, max and non-finite of the row):`);
@@ -107,7 +125,15 @@ export function formatDiffReport(report: DiffReport, options: { tensors?: boolea
   out.push(
     ...table(
       ['module', 'tensors', 'elements', '‖B−A‖/‖A‖', 'cosine', 'max |B−A|', 'non-finite'],
-      report.modules.map((m) => [m.module, String(m.tensors), String(m.elements), formatFigure(m.relDistance), formatCosine(m.cosine), formatFigure(m.maxAbsDiff), String(m.nonFinite)]),
+      report.modules.map((m) => [
+        m.module,
+        String(m.tensors),
+        String(m.elements),
+        formatFigure(m.relDistance),
+        formatCosine(m.cosine),
+        formatFigure(m.maxAbsDiff),
+        String(m.nonFinite),
+      ]),
     ),
   );
 

@@ -211,7 +211,15 @@ export function diffStats(m: Moments): DiffStats {
   };
 }
 
-const DIFF_KEYS: OptionKeys<DiffOptions> = { a: 'required', b: 'required', threads: 'optional', onDownload: 'optional', onNotice: 'optional', onProgress: 'optional', signal: 'optional' };
+const DIFF_KEYS: OptionKeys<DiffOptions> = {
+  a: 'required',
+  b: 'required',
+  threads: 'optional',
+  onDownload: 'optional',
+  onNotice: 'optional',
+  onProgress: 'optional',
+  signal: 'optional',
+};
 
 function validateOptions(options: DiffOptions): { threads: number } {
   checkOptions<DiffOptions>('diff', options, DIFF_KEYS);

@@ -96,7 +96,8 @@ export function parseMetricsCsv(text: string, file = '<csv>'): MetricsRow[] {
       header = cells.map((c) => c.toLowerCase());
       headerLine = lineNo;
       for (const col of REQUIRED) {
-        if (!header.includes(col)) throw malformed(file, lineNo, `missing column '${col}' (header: ${header.join(',')}; expected ${METRICS_COLUMNS.join(',')})`);
+        if (!header.includes(col))
+          throw malformed(file, lineNo, `missing column '${col}' (header: ${header.join(',')}; expected ${METRICS_COLUMNS.join(',')})`);
       }
       const dup = header.find((c, i) => header!.indexOf(c) !== i);
       if (dup !== undefined) throw malformed(file, lineNo, `column '${dup}' appears twice in the header`);

@@ -66,7 +66,7 @@ function encodeResult(bits: number, to: FloatDtype): number {
 function f32Neighbour(value: number, up: boolean): number {
   if (value === 0) return up ? 2 ** -149 : -(2 ** -149);
   const bits = f32Bits(value);
-  const away = (value > 0) === up; // moving away from zero increments the magnitude
+  const away = value > 0 === up; // moving away from zero increments the magnitude
   const next = away ? bits + 1 : bits - 1;
   if ((next & 0x7fffffff) === 0x7f800000) return value > 0 ? 2 ** 128 : -(2 ** 128);
   return f32Value(next >>> 0);

@@ -203,9 +203,15 @@ export interface LayerProfileRow {
 export function layerProfileSpec(rows: readonly LayerProfileRow[], options: { title?: string; yTitle?: string } = {}): ChartSpec {
   if (!Array.isArray(rows) || rows.length === 0) throw new WeightmixError('InvalidArgument', 'layer profile needs at least one row');
   rows.forEach((r, i) => {
-    if (!Number.isSafeInteger(r.layer) || r.layer < 0) throw new WeightmixError('InvalidArgument', `layer profile row ${i}: layer must be a non-negative integer, got ${JSON.stringify(r.layer)}`);
-    if (typeof r.module !== 'string' || r.module === '') throw new WeightmixError('InvalidArgument', `layer profile row ${i}: module must be a non-empty string, got ${JSON.stringify(r.module)}`);
-    if (!Number.isFinite(r.relDistance) || r.relDistance < 0) throw new WeightmixError('InvalidArgument', `layer profile row ${i}: relDistance must be a finite non-negative number, got ${JSON.stringify(r.relDistance)}`);
+    if (!Number.isSafeInteger(r.layer) || r.layer < 0)
+      throw new WeightmixError('InvalidArgument', `layer profile row ${i}: layer must be a non-negative integer, got ${JSON.stringify(r.layer)}`);
+    if (typeof r.module !== 'string' || r.module === '')
+      throw new WeightmixError('InvalidArgument', `layer profile row ${i}: module must be a non-empty string, got ${JSON.stringify(r.module)}`);
+    if (!Number.isFinite(r.relDistance) || r.relDistance < 0)
+      throw new WeightmixError(
+        'InvalidArgument',
+        `layer profile row ${i}: relDistance must be a finite non-negative number, got ${JSON.stringify(r.relDistance)}`,
+      );
   });
   const values = [...rows].sort((a, b) => a.layer - b.layer).map((r) => ({ layer: r.layer, module: r.module, relDistance: r.relDistance }));
   return {

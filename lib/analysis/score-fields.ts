@@ -109,4 +109,3 @@ export function lookup(record: Record<string, unknown>, key: string): unknown {
   }
   return cur;
 }
-

@@ -178,7 +178,8 @@ export async function score(options: ScoreOptions): Promise<ScoreReport> {
     throw new WeightmixError('FileNotFound', `cannot read generations file '${file}'`);
   }
   if (!stat.isFile()) throw new WeightmixError('FileNotFound', `generations path '${file}' is not a file`);
-  if (options.tokenizer !== undefined && options.whitespaceTokens) throw usageError('--tokenizer and --whitespace-tokens are two ways to count tokens: pass one');
+  if (options.tokenizer !== undefined && options.whitespaceTokens)
+    throw usageError('--tokenizer and --whitespace-tokens are two ways to count tokens: pass one');
   const counter = options.tokenizer === undefined ? undefined : await loadTokenCounter(options.tokenizer);
 
   const benchmarks = new Map<string, BenchmarkState>();
@@ -223,7 +224,10 @@ export async function score(options: ScoreOptions): Promise<ScoreReport> {
     const seen = presence.get(field);
     if (!seen) presence.set(field, { present, line });
     else if (seen.present !== present) {
-      fail(line, `field '${fields[field]}' (${field}) is ${present ? 'present' : 'missing'} here but ${seen.present ? 'present' : 'missing'} at line ${seen.line}; it must be in every record or in none`);
+      fail(
+        line,
+        `field '${fields[field]}' (${field}) is ${present ? 'present' : 'missing'} here but ${seen.present ? 'present' : 'missing'} at line ${seen.line}; it must be in every record or in none`,
+      );
     }
     return present ? v : undefined;
   }
@@ -235,7 +239,8 @@ export async function score(options: ScoreOptions): Promise<ScoreReport> {
     }
     const question = String(qRaw);
     const bRaw = get(record, 'benchmark', line, false);
-    if (bRaw !== undefined && (typeof bRaw !== 'string' || bRaw === '')) fail(line, `field '${fields.benchmark}' (benchmark) must be a non-empty string, got ${show(bRaw)}`);
+    if (bRaw !== undefined && (typeof bRaw !== 'string' || bRaw === ''))
+      fail(line, `field '${fields.benchmark}' (benchmark) must be a non-empty string, got ${show(bRaw)}`);
     const benchmark = (bRaw as string | undefined) ?? defaultBenchmark;
 
     const correctRaw = get(record, 'correct', line, true);
@@ -354,11 +359,15 @@ export async function score(options: ScoreOptions): Promise<ScoreReport> {
     for (const k of ks) {
       pass[k] = 100 * avg(perQuestion.map((q) => passAtK(q.samples.length, q.samples.filter((s) => s.correct).length, k)));
       if (vote) {
-        vote[k] = 100 * avg(perQuestion.map((q) => {
-          const v = voteAtK(q.samples, k, voteTies);
-          if (v.inconsistent) inconsistentVotes++;
-          return v.value;
-        }));
+        vote[k] =
+          100 *
+          avg(
+            perQuestion.map((q) => {
+              const v = voteAtK(q.samples, k, voteTies);
+              if (v.inconsistent) inconsistentVotes++;
+              return v.value;
+            }),
+          );
       }
     }
     out.push({

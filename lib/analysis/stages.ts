@@ -114,7 +114,11 @@ export function stages(rows: readonly MetricsRow[], opts: StageOptions = {}): St
       ['thinkRatio', Number.isFinite(r.thinkRatio) && r.thinkRatio >= 0 && r.thinkRatio <= 100],
       ['benchmark', typeof r.benchmark === 'string' && r.benchmark !== ''],
     ] as const) {
-      if (!ok) throw new WeightmixError('MalformedMetrics', `metrics row ${i} has an invalid ${key}: ${JSON.stringify((r as unknown as Record<string, unknown>)[key])}`);
+      if (!ok)
+        throw new WeightmixError(
+          'MalformedMetrics',
+          `metrics row ${i} has an invalid ${key}: ${JSON.stringify((r as unknown as Record<string, unknown>)[key])}`,
+        );
     }
     let at = byLambda.get(r.lambda);
     if (!at) byLambda.set(r.lambda, (at = new Map()));
@@ -141,11 +145,15 @@ export function stages(rows: readonly MetricsRow[], opts: StageOptions = {}): St
 
   // The stages are intervals of λ; say so when the data are not monotone enough to be read that way.
   lambdas.forEach((l, i) => {
-    if (eIdx >= 0 && i > eIdx && !emerged(l)) warnings.push(`Think #R falls back to ≤ ${thresholds.emergenceThreshold}% at λ=${formatLambda(l)} after emerging at λ=${formatLambda(lambdas[eIdx])}`);
-    if (sIdx >= 0 && i > sIdx && !saturated(l)) warnings.push(`Think #R drops below ${thresholds.saturationThreshold}% at λ=${formatLambda(l)} after saturating at λ=${formatLambda(lambdas[sIdx])}`);
+    if (eIdx >= 0 && i > eIdx && !emerged(l))
+      warnings.push(`Think #R falls back to ≤ ${thresholds.emergenceThreshold}% at λ=${formatLambda(l)} after emerging at λ=${formatLambda(lambdas[eIdx])}`);
+    if (sIdx >= 0 && i > sIdx && !saturated(l))
+      warnings.push(`Think #R drops below ${thresholds.saturationThreshold}% at λ=${formatLambda(l)} after saturating at λ=${formatLambda(lambdas[sIdx])}`);
   });
   if (eIdx > 0 && eIdx === sIdx) {
-    warnings.push(`Think #R jumps from ≤ ${thresholds.emergenceThreshold}% to saturation between λ=${formatLambda(lambdas[eIdx - 1])} and λ=${formatLambda(lambdas[eIdx])}; sample λ more finely there to see Stage 2`);
+    warnings.push(
+      `Think #R jumps from ≤ ${thresholds.emergenceThreshold}% to saturation between λ=${formatLambda(lambdas[eIdx - 1])} and λ=${formatLambda(lambdas[eIdx])}; sample λ more finely there to see Stage 2`,
+    );
   }
 
   const summaries: LambdaSummary[] = lambdas.map((l, i) => {
@@ -182,14 +190,18 @@ export function stages(rows: readonly MetricsRow[], opts: StageOptions = {}): St
   const e = thresholds.emergenceThreshold;
   const s = thresholds.saturationThreshold;
   const parts: string[] = [];
-  parts.push(`Think #R (share of responses containing </think>) decides the stages over ${benchmarks.length} benchmark${benchmarks.length === 1 ? '' : 's'} (${benchmarks.join(', ')}).`);
+  parts.push(
+    `Think #R (share of responses containing </think>) decides the stages over ${benchmarks.length} benchmark${benchmarks.length === 1 ? '' : 's'} (${benchmarks.join(', ')}).`,
+  );
   if (stage1.length) parts.push(`Stage 1 (Instruct-dominated, no explicit thinking): λ ${list(stage1)}, where Think #R is at most ${e}% on every benchmark.`);
   else parts.push(`There is no Stage 1: Think #R already exceeds ${e}% at the smallest λ, ${formatLambda(lambdas[0])}.`);
   if (eIdx < 0) {
     parts.push(`Thinking never emerges (Think #R ≤ ${e}% everywhere), so there is no Stage 2 or 3 and no recommendation; try larger λ.`);
   } else {
     const le = summaries[eIdx];
-    parts.push(`Stage 2 (thinking emerges) starts at λ=${formatLambda(le.lambda)}, the first λ where Think #R leaves zero (highest ${fmt1(le.thinkRatio.max)}%),`);
+    parts.push(
+      `Stage 2 (thinking emerges) starts at λ=${formatLambda(le.lambda)}, the first λ where Think #R leaves zero (highest ${fmt1(le.thinkRatio.max)}%),`,
+    );
     if (sIdx >= 0) {
       const ls = summaries[sIdx];
       parts.push(`and ends at λ=${formatLambda(ls.lambda)}, the first λ where every benchmark reaches ${s}% (lowest ${fmt1(ls.thinkRatio.min)}%).`);
@@ -201,14 +213,20 @@ export function stages(rows: readonly MetricsRow[], opts: StageOptions = {}): St
       const to = stage3[stage3.length - 1];
       const c = compare([from, to]);
       const dAcc = c.acc(to) - c.acc(from);
-      parts.push(`Stage 3 (thinking saturated, over-thinking): λ ${list(stage3)}; from λ=${formatLambda(from)} to ${formatLambda(to)} Token #N changes ×${(c.cost(to) / c.cost(from)).toFixed(2)} while Mean@k changes by ${dAcc >= 0 ? '+' : ''}${fmt1(dAcc)} points.`);
+      parts.push(
+        `Stage 3 (thinking saturated, over-thinking): λ ${list(stage3)}; from λ=${formatLambda(from)} to ${formatLambda(to)} Token #N changes ×${(c.cost(to) / c.cost(from)).toFixed(2)} while Mean@k changes by ${dAcc >= 0 ? '+' : ''}${fmt1(dAcc)} points.`,
+      );
     }
     const p = pick!;
     const on = p.common.length === benchmarks.length ? '' : ` over ${p.common.join(', ')}`;
-    parts.push(`Recommended λ=${formatLambda(recommended!)}: the highest Mean@k in Stage 2 (${fmt1(p.acc(recommended!))}%${on}), the paper's best quality/cost region.`);
+    parts.push(
+      `Recommended λ=${formatLambda(recommended!)}: the highest Mean@k in Stage 2 (${fmt1(p.acc(recommended!))}%${on}), the paper's best quality/cost region.`,
+    );
     if (overall.best !== recommended) {
       const c = compare([recommended!, overall.best]);
-      parts.push(`The most accurate λ overall is ${formatLambda(overall.best)} (Stage ${summaries[lambdas.indexOf(overall.best)].stage}, ${fmt1(c.acc(overall.best))}% vs ${fmt1(c.acc(recommended!))}%) at ×${(c.cost(overall.best) / c.cost(recommended!)).toFixed(2)} the tokens.`);
+      parts.push(
+        `The most accurate λ overall is ${formatLambda(overall.best)} (Stage ${summaries[lambdas.indexOf(overall.best)].stage}, ${fmt1(c.acc(overall.best))}% vs ${fmt1(c.acc(recommended!))}%) at ×${(c.cost(overall.best) / c.cost(recommended!)).toFixed(2)} the tokens.`,
+      );
     }
   }
 

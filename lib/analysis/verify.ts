@@ -125,7 +125,6 @@ export interface VerifyReport {
   recomputeSkipped: string | null;
 }
 
-
 const DEFAULT_SAMPLES = 64;
 const MAX_INDEX_BYTES = 64 << 20;
 const MAX_MISMATCHES_KEPT = 20;
@@ -138,7 +137,8 @@ export function parseSamples(value: unknown, name = '--samples'): number | 'all'
   if (value === undefined) return DEFAULT_SAMPLES;
   if (value === 'all') return 'all';
   const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) throw usageError(`${name} must be a whole number of 1 or more, or "all", got ${JSON.stringify(value)}`);
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1)
+    throw usageError(`${name} must be a whole number of 1 or more, or "all", got ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -146,7 +146,8 @@ export function parseSamples(value: unknown, name = '--samples'): number | 'all'
 export function parseSeed(value: unknown, name = '--seed'): number {
   if (value === undefined) return 0;
   const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) throw usageError(`${name} must be a whole number from 0 to 4294967295, got ${JSON.stringify(value)}`);
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0 || n > 0xffffffff)
+    throw usageError(`${name} must be a whole number from 0 to 4294967295, got ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -177,7 +178,8 @@ function problem(code: WeightmixErrorCode, message: string): VerifyProblem {
  */
 export async function verify(options: VerifyOptions): Promise<VerifyReport> {
   checkOptions<VerifyOptions>('verify', options, VERIFY_KEYS);
-  if (typeof options.dir !== 'string' || options.dir === '') throw usageError(`verify: option 'dir' must be a model folder path, got ${JSON.stringify(options.dir)}`);
+  if (typeof options.dir !== 'string' || options.dir === '')
+    throw usageError(`verify: option 'dir' must be a model folder path, got ${JSON.stringify(options.dir)}`);
   const samples = parseSamples(options.samples, 'samples');
   const seed = parseSeed(options.seed, 'seed');
   checkAborted(options.signal);
@@ -185,7 +187,18 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
   // No folder is no model to verify, not a damaged one: an error, as every other function gives.
   const stat = await fs.promises.stat(dir).catch(() => null);
   if (!stat?.isDirectory()) throw new WeightmixError('ModelNotFound', `model folder not found: ${dir}${stat ? ' is not a folder' : ''}`);
-  const report: VerifyReport = { dir, ok: false, shards: 0, tensors: 0, tensorBytes: 0, indexed: false, recipe: null, problems: [], recomputed: null, recomputeSkipped: null };
+  const report: VerifyReport = {
+    dir,
+    ok: false,
+    shards: 0,
+    tensors: 0,
+    tensorBytes: 0,
+    indexed: false,
+    recipe: null,
+    problems: [],
+    recomputed: null,
+    recomputeSkipped: null,
+  };
 
   let model: Checkpoint;
   try {
@@ -204,7 +217,8 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
     checkAborted(options.signal);
     if (!report.recipe) report.problems.push(problem('RecipeNotRecorded', `${dir}: no weightmix recipe is recorded, so there is nothing to recompute from`));
     // A `merge` output is not damaged for want of a recomputation: its structure alone is checked, and the report says so.
-    else if (report.recipe.method !== 'interpolate') report.recomputeSkipped = `${report.recipe.method} outputs are not supported by --recompute (only interpolate and sweep outputs are)`;
+    else if (report.recipe.method !== 'interpolate')
+      report.recomputeSkipped = `${report.recipe.method} outputs are not supported by --recompute (only interpolate and sweep outputs are)`;
     else report.recomputed = await recomputeInterpolation(model, report.recipe, samples, seed, options.signal, report.problems);
   }
   report.ok = report.problems.length === 0 && (report.recomputed?.mismatchCount ?? 0) === 0;
@@ -221,10 +235,14 @@ async function checkIndexExtras(model: Checkpoint): Promise<VerifyProblem[]> {
   const metadata = doc.metadata;
   const total = typeof metadata === 'object' && metadata !== null && !Array.isArray(metadata) ? (metadata as Record<string, unknown>).total_size : undefined;
   if (total === undefined) problems.push(problem('IndexMismatch', `${indexPath}: metadata.total_size is missing`));
-  else if (total !== model.tensorBytes) problems.push(problem('IndexMismatch', `${indexPath}: metadata.total_size is ${JSON.stringify(total)} but the shards hold ${model.tensorBytes} bytes of tensor data`));
+  else if (total !== model.tensorBytes)
+    problems.push(
+      problem('IndexMismatch', `${indexPath}: metadata.total_size is ${JSON.stringify(total)} but the shards hold ${model.tensorBytes} bytes of tensor data`),
+    );
   const named = new Set(model.shards.map((s) => s.name));
   for (const entry of (await fs.promises.readdir(model.dir)).sort()) {
-    if (entry.endsWith('.safetensors') && !named.has(entry)) problems.push(problem('IndexMismatch', `${path.join(model.dir, entry)}: a shard that the index does not name`));
+    if (entry.endsWith('.safetensors') && !named.has(entry))
+      problems.push(problem('IndexMismatch', `${path.join(model.dir, entry)}: a shard that the index does not name`));
   }
   return problems;
 }
@@ -265,7 +283,12 @@ function readRecipe(model: Checkpoint, problems: VerifyProblem[]): RecordedRecip
       return null;
     }
   } else if (!(MERGE_METHOD_NAMES as readonly string[]).includes(r.method)) {
-    problems.push(problem('InvalidRecipe', `${where}: the recorded method ${JSON.stringify(r.method)} is none that this weightmix writes (interpolate, ${MERGE_METHOD_NAMES.join(', ')})`));
+    problems.push(
+      problem(
+        'InvalidRecipe',
+        `${where}: the recorded method ${JSON.stringify(r.method)} is none that this weightmix writes (interpolate, ${MERGE_METHOD_NAMES.join(', ')})`,
+      ),
+    );
     return null;
   }
   return r as unknown as RecordedRecipe;
@@ -292,7 +315,6 @@ export function selectionFromDescription(text: string): Selection {
   }
 }
 
-
 async function recomputeInterpolation(
   output: Checkpoint,
   recipe: InterpolationRecipe,
@@ -315,7 +337,12 @@ async function recomputeInterpolation(
   const onlyOut = output.names.filter((n) => !instruct.tensors.has(n));
   const onlyIn = instruct.names.filter((n) => !output.tensors.has(n));
   if (onlyOut.length + onlyIn.length > 0) {
-    problems.push(problem('ModelsDiffer', `${output.dir}: holds other tensors than its Instruct source ${instruct.dir} (${onlyOut.length} more, ${onlyIn.length} missing, e.g. ${[...onlyOut, ...onlyIn][0]})`));
+    problems.push(
+      problem(
+        'ModelsDiffer',
+        `${output.dir}: holds other tensors than its Instruct source ${instruct.dir} (${onlyOut.length} more, ${onlyIn.length} missing, e.g. ${[...onlyOut, ...onlyIn][0]})`,
+      ),
+    );
     return null;
   }
   const lambda = recipe.lambda;

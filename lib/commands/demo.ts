@@ -27,7 +27,9 @@ export function register(program: Command): void {
         // Show one tensor's first values: the merged weights sit 80% of the way from Instruct to Thinking.
         const name = 'model.layers.0.mlp.down_proj.weight';
         const rows = await Promise.all(
-          [pair.instruct, pair.thinking, out].map(async (d) => (await readTensorValues((await openCheckpoint(d)).tensors.get(name)!, 0, 4)).map((x) => x.toFixed(6).padStart(10))),
+          [pair.instruct, pair.thinking, out].map(async (d) =>
+            (await readTensorValues((await openCheckpoint(d)).tensors.get(name)!, 0, 4)).map((x) => x.toFixed(6).padStart(10)),
+          ),
         );
         process.stdout.write(`${name}[0:4]\n  instruct  ${rows[0].join(' ')}\n  thinking  ${rows[1].join(' ')}\n  λ = 0.8   ${rows[2].join(' ')}\n`);
         process.stdout.write(`output files: ${(await fs.promises.readdir(out)).sort().join(', ')}\n`);

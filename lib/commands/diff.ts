@@ -29,7 +29,9 @@ export function register(program: Command): void {
       const threads = parseThreads(opts.threads);
       // Progress on a TTY only; the report itself goes to stdout (as text or --json).
       const reporter = createReporter<DiffReport>({ quiet: !process.stderr.isTTY }, 'diff', () => '');
-      const report = await reporter.run((hooks) => diff({ a, b, threads, onProgress: hooks.onProgress, onDownload: hooks.onDownload, onNotice: hooks.onNotice, signal: hooks.signal }));
+      const report = await reporter.run((hooks) =>
+        diff({ a, b, threads, onProgress: hooks.onProgress, onDownload: hooks.onDownload, onNotice: hooks.onNotice, signal: hooks.signal }),
+      );
       if (opts.plot !== undefined) await plotDiff(report, opts.plot);
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatDiffReport(report, { tensors: opts.tensors, plotFile: opts.plot }));
     });

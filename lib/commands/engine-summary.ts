@@ -4,7 +4,10 @@ import { describeDevice, type ResolvedDevice } from '../engine/device';
 
 /** `--device`, shared by interpolate, sweep and merge. */
 export function deviceOption(): Option {
-  return new Option('--device <device>', 'where the arithmetic runs: cpu, cuda, or auto (the GPU when one is usable and passes its self-check, else the CPU; the summary says which)')
+  return new Option(
+    '--device <device>',
+    'where the arithmetic runs: cpu, cuda, or auto (the GPU when one is usable and passes its self-check, else the CPU; the summary says which)',
+  )
     .choices(['cpu', 'cuda', 'auto'])
     .default('auto');
 }

@@ -25,7 +25,8 @@ export function register(program: Command): void {
           } else if (k === 'build') process.stdout.write(`build: ${describeBuild(native.build)}\n`);
           else if (k !== 'cudaDevices') process.stdout.write(`${k}: ${v}\n`);
         }
-        for (const d of native.cudaDevices ?? []) process.stdout.write(`cudaDevice: ${d.name}, ${(d.memoryBytes / 2 ** 30).toFixed(1)} GiB, compute capability ${d.computeCapability}\n`);
+        for (const d of native.cudaDevices ?? [])
+          process.stdout.write(`cudaDevice: ${d.name}, ${(d.memoryBytes / 2 ** 30).toFixed(1)} GiB, compute capability ${d.computeCapability}\n`);
       }
     });
 }

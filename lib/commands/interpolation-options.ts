@@ -11,12 +11,23 @@ export function addInterpolationOptions(cmd: Command): void {
   cmd
     .requiredOption('--instruct <model>', 'Instruct model (λ = 0): a folder, or a hub id ORG/NAME[@REVISION] from the Hugging Face cache or downloaded into it')
     .requiredOption('--thinking <model>', 'Thinking model (λ = 1): a folder or a hub id')
-    .option('--layers <ranges>', 'only decoder layers in these inclusive ranges, e.g. 12-35 (the paper\'s last two thirds of Qwen3-4B)')
+    .option('--layers <ranges>', "only decoder layers in these inclusive ranges, e.g. 12-35 (the paper's last two thirds of Qwen3-4B)")
     .option('--modules <list>', `only these module classes: ${MODULE_CLASSES.join(',')}`)
     .option('--skip-modules <list>', 'all module classes except these (they keep the Instruct weights)')
-    .addOption(new Option('--numerics <mode>', 'exact: torch.lerp in f32, one rounding; mi: the paper\'s bf16 script, bit for bit').choices(['exact', 'mi']).default('exact'))
-    .addOption(new Option('--dtype <dtype>', 'output dtype of float tensors (default: the Instruct tensor\'s)').choices([...FLOAT_DTYPES, ...FLOAT_DTYPES.map((d) => d.toLowerCase())]))
-    .addOption(new Option('--files-from <model>', 'which model\'s config, tokenizer and chat template to copy').choices(['instruct', 'thinking']).default('thinking'))
+    .addOption(
+      new Option('--numerics <mode>', "exact: torch.lerp in f32, one rounding; mi: the paper's bf16 script, bit for bit")
+        .choices(['exact', 'mi'])
+        .default('exact'),
+    )
+    .addOption(
+      new Option('--dtype <dtype>', "output dtype of float tensors (default: the Instruct tensor's)").choices([
+        ...FLOAT_DTYPES,
+        ...FLOAT_DTYPES.map((d) => d.toLowerCase()),
+      ]),
+    )
+    .addOption(
+      new Option('--files-from <model>', "which model's config, tokenizer and chat template to copy").choices(['instruct', 'thinking']).default('thinking'),
+    )
     .option('--part <i/n>', 'write only part I of N of the output shards (for Slurm / Kubernetes job arrays)')
     .option('--threads <n>', 'worker threads (default: number of cores)')
     .addOption(deviceOption())

@@ -19,9 +19,18 @@ export function register(program: Command): void {
       'merge models by mergekit YAML recipes (linear, slerp, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, model_stock, passthrough, karcher, multislerp; docs/mergekit-parity.md); ' +
         'several recipes write OUT/NAME each (NAME: the file name without .yml), reading the models they share once',
     )
-    .argument('<recipes...>', 'mergekit configuration files (YAML); models are local folders (relative to the working directory) or hub ids ORG/NAME[@REVISION]; ${NAME} in a model path is the environment variable NAME (a weightmix extension)')
-    .requiredOption('-o, --output <dir>', 'output model folder (created atomically); with several recipes, the folder that receives one model folder per recipe')
-    .option('--part <i/n>', 'with several recipes: merge only part I of N of them (whole models, balanced by bytes; every machine lists the same recipe files in the same order)')
+    .argument(
+      '<recipes...>',
+      'mergekit configuration files (YAML); models are local folders (relative to the working directory) or hub ids ORG/NAME[@REVISION]; ${NAME} in a model path is the environment variable NAME (a weightmix extension)',
+    )
+    .requiredOption(
+      '-o, --output <dir>',
+      'output model folder (created atomically); with several recipes, the folder that receives one model folder per recipe',
+    )
+    .option(
+      '--part <i/n>',
+      'with several recipes: merge only part I of N of them (whole models, balanced by bytes; every machine lists the same recipe files in the same order)',
+    )
     .option('--threads <n>', 'worker threads (default: number of cores)')
     .addOption(deviceOption())
     .option('--no-direct', 'write through the page cache instead of O_DIRECT')
@@ -62,12 +71,20 @@ export function register(program: Command): void {
       const twice = names.find((n, i) => names.indexOf(n) !== i);
       if (twice !== undefined) {
         const { usageError } = await import('../errors');
-        throw usageError(`two recipe files are named ${twice} (${files.filter((f) => recipeOutputName(f) === twice).join(', ')}): both would write ${path.join(opts.output as string, twice)}`);
+        throw usageError(
+          `two recipe files are named ${twice} (${files.filter((f) => recipeOutputName(f) === twice).join(', ')}): both would write ${path.join(opts.output as string, twice)}`,
+        );
       }
       const recipes: Awaited<ReturnType<typeof readRecipeFile>>[] = [];
       for (const file of files) recipes.push(await readRecipeFile(file));
       const reporter = createReporter(opts, 'merge', describeBatch);
-      const summary = await reporter.run((hooks) => mergeBatchAs(recipes.map((recipe, i) => ({ name: names[i], recipe })), { output: opts.output as string, part: opts.part as string | undefined, ...engine, ...hooks }, CLI_FLAGS));
+      const summary = await reporter.run((hooks) =>
+        mergeBatchAs(
+          recipes.map((recipe, i) => ({ name: names[i], recipe })),
+          { output: opts.output as string, part: opts.part as string | undefined, ...engine, ...hooks },
+          CLI_FLAGS,
+        ),
+      );
       reporter.done(summary);
     });
 }

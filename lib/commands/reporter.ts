@@ -73,7 +73,11 @@ export function createReporter<S extends object>(opts: { json?: unknown; quiet?:
     } else if (tty) {
       if (!downloadBar) {
         downloadBar = new cliProgress.SingleBar(
-          { format: `download ${p.repo} {bar} {percentage}% | {done}/{all} GB | {files}/{filesTotal} files | {rate} MB/s`, hideCursor: true, stream: process.stderr },
+          {
+            format: `download ${p.repo} {bar} {percentage}% | {done}/{all} GB | {files}/{filesTotal} files | {rate} MB/s`,
+            hideCursor: true,
+            stream: process.stderr,
+          },
           cliProgress.Presets.shades_classic,
         );
         downloadBar.start(p.bytesTotal, 0);

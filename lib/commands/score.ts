@@ -22,11 +22,19 @@ export function register(program: Command): void {
     .description("the paper's metrics from sampled generations (JSONL, one sample per line)")
     .argument('<generations>', 'JSONL file of graded generations')
     .option('--k <list>', 'k values for Pass@k and Vote@k, comma-separated (default: 1 and n per benchmark)')
-    .option('--field <name=key>', 'where a field lives: question, sample, response, correct, tokens, answer, benchmark (repeatable; dotted paths allowed)', collect, [])
+    .option(
+      '--field <name=key>',
+      'where a field lives: question, sample, response, correct, tokens, answer, benchmark (repeatable; dotted paths allowed)',
+      collect,
+      [],
+    )
     .option('--preset <name>', 'field names: default, vllm or opencompass', 'default')
     .option('--benchmark <name>', 'benchmark name for records without one (default: the file name)')
     .option('--whitespace-tokens', 'count whitespace-separated words as Token #N when no token count is recorded (labelled as such)')
-    .option('--tokenizer <model>', "count Token #N with this model's tokenizer.json: a folder or a hub id ORG/NAME[@REVISION] (only its tokenizer files are downloaded)")
+    .option(
+      '--tokenizer <model>',
+      "count Token #N with this model's tokenizer.json: a folder or a hub id ORG/NAME[@REVISION] (only its tokenizer files are downloaded)",
+    )
     .option('--vote-ties <rule>', 'Vote@k ties: expected (share of correct tied answers) or first (earliest sampled)', 'expected')
     .option('--json', 'print the report as JSON')
     .action(async (file: string, opts: ScoreCliOptions) => {
@@ -50,12 +58,23 @@ export function formatScoreReport(report: ScoreReport): string {
   const hasVote = report.benchmarks.some((b) => b.voteAtK !== null);
   const source = report.benchmarks[0]?.tokensSource ?? 'missing';
   const tokenHead = source === 'whitespace' ? 'Token #N (words)' : source === 'tokenizer' ? 'Token #N (tokenizer)' : 'Token #N';
-  const head = ['benchmark', 'questions', 'samples', 'Think #R', tokenHead, 'Mean@n', ...ks.map((k) => `Pass@${k}`), ...(hasVote ? ks.map((k) => `Vote@${k}`) : [])];
+  const head = [
+    'benchmark',
+    'questions',
+    'samples',
+    'Think #R',
+    tokenHead,
+    'Mean@n',
+    ...ks.map((k) => `Pass@${k}`),
+    ...(hasVote ? ks.map((k) => `Vote@${k}`) : []),
+  ];
   const pct = (x: number | null | undefined) => (x === null || x === undefined ? '-' : x.toFixed(1));
   const body = report.benchmarks.map((b) => [
     b.benchmark,
     String(b.questions),
-    b.samplesPerQuestion.min === b.samplesPerQuestion.max ? `${b.samples} (${b.samplesPerQuestion.min}/q)` : `${b.samples} (${b.samplesPerQuestion.min}-${b.samplesPerQuestion.max}/q)`,
+    b.samplesPerQuestion.min === b.samplesPerQuestion.max
+      ? `${b.samples} (${b.samplesPerQuestion.min}/q)`
+      : `${b.samples} (${b.samplesPerQuestion.min}-${b.samplesPerQuestion.max}/q)`,
     pct(b.thinkRatio),
     b.tokens === null ? '-' : b.tokens.toFixed(0),
     pct(b.mean),
@@ -63,10 +82,15 @@ export function formatScoreReport(report: ScoreReport): string {
     ...(hasVote ? ks.map((k) => pct(b.voteAtK?.[k])) : []),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+      .join('  ')
+      .trimEnd();
   const notes: string[] = ['rates in %; Mean@n averages all n samples per question; Pass@k is the unbiased estimator of Chen et al. (2021)'];
   if (report.benchmarks.some((b) => b.thinkRatio === null)) notes.push(`Think #R: no response field ('${report.fields.response}')`);
-  if (source === 'missing') notes.push(`Token #N: no token count field ('${report.fields.tokens}'); map one with --field tokens=KEY or pass --tokenizer MODEL or --whitespace-tokens`);
+  if (source === 'missing')
+    notes.push(`Token #N: no token count field ('${report.fields.tokens}'); map one with --field tokens=KEY or pass --tokenizer MODEL or --whitespace-tokens`);
   if (source === 'whitespace') notes.push('Token #N counts whitespace-separated words, not tokenizer tokens');
   if (!hasVote) notes.push(`Vote@k: no extracted answer field ('${report.fields.answer}')`);
   else notes.push(`Vote@k ties: ${report.voteTies === 'expected' ? 'share of correct answers among the tied ones' : 'the tied answer sampled first'}`);

@@ -46,7 +46,11 @@ export function formatStageReport(report: StageReport, plotFile?: string): strin
     String(l.benchmarks.length),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+      .join('  ')
+      .trimEnd();
   const list = (ls: number[]) => (ls.length ? ls.map(formatLambda).join(', ') : '(none)');
   const out = [
     line(head),

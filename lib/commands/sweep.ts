@@ -9,12 +9,17 @@ export function register(program: Command): void {
   const cmd = program
     .command('sweep')
     .description('write one merged model per λ (DIR/lambda-0.80/, …), reading each input byte once')
-    .requiredOption('--lambdas <list>', 'start:stop:step (inclusive) or a comma list of decimal numbers, e.g. 0:1:0.1 or 0.2,0.4,0.8; values outside [0, 1] extrapolate')
+    .requiredOption(
+      '--lambdas <list>',
+      'start:stop:step (inclusive) or a comma list of decimal numbers, e.g. 0:1:0.1 or 0.2,0.4,0.8; values outside [0, 1] extrapolate',
+    )
     .requiredOption('-o, --output <dir>', 'folder that receives one model folder per λ');
   addInterpolationOptions(cmd);
   cmd.action(async (opts: Record<string, unknown>) => {
     const reporter = createReporter(opts, 'sweep', describeInterpolation);
-    const summary = await reporter.run((hooks) => sweepAs({ ...interpolationOptionsFrom(opts), ...hooks, lambdas: opts.lambdas as string, output: opts.output as string }, CLI_FLAGS));
+    const summary = await reporter.run((hooks) =>
+      sweepAs({ ...interpolationOptionsFrom(opts), ...hooks, lambdas: opts.lambdas as string, output: opts.output as string }, CLI_FLAGS),
+    );
     reporter.done(summary);
   });
 }

@@ -16,7 +16,10 @@ export function register(program: Command): void {
     .command('verify')
     .description('check a merged model: shard headers, index against shards, the recorded recipe; with --recompute, sampled elements bit for bit')
     .argument('<dir>', 'model folder')
-    .option('--recompute', 'recompute sampled elements from the source models the recipe records, and compare bit for bit (interpolate and sweep outputs; merge outputs get the structural checks only, and the report says so)')
+    .option(
+      '--recompute',
+      'recompute sampled elements from the source models the recipe records, and compare bit for bit (interpolate and sweep outputs; merge outputs get the structural checks only, and the report says so)',
+    )
     .option('--samples <n>', 'elements recomputed per tensor, or "all" (default 64; the first and the last always)')
     .option('--seed <n>', 'which elements are sampled (default 0)')
     .option('--json', 'print the report as JSON')
@@ -24,7 +27,13 @@ export function register(program: Command): void {
       const signals = abortOnSignals();
       let report: VerifyReport;
       try {
-        report = await verify({ dir, recompute: opts.recompute === true, samples: parseSamples(opts.samples), seed: parseSeed(opts.seed), signal: signals.signal });
+        report = await verify({
+          dir,
+          recompute: opts.recompute === true,
+          samples: parseSamples(opts.samples),
+          seed: parseSeed(opts.seed),
+          signal: signals.signal,
+        });
       } finally {
         signals.dispose();
       }
@@ -39,11 +48,15 @@ export function register(program: Command): void {
 /** The human-readable report `verify` prints. */
 export function formatVerifyReport(r: VerifyReport): string {
   const lines: string[] = [];
-  lines.push(`${r.ok ? 'verified' : 'FAILED'} ${r.dir}: ${r.shards} shard file${r.shards === 1 ? '' : 's'}, ${r.tensors} tensors, ${r.tensorBytes} bytes of tensor data${r.indexed ? ', index' : ''}`);
+  lines.push(
+    `${r.ok ? 'verified' : 'FAILED'} ${r.dir}: ${r.shards} shard file${r.shards === 1 ? '' : 's'}, ${r.tensors} tensors, ${r.tensorBytes} bytes of tensor data${r.indexed ? ', index' : ''}`,
+  );
   const rec = r.recipe;
   if (!rec) lines.push('recipe: none recorded (not a weightmix output; structure checked only)');
   else if (rec.method === 'interpolate') {
-    lines.push(`recipe: interpolate λ = ${rec.lambda}, numerics ${rec.numerics}, ${rec.selection}; Instruct ${rec.instruct}, Thinking ${rec.thinking} (weightmix ${rec.weightmix})`);
+    lines.push(
+      `recipe: interpolate λ = ${rec.lambda}, numerics ${rec.numerics}, ${rec.selection}; Instruct ${rec.instruct}, Thinking ${rec.thinking} (weightmix ${rec.weightmix})`,
+    );
   } else lines.push(`recipe: ${rec.method} (weightmix ${rec.weightmix})`);
   if (r.recomputed) {
     const m = r.recomputed;

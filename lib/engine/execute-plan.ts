@@ -50,7 +50,15 @@ export async function executeMergePlan(
   const ran = resolveDevice(parseDevice(engine.device, name('device')), loadNative().info(), name('device'));
   const heads = plan.outputs.reduce((n, o) => n + o.head.length, 0);
   await runPlan(
-    { inputs: plan.inputs, outputs: plan.outputs, jobs: plan.jobs, threads: engine.threads, blockBytes: engine.blockBytes, direct: engine.direct, device: ran.device },
+    {
+      inputs: plan.inputs,
+      outputs: plan.outputs,
+      jobs: plan.jobs,
+      threads: engine.threads,
+      blockBytes: engine.blockBytes,
+      direct: engine.direct,
+      device: ran.device,
+    },
     { onProgress: progressOf('write', plan.jobs, heads, options.onProgress), signal: options.signal },
   );
   return ran;
@@ -65,7 +73,12 @@ export async function runStatisticsPlan(plan: Pick<NativePlan, 'inputs' | 'jobs'
 }
 
 /** The engine's (done, total) bytes as MergeProgress; jobs run in order, so the bytes done tell how many tensors are done (closely enough for a bar). */
-function progressOf(stage: MergeProgress['stage'], jobs: readonly NativeJob[], heads: number, onProgress: ExecuteOptions['onProgress']): ((done: number, total: number) => void) | undefined {
+function progressOf(
+  stage: MergeProgress['stage'],
+  jobs: readonly NativeJob[],
+  heads: number,
+  onProgress: ExecuteOptions['onProgress'],
+): ((done: number, total: number) => void) | undefined {
   if (!onProgress) return undefined;
   const started = process.hrtime.bigint();
   // The engine counts a job's bytes as native/executor.cc's pieceWeight does: written bytes, or read bytes when it writes nothing.
@@ -84,6 +97,13 @@ function progressOf(stage: MergeProgress['stage'], jobs: readonly NativeJob[], h
       if (jobEnds[mid] <= done) lo = mid + 1;
       else hi = mid;
     }
-    onProgress({ stage, bytesDone: done, bytesTotal: total, tensorsDone: lo, tensorsTotal: jobs.length, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
+    onProgress({
+      stage,
+      bytesDone: done,
+      bytesTotal: total,
+      tensorsDone: lo,
+      tensorsTotal: jobs.length,
+      seconds: Number(process.hrtime.bigint() - started) / 1e9,
+    });
   };
 }

@@ -38,7 +38,14 @@ export function fusePlans(plans: MergePlan[]): MergePlan {
       if (job.moments || job.stat) throw new Error('internal: only write plans are fused');
       const sources = job.sources.map((s) => ({ ...s, input: inputs.indexOf(plan.inputs[s.input]) }));
       // The count is part of the key: a tensor cut to its first rows (a vocabulary cut) is another read.
-      members.push({ job, sources, keys: sources.map((s) => `${s.input}:${s.offset}:${job.count}`), outputBase, at: j / plan.jobs.length, index: members.length });
+      members.push({
+        job,
+        sources,
+        keys: sources.map((s) => `${s.input}:${s.offset}:${job.count}`),
+        outputBase,
+        at: j / plan.jobs.length,
+        index: members.length,
+      });
     });
   }
 

@@ -50,7 +50,16 @@ export interface ModelCard {
 }
 
 export async function writeModelCard(dir: string, card: ModelCard): Promise<void> {
-  const front = ['---', 'library_name: transformers', 'tags:', '- merge', '- weightmix', 'base_model:', ...card.sources.map((s) => `- ${s.hub?.repo ?? s.dir}`), '---'];
+  const front = [
+    '---',
+    'library_name: transformers',
+    'tags:',
+    '- merge',
+    '- weightmix',
+    'base_model:',
+    ...card.sources.map((s) => `- ${s.hub?.repo ?? s.dir}`),
+    '---',
+  ];
   const body = [
     `# ${card.title}`,
     '',

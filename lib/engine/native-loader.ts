@@ -100,7 +100,10 @@ export function loadAddon<T>(root: string, platform: AddonPlatform, env: NodeJS.
     try {
       addon = load(local);
     } catch (e) {
-      throw new WeightmixError('NativeMissing', `the local build ${local} did not load (${String((e as Error).message).split('\n')[0]}); rebuild it with \`${BUILD_COMMAND}\``);
+      throw new WeightmixError(
+        'NativeMissing',
+        `the local build ${local} did not load (${String((e as Error).message).split('\n')[0]}); rebuild it with \`${BUILD_COMMAND}\``,
+      );
     }
     return { addon, loaded: { kind: 'local', path: local, ...(prebuildSkipped ? { prebuildSkipped } : {}) } };
   }

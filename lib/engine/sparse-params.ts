@@ -29,7 +29,18 @@ export const keyLow = (k: bigint) => Number(k & 0xffffffffn);
 
 /** One model's ten numbers in the flat layout, reading job source `source`. */
 export function sparseModelParams(source: number, m: ResolvedSparseModel): number[] {
-  return [source, m.weight, keyHigh(m.lowKey), keyLow(m.lowKey), keyHigh(m.highKey), keyLow(m.highKey), m.density, keyHigh(m.seedKey), keyLow(m.seedKey), m.scale];
+  return [
+    source,
+    m.weight,
+    keyHigh(m.lowKey),
+    keyLow(m.lowKey),
+    keyHigh(m.highKey),
+    keyLow(m.highKey),
+    m.density,
+    keyHigh(m.seedKey),
+    keyLow(m.seedKey),
+    m.scale,
+  ];
 }
 
 /** The `sparse` dest's flat parameters, with recipe models mapped to the job's source indices. */

@@ -257,14 +257,22 @@ class StrictJsonParser {
     const c = this.text[this.pos + 1];
     this.pos += 2;
     switch (c) {
-      case '"': return '"';
-      case '\\': return '\\';
-      case '/': return '/';
-      case 'b': return '\b';
-      case 'f': return '\f';
-      case 'n': return '\n';
-      case 'r': return '\r';
-      case 't': return '\t';
+      case '"':
+        return '"';
+      case '\\':
+        return '\\';
+      case '/':
+        return '/';
+      case 'b':
+        return '\b';
+      case 'f':
+        return '\f';
+      case 'n':
+        return '\n';
+      case 'r':
+        return '\r';
+      case 't':
+        return '\t';
       case 'u': {
         HEX4.lastIndex = this.pos;
         if (!HEX4.test(this.text)) this.fail('invalid \\u escape: expected 4 hex digits', escapeAt);

@@ -105,12 +105,12 @@ export function dtypeByteLength(dtype: SafetensorsDtype, elementCount: number): 
  * Validates a header's JSON against the file it came from, with the crate's rules (`read_metadata`
  * and `Metadata::validate`), and returns its tensors sorted by offset. Pure: no I/O.
  */
-export function parseSafetensorsHeader(
-  headerJson: Buffer,
-  opts: { file: string; fileSize: number; headerLength: number },
-): SafetensorsHeader {
+export function parseSafetensorsHeader(headerJson: Buffer, opts: { file: string; fileSize: number; headerLength: number }): SafetensorsHeader {
   const { file, fileSize, headerLength } = opts;
-  for (const [name, value] of [['fileSize', fileSize], ['headerLength', headerLength]] as const) {
+  for (const [name, value] of [
+    ['fileSize', fileSize],
+    ['headerLength', headerLength],
+  ] as const) {
     if (!Number.isSafeInteger(value) || value < 0) {
       throw new RangeError(`parseSafetensorsHeader: ${name} must be a non-negative safe integer, got ${value}`);
     }
@@ -131,8 +131,7 @@ export function parseSafetensorsHeader(
     else declared.push(readTensorEntry(key, value, file));
   }
   // The crate sorts by (begin, end); the name tie-break keeps zero-sized tensors in a stable order.
-  declared.sort((a, b) =>
-    a.dataOffsets[0] - b.dataOffsets[0] || a.dataOffsets[1] - b.dataOffsets[1] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  declared.sort((a, b) => a.dataOffsets[0] - b.dataOffsets[0] || a.dataOffsets[1] - b.dataOffsets[1] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
   const tensors = validateLayout(declared, file);
   const dataLength = tensors.length === 0 ? 0 : tensors[tensors.length - 1].dataOffsets[1];
@@ -146,7 +145,12 @@ export function parseSafetensorsHeader(
   }
   let byName: Map<string, TensorEntry> | undefined;
   return {
-    file, headerLength, dataStart, fileSize, tensors, metadata,
+    file,
+    headerLength,
+    dataStart,
+    fileSize,
+    tensors,
+    metadata,
     // Built on first use: readers that walk `tensors` (a merge) never pay for it.
     get byName() {
       byName ??= new Map(tensors.map((t) => [t.name, t]));
@@ -250,7 +254,8 @@ function encodeHeader(
     const subject = () => `${where}: tensor ${showName(name)}`;
     const begin = end;
     end = begin + byteLengthOf(dtype, elementCountOf(shape, subject), subject);
-    if (!Number.isSafeInteger(end)) throw new SafetensorsError('ValidationOverflow', `${where}: the data section passes 2^53-1 bytes at tensor ${showName(name)}`);
+    if (!Number.isSafeInteger(end))
+      throw new SafetensorsError('ValidationOverflow', `${where}: the data section passes 2^53-1 bytes at tensor ${showName(name)}`);
     offsets.push([begin, end]);
     members.push(`${JSON.stringify(name)}:{"dtype":"${dtype}","shape":[${shape.join(',')}],"data_offsets":[${begin},${end}]}`);
   }
@@ -379,7 +384,10 @@ function validateLayout(declared: readonly DeclaredTensor[], file: string): Tens
     const elementCount = elementCountOf(shape, tensor);
     const byteLength = byteLengthOf(dtype, elementCount, tensor);
     if (stop - begin !== byteLength) {
-      throw new SafetensorsError('TensorInvalidInfo', `${tensor()}: ${offsets()} hold ${stop - begin} bytes but ${dtype} ${showShape(shape)} needs ${byteLength}`);
+      throw new SafetensorsError(
+        'TensorInvalidInfo',
+        `${tensor()}: ${offsets()} hold ${stop - begin} bytes but ${dtype} ${showShape(shape)} needs ${byteLength}`,
+      );
     }
     entries[i] = { name, dtype, shape, dataOffsets, byteLength, elementCount };
   }
@@ -460,9 +468,7 @@ function describeJson(value: unknown): string {
 
 /** A tensor or key name from an untrusted file, JSON-quoted (one line) and length-limited. */
 function showName(name: string): string {
-  return name.length <= MAX_SHOWN_NAME_CHARS
-    ? JSON.stringify(name)
-    : `${JSON.stringify(name.slice(0, MAX_SHOWN_NAME_CHARS))}… (${name.length} characters)`;
+  return name.length <= MAX_SHOWN_NAME_CHARS ? JSON.stringify(name) : `${JSON.stringify(name.slice(0, MAX_SHOWN_NAME_CHARS))}… (${name.length} characters)`;
 }
 
 function showShape(shape: readonly number[]): string {

@@ -26,13 +26,16 @@ export function blobName(file: RepoFile): string {
 export function refusal(env: HubEnvironment, ref: HubReference, status: number, errorCode: string | null, what = ''): WeightmixError {
   const name = formatReference(ref);
   const noAccess = env.token ? 'the token in HF_TOKEN (or the token file) has no access to it' : 'no token is set (HF_TOKEN or the token file under HF_HOME)';
-  if (errorCode === 'GatedRepo') return new WeightmixError('HubGated', `${ref.repo} is a gated repo on ${env.endpoint}: accept its conditions there, and ${noAccess}`);
-  if (errorCode === 'RevisionNotFound') return new WeightmixError('HubRevisionNotFound', `${ref.repo} has no revision ${JSON.stringify(ref.revision)} on ${env.endpoint}`);
+  if (errorCode === 'GatedRepo')
+    return new WeightmixError('HubGated', `${ref.repo} is a gated repo on ${env.endpoint}: accept its conditions there, and ${noAccess}`);
+  if (errorCode === 'RevisionNotFound')
+    return new WeightmixError('HubRevisionNotFound', `${ref.repo} has no revision ${JSON.stringify(ref.revision)} on ${env.endpoint}`);
   if (errorCode === 'EntryNotFound') return new WeightmixError('HubFileNotFound', `${name}: ${what || 'a file'} is not in the repo on ${env.endpoint}`);
   if (errorCode === 'RepoNotFound' || status === 404) {
     return new WeightmixError('HubRepoNotFound', `${ref.repo} is neither a folder here nor a model repo on ${env.endpoint} (or it is private and ${noAccess})`);
   }
-  if (status === 401 || status === 403) return new WeightmixError('HubUnauthorized', `${env.endpoint} refused access to ${ref.repo} (HTTP ${status}): ${noAccess}`);
+  if (status === 401 || status === 403)
+    return new WeightmixError('HubUnauthorized', `${env.endpoint} refused access to ${ref.repo} (HTTP ${status}): ${noAccess}`);
   return new WeightmixError('HubError', `${env.endpoint} answered HTTP ${status} for ${name}${what ? ` (${what})` : ''}`);
 }
 
@@ -77,12 +80,26 @@ export async function resolveCommit(env: HubEnvironment, ref: HubReference, sign
 export async function listRepoFiles(env: HubEnvironment, ref: HubReference, commit: string, signal?: AbortSignal): Promise<RepoFile[]> {
   const { listFiles } = await import('@huggingface/hub');
   const files: RepoFile[] = [];
-  for await (const entry of listFiles({ repo: { type: 'model', name: ref.repo }, revision: commit, recursive: true, hubUrl: env.endpoint, fetch: hubFetch(env, ref, signal) })) {
+  for await (const entry of listFiles({
+    repo: { type: 'model', name: ref.repo },
+    revision: commit,
+    recursive: true,
+    hubUrl: env.endpoint,
+    fetch: hubFetch(env, ref, signal),
+  })) {
     if (entry.type !== 'file') continue;
     const file = { path: entry.path, size: entry.lfs?.size ?? entry.size, gitOid: entry.oid as string, sha256: entry.lfs?.oid };
     // The hashes name files in blobs/ and the size bounds a transfer: nothing else may pass.
-    if (!/^[0-9a-f]{40}$/.test(file.gitOid ?? '') || (file.sha256 !== undefined && !/^[0-9a-f]{64}$/.test(file.sha256)) || !Number.isSafeInteger(file.size) || file.size < 0) {
-      throw new WeightmixError('HubError', `${env.endpoint}: the listing of ${ref.repo} describes ${JSON.stringify(entry.path)} with an invalid oid, sha256 or size`);
+    if (
+      !/^[0-9a-f]{40}$/.test(file.gitOid ?? '') ||
+      (file.sha256 !== undefined && !/^[0-9a-f]{64}$/.test(file.sha256)) ||
+      !Number.isSafeInteger(file.size) ||
+      file.size < 0
+    ) {
+      throw new WeightmixError(
+        'HubError',
+        `${env.endpoint}: the listing of ${ref.repo} describes ${JSON.stringify(entry.path)} with an invalid oid, sha256 or size`,
+      );
     }
     files.push(file);
   }

@@ -63,11 +63,17 @@ export async function fetchBlob(req: BlobRequest): Promise<void> {
   req.onBytes(have);
 
   const url = `${req.env.endpoint}/${req.ref.repo}/resolve/${req.commit}/${file.path.split('/').map(encodeURIComponent).join('/')}`;
-  const res = have === file.size ? null : await openTransfer(req, url, have).catch((e) => {
-    if (e instanceof WeightmixError) throw e;
-    if (req.signal?.aborted) throw new WeightmixError('Aborted', `the download of ${req.ref.repo} was aborted`);
-    throw new TransferInterrupted(`${req.ref.repo}: cannot fetch ${file.path} from ${req.env.endpoint} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, e);
-  });
+  const res =
+    have === file.size
+      ? null
+      : await openTransfer(req, url, have).catch((e) => {
+          if (e instanceof WeightmixError) throw e;
+          if (req.signal?.aborted) throw new WeightmixError('Aborted', `the download of ${req.ref.repo} was aborted`);
+          throw new TransferInterrupted(
+            `${req.ref.repo}: cannot fetch ${file.path} from ${req.env.endpoint} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+            e,
+          );
+        });
   // A 200 to a range request: the server ignored the range; start over from an empty file and a fresh hash.
   const fromScratch = res !== null && res.statusCode === 200 && have > 0;
   if (fromScratch) {
@@ -95,7 +101,8 @@ async function verifyAndPublish(req: BlobRequest, partial: string, hash: Hash, w
   const expected = file.sha256 ?? file.gitOid;
   if (written !== file.size || digest !== expected) {
     await fs.promises.rm(partial, { force: true });
-    const what = written !== file.size ? `${written} bytes instead of ${file.size}` : `${file.sha256 ? 'sha256' : 'git sha1'} ${digest}, the hub says ${expected}`;
+    const what =
+      written !== file.size ? `${written} bytes instead of ${file.size}` : `${file.sha256 ? 'sha256' : 'git sha1'} ${digest}, the hub says ${expected}`;
     throw new WeightmixError('HubVerificationFailed', `${req.ref.repo}: ${file.path} failed verification (${what}); the partial download was removed`);
   }
   await fs.promises.rename(partial, req.blob);
@@ -120,7 +127,11 @@ async function openTransfer(req: BlobRequest, start: string, have: number): Prom
     }
     if (status === 200 || (status === 206 && rangeStart(res) === have)) return res;
     res.resume();
-    if (status === 206) throw new WeightmixError('HubError', `${req.env.endpoint}: ${req.file.path}: the server answered a range request from byte ${have} with ${res.headers['content-range']}`);
+    if (status === 206)
+      throw new WeightmixError(
+        'HubError',
+        `${req.env.endpoint}: ${req.file.path}: the server answered a range request from byte ${have} with ${res.headers['content-range']}`,
+      );
     throw refusal(req.env, req.ref, status, headerValue(res, 'x-error-code'), req.file.path);
   }
   throw new WeightmixError('HubError', `${req.env.endpoint}: ${req.file.path}: more than ${MAX_REDIRECTS} redirects`);
@@ -134,7 +145,10 @@ function checkAnnouncedHash(req: BlobRequest, res: http.IncomingMessage): void {
   const expected = req.file.sha256 ?? req.file.gitOid;
   if (announced !== expected) {
     res.resume();
-    throw new WeightmixError('HubVerificationFailed', `${req.ref.repo}: ${req.file.path}: the hub announces ${announced} but its file listing says ${expected}`);
+    throw new WeightmixError(
+      'HubVerificationFailed',
+      `${req.ref.repo}: ${req.file.path}: the hub announces ${announced} but its file listing says ${expected}`,
+    );
   }
 }
 
@@ -158,7 +172,14 @@ function get(req: BlobRequest, url: URL, headers: Record<string, string>): Promi
   });
 }
 
-async function receive(req: BlobRequest, res: http.IncomingMessage, fh: fs.promises.FileHandle, hash: Hash, written: number, onWritten: (n: number) => void): Promise<number> {
+async function receive(
+  req: BlobRequest,
+  res: http.IncomingMessage,
+  fh: fs.promises.FileHandle,
+  hash: Hash,
+  written: number,
+  onWritten: (n: number) => void,
+): Promise<number> {
   let batch: Buffer[] = [];
   let batchBytes = 0;
   // What is on disk (not merely received): a resume starts there.
@@ -170,12 +191,13 @@ async function receive(req: BlobRequest, res: http.IncomingMessage, fh: fs.promi
     batch = [];
     batchBytes = 0;
     await fh.writev(chunks);
-    onWritten(flushed += bytes);
+    onWritten((flushed += bytes));
   };
   const limit = req.file.size;
   try {
     for await (const chunk of res as AsyncIterable<Buffer>) {
-      if (written + chunk.length > limit) throw new WeightmixError('HubVerificationFailed', `${req.ref.repo}: ${req.file.path}: the server sent more than the ${limit} bytes the listing gives`);
+      if (written + chunk.length > limit)
+        throw new WeightmixError('HubVerificationFailed', `${req.ref.repo}: ${req.file.path}: the server sent more than the ${limit} bytes the listing gives`);
       hash.update(chunk);
       batch.push(chunk);
       batchBytes += chunk.length;
@@ -198,17 +220,22 @@ async function asTransferError(req: BlobRequest, e: unknown, partial: string, wr
   const err = e as NodeJS.ErrnoException;
   if (err?.code === 'ENOSPC' || err?.code === 'EDQUOT') {
     await fs.promises.rm(partial, { force: true });
-    return new WeightmixError('NoSpace', `no space left for ${req.ref.repo}: ${req.file.path} in ${req.env.cacheDir}; the partial file was removed`, { cause: e });
+    return new WeightmixError('NoSpace', `no space left for ${req.ref.repo}: ${req.file.path} in ${req.env.cacheDir}; the partial file was removed`, {
+      cause: e,
+    });
   }
   if (e instanceof WeightmixError && e.code === 'HubVerificationFailed') {
     await fs.promises.rm(partial, { force: true });
     return e;
   }
-  if (req.signal?.aborted) return new WeightmixError('Aborted', `the download of ${req.ref.repo} was aborted (${written} bytes of ${req.file.path} kept for a resume)`);
+  if (req.signal?.aborted)
+    return new WeightmixError('Aborted', `the download of ${req.ref.repo} was aborted (${written} bytes of ${req.file.path} kept for a resume)`);
   if (e instanceof WeightmixError) return e;
   if (typeof err?.syscall === 'string' && err.syscall !== 'read' && !/^E(CONN|PIPE|TIMEDOUT|HOSTUNREACH|NETUNREACH)/.test(err.code ?? '')) {
     return new WeightmixError('IoError', `${req.env.cacheDir}: ${err.message}`, { cause: e });
   }
-  return new TransferInterrupted(`${req.ref.repo}: the transfer of ${req.file.path} broke off after ${written} of ${req.file.size} bytes (${err?.code ?? err?.message})`, e);
+  return new TransferInterrupted(
+    `${req.ref.repo}: the transfer of ${req.file.path} broke off after ${written} of ${req.file.size} bytes (${err?.code ?? err?.message})`,
+    e,
+  );
 }
-

@@ -4,7 +4,15 @@ import type { RepoFile } from './api';
 export const HUB_INDEX_FILE = 'model.safetensors.index.json';
 
 /** Sidecars a merged model carries over, and what `score --tokenizer` reads. */
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'vocab.json', 'merges.txt', 'tokenizer.model'];
+const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'added_tokens.json',
+  'vocab.json',
+  'merges.txt',
+  'tokenizer.model',
+];
 const CONFIG_FILES = ['config.json', 'generation_config.json'];
 const CHAT_TEMPLATE = /^chat_template(\.[A-Za-z0-9_-]+)?\.(jinja|json)$/;
 

@@ -42,7 +42,8 @@ const RESOLVE_KEYS: OptionKeys<ResolveOptions> = { purpose: 'optional', env: 'op
 
 /** A public hub function's check of its model argument: a non-empty string. */
 export function checkModelReference(fn: string, reference: unknown): asserts reference is string {
-  if (typeof reference !== 'string' || reference === '') throw usageError(`${fn}: the model must be a folder path or a hub id ORG/NAME[@REVISION], got ${showValue(reference)}`);
+  if (typeof reference !== 'string' || reference === '')
+    throw usageError(`${fn}: the model must be a folder path or a hub id ORG/NAME[@REVISION], got ${showValue(reference)}`);
 }
 
 /**
@@ -76,7 +77,10 @@ export async function resolveReference(reference: string, options: ResolveOption
   const source = (s: { dir: string; commit: string }): ModelSource => ({ dir: s.dir, hub: { repo: ref.repo, revision: ref.revision, commit: s.commit } });
   if (env.offline) {
     if (cached) return source(cached);
-    throw new WeightmixError('HubOffline', `${formatReference(ref)} is neither a folder here nor in the Hugging Face cache (${env.cacheDir}), and HF_HUB_OFFLINE=1 forbids downloading it`);
+    throw new WeightmixError(
+      'HubOffline',
+      `${formatReference(ref)} is neither a folder here nor in the Hugging Face cache (${env.cacheDir}), and HF_HUB_OFFLINE=1 forbids downloading it`,
+    );
   }
   try {
     return source(await downloadSnapshot(env, ref, options.purpose ?? 'model', options));

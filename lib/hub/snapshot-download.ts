@@ -47,7 +47,12 @@ export interface DownloadHooks {
   signal?: AbortSignal;
 }
 
-export async function downloadSnapshot(env: HubEnvironment, ref: HubReference, purpose: HubPurpose, hooks: DownloadHooks): Promise<{ dir: string; commit: string }> {
+export async function downloadSnapshot(
+  env: HubEnvironment,
+  ref: HubReference,
+  purpose: HubPurpose,
+  hooks: DownloadHooks,
+): Promise<{ dir: string; commit: string }> {
   const commit = await resolveCommit(env, ref, hooks.signal);
   const listing = await listRepoFiles(env, ref, commit, hooks.signal);
   const repoDir = repoFolder(env.cacheDir, ref.repo);
@@ -89,7 +94,14 @@ async function fetchFiles(env: HubEnvironment, ref: HubReference, commit: string
   if (todo.length === 0) return;
   await fs.promises.mkdir(path.join(repoDir, 'blobs'), { recursive: true });
   const started = process.hrtime.bigint();
-  const progress: DownloadProgress = { repo: ref.repo, bytesDone: 0, bytesTotal: todo.reduce((n, f) => n + f.size, 0), filesDone: 0, filesTotal: todo.length, seconds: 0 };
+  const progress: DownloadProgress = {
+    repo: ref.repo,
+    bytesDone: 0,
+    bytesTotal: todo.reduce((n, f) => n + f.size, 0),
+    filesDone: 0,
+    filesTotal: todo.length,
+    seconds: 0,
+  };
   let lastReport = 0;
   const report = (force: boolean) => {
     const now = Date.now();
@@ -117,7 +129,14 @@ async function fetchFiles(env: HubEnvironment, ref: HubReference, commit: string
   if (failed) throw failed.reason;
 }
 
-async function fetchOne(env: HubEnvironment, ref: HubReference, commit: string, file: RepoFile, hooks: DownloadHooks, onBytes: (n: number) => void): Promise<void> {
+async function fetchOne(
+  env: HubEnvironment,
+  ref: HubReference,
+  commit: string,
+  file: RepoFile,
+  hooks: DownloadHooks,
+  onBytes: (n: number) => void,
+): Promise<void> {
   const repoDir = repoFolder(env.cacheDir, ref.repo);
   const blob = blobPath(repoDir, blobName(file));
   const lock = path.join(lockFolder(env.cacheDir, ref.repo), `${blobName(file)}.weightmix.lock`);
@@ -127,7 +146,18 @@ async function fetchOne(env: HubEnvironment, ref: HubReference, commit: string, 
     for (let attempt = 1; ; attempt++) {
       let counted = 0;
       try {
-        return await fetchBlob({ env, ref, commit, file, blob, signal: hooks.signal, onBytes: (n) => { counted += n; onBytes(n); } });
+        return await fetchBlob({
+          env,
+          ref,
+          commit,
+          file,
+          blob,
+          signal: hooks.signal,
+          onBytes: (n) => {
+            counted += n;
+            onBytes(n);
+          },
+        });
       } catch (e) {
         onBytes(-counted);
         if (!(e instanceof TransferInterrupted) || hooks.signal?.aborted) throw e;

@@ -158,7 +158,8 @@ export async function interpolate(options: InterpolateOptions): Promise<Interpol
 
 /** `interpolate` for a front door that has checked its own input; its messages name options by `name` (the command line: flags). */
 export async function interpolateAs(options: InterpolateOptions, name: OptionNamer): Promise<InterpolationSummary> {
-  if (typeof options.output !== 'string' || options.output === '') throw usageError(`${name('output')} must be a non-empty folder path, got ${showValue(options.output)}`);
+  if (typeof options.output !== 'string' || options.output === '')
+    throw usageError(`${name('output')} must be a non-empty folder path, got ${showValue(options.output)}`);
   const lambda = parseLambda(options.lambda, name('lambda'));
   return runInterpolation(options, [{ lambda, dir: options.output }], undefined, name);
 }
@@ -192,7 +193,11 @@ export async function runInterpolation(
   }
   const [instruct, thinking] = await openModels([options.instruct, options.thinking], options);
   checkCompatible(instruct, thinking);
-  checkLayersExist(selection, layerCount(instruct, (n) => classifyTensor(n).layer), name('layers'));
+  checkLayersExist(
+    selection,
+    layerCount(instruct, (n) => classifyTensor(n).layer),
+    name('layers'),
+  );
   const selected = new Map(instruct.names.map((n) => [n, isSelected(n, selection)]));
   const selectedTensors = [...selected.values()].filter(Boolean).length;
   if (selectedTensors === 0) {
@@ -203,18 +208,29 @@ export async function runInterpolation(
   const transactions: OutputTransaction[] = [];
   try {
     for (const t of targets) {
-      transactions.push(await OutputTransaction.begin(t.dir, {
+      transactions.push(
+        await OutputTransaction.begin(t.dir, {
           force: options.force,
           notice: options.onNotice,
           reads,
           siblings,
           mergeInto: part !== undefined,
           lockName: part ? `part-${part.index}-of-${part.count}` : undefined,
-        }));
+        }),
+      );
     }
     const recipeText = (lambda: number) =>
-      JSON.stringify({ method: 'interpolate', lambda, numerics, selection: describeSelection(selection), instruct: instruct.dir, thinking: thinking.dir,
-        instruct_hub: hubProvenance(instruct), thinking_hub: hubProvenance(thinking), weightmix: VERSION });
+      JSON.stringify({
+        method: 'interpolate',
+        lambda,
+        numerics,
+        selection: describeSelection(selection),
+        instruct: instruct.dir,
+        thinking: thinking.dir,
+        instruct_hub: hubProvenance(instruct),
+        thinking_hub: hubProvenance(thinking),
+        weightmix: VERSION,
+      });
     const plan = planMerge({
       checkpoints: [instruct, thinking],
       layout: checkpointLayout(instruct),
@@ -278,7 +294,10 @@ function asUserError(e: unknown, targets: Target[]): unknown {
 }
 
 function partFilter(layout: Checkpoint, part: { index: number; count: number }): (shard: string) => boolean {
-  const parts = assignParts(layout.shards.map((s) => ({ name: s.name, size: s.header.fileSize })), part.count);
+  const parts = assignParts(
+    layout.shards.map((s) => ({ name: s.name, size: s.header.fileSize })),
+    part.count,
+  );
   return (shard) => parts.get(shard) === part.index;
 }
 

@@ -71,10 +71,16 @@ export async function sweep(options: SweepOptions): Promise<InterpolationSummary
 
 /** `sweep` for a front door that has checked its own input; its messages name options by `name` (the command line: flags). */
 export async function sweepAs(options: SweepOptions, name: OptionNamer): Promise<InterpolationSummary> {
-  if (typeof options.output !== 'string' || options.output === '') throw usageError(`${name('output')} must be a non-empty folder path, got ${showValue(options.output)}`);
+  if (typeof options.output !== 'string' || options.output === '')
+    throw usageError(`${name('output')} must be a non-empty folder path, got ${showValue(options.output)}`);
   const lambdas = parseLambdaList(options.lambdas, name('lambdas'));
   const names = lambdas.map(lambdaFolderName);
   if (new Set(names).size !== names.length) throw usageError('two λ values share an output folder name');
   const isLambdaFolder = (name: string) => /^lambda-[-0-9.]+$/.test(name);
-  return runInterpolation(options, lambdas.map((lambda, i) => ({ lambda, dir: path.join(options.output, names[i]) })), isLambdaFolder, name);
+  return runInterpolation(
+    options,
+    lambdas.map((lambda, i) => ({ lambda, dir: path.join(options.output, names[i]) })),
+    isLambdaFolder,
+    name,
+  );
 }

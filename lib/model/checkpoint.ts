@@ -79,7 +79,8 @@ export interface Checkpoint {
  * `UnsafePath`, `NotAFile`, `FileNotFound`, `InvalidConfig`, `IoError`, a safetensors code (docs/errors.md).
  */
 export async function openCheckpoint(dir: string): Promise<Checkpoint> {
-  if (typeof dir !== 'string' || dir === '') throw usageError(`openCheckpoint(dir): dir must be a model folder path, got ${JSON.stringify(dir) ?? String(dir)}`);
+  if (typeof dir !== 'string' || dir === '')
+    throw usageError(`openCheckpoint(dir): dir must be a model folder path, got ${JSON.stringify(dir) ?? String(dir)}`);
   const root = path.resolve(dir);
   let stat: fs.Stats;
   try {
@@ -105,7 +106,10 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
         throw new WeightmixError('DuplicateTensor', `${dir}: tensor ${t.name} is stored twice (${previous.shard} and ${shard.name})`);
       }
       if (shardNames.weightMap && shardNames.weightMap.get(t.name) !== shard.name) {
-        throw new WeightmixError('IndexMismatch', `${dir}/${INDEX_FILE}: tensor ${t.name} is in ${shard.name} but the index says ${shardNames.weightMap.get(t.name) ?? 'nothing'}`);
+        throw new WeightmixError(
+          'IndexMismatch',
+          `${dir}/${INDEX_FILE}: tensor ${t.name} is in ${shard.name} but the index says ${shardNames.weightMap.get(t.name) ?? 'nothing'}`,
+        );
       }
       tensors.set(t.name, {
         name: t.name,

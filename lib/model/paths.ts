@@ -6,11 +6,7 @@ import { WeightmixError } from '../errors';
 /** A relative name from an index must stay inside its folder: no absolute paths, no `..`, no NUL. */
 export function checkRelativeName(name: string, what: string): void {
   const bad =
-    name.length === 0 ||
-    name.includes('\0') ||
-    path.isAbsolute(name) ||
-    name.includes('\\') ||
-    name.split('/').some((part) => part === '..' || part === '');
+    name.length === 0 || name.includes('\0') || path.isAbsolute(name) || name.includes('\\') || name.split('/').some((part) => part === '..' || part === '');
   if (bad) throw new WeightmixError('UnsafePath', `${what}: refusing path ${JSON.stringify(name)} (it would leave the model folder)`);
 }
 

@@ -4,14 +4,7 @@ import { usageError } from '../errors';
 export type ModuleClass = 'attn' | 'mlp' | 'norm' | 'embed' | 'head' | 'final_norm' | 'other';
 
 /** The classes a user can name in `--modules`, in the order help texts list them. */
-export const MODULE_CLASSES: readonly Exclude<ModuleClass, 'other'>[] = Object.freeze([
-  'attn',
-  'mlp',
-  'norm',
-  'embed',
-  'head',
-  'final_norm',
-] as const);
+export const MODULE_CLASSES: readonly Exclude<ModuleClass, 'other'>[] = Object.freeze(['attn', 'mlp', 'norm', 'embed', 'head', 'final_norm'] as const);
 
 /** What `classifyTensor` says of a tensor name. */
 export interface TensorClass {
@@ -80,10 +73,7 @@ export function parseLayerRanges(spec: string): [number, number][] {
     const part = rawPart.trim();
     const match = /^(\d+)(?:\s*-\s*(\d+))?$/.exec(part);
     if (!match) {
-      throw usageError(
-        `layer ranges: "${part}" in "${spec}" is not a layer index or range; ` +
-          `expected non-negative integers like "12-35" or "7"`,
-      );
+      throw usageError(`layer ranges: "${part}" in "${spec}" is not a layer index or range; ` + `expected non-negative integers like "12-35" or "7"`);
     }
     const first = Number(match[1]);
     const last = match[2] === undefined ? first : Number(match[2]);

@@ -166,7 +166,8 @@ export async function mergeBatch(batch: BatchRecipe[], options: BatchMergeOption
 /** `mergeBatch` for a front door that has checked its own input; its messages name options by `name` (the command line: flags). */
 export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOptions, name: OptionNamer): Promise<BatchMergeSummary> {
   const started = process.hrtime.bigint();
-  if (typeof options.output !== 'string' || options.output === '') throw usageError(`${name('output')} must be a non-empty folder path, got ${showValue(options.output)}`);
+  if (typeof options.output !== 'string' || options.output === '')
+    throw usageError(`${name('output')} must be a non-empty folder path, got ${showValue(options.output)}`);
   if (!Array.isArray(batch) || batch.length === 0) throw usageError('a batch needs at least one recipe');
   if (batch.length > MAX_RECIPES) throw usageError(`a batch of ${batch.length} recipes; at most ${MAX_RECIPES}`);
   batch.forEach((b, i) => {
@@ -197,7 +198,10 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
     entries.push({ name: batch[i].name, recipe: recipes[i], ckpts, planned: planRecipe(recipes[i], ckpts) });
   }
   if (part) {
-    const parts = assignParts(entries.map((e) => ({ name: e.name, size: sourceBytes(e.planned) })), part.count);
+    const parts = assignParts(
+      entries.map((e) => ({ name: e.name, size: sourceBytes(e.planned) })),
+      part.count,
+    );
     const all = entries.length;
     entries = entries.filter((e) => parts.get(e.name) === part.index);
     if (entries.length === 0) throw usageError(`${name('part')} ${part.index}/${part.count} gets none of the ${all} recipes; use at most ${all} parts`);
@@ -224,7 +228,8 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
       });
       return fusePlans(plans);
     });
-    const workOf = (p: MergePlan) => p.outputs.reduce((n, o) => n + o.head.length, 0) + p.jobs.reduce((n, j) => n + j.dests.reduce((m, d) => m + j.count * NATIVE_DTYPE_BYTES[d.dtype], 0), 0);
+    const workOf = (p: MergePlan) =>
+      p.outputs.reduce((n, o) => n + o.head.length, 0) + p.jobs.reduce((n, j) => n + j.dests.reduce((m, d) => m + j.count * NATIVE_DTYPE_BYTES[d.dtype], 0), 0);
     const bytesTotal = passes.reduce((n, p) => n + workOf(p), 0);
     const tensorsTotal = passes.reduce((n, p) => n + p.jobs.length, 0);
     let bytesDone = 0;
@@ -238,17 +243,29 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
       const onProgress = options.onProgress;
       // The engine's last report may arrive after the pass resolved: each pass adds to the totals before it.
       const [bytesBefore, tensorsBefore] = [bytesDone, tensorsDone];
-      ran = await executeMergePlan(pass, { threads, blockBytes: passBlock, direct, device }, {
-        signal: options.signal,
-        onProgress: onProgress
-          ? (p) => {
-              // A late report of an earlier pass would step back: progress only moves forward.
-              if (bytesBefore + p.bytesDone < reported) return;
-              reported = bytesBefore + p.bytesDone;
-              onProgress({ ...p, bytesDone: reported, bytesTotal, tensorsDone: tensorsBefore + p.tensorsDone, tensorsTotal, seconds: Number(process.hrtime.bigint() - writeStarted) / 1e9 });
-            }
-          : undefined,
-      }, name);
+      ran = await executeMergePlan(
+        pass,
+        { threads, blockBytes: passBlock, direct, device },
+        {
+          signal: options.signal,
+          onProgress: onProgress
+            ? (p) => {
+                // A late report of an earlier pass would step back: progress only moves forward.
+                if (bytesBefore + p.bytesDone < reported) return;
+                reported = bytesBefore + p.bytesDone;
+                onProgress({
+                  ...p,
+                  bytesDone: reported,
+                  bytesTotal,
+                  tensorsDone: tensorsBefore + p.tensorsDone,
+                  tensorsTotal,
+                  seconds: Number(process.hrtime.bigint() - writeStarted) / 1e9,
+                });
+              }
+            : undefined,
+        },
+        name,
+      );
       bytesDone += workOf(pass);
       tensorsDone += pass.jobs.length;
     }

@@ -111,7 +111,9 @@ export async function merge(recipe: string | Recipe | Record<string, unknown>, o
   checkOptions<MergeOptions>('merge', options, MERGE_KEYS);
   if (typeof recipe === 'string') return mergeAs(await readRecipeFile(recipe, options), options, API_NAMES);
   if (typeof recipe !== 'object' || recipe === null || Array.isArray(recipe)) {
-    throw usageError(`merge(recipe, options): recipe must be a recipe file path, a parsed recipe or a recipe object, got ${recipe === null ? 'null' : typeof recipe}`);
+    throw usageError(
+      `merge(recipe, options): recipe must be a recipe file path, a parsed recipe or a recipe object, got ${recipe === null ? 'null' : typeof recipe}`,
+    );
   }
   return mergeAs(recipe, options, API_NAMES);
 }
@@ -119,7 +121,8 @@ export async function merge(recipe: string | Recipe | Record<string, unknown>, o
 /** `merge` for a front door that has checked its own input; its messages name options by `name` (the command line: flags). */
 export async function mergeAs(input: Recipe | Record<string, unknown>, options: MergeOptions, name: OptionNamer): Promise<RecipeMergeSummary> {
   const started = process.hrtime.bigint();
-  if (typeof options.output !== 'string' || options.output === '') throw usageError(`${name('output')} must be a non-empty folder path, got ${showValue(options.output)}`);
+  if (typeof options.output !== 'string' || options.output === '')
+    throw usageError(`${name('output')} must be a non-empty folder path, got ${showValue(options.output)}`);
   const recipe: Recipe = isRecipe(input) ? input : parseRecipe(input, options);
   methodFor(recipe.method); // refuses an unsupported method before any model is opened
   const threads = parseThreads(options.threads, name('threads'));
@@ -197,7 +200,13 @@ export function recipeMetadata(recipe: Recipe, ckpts: ModelCheckpoint[]): Record
 }
 
 /** The files beside the shards: index, config and tokenizer (layer count fixed for stacks), model card. */
-export async function finishRecipeOutput(model: PlannedModel, recipe: Recipe, ckpts: ModelCheckpoint[], planned: RecipePlan, recipes: ReadonlyMap<string, TensorRecipe>): Promise<void> {
+export async function finishRecipeOutput(
+  model: PlannedModel,
+  recipe: Recipe,
+  ckpts: ModelCheckpoint[],
+  planned: RecipePlan,
+  recipes: ReadonlyMap<string, TensorRecipe>,
+): Promise<void> {
   const method = methodFor(recipe.method);
   const { tensors: out, layers, layerSources, views } = planned;
   await writeIndex(model);
@@ -207,17 +216,27 @@ export async function finishRecipeOutput(model: PlannedModel, recipe: Recipe, ck
   const stated: unknown = from.config?.dtype ?? from.config?.torch_dtype;
   await copySidecars(from, model.dir, written && stated !== TORCH_DTYPE_NAMES[written] ? written : undefined);
   if (planned.vocabRows !== null) await setConfigVocabSize(model.dir, planned.vocabRows);
-  await fixLayerCount(model.dir, from, layers, layerSources.map((s) => ckpts[s.model].config), layerSources);
+  await fixLayerCount(
+    model.dir,
+    from,
+    layers,
+    layerSources.map((s) => ckpts[s.model].config),
+    layerSources,
+  );
   await writeModelCard(model.dir, {
     title: `${recipe.method} merge of ${recipe.modelNames.map((n) => path.basename(n)).join(', ')}`,
     sources: ckpts.map((c, i) => ({ role: i === recipe.base ? 'base model' : `model ${i}`, dir: c.dir, hub: c.hub })),
     lines: [
       `merge_method: ${recipe.method}, from a mergekit recipe (${recipe.form} form)`,
-      'arithmetic in f32, one round-to-nearest-even to the output dtype (the recipe\'s dtype sets only the output dtype when out_dtype is absent)',
+      "arithmetic in f32, one round-to-nearest-even to the output dtype (the recipe's dtype sets only the output dtype when out_dtype is absent)",
       `config, tokenizer and templates from ${recipe.modelNames[recipe.tokenizerSource]}`,
-      ...(planned.vocabRows !== null ? [`embed_tokens and lm_head cut to the ${planned.vocabRows} rows of that tokenizer's vocabulary (tokenizer_source, as mergekit rebuilds them)`] : []),
+      ...(planned.vocabRows !== null
+        ? [`embed_tokens and lm_head cut to the ${planned.vocabRows} rows of that tokenizer's vocabulary (tokenizer_source, as mergekit rebuilds them)`]
+        : []),
       ...(recipe.randomSeed !== null && !method.name.startsWith('dare') ? [`random_seed: ${recipe.randomSeed} (no method here draws random numbers)`] : []),
-      ...(method.name.startsWith('dare') ? [`DARE masks: counter-based (splitmix64) generator keyed by random_seed ${recipe.randomSeed ?? 0}, tensor name, model index and element index`] : []),
+      ...(method.name.startsWith('dare')
+        ? [`DARE masks: counter-based (splitmix64) generator keyed by random_seed ${recipe.randomSeed ?? 0}, tensor name, model index and element index`]
+        : []),
     ],
     recipe: recipeRecord(recipe, ckpts),
   });
@@ -243,4 +262,3 @@ async function fixLayerCount(
   }
   await fs.promises.writeFile(file, JSON.stringify(config, null, 2) + '\n');
 }
-

@@ -40,9 +40,11 @@ export function validateSetting(value: unknown, where: string): ParameterSetting
       return value.map((e, i) => {
         const entry = e as Record<string, unknown>;
         const extra = Object.keys(entry).filter((k) => k !== 'filter' && k !== 'value');
-        if (extra.length > 0) throw recipeError(`${where}[${i}]: unsupported key ${extra.map((k) => `'${k}'`).join(', ')} (a conditional entry has 'filter' and 'value')`);
+        if (extra.length > 0)
+          throw recipeError(`${where}[${i}]: unsupported key ${extra.map((k) => `'${k}'`).join(', ')} (a conditional entry has 'filter' and 'value')`);
         if (!('value' in entry)) throw recipeError(`${where}[${i}]: a conditional entry needs a 'value'`);
-        if ('filter' in entry && typeof entry.filter !== 'string') throw recipeError(`${where}[${i}].filter: expected a string (a substring of tensor names, or '*' for every tensor)`);
+        if ('filter' in entry && typeof entry.filter !== 'string')
+          throw recipeError(`${where}[${i}].filter: expected a string (a substring of tensor names, or '*' for every tensor)`);
         const inner = validateSetting(entry.value, `${where}[${i}].value`);
         return entry.filter === undefined ? { value: inner } : { filter: entry.filter as string, value: inner };
       });

@@ -71,7 +71,10 @@ export function layoutModel(recipe: Recipe): number {
 }
 
 /** Every output tensor of the recipe, in output order: embeddings, the decoder layers slice by slice, the rest. */
-export function planOutputTensors(recipe: Recipe, ckpts: Checkpoint[]): { tensors: OutputTensor[]; layers: number; layerSources: { model: number; layer: number }[] } {
+export function planOutputTensors(
+  recipe: Recipe,
+  ckpts: Checkpoint[],
+): { tensors: OutputTensor[]; layers: number; layerSources: { model: number; layer: number }[] } {
   const method = methodFor(recipe.method);
   const usesBase = recipe.base !== null && method.name !== 'passthrough' && method.name !== 'linear';
   const label = (m: number) => recipe.modelNames[m];
@@ -88,9 +91,13 @@ export function planOutputTensors(recipe: Recipe, ckpts: Checkpoint[]): { tensor
     slice.sources.forEach((s, k) => {
       const have = modelLayers(ckpts[s.model]);
       if (ranges[k][1] - ranges[k][0] !== count) {
-        throw new WeightmixError('ModelsDiffer', `${label(s.model)} has ${have} layers but ${label(first.model)} has ${count}; the models: form needs equal depths`);
+        throw new WeightmixError(
+          'ModelsDiffer',
+          `${label(s.model)} has ${have} layers but ${label(first.model)} has ${count}; the models: form needs equal depths`,
+        );
       }
-      if (ranges[k][1] > have) throw new WeightmixError('InvalidRecipe', `slices[${si}]: layer_range [${ranges[k]}] goes past the ${have} layers of ${label(s.model)}`);
+      if (ranges[k][1] > have)
+        throw new WeightmixError('InvalidRecipe', `slices[${si}]: layer_range [${ranges[k]}] goes past the ${have} layers of ${label(s.model)}`);
     });
     const members = slice.sources.map((s, k) => ({ model: s.model, start: ranges[k][0] }));
     if (usesBase && !members.some((m) => m.model === recipe.base)) members.push({ model: recipe.base!, start: ranges[0][0] });
@@ -183,7 +190,10 @@ export function planRecipe(recipe: Recipe, ckpts: Checkpoint[]): RecipePlan {
     for (const s of t.sources) {
       const loc = locate(s.model, s.name, t.name);
       if (loc.shape.length !== first.shape.length || loc.shape.some((d, i) => d !== first.shape[i])) {
-        throw new WeightmixError('ShapeMismatch', `tensor ${s.name} has shape [${loc.shape}] in ${label(s.model)} but [${first.shape}] in ${label(t.sources[0].model)}`);
+        throw new WeightmixError(
+          'ShapeMismatch',
+          `tensor ${s.name} has shape [${loc.shape}] in ${label(s.model)} but [${first.shape}] in ${label(t.sources[0].model)}`,
+        );
       }
       views[s.model].set(t.name, loc);
     }
@@ -192,7 +202,8 @@ export function planRecipe(recipe: Recipe, ckpts: Checkpoint[]): RecipePlan {
   // tokenizer_source: embed_tokens and lm_head cut to the vocabulary's rows (mergekit's rebuild, where it is a cut).
   const vocabRows = vocabularyRows(recipe, ckpts);
   if (vocabRows !== null) {
-    for (const t of tensors) if (isEmbeddingMatrix(t.name)) for (const s of t.sources) views[s.model].set(t.name, firstRows(views[s.model].get(t.name)!, vocabRows));
+    for (const t of tensors)
+      if (isEmbeddingMatrix(t.name)) for (const s of t.sources) views[s.model].set(t.name, firstRows(views[s.model].get(t.name)!, vocabRows));
   }
 
   const methodTensors = new Map<string, Omit<MethodTensor, 'moments'>>();
@@ -222,7 +233,11 @@ export function sourceCheckpoints(plan: RecipePlan, ckpts: Checkpoint[]): Checkp
  * Every output tensor's recipe from the method's coefficients, given the moments asked for in
  * `plan.momentPairs`; sparsified tensors also come back as statistics work (thresholds are still open).
  */
-export function tensorRecipes(recipe: Recipe, plan: RecipePlan, moments: (tensor: string, a: number, b: number) => PairMoments): { recipes: Map<string, TensorRecipe>; sparse: SparseTensor[] } {
+export function tensorRecipes(
+  recipe: Recipe,
+  plan: RecipePlan,
+  moments: (tensor: string, a: number, b: number) => PairMoments,
+): { recipes: Map<string, TensorRecipe>; sparse: SparseTensor[] } {
   const method = methodFor(recipe.method);
   const { views } = plan;
   const outDtypeOf = (t: OutputTensor): SafetensorsDtype => {
@@ -239,7 +254,15 @@ export function tensorRecipes(recipe: Recipe, plan: RecipePlan, moments: (tensor
     if (c.op === 'sparse') {
       const spec = { ...c.spec, seed: recipe.randomSeed ?? 0 };
       const count = views[spec.base].get(t.name)!.elementCount;
-      sparse.push({ name: t.name, count, spec, source: (m) => { const l = views[m].get(t.name)!; return { file: l.file, offset: l.offset, dtype: nativeDtype(l.dtype) }; } });
+      sparse.push({
+        name: t.name,
+        count,
+        spec,
+        source: (m) => {
+          const l = views[m].get(t.name)!;
+          return { file: l.file, offset: l.offset, dtype: nativeDtype(l.dtype) };
+        },
+      });
       recipes.set(t.name, { op: 'sparse', models: [spec.base, ...spec.models.map((m) => m.model)], w: [], dtype });
       continue;
     }

@@ -95,7 +95,10 @@ export function resolveModelPath(name: unknown, baseDir: string, where: string):
   }
   if (isDir) return abs;
   if (name.includes('+')) {
-    throw new WeightmixError('UnsupportedRecipe', `${where}: '${name}' names a LoRA to apply (model+lora); weightmix merges full checkpoints only: merge the adapter first`);
+    throw new WeightmixError(
+      'UnsupportedRecipe',
+      `${where}: '${name}' names a LoRA to apply (model+lora); weightmix merges full checkpoints only: merge the adapter first`,
+    );
   }
   // ORG/NAME[@REVISION]: a hub repo, resolved (cache or download) when the merge opens it.
   if (parseHubReference(name) !== null) return name;
@@ -142,7 +145,8 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
   refuseUnknown(top, TOP_KEYS, 'recipe');
   const baseDir = options.baseDir ?? process.cwd();
 
-  if (typeof top.merge_method !== 'string') throw recipeError("recipe: 'merge_method' is required (e.g. linear, slerp, task_arithmetic, model_stock, passthrough)");
+  if (typeof top.merge_method !== 'string')
+    throw recipeError("recipe: 'merge_method' is required (e.g. linear, slerp, task_arithmetic, model_stock, passthrough)");
   const method = methodFor(top.merge_method);
 
   const models: string[] = [];
@@ -214,8 +218,11 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     const ts = top.tokenizer_source;
     if (ts === 'base') {
       if (base === null) throw recipeError("tokenizer_source: 'base' needs a base_model");
-    } else if (ts === 'union' || (typeof ts === 'object')) {
-      throw new WeightmixError('UnsupportedRecipe', `tokenizer_source: ${JSON.stringify(ts)} is not supported (weightmix takes one model's vocabulary: 'base' or a model folder)`);
+    } else if (ts === 'union' || typeof ts === 'object') {
+      throw new WeightmixError(
+        'UnsupportedRecipe',
+        `tokenizer_source: ${JSON.stringify(ts)} is not supported (weightmix takes one model's vocabulary: 'base' or a model folder)`,
+      );
     } else {
       const i = models.indexOf(resolveModelPath(expand(ts, 'tokenizer_source'), baseDir, 'tokenizer_source'));
       if (i < 0) throw recipeError(`tokenizer_source: ${String(ts)} is not one of the recipe's models`);

@@ -113,9 +113,7 @@ interface RankQuery {
   cut?: bigint;
 }
 
-
 type RunPlan = (plan: Pick<NativePlan, 'inputs' | 'jobs'>) => Promise<NativeResult>;
-
 
 function statSources(t: SparseTensor, model: number, table: InputFiles) {
   const b = t.source(t.spec.base);
@@ -249,7 +247,14 @@ export async function resolveSparse(tensors: SparseTensor[], run: RunPlan): Prom
       if (m.rescale === 'l1') l1.push({ tensor: t, model: r });
       return r;
     });
-    resolved.set(t.name, { base: t.spec.base, consensus: t.spec.consensus, normalize: t.spec.normalize, lambda: t.spec.lambda, indexBits: indexBits(t.count), models });
+    resolved.set(t.name, {
+      base: t.spec.base,
+      consensus: t.spec.consensus,
+      normalize: t.spec.normalize,
+      lambda: t.spec.lambda,
+      indexBits: indexBits(t.count),
+      models,
+    });
   }
   const sums = await l1Sums(l1, run);
   l1.forEach((item, k) => (item.model.scale = l1Scale(sums[k][0], sums[k][1])));

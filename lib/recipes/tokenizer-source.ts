@@ -30,10 +30,12 @@ export function readVocabulary(ckpt: Checkpoint): Map<string, number> | null {
   const vocab = new Map<string, number>();
   const entries = doc?.model?.vocab;
   const id = (v: unknown, tok: string) => {
-    if (!Number.isInteger(v) || (v as number) < 0) throw tokenizerError(ckpt, `token ${JSON.stringify(tok)} has id ${JSON.stringify(v)}, not a non-negative integer`);
+    if (!Number.isInteger(v) || (v as number) < 0)
+      throw tokenizerError(ckpt, `token ${JSON.stringify(tok)} has id ${JSON.stringify(v)}, not a non-negative integer`);
     return v as number;
   };
-  if (Array.isArray(entries)) entries.forEach((e, i) => vocab.set(String(Array.isArray(e) ? e[0] : e), i)); // Unigram: [piece, score] at id = index
+  if (Array.isArray(entries))
+    entries.forEach((e, i) => vocab.set(String(Array.isArray(e) ? e[0] : e), i)); // Unigram: [piece, score] at id = index
   else if (entries !== null && typeof entries === 'object') for (const [tok, v] of Object.entries(entries)) vocab.set(tok, id(v, tok));
   else throw tokenizerError(ckpt, 'no model.vocab');
   if (doc.added_tokens !== undefined && !Array.isArray(doc.added_tokens)) throw tokenizerError(ckpt, 'added_tokens is not a list');
@@ -63,7 +65,11 @@ export function vocabularyRows(recipe: Recipe, ckpts: Checkpoint[]): number | nu
   const label = (m: number) => recipe.modelNames[m];
   const from = recipe.vocabularyFrom;
   const out = readVocabulary(ckpts[from]);
-  if (out === null) throw new WeightmixError('UnsupportedRecipe', `tokenizer_source: ${label(from)} has no ${TOKENIZER_FILE}, and mergekit rebuilds the embeddings from its vocabulary`);
+  if (out === null)
+    throw new WeightmixError(
+      'UnsupportedRecipe',
+      `tokenizer_source: ${label(from)} has no ${TOKENIZER_FILE}, and mergekit rebuilds the embeddings from its vocabulary`,
+    );
   const baseModel = recipe.base ?? 0;
   const baseVocab = readVocabulary(ckpts[baseModel]) ?? out;
   let rows = 0;
@@ -71,7 +77,10 @@ export function vocabularyRows(recipe: Recipe, ckpts: Checkpoint[]): number | nu
   // mergekit drops tokens past the config's vocab_size (and rewrites the tokenizer without them).
   const size = ckpts[from].config?.vocab_size;
   if (typeof size === 'number' && rows > size) {
-    throw new WeightmixError('UnsupportedRecipe', `tokenizer_source: ${label(from)}'s tokenizer has ids up to ${rows - 1}, past its config vocab_size ${size}; mergekit rewrites the tokenizer without them, which weightmix does not do`);
+    throw new WeightmixError(
+      'UnsupportedRecipe',
+      `tokenizer_source: ${label(from)}'s tokenizer has ids up to ${rows - 1}, past its config vocab_size ${size}; mergekit rewrites the tokenizer without them, which weightmix does not do`,
+    );
   }
   recipe.models.forEach((_, m) => {
     // mergekit: a model without a tokenizer is taken to have the base model's.
@@ -82,13 +91,16 @@ export function vocabularyRows(recipe: Recipe, ckpts: Checkpoint[]): number | nu
         throw new WeightmixError(
           'UnsupportedRecipe',
           `tokenizer_source: token ${JSON.stringify(tok)} is id ${i} in ${label(from)}'s vocabulary but ${j === undefined ? 'absent' : `id ${j}`} in ${label(m)}'s; ` +
-            "mergekit would move or average embedding rows for it, which weightmix does not do (merge models that share a tokenizer, or leave out tokenizer_source to keep the embeddings as they are)",
+            'mergekit would move or average embedding rows for it, which weightmix does not do (merge models that share a tokenizer, or leave out tokenizer_source to keep the embeddings as they are)',
         );
       }
     }
     const have = embeddingRows(ckpts[m]);
     if (have !== null && have < rows) {
-      throw new WeightmixError('UnsupportedRecipe', `tokenizer_source: the vocabulary has ids up to ${rows - 1} but ${label(m)}'s embeddings have ${have} rows; mergekit would fill new rows, which weightmix does not do`);
+      throw new WeightmixError(
+        'UnsupportedRecipe',
+        `tokenizer_source: the vocabulary has ids up to ${rows - 1} but ${label(m)}'s embeddings have ${have} rows; mergekit would fill new rows, which weightmix does not do`,
+      );
     }
   });
   return rows;

@@ -47,7 +47,14 @@ export function batchRecipes(instruct: string, thinking: string, layers: number)
     slerp: {
       merge_method: 'slerp',
       base_model: instruct,
-      slices: [{ sources: [{ model: instruct, layer_range: [0, layers] }, { model: thinking, layer_range: [0, layers] }] }],
+      slices: [
+        {
+          sources: [
+            { model: instruct, layer_range: [0, layers] },
+            { model: thinking, layer_range: [0, layers] },
+          ],
+        },
+      ],
       parameters: { t: 0.5 },
       dtype: 'bfloat16',
     },
@@ -108,7 +115,14 @@ export function runBatchSection(pair: CachedPair, work: string, cli: (args: stri
   const label = pair.spec.label;
   const what = `${names.length} recipes (${names.join(', ')})`;
   return [
-    { section: 'floor', pair: label, what: `cold read (cat) of both inputs once + dd O_DIRECT 8M write of ${names.length} outputs`, seconds: floorSeconds, outBytes, peakRss: null },
+    {
+      section: 'floor',
+      pair: label,
+      what: `cold read (cat) of both inputs once + dd O_DIRECT 8M write of ${names.length} outputs`,
+      seconds: floorSeconds,
+      outBytes,
+      peakRss: null,
+    },
     {
       section: 'batch',
       pair: label,

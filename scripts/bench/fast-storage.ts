@@ -40,7 +40,10 @@ export function fastStorageSamples(pair: CachedPair, tmpfs: string, repeat: numb
       clean();
       warm(pair.files);
       const run = timeCommand(argsFor(out));
-      const shards = fs.readdirSync(out).filter((f) => f.endsWith('.safetensors')).map((f) => path.join(out, f));
+      const shards = fs
+        .readdirSync(out)
+        .filter((f) => f.endsWith('.safetensors'))
+        .map((f) => path.join(out, f));
       fs.mkdirSync(copy);
       const read = warm(pair.files);
       const write = timeCommand(['cp', ...shards, copy]);

@@ -122,8 +122,22 @@ function floorsFor(pair: CachedPair, work: string): Floors {
     f = { coldRead, write };
     floorCache.set(pair.dir, f);
     const inBytes = 2 * pair.fileBytesPerModel;
-    rows.push({ section: 'floor', pair: pair.spec.label, what: `cold read (cat) of both inputs, ${gb(inBytes)} GB${medianNote()}`, seconds: coldRead.seconds, outBytes: inBytes, peakRss: null });
-    rows.push({ section: 'floor', pair: pair.spec.label, what: `dd O_DIRECT 8M write of ${gb(pair.fileBytesPerModel)} GB${medianNote()}`, seconds: write.seconds, outBytes: pair.fileBytesPerModel, peakRss: null });
+    rows.push({
+      section: 'floor',
+      pair: pair.spec.label,
+      what: `cold read (cat) of both inputs, ${gb(inBytes)} GB${medianNote()}`,
+      seconds: coldRead.seconds,
+      outBytes: inBytes,
+      peakRss: null,
+    });
+    rows.push({
+      section: 'floor',
+      pair: pair.spec.label,
+      what: `dd O_DIRECT 8M write of ${gb(pair.fileBytesPerModel)} GB${medianNote()}`,
+      seconds: write.seconds,
+      outBytes: pair.fileBytesPerModel,
+      peakRss: null,
+    });
   }
   return f;
 }
@@ -160,17 +174,14 @@ function runE2E(pair: CachedPair, work: string, buffered: boolean, isBig: boolea
   for (const [mode, extra] of modes) {
     for (const state of ['warm', 'cold'] as const) {
       const writeFloor = () => directWriteFloor(work, pair.fileBytesPerModel).seconds;
-      const paired = pairedWithFloor(
-        state === 'warm' ? writeFloor : () => coldReadFloor(pair.files).seconds + writeFloor(),
-        () => {
-          rmOut(out);
-          if (state === 'warm') warm(pair.files);
-          else dropCaches(pair.files);
-          const run = timeCommand(interpolateArgs(pair, out, extra));
-          rmOut(out);
-          return run;
-        },
-      );
+      const paired = pairedWithFloor(state === 'warm' ? writeFloor : () => coldReadFloor(pair.files).seconds + writeFloor(), () => {
+        rmOut(out);
+        if (state === 'warm') warm(pair.files);
+        else dropCaches(pair.files);
+        const run = timeCommand(interpolateArgs(pair, out, extra));
+        rmOut(out);
+        return run;
+      });
       const t = paired.run;
       const floor = { label: state === 'warm' ? 'write floor' : 'cold read + write floor', seconds: paired.floorSeconds };
       const limit = state === 'warm' ? 1.2 : 1.1;
@@ -210,7 +221,14 @@ function runSweep(pair: CachedPair, work: string) {
   const lambdas = [0.2, 0.5, 0.8];
   const floors = floorsFor(pair, work);
   const writeN = directWriteFloor(work, lambdas.length * pair.fileBytesPerModel);
-  rows.push({ section: 'floor', pair: pair.spec.label, what: `dd O_DIRECT 8M write of ${gb(lambdas.length * pair.fileBytesPerModel)} GB (${lambdas.length} outputs)`, seconds: writeN.seconds, outBytes: lambdas.length * pair.fileBytesPerModel, peakRss: null });
+  rows.push({
+    section: 'floor',
+    pair: pair.spec.label,
+    what: `dd O_DIRECT 8M write of ${gb(lambdas.length * pair.fileBytesPerModel)} GB (${lambdas.length} outputs)`,
+    seconds: writeN.seconds,
+    outBytes: lambdas.length * pair.fileBytesPerModel,
+    peakRss: null,
+  });
   const out = path.join(work, 'out-sweep');
   rmOut(out);
   dropCaches(pair.files);
@@ -252,12 +270,32 @@ function runPeer(pair: CachedPair, work: string, python: string | null) {
     const t = timeCommand(interpolateArgs(pair, out));
     rmOut(out);
     wm = t.seconds;
-    rows.push({ section: 'peer', pair: pair.spec.label, what: 'weightmix interpolate λ=0.8 warm', seconds: t.seconds, outBytes: pair.fileBytesPerModel, peakRss: t.peakRss });
+    rows.push({
+      section: 'peer',
+      pair: pair.spec.label,
+      what: 'weightmix interpolate λ=0.8 warm',
+      seconds: t.seconds,
+      outBytes: pair.fileBytesPerModel,
+      peakRss: t.peakRss,
+    });
   }
   for (const variant of ['bf16', 'lerp'] as const) {
     rmOut(out);
     warm(pair.files);
-    const t = timeCommand([python, path.join(__dirname, 'peer_torch.py'), '--instruct', pair.instruct, '--thinking', pair.thinking, '--lambda', '0.8', '-o', out, '--variant', variant]);
+    const t = timeCommand([
+      python,
+      path.join(__dirname, 'peer_torch.py'),
+      '--instruct',
+      pair.instruct,
+      '--thinking',
+      pair.thinking,
+      '--lambda',
+      '0.8',
+      '-o',
+      out,
+      '--variant',
+      variant,
+    ]);
     rmOut(out);
     // The peer fsyncs every file it wrote before it reports (weightmix fdatasyncs every shard), so t.seconds, the whole
     // process, includes the data reaching the disk. Before the sync = the whole process less the script's own sync time.
@@ -364,13 +402,28 @@ async function runKernelMicro(quick: boolean) {
     k(MEMCPY_SET, 2 * copyBytes, () => {
       copyDst.set(copySrc);
     }),
-    k('lerpExact bf16→bf16 (f32 math), SIMD', 3 * tensorBytes, () => run('lerpExact', { srcs: [a, b], types: ['BF16', 'BF16'], out: out2, outType: 'BF16', w: [lam], n, simd: true }), true),
-    k('lerpMi bf16→bf16 (paper numerics), SIMD', 3 * tensorBytes, () => run('lerpMi', { srcs: [a, b], types: ['BF16', 'BF16'], out: out2, outType: 'BF16', w: [lam], n, simd: true })),
-    k('lerpExact bf16→f16, SIMD', 3 * tensorBytes, () => run('lerpExact', { srcs: [a, b], types: ['BF16', 'BF16'], out: out2, outType: 'F16', w: [lam], n, simd: true })),
-    k('lerpExact bf16→f32, SIMD', 4 * tensorBytes, () => run('lerpExact', { srcs: [a, b], types: ['BF16', 'BF16'], out: out4, outType: 'F32', w: [lam], n, simd: true })),
-    k('linear 3×bf16→bf16, SIMD', 4 * tensorBytes, () => run('linear', { srcs: [a, b, c], types: ['BF16', 'BF16', 'BF16'], out: out2, outType: 'BF16', w: [0.5, 0.3, 0.2], n, simd: true })),
+    k(
+      'lerpExact bf16→bf16 (f32 math), SIMD',
+      3 * tensorBytes,
+      () => run('lerpExact', { srcs: [a, b], types: ['BF16', 'BF16'], out: out2, outType: 'BF16', w: [lam], n, simd: true }),
+      true,
+    ),
+    k('lerpMi bf16→bf16 (paper numerics), SIMD', 3 * tensorBytes, () =>
+      run('lerpMi', { srcs: [a, b], types: ['BF16', 'BF16'], out: out2, outType: 'BF16', w: [lam], n, simd: true }),
+    ),
+    k('lerpExact bf16→f16, SIMD', 3 * tensorBytes, () =>
+      run('lerpExact', { srcs: [a, b], types: ['BF16', 'BF16'], out: out2, outType: 'F16', w: [lam], n, simd: true }),
+    ),
+    k('lerpExact bf16→f32, SIMD', 4 * tensorBytes, () =>
+      run('lerpExact', { srcs: [a, b], types: ['BF16', 'BF16'], out: out4, outType: 'F32', w: [lam], n, simd: true }),
+    ),
+    k('linear 3×bf16→bf16, SIMD', 4 * tensorBytes, () =>
+      run('linear', { srcs: [a, b, c], types: ['BF16', 'BF16', 'BF16'], out: out2, outType: 'BF16', w: [0.5, 0.3, 0.2], n, simd: true }),
+    ),
     k('convert bf16→f32, SIMD', 3 * tensorBytes, () => run('convert', { srcs: [a], types: ['BF16'], out: out4, outType: 'F32', n, simd: true })),
-    k('lerpExact bf16→bf16, scalar path (simd: false), reference', 3 * tensorBytes, () => run('lerpExact', { srcs: [a, b], types: ['BF16', 'BF16'], out: out2, outType: 'BF16', w: [lam], n, simd: false })),
+    k('lerpExact bf16→bf16, scalar path (simd: false), reference', 3 * tensorBytes, () =>
+      run('lerpExact', { srcs: [a, b], types: ['BF16', 'BF16'], out: out2, outType: 'BF16', w: [lam], n, simd: false }),
+    ),
   ];
   const opts = { minSamples: quick ? 5 : 15, maxTime: quick ? 1 : 4 };
   const summary = await suite('kernels: runKernelForTest, 64 MiB per tensor, 1 thread', ...cases.map((c2) => add(c2.name, c2.fn, opts)), cycle());
@@ -378,7 +431,7 @@ async function runKernelMicro(quick: boolean) {
   for (const r of summary.results) sec.set(r.name, secondsPerCall(r));
   const rate = (c2: KCase) => c2.moved / sec.get(c2.name)!;
   notes.push(
-    'kernels: the `kernel (runKernelForTest)` rows call the addon\'s kernel directly on buffers in memory (no I/O, no planning); their GB column is bytes moved ' +
+    "kernels: the `kernel (runKernelForTest)` rows call the addon's kernel directly on buffers in memory (no I/O, no planning); their GB column is bytes moved " +
       '(every source read + the output written, e.g. 3 × 64 MiB for a bf16 lerp) and memcpy is a copy moving the same bytes (96 MiB read + 96 MiB written), ' +
       'measured in the same benny suite; "% of memcpy" = GB/s ÷ the faster of Buffer.prototype.copy and Uint8Array.prototype.set. ' +
       'The `pipeline` rows time whole merges from page cache to tmpfs; their GB column is output bytes.',
@@ -456,14 +509,24 @@ async function runKernels(quick: boolean, threadsList: number[], sectionKernels:
     for (const threads of threadsList) {
       let best = Infinity;
       for (let i = 0; i < 3; i++) {
-        best = Math.min(best, await benchOnce(async () => {
-          rmOut(out);
-          await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: out, direct: false, threads });
-        }));
+        best = Math.min(
+          best,
+          await benchOnce(async () => {
+            rmOut(out);
+            await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: out, direct: false, threads });
+          }),
+        );
       }
       rmOut(out);
       rmOut(outRoot);
-      rows.push({ section: 'threads', pair: pipeLabel, what: `merge λ=0.8 bf16, --threads ${threads} (best of 3)`, seconds: best, outBytes: bytes, peakRss: null });
+      rows.push({
+        section: 'threads',
+        pair: pipeLabel,
+        what: `merge λ=0.8 bf16, --threads ${threads} (best of 3)`,
+        seconds: best,
+        outBytes: bytes,
+        peakRss: null,
+      });
     }
   }
 }
@@ -475,7 +538,14 @@ function runThreadsDisk(pair: CachedPair, work: string, threadsList: number[]) {
     warm(pair.files);
     const t = timeCommand(interpolateArgs(pair, out, ['--threads', String(threads)]));
     rmOut(out);
-    rows.push({ section: 'threads', pair: pair.spec.label, what: `interpolate warm → disk O_DIRECT, --threads ${threads}`, seconds: t.seconds, outBytes: pair.fileBytesPerModel, peakRss: t.peakRss });
+    rows.push({
+      section: 'threads',
+      pair: pair.spec.label,
+      what: `interpolate warm → disk O_DIRECT, --threads ${threads}`,
+      seconds: t.seconds,
+      outBytes: pair.fileBytesPerModel,
+      peakRss: t.peakRss,
+    });
   }
 }
 
@@ -619,7 +689,12 @@ async function main() {
       }
     }
   }
-  if (sections.has('tmpfs')) runFastStorage(String(opts.pairs).split(',').map((p) => pairs.get(p as PairName)!));
+  if (sections.has('tmpfs'))
+    runFastStorage(
+      String(opts.pairs)
+        .split(',')
+        .map((p) => pairs.get(p as PairName)!),
+    );
   if (sections.has('sweep')) {
     log('sweep');
     runSweep(pairs.get(opts.sweepPair as PairName)!, work);
@@ -639,7 +714,8 @@ async function main() {
   }
 
   const pairLines = [...pairs.values()].map(
-    (p) => `- ${p.spec.label}: ${p.dir} — ${p.tensors} tensors, 2 × ${gb(p.fileBytesPerModel)} GB bf16 (shape ${p.spec.shape}, scale ${p.spec.scale}${p.spec.layers ? `, ${p.spec.layers} layers` : ''}${p.spec.shards ? `, ${p.spec.shards[0]} shards` : ''})`,
+    (p) =>
+      `- ${p.spec.label}: ${p.dir} — ${p.tensors} tensors, 2 × ${gb(p.fileBytesPerModel)} GB bf16 (shape ${p.spec.shape}, scale ${p.spec.scale}${p.spec.layers ? `, ${p.spec.layers} layers` : ''}${p.spec.shards ? `, ${p.spec.shards[0]} shards` : ''})`,
   );
   const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim();
   const table = formatTable();
@@ -652,7 +728,10 @@ async function main() {
     ...pairLines,
     '',
     table,
-    `Load average at end: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (other work on the machine shares the ${machine.cpus} cores and the disk).`,
+    `Load average at end: ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')} (other work on the machine shares the ${machine.cpus} cores and the disk).`,
     ...(notes.length ? ['', ...notes.map((n) => `- ${n}`)] : []),
     '',
   ].join('\n');

@@ -97,7 +97,11 @@ export interface Machine {
 
 export function describeMachine(work: string): Machine {
   const source = sh(`findmnt -n -o SOURCE,FSTYPE -T ${JSON.stringify(work)}`);
-  const dev = source.split(/\s+/)[0]?.replace(/^\/dev\//, '').replace(/[0-9]+$/, '') ?? '';
+  const dev =
+    source
+      .split(/\s+/)[0]
+      ?.replace(/^\/dev\//, '')
+      .replace(/[0-9]+$/, '') ?? '';
   const model = sh(`cat /sys/block/${dev}/device/model 2>/dev/null`) || sh(`lsblk -dno MODEL /dev/${dev} 2>/dev/null`);
   const rotational = sh(`cat /sys/block/${dev}/queue/rotational 2>/dev/null`);
   return {
@@ -106,7 +110,10 @@ export function describeMachine(work: string): Machine {
     ramGiB: Math.round(os.totalmem() / 2 ** 30),
     disk: `${source || 'unknown'}${model ? ` (${model})` : dev.startsWith('vd') ? ' (virtio block device, model not exposed)' : ''}${rotational === '1' ? ', reports rotational' : ''}`,
     kernel: os.release(),
-    load: os.loadavg().map((x) => x.toFixed(2)).join(' '),
+    load: os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' '),
     node: process.version,
   };
 }

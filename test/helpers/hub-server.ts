@@ -77,7 +77,13 @@ export function commitOf(files: HubFile[], salt = ''): string {
 }
 
 export function hubFile(filePath: string, data: Buffer): HubFile {
-  return { path: filePath, data, size: data.length, gitOid: gitBlobOid(data), sha256: LFS.test(filePath) ? createHash('sha256').update(data).digest('hex') : undefined };
+  return {
+    path: filePath,
+    data,
+    size: data.length,
+    gitOid: gitBlobOid(data),
+    sha256: LFS.test(filePath) ? createHash('sha256').update(data).digest('hex') : undefined,
+  };
 }
 
 /** A large file served from disk; its hashes computed once by streaming. */
@@ -116,7 +122,14 @@ export function repoOf(files: HubFile[], extraRefs: string[] = []): HubRepo {
 }
 
 export async function startHubServer(repos: Record<string, HubRepo> = {}): Promise<HubServer> {
-  const state = { repos: new Map(Object.entries(repos)), log: [] as LoggedRequest[], cuts: [] as CutFault[], stalls: [] as { path: string; afterBytes: number }[], corrupt: new Set<string>(), pageSize: 50 };
+  const state = {
+    repos: new Map(Object.entries(repos)),
+    log: [] as LoggedRequest[],
+    cuts: [] as CutFault[],
+    stalls: [] as { path: string; afterBytes: number }[],
+    corrupt: new Set<string>(),
+    pageSize: 50,
+  };
   const server = http.createServer((req, res) => {
     try {
       handle(state, req, res);
@@ -144,7 +157,14 @@ export async function startHubServer(repos: Record<string, HubRepo> = {}): Promi
   };
 }
 
-type State = { repos: Map<string, HubRepo>; log: LoggedRequest[]; cuts: CutFault[]; stalls: { path: string; afterBytes: number }[]; corrupt: Set<string>; pageSize: number };
+type State = {
+  repos: Map<string, HubRepo>;
+  log: LoggedRequest[];
+  cuts: CutFault[];
+  stalls: { path: string; afterBytes: number }[];
+  corrupt: Set<string>;
+  pageSize: number;
+};
 
 function fail(res: http.ServerResponse, status: number, code: string | null, message: string): void {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
@@ -176,11 +196,22 @@ function handle(state: State, req: http.IncomingMessage, res: http.ServerRespons
   const files = repo.commits[commit];
 
   if (api && kind === 'revision') {
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
-      _id: createHash('sha1').update(repoId).digest('hex').slice(0, 24), id: repoId, modelId: repoId, private: repo.privateToken !== undefined,
-      gated: repo.gatedToken !== undefined ? 'manual' : false, disabled: false, downloads: 0, likes: 0, lastModified: '2026-01-01T00:00:00.000Z',
-      tags: [], sha: commit, siblings: files.map((f) => ({ rfilename: f.path })),
-    }));
+    res.writeHead(200, { 'content-type': 'application/json' }).end(
+      JSON.stringify({
+        _id: createHash('sha1').update(repoId).digest('hex').slice(0, 24),
+        id: repoId,
+        modelId: repoId,
+        private: repo.privateToken !== undefined,
+        gated: repo.gatedToken !== undefined ? 'manual' : false,
+        disabled: false,
+        downloads: 0,
+        likes: 0,
+        lastModified: '2026-01-01T00:00:00.000Z',
+        tags: [],
+        sha: commit,
+        siblings: files.map((f) => ({ rfilename: f.path })),
+      }),
+    );
     return;
   }
   if (api && kind === 'tree') {
@@ -192,10 +223,17 @@ function handle(state: State, req: http.IncomingMessage, res: http.ServerRespons
       next.searchParams.set('cursor', String(page + state.pageSize));
       headers.link = `<${`http://${req.headers.host}${next.pathname}${next.search}`}>; rel="next"`;
     }
-    res.writeHead(200, headers).end(JSON.stringify(slice.map((f) => ({
-      type: 'file', oid: f.gitOid, size: f.sha256 ? 134 : f.size, path: f.path,
-      ...(f.sha256 ? { lfs: { oid: f.sha256, size: f.size, pointerSize: 134 } } : {}),
-    }))));
+    res.writeHead(200, headers).end(
+      JSON.stringify(
+        slice.map((f) => ({
+          type: 'file',
+          oid: f.gitOid,
+          size: f.sha256 ? 134 : f.size,
+          path: f.path,
+          ...(f.sha256 ? { lfs: { oid: f.sha256, size: f.size, pointerSize: 134 } } : {}),
+        })),
+      ),
+    );
     return;
   }
   if (!api && kind === 'resolve') {
@@ -208,7 +246,15 @@ function handle(state: State, req: http.IncomingMessage, res: http.ServerRespons
     const common = { 'x-repo-commit': commit, etag: `"${file.sha256 ?? file.gitOid}"` };
     if (file.sha256) {
       // LFS: a redirect to the storage, another host name as the hub's CDN is (`localhost`: still this server on 127.0.0.1), with the sha256 in X-Linked-Etag (the CDN's ETag is something else).
-      res.writeHead(302, { ...common, 'x-linked-etag': `"${file.sha256}"`, 'x-linked-size': String(file.size), location: `http://localhost:${(req.socket.localPort)}/cdn/${file.sha256}/${encodeURIComponent(file.path)}`, 'content-length': '0' }).end();
+      res
+        .writeHead(302, {
+          ...common,
+          'x-linked-etag': `"${file.sha256}"`,
+          'x-linked-size': String(file.size),
+          location: `http://localhost:${req.socket.localPort}/cdn/${file.sha256}/${encodeURIComponent(file.path)}`,
+          'content-length': '0',
+        })
+        .end();
       return;
     }
     return serveBytes(state, req, res, file, common);

@@ -36,14 +36,18 @@ export function safetensorsBytes(header: string | Buffer, data: Buffer | number 
 /** One tensor entry's JSON; `fields` adds or overrides raw JSON members (values are JSON text). */
 function entry(dtype: string, shape: string, offsets: string, fields: Record<string, string> = {}): string {
   const members = { dtype: JSON.stringify(dtype), shape, data_offsets: offsets, ...fields };
-  return `{${Object.entries(members).map(([k, v]) => `${JSON.stringify(k)}:${v}`).join(',')}}`;
+  return `{${Object.entries(members)
+    .map(([k, v]) => `${JSON.stringify(k)}:${v}`)
+    .join(',')}}`;
 }
 
 /** An entry with one field left out. */
 function entryWithout(field: string): string {
   const all: Record<string, string> = { dtype: '"F32"', shape: '[1]', data_offsets: '[0,4]' };
   delete all[field];
-  return `{${Object.entries(all).map(([k, v]) => `"${k}":${v}`).join(',')}}`;
+  return `{${Object.entries(all)
+    .map(([k, v]) => `"${k}":${v}`)
+    .join(',')}}`;
 }
 
 /** The header of the Rust crate's own test file: one I32 [2, 2] tensor, 16 bytes of data. */
@@ -137,7 +141,11 @@ export function malformedCases(): MalformedCase[] {
     { code: 'InvalidHeaderDeserialization', name: 'missing-dtype', bytes: safetensorsBytes(`{"a":${entryWithout('dtype')}}`, 4) },
     { code: 'InvalidHeaderDeserialization', name: 'missing-shape', bytes: safetensorsBytes(`{"a":${entryWithout('shape')}}`, 4) },
     { code: 'InvalidHeaderDeserialization', name: 'missing-data-offsets', bytes: safetensorsBytes(`{"a":${entryWithout('data_offsets')}}`, 4) },
-    { code: 'InvalidHeaderDeserialization', name: 'extra-entry-field', bytes: safetensorsBytes(`{"a":${entry('F32', '[1]', '[0,4]', { offsets: '[0,4]' })}}`, 4) },
+    {
+      code: 'InvalidHeaderDeserialization',
+      name: 'extra-entry-field',
+      bytes: safetensorsBytes(`{"a":${entry('F32', '[1]', '[0,4]', { offsets: '[0,4]' })}}`, 4),
+    },
     { code: 'InvalidHeaderDeserialization', name: 'entry-is-array', bytes: safetensorsBytes('{"a":["F32",[1],[0,4]]}', 4) },
     { code: 'InvalidHeaderDeserialization', name: 'entry-is-null', bytes: safetensorsBytes('{"a":null}') },
     { code: 'InvalidHeaderDeserialization', name: 'metadata-number-value', bytes: safetensorsBytes('{"__metadata__":{"format":1}}') },
@@ -187,7 +195,11 @@ export function malformedCases(): MalformedCase[] {
     { code: 'ValidationOverflow', name: 'bytes-over-2p53', bytes: safetensorsBytes(`{"a":${entry('F64', '[2251799813685248]', '[0,16]')}}`, 16) },
     { code: 'MisalignedSlice', name: 'f4-odd-count', bytes: safetensorsBytes(`{"a":${entry('F4', '[1,3]', '[0,2]')}}`, 2) },
     { code: 'MisalignedSlice', name: 'f6-three-elements', bytes: safetensorsBytes(`{"a":${entry('F6_E2M3', '[3]', '[0,3]')}}`, 3) },
-    { code: 'MetadataIncompleteBuffer', name: 'polyglot-trailing-bytes', bytes: safetensorsBytes(CRATE_TEST_HEADER, Buffer.concat([Buffer.alloc(16), Buffer.from('extra_bogus_data_for_polyglot_file')])) },
+    {
+      code: 'MetadataIncompleteBuffer',
+      name: 'polyglot-trailing-bytes',
+      bytes: safetensorsBytes(CRATE_TEST_HEADER, Buffer.concat([Buffer.alloc(16), Buffer.from('extra_bogus_data_for_polyglot_file')])),
+    },
     { code: 'MetadataIncompleteBuffer', name: 'data-two-bytes-short', bytes: safetensorsBytes(CRATE_TEST_HEADER, 14) },
     { code: 'MetadataIncompleteBuffer', name: 'no-tensors-one-data-byte', bytes: safetensorsBytes('{}', 1) },
     { code: 'MetadataIncompleteBuffer', name: 'header-only', bytes: safetensorsBytes(CRATE_TEST_HEADER) },

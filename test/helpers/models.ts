@@ -17,7 +17,9 @@ export function rng(seed: number): () => number {
 
 export const SPECIAL_BF16 = [0x0000, 0x8000, 0x0001, 0x8001, 0x007f, 0x7f80, 0xff80, 0x7fc0, 0xffc1, 0x7f81, 0x7f7f, 0xff7f, 0x3f80, 0xbf80];
 export const SPECIAL_F16 = [0x0000, 0x8000, 0x0001, 0x83ff, 0x7c00, 0xfc00, 0x7e00, 0xfe01, 0x7c01, 0x7bff, 0xfbff, 0x3c00];
-export const SPECIAL_F32 = [0x00000000, 0x80000000, 0x00000001, 0x807fffff, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001, 0x7f800001, 0x7f7fffff, 0xff7fffff, 0x3f800000];
+export const SPECIAL_F32 = [
+  0x00000000, 0x80000000, 0x00000001, 0x807fffff, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001, 0x7f800001, 0x7f7fffff, 0xff7fffff, 0x3f800000,
+];
 
 /** Random values near N(0, 0.02) with one special value in ~8, encoded as `dtype` bits. */
 export function randomTensor(dtype: 'BF16' | 'F16' | 'F32', count: number, next: () => number, base?: Buffer): Buffer {
@@ -131,7 +133,15 @@ export async function writeModel(
   if (shards > 1) {
     await fs.promises.writeFile(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }));
   }
-  await fs.promises.writeFile(path.join(dir, 'config.json'), JSON.stringify({ model_type: 'qwen3', num_hidden_layers: Math.max(0, ...specs.map((s) => Number(/layers\.(\d+)\./.exec(s.name)?.[1] ?? -1))) + 1, torch_dtype: 'bfloat16', tag }));
+  await fs.promises.writeFile(
+    path.join(dir, 'config.json'),
+    JSON.stringify({
+      model_type: 'qwen3',
+      num_hidden_layers: Math.max(0, ...specs.map((s) => Number(/layers\.(\d+)\./.exec(s.name)?.[1] ?? -1))) + 1,
+      torch_dtype: 'bfloat16',
+      tag,
+    }),
+  );
   await fs.promises.writeFile(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ chat_template: `template of ${tag}` }));
   return { dir, data };
 }

@@ -6,6 +6,5 @@
 
 /** `test` when `ok`, else a visibly skipped test whose title carries the reason. */
 export function testIf(ok: boolean, reason: string) {
-  return (name: string, fn: jest.ProvidesCallback, timeout?: number): void =>
-    ok ? test(name, fn, timeout) : test.skip(`${name} [skipped: ${reason}]`, fn);
+  return (name: string, fn: jest.ProvidesCallback, timeout?: number): void => (ok ? test(name, fn, timeout) : test.skip(`${name} [skipped: ${reason}]`, fn));
 }

@@ -26,7 +26,8 @@ export function decodeBits(bits: number, dtype: ReferenceDtype): number {
   const bias = (1 << (expBits - 1)) - 1;
   let magnitude: number;
   if (exponent === (1 << expBits) - 1) magnitude = mantissa === 0 ? Infinity : NaN;
-  else if (exponent === 0) magnitude = mantissa * pow2(1 - bias - mantBits); // zero or subnormal
+  else if (exponent === 0)
+    magnitude = mantissa * pow2(1 - bias - mantBits); // zero or subnormal
   else magnitude = (1 + mantissa * pow2(-mantBits)) * pow2(exponent - bias);
   return negative ? -magnitude : magnitude;
 }

@@ -169,7 +169,7 @@ const F32_OVERFLOW_TIE = pow2(128) - pow2(103); // halfway between F32_MAX and 2
 function nextF32Toward(r: number, s: number): number {
   if (r === 0) return s > 0 ? pow2(-149) : -pow2(-149);
   const bits = f32ToBits(r);
-  const awayFromZero = (s > r) === (r > 0);
+  const awayFromZero = s > r === r > 0;
   return f32FromBits(awayFromZero ? bits + 1 : bits - 1);
 }
 

@@ -9,7 +9,18 @@ import { WeightmixError } from '../../lib/errors';
 import type { CheckpointPair } from '../../lib/fixtures/fixture';
 import { interpolate } from '../../lib/interpolation/interpolate';
 import { readSafetensorsHeader } from '../../lib/format/safetensors';
-import { cachedPair, ensureCliBuilt, expectOneLineError, faultShimTests, isProgressLine, leftoversBeside, privateCopy, slowReadsEnv, startCli, scratchDir } from '../helpers/cli';
+import {
+  cachedPair,
+  ensureCliBuilt,
+  expectOneLineError,
+  faultShimTests,
+  isProgressLine,
+  leftoversBeside,
+  privateCopy,
+  slowReadsEnv,
+  startCli,
+  scratchDir,
+} from '../helpers/cli';
 
 let work: string;
 

@@ -91,7 +91,9 @@ describe('merges in one process at the same time', () => {
 
   test('two merges into the same output at once: one publishes, the other fails with OutputLocked and leaves nothing', async () => {
     const out = path.join(work, 'same', 'out');
-    const results = await Promise.allSettled([0.2, 0.8].map((lambda) => interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda, output: out })));
+    const results = await Promise.allSettled(
+      [0.2, 0.8].map((lambda) => interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda, output: out })),
+    );
     const fulfilled = results.filter((r) => r.status === 'fulfilled');
     const rejected = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     expect(fulfilled).toHaveLength(1);

@@ -27,7 +27,9 @@ test('60 mutated checkpoints: only WeightmixErrors, and every merge that succeed
   expect(r.outcomes.rejectedAtOpen + r.outcomes.rejectedAtMerge + r.outcomes.merged).toBe(60);
 }, 60_000);
 
-const saved = fs.existsSync(CHECKPOINT_CORPUS) ? fs.readdirSync(CHECKPOINT_CORPUS).filter((d) => fs.existsSync(path.join(CHECKPOINT_CORPUS, d, 'CASE.json'))) : [];
+const saved = fs.existsSync(CHECKPOINT_CORPUS)
+  ? fs.readdirSync(CHECKPOINT_CORPUS).filter((d) => fs.existsSync(path.join(CHECKPOINT_CORPUS, d, 'CASE.json')))
+  : [];
 
 (saved.length ? test.each(saved) : test.skip.each(['(no saved cases)']))('saved case %s opens or is rejected with a WeightmixError', async (name) => {
   const err = await openCheckpoint(path.join(CHECKPOINT_CORPUS, name)).then(

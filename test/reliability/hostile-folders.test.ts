@@ -9,7 +9,17 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeSafetensorsFile, type SafetensorsDtype } from '../../lib/format/safetensors';
-import { cachedPair, ensureCliBuilt, expectOneLineError, leftoversBeside, privateCopy, runCli, runCliInProcess, scratchDir, snapshotTree } from '../helpers/cli';
+import {
+  cachedPair,
+  ensureCliBuilt,
+  expectOneLineError,
+  leftoversBeside,
+  privateCopy,
+  runCli,
+  runCliInProcess,
+  scratchDir,
+  snapshotTree,
+} from '../helpers/cli';
 import { safetensorsBytes } from '../helpers/malformed';
 import type { CheckpointPair } from '../../lib/fixtures/fixture';
 
@@ -143,11 +153,7 @@ describe('index attacks', () => {
 
   test.concurrent('a shard that is a named pipe, a folder or a device is refused without blocking', async () => {
     await ready();
-    for (const make of [
-      mkfifo,
-      (p: string) => fs.mkdirSync(p),
-      (p: string) => fs.symlinkSync('/dev/zero', p),
-    ]) {
+    for (const make of [mkfifo, (p: string) => fs.mkdirSync(p), (p: string) => fs.symlinkSync('/dev/zero', p)]) {
       const dir = caseDir();
       const model = privateCopy(pair.thinking, path.join(dir, 'thinking'));
       fs.rmSync(path.join(model, 'model.safetensors'));
@@ -306,7 +312,7 @@ describe('mismatched models', () => {
     ['the input through a symlinked parent', (d: string) => path.join(d, 'link-to-models', 'thinking'), /is one of the inputs/],
     ['the folder that holds both inputs', (d: string) => path.join(d, 'models'), /holds .*models.instruct, which is one of the inputs/],
     ['a symlink to the folder that holds them', (d: string) => path.join(d, 'link-to-models'), /holds .*, which is one of the inputs/],
-    ['the folder that holds the run\'s working folder', (d: string) => d, /holds .*, which is one of the inputs/],
+    ["the folder that holds the run's working folder", (d: string) => d, /holds .*, which is one of the inputs/],
   ])('an output that is or holds an input (%s) is a usage error even with --force, and nothing is touched', async (_, target, message) => {
     await ready();
     const dir = caseDir();
@@ -329,7 +335,10 @@ describe('mismatched models', () => {
     const thinking = privateCopy(pair.thinking, path.join(models, 'thinking'));
     const instruct = privateCopy(pair.instruct, path.join(models, 'instruct'));
     const recipe = path.join(dir, 'recipe.yml');
-    fs.writeFileSync(recipe, `merge_method: linear\nmodels:\n  - model: ${instruct}\n    parameters: {weight: 0.2}\n  - model: ${thinking}\n    parameters: {weight: 0.8}\n`);
+    fs.writeFileSync(
+      recipe,
+      `merge_method: linear\nmodels:\n  - model: ${instruct}\n    parameters: {weight: 0.2}\n  - model: ${thinking}\n    parameters: {weight: 0.8}\n`,
+    );
     const before = snapshotTree(dir);
     const result = await runCli(['merge', recipe, '-o', models, '--force']);
     expect(expectOneLineError(result, 2)).toMatch(/holds .*, which is one of the inputs/);
@@ -341,7 +350,18 @@ describe('mismatched models', () => {
     const dir = caseDir();
     const thinking = privateCopy(pair.thinking, path.join(dir, 'thinking'));
     const before = snapshotTree(thinking);
-    const result = await runCli(['interpolate', '--instruct', pair.instruct, '--thinking', thinking, '--lambda', '0.8', '-o', path.join(thinking, 'merged'), '--quiet']);
+    const result = await runCli([
+      'interpolate',
+      '--instruct',
+      pair.instruct,
+      '--thinking',
+      thinking,
+      '--lambda',
+      '0.8',
+      '-o',
+      path.join(thinking, 'merged'),
+      '--quiet',
+    ]);
     expect(result.status).toBe(0);
     const after = snapshotTree(thinking);
     for (const [file, hash] of before) expect(after.get(file)).toBe(hash);
@@ -382,17 +402,16 @@ describe('huge claimed sizes', () => {
 });
 
 describe('usage errors', () => {
-  test.concurrent.each([
-    [['--lambda', 'NaN']],
-    [['--lambda', '0.8', '--layers', '7-2']],
-    [['--lambda', '0.8', '--part', '3/2']],
-  ])('interpolate %j: exit 2, one error line, nothing written', async (args) => {
-    await ready();
-    const dir = caseDir();
-    const out = path.join(dir, 'out');
-    const argv = ['interpolate', '--instruct', pair.instruct, '--thinking', pair.thinking, '-o', out, ...args];
-    const result = args[1] === 'NaN' ? await runCli(argv) : await runCliInProcess(argv);
-    expectOneLineError(result, 2);
-    expect(leftoversBeside(out)).toEqual([]);
-  });
+  test.concurrent.each([[['--lambda', 'NaN']], [['--lambda', '0.8', '--layers', '7-2']], [['--lambda', '0.8', '--part', '3/2']]])(
+    'interpolate %j: exit 2, one error line, nothing written',
+    async (args) => {
+      await ready();
+      const dir = caseDir();
+      const out = path.join(dir, 'out');
+      const argv = ['interpolate', '--instruct', pair.instruct, '--thinking', pair.thinking, '-o', out, ...args];
+      const result = args[1] === 'NaN' ? await runCli(argv) : await runCliInProcess(argv);
+      expectOneLineError(result, 2);
+      expect(leftoversBeside(out)).toEqual([]);
+    },
+  );
 });

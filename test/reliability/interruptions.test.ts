@@ -55,11 +55,22 @@ function outPath(): string {
 }
 
 const mergeArgsOf = (models: CheckpointPair, out: string, ...extra: string[]) => [
-  'interpolate', '--instruct', models.instruct, '--thinking', models.thinking, '--lambda', '0.8', '-o', out, '--threads', '1', '--json', ...extra,
+  'interpolate',
+  '--instruct',
+  models.instruct,
+  '--thinking',
+  models.thinking,
+  '--lambda',
+  '0.8',
+  '-o',
+  out,
+  '--threads',
+  '1',
+  '--json',
+  ...extra,
 ];
 const mergeArgs = (out: string, ...extra: string[]) => mergeArgsOf(pair, out, ...extra);
 const bigMergeArgs = (out: string, ...extra: string[]) => mergeArgsOf(big, out, ...extra);
-
 
 describe.each([
   ['SIGINT', 130],
@@ -92,7 +103,9 @@ describe.each([
 withShim('a reader that closes standard output (`| head -1`) stops a sweep as SIGPIPE would: 141, one line, nothing left', async () => {
   const runDir = path.dirname(outPath());
   const out = path.join(runDir, 'sweep');
-  const run = startCli(['sweep', '--instruct', big.instruct, '--thinking', big.thinking, '--lambdas', '0.2,0.5,0.8', '-o', out, '--threads', '1', '--json'], { env: slow });
+  const run = startCli(['sweep', '--instruct', big.instruct, '--thinking', big.thinking, '--lambdas', '0.2,0.5,0.8', '-o', out, '--threads', '1', '--json'], {
+    env: slow,
+  });
   await run.waitForLine(isProgressLine);
   run.child.stdout!.destroy();
   const result = await run.done;
@@ -141,7 +154,11 @@ withShim('a signal after the engine finished but before the output is published 
   expect(run.child.exitCode).toBeNull();
   run.child.kill('SIGINT');
   const result = await run.done;
-  expect({ status: result.status, signal: result.signal, stderr: result.stderr }).toEqual({ status: 130, signal: null, stderr: 'weightmix: stopped by SIGINT; nothing was published\n' });
+  expect({ status: result.status, signal: result.signal, stderr: result.stderr }).toEqual({
+    status: 130,
+    signal: null,
+    stderr: 'weightmix: stopped by SIGINT; nothing was published\n',
+  });
   expect(result.stdout).not.toContain('"event":"done"');
   expect(leftoversBeside(out)).toEqual([]);
 });
@@ -168,7 +185,20 @@ withShim('SIGKILL leaves only the temporary folder and a stale lock; the next ru
 withShim('a SIGKILLed sweep leaves temporary folders and locks for each λ; the next sweep removes all of them, whichever λ it writes', async () => {
   const runDir = path.dirname(outPath());
   const out = path.join(runDir, 'sweep');
-  const sweepArgs = (lambdas: string) => ['sweep', '--instruct', pair.instruct, '--thinking', pair.thinking, '--lambdas', lambdas, '-o', out, '--threads', '1', '--json'];
+  const sweepArgs = (lambdas: string) => [
+    'sweep',
+    '--instruct',
+    pair.instruct,
+    '--thinking',
+    pair.thinking,
+    '--lambdas',
+    lambdas,
+    '-o',
+    out,
+    '--threads',
+    '1',
+    '--json',
+  ];
   const run = startCli(sweepArgs('0.2,0.5,0.8'), { env: slowReadsEnv(shimPath, path.dirname(pair.instruct), 150_000) });
   await run.waitForLine(isProgressLine);
   run.child.kill('SIGKILL');
@@ -219,7 +249,9 @@ describe('--force', () => {
     const { out, before } = await existingOutput();
     const controller = new AbortController();
     controller.abort();
-    await expect(interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: out, force: true, signal: controller.signal })).rejects.toMatchObject({
+    await expect(
+      interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: out, force: true, signal: controller.signal }),
+    ).rejects.toMatchObject({
       code: 'Aborted',
     });
     expect(snapshotTree(out)).toEqual(before);

@@ -42,7 +42,10 @@ beforeAll(async () => {
   pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 13 });
   const reference = path.join(work, 'reference');
   await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: reference, threads: 1 });
-  shardSizes = fs.readdirSync(reference).filter((f) => f.endsWith('.safetensors')).map((f) => fs.statSync(path.join(reference, f)).size);
+  shardSizes = fs
+    .readdirSync(reference)
+    .filter((f) => f.endsWith('.safetensors'))
+    .map((f) => fs.statSync(path.join(reference, f)).size);
 }, 180_000);
 
 afterAll(() => {
@@ -94,7 +97,9 @@ withTmpfs('a failed reservation gives back its descriptor and its space (a long-
   const openFds = () => fs.readdirSync('/proc/self/fd').length;
   const before = openFds();
   for (let i = 0; i < 3; i++) {
-    await expect(interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: path.join(disk, 'out'), threads: 1 })).rejects.toMatchObject({ code: 'NoSpace' });
+    await expect(
+      interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: path.join(disk, 'out'), threads: 1 }),
+    ).rejects.toMatchObject({ code: 'NoSpace' });
   }
   expect(openFds()).toBeLessThanOrEqual(before);
   expect(fs.readdirSync(disk)).toEqual([]);
@@ -102,12 +107,13 @@ withTmpfs('a failed reservation gives back its descriptor and its space (a long-
   expect(bavail * bsize).toBe(size);
 });
 
-for (const where of ['out', 'new/deeper/out']) withTmpfs(`a read-only disk, output ${where}: one line that says read-only, nothing written`, async () => {
-  const disk = mountTmpfs(1 << 20, true) as string;
-  const line = expectOneLineError(await runCli(mergeArgs(path.join(disk, where))), 1);
-  expect(line).toMatch(/read-only file system/i);
-  expect(fs.readdirSync(disk)).toEqual([]);
-});
+for (const where of ['out', 'new/deeper/out'])
+  withTmpfs(`a read-only disk, output ${where}: one line that says read-only, nothing written`, async () => {
+    const disk = mountTmpfs(1 << 20, true) as string;
+    const line = expectOneLineError(await runCli(mergeArgs(path.join(disk, where))), 1);
+    expect(line).toMatch(/read-only file system/i);
+    expect(fs.readdirSync(disk)).toEqual([]);
+  });
 
 describe('I/O errors (EIO injected by an LD_PRELOAD shim)', () => {
   withShim('EIO writing an output shard: one line naming it; temporary folder and lock removed', async () => {

@@ -12,7 +12,20 @@ import { taskArithmetic } from './task-arithmetic';
 
 export type { MergeMethod, MethodTensor, PairMoments, TensorCoefficients } from './method';
 
-export const METHODS: readonly MergeMethod[] = Object.freeze([linear, slerp, taskArithmetic, modelStock, passthrough, ties, dareTies, dareLinear, breadcrumbs, breadcrumbsTies, karcher, multislerp]);
+export const METHODS: readonly MergeMethod[] = Object.freeze([
+  linear,
+  slerp,
+  taskArithmetic,
+  modelStock,
+  passthrough,
+  ties,
+  dareTies,
+  dareLinear,
+  breadcrumbs,
+  breadcrumbsTies,
+  karcher,
+  multislerp,
+]);
 
 /** mergekit methods weightmix refuses, each with its reason (docs/mergekit-parity.md lists them). */
 export const REFUSED_METHODS: Readonly<Record<string, string>> = Object.freeze({

@@ -59,7 +59,8 @@ export const karcher: MergeMethod = {
     if (t.models.length === 1) return { op: 'copy', model: t.models[0] };
     const maxIter = numberParameter(t.scope, 'max_iter', undefined, 10);
     const tol = numberParameter(t.scope, 'tol', undefined, 1e-5);
-    if (!Number.isInteger(maxIter) || maxIter < 0) throw new WeightmixError('InvalidRecipe', `karcher: parameter 'max_iter' must be a non-negative integer, got ${maxIter}`);
+    if (!Number.isInteger(maxIter) || maxIter < 0)
+      throw new WeightmixError('InvalidRecipe', `karcher: parameter 'max_iter' must be a non-negative integer, got ${maxIter}`);
     return linearOrCopy(t.models, karcherWeights(gramMatrix(t.models, t.moments), maxIter, tol));
   },
 };

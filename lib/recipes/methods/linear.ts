@@ -11,8 +11,12 @@ export const linear: MergeMethod = {
     const w = t.models.map((m) => numberParameter(t.scope, 'weight', m, undefined, t.label(m)));
     if (booleanParameter(t.scope, 'normalize', true)) {
       const sum = w.reduce((s, x) => s + x, 0);
-      if (sum === 0) throw new WeightmixError('InvalidRecipe', `linear: the weights of tensor ${t.name} sum to 0 and cannot be normalized (set normalize: false)`);
-      return linearOrCopy(t.models, w.map((x) => x / sum));
+      if (sum === 0)
+        throw new WeightmixError('InvalidRecipe', `linear: the weights of tensor ${t.name} sum to 0 and cannot be normalized (set normalize: false)`);
+      return linearOrCopy(
+        t.models,
+        w.map((x) => x / sum),
+      );
     }
     return linearOrCopy(t.models, w);
   },

@@ -25,10 +25,7 @@ export interface MethodTensor {
  * `copy`: the model's tensor as is (converted to the output dtype); `linear`: Σ w_k·x_k in f32;
  * `sparse`: sparsified task vectors (TIES, DARE, breadcrumbs), thresholds resolved by lib/sparsify.ts.
  */
-export type TensorCoefficients =
-  | { op: 'copy'; model: number }
-  | { op: 'linear'; models: number[]; w: number[] }
-  | { op: 'sparse'; spec: SparseMergeSpec };
+export type TensorCoefficients = { op: 'copy'; model: number } | { op: 'linear'; models: number[]; w: number[] } | { op: 'sparse'; spec: SparseMergeSpec };
 
 export interface MergeMethod {
   name: MergeMethodName;

@@ -24,7 +24,8 @@ export function modelStockT(deltaSq: number[], pairSq: (i: number, j: number) =>
 }
 
 function others(t: Pick<MethodTensor, 'models' | 'base' | 'name'>): number[] {
-  if (t.base === null || !t.models.includes(t.base)) throw new WeightmixError('InvalidRecipe', `model_stock: tensor ${t.name} does not come from the base model`);
+  if (t.base === null || !t.models.includes(t.base))
+    throw new WeightmixError('InvalidRecipe', `model_stock: tensor ${t.name} does not come from the base model`);
   return t.models.filter((m) => m !== t.base);
 }
 
@@ -49,7 +50,8 @@ export const modelStock: MergeMethod = {
       throw new WeightmixError('UnsupportedRecipe', 'model_stock: filter_wise: true is not supported (weightmix computes one angle per tensor)');
     }
     const os = others(t);
-    if (os.length < 2) throw new WeightmixError('InvalidRecipe', `model_stock: tensor ${t.name} has ${os.length} models besides the base; it needs two or more`);
+    if (os.length < 2)
+      throw new WeightmixError('InvalidRecipe', `model_stock: tensor ${t.name} has ${os.length} models besides the base; it needs two or more`);
     const deltaSq = os.map((m) => t.moments(t.base!, m).sumSqDiff);
     const f = modelStockT(deltaSq, (i, j) => t.moments(os[i], os[j]).sumSqDiff);
     return linearOrCopy([t.base!, ...os], [1 - f, ...os.map(() => f / os.length)]);

@@ -21,7 +21,10 @@ export function multislerpWeights(g: number[][], weights: number[], normalize: b
   const meanNorm = Math.sqrt(Math.max(innerProduct(g, mean, mean), 0));
   if (meanNorm < eps) {
     if (n === 2) return w.slice();
-    throw new WeightmixError('InvalidRecipe', `multislerp: the weighted sum of the unit tensors of ${name} is zero (antipodal tensors with balancing weights), as mergekit refuses it; change the weights`);
+    throw new WeightmixError(
+      'InvalidRecipe',
+      `multislerp: the weighted sum of the unit tensors of ${name} is zero (antipodal tensors with balancing weights), as mergekit refuses it; change the weights`,
+    );
   }
   mean = mean.map((x) => x / meanNorm);
   const tangent = new Array<number>(n).fill(0);
@@ -58,7 +61,14 @@ export const multislerp: MergeMethod = {
     if (!withBase) return linearOrCopy(others, r);
     return {
       op: 'sparse',
-      spec: { base: t.base!, models: others.map((m, i) => ({ model: m, weight: r[i], selection: 'none', density: 1, gamma: 0, rescale: 'none' })), consensus: null, normalize: false, lambda: 1, seed: 0 },
+      spec: {
+        base: t.base!,
+        models: others.map((m, i) => ({ model: m, weight: r[i], selection: 'none', density: 1, gamma: 0, rescale: 'none' })),
+        consensus: null,
+        normalize: false,
+        lambda: 1,
+        seed: 0,
+      },
     };
   },
 };

@@ -8,7 +8,8 @@ export const passthrough: MergeMethod = {
   parameters: ['scale'],
   validate(recipe) {
     recipe.slices.forEach((s, i) => {
-      if (s.sources.length !== 1) throw new WeightmixError('InvalidRecipe', `passthrough takes exactly one source per slice, slice ${i} has ${s.sources.length}`);
+      if (s.sources.length !== 1)
+        throw new WeightmixError('InvalidRecipe', `passthrough takes exactly one source per slice, slice ${i} has ${s.sources.length}`);
     });
   },
   coefficients(t) {

@@ -25,7 +25,10 @@ function rescaleParameter(scope: ParameterScope, fallback: boolean): SparseModel
   if (v === 'inverse') return 'inverse';
   if (v === true || v === 1 || v === 'l1') return 'l1';
   if (v === false || v === 0) return 'none';
-  throw new WeightmixError('InvalidRecipe', `parameter 'rescale' must be true (L1-norm matching, mergekit's), false or 'inverse' (× 1/density), got ${JSON.stringify(v)} (tensor ${scope.tensorName})`);
+  throw new WeightmixError(
+    'InvalidRecipe',
+    `parameter 'rescale' must be true (L1-norm matching, mergekit's), false or 'inverse' (× 1/density), got ${JSON.stringify(v)} (tensor ${scope.tensorName})`,
+  );
 }
 
 function consensusParameter(scope: ParameterScope, method: string): 'sum' | 'count' {

@@ -26,7 +26,14 @@ export const taskArithmetic: MergeMethod = {
       op: 'sparse',
       spec: {
         base,
-        models: others.map((m) => ({ model: m, weight: numberParameter(t.scope, 'weight', m, undefined, t.label(m)), selection: 'none', density: 1, gamma: 0, rescale: 'none' })),
+        models: others.map((m) => ({
+          model: m,
+          weight: numberParameter(t.scope, 'weight', m, undefined, t.label(m)),
+          selection: 'none',
+          density: 1,
+          gamma: 0,
+          rescale: 'none',
+        })),
         consensus: null,
         normalize: booleanParameter(t.scope, 'normalize', false),
         lambda: numberParameter(t.scope, 'lambda', undefined, 1),
