@@ -21,7 +21,7 @@ import { assignParts } from '../engine/parts';
 import { OutputTransaction } from '../engine/output';
 import { MergePlan, planMerge, TensorRecipe } from '../engine/plan';
 import { methodFor } from './methods';
-import { finishRecipeOutput, isRecipe, recipeMetadata } from './merge-recipe';
+import { finishRecipeOutput, isRecipe, MERGE_KEYS, recipeMetadata } from './merge-recipe';
 import { parseRecipe, ParseRecipeOptions, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { DownloadProgress } from '../hub/snapshot-download';
@@ -123,21 +123,7 @@ interface Entry {
   plan?: MergePlan;
 }
 
-const BATCH_KEYS: OptionKeys<BatchMergeOptions> = {
-  output: 'required',
-  force: 'optional',
-  part: 'optional',
-  threads: 'optional',
-  blockBytes: 'optional',
-  direct: 'optional',
-  device: 'optional',
-  baseDir: 'optional',
-  env: 'optional',
-  onProgress: 'optional',
-  onDownload: 'optional',
-  onNotice: 'optional',
-  signal: 'optional',
-};
+const BATCH_KEYS: OptionKeys<BatchMergeOptions> = { ...MERGE_KEYS, part: 'optional' };
 
 /**
  * Runs many mergekit recipes as `weightmix merge A.yml B.yml … -o DIR` does: each recipe writes

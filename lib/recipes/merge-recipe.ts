@@ -72,7 +72,8 @@ export interface RecipeMergeSummary extends ResolvedDevice {
   threads: number;
 }
 
-const MERGE_KEYS: OptionKeys<MergeOptions> = {
+/** The options `merge` takes (a batch takes these and `part`). */
+export const MERGE_KEYS: OptionKeys<MergeOptions> = {
   output: 'required',
   force: 'optional',
   threads: 'optional',
