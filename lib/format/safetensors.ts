@@ -16,12 +16,15 @@
 import { isUtf8 } from 'node:buffer';
 import { open, writeFile, type FileHandle } from 'node:fs/promises';
 import { WeightmixError } from '../errors';
+import { describeJson, ioError, isSystemError, SafetensorsError, shapeError, showName, showShape } from './safetensors-errors';
 import { DTYPE_BITS, SafetensorsDtype } from './dtypes';
 import { parseJsonStrict } from './json-strict';
 
 // The format's element types and their sizes are part of its surface (format/dtypes.ts declares them).
 export type { SafetensorsDtype } from './dtypes';
 export { DTYPE_BITS } from './dtypes';
+export { SafetensorsError } from './safetensors-errors';
+export type { SafetensorsErrorCode } from './safetensors-errors';
 
 /** One tensor of a safetensors header. */
 export interface TensorEntry {
@@ -57,38 +60,11 @@ export interface SafetensorsHeader {
   metadata: Record<string, string> | null;
 }
 
-/** Codes named after the Rust crate's `SafeTensorError` variants. */
-export type SafetensorsErrorCode =
-  | 'HeaderTooLarge'
-  | 'HeaderTooSmall'
-  | 'InvalidHeaderStart'
-  | 'InvalidHeader'
-  | 'InvalidHeaderDeserialization'
-  | 'InvalidOffset'
-  | 'TensorInvalidInfo'
-  | 'ValidationOverflow'
-  | 'MisalignedSlice'
-  | 'MetadataIncompleteBuffer'
-  | 'IoError';
-
-/** A malformed or unreadable safetensors file; the message is one line, `<file>: <what>`. */
-export class SafetensorsError extends WeightmixError {
-  /** Named after the Rust crate's `SafeTensorError` variant. */
-  declare readonly code: SafetensorsErrorCode;
-
-  constructor(code: SafetensorsErrorCode, message: string, options: { cause?: unknown } = {}) {
-    super(code, message, options);
-    this.name = 'SafetensorsError';
-  }
-}
-
 const PREFIX_BYTES = 8;
 /** The crate's MAX_HEADER_SIZE. */
 const MAX_HEADER_BYTES = 100_000_000;
 const ENTRY_FIELDS = ['dtype', 'shape', 'data_offsets'] as const;
 const METADATA_KEY = '__metadata__';
-const MAX_SHOWN_DIMS = 8;
-const MAX_SHOWN_NAME_CHARS = 80;
 // A \u escape can spell half a surrogate pair, which no UTF-8 text can hold; serde_json rejects it.
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
@@ -438,40 +414,10 @@ async function readExactly(handle: FileHandle, path: string, length: number, pos
   return buffer;
 }
 
-/** Errors from the operating system (ENOENT, EISDIR, EIO…), as opposed to bugs; duck-typed because `instanceof Error` fails across realms (jest). */
-function isSystemError(e: unknown): e is NodeJS.ErrnoException {
-  return typeof e === 'object' && e !== null && typeof (e as NodeJS.ErrnoException).syscall === 'string';
-}
-
-function ioError(path: string, action: string, cause: NodeJS.ErrnoException): SafetensorsError {
-  const reason = cause.message;
-  return new SafetensorsError('IoError', `${path}: ${action}: ${reason}`, { cause });
-}
-
-function shapeError(file: string, what: string): SafetensorsError {
-  return new SafetensorsError('InvalidHeaderDeserialization', `${file}: ${what}`);
-}
-
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function isSize(value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) >= 0 && !Object.is(value, -0);
-}
-
-function describeJson(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
-}
-
-/** A tensor or key name from an untrusted file, JSON-quoted (one line) and length-limited. */
-function showName(name: string): string {
-  return name.length <= MAX_SHOWN_NAME_CHARS ? JSON.stringify(name) : `${JSON.stringify(name.slice(0, MAX_SHOWN_NAME_CHARS))}… (${name.length} characters)`;
-}
-
-function showShape(shape: readonly number[]): string {
-  const shown = shape.slice(0, MAX_SHOWN_DIMS).join(', ');
-  return shape.length <= MAX_SHOWN_DIMS ? `[${shown}]` : `[${shown}, … (${shape.length} dimensions)]`;
 }
