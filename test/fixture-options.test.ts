@@ -1,0 +1,133 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { makeCheckpointPair, type CheckpointPairOptions, type FixtureDtype } from '../lib/fixtures/fixture';
+import { setUpFixtureRoot, freshDir, loadModel, tensorBytes, decodeAll, isNormGain, relativeDistance, readJson } from './helpers/checkpoint-pair';
+
+setUpFixtureRoot();
+
+describe('makeCheckpointPair: determinism and options', () => {
+  const make = (options: Partial<CheckpointPairOptions>) => makeCheckpointPair({ dir: freshDir(), shape: 'tiny', ...options });
+  const bytesOf = async (folder: string) => tensorBytes(folder, await loadModel(folder));
+
+  test('the same seed gives byte-identical files; another seed different data', async () => {
+    const first = await make({ seed: 42, shards: [2, 3] });
+    const second = await make({ seed: 42, shards: [2, 3] });
+    const other = await make({ seed: 43, shards: [2, 3] });
+    for (const variant of ['instruct', 'thinking'] as const) {
+      for (const file of fs.readdirSync(first[variant])) {
+        expect(fs.readFileSync(path.join(second[variant], file)).equals(fs.readFileSync(path.join(first[variant], file)))).toBe(true);
+      }
+    }
+    const a = await bytesOf(first.instruct);
+    const c = await bytesOf(other.instruct);
+    for (const [name, bytes] of a) expect(c.get(name)!.equals(bytes)).toBe(false);
+  });
+
+  test('tensor data depends on the seed and name only, not on the shard layout', async () => {
+    const one = await make({ seed: 5, shards: [1, 4] });
+    const three = await make({ seed: 5, shards: [3, 2] });
+    for (const variant of ['instruct', 'thinking'] as const) {
+      const a = await bytesOf(one[variant]);
+      const b = await bytesOf(three[variant]);
+      expect([...b.keys()].sort()).toEqual([...a.keys()].sort());
+      for (const [name, bytes] of a) expect(b.get(name)!.equals(bytes)).toBe(true);
+    }
+  });
+
+  test('odd widths (scale 3) still give layout-independent data, whatever the chunk alignment', async () => {
+    const one = await make({ seed: 9, scale: 3, shards: [1, 1] });
+    const other = await make({ seed: 9, scale: 3, shards: [4, 3] });
+    const a = await bytesOf(one.instruct);
+    expect([...a.values()].some((bytes) => (bytes.length / 2) % 2 === 1)).toBe(true);
+    for (const variant of ['instruct', 'thinking'] as const) {
+      const x = await bytesOf(one[variant]);
+      const y = await bytesOf(other[variant]);
+      for (const [name, bytes] of x) expect(y.get(name)!.equals(bytes)).toBe(true);
+    }
+    const distance = relativeDistance(a, await bytesOf(one.thinking), 'BF16', (n) => !isNormGain(n));
+    expect(Math.abs(distance / 0.027 - 1)).toBeLessThan(0.03);
+  });
+
+  test('neighbouring elements are uncorrelated (elements are drawn in pairs)', async () => {
+    const pair = await make({ seed: 1 });
+    const values = decodeAll((await bytesOf(pair.instruct)).get('model.embed_tokens.weight')!, 'BF16');
+    for (const lag of [1, 2]) {
+      let sxy = 0;
+      let sxx = 0;
+      for (let i = 0; i + lag < values.length; i++) {
+        sxy += values[i] * values[i + lag];
+        sxx += values[i] * values[i];
+      }
+      expect(Math.abs(sxy / sxx)).toBeLessThan(0.02);
+    }
+  });
+
+  test.each<[FixtureDtype, number]>([
+    ['BF16', 0.1],
+    ['F16', 0.027],
+    ['F16', 0.005],
+    ['F32', 0.027],
+    ['F32', 0.001],
+  ])('%s with delta %d: relative distance of the projections honoured within 3%%', async (dtype, delta) => {
+    const pair = await make({ dtype, delta, seed: 11 });
+    const header = (await loadModel(pair.instruct)).headers.get('model.safetensors')!;
+    expect(header.tensors.every((t) => t.dtype === dtype)).toBe(true);
+    const distance = relativeDistance(await bytesOf(pair.instruct), await bytesOf(pair.thinking), dtype, (n) => !isNormGain(n));
+    expect(distance / delta).toBeGreaterThan(0.97);
+    expect(distance / delta).toBeLessThan(1.03);
+    expect(readJson(path.join(pair.instruct, 'config.json')).torch_dtype).toBe({ BF16: 'bfloat16', F16: 'float16', F32: 'float32' }[dtype]);
+  });
+
+  test('delta 0 makes the two models’ tensors identical', async () => {
+    const pair = await make({ delta: 0, shards: [1, 2] });
+    const a = await bytesOf(pair.instruct);
+    const b = await bytesOf(pair.thinking);
+    for (const [name, bytes] of a) expect(b.get(name)!.equals(bytes)).toBe(true);
+  });
+
+  test('layers overrides the layer count everywhere', async () => {
+    const pair = await make({ shape: 'qwen3-4b', scale: 256, layers: 2, shards: [3, 1] });
+    const model = await loadModel(pair.instruct);
+    expect(model.location.size).toBe(2 + 2 * 11);
+    expect(readJson(path.join(pair.instruct, 'config.json'))).toMatchObject({ num_hidden_layers: 2, tie_word_embeddings: true });
+    expect(model.location.has('lm_head.weight')).toBe(false);
+  });
+
+  test.each<[string, Partial<CheckpointPairOptions>, RegExp]>([
+    ['shape', { shape: 'qwen3-8b' as never }, /shape "qwen3-8b".*tiny/],
+    ['dtype', { dtype: 'F64' as never }, /dtype "F64".*BF16, F16, F32/],
+    ['seed', { seed: -1 }, /seed -1/],
+    ['delta', { delta: 1 }, /delta 1/],
+    ['shards', { shards: [0, 1] }, /shards 0/],
+    ['shards above the tensor count', { shards: [1, 48] }, /shards 48.*47/],
+    ['scale', { scale: 0.5 }, /scale 0.5/],
+  ])('a bad %s is a usage error naming the accepted values', async (_what, options, message) => {
+    const attempt = make(options);
+    await expect(attempt).rejects.toMatchObject({ code: 'Usage', exitCode: 2 });
+    await expect(make(options)).rejects.toThrow(message);
+  });
+
+  test('an aborted signal stops generation with an Aborted error', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    await expect(make({ signal: controller.signal })).rejects.toMatchObject({ code: 'Aborted' });
+  });
+
+  test('cancelling midway removes the half-written models', async () => {
+    const dir = freshDir();
+    const controller = new AbortController();
+    const attempt = makeCheckpointPair({ dir, shape: 'qwen3-30b-a3b', scale: 64, shards: [16, 5], signal: controller.signal });
+    setTimeout(() => controller.abort(), 30);
+    await expect(attempt).rejects.toMatchObject({ code: 'Aborted' });
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  test('an existing Thinking folder is refused before the Instruct folder is touched', async () => {
+    const dir = freshDir();
+    fs.mkdirSync(path.join(dir, 'thinking'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'thinking', 'keep-me'), 'x');
+    await expect(makeCheckpointPair({ dir, shape: 'tiny' })).rejects.toMatchObject({ code: 'FixtureExists' });
+    expect(fs.readdirSync(dir)).toEqual(['thinking']);
+    expect(fs.readdirSync(path.join(dir, 'thinking'))).toEqual(['keep-me']);
+  });
+});
