@@ -9,18 +9,8 @@ import { WeightmixError } from '../../lib/errors';
 import type { CheckpointPair } from '../../lib/fixtures/fixture';
 import { interpolate } from '../../lib/interpolation/interpolate';
 import { readSafetensorsHeader } from '../../lib/format/safetensors';
-import {
-  cachedPair,
-  ensureCliBuilt,
-  expectOneLineError,
-  faultShimTests,
-  isProgressLine,
-  leftoversBeside,
-  privateCopy,
-  slowReadsEnv,
-  startCli,
-  scratchDir,
-} from '../helpers/cli';
+import { cachedPair, ensureCliBuilt, expectOneLineError, isProgressLine, leftoversBeside, privateCopy, startCli, scratchDir } from '../helpers/cli';
+import { faultShimTests, slowReadsEnv } from '../helpers/fault-shim';
 
 let work: string;
 

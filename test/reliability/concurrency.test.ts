@@ -8,19 +8,8 @@ import * as path from 'node:path';
 import type { CheckpointPair } from '../../lib/fixtures/fixture';
 import { interpolate, type InterpolateOptions } from '../../lib/interpolation/interpolate';
 import { sweep } from '../../lib/interpolation/sweep';
-import {
-  cachedPair,
-  ensureCliBuilt,
-  expectOneLineError,
-  faultEnv,
-  faultShimTests,
-  leftoversBeside,
-  runCli,
-  snapshotTree,
-  startCli,
-  waitForFile,
-  scratchDir,
-} from '../helpers/cli';
+import { cachedPair, ensureCliBuilt, expectOneLineError, leftoversBeside, runCli, snapshotTree, startCli, waitForFile, scratchDir } from '../helpers/cli';
+import { faultEnv, faultShimTests } from '../helpers/fault-shim';
 
 let work: string;
 let pair: CheckpointPair;

@@ -18,17 +18,15 @@ import {
   cachedPair,
   ensureCliBuilt,
   expectOneLineError,
-  faultEnv,
-  faultShimTests,
   isProgressLine,
   leftoversBeside,
   runCli,
-  slowReadsEnv,
   snapshotTree,
   startCli,
   waitForFile,
   scratchDir,
 } from '../helpers/cli';
+import { faultEnv, faultShimTests, slowReadsEnv } from '../helpers/fault-shim';
 
 /** Without a C compiler the slow-disk shim cannot be built: its tests are skipped, saying why. */
 const { shimPath, withShim } = faultShimTests();

@@ -10,7 +10,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { CheckpointPair } from '../../lib/fixtures/fixture';
 import { interpolate } from '../../lib/interpolation/interpolate';
-import { cachedPair, ensureCliBuilt, expectOneLineError, faultEnv, faultShimTests, leftoversBeside, runCli } from '../helpers/cli';
+import { cachedPair, ensureCliBuilt, expectOneLineError, leftoversBeside, runCli } from '../helpers/cli';
+import { faultEnv, faultShimTests } from '../helpers/fault-shim';
 import { testIf } from '../helpers/skip';
 
 let work: string;
