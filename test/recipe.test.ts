@@ -1,36 +1,13 @@
-/** mergekit recipes: every accepted key, parameter precedence, gradients, filters, and every refusal's message. */
+/** mergekit recipes: every accepted key, parameter precedence, gradients, filters; every refusal's message is in recipe-refusals.test.ts. */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Checkpoint, TensorLocation } from '../lib/model/checkpoint';
 import { planOutputTensors, renameLayer } from '../lib/recipes/recipe-plan';
-import { NOT_YET_SUPPORTED } from '../lib/recipes/methods';
 import { parseRecipe, readRecipeFile } from '../lib/recipes/recipe';
 import { evaluateSetting, lookupParameter, ParameterScope, slicePosition, validateSetting } from '../lib/recipes/recipe-params';
+import { dir, A, B, C, setUpRecipeModels, lin } from './helpers/recipe-models';
 
-let dir: string;
-let A: string;
-let B: string;
-let C: string;
-
-beforeAll(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-recipe-'));
-  [A, B, C] = ['a', 'b', 'c'].map((n) => {
-    const d = path.join(dir, n);
-    fs.mkdirSync(d);
-    return d;
-  });
-});
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-const lin = (extra: Record<string, unknown> = {}) => ({
-  merge_method: 'linear',
-  models: [
-    { model: A, parameters: { weight: 1 } },
-    { model: B, parameters: { weight: 1 } },
-  ],
-  ...extra,
-});
+setUpRecipeModels();
 
 describe('evaluateSetting (mergekit evaluate_setting)', () => {
   test('a scalar is the same for every tensor and position', () => {
@@ -265,150 +242,6 @@ describe('accepted keys', () => {
 
   test("a tensor's parameter may be a gradient or a filter list at every level", () => {
     expect(() => parseRecipe(lin({ parameters: { normalize: [{ filter: 'norm', value: false }, { value: true }] } }))).not.toThrow();
-  });
-});
-
-describe('refusals name what they refuse', () => {
-  const refuses = (doc: unknown, message: RegExp) => expect(() => parseRecipe(doc as Record<string, unknown>)).toThrow(message);
-
-  test.each(['tokenizer', 'chat_template', 'name', 'modules'])("top-level key '%s'", (key) => {
-    refuses(lin({ [key]: 'x' }), new RegExp(`unsupported key '${key}'`));
-  });
-  test('keys in a models entry, a slice and a source', () => {
-    refuses({ merge_method: 'linear', models: [{ model: A, layer_range: [0, 1] }] }, /models\[0\]: unsupported key 'layer_range'/);
-    refuses(
-      { merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }], base_model: A }] },
-      /slices\[0\]: unsupported key 'base_model'/,
-    );
-    // mergekit declares a slice's residual_weight and never reads it: accepted, as the no-op it is there.
-    expect(parseRecipe({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }], residual_weight: 1 }] }).slices).toHaveLength(1);
-    refuses(
-      { merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1], weight: 2 }] }] },
-      /slices\[0\].sources\[0\]: unsupported key 'weight'/,
-    );
-    refuses(lin({ parameters: { weight: [{ filter: 'mlp', value: 1, extra: 2 }] } }), /unsupported key 'extra'/);
-  });
-  test.each(NOT_YET_SUPPORTED)('merge_method %s is refused with its reason', (m) => {
-    refuses({ ...lin(), merge_method: m }, new RegExp(`merge_method ${m} is not supported: .* the engine .*\\(weightmix runs .*karcher, multislerp\\)$`));
-  });
-  test('an unknown merge_method, or none', () => {
-    refuses({ ...lin(), merge_method: 'frobnicate' }, /merge_method "frobnicate" is unknown/);
-    refuses({ models: [{ model: A }] }, /'merge_method' is required/);
-  });
-  test('parameters a method does not take, at each level', () => {
-    refuses(lin({ parameters: { density: 0.2 } }), /parameters: merge_method linear takes no parameter 'density'/);
-    refuses({ merge_method: 'linear', models: [{ model: A, parameters: { weight: 1, t: 0.5 } }] }, /models\[0\].parameters: .*'t'/);
-    refuses(
-      { merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }], parameters: { weight: 1 } }] },
-      /slices\[0\].parameters: merge_method passthrough takes no parameter 'weight'/,
-    );
-  });
-  test('hub ids are kept as written (resolved when the merge opens them); LoRA suffixes and missing folders are refused', () => {
-    const hub = parseRecipe({ merge_method: 'linear', models: [{ model: 'Qwen/Qwen3-4B-Instruct-2507' }, { model: 'Qwen/Qwen3-4B-Thinking-2507@v1.0' }] });
-    expect(hub.models).toEqual(['Qwen/Qwen3-4B-Instruct-2507', 'Qwen/Qwen3-4B-Thinking-2507@v1.0']);
-    refuses({ merge_method: 'linear', models: [{ model: `${A}+some/lora` }] }, /LoRA/);
-    refuses({ merge_method: 'linear', models: [{ model: path.join(dir, 'missing') }] }, /model folder not found/);
-  });
-  test('structure: both or neither of models/slices, bad layer_range, unequal slice sources, duplicates', () => {
-    refuses({ merge_method: 'linear' }, /exactly one of 'models' or 'slices'/);
-    refuses({ ...lin(), slices: [] }, /exactly one of 'models' or 'slices'/);
-    refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [3, 1] }] }] }, /layer_range: expected \[start, end\)/);
-    refuses(
-      {
-        merge_method: 'linear',
-        slices: [
-          {
-            sources: [
-              { model: A, layer_range: [0, 2] },
-              { model: B, layer_range: [0, 3] },
-            ],
-          },
-        ],
-      },
-      /same number of layers/,
-    );
-    refuses({ merge_method: 'linear', models: [{ model: A }, { model: A }] }, /listed twice/);
-    refuses(
-      {
-        merge_method: 'linear',
-        slices: [
-          {
-            sources: [
-              { model: A, layer_range: [0, 2] },
-              { model: A, layer_range: [2, 4] },
-            ],
-          },
-        ],
-      },
-      /appears twice in one slice/,
-    );
-  });
-  test('values: dtype names, tokenizer_source union and unknown models, random_seed, parameter shapes', () => {
-    refuses(lin({ dtype: 'bf16' }), /dtype: expected one of bfloat16, float16, float32/);
-    refuses(lin({ out_dtype: 'int8' }), /out_dtype: expected one of/);
-    refuses(lin({ tokenizer_source: 'union' }), /tokenizer_source: "union" is not supported/);
-    refuses(lin({ tokenizer_source: 'base' }), /'base' needs a base_model/);
-    refuses(lin({ tokenizer_source: C }), /is not one of the recipe's models/);
-    refuses(lin({ random_seed: -1 }), /random_seed: expected a non-negative integer/);
-    refuses(lin({ parameters: { normalize: { a: 1 } } }), /expected a number, a boolean, a string, a gradient list/);
-    refuses(lin({ parameters: { normalize: [] } }), /an empty list has no value/);
-    refuses(lin({ parameters: { normalize: [1, { value: 2 }] } }), /only numbers\/strings \(a gradient\) or only \{filter, value\}/);
-    refuses(lin({ parameters: { normalize: [{ filter: 'x' }] } }), /needs a 'value'/);
-  });
-  test('method preconditions: base models and model counts', () => {
-    refuses({ merge_method: 'slerp', models: [{ model: A }, { model: B }], parameters: { t: 0.5 } }, /slerp needs a base_model/);
-    refuses(
-      { merge_method: 'slerp', base_model: A, models: [{ model: A }, { model: B }, { model: C }], parameters: { t: 0.5 } },
-      /slerp merges exactly two models, the recipe names 3/,
-    );
-    refuses({ merge_method: 'task_arithmetic', models: [{ model: A, parameters: { weight: 1 } }] }, /task_arithmetic needs a base_model/);
-    refuses({ merge_method: 'model_stock', base_model: A, models: [{ model: B }] }, /model_stock needs at least two models besides the base/);
-    refuses({ merge_method: 'model_stock', models: [{ model: B }, { model: C }] }, /model_stock needs a base_model/);
-    refuses(
-      {
-        merge_method: 'passthrough',
-        slices: [
-          {
-            sources: [
-              { model: A, layer_range: [0, 1] },
-              { model: B, layer_range: [0, 1] },
-            ],
-          },
-        ],
-      },
-      /passthrough takes exactly one source per slice/,
-    );
-  });
-  test('YAML errors and duplicate keys: one line that names line and column', () => {
-    const cases: [string, RegExp][] = [
-      ['merge_method: linear\nmerge_method: slerp\n', /Map keys must be unique at line 2, column 1$/],
-      ['models: [a\n', /at line 2, column 1$/],
-      ['merge_method: linear\nmodels:\n  - model: a\n  model: b\n', /All mapping items must start at the same column at line 4, column 1$/],
-      ['merge_method: linear\nmodels:\n  - model: a\n   parameters: 1\n', /Sequence item without - indicator at line 4, column 1$/],
-      ['merge_method: linear\nmodels:\n\t- model: a\n', /Tabs are not allowed as indentation at line 3, column 1$/],
-      ['merge_method: "linear\n', /Missing closing "quote at line 2, column 1$/],
-      ['merge_method: linear\n---\nmodels: []\n', /multiple documents.* at line 2, column 1$/],
-    ];
-    for (const [text, message] of cases) {
-      let err: unknown;
-      try {
-        parseRecipe(text);
-      } catch (e) {
-        err = e;
-      }
-      expect(err).toMatchObject({ code: 'InvalidRecipe', message: expect.stringMatching(/^the recipe is not valid YAML: /) });
-      expect((err as Error).message).not.toContain('\n');
-      expect((err as Error).message).toMatch(message);
-    }
-    expect(() => parseRecipe('merge_method: *m\n')).toThrow(/^the recipe is not valid YAML: [^\n]*alias[^\n]*$/i);
-  });
-
-  test('a folder or a special file given as the recipe', async () => {
-    await expect(readRecipeFile(A)).rejects.toMatchObject({
-      code: 'RecipeNotAFile',
-      message: `${A} is a directory: merge takes a YAML recipe file (e.g. examples/mi-0.8.yml)`,
-    });
-    await expect(readRecipeFile('/dev/null')).rejects.toMatchObject({ code: 'RecipeNotAFile', message: expect.stringMatching(/is not a regular file/) });
   });
 });
 
