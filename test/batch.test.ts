@@ -294,6 +294,19 @@ test('one output that cannot be written: none is published, nothing is left behi
   expect(await fs.promises.readdir(path.join(out, 'second'))).toEqual([]);
 }, 60000);
 
+test('a string recipe is a file path, as merge takes it: the same bytes as the parsed object; a missing file is refused', async () => {
+  const file = path.join(dir, `recipe-${counter++}.yml`);
+  await fs.promises.writeFile(file, JSON.stringify(two(A, B, 0.3, 0.7)));
+  const byPath = path.join(dir, `batch-${counter++}`);
+  const byObject = path.join(dir, `batch-${counter++}`);
+  await mergeBatch([{ name: 'm', recipe: file }], { output: byPath, threads: 2 });
+  await mergeBatch([{ name: 'm', recipe: two(A, B, 0.3, 0.7) }], { output: byObject, threads: 2 });
+  await expectSameFiles(path.join(byPath, 'm'), path.join(byObject, 'm'));
+  const missing = path.join(dir, `batch-${counter++}`);
+  await expect(mergeBatch([{ name: 'm', recipe: path.join(dir, 'no-such-recipe.yml') }], { output: missing })).rejects.toThrow(/no-such-recipe\.yml/);
+  expect(fs.existsSync(missing)).toBe(false);
+}, 60000);
+
 test('--part I/N: every recipe in exactly one part, whole models, the same bytes', async () => {
   const all = recipes();
   const entries = Object.entries(all).map(([name, doc]) => ({ name, recipe: doc }));

@@ -22,7 +22,7 @@ import { OutputTransaction } from '../engine/output';
 import { MergePlan, planMerge, TensorRecipe } from '../engine/plan';
 import { methodFor } from './methods';
 import { finishRecipeOutput, isRecipe, MERGE_KEYS, recipeMetadata } from './merge-recipe';
-import { parseRecipe, ParseRecipeOptions, Recipe } from './recipe';
+import { parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
@@ -32,7 +32,7 @@ import { resolveSparse, SparseTensor } from './sparsify';
 export interface BatchRecipe {
   /** The output folder's name under `output` (the CLI uses the recipe file's name without .yml). */
   name: string;
-  /** The recipe: YAML text, the recipe as an object (YAML parsed to JavaScript), or a `Recipe` from `parseRecipe`/`readRecipeFile`. */
+  /** The recipe: a recipe file's path (as `merge` takes a string), the recipe as an object (YAML parsed to JavaScript), or a `Recipe` from `parseRecipe`/`readRecipeFile`; for YAML text, call `parseRecipe` first. */
   recipe: Recipe | string | Record<string, unknown>;
 }
 
@@ -132,11 +132,8 @@ const BATCH_KEYS: OptionKeys<BatchMergeOptions> = { ...MERGE_KEYS, part: 'option
  *
  * @example
  * ```ts
- * import { mergeBatch, readRecipeFile } from 'weightmix';
- * const summary = await mergeBatch(
- *   [{ name: 'a', recipe: await readRecipeFile('a.yml') }, { name: 'b', recipe: await readRecipeFile('b.yml') }],
- *   { output: 'merged' },
- * );
+ * import { mergeBatch } from 'weightmix';
+ * const summary = await mergeBatch([{ name: 'a', recipe: 'a.yml' }, { name: 'b', recipe: 'b.yml' }], { output: 'merged' });
  * console.log(summary.outputs.map((o) => o.output));
  * ```
  * @throws {@link WeightmixError} `Usage`, `InvalidRecipe`, `UnsupportedRecipe`, `RecipeVariableNotSet`,
@@ -159,7 +156,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
   batch.forEach((b, i) => {
     if (typeof b !== 'object' || b === null || Array.isArray(b)) throw usageError(`batch[${i}] must be an object {name, recipe}, got ${showValue(b)}`);
     if (typeof b.recipe !== 'string' && (typeof b.recipe !== 'object' || b.recipe === null || Array.isArray(b.recipe))) {
-      throw usageError(`batch[${i}].recipe must be YAML text, a recipe object or a parsed recipe, got ${showValue(b.recipe)}`);
+      throw usageError(`batch[${i}].recipe must be a recipe file path, a recipe object or a parsed recipe, got ${showValue(b.recipe)}`);
     }
   });
   checkNames(batch.map((b) => b.name));
@@ -168,7 +165,9 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
   const direct = options.direct ?? true;
   const device = parseDevice(options.device, name('device'));
   const part = parsePart(options.part, name('part'));
-  const recipes = batch.map((b) => (isRecipe(b.recipe) ? b.recipe : parseRecipe(b.recipe, options)));
+  const recipes = await Promise.all(
+    batch.map((b) => (isRecipe(b.recipe) ? b.recipe : typeof b.recipe === 'string' ? readRecipeFile(b.recipe, options) : parseRecipe(b.recipe, options))),
+  );
   recipes.forEach((r) => methodFor(r.method)); // refuses an unsupported method before any model is opened
 
   // Each model folder is opened once for the whole batch.
