@@ -6,13 +6,13 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Checkpoint, openCheckpoint } from '../lib/model/checkpoint';
+import { openCheckpoint } from '../lib/model/checkpoint';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
-import { readTensorValues } from '../lib/format/tensor-data';
 import { karcherWeights } from '../lib/recipes/methods/karcher';
-import { karcherRef, multislerpRef, ulpDistance } from './reference/merge-methods';
+import { karcherRef, multislerpRef } from './reference/merge-methods';
+import { modelValues, worstUlp } from './helpers/model-values';
 
 let dir: string;
 let A: string;
@@ -33,26 +33,10 @@ afterAll(async () => {
   await fs.promises.rm(dir, { recursive: true, force: true });
 });
 
-async function values(model: string): Promise<Map<string, number[]>> {
-  const c = await openCheckpoint(model);
-  const m = new Map<string, number[]>();
-  for (const name of c.names) m.set(name, await readTensorValues(c.tensors.get(name)!));
-  return m;
-}
-
-async function worstUlp(doc: Record<string, unknown>, oracle: (name: string) => number[]): Promise<number> {
+async function worstUlpOf(doc: Record<string, unknown>, oracle: (name: string) => number[]): Promise<number> {
   const outDir = path.join(dir, `out-${counter++}`);
   await merge(parseRecipe(doc), { output: outDir, threads: 2 });
-  const out: Checkpoint = await openCheckpoint(outDir);
-  let worst = 0;
-  for (const name of out.names) {
-    const loc = out.tensors.get(name)!;
-    const got = await readTensorValues(loc);
-    const ref = oracle(name);
-    expect(got.length).toBe(ref.length);
-    for (let i = 0; i < got.length; i++) worst = Math.max(worst, ulpDistance(got[i], ref[i], loc.dtype));
-  }
-  return worst;
+  return worstUlp(await openCheckpoint(outDir), oracle);
 }
 
 test('karcherWeights on a Gram matrix equal the f64 oracle on the vectors themselves (two, three and a zero vector)', () => {
@@ -72,13 +56,13 @@ test('karcherWeights on a Gram matrix equal the f64 oracle on the vectors themse
 });
 
 test("karcher of three models (max_iter 20) is within 1 bf16 ulp of mergekit's iteration on whole tensors", async () => {
-  const [a, b, f] = await Promise.all([values(A), values(B), values(F)]);
+  const [a, b, f] = await Promise.all([modelValues(A), modelValues(B), modelValues(F)]);
   const doc = { merge_method: 'karcher', parameters: { max_iter: 20 }, models: [{ model: A }, { model: B }, { model: F }] };
-  expect(await worstUlp(doc, (k) => karcherRef([a.get(k)!, b.get(k)!, f.get(k)!], 20))).toBeLessThanOrEqual(1);
+  expect(await worstUlpOf(doc, (k) => karcherRef([a.get(k)!, b.get(k)!, f.get(k)!], 20))).toBeLessThanOrEqual(1);
 });
 
 test('multislerp of three models, unequal weights, no base: within 1 bf16 ulp of the oracle', async () => {
-  const [a, b, f] = await Promise.all([values(A), values(B), values(F)]);
+  const [a, b, f] = await Promise.all([modelValues(A), modelValues(B), modelValues(F)]);
   const doc = {
     merge_method: 'multislerp',
     models: [
@@ -87,11 +71,11 @@ test('multislerp of three models, unequal weights, no base: within 1 bf16 ulp of
       { model: F, parameters: { weight: 0.2 } },
     ],
   };
-  expect(await worstUlp(doc, (k) => multislerpRef([a.get(k)!, b.get(k)!, f.get(k)!], [0.5, 0.3, 0.2], null))).toBeLessThanOrEqual(1);
+  expect(await worstUlpOf(doc, (k) => multislerpRef([a.get(k)!, b.get(k)!, f.get(k)!], [0.5, 0.3, 0.2], null))).toBeLessThanOrEqual(1);
 });
 
 test('multislerp of task vectors around a base (normalize_weights false), within 1 f32 ulp with out_dtype float32', async () => {
-  const [a, b, f, n] = await Promise.all([values(A), values(B), values(F), values(N)]);
+  const [a, b, f, n] = await Promise.all([modelValues(A), modelValues(B), modelValues(F), modelValues(N)]);
   const doc = {
     merge_method: 'multislerp',
     base_model: N,
@@ -103,5 +87,5 @@ test('multislerp of task vectors around a base (normalize_weights false), within
       { model: F, parameters: { weight: 0.2 } },
     ],
   };
-  expect(await worstUlp(doc, (k) => multislerpRef([a.get(k)!, b.get(k)!, f.get(k)!], [0.6, 0.6, 0.2], n.get(k)!, false))).toBeLessThanOrEqual(1);
+  expect(await worstUlpOf(doc, (k) => multislerpRef([a.get(k)!, b.get(k)!, f.get(k)!], [0.6, 0.6, 0.2], n.get(k)!, false))).toBeLessThanOrEqual(1);
 });

@@ -10,8 +10,9 @@ import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import type { MergeProgress } from '../lib/engine/execute-plan';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
-import { readTensorBytes, readTensorValues } from '../lib/format/tensor-data';
-import { linearRef, modelStockRef, slerpRef, taskArithmeticRef, ulpDistance } from './reference/merge-methods';
+import { readTensorBytes } from '../lib/format/tensor-data';
+import { linearRef, modelStockRef, slerpRef, taskArithmeticRef } from './reference/merge-methods';
+import { modelValues, worstUlp } from './helpers/model-values';
 
 let dir: string;
 let A: string; // "instruct"
@@ -38,28 +39,8 @@ async function run(doc: Record<string, unknown>): Promise<Checkpoint> {
   return openCheckpoint(out);
 }
 
-async function values(model: string): Promise<Map<string, number[]>> {
-  const c = await openCheckpoint(model);
-  const m = new Map<string, number[]>();
-  for (const name of c.names) m.set(name, await readTensorValues(c.tensors.get(name)!));
-  return m;
-}
-
-/** Largest ulp distance over all tensors between the output and the oracle. */
-async function worstUlp(out: Checkpoint, oracle: (name: string) => number[]): Promise<number> {
-  let worst = 0;
-  for (const name of out.names) {
-    const loc = out.tensors.get(name)!;
-    const got = await readTensorValues(loc);
-    const ref = oracle(name);
-    expect(got.length).toBe(ref.length);
-    for (let i = 0; i < got.length; i++) worst = Math.max(worst, ulpDistance(got[i], ref[i], loc.dtype));
-  }
-  return worst;
-}
-
 test('linear of three models with normalize (default) is within 1 bf16 ulp of Σ w·θ / Σ w', async () => {
-  const [a, b, n] = await Promise.all([values(A), values(B), values(N)]);
+  const [a, b, n] = await Promise.all([modelValues(A), modelValues(B), modelValues(N)]);
   const out = await run({
     merge_method: 'linear',
     models: [
@@ -73,7 +54,7 @@ test('linear of three models with normalize (default) is within 1 bf16 ulp of Σ
 });
 
 test('linear with normalize: false and out_dtype float32 is within 1 f32 ulp of Σ w·θ', async () => {
-  const [a, b] = await Promise.all([values(A), values(B)]);
+  const [a, b] = await Promise.all([modelValues(A), modelValues(B)]);
   const out = await run({
     merge_method: 'linear',
     out_dtype: 'float32',
@@ -88,7 +69,7 @@ test('linear with normalize: false and out_dtype float32 is within 1 f32 ulp of 
 });
 
 test('dtype float16 sets the output dtype when out_dtype is absent, and config.json says so', async () => {
-  const [a, b] = await Promise.all([values(A), values(B)]);
+  const [a, b] = await Promise.all([modelValues(A), modelValues(B)]);
   const out = await run({
     merge_method: 'linear',
     dtype: 'float16',
@@ -103,7 +84,7 @@ test('dtype float16 sets the output dtype when out_dtype is absent, and config.j
 });
 
 test('slerp of distant models takes the spherical path, per-tensor t from filters, within 1 bf16 ulp', async () => {
-  const [a, f] = await Promise.all([values(A), values(F)]);
+  const [a, f] = await Promise.all([modelValues(A), modelValues(F)]);
   const tOf = (name: string) => (name.includes('mlp') ? 0.7 : 0.3);
   let spherical = 0;
   const out = await run({
@@ -122,7 +103,7 @@ test('slerp of distant models takes the spherical path, per-tensor t from filter
 });
 
 test('slerp of nearly parallel tensors (|cos| > 0.9995) falls back to lerp, as mergekit does', async () => {
-  const [a, n] = await Promise.all([values(A), values(N)]);
+  const [a, n] = await Promise.all([modelValues(A), modelValues(N)]);
   let lerped = 0;
   const out = await run({
     merge_method: 'slerp',
@@ -147,7 +128,7 @@ test('slerp of nearly parallel tensors (|cos| > 0.9995) falls back to lerp, as m
 });
 
 test('slerp t gradients interpolate over the layers of the slice (layer i of 4 at t = i/3)', async () => {
-  const [a, f] = await Promise.all([values(A), values(F)]);
+  const [a, f] = await Promise.all([modelValues(A), modelValues(F)]);
   const out = await run({
     merge_method: 'slerp',
     base_model: A,
@@ -204,7 +185,7 @@ test("the moments pass reports progress through the merge's onProgress (stage st
 });
 
 test('task_arithmetic (the paper baseline: 0.7 for both from a base) is within 1 bf16 ulp of base + Σ w·(θ − base)', async () => {
-  const [a, b, n] = await Promise.all([values(A), values(B), values(N)]);
+  const [a, b, n] = await Promise.all([modelValues(A), modelValues(B), modelValues(N)]);
   const out = await run({
     merge_method: 'task_arithmetic',
     base_model: N,
@@ -217,7 +198,7 @@ test('task_arithmetic (the paper baseline: 0.7 for both from a base) is within 1
 });
 
 test('task_arithmetic with normalize and lambda scales the normalized task vector', async () => {
-  const [a, b, n] = await Promise.all([values(A), values(B), values(N)]);
+  const [a, b, n] = await Promise.all([modelValues(A), modelValues(B), modelValues(N)]);
   const out = await run({
     merge_method: 'task_arithmetic',
     base_model: N,
@@ -228,7 +209,7 @@ test('task_arithmetic with normalize and lambda scales the normalized task vecto
 });
 
 test('model_stock of three models around a base is within 1 bf16 ulp of t·mean + (1 − t)·base with the mean pairwise cosine', async () => {
-  const [a, b, n, f] = await Promise.all([values(A), values(B), values(N), values(F)]);
+  const [a, b, n, f] = await Promise.all([modelValues(A), modelValues(B), modelValues(N), modelValues(F)]);
   const out = await run({ merge_method: 'model_stock', base_model: A, models: [{ model: B }, { model: N }, { model: F }] });
   expect(await worstUlp(out, (k) => modelStockRef(a.get(k)!, [b.get(k)!, n.get(k)!, f.get(k)!]))).toBeLessThanOrEqual(1);
 });
@@ -259,7 +240,7 @@ test('passthrough stacks layer ranges into a deeper model: renumbered names, byt
 });
 
 test('passthrough scale multiplies a slice (within 1 bf16 ulp), per-source parameters over global', async () => {
-  const a = await values(A);
+  const a = await modelValues(A);
   const out = await run({
     merge_method: 'passthrough',
     parameters: { scale: 2 },
