@@ -8,20 +8,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { CachedPair } from './fixtures';
+import type { Row } from './common';
 import { coldReadFloor, directWriteFloor, dropCaches, timeCommand, type Timed } from './system';
-
-/** A row of the benchmark table (index.ts's Row). */
-export interface BatchRow {
-  section: string;
-  pair: string;
-  what: string;
-  seconds: number;
-  outBytes: number;
-  peakRss: number | null;
-  floor?: { label: string; seconds: number };
-  target?: { limit: number; text: string; value?: number };
-  note?: string;
-}
 
 /** The six recipes, as JSON (which is YAML), over the pair's models; `layers` sets the layer-range gradient. */
 export function batchRecipes(instruct: string, thinking: string, layers: number): Record<string, Record<string, unknown>> {
@@ -80,7 +68,7 @@ function sameModel(a: string, b: string): boolean {
   return fa.length === fb.length && fa.every((f, i) => f === fb[i] && spawnSync('cmp', ['-s', path.join(a, f), path.join(b, f)]).status === 0);
 }
 
-export function runBatchSection(pair: CachedPair, work: string, cli: (args: string[]) => string[], log: (line: string) => void): BatchRow[] {
+export function runBatchSection(pair: CachedPair, work: string, cli: (args: string[]) => string[], log: (line: string) => void): Row[] {
   const config = JSON.parse(fs.readFileSync(path.join(pair.instruct, 'config.json'), 'utf8')) as { num_hidden_layers: number };
   const recipes = batchRecipes(pair.instruct, pair.thinking, config.num_hidden_layers);
   const names = Object.keys(recipes);
