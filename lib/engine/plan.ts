@@ -116,7 +116,7 @@ export function planMerge(spec: MergeSpec): MergePlan {
       const t = tensors[i];
       // Sources: every model any output needs for this tensor, read once, in checkpoint order.
       const used = usedModels(recipes, i);
-      const sources: NativeSource[] = new Array(used.length);
+      const sources: NativeSource[] = [];
       let raw: TensorLocation | undefined;
       for (let k = 0; k < used.length; k++) {
         const loc = spec.checkpoints[used[k]].tensors.get(t.name);
@@ -124,10 +124,10 @@ export function planMerge(spec: MergeSpec): MergePlan {
         const dtype = nativeDtype(loc.dtype);
         // Non-float tensors travel as raw bytes (native dtype U8): count them in bytes.
         if (dtype === 'U8' && raw === undefined) raw = loc;
-        sources[k] = { input: inputFiles.indexOf(loc.file), offset: loc.offset, dtype };
+        sources.push({ input: inputFiles.indexOf(loc.file), offset: loc.offset, dtype });
       }
-      const dests: NativeDest[] = new Array(recipes.length);
-      for (let o = 0; o < recipes.length; o++) dests[o] = planDest(recipes[o][i], used, sources.length, outIndex[o], offsets[o][i], t.name);
+      const dests: NativeDest[] = [];
+      for (let o = 0; o < recipes.length; o++) dests.push(planDest(recipes[o][i], used, sources.length, outIndex[o], offsets[o][i], t.name));
       jobs.push({ count: raw ? raw.byteLength : t.elementCount, sources, dests });
     }
   }
