@@ -16,7 +16,7 @@ export type FloatDtypeName = FloatDtype | Lowercase<FloatDtype> | 'bfloat16' | '
 export interface EngineOptions {
   /** Worker threads (default: the number of cores). */
   threads?: number;
-  /** Output block size in bytes (multiple of 4096; default 8 MiB, and for interpolate, sweep and merge 1 MiB when every output is on tmpfs). */
+  /** Output block size in bytes (multiple of 4096; default 8 MiB, or 1 MiB when every output is on tmpfs; a batch halves it, down to 1 MiB, as its outputs grow). */
   blockBytes?: number;
   /** O_DIRECT output where the file system allows it (default true). */
   direct?: boolean;
