@@ -9,7 +9,7 @@ setUpRecipeModels();
 describe('refusals name what they refuse', () => {
   const refuses = (doc: unknown, message: RegExp) => expect(() => parseRecipe(doc as Record<string, unknown>)).toThrow(message);
 
-  test.each(['tokenizer', 'chat_template', 'name', 'modules'])("top-level key '%s'", (key) => {
+  test.each(['tokenizer', 'name', 'modules'])("top-level key '%s'", (key) => {
     refuses(lin({ [key]: 'x' }), new RegExp(`unsupported key '${key}'`));
   });
   test('keys in a models entry, a slice and a source', () => {

@@ -20,6 +20,7 @@ import { planMerge, PlannedModel, TensorRecipe } from '../engine/plan';
 import { TORCH_DTYPE_NAMES } from '../format/dtypes';
 import { configDtype } from './output-dtype';
 import { setConfigVocabSize } from './tokenizer-source';
+import { chooseChatTemplate, writeChatTemplate } from './chat-template';
 import { parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { MergeMethodName } from '../merge-method-names';
@@ -217,6 +218,10 @@ export async function finishRecipeOutput(
   const stated: unknown = from.config?.dtype ?? from.config?.torch_dtype;
   await copySidecars(from, model.dir, written && stated !== TORCH_DTYPE_NAMES[written] ? written : undefined);
   if (planned.vocabRows !== null) await setConfigVocabSize(model.dir, planned.vocabRows);
+  // mergekit sets the template on the tokenizer it saves; with no tokenizer to save it writes none.
+  const hasTokenizer = from.sidecars.some((n) => TOKENIZER_FILES.includes(n));
+  const chatTemplate = hasTokenizer ? chooseChatTemplate(recipe.chatTemplate, ckpts) : null;
+  if (chatTemplate !== null) await writeChatTemplate(model.dir, chatTemplate);
   await fixLayerCount(
     model.dir,
     from,
@@ -234,6 +239,7 @@ export async function finishRecipeOutput(
       ...(planned.vocabRows !== null
         ? [`embed_tokens and lm_head cut to the ${planned.vocabRows} rows of that tokenizer's vocabulary (tokenizer_source, as mergekit rebuilds them)`]
         : []),
+      ...(recipe.chatTemplate === null ? [] : [chatTemplateLine(recipe.chatTemplate.kind, chatTemplate, hasTokenizer)]),
       ...(recipe.randomSeed !== null && !method.name.startsWith('dare') ? [`random_seed: ${recipe.randomSeed} (no method here draws random numbers)`] : []),
       ...(method.name.startsWith('dare')
         ? [`DARE masks: counter-based (splitmix64) generator keyed by random_seed ${recipe.randomSeed ?? 0}, tensor name, model index and element index`]
@@ -241,6 +247,15 @@ export async function finishRecipeOutput(
     ],
     recipe: recipeRecord(recipe, ckpts),
   });
+}
+
+/** The files that make a tokenizer (transformers loads one from any of them). */
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.json'];
+
+function chatTemplateLine(kind: 'auto' | 'text', written: string | null, hasTokenizer: boolean): string {
+  if (!hasTokenizer) return 'chat_template: not written (the tokenizer source has no tokenizer files)';
+  if (written === null) return 'chat_template: auto, and no model has one (the tokenizer is left as it is)';
+  return `chat_template: ${kind === 'auto' ? 'the most common of the models\' templates' : "the recipe's"}, in chat_template.jinja`;
 }
 
 /** A stacked (passthrough) model has another depth: config.json says so. */

@@ -2,6 +2,7 @@
 import type { FloatDtype } from '../format/dtypes';
 import type { ParameterMap } from './recipe-params';
 import type { MergeMethodName } from '../merge-method-names';
+import type { ChatTemplateSetting } from './chat-template';
 
 /** One model's contribution to a slice. */
 export interface RecipeSource {
@@ -49,6 +50,8 @@ export interface Recipe {
   vocabularyFrom: number | null;
   /** `random_seed` (DARE masks), or null. */
   randomSeed: number | null;
+  /** `chat_template`: the template text to write, or `auto` (the models' most common); null: the tokenizer source's as it is. */
+  chatTemplate: ChatTemplateSetting | null;
   /** The recipe as read, for the model card. */
   document: unknown;
 }

@@ -11,10 +11,11 @@ import { FLOAT_DTYPES, FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
 import { ParameterMap, validateSetting } from './recipe-params';
 import { methodFor } from './methods';
 import type { Recipe, RecipeSlice } from './recipe-types';
+import { parseChatTemplate } from './chat-template';
 
 export type { Recipe, RecipeSlice, RecipeSource } from './recipe-types';
 
-const TOP_KEYS = ['models', 'slices', 'merge_method', 'base_model', 'parameters', 'dtype', 'out_dtype', 'tokenizer_source', 'random_seed'];
+const TOP_KEYS = ['models', 'slices', 'merge_method', 'base_model', 'parameters', 'dtype', 'out_dtype', 'tokenizer_source', 'random_seed', 'chat_template'];
 const MODEL_KEYS = ['model', 'parameters'];
 /** residual_weight: mergekit declares it on a slice and never reads it, so it is accepted and does nothing here either. */
 const SLICE_KEYS = ['sources', 'parameters', 'residual_weight'];
@@ -250,6 +251,7 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     tokenizerSource,
     vocabularyFrom: top.tokenizer_source === undefined || top.tokenizer_source === null ? null : tokenizerSource,
     randomSeed,
+    chatTemplate: parseChatTemplate(top.chat_template),
     document: doc,
   };
   checkParameterNames(recipe, method.parameters);
