@@ -41,10 +41,10 @@ describe('refusals name what they refuse', () => {
       /slices\[0\].parameters: merge_method passthrough takes no parameter 'weight'/,
     );
   });
-  test('hub ids are kept as written (resolved when the merge opens them); LoRA suffixes and missing folders are refused', () => {
+  test('hub ids are kept as written (resolved when the merge opens them), a LoRA adapter too; missing folders are refused', () => {
     const hub = parseRecipe({ merge_method: 'linear', models: [{ model: 'Qwen/Qwen3-4B-Instruct-2507' }, { model: 'Qwen/Qwen3-4B-Thinking-2507@v1.0' }] });
     expect(hub.models).toEqual(['Qwen/Qwen3-4B-Instruct-2507', 'Qwen/Qwen3-4B-Thinking-2507@v1.0']);
-    refuses({ merge_method: 'linear', models: [{ model: `${A}+some/lora` }] }, /LoRA/);
+    expect(parseRecipe({ merge_method: 'linear', models: [{ model: `${A}+some/lora` }] }).adapters).toEqual(['some/lora']);
     refuses({ merge_method: 'linear', models: [{ model: path.join(dir, 'missing') }] }, /model folder not found/);
   });
   test('structure: both or neither of models/slices, bad layer_range, unequal slice sources, duplicates', () => {

@@ -6,7 +6,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Checkpoint, pathsRead } from '../model/checkpoint';
-import { hubProvenance, ModelCheckpoint, openModels } from '../hub/open-model';
+import { hubProvenance, ModelCheckpoint } from '../hub/open-model';
+import { openRecipeModels } from './lora/adapted-models';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
@@ -131,8 +132,25 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   const blockBytes = parseBlockBytes(options.blockBytes, name('blockBytes'));
   const direct = options.direct ?? true;
   const device = parseDevice(options.device, name('device'));
-  const ckpts = await openModels(recipe.models, options);
   const outDir = path.resolve(options.output);
+  const { ckpts, cleanup } = await openRecipeModels(recipe, outDir, options);
+  try {
+    return await mergeModels(recipe, ckpts, outDir, { threads, blockBytes, direct, device }, options, name, started);
+  } finally {
+    await cleanup();
+  }
+}
+
+/** The merge itself, once the models are open (and adapted). */
+async function mergeModels(
+  recipe: Recipe,
+  ckpts: ModelCheckpoint[],
+  outDir: string,
+  { threads, blockBytes, direct, device }: { threads: number; blockBytes: number; direct: boolean; device: ReturnType<typeof parseDevice> },
+  options: MergeOptions,
+  name: OptionNamer,
+  started: bigint,
+): Promise<RecipeMergeSummary> {
 
   const planned = planRecipe(recipe, ckpts);
   const { tensors: out, layers, views } = planned;
@@ -239,6 +257,9 @@ export async function finishRecipeOutput(
       ...(planned.vocabRows !== null
         ? [`embed_tokens and lm_head cut to the ${planned.vocabRows} rows of that tokenizer's vocabulary (tokenizer_source, as mergekit rebuilds them)`]
         : []),
+      ...recipe.adapters.flatMap((a, i) =>
+        a === null ? [] : [`${recipe.modelNames[i]}: the LoRA adapter applied first (W + scale·B·A in f64, rounded once to each tensor's dtype)`],
+      ),
       ...(recipe.chatTemplate === null ? [] : [chatTemplateLine(recipe.chatTemplate.kind, chatTemplate, hasTokenizer)]),
       ...(recipe.randomSeed !== null && !method.name.startsWith('dare') ? [`random_seed: ${recipe.randomSeed} (no method here draws random numbers)`] : []),
       ...(method.name.startsWith('dare')

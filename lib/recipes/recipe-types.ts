@@ -28,6 +28,8 @@ export interface Recipe {
   method: MergeMethodName;
   /** Absolute model folders, in order of first mention (base model included). */
   models: string[];
+  /** Per model: the PEFT LoRA adapter (a folder, absolute, or a hub id) applied to it before merging (mergekit's `model+lora`), or null. */
+  adapters: (string | null)[];
   /** As written in the recipe, for messages and the model card. */
   modelNames: string[];
   /** Index into `models` of `base_model`, or null without one. */

@@ -81,12 +81,8 @@ export function expandModelPath(name: string, where: string, env: NodeJS.Process
   });
 }
 
-/**
- * A local model folder (absolute), or a hub id `ORG/NAME[@REVISION]` as written (mergekit's syntax)
- * when no folder of that name exists. mergekit's `model+lora` is refused.
- */
-export function resolveModelPath(name: unknown, baseDir: string, where: string): string {
-  if (typeof name !== 'string' || name === '') throw recipeError(`${where}: expected a model folder path`);
+/** A local model folder (absolute), or a hub id `ORG/NAME[@REVISION]` as written when no folder of that name exists. */
+function folderOrHubId(name: string, baseDir: string, where: string): string {
   const abs = path.resolve(baseDir, name);
   let isDir = false;
   try {
@@ -95,15 +91,21 @@ export function resolveModelPath(name: unknown, baseDir: string, where: string):
     isDir = false;
   }
   if (isDir) return abs;
-  if (name.includes('+')) {
-    throw new WeightmixError(
-      'UnsupportedRecipe',
-      `${where}: '${name}' names a LoRA to apply (model+lora); weightmix merges full checkpoints only: merge the adapter first`,
-    );
-  }
   // ORG/NAME[@REVISION]: a hub repo, resolved (cache or download) when the merge opens it.
   if (parseHubReference(name) !== null) return name;
   throw new WeightmixError('ModelNotFound', `${where}: model folder not found: ${name}`);
+}
+
+/**
+ * A model reference: a folder or hub id, and with mergekit's `model+lora` form a PEFT LoRA adapter
+ * (a folder or hub id too) applied to it before merging. A folder whose name holds a '+' is a model.
+ */
+export function resolveModelPath(name: unknown, baseDir: string, where: string): { model: string; adapter: string | null } {
+  if (typeof name !== 'string' || name === '') throw recipeError(`${where}: expected a model folder path`);
+  const parts = name.split('+');
+  if (parts.length === 1 || fs.existsSync(path.resolve(baseDir, name))) return { model: folderOrHubId(name, baseDir, where), adapter: null };
+  if (parts.length > 2 || parts.some((p) => p === '')) throw recipeError(`${where}: '${name}' is not of mergekit's form model+lora`);
+  return { model: folderOrHubId(parts[0], baseDir, where), adapter: folderOrHubId(parts[1], baseDir, `${where} (LoRA adapter)`) };
 }
 
 /** How a recipe's model paths are resolved. */
@@ -151,16 +153,20 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
   const method = methodFor(top.merge_method);
 
   const models: string[] = [];
+  const adapters: (string | null)[] = [];
   const modelNames: string[] = [];
   const env = options.env ?? process.env;
   const expand = (name: unknown, where: string): unknown => (typeof name === 'string' ? expandModelPath(name, where, env) : name);
+  // A model with an adapter is another model than without it (or with another adapter).
+  const indexOf = (ref: { model: string; adapter: string | null }) => models.findIndex((m, i) => m === ref.model && adapters[i] === ref.adapter);
   const modelIndex = (written: unknown, where: string): number => {
     const name = expand(written, where);
-    const abs = resolveModelPath(name, baseDir, where);
-    let i = models.indexOf(abs);
+    const ref = resolveModelPath(name, baseDir, where);
+    let i = indexOf(ref);
     if (i < 0) {
       i = models.length;
-      models.push(abs);
+      models.push(ref.model);
+      adapters.push(ref.adapter);
       modelNames.push(name as string);
     }
     return i;
@@ -225,7 +231,7 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
         `tokenizer_source: ${JSON.stringify(ts)} is not supported (weightmix takes one model's vocabulary: 'base' or a model folder)`,
       );
     } else {
-      const i = models.indexOf(resolveModelPath(expand(ts, 'tokenizer_source'), baseDir, 'tokenizer_source'));
+      const i = indexOf(resolveModelPath(expand(ts, 'tokenizer_source'), baseDir, 'tokenizer_source'));
       if (i < 0) throw recipeError(`tokenizer_source: ${String(ts)} is not one of the recipe's models`);
       tokenizerSource = i;
     }
@@ -240,6 +246,7 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
   const recipe: Recipe = {
     method: method.name,
     models,
+    adapters,
     modelNames,
     base,
     slices,
