@@ -50,7 +50,9 @@ describe('parsing', () => {
     const literal = "{% for m in messages %}{{ m['content'] }}{% endfor %}";
     expect(parseChatTemplate(literal)).toEqual({ kind: 'text', text: literal });
     expect(parseChatTemplate(undefined)).toBeNull();
-    expect(() => parseChatTemplate('vicuna')).toThrow(/chat_template: "vicuna" is neither a built-in name \(chatml, llama3, mistral, auto\) nor a Jinja template/);
+    expect(() => parseChatTemplate('vicuna')).toThrow(
+      /chat_template: "vicuna" is neither a built-in name \(chatml, llama3, mistral, auto\) nor a Jinja template/,
+    );
     expect(() => parseChatTemplate('a long string without any braces')).toThrow(/neither a built-in name/);
     expect(() => parseChatTemplate(3)).toThrow(/expected a template/);
   });

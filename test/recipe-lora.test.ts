@@ -101,7 +101,17 @@ async function writeAdapter(
     path.join(d, 'adapter_model.safetensors'),
     tensors.map((t) => {
       const dtype = t.dtype ?? 'F32';
-      return { name: t.name, dtype, shape: t.shape, data: values(dtype, t.shape.reduce((x, y) => x * y, 1), next, 1e9) };
+      return {
+        name: t.name,
+        dtype,
+        shape: t.shape,
+        data: values(
+          dtype,
+          t.shape.reduce((x, y) => x * y, 1),
+          next,
+          1e9,
+        ),
+      };
     }),
   );
   return d;
@@ -170,8 +180,26 @@ describe('model+lora in a recipe', () => {
     const next = rng(77);
     const specs = qwen3Names(2);
     const count = (shape: number[]) => shape.reduce((x, y) => x * y, 1);
-    A = (await writeModel(path.join(dir, 'A'), specs, 2, () => 'BF16', (s) => randomTensor('BF16', count(s.shape), next), 'A')).dir;
-    B = (await writeModel(path.join(dir, 'B+plus'), specs, 1, () => 'BF16', (s) => randomTensor('BF16', count(s.shape), next), 'B')).dir;
+    A = (
+      await writeModel(
+        path.join(dir, 'A'),
+        specs,
+        2,
+        () => 'BF16',
+        (s) => randomTensor('BF16', count(s.shape), next),
+        'A',
+      )
+    ).dir;
+    B = (
+      await writeModel(
+        path.join(dir, 'B+plus'),
+        specs,
+        1,
+        () => 'BF16',
+        (s) => randomTensor('BF16', count(s.shape), next),
+        'B',
+      )
+    ).dir;
     adapter = await writeAdapter(
       'adapter',
       { r: 4, lora_alpha: 8 },
@@ -187,12 +215,20 @@ describe('model+lora in a recipe', () => {
   });
 
   test('parsing: model+lora, the same model with and without it are two models, a folder named with + is a model, A+B+C refused', () => {
-    const r = parseRecipe({ merge_method: 'linear', models: [{ model: `${A}+${adapter}`, parameters: { weight: 1 } }, { model: A, parameters: { weight: 1 } }] });
+    const r = parseRecipe({
+      merge_method: 'linear',
+      models: [
+        { model: `${A}+${adapter}`, parameters: { weight: 1 } },
+        { model: A, parameters: { weight: 1 } },
+      ],
+    });
     expect(r.models).toEqual([A, A]);
     expect(r.adapters).toEqual([adapter, null]);
     expect(parseRecipe({ merge_method: 'linear', models: [{ model: B, parameters: { weight: 1 } }] }).adapters).toEqual([null]);
     expect(() => parseRecipe({ merge_method: 'linear', models: [{ model: `${A}+${adapter}+x` }] })).toThrow(/is not of mergekit's form model\+lora/);
-    expect(() => parseRecipe({ merge_method: 'linear', models: [{ model: `${A}+${path.join(dir, 'nope')}` }] })).toThrow(/\(LoRA adapter\): model folder not found/);
+    expect(() => parseRecipe({ merge_method: 'linear', models: [{ model: `${A}+${path.join(dir, 'nope')}` }] })).toThrow(
+      /\(LoRA adapter\): model folder not found/,
+    );
   });
 
   test('passthrough of A+lora: the adapted tensors are the reference applied to A, modules_to_save replaces, the rest is A; no temporary folder is left', async () => {
@@ -219,7 +255,17 @@ describe('model+lora in a recipe', () => {
         for (let i = 0; i < rows; i++)
           for (let j = 0; j < cols; j++) {
             const e = i * cols + j;
-            const want = loraElementRef(decodeFloat(elementBits(base, e, 'BF16'), 'BF16'), av, bv, 4, u.a.shape[1], u.transpose ? j : i, u.transpose ? i : j, u.scale, 'BF16');
+            const want = loraElementRef(
+              decodeFloat(elementBits(base, e, 'BF16'), 'BF16'),
+              av,
+              bv,
+              4,
+              u.a.shape[1],
+              u.transpose ? j : i,
+              u.transpose ? i : j,
+              u.scale,
+              'BF16',
+            );
             expect(elementBits(got, e, 'BF16')).toBe(want);
           }
       }
@@ -244,7 +290,9 @@ describe('model+lora in a recipe', () => {
 
   test('a batch refuses a LoRA recipe by name (merge it on its own)', async () => {
     await expect(
-      mergeBatch([{ name: 'x', recipe: parseRecipe({ merge_method: 'passthrough', models: [{ model: `${A}+${adapter}` }] }) }], { output: path.join(dir, 'batch') }),
+      mergeBatch([{ name: 'x', recipe: parseRecipe({ merge_method: 'passthrough', models: [{ model: `${A}+${adapter}` }] }) }], {
+        output: path.join(dir, 'batch'),
+      }),
     ).rejects.toThrow(/x: .* applies a LoRA adapter \(model\+lora\), which a batch does not do yet/);
   });
 });

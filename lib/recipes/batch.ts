@@ -171,7 +171,11 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
   recipes.forEach((r) => methodFor(r.method)); // refuses an unsupported method before any model is opened
   recipes.forEach((r, i) => {
     const j = r.adapters.findIndex((a) => a !== null);
-    if (j >= 0) throw new WeightmixError('UnsupportedRecipe', `${batch[i].name}: ${r.modelNames[j]} applies a LoRA adapter (model+lora), which a batch does not do yet: merge that recipe on its own`);
+    if (j >= 0)
+      throw new WeightmixError(
+        'UnsupportedRecipe',
+        `${batch[i].name}: ${r.modelNames[j]} applies a LoRA adapter (model+lora), which a batch does not do yet: merge that recipe on its own`,
+      );
   });
 
   // Each model folder is opened once for the whole batch.

@@ -27,12 +27,12 @@ export const BUILT_IN_CHAT_TEMPLATES: Readonly<Record<string, string>> = Object.
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
   // mergekit's llama3 ends every turn with a newline after <|eot_id|>, unlike Meta's template: kept, so both write one model.
   llama3:
-    "{% for m in messages %}{% if loop.first %}{{ bos_token }}{% endif %}" +
+    '{% for m in messages %}{% if loop.first %}{{ bos_token }}{% endif %}' +
     "{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>\\n' }}{% endfor %}" +
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}",
   mistral:
     "{%- set has_system = messages[0]['role'] == 'system' -%}{{- bos_token -}}" +
-    "{%- for m in (messages[1:] if has_system else messages) -%}" +
+    '{%- for m in (messages[1:] if has_system else messages) -%}' +
     "{%- if (m['role'] == 'user') != (loop.index0 % 2 == 0) -%}{{- raise_exception('After the optional system message, conversation roles must alternate user/assistant/user/assistant/...') -}}{%- endif -%}" +
     "{%- if m['role'] == 'user' -%}{{- ' [INST] ' + (messages[0]['content'] + '\\n\\n' if has_system and loop.first else '') + m['content'] + ' [/INST]' -}}" +
     "{%- elif m['role'] == 'assistant' -%}{{- ' ' + m['content'] + eos_token -}}" +
@@ -53,7 +53,10 @@ export function parseChatTemplate(value: unknown): ChatTemplateSetting | null {
   if (value === 'auto') return { kind: 'auto' };
   if (Object.hasOwn(BUILT_IN_CHAT_TEMPLATES, value)) return { kind: 'text', text: BUILT_IN_CHAT_TEMPLATES[value] };
   if (Object.hasOwn(REFUSED_CHAT_TEMPLATES, value)) {
-    throw new WeightmixError('UnsupportedRecipe', `chat_template: ${value} is not supported: ${REFUSED_CHAT_TEMPLATES[value]} (give the template text instead)`);
+    throw new WeightmixError(
+      'UnsupportedRecipe',
+      `chat_template: ${value} is not supported: ${REFUSED_CHAT_TEMPLATES[value]} (give the template text instead)`,
+    );
   }
   if (value.length < 20 || !value.includes('{')) {
     const names = [...Object.keys(BUILT_IN_CHAT_TEMPLATES), 'auto'].join(', ');

@@ -151,7 +151,6 @@ async function mergeModels(
   name: OptionNamer,
   started: bigint,
 ): Promise<RecipeMergeSummary> {
-
   const planned = planRecipe(recipe, ckpts);
   const { tensors: out, layers, views } = planned;
 
@@ -276,7 +275,7 @@ const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.
 function chatTemplateLine(kind: 'auto' | 'text', written: string | null, hasTokenizer: boolean): string {
   if (!hasTokenizer) return 'chat_template: not written (the tokenizer source has no tokenizer files)';
   if (written === null) return 'chat_template: auto, and no model has one (the tokenizer is left as it is)';
-  return `chat_template: ${kind === 'auto' ? 'the most common of the models\' templates' : "the recipe's"}, in chat_template.jinja`;
+  return `chat_template: ${kind === 'auto' ? "the most common of the models' templates" : "the recipe's"}, in chat_template.jinja`;
 }
 
 /** A stacked (passthrough) model has another depth: config.json says so. */

@@ -48,7 +48,17 @@ function roundExact(n: bigint, shift: bigint, dtype: FloatDtype, zeroSign: numbe
  * Element (i, j) of W' = W + scale · B·A ([out, in]; with `transpose`, W is [in, out] and (i, j) takes
  * B's row j and A's column i), as `dtype` bits. `a` is [r, in] row-major, `b` is [out, r].
  */
-export function loraElementRef(w: number, a: number[], b: number[], r: number, inCols: number, bRow: number, aCol: number, scale: number, dtype: FloatDtype): number {
+export function loraElementRef(
+  w: number,
+  a: number[],
+  b: number[],
+  r: number,
+  inCols: number,
+  bRow: number,
+  aCol: number,
+  scale: number,
+  dtype: FloatDtype,
+): number {
   const terms: number[] = [];
   for (let k = 0; k < r; k++) terms.push(b[bRow * r + k] * a[k * inCols + aCol]);
   const f64 = w + scale * terms.reduce((s, x) => s + x);

@@ -8,11 +8,10 @@ import * as fs from 'node:fs';
 import { WeightmixError } from '../../errors';
 import type { Checkpoint, TensorLocation } from '../../model/checkpoint';
 import { encodeSafetensorsHeader, readSafetensorsHeader } from '../../format/safetensors';
-import { decodeFloat, elementBits, encodeFloat } from '../../format/float-bits';
-import { FLOAT_LAYOUTS, FloatDtype, isFloatDtype } from '../../format/dtypes';
+import { FloatDtype, isFloatDtype } from '../../format/dtypes';
 import { readTensorBytes, StoredTensor } from '../../format/tensor-data';
 import type { LoraAdapter } from './lora-adapter';
-import { applyLoraUpdate, decodeMatrix, Matrix } from './lora-delta';
+import { applyLoraUpdate, decodeMatrix, decodeValues, encodeValues, Matrix } from './lora-delta';
 
 async function readMatrix(t: StoredTensor & { shape: number[] }): Promise<Matrix> {
   return decodeMatrix(await readTensorBytes(t), t.dtype as FloatDtype, t.shape[0], t.shape[1]);
@@ -21,16 +20,7 @@ async function readMatrix(t: StoredTensor & { shape: number[] }): Promise<Matrix
 /** A replacement's bytes in the model's dtype (PEFT loads a saved module into the model's module, converting it). */
 async function convertedBytes(t: StoredTensor, dtype: FloatDtype): Promise<Buffer> {
   const bytes = await readTensorBytes(t);
-  if (t.dtype === dtype) return bytes;
-  const from = t.dtype as FloatDtype;
-  const size = FLOAT_LAYOUTS[dtype].bytes;
-  const out = Buffer.alloc(t.elementCount * size);
-  for (let i = 0; i < t.elementCount; i++) {
-    const bits = encodeFloat(decodeFloat(elementBits(bytes, i, from), from), dtype);
-    if (size === 4) out.writeUInt32LE(bits, 4 * i);
-    else out.writeUInt16LE(bits, 2 * i);
-  }
-  return out;
+  return t.dtype === dtype ? bytes : encodeValues(decodeValues(bytes, t.dtype as FloatDtype, t.elementCount), dtype);
 }
 
 /**
@@ -45,7 +35,8 @@ export async function applyLoraAdapter(ckpt: Checkpoint, label: string, adapter:
   for (const name of changed) {
     const loc = ckpt.tensors.get(name)!;
     const replacement = adapter.replacements.get(name);
-    if (!isFloatDtype(loc.dtype)) throw new WeightmixError('InvalidLoraAdapter', `${adapter.dir}: the adapter changes ${name}, a ${loc.dtype} tensor of ${label}`);
+    if (!isFloatDtype(loc.dtype))
+      throw new WeightmixError('InvalidLoraAdapter', `${adapter.dir}: the adapter changes ${name}, a ${loc.dtype} tensor of ${label}`);
     if (replacement && replacement.shape.join() !== loc.shape.join()) {
       throw new WeightmixError('InvalidLoraAdapter', `${adapter.dir}: the adapter's ${name} is [${replacement.shape}] but ${label}'s is [${loc.shape}]`);
     }

@@ -63,7 +63,8 @@ function readConfig(dir: string): AdapterConfig {
   const doc = parseJsonStrict(fs.readFileSync(file, 'utf8'), { what: file, maxDepth: 16 }) as Record<string, unknown>;
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw adapterError(dir, `${ADAPTER_CONFIG} is not a JSON object`);
   const unsupported = (why: string) => new WeightmixError('UnsupportedRecipe', `${dir}: ${why}`);
-  if (doc.peft_type !== undefined && doc.peft_type !== 'LORA') throw unsupported(`peft_type ${JSON.stringify(doc.peft_type)}: weightmix applies LoRA adapters only`);
+  if (doc.peft_type !== undefined && doc.peft_type !== 'LORA')
+    throw unsupported(`peft_type ${JSON.stringify(doc.peft_type)}: weightmix applies LoRA adapters only`);
   if (doc.use_dora === true) throw unsupported('a DoRA adapter (use_dora) rescales each column by a learned magnitude, which weightmix does not apply');
   if (doc.lora_bias === true) throw unsupported('an adapter with LoRA biases (lora_bias) also changes biases, which weightmix does not apply');
   for (const key of ['target_parameters', 'trainable_token_indices', 'layer_replication']) {
@@ -75,7 +76,8 @@ function readConfig(dir: string): AdapterConfig {
   const r = doc.r;
   const alpha = doc.lora_alpha ?? 8;
   if (!Number.isInteger(r) || (r as number) <= 0) throw adapterError(dir, `${ADAPTER_CONFIG}: r must be a positive integer, got ${JSON.stringify(r)}`);
-  if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw adapterError(dir, `${ADAPTER_CONFIG}: lora_alpha must be a number, got ${JSON.stringify(alpha)}`);
+  if (typeof alpha !== 'number' || !Number.isFinite(alpha))
+    throw adapterError(dir, `${ADAPTER_CONFIG}: lora_alpha must be a number, got ${JSON.stringify(alpha)}`);
   return {
     r: r as number,
     alpha,

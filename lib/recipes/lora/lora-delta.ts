@@ -3,8 +3,8 @@
  * computed in f64 (the r products and their sum in k order, the scale, the add) and rounded once to
  * W's dtype, round to nearest even; PEFT rounds B·A·scale to the adapter's dtype and then the sum to W's.
  */
-import { decodeFloat, elementBits, encodeFloat } from '../../format/float-bits';
-import { FLOAT_LAYOUTS, FloatDtype } from '../../format/dtypes';
+import { decodeTable, roundToBits } from '../../format/float-round';
+import type { FloatDtype } from '../../format/dtypes';
 
 /** A matrix of float values, row-major. */
 export interface Matrix {
@@ -13,11 +13,32 @@ export interface Matrix {
   values: Float64Array;
 }
 
+/** A tensor's elements as f64 (its bytes are copied once, so any alignment will do). */
+export function decodeValues(bytes: Buffer, dtype: FloatDtype, count: number): Float64Array {
+  const values = new Float64Array(count);
+  const copy = new Uint8Array(bytes.subarray(0, count * (dtype === 'F32' ? 4 : 2)));
+  if (dtype === 'F32') {
+    const f = new Float32Array(copy.buffer, 0, count);
+    for (let i = 0; i < count; i++) values[i] = f[i];
+  } else {
+    const table = decodeTable(dtype);
+    const u = new Uint16Array(copy.buffer, 0, count);
+    for (let i = 0; i < count; i++) values[i] = table[u[i]];
+  }
+  return values;
+}
+
+/** f64 values rounded once to `dtype`, as little-endian bytes. */
+export function encodeValues(values: Float64Array, dtype: FloatDtype): Buffer {
+  const out = new ArrayBuffer(values.length * (dtype === 'F32' ? 4 : 2));
+  const bits = dtype === 'F32' ? new Uint32Array(out) : new Uint16Array(out);
+  for (let i = 0; i < values.length; i++) bits[i] = roundToBits(values[i], dtype);
+  return Buffer.from(out);
+}
+
 /** The values of a row-major float tensor's bytes. */
 export function decodeMatrix(bytes: Buffer, dtype: FloatDtype, rows: number, cols: number): Matrix {
-  const values = new Float64Array(rows * cols);
-  for (let i = 0; i < values.length; i++) values[i] = decodeFloat(elementBits(bytes, i, dtype), dtype);
-  return { rows, cols, values };
+  return { rows, cols, values: decodeValues(bytes, dtype, rows * cols) };
 }
 
 /**
@@ -35,20 +56,16 @@ export function applyLoraUpdate(w: Buffer, dtype: FloatDtype, shape: readonly nu
   const at = new Float64Array(a.cols * r);
   for (let k = 0; k < r; k++) for (let j = 0; j < a.cols; j++) at[j * r + k] = a.values[k * a.cols + j];
   const bv = b.values;
-  const bytes = FLOAT_LAYOUTS[dtype].bytes;
-  const out = Buffer.alloc(w.length);
-  for (let i = 0; i < rows; i++) {
-    for (let j = 0; j < cols; j++) {
-      // Element (i, j) of B·A is row i of B against column j of A; transposed, row j against column i.
-      const bRow = (transpose ? j : i) * r;
-      const aCol = (transpose ? i : j) * r;
+  const wv = decodeValues(w, dtype, rows * cols);
+  // Element (i, j) of B·A is row i of B against column j of A; transposed, row j against column i.
+  const [bStepI, bStepJ] = transpose ? [0, r] : [r, 0];
+  const [aStepI, aStepJ] = transpose ? [r, 0] : [0, r];
+  for (let i = 0, e = 0; i < rows; i++) {
+    for (let j = 0, bRow = i * bStepI, aCol = i * aStepI; j < cols; j++, e++, bRow += bStepJ, aCol += aStepJ) {
       let sum = r > 0 ? bv[bRow] * at[aCol] : 0;
       for (let k = 1; k < r; k++) sum += bv[bRow + k] * at[aCol + k];
-      const e = i * cols + j;
-      const bits = encodeFloat(decodeFloat(elementBits(w, e, dtype), dtype) + scale * sum, dtype);
-      if (bytes === 4) out.writeUInt32LE(bits, 4 * e);
-      else out.writeUInt16LE(bits, 2 * e);
+      wv[e] += scale * sum;
     }
   }
-  return out;
+  return encodeValues(wv, dtype);
 }
