@@ -25,10 +25,9 @@ export const BUILT_IN_CHAT_TEMPLATES: Readonly<Record<string, string>> = Object.
   chatml:
     "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}" +
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
-  // mergekit's llama3 ends every turn with a newline after <|eot_id|>, unlike Meta's template: kept, so both write one model.
+  // mergekit's llama3 ends every turn with a newline after <|eot_id|>, unlike Meta's template, and fails without a bos_token: both kept.
   llama3:
-    '{% for m in messages %}{% if loop.first %}{{ bos_token }}{% endif %}' +
-    "{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>\\n' }}{% endfor %}" +
+    "{% for m in messages %}{{ (bos_token if loop.first else '') + '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>\\n' }}{% endfor %}" +
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}",
   mistral:
     "{%- set has_system = messages[0]['role'] == 'system' -%}{{- bos_token -}}" +
