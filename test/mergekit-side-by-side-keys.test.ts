@@ -85,6 +85,7 @@ describe('recipe keys against mergekit, PEFT and transformers', () => {
   let A: string;
   let B: string;
   let C: string;
+  let N: string;
   let adapter: string;
   const table: string[] = [];
 
@@ -96,6 +97,7 @@ describe('recipe keys against mergekit, PEFT and transformers', () => {
     // C: B's copy, so that auto has a most common template (mergekit breaks a tie by its set's order).
     C = path.join(dir, 'c');
     await fs.promises.cp(B, C, { recursive: true });
+    N = (await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 3, delta: 0.01 })).thinking;
     adapter = path.join(dir, 'adapter');
     python([HELPER, 'make', A, adapter]);
   }, 300000);
@@ -131,6 +133,34 @@ describe('recipe keys against mergekit, PEFT and transformers', () => {
         expect([template, JSON.parse(a)]).toEqual([template, JSON.parse(b)]);
         table.push(`chat_template ${template.length > 12 ? 'literal' : template} | ${JSON.parse(a).length} renderings identical`);
       }
+    },
+    600000,
+  );
+
+  sideBySide(
+    "a slice's base_model: task_arithmetic with a base per slice",
+    async () => {
+      const src = (model: string, layers: [number, number], weight?: number) => ({
+        model,
+        layer_range: layers,
+        ...(weight === undefined ? {} : { parameters: { weight } }),
+      });
+      const doc = {
+        merge_method: 'task_arithmetic',
+        base_model: C,
+        dtype: 'float32',
+        slices: [
+          { sources: [src(A, [0, 2], 0.7), src(B, [0, 2], 0.4), src(N, [0, 2])], base_model: N },
+          { sources: [src(A, [2, 4], 0.7), src(B, [2, 4], 0.4), src(C, [2, 4])] },
+        ],
+      };
+      const ours = path.join(dir, 'wm-slice-base');
+      const theirs = path.join(dir, 'mk-slice-base');
+      await merge(parseRecipe(doc), { output: ours, threads: 2 });
+      mergekit(doc, path.join(dir, 'slice-base.yml'), theirs);
+      const d = await bitDistance(ours, theirs);
+      table.push(`slice base_model (task_arithmetic) | ${d.differing} of ${d.elements} elements differ, max ${d.maxUlps} F32 ulps`);
+      expect([d.maxUlps, d.signFlips]).toEqual([0, 0]);
     },
     600000,
   );

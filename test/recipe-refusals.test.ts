@@ -14,10 +14,7 @@ describe('refusals name what they refuse', () => {
   });
   test('keys in a models entry, a slice and a source', () => {
     refuses({ merge_method: 'linear', models: [{ model: A, layer_range: [0, 1] }] }, /models\[0\]: unsupported key 'layer_range'/);
-    refuses(
-      { merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }], base_model: A }] },
-      /slices\[0\]: unsupported key 'base_model'/,
-    );
+    refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }], base: A }] }, /slices\[0\]: unsupported key 'base'/);
     // mergekit declares a slice's residual_weight and never reads it: accepted, as the no-op it is there.
     expect(parseRecipe({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 1] }], residual_weight: 1 }] }).slices).toHaveLength(1);
     refuses(

@@ -20,6 +20,8 @@ export interface RecipeSlice {
   sources: RecipeSource[];
   /** The slice's own parameters. */
   parameters: ParameterMap;
+  /** Index into `Recipe.models` of the slice's own `base_model` (mergekit: it replaces the recipe's for this slice), or null. */
+  base: number | null;
 }
 
 /** A validated mergekit recipe, as `parseRecipe` and `readRecipeFile` return it and `merge` takes it. */

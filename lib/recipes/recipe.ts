@@ -18,7 +18,7 @@ export type { Recipe, RecipeSlice, RecipeSource } from './recipe-types';
 const TOP_KEYS = ['models', 'slices', 'merge_method', 'base_model', 'parameters', 'dtype', 'out_dtype', 'tokenizer_source', 'random_seed', 'chat_template'];
 const MODEL_KEYS = ['model', 'parameters'];
 /** residual_weight: mergekit declares it on a slice and never reads it, so it is accepted and does nothing here either. */
-const SLICE_KEYS = ['sources', 'parameters', 'residual_weight'];
+const SLICE_KEYS = ['sources', 'parameters', 'residual_weight', 'base_model'];
 const SOURCE_KEYS = ['model', 'layer_range', 'parameters'];
 /** mergekit's dtype names (torch's) → ours. */
 const DTYPES: Record<string, FloatDtype> = Object.fromEntries(FLOAT_DTYPES.map((d) => [TORCH_DTYPE_NAMES[d], d]));
@@ -189,7 +189,7 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
       modelParameters.set(model, params);
       return { model, layerRange: null, parameters: params };
     });
-    slices.push({ sources, parameters: {} });
+    slices.push({ sources, parameters: {}, base: null });
   } else {
     asList(top.slices, 'slices').forEach((s, i) => {
       const where = `slices[${i}]`;
@@ -213,7 +213,8 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
         if (seen.has(x.model)) throw recipeError(`${where}: model ${modelNames[x.model]} appears twice in one slice`);
         seen.add(x.model);
       }
-      slices.push({ sources, parameters: parameters(slice.parameters, `${where}.parameters`) });
+      const base = slice.base_model === undefined || slice.base_model === null ? null : modelIndex(slice.base_model, `${where}.base_model`);
+      slices.push({ sources, parameters: parameters(slice.parameters, `${where}.parameters`), base });
     });
   }
 
