@@ -52,6 +52,8 @@ export interface Recipe {
   tokenizerSource: number;
   /** With `tokenizer_source` given: the model whose vocabulary the embeddings are rebuilt for (mergekit); else null. */
   vocabularyFrom: number | null;
+  /** The `tokenizer` block's `tokens` (token → force) and `pad_to_multiple_of`, checked against the vocabulary when planning; null without the block. */
+  vocabularyOptions: { tokens: Map<string, boolean>; padToMultipleOf: number | null } | null;
   /** `random_seed` (DARE masks), or null. */
   randomSeed: number | null;
   /** `chat_template`: the template text to write, or `auto` (the models' most common); null: the tokenizer source's as it is. */

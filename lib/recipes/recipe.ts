@@ -12,14 +12,30 @@ import { ParameterMap, validateSetting } from './recipe-params';
 import { methodFor } from './methods';
 import type { Recipe, RecipeSlice } from './recipe-types';
 import { parseChatTemplate } from './chat-template';
+import { parseTokenizerBlock, UNION_REFUSAL } from './tokenizer-block';
 
 export type { Recipe, RecipeSlice, RecipeSource } from './recipe-types';
 
-const TOP_KEYS = ['models', 'slices', 'merge_method', 'base_model', 'parameters', 'dtype', 'out_dtype', 'tokenizer_source', 'random_seed', 'chat_template'];
+const TOP_KEYS = [
+  'models',
+  'slices',
+  'merge_method',
+  'base_model',
+  'parameters',
+  'dtype',
+  'out_dtype',
+  'tokenizer_source',
+  'random_seed',
+  'chat_template',
+  'tokenizer',
+];
 const MODEL_KEYS = ['model', 'parameters'];
 /** residual_weight: mergekit declares it on a slice and never reads it, so it is accepted and does nothing here either. */
 const SLICE_KEYS = ['sources', 'parameters', 'residual_weight', 'base_model'];
 const SOURCE_KEYS = ['model', 'layer_range', 'parameters'];
+/** Why mergekit's per-module configs are refused. */
+const MODULES_REFUSAL =
+  "mergekit maps each module (a vision tower beside the decoder) through its per-architecture definitions (tensor prefix, layer naming and count); weightmix knows one module, the decoder's layers (write the recipe with 'models' or 'slices')";
 /** mergekit's dtype names (torch's) → ours. */
 const DTYPES: Record<string, FloatDtype> = Object.fromEntries(FLOAT_DTYPES.map((d) => [TORCH_DTYPE_NAMES[d], d]));
 
@@ -145,6 +161,7 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     }
   }
   const top = asObject(doc, 'recipe');
+  if (top.modules !== undefined) throw new WeightmixError('UnsupportedRecipe', `recipe: 'modules' is not supported: ${MODULES_REFUSAL}`);
   refuseUnknown(top, TOP_KEYS, 'recipe');
   const baseDir = options.baseDir ?? process.cwd();
 
@@ -222,18 +239,25 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
   if (top.base_model !== undefined && top.base_model !== null) base = modelIndex(top.base_model, 'base_model');
 
   let tokenizerSource = base ?? 0;
-  if (top.tokenizer_source !== undefined && top.tokenizer_source !== null) {
-    const ts = top.tokenizer_source;
+  const given = (v: unknown) => v !== undefined && v !== null;
+  if (given(top.tokenizer_source) && given(top.tokenizer)) throw recipeError("give either 'tokenizer_source' or a 'tokenizer' block, not both (as mergekit)");
+  const block = given(top.tokenizer) ? parseTokenizerBlock(top.tokenizer) : null;
+  const vocabularySource = block ? block.source : top.tokenizer_source;
+  if (given(vocabularySource)) {
+    const ts = vocabularySource;
+    const key = block ? 'tokenizer.source' : 'tokenizer_source';
     if (ts === 'base') {
-      if (base === null) throw recipeError("tokenizer_source: 'base' needs a base_model");
-    } else if (ts === 'union' || typeof ts === 'object') {
+      if (base === null) throw recipeError(`${key}: 'base' needs a base_model`);
+    } else if (ts === 'union') {
       throw new WeightmixError(
         'UnsupportedRecipe',
-        `tokenizer_source: ${JSON.stringify(ts)} is not supported (weightmix takes one model's vocabulary: 'base' or a model folder)`,
+        `${key}: "union" is not supported: ${UNION_REFUSAL} (weightmix takes one model's vocabulary: 'base' or a model)`,
       );
+    } else if (typeof ts !== 'string') {
+      throw recipeError(`${key}: expected 'base', 'union' or a model, got ${JSON.stringify(ts)}`);
     } else {
-      const i = indexOf(resolveModelPath(expand(ts, 'tokenizer_source'), baseDir, 'tokenizer_source'));
-      if (i < 0) throw recipeError(`tokenizer_source: ${String(ts)} is not one of the recipe's models`);
+      const i = indexOf(resolveModelPath(expand(ts, key), baseDir, key));
+      if (i < 0) throw recipeError(`${key}: ${String(ts)} is not one of the recipe's models`);
       tokenizerSource = i;
     }
   }
@@ -257,7 +281,8 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     dtype: dtypeOf(top.dtype, 'dtype'),
     outDtype: dtypeOf(top.out_dtype, 'out_dtype'),
     tokenizerSource,
-    vocabularyFrom: top.tokenizer_source === undefined || top.tokenizer_source === null ? null : tokenizerSource,
+    vocabularyFrom: given(vocabularySource) ? tokenizerSource : null,
+    vocabularyOptions: block ? { tokens: block.tokens, padToMultipleOf: block.padToMultipleOf } : null,
     randomSeed,
     chatTemplate: parseChatTemplate(top.chat_template),
     document: doc,
