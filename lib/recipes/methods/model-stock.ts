@@ -47,7 +47,10 @@ export const modelStock: MergeMethod = {
   },
   coefficients(t) {
     if (booleanParameter(t.scope, 'filter_wise', false)) {
-      throw new WeightmixError('UnsupportedRecipe', 'model_stock: filter_wise: true is not supported: it takes one angle per row of each tensor, and the engine plans one linear combination (and one set of moments) per tensor');
+      throw new WeightmixError(
+        'UnsupportedRecipe',
+        'model_stock: filter_wise: true is not supported: it takes one angle per row of each tensor, and the engine plans one linear combination (and one set of moments) per tensor',
+      );
     }
     const os = others(t);
     if (os.length < 2)
