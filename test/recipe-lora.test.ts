@@ -20,6 +20,7 @@ import { parseRecipe } from '../lib/recipes/recipe';
 import { mergeBatch } from '../lib/recipes/batch';
 import { qwen3Names, randomTensor, rng, SPECIAL_BF16, SPECIAL_F16, SPECIAL_F32, writeModel } from './helpers/models';
 import { loraElementRef } from './reference/lora';
+import { filesFromFolder, repoOf, startHubServer } from './helpers/hub-server';
 
 let dir: string;
 let counter = 0;
@@ -286,6 +287,35 @@ describe('model+lora in a recipe', () => {
     );
     expect(fs.existsSync(out)).toBe(false);
     expect(fs.readdirSync(dir).filter((n) => n.startsWith('.weightmix-lora-'))).toEqual([]);
+  });
+
+  test('hub ids on both sides of the +: the adapter repo gives its two files only, and the merge writes what the folders give', async () => {
+    const server = await startHubServer({
+      'Org/Model': repoOf(filesFromFolder(A)),
+      'Org/Adapter': repoOf(filesFromFolder(adapter, { 'README.md': '# card', 'model.safetensors': 'not an adapter file' })),
+    });
+    try {
+      const env = {
+        HF_ENDPOINT: server.endpoint,
+        HF_HOME: path.join(dir, 'hf-home'),
+        HF_HUB_CACHE: '',
+        HF_TOKEN: '',
+        HF_HUB_OFFLINE: '0',
+        HUGGING_FACE_HUB_TOKEN: '',
+      };
+      const recipe = parseRecipe({ merge_method: 'passthrough', models: [{ model: 'Org/Model+Org/Adapter' }] }, { env });
+      expect([recipe.models, recipe.adapters]).toEqual([['Org/Model'], ['Org/Adapter']]);
+      const out = path.join(dir, 'out-hub');
+      await merge(recipe, { output: out, threads: 2, env });
+      const local = path.join(dir, 'out-local');
+      await merge(parseRecipe({ merge_method: 'passthrough', models: [{ model: `${A}+${adapter}` }] }), { output: local, threads: 2 });
+      const [h, l] = await Promise.all([openCheckpoint(out), openCheckpoint(local)]);
+      for (const name of l.names) expect((await readTensorBytes(h.tensors.get(name)!)).equals(await readTensorBytes(l.tensors.get(name)!))).toBe(true);
+      const fetched = server.log.filter((r) => r.url.includes('/Org/Adapter/resolve/')).map((r) => path.basename(r.url));
+      expect([...new Set(fetched)].sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
+    } finally {
+      await server.close();
+    }
   });
 
   test('a batch refuses a LoRA recipe by name (merge it on its own)', async () => {
