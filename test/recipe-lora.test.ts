@@ -15,6 +15,7 @@ import { openCheckpoint } from '../lib/model/checkpoint';
 import { neededFiles } from '../lib/hub/model-files';
 import { applyLoraUpdate, decodeMatrix } from '../lib/recipes/lora/lora-delta';
 import { readLoraAdapter } from '../lib/recipes/lora/lora-adapter';
+import { applyLoraAdapter } from '../lib/recipes/lora/apply-lora';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { mergeBatch } from '../lib/recipes/batch';
@@ -273,6 +274,19 @@ describe('model+lora in a recipe', () => {
     }
     expect(fs.readdirSync(dir).filter((n) => n.startsWith('.weightmix-lora-'))).toEqual([]);
     expect(fs.readFileSync(path.join(out, 'README.md'), 'utf8')).toMatch(/the LoRA adapter applied first/);
+  });
+
+  test('computed in blocks of rows (here 40 elements: two rows of 16, or one of 24, a last block short), the same bytes', async () => {
+    const [ckpt, ad] = await Promise.all([openCheckpoint(A), readLoraAdapter(adapter)]);
+    const whole = await applyLoraAdapter(ckpt, 'A', ad, path.join(dir, 'whole.safetensors'));
+    const blocks = await applyLoraAdapter(ckpt, 'A', ad, path.join(dir, 'blocks.safetensors'), 40);
+    const changed = ckpt.names.filter((n) => ad.updates.has(n) || ad.replacements.has(n));
+    expect(changed).toHaveLength(4);
+    for (const name of changed) {
+      expect(whole.tensors.get(name)!.file).toBe(path.join(dir, 'whole.safetensors'));
+      expect((await readTensorBytes(blocks.tensors.get(name)!)).equals(await readTensorBytes(whole.tensors.get(name)!))).toBe(true);
+    }
+    expect(fs.readFileSync(path.join(dir, 'blocks.safetensors')).equals(fs.readFileSync(path.join(dir, 'whole.safetensors')))).toBe(true);
   });
 
   test('an adapter that does not fit its model fails with one line, leaving no output and no temporary folder', async () => {

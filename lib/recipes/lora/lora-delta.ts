@@ -41,31 +41,54 @@ export function decodeMatrix(bytes: Buffer, dtype: FloatDtype, rows: number, col
   return { rows, cols, values: decodeValues(bytes, dtype, rows * cols) };
 }
 
+/** B·A (or its transpose) as `applyLoraUpdate` applies it: A's columns as contiguous rows, so both factors are read in k order. */
+export interface LoraProduct {
+  /** at[j·r + k] = A[k, j]. */
+  at: Float64Array;
+  b: Float64Array;
+  r: number;
+  scale: number;
+  transpose: boolean;
+  /** The shape of the tensor it updates. */
+  shape: [number, number];
+}
+
 /**
- * W (bytes of `dtype`, [rows, cols]) plus scale · B·A, where B is [out, r] and A is [r, in]: [rows, cols]
- * = [out, in], or [in, out] with `transpose`. Returns the new bytes in `dtype`.
+ * The update of a tensor of shape `shape` by scale · B·A, where B is [out, r] and A is [r, in]: `shape`
+ * = [out, in], or [in, out] with `transpose`; a RangeError when B·A does not fit.
  */
-export function applyLoraUpdate(w: Buffer, dtype: FloatDtype, shape: readonly number[], a: Matrix, b: Matrix, scale: number, transpose: boolean): Buffer {
-  const [rows, cols] = shape;
+export function loraProduct(shape: readonly number[], a: Matrix, b: Matrix, scale: number, transpose: boolean): LoraProduct {
   const r = a.rows;
   const [outRows, inCols] = transpose ? [a.cols, b.rows] : [b.rows, a.cols];
-  if (shape.length !== 2 || b.cols !== r || rows !== outRows || cols !== inCols) {
+  if (shape.length !== 2 || b.cols !== r || shape[0] !== outRows || shape[1] !== inCols) {
     throw new RangeError(`LoRA B [${b.rows}, ${b.cols}] · A [${a.rows}, ${a.cols}]${transpose ? ' transposed' : ''} does not fit a tensor of shape [${shape}]`);
   }
-  // A's columns as contiguous rows (at[j·r + k] = A[k, j]) so that both factors are read in k order.
   const at = new Float64Array(a.cols * r);
   for (let k = 0; k < r; k++) for (let j = 0; j < a.cols; j++) at[j * r + k] = a.values[k * a.cols + j];
-  const bv = b.values;
+  return { at, b: b.values, r, scale, transpose, shape: [shape[0], shape[1]] };
+}
+
+/** Rows [firstRow, firstRow + n) of W (their bytes in `dtype`) plus the update: the new bytes in `dtype`. */
+export function applyLoraRows(w: Buffer, dtype: FloatDtype, p: LoraProduct, firstRow: number): Buffer {
+  const { at, b: bv, r, scale, transpose } = p;
+  const cols = p.shape[1];
+  const rows = w.length / (dtype === 'F32' ? 4 : 2) / cols;
   const wv = decodeValues(w, dtype, rows * cols);
   // Element (i, j) of B·A is row i of B against column j of A; transposed, row j against column i.
   const [bStepI, bStepJ] = transpose ? [0, r] : [r, 0];
   const [aStepI, aStepJ] = transpose ? [r, 0] : [0, r];
   for (let i = 0, e = 0; i < rows; i++) {
-    for (let j = 0, bRow = i * bStepI, aCol = i * aStepI; j < cols; j++, e++, bRow += bStepJ, aCol += aStepJ) {
+    const row = firstRow + i;
+    for (let j = 0, bRow = row * bStepI, aCol = row * aStepI; j < cols; j++, e++, bRow += bStepJ, aCol += aStepJ) {
       let sum = r > 0 ? bv[bRow] * at[aCol] : 0;
       for (let k = 1; k < r; k++) sum += bv[bRow + k] * at[aCol + k];
       wv[e] += scale * sum;
     }
   }
   return encodeValues(wv, dtype);
+}
+
+/** A whole tensor W (bytes of `dtype`, `shape`) plus scale · B·A: the new bytes in `dtype`. */
+export function applyLoraUpdate(w: Buffer, dtype: FloatDtype, shape: readonly number[], a: Matrix, b: Matrix, scale: number, transpose: boolean): Buffer {
+  return applyLoraRows(w, dtype, loraProduct(shape, a, b, scale, transpose), 0);
 }
