@@ -325,6 +325,10 @@ describe('model+lora in a recipe', () => {
       await merge(parseRecipe({ merge_method: 'passthrough', models: [{ model: `${A}+${adapter}` }] }), { output: local, threads: 2 });
       const [h, l] = await Promise.all([openCheckpoint(out), openCheckpoint(local)]);
       for (const name of l.names) expect((await readTensorBytes(h.tensors.get(name)!)).equals(await readTensorBytes(l.tensors.get(name)!))).toBe(true);
+      const recorded = JSON.parse(h.shards[0].header.metadata!.weightmix);
+      expect(recorded.adapterHub).toEqual([{ repo: 'Org/Adapter', revision: 'main', commit: expect.stringMatching(/^[0-9a-f]{40}$/) }]);
+      expect(recorded.hub[0].repo).toBe('Org/Model');
+      expect(JSON.parse(l.shards[0].header.metadata!.weightmix)).not.toHaveProperty('adapterHub');
       const fetched = server.log.filter((r) => r.url.includes('/Org/Adapter/resolve/')).map((r) => path.basename(r.url));
       expect([...new Set(fetched)].sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
     } finally {

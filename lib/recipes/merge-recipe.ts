@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Checkpoint, pathsRead } from '../model/checkpoint';
 import { hubProvenance, ModelCheckpoint } from '../hub/open-model';
-import { openRecipeModels } from './lora/adapted-models';
+import { AdaptedCheckpoint, openRecipeModels } from './lora/adapted-models';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
@@ -210,7 +210,10 @@ export function isRecipe(x: unknown): x is Recipe {
 /** The recipe as the output records it (safetensors metadata and model card), with the commit of each hub model. */
 function recipeRecord(recipe: Recipe, ckpts: ModelCheckpoint[]): Record<string, unknown> {
   const hub = ckpts.some((c) => c.hub) ? ckpts.map(hubProvenance) : undefined;
-  return { method: recipe.method, recipe: recipe.document, hub, weightmix: VERSION };
+  // model+lora: the commit of each adapter that came from the hub, per model.
+  const adapters = ckpts.map((c) => (c as AdaptedCheckpoint).adapterHub);
+  const adapterHub = adapters.some((a) => a) ? adapters.map((a) => hubProvenance({ hub: a })) : undefined;
+  return { method: recipe.method, recipe: recipe.document, hub, ...(adapterHub ? { adapterHub } : {}), weightmix: VERSION };
 }
 
 /** The metadata of every output shard's header. */

@@ -2,10 +2,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ModelCheckpoint, openModels } from '../../hub/open-model';
-import { resolveReference, ResolveOptions } from '../../hub/resolve';
+import { HubSource, resolveReference, ResolveOptions } from '../../hub/resolve';
 import type { Recipe } from '../recipe-types';
 import { readLoraAdapter } from './lora-adapter';
 import { applyLoraAdapter } from './apply-lora';
+
+/** A model with its adapter applied: `adapterHub` is where the adapter came from when it was a hub id. */
+export interface AdaptedCheckpoint extends ModelCheckpoint {
+  adapterHub?: HubSource;
+}
 
 export interface RecipeModels {
   /** Per recipe model: its checkpoint, adapted where the recipe names an adapter. */
@@ -38,7 +43,8 @@ export async function openRecipeModels(recipe: Recipe, output: string, options: 
       const source = await resolveReference(reference, { ...options, purpose: 'adapter' });
       const adapter = await readLoraAdapter(source.dir);
       const adapted = await applyLoraAdapter(ckpts[i], recipe.modelNames[i], adapter, path.join(dir, `model-${i}.safetensors`));
-      ckpts[i] = { ...adapted, hub: ckpts[i].hub };
+      const withAdapter: AdaptedCheckpoint = { ...adapted, hub: ckpts[i].hub, adapterHub: source.hub };
+      ckpts[i] = withAdapter;
     }
   } catch (e) {
     await cleanup();
