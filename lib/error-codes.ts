@@ -84,6 +84,10 @@ export const ERROR_CODES = {
     meaning: 'A JSON file (an index, a recorded recipe, a metrics table) is not valid strict JSON.',
     thrownBy: [...READERS, 'readMetricsTable', 'verify (as a problem)'],
   },
+  InvalidLoraAdapter: {
+    meaning: "A LoRA adapter of a recipe's `model+lora` reference is malformed or does not fit its model (the message names the tensor).",
+    thrownBy: ['merge'],
+  },
   InvalidOffset: { meaning: "A safetensors tensor's data offsets overlap, leave gaps or run past the file.", thrownBy: SAFETENSORS },
   InvalidRecipe: {
     meaning: 'A mergekit recipe (or a recorded weightmix recipe) is malformed: the message names the key.',

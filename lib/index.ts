@@ -33,6 +33,7 @@ export type { BatchRecipe, BatchMergeOptions, BatchMergeSummary, BatchOutputSumm
 export { parseRecipe, readRecipeFile } from './recipes/recipe';
 export type { Recipe, RecipeSource, RecipeSlice, ParseRecipeOptions } from './recipes/recipe';
 export type { ParameterMap, ParameterSetting, ConditionalEntry, Scalar } from './recipes/recipe-params';
+export type { ChatTemplateSetting } from './recipes/chat-template';
 export { MERGE_METHOD_NAMES } from './merge-method-names';
 export type { MergeMethodName } from './merge-method-names';
 // Analysis

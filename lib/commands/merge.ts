@@ -21,7 +21,7 @@ export function register(program: Command): void {
     )
     .argument(
       '<recipes...>',
-      'mergekit configuration files (YAML); models are local folders (relative to the working directory) or hub ids ORG/NAME[@REVISION]; ${NAME} in a model path is the environment variable NAME (a weightmix extension)',
+      'mergekit configuration files (YAML); models are local folders (relative to the working directory) or hub ids ORG/NAME[@REVISION], MODEL+ADAPTER applying a PEFT LoRA adapter (a folder or hub id) first; ${NAME} in a model path is the environment variable NAME (a weightmix extension)',
     )
     .requiredOption(
       '-o, --output <dir>',

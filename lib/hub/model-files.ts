@@ -16,8 +16,9 @@ const TOKENIZER_FILES = [
 const CONFIG_FILES = ['config.json', 'generation_config.json'];
 const CHAT_TEMPLATE = /^chat_template(\.[A-Za-z0-9_-]+)?\.(jinja|json)$/;
 
-/** What a purpose needs: everything for a merge, the tokenizer files (and config) for token counting. */
-export type HubPurpose = 'model' | 'tokenizer';
+/** What a purpose needs: everything for a merge, the tokenizer files (and config) for token counting, a PEFT LoRA adapter's two files. */
+export type HubPurpose = 'model' | 'tokenizer' | 'adapter';
+const ADAPTER_FILES = ['adapter_config.json', 'adapter_model.safetensors'];
 
 /**
  * Top-level files only (never `original/`, never *.bin, *.pth, *.gguf or ONNX). The weights are
@@ -27,6 +28,7 @@ export function neededFiles(files: RepoFile[], purpose: HubPurpose, shards?: Rea
   const top = files.filter((f) => !f.path.includes('/'));
   const names = new Set(top.map((f) => f.path));
   const wanted = (name: string) => {
+    if (purpose === 'adapter') return ADAPTER_FILES.includes(name);
     if (TOKENIZER_FILES.includes(name) || CHAT_TEMPLATE.test(name) || name === 'config.json') return true;
     if (purpose === 'tokenizer') return false;
     if (CONFIG_FILES.includes(name)) return true;

@@ -9,7 +9,7 @@
 import * as path from 'node:path';
 import { pathsRead, TensorLocation } from '../model/checkpoint';
 import { ModelCheckpoint, openModelAs } from '../hub/open-model';
-import { usageError } from '../errors';
+import { usageError, WeightmixError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
 import { executeMergePlan, MergeProgress, runStatisticsPlan, StatisticsOptions } from '../engine/execute-plan';
 import { Moments, runMomentsPass, TensorPair } from '../engine/moments';
@@ -170,6 +170,14 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
     batch.map((b) => (isRecipe(b.recipe) ? b.recipe : typeof b.recipe === 'string' ? readRecipeFile(b.recipe, options) : parseRecipe(b.recipe, options))),
   );
   recipes.forEach((r) => methodFor(r.method)); // refuses an unsupported method before any model is opened
+  recipes.forEach((r, i) => {
+    const j = r.adapters.findIndex((a) => a !== null);
+    if (j >= 0)
+      throw new WeightmixError(
+        'UnsupportedRecipe',
+        `${batch[i].name}: ${r.modelNames[j]} applies a LoRA adapter (model+lora), which a batch does not do yet: merge that recipe on its own`,
+      );
+  });
 
   // Each model folder is opened once for the whole batch.
   const opened = new Map<string, Promise<ModelCheckpoint>>();

@@ -6,7 +6,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Checkpoint, pathsRead } from '../model/checkpoint';
-import { hubProvenance, ModelCheckpoint, openModels } from '../hub/open-model';
+import { hubProvenance, ModelCheckpoint } from '../hub/open-model';
+import { AdaptedCheckpoint, openRecipeModels } from './lora/adapted-models';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
@@ -21,6 +22,7 @@ import { planMerge, PlannedModel, TensorRecipe } from '../engine/plan';
 import { TORCH_DTYPE_NAMES } from '../format/dtypes';
 import { configDtype } from './output-dtype';
 import { setConfigVocabSize } from './tokenizer-source';
+import { chooseChatTemplate, writeChatTemplate } from './chat-template';
 import { parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { MergeMethodName } from '../merge-method-names';
@@ -131,9 +133,25 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   const blockBytes = parseBlockBytes(options.blockBytes, name('blockBytes'));
   const direct = options.direct ?? true;
   const device = parseDevice(options.device, name('device'));
-  const ckpts = await openModels(recipe.models, options);
   const outDir = path.resolve(options.output);
+  const { ckpts, cleanup } = await openRecipeModels(recipe, outDir, options);
+  try {
+    return await mergeModels(recipe, ckpts, outDir, { threads, blockBytes, direct, device }, options, name, started);
+  } finally {
+    await cleanup();
+  }
+}
 
+/** The merge itself, once the models are open (and adapted). */
+async function mergeModels(
+  recipe: Recipe,
+  ckpts: ModelCheckpoint[],
+  outDir: string,
+  { threads, blockBytes, direct, device }: { threads: number; blockBytes: number; direct: boolean; device: ReturnType<typeof parseDevice> },
+  options: MergeOptions,
+  name: OptionNamer,
+  started: bigint,
+): Promise<RecipeMergeSummary> {
   const planned = planRecipe(recipe, ckpts);
   const { tensors: out, layers, views } = planned;
 
@@ -194,7 +212,10 @@ export function isRecipe(x: unknown): x is Recipe {
 /** The recipe as the output records it (safetensors metadata and model card), with the commit of each hub model. */
 function recipeRecord(recipe: Recipe, ckpts: ModelCheckpoint[]): Record<string, unknown> {
   const hub = ckpts.some((c) => c.hub) ? ckpts.map(hubProvenance) : undefined;
-  return { method: recipe.method, recipe: recipe.document, hub, weightmix: VERSION };
+  // model+lora: the commit of each adapter that came from the hub, per model.
+  const adapters = ckpts.map((c) => (c as AdaptedCheckpoint).adapterHub);
+  const adapterHub = adapters.some((a) => a) ? adapters.map((a) => hubProvenance({ hub: a })) : undefined;
+  return { method: recipe.method, recipe: recipe.document, hub, ...(adapterHub ? { adapterHub } : {}), weightmix: VERSION };
 }
 
 /** The metadata of every output shard's header. */
@@ -219,6 +240,10 @@ export async function finishRecipeOutput(
   const stated: unknown = from.config?.dtype ?? from.config?.torch_dtype;
   await copySidecars(from, model.dir, written && stated !== TORCH_DTYPE_NAMES[written] ? written : undefined);
   if (planned.vocabRows !== null) await setConfigVocabSize(model.dir, planned.vocabRows);
+  // mergekit sets the template on the tokenizer it saves; with no tokenizer to save it writes none.
+  const hasTokenizer = from.sidecars.some((n) => TOKENIZER_FILES.includes(n));
+  const chatTemplate = hasTokenizer ? chooseChatTemplate(recipe.chatTemplate, ckpts) : null;
+  if (chatTemplate !== null) await writeChatTemplate(model.dir, chatTemplate);
   await fixLayerCount(
     model.dir,
     from,
@@ -236,6 +261,10 @@ export async function finishRecipeOutput(
       ...(planned.vocabRows !== null
         ? [`embed_tokens and lm_head cut to the ${planned.vocabRows} rows of that tokenizer's vocabulary (tokenizer_source, as mergekit rebuilds them)`]
         : []),
+      ...recipe.adapters.flatMap((a, i) =>
+        a === null ? [] : [`${recipe.modelNames[i]}: the LoRA adapter applied first (W + scale·B·A in f64, rounded once to each tensor's dtype)`],
+      ),
+      ...(recipe.chatTemplate === null ? [] : [chatTemplateLine(recipe.chatTemplate.kind, chatTemplate, hasTokenizer)]),
       ...(recipe.randomSeed !== null && !method.name.startsWith('dare') ? [`random_seed: ${recipe.randomSeed} (no method here draws random numbers)`] : []),
       ...(method.name.startsWith('dare')
         ? [`DARE masks: counter-based (splitmix64) generator keyed by random_seed ${recipe.randomSeed ?? 0}, tensor name, model index and element index`]
@@ -243,6 +272,15 @@ export async function finishRecipeOutput(
     ],
     recipe: recipeRecord(recipe, ckpts),
   });
+}
+
+/** The files that make a tokenizer (transformers loads one from any of them). */
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.json'];
+
+function chatTemplateLine(kind: 'auto' | 'text', written: string | null, hasTokenizer: boolean): string {
+  if (!hasTokenizer) return 'chat_template: not written (the tokenizer source has no tokenizer files)';
+  if (written === null) return 'chat_template: auto, and no model has one (the tokenizer is left as it is)';
+  return `chat_template: ${kind === 'auto' ? "the most common of the models' templates" : "the recipe's"}, in chat_template.jinja`;
 }
 
 /** A stacked (passthrough) model has another depth: config.json says so. */

@@ -8,6 +8,7 @@ import { WeightmixError } from '../errors';
 import type { TensorRecipe } from '../engine/plan';
 import { checkpointLayout, LayoutTensor, OutputLayout } from '../engine/output-layout';
 import { methodFor, MethodTensor, PairMoments, TensorCoefficients } from './methods';
+import { baseOf } from './methods/method';
 import type { Recipe, RecipeSlice } from './recipe';
 import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
 import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
@@ -22,6 +23,8 @@ export interface OutputTensor {
   /** Recipe model index → the source tensor's name in that model, in source order. */
   sources: { model: number; name: string }[];
   scope: ParameterScope;
+  /** Its base model: its slice's base_model, else the recipe's (null: none). */
+  base: number | null;
   /** Output layer, or null outside the decoder layers. */
   layer: number | null;
 }
@@ -76,7 +79,7 @@ export function planOutputTensors(
   ckpts: Checkpoint[],
 ): { tensors: OutputTensor[]; layers: number; layerSources: { model: number; layer: number }[] } {
   const method = methodFor(recipe.method);
-  const usesBase = recipe.base !== null && method.name !== 'passthrough' && method.name !== 'linear';
+  const methodUsesBase = method.name !== 'passthrough' && method.name !== 'linear';
   const label = (m: number) => recipe.modelNames[m];
   const layerTensors: OutputTensor[] = [];
   const layerSources: { model: number; layer: number }[] = [];
@@ -100,7 +103,8 @@ export function planOutputTensors(
         throw new WeightmixError('InvalidRecipe', `slices[${si}]: layer_range [${ranges[k]}] goes past the ${have} layers of ${label(s.model)}`);
     });
     const members = slice.sources.map((s, k) => ({ model: s.model, start: ranges[k][0] }));
-    if (usesBase && !members.some((m) => m.model === recipe.base)) members.push({ model: recipe.base!, start: ranges[0][0] });
+    const base = baseOf(recipe, slice);
+    if (methodUsesBase && base !== null && !members.some((m) => m.model === base)) members.push({ model: base, start: ranges[0][0] });
     const modelParams = new Map<number, ParameterMap>(slice.sources.map((s) => [s.model, s.parameters]));
     const sliceParams = slice.parameters;
     for (let i = 0; i < count; i++) {
@@ -113,6 +117,7 @@ export function planOutputTensors(
         layerTensors.push({
           name: outName,
           layer: outLayer,
+          base,
           sources: members.map((m) => ({ model: m.model, name: renameLayer(name, m.start + i) })),
           scope: { tensorName: outName, t, modelParams, sliceParams, globalParams: recipe.parameters },
         });
@@ -127,8 +132,9 @@ export function planOutputTensors(
   const layoutIndex = layoutModel(recipe);
   const outsideOf = (slice: RecipeSlice) => {
     const models = slice.sources.map((s) => s.model);
-    if (usesBase && !models.includes(recipe.base!)) models.push(recipe.base!);
-    return { models, modelParams: new Map<number, ParameterMap>(slice.sources.map((s) => [s.model, s.parameters])), sliceParams: slice.parameters };
+    const base = baseOf(recipe, slice);
+    if (methodUsesBase && base !== null && !models.includes(base)) models.push(base);
+    return { base, models, modelParams: new Map<number, ParameterMap>(slice.sources.map((s) => [s.model, s.parameters])), sliceParams: slice.parameters };
   };
   const firstSlice = outsideOf(recipe.slices[0]);
   const lastSlice = outsideOf(recipe.slices[recipe.slices.length - 1]);
@@ -141,6 +147,7 @@ export function planOutputTensors(
     const entry: OutputTensor = {
       name,
       layer: null,
+      base: from.base,
       sources: from.models.map((model) => ({ model, name })),
       scope: { tensorName: name, t: 0, modelParams: from.modelParams, sliceParams: from.sliceParams, globalParams: recipe.parameters },
     };
@@ -211,7 +218,7 @@ export function planRecipe(recipe: Recipe, ckpts: Checkpoint[]): RecipePlan {
   const asked = new Set<string>();
   for (const t of tensors) {
     if (!t.sources.every((s) => isFloatDtype(views[s.model].get(t.name)!.dtype))) continue;
-    const mt = { name: t.name, models: t.sources.map((s) => s.model), base: recipe.base, scope: t.scope, label };
+    const mt = { name: t.name, models: t.sources.map((s) => s.model), base: t.base, scope: t.scope, label };
     methodTensors.set(t.name, mt);
     for (const [a, b] of method.momentPairs?.(mt) ?? []) {
       const key = `${t.name}\u0000${a}\u0000${b}`;
@@ -242,7 +249,7 @@ export function tensorRecipes(
   const { views } = plan;
   const outDtypeOf = (t: OutputTensor): SafetensorsDtype => {
     const dtypes = t.sources.map((s) => views[s.model].get(t.name)!.dtype);
-    const base = method.resultInBaseDtype && recipe.base !== null ? t.sources.findIndex((s) => s.model === recipe.base) : -1;
+    const base = method.resultInBaseDtype && t.base !== null ? t.sources.findIndex((s) => s.model === t.base) : -1;
     return tensorOutputDtype(dtypes, base >= 0 ? dtypes[base] : null, recipe.outDtype ?? recipe.dtype);
   };
   const recipes = new Map<string, TensorRecipe>();

@@ -2,6 +2,7 @@
 import type { FloatDtype } from '../format/dtypes';
 import type { ParameterMap } from './recipe-params';
 import type { MergeMethodName } from '../merge-method-names';
+import type { ChatTemplateSetting } from './chat-template';
 
 /** One model's contribution to a slice. */
 export interface RecipeSource {
@@ -19,6 +20,8 @@ export interface RecipeSlice {
   sources: RecipeSource[];
   /** The slice's own parameters. */
   parameters: ParameterMap;
+  /** Index into `Recipe.models` of the slice's own `base_model` (mergekit: it replaces the recipe's for this slice), or null. */
+  base: number | null;
 }
 
 /** A validated mergekit recipe, as `parseRecipe` and `readRecipeFile` return it and `merge` takes it. */
@@ -27,6 +30,8 @@ export interface Recipe {
   method: MergeMethodName;
   /** Absolute model folders, in order of first mention (base model included). */
   models: string[];
+  /** Per model: the PEFT LoRA adapter (a folder, absolute, or a hub id) applied to it before merging (mergekit's `model+lora`), or null. */
+  adapters: (string | null)[];
   /** As written in the recipe, for messages and the model card. */
   modelNames: string[];
   /** Index into `models` of `base_model`, or null without one. */
@@ -47,8 +52,12 @@ export interface Recipe {
   tokenizerSource: number;
   /** With `tokenizer_source` given: the model whose vocabulary the embeddings are rebuilt for (mergekit); else null. */
   vocabularyFrom: number | null;
+  /** The `tokenizer` block's `tokens` (token → force) and `pad_to_multiple_of`, checked against the vocabulary when planning; null without the block. */
+  vocabularyOptions: { tokens: Map<string, boolean>; padToMultipleOf: number | null } | null;
   /** `random_seed` (DARE masks), or null. */
   randomSeed: number | null;
+  /** `chat_template`: the template text to write, or `auto` (the models' most common); null: the tokenizer source's as it is. */
+  chatTemplate: ChatTemplateSetting | null;
   /** The recipe as read, for the model card. */
   document: unknown;
 }

@@ -11,14 +11,31 @@ import { FLOAT_DTYPES, FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
 import { ParameterMap, validateSetting } from './recipe-params';
 import { methodFor } from './methods';
 import type { Recipe, RecipeSlice } from './recipe-types';
+import { parseChatTemplate } from './chat-template';
+import { parseTokenizerBlock, UNION_REFUSAL } from './tokenizer-block';
 
 export type { Recipe, RecipeSlice, RecipeSource } from './recipe-types';
 
-const TOP_KEYS = ['models', 'slices', 'merge_method', 'base_model', 'parameters', 'dtype', 'out_dtype', 'tokenizer_source', 'random_seed'];
+const TOP_KEYS = [
+  'models',
+  'slices',
+  'merge_method',
+  'base_model',
+  'parameters',
+  'dtype',
+  'out_dtype',
+  'tokenizer_source',
+  'random_seed',
+  'chat_template',
+  'tokenizer',
+];
 const MODEL_KEYS = ['model', 'parameters'];
 /** residual_weight: mergekit declares it on a slice and never reads it, so it is accepted and does nothing here either. */
-const SLICE_KEYS = ['sources', 'parameters', 'residual_weight'];
+const SLICE_KEYS = ['sources', 'parameters', 'residual_weight', 'base_model'];
 const SOURCE_KEYS = ['model', 'layer_range', 'parameters'];
+/** Why mergekit's per-module configs are refused. */
+const MODULES_REFUSAL =
+  "mergekit maps each module (a vision tower beside the decoder) through its per-architecture definitions (tensor prefix, layer naming and count); weightmix knows one module, the decoder's layers (write the recipe with 'models' or 'slices')";
 /** mergekit's dtype names (torch's) → ours. */
 const DTYPES: Record<string, FloatDtype> = Object.fromEntries(FLOAT_DTYPES.map((d) => [TORCH_DTYPE_NAMES[d], d]));
 
@@ -80,12 +97,8 @@ export function expandModelPath(name: string, where: string, env: NodeJS.Process
   });
 }
 
-/**
- * A local model folder (absolute), or a hub id `ORG/NAME[@REVISION]` as written (mergekit's syntax)
- * when no folder of that name exists. mergekit's `model+lora` is refused.
- */
-export function resolveModelPath(name: unknown, baseDir: string, where: string): string {
-  if (typeof name !== 'string' || name === '') throw recipeError(`${where}: expected a model folder path`);
+/** A local model folder (absolute), or a hub id `ORG/NAME[@REVISION]` as written when no folder of that name exists. */
+function folderOrHubId(name: string, baseDir: string, where: string): string {
   const abs = path.resolve(baseDir, name);
   let isDir = false;
   try {
@@ -94,15 +107,21 @@ export function resolveModelPath(name: unknown, baseDir: string, where: string):
     isDir = false;
   }
   if (isDir) return abs;
-  if (name.includes('+')) {
-    throw new WeightmixError(
-      'UnsupportedRecipe',
-      `${where}: '${name}' names a LoRA to apply (model+lora); weightmix merges full checkpoints only: merge the adapter first`,
-    );
-  }
   // ORG/NAME[@REVISION]: a hub repo, resolved (cache or download) when the merge opens it.
   if (parseHubReference(name) !== null) return name;
   throw new WeightmixError('ModelNotFound', `${where}: model folder not found: ${name}`);
+}
+
+/**
+ * A model reference: a folder or hub id, and with mergekit's `model+lora` form a PEFT LoRA adapter
+ * (a folder or hub id too) applied to it before merging. A folder whose name holds a '+' is a model.
+ */
+export function resolveModelPath(name: unknown, baseDir: string, where: string): { model: string; adapter: string | null } {
+  if (typeof name !== 'string' || name === '') throw recipeError(`${where}: expected a model folder path`);
+  const parts = name.split('+');
+  if (parts.length === 1 || fs.existsSync(path.resolve(baseDir, name))) return { model: folderOrHubId(name, baseDir, where), adapter: null };
+  if (parts.length > 2 || parts.some((p) => p === '')) throw recipeError(`${where}: '${name}' is not of mergekit's form model+lora`);
+  return { model: folderOrHubId(parts[0], baseDir, where), adapter: folderOrHubId(parts[1], baseDir, `${where} (LoRA adapter)`) };
 }
 
 /** How a recipe's model paths are resolved. */
@@ -142,6 +161,7 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     }
   }
   const top = asObject(doc, 'recipe');
+  if (top.modules !== undefined) throw new WeightmixError('UnsupportedRecipe', `recipe: 'modules' is not supported: ${MODULES_REFUSAL}`);
   refuseUnknown(top, TOP_KEYS, 'recipe');
   const baseDir = options.baseDir ?? process.cwd();
 
@@ -150,16 +170,20 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
   const method = methodFor(top.merge_method);
 
   const models: string[] = [];
+  const adapters: (string | null)[] = [];
   const modelNames: string[] = [];
   const env = options.env ?? process.env;
   const expand = (name: unknown, where: string): unknown => (typeof name === 'string' ? expandModelPath(name, where, env) : name);
+  // A model with an adapter is another model than without it (or with another adapter).
+  const indexOf = (ref: { model: string; adapter: string | null }) => models.findIndex((m, i) => m === ref.model && adapters[i] === ref.adapter);
   const modelIndex = (written: unknown, where: string): number => {
     const name = expand(written, where);
-    const abs = resolveModelPath(name, baseDir, where);
-    let i = models.indexOf(abs);
+    const ref = resolveModelPath(name, baseDir, where);
+    let i = indexOf(ref);
     if (i < 0) {
       i = models.length;
-      models.push(abs);
+      models.push(ref.model);
+      adapters.push(ref.adapter);
       modelNames.push(name as string);
     }
     return i;
@@ -182,7 +206,7 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
       modelParameters.set(model, params);
       return { model, layerRange: null, parameters: params };
     });
-    slices.push({ sources, parameters: {} });
+    slices.push({ sources, parameters: {}, base: null });
   } else {
     asList(top.slices, 'slices').forEach((s, i) => {
       const where = `slices[${i}]`;
@@ -206,7 +230,8 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
         if (seen.has(x.model)) throw recipeError(`${where}: model ${modelNames[x.model]} appears twice in one slice`);
         seen.add(x.model);
       }
-      slices.push({ sources, parameters: parameters(slice.parameters, `${where}.parameters`) });
+      const base = slice.base_model === undefined || slice.base_model === null ? null : modelIndex(slice.base_model, `${where}.base_model`);
+      slices.push({ sources, parameters: parameters(slice.parameters, `${where}.parameters`), base });
     });
   }
 
@@ -214,18 +239,25 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
   if (top.base_model !== undefined && top.base_model !== null) base = modelIndex(top.base_model, 'base_model');
 
   let tokenizerSource = base ?? 0;
-  if (top.tokenizer_source !== undefined && top.tokenizer_source !== null) {
-    const ts = top.tokenizer_source;
+  const given = (v: unknown) => v !== undefined && v !== null;
+  if (given(top.tokenizer_source) && given(top.tokenizer)) throw recipeError("give either 'tokenizer_source' or a 'tokenizer' block, not both (as mergekit)");
+  const block = given(top.tokenizer) ? parseTokenizerBlock(top.tokenizer) : null;
+  const vocabularySource = block ? block.source : top.tokenizer_source;
+  if (given(vocabularySource)) {
+    const ts = vocabularySource;
+    const key = block ? 'tokenizer.source' : 'tokenizer_source';
     if (ts === 'base') {
-      if (base === null) throw recipeError("tokenizer_source: 'base' needs a base_model");
-    } else if (ts === 'union' || typeof ts === 'object') {
+      if (base === null) throw recipeError(`${key}: 'base' needs a base_model`);
+    } else if (ts === 'union') {
       throw new WeightmixError(
         'UnsupportedRecipe',
-        `tokenizer_source: ${JSON.stringify(ts)} is not supported (weightmix takes one model's vocabulary: 'base' or a model folder)`,
+        `${key}: "union" is not supported: ${UNION_REFUSAL} (weightmix takes one model's vocabulary: 'base' or a model)`,
       );
+    } else if (typeof ts !== 'string') {
+      throw recipeError(`${key}: expected 'base', 'union' or a model, got ${JSON.stringify(ts)}`);
     } else {
-      const i = models.indexOf(resolveModelPath(expand(ts, 'tokenizer_source'), baseDir, 'tokenizer_source'));
-      if (i < 0) throw recipeError(`tokenizer_source: ${String(ts)} is not one of the recipe's models`);
+      const i = indexOf(resolveModelPath(expand(ts, key), baseDir, key));
+      if (i < 0) throw recipeError(`${key}: ${String(ts)} is not one of the recipe's models`);
       tokenizerSource = i;
     }
   }
@@ -239,6 +271,7 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
   const recipe: Recipe = {
     method: method.name,
     models,
+    adapters,
     modelNames,
     base,
     slices,
@@ -248,8 +281,10 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     dtype: dtypeOf(top.dtype, 'dtype'),
     outDtype: dtypeOf(top.out_dtype, 'out_dtype'),
     tokenizerSource,
-    vocabularyFrom: top.tokenizer_source === undefined || top.tokenizer_source === null ? null : tokenizerSource,
+    vocabularyFrom: given(vocabularySource) ? tokenizerSource : null,
+    vocabularyOptions: block ? { tokens: block.tokens, padToMultipleOf: block.padToMultipleOf } : null,
     randomSeed,
+    chatTemplate: parseChatTemplate(top.chat_template),
     document: doc,
   };
   checkParameterNames(recipe, method.parameters);

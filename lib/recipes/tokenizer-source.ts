@@ -15,6 +15,7 @@ import { confinedRealPath } from '../model/paths';
 import { classifyTensor } from '../model/tensor-names';
 import { dtypeByteLength } from '../format/safetensors';
 import type { Recipe } from './recipe';
+import { checkTokenizerBlock } from './tokenizer-block';
 
 const TOKENIZER_FILE = 'tokenizer.json';
 
@@ -103,6 +104,7 @@ export function vocabularyRows(recipe: Recipe, ckpts: Checkpoint[]): number | nu
       );
     }
   });
+  if (recipe.vocabularyOptions) checkTokenizerBlock(recipe.vocabularyOptions, out, rows);
   return rows;
 }
 

@@ -1,6 +1,6 @@
 /** What a merge method decides per tensor: linear coefficients over the tensor's models (one f32 rounding). */
 import type { Moments } from '../../engine/moments';
-import type { Recipe } from '../recipe-types';
+import type { Recipe, RecipeSlice } from '../recipe-types';
 import { ParameterScope } from '../recipe-params';
 import type { SparseMergeSpec } from '../sparsify';
 import type { MergeMethodName } from '../../merge-method-names';
@@ -38,6 +38,16 @@ export interface MergeMethod {
   /** Pairs of models whose moments the method needs for this tensor (a first pass over the inputs). */
   momentPairs?(tensor: Omit<MethodTensor, 'moments'>): [number, number][];
   coefficients(tensor: MethodTensor): TensorCoefficients;
+}
+
+/** A slice's base model: its own base_model, else the recipe's (mergekit's ConfigReader.base_model). */
+export function baseOf(recipe: Recipe, slice: RecipeSlice): number | null {
+  return slice.base ?? recipe.base;
+}
+
+/** Whether some slice has no base model (neither its own nor the recipe's). */
+export function lacksBase(recipe: Recipe): boolean {
+  return recipe.slices.some((s) => baseOf(recipe, s) === null);
 }
 
 /** The linear form, or a byte-exact copy when it is one model with weight 1. */

@@ -6,7 +6,7 @@
  */
 import { WeightmixError } from '../../errors';
 import { booleanParameter } from '../recipe-params';
-import { linearOrCopy, MergeMethod, MethodTensor } from './method';
+import { baseOf, lacksBase, linearOrCopy, MergeMethod, MethodTensor } from './method';
 
 /** The interpolation factor t for these squared distances (mergekit's clamps included). */
 export function modelStockT(deltaSq: number[], pairSq: (i: number, j: number) => number): number {
@@ -33,9 +33,9 @@ export const modelStock: MergeMethod = {
   name: 'model_stock',
   parameters: ['filter_wise'],
   validate(recipe) {
-    if (recipe.base === null) throw new WeightmixError('InvalidRecipe', 'model_stock needs a base_model');
+    if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', 'model_stock needs a base_model');
     for (const s of recipe.slices) {
-      const n = s.sources.filter((x) => x.model !== recipe.base).length;
+      const n = s.sources.filter((x) => x.model !== baseOf(recipe, s)).length;
       if (n < 2) throw new WeightmixError('InvalidRecipe', `model_stock needs at least two models besides the base, a slice has ${n}`);
     }
   },
@@ -47,7 +47,10 @@ export const modelStock: MergeMethod = {
   },
   coefficients(t) {
     if (booleanParameter(t.scope, 'filter_wise', false)) {
-      throw new WeightmixError('UnsupportedRecipe', 'model_stock: filter_wise: true is not supported (weightmix computes one angle per tensor)');
+      throw new WeightmixError(
+        'UnsupportedRecipe',
+        'model_stock: filter_wise: true is not supported: it takes one angle per row of each tensor, and the engine plans one linear combination (and one set of moments) per tensor',
+      );
     }
     const os = others(t);
     if (os.length < 2)

@@ -5,7 +5,7 @@
  */
 import { WeightmixError } from '../../errors';
 import { numberParameter } from '../recipe-params';
-import { linearOrCopy, MergeMethod, PairMoments } from './method';
+import { baseOf, lacksBase, linearOrCopy, MergeMethod, PairMoments } from './method';
 
 export const DOT_THRESHOLD = 0.9995;
 const EPS = 1e-8;
@@ -27,10 +27,12 @@ export const slerp: MergeMethod = {
   resultInBaseDtype: true,
   parameters: ['t'],
   validate(recipe) {
-    if (recipe.base === null) throw new WeightmixError('InvalidRecipe', 'slerp needs a base_model (the t = 0 end)');
-    const models = new Set(recipe.slices.flatMap((s) => s.sources.map((x) => x.model)));
-    models.add(recipe.base);
-    if (models.size !== 2) throw new WeightmixError('InvalidRecipe', `slerp merges exactly two models, the recipe names ${models.size}`);
+    if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', 'slerp needs a base_model (the t = 0 end)');
+    recipe.slices.forEach((s, i) => {
+      const models = new Set([...s.sources.map((x) => x.model), baseOf(recipe, s)]);
+      const where = recipe.slices.length > 1 ? `slices[${i}]` : 'the recipe';
+      if (models.size !== 2) throw new WeightmixError('InvalidRecipe', `slerp merges exactly two models, ${where} names ${models.size}`);
+    });
   },
   momentPairs(t) {
     if (t.models.length !== 2) return [];

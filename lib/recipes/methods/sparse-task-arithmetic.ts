@@ -9,7 +9,7 @@ import type { MergeMethodName } from '../../merge-method-names';
 import { WeightmixError } from '../../errors';
 import { booleanParameter, lookupParameter, numberParameter, ParameterScope } from '../recipe-params';
 import type { SparseModelSpec } from '../sparsify';
-import { MergeMethod, MethodTensor, TensorCoefficients } from './method';
+import { lacksBase, MergeMethod, MethodTensor, TensorCoefficients } from './method';
 
 interface Family {
   name: MergeMethodName;
@@ -52,7 +52,7 @@ function sparseMethod(f: Family): MergeMethod {
     resultInBaseDtype: true,
     parameters,
     validate(recipe) {
-      if (recipe.base === null) throw new WeightmixError('InvalidRecipe', `${f.name} needs a base_model (task vectors are differences from it)`);
+      if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', `${f.name} needs a base_model (task vectors are differences from it)`);
     },
     coefficients(t): TensorCoefficients {
       const base = t.base!;

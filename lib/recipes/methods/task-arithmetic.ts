@@ -8,14 +8,14 @@
  */
 import { WeightmixError } from '../../errors';
 import { booleanParameter, numberParameter } from '../recipe-params';
-import { MergeMethod } from './method';
+import { lacksBase, MergeMethod } from './method';
 
 export const taskArithmetic: MergeMethod = {
   name: 'task_arithmetic',
   resultInBaseDtype: true,
   parameters: ['weight', 'normalize', 'lambda', 'int8_mask', 'rescale', 'density'],
   validate(recipe) {
-    if (recipe.base === null) throw new WeightmixError('InvalidRecipe', 'task_arithmetic needs a base_model (task vectors are differences from it)');
+    if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', 'task_arithmetic needs a base_model (task vectors are differences from it)');
   },
   coefficients(t) {
     const base = t.base!;

@@ -1,0 +1,54 @@
+/** A recipe's models opened for merging, with each `model+lora` adapter applied (into a temporary folder beside the output). */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ModelCheckpoint, openModels } from '../../hub/open-model';
+import { HubSource, resolveReference, ResolveOptions } from '../../hub/resolve';
+import type { Recipe } from '../recipe-types';
+import { readLoraAdapter } from './lora-adapter';
+import { applyLoraAdapter } from './apply-lora';
+
+/** A model with its adapter applied: `adapterHub` is where the adapter came from when it was a hub id. */
+export interface AdaptedCheckpoint extends ModelCheckpoint {
+  adapterHub?: HubSource;
+}
+
+export interface RecipeModels {
+  /** Per recipe model: its checkpoint, adapted where the recipe names an adapter. */
+  ckpts: ModelCheckpoint[];
+  /** Removes the adapted tensors' folder (call once the merge has read them). */
+  cleanup(): Promise<void>;
+}
+
+/** The temporary folders of adapted tensors are named so, beside the output. */
+export const ADAPTED_PREFIX = '.weightmix-lora-';
+
+/** The output's nearest folder that exists (the output transaction creates the others later). */
+function existingAncestor(dir: string): string {
+  while (!fs.existsSync(dir)) dir = path.dirname(dir);
+  return dir;
+}
+
+/**
+ * Opens the recipe's models; for each with an adapter, the tensors it changes are written to a folder
+ * beside `output` (in its nearest existing folder: the same file system as the output, which has room for a model), removed by `cleanup`.
+ */
+export async function openRecipeModels(recipe: Recipe, output: string, options: ResolveOptions): Promise<RecipeModels> {
+  const ckpts = await openModels(recipe.models, options);
+  if (recipe.adapters.every((a) => a === null)) return { ckpts, cleanup: async () => {} };
+  const dir = await fs.promises.mkdtemp(path.join(existingAncestor(path.dirname(path.resolve(output))), ADAPTED_PREFIX));
+  const cleanup = () => fs.promises.rm(dir, { recursive: true, force: true });
+  try {
+    for (const [i, reference] of recipe.adapters.entries()) {
+      if (reference === null) continue;
+      const source = await resolveReference(reference, { ...options, purpose: 'adapter' });
+      const adapter = await readLoraAdapter(source.dir);
+      const adapted = await applyLoraAdapter(ckpts[i], recipe.modelNames[i], adapter, path.join(dir, `model-${i}.safetensors`));
+      const withAdapter: AdaptedCheckpoint = { ...adapted, hub: ckpts[i].hub, adapterHub: source.hub };
+      ckpts[i] = withAdapter;
+    }
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+  return { ckpts, cleanup };
+}

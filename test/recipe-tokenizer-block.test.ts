@@ -1,0 +1,102 @@
+/** mergekit's `tokenizer:` block where it is the vocabulary cut of `tokenizer_source`, and its refusals. */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { openCheckpoint } from '../lib/model/checkpoint';
+import { readTensorBytes } from '../lib/format/tensor-data';
+import { merge } from '../lib/recipes/merge-recipe';
+import { parseRecipe } from '../lib/recipes/recipe';
+import { listTree, qwen3Names, randomTensor, rng, writeModel } from './helpers/models';
+
+let dir: string;
+let A: string;
+let B: string;
+let counter = 0;
+
+/** 30 tokens t0…t27, <|endoftext|>, <|im_end|> (ids 0…29) in a tokenizer.json. */
+function writeVocabulary(d: string): void {
+  const vocab: Record<string, number> = {};
+  for (let i = 0; i < 28; i++) vocab[`t${i}`] = i;
+  const added = [
+    { id: 28, content: '<|endoftext|>', special: true },
+    { id: 29, content: '<|im_end|>', special: true },
+  ];
+  fs.writeFileSync(path.join(d, 'tokenizer.json'), JSON.stringify({ added_tokens: added, model: { type: 'BPE', vocab, merges: [] } }));
+}
+
+beforeAll(async () => {
+  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-tokenizer-block-'));
+  const next = rng(41);
+  const specs = [...qwen3Names(1), { name: 'lm_head.weight', shape: [40, 16] }];
+  const count = (shape: number[]) => shape.reduce((x, y) => x * y, 1);
+  [A, B] = await Promise.all(
+    ['a', 'b'].map(async (tag) => {
+      const d = (
+        await writeModel(
+          path.join(dir, tag),
+          specs,
+          1,
+          () => 'BF16',
+          (s) => randomTensor('BF16', count(s.shape), next),
+          tag,
+        )
+      ).dir;
+      writeVocabulary(d);
+      return d;
+    }),
+  );
+});
+afterAll(async () => {
+  await fs.promises.rm(dir, { recursive: true, force: true });
+});
+
+const recipe = (extra: Record<string, unknown>) => ({
+  merge_method: 'linear',
+  models: [
+    { model: A, parameters: { weight: 0.5 } },
+    { model: B, parameters: { weight: 0.5 } },
+  ],
+  ...extra,
+});
+
+async function mergeTo(extra: Record<string, unknown>): Promise<Map<string, Buffer>> {
+  const out = path.join(dir, `out-${counter++}`);
+  await merge(parseRecipe(recipe(extra)), { output: out, threads: 2 });
+  return new Map(
+    listTree(out)
+      .filter((f) => !f.endsWith('/'))
+      .map((f) => [f, fs.readFileSync(path.join(out, f))]),
+  );
+}
+
+test('tokenizer: {source: B} writes what tokenizer_source: B writes; a tokens entry for a token in the vocabulary, not forced, and a pad_to_multiple_of already met change nothing', async () => {
+  const want = await mergeTo({ tokenizer_source: B });
+  expect(want.size).toBeGreaterThan(2);
+  const strip = (files: Map<string, Buffer>) => new Map([...files].filter(([f]) => f !== 'README.md' && !f.endsWith('.safetensors')));
+  for (const block of [
+    { source: B },
+    { source: B, tokens: { t3: { source: A }, '<|im_end|>': { source: { kind: 'zero' }, force: false } }, pad_to_multiple_of: 10 },
+  ]) {
+    const got = await mergeTo({ tokenizer: block });
+    expect(strip(got)).toEqual(strip(want));
+    // The tensors are the same bytes; only the recorded recipe in the header differs.
+    const [g, w] = await Promise.all([openCheckpoint(path.join(dir, `out-${counter - 1}`)), openCheckpoint(path.join(dir, 'out-0'))]);
+    expect(g.tensors.get('lm_head.weight')!.shape).toEqual([30, 16]);
+    for (const name of w.names) expect((await readTensorBytes(g.tensors.get(name)!)).equals(await readTensorBytes(w.tensors.get(name)!))).toBe(true);
+  }
+});
+
+test('refusals: both keys, union (the default source), force, a token to add, padding that adds rows, unknown keys', async () => {
+  const refuses = (extra: Record<string, unknown>, message: RegExp) => expect(() => parseRecipe(recipe(extra))).toThrow(message);
+  refuses({ tokenizer_source: B, tokenizer: { source: B } }, /give either 'tokenizer_source' or a 'tokenizer' block, not both/);
+  refuses({ tokenizer: {} }, /tokenizer.source: "union" is not supported: a union vocabulary appends other models' tokens .* one range per model/);
+  refuses({ tokenizer: { source: 'union' } }, /tokenizer.source: "union" is not supported/);
+  refuses({ tokenizer: { source: B, tokens: { t1: { source: A, force: true } } } }, /tokenizer.tokens."t1": force replaces the token's row/);
+  refuses({ tokenizer: { source: B, extra: 1 } }, /tokenizer: unsupported key 'extra'/);
+  refuses({ tokenizer: { source: B, pad_to_multiple_of: 0 } }, /pad_to_multiple_of: expected a positive integer/);
+  refuses({ tokenizer: { source: 'base' } }, /tokenizer.source: 'base' needs a base_model/);
+  const fails = (block: Record<string, unknown>, message: RegExp) =>
+    expect(merge(parseRecipe(recipe({ tokenizer: block })), { output: path.join(dir, `out-${counter++}`) })).rejects.toThrow(message);
+  await fails({ source: B, tokens: { '<|new|>': { source: A } } }, /tokenizer.tokens: "<\|new\|>" is not in the vocabulary; mergekit adds it/);
+  await fails({ source: B, pad_to_multiple_of: 16 }, /tokenizer.pad_to_multiple_of: 30 rows would be padded to 32 with each model's mean embedding row/);
+});
