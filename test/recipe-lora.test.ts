@@ -4,6 +4,7 @@
  * values; the adapter folder's reading (names, scale, rslora, patterns, modules_to_save) and refusals;
  * end to end through `merge`.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -272,7 +273,7 @@ describe('model+lora in a recipe', () => {
           }
       }
     }
-    expect(fs.readdirSync(dir).filter((n) => n.startsWith('.weightmix-lora-'))).toEqual([]);
+    expect(fs.readdirSync(dir).filter((n) => n.includes('.weightmix-lora-'))).toEqual([]);
     expect(fs.readFileSync(path.join(out, 'README.md'), 'utf8')).toMatch(/the LoRA adapter applied first/);
   });
 
@@ -300,7 +301,21 @@ describe('model+lora in a recipe', () => {
       /q_proj.weight: LoRA B \[24, 4\] · A \[4, 16\] does not fit a tensor of shape \[16,16\]/,
     );
     expect(fs.existsSync(out)).toBe(false);
-    expect(fs.readdirSync(dir).filter((n) => n.startsWith('.weightmix-lora-'))).toEqual([]);
+    expect(fs.readdirSync(dir).filter((n) => n.includes('.weightmix-lora-'))).toEqual([]);
+  });
+
+  test("a killed run's adapted tensors (beside the output, named after it and its pid) are removed by the next run on that output; a live run's are not", async () => {
+    const out = path.join(dir, 'out-killed');
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    const killed = path.join(dir, `.out-killed.weightmix-lora-${dead}-Ab12Cd`);
+    const live = path.join(dir, `.out-killed.weightmix-lora-${process.ppid}-Ef34Gh`);
+    for (const folder of [killed, live]) {
+      fs.mkdirSync(folder);
+      fs.writeFileSync(path.join(folder, 'model-0.safetensors'), 'adapted');
+    }
+    await merge(parseRecipe({ merge_method: 'passthrough', models: [{ model: `${A}+${adapter}` }] }), { output: out, threads: 2 });
+    expect(fs.readdirSync(dir).filter((n) => n.includes('.weightmix-lora-'))).toEqual([path.basename(live)]);
+    fs.rmSync(live, { recursive: true });
   });
 
   test('hub ids on both sides of the +: the adapter repo gives its two files only, and the merge writes what the folders give', async () => {

@@ -209,8 +209,14 @@ async function takeLock(lockFile: string, target: string): Promise<void> {
   throw new WeightmixError('OutputLocked', `cannot lock ${target}`);
 }
 
-// What a run leaves beside an output NAME: `.NAME.weightmix-tmp-PID-…`, `.NAME.weightmix-old-PID`, `.NAME[.part-I-of-N].weightmix.lock`.
-const LEFTOVER = /^\.(.+?)(?:\.weightmix-(tmp|old)-(\d+)(?:-[0-9a-f]+)?|(?:\.part-\d+-of-\d+)?\.weightmix\.lock)$/;
+// What a run leaves beside an output NAME: `.NAME.weightmix-tmp-PID-…`, `.NAME.weightmix-old-PID`, `.NAME.weightmix-lora-PID-…`
+// (a recipe's adapted tensors, recipes/lora/adapted-models.ts), `.NAME[.part-I-of-N].weightmix.lock`.
+const LEFTOVER = /^\.(.+?)(?:\.weightmix-(tmp|old|lora)-(\d+)(?:-[0-9A-Za-z]+)?|(?:\.part-\d+-of-\d+)?\.weightmix\.lock)$/;
+
+/** The name of a folder beside `output` that `removeStale` removes once the process `pid` is gone. */
+export function leftoverName(output: string, kind: 'tmp' | 'old' | 'lora', pid = process.pid): string {
+  return `.${path.basename(output)}.weightmix-${kind}-${pid}`;
+}
 
 /**
  * Removes the temporary folders, swapped-out folders and locks left beside `base` (and beside the
@@ -227,7 +233,8 @@ async function removeStale(parent: string, base: string, siblings: ((name: strin
     const pid = Number.parseInt(pidText ?? (await fs.promises.readFile(leftover, 'utf8').catch(() => '')), 10);
     // This process holds base's lock, so its own folders beside base are an earlier run's; its lock,
     // and anything beside a sibling, may belong to a transaction still running here.
-    const ownEarlier = pid === process.pid && name === base && kind !== undefined;
+    // An adapted-tensors folder of this process is in use: the run opens its models before it begins its output.
+    const ownEarlier = pid === process.pid && name === base && (kind === 'tmp' || kind === 'old');
     if (!ownEarlier && (pid === process.pid || pidAlive(pid))) continue;
     // A lock without a pid yet may be a live run between creating and writing it.
     if (Number.isNaN(pid) && Date.now() - (await fs.promises.stat(leftover)).mtimeMs < 60_000) continue;

@@ -6,6 +6,7 @@ import { HubSource, resolveReference, ResolveOptions } from '../../hub/resolve';
 import type { Recipe } from '../recipe-types';
 import { readLoraAdapter } from './lora-adapter';
 import { applyLoraAdapter } from './apply-lora';
+import { leftoverName } from '../../engine/output';
 
 /** A model with its adapter applied: `adapterHub` is where the adapter came from when it was a hub id. */
 export interface AdaptedCheckpoint extends ModelCheckpoint {
@@ -18,9 +19,6 @@ export interface RecipeModels {
   /** Removes the adapted tensors' folder (call once the merge has read them). */
   cleanup(): Promise<void>;
 }
-
-/** The temporary folders of adapted tensors are named so, beside the output. */
-export const ADAPTED_PREFIX = '.weightmix-lora-';
 
 /** The output's nearest folder that exists (the output transaction creates the others later). */
 function existingAncestor(dir: string): string {
@@ -35,7 +33,8 @@ function existingAncestor(dir: string): string {
 export async function openRecipeModels(recipe: Recipe, output: string, options: ResolveOptions): Promise<RecipeModels> {
   const ckpts = await openModels(recipe.models, options);
   if (recipe.adapters.every((a) => a === null)) return { ckpts, cleanup: async () => {} };
-  const dir = await fs.promises.mkdtemp(path.join(existingAncestor(path.dirname(path.resolve(output))), ADAPTED_PREFIX));
+  // Named as the output's leftover (engine/output.ts): if this process is killed, the next run on the output removes it.
+  const dir = await fs.promises.mkdtemp(path.join(existingAncestor(path.dirname(path.resolve(output))), `${leftoverName(output, 'lora')}-`));
   const cleanup = () => fs.promises.rm(dir, { recursive: true, force: true });
   try {
     for (const [i, reference] of recipe.adapters.entries()) {
