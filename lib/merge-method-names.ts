@@ -12,6 +12,7 @@ export const MERGE_METHOD_NAMES = [
   'breadcrumbs_ties',
   'karcher',
   'multislerp',
+  'nuslerp',
 ] as const;
 
 /** A recipe's `merge_method` that weightmix runs. */

@@ -145,6 +145,26 @@ describe('weightmix against mergekit', () => {
       }),
       (d) => expect(d.relL2).toBeLessThan(1e-5),
     ],
+    [
+      'nuslerp',
+      () => ({
+        merge_method: 'nuslerp',
+        models: [
+          { model: A, parameters: { weight: 0.3 } },
+          { model: F, parameters: { weight: 0.7 } },
+        ],
+      }),
+      (d) => expect(d.relL2).toBeLessThan(1e-6),
+    ],
+    [
+      'nuslerp-base',
+      () => ({
+        merge_method: 'nuslerp',
+        base_model: N,
+        models: [{ model: A, parameters: { weight: 0.4 } }, { model: B, parameters: { weight: 0.6 } }, { model: N }],
+      }),
+      (d) => expect(d.relL2).toBeLessThan(1e-6),
+    ],
   ];
 
   for (const [name, make, check] of recipes)

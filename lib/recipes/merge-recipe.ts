@@ -90,7 +90,7 @@ export const MERGE_KEYS: OptionKeys<MergeOptions> = {
 
 /**
  * Runs a mergekit recipe (linear, slerp, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs,
- * breadcrumbs_ties, model_stock, passthrough, karcher, multislerp) with weightmix's engine and publishes the model atomically.
+ * breadcrumbs_ties, model_stock, passthrough, karcher, multislerp, nuslerp) with weightmix's engine and publishes the model atomically.
  *
  * `recipe` is, as on the command line, the path of a YAML recipe file (relative model paths resolve
  * against `baseDir`, default the working directory); or the recipe as an object (YAML parsed to

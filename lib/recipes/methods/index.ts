@@ -5,6 +5,7 @@ import { linear } from './linear';
 import { MergeMethod } from './method';
 import { modelStock } from './model-stock';
 import { multislerp } from './multislerp';
+import { nuslerp } from './nuslerp';
 import { passthrough } from './passthrough';
 import { slerp } from './slerp';
 import { breadcrumbs, breadcrumbsTies, dareLinear, dareTies, ties } from './sparse-task-arithmetic';
@@ -25,6 +26,7 @@ export const METHODS: readonly MergeMethod[] = Object.freeze([
   breadcrumbsTies,
   karcher,
   multislerp,
+  nuslerp,
 ]);
 
 /** mergekit methods weightmix refuses, each with its reason (docs/mergekit-parity.md lists them). */
@@ -32,7 +34,6 @@ export const REFUSED_METHODS: Readonly<Record<string, string>> = Object.freeze({
   della: 'its drop probabilities are ranked by magnitude within each row, a per-row selection the engine does not have yet',
   della_linear: 'its drop probabilities are ranked by magnitude within each row, a per-row selection the engine does not have yet',
   sce: 'its element selection by variance across models needs a per-element kernel the engine does not have yet',
-  nuslerp: 'its row-wise spherical interpolation needs per-row angles; the engine computes per-tensor moments only',
   nearswap: 'its per-element weight from |θ − base| needs a kernel the engine does not have yet',
   arcee_fusion: 'its per-element importance mask needs a kernel the engine does not have yet',
   ram: 'it averages each element over the models whose task vector there exceeds epsilon, a per-element count the engine does not have yet',
