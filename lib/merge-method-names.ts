@@ -13,6 +13,9 @@ export const MERGE_METHOD_NAMES = [
   'karcher',
   'multislerp',
   'nuslerp',
+  'nearswap',
+  'ram',
+  'ramplus_tl',
 ] as const;
 
 /** A recipe's `merge_method` that weightmix runs. */

@@ -17,6 +17,7 @@
 #include "io.h"
 #include "worker_pool.h"
 #include "kernels/sparsify.h"
+#include "kernels/elementwise.h"
 
 namespace wm {
 namespace {
@@ -46,8 +47,27 @@ void validateSparseDest(const Dest& d, const Job& job, size_t j) {
   }
 }
 
+// Nearswap and Ram dests name their sources in params (kernels/elementwise.h).
+void validateElementwiseDest(const Dest& d, const Job& job, size_t j) {
+  try {
+    if (d.op == DestOp::Nearswap) decodeNearswapParams(d.params, job.sources.size());
+    else decodeRamParams(d.params, job.sources.size());
+  } catch (const std::invalid_argument& e) {
+    throw ExecError("PlanInvalid", std::string("plan: parameters of job ") + std::to_string(j) + ": " + e.what());
+  }
+}
+
 void validateStatJob(const Job& job, size_t j) {
   const std::string where = " in job " + std::to_string(j);
+  if (job.stat == JobStat::RamCounts) {
+    if (!job.dests.empty() || job.moments) throw ExecError("PlanInvalid", "plan: a statistics job writes nothing" + where);
+    try {
+      decodeRamParams(job.statParams, job.sources.size());
+    } catch (const std::invalid_argument& e) {
+      throw ExecError("PlanInvalid", std::string("plan: bad RAM count parameters") + where + ": " + e.what());
+    }
+    return;
+  }
   if (job.sources.size() != 2 || !job.dests.empty() || job.moments) {
     throw ExecError("PlanInvalid", "plan: a statistics job reads two sources and writes nothing" + where);
   }
@@ -94,8 +114,10 @@ void validatePlan(const Plan& plan, const std::vector<uint64_t>& inputSizes) {
     if (job.stat != JobStat::None) validateStatJob(job, j);
     for (const Dest& d : job.dests) {
       if (d.output >= plan.outputs.size()) throw ExecError("PlanInvalid", "plan: job " + std::to_string(j) + " names a missing output");
-      size_t need = d.op == DestOp::Copy ? 1 : d.op == DestOp::Linear ? job.sources.size() : d.op == DestOp::Sparse ? 0 : 1;
+      const bool paramsOnly = d.op == DestOp::Sparse || d.op == DestOp::Nearswap || d.op == DestOp::Ram;
+      size_t need = d.op == DestOp::Copy ? 1 : d.op == DestOp::Linear ? job.sources.size() : paramsOnly ? 0 : 1;
       if (d.op == DestOp::Sparse) validateSparseDest(d, job, j);
+      if (d.op == DestOp::Nearswap || d.op == DestOp::Ram) validateElementwiseDest(d, job, j);
       if (d.w.size() != need) throw ExecError("PlanInvalid", "plan: wrong coefficient count in job " + std::to_string(j));
       if ((d.op == DestOp::Lerp || d.op == DestOp::LerpMi) && job.sources.size() != 2) {
         throw ExecError("PlanInvalid", "plan: lerp needs two sources in job " + std::to_string(j));
@@ -386,6 +408,12 @@ class Run {
           sparseMerge(srcPtr.data(), srcType.data(), sparse_[piece.job][static_cast<size_t>(&d - job.dests.data())], job.count,
                       piece.start, n, target, d.dtype);
           break;
+        case DestOp::Nearswap:
+          nearswapMerge(srcPtr.data(), srcType.data(), decodeNearswapParams(d.params, job.sources.size()), n, target, d.dtype);
+          break;
+        case DestOp::Ram:
+          ramMerge(srcPtr.data(), srcType.data(), decodeRamParams(d.params, job.sources.size()), n, target, d.dtype);
+          break;
       }
       if (inPlace != nullptr) assembler.commit(at, n * es);
       else assembler.put(at, static_cast<const uint8_t*>(bytes), n * es);
@@ -425,6 +453,7 @@ class Run {
       }
       size_t counters = job.stat == JobStat::Histogram ? (size_t{1} << static_cast<uint32_t>(job.statParams[2]))
                         : job.stat == JobStat::L1  ? 2 * kL1Buckets
+                        : job.stat == JobStat::RamCounts ? job.statParams.size() - 2
                                                    : 0;
       if (counters == 0) continue;
       statCounts_[j].reset(new std::atomic<uint64_t>[counters]);
@@ -437,7 +466,11 @@ class Run {
     const auto& sp = job.statParams;
     const uint32_t indexBits = static_cast<uint32_t>(sp[0]);
     std::vector<uint64_t> local;
-    if (job.stat == JobStat::Histogram) {
+    if (job.stat == JobStat::RamCounts) {
+      const RamParams p = decodeRamParams(sp, job.sources.size());
+      local.assign(2 * p.sources.size(), 0);
+      ramCounts(srcPtr.data(), srcType.data(), p, piece.count, local.data(), local.data() + p.sources.size());
+    } else if (job.stat == JobStat::Histogram) {
       const uint32_t bits = static_cast<uint32_t>(sp[2]);
       local.assign(size_t{1} << bits, 0);
       const uint64_t prefix = (static_cast<uint64_t>(sp[3]) << 32) | static_cast<uint64_t>(sp[4]);
@@ -468,6 +501,8 @@ class Run {
         for (size_t c = 0; c < 2 * kL1Buckets; ++c) b[c] = statCounts_[j][c].load();
         out.push_back(l1Total(b));
         out.push_back(l1Total(b + kL1Buckets));
+      } else if (job.stat == JobStat::RamCounts) {
+        for (size_t c = 0; c < job.statParams.size() - 2; ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
       }
     }
     return out;

@@ -58,6 +58,8 @@ DestOp opOf(Reader& r) {
     case 2: return DestOp::LerpMi;
     case 3: return DestOp::Linear;
     case 4: return DestOp::Sparse;
+    case 5: return DestOp::Nearswap;
+    case 6: return DestOp::Ram;
     default: throw std::invalid_argument("plan: unknown op");
   }
 }
@@ -67,6 +69,7 @@ JobStat statOf(Reader& r) {
     case 0: return JobStat::None;
     case 1: return JobStat::Histogram;
     case 2: return JobStat::L1;
+    case 3: return JobStat::RamCounts;
     default: throw std::invalid_argument("plan: unknown statistic");
   }
 }

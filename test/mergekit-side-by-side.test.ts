@@ -165,6 +165,26 @@ describe('weightmix against mergekit', () => {
       }),
       (d) => expect(d.relL2).toBeLessThan(1e-6),
     ],
+    [
+      'nearswap',
+      () => ({ merge_method: 'nearswap', base_model: N, parameters: { t: 0.01 }, models: [{ model: A }, { model: N }] }),
+      (d) => expect(d.maxUlp).toBeLessThanOrEqual(2),
+    ],
+    [
+      'ram',
+      () => ({ merge_method: 'ram', base_model: N, parameters: { epsilon: 0.01 }, models: [{ model: A }, { model: B }, { model: F }, { model: N }] }),
+      (d) => expect(d.maxUlp).toBeLessThanOrEqual(2),
+    ],
+    [
+      'ramplus_tl',
+      () => ({
+        merge_method: 'ramplus_tl',
+        base_model: N,
+        parameters: { epsilon: 0.01, r: 0.5, alpha: 0.4 },
+        models: [{ model: A }, { model: B }, { model: F }, { model: N }],
+      }),
+      (d) => expect(d.maxUlp).toBeLessThanOrEqual(2),
+    ],
   ];
 
   for (const [name, make, check] of recipes)

@@ -12,6 +12,7 @@ import type { Recipe, RecipeSlice } from './recipe';
 import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
 import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
 import type { SparseTensor } from './sparsify';
+import type { RamPlusTensor } from './ram-counts';
 import { classifyTensor } from '../model/tensor-names';
 import { tensorOutputDtype } from './output-dtype';
 import { firstRows, isEmbeddingMatrix, vocabularyRows } from './tokenizer-source';
@@ -231,13 +232,14 @@ export function sourceCheckpoints(plan: RecipePlan, ckpts: Checkpoint[]): Checkp
 
 /**
  * Every output tensor's recipe from the method's coefficients, given the moments asked for in
- * `plan.momentPairs`; sparsified tensors also come back as statistics work (thresholds are still open).
+ * `plan.momentPairs`; sparsified tensors also come back as statistics work (thresholds are still open),
+ * and so do ramplus_tl's (their λ, in `w` after epsilon, is 1 until resolveRamPlus counts).
  */
 export function tensorRecipes(
   recipe: Recipe,
   plan: RecipePlan,
   moments: (tensor: string, a: number, b: number) => PairMoments,
-): { recipes: Map<string, TensorRecipe>; sparse: SparseTensor[] } {
+): { recipes: Map<string, TensorRecipe>; sparse: SparseTensor[]; ramPlus: RamPlusTensor[] } {
   const method = methodFor(recipe.method);
   const { views } = plan;
   const outDtypeOf = (t: OutputTensor): SafetensorsDtype => {
@@ -247,6 +249,11 @@ export function tensorRecipes(
   };
   const recipes = new Map<string, TensorRecipe>();
   const sparse: SparseTensor[] = [];
+  const ramPlus: RamPlusTensor[] = [];
+  const sourceOf = (name: string) => (m: number) => {
+    const l = views[m].get(name)!;
+    return { file: l.file, offset: l.offset, dtype: nativeDtype(l.dtype) };
+  };
   for (const t of plan.tensors) {
     const dtype = outDtypeOf(t);
     const mt = plan.methodTensors.get(t.name);
@@ -258,15 +265,23 @@ export function tensorRecipes(
         name: t.name,
         count,
         spec,
-        source: (m) => {
-          const l = views[m].get(t.name)!;
-          return { file: l.file, offset: l.offset, dtype: nativeDtype(l.dtype) };
-        },
+        source: sourceOf(t.name),
       });
       recipes.set(t.name, { op: 'sparse', models: [spec.base, ...spec.models.map((m) => m.model)], w: [], dtype });
       continue;
     }
+    if (c.op === 'nearswap') {
+      recipes.set(t.name, { op: 'nearswap', models: [c.base, c.model], w: [c.t], dtype });
+      continue;
+    }
+    if (c.op === 'ram') {
+      const models = [c.base, ...c.models];
+      recipes.set(t.name, { op: 'ram', models, w: [c.epsilon, ...c.models.map(() => 1)], dtype });
+      if (c.plus)
+        ramPlus.push({ name: t.name, count: views[c.base].get(t.name)!.elementCount, models, epsilon: c.epsilon, ...c.plus, source: sourceOf(t.name) });
+      continue;
+    }
     recipes.set(t.name, c.op === 'copy' ? { op: 'copy', models: [c.model], w: [0], dtype } : { op: 'linear', models: c.models, w: c.w, dtype });
   }
-  return { recipes, sparse };
+  return { recipes, sparse, ramPlus };
 }

@@ -6,6 +6,8 @@ import { MergeMethod } from './method';
 import { modelStock } from './model-stock';
 import { multislerp } from './multislerp';
 import { nuslerp } from './nuslerp';
+import { nearswap } from './nearswap';
+import { ram, ramplusTl } from './ram';
 import { passthrough } from './passthrough';
 import { slerp } from './slerp';
 import { breadcrumbs, breadcrumbsTies, dareLinear, dareTies, ties } from './sparse-task-arithmetic';
@@ -27,6 +29,9 @@ export const METHODS: readonly MergeMethod[] = Object.freeze([
   karcher,
   multislerp,
   nuslerp,
+  nearswap,
+  ram,
+  ramplusTl,
 ]);
 
 /** mergekit methods weightmix refuses, each with its reason (docs/mergekit-parity.md lists them). */
@@ -34,10 +39,7 @@ export const REFUSED_METHODS: Readonly<Record<string, string>> = Object.freeze({
   della: 'its drop probabilities are ranked by magnitude within each row, a per-row selection the engine does not have yet',
   della_linear: 'its drop probabilities are ranked by magnitude within each row, a per-row selection the engine does not have yet',
   sce: 'its element selection by variance across models needs a per-element kernel the engine does not have yet',
-  nearswap: 'its per-element weight from |θ − base| needs a kernel the engine does not have yet',
   arcee_fusion: 'its per-element importance mask needs a kernel the engine does not have yet',
-  ram: 'it averages each element over the models whose task vector there exceeds epsilon, a per-element count the engine does not have yet',
-  ramplus_tl: 'it averages each element over the models whose task vector there exceeds epsilon, a per-element count the engine does not have yet',
 });
 export const NOT_YET_SUPPORTED: readonly string[] = Object.freeze(Object.keys(REFUSED_METHODS));
 

@@ -23,9 +23,16 @@ export interface MethodTensor {
 
 /**
  * `copy`: the model's tensor as is (converted to the output dtype); `linear`: Σ w_k·x_k in f32;
- * `sparse`: sparsified task vectors (TIES, DARE, breadcrumbs), thresholds resolved by lib/sparsify.ts.
+ * `sparse`: sparsified task vectors (TIES, DARE, breadcrumbs), thresholds resolved by lib/sparsify.ts;
+ * `nearswap`, `ram`: per-element weights (native/kernels/elementwise.h), f64 and one rounding. A `ram`
+ * with `plus` (ramplus_tl) gets its per-model λ from a counting pass over the whole tensor.
  */
-export type TensorCoefficients = { op: 'copy'; model: number } | { op: 'linear'; models: number[]; w: number[] } | { op: 'sparse'; spec: SparseMergeSpec };
+export type TensorCoefficients =
+  | { op: 'copy'; model: number }
+  | { op: 'linear'; models: number[]; w: number[] }
+  | { op: 'sparse'; spec: SparseMergeSpec }
+  | { op: 'nearswap'; base: number; model: number; t: number }
+  | { op: 'ram'; base: number; models: number[]; epsilon: number; plus: { r: number; alpha: number } | null };
 
 export interface MergeMethod {
   name: MergeMethodName;

@@ -1,0 +1,46 @@
+// Per-element merges whose weight depends on the element itself (mergekit's nearswap and RAM), scalar
+// truth in f64 with one rounding to the output dtype. Each follows mergekit's tensor expression term
+// by term, so that NaN and Inf come out as mergekit's masks and clamps make them.
+//
+// nearswap (dest params [base source, model source, t]), a = base, b = model:
+//   w = clamp(t / max(|a - b|, 1e-6), 0, 1)   (a NaN difference stays NaN, as torch's clamp keeps it)
+//   out = w * b + (1 - w) * a
+//
+// RAM (dest params [base source, epsilon, then per model: source, lambda]), d_k = x_k - base:
+//   m_k = |fl32(d_k)| > fl32(epsilon)          (mergekit compares the f32 task vector with an f32 epsilon)
+//   c = sum m_k; u = (c == 1); o = (c > 1)
+//   z_k = m_k ? d_k : d_k * 0                  (tv * mask: NaN and Inf times 0 are NaN)
+//   out = base + sum_k (z_k * u * lambda_k + z_k * o / max(c, 1))      (k = 0..m-1, f64)
+// lambda_k = 1 is `ram`; `ramplus_tl` sets lambda_k = 1 + r * clamp(shared_k / max(unique_k, epsilon), 0, alpha)
+// from ramCounts over the whole tensor: shared_k = #{i : m_k and c > 1}, unique_k = #{i : m_k and c == 1}.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels.h"
+
+namespace wm {
+
+struct NearswapParams {
+  uint32_t base = 0, model = 0;  // indices into the job's sources
+  double t = 0;
+};
+
+struct RamParams {
+  uint32_t base = 0;
+  float epsilon = 0;
+  std::vector<uint32_t> sources;  // the models' source indices, in the recipe's order
+  std::vector<double> lambda;     // one per model
+};
+
+// Both throw std::invalid_argument naming what is wrong (a source index out of range, a non-finite number).
+NearswapParams decodeNearswapParams(const std::vector<double>& p, size_t sources);
+RamParams decodeRamParams(const std::vector<double>& p, size_t sources);
+
+void nearswapMerge(const void* const* srcs, const Dtype* types, const NearswapParams& p, size_t n, void* out, Dtype to);
+void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, void* out, Dtype to);
+// Adds to shared[k] and unique[k] (one counter per model) the counts of these n elements.
+void ramCounts(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, uint64_t* shared, uint64_t* unique);
+
+}  // namespace wm
