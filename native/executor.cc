@@ -51,7 +51,8 @@ void validateSparseDest(const Dest& d, const Job& job, size_t j) {
 void validateElementwiseDest(const Dest& d, const Job& job, size_t j) {
   try {
     if (d.op == DestOp::Nearswap) decodeNearswapParams(d.params, job.sources.size());
-    else decodeRamParams(d.params, job.sources.size());
+    else if (d.op == DestOp::Ram) decodeRamParams(d.params, job.sources.size());
+    else checkRowLinearParams(d.params, job.sources.size(), job.count);
   } catch (const std::invalid_argument& e) {
     throw ExecError("PlanInvalid", std::string("plan: parameters of job ") + std::to_string(j) + ": " + e.what());
   }
@@ -59,10 +60,13 @@ void validateElementwiseDest(const Dest& d, const Job& job, size_t j) {
 
 void validateStatJob(const Job& job, size_t j) {
   const std::string where = " in job " + std::to_string(j);
-  if (job.stat == JobStat::RamCounts) {
-    if (!job.dests.empty() || job.moments) throw ExecError("PlanInvalid", "plan: a statistics job writes nothing" + where);
+  if (job.stat == JobStat::RamCounts || job.stat == JobStat::RowMoments) {
+    if (!job.dests.empty() || job.moments || (job.stat == JobStat::RowMoments && job.sources.size() != 2)) {
+      throw ExecError("PlanInvalid", "plan: a statistics job reads its sources and writes nothing" + where);
+    }
     try {
-      decodeRamParams(job.statParams, job.sources.size());
+      if (job.stat == JobStat::RowMoments) rowMomentsLength(job.statParams, job.count);
+      else decodeRamParams(job.statParams, job.sources.size());
     } catch (const std::invalid_argument& e) {
       throw ExecError("PlanInvalid", std::string("plan: bad RAM count parameters") + where + ": " + e.what());
     }
@@ -114,10 +118,11 @@ void validatePlan(const Plan& plan, const std::vector<uint64_t>& inputSizes) {
     if (job.stat != JobStat::None) validateStatJob(job, j);
     for (const Dest& d : job.dests) {
       if (d.output >= plan.outputs.size()) throw ExecError("PlanInvalid", "plan: job " + std::to_string(j) + " names a missing output");
-      const bool paramsOnly = d.op == DestOp::Sparse || d.op == DestOp::Nearswap || d.op == DestOp::Ram;
+      const bool elementwise = d.op == DestOp::Nearswap || d.op == DestOp::Ram || d.op == DestOp::RowLinear;
+      const bool paramsOnly = d.op == DestOp::Sparse || elementwise;
       size_t need = d.op == DestOp::Copy ? 1 : d.op == DestOp::Linear ? job.sources.size() : paramsOnly ? 0 : 1;
       if (d.op == DestOp::Sparse) validateSparseDest(d, job, j);
-      if (d.op == DestOp::Nearswap || d.op == DestOp::Ram) validateElementwiseDest(d, job, j);
+      if (elementwise) validateElementwiseDest(d, job, j);
       if (d.w.size() != need) throw ExecError("PlanInvalid", "plan: wrong coefficient count in job " + std::to_string(j));
       if ((d.op == DestOp::Lerp || d.op == DestOp::LerpMi) && job.sources.size() != 2) {
         throw ExecError("PlanInvalid", "plan: lerp needs two sources in job " + std::to_string(j));
@@ -249,6 +254,7 @@ class Run {
       }
     }
     pieceMoments_.resize(pieces_.size());
+    pieceRows_.resize(pieces_.size());
   }
 
   void worker() {
@@ -414,6 +420,9 @@ class Run {
         case DestOp::Ram:
           ramMerge(srcPtr.data(), srcType.data(), decodeRamParams(d.params, job.sources.size()), n, target, d.dtype);
           break;
+        case DestOp::RowLinear:
+          rowLinearMerge(srcPtr.data(), srcType.data(), decodeRowLinearParams(d.params, job.sources.size(), job.count), piece.start, n, target, d.dtype);
+          break;
       }
       if (inPlace != nullptr) assembler.commit(at, n * es);
       else assembler.put(at, static_cast<const uint8_t*>(bytes), n * es);
@@ -466,6 +475,13 @@ class Run {
     const auto& sp = job.statParams;
     const uint32_t indexBits = static_cast<uint32_t>(sp[0]);
     std::vector<uint64_t> local;
+    if (job.stat == JobStat::RowMoments) {  // f64 sums: kept per piece and added in piece order (collectStats)
+      const uint64_t l = static_cast<uint64_t>(sp[0]);
+      std::vector<double>& rows = pieceRows_[static_cast<size_t>(&piece - pieces_.data())];
+      rows.assign(4 * ((piece.start + piece.count - 1) / l - piece.start / l + 1), 0.0);
+      rowMoments(srcPtr[0], srcType[0], srcPtr[1], srcType[1], l, piece.start, piece.count, rows.data());
+      return;
+    }
     if (job.stat == JobStat::RamCounts) {
       const RamParams p = decodeRamParams(sp, job.sources.size());
       local.assign(2 * p.sources.size(), 0);
@@ -492,6 +508,15 @@ class Run {
   // Job order: a histogram job gives 2^bits counts, an L1 job its two sums.
   std::vector<double> collectStats() const {
     std::vector<double> out;
+    std::vector<std::vector<double>> rows(plan_.jobs.size());  // RowMoments: 4 sums per row, pieces added in order
+    for (size_t p = 0; p < pieces_.size(); ++p) {
+      const Job& job = plan_.jobs[pieces_[p].job];
+      if (job.stat != JobStat::RowMoments || pieces_[p].count == 0) continue;
+      std::vector<double>& r = rows[pieces_[p].job];
+      r.resize(4 * (job.count / static_cast<uint64_t>(job.statParams[0])), 0.0);
+      const size_t at = 4 * (pieces_[p].start / static_cast<uint64_t>(job.statParams[0]));
+      for (size_t k = 0; k < pieceRows_[p].size(); ++k) r[at + k] += pieceRows_[p][k];
+    }
     for (size_t j = 0; j < plan_.jobs.size(); ++j) {
       const Job& job = plan_.jobs[j];
       if (job.stat == JobStat::Histogram) {
@@ -503,6 +528,8 @@ class Run {
         out.push_back(l1Total(b + kL1Buckets));
       } else if (job.stat == JobStat::RamCounts) {
         for (size_t c = 0; c < job.statParams.size() - 2; ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
+      } else if (job.stat == JobStat::RowMoments) {
+        out.insert(out.end(), rows[j].begin(), rows[j].end());
       }
     }
     return out;
@@ -535,6 +562,7 @@ class Run {
   std::vector<Piece> pieces_;
   std::vector<Task> tasks_;
   std::vector<Moments> pieceMoments_;
+  std::vector<std::vector<double>> pieceRows_;  // RowMoments jobs: each piece's row sums
   std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]
   std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> statCounts_;  // [job][counter]
   size_t maxSources_ = 0;

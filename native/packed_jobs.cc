@@ -60,6 +60,7 @@ DestOp opOf(Reader& r) {
     case 4: return DestOp::Sparse;
     case 5: return DestOp::Nearswap;
     case 6: return DestOp::Ram;
+    case 7: return DestOp::RowLinear;
     default: throw std::invalid_argument("plan: unknown op");
   }
 }
@@ -70,6 +71,7 @@ JobStat statOf(Reader& r) {
     case 1: return JobStat::Histogram;
     case 2: return JobStat::L1;
     case 3: return JobStat::RamCounts;
+    case 4: return JobStat::RowMoments;
     default: throw std::invalid_argument("plan: unknown statistic");
   }
 }

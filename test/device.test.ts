@@ -179,6 +179,10 @@ const CASES: Case[] = [
     name: 'ramplus_tl (CPU kernel, counting pass)',
     run: recipe(() => ({ merge_method: 'ramplus_tl', base_model: N, parameters: { epsilon: 0.01 }, models: [{ model: A }, { model: B }, { model: N }] })),
   },
+  {
+    name: 'nuslerp nuslerp_flatten: false (CPU kernel, row moments)',
+    run: recipe(() => ({ merge_method: 'nuslerp', parameters: { nuslerp_flatten: false }, models: models([1, 3]) })),
+  },
 ];
 
 describe("cuda merges are the CPU's bytes", () => {

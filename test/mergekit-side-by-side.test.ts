@@ -166,6 +166,21 @@ describe('weightmix against mergekit', () => {
       (d) => expect(d.relL2).toBeLessThan(1e-6),
     ],
     [
+      'nuslerp-rows',
+      () => ({
+        merge_method: 'nuslerp',
+        base_model: N,
+        parameters: { nuslerp_flatten: false },
+        models: [{ model: A, parameters: { weight: 0.4 } }, { model: F, parameters: { weight: 0.6 } }, { model: N }],
+      }),
+      (d) => expect(d.relL2).toBeLessThan(1e-6),
+    ],
+    [
+      'model_stock-filter_wise',
+      () => ({ merge_method: 'model_stock', base_model: A, parameters: { filter_wise: true }, models: [{ model: B }, { model: N }, { model: F }] }),
+      (d) => expect(d.relL2).toBeLessThan(1e-6),
+    ],
+    [
       'nearswap',
       () => ({ merge_method: 'nearswap', base_model: N, parameters: { t: 0.01 }, models: [{ model: A }, { model: N }] }),
       (d) => expect(d.maxUlp).toBeLessThanOrEqual(2),

@@ -11,7 +11,7 @@ import { NativeDest, NativeJob, NativeOp, NativeOutput, NativeSource } from './n
 import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
 import { dtypeByteLength, encodeSafetensorsHeader } from '../format/safetensors';
 import { encodeSparseParams, ResolvedSparse } from './sparse-params';
-import { encodeElementwiseParams } from './elementwise-params';
+import { encodeElementwiseParams, RowWeights } from './elementwise-params';
 import type { OutputLayout } from './output-layout';
 
 /** How one output tensor is made: an op over tensors of the listed checkpoints. */
@@ -24,6 +24,8 @@ export interface TensorRecipe {
   dtype: SafetensorsDtype;
   /** sparse only: thresholds, mask keys and factors (models lists the base and every model it names). */
   sparse?: ResolvedSparse;
+  /** row_linear only: per-row coefficients (models lists the base first when `rows.base`). */
+  rows?: RowWeights;
 }
 
 export interface OutputModelSpec {
@@ -131,8 +133,9 @@ export function planMerge(spec: MergeSpec): MergePlan {
           if (!r.sparse) throw new Error(`internal: sparse recipe of ${t.name} without parameters`);
           const params = encodeSparseParams(r.sparse, (model) => srcs[r.models.indexOf(model)]);
           return { output: outIndex[o], offset: offsets[o][i], dtype: nativeDtype(r.dtype), op: r.op, w: [], params };
-        } else if (r.op === 'nearswap' || r.op === 'ram') {
-          return { output: outIndex[o], offset: offsets[o][i], dtype: nativeDtype(r.dtype), op: r.op, w: [], params: encodeElementwiseParams(r.op, srcs, r.w) };
+        } else if (r.op === 'nearswap' || r.op === 'ram' || r.op === 'row_linear') {
+          const params = encodeElementwiseParams(r.op, srcs, r.w, r.rows);
+          return { output: outIndex[o], offset: offsets[o][i], dtype: nativeDtype(r.dtype), op: r.op, w: [], params };
         } else if (r.op === 'linear') {
           // Linear weights are indexed by the job's source list.
           w = new Array(sources.length).fill(0);

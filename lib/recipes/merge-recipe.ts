@@ -25,6 +25,7 @@ import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validat
 import type { MergeMethodName } from '../merge-method-names';
 import { planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
 import { setRamPlusLambdas } from './ram-counts';
+import { setRowWeights } from './row-wise';
 import { resolveSparse } from './sparsify';
 import { VERSION } from '../version';
 
@@ -148,12 +149,13 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
     if (j === undefined) throw new Error(`internal: no moments for ${tensor} (${a}, ${b})`);
     return moments[j];
   };
-  const { recipes, sparse, ramPlus } = tensorRecipes(recipe, planned, momentsOf);
+  const { recipes, sparse, ramPlus, rowWise } = tensorRecipes(recipe, planned, momentsOf);
   if (sparse.length > 0) {
     const resolved = await resolveSparse(sparse, (p) => runStatisticsPlan(p, statistics));
     for (const [name, r] of resolved) recipes.get(name)!.sparse = r;
   }
   await setRamPlusLambdas(recipes, ramPlus, (p) => runStatisticsPlan(p, statistics));
+  await setRowWeights(recipes, rowWise, (p) => runStatisticsPlan(p, statistics));
 
   const tx = await OutputTransaction.begin(outDir, { force: options.force, notice: options.onNotice, reads: ckpts.flatMap(pathsRead) });
   try {

@@ -13,6 +13,7 @@ import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
 import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
 import type { SparseTensor } from './sparsify';
 import type { RamPlusTensor } from './ram-counts';
+import type { RowWiseTensor } from './row-wise';
 import { classifyTensor } from '../model/tensor-names';
 import { tensorOutputDtype } from './output-dtype';
 import { firstRows, isEmbeddingMatrix, vocabularyRows } from './tokenizer-source';
@@ -212,7 +213,8 @@ export function planRecipe(recipe: Recipe, ckpts: Checkpoint[]): RecipePlan {
   const asked = new Set<string>();
   for (const t of tensors) {
     if (!t.sources.every((s) => isFloatDtype(views[s.model].get(t.name)!.dtype))) continue;
-    const mt = { name: t.name, models: t.sources.map((s) => s.model), base: recipe.base, scope: t.scope, label };
+    const shape = views[t.sources[0].model].get(t.name)!.shape;
+    const mt = { name: t.name, models: t.sources.map((s) => s.model), base: recipe.base, shape, scope: t.scope, label };
     methodTensors.set(t.name, mt);
     for (const [a, b] of method.momentPairs?.(mt) ?? []) {
       const key = `${t.name}\u0000${a}\u0000${b}`;
@@ -239,7 +241,7 @@ export function tensorRecipes(
   recipe: Recipe,
   plan: RecipePlan,
   moments: (tensor: string, a: number, b: number) => PairMoments,
-): { recipes: Map<string, TensorRecipe>; sparse: SparseTensor[]; ramPlus: RamPlusTensor[] } {
+): { recipes: Map<string, TensorRecipe>; sparse: SparseTensor[]; ramPlus: RamPlusTensor[]; rowWise: RowWiseTensor[] } {
   const method = methodFor(recipe.method);
   const { views } = plan;
   const outDtypeOf = (t: OutputTensor): SafetensorsDtype => {
@@ -250,6 +252,7 @@ export function tensorRecipes(
   const recipes = new Map<string, TensorRecipe>();
   const sparse: SparseTensor[] = [];
   const ramPlus: RamPlusTensor[] = [];
+  const rowWise: RowWiseTensor[] = [];
   const sourceOf = (name: string) => (m: number) => {
     const l = views[m].get(name)!;
     return { file: l.file, offset: l.offset, dtype: nativeDtype(l.dtype) };
@@ -281,7 +284,14 @@ export function tensorRecipes(
         ramPlus.push({ name: t.name, count: views[c.base].get(t.name)!.elementCount, models, epsilon: c.epsilon, ...c.plus, source: sourceOf(t.name) });
       continue;
     }
+    if (c.op === 'rows') {
+      const models = c.base === null ? c.models : [c.base, ...c.models];
+      recipes.set(t.name, { op: 'row_linear', models, w: [], dtype, rows: { length: c.rowLength, base: c.base !== null, w: [] } });
+      const count = views[c.models[0]].get(t.name)!.elementCount;
+      rowWise.push({ name: t.name, count, rowLength: c.rowLength, pairs: c.pairs, weights: c.weights, source: sourceOf(t.name) });
+      continue;
+    }
     recipes.set(t.name, c.op === 'copy' ? { op: 'copy', models: [c.model], w: [0], dtype } : { op: 'linear', models: c.models, w: c.w, dtype });
   }
-  return { recipes, sparse, ramPlus };
+  return { recipes, sparse, ramPlus, rowWise };
 }

@@ -82,7 +82,8 @@ bool DeviceRun::destFits(const Job& job, const Dest& d, size_t jobIndex) const {
     case DestOp::Linear: return job.sources.size() <= kMaxLinearSources;
     case DestOp::Sparse: return sparseFits(run_.sparse[jobIndex][static_cast<size_t>(&d - job.dests.data())], job.sources.size());
     case DestOp::Nearswap:
-    case DestOp::Ram: return false;  // CPU kernels only (kernels/elementwise.h): the CPU share of the task produces them
+    case DestOp::Ram:
+    case DestOp::RowLinear: return false;  // CPU kernels only (kernels/elementwise.h): the CPU share of the task produces them
     default: return true;
   }
 }
@@ -211,6 +212,7 @@ void DeviceRun::runTask(Seat& seat, const Task& task, const TaskReads& reads, co
           break;
         case DestOp::Nearswap:
         case DestOp::Ram:
+        case DestOp::RowLinear:
           throw std::logic_error("internal: a CPU-only op was launched on the device");  // destFits keeps them on the CPU
       }
       WorkerContext::check(rc, "launching a kernel");

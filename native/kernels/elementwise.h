@@ -13,6 +13,13 @@
 //   out = base + sum_k (z_k * u * lambda_k + z_k * o / max(c, 1))      (k = 0..m-1, f64)
 // lambda_k = 1 is `ram`; `ramplus_tl` sets lambda_k = 1 + r * clamp(shared_k / max(unique_k, epsilon), 0, alpha)
 // from ramCounts over the whole tensor: shared_k = #{i : m_k and c > 1}, unique_k = #{i : m_k and c == 1}.
+//
+// Row-wise combinations (mergekit's nuslerp with nuslerp_flatten: false, model_stock with filter_wise:
+// true): the tensor is rows of `rowLength` contiguous elements, row r has its own coefficients c_rk
+// (dest params [rowLength, base source or -1, m, m sources, then rows x m coefficients, row-major]):
+//   with a base: out = base + sum_k c_rk * (x_k - base); without: out = sum_k c_rk * x_k   (f64, k in order)
+// Their statistics (statParams [rowLength], sources a and b): per row sum a^2, sum b^2, sum ab,
+// sum (b-a)^2 over the finite pairs, summed in element order within a piece.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -35,12 +42,27 @@ struct RamParams {
 };
 
 // Both throw std::invalid_argument naming what is wrong (a source index out of range, a non-finite number).
+struct RowLinearParams {
+  uint64_t rowLength = 1;
+  int64_t base = -1;              // a source index, or -1
+  std::vector<uint32_t> sources;  // the models' source indices
+  const double* w = nullptr;      // rows x sources.size(), inside the dest's params
+};
+
 NearswapParams decodeNearswapParams(const std::vector<double>& p, size_t sources);
 RamParams decodeRamParams(const std::vector<double>& p, size_t sources);
+// `count` is the job's element count (a whole number of rows).
+RowLinearParams decodeRowLinearParams(const std::vector<double>& p, size_t sources, uint64_t count);
+void checkRowLinearParams(const std::vector<double>& p, size_t sources, uint64_t count);  // decode + every coefficient finite
+uint64_t rowMomentsLength(const std::vector<double>& statParams, uint64_t count);  // the row length, checked
 
 void nearswapMerge(const void* const* srcs, const Dtype* types, const NearswapParams& p, size_t n, void* out, Dtype to);
 void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, void* out, Dtype to);
 // Adds to shared[k] and unique[k] (one counter per model) the counts of these n elements.
 void ramCounts(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, uint64_t* shared, uint64_t* unique);
+// Elements start .. start + n - 1 of the tensor.
+void rowLinearMerge(const void* const* srcs, const Dtype* types, const RowLinearParams& p, uint64_t start, size_t n, void* out, Dtype to);
+// Adds into sums[4 * (r - start / rowLength) + 0..3] the moments of rows r touched by elements start .. start + n - 1.
+void rowMoments(const void* a, Dtype ta, const void* b, Dtype tb, uint64_t rowLength, uint64_t start, size_t n, double* sums);
 
 }  // namespace wm

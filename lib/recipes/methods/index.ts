@@ -13,7 +13,7 @@ import { slerp } from './slerp';
 import { breadcrumbs, breadcrumbsTies, dareLinear, dareTies, ties } from './sparse-task-arithmetic';
 import { taskArithmetic } from './task-arithmetic';
 
-export type { MergeMethod, MethodTensor, PairMoments, TensorCoefficients } from './method';
+export type { MergeMethod, MethodTensor, PairMoments, RowMoments, TensorCoefficients } from './method';
 
 export const METHODS: readonly MergeMethod[] = Object.freeze([
   linear,

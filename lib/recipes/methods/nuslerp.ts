@@ -2,13 +2,14 @@
  * mergekit `nuslerp`: spherical interpolation of two models (or, with a base model, of their task
  * vectors) at t = w₁ / (w₀ + w₁) (0.5 when |w₀ + w₁| < 1e-6). With `nuslerp_flatten: true` (the
  * default) the angle is one per tensor, so the result is one combination whose coefficients come from
- * the moments pass. Parameters (mergekit's): `weight` per model (required), `nuslerp_flatten` (true),
- * `nuslerp_row_wise` (false; ignored when flattened, as in mergekit).
+ * the moments pass; with `nuslerp_flatten: false` one per row (the last dimension), from per-row
+ * moments (`rows`). Parameters (mergekit's): `weight` per model (required), `nuslerp_flatten` (true),
+ * `nuslerp_row_wise` (false; ignored when flattened, as in mergekit; true, one angle per column, is refused).
  */
 import { WeightmixError } from '../../errors';
 import { booleanParameter, numberParameter } from '../recipe-params';
 import { deltaGramMatrix, gramMatrix } from './gram';
-import { linearOrCopy, MergeMethod, MethodTensor, TensorCoefficients } from './method';
+import { linearOrCopy, MergeMethod, MethodTensor, RowMoments, TensorCoefficients } from './method';
 
 const NORM_FLOOR = 1e-7;
 const COLINEAR_SIN = 1e-8;
@@ -32,6 +33,11 @@ function pair(t: Pick<MethodTensor, 'models' | 'base'>): { base: number | null; 
   return { base: withBase ? t.base : null, ends: withBase ? t.models.filter((m) => m !== t.base) : t.models };
 }
 
+/** Unflattened (one angle per row); a 1-D tensor is one row, the tensor-wise form. */
+function rowWise(t: Pick<MethodTensor, 'scope' | 'shape'>): boolean {
+  return !booleanParameter(t.scope, 'nuslerp_flatten', true) && t.shape.length >= 2;
+}
+
 export const nuslerp: MergeMethod = {
   name: 'nuslerp',
   parameters: ['weight', 'nuslerp_flatten', 'nuslerp_row_wise'],
@@ -43,7 +49,7 @@ export const nuslerp: MergeMethod = {
   },
   momentPairs(t) {
     const { base, ends } = pair(t);
-    if (ends.length !== 2) return [];
+    if (ends.length !== 2 || rowWise(t)) return [];
     return base === null
       ? [[ends[0], ends[1]]]
       : [
@@ -57,13 +63,29 @@ export const nuslerp: MergeMethod = {
     // mergekit returns a tensor only one model holds as it is.
     if (t.models.length === 1) return { op: 'copy', model: t.models[0] };
     if (ends.length !== 2) throw new WeightmixError('InvalidRecipe', `nuslerp: tensor ${t.name} is in ${ends.length} of the models to merge; it needs two`);
-    if (!booleanParameter(t.scope, 'nuslerp_flatten', true)) {
-      throw new WeightmixError(
-        'UnsupportedRecipe',
-        'nuslerp: nuslerp_flatten: false is not supported (it needs one angle per row; weightmix computes one per tensor)',
-      );
-    }
     const lambda = nuslerpT(...(ends.map((m) => numberParameter(t.scope, 'weight', m, undefined, t.label(m))) as [number, number]));
+    if (rowWise(t)) {
+      if (booleanParameter(t.scope, 'nuslerp_row_wise', false)) {
+        throw new WeightmixError(
+          'UnsupportedRecipe',
+          'nuslerp: nuslerp_row_wise: true with nuslerp_flatten: false is not supported (one angle per column; weightmix computes them per row)',
+        );
+      }
+      const pairs: [number, number][] =
+        base === null
+          ? [[ends[0], ends[1]]]
+          : [
+              [base, ends[0]],
+              [base, ends[1]],
+              [ends[0], ends[1]],
+            ];
+      const weights = (rows: RowMoments) =>
+        rows(...pairs[0]).map((_, r) => {
+          const g = base === null ? gramMatrix(ends, (a, b) => rows(a, b)[r]) : deltaGramMatrix(base, ends, (a, b) => rows(a, b)[r]);
+          return nuslerpCoefficients(lambda, g[0][0], g[1][1], g[0][1]);
+        });
+      return { op: 'rows', base, models: ends, rowLength: t.shape[t.shape.length - 1], pairs, weights };
+    }
     const g = base === null ? gramMatrix(ends, t.moments) : deltaGramMatrix(base, ends, t.moments);
     const [c0, c1] = nuslerpCoefficients(lambda, g[0][0], g[1][1], g[0][1]);
     if (base === null) return linearOrCopy(ends, [c0, c1]);
