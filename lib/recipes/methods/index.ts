@@ -38,8 +38,9 @@ export const METHODS: readonly MergeMethod[] = Object.freeze([
 export const REFUSED_METHODS: Readonly<Record<string, string>> = Object.freeze({
   della: 'its drop probabilities are ranked by magnitude within each row, a per-row selection the engine does not have yet',
   della_linear: 'its drop probabilities are ranked by magnitude within each row, a per-row selection the engine does not have yet',
-  sce: 'its element selection by variance across models needs a per-element kernel the engine does not have yet',
-  arcee_fusion: 'its per-element importance mask needs a kernel the engine does not have yet',
+  sce: 'it elects signs on the unweighted task vectors and selects elements by their variance across models; the engine elects signs on weighted task vectors and has no variance selection yet',
+  arcee_fusion:
+    'its importance (|δ| times a per-row KL divergence of softmaxes) and the quantiles of it over the tensor need statistics passes the engine does not have yet',
 });
 export const NOT_YET_SUPPORTED: readonly string[] = Object.freeze(Object.keys(REFUSED_METHODS));
 
