@@ -65,7 +65,7 @@ void validateStatJob(const Job& job, size_t j) {
       throw ExecError("PlanInvalid", "plan: a statistics job reads its sources and writes nothing" + where);
     }
     try {
-      if (job.stat == JobStat::RowMoments) rowMomentsLength(job.statParams, job.count);
+      if (job.stat == JobStat::RowMoments) decodeGroups(job.statParams, job.count);
       else decodeRamParams(job.statParams, job.sources.size());
     } catch (const std::invalid_argument& e) {
       throw ExecError("PlanInvalid", std::string("plan: bad RAM count parameters") + where + ": " + e.what());
@@ -476,10 +476,10 @@ class Run {
     const uint32_t indexBits = static_cast<uint32_t>(sp[0]);
     std::vector<uint64_t> local;
     if (job.stat == JobStat::RowMoments) {  // f64 sums: kept per piece and added in piece order (collectStats)
-      const uint64_t l = static_cast<uint64_t>(sp[0]);
+      const Groups g = decodeGroups(sp, job.count);
       std::vector<double>& rows = pieceRows_[static_cast<size_t>(&piece - pieces_.data())];
-      rows.assign(4 * ((piece.start + piece.count - 1) / l - piece.start / l + 1), 0.0);
-      rowMoments(srcPtr[0], srcType[0], srcPtr[1], srcType[1], l, piece.start, piece.count, rows.data());
+      rows.assign(4 * g.span(piece.start, piece.count), 0.0);
+      rowMoments(srcPtr[0], srcType[0], srcPtr[1], srcType[1], g, piece.start, piece.count, rows.data());
       return;
     }
     if (job.stat == JobStat::RamCounts) {
@@ -513,8 +513,9 @@ class Run {
       const Job& job = plan_.jobs[pieces_[p].job];
       if (job.stat != JobStat::RowMoments || pieces_[p].count == 0) continue;
       std::vector<double>& r = rows[pieces_[p].job];
-      r.resize(4 * (job.count / static_cast<uint64_t>(job.statParams[0])), 0.0);
-      const size_t at = 4 * (pieces_[p].start / static_cast<uint64_t>(job.statParams[0]));
+      const Groups g = decodeGroups(job.statParams, job.count);
+      r.resize(4 * g.count(job.count), 0.0);
+      const size_t at = 4 * g.first(pieces_[p].start);
       for (size_t k = 0; k < pieceRows_[p].size(); ++k) r[at + k] += pieceRows_[p][k];
     }
     for (size_t j = 0; j < plan_.jobs.size(); ++j) {

@@ -176,6 +176,18 @@ describe('weightmix against mergekit', () => {
       (d) => expect(d.relL2).toBeLessThan(1e-6),
     ],
     [
+      'nuslerp-columns',
+      () => ({
+        merge_method: 'nuslerp',
+        parameters: { nuslerp_flatten: false, nuslerp_row_wise: true },
+        models: [
+          { model: A, parameters: { weight: 0.4 } },
+          { model: F, parameters: { weight: 0.6 } },
+        ],
+      }),
+      (d) => expect(d.relL2).toBeLessThan(1e-6),
+    ],
+    [
       'model_stock-filter_wise',
       () => ({ merge_method: 'model_stock', base_model: A, parameters: { filter_wise: true }, models: [{ model: B }, { model: N }, { model: F }] }),
       (d) => expect(d.relL2).toBeLessThan(1e-6),

@@ -1,6 +1,6 @@
 /**
  * The row-wise forms: model_stock with filter_wise: true and nuslerp with nuslerp_flatten: false (one
- * angle per row of the last dimension). The engine's `row_moments` statistic against f64 sums, its
+ * angle per row of the last dimension, or with nuslerp_row_wise per vector along the first). The engine's `row_moments` statistic against f64 sums, its
  * `row_linear` op bit for bit against base + Σ c·(x − base) in f64 on random inputs with special
  * values, and whole recipes within one ulp of mergekit's definitions applied row by row.
  */
@@ -47,6 +47,18 @@ function byRow(name: string, tensors: number[][], f: (rows: number[][]) => numbe
   const length = shape[shape.length - 1];
   const out: number[] = [];
   for (let at = 0; at < tensors[0].length; at += length) out.push(...f(tensors.map((x) => x.slice(at, at + length))));
+  return out;
+}
+
+/** f applied to each vector along the first dimension (mergekit's dim 0: a column of a matrix); a 1-D tensor is one. */
+function byColumn(name: string, tensors: number[][], f: (columns: number[][]) => number[]): number[] {
+  const shape = shapes.get(name)!;
+  const groups = shape.length < 2 ? 1 : tensors[0].length / shape[0];
+  const out = new Array<number>(tensors[0].length);
+  for (let g = 0; g < groups; g++) {
+    const index = Array.from({ length: tensors[0].length / groups }, (_, r) => r * groups + g);
+    f(tensors.map((x) => index.map((i) => x[i]))).forEach((v, r) => (out[index[r]] = v));
+  }
   return out;
 }
 
@@ -117,6 +129,21 @@ test('nuslerp nuslerp_flatten: false, without and with a base: within 1 ulp of n
   expect(await worstUlpOf(based, oracle)).toBeLessThanOrEqual(1);
 });
 
+test("nuslerp nuslerp_row_wise: true with nuslerp_flatten: false: one angle per column (mergekit's dim 0), within 1 ulp, and not the rows' result", async () => {
+  const [a, b, n] = await Promise.all([modelValues(A), modelValues(B), modelValues(N)]);
+  const doc = {
+    merge_method: 'nuslerp',
+    base_model: N,
+    out_dtype: 'float32',
+    parameters: { nuslerp_flatten: false, nuslerp_row_wise: true },
+    models: [{ model: A, parameters: { weight: 1 } }, { model: B, parameters: { weight: 2 } }, { model: N }],
+  };
+  const columns = (k: string) => byColumn(k, [a.get(k)!, b.get(k)!, n.get(k)!], ([x, y, z]) => nuslerpRef(x, y, [1, 2], z));
+  const rows = (k: string) => byRow(k, [a.get(k)!, b.get(k)!, n.get(k)!], ([x, y, z]) => nuslerpRef(x, y, [1, 2], z));
+  expect(await worstUlpOf(doc, columns)).toBeLessThanOrEqual(1);
+  expect(await worstUlpOf(doc, rows)).toBeGreaterThan(1);
+});
+
 // ---- the engine on raw files ----------------------------------------------------------------------
 
 function rng(seed: number): () => number {
@@ -157,10 +184,17 @@ test.each([
     const raws = [0, 1, 2].map(() => writeRaw(Array.from({ length: n }, value), ts));
     const coefficients = Array.from({ length: rows * 2 }, () => (r() - 0.3) * 2);
     const sources = raws.map((x, k) => ({ input: k, offset: 0, dtype: ts as NativeDtype }));
-    for (const base of [true, false]) {
+    // Rows of rowLength elements, or (interleaved) as many groups, element i in group i mod rowLength.
+    for (const [base, interleaved] of [
+      [true, false],
+      [false, false],
+      [true, true],
+    ]) {
+      const group = (i: number) => (interleaved ? i % rowLength : Math.floor(i / rowLength));
       const outFile = path.join(dir, `rows-${counter++}.bin`);
       // Sources 2 (base) and 0, 1 (models), out of order: the params name them.
-      const params = encodeElementwiseParams('row_linear', base ? [2, 0, 1] : [0, 1], [], { length: rowLength, base, w: coefficients });
+      const w = interleaved ? coefficients.slice(0, 2 * rowLength) : coefficients;
+      const params = encodeElementwiseParams('row_linear', base ? [2, 0, 1] : [0, 1], [], { length: rowLength, interleaved, base, w });
       await runPlan({
         inputs: raws.map((x) => x.file),
         outputs: [{ path: outFile, size: n * (to === 'F32' ? 4 : 2), head: Buffer.alloc(0) }],
@@ -172,11 +206,12 @@ test.each([
       const got = fs.readFileSync(outFile);
       const [x0, x1, b] = raws.map((x) => x.held);
       for (let i = 0; i < n; i++) {
-        const c = coefficients.slice(2 * Math.floor(i / rowLength), 2 * Math.floor(i / rowLength) + 2);
+        const c = w.slice(2 * group(i), 2 * group(i) + 2);
         const ref = base ? b[i] + (0 + c[0] * (x0[i] - b[i]) + c[1] * (x1[i] - b[i])) : 0 + c[0] * x0[i] + c[1] * x1[i];
         const want = Number.isNaN(ref) ? CANONICAL_NAN[to] : encode(to, ref);
         const bits = to === 'F32' ? got.readUInt32LE(4 * i) : got.readUInt16LE(2 * i);
-        if (bits !== want) throw new Error(`element ${i} (base ${base}): got 0x${bits.toString(16)}, want 0x${want.toString(16)} (${ref})`);
+        if (bits !== want)
+          throw new Error(`element ${i} (base ${base}, interleaved ${interleaved}): got 0x${bits.toString(16)}, want 0x${want.toString(16)} (${ref})`);
       }
     }
     const { stats } = await runPlan({
@@ -196,6 +231,21 @@ test.each([
         [x[i] * x[i], y[i] * y[i], x[i] * y[i], (y[i] - x[i]) ** 2].forEach((v, k) => (want[k] += v));
       }
       want.forEach((v, k) => expect(stats[4 * row + k]).toBeCloseTo(v, 12 - Math.max(0, Math.ceil(Math.log10(Math.abs(v) + 1)))));
+    }
+    // Interleaved: rowLength groups, element i in group i mod rowLength.
+    const interleaved = await runPlan({
+      inputs: raws.map((v) => v.file),
+      outputs: [],
+      jobs: [{ count: n, sources: sources.slice(0, 2), dests: [], stat: 'row_moments', statParams: [-rowLength] }],
+      threads: 3,
+      blockBytes: 4096,
+      direct: false,
+    });
+    expect(interleaved.stats).toHaveLength(4 * rowLength);
+    for (let g = 0; g < rowLength; g++) {
+      let aa = 0;
+      for (let i = g; i < n; i += rowLength) if (Number.isFinite(x[i]) && Number.isFinite(y[i])) aa += x[i] * x[i];
+      expect(interleaved.stats[4 * g]).toBeCloseTo(aa, 12 - Math.max(0, Math.ceil(Math.log10(Math.abs(aa) + 1))));
     }
   },
 );

@@ -1,7 +1,7 @@
 /**
  * The `nearswap`, `ram` and `row_linear` ops' parameters (native/kernels/elementwise.h's flat
  * layouts), which name their sources by index in the job: nearswap [base, model, t]; ram [base,
- * epsilon, (source, λ)…]; row_linear [row length, base or −1, m, m sources, rows × m coefficients].
+ * epsilon, (source, λ)…]; row_linear [+row length or −group count, base or −1, m, m sources, groups × m coefficients].
  */
 import type { NativeOp } from './native-plan';
 
@@ -9,8 +9,9 @@ export type ElementwiseOp = Extract<NativeOp, 'nearswap' | 'ram' | 'row_linear'>
 
 /** Per-row coefficients of a `row_linear` tensor recipe. */
 export interface RowWeights {
-  /** Elements per row (the tensor's last dimension). */
+  /** Elements per row (the tensor's last dimension); with `interleaved`, the number of groups (element i is in group i mod length: the vectors along dim 0). */
   length: number;
+  interleaved: boolean;
   /** Whether the recipe's first model is a base (out = base + Σ c·(x − base)) or not (out = Σ c·x). */
   base: boolean;
   /** Rows × models coefficients, row-major (models: the recipe's, after the base). */
@@ -26,7 +27,7 @@ export function encodeElementwiseParams(op: ElementwiseOp, sources: readonly num
   if (op === 'ram') return [sources[0], w[0], ...sources.slice(1).flatMap((s, k) => [s, w[k + 1]])];
   if (!rows) throw new Error('internal: row_linear without its rows');
   const models = rows.base ? sources.slice(1) : sources;
-  const params = [rows.length, rows.base ? sources[0] : -1, models.length, ...models];
+  const params = [rows.interleaved ? -rows.length : rows.length, rows.base ? sources[0] : -1, models.length, ...models];
   for (const x of rows.w) params.push(x);
   return params;
 }

@@ -286,9 +286,9 @@ export function tensorRecipes(
     }
     if (c.op === 'rows') {
       const models = c.base === null ? c.models : [c.base, ...c.models];
-      recipes.set(t.name, { op: 'row_linear', models, w: [], dtype, rows: { length: c.rowLength, base: c.base !== null, w: [] } });
+      recipes.set(t.name, { op: 'row_linear', models, w: [], dtype, rows: { length: c.rowLength, interleaved: c.interleaved, base: c.base !== null, w: [] } });
       const count = views[c.models[0]].get(t.name)!.elementCount;
-      rowWise.push({ name: t.name, count, rowLength: c.rowLength, pairs: c.pairs, weights: c.weights, source: sourceOf(t.name) });
+      rowWise.push({ name: t.name, count, rowLength: c.rowLength, interleaved: c.interleaved, pairs: c.pairs, weights: c.weights, source: sourceOf(t.name) });
       continue;
     }
     recipes.set(t.name, c.op === 'copy' ? { op: 'copy', models: [c.model], w: [0], dtype } : { op: 'linear', models: c.models, w: c.w, dtype });

@@ -15,6 +15,8 @@ export interface RowWiseTensor {
   name: string;
   count: number;
   rowLength: number;
+  /** The groups are the vectors along dim 0 (`rowLength` of them, interleaved), not rows. */
+  interleaved: boolean;
   /** Recipe model pairs whose per-row moments `weights` reads. */
   pairs: [number, number][];
   /** Rows × models coefficients from the per-row moments. */
@@ -39,14 +41,14 @@ export async function setRowWeights(recipes: Map<string, TensorRecipe>, tensors:
         ],
         dests: [],
         stat: 'row_moments',
-        statParams: [t.rowLength],
+        statParams: [t.interleaved ? -t.rowLength : t.rowLength],
       };
     }),
   );
   const { stats } = await run({ inputs: files.paths, jobs });
   let at = 0;
   for (const t of tensors) {
-    const rows = t.count / t.rowLength;
+    const rows = t.interleaved ? t.rowLength : t.count / t.rowLength;
     const byPair = new Map<string, PairMoments[]>();
     for (const [a, b] of t.pairs) {
       const m: PairMoments[] = [];

@@ -59,12 +59,12 @@ RamParams decodeRamParams(const std::vector<double>& p, size_t sources) {
 RowLinearParams decodeRowLinearParams(const std::vector<double>& p, size_t sources, uint64_t count) {
   if (p.size() < 3) throw std::invalid_argument("row_linear takes [rowLength, base, m, sources..., coefficients...]");
   RowLinearParams x;
-  x.rowLength = rowMomentsLength(p, count);
+  x.groups = decodeGroups(p, count);
   if (p[1] != -1) x.base = sourceAt(p, 1, sources);
   const double m = p[2];
   if (!(m >= 1 && m <= static_cast<double>(sources)) || m != std::floor(m)) throw std::invalid_argument("bad model count");
   const size_t models = static_cast<size_t>(m);
-  if (p.size() != 3 + models + count / x.rowLength * models) throw std::invalid_argument("coefficients do not match the rows");
+  if (p.size() != 3 + models + x.groups.count(count) * models) throw std::invalid_argument("coefficients do not match the rows");
   for (size_t k = 0; k < models; ++k) x.sources.push_back(sourceAt(p, 3 + k, sources));
   x.w = p.data() + 3 + models;
   return x;
@@ -75,12 +75,16 @@ void checkRowLinearParams(const std::vector<double>& p, size_t sources, uint64_t
   for (size_t i = 3 + x.sources.size(); i < p.size(); ++i) finiteAt(p, i, "a coefficient");
 }
 
-uint64_t rowMomentsLength(const std::vector<double>& p, uint64_t count) {
-  const double l = p.empty() ? 0 : p[0];
+Groups decodeGroups(const std::vector<double>& p, uint64_t count) {
+  const double v = p.empty() ? 0 : p[0];
+  const double l = std::fabs(v);
   if (!(l >= 1 && l <= 9007199254740991.0) || l != std::floor(l) || count % static_cast<uint64_t>(l) != 0) {
     throw std::invalid_argument("the row length does not divide the element count");
   }
-  return static_cast<uint64_t>(l);
+  Groups g;
+  g.length = static_cast<uint64_t>(l);
+  g.interleaved = v < 0;
+  return g;
 }
 
 void nearswapMerge(const void* const* srcs, const Dtype* types, const NearswapParams& p, size_t n, void* out, Dtype to) {
@@ -126,7 +130,7 @@ void ramCounts(const void* const* srcs, const Dtype* types, const RamParams& p, 
 void rowLinearMerge(const void* const* srcs, const Dtype* types, const RowLinearParams& p, uint64_t start, size_t n, void* out, Dtype to) {
   const size_t m = p.sources.size();
   for (size_t i = 0; i < n; ++i) {
-    const double* c = p.w + (start + i) / p.rowLength * m;
+    const double* c = p.w + p.groups.of(start + i) * m;
     const double base = p.base < 0 ? 0.0 : loadElement(srcs[p.base], types[p.base], i);
     double sum = 0;
     for (size_t k = 0; k < m; ++k) {
@@ -137,12 +141,12 @@ void rowLinearMerge(const void* const* srcs, const Dtype* types, const RowLinear
   }
 }
 
-void rowMoments(const void* a, Dtype ta, const void* b, Dtype tb, uint64_t rowLength, uint64_t start, size_t n, double* sums) {
-  const uint64_t first = start / rowLength;
+void rowMoments(const void* a, Dtype ta, const void* b, Dtype tb, const Groups& groups, uint64_t start, size_t n, double* sums) {
+  const uint64_t first = groups.first(start);
   for (size_t i = 0; i < n; ++i) {
     const double x = loadElement(a, ta, i), y = loadElement(b, tb, i);
     if (!std::isfinite(x) || !std::isfinite(y)) continue;
-    double* s = sums + 4 * ((start + i) / rowLength - first);
+    double* s = sums + 4 * (groups.of(start + i) - first);
     const double d = num::subRn(y, x);
     s[0] = num::addRn(s[0], num::mulRn(x, x));
     s[1] = num::addRn(s[1], num::mulRn(y, y));

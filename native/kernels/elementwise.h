@@ -15,10 +15,13 @@
 // from ramCounts over the whole tensor: shared_k = #{i : m_k and c > 1}, unique_k = #{i : m_k and c == 1}.
 //
 // Row-wise combinations (mergekit's nuslerp with nuslerp_flatten: false, model_stock with filter_wise:
-// true): the tensor is rows of `rowLength` contiguous elements, row r has its own coefficients c_rk
-// (dest params [rowLength, base source or -1, m, m sources, then rows x m coefficients, row-major]):
-//   with a base: out = base + sum_k c_rk * (x_k - base); without: out = sum_k c_rk * x_k   (f64, k in order)
-// Their statistics (statParams [rowLength], sources a and b): per row sum a^2, sum b^2, sum ab,
+// true): the tensor's elements fall into groups, each with its own coefficients c_gk. The first
+// parameter says how: +L, rows of L contiguous elements (group i / L: mergekit's dim -1); -G, G
+// interleaved groups (group i mod G, G = count / shape[0]: the vectors along dim 0, mergekit's
+// nuslerp_row_wise). Dest params [+L or -G, base source or -1, m, m sources, then groups x m
+// coefficients, group-major]:
+//   with a base: out = base + sum_k c_gk * (x_k - base); without: out = sum_k c_gk * x_k   (f64, k in order)
+// Their statistics (statParams [+L or -G], sources a and b): per group sum a^2, sum b^2, sum ab,
 // sum (b-a)^2 over the finite pairs, summed in element order within a piece.
 #pragma once
 #include <cstddef>
@@ -42,8 +45,18 @@ struct RamParams {
 };
 
 // Both throw std::invalid_argument naming what is wrong (a source index out of range, a non-finite number).
+struct Groups {
+  uint64_t length = 1;       // L (rows) or G (interleaved)
+  bool interleaved = false;
+  uint64_t of(uint64_t i) const { return interleaved ? i % length : i / length; }
+  uint64_t count(uint64_t elements) const { return interleaved ? length : elements / length; }
+  // The groups elements start .. start + n - 1 touch are first .. first + span - 1.
+  uint64_t first(uint64_t start) const { return interleaved ? 0 : start / length; }
+  uint64_t span(uint64_t start, uint64_t n) const { return interleaved ? length : (start + n - 1) / length - start / length + 1; }
+};
+
 struct RowLinearParams {
-  uint64_t rowLength = 1;
+  Groups groups;
   int64_t base = -1;              // a source index, or -1
   std::vector<uint32_t> sources;  // the models' source indices
   const double* w = nullptr;      // rows x sources.size(), inside the dest's params
@@ -54,7 +67,7 @@ RamParams decodeRamParams(const std::vector<double>& p, size_t sources);
 // `count` is the job's element count (a whole number of rows).
 RowLinearParams decodeRowLinearParams(const std::vector<double>& p, size_t sources, uint64_t count);
 void checkRowLinearParams(const std::vector<double>& p, size_t sources, uint64_t count);  // decode + every coefficient finite
-uint64_t rowMomentsLength(const std::vector<double>& statParams, uint64_t count);  // the row length, checked
+Groups decodeGroups(const std::vector<double>& p, uint64_t count);  // p[0], checked against the element count
 
 void nearswapMerge(const void* const* srcs, const Dtype* types, const NearswapParams& p, size_t n, void* out, Dtype to);
 void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, void* out, Dtype to);
@@ -62,7 +75,7 @@ void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, s
 void ramCounts(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, uint64_t* shared, uint64_t* unique);
 // Elements start .. start + n - 1 of the tensor.
 void rowLinearMerge(const void* const* srcs, const Dtype* types, const RowLinearParams& p, uint64_t start, size_t n, void* out, Dtype to);
-// Adds into sums[4 * (r - start / rowLength) + 0..3] the moments of rows r touched by elements start .. start + n - 1.
-void rowMoments(const void* a, Dtype ta, const void* b, Dtype tb, uint64_t rowLength, uint64_t start, size_t n, double* sums);
+// Adds into sums[4 * (g - groups.first(start)) + 0..3] the moments of the groups g of elements start .. start + n - 1.
+void rowMoments(const void* a, Dtype ta, const void* b, Dtype tb, const Groups& groups, uint64_t start, size_t n, double* sums);
 
 }  // namespace wm

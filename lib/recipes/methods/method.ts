@@ -28,7 +28,8 @@ export interface MethodTensor {
  * `sparse`: sparsified task vectors (TIES, DARE, breadcrumbs), thresholds resolved by lib/sparsify.ts;
  * `nearswap`, `ram`: per-element weights (native/kernels/elementwise.h), f64 and one rounding. A `ram`
  * with `plus` (ramplus_tl) gets its per-model λ from a counting pass over the whole tensor. `rows`:
- * one combination per row of `rowLength` elements (base + Σ c·(x − base) with a base, else Σ c·x, f64),
+ * one combination per row of `rowLength` elements (base + Σ c·(x − base) with a base, else Σ c·x, f64)
+ * or, `interleaved`, per vector along dim 0 (`rowLength` of them, element i in the (i mod rowLength)-th),
  * its coefficients from per-row moments of `pairs` (a pass of their own, lib/recipes/row-wise.ts).
  */
 export type TensorCoefficients =
@@ -37,7 +38,15 @@ export type TensorCoefficients =
   | { op: 'sparse'; spec: SparseMergeSpec }
   | { op: 'nearswap'; base: number; model: number; t: number }
   | { op: 'ram'; base: number; models: number[]; epsilon: number; plus: { r: number; alpha: number } | null }
-  | { op: 'rows'; base: number | null; models: number[]; rowLength: number; pairs: [number, number][]; weights(rows: RowMoments): number[][] };
+  | {
+      op: 'rows';
+      base: number | null;
+      models: number[];
+      rowLength: number;
+      interleaved: boolean;
+      pairs: [number, number][];
+      weights(rows: RowMoments): number[][];
+    };
 
 /** Per-row statistics of a pair asked for in a `rows` decision, one entry per row (elements, maxAbsDiff and nonFinite are not counted there: 0). */
 export type RowMoments = (a: number, b: number) => PairMoments[];

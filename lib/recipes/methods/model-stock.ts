@@ -75,7 +75,15 @@ export const modelStock: MergeMethod = {
           );
           return os.map(() => definedT(f, `row ${r} of ${t.name}`) / os.length);
         });
-      return { op: 'rows', base: t.base!, models: os, rowLength: t.shape[t.shape.length - 1], pairs: modelStockPairs(t.base!, os), weights };
+      return {
+        op: 'rows',
+        base: t.base!,
+        models: os,
+        rowLength: t.shape[t.shape.length - 1],
+        interleaved: false,
+        pairs: modelStockPairs(t.base!, os),
+        weights,
+      };
     }
     const deltaSq = os.map((m) => t.moments(t.base!, m).sumSqDiff);
     const f = definedT(

@@ -3,8 +3,9 @@
  * vectors) at t = w₁ / (w₀ + w₁) (0.5 when |w₀ + w₁| < 1e-6). With `nuslerp_flatten: true` (the
  * default) the angle is one per tensor, so the result is one combination whose coefficients come from
  * the moments pass; with `nuslerp_flatten: false` one per row (the last dimension), from per-row
- * moments (`rows`). Parameters (mergekit's): `weight` per model (required), `nuslerp_flatten` (true),
- * `nuslerp_row_wise` (false; ignored when flattened, as in mergekit; true, one angle per column, is refused).
+ * moments (`rows`), or with `nuslerp_row_wise: true` one per vector along the first dimension (a
+ * column of a matrix). Parameters (mergekit's): `weight` per model (required), `nuslerp_flatten` (true),
+ * `nuslerp_row_wise` (false; ignored when flattened, as in mergekit).
  */
 import { WeightmixError } from '../../errors';
 import { booleanParameter, numberParameter } from '../recipe-params';
@@ -65,12 +66,6 @@ export const nuslerp: MergeMethod = {
     if (ends.length !== 2) throw new WeightmixError('InvalidRecipe', `nuslerp: tensor ${t.name} is in ${ends.length} of the models to merge; it needs two`);
     const lambda = nuslerpT(...(ends.map((m) => numberParameter(t.scope, 'weight', m, undefined, t.label(m))) as [number, number]));
     if (rowWise(t)) {
-      if (booleanParameter(t.scope, 'nuslerp_row_wise', false)) {
-        throw new WeightmixError(
-          'UnsupportedRecipe',
-          'nuslerp: nuslerp_row_wise: true with nuslerp_flatten: false is not supported (one angle per column; weightmix computes them per row)',
-        );
-      }
       const pairs: [number, number][] =
         base === null
           ? [[ends[0], ends[1]]]
@@ -84,7 +79,10 @@ export const nuslerp: MergeMethod = {
           const g = base === null ? gramMatrix(ends, (a, b) => rows(a, b)[r]) : deltaGramMatrix(base, ends, (a, b) => rows(a, b)[r]);
           return nuslerpCoefficients(lambda, g[0][0], g[1][1], g[0][1]);
         });
-      return { op: 'rows', base, models: ends, rowLength: t.shape[t.shape.length - 1], pairs, weights };
+      // nuslerp_row_wise: mergekit's dim 0, the vectors along the first dimension (count / shape[0] of them, interleaved).
+      const interleaved = booleanParameter(t.scope, 'nuslerp_row_wise', false);
+      const rowLength = interleaved ? t.shape.slice(1).reduce((x, y) => x * y, 1) : t.shape[t.shape.length - 1];
+      return { op: 'rows', base, models: ends, rowLength, interleaved, pairs, weights };
     }
     const g = base === null ? gramMatrix(ends, t.moments) : deltaGramMatrix(base, ends, t.moments);
     const [c0, c1] = nuslerpCoefficients(lambda, g[0][0], g[1][1], g[0][1]);
