@@ -16,7 +16,7 @@ export type FloatDtypeName = FloatDtype | Lowercase<FloatDtype> | 'bfloat16' | '
 export interface EngineOptions {
   /** Worker threads (default: the number of cores). */
   threads?: number;
-  /** Output block size in bytes (multiple of 4096; default 8 MiB). */
+  /** Output block size in bytes (multiple of 4096; default 8 MiB, or 1 MiB when every output is on tmpfs; a batch halves it, down to 1 MiB, as its outputs grow). */
   blockBytes?: number;
   /** O_DIRECT output where the file system allows it (default true). */
   direct?: boolean;
@@ -83,8 +83,11 @@ export function parseThreads(value: unknown, name = '--threads'): number {
   return n;
 }
 
+/** The output block size without `blockBytes` (a write pass to tmpfs uses engine/block-bytes.ts's smaller one). */
+export const DEFAULT_BLOCK_BYTES = 8 << 20;
+
 export function parseBlockBytes(value: unknown, name = 'blockBytes'): number {
-  if (value === undefined) return 8 << 20;
+  if (value === undefined) return DEFAULT_BLOCK_BYTES;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 4096 || value % 4096 !== 0 || value > 1 << 30) {
     throw usageError(`${name} must be a multiple of 4096 up to 1 GiB, got ${showValue(value)}`);
   }

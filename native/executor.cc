@@ -188,7 +188,9 @@ class Run {
     }
 
     unsigned threads = std::max(1u, std::min<unsigned>(plan_.threads, static_cast<unsigned>(std::max<size_t>(tasks_.size(), 1))));
-    prefetchDistance_ = 2 * threads;
+    // Two waves of 8 MiB ahead whatever the block size: how far to read ahead is the disk's matter, not the block's.
+    constexpr uint64_t kPrefetchWaveBytes = 8u << 20;
+    prefetchDistance_ = 2 * threads * std::max<uint64_t>(1, kPrefetchWaveBytes / std::max<uint64_t>(plan_.blockBytes, 1));
     // The caller's thread reports progress while the shared pool runs the tasks.
     std::atomic<bool> finished{false};
     std::thread reporter([&] {

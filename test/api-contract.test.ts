@@ -8,8 +8,11 @@ import * as path from 'node:path';
 import {
   diff,
   interpolate,
+  makeCheckpointPair,
   merge,
   openCheckpoint,
+  score,
+  stages,
   sweep,
   verify,
   WeightmixError,
@@ -47,6 +50,17 @@ describe('options are checked as strictly as flags, and worded as options', () =
       usage(/^diff: unknown option 'thread' \(did you mean 'threads'\?\)$/),
     );
     await expect(verify({ dir: pair.instruct, bogus: true } as never)).rejects.toEqual(usage(/^verify: unknown option 'bogus' \(the options are 'dir', /));
+    await expect(score({ file: path.join(work, 'none.jsonl'), votesTies: 'first' } as never)).rejects.toEqual(
+      usage("score: unknown option 'votesTies' (did you mean 'voteTies'?)"),
+    );
+    expect(() => stages([], { emergenceTreshold: 5 } as never)).toThrow(
+      expect.objectContaining({ code: 'Usage', message: "stages: unknown option 'emergenceTreshold' (did you mean 'emergenceThreshold'?)" }),
+    );
+    const fixtureDir = fresh();
+    await expect(makeCheckpointPair({ dir: fixtureDir, shape: 'tiny', shard: [1, 1] } as never)).rejects.toEqual(
+      usage("makeCheckpointPair: unknown option 'shard' (did you mean 'shards'?)"),
+    );
+    expect(fs.existsSync(fixtureDir)).toBe(false);
   });
 
   test('no options, null, missing required values', async () => {

@@ -5,6 +5,7 @@
  * question whose per-sample fields are arrays. Field names come from a preset plus overrides;
  * a field path may be dotted (`outputs.0.text`). All rates are percentages, as in the paper.
  */
+import { checkOptions, type OptionKeys } from '../api/validate-options';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as readline from 'readline';
@@ -158,11 +159,23 @@ interface BenchmarkState {
   tokenSum: number;
 }
 
+const SCORE_KEYS: OptionKeys<ScoreOptions> = {
+  file: 'required',
+  fields: 'optional',
+  preset: 'optional',
+  k: 'optional',
+  whitespaceTokens: 'optional',
+  tokenizer: 'optional',
+  benchmark: 'optional',
+  voteTies: 'optional',
+};
+
 /**
  * Scores a generations JSONL file; see `ScoreOptions`. Rejects the first malformed line with `file:line: reason`.
  * @throws {@link WeightmixError} `FileNotFound`, `MalformedGenerations`, `KTooLarge`, `InvalidArgument`.
  */
 export async function score(options: ScoreOptions): Promise<ScoreReport> {
+  checkOptions<ScoreOptions>('score', options, SCORE_KEYS);
   const fields = resolveFields(options.preset ?? 'default', options.fields ?? {});
   const voteTies = options.voteTies ?? 'expected';
   if (voteTies !== 'expected' && voteTies !== 'first') throw usageError(`voteTies must be expected or first, got '${String(voteTies)}'`);

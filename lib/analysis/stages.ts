@@ -7,6 +7,7 @@
  * saturated (Think #R ≥ the saturation threshold). Stage 3 (over-thinking): every λ after that.
  * The recommendation is the most accurate Stage 2 λ. See docs/stages.md for the derivation.
  */
+import { checkOptions, type OptionKeys } from '../api/validate-options';
 import { WeightmixError, usageError } from '../errors';
 import type { MetricsRow } from './metrics-table';
 
@@ -90,11 +91,14 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const geoMean = (xs: number[]) => (xs.some((x) => x <= 0) ? mean(xs) : Math.exp(mean(xs.map(Math.log))));
 const fmt1 = (x: number) => x.toFixed(1);
 
+const STAGE_KEYS: OptionKeys<StageOptions> = { emergenceThreshold: 'optional', saturationThreshold: 'optional' };
+
 /**
  * Assigns every λ to a stage and recommends one; rows may come in any order.
  * @throws {@link WeightmixError} `MalformedMetrics` (no rows, a value out of range, a repeated row).
  */
 export function stages(rows: readonly MetricsRow[], opts: StageOptions = {}): StageReport {
+  checkOptions<StageOptions>('stages', opts, STAGE_KEYS);
   const thresholds = {
     emergenceThreshold: checkThreshold('emergenceThreshold', opts.emergenceThreshold ?? DEFAULT_STAGE_OPTIONS.emergenceThreshold),
     saturationThreshold: checkThreshold('saturationThreshold', opts.saturationThreshold ?? DEFAULT_STAGE_OPTIONS.saturationThreshold),

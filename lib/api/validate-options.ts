@@ -35,8 +35,10 @@ function distance(a: string, b: string): number {
 }
 
 function suggestion(key: string, known: readonly string[]): string {
-  const near = known.filter((k) => k.toLowerCase() === key.toLowerCase() || distance(k.toLowerCase(), key.toLowerCase()) <= 2);
-  return near.length > 0 ? ` (did you mean '${near[0]}'?)` : ` (the options are ${known.map((k) => `'${k}'`).join(', ')})`;
+  // The nearest key, not the first near one: 'shard' means 'shards' (1 edit), not 'shape' (2).
+  const scored = known.map((k) => ({ k, d: distance(k.toLowerCase(), key.toLowerCase()) })).filter((s) => s.d <= 2);
+  const nearest = scored.sort((a, b) => a.d - b.d)[0];
+  return nearest ? ` (did you mean '${nearest.k}'?)` : ` (the options are ${known.map((k) => `'${k}'`).join(', ')})`;
 }
 
 /**

@@ -4,7 +4,7 @@
  * native job per tensor, with one destination per output model. Pure: no files are touched.
  */
 import * as path from 'node:path';
-import { Checkpoint } from '../model/checkpoint';
+import { Checkpoint, TensorLocation } from '../model/checkpoint';
 import { InputFiles } from './input-files';
 import { WeightmixError } from '../errors';
 import { NativeDest, NativeJob, NativeOp, NativeOutput, NativeSource } from './native';
@@ -114,43 +114,60 @@ export function planMerge(spec: MergeSpec): MergePlan {
     });
     if (!written) continue;
 
-    tensors.forEach((t, i) => {
+    // Plain loops, and a recipe's own model list reused when it is already sorted: an 18,867-tensor MoE plan runs this body per tensor.
+    for (let i = 0; i < tensors.length; i++) {
+      const t = tensors[i];
       // Sources: every model any output needs for this tensor, read once, in checkpoint order.
-      const used = [...new Set(spec.outputs.flatMap((_, o) => recipes[o][i].models))].sort((x, y) => x - y);
-      const locations = used.map((model) => {
-        const loc = spec.checkpoints[model].tensors.get(t.name);
-        if (!loc) throw new WeightmixError('ModelsDiffer', `tensor ${t.name} is missing from ${spec.checkpoints[model].dir}`);
-        return loc;
-      });
-      const sources: NativeSource[] = locations.map((loc) => ({ input: inputFiles.indexOf(loc.file), offset: loc.offset, dtype: nativeDtype(loc.dtype) }));
-      const dests: NativeDest[] = spec.outputs.map((_, o) => {
-        const r = recipes[o][i];
-        const srcs = r.models.map((m) => used.indexOf(m));
-        let w = r.w;
-        if (r.op === 'copy') {
-          w = [srcs[r.w[0]]];
-        } else if (r.op === 'sparse') {
-          if (!r.sparse) throw new Error(`internal: sparse recipe of ${t.name} without parameters`);
-          const params = encodeSparseParams(r.sparse, (model) => srcs[r.models.indexOf(model)]);
-          return { output: outIndex[o], offset: offsets[o][i], dtype: nativeDtype(r.dtype), op: r.op, w: [], params };
-        } else if (r.op === 'nearswap' || r.op === 'ram' || r.op === 'row_linear') {
-          const params = encodeElementwiseParams(r.op, srcs, r.w, r.rows);
-          return { output: outIndex[o], offset: offsets[o][i], dtype: nativeDtype(r.dtype), op: r.op, w: [], params };
-        } else if (r.op === 'linear') {
-          // Linear weights are indexed by the job's source list.
-          w = new Array(sources.length).fill(0);
-          srcs.forEach((s, k) => (w[s] += r.w[k]));
-        } else if (srcs.length !== 2 || srcs[0] !== 0 || srcs[1] !== 1 || sources.length !== 2) {
-          throw new Error(`internal: ${r.op} of ${t.name} must read exactly two models, in checkpoint order`);
-        }
-        return { output: outIndex[o], offset: offsets[o][i], dtype: nativeDtype(r.dtype), op: r.op, w };
-      });
-      // Non-float tensors travel as raw bytes (native dtype U8): count them in bytes.
-      const raw = locations.find((l) => nativeDtype(l.dtype) === 'U8');
+      const used = usedModels(recipes, i);
+      const sources: NativeSource[] = [];
+      let raw: TensorLocation | undefined;
+      for (let k = 0; k < used.length; k++) {
+        const loc = spec.checkpoints[used[k]].tensors.get(t.name);
+        if (!loc) throw new WeightmixError('ModelsDiffer', `tensor ${t.name} is missing from ${spec.checkpoints[used[k]].dir}`);
+        const dtype = nativeDtype(loc.dtype);
+        // Non-float tensors travel as raw bytes (native dtype U8): count them in bytes.
+        if (dtype === 'U8' && raw === undefined) raw = loc;
+        sources.push({ input: inputFiles.indexOf(loc.file), offset: loc.offset, dtype });
+      }
+      const dests: NativeDest[] = [];
+      for (let o = 0; o < recipes.length; o++) dests.push(planDest(recipes[o][i], used, sources.length, outIndex[o], offsets[o][i], t.name));
       jobs.push({ count: raw ? raw.byteLength : t.elementCount, sources, dests });
-    });
+    }
   }
   return { inputs: inputFiles.paths, outputs, jobs, models, bytesToWrite };
+}
+
+/** The models any output reads for tensor i, ascending, each once (a single output's sorted list as it is). */
+function usedModels(recipes: TensorRecipe[][], i: number): number[] {
+  if (recipes.length === 1) {
+    const models = recipes[0][i].models;
+    let ascending = true;
+    for (let k = 1; k < models.length && ascending; k++) ascending = models[k - 1] < models[k];
+    if (ascending) return models;
+  }
+  return [...new Set(recipes.flatMap((r) => r[i].models))].sort((x, y) => x - y);
+}
+
+/** One output's destination for a tensor whose job reads the models `used` (as `sourceCount` sources). */
+function planDest(r: TensorRecipe, used: number[], sourceCount: number, output: number, offset: number, name: string): NativeDest {
+  const srcs = r.models.map((m) => used.indexOf(m));
+  let w = r.w;
+  if (r.op === 'copy') {
+    w = [srcs[r.w[0]]];
+  } else if (r.op === 'sparse') {
+    if (!r.sparse) throw new Error(`internal: sparse recipe of ${name} without parameters`);
+    const params = encodeSparseParams(r.sparse, (model) => srcs[r.models.indexOf(model)]);
+    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params };
+  } else if (r.op === 'nearswap' || r.op === 'ram' || r.op === 'row_linear') {
+    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params: encodeElementwiseParams(r.op, srcs, r.w, r.rows) };
+  } else if (r.op === 'linear') {
+    // Linear weights are indexed by the job's source list.
+    w = new Array(sourceCount).fill(0);
+    srcs.forEach((s, k) => (w[s] += r.w[k]));
+  } else if (srcs.length !== 2 || srcs[0] !== 0 || srcs[1] !== 1 || sourceCount !== 2) {
+    throw new Error(`internal: ${r.op} of ${name} must read exactly two models, in checkpoint order`);
+  }
+  return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w };
 }
 
 /** The two models must hold the same tensors with the same shapes; float dtypes may differ. */

@@ -101,10 +101,10 @@ export function parseSafetensorsHeader(headerJson: Buffer, opts: { file: string;
   const declared: DeclaredTensor[] = [];
   // UTF-8 cannot encode a lone surrogate, so only a \u escape can spell one: most headers have none.
   const mayHoldLoneSurrogates = headerJson.includes('\\u');
-  for (const [key, value] of Object.entries(root)) {
+  for (const key of Object.keys(root)) {
     if (mayHoldLoneSurrogates && LONE_SURROGATE.test(key)) throw shapeError(file, `tensor name ${showName(key)} holds a lone surrogate`);
-    if (key === METADATA_KEY) metadata = readMetadata(value, file);
-    else declared.push(readTensorEntry(key, value, file));
+    if (key === METADATA_KEY) metadata = readMetadata(root[key], file);
+    else declared.push(readTensorEntry(key, root[key], file));
   }
   // The crate sorts by (begin, end); the name tie-break keeps zero-sized tensors in a stable order.
   declared.sort((a, b) => a.dataOffsets[0] - b.dataOffsets[0] || a.dataOffsets[1] - b.dataOffsets[1] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -223,7 +223,7 @@ function encodeHeader(
     }
     names.add(name);
     if (!Object.hasOwn(DTYPE_BITS, dtype)) throw new RangeError(`${where}: tensor ${showName(name)}: unknown dtype ${JSON.stringify(dtype)}`);
-    if (!Array.isArray(shape) || !shape.every(isSize)) {
+    if (!Array.isArray(shape) || !allSizes(shape)) {
       throw new RangeError(`${where}: tensor ${showName(name)}: shape must be an array of non-negative safe integers`);
     }
     // Built only for an error message: one per tensor would cost more than the encoding.
@@ -310,64 +310,79 @@ function readMetadata(value: unknown, file: string): Record<string, string> | nu
   return metadata;
 }
 
-/** A tensor entry whose fields have the right types; its sizes are not checked yet. */
-type DeclaredTensor = Pick<TensorEntry, 'name' | 'dtype' | 'shape' | 'dataOffsets'>;
+/** A tensor entry whose fields have the right types; its sizes are not checked yet (byteLength and elementCount are 0 until validateLayout). */
+type DeclaredTensor = TensorEntry;
 
 /** Checks the fields of one tensor entry; sizes are checked later, in layout order, as the crate does. */
 function readTensorEntry(name: string, value: unknown, file: string): DeclaredTensor {
-  const tensor = () => `tensor ${showName(name)}`;
-  if (!isPlainObject(value)) throw shapeError(file, `${tensor()}: the entry must be an object with dtype, shape and data_offsets, not ${describeJson(value)}`);
+  // No closure for the message's subject: a MoE header has tens of thousands of entries.
+  const tensor = tensorSubject;
+  if (!isPlainObject(value))
+    throw shapeError(file, `${tensor(name)}: the entry must be an object with dtype, shape and data_offsets, not ${describeJson(value)}`);
   const fields = Object.keys(value);
   // The usual entry has exactly the three fields; only an odd one pays for finding which is off.
-  if (fields.length !== ENTRY_FIELDS.length || !ENTRY_FIELDS.every((k) => Object.hasOwn(value, k))) {
+  if (fields.length !== 3 || !Object.hasOwn(value, 'dtype') || !Object.hasOwn(value, 'shape') || !Object.hasOwn(value, 'data_offsets')) {
     const extra = fields.find((k) => !(ENTRY_FIELDS as readonly string[]).includes(k));
-    if (extra !== undefined) throw shapeError(file, `${tensor()}: unexpected field ${showName(extra)}`);
+    if (extra !== undefined) throw shapeError(file, `${tensor(name)}: unexpected field ${showName(extra)}`);
     const missing = ENTRY_FIELDS.find((k) => !Object.hasOwn(value, k));
-    if (missing !== undefined) throw shapeError(file, `${tensor()}: missing field "${missing}"`);
+    if (missing !== undefined) throw shapeError(file, `${tensor(name)}: missing field "${missing}"`);
   }
 
   const { dtype, shape, data_offsets: offsets } = value;
-  if (typeof dtype !== 'string') throw shapeError(file, `${tensor()}: dtype must be a string, not ${describeJson(dtype)}`);
-  if (!Object.hasOwn(DTYPE_BITS, dtype)) throw shapeError(file, `${tensor()}: unknown dtype ${showName(dtype)}`);
-  if (!Array.isArray(shape) || !shape.every(isSize)) {
-    throw shapeError(file, `${tensor()}: shape must be an array of non-negative integers`);
+  if (typeof dtype !== 'string') throw shapeError(file, `${tensor(name)}: dtype must be a string, not ${describeJson(dtype)}`);
+  if (!Object.hasOwn(DTYPE_BITS, dtype)) throw shapeError(file, `${tensor(name)}: unknown dtype ${showName(dtype)}`);
+  if (!Array.isArray(shape) || !allSizes(shape)) {
+    throw shapeError(file, `${tensor(name)}: shape must be an array of non-negative integers`);
   }
-  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isSize)) {
-    throw shapeError(file, `${tensor()}: data_offsets must be [begin, end], two non-negative integers`);
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !isSize(offsets[0]) || !isSize(offsets[1])) {
+    throw shapeError(file, `${tensor(name)}: data_offsets must be [begin, end], two non-negative integers`);
   }
-  return {
-    name,
-    dtype: dtype as SafetensorsDtype,
-    shape: shape as number[],
-    dataOffsets: [offsets[0] as number, offsets[1] as number],
-  };
+  // The parsed arrays are ours (JSON.parse made them for this call): kept, not copied.
+  return { name, dtype: dtype as SafetensorsDtype, shape: shape as number[], dataOffsets: offsets as [number, number], byteLength: 0, elementCount: 0 };
 }
 
-/** The crate's `Metadata::validate`: offsets contiguous from 0, sizes that fit, and byte lengths that match. */
-function validateLayout(declared: readonly DeclaredTensor[], file: string): TensorEntry[] {
-  const entries: TensorEntry[] = new Array(declared.length);
+function tensorSubject(name: string): string {
+  return `tensor ${showName(name)}`;
+}
+
+function allSizes(values: readonly unknown[]): boolean {
+  for (let i = 0; i < values.length; i++) if (!isSize(values[i])) return false;
+  return true;
+}
+
+/** The crate's `Metadata::validate`: offsets contiguous from 0, sizes that fit, and byte lengths that match; fills in each entry's sizes. */
+function validateLayout(declared: DeclaredTensor[], file: string): TensorEntry[] {
   let end = 0;
   for (let i = 0; i < declared.length; i++) {
-    const { name, dtype, shape, dataOffsets } = declared[i];
-    const [begin, stop] = dataOffsets;
-    // Messages are built only on failure: a MoE header has tens of thousands of tensors.
-    const tensor = () => `${file}: tensor ${showName(name)}`;
-    const offsets = () => `data_offsets [${begin}, ${stop}]`;
-    if (stop < begin) throw new SafetensorsError('InvalidOffset', `${tensor()}: ${offsets()} end before they begin`);
-    if (begin > end) throw new SafetensorsError('InvalidOffset', `${tensor()}: ${offsets()} leave a hole: the data before it ends at ${end}`);
-    if (begin < end) throw new SafetensorsError('InvalidOffset', `${tensor()}: ${offsets()} overlap the data before it, which ends at ${end}`);
+    const entry = declared[i];
+    const { dtype, shape, dataOffsets } = entry;
+    const begin = dataOffsets[0];
+    const stop = dataOffsets[1];
+    if (stop < begin || begin !== end) throw layoutError(file, entry, end);
     end = stop;
-    const elementCount = elementCountOf(shape, tensor);
-    const byteLength = byteLengthOf(dtype, elementCount, tensor);
+    // Messages are built only on failure: a MoE header has tens of thousands of tensors.
+    const subject = () => `${file}: ${tensorSubject(entry.name)}`;
+    const elementCount = elementCountOf(shape, subject);
+    const byteLength = byteLengthOf(dtype, elementCount, subject);
     if (stop - begin !== byteLength) {
       throw new SafetensorsError(
         'TensorInvalidInfo',
-        `${tensor()}: ${offsets()} hold ${stop - begin} bytes but ${dtype} ${showShape(shape)} needs ${byteLength}`,
+        `${file}: ${tensorSubject(entry.name)}: data_offsets [${begin}, ${stop}] hold ${stop - begin} bytes but ${dtype} ${showShape(shape)} needs ${byteLength}`,
       );
     }
-    entries[i] = { name, dtype, shape, dataOffsets, byteLength, elementCount };
+    entry.elementCount = elementCount;
+    entry.byteLength = byteLength;
   }
-  return entries;
+  return declared;
+}
+
+/** The InvalidOffset error of an entry that does not start where the data before it ends at `end`. */
+function layoutError(file: string, entry: DeclaredTensor, end: number): SafetensorsError {
+  const [begin, stop] = entry.dataOffsets;
+  const where = `${file}: ${tensorSubject(entry.name)}: data_offsets [${begin}, ${stop}]`;
+  if (stop < begin) return new SafetensorsError('InvalidOffset', `${where} end before they begin`);
+  if (begin > end) return new SafetensorsError('InvalidOffset', `${where} leave a hole: the data before it ends at ${end}`);
+  return new SafetensorsError('InvalidOffset', `${where} overlap the data before it, which ends at ${end}`);
 }
 
 /** The product of the dimensions, left to right like the crate's checked fold, failing past 2^53-1. */

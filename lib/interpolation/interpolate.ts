@@ -10,6 +10,7 @@ import { usageError, WeightmixError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
 import { copySidecars, modelName, writeIndex, writeModelCard } from '../engine/model-files';
 import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
+import { defaultWriteBlockBytes } from '../engine/block-bytes';
 import {
   EngineOptions,
   FilesFrom,
@@ -238,7 +239,8 @@ export async function runInterpolation(
       recipe: (name, o) => interpolationRecipe(instruct, thinking, name, selected.get(name)!, targets[o].lambda, numerics, dtype),
       shardFilter: part ? partFilter(instruct, part) : undefined,
     });
-    const ran = await executeMergePlan(plan, { threads, blockBytes, direct: options.direct ?? true, device }, options, name);
+    const writeBlockBytes = options.blockBytes === undefined ? await defaultWriteBlockBytes(transactions.map((tx) => tx.tempDir)) : blockBytes;
+    const ran = await executeMergePlan(plan, { threads, blockBytes: writeBlockBytes, direct: options.direct ?? true, device }, options, name);
 
     const from = filesFrom === 'thinking' ? thinking : instruct;
     for (let o = 0; o < targets.length; o++) {

@@ -91,9 +91,10 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   if (!stat.isDirectory()) throw new WeightmixError('ModelNotFound', `not a model folder: ${dir}`);
   const entries = await fs.promises.readdir(root);
   const shardNames = await listShards(root, entries);
+  const weightMap = shardNames.weightMap;
   const shards: Shard[] = [];
   for (const name of shardNames.files) {
-    const file = confinedRealPath(root, name, shardNames.weightMap ? `${dir}/${INDEX_FILE}` : dir);
+    const file = confinedRealPath(root, name, weightMap ? `${dir}/${INDEX_FILE}` : dir);
     shards.push({ name, path: file, header: await readSafetensorsHeader(file) });
   }
   const tensors = new Map<string, TensorLocation>();
@@ -105,10 +106,10 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
       if (previous) {
         throw new WeightmixError('DuplicateTensor', `${dir}: tensor ${t.name} is stored twice (${previous.shard} and ${shard.name})`);
       }
-      if (shardNames.weightMap && shardNames.weightMap.get(t.name) !== shard.name) {
+      if (weightMap && weightMap.shardOf(t.name) !== shard.name) {
         throw new WeightmixError(
           'IndexMismatch',
-          `${dir}/${INDEX_FILE}: tensor ${t.name} is in ${shard.name} but the index says ${shardNames.weightMap.get(t.name) ?? 'nothing'}`,
+          `${dir}/${INDEX_FILE}: tensor ${t.name} is in ${shard.name} but the index says ${weightMap.shardOf(t.name) ?? 'nothing'}`,
         );
       }
       tensors.set(t.name, {
@@ -125,10 +126,10 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
       tensorBytes += t.byteLength;
     }
   }
-  if (shardNames.weightMap) {
-    for (const [name, shard] of shardNames.weightMap) {
-      if (!tensors.has(name)) throw new WeightmixError('IndexMismatch', `${dir}/${INDEX_FILE}: tensor ${name} is listed in ${shard} but not stored there`);
-    }
+  // Every stored tensor is listed under its own shard, so equal counts mean nothing else is listed.
+  if (weightMap && weightMap.names.length !== names.length) {
+    const name = weightMap.names.find((n) => !tensors.has(n))!;
+    throw new WeightmixError('IndexMismatch', `${dir}/${INDEX_FILE}: tensor ${name} is listed in ${weightMap.shardOf(name)} but not stored there`);
   }
   const sidecars = await listSidecars(root, entries);
   return {
@@ -136,7 +137,7 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
     shards,
     tensors,
     names,
-    indexed: shardNames.weightMap !== null,
+    indexed: weightMap !== null,
     sidecars,
     config: await readConfig(root, sidecars),
     tensorBytes,
@@ -148,15 +149,19 @@ export function pathsRead(checkpoint: Checkpoint): string[] {
   return [checkpoint.dir, ...checkpoint.shards.map((s) => s.path), ...checkpoint.sidecars.map((name) => path.join(checkpoint.dir, name))];
 }
 
-async function listShards(root: string, entries: string[]): Promise<{ files: string[]; weightMap: Map<string, string> | null }> {
+/** An index's weight_map: its tensor names in file order and the shard each is listed in. */
+interface WeightMap {
+  names: string[];
+  shardOf(name: string): string | undefined;
+}
+
+async function listShards(root: string, entries: string[]): Promise<{ files: string[]; weightMap: WeightMap | null }> {
   if (entries.includes(INDEX_FILE)) {
     const indexPath = confinedRealPath(root, INDEX_FILE, root);
     const size = (await fs.promises.stat(indexPath)).size;
     if (size > MAX_INDEX_BYTES) throw new WeightmixError('InvalidIndex', `${indexPath}: index file is implausibly large (${size} bytes)`);
     const doc = parseJsonStrict(await fs.promises.readFile(indexPath, 'utf8'), { what: indexPath });
-    const weightMap = readWeightMap(doc, indexPath);
-    const files = [...new Set(weightMap.values())];
-    return { files, weightMap };
+    return readWeightMap(doc, indexPath);
   }
   if (entries.includes(SINGLE_FILE)) return { files: [SINGLE_FILE], weightMap: null };
   const files = entries.filter((e) => e.endsWith('.safetensors')).sort();
@@ -164,17 +169,23 @@ async function listShards(root: string, entries: string[]): Promise<{ files: str
   return { files, weightMap: null };
 }
 
-function readWeightMap(doc: unknown, file: string): Map<string, string> {
+/** The parsed weight_map object is the table (no copy into a Map: a MoE index lists tens of thousands of tensors). */
+function readWeightMap(doc: unknown, file: string): { files: string[]; weightMap: WeightMap } {
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new WeightmixError('InvalidIndex', `${file}: not a JSON object`);
   const wm = (doc as Record<string, unknown>).weight_map;
   if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) throw new WeightmixError('InvalidIndex', `${file}: missing "weight_map" object`);
-  const map = new Map<string, string>();
-  for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
+  const table = wm as Record<string, unknown>;
+  const names = Object.keys(table);
+  const files = new Set<string>();
+  for (const name of names) {
+    const shard = table[name];
     if (typeof shard !== 'string') throw new WeightmixError('InvalidIndex', `${file}: weight_map entry for ${name} is not a file name`);
-    map.set(name, shard);
+    files.add(shard);
   }
-  if (map.size === 0) throw new WeightmixError('InvalidIndex', `${file}: weight_map is empty`);
-  return map;
+  if (names.length === 0) throw new WeightmixError('InvalidIndex', `${file}: weight_map is empty`);
+  // Own keys only: a tensor named "constructor" or "__proto__" must not find Object.prototype's.
+  const shardOf = (name: string) => (Object.hasOwn(table, name) ? (table[name] as string) : undefined);
+  return { files: [...files], weightMap: { names, shardOf } };
 }
 
 async function listSidecars(root: string, entries: string[]): Promise<string[]> {

@@ -39,6 +39,8 @@ export function parseSelection(input: SelectionInput, name: (key: string) => str
 }
 
 export function isSelected(name: string, sel: Selection): boolean {
+  // No selection picks every tensor: no name to classify (a MoE model has tens of thousands).
+  if (!sel.layers && !sel.modules && !sel.skipModules) return true;
   const role = classifyTensor(name);
   if (sel.layers) {
     if (role.layer === null) return false;

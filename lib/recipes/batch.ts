@@ -15,6 +15,7 @@ import { executeMergePlan, MergeProgress, runStatisticsPlan, StatisticsOptions }
 import { Moments, runMomentsPass, TensorPair } from '../engine/moments';
 import type { ResolvedSparse } from '../engine/sparse-params';
 import { fusePlans } from '../engine/fuse-plans';
+import { defaultWriteBlockBytes } from '../engine/block-bytes';
 import { NATIVE_DTYPE_BYTES } from '../format/dtypes';
 import { EngineOptions, parseBlockBytes, parseDevice, parsePart, parseThreads, showValue } from '../options';
 import { assignParts } from '../engine/parts';
@@ -226,7 +227,9 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
     let passBlock = blockBytes;
     const writeStarted = process.hrtime.bigint();
     for (const pass of passes) {
-      passBlock = writeBlockBytes(blockBytes, pass.models.length, threads);
+      // As merge does: without a blockBytes, outputs in memory (tmpfs) take 1 MiB blocks (engine/block-bytes.ts).
+      const startBlock = options.blockBytes === undefined ? await defaultWriteBlockBytes(pass.models.map((m) => m.dir)) : blockBytes;
+      passBlock = writeBlockBytes(startBlock, pass.models.length, threads);
       const onProgress = options.onProgress;
       // The engine's last report may arrive after the pass resolved: each pass adds to the totals before it.
       const [bytesBefore, tensorsBefore] = [bytesDone, tensorsDone];

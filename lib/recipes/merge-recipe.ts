@@ -14,6 +14,7 @@ import { executeMergePlan, MergeProgress, runStatisticsPlan } from '../engine/ex
 import { Moments, runMomentsPass } from '../engine/moments';
 import { methodFor } from './methods';
 import { copySidecars, writeIndex, writeModelCard } from '../engine/model-files';
+import { defaultWriteBlockBytes } from '../engine/block-bytes';
 import { EngineOptions, parseBlockBytes, parseDevice, parseThreads, showValue } from '../options';
 import { OutputTransaction } from '../engine/output';
 import { planMerge, PlannedModel, TensorRecipe } from '../engine/plan';
@@ -165,7 +166,8 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
       outputs: [{ dir: tx.tempDir, metadata: recipeMetadata(recipe, ckpts) }],
       recipe: (name) => recipes.get(name)!,
     });
-    const ran = await executeMergePlan(plan, { threads, blockBytes, direct, device }, options, name);
+    const writeBlockBytes = options.blockBytes === undefined ? await defaultWriteBlockBytes([tx.tempDir]) : blockBytes;
+    const ran = await executeMergePlan(plan, { threads, blockBytes: writeBlockBytes, direct, device }, options, name);
     const model = plan.models[0];
     await finishRecipeOutput(model, recipe, ckpts, planned, recipes);
     await tx.commit(options.signal);

@@ -2,13 +2,13 @@
  * The batch section: six recipes (five linear variants and a SLERP) over one pair, merged cold as one
  * batch (`weightmix merge A.yml … -o DIR`), against the same six merged one by one (each cold) and
  * against the batch's floor: one cold read of the inputs plus the direct-write floor of all six outputs.
- * The batch's outputs are compared with the singles' byte for byte.
+ * With --repeat each batch run is paired with a floor measured beside it. The outputs are compared with the singles byte for byte.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { CachedPair } from './fixtures';
-import type { Row } from './common';
+import { median, medianNote, pairedWithFloor, repeat, type Row } from './common';
 import { coldReadFloor, directWriteFloor, dropCaches, timeCommand, type Timed } from './system';
 
 /** The six recipes, as JSON (which is YAML), over the pair's models; `layers` sets the layer-range gradient. */
@@ -82,22 +82,33 @@ export function runBatchSection(pair: CachedPair, work: string, cli: (args: stri
   });
   const outBytes = names.length * pair.fileBytesPerModel;
 
-  log(`batch: floors (cold read once, write of ${names.length} outputs)`);
-  const coldRead = coldReadFloor(pair.files);
-  const write = directWriteFloor(work, outBytes);
-  const floorSeconds = coldRead.seconds + write.seconds;
-
-  const singles: Timed[] = names.map((name, i) => {
-    log(`batch: single ${name}, cold`);
+  const singlesDir = path.join(dir, 'singles');
+  const batchDir = path.join(dir, 'batch');
+  const measureFloor = () => {
+    log(`batch: floor (cold read once, write of ${names.length} outputs)`);
+    return coldReadFloor(pair.files).seconds + directWriteFloor(work, outBytes).seconds;
+  };
+  const measureBatch = (): Timed => {
+    log(`batch: ${names.length} recipes as one batch, cold`);
+    fs.rmSync(batchDir, { recursive: true, force: true });
     dropCaches(pair.files);
-    return timeCommand(cli(['merge', files[i], '-o', path.join(dir, 'singles', name)]));
+    return timeCommand(cli(['merge', ...files, '-o', batchDir]));
+  };
+  // Each batch run beside its own floor (this disk's floor drifts by half within minutes): the verdict is the median of paired ratios.
+  const paired = pairedWithFloor(measureFloor, measureBatch);
+  const singlesRuns = Array.from({ length: repeat }, () => {
+    fs.rmSync(singlesDir, { recursive: true, force: true });
+    return names.map((name, i) => {
+      log(`batch: single ${name}, cold`);
+      dropCaches(pair.files);
+      return timeCommand(cli(['merge', files[i], '-o', path.join(singlesDir, name)]));
+    });
   });
-  const singlesSeconds = singles.reduce((n, t) => n + t.seconds, 0);
-
-  log(`batch: ${names.length} recipes as one batch, cold`);
-  dropCaches(pair.files);
-  const batch = timeCommand(cli(['merge', ...files, '-o', path.join(dir, 'batch')]));
-  const differing = names.filter((name) => !sameModel(path.join(dir, 'batch', name), path.join(dir, 'singles', name)));
+  const singlesSeconds = median(singlesRuns.map((run) => run.reduce((n, t) => n + t.seconds, 0)));
+  const singlesRss = Math.max(...singlesRuns.flat().map((t) => t.peakRss ?? 0)) || null;
+  const batch = paired.run;
+  const floorSeconds = paired.floorSeconds;
+  const differing = names.filter((name) => !sameModel(path.join(batchDir, name), path.join(singlesDir, name)));
   fs.rmSync(dir, { recursive: true, force: true });
 
   const label = pair.spec.label;
@@ -106,7 +117,7 @@ export function runBatchSection(pair: CachedPair, work: string, cli: (args: stri
     {
       section: 'floor',
       pair: label,
-      what: `cold read (cat) of both inputs once + dd O_DIRECT 8M write of ${names.length} outputs`,
+      what: `cold read (cat) of both inputs once + dd O_DIRECT 8M write of ${names.length} outputs${medianNote()}`,
       seconds: floorSeconds,
       outBytes,
       peakRss: null,
@@ -114,19 +125,20 @@ export function runBatchSection(pair: CachedPair, work: string, cli: (args: stri
     {
       section: 'batch',
       pair: label,
-      what: `merge of ${what} one by one, each cold (sum)`,
+      what: `merge of ${what} one by one, each cold (sum${repeat > 1 ? `, median of ${repeat}` : ''})`,
       seconds: singlesSeconds,
       outBytes,
-      peakRss: Math.max(...singles.map((t) => t.peakRss ?? 0)) || null,
+      peakRss: singlesRss,
     },
     {
       section: 'batch',
       pair: label,
-      what: `merge of the ${names.length} recipes as one batch, cold`,
+      what: `merge of the ${names.length} recipes as one batch, cold${medianNote()}, each run paired with a floor measured beside it`,
       seconds: batch.seconds,
       outBytes,
       peakRss: batch.peakRss,
       floor: { label: `cold read once + write floor of ${names.length} outputs`, seconds: floorSeconds },
+      ratio: paired.ratio,
       target: { limit: 1.2, text: `≤ 1.2 × cold read once + write floor of ${names.length} outputs` },
     },
     {

@@ -65,6 +65,28 @@ export function medianRun(runs: Timed[]): Timed {
   return { ...nearest, seconds, peakRss: rss.length > 0 ? Math.max(...rss) : null };
 }
 
+/**
+ * `repeat` times: the floor and the run back to back, so that both see the disk in the same state
+ * (this virtio disk's direct-write speed drifts by 30% within minutes, and a burst allowance favours
+ * whichever writes first: the order alternates, floor first on even repetitions). The verdict is
+ * the median of the per-pair ratios; the times shown are the medians.
+ */
+export function pairedWithFloor(measureFloor: () => number, measureRun: () => Timed): { run: Timed; floorSeconds: number; ratio: number } {
+  const samples = Array.from({ length: repeat }, (_, i) => {
+    if (i % 2 === 0) {
+      const floorSeconds = measureFloor();
+      return { floorSeconds, run: measureRun() };
+    }
+    const run = measureRun();
+    return { floorSeconds: measureFloor(), run };
+  });
+  return {
+    run: medianRun(samples.map((x) => x.run)),
+    floorSeconds: median(samples.map((x) => x.floorSeconds)),
+    ratio: median(samples.map((x) => x.run.seconds / x.floorSeconds)),
+  };
+}
+
 /** " (median of 3)" when --repeat asks for repeats. */
 export const medianNote = () => (repeat > 1 ? ` (median of ${repeat})` : '');
 

@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import type { CachedPair } from './fixtures';
 import { coldReadFloor, directWriteFloor, dropCaches, timeCommand, warm, type Timed } from './system';
-import { cli, gb, interpolateArgs, median, medianNote, medianOf, medianRun, repeat, rmOut, rows } from './common';
+import { cli, gb, interpolateArgs, medianNote, medianOf, pairedWithFloor, rmOut, rows } from './common';
 
 interface Floors {
   coldRead: Timed;
@@ -40,28 +40,6 @@ export function floorsFor(pair: CachedPair, work: string): Floors {
 }
 
 export const warmSeconds = new Map<string, number>();
-
-/**
- * `repeat` times: the floor and the run back to back, so that both see the disk in the same state
- * (this virtio disk's direct-write speed drifts by 30% within minutes, and a burst allowance favours
- * whichever writes first: the order alternates, floor first on even repetitions). The verdict is
- * the median of the per-pair ratios; the times shown are the medians.
- */
-function pairedWithFloor(measureFloor: () => number, measureRun: () => Timed): { run: Timed; floorSeconds: number; ratio: number } {
-  const samples = Array.from({ length: repeat }, (_, i) => {
-    if (i % 2 === 0) {
-      const floorSeconds = measureFloor();
-      return { floorSeconds, run: measureRun() };
-    }
-    const run = measureRun();
-    return { floorSeconds: measureFloor(), run };
-  });
-  return {
-    run: medianRun(samples.map((x) => x.run)),
-    floorSeconds: median(samples.map((x) => x.floorSeconds)),
-    ratio: median(samples.map((x) => x.run.seconds / x.floorSeconds)),
-  };
-}
 
 export function runE2E(pair: CachedPair, work: string, buffered: boolean, isBig: boolean) {
   floorsFor(pair, work);

@@ -2,7 +2,7 @@
  * weightmix benchmarks: end-to-end interpolate/sweep against the storage floor, the PyTorch peer,
  * kernel throughput and thread scaling. Prints a table and appends it to BENCHMARKS.md.
  *
- *   npm run bench -- [--quick] [--work DIR] [--sections e2e,tmpfs,sweep,batch,peer,kernels,threads] [--pairs 4b,moe,dense]
+ *   npm run bench -- [--quick] [--work DIR] [--sections e2e,tmpfs,sweep,batch,peer,kernels,threads[,batch-memory]] [--pairs 4b,moe,dense]
  *                    [--buffered] [--peer-pair dense|moe|4b] [--sweep-pair dense|moe|4b] [--batch-pair small|4b|dense] [--no-append] [--repeat N]
  */
 import { Command } from 'commander';
@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ensurePair, pairSize, type CachedPair, type PairSpec } from './fixtures';
 import { runBatchSection } from './batch';
+import { runBatchMemorySection } from './batch-memory';
 import { describeMachine } from './system';
 import { ROOT, cli, formatTable, gb, log, notes, rows, setRepeat } from './common';
 import { coldWarm, runE2E, runSweep, runThreadsDisk } from './disk';
@@ -19,7 +20,9 @@ import { runKernels } from './kernels';
 import { runFastStorage } from './tmpfs';
 
 const ALL_SECTIONS = ['e2e', 'tmpfs', 'sweep', 'batch', 'peer', 'kernels', 'threads'] as const;
-type Section = (typeof ALL_SECTIONS)[number];
+/** Run only when named: batch-memory needs root, btrfs-progs and 10-20 minutes. */
+const OPT_IN_SECTIONS = ['batch-memory'] as const;
+type Section = (typeof ALL_SECTIONS)[number] | (typeof OPT_IN_SECTIONS)[number];
 type PairName = '4b' | 'moe' | 'dense' | 'small';
 
 function pairSpecs(quick: boolean): Record<PairName, PairSpec> {
@@ -50,7 +53,11 @@ async function main() {
     .name('bench')
     .option('--quick', 'small pairs (minutes, not tens of minutes)')
     .option('--work <dir>', 'folder for cached fixtures and outputs (on the disk under test, not tmpfs)', '/work/bench-data')
-    .option('--sections <list>', `comma list of ${ALL_SECTIONS.join(',')}`, ALL_SECTIONS.join(','))
+    .option(
+      '--sections <list>',
+      `comma list of ${ALL_SECTIONS.join(',')} (default: all of them) and the opt-in ${OPT_IN_SECTIONS.join(',')}`,
+      ALL_SECTIONS.join(','),
+    )
     .option('--pairs <list>', 'e2e pairs: 4b,moe,dense', '4b,moe,dense')
     .option('--buffered', 'also run the e2e cases with --no-direct')
     .option('--peer-pair <name>', 'pair the PyTorch peer runs on (4b, moe, dense)', 'dense')
@@ -66,7 +73,7 @@ async function main() {
   if (!Number.isInteger(repeat) || repeat < 1) throw new Error(`--repeat: expected a whole number ≥ 1, got ${opts.repeat}`);
   setRepeat(repeat);
   const sections = new Set(String(opts.sections).split(',') as Section[]);
-  for (const s of sections) if (!ALL_SECTIONS.includes(s)) throw new Error(`--sections: unknown section ${s}`);
+  for (const s of sections) if (![...ALL_SECTIONS, ...OPT_IN_SECTIONS].includes(s)) throw new Error(`--sections: unknown section ${s}`);
   const quick = Boolean(opts.quick);
   const work = path.resolve(opts.work);
   fs.mkdirSync(work, { recursive: true });
@@ -122,6 +129,7 @@ async function main() {
     runSweep(pairs.get(opts.sweepPair as PairName)!, work);
   }
   if (sections.has('batch')) rows.push(...runBatchSection(pairs.get(opts.batchPair as PairName)!, work, cli, log));
+  if (sections.has('batch-memory')) rows.push(...runBatchMemorySection(work, log));
   if (sections.has('peer')) {
     log('peer');
     runPeer(pairs.get(opts.peerPair as PairName)!, work, findPython(opts.python));
