@@ -12,6 +12,10 @@ export const MERGE_METHOD_NAMES = [
   'breadcrumbs_ties',
   'karcher',
   'multislerp',
+  'nuslerp',
+  'nearswap',
+  'ram',
+  'ramplus_tl',
 ] as const;
 
 /** A recipe's `merge_method` that weightmix runs. */

@@ -17,6 +17,7 @@
 #include "io.h"
 #include "worker_pool.h"
 #include "kernels/sparsify.h"
+#include "kernels/elementwise.h"
 
 namespace wm {
 namespace {
@@ -46,8 +47,31 @@ void validateSparseDest(const Dest& d, const Job& job, size_t j) {
   }
 }
 
+// Nearswap and Ram dests name their sources in params (kernels/elementwise.h).
+void validateElementwiseDest(const Dest& d, const Job& job, size_t j) {
+  try {
+    if (d.op == DestOp::Nearswap) decodeNearswapParams(d.params, job.sources.size());
+    else if (d.op == DestOp::Ram) decodeRamParams(d.params, job.sources.size());
+    else checkRowLinearParams(d.params, job.sources.size(), job.count);
+  } catch (const std::invalid_argument& e) {
+    throw ExecError("PlanInvalid", std::string("plan: parameters of job ") + std::to_string(j) + ": " + e.what());
+  }
+}
+
 void validateStatJob(const Job& job, size_t j) {
   const std::string where = " in job " + std::to_string(j);
+  if (job.stat == JobStat::RamCounts || job.stat == JobStat::RowMoments) {
+    if (!job.dests.empty() || job.moments || (job.stat == JobStat::RowMoments && job.sources.size() != 2)) {
+      throw ExecError("PlanInvalid", "plan: a statistics job reads its sources and writes nothing" + where);
+    }
+    try {
+      if (job.stat == JobStat::RowMoments) decodeGroups(job.statParams, job.count);
+      else decodeRamParams(job.statParams, job.sources.size());
+    } catch (const std::invalid_argument& e) {
+      throw ExecError("PlanInvalid", std::string("plan: bad RAM count parameters") + where + ": " + e.what());
+    }
+    return;
+  }
   if (job.sources.size() != 2 || !job.dests.empty() || job.moments) {
     throw ExecError("PlanInvalid", "plan: a statistics job reads two sources and writes nothing" + where);
   }
@@ -94,8 +118,11 @@ void validatePlan(const Plan& plan, const std::vector<uint64_t>& inputSizes) {
     if (job.stat != JobStat::None) validateStatJob(job, j);
     for (const Dest& d : job.dests) {
       if (d.output >= plan.outputs.size()) throw ExecError("PlanInvalid", "plan: job " + std::to_string(j) + " names a missing output");
-      size_t need = d.op == DestOp::Copy ? 1 : d.op == DestOp::Linear ? job.sources.size() : d.op == DestOp::Sparse ? 0 : 1;
+      const bool elementwise = d.op == DestOp::Nearswap || d.op == DestOp::Ram || d.op == DestOp::RowLinear;
+      const bool paramsOnly = d.op == DestOp::Sparse || elementwise;
+      size_t need = d.op == DestOp::Copy ? 1 : d.op == DestOp::Linear ? job.sources.size() : paramsOnly ? 0 : 1;
       if (d.op == DestOp::Sparse) validateSparseDest(d, job, j);
+      if (elementwise) validateElementwiseDest(d, job, j);
       if (d.w.size() != need) throw ExecError("PlanInvalid", "plan: wrong coefficient count in job " + std::to_string(j));
       if ((d.op == DestOp::Lerp || d.op == DestOp::LerpMi) && job.sources.size() != 2) {
         throw ExecError("PlanInvalid", "plan: lerp needs two sources in job " + std::to_string(j));
@@ -229,6 +256,7 @@ class Run {
       }
     }
     pieceMoments_.resize(pieces_.size());
+    pieceRows_.resize(pieces_.size());
   }
 
   void worker() {
@@ -388,6 +416,15 @@ class Run {
           sparseMerge(srcPtr.data(), srcType.data(), sparse_[piece.job][static_cast<size_t>(&d - job.dests.data())], job.count,
                       piece.start, n, target, d.dtype);
           break;
+        case DestOp::Nearswap:
+          nearswapMerge(srcPtr.data(), srcType.data(), decodeNearswapParams(d.params, job.sources.size()), n, target, d.dtype);
+          break;
+        case DestOp::Ram:
+          ramMerge(srcPtr.data(), srcType.data(), decodeRamParams(d.params, job.sources.size()), n, target, d.dtype);
+          break;
+        case DestOp::RowLinear:
+          rowLinearMerge(srcPtr.data(), srcType.data(), decodeRowLinearParams(d.params, job.sources.size(), job.count), piece.start, n, target, d.dtype);
+          break;
       }
       if (inPlace != nullptr) assembler.commit(at, n * es);
       else assembler.put(at, static_cast<const uint8_t*>(bytes), n * es);
@@ -427,6 +464,7 @@ class Run {
       }
       size_t counters = job.stat == JobStat::Histogram ? (size_t{1} << static_cast<uint32_t>(job.statParams[2]))
                         : job.stat == JobStat::L1  ? 2 * kL1Buckets
+                        : job.stat == JobStat::RamCounts ? job.statParams.size() - 2
                                                    : 0;
       if (counters == 0) continue;
       statCounts_[j].reset(new std::atomic<uint64_t>[counters]);
@@ -439,7 +477,18 @@ class Run {
     const auto& sp = job.statParams;
     const uint32_t indexBits = static_cast<uint32_t>(sp[0]);
     std::vector<uint64_t> local;
-    if (job.stat == JobStat::Histogram) {
+    if (job.stat == JobStat::RowMoments) {  // f64 sums: kept per piece and added in piece order (collectStats)
+      const Groups g = decodeGroups(sp, job.count);
+      std::vector<double>& rows = pieceRows_[static_cast<size_t>(&piece - pieces_.data())];
+      rows.assign(4 * g.span(piece.start, piece.count), 0.0);
+      rowMoments(srcPtr[0], srcType[0], srcPtr[1], srcType[1], g, piece.start, piece.count, rows.data());
+      return;
+    }
+    if (job.stat == JobStat::RamCounts) {
+      const RamParams p = decodeRamParams(sp, job.sources.size());
+      local.assign(2 * p.sources.size(), 0);
+      ramCounts(srcPtr.data(), srcType.data(), p, piece.count, local.data(), local.data() + p.sources.size());
+    } else if (job.stat == JobStat::Histogram) {
       const uint32_t bits = static_cast<uint32_t>(sp[2]);
       local.assign(size_t{1} << bits, 0);
       const uint64_t prefix = (static_cast<uint64_t>(sp[3]) << 32) | static_cast<uint64_t>(sp[4]);
@@ -461,6 +510,16 @@ class Run {
   // Job order: a histogram job gives 2^bits counts, an L1 job its two sums.
   std::vector<double> collectStats() const {
     std::vector<double> out;
+    std::vector<std::vector<double>> rows(plan_.jobs.size());  // RowMoments: 4 sums per row, pieces added in order
+    for (size_t p = 0; p < pieces_.size(); ++p) {
+      const Job& job = plan_.jobs[pieces_[p].job];
+      if (job.stat != JobStat::RowMoments || pieces_[p].count == 0) continue;
+      std::vector<double>& r = rows[pieces_[p].job];
+      const Groups g = decodeGroups(job.statParams, job.count);
+      r.resize(4 * g.count(job.count), 0.0);
+      const size_t at = 4 * g.first(pieces_[p].start);
+      for (size_t k = 0; k < pieceRows_[p].size(); ++k) r[at + k] += pieceRows_[p][k];
+    }
     for (size_t j = 0; j < plan_.jobs.size(); ++j) {
       const Job& job = plan_.jobs[j];
       if (job.stat == JobStat::Histogram) {
@@ -470,6 +529,10 @@ class Run {
         for (size_t c = 0; c < 2 * kL1Buckets; ++c) b[c] = statCounts_[j][c].load();
         out.push_back(l1Total(b));
         out.push_back(l1Total(b + kL1Buckets));
+      } else if (job.stat == JobStat::RamCounts) {
+        for (size_t c = 0; c < job.statParams.size() - 2; ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
+      } else if (job.stat == JobStat::RowMoments) {
+        out.insert(out.end(), rows[j].begin(), rows[j].end());
       }
     }
     return out;
@@ -502,6 +565,7 @@ class Run {
   std::vector<Piece> pieces_;
   std::vector<Task> tasks_;
   std::vector<Moments> pieceMoments_;
+  std::vector<std::vector<double>> pieceRows_;  // RowMoments jobs: each piece's row sums
   std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]
   std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> statCounts_;  // [job][counter]
   size_t maxSources_ = 0;

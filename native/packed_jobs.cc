@@ -58,6 +58,9 @@ DestOp opOf(Reader& r) {
     case 2: return DestOp::LerpMi;
     case 3: return DestOp::Linear;
     case 4: return DestOp::Sparse;
+    case 5: return DestOp::Nearswap;
+    case 6: return DestOp::Ram;
+    case 7: return DestOp::RowLinear;
     default: throw std::invalid_argument("plan: unknown op");
   }
 }
@@ -67,6 +70,8 @@ JobStat statOf(Reader& r) {
     case 0: return JobStat::None;
     case 1: return JobStat::Histogram;
     case 2: return JobStat::L1;
+    case 3: return JobStat::RamCounts;
+    case 4: return JobStat::RowMoments;
     default: throw std::invalid_argument("plan: unknown statistic");
   }
 }

@@ -8,12 +8,12 @@
 
 namespace wm {
 
-enum class DestOp { Copy, Lerp, LerpMi, Linear, Sparse };
+enum class DestOp { Copy, Lerp, LerpMi, Linear, Sparse, Nearswap, Ram, RowLinear };
 
 enum class Device { Cpu, Cuda };
 
 // Per-job statistics computed instead of output bytes (jobs without dests).
-enum class JobStat { None, Histogram, L1 };
+enum class JobStat { None, Histogram, L1, RamCounts, RowMoments };
 
 struct Source {
   uint32_t input = 0;   // index into Plan::inputs
@@ -27,7 +27,7 @@ struct Dest {
   Dtype dtype = Dtype::BF16;
   DestOp op = DestOp::Copy;
   std::vector<float> w;  // Copy: {source index}; Lerp/LerpMi: {lambda}; Linear: one weight per source
-  std::vector<double> params;  // Sparse: kernels/sparsify.h's flat layout (w is empty)
+  std::vector<double> params;  // Sparse: kernels/sparsify.h's flat layout; Nearswap, Ram, RowLinear: kernels/elementwise.h's (w is empty)
 };
 
 struct Job {
@@ -39,6 +39,8 @@ struct Job {
   //   [indexBits, shift, bits, prefixHi, prefixLo] -> 2^bits counts.
   // L1: exact sums of |d| before/after the keep rule; statParams = the keep rule as one model entry
   //   of the sparse layout plus indexBits -> 2 sums. (kernels/sparsify.h)
+  // RamCounts: statParams = a Ram dest's params -> shared and unique counts per model (kernels/elementwise.h).
+  // RowMoments: statParams = [rowLength] -> 4 sums per row (kernels/elementwise.h).
   JobStat stat = JobStat::None;
   std::vector<double> statParams;
 };

@@ -114,6 +114,15 @@ function recipes(): Record<string, Record<string, unknown>> {
       ],
       dtype: 'bfloat16',
     },
+    // Ops that name their sources in params (renumbered when plans are fused), models listed out of checkpoint order.
+    nearswap: { merge_method: 'nearswap', base_model: N, parameters: { t: 0.01 }, models: [{ model: B }, { model: N }] },
+    'ramplus-tl': { merge_method: 'ramplus_tl', base_model: N, parameters: { epsilon: 0.01 }, models: [{ model: B }, { model: A }, { model: N }] },
+    'nuslerp-rows': {
+      merge_method: 'nuslerp',
+      base_model: N,
+      parameters: { nuslerp_flatten: false },
+      models: [{ model: B, parameters: { weight: 1 } }, { model: A, parameters: { weight: 2 } }, { model: N }],
+    },
     stack: { merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [0, 4] }] }, { sources: [{ model: B, layer_range: [2, 6] }] }] },
     'far-pair': two(F, G, 0.4, 0.6),
   };

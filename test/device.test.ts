@@ -170,6 +170,19 @@ const CASES: Case[] = [
     name: 'breadcrumbs_ties',
     run: recipe(() => ({ merge_method: 'breadcrumbs_ties', base_model: N, models: models([0.6, 0.6], { density: 0.4, gamma: 0.05 }) })),
   },
+  // CPU-only ops: a cuda plan routes these dests to the CPU share of each task.
+  {
+    name: 'nearswap (CPU kernel)',
+    run: recipe(() => ({ merge_method: 'nearswap', base_model: N, parameters: { t: 0.01 }, models: [{ model: A }, { model: N }] })),
+  },
+  {
+    name: 'ramplus_tl (CPU kernel, counting pass)',
+    run: recipe(() => ({ merge_method: 'ramplus_tl', base_model: N, parameters: { epsilon: 0.01 }, models: [{ model: A }, { model: B }, { model: N }] })),
+  },
+  {
+    name: 'nuslerp nuslerp_flatten: false (CPU kernel, row moments)',
+    run: recipe(() => ({ merge_method: 'nuslerp', parameters: { nuslerp_flatten: false }, models: models([1, 3]) })),
+  },
 ];
 
 describe("cuda merges are the CPU's bytes", () => {

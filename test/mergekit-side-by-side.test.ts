@@ -145,6 +145,73 @@ describe('weightmix against mergekit', () => {
       }),
       (d) => expect(d.relL2).toBeLessThan(1e-5),
     ],
+    [
+      'nuslerp',
+      () => ({
+        merge_method: 'nuslerp',
+        models: [
+          { model: A, parameters: { weight: 0.3 } },
+          { model: F, parameters: { weight: 0.7 } },
+        ],
+      }),
+      (d) => expect(d.relL2).toBeLessThan(1e-6),
+    ],
+    [
+      'nuslerp-base',
+      () => ({
+        merge_method: 'nuslerp',
+        base_model: N,
+        models: [{ model: A, parameters: { weight: 0.4 } }, { model: B, parameters: { weight: 0.6 } }, { model: N }],
+      }),
+      (d) => expect(d.relL2).toBeLessThan(1e-6),
+    ],
+    [
+      'nuslerp-rows',
+      () => ({
+        merge_method: 'nuslerp',
+        base_model: N,
+        parameters: { nuslerp_flatten: false },
+        models: [{ model: A, parameters: { weight: 0.4 } }, { model: F, parameters: { weight: 0.6 } }, { model: N }],
+      }),
+      (d) => expect(d.relL2).toBeLessThan(1e-6),
+    ],
+    [
+      'nuslerp-columns',
+      () => ({
+        merge_method: 'nuslerp',
+        parameters: { nuslerp_flatten: false, nuslerp_row_wise: true },
+        models: [
+          { model: A, parameters: { weight: 0.4 } },
+          { model: F, parameters: { weight: 0.6 } },
+        ],
+      }),
+      (d) => expect(d.relL2).toBeLessThan(1e-6),
+    ],
+    [
+      'model_stock-filter_wise',
+      () => ({ merge_method: 'model_stock', base_model: A, parameters: { filter_wise: true }, models: [{ model: B }, { model: N }, { model: F }] }),
+      (d) => expect(d.relL2).toBeLessThan(1e-6),
+    ],
+    [
+      'nearswap',
+      () => ({ merge_method: 'nearswap', base_model: N, parameters: { t: 0.01 }, models: [{ model: A }, { model: N }] }),
+      (d) => expect(d.maxUlp).toBeLessThanOrEqual(2),
+    ],
+    [
+      'ram',
+      () => ({ merge_method: 'ram', base_model: N, parameters: { epsilon: 0.01 }, models: [{ model: A }, { model: B }, { model: F }, { model: N }] }),
+      (d) => expect(d.maxUlp).toBeLessThanOrEqual(2),
+    ],
+    [
+      'ramplus_tl',
+      () => ({
+        merge_method: 'ramplus_tl',
+        base_model: N,
+        parameters: { epsilon: 0.01, r: 0.5, alpha: 0.4 },
+        models: [{ model: A }, { model: B }, { model: F }, { model: N }],
+      }),
+      (d) => expect(d.maxUlp).toBeLessThanOrEqual(2),
+    ],
   ];
 
   for (const [name, make, check] of recipes)

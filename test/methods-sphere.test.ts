@@ -1,5 +1,5 @@
 /**
- * karcher and multislerp (mergekit's spherical means) end to end, against f64 oracles that follow
+ * karcher, multislerp and nuslerp (mergekit's spherical methods) end to end, against f64 oracles that follow
  * mergekit's code on whole tensors (test/reference/merge-methods.ts): weightmix finds the same
  * combination from the moments pass's Gram matrix, so every element is within one ulp of the output dtype.
  */
@@ -11,7 +11,8 @@ import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { karcherWeights } from '../lib/recipes/methods/karcher';
-import { karcherRef, multislerpRef } from './reference/merge-methods';
+import { nuslerpCoefficients, nuslerpT } from '../lib/recipes/methods/nuslerp';
+import { karcherRef, multislerpRef, nuslerpRef } from './reference/merge-methods';
 import { modelValues, worstUlp } from './helpers/model-values';
 
 let dir: string;
@@ -88,4 +89,64 @@ test('multislerp of task vectors around a base (normalize_weights false), within
     ],
   };
   expect(await worstUlpOf(doc, (k) => multislerpRef([a.get(k)!, b.get(k)!, f.get(k)!], [0.6, 0.6, 0.2], n.get(k)!, false))).toBeLessThanOrEqual(1);
+});
+
+test('nuslerpCoefficients from the Gram entries equal the f64 oracle on the vectors (near-opposite, colinear, a zero vector, weights summing to 0)', () => {
+  const vs = [
+    [1, 0.2, -0.5, 0.3],
+    [0.8, 0.5, -0.1, 0.9],
+    [-1, -0.2, 0.5, -0.25],
+    [2, 0.4, -1, 0.6],
+    [0, 0, 0, 0],
+    [-0.2, 1, 0.4, 0],
+  ];
+  const dot = (a: number[], b: number[]) => a.reduce((s, x, i) => s + x * b[i], 0);
+  for (const [i, j] of [
+    [0, 1],
+    [0, 2],
+    [0, 3],
+    [0, 4],
+    [4, 4],
+    [0, 5],
+  ]) {
+    for (const w of [
+      [1, 1],
+      [0.3, 0.7],
+      [2, -1],
+      [0.5, -0.5],
+    ] as [number, number][]) {
+      const [c0, c1] = nuslerpCoefficients(nuslerpT(...w), dot(vs[i], vs[i]), dot(vs[j], vs[j]), dot(vs[i], vs[j]));
+      const ref = nuslerpRef(vs[i], vs[j], w, null);
+      vs[i].forEach((x, k) => expect(c0 * x + c1 * vs[j][k]).toBeCloseTo(ref[k], 12));
+    }
+  }
+});
+
+test('nuslerp of two models, no base: within 1 bf16 ulp of the oracle on whole tensors', async () => {
+  const [a, f] = await Promise.all([modelValues(A), modelValues(F)]);
+  const doc = {
+    merge_method: 'nuslerp',
+    models: [
+      { model: A, parameters: { weight: 0.3 } },
+      { model: F, parameters: { weight: 0.5 } },
+    ],
+  };
+  expect(await worstUlpOf(doc, (k) => nuslerpRef(a.get(k)!, f.get(k)!, [0.3, 0.5], null))).toBeLessThanOrEqual(1);
+});
+
+test('nuslerp of task vectors around a base (nuslerp_row_wise ignored when flattened): within 1 f32 ulp with out_dtype float32', async () => {
+  const [a, b, n] = await Promise.all([modelValues(A), modelValues(B), modelValues(N)]);
+  const doc = {
+    merge_method: 'nuslerp',
+    base_model: N,
+    out_dtype: 'float32',
+    parameters: { nuslerp_row_wise: true },
+    models: [{ model: A, parameters: { weight: 1 } }, { model: B, parameters: { weight: 2 } }, { model: N }],
+  };
+  expect(await worstUlpOf(doc, (k) => nuslerpRef(a.get(k)!, b.get(k)!, [1, 2], n.get(k)!))).toBeLessThanOrEqual(1);
+});
+
+test('nuslerp refuses three models in one line', () => {
+  const three = { merge_method: 'nuslerp', models: [A, B, F].map((model) => ({ model, parameters: { weight: 1 } })) };
+  expect(() => parseRecipe(three)).toThrow(/^nuslerp merges exactly two models .* names 3$/);
 });

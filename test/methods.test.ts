@@ -299,12 +299,6 @@ test('a method that fails on a tensor leaves no output behind', async () => {
     ),
   ).rejects.toThrow(/sum to 0/);
   expect(fs.existsSync(out)).toBe(false);
-  await expect(
-    merge(parseRecipe({ merge_method: 'model_stock', base_model: A, parameters: { filter_wise: true }, models: [{ model: B }, { model: N }] }), {
-      output: out,
-    }),
-  ).rejects.toThrow(/filter_wise: true is not supported/);
-  expect(fs.existsSync(out)).toBe(false);
 });
 
 test('the CLI: weightmix merge RECIPE.yml -o OUT writes the model; a refused recipe exits 1 with one line naming it', async () => {

@@ -13,8 +13,22 @@ import type { NativeDest, NativeJob, NativeOp } from './native-plan';
 
 // The codes are the addon's contract (native/packed_jobs.cc decodes the same numbers).
 export const PACKED_DTYPE_CODES: Readonly<Record<NativeDtype, number>> = Object.freeze({ F32: 0, F16: 1, BF16: 2, U8: 3 });
-export const PACKED_OP_CODES: Readonly<Record<NativeOp, number>> = Object.freeze({ copy: 0, lerp: 1, lerp_mi: 2, linear: 3, sparse: 4 });
-export const PACKED_STAT_CODES: Readonly<Record<'histogram' | 'l1', number>> = Object.freeze({ histogram: 1, l1: 2 });
+export const PACKED_OP_CODES: Readonly<Record<NativeOp, number>> = Object.freeze({
+  copy: 0,
+  lerp: 1,
+  lerp_mi: 2,
+  linear: 3,
+  sparse: 4,
+  nearswap: 5,
+  ram: 6,
+  row_linear: 7,
+});
+export const PACKED_STAT_CODES: Readonly<Record<NonNullable<NativeJob['stat']>, number>> = Object.freeze({
+  histogram: 1,
+  l1: 2,
+  ram_counts: 3,
+  row_moments: 4,
+});
 
 function code<K extends string>(table: Readonly<Record<K, number>>, key: K, what: string): number {
   const c = Object.prototype.hasOwnProperty.call(table, key) ? table[key] : undefined;
@@ -22,9 +36,9 @@ function code<K extends string>(table: Readonly<Record<K, number>>, key: K, what
   return c;
 }
 
-/** Only a sparse dest carries params (the addon ignored them elsewhere before packing, too). */
+/** Only sparse, nearswap, ram and row_linear dests carry params (the addon ignored them elsewhere before packing, too). */
 function destParams(d: NativeDest): readonly number[] {
-  return d.op === 'sparse' ? (d.params ?? []) : [];
+  return d.op === 'sparse' || d.op === 'nearswap' || d.op === 'ram' || d.op === 'row_linear' ? (d.params ?? []) : [];
 }
 
 function packedLength(jobs: readonly NativeJob[]): number {

@@ -11,6 +11,7 @@ import { NativeDest, NativeJob, NativeOp, NativeOutput, NativeSource } from './n
 import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
 import { dtypeByteLength, encodeSafetensorsHeader } from '../format/safetensors';
 import { encodeSparseParams, ResolvedSparse } from './sparse-params';
+import { encodeElementwiseParams, RowWeights } from './elementwise-params';
 import type { OutputLayout } from './output-layout';
 
 /** How one output tensor is made: an op over tensors of the listed checkpoints. */
@@ -18,11 +19,13 @@ export interface TensorRecipe {
   op: NativeOp;
   /** Checkpoint indices, in the order the op takes them. */
   models: number[];
-  /** copy: [index into `models`]; lerp, lerp_mi: [λ]; linear: one weight per model. */
+  /** copy: [index into `models`]; lerp, lerp_mi: [λ]; linear: one weight per model; nearswap: [t] (models: base, model); ram: [epsilon, λ per model] (models: base first). */
   w: number[];
   dtype: SafetensorsDtype;
   /** sparse only: thresholds, mask keys and factors (models lists the base and every model it names). */
   sparse?: ResolvedSparse;
+  /** row_linear only: per-row coefficients (models lists the base first when `rows.base`). */
+  rows?: RowWeights;
 }
 
 export interface OutputModelSpec {
@@ -155,6 +158,8 @@ function planDest(r: TensorRecipe, used: number[], sourceCount: number, output: 
     if (!r.sparse) throw new Error(`internal: sparse recipe of ${name} without parameters`);
     const params = encodeSparseParams(r.sparse, (model) => srcs[r.models.indexOf(model)]);
     return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params };
+  } else if (r.op === 'nearswap' || r.op === 'ram' || r.op === 'row_linear') {
+    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params: encodeElementwiseParams(r.op, srcs, r.w, r.rows) };
   } else if (r.op === 'linear') {
     // Linear weights are indexed by the job's source list.
     w = new Array(sourceCount).fill(0);

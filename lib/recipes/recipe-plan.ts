@@ -13,6 +13,8 @@ import type { Recipe, RecipeSlice } from './recipe';
 import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
 import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
 import type { SparseTensor } from './sparsify';
+import type { RamPlusTensor } from './ram-counts';
+import type { RowWiseTensor } from './row-wise';
 import { classifyTensor } from '../model/tensor-names';
 import { tensorOutputDtype } from './output-dtype';
 import { firstRows, isEmbeddingMatrix, vocabularyRows } from './tokenizer-source';
@@ -218,7 +220,8 @@ export function planRecipe(recipe: Recipe, ckpts: Checkpoint[]): RecipePlan {
   const asked = new Set<string>();
   for (const t of tensors) {
     if (!t.sources.every((s) => isFloatDtype(views[s.model].get(t.name)!.dtype))) continue;
-    const mt = { name: t.name, models: t.sources.map((s) => s.model), base: t.base, scope: t.scope, label };
+    const shape = views[t.sources[0].model].get(t.name)!.shape;
+    const mt = { name: t.name, models: t.sources.map((s) => s.model), base: t.base, shape, scope: t.scope, label };
     methodTensors.set(t.name, mt);
     for (const [a, b] of method.momentPairs?.(mt) ?? []) {
       const key = `${t.name}\u0000${a}\u0000${b}`;
@@ -238,13 +241,14 @@ export function sourceCheckpoints(plan: RecipePlan, ckpts: Checkpoint[]): Checkp
 
 /**
  * Every output tensor's recipe from the method's coefficients, given the moments asked for in
- * `plan.momentPairs`; sparsified tensors also come back as statistics work (thresholds are still open).
+ * `plan.momentPairs`; sparsified tensors also come back as statistics work (thresholds are still open),
+ * and so do ramplus_tl's (their λ, in `w` after epsilon, is 1 until resolveRamPlus counts).
  */
 export function tensorRecipes(
   recipe: Recipe,
   plan: RecipePlan,
   moments: (tensor: string, a: number, b: number) => PairMoments,
-): { recipes: Map<string, TensorRecipe>; sparse: SparseTensor[] } {
+): { recipes: Map<string, TensorRecipe>; sparse: SparseTensor[]; ramPlus: RamPlusTensor[]; rowWise: RowWiseTensor[] } {
   const method = methodFor(recipe.method);
   const { views } = plan;
   const outDtypeOf = (t: OutputTensor): SafetensorsDtype => {
@@ -254,6 +258,12 @@ export function tensorRecipes(
   };
   const recipes = new Map<string, TensorRecipe>();
   const sparse: SparseTensor[] = [];
+  const ramPlus: RamPlusTensor[] = [];
+  const rowWise: RowWiseTensor[] = [];
+  const sourceOf = (name: string) => (m: number) => {
+    const l = views[m].get(name)!;
+    return { file: l.file, offset: l.offset, dtype: nativeDtype(l.dtype) };
+  };
   for (const t of plan.tensors) {
     const dtype = outDtypeOf(t);
     const mt = plan.methodTensors.get(t.name);
@@ -265,15 +275,30 @@ export function tensorRecipes(
         name: t.name,
         count,
         spec,
-        source: (m) => {
-          const l = views[m].get(t.name)!;
-          return { file: l.file, offset: l.offset, dtype: nativeDtype(l.dtype) };
-        },
+        source: sourceOf(t.name),
       });
       recipes.set(t.name, { op: 'sparse', models: [spec.base, ...spec.models.map((m) => m.model)], w: [], dtype });
       continue;
     }
+    if (c.op === 'nearswap') {
+      recipes.set(t.name, { op: 'nearswap', models: [c.base, c.model], w: [c.t], dtype });
+      continue;
+    }
+    if (c.op === 'ram') {
+      const models = [c.base, ...c.models];
+      recipes.set(t.name, { op: 'ram', models, w: [c.epsilon, ...c.models.map(() => 1)], dtype });
+      if (c.plus)
+        ramPlus.push({ name: t.name, count: views[c.base].get(t.name)!.elementCount, models, epsilon: c.epsilon, ...c.plus, source: sourceOf(t.name) });
+      continue;
+    }
+    if (c.op === 'rows') {
+      const models = c.base === null ? c.models : [c.base, ...c.models];
+      recipes.set(t.name, { op: 'row_linear', models, w: [], dtype, rows: { length: c.rowLength, interleaved: c.interleaved, base: c.base !== null, w: [] } });
+      const count = views[c.models[0]].get(t.name)!.elementCount;
+      rowWise.push({ name: t.name, count, rowLength: c.rowLength, interleaved: c.interleaved, pairs: c.pairs, weights: c.weights, source: sourceOf(t.name) });
+      continue;
+    }
     recipes.set(t.name, c.op === 'copy' ? { op: 'copy', models: [c.model], w: [0], dtype } : { op: 'linear', models: c.models, w: c.w, dtype });
   }
-  return { recipes, sparse };
+  return { recipes, sparse, ramPlus, rowWise };
 }

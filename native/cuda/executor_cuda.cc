@@ -5,6 +5,7 @@
 #ifdef WEIGHTMIX_WITH_CUDA
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 
 #include "../block_assembler.h"
@@ -80,6 +81,9 @@ bool DeviceRun::destFits(const Job& job, const Dest& d, size_t jobIndex) const {
     case DestOp::Copy: return job.sources[static_cast<size_t>(d.w[0])].dtype != d.dtype;
     case DestOp::Linear: return job.sources.size() <= kMaxLinearSources;
     case DestOp::Sparse: return sparseFits(run_.sparse[jobIndex][static_cast<size_t>(&d - job.dests.data())], job.sources.size());
+    case DestOp::Nearswap:
+    case DestOp::Ram:
+    case DestOp::RowLinear: return false;  // CPU kernels only (kernels/elementwise.h): the CPU share of the task produces them
     default: return true;
   }
 }
@@ -206,6 +210,10 @@ void DeviceRun::runTask(Seat& seat, const Task& task, const TaskReads& reads, co
           rc = sparseMerge(src.data(), srcType.data(), job.sources.size(), run_.sparse[piece.job][static_cast<size_t>(l.dest - job.dests.data())],
                            job.count, piece.start, n, o, d.dtype, dev.stream());
           break;
+        case DestOp::Nearswap:
+        case DestOp::Ram:
+        case DestOp::RowLinear:
+          throw std::logic_error("internal: a CPU-only op was launched on the device");  // destFits keeps them on the CPU
       }
       WorkerContext::check(rc, "launching a kernel");
     }

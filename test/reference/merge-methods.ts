@@ -195,3 +195,21 @@ export function multislerpRef(tensors: number[][], weight: number[], base: numbe
   const avg = norms.reduce((s, x, i) => s + x * w[i], 0);
   return mean.map((m, k) => (m * Math.cos(tn) + tangent[k] * (Math.sin(tn) / tn)) * avg + (base ? base[k] : 0));
 }
+
+/**
+ * mergekit's nuslerp in f64 on whole tensors (`nuslerp_flatten: true`): t = w₁ / (w₀ + w₁), the angle
+ * between the normalized (task-vector, with a base) tensors, lerp when |sin θ| < 1e-8.
+ */
+export function nuslerpRef(v0: number[], v1: number[], weights: [number, number], base: number[] | null): number[] {
+  const t = Math.abs(weights[0] + weights[1]) < 1e-6 ? 0.5 : weights[1] / (weights[0] + weights[1]);
+  const a = base ? v0.map((x, k) => x - base[k]) : v0;
+  const b = base ? v1.map((x, k) => x - base[k]) : v1;
+  const [na, nb] = [Math.max(normRef(a), 1e-7), Math.max(normRef(b), 1e-7)];
+  const ua = a.map((x) => x / na);
+  const ub = b.map((x) => x / nb);
+  const theta = Math.acos(Math.min(1, Math.max(-1, dotRef(ua, ub))));
+  const sin = Math.sin(theta);
+  const out =
+    Math.abs(sin) < 1e-8 ? a.map((x, k) => (1 - t) * x + t * b[k]) : a.map((x, k) => (Math.sin((1 - t) * theta) * x + Math.sin(t * theta) * b[k]) / sin);
+  return base ? out.map((x, k) => x + base[k]) : out;
+}

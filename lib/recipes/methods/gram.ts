@@ -1,6 +1,6 @@
 /**
  * Inner products between one tensor's copies in several models, from the engine's f64 moments pass:
- * methods that live on the sphere (karcher, multislerp) need only these to find their coefficients,
+ * methods that live on the sphere (karcher, multislerp, nuslerp) need only these to find their coefficients,
  * so their result is one linear combination computed by the engine.
  */
 import type { PairMoments } from './method';

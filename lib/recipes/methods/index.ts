@@ -5,12 +5,15 @@ import { linear } from './linear';
 import { MergeMethod } from './method';
 import { modelStock } from './model-stock';
 import { multislerp } from './multislerp';
+import { nuslerp } from './nuslerp';
+import { nearswap } from './nearswap';
+import { ram, ramplusTl } from './ram';
 import { passthrough } from './passthrough';
 import { slerp } from './slerp';
 import { breadcrumbs, breadcrumbsTies, dareLinear, dareTies, ties } from './sparse-task-arithmetic';
 import { taskArithmetic } from './task-arithmetic';
 
-export type { MergeMethod, MethodTensor, PairMoments, TensorCoefficients } from './method';
+export type { MergeMethod, MethodTensor, PairMoments, RowMoments, TensorCoefficients } from './method';
 
 export const METHODS: readonly MergeMethod[] = Object.freeze([
   linear,
@@ -25,18 +28,19 @@ export const METHODS: readonly MergeMethod[] = Object.freeze([
   breadcrumbsTies,
   karcher,
   multislerp,
+  nuslerp,
+  nearswap,
+  ram,
+  ramplusTl,
 ]);
 
 /** mergekit methods weightmix refuses, each with its reason (docs/mergekit-parity.md lists them). */
 export const REFUSED_METHODS: Readonly<Record<string, string>> = Object.freeze({
   della: 'its drop probabilities are ranked by magnitude within each row, a per-row selection the engine does not have yet',
   della_linear: 'its drop probabilities are ranked by magnitude within each row, a per-row selection the engine does not have yet',
-  sce: 'its element selection by variance across models needs a per-element kernel the engine does not have yet',
-  nuslerp: 'its row-wise spherical interpolation needs per-row angles; the engine computes per-tensor moments only',
-  nearswap: 'its per-element weight from |θ − base| needs a kernel the engine does not have yet',
-  arcee_fusion: 'its per-element importance mask needs a kernel the engine does not have yet',
-  ram: 'it averages each element over the models whose task vector there exceeds epsilon, a per-element count the engine does not have yet',
-  ramplus_tl: 'it averages each element over the models whose task vector there exceeds epsilon, a per-element count the engine does not have yet',
+  sce: 'it elects signs on the unweighted task vectors and selects elements by their variance across models; the engine elects signs on weighted task vectors and has no variance selection yet',
+  arcee_fusion:
+    'its importance (|δ| times a per-row KL divergence of softmaxes) and the quantiles of it over the tensor need statistics passes the engine does not have yet',
 });
 export const NOT_YET_SUPPORTED: readonly string[] = Object.freeze(Object.keys(REFUSED_METHODS));
 

@@ -14,6 +14,8 @@ export interface MethodTensor {
   /** Recipe model indices that hold this tensor, in source order. */
   models: number[];
   base: number | null;
+  /** The tensor's shape (its last dimension is a row, for the row-wise forms). */
+  shape: readonly number[];
   scope: ParameterScope;
   /** How the recipe names a model, for messages. */
   label(model: number): string;
@@ -23,9 +25,31 @@ export interface MethodTensor {
 
 /**
  * `copy`: the model's tensor as is (converted to the output dtype); `linear`: Σ w_k·x_k in f32;
- * `sparse`: sparsified task vectors (TIES, DARE, breadcrumbs), thresholds resolved by lib/sparsify.ts.
+ * `sparse`: sparsified task vectors (TIES, DARE, breadcrumbs), thresholds resolved by lib/sparsify.ts;
+ * `nearswap`, `ram`: per-element weights (native/kernels/elementwise.h), f64 and one rounding. A `ram`
+ * with `plus` (ramplus_tl) gets its per-model λ from a counting pass over the whole tensor. `rows`:
+ * one combination per row of `rowLength` elements (base + Σ c·(x − base) with a base, else Σ c·x, f64)
+ * or, `interleaved`, per vector along dim 0 (`rowLength` of them, element i in the (i mod rowLength)-th),
+ * its coefficients from per-row moments of `pairs` (a pass of their own, lib/recipes/row-wise.ts).
  */
-export type TensorCoefficients = { op: 'copy'; model: number } | { op: 'linear'; models: number[]; w: number[] } | { op: 'sparse'; spec: SparseMergeSpec };
+export type TensorCoefficients =
+  | { op: 'copy'; model: number }
+  | { op: 'linear'; models: number[]; w: number[] }
+  | { op: 'sparse'; spec: SparseMergeSpec }
+  | { op: 'nearswap'; base: number; model: number; t: number }
+  | { op: 'ram'; base: number; models: number[]; epsilon: number; plus: { r: number; alpha: number } | null }
+  | {
+      op: 'rows';
+      base: number | null;
+      models: number[];
+      rowLength: number;
+      interleaved: boolean;
+      pairs: [number, number][];
+      weights(rows: RowMoments): number[][];
+    };
+
+/** Per-row statistics of a pair asked for in a `rows` decision, one entry per row (elements, maxAbsDiff and nonFinite are not counted there: 0). */
+export type RowMoments = (a: number, b: number) => PairMoments[];
 
 export interface MergeMethod {
   name: MergeMethodName;

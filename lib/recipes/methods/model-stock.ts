@@ -2,11 +2,12 @@
  * mergekit `model_stock` (Jang et al., 2024): with N fine-tuned models around a base and cos θ the
  * mean pairwise cosine of their task vectors, t = N·cos θ / (1 + (N − 1)·cos θ) and the result is
  * t·mean(θ_i) + (1 − t)·θ_base. The cosines come from the moments pass: ‖δ_i‖² = Σ(θ_i − θ_base)² and
- * ⟨δ_i, δ_j⟩ = (‖δ_i‖² + ‖δ_j‖² − ‖θ_i − θ_j‖²) / 2.
+ * ⟨δ_i, δ_j⟩ = (‖δ_i‖² + ‖δ_j‖² − ‖θ_i − θ_j‖²) / 2. `filter_wise: true` (mergekit's) takes one t per row
+ * of the last dimension, from per-row moments, and writes θ_base + Σ (t_r/N)·δ_i in f64 (`rows`).
  */
 import { WeightmixError } from '../../errors';
 import { booleanParameter } from '../recipe-params';
-import { baseOf, lacksBase, linearOrCopy, MergeMethod, MethodTensor } from './method';
+import { baseOf, lacksBase, linearOrCopy, MergeMethod, MethodTensor, RowMoments } from './method';
 
 /** The interpolation factor t for these squared distances (mergekit's clamps included). */
 export function modelStockT(deltaSq: number[], pairSq: (i: number, j: number) => number): number {
@@ -21,6 +22,23 @@ export function modelStockT(deltaSq: number[], pairSq: (i: number, j: number) =>
   }
   const c = cos.reduce((s, x) => s + x, 0) / cos.length;
   return (n * c) / (1 + (n - 1) * c);
+}
+
+/** t, or a one-line refusal where 1 + (N − 1)·cos θ = 0 (opposite task vectors: mergekit writes Inf or NaN there). */
+function definedT(t: number, where: string): number {
+  if (!Number.isFinite(t))
+    throw new WeightmixError(
+      'InvalidRecipe',
+      `model_stock: ${where}: the task vectors point in opposite directions (mean cosine 1/(1 − N)), where t is undefined`,
+    );
+  return t;
+}
+
+/** (base, θ_i) for each model, then every (θ_i, θ_j), i < j: what the cosines read. */
+function modelStockPairs(base: number, os: number[]): [number, number][] {
+  const pairs: [number, number][] = os.map((m) => [base, m]);
+  for (let i = 0; i < os.length; i++) for (let j = i + 1; j < os.length; j++) pairs.push([os[i], os[j]]);
+  return pairs;
 }
 
 function others(t: Pick<MethodTensor, 'models' | 'base' | 'name'>): number[] {
@@ -40,23 +58,38 @@ export const modelStock: MergeMethod = {
     }
   },
   momentPairs(t) {
-    const os = others(t);
-    const pairs: [number, number][] = os.map((m) => [t.base!, m]);
-    for (let i = 0; i < os.length; i++) for (let j = i + 1; j < os.length; j++) pairs.push([os[i], os[j]]);
-    return pairs;
+    if (booleanParameter(t.scope, 'filter_wise', false) && t.shape.length >= 2) return [];
+    return modelStockPairs(t.base!, others(t));
   },
   coefficients(t) {
-    if (booleanParameter(t.scope, 'filter_wise', false)) {
-      throw new WeightmixError(
-        'UnsupportedRecipe',
-        'model_stock: filter_wise: true is not supported: it takes one angle per row of each tensor, and the engine plans one linear combination (and one set of moments) per tensor',
-      );
-    }
     const os = others(t);
     if (os.length < 2)
       throw new WeightmixError('InvalidRecipe', `model_stock: tensor ${t.name} has ${os.length} models besides the base; it needs two or more`);
+    // filter_wise: one t per row (the last dimension); a 1-D tensor is one row, the tensor-wise form.
+    if (booleanParameter(t.scope, 'filter_wise', false) && t.shape.length >= 2) {
+      const weights = (rows: RowMoments) =>
+        rows(t.base!, os[0]).map((_, r) => {
+          const f = modelStockT(
+            os.map((m) => rows(t.base!, m)[r].sumSqDiff),
+            (i, j) => rows(os[i], os[j])[r].sumSqDiff,
+          );
+          return os.map(() => definedT(f, `row ${r} of ${t.name}`) / os.length);
+        });
+      return {
+        op: 'rows',
+        base: t.base!,
+        models: os,
+        rowLength: t.shape[t.shape.length - 1],
+        interleaved: false,
+        pairs: modelStockPairs(t.base!, os),
+        weights,
+      };
+    }
     const deltaSq = os.map((m) => t.moments(t.base!, m).sumSqDiff);
-    const f = modelStockT(deltaSq, (i, j) => t.moments(os[i], os[j]).sumSqDiff);
+    const f = definedT(
+      modelStockT(deltaSq, (i, j) => t.moments(os[i], os[j]).sumSqDiff),
+      t.name,
+    );
     return linearOrCopy([t.base!, ...os], [1 - f, ...os.map(() => f / os.length)]);
   },
 };
