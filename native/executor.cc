@@ -15,6 +15,7 @@
 #include "exec_error.h"
 #include "executor_work.h"
 #include "io.h"
+#include "local_job.h"
 #include "worker_pool.h"
 #include "kernels/sparsify.h"
 
@@ -145,8 +146,8 @@ class Run {
       sizes.push_back(inputs_.back()->size());
     }
     validatePlan(plan_, sizes);
-    buildTasks();
     prepareSparse();
+    buildTasks();
     if (plan_.device == Device::Cuda) {  // before any output file exists
       device_ = std::make_unique<cuda::DeviceRun>(cuda::RunView{plan_, pieces_, tasks_, sparse_, maxSources_});
     }
@@ -217,6 +218,12 @@ class Run {
     size_t first = 0;
     uint64_t acc = 0;
     for (size_t i = 0; i < pieces_.size(); ++i) {
+      if (localJob_[pieces_[i].job]) {
+        i = addLocalTask(first, i);
+        first = i + 1;
+        acc = 0;
+        continue;
+      }
       uint64_t w = pieceWeight(plan_.jobs[pieces_[i].job], pieces_[i].count);
       total_ += w;
       acc += w;
@@ -227,6 +234,32 @@ class Run {
       }
     }
     pieceMoments_.resize(pieces_.size());
+  }
+
+  // A tensor-local job is one task of all its pieces (after the pending ones, `first` up to `at`); returns its last piece.
+  size_t addLocalTask(size_t first, size_t at) {
+    if (at > first) tasks_.push_back({first, at - first});
+    size_t end = at;
+    for (; end < pieces_.size() && pieces_[end].job == pieces_[at].job; ++end) total_ += pieceWeight(plan_.jobs[pieces_[end].job], pieces_[end].count);
+    tasks_.push_back({at, end - at, true});
+    return end - 1;
+  }
+
+  // local_job.h: the tensor's sources read once into buffers of this task's own (bounded by the run's
+  // budget, freed after it), its statistics resolved from them, then its pieces merged on the CPU.
+  void runLocalTask(const Task& task, AlignedBuffer& out, std::vector<const void*>& srcPtr, std::vector<Dtype>& srcType) {
+    const uint32_t j = pieces_[task.first].job;
+    const Job& job = plan_.jobs[j];
+    LocalBudget::Hold hold(localBudget_, localJobBytes(job));
+    if (cancel_.load() || stop_.load()) return;
+    TaskReads reads(maxSources_);
+    readTask(task, reads);
+    for (size_t s = 0; s < job.sources.size(); ++s) {
+      srcPtr[s] = reads.buffers[s].data() + reads.at[s];
+      srcType[s] = job.sources[s].dtype;
+    }
+    resolveLocal(sparse_[j], srcPtr.data(), srcType.data(), job.count);
+    runTaskOnCpu(task, reads, out, srcPtr, srcType);
   }
 
   void worker() {
@@ -244,6 +277,10 @@ class Run {
         if (t >= tasks_.size() || stop_.load() || cancel_.load()) break;
         // Two waves of tasks ahead of the pool: enough to keep the disk busy, little page cache.
         if (t + prefetchDistance_ < tasks_.size()) prefetchTask(tasks_[t + prefetchDistance_]);
+        if (tasks_[t].local) {
+          runLocalTask(tasks_[t], out, srcPtr, srcType);
+          continue;
+        }
         readTask(tasks_[t], reads);
         const auto cpuShare = [&] { runTaskOnCpu(tasks_[t], reads, out, srcPtr, srcType); };
         if (seat && seat->onDevice()) {
@@ -354,7 +391,7 @@ class Run {
     if (job.moments) accumulateMoments(srcPtr[0], srcType[0], srcPtr[1], srcType[1], n, pieceMoments_[p]);
     if (job.stat != JobStat::None) accumulateStat(piece, job, srcPtr, srcType);
     for (const Dest& d : job.dests) {
-      if (device_ && device_->destOnDevice(job, d, piece.job)) continue;  // DeviceRun::runTask produces it
+      if (device_ && !localJob_[piece.job] && device_->destOnDevice(job, d, piece.job)) continue;  // DeviceRun::runTask produces it
       const size_t es = dtypeSize(d.dtype);
       const uint64_t at = d.offset + piece.start * es;
       BlockAssembler& assembler = *assemblers_[d.output];
@@ -423,6 +460,7 @@ class Run {
       for (const Dest& d : job.dests) {
         sparse_[j].push_back(d.op == DestOp::Sparse ? decodeSparseParams(d.params, job.sources.size()) : SparseParams{});
       }
+      localJob_.push_back(isLocalJob(sparse_[j]));
       size_t counters = job.stat == JobStat::Histogram ? (size_t{1} << static_cast<uint32_t>(job.statParams[2]))
                         : job.stat == JobStat::L1  ? 2 * kL1Buckets
                                                    : 0;
@@ -500,7 +538,9 @@ class Run {
   std::vector<Piece> pieces_;
   std::vector<Task> tasks_;
   std::vector<Moments> pieceMoments_;
-  std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]
+  std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]; a local job's resolved by its worker
+  std::vector<bool> localJob_;                                      // [job]: local_job.h
+  LocalBudget localBudget_{kLocalBudgetBytes};
   std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> statCounts_;  // [job][counter]
   size_t maxSources_ = 0;
   std::unique_ptr<cuda::DeviceRun> device_;  // a CUDA plan's backend (reads the members above)

@@ -24,7 +24,7 @@ import { parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recip
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { MergeMethodName } from '../merge-method-names';
 import { planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
-import { resolveSparse } from './sparsify';
+import { fitsInMemory, resolveSparse } from './sparsify';
 import { VERSION } from '../version';
 
 /** The options of `merge`. */
@@ -148,7 +148,7 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   };
   const { recipes, sparse } = tensorRecipes(recipe, planned, momentsOf);
   if (sparse.length > 0) {
-    const resolved = await resolveSparse(sparse, (p) => runStatisticsPlan(p, statistics));
+    const resolved = await resolveSparse(sparse, (p) => runStatisticsPlan(p, statistics), fitsInMemory);
     for (const [name, r] of resolved) recipes.get(name)!.sparse = r;
   }
 

@@ -16,7 +16,8 @@ namespace wm {
   void convert(const void* src, Dtype ts, void* out, Dtype to, size_t n);                               \
   void linear(const void* const* srcs, const Dtype* types, const float* w, size_t count, void* out,     \
               Dtype to, size_t n);                                                                      \
-  void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t n, Moments& m);
+  void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t n, Moments& m);     \
+  void absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out);
 
 namespace scalar {
 WM_CPU_BACKEND_DECLS

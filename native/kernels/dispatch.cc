@@ -63,6 +63,10 @@ void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t 
   WM_DISPATCH(accumulateMoments(a, ta, b, tb, n, m));
 }
 
+void absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out) {
+  WM_DISPATCH(absDeltaBits(base, tb, x, tx, n, out));
+}
+
 const char* simdPathName() { return useSimd() ? "avx2+fma+f16c" : "scalar"; }
 
 bool setSimdEnabled(bool enabled) { return simdEnabled.exchange(enabled); }

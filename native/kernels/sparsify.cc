@@ -68,6 +68,12 @@ uint32_t u32At(const std::vector<double>& p, size_t i) {
 
 uint64_t u64At(const std::vector<double>& p, size_t i) { return (static_cast<uint64_t>(u32At(p, i)) << 32) | u32At(p, i + 1); }
 
+uint64_t rankAt(const std::vector<double>& p, size_t i) {
+  const double v = p[i];
+  if (!(v >= 0) || v > 9007199254740991.0 || v != std::floor(v)) throw std::invalid_argument("sparse parameter " + std::to_string(i) + " is not a rank");
+  return static_cast<uint64_t>(v);
+}
+
 }  // namespace
 
 uint64_t splitmix64(uint64_t x) {
@@ -95,7 +101,8 @@ SparseParams decodeSparseParams(const std::vector<double>& p, size_t sourceCount
   const uint32_t m = u32At(p, 5);
   if (s.indexBits > 32) throw std::invalid_argument("index bits above 32");
   if (s.baseSource >= sourceCount) throw std::invalid_argument("base source out of range");
-  if (p.size() != kSparseHeader + m * kSparsePerModel) throw std::invalid_argument("sparse parameter count does not match the model count");
+  const size_t resolved = kSparseHeader + m * kSparsePerModel;
+  if (p.size() != resolved && p.size() != resolved + m * kSparseOpenPerModel) throw std::invalid_argument("sparse parameter count does not match the model count");
   for (uint32_t k = 0; k < m; ++k) {
     const size_t o = kSparseHeader + k * kSparsePerModel;
     SparseModel x;
@@ -109,6 +116,14 @@ SparseParams decodeSparseParams(const std::vector<double>& p, size_t sourceCount
     x.seedKey = u64At(p, o + 7);
     x.scale = static_cast<float>(p[o + 9]);
     s.models.push_back(x);
+  }
+  for (size_t o = resolved; o < p.size(); o += kSparseOpenPerModel) {
+    SparseOpen x;
+    x.select = u32At(p, o) != 0;
+    x.lowRank = rankAt(p, o + 1);
+    x.highRank = rankAt(p, o + 2);
+    x.l1 = u32At(p, o + 3) != 0;
+    s.open.push_back(x);
   }
   return s;
 }

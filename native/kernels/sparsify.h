@@ -50,6 +50,16 @@ struct SparseModel {
   float scale = 1;
 };
 
+// A statistic the executor computes from the tensor held in memory (a tensor-local job,
+// native/local_job.h) instead of the planner's statistics passes: model k's lowKey/highKey become
+// the cuts with exactly lowRank/highRank keys at or above them (select), its scale the L1 factor (l1).
+struct SparseOpen {
+  bool select = false;
+  uint64_t lowRank = 0;
+  uint64_t highRank = 0;
+  bool l1 = false;
+};
+
 struct SparseParams {
   Consensus consensus = Consensus::None;
   bool normalize = false;
@@ -57,15 +67,19 @@ struct SparseParams {
   uint32_t indexBits = 0;
   uint32_t baseSource = 0;
   std::vector<SparseModel> models;
+  std::vector<SparseOpen> open;  // empty, or one per model: what a tensor-local job still resolves
 };
 
 // The flat per-dest parameter vector (lib/sparse-plan.ts writes it):
 //   [consensus, normalize, lambda, indexBits, baseSource, m,
-//    m x (source, weight, lowHi, lowLo, highHi, highLo, density, seedHi, seedLo, scale)]
-// 64-bit values travel as two u32 halves. Throws std::invalid_argument when malformed.
+//    m x (source, weight, lowHi, lowLo, highHi, highLo, density, seedHi, seedLo, scale)
+//    [, m x (select, lowRank, highRank, l1)]]
+// 64-bit values travel as two u32 halves; ranks as exact integers. The optional tail marks the dest
+// open (SparseOpen): its keys and scales are placeholders until resolved. Throws std::invalid_argument when malformed.
 SparseParams decodeSparseParams(const std::vector<double>& p, size_t sourceCount);
 constexpr size_t kSparseHeader = 6;
 constexpr size_t kSparsePerModel = 10;
+constexpr size_t kSparseOpenPerModel = 4;
 
 // Number of bits of the element index in the rank key: the bit length of count - 1.
 uint32_t sparseIndexBits(uint64_t count);

@@ -1,0 +1,104 @@
+// In-memory rank cuts (sparse_select.h) and the scalar |d| bits they are built from.
+#include "sparse_select.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "cpu_backends.h"
+#include "numerics.h"
+#include "sparsify.h"
+
+namespace wm {
+
+namespace scalar {
+namespace {
+
+template <Dtype T>
+inline float loadElem(const void* p, size_t i) {
+  if constexpr (T == Dtype::F32) {
+    float v;
+    std::memcpy(&v, static_cast<const char*>(p) + i * 4, 4);
+    return v;
+  } else {
+    uint16_t h;
+    std::memcpy(&h, static_cast<const char*>(p) + i * 2, 2);
+    return T == Dtype::BF16 ? num::bf16ToF32(h) : num::f16ToF32(h);
+  }
+}
+
+}  // namespace
+
+void absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out) {
+  withDtype(tb, [&](auto B) {
+    withDtype(tx, [&](auto X) {
+      for (size_t i = 0; i < n; ++i) {
+        out[i] = num::f32Bits(num::subRn(loadElem<decltype(X)::value>(x, i), loadElem<decltype(B)::value>(base, i))) & 0x7FFFFFFFu;
+      }
+    });
+  });
+}
+
+}  // namespace scalar
+
+namespace {
+
+constexpr size_t kChunk = 4096;
+
+// Calls f(j0, a, n) for consecutive chunks of |d| bits: a[0..n) are elements j0..j0+n.
+template <typename F>
+void forEachChunk(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, F f) {
+  uint32_t a[kChunk];
+  const auto* b8 = static_cast<const uint8_t*>(base);
+  const auto* x8 = static_cast<const uint8_t*>(x);
+  for (uint64_t j = 0; j < count; j += kChunk) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, count - j));
+    absDeltaBits(b8 + j * dtypeSize(tb), tb, x8 + j * dtypeSize(tx), tx, n, a);
+    f(j, a, n);
+  }
+}
+
+// The bin holding the rank-th largest element, counting from the top bin down; `need` becomes its rank inside the bin.
+size_t binOfRank(const std::vector<uint64_t>& hist, uint64_t& need) {
+  size_t bin = hist.size() - 1;
+  for (; bin > 0 && hist[bin] < need; --bin) need -= hist[bin];
+  return bin;
+}
+
+}  // namespace
+
+uint64_t rankCut(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, uint64_t rank) {
+  if (rank == 0) return kRankKeyNone;
+  if (rank >= count) return 0;
+  const uint32_t indexBits = sparseIndexBits(count);
+  std::vector<uint64_t> high(size_t{1} << 15, 0);  // the sign bit is clear: |d| >> 16 < 2^15
+  forEachChunk(base, tb, x, tx, count, [&](uint64_t, const uint32_t* a, size_t n) {
+    for (size_t i = 0; i < n; ++i) ++high[a[i] >> 16];
+  });
+  uint64_t need = rank;
+  const uint32_t top = static_cast<uint32_t>(binOfRank(high, need));
+  std::vector<uint64_t> low(size_t{1} << 16, 0);
+  forEachChunk(base, tb, x, tx, count, [&](uint64_t, const uint32_t* a, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      if ((a[i] >> 16) == top) ++low[a[i] & 0xFFFFu];
+    }
+  });
+  const uint32_t bottom = static_cast<uint32_t>(binOfRank(low, need));
+  const uint32_t value = (top << 16) | bottom;
+  // Every element with this |d| is kept: the lowest key it can have is the cut.
+  if (low[bottom] == need) return static_cast<uint64_t>(value) << indexBits;
+  // Equal |d| rank by index, lower first: the need-th of them in index order is the cut's element.
+  uint64_t cut = 0;
+  bool found = false;
+  forEachChunk(base, tb, x, tx, count, [&](uint64_t j0, const uint32_t* a, size_t n) {
+    for (size_t i = 0; i < n && !found; ++i) {
+      if (a[i] == value && --need == 0) {
+        cut = sparseRankKey(value, indexBits, count, j0 + i);
+        found = true;
+      }
+    }
+  });
+  return cut;
+}
+
+}  // namespace wm
