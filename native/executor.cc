@@ -245,14 +245,21 @@ class Run {
     return end - 1;
   }
 
-  // local_job.h: the tensor's sources read once into buffers of this task's own (bounded by the run's
-  // budget, freed after it), its statistics resolved from them, then its pieces merged on the CPU.
+  // local_job.h: the tensor's sources read once into buffers of the run's local pool (bounded, given
+  // back after the task), its statistics resolved from them, then its pieces merged on the CPU.
   void runLocalTask(const Task& task, AlignedBuffer& out, std::vector<const void*>& srcPtr, std::vector<Dtype>& srcType) {
     const uint32_t j = pieces_[task.first].job;
     const Job& job = plan_.jobs[j];
-    LocalBudget::Hold hold(localBudget_, localJobBytes(job));
-    if (cancel_.load() || stop_.load()) return;
+    std::vector<uint64_t> sizes(maxSources_, 0);
+    for (size_t s = 0; s < job.sources.size(); ++s) sizes[s] = job.count * dtypeSize(job.sources[s].dtype);
     TaskReads reads(maxSources_);
+    reads.buffers = localBuffers_.take(sizes);
+    struct GiveBack {
+      LocalBuffers& pool;
+      std::vector<AlignedBuffer>& buffers;
+      ~GiveBack() { pool.giveBack(buffers); }
+    } giveBack{localBuffers_, reads.buffers};
+    if (cancel_.load() || stop_.load()) return;
     readTask(task, reads);
     for (size_t s = 0; s < job.sources.size(); ++s) {
       srcPtr[s] = reads.buffers[s].data() + reads.at[s];
@@ -540,7 +547,7 @@ class Run {
   std::vector<Moments> pieceMoments_;
   std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]; a local job's resolved by its worker
   std::vector<bool> localJob_;                                      // [job]: local_job.h
-  LocalBudget localBudget_{kLocalBudgetBytes};
+  LocalBuffers localBuffers_{kLocalBudgetBytes};
   std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> statCounts_;  // [job][counter]
   size_t maxSources_ = 0;
   std::unique_ptr<cuda::DeviceRun> device_;  // a CUDA plan's backend (reads the members above)

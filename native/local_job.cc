@@ -7,28 +7,65 @@
 
 namespace wm {
 
-LocalBudget::Hold::Hold(LocalBudget& budget, uint64_t bytes) : budget_(budget), bytes_(std::min(bytes, budget.total_)) {
-  std::unique_lock<std::mutex> lock(budget_.mutex_);
-  budget_.cv_.wait(lock, [&] { return budget_.left_ >= bytes_; });
-  budget_.left_ -= bytes_;
+std::vector<AlignedBuffer> LocalBuffers::take(const std::vector<uint64_t>& sizes) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  uint64_t want = 0;
+  for (uint64_t n : sizes) want += n;
+  for (;;) {
+    if (inUse_ + want <= budget_ || inUse_ == 0) break;
+    cv_.wait(lock);
+  }
+  std::vector<AlignedBuffer> out(sizes.size());
+  uint64_t fresh = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (sizes[i] == 0) continue;
+    // The smallest spare that fits.
+    size_t best = spare_.size();
+    for (size_t k = 0; k < spare_.size(); ++k) {
+      if (spare_[k].size() >= sizes[i] && (best == spare_.size() || spare_[k].size() < spare_[best].size())) best = k;
+    }
+    if (best == spare_.size()) {
+      fresh += sizes[i];
+      continue;
+    }
+    out[i] = std::move(spare_[best]);
+    spare_.erase(spare_.begin() + static_cast<std::ptrdiff_t>(best));
+    spareBytes_ -= out[i].size();
+    inUse_ += out[i].size();
+  }
+  // Spares go (largest first) while the new buffers would not fit beside them.
+  std::sort(spare_.begin(), spare_.end(), [](const AlignedBuffer& a, const AlignedBuffer& b) { return a.size() < b.size(); });
+  while (!spare_.empty() && inUse_ + fresh + spareBytes_ > budget_) {
+    spareBytes_ -= spare_.back().size();
+    spare_.pop_back();
+  }
+  inUse_ += fresh;
+  lock.unlock();
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (sizes[i] != 0 && out[i].size() == 0) out[i] = AlignedBuffer(sizes[i]);
+  }
+  return out;
 }
 
-LocalBudget::Hold::~Hold() {
+void LocalBuffers::giveBack(std::vector<AlignedBuffer>& buffers) {
   {
-    std::lock_guard<std::mutex> lock(budget_.mutex_);
-    budget_.left_ += bytes_;
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (AlignedBuffer& b : buffers) {
+      if (b.size() == 0) continue;
+      inUse_ -= b.size();
+      spareBytes_ += b.size();
+      spare_.push_back(std::move(b));
+    }
+    while (!spare_.empty() && inUse_ + spareBytes_ > budget_) {
+      spareBytes_ -= spare_.back().size();
+      spare_.pop_back();
+    }
   }
-  budget_.cv_.notify_all();
+  cv_.notify_all();
 }
 
 bool isLocalJob(const std::vector<SparseParams>& destParams) {
   return std::any_of(destParams.begin(), destParams.end(), [](const SparseParams& p) { return !p.open.empty(); });
-}
-
-uint64_t localJobBytes(const Job& job) {
-  uint64_t bytes = 0;
-  for (const Source& s : job.sources) bytes += job.count * dtypeSize(s.dtype);
-  return bytes;
 }
 
 void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count) {

@@ -3,7 +3,7 @@
 // reads all of the tensor's sources into memory once, resolves the statistics there and then merges
 // and writes it, instead of the planner's statistics passes re-reading the files (the streaming
 // fallback, lib/recipes/sparsify.ts, kept for tensors above the budget). A run holds at most
-// kLocalBudgetBytes of such source bytes at once (LocalBudget); the planner only makes a job local
+// kLocalBudgetBytes of such source bytes at once (LocalBuffers); the planner only makes a job local
 // when its sources fit in 256 MiB (lib/recipes/sparsify.ts's localStatistics.maxTensorBytes).
 //
 // Later whole-tensor or per-row statistics (per-row ranks, variance top-k, quantiles, filter-wise
@@ -14,6 +14,7 @@
 #include <mutex>
 #include <vector>
 
+#include "io.h"
 #include "kernels/sparsify.h"
 #include "plan.h"
 
@@ -21,34 +22,27 @@ namespace wm {
 
 constexpr uint64_t kLocalBudgetBytes = uint64_t{768} << 20;
 
-// Bytes of local sources in memory at once, across the run's workers.
-class LocalBudget {
+// The read buffers of local jobs, shared by the run's workers: at most kLocalBudgetBytes allocated at
+// once, in use or spare. Spares are reused (their pages stay faulted in: fresh ones cost a page
+// fault and zeroing per 4 KiB, on tmpfs-speed inputs as much as the read) and freed to make room.
+class LocalBuffers {
  public:
-  explicit LocalBudget(uint64_t bytes) : left_(bytes), total_(bytes) {}
-  // Waits until `bytes` (at most the whole budget) are free, takes them, and gives them back on destruction.
-  class Hold {
-   public:
-    Hold(LocalBudget& budget, uint64_t bytes);
-    ~Hold();
-    Hold(const Hold&) = delete;
-    Hold& operator=(const Hold&) = delete;
-
-   private:
-    LocalBudget& budget_;
-    uint64_t bytes_;
-  };
+  explicit LocalBuffers(uint64_t budget) : budget_(budget) {}
+  // One buffer of at least sizes[i] bytes each (0: none), once the budget allows it (a request over
+  // the whole budget waits until no other is in use).
+  std::vector<AlignedBuffer> take(const std::vector<uint64_t>& sizes);
+  void giveBack(std::vector<AlignedBuffer>& buffers);
 
  private:
+  uint64_t budget_;
+  uint64_t inUse_ = 0, spareBytes_ = 0;
+  std::vector<AlignedBuffer> spare_;
   std::mutex mutex_;
   std::condition_variable cv_;
-  uint64_t left_, total_;
 };
 
 // Whether any dest of the job has statistics left to resolve.
 bool isLocalJob(const std::vector<SparseParams>& destParams);
-
-// Source bytes a local job holds in memory.
-uint64_t localJobBytes(const Job& job);
 
 // Resolves every open statistic of the job's dests from its sources in memory (srcs[s]: element 0 of source s).
 void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count);

@@ -9,6 +9,8 @@
 
 namespace wm {
 
+struct SparseParams;  // sparsify.h
+
 #define WM_CPU_BACKEND_DECLS                                                                            \
   void lerpExact(const void* a, Dtype ta, const void* b, Dtype tb, void* out, Dtype to, size_t n,       \
                  float w);                                                                              \
@@ -17,7 +19,9 @@ namespace wm {
   void linear(const void* const* srcs, const Dtype* types, const float* w, size_t count, void* out,     \
               Dtype to, size_t n);                                                                      \
   void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t n, Moments& m);     \
-  void absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out);
+  void absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out);      \
+  void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count,  \
+                   uint64_t start, size_t n, void* out, Dtype to);
 
 namespace scalar {
 WM_CPU_BACKEND_DECLS

@@ -7,6 +7,7 @@
 #include "cpu_backends.h"
 #include "kernels.h"
 #include "numerics.h"
+#include "sparsify.h"
 
 namespace wm {
 namespace {
@@ -65,6 +66,11 @@ void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t 
 
 void absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out) {
   WM_DISPATCH(absDeltaBits(base, tb, x, tx, n, out));
+}
+
+void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start, size_t n, void* out,
+                 Dtype to) {
+  WM_DISPATCH(sparseMerge(srcs, types, p, count, start, n, out, to));
 }
 
 const char* simdPathName() { return useSimd() ? "avx2+fma+f16c" : "scalar"; }

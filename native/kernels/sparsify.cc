@@ -7,6 +7,7 @@
 #include <string>
 #include <type_traits>
 
+#include "cpu_backends.h"
 #include "numerics.h"
 
 namespace wm {
@@ -193,8 +194,9 @@ void radixHistogramLoop(const void* base, Dtype tb, const void* x, Dtype tx, uin
 
 }  // namespace
 
-void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start,
-                 size_t n, void* out, Dtype to) {
+// The scalar truth of the merge (dispatch.cc picks it or sparse_avx2.cc's).
+void scalar::sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start,
+                         size_t n, void* out, Dtype to) {
   // Only the sources the merge reads decide the instantiation.
   std::vector<Dtype> used{types[p.baseSource]};
   for (const SparseModel& sm : p.models) used.push_back(types[sm.source]);

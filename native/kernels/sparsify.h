@@ -96,6 +96,7 @@ inline bool bernoulliKeep(uint64_t seedKey, uint64_t i, double density) {
 }
 
 // Elements [start, start + n) of a job of `count` elements: srcs[s] points at element `start`.
+// Scalar in sparsify.cc, AVX2 in sparse_avx2.cc (the same bits), picked by dispatch.cc.
 void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start,
                  size_t n, void* out, Dtype to);
 
