@@ -81,9 +81,8 @@ void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs
       }
       if (open.l1) {
         // The same integer buckets and totals as the planner's L1 pass: the factor does not depend on who sums.
-        std::vector<uint64_t> sums(2 * kL1Buckets, 0);
-        l1Buckets(base, tb, srcs[m.source], types[m.source], m, p.indexBits, count, 0, count, sums.data(), sums.data() + kL1Buckets);
-        const double before = l1Total(sums.data()), after = l1Total(sums.data() + kL1Buckets);
+        const L1Sums sums = l1Sums(base, tb, srcs[m.source], types[m.source], m, count);
+        const double before = sums.before, after = sums.after;
         m.scale = static_cast<float>(before < 1e-7 || after < 1e-7 ? 1.0 : before / after);  // lib/recipes/sparsify.ts's l1Scale
       }
     }

@@ -73,6 +73,11 @@ void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams
   WM_DISPATCH(sparseMerge(srcs, types, p, count, start, n, out, to));
 }
 
+void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n,
+                uint8_t* keep) {
+  WM_DISPATCH(sparseKeep(absBits, m, indexBits, count, start, n, keep));
+}
+
 const char* simdPathName() { return useSimd() ? "avx2+fma+f16c" : "scalar"; }
 
 bool setSimdEnabled(bool enabled) { return simdEnabled.exchange(enabled); }

@@ -108,6 +108,38 @@ size_t sourceCountOf(const SparseParams& p) {
   return n;
 }
 
+__attribute__((target("avx2,fma,f16c"))) void sparseKeepLoop(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits,
+                                                             uint64_t count, uint64_t start, size_t n, uint8_t* keep) {
+  const __m256i lowF = _mm256_set1_epi64x(static_cast<long long>(m.lowKey ^ kFlip)), highF = _mm256_set1_epi64x(static_cast<long long>(m.highKey ^ kFlip));
+  const bool masked = m.density > 0 && m.density < 1;
+  const __m256i limit = _mm256_set1_epi64x(masked ? static_cast<long long>(std::ceil(m.density * 0x1.0p53)) : 0);
+  const uint64_t c0 = m.seedKey + (start + 1) * kGolden;
+  __m256i counter = _mm256_set_epi64x(static_cast<long long>(c0 + 3 * kGolden), static_cast<long long>(c0 + 2 * kGolden),
+                                      static_cast<long long>(c0 + kGolden), static_cast<long long>(c0));
+  const __m256i step = _mm256_set1_epi64x(static_cast<long long>(4 * kGolden));
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
+  const uint64_t top = count - 1 - start;
+  __m256i revF = _mm256_xor_si256(_mm256_set_epi64x(static_cast<long long>(top - 3), static_cast<long long>(top - 2),
+                                                    static_cast<long long>(top - 1), static_cast<long long>(top)),
+                                  _mm256_set1_epi64x(static_cast<long long>(kFlip)));
+  const __m256i four = _mm256_set1_epi64x(4);
+  size_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(absBits + j));
+    // revF - 4 keeps the flipped top bit: rev stays below 2^63.
+    const __m256i keyF = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(a), shift), revF);
+    __m256i k = _mm256_andnot_si256(_mm256_cmpgt_epi64(lowF, keyF), _mm256_cmpgt_epi64(highF, keyF));
+    if (masked) {
+      k = _mm256_and_si256(k, _mm256_cmpgt_epi64(limit, _mm256_srli_epi64(splitmix64x4(counter), 11)));
+      counter = _mm256_add_epi64(counter, step);
+    }
+    const int bits = _mm256_movemask_pd(_mm256_castsi256_pd(k));
+    for (int q = 0; q < 4; ++q) keep[j + q] = static_cast<uint8_t>((bits >> q) & 1);
+    revF = _mm256_sub_epi64(revF, four);
+  }
+  if (j < n) scalar::sparseKeep(absBits + j, m, indexBits, count, start + j, n - j, keep + j);
+}
+
 // One rounding of the f64 results to `to`, as sparsify.cc's storeResult: f32 directly, bf16 and f16 through round-to-odd.
 template <Dtype TO>
 WM_AVX2_INLINE void storeResult4(void* out, size_t i, __m256d x) {
@@ -214,6 +246,11 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
 }
 
 }  // namespace
+
+void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n,
+                uint8_t* keep) {
+  sparseKeepLoop(absBits, m, indexBits, count, start, n, keep);
+}
 
 void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start, size_t n, void* out,
                  Dtype to) {

@@ -39,6 +39,15 @@ void absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t n,
   });
 }
 
+void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n,
+                uint8_t* keep) {
+  const bool masked = m.density > 0 && m.density < 1;
+  for (size_t j = 0; j < n; ++j) {
+    const uint64_t key = sparseRankKey(absBits[j], indexBits, count, start + j);
+    keep[j] = key >= m.lowKey && key < m.highKey && (!masked || bernoulliKeep(m.seedKey, start + j, m.density));
+  }
+}
+
 }  // namespace scalar
 
 namespace {
@@ -99,6 +108,17 @@ uint64_t rankCut(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t c
     }
   });
   return cut;
+}
+
+L1Sums l1Sums(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint64_t count) {
+  const uint32_t indexBits = sparseIndexBits(count);
+  std::vector<uint64_t> before(kL1Buckets, 0), after(kL1Buckets, 0);
+  uint8_t kept[kChunk];
+  forEachChunk(base, tb, x, tx, count, [&](uint64_t j0, const uint32_t* a, size_t n) {
+    sparseKeep(a, keep, indexBits, count, j0, n, kept);
+    for (size_t i = 0; i < n; ++i) addToL1Buckets(a[i], kept[i] != 0, before.data(), after.data());
+  });
+  return {l1Total(before.data()), l1Total(after.data())};
 }
 
 }  // namespace wm

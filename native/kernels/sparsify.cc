@@ -215,15 +215,10 @@ void l1Buckets(const void* base, Dtype tb, const void* x, Dtype tx, const Sparse
     const uint64_t i = start + j;
     const float d = num::subRn(load(x, tx, j), load(base, tb, j));
     const uint32_t a = absBits(d);
-    if (a >= 0x7F800000u) continue;  // Inf and NaN have no place in a finite sum
-    const uint32_t e = a >> 23;
-    const uint64_t mant = e == 0 ? (a & 0x7FFFFFu) : ((a & 0x7FFFFFu) | 0x800000u);
-    const uint32_t bucket = e == 0 ? 1 : e;  // a subnormal's value is mant * 2^(1 - 150)
-    before[bucket] += mant;
     const uint64_t key = sparseRankKey(a, indexBits, count, i);
     bool kept = key >= keep.lowKey && key < keep.highKey;
     if (kept && keep.density > 0 && keep.density < 1) kept = bernoulliKeep(keep.seedKey, i, keep.density);
-    if (kept) after[bucket] += mant;
+    addToL1Buckets(a, kept, before, after);
   }
 }
 

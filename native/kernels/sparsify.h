@@ -100,6 +100,12 @@ inline bool bernoulliKeep(uint64_t seedKey, uint64_t i, double density) {
 void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start,
                  size_t n, void* out, Dtype to);
 
+// keep[j] = 1 when element start + j, whose |d| bits are absBits[j], passes model m's keep rule
+// (the rank-key cuts and, when 0 < density < 1, the Bernoulli mask), else 0. Scalar in
+// sparse_select.cc, AVX2 in sparse_avx2.cc (the same bytes), picked by dispatch.cc.
+void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n,
+                uint8_t* keep);
+
 constexpr uint32_t kMaxHistogramBits = 11;  // 2048 counters per histogram job
 
 // One radix-selection pass over d = x - base: for elements whose rank key has
@@ -111,6 +117,15 @@ void radixHistogram(const void* base, Dtype tb, const void* x, Dtype tx, uint32_
 // mantissas per f32 exponent (bucket e holds the sum of 24-bit significands of values with biased
 // exponent e), so that any split of the work adds up to the same totals. Non-finite d are skipped.
 constexpr size_t kL1Buckets = 256;
+// Adds one |d| (its f32 bits a) to the buckets; Inf and NaN have no place in a finite sum.
+inline void addToL1Buckets(uint32_t a, bool kept, uint64_t* before, uint64_t* after) {
+  if (a >= 0x7F800000u) return;
+  const uint32_t e = a >> 23;
+  const uint64_t mant = e == 0 ? (a & 0x7FFFFFu) : ((a & 0x7FFFFFu) | 0x800000u);
+  const uint32_t bucket = e == 0 ? 1 : e;  // a subnormal's value is mant * 2^(1 - 150)
+  before[bucket] += mant;
+  if (kept) after[bucket] += mant;
+}
 void l1Buckets(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint32_t indexBits,
                uint64_t count, uint64_t start, size_t n, uint64_t* before, uint64_t* after);
 // sum_e bucket[e] * 2^(e - 150), in f64 from the largest exponent down (deterministic).

@@ -312,6 +312,29 @@ static void testSparse(uint64_t seed) {
         if (rank > 0 && rank <= count) CHECK(cut <= sorted[rank - 1], "rankCut %s: cut above the rank-th key", dtypeName(t));
         ++cases;
       }
+      // Keep masks (cuts and DARE's Bernoulli mask), both paths; L1 sums from memory against the streaming buckets.
+      for (double density : {1.0, 0.4, 1e-3}) {
+        wm::SparseModel m;
+        const uint64_t k1 = keyOf(r, src[0], src[1], t, count), k2 = keyOf(r, src[0], src[1], t, count);
+        m.lowKey = density == 1.0 ? std::min(k1, k2) : 0;
+        m.highKey = density == 1.0 ? std::max(k1, k2) : wm::kRankKeyNone;
+        m.density = density;
+        m.seedKey = r.next();
+        std::vector<uint8_t> ks(n), kv(n);
+        wm::setSimdEnabled(false);
+        wm::sparseKeep(bs.data() + start, m, wm::sparseIndexBits(count), count, start, n, ks.data());
+        wm::setSimdEnabled(true);
+        wm::sparseKeep(bs.data() + start, m, wm::sparseIndexBits(count), count, start, n, kv.data());
+        CHECK(ks == kv, "sparseKeep %s n=%zu density %g: SIMD != scalar", dtypeName(t), n, density);
+        std::vector<uint64_t> buckets(2 * wm::kL1Buckets, 0);
+        wm::l1Buckets(src[0].data(), t, src[1].data(), t, m, wm::sparseIndexBits(count), count, 0, count, buckets.data(),
+                      buckets.data() + wm::kL1Buckets);
+        const wm::L1Sums sums = wm::l1Sums(src[0].data(), t, src[1].data(), t, m, count);
+        CHECK(sums.before == wm::l1Total(buckets.data()) && sums.after == wm::l1Total(buckets.data() + wm::kL1Buckets),
+              "l1Sums %s count=%zu: %a %a, streaming %a %a", dtypeName(t), (size_t)count, sums.before, sums.after,
+              wm::l1Total(buckets.data()), wm::l1Total(buckets.data() + wm::kL1Buckets));
+        cases += 2;
+      }
       for (Dtype to : all) {
         for (int variant = 0; variant < 6; ++variant) {
           wm::SparseParams p;
