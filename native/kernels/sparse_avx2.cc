@@ -149,9 +149,12 @@ WM_AVX2_INLINE void storeResult4(void* out, size_t i, __m256d x) {
     const __m256d absMask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));
     const __m256d inexact = _mm256_cmp_pd(back, x, _CMP_NEQ_UQ);  // NaN lanes too; they become canonical below
     const __m256d away = _mm256_cmp_pd(_mm256_and_pd(back, absMask), _mm256_and_pd(x, absMask), _CMP_GT_OQ);
-    const __m128i inexact32 = _mm256_cvtpd_epi32(_mm256_and_pd(inexact, _mm256_set1_pd(1.0)));  // 1 where inexact
-    const __m128i away32 = _mm256_cvtpd_epi32(_mm256_and_pd(away, _mm256_set1_pd(1.0)));        // 1 where rounded away from zero
-    r = _mm_castsi128_ps(_mm_or_si128(_mm_sub_epi32(_mm_castps_si128(r), away32), inexact32));
+    // The 64-bit masks' low halves as 32-bit lanes: -1 where true.
+    const __m256i low = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    const __m128i inexact32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(_mm256_castpd_si256(inexact), low));
+    const __m128i away32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(_mm256_castpd_si256(away), low));
+    // Rounded away from zero: one step back toward it (bits - 1); inexact: the last bit set.
+    r = _mm_castsi128_ps(_mm_or_si128(_mm_add_epi32(_mm_castps_si128(r), away32), _mm_srli_epi32(inexact32, 31)));
   }
   const __m128 nan = _mm_cmpunord_ps(r, r);
   r = _mm_blendv_ps(r, _mm_castsi128_ps(_mm_set1_epi32(static_cast<int>(num::kF32CanonicalNaN))), nan);
@@ -167,10 +170,11 @@ WM_AVX2_INLINE void storeResult4(void* out, size_t i, __m256d x) {
   }
 }
 
-template <Dtype T, Dtype TO>
+// M > 0: the model count fixed at compile time (the model loops unrolled); 0: p.models.size().
+template <Dtype T, Dtype TO, size_t M>
 __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const* srcs, const SparseParams& p, uint64_t count, uint64_t start,
                                                               size_t n, void* out) {
-  const size_t m = p.models.size();
+  const size_t m = M > 0 ? M : p.models.size();
   const void* base = srcs[p.baseSource];
   ModelLanes lanes[kMaxModels];
   double wsum = 0;
@@ -259,7 +263,15 @@ void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams
   const size_t full = same ? n - n % 4 : 0;
   if (full > 0) {
     withDtype(types[p.baseSource], [&](auto T) {
-      withDtype(to, [&](auto O) { sparseMergeLoop<decltype(T)::value, decltype(O)::value>(srcs, p, count, start, full, out); });
+      withDtype(to, [&](auto O) {
+        constexpr Dtype TT = decltype(T)::value, TO = decltype(O)::value;
+        switch (p.models.size()) {
+          case 1: return sparseMergeLoop<TT, TO, 1>(srcs, p, count, start, full, out);
+          case 2: return sparseMergeLoop<TT, TO, 2>(srcs, p, count, start, full, out);
+          case 3: return sparseMergeLoop<TT, TO, 3>(srcs, p, count, start, full, out);
+          default: return sparseMergeLoop<TT, TO, 0>(srcs, p, count, start, full, out);
+        }
+      });
     });
   }
   if (full == n) return;

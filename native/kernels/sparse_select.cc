@@ -80,10 +80,17 @@ uint64_t rankCut(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t c
   if (rank == 0) return kRankKeyNone;
   if (rank >= count) return 0;
   const uint32_t indexBits = sparseIndexBits(count);
-  std::vector<uint64_t> high(size_t{1} << 15, 0);  // the sign bit is clear: |d| >> 16 < 2^15
+  // Two interleaved histograms (neighbours often share a bin: one would serialize the increments).
+  std::vector<uint64_t> high(size_t{1} << 15, 0), high2(size_t{1} << 15, 0);  // the sign bit is clear: |d| >> 16 < 2^15
   forEachChunk(base, tb, x, tx, count, [&](uint64_t, const uint32_t* a, size_t n) {
-    for (size_t i = 0; i < n; ++i) ++high[a[i] >> 16];
+    size_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+      ++high[a[i] >> 16];
+      ++high2[a[i + 1] >> 16];
+    }
+    if (i < n) ++high[a[i] >> 16];
   });
+  for (size_t b = 0; b < high.size(); ++b) high[b] += high2[b];
   uint64_t need = rank;
   const uint32_t top = static_cast<uint32_t>(binOfRank(high, need));
   std::vector<uint64_t> low(size_t{1} << 16, 0);
@@ -112,12 +119,21 @@ uint64_t rankCut(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t c
 
 L1Sums l1Sums(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint64_t count) {
   const uint32_t indexBits = sparseIndexBits(count);
-  std::vector<uint64_t> before(kL1Buckets, 0), after(kL1Buckets, 0);
+  // Four sets of buckets, element i in set i % 4: neighbours mostly share an exponent, and one set
+  // would make each add wait for the previous one's store. Integer sums: any split adds up the same.
+  constexpr size_t kSets = 4;
+  std::vector<uint64_t> before(kSets * kL1Buckets, 0), after(kSets * kL1Buckets, 0);
   uint8_t kept[kChunk];
   forEachChunk(base, tb, x, tx, count, [&](uint64_t j0, const uint32_t* a, size_t n) {
     sparseKeep(a, keep, indexBits, count, j0, n, kept);
-    for (size_t i = 0; i < n; ++i) addToL1Buckets(a[i], kept[i] != 0, before.data(), after.data());
+    for (size_t i = 0; i < n; ++i) addToL1Buckets(a[i], kept[i] != 0, &before[(i % kSets) * kL1Buckets], &after[(i % kSets) * kL1Buckets]);
   });
+  for (size_t set = 1; set < kSets; ++set) {
+    for (size_t e = 0; e < kL1Buckets; ++e) {
+      before[e] += before[set * kL1Buckets + e];
+      after[e] += after[set * kL1Buckets + e];
+    }
+  }
   return {l1Total(before.data()), l1Total(after.data())};
 }
 
