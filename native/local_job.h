@@ -4,7 +4,7 @@
 // and writes it, instead of the planner's statistics passes re-reading the files (the streaming
 // fallback, lib/recipes/sparsify.ts, kept for tensors above the budget). A run holds at most
 // kLocalBudgetBytes of such source bytes at once (LocalBuffers); the planner only makes a job local
-// when its sources fit in 256 MiB (lib/recipes/sparsify.ts's localStatistics.maxTensorBytes).
+// when its sources fit in 512 MiB (lib/recipes/sparsify.ts's localStatistics.maxTensorBytes).
 //
 // Later whole-tensor or per-row statistics (per-row ranks, variance top-k, quantiles, filter-wise
 // norms) plug in here: their open parameters are resolved by resolveLocal from the same in-memory sources.

@@ -9,13 +9,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { merge } from '../lib/recipes/merge-recipe';
-import { NativeDtype, runPlan } from '../lib/engine/native';
+import { NativeDtype, NativePlan, runPlan } from '../lib/engine/native';
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { encodeSparseParams } from '../lib/engine/sparse-params';
 import { localStatistics, resolveSparse, SparseMergeSpec, SparseModelSpec, SparseTensor } from '../lib/recipes/sparsify';
 
 let dir: string;
 let counter = 0;
+const defaultBytes = localStatistics.maxTensorBytes;
 
 beforeAll(async () => {
   dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-local-'));
@@ -69,7 +70,7 @@ const model = (m: number, over: Partial<SparseModelSpec>): SparseModelSpec => ({
 async function mergeRaw(files: string[], dtypes: NativeDtype[], count: number, spec: SparseMergeSpec, local: boolean, threads: number, blockBytes: number) {
   const name = 'model.layers.3.mlp.down_proj.weight';
   const tensor: SparseTensor = { name, count, spec, source: (m) => ({ file: files[m], offset: 0, dtype: dtypes[m] }) };
-  const run = (p: Parameters<typeof runPlan>[0]) => runPlan({ ...p, outputs: [], threads, blockBytes, direct: false });
+  const run = (p: Pick<NativePlan, 'inputs' | 'jobs'>) => runPlan({ ...p, outputs: [], threads, blockBytes, direct: false });
   const resolved = (await resolveSparse([tensor], run, () => local)).get(name)!;
   const params = encodeSparseParams(resolved, (m) => m);
   const opens = spec.models.some((m) => (m.selection === 'magnitude' && m.density < 1) || (m.rescale === 'l1' && m.density < 1));
@@ -153,7 +154,7 @@ describe('merge: tensor-local jobs and the streaming fallback write the same mod
   }, 60000);
 
   afterEach(() => {
-    localStatistics.maxTensorBytes = 256 * 2 ** 20;
+    localStatistics.maxTensorBytes = defaultBytes;
   });
 
   async function mergedBytes(doc: Record<string, unknown>, maxTensorBytes: number): Promise<Map<string, Buffer>> {
@@ -176,7 +177,7 @@ describe('merge: tensor-local jobs and the streaming fallback write the same mod
     ['breadcrumbs_ties', { density: 0.4, gamma: 0.02, rescale: true }],
   ])('%s', async (method, parameters) => {
     const doc = { merge_method: method, base_model: N, random_seed: 9, models: models(parameters) };
-    const local = await mergedBytes(doc, 256 * 2 ** 20);
+    const local = await mergedBytes(doc, defaultBytes);
     const streamed = await mergedBytes(doc, 0);
     const mixed = await mergedBytes(doc, 20000); // small tensors local, the rest streamed
     expect([...local.keys()]).toEqual([...streamed.keys()]);

@@ -4,8 +4,8 @@
  * leaves its thresholds and L1 factors open: the engine resolves them from the tensor held in memory
  * by the worker that merges it (a tensor-local job, native/local_job.h), with the same results.
  * Larger tensors take the streaming fallback here: magnitude thresholds by radix selection over
- * 64-bit rank keys with histogram passes (bounded memory: at most MAX_HISTOGRAM_JOBS × 2048 counters
- * per plan), L1 rescale factors from an exact pass. DARE's masks come from a counter-based generator.
+ * 64-bit rank keys with histogram passes (16-bit digits; bounded memory: at most MAX_HISTOGRAM_JOBS ×
+ * 65536 counters per plan), L1 rescale factors from an exact pass. DARE's masks come from a counter-based generator.
  * The numerics are native/kernels/sparsify.h's; this file only decides thresholds and factors.
  */
 import { InputFiles } from '../engine/input-files';
@@ -53,16 +53,19 @@ export interface SparseTensor {
 const MASK64 = (1n << 64n) - 1n;
 /** Above every rank key (keys have at most 31 + 32 bits): "no upper cut" / "keep nothing". */
 export const KEY_NONE = 1n << 63n;
-const DIGIT_BITS = 11;
-/** Histogram jobs per plan: 2048 × 2048 counters × 8 bytes = 32 MB, and as much again for the result. */
-export const MAX_HISTOGRAM_JOBS = 2048;
+/** Wide digits: the fallback serves only tensors above the local budget, so few passes matter more than counters. */
+const DIGIT_BITS = 16;
+/** Histogram jobs per plan: 64 × 65536 counters × 8 bytes = 32 MB, and as much again for the result. */
+export const MAX_HISTOGRAM_JOBS = 64;
+/** L1 jobs per plan: 2048 × 512 counters. */
+const MAX_L1_JOBS = 2048;
 
 /**
  * Tensors whose sources (base and models) take at most `maxTensorBytes` are resolved by the engine in
  * memory; it holds at most 768 MiB of such sources at once (native/local_job.h's kLocalBudgetBytes).
  * Tests lower it to force the streaming fallback.
  */
-export const localStatistics = { maxTensorBytes: 256 * 2 ** 20 };
+export const localStatistics = { maxTensorBytes: 512 * 2 ** 20 };
 
 /** Whether the engine resolves this tensor's statistics from memory (resolveSparse's `isLocal` for a write plan). */
 export function fitsInMemory(t: SparseTensor): boolean {
@@ -201,8 +204,8 @@ async function selectCuts(queries: RankQuery[], run: RunPlan): Promise<void> {
 /** Exact Σ|δ| before and after each model's keep rule (the L1 rescale's two norms). */
 async function l1Sums(items: { tensor: SparseTensor; model: ResolvedSparseModel }[], run: RunPlan): Promise<[number, number][]> {
   const out: [number, number][] = [];
-  for (let at = 0; at < items.length; at += MAX_HISTOGRAM_JOBS) {
-    const batch = items.slice(at, at + MAX_HISTOGRAM_JOBS);
+  for (let at = 0; at < items.length; at += MAX_L1_JOBS) {
+    const batch = items.slice(at, at + MAX_L1_JOBS);
     const table = new InputFiles();
     const jobs: NativeJob[] = batch.map(({ tensor, model: m }) => ({
       count: tensor.count,

@@ -1,6 +1,7 @@
 // Scalar sparsifying merges, radix-selection histograms and exact L1 sums (see sparsify.h).
 #include "sparsify.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -179,19 +180,6 @@ void sparseMergeLoop(const void* const* srcs, const Dtype* types, const SparsePa
   }
 }
 
-template <int T>
-void radixHistogramLoop(const void* base, Dtype tb, const void* x, Dtype tx, uint32_t indexBits, uint64_t count,
-                        uint64_t start, size_t n, uint32_t shift, uint32_t bits, uint64_t prefix, uint64_t* hist) {
-  const uint64_t mask = (uint64_t{1} << bits) - 1;
-  const uint32_t up = shift + bits;
-  for (size_t j = 0; j < n; ++j) {
-    const float d = num::subRn(loadAs<T>(x, tx, j), loadAs<T>(base, tb, j));
-    const uint64_t key = sparseRankKey(absBits(d), indexBits, count, start + j);
-    if (up < 64 && (key >> up) != prefix) continue;
-    ++hist[(key >> shift) & mask];
-  }
-}
-
 }  // namespace
 
 // The scalar truth of the merge (dispatch.cc picks it or sparse_avx2.cc's).
@@ -205,8 +193,20 @@ void scalar::sparseMerge(const void* const* srcs, const Dtype* types, const Spar
 
 void radixHistogram(const void* base, Dtype tb, const void* x, Dtype tx, uint32_t indexBits, uint64_t count,
                     uint64_t start, size_t n, uint32_t shift, uint32_t bits, uint64_t prefix, uint64_t* hist) {
-  const Dtype both[2] = {tb, tx};
-  withCommonDtype(both, 2, [&](auto t) { radixHistogramLoop<decltype(t)::value>(base, tb, x, tx, indexBits, count, start, n, shift, bits, prefix, hist); });
+  // |d| bits a chunk at a time through the dispatched kernel (SIMD where the CPU has it), then the counts.
+  constexpr size_t kChunk = 4096;
+  uint32_t a[kChunk];
+  const uint64_t mask = (uint64_t{1} << bits) - 1;
+  const uint32_t up = shift + bits;
+  for (size_t j0 = 0; j0 < n; j0 += kChunk) {
+    const size_t m = std::min(kChunk, n - j0);
+    absDeltaBits(static_cast<const uint8_t*>(base) + j0 * dtypeSize(tb), tb, static_cast<const uint8_t*>(x) + j0 * dtypeSize(tx), tx, m, a);
+    for (size_t j = 0; j < m; ++j) {
+      const uint64_t key = sparseRankKey(a[j], indexBits, count, start + j0 + j);
+      if (up < 64 && (key >> up) != prefix) continue;
+      ++hist[(key >> shift) & mask];
+    }
+  }
 }
 
 void l1Buckets(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint32_t indexBits,
