@@ -88,8 +88,11 @@ void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs
       const SparseOpen& open = p.open[k];
       SparseModel& m = p.models[k];
       if (open.select) {
-        m.lowKey = rankCut(base, tb, srcs[m.source], types[m.source], count, open.lowRank);
-        m.highKey = rankCut(base, tb, srcs[m.source], types[m.source], count, open.highRank);
+        const uint64_t ranks[2] = {open.lowRank, open.highRank};
+        uint64_t cuts[2];
+        rankCuts(base, tb, srcs[m.source], types[m.source], count, ranks, 2, cuts);
+        m.lowKey = cuts[0];
+        m.highKey = cuts[1];
       }
       if (open.l1) {
         // The same integer buckets and totals as the planner's L1 pass: the factor does not depend on who sums.

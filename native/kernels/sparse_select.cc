@@ -76,11 +76,21 @@ size_t binOfRank(const std::vector<uint64_t>& hist, uint64_t& need) {
 
 }  // namespace
 
-uint64_t rankCut(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, uint64_t rank) {
-  if (rank == 0) return kRankKeyNone;
-  if (rank >= count) return 0;
+void rankCuts(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts) {
+  struct Open {
+    size_t q;
+    uint64_t need;
+    uint32_t top = 0, value = 0;
+    std::vector<uint64_t> low;
+  };
+  std::vector<Open> open;
+  for (size_t q = 0; q < k; ++q) {
+    cuts[q] = ranks[q] == 0 ? kRankKeyNone : 0;
+    if (ranks[q] != 0 && ranks[q] < count) open.push_back({q, ranks[q]});
+  }
+  if (open.empty()) return;
   const uint32_t indexBits = sparseIndexBits(count);
-  // Two interleaved histograms (neighbours often share a bin: one would serialize the increments).
+  // Pass 1, shared by all cuts. Two interleaved histograms (neighbours often share a bin: one would serialize the increments).
   std::vector<uint64_t> high(size_t{1} << 15, 0), high2(size_t{1} << 15, 0);  // the sign bit is clear: |d| >> 16 < 2^15
   forEachChunk(base, tb, x, tx, count, [&](uint64_t, const uint32_t* a, size_t n) {
     size_t i = 0;
@@ -91,29 +101,40 @@ uint64_t rankCut(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t c
     if (i < n) ++high[a[i] >> 16];
   });
   for (size_t b = 0; b < high.size(); ++b) high[b] += high2[b];
-  uint64_t need = rank;
-  const uint32_t top = static_cast<uint32_t>(binOfRank(high, need));
-  std::vector<uint64_t> low(size_t{1} << 16, 0);
+  for (Open& o : open) {
+    o.top = static_cast<uint32_t>(binOfRank(high, o.need));
+    o.low.assign(size_t{1} << 16, 0);
+  }
+  // Pass 2: the low 16 bits inside each cut's bin.
   forEachChunk(base, tb, x, tx, count, [&](uint64_t, const uint32_t* a, size_t n) {
-    for (size_t i = 0; i < n; ++i) {
-      if ((a[i] >> 16) == top) ++low[a[i] & 0xFFFFu];
-    }
-  });
-  const uint32_t bottom = static_cast<uint32_t>(binOfRank(low, need));
-  const uint32_t value = (top << 16) | bottom;
-  // Every element with this |d| is kept: the lowest key it can have is the cut.
-  if (low[bottom] == need) return static_cast<uint64_t>(value) << indexBits;
-  // Equal |d| rank by index, lower first: the need-th of them in index order is the cut's element.
-  uint64_t cut = 0;
-  bool found = false;
-  forEachChunk(base, tb, x, tx, count, [&](uint64_t j0, const uint32_t* a, size_t n) {
-    for (size_t i = 0; i < n && !found; ++i) {
-      if (a[i] == value && --need == 0) {
-        cut = sparseRankKey(value, indexBits, count, j0 + i);
-        found = true;
+    for (Open& o : open) {
+      for (size_t i = 0; i < n; ++i) {
+        if ((a[i] >> 16) == o.top) ++o.low[a[i] & 0xFFFFu];
       }
     }
   });
+  std::vector<Open*> ties;
+  for (Open& o : open) {
+    const uint32_t bottom = static_cast<uint32_t>(binOfRank(o.low, o.need));
+    o.value = (o.top << 16) | bottom;
+    // Every element with this |d| is kept: the lowest key it can have is the cut.
+    if (o.low[bottom] == o.need) cuts[o.q] = static_cast<uint64_t>(o.value) << indexBits;
+    else ties.push_back(&o);
+  }
+  if (ties.empty()) return;
+  // Pass 3: equal |d| rank by index, lower first: the need-th of them in index order is the cut's element.
+  forEachChunk(base, tb, x, tx, count, [&](uint64_t j0, const uint32_t* a, size_t n) {
+    for (Open* o : ties) {
+      for (size_t i = 0; i < n && o->need > 0; ++i) {
+        if (a[i] == o->value && --o->need == 0) cuts[o->q] = sparseRankKey(o->value, indexBits, count, j0 + i);
+      }
+    }
+  });
+}
+
+uint64_t rankCut(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, uint64_t rank) {
+  uint64_t cut = 0;
+  rankCuts(base, tb, x, tx, count, &rank, 1, &cut);
   return cut;
 }
 

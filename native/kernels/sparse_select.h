@@ -19,6 +19,8 @@ constexpr uint64_t kRankKeyNone = uint64_t{1} << 63;
 // a histogram of |d|'s high 16 bits, one of the low 16 bits inside the chosen bin, and, when the
 // rank falls among equal |d|, a scan for the element index (lower index first).
 uint64_t rankCut(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, uint64_t rank);
+// The cuts of k ranks at once (breadcrumbs' two): one shared first pass, one second pass for all.
+void rankCuts(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts);
 
 // Exact L1 sums of |d| and of the kept |d| under `keep` (sparsify.h's l1Buckets over the whole
 // tensor, the same integer buckets): {before, after}.

@@ -312,6 +312,14 @@ static void testSparse(uint64_t seed) {
         if (rank > 0 && rank <= count) CHECK(cut <= sorted[rank - 1], "rankCut %s: cut above the rank-th key", dtypeName(t));
         ++cases;
       }
+      // Several cuts in one go equal the single ones.
+      const uint64_t ranks[3] = {count / 5, count / 2, count > 0 ? count - 1 : 0};
+      uint64_t many[3];
+      wm::rankCuts(src[0].data(), t, src[1].data(), t, count, ranks, 3, many);
+      for (int q = 0; q < 3; ++q) {
+        CHECK(many[q] == wm::rankCut(src[0].data(), t, src[1].data(), t, count, ranks[q]), "rankCuts %s count=%zu rank=%zu", dtypeName(t),
+              (size_t)count, (size_t)ranks[q]);
+      }
       // Keep masks (cuts and DARE's Bernoulli mask), both paths; L1 sums from memory against the streaming buckets.
       for (double density : {1.0, 0.4, 1e-3}) {
         wm::SparseModel m;
