@@ -55,8 +55,8 @@ const MASK64 = (1n << 64n) - 1n;
 export const KEY_NONE = 1n << 63n;
 /** Wide digits: the fallback serves only tensors above the local budget, so few passes matter more than counters. */
 const DIGIT_BITS = 16;
-/** Histogram jobs per plan: 64 × 65536 counters × 8 bytes = 32 MB, and as much again for the result. */
-export const MAX_HISTOGRAM_JOBS = 64;
+/** Histogram jobs per plan: 16 × 65536 counters × 8 bytes = 8 MB, and as much again for the result (memory, not passes: a plan reads only its jobs' tensors). */
+export const MAX_HISTOGRAM_JOBS = 16;
 /** L1 jobs per plan: 2048 × 512 counters. */
 const MAX_L1_JOBS = 2048;
 
