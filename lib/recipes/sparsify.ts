@@ -4,8 +4,8 @@
  * leaves its thresholds and L1 factors open: the engine resolves them from the tensor held in memory
  * by the worker that merges it (a tensor-local job, native/local_job.h), with the same results.
  * Larger tensors take the streaming fallback here: magnitude thresholds by radix selection over
- * 64-bit rank keys with histogram passes (16-bit digits; bounded memory: at most MAX_HISTOGRAM_JOBS ×
- * 65536 counters per plan), L1 rescale factors from an exact pass. DARE's masks come from a counter-based generator.
+ * 64-bit rank keys with histogram passes (12-bit digits; bounded memory: at most MAX_HISTOGRAM_JOBS ×
+ * 4096 counters per plan), L1 rescale factors from an exact pass. DARE's masks come from a counter-based generator.
  * The numerics are native/kernels/sparsify.h's; this file only decides thresholds and factors.
  */
 import { InputFiles } from '../engine/input-files';
@@ -53,10 +53,10 @@ export interface SparseTensor {
 const MASK64 = (1n << 64n) - 1n;
 /** Above every rank key (keys have at most 31 + 32 bits): "no upper cut" / "keep nothing". */
 export const KEY_NONE = 1n << 63n;
-/** Wide digits: the fallback serves only tensors above the local budget, so few passes matter more than counters. */
-const DIGIT_BITS = 16;
-/** Histogram jobs per plan: 16 × 65536 counters × 8 bytes = 8 MB, and as much again for the result (memory, not passes: a plan reads only its jobs' tensors). */
-export const MAX_HISTOGRAM_JOBS = 16;
+/** 12-bit digits: 5 passes over a 2^29-element tensor's 60-bit keys; wider digits return 16× the counters per pass (a JavaScript array each). */
+const DIGIT_BITS = 12;
+/** Histogram jobs per plan: 256 × 4096 counters × 8 bytes = 8 MB, and as much again for the result (memory, not passes: a plan reads only its jobs' tensors). */
+export const MAX_HISTOGRAM_JOBS = 256;
 /** L1 jobs per plan: 2048 × 512 counters. */
 const MAX_L1_JOBS = 2048;
 

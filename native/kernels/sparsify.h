@@ -106,7 +106,7 @@ void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams
 void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n,
                 uint8_t* keep);
 
-constexpr uint32_t kMaxHistogramBits = 16;  // 65536 counters per histogram job
+constexpr uint32_t kMaxHistogramBits = 12;  // 4096 counters per histogram job
 
 // One radix-selection pass over d = x - base: for elements whose rank key has
 // (key >> (shift + bits)) == prefix, hist[(key >> shift) & (2^bits - 1)] += 1.
