@@ -15,19 +15,14 @@
 #include "exec_error.h"
 #include "executor_work.h"
 #include "io.h"
+#include "local_job.h"
+#include "plan_validation.h"
 #include "worker_pool.h"
 #include "kernels/sparsify.h"
 #include "kernels/elementwise.h"
 
 namespace wm {
 namespace {
-
-uint64_t checkedEnd(uint64_t offset, uint64_t count, size_t elemSize, const char* what, size_t job) {
-  if (count > (UINT64_MAX - offset) / elemSize) {
-    throw ExecError("PlanInvalid", std::string("plan: ") + what + " range overflows in job " + std::to_string(job));
-  }
-  return offset + count * elemSize;
-}
 
 uint64_t pieceWeight(const Job& job, uint64_t count) {
   uint64_t w = 0;
@@ -37,129 +32,6 @@ uint64_t pieceWeight(const Job& job, uint64_t count) {
   }
   return w;
 }
-
-void validateSparseDest(const Dest& d, const Job& job, size_t j) {
-  try {
-    SparseParams p = decodeSparseParams(d.params, job.sources.size());
-    if (p.indexBits != sparseIndexBits(job.count)) throw std::invalid_argument("index bits do not match the element count");
-  } catch (const std::invalid_argument& e) {
-    throw ExecError("PlanInvalid", std::string("plan: sparse parameters of job ") + std::to_string(j) + ": " + e.what());
-  }
-}
-
-// Nearswap and Ram dests name their sources in params (kernels/elementwise.h).
-void validateElementwiseDest(const Dest& d, const Job& job, size_t j) {
-  try {
-    if (d.op == DestOp::Nearswap) decodeNearswapParams(d.params, job.sources.size());
-    else if (d.op == DestOp::Ram) decodeRamParams(d.params, job.sources.size());
-    else checkRowLinearParams(d.params, job.sources.size(), job.count);
-  } catch (const std::invalid_argument& e) {
-    throw ExecError("PlanInvalid", std::string("plan: parameters of job ") + std::to_string(j) + ": " + e.what());
-  }
-}
-
-void validateStatJob(const Job& job, size_t j) {
-  const std::string where = " in job " + std::to_string(j);
-  if (job.stat == JobStat::RamCounts || job.stat == JobStat::RowMoments) {
-    if (!job.dests.empty() || job.moments || (job.stat == JobStat::RowMoments && job.sources.size() != 2)) {
-      throw ExecError("PlanInvalid", "plan: a statistics job reads its sources and writes nothing" + where);
-    }
-    try {
-      if (job.stat == JobStat::RowMoments) decodeGroups(job.statParams, job.count);
-      else decodeRamParams(job.statParams, job.sources.size());
-    } catch (const std::invalid_argument& e) {
-      throw ExecError("PlanInvalid", std::string("plan: bad RAM count parameters") + where + ": " + e.what());
-    }
-    return;
-  }
-  if (job.sources.size() != 2 || !job.dests.empty() || job.moments) {
-    throw ExecError("PlanInvalid", "plan: a statistics job reads two sources and writes nothing" + where);
-  }
-  const auto& p = job.statParams;
-  if (job.stat == JobStat::Histogram) {
-    if (p.size() != 5 || p[0] != sparseIndexBits(job.count) || !(p[2] >= 1 && p[2] <= kMaxHistogramBits) || !(p[1] >= 0 && p[1] + p[2] <= 64) ||
-        !(p[3] >= 0 && p[3] < 4294967296.0) || !(p[4] >= 0 && p[4] < 4294967296.0)) {
-      throw ExecError("PlanInvalid", "plan: bad histogram parameters" + where);
-    }
-  } else {
-    std::vector<double> one = {0, 0, 1, p.empty() ? 0 : p[0], 0, 1};
-    one.insert(one.end(), p.begin() + (p.empty() ? 0 : 1), p.end());
-    try {
-      if (p.empty() || p[0] != sparseIndexBits(job.count)) throw std::invalid_argument("index bits do not match the element count");
-      decodeSparseParams(one, 2);
-    } catch (const std::invalid_argument& e) {
-      throw ExecError("PlanInvalid", std::string("plan: bad L1 parameters") + where + ": " + e.what());
-    }
-  }
-}
-
-}  // namespace
-
-void validatePlan(const Plan& plan, const std::vector<uint64_t>& inputSizes) {
-  struct Interval {
-    uint64_t begin, end;
-  };
-  std::vector<std::vector<Interval>> cover(plan.outputs.size());
-  for (size_t o = 0; o < plan.outputs.size(); ++o) {
-    if (plan.outputs[o].head.size() > plan.outputs[o].size) throw ExecError("PlanInvalid", "plan: header larger than output");
-    if (!plan.outputs[o].head.empty()) cover[o].push_back({0, plan.outputs[o].head.size()});
-  }
-  for (size_t j = 0; j < plan.jobs.size(); ++j) {
-    const Job& job = plan.jobs[j];
-    for (const Source& s : job.sources) {
-      if (s.input >= plan.inputs.size()) throw ExecError("PlanInvalid", "plan: job " + std::to_string(j) + " names a missing input");
-      uint64_t end = checkedEnd(s.offset, job.count, dtypeSize(s.dtype), "source", j);
-      if (end > inputSizes[s.input]) {
-        throw ExecError("InputChanged", "input " + plan.inputs[s.input] + " is shorter (" + std::to_string(inputSizes[s.input]) +
-                                            " bytes) than its header promised (" + std::to_string(end) + " bytes)");
-      }
-    }
-    if (job.moments && job.sources.size() != 2) throw ExecError("PlanInvalid", "plan: moments need two sources");
-    if (job.stat != JobStat::None) validateStatJob(job, j);
-    for (const Dest& d : job.dests) {
-      if (d.output >= plan.outputs.size()) throw ExecError("PlanInvalid", "plan: job " + std::to_string(j) + " names a missing output");
-      const bool elementwise = d.op == DestOp::Nearswap || d.op == DestOp::Ram || d.op == DestOp::RowLinear;
-      const bool paramsOnly = d.op == DestOp::Sparse || elementwise;
-      size_t need = d.op == DestOp::Copy ? 1 : d.op == DestOp::Linear ? job.sources.size() : paramsOnly ? 0 : 1;
-      if (d.op == DestOp::Sparse) validateSparseDest(d, job, j);
-      if (elementwise) validateElementwiseDest(d, job, j);
-      if (d.w.size() != need) throw ExecError("PlanInvalid", "plan: wrong coefficient count in job " + std::to_string(j));
-      if ((d.op == DestOp::Lerp || d.op == DestOp::LerpMi) && job.sources.size() != 2) {
-        throw ExecError("PlanInvalid", "plan: lerp needs two sources in job " + std::to_string(j));
-      }
-      if (d.op == DestOp::LerpMi && job.sources[0].dtype != job.sources[1].dtype) {
-        throw ExecError("PlanInvalid", "plan: numerics 'mi' needs inputs of one dtype in job " + std::to_string(j));
-      }
-      if (d.op == DestOp::Copy && (d.w[0] < 0 || d.w[0] >= static_cast<float>(job.sources.size()))) {
-        throw ExecError("PlanInvalid", "plan: copy names a missing source in job " + std::to_string(j));
-      }
-      if (job.sources.empty()) throw ExecError("PlanInvalid", "plan: job " + std::to_string(j) + " has no sources");
-      bool raw = d.dtype == Dtype::U8;
-      for (const Source& s : job.sources) raw = raw || s.dtype == Dtype::U8;
-      if (raw && (d.op != DestOp::Copy || job.sources[static_cast<size_t>(d.w[0])].dtype != d.dtype)) {
-        throw ExecError("PlanInvalid", "plan: raw bytes can only be copied, in job " + std::to_string(j));
-      }
-      uint64_t end = checkedEnd(d.offset, job.count, dtypeSize(d.dtype), "destination", j);
-      if (end > plan.outputs[d.output].size) throw ExecError("PlanInvalid", "plan: job " + std::to_string(j) + " writes past its output");
-      if (job.count > 0) cover[d.output].push_back({d.offset, end});
-    }
-  }
-  for (size_t o = 0; o < cover.size(); ++o) {
-    auto& iv = cover[o];
-    std::sort(iv.begin(), iv.end(), [](const Interval& a, const Interval& b) { return a.begin < b.begin; });
-    uint64_t at = 0;
-    for (const Interval& i : iv) {
-      if (i.begin != at) {
-        throw ExecError("PlanInvalid", "plan: output " + plan.outputs[o].path + " has a " + (i.begin < at ? "overlap" : "hole") +
-                                           " at byte " + std::to_string(std::min(i.begin, at)));
-      }
-      at = i.end;
-    }
-    if (at != plan.outputs[o].size) throw ExecError("PlanInvalid", "plan: output " + plan.outputs[o].path + " is not fully covered");
-  }
-}
-
-namespace {
 
 class Run {
  public:
@@ -172,8 +44,8 @@ class Run {
       sizes.push_back(inputs_.back()->size());
     }
     validatePlan(plan_, sizes);
-    buildTasks();
     prepareSparse();
+    buildTasks();
     if (plan_.device == Device::Cuda) {  // before any output file exists
       device_ = std::make_unique<cuda::DeviceRun>(cuda::RunView{plan_, pieces_, tasks_, sparse_, maxSources_});
     }
@@ -246,6 +118,12 @@ class Run {
     size_t first = 0;
     uint64_t acc = 0;
     for (size_t i = 0; i < pieces_.size(); ++i) {
+      if (localJob_[pieces_[i].job]) {
+        i = addLocalTask(first, i);
+        first = i + 1;
+        acc = 0;
+        continue;
+      }
       uint64_t w = pieceWeight(plan_.jobs[pieces_[i].job], pieces_[i].count);
       total_ += w;
       acc += w;
@@ -257,6 +135,39 @@ class Run {
     }
     pieceMoments_.resize(pieces_.size());
     pieceRows_.resize(pieces_.size());
+  }
+
+  // A tensor-local job is one task of all its pieces (after the pending ones, `first` up to `at`); returns its last piece.
+  size_t addLocalTask(size_t first, size_t at) {
+    if (at > first) tasks_.push_back({first, at - first});
+    size_t end = at;
+    for (; end < pieces_.size() && pieces_[end].job == pieces_[at].job; ++end) total_ += pieceWeight(plan_.jobs[pieces_[end].job], pieces_[end].count);
+    tasks_.push_back({at, end - at, true});
+    return end - 1;
+  }
+
+  // local_job.h: the tensor's sources read once into buffers of the run's local pool (bounded, given
+  // back after the task), its statistics resolved from them, then its pieces merged on the CPU.
+  void runLocalTask(const Task& task, AlignedBuffer& out, std::vector<const void*>& srcPtr, std::vector<Dtype>& srcType) {
+    const uint32_t j = pieces_[task.first].job;
+    const Job& job = plan_.jobs[j];
+    std::vector<uint64_t> sizes(maxSources_, 0);
+    for (size_t s = 0; s < job.sources.size(); ++s) sizes[s] = job.count * dtypeSize(job.sources[s].dtype);
+    TaskReads reads(maxSources_);
+    reads.buffers = localBuffers_.take(sizes);
+    struct GiveBack {
+      LocalBuffers& pool;
+      std::vector<AlignedBuffer>& buffers;
+      ~GiveBack() { pool.giveBack(buffers); }
+    } giveBack{localBuffers_, reads.buffers};
+    if (cancel_.load() || stop_.load()) return;
+    readTask(task, reads);
+    for (size_t s = 0; s < job.sources.size(); ++s) {
+      srcPtr[s] = reads.buffers[s].data() + reads.at[s];
+      srcType[s] = job.sources[s].dtype;
+    }
+    resolveLocal(sparse_[j], srcPtr.data(), srcType.data(), job.count);
+    runTaskOnCpu(task, reads, out, srcPtr, srcType);
   }
 
   void worker() {
@@ -274,6 +185,10 @@ class Run {
         if (t >= tasks_.size() || stop_.load() || cancel_.load()) break;
         // Two waves of tasks ahead of the pool: enough to keep the disk busy, little page cache.
         if (t + prefetchDistance_ < tasks_.size()) prefetchTask(tasks_[t + prefetchDistance_]);
+        if (tasks_[t].local) {
+          runLocalTask(tasks_[t], out, srcPtr, srcType);
+          continue;
+        }
         readTask(tasks_[t], reads);
         const auto cpuShare = [&] { runTaskOnCpu(tasks_[t], reads, out, srcPtr, srcType); };
         if (seat && seat->onDevice()) {
@@ -384,7 +299,7 @@ class Run {
     if (job.moments) accumulateMoments(srcPtr[0], srcType[0], srcPtr[1], srcType[1], n, pieceMoments_[p]);
     if (job.stat != JobStat::None) accumulateStat(piece, job, srcPtr, srcType);
     for (const Dest& d : job.dests) {
-      if (device_ && device_->destOnDevice(job, d, piece.job)) continue;  // DeviceRun::runTask produces it
+      if (device_ && !localJob_[piece.job] && device_->destOnDevice(job, d, piece.job)) continue;  // DeviceRun::runTask produces it
       const size_t es = dtypeSize(d.dtype);
       const uint64_t at = d.offset + piece.start * es;
       BlockAssembler& assembler = *assemblers_[d.output];
@@ -462,6 +377,7 @@ class Run {
       for (const Dest& d : job.dests) {
         sparse_[j].push_back(d.op == DestOp::Sparse ? decodeSparseParams(d.params, job.sources.size()) : SparseParams{});
       }
+      localJob_.push_back(isLocalJob(sparse_[j]));
       size_t counters = job.stat == JobStat::Histogram ? (size_t{1} << static_cast<uint32_t>(job.statParams[2]))
                         : job.stat == JobStat::L1  ? 2 * kL1Buckets
                         : job.stat == JobStat::RamCounts ? job.statParams.size() - 2
@@ -476,7 +392,8 @@ class Run {
   void accumulateStat(const Piece& piece, const Job& job, const std::vector<const void*>& srcPtr, const std::vector<Dtype>& srcType) {
     const auto& sp = job.statParams;
     const uint32_t indexBits = static_cast<uint32_t>(sp[0]);
-    std::vector<uint64_t> local;
+    // Per thread, kept: no allocation per piece.
+    thread_local std::vector<uint64_t> local;
     if (job.stat == JobStat::RowMoments) {  // f64 sums: kept per piece and added in piece order (collectStats)
       const Groups g = decodeGroups(sp, job.count);
       std::vector<double>& rows = pieceRows_[static_cast<size_t>(&piece - pieces_.data())];
@@ -565,8 +482,10 @@ class Run {
   std::vector<Piece> pieces_;
   std::vector<Task> tasks_;
   std::vector<Moments> pieceMoments_;
-  std::vector<std::vector<double>> pieceRows_;  // RowMoments jobs: each piece's row sums
-  std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]
+  std::vector<std::vector<double>> pieceRows_;                      // RowMoments jobs: each piece's row sums
+  std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]; a local job's resolved by its worker
+  std::vector<bool> localJob_;                                      // [job]: local_job.h
+  LocalBuffers localBuffers_{kLocalBudgetBytes};
   std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> statCounts_;  // [job][counter]
   size_t maxSources_ = 0;
   std::unique_ptr<cuda::DeviceRun> device_;  // a CUDA plan's backend (reads the members above)

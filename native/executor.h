@@ -22,7 +22,4 @@ using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
 // Throws ExecError (codes: PlanInvalid, InputChanged, ENOSPC, EIO, Aborted, ...).
 ExecResult executePlan(const Plan& plan, const ProgressFn& progress, const std::atomic<bool>& cancel);
 
-// Checks the plan against itself and the input sizes; throws ExecError("PlanInvalid" | "InputChanged").
-void validatePlan(const Plan& plan, const std::vector<uint64_t>& inputSizes);
-
 }  // namespace wm

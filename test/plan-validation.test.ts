@@ -118,7 +118,7 @@ const ROWS: Row[] = [
   ['histogram: four parameters', (p) => hist(p).pop(), 'plan: bad histogram parameters in job 3'],
   ['histogram: index bits of another count', (p) => (hist(p)[0] = 4), 'plan: bad histogram parameters in job 3'],
   ['histogram: zero bits', (p) => (hist(p)[2] = 0), 'plan: bad histogram parameters in job 3'],
-  ['histogram: more bits than kMaxHistogramBits', (p) => ((hist(p)[1] = 0), (hist(p)[2] = 12)), 'plan: bad histogram parameters in job 3'],
+  ['histogram: more bits than kMaxHistogramBits', (p) => ((hist(p)[1] = 0), (hist(p)[2] = 13)), 'plan: bad histogram parameters in job 3'],
   ['histogram: shift + bits past 64', (p) => (hist(p)[1] = 54), 'plan: bad histogram parameters in job 3'],
   ['histogram: negative shift', (p) => (hist(p)[1] = -1), 'plan: bad histogram parameters in job 3'],
   ['histogram: prefix high word of 2^32', (p) => (hist(p)[3] = 2 ** 32), 'plan: bad histogram parameters in job 3'],

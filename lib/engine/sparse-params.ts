@@ -12,6 +12,19 @@ export interface ResolvedSparseModel {
   density: number;
   seedKey: bigint;
   scale: number;
+  /**
+   * Statistics the engine resolves from the tensor in memory (a tensor-local job, native/local_job.h):
+   * `select`: lowKey/highKey become the cuts with exactly lowRank/highRank rank keys at or above them;
+   * `l1`: scale becomes the L1 rescale factor. Absent: the keys and scale above are final.
+   */
+  open?: SparseOpen;
+}
+
+export interface SparseOpen {
+  select: boolean;
+  lowRank: number;
+  highRank: number;
+  l1: boolean;
 }
 
 export interface ResolvedSparse {
@@ -48,6 +61,10 @@ export function encodeSparseParams(r: ResolvedSparse, sourceOf: (model: number) 
   const consensus = r.consensus === null ? 0 : r.consensus === 'sum' ? 1 : 2;
   const out = [consensus, r.normalize ? 1 : 0, r.lambda, r.indexBits, sourceOf(r.base), r.models.length];
   for (const m of r.models) out.push(...sparseModelParams(sourceOf(m.model), m));
+  // The optional tail of open statistics, one entry per model (native/kernels/sparsify.h's SparseOpen).
+  if (r.models.some((m) => m.open)) {
+    for (const { open } of r.models) out.push(open?.select ? 1 : 0, open?.lowRank ?? 0, open?.highRank ?? 0, open?.l1 ? 1 : 0);
+  }
   return out;
 }
 

@@ -27,7 +27,7 @@ import { parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recip
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
-import { resolveSparse, SparseTensor } from './sparsify';
+import { fitsInMemory, resolveSparse, SparseTensor } from './sparsify';
 import { RamPlusTensor, setRamPlusLambdas } from './ram-counts';
 import { RowWiseTensor, setRowWeights } from './row-wise';
 
@@ -388,7 +388,7 @@ async function resolveStatistics(entries: Entry[], statistics: StatisticsOptions
   const resolved = new Map<SparseTensor, ResolvedSparse>();
   for (const round of rounds) {
     const tensors = [...round.values()];
-    const r = await resolveSparse(tensors, (p) => runStatisticsPlan(p, statistics));
+    const r = await resolveSparse(tensors, (p) => runStatisticsPlan(p, statistics), fitsInMemory);
     for (const t of tensors) resolved.set(t, r.get(t.name)!);
   }
   for (const { tensor, users } of shared.values()) for (const recipes of users) recipes.get(tensor.name)!.sparse = resolved.get(tensor)!;

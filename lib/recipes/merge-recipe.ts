@@ -29,7 +29,7 @@ import type { MergeMethodName } from '../merge-method-names';
 import { planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
 import { setRamPlusLambdas } from './ram-counts';
 import { setRowWeights } from './row-wise';
-import { resolveSparse } from './sparsify';
+import { fitsInMemory, resolveSparse } from './sparsify';
 import { VERSION } from '../version';
 
 /** The options of `merge`. */
@@ -170,7 +170,7 @@ async function mergeModels(
   };
   const { recipes, sparse, ramPlus, rowWise } = tensorRecipes(recipe, planned, momentsOf);
   if (sparse.length > 0) {
-    const resolved = await resolveSparse(sparse, (p) => runStatisticsPlan(p, statistics));
+    const resolved = await resolveSparse(sparse, (p) => runStatisticsPlan(p, statistics), fitsInMemory);
     for (const [name, r] of resolved) recipes.get(name)!.sparse = r;
   }
   await setRamPlusLambdas(recipes, ramPlus, (p) => runStatisticsPlan(p, statistics));

@@ -1,12 +1,15 @@
 /**
  * Sparsified task vectors (TIES, DARE, breadcrumbs): from each model's keep rule to the per-dest
- * parameters of the engine's `sparse` op. Magnitude thresholds are found by radix selection over
- * 64-bit rank keys with histogram passes (bounded memory: at most MAX_HISTOGRAM_JOBS × 2048 counters
- * per plan); DARE's masks come from a counter-based generator; L1 rescale factors from an exact pass.
+ * parameters of the engine's `sparse` op. A tensor whose sources fit `localStatistics.maxTensorBytes`
+ * leaves its thresholds and L1 factors open: the engine resolves them from the tensor held in memory
+ * by the worker that merges it (a tensor-local job, native/local_job.h), with the same results.
+ * Larger tensors take the streaming fallback here: magnitude thresholds by radix selection over
+ * 64-bit rank keys with histogram passes (12-bit digits; bounded memory: at most MAX_HISTOGRAM_JOBS ×
+ * 4096 counters per plan), L1 rescale factors from an exact pass. DARE's masks come from a counter-based generator.
  * The numerics are native/kernels/sparsify.h's; this file only decides thresholds and factors.
  */
 import { InputFiles } from '../engine/input-files';
-import type { NativeDtype } from '../format/dtypes';
+import { NATIVE_DTYPE_BYTES, NativeDtype } from '../format/dtypes';
 import type { NativeJob, NativePlan, NativeResult } from '../engine/native';
 import { keyHigh, keyLow, ResolvedSparse, ResolvedSparseModel, sparseModelParams } from '../engine/sparse-params';
 
@@ -50,9 +53,25 @@ export interface SparseTensor {
 const MASK64 = (1n << 64n) - 1n;
 /** Above every rank key (keys have at most 31 + 32 bits): "no upper cut" / "keep nothing". */
 export const KEY_NONE = 1n << 63n;
-const DIGIT_BITS = 11;
-/** Histogram jobs per plan: 2048 × 2048 counters × 8 bytes = 32 MB, and as much again for the result. */
-export const MAX_HISTOGRAM_JOBS = 2048;
+/** 12-bit digits: 5 passes over a 2^29-element tensor's 60-bit keys; wider digits return 16× the counters per pass (a JavaScript array each). */
+const DIGIT_BITS = 12;
+/** Histogram jobs per plan: 256 × 4096 counters × 8 bytes = 8 MB, and as much again for the result (memory, not passes: a plan reads only its jobs' tensors). */
+export const MAX_HISTOGRAM_JOBS = 256;
+/** L1 jobs per plan: 2048 × 512 counters. */
+const MAX_L1_JOBS = 2048;
+
+/**
+ * Tensors whose sources (base and models) take at most `maxTensorBytes` are resolved by the engine in
+ * memory; it holds at most 768 MiB of such sources at once (native/local_job.h's kLocalBudgetBytes).
+ * Tests lower it to force the streaming fallback.
+ */
+export const localStatistics = { maxTensorBytes: 512 * 2 ** 20 };
+
+/** Whether the engine resolves this tensor's statistics from memory (resolveSparse's `isLocal` for a write plan). */
+export function fitsInMemory(t: SparseTensor): boolean {
+  const bytes = [t.spec.base, ...t.spec.models.map((m) => m.model)].reduce((n, m) => n + t.count * NATIVE_DTYPE_BYTES[t.source(m).dtype], 0);
+  return bytes <= localStatistics.maxTensorBytes;
+}
 
 /** Bit length of count − 1: how many low key bits hold the (reversed) element index. */
 export function indexBits(count: number): number {
@@ -185,8 +204,8 @@ async function selectCuts(queries: RankQuery[], run: RunPlan): Promise<void> {
 /** Exact Σ|δ| before and after each model's keep rule (the L1 rescale's two norms). */
 async function l1Sums(items: { tensor: SparseTensor; model: ResolvedSparseModel }[], run: RunPlan): Promise<[number, number][]> {
   const out: [number, number][] = [];
-  for (let at = 0; at < items.length; at += MAX_HISTOGRAM_JOBS) {
-    const batch = items.slice(at, at + MAX_HISTOGRAM_JOBS);
+  for (let at = 0; at < items.length; at += MAX_L1_JOBS) {
+    const batch = items.slice(at, at + MAX_L1_JOBS);
     const table = new InputFiles();
     const jobs: NativeJob[] = batch.map(({ tensor, model: m }) => ({
       count: tensor.count,
@@ -206,11 +225,20 @@ export function l1Scale(before: number, after: number): number {
   return before < 1e-7 || after < 1e-7 ? 1 : before / after;
 }
 
-/** Thresholds, mask keys and rescale factors for every tensor, with as few passes over the inputs as radix selection needs. */
-export async function resolveSparse(tensors: SparseTensor[], run: RunPlan): Promise<Map<string, ResolvedSparse>> {
+/**
+ * Thresholds, mask keys and rescale factors for every tensor, with as few passes over the inputs as
+ * radix selection needs; tensors for which `isLocal` holds leave their cuts and L1 factors open
+ * (`ResolvedSparseModel.open`) for the write plan's tensor-local jobs and cost no pass here.
+ */
+export async function resolveSparse(
+  tensors: SparseTensor[],
+  run: RunPlan,
+  isLocal: (t: SparseTensor) => boolean = () => false,
+): Promise<Map<string, ResolvedSparse>> {
   const queries: RankQuery[] = [];
   const cutsOf = new Map<string, { low?: RankQuery; high?: RankQuery }>();
   for (const t of tensors) {
+    if (isLocal(t)) continue;
     const bits = 31 + indexBits(t.count);
     for (const m of t.spec.models) {
       if (m.selection !== 'magnitude' || m.density >= 1) continue;
@@ -230,10 +258,14 @@ export async function resolveSparse(tensors: SparseTensor[], run: RunPlan): Prom
   const resolved = new Map<string, ResolvedSparse>();
   const l1: { tensor: SparseTensor; model: ResolvedSparseModel }[] = [];
   for (const t of tensors) {
+    const local = isLocal(t);
     const models = t.spec.models.map((m): ResolvedSparseModel => {
       const r: ResolvedSparseModel = { model: m.model, weight: m.weight, lowKey: 0n, highKey: KEY_NONE, density: 1, seedKey: 0n, scale: 1 };
       if (m.selection === 'none' || m.density >= 1) return r;
-      if (m.selection === 'magnitude') {
+      if (m.selection === 'magnitude' && local) {
+        const { top, keep } = magnitudeCounts(t.count, m.density, m.gamma);
+        r.open = { select: true, lowRank: top + keep, highRank: top, l1: false };
+      } else if (m.selection === 'magnitude') {
         const cuts = cutsOf.get(`${t.name}\u0000${m.model}`)!;
         r.lowKey = cuts.low!.cut!;
         if (cuts.high) r.highKey = cuts.high.cut!;
@@ -244,7 +276,8 @@ export async function resolveSparse(tensors: SparseTensor[], run: RunPlan): Prom
         r.seedKey = maskKey(t.spec.seed, t.name, m.model);
       }
       if (m.rescale === 'inverse' && m.density > 0) r.scale = 1 / m.density;
-      if (m.rescale === 'l1') l1.push({ tensor: t, model: r });
+      if (m.rescale === 'l1' && local) r.open = { select: false, lowRank: 0, highRank: 0, ...r.open, l1: true };
+      else if (m.rescale === 'l1') l1.push({ tensor: t, model: r });
       return r;
     });
     resolved.set(t.name, {

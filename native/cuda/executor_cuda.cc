@@ -80,7 +80,10 @@ bool DeviceRun::destFits(const Job& job, const Dest& d, size_t jobIndex) const {
   switch (d.op) {
     case DestOp::Copy: return job.sources[static_cast<size_t>(d.w[0])].dtype != d.dtype;
     case DestOp::Linear: return job.sources.size() <= kMaxLinearSources;
-    case DestOp::Sparse: return sparseFits(run_.sparse[jobIndex][static_cast<size_t>(&d - job.dests.data())], job.sources.size());
+    case DestOp::Sparse: {
+      const SparseParams& p = run_.sparse[jobIndex][static_cast<size_t>(&d - job.dests.data())];
+      return p.open.empty() && sparseFits(p, job.sources.size());  // a tensor-local job's statistics are on the CPU (local_job.h)
+    }
     case DestOp::Nearswap:
     case DestOp::Ram:
     case DestOp::RowLinear: return false;  // CPU kernels only (kernels/elementwise.h): the CPU share of the task produces them

@@ -9,6 +9,9 @@
 
 namespace wm {
 
+struct SparseParams;  // sparsify.h
+struct SparseModel;
+
 #define WM_CPU_BACKEND_DECLS                                                                            \
   void lerpExact(const void* a, Dtype ta, const void* b, Dtype tb, void* out, Dtype to, size_t n,       \
                  float w);                                                                              \
@@ -16,7 +19,12 @@ namespace wm {
   void convert(const void* src, Dtype ts, void* out, Dtype to, size_t n);                               \
   void linear(const void* const* srcs, const Dtype* types, const float* w, size_t count, void* out,     \
               Dtype to, size_t n);                                                                      \
-  void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t n, Moments& m);
+  void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t n, Moments& m);     \
+  void absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out);      \
+  void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count,  \
+                   uint64_t start, size_t n, void* out, Dtype to);                                      \
+  void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count,   \
+                  uint64_t start, size_t n, uint8_t* keep);
 
 namespace scalar {
 WM_CPU_BACKEND_DECLS

@@ -7,6 +7,7 @@
 #include "cpu_backends.h"
 #include "kernels.h"
 #include "numerics.h"
+#include "sparsify.h"
 
 namespace wm {
 namespace {
@@ -61,6 +62,20 @@ void linear(const void* const* srcs, const Dtype* types, const float* w, size_t 
 
 void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t n, Moments& m) {
   WM_DISPATCH(accumulateMoments(a, ta, b, tb, n, m));
+}
+
+void absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out) {
+  WM_DISPATCH(absDeltaBits(base, tb, x, tx, n, out));
+}
+
+void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start, size_t n, void* out,
+                 Dtype to) {
+  WM_DISPATCH(sparseMerge(srcs, types, p, count, start, n, out, to));
+}
+
+void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n,
+                uint8_t* keep) {
+  WM_DISPATCH(sparseKeep(absBits, m, indexBits, count, start, n, keep));
 }
 
 const char* simdPathName() { return useSimd() ? "avx2+fma+f16c" : "scalar"; }

@@ -34,6 +34,10 @@ struct Moments {
 };
 void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t n, Moments& m);
 
+// out[i] = the f32 bit pattern of |fl32(x[i] - base[i])| (sign cleared): the magnitude part of the
+// sparse methods' rank keys (sparsify.h). Scalar in sparse_select.cc, AVX2 in sparse_avx2.cc.
+void absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out);
+
 // "avx2+fma+f16c" or "scalar": the path the dispatcher picked for this CPU.
 const char* simdPathName();
 // Tests force the scalar path to compare it with the SIMD one; returns the previous setting.

@@ -1,12 +1,14 @@
 // Scalar sparsifying merges, radix-selection histograms and exact L1 sums (see sparsify.h).
 #include "sparsify.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 
+#include "cpu_backends.h"
 #include "numerics.h"
 
 namespace wm {
@@ -68,6 +70,12 @@ uint32_t u32At(const std::vector<double>& p, size_t i) {
 
 uint64_t u64At(const std::vector<double>& p, size_t i) { return (static_cast<uint64_t>(u32At(p, i)) << 32) | u32At(p, i + 1); }
 
+uint64_t rankAt(const std::vector<double>& p, size_t i) {
+  const double v = p[i];
+  if (!(v >= 0) || v > 9007199254740991.0 || v != std::floor(v)) throw std::invalid_argument("sparse parameter " + std::to_string(i) + " is not a rank");
+  return static_cast<uint64_t>(v);
+}
+
 }  // namespace
 
 uint64_t splitmix64(uint64_t x) {
@@ -95,7 +103,8 @@ SparseParams decodeSparseParams(const std::vector<double>& p, size_t sourceCount
   const uint32_t m = u32At(p, 5);
   if (s.indexBits > 32) throw std::invalid_argument("index bits above 32");
   if (s.baseSource >= sourceCount) throw std::invalid_argument("base source out of range");
-  if (p.size() != kSparseHeader + m * kSparsePerModel) throw std::invalid_argument("sparse parameter count does not match the model count");
+  const size_t resolved = kSparseHeader + m * kSparsePerModel;
+  if (p.size() != resolved && p.size() != resolved + m * kSparseOpenPerModel) throw std::invalid_argument("sparse parameter count does not match the model count");
   for (uint32_t k = 0; k < m; ++k) {
     const size_t o = kSparseHeader + k * kSparsePerModel;
     SparseModel x;
@@ -109,6 +118,14 @@ SparseParams decodeSparseParams(const std::vector<double>& p, size_t sourceCount
     x.seedKey = u64At(p, o + 7);
     x.scale = static_cast<float>(p[o + 9]);
     s.models.push_back(x);
+  }
+  for (size_t o = resolved; o < p.size(); o += kSparseOpenPerModel) {
+    SparseOpen x;
+    x.select = u32At(p, o) != 0;
+    x.lowRank = rankAt(p, o + 1);
+    x.highRank = rankAt(p, o + 2);
+    x.l1 = u32At(p, o + 3) != 0;
+    s.open.push_back(x);
   }
   return s;
 }
@@ -163,23 +180,11 @@ void sparseMergeLoop(const void* const* srcs, const Dtype* types, const SparsePa
   }
 }
 
-template <int T>
-void radixHistogramLoop(const void* base, Dtype tb, const void* x, Dtype tx, uint32_t indexBits, uint64_t count,
-                        uint64_t start, size_t n, uint32_t shift, uint32_t bits, uint64_t prefix, uint64_t* hist) {
-  const uint64_t mask = (uint64_t{1} << bits) - 1;
-  const uint32_t up = shift + bits;
-  for (size_t j = 0; j < n; ++j) {
-    const float d = num::subRn(loadAs<T>(x, tx, j), loadAs<T>(base, tb, j));
-    const uint64_t key = sparseRankKey(absBits(d), indexBits, count, start + j);
-    if (up < 64 && (key >> up) != prefix) continue;
-    ++hist[(key >> shift) & mask];
-  }
-}
-
 }  // namespace
 
-void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start,
-                 size_t n, void* out, Dtype to) {
+// The scalar truth of the merge (dispatch.cc picks it or sparse_avx2.cc's).
+void scalar::sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start,
+                         size_t n, void* out, Dtype to) {
   // Only the sources the merge reads decide the instantiation.
   std::vector<Dtype> used{types[p.baseSource]};
   for (const SparseModel& sm : p.models) used.push_back(types[sm.source]);
@@ -188,8 +193,20 @@ void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams
 
 void radixHistogram(const void* base, Dtype tb, const void* x, Dtype tx, uint32_t indexBits, uint64_t count,
                     uint64_t start, size_t n, uint32_t shift, uint32_t bits, uint64_t prefix, uint64_t* hist) {
-  const Dtype both[2] = {tb, tx};
-  withCommonDtype(both, 2, [&](auto t) { radixHistogramLoop<decltype(t)::value>(base, tb, x, tx, indexBits, count, start, n, shift, bits, prefix, hist); });
+  // |d| bits a chunk at a time through the dispatched kernel (SIMD where the CPU has it), then the counts.
+  constexpr size_t kChunk = 4096;
+  uint32_t a[kChunk];
+  const uint64_t mask = (uint64_t{1} << bits) - 1;
+  const uint32_t up = shift + bits;
+  for (size_t j0 = 0; j0 < n; j0 += kChunk) {
+    const size_t m = std::min(kChunk, n - j0);
+    absDeltaBits(static_cast<const uint8_t*>(base) + j0 * dtypeSize(tb), tb, static_cast<const uint8_t*>(x) + j0 * dtypeSize(tx), tx, m, a);
+    for (size_t j = 0; j < m; ++j) {
+      const uint64_t key = sparseRankKey(a[j], indexBits, count, start + j0 + j);
+      if (up < 64 && (key >> up) != prefix) continue;
+      ++hist[(key >> shift) & mask];
+    }
+  }
 }
 
 void l1Buckets(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint32_t indexBits,
@@ -198,15 +215,10 @@ void l1Buckets(const void* base, Dtype tb, const void* x, Dtype tx, const Sparse
     const uint64_t i = start + j;
     const float d = num::subRn(load(x, tx, j), load(base, tb, j));
     const uint32_t a = absBits(d);
-    if (a >= 0x7F800000u) continue;  // Inf and NaN have no place in a finite sum
-    const uint32_t e = a >> 23;
-    const uint64_t mant = e == 0 ? (a & 0x7FFFFFu) : ((a & 0x7FFFFFu) | 0x800000u);
-    const uint32_t bucket = e == 0 ? 1 : e;  // a subnormal's value is mant * 2^(1 - 150)
-    before[bucket] += mant;
     const uint64_t key = sparseRankKey(a, indexBits, count, i);
     bool kept = key >= keep.lowKey && key < keep.highKey;
     if (kept && keep.density > 0 && keep.density < 1) kept = bernoulliKeep(keep.seedKey, i, keep.density);
-    if (kept) after[bucket] += mant;
+    addToL1Buckets(a, kept, before, after);
   }
 }
 

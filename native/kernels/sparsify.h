@@ -50,6 +50,16 @@ struct SparseModel {
   float scale = 1;
 };
 
+// A statistic the executor computes from the tensor held in memory (a tensor-local job,
+// native/local_job.h) instead of the planner's statistics passes: model k's lowKey/highKey become
+// the cuts with exactly lowRank/highRank keys at or above them (select), its scale the L1 factor (l1).
+struct SparseOpen {
+  bool select = false;
+  uint64_t lowRank = 0;
+  uint64_t highRank = 0;
+  bool l1 = false;
+};
+
 struct SparseParams {
   Consensus consensus = Consensus::None;
   bool normalize = false;
@@ -57,15 +67,19 @@ struct SparseParams {
   uint32_t indexBits = 0;
   uint32_t baseSource = 0;
   std::vector<SparseModel> models;
+  std::vector<SparseOpen> open;  // empty, or one per model: what a tensor-local job still resolves
 };
 
 // The flat per-dest parameter vector (lib/sparse-plan.ts writes it):
 //   [consensus, normalize, lambda, indexBits, baseSource, m,
-//    m x (source, weight, lowHi, lowLo, highHi, highLo, density, seedHi, seedLo, scale)]
-// 64-bit values travel as two u32 halves. Throws std::invalid_argument when malformed.
+//    m x (source, weight, lowHi, lowLo, highHi, highLo, density, seedHi, seedLo, scale)
+//    [, m x (select, lowRank, highRank, l1)]]
+// 64-bit values travel as two u32 halves; ranks as exact integers. The optional tail marks the dest
+// open (SparseOpen): its keys and scales are placeholders until resolved. Throws std::invalid_argument when malformed.
 SparseParams decodeSparseParams(const std::vector<double>& p, size_t sourceCount);
 constexpr size_t kSparseHeader = 6;
 constexpr size_t kSparsePerModel = 10;
+constexpr size_t kSparseOpenPerModel = 4;
 
 // Number of bits of the element index in the rank key: the bit length of count - 1.
 uint32_t sparseIndexBits(uint64_t count);
@@ -82,10 +96,17 @@ inline bool bernoulliKeep(uint64_t seedKey, uint64_t i, double density) {
 }
 
 // Elements [start, start + n) of a job of `count` elements: srcs[s] points at element `start`.
+// Scalar in sparsify.cc, AVX2 in sparse_avx2.cc (the same bits), picked by dispatch.cc.
 void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start,
                  size_t n, void* out, Dtype to);
 
-constexpr uint32_t kMaxHistogramBits = 11;  // 2048 counters per histogram job
+// keep[j] = 1 when element start + j, whose |d| bits are absBits[j], passes model m's keep rule
+// (the rank-key cuts and, when 0 < density < 1, the Bernoulli mask), else 0. Scalar in
+// sparse_select.cc, AVX2 in sparse_avx2.cc (the same bytes), picked by dispatch.cc.
+void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n,
+                uint8_t* keep);
+
+constexpr uint32_t kMaxHistogramBits = 12;  // 4096 counters per histogram job
 
 // One radix-selection pass over d = x - base: for elements whose rank key has
 // (key >> (shift + bits)) == prefix, hist[(key >> shift) & (2^bits - 1)] += 1.
@@ -96,6 +117,15 @@ void radixHistogram(const void* base, Dtype tb, const void* x, Dtype tx, uint32_
 // mantissas per f32 exponent (bucket e holds the sum of 24-bit significands of values with biased
 // exponent e), so that any split of the work adds up to the same totals. Non-finite d are skipped.
 constexpr size_t kL1Buckets = 256;
+// Adds one |d| (its f32 bits a) to the buckets; Inf and NaN have no place in a finite sum.
+inline void addToL1Buckets(uint32_t a, bool kept, uint64_t* before, uint64_t* after) {
+  if (a >= 0x7F800000u) return;
+  const uint32_t e = a >> 23;
+  const uint64_t mant = e == 0 ? (a & 0x7FFFFFu) : ((a & 0x7FFFFFu) | 0x800000u);
+  const uint32_t bucket = e == 0 ? 1 : e;  // a subnormal's value is mant * 2^(1 - 150)
+  before[bucket] += mant;
+  after[bucket] += mant & (uint64_t{0} - static_cast<uint64_t>(kept));  // branch-free: a random mask mispredicts half the time
+}
 void l1Buckets(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint32_t indexBits,
                uint64_t count, uint64_t start, size_t n, uint64_t* before, uint64_t* after);
 // sum_e bucket[e] * 2^(e - 150), in f64 from the largest exponent down (deterministic).

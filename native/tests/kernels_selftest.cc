@@ -6,6 +6,7 @@
 // 2. Every op and dtype combination on random data salted with special values: SIMD == scalar.
 // 3. Prints a digest of all outputs; build once more with -ffp-contract=fast and compare digests to
 //    prove that no compiler contraction changes a bit.
+#include <algorithm>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
@@ -17,6 +18,8 @@
 
 #include "kernels/kernels.h"
 #include "kernels/numerics.h"
+#include "kernels/sparse_select.h"
+#include "kernels/sparsify.h"
 
 using wm::Dtype;
 namespace num = wm::num;
@@ -271,6 +274,122 @@ static void testOps(uint64_t seed) {
   std::printf("ops: %zu cases, SIMD path %s\n", cases, wm::simdPathName());
 }
 
+// ---- 3. the sparse methods: merge, |d| bits and rank cuts, SIMD vs scalar and a sort --------------------
+static uint64_t keyOf(Rng& r, const std::vector<unsigned char>& base, const std::vector<unsigned char>& x, Dtype t, uint64_t count) {
+  if (count == 0) return 0;
+  const uint64_t i = r.next() % count;
+  uint32_t a = 0;
+  wm::absDeltaBits(base.data() + i * wm::dtypeSize(t), t, x.data() + i * wm::dtypeSize(t), t, 1, &a);
+  return wm::sparseRankKey(a, wm::sparseIndexBits(count), count, i);
+}
+
+static void testSparse(uint64_t seed) {
+  Rng r(seed ^ 0x5A5A);
+  const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
+  const size_t lengths[] = {0, 1, 3, 4, 5, 7, 8, 17, 1000, 1025, 2100};
+  size_t cases = 0;
+  for (size_t n : lengths) {
+    for (Dtype t : all) {
+      const uint64_t start = r.next() % 9, count = start + n + r.next() % 5;
+      std::vector<std::vector<unsigned char>> src;
+      for (int s = 0; s < 4; ++s) src.push_back(randomTensor(r, t, count));
+      // |d| bits, both paths (the base second as in the merge: d = x - base).
+      std::vector<uint32_t> bs(count), bv(count);
+      wm::setSimdEnabled(false);
+      wm::absDeltaBits(src[0].data(), t, src[1].data(), t, count, bs.data());
+      wm::setSimdEnabled(true);
+      wm::absDeltaBits(src[0].data(), t, src[1].data(), t, count, bv.data());
+      CHECK(bs == bv, "absDeltaBits %s n=%zu: SIMD != scalar", dtypeName(t), (size_t)count);
+      // Rank cuts keep exactly `rank` elements, the largest keys.
+      std::vector<uint64_t> keys(count);
+      for (uint64_t i = 0; i < count; ++i) keys[i] = wm::sparseRankKey(bs[i], wm::sparseIndexBits(count), count, i);
+      std::vector<uint64_t> sorted = keys;
+      std::sort(sorted.begin(), sorted.end(), [](uint64_t a, uint64_t b) { return a > b; });
+      for (uint64_t rank : {uint64_t{0}, uint64_t{1}, count / 3, count / 2, count > 0 ? count - 1 : 0, count, count + 4}) {
+        const uint64_t cut = wm::rankCut(src[0].data(), t, src[1].data(), t, count, rank);
+        const uint64_t kept = (uint64_t)std::count_if(keys.begin(), keys.end(), [&](uint64_t k) { return k >= cut; });
+        CHECK(kept == std::min(rank, count), "rankCut %s count=%zu rank=%zu keeps %zu", dtypeName(t), (size_t)count, (size_t)rank, (size_t)kept);
+        if (rank > 0 && rank <= count) CHECK(cut <= sorted[rank - 1], "rankCut %s: cut above the rank-th key", dtypeName(t));
+        ++cases;
+      }
+      // Several cuts in one go equal the single ones.
+      const uint64_t ranks[3] = {count / 5, count / 2, count > 0 ? count - 1 : 0};
+      uint64_t many[3];
+      wm::rankCuts(src[0].data(), t, src[1].data(), t, count, ranks, 3, many);
+      for (int q = 0; q < 3; ++q) {
+        CHECK(many[q] == wm::rankCut(src[0].data(), t, src[1].data(), t, count, ranks[q]), "rankCuts %s count=%zu rank=%zu", dtypeName(t),
+              (size_t)count, (size_t)ranks[q]);
+      }
+      // Keep masks (cuts and DARE's Bernoulli mask), both paths; L1 sums from memory against the streaming buckets.
+      for (double density : {1.0, 0.4, 1e-3}) {
+        wm::SparseModel m;
+        const uint64_t k1 = keyOf(r, src[0], src[1], t, count), k2 = keyOf(r, src[0], src[1], t, count);
+        m.lowKey = density == 1.0 ? std::min(k1, k2) : 0;
+        m.highKey = density == 1.0 ? std::max(k1, k2) : wm::kRankKeyNone;
+        m.density = density;
+        m.seedKey = r.next();
+        std::vector<uint8_t> ks(n), kv(n);
+        wm::setSimdEnabled(false);
+        wm::sparseKeep(bs.data() + start, m, wm::sparseIndexBits(count), count, start, n, ks.data());
+        wm::setSimdEnabled(true);
+        wm::sparseKeep(bs.data() + start, m, wm::sparseIndexBits(count), count, start, n, kv.data());
+        CHECK(ks == kv, "sparseKeep %s n=%zu density %g: SIMD != scalar", dtypeName(t), n, density);
+        std::vector<uint64_t> buckets(2 * wm::kL1Buckets, 0);
+        wm::l1Buckets(src[0].data(), t, src[1].data(), t, m, wm::sparseIndexBits(count), count, 0, count, buckets.data(),
+                      buckets.data() + wm::kL1Buckets);
+        const wm::L1Sums sums = wm::l1Sums(src[0].data(), t, src[1].data(), t, m, count);
+        CHECK(sums.before == wm::l1Total(buckets.data()) && sums.after == wm::l1Total(buckets.data() + wm::kL1Buckets),
+              "l1Sums %s count=%zu: %a %a, streaming %a %a", dtypeName(t), (size_t)count, sums.before, sums.after,
+              wm::l1Total(buckets.data()), wm::l1Total(buckets.data() + wm::kL1Buckets));
+        cases += 2;
+      }
+      for (Dtype to : all) {
+        for (int variant = 0; variant < 6; ++variant) {
+          wm::SparseParams p;
+          p.consensus = static_cast<wm::Consensus>(variant % 3);
+          p.normalize = variant % 2 == 0;
+          p.lambda = variant < 3 ? 1.0 : 0.8;
+          p.indexBits = wm::sparseIndexBits(count);
+          p.baseSource = 0;
+          const double weights[] = {0.7, -0.5, 1.3, 0.0, 1e-9};
+          for (uint32_t k = 1; k <= 3; ++k) {
+            wm::SparseModel m;
+            m.source = k;
+            m.weight = weights[(k + variant) % 5];
+            const uint64_t a = keyOf(r, src[0], src[k], t, count), b = keyOf(r, src[0], src[k], t, count);
+            m.lowKey = (k + variant) % 3 == 0 ? 0 : std::min(a, b);
+            m.highKey = (k + variant) % 2 == 0 ? wm::kRankKeyNone : (k % 2 ? ~uint64_t{0} : std::max(a, b) + 1);
+            const double densities[] = {1, 0.4, 0.7, 0, 1e-3};
+            m.density = densities[(k * 2 + variant) % 5];
+            m.seedKey = r.next();
+            m.scale = k == 2 ? 1.3f : 1.0f;
+            p.models.push_back(m);
+          }
+          const void* srcs[4] = {src[0].data() + start * wm::dtypeSize(t), src[1].data() + start * wm::dtypeSize(t),
+                                 src[2].data() + start * wm::dtypeSize(t), src[3].data() + start * wm::dtypeSize(t)};
+          Dtype types[4] = {t, t, t, t};
+          // Mixed dtypes: the scalar path in both.
+          const Dtype other = t == Dtype::F32 ? Dtype::BF16 : Dtype::F32;
+          const std::vector<unsigned char> mixed = randomTensor(r, other, count);
+          if (variant == 5) {
+            types[3] = other;
+            srcs[3] = mixed.data() + start * wm::dtypeSize(other);
+          }
+          std::vector<unsigned char> outS(n * wm::dtypeSize(to) + 3, 0xA5), outV = outS;
+          wm::setSimdEnabled(false);
+          wm::sparseMerge(srcs, types, p, count, start, n, outS.data() + 1, to);
+          wm::setSimdEnabled(true);
+          wm::sparseMerge(srcs, types, p, count, start, n, outV.data() + 1, to);
+          digestBytes(outV.data(), outV.size());
+          ++cases;
+          CHECK(outS == outV, "sparseMerge %s->%s n=%zu start=%zu variant %d: SIMD != scalar", dtypeName(t), dtypeName(to), n, (size_t)start, variant);
+        }
+      }
+    }
+  }
+  std::printf("sparse: %zu cases\n", cases);
+}
+
 // ---- known answers, worked by hand ------------------------------------------------------------------
 static void testKnownAnswers() {
   // bf16 1.0 (0x3F80) and 1.0078125 (0x3F81) at w = 0.5: exact midpoint 1.00390625 ties to even 0x3F80.
@@ -304,6 +423,7 @@ int main(int argc, char** argv) {
   std::printf("seed %" PRIu64 "\n", seed);
   testKnownAnswers();
   testOps(seed);
+  testSparse(seed);
   if (!(argc > 2 && std::string(argv[2]) == "--quick")) testConversionsExhaustive();
   std::printf("digest %016" PRIx64 "\n", digest);
   if (failures) {

@@ -1,0 +1,291 @@
+// AVX2 paths of the sparse methods' kernels (sparse_select.h's |d| bits, sparsify.h's merge with
+// its rank-key and DARE-mask keep rules), each equal bit for bit to its scalar truth
+// (native/tests/kernels_selftest.cc checks it on random inputs with special values).
+#include "cpu_backends.h"
+
+#if defined(WM_HAVE_AVX2_BACKEND)
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "numerics.h"
+#include "sparsify.h"
+
+#define WM_AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
+
+namespace wm {
+namespace avx2 {
+namespace {
+
+// Every value exactly as numerics.h decodes it (cvtph quiets a signalling NaN keeping its payload, as numerics.h does).
+template <Dtype T>
+WM_AVX2_INLINE __m256 load8(const void* p, size_t i) {
+  if constexpr (T == Dtype::F32) {
+    return _mm256_loadu_ps(static_cast<const float*>(p) + i);
+  } else {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
+    if constexpr (T == Dtype::BF16) {
+      return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    } else {
+      return _mm256_cvtph_ps(h);
+    }
+  }
+}
+
+template <Dtype B, Dtype X>
+__attribute__((target("avx2,fma,f16c"))) void absDeltaBitsLoop(const void* base, const void* x, size_t n, uint32_t* out) {
+  const __m256i mask = _mm256_set1_epi32(0x7FFFFFFF);
+  size_t i = 0;
+  // vsubps takes the first operand's NaN as subss does: the same payloads as the scalar x - base.
+  for (; i + 8 <= n; i += 8) {
+    const __m256 d = _mm256_sub_ps(load8<X>(x, i), load8<B>(base, i));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_and_si256(_mm256_castps_si256(d), mask));
+  }
+  if (i < n) {
+    // The ragged end through zero-padded copies, so that it runs the same vector code.
+    alignas(32) unsigned char pb[8 * 4] = {}, px[8 * 4] = {};
+    alignas(32) uint32_t r[8];
+    std::memcpy(pb, static_cast<const unsigned char*>(base) + i * dtypeSize(B), (n - i) * dtypeSize(B));
+    std::memcpy(px, static_cast<const unsigned char*>(x) + i * dtypeSize(X), (n - i) * dtypeSize(X));
+    const __m256 d = _mm256_sub_ps(load8<X>(px, 0), load8<B>(pb, 0));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(r), _mm256_and_si256(_mm256_castps_si256(d), mask));
+    std::memcpy(out + i, r, (n - i) * 4);
+  }
+}
+
+// ---- the sparse merge, 4 elements (f64 lanes) per step ----------------------------------------------
+
+template <Dtype T>
+WM_AVX2_INLINE __m128 load4(const void* p, size_t i) {
+  if constexpr (T == Dtype::F32) {
+    return _mm_loadu_ps(static_cast<const float*>(p) + i);
+  } else {
+    const __m128i h = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
+    if constexpr (T == Dtype::BF16) {
+      return _mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(h), 16));
+    } else {
+      return _mm_cvtph_ps(h);
+    }
+  }
+}
+
+// 64-bit lane product modulo 2^64 (AVX2 multiplies 32-bit halves only).
+WM_AVX2_INLINE __m256i mul64(__m256i a, __m256i b) {
+  const __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), b), _mm256_mul_epu32(a, _mm256_srli_epi64(b, 32)));
+  return _mm256_add_epi64(_mm256_mul_epu32(a, b), _mm256_slli_epi64(cross, 32));
+}
+
+WM_AVX2_INLINE __m256i splitmix64x4(__m256i x) {
+  x = mul64(_mm256_xor_si256(x, _mm256_srli_epi64(x, 30)), _mm256_set1_epi64x(static_cast<long long>(0xBF58476D1CE4E5B9ull)));
+  x = mul64(_mm256_xor_si256(x, _mm256_srli_epi64(x, 27)), _mm256_set1_epi64x(static_cast<long long>(0x94D049BB133111EBull)));
+  return _mm256_xor_si256(x, _mm256_srli_epi64(x, 31));
+}
+
+constexpr uint64_t kFlip = uint64_t{1} << 63;  // unsigned order through AVX2's signed 64-bit compare
+constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
+constexpr size_t kMaxModels = 16;  // more models take the scalar path
+
+struct ModelLanes {
+  __m256i lowF, highF;  // cuts ^ kFlip
+  bool masked;          // 0 < density < 1
+  __m256i maskLimit;    // keep when (u >> 11) < ceil(density * 2^53): bernoulliKeep's double compare, in integers
+  __m256i counter;      // seedKey + (i + 1) * golden for the step's 4 elements
+  __m256d scale, weight;
+};
+
+// A product the compiler must not fuse with the add that follows (-ffp-contract=fast would): one rounding each, as the scalar truth.
+WM_AVX2_INLINE __m256d rounded(__m256d x) {
+  __asm__("" : "+x"(x));
+  return x;
+}
+
+size_t sourceCountOf(const SparseParams& p) {
+  size_t n = p.baseSource + 1;
+  for (const SparseModel& sm : p.models) n = std::max<size_t>(n, sm.source + 1);
+  return n;
+}
+
+__attribute__((target("avx2,fma,f16c"))) void sparseKeepLoop(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits,
+                                                             uint64_t count, uint64_t start, size_t n, uint8_t* keep) {
+  const __m256i lowF = _mm256_set1_epi64x(static_cast<long long>(m.lowKey ^ kFlip)), highF = _mm256_set1_epi64x(static_cast<long long>(m.highKey ^ kFlip));
+  const bool masked = m.density > 0 && m.density < 1;
+  const __m256i limit = _mm256_set1_epi64x(masked ? static_cast<long long>(std::ceil(m.density * 0x1.0p53)) : 0);
+  const uint64_t c0 = m.seedKey + (start + 1) * kGolden;
+  __m256i counter = _mm256_set_epi64x(static_cast<long long>(c0 + 3 * kGolden), static_cast<long long>(c0 + 2 * kGolden),
+                                      static_cast<long long>(c0 + kGolden), static_cast<long long>(c0));
+  const __m256i step = _mm256_set1_epi64x(static_cast<long long>(4 * kGolden));
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
+  const uint64_t top = count - 1 - start;
+  __m256i revF = _mm256_xor_si256(_mm256_set_epi64x(static_cast<long long>(top - 3), static_cast<long long>(top - 2),
+                                                    static_cast<long long>(top - 1), static_cast<long long>(top)),
+                                  _mm256_set1_epi64x(static_cast<long long>(kFlip)));
+  const __m256i four = _mm256_set1_epi64x(4);
+  size_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(absBits + j));
+    // revF - 4 keeps the flipped top bit: rev stays below 2^63.
+    const __m256i keyF = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(a), shift), revF);
+    __m256i k = _mm256_andnot_si256(_mm256_cmpgt_epi64(lowF, keyF), _mm256_cmpgt_epi64(highF, keyF));
+    if (masked) {
+      k = _mm256_and_si256(k, _mm256_cmpgt_epi64(limit, _mm256_srli_epi64(splitmix64x4(counter), 11)));
+      counter = _mm256_add_epi64(counter, step);
+    }
+    const int bits = _mm256_movemask_pd(_mm256_castsi256_pd(k));
+    for (int q = 0; q < 4; ++q) keep[j + q] = static_cast<uint8_t>((bits >> q) & 1);
+    revF = _mm256_sub_epi64(revF, four);
+  }
+  if (j < n) scalar::sparseKeep(absBits + j, m, indexBits, count, start + j, n - j, keep + j);
+}
+
+// One rounding of the f64 results to `to`, as sparsify.cc's storeResult: f32 directly, bf16 and f16 through round-to-odd.
+template <Dtype TO>
+WM_AVX2_INLINE void storeResult4(void* out, size_t i, __m256d x) {
+  __m128 r = _mm256_cvtpd_ps(x);
+  if constexpr (TO != Dtype::F32) {
+    const __m256d back = _mm256_cvtps_pd(r);
+    const __m256d absMask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));
+    const __m256d inexact = _mm256_cmp_pd(back, x, _CMP_NEQ_UQ);  // NaN lanes too; they become canonical below
+    const __m256d away = _mm256_cmp_pd(_mm256_and_pd(back, absMask), _mm256_and_pd(x, absMask), _CMP_GT_OQ);
+    // The 64-bit masks' low halves as 32-bit lanes: -1 where true.
+    const __m256i low = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    const __m128i inexact32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(_mm256_castpd_si256(inexact), low));
+    const __m128i away32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(_mm256_castpd_si256(away), low));
+    // Rounded away from zero: one step back toward it (bits - 1); inexact: the last bit set.
+    r = _mm_castsi128_ps(_mm_or_si128(_mm_add_epi32(_mm_castps_si128(r), away32), _mm_srli_epi32(inexact32, 31)));
+  }
+  const __m128 nan = _mm_cmpunord_ps(r, r);
+  r = _mm_blendv_ps(r, _mm_castsi128_ps(_mm_set1_epi32(static_cast<int>(num::kF32CanonicalNaN))), nan);
+  if constexpr (TO == Dtype::F32) {
+    _mm_storeu_ps(static_cast<float*>(out) + i, r);
+  } else if constexpr (TO == Dtype::BF16) {
+    const __m128i u = _mm_castps_si128(r);
+    const __m128i lsb = _mm_and_si128(_mm_srli_epi32(u, 16), _mm_set1_epi32(1));
+    const __m128i h = _mm_srli_epi32(_mm_add_epi32(_mm_add_epi32(u, _mm_set1_epi32(0x7FFF)), lsb), 16);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(out) + i), _mm_packus_epi32(h, h));
+  } else {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(out) + i), _mm_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+}
+
+// M > 0: the model count fixed at compile time (the model loops unrolled); 0: p.models.size().
+template <Dtype T, Dtype TO, size_t M>
+__attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const* srcs, const SparseParams& p, uint64_t count, uint64_t start,
+                                                              size_t n, void* out) {
+  const size_t m = M > 0 ? M : p.models.size();
+  const void* base = srcs[p.baseSource];
+  ModelLanes lanes[kMaxModels];
+  double wsum = 0;
+  for (size_t k = 0; k < m; ++k) {
+    const SparseModel& sm = p.models[k];
+    ModelLanes& l = lanes[k];
+    l.lowF = _mm256_set1_epi64x(static_cast<long long>(sm.lowKey ^ kFlip));
+    l.highF = _mm256_set1_epi64x(static_cast<long long>(sm.highKey ^ kFlip));
+    l.masked = sm.density > 0 && sm.density < 1;
+    l.maskLimit = _mm256_set1_epi64x(l.masked ? static_cast<long long>(std::ceil(sm.density * 0x1.0p53)) : 0);
+    const uint64_t c0 = sm.seedKey + (start + 1) * kGolden;
+    l.counter = _mm256_set_epi64x(static_cast<long long>(c0 + 3 * kGolden), static_cast<long long>(c0 + 2 * kGolden),
+                                  static_cast<long long>(c0 + kGolden), static_cast<long long>(c0));
+    l.scale = _mm256_set1_pd(static_cast<double>(sm.scale));
+    l.weight = _mm256_set1_pd(sm.weight);
+    wsum = k == 0 ? sm.weight : wsum + sm.weight;
+  }
+  const __m256i step = _mm256_set1_epi64x(static_cast<long long>(4 * kGolden));
+  const double constDiv = std::fabs(wsum) < 1e-8 ? 1.0 : wsum;
+  const __m128i absMask = _mm_set1_epi32(0x7FFFFFFF);
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(p.indexBits));
+  const uint64_t top = count - 1 - start;
+  __m256i rev = _mm256_set_epi64x(static_cast<long long>(top - 3), static_cast<long long>(top - 2), static_cast<long long>(top - 1),
+                                  static_cast<long long>(top));
+  const __m256i four = _mm256_set1_epi64x(4);
+  const __m256d lambda = _mm256_set1_pd(p.lambda), zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
+  const __m256i flip = _mm256_set1_epi64x(static_cast<long long>(kFlip));
+  __m256d vs[kMaxModels];
+  for (size_t j = 0; j + 4 <= n; j += 4) {
+    const __m128 b32 = load4<T>(base, j);
+    const __m256d b = _mm256_cvtps_pd(b32);
+    __m256d sum = zero;
+    __m256i signs = _mm256_setzero_si256();
+    const __m256i revF = _mm256_xor_si256(rev, flip);
+    for (size_t k = 0; k < m; ++k) {
+      ModelLanes& l = lanes[k];
+      const __m128 x32 = load4<T>(srcs[p.models[k].source], j);
+      const __m128i abs = _mm_and_si128(_mm_castps_si128(_mm_sub_ps(x32, b32)), absMask);
+      const __m256i keyF = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(abs), shift), revF);  // key ^ kFlip (keys < 2^63)
+      __m256i keep = _mm256_andnot_si256(_mm256_cmpgt_epi64(l.lowF, keyF), _mm256_cmpgt_epi64(l.highF, keyF));
+      if (l.masked) {
+        keep = _mm256_and_si256(keep, _mm256_cmpgt_epi64(l.maskLimit, _mm256_srli_epi64(splitmix64x4(l.counter), 11)));
+        l.counter = _mm256_add_epi64(l.counter, step);
+      }
+      const __m256d e = _mm256_and_pd(_mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(x32), b), l.scale), _mm256_castsi256_pd(keep));
+      const __m256d v = rounded(_mm256_mul_pd(l.weight, e));
+      vs[k] = v;
+      sum = k == 0 ? v : _mm256_add_pd(sum, v);
+      // signOf(v): +1, -1, or 0 (zero and NaN); compare masks are -1 where true.
+      signs = _mm256_sub_epi64(signs, _mm256_castpd_si256(_mm256_cmp_pd(v, zero, _CMP_GT_OQ)));
+      signs = _mm256_add_epi64(signs, _mm256_castpd_si256(_mm256_cmp_pd(v, zero, _CMP_LT_OQ)));
+    }
+    __m256d mixed, div;
+    if (p.consensus == Consensus::None) {
+      mixed = sum;
+      div = _mm256_set1_pd(constDiv);
+    } else {
+      const __m256d positive = p.consensus == Consensus::Sum ? _mm256_cmp_pd(sum, zero, _CMP_GE_OQ)
+                                                             : _mm256_castsi256_pd(_mm256_cmpgt_epi64(signs, _mm256_set1_epi64x(-1)));
+      mixed = zero;
+      div = zero;
+      for (size_t k = 0; k < m; ++k) {
+        const __m256d agree = _mm256_blendv_pd(_mm256_cmp_pd(vs[k], zero, _CMP_LT_OQ), _mm256_cmp_pd(vs[k], zero, _CMP_GT_OQ), positive);
+        mixed = _mm256_blendv_pd(mixed, _mm256_add_pd(mixed, vs[k]), agree);
+        div = _mm256_blendv_pd(div, _mm256_add_pd(div, lanes[k].weight), agree);
+      }
+      div = _mm256_blendv_pd(div, one, _mm256_cmp_pd(div, zero, _CMP_EQ_OQ));
+    }
+    if (p.normalize) mixed = _mm256_div_pd(mixed, div);
+    storeResult4<TO>(out, j, _mm256_add_pd(b, rounded(_mm256_mul_pd(mixed, lambda))));
+    rev = _mm256_sub_epi64(rev, four);
+  }
+}
+
+}  // namespace
+
+void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n,
+                uint8_t* keep) {
+  sparseKeepLoop(absBits, m, indexBits, count, start, n, keep);
+}
+
+void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start, size_t n, void* out,
+                 Dtype to) {
+  bool same = p.models.size() <= kMaxModels;
+  for (const SparseModel& sm : p.models) same = same && types[sm.source] == types[p.baseSource];
+  const size_t full = same ? n - n % 4 : 0;
+  if (full > 0) {
+    withDtype(types[p.baseSource], [&](auto T) {
+      withDtype(to, [&](auto O) {
+        constexpr Dtype TT = decltype(T)::value, TO = decltype(O)::value;
+        switch (p.models.size()) {
+          case 1: return sparseMergeLoop<TT, TO, 1>(srcs, p, count, start, full, out);
+          case 2: return sparseMergeLoop<TT, TO, 2>(srcs, p, count, start, full, out);
+          case 3: return sparseMergeLoop<TT, TO, 3>(srcs, p, count, start, full, out);
+          default: return sparseMergeLoop<TT, TO, 0>(srcs, p, count, start, full, out);
+        }
+      });
+    });
+  }
+  if (full == n) return;
+  // Mixed dtypes, many models and the ragged end: the scalar truth, on the elements from `full` on.
+  std::vector<const void*> rest(srcs, srcs + sourceCountOf(p));
+  for (size_t s = 0; s < rest.size(); ++s) rest[s] = static_cast<const uint8_t*>(srcs[s]) + full * dtypeSize(types[s]);
+  scalar::sparseMerge(rest.data(), types, p, count, start + full, n - full, static_cast<uint8_t*>(out) + full * dtypeSize(to), to);
+}
+
+void absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out) {
+  withDtype(tb, [&](auto B) { withDtype(tx, [&](auto X) { absDeltaBitsLoop<decltype(B)::value, decltype(X)::value>(base, x, n, out); }); });
+}
+
+}  // namespace avx2
+}  // namespace wm
+
+#endif  // WM_HAVE_AVX2_BACKEND

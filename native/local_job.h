@@ -1,0 +1,50 @@
+// Tensor-local jobs: a job whose statistics come from the tensor itself (a sparse dest with open
+// cuts or rescale factors, kernels/sparsify.h's SparseOpen) runs as one task on one worker, which
+// reads all of the tensor's sources into memory once, resolves the statistics there and then merges
+// and writes it, instead of the planner's statistics passes re-reading the files (the streaming
+// fallback, lib/recipes/sparsify.ts, kept for tensors above the budget). A run holds at most
+// kLocalBudgetBytes of such source bytes at once (LocalBuffers); the planner only makes a job local
+// when its sources fit in 512 MiB (lib/recipes/sparsify.ts's localStatistics.maxTensorBytes).
+//
+// Later whole-tensor or per-row statistics (per-row ranks, variance top-k, quantiles, filter-wise
+// norms) plug in here: their open parameters are resolved by resolveLocal from the same in-memory sources.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "io.h"
+#include "kernels/sparsify.h"
+#include "plan.h"
+
+namespace wm {
+
+constexpr uint64_t kLocalBudgetBytes = uint64_t{768} << 20;
+
+// The read buffers of local jobs, shared by the run's workers: at most kLocalBudgetBytes allocated at
+// once, in use or spare. Spares are reused (their pages stay faulted in: fresh ones cost a page
+// fault and zeroing per 4 KiB, on tmpfs-speed inputs as much as the read) and freed to make room.
+class LocalBuffers {
+ public:
+  explicit LocalBuffers(uint64_t budget) : budget_(budget) {}
+  // One buffer of at least sizes[i] bytes each (0: none), once the budget allows it (a request over
+  // the whole budget waits until no other is in use).
+  std::vector<AlignedBuffer> take(const std::vector<uint64_t>& sizes);
+  void giveBack(std::vector<AlignedBuffer>& buffers);
+
+ private:
+  uint64_t budget_;
+  uint64_t inUse_ = 0, spareBytes_ = 0;
+  std::vector<AlignedBuffer> spare_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+};
+
+// Whether any dest of the job has statistics left to resolve.
+bool isLocalJob(const std::vector<SparseParams>& destParams);
+
+// Resolves every open statistic of the job's dests from its sources in memory (srcs[s]: element 0 of source s).
+void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count);
+
+}  // namespace wm

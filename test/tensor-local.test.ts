@@ -1,0 +1,189 @@
+/**
+ * Tensor-local jobs (native/local_job.h): thresholds and L1 factors resolved by the engine from the
+ * tensor in memory give the same bytes as the planner's streaming statistics passes (the fallback for
+ * tensors above the budget), on fresh random inputs with special values and many ties, and end to end
+ * through `merge` with the fallback forced by a zero budget.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { makeCheckpointPair } from '../lib/fixtures/fixture';
+import { merge } from '../lib/recipes/merge-recipe';
+import { NativeDtype, NativePlan, runPlan } from '../lib/engine/native';
+import { openCheckpoint } from '../lib/model/checkpoint';
+import { encodeSparseParams } from '../lib/engine/sparse-params';
+import { localStatistics, resolveSparse, SparseMergeSpec, SparseModelSpec, SparseTensor } from '../lib/recipes/sparsify';
+
+let dir: string;
+let counter = 0;
+const defaultBytes = localStatistics.maxTensorBytes;
+
+beforeAll(async () => {
+  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-local-'));
+});
+
+afterAll(async () => {
+  await fs.promises.rm(dir, { recursive: true, force: true });
+});
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+const SPECIALS = [NaN, Infinity, -Infinity, 0, -0, 2 ** -149, -(2 ** -149), 2 ** -126, 3.4028234663852886e38, -3.4028234663852886e38];
+
+/** n values: specials, few distinct values (ties), subnormals and normals of both signs. */
+function values(n: number, r: () => number): number[] {
+  return Array.from({ length: n }, () => {
+    const u = r();
+    if (u < 0.05) return SPECIALS[Math.floor(r() * SPECIALS.length)];
+    if (u < 0.35) return [-2, -1, 0, 1, 2][Math.floor(r() * 5)] * 0.125;
+    if (u < 0.4) return (r() < 0.5 ? -1 : 1) * Math.floor(r() * 64) * 2 ** -149;
+    return (r() - 0.5) * 4;
+  });
+}
+
+/** The values as a raw file of `dtype` (bf16: the f32 bits' high half, any pattern being valid). */
+function writeRaw(xs: number[], dtype: NativeDtype): string {
+  const file = path.join(dir, `raw-${counter++}`);
+  const f = new Float32Array(xs);
+  const bytes = dtype === 'F32' ? Buffer.from(f.buffer) : Buffer.from(Uint16Array.from(new Uint32Array(f.buffer), (b) => b >>> 16).buffer);
+  fs.writeFileSync(file, bytes);
+  return file;
+}
+
+const model = (m: number, over: Partial<SparseModelSpec>): SparseModelSpec => ({
+  model: m,
+  weight: 1,
+  selection: 'magnitude',
+  density: 1,
+  gamma: 0,
+  rescale: 'none',
+  ...over,
+});
+
+/** The merged bytes of one tensor with its statistics resolved by streaming passes or left open for the engine. */
+async function mergeRaw(files: string[], dtypes: NativeDtype[], count: number, spec: SparseMergeSpec, local: boolean, threads: number, blockBytes: number) {
+  const name = 'model.layers.3.mlp.down_proj.weight';
+  const tensor: SparseTensor = { name, count, spec, source: (m) => ({ file: files[m], offset: 0, dtype: dtypes[m] }) };
+  const run = (p: Pick<NativePlan, 'inputs' | 'jobs'>) => runPlan({ ...p, outputs: [], threads, blockBytes, direct: false });
+  const resolved = (await resolveSparse([tensor], run, () => local)).get(name)!;
+  const params = encodeSparseParams(resolved, (m) => m);
+  const opens = spec.models.some((m) => (m.selection === 'magnitude' && m.density < 1) || (m.rescale === 'l1' && m.density < 1));
+  expect(params.length).toBe(6 + spec.models.length * (local && opens ? 14 : 10));
+  const out = path.join(dir, `out-${counter++}`);
+  await runPlan({
+    inputs: files,
+    outputs: [{ path: out, size: count * 2, head: Buffer.alloc(0) }],
+    jobs: [
+      {
+        count,
+        sources: files.map((_, k) => ({ input: k, offset: 0, dtype: dtypes[k] })),
+        dests: [{ output: 0, offset: 0, dtype: 'BF16', op: 'sparse', w: [], params }],
+      },
+    ],
+    threads,
+    blockBytes,
+    direct: false,
+  });
+  return fs.readFileSync(out);
+}
+
+const SPECS: Record<string, Omit<SparseMergeSpec, 'base'>> = {
+  ties: { models: [model(1, { density: 0.3, weight: 0.7 }), model(2, { density: 0.3, weight: 0.5 })], consensus: 'sum', normalize: true, lambda: 1, seed: 0 },
+  'breadcrumbs_ties, count consensus': {
+    models: [model(1, { density: 0.5, gamma: 0.1 }), model(2, { density: 0.2, gamma: 0.3 })],
+    consensus: 'count',
+    normalize: false,
+    lambda: 0.8,
+    seed: 0,
+  },
+  'dare_ties, L1 rescale': {
+    models: [model(1, { selection: 'random', density: 0.4, rescale: 'l1' }), model(2, { selection: 'random', density: 0.7, rescale: 'l1', weight: 0.3 })],
+    consensus: 'sum',
+    normalize: false,
+    lambda: 1,
+    seed: 11,
+  },
+  'magnitude with L1 rescale, densities 0 and 1e-4': {
+    models: [model(1, { density: 1e-4, rescale: 'l1' }), model(2, { density: 0, rescale: 'l1' }), model(3, { density: 0.999, rescale: 'l1' })],
+    consensus: null,
+    normalize: false,
+    lambda: 1,
+    seed: 0,
+  },
+};
+
+describe('tensor-local statistics against the streaming passes', () => {
+  for (const [label, spec] of Object.entries(SPECS)) {
+    test.each([
+      ['F32', 'F32'],
+      ['BF16', 'BF16'],
+      ['BF16', 'F32'],
+    ] as [NativeDtype, NativeDtype][])(`${label}: the same bytes (base %s, models %s)`, async (baseDtype, modelDtype) => {
+      for (const [seed, count] of [
+        [1, 5003],
+        [2, 40000],
+      ]) {
+        const r = rng(seed * 7919 + label.length);
+        const m = spec.models.length;
+        const dtypes: NativeDtype[] = [baseDtype, ...new Array<NativeDtype>(m).fill(modelDtype)];
+        const files = dtypes.map((t) => writeRaw(values(count, r), t));
+        const full = { ...spec, base: 0 };
+        const streamed = await mergeRaw(files, dtypes, count, full, false, 3, 4096);
+        const local = await mergeRaw(files, dtypes, count, full, true, 2, 8192);
+        expect(local.equals(streamed)).toBe(true);
+      }
+    });
+  }
+});
+
+describe('merge: tensor-local jobs and the streaming fallback write the same model', () => {
+  let A: string;
+  let B: string;
+  let N: string;
+
+  beforeAll(async () => {
+    const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 3, shards: [2, 1] });
+    const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 3, delta: 0.01, shards: [1, 2] });
+    [A, B, N] = [pair.instruct, pair.thinking, near.thinking];
+  }, 60000);
+
+  afterEach(() => {
+    localStatistics.maxTensorBytes = defaultBytes;
+  });
+
+  async function mergedBytes(doc: Record<string, unknown>, maxTensorBytes: number): Promise<Map<string, Buffer>> {
+    localStatistics.maxTensorBytes = maxTensorBytes;
+    const out = path.join(dir, `merged-${counter++}`);
+    await merge(doc, { output: out, threads: 2, blockBytes: 65536 });
+    const c = await openCheckpoint(out);
+    return new Map(c.shards.map((s) => [s.name, fs.readFileSync(path.join(out, s.name))]));
+  }
+
+  const models = (parameters: Record<string, unknown>) => [
+    { model: A, parameters: { weight: 0.6, ...parameters } },
+    { model: B, parameters: { weight: 0.5, ...parameters } },
+  ];
+  test.each([
+    ['ties', { density: 0.3 }],
+    ['dare_ties', { density: 0.4 }],
+    ['dare_linear', { density: 0.6 }],
+    ['breadcrumbs', { density: 0.5, gamma: 0.05 }],
+    ['breadcrumbs_ties', { density: 0.4, gamma: 0.02, rescale: true }],
+  ])('%s', async (method, parameters) => {
+    const doc = { merge_method: method, base_model: N, random_seed: 9, models: models(parameters) };
+    const local = await mergedBytes(doc, defaultBytes);
+    const streamed = await mergedBytes(doc, 0);
+    const mixed = await mergedBytes(doc, 20000); // small tensors local, the rest streamed
+    expect([...local.keys()]).toEqual([...streamed.keys()]);
+    for (const [name, bytes] of streamed) {
+      expect(local.get(name)!.equals(bytes)).toBe(true);
+      expect(mixed.get(name)!.equals(bytes)).toBe(true);
+    }
+  });
+});
