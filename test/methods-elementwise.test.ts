@@ -18,6 +18,7 @@ import { ramPlusLambda } from '../lib/recipes/methods/ram';
 import { modelValues, worstUlp } from './helpers/model-values';
 import { CANONICAL_NAN, decode, Dtype, encode } from './reference/numerics';
 import { nearswapRef, ramMasksRef, ramPlusLambdaRef, ramRef } from './reference/elementwise';
+import { rng } from './helpers/models';
 
 let dir: string;
 let counter = 0;
@@ -29,14 +30,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await fs.promises.rm(dir, { recursive: true, force: true });
 });
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 const F32_MAX = 3.4028234663852886e38;
 const SPECIALS = [NaN, Infinity, -Infinity, 0, -0, 2 ** -149, -(2 ** -149), 2 ** -126, F32_MAX, -F32_MAX, 1e-6, -1e-6];

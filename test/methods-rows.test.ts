@@ -18,6 +18,7 @@ import { parseRecipe } from '../lib/recipes/recipe';
 import { modelValues, worstUlp } from './helpers/model-values';
 import { CANONICAL_NAN, decode, Dtype, encode } from './reference/numerics';
 import { modelStockRef, nuslerpRef } from './reference/merge-methods';
+import { rng } from './helpers/models';
 
 let dir: string;
 let counter = 0;
@@ -145,14 +146,6 @@ test("nuslerp nuslerp_row_wise: true with nuslerp_flatten: false: one angle per 
 });
 
 // ---- the engine on raw files ----------------------------------------------------------------------
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 const SPECIALS = [NaN, Infinity, -Infinity, 0, -0, 2 ** -149, 2 ** -126, 3.4028234663852886e38, -1e-30];
 

@@ -15,6 +15,7 @@ import { encodeSparseParams } from '../lib/engine/sparse-params';
 import { indexBits, KEY_NONE, rankKey, resolveSparse, SparseMergeSpec, SparseModelSpec, SparseTensor } from '../lib/recipes/sparsify';
 import { readTensorValues } from '../lib/format/tensor-data';
 import { dareMaskRef, l1ScaleRef, magnitudeCountsRef, magnitudeMaskRef, SparseRefModel, sparseMergeRef, ulpDistance } from './reference/merge-methods';
+import { rng } from './helpers/models';
 
 let dir: string;
 let counter = 0;
@@ -28,14 +29,6 @@ afterAll(async () => {
 });
 
 // ---- the engine on raw f32 files ----------------------------------------------------------------
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 function writeF32(values: number[]): string {
   const file = path.join(dir, `raw-${counter++}.f32`);

@@ -13,6 +13,7 @@ import { NativeDtype, NativePlan, runPlan } from '../lib/engine/native';
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { encodeSparseParams } from '../lib/engine/sparse-params';
 import { localStatistics, resolveSparse, SparseMergeSpec, SparseModelSpec, SparseTensor } from '../lib/recipes/sparsify';
+import { rng } from './helpers/models';
 
 let dir: string;
 let counter = 0;
@@ -25,14 +26,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await fs.promises.rm(dir, { recursive: true, force: true });
 });
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 const SPECIALS = [NaN, Infinity, -Infinity, 0, -0, 2 ** -149, -(2 ** -149), 2 ** -126, 3.4028234663852886e38, -3.4028234663852886e38];
 

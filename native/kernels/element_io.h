@@ -8,7 +8,8 @@
 
 namespace wm {
 
-inline double loadElement(const void* p, Dtype t, size_t i) {
+// Every F32, BF16 and F16 value is exact in f32 (and so in f64).
+inline float loadElementF32(const void* p, Dtype t, size_t i) {
   if (t == Dtype::F32) {
     float v;
     std::memcpy(&v, static_cast<const char*>(p) + i * 4, 4);
@@ -18,6 +19,8 @@ inline double loadElement(const void* p, Dtype t, size_t i) {
   std::memcpy(&h, static_cast<const char*>(p) + i * 2, 2);
   return t == Dtype::BF16 ? num::bf16ToF32(h) : num::f16ToF32(h);
 }
+
+inline double loadElement(const void* p, Dtype t, size_t i) { return loadElementF32(p, t, i); }
 
 inline void storeRoundedOnce(void* p, Dtype t, size_t i, double x) {
   const float v = num::canonicalizeNaN(t == Dtype::F32 ? static_cast<float>(x) : num::f64ToF32Odd(x));

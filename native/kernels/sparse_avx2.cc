@@ -140,7 +140,7 @@ __attribute__((target("avx2,fma,f16c"))) void sparseKeepLoop(const uint32_t* abs
   if (j < n) scalar::sparseKeep(absBits + j, m, indexBits, count, start + j, n - j, keep + j);
 }
 
-// One rounding of the f64 results to `to`, as sparsify.cc's storeResult: f32 directly, bf16 and f16 through round-to-odd.
+// One rounding of the f64 results to `to`, as element_io.h's storeRoundedOnce: f32 directly, bf16 and f16 through round-to-odd.
 template <Dtype TO>
 WM_AVX2_INLINE void storeResult4(void* out, size_t i, __m256d x) {
   __m128 r = _mm256_cvtpd_ps(x);

@@ -9,21 +9,13 @@
 #include <type_traits>
 
 #include "cpu_backends.h"
+#include "element_io.h"
 #include "numerics.h"
 
 namespace wm {
 namespace {
 
-inline float load(const void* p, Dtype t, size_t i) {
-  if (t == Dtype::F32) {
-    float v;
-    std::memcpy(&v, static_cast<const char*>(p) + i * 4, 4);
-    return v;
-  }
-  uint16_t h;
-  std::memcpy(&h, static_cast<const char*>(p) + i * 2, 2);
-  return t == Dtype::BF16 ? num::bf16ToF32(h) : num::f16ToF32(h);
-}
+inline float load(const void* p, Dtype t, size_t i) { return loadElementF32(p, t, i); }
 
 // `load` with the dtype fixed at compile time: the loops below are instantiated per dtype so that
 // no element pays for the dtype test. kMixed keeps the run-time test (sources of several dtypes).
@@ -45,17 +37,6 @@ void withCommonDtype(const Dtype* types, size_t count, Body body) {
     case Dtype::F32: return body(std::integral_constant<int, static_cast<int>(Dtype::F32)>{});
     default: return body(std::integral_constant<int, kMixed>{});
   }
-}
-
-// One rounding of the f64 result to the output dtype (round-to-odd to f32 first for bf16 and f16).
-inline void storeResult(void* p, Dtype t, size_t i, double x) {
-  const float v = num::canonicalizeNaN(t == Dtype::F32 ? static_cast<float>(x) : num::f64ToF32Odd(x));
-  if (t == Dtype::F32) {
-    std::memcpy(static_cast<char*>(p) + i * 4, &v, 4);
-    return;
-  }
-  const uint16_t h = t == Dtype::BF16 ? num::f32ToBF16(v) : num::f32ToF16(v);
-  std::memcpy(static_cast<char*>(p) + i * 2, &h, 2);
 }
 
 inline uint32_t absBits(float d) { return num::f32Bits(d) & 0x7FFFFFFFu; }
@@ -176,7 +157,7 @@ void sparseMergeLoop(const void* const* srcs, const Dtype* types, const SparsePa
       if (div == 0) div = 1;
     }
     if (p.normalize) mixed = mixed / div;
-    storeResult(out, to, j, num::addRn(static_cast<double>(b), num::mulRn(mixed, p.lambda)));
+    storeRoundedOnce(out, to, j, num::addRn(static_cast<double>(b), num::mulRn(mixed, p.lambda)));
   }
 }
 
