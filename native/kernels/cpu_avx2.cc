@@ -9,10 +9,10 @@
 #include <algorithm>
 #include <cstring>
 
+#include "avx2_loads.h"
 #include "numerics.h"
 
 #define WM_AVX2 __attribute__((target("avx2,fma,f16c")))
-#define WM_AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
 #define WM_AVX2_LAMBDA __attribute__((target("avx2,fma,f16c"), always_inline))
 
 namespace wm {
@@ -20,22 +20,6 @@ namespace avx2 {
 namespace {
 
 constexpr size_t kStep = 16;
-
-// ---- loads: every value exactly as numerics.h decodes it -----------------------------------------
-
-template <Dtype T>
-WM_AVX2_INLINE __m256 load8(const void* p, size_t i) {
-  if constexpr (T == Dtype::F32) {
-    return _mm256_loadu_ps(static_cast<const float*>(p) + i);
-  } else {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
-    if constexpr (T == Dtype::BF16) {
-      return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-    } else {
-      return _mm256_cvtph_ps(h);  // exact; quiets a signalling NaN, keeping its payload, as numerics.h
-    }
-  }
-}
 
 // ---- NaN and rounding helpers ----------------------------------------------------------------------
 

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "cpu_backends.h"
+#include "element_io.h"
 #include "numerics.h"
 
 namespace wm {
@@ -11,19 +12,6 @@ namespace scalar {
 namespace {
 
 using num::RoundTo;
-
-template <Dtype T>
-inline float loadElem(const void* p, size_t i) {
-  if constexpr (T == Dtype::F32) {
-    float v;
-    std::memcpy(&v, static_cast<const char*>(p) + i * 4, 4);
-    return v;
-  } else {
-    uint16_t h;
-    std::memcpy(&h, static_cast<const char*>(p) + i * 2, 2);
-    return T == Dtype::BF16 ? num::bf16ToF32(h) : num::f16ToF32(h);
-  }
-}
 
 // Conversion store: c10's NaN rules (f32 keeps the bits, f16 keeps the sign, bf16 is 0x7FC0).
 template <Dtype T>

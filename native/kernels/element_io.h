@@ -8,16 +8,24 @@
 
 namespace wm {
 
-// Every F32, BF16 and F16 value is exact in f32 (and so in f64).
-inline float loadElementF32(const void* p, Dtype t, size_t i) {
-  if (t == Dtype::F32) {
+// Every F32, BF16 and F16 value is exact in f32 (and so in f64). The dtype fixed at compile time, for hot loops:
+template <Dtype T>
+inline float loadElem(const void* p, size_t i) {
+  if constexpr (T == Dtype::F32) {
     float v;
     std::memcpy(&v, static_cast<const char*>(p) + i * 4, 4);
     return v;
+  } else {
+    uint16_t h;
+    std::memcpy(&h, static_cast<const char*>(p) + i * 2, 2);
+    return T == Dtype::BF16 ? num::bf16ToF32(h) : num::f16ToF32(h);
   }
-  uint16_t h;
-  std::memcpy(&h, static_cast<const char*>(p) + i * 2, 2);
-  return t == Dtype::BF16 ? num::bf16ToF32(h) : num::f16ToF32(h);
+}
+
+// ... or known at run time.
+inline float loadElementF32(const void* p, Dtype t, size_t i) {
+  if (t == Dtype::F32) return loadElem<Dtype::F32>(p, i);
+  return t == Dtype::BF16 ? loadElem<Dtype::BF16>(p, i) : loadElem<Dtype::F16>(p, i);
 }
 
 inline double loadElement(const void* p, Dtype t, size_t i) { return loadElementF32(p, t, i); }

@@ -6,28 +6,13 @@
 #include <vector>
 
 #include "cpu_backends.h"
+#include "element_io.h"
 #include "numerics.h"
 #include "sparsify.h"
 
 namespace wm {
 
 namespace scalar {
-namespace {
-
-template <Dtype T>
-inline float loadElem(const void* p, size_t i) {
-  if constexpr (T == Dtype::F32) {
-    float v;
-    std::memcpy(&v, static_cast<const char*>(p) + i * 4, 4);
-    return v;
-  } else {
-    uint16_t h;
-    std::memcpy(&h, static_cast<const char*>(p) + i * 2, 2);
-    return T == Dtype::BF16 ? num::bf16ToF32(h) : num::f16ToF32(h);
-  }
-}
-
-}  // namespace
 
 void absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out) {
   withDtype(tb, [&](auto B) {
