@@ -16,9 +16,10 @@ import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { ramPlusLambda } from '../lib/recipes/methods/ram';
 import { modelValues, worstUlp } from './helpers/model-values';
-import { CANONICAL_NAN, decode, Dtype, encode } from './reference/numerics';
+import { CANONICAL_NAN, Dtype, encode } from './reference/numerics';
 import { nearswapRef, ramMasksRef, ramPlusLambdaRef, ramRef } from './reference/elementwise';
 import { rng } from './helpers/models';
+import { writeRaw } from './helpers/raw-values';
 
 let dir: string;
 let counter = 0;
@@ -50,21 +51,6 @@ function randomTensors(n: number, models: number, seed: number, near: number[]):
     }),
   );
   return { base, models: ms };
-}
-
-/** Values as a raw file of `dtype` (each value rounded to it first); returns the file and the values it holds. */
-function writeRaw(values: number[], dtype: Dtype): { file: string; held: number[] } {
-  const size = dtype === 'F32' ? 4 : 2;
-  const buf = Buffer.alloc(values.length * size);
-  const held = values.map((v, i) => {
-    const bits = encode(dtype, v);
-    if (size === 4) buf.writeUInt32LE(bits >>> 0, 4 * i);
-    else buf.writeUInt16LE(bits, 2 * i);
-    return Number.isNaN(v) ? NaN : decode(dtype, bits);
-  });
-  const file = path.join(dir, `raw-${counter++}.bin`);
-  fs.writeFileSync(file, buf);
-  return { file, held };
 }
 
 function readRaw(file: string, dtype: Dtype, n: number): number[] {
@@ -104,8 +90,8 @@ describe.each([
   test('nearswap equals the f64 oracle rounded once, bit for bit, into F32, BF16 and F16 (t = 0.001, 0, -1, 10)', async () => {
     for (const [i, t] of [0.001, 0, -1, 10].entries()) {
       const raw = randomTensors(n, 1, 100 + i, [t, 1e-6, 0.5e-6, 2 * t]);
-      const base = writeRaw(raw.base, tBase);
-      const model = writeRaw(raw.models[0], tModel);
+      const base = writeRaw(dir, raw.base, tBase);
+      const model = writeRaw(dir, raw.models[0], tModel);
       // Sources in the other order than the op's: the params name them.
       const got = await runRawJob([model.file, base.file], [tModel, tBase], n, 'nearswap', encodeElementwiseParams('nearswap', [1, 0], [t]), 3);
       const ref = nearswapRef(base.held, model.held, t);
@@ -116,8 +102,8 @@ describe.each([
   test('ram and ramplus_tl λ: the f64 oracle rounded once, bit for bit; the counts equal the oracle on 1 and 3 threads', async () => {
     const epsilon = 1e-5;
     const raw = randomTensors(n, 3, 7, [epsilon, 0.99 * epsilon, 1.01 * epsilon, 1e-3]);
-    const base = writeRaw(raw.base, tBase);
-    const models = raw.models.map((m) => writeRaw(m, tModel));
+    const base = writeRaw(dir, raw.base, tBase);
+    const models = raw.models.map((m) => writeRaw(dir, m, tModel));
     const files = [base.file, ...models.map((m) => m.file)];
     const dtypes = [tBase, ...models.map(() => tModel)];
     const held = models.map((m) => m.held);
@@ -149,7 +135,7 @@ describe.each([
 });
 
 test('the executor refuses bad nearswap and ram parameters with one line', async () => {
-  const { file } = writeRaw([1, 2, 3], 'F32');
+  const { file } = writeRaw(dir, [1, 2, 3], 'F32');
   const run = (op: 'nearswap' | 'ram', params: number[]) =>
     runPlan({
       inputs: [file],

@@ -16,9 +16,10 @@ import { openCheckpoint } from '../lib/model/checkpoint';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { modelValues, worstUlp } from './helpers/model-values';
-import { CANONICAL_NAN, decode, Dtype, encode } from './reference/numerics';
+import { CANONICAL_NAN, Dtype, encode } from './reference/numerics';
 import { modelStockRef, nuslerpRef } from './reference/merge-methods';
 import { rng } from './helpers/models';
+import { writeRaw } from './helpers/raw-values';
 
 let dir: string;
 let counter = 0;
@@ -149,20 +150,6 @@ test("nuslerp nuslerp_row_wise: true with nuslerp_flatten: false: one angle per 
 
 const SPECIALS = [NaN, Infinity, -Infinity, 0, -0, 2 ** -149, 2 ** -126, 3.4028234663852886e38, -1e-30];
 
-function writeRaw(values: number[], dtype: Dtype): { file: string; held: number[] } {
-  const size = dtype === 'F32' ? 4 : 2;
-  const buf = Buffer.alloc(values.length * size);
-  const held = values.map((v, i) => {
-    const bits = encode(dtype, v);
-    if (size === 4) buf.writeUInt32LE(bits >>> 0, 4 * i);
-    else buf.writeUInt16LE(bits, 2 * i);
-    return Number.isNaN(v) ? NaN : decode(dtype, bits);
-  });
-  const file = path.join(dir, `raw-${counter++}.bin`);
-  fs.writeFileSync(file, buf);
-  return { file, held };
-}
-
 test.each([
   ['F32', 'BF16'],
   ['BF16', 'F16'],
@@ -174,7 +161,7 @@ test.each([
     const rows = 130;
     const n = rowLength * rows;
     const value = () => (r() < 0.05 ? SPECIALS[Math.floor(r() * SPECIALS.length)] : (r() - 0.5) * 2 ** Math.floor(r() * 10 - 5));
-    const raws = [0, 1, 2].map(() => writeRaw(Array.from({ length: n }, value), ts));
+    const raws = [0, 1, 2].map(() => writeRaw(dir, Array.from({ length: n }, value), ts));
     const coefficients = Array.from({ length: rows * 2 }, () => (r() - 0.3) * 2);
     const sources = raws.map((x, k) => ({ input: k, offset: 0, dtype: ts as NativeDtype }));
     // Rows of rowLength elements, or (interleaved) as many groups, element i in group i mod rowLength.
@@ -244,7 +231,7 @@ test.each([
 );
 
 test('the executor refuses row_linear parameters that do not fit the tensor, with one line', async () => {
-  const { file } = writeRaw([1, 2, 3, 4, 5, 6], 'F32');
+  const { file } = writeRaw(dir, [1, 2, 3, 4, 5, 6], 'F32');
   const run = (params: number[]) =>
     runPlan({
       inputs: [file],
