@@ -16,6 +16,7 @@ import { indexBits, KEY_NONE, rankKey, resolveSparse, SparseMergeSpec, SparseMod
 import { readTensorValues } from '../lib/format/tensor-data';
 import { dareMaskRef, l1ScaleRef, magnitudeCountsRef, magnitudeMaskRef, SparseRefModel, sparseMergeRef, ulpDistance } from './reference/merge-methods';
 import { rng } from './helpers/models';
+import { sparseModel as model } from './helpers/sparse-model';
 
 let dir: string;
 let counter = 0;
@@ -69,15 +70,6 @@ async function runRaw(base: number[], models: number[][], spec: Omit<SparseMerge
 }
 
 const f32 = (x: number) => Math.fround(x);
-const model = (m: number, over: Partial<SparseModelSpec> = {}): SparseModelSpec => ({
-  model: m,
-  weight: 1,
-  selection: 'magnitude',
-  density: 1,
-  gamma: 0,
-  rescale: 'none',
-  ...over,
-});
 /** Keeps exactly the selected elements of the single model: out = base + 1·δ where kept, base elsewhere. */
 const selectOnly = (over: Partial<SparseModelSpec>) => ({ models: [model(1, over)], consensus: null, normalize: false, lambda: 1, seed: 0 });
 

@@ -12,8 +12,9 @@ import { merge } from '../lib/recipes/merge-recipe';
 import { NativeDtype, NativePlan, runPlan } from '../lib/engine/native';
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { encodeSparseParams } from '../lib/engine/sparse-params';
-import { localStatistics, resolveSparse, SparseMergeSpec, SparseModelSpec, SparseTensor } from '../lib/recipes/sparsify';
+import { localStatistics, resolveSparse, SparseMergeSpec, SparseTensor } from '../lib/recipes/sparsify';
 import { rng } from './helpers/models';
+import { sparseModel as model } from './helpers/sparse-model';
 
 let dir: string;
 let counter = 0;
@@ -48,16 +49,6 @@ function writeRaw(xs: number[], dtype: NativeDtype): string {
   fs.writeFileSync(file, bytes);
   return file;
 }
-
-const model = (m: number, over: Partial<SparseModelSpec>): SparseModelSpec => ({
-  model: m,
-  weight: 1,
-  selection: 'magnitude',
-  density: 1,
-  gamma: 0,
-  rescale: 'none',
-  ...over,
-});
 
 /** The merged bytes of one tensor with its statistics resolved by streaming passes or left open for the engine. */
 async function mergeRaw(files: string[], dtypes: NativeDtype[], count: number, spec: SparseMergeSpec, local: boolean, threads: number, blockBytes: number) {
