@@ -169,6 +169,34 @@ test('every output of a batch is byte for byte its recipe merged alone', async (
   expect((await fs.promises.readdir(out)).sort()).toEqual(Object.keys(all).sort());
 }, 120000);
 
+test('the moments ride the first write pass (no statistics pass), summed in the same pieces: the same bytes', async () => {
+  const all = recipes();
+  const chosen = Object.fromEntries(['mi-0.8', 'without-attention', 'slerp', 'slerp-again'].map((n) => [n, all[n]]));
+  // 4,096-element pieces: the tiny model's tensors are cut into many, so the sums' order is tested.
+  const blockBytes = 16384;
+  const singles = path.join(dir, `singles-${counter}`);
+  const out = path.join(dir, `batch-${counter++}`);
+  for (const [name, doc] of Object.entries(chosen)) await merge(parseRecipe(doc), { output: path.join(singles, name), threads: 3, blockBytes });
+  const stages: string[] = [];
+  const fractions: number[] = [];
+  await mergeBatch(
+    Object.entries(chosen).map(([name, recipe]) => ({ name, recipe })),
+    {
+      output: out,
+      threads: 2,
+      blockBytes,
+      onProgress: (p) => {
+        stages.push(p.stage);
+        fractions.push(p.bytesDone / p.bytesTotal);
+      },
+    },
+  );
+  expect(stages).not.toContain('statistics');
+  expect(fractions[fractions.length - 1]).toBe(1);
+  expect(fractions.every((x, i) => i === 0 || x >= fractions[i - 1])).toBe(true);
+  for (const name of Object.keys(chosen)) await expectSameFiles(path.join(out, name), path.join(singles, name));
+}, 120000);
+
 test('the same bytes with other threads and a small write block', async () => {
   const all = recipes();
   const want = path.join(dir, `batch-${counter++}`);

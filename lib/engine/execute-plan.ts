@@ -47,9 +47,19 @@ export async function executeMergePlan(
   options: ExecuteOptions,
   name: (key: string) => string = (key) => key,
 ): Promise<ResolvedDevice> {
+  return (await runMergePlan(plan, engine, options, name)).ran;
+}
+
+/** `executeMergePlan`, also giving the engine's result (the moments of any moments jobs the write plan holds). */
+export async function runMergePlan(
+  plan: MergePlan,
+  engine: Required<Omit<EngineOptions, 'device'>> & Pick<EngineOptions, 'device'>,
+  options: ExecuteOptions,
+  name: (key: string) => string = (key) => key,
+): Promise<{ ran: ResolvedDevice; result: NativeResult }> {
   const ran = resolveDevice(parseDevice(engine.device, name('device')), loadNative().info(), name('device'));
   const heads = plan.outputs.reduce((n, o) => n + o.head.length, 0);
-  await runPlan(
+  const result = await runPlan(
     {
       inputs: plan.inputs,
       outputs: plan.outputs,
@@ -61,7 +71,17 @@ export async function executeMergePlan(
     },
     { onProgress: progressOf('write', plan.jobs, heads, options.onProgress), signal: options.signal },
   );
-  return ran;
+  return { ran, result };
+}
+
+/** The bytes the engine counts for a plan's progress (native/executor.cc's pieceWeight): headers, written bytes, and read bytes of a job that writes nothing. */
+export function planWork(plan: Pick<MergePlan, 'outputs' | 'jobs'>): number {
+  return plan.outputs.reduce((n, o) => n + o.head.length, 0) + plan.jobs.reduce((n, j) => n + jobWork(j), 0);
+}
+
+function jobWork(j: NativeJob): number {
+  const weighed = j.dests.length > 0 ? j.dests.map((d) => d.dtype) : j.sources.map((s) => s.dtype);
+  return weighed.reduce((n, dtype) => n + j.count * NATIVE_DTYPE_BYTES[dtype], 0);
 }
 
 /** Runs a plan that writes nothing (moments, histograms, L1 sums) on the CPU, reporting progress as stage 'statistics'. */
@@ -84,11 +104,7 @@ function progressOf(
   // The engine counts a job's bytes as native/executor.cc's pieceWeight does: written bytes, or read bytes when it writes nothing.
   const jobEnds: number[] = [];
   let acc = heads;
-  for (const j of jobs) {
-    const weighed = j.dests.length > 0 ? j.dests.map((d) => d.dtype) : j.sources.map((s) => s.dtype);
-    acc += weighed.reduce((n, dtype) => n + j.count * NATIVE_DTYPE_BYTES[dtype], 0);
-    jobEnds.push(acc);
-  }
+  for (const j of jobs) jobEnds.push((acc += jobWork(j)));
   return (done, total) => {
     let lo = 0;
     let hi = jobEnds.length;

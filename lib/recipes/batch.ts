@@ -7,16 +7,16 @@
  * all are published at the end, none when any fails.
  */
 import * as path from 'node:path';
-import { pathsRead, TensorLocation } from '../model/checkpoint';
+import { pathsRead } from '../model/checkpoint';
 import { ModelCheckpoint, openModelAs } from '../hub/open-model';
 import { usageError, WeightmixError } from '../errors';
-import type { ResolvedDevice } from '../engine/device';
-import { executeMergePlan, MergeProgress, runStatisticsPlan, StatisticsOptions } from '../engine/execute-plan';
-import { Moments, runMomentsPass, TensorPair } from '../engine/moments';
-import type { ResolvedSparse } from '../engine/sparse-params';
+import { resolveDevice, type ResolvedDevice } from '../engine/device';
+import { MergeProgress, planWork, runMergePlan, StatisticsOptions } from '../engine/execute-plan';
+import { decodeMoments, Moments, runMomentsPass, withMomentsJobs } from '../engine/moments';
 import { fusePlans } from '../engine/fuse-plans';
 import { defaultWriteBlockBytes } from '../engine/block-bytes';
-import { NATIVE_DTYPE_BYTES } from '../format/dtypes';
+import { loadNative } from '../engine/native';
+import { encodeSafetensorsHeader } from '../format/safetensors';
 import { EngineOptions, parseBlockBytes, parseDevice, parsePart, parseThreads, showValue } from '../options';
 import { assignParts } from '../engine/parts';
 import { OutputTransaction } from '../engine/output';
@@ -26,10 +26,8 @@ import { finishRecipeOutput, isRecipe, MERGE_KEYS, recipeMetadata } from './merg
 import { parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { DownloadProgress } from '../hub/snapshot-download';
-import { planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
-import { fitsInMemory, resolveSparse, SparseTensor } from './sparsify';
-import { RamPlusTensor, setRamPlusLambdas } from './ram-counts';
-import { RowWiseTensor, setRowWeights } from './row-wise';
+import { outputDtypes, planRecipe, RecipePlan, sourceCheckpoints } from './recipe-plan';
+import { batchMomentPairs, resolveStatistics, resolveWithoutStatistics } from './batch-statistics';
 
 /** One recipe of a batch, and the folder it writes. */
 export interface BatchRecipe {
@@ -202,7 +200,10 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
     entries = entries.filter((e) => parts.get(e.name) === part.index);
     if (entries.length === 0) throw usageError(`${name('part')} ${part.index}/${part.count} gets none of the ${all} recipes; use at most ${all} parts`);
   }
-  await resolveStatistics(entries, { threads, blockBytes, direct: false, onProgress: options.onProgress, signal: options.signal });
+  const statistics: StatisticsOptions = { threads, blockBytes, direct: false, onProgress: options.onProgress, signal: options.signal };
+  // Recipes that need no statistics are planned now: their write pass can take the others' moments as it reads.
+  const free = new Set(entries.filter(resolveWithoutStatistics));
+  const onCpu = resolveDevice(device, loadNative().info(), name('device')).device === 'cpu';
 
   const reads = [...new Set(entries.flatMap((e) => e.ckpts.flatMap(pathsRead)))];
   const begun: OutputTransaction[] = [];
@@ -211,61 +212,75 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
       e.tx = await OutputTransaction.begin(path.join(options.output, e.name), { force: options.force, notice: options.onNotice, reads });
       begun.push(e.tx);
     }
-    const groups = groupByModels(entries);
-    const passes = groups.map((group) => {
-      const plans = group.map((e) => {
-        e.plan = planMerge({
-          checkpoints: sourceCheckpoints(e.planned, e.ckpts),
-          layout: e.planned.layout,
-          outputs: [{ dir: e.tx!.tempDir, metadata: recipeMetadata(e.recipe, e.ckpts) }],
-          recipe: (name) => e.recipes!.get(name)!,
-        });
-        return e.plan;
-      });
-      return fusePlans(plans);
+    const planOf = (e: Entry) =>
+      (e.plan = planMerge({
+        checkpoints: sourceCheckpoints(e.planned, e.ckpts),
+        layout: e.planned.layout,
+        outputs: [{ dir: e.tx!.tempDir, metadata: recipeMetadata(e.recipe, e.ckpts) }],
+        recipe: (name) => e.recipes!.get(name)!,
+      }));
+    // Per group: a pass for the recipes without statistics (holding the moments jobs when it can), the
+    // statistics the others need, then their pass; every pass's bytes are known before the first starts.
+    const groups = groupByModels(entries).map((group) => {
+      const first = group.filter((e) => free.has(e));
+      const second = group.filter((e) => !free.has(e));
+      const moments = batchMomentPairs(second);
+      const firstPlan = first.length > 0 ? fusePlans(first.map(planOf)) : undefined;
+      return { first, second, moments, firstPlan, secondBytes: second.reduce((n, e) => n + outputBytes(e), 0) };
     });
-    const workOf = (p: MergePlan) =>
-      p.outputs.reduce((n, o) => n + o.head.length, 0) + p.jobs.reduce((n, j) => n + j.dests.reduce((m, d) => m + j.count * NATIVE_DTYPE_BYTES[d.dtype], 0), 0);
-    const bytesTotal = passes.reduce((n, p) => n + workOf(p), 0);
-    const tensorsTotal = passes.reduce((n, p) => n + p.jobs.length, 0);
-    let bytesDone = 0;
-    let tensorsDone = 0;
-    let reported = 0;
+    const blockOf = async (outputs: number, dirs: string[]) =>
+      // As merge does: without a blockBytes, outputs in memory (tmpfs) take 1 MiB blocks (engine/block-bytes.ts).
+      writeBlockBytes(options.blockBytes === undefined ? await defaultWriteBlockBytes(dirs) : blockBytes, outputs, threads);
+    const firstPasses = await Promise.all(
+      groups.map(async (g) => {
+        if (!g.firstPlan) return undefined;
+        const block = await blockOf(
+          g.firstPlan.outputs.length,
+          g.firstPlan.models.map((m) => m.dir),
+        );
+        // Moments summed in the pieces a moments pass of the same block size cuts: the same bits.
+        if (onCpu && g.moments.pairs.length > 0 && block === blockBytes) {
+          const withMoments = withMomentsJobs(g.firstPlan, g.moments.pairs);
+          return { plan: withMoments.plan, momentJobs: withMoments.jobs, block };
+        }
+        return { plan: g.firstPlan, momentJobs: undefined, block };
+      }),
+    );
+    const bytesTotal = groups.reduce((n, g, i) => n + (firstPasses[i] ? planWork(firstPasses[i]!.plan) : 0) + g.secondBytes, 0);
+    const tensorsTotal = tensorCount(entries);
+    const progress = writeProgress(options.onProgress, bytesTotal, tensorsTotal);
     let ran: ResolvedDevice | undefined;
     let passBlock = blockBytes;
-    const writeStarted = process.hrtime.bigint();
-    for (const pass of passes) {
-      // As merge does: without a blockBytes, outputs in memory (tmpfs) take 1 MiB blocks (engine/block-bytes.ts).
-      const startBlock = options.blockBytes === undefined ? await defaultWriteBlockBytes(pass.models.map((m) => m.dir)) : blockBytes;
-      passBlock = writeBlockBytes(startBlock, pass.models.length, threads);
-      const onProgress = options.onProgress;
-      // The engine's last report may arrive after the pass resolved: each pass adds to the totals before it.
-      const [bytesBefore, tensorsBefore] = [bytesDone, tensorsDone];
-      ran = await executeMergePlan(
-        pass,
-        { threads, blockBytes: passBlock, direct, device },
-        {
-          signal: options.signal,
-          onProgress: onProgress
-            ? (p) => {
-                // A late report of an earlier pass would step back: progress only moves forward.
-                if (bytesBefore + p.bytesDone < reported) return;
-                reported = bytesBefore + p.bytesDone;
-                onProgress({
-                  ...p,
-                  bytesDone: reported,
-                  bytesTotal,
-                  tensorsDone: tensorsBefore + p.tensorsDone,
-                  tensorsTotal,
-                  seconds: Number(process.hrtime.bigint() - writeStarted) / 1e9,
-                });
-              }
-            : undefined,
-        },
+    const write = async (plan: MergePlan, block: number, tensors: number) => {
+      passBlock = block;
+      const run = await runMergePlan(
+        plan,
+        { threads, blockBytes: block, direct, device },
+        { signal: options.signal, onProgress: progress.pass(plan, tensors) },
         name,
       );
-      bytesDone += workOf(pass);
-      tensorsDone += pass.jobs.length;
+      ran = run.ran;
+      return run.result;
+    };
+    for (const [i, g] of groups.entries()) {
+      const firstPass = firstPasses[i];
+      let moments: Moments[] | undefined;
+      if (firstPass) {
+        const result = await write(firstPass.plan, firstPass.block, tensorCount(g.first));
+        if (firstPass.momentJobs) moments = decodeMoments(result.moments, g.moments.pairs, firstPass.momentJobs);
+      }
+      if (g.second.length === 0) continue;
+      moments ??= await runMomentsPass(g.moments.pairs, statistics);
+      await resolveStatistics(g.second, g.moments, moments, statistics);
+      const plan = fusePlans(g.second.map(planOf));
+      await write(
+        plan,
+        await blockOf(
+          plan.outputs.length,
+          plan.models.map((m) => m.dir),
+        ),
+        tensorCount(g.second),
+      );
     }
     for (const e of entries) await finishRecipeOutput(e.plan!.models[0], e.recipe, e.ckpts, e.planned, e.recipes!);
     for (const tx of begun) await tx.commit(options.signal);
@@ -298,6 +313,57 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
     for (const tx of [...begun].reverse()) await tx.abort();
     throw e;
   }
+}
+
+const tensorCount = (entries: readonly Entry[]) => entries.reduce((n, e) => n + e.planned.tensors.length, 0);
+
+/** The bytes an entry's write plan will write (headers and tensors), from its layout and output dtypes: known before its statistics. */
+function outputBytes(e: Entry): number {
+  const dtypeOf = outputDtypes(e.recipe, e.planned);
+  const byName = new Map(e.planned.tensors.map((t) => [t.name, t]));
+  const metadata = recipeMetadata(e.recipe, e.ckpts);
+  return e.planned.layout.shards.reduce(
+    (n, shard) =>
+      n +
+      encodeSafetensorsHeader(
+        shard.tensors.map((t) => ({ name: t.name, dtype: dtypeOf(byName.get(t.name)!), shape: t.shape })),
+        metadata,
+      ).totalSize,
+    0,
+  );
+}
+
+/**
+ * The write stage's progress over every pass of the batch, as one bar: bytes add up across passes (each
+ * pass's moments reads included), tensors by each pass's share of the outputs' tensors, never backwards.
+ */
+function writeProgress(onProgress: BatchMergeOptions['onProgress'], bytesTotal: number, tensorsTotal: number) {
+  const started = process.hrtime.bigint();
+  let bytesBefore = 0;
+  let tensorsBefore = 0;
+  let reported = 0;
+  return {
+    pass(plan: MergePlan, tensors: number): ((p: MergeProgress) => void) | undefined {
+      // The engine's last report may arrive after the pass resolved: each pass adds to the totals before it runs.
+      const [bytesAt, tensorsAt] = [bytesBefore, tensorsBefore];
+      bytesBefore += planWork(plan);
+      tensorsBefore += tensors;
+      if (!onProgress) return undefined;
+      return (p) => {
+        // A late report of an earlier pass would step back: progress only moves forward.
+        if (bytesAt + p.bytesDone < reported) return;
+        reported = bytesAt + p.bytesDone;
+        onProgress({
+          ...p,
+          bytesDone: reported,
+          bytesTotal,
+          tensorsDone: tensorsAt + Math.round((p.tensorsDone / Math.max(1, p.tensorsTotal)) * tensors),
+          tensorsTotal,
+          seconds: Number(process.hrtime.bigint() - started) / 1e9,
+        });
+      };
+    },
+  };
 }
 
 /** The bytes of an output's source tensors (its size, up to dtype changes): what --part balances. */
@@ -336,65 +402,4 @@ function groupByModels(entries: Entry[]): Entry[][] {
     groups.get(r)!.push(e);
   });
   return [...groups.values()];
-}
-
-/** A tensor read: file, offset and length (a tensor cut to its first rows is another read). */
-const locationKey = (l: TensorLocation) => `${l.file}\u0000${l.offset}\u0000${l.byteLength}`;
-
-/**
- * Every recipe's tensor recipes, from one moments pass over the distinct pairs any recipe asks for and
- * shared sparse statistics: a tensor's thresholds are resolved once for recipes with the same sparse
- * spec over the same tensors; passes hold each tensor name at most once (the DARE mask key is the name).
- */
-async function resolveStatistics(entries: Entry[], statistics: StatisticsOptions): Promise<void> {
-  const pairIndex = new Map<string, number>();
-  const pairs: TensorPair[] = [];
-  for (const e of entries) {
-    for (const { tensor, a, b } of e.planned.momentPairs) {
-      const pair = { a: e.planned.views[a].get(tensor)!, b: e.planned.views[b].get(tensor)! };
-      const key = `${locationKey(pair.a)}\u0000${locationKey(pair.b)}`;
-      if (!pairIndex.has(key)) pairIndex.set(key, pairs.push(pair) - 1);
-    }
-  }
-  const moments = await runMomentsPass(pairs, statistics);
-
-  const rounds: Map<string, SparseTensor>[] = [];
-  const shared = new Map<string, { tensor: SparseTensor; users: Map<string, TensorRecipe>[] }>();
-  const ownPasses: { ramPlus: RamPlusTensor[]; rowWise: RowWiseTensor[]; recipes: Map<string, TensorRecipe> }[] = [];
-  for (const e of entries) {
-    const { views } = e.planned;
-    const momentsOf = (name: string, a: number, b: number): Moments => {
-      const j = pairIndex.get(`${locationKey(views[a].get(name)!)}\u0000${locationKey(views[b].get(name)!)}`);
-      if (j === undefined) throw new Error(`internal: no moments for ${name} (${a}, ${b})`);
-      return moments[j];
-    };
-    const { recipes, sparse, ramPlus, rowWise } = tensorRecipes(e.recipe, e.planned, momentsOf);
-    e.recipes = recipes;
-    ownPasses.push({ ramPlus, rowWise, recipes });
-    for (const t of sparse) {
-      const sources = [t.spec.base, ...t.spec.models.map((m) => m.model)].map((m) => t.source(m));
-      const key = JSON.stringify([t.name, t.count, t.spec, sources]);
-      const known = shared.get(key);
-      if (known) {
-        known.users.push(recipes);
-        continue;
-      }
-      shared.set(key, { tensor: t, users: [recipes] });
-      let round = rounds.find((r) => !r.has(t.name));
-      if (!round) rounds.push((round = new Map()));
-      round.set(t.name, t);
-    }
-  }
-  const resolved = new Map<SparseTensor, ResolvedSparse>();
-  for (const round of rounds) {
-    const tensors = [...round.values()];
-    const r = await resolveSparse(tensors, (p) => runStatisticsPlan(p, statistics), fitsInMemory);
-    for (const t of tensors) resolved.set(t, r.get(t.name)!);
-  }
-  for (const { tensor, users } of shared.values()) for (const recipes of users) recipes.get(tensor.name)!.sparse = resolved.get(tensor)!;
-  // ramplus_tl's counts and the row-wise moments, a pass per recipe that has them (their coefficients are its own).
-  for (const { ramPlus, rowWise, recipes } of ownPasses) {
-    await setRamPlusLambdas(recipes, ramPlus, (p) => runStatisticsPlan(p, statistics));
-    await setRowWeights(recipes, rowWise, (p) => runStatisticsPlan(p, statistics));
-  }
 }

@@ -239,6 +239,16 @@ export function sourceCheckpoints(plan: RecipePlan, ckpts: Checkpoint[]): Checkp
   return ckpts.map((c, i) => ({ ...c, tensors: plan.views[i], names: [...plan.views[i].keys()] }));
 }
 
+/** The dtype each output tensor is written in (known before any statistics). */
+export function outputDtypes(recipe: Recipe, plan: RecipePlan): (t: OutputTensor) => SafetensorsDtype {
+  const method = methodFor(recipe.method);
+  return (t) => {
+    const dtypes = t.sources.map((s) => plan.views[s.model].get(t.name)!.dtype);
+    const base = method.resultInBaseDtype && t.base !== null ? t.sources.findIndex((s) => s.model === t.base) : -1;
+    return tensorOutputDtype(dtypes, base >= 0 ? dtypes[base] : null, recipe.outDtype ?? recipe.dtype);
+  };
+}
+
 /**
  * Every output tensor's recipe from the method's coefficients, given the moments asked for in
  * `plan.momentPairs`; sparsified tensors also come back as statistics work (thresholds are still open),
@@ -251,11 +261,7 @@ export function tensorRecipes(
 ): { recipes: Map<string, TensorRecipe>; sparse: SparseTensor[]; ramPlus: RamPlusTensor[]; rowWise: RowWiseTensor[] } {
   const method = methodFor(recipe.method);
   const { views } = plan;
-  const outDtypeOf = (t: OutputTensor): SafetensorsDtype => {
-    const dtypes = t.sources.map((s) => views[s.model].get(t.name)!.dtype);
-    const base = method.resultInBaseDtype && t.base !== null ? t.sources.findIndex((s) => s.model === t.base) : -1;
-    return tensorOutputDtype(dtypes, base >= 0 ? dtypes[base] : null, recipe.outDtype ?? recipe.dtype);
-  };
+  const outDtypeOf = outputDtypes(recipe, plan);
   const recipes = new Map<string, TensorRecipe>();
   const sparse: SparseTensor[] = [];
   const ramPlus: RamPlusTensor[] = [];
