@@ -94,8 +94,6 @@ type Engine = { device: 'cpu' | 'cuda'; threads: number; blockBytes: number };
 interface Case {
   name: string;
   run: (out: string, engine: Engine) => Promise<unknown>;
-  /** A refusal these random inputs can meet (then both devices must refuse alike). */
-  refusal?: RegExp;
 }
 
 const lerp =
@@ -145,9 +143,8 @@ const CASES: Case[] = [
   },
   {
     name: 'model_stock',
+    // Two models' bf16 task vectors of a norm (or a 1-element tensor) are exactly opposite in about half the seeds: the base is kept there.
     run: recipe(() => ({ merge_method: 'model_stock', base_model: N, models: [{ model: A }, { model: B }] })),
-    // Two models' bf16 task vectors of a norm (or a 1-element tensor) are exactly opposite in about half the seeds.
-    refusal: /the task vectors point in opposite directions/,
   },
   { name: 'ties', run: recipe(() => ({ merge_method: 'ties', base_model: N, models: models([0.5, 0.5], { density: 0.3 }), dtype: 'bfloat16' })) },
   {
@@ -199,17 +196,7 @@ describe("cuda merges are the CPU's bytes", () => {
       async () => {
         const cpu = path.join(dir, `cpu-${counter}`);
         const cuda = path.join(dir, `cuda-${counter++}`);
-        const refused = await c.run(cpu, { device: 'cpu', threads: 2, blockBytes: 65536 }).then(
-          () => null,
-          (e: Error) => {
-            if (!c.refusal?.test(e.message)) throw e;
-            return e.message;
-          },
-        );
-        if (refused !== null) {
-          await expect(c.run(cuda, { device: 'cuda', threads: 3, blockBytes: 65536 })).rejects.toThrow(refused);
-          return;
-        }
+        await c.run(cpu, { device: 'cpu', threads: 2, blockBytes: 65536 });
         await c.run(cuda, { device: 'cuda', threads: 3, blockBytes: 65536 });
         const sweep = fs.readdirSync(cpu).filter((f) => /^l\d$/.test(f));
         if (sweep.length > 0) for (const s of sweep) expectSameBytes(path.join(cpu, s), path.join(cuda, s));

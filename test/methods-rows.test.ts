@@ -90,23 +90,41 @@ test("model_stock filter_wise: true is within 1 bf16 ulp of mergekit's formula r
   expect(await worstUlpOf({ ...doc, parameters: { filter_wise: false } }, tensorOracle)).toBeLessThanOrEqual(1);
 });
 
-test('model_stock refuses a row whose two task vectors are opposite (t undefined), naming it, and writes nothing', async () => {
-  // Raw fixtures: one 2 × 2 tensor; in row 1 the task vectors are (1, 0) and (−1, 0).
-  const make = async (name: string, values: number[]) => {
+test('model_stock: where two task vectors are opposite (t undefined) the base is kept, with a notice naming the row or tensor', async () => {
+  // Raw fixtures: a 2 × 2 tensor whose row 1 has task vectors (1, 0) and (−1, 0), and a 1-element tensor with +3 and −3.
+  const make = async (name: string, values: number[], single: number) => {
     const folder = path.join(dir, name);
     await fs.promises.mkdir(folder, { recursive: true });
     await writeSafetensorsFile(path.join(folder, 'model.safetensors'), [
       { name: 'model.layers.0.mlp.up_proj.weight', dtype: 'F32', shape: [2, 2], data: Buffer.from(new Float32Array(values).buffer) },
+      { name: 'model.norm.weight', dtype: 'F32', shape: [1], data: Buffer.from(new Float32Array([single]).buffer) },
     ]);
     return folder;
   };
-  const [base, x, y] = await Promise.all([make('opp-base', [0, 0, 0, 0]), make('opp-x', [1, 2, 1, 0]), make('opp-y', [2, 1, -1, 0])]);
-  const out = path.join(dir, 'opposite');
-  const doc = { merge_method: 'model_stock', base_model: base, parameters: { filter_wise: true }, models: [{ model: x }, { model: y }] };
-  await expect(merge(parseRecipe(doc), { output: out })).rejects.toThrow(
-    /^model_stock: row 1 of model\.layers\.0\.mlp\.up_proj\.weight: the task vectors point in opposite directions/,
-  );
-  expect(fs.existsSync(out)).toBe(false);
+  const [base, x, y] = await Promise.all([make('opp-base', [0, 0, 5, 7], 2), make('opp-x', [1, 2, 6, 7], 5), make('opp-y', [2, 1, 4, 7], -1)]);
+  const read = async (folder: string) => {
+    const values = await modelValues(folder);
+    return [...values.get('model.layers.0.mlp.up_proj.weight')!, ...values.get('model.norm.weight')!];
+  };
+  for (const filterWise of [true, false]) {
+    const out = path.join(dir, `opposite-${filterWise}`);
+    const notices: string[] = [];
+    const doc = { merge_method: 'model_stock', base_model: base, parameters: { filter_wise: filterWise }, models: [{ model: x }, { model: y }] };
+    await merge(parseRecipe(doc), { output: out, onNotice: (m) => notices.push(m) });
+    const got = await read(out);
+    // The 1-element tensor: t undefined, the base's 2 kept. Row 0 (filter_wise): cos = 0.8, t = 1.6/1.8, base + (t/2)·(δx + δy).
+    expect(got[4]).toBe(2);
+    expect(notices.some((m) => /^model_stock: model\.norm\.weight: the task vectors point in opposite directions .*base model's values are kept/.test(m))).toBe(
+      true,
+    );
+    if (filterWise) {
+      const t = 1.6 / 1.8;
+      expect(got.slice(0, 4)).toEqual([Math.fround((t / 2) * 3), Math.fround((t / 2) * 3), 5, 7]);
+      expect(notices.some((m) => m.startsWith('model_stock: row 1 of model.layers.0.mlp.up_proj.weight: the task vectors point in opposite directions'))).toBe(
+        true,
+      );
+    }
+  }
 });
 
 test('nuslerp nuslerp_flatten: false, without and with a base: within 1 ulp of nuslerp on each row', async () => {

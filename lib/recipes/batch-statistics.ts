@@ -18,6 +18,8 @@ import { RowWiseTensor, setRowWeights } from './row-wise';
 
 /** What the statistics need of a batch entry, and where its tensor recipes go. */
 export interface StatisticsEntry {
+  /** The recipe's name in the batch (notices name it). */
+  name: string;
   recipe: Recipe;
   planned: RecipePlan;
   recipes?: Map<string, TensorRecipe>;
@@ -70,6 +72,7 @@ export async function resolveStatistics(
   { index }: BatchMomentPairs,
   moments: readonly Moments[],
   statistics: StatisticsOptions,
+  notice?: (message: string) => void,
 ): Promise<void> {
   const rounds: Map<string, SparseTensor>[] = [];
   const shared = new Map<string, { tensor: SparseTensor; users: Map<string, TensorRecipe>[] }>();
@@ -81,7 +84,7 @@ export async function resolveStatistics(
       if (j === undefined) throw new Error(`internal: no moments for ${name} (${a}, ${b})`);
       return moments[j];
     };
-    const { recipes, sparse, ramPlus, rowWise } = tensorRecipes(e.recipe, e.planned, momentsOf);
+    const { recipes, sparse, ramPlus, rowWise } = tensorRecipes(e.recipe, e.planned, momentsOf, (message) => notice?.(`${e.name}: ${message}`));
     e.recipes = recipes;
     ownPasses.push({ ramPlus, rowWise, recipes });
     for (const t of sparse) {

@@ -271,7 +271,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
       }
       if (g.second.length === 0) continue;
       moments ??= await runMomentsPass(g.moments.pairs, statistics);
-      await resolveStatistics(g.second, g.moments, moments, statistics);
+      await resolveStatistics(g.second, g.moments, moments, statistics, options.onNotice);
       const plan = fusePlans(g.second.map(planOf));
       await write(
         plan,

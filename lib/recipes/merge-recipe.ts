@@ -168,7 +168,7 @@ async function mergeModels(
     if (j === undefined) throw new Error(`internal: no moments for ${tensor} (${a}, ${b})`);
     return moments[j];
   };
-  const { recipes, sparse, ramPlus, rowWise } = tensorRecipes(recipe, planned, momentsOf);
+  const { recipes, sparse, ramPlus, rowWise } = tensorRecipes(recipe, planned, momentsOf, options.onNotice);
   if (sparse.length > 0) {
     const resolved = await resolveSparse(sparse, (p) => runStatisticsPlan(p, statistics), fitsInMemory);
     for (const [name, r] of resolved) recipes.get(name)!.sparse = r;

@@ -49,7 +49,7 @@ export interface RecipePlan {
   views: Map<string, TensorLocation>[];
   layout: OutputLayout;
   /** The float tensors the method decides (the others are copied from their first source), by output name. */
-  methodTensors: Map<string, Omit<MethodTensor, 'moments'>>;
+  methodTensors: Map<string, Omit<MethodTensor, 'moments' | 'notice'>>;
   /** Each pair once, in output order: the input of the moments pass (slerp angles, model_stock cosines). */
   momentPairs: MomentPair[];
   /** With tokenizer_source: the rows embed_tokens and lm_head are cut to; else null. */
@@ -215,7 +215,7 @@ export function planRecipe(recipe: Recipe, ckpts: Checkpoint[]): RecipePlan {
       if (isEmbeddingMatrix(t.name)) for (const s of t.sources) views[s.model].set(t.name, firstRows(views[s.model].get(t.name)!, vocabRows));
   }
 
-  const methodTensors = new Map<string, Omit<MethodTensor, 'moments'>>();
+  const methodTensors = new Map<string, Omit<MethodTensor, 'moments' | 'notice'>>();
   const momentPairs: MomentPair[] = [];
   const asked = new Set<string>();
   for (const t of tensors) {
@@ -258,6 +258,7 @@ export function tensorRecipes(
   recipe: Recipe,
   plan: RecipePlan,
   moments: (tensor: string, a: number, b: number) => PairMoments,
+  notice: (message: string) => void = () => {},
 ): { recipes: Map<string, TensorRecipe>; sparse: SparseTensor[]; ramPlus: RamPlusTensor[]; rowWise: RowWiseTensor[] } {
   const method = methodFor(recipe.method);
   const { views } = plan;
@@ -273,7 +274,9 @@ export function tensorRecipes(
   for (const t of plan.tensors) {
     const dtype = outDtypeOf(t);
     const mt = plan.methodTensors.get(t.name);
-    const c: TensorCoefficients = mt ? method.coefficients({ ...mt, moments: (a, b) => moments(t.name, a, b) }) : { op: 'copy', model: t.sources[0].model };
+    const c: TensorCoefficients = mt
+      ? method.coefficients({ ...mt, moments: (a, b) => moments(t.name, a, b), notice })
+      : { op: 'copy', model: t.sources[0].model };
     if (c.op === 'sparse') {
       const spec = { ...c.spec, seed: recipe.randomSeed ?? 0 };
       const count = views[spec.base].get(t.name)!.elementCount;

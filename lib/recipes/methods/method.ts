@@ -21,6 +21,8 @@ export interface MethodTensor {
   label(model: number): string;
   /** Statistics of a pair asked for by `momentPairs` (throws for pairs not asked for). */
   moments(a: number, b: number): PairMoments;
+  /** Tells the user something about this tensor in one line (the merge goes on). */
+  notice(message: string): void;
 }
 
 /**
@@ -60,7 +62,7 @@ export interface MergeMethod {
   /** Recipe-level checks (base model present, model counts, …). */
   validate(recipe: Recipe): void;
   /** Pairs of models whose moments the method needs for this tensor (a first pass over the inputs). */
-  momentPairs?(tensor: Omit<MethodTensor, 'moments'>): [number, number][];
+  momentPairs?(tensor: Omit<MethodTensor, 'moments' | 'notice'>): [number, number][];
   coefficients(tensor: MethodTensor): TensorCoefficients;
 }
 

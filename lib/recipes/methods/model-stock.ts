@@ -24,14 +24,15 @@ export function modelStockT(deltaSq: number[], pairSq: (i: number, j: number) =>
   return (n * c) / (1 + (n - 1) * c);
 }
 
-/** t, or a one-line refusal where 1 + (N − 1)·cos θ = 0 (opposite task vectors: mergekit writes Inf or NaN there). */
-function definedT(t: number, where: string): number {
-  if (!Number.isFinite(t))
-    throw new WeightmixError(
-      'InvalidRecipe',
-      `model_stock: ${where}: the task vectors point in opposite directions (mean cosine 1/(1 − N)), where t is undefined`,
-    );
-  return t;
+/**
+ * t, or 0 (the base's values, with a notice) where 1 + (N − 1)·cos θ = 0: the task vectors' directions
+ * cancel, t is undefined and mergekit writes Inf or NaN. Where their norms are equal too, Σδ_i = 0 and
+ * every t gives the base; otherwise the formula has no finite value and the base is its anchor.
+ */
+function definedT(t: number, where: string, notice: (message: string) => void): number {
+  if (Number.isFinite(t)) return t;
+  notice(`model_stock: ${where}: the task vectors point in opposite directions (mean cosine 1/(1 − N), t undefined): the base model's values are kept there`);
+  return 0;
 }
 
 /** (base, θ_i) for each model, then every (θ_i, θ_j), i < j: what the cosines read. */
@@ -73,7 +74,8 @@ export const modelStock: MergeMethod = {
             os.map((m) => rows(t.base!, m)[r].sumSqDiff),
             (i, j) => rows(os[i], os[j])[r].sumSqDiff,
           );
-          return os.map(() => definedT(f, `row ${r} of ${t.name}`) / os.length);
+          const defined = definedT(f, `row ${r} of ${t.name}`, t.notice);
+          return os.map(() => defined / os.length);
         });
       return {
         op: 'rows',
@@ -89,6 +91,7 @@ export const modelStock: MergeMethod = {
     const f = definedT(
       modelStockT(deltaSq, (i, j) => t.moments(os[i], os[j]).sumSqDiff),
       t.name,
+      t.notice,
     );
     return linearOrCopy([t.base!, ...os], [1 - f, ...os.map(() => f / os.length)]);
   },
