@@ -79,10 +79,10 @@ describe('refusals name what they refuse', () => {
       /appears twice in one slice/,
     );
   });
-  test('values: dtype names, tokenizer_source union and unknown models, random_seed, parameter shapes', () => {
+  test('values: dtype names, tokenizer_source unknown models, random_seed, parameter shapes', () => {
     refuses(lin({ dtype: 'bf16' }), /dtype: expected one of bfloat16, float16, float32/);
     refuses(lin({ out_dtype: 'int8' }), /out_dtype: expected one of/);
-    refuses(lin({ tokenizer_source: 'union' }), /tokenizer_source: "union" is not supported/);
+    expect(parseRecipe(lin({ tokenizer_source: 'union' })).vocabularyFrom).toBe('union'); // supported now: recipe-tokenizer-union.test.ts
     refuses(lin({ tokenizer_source: 'base' }), /'base' needs a base_model/);
     refuses(lin({ tokenizer_source: C }), /is not one of the recipe's models/);
     refuses(lin({ random_seed: -1 }), /random_seed: expected a non-negative integer/);

@@ -4,6 +4,16 @@ import type { ParameterMap } from './recipe-params';
 import type { MergeMethodName } from '../merge-method-names';
 import type { ChatTemplateSetting } from './chat-template';
 
+/** A `tokens` entry's source, with models as recipe indices. */
+export type TokenRowSource =
+  { kind: 'model'; model: number } | { kind: 'zero' } | { kind: 'model_token'; model: number; tokenId: number | null; token: string | null };
+
+/** A `tokens` entry of the tokenizer block. */
+export interface TokenSetting {
+  source: TokenRowSource;
+  force: boolean;
+}
+
 /** One model's contribution to a slice. */
 export interface RecipeSource {
   /** Index into `Recipe.models`. */
@@ -50,10 +60,10 @@ export interface Recipe {
   outDtype: FloatDtype | null;
   /** Model index whose config, tokenizer and templates the output gets. */
   tokenizerSource: number;
-  /** With `tokenizer_source` given: the model whose vocabulary the embeddings are rebuilt for (mergekit); else null. */
-  vocabularyFrom: number | null;
-  /** The `tokenizer` block's `tokens` (token → force) and `pad_to_multiple_of`, checked against the vocabulary when planning; null without the block. */
-  vocabularyOptions: { tokens: Map<string, boolean>; padToMultipleOf: number | null } | null;
+  /** With `tokenizer_source` or a `tokenizer` block: the model whose vocabulary the embeddings are rebuilt for, or 'union' (every model's); else null. */
+  vocabularyFrom: number | 'union' | null;
+  /** The `tokenizer` block's `tokens` (token → its row's source, force) and `pad_to_multiple_of`; null without the block. */
+  vocabularyOptions: { tokens: Map<string, TokenSetting>; padToMultipleOf: number | null } | null;
   /** `random_seed` (DARE masks), or null. */
   randomSeed: number | null;
   /** `chat_template`: the template text to write, or `auto` (the models' most common); null: the tokenizer source's as it is. */

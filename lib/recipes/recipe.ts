@@ -12,7 +12,7 @@ import { ParameterMap, validateSetting } from './recipe-params';
 import { methodFor } from './methods';
 import type { Recipe, RecipeSlice } from './recipe-types';
 import { parseChatTemplate } from './chat-template';
-import { parseTokenizerBlock, UNION_REFUSAL } from './tokenizer-block';
+import { parseTokenizerBlock } from './tokenizer-block';
 
 export type { Recipe, RecipeSlice, RecipeSource } from './recipe-types';
 
@@ -241,7 +241,14 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
   let tokenizerSource = base ?? 0;
   const given = (v: unknown) => v !== undefined && v !== null;
   if (given(top.tokenizer_source) && given(top.tokenizer)) throw recipeError("give either 'tokenizer_source' or a 'tokenizer' block, not both (as mergekit)");
-  const block = given(top.tokenizer) ? parseTokenizerBlock(top.tokenizer) : null;
+  // A token's source must be one of the recipe's models (mergekit asserts it is part of the merge).
+  const knownModel = (written: unknown, where: string): number => {
+    if (typeof written !== 'string') throw recipeError(`${where}: expected a model`);
+    const i = indexOf(resolveModelPath(expand(written, where), baseDir, where));
+    if (i < 0) throw recipeError(`${where}: ${written} is not one of the recipe's models`);
+    return i;
+  };
+  const block = given(top.tokenizer) ? parseTokenizerBlock(top.tokenizer, knownModel) : null;
   const vocabularySource = block ? block.source : top.tokenizer_source;
   if (given(vocabularySource)) {
     const ts = vocabularySource;
@@ -249,16 +256,11 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     if (ts === 'base') {
       if (base === null) throw recipeError(`${key}: 'base' needs a base_model`);
     } else if (ts === 'union') {
-      throw new WeightmixError(
-        'UnsupportedRecipe',
-        `${key}: "union" is not supported: ${UNION_REFUSAL} (weightmix takes one model's vocabulary: 'base' or a model)`,
-      );
+      // The union is built on the base model's tokenizer (the first model's without a base), which the output's files come from.
     } else if (typeof ts !== 'string') {
       throw recipeError(`${key}: expected 'base', 'union' or a model, got ${JSON.stringify(ts)}`);
     } else {
-      const i = indexOf(resolveModelPath(expand(ts, key), baseDir, key));
-      if (i < 0) throw recipeError(`${key}: ${String(ts)} is not one of the recipe's models`);
-      tokenizerSource = i;
+      tokenizerSource = knownModel(ts, key);
     }
   }
 
@@ -281,7 +283,7 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     dtype: dtypeOf(top.dtype, 'dtype'),
     outDtype: dtypeOf(top.out_dtype, 'out_dtype'),
     tokenizerSource,
-    vocabularyFrom: given(vocabularySource) ? tokenizerSource : null,
+    vocabularyFrom: given(vocabularySource) ? (vocabularySource === 'union' ? 'union' : tokenizerSource) : null,
     vocabularyOptions: block ? { tokens: block.tokens, padToMultipleOf: block.padToMultipleOf } : null,
     randomSeed,
     chatTemplate: parseChatTemplate(top.chat_template),
