@@ -123,7 +123,7 @@ export function planOutputTensors(
           layer: outLayer,
           base,
           sources: members.map((m) => ({ model: m.model, name: renameLayer(name, m.start + i) })),
-          scope: { tensorName: outName, t, modelParams, sliceParams, globalParams: recipe.parameters },
+          scope: { tensorName: outName, t, modelParams, sliceParams, moduleParams: recipe.moduleParameters, globalParams: recipe.parameters },
         });
       }
       layerSources.push({ model: first.model, layer: srcLayer });
@@ -153,7 +153,14 @@ export function planOutputTensors(
       layer: null,
       base: from.base,
       sources: from.models.map((model) => ({ model, name })),
-      scope: { tensorName: name, t: 0, modelParams: from.modelParams, sliceParams: from.sliceParams, globalParams: recipe.parameters },
+      scope: {
+        tensorName: name,
+        t: 0,
+        modelParams: from.modelParams,
+        sliceParams: from.sliceParams,
+        moduleParams: recipe.moduleParameters,
+        globalParams: recipe.parameters,
+      },
     };
     (cls.module === 'embed' ? before : after).push(entry);
   }

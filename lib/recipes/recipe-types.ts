@@ -52,6 +52,8 @@ export interface Recipe {
   form: 'models' | 'slices';
   /** The recipe's top-level `parameters`. */
   parameters: ParameterMap;
+  /** `modules: {default: {parameters}}`: looked up after the slice's and before the recipe's (empty without `modules`). */
+  moduleParameters: ParameterMap;
   /** Per-model parameters of the `models:` form (they also apply to tensors outside the layers). */
   modelParameters: Map<number, ParameterMap>;
   /** Arithmetic is always f32 here; `dtype` only sets the output dtype when `out_dtype` is absent. */
