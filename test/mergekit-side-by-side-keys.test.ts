@@ -340,4 +340,24 @@ describe('recipe keys against mergekit, PEFT and transformers', () => {
     },
     900000,
   );
+
+  sideBySide(
+    "modules: {default: …}: mergekit's module parameters between a model's and the recipe's",
+    async () => {
+      const doc = {
+        merge_method: 'linear',
+        dtype: 'float32',
+        parameters: { normalize: false, weight: 0.25 },
+        modules: { default: { parameters: { weight: 1 }, models: [{ model: A }, { model: B, parameters: { weight: 0.5 } }] } },
+      };
+      const ours = path.join(dir, 'wm-modules');
+      const theirs = path.join(dir, 'mk-modules');
+      await merge(parseRecipe(doc), { output: ours, threads: 2 });
+      mergekit(doc, path.join(dir, 'modules.yml'), theirs);
+      const d = await bitDistance(ours, theirs);
+      table.push(`modules: {default} (linear) | ${d.differing} of ${d.elements} elements differ, max ${d.maxUlps} F32 ulps`);
+      expect([d.maxUlps, d.signFlips]).toEqual([0, 0]);
+    },
+    600000,
+  );
 });

@@ -10,7 +10,9 @@ export type TokenRowSource =
 
 /** A `tokens` entry of the tokenizer block. */
 export interface TokenSetting {
+  /** Where the token's row comes from when a model lacks the token (or, with `force`, in every model). */
   source: TokenRowSource;
+  /** mergekit's `force`: every model takes the row from `source`, not only the models that lack the token. */
   force: boolean;
 }
 
