@@ -32,6 +32,7 @@ export { mergeBatch } from './recipes/batch';
 export type { BatchRecipe, BatchMergeOptions, BatchMergeSummary, BatchOutputSummary } from './recipes/batch';
 export { parseRecipe, readRecipeFile } from './recipes/recipe';
 export type { Recipe, RecipeSource, RecipeSlice, ParseRecipeOptions } from './recipes/recipe';
+export type { TokenSetting, TokenRowSource } from './recipes/recipe-types';
 export type { ParameterMap, ParameterSetting, ConditionalEntry, Scalar } from './recipes/recipe-params';
 export type { ChatTemplateSetting } from './recipes/chat-template';
 export { MERGE_METHOD_NAMES } from './merge-method-names';

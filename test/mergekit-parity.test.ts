@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { merge } from '../lib/recipes/merge-recipe';
+import { rebuildVocabulary } from '../lib/recipes/vocabulary-rebuild';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { readTensorBytes, readTensorValues } from '../lib/format/tensor-data';
 import { SafetensorsDtype } from '../lib/format/safetensors';
@@ -241,15 +242,26 @@ describe('tokenizer_source: the embeddings are rebuilt for that vocabulary (merg
     expect(await readTensorValues(c.tensors.get(layer)!)).toEqual(await readTensorValues(p.tensors.get(layer)!));
   });
 
-  test('vocabularies that differ are refused with the token that differs (mergekit would move rows); so are embeddings shorter than the vocabulary', async () => {
+  test("vocabularies that differ: each model's rows are moved to the vocabulary's ids (mergekit's rebuild); ids past config vocab_size are refused", async () => {
     const other = { ...vocabulary(30), t3: 4, t4: 3 };
     const [a, b] = await pair(32, [vocabulary(30), other]);
-    await expect(merge(parseRecipe(recipe(a, b, { tokenizer_source: a })), { output: path.join(dir, `out-${counter++}`) })).rejects.toThrow(
-      /tokenizer_source: token "t3" is id 3 in .* but id 4 in .*; mergekit would move or average embedding rows/,
-    );
+    const r = parseRecipe(recipe(a, b, { tokenizer_source: a }));
+    const ckpts = await Promise.all(r.models.map((m) => openCheckpoint(m)));
+    const rebuilt = await rebuildVocabulary(r, ckpts, path.join(dir, `out-${counter++}`));
+    try {
+      expect(rebuilt.vocabulary?.kind).toBe('rebuild');
+      for (const name of ['model.embed_tokens.weight', 'lm_head.weight']) {
+        const [was, now] = await Promise.all([readTensorBytes(ckpts[1].tensors.get(name)!), readTensorBytes(rebuilt.ckpts[1].tensors.get(name)!)]);
+        const row = (buf: Buffer, i: number) => buf.subarray(i * 32, (i + 1) * 32);
+        expect(now.length).toBe(30 * 32);
+        for (let i = 0; i < 30; i++) expect([name, i, row(now, i)]).toEqual([name, i, row(was, i === 3 ? 4 : i === 4 ? 3 : i)]);
+      }
+    } finally {
+      await rebuilt.cleanup();
+    }
     const [c, d] = await pair(33, [vocabulary(41), vocabulary(41)]);
     await expect(merge(parseRecipe(recipe(c, d, { tokenizer_source: c })), { output: path.join(dir, `out-${counter++}`) })).rejects.toThrow(
-      /ids up to 40, past its config vocab_size 40/,
+      /at id 40, past its config vocab_size 40/,
     );
   });
 });

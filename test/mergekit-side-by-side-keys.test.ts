@@ -20,6 +20,8 @@ import { FloatDtype } from '../lib/format/dtypes';
 import { testIf } from './helpers/skip';
 import { readLoraAdapter } from '../lib/recipes/lora/lora-adapter';
 import { decodeMatrix } from '../lib/recipes/lora/lora-delta';
+import { readTokenizerVocabulary } from '../lib/recipes/tokenizer-vocabulary';
+import { isEmbeddingMatrix } from '../lib/recipes/tokenizer-source';
 
 const PYTHON = process.env.WEIGHTMIX_MERGEKIT_PYTHON;
 const sideBySide = testIf(PYTHON !== undefined && PYTHON !== '', 'WEIGHTMIX_MERGEKIT_PYTHON is not set (a Python that can import mergekit and peft)');
@@ -80,6 +82,49 @@ async function bitDistance(ours: string, theirs: string): Promise<BitDistance> {
   return d;
 }
 
+/**
+ * Two outputs of a vocabulary rebuild: the same tokens (mergekit orders the union's new tokens by a hash
+ * map's iteration, so ids may differ), the same added tokens; embedding rows compared token by token
+ * (padding rows by position), in units in the last place.
+ */
+async function vocabularyDistance(ours: string, theirs: string, kept: string[]): Promise<{ rows: BitDistance; padding: BitDistance; tensors: number }> {
+  const [a, b] = await Promise.all([openCheckpoint(ours), openCheckpoint(theirs)]);
+  const [va, vb] = [readTokenizerVocabulary(a)!, readTokenizerVocabulary(b)!];
+  expect([...va.vocab.keys()].sort()).toEqual([...vb.vocab.keys()].sort());
+  // `kept`: tokens entries for tokens already in the vocabulary, which mergekit re-adds as plain added tokens and weightmix leaves as they are.
+  const settings = (v: typeof va) =>
+    [...v.added.values()]
+      .filter((t) => !kept.includes(t.content))
+      .map((t) => JSON.stringify({ ...t, id: undefined }))
+      .sort();
+  expect(settings(va)).toEqual(settings(vb));
+  expect(a.config?.vocab_size).toEqual(b.config?.vocab_size);
+  const rows: BitDistance = { maxUlps: 0, signFlips: 0, differing: 0, elements: 0, relL2: 0 };
+  const padding: BitDistance = { ...rows };
+  const count = (d: BitDistance, p: number, q: number, dtype: FloatDtype) => {
+    d.elements++;
+    if (p === q) return;
+    d.differing++;
+    if (Math.sign(decodeFloat(p, dtype)) === Math.sign(decodeFloat(q, dtype))) d.maxUlps = Math.max(d.maxUlps, Math.abs(p - q));
+    else d.signFlips++;
+  };
+  let tensors = 0;
+  for (const name of b.names.filter(isEmbeddingMatrix)) {
+    const [ta, tb] = [a.tensors.get(name)!, b.tensors.get(name)!];
+    expect([name, ta.dtype, ta.shape]).toEqual([name, tb.dtype, tb.shape]);
+    const dtype = ta.dtype as FloatDtype;
+    const cols = ta.shape[1];
+    const [xa, xb] = await Promise.all([readTensorBytes(ta), readTensorBytes(tb)]);
+    for (const [token, j] of vb.vocab) {
+      const i = va.vocab.get(token)!;
+      for (let k = 0; k < cols; k++) count(rows, elementBits(xa, i * cols + k, dtype), elementBits(xb, j * cols + k, dtype), dtype);
+    }
+    for (let e = vb.vocab.size * cols; e < ta.elementCount; e++) count(padding, elementBits(xa, e, dtype), elementBits(xb, e, dtype), dtype);
+    tensors++;
+  }
+  return { rows, padding, tensors };
+}
+
 describe('recipe keys against mergekit, PEFT and transformers', () => {
   let dir: string;
   let A: string;
@@ -87,6 +132,9 @@ describe('recipe keys against mergekit, PEFT and transformers', () => {
   let C: string;
   let N: string;
   let adapter: string;
+  let U: string;
+  let V: string;
+  let W: string;
   const table: string[] = [];
 
   beforeAll(async () => {
@@ -100,6 +148,10 @@ describe('recipe keys against mergekit, PEFT and transformers', () => {
     N = (await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 3, delta: 0.01 })).thinking;
     adapter = path.join(dir, 'adapter');
     python([HELPER, 'make', A, adapter]);
+    // Vocabularies that differ: U and V share all but their last 4 regular tokens; W has V's, with other values.
+    const vocab = await makeCheckpointPair({ dir: path.join(dir, 'vocab'), shape: 'tiny', seed: 5, extraTokens: 4 });
+    [U, V] = [vocab.instruct, vocab.thinking];
+    W = (await makeCheckpointPair({ dir: path.join(dir, 'vocab2'), shape: 'tiny', seed: 6, extraTokens: 4 })).thinking;
   }, 300000);
 
   afterAll(async () => {
@@ -116,6 +168,13 @@ describe('recipe keys against mergekit, PEFT and transformers', () => {
     ],
     dtype: 'float32',
     ...extra,
+  });
+
+  /** A linear merge of the named fixtures (U, V, W: replaced by their folders) in f32; weight 1 for the `k`th, 0 for the others. */
+  const linearOf = (names: string[]) => (k: number) => ({
+    merge_method: 'linear',
+    models: names.map((m, i) => ({ model: m, parameters: { weight: i === k ? 1 : 0 } })),
+    dtype: 'float32',
   });
 
   const templates = ['chatml', 'llama3', 'mistral', 'auto', "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"];
@@ -219,6 +278,85 @@ describe('recipe keys against mergekit, PEFT and transformers', () => {
       table.push(`LoRA linear: mergekit vs weightmix over PEFT's model | max ${same.maxUlps} F32 ulps, relative L2 ${same.relL2.toExponential(2)}`);
       table.push(`LoRA linear: mergekit vs weightmix's own LoRA | ${d.differing} of ${d.elements} elements differ, relative L2 ${d.relL2.toExponential(2)}`);
       expect([same.maxUlps, same.signFlips]).toEqual([0, 0]);
+    },
+    600000,
+  );
+  // Each recipe is run once per model with that model's weight 1 and the others' 0: the output is that model's rebuilt rows.
+  const unionRecipes: [string, string[], Record<string, unknown>][] = [
+    ['tokenizer_source: union, base_model', ['U', 'V'], { base_model: 'U', tokenizer_source: 'union' }],
+    ['tokenizer_source: a model whose vocabulary differs', ['U', 'V'], { tokenizer_source: 'V' }],
+    [
+      'tokenizer: union, a base that lacks tokens two others hold (means), tokens (force, model_token, a new token), pad_to_multiple_of',
+      ['U', 'V', 'W'],
+      {
+        // With no base_model mergekit builds on a tokenizer picked by a set's order, so the base is given.
+        base_model: 'U',
+        tokenizer: {
+          source: 'union',
+          tokens: {
+            // (kind: zero is left out: mergekit fails on it, an UnboundLocalError in compute_default_embedding)
+            '<own-0>': { source: 'W', force: true },
+            '<fill-110>': { source: { kind: 'model_token', model: 'U', token_id: 7 }, force: true },
+            '<brand-new>': { source: { kind: 'model_token', model: 'V', token: 'a' } },
+          },
+          pad_to_multiple_of: 64,
+        },
+      },
+    ],
+  ];
+  sideBySide(
+    "tokenizer union and the tokenizer block: mergekit's vocabulary, tokenizer files and embedding rows, token by token",
+    async () => {
+      for (const [i, [title, names, extra]] of unionRecipes.entries()) {
+        const rows: BitDistance = { maxUlps: 0, signFlips: 0, differing: 0, elements: 0, relL2: 0 };
+        const padding: BitDistance = { ...rows };
+        for (const k of names.keys()) {
+          const written = { ...linearOf(names)(k), ...extra };
+          const doc = JSON.parse(JSON.stringify(written).replace(/"([UVW])"/g, (_, m: string) => JSON.stringify({ U, V, W }[m])));
+          const ours = path.join(dir, `wm-vocab-${i}-${k}`);
+          const theirs = path.join(dir, `mk-vocab-${i}-${k}`);
+          await merge(parseRecipe(doc), { output: ours, threads: 2 });
+          mergekit(doc, path.join(dir, `vocab-${i}-${k}.yml`), theirs);
+          const d = await vocabularyDistance(ours, theirs, ['<fill-110>']);
+          expect(d.tensors).toBe(2);
+          for (const [sum, one] of [
+            [rows, d.rows],
+            [padding, d.padding],
+          ]) {
+            sum.differing += one.differing;
+            sum.elements += one.elements;
+            sum.signFlips += one.signFlips;
+            sum.maxUlps = Math.max(sum.maxUlps, one.maxUlps);
+          }
+        }
+        table.push(
+          `${title} | ${names.length} models' embed_tokens and lm_head rows: ${rows.differing} of ${rows.elements} elements differ (max ${rows.maxUlps} F32 ulps); ` +
+            `padding rows: ${padding.differing} of ${padding.elements} differ (max ${padding.maxUlps} ulps)`,
+        );
+        expect([title, rows.maxUlps, rows.signFlips]).toEqual([title, 0, 0]);
+        // Padding rows are a mean over every row: weightmix's is correctly rounded (f64 sum), torch.mean's f32 sum is a few ulps off.
+        expect([title, padding.maxUlps <= 4, padding.signFlips]).toEqual([title, true, 0]);
+      }
+    },
+    900000,
+  );
+
+  sideBySide(
+    "modules: {default: …}: mergekit's module parameters between a model's and the recipe's",
+    async () => {
+      const doc = {
+        merge_method: 'linear',
+        dtype: 'float32',
+        parameters: { normalize: false, weight: 0.25 },
+        modules: { default: { parameters: { weight: 1 }, models: [{ model: A }, { model: B, parameters: { weight: 0.5 } }] } },
+      };
+      const ours = path.join(dir, 'wm-modules');
+      const theirs = path.join(dir, 'mk-modules');
+      await merge(parseRecipe(doc), { output: ours, threads: 2 });
+      mergekit(doc, path.join(dir, 'modules.yml'), theirs);
+      const d = await bitDistance(ours, theirs);
+      table.push(`modules: {default} (linear) | ${d.differing} of ${d.elements} elements differ, max ${d.maxUlps} F32 ulps`);
+      expect([d.maxUlps, d.signFlips]).toEqual([0, 0]);
     },
     600000,
   );

@@ -9,9 +9,21 @@ setUpRecipeModels();
 describe('refusals name what they refuse', () => {
   const refuses = (doc: unknown, message: RegExp) => expect(() => parseRecipe(doc as Record<string, unknown>)).toThrow(message);
 
-  test("an unknown top-level key; 'modules' with its reason", () => {
+  test("an unknown top-level key; a module other than mergekit's 'default' with its reason (the default module: recipe-modules.test.ts)", () => {
     refuses(lin({ name: 'x' }), /unsupported key 'name'/);
-    refuses(lin({ modules: { text_decoder: { models: [{ model: A }] } } }), /recipe: 'modules' is not supported: .*per-architecture definitions/);
+    const modules = (m: Record<string, unknown>) => ({ merge_method: 'linear', modules: m });
+    refuses(
+      modules({ text_decoder: { models: [{ model: A }] } }),
+      /modules: 'text_decoder' is not supported: weightmix merges one module, mergekit's 'default'.*vision tower/,
+    );
+    refuses(modules({}), /modules: '' is not supported/);
+    refuses(lin({ modules: { default: { models: [{ model: A }] } } }), /give exactly one of 'models', 'slices' or 'modules'/);
+    refuses(modules({ default: { models: [{ model: A }], base_model: A } }), /modules.default: unsupported key 'base_model'/);
+    refuses(modules({ default: { parameters: { weight: 1 } } }), /modules.default: give exactly one of 'models' or 'slices'/);
+    refuses(
+      modules({ default: { models: [{ model: A, parameters: { density: 1 } }] } }),
+      /modules.default.models\[0\].parameters: merge_method linear takes no parameter 'density'|takes no parameter 'density'/,
+    );
   });
   test('keys in a models entry, a slice and a source', () => {
     refuses({ merge_method: 'linear', models: [{ model: A, layer_range: [0, 1] }] }, /models\[0\]: unsupported key 'layer_range'/);
@@ -79,10 +91,10 @@ describe('refusals name what they refuse', () => {
       /appears twice in one slice/,
     );
   });
-  test('values: dtype names, tokenizer_source union and unknown models, random_seed, parameter shapes', () => {
+  test('values: dtype names, tokenizer_source unknown models, random_seed, parameter shapes', () => {
     refuses(lin({ dtype: 'bf16' }), /dtype: expected one of bfloat16, float16, float32/);
     refuses(lin({ out_dtype: 'int8' }), /out_dtype: expected one of/);
-    refuses(lin({ tokenizer_source: 'union' }), /tokenizer_source: "union" is not supported/);
+    expect(parseRecipe(lin({ tokenizer_source: 'union' })).vocabularyFrom).toBe('union'); // supported now: recipe-tokenizer-union.test.ts
     refuses(lin({ tokenizer_source: 'base' }), /'base' needs a base_model/);
     refuses(lin({ tokenizer_source: C }), /is not one of the recipe's models/);
     refuses(lin({ random_seed: -1 }), /random_seed: expected a non-negative integer/);

@@ -1,4 +1,4 @@
-/** mergekit's `tokenizer:` block where it is the vocabulary cut of `tokenizer_source`, and its refusals. */
+/** mergekit's `tokenizer:` block where it is the vocabulary cut of `tokenizer_source`, and what the parser refuses. */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -86,17 +86,12 @@ test('tokenizer: {source: B} writes what tokenizer_source: B writes; a tokens en
   }
 });
 
-test('refusals: both keys, union (the default source), force, a token to add, padding that adds rows, unknown keys', async () => {
+test('refusals: both keys, unknown keys, padding of 0, base without a base model (union, force, new tokens and padding that adds rows: recipe-tokenizer-union.test.ts)', () => {
   const refuses = (extra: Record<string, unknown>, message: RegExp) => expect(() => parseRecipe(recipe(extra))).toThrow(message);
   refuses({ tokenizer_source: B, tokenizer: { source: B } }, /give either 'tokenizer_source' or a 'tokenizer' block, not both/);
-  refuses({ tokenizer: {} }, /tokenizer.source: "union" is not supported: a union vocabulary appends other models' tokens .* one range per model/);
-  refuses({ tokenizer: { source: 'union' } }, /tokenizer.source: "union" is not supported/);
-  refuses({ tokenizer: { source: B, tokens: { t1: { source: A, force: true } } } }, /tokenizer.tokens."t1": force replaces the token's row/);
   refuses({ tokenizer: { source: B, extra: 1 } }, /tokenizer: unsupported key 'extra'/);
   refuses({ tokenizer: { source: B, pad_to_multiple_of: 0 } }, /pad_to_multiple_of: expected a positive integer/);
   refuses({ tokenizer: { source: 'base' } }, /tokenizer.source: 'base' needs a base_model/);
-  const fails = (block: Record<string, unknown>, message: RegExp) =>
-    expect(merge(parseRecipe(recipe({ tokenizer: block })), { output: path.join(dir, `out-${counter++}`) })).rejects.toThrow(message);
-  await fails({ source: B, tokens: { '<|new|>': { source: A } } }, /tokenizer.tokens: "<\|new\|>" is not in the vocabulary; mergekit adds it/);
-  await fails({ source: B, pad_to_multiple_of: 16 }, /tokenizer.pad_to_multiple_of: 30 rows would be padded to 32 with each model's mean embedding row/);
+  refuses({ tokenizer: { source: B, tokens: { t1: { source: A, force: 'yes' } } } }, /tokenizer.tokens."t1".force: expected true or false/);
+  expect(parseRecipe(recipe({ tokenizer: {} })).vocabularyFrom).toBe('union');
 });

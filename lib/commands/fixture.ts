@@ -37,6 +37,7 @@ interface FixtureCliOptions {
   seed?: number;
   dtype: FixtureDtype;
   delta: number;
+  extraTokens?: number;
   force?: boolean;
   quiet?: boolean;
 }
@@ -55,6 +56,11 @@ export function register(program: Command): void {
     .option('--seed <n>', 'uint32 seed; the same seed gives the same bytes', wholeNumber('--seed'))
     .addOption(new Option('--dtype <dtype>', 'element type').choices(FIXTURE_DTYPES).default('BF16'))
     .option('--delta <x>', 'relative distance of Thinking from Instruct', relativeDistance, DEFAULT_DELTA)
+    .option(
+      '--extra-tokens <n>',
+      "vocabularies that differ: both fill every id below the special tokens, Thinking's last n its own (for tokenizer_source: union)",
+      wholeNumber('--extra-tokens'),
+    )
     .option('--force', 'replace existing instruct/ and thinking/ folders')
     .option('--quiet', 'no progress line')
     .action(async (opts: FixtureCliOptions) => {
@@ -72,6 +78,7 @@ export function register(program: Command): void {
           seed: opts.seed,
           dtype: opts.dtype,
           delta: opts.delta,
+          extraTokens: opts.extraTokens,
           overwrite: opts.force,
           signal: signals.signal,
           onProgress: opts.quiet

@@ -209,12 +209,12 @@ async function takeLock(lockFile: string, target: string): Promise<void> {
   throw new WeightmixError('OutputLocked', `cannot lock ${target}`);
 }
 
-// What a run leaves beside an output NAME: `.NAME.weightmix-tmp-PID-…`, `.NAME.weightmix-old-PID`, `.NAME.weightmix-lora-PID-…`
+// What a run leaves beside an output NAME: `.NAME.weightmix-tmp-PID-…`, `.NAME.weightmix-old-PID`, `.NAME.weightmix-lora-PID-…`, `.NAME.weightmix-vocab-PID-…`
 // (a recipe's adapted tensors, recipes/lora/adapted-models.ts), `.NAME[.part-I-of-N].weightmix.lock`.
-const LEFTOVER = /^\.(.+?)(?:\.weightmix-(tmp|old|lora)-(\d+)(?:-[0-9A-Za-z]+)?|(?:\.part-\d+-of-\d+)?\.weightmix\.lock)$/;
+const LEFTOVER = /^\.(.+?)(?:\.weightmix-(tmp|old|lora|vocab)-(\d+)(?:-[0-9A-Za-z]+)?|(?:\.part-\d+-of-\d+)?\.weightmix\.lock)$/;
 
 /** The name of a folder beside `output` that `removeStale` removes once the process `pid` is gone. */
-export function leftoverName(output: string, kind: 'tmp' | 'old' | 'lora', pid = process.pid): string {
+export function leftoverName(output: string, kind: 'tmp' | 'old' | 'lora' | 'vocab', pid = process.pid): string {
   return `.${path.basename(output)}.weightmix-${kind}-${pid}`;
 }
 

@@ -21,7 +21,9 @@ import { OutputTransaction } from '../engine/output';
 import { planMerge, PlannedModel, TensorRecipe } from '../engine/plan';
 import { TORCH_DTYPE_NAMES } from '../format/dtypes';
 import { configDtype } from './output-dtype';
-import { setConfigVocabSize } from './tokenizer-source';
+import { setConfigVocabSize, VocabularyPlan } from './tokenizer-source';
+import { rebuildVocabulary } from './vocabulary-rebuild';
+import { writeAddedTokens } from './tokenizer-files';
 import { chooseChatTemplate, writeChatTemplate } from './chat-template';
 import { parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
@@ -137,11 +139,16 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   const direct = options.direct ?? true;
   const device = parseDevice(options.device, name('device'));
   const outDir = path.resolve(options.output);
-  const { ckpts, cleanup } = await openRecipeModels(recipe, outDir, options);
+  const adapted = await openRecipeModels(recipe, outDir, options);
   try {
-    return await mergeModels(recipe, ckpts, outDir, { threads, blockBytes, direct, device }, options, name, started);
+    const { ckpts, vocabulary, cleanup } = await rebuildVocabulary(recipe, adapted.ckpts, outDir);
+    try {
+      return await mergeModels(recipe, ckpts, vocabulary, outDir, { threads, blockBytes, direct, device }, options, name, started);
+    } finally {
+      await cleanup();
+    }
   } finally {
-    await cleanup();
+    await adapted.cleanup();
   }
 }
 
@@ -149,13 +156,14 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
 async function mergeModels(
   recipe: Recipe,
   ckpts: ModelCheckpoint[],
+  vocabulary: VocabularyPlan | null,
   outDir: string,
   { threads, blockBytes, direct, device }: { threads: number; blockBytes: number; direct: boolean; device: ReturnType<typeof parseDevice> },
   options: MergeOptions,
   name: OptionNamer,
   started: bigint,
 ): Promise<RecipeMergeSummary> {
-  const planned = planRecipe(recipe, ckpts);
+  const planned = planRecipe(recipe, ckpts, vocabulary);
   const { tensors: out, layers, views } = planned;
 
   // Statistics passes first: the moments the method asks for (slerp angles, model_stock cosines), then sparsification thresholds.
@@ -244,7 +252,10 @@ export async function finishRecipeOutput(
   const written = configDtype(out.map((t) => ({ dtype: recipes.get(t.name)!.dtype, elements: views[t.sources[0].model].get(t.name)!.elementCount })));
   const stated: unknown = from.config?.dtype ?? from.config?.torch_dtype;
   await copySidecars(from, model.dir, written && stated !== TORCH_DTYPE_NAMES[written] ? written : undefined);
-  if (planned.vocabRows !== null) await setConfigVocabSize(model.dir, planned.vocabRows);
+  if (planned.vocabulary !== null) {
+    await setConfigVocabSize(model.dir, planned.vocabulary.rows);
+    await writeAddedTokens(model.dir, planned.vocabulary.vocabulary);
+  }
   // mergekit sets the template on the tokenizer it saves; with no tokenizer to save it writes none.
   const hasTokenizer = from.sidecars.some((n) => TOKENIZER_FILES.includes(n));
   const chatTemplate = hasTokenizer ? chooseChatTemplate(recipe.chatTemplate, ckpts) : null;
@@ -263,9 +274,7 @@ export async function finishRecipeOutput(
       `merge_method: ${recipe.method}, from a mergekit recipe (${recipe.form} form)`,
       "arithmetic in f32, one round-to-nearest-even to the output dtype (the recipe's dtype sets only the output dtype when out_dtype is absent)",
       `config, tokenizer and templates from ${recipe.modelNames[recipe.tokenizerSource]}`,
-      ...(planned.vocabRows !== null
-        ? [`embed_tokens and lm_head cut to the ${planned.vocabRows} rows of that tokenizer's vocabulary (tokenizer_source, as mergekit rebuilds them)`]
-        : []),
+      ...(planned.vocabulary === null ? [] : [vocabularyLine(recipe, planned.vocabulary)]),
       ...recipe.adapters.flatMap((a, i) =>
         a === null ? [] : [`${recipe.modelNames[i]}: the LoRA adapter applied first (W + scale·B·A in f64, rounded once to each tensor's dtype)`],
       ),
@@ -277,6 +286,15 @@ export async function finishRecipeOutput(
     ],
     recipe: recipeRecord(recipe, ckpts),
   });
+}
+
+function vocabularyLine(recipe: Recipe, plan: VocabularyPlan): string {
+  const which = recipe.vocabularyFrom === 'union' ? "the union of the models' vocabularies" : "that tokenizer's vocabulary";
+  if (plan.kind === 'cut') return `embed_tokens and lm_head cut to the ${plan.rows} rows of ${which} (as mergekit rebuilds them)`;
+  return (
+    `embed_tokens and lm_head rebuilt for the ${plan.rows} rows of ${which}, as mergekit's PermutedEmbeddings: ` +
+    "each model's own row of a token it has; else the recipe's tokens entry, the only holder's row, the base model's, or the mean over the holders (f64, rounded once)"
+  );
 }
 
 /** The files that make a tokenizer (transformers loads one from any of them). */

@@ -90,12 +90,19 @@ export interface ParameterScope {
   modelParams: Map<number, ParameterMap>;
   /** The slice's own `parameters:` (none for tensors outside the decoder layers). */
   sliceParams?: ParameterMap;
+  /** `modules: {default: {parameters}}` (mergekit's module level). */
+  moduleParams?: ParameterMap;
   globalParams?: ParameterMap;
 }
 
 /** mergekit's ConfigReader.parameter: the first level that yields a value wins. */
 export function lookupParameter(scope: ParameterScope, name: string, model?: number): Scalar | undefined {
-  const levels: (ParameterMap | undefined)[] = [model === undefined ? undefined : scope.modelParams.get(model), scope.sliceParams, scope.globalParams];
+  const levels: (ParameterMap | undefined)[] = [
+    model === undefined ? undefined : scope.modelParams.get(model),
+    scope.sliceParams,
+    scope.moduleParams,
+    scope.globalParams,
+  ];
   for (const level of levels) {
     if (!level || !(name in level)) continue;
     const v = evaluateSetting(scope.tensorName, level[name], scope.t);

@@ -17,7 +17,7 @@ import type { RamPlusTensor } from './ram-counts';
 import type { RowWiseTensor } from './row-wise';
 import { classifyTensor } from '../model/tensor-names';
 import { tensorOutputDtype } from './output-dtype';
-import { firstRows, isEmbeddingMatrix, vocabularyRows } from './tokenizer-source';
+import { firstRows, isEmbeddingMatrix, planVocabulary, VocabularyPlan } from './tokenizer-source';
 
 /** One output tensor: where its data comes from and how its parameters are looked up. */
 export interface OutputTensor {
@@ -52,8 +52,10 @@ export interface RecipePlan {
   methodTensors: Map<string, Omit<MethodTensor, 'moments' | 'notice'>>;
   /** Each pair once, in output order: the input of the moments pass (slerp angles, model_stock cosines). */
   momentPairs: MomentPair[];
-  /** With tokenizer_source: the rows embed_tokens and lm_head are cut to; else null. */
+  /** With tokenizer_source or a tokenizer block: the rows of embed_tokens and lm_head; else null. */
   vocabRows: number | null;
+  /** The output vocabulary (null without those keys). */
+  vocabulary: VocabularyPlan | null;
 }
 
 /** mergekit's default maximum shard size (5 billion bytes). */
@@ -121,7 +123,7 @@ export function planOutputTensors(
           layer: outLayer,
           base,
           sources: members.map((m) => ({ model: m.model, name: renameLayer(name, m.start + i) })),
-          scope: { tensorName: outName, t, modelParams, sliceParams, globalParams: recipe.parameters },
+          scope: { tensorName: outName, t, modelParams, sliceParams, moduleParams: recipe.moduleParameters, globalParams: recipe.parameters },
         });
       }
       layerSources.push({ model: first.model, layer: srcLayer });
@@ -151,7 +153,14 @@ export function planOutputTensors(
       layer: null,
       base: from.base,
       sources: from.models.map((model) => ({ model, name })),
-      scope: { tensorName: name, t: 0, modelParams: from.modelParams, sliceParams: from.sliceParams, globalParams: recipe.parameters },
+      scope: {
+        tensorName: name,
+        t: 0,
+        modelParams: from.modelParams,
+        sliceParams: from.sliceParams,
+        moduleParams: recipe.moduleParameters,
+        globalParams: recipe.parameters,
+      },
     };
     (cls.module === 'embed' ? before : after).push(entry);
   }
@@ -183,8 +192,11 @@ function outputLayout(layoutCkpt: Checkpoint, out: OutputTensor[], first: (t: Ou
   return { shards: groups.map((tensors, i) => ({ name: shardName(i), tensors })), indexed: groups.length > 1 || layoutCkpt.indexed };
 }
 
-/** Output tensors, their sources (checked to exist with one shape), the shard layout and the moments the method needs. */
-export function planRecipe(recipe: Recipe, ckpts: Checkpoint[]): RecipePlan {
+/**
+ * Output tensors, their sources (checked to exist with one shape), the shard layout and the moments the method needs.
+ * `vocabulary`: the output vocabulary when the caller has planned it (and rebuilt the models' embeddings); planned here otherwise.
+ */
+export function planRecipe(recipe: Recipe, ckpts: Checkpoint[], vocabulary?: VocabularyPlan | null): RecipePlan {
   const method = methodFor(recipe.method);
   const { tensors, layers, layerSources } = planOutputTensors(recipe, ckpts);
   const label = (m: number) => recipe.modelNames[m];
@@ -208,11 +220,23 @@ export function planRecipe(recipe: Recipe, ckpts: Checkpoint[]): RecipePlan {
     }
   }
 
-  // tokenizer_source: embed_tokens and lm_head cut to the vocabulary's rows (mergekit's rebuild, where it is a cut).
-  const vocabRows = vocabularyRows(recipe, ckpts);
-  if (vocabRows !== null) {
-    for (const t of tensors)
-      if (isEmbeddingMatrix(t.name)) for (const s of t.sources) views[s.model].set(t.name, firstRows(views[s.model].get(t.name)!, vocabRows));
+  // tokenizer_source: embed_tokens and lm_head cut to the vocabulary's rows (mergekit's rebuild, where it is a cut), or rebuilt before planning.
+  const vocab = vocabulary === undefined ? planVocabulary(recipe, ckpts) : vocabulary;
+  const vocabRows = vocab?.rows ?? null;
+  if (vocab !== null) {
+    for (const t of tensors) {
+      if (!isEmbeddingMatrix(t.name)) continue;
+      for (const s of t.sources) {
+        const loc = views[s.model].get(t.name)!;
+        if (vocab.kind === 'rebuild' && loc.shape[0] !== vocab.rows) {
+          throw new WeightmixError(
+            'UnsupportedRecipe',
+            "tokenizer: the output vocabulary needs each model's embedding rows rebuilt, which a batch does not do yet: merge this recipe on its own",
+          );
+        }
+        views[s.model].set(t.name, firstRows(loc, vocab.rows));
+      }
+    }
   }
 
   const methodTensors = new Map<string, Omit<MethodTensor, 'moments' | 'notice'>>();
@@ -231,7 +255,7 @@ export function planRecipe(recipe: Recipe, ckpts: Checkpoint[]): RecipePlan {
     }
   }
   const layout = outputLayout(ckpts[layoutModel(recipe)], tensors, (t) => views[t.sources[0].model].get(t.name)!);
-  return { tensors, layers, layerSources, views, layout, methodTensors, momentPairs, vocabRows };
+  return { tensors, layers, layerSources, views, layout, methodTensors, momentPairs, vocabRows, vocabulary: vocab };
 }
 
 /** Each model seen through the output's names (output name → its source tensor): the planner's checkpoints. */

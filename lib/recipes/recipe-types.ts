@@ -4,6 +4,18 @@ import type { ParameterMap } from './recipe-params';
 import type { MergeMethodName } from '../merge-method-names';
 import type { ChatTemplateSetting } from './chat-template';
 
+/** A `tokens` entry's source, with models as recipe indices. */
+export type TokenRowSource =
+  { kind: 'model'; model: number } | { kind: 'zero' } | { kind: 'model_token'; model: number; tokenId: number | null; token: string | null };
+
+/** A `tokens` entry of the tokenizer block. */
+export interface TokenSetting {
+  /** Where the token's row comes from when a model lacks the token (or, with `force`, in every model). */
+  source: TokenRowSource;
+  /** mergekit's `force`: every model takes the row from `source`, not only the models that lack the token. */
+  force: boolean;
+}
+
 /** One model's contribution to a slice. */
 export interface RecipeSource {
   /** Index into `Recipe.models`. */
@@ -42,6 +54,8 @@ export interface Recipe {
   form: 'models' | 'slices';
   /** The recipe's top-level `parameters`. */
   parameters: ParameterMap;
+  /** `modules: {default: {parameters}}`: looked up after the slice's and before the recipe's (empty without `modules`). */
+  moduleParameters: ParameterMap;
   /** Per-model parameters of the `models:` form (they also apply to tensors outside the layers). */
   modelParameters: Map<number, ParameterMap>;
   /** Arithmetic is always f32 here; `dtype` only sets the output dtype when `out_dtype` is absent. */
@@ -50,10 +64,10 @@ export interface Recipe {
   outDtype: FloatDtype | null;
   /** Model index whose config, tokenizer and templates the output gets. */
   tokenizerSource: number;
-  /** With `tokenizer_source` given: the model whose vocabulary the embeddings are rebuilt for (mergekit); else null. */
-  vocabularyFrom: number | null;
-  /** The `tokenizer` block's `tokens` (token → force) and `pad_to_multiple_of`, checked against the vocabulary when planning; null without the block. */
-  vocabularyOptions: { tokens: Map<string, boolean>; padToMultipleOf: number | null } | null;
+  /** With `tokenizer_source` or a `tokenizer` block: the model whose vocabulary the embeddings are rebuilt for, or 'union' (every model's); else null. */
+  vocabularyFrom: number | 'union' | null;
+  /** The `tokenizer` block's `tokens` (token → its row's source, force) and `pad_to_multiple_of`; null without the block. */
+  vocabularyOptions: { tokens: Map<string, TokenSetting>; padToMultipleOf: number | null } | null;
   /** `random_seed` (DARE masks), or null. */
   randomSeed: number | null;
   /** `chat_template`: the template text to write, or `auto` (the models' most common); null: the tokenizer source's as it is. */

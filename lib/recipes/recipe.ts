@@ -12,7 +12,8 @@ import { ParameterMap, validateSetting } from './recipe-params';
 import { methodFor } from './methods';
 import type { Recipe, RecipeSlice } from './recipe-types';
 import { parseChatTemplate } from './chat-template';
-import { parseTokenizerBlock, UNION_REFUSAL } from './tokenizer-block';
+import { parseTokenizerBlock } from './tokenizer-block';
+import { DECODER_MODULE, recipeBody } from './recipe-modules';
 
 export type { Recipe, RecipeSlice, RecipeSource } from './recipe-types';
 
@@ -28,14 +29,12 @@ const TOP_KEYS = [
   'random_seed',
   'chat_template',
   'tokenizer',
+  'modules',
 ];
 const MODEL_KEYS = ['model', 'parameters'];
 /** residual_weight: mergekit declares it on a slice and never reads it, so it is accepted and does nothing here either. */
 const SLICE_KEYS = ['sources', 'parameters', 'residual_weight', 'base_model'];
 const SOURCE_KEYS = ['model', 'layer_range', 'parameters'];
-/** Why mergekit's per-module configs are refused. */
-const MODULES_REFUSAL =
-  "mergekit maps each module (a vision tower beside the decoder) through its per-architecture definitions (tensor prefix, layer naming and count); weightmix knows one module, the decoder's layers (write the recipe with 'models' or 'slices')";
 /** mergekit's dtype names (torch's) → ours. */
 const DTYPES: Record<string, FloatDtype> = Object.fromEntries(FLOAT_DTYPES.map((d) => [TORCH_DTYPE_NAMES[d], d]));
 
@@ -161,7 +160,6 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     }
   }
   const top = asObject(doc, 'recipe');
-  if (top.modules !== undefined) throw new WeightmixError('UnsupportedRecipe', `recipe: 'modules' is not supported: ${MODULES_REFUSAL}`);
   refuseUnknown(top, TOP_KEYS, 'recipe');
   const baseDir = options.baseDir ?? process.cwd();
 
@@ -189,15 +187,18 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     return i;
   };
 
-  const hasModels = top.models !== undefined;
-  const hasSlices = top.slices !== undefined;
-  if (hasModels === hasSlices) throw recipeError("recipe: give exactly one of 'models' or 'slices'");
+  const body = recipeBody(top);
+  const at = body.at;
+  const hasModels = body.models !== undefined;
+  const hasSlices = body.slices !== undefined;
+  if (hasModels === hasSlices)
+    throw recipeError(at ? `${at.slice(0, -1)}: give exactly one of 'models' or 'slices'` : "recipe: give exactly one of 'models' or 'slices'");
 
   const slices: RecipeSlice[] = [];
   const modelParameters = new Map<number, ParameterMap>();
   if (hasModels) {
-    const sources = asList(top.models, 'models').map((entry, i) => {
-      const where = `models[${i}]`;
+    const sources = asList(body.models, `${at}models`).map((entry, i) => {
+      const where = `${at}models[${i}]`;
       const m = typeof entry === 'string' ? { model: entry } : asObject(entry, where);
       refuseUnknown(m, MODEL_KEYS, where);
       const model = modelIndex(m.model, `${where}.model`);
@@ -208,8 +209,8 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     });
     slices.push({ sources, parameters: {}, base: null });
   } else {
-    asList(top.slices, 'slices').forEach((s, i) => {
-      const where = `slices[${i}]`;
+    asList(body.slices, `${at}slices`).forEach((s, i) => {
+      const where = `${at}slices[${i}]`;
       const slice = asObject(s, where);
       refuseUnknown(slice, SLICE_KEYS, where);
       const sources = asList(slice.sources, `${where}.sources`).map((src, j) => {
@@ -241,7 +242,14 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
   let tokenizerSource = base ?? 0;
   const given = (v: unknown) => v !== undefined && v !== null;
   if (given(top.tokenizer_source) && given(top.tokenizer)) throw recipeError("give either 'tokenizer_source' or a 'tokenizer' block, not both (as mergekit)");
-  const block = given(top.tokenizer) ? parseTokenizerBlock(top.tokenizer) : null;
+  // A token's source must be one of the recipe's models (mergekit asserts it is part of the merge).
+  const knownModel = (written: unknown, where: string): number => {
+    if (typeof written !== 'string') throw recipeError(`${where}: expected a model`);
+    const i = indexOf(resolveModelPath(expand(written, where), baseDir, where));
+    if (i < 0) throw recipeError(`${where}: ${written} is not one of the recipe's models`);
+    return i;
+  };
+  const block = given(top.tokenizer) ? parseTokenizerBlock(top.tokenizer, knownModel) : null;
   const vocabularySource = block ? block.source : top.tokenizer_source;
   if (given(vocabularySource)) {
     const ts = vocabularySource;
@@ -249,16 +257,11 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     if (ts === 'base') {
       if (base === null) throw recipeError(`${key}: 'base' needs a base_model`);
     } else if (ts === 'union') {
-      throw new WeightmixError(
-        'UnsupportedRecipe',
-        `${key}: "union" is not supported: ${UNION_REFUSAL} (weightmix takes one model's vocabulary: 'base' or a model)`,
-      );
+      // The union is built on the base model's tokenizer (the first model's without a base), which the output's files come from.
     } else if (typeof ts !== 'string') {
       throw recipeError(`${key}: expected 'base', 'union' or a model, got ${JSON.stringify(ts)}`);
     } else {
-      const i = indexOf(resolveModelPath(expand(ts, key), baseDir, key));
-      if (i < 0) throw recipeError(`${key}: ${String(ts)} is not one of the recipe's models`);
-      tokenizerSource = i;
+      tokenizerSource = knownModel(ts, key);
     }
   }
 
@@ -277,11 +280,12 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     slices,
     form: hasModels ? 'models' : 'slices',
     parameters: parameters(top.parameters, 'parameters'),
+    moduleParameters: parameters(body.moduleParameters, `${at}parameters`),
     modelParameters,
     dtype: dtypeOf(top.dtype, 'dtype'),
     outDtype: dtypeOf(top.out_dtype, 'out_dtype'),
     tokenizerSource,
-    vocabularyFrom: given(vocabularySource) ? tokenizerSource : null,
+    vocabularyFrom: given(vocabularySource) ? (vocabularySource === 'union' ? 'union' : tokenizerSource) : null,
     vocabularyOptions: block ? { tokens: block.tokens, padToMultipleOf: block.padToMultipleOf } : null,
     randomSeed,
     chatTemplate: parseChatTemplate(top.chat_template),
@@ -294,7 +298,10 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
 
 /** Parameters the method does not take are refused, wherever they appear. */
 function checkParameterNames(recipe: Recipe, allowed: readonly string[]): void {
-  const maps: [string, ParameterMap][] = [['parameters', recipe.parameters]];
+  const maps: [string, ParameterMap][] = [
+    ['parameters', recipe.parameters],
+    [`modules.${DECODER_MODULE}.parameters`, recipe.moduleParameters],
+  ];
   recipe.slices.forEach((s, i) => {
     maps.push([recipe.form === 'slices' ? `slices[${i}].parameters` : 'parameters', s.parameters]);
     s.sources.forEach((src, j) => maps.push([recipe.form === 'slices' ? `slices[${i}].sources[${j}].parameters` : `models[${j}].parameters`, src.parameters]));

@@ -1,18 +1,15 @@
 /**
- * mergekit's `tokenizer:` block (`source`, `tokens`, `pad_to_multiple_of`), where it maps onto the
- * vocabulary cut of tokenizer-source.ts: `source` is `base` or a model (as `tokenizer_source`); a
- * `tokens` entry changes nothing when the token is in that vocabulary and not forced (every model keeps
- * its own row); `pad_to_multiple_of` changes nothing when the vocabulary is already a multiple. The
- * rest needs embedding rows moved, averaged or filled, which is refused with the reason.
+ * mergekit's `tokenizer:` block (mergekit/tokenizer/config.py): `source` (`union`, its default, `base` or
+ * a model), `tokens` (token → the source of its row: a model, `kind: zero`, or `kind: model_token` with
+ * a model's `token_id` or `token`; `force` replaces the row in every model; a token not in the
+ * vocabulary is added) and `pad_to_multiple_of`. Parsed here; tokenizer-source.ts builds the vocabulary.
  */
 import { WeightmixError } from '../errors';
-
-/** Why a union vocabulary (and rows built per token) is refused. */
-export const UNION_REFUSAL =
-  "a union vocabulary appends other models' tokens and builds each model's embed_tokens and lm_head row by row (a token a model lacks takes the base's row, its only holder's, or the mean over its holders), and the engine reads each tensor as one range per model";
+import type { TokenRowSource, TokenSetting } from './recipe-types';
 
 const BLOCK_KEYS = ['source', 'tokens', 'pad_to_multiple_of'];
 const TOKEN_KEYS = ['source', 'force'];
+const MODEL_TOKEN_KEYS = ['kind', 'model', 'token_id', 'token'];
 
 function invalid(message: string): WeightmixError {
   return new WeightmixError('InvalidRecipe', message);
@@ -21,57 +18,59 @@ function invalid(message: string): WeightmixError {
 export interface TokenizerBlock {
   /** `base`, `union` (mergekit's default) or a model reference, as written. */
   source: unknown;
-  /** token → force. */
-  tokens: Map<string, boolean>;
+  tokens: Map<string, TokenSetting>;
   padToMultipleOf: number | null;
 }
 
-export function parseTokenizerBlock(value: unknown): TokenizerBlock {
+/** A `tokens` entry's source; `model` resolves a model reference written in the recipe to its index. */
+function tokenSource(value: unknown, where: string, model: (written: unknown, where: string) => number): TokenRowSource {
+  if (value === undefined || value === null) throw invalid(`${where}: a source is required (mergekit stops on an entry without one)`);
+  if (typeof value === 'string') return { kind: 'model', model: model(value, where) };
+  if (typeof value !== 'object' || Array.isArray(value))
+    throw invalid(`${where}: expected a model, {kind: zero} or {kind: model_token, model, token_id | token}`);
+  const v = value as Record<string, unknown>;
+  if (v.kind === 'zero') {
+    if (Object.keys(v).length > 1) throw invalid(`${where}: {kind: zero} takes no other key`);
+    return { kind: 'zero' };
+  }
+  if (v.kind !== 'model_token') throw invalid(`${where}.kind: expected zero or model_token, got ${JSON.stringify(v.kind)}`);
+  const bad = Object.keys(v).filter((k) => !MODEL_TOKEN_KEYS.includes(k));
+  if (bad.length > 0) throw invalid(`${where}: unknown key '${bad[0]}' (model_token takes ${MODEL_TOKEN_KEYS.join(', ')})`);
+  const hasId = v.token_id !== undefined && v.token_id !== null;
+  const hasToken = v.token !== undefined && v.token !== null;
+  if (hasId === hasToken) throw invalid(`${where}: give exactly one of token_id or token (as mergekit)`);
+  if (hasId && (!Number.isInteger(v.token_id) || (v.token_id as number) < 0)) throw invalid(`${where}.token_id: expected a non-negative integer`);
+  if (hasToken && typeof v.token !== 'string') throw invalid(`${where}.token: expected a string`);
+  return {
+    kind: 'model_token',
+    model: model(v.model, `${where}.model`),
+    tokenId: hasId ? (v.token_id as number) : null,
+    token: hasToken ? (v.token as string) : null,
+  };
+}
+
+export function parseTokenizerBlock(value: unknown, model: (written: unknown, where: string) => number): TokenizerBlock {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid('tokenizer: expected a mapping');
   const block = value as Record<string, unknown>;
   const unknown = Object.keys(block).filter((k) => !BLOCK_KEYS.includes(k));
   if (unknown.length > 0)
     throw new WeightmixError('UnsupportedRecipe', `tokenizer: unsupported key '${unknown[0]}' (mergekit's block has ${BLOCK_KEYS.join(', ')})`);
-  const tokens = new Map<string, boolean>();
+  const tokens = new Map<string, TokenSetting>();
   if (block.tokens !== undefined && block.tokens !== null) {
     if (typeof block.tokens !== 'object' || Array.isArray(block.tokens)) throw invalid('tokenizer.tokens: expected a mapping of token → {source, force}');
     for (const [token, spec] of Object.entries(block.tokens as Record<string, unknown>)) {
       const where = `tokenizer.tokens.${JSON.stringify(token)}`;
+      if (token === '') throw invalid(`${where}: a token cannot be empty`);
       if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) throw invalid(`${where}: expected a mapping`);
       const bad = Object.keys(spec).filter((k) => !TOKEN_KEYS.includes(k));
       if (bad.length > 0) throw invalid(`${where}: unknown key '${bad[0]}' (mergekit takes ${TOKEN_KEYS.join(', ')})`);
       const force = (spec as { force?: unknown }).force ?? false;
       if (typeof force !== 'boolean') throw invalid(`${where}.force: expected true or false`);
-      if (force)
-        throw new WeightmixError('UnsupportedRecipe', `${where}: force replaces the token's row in every model's embeddings, which weightmix does not do`);
-      tokens.set(token, force);
+      tokens.set(token, { source: tokenSource((spec as { source?: unknown }).source, `${where}.source`, model), force });
     }
   }
   const pad = block.pad_to_multiple_of;
   if (pad !== undefined && pad !== null && (!Number.isInteger(pad) || (pad as number) <= 0))
     throw invalid('tokenizer.pad_to_multiple_of: expected a positive integer');
   return { source: block.source ?? 'union', tokens, padToMultipleOf: (pad as number | undefined) ?? null };
-}
-
-/** The block's entries against the chosen vocabulary: each a no-op there, or refused. */
-export function checkTokenizerBlock(
-  block: { tokens: Map<string, boolean>; padToMultipleOf: number | null },
-  vocabulary: Map<string, number>,
-  rows: number,
-): void {
-  for (const token of block.tokens.keys()) {
-    if (!vocabulary.has(token)) {
-      throw new WeightmixError(
-        'UnsupportedRecipe',
-        `tokenizer.tokens: ${JSON.stringify(token)} is not in the vocabulary; mergekit adds it and builds its embedding row, which weightmix does not do`,
-      );
-    }
-  }
-  const m = block.padToMultipleOf;
-  if (m !== null && rows % m !== 0) {
-    throw new WeightmixError(
-      'UnsupportedRecipe',
-      `tokenizer.pad_to_multiple_of: ${rows} rows would be padded to ${Math.ceil(rows / m) * m} with each model's mean embedding row, which weightmix does not do`,
-    );
-  }
 }

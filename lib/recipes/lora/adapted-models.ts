@@ -21,7 +21,7 @@ export interface RecipeModels {
 }
 
 /** The output's nearest folder that exists (the output transaction creates the others later). */
-function existingAncestor(dir: string): string {
+export function existingAncestor(dir: string): string {
   while (!fs.existsSync(dir)) dir = path.dirname(dir);
   return dir;
 }

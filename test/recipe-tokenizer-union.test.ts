@@ -1,0 +1,264 @@
+/**
+ * tokenizer_source: union and the full tokenizer: block: the output vocabulary (ids of new tokens as
+ * the tokenizers library gives them), each model's rebuilt embed_tokens / lm_head against the line-by-line
+ * reference of mergekit's PermutedEmbeddings (test/reference/permuted-embeddings.ts) bit for bit, on
+ * random rows with special values; the merged output's files; bad input and the working folder.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { openCheckpoint } from '../lib/model/checkpoint';
+import { readTensorBytes } from '../lib/format/tensor-data';
+import { decodeFloat, elementBits, encodeFloat } from '../lib/format/float-bits';
+import type { FloatDtype } from '../lib/format/dtypes';
+import { merge } from '../lib/recipes/merge-recipe';
+import { parseRecipe } from '../lib/recipes/recipe';
+import { rebuildVocabulary } from '../lib/recipes/vocabulary-rebuild';
+import { randomTensor, rng, writeModel, qwen3Names, TensorSpec } from './helpers/models';
+import { ensureCliBuilt, expectOneLineError, leftoversBeside, runCli, scratchDir } from './helpers/cli';
+import { referencePermutedEmbeddings, ReferenceTokenSetting } from './reference/permuted-embeddings';
+
+const SEED = process.env.WEIGHTMIX_SEED !== undefined ? Number(process.env.WEIGHTMIX_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
+const EMBEDDINGS = ['model.embed_tokens.weight', 'lm_head.weight'];
+const SPECIAL = { '<|endoftext|>': 28, '<|im_end|>': 29 };
+
+let dir: string;
+let A: string;
+let B: string;
+let C: string;
+let counter = 0;
+
+/** A tokenizer.json: regular tokens at ids 0…, then added special tokens at the given ids. */
+function writeTokenizer(d: string, regular: string[], added: Record<string, number>): void {
+  const vocab = Object.fromEntries(regular.map((t, i) => [t, i]));
+  const addedTokens = Object.entries(added).map(([content, id]) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  }));
+  fs.writeFileSync(path.join(d, 'tokenizer.json'), JSON.stringify({ added_tokens: addedTokens, model: { type: 'BPE', vocab, merges: [] } }));
+  const decoder = Object.fromEntries(addedTokens.map(({ id, ...t }) => [String(id), t]));
+  fs.writeFileSync(path.join(d, 'tokenizer_config.json'), JSON.stringify({ added_tokens_decoder: decoder, tokenizer_class: 'Qwen2Tokenizer' }));
+}
+
+const ts = (from: number, to: number, prefix = 't') => Array.from({ length: to - from }, (_, i) => `${prefix}${from + i}`);
+
+async function model(tag: string, rows: number, regular: string[], added: Record<string, number>, next: () => number, inter = 24): Promise<string> {
+  const specs: TensorSpec[] = [
+    ...qwen3Names(1, 16, inter).filter((s) => !s.name.includes('embed')),
+    ...EMBEDDINGS.map((name) => ({ name, shape: [rows, 16] })),
+  ];
+  const count = (shape: number[]) => shape.reduce((x, y) => x * y, 1);
+  const d = (
+    await writeModel(
+      path.join(dir, tag),
+      specs,
+      1,
+      () => 'BF16',
+      (s) => randomTensor('BF16', count(s.shape), next),
+      tag,
+    )
+  ).dir;
+  writeTokenizer(d, regular, added);
+  return d;
+}
+
+beforeAll(async () => {
+  dir = scratchDir('tokenizer-union');
+  const next = rng(SEED);
+  A = await model('a', 32, ts(0, 28), SPECIAL, next);
+  B = await model('b', 32, [...ts(0, 24), ...ts(0, 4, 'u')], { ...SPECIAL, '<tool>': 30 }, next);
+  C = await model('c', 30, [...ts(0, 22), ...ts(0, 4, 'u'), 't22', 't23'], SPECIAL, next);
+}, 60000);
+afterAll(async () => {
+  await fs.promises.rm(dir, { recursive: true, force: true });
+});
+
+const linear = (models: string[], extra: Record<string, unknown>) => ({
+  merge_method: 'linear',
+  models: models.map((m, i) => ({ model: m, parameters: { weight: [0.5, 0.25, 0.25][i] } })),
+  ...extra,
+});
+
+/** Every model's tensor rows (f64) and vocabulary, read back from its folder. */
+async function modelRows(folder: string, name: string): Promise<number[][]> {
+  const ckpt = await openCheckpoint(folder);
+  const t = ckpt.tensors.get(name)!;
+  const bytes = await readTensorBytes(t);
+  const cols = t.shape[1];
+  return Array.from({ length: t.shape[0] }, (_, i) => Array.from({ length: cols }, (_, j) => decodeFloat(elementBits(bytes, i * cols + j, 'BF16'), 'BF16')));
+}
+
+function vocabOf(folder: string): Map<string, number> {
+  const doc = JSON.parse(fs.readFileSync(path.join(folder, 'tokenizer.json'), 'utf8')) as {
+    model: { vocab: Record<string, number> };
+    added_tokens: { id: number; content: string }[];
+  };
+  return new Map([...Object.entries(doc.model.vocab), ...doc.added_tokens.map((t): [string, number] => [t.content, t.id])]);
+}
+
+/** Rebuilds the recipe's embeddings with weightmix and with the reference; compares every row's bits. */
+async function compareWithReference(
+  doc: Record<string, unknown>,
+  expectedVocab: Map<string, number>,
+  tokens: Map<string, ReferenceTokenSetting>,
+): Promise<void> {
+  const recipe = parseRecipe(doc);
+  const ckpts = await Promise.all(recipe.models.map((m) => openCheckpoint(m)));
+  const out = path.join(dir, `rebuilt-${counter++}`);
+  const rebuilt = await rebuildVocabulary(recipe, ckpts, out);
+  try {
+    expect(rebuilt.vocabulary?.kind).toBe('rebuild');
+    expect(new Map(rebuilt.vocabulary!.vocabulary.vocab)).toEqual(expectedVocab);
+    const dtype: FloatDtype = recipe.dtype ?? 'BF16';
+    for (const name of EMBEDDINGS) {
+      const tensors = new Map(await Promise.all(recipe.models.map(async (m, i): Promise<[number, number[][]]> => [i, await modelRows(m, name)])));
+      const want = referencePermutedEmbeddings({
+        vocab: expectedVocab,
+        modelVocabs: new Map(recipe.models.map((m, i) => [i, vocabOf(m)])),
+        tensors,
+        base: recipe.base,
+        tokens,
+        padToMultipleOf: recipe.vocabularyOptions?.padToMultipleOf ?? null,
+        round: (x) => decodeFloat(encodeFloat(x, dtype), dtype),
+      });
+      for (const [m, rows] of want) {
+        const t = rebuilt.ckpts[m].tensors.get(name)!;
+        expect([name, m, t.dtype, t.shape]).toEqual([name, m, dtype, [rows.length, 16]]);
+        const bytes = await readTensorBytes(t);
+        // A NaN is compared as NaN: the reference's f64 rows cannot carry a payload (weightmix copies a row's bits as they are).
+        const show = (bits: number) => (Number.isNaN(decodeFloat(bits, dtype)) ? 'NaN' : bits);
+        const got = rows.map((r, i) => r.map((_, j) => show(elementBits(bytes, i * 16 + j, dtype))));
+        expect([name, m, got]).toEqual([name, m, rows.map((r) => r.map((x) => show(encodeFloat(x, dtype))))]);
+      }
+    }
+  } finally {
+    await rebuilt.cleanup();
+  }
+  expect(leftoversBeside(out)).toEqual([]);
+}
+
+describe(`tokenizer union and the tokenizer block (seed ${SEED})`, () => {
+  test("union with a base model: the base's vocabulary, then the others' new tokens and added tokens; rows as mergekit builds them", async () => {
+    const vocab = new Map([
+      ...ts(0, 28).map((t, i): [string, number] => [t, i]),
+      ...Object.entries(SPECIAL),
+      ...ts(0, 4, 'u').map((t, i): [string, number] => [t, 30 + i]),
+      ['<tool>', 34],
+    ]);
+    await compareWithReference(linear([A, B, C], { base_model: A, tokenizer_source: 'union' }), vocab, new Map());
+  });
+
+  test('the block: union without a base (means over holders), forced rows, model_token by id and by token, a new token, zero, padding; f32 working dtype', async () => {
+    const tokens = new Map<string, ReferenceTokenSetting>([
+      ['t5', { source: { model: 2 }, force: true }],
+      ['t1', { source: { model: 0, tokenId: 3 }, force: true }],
+      ['<new>', { source: { model: 0, token: 'u1' }, force: false }],
+      ['<z>', { source: { zero: true }, force: false }],
+    ]);
+    const doc = linear([B, A, C], {
+      dtype: 'float32',
+      tokenizer: {
+        tokens: {
+          t5: { source: C, force: true },
+          t1: { source: { kind: 'model_token', model: B, token_id: 3 }, force: true },
+          '<new>': { source: { kind: 'model_token', model: B, token: 'u1' } },
+          '<z>': { source: { kind: 'zero' } },
+        },
+        pad_to_multiple_of: 16,
+      },
+    });
+    // Base B (the first model): its 28 + 3 tokens, then A's t24…t27, then the block's two new tokens.
+    const vocab = new Map([
+      ...[...ts(0, 24), ...ts(0, 4, 'u')].map((t, i): [string, number] => [t, i]),
+      ...Object.entries({ ...SPECIAL, '<tool>': 30 }),
+      ...ts(24, 28).map((t, i): [string, number] => [t, 31 + i]),
+      ['<new>', 35],
+      ['<z>', 36],
+    ]);
+    await compareWithReference(doc, vocab, tokens);
+  });
+
+  test("tokenizer_source: a model whose vocabulary differs from the others' (no longer refused): C's vocabulary", async () => {
+    const vocab = new Map([...[...ts(0, 22), ...ts(0, 4, 'u'), 't22', 't23'].map((t, i): [string, number] => [t, i]), ...Object.entries(SPECIAL)]);
+    await compareWithReference(linear([A, B, C], { base_model: A, tokenizer_source: C }), vocab, new Map());
+  });
+
+  test('the merged output: rows are the linear merge of the rebuilt rows; tokenizer files list the added tokens; config vocab_size; no working folder left', async () => {
+    const out = path.join(dir, `out-${counter++}`);
+    const summary = await merge(parseRecipe(linear([A, B, C], { base_model: A, tokenizer_source: 'union' })), { output: out, threads: 2 });
+    expect(summary.tensors).toBeGreaterThan(2);
+    expect(leftoversBeside(out)).toEqual([path.basename(out)]);
+    const tok = JSON.parse(fs.readFileSync(path.join(out, 'tokenizer.json'), 'utf8')) as { added_tokens: Record<string, unknown>[] };
+    expect(tok.added_tokens.map((t) => [t.id, t.content, t.special, t.normalized])).toEqual([
+      [28, '<|endoftext|>', true, false],
+      [29, '<|im_end|>', true, false],
+      [30, 'u0', false, true],
+      [31, 'u1', false, true],
+      [32, 'u2', false, true],
+      [33, 'u3', false, true],
+      [34, '<tool>', true, false],
+    ]);
+    const config = JSON.parse(fs.readFileSync(path.join(out, 'tokenizer_config.json'), 'utf8')) as {
+      added_tokens_decoder: Record<string, { content: string }>;
+    };
+    expect(Object.entries(config.added_tokens_decoder).map(([id, t]) => [id, t.content])).toEqual(tok.added_tokens.map((t) => [String(t.id), t.content]));
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).vocab_size).toBe(35);
+    // The output's embed_tokens: 0.5·A' + 0.25·B' + 0.25·C' of the rebuilt rows, in f64, rounded once.
+    const recipe = parseRecipe(linear([A, B, C], { base_model: A, tokenizer_source: 'union' }));
+    const rebuilt = await rebuildVocabulary(recipe, await Promise.all(recipe.models.map((m) => openCheckpoint(m))), path.join(dir, 'again'));
+    try {
+      const name = 'model.embed_tokens.weight';
+      const parts = await Promise.all(rebuilt.ckpts.map(async (c) => readTensorBytes(c.tensors.get(name)!)));
+      const got = await readTensorBytes((await openCheckpoint(out)).tensors.get(name)!);
+      for (let e = 0; e < 35 * 16; e++) {
+        const x = [0.5, 0.25, 0.25].reduce((s, w, m) => s + w * decodeFloat(elementBits(parts[m], e, 'BF16'), 'BF16'), -0); // −0: a sum of −0s is −0
+        const want = encodeFloat(x, 'BF16');
+        if (Number.isNaN(x)) expect(Number.isNaN(decodeFloat(elementBits(got, e, 'BF16'), 'BF16'))).toBe(true);
+        else expect([e, elementBits(got, e, 'BF16')]).toEqual([e, want]);
+      }
+    } finally {
+      await rebuilt.cleanup();
+    }
+  });
+
+  test('refusals and bad input: one line each, nothing written, no working folder left', async () => {
+    const refuses = (extra: Record<string, unknown>, message: RegExp) => expect(() => parseRecipe(linear([A, B], extra))).toThrow(message);
+    refuses({ tokenizer: { tokens: { t1: { force: true } } } }, /tokenizer.tokens."t1".source: a source is required/);
+    refuses(
+      { tokenizer: { tokens: { t1: { source: { kind: 'model_token', model: A, token: 't1', token_id: 1 } } } } },
+      /give exactly one of token_id or token/,
+    );
+    refuses({ tokenizer: { tokens: { t1: { source: { kind: 'other' } } } } }, /kind: expected zero or model_token/);
+    refuses({ tokenizer: { tokens: { t1: { source: C } } } }, /is not one of the recipe's models/);
+    const fails = async (models: string[], extra: Record<string, unknown>, message: RegExp) => {
+      const out = path.join(dir, `bad-${counter++}`);
+      await expect(merge(parseRecipe(linear(models, extra)), { output: out })).rejects.toThrow(message);
+      expect(leftoversBeside(out)).toEqual([]);
+    };
+    await fails([A, B], { tokenizer: { tokens: { u1: { source: A } } } }, /tokenizer.tokens."u1": the source .*a.* does not have the token/);
+    await fails(
+      [A, B],
+      { tokenizer: { tokens: { '<x>': { source: { kind: 'model_token', model: A, token_id: 32 } } } } },
+      /token id 32 is out of range for .*a \(32 rows\)/,
+    );
+    await fails([A, B], { tokenizer: { tokens: { '<x>': { source: { kind: 'model_token', model: A, token: 'u1' } } } } }, /"u1" is not in .*a's vocabulary/);
+    // A failure after the rows are built (a layer tensor whose shape differs) removes the working folder too.
+    const next = rng(SEED + 1);
+    const D = await model('d', 32, [...ts(0, 27), 'u0'], SPECIAL, next, 32);
+    await fails([A, D], { tokenizer_source: 'union', base_model: A }, /mlp.* has shape \[.*32.*\] in .*d but/);
+  });
+
+  test('the command line: a bad tokens entry is one line, exit status 1, nothing left beside the output', async () => {
+    ensureCliBuilt();
+    const file = path.join(dir, 'bad.yml');
+    fs.writeFileSync(file, JSON.stringify(linear([A, B], { tokenizer: { tokens: { u1: { source: A } } } })));
+    const out = path.join(dir, 'cli-out');
+    const line = expectOneLineError(await runCli(['merge', file, '-o', out]));
+    expect(line).toMatch(/tokenizer.tokens."u1": the source .* does not have the token/);
+    expect(leftoversBeside(out)).toEqual([]);
+  }, 120000);
+});
