@@ -10,6 +10,7 @@ import { usageError, WeightmixError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
 import { copySidecars, modelName, writeIndex, writeModelCard } from '../engine/model-files';
 import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
+import { preloadNative } from '../engine/native';
 import { defaultWriteBlockBytes } from '../engine/block-bytes';
 import {
   EngineOptions,
@@ -192,6 +193,7 @@ export async function runInterpolation(
   for (const key of ['instruct', 'thinking'] as const) {
     if (typeof options[key] !== 'string' || options[key] === '') throw usageError(`${name(key)} must be a model folder path, got ${showValue(options[key])}`);
   }
+  preloadNative();
   const [instruct, thinking] = await openModels([options.instruct, options.thinking], options);
   checkCompatible(instruct, thinking);
   checkLayersExist(
