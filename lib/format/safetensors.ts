@@ -53,7 +53,7 @@ export function dtypeByteLength(dtype: SafetensorsDtype, elementCount: number): 
   if (!Number.isSafeInteger(elementCount) || elementCount < 0) {
     throw new RangeError(`dtypeByteLength: elementCount must be a non-negative safe integer, got ${elementCount}`);
   }
-  return byteLengthOf(dtype, elementCount, () => 'dtypeByteLength');
+  return byteLengthOf(dtype, elementCount, 'dtypeByteLength');
 }
 
 /**
@@ -196,10 +196,8 @@ function encodeHeader(
     if (!Array.isArray(shape) || !allSizes(shape)) {
       throw new RangeError(`${where}: tensor ${showName(name)}: shape must be an array of non-negative safe integers`);
     }
-    // Built only for an error message: one per tensor would cost more than the encoding.
-    const subject = () => `${where}: tensor ${showName(name)}`;
     const begin = end;
-    end = begin + byteLengthOf(dtype, elementCountOf(shape, subject), subject);
+    end = begin + byteLengthOf(dtype, elementCountOf(shape, where, name), where, name);
     if (!Number.isSafeInteger(end))
       throw new SafetensorsError('ValidationOverflow', `${where}: the data section passes 2^53-1 bytes at tensor ${showName(name)}`);
     offsets.push([begin, end]);
@@ -255,10 +253,8 @@ function validateLayout(declared: DeclaredTensor[], file: string): TensorEntry[]
     const stop = dataOffsets[1];
     if (stop < begin || begin !== end) throw layoutError(file, entry, end);
     end = stop;
-    // Messages are built only on failure: a MoE header has tens of thousands of tensors.
-    const subject = () => `${file}: ${tensorSubject(entry.name)}`;
-    const elementCount = elementCountOf(shape, subject);
-    const byteLength = byteLengthOf(dtype, elementCount, subject);
+    const elementCount = elementCountOf(shape, file, entry.name);
+    const byteLength = byteLengthOf(dtype, elementCount, file, entry.name);
     if (stop - begin !== byteLength) {
       throw new SafetensorsError(
         'TensorInvalidInfo',
@@ -280,12 +276,17 @@ function layoutError(file: string, entry: DeclaredTensor, end: number): Safetens
   return new SafetensorsError('InvalidOffset', `${where} overlap the data before it, which ends at ${end}`);
 }
 
+/** Who a size error is about: `where` (a file, a function), and the tensor when there is one. Strings, not a closure per tensor: a MoE header has tens of thousands. */
+function subject(where: string, name: string | undefined): string {
+  return name === undefined ? where : `${where}: ${tensorSubject(name)}`;
+}
+
 /** The product of the dimensions, left to right like the crate's checked fold, failing past 2^53-1. */
-function elementCountOf(shape: readonly number[], subject: () => string): number {
+function elementCountOf(shape: readonly number[], where: string, name?: string): number {
   let count = 1;
   for (const dim of shape) {
     if (dim !== 0 && count > Math.floor(Number.MAX_SAFE_INTEGER / dim)) {
-      throw new SafetensorsError('ValidationOverflow', `${subject()}: shape ${showShape(shape)} has more than 2^53-1 elements`);
+      throw new SafetensorsError('ValidationOverflow', `${subject(where, name)}: shape ${showShape(shape)} has more than 2^53-1 elements`);
     }
     count *= dim;
   }
@@ -293,17 +294,20 @@ function elementCountOf(shape: readonly number[], subject: () => string): number
 }
 
 /** Exact in doubles: `elementCount * bits / 8` is computed as (whole groups of elements that fill whole bytes) × (bytes per group). */
-function byteLengthOf(dtype: SafetensorsDtype, elementCount: number, subject: () => string): number {
+function byteLengthOf(dtype: SafetensorsDtype, elementCount: number, where: string, name?: string): number {
   const bits = DTYPE_BITS[dtype];
   const common = gcd(bits, 8);
   const elementsPerGroup = 8 / common;
   const bytesPerGroup = bits / common;
   if (elementCount % elementsPerGroup !== 0) {
-    throw new SafetensorsError('MisalignedSlice', `${subject()}: ${elementCount} × ${dtype} is ${elementCount * bits} bits, not a whole number of bytes`);
+    throw new SafetensorsError(
+      'MisalignedSlice',
+      `${subject(where, name)}: ${elementCount} × ${dtype} is ${elementCount * bits} bits, not a whole number of bytes`,
+    );
   }
   const groups = elementCount / elementsPerGroup;
   if (groups > Math.floor(Number.MAX_SAFE_INTEGER / bytesPerGroup)) {
-    throw new SafetensorsError('ValidationOverflow', `${subject()}: ${elementCount} × ${dtype} is more than 2^53-1 bytes`);
+    throw new SafetensorsError('ValidationOverflow', `${subject(where, name)}: ${elementCount} × ${dtype} is more than 2^53-1 bytes`);
   }
   return groups * bytesPerGroup;
 }
