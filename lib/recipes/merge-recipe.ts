@@ -11,6 +11,7 @@ import { AdaptedCheckpoint, openRecipeModels } from './lora/adapted-models';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
+import { preloadNative } from '../engine/native';
 import { executeMergePlan, MergeProgress, runStatisticsPlan } from '../engine/execute-plan';
 import { Moments, runMomentsPass } from '../engine/moments';
 import { methodFor } from './methods';
@@ -137,6 +138,7 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   const direct = options.direct ?? true;
   const device = parseDevice(options.device, name('device'));
   const outDir = path.resolve(options.output);
+  preloadNative();
   const { ckpts, cleanup } = await openRecipeModels(recipe, outDir, options);
   try {
     return await mergeModels(recipe, ckpts, outDir, { threads, blockBytes, direct, device }, options, name, started);
