@@ -12,6 +12,7 @@
 #include "io.h"
 #include "packed_jobs.h"
 #include "kernel_binding.h"
+#include "json_tables_binding.h"
 #ifdef WEIGHTMIX_WITH_CUDA
 #include "cuda/device.h"
 #endif
@@ -272,6 +273,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, Info, "info"));
   exports.Set("decodeJobsForTest", Napi::Function::New(env, DecodeJobsForTest, "decodeJobsForTest"));
   exports.Set("runKernelForTest", Napi::Function::New(env, RunKernelForTest, "runKernelForTest"));
+  exports.Set("readHeaderTable", Napi::Function::New(env, ReadHeaderTable, "readHeaderTable"));
+  exports.Set("readWeightMapTable", Napi::Function::New(env, ReadWeightMapTable, "readWeightMapTable"));
   return exports;
 }
 

@@ -51,7 +51,7 @@ export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:log_path=$r
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan"
 
 # Every test file that reaches the native engine: through the API, the CLI, or the kernels.
-mapfile -t tests < <(grep -rlE "lib/(interpolate|native|merge|sweep|verify|analysis/diff)|helpers/cli|scripts/fuzz|runKernelForTest|kernel" test --include='*.test.ts' | sort)
+mapfile -t tests < <(grep -rlE "lib/(interpolate|native|engine/native|merge|sweep|verify|analysis/diff)|helpers/cli|scripts/fuzz|runKernelForTest|kernel" test --include='*.test.ts' | sort)
 echo "== ${#tests[@]} test files under the sanitizers"
 status=0
 npx jest --runInBand "${tests[@]}" "$@" || status=$?

@@ -13,9 +13,10 @@
  *   npm run fuzz                          both, WEIGHTMIX_FUZZ_RUNS=20000 per property, 3000 checkpoints
  *   npm run fuzz -- --only checkpoints    WEIGHTMIX_FUZZ_SEED=N replays a run
  *
- * The parsers are TypeScript; the native engine parses nothing (it executes a validated plan), so
- * coverage-guided fuzzing (libFuzzer) has no native parser to aim at: the engine is reached here
- * through plans made from mutated checkpoints, and under the sanitizers by check-sanitizers.sh.
+ * The parsers are TypeScript, but for native/json_tables.cc, the addon's fast reader of headers and
+ * indexes: it only vouches for a strict subset, and test/json-tables.test.ts (a suite of part 1)
+ * compares it with the TypeScript readers; mutated checkpoints reach it here as they reach the
+ * engine, through plans, and under the sanitizers by check-sanitizers.sh.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';

@@ -27,6 +27,7 @@ import { openModels } from '../hub/open-model';
 import type { ResolveOptions } from '../hub/resolve';
 import { abortError, usageError, WeightmixError } from '../errors';
 import type { MergeProgress } from '../engine/execute-plan';
+import { preloadNative } from '../engine/native';
 import { addMoments, emptyMoments, Moments, runMomentsPass, TensorPair } from '../engine/moments';
 import { parseThreads } from '../options';
 import { checkOptions, OptionKeys } from '../api/validate-options';
@@ -258,6 +259,7 @@ export async function diff(options: DiffOptions): Promise<DiffReport> {
   const started = process.hrtime.bigint();
   const elapsed = () => Number(process.hrtime.bigint() - started) / 1e9;
   if (options.signal?.aborted) throw aborted(options.signal);
+  preloadNative();
   const [a, b] = await openModels([options.a, options.b], options);
   checkCompatible(a, b);
   if (options.signal?.aborted) throw aborted(options.signal);

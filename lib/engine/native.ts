@@ -5,6 +5,7 @@ import { abortError, WeightmixError } from '../errors';
 import type { WeightmixErrorCode } from '../error-codes';
 import { currentPlatform, loadAddon, LoadedAddon } from './native-loader';
 import { packJobs } from './packed-jobs';
+import { NativeJsonTables, useNativeJsonTables } from '../format/json-tables';
 
 import type { NativeDtype } from '../format/dtypes';
 import type { NativeJob, NativePlan } from './native-plan';
@@ -106,9 +107,23 @@ function packageRoot(): string {
  * @throws {@link WeightmixError} `NativeMissing` when no binary for this platform is there.
  */
 export function loadNative(): NativeAddon {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a .node addon at a path known only at run time
-  cached ??= loadAddon(packageRoot(), currentPlatform(), process.env, (file) => require(file) as NativeAddon);
+  if (cached === undefined) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- a .node addon at a path known only at run time
+    cached = loadAddon(packageRoot(), currentPlatform(), process.env, (file) => require(file) as NativeAddon);
+    // From now on the format layer reads headers and indexes through the addon (a binary older than those readers has none to give).
+    const tables = cached.addon as NativeAddon & Partial<NativeJsonTables>;
+    if (typeof tables.readHeaderTable === 'function' && typeof tables.readWeightMapTable === 'function') useNativeJsonTables(tables as NativeJsonTables);
+  }
   return cached.addon;
+}
+
+/** Loads the addon if it can, before models are opened (their headers are then read by it); a failure is left for the run's own loadNative to report. */
+export function preloadNative(): void {
+  try {
+    loadNative();
+  } catch {
+    // NativeMissing and the like: the plan's run reports it, after the checks that come first.
+  }
 }
 
 /** Which binary loadNative() loaded (it loads one first). */

@@ -105,7 +105,9 @@ export function planMerge(spec: MergeSpec): MergePlan {
         models[o].weightMap[t.name] = shardName;
         models[o].tensorBytes += t.byteLength;
       }
-      offsets.push(header.offsets.map(([begin]) => header.dataStart + begin));
+      const starts: number[] = new Array(planned.length);
+      for (let i = 0; i < planned.length; i++) starts[i] = header.dataStart + header.offsets[i][0];
+      offsets.push(starts);
       if (written) {
         outIndex.push(outputs.length);
         outputs.push({ path: file, size: header.totalSize, head: header.bytes });
@@ -150,6 +152,9 @@ function usedModels(recipes: TensorRecipe[][], i: number): number[] {
 
 /** One output's destination for a tensor whose job reads the models `used` (as `sourceCount` sources). */
 function planDest(r: TensorRecipe, used: number[], sourceCount: number, output: number, offset: number, name: string): NativeDest {
+  // The common case, an interpolation's lerp whose model list is the job's source list (usedModels returns it as it is): no index arrays.
+  if ((r.op === 'lerp' || r.op === 'lerp_mi') && r.models === used && used.length === 2)
+    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: r.w };
   const srcs = r.models.map((m) => used.indexOf(m));
   let w = r.w;
   if (r.op === 'copy') {
@@ -181,11 +186,17 @@ export function checkCompatible(a: Checkpoint, b: Checkpoint): void {
   for (const name of a.names) {
     const ta = a.tensors.get(name)!;
     const tb = b.tensors.get(name)!;
-    if (ta.shape.length !== tb.shape.length || ta.shape.some((d, i) => d !== tb.shape[i])) {
+    if (!sameShape(ta.shape, tb.shape)) {
       throw new WeightmixError('ShapeMismatch', `tensor ${name} has shape [${ta.shape}] in ${a.dir} but [${tb.shape}] in ${b.dir}`);
     }
     if (ta.dtype !== tb.dtype && !(isFloatDtype(ta.dtype) && isFloatDtype(tb.dtype))) {
       throw new WeightmixError('DtypeMismatch', `tensor ${name} is ${ta.dtype} in ${a.dir} but ${tb.dtype} in ${b.dir}`);
     }
   }
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

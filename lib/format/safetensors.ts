@@ -13,34 +13,17 @@
  * Every dtype of the crate (0.8: 22, the FNUZ F8 variants included) is read; the engine computes only on
  * F32, F16 and BF16 and copies the bytes of every other dtype.
  */
-import { isUtf8 } from 'node:buffer';
 import { open, writeFile, type FileHandle } from 'node:fs/promises';
-import { WeightmixError } from '../errors';
-import { describeJson, ioError, isSystemError, SafetensorsError, shapeError, showName, showShape } from './safetensors-errors';
+import { ioError, isSystemError, SafetensorsError, showName, showShape } from './safetensors-errors';
 import { DTYPE_BITS, SafetensorsDtype } from './dtypes';
-import { parseJsonStrict } from './json-strict';
+import { allSizes, DeclaredTensor, LONE_SURROGATE, METADATA_KEY, readHeaderEntries, tensorSubject, TensorEntry } from './header-entries';
 
 // The format's element types and their sizes are part of its surface (format/dtypes.ts declares them).
 export type { SafetensorsDtype } from './dtypes';
 export { DTYPE_BITS } from './dtypes';
 export { SafetensorsError } from './safetensors-errors';
 export type { SafetensorsErrorCode } from './safetensors-errors';
-
-/** One tensor of a safetensors header. */
-export interface TensorEntry {
-  /** The tensor's name. */
-  name: string;
-  /** Its dtype. */
-  dtype: SafetensorsDtype;
-  /** Its shape. */
-  shape: number[];
-  /** [begin, end) relative to `dataStart`. */
-  dataOffsets: [number, number];
-  /** Bytes of data. */
-  byteLength: number;
-  /** Elements (the product of the shape). */
-  elementCount: number;
-}
+export type { TensorEntry } from './header-entries';
 
 /** A parsed, validated safetensors header. */
 export interface SafetensorsHeader {
@@ -63,10 +46,6 @@ export interface SafetensorsHeader {
 const PREFIX_BYTES = 8;
 /** The crate's MAX_HEADER_SIZE. */
 const MAX_HEADER_BYTES = 100_000_000;
-const ENTRY_FIELDS = ['dtype', 'shape', 'data_offsets'] as const;
-const METADATA_KEY = '__metadata__';
-// A \u escape can spell half a surrogate pair, which no UTF-8 text can hold; serde_json rejects it.
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** Bytes that `elementCount` elements of `dtype` occupy; throws on overflow past 2^53-1 or a partial byte. */
 export function dtypeByteLength(dtype: SafetensorsDtype, elementCount: number): number {
@@ -74,7 +53,7 @@ export function dtypeByteLength(dtype: SafetensorsDtype, elementCount: number): 
   if (!Number.isSafeInteger(elementCount) || elementCount < 0) {
     throw new RangeError(`dtypeByteLength: elementCount must be a non-negative safe integer, got ${elementCount}`);
   }
-  return byteLengthOf(dtype, elementCount, () => 'dtypeByteLength');
+  return byteLengthOf(dtype, elementCount, 'dtypeByteLength');
 }
 
 /**
@@ -96,16 +75,7 @@ export function parseSafetensorsHeader(headerJson: Buffer, opts: { file: string;
     throw new RangeError(`parseSafetensorsHeader: headerJson is ${headerJson.length} bytes but headerLength is ${headerLength}`);
   }
 
-  const root = decodeHeaderJson(headerJson, file);
-  let metadata: Record<string, string> | null = null;
-  const declared: DeclaredTensor[] = [];
-  // UTF-8 cannot encode a lone surrogate, so only a \u escape can spell one: most headers have none.
-  const mayHoldLoneSurrogates = headerJson.includes('\\u');
-  for (const key of Object.keys(root)) {
-    if (mayHoldLoneSurrogates && LONE_SURROGATE.test(key)) throw shapeError(file, `tensor name ${showName(key)} holds a lone surrogate`);
-    if (key === METADATA_KEY) metadata = readMetadata(root[key], file);
-    else declared.push(readTensorEntry(key, root[key], file));
-  }
+  const { declared, metadata } = readHeaderEntries(headerJson, file);
   // The crate sorts by (begin, end); the name tie-break keeps zero-sized tensors in a stable order.
   declared.sort((a, b) => a.dataOffsets[0] - b.dataOffsets[0] || a.dataOffsets[1] - b.dataOffsets[1] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
@@ -226,10 +196,8 @@ function encodeHeader(
     if (!Array.isArray(shape) || !allSizes(shape)) {
       throw new RangeError(`${where}: tensor ${showName(name)}: shape must be an array of non-negative safe integers`);
     }
-    // Built only for an error message: one per tensor would cost more than the encoding.
-    const subject = () => `${where}: tensor ${showName(name)}`;
     const begin = end;
-    end = begin + byteLengthOf(dtype, elementCountOf(shape, subject), subject);
+    end = begin + byteLengthOf(dtype, elementCountOf(shape, where, name), where, name);
     if (!Number.isSafeInteger(end))
       throw new SafetensorsError('ValidationOverflow', `${where}: the data section passes 2^53-1 bytes at tensor ${showName(name)}`);
     offsets.push([begin, end]);
@@ -275,81 +243,6 @@ function checkHeaderLength(file: string, headerLength: bigint, fileSize: number)
   }
 }
 
-/** UTF-8 check, '{' check, then strict JSON: each failure with its own crate error. */
-function decodeHeaderJson(headerJson: Buffer, file: string): Record<string, unknown> {
-  if (!isUtf8(headerJson)) throw new SafetensorsError('InvalidHeader', `${file}: the header is not valid UTF-8`);
-  if (headerJson[0] !== 0x7b) {
-    const found = headerJson.length === 0 ? 'it is empty' : `it starts with byte 0x${headerJson[0].toString(16).padStart(2, '0')}`;
-    throw new SafetensorsError('InvalidHeaderStart', `${file}: the header must start with '{' but ${found}`);
-  }
-  let root: unknown;
-  try {
-    // Only unsigned integers may appear in a header: shapes and offsets (serde rejects 2.0 and -0 too).
-    root = parseJsonStrict(headerJson.toString('utf8'), { what: `${file}: header`, unsignedIntegersOnly: true });
-  } catch (e) {
-    if (e instanceof WeightmixError && e.code === 'InvalidJson') {
-      throw new SafetensorsError('InvalidHeaderDeserialization', e.message, { cause: e });
-    }
-    throw e;
-  }
-  if (!isPlainObject(root)) throw shapeError(file, 'the header must be a JSON object');
-  return root;
-}
-
-function readMetadata(value: unknown, file: string): Record<string, string> | null {
-  // serde reads `"__metadata__": null` as no metadata.
-  if (value === null) return null;
-  if (!isPlainObject(value)) throw shapeError(file, `${METADATA_KEY} must be an object of strings, not ${describeJson(value)}`);
-  // A null prototype, so that keys from the file such as "__proto__" or "constructor" stay plain data.
-  const metadata: Record<string, string> = Object.create(null);
-  for (const [key, v] of Object.entries(value)) {
-    if (typeof v !== 'string') throw shapeError(file, `${METADATA_KEY} ${showName(key)} must be a string, not ${describeJson(v)}`);
-    if (LONE_SURROGATE.test(key) || LONE_SURROGATE.test(v)) throw shapeError(file, `${METADATA_KEY} ${showName(key)} holds a lone surrogate`);
-    metadata[key] = v;
-  }
-  return metadata;
-}
-
-/** A tensor entry whose fields have the right types; its sizes are not checked yet (byteLength and elementCount are 0 until validateLayout). */
-type DeclaredTensor = TensorEntry;
-
-/** Checks the fields of one tensor entry; sizes are checked later, in layout order, as the crate does. */
-function readTensorEntry(name: string, value: unknown, file: string): DeclaredTensor {
-  // No closure for the message's subject: a MoE header has tens of thousands of entries.
-  const tensor = tensorSubject;
-  if (!isPlainObject(value))
-    throw shapeError(file, `${tensor(name)}: the entry must be an object with dtype, shape and data_offsets, not ${describeJson(value)}`);
-  const fields = Object.keys(value);
-  // The usual entry has exactly the three fields; only an odd one pays for finding which is off.
-  if (fields.length !== 3 || !Object.hasOwn(value, 'dtype') || !Object.hasOwn(value, 'shape') || !Object.hasOwn(value, 'data_offsets')) {
-    const extra = fields.find((k) => !(ENTRY_FIELDS as readonly string[]).includes(k));
-    if (extra !== undefined) throw shapeError(file, `${tensor(name)}: unexpected field ${showName(extra)}`);
-    const missing = ENTRY_FIELDS.find((k) => !Object.hasOwn(value, k));
-    if (missing !== undefined) throw shapeError(file, `${tensor(name)}: missing field "${missing}"`);
-  }
-
-  const { dtype, shape, data_offsets: offsets } = value;
-  if (typeof dtype !== 'string') throw shapeError(file, `${tensor(name)}: dtype must be a string, not ${describeJson(dtype)}`);
-  if (!Object.hasOwn(DTYPE_BITS, dtype)) throw shapeError(file, `${tensor(name)}: unknown dtype ${showName(dtype)}`);
-  if (!Array.isArray(shape) || !allSizes(shape)) {
-    throw shapeError(file, `${tensor(name)}: shape must be an array of non-negative integers`);
-  }
-  if (!Array.isArray(offsets) || offsets.length !== 2 || !isSize(offsets[0]) || !isSize(offsets[1])) {
-    throw shapeError(file, `${tensor(name)}: data_offsets must be [begin, end], two non-negative integers`);
-  }
-  // The parsed arrays are ours (JSON.parse made them for this call): kept, not copied.
-  return { name, dtype: dtype as SafetensorsDtype, shape: shape as number[], dataOffsets: offsets as [number, number], byteLength: 0, elementCount: 0 };
-}
-
-function tensorSubject(name: string): string {
-  return `tensor ${showName(name)}`;
-}
-
-function allSizes(values: readonly unknown[]): boolean {
-  for (let i = 0; i < values.length; i++) if (!isSize(values[i])) return false;
-  return true;
-}
-
 /** The crate's `Metadata::validate`: offsets contiguous from 0, sizes that fit, and byte lengths that match; fills in each entry's sizes. */
 function validateLayout(declared: DeclaredTensor[], file: string): TensorEntry[] {
   let end = 0;
@@ -360,10 +253,8 @@ function validateLayout(declared: DeclaredTensor[], file: string): TensorEntry[]
     const stop = dataOffsets[1];
     if (stop < begin || begin !== end) throw layoutError(file, entry, end);
     end = stop;
-    // Messages are built only on failure: a MoE header has tens of thousands of tensors.
-    const subject = () => `${file}: ${tensorSubject(entry.name)}`;
-    const elementCount = elementCountOf(shape, subject);
-    const byteLength = byteLengthOf(dtype, elementCount, subject);
+    const elementCount = elementCountOf(shape, file, entry.name);
+    const byteLength = byteLengthOf(dtype, elementCount, file, entry.name);
     if (stop - begin !== byteLength) {
       throw new SafetensorsError(
         'TensorInvalidInfo',
@@ -385,12 +276,17 @@ function layoutError(file: string, entry: DeclaredTensor, end: number): Safetens
   return new SafetensorsError('InvalidOffset', `${where} overlap the data before it, which ends at ${end}`);
 }
 
+/** Who a size error is about: `where` (a file, a function), and the tensor when there is one. Strings, not a closure per tensor: a MoE header has tens of thousands. */
+function subject(where: string, name: string | undefined): string {
+  return name === undefined ? where : `${where}: ${tensorSubject(name)}`;
+}
+
 /** The product of the dimensions, left to right like the crate's checked fold, failing past 2^53-1. */
-function elementCountOf(shape: readonly number[], subject: () => string): number {
+function elementCountOf(shape: readonly number[], where: string, name?: string): number {
   let count = 1;
   for (const dim of shape) {
     if (dim !== 0 && count > Math.floor(Number.MAX_SAFE_INTEGER / dim)) {
-      throw new SafetensorsError('ValidationOverflow', `${subject()}: shape ${showShape(shape)} has more than 2^53-1 elements`);
+      throw new SafetensorsError('ValidationOverflow', `${subject(where, name)}: shape ${showShape(shape)} has more than 2^53-1 elements`);
     }
     count *= dim;
   }
@@ -398,17 +294,20 @@ function elementCountOf(shape: readonly number[], subject: () => string): number
 }
 
 /** Exact in doubles: `elementCount * bits / 8` is computed as (whole groups of elements that fill whole bytes) × (bytes per group). */
-function byteLengthOf(dtype: SafetensorsDtype, elementCount: number, subject: () => string): number {
+function byteLengthOf(dtype: SafetensorsDtype, elementCount: number, where: string, name?: string): number {
   const bits = DTYPE_BITS[dtype];
   const common = gcd(bits, 8);
   const elementsPerGroup = 8 / common;
   const bytesPerGroup = bits / common;
   if (elementCount % elementsPerGroup !== 0) {
-    throw new SafetensorsError('MisalignedSlice', `${subject()}: ${elementCount} × ${dtype} is ${elementCount * bits} bits, not a whole number of bytes`);
+    throw new SafetensorsError(
+      'MisalignedSlice',
+      `${subject(where, name)}: ${elementCount} × ${dtype} is ${elementCount * bits} bits, not a whole number of bytes`,
+    );
   }
   const groups = elementCount / elementsPerGroup;
   if (groups > Math.floor(Number.MAX_SAFE_INTEGER / bytesPerGroup)) {
-    throw new SafetensorsError('ValidationOverflow', `${subject()}: ${elementCount} × ${dtype} is more than 2^53-1 bytes`);
+    throw new SafetensorsError('ValidationOverflow', `${subject(where, name)}: ${elementCount} × ${dtype} is more than 2^53-1 bytes`);
   }
   return groups * bytesPerGroup;
 }
@@ -427,12 +326,4 @@ async function readExactly(handle: FileHandle, path: string, length: number, pos
     filled += bytesRead;
   }
   return buffer;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function isSize(value: unknown): value is number {
-  return Number.isSafeInteger(value) && (value as number) >= 0 && !Object.is(value, -0);
 }

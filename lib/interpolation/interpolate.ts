@@ -10,6 +10,7 @@ import { usageError, WeightmixError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
 import { copySidecars, modelName, writeIndex, writeModelCard } from '../engine/model-files';
 import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
+import { preloadNative } from '../engine/native';
 import { defaultWriteBlockBytes } from '../engine/block-bytes';
 import {
   EngineOptions,
@@ -192,6 +193,7 @@ export async function runInterpolation(
   for (const key of ['instruct', 'thinking'] as const) {
     if (typeof options[key] !== 'string' || options[key] === '') throw usageError(`${name(key)} must be a model folder path, got ${showValue(options[key])}`);
   }
+  preloadNative();
   const [instruct, thinking] = await openModels([options.instruct, options.thinking], options);
   checkCompatible(instruct, thinking);
   checkLayersExist(
@@ -199,10 +201,11 @@ export async function runInterpolation(
     layerCount(instruct, (n) => classifyTensor(n).layer),
     name('layers'),
   );
-  const selected = new Map(instruct.names.map((n) => [n, isSelected(n, selection)]));
-  const selectedTensors = [...selected.values()].filter(Boolean).length;
+  // The tensors left out, not a table of all: without a selection (the usual run) it stays empty.
+  const unselected = new Set(instruct.names.filter((n) => !isSelected(n, selection)));
+  const selectedTensors = instruct.names.length - unselected.size;
   if (selectedTensors === 0) {
-    throw usageError(`the selection (${describeSelection(selection)}) matches none of the ${selected.size} tensors: nothing would be interpolated`);
+    throw usageError(`the selection (${describeSelection(selection)}) matches none of the ${instruct.names.length} tensors: nothing would be interpolated`);
   }
   const reads = [...pathsRead(instruct), ...pathsRead(thinking)];
 
@@ -236,7 +239,7 @@ export async function runInterpolation(
       checkpoints: [instruct, thinking],
       layout: checkpointLayout(instruct),
       outputs: targets.map((t, o) => ({ dir: transactions[o].tempDir, metadata: { format: 'pt', weightmix: recipeText(t.lambda) } })),
-      recipe: (name, o) => interpolationRecipe(instruct, thinking, name, selected.get(name)!, targets[o].lambda, numerics, dtype),
+      recipe: (name, o) => interpolationRecipe(instruct, thinking, name, !unselected.has(name), targets[o].lambda, numerics, dtype),
       shardFilter: part ? partFilter(instruct, part) : undefined,
     });
     const writeBlockBytes = options.blockBytes === undefined ? await defaultWriteBlockBytes(transactions.map((tx) => tx.tempDir)) : blockBytes;

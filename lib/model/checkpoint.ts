@@ -1,8 +1,10 @@
 /** A model folder: its shards, a name → location table, its sidecar files and config. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { isUtf8 } from 'node:buffer';
 import { usageError, WeightmixError } from '../errors';
 import { parseJsonStrict } from '../format/json-strict';
+import { nativeJsonTables, WeightMapColumns } from '../format/json-tables';
 import { confinedRealPath } from './paths';
 import { readSafetensorsHeader, SafetensorsDtype, SafetensorsHeader } from '../format/safetensors';
 
@@ -160,7 +162,11 @@ async function listShards(root: string, entries: string[]): Promise<{ files: str
     const indexPath = confinedRealPath(root, INDEX_FILE, root);
     const size = (await fs.promises.stat(indexPath)).size;
     if (size > MAX_INDEX_BYTES) throw new WeightmixError('InvalidIndex', `${indexPath}: index file is implausibly large (${size} bytes)`);
-    const doc = parseJsonStrict(await fs.promises.readFile(indexPath, 'utf8'), { what: indexPath });
+    const bytes = await fs.promises.readFile(indexPath);
+    const columns = isUtf8(bytes) ? nativeJsonTables()?.readWeightMapTable(bytes) : undefined;
+    if (columns) return weightMapOfColumns(columns);
+    // Invalid UTF-8 is decoded as a text read decodes it (replacement characters), then judged as JSON.
+    const doc = parseJsonStrict(bytes.toString('utf8'), { what: indexPath });
     return readWeightMap(doc, indexPath);
   }
   if (entries.includes(SINGLE_FILE)) return { files: [SINGLE_FILE], weightMap: null };
@@ -186,6 +192,14 @@ function readWeightMap(doc: unknown, file: string): { files: string[]; weightMap
   // Own keys only: a tensor named "constructor" or "__proto__" must not find Object.prototype's.
   const shardOf = (name: string) => (Object.hasOwn(table, name) ? (table[name] as string) : undefined);
   return { files: [...files], weightMap: { names, shardOf } };
+}
+
+/** The same table from the addon's columns (native/json_tables.h), which it gives only for a weight_map that readWeightMap accepts, in the same order. */
+function weightMapOfColumns(columns: WeightMapColumns): { files: string[]; weightMap: WeightMap } {
+  const { names, shards, files } = columns;
+  const byName = new Map<string, string>();
+  for (let i = 0; i < names.length; i++) byName.set(names[i], files[shards[i]]);
+  return { files, weightMap: { names, shardOf: (name) => byName.get(name) } };
 }
 
 async function listSidecars(root: string, entries: string[]): Promise<string[]> {

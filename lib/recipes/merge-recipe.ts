@@ -11,6 +11,7 @@ import { AdaptedCheckpoint, openRecipeModels } from './lora/adapted-models';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
+import { preloadNative } from '../engine/native';
 import { executeMergePlan, MergeProgress, runStatisticsPlan } from '../engine/execute-plan';
 import { Moments, runMomentsPass } from '../engine/moments';
 import { methodFor } from './methods';
@@ -139,6 +140,7 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   const direct = options.direct ?? true;
   const device = parseDevice(options.device, name('device'));
   const outDir = path.resolve(options.output);
+  preloadNative();
   const adapted = await openRecipeModels(recipe, outDir, options);
   try {
     const { ckpts, vocabulary, cleanup } = await rebuildVocabulary(recipe, adapted.ckpts, outDir);

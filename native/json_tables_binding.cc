@@ -1,0 +1,68 @@
+// Node-API glue of json_tables.h: byte ranges become strings, columns become typed arrays.
+#include "json_tables_binding.h"
+
+#include <cstring>
+
+#include "json_tables.h"
+
+namespace wm {
+namespace {
+
+Napi::Uint8Array bytesArgument(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throw Napi::TypeError::New(info.Env(), "json tables: the first argument must be a Uint8Array");
+  }
+  return info[0].As<Napi::Uint8Array>();
+}
+
+Napi::Array strings(Napi::Env env, const char* text, const std::vector<TextRange>& ranges) {
+  Napi::Array out = Napi::Array::New(env, ranges.size());
+  for (size_t i = 0; i < ranges.size(); i++) {
+    out.Set(static_cast<uint32_t>(i), Napi::String::New(env, text + ranges[i].begin, ranges[i].end - ranges[i].begin));
+  }
+  return out;
+}
+
+template <typename Array, typename T>
+Array column(Napi::Env env, const std::vector<T>& values) {
+  Array out = Array::New(env, values.size());
+  if (!values.empty()) std::memcpy(out.Data(), values.data(), values.size() * sizeof(T));
+  return out;
+}
+
+}  // namespace
+
+Napi::Value ReadHeaderTable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Uint8Array json = bytesArgument(info);
+  if (info.Length() < 2 || !info[1].IsArray()) throw Napi::TypeError::New(env, "readHeaderTable: dtypeNames must be an array of strings");
+  Napi::Array names = info[1].As<Napi::Array>();
+  std::vector<std::string> dtypeNames;
+  for (uint32_t i = 0; i < names.Length(); i++) dtypeNames.push_back(names.Get(i).As<Napi::String>().Utf8Value());
+  const char* text = reinterpret_cast<const char*>(json.Data());
+  std::optional<HeaderTable> table = readHeaderTable(text, json.ByteLength(), dtypeNames);
+  if (!table) return env.Null();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("names", strings(env, text, table->names));
+  out.Set("dtypes", column<Napi::Uint8Array>(env, table->dtype));
+  out.Set("shapeStarts", column<Napi::Uint32Array>(env, table->shapeStart));
+  out.Set("dims", column<Napi::Float64Array>(env, table->dims));
+  out.Set("offsets", column<Napi::Float64Array>(env, table->offsets));
+  out.Set("metadata", table->hasMetadata ? Napi::Value(strings(env, text, table->metadata)) : env.Null());
+  return out;
+}
+
+Napi::Value ReadWeightMapTable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Uint8Array json = bytesArgument(info);
+  const char* text = reinterpret_cast<const char*>(json.Data());
+  std::optional<WeightMapTable> table = readWeightMapTable(text, json.ByteLength());
+  if (!table) return env.Null();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("names", strings(env, text, table->names));
+  out.Set("shards", column<Napi::Uint32Array>(env, table->shard));
+  out.Set("files", strings(env, text, table->files));
+  return out;
+}
+
+}  // namespace wm
