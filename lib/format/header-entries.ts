@@ -69,8 +69,10 @@ function fromColumns(columns: HeaderTableColumns): { declared: DeclaredTensor[];
   const { names, dtypes, shapeStarts, dims, offsets } = columns;
   const declared: DeclaredTensor[] = new Array(names.length);
   for (let i = 0; i < names.length; i++) {
-    const shape: number[] = [];
-    for (let k = shapeStarts[i]; k < shapeStarts[i + 1]; k++) shape.push(dims[k]);
+    const start = shapeStarts[i];
+    const rank = shapeStarts[i + 1] - start;
+    // Exact-size arrays: a first push reserves 17 slots, and there are tens of thousands of shapes.
+    const shape = rank === 1 ? [dims[start]] : rank === 2 ? [dims[start], dims[start + 1]] : Array.from(dims.subarray(start, start + rank));
     declared[i] = { name: names[i], dtype: DTYPE_NAMES[dtypes[i]], shape, dataOffsets: [offsets[2 * i], offsets[2 * i + 1]], byteLength: 0, elementCount: 0 };
   }
   let metadata: Record<string, string> | null = null;

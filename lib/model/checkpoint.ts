@@ -99,6 +99,30 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
     const file = confinedRealPath(root, name, weightMap ? `${dir}/${INDEX_FILE}` : dir);
     shards.push({ name, path: file, header: await readSafetensorsHeader(file) });
   }
+  // An index read as columns is checked once the table stands (one pass over it, no second table by name); if that
+  // finds anything amiss, or the table cannot be built, the per-tensor checks run from the start for the exact error.
+  let table = weightMap?.agreesWith ? tensorTableOrUndefined(dir, shards) : undefined;
+  if (table === undefined || !weightMap!.agreesWith!(table.tensors)) table = tensorTable(dir, shards, weightMap);
+  const { tensors, names, tensorBytes } = table;
+  const sidecars = await listSidecars(root, entries);
+  return {
+    dir: root,
+    shards,
+    tensors,
+    names,
+    indexed: weightMap !== null,
+    sidecars,
+    config: await readConfig(root, sidecars),
+    tensorBytes,
+  };
+}
+
+/** Every tensor by name, in shard then data order; with `weightMap`, each checked against the index as it is added. */
+function tensorTable(
+  dir: string,
+  shards: Shard[],
+  weightMap: WeightMap | null,
+): { tensors: Map<string, TensorLocation>; names: string[]; tensorBytes: number } {
   const tensors = new Map<string, TensorLocation>();
   const names: string[] = [];
   let tensorBytes = 0;
@@ -133,17 +157,15 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
     const name = weightMap.names.find((n) => !tensors.has(n))!;
     throw new WeightmixError('IndexMismatch', `${dir}/${INDEX_FILE}: tensor ${name} is listed in ${weightMap.shardOf(name)} but not stored there`);
   }
-  const sidecars = await listSidecars(root, entries);
-  return {
-    dir: root,
-    shards,
-    tensors,
-    names,
-    indexed: weightMap !== null,
-    sidecars,
-    config: await readConfig(root, sidecars),
-    tensorBytes,
-  };
+  return { tensors, names, tensorBytes };
+}
+
+function tensorTableOrUndefined(dir: string, shards: Shard[]): ReturnType<typeof tensorTable> | undefined {
+  try {
+    return tensorTable(dir, shards, null);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Everything a merge reads from the model: its folder, shards and sidecars (an output must replace none of them). */
@@ -155,6 +177,8 @@ export function pathsRead(checkpoint: Checkpoint): string[] {
 interface WeightMap {
   names: string[];
   shardOf(name: string): string | undefined;
+  /** Whether the stored tensors are exactly the names listed, each in its listed shard (the columns' check, in one pass). */
+  agreesWith?(tensors: Map<string, TensorLocation>): boolean;
 }
 
 async function listShards(root: string, entries: string[]): Promise<{ files: string[]; weightMap: WeightMap | null }> {
@@ -197,9 +221,22 @@ function readWeightMap(doc: unknown, file: string): { files: string[]; weightMap
 /** The same table from the addon's columns (native/json_tables.h), which it gives only for a weight_map that readWeightMap accepts, in the same order. */
 function weightMapOfColumns(columns: WeightMapColumns): { files: string[]; weightMap: WeightMap } {
   const { names, shards, files } = columns;
-  const byName = new Map<string, string>();
-  for (let i = 0; i < names.length; i++) byName.set(names[i], files[shards[i]]);
-  return { files, weightMap: { names, shardOf: (name) => byName.get(name) } };
+  let byName: Map<string, string> | undefined;
+  const shardOf = (name: string) => {
+    // Only the per-tensor checks after a disagreement look names up.
+    if (byName === undefined) {
+      byName = new Map();
+      for (let i = 0; i < names.length; i++) byName.set(names[i], files[shards[i]]);
+    }
+    return byName.get(name);
+  };
+  // Names are unique here (the reader declines duplicates): equal counts and each listed name stored in its shard mean the same sets.
+  const agreesWith = (tensors: Map<string, TensorLocation>) => {
+    if (tensors.size !== names.length) return false;
+    for (let i = 0; i < names.length; i++) if (tensors.get(names[i])?.shard !== files[shards[i]]) return false;
+    return true;
+  };
+  return { files, weightMap: { names, shardOf, agreesWith } };
 }
 
 async function listSidecars(root: string, entries: string[]): Promise<string[]> {
