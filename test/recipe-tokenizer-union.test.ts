@@ -12,6 +12,7 @@ import { readTensorBytes } from '../lib/format/tensor-data';
 import { decodeFloat, elementBits, encodeFloat } from '../lib/format/float-bits';
 import type { FloatDtype } from '../lib/format/dtypes';
 import { merge } from '../lib/recipes/merge-recipe';
+import { mergeBatch } from '../lib/recipes/batch';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { rebuildVocabulary } from '../lib/recipes/vocabulary-rebuild';
 import { randomTensor, rng, writeModel, qwen3Names, TensorSpec } from './helpers/models';
@@ -257,6 +258,12 @@ describe(`tokenizer union and the tokenizer block (seed ${SEED})`, () => {
     );
     const F = await model('f', 28, ts(0, 28), SPECIAL, rng(SEED + 3));
     await fails([B, F], { tokenizer_source: 'union' }, /f's tokenizer has a token at id 29 but its model.embed_tokens.weight has 28 rows/);
+    // A batch plans every recipe before any output exists, and does not rebuild rows.
+    const batchOut = path.join(dir, `batch-${counter++}`);
+    await expect(mergeBatch([{ name: 'u', recipe: parseRecipe(linear([A, B], { tokenizer_source: 'union' })) }], { output: batchOut })).rejects.toThrow(
+      /tokenizer: the output vocabulary needs each model's embedding rows rebuilt, which a batch does not do yet: merge this recipe on its own/,
+    );
+    expect(leftoversBeside(batchOut)).toEqual([]);
     // A failure after the rows are built (a layer tensor whose shape differs) removes the working folder too.
     const next = rng(SEED + 1);
     const D = await model('d', 32, [...ts(0, 27), 'u0'], SPECIAL, next, 32);
