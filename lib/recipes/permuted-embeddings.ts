@@ -20,7 +20,7 @@ const BLOCK_BYTES = 8 * 1024 * 1024;
 class RowReader {
   private readonly handles = new Map<string, Promise<fs.promises.FileHandle>>();
 
-  /** Rows [row, row + count) of `loc` as f64 values, or as raw bytes when `raw`. */
+  /** Rows [row, row + count) of `loc`, as stored. */
   async bytes(loc: TensorLocation, row: number, count: number): Promise<Buffer> {
     const cols = loc.elementCount / loc.shape[0];
     const buf = Buffer.alloc(dtypeByteLength(loc.dtype, count * cols));
@@ -37,7 +37,15 @@ class RowReader {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.handles.values()].map(async (h) => (await h).close()));
+    // A handle that failed to open has nothing to close (its error is the one the caller sees).
+    await Promise.all(
+      [...this.handles.values()].map((h) =>
+        h.then(
+          (fd) => fd.close(),
+          () => undefined,
+        ),
+      ),
+    );
   }
 }
 
