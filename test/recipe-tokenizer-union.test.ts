@@ -258,12 +258,22 @@ describe(`tokenizer union and the tokenizer block (seed ${SEED})`, () => {
     );
     const F = await model('f', 28, ts(0, 28), SPECIAL, rng(SEED + 3));
     await fails([B, F], { tokenizer_source: 'union' }, /f's tokenizer has a token at id 29 but its model.embed_tokens.weight has 28 rows/);
-    // A batch plans every recipe before any output exists, and does not rebuild rows.
-    const batchOut = path.join(dir, `batch-${counter++}`);
-    await expect(mergeBatch([{ name: 'u', recipe: parseRecipe(linear([A, B], { tokenizer_source: 'union' })) }], { output: batchOut })).rejects.toThrow(
-      /tokenizer: the output vocabulary needs each model's embedding rows rebuilt, which a batch does not do yet: merge this recipe on its own/,
-    );
-    expect(leftoversBeside(batchOut)).toEqual([]);
+    // A batch plans every recipe before any output exists, and does not rebuild rows: refused, also where every row count
+    // already is the vocabulary's (G and H: 30 rows, 30 tokens, t3 and t4 swapped), which a batch used to merge unpermuted.
+    const swapped = ts(0, 28);
+    [swapped[3], swapped[4]] = [swapped[4], swapped[3]];
+    const G = await model('g', 30, ts(0, 28), SPECIAL, rng(SEED + 4));
+    const H = await model('h', 30, swapped, SPECIAL, rng(SEED + 5));
+    for (const [models, extra] of [
+      [[A, B], { tokenizer_source: 'union' }],
+      [[G, H], { tokenizer_source: G }],
+    ] as [string[], Record<string, unknown>][]) {
+      const batchOut = path.join(dir, `batch-${counter++}`);
+      await expect(mergeBatch([{ name: 'u', recipe: parseRecipe(linear(models, extra)) }], { output: batchOut })).rejects.toThrow(
+        /tokenizer: the output vocabulary needs each model's embedding rows rebuilt, which a batch does not do yet: merge this recipe on its own/,
+      );
+      expect(leftoversBeside(batchOut)).toEqual([]);
+    }
     // A failure after the rows are built (a layer tensor whose shape differs) removes the working folder too.
     const next = rng(SEED + 1);
     const D = await model('d', 32, [...ts(0, 27), 'u0'], SPECIAL, next, 32);
