@@ -74,6 +74,8 @@ async function main(): Promise<number> {
   let failures = 0;
   try {
     const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', layers: 36, seed: 2510 });
+    // For examples/union-tokenizer.yml: vocabularies that differ by 4 tokens, so that the embedding rows are rebuilt.
+    const vocab = await makeCheckpointPair({ dir: path.join(dir, 'vocab'), shape: 'tiny', layers: 36, seed: 2510, extraTokens: 4 });
     // Same seed, so the same Instruct weights; its "thinking" is another model close to Instruct.
     const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', layers: 36, seed: 2510, delta: 0.01 });
     Object.assign(process.env, { INSTRUCT: pair.instruct, THINKING: pair.thinking, BASE: near.thinking });
@@ -82,7 +84,9 @@ async function main(): Promise<number> {
       const text = await fs.promises.readFile(path.join(EXAMPLES, file), 'utf8');
       const out = path.join(dir, 'out', file.replace(/\.yml$/, ''));
       try {
-        const s = await merge(await readRecipeFile(path.join(EXAMPLES, file)), { output: out, threads: 2 });
+        const models = file === 'union-tokenizer.yml' ? vocab : pair;
+        const env = { ...process.env, INSTRUCT: models.instruct, THINKING: models.thinking };
+        const s = await merge(await readRecipeFile(path.join(EXAMPLES, file), { env }), { output: out, threads: 2 });
         let check = '';
         const selection = SAME_AS_INTERPOLATE[file];
         if (selection) {

@@ -4,6 +4,7 @@
  * reference of mergekit's PermutedEmbeddings (test/reference/permuted-embeddings.ts) bit for bit, on
  * random rows with special values; the merged output's files; bad input and the working folder.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { openCheckpoint } from '../lib/model/checkpoint';
@@ -11,6 +12,7 @@ import { readTensorBytes } from '../lib/format/tensor-data';
 import { decodeFloat, elementBits, encodeFloat } from '../lib/format/float-bits';
 import type { FloatDtype } from '../lib/format/dtypes';
 import { merge } from '../lib/recipes/merge-recipe';
+import { mergeBatch } from '../lib/recipes/batch';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { rebuildVocabulary } from '../lib/recipes/vocabulary-rebuild';
 import { randomTensor, rng, writeModel, qwen3Names, TensorSpec } from './helpers/models';
@@ -246,10 +248,50 @@ describe(`tokenizer union and the tokenizer block (seed ${SEED})`, () => {
       /token id 32 is out of range for .*a \(32 rows\)/,
     );
     await fails([A, B], { tokenizer: { tokens: { '<x>': { source: { kind: 'model_token', model: A, token: 'u1' } } } } }, /"u1" is not in .*a's vocabulary/);
+    const E = await model('e', 32, ts(0, 28), { '<|endoftext|>': 30, '<|im_end|>': 31 }, rng(SEED + 2));
+    const config = path.join(E, 'config.json');
+    fs.writeFileSync(config, JSON.stringify({ ...JSON.parse(fs.readFileSync(config, 'utf8')), vocab_size: 32 }));
+    await fails(
+      [E, B],
+      { tokenizer_source: 'union' },
+      /the output vocabulary has no token at id 28 \(below its largest, 36\); mergekit builds 35 rows and fails on an index/,
+    );
+    const F = await model('f', 28, ts(0, 28), SPECIAL, rng(SEED + 3));
+    await fails([B, F], { tokenizer_source: 'union' }, /f's tokenizer has a token at id 29 but its model.embed_tokens.weight has 28 rows/);
+    // A batch plans every recipe before any output exists, and does not rebuild rows: refused, also where every row count
+    // already is the vocabulary's (G and H: 30 rows, 30 tokens, t3 and t4 swapped), which a batch used to merge unpermuted.
+    const swapped = ts(0, 28);
+    [swapped[3], swapped[4]] = [swapped[4], swapped[3]];
+    const G = await model('g', 30, ts(0, 28), SPECIAL, rng(SEED + 4));
+    const H = await model('h', 30, swapped, SPECIAL, rng(SEED + 5));
+    for (const [models, extra] of [
+      [[A, B], { tokenizer_source: 'union' }],
+      [[G, H], { tokenizer_source: G }],
+    ] as [string[], Record<string, unknown>][]) {
+      const batchOut = path.join(dir, `batch-${counter++}`);
+      await expect(mergeBatch([{ name: 'u', recipe: parseRecipe(linear(models, extra)) }], { output: batchOut })).rejects.toThrow(
+        /tokenizer: the output vocabulary needs each model's embedding rows rebuilt, which a batch does not do yet: merge this recipe on its own/,
+      );
+      expect(leftoversBeside(batchOut)).toEqual([]);
+    }
     // A failure after the rows are built (a layer tensor whose shape differs) removes the working folder too.
     const next = rng(SEED + 1);
     const D = await model('d', 32, [...ts(0, 27), 'u0'], SPECIAL, next, 32);
     await fails([A, D], { tokenizer_source: 'union', base_model: A }, /mlp.* has shape \[.*32.*\] in .*d but/);
+  });
+
+  test("a killed run's working folder (beside the output, named after it and its pid) is removed by the next run on that output; a live run's is not", async () => {
+    const out = path.join(dir, 'out-killed');
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    const killed = path.join(dir, `.out-killed.weightmix-vocab-${dead}-Ab12Cd`);
+    const live = path.join(dir, `.out-killed.weightmix-vocab-${process.ppid}-Ef34Gh`);
+    for (const folder of [killed, live]) {
+      fs.mkdirSync(folder);
+      fs.writeFileSync(path.join(folder, 'model-0.safetensors'), 'rows');
+    }
+    await merge(parseRecipe(linear([A, B], { tokenizer_source: 'union' })), { output: out, threads: 2 });
+    expect(fs.readdirSync(dir).filter((n) => n.includes('.weightmix-vocab-'))).toEqual([path.basename(live)]);
+    fs.rmSync(live, { recursive: true });
   });
 
   test('the command line: a bad tokens entry is one line, exit status 1, nothing left beside the output', async () => {

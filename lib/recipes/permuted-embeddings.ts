@@ -20,14 +20,20 @@ const BLOCK_BYTES = 8 * 1024 * 1024;
 class RowReader {
   private readonly handles = new Map<string, Promise<fs.promises.FileHandle>>();
 
-  /** Rows [row, row + count) of `loc` as f64 values, or as raw bytes when `raw`. */
-  async bytes(loc: TensorLocation, row: number, count: number): Promise<Buffer> {
+  /** Rows [row, row + count) of `loc`, as stored, into `target` at byte `at`. */
+  async readInto(loc: TensorLocation, row: number, count: number, target: Buffer, at: number): Promise<void> {
     const cols = loc.elementCount / loc.shape[0];
-    const buf = Buffer.alloc(dtypeByteLength(loc.dtype, count * cols));
+    const length = dtypeByteLength(loc.dtype, count * cols);
     if (!this.handles.has(loc.file)) this.handles.set(loc.file, fs.promises.open(loc.file, 'r'));
     const fd = await this.handles.get(loc.file)!;
-    const { bytesRead } = await fd.read(buf, 0, buf.length, loc.offset + dtypeByteLength(loc.dtype, row * cols));
-    if (bytesRead !== buf.length) throw new WeightmixError('InputChanged', `${loc.file} is shorter than its header says`);
+    const { bytesRead } = await fd.read(target, at, length, loc.offset + dtypeByteLength(loc.dtype, row * cols));
+    if (bytesRead !== length) throw new WeightmixError('InputChanged', `${loc.file} is shorter than its header says`);
+  }
+
+  /** Rows [row, row + count) of `loc`, as stored. */
+  async bytes(loc: TensorLocation, row: number, count: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(dtypeByteLength(loc.dtype, (count * loc.elementCount) / loc.shape[0]));
+    await this.readInto(loc, row, count, buf, 0);
     return buf;
   }
 
@@ -37,7 +43,15 @@ class RowReader {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.handles.values()].map(async (h) => (await h).close()));
+    // A handle that failed to open has nothing to close (its error is the one the caller sees).
+    await Promise.all(
+      [...this.handles.values()].map((h) =>
+        h.then(
+          (fd) => fd.close(),
+          () => undefined,
+        ),
+      ),
+    );
   }
 }
 
@@ -76,14 +90,15 @@ async function writeTensor(handle: fs.promises.FileHandle, offset: number, t: Re
     from.dtype === t.dtype ? bytes : encodeValues(decodeValues(bytes, from.dtype as FloatDtype, rows * cols), t.dtype);
   for (let start = 0; start < vocabRows; start += perBlock) {
     const end = Math.min(vocabRows, start + perBlock);
-    const block = Buffer.alloc((end - start) * rowBytes);
+    const block = Buffer.allocUnsafe((end - start) * rowBytes); // every row of it is written below
     for (let i = start; i < end;) {
       const r = t.rows.own[i];
       if (r >= 0) {
         // A run of consecutive source rows is one read.
         let n = 1;
         while (i + n < end && t.rows.own[i + n] === r + n) n++;
-        converted(await reader.bytes(own, r, n), own, n).copy(block, (i - start) * rowBytes);
+        if (own.dtype === t.dtype) await reader.readInto(own, r, n, block, (i - start) * rowBytes);
+        else converted(await reader.bytes(own, r, n), own, n).copy(block, (i - start) * rowBytes);
         i += n;
       } else {
         const d = t.rows.defaults.get(i)!;

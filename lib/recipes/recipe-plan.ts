@@ -228,7 +228,8 @@ export function planRecipe(recipe: Recipe, ckpts: Checkpoint[], vocabulary?: Voc
       if (!isEmbeddingMatrix(t.name)) continue;
       for (const s of t.sources) {
         const loc = views[s.model].get(t.name)!;
-        if (vocab.kind === 'rebuild' && loc.shape[0] !== vocab.rows) {
+        // Rows rebuilt only where the caller rebuilt them (merge does; a batch does not, and equal row counts prove nothing).
+        if (vocab.kind === 'rebuild' && vocabulary === undefined) {
           throw new WeightmixError(
             'UnsupportedRecipe',
             "tokenizer: the output vocabulary needs each model's embedding rows rebuilt, which a batch does not do yet: merge this recipe on its own",
