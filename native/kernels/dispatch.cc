@@ -78,6 +78,11 @@ void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBit
   WM_DISPATCH(sparseKeep(absBits, m, indexBits, count, start, n, keep));
 }
 
+size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits, uint64_t count, uint64_t start, uint64_t* keys,
+                  uint64_t* above) {
+  return WM_DISPATCH(windowKeys(a, n, lo, hi, indexBits, count, start, keys, above));
+}
+
 const char* simdPathName() { return useSimd() ? "avx2+fma+f16c" : "scalar"; }
 
 bool setSimdEnabled(bool enabled) { return simdEnabled.exchange(enabled); }

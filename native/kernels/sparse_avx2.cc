@@ -124,6 +124,54 @@ __attribute__((target("avx2,fma,f16c"))) void sparseKeepLoop(const uint32_t* abs
   if (j < n) scalar::sparseKeep(absBits + j, m, indexBits, count, start + j, n - j, keep + j);
 }
 
+// permutevar8x32 indices that move the 64-bit lanes selected by a 4-bit mask to the front, in order.
+struct CompressTable {
+  alignas(32) int32_t idx[16][8] = {};
+  constexpr CompressTable() {
+    for (int mask = 0; mask < 16; ++mask) {
+      int to = 0;
+      for (int lane = 0; lane < 4; ++lane) {
+        if (!((mask >> lane) & 1)) continue;
+        idx[mask][2 * to] = 2 * lane;
+        idx[mask][2 * to + 1] = 2 * lane + 1;
+        ++to;
+      }
+    }
+  }
+};
+constexpr CompressTable kCompress;
+
+__attribute__((target("avx2,fma,f16c"))) size_t windowKeysLoop(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits,
+                                                              uint64_t count, uint64_t start, uint64_t* keys, uint64_t* above) {
+  const __m128i sign = _mm_set1_epi32(static_cast<int>(0x80000000u));
+  const __m128i hiF = _mm_set1_epi32(static_cast<int>(hi ^ 0x80000000u)), spanF = _mm_set1_epi32(static_cast<int>((hi - lo) ^ 0x80000000u));
+  const __m128i loV = _mm_set1_epi32(static_cast<int>(lo));
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
+  const uint64_t top = count - 1 - start;
+  __m256i rev = _mm256_set_epi64x(static_cast<long long>(top - 3), static_cast<long long>(top - 2), static_cast<long long>(top - 1),
+                                  static_cast<long long>(top));
+  const __m256i four = _mm256_set1_epi64x(4);
+  __m128i over = _mm_setzero_si128();
+  size_t m = 0, j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + j));
+    // Unsigned compares through the signed ones: both sides with the top bit flipped.
+    over = _mm_sub_epi32(over, _mm_cmpgt_epi32(_mm_xor_si128(v, sign), hiF));
+    const __m128i outside = _mm_cmpgt_epi32(_mm_xor_si128(_mm_sub_epi32(v, loV), sign), spanF);
+    const int inside = ~_mm_movemask_ps(_mm_castsi128_ps(outside)) & 0xF;
+    const __m256i key = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(v), shift), rev);
+    const __m256i perm = _mm256_load_si256(reinterpret_cast<const __m256i*>(kCompress.idx[inside]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(keys + m), _mm256_permutevar8x32_epi32(key, perm));
+    m += static_cast<size_t>(__builtin_popcount(static_cast<unsigned>(inside)));
+    rev = _mm256_sub_epi64(rev, four);
+  }
+  alignas(16) uint32_t counts[4];
+  _mm_store_si128(reinterpret_cast<__m128i*>(counts), over);
+  *above += uint64_t{counts[0]} + counts[1] + counts[2] + counts[3];
+  if (j < n) m += scalar::windowKeys(a + j, n - j, lo, hi, indexBits, count, start + j, keys + m, above);
+  return m;
+}
+
 // One rounding of the f64 results to `to`, as element_io.h's storeRoundedOnce: f32 directly, bf16 and f16 through round-to-odd.
 template <Dtype TO>
 WM_AVX2_INLINE void storeResult4(void* out, size_t i, __m256d x) {
@@ -263,6 +311,11 @@ void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams
   std::vector<const void*> rest(srcs, srcs + sourceCountOf(p));
   for (size_t s = 0; s < rest.size(); ++s) rest[s] = static_cast<const uint8_t*>(srcs[s]) + full * dtypeSize(types[s]);
   scalar::sparseMerge(rest.data(), types, p, count, start + full, n - full, static_cast<uint8_t*>(out) + full * dtypeSize(to), to);
+}
+
+size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits, uint64_t count, uint64_t start, uint64_t* keys,
+                  uint64_t* above) {
+  return windowKeysLoop(a, n, lo, hi, indexBits, count, start, keys, above);
 }
 
 void absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out) {
