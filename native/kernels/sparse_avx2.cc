@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "avx2_loads.h"
@@ -203,7 +204,8 @@ WM_AVX2_INLINE void storeResult4(void* out, size_t i, __m256d x) {
 }
 
 // M > 0: the model count fixed at compile time (the model loops unrolled); 0: p.models.size().
-template <Dtype T, Dtype TO, size_t M>
+// C: p.consensus fixed at compile time (sign counts only where they decide).
+template <Dtype T, Dtype TO, size_t M, Consensus C>
 __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const* srcs, const SparseParams& p, uint64_t count, uint64_t start,
                                                               size_t n, void* out) {
   const size_t m = M > 0 ? M : p.models.size();
@@ -234,6 +236,9 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
   const __m256i four = _mm256_set1_epi64x(4);
   const __m256d lambda = _mm256_set1_pd(p.lambda), zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
   const __m256i flip = _mm256_set1_epi64x(static_cast<long long>(kFlip));
+  // One model with a sign consensus: its v agrees exactly when it is neither zero nor NaN, and then
+  // mixed / div = v / (0 + w, or 1 where that is 0); else +0 / 1 = +0 (the general loop's values).
+  const __m256d soleDiv = _mm256_set1_pd(p.models.empty() || 0.0 + p.models[0].weight == 0 ? 1.0 : 0.0 + p.models[0].weight);
   __m256d vs[kMaxModels];
   for (size_t j = 0; j + 4 <= n; j += 4) {
     const __m128 b32 = load4<T>(base, j);
@@ -255,16 +260,25 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
       const __m256d v = rounded(_mm256_mul_pd(l.weight, e));
       vs[k] = v;
       sum = k == 0 ? v : _mm256_add_pd(sum, v);
-      // signOf(v): +1, -1, or 0 (zero and NaN); compare masks are -1 where true.
-      signs = _mm256_sub_epi64(signs, _mm256_castpd_si256(_mm256_cmp_pd(v, zero, _CMP_GT_OQ)));
-      signs = _mm256_add_epi64(signs, _mm256_castpd_si256(_mm256_cmp_pd(v, zero, _CMP_LT_OQ)));
+      if constexpr (C == Consensus::Count) {
+        // signOf(v): +1, -1, or 0 (zero and NaN); compare masks are -1 where true.
+        signs = _mm256_sub_epi64(signs, _mm256_castpd_si256(_mm256_cmp_pd(v, zero, _CMP_GT_OQ)));
+        signs = _mm256_add_epi64(signs, _mm256_castpd_si256(_mm256_cmp_pd(v, zero, _CMP_LT_OQ)));
+      }
     }
     __m256d mixed, div;
-    if (p.consensus == Consensus::None) {
+    if constexpr (M == 1 && C != Consensus::None) {
+      const __m256d agree = _mm256_cmp_pd(vs[0], zero, _CMP_NEQ_OQ);
+      mixed = _mm256_and_pd(p.normalize ? _mm256_div_pd(vs[0], soleDiv) : vs[0], agree);
+      storeResult4<TO>(out, j, _mm256_add_pd(b, rounded(_mm256_mul_pd(mixed, lambda))));
+      rev = _mm256_sub_epi64(rev, four);
+      continue;
+    }
+    if constexpr (C == Consensus::None) {
       mixed = sum;
       div = _mm256_set1_pd(constDiv);
     } else {
-      const __m256d positive = p.consensus == Consensus::Sum ? _mm256_cmp_pd(sum, zero, _CMP_GE_OQ)
+      const __m256d positive = C == Consensus::Sum ? _mm256_cmp_pd(sum, zero, _CMP_GE_OQ)
                                                              : _mm256_castsi256_pd(_mm256_cmpgt_epi64(signs, _mm256_set1_epi64x(-1)));
       mixed = zero;
       div = zero;
@@ -278,6 +292,15 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
     if (p.normalize) mixed = _mm256_div_pd(mixed, div);
     storeResult4<TO>(out, j, _mm256_add_pd(b, rounded(_mm256_mul_pd(mixed, lambda))));
     rev = _mm256_sub_epi64(rev, four);
+  }
+}
+
+template <class F>
+void withConsensus(Consensus c, F&& f) {
+  switch (c) {
+    case Consensus::None: return f(std::integral_constant<Consensus, Consensus::None>{});
+    case Consensus::Sum: return f(std::integral_constant<Consensus, Consensus::Sum>{});
+    case Consensus::Count: return f(std::integral_constant<Consensus, Consensus::Count>{});
   }
 }
 
@@ -297,12 +320,15 @@ void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams
     withDtype(types[p.baseSource], [&](auto T) {
       withDtype(to, [&](auto O) {
         constexpr Dtype TT = decltype(T)::value, TO = decltype(O)::value;
-        switch (p.models.size()) {
-          case 1: return sparseMergeLoop<TT, TO, 1>(srcs, p, count, start, full, out);
-          case 2: return sparseMergeLoop<TT, TO, 2>(srcs, p, count, start, full, out);
-          case 3: return sparseMergeLoop<TT, TO, 3>(srcs, p, count, start, full, out);
-          default: return sparseMergeLoop<TT, TO, 0>(srcs, p, count, start, full, out);
-        }
+        withConsensus(p.consensus, [&](auto C) {
+          constexpr Consensus CC = decltype(C)::value;
+          switch (p.models.size()) {
+            case 1: return sparseMergeLoop<TT, TO, 1, CC>(srcs, p, count, start, full, out);
+            case 2: return sparseMergeLoop<TT, TO, 2, CC>(srcs, p, count, start, full, out);
+            case 3: return sparseMergeLoop<TT, TO, 3, CC>(srcs, p, count, start, full, out);
+            default: return sparseMergeLoop<TT, TO, 0, CC>(srcs, p, count, start, full, out);
+          }
+        });
       });
     });
   }
