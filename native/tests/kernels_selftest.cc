@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/elementwise.h"
 #include "kernels/kernels.h"
 #include "kernels/numerics.h"
 #include "kernels/sparse_select.h"
@@ -461,6 +462,54 @@ static void testRankWindow(uint64_t seed) {
   std::printf("rank windows: %zu cases, %zu answered in one pass\n", cases, answered);
 }
 
+// RAM's merge and counts (elementwise.h): SIMD == scalar on salted random inputs, 1-3 models, every dtype pair.
+static void testRam(uint64_t seed) {
+  Rng r(seed ^ 0xBEEF);
+  const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
+  size_t cases = 0;
+  for (size_t n : {0, 1, 3, 4, 7, 8, 9, 17, 1000, 1027}) {
+    for (Dtype t : all) {
+      std::vector<std::vector<unsigned char>> src;
+      for (int s = 0; s < 4; ++s) src.push_back(randomTensor(r, t, n));
+      const std::vector<unsigned char> mixed = randomTensor(r, t == Dtype::F32 ? Dtype::BF16 : Dtype::F32, n);
+      for (int variant = 0; variant < 6; ++variant) {
+        wm::RamParams p;
+        p.base = 0;
+        const float eps[] = {0.0f, 0.01f, 1e-3f};
+        p.epsilon = eps[variant % 3];
+        for (uint32_t k = 1; k <= 1 + static_cast<uint32_t>(variant) % 3; ++k) {
+          p.sources.push_back(k);
+          p.lambda.push_back(variant < 3 ? 1.0 : 1.0 + 0.37 * k);
+        }
+        const void* srcs[4] = {src[0].data(), src[1].data(), src[2].data(), src[3].data()};
+        Dtype types[4] = {t, t, t, t};
+        if (variant == 5) {  // a source of another dtype: the scalar path in both
+          types[3] = t == Dtype::F32 ? Dtype::BF16 : Dtype::F32;
+          srcs[3] = mixed.data();
+        }
+        for (Dtype to : all) {
+          std::vector<unsigned char> outS(n * wm::dtypeSize(to) + 3, 0xA5), outV = outS;
+          wm::setSimdEnabled(false);
+          wm::ramMerge(srcs, types, p, n, outS.data() + 1, to);
+          wm::setSimdEnabled(true);
+          wm::ramMerge(srcs, types, p, n, outV.data() + 1, to);
+          digestBytes(outV.data(), outV.size());
+          CHECK(outS == outV, "ramMerge %s->%s n=%zu variant %d: SIMD != scalar", dtypeName(t), dtypeName(to), n, variant);
+          ++cases;
+        }
+        std::vector<uint64_t> cs(2 * p.sources.size(), 5), cv = cs;
+        wm::setSimdEnabled(false);
+        wm::ramCounts(srcs, types, p, n, cs.data(), cs.data() + p.sources.size());
+        wm::setSimdEnabled(true);
+        wm::ramCounts(srcs, types, p, n, cv.data(), cv.data() + p.sources.size());
+        CHECK(cs == cv, "ramCounts %s n=%zu variant %d: SIMD != scalar", dtypeName(t), n, variant);
+        ++cases;
+      }
+    }
+  }
+  std::printf("ram: %zu cases\n", cases);
+}
+
 // ---- known answers, worked by hand ------------------------------------------------------------------
 static void testKnownAnswers() {
   // bf16 1.0 (0x3F80) and 1.0078125 (0x3F81) at w = 0.5: exact midpoint 1.00390625 ties to even 0x3F80.
@@ -496,6 +545,7 @@ int main(int argc, char** argv) {
   testOps(seed);
   testSparse(seed);
   testRankWindow(seed);
+  testRam(seed);
   if (!(argc > 2 && std::string(argv[2]) == "--quick")) testConversionsExhaustive();
   std::printf("digest %016" PRIx64 "\n", digest);
   if (failures) {
