@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -205,14 +206,11 @@ bool rankCutsWindowed(const void* base, Dtype tb, const void* x, Dtype tx, uint6
   // One pass: count the elements above each window, keep the rank keys of those inside it.
   // Room for twice the elements a window is expected to hold (a fraction `widest` of them), or a quarter
   // of the tensor (bf16 task vectors take few distinct |d|: a tie at the cut can hold 10 % of them),
-  // at most kMaxWindowKeys (16 MiB per window and thread). Kept per thread: fresh pages cost a fault and zeroing each.
-  const uint64_t capacity = std::min<uint64_t>(std::max(static_cast<uint64_t>(std::min(1.0, 2 * widest) * static_cast<double>(count)), count / 4), kMaxWindowKeys) + kChunk + 4;
-  thread_local std::vector<std::vector<uint64_t>> buffers;
-  if (buffers.size() < open.size()) buffers.resize(open.size());
-  for (size_t q = 0; q < open.size(); ++q) {
-    if (buffers[q].size() < capacity) buffers[q].resize(capacity);
-    open[q].keys = buffers[q].data();
-  }
+  // all windows together at most kMaxWindowKeys (16 MiB per worker, freed after). Untouched room costs nothing.
+  const uint64_t room = std::max(static_cast<uint64_t>(std::min(1.0, 2 * widest) * static_cast<double>(count)), count / 4);
+  const uint64_t capacity = std::min<uint64_t>(room, kMaxWindowKeys / open.size()) + kChunk + 4;
+  const std::unique_ptr<uint64_t[]> buffer(new uint64_t[capacity * open.size()]);
+  for (size_t q = 0; q < open.size(); ++q) open[q].keys = buffer.get() + q * capacity;
   const uint32_t indexBits = sparseIndexBits(count);
   uint32_t a[kChunk];
   const auto* b8 = static_cast<const uint8_t*>(base);
