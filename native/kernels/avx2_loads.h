@@ -1,5 +1,5 @@
-// What both AVX2 translation units share (cpu_avx2.cc, sparse_avx2.cc): the inline target attribute and
-// the 8-lane load of any float dtype. Include only where WM_HAVE_AVX2_BACKEND is defined.
+// What the AVX2 translation units share (cpu_avx2.cc, sparse_avx2.cc, elementwise_avx2.cc): the inline target
+// attribute, the 8- and 4-lane loads of any float dtype, and the f64 kernels' one-rounding store. Include only where WM_HAVE_AVX2_BACKEND is defined.
 #pragma once
 #include <immintrin.h>
 
@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kernels.h"
+#include "numerics.h"
 
 #define WM_AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
 
@@ -25,6 +26,57 @@ WM_AVX2_INLINE __m256 load8(const void* p, size_t i) {
     } else {
       return _mm256_cvtph_ps(h);
     }
+  }
+}
+
+// The 4-lane load (f64 kernels take 4 elements per step).
+template <Dtype T>
+WM_AVX2_INLINE __m128 load4(const void* p, size_t i) {
+  if constexpr (T == Dtype::F32) {
+    return _mm_loadu_ps(static_cast<const float*>(p) + i);
+  } else {
+    const __m128i h = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
+    if constexpr (T == Dtype::BF16) {
+      return _mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(h), 16));
+    } else {
+      return _mm_cvtph_ps(h);
+    }
+  }
+}
+
+// A product the compiler must not fuse with the add that follows (-ffp-contract=fast would): one rounding each, as the scalar truth.
+WM_AVX2_INLINE __m256d rounded(__m256d x) {
+  __asm__("" : "+x"(x));
+  return x;
+}
+
+// One rounding of the f64 results to `to`, as element_io.h's storeRoundedOnce: f32 directly, bf16 and f16 through round-to-odd.
+template <Dtype TO>
+WM_AVX2_INLINE void storeResult4(void* out, size_t i, __m256d x) {
+  __m128 r = _mm256_cvtpd_ps(x);
+  if constexpr (TO != Dtype::F32) {
+    const __m256d back = _mm256_cvtps_pd(r);
+    const __m256d absMask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));
+    const __m256d inexact = _mm256_cmp_pd(back, x, _CMP_NEQ_UQ);  // NaN lanes too; they become canonical below
+    const __m256d away = _mm256_cmp_pd(_mm256_and_pd(back, absMask), _mm256_and_pd(x, absMask), _CMP_GT_OQ);
+    // The 64-bit masks' low halves as 32-bit lanes: -1 where true.
+    const __m256i low = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    const __m128i inexact32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(_mm256_castpd_si256(inexact), low));
+    const __m128i away32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(_mm256_castpd_si256(away), low));
+    // Rounded away from zero: one step back toward it (bits - 1); inexact: the last bit set.
+    r = _mm_castsi128_ps(_mm_or_si128(_mm_add_epi32(_mm_castps_si128(r), away32), _mm_srli_epi32(inexact32, 31)));
+  }
+  const __m128 nan = _mm_cmpunord_ps(r, r);
+  r = _mm_blendv_ps(r, _mm_castsi128_ps(_mm_set1_epi32(static_cast<int>(num::kF32CanonicalNaN))), nan);
+  if constexpr (TO == Dtype::F32) {
+    _mm_storeu_ps(static_cast<float*>(out) + i, r);
+  } else if constexpr (TO == Dtype::BF16) {
+    const __m128i u = _mm_castps_si128(r);
+    const __m128i lsb = _mm_and_si128(_mm_srli_epi32(u, 16), _mm_set1_epi32(1));
+    const __m128i h = _mm_srli_epi32(_mm_add_epi32(_mm_add_epi32(u, _mm_set1_epi32(0x7FFF)), lsb), 16);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(out) + i), _mm_packus_epi32(h, h));
+  } else {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(out) + i), _mm_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
 }
 

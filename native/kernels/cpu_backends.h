@@ -11,6 +11,7 @@ namespace wm {
 
 struct SparseParams;  // sparsify.h
 struct SparseModel;
+struct RamParams;  // elementwise.h
 
 #define WM_CPU_BACKEND_DECLS                                                                            \
   void lerpExact(const void* a, Dtype ta, const void* b, Dtype tb, void* out, Dtype to, size_t n,       \
@@ -24,7 +25,13 @@ struct SparseModel;
   void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count,  \
                    uint64_t start, size_t n, void* out, Dtype to);                                      \
   void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count,   \
-                  uint64_t start, size_t n, uint8_t* keep);
+                  uint64_t start, size_t n, uint8_t* keep);                                            \
+  size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits,         \
+                    uint64_t count, uint64_t start, uint64_t* keys, uint64_t* above);                  \
+  void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, void* out,   \
+                Dtype to);                                                                              \
+  void ramCounts(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n,            \
+                 uint64_t* shared, uint64_t* unique);
 
 namespace scalar {
 WM_CPU_BACKEND_DECLS

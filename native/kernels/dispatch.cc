@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "cpu_backends.h"
+#include "elementwise.h"
 #include "kernels.h"
 #include "numerics.h"
 #include "sparsify.h"
@@ -76,6 +77,19 @@ void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams
 void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n,
                 uint8_t* keep) {
   WM_DISPATCH(sparseKeep(absBits, m, indexBits, count, start, n, keep));
+}
+
+size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits, uint64_t count, uint64_t start, uint64_t* keys,
+                  uint64_t* above) {
+  return WM_DISPATCH(windowKeys(a, n, lo, hi, indexBits, count, start, keys, above));
+}
+
+void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, void* out, Dtype to) {
+  WM_DISPATCH(ramMerge(srcs, types, p, n, out, to));
+}
+
+void ramCounts(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, uint64_t* shared, uint64_t* unique) {
+  WM_DISPATCH(ramCounts(srcs, types, p, n, shared, unique));
 }
 
 const char* simdPathName() { return useSimd() ? "avx2+fma+f16c" : "scalar"; }

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu_backends.h"
 #include "element_io.h"
 
 namespace wm {
@@ -98,7 +99,8 @@ void nearswapMerge(const void* const* srcs, const Dtype* types, const NearswapPa
   }
 }
 
-void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, void* out, Dtype to) {
+// The scalar truths of RAM (dispatch.cc picks them or elementwise_avx2.cc's).
+void scalar::ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, void* out, Dtype to) {
   std::vector<double> d(p.sources.size());
   std::vector<uint8_t> m(p.sources.size());
   for (size_t i = 0; i < n; ++i) {
@@ -114,7 +116,7 @@ void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, s
   }
 }
 
-void ramCounts(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, uint64_t* shared, uint64_t* unique) {
+void scalar::ramCounts(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, uint64_t* shared, uint64_t* unique) {
   std::vector<double> d(p.sources.size());
   std::vector<uint8_t> m(p.sources.size());
   for (size_t i = 0; i < n; ++i) {

@@ -70,6 +70,7 @@ void checkRowLinearParams(const std::vector<double>& p, size_t sources, uint64_t
 Groups decodeGroups(const std::vector<double>& p, uint64_t count);  // p[0], checked against the element count
 
 void nearswapMerge(const void* const* srcs, const Dtype* types, const NearswapParams& p, size_t n, void* out, Dtype to);
+// RAM: scalar in elementwise.cc, AVX2 in elementwise_avx2.cc (the same bits), picked by dispatch.cc.
 void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, void* out, Dtype to);
 // Adds to shared[k] and unique[k] (one counter per model) the counts of these n elements.
 void ramCounts(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, uint64_t* shared, uint64_t* unique);

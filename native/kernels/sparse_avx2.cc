@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "avx2_loads.h"
@@ -42,19 +43,6 @@ __attribute__((target("avx2,fma,f16c"))) void absDeltaBitsLoop(const void* base,
 
 // ---- the sparse merge, 4 elements (f64 lanes) per step ----------------------------------------------
 
-template <Dtype T>
-WM_AVX2_INLINE __m128 load4(const void* p, size_t i) {
-  if constexpr (T == Dtype::F32) {
-    return _mm_loadu_ps(static_cast<const float*>(p) + i);
-  } else {
-    const __m128i h = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
-    if constexpr (T == Dtype::BF16) {
-      return _mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(h), 16));
-    } else {
-      return _mm_cvtph_ps(h);
-    }
-  }
-}
 
 // 64-bit lane product modulo 2^64 (AVX2 multiplies 32-bit halves only).
 WM_AVX2_INLINE __m256i mul64(__m256i a, __m256i b) {
@@ -80,11 +68,6 @@ struct ModelLanes {
   __m256d scale, weight;
 };
 
-// A product the compiler must not fuse with the add that follows (-ffp-contract=fast would): one rounding each, as the scalar truth.
-WM_AVX2_INLINE __m256d rounded(__m256d x) {
-  __asm__("" : "+x"(x));
-  return x;
-}
 
 size_t sourceCountOf(const SparseParams& p) {
   size_t n = p.baseSource + 1;
@@ -124,38 +107,58 @@ __attribute__((target("avx2,fma,f16c"))) void sparseKeepLoop(const uint32_t* abs
   if (j < n) scalar::sparseKeep(absBits + j, m, indexBits, count, start + j, n - j, keep + j);
 }
 
-// One rounding of the f64 results to `to`, as element_io.h's storeRoundedOnce: f32 directly, bf16 and f16 through round-to-odd.
-template <Dtype TO>
-WM_AVX2_INLINE void storeResult4(void* out, size_t i, __m256d x) {
-  __m128 r = _mm256_cvtpd_ps(x);
-  if constexpr (TO != Dtype::F32) {
-    const __m256d back = _mm256_cvtps_pd(r);
-    const __m256d absMask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));
-    const __m256d inexact = _mm256_cmp_pd(back, x, _CMP_NEQ_UQ);  // NaN lanes too; they become canonical below
-    const __m256d away = _mm256_cmp_pd(_mm256_and_pd(back, absMask), _mm256_and_pd(x, absMask), _CMP_GT_OQ);
-    // The 64-bit masks' low halves as 32-bit lanes: -1 where true.
-    const __m256i low = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
-    const __m128i inexact32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(_mm256_castpd_si256(inexact), low));
-    const __m128i away32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(_mm256_castpd_si256(away), low));
-    // Rounded away from zero: one step back toward it (bits - 1); inexact: the last bit set.
-    r = _mm_castsi128_ps(_mm_or_si128(_mm_add_epi32(_mm_castps_si128(r), away32), _mm_srli_epi32(inexact32, 31)));
+// permutevar8x32 indices that move the 64-bit lanes selected by a 4-bit mask to the front, in order.
+struct CompressTable {
+  alignas(32) int32_t idx[16][8] = {};
+  constexpr CompressTable() {
+    for (int mask = 0; mask < 16; ++mask) {
+      int to = 0;
+      for (int lane = 0; lane < 4; ++lane) {
+        if (!((mask >> lane) & 1)) continue;
+        idx[mask][2 * to] = 2 * lane;
+        idx[mask][2 * to + 1] = 2 * lane + 1;
+        ++to;
+      }
+    }
   }
-  const __m128 nan = _mm_cmpunord_ps(r, r);
-  r = _mm_blendv_ps(r, _mm_castsi128_ps(_mm_set1_epi32(static_cast<int>(num::kF32CanonicalNaN))), nan);
-  if constexpr (TO == Dtype::F32) {
-    _mm_storeu_ps(static_cast<float*>(out) + i, r);
-  } else if constexpr (TO == Dtype::BF16) {
-    const __m128i u = _mm_castps_si128(r);
-    const __m128i lsb = _mm_and_si128(_mm_srli_epi32(u, 16), _mm_set1_epi32(1));
-    const __m128i h = _mm_srli_epi32(_mm_add_epi32(_mm_add_epi32(u, _mm_set1_epi32(0x7FFF)), lsb), 16);
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(out) + i), _mm_packus_epi32(h, h));
-  } else {
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(out) + i), _mm_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+};
+constexpr CompressTable kCompress;
+
+__attribute__((target("avx2,fma,f16c"))) size_t windowKeysLoop(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits,
+                                                              uint64_t count, uint64_t start, uint64_t* keys, uint64_t* above) {
+  const __m128i sign = _mm_set1_epi32(static_cast<int>(0x80000000u));
+  const __m128i hiF = _mm_set1_epi32(static_cast<int>(hi ^ 0x80000000u)), spanF = _mm_set1_epi32(static_cast<int>((hi - lo) ^ 0x80000000u));
+  const __m128i loV = _mm_set1_epi32(static_cast<int>(lo));
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
+  const uint64_t top = count - 1 - start;
+  __m256i rev = _mm256_set_epi64x(static_cast<long long>(top - 3), static_cast<long long>(top - 2), static_cast<long long>(top - 1),
+                                  static_cast<long long>(top));
+  const __m256i four = _mm256_set1_epi64x(4);
+  __m128i over = _mm_setzero_si128();
+  size_t m = 0, j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + j));
+    // Unsigned compares through the signed ones: both sides with the top bit flipped.
+    over = _mm_sub_epi32(over, _mm_cmpgt_epi32(_mm_xor_si128(v, sign), hiF));
+    const __m128i outside = _mm_cmpgt_epi32(_mm_xor_si128(_mm_sub_epi32(v, loV), sign), spanF);
+    const int inside = ~_mm_movemask_ps(_mm_castsi128_ps(outside)) & 0xF;
+    const __m256i key = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(v), shift), rev);
+    const __m256i perm = _mm256_load_si256(reinterpret_cast<const __m256i*>(kCompress.idx[inside]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(keys + m), _mm256_permutevar8x32_epi32(key, perm));
+    m += static_cast<size_t>(__builtin_popcount(static_cast<unsigned>(inside)));
+    rev = _mm256_sub_epi64(rev, four);
   }
+  alignas(16) uint32_t counts[4];
+  _mm_store_si128(reinterpret_cast<__m128i*>(counts), over);
+  *above += uint64_t{counts[0]} + counts[1] + counts[2] + counts[3];
+  if (j < n) m += scalar::windowKeys(a + j, n - j, lo, hi, indexBits, count, start + j, keys + m, above);
+  return m;
 }
 
+
 // M > 0: the model count fixed at compile time (the model loops unrolled); 0: p.models.size().
-template <Dtype T, Dtype TO, size_t M>
+// C: p.consensus fixed at compile time (sign counts only where they decide).
+template <Dtype T, Dtype TO, size_t M, Consensus C>
 __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const* srcs, const SparseParams& p, uint64_t count, uint64_t start,
                                                               size_t n, void* out) {
   const size_t m = M > 0 ? M : p.models.size();
@@ -186,6 +189,9 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
   const __m256i four = _mm256_set1_epi64x(4);
   const __m256d lambda = _mm256_set1_pd(p.lambda), zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
   const __m256i flip = _mm256_set1_epi64x(static_cast<long long>(kFlip));
+  // One model with a sign consensus: its v agrees exactly when it is neither zero nor NaN, and then
+  // mixed / div = v / (0 + w, or 1 where that is 0); else +0 / 1 = +0 (the general loop's values).
+  const __m256d soleDiv = _mm256_set1_pd(p.models.empty() || 0.0 + p.models[0].weight == 0 ? 1.0 : 0.0 + p.models[0].weight);
   __m256d vs[kMaxModels];
   for (size_t j = 0; j + 4 <= n; j += 4) {
     const __m128 b32 = load4<T>(base, j);
@@ -207,16 +213,25 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
       const __m256d v = rounded(_mm256_mul_pd(l.weight, e));
       vs[k] = v;
       sum = k == 0 ? v : _mm256_add_pd(sum, v);
-      // signOf(v): +1, -1, or 0 (zero and NaN); compare masks are -1 where true.
-      signs = _mm256_sub_epi64(signs, _mm256_castpd_si256(_mm256_cmp_pd(v, zero, _CMP_GT_OQ)));
-      signs = _mm256_add_epi64(signs, _mm256_castpd_si256(_mm256_cmp_pd(v, zero, _CMP_LT_OQ)));
+      if constexpr (C == Consensus::Count) {
+        // signOf(v): +1, -1, or 0 (zero and NaN); compare masks are -1 where true.
+        signs = _mm256_sub_epi64(signs, _mm256_castpd_si256(_mm256_cmp_pd(v, zero, _CMP_GT_OQ)));
+        signs = _mm256_add_epi64(signs, _mm256_castpd_si256(_mm256_cmp_pd(v, zero, _CMP_LT_OQ)));
+      }
     }
     __m256d mixed, div;
-    if (p.consensus == Consensus::None) {
+    if constexpr (M == 1 && C != Consensus::None) {
+      const __m256d agree = _mm256_cmp_pd(vs[0], zero, _CMP_NEQ_OQ);
+      mixed = _mm256_and_pd(p.normalize ? _mm256_div_pd(vs[0], soleDiv) : vs[0], agree);
+      storeResult4<TO>(out, j, _mm256_add_pd(b, rounded(_mm256_mul_pd(mixed, lambda))));
+      rev = _mm256_sub_epi64(rev, four);
+      continue;
+    }
+    if constexpr (C == Consensus::None) {
       mixed = sum;
       div = _mm256_set1_pd(constDiv);
     } else {
-      const __m256d positive = p.consensus == Consensus::Sum ? _mm256_cmp_pd(sum, zero, _CMP_GE_OQ)
+      const __m256d positive = C == Consensus::Sum ? _mm256_cmp_pd(sum, zero, _CMP_GE_OQ)
                                                              : _mm256_castsi256_pd(_mm256_cmpgt_epi64(signs, _mm256_set1_epi64x(-1)));
       mixed = zero;
       div = zero;
@@ -230,6 +245,15 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
     if (p.normalize) mixed = _mm256_div_pd(mixed, div);
     storeResult4<TO>(out, j, _mm256_add_pd(b, rounded(_mm256_mul_pd(mixed, lambda))));
     rev = _mm256_sub_epi64(rev, four);
+  }
+}
+
+template <class F>
+void withConsensus(Consensus c, F&& f) {
+  switch (c) {
+    case Consensus::None: return f(std::integral_constant<Consensus, Consensus::None>{});
+    case Consensus::Sum: return f(std::integral_constant<Consensus, Consensus::Sum>{});
+    case Consensus::Count: return f(std::integral_constant<Consensus, Consensus::Count>{});
   }
 }
 
@@ -249,12 +273,15 @@ void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams
     withDtype(types[p.baseSource], [&](auto T) {
       withDtype(to, [&](auto O) {
         constexpr Dtype TT = decltype(T)::value, TO = decltype(O)::value;
-        switch (p.models.size()) {
-          case 1: return sparseMergeLoop<TT, TO, 1>(srcs, p, count, start, full, out);
-          case 2: return sparseMergeLoop<TT, TO, 2>(srcs, p, count, start, full, out);
-          case 3: return sparseMergeLoop<TT, TO, 3>(srcs, p, count, start, full, out);
-          default: return sparseMergeLoop<TT, TO, 0>(srcs, p, count, start, full, out);
-        }
+        withConsensus(p.consensus, [&](auto C) {
+          constexpr Consensus CC = decltype(C)::value;
+          switch (p.models.size()) {
+            case 1: return sparseMergeLoop<TT, TO, 1, CC>(srcs, p, count, start, full, out);
+            case 2: return sparseMergeLoop<TT, TO, 2, CC>(srcs, p, count, start, full, out);
+            case 3: return sparseMergeLoop<TT, TO, 3, CC>(srcs, p, count, start, full, out);
+            default: return sparseMergeLoop<TT, TO, 0, CC>(srcs, p, count, start, full, out);
+          }
+        });
       });
     });
   }
@@ -263,6 +290,11 @@ void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams
   std::vector<const void*> rest(srcs, srcs + sourceCountOf(p));
   for (size_t s = 0; s < rest.size(); ++s) rest[s] = static_cast<const uint8_t*>(srcs[s]) + full * dtypeSize(types[s]);
   scalar::sparseMerge(rest.data(), types, p, count, start + full, n - full, static_cast<uint8_t*>(out) + full * dtypeSize(to), to);
+}
+
+size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits, uint64_t count, uint64_t start, uint64_t* keys,
+                  uint64_t* above) {
+  return windowKeysLoop(a, n, lo, hi, indexBits, count, start, keys, above);
 }
 
 void absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out) {

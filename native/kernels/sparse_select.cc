@@ -2,7 +2,10 @@
 #include "sparse_select.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "cpu_backends.h"
@@ -33,6 +36,21 @@ void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBit
   }
 }
 
+size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits, uint64_t count, uint64_t start, uint64_t* keys,
+                  uint64_t* above) {
+  const uint32_t span = hi - lo;
+  size_t m = 0;
+  uint64_t over = 0;
+  for (size_t i = 0; i < n; ++i) {
+    over += a[i] > hi;
+    // Branch-free: every key is stored, kept only inside the window (a branch mispredicts at each tie).
+    keys[m] = sparseRankKey(a[i], indexBits, count, start + i);
+    m += a[i] - lo <= span;
+  }
+  *above += over;
+  return m;
+}
+
 }  // namespace scalar
 
 namespace {
@@ -61,7 +79,7 @@ size_t binOfRank(const uint64_t* hist, size_t bins, uint64_t& need) {
 
 }  // namespace
 
-void rankCuts(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts) {
+void rankCutsByHistogram(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts) {
   struct Open {
     size_t q;
     uint64_t need;
@@ -127,6 +145,98 @@ void rankCuts(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t coun
       o->need = need;
     }
   });
+}
+
+namespace {
+
+// |d| bits of one element in each of `s` equal strata of the tensor, at a pseudo-random place in it
+// (a fixed stride could alias with the rows). Only steers the window: the cuts never depend on it.
+template <Dtype B, Dtype X>
+void sampleAbsBits(const void* base, const void* x, uint64_t count, size_t s, uint32_t* out) {
+  for (size_t q = 0; q < s; ++q) {
+    const uint64_t lo = q * count / s, hi = (q + 1) * count / s;
+    const uint64_t i = lo + splitmix64(q) % (hi - lo);
+    out[q] = num::f32Bits(num::subRn(loadElem<X>(x, i), loadElem<B>(base, i))) & 0x7FFFFFFFu;
+  }
+}
+
+}  // namespace
+
+constexpr uint64_t kMaxWindowKeys = uint64_t{2} << 20;
+
+bool rankCutsWindowed(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts) {
+  struct Window {
+    size_t q;
+    uint64_t rank;
+    uint32_t lo = 0, hi = 0xFFFFFFFFu;  // candidates: lo <= |d| bits <= hi
+    uint64_t above = 0;                 // elements with |d| bits > hi
+    uint64_t* keys = nullptr;           // the candidates' rank keys
+    size_t n = 0;
+  };
+  std::vector<Window> open;
+  for (size_t q = 0; q < k; ++q) {
+    cuts[q] = ranks[q] == 0 ? kRankKeyNone : 0;
+    if (ranks[q] != 0 && ranks[q] < count) open.push_back({q, ranks[q]});
+  }
+  if (open.empty()) return true;
+  // About count / 256 samples (4096 to 65536): the window then holds ~2-3 % of the elements.
+  const size_t s = static_cast<size_t>(std::min<uint64_t>(count, std::clamp<uint64_t>(count / 256, 4096, 65536)));
+  std::vector<uint32_t> sample(s);
+  withDtype(tb, [&](auto B) {
+    withDtype(tx, [&](auto X) { sampleAbsBits<decltype(B)::value, decltype(X)::value>(base, x, count, s, sample.data()); });
+  });
+  // Each window: the sample's values some 4 binomial standard deviations (+ 8) either side of the rank's place.
+  std::vector<std::pair<size_t, uint32_t*>> wanted;  // ascending sample index -> where its value goes
+  double widest = 0;
+  for (Window& w : open) {
+    const double f = static_cast<double>(w.rank) / static_cast<double>(count);
+    const double at = static_cast<double>(s) * (1 - f), spread = 4 * std::sqrt(static_cast<double>(s) * f * (1 - f)) + 8;
+    widest = std::max(widest, 2 * spread / static_cast<double>(s));
+    if (at + spread < static_cast<double>(s)) wanted.push_back({static_cast<size_t>(at + spread), &w.hi});
+    if (at - spread >= 0) wanted.push_back({static_cast<size_t>(at - spread), &w.lo});
+  }
+  // Order statistics from the largest index down, each nth_element on the part below the last.
+  std::sort(wanted.begin(), wanted.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  size_t end = s;
+  for (const auto& [index, value] : wanted) {
+    std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(index), sample.begin() + static_cast<std::ptrdiff_t>(end));
+    *value = sample[index];
+    end = index + 1;
+  }
+  // One pass: count the elements above each window, keep the rank keys of those inside it.
+  // Room for twice the elements a window is expected to hold (a fraction `widest` of them), or a quarter
+  // of the tensor (bf16 task vectors take few distinct |d|: a tie at the cut can hold 10 % of them),
+  // all windows together at most kMaxWindowKeys (16 MiB per worker, freed after). Untouched room costs nothing.
+  const uint64_t room = std::max(static_cast<uint64_t>(std::min(1.0, 2 * widest) * static_cast<double>(count)), count / 4);
+  const uint64_t capacity = std::min<uint64_t>(room, kMaxWindowKeys / open.size()) + kChunk + 4;
+  const std::unique_ptr<uint64_t[]> buffer(new uint64_t[capacity * open.size()]);
+  for (size_t q = 0; q < open.size(); ++q) open[q].keys = buffer.get() + q * capacity;
+  const uint32_t indexBits = sparseIndexBits(count);
+  uint32_t a[kChunk];
+  const auto* b8 = static_cast<const uint8_t*>(base);
+  const auto* x8 = static_cast<const uint8_t*>(x);
+  for (uint64_t j0 = 0; j0 < count; j0 += kChunk) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, count - j0));
+    absDeltaBits(b8 + j0 * dtypeSize(tb), tb, x8 + j0 * dtypeSize(tx), tx, n, a);
+    for (Window& w : open) {
+      w.n += windowKeys(a, n, w.lo, w.hi, indexBits, count, j0, w.keys + w.n, &w.above);
+      if (w.n > capacity - kChunk - 4) return false;  // too many ties or a skewed sample: the exact passes decide
+    }
+  }
+  for (Window& w : open) {
+    if (!(w.above < w.rank && w.rank <= w.above + w.n)) return false;  // the rank fell outside the window
+    uint64_t* keys = w.keys;
+    const auto nth = keys + (w.rank - w.above - 1);
+    std::nth_element(keys, nth, keys + w.n, [](uint64_t l, uint64_t r) { return l > r; });  // keys are unique
+    // As rankCutsByHistogram: when every element of the cut's |d| is kept, the cut is that |d|'s lowest key.
+    const uint64_t value = *nth >> indexBits;
+    cuts[w.q] = std::none_of(nth + 1, keys + w.n, [&](uint64_t key) { return key >> indexBits == value; }) ? value << indexBits : *nth;
+  }
+  return true;
+}
+
+void rankCuts(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts) {
+  if (!rankCutsWindowed(base, tb, x, tx, count, ranks, k, cuts)) rankCutsByHistogram(base, tb, x, tx, count, ranks, k, cuts);
 }
 
 uint64_t rankCut(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, uint64_t rank) {

@@ -14,13 +14,27 @@ namespace wm {
 constexpr uint64_t kRankKeyNone = uint64_t{1} << 63;
 
 // The cut C with exactly `rank` of the tensor's rank keys (sparsify.h) at or above it: kRankKeyNone
-// for rank 0, 0 for rank >= count, else the key of the rank-th largest element. Keys are unique, so
-// {key >= C} is the very set the histogram passes' cut keeps. Two or three passes over memory:
-// a histogram of |d|'s high 16 bits, one of the low 16 bits inside the chosen bin, and, when the
-// rank falls among equal |d|, a scan for the element index (lower index first).
+// for rank 0, 0 for rank >= count, else the key of the rank-th largest element (or, when every element
+// of that |d| is kept, that |d|'s lowest possible key: the same set). Keys are unique, so
+// {key >= C} is the very set the histogram passes' cut keeps (rankCuts below says how it is found).
 uint64_t rankCut(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, uint64_t rank);
-// The cuts of k ranks at once (breadcrumbs' two): one shared first pass, one second pass for all.
+// The cuts of k ranks at once (breadcrumbs' two): rankCutsWindowed, else rankCutsByHistogram.
 void rankCuts(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts);
+// One pass over memory: a sample of |d| places a window of values around each rank; the pass counts
+// the elements above it and collects the rank keys inside it, and nth_element among those finds the
+// cut. The same cuts as rankCutsByHistogram (keys are unique); false, cuts unset, when a rank falls
+// outside its window or the window overflows its room (sparse_select.cc; then use that one).
+bool rankCutsWindowed(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts);
+// Two or three passes: a histogram of |d|'s high 16 bits shared by all cuts, one of the low 16 bits
+// inside each chosen bin, and the index scan for a rank among equal |d|.
+void rankCutsByHistogram(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts);
+
+// The window pass of rankCutsWindowed over one chunk of |d| bits a[0..n) (elements start..start+n of
+// `count`): appends the rank keys of the elements with lo <= a <= hi to keys, in element order, and
+// returns how many; adds the number with a > hi to *above. May write keys[0..n + 4) as scratch.
+// Scalar in sparse_select.cc, AVX2 in sparse_avx2.cc (the same keys), picked by dispatch.cc.
+size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits, uint64_t count, uint64_t start, uint64_t* keys,
+                  uint64_t* above);
 
 // Exact L1 sums of |d| and of the kept |d| under `keep` (sparsify.h's l1Buckets over the whole
 // tensor, the same integer buckets): {before, after}.

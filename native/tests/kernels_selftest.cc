@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/elementwise.h"
 #include "kernels/kernels.h"
 #include "kernels/numerics.h"
 #include "kernels/sparse_select.h"
@@ -344,7 +345,7 @@ static void testSparse(uint64_t seed) {
         cases += 2;
       }
       for (Dtype to : all) {
-        for (int variant = 0; variant < 6; ++variant) {
+        for (int variant = 0; variant < 12; ++variant) {  // from 6 on, one model (its own AVX2 path under a consensus)
           wm::SparseParams p;
           p.consensus = static_cast<wm::Consensus>(variant % 3);
           p.normalize = variant % 2 == 0;
@@ -352,7 +353,7 @@ static void testSparse(uint64_t seed) {
           p.indexBits = wm::sparseIndexBits(count);
           p.baseSource = 0;
           const double weights[] = {0.7, -0.5, 1.3, 0.0, 1e-9};
-          for (uint32_t k = 1; k <= 3; ++k) {
+          for (uint32_t k = 1; k <= (variant < 6 ? 3u : 1u); ++k) {
             wm::SparseModel m;
             m.source = k;
             m.weight = weights[(k + variant) % 5];
@@ -390,6 +391,125 @@ static void testSparse(uint64_t seed) {
   std::printf("sparse: %zu cases\n", cases);
 }
 
+// The one-pass windowed rank cuts equal the histogram passes' wherever they answer, and answer on smooth data.
+static void testRankWindow(uint64_t seed) {
+  Rng r(seed ^ 0xC0FFEE);
+  const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
+  size_t cases = 0, answered = 0;
+  for (uint64_t count : {uint64_t{1}, uint64_t{2}, uint64_t{7}, uint64_t{300}, uint64_t{4099}, uint64_t{70001}, uint64_t{300007}}) {
+    for (Dtype t : all) {
+      for (int kind = 0; kind < 3; ++kind) {  // 0: salted with special values, 1: smooth weights, 2: few distinct |d| (ties)
+        std::vector<unsigned char> base = randomTensor(r, t, count), x = randomTensor(r, t, count);
+        if (kind > 0) {
+          std::normal_distribution<float> normal(0.0f, 0.02f);
+          for (uint64_t i = 0; i < count; ++i) {
+            const float b = normal(r.g), d = kind == 1 ? normal(r.g) * 0.05f : 0.001f * static_cast<float>(r.next() % 3);
+            const uint32_t bb = num::f32Bits(b), xb = num::f32Bits(b + d);
+            const uint16_t b16 = t == Dtype::BF16 ? num::f32ToBF16(b) : num::f32ToF16(b), x16 = t == Dtype::BF16 ? num::f32ToBF16(b + d) : num::f32ToF16(b + d);
+            if (t == Dtype::F32) {
+              std::memcpy(base.data() + 4 * i, &bb, 4);
+              std::memcpy(x.data() + 4 * i, &xb, 4);
+            } else {
+              std::memcpy(base.data() + 2 * i, &b16, 2);
+              std::memcpy(x.data() + 2 * i, &x16, 2);
+            }
+          }
+        }
+        const uint64_t ranks[] = {1, count / 100, count / 3, count / 2, count - count / 10, count > 1 ? count - 1 : 1, 1 + r.next() % count};
+        for (size_t q = 0; q + 1 < sizeof ranks / sizeof ranks[0]; ++q) {
+          uint64_t fast[2] = {7, 7}, slow[2];  // two at once, as breadcrumbs asks
+          wm::rankCutsByHistogram(base.data(), t, x.data(), t, count, ranks + q, 2, slow);
+          if (wm::rankCutsWindowed(base.data(), t, x.data(), t, count, ranks + q, 2, fast)) {
+            ++answered;
+            CHECK(fast[0] == slow[0] && fast[1] == slow[1], "rankCutsWindowed %s count=%zu kind %d ranks %zu %zu: %016" PRIx64 " %016" PRIx64
+                  ", histogram %016" PRIx64 " %016" PRIx64, dtypeName(t), (size_t)count, kind, (size_t)ranks[q], (size_t)ranks[q + 1], fast[0], fast[1], slow[0], slow[1]);
+          } else {
+            CHECK(!(kind == 1 && count > 4099), "rankCutsWindowed %s count=%zu ranks %zu %zu: no answer on smooth data", dtypeName(t), (size_t)count,
+                  (size_t)ranks[q], (size_t)ranks[q + 1]);
+          }
+          uint64_t chosen[2];
+          wm::rankCuts(base.data(), t, x.data(), t, count, ranks + q, 2, chosen);
+          CHECK(chosen[0] == slow[0] && chosen[1] == slow[1], "rankCuts %s count=%zu: differs from the histogram passes", dtypeName(t), (size_t)count);
+          ++cases;
+        }
+      }
+    }
+  }
+  CHECK(answered * 2 > cases, "rankCutsWindowed answered only %zu of %zu cases", answered, cases);
+  // The window pass itself, SIMD against scalar: the same keys in the same order, the same count above.
+  for (size_t n : {0, 1, 3, 4, 5, 9, 64, 1001}) {
+    for (int trial = 0; trial < 20; ++trial) {
+      std::vector<uint32_t> a(n);
+      const uint32_t pick[] = {0, 1, 0x7F800000u, 0x7FC00000u, 0x7FFFFFFFu, 0x3F800000u, 0x3F800001u};
+      for (uint32_t& v : a) v = r.next() % 3 == 0 ? pick[r.next() % 7] : static_cast<uint32_t>(r.next() & 0x7FFFFFFFu);
+      uint32_t lo = n > 0 ? a[r.next() % n] : 0, hi = n > 0 ? a[r.next() % n] : 0;
+      if (lo > hi) std::swap(lo, hi);
+      if (trial == 0) lo = 0, hi = 0xFFFFFFFFu;
+      const uint64_t start = r.next() % 1000, count = start + n + r.next() % 50;
+      std::vector<uint64_t> ks(n + 4), kv(n + 4);
+      uint64_t as = 3, av = 3;
+      wm::setSimdEnabled(false);
+      const size_t ms = wm::windowKeys(a.data(), n, lo, hi, wm::sparseIndexBits(count), count, start, ks.data(), &as);
+      wm::setSimdEnabled(true);
+      const size_t mv = wm::windowKeys(a.data(), n, lo, hi, wm::sparseIndexBits(count), count, start, kv.data(), &av);
+      size_t inside = 0, over = 3;
+      for (uint32_t v : a) inside += v >= lo && v <= hi, over += v > hi;
+      CHECK(ms == inside && as == over, "windowKeys scalar n=%zu: %zu inside, %zu above; expected %zu, %zu", n, ms, (size_t)as, inside, over);
+      CHECK(mv == ms && av == as && std::equal(ks.begin(), ks.begin() + ms, kv.begin()), "windowKeys n=%zu: SIMD != scalar", n);
+      ++cases;
+    }
+  }
+  std::printf("rank windows: %zu cases, %zu answered in one pass\n", cases, answered);
+}
+
+// RAM's merge and counts (elementwise.h): SIMD == scalar on salted random inputs, 1-3 models, every dtype pair.
+static void testRam(uint64_t seed) {
+  Rng r(seed ^ 0xBEEF);
+  const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
+  size_t cases = 0;
+  for (size_t n : {0, 1, 3, 4, 7, 8, 9, 17, 1000, 1027}) {
+    for (Dtype t : all) {
+      std::vector<std::vector<unsigned char>> src;
+      for (int s = 0; s < 4; ++s) src.push_back(randomTensor(r, t, n));
+      const std::vector<unsigned char> mixed = randomTensor(r, t == Dtype::F32 ? Dtype::BF16 : Dtype::F32, n);
+      for (int variant = 0; variant < 6; ++variant) {
+        wm::RamParams p;
+        p.base = 0;
+        const float eps[] = {0.0f, 0.01f, 1e-3f};
+        p.epsilon = eps[variant % 3];
+        for (uint32_t k = 1; k <= 1 + static_cast<uint32_t>(variant) % 3; ++k) {
+          p.sources.push_back(k);
+          p.lambda.push_back(variant < 3 ? 1.0 : 1.0 + 0.37 * k);
+        }
+        const void* srcs[4] = {src[0].data(), src[1].data(), src[2].data(), src[3].data()};
+        Dtype types[4] = {t, t, t, t};
+        if (variant == 5) {  // a source of another dtype: the scalar path in both
+          types[3] = t == Dtype::F32 ? Dtype::BF16 : Dtype::F32;
+          srcs[3] = mixed.data();
+        }
+        for (Dtype to : all) {
+          std::vector<unsigned char> outS(n * wm::dtypeSize(to) + 3, 0xA5), outV = outS;
+          wm::setSimdEnabled(false);
+          wm::ramMerge(srcs, types, p, n, outS.data() + 1, to);
+          wm::setSimdEnabled(true);
+          wm::ramMerge(srcs, types, p, n, outV.data() + 1, to);
+          digestBytes(outV.data(), outV.size());
+          CHECK(outS == outV, "ramMerge %s->%s n=%zu variant %d: SIMD != scalar", dtypeName(t), dtypeName(to), n, variant);
+          ++cases;
+        }
+        std::vector<uint64_t> cs(2 * p.sources.size(), 5), cv = cs;
+        wm::setSimdEnabled(false);
+        wm::ramCounts(srcs, types, p, n, cs.data(), cs.data() + p.sources.size());
+        wm::setSimdEnabled(true);
+        wm::ramCounts(srcs, types, p, n, cv.data(), cv.data() + p.sources.size());
+        CHECK(cs == cv, "ramCounts %s n=%zu variant %d: SIMD != scalar", dtypeName(t), n, variant);
+        ++cases;
+      }
+    }
+  }
+  std::printf("ram: %zu cases\n", cases);
+}
+
 // ---- known answers, worked by hand ------------------------------------------------------------------
 static void testKnownAnswers() {
   // bf16 1.0 (0x3F80) and 1.0078125 (0x3F81) at w = 0.5: exact midpoint 1.00390625 ties to even 0x3F80.
@@ -424,6 +544,8 @@ int main(int argc, char** argv) {
   testKnownAnswers();
   testOps(seed);
   testSparse(seed);
+  testRankWindow(seed);
+  testRam(seed);
   if (!(argc > 2 && std::string(argv[2]) == "--quick")) testConversionsExhaustive();
   std::printf("digest %016" PRIx64 "\n", digest);
   if (failures) {

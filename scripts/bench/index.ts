@@ -2,7 +2,7 @@
  * weightmix benchmarks: end-to-end interpolate/sweep against the storage floor, the PyTorch peer,
  * kernel throughput and thread scaling. Prints a table and appends it to BENCHMARKS.md.
  *
- *   npm run bench -- [--quick] [--work DIR] [--sections e2e,tmpfs,sweep,batch,peer,kernels,threads[,batch-memory]] [--pairs 4b,moe,dense]
+ *   npm run bench -- [--quick] [--work DIR] [--sections e2e,tmpfs,disk-methods,sweep,batch,peer,kernels,threads[,batch-memory]] [--pairs 4b,moe,dense]
  *                    [--buffered] [--peer-pair dense|moe|4b] [--sweep-pair dense|moe|4b] [--batch-pair small|4b|dense] [--no-append] [--repeat N]
  *                    [--methods ties,dare_ties,… | none] [--methods-pair 4b|dense|moe]
  */
@@ -21,8 +21,9 @@ import { runKernels } from './kernels';
 import { runFastStorage } from './tmpfs';
 import { BENCH_METHODS, runFastStorageMethods } from './tmpfs-methods';
 import { tmpfsRoot } from './fast-storage';
+import { runDiskMethods } from './disk-methods';
 
-const ALL_SECTIONS = ['e2e', 'tmpfs', 'sweep', 'batch', 'peer', 'kernels', 'threads'] as const;
+const ALL_SECTIONS = ['e2e', 'tmpfs', 'disk-methods', 'sweep', 'batch', 'peer', 'kernels', 'threads'] as const;
 /** Run only when named: batch-memory needs root, btrfs-progs and 10-20 minutes. */
 const OPT_IN_SECTIONS = ['batch-memory'] as const;
 type Section = (typeof ALL_SECTIONS)[number] | (typeof OPT_IN_SECTIONS)[number];
@@ -69,8 +70,12 @@ async function main() {
     .option('--batch-pair <name>', 'pair the batch section runs on (small: 2 × 0.89 GB; 4b, moe, dense)', 'small')
     .option('--python <path>', 'Python with torch and safetensors for the peer')
     .option('--no-append', 'print the table only, do not append to BENCHMARKS.md')
-    .option('--methods <list>', `tmpfs section: recipe methods timed against interpolate (${BENCH_METHODS.join(',')}), or none`, BENCH_METHODS.join(','))
-    .option('--methods-pair <name>', 'pair the tmpfs methods run on (4b, moe, dense)', '4b')
+    .option(
+      '--methods <list>',
+      `tmpfs and disk-methods sections: recipe methods timed against interpolate (${BENCH_METHODS.join(',')}), or none`,
+      BENCH_METHODS.join(','),
+    )
+    .option('--methods-pair <name>', 'pair the tmpfs and disk-methods methods run on (4b, moe, dense)', '4b')
     .option('--repeat <n>', 'measure each floor and end-to-end case n times and report the median (this disk is noisy)', '1')
     .parse(process.argv);
   const opts = program.opts();
@@ -89,7 +94,7 @@ async function main() {
   if (sections.has('e2e')) for (const p of String(opts.pairs).split(',')) need.add(p as PairName);
   if (sections.has('tmpfs')) for (const p of String(opts.pairs).split(',')) need.add(p as PairName);
   const methods = opts.methods === 'none' ? [] : String(opts.methods).split(',');
-  if (sections.has('tmpfs') && methods.length > 0) need.add(opts.methodsPair);
+  if ((sections.has('tmpfs') || sections.has('disk-methods')) && methods.length > 0) need.add(opts.methodsPair);
   if (sections.has('sweep')) need.add(opts.sweepPair);
   if (sections.has('peer')) need.add(opts.peerPair);
   if (sections.has('threads')) need.add(opts.threadsPair);
@@ -133,6 +138,7 @@ async function main() {
     );
   const tmpfs = tmpfsRoot();
   if (sections.has('tmpfs') && methods.length > 0 && 'dir' in tmpfs) runFastStorageMethods(pairs.get(opts.methodsPair as PairName)!, tmpfs.dir, methods);
+  if (sections.has('disk-methods') && methods.length > 0) runDiskMethods(pairs.get(opts.methodsPair as PairName)!, work, methods);
   if (sections.has('sweep')) {
     log('sweep');
     runSweep(pairs.get(opts.sweepPair as PairName)!, work);

@@ -1,0 +1,119 @@
+// AVX2 paths of RAM's merge and counts (elementwise.h), equal bit for bit to the scalar truths in
+// elementwise.cc (native/tests/kernels_selftest.cc checks it on random inputs with special values).
+#include "cpu_backends.h"
+
+#if defined(WM_HAVE_AVX2_BACKEND)
+#include <immintrin.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "avx2_loads.h"
+#include "elementwise.h"
+
+namespace wm {
+namespace avx2 {
+namespace {
+
+constexpr size_t kMaxRamModels = 8;  // more models take the scalar path
+
+// Whether every source RAM reads has the base's dtype (the vector loops load one dtype).
+bool sameDtype(const Dtype* types, const RamParams& p) {
+  if (p.sources.size() > kMaxRamModels) return false;
+  for (uint32_t s : p.sources) {
+    if (types[s] != types[p.base]) return false;
+  }
+  return true;
+}
+
+// Sources advanced by `full` elements, for the scalar truth on the ragged end.
+std::vector<const void*> advanced(const void* const* srcs, const Dtype* types, const RamParams& p, size_t full) {
+  size_t count = p.base + 1;
+  for (uint32_t s : p.sources) count = std::max<size_t>(count, s + 1);
+  std::vector<const void*> rest(srcs, srcs + count);
+  for (size_t s = 0; s < count; ++s) rest[s] = static_cast<const uint8_t*>(srcs[s]) + full * dtypeSize(types[s]);
+  return rest;
+}
+
+template <Dtype T, Dtype TO>
+__attribute__((target("avx2,fma,f16c"))) void ramMergeLoop(const void* const* srcs, const RamParams& p, size_t n, void* out) {
+  const size_t m = p.sources.size();
+  const __m128 eps = _mm_set1_ps(p.epsilon), absMask = _mm_castsi128_ps(_mm_set1_epi32(0x7FFFFFFF));
+  const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
+  __m256d lambda[kMaxRamModels], d[kMaxRamModels], mask[kMaxRamModels];
+  for (size_t k = 0; k < m; ++k) lambda[k] = _mm256_set1_pd(p.lambda[k]);
+  for (size_t j = 0; j + 4 <= n; j += 4) {
+    const __m128 b32 = load4<T>(srcs[p.base], j);
+    const __m256d b = _mm256_cvtps_pd(b32);
+    __m128i c = _mm_setzero_si128();
+    for (size_t k = 0; k < m; ++k) {
+      const __m128 x32 = load4<T>(srcs[p.sources[k]], j);
+      d[k] = _mm256_sub_pd(_mm256_cvtps_pd(x32), b);
+      // |fl32(x - base)| > epsilon, ordered (NaN: false); -1 where true.
+      const __m128i m32 = _mm_castps_si128(_mm_cmp_ps(_mm_and_ps(_mm_sub_ps(x32, b32), absMask), eps, _CMP_GT_OQ));
+      mask[k] = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(m32));
+      c = _mm_sub_epi32(c, m32);
+    }
+    // u = (c == 1), o = (c > 1), div = c > 1 ? c : 1, as f64 lanes.
+    const __m256d cd = _mm256_cvtepi32_pd(c);
+    const __m256d u = _mm256_and_pd(_mm256_cmp_pd(cd, one, _CMP_EQ_OQ), one);
+    const __m256d many = _mm256_cmp_pd(cd, one, _CMP_GT_OQ);
+    const __m256d o = _mm256_and_pd(many, one), div = _mm256_blendv_pd(one, cd, many);
+    __m256d sum = zero;
+    for (size_t k = 0; k < m; ++k) {
+      const __m256d z = _mm256_blendv_pd(rounded(_mm256_mul_pd(d[k], zero)), d[k], mask[k]);  // d * 0 keeps NaN and Inf as NaN
+      const __m256d unique = rounded(_mm256_mul_pd(rounded(_mm256_mul_pd(z, u)), lambda[k]));
+      const __m256d shared = _mm256_div_pd(rounded(_mm256_mul_pd(z, o)), div);
+      sum = _mm256_add_pd(sum, _mm256_add_pd(unique, shared));
+    }
+    storeResult4<TO>(out, j, _mm256_add_pd(b, sum));
+  }
+}
+
+template <Dtype T>
+__attribute__((target("avx2,fma,f16c"))) void ramCountsLoop(const void* const* srcs, const RamParams& p, size_t n, uint64_t* shared, uint64_t* unique) {
+  const size_t m = p.sources.size();
+  const __m256 eps = _mm256_set1_ps(p.epsilon), absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  const __m256i oneI = _mm256_set1_epi32(1);
+  __m256i mask[kMaxRamModels];
+  for (size_t j = 0; j + 8 <= n; j += 8) {
+    const __m256 b = load8<T>(srcs[p.base], j);
+    __m256i c = _mm256_setzero_si256();
+    for (size_t k = 0; k < m; ++k) {
+      mask[k] = _mm256_castps_si256(_mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(load8<T>(srcs[p.sources[k]], j), b), absMask), eps, _CMP_GT_OQ));
+      c = _mm256_sub_epi32(c, mask[k]);
+    }
+    const __m256i alone = _mm256_cmpeq_epi32(c, oneI), many = _mm256_cmpgt_epi32(c, oneI);
+    for (size_t k = 0; k < m; ++k) {
+      unique[k] += static_cast<uint64_t>(__builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_and_si256(mask[k], alone))))));
+      shared[k] += static_cast<uint64_t>(__builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_and_si256(mask[k], many))))));
+    }
+  }
+}
+
+}  // namespace
+
+void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, void* out, Dtype to) {
+  const size_t full = sameDtype(types, p) ? n - n % 4 : 0;
+  if (full > 0) {
+    withDtype(types[p.base], [&](auto T) {
+      withDtype(to, [&](auto O) { ramMergeLoop<decltype(T)::value, decltype(O)::value>(srcs, p, full, out); });
+    });
+  }
+  if (full == n) return;
+  const std::vector<const void*> rest = advanced(srcs, types, p, full);
+  scalar::ramMerge(rest.data(), types, p, n - full, static_cast<uint8_t*>(out) + full * dtypeSize(to), to);
+}
+
+void ramCounts(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, uint64_t* shared, uint64_t* unique) {
+  const size_t full = sameDtype(types, p) ? n - n % 8 : 0;
+  if (full > 0) withDtype(types[p.base], [&](auto T) { ramCountsLoop<decltype(T)::value>(srcs, p, full, shared, unique); });
+  if (full == n) return;
+  const std::vector<const void*> rest = advanced(srcs, types, p, full);
+  scalar::ramCounts(rest.data(), types, p, n - full, shared, unique);
+}
+
+}  // namespace avx2
+}  // namespace wm
+
+#endif  // WM_HAVE_AVX2_BACKEND
