@@ -16,6 +16,8 @@ export const MERGE_METHOD_NAMES = [
   'nearswap',
   'ram',
   'ramplus_tl',
+  'della',
+  'della_linear',
 ] as const;
 
 /** A recipe's `merge_method` that weightmix runs. */

@@ -61,6 +61,7 @@ DestOp opOf(Reader& r) {
     case 5: return DestOp::Nearswap;
     case 6: return DestOp::Ram;
     case 7: return DestOp::RowLinear;
+    case 8: return DestOp::Della;
     default: throw std::invalid_argument("plan: unknown op");
   }
 }
@@ -72,6 +73,7 @@ JobStat statOf(Reader& r) {
     case 2: return JobStat::L1;
     case 3: return JobStat::RamCounts;
     case 4: return JobStat::RowMoments;
+    case 5: return JobStat::DellaL1;
     default: throw std::invalid_argument("plan: unknown statistic");
   }
 }

@@ -12,8 +12,9 @@ import { baseOf } from './methods/method';
 import type { Recipe, RecipeSlice } from './recipe';
 import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
 import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
-import type { SparseTensor } from './sparsify';
+import { maskKey, type SparseTensor } from './sparsify';
 import type { RamPlusTensor } from './ram-counts';
+import type { DellaRescaleTensor } from './della-rescale';
 import type { RowWiseTensor } from './row-wise';
 import { classifyTensor } from '../model/tensor-names';
 import { tensorOutputDtype } from './output-dtype';
@@ -248,7 +249,7 @@ export function tensorRecipes(
   recipe: Recipe,
   plan: RecipePlan,
   moments: (tensor: string, a: number, b: number) => PairMoments,
-): { recipes: Map<string, TensorRecipe>; sparse: SparseTensor[]; ramPlus: RamPlusTensor[]; rowWise: RowWiseTensor[] } {
+): { recipes: Map<string, TensorRecipe>; sparse: SparseTensor[]; ramPlus: RamPlusTensor[]; rowWise: RowWiseTensor[]; dellaRescale: DellaRescaleTensor[] } {
   const method = methodFor(recipe.method);
   const { views } = plan;
   const outDtypeOf = (t: OutputTensor): SafetensorsDtype => {
@@ -260,6 +261,7 @@ export function tensorRecipes(
   const sparse: SparseTensor[] = [];
   const ramPlus: RamPlusTensor[] = [];
   const rowWise: RowWiseTensor[] = [];
+  const dellaRescale: DellaRescaleTensor[] = [];
   const sourceOf = (name: string) => (m: number) => {
     const l = views[m].get(name)!;
     return { file: l.file, offset: l.offset, dtype: nativeDtype(l.dtype) };
@@ -278,6 +280,13 @@ export function tensorRecipes(
         source: sourceOf(t.name),
       });
       recipes.set(t.name, { op: 'sparse', models: [spec.base, ...spec.models.map((m) => m.model)], w: [], dtype });
+      continue;
+    }
+    if (c.op === 'della') {
+      // Mask keys from random_seed as DARE's: (seed, tensor name, recipe model index).
+      const d = { ...c.della, models: c.della.models.map((m) => ({ ...m, seedKey: maskKey(recipe.randomSeed ?? 0, t.name, m.model) })) };
+      recipes.set(t.name, { op: 'della', models: [d.base, ...d.models.map((m) => m.model)], w: [], dtype, della: d });
+      if (c.rescale) dellaRescale.push({ name: t.name, count: views[d.base].get(t.name)!.elementCount, source: sourceOf(t.name) });
       continue;
     }
     if (c.op === 'nearswap') {
@@ -300,5 +309,5 @@ export function tensorRecipes(
     }
     recipes.set(t.name, c.op === 'copy' ? { op: 'copy', models: [c.model], w: [0], dtype } : { op: 'linear', models: c.models, w: c.w, dtype });
   }
-  return { recipes, sparse, ramPlus, rowWise };
+  return { recipes, sparse, ramPlus, rowWise, dellaRescale };
 }
