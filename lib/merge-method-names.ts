@@ -18,6 +18,7 @@ export const MERGE_METHOD_NAMES = [
   'ramplus_tl',
   'della',
   'della_linear',
+  'sce',
 ] as const;
 
 /** A recipe's `merge_method` that weightmix runs. */

@@ -21,6 +21,7 @@
 #include "kernels/sparsify.h"
 #include "kernels/della.h"
 #include "kernels/elementwise.h"
+#include "kernels/sce.h"
 
 namespace wm {
 namespace {
@@ -357,6 +358,9 @@ class Run {
         case DestOp::Della:
           dellaMerge(srcPtr.data(), srcType.data(), decodeDellaParams(d.params, job.sources.size(), job.count), job.count, piece.start, n, target, d.dtype);
           break;
+        case DestOp::Sce:
+          sceMerge(srcPtr.data(), srcType.data(), decodeSceParams(d.params, job.sources.size(), job.count), job.count, piece.start, n, target, d.dtype);
+          break;
       }
       if (inPlace != nullptr) assembler.commit(at, n * es);
       else assembler.put(at, static_cast<const uint8_t*>(bytes), n * es);
@@ -398,6 +402,7 @@ class Run {
       size_t counters = job.stat == JobStat::Histogram ? (size_t{1} << static_cast<uint32_t>(job.statParams[2]))
                         : job.stat == JobStat::L1 || job.stat == JobStat::DellaL1 ? 2 * kL1Buckets
                         : job.stat == JobStat::RamCounts ? job.statParams.size() - 2
+                        : job.stat == JobStat::SceHistogram ? (size_t{1} << static_cast<uint32_t>(job.statParams[job.statParams.size() - 3])) + 1
                                                    : 0;
       if (counters == 0) continue;
       statCounts_[j].reset(new std::atomic<uint64_t>[counters]);
@@ -411,6 +416,13 @@ class Run {
     const uint32_t indexBits = static_cast<uint32_t>(sp[0]);
     // Per thread, kept: no allocation per piece.
     thread_local std::vector<uint64_t> local;
+    if (job.stat == JobStat::SceSumSquares) {  // f64 sums, as RowMoments'
+      const SceParams p = decodeSceSumSquares(sp, job.sources.size(), job.count);
+      std::vector<double>& sums = pieceRows_[static_cast<size_t>(&piece - pieces_.data())];
+      sums.assign(p.sources.size(), 0.0);
+      sceSumSquares(srcPtr.data(), srcType.data(), p, job.count, piece.start, piece.count, sums.data());
+      return;
+    }
     if (job.stat == JobStat::RowMoments) {  // f64 sums: kept per piece and added in piece order (collectStats)
       const Groups g = decodeGroups(sp, job.count);
       std::vector<double>& rows = pieceRows_[static_cast<size_t>(&piece - pieces_.data())];
@@ -422,6 +434,10 @@ class Run {
       const RamParams p = decodeRamParams(sp, job.sources.size());
       local.assign(2 * p.sources.size(), 0);
       ramCounts(srcPtr.data(), srcType.data(), p, piece.count, local.data(), local.data() + p.sources.size());
+    } else if (job.stat == JobStat::SceHistogram) {
+      const SceStat s = decodeSceHistogram(sp, job.sources.size(), job.count);
+      local.assign((size_t{1} << s.bits) + 1, 0);
+      sceHistogram(srcPtr.data(), srcType.data(), s, job.count, piece.start, piece.count, local.data());
     } else if (job.stat == JobStat::DellaL1) {
       DellaModel m;
       const DellaRows rows = decodeDellaStat(sp, job.count, m);
@@ -452,6 +468,12 @@ class Run {
     std::vector<std::vector<double>> rows(plan_.jobs.size());  // RowMoments: 4 sums per row, pieces added in order
     for (size_t p = 0; p < pieces_.size(); ++p) {
       const Job& job = plan_.jobs[pieces_[p].job];
+      if (job.stat == JobStat::SceSumSquares) {
+        std::vector<double>& r = rows[pieces_[p].job];
+        r.resize(pieceRows_[p].size(), 0.0);
+        for (size_t k = 0; k < r.size(); ++k) r[k] += pieceRows_[p][k];
+        continue;
+      }
       if (job.stat != JobStat::RowMoments || pieces_[p].count == 0) continue;
       std::vector<double>& r = rows[pieces_[p].job];
       const Groups g = decodeGroups(job.statParams, job.count);
@@ -470,7 +492,9 @@ class Run {
         out.push_back(l1Total(b + kL1Buckets));
       } else if (job.stat == JobStat::RamCounts) {
         for (size_t c = 0; c < job.statParams.size() - 2; ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
-      } else if (job.stat == JobStat::RowMoments) {
+      } else if (job.stat == JobStat::SceHistogram) {
+        for (size_t c = 0; c <= (size_t{1} << static_cast<uint32_t>(job.statParams[job.statParams.size() - 3])); ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
+      } else if (job.stat == JobStat::RowMoments || job.stat == JobStat::SceSumSquares) {
         out.insert(out.end(), rows[j].begin(), rows[j].end());
       }
     }

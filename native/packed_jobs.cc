@@ -62,6 +62,7 @@ DestOp opOf(Reader& r) {
     case 6: return DestOp::Ram;
     case 7: return DestOp::RowLinear;
     case 8: return DestOp::Della;
+    case 9: return DestOp::Sce;
     default: throw std::invalid_argument("plan: unknown op");
   }
 }
@@ -74,6 +75,8 @@ JobStat statOf(Reader& r) {
     case 3: return JobStat::RamCounts;
     case 4: return JobStat::RowMoments;
     case 5: return JobStat::DellaL1;
+    case 6: return JobStat::SceHistogram;
+    case 7: return JobStat::SceSumSquares;
     default: throw std::invalid_argument("plan: unknown statistic");
   }
 }

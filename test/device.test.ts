@@ -194,6 +194,10 @@ const CASES: Case[] = [
     name: 'della (CPU kernel, L1 pass, pieces of whole rows)',
     run: recipe(() => ({ merge_method: 'della', base_model: N, random_seed: 3, models: models([0.6, 0.4], { density: 0.5, epsilon: 0.1 }) })),
   },
+  {
+    name: 'sce (CPU kernel, variance selection and sums of squares)',
+    run: recipe(() => ({ merge_method: 'sce', base_model: N, parameters: { select_topk: 0.5 }, models: [{ model: A }, { model: B }, { model: N }] })),
+  },
 ];
 
 describe("cuda merges are the CPU's bytes", () => {

@@ -222,6 +222,17 @@ describe('weightmix against mergekit', () => {
       }),
       (d) => expect(d.relL2).toBeLessThan(1e-6),
     ],
+    [
+      'sce',
+      () => ({ merge_method: 'sce', base_model: N, models: [{ model: A }, { model: B }, { model: F }, { model: N }] }),
+      (d) => expect(d.relL2).toBeLessThan(1e-6),
+    ],
+    [
+      // Deterministic, but mergekit's torch.topk and weightmix (lower index first) may pick different elements among equal variances at the cut.
+      'sce-select_topk-0.5',
+      () => ({ merge_method: 'sce', base_model: N, parameters: { select_topk: 0.5 }, models: [{ model: A }, { model: B }, { model: F }, { model: N }] }),
+      (d) => expect(d.relL2).toBeLessThan(1e-2),
+    ],
   ];
 
   /** Both tools on `doc` (dtype float32); returns the two output folders. */

@@ -1,7 +1,7 @@
 /**
  * Many outputs' write plans as one plan that reads each source tensor once: jobs that read a common
  * tensor become one job feeding every destination. Each output keeps exactly the bytes its own plan
- * writes: a copy, sparse, nearswap, ram, row_linear or della destination names its sources by index (renumbered here), and a linear (or
+ * writes: a copy, sparse, nearswap, ram, row_linear, della or sce destination names its sources by index (renumbered here), and a linear (or
  * lerp) destination, whose sum runs over all of its job's sources in order, keeps exactly its own plan's
  * source list; a tensor that two plans combine from different source lists is read once per list.
  */
@@ -11,6 +11,7 @@ import type { MergePlan, PlannedModel } from './plan';
 import { remapSparseSources } from './sparse-params';
 import { remapElementwiseSources } from './elementwise-params';
 import { remapDellaSources } from './della-params';
+import { remapSceSources } from './sce-params';
 
 /** One job of one plan, its sources renumbered into the fused plan's inputs. */
 interface Member {
@@ -95,7 +96,7 @@ interface SourceGroup {
 
 /** Whether a destination's result depends on its job's whole source list (and its order). */
 function usesAllSources(d: NativeDest): boolean {
-  return d.op !== 'copy' && d.op !== 'sparse' && d.op !== 'nearswap' && d.op !== 'ram' && d.op !== 'row_linear' && d.op !== 'della';
+  return d.op !== 'copy' && d.op !== 'sparse' && d.op !== 'nearswap' && d.op !== 'ram' && d.op !== 'row_linear' && d.op !== 'della' && d.op !== 'sce';
 }
 
 /**
@@ -141,6 +142,7 @@ function remapDest(d: NativeDest, m: Member, to: (source: number) => number): Na
   if (d.op === 'copy') return { ...d, output, w: [to(d.w[0])] };
   if (d.op === 'sparse') return { ...d, output, params: remapSparseSources(d.params ?? [], to) };
   if (d.op === 'della') return { ...d, output, params: remapDellaSources(d.params ?? [], to) };
+  if (d.op === 'sce') return { ...d, output, params: remapSceSources(d.params ?? [], to) };
   if (d.op === 'nearswap' || d.op === 'ram' || d.op === 'row_linear') return { ...d, output, params: remapElementwiseSources(d.op, d.params ?? [], to) };
   // A linear or lerp destination's group has exactly its own plan's source list, in order.
   return { ...d, output };

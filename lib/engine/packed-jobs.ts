@@ -23,6 +23,7 @@ export const PACKED_OP_CODES: Readonly<Record<NativeOp, number>> = Object.freeze
   ram: 6,
   row_linear: 7,
   della: 8,
+  sce: 9,
 });
 export const PACKED_STAT_CODES: Readonly<Record<NonNullable<NativeJob['stat']>, number>> = Object.freeze({
   histogram: 1,
@@ -30,6 +31,8 @@ export const PACKED_STAT_CODES: Readonly<Record<NonNullable<NativeJob['stat']>, 
   ram_counts: 3,
   row_moments: 4,
   della_l1: 5,
+  sce_histogram: 6,
+  sce_sum_squares: 7,
 });
 
 function code<K extends string>(table: Readonly<Record<K, number>>, key: K, what: string): number {
@@ -38,9 +41,9 @@ function code<K extends string>(table: Readonly<Record<K, number>>, key: K, what
   return c;
 }
 
-/** Only sparse, nearswap, ram, row_linear and della dests carry params (the addon ignored them elsewhere before packing, too). */
+/** Only sparse, nearswap, ram, row_linear, della and sce dests carry params (the addon ignored them elsewhere before packing, too). */
 function destParams(d: NativeDest): readonly number[] {
-  return d.op === 'sparse' || d.op === 'nearswap' || d.op === 'ram' || d.op === 'row_linear' || d.op === 'della' ? (d.params ?? []) : [];
+  return d.op === 'sparse' || d.op === 'nearswap' || d.op === 'ram' || d.op === 'row_linear' || d.op === 'della' || d.op === 'sce' ? (d.params ?? []) : [];
 }
 
 function packedLength(jobs: readonly NativeJob[]): number {

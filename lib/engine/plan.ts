@@ -13,6 +13,7 @@ import { dtypeByteLength, encodeSafetensorsHeader } from '../format/safetensors'
 import { encodeSparseParams, ResolvedSparse } from './sparse-params';
 import { encodeElementwiseParams, RowWeights } from './elementwise-params';
 import { DellaRecipe, encodeDellaParams } from './della-params';
+import { encodeSceParams, SceRecipe } from './sce-params';
 import type { OutputLayout } from './output-layout';
 
 /** How one output tensor is made: an op over tensors of the listed checkpoints. */
@@ -29,6 +30,8 @@ export interface TensorRecipe {
   rows?: RowWeights;
   /** della only: MAGPRUNE's parameters and rescale factors (models lists the base first). */
   della?: DellaRecipe;
+  /** sce only: the selection cut and weights (models lists the base first). */
+  sce?: SceRecipe;
 }
 
 export interface OutputModelSpec {
@@ -161,6 +164,9 @@ function planDest(r: TensorRecipe, used: number[], sourceCount: number, output: 
     if (!r.sparse) throw new Error(`internal: sparse recipe of ${name} without parameters`);
     const params = encodeSparseParams(r.sparse, (model) => srcs[r.models.indexOf(model)]);
     return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params };
+  } else if (r.op === 'sce') {
+    if (!r.sce) throw new Error(`internal: sce recipe of ${name} without parameters`);
+    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params: encodeSceParams(r.sce, (model) => srcs[r.models.indexOf(model)]) };
   } else if (r.op === 'della') {
     if (!r.della) throw new Error(`internal: della recipe of ${name} without parameters`);
     return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params: encodeDellaParams(r.della, (model) => srcs[r.models.indexOf(model)]) };

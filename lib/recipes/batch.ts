@@ -30,6 +30,7 @@ import { planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './reci
 import { fitsInMemory, resolveSparse, SparseTensor } from './sparsify';
 import { RamPlusTensor, setRamPlusLambdas } from './ram-counts';
 import { DellaRescaleTensor, setDellaScales } from './della-rescale';
+import { SceTensor, setSceStatistics } from './sce-statistics';
 import { RowWiseTensor, setRowWeights } from './row-wise';
 
 /** One recipe of a batch, and the folder it writes. */
@@ -361,7 +362,13 @@ async function resolveStatistics(entries: Entry[], statistics: StatisticsOptions
 
   const rounds: Map<string, SparseTensor>[] = [];
   const shared = new Map<string, { tensor: SparseTensor; users: Map<string, TensorRecipe>[] }>();
-  const ownPasses: { ramPlus: RamPlusTensor[]; rowWise: RowWiseTensor[]; dellaRescale: DellaRescaleTensor[]; recipes: Map<string, TensorRecipe> }[] = [];
+  const ownPasses: {
+    ramPlus: RamPlusTensor[];
+    rowWise: RowWiseTensor[];
+    dellaRescale: DellaRescaleTensor[];
+    sceTensors: SceTensor[];
+    recipes: Map<string, TensorRecipe>;
+  }[] = [];
   for (const e of entries) {
     const { views } = e.planned;
     const momentsOf = (name: string, a: number, b: number): Moments => {
@@ -369,9 +376,9 @@ async function resolveStatistics(entries: Entry[], statistics: StatisticsOptions
       if (j === undefined) throw new Error(`internal: no moments for ${name} (${a}, ${b})`);
       return moments[j];
     };
-    const { recipes, sparse, ramPlus, rowWise, dellaRescale } = tensorRecipes(e.recipe, e.planned, momentsOf);
+    const { recipes, sparse, ramPlus, rowWise, dellaRescale, sceTensors } = tensorRecipes(e.recipe, e.planned, momentsOf);
     e.recipes = recipes;
-    ownPasses.push({ ramPlus, rowWise, dellaRescale, recipes });
+    ownPasses.push({ ramPlus, rowWise, dellaRescale, sceTensors, recipes });
     for (const t of sparse) {
       const sources = [t.spec.base, ...t.spec.models.map((m) => m.model)].map((m) => t.source(m));
       const key = JSON.stringify([t.name, t.count, t.spec, sources]);
@@ -394,9 +401,10 @@ async function resolveStatistics(entries: Entry[], statistics: StatisticsOptions
   }
   for (const { tensor, users } of shared.values()) for (const recipes of users) recipes.get(tensor.name)!.sparse = resolved.get(tensor)!;
   // ramplus_tl's counts and the row-wise moments, a pass per recipe that has them (their coefficients are its own).
-  for (const { ramPlus, rowWise, dellaRescale, recipes } of ownPasses) {
+  for (const { ramPlus, rowWise, dellaRescale, sceTensors, recipes } of ownPasses) {
     await setRamPlusLambdas(recipes, ramPlus, (p) => runStatisticsPlan(p, statistics));
     await setRowWeights(recipes, rowWise, (p) => runStatisticsPlan(p, statistics));
     await setDellaScales(recipes, dellaRescale, (p) => runStatisticsPlan(p, statistics));
+    await setSceStatistics(recipes, sceTensors, (p) => runStatisticsPlan(p, statistics));
   }
 }

@@ -12,9 +12,10 @@ import { baseOf } from './methods/method';
 import type { Recipe, RecipeSlice } from './recipe';
 import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
 import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
-import { maskKey, type SparseTensor } from './sparsify';
+import { indexBits, maskKey, type SparseTensor } from './sparsify';
 import type { RamPlusTensor } from './ram-counts';
 import type { DellaRescaleTensor } from './della-rescale';
+import type { SceTensor } from './sce-statistics';
 import type { RowWiseTensor } from './row-wise';
 import { classifyTensor } from '../model/tensor-names';
 import { tensorOutputDtype } from './output-dtype';
@@ -249,7 +250,14 @@ export function tensorRecipes(
   recipe: Recipe,
   plan: RecipePlan,
   moments: (tensor: string, a: number, b: number) => PairMoments,
-): { recipes: Map<string, TensorRecipe>; sparse: SparseTensor[]; ramPlus: RamPlusTensor[]; rowWise: RowWiseTensor[]; dellaRescale: DellaRescaleTensor[] } {
+): {
+  recipes: Map<string, TensorRecipe>;
+  sparse: SparseTensor[];
+  ramPlus: RamPlusTensor[];
+  rowWise: RowWiseTensor[];
+  dellaRescale: DellaRescaleTensor[];
+  sceTensors: SceTensor[];
+} {
   const method = methodFor(recipe.method);
   const { views } = plan;
   const outDtypeOf = (t: OutputTensor): SafetensorsDtype => {
@@ -262,6 +270,7 @@ export function tensorRecipes(
   const ramPlus: RamPlusTensor[] = [];
   const rowWise: RowWiseTensor[] = [];
   const dellaRescale: DellaRescaleTensor[] = [];
+  const sceTensors: SceTensor[] = [];
   const sourceOf = (name: string) => (m: number) => {
     const l = views[m].get(name)!;
     return { file: l.file, offset: l.offset, dtype: nativeDtype(l.dtype) };
@@ -289,6 +298,13 @@ export function tensorRecipes(
       if (c.rescale) dellaRescale.push({ name: t.name, count: views[d.base].get(t.name)!.elementCount, source: sourceOf(t.name) });
       continue;
     }
+    if (c.op === 'sce') {
+      const count = views[c.base].get(t.name)!.elementCount;
+      const sce = { base: c.base, models: c.models, weights: c.models.map(() => 1 / c.models.length), cut: 0n, indexBits: indexBits(count) };
+      recipes.set(t.name, { op: 'sce', models: [c.base, ...c.models], w: [], dtype, sce });
+      sceTensors.push({ name: t.name, count, selectTopk: c.selectTopk, source: sourceOf(t.name) });
+      continue;
+    }
     if (c.op === 'nearswap') {
       recipes.set(t.name, { op: 'nearswap', models: [c.base, c.model], w: [c.t], dtype });
       continue;
@@ -309,5 +325,5 @@ export function tensorRecipes(
     }
     recipes.set(t.name, c.op === 'copy' ? { op: 'copy', models: [c.model], w: [0], dtype } : { op: 'linear', models: c.models, w: c.w, dtype });
   }
-  return { recipes, sparse, ramPlus, rowWise, dellaRescale };
+  return { recipes, sparse, ramPlus, rowWise, dellaRescale, sceTensors };
 }

@@ -13,6 +13,7 @@ import { slerp } from './slerp';
 import { breadcrumbs, breadcrumbsTies, dareLinear, dareTies, ties } from './sparse-task-arithmetic';
 import { taskArithmetic } from './task-arithmetic';
 import { della, dellaLinear } from './della';
+import { sce } from './sce';
 
 export type { MergeMethod, MethodTensor, PairMoments, RowMoments, TensorCoefficients } from './method';
 
@@ -35,11 +36,11 @@ export const METHODS: readonly MergeMethod[] = Object.freeze([
   ramplusTl,
   della,
   dellaLinear,
+  sce,
 ]);
 
 /** mergekit methods weightmix refuses, each with its reason (docs/mergekit-parity.md lists them). */
 export const REFUSED_METHODS: Readonly<Record<string, string>> = Object.freeze({
-  sce: 'it elects signs on the unweighted task vectors and selects elements by their variance across models; the engine elects signs on weighted task vectors and has no variance selection yet',
   arcee_fusion:
     'its importance (|δ| times a per-row KL divergence of softmaxes) and the quantiles of it over the tensor need statistics passes the engine does not have yet',
 });

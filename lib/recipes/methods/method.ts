@@ -34,6 +34,8 @@ export interface MethodTensor {
  * its coefficients from per-row moments of `pairs` (a pass of their own, lib/recipes/row-wise.ts).
  * `della`: MAGPRUNE's per-row random thinning (native/kernels/della.h); its mask keys are set from
  * random_seed by the planner, its L1 factors (`rescale`) by a statistics pass (lib/recipes/della-rescale.ts).
+ * `sce`: SCE's variance selection, sign election and weights (native/kernels/sce.h), from two
+ * statistics over the whole tensor (lib/recipes/sce-statistics.ts).
  */
 export type TensorCoefficients =
   | { op: 'copy'; model: number }
@@ -42,6 +44,7 @@ export type TensorCoefficients =
   | { op: 'nearswap'; base: number; model: number; t: number }
   | { op: 'ram'; base: number; models: number[]; epsilon: number; plus: { r: number; alpha: number } | null }
   | { op: 'della'; della: DellaRecipe; rescale: boolean }
+  | { op: 'sce'; base: number; models: number[]; selectTopk: number }
   | {
       op: 'rows';
       base: number | null;
