@@ -19,6 +19,7 @@ export const MERGE_METHOD_NAMES = [
   'della',
   'della_linear',
   'sce',
+  'arcee_fusion',
 ] as const;
 
 /** A recipe's `merge_method` that weightmix runs. */

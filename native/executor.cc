@@ -22,6 +22,7 @@
 #include "kernels/della.h"
 #include "kernels/elementwise.h"
 #include "kernels/sce.h"
+#include "kernels/arcee_fusion.h"
 
 namespace wm {
 namespace {
@@ -142,12 +143,14 @@ class Run {
     pieceRows_.resize(pieces_.size());
   }
 
-  // Della's pieces hold whole blocks of rows (kernels/della.h): the block, or 1 for any other job.
+  // Della's and arcee_fusion's pieces hold whole blocks of rows (kernels/della.h, arcee_fusion.h): the block, or 1 for any other job.
   static uint64_t rowBlock(const Job& job) {
     DellaModel unused;
     if (job.stat == JobStat::DellaL1) return decodeDellaStat(job.statParams, job.count, unused).block();
+    if (job.stat == JobStat::ArceeHistogram) return decodeArceeHistogram(job.statParams, job.sources.size(), job.count).rows.rowLength;
     for (const Dest& d : job.dests) {
       if (d.op == DestOp::Della) return decodeDellaParams(d.params, job.sources.size(), job.count).rows.block();
+      if (d.op == DestOp::ArceeFusion) return decodeArceeParams(d.params, job.sources.size(), job.count).rowLength;
     }
     return 1;
   }
@@ -358,6 +361,9 @@ class Run {
         case DestOp::Della:
           dellaMerge(srcPtr.data(), srcType.data(), decodeDellaParams(d.params, job.sources.size(), job.count), job.count, piece.start, n, target, d.dtype);
           break;
+        case DestOp::ArceeFusion:
+          arceeMerge(srcPtr.data(), srcType.data(), decodeArceeParams(d.params, job.sources.size(), job.count), piece.start, n, target, d.dtype);
+          break;
         case DestOp::Sce:
           sceMerge(srcPtr.data(), srcType.data(), decodeSceParams(d.params, job.sources.size(), job.count), job.count, piece.start, n, target, d.dtype);
           break;
@@ -403,6 +409,7 @@ class Run {
                         : job.stat == JobStat::L1 || job.stat == JobStat::DellaL1 ? 2 * kL1Buckets
                         : job.stat == JobStat::RamCounts ? job.statParams.size() - 2
                         : job.stat == JobStat::SceHistogram ? (size_t{1} << static_cast<uint32_t>(job.statParams[job.statParams.size() - 3])) + 1
+                        : job.stat == JobStat::ArceeHistogram ? size_t{3} << static_cast<uint32_t>(job.statParams[4])
                                                    : 0;
       if (counters == 0) continue;
       statCounts_[j].reset(new std::atomic<uint64_t>[counters]);
@@ -434,6 +441,10 @@ class Run {
       const RamParams p = decodeRamParams(sp, job.sources.size());
       local.assign(2 * p.sources.size(), 0);
       ramCounts(srcPtr.data(), srcType.data(), p, piece.count, local.data(), local.data() + p.sources.size());
+    } else if (job.stat == JobStat::ArceeHistogram) {
+      const ArceeStat s = decodeArceeHistogram(sp, job.sources.size(), job.count);
+      local.assign(size_t{3} << s.bits, 0);
+      arceeHistogram(srcPtr.data(), srcType.data(), s, piece.start, piece.count, local.data());
     } else if (job.stat == JobStat::SceHistogram) {
       const SceStat s = decodeSceHistogram(sp, job.sources.size(), job.count);
       local.assign((size_t{1} << s.bits) + 1, 0);
@@ -492,6 +503,8 @@ class Run {
         out.push_back(l1Total(b + kL1Buckets));
       } else if (job.stat == JobStat::RamCounts) {
         for (size_t c = 0; c < job.statParams.size() - 2; ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
+      } else if (job.stat == JobStat::ArceeHistogram) {
+        for (size_t c = 0; c < (size_t{3} << static_cast<uint32_t>(job.statParams[4])); ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
       } else if (job.stat == JobStat::SceHistogram) {
         for (size_t c = 0; c <= (size_t{1} << static_cast<uint32_t>(job.statParams[job.statParams.size() - 3])); ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
       } else if (job.stat == JobStat::RowMoments || job.stat == JobStat::SceSumSquares) {

@@ -63,6 +63,7 @@ DestOp opOf(Reader& r) {
     case 7: return DestOp::RowLinear;
     case 8: return DestOp::Della;
     case 9: return DestOp::Sce;
+    case 10: return DestOp::ArceeFusion;
     default: throw std::invalid_argument("plan: unknown op");
   }
 }
@@ -77,6 +78,7 @@ JobStat statOf(Reader& r) {
     case 5: return JobStat::DellaL1;
     case 6: return JobStat::SceHistogram;
     case 7: return JobStat::SceSumSquares;
+    case 8: return JobStat::ArceeHistogram;
     default: throw std::invalid_argument("plan: unknown statistic");
   }
 }

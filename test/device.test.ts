@@ -198,6 +198,10 @@ const CASES: Case[] = [
     name: 'sce (CPU kernel, variance selection and sums of squares)',
     run: recipe(() => ({ merge_method: 'sce', base_model: N, parameters: { select_topk: 0.5 }, models: [{ model: A }, { model: B }, { model: N }] })),
   },
+  {
+    name: 'arcee_fusion (CPU kernel, quantile passes, pieces of whole rows)',
+    run: recipe(() => ({ merge_method: 'arcee_fusion', base_model: N, models: [{ model: A }, { model: N }] })),
+  },
 ];
 
 describe("cuda merges are the CPU's bytes", () => {

@@ -233,6 +233,12 @@ describe('weightmix against mergekit', () => {
       () => ({ merge_method: 'sce', base_model: N, parameters: { select_topk: 0.5 }, models: [{ model: A }, { model: B }, { model: F }, { model: N }] }),
       (d) => expect(d.relL2).toBeLessThan(1e-2),
     ],
+    [
+      // Every fixture tensor is below 10⁶ elements, so mergekit's quantiles are exact there too (it samples only above).
+      'arcee_fusion',
+      () => ({ merge_method: 'arcee_fusion', base_model: N, models: [{ model: A }, { model: N }] }),
+      (d) => expect(d.relL2).toBeLessThan(1e-2),
+    ],
   ];
 
   /** Both tools on `doc` (dtype float32); returns the two output folders. */

@@ -14,6 +14,7 @@ import { encodeSparseParams, ResolvedSparse } from './sparse-params';
 import { encodeElementwiseParams, RowWeights } from './elementwise-params';
 import { DellaRecipe, encodeDellaParams } from './della-params';
 import { encodeSceParams, SceRecipe } from './sce-params';
+import { ArceeFusionRecipe, encodeArceeFusionParams } from './arcee-fusion-params';
 import type { OutputLayout } from './output-layout';
 
 /** How one output tensor is made: an op over tensors of the listed checkpoints. */
@@ -32,6 +33,8 @@ export interface TensorRecipe {
   della?: DellaRecipe;
   /** sce only: the selection cut and weights (models lists the base first). */
   sce?: SceRecipe;
+  /** arcee_fusion only: rows and threshold (models are [base, model]). */
+  arceeFusion?: ArceeFusionRecipe;
 }
 
 export interface OutputModelSpec {
@@ -163,6 +166,10 @@ function planDest(r: TensorRecipe, used: number[], sourceCount: number, output: 
   } else if (r.op === 'sparse') {
     if (!r.sparse) throw new Error(`internal: sparse recipe of ${name} without parameters`);
     const params = encodeSparseParams(r.sparse, (model) => srcs[r.models.indexOf(model)]);
+    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params };
+  } else if (r.op === 'arcee_fusion') {
+    if (!r.arceeFusion) throw new Error(`internal: arcee_fusion recipe of ${name} without parameters`);
+    const params = encodeArceeFusionParams(r.arceeFusion, (model) => srcs[r.models.indexOf(model)]);
     return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params };
   } else if (r.op === 'sce') {
     if (!r.sce) throw new Error(`internal: sce recipe of ${name} without parameters`);

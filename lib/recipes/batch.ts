@@ -31,6 +31,7 @@ import { fitsInMemory, resolveSparse, SparseTensor } from './sparsify';
 import { RamPlusTensor, setRamPlusLambdas } from './ram-counts';
 import { DellaRescaleTensor, setDellaScales } from './della-rescale';
 import { SceTensor, setSceStatistics } from './sce-statistics';
+import { ArceeFusionTensor, setArceeFusionThresholds } from './arcee-fusion-statistics';
 import { RowWiseTensor, setRowWeights } from './row-wise';
 
 /** One recipe of a batch, and the folder it writes. */
@@ -367,6 +368,7 @@ async function resolveStatistics(entries: Entry[], statistics: StatisticsOptions
     rowWise: RowWiseTensor[];
     dellaRescale: DellaRescaleTensor[];
     sceTensors: SceTensor[];
+    fusionTensors: ArceeFusionTensor[];
     recipes: Map<string, TensorRecipe>;
   }[] = [];
   for (const e of entries) {
@@ -376,9 +378,9 @@ async function resolveStatistics(entries: Entry[], statistics: StatisticsOptions
       if (j === undefined) throw new Error(`internal: no moments for ${name} (${a}, ${b})`);
       return moments[j];
     };
-    const { recipes, sparse, ramPlus, rowWise, dellaRescale, sceTensors } = tensorRecipes(e.recipe, e.planned, momentsOf);
+    const { recipes, sparse, ramPlus, rowWise, dellaRescale, sceTensors, fusionTensors } = tensorRecipes(e.recipe, e.planned, momentsOf);
     e.recipes = recipes;
-    ownPasses.push({ ramPlus, rowWise, dellaRescale, sceTensors, recipes });
+    ownPasses.push({ ramPlus, rowWise, dellaRescale, sceTensors, fusionTensors, recipes });
     for (const t of sparse) {
       const sources = [t.spec.base, ...t.spec.models.map((m) => m.model)].map((m) => t.source(m));
       const key = JSON.stringify([t.name, t.count, t.spec, sources]);
@@ -401,10 +403,11 @@ async function resolveStatistics(entries: Entry[], statistics: StatisticsOptions
   }
   for (const { tensor, users } of shared.values()) for (const recipes of users) recipes.get(tensor.name)!.sparse = resolved.get(tensor)!;
   // ramplus_tl's counts and the row-wise moments, a pass per recipe that has them (their coefficients are its own).
-  for (const { ramPlus, rowWise, dellaRescale, sceTensors, recipes } of ownPasses) {
+  for (const { ramPlus, rowWise, dellaRescale, sceTensors, fusionTensors, recipes } of ownPasses) {
     await setRamPlusLambdas(recipes, ramPlus, (p) => runStatisticsPlan(p, statistics));
     await setRowWeights(recipes, rowWise, (p) => runStatisticsPlan(p, statistics));
     await setDellaScales(recipes, dellaRescale, (p) => runStatisticsPlan(p, statistics));
     await setSceStatistics(recipes, sceTensors, (p) => runStatisticsPlan(p, statistics));
+    await setArceeFusionThresholds(recipes, fusionTensors, (p) => runStatisticsPlan(p, statistics));
   }
 }

@@ -16,6 +16,7 @@ import { indexBits, maskKey, type SparseTensor } from './sparsify';
 import type { RamPlusTensor } from './ram-counts';
 import type { DellaRescaleTensor } from './della-rescale';
 import type { SceTensor } from './sce-statistics';
+import type { ArceeFusionTensor } from './arcee-fusion-statistics';
 import type { RowWiseTensor } from './row-wise';
 import { classifyTensor } from '../model/tensor-names';
 import { tensorOutputDtype } from './output-dtype';
@@ -257,6 +258,7 @@ export function tensorRecipes(
   rowWise: RowWiseTensor[];
   dellaRescale: DellaRescaleTensor[];
   sceTensors: SceTensor[];
+  fusionTensors: ArceeFusionTensor[];
 } {
   const method = methodFor(recipe.method);
   const { views } = plan;
@@ -271,6 +273,7 @@ export function tensorRecipes(
   const rowWise: RowWiseTensor[] = [];
   const dellaRescale: DellaRescaleTensor[] = [];
   const sceTensors: SceTensor[] = [];
+  const fusionTensors: ArceeFusionTensor[] = [];
   const sourceOf = (name: string) => (m: number) => {
     const l = views[m].get(name)!;
     return { file: l.file, offset: l.offset, dtype: nativeDtype(l.dtype) };
@@ -296,6 +299,12 @@ export function tensorRecipes(
       const d = { ...c.della, models: c.della.models.map((m) => ({ ...m, seedKey: maskKey(recipe.randomSeed ?? 0, t.name, m.model) })) };
       recipes.set(t.name, { op: 'della', models: [d.base, ...d.models.map((m) => m.model)], w: [], dtype, della: d });
       if (c.rescale) dellaRescale.push({ name: t.name, count: views[d.base].get(t.name)!.elementCount, source: sourceOf(t.name) });
+      continue;
+    }
+    if (c.op === 'arcee_fusion') {
+      const arceeFusion = { base: c.base, model: c.model, rowLength: c.rowLength, threshold: 0 };
+      recipes.set(t.name, { op: 'arcee_fusion', models: [c.base, c.model], w: [], dtype, arceeFusion });
+      fusionTensors.push({ name: t.name, count: views[c.base].get(t.name)!.elementCount, source: sourceOf(t.name) });
       continue;
     }
     if (c.op === 'sce') {
@@ -325,5 +334,5 @@ export function tensorRecipes(
     }
     recipes.set(t.name, c.op === 'copy' ? { op: 'copy', models: [c.model], w: [0], dtype } : { op: 'linear', models: c.models, w: c.w, dtype });
   }
-  return { recipes, sparse, ramPlus, rowWise, dellaRescale, sceTensors };
+  return { recipes, sparse, ramPlus, rowWise, dellaRescale, sceTensors, fusionTensors };
 }

@@ -14,6 +14,7 @@ import { breadcrumbs, breadcrumbsTies, dareLinear, dareTies, ties } from './spar
 import { taskArithmetic } from './task-arithmetic';
 import { della, dellaLinear } from './della';
 import { sce } from './sce';
+import { arceeFusion } from './arcee-fusion';
 
 export type { MergeMethod, MethodTensor, PairMoments, RowMoments, TensorCoefficients } from './method';
 
@@ -37,13 +38,11 @@ export const METHODS: readonly MergeMethod[] = Object.freeze([
   della,
   dellaLinear,
   sce,
+  arceeFusion,
 ]);
 
 /** mergekit methods weightmix refuses, each with its reason (docs/mergekit-parity.md lists them). */
-export const REFUSED_METHODS: Readonly<Record<string, string>> = Object.freeze({
-  arcee_fusion:
-    'its importance (|δ| times a per-row KL divergence of softmaxes) and the quantiles of it over the tensor need statistics passes the engine does not have yet',
-});
+export const REFUSED_METHODS: Readonly<Record<string, string>> = Object.freeze({});
 export const NOT_YET_SUPPORTED: readonly string[] = Object.freeze(Object.keys(REFUSED_METHODS));
 
 export function methodFor(name: string): MergeMethod {

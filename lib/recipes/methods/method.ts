@@ -35,7 +35,8 @@ export interface MethodTensor {
  * `della`: MAGPRUNE's per-row random thinning (native/kernels/della.h); its mask keys are set from
  * random_seed by the planner, its L1 factors (`rescale`) by a statistics pass (lib/recipes/della-rescale.ts).
  * `sce`: SCE's variance selection, sign election and weights (native/kernels/sce.h), from two
- * statistics over the whole tensor (lib/recipes/sce-statistics.ts).
+ * statistics over the whole tensor (lib/recipes/sce-statistics.ts). `arcee_fusion`: the importance
+ * threshold from quantile passes (lib/recipes/arcee-fusion-statistics.ts).
  */
 export type TensorCoefficients =
   | { op: 'copy'; model: number }
@@ -45,6 +46,7 @@ export type TensorCoefficients =
   | { op: 'ram'; base: number; models: number[]; epsilon: number; plus: { r: number; alpha: number } | null }
   | { op: 'della'; della: DellaRecipe; rescale: boolean }
   | { op: 'sce'; base: number; models: number[]; selectTopk: number }
+  | { op: 'arcee_fusion'; base: number; model: number; rowLength: number }
   | {
       op: 'rows';
       base: number | null;
