@@ -41,7 +41,7 @@ export const METHODS: readonly MergeMethod[] = Object.freeze([
   arceeFusion,
 ]);
 
-/** mergekit methods weightmix refuses, each with its reason (docs/mergekit-parity.md lists them). */
+/** mergekit methods weightmix refuses, each with its reason (docs/mergekit-parity.md lists them): none of mergekit a6e4028's; kept for methods mergekit adds later. */
 export const REFUSED_METHODS: Readonly<Record<string, string>> = Object.freeze({});
 export const NOT_YET_SUPPORTED: readonly string[] = Object.freeze(Object.keys(REFUSED_METHODS));
 
