@@ -5,6 +5,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "element_io.h"
 #include "numerics.h"
@@ -90,19 +91,36 @@ void dellaKeep(const void* base, Dtype tb, const void* x, Dtype tx, const DellaR
     return;
   }
   const uint64_t L = rows.length, S = rows.stride;
-  // Per thread, kept: sort keys of one row, |d| bits above the row position's complement (lower index ranks higher).
-  thread_local std::vector<uint64_t> keys;
-  keys.resize(L);
+  // Per thread, kept: a row's |d| bits and positions, sorted by a stable LSD radix sort on the bits
+  // (11, 11 and 9-bit digits) from descending position order, so that equal |d| put the lower index higher.
+  thread_local std::vector<uint32_t> bits, pos, bitsTmp, posTmp;
+  bits.resize(L);
+  pos.resize(L);
+  bitsTmp.resize(L);
+  posTmp.resize(L);
+  uint32_t count[2048];
   for (uint64_t b0 = 0; b0 < n; b0 += rows.block()) {
     for (uint64_t s = 0; s < S; ++s) {
-      for (uint64_t j = 0; j < L; ++j) {
-        const uint64_t at = b0 + j * S + s;
-        keys[j] = (static_cast<uint64_t>(absDeltaBits(base, tb, x, tx, at)) << 32) | (0xFFFFFFFFu - j);
+      for (uint64_t t = 0; t < L; ++t) {
+        pos[t] = static_cast<uint32_t>(L - 1 - t);
+        bits[t] = absDeltaBits(base, tb, x, tx, b0 + pos[t] * S + s);
       }
-      std::sort(keys.begin(), keys.end());
+      for (uint32_t shift = 0; shift < 31; shift += 11) {
+        std::fill(count, count + 2048, 0u);
+        for (uint64_t t = 0; t < L; ++t) ++count[(bits[t] >> shift) & 2047u];
+        if (count[(bits[0] >> shift) & 2047u] == L) continue;  // one digit value: the order stands
+        uint32_t sum = 0;
+        for (uint32_t& c : count) sum += std::exchange(c, sum);
+        for (uint64_t t = 0; t < L; ++t) {
+          const uint32_t at = count[(bits[t] >> shift) & 2047u]++;
+          bitsTmp[at] = bits[t];
+          posTmp[at] = pos[t];
+        }
+        bits.swap(bitsTmp);
+        pos.swap(posTmp);
+      }
       for (uint64_t r = 0; r < L; ++r) {
-        const uint64_t j = 0xFFFFFFFFu - (keys[r] & 0xFFFFFFFFu);
-        const uint64_t at = b0 + j * S + s;
+        const uint64_t at = b0 + pos[r] * S + s;
         const double p = L == 1 ? m.density : (m.density - m.epsilon) + ((static_cast<double>(r) / static_cast<double>(L - 1)) * 2) * m.epsilon;
         keep[at] = bernoulliKeep(m.seedKey, start + at, p) ? 1 : 0;
       }
