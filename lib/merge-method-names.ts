@@ -16,6 +16,10 @@ export const MERGE_METHOD_NAMES = [
   'nearswap',
   'ram',
   'ramplus_tl',
+  'della',
+  'della_linear',
+  'sce',
+  'arcee_fusion',
 ] as const;
 
 /** A recipe's `merge_method` that weightmix runs. */

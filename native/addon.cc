@@ -222,7 +222,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 Napi::Value DecodeJobsForTest(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   static const char* kDtypes[] = {"F32", "F16", "BF16", "U8"};
-  static const char* kOps[] = {"copy", "lerp", "lerp_mi", "linear", "sparse", "nearswap", "ram", "row_linear"};
+  static const char* kOps[] = {"copy", "lerp", "lerp_mi", "linear", "sparse", "nearswap", "ram", "row_linear", "della", "sce", "arcee_fusion"};
   auto numbers = [&](const auto& xs) {
     Napi::Array a = Napi::Array::New(env, xs.size());
     for (size_t k = 0; k < xs.size(); ++k) a.Set(static_cast<uint32_t>(k), Napi::Number::New(env, static_cast<double>(xs[k])));
@@ -239,6 +239,10 @@ Napi::Value DecodeJobsForTest(const Napi::CallbackInfo& info) {
                   : job.stat == JobStat::L1   ? Napi::Value(Napi::String::New(env, "l1"))
                   : job.stat == JobStat::RamCounts ? Napi::Value(Napi::String::New(env, "ram_counts"))
                   : job.stat == JobStat::RowMoments ? Napi::Value(Napi::String::New(env, "row_moments"))
+                  : job.stat == JobStat::DellaL1 ? Napi::Value(Napi::String::New(env, "della_l1"))
+                  : job.stat == JobStat::SceHistogram ? Napi::Value(Napi::String::New(env, "sce_histogram"))
+                  : job.stat == JobStat::SceSumSquares ? Napi::Value(Napi::String::New(env, "sce_sum_squares"))
+                  : job.stat == JobStat::ArceeHistogram ? Napi::Value(Napi::String::New(env, "arcee_histogram"))
                                               : env.Undefined());
     o.Set("statParams", numbers(job.statParams));
     Napi::Array srcs = Napi::Array::New(env, job.sources.size());

@@ -19,7 +19,10 @@
 #include "plan_validation.h"
 #include "worker_pool.h"
 #include "kernels/sparsify.h"
+#include "kernels/della.h"
 #include "kernels/elementwise.h"
+#include "kernels/sce.h"
+#include "kernels/arcee_fusion.h"
 
 namespace wm {
 namespace {
@@ -101,6 +104,7 @@ class Run {
       maxSources_ = std::max(maxSources_, job.sources.size());
       // Cut pieces at the first destination's block boundaries, so each piece can be produced in place.
       const size_t es = job.dests.empty() ? 0 : dtypeSize(job.dests[0].dtype);
+      const uint64_t rows = rowBlock(job);
       for (uint64_t s = 0; s < job.count;) {
         uint64_t n = std::min(maxElems, job.count - s);
         if (es != 0) {
@@ -108,6 +112,8 @@ class Run {
           uint64_t toBoundary = (at / plan_.blockBytes + 1) * plan_.blockBytes - at;
           if (toBoundary % es == 0 && toBoundary / es < n) n = toBoundary / es;
         }
+        if (rows > 1) n = std::max(rows, n - n % rows);  // della ranks within rows: whole rows per piece
+        maxPiece_ = std::max(maxPiece_, n);
         pieces_.push_back({j, s, n});
         s += n;
       }
@@ -135,6 +141,18 @@ class Run {
     }
     pieceMoments_.resize(pieces_.size());
     pieceRows_.resize(pieces_.size());
+  }
+
+  // Della's and arcee_fusion's pieces hold whole blocks of rows (kernels/della.h, arcee_fusion.h): the block, or 1 for any other job.
+  static uint64_t rowBlock(const Job& job) {
+    DellaModel unused;
+    if (job.stat == JobStat::DellaL1) return decodeDellaStat(job.statParams, job.count, unused).block();
+    if (job.stat == JobStat::ArceeHistogram) return decodeArceeHistogram(job.statParams, job.sources.size(), job.count).rows.rowLength;
+    for (const Dest& d : job.dests) {
+      if (d.op == DestOp::Della) return decodeDellaParams(d.params, job.sources.size(), job.count).rows.block();
+      if (d.op == DestOp::ArceeFusion) return decodeArceeParams(d.params, job.sources.size(), job.count).rowLength;
+    }
+    return 1;
   }
 
   // A tensor-local job is one task of all its pieces (after the pending ones, `first` up to `at`); returns its last piece.
@@ -172,7 +190,7 @@ class Run {
 
   void worker() {
     try {
-      const uint64_t bufBytes = std::max<uint64_t>(1, plan_.blockBytes / 4) * 4;
+      const uint64_t bufBytes = std::max<uint64_t>(std::max<uint64_t>(1, plan_.blockBytes / 4), maxPiece_) * 4;
       TaskReads reads(maxSources_);
       AlignedBuffer out(bufBytes);
       std::vector<const void*> srcPtr(maxSources_);
@@ -340,6 +358,15 @@ class Run {
         case DestOp::RowLinear:
           rowLinearMerge(srcPtr.data(), srcType.data(), decodeRowLinearParams(d.params, job.sources.size(), job.count), piece.start, n, target, d.dtype);
           break;
+        case DestOp::Della:
+          dellaMerge(srcPtr.data(), srcType.data(), decodeDellaParams(d.params, job.sources.size(), job.count), job.count, piece.start, n, target, d.dtype);
+          break;
+        case DestOp::ArceeFusion:
+          arceeMerge(srcPtr.data(), srcType.data(), decodeArceeParams(d.params, job.sources.size(), job.count), piece.start, n, target, d.dtype);
+          break;
+        case DestOp::Sce:
+          sceMerge(srcPtr.data(), srcType.data(), decodeSceParams(d.params, job.sources.size(), job.count), job.count, piece.start, n, target, d.dtype);
+          break;
       }
       if (inPlace != nullptr) assembler.commit(at, n * es);
       else assembler.put(at, static_cast<const uint8_t*>(bytes), n * es);
@@ -379,8 +406,10 @@ class Run {
       }
       localJob_.push_back(isLocalJob(sparse_[j]));
       size_t counters = job.stat == JobStat::Histogram ? (size_t{1} << static_cast<uint32_t>(job.statParams[2]))
-                        : job.stat == JobStat::L1  ? 2 * kL1Buckets
+                        : job.stat == JobStat::L1 || job.stat == JobStat::DellaL1 ? 2 * kL1Buckets
                         : job.stat == JobStat::RamCounts ? job.statParams.size() - 2
+                        : job.stat == JobStat::SceHistogram ? (size_t{1} << static_cast<uint32_t>(job.statParams[job.statParams.size() - 3])) + 1
+                        : job.stat == JobStat::ArceeHistogram ? size_t{3} << static_cast<uint32_t>(job.statParams[4])
                                                    : 0;
       if (counters == 0) continue;
       statCounts_[j].reset(new std::atomic<uint64_t>[counters]);
@@ -394,6 +423,13 @@ class Run {
     const uint32_t indexBits = static_cast<uint32_t>(sp[0]);
     // Per thread, kept: no allocation per piece.
     thread_local std::vector<uint64_t> local;
+    if (job.stat == JobStat::SceSumSquares) {  // f64 sums, as RowMoments'
+      const SceParams p = decodeSceSumSquares(sp, job.sources.size(), job.count);
+      std::vector<double>& sums = pieceRows_[static_cast<size_t>(&piece - pieces_.data())];
+      sums.assign(p.sources.size(), 0.0);
+      sceSumSquares(srcPtr.data(), srcType.data(), p, job.count, piece.start, piece.count, sums.data());
+      return;
+    }
     if (job.stat == JobStat::RowMoments) {  // f64 sums: kept per piece and added in piece order (collectStats)
       const Groups g = decodeGroups(sp, job.count);
       std::vector<double>& rows = pieceRows_[static_cast<size_t>(&piece - pieces_.data())];
@@ -405,6 +441,19 @@ class Run {
       const RamParams p = decodeRamParams(sp, job.sources.size());
       local.assign(2 * p.sources.size(), 0);
       ramCounts(srcPtr.data(), srcType.data(), p, piece.count, local.data(), local.data() + p.sources.size());
+    } else if (job.stat == JobStat::ArceeHistogram) {
+      const ArceeStat s = decodeArceeHistogram(sp, job.sources.size(), job.count);
+      local.assign(size_t{3} << s.bits, 0);
+      arceeHistogram(srcPtr.data(), srcType.data(), s, piece.start, piece.count, local.data());
+    } else if (job.stat == JobStat::SceHistogram) {
+      const SceStat s = decodeSceHistogram(sp, job.sources.size(), job.count);
+      local.assign((size_t{1} << s.bits) + 1, 0);
+      sceHistogram(srcPtr.data(), srcType.data(), s, job.count, piece.start, piece.count, local.data());
+    } else if (job.stat == JobStat::DellaL1) {
+      DellaModel m;
+      const DellaRows rows = decodeDellaStat(sp, job.count, m);
+      local.assign(2 * kL1Buckets, 0);
+      dellaL1Buckets(srcPtr[0], srcType[0], srcPtr[1], srcType[1], rows, m, piece.start, piece.count, local.data(), local.data() + kL1Buckets);
     } else if (job.stat == JobStat::Histogram) {
       const uint32_t bits = static_cast<uint32_t>(sp[2]);
       local.assign(size_t{1} << bits, 0);
@@ -430,6 +479,12 @@ class Run {
     std::vector<std::vector<double>> rows(plan_.jobs.size());  // RowMoments: 4 sums per row, pieces added in order
     for (size_t p = 0; p < pieces_.size(); ++p) {
       const Job& job = plan_.jobs[pieces_[p].job];
+      if (job.stat == JobStat::SceSumSquares) {
+        std::vector<double>& r = rows[pieces_[p].job];
+        r.resize(pieceRows_[p].size(), 0.0);
+        for (size_t k = 0; k < r.size(); ++k) r[k] += pieceRows_[p][k];
+        continue;
+      }
       if (job.stat != JobStat::RowMoments || pieces_[p].count == 0) continue;
       std::vector<double>& r = rows[pieces_[p].job];
       const Groups g = decodeGroups(job.statParams, job.count);
@@ -441,14 +496,18 @@ class Run {
       const Job& job = plan_.jobs[j];
       if (job.stat == JobStat::Histogram) {
         for (size_t c = 0; c < (size_t{1} << static_cast<uint32_t>(job.statParams[2])); ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
-      } else if (job.stat == JobStat::L1) {
+      } else if (job.stat == JobStat::L1 || job.stat == JobStat::DellaL1) {
         uint64_t b[2 * kL1Buckets];
         for (size_t c = 0; c < 2 * kL1Buckets; ++c) b[c] = statCounts_[j][c].load();
         out.push_back(l1Total(b));
         out.push_back(l1Total(b + kL1Buckets));
       } else if (job.stat == JobStat::RamCounts) {
         for (size_t c = 0; c < job.statParams.size() - 2; ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
-      } else if (job.stat == JobStat::RowMoments) {
+      } else if (job.stat == JobStat::ArceeHistogram) {
+        for (size_t c = 0; c < (size_t{3} << static_cast<uint32_t>(job.statParams[4])); ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
+      } else if (job.stat == JobStat::SceHistogram) {
+        for (size_t c = 0; c <= (size_t{1} << static_cast<uint32_t>(job.statParams[job.statParams.size() - 3])); ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
+      } else if (job.stat == JobStat::RowMoments || job.stat == JobStat::SceSumSquares) {
         out.insert(out.end(), rows[j].begin(), rows[j].end());
       }
     }
@@ -488,6 +547,7 @@ class Run {
   LocalBuffers localBuffers_{kLocalBudgetBytes};
   std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> statCounts_;  // [job][counter]
   size_t maxSources_ = 0;
+  uint64_t maxPiece_ = 0;  // elements of the largest piece (a della row block may exceed a block's worth)
   std::unique_ptr<cuda::DeviceRun> device_;  // a CUDA plan's backend (reads the members above)
   size_t prefetchDistance_ = 2;
   uint64_t total_ = 0;

@@ -61,6 +61,9 @@ DestOp opOf(Reader& r) {
     case 5: return DestOp::Nearswap;
     case 6: return DestOp::Ram;
     case 7: return DestOp::RowLinear;
+    case 8: return DestOp::Della;
+    case 9: return DestOp::Sce;
+    case 10: return DestOp::ArceeFusion;
     default: throw std::invalid_argument("plan: unknown op");
   }
 }
@@ -72,6 +75,10 @@ JobStat statOf(Reader& r) {
     case 2: return JobStat::L1;
     case 3: return JobStat::RamCounts;
     case 4: return JobStat::RowMoments;
+    case 5: return JobStat::DellaL1;
+    case 6: return JobStat::SceHistogram;
+    case 7: return JobStat::SceSumSquares;
+    case 8: return JobStat::ArceeHistogram;
     default: throw std::invalid_argument("plan: unknown statistic");
   }
 }

@@ -8,12 +8,12 @@
 
 namespace wm {
 
-enum class DestOp { Copy, Lerp, LerpMi, Linear, Sparse, Nearswap, Ram, RowLinear };
+enum class DestOp { Copy, Lerp, LerpMi, Linear, Sparse, Nearswap, Ram, RowLinear, Della, Sce, ArceeFusion };
 
 enum class Device { Cpu, Cuda };
 
 // Per-job statistics computed instead of output bytes (jobs without dests).
-enum class JobStat { None, Histogram, L1, RamCounts, RowMoments };
+enum class JobStat { None, Histogram, L1, RamCounts, RowMoments, DellaL1, SceHistogram, SceSumSquares, ArceeHistogram };
 
 struct Source {
   uint32_t input = 0;   // index into Plan::inputs
@@ -27,7 +27,7 @@ struct Dest {
   Dtype dtype = Dtype::BF16;
   DestOp op = DestOp::Copy;
   std::vector<float> w;  // Copy: {source index}; Lerp/LerpMi: {lambda}; Linear: one weight per source
-  std::vector<double> params;  // Sparse: kernels/sparsify.h's flat layout; Nearswap, Ram, RowLinear: kernels/elementwise.h's (w is empty)
+  std::vector<double> params;  // Sparse: kernels/sparsify.h's flat layout; Nearswap, Ram, RowLinear: kernels/elementwise.h's; Della: kernels/della.h's; Sce: kernels/sce.h's; ArceeFusion: kernels/arcee_fusion.h's (w is empty)
 };
 
 struct Job {
@@ -41,6 +41,9 @@ struct Job {
   //   of the sparse layout plus indexBits -> 2 sums. (kernels/sparsify.h)
   // RamCounts: statParams = a Ram dest's params -> shared and unique counts per model (kernels/elementwise.h).
   // RowMoments: statParams = [rowLength] -> 4 sums per row (kernels/elementwise.h).
+  // DellaL1: sources [base, x]; statParams = [L, S, density, epsilon, seedHi, seedLo] -> 2 sums (kernels/della.h).
+  // SceHistogram: 2^bits + 1 counts; SceSumSquares: one f64 sum per model (kernels/sce.h's statParams).
+  // ArceeHistogram: 3 x 2^bits counts (kernels/arcee_fusion.h's statParams).
   JobStat stat = JobStat::None;
   std::vector<double> statParams;
 };

@@ -7,7 +7,10 @@
 #include <string>
 
 #include "exec_error.h"
+#include "kernels/della.h"
 #include "kernels/elementwise.h"
+#include "kernels/sce.h"
+#include "kernels/arcee_fusion.h"
 #include "kernels/sparsify.h"
 
 namespace wm {
@@ -34,6 +37,9 @@ void validateElementwiseDest(const Dest& d, const Job& job, size_t j) {
   try {
     if (d.op == DestOp::Nearswap) decodeNearswapParams(d.params, job.sources.size());
     else if (d.op == DestOp::Ram) decodeRamParams(d.params, job.sources.size());
+    else if (d.op == DestOp::Della) decodeDellaParams(d.params, job.sources.size(), job.count);
+    else if (d.op == DestOp::Sce) decodeSceParams(d.params, job.sources.size(), job.count);
+    else if (d.op == DestOp::ArceeFusion) decodeArceeParams(d.params, job.sources.size(), job.count);
     else checkRowLinearParams(d.params, job.sources.size(), job.count);
   } catch (const std::invalid_argument& e) {
     throw ExecError("PlanInvalid", std::string("plan: parameters of job ") + std::to_string(j) + ": " + e.what());
@@ -42,15 +48,22 @@ void validateElementwiseDest(const Dest& d, const Job& job, size_t j) {
 
 void validateStatJob(const Job& job, size_t j) {
   const std::string where = " in job " + std::to_string(j);
-  if (job.stat == JobStat::RamCounts || job.stat == JobStat::RowMoments) {
-    if (!job.dests.empty() || job.moments || (job.stat == JobStat::RowMoments && job.sources.size() != 2)) {
+  const bool sce = job.stat == JobStat::SceHistogram || job.stat == JobStat::SceSumSquares || job.stat == JobStat::ArceeHistogram;
+  if (job.stat == JobStat::RamCounts || job.stat == JobStat::RowMoments || job.stat == JobStat::DellaL1 || sce) {
+    if (!job.dests.empty() || job.moments || (job.stat != JobStat::RamCounts && !sce && job.sources.size() != 2)) {
       throw ExecError("PlanInvalid", "plan: a statistics job reads its sources and writes nothing" + where);
     }
     try {
+      DellaModel unused;
       if (job.stat == JobStat::RowMoments) decodeGroups(job.statParams, job.count);
+      else if (job.stat == JobStat::DellaL1) decodeDellaStat(job.statParams, job.count, unused);
+      else if (job.stat == JobStat::SceHistogram) decodeSceHistogram(job.statParams, job.sources.size(), job.count);
+      else if (job.stat == JobStat::SceSumSquares) decodeSceSumSquares(job.statParams, job.sources.size(), job.count);
+      else if (job.stat == JobStat::ArceeHistogram) decodeArceeHistogram(job.statParams, job.sources.size(), job.count);
       else decodeRamParams(job.statParams, job.sources.size());
     } catch (const std::invalid_argument& e) {
-      throw ExecError("PlanInvalid", std::string("plan: bad RAM count parameters") + where + ": " + e.what());
+      const char* what = job.stat == JobStat::DellaL1 ? "plan: bad della L1 parameters" : sce ? "plan: bad sce or arcee_fusion statistic parameters" : "plan: bad RAM count parameters";
+      throw ExecError("PlanInvalid", std::string(what) + where + ": " + e.what());
     }
     return;
   }
@@ -100,7 +113,7 @@ void validatePlan(const Plan& plan, const std::vector<uint64_t>& inputSizes) {
     if (job.stat != JobStat::None) validateStatJob(job, j);
     for (const Dest& d : job.dests) {
       if (d.output >= plan.outputs.size()) throw ExecError("PlanInvalid", "plan: job " + std::to_string(j) + " names a missing output");
-      const bool elementwise = d.op == DestOp::Nearswap || d.op == DestOp::Ram || d.op == DestOp::RowLinear;
+      const bool elementwise = d.op == DestOp::Nearswap || d.op == DestOp::Ram || d.op == DestOp::RowLinear || d.op == DestOp::Della || d.op == DestOp::Sce || d.op == DestOp::ArceeFusion;
       const bool paramsOnly = d.op == DestOp::Sparse || elementwise;
       size_t need = d.op == DestOp::Copy ? 1 : d.op == DestOp::Linear ? job.sources.size() : paramsOnly ? 0 : 1;
       if (d.op == DestOp::Sparse) validateSparseDest(d, job, j);

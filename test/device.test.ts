@@ -187,6 +187,18 @@ const CASES: Case[] = [
     name: 'nuslerp nuslerp_flatten: false (CPU kernel, row moments)',
     run: recipe(() => ({ merge_method: 'nuslerp', parameters: { nuslerp_flatten: false }, models: models([1, 3]) })),
   },
+  {
+    name: 'della (CPU kernel, L1 pass, pieces of whole rows)',
+    run: recipe(() => ({ merge_method: 'della', base_model: N, random_seed: 3, models: models([0.6, 0.4], { density: 0.5, epsilon: 0.1 }) })),
+  },
+  {
+    name: 'sce (CPU kernel, variance selection and sums of squares)',
+    run: recipe(() => ({ merge_method: 'sce', base_model: N, parameters: { select_topk: 0.5 }, models: [{ model: A }, { model: B }, { model: N }] })),
+  },
+  {
+    name: 'arcee_fusion (CPU kernel, quantile passes, pieces of whole rows)',
+    run: recipe(() => ({ merge_method: 'arcee_fusion', base_model: N, models: [{ model: A }, { model: N }] })),
+  },
 ];
 
 describe("cuda merges are the CPU's bytes", () => {

@@ -18,7 +18,7 @@ import { ramPlusLambda } from '../lib/recipes/methods/ram';
 import { modelValues, worstUlp } from './helpers/model-values';
 import { CANONICAL_NAN, Dtype, encode } from './reference/numerics';
 import { nearswapRef, ramMasksRef, ramPlusLambdaRef, ramRef } from './reference/elementwise';
-import { rng } from './helpers/models';
+import { randomTensors } from './helpers/special-values';
 import { writeRaw } from './helpers/raw-values';
 
 let dir: string;
@@ -31,27 +31,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await fs.promises.rm(dir, { recursive: true, force: true });
 });
-
-const F32_MAX = 3.4028234663852886e38;
-const SPECIALS = [NaN, Infinity, -Infinity, 0, -0, 2 ** -149, -(2 ** -149), 2 ** -126, F32_MAX, -F32_MAX, 1e-6, -1e-6];
-
-/** A base and models: mostly ordinary weights, near the base (differences around epsilon and t) or special. */
-function randomTensors(n: number, models: number, seed: number, near: number[]): { base: number[]; models: number[][] } {
-  const r = rng(seed);
-  const pick = <T>(xs: readonly T[]) => xs[Math.floor(r() * xs.length)];
-  const value = () => (r() < 0.08 ? pick(SPECIALS) : Math.fround((r() - 0.5) * 2 ** Math.floor(r() * 8 - 6)));
-  const base = Array.from({ length: n }, value);
-  const ms = Array.from({ length: models }, () =>
-    base.map((b) => {
-      const k = r();
-      if (k < 0.1) return pick(SPECIALS);
-      if (k < 0.2) return b; // no task vector
-      if (k < 0.6 && Number.isFinite(b)) return Math.fround(b + pick([-1, 1]) * pick(near) * (1 + (r() - 0.5) * 1e-3));
-      return value();
-    }),
-  );
-  return { base, models: ms };
-}
 
 function readRaw(file: string, dtype: Dtype, n: number): number[] {
   const b = fs.readFileSync(file);

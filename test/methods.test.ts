@@ -308,13 +308,13 @@ test('the CLI: weightmix merge RECIPE.yml -o OUT writes the model; a refused rec
   const out = path.join(dir, 'cli-out');
   expect(await main(['node', 'weightmix', 'merge', file, '-o', out, '-q'])).toBe(0);
   expect((await openCheckpoint(out)).names.length).toBe((await openCheckpoint(A)).names.length);
-  fs.writeFileSync(file, `merge_method: della\nbase_model: ${A}\nmodels:\n  - model: ${B}\n`);
+  fs.writeFileSync(file, `merge_method: frankenmerge\nbase_model: ${A}\nmodels:\n  - model: ${B}\n`);
   const write = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
   try {
-    expect(await main(['node', 'weightmix', 'merge', file, '-o', path.join(dir, 'cli-della')])).toBe(1);
-    expect(String(write.mock.calls[0][0])).toMatch(/^weightmix: error: merge_method della is not supported: its drop probabilities/);
+    expect(await main(['node', 'weightmix', 'merge', file, '-o', path.join(dir, 'cli-refused')])).toBe(1);
+    expect(String(write.mock.calls[0][0])).toMatch(/^weightmix: error: merge_method "frankenmerge" is unknown \(weightmix runs linear, /);
   } finally {
     write.mockRestore();
   }
-  expect(fs.existsSync(path.join(dir, 'cli-della'))).toBe(false);
+  expect(fs.existsSync(path.join(dir, 'cli-refused'))).toBe(false);
 });

@@ -14,7 +14,7 @@ console.log('seed', seed);
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
-/** What the executor sees of a job: defaults filled in, params only on sparse, nearswap, ram and row_linear dests, w rounded to float32. */
+/** What the executor sees of a job: defaults filled in, params only on sparse, nearswap, ram, row_linear, della, sce and arcee_fusion dests, w rounded to float32. */
 function expected(job: NativeJob) {
   return {
     count: job.count,
@@ -28,7 +28,10 @@ function expected(job: NativeJob) {
       dtype: d.dtype,
       op: d.op,
       w: d.w.map((x) => Math.fround(x)),
-      params: d.op === 'sparse' || d.op === 'nearswap' || d.op === 'ram' || d.op === 'row_linear' ? (d.params ?? []) : [],
+      params:
+        d.op === 'sparse' || d.op === 'nearswap' || d.op === 'ram' || d.op === 'row_linear' || d.op === 'della' || d.op === 'sce' || d.op === 'arcee_fusion'
+          ? (d.params ?? [])
+          : [],
     })),
   };
 }
@@ -86,6 +89,9 @@ const EVERY_KIND: NativeJob[] = [
       { output: 0, offset: 0, dtype: 'BF16', op: 'nearswap', w: [], params: [2, 0, 0.1 + 0.2] },
       { output: 1, offset: 0, dtype: 'F32', op: 'ram', w: [], params: [1, 1e-5, 0, 1, 2, 1.02] },
       { output: 2, offset: 0, dtype: 'F16', op: 'row_linear', w: [], params: [7, -1, 2, 2, 1, 0.25, 1 / 3] },
+      { output: 3, offset: 0, dtype: 'BF16', op: 'della', w: [], params: [1, 1, 0.9, 0, 7, 1, 1, 2, 0.5, 0.4, 0.1, 4294967295, 12345, 1.25] },
+      { output: 4, offset: 0, dtype: 'F32', op: 'sce', w: [], params: [0, 1, 4294967295, 3, 2, 1, 0.25, 2, 0.75] },
+      { output: 5, offset: 0, dtype: 'F16', op: 'arcee_fusion', w: [], params: [7, 2, 0, 0.001] },
     ],
   },
   {
@@ -108,6 +114,47 @@ const EVERY_KIND: NativeJob[] = [
     dests: [],
     stat: 'row_moments',
     statParams: [4],
+  },
+  {
+    count: 8,
+    sources: [
+      { input: 0, offset: 0, dtype: 'F16' },
+      { input: 1, offset: 0, dtype: 'BF16' },
+    ],
+    dests: [],
+    stat: 'della_l1',
+    statParams: [4, 2, 0.5, 0.15, 7, 8],
+  },
+  {
+    count: 8,
+    sources: [
+      { input: 0, offset: 0, dtype: 'F16' },
+      { input: 1, offset: 0, dtype: 'BF16' },
+      { input: 2, offset: 0, dtype: 'F32' },
+    ],
+    dests: [],
+    stat: 'sce_histogram',
+    statParams: [0, 2, 1, 2, 3, 24, 12, 0, 5],
+  },
+  {
+    count: 8,
+    sources: [
+      { input: 0, offset: 0, dtype: 'F16' },
+      { input: 1, offset: 0, dtype: 'BF16' },
+    ],
+    dests: [],
+    stat: 'sce_sum_squares',
+    statParams: [0, 1, 1, 0, 7, 3],
+  },
+  {
+    count: 8,
+    sources: [
+      { input: 0, offset: 0, dtype: 'F16' },
+      { input: 1, offset: 0, dtype: 'BF16' },
+    ],
+    dests: [],
+    stat: 'arcee_histogram',
+    statParams: [4, 0, 1, 20, 12, 1, 2, 3],
   },
   {
     count: 8,
@@ -160,10 +207,21 @@ test('random plans round-trip field for field', () => {
   const jobs: NativeJob[] = Array.from({ length: 500 }, () => {
     const sources = Array.from({ length: int(5) }, () => ({ input: int(64), offset: offset(), dtype: pick(dtypes) }));
     const dests: NativeDest[] = Array.from({ length: int(4) }, () => {
-      const op = pick(['copy', 'lerp', 'lerp_mi', 'linear', 'sparse', 'nearswap', 'ram', 'row_linear'] as const);
+      const op = pick(['copy', 'lerp', 'lerp_mi', 'linear', 'sparse', 'nearswap', 'ram', 'row_linear', 'della', 'sce', 'arcee_fusion'] as const);
       return { output: int(64), offset: offset(), dtype: pick(dtypes), op, w: numbers(int(4)), params: random() < 0.5 ? numbers(int(30)) : undefined };
     });
-    const stat = pick([undefined, undefined, 'histogram', 'l1', 'ram_counts', 'row_moments'] as const);
+    const stat = pick([
+      undefined,
+      undefined,
+      'histogram',
+      'l1',
+      'ram_counts',
+      'row_moments',
+      'della_l1',
+      'sce_histogram',
+      'sce_sum_squares',
+      'arcee_histogram',
+    ] as const);
     return { count: int(2 ** 33), sources, dests, moments: random() < 0.3, stat, statParams: random() < 0.8 ? numbers(int(12)) : undefined };
   });
   expect(roundTrip(jobs)).toEqual(jobs.map(expected));
@@ -179,8 +237,8 @@ describe('a malformed packed array is refused with one line', () => {
     ['an offset of 2^53', (w) => ((w[6] = 2 ** 53), w), 'plan: bad source offset'],
     ['a negative input index', (w) => ((w[5] = -1), w), 'plan: bad input index'],
     ['an unknown dtype code', (w) => ((w[14] = 4), w), 'plan: unsupported dtype'],
-    ['an unknown op code', (w) => ((w[15] = 8), w), 'plan: unknown op'],
-    ['an unknown statistic code', (w) => ((w[2] = 5), w), 'plan: unknown statistic'],
+    ['an unknown op code', (w) => ((w[15] = 11), w), 'plan: unknown op'],
+    ['an unknown statistic code', (w) => ((w[2] = 9), w), 'plan: unknown statistic'],
     ['a length past the end', (w) => ((w[4] = 1e9), w), 'plan: bad source count'],
   ];
   test.each(cases)('%s', (_what, breakIt, message) => {

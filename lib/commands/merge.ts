@@ -16,7 +16,7 @@ export function register(program: Command): void {
   program
     .command('merge')
     .description(
-      'merge models by mergekit YAML recipes (linear, slerp, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, model_stock, passthrough, karcher, multislerp, nuslerp, nearswap, ram, ramplus_tl; docs/mergekit-parity.md); ' +
+      'merge models by mergekit YAML recipes (linear, slerp, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, model_stock, passthrough, karcher, multislerp, nuslerp, nearswap, ram, ramplus_tl, della, della_linear, sce, arcee_fusion; docs/mergekit-parity.md); ' +
         'several recipes write OUT/NAME each (NAME: the file name without .yml), reading the models they share once',
     )
     .argument(

@@ -1,7 +1,7 @@
 /**
  * Many outputs' write plans as one plan that reads each source tensor once: jobs that read a common
  * tensor become one job feeding every destination. Each output keeps exactly the bytes its own plan
- * writes: a copy, sparse, nearswap, ram or row_linear destination names its sources by index (renumbered here), and a linear (or
+ * writes: a copy, sparse, nearswap, ram, row_linear, della, sce or arcee_fusion destination names its sources by index (renumbered here), and a linear (or
  * lerp) destination, whose sum runs over all of its job's sources in order, keeps exactly its own plan's
  * source list; a tensor that two plans combine from different source lists is read once per list.
  */
@@ -10,6 +10,9 @@ import type { NativeDest, NativeJob, NativeOutput, NativeSource } from './native
 import type { MergePlan, PlannedModel } from './plan';
 import { remapSparseSources } from './sparse-params';
 import { remapElementwiseSources } from './elementwise-params';
+import { remapDellaSources } from './della-params';
+import { remapSceSources } from './sce-params';
+import { remapArceeFusionSources } from './arcee-fusion-params';
 
 /** One job of one plan, its sources renumbered into the fused plan's inputs. */
 interface Member {
@@ -94,7 +97,16 @@ interface SourceGroup {
 
 /** Whether a destination's result depends on its job's whole source list (and its order). */
 function usesAllSources(d: NativeDest): boolean {
-  return d.op !== 'copy' && d.op !== 'sparse' && d.op !== 'nearswap' && d.op !== 'ram' && d.op !== 'row_linear';
+  return (
+    d.op !== 'copy' &&
+    d.op !== 'sparse' &&
+    d.op !== 'nearswap' &&
+    d.op !== 'ram' &&
+    d.op !== 'row_linear' &&
+    d.op !== 'della' &&
+    d.op !== 'sce' &&
+    d.op !== 'arcee_fusion'
+  );
 }
 
 /**
@@ -139,6 +151,9 @@ function remapDest(d: NativeDest, m: Member, to: (source: number) => number): Na
   const output = d.output + m.outputBase;
   if (d.op === 'copy') return { ...d, output, w: [to(d.w[0])] };
   if (d.op === 'sparse') return { ...d, output, params: remapSparseSources(d.params ?? [], to) };
+  if (d.op === 'della') return { ...d, output, params: remapDellaSources(d.params ?? [], to) };
+  if (d.op === 'sce') return { ...d, output, params: remapSceSources(d.params ?? [], to) };
+  if (d.op === 'arcee_fusion') return { ...d, output, params: remapArceeFusionSources(d.params ?? [], to) };
   if (d.op === 'nearswap' || d.op === 'ram' || d.op === 'row_linear') return { ...d, output, params: remapElementwiseSources(d.op, d.params ?? [], to) };
   // A linear or lerp destination's group has exactly its own plan's source list, in order.
   return { ...d, output };

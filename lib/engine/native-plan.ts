@@ -4,7 +4,7 @@ import type { NativeDtype } from '../format/dtypes';
 // The addon's dtype codes are part of its surface (format/dtypes.ts declares them).
 export type { NativeDtype } from '../format/dtypes';
 /** What a destination computes (ARCHITECTURE.md, "The native plan"). */
-export type NativeOp = 'copy' | 'lerp' | 'lerp_mi' | 'linear' | 'sparse' | 'nearswap' | 'ram' | 'row_linear';
+export type NativeOp = 'copy' | 'lerp' | 'lerp_mi' | 'linear' | 'sparse' | 'nearswap' | 'ram' | 'row_linear' | 'della' | 'sce' | 'arcee_fusion';
 
 /** Where a job reads one source tensor. */
 export interface NativeSource {
@@ -26,9 +26,9 @@ export interface NativeDest {
   dtype: NativeDtype;
   /** The operation. */
   op: NativeOp;
-  /** copy: [source index]; lerp, lerp_mi: [λ]; linear: one weight per source; sparse, nearswap, ram, row_linear: []. */
+  /** copy: [source index]; lerp, lerp_mi: [λ]; linear: one weight per source; sparse, nearswap, ram, row_linear, della, sce, arcee_fusion: []. */
   w: number[];
-  /** sparse: native/kernels/sparsify.h's flat layout (lib/sparsify.ts writes it); nearswap, ram, row_linear: kernels/elementwise.h's (engine/elementwise-params.ts). */
+  /** sparse: native/kernels/sparsify.h's flat layout (lib/sparsify.ts writes it); nearswap, ram, row_linear: kernels/elementwise.h's (engine/elementwise-params.ts); della: kernels/della.h's (engine/della-params.ts); sce: kernels/sce.h's (engine/sce-params.ts); arcee_fusion: kernels/arcee_fusion.h's (engine/arcee-fusion-params.ts). */
   params?: number[];
 }
 
@@ -45,9 +45,12 @@ export interface NativeJob {
   /**
    * No dests: radix-selection counts ('histogram', 2^bits numbers) or exact L1 sums ('l1', 2 numbers) of sources[1] − sources[0];
    * 'ram_counts' (statParams: a ram dest's params): per model, the elements where it alone (unique) or it and others (shared) pass epsilon, all shared counts then all unique;
-   * 'row_moments' (statParams: [row length]): per row of sources 0 (a) and 1 (b), Σa², Σb², Σab, Σ(b−a)² over the finite pairs.
+   * 'row_moments' (statParams: [row length]): per row of sources 0 (a) and 1 (b), Σa², Σb², Σab, Σ(b−a)² over the finite pairs;
+   * 'della_l1' (statParams: engine/della-params.ts's dellaStatParams): exact L1 sums of sources[1] − sources[0], all and MAGPRUNE-kept (2 numbers);
+   * 'sce_histogram', 'sce_sum_squares' (engine/sce-params.ts): radix counts over the models' per-element variance keys (2^bits, then the zero-variance count), and per model Σ t² over the selected elements;
+   * 'arcee_histogram' (engine/arcee-fusion-params.ts): three radix histograms over the importance order keys of sources[1] against sources[0] (3 × 2^bits counts).
    */
-  stat?: 'histogram' | 'l1' | 'ram_counts' | 'row_moments';
+  stat?: 'histogram' | 'l1' | 'ram_counts' | 'row_moments' | 'della_l1' | 'sce_histogram' | 'sce_sum_squares' | 'arcee_histogram';
   /** The statistic's parameters (lib/recipes/sparsify.ts's layout). */
   statParams?: number[];
 }

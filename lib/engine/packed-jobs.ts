@@ -22,12 +22,19 @@ export const PACKED_OP_CODES: Readonly<Record<NativeOp, number>> = Object.freeze
   nearswap: 5,
   ram: 6,
   row_linear: 7,
+  della: 8,
+  sce: 9,
+  arcee_fusion: 10,
 });
 export const PACKED_STAT_CODES: Readonly<Record<NonNullable<NativeJob['stat']>, number>> = Object.freeze({
   histogram: 1,
   l1: 2,
   ram_counts: 3,
   row_moments: 4,
+  della_l1: 5,
+  sce_histogram: 6,
+  sce_sum_squares: 7,
+  arcee_histogram: 8,
 });
 
 function code<K extends string>(table: Readonly<Record<K, number>>, key: K, what: string): number {
@@ -36,9 +43,11 @@ function code<K extends string>(table: Readonly<Record<K, number>>, key: K, what
   return c;
 }
 
-/** Only sparse, nearswap, ram and row_linear dests carry params (the addon ignored them elsewhere before packing, too). */
+/** Only sparse, nearswap, ram, row_linear, della, sce and arcee_fusion dests carry params (the addon ignored them elsewhere before packing, too). */
 function destParams(d: NativeDest): readonly number[] {
-  return d.op === 'sparse' || d.op === 'nearswap' || d.op === 'ram' || d.op === 'row_linear' ? (d.params ?? []) : [];
+  return d.op === 'sparse' || d.op === 'nearswap' || d.op === 'ram' || d.op === 'row_linear' || d.op === 'della' || d.op === 'sce' || d.op === 'arcee_fusion'
+    ? (d.params ?? [])
+    : [];
 }
 
 function packedLength(jobs: readonly NativeJob[]): number {

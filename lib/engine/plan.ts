@@ -12,6 +12,9 @@ import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
 import { dtypeByteLength, encodeSafetensorsHeader } from '../format/safetensors';
 import { encodeSparseParams, ResolvedSparse } from './sparse-params';
 import { encodeElementwiseParams, RowWeights } from './elementwise-params';
+import { DellaRecipe, encodeDellaParams } from './della-params';
+import { encodeSceParams, SceRecipe } from './sce-params';
+import { ArceeFusionRecipe, encodeArceeFusionParams } from './arcee-fusion-params';
 import type { OutputLayout } from './output-layout';
 
 /** How one output tensor is made: an op over tensors of the listed checkpoints. */
@@ -26,6 +29,12 @@ export interface TensorRecipe {
   sparse?: ResolvedSparse;
   /** row_linear only: per-row coefficients (models lists the base first when `rows.base`). */
   rows?: RowWeights;
+  /** della only: MAGPRUNE's parameters and rescale factors (models lists the base first). */
+  della?: DellaRecipe;
+  /** sce only: the selection cut and weights (models lists the base first). */
+  sce?: SceRecipe;
+  /** arcee_fusion only: rows and threshold (models are [base, model]). */
+  arceeFusion?: ArceeFusionRecipe;
 }
 
 export interface OutputModelSpec {
@@ -163,6 +172,16 @@ function planDest(r: TensorRecipe, used: number[], sourceCount: number, output: 
     if (!r.sparse) throw new Error(`internal: sparse recipe of ${name} without parameters`);
     const params = encodeSparseParams(r.sparse, (model) => srcs[r.models.indexOf(model)]);
     return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params };
+  } else if (r.op === 'arcee_fusion') {
+    if (!r.arceeFusion) throw new Error(`internal: arcee_fusion recipe of ${name} without parameters`);
+    const params = encodeArceeFusionParams(r.arceeFusion, (model) => srcs[r.models.indexOf(model)]);
+    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params };
+  } else if (r.op === 'sce') {
+    if (!r.sce) throw new Error(`internal: sce recipe of ${name} without parameters`);
+    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params: encodeSceParams(r.sce, (model) => srcs[r.models.indexOf(model)]) };
+  } else if (r.op === 'della') {
+    if (!r.della) throw new Error(`internal: della recipe of ${name} without parameters`);
+    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params: encodeDellaParams(r.della, (model) => srcs[r.models.indexOf(model)]) };
   } else if (r.op === 'nearswap' || r.op === 'ram' || r.op === 'row_linear') {
     return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params: encodeElementwiseParams(r.op, srcs, r.w, r.rows) };
   } else if (r.op === 'linear') {

@@ -15,6 +15,9 @@ import { RecipePlan, tensorRecipes } from './recipe-plan';
 import { fitsInMemory, resolveSparse, SparseTensor } from './sparsify';
 import { RamPlusTensor, setRamPlusLambdas } from './ram-counts';
 import { RowWiseTensor, setRowWeights } from './row-wise';
+import { DellaRescaleTensor, setDellaScales } from './della-rescale';
+import { SceTensor, setSceStatistics } from './sce-statistics';
+import { ArceeFusionTensor, setArceeFusionThresholds } from './arcee-fusion-statistics';
 
 /** What the statistics need of a batch entry, and where its tensor recipes go. */
 export interface StatisticsEntry {
@@ -54,10 +57,10 @@ export function batchMomentPairs(entries: readonly StatisticsEntry[]): BatchMome
  */
 export function resolveWithoutStatistics(e: StatisticsEntry): boolean {
   if (e.planned.momentPairs.length > 0) return false;
-  const { recipes, sparse, ramPlus, rowWise } = tensorRecipes(e.recipe, e.planned, () => {
+  const { recipes, ...statistics } = tensorRecipes(e.recipe, e.planned, () => {
     throw new Error('internal: moments asked for by a recipe that listed none');
   });
-  if (sparse.length > 0 || ramPlus.length > 0 || rowWise.length > 0) return false;
+  if (Object.values(statistics).some((work) => work.length > 0)) return false;
   e.recipes = recipes;
   return true;
 }
@@ -76,7 +79,14 @@ export async function resolveStatistics(
 ): Promise<void> {
   const rounds: Map<string, SparseTensor>[] = [];
   const shared = new Map<string, { tensor: SparseTensor; users: Map<string, TensorRecipe>[] }>();
-  const ownPasses: { ramPlus: RamPlusTensor[]; rowWise: RowWiseTensor[]; recipes: Map<string, TensorRecipe> }[] = [];
+  const ownPasses: {
+    ramPlus: RamPlusTensor[];
+    rowWise: RowWiseTensor[];
+    dellaRescale: DellaRescaleTensor[];
+    sceTensors: SceTensor[];
+    fusionTensors: ArceeFusionTensor[];
+    recipes: Map<string, TensorRecipe>;
+  }[] = [];
   for (const e of entries) {
     const { views } = e.planned;
     const momentsOf = (name: string, a: number, b: number): Moments => {
@@ -84,9 +94,9 @@ export async function resolveStatistics(
       if (j === undefined) throw new Error(`internal: no moments for ${name} (${a}, ${b})`);
       return moments[j];
     };
-    const { recipes, sparse, ramPlus, rowWise } = tensorRecipes(e.recipe, e.planned, momentsOf, (message) => notice?.(`${e.name}: ${message}`));
+    const { recipes, sparse, ...own } = tensorRecipes(e.recipe, e.planned, momentsOf, (message) => notice?.(`${e.name}: ${message}`));
     e.recipes = recipes;
-    ownPasses.push({ ramPlus, rowWise, recipes });
+    ownPasses.push({ ...own, recipes });
     for (const t of sparse) {
       const sources = [t.spec.base, ...t.spec.models.map((m) => m.model)].map((m) => t.source(m));
       const key = JSON.stringify([t.name, t.count, t.spec, sources]);
@@ -108,9 +118,13 @@ export async function resolveStatistics(
     for (const t of tensors) resolved.set(t, r.get(t.name)!);
   }
   for (const { tensor, users } of shared.values()) for (const recipes of users) recipes.get(tensor.name)!.sparse = resolved.get(tensor)!;
-  // ramplus_tl's counts and the row-wise moments, a pass per recipe that has them (their coefficients are its own).
-  for (const { ramPlus, rowWise, recipes } of ownPasses) {
-    await setRamPlusLambdas(recipes, ramPlus, (p) => runStatisticsPlan(p, statistics));
-    await setRowWeights(recipes, rowWise, (p) => runStatisticsPlan(p, statistics));
+  // ramplus_tl's counts, the row-wise moments, della's L1 factors, sce's and arcee_fusion's statistics: a pass per recipe that has them (their coefficients are its own).
+  for (const { ramPlus, rowWise, dellaRescale, sceTensors, fusionTensors, recipes } of ownPasses) {
+    const run = (p: Parameters<typeof runStatisticsPlan>[0]) => runStatisticsPlan(p, statistics);
+    await setRamPlusLambdas(recipes, ramPlus, run);
+    await setRowWeights(recipes, rowWise, run);
+    await setDellaScales(recipes, dellaRescale, run);
+    await setSceStatistics(recipes, sceTensors, run);
+    await setArceeFusionThresholds(recipes, fusionTensors, run);
   }
 }

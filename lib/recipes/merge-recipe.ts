@@ -31,6 +31,9 @@ import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validat
 import type { MergeMethodName } from '../merge-method-names';
 import { planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
 import { setRamPlusLambdas } from './ram-counts';
+import { setDellaScales } from './della-rescale';
+import { setSceStatistics } from './sce-statistics';
+import { setArceeFusionThresholds } from './arcee-fusion-statistics';
 import { setRowWeights } from './row-wise';
 import { fitsInMemory, resolveSparse } from './sparsify';
 import { VERSION } from '../version';
@@ -99,7 +102,7 @@ export const MERGE_KEYS: OptionKeys<MergeOptions> = {
 /**
  * Runs a mergekit recipe (linear, slerp, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs,
  * breadcrumbs_ties, model_stock, passthrough, karcher, multislerp, nuslerp, nearswap, ram,
- * ramplus_tl) with weightmix's engine and publishes the model atomically.
+ * ramplus_tl, della, della_linear, sce, arcee_fusion) with weightmix's engine and publishes the model atomically.
  *
  * `recipe` is, as on the command line, the path of a YAML recipe file (relative model paths resolve
  * against `baseDir`, default the working directory); or the recipe as an object (YAML parsed to
@@ -178,13 +181,16 @@ async function mergeModels(
     if (j === undefined) throw new Error(`internal: no moments for ${tensor} (${a}, ${b})`);
     return moments[j];
   };
-  const { recipes, sparse, ramPlus, rowWise } = tensorRecipes(recipe, planned, momentsOf, options.onNotice);
+  const { recipes, sparse, ramPlus, rowWise, dellaRescale, sceTensors, fusionTensors } = tensorRecipes(recipe, planned, momentsOf, options.onNotice);
   if (sparse.length > 0) {
     const resolved = await resolveSparse(sparse, (p) => runStatisticsPlan(p, statistics), fitsInMemory);
     for (const [name, r] of resolved) recipes.get(name)!.sparse = r;
   }
   await setRamPlusLambdas(recipes, ramPlus, (p) => runStatisticsPlan(p, statistics));
   await setRowWeights(recipes, rowWise, (p) => runStatisticsPlan(p, statistics));
+  await setDellaScales(recipes, dellaRescale, (p) => runStatisticsPlan(p, statistics));
+  await setSceStatistics(recipes, sceTensors, (p) => runStatisticsPlan(p, statistics));
+  await setArceeFusionThresholds(recipes, fusionTensors, (p) => runStatisticsPlan(p, statistics));
 
   const tx = await OutputTransaction.begin(outDir, { force: options.force, notice: options.onNotice, reads: ckpts.flatMap(pathsRead) });
   try {

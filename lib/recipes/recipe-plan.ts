@@ -12,8 +12,11 @@ import { baseOf } from './methods/method';
 import type { Recipe, RecipeSlice } from './recipe';
 import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
 import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
-import type { SparseTensor } from './sparsify';
+import { indexBits, maskKey, type SparseTensor } from './sparsify';
 import type { RamPlusTensor } from './ram-counts';
+import type { DellaRescaleTensor } from './della-rescale';
+import type { SceTensor } from './sce-statistics';
+import type { ArceeFusionTensor } from './arcee-fusion-statistics';
 import type { RowWiseTensor } from './row-wise';
 import { classifyTensor } from '../model/tensor-names';
 import { tensorOutputDtype } from './output-dtype';
@@ -284,7 +287,15 @@ export function tensorRecipes(
   plan: RecipePlan,
   moments: (tensor: string, a: number, b: number) => PairMoments,
   notice: (message: string) => void = () => {},
-): { recipes: Map<string, TensorRecipe>; sparse: SparseTensor[]; ramPlus: RamPlusTensor[]; rowWise: RowWiseTensor[] } {
+): {
+  recipes: Map<string, TensorRecipe>;
+  sparse: SparseTensor[];
+  ramPlus: RamPlusTensor[];
+  rowWise: RowWiseTensor[];
+  dellaRescale: DellaRescaleTensor[];
+  sceTensors: SceTensor[];
+  fusionTensors: ArceeFusionTensor[];
+} {
   const method = methodFor(recipe.method);
   const { views } = plan;
   const outDtypeOf = outputDtypes(recipe, plan);
@@ -292,6 +303,9 @@ export function tensorRecipes(
   const sparse: SparseTensor[] = [];
   const ramPlus: RamPlusTensor[] = [];
   const rowWise: RowWiseTensor[] = [];
+  const dellaRescale: DellaRescaleTensor[] = [];
+  const sceTensors: SceTensor[] = [];
+  const fusionTensors: ArceeFusionTensor[] = [];
   const sourceOf = (name: string) => (m: number) => {
     const l = views[m].get(name)!;
     return { file: l.file, offset: l.offset, dtype: nativeDtype(l.dtype) };
@@ -314,6 +328,26 @@ export function tensorRecipes(
       recipes.set(t.name, { op: 'sparse', models: [spec.base, ...spec.models.map((m) => m.model)], w: [], dtype });
       continue;
     }
+    if (c.op === 'della') {
+      // Mask keys from random_seed as DARE's: (seed, tensor name, recipe model index).
+      const d = { ...c.della, models: c.della.models.map((m) => ({ ...m, seedKey: maskKey(recipe.randomSeed ?? 0, t.name, m.model) })) };
+      recipes.set(t.name, { op: 'della', models: [d.base, ...d.models.map((m) => m.model)], w: [], dtype, della: d });
+      if (c.rescale) dellaRescale.push({ name: t.name, count: views[d.base].get(t.name)!.elementCount, source: sourceOf(t.name) });
+      continue;
+    }
+    if (c.op === 'arcee_fusion') {
+      const arceeFusion = { base: c.base, model: c.model, rowLength: c.rowLength, threshold: 0 };
+      recipes.set(t.name, { op: 'arcee_fusion', models: [c.base, c.model], w: [], dtype, arceeFusion });
+      fusionTensors.push({ name: t.name, count: views[c.base].get(t.name)!.elementCount, source: sourceOf(t.name) });
+      continue;
+    }
+    if (c.op === 'sce') {
+      const count = views[c.base].get(t.name)!.elementCount;
+      const sce = { base: c.base, models: c.models, weights: c.models.map(() => 1 / c.models.length), cut: 0n, indexBits: indexBits(count) };
+      recipes.set(t.name, { op: 'sce', models: [c.base, ...c.models], w: [], dtype, sce });
+      sceTensors.push({ name: t.name, count, selectTopk: c.selectTopk, source: sourceOf(t.name) });
+      continue;
+    }
     if (c.op === 'nearswap') {
       recipes.set(t.name, { op: 'nearswap', models: [c.base, c.model], w: [c.t], dtype });
       continue;
@@ -334,5 +368,5 @@ export function tensorRecipes(
     }
     recipes.set(t.name, c.op === 'copy' ? { op: 'copy', models: [c.model], w: [0], dtype } : { op: 'linear', models: c.models, w: c.w, dtype });
   }
-  return { recipes, sparse, ramPlus, rowWise };
+  return { recipes, sparse, ramPlus, rowWise, dellaRescale, sceTensors, fusionTensors };
 }

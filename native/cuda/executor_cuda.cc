@@ -86,7 +86,10 @@ bool DeviceRun::destFits(const Job& job, const Dest& d, size_t jobIndex) const {
     }
     case DestOp::Nearswap:
     case DestOp::Ram:
-    case DestOp::RowLinear: return false;  // CPU kernels only (kernels/elementwise.h): the CPU share of the task produces them
+    case DestOp::RowLinear:
+    case DestOp::Della:
+    case DestOp::Sce:
+    case DestOp::ArceeFusion: return false;  // CPU kernels only (kernels/elementwise.h, della.h, sce.h, arcee_fusion.h): the CPU share of the task produces them
     default: return true;
   }
 }
@@ -216,6 +219,9 @@ void DeviceRun::runTask(Seat& seat, const Task& task, const TaskReads& reads, co
         case DestOp::Nearswap:
         case DestOp::Ram:
         case DestOp::RowLinear:
+        case DestOp::Della:
+        case DestOp::Sce:
+        case DestOp::ArceeFusion:
           throw std::logic_error("internal: a CPU-only op was launched on the device");  // destFits keeps them on the CPU
       }
       WorkerContext::check(rc, "launching a kernel");

@@ -87,15 +87,19 @@ function mix64(x: bigint): bigint {
   return x ^ (x >> 31n);
 }
 
-/** DARE's mask as weightmix documents it: splitmix64 keyed by (seed, FNV-1a-64 of the tensor name, model), counter = element. */
-export function dareMaskRef(seed: number, tensorName: string, model: number, n: number, density: number): boolean[] {
+/** The random masks' uniform draws as weightmix documents them: splitmix64 keyed by (seed, FNV-1a-64 of the tensor name, model), counter = element; u(i) in [0, 1). */
+export function maskUniformRef(seed: number, tensorName: string, model: number): (i: number) => number {
   let h = 0xcbf29ce484222325n;
   for (const b of Buffer.from(tensorName, 'utf8')) h = ((h ^ BigInt(b)) * 0x100000001b3n) & M64;
   const g = 0x9e3779b97f4a7c15n;
   const key = mix64((mix64(BigInt(seed) ^ h) + BigInt(model + 1) * g) & M64);
-  const out: boolean[] = [];
-  for (let i = 0; i < n; i++) out.push(Number(mix64((key + BigInt(i + 1) * g) & M64) >> 11n) / 2 ** 53 < density);
-  return out;
+  return (i) => Number(mix64((key + BigInt(i + 1) * g) & M64) >> 11n) / 2 ** 53;
+}
+
+/** DARE's mask: element i kept when u(i) < density. */
+export function dareMaskRef(seed: number, tensorName: string, model: number, n: number, density: number): boolean[] {
+  const u = maskUniformRef(seed, tensorName, model);
+  return Array.from({ length: n }, (_, i) => u(i) < density);
 }
 
 /** mergekit's rescaled_masked_tensor with the L1 norm. */

@@ -12,6 +12,9 @@ import { passthrough } from './passthrough';
 import { slerp } from './slerp';
 import { breadcrumbs, breadcrumbsTies, dareLinear, dareTies, ties } from './sparse-task-arithmetic';
 import { taskArithmetic } from './task-arithmetic';
+import { della, dellaLinear } from './della';
+import { sce } from './sce';
+import { arceeFusion } from './arcee-fusion';
 
 export type { MergeMethod, MethodTensor, PairMoments, RowMoments, TensorCoefficients } from './method';
 
@@ -32,16 +35,14 @@ export const METHODS: readonly MergeMethod[] = Object.freeze([
   nearswap,
   ram,
   ramplusTl,
+  della,
+  dellaLinear,
+  sce,
+  arceeFusion,
 ]);
 
-/** mergekit methods weightmix refuses, each with its reason (docs/mergekit-parity.md lists them). */
-export const REFUSED_METHODS: Readonly<Record<string, string>> = Object.freeze({
-  della: 'its drop probabilities are ranked by magnitude within each row, a per-row selection the engine does not have yet',
-  della_linear: 'its drop probabilities are ranked by magnitude within each row, a per-row selection the engine does not have yet',
-  sce: 'it elects signs on the unweighted task vectors and selects elements by their variance across models; the engine elects signs on weighted task vectors and has no variance selection yet',
-  arcee_fusion:
-    'its importance (|δ| times a per-row KL divergence of softmaxes) and the quantiles of it over the tensor need statistics passes the engine does not have yet',
-});
+/** mergekit methods weightmix refuses, each with its reason (docs/mergekit-parity.md lists them): none of mergekit a6e4028's; kept for methods mergekit adds later. */
+export const REFUSED_METHODS: Readonly<Record<string, string>> = Object.freeze({});
 export const NOT_YET_SUPPORTED: readonly string[] = Object.freeze(Object.keys(REFUSED_METHODS));
 
 export function methodFor(name: string): MergeMethod {

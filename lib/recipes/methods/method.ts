@@ -3,6 +3,7 @@ import type { Moments } from '../../engine/moments';
 import type { Recipe, RecipeSlice } from '../recipe-types';
 import { ParameterScope } from '../recipe-params';
 import type { SparseMergeSpec } from '../sparsify';
+import type { DellaRecipe } from '../../engine/della-params';
 import type { MergeMethodName } from '../../merge-method-names';
 
 /** f64 statistics of a pair of tensors (a, b), from the engine's moments pass. */
@@ -33,6 +34,11 @@ export interface MethodTensor {
  * one combination per row of `rowLength` elements (base + Σ c·(x − base) with a base, else Σ c·x, f64)
  * or, `interleaved`, per vector along dim 0 (`rowLength` of them, element i in the (i mod rowLength)-th),
  * its coefficients from per-row moments of `pairs` (a pass of their own, lib/recipes/row-wise.ts).
+ * `della`: MAGPRUNE's per-row random thinning (native/kernels/della.h); its mask keys are set from
+ * random_seed by the planner, its L1 factors (`rescale`) by a statistics pass (lib/recipes/della-rescale.ts).
+ * `sce`: SCE's variance selection, sign election and weights (native/kernels/sce.h), from two
+ * statistics over the whole tensor (lib/recipes/sce-statistics.ts). `arcee_fusion`: the importance
+ * threshold from quantile passes (lib/recipes/arcee-fusion-statistics.ts).
  */
 export type TensorCoefficients =
   | { op: 'copy'; model: number }
@@ -40,6 +46,9 @@ export type TensorCoefficients =
   | { op: 'sparse'; spec: SparseMergeSpec }
   | { op: 'nearswap'; base: number; model: number; t: number }
   | { op: 'ram'; base: number; models: number[]; epsilon: number; plus: { r: number; alpha: number } | null }
+  | { op: 'della'; della: DellaRecipe; rescale: boolean }
+  | { op: 'sce'; base: number; models: number[]; selectTopk: number }
+  | { op: 'arcee_fusion'; base: number; model: number; rowLength: number }
   | {
       op: 'rows';
       base: number | null;

@@ -1,0 +1,39 @@
+/**
+ * The `sce` op's parameters (native/kernels/sce.h's flat layouts): the dest's
+ * [base, cutHi, cutLo, indexBits, m, m × (source, weight)], and its statistics' `sce_histogram`
+ * [base, m, m sources, indexBits, shift, bits, prefixHi, prefixLo] and `sce_sum_squares`
+ * [base, m, m sources, cutHi, cutLo, indexBits], every source an index into the job's sources.
+ */
+import { keyHigh, keyLow } from './sparse-params';
+
+/** An `sce` tensor recipe's parameters (its `models` list the base first, then `models` in order). */
+export interface SceRecipe {
+  base: number;
+  models: number[];
+  /** mergekit's sce_weight per model (lib/recipes/sce-statistics.ts), equal until resolved. */
+  weights: number[];
+  /** Elements whose variance rank key is ≥ cut are selected: 0n all, 2^63 none. */
+  cut: bigint;
+  indexBits: number;
+}
+
+export function encodeSceParams(r: SceRecipe, sourceOf: (model: number) => number): number[] {
+  const out = [sourceOf(r.base), keyHigh(r.cut), keyLow(r.cut), r.indexBits, r.models.length];
+  r.models.forEach((m, k) => out.push(sourceOf(m), r.weights[k]));
+  return out;
+}
+
+/** The selection statistic's parameters over job sources [base, models…] in order. */
+export function sceHistogramParams(models: number, indexBits: number, shift: number, bits: number, prefix: bigint): number[] {
+  return [0, models, ...Array.from({ length: models }, (_, k) => k + 1), indexBits, shift, bits, keyHigh(prefix), keyLow(prefix)];
+}
+
+/** The sums of squares' parameters over job sources [base, models…] in order. */
+export function sceSumSquaresParams(models: number, cut: bigint, indexBits: number): number[] {
+  return [0, models, ...Array.from({ length: models }, (_, k) => k + 1), keyHigh(cut), keyLow(cut), indexBits];
+}
+
+/** The same dest parameters for a job whose sources are renumbered (a fused batch plan's jobs). */
+export function remapSceSources(params: readonly number[], to: (source: number) => number): number[] {
+  return params.map((x, i) => (i === 0 || (i >= 5 && (i - 5) % 2 === 0) ? to(x) : x));
+}

@@ -1,0 +1,86 @@
+/**
+ * Arcee Fusion's threshold: median + 1.5·IQR of the importance scores (native/kernels/arcee_fusion.h),
+ * mergekit's approximate_quantiles without its sampling: the order statistics at ⌊q·(n − 1)⌋ for q =
+ * 0.25, 0.5, 0.75 over every element (mergekit sorts all of a tensor up to 10⁶ elements, the same
+ * statistics there; above, it sorts 10⁶ elements drawn at random). Exact, by radix selection over the
+ * importance's 32-bit order keys: 12-bit digits, three passes over the tensors (all tensors and the three
+ * quantiles in each pass); the threshold is computed in f32 steps as mergekit's f32 tensors do.
+ */
+import { InputFiles } from '../engine/input-files';
+import type { NativeJob, NativePlan } from '../engine/native-plan';
+import type { NativeResult } from '../engine/native';
+import type { TensorRecipe } from '../engine/plan';
+import { arceeHistogramParams } from '../engine/arcee-fusion-params';
+import { MAX_HISTOGRAM_JOBS, TensorSource } from './sparsify';
+
+export interface ArceeFusionTensor {
+  name: string;
+  count: number;
+  source(model: number): TensorSource;
+}
+
+type RunPlan = (plan: Pick<NativePlan, 'inputs' | 'jobs'>) => Promise<NativeResult>;
+
+const KEY_BITS = 32;
+const DIGIT_BITS = 12;
+export const QUANTILES = [0.25, 0.5, 0.75] as const;
+
+/** The f32 value of an order key (arceeOrderKey's inverse). */
+export function importanceOfKey(key: number): number {
+  const bits = key >= 0x80000000 ? key - 0x80000000 : ~key >>> 0;
+  const view = new DataView(new ArrayBuffer(4));
+  view.setUint32(0, bits);
+  return view.getFloat32(0);
+}
+
+/** mergekit's calculate_dynamic_threshold from its three quantiles, in f32 steps. */
+export function fusionThreshold(q1: number, median: number, q3: number): number {
+  const f = Math.fround;
+  return f(median + f(1.5 * f(q3 - q1)));
+}
+
+/** Thresholds for every arcee_fusion tensor, written into its recipe's `arceeFusion.threshold`. */
+export async function setArceeFusionThresholds(recipes: Map<string, TensorRecipe>, tensors: readonly ArceeFusionTensor[], run: RunPlan): Promise<void> {
+  if (tensors.length === 0) return;
+  const state = tensors.map((t) => ({
+    t,
+    r: recipes.get(t.name)!.arceeFusion!,
+    // 0-based ascending ranks still to skip within the chosen prefix, and the prefixes, per quantile.
+    rank: QUANTILES.map((q) => Math.floor(q * (t.count - 1))),
+    prefix: [0, 0, 0],
+  }));
+  for (let remaining = KEY_BITS; remaining > 0;) {
+    const bits = Math.min(DIGIT_BITS, remaining);
+    const shift = remaining - bits;
+    for (let at = 0; at < state.length; at += MAX_HISTOGRAM_JOBS) {
+      const batch = state.slice(at, at + MAX_HISTOGRAM_JOBS);
+      const files = new InputFiles();
+      const jobs: NativeJob[] = batch.map(({ t, r, prefix }) => ({
+        count: t.count,
+        sources: [r.base, r.model].map((m) => {
+          const s = t.source(m);
+          return { input: files.indexOf(s.file), offset: s.offset, dtype: s.dtype };
+        }),
+        dests: [],
+        stat: 'arcee_histogram',
+        statParams: arceeHistogramParams(r.rowLength, shift, bits, prefix),
+      }));
+      const { stats } = await run({ inputs: files.paths, jobs });
+      const per = 3 * 2 ** bits;
+      if (stats.length !== batch.length * per) throw new Error(`internal: arcee_histogram returned ${stats.length} numbers, expected ${batch.length * per}`);
+      batch.forEach((s, k) => {
+        for (let q = 0; q < 3; q++) {
+          const hist = stats.subarray(k * per + q * 2 ** bits, k * per + (q + 1) * 2 ** bits);
+          let b = 0;
+          for (; b < 2 ** bits - 1 && hist[b] <= s.rank[q]; b++) s.rank[q] -= hist[b];
+          s.prefix[q] = s.prefix[q] * 2 ** bits + b;
+        }
+      });
+    }
+    remaining = shift;
+  }
+  for (const { r, prefix } of state) {
+    const [q1, median, q3] = prefix.map(importanceOfKey);
+    r.threshold = fusionThreshold(q1, median, q3);
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * SCE's two whole-tensor statistics before the write pass (mergekit's sce_mask and sce_weight):
+ * the cut of the top k = trunc(nonzero · select_topk) per-element variances across the task vectors
+ * (exact: radix selection over the rank keys of native/kernels/sce.h, 12-bit digits, one pass per
+ * digit for all tensors at once, stopping where the chosen digit holds exactly what is left to keep),
+ * then each model's Σ t² over the selected elements, which give the weights.
+ */
+import { InputFiles } from '../engine/input-files';
+import type { NativeJob, NativePlan } from '../engine/native-plan';
+import type { NativeResult } from '../engine/native';
+import type { TensorRecipe } from '../engine/plan';
+import { sceHistogramParams, SceRecipe, sceSumSquaresParams } from '../engine/sce-params';
+import { KEY_NONE, MAX_HISTOGRAM_JOBS, TensorSource } from './sparsify';
+
+export interface SceTensor {
+  name: string;
+  count: number;
+  /** select_topk: < 1 selects by variance (≤ 0: nothing), ≥ 1 keeps every element. */
+  selectTopk: number;
+  source(model: number): TensorSource;
+}
+
+type RunPlan = (plan: Pick<NativePlan, 'inputs' | 'jobs'>) => Promise<NativeResult>;
+
+const DIGIT_BITS = 12;
+
+/** mergekit's sce_weight from the per-model Σ t² (means over `count` elements), in f64. */
+export function sceWeights(sumSquares: readonly number[], count: number): number[] {
+  const means = sumSquares.map((s) => s / count);
+  const total = means.reduce((a, b) => a + b, 0);
+  if (Math.abs(total) < 1e-6) return means.map(() => 1 / means.length);
+  return means.map((x) => x / total);
+}
+
+/** One job per tensor over [base, models…] with the statistic `stat`. */
+function jobsOf(tensors: readonly { t: SceTensor; r: SceRecipe; statParams: number[] }[], stat: NativeJob['stat'], files: InputFiles): NativeJob[] {
+  return tensors.map(({ t, r, statParams }) => ({
+    count: t.count,
+    sources: [r.base, ...r.models].map((m) => {
+      const s = t.source(m);
+      return { input: files.indexOf(s.file), offset: s.offset, dtype: s.dtype };
+    }),
+    dests: [],
+    stat,
+    statParams,
+  }));
+}
+
+/** Runs jobs in plans of at most MAX_HISTOGRAM_JOBS; returns each job's numbers (`per` of them). */
+async function runJobs(jobs: NativeJob[], files: InputFiles, per: number, run: RunPlan): Promise<number[][]> {
+  const out: number[][] = [];
+  for (let at = 0; at < jobs.length; at += MAX_HISTOGRAM_JOBS) {
+    const batch = jobs.slice(at, at + MAX_HISTOGRAM_JOBS);
+    const { stats } = await run({ inputs: files.paths, jobs: batch });
+    if (stats.length !== batch.length * per) throw new Error(`internal: sce statistics returned ${stats.length} numbers, expected ${batch.length * per}`);
+    batch.forEach((_, k) => out.push(Array.from(stats.subarray(k * per, (k + 1) * per))));
+  }
+  return out;
+}
+
+interface Selection {
+  t: SceTensor;
+  r: SceRecipe;
+  need: number;
+  prefix: bigint;
+  remaining: number;
+}
+
+/** The variance cuts of the tensors that select (0 < select_topk < 1), into their recipes' `cut`. */
+async function selectCuts(open: Selection[], run: RunPlan): Promise<void> {
+  let first = true;
+  while (open.length > 0) {
+    const files = new InputFiles();
+    const digits = open.map((s) => Math.min(DIGIT_BITS, s.remaining));
+    const jobs = jobsOf(
+      open.map((s, k) => ({ ...s, statParams: sceHistogramParams(s.r.models.length, s.r.indexBits, s.remaining - digits[k], digits[k], s.prefix) })),
+      'sce_histogram',
+      files,
+    );
+    // Jobs differ in digit width only at the last digit; run each width apart so that `per` is one number.
+    const results: number[][] = new Array(open.length);
+    for (const bits of new Set(digits)) {
+      const idx = digits.map((d, k) => (d === bits ? k : -1)).filter((k) => k >= 0);
+      const got = await runJobs(
+        idx.map((k) => jobs[k]),
+        files,
+        2 ** bits + 1,
+        run,
+      );
+      idx.forEach((k, j) => (results[k] = got[j]));
+    }
+    const next: Selection[] = [];
+    open.forEach((s, k) => {
+      const hist = results[k];
+      const bits = digits[k];
+      // mergekit: k = int(count_nonzero(var) · select_topk), counted on the first pass (the last counter).
+      if (first) s.need = Math.trunc((s.t.count - hist[2 ** bits]) * s.t.selectTopk);
+      if (s.need === 0) {
+        s.r.cut = KEY_NONE;
+        return;
+      }
+      let b = 2 ** bits - 1;
+      for (; b > 0 && hist[b] < s.need; b--) s.need -= hist[b];
+      const shift = s.remaining - bits;
+      s.prefix = (s.prefix << BigInt(bits)) | BigInt(b);
+      if (hist[b] === s.need || shift === 0) s.r.cut = s.prefix << BigInt(shift);
+      else next.push({ ...s, remaining: shift });
+    });
+    open = next;
+    first = false;
+  }
+}
+
+/** Cuts and weights for every sce tensor, written into its recipe's `sce`. */
+export async function setSceStatistics(recipes: Map<string, TensorRecipe>, tensors: readonly SceTensor[], run: RunPlan): Promise<void> {
+  if (tensors.length === 0) return;
+  const all = tensors.map((t) => ({ t, r: recipes.get(t.name)!.sce! }));
+  for (const { t, r } of all) r.cut = t.selectTopk >= 1 ? 0n : KEY_NONE;
+  await selectCuts(
+    all.filter(({ t }) => t.selectTopk > 0 && t.selectTopk < 1).map(({ t, r }) => ({ t, r, need: 0, prefix: 0n, remaining: 31 + r.indexBits })),
+    run,
+  );
+  const files = new InputFiles();
+  const jobs = jobsOf(
+    all.map(({ t, r }) => ({ t, r, statParams: sceSumSquaresParams(r.models.length, r.cut, r.indexBits) })),
+    'sce_sum_squares',
+    files,
+  );
+  const { stats } = await run({ inputs: files.paths, jobs });
+  let at = 0;
+  for (const { t, r } of all) {
+    r.weights = sceWeights(Array.from(stats.subarray(at, at + r.models.length)), t.count);
+    at += r.models.length;
+  }
+  if (at !== stats.length) throw new Error(`internal: sce_sum_squares returned ${stats.length} numbers, expected ${at}`);
+}

@@ -1,0 +1,114 @@
+// Arcee Fusion's importance, its order-statistic histograms and the merge (see arcee_fusion.h).
+#include "arcee_fusion.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "element_io.h"
+#include "numerics.h"
+#include "sparsify.h"
+
+namespace wm {
+namespace {
+
+uint64_t wholeAt(const std::vector<double>& p, size_t i, double max) {
+  const double v = p[i];
+  if (!(v >= 0) || v > max || v != std::floor(v)) throw std::invalid_argument("arcee_fusion parameter " + std::to_string(i) + " is not a whole number in range");
+  return static_cast<uint64_t>(v);
+}
+
+ArceeParams rowsAt(const std::vector<double>& p, size_t sourceCount, uint64_t count) {
+  ArceeParams a;
+  a.rowLength = wholeAt(p, 0, 9007199254740991.0);
+  a.base = static_cast<uint32_t>(wholeAt(p, 1, 4294967295.0));
+  a.model = static_cast<uint32_t>(wholeAt(p, 2, 4294967295.0));
+  if (a.base >= sourceCount || a.model >= sourceCount) throw std::invalid_argument("a source index is out of range");
+  if (a.rowLength == 0 || count % a.rowLength != 0) throw std::invalid_argument("arcee_fusion rows of " + std::to_string(a.rowLength) + " do not tile " + std::to_string(count) + " elements");
+  return a;
+}
+
+// KL(softmax(b) + eps || softmax(a) + eps) of the row at element r0 (f64; NaN where a value is not finite).
+double rowDivergence(const void* a, Dtype ta, const void* b, Dtype tb, size_t r0, uint64_t L) {
+  double ma = -INFINITY, mb = -INFINITY;
+  for (uint64_t j = 0; j < L; ++j) {
+    ma = std::max(ma, static_cast<double>(loadElementF32(a, ta, r0 + j)));
+    mb = std::max(mb, static_cast<double>(loadElementF32(b, tb, r0 + j)));
+  }
+  double sa = 0, sb = 0;
+  for (uint64_t j = 0; j < L; ++j) {
+    sa += std::exp(static_cast<double>(loadElementF32(a, ta, r0 + j)) - ma);
+    sb += std::exp(static_cast<double>(loadElementF32(b, tb, r0 + j)) - mb);
+  }
+  double kl = 0;
+  for (uint64_t j = 0; j < L; ++j) {
+    const double p = std::exp(static_cast<double>(loadElementF32(b, tb, r0 + j)) - mb) / sb + 1e-8;
+    const double q = std::exp(static_cast<double>(loadElementF32(a, ta, r0 + j)) - ma) / sa + 1e-8;
+    kl += p * std::log(p / q);
+  }
+  return kl;
+}
+
+// Calls f(j, importance) for elements j = 0 .. n - 1 of the piece (whole rows).
+template <typename F>
+void forImportance(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, F f) {
+  if (start % p.rowLength != 0 || n % p.rowLength != 0) throw std::logic_error("internal: an arcee_fusion piece is not whole rows");
+  const void* a = srcs[p.base];
+  const void* b = srcs[p.model];
+  for (size_t r0 = 0; r0 < n; r0 += p.rowLength) {
+    const double kl = rowDivergence(a, types[p.base], b, types[p.model], r0, p.rowLength);
+    for (uint64_t j = r0; j < r0 + p.rowLength; ++j) {
+      const double d = static_cast<double>(loadElementF32(b, types[p.model], j)) - static_cast<double>(loadElementF32(a, types[p.base], j));
+      f(j, d, static_cast<float>(std::fabs(d) * kl));
+    }
+  }
+}
+
+}  // namespace
+
+ArceeParams decodeArceeParams(const std::vector<double>& p, size_t sourceCount, uint64_t count) {
+  if (p.size() != 4) throw std::invalid_argument("arcee_fusion takes [L, base, model, threshold]");
+  ArceeParams a = rowsAt(p, sourceCount, count);
+  a.threshold = static_cast<float>(p[3]);
+  return a;
+}
+
+ArceeStat decodeArceeHistogram(const std::vector<double>& p, size_t sourceCount, uint64_t count) {
+  if (p.size() != 8) throw std::invalid_argument("arcee_fusion histogram takes [L, base, model, shift, bits, prefix x 3]");
+  ArceeStat s;
+  s.rows = rowsAt(p, sourceCount, count);
+  s.shift = static_cast<uint32_t>(wholeAt(p, 3, 31));
+  s.bits = static_cast<uint32_t>(wholeAt(p, 4, kMaxHistogramBits));
+  if (s.bits == 0 || s.shift + s.bits > 32) throw std::invalid_argument("bad histogram digit");
+  for (int q = 0; q < 3; ++q) s.prefix[q] = wholeAt(p, 5 + q, 4294967295.0);
+  return s;
+}
+
+uint32_t arceeOrderKey(float importance) {
+  if (std::isnan(importance)) return 0xFFC00000u;  // above +Inf's 0xFF800000
+  const uint32_t bits = num::f32Bits(importance);
+  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+}
+
+void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat& s, uint64_t start, size_t n, uint64_t* hist) {
+  const uint64_t mask = (uint64_t{1} << s.bits) - 1;
+  const uint32_t up = s.shift + s.bits;
+  forImportance(srcs, types, s.rows, start, n, [&](uint64_t, double, float importance) {
+    const uint64_t key = arceeOrderKey(importance);
+    for (int q = 0; q < 3; ++q) {
+      if (up < 32 && (key >> up) != s.prefix[q]) continue;
+      ++hist[(static_cast<uint64_t>(q) << s.bits) + ((key >> s.shift) & mask)];
+    }
+  });
+}
+
+void arceeMerge(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, void* out, Dtype to) {
+  const void* a = srcs[p.base];
+  forImportance(srcs, types, p, start, n, [&](uint64_t j, double d, float importance) {
+    const double kept = importance >= p.threshold ? 1.0 : 0.0;
+    storeRoundedOnce(out, to, j, static_cast<double>(loadElementF32(a, types[p.base], j)) + d * kept);
+  });
+}
+
+}  // namespace wm

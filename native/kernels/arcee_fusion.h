@@ -1,0 +1,46 @@
+// Arcee Fusion (mergekit's arcee_fusion, merge_methods/arcee_fusion.py), scalar truth.
+//
+// Rows of the last dimension, L elements (a 1-D tensor is one row), base a and model b, d = b - a (f64):
+//   p = softmax(b) + 1e-8, q = softmax(a) + 1e-8 over the row (f64, max subtracted);
+//   kl = sum_j p_j * log(p_j / q_j);  importance_i = fl32(|d_i| * kl)   (mergekit's f32 importance)
+// Order key of an importance value: its f32 bits mapped to an unsigned order (sign flipped; negatives
+// reversed), every NaN one value above +Inf (torch.sort puts NaN last).
+// The threshold T = median + 1.5 * IQR (f32 steps) from order statistics the planner finds by radix passes
+// over these keys (arceeHistogram; lib/recipes/arcee-fusion-statistics.ts). Merge:
+//   out = round(a + d * (importance >= T ? 1 : 0))   in f64, one rounding (NaN * 0 is NaN, as mergekit's products).
+// A NaN threshold (NaN among the quartiles: more than a quarter of the importances NaN) keeps nothing,
+// as mergekit's comparison with NaN.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels.h"
+
+namespace wm {
+
+struct ArceeParams {
+  uint64_t rowLength = 1;
+  uint32_t base = 0, model = 0;  // source indices
+  float threshold = 0;
+};
+
+// Dest params [L, base, model, threshold]; `count` is the job's element count (whole rows).
+ArceeParams decodeArceeParams(const std::vector<double>& p, size_t sourceCount, uint64_t count);
+
+// statParams [L, base, model, shift, bits, prefix x 3]: three radix histograms at once (one per
+// quantile, each over the keys whose bits above shift + bits equal its prefix), 3 x 2^bits counts.
+struct ArceeStat {
+  ArceeParams rows;
+  uint32_t shift = 0, bits = 0;
+  uint64_t prefix[3] = {0, 0, 0};
+};
+ArceeStat decodeArceeHistogram(const std::vector<double>& p, size_t sourceCount, uint64_t count);
+
+uint32_t arceeOrderKey(float importance);
+
+// Elements start .. start + n - 1 (whole rows).
+void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat& s, uint64_t start, size_t n, uint64_t* hist);
+void arceeMerge(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, void* out, Dtype to);
+
+}  // namespace wm

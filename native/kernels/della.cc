@@ -1,0 +1,176 @@
+// DELLA's MAGPRUNE keep rule, merge and L1 statistic (see della.h).
+#include "della.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "element_io.h"
+#include "numerics.h"
+
+namespace wm {
+namespace {
+
+uint64_t wholeAt(const std::vector<double>& p, size_t i, double max, const char* what) {
+  const double v = p[i];
+  if (!(v >= 0) || v > max || v != std::floor(v)) throw std::invalid_argument(std::string("della parameter ") + std::to_string(i) + " is not " + what);
+  return static_cast<uint64_t>(v);
+}
+
+double finiteAt(const std::vector<double>& p, size_t i) {
+  if (!std::isfinite(p[i])) throw std::invalid_argument("della parameter " + std::to_string(i) + " is not a finite number");
+  return p[i];
+}
+
+DellaRows rowsAt(const std::vector<double>& p, size_t i, uint64_t count) {
+  DellaRows r;
+  r.length = wholeAt(p, i, 9007199254740991.0, "a row length");
+  r.stride = wholeAt(p, i + 1, 9007199254740991.0, "a row stride");
+  if (r.length == 0 || r.length > 0xFFFFFFFFu || r.stride == 0 || r.length > count || r.stride > count / r.length || count % r.block() != 0) {
+    throw std::invalid_argument("della rows (" + std::to_string(r.length) + " x stride " + std::to_string(r.stride) + ") do not tile " +
+                                std::to_string(count) + " elements");
+  }
+  return r;
+}
+
+void modelAt(const std::vector<double>& p, size_t o, DellaModel& m) {
+  m.density = finiteAt(p, o);
+  m.epsilon = finiteAt(p, o + 1);
+  m.seedKey = (wholeAt(p, o + 2, 4294967295.0, "a u32") << 32) | wholeAt(p, o + 3, 4294967295.0, "a u32");
+}
+
+// |d| bits, every NaN as one value above Inf (a NaN's payload must not order it among NaNs).
+inline uint32_t absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t j) {
+  const uint32_t a = num::f32Bits(num::subRn(loadElementF32(x, tx, j), loadElementF32(base, tb, j))) & 0x7FFFFFFFu;
+  return a > 0x7F800000u ? 0x7FC00000u : a;
+}
+
+}  // namespace
+
+DellaParams decodeDellaParams(const std::vector<double>& p, size_t sourceCount, uint64_t count) {
+  if (p.size() < kDellaHeader) throw std::invalid_argument("della parameters too short");
+  DellaParams d;
+  const uint64_t c = wholeAt(p, 0, 1, "0 or 1 (consensus)");
+  d.consensus = c == 0 ? Consensus::None : Consensus::Sum;
+  d.normalize = wholeAt(p, 1, 1, "0 or 1 (normalize)") != 0;
+  d.lambda = finiteAt(p, 2);
+  d.baseSource = static_cast<uint32_t>(wholeAt(p, 3, 4294967295.0, "a source index"));
+  if (d.baseSource >= sourceCount) throw std::invalid_argument("a source index is out of range");
+  d.rows = rowsAt(p, 4, count);
+  const uint64_t m = wholeAt(p, 6, 65536, "a model count");
+  if (p.size() != kDellaHeader + m * kDellaPerModel) throw std::invalid_argument("della parameter count does not match the model count");
+  for (uint64_t k = 0; k < m; ++k) {
+    const size_t o = kDellaHeader + k * kDellaPerModel;
+    DellaModel x;
+    x.source = static_cast<uint32_t>(wholeAt(p, o, 4294967295.0, "a source index"));
+    if (x.source >= sourceCount) throw std::invalid_argument("a source index is out of range");
+    x.weight = finiteAt(p, o + 1);
+    modelAt(p, o + 2, x);
+    // The L1 factor is >= 1, and +Inf where the ratio overflows f32 (as mergekit's f32 factor does).
+    if (!(p[o + 6] > 0)) throw std::invalid_argument("della parameter " + std::to_string(o + 6) + " is not a positive scale");
+    x.scale = static_cast<float>(p[o + 6]);
+    d.models.push_back(x);
+  }
+  return d;
+}
+
+DellaRows decodeDellaStat(const std::vector<double>& p, uint64_t count, DellaModel& m) {
+  if (p.size() != 6) throw std::invalid_argument("della L1 takes [L, S, density, epsilon, seedHi, seedLo]");
+  const DellaRows rows = rowsAt(p, 0, count);
+  modelAt(p, 2, m);
+  return rows;
+}
+
+void dellaKeep(const void* base, Dtype tb, const void* x, Dtype tx, const DellaRows& rows, const DellaModel& m, uint64_t start, size_t n,
+               uint8_t* keep) {
+  if (start % rows.block() != 0 || n % rows.block() != 0) throw std::logic_error("internal: a della piece is not whole rows");
+  if (m.density >= 1 || m.density <= 0) {
+    std::fill(keep, keep + n, static_cast<uint8_t>(m.density >= 1));
+    return;
+  }
+  const uint64_t L = rows.length, S = rows.stride;
+  // Per thread, kept: a row's |d| bits and positions, sorted by a stable LSD radix sort on the bits
+  // (11, 11 and 9-bit digits) from descending position order, so that equal |d| put the lower index higher.
+  thread_local std::vector<uint32_t> bits, pos, bitsTmp, posTmp;
+  bits.resize(L);
+  pos.resize(L);
+  bitsTmp.resize(L);
+  posTmp.resize(L);
+  uint32_t count[2048];
+  for (uint64_t b0 = 0; b0 < n; b0 += rows.block()) {
+    for (uint64_t s = 0; s < S; ++s) {
+      for (uint64_t t = 0; t < L; ++t) {
+        pos[t] = static_cast<uint32_t>(L - 1 - t);
+        bits[t] = absDeltaBits(base, tb, x, tx, b0 + pos[t] * S + s);
+      }
+      for (uint32_t shift = 0; shift < 31; shift += 11) {
+        std::fill(count, count + 2048, 0u);
+        for (uint64_t t = 0; t < L; ++t) ++count[(bits[t] >> shift) & 2047u];
+        if (count[(bits[0] >> shift) & 2047u] == L) continue;  // one digit value: the order stands
+        uint32_t sum = 0;
+        for (uint32_t& c : count) sum += std::exchange(c, sum);
+        for (uint64_t t = 0; t < L; ++t) {
+          const uint32_t at = count[(bits[t] >> shift) & 2047u]++;
+          bitsTmp[at] = bits[t];
+          posTmp[at] = pos[t];
+        }
+        bits.swap(bitsTmp);
+        pos.swap(posTmp);
+      }
+      for (uint64_t r = 0; r < L; ++r) {
+        const uint64_t at = b0 + pos[r] * S + s;
+        const double p = L == 1 ? m.density : (m.density - m.epsilon) + ((static_cast<double>(r) / static_cast<double>(L - 1)) * 2) * m.epsilon;
+        keep[at] = bernoulliKeep(m.seedKey, start + at, p) ? 1 : 0;
+      }
+    }
+  }
+}
+
+void dellaMerge(const void* const* srcs, const Dtype* types, const DellaParams& p, uint64_t count, uint64_t start, size_t n, void* out,
+                Dtype to) {
+  const size_t m = p.models.size();
+  const void* base = srcs[p.baseSource];
+  const Dtype tb = types[p.baseSource];
+  // Per thread, kept: each model's surviving values (the base's where dropped) as f32, exact for every input dtype.
+  thread_local std::vector<float> kept;
+  thread_local std::vector<uint8_t> keep;
+  kept.resize(m * n);
+  keep.resize(n);
+  std::vector<const void*> s2(m + 1);
+  std::vector<Dtype> t2(m + 1, Dtype::F32);
+  SparseParams sp;
+  sp.consensus = p.consensus;
+  sp.normalize = p.normalize;
+  sp.lambda = p.lambda;
+  sp.indexBits = sparseIndexBits(count);
+  sp.baseSource = 0;
+  s2[0] = base;
+  t2[0] = tb;
+  for (size_t k = 0; k < m; ++k) {
+    const DellaModel& dm = p.models[k];
+    const void* x = srcs[dm.source];
+    const Dtype tx = types[dm.source];
+    dellaKeep(base, tb, x, tx, p.rows, dm, start, n, keep.data());
+    float* xk = kept.data() + k * n;
+    for (size_t j = 0; j < n; ++j) xk[j] = keep[j] ? loadElementF32(x, tx, j) : loadElementF32(base, tb, j);
+    s2[k + 1] = xk;
+    SparseModel sm;  // every element passes the sparse op's own keep rule (no cuts, no mask)
+    sm.source = static_cast<uint32_t>(k + 1);
+    sm.weight = dm.weight;
+    sm.scale = dm.scale;
+    sp.models.push_back(sm);
+  }
+  sparseMerge(s2.data(), t2.data(), sp, count, start, n, out, to);
+}
+
+void dellaL1Buckets(const void* base, Dtype tb, const void* x, Dtype tx, const DellaRows& rows, const DellaModel& m, uint64_t start,
+                    size_t n, uint64_t* before, uint64_t* after) {
+  thread_local std::vector<uint8_t> keep;
+  keep.resize(n);
+  dellaKeep(base, tb, x, tx, rows, m, start, n, keep.data());
+  for (size_t j = 0; j < n; ++j) addToL1Buckets(absDeltaBits(base, tb, x, tx, j), keep[j] != 0, before, after);
+}
+
+}  // namespace wm

@@ -1,0 +1,54 @@
+// SCE (mergekit's sce, merge_methods/sce.py), scalar truth in f64 with one rounding.
+//
+// Task vectors t_k = x_k - base (f64; exact for two f32 unless their exponents are far apart), k = 0..m-1.
+// Selection (select_topk < 1): per element the variance across models, v = (1/m) sum (t_k - mean)^2 with
+// mean = (1/m) sum t_k (f64, then rounded to f32 as mergekit's f32 variance; every NaN one value above
+// Inf). Rank key = (bits(v) << indexBits) | (count - 1 - i): sparsify.h's order (equal variances: the
+// LOWER index ranks higher). The kept elements are those with key >= cut; the planner finds the cut
+// of the top k = trunc(nonzero * select_topk) keys by radix selection over sceHistogram passes
+// (lib/recipes/sce-select.ts); cut 0 keeps all (select_topk >= 1), kRankKeyNone none.
+// A dropped element's t_k is t_k * 0 (mergekit's tvs * mask; finite there, since v is then finite).
+//
+// Merge (mergekit's term order): s = sum t_k; e_k = (sign(t_k) == (s >= 0 ? +1 : -1)) (a zero or NaN never
+// agrees); w_k from the per-model sums of squares of the selected, finite t_k (sceSumSquares,
+// lib/recipes/sce-statistics.ts; mergekit's sums include a NaN or Inf and turn every weight NaN):
+//   num = sum t_k * (w_k * e_k); den = sum w_k * e_k; out = round(base + num / max(den, 1e-6))
+// NaN and Inf follow mergekit's products (NaN * 0 is NaN).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels.h"
+
+namespace wm {
+
+struct SceParams {
+  uint32_t base = 0;
+  uint64_t cut = 0;  // keep rank keys >= cut
+  uint32_t indexBits = 0;
+  std::vector<uint32_t> sources;  // the models, in the recipe's order
+  std::vector<double> weights;    // one per model
+};
+
+// Dest params [base, cutHi, cutLo, indexBits, m, m x (source, weight)]. Throws std::invalid_argument when malformed.
+SceParams decodeSceParams(const std::vector<double>& p, size_t sourceCount, uint64_t count);
+// statParams of the selection statistic: [base, m, m sources, indexBits, shift, bits, prefixHi, prefixLo];
+// of the sums of squares: [base, m, m sources, cutHi, cutLo, indexBits] (weights unused).
+struct SceStat {
+  SceParams select;
+  uint32_t shift = 0, bits = 0;
+  uint64_t prefix = 0;
+};
+SceStat decodeSceHistogram(const std::vector<double>& p, size_t sourceCount, uint64_t count);
+SceParams decodeSceSumSquares(const std::vector<double>& p, size_t sourceCount, uint64_t count);
+
+// Radix counts over the variance keys of elements start .. start + n - 1 (sparsify.h's radixHistogram
+// over these keys: hist[(key >> shift) & (2^bits - 1)] += 1 where key >> (shift + bits) == prefix);
+// hist[2^bits] counts the elements whose f32 variance is 0.
+void sceHistogram(const void* const* srcs, const Dtype* types, const SceStat& s, uint64_t count, uint64_t start, size_t n, uint64_t* hist);
+// Adds to sums[k] the sum of t_k^2 over the selected elements whose t_k is finite (f64, element order).
+void sceSumSquares(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, double* sums);
+void sceMerge(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out, Dtype to);
+
+}  // namespace wm

@@ -1,0 +1,176 @@
+/**
+ * sce: the engine's variance selection (radix passes over the `sce_histogram` statistic), sums of
+ * squares and `sce` op on raw files of random values with special values and many equal variances,
+ * bit for bit against the f64 oracle of test/reference/sce.ts rounded once, on 1 and 3 threads;
+ * then whole recipes over fixtures within one ulp.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { runPlan } from '../lib/engine/native';
+import type { NativeDtype } from '../lib/engine/native-plan';
+import type { TensorRecipe } from '../lib/engine/plan';
+import { makeCheckpointPair } from '../lib/fixtures/fixture';
+import { openCheckpoint } from '../lib/model/checkpoint';
+import { merge } from '../lib/recipes/merge-recipe';
+import { parseRecipe } from '../lib/recipes/recipe';
+import { indexBits } from '../lib/recipes/sparsify';
+import { setSceStatistics } from '../lib/recipes/sce-statistics';
+import { modelValues, worstUlp } from './helpers/model-values';
+import { CANONICAL_NAN, Dtype, encode } from './reference/numerics';
+import { sceMaskRef, sceMergeRef, sceSelectedRef, sceWeightsRef } from './reference/sce';
+import { randomTensors } from './helpers/special-values';
+import { writeRaw } from './helpers/raw-values';
+import { rng } from './helpers/models';
+
+let dir: string;
+let counter = 0;
+
+beforeAll(async () => {
+  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-sce-'));
+});
+
+afterAll(async () => {
+  await fs.promises.rm(dir, { recursive: true, force: true });
+});
+
+function readRaw(file: string, dtype: Dtype, n: number): number[] {
+  const b = fs.readFileSync(file);
+  return Array.from({ length: n }, (_, i) => (dtype === 'F32' ? b.readUInt32LE(4 * i) : b.readUInt16LE(2 * i)));
+}
+
+const expectedBits = (ref: number[], to: Dtype) => ref.map((v) => (Number.isNaN(v) ? CANONICAL_NAN[to] : encode(to, v)));
+
+/** The statistics (through lib/recipes/sce-statistics.ts) and the write, over raw files: base first, then the models. */
+async function runSce(files: string[], dtypes: Dtype[], n: number, selectTopk: number, threads: number) {
+  const m = files.length - 1;
+  const models = Array.from({ length: m }, (_, k) => k + 1);
+  const recipe: TensorRecipe = {
+    op: 'sce',
+    models: [0, ...models],
+    w: [],
+    dtype: 'F32',
+    sce: { base: 0, models, weights: [], cut: 0n, indexBits: indexBits(n) },
+  };
+  const recipes = new Map([['t', recipe]]);
+  const source = (model: number) => ({ file: files[model], offset: 0, dtype: dtypes[model] as NativeDtype });
+  await setSceStatistics(recipes, [{ name: 't', count: n, selectTopk, source }], (p) =>
+    runPlan({ ...p, outputs: [], threads, blockBytes: 4096, direct: false }),
+  );
+  const outs: Dtype[] = ['F32', 'BF16', 'F16'];
+  const outFiles = outs.map(() => path.join(dir, `out-${counter++}.bin`));
+  const params = [
+    0,
+    Number(recipe.sce!.cut >> 32n),
+    Number(recipe.sce!.cut & 0xffffffffn),
+    recipe.sce!.indexBits,
+    m,
+    ...models.flatMap((s, k) => [s, recipe.sce!.weights[k]]),
+  ];
+  await runPlan({
+    inputs: files,
+    outputs: outs.map((dtype, o) => ({ path: outFiles[o], size: n * (dtype === 'F32' ? 4 : 2), head: Buffer.alloc(0) })),
+    jobs: [
+      {
+        count: n,
+        sources: files.map((_, k) => ({ input: k, offset: 0, dtype: dtypes[k] as NativeDtype })),
+        dests: outs.map((dtype, o) => ({ output: o, offset: 0, dtype, op: 'sce', w: [], params })),
+      },
+    ],
+    threads,
+    blockBytes: 4096,
+    direct: false,
+  });
+  return { bits: new Map(outs.map((dtype, o) => [dtype, readRaw(outFiles[o], dtype, n)])), weights: recipe.sce!.weights, cut: recipe.sce!.cut };
+}
+
+/** Models whose task vectors take few distinct values: many equal variances, ties at the cut. */
+function tiedTensors(n: number, models: number, seed: number): { base: number[]; models: number[][] } {
+  const r = rng(seed);
+  const base = Array.from({ length: n }, () => Math.fround((r() - 0.5) * 4));
+  const steps = [0, 0.25, -0.25, 0.5, -1];
+  return { base, models: Array.from({ length: models }, () => base.map((b) => b + steps[Math.floor(r() * steps.length)])) };
+}
+
+describe.each([
+  ['F32', 'F32'],
+  ['BF16', 'F32'],
+  ['F16', 'BF16'],
+] as [Dtype, Dtype][])('sources %s and %s', (tBase, tModel) => {
+  const n = 5003;
+  test.each([
+    ['random values with special ones', 0.3],
+    ['random values with special ones', 1],
+    ['random values with special ones', 0],
+    ['many equal variances (ties at the cut)', 0.37],
+  ] as [string, number][])('%s, select_topk %p: the f64 oracle rounded once, bit for bit, on 1 and 3 threads', async (what, selectTopk) => {
+    const raw = what.startsWith('many') ? tiedTensors(n, 3, 5) : randomTensors(n, 3, 17, [1e-3, 1e-2, 0.5]);
+    const base = writeRaw(dir, raw.base, tBase);
+    const models = raw.models.map((x) => writeRaw(dir, x, tModel));
+    const files = [base.file, ...models.map((x) => x.file)];
+    const dtypes = [tBase, ...models.map(() => tModel)];
+    const held = models.map((x) => x.held);
+    const { t, sumSquares } = sceSelectedRef(base.held, held, selectTopk);
+    const one = await runSce(files, dtypes, n, selectTopk, 1);
+    const three = await runSce(files, dtypes, n, selectTopk, 3);
+    expect(three.cut).toBe(one.cut);
+    expect(three.weights).toEqual(one.weights);
+    // The weights: the oracle's f64 sums (in another order) within 1e-12.
+    const weights = sceWeightsRef(sumSquares, n);
+    one.weights.forEach((w, k) => expect(Math.abs(w - weights[k])).toBeLessThanOrEqual(1e-12 * weights[k]));
+    // The selection itself: the oracle's kept count, at the engine's weights for the merge.
+    const keep = sceMaskRef(
+      held.map((x) => x.map((v, i) => v - base.held[i])),
+      selectTopk,
+    );
+    if (selectTopk > 0 && selectTopk < 1) expect(keep.filter(Boolean).length).toBeGreaterThan(100);
+    const ref = sceMergeRef(base.held, t, one.weights);
+    for (const [to, bits] of three.bits) {
+      expect(bits).toEqual(expectedBits(ref, to));
+      expect(one.bits.get(to)).toEqual(bits);
+    }
+  });
+});
+
+describe('recipes over fixtures', () => {
+  let A: string;
+  let B: string;
+  let F: string;
+  let N: string;
+
+  beforeAll(async () => {
+    const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 4 });
+    const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 4, delta: 0.01 });
+    const far = await makeCheckpointPair({ dir: path.join(dir, 'far'), shape: 'tiny', seed: 4, delta: 0.3 });
+    [A, B, F, N] = [pair.instruct, pair.thinking, far.thinking, near.thinking];
+  }, 60000);
+
+  test.each([0.5, 1])('sce (select_topk %p, three models, F32 out) is within 1 ulp of the oracle', async (selectTopk) => {
+    const doc = {
+      merge_method: 'sce',
+      base_model: N,
+      out_dtype: 'float32',
+      parameters: { select_topk: selectTopk },
+      models: [{ model: A }, { model: B }, { model: F }, { model: N }],
+    };
+    const out = path.join(dir, `merged-${counter++}`);
+    await merge(parseRecipe(doc), { output: out, threads: 2 });
+    const [a, b, f, n] = await Promise.all([modelValues(A), modelValues(B), modelValues(F), modelValues(N)]);
+    const oracle = (name: string) => {
+      const { t, sumSquares } = sceSelectedRef(
+        n.get(name)!,
+        [a, b, f].map((x) => x.get(name)!),
+        selectTopk,
+      );
+      return sceMergeRef(n.get(name)!, t, sceWeightsRef(sumSquares, t[0].length));
+    };
+    expect(await worstUlp(await openCheckpoint(out), oracle)).toBeLessThanOrEqual(1);
+  });
+
+  test('sce needs a base and takes no weight (one line each, at parse time)', () => {
+    expect(() => parseRecipe({ merge_method: 'sce', models: [{ model: A }, { model: B }] })).toThrow(/^sce needs a base_model/);
+    expect(() => parseRecipe({ merge_method: 'sce', base_model: N, models: [{ model: A, parameters: { weight: 1 } }, { model: N }] })).toThrow(
+      /takes no parameter 'weight'/,
+    );
+  });
+});
