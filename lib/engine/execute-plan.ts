@@ -47,19 +47,9 @@ export async function executeMergePlan(
   options: ExecuteOptions,
   name: (key: string) => string = (key) => key,
 ): Promise<ResolvedDevice> {
-  return (await runMergePlan(plan, engine, options, name)).ran;
-}
-
-/** `executeMergePlan`, also giving the engine's result (the moments of any moments jobs the write plan holds). */
-export async function runMergePlan(
-  plan: MergePlan,
-  engine: Required<Omit<EngineOptions, 'device'>> & Pick<EngineOptions, 'device'>,
-  options: ExecuteOptions,
-  name: (key: string) => string = (key) => key,
-): Promise<{ ran: ResolvedDevice; result: NativeResult }> {
   const ran = resolveDevice(parseDevice(engine.device, name('device')), loadNative().info(), name('device'));
   const heads = plan.outputs.reduce((n, o) => n + o.head.length, 0);
-  const result = await runPlan(
+  await runPlan(
     {
       inputs: plan.inputs,
       outputs: plan.outputs,
@@ -71,7 +61,7 @@ export async function runMergePlan(
     },
     { onProgress: progressOf('write', plan.jobs, heads, options.onProgress), signal: options.signal },
   );
-  return { ran, result };
+  return ran;
 }
 
 /** The bytes the engine counts for a plan's progress (native/executor.cc's pieceWeight): headers, written bytes, and read bytes of a job that writes nothing. */

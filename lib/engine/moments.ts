@@ -5,7 +5,6 @@
 import type { TensorLocation } from '../model/checkpoint';
 import { InputFiles } from './input-files';
 import type { NativeJob } from './native';
-import type { MergePlan } from './plan';
 import { nativeDtype } from '../format/dtypes';
 import { runStatisticsPlan, StatisticsOptions } from './execute-plan';
 
@@ -68,15 +67,12 @@ export function momentsJobs(pairs: readonly TensorPair[]): { inputs: string[]; j
   return { inputs: inputFiles.paths, jobs };
 }
 
-/** The engine's flat result (one entry per job of its plan), one Moments per pair: pair i from job `jobs[i]` (default: job i, a plan of moments jobs only). */
-export function decodeMoments(result: Float64Array, pairs: readonly TensorPair[], jobs?: readonly number[]): Moments[] {
-  if (jobs === undefined && result.length !== pairs.length * MOMENTS_STRIDE) {
-    throw new Error(`internal: the engine returned ${result.length} moments for ${pairs.length} jobs`);
-  }
+/** The engine's flat result, one Moments per pair. */
+export function decodeMoments(result: Float64Array, pairs: readonly TensorPair[]): Moments[] {
+  if (result.length !== pairs.length * MOMENTS_STRIDE) throw new Error(`internal: the engine returned ${result.length} moments for ${pairs.length} jobs`);
   const L = MOMENTS_LAYOUT;
-  return pairs.map(({ a }, i) => {
-    const o = MOMENTS_STRIDE * (jobs ? jobs[i] : i);
-    if (o + MOMENTS_STRIDE > result.length) throw new Error(`internal: no moments from job ${o / MOMENTS_STRIDE} of the engine's result`);
+  return pairs.map(({ a }, j) => {
+    const o = MOMENTS_STRIDE * j;
     return {
       elements: a.elementCount,
       sumSqA: result[o + L.sumSqA],
@@ -95,40 +91,4 @@ export async function runMomentsPass(pairs: readonly TensorPair[], options: Stat
   const { inputs, jobs } = momentsJobs(pairs);
   const result = await runStatisticsPlan({ inputs, jobs }, options);
   return decodeMoments(result.moments, pairs);
-}
-
-/**
- * A write plan that also takes the moments of `pairs`: each pair's moments job (cut into pieces as in a
- * moments pass of the same block size, so the sums are the same bits) sits right after the first job
- * that reads its first tensor, where that tensor is still in the page cache. `jobs[i]` is pair i's job.
- */
-export function withMomentsJobs(plan: MergePlan, pairs: readonly TensorPair[]): { plan: MergePlan; jobs: number[] } {
-  const inputs = new InputFiles();
-  plan.inputs.forEach((p) => inputs.indexOf(p));
-  const firstReader = new Map<string, number>();
-  plan.jobs.forEach((job, j) => {
-    for (const s of job.sources) {
-      const key = `${plan.inputs[s.input]}\u0000${s.offset}`;
-      if (!firstReader.has(key)) firstReader.set(key, j);
-    }
-  });
-  const { inputs: momentInputs, jobs: momentJobs } = momentsJobs(pairs);
-  const after = pairs.map(({ a }) => firstReader.get(`${a.file}\u0000${a.offset}`) ?? plan.jobs.length);
-  const order = pairs.map((_, i) => i).sort((x, y) => after[x] - after[y] || x - y);
-  const jobs: NativeJob[] = [];
-  const at: number[] = new Array<number>(pairs.length);
-  let next = 0;
-  const placeUpTo = (limit: number) => {
-    for (; next < order.length && after[order[next]] <= limit; next++) {
-      const i = order[next];
-      const job = momentJobs[i];
-      at[i] = jobs.push({ ...job, sources: job.sources.map((s) => ({ ...s, input: inputs.indexOf(momentInputs[s.input]) })) }) - 1;
-    }
-  };
-  plan.jobs.forEach((job, j) => {
-    jobs.push(job);
-    placeUpTo(j);
-  });
-  placeUpTo(Infinity);
-  return { plan: { ...plan, inputs: inputs.paths, jobs }, jobs: at };
 }

@@ -1,8 +1,7 @@
 /**
  * A batch's statistics: the moment pairs its recipes ask for (each tensor pair once, whichever recipes
  * share it), and every recipe's tensor recipes from those moments with the sparse thresholds shared
- * where recipes thin the same tensors alike. Which recipes need no statistics at all (their write can
- * start before any statistics pass: batch.ts overlaps it with the moments read).
+ * where recipes thin the same tensors alike.
  */
 import type { TensorLocation } from '../model/checkpoint';
 import type { StatisticsOptions } from '../engine/execute-plan';
@@ -49,20 +48,6 @@ export function batchMomentPairs(entries: readonly StatisticsEntry[]): BatchMome
     }
   }
   return { pairs, index };
-}
-
-/**
- * Sets the tensor recipes of an entry that needs no statistics (no moments, thresholds, counts or row
- * weights) and says true; leaves any other entry as it was and says false.
- */
-export function resolveWithoutStatistics(e: StatisticsEntry): boolean {
-  if (e.planned.momentPairs.length > 0) return false;
-  const { recipes, ...statistics } = tensorRecipes(e.recipe, e.planned, () => {
-    throw new Error('internal: moments asked for by a recipe that listed none');
-  });
-  if (Object.values(statistics).some((work) => work.length > 0)) return false;
-  e.recipes = recipes;
-  return true;
 }
 
 /**

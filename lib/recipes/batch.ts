@@ -10,13 +10,11 @@ import * as path from 'node:path';
 import { pathsRead } from '../model/checkpoint';
 import { ModelCheckpoint, openModelAs } from '../hub/open-model';
 import { usageError, WeightmixError } from '../errors';
-import { resolveDevice, type ResolvedDevice } from '../engine/device';
-import { MergeProgress, planWork, runMergePlan, StatisticsOptions } from '../engine/execute-plan';
-import { decodeMoments, Moments, runMomentsPass, withMomentsJobs } from '../engine/moments';
+import type { ResolvedDevice } from '../engine/device';
+import { executeMergePlan, MergeProgress, planWork, StatisticsOptions } from '../engine/execute-plan';
+import { runMomentsPass } from '../engine/moments';
 import { fusePlans } from '../engine/fuse-plans';
 import { defaultWriteBlockBytes } from '../engine/block-bytes';
-import { loadNative } from '../engine/native';
-import { encodeSafetensorsHeader } from '../format/safetensors';
 import { EngineOptions, parseBlockBytes, parseDevice, parsePart, parseThreads, showValue } from '../options';
 import { assignParts } from '../engine/parts';
 import { OutputTransaction } from '../engine/output';
@@ -26,8 +24,8 @@ import { finishRecipeOutput, isRecipe, MERGE_KEYS, recipeMetadata } from './merg
 import { parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { DownloadProgress } from '../hub/snapshot-download';
-import { outputDtypes, planRecipe, RecipePlan, sourceCheckpoints } from './recipe-plan';
-import { batchMomentPairs, resolveStatistics, resolveWithoutStatistics } from './batch-statistics';
+import { planRecipe, RecipePlan, sourceCheckpoints } from './recipe-plan';
+import { batchMomentPairs, resolveStatistics } from './batch-statistics';
 
 /** One recipe of a batch, and the folder it writes. */
 export interface BatchRecipe {
@@ -200,10 +198,13 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
     entries = entries.filter((e) => parts.get(e.name) === part.index);
     if (entries.length === 0) throw usageError(`${name('part')} ${part.index}/${part.count} gets none of the ${all} recipes; use at most ${all} parts`);
   }
+  // Statistics first (one moments pass over the distinct pairs of every recipe, shared thresholds), then one
+  // write pass per group. Measured: writing the statistics-free recipes during the moments read was slower
+  // on this kind of disk (BENCHMARKS.md, issue 15), so the reads and the writes stay in passes of their own.
   const statistics: StatisticsOptions = { threads, blockBytes, direct: false, onProgress: options.onProgress, signal: options.signal };
-  // Recipes that need no statistics are planned now: their write pass can take the others' moments as it reads.
-  const free = new Set(entries.filter(resolveWithoutStatistics));
-  const onCpu = resolveDevice(device, loadNative().info(), name('device')).device === 'cpu';
+  const momentPairs = batchMomentPairs(entries);
+  const moments = await runMomentsPass(momentPairs.pairs, statistics);
+  await resolveStatistics(entries, momentPairs, moments, statistics, options.onNotice);
 
   const reads = [...new Set(entries.flatMap((e) => e.ckpts.flatMap(pathsRead)))];
   const begun: OutputTransaction[] = [];
@@ -212,75 +213,32 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
       e.tx = await OutputTransaction.begin(path.join(options.output, e.name), { force: options.force, notice: options.onNotice, reads });
       begun.push(e.tx);
     }
-    const planOf = (e: Entry) =>
-      (e.plan = planMerge({
-        checkpoints: sourceCheckpoints(e.planned, e.ckpts),
-        layout: e.planned.layout,
-        outputs: [{ dir: e.tx!.tempDir, metadata: recipeMetadata(e.recipe, e.ckpts) }],
-        recipe: (name) => e.recipes!.get(name)!,
-      }));
-    // Per group: a pass for the recipes without statistics (holding the moments jobs when it can), the
-    // statistics the others need, then their pass; every pass's bytes are known before the first starts.
-    const groups = groupByModels(entries).map((group) => {
-      const first = group.filter((e) => free.has(e));
-      const second = group.filter((e) => !free.has(e));
-      const moments = batchMomentPairs(second);
-      const firstPlan = first.length > 0 ? fusePlans(first.map(planOf)) : undefined;
-      return { first, second, moments, firstPlan, secondBytes: second.reduce((n, e) => n + outputBytes(e), 0) };
-    });
-    const blockOf = async (outputs: number, dirs: string[]) =>
-      // As merge does: without a blockBytes, outputs in memory (tmpfs) take 1 MiB blocks (engine/block-bytes.ts).
-      writeBlockBytes(options.blockBytes === undefined ? await defaultWriteBlockBytes(dirs) : blockBytes, outputs, threads);
-    const firstPasses = await Promise.all(
-      groups.map(async (g) => {
-        if (!g.firstPlan) return undefined;
-        const block = await blockOf(
-          g.firstPlan.outputs.length,
-          g.firstPlan.models.map((m) => m.dir),
-        );
-        // Moments summed in the pieces a moments pass of the same block size cuts: the same bits.
-        if (onCpu && g.moments.pairs.length > 0 && block === blockBytes) {
-          const withMoments = withMomentsJobs(g.firstPlan, g.moments.pairs);
-          return { plan: withMoments.plan, momentJobs: withMoments.jobs, block };
-        }
-        return { plan: g.firstPlan, momentJobs: undefined, block };
-      }),
+    const groups = groupByModels(entries);
+    const passes = groups.map((group) =>
+      fusePlans(
+        group.map(
+          (e) =>
+            (e.plan = planMerge({
+              checkpoints: sourceCheckpoints(e.planned, e.ckpts),
+              layout: e.planned.layout,
+              outputs: [{ dir: e.tx!.tempDir, metadata: recipeMetadata(e.recipe, e.ckpts) }],
+              recipe: (name) => e.recipes!.get(name)!,
+            })),
+        ),
+      ),
     );
-    const bytesTotal = groups.reduce((n, g, i) => n + (firstPasses[i] ? planWork(firstPasses[i]!.plan) : 0) + g.secondBytes, 0);
-    const tensorsTotal = tensorCount(entries);
-    const progress = writeProgress(options.onProgress, bytesTotal, tensorsTotal);
+    const progress = writeProgress(
+      options.onProgress,
+      passes.reduce((n, p) => n + planWork(p), 0),
+      passes.reduce((n, p) => n + p.jobs.length, 0),
+    );
     let ran: ResolvedDevice | undefined;
     let passBlock = blockBytes;
-    const write = async (plan: MergePlan, block: number, tensors: number) => {
-      passBlock = block;
-      const run = await runMergePlan(
-        plan,
-        { threads, blockBytes: block, direct, device },
-        { signal: options.signal, onProgress: progress.pass(plan, tensors) },
-        name,
-      );
-      ran = run.ran;
-      return run.result;
-    };
-    for (const [i, g] of groups.entries()) {
-      const firstPass = firstPasses[i];
-      let moments: Moments[] | undefined;
-      if (firstPass) {
-        const result = await write(firstPass.plan, firstPass.block, tensorCount(g.first));
-        if (firstPass.momentJobs) moments = decodeMoments(result.moments, g.moments.pairs, firstPass.momentJobs);
-      }
-      if (g.second.length === 0) continue;
-      moments ??= await runMomentsPass(g.moments.pairs, statistics);
-      await resolveStatistics(g.second, g.moments, moments, statistics, options.onNotice);
-      const plan = fusePlans(g.second.map(planOf));
-      await write(
-        plan,
-        await blockOf(
-          plan.outputs.length,
-          plan.models.map((m) => m.dir),
-        ),
-        tensorCount(g.second),
-      );
+    for (const pass of passes) {
+      // As merge does: without a blockBytes, outputs in memory (tmpfs) take 1 MiB blocks (engine/block-bytes.ts).
+      const startBlock = options.blockBytes === undefined ? await defaultWriteBlockBytes(pass.models.map((m) => m.dir)) : blockBytes;
+      passBlock = writeBlockBytes(startBlock, pass.models.length, threads);
+      ran = await executeMergePlan(pass, { threads, blockBytes: passBlock, direct, device }, { signal: options.signal, onProgress: progress.pass(pass) }, name);
     }
     for (const e of entries) await finishRecipeOutput(e.plan!.models[0], e.recipe, e.ckpts, e.planned, e.recipes!);
     for (const tx of begun) await tx.commit(options.signal);
@@ -315,39 +273,18 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
   }
 }
 
-const tensorCount = (entries: readonly Entry[]) => entries.reduce((n, e) => n + e.planned.tensors.length, 0);
-
-/** The bytes an entry's write plan will write (headers and tensors), from its layout and output dtypes: known before its statistics. */
-function outputBytes(e: Entry): number {
-  const dtypeOf = outputDtypes(e.recipe, e.planned);
-  const byName = new Map(e.planned.tensors.map((t) => [t.name, t]));
-  const metadata = recipeMetadata(e.recipe, e.ckpts);
-  return e.planned.layout.shards.reduce(
-    (n, shard) =>
-      n +
-      encodeSafetensorsHeader(
-        shard.tensors.map((t) => ({ name: t.name, dtype: dtypeOf(byName.get(t.name)!), shape: t.shape })),
-        metadata,
-      ).totalSize,
-    0,
-  );
-}
-
-/**
- * The write stage's progress over every pass of the batch, as one bar: bytes add up across passes (each
- * pass's moments reads included), tensors by each pass's share of the outputs' tensors, never backwards.
- */
+/** The write stage's progress over every pass of the batch, as one bar: bytes and tensors add up across passes, never backwards. */
 function writeProgress(onProgress: BatchMergeOptions['onProgress'], bytesTotal: number, tensorsTotal: number) {
   const started = process.hrtime.bigint();
   let bytesBefore = 0;
   let tensorsBefore = 0;
   let reported = 0;
   return {
-    pass(plan: MergePlan, tensors: number): ((p: MergeProgress) => void) | undefined {
+    pass(plan: MergePlan): ((p: MergeProgress) => void) | undefined {
       // The engine's last report may arrive after the pass resolved: each pass adds to the totals before it runs.
       const [bytesAt, tensorsAt] = [bytesBefore, tensorsBefore];
       bytesBefore += planWork(plan);
-      tensorsBefore += tensors;
+      tensorsBefore += plan.jobs.length;
       if (!onProgress) return undefined;
       return (p) => {
         // A late report of an earlier pass would step back: progress only moves forward.
@@ -357,7 +294,7 @@ function writeProgress(onProgress: BatchMergeOptions['onProgress'], bytesTotal: 
           ...p,
           bytesDone: reported,
           bytesTotal,
-          tensorsDone: tensorsAt + Math.round((p.tensorsDone / Math.max(1, p.tensorsTotal)) * tensors),
+          tensorsDone: tensorsAt + p.tensorsDone,
           tensorsTotal,
           seconds: Number(process.hrtime.bigint() - started) / 1e9,
         });

@@ -268,7 +268,7 @@ export function sourceCheckpoints(plan: RecipePlan, ckpts: Checkpoint[]): Checkp
 }
 
 /** The dtype each output tensor is written in (known before any statistics). */
-export function outputDtypes(recipe: Recipe, plan: RecipePlan): (t: OutputTensor) => SafetensorsDtype {
+function outputDtypes(recipe: Recipe, plan: RecipePlan): (t: OutputTensor) => SafetensorsDtype {
   const method = methodFor(recipe.method);
   return (t) => {
     const dtypes = t.sources.map((s) => plan.views[s.model].get(t.name)!.dtype);
