@@ -23,7 +23,7 @@ import { CANONICAL_NAN, Dtype, encode } from './reference/numerics';
 import { fusionRef, importanceRef, thresholdRef } from './reference/arcee-fusion';
 import { ulpDistance } from './reference/merge-methods';
 import { randomTensors } from './helpers/special-values';
-import { writeRaw } from './helpers/raw-values';
+import { readRaw, writeRaw } from './helpers/raw-values';
 
 let dir: string;
 let counter = 0;
@@ -35,11 +35,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await fs.promises.rm(dir, { recursive: true, force: true });
 });
-
-function readRaw(file: string, dtype: Dtype, n: number): number[] {
-  const b = fs.readFileSync(file);
-  return Array.from({ length: n }, (_, i) => (dtype === 'F32' ? b.readUInt32LE(4 * i) : b.readUInt16LE(2 * i)));
-}
 
 const bitsOf = (v: number, to: Dtype) => (Number.isNaN(v) ? CANONICAL_NAN[to] : encode(to, v));
 

@@ -17,11 +17,11 @@ import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { l1Scale, maskKey } from '../lib/recipes/sparsify';
 import { modelValues, worstUlp } from './helpers/model-values';
-import { CANONICAL_NAN, Dtype, encode } from './reference/numerics';
+import type { Dtype } from './reference/numerics';
 import { dellaKeptRef, dellaMaskRef, dellaMergeRef } from './reference/della';
 import { maskUniformRef } from './reference/merge-methods';
 import { randomTensors } from './helpers/special-values';
-import { writeRaw } from './helpers/raw-values';
+import { expectedBits, readRaw, writeRaw } from './helpers/raw-values';
 
 let dir: string;
 let counter = 0;
@@ -36,13 +36,6 @@ afterAll(async () => {
 
 const NAME = 'model.layers.0.mlp.up_proj.weight';
 const SEED = 42;
-
-function readRaw(file: string, dtype: Dtype, n: number): number[] {
-  const b = fs.readFileSync(file);
-  return Array.from({ length: n }, (_, i) => (dtype === 'F32' ? b.readUInt32LE(4 * i) : b.readUInt16LE(2 * i)));
-}
-
-const expectedBits = (ref: number[], to: Dtype) => ref.map((v) => (Number.isNaN(v) ? CANONICAL_NAN[to] : encode(to, v)));
 
 const sourcesOf = (files: string[], dtypes: Dtype[]) => files.map((_, k) => ({ input: k, offset: 0, dtype: dtypes[k] as NativeDtype }));
 

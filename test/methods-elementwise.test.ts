@@ -16,10 +16,10 @@ import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { ramPlusLambda } from '../lib/recipes/methods/ram';
 import { modelValues, worstUlp } from './helpers/model-values';
-import { CANONICAL_NAN, Dtype, encode } from './reference/numerics';
+import type { Dtype } from './reference/numerics';
 import { nearswapRef, ramMasksRef, ramPlusLambdaRef, ramRef } from './reference/elementwise';
 import { randomTensors } from './helpers/special-values';
-import { writeRaw } from './helpers/raw-values';
+import { expectedBits, readRaw, writeRaw } from './helpers/raw-values';
 
 let dir: string;
 let counter = 0;
@@ -31,13 +31,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await fs.promises.rm(dir, { recursive: true, force: true });
 });
-
-function readRaw(file: string, dtype: Dtype, n: number): number[] {
-  const b = fs.readFileSync(file);
-  return Array.from({ length: n }, (_, i) => (dtype === 'F32' ? b.readUInt32LE(4 * i) : b.readUInt16LE(2 * i)));
-}
-
-const expectedBits = (ref: number[], to: Dtype) => ref.map((v) => (Number.isNaN(v) ? CANONICAL_NAN[to] : encode(to, v)));
 
 /** One job over raw files (sources in file order) and one dest per output dtype; threads and small blocks cut it into pieces. */
 async function runRawJob(files: string[], dtypes: Dtype[], n: number, op: 'nearswap' | 'ram', params: number[], threads: number) {

@@ -17,10 +17,10 @@ import { parseRecipe } from '../lib/recipes/recipe';
 import { indexBits } from '../lib/recipes/sparsify';
 import { setSceStatistics } from '../lib/recipes/sce-statistics';
 import { modelValues, worstUlp } from './helpers/model-values';
-import { CANONICAL_NAN, Dtype, encode } from './reference/numerics';
+import type { Dtype } from './reference/numerics';
 import { sceMaskRef, sceMergeRef, sceSelectedRef, sceWeightsRef } from './reference/sce';
 import { randomTensors } from './helpers/special-values';
-import { writeRaw } from './helpers/raw-values';
+import { expectedBits, readRaw, writeRaw } from './helpers/raw-values';
 import { rng } from './helpers/models';
 
 let dir: string;
@@ -33,13 +33,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await fs.promises.rm(dir, { recursive: true, force: true });
 });
-
-function readRaw(file: string, dtype: Dtype, n: number): number[] {
-  const b = fs.readFileSync(file);
-  return Array.from({ length: n }, (_, i) => (dtype === 'F32' ? b.readUInt32LE(4 * i) : b.readUInt16LE(2 * i)));
-}
-
-const expectedBits = (ref: number[], to: Dtype) => ref.map((v) => (Number.isNaN(v) ? CANONICAL_NAN[to] : encode(to, v)));
 
 /** The statistics (through lib/recipes/sce-statistics.ts) and the write, over raw files: base first, then the models. */
 async function runSce(files: string[], dtypes: Dtype[], n: number, selectTopk: number, threads: number) {

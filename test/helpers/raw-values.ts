@@ -1,7 +1,7 @@
 /** Values written as a raw little-endian file of one float dtype, for plans that read raw tensors. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { decode, Dtype, encode } from '../reference/numerics';
+import { CANONICAL_NAN, decode, Dtype, encode } from '../reference/numerics';
 
 let counter = 0;
 
@@ -19,3 +19,12 @@ export function writeRaw(dir: string, values: number[], dtype: Dtype): { file: s
   fs.writeFileSync(file, buf);
   return { file, held };
 }
+
+/** The first `n` elements of a raw file, as bit patterns of `dtype`. */
+export function readRaw(file: string, dtype: Dtype, n: number): number[] {
+  const b = fs.readFileSync(file);
+  return Array.from({ length: n }, (_, i) => (dtype === 'F32' ? b.readUInt32LE(4 * i) : b.readUInt16LE(2 * i)));
+}
+
+/** The bit patterns a reference's values round to in `to` (NaN as the engine's canonical NaN). */
+export const expectedBits = (ref: number[], to: Dtype) => ref.map((v) => (Number.isNaN(v) ? CANONICAL_NAN[to] : encode(to, v)));
