@@ -59,7 +59,7 @@ export async function setArceeFusionThresholds(recipes: Map<string, TensorRecipe
         count: t.count,
         sources: [r.base, r.model].map((m) => {
           const s = t.source(m);
-          return { input: files.indexOf(s.file), offset: s.offset, dtype: s.dtype };
+          return files.source(s);
         }),
         dests: [],
         stat: 'arcee_histogram',

@@ -29,15 +29,10 @@ export async function setDellaScales(recipes: Map<string, TensorRecipe>, tensors
   const jobs: NativeJob[] = [];
   for (const t of tensors) {
     const d = recipes.get(t.name)!.della!;
-    const [sb] = [t.source(d.base)];
     for (const m of d.models.filter((x) => thins(x.density))) {
-      const sx = t.source(m.model);
       jobs.push({
         count: t.count,
-        sources: [
-          { input: files.indexOf(sb.file), offset: sb.offset, dtype: sb.dtype },
-          { input: files.indexOf(sx.file), offset: sx.offset, dtype: sx.dtype },
-        ],
+        sources: [files.source(t.source(d.base)), files.source(t.source(m.model))],
         dests: [],
         stat: 'della_l1',
         statParams: dellaStatParams(d.rows, m),

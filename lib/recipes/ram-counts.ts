@@ -32,7 +32,7 @@ export async function resolveRamPlus(tensors: readonly RamPlusTensor[], run: Run
     count: t.count,
     sources: t.models.map((m) => {
       const s = t.source(m);
-      return { input: files.indexOf(s.file), offset: s.offset, dtype: s.dtype };
+      return files.source(s);
     }),
     dests: [],
     stat: 'ram_counts',

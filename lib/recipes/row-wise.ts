@@ -32,13 +32,9 @@ export async function setRowWeights(recipes: Map<string, TensorRecipe>, tensors:
   const files = new InputFiles();
   const jobs: NativeJob[] = tensors.flatMap((t) =>
     t.pairs.map(([a, b]): NativeJob => {
-      const [sa, sb] = [t.source(a), t.source(b)];
       return {
         count: t.count,
-        sources: [
-          { input: files.indexOf(sa.file), offset: sa.offset, dtype: sa.dtype },
-          { input: files.indexOf(sb.file), offset: sb.offset, dtype: sb.dtype },
-        ],
+        sources: [files.source(t.source(a)), files.source(t.source(b))],
         dests: [],
         stat: 'row_moments',
         statParams: [t.interleaved ? -t.rowLength : t.rowLength],

@@ -38,7 +38,7 @@ function jobsOf(tensors: readonly { t: SceTensor; r: SceRecipe; statParams: numb
     count: t.count,
     sources: [r.base, ...r.models].map((m) => {
       const s = t.source(m);
-      return { input: files.indexOf(s.file), offset: s.offset, dtype: s.dtype };
+      return files.source(s);
     }),
     dests: [],
     stat,

@@ -135,12 +135,7 @@ interface RankQuery {
 type RunPlan = (plan: Pick<NativePlan, 'inputs' | 'jobs'>) => Promise<NativeResult>;
 
 function statSources(t: SparseTensor, model: number, table: InputFiles) {
-  const b = t.source(t.spec.base);
-  const m = t.source(model);
-  return [
-    { input: table.indexOf(b.file), offset: b.offset, dtype: b.dtype },
-    { input: table.indexOf(m.file), offset: m.offset, dtype: m.dtype },
-  ];
+  return [table.source(t.source(t.spec.base)), table.source(t.source(model))];
 }
 
 /** Radix selection: one histogram pass per digit (11 bits, from the top) for all open queries at once. */
