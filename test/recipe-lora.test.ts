@@ -20,7 +20,7 @@ import { applyLoraAdapter } from '../lib/recipes/lora/apply-lora';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { mergeBatch } from '../lib/recipes/batch';
-import { qwen3Names, randomTensor, rng, SPECIAL_BF16, SPECIAL_F16, SPECIAL_F32, writeModel } from './helpers/models';
+import { qwen3Names, rng, SPECIAL_BF16, SPECIAL_F16, SPECIAL_F32, writeRandomBf16Model } from './helpers/models';
 import { loraElementRef } from './reference/lora';
 import { filesFromFolder, repoOf, startHubServer } from './helpers/hub-server';
 
@@ -182,27 +182,8 @@ describe('model+lora in a recipe', () => {
   beforeAll(async () => {
     const next = rng(77);
     const specs = qwen3Names(2);
-    const count = (shape: number[]) => shape.reduce((x, y) => x * y, 1);
-    A = (
-      await writeModel(
-        path.join(dir, 'A'),
-        specs,
-        2,
-        () => 'BF16',
-        (s) => randomTensor('BF16', count(s.shape), next),
-        'A',
-      )
-    ).dir;
-    B = (
-      await writeModel(
-        path.join(dir, 'B+plus'),
-        specs,
-        1,
-        () => 'BF16',
-        (s) => randomTensor('BF16', count(s.shape), next),
-        'B',
-      )
-    ).dir;
+    A = await writeRandomBf16Model(path.join(dir, 'A'), specs, next, 'A', 2);
+    B = await writeRandomBf16Model(path.join(dir, 'B+plus'), specs, next, 'B');
     adapter = await writeAdapter(
       'adapter',
       { r: 4, lora_alpha: 8 },

@@ -6,7 +6,7 @@ import { openCheckpoint } from '../lib/model/checkpoint';
 import { readTensorBytes } from '../lib/format/tensor-data';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
-import { qwen3Names, randomTensor, rng, writeModel } from './helpers/models';
+import { qwen3Names, rng, writeRandomBf16Model } from './helpers/models';
 
 let dir: string;
 let A: string;
@@ -18,22 +18,7 @@ beforeAll(async () => {
   dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-slice-base-'));
   const next = rng(21);
   const specs = qwen3Names(2);
-  const count = (shape: number[]) => shape.reduce((x, y) => x * y, 1);
-  [A, B, N, M] = await Promise.all(
-    ['a', 'b', 'n', 'm'].map(
-      async (tag) =>
-        (
-          await writeModel(
-            path.join(dir, tag),
-            specs,
-            1,
-            () => 'BF16',
-            (s) => randomTensor('BF16', count(s.shape), next),
-            tag,
-          )
-        ).dir,
-    ),
-  );
+  [A, B, N, M] = await Promise.all(['a', 'b', 'n', 'm'].map(async (tag) => await writeRandomBf16Model(path.join(dir, tag), specs, next, tag)));
 });
 afterAll(async () => {
   await fs.promises.rm(dir, { recursive: true, force: true });

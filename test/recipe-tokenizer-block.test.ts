@@ -6,7 +6,7 @@ import { openCheckpoint } from '../lib/model/checkpoint';
 import { readTensorBytes } from '../lib/format/tensor-data';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
-import { listTree, qwen3Names, randomTensor, rng, writeModel } from './helpers/models';
+import { listTree, qwen3Names, rng, writeRandomBf16Model } from './helpers/models';
 
 let dir: string;
 let A: string;
@@ -28,19 +28,9 @@ beforeAll(async () => {
   dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-tokenizer-block-'));
   const next = rng(41);
   const specs = [...qwen3Names(1), { name: 'lm_head.weight', shape: [40, 16] }];
-  const count = (shape: number[]) => shape.reduce((x, y) => x * y, 1);
   [A, B] = await Promise.all(
     ['a', 'b'].map(async (tag) => {
-      const d = (
-        await writeModel(
-          path.join(dir, tag),
-          specs,
-          1,
-          () => 'BF16',
-          (s) => randomTensor('BF16', count(s.shape), next),
-          tag,
-        )
-      ).dir;
+      const d = await writeRandomBf16Model(path.join(dir, tag), specs, next, tag);
       writeVocabulary(d);
       return d;
     }),

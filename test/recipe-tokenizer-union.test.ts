@@ -15,7 +15,7 @@ import { merge } from '../lib/recipes/merge-recipe';
 import { mergeBatch } from '../lib/recipes/batch';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { rebuildVocabulary } from '../lib/recipes/vocabulary-rebuild';
-import { randomTensor, rng, writeModel, qwen3Names, TensorSpec } from './helpers/models';
+import { rng, writeRandomBf16Model, qwen3Names, TensorSpec } from './helpers/models';
 import { ensureCliBuilt, expectOneLineError, leftoversBeside, runCli, scratchDir } from './helpers/cli';
 import { referencePermutedEmbeddings, ReferenceTokenSetting } from './reference/permuted-embeddings';
 
@@ -53,17 +53,7 @@ async function model(tag: string, rows: number, regular: string[], added: Record
     ...qwen3Names(1, 16, inter).filter((s) => !s.name.includes('embed')),
     ...EMBEDDINGS.map((name) => ({ name, shape: [rows, 16] })),
   ];
-  const count = (shape: number[]) => shape.reduce((x, y) => x * y, 1);
-  const d = (
-    await writeModel(
-      path.join(dir, tag),
-      specs,
-      1,
-      () => 'BF16',
-      (s) => randomTensor('BF16', count(s.shape), next),
-      tag,
-    )
-  ).dir;
+  const d = await writeRandomBf16Model(path.join(dir, tag), specs, next, tag);
   writeTokenizer(d, regular, added);
   return d;
 }
