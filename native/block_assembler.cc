@@ -14,12 +14,12 @@ AlignedBuffer BlockBuffers::take() {
       return b;
     }
   }
-  return AlignedBuffer(blockBytes_);
+  return AlignedBuffer::hugePages(blockBytes_);
 }
 
 void BlockBuffers::giveBack(AlignedBuffer buffer) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (spare_.size() < keep_) spare_.push_back(std::move(buffer));
+  spare_.push_back(std::move(buffer));
 }
 
 BlockAssembler::BlockAssembler(OutputFile& file, uint64_t blockBytes, BlockBuffers& buffers)

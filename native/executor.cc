@@ -536,7 +536,7 @@ class Run {
   std::vector<std::unique_ptr<InputFile>> inputs_;
   std::vector<std::unique_ptr<OutputFile>> outputs_;
   // Spares for every output's blocks (declared before the assemblers, which use it until they go).
-  BlockBuffers blockBuffers_{plan_.blockBytes, 4 + 2 * static_cast<size_t>(plan_.threads)};
+  BlockBuffers blockBuffers_{plan_.blockBytes};
   std::vector<std::unique_ptr<BlockAssembler>> assemblers_;
   std::vector<Piece> pieces_;
   std::vector<Task> tasks_;

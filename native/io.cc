@@ -1,6 +1,7 @@
 #include "io.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -18,12 +19,22 @@ ExecError systemError(int err, const std::string& what, const std::string& path)
   return ExecError(code, what + " " + path + ": " + std::strerror(err));
 }
 
-AlignedBuffer::AlignedBuffer(size_t bytes) : size_(bytes) {
+AlignedBuffer::AlignedBuffer(size_t bytes) : AlignedBuffer(bytes, kDirectAlign) {}
+
+AlignedBuffer::AlignedBuffer(size_t bytes, size_t align) : size_(bytes) {
   if (bytes == 0) return;
   void* p = nullptr;
   size_t rounded = (bytes + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
-  if (posix_memalign(&p, kDirectAlign, rounded) != 0) throw ExecError("ENOMEM", "out of memory allocating a buffer");
+  if (posix_memalign(&p, align, rounded) != 0) throw ExecError("ENOMEM", "out of memory allocating a buffer");
   data_ = static_cast<uint8_t*>(p);
+}
+
+AlignedBuffer AlignedBuffer::hugePages(size_t bytes) {
+  AlignedBuffer b(bytes, bytes >= kHugePage ? kHugePage : kDirectAlign);
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(b.data()) + kHugePage - 1) & ~(kHugePage - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(b.data()) + bytes) & ~(kHugePage - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  return b;
 }
 AlignedBuffer::AlignedBuffer(AlignedBuffer&& o) noexcept : data_(o.data_), size_(o.size_) {
   o.data_ = nullptr;

@@ -9,12 +9,16 @@
 namespace wm {
 
 constexpr size_t kDirectAlign = 4096;
+constexpr size_t kHugePage = size_t(2) << 20;
 
 // Page-aligned heap memory (O_DIRECT needs it; the kernels like it).
 class AlignedBuffer {
  public:
   AlignedBuffer() = default;
   explicit AlignedBuffer(size_t bytes);
+  // A buffer whose whole 2 MiB pages are advised as huge pages (THP "madvise"): its first touch
+  // costs one fault per 2 MiB instead of one per 4 KiB.
+  static AlignedBuffer hugePages(size_t bytes);
   AlignedBuffer(AlignedBuffer&& o) noexcept;
   AlignedBuffer& operator=(AlignedBuffer&& o) noexcept;
   AlignedBuffer(const AlignedBuffer&) = delete;
@@ -24,6 +28,7 @@ class AlignedBuffer {
   size_t size() const { return size_; }
 
  private:
+  AlignedBuffer(size_t bytes, size_t align);
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
 };
