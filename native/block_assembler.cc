@@ -22,8 +22,8 @@ void BlockBuffers::giveBack(AlignedBuffer buffer) {
   spare_.push_back(std::move(buffer));
 }
 
-BlockAssembler::BlockAssembler(OutputFile& file, uint64_t blockBytes, BlockBuffers& buffers)
-    : file_(file), blockBytes_(blockBytes), buffers_(buffers) {}
+BlockAssembler::BlockAssembler(OutputFile& file, uint64_t blockBytes, BlockBuffers& buffers, BlockWriter* writer)
+    : file_(file), blockBytes_(blockBytes), buffers_(buffers), writer_(file.directToDevice() ? writer : nullptr) {}
 
 uint64_t BlockAssembler::blockLength(uint64_t index) const {
   uint64_t start = index * blockBytes_;
@@ -43,6 +43,7 @@ AlignedBuffer BlockAssembler::countLocked(uint64_t index, uint64_t n) {
 
 void BlockAssembler::writeBlock(uint64_t index, AlignedBuffer buffer) {
   // The tail block is padded to the alignment only in memory; its write length is exact.
+  if (writer_ != nullptr) return writer_->submit(file_, std::move(buffer), blockLength(index), index * blockBytes_, buffers_);
   file_.writeAt(buffer.data(), blockLength(index), index * blockBytes_);
   buffers_.giveBack(std::move(buffer));
 }

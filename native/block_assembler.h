@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "block_writer.h"
 #include "io.h"
 
 namespace wm {
@@ -31,7 +32,8 @@ class BlockBuffers {
 
 class BlockAssembler {
  public:
-  BlockAssembler(OutputFile& file, uint64_t blockBytes, BlockBuffers& buffers);
+  // With a `writer`, complete blocks of a file written O_DIRECT to a device go to its threads.
+  BlockAssembler(OutputFile& file, uint64_t blockBytes, BlockBuffers& buffers, BlockWriter* writer);
   // Copies `len` bytes destined for file offset `offset`; writes any block this completes.
   void put(uint64_t offset, const uint8_t* data, uint64_t len);
   // Where the caller may produce [offset, offset + len) in place (saves a copy), or nullptr when the
@@ -54,6 +56,7 @@ class BlockAssembler {
   OutputFile& file_;
   uint64_t blockBytes_;
   BlockBuffers& buffers_;  // recycled block buffers: memory stays bounded and warm
+  BlockWriter* writer_;
   std::mutex mutex_;
   std::unordered_map<uint64_t, Block> open_;
 };

@@ -1,7 +1,9 @@
 #include "io.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -127,8 +129,10 @@ OutputFile::OutputFile(const std::string& path, uint64_t size, bool wantDirect) 
     }
   }
   if (wantDirect) {
-    directFd_ = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);  // EINVAL on tmpfs: stay buffered
+    directFd_ = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);  // EINVAL on tmpfs before Linux 6.6: stay buffered
   }
+  struct statfs fs;
+  inMemory_ = fstatfs(fd_, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
 }
 
 OutputFile::~OutputFile() {

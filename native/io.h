@@ -63,6 +63,8 @@ class OutputFile {
   const std::string& path() const { return path_; }
   uint64_t size() const { return size_; }
   bool direct() const { return directFd_ >= 0; }
+  // O_DIRECT onto a device: a write the CPU does not copy (tmpfs and ramfs take O_DIRECT as a copy).
+  bool directToDevice() const { return direct() && !inMemory_; }
   // Writes a whole range; `aligned` ranges (offset, length and buffer at kDirectAlign) go through
   // O_DIRECT when available, the rest through the page cache with write-behind.
   void writeAt(const void* src, uint64_t len, uint64_t offset);
@@ -74,6 +76,7 @@ class OutputFile {
   std::string path_;
   int fd_ = -1;
   int directFd_ = -1;
+  bool inMemory_ = false;
   uint64_t size_ = 0;
 };
 
