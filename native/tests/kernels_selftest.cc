@@ -510,6 +510,43 @@ static void testRam(uint64_t seed) {
   std::printf("ram: %zu cases\n", cases);
 }
 
+// nearswap's merge (elementwise.h): SIMD == scalar on salted random inputs, every dtype pair, t small,
+// zero, negative and large (w clamped at both ends), and a source of another dtype (the scalar path in both).
+static void testNearswap(uint64_t seed) {
+  Rng r(seed ^ 0x5EA);
+  const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
+  size_t cases = 0;
+  for (size_t n : {0, 1, 3, 4, 7, 8, 9, 17, 1000, 1027}) {
+    for (Dtype t : all) {
+      const std::vector<unsigned char> a = randomTensor(r, t, n), b = randomTensor(r, t, n);
+      const Dtype other = t == Dtype::F32 ? Dtype::BF16 : Dtype::F32;
+      const std::vector<unsigned char> mixed = randomTensor(r, other, n);
+      for (double tv : {0.01, 0.0, -0.5, 1e-9, 3.0, 1e300}) {
+        for (int variant = 0; variant < 3; ++variant) {
+          // 0: base 0, model 1; 1: the sources swapped; 2: the model of another dtype.
+          const void* srcs[3] = {a.data(), b.data(), mixed.data()};
+          const Dtype types[3] = {t, t, other};
+          wm::NearswapParams p;
+          p.base = variant == 1 ? 1 : 0;
+          p.model = variant == 0 ? 1 : (variant == 1 ? 0 : 2);
+          p.t = tv;
+          for (Dtype to : all) {
+            std::vector<unsigned char> outS(n * wm::dtypeSize(to) + 3, 0xA5), outV = outS;
+            wm::setSimdEnabled(false);
+            wm::nearswapMerge(srcs, types, p, n, outS.data() + 1, to);
+            wm::setSimdEnabled(true);
+            wm::nearswapMerge(srcs, types, p, n, outV.data() + 1, to);
+            digestBytes(outV.data(), outV.size());
+            CHECK(outS == outV, "nearswapMerge %s->%s n=%zu t=%g variant %d: SIMD != scalar", dtypeName(t), dtypeName(to), n, tv, variant);
+            ++cases;
+          }
+        }
+      }
+    }
+  }
+  std::printf("nearswap: %zu cases\n", cases);
+}
+
 // ---- known answers, worked by hand ------------------------------------------------------------------
 static void testKnownAnswers() {
   // bf16 1.0 (0x3F80) and 1.0078125 (0x3F81) at w = 0.5: exact midpoint 1.00390625 ties to even 0x3F80.
@@ -546,6 +583,7 @@ int main(int argc, char** argv) {
   testSparse(seed);
   testRankWindow(seed);
   testRam(seed);
+  testNearswap(seed);
   if (!(argc > 2 && std::string(argv[2]) == "--quick")) testConversionsExhaustive();
   std::printf("digest %016" PRIx64 "\n", digest);
   if (failures) {
