@@ -338,11 +338,19 @@ static void testSparse(uint64_t seed) {
         std::vector<uint64_t> buckets(2 * wm::kL1Buckets, 0);
         wm::l1Buckets(src[0].data(), t, src[1].data(), t, m, wm::sparseIndexBits(count), count, 0, count, buckets.data(),
                       buckets.data() + wm::kL1Buckets);
-        const wm::L1Sums sums = wm::l1Sums(src[0].data(), t, src[1].data(), t, m, count);
+        std::vector<uint8_t> bits(wm::keepBitsBytes(count), 0xA5);
+        const wm::L1Sums sums = wm::l1Sums(src[0].data(), t, src[1].data(), t, m, count, bits.data());
         CHECK(sums.before == wm::l1Total(buckets.data()) && sums.after == wm::l1Total(buckets.data() + wm::kL1Buckets),
               "l1Sums %s count=%zu: %a %a, streaming %a %a", dtypeName(t), (size_t)count, sums.before, sums.after,
               wm::l1Total(buckets.data()), wm::l1Total(buckets.data() + wm::kL1Buckets));
-        cases += 2;
+        // The keep bits l1Sums leaves are the scalar keep rule, element by element.
+        std::vector<uint8_t> all(count);
+        wm::setSimdEnabled(false);
+        wm::sparseKeep(bs.data(), m, wm::sparseIndexBits(count), count, 0, count, all.data());
+        size_t wrong = 0;
+        for (uint64_t i = 0; i < count; ++i) wrong += wm::keptBit(bits.data(), i) != (all[i] != 0);
+        CHECK(wrong == 0, "l1Sums keep bits %s count=%zu density %g: %zu differ from sparseKeep", dtypeName(t), (size_t)count, density, wrong);
+        cases += 3;
       }
       for (Dtype to : all) {
         for (int variant = 0; variant < 12; ++variant) {  // from 6 on, one model (its own AVX2 path under a consensus)
@@ -384,6 +392,28 @@ static void testSparse(uint64_t seed) {
           digestBytes(outV.data(), outV.size());
           ++cases;
           CHECK(outS == outV, "sparseMerge %s->%s n=%zu start=%zu variant %d: SIMD != scalar", dtypeName(t), dtypeName(to), n, (size_t)start, variant);
+          // The same merge reading each model's keep rule from bits (a tensor-local job's DARE maps), both paths.
+          std::vector<std::vector<uint8_t>> maps(p.models.size());
+          for (size_t k = 0; k < p.models.size(); ++k) {
+            wm::SparseModel& m = p.models[k];
+            std::vector<uint32_t> a(count);
+            std::vector<uint8_t> keep(count);
+            wm::setSimdEnabled(false);
+            const void* whole = variant == 5 && m.source == 3 ? mixed.data() : src[m.source].data();  // element 0 of the model's tensor
+            wm::absDeltaBits(src[0].data(), t, whole, types[m.source], count, a.data());
+            wm::sparseKeep(a.data(), m, p.indexBits, count, 0, count, keep.data());
+            maps[k].assign(wm::keepBitsBytes(count), 0);
+            for (uint64_t i = 0; i < count; ++i) maps[k][i / 8] |= static_cast<uint8_t>(keep[i] << (i % 8));
+            m.keepBits = maps[k].data();
+          }
+          std::vector<unsigned char> bitsS(outS.size(), 0xA5), bitsV = bitsS;
+          wm::setSimdEnabled(false);
+          wm::sparseMerge(srcs, types, p, count, start, n, bitsS.data() + 1, to);
+          wm::setSimdEnabled(true);
+          wm::sparseMerge(srcs, types, p, count, start, n, bitsV.data() + 1, to);
+          CHECK(bitsS == outS && bitsV == outS, "sparseMerge %s->%s n=%zu start=%zu variant %d: with keep bits != without (scalar %d, SIMD %d)",
+                dtypeName(t), dtypeName(to), n, (size_t)start, variant, bitsS == outS, bitsV == outS);
+          cases += 2;
         }
       }
     }
