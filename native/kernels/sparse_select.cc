@@ -167,10 +167,21 @@ namespace {
 // (a fixed stride could alias with the rows). Only steers the window: the cuts never depend on it.
 template <Dtype B, Dtype X>
 void sampleAbsBits(const void* base, const void* x, uint64_t count, size_t s, uint32_t* out) {
+  // No 64-bit division per sample (the loads, each a cache miss, then overlap instead of waiting on the
+  // divider): stratum q is [q * count / s, (q + 1) * count / s) stepped in integers, and the place in it
+  // comes from the hash's high 32 bits by a multiply (a stratum holds < 2^32 elements).
+  const uint64_t step = count / s, extra = count % s;
+  uint64_t lo = 0, frac = 0;  // lo = q * count / s, frac = q * count % s
   for (size_t q = 0; q < s; ++q) {
-    const uint64_t lo = q * count / s, hi = (q + 1) * count / s;
-    const uint64_t i = lo + splitmix64(q) % (hi - lo);
+    uint64_t hi = lo + step;
+    frac += extra;
+    if (frac >= s) {
+      frac -= s;
+      ++hi;
+    }
+    const uint64_t i = lo + (((splitmix64(q) >> 32) * (hi - lo)) >> 32);
     out[q] = num::f32Bits(num::subRn(loadElem<X>(x, i), loadElem<B>(base, i))) & 0x7FFFFFFFu;
+    lo = hi;
   }
 }
 
