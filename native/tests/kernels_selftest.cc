@@ -1,5 +1,5 @@
 // Stand-alone self-test of the CPU kernels (no Node needed):
-//   g++ -std=c++17 -O3 -ffp-contract=off -Inative native/tests/kernels_selftest.cc native/kernels/*.cc
+//   g++ -std=c++17 -O3 -ffp-contract=off -Inative native/tests/kernels_selftest.cc native/tests/elementwise_selftest.cc native/kernels/*.cc
 //       -o /tmp/kernels_selftest && /tmp/kernels_selftest [seed] [--quick]
 // 1. Conversions, exhaustively: numerics.h against c10's float-arithmetic algorithms (copied below
 //    as the independent oracle) and against the SIMD path, for every f32 and every f16/bf16 pattern.
@@ -21,21 +21,9 @@
 #include "kernels/numerics.h"
 #include "kernels/sparse_select.h"
 #include "kernels/sparsify.h"
+#include "tests/selftest_support.h"
 
-using wm::Dtype;
 namespace num = wm::num;
-
-static int failures = 0;
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    if (!(cond)) {                                         \
-      if (++failures <= 30) {                              \
-        std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-        std::fprintf(stderr, __VA_ARGS__);                 \
-        std::fprintf(stderr, "\n");                        \
-      }                                                    \
-    }                                                      \
-  } while (0)
 
 // ---- c10 (PyTorch) conversions, as published, used as the oracle ----------------------------------
 static float fp32FromBits(uint32_t w) { return num::f32FromBits(w); }
@@ -132,60 +120,6 @@ static void testConversionsExhaustive() {
 }
 
 // ---- 2. ops: SIMD vs scalar on random data with special values --------------------------------------
-static uint64_t digest = 1469598103934665603ull;
-static void digestBytes(const void* p, size_t n) {
-  const unsigned char* b = static_cast<const unsigned char*>(p);
-  for (size_t i = 0; i < n; ++i) digest = (digest ^ b[i]) * 1099511628211ull;
-}
-
-static const char* dtypeName(Dtype t) { return t == Dtype::F32 ? "F32" : t == Dtype::F16 ? "F16" : "BF16"; }
-
-struct Rng {
-  std::mt19937_64 g;
-  explicit Rng(uint64_t seed) : g(seed) {}
-  uint64_t next() { return g(); }
-};
-
-// A value in dtype t's encoding: mostly ordinary weights, often special or near a rounding tie.
-static uint32_t randomBits(Rng& r, Dtype t) {
-  const uint64_t k = r.next() % 100;
-  const uint64_t x = r.next();
-  if (t == Dtype::F32) {
-    static const uint32_t special[] = {0x00000000, 0x80000000, 0x00000001, 0x80000001, 0x007FFFFF, 0x00800000,
-                                       0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00000, 0x7F800001, 0x7FBFFFFF,
-                                       0xFFC12345, 0x7F7FFFFF, 0xFF7FFFFF, 0x3F800000, 0x477FEFFF, 0x477FF000,
-                                       0x33000000, 0x33000001, 0x387FFFFF, 0x38800000, 0x3F808000, 0x3F818000};
-    if (k < 15) return special[x % (sizeof special / sizeof special[0])];
-    if (k < 30) return (uint32_t)(x & 0xFFFF0000u) | ((x >> 32) & 1 ? 0x8000u : 0x7FFFu);  // bf16 ties
-    if (k < 40) return (uint32_t)(x & 0xFFFFE000u) | 0x1000u;                          // f16 ties
-    if (k < 50) return (uint32_t)x;                                                    // any pattern
-    // ordinary weights: |x| around 2^-12 .. 2^1
-    const uint32_t exp = 115 + (uint32_t)((x >> 40) % 13);
-    return (uint32_t)((x >> 63) << 31) | (exp << 23) | (uint32_t)(x & 0x7FFFFF);
-  }
-  static const uint16_t specialF16[] = {0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x0400, 0x7BFF, 0xFBFF,
-                                        0x7C00, 0xFC00, 0x7E00, 0xFE00, 0x7C01, 0x7D55, 0xFF00, 0x3C00};
-  static const uint16_t specialBF16[] = {0x0000, 0x8000, 0x0001, 0x8001, 0x007F, 0x0080, 0x7F7F, 0xFF7F,
-                                         0x7F80, 0xFF80, 0x7FC0, 0xFFC0, 0x7F81, 0x7FA5, 0xFFFF, 0x3F80};
-  if (k < 15) return t == Dtype::F16 ? specialF16[x % 16] : specialBF16[x % 16];
-  if (k < 40) return (uint32_t)(x & 0xFFFF);
-  if (t == Dtype::F16) {
-    const uint32_t exp = 3 + (uint32_t)((x >> 40) % 14);  // 2^-12 .. 2^1
-    return (uint32_t)(((x >> 63) << 15) | (exp << 10) | (x & 0x3FF));
-  }
-  const uint32_t exp = 115 + (uint32_t)((x >> 40) % 13);
-  return (uint32_t)(((x >> 63) << 15) | (exp << 7) | (x & 0x7F));
-}
-
-static std::vector<unsigned char> randomTensor(Rng& r, Dtype t, size_t n) {
-  std::vector<unsigned char> v(n * wm::dtypeSize(t) + 1);
-  for (size_t i = 0; i < n; ++i) {
-    const uint32_t b = randomBits(r, t);
-    std::memcpy(v.data() + i * wm::dtypeSize(t), &b, wm::dtypeSize(t));  // little-endian
-  }
-  return v;
-}
-
 static bool momentsEqual(const wm::Moments& x, const wm::Moments& y) {
   return std::memcmp(&x.aa, &y.aa, sizeof(double)) == 0 && std::memcmp(&x.bb, &y.bb, sizeof(double)) == 0 &&
          std::memcmp(&x.ab, &y.ab, sizeof(double)) == 0 && std::memcmp(&x.dd, &y.dd, sizeof(double)) == 0 &&
@@ -490,91 +424,6 @@ static void testRankWindow(uint64_t seed) {
     }
   }
   std::printf("rank windows: %zu cases, %zu answered in one pass\n", cases, answered);
-}
-
-// RAM's merge and counts (elementwise.h): SIMD == scalar on salted random inputs, 1-3 models, every dtype pair.
-static void testRam(uint64_t seed) {
-  Rng r(seed ^ 0xBEEF);
-  const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
-  size_t cases = 0;
-  for (size_t n : {0, 1, 3, 4, 7, 8, 9, 17, 1000, 1027}) {
-    for (Dtype t : all) {
-      std::vector<std::vector<unsigned char>> src;
-      for (int s = 0; s < 4; ++s) src.push_back(randomTensor(r, t, n));
-      const std::vector<unsigned char> mixed = randomTensor(r, t == Dtype::F32 ? Dtype::BF16 : Dtype::F32, n);
-      for (int variant = 0; variant < 6; ++variant) {
-        wm::RamParams p;
-        p.base = 0;
-        const float eps[] = {0.0f, 0.01f, 1e-3f};
-        p.epsilon = eps[variant % 3];
-        for (uint32_t k = 1; k <= 1 + static_cast<uint32_t>(variant) % 3; ++k) {
-          p.sources.push_back(k);
-          p.lambda.push_back(variant < 3 ? 1.0 : 1.0 + 0.37 * k);
-        }
-        const void* srcs[4] = {src[0].data(), src[1].data(), src[2].data(), src[3].data()};
-        Dtype types[4] = {t, t, t, t};
-        if (variant == 5) {  // a source of another dtype: the scalar path in both
-          types[3] = t == Dtype::F32 ? Dtype::BF16 : Dtype::F32;
-          srcs[3] = mixed.data();
-        }
-        for (Dtype to : all) {
-          std::vector<unsigned char> outS(n * wm::dtypeSize(to) + 3, 0xA5), outV = outS;
-          wm::setSimdEnabled(false);
-          wm::ramMerge(srcs, types, p, n, outS.data() + 1, to);
-          wm::setSimdEnabled(true);
-          wm::ramMerge(srcs, types, p, n, outV.data() + 1, to);
-          digestBytes(outV.data(), outV.size());
-          CHECK(outS == outV, "ramMerge %s->%s n=%zu variant %d: SIMD != scalar", dtypeName(t), dtypeName(to), n, variant);
-          ++cases;
-        }
-        std::vector<uint64_t> cs(2 * p.sources.size(), 5), cv = cs;
-        wm::setSimdEnabled(false);
-        wm::ramCounts(srcs, types, p, n, cs.data(), cs.data() + p.sources.size());
-        wm::setSimdEnabled(true);
-        wm::ramCounts(srcs, types, p, n, cv.data(), cv.data() + p.sources.size());
-        CHECK(cs == cv, "ramCounts %s n=%zu variant %d: SIMD != scalar", dtypeName(t), n, variant);
-        ++cases;
-      }
-    }
-  }
-  std::printf("ram: %zu cases\n", cases);
-}
-
-// nearswap's merge (elementwise.h): SIMD == scalar on salted random inputs, every dtype pair, t small,
-// zero, negative and large (w clamped at both ends), and a source of another dtype (the scalar path in both).
-static void testNearswap(uint64_t seed) {
-  Rng r(seed ^ 0x5EA);
-  const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
-  size_t cases = 0;
-  for (size_t n : {0, 1, 3, 4, 7, 8, 9, 17, 1000, 1027}) {
-    for (Dtype t : all) {
-      const std::vector<unsigned char> a = randomTensor(r, t, n), b = randomTensor(r, t, n);
-      const Dtype other = t == Dtype::F32 ? Dtype::BF16 : Dtype::F32;
-      const std::vector<unsigned char> mixed = randomTensor(r, other, n);
-      for (double tv : {0.01, 0.0, -0.5, 1e-9, 3.0, 1e300}) {
-        for (int variant = 0; variant < 3; ++variant) {
-          // 0: base 0, model 1; 1: the sources swapped; 2: the model of another dtype.
-          const void* srcs[3] = {a.data(), b.data(), mixed.data()};
-          const Dtype types[3] = {t, t, other};
-          wm::NearswapParams p;
-          p.base = variant == 1 ? 1 : 0;
-          p.model = variant == 0 ? 1 : (variant == 1 ? 0 : 2);
-          p.t = tv;
-          for (Dtype to : all) {
-            std::vector<unsigned char> outS(n * wm::dtypeSize(to) + 3, 0xA5), outV = outS;
-            wm::setSimdEnabled(false);
-            wm::nearswapMerge(srcs, types, p, n, outS.data() + 1, to);
-            wm::setSimdEnabled(true);
-            wm::nearswapMerge(srcs, types, p, n, outV.data() + 1, to);
-            digestBytes(outV.data(), outV.size());
-            CHECK(outS == outV, "nearswapMerge %s->%s n=%zu t=%g variant %d: SIMD != scalar", dtypeName(t), dtypeName(to), n, tv, variant);
-            ++cases;
-          }
-        }
-      }
-    }
-  }
-  std::printf("nearswap: %zu cases\n", cases);
 }
 
 // ---- known answers, worked by hand ------------------------------------------------------------------
