@@ -173,7 +173,7 @@ class Run {
 
   // local_job.h: the tensor's sources read once into buffers of the run's local pool (bounded, given
   // back after the task), its statistics resolved from them, then its pieces merged on the CPU.
-  void runLocalTask(const Task& task, AlignedBuffer& out, std::vector<const void*>& srcPtr, std::vector<Dtype>& srcType) {
+  void runLocalTask(const Task& task, AlignedBuffer& out, std::vector<const void*>& srcPtr, std::vector<Dtype>& srcType, KeepBitMaps& maps) {
     const uint32_t j = pieces_[task.first].job;
     const Job& job = plan_.jobs[j];
     std::vector<uint64_t> sizes(maxSources_, 0);
@@ -191,7 +191,7 @@ class Run {
       srcPtr[s] = reads.buffers[s].data() + reads.at[s];
       srcType[s] = job.sources[s].dtype;
     }
-    resolveLocal(sparse_[j], srcPtr.data(), srcType.data(), job.count);
+    resolveLocal(sparse_[j], srcPtr.data(), srcType.data(), job.count, maps);
     runTaskOnCpu(task, reads, out, srcPtr, srcType);
   }
 
@@ -200,6 +200,7 @@ class Run {
       const uint64_t bufBytes = std::max<uint64_t>(std::max<uint64_t>(1, plan_.blockBytes / 4), maxPiece_) * 4;
       TaskReads reads(maxSources_);
       AlignedBuffer out(bufBytes);
+      KeepBitMaps keepBits;
       std::vector<const void*> srcPtr(maxSources_);
       std::vector<Dtype> srcType(maxSources_);
       // Declared after `reads`, so that it unpins the read buffers before they are freed.
@@ -211,7 +212,7 @@ class Run {
         // Two waves of tasks ahead of the pool: enough to keep the disk busy, little page cache.
         if (t + prefetchDistance_ < tasks_.size()) prefetchTask(tasks_[t + prefetchDistance_]);
         if (tasks_[t].local) {
-          runLocalTask(tasks_[t], out, srcPtr, srcType);
+          runLocalTask(tasks_[t], out, srcPtr, srcType, keepBits);
           continue;
         }
         readTask(tasks_[t], reads);

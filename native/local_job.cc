@@ -71,7 +71,8 @@ bool isLocalJob(const std::vector<SparseParams>& destParams) {
   return std::any_of(destParams.begin(), destParams.end(), [](const SparseParams& p) { return !p.open.empty(); });
 }
 
-void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count) {
+void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count, KeepBitMaps& maps) {
+  size_t used = 0;
   for (SparseParams& p : destParams) {
     const void* base = srcs[p.baseSource];
     const Dtype tb = types[p.baseSource];
@@ -87,7 +88,15 @@ void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs
       }
       if (open.l1) {
         // The same integer buckets and totals as the planner's L1 pass: the factor does not depend on who sums.
-        const L1Sums sums = l1Sums(base, tb, srcs[m.source], types[m.source], m, count);
+        // A pure cut is cheaper to test again than to read back; a random mask is not.
+        uint8_t* bits = nullptr;
+        if (m.density > 0 && m.density < 1) {
+          if (maps.size() <= used) maps.emplace_back();
+          maps[used].resize(std::max<uint64_t>(maps[used].size(), keepBitsBytes(count)));
+          bits = maps[used++].data();
+        }
+        const L1Sums sums = l1Sums(base, tb, srcs[m.source], types[m.source], m, count, bits);
+        m.keepBits = bits;
         const double before = sums.before, after = sums.after;
         m.scale = static_cast<float>(before < 1e-7 || after < 1e-7 ? 1.0 : before / after);  // lib/recipes/sparsify.ts's l1Scale
       }

@@ -44,7 +44,14 @@ class LocalBuffers {
 // Whether any dest of the job has statistics left to resolve.
 bool isLocalJob(const std::vector<SparseParams>& destParams);
 
-// Resolves every open statistic of the job's dests from its sources in memory (srcs[s]: element 0 of source s).
-void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count);
+// One worker's keep-bit maps (kernels/sparsify.h's SparseModel::keepBits), kept from tensor to tensor:
+// fresh pages cost a fault and zeroing each.
+using KeepBitMaps = std::vector<std::vector<uint8_t>>;
+
+// Resolves every open statistic of the job's dests from its sources in memory (srcs[s]: element 0 of
+// source s). A model with an open L1 factor and a DARE mask also gets its keep rule as bits in `maps`
+// (computed for the L1 sums anyway), which the merge then reads instead of hashing every element
+// again; they stay valid until the next call with the same maps.
+void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count, KeepBitMaps& maps);
 
 }  // namespace wm

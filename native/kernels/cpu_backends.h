@@ -12,6 +12,7 @@ namespace wm {
 struct SparseParams;  // sparsify.h
 struct SparseModel;
 struct RamParams;  // elementwise.h
+struct NearswapParams;
 
 #define WM_CPU_BACKEND_DECLS                                                                            \
   void lerpExact(const void* a, Dtype ta, const void* b, Dtype tb, void* out, Dtype to, size_t n,       \
@@ -31,7 +32,9 @@ struct RamParams;  // elementwise.h
   void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, void* out,   \
                 Dtype to);                                                                              \
   void ramCounts(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n,            \
-                 uint64_t* shared, uint64_t* unique);
+                 uint64_t* shared, uint64_t* unique);                                                   \
+  void nearswapMerge(const void* const* srcs, const Dtype* types, const NearswapParams& p, size_t n,    \
+                     void* out, Dtype to);
 
 namespace scalar {
 WM_CPU_BACKEND_DECLS

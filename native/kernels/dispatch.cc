@@ -92,6 +92,10 @@ void ramCounts(const void* const* srcs, const Dtype* types, const RamParams& p, 
   WM_DISPATCH(ramCounts(srcs, types, p, n, shared, unique));
 }
 
+void nearswapMerge(const void* const* srcs, const Dtype* types, const NearswapParams& p, size_t n, void* out, Dtype to) {
+  WM_DISPATCH(nearswapMerge(srcs, types, p, n, out, to));
+}
+
 const char* simdPathName() { return useSimd() ? "avx2+fma+f16c" : "scalar"; }
 
 bool setSimdEnabled(bool enabled) { return simdEnabled.exchange(enabled); }

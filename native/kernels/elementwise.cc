@@ -88,7 +88,8 @@ Groups decodeGroups(const std::vector<double>& p, uint64_t count) {
   return g;
 }
 
-void nearswapMerge(const void* const* srcs, const Dtype* types, const NearswapParams& p, size_t n, void* out, Dtype to) {
+// The scalar truth of nearswap (dispatch.cc picks it or elementwise_avx2.cc's).
+void scalar::nearswapMerge(const void* const* srcs, const Dtype* types, const NearswapParams& p, size_t n, void* out, Dtype to) {
   for (size_t i = 0; i < n; ++i) {
     const double a = loadElement(srcs[p.base], types[p.base], i);
     const double b = loadElement(srcs[p.model], types[p.model], i);

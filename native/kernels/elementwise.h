@@ -69,6 +69,7 @@ RowLinearParams decodeRowLinearParams(const std::vector<double>& p, size_t sourc
 void checkRowLinearParams(const std::vector<double>& p, size_t sources, uint64_t count);  // decode + every coefficient finite
 Groups decodeGroups(const std::vector<double>& p, uint64_t count);  // p[0], checked against the element count
 
+// nearswap: scalar in elementwise.cc, AVX2 in elementwise_avx2.cc (the same bits), picked by dispatch.cc.
 void nearswapMerge(const void* const* srcs, const Dtype* types, const NearswapParams& p, size_t n, void* out, Dtype to);
 // RAM: scalar in elementwise.cc, AVX2 in elementwise_avx2.cc (the same bits), picked by dispatch.cc.
 void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, void* out, Dtype to);

@@ -1,4 +1,4 @@
-// AVX2 paths of RAM's merge and counts (elementwise.h), equal bit for bit to the scalar truths in
+// AVX2 paths of nearswap's merge and RAM's merge and counts (elementwise.h), equal bit for bit to the scalar truths in
 // elementwise.cc (native/tests/kernels_selftest.cc checks it on random inputs with special values).
 #include "cpu_backends.h"
 
@@ -26,13 +26,18 @@ bool sameDtype(const Dtype* types, const RamParams& p) {
   return true;
 }
 
-// Sources advanced by `full` elements, for the scalar truth on the ragged end.
-std::vector<const void*> advanced(const void* const* srcs, const Dtype* types, const RamParams& p, size_t full) {
-  size_t count = p.base + 1;
-  for (uint32_t s : p.sources) count = std::max<size_t>(count, s + 1);
+// Sources 0 .. count - 1 advanced by `full` elements, for the scalar truth on the ragged end.
+std::vector<const void*> advanced(const void* const* srcs, const Dtype* types, size_t count, size_t full) {
   std::vector<const void*> rest(srcs, srcs + count);
   for (size_t s = 0; s < count; ++s) rest[s] = static_cast<const uint8_t*>(srcs[s]) + full * dtypeSize(types[s]);
   return rest;
+}
+
+// How many of the job's sources RAM's indices reach.
+size_t sourceCount(const RamParams& p) {
+  size_t count = p.base + 1;
+  for (uint32_t s : p.sources) count = std::max<size_t>(count, s + 1);
+  return count;
 }
 
 template <Dtype T, Dtype TO>
@@ -91,7 +96,37 @@ __attribute__((target("avx2,fma,f16c"))) void ramCountsLoop(const void* const* s
   }
 }
 
+// nearswap, 4 elements (f64 lanes) per step, term by term as the scalar truth.
+template <Dtype T, Dtype TO>
+__attribute__((target("avx2,fma,f16c"))) void nearswapLoop(const void* a, const void* b, double t, size_t n, void* out) {
+  const __m256d absMask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));
+  const __m256d floor = _mm256_set1_pd(1e-6), tv = _mm256_set1_pd(t), zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
+  for (size_t j = 0; j + 4 <= n; j += 4) {
+    const __m256d x = _mm256_cvtps_pd(load4<T>(a, j)), y = _mm256_cvtps_pd(load4<T>(b, j));
+    const __m256d diff = _mm256_and_pd(_mm256_sub_pd(x, y), absMask);
+    // Ordered compares: a NaN difference (and so a NaN w) passes through both, as the scalar ternaries let it.
+    __m256d w = _mm256_div_pd(tv, _mm256_blendv_pd(diff, floor, _mm256_cmp_pd(diff, floor, _CMP_LT_OQ)));
+    w = _mm256_blendv_pd(w, zero, _mm256_cmp_pd(w, zero, _CMP_LT_OQ));
+    w = _mm256_blendv_pd(w, one, _mm256_cmp_pd(w, one, _CMP_GT_OQ));
+    const __m256d r = _mm256_add_pd(rounded(_mm256_mul_pd(w, y)), rounded(_mm256_mul_pd(_mm256_sub_pd(one, w), x)));
+    storeResult4<TO>(out, j, r);
+  }
+}
+
 }  // namespace
+
+void nearswapMerge(const void* const* srcs, const Dtype* types, const NearswapParams& p, size_t n, void* out, Dtype to) {
+  const size_t full = types[p.base] == types[p.model] ? n - n % 4 : 0;
+  if (full > 0) {
+    withDtype(types[p.base], [&](auto T) {
+      withDtype(to, [&](auto O) { nearswapLoop<decltype(T)::value, decltype(O)::value>(srcs[p.base], srcs[p.model], p.t, full, out); });
+    });
+  }
+  if (full == n) return;
+  // Mixed dtypes and the ragged end: the scalar truth, on the elements from `full` on.
+  const std::vector<const void*> rest = advanced(srcs, types, std::max(p.base, p.model) + 1, full);
+  scalar::nearswapMerge(rest.data(), types, p, n - full, static_cast<uint8_t*>(out) + full * dtypeSize(to), to);
+}
 
 void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, void* out, Dtype to) {
   const size_t full = sameDtype(types, p) ? n - n % 4 : 0;
@@ -101,7 +136,7 @@ void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, s
     });
   }
   if (full == n) return;
-  const std::vector<const void*> rest = advanced(srcs, types, p, full);
+  const std::vector<const void*> rest = advanced(srcs, types, sourceCount(p), full);
   scalar::ramMerge(rest.data(), types, p, n - full, static_cast<uint8_t*>(out) + full * dtypeSize(to), to);
 }
 
@@ -109,7 +144,7 @@ void ramCounts(const void* const* srcs, const Dtype* types, const RamParams& p, 
   const size_t full = sameDtype(types, p) ? n - n % 8 : 0;
   if (full > 0) withDtype(types[p.base], [&](auto T) { ramCountsLoop<decltype(T)::value>(srcs, p, full, shared, unique); });
   if (full == n) return;
-  const std::vector<const void*> rest = advanced(srcs, types, p, full);
+  const std::vector<const void*> rest = advanced(srcs, types, sourceCount(p), full);
   scalar::ramCounts(rest.data(), types, p, n - full, shared, unique);
 }
 

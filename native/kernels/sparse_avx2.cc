@@ -66,6 +66,7 @@ struct ModelLanes {
   __m256i maskLimit;    // keep when (u >> 11) < ceil(density * 2^53): bernoulliKeep's double compare, in integers
   __m256i counter;      // seedKey + (i + 1) * golden for the step's 4 elements
   __m256d scale, weight;
+  const uint8_t* bits;  // SparseModel::keepBits: the keep rule read, not computed
 };
 
 
@@ -171,6 +172,7 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
     l.lowF = _mm256_set1_epi64x(static_cast<long long>(sm.lowKey ^ kFlip));
     l.highF = _mm256_set1_epi64x(static_cast<long long>(sm.highKey ^ kFlip));
     l.masked = sm.density > 0 && sm.density < 1;
+    l.bits = sm.keepBits;
     l.maskLimit = _mm256_set1_epi64x(l.masked ? static_cast<long long>(std::ceil(sm.density * 0x1.0p53)) : 0);
     const uint64_t c0 = sm.seedKey + (start + 1) * kGolden;
     l.counter = _mm256_set_epi64x(static_cast<long long>(c0 + 3 * kGolden), static_cast<long long>(c0 + 2 * kGolden),
@@ -189,6 +191,7 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
   const __m256i four = _mm256_set1_epi64x(4);
   const __m256d lambda = _mm256_set1_pd(p.lambda), zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
   const __m256i flip = _mm256_set1_epi64x(static_cast<long long>(kFlip));
+  const __m256i laneBit = _mm256_set_epi64x(8, 4, 2, 1);
   // One model with a sign consensus: its v agrees exactly when it is neither zero nor NaN, and then
   // mixed / div = v / (0 + w, or 1 where that is 0); else +0 / 1 = +0 (the general loop's values).
   const __m256d soleDiv = _mm256_set1_pd(p.models.empty() || 0.0 + p.models[0].weight == 0 ? 1.0 : 0.0 + p.models[0].weight);
@@ -202,12 +205,21 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
     for (size_t k = 0; k < m; ++k) {
       ModelLanes& l = lanes[k];
       const __m128 x32 = load4<T>(srcs[p.models[k].source], j);
-      const __m128i abs = _mm_and_si128(_mm_castps_si128(_mm_sub_ps(x32, b32)), absMask);
-      const __m256i keyF = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(abs), shift), revF);  // key ^ kFlip (keys < 2^63)
-      __m256i keep = _mm256_andnot_si256(_mm256_cmpgt_epi64(l.lowF, keyF), _mm256_cmpgt_epi64(l.highF, keyF));
-      if (l.masked) {
-        keep = _mm256_and_si256(keep, _mm256_cmpgt_epi64(l.maskLimit, _mm256_srli_epi64(splitmix64x4(l.counter), 11)));
-        l.counter = _mm256_add_epi64(l.counter, step);
+      __m256i keep;
+      if (l.bits != nullptr) {
+        // Elements i .. i + 3's bits: two bytes hold them wherever i falls in its byte.
+        const uint64_t i = start + j;
+        uint16_t two;
+        std::memcpy(&two, l.bits + (i >> 3), 2);
+        keep = _mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x((two >> (i & 7)) & 0xF), laneBit), laneBit);
+      } else {
+        const __m128i abs = _mm_and_si128(_mm_castps_si128(_mm_sub_ps(x32, b32)), absMask);
+        const __m256i keyF = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(abs), shift), revF);  // key ^ kFlip (keys < 2^63)
+        keep = _mm256_andnot_si256(_mm256_cmpgt_epi64(l.lowF, keyF), _mm256_cmpgt_epi64(l.highF, keyF));
+        if (l.masked) {
+          keep = _mm256_and_si256(keep, _mm256_cmpgt_epi64(l.maskLimit, _mm256_srli_epi64(splitmix64x4(l.counter), 11)));
+          l.counter = _mm256_add_epi64(l.counter, step);
+        }
       }
       const __m256d e = _mm256_and_pd(_mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(x32), b), l.scale), _mm256_castsi256_pd(keep));
       const __m256d v = rounded(_mm256_mul_pd(l.weight, e));

@@ -70,6 +70,20 @@ void forEachChunk(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t 
   }
 }
 
+// Eight 0/1 bytes at a time into one byte, element j at bit j % 8 (a multiply gathers the low bits of the bytes).
+void packBits(const uint8_t* kept, size_t n, uint8_t* bits) {
+  size_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    uint64_t v;
+    std::memcpy(&v, kept + j, 8);
+    bits[j / 8] = static_cast<uint8_t>((v * 0x0102040810204080ull) >> 56);
+  }
+  if (j == n) return;
+  uint8_t last = 0;
+  for (size_t q = j; q < n; ++q) last |= static_cast<uint8_t>(kept[q] << (q - j));
+  bits[j / 8] = last;
+}
+
 // The bin holding the rank-th largest element, counting from the top bin down; `need` becomes its rank inside the bin.
 size_t binOfRank(const uint64_t* hist, size_t bins, uint64_t& need) {
   size_t bin = bins - 1;
@@ -153,10 +167,21 @@ namespace {
 // (a fixed stride could alias with the rows). Only steers the window: the cuts never depend on it.
 template <Dtype B, Dtype X>
 void sampleAbsBits(const void* base, const void* x, uint64_t count, size_t s, uint32_t* out) {
+  // No 64-bit division per sample (the loads, each a cache miss, then overlap instead of waiting on the
+  // divider): stratum q is [q * count / s, (q + 1) * count / s) stepped in integers, and the place in it
+  // comes from the hash's high 32 bits by a multiply (a stratum holds < 2^32 elements).
+  const uint64_t step = count / s, extra = count % s;
+  uint64_t lo = 0, frac = 0;  // lo = q * count / s, frac = q * count % s
   for (size_t q = 0; q < s; ++q) {
-    const uint64_t lo = q * count / s, hi = (q + 1) * count / s;
-    const uint64_t i = lo + splitmix64(q) % (hi - lo);
+    uint64_t hi = lo + step;
+    frac += extra;
+    if (frac >= s) {
+      frac -= s;
+      ++hi;
+    }
+    const uint64_t i = lo + (((splitmix64(q) >> 32) * (hi - lo)) >> 32);
     out[q] = num::f32Bits(num::subRn(loadElem<X>(x, i), loadElem<B>(base, i))) & 0x7FFFFFFFu;
+    lo = hi;
   }
 }
 
@@ -245,7 +270,7 @@ uint64_t rankCut(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t c
   return cut;
 }
 
-L1Sums l1Sums(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint64_t count) {
+L1Sums l1Sums(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint64_t count, uint8_t* keepBits) {
   const uint32_t indexBits = sparseIndexBits(count);
   // Four sets of buckets, element i in set i % 4: neighbours mostly share an exponent, and one set
   // would make each add wait for the previous one's store. Integer sums: any split adds up the same.
@@ -255,6 +280,7 @@ L1Sums l1Sums(const void* base, Dtype tb, const void* x, Dtype tx, const SparseM
   forEachChunk(base, tb, x, tx, count, [&](uint64_t j0, const uint32_t* a, size_t n) {
     sparseKeep(a, keep, indexBits, count, j0, n, kept);
     for (size_t i = 0; i < n; ++i) addToL1Buckets(a[i], kept[i] != 0, &before[(i % kSets) * kL1Buckets], &after[(i % kSets) * kL1Buckets]);
+    if (keepBits != nullptr) packBits(kept, n, keepBits + j0 / 8);  // chunks start at multiples of 8 elements
   });
   for (size_t set = 1; set < kSets; ++set) {
     for (size_t e = 0; e < kL1Buckets; ++e) {

@@ -37,10 +37,13 @@ size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_
                   uint64_t* above);
 
 // Exact L1 sums of |d| and of the kept |d| under `keep` (sparsify.h's l1Buckets over the whole
-// tensor, the same integer buckets): {before, after}.
+// tensor, the same integer buckets): {before, after}. With keepBits, also the keep rule of every
+// element, as SparseModel::keepBits reads it (keepBitsBytes(count) bytes).
 struct L1Sums {
   double before, after;
 };
-L1Sums l1Sums(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint64_t count);
+L1Sums l1Sums(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint64_t count, uint8_t* keepBits = nullptr);
+// A keep-bit map's size: one bit per element, and 8 bytes of slack (the AVX2 merge reads 2 bytes at a time).
+inline uint64_t keepBitsBytes(uint64_t count) { return count / 8 + 8; }
 
 }  // namespace wm

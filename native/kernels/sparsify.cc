@@ -133,7 +133,8 @@ void sparseMergeLoop(const void* const* srcs, const Dtype* types, const SparsePa
       // The keep rule ranks the f32 task vector; the kept value is the f64 one.
       const uint64_t key = sparseRankKey(absBits(num::subRn(x, b)), p.indexBits, count, i);
       bool keep = key >= sm.lowKey && key < sm.highKey;
-      if (keep && sm.density > 0 && sm.density < 1) keep = bernoulliKeep(sm.seedKey, i, sm.density);
+      if (sm.keepBits != nullptr) keep = keptBit(sm.keepBits, i);  // the same rule, applied once by the local job
+      else if (keep && sm.density > 0 && sm.density < 1) keep = bernoulliKeep(sm.seedKey, i, sm.density);
       const double e = keep ? num::mulRn(num::subRn(static_cast<double>(x), static_cast<double>(b)), static_cast<double>(sm.scale)) : 0.0;
       vs[k] = num::mulRn(sm.weight, e);
       ws[k] = sm.weight;

@@ -48,6 +48,9 @@ struct SparseModel {
   double density = 1;                  // in (0, 1): Bernoulli(density) mask from seedKey; else none
   uint64_t seedKey = 0;
   float scale = 1;
+  // A tensor-local job's keep rule already applied (cuts and mask; keptBit below), so that the merge
+  // reads a bit instead of hashing the element again; null: the rule above. Never decoded from params.
+  const uint8_t* keepBits = nullptr;
 };
 
 // A statistic the executor computes from the tensor held in memory (a tensor-local job,
@@ -87,6 +90,9 @@ uint32_t sparseIndexBits(uint64_t count);
 inline uint64_t sparseRankKey(uint32_t absBits, uint32_t indexBits, uint64_t count, uint64_t i) {
   return (static_cast<uint64_t>(absBits) << indexBits) | (count - 1 - i);
 }
+
+// Element i's bit in a SparseModel::keepBits map: bit i % 8 of byte i / 8.
+inline bool keptBit(const uint8_t* bits, uint64_t i) { return (bits[i >> 3] >> (i & 7)) & 1; }
 
 uint64_t splitmix64(uint64_t x);
 // true when element i of the mask keyed by seedKey is kept with probability `density`.

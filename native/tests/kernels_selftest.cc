@@ -1,5 +1,5 @@
 // Stand-alone self-test of the CPU kernels (no Node needed):
-//   g++ -std=c++17 -O3 -ffp-contract=off -Inative native/tests/kernels_selftest.cc native/kernels/*.cc
+//   g++ -std=c++17 -O3 -ffp-contract=off -Inative native/tests/kernels_selftest.cc native/tests/elementwise_selftest.cc native/kernels/*.cc
 //       -o /tmp/kernels_selftest && /tmp/kernels_selftest [seed] [--quick]
 // 1. Conversions, exhaustively: numerics.h against c10's float-arithmetic algorithms (copied below
 //    as the independent oracle) and against the SIMD path, for every f32 and every f16/bf16 pattern.
@@ -21,21 +21,9 @@
 #include "kernels/numerics.h"
 #include "kernels/sparse_select.h"
 #include "kernels/sparsify.h"
+#include "tests/selftest_support.h"
 
-using wm::Dtype;
 namespace num = wm::num;
-
-static int failures = 0;
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    if (!(cond)) {                                         \
-      if (++failures <= 30) {                              \
-        std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-        std::fprintf(stderr, __VA_ARGS__);                 \
-        std::fprintf(stderr, "\n");                        \
-      }                                                    \
-    }                                                      \
-  } while (0)
 
 // ---- c10 (PyTorch) conversions, as published, used as the oracle ----------------------------------
 static float fp32FromBits(uint32_t w) { return num::f32FromBits(w); }
@@ -132,60 +120,6 @@ static void testConversionsExhaustive() {
 }
 
 // ---- 2. ops: SIMD vs scalar on random data with special values --------------------------------------
-static uint64_t digest = 1469598103934665603ull;
-static void digestBytes(const void* p, size_t n) {
-  const unsigned char* b = static_cast<const unsigned char*>(p);
-  for (size_t i = 0; i < n; ++i) digest = (digest ^ b[i]) * 1099511628211ull;
-}
-
-static const char* dtypeName(Dtype t) { return t == Dtype::F32 ? "F32" : t == Dtype::F16 ? "F16" : "BF16"; }
-
-struct Rng {
-  std::mt19937_64 g;
-  explicit Rng(uint64_t seed) : g(seed) {}
-  uint64_t next() { return g(); }
-};
-
-// A value in dtype t's encoding: mostly ordinary weights, often special or near a rounding tie.
-static uint32_t randomBits(Rng& r, Dtype t) {
-  const uint64_t k = r.next() % 100;
-  const uint64_t x = r.next();
-  if (t == Dtype::F32) {
-    static const uint32_t special[] = {0x00000000, 0x80000000, 0x00000001, 0x80000001, 0x007FFFFF, 0x00800000,
-                                       0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00000, 0x7F800001, 0x7FBFFFFF,
-                                       0xFFC12345, 0x7F7FFFFF, 0xFF7FFFFF, 0x3F800000, 0x477FEFFF, 0x477FF000,
-                                       0x33000000, 0x33000001, 0x387FFFFF, 0x38800000, 0x3F808000, 0x3F818000};
-    if (k < 15) return special[x % (sizeof special / sizeof special[0])];
-    if (k < 30) return (uint32_t)(x & 0xFFFF0000u) | ((x >> 32) & 1 ? 0x8000u : 0x7FFFu);  // bf16 ties
-    if (k < 40) return (uint32_t)(x & 0xFFFFE000u) | 0x1000u;                          // f16 ties
-    if (k < 50) return (uint32_t)x;                                                    // any pattern
-    // ordinary weights: |x| around 2^-12 .. 2^1
-    const uint32_t exp = 115 + (uint32_t)((x >> 40) % 13);
-    return (uint32_t)((x >> 63) << 31) | (exp << 23) | (uint32_t)(x & 0x7FFFFF);
-  }
-  static const uint16_t specialF16[] = {0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x0400, 0x7BFF, 0xFBFF,
-                                        0x7C00, 0xFC00, 0x7E00, 0xFE00, 0x7C01, 0x7D55, 0xFF00, 0x3C00};
-  static const uint16_t specialBF16[] = {0x0000, 0x8000, 0x0001, 0x8001, 0x007F, 0x0080, 0x7F7F, 0xFF7F,
-                                         0x7F80, 0xFF80, 0x7FC0, 0xFFC0, 0x7F81, 0x7FA5, 0xFFFF, 0x3F80};
-  if (k < 15) return t == Dtype::F16 ? specialF16[x % 16] : specialBF16[x % 16];
-  if (k < 40) return (uint32_t)(x & 0xFFFF);
-  if (t == Dtype::F16) {
-    const uint32_t exp = 3 + (uint32_t)((x >> 40) % 14);  // 2^-12 .. 2^1
-    return (uint32_t)(((x >> 63) << 15) | (exp << 10) | (x & 0x3FF));
-  }
-  const uint32_t exp = 115 + (uint32_t)((x >> 40) % 13);
-  return (uint32_t)(((x >> 63) << 15) | (exp << 7) | (x & 0x7F));
-}
-
-static std::vector<unsigned char> randomTensor(Rng& r, Dtype t, size_t n) {
-  std::vector<unsigned char> v(n * wm::dtypeSize(t) + 1);
-  for (size_t i = 0; i < n; ++i) {
-    const uint32_t b = randomBits(r, t);
-    std::memcpy(v.data() + i * wm::dtypeSize(t), &b, wm::dtypeSize(t));  // little-endian
-  }
-  return v;
-}
-
 static bool momentsEqual(const wm::Moments& x, const wm::Moments& y) {
   return std::memcmp(&x.aa, &y.aa, sizeof(double)) == 0 && std::memcmp(&x.bb, &y.bb, sizeof(double)) == 0 &&
          std::memcmp(&x.ab, &y.ab, sizeof(double)) == 0 && std::memcmp(&x.dd, &y.dd, sizeof(double)) == 0 &&
@@ -338,11 +272,19 @@ static void testSparse(uint64_t seed) {
         std::vector<uint64_t> buckets(2 * wm::kL1Buckets, 0);
         wm::l1Buckets(src[0].data(), t, src[1].data(), t, m, wm::sparseIndexBits(count), count, 0, count, buckets.data(),
                       buckets.data() + wm::kL1Buckets);
-        const wm::L1Sums sums = wm::l1Sums(src[0].data(), t, src[1].data(), t, m, count);
+        std::vector<uint8_t> bits(wm::keepBitsBytes(count), 0xA5);
+        const wm::L1Sums sums = wm::l1Sums(src[0].data(), t, src[1].data(), t, m, count, bits.data());
         CHECK(sums.before == wm::l1Total(buckets.data()) && sums.after == wm::l1Total(buckets.data() + wm::kL1Buckets),
               "l1Sums %s count=%zu: %a %a, streaming %a %a", dtypeName(t), (size_t)count, sums.before, sums.after,
               wm::l1Total(buckets.data()), wm::l1Total(buckets.data() + wm::kL1Buckets));
-        cases += 2;
+        // The keep bits l1Sums leaves are the scalar keep rule, element by element.
+        std::vector<uint8_t> all(count);
+        wm::setSimdEnabled(false);
+        wm::sparseKeep(bs.data(), m, wm::sparseIndexBits(count), count, 0, count, all.data());
+        size_t wrong = 0;
+        for (uint64_t i = 0; i < count; ++i) wrong += wm::keptBit(bits.data(), i) != (all[i] != 0);
+        CHECK(wrong == 0, "l1Sums keep bits %s count=%zu density %g: %zu differ from sparseKeep", dtypeName(t), (size_t)count, density, wrong);
+        cases += 3;
       }
       for (Dtype to : all) {
         for (int variant = 0; variant < 12; ++variant) {  // from 6 on, one model (its own AVX2 path under a consensus)
@@ -384,6 +326,28 @@ static void testSparse(uint64_t seed) {
           digestBytes(outV.data(), outV.size());
           ++cases;
           CHECK(outS == outV, "sparseMerge %s->%s n=%zu start=%zu variant %d: SIMD != scalar", dtypeName(t), dtypeName(to), n, (size_t)start, variant);
+          // The same merge reading each model's keep rule from bits (a tensor-local job's DARE maps), both paths.
+          std::vector<std::vector<uint8_t>> maps(p.models.size());
+          for (size_t k = 0; k < p.models.size(); ++k) {
+            wm::SparseModel& m = p.models[k];
+            std::vector<uint32_t> a(count);
+            std::vector<uint8_t> keep(count);
+            wm::setSimdEnabled(false);
+            const void* whole = variant == 5 && m.source == 3 ? mixed.data() : src[m.source].data();  // element 0 of the model's tensor
+            wm::absDeltaBits(src[0].data(), t, whole, types[m.source], count, a.data());
+            wm::sparseKeep(a.data(), m, p.indexBits, count, 0, count, keep.data());
+            maps[k].assign(wm::keepBitsBytes(count), 0);
+            for (uint64_t i = 0; i < count; ++i) maps[k][i / 8] |= static_cast<uint8_t>(keep[i] << (i % 8));
+            m.keepBits = maps[k].data();
+          }
+          std::vector<unsigned char> bitsS(outS.size(), 0xA5), bitsV = bitsS;
+          wm::setSimdEnabled(false);
+          wm::sparseMerge(srcs, types, p, count, start, n, bitsS.data() + 1, to);
+          wm::setSimdEnabled(true);
+          wm::sparseMerge(srcs, types, p, count, start, n, bitsV.data() + 1, to);
+          CHECK(bitsS == outS && bitsV == outS, "sparseMerge %s->%s n=%zu start=%zu variant %d: with keep bits != without (scalar %d, SIMD %d)",
+                dtypeName(t), dtypeName(to), n, (size_t)start, variant, bitsS == outS, bitsV == outS);
+          cases += 2;
         }
       }
     }
@@ -462,54 +426,6 @@ static void testRankWindow(uint64_t seed) {
   std::printf("rank windows: %zu cases, %zu answered in one pass\n", cases, answered);
 }
 
-// RAM's merge and counts (elementwise.h): SIMD == scalar on salted random inputs, 1-3 models, every dtype pair.
-static void testRam(uint64_t seed) {
-  Rng r(seed ^ 0xBEEF);
-  const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
-  size_t cases = 0;
-  for (size_t n : {0, 1, 3, 4, 7, 8, 9, 17, 1000, 1027}) {
-    for (Dtype t : all) {
-      std::vector<std::vector<unsigned char>> src;
-      for (int s = 0; s < 4; ++s) src.push_back(randomTensor(r, t, n));
-      const std::vector<unsigned char> mixed = randomTensor(r, t == Dtype::F32 ? Dtype::BF16 : Dtype::F32, n);
-      for (int variant = 0; variant < 6; ++variant) {
-        wm::RamParams p;
-        p.base = 0;
-        const float eps[] = {0.0f, 0.01f, 1e-3f};
-        p.epsilon = eps[variant % 3];
-        for (uint32_t k = 1; k <= 1 + static_cast<uint32_t>(variant) % 3; ++k) {
-          p.sources.push_back(k);
-          p.lambda.push_back(variant < 3 ? 1.0 : 1.0 + 0.37 * k);
-        }
-        const void* srcs[4] = {src[0].data(), src[1].data(), src[2].data(), src[3].data()};
-        Dtype types[4] = {t, t, t, t};
-        if (variant == 5) {  // a source of another dtype: the scalar path in both
-          types[3] = t == Dtype::F32 ? Dtype::BF16 : Dtype::F32;
-          srcs[3] = mixed.data();
-        }
-        for (Dtype to : all) {
-          std::vector<unsigned char> outS(n * wm::dtypeSize(to) + 3, 0xA5), outV = outS;
-          wm::setSimdEnabled(false);
-          wm::ramMerge(srcs, types, p, n, outS.data() + 1, to);
-          wm::setSimdEnabled(true);
-          wm::ramMerge(srcs, types, p, n, outV.data() + 1, to);
-          digestBytes(outV.data(), outV.size());
-          CHECK(outS == outV, "ramMerge %s->%s n=%zu variant %d: SIMD != scalar", dtypeName(t), dtypeName(to), n, variant);
-          ++cases;
-        }
-        std::vector<uint64_t> cs(2 * p.sources.size(), 5), cv = cs;
-        wm::setSimdEnabled(false);
-        wm::ramCounts(srcs, types, p, n, cs.data(), cs.data() + p.sources.size());
-        wm::setSimdEnabled(true);
-        wm::ramCounts(srcs, types, p, n, cv.data(), cv.data() + p.sources.size());
-        CHECK(cs == cv, "ramCounts %s n=%zu variant %d: SIMD != scalar", dtypeName(t), n, variant);
-        ++cases;
-      }
-    }
-  }
-  std::printf("ram: %zu cases\n", cases);
-}
-
 // ---- known answers, worked by hand ------------------------------------------------------------------
 static void testKnownAnswers() {
   // bf16 1.0 (0x3F80) and 1.0078125 (0x3F81) at w = 0.5: exact midpoint 1.00390625 ties to even 0x3F80.
@@ -546,6 +462,7 @@ int main(int argc, char** argv) {
   testSparse(seed);
   testRankWindow(seed);
   testRam(seed);
+  testNearswap(seed);
   if (!(argc > 2 && std::string(argv[2]) == "--quick")) testConversionsExhaustive();
   std::printf("digest %016" PRIx64 "\n", digest);
   if (failures) {

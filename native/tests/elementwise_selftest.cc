@@ -1,0 +1,94 @@
+// The self-test of the per-element merges (kernels/elementwise.h): RAM and nearswap, SIMD == scalar bit
+// for bit on random inputs salted with special values (run by kernels_selftest.cc's main).
+#include <cstdint>
+#include <cstdio>
+#include <vector>
+
+#include "kernels/elementwise.h"
+#include "kernels/kernels.h"
+#include "tests/selftest_support.h"
+
+// RAM's merge and counts (elementwise.h): SIMD == scalar on salted random inputs, 1-3 models, every dtype pair.
+void testRam(uint64_t seed) {
+  Rng r(seed ^ 0xBEEF);
+  const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
+  size_t cases = 0;
+  for (size_t n : {0, 1, 3, 4, 7, 8, 9, 17, 1000, 1027}) {
+    for (Dtype t : all) {
+      std::vector<std::vector<unsigned char>> src;
+      for (int s = 0; s < 4; ++s) src.push_back(randomTensor(r, t, n));
+      const std::vector<unsigned char> mixed = randomTensor(r, t == Dtype::F32 ? Dtype::BF16 : Dtype::F32, n);
+      for (int variant = 0; variant < 6; ++variant) {
+        wm::RamParams p;
+        p.base = 0;
+        const float eps[] = {0.0f, 0.01f, 1e-3f};
+        p.epsilon = eps[variant % 3];
+        for (uint32_t k = 1; k <= 1 + static_cast<uint32_t>(variant) % 3; ++k) {
+          p.sources.push_back(k);
+          p.lambda.push_back(variant < 3 ? 1.0 : 1.0 + 0.37 * k);
+        }
+        const void* srcs[4] = {src[0].data(), src[1].data(), src[2].data(), src[3].data()};
+        Dtype types[4] = {t, t, t, t};
+        if (variant == 5) {  // a source of another dtype: the scalar path in both
+          types[3] = t == Dtype::F32 ? Dtype::BF16 : Dtype::F32;
+          srcs[3] = mixed.data();
+        }
+        for (Dtype to : all) {
+          std::vector<unsigned char> outS(n * wm::dtypeSize(to) + 3, 0xA5), outV = outS;
+          wm::setSimdEnabled(false);
+          wm::ramMerge(srcs, types, p, n, outS.data() + 1, to);
+          wm::setSimdEnabled(true);
+          wm::ramMerge(srcs, types, p, n, outV.data() + 1, to);
+          digestBytes(outV.data(), outV.size());
+          CHECK(outS == outV, "ramMerge %s->%s n=%zu variant %d: SIMD != scalar", dtypeName(t), dtypeName(to), n, variant);
+          ++cases;
+        }
+        std::vector<uint64_t> cs(2 * p.sources.size(), 5), cv = cs;
+        wm::setSimdEnabled(false);
+        wm::ramCounts(srcs, types, p, n, cs.data(), cs.data() + p.sources.size());
+        wm::setSimdEnabled(true);
+        wm::ramCounts(srcs, types, p, n, cv.data(), cv.data() + p.sources.size());
+        CHECK(cs == cv, "ramCounts %s n=%zu variant %d: SIMD != scalar", dtypeName(t), n, variant);
+        ++cases;
+      }
+    }
+  }
+  std::printf("ram: %zu cases\n", cases);
+}
+
+// nearswap's merge (elementwise.h): SIMD == scalar on salted random inputs, every dtype pair, t small,
+// zero, negative and large (w clamped at both ends), and a source of another dtype (the scalar path in both).
+void testNearswap(uint64_t seed) {
+  Rng r(seed ^ 0x5EA);
+  const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
+  size_t cases = 0;
+  for (size_t n : {0, 1, 3, 4, 7, 8, 9, 17, 1000, 1027}) {
+    for (Dtype t : all) {
+      const std::vector<unsigned char> a = randomTensor(r, t, n), b = randomTensor(r, t, n);
+      const Dtype other = t == Dtype::F32 ? Dtype::BF16 : Dtype::F32;
+      const std::vector<unsigned char> mixed = randomTensor(r, other, n);
+      for (double tv : {0.01, 0.0, -0.5, 1e-9, 3.0, 1e300}) {
+        for (int variant = 0; variant < 3; ++variant) {
+          // 0: base 0, model 1; 1: the sources swapped; 2: the model of another dtype.
+          const void* srcs[3] = {a.data(), b.data(), mixed.data()};
+          const Dtype types[3] = {t, t, other};
+          wm::NearswapParams p;
+          p.base = variant == 1 ? 1 : 0;
+          p.model = variant == 0 ? 1 : (variant == 1 ? 0 : 2);
+          p.t = tv;
+          for (Dtype to : all) {
+            std::vector<unsigned char> outS(n * wm::dtypeSize(to) + 3, 0xA5), outV = outS;
+            wm::setSimdEnabled(false);
+            wm::nearswapMerge(srcs, types, p, n, outS.data() + 1, to);
+            wm::setSimdEnabled(true);
+            wm::nearswapMerge(srcs, types, p, n, outV.data() + 1, to);
+            digestBytes(outV.data(), outV.size());
+            CHECK(outS == outV, "nearswapMerge %s->%s n=%zu t=%g variant %d: SIMD != scalar", dtypeName(t), dtypeName(to), n, tv, variant);
+            ++cases;
+          }
+        }
+      }
+    }
+  }
+  std::printf("nearswap: %zu cases\n", cases);
+}
