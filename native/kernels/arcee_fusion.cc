@@ -30,21 +30,29 @@ ArceeParams rowsAt(const std::vector<double>& p, size_t sourceCount, uint64_t co
 }
 
 // KL(softmax(b) + eps || softmax(a) + eps) of the row at element r0 (f64; NaN where a value is not finite).
+// Each exp is taken once per element and kept for the KL sum (the same values, in the same order).
 double rowDivergence(const void* a, Dtype ta, const void* b, Dtype tb, size_t r0, uint64_t L) {
+  thread_local std::vector<double> ea, eb;
+  ea.resize(L);
+  eb.resize(L);
   double ma = -INFINITY, mb = -INFINITY;
   for (uint64_t j = 0; j < L; ++j) {
-    ma = std::max(ma, static_cast<double>(loadElementF32(a, ta, r0 + j)));
-    mb = std::max(mb, static_cast<double>(loadElementF32(b, tb, r0 + j)));
+    ea[j] = loadElementF32(a, ta, r0 + j);
+    eb[j] = loadElementF32(b, tb, r0 + j);
+    ma = std::max(ma, ea[j]);
+    mb = std::max(mb, eb[j]);
   }
   double sa = 0, sb = 0;
   for (uint64_t j = 0; j < L; ++j) {
-    sa += std::exp(static_cast<double>(loadElementF32(a, ta, r0 + j)) - ma);
-    sb += std::exp(static_cast<double>(loadElementF32(b, tb, r0 + j)) - mb);
+    ea[j] = std::exp(ea[j] - ma);
+    eb[j] = std::exp(eb[j] - mb);
+    sa += ea[j];
+    sb += eb[j];
   }
   double kl = 0;
   for (uint64_t j = 0; j < L; ++j) {
-    const double p = std::exp(static_cast<double>(loadElementF32(b, tb, r0 + j)) - mb) / sb + 1e-8;
-    const double q = std::exp(static_cast<double>(loadElementF32(a, ta, r0 + j)) - ma) / sa + 1e-8;
+    const double p = eb[j] / sb + 1e-8;
+    const double q = ea[j] / sa + 1e-8;
     kl += p * std::log(p / q);
   }
   return kl;

@@ -47,6 +47,12 @@ inline uint32_t absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx
   return a > 0x7F800000u ? 0x7FC00000u : a;
 }
 
+// out[j] = keep[j] ? x[j] : base[j], element bits copied (one dtype).
+template <typename E>
+void keepOrBase(const E* x, const E* base, const uint8_t* keep, size_t n, E* out) {
+  for (size_t j = 0; j < n; ++j) out[j] = keep[j] ? x[j] : base[j];
+}
+
 }  // namespace
 
 DellaParams decodeDellaParams(const std::vector<double>& p, size_t sourceCount, uint64_t count) {
@@ -133,13 +139,19 @@ void dellaMerge(const void* const* srcs, const Dtype* types, const DellaParams& 
   const size_t m = p.models.size();
   const void* base = srcs[p.baseSource];
   const Dtype tb = types[p.baseSource];
-  // Per thread, kept: each model's surviving values (the base's where dropped) as f32, exact for every input dtype.
-  thread_local std::vector<float> kept;
+  // The kept values in one dtype for every source, so that sparseMerge takes its SIMD path: the base's
+  // when every model shares it (a kept value is then a byte copy), else f32 (exact for every input dtype).
+  bool same = true;
+  for (const DellaModel& dm : p.models) same = same && types[dm.source] == tb;
+  const Dtype tk = same ? tb : Dtype::F32;
+  const size_t es = dtypeSize(tk);
+  // Per thread, kept: each model's surviving values (the base's where dropped), then the base as f32 when converted.
+  thread_local std::vector<uint8_t> kept;
   thread_local std::vector<uint8_t> keep;
-  kept.resize(m * n);
+  kept.resize((m + (same ? 0 : 1)) * n * es);
   keep.resize(n);
   std::vector<const void*> s2(m + 1);
-  std::vector<Dtype> t2(m + 1, Dtype::F32);
+  std::vector<Dtype> t2(m + 1, tk);
   SparseParams sp;
   sp.consensus = p.consensus;
   sp.normalize = p.normalize;
@@ -147,14 +159,25 @@ void dellaMerge(const void* const* srcs, const Dtype* types, const DellaParams& 
   sp.indexBits = sparseIndexBits(count);
   sp.baseSource = 0;
   s2[0] = base;
-  t2[0] = tb;
+  if (!same) {
+    float* b32 = reinterpret_cast<float*>(kept.data() + m * n * es);
+    for (size_t j = 0; j < n; ++j) b32[j] = loadElementF32(base, tb, j);
+    s2[0] = b32;
+  }
   for (size_t k = 0; k < m; ++k) {
     const DellaModel& dm = p.models[k];
     const void* x = srcs[dm.source];
     const Dtype tx = types[dm.source];
     dellaKeep(base, tb, x, tx, p.rows, dm, start, n, keep.data());
-    float* xk = kept.data() + k * n;
-    for (size_t j = 0; j < n; ++j) xk[j] = keep[j] ? loadElementF32(x, tx, j) : loadElementF32(base, tb, j);
+    uint8_t* xk = kept.data() + k * n * es;
+    if (!same) {
+      float* f = reinterpret_cast<float*>(xk);
+      for (size_t j = 0; j < n; ++j) f[j] = keep[j] ? loadElementF32(x, tx, j) : loadElementF32(base, tb, j);
+    } else if (es == 2) {
+      keepOrBase(static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(base), keep.data(), n, reinterpret_cast<uint16_t*>(xk));
+    } else {
+      keepOrBase(static_cast<const uint32_t*>(x), static_cast<const uint32_t*>(base), keep.data(), n, reinterpret_cast<uint32_t*>(xk));
+    }
     s2[k + 1] = xk;
     SparseModel sm;  // every element passes the sparse op's own keep rule (no cuts, no mask)
     sm.source = static_cast<uint32_t>(k + 1);
