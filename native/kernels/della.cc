@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "cpu_backends.h"
 #include "element_io.h"
 #include "numerics.h"
 
@@ -45,6 +46,20 @@ void modelAt(const std::vector<double>& p, size_t o, DellaModel& m) {
 inline uint32_t absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t j) {
   const uint32_t a = num::f32Bits(num::subRn(loadElementF32(x, tx, j), loadElementF32(base, tb, j))) & 0x7FFFFFFFu;
   return a > 0x7F800000u ? 0x7FC00000u : a;
+}
+
+// bits[t] = absDeltaBits of the row element at first + (L - 1 - t) * S (descending positions), dtypes fixed at compile time.
+void rowBits(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t first, uint64_t S, uint64_t L, uint32_t* bits) {
+  withDtype(tb, [&](auto B) {
+    withDtype(tx, [&](auto X) {
+      constexpr Dtype DB = decltype(B)::value, DX = decltype(X)::value;
+      for (uint64_t t = 0; t < L; ++t) {
+        const uint64_t j = first + (L - 1 - t) * S;
+        const uint32_t a = num::f32Bits(num::subRn(loadElem<DX>(x, j), loadElem<DB>(base, j))) & 0x7FFFFFFFu;
+        bits[t] = a > 0x7F800000u ? 0x7FC00000u : a;
+      }
+    });
+  });
 }
 
 // out[j] = keep[j] ? x[j] : base[j], element bits copied (one dtype).
@@ -98,27 +113,37 @@ void dellaKeep(const void* base, Dtype tb, const void* x, Dtype tx, const DellaR
   }
   const uint64_t L = rows.length, S = rows.stride;
   // Per thread, kept: a row's |d| bits and positions, sorted by a stable LSD radix sort on the bits
-  // (11, 11 and 9-bit digits) from descending position order, so that equal |d| put the lower index higher.
+  // (11, 11 and 9-bit digits) from descending position order, so that equal |d| put the lower index higher;
+  // and the keep probability of each rank (the same for every row).
   thread_local std::vector<uint32_t> bits, pos, bitsTmp, posTmp;
+  thread_local std::vector<double> probability;
   bits.resize(L);
   pos.resize(L);
   bitsTmp.resize(L);
   posTmp.resize(L);
-  uint32_t count[2048];
+  probability.resize(L);
+  for (uint64_t r = 0; r < L; ++r) {
+    probability[r] = L == 1 ? m.density : (m.density - m.epsilon) + ((static_cast<double>(r) / static_cast<double>(L - 1)) * 2) * m.epsilon;
+  }
+  uint32_t count[3][2048];
   for (uint64_t b0 = 0; b0 < n; b0 += rows.block()) {
     for (uint64_t s = 0; s < S; ++s) {
+      rowBits(base, tb, x, tx, b0 + s, S, L, bits.data());
+      // The three digits' counts in one read of the row.
+      std::fill(&count[0][0], &count[0][0] + 3 * 2048, 0u);
       for (uint64_t t = 0; t < L; ++t) {
-        pos[t] = static_cast<uint32_t>(L - 1 - t);
-        bits[t] = absDeltaBits(base, tb, x, tx, b0 + pos[t] * S + s);
+        ++count[0][bits[t] & 2047u];
+        ++count[1][(bits[t] >> 11) & 2047u];
+        ++count[2][bits[t] >> 22];
       }
-      for (uint32_t shift = 0; shift < 31; shift += 11) {
-        std::fill(count, count + 2048, 0u);
-        for (uint64_t t = 0; t < L; ++t) ++count[(bits[t] >> shift) & 2047u];
-        if (count[(bits[0] >> shift) & 2047u] == L) continue;  // one digit value: the order stands
+      for (uint64_t t = 0; t < L; ++t) pos[t] = static_cast<uint32_t>(L - 1 - t);
+      for (uint32_t d = 0; d < 3; ++d) {
+        const uint32_t shift = 11 * d;
+        if (count[d][(bits[0] >> shift) & 2047u] == L) continue;  // one digit value: the order stands
         uint32_t sum = 0;
-        for (uint32_t& c : count) sum += std::exchange(c, sum);
+        for (uint32_t& c : count[d]) sum += std::exchange(c, sum);
         for (uint64_t t = 0; t < L; ++t) {
-          const uint32_t at = count[(bits[t] >> shift) & 2047u]++;
+          const uint32_t at = count[d][(bits[t] >> shift) & 2047u]++;
           bitsTmp[at] = bits[t];
           posTmp[at] = pos[t];
         }
@@ -127,8 +152,7 @@ void dellaKeep(const void* base, Dtype tb, const void* x, Dtype tx, const DellaR
       }
       for (uint64_t r = 0; r < L; ++r) {
         const uint64_t at = b0 + pos[r] * S + s;
-        const double p = L == 1 ? m.density : (m.density - m.epsilon) + ((static_cast<double>(r) / static_cast<double>(L - 1)) * 2) * m.epsilon;
-        keep[at] = bernoulliKeep(m.seedKey, start + at, p) ? 1 : 0;
+        keep[at] = bernoulliKeep(m.seedKey, start + at, probability[r]) ? 1 : 0;
       }
     }
   }
