@@ -113,8 +113,8 @@ void dellaKeep(const void* base, Dtype tb, const void* x, Dtype tx, const DellaR
   }
   const uint64_t L = rows.length, S = rows.stride;
   // Per thread, kept: a row's |d| bits and positions, sorted by a stable LSD radix sort on the bits
-  // (11, 11 and 9-bit digits) from descending position order, so that equal |d| put the lower index higher;
-  // and the keep probability of each rank (the same for every row).
+  // (8-bit digits: few counters to clear and sum for short rows) from descending position order, so that
+  // equal |d| put the lower index higher; and the keep probability of each rank (the same for every row).
   thread_local std::vector<uint32_t> bits, pos, bitsTmp, posTmp;
   thread_local std::vector<double> probability;
   bits.resize(L);
@@ -125,25 +125,26 @@ void dellaKeep(const void* base, Dtype tb, const void* x, Dtype tx, const DellaR
   for (uint64_t r = 0; r < L; ++r) {
     probability[r] = L == 1 ? m.density : (m.density - m.epsilon) + ((static_cast<double>(r) / static_cast<double>(L - 1)) * 2) * m.epsilon;
   }
-  uint32_t count[3][2048];
+  uint32_t count[4][256];
   for (uint64_t b0 = 0; b0 < n; b0 += rows.block()) {
     for (uint64_t s = 0; s < S; ++s) {
       rowBits(base, tb, x, tx, b0 + s, S, L, bits.data());
-      // The three digits' counts in one read of the row.
-      std::fill(&count[0][0], &count[0][0] + 3 * 2048, 0u);
+      // The four digits' counts in one read of the row.
+      std::fill(&count[0][0], &count[0][0] + 4 * 256, 0u);
       for (uint64_t t = 0; t < L; ++t) {
-        ++count[0][bits[t] & 2047u];
-        ++count[1][(bits[t] >> 11) & 2047u];
-        ++count[2][bits[t] >> 22];
+        ++count[0][bits[t] & 255u];
+        ++count[1][(bits[t] >> 8) & 255u];
+        ++count[2][(bits[t] >> 16) & 255u];
+        ++count[3][bits[t] >> 24];
       }
       for (uint64_t t = 0; t < L; ++t) pos[t] = static_cast<uint32_t>(L - 1 - t);
-      for (uint32_t d = 0; d < 3; ++d) {
-        const uint32_t shift = 11 * d;
-        if (count[d][(bits[0] >> shift) & 2047u] == L) continue;  // one digit value: the order stands
+      for (uint32_t d = 0; d < 4; ++d) {
+        const uint32_t shift = 8 * d;
+        if (count[d][(bits[0] >> shift) & 255u] == L) continue;  // one digit value: the order stands
         uint32_t sum = 0;
         for (uint32_t& c : count[d]) sum += std::exchange(c, sum);
         for (uint64_t t = 0; t < L; ++t) {
-          const uint32_t at = count[d][(bits[t] >> shift) & 2047u]++;
+          const uint32_t at = count[d][(bits[t] >> shift) & 255u]++;
           bitsTmp[at] = bits[t];
           posTmp[at] = pos[t];
         }
