@@ -29,6 +29,13 @@ ArceeParams rowsAt(const std::vector<double>& p, size_t sourceCount, uint64_t co
   return a;
 }
 
+// The row KLs at p[at..]: none (null) or exactly one per row.
+const double* rowKlAt(const std::vector<double>& p, size_t at, uint64_t rows) {
+  if (p.size() == at) return nullptr;
+  if (p.size() - at != rows) throw std::invalid_argument("arcee_fusion row KLs: " + std::to_string(p.size() - at) + " for " + std::to_string(rows) + " rows");
+  return p.data() + at;
+}
+
 // KL(softmax(b) + eps || softmax(a) + eps) of the row at element r0 (f64; NaN where a value is not finite).
 // Each exp is taken once per element and kept for the KL sum (the same values, in the same order).
 double rowDivergence(const void* a, Dtype ta, const void* b, Dtype tb, size_t r0, uint64_t L) {
@@ -58,14 +65,16 @@ double rowDivergence(const void* a, Dtype ta, const void* b, Dtype tb, size_t r0
   return kl;
 }
 
-// Calls f(j, importance) for elements j = 0 .. n - 1 of the piece (whole rows).
+// Calls f(j, d, importance) for elements j = 0 .. n - 1 of the piece (whole rows); klOut, unless null, receives each row's KL.
 template <typename F>
-void forImportance(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, F f) {
+void forImportance(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, F f, double* klOut = nullptr) {
   if (start % p.rowLength != 0 || n % p.rowLength != 0) throw std::logic_error("internal: an arcee_fusion piece is not whole rows");
   const void* a = srcs[p.base];
   const void* b = srcs[p.model];
   for (size_t r0 = 0; r0 < n; r0 += p.rowLength) {
-    const double kl = rowDivergence(a, types[p.base], b, types[p.model], r0, p.rowLength);
+    const uint64_t row = (start + r0) / p.rowLength;
+    const double kl = p.rowKl ? p.rowKl[row] : rowDivergence(a, types[p.base], b, types[p.model], r0, p.rowLength);
+    if (klOut) klOut[row] = kl;
     for (uint64_t j = r0; j < r0 + p.rowLength; ++j) {
       const double d = static_cast<double>(loadElementF32(b, types[p.model], j)) - static_cast<double>(loadElementF32(a, types[p.base], j));
       f(j, d, static_cast<float>(std::fabs(d) * kl));
@@ -76,16 +85,18 @@ void forImportance(const void* const* srcs, const Dtype* types, const ArceeParam
 }  // namespace
 
 ArceeParams decodeArceeParams(const std::vector<double>& p, size_t sourceCount, uint64_t count) {
-  if (p.size() != 4) throw std::invalid_argument("arcee_fusion takes [L, base, model, threshold]");
+  if (p.size() < 4) throw std::invalid_argument("arcee_fusion takes [L, base, model, threshold, (row KLs)?]");
   ArceeParams a = rowsAt(p, sourceCount, count);
   a.threshold = static_cast<float>(p[3]);
+  a.rowKl = rowKlAt(p, 4, count / a.rowLength);
   return a;
 }
 
 ArceeStat decodeArceeHistogram(const std::vector<double>& p, size_t sourceCount, uint64_t count) {
-  if (p.size() != 8) throw std::invalid_argument("arcee_fusion histogram takes [L, base, model, shift, bits, prefix x 3]");
+  if (p.size() < 8) throw std::invalid_argument("arcee_fusion histogram takes [L, base, model, shift, bits, prefix x 3, (row KLs)?]");
   ArceeStat s;
   s.rows = rowsAt(p, sourceCount, count);
+  s.rows.rowKl = rowKlAt(p, 8, count / s.rows.rowLength);
   s.shift = static_cast<uint32_t>(wholeAt(p, 3, 31));
   s.bits = static_cast<uint32_t>(wholeAt(p, 4, kMaxHistogramBits));
   if (s.bits == 0 || s.shift + s.bits > 32) throw std::invalid_argument("bad histogram digit");
@@ -99,7 +110,7 @@ uint32_t arceeOrderKey(float importance) {
   return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
 }
 
-void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat& s, uint64_t start, size_t n, uint64_t* hist) {
+void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat& s, uint64_t start, size_t n, uint64_t* hist, double* rowKl) {
   const uint64_t mask = (uint64_t{1} << s.bits) - 1;
   const uint32_t up = s.shift + s.bits;
   forImportance(srcs, types, s.rows, start, n, [&](uint64_t, double, float importance) {
@@ -108,7 +119,7 @@ void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat
       if (up < 32 && (key >> up) != s.prefix[q]) continue;
       ++hist[(static_cast<uint64_t>(q) << s.bits) + ((key >> s.shift) & mask)];
     }
-  });
+  }, rowKl);
 }
 
 void arceeMerge(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, void* out, Dtype to) {
