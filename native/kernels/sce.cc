@@ -9,6 +9,7 @@
 #include "cpu_backends.h"
 #include "element_io.h"
 #include "numerics.h"
+#include "sparse_select.h"
 #include "sparsify.h"
 
 namespace wm {
@@ -99,8 +100,8 @@ void forChunks(const void* const* srcs, const Dtype* types, const SceParams& p, 
   for (size_t j0 = 0; j0 < n; j0 += kChunk) {
     const size_t len = std::min(kChunk, n - j0);
     tasksOf(srcs, types, p, j0, len, base, t.data());
-    if (p.cut == 0) {
-      std::fill(keep, keep + len, 1.0);
+    if (p.cut == 0 || p.cut >= kRankKeyNone) {  // every key lies below kRankKeyNone: all kept, or none
+      std::fill(keep, keep + len, p.cut == 0 ? 1.0 : 0.0);
     } else {
       varianceBits(t.data(), m, len, bits);
       for (size_t j = 0; j < len; ++j) keep[j] = sparseRankKey(bits[j], p.indexBits, count, start + j0 + j) >= p.cut ? 1.0 : 0.0;
