@@ -69,17 +69,18 @@ export async function setArceeFusionThresholds(recipes: Map<string, TensorRecipe
       }));
       const { stats } = await run({ inputs: files.paths, jobs });
       // Each job's counts, then its row KLs where the job was not given them (the first pass).
-      const per = 3 * 2 ** bits;
+      const size = 2 ** bits;
+      const per = 3 * size;
       const kls = batch.map(({ t, r }) => (!r.rowDivergence?.length ? t.count / r.rowLength : 0));
       const expected = batch.length * per + kls.reduce((a, b) => a + b, 0);
       if (stats.length !== expected) throw new Error(`internal: arcee_histogram returned ${stats.length} numbers, expected ${expected}`);
       let offset = 0;
       batch.forEach((s, k) => {
         for (let q = 0; q < 3; q++) {
-          const hist = stats.subarray(offset + q * 2 ** bits, offset + (q + 1) * 2 ** bits);
+          const hist = stats.subarray(offset + q * size, offset + (q + 1) * size);
           let b = 0;
-          for (; b < 2 ** bits - 1 && hist[b] <= s.rank[q]; b++) s.rank[q] -= hist[b];
-          s.prefix[q] = s.prefix[q] * 2 ** bits + b;
+          for (; b < size - 1 && hist[b] <= s.rank[q]; b++) s.rank[q] -= hist[b];
+          s.prefix[q] = s.prefix[q] * size + b;
         }
         offset += per;
         if (kls[k] > 0) s.r.rowDivergence = stats.slice(offset, offset + kls[k]);

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu_backends.h"
 #include "element_io.h"
 #include "numerics.h"
 #include "sparsify.h"
@@ -65,21 +66,28 @@ double rowDivergence(const void* a, Dtype ta, const void* b, Dtype tb, size_t r0
   return kl;
 }
 
-// Calls f(j, d, importance) for elements j = 0 .. n - 1 of the piece (whole rows); klOut, unless null, receives each row's KL.
+// Calls f(j, a, d, importance) for elements j = 0 .. n - 1 of the piece (whole rows), a the base's value and
+// d = b - a (f64), the dtypes fixed at compile time; klOut, unless null, receives each row's KL.
 template <typename F>
 void forImportance(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, F f, double* klOut = nullptr) {
   if (start % p.rowLength != 0 || n % p.rowLength != 0) throw std::logic_error("internal: an arcee_fusion piece is not whole rows");
   const void* a = srcs[p.base];
   const void* b = srcs[p.model];
-  for (size_t r0 = 0; r0 < n; r0 += p.rowLength) {
-    const uint64_t row = (start + r0) / p.rowLength;
-    const double kl = p.rowKl ? p.rowKl[row] : rowDivergence(a, types[p.base], b, types[p.model], r0, p.rowLength);
-    if (klOut) klOut[row] = kl;
-    for (uint64_t j = r0; j < r0 + p.rowLength; ++j) {
-      const double d = static_cast<double>(loadElementF32(b, types[p.model], j)) - static_cast<double>(loadElementF32(a, types[p.base], j));
-      f(j, d, static_cast<float>(std::fabs(d) * kl));
-    }
-  }
+  withDtype(types[p.base], [&](auto A) {
+    withDtype(types[p.model], [&](auto B) {
+      constexpr Dtype DA = decltype(A)::value, DB = decltype(B)::value;
+      for (size_t r0 = 0; r0 < n; r0 += p.rowLength) {
+        const uint64_t row = (start + r0) / p.rowLength;
+        const double kl = p.rowKl ? p.rowKl[row] : rowDivergence(a, DA, b, DB, r0, p.rowLength);
+        if (klOut) klOut[row] = kl;
+        for (uint64_t j = r0; j < r0 + p.rowLength; ++j) {
+          const double av = loadElem<DA>(a, j);
+          const double d = static_cast<double>(loadElem<DB>(b, j)) - av;
+          f(j, av, d, static_cast<float>(std::fabs(d) * kl));
+        }
+      }
+    });
+  });
 }
 
 }  // namespace
@@ -104,16 +112,11 @@ ArceeStat decodeArceeHistogram(const std::vector<double>& p, size_t sourceCount,
   return s;
 }
 
-uint32_t arceeOrderKey(float importance) {
-  if (std::isnan(importance)) return 0xFFC00000u;  // above +Inf's 0xFF800000
-  const uint32_t bits = num::f32Bits(importance);
-  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
-}
 
 void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat& s, uint64_t start, size_t n, uint64_t* hist, double* rowKl) {
   const uint64_t mask = (uint64_t{1} << s.bits) - 1;
   const uint32_t up = s.shift + s.bits;
-  forImportance(srcs, types, s.rows, start, n, [&](uint64_t, double, float importance) {
+  forImportance(srcs, types, s.rows, start, n, [&](uint64_t, double, double, float importance) {
     const uint64_t key = arceeOrderKey(importance);
     for (int q = 0; q < 3; ++q) {
       if (up < 32 && (key >> up) != s.prefix[q]) continue;
@@ -123,10 +126,9 @@ void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat
 }
 
 void arceeMerge(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, void* out, Dtype to) {
-  const void* a = srcs[p.base];
-  forImportance(srcs, types, p, start, n, [&](uint64_t j, double d, float importance) {
+  forImportance(srcs, types, p, start, n, [&](uint64_t j, double a, double d, float importance) {
     const double kept = importance >= p.threshold ? 1.0 : 0.0;
-    storeRoundedOnce(out, to, j, static_cast<double>(loadElementF32(a, types[p.base], j)) + d * kept);
+    storeRoundedOnce(out, to, j, a + d * kept);
   });
 }
 

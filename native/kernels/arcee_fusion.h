@@ -14,11 +14,13 @@
 // pass returns every row's KL after its counts, and the later passes and the merge take them as their
 // params' tail (f64, exact through the plan) instead of computing them again.
 #pragma once
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
 #include "kernels.h"
+#include "numerics.h"
 
 namespace wm {
 
@@ -43,7 +45,11 @@ struct ArceeStat {
 };
 ArceeStat decodeArceeHistogram(const std::vector<double>& p, size_t sourceCount, uint64_t count);
 
-uint32_t arceeOrderKey(float importance);
+inline uint32_t arceeOrderKey(float importance) {
+  if (std::isnan(importance)) return 0xFFC00000u;  // above +Inf's 0xFF800000
+  const uint32_t bits = num::f32Bits(importance);
+  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+}
 
 // Elements start .. start + n - 1 (whole rows). rowKl, unless null, receives the KL of each row of the piece
 // (indexed by the row's number in the job).
