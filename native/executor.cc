@@ -407,12 +407,17 @@ class Run {
   void prepareSparse() {
     sparse_.resize(plan_.jobs.size());
     statCounts_.resize(plan_.jobs.size());
+    rowKl_.resize(plan_.jobs.size());
     for (size_t j = 0; j < plan_.jobs.size(); ++j) {
       const Job& job = plan_.jobs[j];
       for (const Dest& d : job.dests) {
         sparse_[j].push_back(d.op == DestOp::Sparse ? decodeSparseParams(d.params, job.sources.size()) : SparseParams{});
       }
       localJob_.push_back(isLocalJob(sparse_[j]));
+      if (job.stat == JobStat::ArceeHistogram) {  // the first pass returns its row KLs (kernels/arcee_fusion.h)
+        const ArceeStat s = decodeArceeHistogram(job.statParams, job.sources.size(), job.count);
+        if (!s.rows.rowKl) rowKl_[j].assign(job.count / s.rows.rowLength, 0.0);
+      }
       size_t counters = job.stat == JobStat::Histogram ? (size_t{1} << static_cast<uint32_t>(job.statParams[2]))
                         : job.stat == JobStat::L1 || job.stat == JobStat::DellaL1 ? 2 * kL1Buckets
                         : job.stat == JobStat::RamCounts ? job.statParams.size() - 2
@@ -452,7 +457,7 @@ class Run {
     } else if (job.stat == JobStat::ArceeHistogram) {
       const ArceeStat s = decodeArceeHistogram(sp, job.sources.size(), job.count);
       local.assign(size_t{3} << s.bits, 0);
-      arceeHistogram(srcPtr.data(), srcType.data(), s, piece.start, piece.count, local.data());
+      arceeHistogram(srcPtr.data(), srcType.data(), s, piece.start, piece.count, local.data(), rowKl_[piece.job].empty() ? nullptr : rowKl_[piece.job].data());
     } else if (job.stat == JobStat::SceHistogram) {
       const SceStat s = decodeSceHistogram(sp, job.sources.size(), job.count);
       local.assign((size_t{1} << s.bits) + 1, 0);
@@ -513,6 +518,7 @@ class Run {
         for (size_t c = 0; c < job.statParams.size() - 2; ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
       } else if (job.stat == JobStat::ArceeHistogram) {
         for (size_t c = 0; c < (size_t{3} << static_cast<uint32_t>(job.statParams[4])); ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
+        out.insert(out.end(), rowKl_[j].begin(), rowKl_[j].end());
       } else if (job.stat == JobStat::SceHistogram) {
         for (size_t c = 0; c <= (size_t{1} << static_cast<uint32_t>(job.statParams[job.statParams.size() - 3])); ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
       } else if (job.stat == JobStat::RowMoments || job.stat == JobStat::SceSumSquares) {
@@ -550,6 +556,7 @@ class Run {
   std::vector<Piece> pieces_;
   std::vector<Task> tasks_;
   std::vector<Moments> pieceMoments_;
+  std::vector<std::vector<double>> rowKl_;  // ArceeHistogram jobs without given KLs: each row's KL, written by the piece that holds the row
   std::vector<std::vector<double>> pieceRows_;                      // RowMoments jobs: each piece's row sums
   std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]; a local job's resolved by its worker
   std::vector<bool> localJob_;                                      // [job]: local_job.h

@@ -43,7 +43,7 @@ struct Job {
   // RowMoments: statParams = [rowLength] -> 4 sums per row (kernels/elementwise.h).
   // DellaL1: sources [base, x]; statParams = [L, S, density, epsilon, seedHi, seedLo] -> 2 sums (kernels/della.h).
   // SceHistogram: 2^bits + 1 counts; SceSumSquares: one f64 sum per model (kernels/sce.h's statParams).
-  // ArceeHistogram: 3 x 2^bits counts (kernels/arcee_fusion.h's statParams).
+  // ArceeHistogram: 3 x 2^bits counts, then each row's KL where statParams did not give them (kernels/arcee_fusion.h's statParams).
   JobStat stat = JobStat::None;
   std::vector<double> statParams;
 };

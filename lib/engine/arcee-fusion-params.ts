@@ -1,7 +1,9 @@
 /**
  * The `arcee_fusion` op's parameters (native/kernels/arcee_fusion.h's flat layouts): the dest's
- * [row length, base, model, threshold] and its `arcee_histogram` statistic's
- * [row length, base, model, shift, bits, prefix × 3], sources as indices into the job's sources.
+ * [row length, base, model, threshold, row KLs…] and its `arcee_histogram` statistic's
+ * [row length, base, model, shift, bits, prefix × 3, row KLs…], sources as indices into the job's sources.
+ * The row KLs (each row's divergence, two exps and a log per element) come from the first histogram
+ * pass, which returns them when they are not given, so that later passes and the merge do not compute them again.
  */
 
 /** An `arcee_fusion` tensor recipe's parameters (its `models` are [base, model]). */
@@ -12,18 +14,20 @@ export interface ArceeFusionRecipe {
   rowLength: number;
   /** median + 1.5·IQR of the importance (lib/recipes/arcee-fusion-statistics.ts), an f32 value. */
   threshold: number;
+  /** Each row's KL divergence, as the first statistics pass returned it (absent or empty before: the engine computes it). */
+  rowDivergence?: Float64Array;
 }
 
 export function encodeArceeFusionParams(r: ArceeFusionRecipe, sourceOf: (model: number) => number): number[] {
-  return [r.rowLength, sourceOf(r.base), sourceOf(r.model), r.threshold];
+  return [r.rowLength, sourceOf(r.base), sourceOf(r.model), r.threshold, ...(r.rowDivergence ?? [])];
 }
 
 /** The statistic's parameters over job sources [base, model]. */
-export function arceeHistogramParams(rowLength: number, shift: number, bits: number, prefixes: readonly number[]): number[] {
-  return [rowLength, 0, 1, shift, bits, ...prefixes];
+export function arceeHistogramParams(rowLength: number, shift: number, bits: number, prefixes: readonly number[], rowDivergence?: Float64Array): number[] {
+  return [rowLength, 0, 1, shift, bits, ...prefixes, ...(rowDivergence ?? [])];
 }
 
 /** The same dest parameters for a job whose sources are renumbered (a fused batch plan's jobs). */
 export function remapArceeFusionSources(params: readonly number[], to: (source: number) => number): number[] {
-  return [params[0], to(params[1]), to(params[2]), params[3]];
+  return [params[0], to(params[1]), to(params[2]), ...params.slice(3)];
 }

@@ -48,7 +48,7 @@ export interface NativeJob {
    * 'row_moments' (statParams: [row length]): per row of sources 0 (a) and 1 (b), Σa², Σb², Σab, Σ(b−a)² over the finite pairs;
    * 'della_l1' (statParams: engine/della-params.ts's dellaStatParams): exact L1 sums of sources[1] − sources[0], all and MAGPRUNE-kept (2 numbers);
    * 'sce_histogram', 'sce_sum_squares' (engine/sce-params.ts): radix counts over the models' per-element variance keys (2^bits, then the zero-variance count), and per model Σ t² over the selected elements;
-   * 'arcee_histogram' (engine/arcee-fusion-params.ts): three radix histograms over the importance order keys of sources[1] against sources[0] (3 × 2^bits counts).
+   * 'arcee_histogram' (engine/arcee-fusion-params.ts): three radix histograms over the importance order keys of sources[1] against sources[0] (3 × 2^bits counts, then each row's KL unless statParams gave them).
    */
   stat?: 'histogram' | 'l1' | 'ram_counts' | 'row_moments' | 'della_l1' | 'sce_histogram' | 'sce_sum_squares' | 'arcee_histogram';
   /** The statistic's parameters (lib/recipes/sparsify.ts's layout). */

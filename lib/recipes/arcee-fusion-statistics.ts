@@ -4,7 +4,9 @@
  * 0.25, 0.5, 0.75 over every element (mergekit sorts all of a tensor up to 10⁶ elements, the same
  * statistics there; above, it sorts 10⁶ elements drawn at random). Exact, by radix selection over the
  * importance's 32-bit order keys: 12-bit digits, three passes over the tensors (all tensors and the three
- * quantiles in each pass); the threshold is computed in f32 steps as mergekit's f32 tensors do.
+ * quantiles in each pass); the threshold is computed in f32 steps as mergekit's f32 tensors do. The
+ * first pass also returns each row's KL, which the later passes and the write plan hand back to the
+ * engine (the recipe's `rowDivergence`), so that the exps and logs are taken once per element.
  */
 import { InputFiles } from '../engine/input-files';
 import type { NativeJob, NativePlan } from '../engine/native-plan';
@@ -63,18 +65,26 @@ export async function setArceeFusionThresholds(recipes: Map<string, TensorRecipe
         }),
         dests: [],
         stat: 'arcee_histogram',
-        statParams: arceeHistogramParams(r.rowLength, shift, bits, prefix),
+        statParams: arceeHistogramParams(r.rowLength, shift, bits, prefix, r.rowDivergence),
       }));
       const { stats } = await run({ inputs: files.paths, jobs });
-      const per = 3 * 2 ** bits;
-      if (stats.length !== batch.length * per) throw new Error(`internal: arcee_histogram returned ${stats.length} numbers, expected ${batch.length * per}`);
+      // Each job's counts, then its row KLs where the job was not given them (the first pass).
+      const size = 2 ** bits;
+      const per = 3 * size;
+      const kls = batch.map(({ t, r }) => (!r.rowDivergence?.length ? t.count / r.rowLength : 0));
+      const expected = batch.length * per + kls.reduce((a, b) => a + b, 0);
+      if (stats.length !== expected) throw new Error(`internal: arcee_histogram returned ${stats.length} numbers, expected ${expected}`);
+      let offset = 0;
       batch.forEach((s, k) => {
         for (let q = 0; q < 3; q++) {
-          const hist = stats.subarray(k * per + q * 2 ** bits, k * per + (q + 1) * 2 ** bits);
+          const hist = stats.subarray(offset + q * size, offset + (q + 1) * size);
           let b = 0;
-          for (; b < 2 ** bits - 1 && hist[b] <= s.rank[q]; b++) s.rank[q] -= hist[b];
-          s.prefix[q] = s.prefix[q] * 2 ** bits + b;
+          for (; b < size - 1 && hist[b] <= s.rank[q]; b++) s.rank[q] -= hist[b];
+          s.prefix[q] = s.prefix[q] * size + b;
         }
+        offset += per;
+        if (kls[k] > 0) s.r.rowDivergence = stats.slice(offset, offset + kls[k]);
+        offset += kls[k];
       });
     }
     remaining = shift;

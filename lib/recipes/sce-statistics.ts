@@ -120,15 +120,21 @@ export async function setSceStatistics(recipes: Map<string, TensorRecipe>, tenso
     all.filter(({ t }) => t.selectTopk > 0 && t.selectTopk < 1).map(({ t, r }) => ({ t, r, need: 0, prefix: 0n, remaining: 31 + r.indexBits })),
     run,
   );
+  // A tensor that selects nothing (cut KEY_NONE) has sums of 0 (its t · 0 are 0 or not finite): no job.
+  const summed = all.filter(({ r }) => r.cut !== KEY_NONE);
   const files = new InputFiles();
   const jobs = jobsOf(
-    all.map(({ t, r }) => ({ t, r, statParams: sceSumSquaresParams(r.models.length, r.cut, r.indexBits) })),
+    summed.map(({ t, r }) => ({ t, r, statParams: sceSumSquaresParams(r.models.length, r.cut, r.indexBits) })),
     'sce_sum_squares',
     files,
   );
-  const { stats } = await run({ inputs: files.paths, jobs });
+  const { stats } = jobs.length > 0 ? await run({ inputs: files.paths, jobs }) : { stats: new Float64Array(0) };
   let at = 0;
   for (const { t, r } of all) {
+    if (r.cut === KEY_NONE) {
+      r.weights = sceWeights(new Array<number>(r.models.length).fill(0), t.count);
+      continue;
+    }
     r.weights = sceWeights(Array.from(stats.subarray(at, at + r.models.length)), t.count);
     at += r.models.length;
   }

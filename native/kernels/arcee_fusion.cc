@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu_backends.h"
 #include "element_io.h"
 #include "numerics.h"
 #include "sparsify.h"
@@ -29,55 +30,81 @@ ArceeParams rowsAt(const std::vector<double>& p, size_t sourceCount, uint64_t co
   return a;
 }
 
+// The row KLs at p[at..]: none (null) or exactly one per row.
+const double* rowKlAt(const std::vector<double>& p, size_t at, uint64_t rows) {
+  if (p.size() == at) return nullptr;
+  if (p.size() - at != rows) throw std::invalid_argument("arcee_fusion row KLs: " + std::to_string(p.size() - at) + " for " + std::to_string(rows) + " rows");
+  return p.data() + at;
+}
+
 // KL(softmax(b) + eps || softmax(a) + eps) of the row at element r0 (f64; NaN where a value is not finite).
+// Each exp is taken once per element and kept for the KL sum (the same values, in the same order).
 double rowDivergence(const void* a, Dtype ta, const void* b, Dtype tb, size_t r0, uint64_t L) {
+  thread_local std::vector<double> ea, eb;
+  ea.resize(L);
+  eb.resize(L);
   double ma = -INFINITY, mb = -INFINITY;
   for (uint64_t j = 0; j < L; ++j) {
-    ma = std::max(ma, static_cast<double>(loadElementF32(a, ta, r0 + j)));
-    mb = std::max(mb, static_cast<double>(loadElementF32(b, tb, r0 + j)));
+    ea[j] = loadElementF32(a, ta, r0 + j);
+    eb[j] = loadElementF32(b, tb, r0 + j);
+    ma = std::max(ma, ea[j]);
+    mb = std::max(mb, eb[j]);
   }
   double sa = 0, sb = 0;
   for (uint64_t j = 0; j < L; ++j) {
-    sa += std::exp(static_cast<double>(loadElementF32(a, ta, r0 + j)) - ma);
-    sb += std::exp(static_cast<double>(loadElementF32(b, tb, r0 + j)) - mb);
+    ea[j] = std::exp(ea[j] - ma);
+    eb[j] = std::exp(eb[j] - mb);
+    sa += ea[j];
+    sb += eb[j];
   }
   double kl = 0;
   for (uint64_t j = 0; j < L; ++j) {
-    const double p = std::exp(static_cast<double>(loadElementF32(b, tb, r0 + j)) - mb) / sb + 1e-8;
-    const double q = std::exp(static_cast<double>(loadElementF32(a, ta, r0 + j)) - ma) / sa + 1e-8;
+    const double p = eb[j] / sb + 1e-8;
+    const double q = ea[j] / sa + 1e-8;
     kl += p * std::log(p / q);
   }
   return kl;
 }
 
-// Calls f(j, importance) for elements j = 0 .. n - 1 of the piece (whole rows).
+// Calls f(j, a, d, importance) for elements j = 0 .. n - 1 of the piece (whole rows), a the base's value and
+// d = b - a (f64), the dtypes fixed at compile time; klOut, unless null, receives each row's KL.
 template <typename F>
-void forImportance(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, F f) {
+void forImportance(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, F f, double* klOut = nullptr) {
   if (start % p.rowLength != 0 || n % p.rowLength != 0) throw std::logic_error("internal: an arcee_fusion piece is not whole rows");
   const void* a = srcs[p.base];
   const void* b = srcs[p.model];
-  for (size_t r0 = 0; r0 < n; r0 += p.rowLength) {
-    const double kl = rowDivergence(a, types[p.base], b, types[p.model], r0, p.rowLength);
-    for (uint64_t j = r0; j < r0 + p.rowLength; ++j) {
-      const double d = static_cast<double>(loadElementF32(b, types[p.model], j)) - static_cast<double>(loadElementF32(a, types[p.base], j));
-      f(j, d, static_cast<float>(std::fabs(d) * kl));
-    }
-  }
+  withDtype(types[p.base], [&](auto A) {
+    withDtype(types[p.model], [&](auto B) {
+      constexpr Dtype DA = decltype(A)::value, DB = decltype(B)::value;
+      for (size_t r0 = 0; r0 < n; r0 += p.rowLength) {
+        const uint64_t row = (start + r0) / p.rowLength;
+        const double kl = p.rowKl ? p.rowKl[row] : rowDivergence(a, DA, b, DB, r0, p.rowLength);
+        if (klOut) klOut[row] = kl;
+        for (uint64_t j = r0; j < r0 + p.rowLength; ++j) {
+          const double av = loadElem<DA>(a, j);
+          const double d = static_cast<double>(loadElem<DB>(b, j)) - av;
+          f(j, av, d, static_cast<float>(std::fabs(d) * kl));
+        }
+      }
+    });
+  });
 }
 
 }  // namespace
 
 ArceeParams decodeArceeParams(const std::vector<double>& p, size_t sourceCount, uint64_t count) {
-  if (p.size() != 4) throw std::invalid_argument("arcee_fusion takes [L, base, model, threshold]");
+  if (p.size() < 4) throw std::invalid_argument("arcee_fusion takes [L, base, model, threshold, (row KLs)?]");
   ArceeParams a = rowsAt(p, sourceCount, count);
   a.threshold = static_cast<float>(p[3]);
+  a.rowKl = rowKlAt(p, 4, count / a.rowLength);
   return a;
 }
 
 ArceeStat decodeArceeHistogram(const std::vector<double>& p, size_t sourceCount, uint64_t count) {
-  if (p.size() != 8) throw std::invalid_argument("arcee_fusion histogram takes [L, base, model, shift, bits, prefix x 3]");
+  if (p.size() < 8) throw std::invalid_argument("arcee_fusion histogram takes [L, base, model, shift, bits, prefix x 3, (row KLs)?]");
   ArceeStat s;
   s.rows = rowsAt(p, sourceCount, count);
+  s.rows.rowKl = rowKlAt(p, 8, count / s.rows.rowLength);
   s.shift = static_cast<uint32_t>(wholeAt(p, 3, 31));
   s.bits = static_cast<uint32_t>(wholeAt(p, 4, kMaxHistogramBits));
   if (s.bits == 0 || s.shift + s.bits > 32) throw std::invalid_argument("bad histogram digit");
@@ -85,29 +112,23 @@ ArceeStat decodeArceeHistogram(const std::vector<double>& p, size_t sourceCount,
   return s;
 }
 
-uint32_t arceeOrderKey(float importance) {
-  if (std::isnan(importance)) return 0xFFC00000u;  // above +Inf's 0xFF800000
-  const uint32_t bits = num::f32Bits(importance);
-  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
-}
 
-void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat& s, uint64_t start, size_t n, uint64_t* hist) {
+void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat& s, uint64_t start, size_t n, uint64_t* hist, double* rowKl) {
   const uint64_t mask = (uint64_t{1} << s.bits) - 1;
   const uint32_t up = s.shift + s.bits;
-  forImportance(srcs, types, s.rows, start, n, [&](uint64_t, double, float importance) {
+  forImportance(srcs, types, s.rows, start, n, [&](uint64_t, double, double, float importance) {
     const uint64_t key = arceeOrderKey(importance);
     for (int q = 0; q < 3; ++q) {
       if (up < 32 && (key >> up) != s.prefix[q]) continue;
       ++hist[(static_cast<uint64_t>(q) << s.bits) + ((key >> s.shift) & mask)];
     }
-  });
+  }, rowKl);
 }
 
 void arceeMerge(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, void* out, Dtype to) {
-  const void* a = srcs[p.base];
-  forImportance(srcs, types, p, start, n, [&](uint64_t j, double d, float importance) {
+  forImportance(srcs, types, p, start, n, [&](uint64_t j, double a, double d, float importance) {
     const double kept = importance >= p.threshold ? 1.0 : 0.0;
-    storeRoundedOnce(out, to, j, static_cast<double>(loadElementF32(a, types[p.base], j)) + d * kept);
+    storeRoundedOnce(out, to, j, a + d * kept);
   });
 }
 

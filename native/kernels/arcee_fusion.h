@@ -10,12 +10,17 @@
 //   out = round(a + d * (importance >= T ? 1 : 0))   in f64, one rounding (NaN * 0 is NaN, as mergekit's products).
 // A NaN threshold (NaN among the quartiles: more than a quarter of the importances NaN) keeps nothing,
 // as mergekit's comparison with NaN.
+// Each row's KL costs two exps and a log per element, so the planner computes it once: the first histogram
+// pass returns every row's KL after its counts, and the later passes and the merge take them as their
+// params' tail (f64, exact through the plan) instead of computing them again.
 #pragma once
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
 #include "kernels.h"
+#include "numerics.h"
 
 namespace wm {
 
@@ -23,13 +28,16 @@ struct ArceeParams {
   uint64_t rowLength = 1;
   uint32_t base = 0, model = 0;  // source indices
   float threshold = 0;
+  const double* rowKl = nullptr;  // each row's KL (count / L of them, pointing into the params), or null: computed
 };
 
-// Dest params [L, base, model, threshold]; `count` is the job's element count (whole rows).
+// Dest params [L, base, model, threshold, (count / L row KLs)?]; `count` is the job's element count (whole rows).
+// The result points into p for the row KLs: p must outlive it.
 ArceeParams decodeArceeParams(const std::vector<double>& p, size_t sourceCount, uint64_t count);
 
-// statParams [L, base, model, shift, bits, prefix x 3]: three radix histograms at once (one per
-// quantile, each over the keys whose bits above shift + bits equal its prefix), 3 x 2^bits counts.
+// statParams [L, base, model, shift, bits, prefix x 3, (count / L row KLs)?]: three radix histograms at once (one per
+// quantile, each over the keys whose bits above shift + bits equal its prefix), 3 x 2^bits counts, then,
+// where the KLs were not given, the count / L row KLs.
 struct ArceeStat {
   ArceeParams rows;
   uint32_t shift = 0, bits = 0;
@@ -37,10 +45,16 @@ struct ArceeStat {
 };
 ArceeStat decodeArceeHistogram(const std::vector<double>& p, size_t sourceCount, uint64_t count);
 
-uint32_t arceeOrderKey(float importance);
+inline uint32_t arceeOrderKey(float importance) {
+  if (std::isnan(importance)) return 0xFFC00000u;  // above +Inf's 0xFF800000
+  const uint32_t bits = num::f32Bits(importance);
+  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+}
 
-// Elements start .. start + n - 1 (whole rows).
-void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat& s, uint64_t start, size_t n, uint64_t* hist);
+// Elements start .. start + n - 1 (whole rows). rowKl, unless null, receives the KL of each row of the piece
+// (indexed by the row's number in the job).
+void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat& s, uint64_t start, size_t n, uint64_t* hist,
+                    double* rowKl = nullptr);
 void arceeMerge(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, void* out, Dtype to);
 
 }  // namespace wm

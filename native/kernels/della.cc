@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "cpu_backends.h"
 #include "element_io.h"
 #include "numerics.h"
 
@@ -45,6 +46,26 @@ void modelAt(const std::vector<double>& p, size_t o, DellaModel& m) {
 inline uint32_t absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t j) {
   const uint32_t a = num::f32Bits(num::subRn(loadElementF32(x, tx, j), loadElementF32(base, tb, j))) & 0x7FFFFFFFu;
   return a > 0x7F800000u ? 0x7FC00000u : a;
+}
+
+// bits[t] = absDeltaBits of the row element at first + (L - 1 - t) * S (descending positions), dtypes fixed at compile time.
+void rowBits(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t first, uint64_t S, uint64_t L, uint32_t* bits) {
+  withDtype(tb, [&](auto B) {
+    withDtype(tx, [&](auto X) {
+      constexpr Dtype DB = decltype(B)::value, DX = decltype(X)::value;
+      for (uint64_t t = 0; t < L; ++t) {
+        const uint64_t j = first + (L - 1 - t) * S;
+        const uint32_t a = num::f32Bits(num::subRn(loadElem<DX>(x, j), loadElem<DB>(base, j))) & 0x7FFFFFFFu;
+        bits[t] = a > 0x7F800000u ? 0x7FC00000u : a;
+      }
+    });
+  });
+}
+
+// out[j] = keep[j] ? x[j] : base[j], element bits copied (one dtype).
+template <typename E>
+void keepOrBase(const E* x, const E* base, const uint8_t* keep, size_t n, E* out) {
+  for (size_t j = 0; j < n; ++j) out[j] = keep[j] ? x[j] : base[j];
 }
 
 }  // namespace
@@ -92,27 +113,38 @@ void dellaKeep(const void* base, Dtype tb, const void* x, Dtype tx, const DellaR
   }
   const uint64_t L = rows.length, S = rows.stride;
   // Per thread, kept: a row's |d| bits and positions, sorted by a stable LSD radix sort on the bits
-  // (11, 11 and 9-bit digits) from descending position order, so that equal |d| put the lower index higher.
+  // (8-bit digits: few counters to clear and sum for short rows) from descending position order, so that
+  // equal |d| put the lower index higher; and the keep probability of each rank (the same for every row).
   thread_local std::vector<uint32_t> bits, pos, bitsTmp, posTmp;
+  thread_local std::vector<double> probability;
   bits.resize(L);
   pos.resize(L);
   bitsTmp.resize(L);
   posTmp.resize(L);
-  uint32_t count[2048];
+  probability.resize(L);
+  for (uint64_t r = 0; r < L; ++r) {
+    probability[r] = L == 1 ? m.density : (m.density - m.epsilon) + ((static_cast<double>(r) / static_cast<double>(L - 1)) * 2) * m.epsilon;
+  }
+  uint32_t count[4][256];
   for (uint64_t b0 = 0; b0 < n; b0 += rows.block()) {
     for (uint64_t s = 0; s < S; ++s) {
+      rowBits(base, tb, x, tx, b0 + s, S, L, bits.data());
+      // The four digits' counts in one read of the row.
+      std::fill(&count[0][0], &count[0][0] + 4 * 256, 0u);
       for (uint64_t t = 0; t < L; ++t) {
-        pos[t] = static_cast<uint32_t>(L - 1 - t);
-        bits[t] = absDeltaBits(base, tb, x, tx, b0 + pos[t] * S + s);
+        ++count[0][bits[t] & 255u];
+        ++count[1][(bits[t] >> 8) & 255u];
+        ++count[2][(bits[t] >> 16) & 255u];
+        ++count[3][bits[t] >> 24];
       }
-      for (uint32_t shift = 0; shift < 31; shift += 11) {
-        std::fill(count, count + 2048, 0u);
-        for (uint64_t t = 0; t < L; ++t) ++count[(bits[t] >> shift) & 2047u];
-        if (count[(bits[0] >> shift) & 2047u] == L) continue;  // one digit value: the order stands
+      for (uint64_t t = 0; t < L; ++t) pos[t] = static_cast<uint32_t>(L - 1 - t);
+      for (uint32_t d = 0; d < 4; ++d) {
+        const uint32_t shift = 8 * d;
+        if (count[d][(bits[0] >> shift) & 255u] == L) continue;  // one digit value: the order stands
         uint32_t sum = 0;
-        for (uint32_t& c : count) sum += std::exchange(c, sum);
+        for (uint32_t& c : count[d]) sum += std::exchange(c, sum);
         for (uint64_t t = 0; t < L; ++t) {
-          const uint32_t at = count[(bits[t] >> shift) & 2047u]++;
+          const uint32_t at = count[d][(bits[t] >> shift) & 255u]++;
           bitsTmp[at] = bits[t];
           posTmp[at] = pos[t];
         }
@@ -121,8 +153,7 @@ void dellaKeep(const void* base, Dtype tb, const void* x, Dtype tx, const DellaR
       }
       for (uint64_t r = 0; r < L; ++r) {
         const uint64_t at = b0 + pos[r] * S + s;
-        const double p = L == 1 ? m.density : (m.density - m.epsilon) + ((static_cast<double>(r) / static_cast<double>(L - 1)) * 2) * m.epsilon;
-        keep[at] = bernoulliKeep(m.seedKey, start + at, p) ? 1 : 0;
+        keep[at] = bernoulliKeep(m.seedKey, start + at, probability[r]) ? 1 : 0;
       }
     }
   }
@@ -133,13 +164,19 @@ void dellaMerge(const void* const* srcs, const Dtype* types, const DellaParams& 
   const size_t m = p.models.size();
   const void* base = srcs[p.baseSource];
   const Dtype tb = types[p.baseSource];
-  // Per thread, kept: each model's surviving values (the base's where dropped) as f32, exact for every input dtype.
-  thread_local std::vector<float> kept;
+  // The kept values in one dtype for every source, so that sparseMerge takes its SIMD path: the base's
+  // when every model shares it (a kept value is then a byte copy), else f32 (exact for every input dtype).
+  bool same = true;
+  for (const DellaModel& dm : p.models) same = same && types[dm.source] == tb;
+  const Dtype tk = same ? tb : Dtype::F32;
+  const size_t es = dtypeSize(tk);
+  // Per thread, kept: each model's surviving values (the base's where dropped), then the base as f32 when converted.
+  thread_local std::vector<uint8_t> kept;
   thread_local std::vector<uint8_t> keep;
-  kept.resize(m * n);
+  kept.resize((m + (same ? 0 : 1)) * n * es);
   keep.resize(n);
   std::vector<const void*> s2(m + 1);
-  std::vector<Dtype> t2(m + 1, Dtype::F32);
+  std::vector<Dtype> t2(m + 1, tk);
   SparseParams sp;
   sp.consensus = p.consensus;
   sp.normalize = p.normalize;
@@ -147,14 +184,25 @@ void dellaMerge(const void* const* srcs, const Dtype* types, const DellaParams& 
   sp.indexBits = sparseIndexBits(count);
   sp.baseSource = 0;
   s2[0] = base;
-  t2[0] = tb;
+  if (!same) {
+    float* b32 = reinterpret_cast<float*>(kept.data() + m * n * es);
+    for (size_t j = 0; j < n; ++j) b32[j] = loadElementF32(base, tb, j);
+    s2[0] = b32;
+  }
   for (size_t k = 0; k < m; ++k) {
     const DellaModel& dm = p.models[k];
     const void* x = srcs[dm.source];
     const Dtype tx = types[dm.source];
     dellaKeep(base, tb, x, tx, p.rows, dm, start, n, keep.data());
-    float* xk = kept.data() + k * n;
-    for (size_t j = 0; j < n; ++j) xk[j] = keep[j] ? loadElementF32(x, tx, j) : loadElementF32(base, tb, j);
+    uint8_t* xk = kept.data() + k * n * es;
+    if (!same) {
+      float* f = reinterpret_cast<float*>(xk);
+      for (size_t j = 0; j < n; ++j) f[j] = keep[j] ? loadElementF32(x, tx, j) : loadElementF32(base, tb, j);
+    } else if (es == 2) {
+      keepOrBase(static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(base), keep.data(), n, reinterpret_cast<uint16_t*>(xk));
+    } else {
+      keepOrBase(static_cast<const uint32_t*>(x), static_cast<const uint32_t*>(base), keep.data(), n, reinterpret_cast<uint32_t*>(xk));
+    }
     s2[k + 1] = xk;
     SparseModel sm;  // every element passes the sparse op's own keep rule (no cuts, no mask)
     sm.source = static_cast<uint32_t>(k + 1);

@@ -6,8 +6,10 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu_backends.h"
 #include "element_io.h"
 #include "numerics.h"
+#include "sparse_select.h"
 #include "sparsify.h"
 
 namespace wm {
@@ -45,26 +47,67 @@ void cutAt(const std::vector<double>& p, size_t at, uint64_t count, SceParams& s
   if (s.indexBits != sparseIndexBits(count)) throw std::invalid_argument("index bits do not match the element count");
 }
 
-inline double taskAt(const void* const* srcs, const Dtype* types, const SceParams& p, size_t k, size_t j) {
-  return static_cast<double>(loadElementF32(srcs[p.sources[k]], types[p.sources[k]], j)) - static_cast<double>(loadElementF32(srcs[p.base], types[p.base], j));
+// Elements are handled in chunks: loads with the dtype fixed at compile time into f64 arrays, then
+// per-element arithmetic in the same order as the formulas of sce.h (so the same bits).
+constexpr size_t kChunk = 512;
+
+void loadRun(const void* src, Dtype type, size_t j0, size_t len, double* out) {
+  withDtype(type, [&](auto T) {
+    constexpr Dtype D = decltype(T)::value;
+    for (size_t j = 0; j < len; ++j) out[j] = loadElem<D>(src, j0 + j);
+  });
 }
 
-// The rank key of element i = start + j (sce.h): the f32 variance's bits above the index order.
-inline uint64_t varianceKey(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t i, size_t j, bool* zero) {
-  const size_t m = p.sources.size();
-  double mean = 0;
-  for (size_t k = 0; k < m; ++k) mean += taskAt(srcs, types, p, k, j);
-  mean /= static_cast<double>(m);
-  double v = 0;
-  for (size_t k = 0; k < m; ++k) {
-    const double d = taskAt(srcs, types, p, k, j) - mean;
-    v += d * d;
+// base[j] and t[k * kChunk + j] = x_k - base (f64) for elements j0 .. j0 + len - 1.
+void tasksOf(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, double* base, double* t) {
+  loadRun(srcs[p.base], types[p.base], j0, len, base);
+  for (size_t k = 0; k < p.sources.size(); ++k) {
+    double* tk = t + k * kChunk;
+    loadRun(srcs[p.sources[k]], types[p.sources[k]], j0, len, tk);
+    for (size_t j = 0; j < len; ++j) tk[j] -= base[j];
   }
-  v /= static_cast<double>(m);
-  uint32_t bits = num::f32Bits(static_cast<float>(v)) & 0x7FFFFFFFu;
-  if (bits > 0x7F800000u) bits = 0x7FC00000u;
-  if (zero) *zero = bits == 0;
-  return sparseRankKey(bits, p.indexBits, count, i);
+}
+
+// The f32 variance's |bits| per element (every NaN one value above Inf): mean and variance in model order.
+void varianceBits(const double* t, size_t m, size_t len, uint32_t* bits) {
+  double mean[kChunk], v[kChunk];
+  std::fill(mean, mean + len, 0.0);
+  for (size_t k = 0; k < m; ++k) {
+    for (size_t j = 0; j < len; ++j) mean[j] += t[k * kChunk + j];
+  }
+  for (size_t j = 0; j < len; ++j) mean[j] /= static_cast<double>(m);
+  std::fill(v, v + len, 0.0);
+  for (size_t k = 0; k < m; ++k) {
+    for (size_t j = 0; j < len; ++j) {
+      const double d = t[k * kChunk + j] - mean[j];
+      v[j] += d * d;
+    }
+  }
+  for (size_t j = 0; j < len; ++j) {
+    const uint32_t b = num::f32Bits(static_cast<float>(v[j] / static_cast<double>(m))) & 0x7FFFFFFFu;
+    bits[j] = b > 0x7F800000u ? 0x7FC00000u : b;
+  }
+}
+
+// Calls f(j0, len, base, t, keep) per chunk of the piece; keep[j] is 1.0 for the selected elements, else 0.0.
+template <typename F>
+void forChunks(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, F f) {
+  const size_t m = p.sources.size();
+  thread_local std::vector<double> t;
+  t.resize(m * kChunk);
+  double base[kChunk], keep[kChunk];
+  uint32_t bits[kChunk];
+  for (size_t j0 = 0; j0 < n; j0 += kChunk) {
+    const size_t len = std::min(kChunk, n - j0);
+    tasksOf(srcs, types, p, j0, len, base, t.data());
+    if (p.cut == 0 || p.cut >= kRankKeyNone) {  // every key lies below kRankKeyNone: all kept, or none
+      std::fill(keep, keep + len, p.cut == 0 ? 1.0 : 0.0);
+    } else {
+      varianceBits(t.data(), m, len, bits);
+      for (size_t j = 0; j < len; ++j) keep[j] = sparseRankKey(bits[j], p.indexBits, count, start + j0 + j) >= p.cut ? 1.0 : 0.0;
+    }
+    f(j0, len, base, t.data(), keep);
+  }
 }
 
 }  // namespace
@@ -105,46 +148,57 @@ SceParams decodeSceSumSquares(const std::vector<double>& p, size_t sourceCount, 
 void sceHistogram(const void* const* srcs, const Dtype* types, const SceStat& s, uint64_t count, uint64_t start, size_t n, uint64_t* hist) {
   const uint64_t mask = (uint64_t{1} << s.bits) - 1;
   const uint32_t up = s.shift + s.bits;
-  for (size_t j = 0; j < n; ++j) {
-    bool zero = false;
-    const uint64_t key = varianceKey(srcs, types, s.select, count, start + j, j, &zero);
-    if (zero) ++hist[mask + 1];
-    if (up < 64 && (key >> up) != s.prefix) continue;
-    ++hist[(key >> s.shift) & mask];
+  const size_t m = s.select.sources.size();
+  thread_local std::vector<double> t;
+  t.resize(m * kChunk);
+  double base[kChunk];
+  uint32_t bits[kChunk];
+  for (size_t j0 = 0; j0 < n; j0 += kChunk) {
+    const size_t len = std::min(kChunk, n - j0);
+    tasksOf(srcs, types, s.select, j0, len, base, t.data());
+    varianceBits(t.data(), m, len, bits);
+    for (size_t j = 0; j < len; ++j) {
+      if (bits[j] == 0) ++hist[mask + 1];
+      const uint64_t key = sparseRankKey(bits[j], s.select.indexBits, count, start + j0 + j);
+      if (up < 64 && (key >> up) != s.prefix) continue;
+      ++hist[(key >> s.shift) & mask];
+    }
   }
 }
 
 void sceSumSquares(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, double* sums) {
-  for (size_t j = 0; j < n; ++j) {
-    const bool keep = varianceKey(srcs, types, p, count, start + j, j, nullptr) >= p.cut;
+  // Each model's sum adds its elements in element order, as sce.h says.
+  forChunks(srcs, types, p, count, start, n, [&](size_t, size_t len, const double*, const double* t, const double* keep) {
     for (size_t k = 0; k < p.sources.size(); ++k) {
-      const double t = taskAt(srcs, types, p, k, j) * (keep ? 1.0 : 0.0);
-      if (std::isfinite(t)) sums[k] += t * t;
+      for (size_t j = 0; j < len; ++j) {
+        const double x = t[k * kChunk + j] * keep[j];
+        if (std::isfinite(x)) sums[k] += x * x;
+      }
     }
-  }
+  });
 }
 
 void sceMerge(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out, Dtype to) {
   const size_t m = p.sources.size();
-  std::vector<double> t(m);
-  for (size_t j = 0; j < n; ++j) {
-    const bool keep = p.cut == 0 || varianceKey(srcs, types, p, count, start + j, j, nullptr) >= p.cut;
-    double s = 0;
-    for (size_t k = 0; k < m; ++k) {
-      t[k] = taskAt(srcs, types, p, k, j) * (keep ? 1.0 : 0.0);
-      s += t[k];
+  std::vector<double> tk(m);
+  forChunks(srcs, types, p, count, start, n, [&](size_t j0, size_t len, const double* base, const double* t, const double* keep) {
+    for (size_t j = 0; j < len; ++j) {
+      double s = 0;
+      for (size_t k = 0; k < m; ++k) {
+        tk[k] = t[k * kChunk + j] * keep[j];
+        s += tk[k];
+      }
+      const double majority = s >= 0 ? 1.0 : -1.0;
+      double num = 0, den = 0;
+      for (size_t k = 0; k < m; ++k) {
+        const double sign = tk[k] > 0 ? 1.0 : tk[k] < 0 ? -1.0 : 0.0;  // NaN: 0, never the majority
+        const double ew = p.weights[k] * (sign == majority ? 1.0 : 0.0);
+        num += tk[k] * ew;
+        den += ew;
+      }
+      storeRoundedOnce(out, to, j0 + j, base[j] + num / std::max(den, 1e-6));
     }
-    const double majority = s >= 0 ? 1.0 : -1.0;
-    double num = 0, den = 0;
-    for (size_t k = 0; k < m; ++k) {
-      const double sign = t[k] > 0 ? 1.0 : t[k] < 0 ? -1.0 : 0.0;  // NaN: 0, never the majority
-      const double ew = p.weights[k] * (sign == majority ? 1.0 : 0.0);
-      num += t[k] * ew;
-      den += ew;
-    }
-    const double b = loadElementF32(srcs[p.base], types[p.base], j);
-    storeRoundedOnce(out, to, j, b + num / std::max(den, 1e-6));
-  }
+  });
 }
 
 }  // namespace wm

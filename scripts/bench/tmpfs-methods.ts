@@ -32,6 +32,10 @@ const RECIPES: Record<string, (p: CachedPair) => Record<string, unknown>> = {
   nearswap: (p) => withBase('nearswap', p, { t: 0.01 }),
   ram: (p) => withBase('ram', p, { epsilon: 0.01 }),
   ramplus_tl: (p) => withBase('ramplus_tl', p, { epsilon: 0.01, r: 0.5, alpha: 0.4 }),
+  della: (p) => thinned('della', p, { density: 0.5, epsilon: 0.1 }),
+  della_linear: (p) => thinned('della_linear', p, { density: 0.5, epsilon: 0.1 }),
+  sce: (p) => withBase('sce', p, { select_topk: 0.5 }),
+  arcee_fusion: (p) => withBase('arcee_fusion', p, {}),
 };
 
 function weighted(method: string, p: CachedPair): Record<string, unknown> {
