@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import { Checkpoint, TensorLocation } from '../model/checkpoint';
 import { InputFiles } from './input-files';
 import { WeightmixError } from '../errors';
-import { NativeDest, NativeJob, NativeOp, NativeOutput, NativeSource } from './native';
+import { NativeJob, NativeOp, NativeOutput } from './native';
+import { PackedJobs, PackedJobWriter, unpackJobs } from './packed-jobs';
 import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
 import { dtypeByteLength, encodeSafetensorsHeader } from '../format/safetensors';
 import { encodeSparseParams, ResolvedSparse } from './sparse-params';
@@ -79,10 +80,25 @@ export interface PlannedModel {
 export interface MergePlan {
   inputs: string[];
   outputs: NativeOutput[];
-  jobs: NativeJob[];
+  /** The jobs as the addon takes them: written as columns, no object per job. */
+  packedJobs: PackedJobs;
+  /** The same jobs as objects, decoded on first use (fusePlans and tests read them). */
+  readonly jobs: NativeJob[];
   models: PlannedModel[];
   /** Bytes the native engine writes (written shards only). */
   bytesToWrite: number;
+}
+
+/** A plan with its object view of the jobs decoded only when asked for. */
+export function mergePlanOf(fields: Omit<MergePlan, 'jobs'>): MergePlan {
+  let jobs: NativeJob[] | undefined;
+  return {
+    ...fields,
+    get jobs() {
+      jobs ??= unpackJobs(fields.packedJobs.words);
+      return jobs;
+    },
+  };
 }
 
 export function planMerge(spec: MergeSpec): MergePlan {
@@ -91,7 +107,9 @@ export function planMerge(spec: MergeSpec): MergePlan {
 
   const outputs: NativeOutput[] = [];
   const models: PlannedModel[] = spec.outputs.map((o) => ({ dir: o.dir, shards: [], weightMap: {}, tensorBytes: 0, indexed: layout.indexed }));
-  const jobs: NativeJob[] = [];
+  const jobs = new PackedJobWriter();
+  // One tensor's source locations, reused from tensor to tensor.
+  const located: TensorLocation[] = [];
   let bytesToWrite = 0;
 
   for (const { name: shardName, tensors } of layout.shards) {
@@ -125,33 +143,34 @@ export function planMerge(spec: MergeSpec): MergePlan {
     });
     if (!written) continue;
 
-    // Plain loops, and a recipe's own model list reused when it is already sorted: an 18,867-tensor MoE plan runs this body per tensor.
+    // Plain loops, no object per job, and a recipe's own model list reused when it is already sorted: an 18,867-tensor MoE plan runs this body per tensor.
     for (let i = 0; i < tensors.length; i++) {
       const t = tensors[i];
       // Sources: every model any output needs for this tensor, read once, in checkpoint order.
       const used = usedModels(recipes, i);
-      const sources: NativeSource[] = [];
       let raw: TensorLocation | undefined;
       for (let k = 0; k < used.length; k++) {
         const loc = spec.checkpoints[used[k]].tensors.get(t.name);
         if (!loc) throw new WeightmixError('ModelsDiffer', `tensor ${t.name} is missing from ${spec.checkpoints[used[k]].dir}`);
-        const dtype = nativeDtype(loc.dtype);
+        located[k] = loc;
         // Non-float tensors travel as raw bytes (native dtype U8): count them in bytes.
-        if (dtype === 'U8' && raw === undefined) raw = loc;
-        sources.push({ input: inputFiles.indexOf(loc.file), offset: loc.offset, dtype });
+        if (raw === undefined && nativeDtype(loc.dtype) === 'U8') raw = loc;
       }
-      const dests: NativeDest[] = [];
-      for (let o = 0; o < recipes.length; o++) dests.push(planDest(recipes[o][i], used, sources.length, outIndex[o], offsets[o][i], t.name));
-      jobs.push({ count: raw ? raw.byteLength : t.elementCount, sources, dests });
+      jobs.job(raw ? raw.byteLength : t.elementCount, used.length);
+      for (let k = 0; k < used.length; k++) jobs.source(inputFiles.indexOf(located[k].file), located[k].offset, nativeDtype(located[k].dtype));
+      jobs.destCount(recipes.length);
+      for (let o = 0; o < recipes.length; o++) writeDest(jobs, recipes[o][i], used, outIndex[o], offsets[o][i], t.name);
     }
   }
-  return { inputs: inputFiles.paths, outputs, jobs, models, bytesToWrite };
+  return mergePlanOf({ inputs: inputFiles.paths, outputs, packedJobs: jobs.finish(), models, bytesToWrite });
 }
 
-/** The models any output reads for tensor i, ascending, each once (a single output's sorted list as it is). */
+/** The models any output reads for tensor i, ascending, each once (a sorted list that every output shares as it is). */
 function usedModels(recipes: TensorRecipe[][], i: number): number[] {
-  if (recipes.length === 1) {
-    const models = recipes[0][i].models;
+  const models = recipes[0][i].models;
+  let shared = true;
+  for (let o = 1; o < recipes.length && shared; o++) shared = recipes[o][i].models === models;
+  if (shared) {
     let ascending = true;
     for (let k = 1; k < models.length && ascending; k++) ascending = models[k - 1] < models[k];
     if (ascending) return models;
@@ -159,39 +178,41 @@ function usedModels(recipes: TensorRecipe[][], i: number): number[] {
   return [...new Set(recipes.flatMap((r) => r[i].models))].sort((x, y) => x - y);
 }
 
-/** One output's destination for a tensor whose job reads the models `used` (as `sourceCount` sources). */
-function planDest(r: TensorRecipe, used: number[], sourceCount: number, output: number, offset: number, name: string): NativeDest {
+const NO_PARAMS: readonly number[] = Object.freeze([]);
+
+/** Writes one output's destination for a tensor whose job reads the models `used`. */
+function writeDest(jobs: PackedJobWriter, r: TensorRecipe, used: number[], output: number, offset: number, name: string): void {
+  const dtype = nativeDtype(r.dtype);
   // The common case, an interpolation's lerp whose model list is the job's source list (usedModels returns it as it is): no index arrays.
-  if ((r.op === 'lerp' || r.op === 'lerp_mi') && r.models === used && used.length === 2)
-    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: r.w };
+  if ((r.op === 'lerp' || r.op === 'lerp_mi') && r.models === used && used.length === 2) return jobs.dest(output, offset, dtype, r.op, r.w);
   const srcs = r.models.map((m) => used.indexOf(m));
+  const source = (model: number) => srcs[r.models.indexOf(model)];
   let w = r.w;
+  let params = NO_PARAMS;
   if (r.op === 'copy') {
     w = [srcs[r.w[0]]];
   } else if (r.op === 'sparse') {
     if (!r.sparse) throw new Error(`internal: sparse recipe of ${name} without parameters`);
-    const params = encodeSparseParams(r.sparse, (model) => srcs[r.models.indexOf(model)]);
-    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params };
+    [w, params] = [[], encodeSparseParams(r.sparse, source)];
   } else if (r.op === 'arcee_fusion') {
     if (!r.arceeFusion) throw new Error(`internal: arcee_fusion recipe of ${name} without parameters`);
-    const params = encodeArceeFusionParams(r.arceeFusion, (model) => srcs[r.models.indexOf(model)]);
-    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params };
+    [w, params] = [[], encodeArceeFusionParams(r.arceeFusion, source)];
   } else if (r.op === 'sce') {
     if (!r.sce) throw new Error(`internal: sce recipe of ${name} without parameters`);
-    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params: encodeSceParams(r.sce, (model) => srcs[r.models.indexOf(model)]) };
+    [w, params] = [[], encodeSceParams(r.sce, source)];
   } else if (r.op === 'della') {
     if (!r.della) throw new Error(`internal: della recipe of ${name} without parameters`);
-    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params: encodeDellaParams(r.della, (model) => srcs[r.models.indexOf(model)]) };
+    [w, params] = [[], encodeDellaParams(r.della, source)];
   } else if (r.op === 'nearswap' || r.op === 'ram' || r.op === 'row_linear') {
-    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params: encodeElementwiseParams(r.op, srcs, r.w, r.rows) };
+    [w, params] = [[], encodeElementwiseParams(r.op, srcs, r.w, r.rows)];
   } else if (r.op === 'linear') {
     // Linear weights are indexed by the job's source list.
-    w = new Array(sourceCount).fill(0);
+    w = new Array(used.length).fill(0);
     srcs.forEach((s, k) => (w[s] += r.w[k]));
-  } else if (srcs.length !== 2 || srcs[0] !== 0 || srcs[1] !== 1 || sourceCount !== 2) {
+  } else if (srcs.length !== 2 || srcs[0] !== 0 || srcs[1] !== 1 || used.length !== 2) {
     throw new Error(`internal: ${r.op} of ${name} must read exactly two models, in checkpoint order`);
   }
-  return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w };
+  jobs.dest(output, offset, dtype, r.op, w, params);
 }
 
 /** The two models must hold the same tensors with the same shapes; float dtypes may differ. */
