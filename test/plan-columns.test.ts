@@ -14,6 +14,7 @@ import { encodeSparseParams, ResolvedSparse } from '../lib/engine/sparse-params'
 import { encodeElementwiseParams } from '../lib/engine/elementwise-params';
 import { NATIVE_DTYPE_BYTES, nativeDtype, SafetensorsDtype } from '../lib/format/dtypes';
 import type { OutputLayout } from '../lib/engine/output-layout';
+import { indexText } from '../lib/engine/model-files';
 import { rng } from './helpers/models';
 
 const seed = Number(process.env.WEIGHTMIX_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -244,4 +245,27 @@ test('the writer grows past its first buffers without losing a word', () => {
   const packed = writer.finish();
   expect(packed.words).toEqual(packJobs(jobs));
   expect(unpackJobs(packed.words)).toStrictEqual(jobs);
+});
+
+test('the index text is what JSON.stringify writes for the weight map set in sorted order, on random names', () => {
+  const next = rng(seed + 1);
+  const pieces = ['model', 'layers', '0', '7', '10', '4294967294', '4294967295', '01', '-1', '__proto__', 'é', '\u{1f600}', 'a"b', 'x\\y', '\n', ' '];
+  for (let round = 0; round < 200; round++) {
+    const names = new Set<string>();
+    const count = Math.floor(next() * 30);
+    while (names.size < count) {
+      const parts = Array.from({ length: 1 + Math.floor(next() * 3) }, () => pieces[Math.floor(next() * pieces.length)]);
+      names.add(parts.join(next() < 0.5 ? '.' : ''));
+    }
+    const all = [...names];
+    const shards = [0, 1, 2].map((s) => ({ name: `model-0000${s}.safetensors`, names: all.filter((_, i) => i % 3 === s) }));
+    const tensorBytes = Math.floor(next() * 2 ** 40);
+    // The reference: the weight map as an object (no prototype, so "__proto__" is a key like any other), keys set in sorted order.
+    const weightMap: Record<string, string> = Object.create(null);
+    const shardOf = new Map(shards.flatMap((s) => s.names.map((n) => [n, s.name])));
+    for (const name of [...all].sort()) weightMap[name] = shardOf.get(name)!;
+    expect(indexText({ shards: shards.map((s) => ({ ...s, path: '', size: 0, written: true })), tensorBytes })).toBe(
+      JSON.stringify({ metadata: { total_size: tensorBytes }, weight_map: weightMap }, null, 2) + '\n',
+    );
+  }
 });

@@ -77,14 +77,20 @@ export interface PackedJobs {
  * 18,867-tensor MoE plan writes here instead of allocating a job, its sources and dests per tensor.
  */
 export class PackedJobWriter {
-  private words = new Float64Array(1 << 12);
+  private words: Float64Array<ArrayBuffer>;
   private k = 0;
-  private work = new Float64Array(1 << 8);
+  private work: Float64Array<ArrayBuffer>;
   private jobs = 0;
   // The open job's element count and bytes per element of its sources and dests (its progress weight when it closes).
   private elements = 0;
   private sourceBytes = 0;
   private destBytes = 0;
+
+  /** `expectedJobs` and `expectedWords` size the first buffers (a planner that knows them does not regrow them: large typed arrays are costly to allocate). */
+  constructor(expectedJobs = 256, expectedWords = 4096) {
+    this.work = new Float64Array(Math.max(1, expectedJobs));
+    this.words = new Float64Array(Math.max(16, expectedWords));
+  }
 
   /** Starts a job of `count` elements reading `sourceCount` sources. */
   job(count: number, sourceCount: number, stat?: { moments?: boolean; stat?: NativeJob['stat']; statParams?: readonly number[] }): void {
@@ -130,10 +136,10 @@ export class PackedJobWriter {
     this.destBytes += BYTES_BY_CODE[c];
   }
 
-  /** The jobs written, in exactly sized arrays. */
+  /** The jobs written (views of the writer's buffers, which it no longer touches). */
   finish(): PackedJobs {
     this.close();
-    return { words: this.words.slice(0, this.k), count: this.jobs, work: this.work.slice(0, this.jobs) };
+    return { words: this.words.subarray(0, this.k), count: this.jobs, work: this.work.subarray(0, this.jobs) };
   }
 
   private close(): void {

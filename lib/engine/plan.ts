@@ -10,7 +10,7 @@ import { WeightmixError } from '../errors';
 import { NativeJob, NativeOp, NativeOutput } from './native';
 import { PackedJobs, PackedJobWriter, unpackJobs } from './packed-jobs';
 import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
-import { dtypeByteLength, encodeSafetensorsHeader } from '../format/safetensors';
+import { encodeHeaderColumns } from '../format/safetensors';
 import { encodeSparseParams, ResolvedSparse } from './sparse-params';
 import { encodeElementwiseParams, RowWeights } from './elementwise-params';
 import { DellaRecipe, encodeDellaParams } from './della-params';
@@ -54,25 +54,18 @@ export interface MergeSpec {
   shardFilter?: (shard: string) => boolean;
 }
 
-export interface PlannedTensor {
-  name: string;
-  dtype: SafetensorsDtype;
-  shape: number[];
-  byteLength: number;
-}
-
 export interface PlannedShard {
   name: string;
   path: string;
   size: number;
-  tensors: PlannedTensor[];
+  /** Its tensors' names, in data order (the index lists each under this shard). */
+  names: readonly string[];
   written: boolean;
 }
 
 export interface PlannedModel {
   dir: string;
   shards: PlannedShard[];
-  weightMap: Record<string, string>;
   tensorBytes: number;
   indexed: boolean;
 }
@@ -106,39 +99,38 @@ export function planMerge(spec: MergeSpec): MergePlan {
   const inputFiles = new InputFiles();
 
   const outputs: NativeOutput[] = [];
-  const models: PlannedModel[] = spec.outputs.map((o) => ({ dir: o.dir, shards: [], weightMap: {}, tensorBytes: 0, indexed: layout.indexed }));
-  const jobs = new PackedJobWriter();
+  const models: PlannedModel[] = spec.outputs.map((o) => ({ dir: o.dir, shards: [], tensorBytes: 0, indexed: layout.indexed }));
+  // Sized for the usual job (a few sources, one short dest per output), so that the writer rarely regrows.
+  let expectedJobs = 0;
+  for (const shard of layout.shards) if (!spec.shardFilter || spec.shardFilter(shard.name)) expectedJobs += shard.tensors.length;
+  const jobs = new PackedJobWriter(expectedJobs, expectedJobs * (6 + 3 * spec.checkpoints.length + 8 * spec.outputs.length));
   // One tensor's source locations, reused from tensor to tensor.
   const located: TensorLocation[] = [];
   let bytesToWrite = 0;
 
   for (const { name: shardName, tensors } of layout.shards) {
     const written = spec.shardFilter ? spec.shardFilter(shardName) : true;
+    // Columns of the shard's tensors (shared by every output), then per output its recipes and header: no object per tensor.
+    const names = tensors.map((t) => t.name);
+    const shapes = tensors.map((t) => t.shape);
     // recipes[o][t]: the recipe of tensor t in output o
-    const recipes = spec.outputs.map((_, o) => tensors.map((t) => spec.recipe(t.name, o)));
+    const recipes = spec.outputs.map((_, o) => names.map((name) => spec.recipe(name, o)));
     const outIndex: number[] = [];
-    const offsets: number[][] = [];
+    const offsets: Float64Array[] = [];
     spec.outputs.forEach((out, o) => {
-      const planned = tensors.map((t, i) => ({
-        name: t.name,
-        dtype: recipes[o][i].dtype,
-        shape: t.shape,
-        byteLength: dtypeByteLength(recipes[o][i].dtype, t.elementCount),
-      }));
-      const header = encodeSafetensorsHeader(planned, out.metadata);
+      const dtypes = recipes[o].map((r) => r.dtype);
+      const header = encodeHeaderColumns('encodeSafetensorsHeader', names, dtypes, shapes, out.metadata);
+      const size = header.dataStart + header.dataBytes;
       const file = path.join(out.dir, shardName);
-      models[o].shards.push({ name: shardName, path: file, size: header.totalSize, tensors: planned, written });
-      for (const t of planned) {
-        models[o].weightMap[t.name] = shardName;
-        models[o].tensorBytes += t.byteLength;
-      }
-      const starts: number[] = new Array(planned.length);
-      for (let i = 0; i < planned.length; i++) starts[i] = header.dataStart + header.offsets[i][0];
+      models[o].shards.push({ name: shardName, path: file, size, names, written });
+      models[o].tensorBytes += header.dataBytes;
+      const starts = header.starts;
+      for (let i = 0; i < starts.length; i++) starts[i] += header.dataStart;
       offsets.push(starts);
       if (written) {
         outIndex.push(outputs.length);
-        outputs.push({ path: file, size: header.totalSize, head: header.bytes });
-        bytesToWrite += header.totalSize;
+        outputs.push({ path: file, size, head: header.bytes });
+        bytesToWrite += size;
       }
     });
     if (!written) continue;
