@@ -209,8 +209,11 @@ function writeDest(jobs: PackedJobWriter, r: TensorRecipe, used: number[], outpu
 
 /** The two models must hold the same tensors with the same shapes; float dtypes may differ. */
 export function checkCompatible(a: Checkpoint, b: Checkpoint): void {
-  const onlyA = a.names.filter((n) => !b.tensors.has(n));
-  const onlyB = b.names.filter((n) => !a.tensors.has(n));
+  // Names are unique in each model: equal counts and every name of a found in b mean the same sets (one lookup per name, not three).
+  let same = a.names.length === b.names.length;
+  for (let i = 0; i < a.names.length && same; i++) same = b.tensors.has(a.names[i]);
+  const onlyA = same ? [] : a.names.filter((n) => !b.tensors.has(n));
+  const onlyB = same ? [] : b.names.filter((n) => !a.tensors.has(n));
   if (onlyA.length > 0 || onlyB.length > 0) {
     const few = (xs: string[]) => (xs.length === 0 ? 'none' : xs.slice(0, 3).join(', ') + (xs.length > 3 ? ` (+${xs.length - 3} more)` : ''));
     throw new WeightmixError('ModelsDiffer', `the models hold different tensors: only in ${a.dir}: ${few(onlyA)}; only in ${b.dir}: ${few(onlyB)}`);

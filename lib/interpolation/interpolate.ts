@@ -321,32 +321,32 @@ function interpolationRecipes(
   numerics: Numerics,
   dtype: FloatDtype | undefined,
 ): (name: string, selected: boolean) => TensorRecipe {
-  const shared = new Map<string, TensorRecipe>();
-  const recipe = (op: 'copy' | 'lerp' | 'lerp_mi', model: number, outDtype: SafetensorsDtype): TensorRecipe => {
-    const key = `${op}${model}${outDtype}`;
-    let r = shared.get(key);
-    if (r === undefined) {
-      r = op === 'copy' ? { op, models: MODEL_LISTS[model], w: [0], dtype: outDtype } : { op, models: MODEL_LISTS[2], w: [lambda], dtype: outDtype };
-      shared.set(key, r);
-    }
-    return r;
+  // By output dtype, then kind (copy of model 0, copy of model 1, lerp, lerp_mi): no key string built per tensor.
+  const shared = new Map<SafetensorsDtype, TensorRecipe[]>();
+  const recipe = (kind: 0 | 1 | 2 | 3, outDtype: SafetensorsDtype): TensorRecipe => {
+    let byKind = shared.get(outDtype);
+    if (byKind === undefined) shared.set(outDtype, (byKind = []));
+    return (byKind[kind] ??=
+      kind < 2
+        ? { op: 'copy', models: MODEL_LISTS[kind], w: [0], dtype: outDtype }
+        : { op: kind === 2 ? 'lerp' : 'lerp_mi', models: MODEL_LISTS[2], w: [lambda], dtype: outDtype });
   };
   return (name, selected) => {
     const a = instruct.tensors.get(name)!;
     const b = thinking.tensors.get(name)!;
     const float = isFloatDtype(a.dtype);
     const outDtype = float && dtype ? dtype : a.dtype;
-    if (!selected || !float) return recipe('copy', 0, outDtype);
+    if (!selected || !float) return recipe(0, outDtype);
     if (!isFloatDtype(b.dtype)) throw new WeightmixError('DtypeMismatch', `tensor ${name} is ${b.dtype} in ${thinking.dir}`);
     if (numerics === 'mi') {
       if (a.dtype !== b.dtype) {
         throw new WeightmixError('DtypeMismatch', `--numerics mi needs one dtype per tensor, but ${name} is ${a.dtype} and ${b.dtype}; use --numerics exact`);
       }
-      return recipe('lerp_mi', 0, outDtype);
+      return recipe(3, outDtype);
     }
     // λ = 0 and λ = 1 reproduce an input bit for bit: a byte copy, no arithmetic.
-    if (lambda === 0) return recipe('copy', 0, outDtype);
-    if (lambda === 1) return recipe('copy', 1, outDtype);
-    return recipe('lerp', 0, outDtype);
+    if (lambda === 0) return recipe(0, outDtype);
+    if (lambda === 1) return recipe(1, outDtype);
+    return recipe(2, outDtype);
   };
 }
