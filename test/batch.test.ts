@@ -11,7 +11,8 @@ import { merge } from '../lib/recipes/merge-recipe';
 import { mergeBatch, writeBlockBytes } from '../lib/recipes/batch';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { fusePlans } from '../lib/engine/fuse-plans';
-import type { MergePlan } from '../lib/engine/plan';
+import { MergePlan, mergePlanOf } from '../lib/engine/plan';
+import { packJobColumns } from '../lib/engine/packed-jobs';
 import { ensureCliBuilt, expectOneLineError, runCli } from './helpers/cli';
 
 let dir: string;
@@ -218,13 +219,14 @@ test('a fused plan reads each tensor once where the recipes agree on the source 
     sources: sources.map(([input, offset]) => ({ input, offset, dtype: 'BF16' as const })),
     dests: [{ output, offset: 8, dtype: 'BF16' as const, op, w }],
   });
-  const plan = (jobs: ReturnType<typeof job>[], inputs: string[]): MergePlan => ({
-    inputs,
-    outputs: [{ path: `/out/${inputs.join('')}-${jobs.length}`, size: 16, head: Buffer.alloc(8) }],
-    jobs,
-    models: [],
-    bytesToWrite: 16,
-  });
+  const plan = (jobs: ReturnType<typeof job>[], inputs: string[]): MergePlan =>
+    mergePlanOf({
+      inputs,
+      outputs: [{ path: `/out/${inputs.join('')}-${jobs.length}`, size: 16, head: Buffer.alloc(8) }],
+      packedJobs: packJobColumns(jobs),
+      models: [],
+      bytesToWrite: 16,
+    });
   // Plan 1 lists the inputs the other way round: input indices are per plan, tensors are (file, offset).
   const p1 = plan(
     [

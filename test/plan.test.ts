@@ -164,8 +164,9 @@ describe('planMerge: output shards and headers', () => {
   test('weight map and tensor bytes of each model', () => {
     const plan = planMerge(spec(lerpAll));
     for (const [o, m] of plan.models.entries()) {
-      expect(Object.keys(m.weightMap).sort()).toEqual([...A.names].sort());
-      for (const n of A.names) expect(m.weightMap[n]).toBe(A.tensors.get(n)!.shard);
+      const weightMap = new Map(m.shards.flatMap((s) => s.names.map((n) => [n, s.name])));
+      expect([...weightMap.keys()].sort()).toEqual([...A.names].sort());
+      for (const n of A.names) expect(weightMap.get(n)).toBe(A.tensors.get(n)!.shard);
       const bytes = A.names.reduce((s, n) => s + ELEMENTS.get(n)! * (n === RAW ? 8 : OUT_DTYPE[o] === 'F32' ? 4 : 2), 0);
       expect(m.tensorBytes).toBe(bytes);
     }
@@ -318,7 +319,10 @@ describe('planMerge: jobs', () => {
       'out1/rest.safetensors',
     ]);
     expect(parseHead(plan.outputs[2]).tensors.map((t) => t.name)).toEqual(names.slice(1));
-    expect(plan.models[1].weightMap).toEqual(Object.fromEntries(names.map((n, i) => [n, i === 0 ? 'first.safetensors' : 'rest.safetensors'])));
+    expect(plan.models[1].shards.map((s) => [s.name, s.names])).toEqual([
+      ['first.safetensors', names.slice(0, 1)],
+      ['rest.safetensors', names.slice(1)],
+    ]);
     plan.jobs.forEach((job, j) => expect(plan.inputs[job.sources[0].input]).toBe(A.tensors.get(names[j])!.file));
   });
 });

@@ -1,8 +1,9 @@
 /** Runs plans on the native engine, turning byte counts into the progress every front door reports. */
 import { resolveDevice, type ResolvedDevice } from './device';
+import { abortError } from '../errors';
 import { EngineOptions, parseDevice } from '../options';
-import { NATIVE_DTYPE_BYTES } from '../format/dtypes';
-import { loadNative, NativeJob, NativePlan, NativeResult, runPlan } from './native';
+import { loadNative, NativePlan, NativeResult, runPackedPlan } from './native';
+import { packJobColumns } from './packed-jobs';
 import { MergePlan } from './plan';
 
 /**
@@ -49,52 +50,48 @@ export async function executeMergePlan(
 ): Promise<ResolvedDevice> {
   const ran = resolveDevice(parseDevice(engine.device, name('device')), loadNative().info(), name('device'));
   const heads = plan.outputs.reduce((n, o) => n + o.head.length, 0);
-  await runPlan(
+  await runPackedPlan(
     {
       inputs: plan.inputs,
       outputs: plan.outputs,
-      jobs: plan.jobs,
+      jobs: plan.packedJobs,
       threads: engine.threads,
       blockBytes: engine.blockBytes,
       direct: engine.direct,
       device: ran.device,
     },
-    { onProgress: progressOf('write', plan.jobs, heads, options.onProgress), signal: options.signal },
+    { onProgress: progressOf('write', plan.packedJobs.work, heads, options.onProgress), signal: options.signal },
   );
   return ran;
 }
 
 /** The bytes the engine counts for a plan's progress (native/executor.cc's pieceWeight): headers, written bytes, and read bytes of a job that writes nothing. */
-export function planWork(plan: Pick<MergePlan, 'outputs' | 'jobs'>): number {
-  return plan.outputs.reduce((n, o) => n + o.head.length, 0) + plan.jobs.reduce((n, j) => n + jobWork(j), 0);
-}
-
-function jobWork(j: NativeJob): number {
-  const weighed = j.dests.length > 0 ? j.dests.map((d) => d.dtype) : j.sources.map((s) => s.dtype);
-  return weighed.reduce((n, dtype) => n + j.count * NATIVE_DTYPE_BYTES[dtype], 0);
+export function planWork(plan: Pick<MergePlan, 'outputs' | 'packedJobs'>): number {
+  return plan.outputs.reduce((n, o) => n + o.head.length, 0) + plan.packedJobs.work.reduce((n, w) => n + w, 0);
 }
 
 /** Runs a plan that writes nothing (moments, histograms, L1 sums) on the CPU, reporting progress as stage 'statistics'. */
 export async function runStatisticsPlan(plan: Pick<NativePlan, 'inputs' | 'jobs'>, options: StatisticsOptions): Promise<NativeResult> {
-  return runPlan(
-    { inputs: plan.inputs, outputs: [], jobs: plan.jobs, threads: options.threads, blockBytes: options.blockBytes, direct: options.direct },
-    { onProgress: progressOf('statistics', plan.jobs, 0, options.onProgress), signal: options.signal },
+  if (options.signal?.aborted) throw abortError('the merge was aborted', options.signal);
+  const jobs = packJobColumns(plan.jobs);
+  return runPackedPlan(
+    { inputs: plan.inputs, outputs: [], jobs, threads: options.threads, blockBytes: options.blockBytes, direct: options.direct },
+    { onProgress: progressOf('statistics', jobs.work, 0, options.onProgress), signal: options.signal },
   );
 }
 
 /** The engine's (done, total) bytes as MergeProgress; jobs run in order, so the bytes done tell how many tensors are done (closely enough for a bar). */
 function progressOf(
   stage: MergeProgress['stage'],
-  jobs: readonly NativeJob[],
+  work: Float64Array,
   heads: number,
   onProgress: ExecuteOptions['onProgress'],
 ): ((done: number, total: number) => void) | undefined {
   if (!onProgress) return undefined;
   const started = process.hrtime.bigint();
-  // The engine counts a job's bytes as native/executor.cc's pieceWeight does: written bytes, or read bytes when it writes nothing.
-  const jobEnds: number[] = [];
+  const jobEnds = new Float64Array(work.length);
   let acc = heads;
-  for (const j of jobs) jobEnds.push((acc += jobWork(j)));
+  for (let j = 0; j < work.length; j++) jobEnds[j] = acc += work[j];
   return (done, total) => {
     let lo = 0;
     let hi = jobEnds.length;
@@ -108,7 +105,7 @@ function progressOf(
       bytesDone: done,
       bytesTotal: total,
       tensorsDone: lo,
-      tensorsTotal: jobs.length,
+      tensorsTotal: work.length,
       seconds: Number(process.hrtime.bigint() - started) / 1e9,
     });
   };

@@ -7,7 +7,8 @@
  */
 import { InputFiles } from './input-files';
 import type { NativeDest, NativeJob, NativeOutput, NativeSource } from './native';
-import type { MergePlan, PlannedModel } from './plan';
+import { MergePlan, mergePlanOf, PlannedModel } from './plan';
+import { packJobColumns } from './packed-jobs';
 import { remapSparseSources } from './sparse-params';
 import { remapElementwiseSources } from './elementwise-params';
 import { remapDellaSources } from './della-params';
@@ -86,7 +87,7 @@ export function fusePlans(plans: MergePlan[]): MergePlan {
     }
   }
   fused.sort((x, y) => x.at - y.at || x.index - y.index);
-  return { inputs: inputs.paths, outputs, jobs: fused.map((f) => f.job), models, bytesToWrite };
+  return mergePlanOf({ inputs: inputs.paths, outputs, packedJobs: packJobColumns(fused.map((f) => f.job)), models, bytesToWrite });
 }
 
 interface SourceGroup {

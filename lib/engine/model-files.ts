@@ -9,10 +9,31 @@ import { FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
 /** index.json rebuilt from what was planned and written: total_size is the tensor bytes, as HF writes it. */
 export async function writeIndex(model: PlannedModel): Promise<void> {
   if (!model.indexed) return;
-  const weightMap: Record<string, string> = {};
-  for (const name of Object.keys(model.weightMap).sort()) weightMap[name] = model.weightMap[name];
-  const doc = { metadata: { total_size: model.tensorBytes }, weight_map: weightMap };
-  await fs.promises.writeFile(path.join(model.dir, INDEX_FILE), JSON.stringify(doc, null, 2) + '\n');
+  await fs.promises.writeFile(path.join(model.dir, INDEX_FILE), indexText(model));
+}
+
+/**
+ * The index's text: what `JSON.stringify(doc, null, 2)` gives for a weight_map object whose keys were set in sorted
+ * order (array-index names first, ascending, as an object enumerates them), written from the shards' name columns.
+ */
+export function indexText(model: Pick<PlannedModel, 'shards' | 'tensorBytes'>): string {
+  const shardOf = new Map<string, string>();
+  for (const shard of model.shards) for (const name of shard.names) shardOf.set(name, shard.name);
+  // The default sort (UTF-16 code units, as Object.keys(…).sort() did), no comparator to call per pair.
+  const names = [...shardOf.keys()].sort();
+  const indices = names.filter(isArrayIndex).sort((x, y) => Number(x) - Number(y));
+  let lines = '';
+  for (const name of indices.length === 0 ? names : [...indices, ...names.filter((n) => !isArrayIndex(n))]) {
+    lines += `${lines === '' ? '' : ',\n'}    ${JSON.stringify(name)}: ${JSON.stringify(shardOf.get(name))}`;
+  }
+  const weightMap = lines === '' ? '{}' : `{\n${lines}\n  }`;
+  return `{\n  "metadata": {\n    "total_size": ${JSON.stringify(model.tensorBytes)}\n  },\n  "weight_map": ${weightMap}\n}\n`;
+}
+
+/** A name an object keeps among its integer indices (a canonical uint32 below 2^32 − 1). */
+function isArrayIndex(name: string): boolean {
+  const first = name.charCodeAt(0);
+  return first >= 48 && first <= 57 && /^(0|[1-9][0-9]{0,9})$/.test(name) && Number(name) < 2 ** 32 - 1;
 }
 
 /** Copies the sidecar files (config, tokenizer, templates, …) of `from`; rewrites config's dtype when it changed. */

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { abortError, WeightmixError } from '../errors';
 import type { WeightmixErrorCode } from '../error-codes';
 import { currentPlatform, loadAddon, LoadedAddon } from './native-loader';
-import { packJobs } from './packed-jobs';
+import { packJobColumns, PackedJobs } from './packed-jobs';
 import { NativeJsonTables, useNativeJsonTables } from '../format/json-tables';
 
 import type { NativeDtype } from '../format/dtypes';
@@ -158,6 +158,12 @@ const NATIVE_CODES: Record<string, WeightmixErrorCode> = {
  * call (done = total on success) comes before the promise settles and none comes after.
  */
 export async function runPlan(plan: NativePlan, options: RunOptions = {}): Promise<NativeResult> {
+  if (options.signal?.aborted) throw abortError('the merge was aborted', options.signal);
+  return runPackedPlan({ ...plan, jobs: packJobColumns(plan.jobs) }, options);
+}
+
+/** `runPlan` of a plan whose jobs are already packed (a planner that writes columns). */
+export async function runPackedPlan(plan: Omit<NativePlan, 'jobs'> & { jobs: PackedJobs }, options: RunOptions = {}): Promise<NativeResult> {
   const { signal, onProgress } = options;
   if (signal?.aborted) throw abortError('the merge was aborted', signal);
   let callbackFailed: { error: unknown } | undefined;
@@ -173,7 +179,7 @@ export async function runPlan(plan: NativePlan, options: RunOptions = {}): Promi
         }
       }
     : undefined;
-  const handle = loadNative().execute({ ...plan, jobs: packJobs(plan.jobs) }, progress);
+  const handle = loadNative().execute({ ...plan, jobs: plan.jobs.words }, progress);
   const onAbort = () => handle.cancel();
   signal?.addEventListener('abort', onAbort, { once: true });
   let result: NativeResult;

@@ -23,9 +23,10 @@ export interface OutputLayout {
 /** A checkpoint's own layout: its shard names and order, each shard's tensors in data order. */
 export function checkpointLayout(ckpt: Checkpoint): OutputLayout {
   const shards = new Map<string, LayoutTensor[]>(ckpt.shards.map((s) => [s.name, []]));
+  // A location is a LayoutTensor as it is (name, shape, elementCount): no second object per tensor.
   for (const name of ckpt.names) {
     const t = ckpt.tensors.get(name)!;
-    shards.get(t.shard)!.push({ name: t.name, shape: t.shape, elementCount: t.elementCount });
+    shards.get(t.shard)!.push(t);
   }
   return { shards: [...shards].map(([name, tensors]) => ({ name, tensors })), indexed: ckpt.indexed };
 }

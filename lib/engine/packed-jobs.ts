@@ -8,7 +8,7 @@
  *   sources.length, then per source: input, offset, dtype code,
  *   dests.length, then per dest: output, offset, dtype code, op code, w.length, w…, params.length, params…
  */
-import type { NativeDtype } from '../format/dtypes';
+import { NATIVE_DTYPE_BYTES, NativeDtype } from '../format/dtypes';
 import type { NativeDest, NativeJob, NativeOp } from './native-plan';
 
 // The codes are the addon's contract (native/packed_jobs.cc decodes the same numbers).
@@ -43,56 +43,172 @@ function code<K extends string>(table: Readonly<Record<K, number>>, key: K, what
   return c;
 }
 
-/** Only sparse, nearswap, ram, row_linear, della, sce and arcee_fusion dests carry params (the addon ignored them elsewhere before packing, too). */
-function destParams(d: NativeDest): readonly number[] {
-  return d.op === 'sparse' || d.op === 'nearswap' || d.op === 'ram' || d.op === 'row_linear' || d.op === 'della' || d.op === 'sce' || d.op === 'arcee_fusion'
-    ? (d.params ?? [])
-    : [];
+/** The ops whose dests carry params (the addon ignored params elsewhere before packing, too). */
+function carriesParams(op: NativeOp): boolean {
+  return op === 'sparse' || op === 'nearswap' || op === 'ram' || op === 'row_linear' || op === 'della' || op === 'sce' || op === 'arcee_fusion';
 }
 
-function packedLength(jobs: readonly NativeJob[]): number {
-  let n = 0;
-  for (const job of jobs) {
-    n += 4 + (job.stat !== undefined ? (job.statParams?.length ?? 0) : 0) + 1 + 3 * job.sources.length + 1;
-    for (const d of job.dests) n += 6 + d.w.length + destParams(d).length;
+const NO_NUMBERS: readonly number[] = Object.freeze([]);
+/** Name by code, the codes' inverse. */
+function namesByCode<K extends string>(table: Readonly<Record<K, number>>): K[] {
+  const names: K[] = [];
+  for (const name of Object.keys(table) as K[]) names[table[name]] = name;
+  return names;
+}
+const DTYPE_NAMES = namesByCode(PACKED_DTYPE_CODES);
+const OP_NAMES = namesByCode(PACKED_OP_CODES);
+const STAT_NAMES = namesByCode(PACKED_STAT_CODES);
+// Bytes per element by dtype code: a job's progress weight.
+const BYTES_BY_CODE = DTYPE_NAMES.map((d) => NATIVE_DTYPE_BYTES[d]);
+
+/** A plan's jobs in the packed layout, with each job's progress weight (no job objects). */
+export interface PackedJobs {
+  /** The layout above, job after job: what the addon takes. */
+  words: Float64Array;
+  /** Jobs. */
+  count: number;
+  /** Per job, the bytes the engine counts for progress (native/executor.cc's pieceWeight): written bytes, or read bytes of a job that writes nothing. */
+  work: Float64Array;
+}
+
+/**
+ * Writes jobs straight into the packed layout, field by field in layout order: per job `job`, then
+ * `source` × its source count, `destCount`, then `dest` × that count. The planner of an
+ * 18,867-tensor MoE plan writes here instead of allocating a job, its sources and dests per tensor.
+ */
+export class PackedJobWriter {
+  private words: Float64Array<ArrayBuffer>;
+  private k = 0;
+  private work: Float64Array<ArrayBuffer>;
+  private jobs = 0;
+  // The open job's element count and bytes per element of its sources and dests (its progress weight when it closes).
+  private elements = 0;
+  private sourceBytes = 0;
+  private destBytes = 0;
+
+  /** `expectedJobs` and `expectedWords` size the first buffers (a planner that knows them does not regrow them: large typed arrays are costly to allocate). */
+  constructor(expectedJobs = 256, expectedWords = 4096) {
+    this.work = new Float64Array(Math.max(1, expectedJobs));
+    this.words = new Float64Array(Math.max(16, expectedWords));
   }
-  return n;
+
+  /** Starts a job of `count` elements reading `sourceCount` sources. */
+  job(count: number, sourceCount: number, stat?: { moments?: boolean; stat?: NativeJob['stat']; statParams?: readonly number[] }): void {
+    this.close();
+    const statParams = stat?.stat !== undefined ? (stat.statParams ?? NO_NUMBERS) : NO_NUMBERS;
+    this.reserve(5 + statParams.length);
+    const out = this.words;
+    out[this.k++] = count;
+    out[this.k++] = stat?.moments === true ? 1 : 0;
+    out[this.k++] = stat?.stat !== undefined ? code(PACKED_STAT_CODES, stat.stat, 'unknown statistic') : 0;
+    this.putNumbers(statParams);
+    out[this.k++] = sourceCount;
+    this.elements = count;
+    this.jobs++;
+  }
+
+  source(input: number, offset: number, dtype: NativeDtype): void {
+    const c = code(PACKED_DTYPE_CODES, dtype, 'unsupported dtype');
+    this.reserve(3);
+    this.words[this.k++] = input;
+    this.words[this.k++] = offset;
+    this.words[this.k++] = c;
+    this.sourceBytes += BYTES_BY_CODE[c];
+  }
+
+  destCount(n: number): void {
+    this.reserve(1);
+    this.words[this.k++] = n;
+  }
+
+  /** `params` are written only for the ops that carry them (as the addon reads them). */
+  dest(output: number, offset: number, dtype: NativeDtype, op: NativeOp, w: readonly number[], params?: readonly number[]): void {
+    const c = code(PACKED_DTYPE_CODES, dtype, 'unsupported dtype');
+    const opCode = code(PACKED_OP_CODES, op, 'unknown op');
+    const p = carriesParams(op) ? (params ?? NO_NUMBERS) : NO_NUMBERS;
+    this.reserve(6 + w.length + p.length);
+    this.words[this.k++] = output;
+    this.words[this.k++] = offset;
+    this.words[this.k++] = c;
+    this.words[this.k++] = opCode;
+    this.putNumbers(w);
+    this.putNumbers(p);
+    this.destBytes += BYTES_BY_CODE[c];
+  }
+
+  /** The jobs written (views of the writer's buffers, which it no longer touches). */
+  finish(): PackedJobs {
+    this.close();
+    return { words: this.words.subarray(0, this.k), count: this.jobs, work: this.work.subarray(0, this.jobs) };
+  }
+
+  private close(): void {
+    if (this.jobs === 0) return;
+    if (this.jobs > this.work.length) this.work = grown(this.work, this.jobs);
+    this.work[this.jobs - 1] = this.elements * (this.destBytes > 0 ? this.destBytes : this.sourceBytes);
+    this.sourceBytes = this.destBytes = 0;
+  }
+
+  private putNumbers(values: readonly number[]): void {
+    const out = this.words;
+    out[this.k++] = values.length;
+    for (let i = 0; i < values.length; i++) out[this.k++] = values[i];
+  }
+
+  /** Room for n more words (plus a length word per number list, which callers count in n). */
+  private reserve(n: number): void {
+    if (this.k + n + 2 > this.words.length) this.words = grown(this.words, this.k + n + 2);
+  }
 }
 
-/** Packs jobs as the addon reads them; a value that is not a number becomes NaN, which the addon refuses. */
+function grown(a: Float64Array<ArrayBuffer>, atLeast: number): Float64Array<ArrayBuffer> {
+  const b = new Float64Array(Math.max(atLeast, 2 * a.length));
+  b.set(a);
+  return b;
+}
+
+/** Packs job objects as the addon reads them; a value that is not a number becomes NaN, which the addon refuses. */
+export function packJobColumns(jobs: readonly NativeJob[]): PackedJobs {
+  const writer = new PackedJobWriter();
+  for (const job of jobs) {
+    writer.job(job.count, job.sources.length, job);
+    for (const s of job.sources) writer.source(s.input, s.offset, s.dtype);
+    writer.destCount(job.dests.length);
+    for (const d of job.dests) writer.dest(d.output, d.offset, d.dtype, d.op, d.w, d.params);
+  }
+  return writer.finish();
+}
+
+/** Packs job objects as the addon reads them (the words of packJobColumns). */
 export function packJobs(jobs: readonly NativeJob[]): Float64Array {
-  const out = new Float64Array(packedLength(jobs));
+  return packJobColumns(jobs).words;
+}
+
+/** The job objects of packed words (the inverse of packJobs for the fields it keeps): the object view of a plan written as columns. */
+export function unpackJobs(words: Float64Array): NativeJob[] {
+  const jobs: NativeJob[] = [];
   let k = 0;
-  const put = (values: readonly number[]) => {
-    out[k++] = values.length;
-    for (const v of values) out[k++] = v;
-  };
-  for (const job of jobs) {
-    out[k++] = job.count;
-    out[k++] = job.moments === true ? 1 : 0;
-    if (job.stat !== undefined) {
-      out[k++] = code(PACKED_STAT_CODES, job.stat, 'unknown statistic');
-      put(job.statParams ?? []);
-    } else {
-      out[k++] = 0;
-      out[k++] = 0;
+  const numbers = () => Array.from(words.subarray(k + 1, (k += 1 + words[k])));
+  while (k < words.length) {
+    const job: NativeJob = { count: words[k], sources: [], dests: [] };
+    if (words[k + 1] === 1) job.moments = true;
+    const stat = words[k + 2];
+    k += 3;
+    const statParams = numbers();
+    if (stat !== 0) {
+      job.stat = STAT_NAMES[stat];
+      job.statParams = statParams;
     }
-    out[k++] = job.sources.length;
-    for (const s of job.sources) {
-      out[k++] = s.input;
-      out[k++] = s.offset;
-      out[k++] = code(PACKED_DTYPE_CODES, s.dtype, 'unsupported dtype');
+    for (let n = words[k++]; n > 0; n--, k += 3) job.sources.push({ input: words[k], offset: words[k + 1], dtype: DTYPE_NAMES[words[k + 2]] });
+    for (let n = words[k++]; n > 0; n--) {
+      const dest: NativeDest = { output: words[k], offset: words[k + 1], dtype: DTYPE_NAMES[words[k + 2]], op: OP_NAMES[words[k + 3]], w: [] };
+      k += 4;
+      dest.w = numbers();
+      const params = numbers();
+      if (carriesParams(dest.op)) dest.params = params;
+      job.dests.push(dest);
     }
-    out[k++] = job.dests.length;
-    for (const d of job.dests) {
-      out[k++] = d.output;
-      out[k++] = d.offset;
-      out[k++] = code(PACKED_DTYPE_CODES, d.dtype, 'unsupported dtype');
-      out[k++] = code(PACKED_OP_CODES, d.op, 'unknown op');
-      put(d.w);
-      put(destParams(d));
-    }
+    jobs.push(job);
   }
-  if (k !== out.length) throw new Error(`internal: packed ${k} of ${out.length} plan words`);
-  return out;
+  return jobs;
 }

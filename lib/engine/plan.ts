@@ -7,9 +7,10 @@ import * as path from 'node:path';
 import { Checkpoint, TensorLocation } from '../model/checkpoint';
 import { InputFiles } from './input-files';
 import { WeightmixError } from '../errors';
-import { NativeDest, NativeJob, NativeOp, NativeOutput, NativeSource } from './native';
+import { NativeJob, NativeOp, NativeOutput } from './native';
+import { PackedJobs, PackedJobWriter, unpackJobs } from './packed-jobs';
 import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
-import { dtypeByteLength, encodeSafetensorsHeader } from '../format/safetensors';
+import { encodeHeaderColumns } from '../format/safetensors';
 import { encodeSparseParams, ResolvedSparse } from './sparse-params';
 import { encodeElementwiseParams, RowWeights } from './elementwise-params';
 import { DellaRecipe, encodeDellaParams } from './della-params';
@@ -53,25 +54,18 @@ export interface MergeSpec {
   shardFilter?: (shard: string) => boolean;
 }
 
-export interface PlannedTensor {
-  name: string;
-  dtype: SafetensorsDtype;
-  shape: number[];
-  byteLength: number;
-}
-
 export interface PlannedShard {
   name: string;
   path: string;
   size: number;
-  tensors: PlannedTensor[];
+  /** Its tensors' names, in data order (the index lists each under this shard). */
+  names: readonly string[];
   written: boolean;
 }
 
 export interface PlannedModel {
   dir: string;
   shards: PlannedShard[];
-  weightMap: Record<string, string>;
   tensorBytes: number;
   indexed: boolean;
 }
@@ -79,10 +73,25 @@ export interface PlannedModel {
 export interface MergePlan {
   inputs: string[];
   outputs: NativeOutput[];
-  jobs: NativeJob[];
+  /** The jobs as the addon takes them: written as columns, no object per job. */
+  packedJobs: PackedJobs;
+  /** The same jobs as objects, decoded on first use (fusePlans and tests read them). */
+  readonly jobs: NativeJob[];
   models: PlannedModel[];
   /** Bytes the native engine writes (written shards only). */
   bytesToWrite: number;
+}
+
+/** A plan with its object view of the jobs decoded only when asked for. */
+export function mergePlanOf(fields: Omit<MergePlan, 'jobs'>): MergePlan {
+  let jobs: NativeJob[] | undefined;
+  return {
+    ...fields,
+    get jobs() {
+      jobs ??= unpackJobs(fields.packedJobs.words);
+      return jobs;
+    },
+  };
 }
 
 export function planMerge(spec: MergeSpec): MergePlan {
@@ -90,68 +99,70 @@ export function planMerge(spec: MergeSpec): MergePlan {
   const inputFiles = new InputFiles();
 
   const outputs: NativeOutput[] = [];
-  const models: PlannedModel[] = spec.outputs.map((o) => ({ dir: o.dir, shards: [], weightMap: {}, tensorBytes: 0, indexed: layout.indexed }));
-  const jobs: NativeJob[] = [];
+  const models: PlannedModel[] = spec.outputs.map((o) => ({ dir: o.dir, shards: [], tensorBytes: 0, indexed: layout.indexed }));
+  // Sized for the usual job (a few sources, one short dest per output), so that the writer rarely regrows.
+  let expectedJobs = 0;
+  for (const shard of layout.shards) if (!spec.shardFilter || spec.shardFilter(shard.name)) expectedJobs += shard.tensors.length;
+  const jobs = new PackedJobWriter(expectedJobs, expectedJobs * (6 + 3 * spec.checkpoints.length + 8 * spec.outputs.length));
+  // One tensor's source locations, reused from tensor to tensor.
+  const located: TensorLocation[] = [];
   let bytesToWrite = 0;
 
   for (const { name: shardName, tensors } of layout.shards) {
     const written = spec.shardFilter ? spec.shardFilter(shardName) : true;
+    // Columns of the shard's tensors (shared by every output), then per output its recipes and header: no object per tensor.
+    const names = tensors.map((t) => t.name);
+    const shapes = tensors.map((t) => t.shape);
     // recipes[o][t]: the recipe of tensor t in output o
-    const recipes = spec.outputs.map((_, o) => tensors.map((t) => spec.recipe(t.name, o)));
+    const recipes = spec.outputs.map((_, o) => names.map((name) => spec.recipe(name, o)));
     const outIndex: number[] = [];
-    const offsets: number[][] = [];
+    const offsets: Float64Array[] = [];
     spec.outputs.forEach((out, o) => {
-      const planned = tensors.map((t, i) => ({
-        name: t.name,
-        dtype: recipes[o][i].dtype,
-        shape: t.shape,
-        byteLength: dtypeByteLength(recipes[o][i].dtype, t.elementCount),
-      }));
-      const header = encodeSafetensorsHeader(planned, out.metadata);
+      const dtypes = recipes[o].map((r) => r.dtype);
+      const header = encodeHeaderColumns('encodeSafetensorsHeader', names, dtypes, shapes, out.metadata);
+      const size = header.dataStart + header.dataBytes;
       const file = path.join(out.dir, shardName);
-      models[o].shards.push({ name: shardName, path: file, size: header.totalSize, tensors: planned, written });
-      for (const t of planned) {
-        models[o].weightMap[t.name] = shardName;
-        models[o].tensorBytes += t.byteLength;
-      }
-      const starts: number[] = new Array(planned.length);
-      for (let i = 0; i < planned.length; i++) starts[i] = header.dataStart + header.offsets[i][0];
+      models[o].shards.push({ name: shardName, path: file, size, names, written });
+      models[o].tensorBytes += header.dataBytes;
+      const starts = header.starts;
+      for (let i = 0; i < starts.length; i++) starts[i] += header.dataStart;
       offsets.push(starts);
       if (written) {
         outIndex.push(outputs.length);
-        outputs.push({ path: file, size: header.totalSize, head: header.bytes });
-        bytesToWrite += header.totalSize;
+        outputs.push({ path: file, size, head: header.bytes });
+        bytesToWrite += size;
       }
     });
     if (!written) continue;
 
-    // Plain loops, and a recipe's own model list reused when it is already sorted: an 18,867-tensor MoE plan runs this body per tensor.
+    // Plain loops, no object per job, and a recipe's own model list reused when it is already sorted: an 18,867-tensor MoE plan runs this body per tensor.
     for (let i = 0; i < tensors.length; i++) {
       const t = tensors[i];
       // Sources: every model any output needs for this tensor, read once, in checkpoint order.
       const used = usedModels(recipes, i);
-      const sources: NativeSource[] = [];
       let raw: TensorLocation | undefined;
       for (let k = 0; k < used.length; k++) {
         const loc = spec.checkpoints[used[k]].tensors.get(t.name);
         if (!loc) throw new WeightmixError('ModelsDiffer', `tensor ${t.name} is missing from ${spec.checkpoints[used[k]].dir}`);
-        const dtype = nativeDtype(loc.dtype);
+        located[k] = loc;
         // Non-float tensors travel as raw bytes (native dtype U8): count them in bytes.
-        if (dtype === 'U8' && raw === undefined) raw = loc;
-        sources.push({ input: inputFiles.indexOf(loc.file), offset: loc.offset, dtype });
+        if (raw === undefined && nativeDtype(loc.dtype) === 'U8') raw = loc;
       }
-      const dests: NativeDest[] = [];
-      for (let o = 0; o < recipes.length; o++) dests.push(planDest(recipes[o][i], used, sources.length, outIndex[o], offsets[o][i], t.name));
-      jobs.push({ count: raw ? raw.byteLength : t.elementCount, sources, dests });
+      jobs.job(raw ? raw.byteLength : t.elementCount, used.length);
+      for (let k = 0; k < used.length; k++) jobs.source(inputFiles.indexOf(located[k].file), located[k].offset, nativeDtype(located[k].dtype));
+      jobs.destCount(recipes.length);
+      for (let o = 0; o < recipes.length; o++) writeDest(jobs, recipes[o][i], used, outIndex[o], offsets[o][i], t.name);
     }
   }
-  return { inputs: inputFiles.paths, outputs, jobs, models, bytesToWrite };
+  return mergePlanOf({ inputs: inputFiles.paths, outputs, packedJobs: jobs.finish(), models, bytesToWrite });
 }
 
-/** The models any output reads for tensor i, ascending, each once (a single output's sorted list as it is). */
+/** The models any output reads for tensor i, ascending, each once (a sorted list that every output shares as it is). */
 function usedModels(recipes: TensorRecipe[][], i: number): number[] {
-  if (recipes.length === 1) {
-    const models = recipes[0][i].models;
+  const models = recipes[0][i].models;
+  let shared = true;
+  for (let o = 1; o < recipes.length && shared; o++) shared = recipes[o][i].models === models;
+  if (shared) {
     let ascending = true;
     for (let k = 1; k < models.length && ascending; k++) ascending = models[k - 1] < models[k];
     if (ascending) return models;
@@ -159,45 +170,50 @@ function usedModels(recipes: TensorRecipe[][], i: number): number[] {
   return [...new Set(recipes.flatMap((r) => r[i].models))].sort((x, y) => x - y);
 }
 
-/** One output's destination for a tensor whose job reads the models `used` (as `sourceCount` sources). */
-function planDest(r: TensorRecipe, used: number[], sourceCount: number, output: number, offset: number, name: string): NativeDest {
+const NO_PARAMS: readonly number[] = Object.freeze([]);
+
+/** Writes one output's destination for a tensor whose job reads the models `used`. */
+function writeDest(jobs: PackedJobWriter, r: TensorRecipe, used: number[], output: number, offset: number, name: string): void {
+  const dtype = nativeDtype(r.dtype);
   // The common case, an interpolation's lerp whose model list is the job's source list (usedModels returns it as it is): no index arrays.
-  if ((r.op === 'lerp' || r.op === 'lerp_mi') && r.models === used && used.length === 2)
-    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: r.w };
+  if ((r.op === 'lerp' || r.op === 'lerp_mi') && r.models === used && used.length === 2) return jobs.dest(output, offset, dtype, r.op, r.w);
   const srcs = r.models.map((m) => used.indexOf(m));
+  const source = (model: number) => srcs[r.models.indexOf(model)];
   let w = r.w;
+  let params = NO_PARAMS;
   if (r.op === 'copy') {
     w = [srcs[r.w[0]]];
   } else if (r.op === 'sparse') {
     if (!r.sparse) throw new Error(`internal: sparse recipe of ${name} without parameters`);
-    const params = encodeSparseParams(r.sparse, (model) => srcs[r.models.indexOf(model)]);
-    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params };
+    [w, params] = [[], encodeSparseParams(r.sparse, source)];
   } else if (r.op === 'arcee_fusion') {
     if (!r.arceeFusion) throw new Error(`internal: arcee_fusion recipe of ${name} without parameters`);
-    const params = encodeArceeFusionParams(r.arceeFusion, (model) => srcs[r.models.indexOf(model)]);
-    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params };
+    [w, params] = [[], encodeArceeFusionParams(r.arceeFusion, source)];
   } else if (r.op === 'sce') {
     if (!r.sce) throw new Error(`internal: sce recipe of ${name} without parameters`);
-    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params: encodeSceParams(r.sce, (model) => srcs[r.models.indexOf(model)]) };
+    [w, params] = [[], encodeSceParams(r.sce, source)];
   } else if (r.op === 'della') {
     if (!r.della) throw new Error(`internal: della recipe of ${name} without parameters`);
-    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params: encodeDellaParams(r.della, (model) => srcs[r.models.indexOf(model)]) };
+    [w, params] = [[], encodeDellaParams(r.della, source)];
   } else if (r.op === 'nearswap' || r.op === 'ram' || r.op === 'row_linear') {
-    return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w: [], params: encodeElementwiseParams(r.op, srcs, r.w, r.rows) };
+    [w, params] = [[], encodeElementwiseParams(r.op, srcs, r.w, r.rows)];
   } else if (r.op === 'linear') {
     // Linear weights are indexed by the job's source list.
-    w = new Array(sourceCount).fill(0);
+    w = new Array(used.length).fill(0);
     srcs.forEach((s, k) => (w[s] += r.w[k]));
-  } else if (srcs.length !== 2 || srcs[0] !== 0 || srcs[1] !== 1 || sourceCount !== 2) {
+  } else if (srcs.length !== 2 || srcs[0] !== 0 || srcs[1] !== 1 || used.length !== 2) {
     throw new Error(`internal: ${r.op} of ${name} must read exactly two models, in checkpoint order`);
   }
-  return { output, offset, dtype: nativeDtype(r.dtype), op: r.op, w };
+  jobs.dest(output, offset, dtype, r.op, w, params);
 }
 
 /** The two models must hold the same tensors with the same shapes; float dtypes may differ. */
 export function checkCompatible(a: Checkpoint, b: Checkpoint): void {
-  const onlyA = a.names.filter((n) => !b.tensors.has(n));
-  const onlyB = b.names.filter((n) => !a.tensors.has(n));
+  // Names are unique in each model: equal counts and every name of a found in b mean the same sets (one lookup per name, not three).
+  let same = a.names.length === b.names.length;
+  for (let i = 0; i < a.names.length && same; i++) same = b.tensors.has(a.names[i]);
+  const onlyA = same ? [] : a.names.filter((n) => !b.tensors.has(n));
+  const onlyB = same ? [] : b.names.filter((n) => !a.tensors.has(n));
   if (onlyA.length > 0 || onlyB.length > 0) {
     const few = (xs: string[]) => (xs.length === 0 ? 'none' : xs.slice(0, 3).join(', ') + (xs.length > 3 ? ` (+${xs.length - 3} more)` : ''));
     throw new WeightmixError('ModelsDiffer', `the models hold different tensors: only in ${a.dir}: ${few(onlyA)}; only in ${b.dir}: ${few(onlyB)}`);

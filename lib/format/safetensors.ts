@@ -76,8 +76,9 @@ export function parseSafetensorsHeader(headerJson: Buffer, opts: { file: string;
   }
 
   const { declared, metadata } = readHeaderEntries(headerJson, file);
-  // The crate sorts by (begin, end); the name tie-break keeps zero-sized tensors in a stable order.
-  declared.sort((a, b) => a.dataOffsets[0] - b.dataOffsets[0] || a.dataOffsets[1] - b.dataOffsets[1] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  // The crate sorts by (begin, end); the name tie-break keeps zero-sized tensors in a stable order. Headers written in
+  // data order (the usual) are only checked: a comparator sort of a MoE shard's ~1,200 entries costs more than the walk.
+  if (!inLayoutOrder(declared)) declared.sort(layoutOrder);
 
   const tensors = validateLayout(declared, file);
   const dataLength = tensors.length === 0 ? 0 : tensors[tensors.length - 1].dataOffsets[1];
@@ -181,17 +182,58 @@ function encodeHeader(
   tensors: readonly { name: string; dtype: SafetensorsDtype; shape: readonly number[] }[],
   metadata: Record<string, string> | null | undefined,
 ): EncodedSafetensorsHeader {
-  const members: string[] = [];
-  if (metadata != null) members.push(`${JSON.stringify(METADATA_KEY)}:${encodeMetadata(where, metadata)}`);
-  const names = new Set<string>();
-  const offsets: [number, number][] = [];
+  const columns = encodeHeaderColumns(
+    where,
+    tensors.map((t) => t.name),
+    tensors.map((t) => t.dtype),
+    tensors.map((t) => t.shape),
+    metadata,
+  );
+  const { starts, dataBytes } = columns;
+  // Contiguous: each tensor ends where the next begins, the last at the end of the data section.
+  const offsets = Array.from(starts, (begin, i): [number, number] => [begin, i + 1 < starts.length ? starts[i + 1] : dataBytes]);
+  return { bytes: columns.bytes, dataStart: columns.dataStart, offsets, totalSize: columns.dataStart + dataBytes };
+}
+
+/** A header as `encodeHeaderColumns` writes it. */
+export interface EncodedHeaderColumns {
+  /** The 8-byte little-endian length and the JSON, space-padded so that the data starts at a multiple of 8. */
+  bytes: Buffer;
+  /** Where the data section starts (the length of `bytes`). */
+  dataStart: number;
+  /** Each tensor's begin in the data section, in the order given. */
+  starts: Float64Array;
+  /** Bytes of the data section. */
+  dataBytes: number;
+}
+
+/**
+ * `encodeSafetensorsHeader` of tensors given as columns (names, dtypes, shapes by index), with the same
+ * checks and bytes: the planner encodes every output shard's header without an object per tensor.
+ */
+export function encodeHeaderColumns(
+  where: string,
+  names: readonly string[],
+  dtypes: readonly SafetensorsDtype[],
+  shapes: readonly (readonly number[])[],
+  metadata: Record<string, string> | null | undefined,
+): EncodedHeaderColumns {
+  // One string grown member by member (V8 joins such concatenations lazily), no array of members.
+  let json = '{';
+  if (metadata != null) json += `${JSON.stringify(METADATA_KEY)}:${encodeMetadata(where, metadata)}`;
+  const seen = new Set<string>();
+  const starts = new Float64Array(names.length);
   let end = 0;
-  for (const { name, dtype, shape } of tensors) {
-    if (name === METADATA_KEY || names.has(name) || LONE_SURROGATE.test(name)) {
-      const problem = names.has(name) ? 'given twice' : name === METADATA_KEY ? 'reserved' : 'not well-formed Unicode';
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i];
+    const dtype = dtypes[i];
+    const shape = shapes[i];
+    const given = seen.size;
+    seen.add(name);
+    if (name === METADATA_KEY || seen.size === given || LONE_SURROGATE.test(name)) {
+      const problem = seen.size === given ? 'given twice' : name === METADATA_KEY ? 'reserved' : 'not well-formed Unicode';
       throw new RangeError(`${where}: tensor name ${showName(name)} is ${problem}`);
     }
-    names.add(name);
     if (!Object.hasOwn(DTYPE_BITS, dtype)) throw new RangeError(`${where}: tensor ${showName(name)}: unknown dtype ${JSON.stringify(dtype)}`);
     if (!Array.isArray(shape) || !allSizes(shape)) {
       throw new RangeError(`${where}: tensor ${showName(name)}: shape must be an array of non-negative safe integers`);
@@ -200,11 +242,11 @@ function encodeHeader(
     end = begin + byteLengthOf(dtype, elementCountOf(shape, where, name), where, name);
     if (!Number.isSafeInteger(end))
       throw new SafetensorsError('ValidationOverflow', `${where}: the data section passes 2^53-1 bytes at tensor ${showName(name)}`);
-    offsets.push([begin, end]);
-    members.push(`${JSON.stringify(name)}:{"dtype":"${dtype}","shape":[${shape.join(',')}],"data_offsets":[${begin},${end}]}`);
+    starts[i] = begin;
+    const dims = shape.length === 1 ? `${shape[0]}` : shape.length === 2 ? `${shape[0]},${shape[1]}` : shape.join(',');
+    json += `${json.length > 1 ? ',' : ''}${JSON.stringify(name)}:{"dtype":"${dtype}","shape":[${dims}],"data_offsets":[${begin},${end}]}`;
   }
-
-  const json = `{${members.join(',')}}`;
+  json += '}';
   const jsonBytes = Buffer.byteLength(json, 'utf8');
   // Space padding keeps (8 + header length) a multiple of 8, so every tensor's data can be aligned.
   const headerLength = Math.ceil(jsonBytes / PREFIX_BYTES) * PREFIX_BYTES;
@@ -214,8 +256,7 @@ function encodeHeader(
   const bytes = Buffer.alloc(PREFIX_BYTES + headerLength, 0x20);
   bytes.writeBigUInt64LE(BigInt(headerLength), 0);
   bytes.write(json, PREFIX_BYTES, 'utf8');
-  const dataStart = bytes.length;
-  return { bytes, dataStart, offsets, totalSize: dataStart + end };
+  return { bytes, dataStart: bytes.length, starts, dataBytes: end };
 }
 
 function encodeMetadata(where: string, metadata: Record<string, string>): string {
@@ -241,6 +282,15 @@ function checkHeaderLength(file: string, headerLength: bigint, fileSize: number)
   if (BigInt(PREFIX_BYTES) + headerLength > BigInt(fileSize)) {
     throw new SafetensorsError('HeaderTooSmall', `${file}: the header length ${headerLength} runs past the end of the ${fileSize}-byte file`);
   }
+}
+
+function layoutOrder(a: DeclaredTensor, b: DeclaredTensor): number {
+  return a.dataOffsets[0] - b.dataOffsets[0] || a.dataOffsets[1] - b.dataOffsets[1] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+}
+
+function inLayoutOrder(declared: readonly DeclaredTensor[]): boolean {
+  for (let i = 1; i < declared.length; i++) if (layoutOrder(declared[i - 1], declared[i]) > 0) return false;
+  return true;
 }
 
 /** The crate's `Metadata::validate`: offsets contiguous from 0, sizes that fit, and byte lengths that match; fills in each entry's sizes. */

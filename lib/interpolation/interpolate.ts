@@ -30,7 +30,7 @@ import {
 import { OutputTransaction } from '../engine/output';
 import { assignParts } from '../engine/parts';
 import { checkCompatible, planMerge, TensorRecipe } from '../engine/plan';
-import { FloatDtype, isFloatDtype } from '../format/dtypes';
+import { FloatDtype, isFloatDtype, SafetensorsDtype } from '../format/dtypes';
 import { checkpointLayout } from '../engine/output-layout';
 import { checkLayersExist, describeSelection, isSelected, parseSelection, SelectionInput } from '../model/selection';
 import { classifyTensor } from '../model/tensor-names';
@@ -235,11 +235,12 @@ export async function runInterpolation(
         thinking_hub: hubProvenance(thinking),
         weightmix: VERSION,
       });
+    const recipes = targets.map((t) => interpolationRecipes(instruct, thinking, t.lambda, numerics, dtype));
     const plan = planMerge({
       checkpoints: [instruct, thinking],
       layout: checkpointLayout(instruct),
       outputs: targets.map((t, o) => ({ dir: transactions[o].tempDir, metadata: { format: 'pt', weightmix: recipeText(t.lambda) } })),
-      recipe: (name, o) => interpolationRecipe(instruct, thinking, name, !unselected.has(name), targets[o].lambda, numerics, dtype),
+      recipe: (name, o) => recipes[o](name, !unselected.has(name)),
       shardFilter: part ? partFilter(instruct, part) : undefined,
     });
     const writeBlockBytes = options.blockBytes === undefined ? await defaultWriteBlockBytes(transactions.map((tx) => tx.tempDir)) : blockBytes;
@@ -306,29 +307,46 @@ function partFilter(layout: Checkpoint, part: { index: number; count: number }):
   return (shard) => parts.get(shard) === part.index;
 }
 
-export function interpolationRecipe(
+// Model lists shared by every λ's recipes (never written to), so that a sweep's outputs read one list per tensor: [0], [1], [0, 1].
+const MODEL_LISTS = [[0], [1], [0, 1]];
+
+/**
+ * Each tensor's recipe for one λ. The recipes are shared, read-only objects, one per (op, dtype): an
+ * 18,867-tensor MoE model has a handful of distinct recipes, not one object per tensor.
+ */
+function interpolationRecipes(
   instruct: Checkpoint,
   thinking: Checkpoint,
-  name: string,
-  selected: boolean,
   lambda: number,
   numerics: Numerics,
   dtype: FloatDtype | undefined,
-): TensorRecipe {
-  const a = instruct.tensors.get(name)!;
-  const b = thinking.tensors.get(name)!;
-  const float = isFloatDtype(a.dtype);
-  const outDtype = float && dtype ? dtype : a.dtype;
-  if (!selected || !float) return { op: 'copy', models: [0], w: [0], dtype: outDtype };
-  if (!isFloatDtype(b.dtype)) throw new WeightmixError('DtypeMismatch', `tensor ${name} is ${b.dtype} in ${thinking.dir}`);
-  if (numerics === 'mi') {
-    if (a.dtype !== b.dtype) {
-      throw new WeightmixError('DtypeMismatch', `--numerics mi needs one dtype per tensor, but ${name} is ${a.dtype} and ${b.dtype}; use --numerics exact`);
+): (name: string, selected: boolean) => TensorRecipe {
+  // By output dtype, then kind (copy of model 0, copy of model 1, lerp, lerp_mi): no key string built per tensor.
+  const shared = new Map<SafetensorsDtype, TensorRecipe[]>();
+  const recipe = (kind: 0 | 1 | 2 | 3, outDtype: SafetensorsDtype): TensorRecipe => {
+    let byKind = shared.get(outDtype);
+    if (byKind === undefined) shared.set(outDtype, (byKind = []));
+    return (byKind[kind] ??=
+      kind < 2
+        ? { op: 'copy', models: MODEL_LISTS[kind], w: [0], dtype: outDtype }
+        : { op: kind === 2 ? 'lerp' : 'lerp_mi', models: MODEL_LISTS[2], w: [lambda], dtype: outDtype });
+  };
+  return (name, selected) => {
+    const a = instruct.tensors.get(name)!;
+    const b = thinking.tensors.get(name)!;
+    const float = isFloatDtype(a.dtype);
+    const outDtype = float && dtype ? dtype : a.dtype;
+    if (!selected || !float) return recipe(0, outDtype);
+    if (!isFloatDtype(b.dtype)) throw new WeightmixError('DtypeMismatch', `tensor ${name} is ${b.dtype} in ${thinking.dir}`);
+    if (numerics === 'mi') {
+      if (a.dtype !== b.dtype) {
+        throw new WeightmixError('DtypeMismatch', `--numerics mi needs one dtype per tensor, but ${name} is ${a.dtype} and ${b.dtype}; use --numerics exact`);
+      }
+      return recipe(3, outDtype);
     }
-    return { op: 'lerp_mi', models: [0, 1], w: [lambda], dtype: outDtype };
-  }
-  // λ = 0 and λ = 1 reproduce an input bit for bit: a byte copy, no arithmetic.
-  if (lambda === 0) return { op: 'copy', models: [0], w: [0], dtype: outDtype };
-  if (lambda === 1) return { op: 'copy', models: [1], w: [0], dtype: outDtype };
-  return { op: 'lerp', models: [0, 1], w: [lambda], dtype: outDtype };
+    // λ = 0 and λ = 1 reproduce an input bit for bit: a byte copy, no arithmetic.
+    if (lambda === 0) return recipe(0, outDtype);
+    if (lambda === 1) return recipe(1, outDtype);
+    return recipe(2, outDtype);
+  };
 }

@@ -128,16 +128,7 @@ function tensorTable(
   let tensorBytes = 0;
   for (const shard of shards) {
     for (const t of shard.header.tensors) {
-      const previous = tensors.get(t.name);
-      if (previous) {
-        throw new WeightmixError('DuplicateTensor', `${dir}: tensor ${t.name} is stored twice (${previous.shard} and ${shard.name})`);
-      }
-      if (weightMap && weightMap.shardOf(t.name) !== shard.name) {
-        throw new WeightmixError(
-          'IndexMismatch',
-          `${dir}/${INDEX_FILE}: tensor ${t.name} is in ${shard.name} but the index says ${weightMap.shardOf(t.name) ?? 'nothing'}`,
-        );
-      }
+      const size = tensors.size;
       tensors.set(t.name, {
         name: t.name,
         dtype: t.dtype,
@@ -148,6 +139,17 @@ function tensorTable(
         byteLength: t.byteLength,
         elementCount: t.elementCount,
       });
+      // A name set again leaves the size as it was (one lookup per tensor, not two); the message names where it was first.
+      if (tensors.size === size) {
+        const first = shards.find((s) => s.header.tensors.some((e) => e.name === t.name))!;
+        throw new WeightmixError('DuplicateTensor', `${dir}: tensor ${t.name} is stored twice (${first.name} and ${shard.name})`);
+      }
+      if (weightMap && weightMap.shardOf(t.name) !== shard.name) {
+        throw new WeightmixError(
+          'IndexMismatch',
+          `${dir}/${INDEX_FILE}: tensor ${t.name} is in ${shard.name} but the index says ${weightMap.shardOf(t.name) ?? 'nothing'}`,
+        );
+      }
       names.push(t.name);
       tensorBytes += t.byteLength;
     }

@@ -230,7 +230,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
     const progress = writeProgress(
       options.onProgress,
       passes.reduce((n, p) => n + planWork(p), 0),
-      passes.reduce((n, p) => n + p.jobs.length, 0),
+      passes.reduce((n, p) => n + p.packedJobs.count, 0),
     );
     let ran: ResolvedDevice | undefined;
     let passBlock = blockBytes;
@@ -284,7 +284,7 @@ function writeProgress(onProgress: BatchMergeOptions['onProgress'], bytesTotal: 
       // The engine's last report may arrive after the pass resolved: each pass adds to the totals before it runs.
       const [bytesAt, tensorsAt] = [bytesBefore, tensorsBefore];
       bytesBefore += planWork(plan);
-      tensorsBefore += plan.jobs.length;
+      tensorsBefore += plan.packedJobs.count;
       if (!onProgress) return undefined;
       return (p) => {
         // A late report of an earlier pass would step back: progress only moves forward.
