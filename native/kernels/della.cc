@@ -42,22 +42,19 @@ void modelAt(const std::vector<double>& p, size_t o, DellaModel& m) {
   m.seedKey = (wholeAt(p, o + 2, 4294967295.0, "a u32") << 32) | wholeAt(p, o + 3, 4294967295.0, "a u32");
 }
 
-// |d| bits, every NaN as one value above Inf (a NaN's payload must not order it among NaNs).
-inline uint32_t absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t j) {
-  const uint32_t a = num::f32Bits(num::subRn(loadElementF32(x, tx, j), loadElementF32(base, tb, j))) & 0x7FFFFFFFu;
+// |d| bits, every NaN as one value above Inf (a NaN's payload must not order it among NaNs); dtypes fixed at compile time.
+template <Dtype DB, Dtype DX>
+inline uint32_t absDeltaBitsOf(const void* base, const void* x, size_t j) {
+  const uint32_t a = num::f32Bits(num::subRn(loadElem<DX>(x, j), loadElem<DB>(base, j))) & 0x7FFFFFFFu;
   return a > 0x7F800000u ? 0x7FC00000u : a;
 }
 
-// bits[t] = absDeltaBits of the row element at first + (L - 1 - t) * S (descending positions), dtypes fixed at compile time.
+// bits[t] = the |d| bits of the row element at first + (L - 1 - t) * S (descending positions).
 void rowBits(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t first, uint64_t S, uint64_t L, uint32_t* bits) {
   withDtype(tb, [&](auto B) {
     withDtype(tx, [&](auto X) {
       constexpr Dtype DB = decltype(B)::value, DX = decltype(X)::value;
-      for (uint64_t t = 0; t < L; ++t) {
-        const uint64_t j = first + (L - 1 - t) * S;
-        const uint32_t a = num::f32Bits(num::subRn(loadElem<DX>(x, j), loadElem<DB>(base, j))) & 0x7FFFFFFFu;
-        bits[t] = a > 0x7F800000u ? 0x7FC00000u : a;
-      }
+      for (uint64_t t = 0; t < L; ++t) bits[t] = absDeltaBitsOf<DB, DX>(base, x, first + (L - 1 - t) * S);
     });
   });
 }
@@ -218,7 +215,12 @@ void dellaL1Buckets(const void* base, Dtype tb, const void* x, Dtype tx, const D
   thread_local std::vector<uint8_t> keep;
   keep.resize(n);
   dellaKeep(base, tb, x, tx, rows, m, start, n, keep.data());
-  for (size_t j = 0; j < n; ++j) addToL1Buckets(absDeltaBits(base, tb, x, tx, j), keep[j] != 0, before, after);
+  withDtype(tb, [&](auto B) {
+    withDtype(tx, [&](auto X) {
+      constexpr Dtype DB = decltype(B)::value, DX = decltype(X)::value;
+      for (size_t j = 0; j < n; ++j) addToL1Buckets(absDeltaBitsOf<DB, DX>(base, x, j), keep[j] != 0, before, after);
+    });
+  });
 }
 
 }  // namespace wm

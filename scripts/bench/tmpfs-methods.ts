@@ -10,6 +10,8 @@ import { cli, interpolateArgs, log, median, medianNote, medianRun, repeat, rows 
  * Methods a two-model pair can run: the recipe each is timed with (density 0.5 where the method thins;
  * instruct is the base where one is needed). model_stock is not here: it needs two models beside the
  * base, and the bench's fixtures are pairs (a third model would be another pair of the same size to generate and keep).
+ * sce on a pair has one task vector, whose variance is 0 wherever finite: `select_topk` selects nothing (mergekit's
+ * k = 0), so its row times one selection pass and the merge, not the deeper radix passes of three or more models.
  */
 const RECIPES: Record<string, (p: CachedPair) => Record<string, unknown>> = {
   linear: (p) => ({
