@@ -1,5 +1,6 @@
 import { WeightmixError } from '../lib/errors';
-import { classifyTensor, MODULE_CLASSES, parseLayerRanges, parseModuleList, type ModuleClass } from '../lib/model/tensor-names';
+import { classifyTensor, MODULE_CLASSES, moduleOfLayerPart, parseLayerRanges, parseModuleList, type ModuleClass } from '../lib/model/tensor-names';
+import { rng } from './helpers/models';
 
 /** One checkpoint family: the per-layer tensor suffixes and the tensors outside the layers, as the HF checkpoints name them. */
 interface Family {
@@ -205,6 +206,55 @@ describe('classifyTensor', () => {
   test('an unknown per-layer tensor is "other" but keeps its layer', () => {
     expect(classifyTensor('model.layers.17.self_attn_gate.weight')).toEqual({ layer: 17, module: 'other' });
     expect(classifyTensor('model.layers.3.some_adapter.lora_A.weight')).toEqual({ layer: 3, module: 'other' });
+  });
+
+  test("the same classes as the regular expression it replaced, on random names built from the rules' pieces", () => {
+    // The old rule, kept here as the reference: one regular expression per name.
+    const LAYER = /^(?:model\.layers|model\.language_model\.layers|language_model\.model\.layers|transformer\.h)\.(\d+)\.(.+)$/;
+    const reference = (name: string) => {
+      const m = LAYER.exec(name);
+      return m ? { layer: Number(m[1]), module: moduleOfLayerPart(m[2].split('.', 1)[0]) } : undefined;
+    };
+    const pieces = [
+      'model',
+      'layers',
+      'language_model',
+      'transformer',
+      'h',
+      '0',
+      '7',
+      '12',
+      '007',
+      '99999999999999999999',
+      'x',
+      '',
+      'self_attn',
+      'mlp',
+      'input_layernorm',
+      'experts',
+      'weight',
+      '\n',
+      '\u2028',
+      '\r',
+      '١',
+      'é',
+      ' ',
+    ];
+    const seed = Number(process.env.WEIGHTMIX_SEED ?? Math.floor(Math.random() * 2 ** 31));
+    console.log('classifyTensor reference seed', seed, '(replay with WEIGHTMIX_SEED)');
+    const next = rng(seed);
+    for (let n = 0; n < 20000; n++) {
+      const piece = () => pieces[Math.floor(next() * pieces.length)];
+      // Mostly a layer prefix, an index and a tail of 0–3 pieces, so that the edges (no digits, empty tail, a line terminator) come up often.
+      const head =
+        next() < 0.7 ? ['model.layers', 'model.language_model.layers', 'language_model.model.layers', 'transformer.h'][Math.floor(next() * 4)] : piece();
+      const tail = Array.from({ length: Math.floor(next() * 4) }, piece);
+      const name = [head, piece(), ...tail].join(next() < 0.9 ? '.' : '');
+      const want = reference(name);
+      // Outside the layers, the whole-name rules (unchanged) decide: only the layer part is compared there.
+      if (want) expect([name, classifyTensor(name)]).toEqual([name, want]);
+      else expect([name, classifyTensor(name).layer]).toEqual([name, null]);
+    }
   });
 
   test('names that only resemble the rules are not matched', () => {

@@ -14,8 +14,10 @@ export interface TensorClass {
   module: ModuleClass;
 }
 
-// Decoder-layer prefixes: HF causal LMs, multimodal wrappers that nest the LM, GPT-2 style.
-const LAYER_PREFIX = /^(?:model\.layers|model\.language_model\.layers|language_model\.model\.layers|transformer\.h)\.(\d+)\.(.+)$/;
+// Decoder-layer prefixes: HF causal LMs, multimodal wrappers that nest the LM, GPT-2 style. No name starts with two of them.
+const LAYER_PREFIXES = ['model.layers.', 'model.language_model.layers.', 'language_model.model.layers.', 'transformer.h.'];
+const LINE_TERMINATOR = /[\n\r\u2028\u2029]/;
+const DOT = 0x2e;
 
 // Inside a layer, the first path component decides the class.
 const ATTENTION_PARTS = new Set(['self_attn', 'attn', 'self_attention', 'attention']);
@@ -48,19 +50,39 @@ const FINAL_NORMS = new Set([
 
 /** Map a checkpoint tensor name to its decoder layer and module class (Qwen2/3, Qwen3-MoE, Llama, Mistral, Mixtral, Gemma naming). */
 export function classifyTensor(name: string): TensorClass {
-  const inLayer = LAYER_PREFIX.exec(name);
+  const inLayer = layerAndRest(name);
   if (inLayer) {
-    const layer = Number(inLayer[1]);
-    const part = inLayer[2].split('.', 1)[0];
-    if (ATTENTION_PARTS.has(part)) return { layer, module: 'attn' };
-    if (MLP_PARTS.has(part)) return { layer, module: 'mlp' };
-    if (NORM_PARTS.has(part)) return { layer, module: 'norm' };
-    return { layer, module: 'other' };
+    const [layer, rest] = inLayer;
+    const dot = rest.indexOf('.');
+    return { layer, module: moduleOfLayerPart(dot < 0 ? rest : rest.slice(0, dot)) };
   }
   if (EMBEDDINGS.has(name)) return { layer: null, module: 'embed' };
   if (HEADS.has(name)) return { layer: null, module: 'head' };
   if (FINAL_NORMS.has(name)) return { layer: null, module: 'final_norm' };
   return { layer: null, module: 'other' };
+}
+
+/** Inside a layer, the class its first path component names. */
+export function moduleOfLayerPart(part: string): ModuleClass {
+  if (ATTENTION_PARTS.has(part)) return 'attn';
+  if (MLP_PARTS.has(part)) return 'mlp';
+  if (NORM_PARTS.has(part)) return 'norm';
+  return 'other';
+}
+
+/**
+ * PREFIX.<digits>.<rest> → [layer, rest], else null: what /^(?:prefixes)\.(\d+)\.(.+)$/ matched, with string operations
+ * instead of a regular expression per name (a MoE model has tens of thousands of names).
+ */
+function layerAndRest(name: string): [number, string] | null {
+  const prefix = LAYER_PREFIXES.find((p) => name.startsWith(p));
+  if (prefix === undefined) return null;
+  let i = prefix.length;
+  while (i < name.length && name.charCodeAt(i) >= 0x30 && name.charCodeAt(i) <= 0x39) i++;
+  // At least one digit, then a dot, then at least one character and no line terminator (what `.+$` takes).
+  if (i === prefix.length || name.charCodeAt(i) !== DOT || i + 1 === name.length) return null;
+  const rest = name.slice(i + 1);
+  return LINE_TERMINATOR.test(rest) ? null : [Number(name.slice(prefix.length, i)), rest];
 }
 
 /** Parse `12-35,40-41` or `7` into inclusive [first, last] layer ranges, in the order given. */
