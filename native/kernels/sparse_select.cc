@@ -273,19 +273,26 @@ uint64_t rankCut(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t c
 L1Sums l1Sums(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint64_t count, uint8_t* keepBits) {
   const uint32_t indexBits = sparseIndexBits(count);
   // Four sets of buckets, element i in set i % 4: neighbours mostly share an exponent, and one set
-  // would make each add wait for the previous one's store. Integer sums: any split adds up the same.
+  // would make each add wait for the previous one's store. Each set holds the dropped and the kept
+  // sum of every bucket side by side, so that an element costs one add (sparsify.h's before and
+  // after buckets are dropped + kept and kept). Integer sums: any split adds up the same.
   constexpr size_t kSets = 4;
-  std::vector<uint64_t> before(kSets * kL1Buckets, 0), after(kSets * kL1Buckets, 0);
+  std::vector<uint64_t> sums(kSets * 2 * kL1Buckets, 0);
   uint8_t kept[kChunk];
   forEachChunk(base, tb, x, tx, count, [&](uint64_t j0, const uint32_t* a, size_t n) {
     sparseKeep(a, keep, indexBits, count, j0, n, kept);
-    for (size_t i = 0; i < n; ++i) addToL1Buckets(a[i], kept[i] != 0, &before[(i % kSets) * kL1Buckets], &after[(i % kSets) * kL1Buckets]);
+    for (size_t i = 0; i < n; ++i) {
+      if (a[i] >= 0x7F800000u) continue;  // Inf and NaN have no place in a finite sum
+      sums[(i % kSets) * 2 * kL1Buckets + 2 * l1Bucket(a[i]) + kept[i]] += l1Mantissa(a[i]);
+    }
     if (keepBits != nullptr) packBits(kept, n, keepBits + j0 / 8);  // chunks start at multiples of 8 elements
   });
-  for (size_t set = 1; set < kSets; ++set) {
+  std::vector<uint64_t> before(kL1Buckets, 0), after(kL1Buckets, 0);
+  for (size_t set = 0; set < kSets; ++set) {
     for (size_t e = 0; e < kL1Buckets; ++e) {
-      before[e] += before[set * kL1Buckets + e];
-      after[e] += after[set * kL1Buckets + e];
+      const uint64_t dropped = sums[(set * kL1Buckets + e) * 2], held = sums[(set * kL1Buckets + e) * 2 + 1];
+      before[e] += dropped + held;
+      after[e] += held;
     }
   }
   return {l1Total(before.data()), l1Total(after.data())};

@@ -123,12 +123,14 @@ void radixHistogram(const void* base, Dtype tb, const void* x, Dtype tx, uint32_
 // mantissas per f32 exponent (bucket e holds the sum of 24-bit significands of values with biased
 // exponent e), so that any split of the work adds up to the same totals. Non-finite d are skipped.
 constexpr size_t kL1Buckets = 256;
+// A finite |d|'s (f32 bits a) bucket and the integer it adds there.
+inline uint32_t l1Bucket(uint32_t a) { return a < 0x00800000u ? 1 : a >> 23; }  // a subnormal's value is mant * 2^(1 - 150)
+inline uint64_t l1Mantissa(uint32_t a) { return a < 0x00800000u ? a : ((a & 0x7FFFFFu) | 0x800000u); }
 // Adds one |d| (its f32 bits a) to the buckets; Inf and NaN have no place in a finite sum.
 inline void addToL1Buckets(uint32_t a, bool kept, uint64_t* before, uint64_t* after) {
   if (a >= 0x7F800000u) return;
-  const uint32_t e = a >> 23;
-  const uint64_t mant = e == 0 ? (a & 0x7FFFFFu) : ((a & 0x7FFFFFu) | 0x800000u);
-  const uint32_t bucket = e == 0 ? 1 : e;  // a subnormal's value is mant * 2^(1 - 150)
+  const uint64_t mant = l1Mantissa(a);
+  const uint32_t bucket = l1Bucket(a);
   before[bucket] += mant;
   after[bucket] += mant & (uint64_t{0} - static_cast<uint64_t>(kept));  // branch-free: a random mask mispredicts half the time
 }
