@@ -179,10 +179,14 @@ void sceSumSquares(const void* const* srcs, const Dtype* types, const SceParams&
   // Each model's sum adds its elements in element order, as sce.h says.
   forChunks(srcs, types, p, count, start, n, [&](size_t, size_t len, const double*, const double* t, const double* keep) {
     for (size_t k = 0; k < p.sources.size(); ++k) {
+      // In a register, not through sums[k] (which may alias t); + 0 for a skipped element leaves the
+      // sum's bits as they are (it is finite and >= +0: |t| < 2^129, so t^2 cannot overflow).
+      double sum = sums[k];
       for (size_t j = 0; j < len; ++j) {
         const double x = t[k * kChunk + j] * keep[j];
-        if (std::isfinite(x)) sums[k] += x * x;
+        sum += std::isfinite(x) ? x * x : 0.0;
       }
+      sums[k] = sum;
     }
   });
 }
@@ -212,24 +216,30 @@ std::vector<double> sceWeights(const std::vector<double>& sumSquares, uint64_t c
 
 void sceMerge(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out, Dtype to) {
   const size_t m = p.sources.size();
-  std::vector<double> tk(m);
+  // Per element the formulas of sce.h in model order, computed a model at a time across the chunk's
+  // elements (loops the compiler vectorizes; each element's operations and their order are the same).
+  double majority[kChunk], num[kChunk], den[kChunk];
   forChunks(srcs, types, p, count, start, n, [&](size_t j0, size_t len, const double* base, const double* t, const double* keep) {
-    for (size_t j = 0; j < len; ++j) {
-      double s = 0;
-      for (size_t k = 0; k < m; ++k) {
-        tk[k] = t[k * kChunk + j] * keep[j];
-        s += tk[k];
-      }
-      const double majority = s >= 0 ? 1.0 : -1.0;
-      double num = 0, den = 0;
-      for (size_t k = 0; k < m; ++k) {
-        const double sign = tk[k] > 0 ? 1.0 : tk[k] < 0 ? -1.0 : 0.0;  // NaN: 0, never the majority
-        const double ew = p.weights[k] * (sign == majority ? 1.0 : 0.0);
-        num += tk[k] * ew;
-        den += ew;
-      }
-      storeRoundedOnce(out, to, j0 + j, base[j] + num / std::max(den, 1e-6));
+    std::fill(majority, majority + len, 0.0);
+    for (size_t k = 0; k < m; ++k) {
+      for (size_t j = 0; j < len; ++j) majority[j] += t[k * kChunk + j] * keep[j];
     }
+    for (size_t j = 0; j < len; ++j) majority[j] = majority[j] >= 0 ? 1.0 : -1.0;
+    std::fill(num, num + len, 0.0);
+    std::fill(den, den + len, 0.0);
+    for (size_t k = 0; k < m; ++k) {
+      const double w = p.weights[k];
+      for (size_t j = 0; j < len; ++j) {
+        const double tk = t[k * kChunk + j] * keep[j];
+        const double sign = tk > 0 ? 1.0 : tk < 0 ? -1.0 : 0.0;  // NaN: 0, never the majority
+        const double ew = w * (sign == majority[j] ? 1.0 : 0.0);
+        num[j] += tk * ew;
+        den[j] += ew;
+      }
+    }
+    withDtype(to, [&](auto T) {
+      for (size_t j = 0; j < len; ++j) storeRoundedOnce(out, decltype(T)::value, j0 + j, base[j] + num[j] / std::max(den[j], 1e-6));
+    });
   });
 }
 
