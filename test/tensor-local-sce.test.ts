@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
 import type { TensorRecipe } from '../lib/engine/plan';
-import { encodeSceParams } from '../lib/engine/sce-params';
+import { encodeSceParams, SceRecipe } from '../lib/engine/sce-params';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { merge } from '../lib/recipes/merge-recipe';
@@ -46,7 +46,7 @@ async function mergeRaw(files: string[], dtypes: Dtype[], n: number, selectTopk:
   localStatistics.maxTensorBytes = maxTensorBytes;
   const m = files.length - 1;
   const models = Array.from({ length: m }, (_, k) => k + 1);
-  const sce = { base: 0, models, weights: models.map(() => 1 / m), cut: 0n, indexBits: indexBits(n) };
+  const sce: SceRecipe = { base: 0, models, weights: models.map(() => 1 / m), cut: 0n, indexBits: indexBits(n) };
   const recipe: TensorRecipe = { op: 'sce', models: [0, ...models], w: [], dtype: 'F32', sce };
   const source = (model: number) => ({ file: files[model], offset: 0, dtype: dtypes[model] as NativeDtype });
   await setSceStatistics(
