@@ -16,6 +16,7 @@
 #include "executor_work.h"
 #include "io.h"
 #include "local_job.h"
+#include "local_sce.h"
 #include "plan_validation.h"
 #include "worker_pool.h"
 #include "kernels/sparsify.h"
@@ -178,6 +179,7 @@ class Run {
     const Job& job = plan_.jobs[j];
     std::vector<uint64_t> sizes(maxSources_, 0);
     for (size_t s = 0; s < job.sources.size(); ++s) sizes[s] = job.count * dtypeSize(job.sources[s].dtype);
+    sizes.push_back(localSceScratchBytes(sce_[j], job.count));  // one more buffer, after the sources' slots
     TaskReads reads(maxSources_);
     reads.buffers = localBuffers_.take(sizes);
     struct GiveBack {
@@ -192,6 +194,7 @@ class Run {
       srcType[s] = job.sources[s].dtype;
     }
     resolveLocal(sparse_[j], srcPtr.data(), srcType.data(), job.count, maps);
+    resolveLocalSce(sce_[j], srcPtr.data(), srcType.data(), job.count, reads.buffers.back().data());
     runTaskOnCpu(task, reads, out, srcPtr, srcType);
   }
 
@@ -373,7 +376,7 @@ class Run {
           arceeMerge(srcPtr.data(), srcType.data(), decodeArceeParams(d.params, job.sources.size(), job.count), piece.start, n, target, d.dtype);
           break;
         case DestOp::Sce:
-          sceMerge(srcPtr.data(), srcType.data(), decodeSceParams(d.params, job.sources.size(), job.count), job.count, piece.start, n, target, d.dtype);
+          sceMerge(srcPtr.data(), srcType.data(), sce_[piece.job][static_cast<size_t>(&d - job.dests.data())], job.count, piece.start, n, target, d.dtype);
           break;
       }
       if (inPlace != nullptr) assembler.commit(at, n * es);
@@ -406,6 +409,7 @@ class Run {
   // Decoded once: the sparse parameters of every dest, and zeroed counters for statistics jobs.
   void prepareSparse() {
     sparse_.resize(plan_.jobs.size());
+    sce_.resize(plan_.jobs.size());
     statCounts_.resize(plan_.jobs.size());
     rowKl_.resize(plan_.jobs.size());
     for (size_t j = 0; j < plan_.jobs.size(); ++j) {
@@ -413,7 +417,8 @@ class Run {
       for (const Dest& d : job.dests) {
         sparse_[j].push_back(d.op == DestOp::Sparse ? decodeSparseParams(d.params, job.sources.size()) : SparseParams{});
       }
-      localJob_.push_back(isLocalJob(sparse_[j]));
+      for (const Dest& d : job.dests) sce_[j].push_back(d.op == DestOp::Sce ? decodeSceParams(d.params, job.sources.size(), job.count) : SceParams{});
+      localJob_.push_back(isLocalJob(sparse_[j]) || isLocalSce(sce_[j]));
       if (job.stat == JobStat::ArceeHistogram) {  // the first pass returns its row KLs (kernels/arcee_fusion.h)
         const ArceeStat s = decodeArceeHistogram(job.statParams, job.sources.size(), job.count);
         if (!s.rows.rowKl) rowKl_[j].assign(job.count / s.rows.rowLength, 0.0);
@@ -560,6 +565,7 @@ class Run {
   std::vector<std::vector<double>> pieceRows_;                      // RowMoments jobs: each piece's row sums
   std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]; a local job's resolved by its worker
   std::vector<bool> localJob_;                                      // [job]: local_job.h
+  std::vector<std::vector<SceParams>> sce_;                         // [job][dest]: decoded once; a local job's resolved by its worker (local_sce.h)
   LocalBuffers localBuffers_{kLocalBudgetBytes};
   std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> statCounts_;  // [job][counter]
   size_t maxSources_ = 0;

@@ -1,6 +1,7 @@
 /**
  * The `sce` op's parameters (native/kernels/sce.h's flat layouts): the dest's
- * [base, cutHi, cutLo, indexBits, m, m × (source, weight)], and its statistics' `sce_histogram`
+ * [base, cutHi, cutLo, indexBits, m, m × (source, weight) [, selectTopk, sumPiece]] (the tail: statistics
+ * left open for the engine, native/local_sce.h), and its statistics' `sce_histogram`
  * [base, m, m sources, indexBits, shift, bits, prefixHi, prefixLo] and `sce_sum_squares`
  * [base, m, m sources, cutHi, cutLo, indexBits], every source an index into the job's sources.
  */
@@ -15,11 +16,14 @@ export interface SceRecipe {
   /** Elements whose variance rank key is ≥ cut are selected: 0n all, 2^63 none. */
   cut: bigint;
   indexBits: number;
+  /** A tensor-local job's: cut and weights resolved by the engine from select_topk, the sums of squares added in pieces of `sumPiece` elements as the streaming pass's. */
+  open?: { selectTopk: number; sumPiece: number };
 }
 
 export function encodeSceParams(r: SceRecipe, sourceOf: (model: number) => number): number[] {
   const out = [sourceOf(r.base), keyHigh(r.cut), keyLow(r.cut), r.indexBits, r.models.length];
   r.models.forEach((m, k) => out.push(sourceOf(m), r.weights[k]));
+  if (r.open) out.push(r.open.selectTopk, r.open.sumPiece);
   return out;
 }
 
@@ -35,5 +39,6 @@ export function sceSumSquaresParams(models: number, cut: bigint, indexBits: numb
 
 /** The same dest parameters for a job whose sources are renumbered (a fused batch plan's jobs). */
 export function remapSceSources(params: readonly number[], to: (source: number) => number): number[] {
-  return params.map((x, i) => (i === 0 || (i >= 5 && (i - 5) % 2 === 0) ? to(x) : x));
+  const end = 5 + 2 * params[4]; // the open tail holds no source
+  return params.map((x, i) => (i === 0 || (i >= 5 && i < end && (i - 5) % 2 === 0) ? to(x) : x));
 }

@@ -109,7 +109,7 @@ export async function resolveStatistics(
     await setRamPlusLambdas(recipes, ramPlus, run);
     await setRowWeights(recipes, rowWise, run);
     await setDellaScales(recipes, dellaRescale, run);
-    await setSceStatistics(recipes, sceTensors, run);
+    await setSceStatistics(recipes, sceTensors, run, { statisticsBlockBytes: statistics.blockBytes });
     await setArceeFusionThresholds(recipes, fusionTensors, run);
   }
 }

@@ -189,7 +189,7 @@ async function mergeModels(
   await setRamPlusLambdas(recipes, ramPlus, (p) => runStatisticsPlan(p, statistics));
   await setRowWeights(recipes, rowWise, (p) => runStatisticsPlan(p, statistics));
   await setDellaScales(recipes, dellaRescale, (p) => runStatisticsPlan(p, statistics));
-  await setSceStatistics(recipes, sceTensors, (p) => runStatisticsPlan(p, statistics));
+  await setSceStatistics(recipes, sceTensors, (p) => runStatisticsPlan(p, statistics), { statisticsBlockBytes: blockBytes });
   await setArceeFusionThresholds(recipes, fusionTensors, (p) => runStatisticsPlan(p, statistics));
 
   const tx = await OutputTransaction.begin(outDir, { force: options.force, notice: options.onNotice, reads: ckpts.flatMap(pathsRead) });

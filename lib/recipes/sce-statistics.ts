@@ -3,14 +3,18 @@
  * the cut of the top k = trunc(nonzero · select_topk) per-element variances across the task vectors
  * (exact: radix selection over the rank keys of native/kernels/sce.h, 12-bit digits, one pass per
  * digit for all tensors at once, stopping where the chosen digit holds exactly what is left to keep),
- * then each model's Σ t² over the selected elements, which give the weights.
+ * then each model's Σ t² over the selected elements, which give the weights. With `local`, a tensor whose
+ * sources (and 4 bytes per element of variances) fit `localStatistics.maxTensorBytes` leaves both open for
+ * the engine, which resolves them from the tensor read once (native/local_sce.h): the same cut set,
+ * sums and weights, so the same bytes.
  */
 import { InputFiles } from '../engine/input-files';
 import type { NativeJob, NativePlan } from '../engine/native-plan';
 import type { NativeResult } from '../engine/native';
 import type { TensorRecipe } from '../engine/plan';
 import { sceHistogramParams, SceRecipe, sceSumSquaresParams } from '../engine/sce-params';
-import { KEY_NONE, MAX_HISTOGRAM_JOBS, TensorSource } from './sparsify';
+import { NATIVE_DTYPE_BYTES } from '../format/dtypes';
+import { KEY_NONE, localStatistics, MAX_HISTOGRAM_JOBS, TensorSource } from './sparsify';
 
 export interface SceTensor {
   name: string;
@@ -18,6 +22,12 @@ export interface SceTensor {
   /** select_topk: < 1 selects by variance (≤ 0: nothing), ≥ 1 keeps every element. */
   selectTopk: number;
   source(model: number): TensorSource;
+}
+
+/** Statistics left to the engine for the tensors that fit in memory. */
+export interface SceLocal {
+  /** The statistics plans' block size: the streaming sums of squares add pieces of blockBytes / 4 elements, and the engine's local sums follow them. */
+  statisticsBlockBytes: number;
 }
 
 type RunPlan = (plan: Pick<NativePlan, 'inputs' | 'jobs'>) => Promise<NativeResult>;
@@ -111,17 +121,30 @@ async function selectCuts(open: Selection[], run: RunPlan): Promise<void> {
   }
 }
 
-/** Cuts and weights for every sce tensor, written into its recipe's `sce`. */
-export async function setSceStatistics(recipes: Map<string, TensorRecipe>, tensors: readonly SceTensor[], run: RunPlan): Promise<void> {
+/** Whether the engine resolves this tensor's statistics from memory: its sources, and its variance bits when it selects, within the local budget. */
+function fitsInMemory(t: SceTensor, r: SceRecipe): boolean {
+  const variances = t.selectTopk > 0 && t.selectTopk < 1 ? 4 * t.count : 0;
+  return [r.base, ...r.models].reduce((n, m) => n + t.count * NATIVE_DTYPE_BYTES[t.source(m).dtype], variances) <= localStatistics.maxTensorBytes;
+}
+
+/** Cuts and weights for every sce tensor, written into its recipe's `sce` (or left open for the engine, with `local`). */
+export async function setSceStatistics(recipes: Map<string, TensorRecipe>, tensors: readonly SceTensor[], run: RunPlan, local?: SceLocal): Promise<void> {
   if (tensors.length === 0) return;
-  const all = tensors.map((t) => ({ t, r: recipes.get(t.name)!.sce! }));
-  for (const { t, r } of all) r.cut = t.selectTopk >= 1 ? 0n : KEY_NONE;
+  const streamed = tensors
+    .map((t) => ({ t, r: recipes.get(t.name)!.sce! }))
+    .filter(({ t, r }) => {
+      if (!local || !fitsInMemory(t, r)) return true;
+      // The executor's statistics pieces: max(1, blockBytes / 4) elements (native/executor.cc's buildTasks).
+      r.open = { selectTopk: t.selectTopk, sumPiece: Math.max(1, Math.floor(local.statisticsBlockBytes / 4)) };
+      return false;
+    });
+  for (const { t, r } of streamed) r.cut = t.selectTopk >= 1 ? 0n : KEY_NONE;
   await selectCuts(
-    all.filter(({ t }) => t.selectTopk > 0 && t.selectTopk < 1).map(({ t, r }) => ({ t, r, need: 0, prefix: 0n, remaining: 31 + r.indexBits })),
+    streamed.filter(({ t }) => t.selectTopk > 0 && t.selectTopk < 1).map(({ t, r }) => ({ t, r, need: 0, prefix: 0n, remaining: 31 + r.indexBits })),
     run,
   );
   // A tensor that selects nothing (cut KEY_NONE) has sums of 0 (its t · 0 are 0 or not finite): no job.
-  const summed = all.filter(({ r }) => r.cut !== KEY_NONE);
+  const summed = streamed.filter(({ r }) => r.cut !== KEY_NONE);
   const files = new InputFiles();
   const jobs = jobsOf(
     summed.map(({ t, r }) => ({ t, r, statParams: sceSumSquaresParams(r.models.length, r.cut, r.indexBits) })),
@@ -130,7 +153,7 @@ export async function setSceStatistics(recipes: Map<string, TensorRecipe>, tenso
   );
   const { stats } = jobs.length > 0 ? await run({ inputs: files.paths, jobs }) : { stats: new Float64Array(0) };
   let at = 0;
-  for (const { t, r } of all) {
+  for (const { t, r } of streamed) {
     if (r.cut === KEY_NONE) {
       r.weights = sceWeights(new Array<number>(r.models.length).fill(0), t.count);
       continue;

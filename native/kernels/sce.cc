@@ -103,8 +103,9 @@ void forChunks(const void* const* srcs, const Dtype* types, const SceParams& p, 
     if (p.cut == 0 || p.cut >= kRankKeyNone) {  // every key lies below kRankKeyNone: all kept, or none
       std::fill(keep, keep + len, p.cut == 0 ? 1.0 : 0.0);
     } else {
-      varianceBits(t.data(), m, len, bits);
-      for (size_t j = 0; j < len; ++j) keep[j] = sparseRankKey(bits[j], p.indexBits, count, start + j0 + j) >= p.cut ? 1.0 : 0.0;
+      const uint32_t* v = p.varianceBits != nullptr ? p.varianceBits + start + j0 : bits;
+      if (p.varianceBits == nullptr) varianceBits(t.data(), m, len, bits);
+      for (size_t j = 0; j < len; ++j) keep[j] = sparseRankKey(v[j], p.indexBits, count, start + j0 + j) >= p.cut ? 1.0 : 0.0;
     }
     f(j0, len, base, t.data(), keep);
   }
@@ -115,12 +116,20 @@ void forChunks(const void* const* srcs, const Dtype* types, const SceParams& p, 
 SceParams decodeSceParams(const std::vector<double>& p, size_t sourceCount, uint64_t count) {
   // [base, cutHi, cutLo, indexBits, m, m x (source, weight)]: reordered into modelsAt's layout.
   if (p.size() < 5) throw std::invalid_argument("sce parameters too short");
+  const size_t end = 5 + 2 * static_cast<size_t>(wholeAt(p, 4, 65536));
+  if (p.size() != end && p.size() != end + 2) throw std::invalid_argument("sce parameter count does not match the model count");
   std::vector<double> models = {p[0]};
-  models.insert(models.end(), p.begin() + 4, p.end());
+  models.insert(models.end(), p.begin() + 4, p.begin() + static_cast<std::ptrdiff_t>(end));
   SceParams s;
-  if (modelsAt(models, sourceCount, s, true) != models.size()) throw std::invalid_argument("sce parameter count does not match the model count");
+  modelsAt(models, sourceCount, s, true);
   if (s.sources.empty()) throw std::invalid_argument("sce needs at least one model");
   cutAt(p, 1, count, s);
+  if (p.size() == end + 2) {
+    s.open = true;
+    s.selectTopk = p[end];
+    s.sumPiece = wholeAt(p, end + 1, 1099511627776.0);
+    if (s.sumPiece == 0) throw std::invalid_argument("sce sums' piece length must be at least 1");
+  }
   return s;
 }
 
@@ -170,34 +179,67 @@ void sceSumSquares(const void* const* srcs, const Dtype* types, const SceParams&
   // Each model's sum adds its elements in element order, as sce.h says.
   forChunks(srcs, types, p, count, start, n, [&](size_t, size_t len, const double*, const double* t, const double* keep) {
     for (size_t k = 0; k < p.sources.size(); ++k) {
+      // In a register, not through sums[k] (which may alias t); + 0 for a skipped element leaves the
+      // sum's bits as they are (it is finite and >= +0: |t| < 2^129, so t^2 cannot overflow).
+      double sum = sums[k];
       for (size_t j = 0; j < len; ++j) {
         const double x = t[k * kChunk + j] * keep[j];
-        if (std::isfinite(x)) sums[k] += x * x;
+        sum += std::isfinite(x) ? x * x : 0.0;
       }
+      sums[k] = sum;
     }
   });
 }
 
+void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits) {
+  const size_t m = p.sources.size();
+  thread_local std::vector<double> t;
+  t.resize(m * kChunk);
+  double base[kChunk];
+  for (size_t j0 = 0; j0 < n; j0 += kChunk) {
+    const size_t len = std::min(kChunk, n - j0);
+    tasksOf(srcs, types, p, j0, len, base, t.data());
+    varianceBits(t.data(), m, len, bits + j0);
+  }
+}
+
+std::vector<double> sceWeights(const std::vector<double>& sumSquares, uint64_t count) {
+  std::vector<double> means(sumSquares.size());
+  double total = 0;
+  for (size_t k = 0; k < means.size(); ++k) {
+    means[k] = sumSquares[k] / static_cast<double>(count);
+    total += means[k];
+  }
+  for (double& x : means) x = std::fabs(total) < 1e-6 ? 1 / static_cast<double>(means.size()) : x / total;
+  return means;
+}
+
 void sceMerge(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out, Dtype to) {
   const size_t m = p.sources.size();
-  std::vector<double> tk(m);
+  // Per element the formulas of sce.h in model order, computed a model at a time across the chunk's
+  // elements (loops the compiler vectorizes; each element's operations and their order are the same).
+  double majority[kChunk], num[kChunk], den[kChunk];
   forChunks(srcs, types, p, count, start, n, [&](size_t j0, size_t len, const double* base, const double* t, const double* keep) {
-    for (size_t j = 0; j < len; ++j) {
-      double s = 0;
-      for (size_t k = 0; k < m; ++k) {
-        tk[k] = t[k * kChunk + j] * keep[j];
-        s += tk[k];
-      }
-      const double majority = s >= 0 ? 1.0 : -1.0;
-      double num = 0, den = 0;
-      for (size_t k = 0; k < m; ++k) {
-        const double sign = tk[k] > 0 ? 1.0 : tk[k] < 0 ? -1.0 : 0.0;  // NaN: 0, never the majority
-        const double ew = p.weights[k] * (sign == majority ? 1.0 : 0.0);
-        num += tk[k] * ew;
-        den += ew;
-      }
-      storeRoundedOnce(out, to, j0 + j, base[j] + num / std::max(den, 1e-6));
+    std::fill(majority, majority + len, 0.0);
+    for (size_t k = 0; k < m; ++k) {
+      for (size_t j = 0; j < len; ++j) majority[j] += t[k * kChunk + j] * keep[j];
     }
+    for (size_t j = 0; j < len; ++j) majority[j] = majority[j] >= 0 ? 1.0 : -1.0;
+    std::fill(num, num + len, 0.0);
+    std::fill(den, den + len, 0.0);
+    for (size_t k = 0; k < m; ++k) {
+      const double w = p.weights[k];
+      for (size_t j = 0; j < len; ++j) {
+        const double tk = t[k * kChunk + j] * keep[j];
+        const double sign = tk > 0 ? 1.0 : tk < 0 ? -1.0 : 0.0;  // NaN: 0, never the majority
+        const double ew = w * (sign == majority[j] ? 1.0 : 0.0);
+        num[j] += tk * ew;
+        den[j] += ew;
+      }
+    }
+    withDtype(to, [&](auto T) {
+      for (size_t j = 0; j < len; ++j) storeRoundedOnce(out, decltype(T)::value, j0 + j, base[j] + num[j] / std::max(den[j], 1e-6));
+    });
   });
 }
 

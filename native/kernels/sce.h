@@ -29,9 +29,17 @@ struct SceParams {
   uint32_t indexBits = 0;
   std::vector<uint32_t> sources;  // the models, in the recipe's order
   std::vector<double> weights;    // one per model
+  // A tensor-local job's open statistics (native/local_sce.h): cut and weights from select_topk and the
+  // tensor in memory, the sums of squares added in pieces of sumPiece elements as the streaming pass adds them.
+  bool open = false;
+  double selectTopk = 0;
+  uint64_t sumPiece = 0;
+  // Set by a local job: the f32 variance bits of elements 0..count-1, read instead of computed again. Never decoded.
+  const uint32_t* varianceBits = nullptr;
 };
 
-// Dest params [base, cutHi, cutLo, indexBits, m, m x (source, weight)]. Throws std::invalid_argument when malformed.
+// Dest params [base, cutHi, cutLo, indexBits, m, m x (source, weight) [, selectTopk, sumPiece]] (the tail:
+// statistics left open for the executor). Throws std::invalid_argument when malformed.
 SceParams decodeSceParams(const std::vector<double>& p, size_t sourceCount, uint64_t count);
 // statParams of the selection statistic: [base, m, m sources, indexBits, shift, bits, prefixHi, prefixLo];
 // of the sums of squares: [base, m, m sources, cutHi, cutLo, indexBits] (weights unused).
@@ -49,6 +57,11 @@ SceParams decodeSceSumSquares(const std::vector<double>& p, size_t sourceCount, 
 void sceHistogram(const void* const* srcs, const Dtype* types, const SceStat& s, uint64_t count, uint64_t start, size_t n, uint64_t* hist);
 // Adds to sums[k] the sum of t_k^2 over the selected elements whose t_k is finite (f64, element order).
 void sceSumSquares(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, double* sums);
+// The f32 variance bits (every NaN one value above Inf) of the n elements at srcs into bits[0..n).
+void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits);
+// mergekit's sce_weight from the per-model sums of squares over `count` elements: lib/recipes/sce-statistics.ts's
+// sceWeights, the same f64 operations in the same order.
+std::vector<double> sceWeights(const std::vector<double>& sumSquares, uint64_t count);
 void sceMerge(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out, Dtype to);
 
 }  // namespace wm

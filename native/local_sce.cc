@@ -1,0 +1,95 @@
+// SCE's open statistics resolved from a tensor in memory (local_sce.h).
+#include "local_sce.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/sparse_select.h"
+#include "kernels/sparsify.h"
+
+namespace wm {
+namespace {
+
+bool selects(const SceParams& p) { return p.selectTopk > 0 && p.selectTopk < 1; }
+
+// The bin holding the need-th largest element, counting from the top bin down; `need` becomes its rank inside the bin.
+size_t binOfRank(const uint64_t* hist, size_t bins, uint64_t& need) {
+  size_t bin = bins - 1;
+  for (; bin > 0 && hist[bin] < need; --bin) need -= hist[bin];
+  return bin;
+}
+
+}  // namespace
+
+bool isLocalSce(const std::vector<SceParams>& dests) {
+  return std::any_of(dests.begin(), dests.end(), [](const SceParams& p) { return p.open; });
+}
+
+uint64_t localSceScratchBytes(const std::vector<SceParams>& dests, uint64_t count) {
+  uint64_t bytes = 0;
+  for (const SceParams& p : dests) {
+    if (p.open && selects(p)) bytes += 4 * count;
+  }
+  return bytes;
+}
+
+uint64_t sceCutOfBits(const uint32_t* bits, uint64_t count, double selectTopk) {
+  // As the planner's radix passes: k from the nonzero count, then the top k keys, by the variance bits'
+  // high 16 bits, their low 16 bits, and the index among equal variances (the lower index first).
+  constexpr size_t kHigh = size_t{1} << 15, kLow = size_t{1} << 16;  // bits <= 0x7FC00000: bits >> 16 < 2^15
+  thread_local std::vector<uint64_t> counters;  // kept per thread: no 1.5 MB allocation per tensor
+  counters.assign(kHigh + kLow, 0);
+  uint64_t* high = counters.data();
+  uint64_t* low = high + kHigh;
+  uint64_t zeros = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    ++high[bits[i] >> 16];
+    zeros += bits[i] == 0;
+  }
+  // mergekit's k = int(count_nonzero(var) * select_topk): lib/recipes/sce-statistics.ts's Math.trunc of the f64 product.
+  uint64_t need = static_cast<uint64_t>(std::trunc(static_cast<double>(count - zeros) * selectTopk));
+  if (need == 0) return kRankKeyNone;
+  const uint32_t top = static_cast<uint32_t>(binOfRank(high, kHigh, need));
+  for (uint64_t i = 0; i < count; ++i) {
+    if ((bits[i] >> 16) == top) ++low[bits[i] & 0xFFFFu];
+  }
+  const uint32_t value = (top << 16) | static_cast<uint32_t>(binOfRank(low, kLow, need));
+  const uint32_t indexBits = sparseIndexBits(count);
+  // Every element of this variance is kept: its lowest possible key is the cut (the same set).
+  if (low[value & 0xFFFFu] == need) return static_cast<uint64_t>(value) << indexBits;
+  for (uint64_t i = 0;; ++i) {
+    if (bits[i] == value && --need == 0) return sparseRankKey(value, indexBits, count, i);
+  }
+}
+
+void resolveLocalSce(std::vector<SceParams>& dests, const void* const* srcs, const Dtype* types, uint64_t count, uint8_t* scratch) {
+  for (SceParams& p : dests) {
+    if (!p.open) continue;
+    // lib/recipes/sce-statistics.ts: select_topk >= 1 keeps all, <= 0 (or NaN) none, else the variance cut.
+    p.cut = p.selectTopk >= 1 ? 0 : kRankKeyNone;
+    if (selects(p)) {
+      auto* bits = reinterpret_cast<uint32_t*>(scratch);
+      scratch += 4 * count;
+      sceVarianceBits(srcs, types, p, count, bits);
+      p.varianceBits = bits;
+      p.cut = sceCutOfBits(bits, count, p.selectTopk);
+    }
+    // The sums of squares of the streaming pass: one f64 sum per piece of sumPiece elements (element
+    // order), the pieces' sums added in order (its executor's collectStats); none when nothing is selected.
+    std::vector<double> sums(p.sources.size(), 0.0), piece(p.sources.size());
+    if (p.cut != kRankKeyNone) {
+      const size_t used = 1 + std::max<size_t>(p.base, *std::max_element(p.sources.begin(), p.sources.end()));
+      std::vector<const void*> at(used);  // the sources at the piece's first element, as the streaming pass's kernel gets them
+      for (uint64_t start = 0; start < count; start += p.sumPiece) {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(p.sumPiece, count - start));
+        for (size_t s = 0; s < used; ++s) at[s] = static_cast<const uint8_t*>(srcs[s]) + start * dtypeSize(types[s]);
+        std::fill(piece.begin(), piece.end(), 0.0);
+        sceSumSquares(at.data(), types, p, count, start, n, piece.data());
+        for (size_t k = 0; k < sums.size(); ++k) sums[k] += piece[k];
+      }
+    }
+    p.weights = sceWeights(sums, count);
+  }
+}
+
+}  // namespace wm

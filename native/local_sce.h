@@ -1,0 +1,32 @@
+// SCE as a tensor-local job (local_job.h): a dest whose statistics are left open (kernels/sce.h's
+// SceParams::open) gets them from the tensor its worker holds in memory, instead of the planner's
+// passes (lib/recipes/sce-statistics.ts: up to five radix passes over the variance keys, then the sums
+// of squares, each re-reading the files and computing every variance again). The variances are
+// computed once, into scratch memory (4 bytes per element, from the run's local pool), which the cut's
+// histograms, the sums of squares and the merge then read. The same cut set, sums and weights as the
+// streaming passes: test/tensor-local-sce.test.ts compares the bytes.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "kernels/sce.h"
+
+namespace wm {
+
+// Whether any sce dest of the job has statistics left to resolve.
+bool isLocalSce(const std::vector<SceParams>& dests);
+
+// The scratch bytes resolveLocalSce needs: the variance bits of every open dest that selects (0 < select_topk < 1).
+uint64_t localSceScratchBytes(const std::vector<SceParams>& dests, uint64_t count);
+
+// Resolves the open dests' cut and weights from their sources in memory (srcs[s]: element 0 of source s);
+// `scratch` holds localSceScratchBytes(dests, count) bytes and must outlive the merge of the job's pieces,
+// which reads the variance bits from it (SceParams::varianceBits).
+void resolveLocalSce(std::vector<SceParams>& dests, const void* const* srcs, const Dtype* types, uint64_t count, uint8_t* scratch);
+
+// The cut that keeps exactly the top trunc(nonzero * selectTopk) rank keys (kernels/sce.h) of the variance
+// bits bits[0..count) (nonzero: the elements whose bits are not 0); kRankKeyNone when that is none.
+uint64_t sceCutOfBits(const uint32_t* bits, uint64_t count, double selectTopk);
+
+}  // namespace wm

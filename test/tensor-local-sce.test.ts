@@ -1,0 +1,167 @@
+/**
+ * sce as a tensor-local job (native/local_sce.h): the variance cut and the weights resolved by the engine
+ * from the tensor read once give the same bytes as the planner's streaming passes (forced by
+ * `localStatistics.maxTensorBytes = 0`), on fresh random inputs with special values and with ties at
+ * the cut, 1 to 3 task vectors, select_topk 0.1, 0.5 and 1, 1 and 3 threads; then end to end through `merge`.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { runPlan } from '../lib/engine/native';
+import type { NativeDtype } from '../lib/engine/native-plan';
+import type { TensorRecipe } from '../lib/engine/plan';
+import { encodeSceParams, SceRecipe } from '../lib/engine/sce-params';
+import { makeCheckpointPair } from '../lib/fixtures/fixture';
+import { openCheckpoint } from '../lib/model/checkpoint';
+import { merge } from '../lib/recipes/merge-recipe';
+import { setSceStatistics } from '../lib/recipes/sce-statistics';
+import { indexBits, localStatistics } from '../lib/recipes/sparsify';
+import { rng } from './helpers/models';
+import { readRaw, writeRaw } from './helpers/raw-values';
+import { randomTensors } from './helpers/special-values';
+import type { Dtype } from './reference/numerics';
+import { sceVariancesRef } from './reference/sce';
+
+let dir: string;
+let counter = 0;
+const defaultBytes = localStatistics.maxTensorBytes;
+// The statistics plans' blocks (pieces of 1024 elements: the sums of squares add five of them) differ from the write plan's.
+const STATISTICS_BLOCK = 4096;
+const WRITE_BLOCK = 8192;
+
+beforeAll(async () => {
+  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-local-sce-'));
+});
+
+afterAll(async () => {
+  await fs.promises.rm(dir, { recursive: true, force: true });
+});
+
+afterEach(() => {
+  localStatistics.maxTensorBytes = defaultBytes;
+});
+
+/** The merged bits (F32, BF16 and F16 outputs) of one tensor, statistics left to the engine or streamed; base first in `files`. */
+async function mergeRaw(files: string[], dtypes: Dtype[], n: number, selectTopk: number, threads: number, maxTensorBytes: number) {
+  localStatistics.maxTensorBytes = maxTensorBytes;
+  const m = files.length - 1;
+  const models = Array.from({ length: m }, (_, k) => k + 1);
+  const sce: SceRecipe = { base: 0, models, weights: models.map(() => 1 / m), cut: 0n, indexBits: indexBits(n) };
+  const recipe: TensorRecipe = { op: 'sce', models: [0, ...models], w: [], dtype: 'F32', sce };
+  const source = (model: number) => ({ file: files[model], offset: 0, dtype: dtypes[model] as NativeDtype });
+  await setSceStatistics(
+    new Map([['t', recipe]]),
+    [{ name: 't', count: n, selectTopk, source }],
+    (p) => runPlan({ ...p, outputs: [], threads, blockBytes: STATISTICS_BLOCK, direct: false }),
+    { statisticsBlockBytes: STATISTICS_BLOCK },
+  );
+  const outs: Dtype[] = ['F32', 'BF16', 'F16'];
+  const outFiles = outs.map(() => path.join(dir, `out-${counter++}.bin`));
+  const params = encodeSceParams(sce, (s) => s);
+  await runPlan({
+    inputs: files,
+    outputs: outs.map((dtype, o) => ({ path: outFiles[o], size: n * (dtype === 'F32' ? 4 : 2), head: Buffer.alloc(0) })),
+    jobs: [
+      {
+        count: n,
+        sources: files.map((_, k) => ({ input: k, offset: 0, dtype: dtypes[k] as NativeDtype })),
+        dests: outs.map((dtype, o) => ({ output: o, offset: 0, dtype, op: 'sce', w: [], params })),
+      },
+    ],
+    threads,
+    blockBytes: WRITE_BLOCK,
+    direct: false,
+  });
+  return { open: sce.open !== undefined, bits: outs.map((to, o) => readRaw(outFiles[o], to, n)) };
+}
+
+/** Task vectors of few distinct values: many equal variances, and the cut inside a run of them. */
+function tiedTensors(n: number, models: number, seed: number): { base: number[]; models: number[][] } {
+  const r = rng(seed);
+  const base = Array.from({ length: n }, () => Math.fround((r() - 0.5) * 4));
+  const steps = [0, 0.25, -0.25, 0.5, -1, NaN];
+  return { base, models: Array.from({ length: models }, () => base.map((b) => b + steps[Math.floor(r() * steps.length)])) };
+}
+
+/** Whether the k-th and (k+1)-th largest variances (NaN above all) are equal: a tie that the element index breaks. */
+function tieAtCut(base: number[], models: number[][], selectTopk: number): boolean {
+  const v = sceVariancesRef(models.map((x) => x.map((y, i) => y - base[i]))).map((x) => (Number.isNaN(x) ? Infinity : x));
+  const k = Math.trunc(v.filter((x) => x !== 0).length * selectTopk);
+  const sorted = [...v].sort((a, b) => b - a);
+  return k > 0 && sorted[k - 1] === sorted[k];
+}
+
+describe.each([1, 2, 3])('%p task vectors', (m) => {
+  const n = 5003;
+  test.each([
+    ['random values with special ones', 0.1, 'BF16', 'F32'],
+    ['random values with special ones', 0.5, 'F32', 'BF16'],
+    ['random values with special ones', 1, 'F16', 'F32'],
+    ['few distinct values (ties at the cut)', 0.1, 'F32', 'BF16'],
+    ['few distinct values (ties at the cut)', 0.5, 'BF16', 'BF16'],
+  ] as [string, number, Dtype, Dtype][])(
+    '%s, select_topk %p (%s base, %s models): local and streamed bytes agree on 1 and 3 threads',
+    async (what, selectTopk, tBase, tModel) => {
+      const seed = 1000 * m + Math.round(selectTopk * 100);
+      const raw = what.startsWith('few') ? tiedTensors(n, m, seed) : randomTensors(n, m, seed, [1e-3, 1e-2, 0.5]);
+      const base = writeRaw(dir, raw.base, tBase);
+      const models = raw.models.map((x) => writeRaw(dir, x, tModel));
+      const files = [base.file, ...models.map((x) => x.file)];
+      const dtypes = [tBase, ...models.map(() => tModel)];
+      if (what.startsWith('few') && m > 1)
+        expect(
+          tieAtCut(
+            base.held,
+            models.map((x) => x.held),
+            selectTopk,
+          ),
+        ).toBe(true);
+      const streamed = await mergeRaw(files, dtypes, n, selectTopk, 1, 0);
+      expect(streamed.open).toBe(false);
+      for (const threads of [1, 3]) {
+        const local = await mergeRaw(files, dtypes, n, selectTopk, threads, defaultBytes);
+        expect(local.open).toBe(true);
+        local.bits.forEach((bits, o) => expect(bits).toEqual(streamed.bits[o]));
+      }
+    },
+  );
+});
+
+describe('recipes over fixtures', () => {
+  let A: string;
+  let B: string;
+  let F: string;
+  let N: string;
+
+  beforeAll(async () => {
+    const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 6, shards: [2, 1] });
+    const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 6, delta: 0.01 });
+    const far = await makeCheckpointPair({ dir: path.join(dir, 'far'), shape: 'tiny', seed: 6, delta: 0.3 });
+    [A, B, F, N] = [pair.instruct, pair.thinking, far.thinking, near.thinking];
+  }, 60000);
+
+  async function mergedBytes(doc: Record<string, unknown>, maxTensorBytes: number): Promise<Map<string, Buffer>> {
+    localStatistics.maxTensorBytes = maxTensorBytes;
+    const out = path.join(dir, `merged-${counter++}`);
+    await merge(doc, { output: out, threads: 2, blockBytes: 65536 });
+    const c = await openCheckpoint(out);
+    return new Map(c.shards.map((s) => [s.name, fs.readFileSync(path.join(out, s.name))]));
+  }
+
+  test.each([0.1, 0.5, 1])('sce, select_topk %p, three models: local, streamed and mixed give the same files', async (selectTopk) => {
+    const doc = {
+      merge_method: 'sce',
+      base_model: N,
+      parameters: { select_topk: selectTopk },
+      models: [{ model: A }, { model: B }, { model: F }, { model: N }],
+    };
+    const local = await mergedBytes(doc, defaultBytes);
+    const streamed = await mergedBytes(doc, 0);
+    const mixed = await mergedBytes(doc, 20000); // small tensors local, the rest streamed
+    expect([...local.keys()]).toEqual([...streamed.keys()]);
+    for (const [name, bytes] of streamed) {
+      expect(local.get(name)!.equals(bytes)).toBe(true);
+      expect(mixed.get(name)!.equals(bytes)).toBe(true);
+    }
+  });
+});
