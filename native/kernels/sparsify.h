@@ -143,5 +143,8 @@ void l1Buckets(const void* base, Dtype tb, const void* x, Dtype tx, const Sparse
                uint64_t count, uint64_t start, size_t n, uint64_t* before, uint64_t* after);
 // sum_e bucket[e] * 2^(e - 150), in f64 from the largest exponent down (deterministic).
 double l1Total(const uint64_t* buckets);
+// The rescale factor of L1 sums, the planner's arithmetic exactly (lib/recipes/sparsify.ts's l1Scale, then
+// Math.fround as della-rescale.ts and the params' f32 do): norms below 1e-7 leave the tensor as is; +Inf past f32.
+inline float l1Scale(double before, double after) { return static_cast<float>(before < 1e-7 || after < 1e-7 ? 1.0 : before / after); }
 
 }  // namespace wm
