@@ -174,7 +174,8 @@ class Run {
 
   // local_job.h: the tensor's sources read once into buffers of the run's local pool (bounded, given
   // back after the task), its statistics resolved from them, then its pieces merged on the CPU.
-  void runLocalTask(const Task& task, AlignedBuffer& out, std::vector<const void*>& srcPtr, std::vector<Dtype>& srcType, KeepBitMaps& maps) {
+  void runLocalTask(const Task& task, AlignedBuffer& out, std::vector<const void*>& srcPtr, std::vector<Dtype>& srcType, KeepBitMaps& maps,
+                    KeepBitMaps& dellaMaps) {
     const uint32_t j = pieces_[task.first].job;
     const Job& job = plan_.jobs[j];
     std::vector<uint64_t> sizes(maxSources_, 0);
@@ -195,6 +196,7 @@ class Run {
     }
     resolveLocal(sparse_[j], srcPtr.data(), srcType.data(), job.count, maps);
     resolveLocalSce(sce_[j], srcPtr.data(), srcType.data(), job.count, reads.buffers.back().data());
+    resolveLocalDella(della_[j], srcPtr.data(), srcType.data(), job.count, dellaMaps);
     runTaskOnCpu(task, reads, out, srcPtr, srcType);
   }
 
@@ -203,7 +205,7 @@ class Run {
       const uint64_t bufBytes = std::max<uint64_t>(std::max<uint64_t>(1, plan_.blockBytes / 4), maxPiece_) * 4;
       TaskReads reads(maxSources_);
       AlignedBuffer out(bufBytes);
-      KeepBitMaps keepBits;
+      KeepBitMaps keepBits, dellaBits;
       std::vector<const void*> srcPtr(maxSources_);
       std::vector<Dtype> srcType(maxSources_);
       // Declared after `reads`, so that it unpins the read buffers before they are freed.
@@ -215,7 +217,7 @@ class Run {
         // Two waves of tasks ahead of the pool: enough to keep the disk busy, little page cache.
         if (t + prefetchDistance_ < tasks_.size()) prefetchTask(tasks_[t + prefetchDistance_]);
         if (tasks_[t].local) {
-          runLocalTask(tasks_[t], out, srcPtr, srcType, keepBits);
+          runLocalTask(tasks_[t], out, srcPtr, srcType, keepBits, dellaBits);
           continue;
         }
         readTask(tasks_[t], reads);
@@ -370,7 +372,7 @@ class Run {
           rowLinearMerge(srcPtr.data(), srcType.data(), decodeRowLinearParams(d.params, job.sources.size(), job.count), piece.start, n, target, d.dtype);
           break;
         case DestOp::Della:
-          dellaMerge(srcPtr.data(), srcType.data(), decodeDellaParams(d.params, job.sources.size(), job.count), job.count, piece.start, n, target, d.dtype);
+          dellaMerge(srcPtr.data(), srcType.data(), della_[piece.job][static_cast<size_t>(&d - job.dests.data())], job.count, piece.start, n, target, d.dtype);
           break;
         case DestOp::ArceeFusion:
           arceeMerge(srcPtr.data(), srcType.data(), decodeArceeParams(d.params, job.sources.size(), job.count), piece.start, n, target, d.dtype);
@@ -406,19 +408,21 @@ class Run {
     done_.fetch_add(pieceWeight(job, piece.count));
   }
 
-  // Decoded once: the sparse parameters of every dest, and zeroed counters for statistics jobs.
+  // Decoded once: the sparse and della parameters of every dest, and zeroed counters for statistics jobs.
   void prepareSparse() {
     sparse_.resize(plan_.jobs.size());
     sce_.resize(plan_.jobs.size());
+    della_.resize(plan_.jobs.size());
     statCounts_.resize(plan_.jobs.size());
     rowKl_.resize(plan_.jobs.size());
     for (size_t j = 0; j < plan_.jobs.size(); ++j) {
       const Job& job = plan_.jobs[j];
       for (const Dest& d : job.dests) {
         sparse_[j].push_back(d.op == DestOp::Sparse ? decodeSparseParams(d.params, job.sources.size()) : SparseParams{});
+        della_[j].push_back(d.op == DestOp::Della ? decodeDellaParams(d.params, job.sources.size(), job.count) : DellaParams{});
       }
       for (const Dest& d : job.dests) sce_[j].push_back(d.op == DestOp::Sce ? decodeSceParams(d.params, job.sources.size(), job.count) : SceParams{});
-      localJob_.push_back(isLocalJob(sparse_[j]) || isLocalSce(sce_[j]));
+      localJob_.push_back(isLocalJob(sparse_[j]) || isLocalSce(sce_[j]) || isLocalDella(della_[j]));
       if (job.stat == JobStat::ArceeHistogram) {  // the first pass returns its row KLs (kernels/arcee_fusion.h)
         const ArceeStat s = decodeArceeHistogram(job.statParams, job.sources.size(), job.count);
         if (!s.rows.rowKl) rowKl_[j].assign(job.count / s.rows.rowLength, 0.0);
@@ -564,6 +568,7 @@ class Run {
   std::vector<std::vector<double>> rowKl_;  // ArceeHistogram jobs without given KLs: each row's KL, written by the piece that holds the row
   std::vector<std::vector<double>> pieceRows_;                      // RowMoments jobs: each piece's row sums
   std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]; a local job's resolved by its worker
+  std::vector<std::vector<DellaParams>> della_;                     // [job][dest], the same
   std::vector<bool> localJob_;                                      // [job]: local_job.h
   std::vector<std::vector<SceParams>> sce_;                         // [job][dest]: decoded once; a local job's resolved by its worker (local_sce.h)
   LocalBuffers localBuffers_{kLocalBudgetBytes};

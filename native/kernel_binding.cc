@@ -2,10 +2,12 @@
 #include "kernel_binding.h"
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "kernels/sparsify.h"
 
 namespace wm {
 namespace {
@@ -62,6 +64,20 @@ class SimdSetting {
   bool previous_;
 };
 
+// 'l1Scale': sparsify.h's l1Scale of each pair of args.before and args.after (Float64Arrays of one length), as a Float32Array.
+Napi::Value l1ScaleForTest(Napi::Env env, const Napi::Object& args) {
+  const Span before = spanOf(env, args.Get("before"), "args.before"), after = spanOf(env, args.Get("after"), "args.after");
+  if (before.bytes != after.bytes || before.bytes % 8 != 0) fail(env, "args.before and args.after must be Float64Arrays of one length");
+  Napi::Float32Array out = Napi::Float32Array::New(env, before.bytes / 8);
+  for (size_t i = 0; i < out.ElementLength(); ++i) {
+    double b, a;
+    std::memcpy(&b, before.data + 8 * i, 8);
+    std::memcpy(&a, after.data + 8 * i, 8);
+    out[i] = l1Scale(b, a);
+  }
+  return out;
+}
+
 }  // namespace
 
 Napi::Value RunKernelForTest(const Napi::CallbackInfo& info) {
@@ -70,13 +86,14 @@ Napi::Value RunKernelForTest(const Napi::CallbackInfo& info) {
     fail(env, "expected (op: string, args: object)");
   }
   const std::string op = info[0].As<Napi::String>().Utf8Value();
+  if (op == "l1Scale") return l1ScaleForTest(env, info[1].As<Napi::Object>());
   size_t arity = 0;  // 0: one or more
   if (op == "lerpExact" || op == "lerpMi" || op == "moments") {
     arity = 2;
   } else if (op == "convert") {
     arity = 1;
   } else if (op != "linear") {
-    fail(env, "op must be 'lerpExact', 'lerpMi', 'convert', 'linear' or 'moments', got '" + op + "'");
+    fail(env, "op must be 'lerpExact', 'lerpMi', 'convert', 'linear', 'moments' or 'l1Scale', got '" + op + "'");
   }
   Napi::Object args = info[1].As<Napi::Object>();
   const size_t n = countOf(env, args.Get("n"));

@@ -97,9 +97,29 @@ void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs
         }
         const L1Sums sums = l1Sums(base, tb, srcs[m.source], types[m.source], m, count, bits);
         m.keepBits = bits;
-        const double before = sums.before, after = sums.after;
-        m.scale = static_cast<float>(before < 1e-7 || after < 1e-7 ? 1.0 : before / after);  // lib/recipes/sparsify.ts's l1Scale
+        m.scale = l1Scale(sums.before, sums.after);
       }
+    }
+  }
+}
+
+bool isLocalDella(const std::vector<DellaParams>& destParams) {
+  return std::any_of(destParams.begin(), destParams.end(),
+                     [](const DellaParams& p) { return std::any_of(p.models.begin(), p.models.end(), [](const DellaModel& m) { return m.openL1; }); });
+}
+
+void resolveLocalDella(std::vector<DellaParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count, KeepBitMaps& maps) {
+  size_t used = 0;
+  for (DellaParams& p : destParams) {
+    for (DellaModel& m : p.models) {
+      if (!m.openL1) continue;
+      if (maps.size() <= used) maps.emplace_back();
+      maps[used].resize(std::max<uint64_t>(maps[used].size(), keepBitsBytes(count)));
+      uint8_t* bits = maps[used++].data();
+      // The della_l1 pass's integer buckets and lib/recipes/della-rescale.ts's factor: the same bytes as the streaming fallback.
+      const L1Sums sums = dellaL1Local(srcs[p.baseSource], types[p.baseSource], srcs[m.source], types[m.source], p.rows, m, count, bits);
+      m.scale = l1Scale(sums.before, sums.after);
+      m.keepBits = bits;
     }
   }
 }

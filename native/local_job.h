@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "io.h"
+#include "kernels/della.h"
 #include "kernels/sparsify.h"
 #include "plan.h"
 
@@ -53,5 +54,10 @@ using KeepBitMaps = std::vector<std::vector<uint8_t>>;
 // (computed for the L1 sums anyway), which the merge then reads instead of hashing every element
 // again; they stay valid until the next call with the same maps.
 void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count, KeepBitMaps& maps);
+
+// della (kernels/della.h): whether a dest leaves an L1 factor open, and those factors resolved from the
+// sources in memory, each model's MAGPRUNE mask kept as bits in `maps` for the merge (valid as above).
+bool isLocalDella(const std::vector<DellaParams>& destParams);
+void resolveLocalDella(std::vector<DellaParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count, KeepBitMaps& maps);
 
 }  // namespace wm

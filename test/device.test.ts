@@ -188,7 +188,7 @@ const CASES: Case[] = [
     run: recipe(() => ({ merge_method: 'nuslerp', parameters: { nuslerp_flatten: false }, models: models([1, 3]) })),
   },
   {
-    name: 'della (CPU kernel, L1 pass, pieces of whole rows)',
+    name: 'della (CPU kernel, tensor-local L1 factors, pieces of whole rows)',
     run: recipe(() => ({ merge_method: 'della', base_model: N, random_seed: 3, models: models([0.6, 0.4], { density: 0.5, epsilon: 0.1 }) })),
   },
   {

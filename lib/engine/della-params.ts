@@ -1,6 +1,7 @@
 /**
  * The `della` op's parameters (native/kernels/della.h's flat layout) and the rows it ranks within:
- * [consensus, normalize, λ, base source, L, S, m, m × (source, weight, density, epsilon, seedHi, seedLo, scale)].
+ * [consensus, normalize, λ, base source, L, S, m, m × (source, weight, density, epsilon, seedHi, seedLo, scale)
+ * [, m × (L1 factor open)]].
  * Its `della_l1` statistic takes [L, S, density, epsilon, seedHi, seedLo] over the sources [base, model].
  */
 import { keyHigh, keyLow } from './sparse-params';
@@ -19,6 +20,8 @@ export interface DellaModel {
   seedKey: bigint;
   /** The L1 rescale factor (lib/recipes/della-rescale.ts), 1 until resolved or without rescale. */
   scale: number;
+  /** The factor is left for the engine to resolve from the tensor in memory (a tensor-local job); `scale` is then a placeholder. */
+  open?: boolean;
 }
 
 /** A `della` tensor recipe's parameters (its `models` list the base first, then `models` in order). */
@@ -47,6 +50,8 @@ function keepParams(m: DellaModel): number[] {
 export function encodeDellaParams(r: DellaRecipe, sourceOf: (model: number) => number): number[] {
   const out = [r.consensus ? 1 : 0, r.normalize ? 1 : 0, r.lambda, sourceOf(r.base), r.rows.length, r.rows.stride, r.models.length];
   for (const m of r.models) out.push(sourceOf(m.model), m.weight, ...keepParams(m), m.scale);
+  // The optional tail: which models' L1 factors are open (native/kernels/della.h's DellaModel::openL1).
+  if (r.models.some((m) => m.open)) for (const m of r.models) out.push(m.open ? 1 : 0);
   return out;
 }
 

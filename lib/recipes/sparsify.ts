@@ -67,10 +67,14 @@ const MAX_L1_JOBS = 2048;
  */
 export const localStatistics = { maxTensorBytes: 512 * 2 ** 20 };
 
+/** Whether a tensor of `count` elements whose sources are `models`' copies fits the local budget (any method's). */
+export function sourcesFitInMemory(count: number, models: readonly number[], source: (model: number) => TensorSource): boolean {
+  return models.reduce((n, m) => n + count * NATIVE_DTYPE_BYTES[source(m).dtype], 0) <= localStatistics.maxTensorBytes;
+}
+
 /** Whether the engine resolves this tensor's statistics from memory (resolveSparse's `isLocal` for a write plan). */
 export function fitsInMemory(t: SparseTensor): boolean {
-  const bytes = [t.spec.base, ...t.spec.models.map((m) => m.model)].reduce((n, m) => n + t.count * NATIVE_DTYPE_BYTES[t.source(m).dtype], 0);
-  return bytes <= localStatistics.maxTensorBytes;
+  return sourcesFitInMemory(t.count, [t.spec.base, ...t.spec.models.map((m) => m.model)], t.source);
 }
 
 /** Bit length of count − 1: how many low key bits hold the (reversed) element index. */

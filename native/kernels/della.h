@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "sparse_select.h"
 #include "sparsify.h"
 
 namespace wm {
@@ -41,6 +42,10 @@ struct DellaModel {
   double epsilon = 0;
   uint64_t seedKey = 0;
   float scale = 1;
+  bool openL1 = false;  // scale left open for a tensor-local job (the params' tail; native/local_job.h)
+  // A tensor-local job's MAGPRUNE mask, computed once for the L1 sums (sparsify.h's keptBit, by tensor
+  // index), which the merge reads instead of ranking the rows again; null: dellaKeep. Never decoded.
+  const uint8_t* keepBits = nullptr;
 };
 
 struct DellaParams {
@@ -52,11 +57,13 @@ struct DellaParams {
   std::vector<DellaModel> models;
 };
 
-// Dest params: [consensus, normalize, lambda, baseSource, L, S, m, m x (source, weight, density, epsilon, seedHi, seedLo, scale)].
+// Dest params: [consensus, normalize, lambda, baseSource, L, S, m, m x (source, weight, density, epsilon, seedHi, seedLo, scale)
+//               [, m x (l1 open)]]: the optional tail marks models whose scale (a placeholder) a tensor-local job resolves.
 // `count` is the job's element count, a multiple of L S. Throws std::invalid_argument when malformed.
 DellaParams decodeDellaParams(const std::vector<double>& p, size_t sourceCount, uint64_t count);
 constexpr size_t kDellaHeader = 7;
 constexpr size_t kDellaPerModel = 7;
+constexpr size_t kDellaOpenPerModel = 1;
 
 // keep[j] = 1 when element start + j survives model m's MAGPRUNE; start and n are whole blocks of rows.
 void dellaKeep(const void* base, Dtype tb, const void* x, Dtype tx, const DellaRows& rows, const DellaModel& m, uint64_t start, size_t n,
@@ -69,7 +76,13 @@ void dellaMerge(const void* const* srcs, const Dtype* types, const DellaParams& 
 // The L1 statistic (job sources [base, x]; statParams [L, S, density, epsilon, seedHi, seedLo]): adds |d| of
 // every element and of the kept ones into sparsify.h's exact L1 buckets.
 DellaRows decodeDellaStat(const std::vector<double>& p, uint64_t count, DellaModel& m);
+// With keepBits (the tensor's map, start a multiple of 8), also writes each element's keep rule there.
 void dellaL1Buckets(const void* base, Dtype tb, const void* x, Dtype tx, const DellaRows& rows, const DellaModel& m, uint64_t start,
-                    size_t n, uint64_t* before, uint64_t* after);
+                    size_t n, uint64_t* before, uint64_t* after, uint8_t* keepBits = nullptr);
+
+// A tensor-local job's L1 statistic of model m over the whole tensor in memory (base and x at element 0): the
+// della_l1 pass's sums, and every element's keep rule in keepBits (sparse_select.h's keepBitsBytes(count) bytes).
+L1Sums dellaL1Local(const void* base, Dtype tb, const void* x, Dtype tx, const DellaRows& rows, const DellaModel& m, uint64_t count,
+                    uint8_t* keepBits);
 
 }  // namespace wm

@@ -53,6 +53,20 @@ size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_
 
 }  // namespace scalar
 
+// Eight 0/1 bytes at a time into one byte, element j at bit j % 8 (a multiply gathers the low bits of the bytes).
+void packBits(const uint8_t* kept, size_t n, uint8_t* bits) {
+  size_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    uint64_t v;
+    std::memcpy(&v, kept + j, 8);
+    bits[j / 8] = static_cast<uint8_t>((v * 0x0102040810204080ull) >> 56);
+  }
+  if (j == n) return;
+  uint8_t last = 0;
+  for (size_t q = j; q < n; ++q) last |= static_cast<uint8_t>(kept[q] << (q - j));
+  bits[j / 8] = last;
+}
+
 namespace {
 
 constexpr size_t kChunk = 4096;
@@ -68,20 +82,6 @@ void forEachChunk(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t 
     absDeltaBits(b8 + j * dtypeSize(tb), tb, x8 + j * dtypeSize(tx), tx, n, a);
     f(j, a, n);
   }
-}
-
-// Eight 0/1 bytes at a time into one byte, element j at bit j % 8 (a multiply gathers the low bits of the bytes).
-void packBits(const uint8_t* kept, size_t n, uint8_t* bits) {
-  size_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    uint64_t v;
-    std::memcpy(&v, kept + j, 8);
-    bits[j / 8] = static_cast<uint8_t>((v * 0x0102040810204080ull) >> 56);
-  }
-  if (j == n) return;
-  uint8_t last = 0;
-  for (size_t q = j; q < n; ++q) last |= static_cast<uint8_t>(kept[q] << (q - j));
-  bits[j / 8] = last;
 }
 
 // The bin holding the rank-th largest element, counting from the top bin down; `need` becomes its rank inside the bin.

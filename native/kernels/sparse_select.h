@@ -43,6 +43,8 @@ struct L1Sums {
   double before, after;
 };
 L1Sums l1Sums(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint64_t count, uint8_t* keepBits = nullptr);
+// keep[0..n) (0 or 1 each) as bits: element j at bit j % 8 of bits[j / 8] (SparseModel::keepBits' layout).
+void packBits(const uint8_t* keep, size_t n, uint8_t* bits);
 // A keep-bit map's size: one bit per element, and 8 bytes of slack (the AVX2 merge reads 2 bytes at a time).
 inline uint64_t keepBitsBytes(uint64_t count) { return count / 8 + 8; }
 

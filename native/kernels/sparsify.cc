@@ -59,12 +59,6 @@ uint64_t rankAt(const std::vector<double>& p, size_t i) {
 
 }  // namespace
 
-uint64_t splitmix64(uint64_t x) {
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 uint32_t sparseIndexBits(uint64_t count) {
   uint32_t b = 0;
   while (count > 1 && ((count - 1) >> b) != 0) ++b;

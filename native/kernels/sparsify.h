@@ -94,7 +94,12 @@ inline uint64_t sparseRankKey(uint32_t absBits, uint32_t indexBits, uint64_t cou
 // Element i's bit in a SparseModel::keepBits map: bit i % 8 of byte i / 8.
 inline bool keptBit(const uint8_t* bits, uint64_t i) { return (bits[i >> 3] >> (i & 7)) & 1; }
 
-uint64_t splitmix64(uint64_t x);
+// Inline: DELLA's and DARE's masks call it once per element (out of line it cost 2-3 % of a della merge).
+inline uint64_t splitmix64(uint64_t x) {
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
 // true when element i of the mask keyed by seedKey is kept with probability `density`.
 inline bool bernoulliKeep(uint64_t seedKey, uint64_t i, double density) {
   const uint64_t u = splitmix64(seedKey + (i + 1) * 0x9E3779B97F4A7C15ull);
@@ -138,5 +143,8 @@ void l1Buckets(const void* base, Dtype tb, const void* x, Dtype tx, const Sparse
                uint64_t count, uint64_t start, size_t n, uint64_t* before, uint64_t* after);
 // sum_e bucket[e] * 2^(e - 150), in f64 from the largest exponent down (deterministic).
 double l1Total(const uint64_t* buckets);
+// The rescale factor of L1 sums, the planner's arithmetic exactly (lib/recipes/sparsify.ts's l1Scale, then
+// Math.fround as della-rescale.ts and the params' f32 do): norms below 1e-7 leave the tensor as is; +Inf past f32.
+inline float l1Scale(double before, double after) { return static_cast<float>(before < 1e-7 || after < 1e-7 ? 1.0 : before / after); }
 
 }  // namespace wm

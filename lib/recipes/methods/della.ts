@@ -4,8 +4,8 @@
  * with the rank of its |δ| in the row, from density − epsilon to density + epsilon — then, as
  * mergekit does it, rescaled to the L1 norm of the whole task vector (`rescale`, not the paper's 1/p),
  * sign-elected as TIES does (della) or not (della_linear), mixed and added to the base. The engine's
- * `della` op (native/kernels/della.h) and its `della_l1` statistic for the rescale factors
- * (lib/recipes/della-rescale.ts); masks from the counter-based generator DARE uses, keyed by
+ * `della` op (native/kernels/della.h), its rescale factors resolved from the tensor in memory or, above
+ * the local budget, by its `della_l1` statistic (lib/recipes/della-rescale.ts); masks from the counter-based generator DARE uses, keyed by
  * random_seed, tensor and model. Parameters and defaults are mergekit's: `weight` (required), `density`
  * (1), `epsilon` (0.15), `lambda` (1), `normalize` (della true, della_linear false), `rescale` (true),
  * `int8_mask` (no effect on the values, as in mergekit).

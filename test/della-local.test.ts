@@ -1,0 +1,182 @@
+/**
+ * della and della_linear as tensor-local jobs (native/local_job.h's resolveLocalDella): a tensor whose
+ * sources fit `localStatistics.maxTensorBytes` is read once and its L1 factors resolved by the engine,
+ * which must give the bytes of the streaming fallback (the `della_l1` pass, forced by a zero budget):
+ * the factor's arithmetic ported from lib/recipes/della-rescale.ts bit for bit on random sums, raw
+ * tensors of random values with special ones (F32, BF16, F16; rows longer than a block; 1 and 3
+ * threads), and whole recipes over fixtures.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadNative, NativePlan, runPlan } from '../lib/engine/native';
+import type { NativeDtype } from '../lib/engine/native-plan';
+import { DellaRecipe, dellaRows, encodeDellaParams } from '../lib/engine/della-params';
+import type { TensorRecipe } from '../lib/engine/plan';
+import { makeCheckpointPair } from '../lib/fixtures/fixture';
+import { openCheckpoint } from '../lib/model/checkpoint';
+import { setDellaScales } from '../lib/recipes/della-rescale';
+import { merge } from '../lib/recipes/merge-recipe';
+import { l1Scale, localStatistics, maskKey } from '../lib/recipes/sparsify';
+import { rng } from './helpers/models';
+import { writeRaw } from './helpers/raw-values';
+import { randomTensors } from './helpers/special-values';
+import type { Dtype } from './reference/numerics';
+
+let dir: string;
+let counter = 0;
+const defaultBytes = localStatistics.maxTensorBytes;
+
+beforeAll(async () => {
+  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-della-local-'));
+});
+
+afterAll(async () => {
+  await fs.promises.rm(dir, { recursive: true, force: true });
+});
+
+afterEach(() => {
+  localStatistics.maxTensorBytes = defaultBytes;
+});
+
+test("the engine's L1 factor is della-rescale.ts's Math.fround(l1Scale(before, after)), bit for bit on random sums", () => {
+  const r = rng(17);
+  const magnitude = () => (r() - 0.2) * 2 ** Math.floor(r() * 400 - 200);
+  const edges = [0, -0, 1e-7, 1e-7 * (1 + 2 ** -52), 1e-7 * (1 - 2 ** -53), 5e-324, 1e300, 3.4028234663852886e38, Infinity, NaN];
+  const pick = () => (r() < 0.15 ? edges[Math.floor(r() * edges.length)] : magnitude());
+  const n = 20000;
+  const before = new Float64Array(n);
+  const after = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    before[i] = pick();
+    // After ≤ before in the engine's sums; also ratios near 1, just above f32's largest and far past it.
+    after[i] = r() < 0.3 ? before[i] * [1, 1 - 2 ** -30, 0.5, 2 ** -128, 2 ** -200][Math.floor(r() * 5)] : pick();
+  }
+  const addon = loadNative() as unknown as { runKernelForTest(op: 'l1Scale', args: { before: Float64Array; after: Float64Array }): Float32Array };
+  const got = addon.runKernelForTest('l1Scale', { before, after });
+  const want = Float32Array.from(before, (b, i) => Math.fround(l1Scale(b, after[i])));
+  // Bit patterns, but any NaN as one (Inf / Inf's NaN may carry either sign; the engine's sums are finite anyway).
+  const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length), (x, i) => (Number.isNaN(a[i]) ? -1 : x));
+  expect(got.length).toBe(n);
+  expect(bits(got)).toEqual(bits(want));
+  expect(want.some((x) => x === Infinity) && want.some((x) => x === 1) && want.some((x) => x > 1 && x < 2)).toBe(true);
+});
+
+describe('raw tensors: local L1 factors against the della_l1 pass', () => {
+  const NAME = 'model.layers.5.self_attn.o_proj.weight';
+
+  /** The merged bytes of one della tensor, its factors resolved by `setDellaScales` within `maxTensorBytes`, one dest per output dtype. */
+  async function merged(files: string[], dtypes: Dtype[], shape: number[], recipe: DellaRecipe, maxTensorBytes: number, threads: number) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const della: DellaRecipe = { ...recipe, models: recipe.models.map((m) => ({ ...m })) };
+    const recipes = new Map<string, TensorRecipe>([[NAME, { op: 'della', models: [0, 1, 2], w: [], dtype: 'BF16', della }]]);
+    localStatistics.maxTensorBytes = maxTensorBytes;
+    const run = (p: Pick<NativePlan, 'inputs' | 'jobs'>) => runPlan({ ...p, outputs: [], threads, blockBytes: 4096, direct: false });
+    const source = (m: number) => ({ file: files[m], offset: 0, dtype: dtypes[m] as NativeDtype });
+    await setDellaScales(recipes, [{ name: NAME, count: n, source }], run);
+    const params = encodeDellaParams(della, (m) => m);
+    const outs: Dtype[] = ['F32', 'BF16', 'F16'];
+    const outFiles = outs.map(() => path.join(dir, `out-${counter++}.bin`));
+    await runPlan({
+      inputs: files,
+      outputs: outs.map((t, o) => ({ path: outFiles[o], size: n * (t === 'F32' ? 4 : 2), head: Buffer.alloc(0) })),
+      jobs: [
+        {
+          count: n,
+          sources: files.map((_, k) => ({ input: k, offset: 0, dtype: dtypes[k] as NativeDtype })),
+          dests: outs.map((dtype, o) => ({ output: o, offset: 0, dtype, op: 'della', w: [], params })),
+        },
+      ],
+      threads,
+      blockBytes: 4096,
+      direct: false,
+    });
+    return { params, bytes: Buffer.concat(outFiles.map((f) => fs.readFileSync(f))) };
+  }
+
+  const SHAPES: [string, number[]][] = [
+    ['rows longer than a block (3 x 1500)', [3, 1500]],
+    ['a 3-D tensor (rows along dim 1, stride 5)', [4, 7, 5]],
+    ['a 1-D tensor of 5003 (one row over several blocks)', [5003]],
+    ['rows of one element', [9, 1]],
+  ];
+  describe.each([
+    ['F32', 'F32'],
+    ['BF16', 'BF16'],
+    ['F16', 'F16'],
+    ['BF16', 'F32'],
+  ] as [Dtype, Dtype][])('base %s, models %s', (tBase, tModel) => {
+    test.each(SHAPES)('%s: the same bytes on 1 and 3 threads', async (_what, shape) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const raw = randomTensors(n, 2, n + shape.length * 101, [1e-3, 1e-2, 0.5]);
+      const files = [writeRaw(dir, raw.base, tBase).file, ...raw.models.map((m) => writeRaw(dir, m, tModel).file)];
+      const dtypes = [tBase, tModel, tModel];
+      for (const [consensus, normalize, lambda, densities] of [
+        [true, true, 0.9, [0.5, 0.3]],
+        [false, false, 1, [0.7, 1]], // a model that does not thin keeps its factor 1 and no statistic
+      ] as [boolean, boolean, number, number[]][]) {
+        const recipe: DellaRecipe = {
+          base: 0,
+          consensus,
+          normalize,
+          lambda,
+          rows: dellaRows(shape),
+          models: [1, 2].map((m, k) => ({ model: m, weight: [0.7, -0.4][k], density: densities[k], epsilon: 0.2, seedKey: maskKey(5, NAME, m), scale: 1 })),
+        };
+        const streamed = await merged(files, dtypes, shape, recipe, 0, 3);
+        const thinned = densities.filter((d) => d < 1).length;
+        expect(streamed.params.length).toBe(7 + 7 * 2); // resolved: no open tail
+        for (const threads of [1, 3]) {
+          const local = await merged(files, dtypes, shape, recipe, defaultBytes, threads);
+          expect(local.params.length).toBe(7 + 8 * 2); // the open tail: the engine resolves the factors
+          expect(local.params.slice(7 + 7 * 2).filter((x) => x === 1).length).toBe(thinned);
+          expect(local.bytes.equals(streamed.bytes)).toBe(true);
+        }
+      }
+    });
+  });
+});
+
+describe('merge: della and della_linear, tensor-local and streamed, write the same model', () => {
+  let A: string;
+  let B: string;
+  let N: string;
+
+  beforeAll(async () => {
+    const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 4, shards: [2, 1] });
+    const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 4, delta: 0.01, shards: [1, 2] });
+    [A, B, N] = [pair.instruct, pair.thinking, near.thinking];
+  }, 60000);
+
+  async function mergedBytes(doc: Record<string, unknown>, maxTensorBytes: number, threads: number): Promise<Map<string, Buffer>> {
+    localStatistics.maxTensorBytes = maxTensorBytes;
+    const out = path.join(dir, `merged-${counter++}`);
+    await merge(doc, { output: out, threads, blockBytes: 65536 });
+    const c = await openCheckpoint(out);
+    return new Map(c.shards.map((s) => [s.name, fs.readFileSync(path.join(out, s.name))]));
+  }
+
+  test.each([
+    ['della', 'bfloat16'],
+    ['della_linear', 'float32'],
+  ])('%s (out_dtype %s)', async (method, outDtype) => {
+    const doc = {
+      merge_method: method,
+      base_model: N,
+      random_seed: 3,
+      out_dtype: outDtype,
+      models: [
+        { model: A, parameters: { weight: 0.6, density: 0.5, epsilon: 0.1 } },
+        { model: B, parameters: { weight: 0.5, density: 0.3, epsilon: 0.2 } },
+      ],
+    };
+    const streamed = await mergedBytes(doc, 0, 2);
+    const local = await mergedBytes(doc, defaultBytes, 3);
+    const mixed = await mergedBytes(doc, 20000, 1); // small tensors local, the rest streamed
+    expect([...local.keys()]).toEqual([...streamed.keys()]);
+    for (const [name, bytes] of streamed) {
+      expect(local.get(name)!.equals(bytes)).toBe(true);
+      expect(mixed.get(name)!.equals(bytes)).toBe(true);
+    }
+  });
+});
