@@ -20,6 +20,7 @@ import { merge } from '../lib/recipes/merge-recipe';
 import { l1Scale, localStatistics, maskKey } from '../lib/recipes/sparsify';
 import { rng } from './helpers/models';
 import { writeRaw } from './helpers/raw-values';
+import { runRawJob } from './helpers/raw-job';
 import { randomTensors } from './helpers/special-values';
 import type { Dtype } from './reference/numerics';
 
@@ -75,22 +76,7 @@ describe('raw tensors: local L1 factors against the della_l1 pass', () => {
     const source = (m: number) => ({ file: files[m], offset: 0, dtype: dtypes[m] as NativeDtype });
     await setDellaScales(recipes, [{ name: NAME, count: n, source }], run);
     const params = encodeDellaParams(della, (m) => m);
-    const outs: Dtype[] = ['F32', 'BF16', 'F16'];
-    const outFiles = outs.map(() => path.join(dir, `out-${counter++}.bin`));
-    await runPlan({
-      inputs: files,
-      outputs: outs.map((t, o) => ({ path: outFiles[o], size: n * (t === 'F32' ? 4 : 2), head: Buffer.alloc(0) })),
-      jobs: [
-        {
-          count: n,
-          sources: files.map((_, k) => ({ input: k, offset: 0, dtype: dtypes[k] as NativeDtype })),
-          dests: outs.map((dtype, o) => ({ output: o, offset: 0, dtype, op: 'della', w: [], params })),
-        },
-      ],
-      threads,
-      blockBytes: 4096,
-      direct: false,
-    });
+    const { outFiles } = await runRawJob(dir, { files, dtypes, n, op: 'della', params, threads });
     return { params, bytes: Buffer.concat(outFiles.map((f) => fs.readFileSync(f))) };
   }
 

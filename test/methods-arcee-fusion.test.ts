@@ -23,7 +23,8 @@ import { CANONICAL_NAN, Dtype, encode } from './reference/numerics';
 import { fusionRef, importanceRef, thresholdRef } from './reference/arcee-fusion';
 import { ulpDistance } from './reference/merge-methods';
 import { randomTensors } from './helpers/special-values';
-import { readRaw, writeRaw } from './helpers/raw-values';
+import { writeRaw } from './helpers/raw-values';
+import { runRawJob } from './helpers/raw-job';
 
 let dir: string;
 let counter = 0;
@@ -48,23 +49,8 @@ async function runFusion(files: string[], dtypes: Dtype[], n: number, rowLength:
     runPlan({ ...p, outputs: [], threads, blockBytes: 4096, direct: false }),
   );
   const threshold = recipe.arceeFusion!.threshold;
-  const outs: Dtype[] = ['F32', 'BF16', 'F16'];
-  const outFiles = outs.map(() => path.join(dir, `out-${counter++}.bin`));
-  await runPlan({
-    inputs: files,
-    outputs: outs.map((dtype, o) => ({ path: outFiles[o], size: n * (dtype === 'F32' ? 4 : 2), head: Buffer.alloc(0) })),
-    jobs: [
-      {
-        count: n,
-        sources: files.map((_, k) => ({ input: k, offset: 0, dtype: dtypes[k] as NativeDtype })),
-        dests: outs.map((dtype, o) => ({ output: o, offset: 0, dtype, op: 'arcee_fusion', w: [], params: [rowLength, 0, 1, threshold] })),
-      },
-    ],
-    threads,
-    blockBytes: 4096,
-    direct: false,
-  });
-  return { threshold, bits: new Map(outs.map((dtype, o) => [dtype, readRaw(outFiles[o], dtype, n)])) };
+  const { bits } = await runRawJob(dir, { files, dtypes, n, op: 'arcee_fusion', params: [rowLength, 0, 1, threshold], threads });
+  return { threshold, bits };
 }
 
 describe.each([

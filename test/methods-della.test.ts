@@ -21,7 +21,8 @@ import type { Dtype } from './reference/numerics';
 import { dellaKeptRef, dellaMaskRef, dellaMergeRef } from './reference/della';
 import { maskUniformRef } from './reference/merge-methods';
 import { randomTensors } from './helpers/special-values';
-import { expectedBits, readRaw, writeRaw } from './helpers/raw-values';
+import { expectedBits, writeRaw } from './helpers/raw-values';
+import { runRawJob } from './helpers/raw-job';
 
 let dir: string;
 let counter = 0;
@@ -37,26 +38,9 @@ afterAll(async () => {
 const NAME = 'model.layers.0.mlp.up_proj.weight';
 const SEED = 42;
 
-const sourcesOf = (files: string[], dtypes: Dtype[]) => files.map((_, k) => ({ input: k, offset: 0, dtype: dtypes[k] as NativeDtype }));
-
 /** One della job over raw files, a dest per output dtype; small blocks cut it into many pieces. */
 async function runDella(files: string[], dtypes: Dtype[], n: number, params: number[], threads: number): Promise<Map<Dtype, number[]>> {
-  const outs: Dtype[] = ['F32', 'BF16', 'F16'];
-  const outFiles = outs.map(() => path.join(dir, `out-${counter++}.bin`));
-  const job: NativeJob = {
-    count: n,
-    sources: sourcesOf(files, dtypes),
-    dests: outs.map((dtype, o) => ({ output: o, offset: 0, dtype, op: 'della', w: [], params })),
-  };
-  await runPlan({
-    inputs: files,
-    outputs: outs.map((dtype, o) => ({ path: outFiles[o], size: n * (dtype === 'F32' ? 4 : 2), head: Buffer.alloc(0) })),
-    jobs: [job],
-    threads,
-    blockBytes: 4096,
-    direct: false,
-  });
-  return new Map(outs.map((dtype, o) => [dtype, readRaw(outFiles[o], dtype, n)]));
+  return (await runRawJob(dir, { files, dtypes, n, op: 'della', params, threads })).bits;
 }
 
 /** The della_l1 sums (before, after) of each model of `r`, sources [base, model k]. */

@@ -19,7 +19,8 @@ import { modelValues, worstUlp } from './helpers/model-values';
 import type { Dtype } from './reference/numerics';
 import { nearswapRef, ramMasksRef, ramPlusLambdaRef, ramRef } from './reference/elementwise';
 import { randomTensors } from './helpers/special-values';
-import { expectedBits, readRaw, writeRaw } from './helpers/raw-values';
+import { expectedBits, writeRaw } from './helpers/raw-values';
+import { runRawJob } from './helpers/raw-job';
 
 let dir: string;
 let counter = 0;
@@ -32,24 +33,9 @@ afterAll(async () => {
   await fs.promises.rm(dir, { recursive: true, force: true });
 });
 
-/** One job over raw files (sources in file order) and one dest per output dtype; threads and small blocks cut it into pieces. */
-async function runRawJob(files: string[], dtypes: Dtype[], n: number, op: 'nearswap' | 'ram', params: number[], threads: number) {
-  const outs: Dtype[] = ['F32', 'BF16', 'F16'];
-  const outFiles = outs.map(() => path.join(dir, `out-${counter++}.bin`));
-  const job: NativeJob = {
-    count: n,
-    sources: files.map((_, k) => ({ input: k, offset: 0, dtype: dtypes[k] as NativeDtype })),
-    dests: outs.map((dtype, o) => ({ output: o, offset: 0, dtype, op, w: [], params })),
-  };
-  await runPlan({
-    inputs: files,
-    outputs: outs.map((dtype, o) => ({ path: outFiles[o], size: n * (dtype === 'F32' ? 4 : 2), head: Buffer.alloc(0) })),
-    jobs: [job],
-    threads,
-    blockBytes: 4096,
-    direct: false,
-  });
-  return new Map(outs.map((dtype, o) => [dtype, readRaw(outFiles[o], dtype, n)]));
+/** One job over raw files and one dest per output dtype; threads and small blocks cut it into pieces. */
+async function runElementwise(files: string[], dtypes: Dtype[], n: number, op: 'nearswap' | 'ram', params: number[], threads: number) {
+  return (await runRawJob(dir, { files, dtypes, n, op, params, threads })).bits;
 }
 
 describe.each([
@@ -65,7 +51,7 @@ describe.each([
       const base = writeRaw(dir, raw.base, tBase);
       const model = writeRaw(dir, raw.models[0], tModel);
       // Sources in the other order than the op's: the params name them.
-      const got = await runRawJob([model.file, base.file], [tModel, tBase], n, 'nearswap', encodeElementwiseParams('nearswap', [1, 0], [t]), 3);
+      const got = await runElementwise([model.file, base.file], [tModel, tBase], n, 'nearswap', encodeElementwiseParams('nearswap', [1, 0], [t]), 3);
       const ref = nearswapRef(base.held, model.held, t);
       for (const [to, bits] of got) expect(bits).toEqual(expectedBits(ref, to));
     }
@@ -99,7 +85,7 @@ describe.each([
     // λ > 1 somewhere, so that a kernel ignoring it would fail.
     expect(Math.max(...lambdaRef)).toBeGreaterThan(1);
     for (const lambda of [[1, 1, 1], lambdaRef]) {
-      const got = await runRawJob(files, dtypes, n, 'ram', encodeElementwiseParams('ram', [0, 1, 2, 3], [epsilon, ...lambda]), 3);
+      const got = await runElementwise(files, dtypes, n, 'ram', encodeElementwiseParams('ram', [0, 1, 2, 3], [epsilon, ...lambda]), 3);
       const ref = ramRef(base.held, held, epsilon, lambda);
       for (const [to, bits] of got) expect(bits).toEqual(expectedBits(ref, to));
     }

@@ -20,7 +20,8 @@ import { modelValues, worstUlp } from './helpers/model-values';
 import type { Dtype } from './reference/numerics';
 import { sceMaskRef, sceMergeRef, sceSelectedRef, sceWeightsRef } from './reference/sce';
 import { randomTensors } from './helpers/special-values';
-import { expectedBits, readRaw, writeRaw } from './helpers/raw-values';
+import { expectedBits, writeRaw } from './helpers/raw-values';
+import { runRawJob } from './helpers/raw-job';
 import { rng } from './helpers/models';
 
 let dir: string;
@@ -50,8 +51,6 @@ async function runSce(files: string[], dtypes: Dtype[], n: number, selectTopk: n
   await setSceStatistics(recipes, [{ name: 't', count: n, selectTopk, source }], (p) =>
     runPlan({ ...p, outputs: [], threads, blockBytes: 4096, direct: false }),
   );
-  const outs: Dtype[] = ['F32', 'BF16', 'F16'];
-  const outFiles = outs.map(() => path.join(dir, `out-${counter++}.bin`));
   const params = [
     0,
     Number(recipe.sce!.cut >> 32n),
@@ -60,21 +59,8 @@ async function runSce(files: string[], dtypes: Dtype[], n: number, selectTopk: n
     m,
     ...models.flatMap((s, k) => [s, recipe.sce!.weights[k]]),
   ];
-  await runPlan({
-    inputs: files,
-    outputs: outs.map((dtype, o) => ({ path: outFiles[o], size: n * (dtype === 'F32' ? 4 : 2), head: Buffer.alloc(0) })),
-    jobs: [
-      {
-        count: n,
-        sources: files.map((_, k) => ({ input: k, offset: 0, dtype: dtypes[k] as NativeDtype })),
-        dests: outs.map((dtype, o) => ({ output: o, offset: 0, dtype, op: 'sce', w: [], params })),
-      },
-    ],
-    threads,
-    blockBytes: 4096,
-    direct: false,
-  });
-  return { bits: new Map(outs.map((dtype, o) => [dtype, readRaw(outFiles[o], dtype, n)])), weights: recipe.sce!.weights, cut: recipe.sce!.cut };
+  const { bits } = await runRawJob(dir, { files, dtypes, n, op: 'sce', params, threads });
+  return { bits, weights: recipe.sce!.weights, cut: recipe.sce!.cut };
 }
 
 /** Models whose task vectors take few distinct values: many equal variances, ties at the cut. */

@@ -17,7 +17,8 @@ import { merge } from '../lib/recipes/merge-recipe';
 import { setSceStatistics } from '../lib/recipes/sce-statistics';
 import { indexBits, localStatistics } from '../lib/recipes/sparsify';
 import { rng } from './helpers/models';
-import { readRaw, writeRaw } from './helpers/raw-values';
+import { writeRaw } from './helpers/raw-values';
+import { runRawJob } from './helpers/raw-job';
 import { randomTensors } from './helpers/special-values';
 import type { Dtype } from './reference/numerics';
 import { sceVariancesRef } from './reference/sce';
@@ -55,24 +56,9 @@ async function mergeRaw(files: string[], dtypes: Dtype[], n: number, selectTopk:
     (p) => runPlan({ ...p, outputs: [], threads, blockBytes: STATISTICS_BLOCK, direct: false }),
     { statisticsBlockBytes: STATISTICS_BLOCK },
   );
-  const outs: Dtype[] = ['F32', 'BF16', 'F16'];
-  const outFiles = outs.map(() => path.join(dir, `out-${counter++}.bin`));
   const params = encodeSceParams(sce, (s) => s);
-  await runPlan({
-    inputs: files,
-    outputs: outs.map((dtype, o) => ({ path: outFiles[o], size: n * (dtype === 'F32' ? 4 : 2), head: Buffer.alloc(0) })),
-    jobs: [
-      {
-        count: n,
-        sources: files.map((_, k) => ({ input: k, offset: 0, dtype: dtypes[k] as NativeDtype })),
-        dests: outs.map((dtype, o) => ({ output: o, offset: 0, dtype, op: 'sce', w: [], params })),
-      },
-    ],
-    threads,
-    blockBytes: WRITE_BLOCK,
-    direct: false,
-  });
-  return { open: sce.open !== undefined, bits: outs.map((to, o) => readRaw(outFiles[o], to, n)) };
+  const { bits } = await runRawJob(dir, { files, dtypes, n, op: 'sce', params, threads, blockBytes: WRITE_BLOCK });
+  return { open: sce.open !== undefined, bits: [...bits.values()] };
 }
 
 /** Task vectors of few distinct values: many equal variances, and the cut inside a run of them. */
