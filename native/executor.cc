@@ -174,8 +174,7 @@ class Run {
 
   // local_job.h: the tensor's sources read once into buffers of the run's local pool (bounded, given
   // back after the task), its statistics resolved from them, then its pieces merged on the CPU.
-  void runLocalTask(const Task& task, AlignedBuffer& out, std::vector<const void*>& srcPtr, std::vector<Dtype>& srcType, KeepBitMaps& maps,
-                    KeepBitMaps& dellaMaps) {
+  void runLocalTask(const Task& task, AlignedBuffer& out, std::vector<const void*>& srcPtr, std::vector<Dtype>& srcType, KeepBitMaps& maps) {
     const uint32_t j = pieces_[task.first].job;
     const Job& job = plan_.jobs[j];
     std::vector<uint64_t> sizes(maxSources_, 0);
@@ -194,9 +193,10 @@ class Run {
       srcPtr[s] = reads.buffers[s].data() + reads.at[s];
       srcType[s] = job.sources[s].dtype;
     }
+    maps.startJob();
     resolveLocal(sparse_[j], srcPtr.data(), srcType.data(), job.count, maps);
     resolveLocalSce(sce_[j], srcPtr.data(), srcType.data(), job.count, reads.buffers.back().data());
-    resolveLocalDella(della_[j], srcPtr.data(), srcType.data(), job.count, dellaMaps);
+    resolveLocalDella(della_[j], srcPtr.data(), srcType.data(), job.count, maps);
     runTaskOnCpu(task, reads, out, srcPtr, srcType);
   }
 
@@ -205,7 +205,7 @@ class Run {
       const uint64_t bufBytes = std::max<uint64_t>(std::max<uint64_t>(1, plan_.blockBytes / 4), maxPiece_) * 4;
       TaskReads reads(maxSources_);
       AlignedBuffer out(bufBytes);
-      KeepBitMaps keepBits, dellaBits;
+      KeepBitMaps keepBits;
       std::vector<const void*> srcPtr(maxSources_);
       std::vector<Dtype> srcType(maxSources_);
       // Declared after `reads`, so that it unpins the read buffers before they are freed.
@@ -217,7 +217,7 @@ class Run {
         // Two waves of tasks ahead of the pool: enough to keep the disk busy, little page cache.
         if (t + prefetchDistance_ < tasks_.size()) prefetchTask(tasks_[t + prefetchDistance_]);
         if (tasks_[t].local) {
-          runLocalTask(tasks_[t], out, srcPtr, srcType, keepBits, dellaBits);
+          runLocalTask(tasks_[t], out, srcPtr, srcType, keepBits);
           continue;
         }
         readTask(tasks_[t], reads);
@@ -408,7 +408,7 @@ class Run {
     done_.fetch_add(pieceWeight(job, piece.count));
   }
 
-  // Decoded once: the sparse and della parameters of every dest, and zeroed counters for statistics jobs.
+  // Decoded once: the sparse, della and sce parameters of every dest, and zeroed counters for statistics jobs.
   void prepareSparse() {
     sparse_.resize(plan_.jobs.size());
     sce_.resize(plan_.jobs.size());
@@ -420,8 +420,8 @@ class Run {
       for (const Dest& d : job.dests) {
         sparse_[j].push_back(d.op == DestOp::Sparse ? decodeSparseParams(d.params, job.sources.size()) : SparseParams{});
         della_[j].push_back(d.op == DestOp::Della ? decodeDellaParams(d.params, job.sources.size(), job.count) : DellaParams{});
+        sce_[j].push_back(d.op == DestOp::Sce ? decodeSceParams(d.params, job.sources.size(), job.count) : SceParams{});
       }
-      for (const Dest& d : job.dests) sce_[j].push_back(d.op == DestOp::Sce ? decodeSceParams(d.params, job.sources.size(), job.count) : SceParams{});
       localJob_.push_back(isLocalJob(sparse_[j]) || isLocalSce(sce_[j]) || isLocalDella(della_[j]));
       if (job.stat == JobStat::ArceeHistogram) {  // the first pass returns its row KLs (kernels/arcee_fusion.h)
         const ArceeStat s = decodeArceeHistogram(job.statParams, job.sources.size(), job.count);

@@ -67,12 +67,18 @@ void LocalBuffers::giveBack(std::vector<AlignedBuffer>& buffers) {
   cv_.notify_all();
 }
 
+uint8_t* KeepBitMaps::next(uint64_t count) {
+  if (maps_.size() <= used_) maps_.emplace_back();
+  std::vector<uint8_t>& map = maps_[used_++];
+  map.resize(std::max<uint64_t>(map.size(), keepBitsBytes(count)));
+  return map.data();
+}
+
 bool isLocalJob(const std::vector<SparseParams>& destParams) {
   return std::any_of(destParams.begin(), destParams.end(), [](const SparseParams& p) { return !p.open.empty(); });
 }
 
 void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count, KeepBitMaps& maps) {
-  size_t used = 0;
   for (SparseParams& p : destParams) {
     const void* base = srcs[p.baseSource];
     const Dtype tb = types[p.baseSource];
@@ -89,12 +95,7 @@ void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs
       if (open.l1) {
         // The same integer buckets and totals as the planner's L1 pass: the factor does not depend on who sums.
         // A pure cut is cheaper to test again than to read back; a random mask is not.
-        uint8_t* bits = nullptr;
-        if (m.density > 0 && m.density < 1) {
-          if (maps.size() <= used) maps.emplace_back();
-          maps[used].resize(std::max<uint64_t>(maps[used].size(), keepBitsBytes(count)));
-          bits = maps[used++].data();
-        }
+        uint8_t* bits = m.density > 0 && m.density < 1 ? maps.next(count) : nullptr;
         const L1Sums sums = l1Sums(base, tb, srcs[m.source], types[m.source], m, count, bits);
         m.keepBits = bits;
         m.scale = l1Scale(sums.before, sums.after);
@@ -109,13 +110,10 @@ bool isLocalDella(const std::vector<DellaParams>& destParams) {
 }
 
 void resolveLocalDella(std::vector<DellaParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count, KeepBitMaps& maps) {
-  size_t used = 0;
   for (DellaParams& p : destParams) {
     for (DellaModel& m : p.models) {
       if (!m.openL1) continue;
-      if (maps.size() <= used) maps.emplace_back();
-      maps[used].resize(std::max<uint64_t>(maps[used].size(), keepBitsBytes(count)));
-      uint8_t* bits = maps[used++].data();
+      uint8_t* bits = maps.next(count);
       // The della_l1 pass's integer buckets and lib/recipes/della-rescale.ts's factor: the same bytes as the streaming fallback.
       const L1Sums sums = dellaL1Local(srcs[p.baseSource], types[p.baseSource], srcs[m.source], types[m.source], p.rows, m, count, bits);
       m.scale = l1Scale(sums.before, sums.after);

@@ -45,14 +45,23 @@ class LocalBuffers {
 // Whether any dest of the job has statistics left to resolve.
 bool isLocalJob(const std::vector<SparseParams>& destParams);
 
-// One worker's keep-bit maps (kernels/sparsify.h's SparseModel::keepBits), kept from tensor to tensor:
-// fresh pages cost a fault and zeroing each.
-using KeepBitMaps = std::vector<std::vector<uint8_t>>;
+// One worker's keep-bit maps (kernels/sparsify.h's SparseModel::keepBits, della.h's DellaModel::keepBits),
+// kept from tensor to tensor: fresh pages cost a fault and zeroing each. `startJob` before each local
+// job; each model that keeps its mask as bits then takes the next map.
+class KeepBitMaps {
+ public:
+  void startJob() { used_ = 0; }
+  uint8_t* next(uint64_t count);
+
+ private:
+  std::vector<std::vector<uint8_t>> maps_;
+  size_t used_ = 0;
+};
 
 // Resolves every open statistic of the job's dests from its sources in memory (srcs[s]: element 0 of
 // source s). A model with an open L1 factor and a DARE mask also gets its keep rule as bits in `maps`
 // (computed for the L1 sums anyway), which the merge then reads instead of hashing every element
-// again; they stay valid until the next call with the same maps.
+// again; they stay valid until the maps' next job.
 void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count, KeepBitMaps& maps);
 
 // della (kernels/della.h): whether a dest leaves an L1 factor open, and those factors resolved from the
