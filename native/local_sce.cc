@@ -12,13 +12,6 @@ namespace {
 
 bool selects(const SceParams& p) { return p.selectTopk > 0 && p.selectTopk < 1; }
 
-// The bin holding the need-th largest element, counting from the top bin down; `need` becomes its rank inside the bin.
-size_t binOfRank(const uint64_t* hist, size_t bins, uint64_t& need) {
-  size_t bin = bins - 1;
-  for (; bin > 0 && hist[bin] < need; --bin) need -= hist[bin];
-  return bin;
-}
-
 }  // namespace
 
 bool isLocalSce(const std::vector<SceParams>& dests) {

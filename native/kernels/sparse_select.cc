@@ -84,12 +84,6 @@ void forEachChunk(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t 
   }
 }
 
-// The bin holding the rank-th largest element, counting from the top bin down; `need` becomes its rank inside the bin.
-size_t binOfRank(const uint64_t* hist, size_t bins, uint64_t& need) {
-  size_t bin = bins - 1;
-  for (; bin > 0 && hist[bin] < need; --bin) need -= hist[bin];
-  return bin;
-}
 
 }  // namespace
 

@@ -36,6 +36,14 @@ void rankCutsByHistogram(const void* base, Dtype tb, const void* x, Dtype tx, ui
 size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits, uint64_t count, uint64_t start, uint64_t* keys,
                   uint64_t* above);
 
+// The bin of a histogram holding the need-th largest element, counting from the top bin down; `need`
+// becomes its rank inside the bin (the histogram cuts here and sce's, local_sce.cc).
+inline size_t binOfRank(const uint64_t* hist, size_t bins, uint64_t& need) {
+  size_t bin = bins - 1;
+  for (; bin > 0 && hist[bin] < need; --bin) need -= hist[bin];
+  return bin;
+}
+
 // Exact L1 sums of |d| and of the kept |d| under `keep` (sparsify.h's l1Buckets over the whole
 // tensor, the same integer buckets): {before, after}. With keepBits, also the keep rule of every
 // element, as SparseModel::keepBits reads it (keepBitsBytes(count) bytes).
