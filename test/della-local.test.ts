@@ -14,18 +14,16 @@ import type { NativeDtype } from '../lib/engine/native-plan';
 import { DellaRecipe, dellaRows, encodeDellaParams } from '../lib/engine/della-params';
 import type { TensorRecipe } from '../lib/engine/plan';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
-import { openCheckpoint } from '../lib/model/checkpoint';
 import { setDellaScales } from '../lib/recipes/della-rescale';
-import { merge } from '../lib/recipes/merge-recipe';
 import { l1Scale, localStatistics, maskKey } from '../lib/recipes/sparsify';
 import { rng } from './helpers/models';
 import { writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
 import { randomTensors } from './helpers/special-values';
+import { expectLocalStreamedMixedAlike } from './helpers/local-vs-streamed';
 import type { Dtype } from './reference/numerics';
 
 let dir: string;
-let counter = 0;
 const defaultBytes = localStatistics.maxTensorBytes;
 
 beforeAll(async () => {
@@ -134,14 +132,6 @@ describe('merge: della and della_linear, tensor-local and streamed, write the sa
     [A, B, N] = [pair.instruct, pair.thinking, near.thinking];
   }, 60000);
 
-  async function mergedBytes(doc: Record<string, unknown>, maxTensorBytes: number, threads: number): Promise<Map<string, Buffer>> {
-    localStatistics.maxTensorBytes = maxTensorBytes;
-    const out = path.join(dir, `merged-${counter++}`);
-    await merge(doc, { output: out, threads, blockBytes: 65536 });
-    const c = await openCheckpoint(out);
-    return new Map(c.shards.map((s) => [s.name, fs.readFileSync(path.join(out, s.name))]));
-  }
-
   test.each([
     ['della', 'bfloat16'],
     ['della_linear', 'float32'],
@@ -156,13 +146,6 @@ describe('merge: della and della_linear, tensor-local and streamed, write the sa
         { model: B, parameters: { weight: 0.5, density: 0.3, epsilon: 0.2 } },
       ],
     };
-    const streamed = await mergedBytes(doc, 0, 2);
-    const local = await mergedBytes(doc, defaultBytes, 3);
-    const mixed = await mergedBytes(doc, 20000, 1); // small tensors local, the rest streamed
-    expect([...local.keys()]).toEqual([...streamed.keys()]);
-    for (const [name, bytes] of streamed) {
-      expect(local.get(name)!.equals(bytes)).toBe(true);
-      expect(mixed.get(name)!.equals(bytes)).toBe(true);
-    }
+    await expectLocalStreamedMixedAlike(dir, doc, { local: 3, streamed: 2, mixed: 1 });
   });
 });

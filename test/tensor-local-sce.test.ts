@@ -12,19 +12,17 @@ import type { NativeDtype } from '../lib/engine/native-plan';
 import type { TensorRecipe } from '../lib/engine/plan';
 import { encodeSceParams, SceRecipe } from '../lib/engine/sce-params';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
-import { openCheckpoint } from '../lib/model/checkpoint';
-import { merge } from '../lib/recipes/merge-recipe';
 import { setSceStatistics } from '../lib/recipes/sce-statistics';
 import { indexBits, localStatistics } from '../lib/recipes/sparsify';
 import { rng } from './helpers/models';
 import { writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
 import { randomTensors } from './helpers/special-values';
+import { expectLocalStreamedMixedAlike } from './helpers/local-vs-streamed';
 import type { Dtype } from './reference/numerics';
 import { sceVariancesRef } from './reference/sce';
 
 let dir: string;
-let counter = 0;
 const defaultBytes = localStatistics.maxTensorBytes;
 // The statistics plans' blocks (pieces of 1024 elements: the sums of squares add five of them) differ from the write plan's.
 const STATISTICS_BLOCK = 4096;
@@ -126,14 +124,6 @@ describe('recipes over fixtures', () => {
     [A, B, F, N] = [pair.instruct, pair.thinking, far.thinking, near.thinking];
   }, 60000);
 
-  async function mergedBytes(doc: Record<string, unknown>, maxTensorBytes: number): Promise<Map<string, Buffer>> {
-    localStatistics.maxTensorBytes = maxTensorBytes;
-    const out = path.join(dir, `merged-${counter++}`);
-    await merge(doc, { output: out, threads: 2, blockBytes: 65536 });
-    const c = await openCheckpoint(out);
-    return new Map(c.shards.map((s) => [s.name, fs.readFileSync(path.join(out, s.name))]));
-  }
-
   test.each([0.1, 0.5, 1])('sce, select_topk %p, three models: local, streamed and mixed give the same files', async (selectTopk) => {
     const doc = {
       merge_method: 'sce',
@@ -141,13 +131,6 @@ describe('recipes over fixtures', () => {
       parameters: { select_topk: selectTopk },
       models: [{ model: A }, { model: B }, { model: F }, { model: N }],
     };
-    const local = await mergedBytes(doc, defaultBytes);
-    const streamed = await mergedBytes(doc, 0);
-    const mixed = await mergedBytes(doc, 20000); // small tensors local, the rest streamed
-    expect([...local.keys()]).toEqual([...streamed.keys()]);
-    for (const [name, bytes] of streamed) {
-      expect(local.get(name)!.equals(bytes)).toBe(true);
-      expect(mixed.get(name)!.equals(bytes)).toBe(true);
-    }
+    await expectLocalStreamedMixedAlike(dir, doc);
   });
 });

@@ -8,13 +8,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
-import { merge } from '../lib/recipes/merge-recipe';
 import { NativeDtype, NativePlan, runPlan } from '../lib/engine/native';
-import { openCheckpoint } from '../lib/model/checkpoint';
 import { encodeSparseParams } from '../lib/engine/sparse-params';
 import { localStatistics, resolveSparse, SparseMergeSpec, SparseTensor } from '../lib/recipes/sparsify';
 import { rng } from './helpers/models';
 import { sparseModel as model } from './helpers/sparse-model';
+import { expectLocalStreamedMixedAlike } from './helpers/local-vs-streamed';
 
 let dir: string;
 let counter = 0;
@@ -141,14 +140,6 @@ describe('merge: tensor-local jobs and the streaming fallback write the same mod
     localStatistics.maxTensorBytes = defaultBytes;
   });
 
-  async function mergedBytes(doc: Record<string, unknown>, maxTensorBytes: number): Promise<Map<string, Buffer>> {
-    localStatistics.maxTensorBytes = maxTensorBytes;
-    const out = path.join(dir, `merged-${counter++}`);
-    await merge(doc, { output: out, threads: 2, blockBytes: 65536 });
-    const c = await openCheckpoint(out);
-    return new Map(c.shards.map((s) => [s.name, fs.readFileSync(path.join(out, s.name))]));
-  }
-
   const models = (parameters: Record<string, unknown>) => [
     { model: A, parameters: { weight: 0.6, ...parameters } },
     { model: B, parameters: { weight: 0.5, ...parameters } },
@@ -161,13 +152,6 @@ describe('merge: tensor-local jobs and the streaming fallback write the same mod
     ['breadcrumbs_ties', { density: 0.4, gamma: 0.02, rescale: true }],
   ])('%s', async (method, parameters) => {
     const doc = { merge_method: method, base_model: N, random_seed: 9, models: models(parameters) };
-    const local = await mergedBytes(doc, defaultBytes);
-    const streamed = await mergedBytes(doc, 0);
-    const mixed = await mergedBytes(doc, 20000); // small tensors local, the rest streamed
-    expect([...local.keys()]).toEqual([...streamed.keys()]);
-    for (const [name, bytes] of streamed) {
-      expect(local.get(name)!.equals(bytes)).toBe(true);
-      expect(mixed.get(name)!.equals(bytes)).toBe(true);
-    }
+    await expectLocalStreamedMixedAlike(dir, doc);
   });
 });
