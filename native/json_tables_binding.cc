@@ -23,6 +23,20 @@ Napi::Array strings(Napi::Env env, const char* text, const std::vector<TextRange
   return out;
 }
 
+// Many names as one string, each followed by '\n' (which no escape-free JSON string holds): JavaScript splits it in one
+// builtin call, where a string per name through Node-API costs ~1-2 µs each (an 18,867-tensor MoE index: ~40 ms).
+Napi::String joined(Napi::Env env, const char* text, const std::vector<TextRange>& ranges) {
+  size_t length = 0;
+  for (const TextRange& r : ranges) length += r.end - r.begin + 1;
+  std::string out;
+  out.reserve(length);
+  for (const TextRange& r : ranges) {
+    out.append(text + r.begin, r.end - r.begin);
+    out.push_back('\n');
+  }
+  return Napi::String::New(env, out);
+}
+
 template <typename Array, typename T>
 Array column(Napi::Env env, const std::vector<T>& values) {
   Array out = Array::New(env, values.size());
@@ -43,7 +57,7 @@ Napi::Value ReadHeaderTable(const Napi::CallbackInfo& info) {
   std::optional<HeaderTable> table = readHeaderTable(text, json.ByteLength(), dtypeNames);
   if (!table) return env.Null();
   Napi::Object out = Napi::Object::New(env);
-  out.Set("names", strings(env, text, table->names));
+  out.Set("namesText", joined(env, text, table->names));
   out.Set("dtypes", column<Napi::Uint8Array>(env, table->dtype));
   out.Set("shapeStarts", column<Napi::Uint32Array>(env, table->shapeStart));
   out.Set("dims", column<Napi::Float64Array>(env, table->dims));
@@ -59,7 +73,7 @@ Napi::Value ReadWeightMapTable(const Napi::CallbackInfo& info) {
   std::optional<WeightMapTable> table = readWeightMapTable(text, json.ByteLength());
   if (!table) return env.Null();
   Napi::Object out = Napi::Object::New(env);
-  out.Set("names", strings(env, text, table->names));
+  out.Set("namesText", joined(env, text, table->names));
   out.Set("shards", column<Napi::Uint32Array>(env, table->shard));
   out.Set("files", strings(env, text, table->files));
   return out;

@@ -31,6 +31,29 @@ export interface NativeJsonTables {
   readWeightMapTable(json: Uint8Array): WeightMapColumns | null;
 }
 
+/** The addon's own results: names as one text, each name followed by '\n' (no escape-free JSON string holds one). */
+export interface NativeJsonTablesAddon {
+  readHeaderTable(json: Uint8Array, dtypeNames: readonly string[]): (Omit<HeaderTableColumns, 'names'> & { namesText: string }) | null;
+  readWeightMapTable(json: Uint8Array): (Omit<WeightMapColumns, 'names'> & { namesText: string }) | null;
+}
+
+/** The readers over the addon's functions: names split out of its one text (one builtin call, not a Node-API string per name). */
+export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTables {
+  return {
+    readHeaderTable: (json, dtypeNames) => withNames(addon.readHeaderTable(json, dtypeNames)),
+    readWeightMapTable: (json) => withNames(addon.readWeightMapTable(json)),
+  };
+}
+
+function withNames<T extends { namesText: string }>(raw: T | null): (Omit<T, 'namesText'> & { names: string[] }) | null {
+  // An addon built before the names came as one text gives none: not vouched for, the JavaScript readers decide.
+  if (raw === null || typeof raw.namesText !== 'string') return null;
+  const { namesText, ...columns } = raw;
+  const names = namesText === '' ? [] : namesText.split('\n');
+  names.pop();
+  return { ...columns, names };
+}
+
 let readers: NativeJsonTables | undefined;
 
 /** Set (or, with undefined, clear) the readers; the results of every reader of this layer stay the same either way. */

@@ -27,6 +27,7 @@ import {
   tensorSubject,
   TensorEntry,
 } from './header-entries';
+import { isPlainJsonString } from './json-string';
 import { columnsOfEntries, entriesOf, HeaderColumns, shapeAt, validatedColumns } from './header-columns';
 
 // The format's element types and their sizes are part of its surface (format/dtypes.ts declares them).
@@ -55,6 +56,7 @@ export interface SafetensorsHeader {
 }
 
 const PREFIX_BYTES = 8;
+
 /** The crate's MAX_HEADER_SIZE. */
 const MAX_HEADER_BYTES = 100_000_000;
 
@@ -280,10 +282,11 @@ export function encodeHeaderColumns(
   metadata: Record<string, string> | null | undefined,
 ): EncodedHeaderColumns {
   const { shapeStarts, dims } = shapes;
-  // One string grown member by member (V8 joins such concatenations lazily), no array of members.
   let json = '{';
   if (metadata != null) json += `${JSON.stringify(METADATA_KEY)}:${encodeMetadata(where, metadata)}`;
   const seen = new Set<string>();
+  // One string per member, joined once: a string grown member by member is a rope that the byte count and the write flatten.
+  const members: string[] = new Array(names.length);
   const starts = new Float64Array(names.length);
   let end = 0;
   for (let i = 0; i < names.length; i++) {
@@ -293,7 +296,9 @@ export function encodeHeaderColumns(
     const rank = shapeStarts[i + 1] - first;
     const given = seen.size;
     seen.add(name);
-    if (name === METADATA_KEY || seen.size === given || LONE_SURROGATE.test(name)) {
+    // A name with nothing to escape and no surrogate (the usual) is quoted as it is; any other goes through the checks and JSON.stringify.
+    const plain = isPlainJsonString(name);
+    if (name === METADATA_KEY || seen.size === given || (!plain && LONE_SURROGATE.test(name))) {
       const problem = seen.size === given ? 'given twice' : name === METADATA_KEY ? 'reserved' : 'not well-formed Unicode';
       throw new RangeError(`${where}: tensor name ${showName(name)} is ${problem}`);
     }
@@ -313,8 +318,9 @@ export function encodeHeaderColumns(
       throw new SafetensorsError('ValidationOverflow', `${where}: the data section passes 2^53-1 bytes at tensor ${showName(name)}`);
     starts[i] = begin;
     const dimsText = rank === 1 ? `${dims[first]}` : rank === 2 ? `${dims[first]},${dims[first + 1]}` : dims.subarray(first, first + rank).join(',');
-    json += `${json.length > 1 ? ',' : ''}${JSON.stringify(name)}:{"dtype":"${dtype}","shape":[${dimsText}],"data_offsets":[${begin},${end}]}`;
+    members[i] = `${plain ? `"${name}"` : JSON.stringify(name)}:{"dtype":"${dtype}","shape":[${dimsText}],"data_offsets":[${begin},${end}]}`;
   }
+  if (names.length > 0) json += (json.length > 1 ? ',' : '') + members.join(',');
   json += '}';
   const jsonBytes = Buffer.byteLength(json, 'utf8');
   // Space padding keeps (8 + header length) a multiple of 8, so every tensor's data can be aligned.

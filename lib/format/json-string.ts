@@ -1,0 +1,14 @@
+/** A string as JSON writes it, with `JSON.stringify`'s bytes; the usual tensor name, with nothing to escape, is only quoted. */
+
+/** What JSON.stringify escapes (", \, control characters) and surrogates, which it escapes when lone. */
+const NEEDS_CARE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** Whether `text` is written as `"text"` with nothing escaped and holds no surrogate at all. */
+export function isPlainJsonString(text: string): boolean {
+  return !NEEDS_CARE.test(text);
+}
+
+/** `JSON.stringify(text)`, without the call for a plain string. */
+export function jsonString(text: string): string {
+  return NEEDS_CARE.test(text) ? JSON.stringify(text) : `"${text}"`;
+}
