@@ -2,6 +2,8 @@
 #include "json_tables_binding.h"
 
 #include <cstring>
+#include <string_view>
+#include <unordered_map>
 
 #include "json_tables.h"
 
@@ -77,6 +79,40 @@ Napi::Value ReadWeightMapTable(const Napi::CallbackInfo& info) {
   out.Set("shards", column<Napi::Uint32Array>(env, table->shard));
   out.Set("files", strings(env, text, table->files));
   return out;
+}
+
+Napi::Value WeightMapAgrees(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Uint8Array json = bytesArgument(info);
+  if (info.Length() < 4 || !info[1].IsString() || !info[2].IsTypedArray() || !info[3].IsArray()) {
+    throw Napi::TypeError::New(env, "weightMapAgrees(json, namesText, fileOf, shardNames): wrong arguments");
+  }
+  const char* text = reinterpret_cast<const char*>(json.Data());
+  std::optional<WeightMapTable> table = readWeightMapTable(text, json.ByteLength());
+  if (!table) return Napi::Boolean::New(env, false);
+  const std::string names = info[1].As<Napi::String>().Utf8Value();
+  Napi::Uint32Array fileOf = info[2].As<Napi::Uint32Array>();
+  Napi::Array shardArray = info[3].As<Napi::Array>();
+  std::vector<std::string> shardNames;
+  for (uint32_t i = 0; i < shardArray.Length(); i++) shardNames.push_back(shardArray.Get(i).As<Napi::String>().Utf8Value());
+  if (table->names.size() != fileOf.ElementLength()) return Napi::Boolean::New(env, false);
+  // The reader declines duplicate names, so each listed name is here once; each may be found once (a name given twice is not unique).
+  std::unordered_map<std::string_view, size_t> listed;
+  listed.reserve(table->names.size());
+  for (size_t i = 0; i < table->names.size(); i++) listed.emplace(std::string_view(text + table->names[i].begin, table->names[i].end - table->names[i].begin), i);
+  std::vector<bool> found(table->names.size(), false);
+  size_t k = 0;
+  for (size_t pos = 0; pos < names.size(); k++) {
+    size_t end = names.find('\n', pos);
+    if (end == std::string::npos || k >= fileOf.ElementLength() || fileOf[k] >= shardNames.size()) return Napi::Boolean::New(env, false);
+    auto at = listed.find(std::string_view(names.data() + pos, end - pos));
+    if (at == listed.end() || found[at->second]) return Napi::Boolean::New(env, false);
+    found[at->second] = true;
+    const TextRange& file = table->files[table->shard[at->second]];
+    if (std::string_view(text + file.begin, file.end - file.begin) != shardNames[fileOf[k]]) return Napi::Boolean::New(env, false);
+    pos = end + 1;
+  }
+  return Napi::Boolean::New(env, k == fileOf.ElementLength());
 }
 
 }  // namespace wm

@@ -1,13 +1,18 @@
-// readHeaderTable / readWeightMapTable: json_tables.h's readers for JavaScript (lib/format/header-tables.ts).
+// readHeaderTable / readWeightMapTable: json_tables.h's readers for JavaScript (lib/format/json-tables.ts).
 #pragma once
 #include <napi.h>
 
 namespace wm {
 
 // JS: readHeaderTable(json: Uint8Array, dtypeNames: string[]) → null (not vouched for) |
-//   { names: string[], dtypes: Uint8Array, shapeStarts: Uint32Array, dims: Float64Array, offsets: Float64Array, metadata: string[] | null }
+//   { namesText: string (each name followed by '\n'), dtypes: Uint8Array, shapeStarts: Uint32Array, dims: Float64Array, offsets: Float64Array,
+//     metadata: string[] | null }
 Napi::Value ReadHeaderTable(const Napi::CallbackInfo& info);
-// JS: readWeightMapTable(json: Uint8Array) → null | { names: string[], shards: Uint32Array, files: string[] }
+// JS: readWeightMapTable(json: Uint8Array) → null | { namesText: string (each name followed by '\n'), shards: Uint32Array, files: string[] }
 Napi::Value ReadWeightMapTable(const Napi::CallbackInfo& info);
+// JS: weightMapAgrees(json: Uint8Array, namesText: string, fileOf: Uint32Array, shardNames: string[]) → boolean: whether the index that
+// readWeightMapTable vouches for lists exactly the names of namesText (each followed by '\n'), each once, name i in shardNames[fileOf[i]];
+// true means the names are unique too. False for anything else (the caller's own checks then find the exact difference).
+Napi::Value WeightMapAgrees(const Napi::CallbackInfo& info);
 
 }  // namespace wm

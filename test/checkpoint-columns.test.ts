@@ -266,3 +266,38 @@ test('the header encoder writes what JSON.stringify writes for the object form, 
     expect(parsed.tensors.map((t) => t.name).sort()).toEqual(tensors.map((t) => t.name).sort());
   }
 });
+
+test("the addon's index check (weightMapAgrees) decides as a check by name does, on random indexes and tables", () => {
+  const next = rng(seed + 4);
+  const int = (n: number) => Math.floor(next() * n);
+  const tables = nativeJsonTables()!;
+  let agreed = 0;
+  for (let round = 0; round < 500; round++) {
+    const names = [...new Set(Array.from({ length: int(12) }, () => `model.layers.${int(20)}.w`))];
+    const files = ['a.safetensors', 'b.safetensors', 'c.safetensors'];
+    const listed = names.map((name) => [name, files[int(3)]] as [string, string]);
+    // The stored tensors: the listed ones in another order, then at random one dropped, added, doubled or moved to another shard.
+    const stored = [...listed].sort(() => next() - 0.5);
+    const edit = int(6);
+    if (edit === 0 && stored.length > 0) stored.splice(int(stored.length), 1);
+    if (edit === 1) stored.push([`extra.${int(3)}`, files[int(3)]]);
+    if (edit === 2 && stored.length > 1) stored[int(stored.length)] = [...stored[0]];
+    if (edit === 3 && stored.length > 0) stored[0] = [stored[0][0], files[(files.indexOf(stored[0][1]) + 1) % 3]];
+    const json = Buffer.from(JSON.stringify({ weight_map: Object.fromEntries(listed) }));
+    const shardNames = [...new Set(stored.map((s) => s[1]))];
+    const fileOf = Uint32Array.from(stored, (s) => shardNames.indexOf(s[1]));
+    // The reference: each listed name stored exactly once, in its shard, and nothing else stored.
+    const count = new Map<string, number>();
+    for (const [name] of stored) count.set(name, (count.get(name) ?? 0) + 1);
+    const expected =
+      names.length > 0 &&
+      stored.length === listed.length &&
+      listed.every(([name, file]) => count.get(name) === 1 && stored.find((s) => s[0] === name)![1] === file);
+    if (tables.readWeightMapTable(json) === null) continue;
+    expect(tables.weightMapAgrees(json, stored.map((s) => s[0]), fileOf, shardNames)).toBe(expected);
+    if (expected) agreed++;
+  }
+  // Both answers came up (the edits are not all no-ops, nor all changes).
+  expect(agreed).toBeGreaterThan(50);
+  expect(agreed).toBeLessThan(450);
+});

@@ -28,30 +28,56 @@ export interface WeightMapColumns {
 
 export interface NativeJsonTables {
   readHeaderTable(json: Uint8Array, dtypeNames: readonly string[]): HeaderTableColumns | null;
+  /** Its `names` are split out of the addon's text on first read: a checkpoint whose index agrees with its headers never reads them. */
   readWeightMapTable(json: Uint8Array): WeightMapColumns | null;
+  /**
+   * Whether the index `json` (one that readWeightMapTable vouches for) lists exactly `names` (unique), name i in
+   * `shardNames[fileOf[i]]`: one call, no string per listed name. False for anything else, which the caller then decides.
+   */
+  weightMapAgrees(json: Uint8Array, names: readonly string[], fileOf: Uint32Array, shardNames: readonly string[]): boolean;
 }
 
-/** The addon's own results: names as one text, each name followed by '\n' (no escape-free JSON string holds one). */
+/** The addon's own functions: names as one text, each name followed by '\n' (no escape-free JSON string holds one). */
 export interface NativeJsonTablesAddon {
   readHeaderTable(json: Uint8Array, dtypeNames: readonly string[]): (Omit<HeaderTableColumns, 'names'> & { namesText: string }) | null;
   readWeightMapTable(json: Uint8Array): (Omit<WeightMapColumns, 'names'> & { namesText: string }) | null;
+  weightMapAgrees(json: Uint8Array, namesText: string, fileOf: Uint32Array, shardNames: readonly string[]): boolean;
 }
 
 /** The readers over the addon's functions: names split out of its one text (one builtin call, not a Node-API string per name). */
 export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTables {
   return {
-    readHeaderTable: (json, dtypeNames) => withNames(addon.readHeaderTable(json, dtypeNames)),
-    readWeightMapTable: (json) => withNames(addon.readWeightMapTable(json)),
+    readHeaderTable(json, dtypeNames) {
+      const raw = addon.readHeaderTable(json, dtypeNames);
+      if (raw === null) return null;
+      const { namesText, ...columns } = raw;
+      return { ...columns, names: splitNames(namesText) };
+    },
+    readWeightMapTable(json) {
+      const raw = addon.readWeightMapTable(json);
+      if (raw === null) return null;
+      let names: string[] | undefined;
+      return {
+        shards: raw.shards,
+        files: raw.files,
+        get names() {
+          names ??= splitNames(raw.namesText);
+          return names;
+        },
+      };
+    },
+    weightMapAgrees(json, names, fileOf, shardNames) {
+      // A name holding '\n' would split in two: the count then differs, and the answer is false, as it must be (no vouched-for index lists such a name).
+      return names.length === 0 ? false : addon.weightMapAgrees(json, names.join('\n') + '\n', fileOf, shardNames);
+    },
   };
 }
 
-function withNames<T extends { namesText: string }>(raw: T | null): (Omit<T, 'namesText'> & { names: string[] }) | null {
-  // An addon built before the names came as one text gives none: not vouched for, the JavaScript readers decide.
-  if (raw === null || typeof raw.namesText !== 'string') return null;
-  const { namesText, ...columns } = raw;
-  const names = namesText === '' ? [] : namesText.split('\n');
+/** Names each followed by '\n', as a list. */
+function splitNames(text: string): string[] {
+  const names = text.split('\n');
   names.pop();
-  return { ...columns, names };
+  return names;
 }
 
 let readers: NativeJsonTables | undefined;

@@ -102,8 +102,9 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   }
   // An index read as columns is checked once the table stands (one pass over it, no second table by name); if that
   // finds anything amiss, or the table cannot be built, the per-tensor checks run from the start for the exact error.
+  // Names need no table of their own to be unique when the index check vouches for that, or when there is one header (its reader refuses a key given twice).
   let table = weightMap?.agreesWith ? tensorTableOrUndefined(dir, shards) : undefined;
-  if (table === undefined || !weightMap!.agreesWith!(table)) table = tensorTable(dir, shards, weightMap);
+  if (table === undefined || !weightMap!.agreesWith!(table)) table = tensorTable(dir, shards, weightMap, weightMap !== null || shards.length > 1);
   const sidecars = await listSidecars(root, entries);
   return checkpointOfTable(table, {
     dir: root,
@@ -138,7 +139,7 @@ function checkpointOfTable(table: TensorTable, fields: Omit<Checkpoint, 'tensors
 }
 
 /** Every tensor as columns, in shard then data order; with `weightMap`, each checked against the index as it is added. */
-function tensorTable(dir: string, shards: Shard[], weightMap: WeightMap | null): TensorTable & { tensorBytes: number } {
+function tensorTable(dir: string, shards: Shard[], weightMap: WeightMap | null, unique = true): TensorTable & { tensorBytes: number } {
   const columns = shards.map((s) => headerColumns(s.header));
   const count = columns.reduce((n, c) => n + c.names.length, 0);
   const dims = columns.reduce((n, c) => n + c.dims.length, 0);
@@ -153,7 +154,7 @@ function tensorTable(dir: string, shards: Shard[], weightMap: WeightMap | null):
     fileIndex: new Uint32Array(count),
     files: shards.map((s) => s.path),
     shardNames: shards.map((s) => s.name),
-    byName: new Map<string, number>(),
+    byName: unique ? new Map<string, number>() : undefined,
     tensorBytes: 0,
   };
   let n = 0;
@@ -169,10 +170,10 @@ function tensorTable(dir: string, shards: Shard[], weightMap: WeightMap | null):
     table.fileIndex.fill(s, n, n + c.names.length);
     for (let i = 0; i < c.names.length; i++, n++) {
       const name = c.names[i];
-      const size = table.byName.size;
-      table.byName.set(name, n);
+      const byName = table.byName;
+      const size = byName?.size;
       // A name set again leaves the size as it was (one lookup per tensor, not two); the message names where it was first.
-      if (table.byName.size === size) {
+      if (byName !== undefined && byName.set(name, n).size === size) {
         const first = shards.find((sh) => headerColumns(sh.header).names.includes(name))!;
         throw new WeightmixError('DuplicateTensor', `${dir}: tensor ${name} is stored twice (${first.name} and ${shard.name})`);
       }
@@ -191,7 +192,7 @@ function tensorTable(dir: string, shards: Shard[], weightMap: WeightMap | null):
   }
   // Every stored tensor is listed under its own shard, so equal counts mean nothing else is listed.
   if (weightMap && weightMap.names.length !== count) {
-    const name = weightMap.names.find((name) => !table.byName.has(name))!;
+    const name = weightMap.names.find((name) => indexOfName(table, name) < 0)!;
     throw new WeightmixError('IndexMismatch', `${dir}/${INDEX_FILE}: tensor ${name} is listed in ${weightMap.shardOf(name)} but not stored there`);
   }
   return table;
@@ -199,7 +200,7 @@ function tensorTable(dir: string, shards: Shard[], weightMap: WeightMap | null):
 
 function tensorTableOrUndefined(dir: string, shards: Shard[]): ReturnType<typeof tensorTable> | undefined {
   try {
-    return tensorTable(dir, shards, null);
+    return tensorTable(dir, shards, null, false);
   } catch {
     return undefined;
   }
@@ -224,8 +225,9 @@ async function listShards(root: string, entries: string[]): Promise<{ files: str
     const size = (await fs.promises.stat(indexPath)).size;
     if (size > MAX_INDEX_BYTES) throw new WeightmixError('InvalidIndex', `${indexPath}: index file is implausibly large (${size} bytes)`);
     const bytes = await fs.promises.readFile(indexPath);
-    const columns = isUtf8(bytes) ? nativeJsonTables()?.readWeightMapTable(bytes) : undefined;
-    if (columns) return weightMapOfColumns(columns);
+    const tables = isUtf8(bytes) ? nativeJsonTables() : undefined;
+    const columns = tables?.readWeightMapTable(bytes);
+    if (columns) return weightMapOfColumns(columns, (table) => tables!.weightMapAgrees(bytes, table.names, table.fileIndex, table.shardNames));
     // Invalid UTF-8 is decoded as a text read decodes it (replacement characters), then judged as JSON.
     const doc = parseJsonStrict(bytes.toString('utf8'), { what: indexPath });
     return readWeightMap(doc, indexPath);
@@ -255,28 +257,31 @@ function readWeightMap(doc: unknown, file: string): { files: string[]; weightMap
   return { files: [...files], weightMap: { names, shardOf } };
 }
 
-/** The same table from the addon's columns (native/json_tables.h), which it gives only for a weight_map that readWeightMap accepts, in the same order. */
-function weightMapOfColumns(columns: WeightMapColumns): { files: string[]; weightMap: WeightMap } {
-  const { names, shards, files } = columns;
+/**
+ * The same table from the addon's columns (native/json_tables.h), which it gives only for a weight_map that readWeightMap accepts, in the
+ * same order; `agrees` is the addon's one-call check of the stored tensors against it (test/checkpoint-columns.test.ts checks it by name).
+ */
+function weightMapOfColumns(columns: WeightMapColumns, agrees: (table: TensorTable) => boolean): { files: string[]; weightMap: WeightMap } {
+  const { shards, files } = columns;
   let byName: Map<string, string> | undefined;
   const shardOf = (name: string) => {
     // Only the per-tensor checks after a disagreement look names up.
     if (byName === undefined) {
       byName = new Map();
-      for (let i = 0; i < names.length; i++) byName.set(names[i], files[shards[i]]);
+      for (let i = 0; i < columns.names.length; i++) byName.set(columns.names[i], files[shards[i]]);
     }
     return byName.get(name);
   };
-  // Names are unique here (the reader declines duplicates): equal counts and each listed name stored in its shard mean the same sets.
-  const agreesWith = (table: TensorTable) => {
-    if (table.names.length !== names.length) return false;
-    for (let i = 0; i < names.length; i++) {
-      const at = indexOfName(table, names[i], i);
-      if (at < 0 || table.shardNames[table.fileIndex[at]] !== files[shards[i]]) return false;
-    }
-    return true;
+  return {
+    files,
+    weightMap: {
+      get names() {
+        return columns.names;
+      },
+      shardOf,
+      agreesWith: agrees,
+    },
   };
-  return { files, weightMap: { names, shardOf, agreesWith } };
 }
 
 async function listSidecars(root: string, entries: string[]): Promise<string[]> {
