@@ -5,6 +5,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "header_encoder.h"
 #include "json_tables.h"
 
 namespace wm {
@@ -113,6 +114,43 @@ Napi::Value WeightMapAgrees(const Napi::CallbackInfo& info) {
     pos = end + 1;
   }
   return Napi::Boolean::New(env, k == fileOf.ElementLength());
+}
+
+Napi::Value EncodeHeaderColumns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 8 || !info[0].IsString() || !info[1].IsTypedArray() || !info[2].IsTypedArray() || !info[3].IsTypedArray() ||
+      !info[4].IsArray() || !info[5].IsTypedArray() || !(info[6].IsString() || info[6].IsNull()) || !info[7].IsNumber()) {
+    throw Napi::TypeError::New(env, "encodeHeaderColumns: wrong arguments");
+  }
+  const std::string names = info[0].As<Napi::String>().Utf8Value();
+  Napi::Uint8Array dtypes = info[1].As<Napi::Uint8Array>();
+  Napi::Uint32Array shapeStarts = info[2].As<Napi::Uint32Array>();
+  Napi::Float64Array dims = info[3].As<Napi::Float64Array>();
+  Napi::Array nameArray = info[4].As<Napi::Array>();
+  Napi::Uint32Array bitArray = info[5].As<Napi::Uint32Array>();
+  if (shapeStarts.ElementLength() != dtypes.ElementLength() + 1 || bitArray.ElementLength() != nameArray.Length()) {
+    throw Napi::TypeError::New(env, "encodeHeaderColumns: column lengths disagree");
+  }
+  std::vector<std::string> dtypeNames;
+  std::vector<uint32_t> dtypeBits(bitArray.Data(), bitArray.Data() + bitArray.ElementLength());
+  for (uint32_t i = 0; i < nameArray.Length(); i++) dtypeNames.push_back(nameArray.Get(i).As<Napi::String>().Utf8Value());
+  std::string metadata = info[6].IsString() ? info[6].As<Napi::String>().Utf8Value() : std::string();
+  HeaderColumnsIn in{names,
+                     dtypes.Data(),
+                     dtypes.ElementLength(),
+                     shapeStarts.Data(),
+                     dims.Data(),
+                     dims.ElementLength(),
+                     &dtypeNames,
+                     &dtypeBits,
+                     info[6].IsString() ? std::optional<std::string_view>(metadata) : std::nullopt};
+  std::optional<EncodedHeader> encoded = encodeHeader(in, static_cast<size_t>(info[7].As<Napi::Number>().DoubleValue()));
+  if (!encoded) return env.Null();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("bytes", Napi::Buffer<char>::Copy(env, encoded->bytes.data(), encoded->bytes.size()));
+  out.Set("starts", column<Napi::Float64Array>(env, encoded->starts));
+  out.Set("dataBytes", Napi::Number::New(env, encoded->dataBytes));
+  return out;
 }
 
 }  // namespace wm

@@ -14,5 +14,9 @@ Napi::Value ReadWeightMapTable(const Napi::CallbackInfo& info);
 // readWeightMapTable vouches for lists exactly the names of namesText (each followed by '\n'), each once, name i in shardNames[fileOf[i]];
 // true means the names are unique too. False for anything else (the caller's own checks then find the exact difference).
 Napi::Value WeightMapAgrees(const Napi::CallbackInfo& info);
+// JS: encodeHeaderColumns(namesText, dtypes: Uint8Array, shapeStarts: Uint32Array, dims: Float64Array, dtypeNames: string[],
+//   dtypeBits: Uint32Array, metadataJson: string | null, maxHeaderBytes) → null (declined) | { bytes: Buffer, starts: Float64Array,
+//   dataBytes }: header_encoder.h's encoder.
+Napi::Value EncodeHeaderColumns(const Napi::CallbackInfo& info);
 
 }  // namespace wm

@@ -294,10 +294,56 @@ test("the addon's index check (weightMapAgrees) decides as a check by name does,
       stored.length === listed.length &&
       listed.every(([name, file]) => count.get(name) === 1 && stored.find((s) => s[0] === name)![1] === file);
     if (tables.readWeightMapTable(json) === null) continue;
-    expect(tables.weightMapAgrees(json, stored.map((s) => s[0]), fileOf, shardNames)).toBe(expected);
+    expect(
+      tables.weightMapAgrees(
+        json,
+        stored.map((s) => s[0]),
+        fileOf,
+        shardNames,
+      ),
+    ).toBe(expected);
     if (expected) agreed++;
   }
   // Both answers came up (the edits are not all no-ops, nor all changes).
   expect(agreed).toBeGreaterThan(50);
   expect(agreed).toBeLessThan(450);
+});
+
+test("the addon's header encoder writes or refuses every header as the JavaScript encoder does, near misses included", () => {
+  const next = rng(seed + 5);
+  const int = (n: number) => Math.floor(next() * n);
+  const tables = nativeJsonTables()!;
+  const outcome = (tensors: RandomTensor[], metadata: Record<string, string> | null) => {
+    try {
+      const { bytes, offsets, totalSize } = encodeSafetensorsHeader(tensors, metadata);
+      return { bytes: bytes.toString('latin1'), offsets, totalSize };
+    } catch (e) {
+      return { error: `${(e as Error).constructor.name}: ${(e as Error).message}` };
+    }
+  };
+  let refused = 0;
+  for (let round = 0; round < 400; round++) {
+    const tensors: RandomTensor[] = randomTensors(next, next() < 0.3);
+    // Near misses: a name given twice or reserved, a bad or huge dimension, a partial byte, an unknown dtype, a '\n' in a name.
+    const t = tensors[int(tensors.length)];
+    const edit = int(10);
+    if (edit === 0) tensors.push({ ...tensors[0] });
+    if (edit === 1) t.name = '__metadata__';
+    if (edit === 2) t.shape = [...t.shape, [-1, 1.5, NaN, -0, 2 ** 53][int(5)]];
+    if (edit === 3) t.shape = [2 ** 40, 2 ** 20];
+    if (edit === 4) [t.dtype, t.shape] = ['F4', [3]];
+    if (edit === 5) t.dtype = 'X' as SafetensorsDtype;
+    if (edit === 6) t.name = `a\nb${t.name}`;
+    const metadata = next() < 0.5 ? null : { format: 'pt' };
+    const withAddon = outcome(tensors, metadata);
+    useNativeJsonTables(undefined);
+    try {
+      expect(withAddon).toEqual(outcome(tensors, metadata));
+    } finally {
+      useNativeJsonTables(tables);
+    }
+    if ('error' in withAddon) refused++;
+  }
+  expect(refused).toBeGreaterThan(50);
+  expect(refused).toBeLessThan(350);
 });

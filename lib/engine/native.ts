@@ -112,7 +112,12 @@ export function loadNative(): NativeAddon {
     cached = loadAddon(packageRoot(), currentPlatform(), process.env, (file) => require(file) as NativeAddon);
     // From now on the format layer reads headers and indexes through the addon (a binary older than those readers has none to give).
     const tables = cached.addon as NativeAddon & Partial<NativeJsonTablesAddon>;
-    if (typeof tables.readHeaderTable === 'function' && typeof tables.readWeightMapTable === 'function' && typeof tables.weightMapAgrees === 'function')
+    if (
+      typeof tables.readHeaderTable === 'function' &&
+      typeof tables.readWeightMapTable === 'function' &&
+      typeof tables.weightMapAgrees === 'function' &&
+      typeof tables.encodeHeaderColumns === 'function'
+    )
       useNativeJsonTables(jsonTablesOfAddon(tables as NativeJsonTablesAddon));
   }
   return cached.addon;

@@ -4,7 +4,9 @@
  * an escape-free strict subset and return null for anything else, so the JavaScript readers
  * (json-strict.ts and the checks after it) still decide every other input, with their own errors.
  * The format layer cannot load the addon: engine/native.ts hands the readers over when it loads it.
+ * The same channel carries the addon's header encoder (safetensors.ts's encodeHeaderColumns for plain names).
  */
+import { DTYPE_BITS, DTYPE_NAMES } from './dtypes';
 
 /** A header's tensors in the order written; `dtypes` index the dtype names given. */
 export interface HeaderTableColumns {
@@ -35,6 +37,17 @@ export interface NativeJsonTables {
    * `shardNames[fileOf[i]]`: one call, no string per listed name. False for anything else, which the caller then decides.
    */
   weightMapAgrees(json: Uint8Array, names: readonly string[], fileOf: Uint32Array, shardNames: readonly string[]): boolean;
+  /**
+   * safetensors.ts's encodeHeaderColumns for plain names (nothing to escape, no surrogate, no '\n'), dtypes as codes into DTYPE_NAMES and
+   * `__metadata__` already encoded; null (declined) for anything else, which the JavaScript encoder then writes or refuses.
+   */
+  encodeHeader(
+    names: readonly string[],
+    dtypes: Uint8Array,
+    shapes: { shapeStarts: Uint32Array; dims: Float64Array },
+    metadataJson: string | null,
+    maxHeaderBytes: number,
+  ): { bytes: Buffer; starts: Float64Array; dataBytes: number } | null;
 }
 
 /** The addon's own functions: names as one text, each name followed by '\n' (no escape-free JSON string holds one). */
@@ -42,7 +55,19 @@ export interface NativeJsonTablesAddon {
   readHeaderTable(json: Uint8Array, dtypeNames: readonly string[]): (Omit<HeaderTableColumns, 'names'> & { namesText: string }) | null;
   readWeightMapTable(json: Uint8Array): (Omit<WeightMapColumns, 'names'> & { namesText: string }) | null;
   weightMapAgrees(json: Uint8Array, namesText: string, fileOf: Uint32Array, shardNames: readonly string[]): boolean;
+  encodeHeaderColumns(
+    namesText: string,
+    dtypes: Uint8Array,
+    shapeStarts: Uint32Array,
+    dims: Float64Array,
+    dtypeNames: readonly string[],
+    dtypeBits: Uint32Array,
+    metadataJson: string | null,
+    maxHeaderBytes: number,
+  ): { bytes: Buffer; starts: Float64Array; dataBytes: number } | null;
 }
+
+const DTYPE_BIT_COLUMN = Uint32Array.from(DTYPE_NAMES, (d) => DTYPE_BITS[d]);
 
 /** The readers over the addon's functions: names split out of its one text (one builtin call, not a Node-API string per name). */
 export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTables {
@@ -66,12 +91,21 @@ export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTable
         },
       };
     },
+    encodeHeader(names, dtypes, shapes, metadataJson, maxHeaderBytes) {
+      const text = names.length === 0 ? '' : names.join('\n') + '\n';
+      // A name with anything to escape or a surrogate goes to the JavaScript encoder (a '\n' in a name makes the count differ: declined).
+      if (NOT_PLAIN.test(text)) return null;
+      return addon.encodeHeaderColumns(text, dtypes, shapes.shapeStarts, shapes.dims, DTYPE_NAMES, DTYPE_BIT_COLUMN, metadataJson, maxHeaderBytes);
+    },
     weightMapAgrees(json, names, fileOf, shardNames) {
       // A name holding '\n' would split in two: the count then differs, and the answer is false, as it must be (no vouched-for index lists such a name).
       return names.length === 0 ? false : addon.weightMapAgrees(json, names.join('\n') + '\n', fileOf, shardNames);
     },
   };
 }
+
+/** What JSON.stringify escapes (", \, control characters other than the separator '\n') and surrogates. */
+const NOT_PLAIN = /["\\\u0000-\u0009\u000b-\u001f\ud800-\udfff]/;
 
 /** Names each followed by '\n', as a list. */
 function splitNames(text: string): string[] {

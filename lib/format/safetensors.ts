@@ -28,7 +28,8 @@ import {
   TensorEntry,
 } from './header-entries';
 import { isPlainJsonString } from './json-string';
-import { columnsOfEntries, entriesOf, HeaderColumns, shapeAt, validatedColumns } from './header-columns';
+import { nativeJsonTables } from './json-tables';
+import { columnsOfEntries, dtypeCode, entriesOf, HeaderColumns, shapeAt, validatedColumns } from './header-columns';
 
 // The format's element types and their sizes are part of its surface (format/dtypes.ts declares them).
 export type { SafetensorsDtype } from './dtypes';
@@ -282,8 +283,11 @@ export function encodeHeaderColumns(
   metadata: Record<string, string> | null | undefined,
 ): EncodedHeaderColumns {
   const { shapeStarts, dims } = shapes;
+  const metadataJson = metadata != null ? encodeMetadata(where, metadata) : null;
+  const encoded = nativeEncoding(names, dtypes, shapes, metadataJson);
+  if (encoded) return { bytes: encoded.bytes, dataStart: encoded.bytes.length, starts: encoded.starts, dataBytes: encoded.dataBytes };
   let json = '{';
-  if (metadata != null) json += `${JSON.stringify(METADATA_KEY)}:${encodeMetadata(where, metadata)}`;
+  if (metadataJson !== null) json += `${JSON.stringify(METADATA_KEY)}:${metadataJson}`;
   const seen = new Set<string>();
   // One string per member, joined once: a string grown member by member is a rope that the byte count and the write flatten.
   const members: string[] = new Array(names.length);
@@ -332,6 +336,18 @@ export function encodeHeaderColumns(
   bytes.writeBigUInt64LE(BigInt(headerLength), 0);
   bytes.write(json, PREFIX_BYTES, 'utf8');
   return { bytes, dataStart: bytes.length, starts, dataBytes: end };
+}
+
+/** The addon's encoding of the usual header (plain names, known dtypes, valid sizes), or null: then the JavaScript encoder writes or refuses it. */
+function nativeEncoding(names: readonly string[], dtypes: readonly SafetensorsDtype[], shapes: ShapeColumns, metadataJson: string | null) {
+  const tables = nativeJsonTables();
+  if (tables === undefined) return null;
+  const codes = new Uint8Array(dtypes.length);
+  for (let i = 0; i < dtypes.length; i++) {
+    if (!Object.hasOwn(DTYPE_BITS, dtypes[i])) return null;
+    codes[i] = dtypeCode(dtypes[i]);
+  }
+  return tables.encodeHeader(names, codes, shapes, metadataJson, MAX_HEADER_BYTES);
 }
 
 function encodeMetadata(where: string, metadata: Record<string, string>): string {
