@@ -40,6 +40,12 @@ Napi::String joined(Napi::Env env, const char* text, const std::vector<TextRange
   return Napi::String::New(env, out);
 }
 
+std::vector<std::string> stringsOf(const Napi::Array& array) {
+  std::vector<std::string> out;
+  for (uint32_t i = 0; i < array.Length(); i++) out.push_back(array.Get(i).As<Napi::String>().Utf8Value());
+  return out;
+}
+
 template <typename Array, typename T>
 Array column(Napi::Env env, const std::vector<T>& values) {
   Array out = Array::New(env, values.size());
@@ -84,36 +90,40 @@ Napi::Value ReadWeightMapTable(const Napi::CallbackInfo& info) {
 
 Napi::Value WeightMapAgrees(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Uint8Array json = bytesArgument(info);
-  if (info.Length() < 4 || !info[1].IsString() || !info[2].IsTypedArray() || !info[3].IsArray()) {
-    throw Napi::TypeError::New(env, "weightMapAgrees(json, namesText, fileOf, shardNames): wrong arguments");
+  if (info.Length() < 6 || !info[0].IsString() || !info[1].IsTypedArray() || !info[2].IsArray() || !info[3].IsString() || !info[4].IsTypedArray() ||
+      !info[5].IsArray()) {
+    throw Napi::TypeError::New(env, "weightMapAgrees(listedText, listedShards, listedFiles, namesText, fileOf, shardNames): wrong arguments");
   }
-  const char* text = reinterpret_cast<const char*>(json.Data());
-  std::optional<WeightMapTable> table = readWeightMapTable(text, json.ByteLength());
-  if (!table) return Napi::Boolean::New(env, false);
-  const std::string names = info[1].As<Napi::String>().Utf8Value();
-  Napi::Uint32Array fileOf = info[2].As<Napi::Uint32Array>();
-  Napi::Array shardArray = info[3].As<Napi::Array>();
-  std::vector<std::string> shardNames;
-  for (uint32_t i = 0; i < shardArray.Length(); i++) shardNames.push_back(shardArray.Get(i).As<Napi::String>().Utf8Value());
-  if (table->names.size() != fileOf.ElementLength()) return Napi::Boolean::New(env, false);
-  // The reader declines duplicate names, so each listed name is here once; each may be found once (a name given twice is not unique).
+  const std::string listedText = info[0].As<Napi::String>().Utf8Value();
+  Napi::Uint32Array listedShards = info[1].As<Napi::Uint32Array>();
+  const std::vector<std::string> listedFiles = stringsOf(info[2].As<Napi::Array>());
+  const std::string names = info[3].As<Napi::String>().Utf8Value();
+  Napi::Uint32Array fileOf = info[4].As<Napi::Uint32Array>();
+  const std::vector<std::string> shardNames = stringsOf(info[5].As<Napi::Array>());
+  const size_t count = listedShards.ElementLength();
+  if (count != fileOf.ElementLength()) return Napi::Boolean::New(env, false);
+  // Each listed name once (a name listed twice: false), then each stored name found once, in its shard.
   std::unordered_map<std::string_view, size_t> listed;
-  listed.reserve(table->names.size());
-  for (size_t i = 0; i < table->names.size(); i++) listed.emplace(std::string_view(text + table->names[i].begin, table->names[i].end - table->names[i].begin), i);
-  std::vector<bool> found(table->names.size(), false);
-  size_t k = 0;
-  for (size_t pos = 0; pos < names.size(); k++) {
-    size_t end = names.find('\n', pos);
-    if (end == std::string::npos || k >= fileOf.ElementLength() || fileOf[k] >= shardNames.size()) return Napi::Boolean::New(env, false);
-    auto at = listed.find(std::string_view(names.data() + pos, end - pos));
-    if (at == listed.end() || found[at->second]) return Napi::Boolean::New(env, false);
-    found[at->second] = true;
-    const TextRange& file = table->files[table->shard[at->second]];
-    if (std::string_view(text + file.begin, file.end - file.begin) != shardNames[fileOf[k]]) return Napi::Boolean::New(env, false);
+  listed.reserve(count);
+  size_t pos = 0;
+  for (size_t i = 0; i < count; i++) {
+    size_t end = listedText.find('\n', pos);
+    if (end == std::string::npos || listedShards[i] >= listedFiles.size()) return Napi::Boolean::New(env, false);
+    if (!listed.emplace(std::string_view(listedText.data() + pos, end - pos), i).second) return Napi::Boolean::New(env, false);
     pos = end + 1;
   }
-  return Napi::Boolean::New(env, k == fileOf.ElementLength());
+  if (pos != listedText.size()) return Napi::Boolean::New(env, false);
+  std::vector<bool> found(count, false);
+  pos = 0;
+  for (size_t k = 0; k < count; k++) {
+    size_t end = names.find('\n', pos);
+    if (end == std::string::npos || fileOf[k] >= shardNames.size()) return Napi::Boolean::New(env, false);
+    auto at = listed.find(std::string_view(names.data() + pos, end - pos));
+    if (at == listed.end() || found[at->second] || listedFiles[listedShards[at->second]] != shardNames[fileOf[k]]) return Napi::Boolean::New(env, false);
+    found[at->second] = true;
+    pos = end + 1;
+  }
+  return Napi::Boolean::New(env, pos == names.size());
 }
 
 Napi::Value EncodeHeaderColumns(const Napi::CallbackInfo& info) {

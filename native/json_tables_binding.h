@@ -10,9 +10,10 @@ namespace wm {
 Napi::Value ReadHeaderTable(const Napi::CallbackInfo& info);
 // JS: readWeightMapTable(json: Uint8Array) → null | { namesText: string (each name followed by '\n'), shards: Uint32Array, files: string[] }
 Napi::Value ReadWeightMapTable(const Napi::CallbackInfo& info);
-// JS: weightMapAgrees(json: Uint8Array, namesText: string, fileOf: Uint32Array, shardNames: string[]) → boolean: whether the index that
-// readWeightMapTable vouches for lists exactly the names of namesText (each followed by '\n'), each once, name i in shardNames[fileOf[i]];
-// true means the names are unique too. False for anything else (the caller's own checks then find the exact difference).
+// JS: weightMapAgrees(listedText, listedShards: Uint32Array, listedFiles: string[], namesText, fileOf: Uint32Array, shardNames: string[])
+// → boolean: whether an index's names (listedText, each followed by '\n', name i in listedFiles[listedShards[i]]: readWeightMapTable's
+// columns) are exactly the stored names of namesText, each once, name k in shardNames[fileOf[k]]; true means both lists are free of
+// duplicates too. False for anything else (the caller's own checks then find the exact difference).
 Napi::Value WeightMapAgrees(const Napi::CallbackInfo& info);
 // JS: encodeHeaderColumns(namesText, dtypes: Uint8Array, shapeStarts: Uint32Array, dims: Float64Array, dtypeNames: string[],
 //   dtypeBits: Uint32Array, metadataJson: string | null, maxHeaderBytes) → null (declined) | { bytes: Buffer, starts: Float64Array,

@@ -5,7 +5,7 @@ import { Checkpoint, INDEX_FILE } from '../model/checkpoint';
 import { confinedRealPath } from '../model/paths';
 import type { PlannedModel } from './plan';
 import { FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
-import { jsonString } from '../format/json-string';
+import { jsonStrings } from '../format/json-string';
 
 /** index.json rebuilt from what was planned and written: total_size is the tensor bytes, as HF writes it. */
 export async function writeIndex(model: PlannedModel): Promise<void> {
@@ -29,7 +29,8 @@ export function indexText(model: Pick<PlannedModel, 'shards' | 'tensorBytes'>): 
   const indices = names.filter(isArrayIndex).sort((x, y) => Number(x) - Number(y));
   const ordered = indices.length === 0 ? names : [...indices, ...names.filter((n) => !isArrayIndex(n))];
   // One string per line, joined once (no rope grown line by line); a name with nothing to escape is quoted as it is.
-  const lines = ordered.map((name) => `    ${jsonString(name)}${shardOf.get(name)}`);
+  const quoted = jsonStrings(ordered);
+  const lines = ordered.map((name, i) => `    ${quoted[i]}${shardOf.get(name)}`);
   const weightMap = lines.length === 0 ? '{}' : `{\n${lines.join(',\n')}\n  }`;
   return `{\n  "metadata": {\n    "total_size": ${JSON.stringify(model.tensorBytes)}\n  },\n  "weight_map": ${weightMap}\n}\n`;
 }

@@ -22,6 +22,8 @@ export interface HeaderColumns {
   begins: Float64Array;
   byteLengths: Float64Array;
   elementCounts: Float64Array;
+  /** The names each followed by '\n', as the addon gave them, when it read the header. */
+  namesText?: string;
 }
 
 /** The dtype code of a dtype name (DTYPE_NAMES' index). */
@@ -60,7 +62,7 @@ export function validatedColumns(columns: HeaderTableColumns): HeaderColumns | n
     byteLengths[i] = bytes;
     elementCounts[i] = elements;
   }
-  return { names, dtypes, shapeStarts, dims, begins, byteLengths, elementCounts };
+  return { names, dtypes, shapeStarts, dims, begins, byteLengths, elementCounts, namesText: columns.namesText };
 }
 
 /** Bytes of `elements` elements of `bits` bits, or -1 for a partial byte or past 2^53-1 (byteLengthOf's cases, as a value). */

@@ -12,3 +12,9 @@ export function isPlainJsonString(text: string): boolean {
 export function jsonString(text: string): string {
   return NEEDS_CARE.test(text) ? JSON.stringify(text) : `"${text}"`;
 }
+
+/** Each of `texts` as `jsonString` writes it, with one check of them all for the usual case where none needs more than quotes. */
+export function jsonStrings(texts: readonly string[]): string[] {
+  if (!NEEDS_CARE.test(texts.join(''))) return texts.map((text) => `"${text}"`);
+  return texts.map(jsonString);
+}

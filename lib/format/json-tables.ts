@@ -19,6 +19,8 @@ export interface HeaderTableColumns {
   offsets: Float64Array;
   /** `__metadata__` as key, value, key, value, …; null without one (or when it is null). */
   metadata: string[] | null;
+  /** The names as the addon gave them: each followed by '\n'. */
+  namesText?: string;
 }
 
 /** An index's weight_map: names in the order written, each one's shard as an index into `files` (first appearance first). */
@@ -26,6 +28,16 @@ export interface WeightMapColumns {
   names: string[];
   shards: Uint32Array;
   files: string[];
+  /** The names as the addon gave them: each followed by '\n'. */
+  namesText?: string;
+}
+
+/** Stored tensors as weightMapAgrees compares them with an index: names (unique; `namesText` when at hand), name i in `shardNames[fileIndex[i]]`. */
+export interface StoredNames {
+  names: readonly string[];
+  namesText?: string;
+  fileIndex: Uint32Array;
+  shardNames: readonly string[];
 }
 
 export interface NativeJsonTables {
@@ -33,10 +45,10 @@ export interface NativeJsonTables {
   /** Its `names` are split out of the addon's text on first read: a checkpoint whose index agrees with its headers never reads them. */
   readWeightMapTable(json: Uint8Array): WeightMapColumns | null;
   /**
-   * Whether the index `json` (one that readWeightMapTable vouches for) lists exactly `names` (unique), name i in
-   * `shardNames[fileOf[i]]`: one call, no string per listed name. False for anything else, which the caller then decides.
+   * Whether an index's columns (readWeightMapTable's) list exactly the stored names, each once, each in its shard: one call, no
+   * string per listed name. False for anything else, which the caller then decides with its own checks.
    */
-  weightMapAgrees(json: Uint8Array, names: readonly string[], fileOf: Uint32Array, shardNames: readonly string[]): boolean;
+  weightMapAgrees(listed: WeightMapColumns, stored: StoredNames): boolean;
   /**
    * safetensors.ts's encodeHeaderColumns for plain names (nothing to escape, no surrogate, no '\n'), dtypes as codes into DTYPE_NAMES and
    * `__metadata__` already encoded; null (declined) for anything else, which the JavaScript encoder then writes or refuses.
@@ -54,7 +66,14 @@ export interface NativeJsonTables {
 export interface NativeJsonTablesAddon {
   readHeaderTable(json: Uint8Array, dtypeNames: readonly string[]): (Omit<HeaderTableColumns, 'names'> & { namesText: string }) | null;
   readWeightMapTable(json: Uint8Array): (Omit<WeightMapColumns, 'names'> & { namesText: string }) | null;
-  weightMapAgrees(json: Uint8Array, namesText: string, fileOf: Uint32Array, shardNames: readonly string[]): boolean;
+  weightMapAgrees(
+    listedText: string,
+    listedShards: Uint32Array,
+    listedFiles: readonly string[],
+    namesText: string,
+    fileOf: Uint32Array,
+    shardNames: readonly string[],
+  ): boolean;
   encodeHeaderColumns(
     namesText: string,
     dtypes: Uint8Array,
@@ -75,8 +94,7 @@ export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTable
     readHeaderTable(json, dtypeNames) {
       const raw = addon.readHeaderTable(json, dtypeNames);
       if (raw === null) return null;
-      const { namesText, ...columns } = raw;
-      return { ...columns, names: splitNames(namesText) };
+      return { ...raw, names: splitNames(raw.namesText) };
     },
     readWeightMapTable(json) {
       const raw = addon.readWeightMapTable(json);
@@ -85,6 +103,7 @@ export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTable
       return {
         shards: raw.shards,
         files: raw.files,
+        namesText: raw.namesText,
         get names() {
           names ??= splitNames(raw.namesText);
           return names;
@@ -97,9 +116,12 @@ export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTable
       if (NOT_PLAIN.test(text)) return null;
       return addon.encodeHeaderColumns(text, dtypes, shapes.shapeStarts, shapes.dims, DTYPE_NAMES, DTYPE_BIT_COLUMN, metadataJson, maxHeaderBytes);
     },
-    weightMapAgrees(json, names, fileOf, shardNames) {
+    weightMapAgrees(listed, stored) {
       // A name holding '\n' would split in two: the count then differs, and the answer is false, as it must be (no vouched-for index lists such a name).
-      return names.length === 0 ? false : addon.weightMapAgrees(json, names.join('\n') + '\n', fileOf, shardNames);
+      if (stored.names.length === 0) return false;
+      const listedText = listed.namesText ?? listed.names.join('\n') + '\n';
+      const namesText = stored.namesText ?? stored.names.join('\n') + '\n';
+      return addon.weightMapAgrees(listedText, listed.shards, listed.files, namesText, stored.fileIndex, stored.shardNames);
     },
   };
 }

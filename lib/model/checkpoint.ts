@@ -155,6 +155,8 @@ function tensorTable(dir: string, shards: Shard[], weightMap: WeightMap | null, 
     files: shards.map((s) => s.path),
     shardNames: shards.map((s) => s.name),
     byName: unique ? new Map<string, number>() : undefined,
+    // The addon's texts of the shards' names, joined (its index check takes them so), when every shard has one.
+    namesText: columns.every((c) => c.namesText !== undefined) ? columns.map((c) => c.namesText).join('') : undefined,
     tensorBytes: 0,
   };
   let n = 0;
@@ -227,7 +229,7 @@ async function listShards(root: string, entries: string[]): Promise<{ files: str
     const bytes = await fs.promises.readFile(indexPath);
     const tables = isUtf8(bytes) ? nativeJsonTables() : undefined;
     const columns = tables?.readWeightMapTable(bytes);
-    if (columns) return weightMapOfColumns(columns, (table) => tables!.weightMapAgrees(bytes, table.names, table.fileIndex, table.shardNames));
+    if (columns) return weightMapOfColumns(columns, (table) => tables!.weightMapAgrees(columns, table));
     // Invalid UTF-8 is decoded as a text read decodes it (replacement characters), then judged as JSON.
     const doc = parseJsonStrict(bytes.toString('utf8'), { what: indexPath });
     return readWeightMap(doc, indexPath);

@@ -26,6 +26,8 @@ export interface TensorTable {
   files: readonly string[];
   /** The shard name (relative to the model folder) of each of `files`. */
   shardNames: readonly string[];
+  /** The names each followed by '\n', as the addon's header readers gave them (its index check takes them so), when at hand. */
+  namesText?: string;
   /** name → index, built on first lookup that the position hint does not answer. */
   byName?: Map<string, number>;
 }
