@@ -1,6 +1,7 @@
 /** A string as JSON writes it, with `JSON.stringify`'s bytes; the usual tensor name, with nothing to escape, is only quoted. */
 
 /** What JSON.stringify escapes (", \, control characters) and surrogates, which it escapes when lone. */
+// eslint-disable-next-line no-control-regex -- control characters are what JSON.stringify escapes
 const NEEDS_CARE = /["\\\u0000-\u001f\ud800-\udfff]/;
 
 /** Whether `text` is written as `"text"` with nothing escaped and holds no surrogate at all. */

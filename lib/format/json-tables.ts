@@ -127,6 +127,7 @@ export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTable
 }
 
 /** What JSON.stringify escapes (", \, control characters other than the separator '\n') and surrogates. */
+// eslint-disable-next-line no-control-regex -- control characters are what JSON.stringify escapes
 const NOT_PLAIN = /["\\\u0000-\u0009\u000b-\u001f\ud800-\udfff]/;
 
 /** Names each followed by '\n', as a list. */
