@@ -28,8 +28,8 @@ import {
   TensorEntry,
 } from './header-entries';
 import { isPlainJsonString } from './json-string';
-import { nativeJsonTables } from './json-tables';
-import { columnsOfEntries, dtypeCode, entriesOf, HeaderColumns, shapeAt, validatedColumns } from './header-columns';
+import { encodeMetadata, nativeEncoding, shapeColumns, ShapeColumns } from './header-encoding';
+import { columnsOfEntries, entriesOf, HeaderColumns, shapeAt, validatedColumns } from './header-columns';
 
 // The format's element types and their sizes are part of its surface (format/dtypes.ts declares them).
 export type { SafetensorsDtype } from './dtypes';
@@ -241,24 +241,6 @@ function encodeHeader(
   return { bytes: columns.bytes, dataStart: columns.dataStart, offsets, totalSize: columns.dataStart + dataBytes };
 }
 
-/** Shapes as columns: `shapeStarts` (one more than there are shapes) index `dims`. */
-export interface ShapeColumns {
-  shapeStarts: Uint32Array;
-  dims: Float64Array;
-}
-
-/** Shapes given as arrays, as columns; a shape that is not an array of numbers gets a NaN dimension, which the encoder refuses as before. */
-function shapeColumns(shapes: readonly (readonly number[])[]): ShapeColumns {
-  const ranks = shapes.map((shape) => (Array.isArray(shape) ? shape.length : 1));
-  const shapeStarts = new Uint32Array(shapes.length + 1);
-  for (let i = 0; i < shapes.length; i++) shapeStarts[i + 1] = shapeStarts[i] + ranks[i];
-  const dims = new Float64Array(shapeStarts[shapes.length]).fill(NaN);
-  shapes.forEach((shape, i) => {
-    if (Array.isArray(shape)) shape.forEach((dim: unknown, k) => (dims[shapeStarts[i] + k] = typeof dim === 'number' ? dim : NaN));
-  });
-  return { shapeStarts, dims };
-}
-
 /** A header as `encodeHeaderColumns` writes it. */
 export interface EncodedHeaderColumns {
   /** The 8-byte little-endian length and the JSON, space-padded so that the data starts at a multiple of 8. */
@@ -284,7 +266,7 @@ export function encodeHeaderColumns(
 ): EncodedHeaderColumns {
   const { shapeStarts, dims } = shapes;
   const metadataJson = metadata != null ? encodeMetadata(where, metadata) : null;
-  const encoded = nativeEncoding(names, dtypes, shapes, metadataJson);
+  const encoded = nativeEncoding(names, dtypes, shapes, metadataJson, MAX_HEADER_BYTES);
   if (encoded) return { bytes: encoded.bytes, dataStart: encoded.bytes.length, starts: encoded.starts, dataBytes: encoded.dataBytes };
   let json = '{';
   if (metadataJson !== null) json += `${JSON.stringify(METADATA_KEY)}:${metadataJson}`;
@@ -336,26 +318,6 @@ export function encodeHeaderColumns(
   bytes.writeBigUInt64LE(BigInt(headerLength), 0);
   bytes.write(json, PREFIX_BYTES, 'utf8');
   return { bytes, dataStart: bytes.length, starts, dataBytes: end };
-}
-
-/** The addon's encoding of the usual header (plain names, known dtypes, valid sizes), or null: then the JavaScript encoder writes or refuses it. */
-function nativeEncoding(names: readonly string[], dtypes: readonly SafetensorsDtype[], shapes: ShapeColumns, metadataJson: string | null) {
-  const tables = nativeJsonTables();
-  if (tables === undefined) return null;
-  const codes = new Uint8Array(dtypes.length);
-  for (let i = 0; i < dtypes.length; i++) {
-    if (!Object.hasOwn(DTYPE_BITS, dtypes[i])) return null;
-    codes[i] = dtypeCode(dtypes[i]);
-  }
-  return tables.encodeHeader(names, codes, shapes, metadataJson, MAX_HEADER_BYTES);
-}
-
-function encodeMetadata(where: string, metadata: Record<string, string>): string {
-  if (typeof metadata !== 'object' || Array.isArray(metadata)) throw new RangeError(`${where}: metadata must be an object of strings`);
-  const keys = Object.keys(metadata).sort();
-  const bad = keys.find((k) => typeof metadata[k] !== 'string' || LONE_SURROGATE.test(k) || LONE_SURROGATE.test(metadata[k]));
-  if (bad !== undefined) throw new RangeError(`${where}: metadata ${showName(bad)} must be a well-formed string`);
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(metadata[k])}`).join(',')}}`;
 }
 
 function checkFileHoldsPrefix(file: string, fileSize: number): void {
