@@ -77,6 +77,19 @@ size_t sourceCountOf(const SparseParams& p) {
   return n;
 }
 
+// The four 0/1 bytes of a 4-bit movemask, element q's byte from bit q.
+struct KeepBytes {
+  uint32_t of[16] = {};
+  constexpr KeepBytes() {
+    for (int mask = 0; mask < 16; ++mask) {
+      for (int q = 0; q < 4; ++q) {
+        if ((mask >> q) & 1) of[mask] |= uint32_t{1} << (8 * q);  // little-endian: byte q
+      }
+    }
+  }
+};
+constexpr KeepBytes kKeepBytes;
+
 __attribute__((target("avx2,fma,f16c"))) void sparseKeepLoop(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits,
                                                              uint64_t count, uint64_t start, size_t n, uint8_t* keep) {
   const __m256i lowF = _mm256_set1_epi64x(static_cast<long long>(m.lowKey ^ kFlip)), highF = _mm256_set1_epi64x(static_cast<long long>(m.highKey ^ kFlip));
@@ -103,7 +116,7 @@ __attribute__((target("avx2,fma,f16c"))) void sparseKeepLoop(const uint32_t* abs
       counter = _mm256_add_epi64(counter, step);
     }
     const int bits = _mm256_movemask_pd(_mm256_castsi256_pd(k));
-    for (int q = 0; q < 4; ++q) keep[j + q] = static_cast<uint8_t>((bits >> q) & 1);
+    std::memcpy(keep + j, &kKeepBytes.of[bits], 4);  // one store for the four 0/1 bytes
     revF = _mm256_sub_epi64(revF, four);
   }
   if (j < n) scalar::sparseKeep(absBits + j, m, indexBits, count, start + j, n - j, keep + j);
