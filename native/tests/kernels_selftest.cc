@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu_backends.h"
 #include "kernels/elementwise.h"
 #include "kernels/kernels.h"
 #include "kernels/numerics.h"
@@ -272,6 +273,13 @@ static void testSparse(uint64_t seed) {
         wm::setSimdEnabled(true);
         wm::sparseKeep(bs.data() + start, m, wm::sparseIndexBits(count), count, start, n, kv.data());
         CHECK(ks == kv, "sparseKeep %s n=%zu density %g: SIMD != scalar", dtypeName(t), n, density);
+#if defined(WM_HAVE_AVX2_BACKEND)
+        // The mask hash with and without VPMULLQ (the CPU may lack it: then both runs take AVX2's multiply).
+        const bool wide = wm::avx2::setWideMultiplyEnabled(false);
+        wm::sparseKeep(bs.data() + start, m, wm::sparseIndexBits(count), count, start, n, kv.data());
+        wm::avx2::setWideMultiplyEnabled(wide);
+        CHECK(ks == kv, "sparseKeep %s n=%zu density %g: SIMD without VPMULLQ != scalar", dtypeName(t), n, density);
+#endif
         std::vector<uint64_t> buckets(2 * wm::kL1Buckets, 0);
         wm::l1Buckets(src[0].data(), t, src[1].data(), t, m, wm::sparseIndexBits(count), count, 0, count, buckets.data(),
                       buckets.data() + wm::kL1Buckets);
