@@ -47,6 +47,7 @@ WM_CPU_BACKEND_DECLS
 namespace avx2 {
 WM_CPU_BACKEND_DECLS
 bool cpuSupported();  // AVX2, FMA and F16C, with the OS saving YMM state
+bool setWideMultiplyEnabled(bool enabled);  // DARE's mask hash with AVX-512DQ's VPMULLQ where the CPU has it (tests turn it off); returns the old setting
 }  // namespace avx2
 #endif
 
