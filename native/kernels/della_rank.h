@@ -19,12 +19,22 @@ class DellaRowRanker {
   // keys[t * stride] is position t's key, t in [0, L); writes its rank to rank[t * stride].
   void rank(const uint32_t* keys, size_t stride, uint32_t L, uint32_t* rank);
 
+  // After rank(): whether every key of the row has its low 16 bits zero, and then the row's distinct keys in ascending
+  // order: key(i) = bucket(i) << 16 holds the ranks [first(i), first(i + 1)), i < buckets(), first(buckets()) = L.
+  bool uniform() const { return uniform_; }
+  uint32_t buckets() const { return buckets_; }
+  uint32_t bucket(uint32_t i) const { return distinct_[i]; }
+  uint32_t first(uint32_t i) const { return first_[i]; }
+
  private:
   static constexpr uint32_t kBuckets = 1u << 15;  // high 16 bits of a key < 2^31
   std::vector<uint32_t> next_;                     // per bucket: its count, then its next rank; zero between rows
   std::vector<uint64_t> occupied_;                 // one bit per bucket
   uint64_t summary_[kBuckets / 64 / 64] = {};      // one bit per nonzero word of occupied_
   std::vector<uint32_t> distinct_, order_;         // the row's buckets in ascending order; positions by rank
+  std::vector<uint32_t> first_;                    // each bucket's first rank, then L
+  bool uniform_ = false;
+  uint32_t buckets_ = 0;
 };
 
 }  // namespace wm

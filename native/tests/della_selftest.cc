@@ -97,6 +97,7 @@ void testKeep(Rng& r) {
             m.seedKey = r.next();
             // The definition, element by element: rank within the row, its probability, bernoulliKeep.
             std::vector<uint8_t> want(n);
+            std::vector<uint32_t> keyOf(n);
             for (uint64_t b0 = 0; b0 < n; b0 += block) {
               for (uint64_t s = 0; s < S; ++s) {
                 std::vector<uint32_t> key(L);
@@ -106,6 +107,7 @@ void testKeep(Rng& r) {
                   uint32_t bits;
                   std::memcpy(&bits, &d, 4);
                   key[t] = canonicalKey(bits);
+                  keyOf[j] = key[t];
                 }
                 const std::vector<uint32_t> rank = definedRanks(key);
                 for (uint64_t t = 0; t < L; ++t) {
@@ -122,6 +124,16 @@ void testKeep(Rng& r) {
                     dtypeName(pair[0]), dtypeName(pair[1]), static_cast<unsigned long long>(L), static_cast<unsigned long long>(S), distinct,
                     de[0], de[1], simd);
               digestBytes(got.data(), got.size());
+              // The L1 sums (every |d|, the kept ones) and the keep bits, as the della_l1 pass and a tensor-local job take them.
+              std::vector<uint64_t> sums(2 * wm::kL1Buckets, 3), wantSums = sums;
+              for (uint64_t j = 0; j < n; ++j) wm::addToL1Buckets(keyOf[j], want[j] != 0, wantSums.data(), wantSums.data() + wm::kL1Buckets);
+              std::vector<uint8_t> bits(wm::keepBitsBytes(start + n), 0);
+              wm::dellaL1Buckets(base.data(), pair[0], x.data(), pair[1], rows, m, start, n, sums.data(), sums.data() + wm::kL1Buckets, start % 8 == 0 ? bits.data() : nullptr);
+              CHECK(sums == wantSums, "dellaL1Buckets %s-%s L=%llu S=%llu distinct %zu density %g epsilon %g simd %d: sums differ", dtypeName(pair[0]),
+                    dtypeName(pair[1]), static_cast<unsigned long long>(L), static_cast<unsigned long long>(S), distinct, de[0], de[1], simd);
+              bool bitsOk = true;
+              for (uint64_t j = 0; j < n && start % 8 == 0; ++j) bitsOk = bitsOk && wm::keptBit(bits.data(), start + j) == (want[j] != 0);
+              CHECK(bitsOk, "dellaL1Buckets L=%llu S=%llu: keep bits differ", static_cast<unsigned long long>(L), static_cast<unsigned long long>(S));
               ++cases;
             }
           }
