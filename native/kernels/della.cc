@@ -53,6 +53,7 @@ struct DellaScratch {
   std::vector<uint32_t> keys, rankOf;
   std::vector<uint64_t> limit;
   std::vector<uint8_t> keptByRank;
+  std::vector<uint32_t> keptBelow;
   uint64_t l1[4][2][kL1Buckets] = {};  // L1 buckets (before, after) in four interleaved sets, zero between calls
 };
 
@@ -62,16 +63,18 @@ struct DellaScratch {
 void addRowL1(DellaScratch& sc, const uint8_t* keep, uint32_t L, uint64_t* before, uint64_t* after) {
   const DellaRowRanker& rk = sc.ranker;
   sc.keptByRank.resize(L);
+  sc.keptBelow.resize(L + 1);
   uint8_t* byRank = sc.keptByRank.data();
+  uint32_t* below = sc.keptBelow.data();  // kept elements of rank < r (a bucket's count by subtraction: no short loops to mispredict)
   for (uint32_t j = 0; j < L; ++j) byRank[sc.rankOf[j]] = keep[j];
+  below[0] = 0;
+  for (uint32_t r = 0; r < L; ++r) below[r + 1] = below[r] + byRank[r];
   for (uint32_t i = 0; i < rk.buckets(); ++i) {
     const uint32_t a = rk.bucket(i) << 16;
     if (a >= 0x7F800000u) break;  // Inf and NaN (the last buckets) have no place in a finite sum
-    uint64_t kept = 0;
-    for (uint32_t r = rk.first(i); r < rk.first(i + 1); ++r) kept += byRank[r];
     const uint64_t mant = l1Mantissa(a);
     before[l1Bucket(a)] += (rk.first(i + 1) - rk.first(i)) * mant;
-    after[l1Bucket(a)] += kept * mant;
+    after[l1Bucket(a)] += (below[rk.first(i + 1)] - below[rk.first(i)]) * mant;
   }
 }
 
