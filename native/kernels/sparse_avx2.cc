@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "avx2_loads.h"
+#include "avx2_splitmix.h"
 #include "numerics.h"
 #include "sparsify.h"
 
@@ -43,18 +44,6 @@ __attribute__((target("avx2,fma,f16c"))) void absDeltaBitsLoop(const void* base,
 
 // ---- the sparse merge, 4 elements (f64 lanes) per step ----------------------------------------------
 
-
-// 64-bit lane product modulo 2^64 (AVX2 multiplies 32-bit halves only).
-WM_AVX2_INLINE __m256i mul64(__m256i a, __m256i b) {
-  const __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), b), _mm256_mul_epu32(a, _mm256_srli_epi64(b, 32)));
-  return _mm256_add_epi64(_mm256_mul_epu32(a, b), _mm256_slli_epi64(cross, 32));
-}
-
-WM_AVX2_INLINE __m256i splitmix64x4(__m256i x) {
-  x = mul64(_mm256_xor_si256(x, _mm256_srli_epi64(x, 30)), _mm256_set1_epi64x(static_cast<long long>(0xBF58476D1CE4E5B9ull)));
-  x = mul64(_mm256_xor_si256(x, _mm256_srli_epi64(x, 27)), _mm256_set1_epi64x(static_cast<long long>(0x94D049BB133111EBull)));
-  return _mm256_xor_si256(x, _mm256_srli_epi64(x, 31));
-}
 
 constexpr uint64_t kFlip = uint64_t{1} << 63;  // unsigned order through AVX2's signed 64-bit compare
 constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
