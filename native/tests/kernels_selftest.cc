@@ -539,6 +539,7 @@ int main(int argc, char** argv) {
   testRam(seed);
   testNearswap(seed);
   testSce(seed);
+  testDella(seed);
   if (!(argc > 2 && std::string(argv[2]) == "--quick")) testConversionsExhaustive();
   std::printf("digest %016" PRIx64 "\n", digest);
   if (failures) {
