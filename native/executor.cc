@@ -16,6 +16,7 @@
 #include "executor_work.h"
 #include "io.h"
 #include "local_job.h"
+#include "local_moments.h"
 #include "local_sce.h"
 #include "plan_validation.h"
 #include "worker_pool.h"
@@ -43,7 +44,7 @@ uint64_t pieceWeight(const Job& job, uint64_t count) {
 
 class Run {
  public:
-  Run(const Plan& plan, const std::atomic<bool>& cancel) : plan_(plan), cancel_(cancel) {}
+  Run(const Plan& plan, const std::atomic<bool>& cancel, const CoefficientsFn& coefficients) : plan_(plan), cancel_(cancel), coefficients_(coefficients) {}
 
   ExecResult go(const ProgressFn& progress) {
     std::vector<uint64_t> sizes;
@@ -197,6 +198,7 @@ class Run {
     resolveLocal(sparse_[j], srcPtr.data(), srcType.data(), job.count, maps);
     resolveLocalSce(sce_[j], srcPtr.data(), srcType.data(), job.count, reads.buffers.back().data());
     resolveLocalDella(della_[j], srcPtr.data(), srcType.data(), job.count, maps);
+    resolveLocalMoments(openMoments_[j], job, srcPtr.data(), srcType.data(), coefficients_);
     runTaskOnCpu(task, reads, out, srcPtr, srcType);
   }
 
@@ -230,20 +232,8 @@ class Run {
       }
     } catch (...) {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (!error_) error_ = currentError();
+      if (!error_) error_ = currentExecError();
       stop_.store(true);
-    }
-  }
-
-  static std::exception_ptr currentError() {
-    try {
-      throw;
-    } catch (const ExecError&) {
-      return std::current_exception();
-    } catch (const std::bad_alloc&) {
-      return std::make_exception_ptr(ExecError("ENOMEM", "out of memory"));
-    } catch (const std::exception& e) {
-      return std::make_exception_ptr(ExecError("Internal", e.what()));
     }
   }
 
@@ -329,7 +319,8 @@ class Run {
     }
     if (job.moments) accumulateMoments(srcPtr[0], srcType[0], srcPtr[1], srcType[1], n, pieceMoments_[p]);
     if (job.stat != JobStat::None) accumulateStat(piece, job, srcPtr, srcType);
-    for (const Dest& d : job.dests) {
+    for (size_t di = 0; di < job.dests.size(); ++di) {
+      const Dest& d = destToRun(openMoments_[piece.job], job, di);
       if (device_ && !localJob_[piece.job] && device_->destOnDevice(job, d, piece.job)) continue;  // DeviceRun::runTask produces it
       const size_t es = dtypeSize(d.dtype);
       const uint64_t at = d.offset + piece.start * es;
@@ -359,7 +350,7 @@ class Run {
           linear(srcPtr.data(), srcType.data(), d.w.data(), job.sources.size(), target, d.dtype, n);
           break;
         case DestOp::Sparse:
-          sparseMerge(srcPtr.data(), srcType.data(), sparse_[piece.job][static_cast<size_t>(&d - job.dests.data())], job.count,
+          sparseMerge(srcPtr.data(), srcType.data(), sparse_[piece.job][di], job.count,
                       piece.start, n, target, d.dtype);
           break;
         case DestOp::Nearswap:
@@ -372,13 +363,13 @@ class Run {
           rowLinearMerge(srcPtr.data(), srcType.data(), decodeRowLinearParams(d.params, job.sources.size(), job.count), piece.start, n, target, d.dtype);
           break;
         case DestOp::Della:
-          dellaMerge(srcPtr.data(), srcType.data(), della_[piece.job][static_cast<size_t>(&d - job.dests.data())], job.count, piece.start, n, target, d.dtype);
+          dellaMerge(srcPtr.data(), srcType.data(), della_[piece.job][di], job.count, piece.start, n, target, d.dtype);
           break;
         case DestOp::ArceeFusion:
           arceeMerge(srcPtr.data(), srcType.data(), decodeArceeParams(d.params, job.sources.size(), job.count), piece.start, n, target, d.dtype);
           break;
         case DestOp::Sce:
-          sceMerge(srcPtr.data(), srcType.data(), sce_[piece.job][static_cast<size_t>(&d - job.dests.data())], job.count, piece.start, n, target, d.dtype);
+          sceMerge(srcPtr.data(), srcType.data(), sce_[piece.job][di], job.count, piece.start, n, target, d.dtype);
           break;
       }
       if (inPlace != nullptr) assembler.commit(at, n * es);
@@ -422,7 +413,8 @@ class Run {
         della_[j].push_back(d.op == DestOp::Della ? decodeDellaParams(d.params, job.sources.size(), job.count) : DellaParams{});
         sce_[j].push_back(d.op == DestOp::Sce ? decodeSceParams(d.params, job.sources.size(), job.count) : SceParams{});
       }
-      localJob_.push_back(isLocalJob(sparse_[j]) || isLocalSce(sce_[j]) || isLocalDella(della_[j]));
+      openMoments_.push_back(decodeOpenMoments(job));
+      localJob_.push_back(isLocalJob(sparse_[j]) || isLocalSce(sce_[j]) || isLocalDella(della_[j]) || isLocalMoments(openMoments_[j]));
       if (job.stat == JobStat::ArceeHistogram) {  // the first pass returns its row KLs (kernels/arcee_fusion.h)
         const ArceeStat s = decodeArceeHistogram(job.statParams, job.sources.size(), job.count);
         if (!s.rows.rowKl) rowKl_[j].assign(job.count / s.rows.rowLength, 0.0);
@@ -569,6 +561,8 @@ class Run {
   std::vector<std::vector<double>> pieceRows_;                      // RowMoments jobs: each piece's row sums
   std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]; a local job's resolved by its worker
   std::vector<std::vector<DellaParams>> della_;                     // [job][dest], the same
+  std::vector<std::vector<OpenMoments>> openMoments_;              // [job][dest] where some dest is open (local_moments.h), else [job] empty
+  const CoefficientsFn& coefficients_;
   std::vector<bool> localJob_;                                      // [job]: local_job.h
   std::vector<std::vector<SceParams>> sce_;                         // [job][dest]: decoded once; a local job's resolved by its worker (local_sce.h)
   LocalBuffers localBuffers_{kLocalBudgetBytes};
@@ -588,8 +582,8 @@ class Run {
 
 }  // namespace
 
-ExecResult executePlan(const Plan& plan, const ProgressFn& progress, const std::atomic<bool>& cancel) {
-  Run run(plan, cancel);
+ExecResult executePlan(const Plan& plan, const ProgressFn& progress, const std::atomic<bool>& cancel, const CoefficientsFn& coefficients) {
+  Run run(plan, cancel, coefficients);
   return run.go(progress);
 }
 

@@ -67,22 +67,25 @@ export function momentsJobs(pairs: readonly TensorPair[]): { inputs: string[]; j
   return { inputs: inputFiles.paths, jobs };
 }
 
+/** The `j`-th job's Moments in the engine's flat result (`elements` pairs compared). */
+export function momentsAt(result: Float64Array, j: number, elements: number): Moments {
+  const L = MOMENTS_LAYOUT;
+  const o = MOMENTS_STRIDE * j;
+  return {
+    elements,
+    sumSqA: result[o + L.sumSqA],
+    sumSqB: result[o + L.sumSqB],
+    sumAB: result[o + L.sumAB],
+    sumSqDiff: result[o + L.sumSqDiff],
+    maxAbsDiff: result[o + L.maxAbsDiff],
+    nonFinite: result[o + L.nonFinite],
+  };
+}
+
 /** The engine's flat result, one Moments per pair. */
 export function decodeMoments(result: Float64Array, pairs: readonly TensorPair[]): Moments[] {
   if (result.length !== pairs.length * MOMENTS_STRIDE) throw new Error(`internal: the engine returned ${result.length} moments for ${pairs.length} jobs`);
-  const L = MOMENTS_LAYOUT;
-  return pairs.map(({ a }, j) => {
-    const o = MOMENTS_STRIDE * j;
-    return {
-      elements: a.elementCount,
-      sumSqA: result[o + L.sumSqA],
-      sumSqB: result[o + L.sumSqB],
-      sumAB: result[o + L.sumAB],
-      sumSqDiff: result[o + L.sumSqDiff],
-      maxAbsDiff: result[o + L.maxAbsDiff],
-      nonFinite: result[o + L.nonFinite],
-    };
-  });
+  return pairs.map(({ a }, j) => momentsAt(result, j, a.elementCount));
 }
 
 /** One streaming pass over every pair (none: no pass), with progress like every other pass. */

@@ -17,6 +17,7 @@ import { DellaRecipe, encodeDellaParams } from './della-params';
 import { encodeSceParams, SceRecipe } from './sce-params';
 import { ArceeFusionRecipe, encodeArceeFusionParams } from './arcee-fusion-params';
 import type { OutputLayout } from './output-layout';
+import { OpenMoments, OpenMomentsTable } from './open-moments';
 
 /** How one output tensor is made: an op over tensors of the listed checkpoints. */
 export interface TensorRecipe {
@@ -36,6 +37,8 @@ export interface TensorRecipe {
   sce?: SceRecipe;
   /** arcee_fusion only: rows and threshold (models are [base, model]). */
   arceeFusion?: ArceeFusionRecipe;
+  /** linear only: the weights are decided in the write pass from moments of the tensor (engine/open-moments.ts); `w` is a placeholder. */
+  open?: OpenMoments;
 }
 
 export interface OutputModelSpec {
@@ -80,6 +83,8 @@ export interface MergePlan {
   models: PlannedModel[];
   /** Bytes the native engine writes (written shards only). */
   bytesToWrite: number;
+  /** The open dests' answers, when some recipe left its moments open. */
+  openMoments?: OpenMomentsTable;
 }
 
 /** A plan with its object view of the jobs decoded only when asked for. */
@@ -107,6 +112,7 @@ export function planMerge(spec: MergeSpec): MergePlan {
   // One tensor's source locations, reused from tensor to tensor.
   const located: TensorLocation[] = [];
   let bytesToWrite = 0;
+  const open = new OpenMomentsTable();
 
   for (const { name: shardName, tensors } of layout.shards) {
     const written = spec.shardFilter ? spec.shardFilter(shardName) : true;
@@ -151,10 +157,10 @@ export function planMerge(spec: MergeSpec): MergePlan {
       jobs.job(raw ? raw.byteLength : t.elementCount, used.length);
       for (let k = 0; k < used.length; k++) jobs.source(inputFiles.indexOf(located[k].file), located[k].offset, nativeDtype(located[k].dtype));
       jobs.destCount(recipes.length);
-      for (let o = 0; o < recipes.length; o++) writeDest(jobs, recipes[o][i], used, outIndex[o], offsets[o][i], t.name);
+      for (let o = 0; o < recipes.length; o++) writeDest(jobs, recipes[o][i], used, outIndex[o], offsets[o][i], t.name, open);
     }
   }
-  return mergePlanOf({ inputs: inputFiles.paths, outputs, packedJobs: jobs.finish(), models, bytesToWrite });
+  return mergePlanOf({ inputs: inputFiles.paths, outputs, packedJobs: jobs.finish(), models, bytesToWrite, ...(open.size > 0 ? { openMoments: open } : {}) });
 }
 
 /** The models any output reads for tensor i, ascending, each once (a sorted list that every output shares as it is). */
@@ -173,7 +179,7 @@ function usedModels(recipes: TensorRecipe[][], i: number): number[] {
 const NO_PARAMS: readonly number[] = Object.freeze([]);
 
 /** Writes one output's destination for a tensor whose job reads the models `used`. */
-function writeDest(jobs: PackedJobWriter, r: TensorRecipe, used: number[], output: number, offset: number, name: string): void {
+function writeDest(jobs: PackedJobWriter, r: TensorRecipe, used: number[], output: number, offset: number, name: string, open: OpenMomentsTable): void {
   const dtype = nativeDtype(r.dtype);
   // The common case, an interpolation's lerp whose model list is the job's source list (usedModels returns it as it is): no index arrays.
   if ((r.op === 'lerp' || r.op === 'lerp_mi') && r.models === used && used.length === 2) return jobs.dest(output, offset, dtype, r.op, r.w);
@@ -201,6 +207,7 @@ function writeDest(jobs: PackedJobWriter, r: TensorRecipe, used: number[], outpu
     // Linear weights are indexed by the job's source list.
     w = new Array(used.length).fill(0);
     srcs.forEach((s, k) => (w[s] += r.w[k]));
+    if (r.open) params = open.add(r.open, used);
   } else if (srcs.length !== 2 || srcs[0] !== 0 || srcs[1] !== 1 || used.length !== 2) {
     throw new Error(`internal: ${r.op} of ${name} must read exactly two models, in checkpoint order`);
   }
