@@ -35,7 +35,8 @@ export class OpenMomentsTable {
     };
     const id = this.answers.length;
     this.answers.push((flat) => {
-      if (flat.length !== open.pairs.length * MOMENTS_STRIDE) throw new Error(`internal: the engine returned ${flat.length} moments for ${open.pairs.length} pairs`);
+      if (flat.length !== open.pairs.length * MOMENTS_STRIDE)
+        throw new Error(`internal: the engine returned ${flat.length} moments for ${open.pairs.length} pairs`);
       const r = open.resolve(open.pairs.map((_, j) => momentsAt(flat, j, open.count)));
       if (r.op === 'copy') return [0, source(r.model)];
       // As plan.ts's writeDest: weights indexed by the job's source list, summed in f64.

@@ -362,7 +362,10 @@ export function tensorRecipes(
     const dtype = outDtypeOf(t);
     const mt = plan.methodTensors.get(t.name);
     if (mt && open?.tensors.has(t.name)) {
-      recipes.set(t.name, openMomentsRecipe(mt, (x) => method.coefficients(x), plan, open.pieceElements, dtype, notice));
+      recipes.set(
+        t.name,
+        openMomentsRecipe(mt, (x) => method.coefficients(x), plan, open.pieceElements, dtype, notice),
+      );
       continue;
     }
     const c: TensorCoefficients = mt
