@@ -4,7 +4,7 @@
  * open. The worker that holds the tensor's sources sums the pairs as the moments pass would and calls
  * back here; `resolve` (the method's own coefficients code) answers with the dest's op and weights.
  */
-import { Moments, MOMENTS_STRIDE, momentsAt } from './moments';
+import { Moments, MOMENTS_STRIDE, momentsAt } from './moments-layout';
 
 /** What a recipe leaves open: the pairs of its models to sum, and how the sums decide the tensor. */
 export interface OpenMoments {
