@@ -73,7 +73,7 @@ export interface RecipeMergeSummary extends ResolvedDevice {
   tensors: number;
   /** Decoder layers in the output (a passthrough recipe may stack more than its sources have). */
   layers: number;
-  /** Tensors that needed a moments pass (slerp angles, model_stock cosines). */
+  /** Tensors whose coefficients come from moments (slerp angles, model_stock cosines): summed by the write pass below the local budget, by a moments pass above it. */
   momentTensors: number;
   /** Wall time of the whole run. */
   seconds: number;
