@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <future>
 #include <memory>
 #include <thread>
 
@@ -92,6 +93,8 @@ struct RunState {
   Napi::ThreadSafeFunction channel;
   Napi::FunctionReference onProgress;
   bool hasProgress = false;
+  Napi::FunctionReference onCoefficients;  // local_moments.h's CoefficientsFn, on the JavaScript thread
+  bool hasCoefficients = false;
   Plan plan;
   std::shared_ptr<std::atomic<bool>> cancel;
   explicit RunState(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
@@ -121,6 +124,40 @@ void settle(Napi::Env env, RunState* state, Outcome* outcome) {
   }
 }
 
+// A worker asks JavaScript for an open dest's coefficients and waits for them: a blocking call on the
+// run's channel (the JavaScript thread is free, awaiting the run). A callback that throws, returns no
+// array, or a closing channel fails the run; the JavaScript side keeps what it threw (engine/native.ts).
+CoefficientsFn coefficientsOf(RunState* state) {
+  if (!state->hasCoefficients) return {};
+  return [state](double id, const std::vector<double>& moments) {
+    struct Ask {
+      double id;
+      const std::vector<double>* moments;
+      std::promise<std::vector<double>> answer;
+    } ask{id, &moments, {}};
+    std::future<std::vector<double>> answer = ask.answer.get_future();
+    const napi_status st = state->channel.BlockingCall(&ask, [state](Napi::Env env, Napi::Function, Ask* a) {
+      std::vector<double> out;
+      try {
+        Napi::Float64Array m = Napi::Float64Array::New(env, a->moments->size());
+        for (size_t k = 0; k < a->moments->size(); ++k) m[k] = (*a->moments)[k];
+        Napi::Value r = state->onCoefficients.Call({Napi::Number::New(env, a->id), m});
+        if (r.IsArray()) {
+          Napi::Array arr = r.As<Napi::Array>();
+          for (uint32_t k = 0; k < arr.Length(); ++k) out.push_back(arr.Get(k).ToNumber().DoubleValue());
+        }
+      } catch (const Napi::Error&) {
+        out.clear();
+      }
+      a->answer.set_value(std::move(out));
+    });
+    if (st != napi_ok) throw ExecError("Aborted", "the merge was aborted");
+    std::vector<double> out = answer.get();
+    if (out.empty()) throw ExecError("Aborted", "the coefficients callback failed");
+    return out;
+  };
+}
+
 void runOnThread(RunState* state) {
   auto* outcome = new Outcome();
   try {
@@ -136,7 +173,7 @@ void runOnThread(RunState* state) {
         }
       };
     }
-    outcome->result = executePlan(state->plan, fn, *state->cancel);
+    outcome->result = executePlan(state->plan, fn, *state->cancel, coefficientsOf(state));
     outcome->ok = true;
   } catch (const ExecError& e) {
     outcome->code = e.code;
@@ -157,10 +194,10 @@ void runOnThread(RunState* state) {
   state->channel.Release();
 }
 
-// execute(plan, onProgress?) -> { promise, cancel() }
+// execute(plan, onProgress?, onCoefficients?) -> { promise, cancel() }
 Napi::Value Execute(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "execute(plan, onProgress?)");
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "execute(plan, onProgress?, onCoefficients?)");
   auto* state = new RunState(env);
   try {
     state->plan = parsePlan(info[0].As<Napi::Object>());
@@ -173,6 +210,10 @@ Napi::Value Execute(const Napi::CallbackInfo& info) {
   if (info.Length() > 1 && info[1].IsFunction()) {
     state->onProgress = Napi::Persistent(info[1].As<Napi::Function>());
     state->hasProgress = true;
+  }
+  if (info.Length() > 2 && info[2].IsFunction()) {
+    state->onCoefficients = Napi::Persistent(info[2].As<Napi::Function>());
+    state->hasCoefficients = true;
   }
   state->channel = Napi::ThreadSafeFunction::New(env, noop, "weightmix.execute", 0, 1, [state](Napi::Env) { delete state; });
   Napi::Object handle = Napi::Object::New(env);

@@ -17,6 +17,7 @@
 #include "io.h"
 #include "job_params.h"
 #include "local_job.h"
+#include "local_moments.h"
 #include "plan_validation.h"
 #include "worker_pool.h"
 #include "kernels/sparsify.h"
@@ -43,7 +44,7 @@ uint64_t pieceWeight(const Job& job, uint64_t count) {
 
 class Run {
  public:
-  Run(const Plan& plan, const std::atomic<bool>& cancel) : plan_(plan), cancel_(cancel) {}
+  Run(const Plan& plan, const std::atomic<bool>& cancel, const CoefficientsFn& coefficients) : plan_(plan), cancel_(cancel), coefficients_(coefficients) {}
 
   ExecResult go(const ProgressFn& progress) {
     std::vector<uint64_t> sizes;
@@ -196,6 +197,7 @@ class Run {
     maps.startJob();
     resolveLocal(sparse_[j], srcPtr.data(), srcType.data(), job.count, maps);
     resolveLocalParams(params_[j], srcPtr.data(), srcType.data(), job.count, maps, reads.buffers.back().data());
+    resolveLocalMoments(openMoments_[j], job, srcPtr.data(), srcType.data(), coefficients_);
     runTaskOnCpu(task, reads, out, srcPtr, srcType);
   }
 
@@ -229,20 +231,8 @@ class Run {
       }
     } catch (...) {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (!error_) error_ = currentError();
+      if (!error_) error_ = currentExecError();
       stop_.store(true);
-    }
-  }
-
-  static std::exception_ptr currentError() {
-    try {
-      throw;
-    } catch (const ExecError&) {
-      return std::current_exception();
-    } catch (const std::bad_alloc&) {
-      return std::make_exception_ptr(ExecError("ENOMEM", "out of memory"));
-    } catch (const std::exception& e) {
-      return std::make_exception_ptr(ExecError("Internal", e.what()));
     }
   }
 
@@ -328,7 +318,8 @@ class Run {
     }
     if (job.moments) accumulateMoments(srcPtr[0], srcType[0], srcPtr[1], srcType[1], n, pieceMoments_[p]);
     if (job.stat != JobStat::None) accumulateStat(piece, job, srcPtr, srcType);
-    for (const Dest& d : job.dests) {
+    for (size_t di = 0; di < job.dests.size(); ++di) {
+      const Dest& d = destToRun(openMoments_[piece.job], job, di);
       if (device_ && !localJob_[piece.job] && device_->destOnDevice(job, d, piece.job)) continue;  // DeviceRun::runTask produces it
       const size_t es = dtypeSize(d.dtype);
       const uint64_t at = d.offset + piece.start * es;
@@ -358,26 +349,26 @@ class Run {
           linear(srcPtr.data(), srcType.data(), d.w.data(), job.sources.size(), target, d.dtype, n);
           break;
         case DestOp::Sparse:
-          sparseMerge(srcPtr.data(), srcType.data(), sparse_[piece.job][static_cast<size_t>(&d - job.dests.data())], job.count,
+          sparseMerge(srcPtr.data(), srcType.data(), sparse_[piece.job][di], job.count,
                       piece.start, n, target, d.dtype);
           break;
         case DestOp::Nearswap:
           nearswapMerge(srcPtr.data(), srcType.data(), decodeNearswapParams(d.params, job.sources.size()), n, target, d.dtype);
           break;
         case DestOp::Ram:
-          ramMerge(srcPtr.data(), srcType.data(), params_[piece.job].ram[static_cast<size_t>(&d - job.dests.data())], n, target, d.dtype);
+          ramMerge(srcPtr.data(), srcType.data(), params_[piece.job].ram[di], n, target, d.dtype);
           break;
         case DestOp::RowLinear:
           rowLinearMerge(srcPtr.data(), srcType.data(), decodeRowLinearParams(d.params, job.sources.size(), job.count), piece.start, n, target, d.dtype);
           break;
         case DestOp::Della:
-          dellaMerge(srcPtr.data(), srcType.data(), params_[piece.job].della[static_cast<size_t>(&d - job.dests.data())], job.count, piece.start, n, target, d.dtype);
+          dellaMerge(srcPtr.data(), srcType.data(), params_[piece.job].della[di], job.count, piece.start, n, target, d.dtype);
           break;
         case DestOp::ArceeFusion:
           arceeMerge(srcPtr.data(), srcType.data(), decodeArceeParams(d.params, job.sources.size(), job.count), piece.start, n, target, d.dtype);
           break;
         case DestOp::Sce:
-          sceMerge(srcPtr.data(), srcType.data(), params_[piece.job].sce[static_cast<size_t>(&d - job.dests.data())], job.count, piece.start, n, target, d.dtype);
+          sceMerge(srcPtr.data(), srcType.data(), params_[piece.job].sce[di], job.count, piece.start, n, target, d.dtype);
           break;
       }
       if (inPlace != nullptr) assembler.commit(at, n * es);
@@ -418,7 +409,8 @@ class Run {
         sparse_[j].push_back(d.op == DestOp::Sparse ? decodeSparseParams(d.params, job.sources.size()) : SparseParams{});
       }
       params_.push_back(decodeJobParams(job));
-      localJob_.push_back(isLocalJob(sparse_[j]) || hasOpenStatistics(params_.back()));
+      openMoments_.push_back(decodeOpenMoments(job));
+      localJob_.push_back(isLocalJob(sparse_[j]) || hasOpenStatistics(params_.back()) || isLocalMoments(openMoments_[j]));
       if (job.stat == JobStat::ArceeHistogram) {  // the first pass returns its row KLs (kernels/arcee_fusion.h)
         const ArceeStat s = decodeArceeHistogram(job.statParams, job.sources.size(), job.count);
         if (!s.rows.rowKl) rowKl_[j].assign(job.count / s.rows.rowLength, 0.0);
@@ -565,6 +557,8 @@ class Run {
   std::vector<std::vector<double>> pieceRows_;                      // RowMoments jobs: each piece's row sums
   std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]; a local job's resolved by its worker
   std::vector<JobParams> params_;                                   // [job]: the other dests' (job_params.h), the same
+  std::vector<std::vector<OpenMoments>> openMoments_;              // [job][dest] where some dest is open (local_moments.h), else [job] empty
+  const CoefficientsFn& coefficients_;
   std::vector<bool> localJob_;                                      // [job]: local_job.h
   LocalBuffers localBuffers_{kLocalBudgetBytes};
   std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> statCounts_;  // [job][counter]
@@ -583,8 +577,8 @@ class Run {
 
 }  // namespace
 
-ExecResult executePlan(const Plan& plan, const ProgressFn& progress, const std::atomic<bool>& cancel) {
-  Run run(plan, cancel);
+ExecResult executePlan(const Plan& plan, const ProgressFn& progress, const std::atomic<bool>& cancel, const CoefficientsFn& coefficients) {
+  Run run(plan, cancel, coefficients);
   return run.go(progress);
 }
 

@@ -7,6 +7,7 @@
 #include <functional>
 #include <vector>
 
+#include "local_moments.h"
 #include "plan.h"
 
 namespace wm {
@@ -20,6 +21,7 @@ struct ExecResult {
 using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
 
 // Throws ExecError (codes: PlanInvalid, InputChanged, ENOSPC, EIO, Aborted, ...).
-ExecResult executePlan(const Plan& plan, const ProgressFn& progress, const std::atomic<bool>& cancel);
+// `coefficients` answers the open moments of linear dests (local_moments.h), from a worker thread.
+ExecResult executePlan(const Plan& plan, const ProgressFn& progress, const std::atomic<bool>& cancel, const CoefficientsFn& coefficients = {});
 
 }  // namespace wm

@@ -14,7 +14,7 @@ console.log('seed', seed);
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
-/** What the executor sees of a job: defaults filled in, params only on sparse, nearswap, ram, row_linear, della, sce and arcee_fusion dests, w rounded to float32. */
+/** What the executor sees of a job: defaults filled in, params only on linear (its open moments), sparse, nearswap, ram, row_linear, della, sce and arcee_fusion dests, w rounded to float32. */
 function expected(job: NativeJob) {
   return {
     count: job.count,
@@ -29,7 +29,14 @@ function expected(job: NativeJob) {
       op: d.op,
       w: d.w.map((x) => Math.fround(x)),
       params:
-        d.op === 'sparse' || d.op === 'nearswap' || d.op === 'ram' || d.op === 'row_linear' || d.op === 'della' || d.op === 'sce' || d.op === 'arcee_fusion'
+        d.op === 'linear' ||
+        d.op === 'sparse' ||
+        d.op === 'nearswap' ||
+        d.op === 'ram' ||
+        d.op === 'row_linear' ||
+        d.op === 'della' ||
+        d.op === 'sce' ||
+        d.op === 'arcee_fusion'
           ? (d.params ?? [])
           : [],
     })),

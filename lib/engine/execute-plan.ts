@@ -60,7 +60,11 @@ export async function executeMergePlan(
       direct: engine.direct,
       device: ran.device,
     },
-    { onProgress: progressOf('write', plan.packedJobs.work, heads, options.onProgress), signal: options.signal },
+    {
+      onProgress: progressOf('write', plan.packedJobs.work, heads, options.onProgress),
+      signal: options.signal,
+      onCoefficients: plan.openMoments && ((id, moments) => plan.openMoments!.answer(id, moments)),
+    },
   );
   return ran;
 }

@@ -7,29 +7,9 @@ import { InputFiles } from './input-files';
 import type { NativeJob } from './native';
 import { nativeDtype } from '../format/dtypes';
 import { runStatisticsPlan, StatisticsOptions } from './execute-plan';
+import { Moments, MOMENTS_STRIDE, momentsAt } from './moments-layout';
 
-/** Where each of a job's six numbers sits in the engine's result (native/executor.cc writes them in this order). */
-export const MOMENTS_LAYOUT = Object.freeze({ sumSqA: 0, sumSqB: 1, sumAB: 2, sumSqDiff: 3, maxAbsDiff: 4, nonFinite: 5 });
-/** Numbers per moments job in the engine's result. */
-export const MOMENTS_STRIDE = Object.keys(MOMENTS_LAYOUT).length;
-
-/** The sums of a set of element pairs (sums run over finite pairs only), or their sums over several sets. */
-export interface Moments {
-  /** Element pairs compared (finite and non-finite). */
-  elements: number;
-  /** Σa² */
-  sumSqA: number;
-  /** Σb² */
-  sumSqB: number;
-  /** Σab */
-  sumAB: number;
-  /** Σ(b−a)² */
-  sumSqDiff: number;
-  /** max |b−a| (0 when no finite pair) */
-  maxAbsDiff: number;
-  /** Pairs where a or b is NaN or ±Inf. */
-  nonFinite: number;
-}
+export { MOMENTS_LAYOUT, MOMENTS_STRIDE, momentsAt, type Moments } from './moments-layout';
 
 /** Two copies of one tensor, compared element by element (same element count). */
 export interface TensorPair {
@@ -70,19 +50,7 @@ export function momentsJobs(pairs: readonly TensorPair[]): { inputs: string[]; j
 /** The engine's flat result, one Moments per pair. */
 export function decodeMoments(result: Float64Array, pairs: readonly TensorPair[]): Moments[] {
   if (result.length !== pairs.length * MOMENTS_STRIDE) throw new Error(`internal: the engine returned ${result.length} moments for ${pairs.length} jobs`);
-  const L = MOMENTS_LAYOUT;
-  return pairs.map(({ a }, j) => {
-    const o = MOMENTS_STRIDE * j;
-    return {
-      elements: a.elementCount,
-      sumSqA: result[o + L.sumSqA],
-      sumSqB: result[o + L.sumSqB],
-      sumAB: result[o + L.sumAB],
-      sumSqDiff: result[o + L.sumSqDiff],
-      maxAbsDiff: result[o + L.maxAbsDiff],
-      nonFinite: result[o + L.nonFinite],
-    };
-  });
+  return pairs.map(({ a }, j) => momentsAt(result, j, a.elementCount));
 }
 
 /** One streaming pass over every pair (none: no pass), with progress like every other pass. */

@@ -81,7 +81,11 @@ export type PackedNativePlan = Omit<NativePlan, 'jobs'> & { jobs: Float64Array }
 /** The compiled addon, as `loadNative` returns it. Most callers need only `info()`. */
 export interface NativeAddon {
   /** Starts a plan on a thread of its own; progress and the outcome arrive in that order on the main thread. */
-  execute(plan: PackedNativePlan, onProgress?: (done: number, total: number) => void): { promise: Promise<NativeResult>; cancel(): void };
+  execute(
+    plan: PackedNativePlan,
+    onProgress?: (done: number, total: number) => void,
+    onCoefficients?: (id: number, moments: Float64Array) => number[],
+  ): { promise: Promise<NativeResult>; cancel(): void };
   /** What the addon found on this machine (SIMD, GPUs). */
   info(): NativeInfo;
   /** Runs one kernel over buffers (tests only). */
@@ -140,6 +144,8 @@ export function loadedAddon(): LoadedAddon {
 
 export interface RunOptions {
   onProgress?: (done: number, total: number) => void;
+  /** Answers an open dest's moments from a worker (engine/open-moments.ts); if it throws, the run fails with what it threw. */
+  onCoefficients?: (id: number, moments: Float64Array) => number[];
   signal?: AbortSignal;
 }
 
@@ -170,7 +176,7 @@ export async function runPlan(plan: NativePlan, options: RunOptions = {}): Promi
 
 /** `runPlan` of a plan whose jobs are already packed (a planner that writes columns). */
 export async function runPackedPlan(plan: Omit<NativePlan, 'jobs'> & { jobs: PackedJobs }, options: RunOptions = {}): Promise<NativeResult> {
-  const { signal, onProgress } = options;
+  const { signal, onProgress, onCoefficients } = options;
   if (signal?.aborted) throw abortError('the merge was aborted', signal);
   let callbackFailed: { error: unknown } | undefined;
   let settled = false;
@@ -185,7 +191,20 @@ export async function runPackedPlan(plan: Omit<NativePlan, 'jobs'> & { jobs: Pac
         }
       }
     : undefined;
-  const handle = loadNative().execute({ ...plan, jobs: plan.jobs.words }, progress);
+  // The engine waits for the answer; an empty one (after a throw) fails the run, which then rejects with what was thrown.
+  const coefficients = onCoefficients
+    ? (id: number, moments: Float64Array): number[] => {
+        if (callbackFailed) return [];
+        try {
+          return onCoefficients(id, moments);
+        } catch (e) {
+          callbackFailed = { error: e };
+          handle.cancel();
+          return [];
+        }
+      }
+    : undefined;
+  const handle = loadNative().execute({ ...plan, jobs: plan.jobs.words }, progress, coefficients);
   const onAbort = () => handle.cancel();
   signal?.addEventListener('abort', onAbort, { once: true });
   let result: NativeResult;

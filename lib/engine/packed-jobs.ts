@@ -125,7 +125,8 @@ export class PackedJobWriter {
   dest(output: number, offset: number, dtype: NativeDtype, op: NativeOp, w: readonly number[], params?: readonly number[]): void {
     const c = code(PACKED_DTYPE_CODES, dtype, 'unsupported dtype');
     const opCode = code(PACKED_OP_CODES, op, 'unknown op');
-    const p = carriesParams(op) ? (params ?? NO_NUMBERS) : NO_NUMBERS;
+    // A linear dest carries params only with open moments (engine/open-moments.ts).
+    const p = carriesParams(op) || op === 'linear' ? (params ?? NO_NUMBERS) : NO_NUMBERS;
     this.reserve(6 + w.length + p.length);
     this.words[this.k++] = output;
     this.words[this.k++] = offset;
@@ -205,7 +206,7 @@ export function unpackJobs(words: Float64Array): NativeJob[] {
       k += 4;
       dest.w = numbers();
       const params = numbers();
-      if (carriesParams(dest.op)) dest.params = params;
+      if (carriesParams(dest.op) || params.length > 0) dest.params = params;
       job.dests.push(dest);
     }
     jobs.push(job);

@@ -18,6 +18,7 @@ import { DellaRecipe, encodeDellaParams } from './della-params';
 import { encodeSceParams, SceRecipe } from './sce-params';
 import { ArceeFusionRecipe, encodeArceeFusionParams } from './arcee-fusion-params';
 import { layoutColumns, type OutputLayout } from './output-layout';
+import { OpenMoments, OpenMomentsTable } from './open-moments';
 
 /** How one output tensor is made: an op over tensors of the listed checkpoints. */
 export interface TensorRecipe {
@@ -39,6 +40,8 @@ export interface TensorRecipe {
   arceeFusion?: ArceeFusionRecipe;
   /** ram only: ramplus_tl's λ left for the engine to count from the tensor in memory (w's λ are then placeholders). */
   ramPlus?: RamPlusOpen;
+  /** linear only: the weights are decided in the write pass from moments of the tensor (engine/open-moments.ts); `w` is a placeholder. */
+  open?: OpenMoments;
 }
 
 export interface OutputModelSpec {
@@ -83,6 +86,8 @@ export interface MergePlan {
   models: PlannedModel[];
   /** Bytes the native engine writes (written shards only). */
   bytesToWrite: number;
+  /** The open dests' answers, when some recipe left its moments open. */
+  openMoments?: OpenMomentsTable;
 }
 
 /** A plan with its object view of the jobs decoded only when asked for. */
@@ -113,6 +118,7 @@ export function planMerge(spec: MergeSpec): MergePlan {
   // One tensor's source rows in their tables, reused from tensor to tensor.
   const located = new Int32Array(tables.length);
   let bytesToWrite = 0;
+  const open = new OpenMomentsTable();
 
   for (const shard of layout.shards) {
     const shardName = shard.name;
@@ -164,10 +170,10 @@ export function planMerge(spec: MergeSpec): MergePlan {
         jobs.source(inputFiles.indexOf(table.files[table.fileIndex[at]]), table.offsets[at], nativeDtype(dtypeAt(table, at)));
       }
       jobs.destCount(recipes.length);
-      for (let o = 0; o < recipes.length; o++) writeDest(jobs, recipes[o][i], used, outIndex[o], offsets[o][i], name);
+      for (let o = 0; o < recipes.length; o++) writeDest(jobs, recipes[o][i], used, outIndex[o], offsets[o][i], name, open);
     }
   }
-  return mergePlanOf({ inputs: inputFiles.paths, outputs, packedJobs: jobs.finish(), models, bytesToWrite });
+  return mergePlanOf({ inputs: inputFiles.paths, outputs, packedJobs: jobs.finish(), models, bytesToWrite, ...(open.size > 0 ? { openMoments: open } : {}) });
 }
 
 /** The models any output reads for tensor i, ascending, each once (a sorted list that every output shares as it is). */
@@ -186,7 +192,7 @@ function usedModels(recipes: TensorRecipe[][], i: number): number[] {
 const NO_PARAMS: readonly number[] = Object.freeze([]);
 
 /** Writes one output's destination for a tensor whose job reads the models `used`. */
-function writeDest(jobs: PackedJobWriter, r: TensorRecipe, used: number[], output: number, offset: number, name: string): void {
+function writeDest(jobs: PackedJobWriter, r: TensorRecipe, used: number[], output: number, offset: number, name: string, open: OpenMomentsTable): void {
   const dtype = nativeDtype(r.dtype);
   // The common case, an interpolation's lerp whose model list is the job's source list (usedModels returns it as it is): no index arrays.
   if ((r.op === 'lerp' || r.op === 'lerp_mi') && r.models === used && used.length === 2) return jobs.dest(output, offset, dtype, r.op, r.w);
@@ -214,6 +220,7 @@ function writeDest(jobs: PackedJobWriter, r: TensorRecipe, used: number[], outpu
     // Linear weights are indexed by the job's source list.
     w = new Array(used.length).fill(0);
     srcs.forEach((s, k) => (w[s] += r.w[k]));
+    if (r.open) params = open.add(r.open, used);
   } else if (srcs.length !== 2 || srcs[0] !== 0 || srcs[1] !== 1 || used.length !== 2) {
     throw new Error(`internal: ${r.op} of ${name} must read exactly two models, in checkpoint order`);
   }

@@ -29,7 +29,7 @@ import { chooseChatTemplate, writeChatTemplate } from './chat-template';
 import { parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { MergeMethodName } from '../merge-method-names';
-import { planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
+import { localMomentTensors, planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
 import { setRamPlusLambdas } from './ram-counts';
 import { setDellaScales } from './della-rescale';
 import { setSceStatistics } from './sce-statistics';
@@ -73,7 +73,7 @@ export interface RecipeMergeSummary extends ResolvedDevice {
   tensors: number;
   /** Decoder layers in the output (a passthrough recipe may stack more than its sources have). */
   layers: number;
-  /** Tensors that needed a moments pass (slerp angles, model_stock cosines). */
+  /** Tensors whose coefficients come from moments (slerp angles, model_stock cosines): summed by the write pass below the local budget, by a moments pass above it. */
   momentTensors: number;
   /** Wall time of the whole run. */
   seconds: number;
@@ -171,17 +171,20 @@ async function mergeModels(
   const planned = planRecipe(recipe, ckpts, vocabulary);
   const { tensors: out, layers, views } = planned;
 
-  // Statistics passes first: the moments the method asks for (slerp angles, model_stock cosines), then sparsification thresholds.
+  // Statistics passes first: the moments the method asks for (slerp angles, model_stock cosines) of the tensors the write
+  // pass cannot resolve itself (too large to hold, or not a linear decision), then sparsification thresholds.
   const statistics = { threads, blockBytes, direct: false, onProgress: options.onProgress, signal: options.signal };
-  const pairs = planned.momentPairs.map(({ tensor, a, b }) => ({ a: views[a].get(tensor)!, b: views[b].get(tensor)! }));
+  const open = { tensors: localMomentTensors(recipe, planned), pieceElements: Math.max(1, Math.floor(blockBytes / 4)) };
+  const streamed = planned.momentPairs.filter((p) => !open.tensors.has(p.tensor));
+  const pairs = streamed.map(({ tensor, a, b }) => ({ a: views[a].get(tensor)!, b: views[b].get(tensor)! }));
   const moments = await runMomentsPass(pairs, statistics);
-  const pairIndex = new Map(planned.momentPairs.map(({ tensor, a, b }, j) => [`${tensor}\u0000${a}\u0000${b}`, j]));
+  const pairIndex = new Map(streamed.map(({ tensor, a, b }, j) => [`${tensor}\u0000${a}\u0000${b}`, j]));
   const momentsOf = (tensor: string, a: number, b: number): Moments => {
     const j = pairIndex.get(`${tensor}\u0000${a}\u0000${b}`);
     if (j === undefined) throw new Error(`internal: no moments for ${tensor} (${a}, ${b})`);
     return moments[j];
   };
-  const { recipes, sparse, ramPlus, rowWise, dellaRescale, sceTensors, fusionTensors } = tensorRecipes(recipe, planned, momentsOf, options.onNotice);
+  const { recipes, sparse, ramPlus, rowWise, dellaRescale, sceTensors, fusionTensors } = tensorRecipes(recipe, planned, momentsOf, options.onNotice, open);
   if (sparse.length > 0) {
     const resolved = await resolveSparse(sparse, (p) => runStatisticsPlan(p, statistics), fitsInMemory);
     for (const [name, r] of resolved) recipes.get(name)!.sparse = r;

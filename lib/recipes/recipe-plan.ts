@@ -6,13 +6,14 @@
 import { Checkpoint, layerCount, TensorLocation } from '../model/checkpoint';
 import { WeightmixError } from '../errors';
 import type { TensorRecipe } from '../engine/plan';
+import type { OpenMoments } from '../engine/open-moments';
 import { checkpointLayout, LayoutTensor, OutputLayout } from '../engine/output-layout';
 import { methodFor, MethodTensor, PairMoments, TensorCoefficients } from './methods';
 import { baseOf } from './methods/method';
 import type { Recipe, RecipeSlice } from './recipe';
 import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
 import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
-import { indexBits, maskKey, type SparseTensor } from './sparsify';
+import { indexBits, localStatistics, maskKey, type SparseTensor } from './sparsify';
 import type { RamPlusTensor } from './ram-counts';
 import type { DellaRescaleTensor } from './della-rescale';
 import type { SceTensor } from './sce-statistics';
@@ -267,6 +268,51 @@ export function sourceCheckpoints(plan: RecipePlan, ckpts: Checkpoint[]): Checkp
   return ckpts.map((c, i) => ({ ...c, tensors: plan.views[i], names: [...plan.views[i].keys()] }));
 }
 
+/**
+ * The tensors whose moments the write pass resolves (engine/open-moments.ts) instead of the moments pass: the method
+ * decides them linearly from their moments, and their sources fit `localStatistics.maxTensorBytes` (one worker holds them).
+ */
+export function localMomentTensors(recipe: Recipe, plan: RecipePlan): Set<string> {
+  const method = methodFor(recipe.method);
+  const local = new Set<string>();
+  for (const { tensor } of plan.momentPairs) {
+    if (local.has(tensor)) continue;
+    const mt = plan.methodTensors.get(tensor)!;
+    const bytes = mt.models.reduce((n, m) => n + plan.views[m].get(tensor)!.byteLength, 0);
+    if (bytes <= localStatistics.maxTensorBytes && method.linearFromMoments?.(mt)) local.add(tensor);
+  }
+  return local;
+}
+
+/** A tensor's recipe with its moments left open: `resolve` runs the method's coefficients on the moments the engine sums. */
+function openMomentsRecipe(
+  mt: Omit<MethodTensor, 'moments' | 'notice'>,
+  coefficients: (t: MethodTensor) => TensorCoefficients,
+  plan: RecipePlan,
+  pieceElements: number,
+  dtype: SafetensorsDtype,
+  notice: (message: string) => void,
+): TensorRecipe {
+  const pairs = plan.momentPairs.filter((p) => p.tensor === mt.name).map(({ a, b }): [number, number] => [a, b]);
+  const open: OpenMoments = {
+    pairs,
+    pieceElements,
+    count: plan.views[mt.models[0]].get(mt.name)!.elementCount,
+    resolve(moments) {
+      const momentsOf = (a: number, b: number) => {
+        const j = pairs.findIndex(([x, y]) => x === a && y === b);
+        if (j < 0) throw new Error(`internal: no moments for ${mt.name} (${a}, ${b})`);
+        return moments[j];
+      };
+      const c = coefficients({ ...mt, moments: momentsOf, notice });
+      if (c.op === 'copy') return c;
+      if (c.op === 'linear') return { op: 'linear', models: c.models, w: c.w };
+      throw new Error(`internal: ${mt.name}'s coefficients are ${c.op}, not the linear form its method promised`);
+    },
+  };
+  return { op: 'linear', models: mt.models, w: mt.models.map(() => 0), dtype, open };
+}
+
 /** The dtype each output tensor is written in (known before any statistics). */
 function outputDtypes(recipe: Recipe, plan: RecipePlan): (t: OutputTensor) => SafetensorsDtype {
   const method = methodFor(recipe.method);
@@ -280,13 +326,15 @@ function outputDtypes(recipe: Recipe, plan: RecipePlan): (t: OutputTensor) => Sa
 /**
  * Every output tensor's recipe from the method's coefficients, given the moments asked for in
  * `plan.momentPairs`; sparsified tensors also come back as statistics work (thresholds are still open),
- * and so do ramplus_tl's (their λ, in `w` after epsilon, is 1 until resolveRamPlus counts).
+ * and so do ramplus_tl's (their λ, in `w` after epsilon, is 1 until resolveRamPlus counts). The tensors in
+ * `open.tensors` (localMomentTensors) leave their moments to the write pass, summed in pieces of `open.pieceElements`.
  */
 export function tensorRecipes(
   recipe: Recipe,
   plan: RecipePlan,
   moments: (tensor: string, a: number, b: number) => PairMoments,
   notice: (message: string) => void = () => {},
+  open?: { tensors: ReadonlySet<string>; pieceElements: number },
 ): {
   recipes: Map<string, TensorRecipe>;
   sparse: SparseTensor[];
@@ -313,6 +361,13 @@ export function tensorRecipes(
   for (const t of plan.tensors) {
     const dtype = outDtypeOf(t);
     const mt = plan.methodTensors.get(t.name);
+    if (mt && open?.tensors.has(t.name)) {
+      recipes.set(
+        t.name,
+        openMomentsRecipe(mt, (x) => method.coefficients(x), plan, open.pieceElements, dtype, notice),
+      );
+      continue;
+    }
     const c: TensorCoefficients = mt
       ? method.coefficients({ ...mt, moments: (a, b) => moments(t.name, a, b), notice })
       : { op: 'copy', model: t.sources[0].model };

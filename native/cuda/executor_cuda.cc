@@ -79,7 +79,7 @@ bool DeviceRun::destFits(const Job& job, const Dest& d, size_t jobIndex) const {
   if (d.dtype == Dtype::U8) return false;
   switch (d.op) {
     case DestOp::Copy: return job.sources[static_cast<size_t>(d.w[0])].dtype != d.dtype;
-    case DestOp::Linear: return job.sources.size() <= kMaxLinearSources;
+    case DestOp::Linear: return d.params.empty() && job.sources.size() <= kMaxLinearSources;  // open moments (local_moments.h) are a CPU task
     case DestOp::Sparse: {
       const SparseParams& p = run_.sparse[jobIndex][static_cast<size_t>(&d - job.dests.data())];
       return p.open.empty() && sparseFits(p, job.sources.size());  // a tensor-local job's statistics are on the CPU (local_job.h)

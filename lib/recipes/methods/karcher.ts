@@ -55,6 +55,7 @@ export const karcher: MergeMethod = {
   parameters: ['max_iter', 'tol'],
   validate() {},
   momentPairs: (t) => allPairs(t.models),
+  linearFromMoments: () => true,
   coefficients(t) {
     if (t.models.length === 1) return { op: 'copy', model: t.models[0] };
     const maxIter = numberParameter(t.scope, 'max_iter', undefined, 10);

@@ -72,6 +72,8 @@ export interface MergeMethod {
   validate(recipe: Recipe): void;
   /** Pairs of models whose moments the method needs for this tensor (a first pass over the inputs). */
   momentPairs?(tensor: Omit<MethodTensor, 'moments' | 'notice'>): [number, number][];
+  /** Whether `coefficients` gives this tensor a `copy` or `linear` decision from its moments alone (the engine may then resolve them in the write pass, engine/open-moments.ts). */
+  linearFromMoments?(tensor: Omit<MethodTensor, 'moments' | 'notice'>): boolean;
   coefficients(tensor: MethodTensor): TensorCoefficients;
 }
 

@@ -62,6 +62,7 @@ export const modelStock: MergeMethod = {
     if (booleanParameter(t.scope, 'filter_wise', false) && t.shape.length >= 2) return [];
     return modelStockPairs(t.base!, others(t));
   },
+  linearFromMoments: (t) => !(booleanParameter(t.scope, 'filter_wise', false) && t.shape.length >= 2),
   coefficients(t) {
     const os = others(t);
     if (os.length < 2)

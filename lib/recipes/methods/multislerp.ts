@@ -48,6 +48,8 @@ export const multislerp: MergeMethod = {
     const others = t.base !== null && t.models.includes(t.base) ? t.models.filter((m) => m !== t.base) : t.models;
     return [...(others === t.models ? [] : others.map((m): [number, number] => [t.base!, m])), ...allPairs(others)];
   },
+  // With a base the result is base + Σ r·δ in f64 (the sparse op), which the write pass cannot take from a callback yet.
+  linearFromMoments: (t) => !(t.base !== null && t.models.includes(t.base)),
   coefficients(t): TensorCoefficients {
     const withBase = t.base !== null && t.models.includes(t.base);
     const others = withBase ? t.models.filter((m) => m !== t.base) : t.models;

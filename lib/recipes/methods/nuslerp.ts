@@ -59,6 +59,8 @@ export const nuslerp: MergeMethod = {
           [ends[0], ends[1]],
         ];
   },
+  // The flattened form without a base: a linear combination (with a base: the sparse op, as multislerp's).
+  linearFromMoments: (t) => pair(t).base === null && !rowWise(t),
   coefficients(t): TensorCoefficients {
     const { base, ends } = pair(t);
     // mergekit returns a tensor only one model holds as it is.

@@ -39,6 +39,7 @@ export const slerp: MergeMethod = {
     const other = t.models.find((m) => m !== t.base)!;
     return [[t.base!, other]];
   },
+  linearFromMoments: () => true,
   coefficients(t) {
     if (t.models.length === 1) return { op: 'copy', model: t.models[0] };
     if (t.base === null || !t.models.includes(t.base)) throw new WeightmixError('InvalidRecipe', `slerp: tensor ${t.name} does not come from the base model`);

@@ -1,0 +1,39 @@
+/** The engine's six moments of a pair of tensors: their order in its flat result, and their decoding (no engine call here). */
+
+/** Where each of a job's six numbers sits in the engine's result (native/executor.cc writes them in this order). */
+export const MOMENTS_LAYOUT = Object.freeze({ sumSqA: 0, sumSqB: 1, sumAB: 2, sumSqDiff: 3, maxAbsDiff: 4, nonFinite: 5 });
+/** Numbers per moments job in the engine's result. */
+export const MOMENTS_STRIDE = Object.keys(MOMENTS_LAYOUT).length;
+
+/** The sums of a set of element pairs (sums run over finite pairs only), or their sums over several sets. */
+export interface Moments {
+  /** Element pairs compared (finite and non-finite). */
+  elements: number;
+  /** Σa² */
+  sumSqA: number;
+  /** Σb² */
+  sumSqB: number;
+  /** Σab */
+  sumAB: number;
+  /** Σ(b−a)² */
+  sumSqDiff: number;
+  /** max |b−a| (0 when no finite pair) */
+  maxAbsDiff: number;
+  /** Pairs where a or b is NaN or ±Inf. */
+  nonFinite: number;
+}
+
+/** The `j`-th job's Moments in the engine's flat result (`elements` pairs compared). */
+export function momentsAt(result: Float64Array, j: number, elements: number): Moments {
+  const L = MOMENTS_LAYOUT;
+  const o = MOMENTS_STRIDE * j;
+  return {
+    elements,
+    sumSqA: result[o + L.sumSqA],
+    sumSqB: result[o + L.sumSqB],
+    sumAB: result[o + L.sumAB],
+    sumSqDiff: result[o + L.sumSqDiff],
+    maxAbsDiff: result[o + L.maxAbsDiff],
+    nonFinite: result[o + L.nonFinite],
+  };
+}
