@@ -6,7 +6,7 @@ import { usageError, WeightmixError } from '../errors';
 import { parseJsonStrict } from '../format/json-strict';
 import { nativeJsonTables, WeightMapColumns } from '../format/json-tables';
 import { confinedRealPath } from './paths';
-import { headerColumns, readSafetensorsHeader, SafetensorsDtype, SafetensorsHeader } from '../format/safetensors';
+import { headerColumns, readSafetensorsHeader, SafetensorsHeader } from '../format/safetensors';
 import { attachTensorTable, detachTensorTable, indexOfName, locationMap, TensorLocation, TensorTable } from './tensor-table';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
