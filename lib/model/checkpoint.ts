@@ -6,8 +6,8 @@ import { usageError, WeightmixError } from '../errors';
 import { parseJsonStrict } from '../format/json-strict';
 import { nativeJsonTables, WeightMapColumns } from '../format/json-tables';
 import { confinedRealPath } from './paths';
-import { headerColumns, readSafetensorsHeader, SafetensorsDtype, SafetensorsHeader } from '../format/safetensors';
-import { attachTensorTable, detachTensorTable, indexOfName, locationMap, TensorTable } from './tensor-table';
+import { headerColumns, readSafetensorsHeader, SafetensorsHeader } from '../format/safetensors';
+import { attachTensorTable, detachTensorTable, indexOfName, locationMap, TensorLocation, TensorTable } from './tensor-table';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
 export const SINGLE_FILE = 'model.safetensors';
@@ -17,25 +17,8 @@ const MAX_CONFIG_BYTES = 16 << 20;
 /** Weight formats that are never copied as sidecars. */
 const WEIGHT_EXTENSIONS = ['.safetensors', '.bin', '.pt', '.pth', '.ckpt', '.gguf', '.h5', '.msgpack', '.onnx', '.npz'];
 
-/** Where one tensor is stored. */
-export interface TensorLocation {
-  /** The tensor's name. */
-  name: string;
-  /** Its dtype. */
-  dtype: SafetensorsDtype;
-  /** Its shape. */
-  shape: number[];
-  /** Shard file name relative to the model folder. */
-  shard: string;
-  /** Absolute path of the shard. */
-  file: string;
-  /** Absolute byte offset of the tensor's data in the shard. */
-  offset: number;
-  /** Bytes of data. */
-  byteLength: number;
-  /** Elements (the product of the shape). */
-  elementCount: number;
-}
+// Where one tensor is stored: declared beside the table it is read from.
+export type { TensorLocation } from './tensor-table';
 
 /** One safetensors file of a model. */
 export interface Shard {

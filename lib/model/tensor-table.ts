@@ -6,7 +6,26 @@
  */
 import { DTYPE_NAMES, SafetensorsDtype } from '../format/dtypes';
 import { dtypeCode, shapeAt } from '../format/header-columns';
-import type { Checkpoint, TensorLocation } from './checkpoint';
+
+/** Where one tensor is stored. */
+export interface TensorLocation {
+  /** The tensor's name. */
+  name: string;
+  /** Its dtype. */
+  dtype: SafetensorsDtype;
+  /** Its shape. */
+  shape: number[];
+  /** Shard file name relative to the model folder. */
+  shard: string;
+  /** Absolute path of the shard. */
+  file: string;
+  /** Absolute byte offset of the tensor's data in the shard. */
+  offset: number;
+  /** Bytes of data. */
+  byteLength: number;
+  /** Elements (the product of the shape). */
+  elementCount: number;
+}
 
 export interface TensorTable {
   /** Tensor names, the checkpoint's `names` order. */
@@ -98,7 +117,7 @@ export function detachTensorTable(owner: object): void {
 }
 
 /** The checkpoint's tensors as columns: the table it was opened into, or one built from its `tensors` Map and `names`. */
-export function tensorTableOf(ckpt: Checkpoint): TensorTable {
+export function tensorTableOf(ckpt: { names: readonly string[]; tensors: Map<string, TensorLocation> }): TensorTable {
   const own = TABLES.get(ckpt);
   if (own !== undefined && own.names === ckpt.names) return own;
   const tensors = ckpt.tensors;
