@@ -15,9 +15,8 @@
 #include "exec_error.h"
 #include "executor_work.h"
 #include "io.h"
+#include "job_params.h"
 #include "local_job.h"
-#include "local_moments.h"
-#include "local_sce.h"
 #include "plan_validation.h"
 #include "worker_pool.h"
 #include "kernels/sparsify.h"
@@ -180,7 +179,7 @@ class Run {
     const Job& job = plan_.jobs[j];
     std::vector<uint64_t> sizes(maxSources_, 0);
     for (size_t s = 0; s < job.sources.size(); ++s) sizes[s] = job.count * dtypeSize(job.sources[s].dtype);
-    sizes.push_back(localSceScratchBytes(sce_[j], job.count));  // one more buffer, after the sources' slots
+    sizes.push_back(localScratchBytes(params_[j], job.count));  // one more buffer, after the sources' slots
     TaskReads reads(maxSources_);
     reads.buffers = localBuffers_.take(sizes);
     struct GiveBack {
@@ -196,9 +195,8 @@ class Run {
     }
     maps.startJob();
     resolveLocal(sparse_[j], srcPtr.data(), srcType.data(), job.count, maps);
-    resolveLocalSce(sce_[j], srcPtr.data(), srcType.data(), job.count, reads.buffers.back().data());
-    resolveLocalDella(della_[j], srcPtr.data(), srcType.data(), job.count, maps);
-    resolveLocalMoments(openMoments_[j], job, srcPtr.data(), srcType.data(), coefficients_);
+    resolveLocalParams(params_[j], srcPtr.data(), srcType.data(), job.count, maps, reads.buffers.back().data());
+    resolveLocalMoments(params_[j].moments, job, srcPtr.data(), srcType.data(), coefficients_);
     runTaskOnCpu(task, reads, out, srcPtr, srcType);
   }
 
@@ -320,7 +318,7 @@ class Run {
     if (job.moments) accumulateMoments(srcPtr[0], srcType[0], srcPtr[1], srcType[1], n, pieceMoments_[p]);
     if (job.stat != JobStat::None) accumulateStat(piece, job, srcPtr, srcType);
     for (size_t di = 0; di < job.dests.size(); ++di) {
-      const Dest& d = destToRun(openMoments_[piece.job], job, di);
+      const Dest& d = destToRun(params_[piece.job].moments, job, di);
       if (device_ && !localJob_[piece.job] && device_->destOnDevice(job, d, piece.job)) continue;  // DeviceRun::runTask produces it
       const size_t es = dtypeSize(d.dtype);
       const uint64_t at = d.offset + piece.start * es;
@@ -357,19 +355,19 @@ class Run {
           nearswapMerge(srcPtr.data(), srcType.data(), decodeNearswapParams(d.params, job.sources.size()), n, target, d.dtype);
           break;
         case DestOp::Ram:
-          ramMerge(srcPtr.data(), srcType.data(), decodeRamParams(d.params, job.sources.size()), n, target, d.dtype);
+          ramMerge(srcPtr.data(), srcType.data(), params_[piece.job].ram[di], n, target, d.dtype);
           break;
         case DestOp::RowLinear:
           rowLinearMerge(srcPtr.data(), srcType.data(), decodeRowLinearParams(d.params, job.sources.size(), job.count), piece.start, n, target, d.dtype);
           break;
         case DestOp::Della:
-          dellaMerge(srcPtr.data(), srcType.data(), della_[piece.job][di], job.count, piece.start, n, target, d.dtype);
+          dellaMerge(srcPtr.data(), srcType.data(), params_[piece.job].della[di], job.count, piece.start, n, target, d.dtype);
           break;
         case DestOp::ArceeFusion:
           arceeMerge(srcPtr.data(), srcType.data(), decodeArceeParams(d.params, job.sources.size(), job.count), piece.start, n, target, d.dtype);
           break;
         case DestOp::Sce:
-          sceMerge(srcPtr.data(), srcType.data(), sce_[piece.job][di], job.count, piece.start, n, target, d.dtype);
+          sceMerge(srcPtr.data(), srcType.data(), params_[piece.job].sce[di], job.count, piece.start, n, target, d.dtype);
           break;
       }
       if (inPlace != nullptr) assembler.commit(at, n * es);
@@ -399,22 +397,18 @@ class Run {
     done_.fetch_add(pieceWeight(job, piece.count));
   }
 
-  // Decoded once: the sparse, della and sce parameters of every dest, and zeroed counters for statistics jobs.
+  // Decoded once: the parameters of every dest (job_params.h), and zeroed counters for statistics jobs.
   void prepareSparse() {
     sparse_.resize(plan_.jobs.size());
-    sce_.resize(plan_.jobs.size());
-    della_.resize(plan_.jobs.size());
     statCounts_.resize(plan_.jobs.size());
     rowKl_.resize(plan_.jobs.size());
     for (size_t j = 0; j < plan_.jobs.size(); ++j) {
       const Job& job = plan_.jobs[j];
       for (const Dest& d : job.dests) {
         sparse_[j].push_back(d.op == DestOp::Sparse ? decodeSparseParams(d.params, job.sources.size()) : SparseParams{});
-        della_[j].push_back(d.op == DestOp::Della ? decodeDellaParams(d.params, job.sources.size(), job.count) : DellaParams{});
-        sce_[j].push_back(d.op == DestOp::Sce ? decodeSceParams(d.params, job.sources.size(), job.count) : SceParams{});
       }
-      openMoments_.push_back(decodeOpenMoments(job));
-      localJob_.push_back(isLocalJob(sparse_[j]) || isLocalSce(sce_[j]) || isLocalDella(della_[j]) || isLocalMoments(openMoments_[j]));
+      params_.push_back(decodeJobParams(job));
+      localJob_.push_back(isLocalJob(sparse_[j]) || hasOpenStatistics(params_.back()));
       if (job.stat == JobStat::ArceeHistogram) {  // the first pass returns its row KLs (kernels/arcee_fusion.h)
         const ArceeStat s = decodeArceeHistogram(job.statParams, job.sources.size(), job.count);
         if (!s.rows.rowKl) rowKl_[j].assign(job.count / s.rows.rowLength, 0.0);
@@ -560,11 +554,9 @@ class Run {
   std::vector<std::vector<double>> rowKl_;  // ArceeHistogram jobs without given KLs: each row's KL, written by the piece that holds the row
   std::vector<std::vector<double>> pieceRows_;                      // RowMoments jobs: each piece's row sums
   std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]; a local job's resolved by its worker
-  std::vector<std::vector<DellaParams>> della_;                     // [job][dest], the same
-  std::vector<std::vector<OpenMoments>> openMoments_;              // [job][dest] where some dest is open (local_moments.h), else [job] empty
-  const CoefficientsFn& coefficients_;
+  std::vector<JobParams> params_;                                   // [job]: the other dests' (job_params.h), the same
+  const CoefficientsFn& coefficients_;                              // answers open moments (local_moments.h)
   std::vector<bool> localJob_;                                      // [job]: local_job.h
-  std::vector<std::vector<SceParams>> sce_;                         // [job][dest]: decoded once; a local job's resolved by its worker (local_sce.h)
   LocalBuffers localBuffers_{kLocalBudgetBytes};
   std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> statCounts_;  // [job][counter]
   size_t maxSources_ = 0;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "local_ram.h"
 #include "kernels/kernels.h"
 #include "kernels/sparsify.h"
 
@@ -78,6 +79,23 @@ Napi::Value l1ScaleForTest(Napi::Env env, const Napi::Object& args) {
   return out;
 }
 
+// 'ramPlusLambda': local_ram.h's ramPlusLambda of each element of args.shared, unique, r, alpha and epsilon (Float64Arrays of one length).
+Napi::Value ramPlusLambdaForTest(Napi::Env env, const Napi::Object& args) {
+  const char* names[] = {"shared", "unique", "r", "alpha", "epsilon"};
+  Span in[5];
+  for (size_t k = 0; k < 5; ++k) {
+    in[k] = spanOf(env, args.Get(names[k]), names[k]);
+    if (in[k].bytes != in[0].bytes || in[k].bytes % 8 != 0) fail(env, "args.shared, unique, r, alpha and epsilon must be Float64Arrays of one length");
+  }
+  Napi::Float64Array out = Napi::Float64Array::New(env, in[0].bytes / 8);
+  for (size_t i = 0; i < out.ElementLength(); ++i) {
+    double x[5];
+    for (size_t k = 0; k < 5; ++k) std::memcpy(&x[k], in[k].data + 8 * i, 8);
+    out[i] = ramPlusLambda(x[0], x[1], x[2], x[3], x[4]);
+  }
+  return out;
+}
+
 }  // namespace
 
 Napi::Value RunKernelForTest(const Napi::CallbackInfo& info) {
@@ -87,13 +105,14 @@ Napi::Value RunKernelForTest(const Napi::CallbackInfo& info) {
   }
   const std::string op = info[0].As<Napi::String>().Utf8Value();
   if (op == "l1Scale") return l1ScaleForTest(env, info[1].As<Napi::Object>());
+  if (op == "ramPlusLambda") return ramPlusLambdaForTest(env, info[1].As<Napi::Object>());
   size_t arity = 0;  // 0: one or more
   if (op == "lerpExact" || op == "lerpMi" || op == "moments") {
     arity = 2;
   } else if (op == "convert") {
     arity = 1;
   } else if (op != "linear") {
-    fail(env, "op must be 'lerpExact', 'lerpMi', 'convert', 'linear', 'moments' or 'l1Scale', got '" + op + "'");
+    fail(env, "op must be 'lerpExact', 'lerpMi', 'convert', 'linear', 'moments', 'l1Scale' or 'ramPlusLambda', got '" + op + "'");
   }
   Napi::Object args = info[1].As<Napi::Object>();
   const size_t n = countOf(env, args.Get("n"));

@@ -60,7 +60,7 @@ void validateStatJob(const Job& job, size_t j) {
       else if (job.stat == JobStat::SceHistogram) decodeSceHistogram(job.statParams, job.sources.size(), job.count);
       else if (job.stat == JobStat::SceSumSquares) decodeSceSumSquares(job.statParams, job.sources.size(), job.count);
       else if (job.stat == JobStat::ArceeHistogram) decodeArceeHistogram(job.statParams, job.sources.size(), job.count);
-      else decodeRamParams(job.statParams, job.sources.size());
+      else if (decodeRamParams(job.statParams, job.sources.size()).open) throw std::invalid_argument("counts take no open tail");
     } catch (const std::invalid_argument& e) {
       const char* what = job.stat == JobStat::DellaL1 ? "plan: bad della L1 parameters" : sce ? "plan: bad sce or arcee_fusion statistic parameters" : "plan: bad RAM count parameters";
       throw ExecError("PlanInvalid", std::string(what) + where + ": " + e.what());

@@ -105,7 +105,8 @@ test('the executor refuses bad nearswap and ram parameters with one line', async
     });
   await expect(run('nearswap', [0, 1, 0.5])).rejects.toThrow(/^plan: parameters of job 0: a source index is out of range$/);
   await expect(run('nearswap', [0, 0, NaN])).rejects.toThrow(/t is not a finite number/);
-  await expect(run('ram', [0, 1e-5, 0])).rejects.toThrow(/ram takes \[base, epsilon, \(source, lambda\)\.\.\.\]/);
+  await expect(run('ram', [0, 1e-5, 0])).rejects.toThrow(/ram takes \[base, epsilon, \(source, lambda\)\.\.\. \[, r, alpha, epsilon\]\]/);
+  await expect(run('ram', [0, 1e-5, 0, 1, 0.5, NaN, 1e-5])).rejects.toThrow(/^plan: parameters of job 0: alpha is not a finite number$/); // ramplus_tl's open tail
 });
 
 describe('recipes over fixtures', () => {

@@ -1,7 +1,7 @@
 /**
  * The `nearswap`, `ram` and `row_linear` ops' parameters (native/kernels/elementwise.h's flat
  * layouts), which name their sources by index in the job: nearswap [base, model, t]; ram [base,
- * epsilon, (source, λ)…]; row_linear [+row length or −group count, base or −1, m, m sources, groups × m coefficients].
+ * epsilon, (source, λ)…] and, for ramplus_tl's λ left open, [r, alpha, epsilon] after them (an odd length); row_linear [+row length or −group count, base or −1, m, m sources, groups × m coefficients].
  */
 import type { NativeOp } from './native-plan';
 
@@ -18,13 +18,32 @@ export interface RowWeights {
   w: number[];
 }
 
+/** ramplus_tl's λ left open: the engine counts the tensor in memory and applies methods/ram.ts's ramPlusLambda (native/local_ram.h). */
+export interface RamPlusOpen {
+  r: number;
+  alpha: number;
+  epsilon: number;
+}
+
+/** Numbers after a ram op's (source, λ) pairs when its λ are open. */
+const RAM_OPEN_TAIL = 3;
+
 /**
  * The layout from a tensor recipe's sources (base first) as job source indices and its numbers: for
- * nearswap w = [t]; for ram w = [epsilon, λ per model]; row_linear takes `rows`.
+ * nearswap w = [t]; for ram w = [epsilon, λ per model] (and `ramPlus` where the λ are open); row_linear takes `rows`.
  */
-export function encodeElementwiseParams(op: ElementwiseOp, sources: readonly number[], w: readonly number[], rows?: RowWeights): number[] {
+export function encodeElementwiseParams(
+  op: ElementwiseOp,
+  sources: readonly number[],
+  w: readonly number[],
+  rows?: RowWeights,
+  ramPlus?: RamPlusOpen,
+): number[] {
   if (op === 'nearswap') return [sources[0], sources[1], w[0]];
-  if (op === 'ram') return [sources[0], w[0], ...sources.slice(1).flatMap((s, k) => [s, w[k + 1]])];
+  if (op === 'ram') {
+    const params = [sources[0], w[0], ...sources.slice(1).flatMap((s, k) => [s, w[k + 1]])];
+    return ramPlus ? [...params, ramPlus.r, ramPlus.alpha, ramPlus.epsilon] : params;
+  }
   if (!rows) throw new Error('internal: row_linear without its rows');
   const models = rows.base ? sources.slice(1) : sources;
   const params = [rows.interleaved ? -rows.length : rows.length, rows.base ? sources[0] : -1, models.length, ...models];
@@ -35,7 +54,10 @@ export function encodeElementwiseParams(op: ElementwiseOp, sources: readonly num
 /** The same parameters with every source index renumbered (plans fused into one job). */
 export function remapElementwiseSources(op: ElementwiseOp, params: readonly number[], to: (source: number) => number): number[] {
   if (op === 'nearswap') return [to(params[0]), to(params[1]), params[2]];
-  if (op === 'ram') return params.map((x, i) => (i === 0 || (i >= 2 && i % 2 === 0) ? to(x) : x));
+  if (op === 'ram') {
+    const pairsEnd = params.length % 2 === 1 ? params.length - RAM_OPEN_TAIL : params.length;
+    return params.map((x, i) => (i === 0 || (i >= 2 && i < pairsEnd && i % 2 === 0) ? to(x) : x));
+  }
   const m = params[2];
   return params.map((x, i) => ((i === 1 && x !== -1) || (i >= 3 && i < 3 + m) ? to(x) : x));
 }

@@ -12,7 +12,7 @@ import { PackedJobs, PackedJobWriter, unpackJobs } from './packed-jobs';
 import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
 import { encodeHeaderColumns } from '../format/safetensors';
 import { encodeSparseParams, ResolvedSparse } from './sparse-params';
-import { encodeElementwiseParams, RowWeights } from './elementwise-params';
+import { encodeElementwiseParams, RamPlusOpen, RowWeights } from './elementwise-params';
 import { DellaRecipe, encodeDellaParams } from './della-params';
 import { encodeSceParams, SceRecipe } from './sce-params';
 import { ArceeFusionRecipe, encodeArceeFusionParams } from './arcee-fusion-params';
@@ -37,6 +37,8 @@ export interface TensorRecipe {
   sce?: SceRecipe;
   /** arcee_fusion only: rows and threshold (models are [base, model]). */
   arceeFusion?: ArceeFusionRecipe;
+  /** ram only: ramplus_tl's λ left for the engine to count from the tensor in memory (w's λ are then placeholders). */
+  ramPlus?: RamPlusOpen;
   /** linear only: the weights are decided in the write pass from moments of the tensor (engine/open-moments.ts); `w` is a placeholder. */
   open?: OpenMoments;
 }
@@ -202,7 +204,7 @@ function writeDest(jobs: PackedJobWriter, r: TensorRecipe, used: number[], outpu
     if (!r.della) throw new Error(`internal: della recipe of ${name} without parameters`);
     [w, params] = [[], encodeDellaParams(r.della, source)];
   } else if (r.op === 'nearswap' || r.op === 'ram' || r.op === 'row_linear') {
-    [w, params] = [[], encodeElementwiseParams(r.op, srcs, r.w, r.rows)];
+    [w, params] = [[], encodeElementwiseParams(r.op, srcs, r.w, r.rows, r.ramPlus)];
   } else if (r.op === 'linear') {
     // Linear weights are indexed by the job's source list.
     w = new Array(used.length).fill(0);

@@ -2,13 +2,15 @@
  * ramplus_tl's counting pass: for each tensor, per model, the elements where its task vector passes
  * epsilon together with another model's (shared) and alone (unique), counted by the engine's
  * `ram_counts` statistic in one plan; λ_k follows (methods/ram.ts), so the write pass is one `ram` op.
+ * A tensor whose sources fit `localStatistics.maxTensorBytes` skips the pass: its `ram` op leaves the λ
+ * open and the engine counts the tensor it holds in memory (native/local_ram.h), the same counts and λ.
  */
 import { InputFiles } from '../engine/input-files';
 import type { NativeJob, NativePlan } from '../engine/native-plan';
 import type { NativeResult } from '../engine/native';
 import type { TensorRecipe } from '../engine/plan';
 import { ramPlusLambda } from './methods/ram';
-import type { TensorSource } from './sparsify';
+import { sourcesFitInMemory, type TensorSource } from './sparsify';
 
 export interface RamPlusTensor {
   name: string;
@@ -54,7 +56,12 @@ export async function resolveRamPlus(tensors: readonly RamPlusTensor[], run: Run
   return out;
 }
 
-/** Counts `tensors` and writes their λ into their `ram` recipes (w = [epsilon, λ…]). */
+/** Counts `tensors` and writes their λ into their `ram` recipes (w = [epsilon, λ…]), or leaves them open for the engine where the tensor fits in memory. */
 export async function setRamPlusLambdas(recipes: Map<string, TensorRecipe>, tensors: readonly RamPlusTensor[], run: RunPlan): Promise<void> {
-  for (const [name, lambda] of await resolveRamPlus(tensors, run)) recipes.get(name)!.w.splice(1, lambda.length, ...lambda);
+  const counted: RamPlusTensor[] = [];
+  for (const t of tensors) {
+    if (sourcesFitInMemory(t.count, t.models, t.source)) recipes.get(t.name)!.ramPlus = { r: t.r, alpha: t.alpha, epsilon: t.epsilon };
+    else counted.push(t);
+  }
+  for (const [name, lambda] of await resolveRamPlus(counted, run)) recipes.get(name)!.w.splice(1, lambda.length, ...lambda);
 }

@@ -34,7 +34,9 @@ struct NearswapParams;
   void ramCounts(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n,            \
                  uint64_t* shared, uint64_t* unique);                                                   \
   void nearswapMerge(const void* const* srcs, const Dtype* types, const NearswapParams& p, size_t n,    \
-                     void* out, Dtype to);
+                     void* out, Dtype to);                                                              \
+  void sceCombine(const double* base, const double* t, size_t stride, const double* keep,               \
+                  const double* weights, size_t m, size_t len, void* out, size_t at, Dtype to);
 
 namespace scalar {
 WM_CPU_BACKEND_DECLS

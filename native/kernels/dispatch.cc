@@ -8,6 +8,7 @@
 #include "elementwise.h"
 #include "kernels.h"
 #include "numerics.h"
+#include "sce.h"
 #include "sparsify.h"
 
 namespace wm {
@@ -94,6 +95,11 @@ void ramCounts(const void* const* srcs, const Dtype* types, const RamParams& p, 
 
 void nearswapMerge(const void* const* srcs, const Dtype* types, const NearswapParams& p, size_t n, void* out, Dtype to) {
   WM_DISPATCH(nearswapMerge(srcs, types, p, n, out, to));
+}
+
+void sceCombine(const double* base, const double* t, size_t stride, const double* keep, const double* weights, size_t m, size_t len, void* out,
+                size_t at, Dtype to) {
+  WM_DISPATCH(sceCombine(base, t, stride, keep, weights, m, len, out, at, to));
 }
 
 const char* simdPathName() { return useSimd() ? "avx2+fma+f16c" : "scalar"; }

@@ -46,11 +46,19 @@ NearswapParams decodeNearswapParams(const std::vector<double>& p, size_t sources
 }
 
 RamParams decodeRamParams(const std::vector<double>& p, size_t sources) {
-  if (p.size() < 4 || p.size() % 2 != 0) throw std::invalid_argument("ram takes [base, epsilon, (source, lambda)...]");
+  // An odd length ends in ramplus_tl's open tail [r, alpha, epsilon] (three numbers after the pairs).
+  const size_t tail = p.size() % 2 == 1 ? 3 : 0;
+  if (p.size() < 4 + tail) throw std::invalid_argument("ram takes [base, epsilon, (source, lambda)... [, r, alpha, epsilon]]");
   RamParams x;
   x.base = sourceAt(p, 0, sources);
   x.epsilon = static_cast<float>(finiteAt(p, 1, "epsilon"));
-  for (size_t i = 2; i < p.size(); i += 2) {
+  if (tail != 0) {
+    x.open = true;
+    x.r = finiteAt(p, p.size() - 3, "r");
+    x.alpha = finiteAt(p, p.size() - 2, "alpha");
+    x.epsilon64 = finiteAt(p, p.size() - 1, "epsilon");
+  }
+  for (size_t i = 2; i < p.size() - tail; i += 2) {
     x.sources.push_back(sourceAt(p, i, sources));
     x.lambda.push_back(finiteAt(p, i + 1, "lambda"));
   }

@@ -6,7 +6,7 @@
 //   w = clamp(t / max(|a - b|, 1e-6), 0, 1)   (a NaN difference stays NaN, as torch's clamp keeps it)
 //   out = w * b + (1 - w) * a
 //
-// RAM (dest params [base source, epsilon, then per model: source, lambda]), d_k = x_k - base:
+// RAM (dest params [base source, epsilon, then per model: source, lambda][, r, alpha, epsilon: ramplus_tl's open tail]), d_k = x_k - base:
 //   m_k = |fl32(d_k)| > fl32(epsilon)          (mergekit compares the f32 task vector with an f32 epsilon)
 //   c = sum m_k; u = (c == 1); o = (c > 1)
 //   z_k = m_k ? d_k : d_k * 0                  (tv * mask: NaN and Inf times 0 are NaN)
@@ -42,6 +42,10 @@ struct RamParams {
   float epsilon = 0;
   std::vector<uint32_t> sources;  // the models' source indices, in the recipe's order
   std::vector<double> lambda;     // one per model
+  // ramplus_tl's λ left open for a tensor-local job (native/local_ram.h): r, alpha and the f64 epsilon of
+  // lib/recipes/methods/ram.ts's ramPlusLambda; the λ above are placeholders until resolved.
+  bool open = false;
+  double r = 0, alpha = 0, epsilon64 = 0;
 };
 
 // Both throw std::invalid_argument naming what is wrong (a source index out of range, a non-finite number).

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -105,7 +106,12 @@ void forChunks(const void* const* srcs, const Dtype* types, const SceParams& p, 
     } else {
       const uint32_t* v = p.varianceBits != nullptr ? p.varianceBits + start + j0 : bits;
       if (p.varianceBits == nullptr) varianceBits(t.data(), m, len, bits);
-      for (size_t j = 0; j < len; ++j) keep[j] = sparseRankKey(v[j], p.indexBits, count, start + j0 + j) >= p.cut ? 1.0 : 0.0;
+      // 1.0 or 0.0 by a mask, not a branch: about half the elements pass a select_topk of 0.5, at random.
+      for (size_t j = 0; j < len; ++j) {
+        const uint64_t kept = uint64_t{0} - static_cast<uint64_t>(sparseRankKey(v[j], p.indexBits, count, start + j0 + j) >= p.cut);
+        const uint64_t bits = kept & 0x3FF0000000000000ull;  // the bits of 1.0
+        std::memcpy(&keep[j], &bits, sizeof bits);
+      }
     }
     f(j0, len, base, t.data(), keep);
   }
@@ -176,17 +182,23 @@ void sceHistogram(const void* const* srcs, const Dtype* types, const SceStat& s,
 }
 
 void sceSumSquares(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, double* sums) {
-  // Each model's sum adds its elements in element order, as sce.h says.
+  // Each model's sum adds its elements in element order, as sce.h says; the models' sums advance side by
+  // side (kLanes at a time), so that their additions, each waiting on its own last one, overlap.
+  constexpr size_t kLanes = 4;
   forChunks(srcs, types, p, count, start, n, [&](size_t, size_t len, const double*, const double* t, const double* keep) {
-    for (size_t k = 0; k < p.sources.size(); ++k) {
-      // In a register, not through sums[k] (which may alias t); + 0 for a skipped element leaves the
+    for (size_t k0 = 0; k0 < p.sources.size(); k0 += kLanes) {
+      const size_t lanes = std::min(kLanes, p.sources.size() - k0);
+      // In registers, not through sums[k] (which may alias t); + 0 for a skipped element leaves the
       // sum's bits as they are (it is finite and >= +0: |t| < 2^129, so t^2 cannot overflow).
-      double sum = sums[k];
+      double sum[kLanes] = {0, 0, 0, 0};
+      for (size_t l = 0; l < lanes; ++l) sum[l] = sums[k0 + l];
       for (size_t j = 0; j < len; ++j) {
-        const double x = t[k * kChunk + j] * keep[j];
-        sum += std::isfinite(x) ? x * x : 0.0;
+        for (size_t l = 0; l < lanes; ++l) {
+          const double x = t[(k0 + l) * kChunk + j] * keep[j];
+          sum[l] += std::isfinite(x) ? x * x : 0.0;
+        }
       }
-      sums[k] = sum;
+      for (size_t l = 0; l < lanes; ++l) sums[k0 + l] = sum[l];
     }
   });
 }
@@ -214,32 +226,36 @@ std::vector<double> sceWeights(const std::vector<double>& sumSquares, uint64_t c
   return means;
 }
 
-void sceMerge(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out, Dtype to) {
-  const size_t m = p.sources.size();
+void scalar::sceCombine(const double* base, const double* t, size_t stride, const double* keep, const double* weights, size_t m, size_t len, void* out,
+                        size_t at, Dtype to) {
   // Per element the formulas of sce.h in model order, computed a model at a time across the chunk's
-  // elements (loops the compiler vectorizes; each element's operations and their order are the same).
+  // elements (each element's operations and their order are the same).
   double majority[kChunk], num[kChunk], den[kChunk];
+  std::fill(majority, majority + len, 0.0);
+  for (size_t k = 0; k < m; ++k) {
+    for (size_t j = 0; j < len; ++j) majority[j] += t[k * stride + j] * keep[j];
+  }
+  for (size_t j = 0; j < len; ++j) majority[j] = majority[j] >= 0 ? 1.0 : -1.0;
+  std::fill(num, num + len, 0.0);
+  std::fill(den, den + len, 0.0);
+  for (size_t k = 0; k < m; ++k) {
+    const double w = weights[k];
+    for (size_t j = 0; j < len; ++j) {
+      const double tk = t[k * stride + j] * keep[j];
+      const double sign = tk > 0 ? 1.0 : tk < 0 ? -1.0 : 0.0;  // NaN: 0, never the majority
+      const double ew = w * (sign == majority[j] ? 1.0 : 0.0);
+      num[j] += tk * ew;
+      den[j] += ew;
+    }
+  }
+  withDtype(to, [&](auto T) {
+    for (size_t j = 0; j < len; ++j) storeRoundedOnce(out, decltype(T)::value, at + j, base[j] + num[j] / std::max(den[j], 1e-6));
+  });
+}
+
+void sceMerge(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out, Dtype to) {
   forChunks(srcs, types, p, count, start, n, [&](size_t j0, size_t len, const double* base, const double* t, const double* keep) {
-    std::fill(majority, majority + len, 0.0);
-    for (size_t k = 0; k < m; ++k) {
-      for (size_t j = 0; j < len; ++j) majority[j] += t[k * kChunk + j] * keep[j];
-    }
-    for (size_t j = 0; j < len; ++j) majority[j] = majority[j] >= 0 ? 1.0 : -1.0;
-    std::fill(num, num + len, 0.0);
-    std::fill(den, den + len, 0.0);
-    for (size_t k = 0; k < m; ++k) {
-      const double w = p.weights[k];
-      for (size_t j = 0; j < len; ++j) {
-        const double tk = t[k * kChunk + j] * keep[j];
-        const double sign = tk > 0 ? 1.0 : tk < 0 ? -1.0 : 0.0;  // NaN: 0, never the majority
-        const double ew = w * (sign == majority[j] ? 1.0 : 0.0);
-        num[j] += tk * ew;
-        den[j] += ew;
-      }
-    }
-    withDtype(to, [&](auto T) {
-      for (size_t j = 0; j < len; ++j) storeRoundedOnce(out, decltype(T)::value, j0 + j, base[j] + num[j] / std::max(den[j], 1e-6));
-    });
+    sceCombine(base, t, kChunk, keep, p.weights.data(), p.sources.size(), len, out, j0, to);
   });
 }
 

@@ -63,5 +63,9 @@ void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParam
 // sceWeights, the same f64 operations in the same order.
 std::vector<double> sceWeights(const std::vector<double>& sumSquares, uint64_t count);
 void sceMerge(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out, Dtype to);
+// sceMerge's arithmetic on one chunk of `len` elements already loaded as f64: base[j], t[k * stride + j] and
+// keep[j] (1 or 0), len <= 512 (sce.cc's chunk); writes out[at .. at + len) with one rounding. Dispatched to the CPU backend (cpu_backends.h).
+void sceCombine(const double* base, const double* t, size_t stride, const double* keep, const double* weights, size_t m, size_t len, void* out,
+                size_t at, Dtype to);
 
 }  // namespace wm

@@ -463,6 +463,7 @@ int main(int argc, char** argv) {
   testRankWindow(seed);
   testRam(seed);
   testNearswap(seed);
+  testSce(seed);
   if (!(argc > 2 && std::string(argv[2]) == "--quick")) testConversionsExhaustive();
   std::printf("digest %016" PRIx64 "\n", digest);
   if (failures) {

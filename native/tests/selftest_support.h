@@ -80,3 +80,4 @@ inline std::vector<unsigned char> randomTensor(Rng& r, Dtype t, size_t n) {
 // The test groups in files of their own (kernels_selftest.cc's main runs them).
 void testRam(uint64_t seed);       // elementwise_selftest.cc
 void testNearswap(uint64_t seed);  // elementwise_selftest.cc
+void testSce(uint64_t seed);       // sce_selftest.cc

@@ -19,7 +19,7 @@ import { coldWarm, runE2E, runSweep, runThreadsDisk } from './disk';
 import { findPython, runPeer } from './peer';
 import { runKernels } from './kernels';
 import { runFastStorage } from './tmpfs';
-import { BENCH_METHODS, runFastStorageMethods } from './tmpfs-methods';
+import { BENCH_METHODS, THREE_MODEL_METHODS, runFastStorageMethods, type MethodModels } from './tmpfs-methods';
 import { tmpfsRoot } from './fast-storage';
 import { runDiskMethods } from './disk-methods';
 
@@ -50,6 +50,17 @@ function pairSpecs(quick: boolean): Record<PairName, PairSpec> {
     // The batch section's pair: Qwen3-4B widths / 3, 2 × 0.89 GB (/ 8 with --quick).
     small: { label: `qwen3-4b / ${quick ? 8 : 3}`, shape: 'qwen3-4b', scale: quick ? 8 : 3, seed: 1 },
   };
+}
+
+/**
+ * The methods' models: the pair, and where a three-model method is asked for, the thinking model of the
+ * same shape's seed-2 pair as the third (its task vector against instruct is unrelated to the pair's: the
+ * timing does not depend on how alike they are).
+ */
+async function withThirdModel(work: string, spec: PairSpec, pair: CachedPair, methods: string[]): Promise<MethodModels> {
+  if (!methods.some((m) => THREE_MODEL_METHODS.has(m))) return { ...pair, third: null };
+  const other = await ensurePair(work, { ...spec, label: `${spec.label}, seed 2`, seed: 2 }, log);
+  return { ...pair, third: other.thinking, files: [...pair.files, ...other.files.filter((f) => f.startsWith(other.thinking + path.sep))] };
 }
 
 async function main() {
@@ -103,6 +114,8 @@ async function main() {
     if (!specs[name]) throw new Error(`unknown pair ${name}`);
     pairs.set(name, await ensurePair(work, specs[name], log));
   }
+  const methodsRun = (sections.has('tmpfs') || sections.has('disk-methods')) && methods.length > 0;
+  const methodModels = methodsRun ? await withThirdModel(work, specs[opts.methodsPair as PairName], pairs.get(opts.methodsPair)!, methods) : null;
   const threadsList = Array.from({ length: machine.cpus }, (_, i) => i + 1);
   const started = new Date();
 
@@ -137,8 +150,8 @@ async function main() {
         .map((p) => pairs.get(p as PairName)!),
     );
   const tmpfs = tmpfsRoot();
-  if (sections.has('tmpfs') && methods.length > 0 && 'dir' in tmpfs) runFastStorageMethods(pairs.get(opts.methodsPair as PairName)!, tmpfs.dir, methods);
-  if (sections.has('disk-methods') && methods.length > 0) runDiskMethods(pairs.get(opts.methodsPair as PairName)!, work, methods);
+  if (sections.has('tmpfs') && methods.length > 0 && 'dir' in tmpfs) runFastStorageMethods(methodModels!, tmpfs.dir, methods);
+  if (sections.has('disk-methods') && methods.length > 0) runDiskMethods(methodModels!, work, methods);
   if (sections.has('sweep')) {
     log('sweep');
     runSweep(pairs.get(opts.sweepPair as PairName)!, work);
@@ -162,6 +175,7 @@ async function main() {
     (p) =>
       `- ${p.spec.label}: ${p.dir} — ${p.tensors} tensors, 2 × ${gb(p.fileBytesPerModel)} GB bf16 (shape ${p.spec.shape}, scale ${p.spec.scale}${p.spec.layers ? `, ${p.spec.layers} layers` : ''}${p.spec.shards ? `, ${p.spec.shards[0]} shards` : ''})`,
   );
+  if (methodModels?.third) pairLines.push(`- third model of model_stock and sce3: ${methodModels.third} (the seed-2 pair's thinking model, same shape)`);
   const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim();
   const table = formatTable();
   const report = [

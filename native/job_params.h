@@ -1,0 +1,38 @@
+// The parameters of a job's della, sce and ram dests, decoded once before the run (the per-piece merge
+// reads them), and those a tensor-local job leaves open resolved by its worker from its sources in
+// memory (local_job.h). The sparse dests' stay beside them in the executor, which the CUDA run also reads.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "local_job.h"
+#include "local_moments.h"
+#include "plan.h"
+#include "kernels/della.h"
+#include "kernels/elementwise.h"
+#include "kernels/sce.h"
+
+namespace wm {
+
+struct JobParams {
+  // [dest]: a default value where the dest has another op.
+  std::vector<DellaParams> della;
+  std::vector<SceParams> sce;
+  std::vector<RamParams> ram;
+  std::vector<OpenMoments> moments;  // [dest] where some linear dest leaves its moments open (local_moments.h), else empty
+};
+
+// Throws std::invalid_argument where a dest's params are malformed.
+JobParams decodeJobParams(const Job& job);
+
+// Whether some dest leaves a statistic open (della's L1 factors, sce's cut and weights, ramplus_tl's λ, a linear dest's moments).
+bool hasOpenStatistics(const JobParams& p);
+
+// The scratch bytes resolveLocalParams needs beside the sources (sce's variance bits).
+uint64_t localScratchBytes(const JobParams& p, uint64_t count);
+
+// Resolves every open statistic from the sources in memory (srcs[s]: element 0 of source s); `scratch`
+// holds localScratchBytes(p, count) bytes and `maps` the keep bits, both read by the merge afterwards.
+void resolveLocalParams(JobParams& p, const void* const* srcs, const Dtype* types, uint64_t count, KeepBitMaps& maps, uint8_t* scratch);
+
+}  // namespace wm
