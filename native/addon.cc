@@ -320,6 +320,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runKernelForTest", Napi::Function::New(env, RunKernelForTest, "runKernelForTest"));
   exports.Set("readHeaderTable", Napi::Function::New(env, ReadHeaderTable, "readHeaderTable"));
   exports.Set("readWeightMapTable", Napi::Function::New(env, ReadWeightMapTable, "readWeightMapTable"));
+  exports.Set("weightMapAgrees", Napi::Function::New(env, WeightMapAgrees, "weightMapAgrees"));
+  exports.Set("encodeHeaderColumns", Napi::Function::New(env, EncodeHeaderColumns, "encodeHeaderColumns"));
   return exports;
 }
 

@@ -13,11 +13,10 @@ JobParams decodeJobParams(const Job& job) {
     p.sce.push_back(d.op == DestOp::Sce ? decodeSceParams(d.params, job.sources.size(), job.count) : SceParams{});
     p.ram.push_back(d.op == DestOp::Ram ? decodeRamParams(d.params, job.sources.size()) : RamParams{});
   }
-  p.moments = decodeOpenMoments(job);
   return p;
 }
 
-bool hasOpenStatistics(const JobParams& p) { return isLocalDella(p.della) || isLocalSce(p.sce) || isLocalRam(p.ram) || isLocalMoments(p.moments); }
+bool hasOpenStatistics(const JobParams& p) { return isLocalDella(p.della) || isLocalSce(p.sce) || isLocalRam(p.ram); }
 
 uint64_t localScratchBytes(const JobParams& p, uint64_t count) { return localSceScratchBytes(p.sce, count); }
 

@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "local_job.h"
-#include "local_moments.h"
 #include "plan.h"
 #include "kernels/della.h"
 #include "kernels/elementwise.h"
@@ -19,13 +18,12 @@ struct JobParams {
   std::vector<DellaParams> della;
   std::vector<SceParams> sce;
   std::vector<RamParams> ram;
-  std::vector<OpenMoments> moments;  // [dest] where some linear dest leaves its moments open (local_moments.h), else empty
 };
 
 // Throws std::invalid_argument where a dest's params are malformed.
 JobParams decodeJobParams(const Job& job);
 
-// Whether some dest leaves a statistic open (della's L1 factors, sce's cut and weights, ramplus_tl's λ, a linear dest's moments).
+// Whether some dest leaves a statistic open (della's L1 factors, sce's cut and weights, ramplus_tl's λ).
 bool hasOpenStatistics(const JobParams& p);
 
 // The scratch bytes resolveLocalParams needs beside the sources (sce's variance bits).

@@ -2,7 +2,10 @@
 #include "json_tables_binding.h"
 
 #include <cstring>
+#include <string_view>
+#include <unordered_map>
 
+#include "header_encoder.h"
 #include "json_tables.h"
 
 namespace wm {
@@ -20,6 +23,26 @@ Napi::Array strings(Napi::Env env, const char* text, const std::vector<TextRange
   for (size_t i = 0; i < ranges.size(); i++) {
     out.Set(static_cast<uint32_t>(i), Napi::String::New(env, text + ranges[i].begin, ranges[i].end - ranges[i].begin));
   }
+  return out;
+}
+
+// Many names as one string, each followed by '\n' (which no escape-free JSON string holds): JavaScript splits it in one
+// builtin call, where a string per name through Node-API costs ~1-2 µs each (an 18,867-tensor MoE index: ~40 ms).
+Napi::String joined(Napi::Env env, const char* text, const std::vector<TextRange>& ranges) {
+  size_t length = 0;
+  for (const TextRange& r : ranges) length += r.end - r.begin + 1;
+  std::string out;
+  out.reserve(length);
+  for (const TextRange& r : ranges) {
+    out.append(text + r.begin, r.end - r.begin);
+    out.push_back('\n');
+  }
+  return Napi::String::New(env, out);
+}
+
+std::vector<std::string> stringsOf(const Napi::Array& array) {
+  std::vector<std::string> out;
+  for (uint32_t i = 0; i < array.Length(); i++) out.push_back(array.Get(i).As<Napi::String>().Utf8Value());
   return out;
 }
 
@@ -43,7 +66,7 @@ Napi::Value ReadHeaderTable(const Napi::CallbackInfo& info) {
   std::optional<HeaderTable> table = readHeaderTable(text, json.ByteLength(), dtypeNames);
   if (!table) return env.Null();
   Napi::Object out = Napi::Object::New(env);
-  out.Set("names", strings(env, text, table->names));
+  out.Set("namesText", joined(env, text, table->names));
   out.Set("dtypes", column<Napi::Uint8Array>(env, table->dtype));
   out.Set("shapeStarts", column<Napi::Uint32Array>(env, table->shapeStart));
   out.Set("dims", column<Napi::Float64Array>(env, table->dims));
@@ -59,9 +82,84 @@ Napi::Value ReadWeightMapTable(const Napi::CallbackInfo& info) {
   std::optional<WeightMapTable> table = readWeightMapTable(text, json.ByteLength());
   if (!table) return env.Null();
   Napi::Object out = Napi::Object::New(env);
-  out.Set("names", strings(env, text, table->names));
+  out.Set("namesText", joined(env, text, table->names));
   out.Set("shards", column<Napi::Uint32Array>(env, table->shard));
   out.Set("files", strings(env, text, table->files));
+  return out;
+}
+
+Napi::Value WeightMapAgrees(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 6 || !info[0].IsString() || !info[1].IsTypedArray() || !info[2].IsArray() || !info[3].IsString() || !info[4].IsTypedArray() ||
+      !info[5].IsArray()) {
+    throw Napi::TypeError::New(env, "weightMapAgrees(listedText, listedShards, listedFiles, namesText, fileOf, shardNames): wrong arguments");
+  }
+  const std::string listedText = info[0].As<Napi::String>().Utf8Value();
+  Napi::Uint32Array listedShards = info[1].As<Napi::Uint32Array>();
+  const std::vector<std::string> listedFiles = stringsOf(info[2].As<Napi::Array>());
+  const std::string names = info[3].As<Napi::String>().Utf8Value();
+  Napi::Uint32Array fileOf = info[4].As<Napi::Uint32Array>();
+  const std::vector<std::string> shardNames = stringsOf(info[5].As<Napi::Array>());
+  const size_t count = listedShards.ElementLength();
+  if (count != fileOf.ElementLength()) return Napi::Boolean::New(env, false);
+  // Each listed name once (a name listed twice: false), then each stored name found once, in its shard.
+  std::unordered_map<std::string_view, size_t> listed;
+  listed.reserve(count);
+  size_t pos = 0;
+  for (size_t i = 0; i < count; i++) {
+    size_t end = listedText.find('\n', pos);
+    if (end == std::string::npos || listedShards[i] >= listedFiles.size()) return Napi::Boolean::New(env, false);
+    if (!listed.emplace(std::string_view(listedText.data() + pos, end - pos), i).second) return Napi::Boolean::New(env, false);
+    pos = end + 1;
+  }
+  if (pos != listedText.size()) return Napi::Boolean::New(env, false);
+  std::vector<bool> found(count, false);
+  pos = 0;
+  for (size_t k = 0; k < count; k++) {
+    size_t end = names.find('\n', pos);
+    if (end == std::string::npos || fileOf[k] >= shardNames.size()) return Napi::Boolean::New(env, false);
+    auto at = listed.find(std::string_view(names.data() + pos, end - pos));
+    if (at == listed.end() || found[at->second] || listedFiles[listedShards[at->second]] != shardNames[fileOf[k]]) return Napi::Boolean::New(env, false);
+    found[at->second] = true;
+    pos = end + 1;
+  }
+  return Napi::Boolean::New(env, pos == names.size());
+}
+
+Napi::Value EncodeHeaderColumns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 8 || !info[0].IsString() || !info[1].IsTypedArray() || !info[2].IsTypedArray() || !info[3].IsTypedArray() ||
+      !info[4].IsArray() || !info[5].IsTypedArray() || !(info[6].IsString() || info[6].IsNull()) || !info[7].IsNumber()) {
+    throw Napi::TypeError::New(env, "encodeHeaderColumns: wrong arguments");
+  }
+  const std::string names = info[0].As<Napi::String>().Utf8Value();
+  Napi::Uint8Array dtypes = info[1].As<Napi::Uint8Array>();
+  Napi::Uint32Array shapeStarts = info[2].As<Napi::Uint32Array>();
+  Napi::Float64Array dims = info[3].As<Napi::Float64Array>();
+  Napi::Array nameArray = info[4].As<Napi::Array>();
+  Napi::Uint32Array bitArray = info[5].As<Napi::Uint32Array>();
+  if (shapeStarts.ElementLength() != dtypes.ElementLength() + 1 || bitArray.ElementLength() != nameArray.Length()) {
+    throw Napi::TypeError::New(env, "encodeHeaderColumns: column lengths disagree");
+  }
+  std::vector<std::string> dtypeNames;
+  std::vector<uint32_t> dtypeBits(bitArray.Data(), bitArray.Data() + bitArray.ElementLength());
+  for (uint32_t i = 0; i < nameArray.Length(); i++) dtypeNames.push_back(nameArray.Get(i).As<Napi::String>().Utf8Value());
+  std::string metadata = info[6].IsString() ? info[6].As<Napi::String>().Utf8Value() : std::string();
+  HeaderColumnsIn in{names,
+                     dtypes.Data(),
+                     dtypes.ElementLength(),
+                     shapeStarts.Data(),
+                     dims.Data(),
+                     dims.ElementLength(),
+                     &dtypeNames,
+                     &dtypeBits,
+                     info[6].IsString() ? std::optional<std::string_view>(metadata) : std::nullopt};
+  std::optional<EncodedHeader> encoded = encodeHeader(in, static_cast<size_t>(info[7].As<Napi::Number>().DoubleValue()));
+  if (!encoded) return env.Null();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("bytes", Napi::Buffer<char>::Copy(env, encoded->bytes.data(), encoded->bytes.size()));
+  out.Set("starts", column<Napi::Float64Array>(env, encoded->starts));
+  out.Set("dataBytes", Napi::Number::New(env, encoded->dataBytes));
   return out;
 }
 

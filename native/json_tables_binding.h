@@ -1,13 +1,23 @@
-// readHeaderTable / readWeightMapTable: json_tables.h's readers for JavaScript (lib/format/header-tables.ts).
+// readHeaderTable / readWeightMapTable: json_tables.h's readers for JavaScript (lib/format/json-tables.ts).
 #pragma once
 #include <napi.h>
 
 namespace wm {
 
 // JS: readHeaderTable(json: Uint8Array, dtypeNames: string[]) → null (not vouched for) |
-//   { names: string[], dtypes: Uint8Array, shapeStarts: Uint32Array, dims: Float64Array, offsets: Float64Array, metadata: string[] | null }
+//   { namesText: string (each name followed by '\n'), dtypes: Uint8Array, shapeStarts: Uint32Array, dims: Float64Array, offsets: Float64Array,
+//     metadata: string[] | null }
 Napi::Value ReadHeaderTable(const Napi::CallbackInfo& info);
-// JS: readWeightMapTable(json: Uint8Array) → null | { names: string[], shards: Uint32Array, files: string[] }
+// JS: readWeightMapTable(json: Uint8Array) → null | { namesText: string (each name followed by '\n'), shards: Uint32Array, files: string[] }
 Napi::Value ReadWeightMapTable(const Napi::CallbackInfo& info);
+// JS: weightMapAgrees(listedText, listedShards: Uint32Array, listedFiles: string[], namesText, fileOf: Uint32Array, shardNames: string[])
+// → boolean: whether an index's names (listedText, each followed by '\n', name i in listedFiles[listedShards[i]]: readWeightMapTable's
+// columns) are exactly the stored names of namesText, each once, name k in shardNames[fileOf[k]]; true means both lists are free of
+// duplicates too. False for anything else (the caller's own checks then find the exact difference).
+Napi::Value WeightMapAgrees(const Napi::CallbackInfo& info);
+// JS: encodeHeaderColumns(namesText, dtypes: Uint8Array, shapeStarts: Uint32Array, dims: Float64Array, dtypeNames: string[],
+//   dtypeBits: Uint32Array, metadataJson: string | null, maxHeaderBytes) → null (declined) | { bytes: Buffer, starts: Float64Array,
+//   dataBytes }: header_encoder.h's encoder.
+Napi::Value EncodeHeaderColumns(const Napi::CallbackInfo& info);
 
 }  // namespace wm

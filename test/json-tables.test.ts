@@ -200,6 +200,7 @@ test('the header reader vouches for the usual header and declines each rule it l
     dims: Float64Array.of(2, 2),
     offsets: Float64Array.of(0, 8),
     metadata: ['format', 'pt'],
+    namesText: 'a\n',
   });
   expect(ok(' {"a" : {"shape":[], "data_offsets":[0,1],"dtype":"U8"}, "__metadata__":null}\n   ')?.metadata).toBeNull();
   expect(ok('{}')).toMatchObject({ names: [], metadata: null });
@@ -309,6 +310,7 @@ test('the index reader declines what it leaves to the JavaScript reader', () => 
     names: ['b', 'a', 'c'],
     shards: Uint32Array.of(0, 1, 0),
     files: ['2.st', '1.st'],
+    namesText: 'b\na\nc\n',
   });
   for (const declined of [
     '{"weight_map":{"7":"1.st","a":"1.st"}}',

@@ -5,6 +5,7 @@ import { Checkpoint, INDEX_FILE } from '../model/checkpoint';
 import { confinedRealPath } from '../model/paths';
 import type { PlannedModel } from './plan';
 import { FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
+import { jsonStrings } from '../format/json-string';
 
 /** index.json rebuilt from what was planned and written: total_size is the tensor bytes, as HF writes it. */
 export async function writeIndex(model: PlannedModel): Promise<void> {
@@ -17,16 +18,20 @@ export async function writeIndex(model: PlannedModel): Promise<void> {
  * order (array-index names first, ascending, as an object enumerates them), written from the shards' name columns.
  */
 export function indexText(model: Pick<PlannedModel, 'shards' | 'tensorBytes'>): string {
+  // Each name → its line's tail (the shard's name as JSON, made once per shard).
   const shardOf = new Map<string, string>();
-  for (const shard of model.shards) for (const name of shard.names) shardOf.set(name, shard.name);
+  for (const shard of model.shards) {
+    const tail = `: ${JSON.stringify(shard.name)}`;
+    for (const name of shard.names) shardOf.set(name, tail);
+  }
   // The default sort (UTF-16 code units, as Object.keys(…).sort() did), no comparator to call per pair.
   const names = [...shardOf.keys()].sort();
   const indices = names.filter(isArrayIndex).sort((x, y) => Number(x) - Number(y));
-  let lines = '';
-  for (const name of indices.length === 0 ? names : [...indices, ...names.filter((n) => !isArrayIndex(n))]) {
-    lines += `${lines === '' ? '' : ',\n'}    ${JSON.stringify(name)}: ${JSON.stringify(shardOf.get(name))}`;
-  }
-  const weightMap = lines === '' ? '{}' : `{\n${lines}\n  }`;
+  const ordered = indices.length === 0 ? names : [...indices, ...names.filter((n) => !isArrayIndex(n))];
+  // One string per line, joined once (no rope grown line by line); a name with nothing to escape is quoted as it is.
+  const quoted = jsonStrings(ordered);
+  const lines = ordered.map((name, i) => `    ${quoted[i]}${shardOf.get(name)}`);
+  const weightMap = lines.length === 0 ? '{}' : `{\n${lines.join(',\n')}\n  }`;
   return `{\n  "metadata": {\n    "total_size": ${JSON.stringify(model.tensorBytes)}\n  },\n  "weight_map": ${weightMap}\n}\n`;
 }
 

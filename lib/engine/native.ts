@@ -5,7 +5,7 @@ import { abortError, WeightmixError } from '../errors';
 import type { WeightmixErrorCode } from '../error-codes';
 import { currentPlatform, loadAddon, LoadedAddon } from './native-loader';
 import { packJobColumns, PackedJobs } from './packed-jobs';
-import { NativeJsonTables, useNativeJsonTables } from '../format/json-tables';
+import { jsonTablesOfAddon, NativeJsonTablesAddon, useNativeJsonTables } from '../format/json-tables';
 
 import type { NativeDtype } from '../format/dtypes';
 import type { NativeJob, NativePlan } from './native-plan';
@@ -115,8 +115,14 @@ export function loadNative(): NativeAddon {
     // eslint-disable-next-line @typescript-eslint/no-require-imports -- a .node addon at a path known only at run time
     cached = loadAddon(packageRoot(), currentPlatform(), process.env, (file) => require(file) as NativeAddon);
     // From now on the format layer reads headers and indexes through the addon (a binary older than those readers has none to give).
-    const tables = cached.addon as NativeAddon & Partial<NativeJsonTables>;
-    if (typeof tables.readHeaderTable === 'function' && typeof tables.readWeightMapTable === 'function') useNativeJsonTables(tables as NativeJsonTables);
+    const tables = cached.addon as NativeAddon & Partial<NativeJsonTablesAddon>;
+    if (
+      typeof tables.readHeaderTable === 'function' &&
+      typeof tables.readWeightMapTable === 'function' &&
+      typeof tables.weightMapAgrees === 'function' &&
+      typeof tables.encodeHeaderColumns === 'function'
+    )
+      useNativeJsonTables(jsonTablesOfAddon(tables as NativeJsonTablesAddon));
   }
   return cached.addon;
 }

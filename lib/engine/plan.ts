@@ -4,7 +4,8 @@
  * native job per tensor, with one destination per output model. Pure: no files are touched.
  */
 import * as path from 'node:path';
-import { Checkpoint, TensorLocation } from '../model/checkpoint';
+import { Checkpoint } from '../model/checkpoint';
+import { dtypeAt, indexOfName, sameShapeAt, tensorShapeAt, tensorTableOf } from '../model/tensor-table';
 import { InputFiles } from './input-files';
 import { WeightmixError } from '../errors';
 import { NativeJob, NativeOp, NativeOutput } from './native';
@@ -16,7 +17,7 @@ import { encodeElementwiseParams, RamPlusOpen, RowWeights } from './elementwise-
 import { DellaRecipe, encodeDellaParams } from './della-params';
 import { encodeSceParams, SceRecipe } from './sce-params';
 import { ArceeFusionRecipe, encodeArceeFusionParams } from './arcee-fusion-params';
-import type { OutputLayout } from './output-layout';
+import { layoutColumns, type OutputLayout } from './output-layout';
 import { OpenMoments, OpenMomentsTable } from './open-moments';
 
 /** How one output tensor is made: an op over tensors of the listed checkpoints. */
@@ -109,25 +110,29 @@ export function planMerge(spec: MergeSpec): MergePlan {
   const models: PlannedModel[] = spec.outputs.map((o) => ({ dir: o.dir, shards: [], tensorBytes: 0, indexed: layout.indexed }));
   // Sized for the usual job (a few sources, one short dest per output), so that the writer rarely regrows.
   let expectedJobs = 0;
-  for (const shard of layout.shards) if (!spec.shardFilter || spec.shardFilter(shard.name)) expectedJobs += shard.tensors.length;
+  for (const shard of layout.shards) if (!spec.shardFilter || spec.shardFilter(shard.name)) expectedJobs += layoutColumns(shard).names.length;
   const jobs = new PackedJobWriter(expectedJobs, expectedJobs * (6 + 3 * spec.checkpoints.length + 8 * spec.outputs.length));
-  // One tensor's source locations, reused from tensor to tensor.
-  const located: TensorLocation[] = [];
+  // The models' tensors as columns; each model's next tensor is probably the one after the last found (same layout).
+  const tables = spec.checkpoints.map(tensorTableOf);
+  const next = new Int32Array(tables.length);
+  // One tensor's source rows in their tables, reused from tensor to tensor.
+  const located = new Int32Array(tables.length);
   let bytesToWrite = 0;
   const open = new OpenMomentsTable();
 
-  for (const { name: shardName, tensors } of layout.shards) {
+  for (const shard of layout.shards) {
+    const shardName = shard.name;
     const written = spec.shardFilter ? spec.shardFilter(shardName) : true;
     // Columns of the shard's tensors (shared by every output), then per output its recipes and header: no object per tensor.
-    const names = tensors.map((t) => t.name);
-    const shapes = tensors.map((t) => t.shape);
+    const columns = layoutColumns(shard);
+    const names = columns.names;
     // recipes[o][t]: the recipe of tensor t in output o
     const recipes = spec.outputs.map((_, o) => names.map((name) => spec.recipe(name, o)));
     const outIndex: number[] = [];
     const offsets: Float64Array[] = [];
     spec.outputs.forEach((out, o) => {
       const dtypes = recipes[o].map((r) => r.dtype);
-      const header = encodeHeaderColumns('encodeSafetensorsHeader', names, dtypes, shapes, out.metadata);
+      const header = encodeHeaderColumns('encodeSafetensorsHeader', names, dtypes, columns, out.metadata);
       const size = header.dataStart + header.dataBytes;
       const file = path.join(out.dir, shardName);
       models[o].shards.push({ name: shardName, path: file, size, names, written });
@@ -144,22 +149,28 @@ export function planMerge(spec: MergeSpec): MergePlan {
     if (!written) continue;
 
     // Plain loops, no object per job, and a recipe's own model list reused when it is already sorted: an 18,867-tensor MoE plan runs this body per tensor.
-    for (let i = 0; i < tensors.length; i++) {
-      const t = tensors[i];
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i];
       // Sources: every model any output needs for this tensor, read once, in checkpoint order.
       const used = usedModels(recipes, i);
-      let raw: TensorLocation | undefined;
+      let raw = -1;
       for (let k = 0; k < used.length; k++) {
-        const loc = spec.checkpoints[used[k]].tensors.get(t.name);
-        if (!loc) throw new WeightmixError('ModelsDiffer', `tensor ${t.name} is missing from ${spec.checkpoints[used[k]].dir}`);
-        located[k] = loc;
+        const m = used[k];
+        const at = indexOfName(tables[m], name, next[m]);
+        if (at < 0) throw new WeightmixError('ModelsDiffer', `tensor ${name} is missing from ${spec.checkpoints[m].dir}`);
+        next[m] = at + 1;
+        located[k] = at;
         // Non-float tensors travel as raw bytes (native dtype U8): count them in bytes.
-        if (raw === undefined && nativeDtype(loc.dtype) === 'U8') raw = loc;
+        if (raw < 0 && nativeDtype(dtypeAt(tables[m], at)) === 'U8') raw = tables[m].byteLengths[at];
       }
-      jobs.job(raw ? raw.byteLength : t.elementCount, used.length);
-      for (let k = 0; k < used.length; k++) jobs.source(inputFiles.indexOf(located[k].file), located[k].offset, nativeDtype(located[k].dtype));
+      jobs.job(raw >= 0 ? raw : columns.elementCounts[i], used.length);
+      for (let k = 0; k < used.length; k++) {
+        const table = tables[used[k]];
+        const at = located[k];
+        jobs.source(inputFiles.indexOf(table.files[table.fileIndex[at]]), table.offsets[at], nativeDtype(dtypeAt(table, at)));
+      }
       jobs.destCount(recipes.length);
-      for (let o = 0; o < recipes.length; o++) writeDest(jobs, recipes[o][i], used, outIndex[o], offsets[o][i], t.name, open);
+      for (let o = 0; o < recipes.length; o++) writeDest(jobs, recipes[o][i], used, outIndex[o], offsets[o][i], name, open);
     }
   }
   return mergePlanOf({ inputs: inputFiles.paths, outputs, packedJobs: jobs.finish(), models, bytesToWrite, ...(open.size > 0 ? { openMoments: open } : {}) });
@@ -218,29 +229,27 @@ function writeDest(jobs: PackedJobWriter, r: TensorRecipe, used: number[], outpu
 
 /** The two models must hold the same tensors with the same shapes; float dtypes may differ. */
 export function checkCompatible(a: Checkpoint, b: Checkpoint): void {
+  const ta = tensorTableOf(a);
+  const tb = tensorTableOf(b);
   // Names are unique in each model: equal counts and every name of a found in b mean the same sets (one lookup per name, not three).
-  let same = a.names.length === b.names.length;
-  for (let i = 0; i < a.names.length && same; i++) same = b.tensors.has(a.names[i]);
-  const onlyA = same ? [] : a.names.filter((n) => !b.tensors.has(n));
-  const onlyB = same ? [] : b.names.filter((n) => !a.tensors.has(n));
+  let same = ta.names.length === tb.names.length;
+  for (let i = 0; i < ta.names.length && same; i++) same = indexOfName(tb, ta.names[i], i) >= 0;
+  const onlyA = same ? [] : ta.names.filter((n) => indexOfName(tb, n) < 0);
+  const onlyB = same ? [] : tb.names.filter((n) => indexOfName(ta, n) < 0);
   if (onlyA.length > 0 || onlyB.length > 0) {
     const few = (xs: string[]) => (xs.length === 0 ? 'none' : xs.slice(0, 3).join(', ') + (xs.length > 3 ? ` (+${xs.length - 3} more)` : ''));
     throw new WeightmixError('ModelsDiffer', `the models hold different tensors: only in ${a.dir}: ${few(onlyA)}; only in ${b.dir}: ${few(onlyB)}`);
   }
-  for (const name of a.names) {
-    const ta = a.tensors.get(name)!;
-    const tb = b.tensors.get(name)!;
-    if (!sameShape(ta.shape, tb.shape)) {
-      throw new WeightmixError('ShapeMismatch', `tensor ${name} has shape [${ta.shape}] in ${a.dir} but [${tb.shape}] in ${b.dir}`);
+  for (let i = 0; i < ta.names.length; i++) {
+    const name = ta.names[i];
+    const j = indexOfName(tb, name, i);
+    if (!sameShapeAt(ta, i, tb, j)) {
+      throw new WeightmixError('ShapeMismatch', `tensor ${name} has shape [${tensorShapeAt(ta, i)}] in ${a.dir} but [${tensorShapeAt(tb, j)}] in ${b.dir}`);
     }
-    if (ta.dtype !== tb.dtype && !(isFloatDtype(ta.dtype) && isFloatDtype(tb.dtype))) {
-      throw new WeightmixError('DtypeMismatch', `tensor ${name} is ${ta.dtype} in ${a.dir} but ${tb.dtype} in ${b.dir}`);
+    const da = dtypeAt(ta, i);
+    const db = dtypeAt(tb, j);
+    if (da !== db && !(isFloatDtype(da) && isFloatDtype(db))) {
+      throw new WeightmixError('DtypeMismatch', `tensor ${name} is ${da} in ${a.dir} but ${db} in ${b.dir}`);
     }
   }
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

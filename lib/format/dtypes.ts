@@ -54,6 +54,9 @@ export const DTYPE_BITS: Record<SafetensorsDtype, number> = Object.freeze({
   U64: 64,
 });
 
+/** Every dtype name in DTYPE_BITS order: the addon's header columns and the checkpoint tables store a dtype as its index here. */
+export const DTYPE_NAMES: readonly SafetensorsDtype[] = Object.freeze(Object.keys(DTYPE_BITS) as SafetensorsDtype[]);
+
 /** The float dtypes weightmix computes with; every other dtype is only ever byte-copied. */
 export type FloatDtype = 'BF16' | 'F16' | 'F32';
 export const FLOAT_DTYPES: readonly FloatDtype[] = Object.freeze(['BF16', 'F16', 'F32'] as const);

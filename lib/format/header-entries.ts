@@ -7,7 +7,7 @@
 import { isUtf8 } from 'node:buffer';
 import { WeightmixError } from '../errors';
 import { describeJson, SafetensorsError, shapeError, showName } from './safetensors-errors';
-import { DTYPE_BITS, SafetensorsDtype } from './dtypes';
+import { DTYPE_BITS, DTYPE_NAMES, SafetensorsDtype } from './dtypes';
 import { parseJsonStrict } from './json-strict';
 import { HeaderTableColumns, nativeJsonTables } from './json-tables';
 
@@ -29,15 +29,22 @@ export interface TensorEntry {
 
 const ENTRY_FIELDS = ['dtype', 'shape', 'data_offsets'] as const;
 export const METADATA_KEY = '__metadata__';
-const DTYPE_NAMES = Object.keys(DTYPE_BITS) as SafetensorsDtype[];
 // A \u escape can spell half a surrogate pair, which no UTF-8 text can hold; serde_json rejects it.
 export const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** The entries and metadata of a header's JSON (the bytes after the length prefix), in the order written. */
-export function readHeaderEntries(headerJson: Buffer, file: string): { declared: DeclaredTensor[]; metadata: Record<string, string> | null } {
+export function readHeaderEntries(
+  headerJson: Buffer,
+  file: string,
+  table: HeaderTableColumns | null = readHeaderTable(headerJson, file),
+): { declared: DeclaredTensor[]; metadata: Record<string, string> | null } {
+  return table ? fromColumns(table) : readDeclared(headerJson, file);
+}
+
+/** The text checks, then the addon's columns of the header, or null where the addon is not loaded or does not vouch for the text. */
+export function readHeaderTable(headerJson: Buffer, file: string): HeaderTableColumns | null {
   checkHeaderText(headerJson, file);
-  const columns = nativeJsonTables()?.readHeaderTable(headerJson, DTYPE_NAMES);
-  return columns ? fromColumns(columns) : readDeclared(headerJson, file);
+  return nativeJsonTables()?.readHeaderTable(headerJson, DTYPE_NAMES) ?? null;
 }
 
 /** UTF-8 check, then '{' check: each failure with its own crate error. */
@@ -75,13 +82,16 @@ function fromColumns(columns: HeaderTableColumns): { declared: DeclaredTensor[];
     const shape = rank === 1 ? [dims[start]] : rank === 2 ? [dims[start], dims[start + 1]] : Array.from(dims.subarray(start, start + rank));
     declared[i] = { name: names[i], dtype: DTYPE_NAMES[dtypes[i]], shape, dataOffsets: [offsets[2 * i], offsets[2 * i + 1]], byteLength: 0, elementCount: 0 };
   }
-  let metadata: Record<string, string> | null = null;
-  if (columns.metadata !== null) {
-    // As readMetadata builds it: a null prototype, keys from the file stay plain data.
-    metadata = Object.create(null) as Record<string, string>;
-    for (let k = 0; k < columns.metadata.length; k += 2) metadata[columns.metadata[k]] = columns.metadata[k + 1];
-  }
-  return { declared, metadata };
+  return { declared, metadata: tableMetadata(columns) };
+}
+
+/** `__metadata__` of the addon's columns, as readMetadata builds it. */
+export function tableMetadata(columns: HeaderTableColumns): Record<string, string> | null {
+  if (columns.metadata === null) return null;
+  // A null prototype: keys from the file stay plain data.
+  const metadata = Object.create(null) as Record<string, string>;
+  for (let k = 0; k < columns.metadata.length; k += 2) metadata[columns.metadata[k]] = columns.metadata[k + 1];
+  return metadata;
 }
 
 /** Strict JSON, whose root must be an object (checkHeaderText has run). */

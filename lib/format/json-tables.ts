@@ -4,7 +4,9 @@
  * an escape-free strict subset and return null for anything else, so the JavaScript readers
  * (json-strict.ts and the checks after it) still decide every other input, with their own errors.
  * The format layer cannot load the addon: engine/native.ts hands the readers over when it loads it.
+ * The same channel carries the addon's header encoder (safetensors.ts's encodeHeaderColumns for plain names).
  */
+import { DTYPE_BITS, DTYPE_NAMES } from './dtypes';
 
 /** A header's tensors in the order written; `dtypes` index the dtype names given. */
 export interface HeaderTableColumns {
@@ -17,6 +19,8 @@ export interface HeaderTableColumns {
   offsets: Float64Array;
   /** `__metadata__` as key, value, key, value, …; null without one (or when it is null). */
   metadata: string[] | null;
+  /** The names as the addon gave them: each followed by '\n'. */
+  namesText?: string;
 }
 
 /** An index's weight_map: names in the order written, each one's shard as an index into `files` (first appearance first). */
@@ -24,11 +28,113 @@ export interface WeightMapColumns {
   names: string[];
   shards: Uint32Array;
   files: string[];
+  /** The names as the addon gave them: each followed by '\n'. */
+  namesText?: string;
+}
+
+/** Stored tensors as weightMapAgrees compares them with an index: names (unique; `namesText` when at hand), name i in `shardNames[fileIndex[i]]`. */
+export interface StoredNames {
+  names: readonly string[];
+  namesText?: string;
+  fileIndex: Uint32Array;
+  shardNames: readonly string[];
 }
 
 export interface NativeJsonTables {
   readHeaderTable(json: Uint8Array, dtypeNames: readonly string[]): HeaderTableColumns | null;
+  /** Its `names` are split out of the addon's text on first read: a checkpoint whose index agrees with its headers never reads them. */
   readWeightMapTable(json: Uint8Array): WeightMapColumns | null;
+  /**
+   * Whether an index's columns (readWeightMapTable's) list exactly the stored names, each once, each in its shard: one call, no
+   * string per listed name. False for anything else, which the caller then decides with its own checks.
+   */
+  weightMapAgrees(listed: WeightMapColumns, stored: StoredNames): boolean;
+  /**
+   * safetensors.ts's encodeHeaderColumns for plain names (nothing to escape, no surrogate, no '\n'), dtypes as codes into DTYPE_NAMES and
+   * `__metadata__` already encoded; null (declined) for anything else, which the JavaScript encoder then writes or refuses.
+   */
+  encodeHeader(
+    names: readonly string[],
+    dtypes: Uint8Array,
+    shapes: { shapeStarts: Uint32Array; dims: Float64Array },
+    metadataJson: string | null,
+    maxHeaderBytes: number,
+  ): { bytes: Buffer; starts: Float64Array; dataBytes: number } | null;
+}
+
+/** The addon's own functions: names as one text, each name followed by '\n' (no escape-free JSON string holds one). */
+export interface NativeJsonTablesAddon {
+  readHeaderTable(json: Uint8Array, dtypeNames: readonly string[]): (Omit<HeaderTableColumns, 'names'> & { namesText: string }) | null;
+  readWeightMapTable(json: Uint8Array): (Omit<WeightMapColumns, 'names'> & { namesText: string }) | null;
+  weightMapAgrees(
+    listedText: string,
+    listedShards: Uint32Array,
+    listedFiles: readonly string[],
+    namesText: string,
+    fileOf: Uint32Array,
+    shardNames: readonly string[],
+  ): boolean;
+  encodeHeaderColumns(
+    namesText: string,
+    dtypes: Uint8Array,
+    shapeStarts: Uint32Array,
+    dims: Float64Array,
+    dtypeNames: readonly string[],
+    dtypeBits: Uint32Array,
+    metadataJson: string | null,
+    maxHeaderBytes: number,
+  ): { bytes: Buffer; starts: Float64Array; dataBytes: number } | null;
+}
+
+const DTYPE_BIT_COLUMN = Uint32Array.from(DTYPE_NAMES, (d) => DTYPE_BITS[d]);
+
+/** The readers over the addon's functions: names split out of its one text (one builtin call, not a Node-API string per name). */
+export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTables {
+  return {
+    readHeaderTable(json, dtypeNames) {
+      const raw = addon.readHeaderTable(json, dtypeNames);
+      if (raw === null) return null;
+      return { ...raw, names: splitNames(raw.namesText) };
+    },
+    readWeightMapTable(json) {
+      const raw = addon.readWeightMapTable(json);
+      if (raw === null) return null;
+      let names: string[] | undefined;
+      return {
+        shards: raw.shards,
+        files: raw.files,
+        namesText: raw.namesText,
+        get names() {
+          names ??= splitNames(raw.namesText);
+          return names;
+        },
+      };
+    },
+    encodeHeader(names, dtypes, shapes, metadataJson, maxHeaderBytes) {
+      const text = names.length === 0 ? '' : names.join('\n') + '\n';
+      // A name with anything to escape or a surrogate goes to the JavaScript encoder (a '\n' in a name makes the count differ: declined).
+      if (NOT_PLAIN.test(text)) return null;
+      return addon.encodeHeaderColumns(text, dtypes, shapes.shapeStarts, shapes.dims, DTYPE_NAMES, DTYPE_BIT_COLUMN, metadataJson, maxHeaderBytes);
+    },
+    weightMapAgrees(listed, stored) {
+      // A name holding '\n' would split in two: the count then differs, and the answer is false, as it must be (no vouched-for index lists such a name).
+      if (stored.names.length === 0) return false;
+      const listedText = listed.namesText ?? listed.names.join('\n') + '\n';
+      const namesText = stored.namesText ?? stored.names.join('\n') + '\n';
+      return addon.weightMapAgrees(listedText, listed.shards, listed.files, namesText, stored.fileIndex, stored.shardNames);
+    },
+  };
+}
+
+/** What JSON.stringify escapes (", \, control characters other than the separator '\n') and surrogates. */
+// eslint-disable-next-line no-control-regex -- control characters are what JSON.stringify escapes
+const NOT_PLAIN = /["\\\u0000-\u0009\u000b-\u001f\ud800-\udfff]/;
+
+/** Names each followed by '\n', as a list. */
+function splitNames(text: string): string[] {
+  const names = text.split('\n');
+  names.pop();
+  return names;
 }
 
 let readers: NativeJsonTables | undefined;

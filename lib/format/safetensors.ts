@@ -16,7 +16,20 @@
 import { open, writeFile, type FileHandle } from 'node:fs/promises';
 import { ioError, isSystemError, SafetensorsError, showName, showShape } from './safetensors-errors';
 import { DTYPE_BITS, SafetensorsDtype } from './dtypes';
-import { allSizes, DeclaredTensor, LONE_SURROGATE, METADATA_KEY, readHeaderEntries, tensorSubject, TensorEntry } from './header-entries';
+import {
+  DeclaredTensor,
+  isSize,
+  LONE_SURROGATE,
+  METADATA_KEY,
+  readHeaderEntries,
+  readHeaderTable,
+  tableMetadata,
+  tensorSubject,
+  TensorEntry,
+} from './header-entries';
+import { isPlainJsonString } from './json-string';
+import { encodeMetadata, nativeEncoding, shapeColumns, ShapeColumns } from './header-encoding';
+import { columnsOfEntries, entriesOf, HeaderColumns, shapeAt, validatedColumns } from './header-columns';
 
 // The format's element types and their sizes are part of its surface (format/dtypes.ts declares them).
 export type { SafetensorsDtype } from './dtypes';
@@ -44,6 +57,7 @@ export interface SafetensorsHeader {
 }
 
 const PREFIX_BYTES = 8;
+
 /** The crate's MAX_HEADER_SIZE. */
 const MAX_HEADER_BYTES = 100_000_000;
 
@@ -75,14 +89,27 @@ export function parseSafetensorsHeader(headerJson: Buffer, opts: { file: string;
     throw new RangeError(`parseSafetensorsHeader: headerJson is ${headerJson.length} bytes but headerLength is ${headerLength}`);
   }
 
-  const { declared, metadata } = readHeaderEntries(headerJson, file);
+  const dataStart = PREFIX_BYTES + headerLength;
+  const table = readHeaderTable(headerJson, file);
+  // The usual header, in layout order and valid, stays columns: no entry object per tensor unless a caller asks.
+  const columns = table && validatedColumns(table);
+  if (columns) {
+    const last = columns.names.length - 1;
+    checkDataLength(file, dataStart, last < 0 ? 0 : columns.begins[last] + columns.byteLengths[last], fileSize);
+    return headerOfColumns({ file, headerLength, dataStart, fileSize, metadata: tableMetadata(table) }, columns);
+  }
+  const { declared, metadata } = readHeaderEntries(headerJson, file, table);
   // The crate sorts by (begin, end); the name tie-break keeps zero-sized tensors in a stable order. Headers written in
   // data order (the usual) are only checked: a comparator sort of a MoE shard's ~1,200 entries costs more than the walk.
   if (!inLayoutOrder(declared)) declared.sort(layoutOrder);
 
   const tensors = validateLayout(declared, file);
-  const dataLength = tensors.length === 0 ? 0 : tensors[tensors.length - 1].dataOffsets[1];
-  const dataStart = PREFIX_BYTES + headerLength;
+  checkDataLength(file, dataStart, tensors.length === 0 ? 0 : tensors[tensors.length - 1].dataOffsets[1], fileSize);
+  return headerOfColumns({ file, headerLength, dataStart, fileSize, metadata }, columnsOfEntries(tensors), tensors);
+}
+
+/** The crate's check that the tensors cover the data section exactly. */
+function checkDataLength(file: string, dataStart: number, dataLength: number, fileSize: number): void {
   if (dataStart + dataLength !== fileSize) {
     const actual = fileSize - dataStart;
     throw new SafetensorsError(
@@ -90,20 +117,39 @@ export function parseSafetensorsHeader(headerJson: Buffer, opts: { file: string;
       `${file}: the tensors cover ${dataLength} bytes of data but the file holds ${actual} after the header (${actual > dataLength ? 'trailing bytes' : 'data is cut short'})`,
     );
   }
+}
+
+// Each header's columns, for the readers that walk them (a checkpoint's table) instead of `tensors`.
+const HEADER_COLUMNS = new WeakMap<SafetensorsHeader, HeaderColumns>();
+
+/** A header whose `tensors` (and `byName`) are built from the columns on first use; setting `tensors` replaces them. */
+function headerOfColumns(fields: Omit<SafetensorsHeader, 'tensors' | 'byName'>, columns: HeaderColumns, entries?: TensorEntry[]): SafetensorsHeader {
+  let tensors = entries;
   let byName: Map<string, TensorEntry> | undefined;
-  return {
-    file,
-    headerLength,
-    dataStart,
-    fileSize,
-    tensors,
-    metadata,
+  const header: SafetensorsHeader = {
+    ...fields,
+    get tensors() {
+      tensors ??= entriesOf(columns);
+      return tensors;
+    },
+    set tensors(value: TensorEntry[]) {
+      tensors = value;
+      byName = undefined;
+      HEADER_COLUMNS.delete(header);
+    },
     // Built on first use: readers that walk `tensors` (a merge) never pay for it.
     get byName() {
-      byName ??= new Map(tensors.map((t) => [t.name, t]));
+      byName ??= new Map(header.tensors.map((t) => [t.name, t]));
       return byName;
     },
   };
+  HEADER_COLUMNS.set(header, columns);
+  return header;
+}
+
+/** A header's tensors as columns, in layout order: those it was read into, or (for a header made or changed elsewhere) its `tensors`'. */
+export function headerColumns(header: SafetensorsHeader): HeaderColumns {
+  return HEADER_COLUMNS.get(header) ?? columnsOfEntries(header.tensors);
 }
 
 /**
@@ -186,7 +232,7 @@ function encodeHeader(
     where,
     tensors.map((t) => t.name),
     tensors.map((t) => t.dtype),
-    tensors.map((t) => t.shape),
+    shapeColumns(tensors.map((t) => t.shape)),
     metadata,
   );
   const { starts, dataBytes } = columns;
@@ -215,37 +261,52 @@ export function encodeHeaderColumns(
   where: string,
   names: readonly string[],
   dtypes: readonly SafetensorsDtype[],
-  shapes: readonly (readonly number[])[],
+  shapes: ShapeColumns,
   metadata: Record<string, string> | null | undefined,
 ): EncodedHeaderColumns {
-  // One string grown member by member (V8 joins such concatenations lazily), no array of members.
+  const { shapeStarts, dims } = shapes;
+  const metadataJson = metadata != null ? encodeMetadata(where, metadata) : null;
+  const encoded = nativeEncoding(names, dtypes, shapes, metadataJson, MAX_HEADER_BYTES);
+  if (encoded) return { bytes: encoded.bytes, dataStart: encoded.bytes.length, starts: encoded.starts, dataBytes: encoded.dataBytes };
   let json = '{';
-  if (metadata != null) json += `${JSON.stringify(METADATA_KEY)}:${encodeMetadata(where, metadata)}`;
+  if (metadataJson !== null) json += `${JSON.stringify(METADATA_KEY)}:${metadataJson}`;
   const seen = new Set<string>();
+  // One string per member, joined once: a string grown member by member is a rope that the byte count and the write flatten.
+  const members: string[] = new Array(names.length);
   const starts = new Float64Array(names.length);
   let end = 0;
   for (let i = 0; i < names.length; i++) {
     const name = names[i];
     const dtype = dtypes[i];
-    const shape = shapes[i];
+    const first = shapeStarts[i];
+    const rank = shapeStarts[i + 1] - first;
     const given = seen.size;
     seen.add(name);
-    if (name === METADATA_KEY || seen.size === given || LONE_SURROGATE.test(name)) {
+    // A name with nothing to escape and no surrogate (the usual) is quoted as it is; any other goes through the checks and JSON.stringify.
+    const plain = isPlainJsonString(name);
+    if (name === METADATA_KEY || seen.size === given || (!plain && LONE_SURROGATE.test(name))) {
       const problem = seen.size === given ? 'given twice' : name === METADATA_KEY ? 'reserved' : 'not well-formed Unicode';
       throw new RangeError(`${where}: tensor name ${showName(name)} is ${problem}`);
     }
     if (!Object.hasOwn(DTYPE_BITS, dtype)) throw new RangeError(`${where}: tensor ${showName(name)}: unknown dtype ${JSON.stringify(dtype)}`);
-    if (!Array.isArray(shape) || !allSizes(shape)) {
-      throw new RangeError(`${where}: tensor ${showName(name)}: shape must be an array of non-negative safe integers`);
+    for (let k = first; k < first + rank; k++) {
+      if (!isSize(dims[k])) throw new RangeError(`${where}: tensor ${showName(name)}: shape must be an array of non-negative safe integers`);
+    }
+    let elements = 1;
+    for (let k = first; k < first + rank; k++) {
+      // Past 2^53-1: elementCountOf throws with the message.
+      if (dims[k] !== 0 && elements > Math.floor(Number.MAX_SAFE_INTEGER / dims[k])) elementCountOf(shapeAt(shapes, i), where, name);
+      elements *= dims[k];
     }
     const begin = end;
-    end = begin + byteLengthOf(dtype, elementCountOf(shape, where, name), where, name);
+    end = begin + byteLengthOf(dtype, elements, where, name);
     if (!Number.isSafeInteger(end))
       throw new SafetensorsError('ValidationOverflow', `${where}: the data section passes 2^53-1 bytes at tensor ${showName(name)}`);
     starts[i] = begin;
-    const dims = shape.length === 1 ? `${shape[0]}` : shape.length === 2 ? `${shape[0]},${shape[1]}` : shape.join(',');
-    json += `${json.length > 1 ? ',' : ''}${JSON.stringify(name)}:{"dtype":"${dtype}","shape":[${dims}],"data_offsets":[${begin},${end}]}`;
+    const dimsText = rank === 1 ? `${dims[first]}` : rank === 2 ? `${dims[first]},${dims[first + 1]}` : dims.subarray(first, first + rank).join(',');
+    members[i] = `${plain ? `"${name}"` : JSON.stringify(name)}:{"dtype":"${dtype}","shape":[${dimsText}],"data_offsets":[${begin},${end}]}`;
   }
+  if (names.length > 0) json += (json.length > 1 ? ',' : '') + members.join(',');
   json += '}';
   const jsonBytes = Buffer.byteLength(json, 'utf8');
   // Space padding keeps (8 + header length) a multiple of 8, so every tensor's data can be aligned.
@@ -257,14 +318,6 @@ export function encodeHeaderColumns(
   bytes.writeBigUInt64LE(BigInt(headerLength), 0);
   bytes.write(json, PREFIX_BYTES, 'utf8');
   return { bytes, dataStart: bytes.length, starts, dataBytes: end };
-}
-
-function encodeMetadata(where: string, metadata: Record<string, string>): string {
-  if (typeof metadata !== 'object' || Array.isArray(metadata)) throw new RangeError(`${where}: metadata must be an object of strings`);
-  const keys = Object.keys(metadata).sort();
-  const bad = keys.find((k) => typeof metadata[k] !== 'string' || LONE_SURROGATE.test(k) || LONE_SURROGATE.test(metadata[k]));
-  if (bad !== undefined) throw new RangeError(`${where}: metadata ${showName(bad)} must be a well-formed string`);
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(metadata[k])}`).join(',')}}`;
 }
 
 function checkFileHoldsPrefix(file: string, fileSize: number): void {

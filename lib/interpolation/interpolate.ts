@@ -32,6 +32,7 @@ import { assignParts } from '../engine/parts';
 import { checkCompatible, planMerge, TensorRecipe } from '../engine/plan';
 import { FloatDtype, isFloatDtype, SafetensorsDtype } from '../format/dtypes';
 import { checkpointLayout } from '../engine/output-layout';
+import { dtypeAt, indexOfName, tensorTableOf } from '../model/tensor-table';
 import { checkLayersExist, describeSelection, isSelected, parseSelection, SelectionInput } from '../model/selection';
 import { classifyTensor } from '../model/tensor-names';
 import { VERSION } from '../version';
@@ -331,16 +332,24 @@ function interpolationRecipes(
         ? { op: 'copy', models: MODEL_LISTS[kind], w: [0], dtype: outDtype }
         : { op: kind === 2 ? 'lerp' : 'lerp_mi', models: MODEL_LISTS[2], w: [lambda], dtype: outDtype });
   };
+  // The models' tables, read by name in layout order: each lookup first tries the position after the last one found.
+  const tables = [tensorTableOf(instruct), tensorTableOf(thinking)];
+  const next = [0, 0];
+  const dtypeOf = (m: number, name: string) => {
+    const at = indexOfName(tables[m], name, next[m]);
+    next[m] = at + 1;
+    return dtypeAt(tables[m], at);
+  };
   return (name, selected) => {
-    const a = instruct.tensors.get(name)!;
-    const b = thinking.tensors.get(name)!;
-    const float = isFloatDtype(a.dtype);
-    const outDtype = float && dtype ? dtype : a.dtype;
+    const a = dtypeOf(0, name);
+    const b = dtypeOf(1, name);
+    const float = isFloatDtype(a);
+    const outDtype = float && dtype ? dtype : a;
     if (!selected || !float) return recipe(0, outDtype);
-    if (!isFloatDtype(b.dtype)) throw new WeightmixError('DtypeMismatch', `tensor ${name} is ${b.dtype} in ${thinking.dir}`);
+    if (!isFloatDtype(b)) throw new WeightmixError('DtypeMismatch', `tensor ${name} is ${b} in ${thinking.dir}`);
     if (numerics === 'mi') {
-      if (a.dtype !== b.dtype) {
-        throw new WeightmixError('DtypeMismatch', `--numerics mi needs one dtype per tensor, but ${name} is ${a.dtype} and ${b.dtype}; use --numerics exact`);
+      if (a !== b) {
+        throw new WeightmixError('DtypeMismatch', `--numerics mi needs one dtype per tensor, but ${name} is ${a} and ${b}; use --numerics exact`);
       }
       return recipe(3, outDtype);
     }

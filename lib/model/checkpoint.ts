@@ -6,7 +6,8 @@ import { usageError, WeightmixError } from '../errors';
 import { parseJsonStrict } from '../format/json-strict';
 import { nativeJsonTables, WeightMapColumns } from '../format/json-tables';
 import { confinedRealPath } from './paths';
-import { readSafetensorsHeader, SafetensorsDtype, SafetensorsHeader } from '../format/safetensors';
+import { headerColumns, readSafetensorsHeader, SafetensorsDtype, SafetensorsHeader } from '../format/safetensors';
+import { attachTensorTable, detachTensorTable, indexOfName, locationMap, TensorTable } from './tensor-table';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
 export const SINGLE_FILE = 'model.safetensors';
@@ -101,70 +102,107 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   }
   // An index read as columns is checked once the table stands (one pass over it, no second table by name); if that
   // finds anything amiss, or the table cannot be built, the per-tensor checks run from the start for the exact error.
+  // Names need no table of their own to be unique when the index check vouches for that, or when there is one header (its reader refuses a key given twice).
   let table = weightMap?.agreesWith ? tensorTableOrUndefined(dir, shards) : undefined;
-  if (table === undefined || !weightMap!.agreesWith!(table.tensors)) table = tensorTable(dir, shards, weightMap);
-  const { tensors, names, tensorBytes } = table;
+  if (table === undefined || !weightMap!.agreesWith!(table)) table = tensorTable(dir, shards, weightMap, weightMap !== null || shards.length > 1);
   const sidecars = await listSidecars(root, entries);
-  return {
+  return checkpointOfTable(table, {
     dir: root,
     shards,
-    tensors,
-    names,
+    names: table.names as string[],
     indexed: weightMap !== null,
     sidecars,
     config: await readConfig(root, sidecars),
-    tensorBytes,
-  };
+    tensorBytes: table.tensorBytes,
+  });
 }
 
-/** Every tensor by name, in shard then data order; with `weightMap`, each checked against the index as it is added. */
-function tensorTable(
-  dir: string,
-  shards: Shard[],
-  weightMap: WeightMap | null,
-): { tensors: Map<string, TensorLocation>; names: string[]; tensorBytes: number } {
-  const tensors = new Map<string, TensorLocation>();
-  const names: string[] = [];
-  let tensorBytes = 0;
-  for (const shard of shards) {
-    for (const t of shard.header.tensors) {
-      const size = tensors.size;
-      tensors.set(t.name, {
-        name: t.name,
-        dtype: t.dtype,
-        shape: t.shape,
-        shard: shard.name,
-        file: shard.path,
-        offset: shard.header.dataStart + t.dataOffsets[0],
-        byteLength: t.byteLength,
-        elementCount: t.elementCount,
-      });
-      // A name set again leaves the size as it was (one lookup per tensor, not two); the message names where it was first.
-      if (tensors.size === size) {
-        const first = shards.find((s) => s.header.tensors.some((e) => e.name === t.name))!;
-        throw new WeightmixError('DuplicateTensor', `${dir}: tensor ${t.name} is stored twice (${first.name} and ${shard.name})`);
+/** A checkpoint whose `tensors` Map is built from the table on first read (the planner reads the table); setting `tensors` replaces it. */
+function checkpointOfTable(table: TensorTable, fields: Omit<Checkpoint, 'tensors'>): Checkpoint {
+  let tensors: Map<string, TensorLocation> | undefined;
+  const ckpt: Checkpoint = {
+    ...fields,
+    get tensors() {
+      if (tensors === undefined) {
+        tensors = locationMap(table);
+        attachTensorTable(tensors, table);
       }
-      if (weightMap && weightMap.shardOf(t.name) !== shard.name) {
+      return tensors;
+    },
+    set tensors(value: Map<string, TensorLocation>) {
+      tensors = value;
+      detachTensorTable(ckpt);
+    },
+  };
+  attachTensorTable(ckpt, table);
+  return ckpt;
+}
+
+/** Every tensor as columns, in shard then data order; with `weightMap`, each checked against the index as it is added. */
+function tensorTable(dir: string, shards: Shard[], weightMap: WeightMap | null, unique = true): TensorTable & { tensorBytes: number } {
+  const columns = shards.map((s) => headerColumns(s.header));
+  const count = columns.reduce((n, c) => n + c.names.length, 0);
+  const dims = columns.reduce((n, c) => n + c.dims.length, 0);
+  const table = {
+    names: new Array<string>(count),
+    dtypes: new Uint8Array(count),
+    shapeStarts: new Uint32Array(count + 1),
+    dims: new Float64Array(dims),
+    offsets: new Float64Array(count),
+    byteLengths: new Float64Array(count),
+    elementCounts: new Float64Array(count),
+    fileIndex: new Uint32Array(count),
+    files: shards.map((s) => s.path),
+    shardNames: shards.map((s) => s.name),
+    byName: unique ? new Map<string, number>() : undefined,
+    // The addon's texts of the shards' names, joined (its index check takes them so), when every shard has one.
+    namesText: columns.every((c) => c.namesText !== undefined) ? columns.map((c) => c.namesText).join('') : undefined,
+    tensorBytes: 0,
+  };
+  let n = 0;
+  let d = 0;
+  for (let s = 0; s < shards.length; s++) {
+    const shard = shards[s];
+    const c = columns[s];
+    const dataStart = shard.header.dataStart;
+    table.dims.set(c.dims, d);
+    table.dtypes.set(c.dtypes, n);
+    table.byteLengths.set(c.byteLengths, n);
+    table.elementCounts.set(c.elementCounts, n);
+    table.fileIndex.fill(s, n, n + c.names.length);
+    for (let i = 0; i < c.names.length; i++, n++) {
+      const name = c.names[i];
+      const byName = table.byName;
+      const size = byName?.size;
+      // A name set again leaves the size as it was (one lookup per tensor, not two); the message names where it was first.
+      if (byName !== undefined && byName.set(name, n).size === size) {
+        const first = shards.find((sh) => headerColumns(sh.header).names.includes(name))!;
+        throw new WeightmixError('DuplicateTensor', `${dir}: tensor ${name} is stored twice (${first.name} and ${shard.name})`);
+      }
+      if (weightMap && weightMap.shardOf(name) !== shard.name) {
         throw new WeightmixError(
           'IndexMismatch',
-          `${dir}/${INDEX_FILE}: tensor ${t.name} is in ${shard.name} but the index says ${weightMap.shardOf(t.name) ?? 'nothing'}`,
+          `${dir}/${INDEX_FILE}: tensor ${name} is in ${shard.name} but the index says ${weightMap.shardOf(name) ?? 'nothing'}`,
         );
       }
-      names.push(t.name);
-      tensorBytes += t.byteLength;
+      table.names[n] = name;
+      table.offsets[n] = dataStart + c.begins[i];
+      table.shapeStarts[n + 1] = d + c.shapeStarts[i + 1];
+      table.tensorBytes += c.byteLengths[i];
     }
+    d += c.dims.length;
   }
   // Every stored tensor is listed under its own shard, so equal counts mean nothing else is listed.
-  if (weightMap && weightMap.names.length !== names.length) {
-    const name = weightMap.names.find((n) => !tensors.has(n))!;
+  if (weightMap && weightMap.names.length !== count) {
+    const name = weightMap.names.find((name) => indexOfName(table, name) < 0)!;
     throw new WeightmixError('IndexMismatch', `${dir}/${INDEX_FILE}: tensor ${name} is listed in ${weightMap.shardOf(name)} but not stored there`);
   }
-  return { tensors, names, tensorBytes };
+  return table;
 }
 
 function tensorTableOrUndefined(dir: string, shards: Shard[]): ReturnType<typeof tensorTable> | undefined {
   try {
-    return tensorTable(dir, shards, null);
+    return tensorTable(dir, shards, null, false);
   } catch {
     return undefined;
   }
@@ -180,7 +218,7 @@ interface WeightMap {
   names: string[];
   shardOf(name: string): string | undefined;
   /** Whether the stored tensors are exactly the names listed, each in its listed shard (the columns' check, in one pass). */
-  agreesWith?(tensors: Map<string, TensorLocation>): boolean;
+  agreesWith?(table: TensorTable): boolean;
 }
 
 async function listShards(root: string, entries: string[]): Promise<{ files: string[]; weightMap: WeightMap | null }> {
@@ -189,8 +227,9 @@ async function listShards(root: string, entries: string[]): Promise<{ files: str
     const size = (await fs.promises.stat(indexPath)).size;
     if (size > MAX_INDEX_BYTES) throw new WeightmixError('InvalidIndex', `${indexPath}: index file is implausibly large (${size} bytes)`);
     const bytes = await fs.promises.readFile(indexPath);
-    const columns = isUtf8(bytes) ? nativeJsonTables()?.readWeightMapTable(bytes) : undefined;
-    if (columns) return weightMapOfColumns(columns);
+    const tables = isUtf8(bytes) ? nativeJsonTables() : undefined;
+    const columns = tables?.readWeightMapTable(bytes);
+    if (columns) return weightMapOfColumns(columns, (table) => tables!.weightMapAgrees(columns, table));
     // Invalid UTF-8 is decoded as a text read decodes it (replacement characters), then judged as JSON.
     const doc = parseJsonStrict(bytes.toString('utf8'), { what: indexPath });
     return readWeightMap(doc, indexPath);
@@ -220,25 +259,31 @@ function readWeightMap(doc: unknown, file: string): { files: string[]; weightMap
   return { files: [...files], weightMap: { names, shardOf } };
 }
 
-/** The same table from the addon's columns (native/json_tables.h), which it gives only for a weight_map that readWeightMap accepts, in the same order. */
-function weightMapOfColumns(columns: WeightMapColumns): { files: string[]; weightMap: WeightMap } {
-  const { names, shards, files } = columns;
+/**
+ * The same table from the addon's columns (native/json_tables.h), which it gives only for a weight_map that readWeightMap accepts, in the
+ * same order; `agrees` is the addon's one-call check of the stored tensors against it (test/checkpoint-columns.test.ts checks it by name).
+ */
+function weightMapOfColumns(columns: WeightMapColumns, agrees: (table: TensorTable) => boolean): { files: string[]; weightMap: WeightMap } {
+  const { shards, files } = columns;
   let byName: Map<string, string> | undefined;
   const shardOf = (name: string) => {
     // Only the per-tensor checks after a disagreement look names up.
     if (byName === undefined) {
       byName = new Map();
-      for (let i = 0; i < names.length; i++) byName.set(names[i], files[shards[i]]);
+      for (let i = 0; i < columns.names.length; i++) byName.set(columns.names[i], files[shards[i]]);
     }
     return byName.get(name);
   };
-  // Names are unique here (the reader declines duplicates): equal counts and each listed name stored in its shard mean the same sets.
-  const agreesWith = (tensors: Map<string, TensorLocation>) => {
-    if (tensors.size !== names.length) return false;
-    for (let i = 0; i < names.length; i++) if (tensors.get(names[i])?.shard !== files[shards[i]]) return false;
-    return true;
+  return {
+    files,
+    weightMap: {
+      get names() {
+        return columns.names;
+      },
+      shardOf,
+      agreesWith: agrees,
+    },
   };
-  return { files, weightMap: { names, shardOf, agreesWith } };
 }
 
 async function listSidecars(root: string, entries: string[]): Promise<string[]> {

@@ -47,10 +47,21 @@ WM_CPU_BACKEND_DECLS
 namespace avx2 {
 WM_CPU_BACKEND_DECLS
 bool cpuSupported();  // AVX2, FMA and F16C, with the OS saving YMM state
+bool setWideMultiplyEnabled(bool enabled);  // DARE's mask hash with AVX-512DQ's VPMULLQ where the CPU has it (tests turn it off); returns the old setting
 }  // namespace avx2
 #endif
 
 #undef WM_CPU_BACKEND_DECLS
+
+// della.h's MAGPRUNE draws (scalar in della.cc, AVX2 in della_avx2.cc).
+namespace scalar {
+void dellaDraws(uint64_t seedKey, uint64_t first, const uint32_t* rankOf, const uint64_t* limit, size_t n, uint8_t* keep);
+}
+#if defined(WM_HAVE_AVX2_BACKEND)
+namespace avx2 {
+void dellaDraws(uint64_t seedKey, uint64_t first, const uint32_t* rankOf, const uint64_t* limit, size_t n, uint8_t* keep);
+}
+#endif
 
 // Calls f(std::integral_constant<Dtype, t>{}) so that loops can be specialized per dtype.
 template <class F>

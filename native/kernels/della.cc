@@ -3,11 +3,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <utility>
 
 #include "cpu_backends.h"
+#include "della_rank.h"
 #include "element_io.h"
 #include "numerics.h"
 
@@ -42,21 +44,114 @@ void modelAt(const std::vector<double>& p, size_t o, DellaModel& m) {
   m.seedKey = (wholeAt(p, o + 2, 4294967295.0, "a u32") << 32) | wholeAt(p, o + 3, 4294967295.0, "a u32");
 }
 
-// |d| bits, every NaN as one value above Inf (a NaN's payload must not order it among NaNs); dtypes fixed at compile time.
-template <Dtype DB, Dtype DX>
-inline uint32_t absDeltaBitsOf(const void* base, const void* x, size_t j) {
-  const uint32_t a = num::f32Bits(num::subRn(loadElem<DX>(x, j), loadElem<DB>(base, j))) & 0x7FFFFFFFu;
-  return a > 0x7F800000u ? 0x7FC00000u : a;
+// keep when (u >> 11) < limit: bernoulliKeep's u * 2^-53 < p in integers (u >> 11 < 2^53 is exact in f64, and
+// an integer k < y exactly when k < ceil(y)).
+uint64_t keepLimit(double p) { return p <= 0 ? 0 : p >= 1 ? uint64_t{1} << 53 : static_cast<uint64_t>(std::ceil(p * 0x1.0p53)); }
+
+// Per thread: a block of rows' |d| bits and ranks (by block index), the keep limit of each rank, the ranker's tables, L1 sums.
+struct DellaScratch {
+  DellaRowRanker ranker;
+  std::vector<uint32_t> keys, rankOf;
+  std::vector<uint64_t> limit;
+  std::vector<uint8_t> keptByRank;
+  std::vector<uint32_t> keptBelow;
+  uint64_t l1[4][2][kL1Buckets] = {};  // L1 buckets (before, after) in four interleaved sets, zero between calls
+};
+
+// One row's L1 sums where its keys are equal within each bucket of the ranker (uniform): a bucket's |d| times its
+// element count and its kept count (the keep bytes in rank order, summed over the bucket's ranks). The same integers as
+// adding element by element, without a read-modify-write of a bucket per element.
+void addRowL1(DellaScratch& sc, const uint8_t* keep, uint32_t L, uint64_t* before, uint64_t* after) {
+  const DellaRowRanker& rk = sc.ranker;
+  sc.keptByRank.resize(L);
+  sc.keptBelow.resize(L + 1);
+  uint8_t* byRank = sc.keptByRank.data();
+  uint32_t* below = sc.keptBelow.data();  // kept elements of rank < r (a bucket's count by subtraction: no short loops to mispredict)
+  for (uint32_t j = 0; j < L; ++j) byRank[sc.rankOf[j]] = keep[j];
+  below[0] = 0;
+  for (uint32_t r = 0; r < L; ++r) below[r + 1] = below[r] + byRank[r];
+  for (uint32_t i = 0; i < rk.buckets(); ++i) {
+    const uint32_t a = rk.bucket(i) << 16;
+    if (a >= 0x7F800000u) break;  // Inf and NaN (the last buckets) have no place in a finite sum
+    const uint64_t mant = l1Mantissa(a);
+    before[l1Bucket(a)] += (rk.first(i + 1) - rk.first(i)) * mant;
+    after[l1Bucket(a)] += (below[rk.first(i + 1)] - below[rk.first(i)]) * mant;
+  }
 }
 
-// bits[t] = the |d| bits of the row element at first + (L - 1 - t) * S (descending positions).
-void rowBits(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t first, uint64_t S, uint64_t L, uint32_t* bits) {
-  withDtype(tb, [&](auto B) {
-    withDtype(tx, [&](auto X) {
-      constexpr Dtype DB = decltype(B)::value, DX = decltype(X)::value;
-      for (uint64_t t = 0; t < L; ++t) bits[t] = absDeltaBitsOf<DB, DX>(base, x, first + (L - 1 - t) * S);
-    });
-  });
+// keep[j] for elements [start, start + n) (whole blocks of rows) of model m's MAGPRUNE mask; with `before`,
+// also adds every |d| to the L1 buckets (sparsify.h's addToL1Buckets), from the bits the ranks were taken from.
+void keepBlocksWith(DellaScratch& sc, const void* base, Dtype tb, const void* x, Dtype tx, const DellaRows& rows,
+                    const DellaModel& m, uint64_t start, size_t n, uint8_t* keep, uint64_t* before, uint64_t* after) {
+  if (start % rows.block() != 0 || n % rows.block() != 0) throw std::logic_error("internal: a della piece is not whole rows");
+  const bool all = m.density >= 1, none = m.density <= 0;
+  if ((all || none) && before == nullptr) {
+    std::fill(keep, keep + n, static_cast<uint8_t>(all));
+    return;
+  }
+  const uint64_t L = rows.length, S = rows.stride, B = rows.block();
+  sc.keys.resize(B);
+  sc.rankOf.resize(B);
+  sc.limit.resize(L);
+  for (uint64_t r = 0; r < L; ++r) {
+    sc.limit[r] = keepLimit(L == 1 ? m.density : (m.density - m.epsilon) + ((static_cast<double>(r) / static_cast<double>(L - 1)) * 2) * m.epsilon);
+  }
+  const size_t eb = dtypeSize(tb), ex = dtypeSize(tx);
+  for (uint64_t b0 = 0; b0 < n; b0 += B) {
+    uint32_t* keys = sc.keys.data();
+    absDeltaBits(static_cast<const uint8_t*>(base) + b0 * eb, tb, static_cast<const uint8_t*>(x) + b0 * ex, tx, B, keys);
+    for (uint64_t j = 0; j < B; ++j) keys[j] = keys[j] > 0x7F800000u ? 0x7FC00000u : keys[j];  // every NaN one value above Inf
+    if (all || none) {
+      std::fill(keep + b0, keep + b0 + B, static_cast<uint8_t>(all));
+    } else {
+      for (uint64_t s = 0; s < S; ++s) sc.ranker.rank(keys + s, S, static_cast<uint32_t>(L), sc.rankOf.data() + s);
+      dellaDraws(m.seedKey, start + b0, sc.rankOf.data(), sc.limit.data(), B, keep + b0);
+      if (before != nullptr && S == 1 && sc.ranker.uniform()) {
+        addRowL1(sc, keep + b0, static_cast<uint32_t>(L), before, after);
+        continue;
+      }
+    }
+    if (before != nullptr) {
+      // Four sets of buckets in turn: neighbours often share a bucket, and one set's adds would wait on each other.
+      for (uint64_t j = 0; j < B; ++j) addToL1Buckets(keys[j], keep[b0 + j] != 0, sc.l1[j & 3][0], sc.l1[j & 3][1]);
+    }
+  }
+  if (before != nullptr) {
+    for (auto& set : sc.l1) {
+      for (size_t e = 0; e < kL1Buckets; ++e) {
+        before[e] += std::exchange(set[0][e], 0);
+        after[e] += std::exchange(set[1][e], 0);
+      }
+    }
+  }
+}
+
+void keepBlocks(const void* base, Dtype tb, const void* x, Dtype tx, const DellaRows& rows, const DellaModel& m, uint64_t start, size_t n,
+                uint8_t* keep, uint64_t* before, uint64_t* after) {
+  thread_local DellaScratch scratch;
+  // Opaque to the optimizer: else GCC recomputes the thread_local's address (a __tls_get_addr call) in the loops.
+  DellaScratch* sc = &scratch;
+  __asm__("" : "+r"(sc));
+  keepBlocksWith(*sc, base, tb, x, tx, rows, m, start, n, keep, before, after);
+}
+
+// Eight 0/1 bytes for each byte of bits (bit q to byte q), built at compile time: unpackKeepBits' table.
+struct SpreadBits {
+  uint64_t bytes[256];
+  constexpr SpreadBits() : bytes() {
+    for (uint32_t b = 0; b < 256; ++b) {
+      for (uint32_t q = 0; q < 8; ++q) bytes[b] |= static_cast<uint64_t>((b >> q) & 1) << (8 * q);
+    }
+  }
+};
+constexpr SpreadBits kSpreadBits;
+
+// keep[j] = element start + j's bit of a keepBits map (sparsify.h's keptBit), a byte of bits at a time where aligned.
+void unpackKeepBits(const uint8_t* bits, uint64_t start, size_t n, uint8_t* keep) {
+  size_t j = 0;
+  for (; j < n && (start + j) % 8 != 0; ++j) keep[j] = keptBit(bits, start + j);
+  for (; j + 8 <= n; j += 8) std::memcpy(keep + j, &kSpreadBits.bytes[bits[(start + j) >> 3]], 8);  // little-endian: byte q first
+  for (; j < n; ++j) keep[j] = keptBit(bits, start + j);
 }
 
 // out[j] = keep[j] ? x[j] : base[j], element bits copied (one dtype); by a mask, since a random keep
@@ -70,6 +165,12 @@ void keepOrBase(const E* x, const E* base, const uint8_t* keep, size_t n, E* out
 }
 
 }  // namespace
+
+namespace scalar {
+void dellaDraws(uint64_t seedKey, uint64_t first, const uint32_t* rankOf, const uint64_t* limit, size_t n, uint8_t* keep) {
+  for (size_t j = 0; j < n; ++j) keep[j] = (splitmix64(seedKey + (first + j + 1) * 0x9E3779B97F4A7C15ull) >> 11) < limit[rankOf[j]];
+}
+}  // namespace scalar
 
 DellaParams decodeDellaParams(const std::vector<double>& p, size_t sourceCount, uint64_t count) {
   if (p.size() < kDellaHeader) throw std::invalid_argument("della parameters too short");
@@ -111,57 +212,7 @@ DellaRows decodeDellaStat(const std::vector<double>& p, uint64_t count, DellaMod
 
 void dellaKeep(const void* base, Dtype tb, const void* x, Dtype tx, const DellaRows& rows, const DellaModel& m, uint64_t start, size_t n,
                uint8_t* keep) {
-  if (start % rows.block() != 0 || n % rows.block() != 0) throw std::logic_error("internal: a della piece is not whole rows");
-  if (m.density >= 1 || m.density <= 0) {
-    std::fill(keep, keep + n, static_cast<uint8_t>(m.density >= 1));
-    return;
-  }
-  const uint64_t L = rows.length, S = rows.stride;
-  // Per thread, kept: a row's |d| bits and positions, sorted by a stable LSD radix sort on the bits
-  // (8-bit digits: few counters to clear and sum for short rows) from descending position order, so that
-  // equal |d| put the lower index higher; and the keep probability of each rank (the same for every row).
-  thread_local std::vector<uint32_t> bits, pos, bitsTmp, posTmp;
-  thread_local std::vector<double> probability;
-  bits.resize(L);
-  pos.resize(L);
-  bitsTmp.resize(L);
-  posTmp.resize(L);
-  probability.resize(L);
-  for (uint64_t r = 0; r < L; ++r) {
-    probability[r] = L == 1 ? m.density : (m.density - m.epsilon) + ((static_cast<double>(r) / static_cast<double>(L - 1)) * 2) * m.epsilon;
-  }
-  uint32_t count[4][256];
-  for (uint64_t b0 = 0; b0 < n; b0 += rows.block()) {
-    for (uint64_t s = 0; s < S; ++s) {
-      rowBits(base, tb, x, tx, b0 + s, S, L, bits.data());
-      // The four digits' counts in one read of the row.
-      std::fill(&count[0][0], &count[0][0] + 4 * 256, 0u);
-      for (uint64_t t = 0; t < L; ++t) {
-        ++count[0][bits[t] & 255u];
-        ++count[1][(bits[t] >> 8) & 255u];
-        ++count[2][(bits[t] >> 16) & 255u];
-        ++count[3][bits[t] >> 24];
-      }
-      for (uint64_t t = 0; t < L; ++t) pos[t] = static_cast<uint32_t>(L - 1 - t);
-      for (uint32_t d = 0; d < 4; ++d) {
-        const uint32_t shift = 8 * d;
-        if (count[d][(bits[0] >> shift) & 255u] == L) continue;  // one digit value: the order stands
-        uint32_t sum = 0;
-        for (uint32_t& c : count[d]) sum += std::exchange(c, sum);
-        for (uint64_t t = 0; t < L; ++t) {
-          const uint32_t at = count[d][(bits[t] >> shift) & 255u]++;
-          bitsTmp[at] = bits[t];
-          posTmp[at] = pos[t];
-        }
-        bits.swap(bitsTmp);
-        pos.swap(posTmp);
-      }
-      for (uint64_t r = 0; r < L; ++r) {
-        const uint64_t at = b0 + pos[r] * S + s;
-        keep[at] = bernoulliKeep(m.seedKey, start + at, probability[r]) ? 1 : 0;
-      }
-    }
-  }
+  keepBlocks(base, tb, x, tx, rows, m, start, n, keep, nullptr, nullptr);
 }
 
 void dellaMerge(const void* const* srcs, const Dtype* types, const DellaParams& p, uint64_t count, uint64_t start, size_t n, void* out,
@@ -176,10 +227,13 @@ void dellaMerge(const void* const* srcs, const Dtype* types, const DellaParams& 
   const Dtype tk = same ? tb : Dtype::F32;
   const size_t es = dtypeSize(tk);
   // Per thread, kept: each model's surviving values (the base's where dropped), then the base as f32 when converted.
-  thread_local std::vector<uint8_t> kept;
-  thread_local std::vector<uint8_t> keep;
-  kept.resize((m + (same ? 0 : 1)) * n * es);
-  keep.resize(n);
+  thread_local std::vector<uint8_t> keptBuffer, keepBuffer;
+  keptBuffer.resize((m + (same ? 0 : 1)) * n * es);
+  keepBuffer.resize(n);
+  // Plain pointers in the loops below, opaque to the optimizer: else GCC recomputes a thread_local's address (a __tls_get_addr call) at each use.
+  uint8_t* kept = keptBuffer.data();
+  uint8_t* keep = keepBuffer.data();
+  __asm__("" : "+r"(kept), "+r"(keep));
   std::vector<const void*> s2(m + 1);
   std::vector<Dtype> t2(m + 1, tk);
   SparseParams sp;
@@ -190,7 +244,7 @@ void dellaMerge(const void* const* srcs, const Dtype* types, const DellaParams& 
   sp.baseSource = 0;
   s2[0] = base;
   if (!same) {
-    float* b32 = reinterpret_cast<float*>(kept.data() + m * n * es);
+    float* b32 = reinterpret_cast<float*>(kept + m * n * es);
     for (size_t j = 0; j < n; ++j) b32[j] = loadElementF32(base, tb, j);
     s2[0] = b32;
   }
@@ -199,18 +253,18 @@ void dellaMerge(const void* const* srcs, const Dtype* types, const DellaParams& 
     const void* x = srcs[dm.source];
     const Dtype tx = types[dm.source];
     if (dm.keepBits != nullptr) {
-      for (size_t j = 0; j < n; ++j) keep[j] = keptBit(dm.keepBits, start + j);
+      unpackKeepBits(dm.keepBits, start, n, keep);
     } else {
-      dellaKeep(base, tb, x, tx, p.rows, dm, start, n, keep.data());
+      dellaKeep(base, tb, x, tx, p.rows, dm, start, n, keep);
     }
-    uint8_t* xk = kept.data() + k * n * es;
+    uint8_t* xk = kept + k * n * es;
     if (!same) {
       float* f = reinterpret_cast<float*>(xk);
       for (size_t j = 0; j < n; ++j) f[j] = keep[j] ? loadElementF32(x, tx, j) : loadElementF32(base, tb, j);
     } else if (es == 2) {
-      keepOrBase(static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(base), keep.data(), n, reinterpret_cast<uint16_t*>(xk));
+      keepOrBase(static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(base), keep, n, reinterpret_cast<uint16_t*>(xk));
     } else {
-      keepOrBase(static_cast<const uint32_t*>(x), static_cast<const uint32_t*>(base), keep.data(), n, reinterpret_cast<uint32_t*>(xk));
+      keepOrBase(static_cast<const uint32_t*>(x), static_cast<const uint32_t*>(base), keep, n, reinterpret_cast<uint32_t*>(xk));
     }
     s2[k + 1] = xk;
     SparseModel sm;  // every element passes the sparse op's own keep rule (no cuts, no mask)
@@ -226,13 +280,7 @@ void dellaL1Buckets(const void* base, Dtype tb, const void* x, Dtype tx, const D
                     size_t n, uint64_t* before, uint64_t* after, uint8_t* keepBits) {
   thread_local std::vector<uint8_t> keep;
   keep.resize(n);
-  dellaKeep(base, tb, x, tx, rows, m, start, n, keep.data());
-  withDtype(tb, [&](auto B) {
-    withDtype(tx, [&](auto X) {
-      constexpr Dtype DB = decltype(B)::value, DX = decltype(X)::value;
-      for (size_t j = 0; j < n; ++j) addToL1Buckets(absDeltaBitsOf<DB, DX>(base, x, j), keep[j] != 0, before, after);
-    });
-  });
+  keepBlocks(base, tb, x, tx, rows, m, start, n, keep.data(), before, after);
   if (keepBits != nullptr) packBits(keep.data(), n, keepBits + start / 8);
 }
 

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "cpu_backends.h"
+#include "della.h"
 #include "elementwise.h"
 #include "kernels.h"
 #include "numerics.h"
@@ -105,5 +106,9 @@ void sceCombine(const double* base, const double* t, size_t stride, const double
 const char* simdPathName() { return useSimd() ? "avx2+fma+f16c" : "scalar"; }
 
 bool setSimdEnabled(bool enabled) { return simdEnabled.exchange(enabled); }
+
+void dellaDraws(uint64_t seedKey, uint64_t first, const uint32_t* rankOf, const uint64_t* limit, size_t n, uint8_t* keep) {
+  WM_DISPATCH(dellaDraws(seedKey, first, rankOf, limit, n, keep));
+}
 
 }  // namespace wm

@@ -7,12 +7,15 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
 #include <vector>
 
 #include "avx2_loads.h"
+#include "avx2_splitmix.h"
+#include "divide_by_weight.h"
 #include "numerics.h"
 #include "sparsify.h"
 
@@ -44,17 +47,12 @@ __attribute__((target("avx2,fma,f16c"))) void absDeltaBitsLoop(const void* base,
 // ---- the sparse merge, 4 elements (f64 lanes) per step ----------------------------------------------
 
 
-// 64-bit lane product modulo 2^64 (AVX2 multiplies 32-bit halves only).
-WM_AVX2_INLINE __m256i mul64(__m256i a, __m256i b) {
-  const __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), b), _mm256_mul_epu32(a, _mm256_srli_epi64(b, 32)));
-  return _mm256_add_epi64(_mm256_mul_epu32(a, b), _mm256_slli_epi64(cross, 32));
-}
-
-WM_AVX2_INLINE __m256i splitmix64x4(__m256i x) {
-  x = mul64(_mm256_xor_si256(x, _mm256_srli_epi64(x, 30)), _mm256_set1_epi64x(static_cast<long long>(0xBF58476D1CE4E5B9ull)));
-  x = mul64(_mm256_xor_si256(x, _mm256_srli_epi64(x, 27)), _mm256_set1_epi64x(static_cast<long long>(0x94D049BB133111EBull)));
-  return _mm256_xor_si256(x, _mm256_srli_epi64(x, 31));
-}
+// Whether DARE's mask hash may use VPMULLQ: the CPU has AVX-512DQ and VL (libgcc's check includes the
+// OS saving their state), unless a test turned it off (setWideMultiplyEnabled).
+std::atomic<bool> wideMultiply{[] {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+}()};
 
 constexpr uint64_t kFlip = uint64_t{1} << 63;  // unsigned order through AVX2's signed 64-bit compare
 constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
@@ -76,6 +74,20 @@ size_t sourceCountOf(const SparseParams& p) {
   return n;
 }
 
+// The four 0/1 bytes of a 4-bit movemask, element q's byte from bit q.
+struct KeepBytes {
+  uint32_t of[16] = {};
+  constexpr KeepBytes() {
+    for (int mask = 0; mask < 16; ++mask) {
+      for (int q = 0; q < 4; ++q) {
+        if ((mask >> q) & 1) of[mask] |= uint32_t{1} << (8 * q);  // little-endian: byte q
+      }
+    }
+  }
+};
+constexpr KeepBytes kKeepBytes;
+
+template <bool Wide>
 __attribute__((target("avx2,fma,f16c"))) void sparseKeepLoop(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits,
                                                              uint64_t count, uint64_t start, size_t n, uint8_t* keep) {
   const __m256i lowF = _mm256_set1_epi64x(static_cast<long long>(m.lowKey ^ kFlip)), highF = _mm256_set1_epi64x(static_cast<long long>(m.highKey ^ kFlip));
@@ -98,14 +110,21 @@ __attribute__((target("avx2,fma,f16c"))) void sparseKeepLoop(const uint32_t* abs
     const __m256i keyF = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(a), shift), revF);
     __m256i k = _mm256_andnot_si256(_mm256_cmpgt_epi64(lowF, keyF), _mm256_cmpgt_epi64(highF, keyF));
     if (masked) {
-      k = _mm256_and_si256(k, _mm256_cmpgt_epi64(limit, _mm256_srli_epi64(splitmix64x4(counter), 11)));
+      k = _mm256_and_si256(k, _mm256_cmpgt_epi64(limit, _mm256_srli_epi64(splitmix64x4<Wide>(counter), 11)));
       counter = _mm256_add_epi64(counter, step);
     }
     const int bits = _mm256_movemask_pd(_mm256_castsi256_pd(k));
-    for (int q = 0; q < 4; ++q) keep[j + q] = static_cast<uint8_t>((bits >> q) & 1);
+    std::memcpy(keep + j, &kKeepBytes.of[bits], 4);  // one store for the four 0/1 bytes
     revF = _mm256_sub_epi64(revF, four);
   }
   if (j < n) scalar::sparseKeep(absBits + j, m, indexBits, count, start + j, n - j, keep + j);
+}
+
+// sparseKeepLoop<true>, compiled where VPMULLQ may be emitted (its callers check wideMultiply).
+__attribute__((target("avx2,fma,f16c,avx512f,avx512dq,avx512vl"), flatten)) void sparseKeepLoopWide(const uint32_t* absBits, const SparseModel& m,
+                                                                                          uint32_t indexBits, uint64_t count, uint64_t start,
+                                                                                          size_t n, uint8_t* keep) {
+  sparseKeepLoop<true>(absBits, m, indexBits, count, start, n, keep);
 }
 
 // permutevar8x32 indices that move the 64-bit lanes selected by a 4-bit mask to the front, in order.
@@ -195,7 +214,11 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
   // One model with a sign consensus: its v agrees exactly when it is neither zero nor NaN, and then
   // mixed / div = v / (0 + w, or 1 where that is 0); else +0 / 1 = +0 (the general loop's values).
   const __m256d soleDiv = _mm256_set1_pd(p.models.empty() || 0.0 + p.models[0].weight == 0 ? 1.0 : 0.0 + p.models[0].weight);
-  __m256d vs[kMaxModels];
+  // One model whose divisor is its own weight (normalize with a nonzero weight): v / w without a division.
+  const double soleWeight = p.models.empty() ? 0.0 : p.models[0].weight;
+  const WeightDivisor byWeight = weightDivisor(soleWeight);
+  const bool divideByWeight = M == 1 && p.normalize && byWeight.exact && (C == Consensus::None ? constDiv == soleWeight : 0.0 + soleWeight != 0);
+  __m256d vs[kMaxModels], es[kMaxModels];
   for (size_t j = 0; j + 4 <= n; j += 4) {
     const __m128 b32 = load4<T>(base, j);
     const __m256d b = _mm256_cvtps_pd(b32);
@@ -217,13 +240,14 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
         const __m256i keyF = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(abs), shift), revF);  // key ^ kFlip (keys < 2^63)
         keep = _mm256_andnot_si256(_mm256_cmpgt_epi64(l.lowF, keyF), _mm256_cmpgt_epi64(l.highF, keyF));
         if (l.masked) {
-          keep = _mm256_and_si256(keep, _mm256_cmpgt_epi64(l.maskLimit, _mm256_srli_epi64(splitmix64x4(l.counter), 11)));
+          keep = _mm256_and_si256(keep, _mm256_cmpgt_epi64(l.maskLimit, _mm256_srli_epi64(splitmix64x4<false>(l.counter), 11)));
           l.counter = _mm256_add_epi64(l.counter, step);
         }
       }
       const __m256d e = _mm256_and_pd(_mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(x32), b), l.scale), _mm256_castsi256_pd(keep));
       const __m256d v = rounded(_mm256_mul_pd(l.weight, e));
       vs[k] = v;
+      es[k] = e;
       sum = k == 0 ? v : _mm256_add_pd(sum, v);
       if constexpr (C == Consensus::Count) {
         // signOf(v): +1, -1, or 0 (zero and NaN); compare masks are -1 where true.
@@ -234,7 +258,8 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
     __m256d mixed, div;
     if constexpr (M == 1 && C != Consensus::None) {
       const __m256d agree = _mm256_cmp_pd(vs[0], zero, _CMP_NEQ_OQ);
-      mixed = _mm256_and_pd(p.normalize ? _mm256_div_pd(vs[0], soleDiv) : vs[0], agree);
+      const __m256d quotient = divideByWeight ? divideProductByWeight(vs[0], es[0], byWeight) : _mm256_div_pd(vs[0], soleDiv);
+      mixed = _mm256_and_pd(p.normalize ? quotient : vs[0], agree);
       storeResult4<TO>(out, j, _mm256_add_pd(b, rounded(_mm256_mul_pd(mixed, lambda))));
       rev = _mm256_sub_epi64(rev, four);
       continue;
@@ -254,7 +279,8 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
       }
       div = _mm256_blendv_pd(div, one, _mm256_cmp_pd(div, zero, _CMP_EQ_OQ));
     }
-    if (p.normalize) mixed = _mm256_div_pd(mixed, div);
+    if (M == 1 && C == Consensus::None && divideByWeight) mixed = divideProductByWeight(mixed, es[0], byWeight);  // mixed = v
+    else if (p.normalize) mixed = _mm256_div_pd(mixed, div);
     storeResult4<TO>(out, j, _mm256_add_pd(b, rounded(_mm256_mul_pd(mixed, lambda))));
     rev = _mm256_sub_epi64(rev, four);
   }
@@ -273,8 +299,11 @@ void withConsensus(Consensus c, F&& f) {
 
 void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n,
                 uint8_t* keep) {
-  sparseKeepLoop(absBits, m, indexBits, count, start, n, keep);
+  if (wideMultiply.load(std::memory_order_relaxed)) sparseKeepLoopWide(absBits, m, indexBits, count, start, n, keep);
+  else sparseKeepLoop<false>(absBits, m, indexBits, count, start, n, keep);
 }
+
+bool setWideMultiplyEnabled(bool enabled) { return wideMultiply.exchange(enabled); }
 
 void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start, size_t n, void* out,
                  Dtype to) {

@@ -81,3 +81,4 @@ inline std::vector<unsigned char> randomTensor(Rng& r, Dtype t, size_t n) {
 void testRam(uint64_t seed);       // elementwise_selftest.cc
 void testNearswap(uint64_t seed);  // elementwise_selftest.cc
 void testSce(uint64_t seed);       // sce_selftest.cc
+void testDella(uint64_t seed);     // della_selftest.cc

@@ -1,0 +1,92 @@
+#include "header_encoder.h"
+
+#include <charconv>
+#include <cmath>
+#include <unordered_set>
+
+namespace wm {
+namespace {
+
+constexpr double kMaxSafe = 9007199254740991.0;  // 2^53 - 1
+
+void appendInteger(std::string& out, double value) {
+  char buffer[24];
+  auto result = std::to_chars(buffer, buffer + sizeof buffer, static_cast<uint64_t>(value));
+  out.append(buffer, result.ptr);
+}
+
+bool isSize(double v) { return v >= 0 && v <= kMaxSafe && std::floor(v) == v && !std::signbit(v); }
+
+}  // namespace
+
+std::optional<EncodedHeader> encodeHeader(const HeaderColumnsIn& in, size_t maxHeaderBytes) {
+  EncodedHeader out;
+  out.starts.resize(in.count);
+  std::string json = "{";
+  json.reserve(in.namesText.size() + in.count * 72 + 64);
+  if (in.metadataJson) {
+    json += "\"__metadata__\":";
+    json += *in.metadataJson;
+  }
+  std::unordered_set<std::string_view> seen;
+  seen.reserve(in.count);
+  double end = 0;
+  size_t pos = 0;
+  for (size_t i = 0; i < in.count; i++) {
+    size_t stop = in.namesText.find('\n', pos);
+    if (stop == std::string_view::npos) return std::nullopt;
+    std::string_view name = in.namesText.substr(pos, stop - pos);
+    pos = stop + 1;
+    if (name == "__metadata__" || !seen.insert(name).second) return std::nullopt;
+    uint8_t code = in.dtypes[i];
+    if (code >= in.dtypeBits->size()) return std::nullopt;
+    // Elements, left to right as the crate's checked fold; anything past 2^53-1 or a partial byte is the JavaScript encoder's error.
+    uint32_t first = in.shapeStarts[i], last = in.shapeStarts[i + 1];
+    if (last < first || last > in.dimCount) return std::nullopt;
+    double elements = 1;
+    for (uint32_t k = first; k < last; k++) {
+      double dim = in.dims[k];
+      if (!isSize(dim)) return std::nullopt;
+      if (dim != 0 && elements > std::floor(kMaxSafe / dim)) return std::nullopt;
+      elements *= dim;
+    }
+    uint64_t bits = (*in.dtypeBits)[code];
+    uint64_t common = bits % 8 == 0 ? 8 : bits % 4 == 0 ? 4 : bits % 2 == 0 ? 2 : 1;
+    uint64_t perGroup = 8 / common, bytesPerGroup = bits / common;
+    uint64_t count = static_cast<uint64_t>(elements);
+    if (count % perGroup != 0) return std::nullopt;
+    double groups = static_cast<double>(count / perGroup);
+    if (groups > std::floor(kMaxSafe / static_cast<double>(bytesPerGroup))) return std::nullopt;
+    double begin = end;
+    end = begin + groups * static_cast<double>(bytesPerGroup);
+    if (end > kMaxSafe) return std::nullopt;
+    out.starts[i] = begin;
+    if (json.size() > 1) json += ',';
+    json += '"';
+    json += name;
+    json += "\":{\"dtype\":\"";
+    json += (*in.dtypeNames)[code];
+    json += "\",\"shape\":[";
+    for (uint32_t k = first; k < last; k++) {
+      if (k > first) json += ',';
+      appendInteger(json, in.dims[k]);
+    }
+    json += "],\"data_offsets\":[";
+    appendInteger(json, begin);
+    json += ',';
+    appendInteger(json, end);
+    json += "]}";
+  }
+  if (pos != in.namesText.size()) return std::nullopt;
+  json += '}';
+  // Space padding keeps (8 + header length) a multiple of 8.
+  size_t headerLength = (json.size() + 7) / 8 * 8;
+  if (headerLength > maxHeaderBytes) return std::nullopt;
+  out.bytes.assign(8 + headerLength, ' ');
+  for (int b = 0; b < 8; b++) out.bytes[b] = static_cast<char>((static_cast<uint64_t>(headerLength) >> (8 * b)) & 0xff);
+  out.bytes.replace(8, json.size(), json);
+  out.dataBytes = end;
+  return out;
+}
+
+}  // namespace wm

@@ -1,0 +1,35 @@
+// sparsify.h's splitmix64 in 4 lanes of AVX2 (the DARE and DELLA random masks). Include only where WM_HAVE_AVX2_BACKEND is defined.
+#pragma once
+#include <immintrin.h>
+
+#include "avx2_loads.h"
+
+namespace wm {
+namespace avx2 {
+
+// 64-bit lane product modulo 2^64 (AVX2 multiplies 32-bit halves only).
+WM_AVX2_INLINE __m256i mul64(__m256i a, __m256i b) {
+  const __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), b), _mm256_mul_epu32(a, _mm256_srli_epi64(b, 32)));
+  return _mm256_add_epi64(_mm256_mul_epu32(a, b), _mm256_slli_epi64(cross, 32));
+}
+
+// The same product with AVX-512DQ's VPMULLQ (on 4 lanes, AVX-512VL), one instruction for mul64's six.
+__attribute__((target("avx2,fma,f16c,avx512f,avx512dq,avx512vl"))) inline __m256i mul64Wide(__m256i a, __m256i b) {
+  return _mm256_mullo_epi64(a, b);
+}
+
+// Wide: mul64Wide (callers compile for AVX-512DQ/VL and check the CPU has it, as sparse_avx2.cc's wideMultiply does).
+template <bool Wide = false>
+__attribute__((target("avx2,fma,f16c"))) inline __m256i splitmix64x4(__m256i x) {
+  const __m256i c1 = _mm256_set1_epi64x(static_cast<long long>(0xBF58476D1CE4E5B9ull)), c2 = _mm256_set1_epi64x(static_cast<long long>(0x94D049BB133111EBull));
+  x = _mm256_xor_si256(x, _mm256_srli_epi64(x, 30));
+  if constexpr (Wide) x = mul64Wide(x, c1);
+  else x = mul64(x, c1);
+  x = _mm256_xor_si256(x, _mm256_srli_epi64(x, 27));
+  if constexpr (Wide) x = mul64Wide(x, c2);
+  else x = mul64(x, c2);
+  return _mm256_xor_si256(x, _mm256_srli_epi64(x, 31));
+}
+
+}  // namespace avx2
+}  // namespace wm

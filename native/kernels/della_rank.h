@@ -1,0 +1,40 @@
+// The ranks of one DELLA row (della.h's keep rule): rank[t] of the element at row position t, by ascending
+// key (|d| bits, NaN canonical: every key < 2^31), equal keys ranking the LOWER position HIGHER.
+//
+// By counting, not sorting: keys are bucketed by their high 16 bits (bf16's |d| of a row take few distinct
+// values, and their low 16 bits are zero: the buckets alone order them); the occupied buckets are found in
+// ascending order through a two-level bitmap (O(distinct buckets), not O(65536)), and a bucket whose keys
+// differ in their low 16 bits is then sorted stably by them. The same ranks as any sort by
+// (key, then descending position): native/tests/della_selftest.cc checks it against that definition.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace wm {
+
+class DellaRowRanker {
+ public:
+  DellaRowRanker();
+  // keys[t * stride] is position t's key, t in [0, L); writes its rank to rank[t * stride].
+  void rank(const uint32_t* keys, size_t stride, uint32_t L, uint32_t* rank);
+
+  // After rank(): whether every key of the row has its low 16 bits zero, and then the row's distinct keys in ascending
+  // order: key(i) = bucket(i) << 16 holds the ranks [first(i), first(i + 1)), i < buckets(), first(buckets()) = L.
+  bool uniform() const { return uniform_; }
+  uint32_t buckets() const { return buckets_; }
+  uint32_t bucket(uint32_t i) const { return distinct_[i]; }
+  uint32_t first(uint32_t i) const { return first_[i]; }
+
+ private:
+  static constexpr uint32_t kBuckets = 1u << 15;  // high 16 bits of a key < 2^31
+  std::vector<uint32_t> next_;                     // per bucket: its count, then its next rank; zero between rows
+  std::vector<uint64_t> occupied_;                 // one bit per bucket
+  uint64_t summary_[kBuckets / 64 / 64] = {};      // one bit per nonzero word of occupied_
+  std::vector<uint32_t> distinct_, order_;         // the row's buckets in ascending order; positions by rank
+  std::vector<uint32_t> first_;                    // each bucket's first rank, then L
+  bool uniform_ = false;
+  uint32_t buckets_ = 0;
+};
+
+}  // namespace wm

@@ -1,0 +1,182 @@
+// The self-test of DELLA's keep rule (kernels/della.h): the counting ranks (della_rank.h) against the definition
+// (a sort by key, then descending position) on rows with heavy ties and special values, dellaKeep against
+// bernoulliKeep at the defined rank's probability, and the AVX2 draws against the scalar ones bit for bit
+// (run by kernels_selftest.cc's main).
+#include <algorithm>
+#include <cstring>
+#include <cstdint>
+#include <cstdio>
+#include <numeric>
+#include <vector>
+
+#include "kernels/cpu_backends.h"
+#include "kernels/della.h"
+#include "kernels/della_rank.h"
+#include "kernels/element_io.h"
+#include "kernels/kernels.h"
+#include "kernels/sparsify.h"
+#include "tests/selftest_support.h"
+
+namespace {
+
+// The definition: ascending key, equal keys by descending position (the lower position ranks higher).
+std::vector<uint32_t> definedRanks(const std::vector<uint32_t>& key) {
+  std::vector<uint32_t> order(key.size()), rank(key.size());
+  std::iota(order.begin(), order.end(), 0u);
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return key[a] != key[b] ? key[a] < key[b] : a > b; });
+  for (uint32_t r = 0; r < order.size(); ++r) rank[order[r]] = r;
+  return rank;
+}
+
+// A key as della.h defines it: |d| bits, every NaN one value above Inf.
+uint32_t canonicalKey(uint32_t bits) {
+  const uint32_t a = bits & 0x7FFFFFFFu;
+  return a > 0x7F800000u ? 0x7FC00000u : a;
+}
+
+// Values drawn from a palette of `distinct` salted random values (0: every value fresh), so that rows tie heavily.
+std::vector<unsigned char> paletteTensor(Rng& r, Dtype t, size_t n, size_t distinct) {
+  if (distinct == 0) return randomTensor(r, t, n);
+  const std::vector<unsigned char> palette = randomTensor(r, t, distinct);
+  const size_t es = wm::dtypeSize(t);
+  std::vector<unsigned char> v(n * es + 1);
+  for (size_t i = 0; i < n; ++i) std::memcpy(v.data() + i * es, palette.data() + (r.next() % distinct) * es, es);
+  return v;
+}
+
+void testRanks(Rng& r) {
+  wm::DellaRowRanker ranker;
+  size_t cases = 0;
+  for (uint32_t L : {1u, 2u, 3u, 33u, 64u, 320u, 1000u}) {
+    for (size_t stride : {size_t{1}, size_t{3}}) {
+      for (int kind = 0; kind < 5; ++kind) {
+        std::vector<uint32_t> keys(L * stride, 0xDEADBEEF), rank(L * stride, 0xFFFFFFFF), row(L);
+        for (uint32_t t = 0; t < L; ++t) {
+          const uint64_t x = r.next();
+          uint32_t k;
+          switch (kind) {
+            case 0: k = canonicalKey(randomBits(r, Dtype::F32)); break;                       // salted f32 |d|, NaN, Inf, +-0, subnormals
+            case 1: k = canonicalKey(randomBits(r, Dtype::BF16) << 16); break;                // bf16-exact: low 16 bits zero
+            case 2: k = static_cast<uint32_t>(((x % 3) + 0x3F00) << 16 | ((x >> 8) % 4)); break;  // few buckets, each mixed: the stable sort
+            case 3: k = static_cast<uint32_t>((0x3C00 + (x % 7)) << 16 | ((x >> 8) % 3 == 0 ? (x >> 16) & 0xFFFF : 0)); break;
+            default: k = x % 4 == 0 ? 0x7FC00000u : x % 4 == 1 ? 0x7F800000u : x % 4 == 2 ? 0u : 1u; break;
+          }
+          keys[t * stride] = k;
+          row[t] = k;
+        }
+        ranker.rank(keys.data(), stride, L, rank.data());
+        const std::vector<uint32_t> want = definedRanks(row);
+        bool ok = true;
+        for (uint32_t t = 0; t < L; ++t) ok = ok && rank[t * stride] == want[t];
+        CHECK(ok, "DellaRowRanker L=%u stride=%zu kind %d: ranks differ from the definition", L, stride, kind);
+        digestBytes(rank.data(), rank.size() * 4);
+        ++cases;
+      }
+    }
+  }
+  std::printf("della ranks: %zu cases\n", cases);
+}
+
+void testKeep(Rng& r) {
+  size_t cases = 0;
+  const Dtype pairs[][2] = {{Dtype::BF16, Dtype::BF16}, {Dtype::F32, Dtype::F32}, {Dtype::BF16, Dtype::F32}, {Dtype::F16, Dtype::F16}};
+  const double dens[][2] = {{0.5, 0.1}, {0.9, 0.2}, {0.05, 0.1}, {0.5, 0.0}, {0.3, -0.2}};
+  for (uint64_t L : {1, 2, 7, 64, 320}) {
+    for (uint64_t S : {1, 3}) {
+      for (const auto& pair : pairs) {
+        for (size_t distinct : {size_t{1}, size_t{4}, size_t{40}, size_t{0}}) {
+          const uint64_t block = L * S, n = 3 * block, start = 2 * block;
+          const std::vector<unsigned char> base = paletteTensor(r, pair[0], n, distinct), x = paletteTensor(r, pair[1], n, distinct);
+          for (const auto& de : dens) {
+            wm::DellaRows rows;
+            rows.length = L;
+            rows.stride = S;
+            wm::DellaModel m;
+            m.density = de[0];
+            m.epsilon = de[1];
+            m.seedKey = r.next();
+            // The definition, element by element: rank within the row, its probability, bernoulliKeep.
+            std::vector<uint8_t> want(n);
+            std::vector<uint32_t> keyOf(n);
+            for (uint64_t b0 = 0; b0 < n; b0 += block) {
+              for (uint64_t s = 0; s < S; ++s) {
+                std::vector<uint32_t> key(L);
+                for (uint64_t t = 0; t < L; ++t) {
+                  const uint64_t j = b0 + t * S + s;
+                  const float d = wm::loadElementF32(x.data(), pair[1], j) - wm::loadElementF32(base.data(), pair[0], j);
+                  uint32_t bits;
+                  std::memcpy(&bits, &d, 4);
+                  key[t] = canonicalKey(bits);
+                  keyOf[j] = key[t];
+                }
+                const std::vector<uint32_t> rank = definedRanks(key);
+                for (uint64_t t = 0; t < L; ++t) {
+                  const double p = L == 1 ? m.density : (m.density - m.epsilon) + ((static_cast<double>(rank[t]) / static_cast<double>(L - 1)) * 2) * m.epsilon;
+                  want[b0 + t * S + s] = wm::bernoulliKeep(m.seedKey, start + b0 + t * S + s, p);
+                }
+              }
+            }
+            for (bool simd : {false, true}) {
+              wm::setSimdEnabled(simd);
+              std::vector<uint8_t> got(n, 7);
+              wm::dellaKeep(base.data(), pair[0], x.data(), pair[1], rows, m, start, n, got.data());
+              CHECK(got == want, "dellaKeep %s-%s L=%llu S=%llu distinct %zu density %g epsilon %g simd %d: differs from the definition",
+                    dtypeName(pair[0]), dtypeName(pair[1]), static_cast<unsigned long long>(L), static_cast<unsigned long long>(S), distinct,
+                    de[0], de[1], simd);
+              digestBytes(got.data(), got.size());
+              // The L1 sums (every |d|, the kept ones) and the keep bits, as the della_l1 pass and a tensor-local job take them.
+              std::vector<uint64_t> sums(2 * wm::kL1Buckets, 3), wantSums = sums;
+              for (uint64_t j = 0; j < n; ++j) wm::addToL1Buckets(keyOf[j], want[j] != 0, wantSums.data(), wantSums.data() + wm::kL1Buckets);
+              std::vector<uint8_t> bits(wm::keepBitsBytes(start + n), 0);
+              wm::dellaL1Buckets(base.data(), pair[0], x.data(), pair[1], rows, m, start, n, sums.data(), sums.data() + wm::kL1Buckets, start % 8 == 0 ? bits.data() : nullptr);
+              CHECK(sums == wantSums, "dellaL1Buckets %s-%s L=%llu S=%llu distinct %zu density %g epsilon %g simd %d: sums differ", dtypeName(pair[0]),
+                    dtypeName(pair[1]), static_cast<unsigned long long>(L), static_cast<unsigned long long>(S), distinct, de[0], de[1], simd);
+              bool bitsOk = true;
+              for (uint64_t j = 0; j < n && start % 8 == 0; ++j) bitsOk = bitsOk && wm::keptBit(bits.data(), start + j) == (want[j] != 0);
+              CHECK(bitsOk, "dellaL1Buckets L=%llu S=%llu: keep bits differ", static_cast<unsigned long long>(L), static_cast<unsigned long long>(S));
+              ++cases;
+            }
+          }
+        }
+      }
+    }
+  }
+  wm::setSimdEnabled(true);
+  std::printf("della keep: %zu cases\n", cases);
+}
+
+void testDraws(Rng& r) {
+  size_t cases = 0;
+  for (size_t n : {0, 1, 3, 4, 5, 8, 13, 1000}) {
+    std::vector<uint64_t> limit(17);
+    for (uint64_t& l : limit) {
+      const uint64_t k = r.next() % 4;
+      l = k == 0 ? 0 : k == 1 ? uint64_t{1} << 53 : (r.next() >> 11);
+    }
+    std::vector<uint32_t> rankOf(n);
+    for (uint32_t& q : rankOf) q = static_cast<uint32_t>(r.next() % limit.size());
+    const uint64_t seedKey = r.next(), first = r.next() >> (r.next() % 64);
+    std::vector<uint8_t> scalar(n + 1, 9), simd(n + 1, 9);
+    wm::scalar::dellaDraws(seedKey, first, rankOf.data(), limit.data(), n, scalar.data());
+    wm::setSimdEnabled(true);
+    wm::dellaDraws(seedKey, first, rankOf.data(), limit.data(), n, simd.data());
+    CHECK(scalar == simd, "dellaDraws n=%zu: SIMD != scalar", n);
+    bool defined = true;
+    for (size_t j = 0; j < n; ++j) {
+      const double p = static_cast<double>(limit[rankOf[j]]) * 0x1.0p-53;  // exact: a limit < 2^54
+      defined = defined && scalar[j] == (wm::bernoulliKeep(seedKey, first + j, p) ? 1 : 0);
+    }
+    CHECK(defined, "dellaDraws n=%zu: differs from bernoulliKeep", n);
+    ++cases;
+  }
+  std::printf("della draws: %zu cases\n", cases);
+}
+
+}  // namespace
+
+void testDella(uint64_t seed) {
+  Rng r(seed ^ 0xDE11A);
+  testRanks(r);
+  testKeep(r);
+  testDraws(r);
+}

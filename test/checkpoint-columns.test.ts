@@ -1,0 +1,349 @@
+/**
+ * Opening a model keeps its tensors as columns (lib/model/tensor-table.ts, lib/format/header-columns.ts);
+ * `Checkpoint.tensors` and `SafetensorsHeader.tensors` are built on first read, and the planner, the
+ * compatibility check and the layout read the columns. The oracle is the object path: TensorLocation
+ * objects built field by field from each shard's header entries, a Map of them, the layout grouped
+ * from the Map, and a plan over checkpoints whose only table is that Map. On random models (random
+ * names, some needing JSON escapes, so that both the addon's readers and the JavaScript ones run;
+ * every dtype, zero-sized tensors, 1-3 shards with or without an index, metadata) both give the same
+ * values and the same plan. WEIGHTMIX_SEED=<seed> replays them.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Checkpoint, openCheckpoint, TensorLocation } from '../lib/model/checkpoint';
+import { tableOfLocations, tensorTableOf } from '../lib/model/tensor-table';
+import { checkCompatible, planMerge, TensorRecipe } from '../lib/engine/plan';
+import { checkpointLayout, layoutColumns, LayoutTensor } from '../lib/engine/output-layout';
+import { preloadNative } from '../lib/engine/native';
+import { nativeJsonTables, useNativeJsonTables } from '../lib/format/json-tables';
+import { DTYPE_BITS, DTYPE_NAMES, isFloatDtype, SafetensorsDtype } from '../lib/format/dtypes';
+import { encodeSafetensorsHeader, parseSafetensorsHeader, writeSafetensorsFile } from '../lib/format/safetensors';
+import { rng } from './helpers/models';
+
+const seed = Number(process.env.WEIGHTMIX_SEED ?? Math.floor(Math.random() * 2 ** 31));
+console.log('checkpoint columns: seed', seed, '(replay: WEIGHTMIX_SEED=' + seed + ')');
+
+let root: string;
+beforeAll(() => {
+  preloadNative();
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'wm-columns-'));
+});
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+const PIECES = ['model', 'layers', '0', '17', 'mlp', 'experts', 'weight', '__proto__', 'é', '\u{1f600}', 'a"b', 'x\\y', '\t', ' '];
+
+interface RandomTensor {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+}
+
+function randomTensors(next: () => number, escapes: boolean): RandomTensor[] {
+  const int = (n: number) => Math.floor(next() * n);
+  const names = new Set<string>();
+  const count = 1 + int(25);
+  while (names.size < count) {
+    const parts = Array.from({ length: 1 + int(4) }, () => PIECES[int(escapes ? PIECES.length : 7)]);
+    names.add(parts.join('.'));
+  }
+  return [...names].map((name) => {
+    const dtype = DTYPE_NAMES[int(DTYPE_NAMES.length)];
+    // Packed dtypes (F4, F6) need element counts that fill whole bytes: a multiple of 8 always does.
+    const shape = Array.from({ length: int(4) }, () => (next() < 0.1 ? 0 : 1 + int(5)));
+    if (DTYPE_BITS[dtype] % 8 !== 0) shape.push(8);
+    return { name, dtype, shape };
+  });
+}
+
+/** A model folder of random tensors in 1-3 shards, with an index when sharded. */
+async function writeRandomModel(dir: string, tensors: RandomTensor[], next: () => number): Promise<void> {
+  fs.mkdirSync(dir, { recursive: true });
+  const shardCount = 1 + Math.floor(next() * Math.min(3, tensors.length));
+  const shards = Array.from({ length: shardCount }, (_, s) => (shardCount === 1 ? 'model.safetensors' : `model-0000${s + 1}-of-0000${shardCount}.safetensors`));
+  const weightMap: Record<string, string> = Object.create(null);
+  for (let s = 0; s < shardCount; s++) {
+    const mine = tensors.filter((_, i) => i % shardCount === s);
+    const withData = mine.map((t) => {
+      const bytes = (t.shape.reduce((a, b) => a * b, 1) * DTYPE_BITS[t.dtype]) / 8;
+      return { ...t, data: Buffer.from(Array.from({ length: bytes }, () => Math.floor(next() * 256))) };
+    });
+    await writeSafetensorsFile(path.join(dir, shards[s]), withData, next() < 0.5 ? { format: 'pt', note: 'a"b\\c' } : null);
+    for (const t of mine) weightMap[t.name] = shards[s];
+  }
+  if (shardCount > 1) fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }));
+}
+
+/** The object path: a TensorLocation per tensor from each shard's header entries, in shard then data order. */
+function referenceLocations(ckpt: Checkpoint): Map<string, TensorLocation> {
+  const map = new Map<string, TensorLocation>();
+  for (const shard of ckpt.shards) {
+    for (const t of shard.header.tensors) {
+      map.set(t.name, {
+        name: t.name,
+        dtype: t.dtype,
+        shape: t.shape,
+        shard: shard.name,
+        file: shard.path,
+        offset: shard.header.dataStart + t.dataOffsets[0],
+        byteLength: t.byteLength,
+        elementCount: t.elementCount,
+      });
+    }
+  }
+  return map;
+}
+
+/** A checkpoint whose only table is a plain Map of objects (as a view made by hand is). */
+function objectCheckpoint(ckpt: Checkpoint): Checkpoint {
+  const tensors = referenceLocations(ckpt);
+  return { ...ckpt, tensors, names: [...tensors.keys()] };
+}
+
+async function openBoth(dir: string): Promise<{ columns: Checkpoint; js: Checkpoint }> {
+  const tables = nativeJsonTables();
+  const columns = await openCheckpoint(dir);
+  useNativeJsonTables(undefined);
+  try {
+    return { columns, js: await openCheckpoint(dir) };
+  } finally {
+    useNativeJsonTables(tables);
+  }
+}
+
+test('the addon has its readers loaded (or the column path would be the JavaScript readers only)', () => {
+  expect(nativeJsonTables()).toBeDefined();
+});
+
+test('a checkpoint opened into columns gives the tensors, names and layout of the object path, on random models', async () => {
+  const next = rng(seed);
+  for (let round = 0; round < 40; round++) {
+    const dir = path.join(root, `model-${round}`);
+    const tensors = randomTensors(next, next() < 0.5);
+    await writeRandomModel(dir, tensors, next);
+    const { columns, js } = await openBoth(dir);
+    for (const ckpt of [columns, js]) {
+      const reference = referenceLocations(ckpt);
+      // The table before the Map exists, then the Map as the object path builds it.
+      const table = tensorTableOf(ckpt);
+      const fromObjects = tableOfLocations([...reference]);
+      const columnsOf = ({ names, dtypes, shapeStarts, dims, offsets, byteLengths, elementCounts, fileIndex, files, shardNames }: typeof table) => ({
+        names,
+        dtypes,
+        shapeStarts,
+        dims,
+        offsets,
+        byteLengths,
+        elementCounts,
+        fileIndex,
+        files,
+        shardNames,
+      });
+      expect(columnsOf(table)).toEqual(columnsOf(fromObjects));
+      expect(ckpt.names).toEqual([...reference.keys()]);
+      expect(ckpt.tensors).toEqual(reference);
+      expect(ckpt.tensorBytes).toBe([...reference.values()].reduce((n, t) => n + t.byteLength, 0));
+      // The layout: each shard's tensors in data order, as grouped from the Map.
+      const layout = checkpointLayout(ckpt);
+      expect(layout.shards.map((s) => s.name)).toEqual(ckpt.shards.map((s) => s.name));
+      layout.shards.forEach((s) => {
+        const expected: LayoutTensor[] = ckpt.names
+          .map((n) => reference.get(n)!)
+          .filter((t) => t.shard === s.name)
+          .map((t) => ({ name: t.name, shape: t.shape, elementCount: t.elementCount }));
+        expect(layoutColumns(s)).toEqual(layoutColumns({ name: s.name, tensors: expected }));
+        expect(s.tensors).toEqual(expected);
+      });
+    }
+    // Both readers give the same checkpoint.
+    expect(columns.tensors).toEqual(js.tensors);
+    columns.shards.forEach((s, i) => {
+      expect(s.header.tensors).toEqual(js.shards[i].header.tensors);
+      expect(s.header.byName).toEqual(js.shards[i].header.byName);
+      expect(s.header.metadata).toEqual(js.shards[i].header.metadata);
+    });
+  }
+});
+
+test('planMerge and checkCompatible over columns equal the same over plain Maps of objects, on random model pairs', async () => {
+  const next = rng(seed + 1);
+  for (let round = 0; round < 25; round++) {
+    const tensors = randomTensors(next, next() < 0.3);
+    const a = path.join(root, `pair-${round}-a`);
+    const b = path.join(root, `pair-${round}-b`);
+    await writeRandomModel(a, tensors, next);
+    // The second model: the same names, float dtypes changed at random, its own sharding.
+    const floats: SafetensorsDtype[] = ['BF16', 'F16', 'F32'];
+    await writeRandomModel(
+      b,
+      tensors.map((t) => (isFloatDtype(t.dtype) && next() < 0.5 ? { ...t, dtype: floats[Math.floor(next() * 3)] } : t)),
+      next,
+    );
+    const lazy = [await openCheckpoint(a), await openCheckpoint(b)];
+    const objects = lazy.map(objectCheckpoint);
+    expect(() => checkCompatible(lazy[0], lazy[1])).not.toThrow();
+    expect(() => checkCompatible(objects[0], objects[1])).not.toThrow();
+    const lambda = next();
+    const spec = (ckpts: Checkpoint[]) => ({
+      checkpoints: ckpts,
+      layout: checkpointLayout(ckpts[next() < 0.5 ? 0 : 1]),
+      outputs: [{ dir: '/out', metadata: { format: 'pt' } }],
+      recipe: (name: string): TensorRecipe => {
+        const t = ckpts[0].tensors.get(name)!;
+        return isFloatDtype(t.dtype) ? { op: 'lerp', models: [0, 1], w: [lambda], dtype: t.dtype } : { op: 'copy', models: [1], w: [0], dtype: t.dtype };
+      },
+    });
+    // The same layout model for both: draw once.
+    const pickA = next() < 0.5;
+    const planOf = (ckpts: Checkpoint[]) => planMerge({ ...spec(ckpts), layout: checkpointLayout(ckpts[pickA ? 0 : 1]) });
+    const fromObjects = planOf(objects);
+    // Columns first (the Maps are not built yet), then the object view of the same checkpoints.
+    const fromColumns = planOf(lazy);
+    expect(fromColumns.packedJobs.words).toEqual(fromObjects.packedJobs.words);
+    expect(fromColumns.packedJobs.work).toEqual(fromObjects.packedJobs.work);
+    expect(fromColumns.packedJobs.count).toBe(fromObjects.packedJobs.count);
+    expect(fromColumns.outputs).toEqual(fromObjects.outputs);
+    expect(fromColumns.models).toEqual(fromObjects.models);
+    expect(fromColumns.inputs).toEqual(fromObjects.inputs);
+  }
+});
+
+test('checkCompatible over columns names the same difference as over objects', async () => {
+  const next = rng(seed + 2);
+  const tensors = randomTensors(next, false).map((t) => ({ ...t, dtype: 'BF16' as const, shape: [2, 3] }));
+  const a = path.join(root, 'diff-a');
+  const b = path.join(root, 'diff-b');
+  const c = path.join(root, 'diff-c');
+  await writeRandomModel(a, tensors, next);
+  await writeRandomModel(b, [...tensors.slice(1), { name: 'only.in.b', dtype: 'BF16', shape: [1] }], next);
+  await writeRandomModel(
+    c,
+    tensors.map((t, i) => (i === tensors.length - 1 ? { ...t, shape: [3, 2] } : t)),
+    next,
+  );
+  for (const other of [b, c]) {
+    const lazy = [await openCheckpoint(a), await openCheckpoint(other)];
+    const objects = lazy.map(objectCheckpoint);
+    const message = (ckpts: Checkpoint[]) => {
+      try {
+        checkCompatible(ckpts[0], ckpts[1]);
+        return 'compatible';
+      } catch (e) {
+        return (e as Error).message;
+      }
+    };
+    expect(message(lazy)).not.toBe('compatible');
+    expect(message(lazy)).toBe(message(objects));
+  }
+});
+
+test('the header encoder writes what JSON.stringify writes for the object form, on random headers', () => {
+  const next = rng(seed + 3);
+  for (let round = 0; round < 300; round++) {
+    const tensors = randomTensors(next, true);
+    const metadata = next() < 0.5 ? null : { format: 'pt', 'k"\\\n': 'v\u{1f600}\t', é: '' };
+    const encoded = encodeSafetensorsHeader(tensors, metadata);
+    // The reference: JSON.stringify of each member, `__metadata__` first (keys sorted), tensors in the order given (joined
+    // by hand: an object would enumerate integer-like names such as "17" first).
+    const members = tensors.map((t, i) => `${JSON.stringify(t.name)}:${JSON.stringify({ dtype: t.dtype, shape: t.shape, data_offsets: encoded.offsets[i] })}`);
+    if (metadata)
+      members.unshift(
+        `"__metadata__":${JSON.stringify(
+          Object.fromEntries(
+            Object.keys(metadata)
+              .sort()
+              .map((k) => [k, metadata[k as keyof typeof metadata]]),
+          ),
+        )}`,
+      );
+    const json = Buffer.from(`{${members.join(',')}}`);
+    const length = Number(encoded.bytes.readBigUInt64LE(0));
+    expect(length % 8).toBe(0);
+    expect(encoded.bytes.subarray(8, 8 + json.length)).toEqual(json);
+    expect(encoded.bytes.subarray(8 + json.length).every((x) => x === 0x20)).toBe(true);
+    expect(encoded.bytes.length).toBe(8 + Math.ceil(json.length / 8) * 8);
+    // And it parses back into the same tensors.
+    const parsed = parseSafetensorsHeader(encoded.bytes.subarray(8), { file: 'mem', headerLength: length, fileSize: encoded.totalSize });
+    expect(parsed.tensors.map((t) => t.name).sort()).toEqual(tensors.map((t) => t.name).sort());
+  }
+});
+
+test("the addon's index check (weightMapAgrees) decides as a check by name does, on random indexes and tables", () => {
+  const next = rng(seed + 4);
+  const int = (n: number) => Math.floor(next() * n);
+  const tables = nativeJsonTables()!;
+  let agreed = 0;
+  for (let round = 0; round < 500; round++) {
+    const names = [...new Set(Array.from({ length: int(12) }, () => `model.layers.${int(20)}.w`))];
+    const files = ['a.safetensors', 'b.safetensors', 'c.safetensors'];
+    const listed = names.map((name) => [name, files[int(3)]] as [string, string]);
+    // The stored tensors: the listed ones in another order, then at random one dropped, added, doubled or moved to another shard.
+    const stored = [...listed].sort(() => next() - 0.5);
+    const edit = int(6);
+    if (edit === 0 && stored.length > 0) stored.splice(int(stored.length), 1);
+    if (edit === 1) stored.push([`extra.${int(3)}`, files[int(3)]]);
+    if (edit === 2 && stored.length > 1) stored[int(stored.length)] = [...stored[0]];
+    if (edit === 3 && stored.length > 0) stored[0] = [stored[0][0], files[(files.indexOf(stored[0][1]) + 1) % 3]];
+    const json = Buffer.from(JSON.stringify({ weight_map: Object.fromEntries(listed) }));
+    const shardNames = [...new Set(stored.map((s) => s[1]))];
+    const fileOf = Uint32Array.from(stored, (s) => shardNames.indexOf(s[1]));
+    // The reference: each listed name stored exactly once, in its shard, and nothing else stored.
+    const count = new Map<string, number>();
+    for (const [name] of stored) count.set(name, (count.get(name) ?? 0) + 1);
+    const expected =
+      names.length > 0 &&
+      stored.length === listed.length &&
+      listed.every(([name, file]) => count.get(name) === 1 && stored.find((s) => s[0] === name)![1] === file);
+    const columns = tables.readWeightMapTable(json);
+    if (columns === null) continue;
+    const storedNames = stored.map((s) => s[0]);
+    expect(tables.weightMapAgrees(columns, { names: storedNames, fileIndex: fileOf, shardNames })).toBe(expected);
+    // The same with the names as one text, as a checkpoint's table gives them.
+    expect(tables.weightMapAgrees(columns, { names: storedNames, namesText: storedNames.map((n) => `${n}\n`).join(''), fileIndex: fileOf, shardNames })).toBe(
+      expected,
+    );
+    if (expected) agreed++;
+  }
+  // Both answers came up (the edits are not all no-ops, nor all changes).
+  expect(agreed).toBeGreaterThan(50);
+  expect(agreed).toBeLessThan(450);
+});
+
+test("the addon's header encoder writes or refuses every header as the JavaScript encoder does, near misses included", () => {
+  const next = rng(seed + 5);
+  const int = (n: number) => Math.floor(next() * n);
+  const tables = nativeJsonTables()!;
+  const outcome = (tensors: RandomTensor[], metadata: Record<string, string> | null) => {
+    try {
+      const { bytes, offsets, totalSize } = encodeSafetensorsHeader(tensors, metadata);
+      return { bytes: bytes.toString('latin1'), offsets, totalSize };
+    } catch (e) {
+      return { error: `${(e as Error).constructor.name}: ${(e as Error).message}` };
+    }
+  };
+  let refused = 0;
+  for (let round = 0; round < 400; round++) {
+    const tensors: RandomTensor[] = randomTensors(next, next() < 0.3);
+    // Near misses: a name given twice or reserved, a bad or huge dimension, a partial byte, an unknown dtype, a '\n' in a name.
+    const t = tensors[int(tensors.length)];
+    const edit = int(10);
+    if (edit === 0) tensors.push({ ...tensors[0] });
+    if (edit === 1) t.name = '__metadata__';
+    if (edit === 2) t.shape = [...t.shape, [-1, 1.5, NaN, -0, 2 ** 53][int(5)]];
+    if (edit === 3) t.shape = [2 ** 40, 2 ** 20];
+    if (edit === 4) [t.dtype, t.shape] = ['F4', [3]];
+    if (edit === 5) t.dtype = 'X' as SafetensorsDtype;
+    if (edit === 6) t.name = `a\nb${t.name}`;
+    const metadata = next() < 0.5 ? null : { format: 'pt' };
+    const withAddon = outcome(tensors, metadata);
+    useNativeJsonTables(undefined);
+    try {
+      expect(withAddon).toEqual(outcome(tensors, metadata));
+    } finally {
+      useNativeJsonTables(tables);
+    }
+    if ('error' in withAddon) refused++;
+  }
+  expect(refused).toBeGreaterThan(50);
+  expect(refused).toBeLessThan(350);
+});
