@@ -15,7 +15,6 @@
 
 #include "avx2_loads.h"
 #include "avx2_splitmix.h"
-#include "divide_by_weight.h"
 #include "numerics.h"
 #include "sparsify.h"
 
@@ -214,11 +213,7 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
   // One model with a sign consensus: its v agrees exactly when it is neither zero nor NaN, and then
   // mixed / div = v / (0 + w, or 1 where that is 0); else +0 / 1 = +0 (the general loop's values).
   const __m256d soleDiv = _mm256_set1_pd(p.models.empty() || 0.0 + p.models[0].weight == 0 ? 1.0 : 0.0 + p.models[0].weight);
-  // One model whose divisor is its own weight (normalize with a nonzero weight): v / w without a division.
-  const double soleWeight = p.models.empty() ? 0.0 : p.models[0].weight;
-  const WeightDivisor byWeight = weightDivisor(soleWeight);
-  const bool divideByWeight = M == 1 && p.normalize && byWeight.exact && (C == Consensus::None ? constDiv == soleWeight : 0.0 + soleWeight != 0);
-  __m256d vs[kMaxModels], es[kMaxModels];
+  __m256d vs[kMaxModels];
   for (size_t j = 0; j + 4 <= n; j += 4) {
     const __m128 b32 = load4<T>(base, j);
     const __m256d b = _mm256_cvtps_pd(b32);
@@ -247,7 +242,6 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
       const __m256d e = _mm256_and_pd(_mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(x32), b), l.scale), _mm256_castsi256_pd(keep));
       const __m256d v = rounded(_mm256_mul_pd(l.weight, e));
       vs[k] = v;
-      es[k] = e;
       sum = k == 0 ? v : _mm256_add_pd(sum, v);
       if constexpr (C == Consensus::Count) {
         // signOf(v): +1, -1, or 0 (zero and NaN); compare masks are -1 where true.
@@ -258,8 +252,7 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
     __m256d mixed, div;
     if constexpr (M == 1 && C != Consensus::None) {
       const __m256d agree = _mm256_cmp_pd(vs[0], zero, _CMP_NEQ_OQ);
-      const __m256d quotient = divideByWeight ? divideProductByWeight(vs[0], es[0], byWeight) : _mm256_div_pd(vs[0], soleDiv);
-      mixed = _mm256_and_pd(p.normalize ? quotient : vs[0], agree);
+      mixed = _mm256_and_pd(p.normalize ? _mm256_div_pd(vs[0], soleDiv) : vs[0], agree);
       storeResult4<TO>(out, j, _mm256_add_pd(b, rounded(_mm256_mul_pd(mixed, lambda))));
       rev = _mm256_sub_epi64(rev, four);
       continue;
@@ -279,8 +272,7 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
       }
       div = _mm256_blendv_pd(div, one, _mm256_cmp_pd(div, zero, _CMP_EQ_OQ));
     }
-    if (M == 1 && C == Consensus::None && divideByWeight) mixed = divideProductByWeight(mixed, es[0], byWeight);  // mixed = v
-    else if (p.normalize) mixed = _mm256_div_pd(mixed, div);
+    if (p.normalize) mixed = _mm256_div_pd(mixed, div);
     storeResult4<TO>(out, j, _mm256_add_pd(b, rounded(_mm256_mul_pd(mixed, lambda))));
     rev = _mm256_sub_epi64(rev, four);
   }

@@ -22,9 +22,6 @@
 #include "kernels/numerics.h"
 #include "kernels/sparse_select.h"
 #include "kernels/sparsify.h"
-#if defined(__x86_64__)
-#include "kernels/divide_by_weight.h"
-#endif
 #include "tests/selftest_support.h"
 
 namespace num = wm::num;
@@ -366,69 +363,6 @@ static void testSparse(uint64_t seed) {
   std::printf("sparse: %zu cases\n", cases);
 }
 
-#if defined(__x86_64__)
-// divide_by_weight.h: RN(v / w) from v = RN(w e) without a division, bit for bit `v / w`, on every bf16
-// task vector (x - b of all bf16 x against random b), random doubles of every exponent, and special values.
-__attribute__((target("avx2,fma,f16c"))) static size_t divideByWeightCases(double w, const double* e, size_t n) {
-  const wm::avx2::WeightDivisor d = wm::avx2::weightDivisor(w);
-  if (!d.exact) return 0;
-  size_t wrong = 0;
-  for (size_t i = 0; i + 4 <= n; i += 4) {
-    alignas(32) double v[4], got[4];
-    for (int q = 0; q < 4; ++q) v[q] = w * e[i + q];
-    _mm256_store_pd(got, wm::avx2::divideProductByWeight(_mm256_load_pd(v), _mm256_loadu_pd(e + i), d));
-    for (int q = 0; q < 4; ++q) {
-      const double want = v[q] / w;
-      if (std::memcmp(&want, &got[q], 8) != 0 && ++wrong <= 3) std::printf("  w %a e %a: %a, v / w %a\n", w, e[i + q], got[q], want);
-    }
-  }
-  return wrong;
-}
-
-static void testDivideByWeight(uint64_t seed) {
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
-    std::printf("divide by weight: skipped, this CPU has no AVX2+FMA\n");
-    return;
-  }
-  Rng r(seed ^ 0xD1D1);
-  std::vector<double> weights = {0.8, 0.7, -0.5, 1.3, 1.0 / 3, 0.1, 1e-9, 3e7, 0x1.0p-100, 0x1.0p100, -0x1.fffffffffffffp-1};
-  for (int k = 0; k < 40; ++k) {
-    const uint64_t bits = (r.next() & 0x800FFFFFFFFFFFFFull) | (uint64_t{1023 - 100 + r.next() % 201} << 52);
-    double w;
-    std::memcpy(&w, &bits, 8);
-    weights.push_back(w);
-  }
-  std::vector<double> es;
-  // Every bf16 x against 16 random bf16 b (the task vectors of bf16 checkpoints).
-  for (uint32_t x = 0; x < 65536; ++x) {
-    for (int k = 0; k < 16; ++k) {
-      const float xf = num::f32FromBits(x << 16), bf = num::f32FromBits(static_cast<uint32_t>(r.next() & 0xFFFF) << 16);
-      es.push_back(static_cast<double>(xf) - static_cast<double>(bf));
-    }
-  }
-  // Random doubles of every exponent (some outside the fast range: those lanes divide), and special values.
-  for (int k = 0; k < (1 << 18); ++k) {
-    const uint64_t bits = r.next();
-    double e;
-    std::memcpy(&e, &bits, 8);
-    es.push_back(e);
-  }
-  for (double e : std::initializer_list<double>{0.0, -0.0, INFINITY, -INFINITY, NAN, -NAN, 0x1.0p-800, -0x1.0p-800, 0x1.fffffffffffffp-801, 0x1.0p800, 0x1.0000000000001p800,
-                   4.9e-324, 1.7976931348623157e308, 1.0, 0x1.fffffffffffffp0, 0x1.0000000000001p0, 3.0})
-    es.push_back(e);
-  while (es.size() % 4) es.push_back(1.0);
-  size_t wrong = 0, cases = 0;
-  for (double w : weights) {
-    wrong += divideByWeightCases(w, es.data(), es.size());
-    cases += es.size();
-  }
-  CHECK(wrong == 0, "divideProductByWeight: %zu of %zu quotients differ from v / w", wrong, cases);
-  std::printf("divide by weight: %zu cases\n", cases);
-}
-#else
-static void testDivideByWeight(uint64_t) { std::printf("divide by weight: skipped, not an x86-64 build\n"); }
-#endif
-
 // The one-pass windowed rank cuts equal the histogram passes' wherever they answer, and answer on smooth data.
 static void testRankWindow(uint64_t seed) {
   Rng r(seed ^ 0xC0FFEE);
@@ -534,7 +468,6 @@ int main(int argc, char** argv) {
   testKnownAnswers();
   testOps(seed);
   testSparse(seed);
-  testDivideByWeight(seed);
   testRankWindow(seed);
   testRam(seed);
   testNearswap(seed);
