@@ -28,7 +28,7 @@ export interface NativeDest {
   op: NativeOp;
   /** copy: [source index]; lerp, lerp_mi: [λ]; linear: one weight per source; sparse, nearswap, ram, row_linear, della, sce, arcee_fusion: []. */
   w: number[];
-  /** sparse: native/kernels/sparsify.h's flat layout (lib/sparsify.ts writes it); nearswap, ram, row_linear: kernels/elementwise.h's (engine/elementwise-params.ts); della: kernels/della.h's (engine/della-params.ts); sce: kernels/sce.h's (engine/sce-params.ts); arcee_fusion: kernels/arcee_fusion.h's (engine/arcee-fusion-params.ts). */
+  /** sparse: native/kernels/sparsify.h's flat layout (lib/sparsify.ts writes it); nearswap, ram, row_linear: kernels/elementwise.h's (engine/elementwise-params.ts); della: kernels/della.h's (engine/della-params.ts); sce: kernels/sce.h's (engine/sce-params.ts); arcee_fusion: kernels/arcee_fusion.h's (engine/arcee-fusion-params.ts); linear with open moments: native/local_moments.h's (engine/open-moments.ts); ram's open λ tail [r, alpha, epsilon]: native/local_ram.h. */
   params?: number[];
 }
 
@@ -44,7 +44,7 @@ export interface NativeJob {
   moments?: boolean;
   /**
    * No dests: radix-selection counts ('histogram', 2^bits numbers) or exact L1 sums ('l1', 2 numbers) of sources[1] − sources[0];
-   * 'ram_counts' (statParams: a ram dest's params): per model, the elements where it alone (unique) or it and others (shared) pass epsilon, all shared counts then all unique;
+   * 'ram_counts' (statParams: a ram dest's params, without the open tail): per model, the elements where it alone (unique) or it and others (shared) pass epsilon, all shared counts then all unique;
    * 'row_moments' (statParams: [row length]): per row of sources 0 (a) and 1 (b), Σa², Σb², Σab, Σ(b−a)² over the finite pairs;
    * 'della_l1' (statParams: engine/della-params.ts's dellaStatParams): exact L1 sums of sources[1] − sources[0], all and MAGPRUNE-kept (2 numbers);
    * 'sce_histogram', 'sce_sum_squares' (engine/sce-params.ts): radix counts over the models' per-element variance keys (2^bits, then the zero-variance count), and per model Σ t² over the selected elements;
