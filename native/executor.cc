@@ -530,14 +530,7 @@ class Run {
     std::vector<Moments> perJob(plan_.jobs.size());
     for (size_t p = 0; p < pieces_.size(); ++p) {
       if (!plan_.jobs[pieces_[p].job].moments) continue;
-      Moments& m = perJob[pieces_[p].job];
-      const Moments& x = pieceMoments_[p];
-      m.aa += x.aa;
-      m.bb += x.bb;
-      m.ab += x.ab;
-      m.dd += x.dd;
-      m.maxAbsDiff = std::max(m.maxAbsDiff, x.maxAbsDiff);
-      m.nonFinite += x.nonFinite;
+      perJob[pieces_[p].job].add(pieceMoments_[p]);
     }
     return perJob;
   }

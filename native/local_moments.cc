@@ -56,12 +56,7 @@ void resolveLocalMoments(std::vector<OpenMoments>& dests, const Job& job, const 
       for (uint64_t s = 0; s < job.count; s += o.pieceElements) {
         Moments x;
         accumulateMoments(pa + s * dtypeSize(types[a]), types[a], pb + s * dtypeSize(types[b]), types[b], std::min(o.pieceElements, job.count - s), x);
-        m.aa += x.aa;
-        m.bb += x.bb;
-        m.ab += x.ab;
-        m.dd += x.dd;
-        m.maxAbsDiff = std::max(m.maxAbsDiff, x.maxAbsDiff);
-        m.nonFinite += x.nonFinite;
+        m.add(x);
       }
       flat.insert(flat.end(), {m.aa, m.bb, m.ab, m.dd, m.maxAbsDiff, static_cast<double>(m.nonFinite)});
     }

@@ -31,6 +31,15 @@ struct Moments {
   double aa = 0, bb = 0, ab = 0, dd = 0;  // sum a^2, sum b^2, sum a*b, sum (b-a)^2
   double maxAbsDiff = 0;                   // max |b - a| over finite pairs
   uint64_t nonFinite = 0;                  // pairs where a or b is NaN or Inf (excluded from the sums)
+  // Adds a later piece's sums: the moments pass and a local job reduce pieces in order with this, so their f64 sums agree.
+  void add(const Moments& x) {
+    aa += x.aa;
+    bb += x.bb;
+    ab += x.ab;
+    dd += x.dd;
+    maxAbsDiff = maxAbsDiff < x.maxAbsDiff ? x.maxAbsDiff : maxAbsDiff;  // std::max's choice, without <algorithm> here
+    nonFinite += x.nonFinite;
+  }
 };
 void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t n, Moments& m);
 
