@@ -17,7 +17,6 @@
 #include "io.h"
 #include "job_params.h"
 #include "local_job.h"
-#include "local_moments.h"
 #include "plan_validation.h"
 #include "worker_pool.h"
 #include "kernels/sparsify.h"
@@ -196,8 +195,7 @@ class Run {
     }
     maps.startJob();
     resolveLocal(sparse_[j], srcPtr.data(), srcType.data(), job.count, maps);
-    resolveLocalParams(params_[j], srcPtr.data(), srcType.data(), job.count, maps, reads.buffers.back().data());
-    resolveLocalMoments(openMoments_[j], job, srcPtr.data(), srcType.data(), coefficients_);
+    resolveLocalParams(params_[j], job, srcPtr.data(), srcType.data(), maps, reads.buffers.back().data(), coefficients_);
     runTaskOnCpu(task, reads, out, srcPtr, srcType);
   }
 
@@ -319,7 +317,7 @@ class Run {
     if (job.moments) accumulateMoments(srcPtr[0], srcType[0], srcPtr[1], srcType[1], n, pieceMoments_[p]);
     if (job.stat != JobStat::None) accumulateStat(piece, job, srcPtr, srcType);
     for (size_t di = 0; di < job.dests.size(); ++di) {
-      const Dest& d = destToRun(openMoments_[piece.job], job, di);
+      const Dest& d = destToRun(params_[piece.job].moments, job, di);
       if (device_ && !localJob_[piece.job] && device_->destOnDevice(job, d, piece.job)) continue;  // DeviceRun::runTask produces it
       const size_t es = dtypeSize(d.dtype);
       const uint64_t at = d.offset + piece.start * es;
@@ -409,8 +407,7 @@ class Run {
         sparse_[j].push_back(d.op == DestOp::Sparse ? decodeSparseParams(d.params, job.sources.size()) : SparseParams{});
       }
       params_.push_back(decodeJobParams(job));
-      openMoments_.push_back(decodeOpenMoments(job));
-      localJob_.push_back(isLocalJob(sparse_[j]) || hasOpenStatistics(params_.back()) || isLocalMoments(openMoments_[j]));
+      localJob_.push_back(isLocalJob(sparse_[j]) || hasOpenStatistics(params_.back()));
       if (job.stat == JobStat::ArceeHistogram) {  // the first pass returns its row KLs (kernels/arcee_fusion.h)
         const ArceeStat s = decodeArceeHistogram(job.statParams, job.sources.size(), job.count);
         if (!s.rows.rowKl) rowKl_[j].assign(job.count / s.rows.rowLength, 0.0);
@@ -550,7 +547,6 @@ class Run {
   std::vector<std::vector<double>> pieceRows_;                      // RowMoments jobs: each piece's row sums
   std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]; a local job's resolved by its worker
   std::vector<JobParams> params_;                                   // [job]: the other dests' (job_params.h), the same
-  std::vector<std::vector<OpenMoments>> openMoments_;              // [job][dest] where some dest is open (local_moments.h), else [job] empty
   const CoefficientsFn& coefficients_;
   std::vector<bool> localJob_;                                      // [job]: local_job.h
   LocalBuffers localBuffers_{kLocalBudgetBytes};

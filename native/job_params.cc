@@ -13,17 +13,20 @@ JobParams decodeJobParams(const Job& job) {
     p.sce.push_back(d.op == DestOp::Sce ? decodeSceParams(d.params, job.sources.size(), job.count) : SceParams{});
     p.ram.push_back(d.op == DestOp::Ram ? decodeRamParams(d.params, job.sources.size()) : RamParams{});
   }
+  p.moments = decodeOpenMoments(job);
   return p;
 }
 
-bool hasOpenStatistics(const JobParams& p) { return isLocalDella(p.della) || isLocalSce(p.sce) || isLocalRam(p.ram); }
+bool hasOpenStatistics(const JobParams& p) { return isLocalDella(p.della) || isLocalSce(p.sce) || isLocalRam(p.ram) || isLocalMoments(p.moments); }
 
 uint64_t localScratchBytes(const JobParams& p, uint64_t count) { return localSceScratchBytes(p.sce, count); }
 
-void resolveLocalParams(JobParams& p, const void* const* srcs, const Dtype* types, uint64_t count, KeepBitMaps& maps, uint8_t* scratch) {
-  resolveLocalSce(p.sce, srcs, types, count, scratch);
-  resolveLocalDella(p.della, srcs, types, count, maps);
-  resolveLocalRam(p.ram, srcs, types, count);
+void resolveLocalParams(JobParams& p, const Job& job, const void* const* srcs, const Dtype* types, KeepBitMaps& maps, uint8_t* scratch,
+                        const CoefficientsFn& coefficients) {
+  resolveLocalSce(p.sce, srcs, types, job.count, scratch);
+  resolveLocalDella(p.della, srcs, types, job.count, maps);
+  resolveLocalRam(p.ram, srcs, types, job.count);
+  resolveLocalMoments(p.moments, job, srcs, types, coefficients);
 }
 
 }  // namespace wm

@@ -1,11 +1,13 @@
-// The parameters of a job's della, sce and ram dests, decoded once before the run (the per-piece merge
-// reads them), and those a tensor-local job leaves open resolved by its worker from its sources in
-// memory (local_job.h). The sparse dests' stay beside them in the executor, which the CUDA run also reads.
+// The parameters of a job's della, sce and ram dests and its linear dests' open moments, decoded once
+// before the run (the per-piece merge reads them), and those a tensor-local job leaves open resolved by
+// its worker from its sources in memory (local_job.h). The sparse dests' stay beside them in the
+// executor, which the CUDA run also reads.
 #pragma once
 #include <cstdint>
 #include <vector>
 
 #include "local_job.h"
+#include "local_moments.h"
 #include "plan.h"
 #include "kernels/della.h"
 #include "kernels/elementwise.h"
@@ -18,19 +20,22 @@ struct JobParams {
   std::vector<DellaParams> della;
   std::vector<SceParams> sce;
   std::vector<RamParams> ram;
+  std::vector<OpenMoments> moments;  // [dest], or empty where no dest is open (local_moments.h)
 };
 
 // Throws std::invalid_argument where a dest's params are malformed.
 JobParams decodeJobParams(const Job& job);
 
-// Whether some dest leaves a statistic open (della's L1 factors, sce's cut and weights, ramplus_tl's λ).
+// Whether some dest leaves a statistic open (della's L1 factors, sce's cut and weights, ramplus_tl's λ, a linear dest's moments).
 bool hasOpenStatistics(const JobParams& p);
 
 // The scratch bytes resolveLocalParams needs beside the sources (sce's variance bits).
 uint64_t localScratchBytes(const JobParams& p, uint64_t count);
 
 // Resolves every open statistic from the sources in memory (srcs[s]: element 0 of source s); `scratch`
-// holds localScratchBytes(p, count) bytes and `maps` the keep bits, both read by the merge afterwards.
-void resolveLocalParams(JobParams& p, const void* const* srcs, const Dtype* types, uint64_t count, KeepBitMaps& maps, uint8_t* scratch);
+// holds localScratchBytes(p, job.count) bytes and `maps` the keep bits, both read by the merge afterwards;
+// `coefficients` answers open moments.
+void resolveLocalParams(JobParams& p, const Job& job, const void* const* srcs, const Dtype* types, KeepBitMaps& maps, uint8_t* scratch,
+                        const CoefficientsFn& coefficients);
 
 }  // namespace wm
