@@ -182,23 +182,17 @@ void sceHistogram(const void* const* srcs, const Dtype* types, const SceStat& s,
 }
 
 void sceSumSquares(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, double* sums) {
-  // Each model's sum adds its elements in element order, as sce.h says; the models' sums advance side by
-  // side (kLanes at a time), so that their additions, each waiting on its own last one, overlap.
-  constexpr size_t kLanes = 4;
+  // Each model's sum adds its elements in element order, as sce.h says.
   forChunks(srcs, types, p, count, start, n, [&](size_t, size_t len, const double*, const double* t, const double* keep) {
-    for (size_t k0 = 0; k0 < p.sources.size(); k0 += kLanes) {
-      const size_t lanes = std::min(kLanes, p.sources.size() - k0);
-      // In registers, not through sums[k] (which may alias t); + 0 for a skipped element leaves the
+    for (size_t k = 0; k < p.sources.size(); ++k) {
+      // In a register, not through sums[k] (which may alias t); + 0 for a skipped element leaves the
       // sum's bits as they are (it is finite and >= +0: |t| < 2^129, so t^2 cannot overflow).
-      double sum[kLanes] = {0, 0, 0, 0};
-      for (size_t l = 0; l < lanes; ++l) sum[l] = sums[k0 + l];
+      double sum = sums[k];
       for (size_t j = 0; j < len; ++j) {
-        for (size_t l = 0; l < lanes; ++l) {
-          const double x = t[(k0 + l) * kChunk + j] * keep[j];
-          sum[l] += std::isfinite(x) ? x * x : 0.0;
-        }
+        const double x = t[k * kChunk + j] * keep[j];
+        sum += std::isfinite(x) ? x * x : 0.0;
       }
-      for (size_t l = 0; l < lanes; ++l) sums[k0 + l] = sum[l];
+      sums[k] = sum;
     }
   });
 }
