@@ -104,10 +104,10 @@ export function withRecipeFiles(models: MethodModels, methods: string[], run: (m
     const linear3 = path.join(dir, 'linear3.json');
     const interpolate: Reference = { label: 'interpolate λ=0.8 on the same pair', short: 'interpolate', args: (out) => interpolateArgs(models, out) };
     const three: Reference = { label: 'linear merge of the same three models', short: 'linear of three', args: (out) => cli(['merge', linear3, '-o', out]) };
+    if (methods.some((m) => THREE_MODEL_METHODS.has(m))) fs.writeFileSync(linear3, JSON.stringify(LINEAR3(models)));
     for (const method of methods) {
       const recipe = path.join(dir, `${method}.json`);
       fs.writeFileSync(recipe, JSON.stringify(RECIPES[method](models))); // YAML is a superset of JSON
-      if (THREE_MODEL_METHODS.has(method)) fs.writeFileSync(linear3, JSON.stringify(LINEAR3(models)));
       run(method, recipe, THREE_MODEL_METHODS.has(method) ? three : interpolate);
     }
   } finally {
