@@ -57,12 +57,13 @@ export function median(xs: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-/** Runs summed up: the median time, the largest peak RSS, the output of the run nearest the median. */
+/** Runs summed up: the median time and CPU time, the largest peak RSS, the output of the run nearest the median. */
 export function medianRun(runs: Timed[]): Timed {
   const seconds = median(runs.map((r) => r.seconds));
   const nearest = runs.reduce((a, b) => (Math.abs(b.seconds - seconds) < Math.abs(a.seconds - seconds) ? b : a));
   const rss = runs.map((r) => r.peakRss).filter((r): r is number => r !== null);
-  return { ...nearest, seconds, peakRss: rss.length > 0 ? Math.max(...rss) : null };
+  const cpu = runs.map((r) => r.cpuSeconds).filter((r): r is number => r !== null);
+  return { ...nearest, seconds, peakRss: rss.length > 0 ? Math.max(...rss) : null, cpuSeconds: cpu.length === runs.length ? median(cpu) : null };
 }
 
 /**

@@ -8,6 +8,8 @@ export interface Timed {
   seconds: number;
   /** Peak resident set of the whole process in bytes (from /usr/bin/time %M), when measured. */
   peakRss: number | null;
+  /** User + system CPU seconds of the whole process (from /usr/bin/time %U %S), when measured. */
+  cpuSeconds: number | null;
   stdout: string;
 }
 
@@ -27,7 +29,7 @@ export function hasGnuTime(): boolean {
 export function timeCommand(argv: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Timed {
   const rssFile = path.join(os.tmpdir(), `wm-bench-rss-${process.pid}`);
   const useTime = hasGnuTime();
-  const full = useTime ? ['/usr/bin/time', '-f', '%M', '-o', rssFile, ...argv] : argv;
+  const full = useTime ? ['/usr/bin/time', '-f', '%M %U %S', '-o', rssFile, ...argv] : argv;
   // Dirty pages of earlier steps (fixtures, a deleted output) would otherwise be written back during this one.
   spawnSync('sync');
   const t0 = process.hrtime.bigint();
@@ -37,12 +39,14 @@ export function timeCommand(argv: string[], options: { env?: NodeJS.ProcessEnv; 
     throw new Error(`command failed (${r.status ?? r.signal}): ${argv.join(' ')}\n${r.stderr?.slice(-2000)}`);
   }
   let peakRss: number | null = null;
+  let cpuSeconds: number | null = null;
   if (useTime) {
-    const kb = Number(fs.readFileSync(rssFile, 'utf8').trim().split('\n').pop());
+    const [kb, user, system] = fs.readFileSync(rssFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
     peakRss = Number.isFinite(kb) ? kb * 1024 : null;
+    cpuSeconds = Number.isFinite(user + system) ? user + system : null;
     fs.rmSync(rssFile, { force: true });
   }
-  return { seconds, peakRss, stdout: r.stdout };
+  return { seconds, peakRss, cpuSeconds, stdout: r.stdout };
 }
 
 let dropMethod: string | null = null;
