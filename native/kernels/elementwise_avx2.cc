@@ -64,11 +64,15 @@ __attribute__((target("avx2,fma,f16c"))) void ramMergeLoop(const void* const* sr
     const __m256d u = _mm256_and_pd(_mm256_cmp_pd(cd, one, _CMP_EQ_OQ), one);
     const __m256d many = _mm256_cmp_pd(cd, one, _CMP_GT_OQ);
     const __m256d o = _mm256_and_pd(many, one), div = _mm256_blendv_pd(one, cd, many);
+    // Where no lane is shared every divisor is 1, and x / 1 is x bit for bit (a NaN here is already quiet):
+    // the division, the loop's slowest instruction, is skipped for such steps.
+    const bool anyShared = _mm256_movemask_pd(many) != 0;
     __m256d sum = zero;
     for (size_t k = 0; k < m; ++k) {
       const __m256d z = _mm256_blendv_pd(rounded(_mm256_mul_pd(d[k], zero)), d[k], mask[k]);  // d * 0 keeps NaN and Inf as NaN
       const __m256d unique = rounded(_mm256_mul_pd(rounded(_mm256_mul_pd(z, u)), lambda[k]));
-      const __m256d shared = _mm256_div_pd(rounded(_mm256_mul_pd(z, o)), div);
+      const __m256d zo = rounded(_mm256_mul_pd(z, o));
+      const __m256d shared = anyShared ? _mm256_div_pd(zo, div) : zo;
       sum = _mm256_add_pd(sum, _mm256_add_pd(unique, shared));
     }
     storeResult4<TO>(out, j, _mm256_add_pd(b, sum));

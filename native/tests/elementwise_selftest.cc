@@ -2,6 +2,7 @@
 // for bit on random inputs salted with special values (run by kernels_selftest.cc's main).
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "kernels/elementwise.h"
@@ -18,7 +19,15 @@ void testRam(uint64_t seed) {
       std::vector<std::vector<unsigned char>> src;
       for (int s = 0; s < 4; ++s) src.push_back(randomTensor(r, t, n));
       const std::vector<unsigned char> mixed = randomTensor(r, t == Dtype::F32 ? Dtype::BF16 : Dtype::F32, n);
-      for (int variant = 0; variant < 6; ++variant) {
+      // Models equal to the base at 3 in 4 elements: steps where no lane is shared (the SIMD path skips the
+      // division there), steps with some shared lanes, and steps with all.
+      std::vector<std::vector<unsigned char>> nearBase(4, src[0]);
+      for (int s = 1; s < 4; ++s) {
+        for (size_t i = 0; i < n; ++i) {
+          if (r.next() % 4 == 0) std::memcpy(nearBase[s].data() + i * wm::dtypeSize(t), src[s].data() + i * wm::dtypeSize(t), wm::dtypeSize(t));
+        }
+      }
+      for (int variant = 0; variant < 9; ++variant) {
         wm::RamParams p;
         p.base = 0;
         const float eps[] = {0.0f, 0.01f, 1e-3f};
@@ -27,7 +36,8 @@ void testRam(uint64_t seed) {
           p.sources.push_back(k);
           p.lambda.push_back(variant < 3 ? 1.0 : 1.0 + 0.37 * k);
         }
-        const void* srcs[4] = {src[0].data(), src[1].data(), src[2].data(), src[3].data()};
+        const auto& models = variant >= 6 ? nearBase : src;  // variants 6-8: 1-3 models near the base
+        const void* srcs[4] = {src[0].data(), models[1].data(), models[2].data(), models[3].data()};
         Dtype types[4] = {t, t, t, t};
         if (variant == 5) {  // a source of another dtype: the scalar path in both
           types[3] = t == Dtype::F32 ? Dtype::BF16 : Dtype::F32;
