@@ -222,7 +222,7 @@ static uint64_t keyOf(Rng& r, const std::vector<unsigned char>& base, const std:
 static void testSparse(uint64_t seed) {
   Rng r(seed ^ 0x5A5A);
   const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
-  const size_t lengths[] = {0, 1, 3, 4, 5, 7, 8, 17, 1000, 1025, 2100};
+  const size_t lengths[] = {0, 1, 3, 4, 5, 7, 8, 13, 17, 1000, 1025, 2100};  // 13: 8 lanes, then 4, then 1
   size_t cases = 0;
   for (size_t n : lengths) {
     for (Dtype t : all) {
@@ -272,9 +272,9 @@ static void testSparse(uint64_t seed) {
         CHECK(ks == kv, "sparseKeep %s n=%zu density %g: SIMD != scalar", dtypeName(t), n, density);
 #if defined(WM_HAVE_AVX2_BACKEND)
         // The mask hash with and without VPMULLQ (the CPU may lack it: then both runs take AVX2's multiply).
-        const bool wide = wm::avx2::setWideMultiplyEnabled(false);
+        const bool wide = wm::avx2::setAvx512Enabled(false);
         wm::sparseKeep(bs.data() + start, m, wm::sparseIndexBits(count), count, start, n, kv.data());
-        wm::avx2::setWideMultiplyEnabled(wide);
+        wm::avx2::setAvx512Enabled(wide);
         CHECK(ks == kv, "sparseKeep %s n=%zu density %g: SIMD without VPMULLQ != scalar", dtypeName(t), n, density);
 #endif
         std::vector<uint64_t> buckets(2 * wm::kL1Buckets, 0);
@@ -334,6 +334,16 @@ static void testSparse(uint64_t seed) {
           digestBytes(outV.data(), outV.size());
           ++cases;
           CHECK(outS == outV, "sparseMerge %s->%s n=%zu start=%zu variant %d: SIMD != scalar", dtypeName(t), dtypeName(to), n, (size_t)start, variant);
+#if defined(WM_HAVE_AVX2_BACKEND)
+          // The 4-lane AVX2 loop alone (the CPU may lack AVX-512: then both runs took it).
+          std::vector<unsigned char> out4(outS.size(), 0xA5);
+          const bool wide = wm::avx2::setAvx512Enabled(false);
+          wm::sparseMerge(srcs, types, p, count, start, n, out4.data() + 1, to);
+          wm::avx2::setAvx512Enabled(wide);
+          CHECK(out4 == outS, "sparseMerge %s->%s n=%zu start=%zu variant %d: SIMD without AVX-512 != scalar", dtypeName(t), dtypeName(to), n,
+                (size_t)start, variant);
+          ++cases;
+#endif
           // The same merge reading each model's keep rule from bits (a tensor-local job's DARE maps), both paths.
           std::vector<std::vector<uint8_t>> maps(p.models.size());
           for (size_t k = 0; k < p.models.size(); ++k) {
@@ -356,6 +366,15 @@ static void testSparse(uint64_t seed) {
           CHECK(bitsS == outS && bitsV == outS, "sparseMerge %s->%s n=%zu start=%zu variant %d: with keep bits != without (scalar %d, SIMD %d)",
                 dtypeName(t), dtypeName(to), n, (size_t)start, variant, bitsS == outS, bitsV == outS);
           cases += 2;
+#if defined(WM_HAVE_AVX2_BACKEND)
+          std::vector<unsigned char> bits4(outS.size(), 0xA5);
+          const bool wideBits = wm::avx2::setAvx512Enabled(false);
+          wm::sparseMerge(srcs, types, p, count, start, n, bits4.data() + 1, to);
+          wm::avx2::setAvx512Enabled(wideBits);
+          CHECK(bits4 == outS, "sparseMerge %s->%s n=%zu start=%zu variant %d: with keep bits, SIMD without AVX-512 != scalar", dtypeName(t),
+                dtypeName(to), n, (size_t)start, variant);
+          ++cases;
+#endif
         }
       }
     }
