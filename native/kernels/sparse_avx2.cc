@@ -321,11 +321,20 @@ void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams
 
 size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits, uint64_t count, uint64_t start, uint64_t* keys,
                   uint64_t* above) {
-  return windowKeysLoop(a, n, lo, hi, indexBits, count, start, keys, above);
+  // Elements [0, wide) 8 at a time with AVX-512 where the CPU has it, the rest 4 at a time.
+  const size_t wide = avx512.load(std::memory_order_relaxed) ? n - n % 8 : 0;
+  const size_t m = wide > 0 ? windowKeysAvx512(a, wide, lo, hi, indexBits, count, start, keys, above) : 0;
+  if (wide == n) return m;
+  return m + windowKeysLoop(a + wide, n - wide, lo, hi, indexBits, count, start + wide, keys + m, above);
 }
 
 void absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out) {
-  withDtype(tb, [&](auto B) { withDtype(tx, [&](auto X) { absDeltaBitsLoop<decltype(B)::value, decltype(X)::value>(base, x, n, out); }); });
+  // Elements [0, wide) 16 at a time with AVX-512 where the CPU has it, the rest 8 at a time.
+  const size_t wide = avx512.load(std::memory_order_relaxed) ? absDeltaBitsAvx512(base, tb, x, tx, n, out) : 0;
+  if (wide == n) return;
+  const auto* b8 = static_cast<const uint8_t*>(base) + wide * dtypeSize(tb);
+  const auto* x8 = static_cast<const uint8_t*>(x) + wide * dtypeSize(tx);
+  withDtype(tb, [&](auto B) { withDtype(tx, [&](auto X) { absDeltaBitsLoop<decltype(B)::value, decltype(X)::value>(b8, x8, n - wide, out + wide); }); });
 }
 
 }  // namespace avx2

@@ -1,6 +1,6 @@
-// sparse_avx512.h: the sparse merge 8 elements per step, with AVX-512's unsigned 64-bit compares, mask
-// registers and VPMULLQ where the 4-lane AVX2 loop (sparse_avx2.cc) spends ~70 instructions per 4
-// elements. Every operation is the AVX2 loop's, lane for lane (kernels_selftest.cc checks both against scalar).
+// sparse_avx512.h: the sparse kernels twice as wide as sparse_avx2.cc's, with AVX-512's unsigned 64-bit
+// compares, mask registers, VPMULLQ and VPCOMPRESSQ (the AVX2 merge spent ~70 instructions per 4 elements).
+// Every operation is the AVX2 loop's, lane for lane (kernels_selftest.cc checks both against scalar).
 #include "cpu_backends.h"
 
 #if defined(WM_HAVE_AVX2_BACKEND)
@@ -171,7 +171,69 @@ __attribute__((target(WM_AVX512_TARGET))) void sparseMergeLoop8(const void* cons
   }
 }
 
+// avx2_loads.h's load8 in 16 lanes.
+template <Dtype T>
+WM_AVX512_INLINE __m512 load16(const void* p, size_t i) {
+  if constexpr (T == Dtype::F32) {
+    return _mm512_loadu_ps(static_cast<const float*>(p) + i);
+  } else {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i));
+    if constexpr (T == Dtype::BF16) {
+      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    } else {
+      return _mm512_cvtph_ps(h);
+    }
+  }
+}
+
+template <Dtype B, Dtype X>
+__attribute__((target(WM_AVX512_TARGET))) size_t absDeltaBitsLoop16(const void* base, const void* x, size_t n, uint32_t* out) {
+  const __m512i mask = _mm512_set1_epi32(0x7FFFFFFF);
+  size_t i = 0;
+  // vsubps takes the first operand's NaN as subss does: the same payloads as the scalar x - base.
+  for (; i + 16 <= n; i += 16) {
+    const __m512 d = _mm512_sub_ps(load16<X>(x, i), load16<B>(base, i));
+    _mm512_storeu_si512(out + i, _mm512_and_si512(_mm512_castps_si512(d), mask));
+  }
+  return i;
+}
+
+__attribute__((target(WM_AVX512_TARGET))) size_t windowKeysLoop8(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits,
+                                                                uint64_t count, uint64_t start, uint64_t* keys, uint64_t* above) {
+  const __m256i loV = _mm256_set1_epi32(static_cast<int>(lo)), hiV = _mm256_set1_epi32(static_cast<int>(hi));
+  const __m256i spanV = _mm256_set1_epi32(static_cast<int>(hi - lo));
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
+  __m512i rev = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - start)), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+  const __m512i eight = _mm512_set1_epi64(8);
+  uint64_t over = 0;
+  size_t m = 0;
+  for (size_t j = 0; j + 8 <= n; j += 8) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j));
+    over += static_cast<uint64_t>(__builtin_popcount(_mm256_cmpgt_epu32_mask(v, hiV)));
+    // lo <= v <= hi as one unsigned compare: v - lo <= hi - lo.
+    const __mmask8 inside = _mm256_cmple_epu32_mask(_mm256_sub_epi32(v, loV), spanV);
+    const __m512i key = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(v), shift), rev);
+    // The register form of VPCOMPRESSQ, then a plain store (the memory form is slow on some CPUs).
+    _mm512_storeu_si512(keys + m, _mm512_maskz_compress_epi64(inside, key));
+    m += static_cast<size_t>(__builtin_popcount(inside));
+    rev = _mm512_sub_epi64(rev, eight);
+  }
+  *above += over;
+  return m;
+}
+
 }  // namespace
+
+size_t absDeltaBitsAvx512(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out) {
+  size_t done = 0;
+  withDtype(tb, [&](auto B) { withDtype(tx, [&](auto X) { done = absDeltaBitsLoop16<decltype(B)::value, decltype(X)::value>(base, x, n, out); }); });
+  return done;
+}
+
+size_t windowKeysAvx512(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits, uint64_t count, uint64_t start, uint64_t* keys,
+                        uint64_t* above) {
+  return windowKeysLoop8(a, n, lo, hi, indexBits, count, start, keys, above);
+}
 
 void sparseMergeAvx512(const void* const* srcs, Dtype t, const SparseParams& p, uint64_t count, uint64_t start, size_t n, void* out, Dtype to) {
   withSparseMergeShape(t, to, p, [&](auto T, auto TO, auto M, auto C) {

@@ -236,6 +236,14 @@ static void testSparse(uint64_t seed) {
       wm::setSimdEnabled(true);
       wm::absDeltaBits(src[0].data(), t, src[1].data(), t, count, bv.data());
       CHECK(bs == bv, "absDeltaBits %s n=%zu: SIMD != scalar", dtypeName(t), (size_t)count);
+#if defined(WM_HAVE_AVX2_BACKEND)
+      {
+        const bool wide = wm::avx2::setAvx512Enabled(false);
+        wm::absDeltaBits(src[0].data(), t, src[1].data(), t, count, bv.data());
+        wm::avx2::setAvx512Enabled(wide);
+        CHECK(bs == bv, "absDeltaBits %s n=%zu: SIMD without AVX-512 != scalar", dtypeName(t), (size_t)count);
+      }
+#endif
       // Rank cuts keep exactly `rank` elements, the largest keys.
       std::vector<uint64_t> keys(count);
       for (uint64_t i = 0; i < count; ++i) keys[i] = wm::sparseRankKey(bs[i], wm::sparseIndexBits(count), count, i);
@@ -428,7 +436,7 @@ static void testRankWindow(uint64_t seed) {
   }
   CHECK(answered * 2 > cases, "rankCutsWindowed answered only %zu of %zu cases", answered, cases);
   // The window pass itself, SIMD against scalar: the same keys in the same order, the same count above.
-  for (size_t n : {0, 1, 3, 4, 5, 9, 64, 1001}) {
+  for (size_t n : {0, 1, 3, 4, 5, 9, 13, 17, 64, 1001}) {
     for (int trial = 0; trial < 20; ++trial) {
       std::vector<uint32_t> a(n);
       const uint32_t pick[] = {0, 1, 0x7F800000u, 0x7FC00000u, 0x7FFFFFFFu, 0x3F800000u, 0x3F800001u};
@@ -447,6 +455,13 @@ static void testRankWindow(uint64_t seed) {
       for (uint32_t v : a) inside += v >= lo && v <= hi, over += v > hi;
       CHECK(ms == inside && as == over, "windowKeys scalar n=%zu: %zu inside, %zu above; expected %zu, %zu", n, ms, (size_t)as, inside, over);
       CHECK(mv == ms && av == as && std::equal(ks.begin(), ks.begin() + ms, kv.begin()), "windowKeys n=%zu: SIMD != scalar", n);
+#if defined(WM_HAVE_AVX2_BACKEND)
+      uint64_t a4 = 3;
+      const bool wide = wm::avx2::setAvx512Enabled(false);
+      const size_t m4 = wm::windowKeys(a.data(), n, lo, hi, wm::sparseIndexBits(count), count, start, kv.data(), &a4);
+      wm::avx2::setAvx512Enabled(wide);
+      CHECK(m4 == ms && a4 == as && std::equal(ks.begin(), ks.begin() + ms, kv.begin()), "windowKeys n=%zu: SIMD without AVX-512 != scalar", n);
+#endif
       ++cases;
     }
   }
