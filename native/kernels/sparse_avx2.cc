@@ -285,8 +285,11 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
 
 void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n,
                 uint8_t* keep) {
-  if (avx512.load(std::memory_order_relaxed)) sparseKeepLoopWide(absBits, m, indexBits, count, start, n, keep);
-  else sparseKeepLoop<false>(absBits, m, indexBits, count, start, n, keep);
+  if (!avx512.load(std::memory_order_relaxed)) return sparseKeepLoop<false>(absBits, m, indexBits, count, start, n, keep);
+  // Elements [0, wide) 8 at a time, the rest 4 at a time with VPMULLQ.
+  const size_t wide = n - n % 8;
+  sparseKeepAvx512(absBits, m, indexBits, count, start, wide, keep);
+  if (wide < n) sparseKeepLoopWide(absBits + wide, m, indexBits, count, start + wide, n - wide, keep + wide);
 }
 
 bool setAvx512Enabled(bool enabled) { return avx512.exchange(enabled); }

@@ -222,12 +222,42 @@ __attribute__((target(WM_AVX512_TARGET))) size_t windowKeysLoop8(const uint32_t*
   return m;
 }
 
+// sparse_avx2.cc's sparseKeepLoop, 8 lanes per step.
+__attribute__((target(WM_AVX512_TARGET))) void sparseKeepLoop8(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count,
+                                                               uint64_t start, size_t n, uint8_t* keep) {
+  const __m512i low = _mm512_set1_epi64(static_cast<long long>(m.lowKey)), high = _mm512_set1_epi64(static_cast<long long>(m.highKey));
+  const bool masked = m.density > 0 && m.density < 1;
+  const __m512i limit = _mm512_set1_epi64(masked ? static_cast<long long>(std::ceil(m.density * 0x1.0p53)) : 0);
+  __m512i counter = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(m.seedKey + (start + 1) * kGolden)),
+                                     _mm512_mullo_epi64(_mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi64(static_cast<long long>(kGolden))));
+  const __m512i step = _mm512_set1_epi64(static_cast<long long>(8 * kGolden));
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
+  __m512i rev = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - start)), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+  const __m512i eight = _mm512_set1_epi64(8);
+  const __m128i ones = _mm_set1_epi8(1);
+  for (size_t j = 0; j + 8 <= n; j += 8) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(absBits + j));
+    const __m512i key = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(a), shift), rev);
+    __mmask8 k = _mm512_mask_cmplt_epu64_mask(_mm512_cmpge_epu64_mask(key, low), key, high);
+    if (masked) {
+      k = _mm512_mask_cmplt_epu64_mask(k, _mm512_srli_epi64(splitmix64x8(counter), 11), limit);
+      counter = _mm512_add_epi64(counter, step);
+    }
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(keep + j), _mm_maskz_mov_epi8(k, ones));  // the eight 0/1 bytes
+    rev = _mm512_sub_epi64(rev, eight);
+  }
+}
+
 }  // namespace
 
 size_t absDeltaBitsAvx512(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out) {
   size_t done = 0;
   withDtype(tb, [&](auto B) { withDtype(tx, [&](auto X) { done = absDeltaBitsLoop16<decltype(B)::value, decltype(X)::value>(base, x, n, out); }); });
   return done;
+}
+
+void sparseKeepAvx512(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n, uint8_t* keep) {
+  sparseKeepLoop8(absBits, m, indexBits, count, start, n, keep);
 }
 
 size_t windowKeysAvx512(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits, uint64_t count, uint64_t start, uint64_t* keys,
