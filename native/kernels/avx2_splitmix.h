@@ -18,7 +18,7 @@ __attribute__((target("avx2,fma,f16c,avx512f,avx512dq,avx512vl"))) inline __m256
   return _mm256_mullo_epi64(a, b);
 }
 
-// Wide: mul64Wide (callers compile for AVX-512DQ/VL and check the CPU has it, as sparse_avx2.cc's wideMultiply does).
+// Wide: mul64Wide (callers compile for AVX-512DQ/VL and check the CPU has it, as sparse_avx2.cc's avx512 flag does).
 template <bool Wide = false>
 __attribute__((target("avx2,fma,f16c"))) inline __m256i splitmix64x4(__m256i x) {
   const __m256i c1 = _mm256_set1_epi64x(static_cast<long long>(0xBF58476D1CE4E5B9ull)), c2 = _mm256_set1_epi64x(static_cast<long long>(0x94D049BB133111EBull));

@@ -47,7 +47,7 @@ WM_CPU_BACKEND_DECLS
 namespace avx2 {
 WM_CPU_BACKEND_DECLS
 bool cpuSupported();  // AVX2, FMA and F16C, with the OS saving YMM state
-bool setWideMultiplyEnabled(bool enabled);  // DARE's mask hash with AVX-512DQ's VPMULLQ where the CPU has it (tests turn it off); returns the old setting
+bool setAvx512Enabled(bool enabled);  // the sparse kernels' AVX-512 paths (VPMULLQ mask hash, 8-lane merge) where the CPU has them (tests turn them off); returns the old setting
 }  // namespace avx2
 #endif
 

@@ -16,6 +16,8 @@
 #include "avx2_loads.h"
 #include "avx2_splitmix.h"
 #include "numerics.h"
+#include "sparse_avx512.h"
+#include "sparse_merge_shapes.h"
 #include "sparsify.h"
 
 namespace wm {
@@ -46,16 +48,17 @@ __attribute__((target("avx2,fma,f16c"))) void absDeltaBitsLoop(const void* base,
 // ---- the sparse merge, 4 elements (f64 lanes) per step ----------------------------------------------
 
 
-// Whether DARE's mask hash may use VPMULLQ: the CPU has AVX-512DQ and VL (libgcc's check includes the
-// OS saving their state), unless a test turned it off (setWideMultiplyEnabled).
-std::atomic<bool> wideMultiply{[] {
+// Whether the AVX-512 paths may run (DARE's mask hash with VPMULLQ, the 8-lane merge of sparse_avx512.cc):
+// the CPU has AVX-512F, DQ, BW and VL (libgcc's check includes the OS saving their state), unless a test
+// turned them off (setAvx512Enabled).
+std::atomic<bool> avx512{[] {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl");
 }()};
 
 constexpr uint64_t kFlip = uint64_t{1} << 63;  // unsigned order through AVX2's signed 64-bit compare
 constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-constexpr size_t kMaxModels = 16;  // more models take the scalar path
 
 struct ModelLanes {
   __m256i lowF, highF;  // cuts ^ kFlip
@@ -119,7 +122,7 @@ __attribute__((target("avx2,fma,f16c"))) void sparseKeepLoop(const uint32_t* abs
   if (j < n) scalar::sparseKeep(absBits + j, m, indexBits, count, start + j, n - j, keep + j);
 }
 
-// sparseKeepLoop<true>, compiled where VPMULLQ may be emitted (its callers check wideMultiply).
+// sparseKeepLoop<true>, compiled where VPMULLQ may be emitted (its callers check avx512).
 __attribute__((target("avx2,fma,f16c,avx512f,avx512dq,avx512vl"), flatten)) void sparseKeepLoopWide(const uint32_t* absBits, const SparseModel& m,
                                                                                           uint32_t indexBits, uint64_t count, uint64_t start,
                                                                                           size_t n, uint8_t* keep) {
@@ -182,7 +185,7 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
                                                               size_t n, void* out) {
   const size_t m = M > 0 ? M : p.models.size();
   const void* base = srcs[p.baseSource];
-  ModelLanes lanes[kMaxModels];
+  ModelLanes lanes[kSimdSparseMaxModels];
   double wsum = 0;
   for (size_t k = 0; k < m; ++k) {
     const SparseModel& sm = p.models[k];
@@ -213,7 +216,7 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
   // One model with a sign consensus: its v agrees exactly when it is neither zero nor NaN, and then
   // mixed / div = v / (0 + w, or 1 where that is 0); else +0 / 1 = +0 (the general loop's values).
   const __m256d soleDiv = _mm256_set1_pd(p.models.empty() || 0.0 + p.models[0].weight == 0 ? 1.0 : 0.0 + p.models[0].weight);
-  __m256d vs[kMaxModels];
+  __m256d vs[kSimdSparseMaxModels];
   for (size_t j = 0; j + 4 <= n; j += 4) {
     const __m128 b32 = load4<T>(base, j);
     const __m256d b = _mm256_cvtps_pd(b32);
@@ -278,60 +281,63 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
   }
 }
 
-template <class F>
-void withConsensus(Consensus c, F&& f) {
-  switch (c) {
-    case Consensus::None: return f(std::integral_constant<Consensus, Consensus::None>{});
-    case Consensus::Sum: return f(std::integral_constant<Consensus, Consensus::Sum>{});
-    case Consensus::Count: return f(std::integral_constant<Consensus, Consensus::Count>{});
-  }
-}
-
 }  // namespace
 
 void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n,
                 uint8_t* keep) {
-  if (wideMultiply.load(std::memory_order_relaxed)) sparseKeepLoopWide(absBits, m, indexBits, count, start, n, keep);
-  else sparseKeepLoop<false>(absBits, m, indexBits, count, start, n, keep);
+  if (!avx512.load(std::memory_order_relaxed)) return sparseKeepLoop<false>(absBits, m, indexBits, count, start, n, keep);
+  // Elements [0, wide) 8 at a time, the rest 4 at a time with VPMULLQ.
+  const size_t wide = n - n % 8;
+  sparseKeepAvx512(absBits, m, indexBits, count, start, wide, keep);
+  if (wide < n) sparseKeepLoopWide(absBits + wide, m, indexBits, count, start + wide, n - wide, keep + wide);
 }
 
-bool setWideMultiplyEnabled(bool enabled) { return wideMultiply.exchange(enabled); }
+bool setAvx512Enabled(bool enabled) { return avx512.exchange(enabled); }
 
 void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start, size_t n, void* out,
                  Dtype to) {
-  bool same = p.models.size() <= kMaxModels;
+  bool same = p.models.size() <= kSimdSparseMaxModels;
   for (const SparseModel& sm : p.models) same = same && types[sm.source] == types[p.baseSource];
+  const Dtype t = types[p.baseSource];
+  // Elements [0, wide) 8 at a time with AVX-512 where the CPU has it, [wide, full) 4 at a time, the rest scalar.
+  const size_t wide = same && avx512.load(std::memory_order_relaxed) ? n - n % 8 : 0;
   const size_t full = same ? n - n % 4 : 0;
-  if (full > 0) {
-    withDtype(types[p.baseSource], [&](auto T) {
-      withDtype(to, [&](auto O) {
-        constexpr Dtype TT = decltype(T)::value, TO = decltype(O)::value;
-        withConsensus(p.consensus, [&](auto C) {
-          constexpr Consensus CC = decltype(C)::value;
-          switch (p.models.size()) {
-            case 1: return sparseMergeLoop<TT, TO, 1, CC>(srcs, p, count, start, full, out);
-            case 2: return sparseMergeLoop<TT, TO, 2, CC>(srcs, p, count, start, full, out);
-            case 3: return sparseMergeLoop<TT, TO, 3, CC>(srcs, p, count, start, full, out);
-            default: return sparseMergeLoop<TT, TO, 0, CC>(srcs, p, count, start, full, out);
-          }
-        });
-      });
+  if (wide > 0) sparseMergeAvx512(srcs, t, p, count, start, wide, out, to);
+  if (full == n && wide == n) return;
+  // The sources and output from element `from` on.
+  std::vector<const void*> rest(srcs, srcs + sourceCountOf(p));
+  const auto skipTo = [&](size_t from) {
+    for (size_t s = 0; s < rest.size(); ++s) rest[s] = static_cast<const uint8_t*>(srcs[s]) + from * dtypeSize(types[s]);
+    return static_cast<uint8_t*>(out) + from * dtypeSize(to);
+  };
+  if (full > wide) {
+    void* at = skipTo(wide);
+    withSparseMergeShape(t, to, p, [&](auto T, auto TO, auto M, auto C) {
+      sparseMergeLoop<decltype(T)::value, decltype(TO)::value, decltype(M)::value, decltype(C)::value>(rest.data(), p, count, start + wide, full - wide, at);
     });
   }
   if (full == n) return;
   // Mixed dtypes, many models and the ragged end: the scalar truth, on the elements from `full` on.
-  std::vector<const void*> rest(srcs, srcs + sourceCountOf(p));
-  for (size_t s = 0; s < rest.size(); ++s) rest[s] = static_cast<const uint8_t*>(srcs[s]) + full * dtypeSize(types[s]);
-  scalar::sparseMerge(rest.data(), types, p, count, start + full, n - full, static_cast<uint8_t*>(out) + full * dtypeSize(to), to);
+  void* at = skipTo(full);
+  scalar::sparseMerge(rest.data(), types, p, count, start + full, n - full, at, to);
 }
 
 size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits, uint64_t count, uint64_t start, uint64_t* keys,
                   uint64_t* above) {
-  return windowKeysLoop(a, n, lo, hi, indexBits, count, start, keys, above);
+  // Elements [0, wide) 8 at a time with AVX-512 where the CPU has it, the rest 4 at a time.
+  const size_t wide = avx512.load(std::memory_order_relaxed) ? n - n % 8 : 0;
+  const size_t m = wide > 0 ? windowKeysAvx512(a, wide, lo, hi, indexBits, count, start, keys, above) : 0;
+  if (wide == n) return m;
+  return m + windowKeysLoop(a + wide, n - wide, lo, hi, indexBits, count, start + wide, keys + m, above);
 }
 
 void absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out) {
-  withDtype(tb, [&](auto B) { withDtype(tx, [&](auto X) { absDeltaBitsLoop<decltype(B)::value, decltype(X)::value>(base, x, n, out); }); });
+  // Elements [0, wide) 16 at a time with AVX-512 where the CPU has it, the rest 8 at a time.
+  const size_t wide = avx512.load(std::memory_order_relaxed) ? absDeltaBitsAvx512(base, tb, x, tx, n, out) : 0;
+  if (wide == n) return;
+  const auto* b8 = static_cast<const uint8_t*>(base) + wide * dtypeSize(tb);
+  const auto* x8 = static_cast<const uint8_t*>(x) + wide * dtypeSize(tx);
+  withDtype(tb, [&](auto B) { withDtype(tx, [&](auto X) { absDeltaBitsLoop<decltype(B)::value, decltype(X)::value>(b8, x8, n - wide, out + wide); }); });
 }
 
 }  // namespace avx2

@@ -222,7 +222,7 @@ static uint64_t keyOf(Rng& r, const std::vector<unsigned char>& base, const std:
 static void testSparse(uint64_t seed) {
   Rng r(seed ^ 0x5A5A);
   const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
-  const size_t lengths[] = {0, 1, 3, 4, 5, 7, 8, 17, 1000, 1025, 2100};
+  const size_t lengths[] = {0, 1, 3, 4, 5, 7, 8, 13, 17, 1000, 1025, 2100};  // 13: 8 lanes, then 4, then 1
   size_t cases = 0;
   for (size_t n : lengths) {
     for (Dtype t : all) {
@@ -236,6 +236,14 @@ static void testSparse(uint64_t seed) {
       wm::setSimdEnabled(true);
       wm::absDeltaBits(src[0].data(), t, src[1].data(), t, count, bv.data());
       CHECK(bs == bv, "absDeltaBits %s n=%zu: SIMD != scalar", dtypeName(t), (size_t)count);
+#if defined(WM_HAVE_AVX2_BACKEND)
+      {
+        const bool wide = wm::avx2::setAvx512Enabled(false);
+        wm::absDeltaBits(src[0].data(), t, src[1].data(), t, count, bv.data());
+        wm::avx2::setAvx512Enabled(wide);
+        CHECK(bs == bv, "absDeltaBits %s n=%zu: SIMD without AVX-512 != scalar", dtypeName(t), (size_t)count);
+      }
+#endif
       // Rank cuts keep exactly `rank` elements, the largest keys.
       std::vector<uint64_t> keys(count);
       for (uint64_t i = 0; i < count; ++i) keys[i] = wm::sparseRankKey(bs[i], wm::sparseIndexBits(count), count, i);
@@ -272,9 +280,9 @@ static void testSparse(uint64_t seed) {
         CHECK(ks == kv, "sparseKeep %s n=%zu density %g: SIMD != scalar", dtypeName(t), n, density);
 #if defined(WM_HAVE_AVX2_BACKEND)
         // The mask hash with and without VPMULLQ (the CPU may lack it: then both runs take AVX2's multiply).
-        const bool wide = wm::avx2::setWideMultiplyEnabled(false);
+        const bool wide = wm::avx2::setAvx512Enabled(false);
         wm::sparseKeep(bs.data() + start, m, wm::sparseIndexBits(count), count, start, n, kv.data());
-        wm::avx2::setWideMultiplyEnabled(wide);
+        wm::avx2::setAvx512Enabled(wide);
         CHECK(ks == kv, "sparseKeep %s n=%zu density %g: SIMD without VPMULLQ != scalar", dtypeName(t), n, density);
 #endif
         std::vector<uint64_t> buckets(2 * wm::kL1Buckets, 0);
@@ -334,6 +342,16 @@ static void testSparse(uint64_t seed) {
           digestBytes(outV.data(), outV.size());
           ++cases;
           CHECK(outS == outV, "sparseMerge %s->%s n=%zu start=%zu variant %d: SIMD != scalar", dtypeName(t), dtypeName(to), n, (size_t)start, variant);
+#if defined(WM_HAVE_AVX2_BACKEND)
+          // The 4-lane AVX2 loop alone (the CPU may lack AVX-512: then both runs took it).
+          std::vector<unsigned char> out4(outS.size(), 0xA5);
+          const bool wide = wm::avx2::setAvx512Enabled(false);
+          wm::sparseMerge(srcs, types, p, count, start, n, out4.data() + 1, to);
+          wm::avx2::setAvx512Enabled(wide);
+          CHECK(out4 == outS, "sparseMerge %s->%s n=%zu start=%zu variant %d: SIMD without AVX-512 != scalar", dtypeName(t), dtypeName(to), n,
+                (size_t)start, variant);
+          ++cases;
+#endif
           // The same merge reading each model's keep rule from bits (a tensor-local job's DARE maps), both paths.
           std::vector<std::vector<uint8_t>> maps(p.models.size());
           for (size_t k = 0; k < p.models.size(); ++k) {
@@ -356,6 +374,15 @@ static void testSparse(uint64_t seed) {
           CHECK(bitsS == outS && bitsV == outS, "sparseMerge %s->%s n=%zu start=%zu variant %d: with keep bits != without (scalar %d, SIMD %d)",
                 dtypeName(t), dtypeName(to), n, (size_t)start, variant, bitsS == outS, bitsV == outS);
           cases += 2;
+#if defined(WM_HAVE_AVX2_BACKEND)
+          std::vector<unsigned char> bits4(outS.size(), 0xA5);
+          const bool wideBits = wm::avx2::setAvx512Enabled(false);
+          wm::sparseMerge(srcs, types, p, count, start, n, bits4.data() + 1, to);
+          wm::avx2::setAvx512Enabled(wideBits);
+          CHECK(bits4 == outS, "sparseMerge %s->%s n=%zu start=%zu variant %d: with keep bits, SIMD without AVX-512 != scalar", dtypeName(t),
+                dtypeName(to), n, (size_t)start, variant);
+          ++cases;
+#endif
         }
       }
     }
@@ -409,7 +436,7 @@ static void testRankWindow(uint64_t seed) {
   }
   CHECK(answered * 2 > cases, "rankCutsWindowed answered only %zu of %zu cases", answered, cases);
   // The window pass itself, SIMD against scalar: the same keys in the same order, the same count above.
-  for (size_t n : {0, 1, 3, 4, 5, 9, 64, 1001}) {
+  for (size_t n : {0, 1, 3, 4, 5, 9, 13, 17, 64, 1001}) {
     for (int trial = 0; trial < 20; ++trial) {
       std::vector<uint32_t> a(n);
       const uint32_t pick[] = {0, 1, 0x7F800000u, 0x7FC00000u, 0x7FFFFFFFu, 0x3F800000u, 0x3F800001u};
@@ -428,6 +455,13 @@ static void testRankWindow(uint64_t seed) {
       for (uint32_t v : a) inside += v >= lo && v <= hi, over += v > hi;
       CHECK(ms == inside && as == over, "windowKeys scalar n=%zu: %zu inside, %zu above; expected %zu, %zu", n, ms, (size_t)as, inside, over);
       CHECK(mv == ms && av == as && std::equal(ks.begin(), ks.begin() + ms, kv.begin()), "windowKeys n=%zu: SIMD != scalar", n);
+#if defined(WM_HAVE_AVX2_BACKEND)
+      uint64_t a4 = 3;
+      const bool wide = wm::avx2::setAvx512Enabled(false);
+      const size_t m4 = wm::windowKeys(a.data(), n, lo, hi, wm::sparseIndexBits(count), count, start, kv.data(), &a4);
+      wm::avx2::setAvx512Enabled(wide);
+      CHECK(m4 == ms && a4 == as && std::equal(ks.begin(), ks.begin() + ms, kv.begin()), "windowKeys n=%zu: SIMD without AVX-512 != scalar", n);
+#endif
       ++cases;
     }
   }

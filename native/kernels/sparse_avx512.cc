@@ -1,0 +1,277 @@
+// sparse_avx512.h: the sparse kernels twice as wide as sparse_avx2.cc's, with AVX-512's unsigned 64-bit
+// compares, mask registers, VPMULLQ and VPCOMPRESSQ (the AVX2 merge spent ~70 instructions per 4 elements).
+// Every operation is the AVX2 loop's, lane for lane (kernels_selftest.cc checks both against scalar).
+#include "cpu_backends.h"
+
+#if defined(WM_HAVE_AVX2_BACKEND)
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which -Wmaybe-uninitialized takes for a read of garbage.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "avx2_loads.h"
+#include "numerics.h"
+#include "sparse_avx512.h"
+#include "sparse_merge_shapes.h"
+
+#define WM_AVX512_TARGET "avx2,fma,f16c,avx512f,avx512dq,avx512bw,avx512vl"
+#define WM_AVX512_INLINE __attribute__((target(WM_AVX512_TARGET), always_inline)) inline
+
+namespace wm {
+namespace avx2 {
+namespace {
+
+constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
+
+// A product the compiler must not fuse with the add that follows: one rounding each, as the scalar truth.
+WM_AVX512_INLINE __m512d rounded8(__m512d x) {
+  __asm__("" : "+v"(x));
+  return x;
+}
+
+// sparsify.h's splitmix64 in 8 lanes.
+WM_AVX512_INLINE __m512i splitmix64x8(__m512i x) {
+  x = _mm512_xor_si512(x, _mm512_srli_epi64(x, 30));
+  x = _mm512_mullo_epi64(x, _mm512_set1_epi64(static_cast<long long>(0xBF58476D1CE4E5B9ull)));
+  x = _mm512_xor_si512(x, _mm512_srli_epi64(x, 27));
+  x = _mm512_mullo_epi64(x, _mm512_set1_epi64(static_cast<long long>(0x94D049BB133111EBull)));
+  return _mm512_xor_si512(x, _mm512_srli_epi64(x, 31));
+}
+
+// avx2_loads.h's storeResult4 in 8 lanes: one rounding of the f64 results to TO (bf16 and f16 through round-to-odd).
+template <Dtype TO>
+WM_AVX512_INLINE void storeResult8(void* out, size_t i, __m512d x) {
+  __m256 r = _mm512_cvtpd_ps(x);
+  if constexpr (TO != Dtype::F32) {
+    const __m512d back = _mm512_cvtps_pd(r);
+    const __mmask8 inexact = _mm512_cmp_pd_mask(back, x, _CMP_NEQ_UQ);  // NaN lanes too; they become canonical below
+    const __mmask8 away = _mm512_cmp_pd_mask(_mm512_abs_pd(back), _mm512_abs_pd(x), _CMP_GT_OQ);
+    // Rounded away from zero: one step back toward it (bits - 1); inexact: the last bit set.
+    __m256i u = _mm256_mask_sub_epi32(_mm256_castps_si256(r), away, _mm256_castps_si256(r), _mm256_set1_epi32(1));
+    u = _mm256_mask_or_epi32(u, inexact, u, _mm256_set1_epi32(1));
+    r = _mm256_castsi256_ps(u);
+  }
+  r = _mm256_mask_mov_ps(r, _mm256_cmp_ps_mask(r, r, _CMP_UNORD_Q), _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(num::kF32CanonicalNaN))));
+  if constexpr (TO == Dtype::F32) {
+    _mm256_storeu_ps(static_cast<float*>(out) + i, r);
+  } else if constexpr (TO == Dtype::BF16) {
+    const __m256i u = _mm256_castps_si256(r);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    const __m256i h = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), lsb), 16);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(out) + i), _mm256_cvtepi32_epi16(h));
+  } else {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(out) + i), _mm256_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+}
+
+struct ModelLanes8 {
+  __m512i low, high;  // keep low <= key < high
+  bool masked;        // 0 < density < 1
+  __m512i maskLimit;  // keep when (u >> 11) < ceil(density * 2^53): bernoulliKeep's double compare, in integers
+  __m512i counter;    // seedKey + (i + 1) * golden for the step's 8 elements
+  __m512d scale, weight;
+  const uint8_t* bits;  // SparseModel::keepBits: the keep rule read, not computed
+};
+
+// sparse_avx2.cc's sparseMergeLoop, 8 lanes per step (M, C as there).
+template <Dtype T, Dtype TO, size_t M, Consensus C>
+__attribute__((target(WM_AVX512_TARGET))) void sparseMergeLoop8(const void* const* srcs, const SparseParams& p, uint64_t count, uint64_t start,
+                                                                size_t n, void* out) {
+  const size_t m = M > 0 ? M : p.models.size();
+  const void* base = srcs[p.baseSource];
+  ModelLanes8 lanes[kSimdSparseMaxModels];
+  double wsum = 0;
+  for (size_t k = 0; k < m; ++k) {
+    const SparseModel& sm = p.models[k];
+    ModelLanes8& l = lanes[k];
+    l.low = _mm512_set1_epi64(static_cast<long long>(sm.lowKey));
+    l.high = _mm512_set1_epi64(static_cast<long long>(sm.highKey));
+    l.masked = sm.density > 0 && sm.density < 1;
+    l.bits = sm.keepBits;
+    l.maskLimit = _mm512_set1_epi64(l.masked ? static_cast<long long>(std::ceil(sm.density * 0x1.0p53)) : 0);
+    const uint64_t c0 = sm.seedKey + (start + 1) * kGolden;
+    l.counter = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(c0)),
+                                 _mm512_mullo_epi64(_mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi64(static_cast<long long>(kGolden))));
+    l.scale = _mm512_set1_pd(static_cast<double>(sm.scale));
+    l.weight = _mm512_set1_pd(sm.weight);
+    wsum = k == 0 ? sm.weight : wsum + sm.weight;
+  }
+  const __m512i step = _mm512_set1_epi64(static_cast<long long>(8 * kGolden));
+  const double constDiv = std::fabs(wsum) < 1e-8 ? 1.0 : wsum;
+  const __m256i absMask = _mm256_set1_epi32(0x7FFFFFFF);
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(p.indexBits));
+  // Rank keys' low part, count - 1 - i, for the step's 8 elements.
+  __m512i rev = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - start)), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+  const __m512i eight = _mm512_set1_epi64(8);
+  const __m512d lambda = _mm512_set1_pd(p.lambda), zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0);
+  // One model with a sign consensus: as sparse_avx2.cc's soleDiv.
+  const __m512d soleDiv = _mm512_set1_pd(p.models.empty() || 0.0 + p.models[0].weight == 0 ? 1.0 : 0.0 + p.models[0].weight);
+  __m512d vs[kSimdSparseMaxModels];
+  for (size_t j = 0; j + 8 <= n; j += 8) {
+    const __m256 b32 = load8<T>(base, j);
+    const __m512d b = _mm512_cvtps_pd(b32);
+    __m512d sum = zero;
+    __m512i signs = _mm512_setzero_si512();
+    for (size_t k = 0; k < m; ++k) {
+      ModelLanes8& l = lanes[k];
+      const __m256 x32 = load8<T>(srcs[p.models[k].source], j);
+      __mmask8 keep;
+      if (l.bits != nullptr) {
+        // Elements i .. i + 7's bits: two bytes hold them wherever i falls in its byte.
+        const uint64_t i = start + j;
+        uint16_t two;
+        std::memcpy(&two, l.bits + (i >> 3), 2);
+        keep = static_cast<__mmask8>(two >> (i & 7));
+      } else {
+        const __m256i abs = _mm256_and_si256(_mm256_castps_si256(_mm256_sub_ps(x32, b32)), absMask);
+        const __m512i key = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(abs), shift), rev);
+        keep = _mm512_mask_cmplt_epu64_mask(_mm512_cmpge_epu64_mask(key, l.low), key, l.high);
+        if (l.masked) {
+          keep = _mm512_mask_cmplt_epu64_mask(keep, _mm512_srli_epi64(splitmix64x8(l.counter), 11), l.maskLimit);
+          l.counter = _mm512_add_epi64(l.counter, step);
+        }
+      }
+      const __m512d e = _mm512_maskz_mov_pd(keep, _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(x32), b), l.scale));
+      const __m512d v = rounded8(_mm512_mul_pd(l.weight, e));
+      vs[k] = v;
+      sum = k == 0 ? v : _mm512_add_pd(sum, v);
+      if constexpr (C == Consensus::Count) {
+        // signOf(v): +1, -1, or 0 (zero and NaN).
+        signs = _mm512_mask_add_epi64(signs, _mm512_cmp_pd_mask(v, zero, _CMP_GT_OQ), signs, _mm512_set1_epi64(1));
+        signs = _mm512_mask_sub_epi64(signs, _mm512_cmp_pd_mask(v, zero, _CMP_LT_OQ), signs, _mm512_set1_epi64(1));
+      }
+    }
+    __m512d mixed, div;
+    if constexpr (M == 1 && C != Consensus::None) {
+      const __mmask8 agree = _mm512_cmp_pd_mask(vs[0], zero, _CMP_NEQ_OQ);
+      mixed = _mm512_maskz_mov_pd(agree, p.normalize ? _mm512_div_pd(vs[0], soleDiv) : vs[0]);
+      storeResult8<TO>(out, j, _mm512_add_pd(b, rounded8(_mm512_mul_pd(mixed, lambda))));
+      rev = _mm512_sub_epi64(rev, eight);
+      continue;
+    }
+    if constexpr (C == Consensus::None) {
+      mixed = sum;
+      div = _mm512_set1_pd(constDiv);
+    } else {
+      const __mmask8 positive = C == Consensus::Sum ? _mm512_cmp_pd_mask(sum, zero, _CMP_GE_OQ) : _mm512_cmpge_epi64_mask(signs, _mm512_setzero_si512());
+      mixed = zero;
+      div = zero;
+      for (size_t k = 0; k < m; ++k) {
+        const __mmask8 agree = (positive & _mm512_cmp_pd_mask(vs[k], zero, _CMP_GT_OQ)) | (~positive & _mm512_cmp_pd_mask(vs[k], zero, _CMP_LT_OQ));
+        mixed = _mm512_mask_add_pd(mixed, agree, mixed, vs[k]);
+        div = _mm512_mask_add_pd(div, agree, div, lanes[k].weight);
+      }
+      div = _mm512_mask_mov_pd(div, _mm512_cmp_pd_mask(div, zero, _CMP_EQ_OQ), one);
+    }
+    if (p.normalize) mixed = _mm512_div_pd(mixed, div);
+    storeResult8<TO>(out, j, _mm512_add_pd(b, rounded8(_mm512_mul_pd(mixed, lambda))));
+    rev = _mm512_sub_epi64(rev, eight);
+  }
+}
+
+// avx2_loads.h's load8 in 16 lanes.
+template <Dtype T>
+WM_AVX512_INLINE __m512 load16(const void* p, size_t i) {
+  if constexpr (T == Dtype::F32) {
+    return _mm512_loadu_ps(static_cast<const float*>(p) + i);
+  } else {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i));
+    if constexpr (T == Dtype::BF16) {
+      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    } else {
+      return _mm512_cvtph_ps(h);
+    }
+  }
+}
+
+template <Dtype B, Dtype X>
+__attribute__((target(WM_AVX512_TARGET))) size_t absDeltaBitsLoop16(const void* base, const void* x, size_t n, uint32_t* out) {
+  const __m512i mask = _mm512_set1_epi32(0x7FFFFFFF);
+  size_t i = 0;
+  // vsubps takes the first operand's NaN as subss does: the same payloads as the scalar x - base.
+  for (; i + 16 <= n; i += 16) {
+    const __m512 d = _mm512_sub_ps(load16<X>(x, i), load16<B>(base, i));
+    _mm512_storeu_si512(out + i, _mm512_and_si512(_mm512_castps_si512(d), mask));
+  }
+  return i;
+}
+
+__attribute__((target(WM_AVX512_TARGET))) size_t windowKeysLoop8(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits,
+                                                                uint64_t count, uint64_t start, uint64_t* keys, uint64_t* above) {
+  const __m256i loV = _mm256_set1_epi32(static_cast<int>(lo)), hiV = _mm256_set1_epi32(static_cast<int>(hi));
+  const __m256i spanV = _mm256_set1_epi32(static_cast<int>(hi - lo));
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
+  __m512i rev = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - start)), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+  const __m512i eight = _mm512_set1_epi64(8);
+  uint64_t over = 0;
+  size_t m = 0;
+  for (size_t j = 0; j + 8 <= n; j += 8) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j));
+    over += static_cast<uint64_t>(__builtin_popcount(_mm256_cmpgt_epu32_mask(v, hiV)));
+    // lo <= v <= hi as one unsigned compare: v - lo <= hi - lo.
+    const __mmask8 inside = _mm256_cmple_epu32_mask(_mm256_sub_epi32(v, loV), spanV);
+    const __m512i key = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(v), shift), rev);
+    // The register form of VPCOMPRESSQ, then a plain store (the memory form is slow on some CPUs).
+    _mm512_storeu_si512(keys + m, _mm512_maskz_compress_epi64(inside, key));
+    m += static_cast<size_t>(__builtin_popcount(inside));
+    rev = _mm512_sub_epi64(rev, eight);
+  }
+  *above += over;
+  return m;
+}
+
+// sparse_avx2.cc's sparseKeepLoop, 8 lanes per step.
+__attribute__((target(WM_AVX512_TARGET))) void sparseKeepLoop8(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count,
+                                                               uint64_t start, size_t n, uint8_t* keep) {
+  const __m512i low = _mm512_set1_epi64(static_cast<long long>(m.lowKey)), high = _mm512_set1_epi64(static_cast<long long>(m.highKey));
+  const bool masked = m.density > 0 && m.density < 1;
+  const __m512i limit = _mm512_set1_epi64(masked ? static_cast<long long>(std::ceil(m.density * 0x1.0p53)) : 0);
+  __m512i counter = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(m.seedKey + (start + 1) * kGolden)),
+                                     _mm512_mullo_epi64(_mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi64(static_cast<long long>(kGolden))));
+  const __m512i step = _mm512_set1_epi64(static_cast<long long>(8 * kGolden));
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
+  __m512i rev = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - start)), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+  const __m512i eight = _mm512_set1_epi64(8);
+  const __m128i ones = _mm_set1_epi8(1);
+  for (size_t j = 0; j + 8 <= n; j += 8) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(absBits + j));
+    const __m512i key = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(a), shift), rev);
+    __mmask8 k = _mm512_mask_cmplt_epu64_mask(_mm512_cmpge_epu64_mask(key, low), key, high);
+    if (masked) {
+      k = _mm512_mask_cmplt_epu64_mask(k, _mm512_srli_epi64(splitmix64x8(counter), 11), limit);
+      counter = _mm512_add_epi64(counter, step);
+    }
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(keep + j), _mm_maskz_mov_epi8(k, ones));  // the eight 0/1 bytes
+    rev = _mm512_sub_epi64(rev, eight);
+  }
+}
+
+}  // namespace
+
+size_t absDeltaBitsAvx512(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out) {
+  size_t done = 0;
+  withDtype(tb, [&](auto B) { withDtype(tx, [&](auto X) { done = absDeltaBitsLoop16<decltype(B)::value, decltype(X)::value>(base, x, n, out); }); });
+  return done;
+}
+
+void sparseKeepAvx512(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n, uint8_t* keep) {
+  sparseKeepLoop8(absBits, m, indexBits, count, start, n, keep);
+}
+
+size_t windowKeysAvx512(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits, uint64_t count, uint64_t start, uint64_t* keys,
+                        uint64_t* above) {
+  return windowKeysLoop8(a, n, lo, hi, indexBits, count, start, keys, above);
+}
+
+void sparseMergeAvx512(const void* const* srcs, Dtype t, const SparseParams& p, uint64_t count, uint64_t start, size_t n, void* out, Dtype to) {
+  withSparseMergeShape(t, to, p, [&](auto T, auto TO, auto M, auto C) {
+    sparseMergeLoop8<decltype(T)::value, decltype(TO)::value, decltype(M)::value, decltype(C)::value>(srcs, p, count, start, n, out);
+  });
+}
+
+}  // namespace avx2
+}  // namespace wm
+
+#endif  // WM_HAVE_AVX2_BACKEND
