@@ -10,6 +10,7 @@
 
 #include "avx2_loads.h"
 #include "elementwise.h"
+#include "elementwise_avx512.h"
 
 namespace wm {
 namespace avx2 {
@@ -133,15 +134,22 @@ void nearswapMerge(const void* const* srcs, const Dtype* types, const NearswapPa
 }
 
 void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, void* out, Dtype to) {
-  const size_t full = sameDtype(types, p) ? n - n % 4 : 0;
+  const bool same = sameDtype(types, p);
+  // 8 lanes with AVX-512 where the CPU has it, then 4 lanes, then the scalar truth on the ragged end.
+  const size_t wide = same && avx512Enabled() ? n - n % 8 : 0;
+  if (wide > 0) ramMergeAvx512(srcs, types[p.base], p, wide, out, to);
+  if (wide == n) return;
+  const std::vector<const void*> rest = advanced(srcs, types, sourceCount(p), wide);
+  uint8_t* restOut = static_cast<uint8_t*>(out) + wide * dtypeSize(to);
+  const size_t full = same ? (n - wide) - (n - wide) % 4 : 0;
   if (full > 0) {
     withDtype(types[p.base], [&](auto T) {
-      withDtype(to, [&](auto O) { ramMergeLoop<decltype(T)::value, decltype(O)::value>(srcs, p, full, out); });
+      withDtype(to, [&](auto O) { ramMergeLoop<decltype(T)::value, decltype(O)::value>(rest.data(), p, full, restOut); });
     });
   }
-  if (full == n) return;
-  const std::vector<const void*> rest = advanced(srcs, types, sourceCount(p), full);
-  scalar::ramMerge(rest.data(), types, p, n - full, static_cast<uint8_t*>(out) + full * dtypeSize(to), to);
+  if (wide + full == n) return;
+  const std::vector<const void*> tail = advanced(rest.data(), types, sourceCount(p), full);
+  scalar::ramMerge(tail.data(), types, p, n - wide - full, restOut + full * dtypeSize(to), to);
 }
 
 void ramCounts(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, uint64_t* shared, uint64_t* unique) {

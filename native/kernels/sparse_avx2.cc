@@ -293,6 +293,7 @@ void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBit
 }
 
 bool setAvx512Enabled(bool enabled) { return avx512.exchange(enabled); }
+bool avx512Enabled() { return avx512.load(std::memory_order_relaxed); }
 
 void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start, size_t n, void* out,
                  Dtype to) {

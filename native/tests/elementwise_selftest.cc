@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu_backends.h"
 #include "kernels/elementwise.h"
 #include "kernels/kernels.h"
 #include "tests/selftest_support.h"
@@ -44,13 +45,22 @@ void testRam(uint64_t seed) {
           srcs[3] = mixed.data();
         }
         for (Dtype to : all) {
-          std::vector<unsigned char> outS(n * wm::dtypeSize(to) + 3, 0xA5), outV = outS;
+          std::vector<unsigned char> outS(n * wm::dtypeSize(to) + 3, 0xA5), outV = outS, outW = outS;
           wm::setSimdEnabled(false);
           wm::ramMerge(srcs, types, p, n, outS.data() + 1, to);
           wm::setSimdEnabled(true);
+          // AVX2 alone, then with AVX-512 where the CPU has it (8 lanes, then 4, then scalar).
+#if defined(WM_HAVE_AVX2_BACKEND)
+          const bool wide = wm::avx2::setAvx512Enabled(false);
+#endif
           wm::ramMerge(srcs, types, p, n, outV.data() + 1, to);
+#if defined(WM_HAVE_AVX2_BACKEND)
+          wm::avx2::setAvx512Enabled(wide);
+#endif
+          wm::ramMerge(srcs, types, p, n, outW.data() + 1, to);
           digestBytes(outV.data(), outV.size());
-          CHECK(outS == outV, "ramMerge %s->%s n=%zu variant %d: SIMD != scalar", dtypeName(t), dtypeName(to), n, variant);
+          CHECK(outS == outV, "ramMerge %s->%s n=%zu variant %d: AVX2 != scalar", dtypeName(t), dtypeName(to), n, variant);
+          CHECK(outS == outW, "ramMerge %s->%s n=%zu variant %d: AVX-512 != scalar", dtypeName(t), dtypeName(to), n, variant);
           ++cases;
         }
         std::vector<uint64_t> cs(2 * p.sources.size(), 5), cv = cs;
