@@ -121,10 +121,18 @@ __attribute__((target("avx2,fma,f16c"))) void nearswapLoop(const void* a, const 
 }  // namespace
 
 void nearswapMerge(const void* const* srcs, const Dtype* types, const NearswapParams& p, size_t n, void* out, Dtype to) {
-  const size_t full = types[p.base] == types[p.model] ? n - n % 4 : 0;
-  if (full > 0) {
+  const bool same = types[p.base] == types[p.model];
+  // 8 lanes with AVX-512 where the CPU has it, then 4 lanes from `wide` on.
+  const size_t wide = same && avx512Enabled() ? n - n % 8 : 0;
+  if (wide > 0) nearswapAvx512(srcs[p.base], srcs[p.model], types[p.base], p.t, wide, out, to);
+  const size_t full = same ? n - n % 4 : 0;
+  if (full > wide) {
+    const size_t at = wide * dtypeSize(types[p.base]);
     withDtype(types[p.base], [&](auto T) {
-      withDtype(to, [&](auto O) { nearswapLoop<decltype(T)::value, decltype(O)::value>(srcs[p.base], srcs[p.model], p.t, full, out); });
+      withDtype(to, [&](auto O) {
+        nearswapLoop<decltype(T)::value, decltype(O)::value>(static_cast<const uint8_t*>(srcs[p.base]) + at, static_cast<const uint8_t*>(srcs[p.model]) + at, p.t,
+                                                             full - wide, static_cast<uint8_t*>(out) + wide * dtypeSize(to));
+      });
     });
   }
   if (full == n) return;

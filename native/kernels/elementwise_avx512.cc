@@ -1,4 +1,4 @@
-// elementwise_avx512.h: RAM's merge 8 elements per step, operation for operation elementwise_avx2.cc's ramMergeLoop
+// elementwise_avx512.h: RAM's merge and nearswap 8 elements per step, operation for operation elementwise_avx2.cc's loops
 // (kernels_selftest.cc checks both against the scalar truth, with AVX-512 on and off).
 #include "cpu_backends.h"
 
@@ -50,7 +50,26 @@ __attribute__((target(WM_AVX512_TARGET))) void ramMergeLoop8(const void* const* 
   }
 }
 
+// nearswap, 8 elements per step, term by term as elementwise_avx2.cc's nearswapLoop.
+template <Dtype T, Dtype TO>
+__attribute__((target(WM_AVX512_TARGET))) void nearswapLoop8(const void* a, const void* b, double t, size_t n, void* out) {
+  const __m512d floor = _mm512_set1_pd(1e-6), tv = _mm512_set1_pd(t), zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0);
+  for (size_t j = 0; j + 8 <= n; j += 8) {
+    const __m512d x = _mm512_cvtps_pd(load8<T>(a, j)), y = _mm512_cvtps_pd(load8<T>(b, j));
+    const __m512d diff = _mm512_abs_pd(_mm512_sub_pd(x, y));
+    // Ordered compares: a NaN difference (and so a NaN w) passes through both, as the scalar ternaries let it.
+    __m512d w = _mm512_div_pd(tv, _mm512_mask_mov_pd(diff, _mm512_cmp_pd_mask(diff, floor, _CMP_LT_OQ), floor));
+    w = _mm512_mask_mov_pd(w, _mm512_cmp_pd_mask(w, zero, _CMP_LT_OQ), zero);
+    w = _mm512_mask_mov_pd(w, _mm512_cmp_pd_mask(w, one, _CMP_GT_OQ), one);
+    storeResult8<TO>(out, j, _mm512_add_pd(rounded8(_mm512_mul_pd(w, y)), rounded8(_mm512_mul_pd(_mm512_sub_pd(one, w), x))));
+  }
+}
+
 }  // namespace
+
+void nearswapAvx512(const void* a, const void* b, Dtype t, double tv, size_t n, void* out, Dtype to) {
+  withDtype(t, [&](auto T) { withDtype(to, [&](auto O) { nearswapLoop8<decltype(T)::value, decltype(O)::value>(a, b, tv, n, out); }); });
+}
 
 void ramMergeAvx512(const void* const* srcs, Dtype t, const RamParams& p, size_t n, void* out, Dtype to) {
   withDtype(t, [&](auto T) { withDtype(to, [&](auto O) { ramMergeLoop8<decltype(T)::value, decltype(O)::value>(srcs, p, n, out); }); });

@@ -1,5 +1,6 @@
 // The self-test of the per-element merges (kernels/elementwise.h): RAM and nearswap, SIMD == scalar bit
 // for bit on random inputs salted with special values (run by kernels_selftest.cc's main).
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -10,12 +11,34 @@
 #include "kernels/kernels.h"
 #include "tests/selftest_support.h"
 
+// `run` (which writes `bytes` bytes of output) three ways: the scalar truth, AVX2 alone, and with AVX-512 where the CPU has
+// it (8 lanes, then 4, then scalar). The SIMD outputs go into the digest.
+template <typename F>
+std::array<std::vector<unsigned char>, 3> threeWays(size_t bytes, F run) {
+  std::array<std::vector<unsigned char>, 3> out;
+  for (auto& o : out) o.assign(bytes, 0xA5);
+  wm::setSimdEnabled(false);
+  run(out[0].data());
+  wm::setSimdEnabled(true);
+#if defined(WM_HAVE_AVX2_BACKEND)
+  const bool wide = wm::avx2::setAvx512Enabled(false);
+  run(out[1].data());
+  wm::avx2::setAvx512Enabled(wide);
+#else
+  run(out[1].data());
+#endif
+  run(out[2].data());
+  digestBytes(out[1].data(), out[1].size());
+  digestBytes(out[2].data(), out[2].size());
+  return out;
+}
+
 // RAM's merge and counts (elementwise.h): SIMD == scalar on salted random inputs, 1-3 models, every dtype pair.
 void testRam(uint64_t seed) {
   Rng r(seed ^ 0xBEEF);
   const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
   size_t cases = 0;
-  for (size_t n : {0, 1, 3, 4, 7, 8, 9, 17, 1000, 1027}) {
+  for (size_t n : {0, 1, 3, 4, 7, 8, 9, 13, 17, 1000, 1004, 1027}) {
     for (Dtype t : all) {
       std::vector<std::vector<unsigned char>> src;
       for (int s = 0; s < 4; ++s) src.push_back(randomTensor(r, t, n));
@@ -45,22 +68,9 @@ void testRam(uint64_t seed) {
           srcs[3] = mixed.data();
         }
         for (Dtype to : all) {
-          std::vector<unsigned char> outS(n * wm::dtypeSize(to) + 3, 0xA5), outV = outS, outW = outS;
-          wm::setSimdEnabled(false);
-          wm::ramMerge(srcs, types, p, n, outS.data() + 1, to);
-          wm::setSimdEnabled(true);
-          // AVX2 alone, then with AVX-512 where the CPU has it (8 lanes, then 4, then scalar).
-#if defined(WM_HAVE_AVX2_BACKEND)
-          const bool wide = wm::avx2::setAvx512Enabled(false);
-#endif
-          wm::ramMerge(srcs, types, p, n, outV.data() + 1, to);
-#if defined(WM_HAVE_AVX2_BACKEND)
-          wm::avx2::setAvx512Enabled(wide);
-#endif
-          wm::ramMerge(srcs, types, p, n, outW.data() + 1, to);
-          digestBytes(outV.data(), outV.size());
-          CHECK(outS == outV, "ramMerge %s->%s n=%zu variant %d: AVX2 != scalar", dtypeName(t), dtypeName(to), n, variant);
-          CHECK(outS == outW, "ramMerge %s->%s n=%zu variant %d: AVX-512 != scalar", dtypeName(t), dtypeName(to), n, variant);
+          const auto o = threeWays(n * wm::dtypeSize(to) + 3, [&](unsigned char* out) { wm::ramMerge(srcs, types, p, n, out + 1, to); });
+          CHECK(o[0] == o[1], "ramMerge %s->%s n=%zu variant %d: AVX2 != scalar", dtypeName(t), dtypeName(to), n, variant);
+          CHECK(o[0] == o[2], "ramMerge %s->%s n=%zu variant %d: AVX-512 != scalar", dtypeName(t), dtypeName(to), n, variant);
           ++cases;
         }
         std::vector<uint64_t> cs(2 * p.sources.size(), 5), cv = cs;
@@ -82,7 +92,7 @@ void testNearswap(uint64_t seed) {
   Rng r(seed ^ 0x5EA);
   const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
   size_t cases = 0;
-  for (size_t n : {0, 1, 3, 4, 7, 8, 9, 17, 1000, 1027}) {
+  for (size_t n : {0, 1, 3, 4, 7, 8, 9, 13, 17, 1000, 1004, 1027}) {
     for (Dtype t : all) {
       const std::vector<unsigned char> a = randomTensor(r, t, n), b = randomTensor(r, t, n);
       const Dtype other = t == Dtype::F32 ? Dtype::BF16 : Dtype::F32;
@@ -97,13 +107,9 @@ void testNearswap(uint64_t seed) {
           p.model = variant == 0 ? 1 : (variant == 1 ? 0 : 2);
           p.t = tv;
           for (Dtype to : all) {
-            std::vector<unsigned char> outS(n * wm::dtypeSize(to) + 3, 0xA5), outV = outS;
-            wm::setSimdEnabled(false);
-            wm::nearswapMerge(srcs, types, p, n, outS.data() + 1, to);
-            wm::setSimdEnabled(true);
-            wm::nearswapMerge(srcs, types, p, n, outV.data() + 1, to);
-            digestBytes(outV.data(), outV.size());
-            CHECK(outS == outV, "nearswapMerge %s->%s n=%zu t=%g variant %d: SIMD != scalar", dtypeName(t), dtypeName(to), n, tv, variant);
+            const auto o = threeWays(n * wm::dtypeSize(to) + 3, [&](unsigned char* out) { wm::nearswapMerge(srcs, types, p, n, out + 1, to); });
+            CHECK(o[0] == o[1], "nearswapMerge %s->%s n=%zu t=%g variant %d: AVX2 != scalar", dtypeName(t), dtypeName(to), n, tv, variant);
+            CHECK(o[0] == o[2], "nearswapMerge %s->%s n=%zu t=%g variant %d: AVX-512 != scalar", dtypeName(t), dtypeName(to), n, tv, variant);
             ++cases;
           }
         }
