@@ -286,6 +286,26 @@ test('checkCompatible of two models of one layout (its check without a loop per 
   expect(sameNames).toBeGreaterThan(15);
 });
 
+test('checkpointLayout of a table whose shards are interleaved (gathered tensor by tensor) groups each shard in table order', async () => {
+  const next = rng(seed + 6);
+  for (let round = 0; round < 10; round++) {
+    const dir = path.join(root, `interleaved-${round}`);
+    await writeRandomModel(dir, randomTensors(next, false), next);
+    const opened = await openCheckpoint(dir);
+    const reference = referenceLocations(opened);
+    // A hand-made view listing the tensors in a shuffled order: its table's runs interleave the shards.
+    const names = [...reference.keys()].sort(() => next() - 0.5);
+    const view: Checkpoint = { ...opened, names, tensors: new Map(names.map((n) => [n, reference.get(n)!])) };
+    checkpointLayout(view).shards.forEach((s) => {
+      const expected: LayoutTensor[] = names
+        .map((n) => reference.get(n)!)
+        .filter((t) => t.shard === s.name)
+        .map((t) => ({ name: t.name, shape: t.shape, elementCount: t.elementCount }));
+      expect(layoutColumns(s)).toEqual(layoutColumns({ name: s.name, tensors: expected }));
+    });
+  }
+});
+
 test('the header encoder writes what JSON.stringify writes for the object form, on random headers', () => {
   const next = rng(seed + 3);
   for (let round = 0; round < 300; round++) {
