@@ -306,6 +306,28 @@ test('checkpointLayout of a table whose shards are interleaved (gathered tensor 
   }
 });
 
+test('opening names the first tensor stored twice, or the first one the index places elsewhere, as the check by name did', async () => {
+  const t = (name: string) => ({ name, dtype: 'BF16' as const, shape: [2], data: Buffer.alloc(4) });
+  const dir = path.join(root, 'twice');
+  fs.mkdirSync(dir, { recursive: true });
+  await writeSafetensorsFile(path.join(dir, 'a.safetensors'), [t('x.one'), t('x.two'), t('x.three')], null);
+  await writeSafetensorsFile(path.join(dir, 'b.safetensors'), [t('y.one'), t('x.three'), t('x.two')], null);
+  await expect(openCheckpoint(dir)).rejects.toMatchObject({
+    code: 'DuplicateTensor',
+    message: `${dir}: tensor x.three is stored twice (a.safetensors and b.safetensors)`,
+  });
+  const indexed = path.join(root, 'misplaced');
+  fs.mkdirSync(indexed, { recursive: true });
+  await writeSafetensorsFile(path.join(indexed, 'a.safetensors'), [t('x.one'), t('x.two')], null);
+  await writeSafetensorsFile(path.join(indexed, 'b.safetensors'), [t('y.one'), t('y.two')], null);
+  const weightMap = { 'x.one': 'a.safetensors', 'x.two': 'b.safetensors', 'y.one': 'b.safetensors', 'y.two': 'a.safetensors' };
+  fs.writeFileSync(path.join(indexed, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+  await expect(openCheckpoint(indexed)).rejects.toMatchObject({
+    code: 'IndexMismatch',
+    message: `${indexed}/model.safetensors.index.json: tensor x.two is in a.safetensors but the index says b.safetensors`,
+  });
+});
+
 test('the header encoder writes what JSON.stringify writes for the object form, on random headers', () => {
   const next = rng(seed + 3);
   for (let round = 0; round < 300; round++) {
