@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "header_encoder.h"
+#include "index_encoder.h"
 #include "json_tables.h"
 
 namespace wm {
@@ -161,6 +162,24 @@ Napi::Value EncodeHeaderColumns(const Napi::CallbackInfo& info) {
   out.Set("starts", column<Napi::Float64Array>(env, encoded->starts));
   out.Set("dataBytes", Napi::Number::New(env, encoded->dataBytes));
   return out;
+}
+
+Napi::Value EncodeIndexWeightMap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5 || !info[0].IsString() || !info[1].IsTypedArray() || !info[2].IsArray() || !info[3].IsString() || !info[4].IsString() ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+    throw Napi::TypeError::New(env, "encodeIndexWeightMap: wrong arguments");
+  }
+  const std::string names = info[0].As<Napi::String>().Utf8Value();
+  Napi::Uint32Array counts = info[1].As<Napi::Uint32Array>();
+  Napi::Array tailArray = info[2].As<Napi::Array>();
+  std::vector<std::string> tails;
+  for (uint32_t i = 0; i < tailArray.Length(); i++) tails.push_back(tailArray.Get(i).As<Napi::String>().Utf8Value());
+  const std::string prefix = info[3].As<Napi::String>().Utf8Value();
+  const std::string suffix = info[4].As<Napi::String>().Utf8Value();
+  std::optional<std::string> text = encodeIndexWeightMap({names, counts.Data(), counts.ElementLength(), &tails, prefix, suffix});
+  if (!text) return env.Null();
+  return Napi::Buffer<char>::Copy(env, text->data(), text->size());
 }
 
 }  // namespace wm

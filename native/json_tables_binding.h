@@ -19,5 +19,8 @@ Napi::Value WeightMapAgrees(const Napi::CallbackInfo& info);
 //   dtypeBits: Uint32Array, metadataJson: string | null, maxHeaderBytes) → null (declined) | { bytes: Buffer, starts: Float64Array,
 //   dataBytes }: header_encoder.h's encoder.
 Napi::Value EncodeHeaderColumns(const Napi::CallbackInfo& info);
+// JS: encodeIndexWeightMap(namesText (every shard's names, each followed by '\n'), shardCounts: Uint32Array, shardTails: string[],
+//   prefix, suffix) → null (declined) | Buffer: index_encoder.h's weight_map between prefix and suffix.
+Napi::Value EncodeIndexWeightMap(const Napi::CallbackInfo& info);
 
 }  // namespace wm

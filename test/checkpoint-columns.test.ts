@@ -20,6 +20,7 @@ import { nativeJsonTables, useNativeJsonTables } from '../lib/format/json-tables
 import { DTYPE_BITS, DTYPE_NAMES, isFloatDtype, SafetensorsDtype } from '../lib/format/dtypes';
 import { encodeSafetensorsHeader, parseSafetensorsHeader, writeSafetensorsFile } from '../lib/format/safetensors';
 import { rng } from './helpers/models';
+import { WeightmixError } from '../lib/errors';
 
 const seed = Number(process.env.WEIGHTMIX_SEED ?? Math.floor(Math.random() * 2 ** 31));
 console.log('checkpoint columns: seed', seed, '(replay: WEIGHTMIX_SEED=' + seed + ')');
@@ -56,8 +57,8 @@ function randomTensors(next: () => number, escapes: boolean): RandomTensor[] {
   });
 }
 
-/** A model folder of random tensors in 1-3 shards, with an index when sharded. */
-async function writeRandomModel(dir: string, tensors: RandomTensor[], next: () => number): Promise<void> {
+/** A model folder of random tensors in 1-3 shards, with an index when sharded; `plain`: metadata the addon's reader takes (no escapes). */
+async function writeRandomModel(dir: string, tensors: RandomTensor[], next: () => number, plain = false): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
   const shardCount = 1 + Math.floor(next() * Math.min(3, tensors.length));
   const shards = Array.from({ length: shardCount }, (_, s) => (shardCount === 1 ? 'model.safetensors' : `model-0000${s + 1}-of-0000${shardCount}.safetensors`));
@@ -68,7 +69,7 @@ async function writeRandomModel(dir: string, tensors: RandomTensor[], next: () =
       const bytes = (t.shape.reduce((a, b) => a * b, 1) * DTYPE_BITS[t.dtype]) / 8;
       return { ...t, data: Buffer.from(Array.from({ length: bytes }, () => Math.floor(next() * 256))) };
     });
-    await writeSafetensorsFile(path.join(dir, shards[s]), withData, next() < 0.5 ? { format: 'pt', note: 'a"b\\c' } : null);
+    await writeSafetensorsFile(path.join(dir, shards[s]), withData, next() < 0.5 ? { format: 'pt', note: plain ? 'ab' : 'a"b\\c' } : null);
     for (const t of mine) weightMap[t.name] = shards[s];
   }
   if (shardCount > 1) fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }));
@@ -235,6 +236,96 @@ test('checkCompatible over columns names the same difference as over objects', a
     expect(message(lazy)).not.toBe('compatible');
     expect(message(lazy)).toBe(message(objects));
   }
+});
+
+test('checkCompatible of two models of one layout (its check without a loop per tensor) decides as over objects, on random near misses', async () => {
+  const next = rng(seed + 5);
+  const floats: SafetensorsDtype[] = ['BF16', 'F16', 'F32'];
+  const outcomes = new Set<string>();
+  let sameNames = 0;
+  for (let round = 0; round < 40; round++) {
+    const tensors = randomTensors(next, next() < 0.3);
+    const k = Math.floor(next() * tensors.length);
+    // One change to one tensor of the second model, or none: another float dtype, a raw dtype, a dim changed, a dim added.
+    const change = Math.floor(next() * 5);
+    const other = tensors.map((u, i) =>
+      i !== k
+        ? u
+        : change === 1 && isFloatDtype(u.dtype)
+          ? { ...u, dtype: floats[Math.floor(next() * 3)] }
+          : change === 2
+            ? { ...u, dtype: (u.dtype === 'I64' ? 'I32' : 'I64') as SafetensorsDtype }
+            : change === 3 && u.shape.length > 0
+              ? { ...u, shape: u.shape.map((d, i) => (i === 0 ? d + 8 : d)) }
+              : change === 4
+                ? { ...u, shape: [1, ...u.shape] }
+                : u,
+    );
+    // The same shards for both (one draw replayed): the names come in the same order, so the columns can be compared whole.
+    const layoutSeed = Math.floor(next() * 2 ** 31);
+    const a = path.join(root, `near-${round}-a`);
+    const b = path.join(root, `near-${round}-b`);
+    await writeRandomModel(a, tensors, rng(layoutSeed), true);
+    await writeRandomModel(b, other, rng(layoutSeed), true);
+    const lazy = [await openCheckpoint(a), await openCheckpoint(b)];
+    const message = (ckpts: Checkpoint[]) => {
+      try {
+        checkCompatible(ckpts[0], ckpts[1]);
+        return 'compatible';
+      } catch (e) {
+        return `${(e as WeightmixError).code}: ${(e as Error).message}`;
+      }
+    };
+    const outcome = message(lazy);
+    if (tensorTableOf(lazy[0]).namesText !== undefined && tensorTableOf(lazy[0]).namesText === tensorTableOf(lazy[1]).namesText) sameNames++;
+    expect(outcome).toBe(message(lazy.map(objectCheckpoint)));
+    outcomes.add(outcome.split(':')[0]);
+  }
+  expect([...outcomes].sort()).toEqual(['DtypeMismatch', 'ShapeMismatch', 'compatible']);
+  // Most pairs are read by the addon (names without escapes), whose texts of equal names are equal: the path without a loop is taken.
+  expect(sameNames).toBeGreaterThan(15);
+});
+
+test('checkpointLayout of a table whose shards are interleaved (gathered tensor by tensor) groups each shard in table order', async () => {
+  const next = rng(seed + 6);
+  for (let round = 0; round < 10; round++) {
+    const dir = path.join(root, `interleaved-${round}`);
+    await writeRandomModel(dir, randomTensors(next, false), next);
+    const opened = await openCheckpoint(dir);
+    const reference = referenceLocations(opened);
+    // A hand-made view listing the tensors in a shuffled order: its table's runs interleave the shards.
+    const names = [...reference.keys()].sort(() => next() - 0.5);
+    const view: Checkpoint = { ...opened, names, tensors: new Map(names.map((n) => [n, reference.get(n)!])) };
+    checkpointLayout(view).shards.forEach((s) => {
+      const expected: LayoutTensor[] = names
+        .map((n) => reference.get(n)!)
+        .filter((t) => t.shard === s.name)
+        .map((t) => ({ name: t.name, shape: t.shape, elementCount: t.elementCount }));
+      expect(layoutColumns(s)).toEqual(layoutColumns({ name: s.name, tensors: expected }));
+    });
+  }
+});
+
+test('opening names the first tensor stored twice, or the first one the index places elsewhere, as the check by name did', async () => {
+  const t = (name: string) => ({ name, dtype: 'BF16' as const, shape: [2], data: Buffer.alloc(4) });
+  const dir = path.join(root, 'twice');
+  fs.mkdirSync(dir, { recursive: true });
+  await writeSafetensorsFile(path.join(dir, 'a.safetensors'), [t('x.one'), t('x.two'), t('x.three')], null);
+  await writeSafetensorsFile(path.join(dir, 'b.safetensors'), [t('y.one'), t('x.three'), t('x.two')], null);
+  await expect(openCheckpoint(dir)).rejects.toMatchObject({
+    code: 'DuplicateTensor',
+    message: `${dir}: tensor x.three is stored twice (a.safetensors and b.safetensors)`,
+  });
+  const indexed = path.join(root, 'misplaced');
+  fs.mkdirSync(indexed, { recursive: true });
+  await writeSafetensorsFile(path.join(indexed, 'a.safetensors'), [t('x.one'), t('x.two')], null);
+  await writeSafetensorsFile(path.join(indexed, 'b.safetensors'), [t('y.one'), t('y.two')], null);
+  const weightMap = { 'x.one': 'a.safetensors', 'x.two': 'b.safetensors', 'y.one': 'b.safetensors', 'y.two': 'a.safetensors' };
+  fs.writeFileSync(path.join(indexed, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+  await expect(openCheckpoint(indexed)).rejects.toMatchObject({
+    code: 'IndexMismatch',
+    message: `${indexed}/model.safetensors.index.json: tensor x.two is in a.safetensors but the index says b.safetensors`,
+  });
 });
 
 test('the header encoder writes what JSON.stringify writes for the object form, on random headers', () => {

@@ -14,7 +14,8 @@ import { encodeSparseParams, ResolvedSparse } from '../lib/engine/sparse-params'
 import { encodeElementwiseParams } from '../lib/engine/elementwise-params';
 import { NATIVE_DTYPE_BYTES, nativeDtype, SafetensorsDtype } from '../lib/format/dtypes';
 import type { OutputLayout } from '../lib/engine/output-layout';
-import { indexText } from '../lib/engine/model-files';
+import { indexFile, indexText } from '../lib/engine/model-files';
+import { loadNative } from '../lib/engine/native';
 import { rng } from './helpers/models';
 
 const seed = Number(process.env.WEIGHTMIX_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -268,4 +269,36 @@ test('the index text is what JSON.stringify writes for the weight map set in sor
       JSON.stringify({ metadata: { total_size: tensorBytes }, weight_map: weightMap }, null, 2) + '\n',
     );
   }
+});
+
+test('the addon writes the index text byte for byte, or declines to it, on random names', () => {
+  loadNative();
+  const next = rng(seed + 2);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)];
+  // Printable ASCII the addon takes (sorted by bytes, prefixes of each other, digits inside names), and what it must decline.
+  const plain = ['model', 'layers', 'mlp', 'Experts', 'expert', '_', '~', ' ', '!', '.', 'z', 'Z', '0', '7', '10'];
+  const other = ['é', '\u{1f600}', 'a"b', 'x\\y', '\n', '\t', '\u007f', '\ud800', '4294967294'];
+  let taken = 0;
+  for (let round = 0; round < 400; round++) {
+    const pieces = next() < 0.6 ? plain : [...plain, ...other];
+    const names = new Set<string>();
+    const count = Math.floor(next() * 60);
+    // Digit-led names now and then only (the addon declines a model that has one).
+    const lead = next() < 0.2 ? pieces : pieces.filter((p) => !/^[0-9]/.test(p));
+    while (names.size < count) names.add([pick(lead), ...Array.from({ length: Math.floor(next() * 4) }, () => pick(pieces))].join(next() < 0.5 ? '.' : ''));
+    const all = [...names];
+    const shardCount = 1 + Math.floor(next() * 4);
+    const shards = Array.from({ length: shardCount }, (_, s) => ({ name: `model-0000${s}-of-"${shardCount}".safetensors`, names: [] as string[] }));
+    for (const name of all) {
+      pick(shards).names.push(name);
+      // Now and then a name listed in a second shard (the JavaScript map keeps the last).
+      if (next() < 0.02) pick(shards).names.push(name);
+    }
+    const model = { shards: shards.map((s) => ({ ...s, path: '', size: 0, written: true })), tensorBytes: Math.floor(next() * 2 ** 40) };
+    const file = indexFile(model);
+    if (Buffer.isBuffer(file)) taken++;
+    expect(Buffer.from(file).equals(Buffer.from(indexText(model)))).toBe(true);
+  }
+  // Most plain rounds go through the addon (a round with a digit-led name or a name listed twice does not).
+  expect(taken).toBeGreaterThan(80);
 });

@@ -6,11 +6,35 @@ import { confinedRealPath } from '../model/paths';
 import type { PlannedModel } from './plan';
 import { FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
 import { jsonStrings } from '../format/json-string';
+import { nativeJsonTables } from '../format/json-tables';
 
 /** index.json rebuilt from what was planned and written: total_size is the tensor bytes, as HF writes it. */
 export async function writeIndex(model: PlannedModel): Promise<void> {
   if (!model.indexed) return;
-  await fs.promises.writeFile(path.join(model.dir, INDEX_FILE), indexText(model));
+  await fs.promises.writeFile(path.join(model.dir, INDEX_FILE), indexFile(model));
+}
+
+/** indexText's bytes: written by the addon when it vouches for every name (no string, Map entry or sort compare per tensor in JavaScript), else indexText. */
+export function indexFile(model: Pick<PlannedModel, 'shards' | 'tensorBytes'>): Buffer | string {
+  const { prefix, suffix } = indexFrame(model.tensorBytes);
+  const tails = model.shards.map((shard) => shardTail(shard.name));
+  const encoded = nativeJsonTables()?.encodeIndex?.(
+    model.shards.map((shard) => shard.names),
+    tails,
+    prefix,
+    suffix,
+  );
+  return encoded ?? indexText(model);
+}
+
+/** The index's text around its weight_map object. */
+function indexFrame(tensorBytes: number): { prefix: string; suffix: string } {
+  return { prefix: `{\n  "metadata": {\n    "total_size": ${JSON.stringify(tensorBytes)}\n  },\n  "weight_map": `, suffix: '\n}\n' };
+}
+
+/** What follows a name on its weight_map line: the shard's name as JSON. */
+function shardTail(shard: string): string {
+  return `: ${JSON.stringify(shard)}`;
 }
 
 /**
@@ -21,7 +45,7 @@ export function indexText(model: Pick<PlannedModel, 'shards' | 'tensorBytes'>): 
   // Each name → its line's tail (the shard's name as JSON, made once per shard).
   const shardOf = new Map<string, string>();
   for (const shard of model.shards) {
-    const tail = `: ${JSON.stringify(shard.name)}`;
+    const tail = shardTail(shard.name);
     for (const name of shard.names) shardOf.set(name, tail);
   }
   // The default sort (UTF-16 code units, as Object.keys(…).sort() did), no comparator to call per pair.
@@ -32,7 +56,8 @@ export function indexText(model: Pick<PlannedModel, 'shards' | 'tensorBytes'>): 
   const quoted = jsonStrings(ordered);
   const lines = ordered.map((name, i) => `    ${quoted[i]}${shardOf.get(name)}`);
   const weightMap = lines.length === 0 ? '{}' : `{\n${lines.join(',\n')}\n  }`;
-  return `{\n  "metadata": {\n    "total_size": ${JSON.stringify(model.tensorBytes)}\n  },\n  "weight_map": ${weightMap}\n}\n`;
+  const { prefix, suffix } = indexFrame(model.tensorBytes);
+  return prefix + weightMap + suffix;
 }
 
 /** A name an object keeps among its integer indices (a canonical uint32 below 2^32 − 1). */

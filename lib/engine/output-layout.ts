@@ -1,6 +1,6 @@
 /** How the output models are cut into shards: shard names in order, each with its tensors in data order. */
 import type { Checkpoint } from '../model/checkpoint';
-import { tensorTableOf } from '../model/tensor-table';
+import { tensorTableOf, type TensorTable } from '../model/tensor-table';
 import { shapeAt } from '../format/header-columns';
 
 /** What the planner needs of one output tensor's place: its name and shape (the dtype is the recipe's). */
@@ -51,24 +51,14 @@ export function checkpointLayout(ckpt: Checkpoint): OutputLayout {
   const table = tensorTableOf(ckpt);
   // Each of the table's files as a position in ckpt.shards (by shard name).
   const position = table.shardNames.map((name) => ckpt.shards.findIndex((s) => s.name === name));
-  const members: number[][] = ckpt.shards.map(() => []);
-  for (let i = 0; i < table.names.length; i++) members[position[table.fileIndex[i]]]?.push(i);
+  const ranges = shardRanges(table, position, ckpt.shards.length);
+  let members: number[][] | undefined;
+  if (ranges === null) {
+    members = ckpt.shards.map(() => []);
+    for (let i = 0; i < table.names.length; i++) members[position[table.fileIndex[i]]]?.push(i);
+  }
   const shards = ckpt.shards.map((s, k): LayoutShard => {
-    const indices = members[k];
-    const count = indices.length;
-    const shapeStarts = new Uint32Array(count + 1);
-    for (let j = 0; j < count; j++) shapeStarts[j + 1] = shapeStarts[j] + table.shapeStarts[indices[j] + 1] - table.shapeStarts[indices[j]];
-    const columns: LayoutColumns = {
-      names: indices.map((i) => table.names[i]),
-      shapeStarts,
-      dims: new Float64Array(shapeStarts[count]),
-      elementCounts: new Float64Array(count),
-    };
-    for (let j = 0; j < count; j++) {
-      const i = indices[j];
-      for (let k = table.shapeStarts[i], at = shapeStarts[j]; k < table.shapeStarts[i + 1]; k++, at++) columns.dims[at] = table.dims[k];
-      columns.elementCounts[j] = table.elementCounts[i];
-    }
+    const columns = ranges ? rangeColumns(table, ranges[k], ranges[k + 1]) : gatheredColumns(table, members![k]);
     let tensors: LayoutTensor[] | undefined;
     const shard: LayoutShard = {
       name: s.name,
@@ -85,4 +75,58 @@ export function checkpointLayout(ckpt: Checkpoint): OutputLayout {
     return shard;
   });
   return { shards, indexed: ckpt.indexed };
+}
+
+/**
+ * Where each shard's tensors start in the table, when every shard's tensors are one run in shard order (an opened checkpoint's table
+ * is: shards in order, each in data order): shardCount + 1 bounds found with indexOf/lastIndexOf, no pass per tensor; else null.
+ */
+function shardRanges(table: TensorTable, position: number[], shardCount: number): number[] | null {
+  if (table.files.length !== shardCount || position.some((p, f) => p !== f)) return null;
+  const bounds = [0];
+  for (let f = 0; f < shardCount; f++) {
+    const start = bounds[f];
+    const first = table.fileIndex.indexOf(f);
+    // A shard without tensors is an empty run; otherwise its first tensor must follow the last run, its last one end this run.
+    if (first < 0) {
+      bounds.push(start);
+      continue;
+    }
+    if (first !== start) return null;
+    bounds.push(table.fileIndex.lastIndexOf(f) + 1);
+  }
+  // Runs that tile the table in order hold no other file's tensor: each file's first index is past every earlier run.
+  return bounds[shardCount] === table.names.length ? bounds : null;
+}
+
+/** The columns of tensors [start, end) of the table (slices and one rebase of the shape starts). */
+function rangeColumns(table: TensorTable, start: number, end: number): LayoutColumns {
+  const base = table.shapeStarts[start];
+  const shapeStarts = table.shapeStarts.slice(start, end + 1);
+  for (let j = 0; j < shapeStarts.length; j++) shapeStarts[j] -= base;
+  return {
+    names: table.names.slice(start, end),
+    shapeStarts,
+    dims: table.dims.slice(base, table.shapeStarts[end]),
+    elementCounts: table.elementCounts.slice(start, end),
+  };
+}
+
+/** The columns of the table's tensors at `indices`, in that order. */
+function gatheredColumns(table: TensorTable, indices: number[]): LayoutColumns {
+  const count = indices.length;
+  const shapeStarts = new Uint32Array(count + 1);
+  for (let j = 0; j < count; j++) shapeStarts[j + 1] = shapeStarts[j] + table.shapeStarts[indices[j] + 1] - table.shapeStarts[indices[j]];
+  const columns: LayoutColumns = {
+    names: indices.map((i) => table.names[i]),
+    shapeStarts,
+    dims: new Float64Array(shapeStarts[count]),
+    elementCounts: new Float64Array(count),
+  };
+  for (let j = 0; j < count; j++) {
+    const i = indices[j];
+    for (let k = table.shapeStarts[i], at = shapeStarts[j]; k < table.shapeStarts[i + 1]; k++, at++) columns.dims[at] = table.dims[k];
+    columns.elementCounts[j] = table.elementCounts[i];
+  }
+  return columns;
 }

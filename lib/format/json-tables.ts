@@ -60,6 +60,12 @@ export interface NativeJsonTables {
     metadataJson: string | null,
     maxHeaderBytes: number,
   ): { bytes: Buffer; starts: Float64Array; dataBytes: number } | null;
+  /**
+   * engine/model-files.ts's index text for plain names (printable ASCII, nothing to escape, no leading digit, each listed once): `prefix`,
+   * the weight_map of every shard's names (sorted, each line ending in its shard's `tails` entry), `suffix`, as bytes; null (declined) for
+   * anything else, which model-files.ts then writes itself. Absent with an addon older than it.
+   */
+  encodeIndex?(shardNames: readonly (readonly string[])[], tails: readonly string[], prefix: string, suffix: string): Buffer | null;
 }
 
 /** The addon's own functions: names as one text, each name followed by '\n' (no escape-free JSON string holds one). */
@@ -84,13 +90,29 @@ export interface NativeJsonTablesAddon {
     metadataJson: string | null,
     maxHeaderBytes: number,
   ): { bytes: Buffer; starts: Float64Array; dataBytes: number } | null;
+  encodeIndexWeightMap?(namesText: string, shardCounts: Uint32Array, tails: readonly string[], prefix: string, suffix: string): Buffer | null;
 }
 
 const DTYPE_BIT_COLUMN = Uint32Array.from(DTYPE_NAMES, (d) => DTYPE_BITS[d]);
 
 /** The readers over the addon's functions: names split out of its one text (one builtin call, not a Node-API string per name). */
 export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTables {
+  const encodeIndexWeightMap = addon.encodeIndexWeightMap;
   return {
+    ...(encodeIndexWeightMap && {
+      encodeIndex(shardNames, tails, prefix, suffix) {
+        // One text of every name (each followed by '\n', as the header readers give them): one builtin join per shard, no string per name.
+        const text = shardNames.map((names) => (names.length === 0 ? '' : names.join('\n') + '\n')).join('');
+        return encodeIndexWeightMap.call(
+          addon,
+          text,
+          Uint32Array.from(shardNames, (names) => names.length),
+          tails,
+          prefix,
+          suffix,
+        );
+      },
+    }),
     readHeaderTable(json, dtypeNames) {
       const raw = addon.readHeaderTable(json, dtypeNames);
       if (raw === null) return null;
