@@ -103,7 +103,13 @@ void sceCombine(const double* base, const double* t, size_t stride, const double
   WM_DISPATCH(sceCombine(base, t, stride, keep, weights, m, len, out, at, to));
 }
 
-const char* simdPathName() { return useSimd() ? "avx2+fma+f16c" : "scalar"; }
+const char* simdPathName() {
+  if (!useSimd()) return "scalar";
+#if defined(WM_HAVE_AVX2_BACKEND)
+  if (avx2::avx512Enabled()) return "avx2+fma+f16c+avx512";  // the sparse, ram and nearswap merges' 8-lane paths
+#endif
+  return "avx2+fma+f16c";
+}
 
 bool setSimdEnabled(bool enabled) { return simdEnabled.exchange(enabled); }
 

@@ -47,7 +47,7 @@ void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t 
 // sparse methods' rank keys (sparsify.h). Scalar in sparse_select.cc, AVX2 in sparse_avx2.cc.
 void absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out);
 
-// "avx2+fma+f16c" or "scalar": the path the dispatcher picked for this CPU.
+// "avx2+fma+f16c+avx512" (AVX-512F/DQ/BW/VL too), "avx2+fma+f16c" or "scalar": the path the dispatcher picked for this CPU.
 const char* simdPathName();
 // Tests force the scalar path to compare it with the SIMD one; returns the previous setting.
 bool setSimdEnabled(bool enabled);
