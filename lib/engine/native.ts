@@ -41,7 +41,7 @@ export interface NativeBuildInfo {
 
 /** What the addon found on this machine. */
 export interface NativeInfo {
-  /** The CPU kernels in use ('avx2' or 'scalar'). */
+  /** The CPU kernels in use: 'avx2+fma+f16c+avx512' (AVX-512F/DQ/BW/VL too), 'avx2+fma+f16c' or 'scalar'. */
   simd: string;
   /** How the binary was built. */
   build: NativeBuildInfo;

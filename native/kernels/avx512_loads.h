@@ -1,8 +1,10 @@
 // What the AVX-512 translation units share (sparse_avx512.cc, elementwise_avx512.cc): the target attribute, the
-// 8-lane f64 load of any float dtype and avx2_loads.h's one-rounding store in 8 lanes. Include only where
-// WM_HAVE_AVX2_BACKEND is defined, and call only where avx512Enabled() (cpu_backends.h) says the CPU has them.
+// contraction barrier and avx2_loads.h's one-rounding store in 8 lanes (loads are avx2_loads.h's load8, widened
+// with _mm512_cvtps_pd). Include only in those files, where WM_HAVE_AVX2_BACKEND is defined, and call only where
+// avx512Enabled() (cpu_backends.h) says the CPU has them.
 #pragma once
-// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which -Wmaybe-uninitialized takes for a read of garbage.
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which -Wmaybe-uninitialized takes for a read of
+// garbage; the warning fires where the intrinsics are inlined, so it is off for the files that include this one.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 

@@ -16,8 +16,6 @@ namespace wm {
 namespace avx2 {
 namespace {
 
-constexpr size_t kMaxRamModels = 8;  // more models take the scalar path
-
 // Whether every source RAM reads has the base's dtype (the vector loops load one dtype).
 bool sameDtype(const Dtype* types, const RamParams& p) {
   if (p.sources.size() > kMaxRamModels) return false;
@@ -147,16 +145,21 @@ void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, s
   const size_t wide = same && avx512Enabled() ? n - n % 8 : 0;
   if (wide > 0) ramMergeAvx512(srcs, types[p.base], p, wide, out, to);
   if (wide == n) return;
-  const std::vector<const void*> rest = advanced(srcs, types, sourceCount(p), wide);
+  std::vector<const void*> rest;
+  const void* const* at = srcs;
+  if (wide > 0) {
+    rest = advanced(srcs, types, sourceCount(p), wide);
+    at = rest.data();
+  }
   uint8_t* restOut = static_cast<uint8_t*>(out) + wide * dtypeSize(to);
   const size_t full = same ? (n - wide) - (n - wide) % 4 : 0;
   if (full > 0) {
     withDtype(types[p.base], [&](auto T) {
-      withDtype(to, [&](auto O) { ramMergeLoop<decltype(T)::value, decltype(O)::value>(rest.data(), p, full, restOut); });
+      withDtype(to, [&](auto O) { ramMergeLoop<decltype(T)::value, decltype(O)::value>(at, p, full, restOut); });
     });
   }
   if (wide + full == n) return;
-  const std::vector<const void*> tail = advanced(rest.data(), types, sourceCount(p), full);
+  const std::vector<const void*> tail = advanced(at, types, sourceCount(p), full);
   scalar::ramMerge(tail.data(), types, p, n - wide - full, restOut + full * dtypeSize(to), to);
 }
 

@@ -1,16 +1,16 @@
 // elementwise_avx512.h: RAM's merge and nearswap 8 elements per step, operation for operation elementwise_avx2.cc's loops
-// (kernels_selftest.cc checks both against the scalar truth, with AVX-512 on and off).
+// (native/tests/elementwise_selftest.cc checks both against the scalar truths, with AVX-512 on and off).
 #include "cpu_backends.h"
 
 #if defined(WM_HAVE_AVX2_BACKEND)
+#include <stdexcept>
+
 #include "avx512_loads.h"
 #include "elementwise_avx512.h"
 
 namespace wm {
 namespace avx2 {
 namespace {
-
-constexpr size_t kMaxRamModels = 8;
 
 template <Dtype T, Dtype TO>
 __attribute__((target(WM_AVX512_TARGET))) void ramMergeLoop8(const void* const* srcs, const RamParams& p, size_t n, void* out) {
@@ -72,6 +72,7 @@ void nearswapAvx512(const void* a, const void* b, Dtype t, double tv, size_t n, 
 }
 
 void ramMergeAvx512(const void* const* srcs, Dtype t, const RamParams& p, size_t n, void* out, Dtype to) {
+  if (p.sources.size() > kMaxRamModels) throw std::logic_error("internal: ramMergeAvx512 takes at most kMaxRamModels models");
   withDtype(t, [&](auto T) { withDtype(to, [&](auto O) { ramMergeLoop8<decltype(T)::value, decltype(O)::value>(srcs, p, n, out); }); });
 }
 

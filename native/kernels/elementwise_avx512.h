@@ -9,7 +9,10 @@
 namespace wm {
 namespace avx2 {
 
-// Elements [0, n), n a multiple of 8, every source RAM reads of dtype t, at most 8 models.
+// The most models the SIMD RAM loops take (their per-model registers are arrays of this size); more take the scalar path.
+constexpr size_t kMaxRamModels = 8;
+
+// Elements [0, n), n a multiple of 8, every source RAM reads of dtype t, at most kMaxRamModels models.
 void ramMergeAvx512(const void* const* srcs, Dtype t, const RamParams& p, size_t n, void* out, Dtype to);
 // nearswap of a (base) and b (model), both of dtype t, elements [0, n), n a multiple of 8.
 void nearswapAvx512(const void* a, const void* b, Dtype t, double tv, size_t n, void* out, Dtype to);

@@ -33,7 +33,8 @@ std::array<std::vector<unsigned char>, 3> threeWays(size_t bytes, F run) {
   return out;
 }
 
-// RAM's merge and counts (elementwise.h): SIMD == scalar on salted random inputs, 1-3 models, every dtype pair.
+// RAM's merge and counts (elementwise.h): SIMD == scalar on salted random inputs, 1-9 models (above kMaxRamModels = 8: the
+// scalar path), every dtype pair.
 void testRam(uint64_t seed) {
   Rng r(seed ^ 0xBEEF);
   const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
@@ -41,28 +42,35 @@ void testRam(uint64_t seed) {
   for (size_t n : {0, 1, 3, 4, 7, 8, 9, 13, 17, 1000, 1004, 1027}) {
     for (Dtype t : all) {
       std::vector<std::vector<unsigned char>> src;
-      for (int s = 0; s < 4; ++s) src.push_back(randomTensor(r, t, n));
+      constexpr int kSources = 10;  // the base and up to nine models
+      for (int s = 0; s < kSources; ++s) src.push_back(randomTensor(r, t, n));
       const std::vector<unsigned char> mixed = randomTensor(r, t == Dtype::F32 ? Dtype::BF16 : Dtype::F32, n);
       // Models equal to the base at 3 in 4 elements: steps where no lane is shared (the SIMD path skips the
       // division there), steps with some shared lanes, and steps with all.
-      std::vector<std::vector<unsigned char>> nearBase(4, src[0]);
-      for (int s = 1; s < 4; ++s) {
+      std::vector<std::vector<unsigned char>> nearBase(kSources, src[0]);
+      for (int s = 1; s < kSources; ++s) {
         for (size_t i = 0; i < n; ++i) {
           if (r.next() % 4 == 0) std::memcpy(nearBase[s].data() + i * wm::dtypeSize(t), src[s].data() + i * wm::dtypeSize(t), wm::dtypeSize(t));
         }
       }
-      for (int variant = 0; variant < 9; ++variant) {
+      for (int variant = 0; variant < 15; ++variant) {
         wm::RamParams p;
         p.base = 0;
         const float eps[] = {0.0f, 0.01f, 1e-3f};
         p.epsilon = eps[variant % 3];
-        for (uint32_t k = 1; k <= 1 + static_cast<uint32_t>(variant) % 3; ++k) {
+        // Variants 0-8: 1-3 models; 9-14: 4-9 models (odd ones near the base).
+        const uint32_t models = variant < 9 ? 1 + static_cast<uint32_t>(variant) % 3 : static_cast<uint32_t>(variant) - 5;
+        for (uint32_t k = 1; k <= models; ++k) {
           p.sources.push_back(k);
           p.lambda.push_back(variant < 3 ? 1.0 : 1.0 + 0.37 * k);
         }
-        const auto& models = variant >= 6 ? nearBase : src;  // variants 6-8: 1-3 models near the base
-        const void* srcs[4] = {src[0].data(), models[1].data(), models[2].data(), models[3].data()};
-        Dtype types[4] = {t, t, t, t};
+        const auto& from = (variant >= 6 && variant < 9) || (variant >= 9 && variant % 2 == 1) ? nearBase : src;
+        const void* srcs[kSources];
+        Dtype types[kSources];
+        for (int s = 0; s < kSources; ++s) {
+          srcs[s] = s == 0 ? src[0].data() : from[s].data();
+          types[s] = t;
+        }
         if (variant == 5) {  // a source of another dtype: the scalar path in both
           types[3] = t == Dtype::F32 ? Dtype::BF16 : Dtype::F32;
           srcs[3] = mixed.data();
