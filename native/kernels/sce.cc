@@ -59,28 +59,18 @@ void loadRun(const void* src, Dtype type, size_t j0, size_t len, double* out) {
   });
 }
 
-// base[j] and t[k * kChunk + j] = x_k - base (f64) for elements j0 .. j0 + len - 1.
-void tasksOf(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, double* base, double* t) {
-  loadRun(srcs[p.base], types[p.base], j0, len, base);
-  for (size_t k = 0; k < p.sources.size(); ++k) {
-    double* tk = t + k * kChunk;
-    loadRun(srcs[p.sources[k]], types[p.sources[k]], j0, len, tk);
-    for (size_t j = 0; j < len; ++j) tk[j] -= base[j];
-  }
-}
-
 // The f32 variance's |bits| per element (every NaN one value above Inf): mean and variance in model order.
-void varianceBits(const double* t, size_t m, size_t len, uint32_t* bits) {
+void varianceBits(const double* t, size_t stride, size_t m, size_t len, uint32_t* bits) {
   double mean[kChunk], v[kChunk];
   std::fill(mean, mean + len, 0.0);
   for (size_t k = 0; k < m; ++k) {
-    for (size_t j = 0; j < len; ++j) mean[j] += t[k * kChunk + j];
+    for (size_t j = 0; j < len; ++j) mean[j] += t[k * stride + j];
   }
   for (size_t j = 0; j < len; ++j) mean[j] /= static_cast<double>(m);
   std::fill(v, v + len, 0.0);
   for (size_t k = 0; k < m; ++k) {
     for (size_t j = 0; j < len; ++j) {
-      const double d = t[k * kChunk + j] - mean[j];
+      const double d = t[k * stride + j] - mean[j];
       v[j] += d * d;
     }
   }
@@ -100,18 +90,13 @@ void forChunks(const void* const* srcs, const Dtype* types, const SceParams& p, 
   uint32_t bits[kChunk];
   for (size_t j0 = 0; j0 < n; j0 += kChunk) {
     const size_t len = std::min(kChunk, n - j0);
-    tasksOf(srcs, types, p, j0, len, base, t.data());
-    if (p.cut == 0 || p.cut >= kRankKeyNone) {  // every key lies below kRankKeyNone: all kept, or none
+    const bool all = p.cut == 0 || p.cut >= kRankKeyNone;  // every key lies below kRankKeyNone: all kept, or none
+    const bool fresh = !all && p.varianceBits == nullptr;   // the variances computed here, with the loads
+    sceTasks(srcs, types, p, j0, len, base, t.data(), kChunk, fresh ? bits : nullptr);
+    if (all) {
       std::fill(keep, keep + len, p.cut == 0 ? 1.0 : 0.0);
     } else {
-      const uint32_t* v = p.varianceBits != nullptr ? p.varianceBits + start + j0 : bits;
-      if (p.varianceBits == nullptr) varianceBits(t.data(), m, len, bits);
-      // 1.0 or 0.0 by a mask, not a branch: about half the elements pass a select_topk of 0.5, at random.
-      for (size_t j = 0; j < len; ++j) {
-        const uint64_t kept = uint64_t{0} - static_cast<uint64_t>(sparseRankKey(v[j], p.indexBits, count, start + j0 + j) >= p.cut);
-        const uint64_t bits = kept & 0x3FF0000000000000ull;  // the bits of 1.0
-        std::memcpy(&keep[j], &bits, sizeof bits);
-      }
+      sceKeep(fresh ? bits : p.varianceBits + start + j0, p.indexBits, count, start + j0, p.cut, len, keep);
     }
     f(j0, len, base, t.data(), keep);
   }
@@ -170,8 +155,7 @@ void sceHistogram(const void* const* srcs, const Dtype* types, const SceStat& s,
   uint32_t bits[kChunk];
   for (size_t j0 = 0; j0 < n; j0 += kChunk) {
     const size_t len = std::min(kChunk, n - j0);
-    tasksOf(srcs, types, s.select, j0, len, base, t.data());
-    varianceBits(t.data(), m, len, bits);
+    sceTasks(srcs, types, s.select, j0, len, base, t.data(), kChunk, bits);
     for (size_t j = 0; j < len; ++j) {
       if (bits[j] == 0) ++hist[mask + 1];
       const uint64_t key = sparseRankKey(bits[j], s.select.indexBits, count, start + j0 + j);
@@ -204,8 +188,7 @@ void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParam
   double base[kChunk];
   for (size_t j0 = 0; j0 < n; j0 += kChunk) {
     const size_t len = std::min(kChunk, n - j0);
-    tasksOf(srcs, types, p, j0, len, base, t.data());
-    varianceBits(t.data(), m, len, bits + j0);
+    sceTasks(srcs, types, p, j0, len, base, t.data(), kChunk, bits + j0);
   }
 }
 
@@ -218,6 +201,26 @@ std::vector<double> sceWeights(const std::vector<double>& sumSquares, uint64_t c
   }
   for (double& x : means) x = std::fabs(total) < 1e-6 ? 1 / static_cast<double>(means.size()) : x / total;
   return means;
+}
+
+void scalar::sceTasks(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, double* base, double* t, size_t stride,
+                      uint32_t* bits) {
+  loadRun(srcs[p.base], types[p.base], j0, len, base);
+  for (size_t k = 0; k < p.sources.size(); ++k) {
+    double* tk = t + k * stride;
+    loadRun(srcs[p.sources[k]], types[p.sources[k]], j0, len, tk);
+    for (size_t j = 0; j < len; ++j) tk[j] -= base[j];
+  }
+  if (bits != nullptr) varianceBits(t, stride, p.sources.size(), len, bits);
+}
+
+void scalar::sceKeep(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t first, uint64_t cut, size_t len, double* keep) {
+  // 1.0 or 0.0 by a mask, not a branch: about half the elements pass a select_topk of 0.5, at random.
+  for (size_t j = 0; j < len; ++j) {
+    const uint64_t kept = uint64_t{0} - static_cast<uint64_t>(sparseRankKey(bits[j], indexBits, count, first + j) >= cut);
+    const uint64_t one = kept & 0x3FF0000000000000ull;  // the bits of 1.0
+    std::memcpy(&keep[j], &one, sizeof one);
+  }
 }
 
 void scalar::sceCombine(const double* base, const double* t, size_t stride, const double* keep, const double* weights, size_t m, size_t len, void* out,
