@@ -166,17 +166,35 @@ void sceHistogram(const void* const* srcs, const Dtype* types, const SceStat& s,
 }
 
 void sceSumSquares(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, double* sums) {
-  // Each model's sum adds its elements in element order, as sce.h says.
+  // Each model's sum adds its elements in element order, as sce.h says, in a register (sums may alias t).
+  // A dropped element (t * 0: ±0, or not finite) or a kept one that is not finite adds +0, which leaves the
+  // sum's bits as they are (it is finite and >= +0: |t| < 2^129, so t^2 cannot overflow): only the kept
+  // elements are added, two models side by side, so that the sums' add latencies overlap.
+  const size_t m = p.sources.size();
   forChunks(srcs, types, p, count, start, n, [&](size_t, size_t len, const double*, const double* t, const double* keep) {
-    for (size_t k = 0; k < p.sources.size(); ++k) {
-      // In a register, not through sums[k] (which may alias t); + 0 for a skipped element leaves the
-      // sum's bits as they are (it is finite and >= +0: |t| < 2^129, so t^2 cannot overflow).
-      double sum = sums[k];
-      for (size_t j = 0; j < len; ++j) {
-        const double x = t[k * kChunk + j] * keep[j];
-        sum += std::isfinite(x) ? x * x : 0.0;
+    uint16_t kept[kChunk];
+    size_t nk = 0;
+    for (size_t j = 0; j < len; ++j) {
+      kept[nk] = static_cast<uint16_t>(j);
+      nk += keep[j] != 0;  // keep[j] is 1.0 or 0.0; t * 1.0 is t
+    }
+    const auto square = [](double x) { return std::isfinite(x) ? x * x : 0.0; };
+    size_t k = 0;
+    for (; k + 2 <= m; k += 2) {
+      const double *a = t + k * kChunk, *b = a + kChunk;
+      double sa = sums[k], sb = sums[k + 1];
+      for (size_t i = 0; i < nk; ++i) {
+        sa += square(a[kept[i]]);
+        sb += square(b[kept[i]]);
       }
-      sums[k] = sum;
+      sums[k] = sa;
+      sums[k + 1] = sb;
+    }
+    if (k < m) {
+      const double* a = t + k * kChunk;
+      double sa = sums[k];
+      for (size_t i = 0; i < nk; ++i) sa += square(a[kept[i]]);
+      sums[k] = sa;
     }
   });
 }

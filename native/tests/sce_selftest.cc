@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/element_io.h"
 #include "kernels/numerics.h"
 #include "kernels/sce.h"
 #include "kernels/sparse_select.h"
@@ -28,6 +29,34 @@ std::vector<unsigned char> palette(Rng& r, Dtype t, size_t n) {
     std::memcpy(v.data() + i * wm::dtypeSize(t), &b, wm::dtypeSize(t));
   }
   return v;
+}
+
+// A product rounded on its own, never fused with the add that follows (the fast-contraction build would).
+double product(double a, double b) {
+  volatile double x = a * b;
+  return x;
+}
+
+// sce.h's sums of squares by their definition, element by element: each model's t^2 over the elements whose
+// variance key reaches the cut and whose t is finite, in element order.
+std::vector<double> sumSquaresByDefinition(const void* const* srcs, const Dtype* types, const wm::SceParams& p, uint64_t count, uint64_t start,
+                                           size_t n) {
+  const size_t m = p.sources.size();
+  std::vector<double> sums(m, 0.0), t(m);
+  for (size_t j = 0; j < n; ++j) {
+    const double base = wm::loadElement(srcs[p.base], types[p.base], j);
+    double mean = 0, v = 0;
+    for (size_t k = 0; k < m; ++k) mean += t[k] = wm::loadElement(srcs[p.sources[k]], types[p.sources[k]], j) - base;
+    mean /= static_cast<double>(m);
+    for (size_t k = 0; k < m; ++k) v += product(t[k] - mean, t[k] - mean);
+    uint32_t bits = num::f32Bits(static_cast<float>(v / static_cast<double>(m))) & 0x7FFFFFFFu;
+    if (bits > 0x7F800000u) bits = 0x7FC00000u;
+    const bool kept = p.cut < wm::kRankKeyNone && wm::sparseRankKey(bits, p.indexBits, count, start + j) >= p.cut;
+    for (size_t k = 0; k < m; ++k) {
+      if (kept && std::isfinite(t[k])) sums[k] += product(t[k], t[k]);
+    }
+  }
+  return sums;
 }
 
 // The chunk kernels under sceMerge and the statistics (sceTasks' loads and variance bits, sceKeep) and the
@@ -100,6 +129,9 @@ void testSceChunks(uint64_t seed) {
             p.varianceBits = nullptr;
             CHECK(std::memcmp(sumS, sumV, sizeof sumS) == 0, "sceSumSquares n=%zu m=%zu cut %016llx given %d: SIMD != scalar", n, m,
                   static_cast<unsigned long long>(cut), given);
+            const std::vector<double> want = sumSquaresByDefinition(srcs, types, p, count, start, n);
+            CHECK(std::memcmp(sumS, want.data(), m * sizeof(double)) == 0, "sceSumSquares n=%zu m=%zu cut %016llx given %d: %g != %g by definition", n,
+                  m, static_cast<unsigned long long>(cut), given, sumS[0], want[0]);
             digestBytes(sumV, sizeof sumV);
             ++cases;
           }
