@@ -175,8 +175,10 @@ void sceSumSquares(const void* const* srcs, const Dtype* types, const SceParams&
     uint16_t kept[kChunk];
     size_t nk = 0;
     for (size_t j = 0; j < len; ++j) {
+      uint64_t one;  // keep[j] is 1.0 or 0.0 (t * 1.0 is t): bit 61 is set in 1.0's bits only
+      std::memcpy(&one, &keep[j], sizeof one);
       kept[nk] = static_cast<uint16_t>(j);
-      nk += keep[j] != 0;  // keep[j] is 1.0 or 0.0; t * 1.0 is t
+      nk += one >> 61;
     }
     const auto square = [](double x) { return std::isfinite(x) ? x * x : 0.0; };
     size_t k = 0;
