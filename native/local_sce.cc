@@ -41,12 +41,29 @@ struct HighCounts {
     thread_local std::vector<uint64_t> v;
     return v;
   }
+  // A zero is counted in high[0] once the counting ends (done()): a run of zeros (one task vector, or equal ones)
+  // would otherwise wait on its own increments of one counter; eight zeros in a row are counted at once.
   void add(const uint32_t* bits, uint64_t n) {
-    for (uint64_t i = 0; i < n; ++i) {
-      ++high[bits[i] >> 16];
-      zeros += bits[i] == 0;
+    const auto one = [&](uint32_t b) {
+      if (b == 0) {
+        ++zeros;
+      } else {
+        ++high[b >> 16];
+      }
+    };
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint32_t any = 0;
+      for (uint64_t k = 0; k < 8; ++k) any |= bits[i + k];
+      if (any == 0) {
+        zeros += 8;
+        continue;
+      }
+      for (uint64_t k = 0; k < 8; ++k) one(bits[i + k]);
     }
+    for (; i < n; ++i) one(bits[i]);
   }
+  void done() { high[0] += zeros; }
 };
 
 // sceCutOfBits's cut from the high counts of all `count` bits.
@@ -79,6 +96,7 @@ uint64_t sceCutOfBits(const uint32_t* bits, uint64_t count, double selectTopk) {
   // high 16 bits, their low 16 bits, and the index among equal variances (the lower index first).
   HighCounts c;
   c.add(bits, count);
+  c.done();
   return cutOfCounts(bits, count, selectTopk, c);
 }
 
@@ -99,6 +117,7 @@ void resolveLocalSce(std::vector<SceParams>& dests, const void* const* srcs, con
         sceVarianceBits(at.data(), types, p, n, bits + start);
         c.add(bits + start, n);
       }
+      c.done();
       p.varianceBits = bits;
       p.cut = cutOfCounts(bits, count, p.selectTopk, c);
     }

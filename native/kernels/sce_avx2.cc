@@ -21,6 +21,10 @@ template <Dtype TO>
 __attribute__((target("avx2,fma,f16c"))) void combineLoop(const double* base, const double* t, size_t stride, const double* keep, const double* weights,
                                                           size_t m, size_t full, void* out, size_t at) {
   const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0), minusOne = _mm256_set1_pd(-1.0), denFloor = _mm256_set1_pd(1e-6);
+  if (m == 0) {  // no models (sceMerge keeping none): num and den are +0, and num / max(den, 1e-6) is +0
+    for (size_t j = 0; j < full; j += 4) storeResult4<TO>(out, at + j, _mm256_add_pd(_mm256_loadu_pd(base + j), zero));
+    return;
+  }
   for (size_t j = 0; j < full; j += 4) {
     const __m256d kept = _mm256_loadu_pd(keep + j);
     __m256d majority = zero;

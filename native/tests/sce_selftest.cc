@@ -136,6 +136,27 @@ void testSceChunks(uint64_t seed) {
             ++cases;
           }
         }
+        // keeping none: sceMerge's shortcut against the formula over every model with keep 0
+        for (Dtype to : all) {
+          p.cut = wm::kRankKeyNone;
+          p.weights.assign(m, 0.0);
+          for (size_t k = 0; k < m; ++k) p.weights[k] = k % 2 == 0 ? 0.5 : -0.25;
+          std::vector<unsigned char> want(n * wm::dtypeSize(to) + 3, 0xA5), got = want;
+          std::vector<double> b(512), tk(m * 512), zero(512, 0.0);
+          wm::setSimdEnabled(false);
+          for (size_t c0 = 0; c0 < n; c0 += 512) {
+            const size_t cl = std::min<size_t>(512, n - c0);
+            wm::sceTasks(srcs, types, p, c0, cl, b.data(), tk.data(), 512, nullptr);
+            wm::sceCombine(b.data(), tk.data(), 512, zero.data(), p.weights.data(), m, cl, want.data() + 1, c0, to);
+          }
+          for (bool simd : {false, true}) {
+            wm::setSimdEnabled(simd);
+            wm::sceMerge(srcs, types, p, count, start, n, got.data() + 1, to);
+            CHECK(got == want, "sceMerge keeping none %s->%s n=%zu m=%zu simd %d: != the formula with keep 0", dtypeName(t), dtypeName(to), n, m, simd);
+          }
+          digestBytes(got.data(), got.size());
+          ++cases;
+        }
         // the selection histogram's digits at the top and at the index bits
         for (uint32_t shift : {p.indexBits + 19, p.indexBits > 3 ? p.indexBits - 3 : 0u}) {
           wm::SceStat st;
