@@ -154,16 +154,18 @@ void sceHistogram(const void* const* srcs, const Dtype* types, const SceStat& s,
   t.resize(m * kChunk);
   double base[kChunk];
   uint32_t bits[kChunk];
+  uint64_t zeros = 0;  // in a register: with one task vector every variance is 0, and hist[2^bits]'s adds would wait on each other
   for (size_t j0 = 0; j0 < n; j0 += kChunk) {
     const size_t len = std::min(kChunk, n - j0);
     sceTasks(srcs, types, s.select, j0, len, base, t.data(), kChunk, bits);
     for (size_t j = 0; j < len; ++j) {
-      if (bits[j] == 0) ++hist[mask + 1];
+      zeros += bits[j] == 0;
       const uint64_t key = sparseRankKey(bits[j], s.select.indexBits, count, start + j0 + j);
       if (up < 64 && (key >> up) != s.prefix) continue;
       ++hist[(key >> s.shift) & mask];
     }
   }
+  hist[mask + 1] += zeros;
 }
 
 void sceSumSquares(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, double* sums) {
