@@ -54,6 +54,22 @@ bool avx512Enabled();                 // whether they may run now
 
 #undef WM_CPU_BACKEND_DECLS
 
+// sce.h's chunk loads with the variance bits, and its keep mask (scalar in sce.cc, AVX2 in sce_avx2.cc).
+struct SceParams;
+#define WM_SCE_CHUNK_DECLS                                                                                                      \
+  void sceTasks(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, double* base, double* t, \
+                size_t stride, uint32_t* bits);                                                                                  \
+  void sceKeep(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t first, uint64_t cut, size_t len, double* keep);
+namespace scalar {
+WM_SCE_CHUNK_DECLS
+}
+#if defined(WM_HAVE_AVX2_BACKEND)
+namespace avx2 {
+WM_SCE_CHUNK_DECLS
+}
+#endif
+#undef WM_SCE_CHUNK_DECLS
+
 // della.h's MAGPRUNE draws (scalar in della.cc, AVX2 in della_avx2.cc).
 namespace scalar {
 void dellaDraws(uint64_t seedKey, uint64_t first, const uint32_t* rankOf, const uint64_t* limit, size_t n, uint8_t* keep);

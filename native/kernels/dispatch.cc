@@ -103,6 +103,15 @@ void sceCombine(const double* base, const double* t, size_t stride, const double
   WM_DISPATCH(sceCombine(base, t, stride, keep, weights, m, len, out, at, to));
 }
 
+void sceTasks(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, double* base, double* t, size_t stride,
+              uint32_t* bits) {
+  WM_DISPATCH(sceTasks(srcs, types, p, j0, len, base, t, stride, bits));
+}
+
+void sceKeep(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t first, uint64_t cut, size_t len, double* keep) {
+  WM_DISPATCH(sceKeep(bits, indexBits, count, first, cut, len, keep));
+}
+
 const char* simdPathName() {
   if (!useSimd()) return "scalar";
 #if defined(WM_HAVE_AVX2_BACKEND)

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -59,28 +60,18 @@ void loadRun(const void* src, Dtype type, size_t j0, size_t len, double* out) {
   });
 }
 
-// base[j] and t[k * kChunk + j] = x_k - base (f64) for elements j0 .. j0 + len - 1.
-void tasksOf(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, double* base, double* t) {
-  loadRun(srcs[p.base], types[p.base], j0, len, base);
-  for (size_t k = 0; k < p.sources.size(); ++k) {
-    double* tk = t + k * kChunk;
-    loadRun(srcs[p.sources[k]], types[p.sources[k]], j0, len, tk);
-    for (size_t j = 0; j < len; ++j) tk[j] -= base[j];
-  }
-}
-
 // The f32 variance's |bits| per element (every NaN one value above Inf): mean and variance in model order.
-void varianceBits(const double* t, size_t m, size_t len, uint32_t* bits) {
+void varianceBits(const double* t, size_t stride, size_t m, size_t len, uint32_t* bits) {
   double mean[kChunk], v[kChunk];
   std::fill(mean, mean + len, 0.0);
   for (size_t k = 0; k < m; ++k) {
-    for (size_t j = 0; j < len; ++j) mean[j] += t[k * kChunk + j];
+    for (size_t j = 0; j < len; ++j) mean[j] += t[k * stride + j];
   }
   for (size_t j = 0; j < len; ++j) mean[j] /= static_cast<double>(m);
   std::fill(v, v + len, 0.0);
   for (size_t k = 0; k < m; ++k) {
     for (size_t j = 0; j < len; ++j) {
-      const double d = t[k * kChunk + j] - mean[j];
+      const double d = t[k * stride + j] - mean[j];
       v[j] += d * d;
     }
   }
@@ -100,18 +91,13 @@ void forChunks(const void* const* srcs, const Dtype* types, const SceParams& p, 
   uint32_t bits[kChunk];
   for (size_t j0 = 0; j0 < n; j0 += kChunk) {
     const size_t len = std::min(kChunk, n - j0);
-    tasksOf(srcs, types, p, j0, len, base, t.data());
-    if (p.cut == 0 || p.cut >= kRankKeyNone) {  // every key lies below kRankKeyNone: all kept, or none
+    const bool all = p.cut == 0 || p.cut >= kRankKeyNone;  // every key lies below kRankKeyNone: all kept, or none
+    const bool fresh = !all && p.varianceBits == nullptr;   // the variances computed here, with the loads
+    sceTasks(srcs, types, p, j0, len, base, t.data(), kChunk, fresh ? bits : nullptr);
+    if (all) {
       std::fill(keep, keep + len, p.cut == 0 ? 1.0 : 0.0);
     } else {
-      const uint32_t* v = p.varianceBits != nullptr ? p.varianceBits + start + j0 : bits;
-      if (p.varianceBits == nullptr) varianceBits(t.data(), m, len, bits);
-      // 1.0 or 0.0 by a mask, not a branch: about half the elements pass a select_topk of 0.5, at random.
-      for (size_t j = 0; j < len; ++j) {
-        const uint64_t kept = uint64_t{0} - static_cast<uint64_t>(sparseRankKey(v[j], p.indexBits, count, start + j0 + j) >= p.cut);
-        const uint64_t bits = kept & 0x3FF0000000000000ull;  // the bits of 1.0
-        std::memcpy(&keep[j], &bits, sizeof bits);
-      }
+      sceKeep(fresh ? bits : p.varianceBits + start + j0, p.indexBits, count, start + j0, p.cut, len, keep);
     }
     f(j0, len, base, t.data(), keep);
   }
@@ -168,31 +154,52 @@ void sceHistogram(const void* const* srcs, const Dtype* types, const SceStat& s,
   t.resize(m * kChunk);
   double base[kChunk];
   uint32_t bits[kChunk];
+  uint64_t zeros = 0;  // in a register: with one task vector every variance is 0, and hist[2^bits]'s adds would wait on each other
   for (size_t j0 = 0; j0 < n; j0 += kChunk) {
     const size_t len = std::min(kChunk, n - j0);
-    tasksOf(srcs, types, s.select, j0, len, base, t.data());
-    varianceBits(t.data(), m, len, bits);
+    sceTasks(srcs, types, s.select, j0, len, base, t.data(), kChunk, bits);
     for (size_t j = 0; j < len; ++j) {
-      if (bits[j] == 0) ++hist[mask + 1];
+      zeros += bits[j] == 0;
       const uint64_t key = sparseRankKey(bits[j], s.select.indexBits, count, start + j0 + j);
       if (up < 64 && (key >> up) != s.prefix) continue;
       ++hist[(key >> s.shift) & mask];
     }
   }
+  hist[mask + 1] += zeros;
 }
 
 void sceSumSquares(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, double* sums) {
-  // Each model's sum adds its elements in element order, as sce.h says.
+  // Each model's sum adds its elements in element order, as sce.h says, in a register (sums may alias t).
+  // A dropped element (t * 0: ±0, or not finite) or a kept one that is not finite adds +0, which leaves the
+  // sum's bits as they are (it is finite and >= +0: |t| < 2^129, so t^2 cannot overflow): only the kept
+  // elements are added, two models side by side, so that the sums' add latencies overlap.
+  const size_t m = p.sources.size();
   forChunks(srcs, types, p, count, start, n, [&](size_t, size_t len, const double*, const double* t, const double* keep) {
-    for (size_t k = 0; k < p.sources.size(); ++k) {
-      // In a register, not through sums[k] (which may alias t); + 0 for a skipped element leaves the
-      // sum's bits as they are (it is finite and >= +0: |t| < 2^129, so t^2 cannot overflow).
-      double sum = sums[k];
-      for (size_t j = 0; j < len; ++j) {
-        const double x = t[k * kChunk + j] * keep[j];
-        sum += std::isfinite(x) ? x * x : 0.0;
+    uint16_t kept[kChunk];
+    size_t nk = 0;
+    for (size_t j = 0; j < len; ++j) {
+      uint64_t one;  // keep[j] is 1.0 or 0.0 (t * 1.0 is t): bit 61 is set in 1.0's bits only
+      std::memcpy(&one, &keep[j], sizeof one);
+      kept[nk] = static_cast<uint16_t>(j);
+      nk += one >> 61;
+    }
+    const auto square = [](double x) { return std::isfinite(x) ? x * x : 0.0; };
+    size_t k = 0;
+    for (; k + 2 <= m; k += 2) {
+      const double *a = t + k * kChunk, *b = a + kChunk;
+      double sa = sums[k], sb = sums[k + 1];
+      for (size_t i = 0; i < nk; ++i) {
+        sa += square(a[kept[i]]);
+        sb += square(b[kept[i]]);
       }
-      sums[k] = sum;
+      sums[k] = sa;
+      sums[k + 1] = sb;
+    }
+    if (k < m) {
+      const double* a = t + k * kChunk;
+      double sa = sums[k];
+      for (size_t i = 0; i < nk; ++i) sa += square(a[kept[i]]);
+      sums[k] = sa;
     }
   });
 }
@@ -204,8 +211,7 @@ void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParam
   double base[kChunk];
   for (size_t j0 = 0; j0 < n; j0 += kChunk) {
     const size_t len = std::min(kChunk, n - j0);
-    tasksOf(srcs, types, p, j0, len, base, t.data());
-    varianceBits(t.data(), m, len, bits + j0);
+    sceTasks(srcs, types, p, j0, len, base, t.data(), kChunk, bits + j0);
   }
 }
 
@@ -218,6 +224,26 @@ std::vector<double> sceWeights(const std::vector<double>& sumSquares, uint64_t c
   }
   for (double& x : means) x = std::fabs(total) < 1e-6 ? 1 / static_cast<double>(means.size()) : x / total;
   return means;
+}
+
+void scalar::sceTasks(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, double* base, double* t, size_t stride,
+                      uint32_t* bits) {
+  loadRun(srcs[p.base], types[p.base], j0, len, base);
+  for (size_t k = 0; k < p.sources.size(); ++k) {
+    double* tk = t + k * stride;
+    loadRun(srcs[p.sources[k]], types[p.sources[k]], j0, len, tk);
+    for (size_t j = 0; j < len; ++j) tk[j] -= base[j];
+  }
+  if (bits != nullptr) varianceBits(t, stride, p.sources.size(), len, bits);
+}
+
+void scalar::sceKeep(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t first, uint64_t cut, size_t len, double* keep) {
+  // 1.0 or 0.0 by a mask, not a branch: about half the elements pass a select_topk of 0.5, at random.
+  for (size_t j = 0; j < len; ++j) {
+    const uint64_t kept = uint64_t{0} - static_cast<uint64_t>(sparseRankKey(bits[j], indexBits, count, first + j) >= cut);
+    const uint64_t one = kept & 0x3FF0000000000000ull;  // the bits of 1.0
+    std::memcpy(&keep[j], &one, sizeof one);
+  }
 }
 
 void scalar::sceCombine(const double* base, const double* t, size_t stride, const double* keep, const double* weights, size_t m, size_t len, void* out,
@@ -248,6 +274,19 @@ void scalar::sceCombine(const double* base, const double* t, size_t stride, cons
 }
 
 void sceMerge(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out, Dtype to) {
+  if (p.cut >= kRankKeyNone) {
+    // Nothing kept: each t * 0 is ±0, so num and den are +0 whatever the weights, and out = base + 0 / 1e-6,
+    // the formula with no models, unless some t is not finite (t * 0 is NaN, and so is num): base made NaN there.
+    forChunks(srcs, types, p, count, start, n, [&](size_t j0, size_t len, const double* base, const double* t, const double* zeros) {
+      double b[kChunk];
+      for (size_t j = 0; j < len; ++j) b[j] = base[j];
+      for (size_t k = 0; k < p.sources.size(); ++k) {
+        for (size_t j = 0; j < len; ++j) b[j] = std::isfinite(t[k * kChunk + j]) ? b[j] : std::numeric_limits<double>::quiet_NaN();
+      }
+      sceCombine(b, t, kChunk, zeros, p.weights.data(), 0, len, out, j0, to);
+    });
+    return;
+  }
   forChunks(srcs, types, p, count, start, n, [&](size_t j0, size_t len, const double* base, const double* t, const double* keep) {
     sceCombine(base, t, kChunk, keep, p.weights.data(), p.sources.size(), len, out, j0, to);
   });

@@ -65,6 +65,12 @@ std::vector<double> sceWeights(const std::vector<double>& sumSquares, uint64_t c
 void sceMerge(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out, Dtype to);
 // sceMerge's arithmetic on one chunk of `len` elements already loaded as f64: base[j], t[k * stride + j] and
 // keep[j] (1 or 0), len <= 512 (sce.cc's chunk); writes out[at .. at + len) with one rounding. Dispatched to the CPU backend (cpu_backends.h).
+// A chunk's f64 loads: base[j] and t[k * stride + j] = x_k - base for elements j0 .. j0 + len - 1 of the models
+// p.sources, and with `bits` (not null) their f32 variance bits (sceVarianceBits's). Dispatched to the CPU backend.
+void sceTasks(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, double* base, double* t, size_t stride,
+              uint32_t* bits);
+// keep[j] = 1.0 where the rank key of variance bits[j] (element first + j of count) reaches cut, else 0.0. Dispatched.
+void sceKeep(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t first, uint64_t cut, size_t len, double* keep);
 void sceCombine(const double* base, const double* t, size_t stride, const double* keep, const double* weights, size_t m, size_t len, void* out,
                 size_t at, Dtype to);
 

@@ -1,12 +1,15 @@
-// AVX2 path of SCE's chunk arithmetic (sce.h's sceCombine), equal bit for bit to the scalar truth in sce.cc
+// AVX2 path of SCE's chunk loads, variance bits, keep mask and arithmetic (sce.h's sceTasks, sceKeep, sceCombine), equal bit for bit to the scalar truth in sce.cc
 // (native/tests/sce_selftest.cc checks it on random inputs with special values).
 #include "cpu_backends.h"
 
 #if defined(WM_HAVE_AVX2_BACKEND)
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "avx2_loads.h"
 #include "sce.h"
+#include "sparse_select.h"
 
 namespace wm {
 namespace avx2 {
@@ -18,6 +21,10 @@ template <Dtype TO>
 __attribute__((target("avx2,fma,f16c"))) void combineLoop(const double* base, const double* t, size_t stride, const double* keep, const double* weights,
                                                           size_t m, size_t full, void* out, size_t at) {
   const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0), minusOne = _mm256_set1_pd(-1.0), denFloor = _mm256_set1_pd(1e-6);
+  if (m == 0) {  // no models (sceMerge keeping none): num and den are +0, and num / max(den, 1e-6) is +0
+    for (size_t j = 0; j < full; j += 4) storeResult4<TO>(out, at + j, _mm256_add_pd(_mm256_loadu_pd(base + j), zero));
+    return;
+  }
   for (size_t j = 0; j < full; j += 4) {
     const __m256d kept = _mm256_loadu_pd(keep + j);
     __m256d majority = zero;
@@ -37,7 +44,72 @@ __attribute__((target("avx2,fma,f16c"))) void combineLoop(const double* base, co
   }
 }
 
+// out[j] = (double) x[j0 + j] (- base[j]) for j < full, four at a time.
+template <Dtype T, bool kMinusBase>
+__attribute__((target("avx2,fma,f16c"))) void loadLoop(const void* x, size_t j0, size_t full, const double* base, double* out) {
+  for (size_t j = 0; j < full; j += 4) {
+    const __m256d v = _mm256_cvtps_pd(load4<T>(x, j0 + j));
+    _mm256_storeu_pd(out + j, kMinusBase ? _mm256_sub_pd(v, _mm256_loadu_pd(base + j)) : v);
+  }
+}
+
+// The scalar varianceBits's operations per element: the mean in model order, / m, the squared deviations
+// in model order, / m, rounded to f32, |bits| with every NaN one value above Inf.
+__attribute__((target("avx2,fma,f16c"))) void varianceLoop(const double* t, size_t stride, size_t m, size_t full, uint32_t* bits) {
+  const __m256d count = _mm256_set1_pd(static_cast<double>(m));
+  const __m128i absMask = _mm_set1_epi32(0x7FFFFFFF), inf = _mm_set1_epi32(0x7F800000), nan = _mm_set1_epi32(0x7FC00000);
+  for (size_t j = 0; j < full; j += 4) {
+    __m256d mean = _mm256_setzero_pd();
+    for (size_t k = 0; k < m; ++k) mean = _mm256_add_pd(mean, _mm256_loadu_pd(t + k * stride + j));
+    mean = _mm256_div_pd(mean, count);
+    __m256d v = _mm256_setzero_pd();
+    for (size_t k = 0; k < m; ++k) {
+      const __m256d d = _mm256_sub_pd(_mm256_loadu_pd(t + k * stride + j), mean);
+      v = _mm256_add_pd(v, rounded(_mm256_mul_pd(d, d)));
+    }
+    const __m128i b = _mm_and_si128(_mm_castps_si128(_mm256_cvtpd_ps(_mm256_div_pd(v, count))), absMask);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(bits + j), _mm_blendv_epi8(b, nan, _mm_cmpgt_epi32(b, inf)));
+  }
+}
+
+// keep[j] = 1.0 where (bits[j] << indexBits | (count - 1 - (first + j))) >= cut: keys and cut lie below 2^63, so a signed compare.
+__attribute__((target("avx2,fma,f16c"))) void keepLoop(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t first, uint64_t cut,
+                                                        size_t full, double* keep) {
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
+  const uint64_t last = count - 1 - first;
+  const __m256i cuts = _mm256_set1_epi64x(static_cast<long long>(cut)), one = _mm256_set1_epi64x(0x3FF0000000000000ll), four = _mm256_set1_epi64x(4);
+  __m256i index = _mm256_setr_epi64x(static_cast<long long>(last), static_cast<long long>(last - 1), static_cast<long long>(last - 2),
+                                     static_cast<long long>(last - 3));
+  for (size_t j = 0; j < full; j += 4) {
+    const __m256i v = _mm256_cvtepu32_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bits + j)));
+    const __m256i key = _mm256_or_si256(_mm256_sll_epi64(v, shift), index);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(keep + j), _mm256_andnot_si256(_mm256_cmpgt_epi64(cuts, key), one));
+    index = _mm256_sub_epi64(index, four);
+  }
+}
+
 }  // namespace
+
+void sceTasks(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, double* base, double* t, size_t stride,
+              uint32_t* bits) {
+  const size_t full = len & ~size_t{3}, m = p.sources.size();
+  withDtype(types[p.base], [&](auto T) { loadLoop<decltype(T)::value, false>(srcs[p.base], j0, full, nullptr, base); });
+  for (size_t k = 0; k < m; ++k) {
+    withDtype(types[p.sources[k]], [&](auto T) { loadLoop<decltype(T)::value, true>(srcs[p.sources[k]], j0, full, base, t + k * stride); });
+  }
+  if (bits != nullptr) varianceLoop(t, stride, m, full, bits);
+  if (full < len) scalar::sceTasks(srcs, types, p, j0 + full, len - full, base + full, t + full, stride, bits != nullptr ? bits + full : nullptr);
+}
+
+void sceKeep(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t first, uint64_t cut, size_t len, double* keep) {
+  if (cut >= kRankKeyNone) {  // above every key: none kept
+    std::fill(keep, keep + len, 0.0);
+    return;
+  }
+  const size_t full = len & ~size_t{3};
+  keepLoop(bits, indexBits, count, first, cut, full, keep);
+  if (full < len) scalar::sceKeep(bits + full, indexBits, count, first + full, cut, len - full, keep + full);
+}
 
 void sceCombine(const double* base, const double* t, size_t stride, const double* keep, const double* weights, size_t m, size_t len, void* out, size_t at,
                 Dtype to) {

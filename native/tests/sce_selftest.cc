@@ -1,13 +1,185 @@
 // The self-test of SCE's merge (kernels/sce.h): SIMD == scalar bit for bit on random inputs salted with
 // special values (run by kernels_selftest.cc's main).
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
+#include "kernels/element_io.h"
+#include "kernels/numerics.h"
 #include "kernels/sce.h"
 #include "kernels/sparse_select.h"
 #include "kernels/sparsify.h"
 #include "tests/selftest_support.h"
+
+namespace {
+
+namespace num = wm::num;
+
+// A tensor of few distinct values (small multiples of a power of two, ±0, with specials now and then): many
+// equal variances, so cuts that fall between equal keys.
+std::vector<unsigned char> palette(Rng& r, Dtype t, size_t n) {
+  std::vector<unsigned char> v = randomTensor(r, t, n);
+  for (size_t i = 0; i < n; ++i) {
+    if (r.next() % 8 == 0) continue;  // the random pattern stays: specials and ties
+    const float x = static_cast<float>(static_cast<int>(r.next() % 7) - 3) * 0.125f;
+    uint32_t b = t == Dtype::F32 ? num::f32Bits(x) : t == Dtype::BF16 ? num::f32ToBF16(x) : num::f32ToF16(x);  // exact in each
+    std::memcpy(v.data() + i * wm::dtypeSize(t), &b, wm::dtypeSize(t));
+  }
+  return v;
+}
+
+// A product rounded on its own, never fused with the add that follows (the fast-contraction build would).
+double product(double a, double b) {
+  volatile double x = a * b;
+  return x;
+}
+
+// sce.h's sums of squares by their definition, element by element: each model's t^2 over the elements whose
+// variance key reaches the cut and whose t is finite, in element order.
+std::vector<double> sumSquaresByDefinition(const void* const* srcs, const Dtype* types, const wm::SceParams& p, uint64_t count, uint64_t start,
+                                           size_t n) {
+  const size_t m = p.sources.size();
+  std::vector<double> sums(m, 0.0), t(m);
+  for (size_t j = 0; j < n; ++j) {
+    const double base = wm::loadElement(srcs[p.base], types[p.base], j);
+    double mean = 0, v = 0;
+    for (size_t k = 0; k < m; ++k) mean += t[k] = wm::loadElement(srcs[p.sources[k]], types[p.sources[k]], j) - base;
+    mean /= static_cast<double>(m);
+    for (size_t k = 0; k < m; ++k) v += product(t[k] - mean, t[k] - mean);
+    uint32_t bits = num::f32Bits(static_cast<float>(v / static_cast<double>(m))) & 0x7FFFFFFFu;
+    if (bits > 0x7F800000u) bits = 0x7FC00000u;
+    const bool kept = p.cut < wm::kRankKeyNone && wm::sparseRankKey(bits, p.indexBits, count, start + j) >= p.cut;
+    for (size_t k = 0; k < m; ++k) {
+      if (kept && std::isfinite(t[k])) sums[k] += product(t[k], t[k]);
+    }
+  }
+  return sums;
+}
+
+// The chunk kernels under sceMerge and the statistics (sceTasks' loads and variance bits, sceKeep) and the
+// statistics themselves (sceHistogram, sceSumSquares): SIMD == scalar bit for bit, with cuts at real keys.
+void testSceChunks(uint64_t seed) {
+  Rng r(seed ^ 0x5CEC);
+  const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
+  size_t cases = 0;
+  for (size_t n : {1, 3, 4, 7, 64, 511, 512, 513, 1027}) {
+    for (Dtype t : all) {
+      for (int variant = 0; variant < 8; ++variant) {
+        std::vector<std::vector<unsigned char>> src;
+        Dtype types[5];
+        for (int s = 0; s < 5; ++s) {
+          types[s] = s == 4 ? (t == Dtype::F32 ? Dtype::BF16 : Dtype::F32) : t;
+          src.push_back(variant % 2 == 0 ? randomTensor(r, types[s], n) : palette(r, types[s], n));
+        }
+        const void* srcs[5] = {src[0].data(), src[1].data(), src[2].data(), src[3].data(), src[4].data()};
+        wm::SceParams p;
+        const uint64_t start = variant % 4 < 2 ? 0 : 5, count = n + start;
+        p.indexBits = wm::sparseIndexBits(count);
+        const size_t m = 1 + static_cast<size_t>(variant) % 4;
+        for (size_t k = 0; k < m; ++k) p.sources.push_back(static_cast<uint32_t>(variant >= 4 && k == m - 1 ? 4 : k + 1));
+        // sceTasks on the chunks of 512 that the kernels use, from an odd first element too
+        const size_t len = std::min<size_t>(n, 512), j0 = n - len;
+        std::vector<double> baseS(len), baseV(len), tS(m * 512), tV(m * 512);
+        std::vector<uint32_t> bitsS(len), bitsV(len);
+        wm::setSimdEnabled(false);
+        wm::sceTasks(srcs, types, p, j0, len, baseS.data(), tS.data(), 512, bitsS.data());
+        wm::setSimdEnabled(true);
+        wm::sceTasks(srcs, types, p, j0, len, baseV.data(), tV.data(), 512, bitsV.data());
+        bool same = std::memcmp(baseS.data(), baseV.data(), len * 8) == 0 && bitsS == bitsV;
+        for (size_t k = 0; k < m; ++k) same = same && std::memcmp(&tS[k * 512], &tV[k * 512], len * 8) == 0;
+        CHECK(same, "sceTasks %s n=%zu m=%zu variant %d: SIMD != scalar", dtypeName(t), n, m, variant);
+        digestBytes(bitsV.data(), len * 4);
+        // cuts: all, none, one, the keys of random elements (an exact boundary), their variances' lowest keys
+        std::vector<uint64_t> cuts = {0, 1, wm::kRankKeyNone};
+        for (int c = 0; c < 4; ++c) {
+          const size_t i = static_cast<size_t>(r.next() % len);
+          cuts.push_back(wm::sparseRankKey(bitsS[i], p.indexBits, count, start + j0 + i));
+          cuts.push_back(static_cast<uint64_t>(bitsS[i]) << p.indexBits);
+        }
+        for (uint64_t cut : cuts) {
+          std::vector<double> keepS(len, -1), keepV(len, -1);
+          wm::setSimdEnabled(false);
+          wm::sceKeep(bitsS.data(), p.indexBits, count, start + j0, cut, len, keepS.data());
+          wm::setSimdEnabled(true);
+          wm::sceKeep(bitsS.data(), p.indexBits, count, start + j0, cut, len, keepV.data());
+          CHECK(std::memcmp(keepS.data(), keepV.data(), len * 8) == 0, "sceKeep n=%zu cut %016llx: SIMD != scalar", n, static_cast<unsigned long long>(cut));
+          // the keep mask against its definition
+          for (size_t j = 0; j < len; ++j) {
+            const bool kept = cut < wm::kRankKeyNone && wm::sparseRankKey(bitsS[j], p.indexBits, count, start + j0 + j) >= cut;
+            CHECK(keepV[j] == (kept ? 1.0 : 0.0), "sceKeep element %zu of %zu cut %016llx: %g", j, n, static_cast<unsigned long long>(cut), keepV[j]);
+          }
+          // the sums of squares over the piece [start, start + n) of the tensor, with the variances computed or given
+          p.cut = cut;
+          for (bool given : {false, true}) {
+            std::vector<uint32_t> all(count, 0);
+            std::vector<const void*> at(srcs, srcs + 5);
+            if (given) {
+              wm::setSimdEnabled(false);
+              wm::sceVarianceBits(srcs, types, p, n, all.data() + start);
+              p.varianceBits = all.data();
+            }
+            double sumS[4] = {0, 0, 0, 0}, sumV[4] = {0, 0, 0, 0};
+            wm::setSimdEnabled(false);
+            wm::sceSumSquares(srcs, types, p, count, start, n, sumS);
+            wm::setSimdEnabled(true);
+            wm::sceSumSquares(srcs, types, p, count, start, n, sumV);
+            p.varianceBits = nullptr;
+            CHECK(std::memcmp(sumS, sumV, sizeof sumS) == 0, "sceSumSquares n=%zu m=%zu cut %016llx given %d: SIMD != scalar", n, m,
+                  static_cast<unsigned long long>(cut), given);
+            const std::vector<double> want = sumSquaresByDefinition(srcs, types, p, count, start, n);
+            CHECK(std::memcmp(sumS, want.data(), m * sizeof(double)) == 0, "sceSumSquares n=%zu m=%zu cut %016llx given %d: %g != %g by definition", n,
+                  m, static_cast<unsigned long long>(cut), given, sumS[0], want[0]);
+            digestBytes(sumV, sizeof sumV);
+            ++cases;
+          }
+        }
+        // keeping none: sceMerge's shortcut against the formula over every model with keep 0
+        for (Dtype to : all) {
+          p.cut = wm::kRankKeyNone;
+          p.weights.assign(m, 0.0);
+          for (size_t k = 0; k < m; ++k) p.weights[k] = k % 2 == 0 ? 0.5 : -0.25;
+          std::vector<unsigned char> want(n * wm::dtypeSize(to) + 3, 0xA5), got = want;
+          std::vector<double> b(512), tk(m * 512), zero(512, 0.0);
+          wm::setSimdEnabled(false);
+          for (size_t c0 = 0; c0 < n; c0 += 512) {
+            const size_t cl = std::min<size_t>(512, n - c0);
+            wm::sceTasks(srcs, types, p, c0, cl, b.data(), tk.data(), 512, nullptr);
+            wm::sceCombine(b.data(), tk.data(), 512, zero.data(), p.weights.data(), m, cl, want.data() + 1, c0, to);
+          }
+          for (bool simd : {false, true}) {
+            wm::setSimdEnabled(simd);
+            wm::sceMerge(srcs, types, p, count, start, n, got.data() + 1, to);
+            CHECK(got == want, "sceMerge keeping none %s->%s n=%zu m=%zu simd %d: != the formula with keep 0", dtypeName(t), dtypeName(to), n, m, simd);
+          }
+          digestBytes(got.data(), got.size());
+          ++cases;
+        }
+        // the selection histogram's digits at the top and at the index bits
+        for (uint32_t shift : {p.indexBits + 19, p.indexBits > 3 ? p.indexBits - 3 : 0u}) {
+          wm::SceStat st;
+          st.select = p;
+          st.shift = shift;
+          st.bits = 12;
+          st.prefix = (wm::sparseRankKey(bitsS[0], p.indexBits, count, start + j0)) >> (shift + 12);
+          std::vector<uint64_t> hS((1u << 12) + 1, 0), hV = hS;
+          wm::setSimdEnabled(false);
+          wm::sceHistogram(srcs, types, st, count, start, n, hS.data());
+          wm::setSimdEnabled(true);
+          wm::sceHistogram(srcs, types, st, count, start, n, hV.data());
+          CHECK(hS == hV, "sceHistogram n=%zu m=%zu shift %u: SIMD != scalar", n, m, shift);
+          digestBytes(hV.data(), hV.size() * 8);
+          ++cases;
+        }
+      }
+    }
+  }
+  std::printf("sce chunks: %zu cases\n", cases);
+}
+
+}  // namespace
 
 // sceMerge: 1-4 task vectors, every output dtype, sources of mixed dtypes, weights of both signs and
 // zero, cuts that keep all, none, or part, and a piece that starts inside the tensor.
@@ -55,4 +227,5 @@ void testSce(uint64_t seed) {
     }
   }
   std::printf("sce: %zu cases\n", cases);
+  testSceChunks(seed);
 }
