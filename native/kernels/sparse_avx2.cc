@@ -304,7 +304,7 @@ void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams
   const size_t wide = same && avx512.load(std::memory_order_relaxed) ? n - n % 8 : 0;
   const size_t full = same ? n - n % 4 : 0;
   if (wide > 0) sparseMergeAvx512(srcs, t, p, count, start, wide, out, to);
-  if (full == n && wide == n) return;
+  if (wide == n) return;
   // The sources and output from element `from` on.
   std::vector<const void*> rest(srcs, srcs + sourceCountOf(p));
   const auto skipTo = [&](size_t from) {
