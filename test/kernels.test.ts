@@ -4,6 +4,7 @@
  * inputs salted with ±0, subnormals, ±Inf, NaN payloads, max finite and values next to rounding ties.
  * Replay a failure with WEIGHTMIX_SEED=<seed>; WEIGHTMIX_ADDON=<file.node> tests another build.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { rng } from './helpers/models';
@@ -241,6 +242,24 @@ describe('native kernels match the oracles bit for bit on both paths', () => {
       const avx512 = ['avx512f', 'avx512dq', 'avx512bw', 'avx512vl'].every((f) => flags.has(f));
       expect(info.simd).toBe(avx512 ? 'avx2+fma+f16c+avx512' : 'avx2+fma+f16c');
     }
+  });
+
+  test('WEIGHTMIX_NO_AVX512 and WEIGHTMIX_NO_SIMD narrow the path for a process', () => {
+    const file = path.resolve(process.env.WEIGHTMIX_ADDON ?? path.join(__dirname, '../build/Release/weightmix.node'));
+    if (!fs.existsSync(file)) {
+      console.log(`skipped: no addon at ${file} to load in a child process`);
+      return;
+    }
+    const simdWith = (env: Record<string, string>) =>
+      execFileSync(process.execPath, ['-e', `process.stdout.write(require(${JSON.stringify(file)}).info().simd)`], {
+        env: { ...process.env, ...env },
+        encoding: 'utf8',
+      });
+    const plain = simdWith({});
+    expect(plain).toBe(addon.info?.().simd);
+    expect(simdWith({ WEIGHTMIX_NO_AVX512: '1' })).toBe(plain.replace('+avx512', ''));
+    expect(simdWith({ WEIGHTMIX_NO_AVX512: '0' })).toBe(plain);
+    expect(simdWith({ WEIGHTMIX_NO_SIMD: '1' })).toBe('scalar');
   });
 
   test.each(triples)('lerpExact %s,%s -> %s', (ta, tb, to) => {

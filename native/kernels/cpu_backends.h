@@ -47,7 +47,7 @@ WM_CPU_BACKEND_DECLS
 namespace avx2 {
 WM_CPU_BACKEND_DECLS
 bool cpuSupported();  // AVX2, FMA and F16C, with the OS saving YMM state
-bool setAvx512Enabled(bool enabled);  // the AVX-512 paths (sparse: VPMULLQ mask hash, 8-lane merge; the 8-lane ram and nearswap merges) where the CPU has them (tests turn them off); returns the old setting
+bool setAvx512Enabled(bool enabled);  // the AVX-512 paths (sparse: merge, keep rule, |d| bits, window keys; ram and nearswap merges) where the CPU has them (tests turn them off); returns the old setting
 bool avx512Enabled();                 // whether they may run now
 }  // namespace avx2
 #endif

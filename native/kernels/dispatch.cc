@@ -115,7 +115,7 @@ void sceKeep(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t 
 const char* simdPathName() {
   if (!useSimd()) return "scalar";
 #if defined(WM_HAVE_AVX2_BACKEND)
-  if (avx2::avx512Enabled()) return "avx2+fma+f16c+avx512";  // the sparse, ram and nearswap merges' 8-lane paths
+  if (avx2::avx512Enabled()) return "avx2+fma+f16c+avx512";  // the AVX-512 paths of the sparse, ram and nearswap kernels
 #endif
   return "avx2+fma+f16c";
 }

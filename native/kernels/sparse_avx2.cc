@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -48,13 +49,19 @@ __attribute__((target("avx2,fma,f16c"))) void absDeltaBitsLoop(const void* base,
 // ---- the sparse merge, 4 elements (f64 lanes) per step ----------------------------------------------
 
 
-// Whether the AVX-512 paths may run (DARE's mask hash with VPMULLQ, the 8-lane merge of sparse_avx512.cc):
-// the CPU has AVX-512F, DQ, BW and VL (libgcc's check includes the OS saving their state), unless a test
-// turned them off (setAvx512Enabled).
-std::atomic<bool> avx512{[] {
+// Whether the CPU has AVX-512F, DQ, BW and VL (libgcc's check includes the OS saving their state).
+const bool cpuHasAvx512 = [] {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl");
+}();
+
+// Whether the AVX-512 paths may run (sparse_avx512.cc, elementwise_avx512.cc, DARE's mask hash with VPMULLQ): the CPU
+// has them, unless WEIGHTMIX_NO_AVX512 is set (diagnostics, or a CPU whose clock drops under 512-bit work) or a
+// test turned them off (setAvx512Enabled).
+std::atomic<bool> avx512{[] {
+  const char* off = std::getenv("WEIGHTMIX_NO_AVX512");
+  return cpuHasAvx512 && !(off && *off && std::strcmp(off, "0") != 0);
 }()};
 
 constexpr uint64_t kFlip = uint64_t{1} << 63;  // unsigned order through AVX2's signed 64-bit compare
@@ -292,7 +299,7 @@ void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBit
   if (wide < n) sparseKeepLoopWide(absBits + wide, m, indexBits, count, start + wide, n - wide, keep + wide);
 }
 
-bool setAvx512Enabled(bool enabled) { return avx512.exchange(enabled); }
+bool setAvx512Enabled(bool enabled) { return avx512.exchange(enabled && cpuHasAvx512); }  // never on where the CPU lacks them
 bool avx512Enabled() { return avx512.load(std::memory_order_relaxed); }
 
 void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start, size_t n, void* out,

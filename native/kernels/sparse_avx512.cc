@@ -4,32 +4,19 @@
 #include "cpu_backends.h"
 
 #if defined(WM_HAVE_AVX2_BACKEND)
-// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which -Wmaybe-uninitialized takes for a read of garbage.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-
 #include <cmath>
 #include <cstring>
 
-#include "avx2_loads.h"
+#include "avx512_loads.h"
 #include "numerics.h"
 #include "sparse_avx512.h"
 #include "sparse_merge_shapes.h"
-
-#define WM_AVX512_TARGET "avx2,fma,f16c,avx512f,avx512dq,avx512bw,avx512vl"
-#define WM_AVX512_INLINE __attribute__((target(WM_AVX512_TARGET), always_inline)) inline
 
 namespace wm {
 namespace avx2 {
 namespace {
 
 constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-
-// A product the compiler must not fuse with the add that follows: one rounding each, as the scalar truth.
-WM_AVX512_INLINE __m512d rounded8(__m512d x) {
-  __asm__("" : "+v"(x));
-  return x;
-}
 
 // sparsify.h's splitmix64 in 8 lanes.
 WM_AVX512_INLINE __m512i splitmix64x8(__m512i x) {
@@ -38,32 +25,6 @@ WM_AVX512_INLINE __m512i splitmix64x8(__m512i x) {
   x = _mm512_xor_si512(x, _mm512_srli_epi64(x, 27));
   x = _mm512_mullo_epi64(x, _mm512_set1_epi64(static_cast<long long>(0x94D049BB133111EBull)));
   return _mm512_xor_si512(x, _mm512_srli_epi64(x, 31));
-}
-
-// avx2_loads.h's storeResult4 in 8 lanes: one rounding of the f64 results to TO (bf16 and f16 through round-to-odd).
-template <Dtype TO>
-WM_AVX512_INLINE void storeResult8(void* out, size_t i, __m512d x) {
-  __m256 r = _mm512_cvtpd_ps(x);
-  if constexpr (TO != Dtype::F32) {
-    const __m512d back = _mm512_cvtps_pd(r);
-    const __mmask8 inexact = _mm512_cmp_pd_mask(back, x, _CMP_NEQ_UQ);  // NaN lanes too; they become canonical below
-    const __mmask8 away = _mm512_cmp_pd_mask(_mm512_abs_pd(back), _mm512_abs_pd(x), _CMP_GT_OQ);
-    // Rounded away from zero: one step back toward it (bits - 1); inexact: the last bit set.
-    __m256i u = _mm256_mask_sub_epi32(_mm256_castps_si256(r), away, _mm256_castps_si256(r), _mm256_set1_epi32(1));
-    u = _mm256_mask_or_epi32(u, inexact, u, _mm256_set1_epi32(1));
-    r = _mm256_castsi256_ps(u);
-  }
-  r = _mm256_mask_mov_ps(r, _mm256_cmp_ps_mask(r, r, _CMP_UNORD_Q), _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(num::kF32CanonicalNaN))));
-  if constexpr (TO == Dtype::F32) {
-    _mm256_storeu_ps(static_cast<float*>(out) + i, r);
-  } else if constexpr (TO == Dtype::BF16) {
-    const __m256i u = _mm256_castps_si256(r);
-    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-    const __m256i h = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), lsb), 16);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(out) + i), _mm256_cvtepi32_epi16(h));
-  } else {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(out) + i), _mm256_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-  }
 }
 
 struct ModelLanes8 {

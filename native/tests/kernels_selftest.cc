@@ -228,7 +228,8 @@ static void testSparse(uint64_t seed) {
     for (Dtype t : all) {
       const uint64_t start = r.next() % 9, count = start + n + r.next() % 5;
       std::vector<std::vector<unsigned char>> src;
-      for (int s = 0; s < 4; ++s) src.push_back(randomTensor(r, t, count));
+      constexpr int kSources = 6;  // the base and up to five models
+      for (int s = 0; s < kSources; ++s) src.push_back(randomTensor(r, t, count));
       // |d| bits, both paths (the base second as in the merge: d = x - base).
       std::vector<uint32_t> bs(count), bv(count);
       wm::setSimdEnabled(false);
@@ -303,7 +304,9 @@ static void testSparse(uint64_t seed) {
         cases += 3;
       }
       for (Dtype to : all) {
-        for (int variant = 0; variant < 12; ++variant) {  // from 6 on, one model (its own AVX2 path under a consensus)
+        // Variants 0-5: three models; 6-11: one (its own AVX2 path under a consensus); 12-17: two, four and five (four and
+        // five: the loops' model count read at run time).
+        for (int variant = 0; variant < 18; ++variant) {
           wm::SparseParams p;
           p.consensus = static_cast<wm::Consensus>(variant % 3);
           p.normalize = variant % 2 == 0;
@@ -311,7 +314,9 @@ static void testSparse(uint64_t seed) {
           p.indexBits = wm::sparseIndexBits(count);
           p.baseSource = 0;
           const double weights[] = {0.7, -0.5, 1.3, 0.0, 1e-9};
-          for (uint32_t k = 1; k <= (variant < 6 ? 3u : 1u); ++k) {
+          const uint32_t modelCounts[] = {2, 4, 5};
+          const uint32_t models = variant < 6 ? 3 : (variant < 12 ? 1 : modelCounts[variant % 3]);
+          for (uint32_t k = 1; k <= models; ++k) {
             wm::SparseModel m;
             m.source = k;
             m.weight = weights[(k + variant) % 5];
@@ -324,9 +329,12 @@ static void testSparse(uint64_t seed) {
             m.scale = k == 2 ? 1.3f : 1.0f;
             p.models.push_back(m);
           }
-          const void* srcs[4] = {src[0].data() + start * wm::dtypeSize(t), src[1].data() + start * wm::dtypeSize(t),
-                                 src[2].data() + start * wm::dtypeSize(t), src[3].data() + start * wm::dtypeSize(t)};
-          Dtype types[4] = {t, t, t, t};
+          const void* srcs[kSources];
+          Dtype types[kSources];
+          for (int k = 0; k < kSources; ++k) {
+            srcs[k] = src[k].data() + start * wm::dtypeSize(t);
+            types[k] = t;
+          }
           // Mixed dtypes: the scalar path in both.
           const Dtype other = t == Dtype::F32 ? Dtype::BF16 : Dtype::F32;
           const std::vector<unsigned char> mixed = randomTensor(r, other, count);
