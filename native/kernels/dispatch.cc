@@ -112,6 +112,10 @@ void sceKeep(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t 
   WM_DISPATCH(sceKeep(bits, indexBits, count, first, cut, len, keep));
 }
 
+void sceMergeNone(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, void* out, Dtype to) {
+  WM_DISPATCH(sceMergeNone(srcs, types, p, j0, len, out, to));
+}
+
 const char* simdPathName() {
   if (!useSimd()) return "scalar";
 #if defined(WM_HAVE_AVX2_BACKEND)

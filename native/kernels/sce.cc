@@ -273,18 +273,27 @@ void scalar::sceCombine(const double* base, const double* t, size_t stride, cons
   });
 }
 
+void scalar::sceMergeNone(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, void* out, Dtype to) {
+  // Nothing kept: each t * 0 is ±0, so num and den are +0 whatever the weights, and out = base + 0 / 1e-6,
+  // the formula with no models, unless some t is not finite (t * 0 is NaN, and so is num): base made NaN there.
+  const size_t m = p.sources.size();
+  thread_local std::vector<double> t;
+  t.resize(m * kChunk);
+  double b[kChunk];
+  const double zeros[kChunk] = {};
+  for (size_t c0 = j0; c0 < j0 + len; c0 += kChunk) {
+    const size_t cl = std::min(kChunk, j0 + len - c0);
+    scalar::sceTasks(srcs, types, p, c0, cl, b, t.data(), kChunk, nullptr);
+    for (size_t k = 0; k < m; ++k) {
+      for (size_t j = 0; j < cl; ++j) b[j] = std::isfinite(t[k * kChunk + j]) ? b[j] : std::numeric_limits<double>::quiet_NaN();
+    }
+    scalar::sceCombine(b, t.data(), kChunk, zeros, p.weights.data(), 0, cl, out, c0, to);
+  }
+}
+
 void sceMerge(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out, Dtype to) {
   if (p.cut >= kRankKeyNone) {
-    // Nothing kept: each t * 0 is ±0, so num and den are +0 whatever the weights, and out = base + 0 / 1e-6,
-    // the formula with no models, unless some t is not finite (t * 0 is NaN, and so is num): base made NaN there.
-    forChunks(srcs, types, p, count, start, n, [&](size_t j0, size_t len, const double* base, const double* t, const double* zeros) {
-      double b[kChunk];
-      for (size_t j = 0; j < len; ++j) b[j] = base[j];
-      for (size_t k = 0; k < p.sources.size(); ++k) {
-        for (size_t j = 0; j < len; ++j) b[j] = std::isfinite(t[k * kChunk + j]) ? b[j] : std::numeric_limits<double>::quiet_NaN();
-      }
-      sceCombine(b, t, kChunk, zeros, p.weights.data(), 0, len, out, j0, to);
-    });
+    sceMergeNone(srcs, types, p, 0, n, out, to);
     return;
   }
   forChunks(srcs, types, p, count, start, n, [&](size_t j0, size_t len, const double* base, const double* t, const double* keep) {

@@ -71,6 +71,9 @@ void sceTasks(const void* const* srcs, const Dtype* types, const SceParams& p, s
               uint32_t* bits);
 // keep[j] = 1.0 where the rank key of variance bits[j] (element first + j of count) reaches cut, else 0.0. Dispatched.
 void sceKeep(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t first, uint64_t cut, size_t len, double* keep);
+// sceMerge of a cut that keeps nothing (p.cut >= kRankKeyNone) over elements j0 .. j0 + len - 1: out = round(base + 0) where
+// the base and every model are finite there, else NaN (sce.cc's scalar truth says why). Dispatched.
+void sceMergeNone(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, void* out, Dtype to);
 void sceCombine(const double* base, const double* t, size_t stride, const double* keep, const double* weights, size_t m, size_t len, void* out,
                 size_t at, Dtype to);
 

@@ -88,7 +88,48 @@ __attribute__((target("avx2,fma,f16c"))) void keepLoop(const uint32_t* bits, uin
   }
 }
 
+// mask[j] &= -1 where element j0 + j of x is finite (x - x == 0 in f32: Inf and NaN give NaN), for j < full.
+template <Dtype T, bool kFirst>
+__attribute__((target("avx2,fma,f16c"))) void finiteLoop(const void* x, size_t j0, size_t full, uint32_t* mask) {
+  const __m128 zero = _mm_setzero_ps();
+  for (size_t j = 0; j < full; j += 4) {
+    const __m128 v = load4<T>(x, j0 + j);
+    const __m128i finite = _mm_castps_si128(_mm_cmp_ps(_mm_sub_ps(v, v), zero, _CMP_EQ_OQ));
+    __m128i* at = reinterpret_cast<__m128i*>(mask + j);
+    _mm_storeu_si128(at, kFirst ? finite : _mm_and_si128(finite, _mm_loadu_si128(at)));
+  }
+}
+
+// out = round(x + 0) where mask is set, else NaN, for elements j0 .. j0 + full - 1 (x and mask from element j0).
+template <Dtype TO>
+__attribute__((target("avx2,fma,f16c"))) void baseOrNanLoop(const double* x, const uint32_t* mask, size_t j0, size_t full, void* out) {
+  const __m256d nan = _mm256_set1_pd(__builtin_nan("")), zero = _mm256_setzero_pd();
+  for (size_t j = 0; j < full; j += 4) {
+    const __m256d keep = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mask + j))));
+    storeResult4<TO>(out, j0 + j, _mm256_blendv_pd(nan, _mm256_add_pd(_mm256_loadu_pd(x + j), zero), keep));
+  }
+}
+
 }  // namespace
+
+void sceMergeNone(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, void* out, Dtype to) {
+  // scalar::sceMergeNone's result without its f64 task vectors: t = x - base (f64, of two f32) is finite exactly where
+  // x and base are, so out = round(base + 0) where the base and every model are finite, else NaN.
+  const size_t full = len & ~size_t{3};
+  constexpr size_t kPiece = 512;
+  double base[kPiece];
+  uint32_t mask[kPiece];
+  for (size_t c0 = 0; c0 < full; c0 += kPiece) {
+    const size_t cl = std::min(kPiece, full - c0);
+    withDtype(types[p.base], [&](auto T) {
+      loadLoop<decltype(T)::value, false>(srcs[p.base], j0 + c0, cl, nullptr, base);
+      finiteLoop<decltype(T)::value, true>(srcs[p.base], j0 + c0, cl, mask);
+    });
+    for (uint32_t src : p.sources) withDtype(types[src], [&](auto T) { finiteLoop<decltype(T)::value, false>(srcs[src], j0 + c0, cl, mask); });
+    withDtype(to, [&](auto T) { baseOrNanLoop<decltype(T)::value>(base, mask, j0 + c0, cl, out); });
+  }
+  if (full < len) scalar::sceMergeNone(srcs, types, p, j0 + full, len - full, out, to);
+}
 
 void sceTasks(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, double* base, double* t, size_t stride,
               uint32_t* bits) {
