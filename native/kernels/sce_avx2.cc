@@ -27,12 +27,19 @@ __attribute__((target("avx2,fma,f16c"))) void combineLoop(const double* base, co
   }
   for (size_t j = 0; j < full; j += 4) {
     const __m256d kept = _mm256_loadu_pd(keep + j);
+    // Each model's t * keep once for both loops (the first kMaxCached models; the rest computed again, the same bits).
+    constexpr size_t kMaxCached = 8;
+    __m256d cached[kMaxCached];
     __m256d majority = zero;
-    for (size_t k = 0; k < m; ++k) majority = _mm256_add_pd(majority, rounded(_mm256_mul_pd(_mm256_loadu_pd(t + k * stride + j), kept)));
+    for (size_t k = 0; k < m; ++k) {
+      const __m256d tk = rounded(_mm256_mul_pd(_mm256_loadu_pd(t + k * stride + j), kept));
+      if (k < kMaxCached) cached[k] = tk;
+      majority = _mm256_add_pd(majority, tk);
+    }
     majority = _mm256_blendv_pd(minusOne, one, _mm256_cmp_pd(majority, zero, _CMP_GE_OQ));  // NaN: -1
     __m256d num = zero, den = zero;
     for (size_t k = 0; k < m; ++k) {
-      const __m256d tk = rounded(_mm256_mul_pd(_mm256_loadu_pd(t + k * stride + j), kept));
+      const __m256d tk = k < kMaxCached ? cached[k] : rounded(_mm256_mul_pd(_mm256_loadu_pd(t + k * stride + j), kept));
       // +1, -1, or 0 for ±0 and NaN (which never equal the majority).
       const __m256d sign = _mm256_blendv_pd(_mm256_and_pd(_mm256_cmp_pd(tk, zero, _CMP_LT_OQ), minusOne), one, _mm256_cmp_pd(tk, zero, _CMP_GT_OQ));
       const __m256d ew = rounded(_mm256_mul_pd(_mm256_set1_pd(weights[k]), _mm256_and_pd(_mm256_cmp_pd(sign, majority, _CMP_EQ_OQ), one)));
