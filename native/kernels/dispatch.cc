@@ -15,10 +15,15 @@
 namespace wm {
 namespace {
 
+// Whether the environment variable `name` is set to something other than "" or "0" (the kernels' off switches).
+bool switchedOff(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && std::strcmp(v, "0") != 0;
+}
+
 bool detectSimd() {
 #if defined(WM_HAVE_AVX2_BACKEND)
-  const char* off = std::getenv("WEIGHTMIX_NO_SIMD");  // diagnostics: force the portable path
-  if (off && *off && std::strcmp(off, "0") != 0) return false;
+  if (switchedOff("WEIGHTMIX_NO_SIMD")) return false;  // diagnostics: force the portable path
   return avx2::cpuSupported();
 #else
   return false;
@@ -27,6 +32,20 @@ bool detectSimd() {
 
 const bool kCpuHasSimd = detectSimd();
 std::atomic<bool> simdEnabled{true};  // tests switch it; the executor never does
+
+#if defined(WM_HAVE_AVX2_BACKEND)
+// Whether the CPU has AVX-512F, DQ, BW and VL (libgcc's check includes the OS saving their state).
+const bool kCpuHasAvx512 = [] {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl");
+}();
+
+// Whether the AVX-512 paths may run (sparse_avx512.cc, elementwise_avx512.cc, DARE's mask hash with VPMULLQ): the CPU
+// has them, unless WEIGHTMIX_NO_AVX512 is set (diagnostics, or a CPU whose clock drops under 512-bit work) or a
+// test turned them off (setAvx512Enabled).
+std::atomic<bool> avx512{kCpuHasAvx512 && !switchedOff("WEIGHTMIX_NO_AVX512")};
+#endif
 
 inline bool useSimd() { return kCpuHasSimd && simdEnabled.load(std::memory_order_relaxed); }
 
@@ -125,6 +144,11 @@ const char* simdPathName() {
 }
 
 bool setSimdEnabled(bool enabled) { return simdEnabled.exchange(enabled); }
+
+#if defined(WM_HAVE_AVX2_BACKEND)
+bool avx2::setAvx512Enabled(bool enabled) { return avx512.exchange(enabled && kCpuHasAvx512); }  // never on where the CPU lacks them
+bool avx2::avx512Enabled() { return avx512.load(std::memory_order_relaxed); }
+#endif
 
 void dellaDraws(uint64_t seedKey, uint64_t first, const uint32_t* rankOf, const uint64_t* limit, size_t n, uint8_t* keep) {
   WM_DISPATCH(dellaDraws(seedKey, first, rankOf, limit, n, keep));

@@ -7,9 +7,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -48,21 +46,6 @@ __attribute__((target("avx2,fma,f16c"))) void absDeltaBitsLoop(const void* base,
 
 // ---- the sparse merge, 4 elements (f64 lanes) per step ----------------------------------------------
 
-
-// Whether the CPU has AVX-512F, DQ, BW and VL (libgcc's check includes the OS saving their state).
-const bool cpuHasAvx512 = [] {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl");
-}();
-
-// Whether the AVX-512 paths may run (sparse_avx512.cc, elementwise_avx512.cc, DARE's mask hash with VPMULLQ): the CPU
-// has them, unless WEIGHTMIX_NO_AVX512 is set (diagnostics, or a CPU whose clock drops under 512-bit work) or a
-// test turned them off (setAvx512Enabled).
-std::atomic<bool> avx512{[] {
-  const char* off = std::getenv("WEIGHTMIX_NO_AVX512");
-  return cpuHasAvx512 && !(off && *off && std::strcmp(off, "0") != 0);
-}()};
 
 constexpr uint64_t kFlip = uint64_t{1} << 63;  // unsigned order through AVX2's signed 64-bit compare
 constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
@@ -129,7 +112,7 @@ __attribute__((target("avx2,fma,f16c"))) void sparseKeepLoop(const uint32_t* abs
   if (j < n) scalar::sparseKeep(absBits + j, m, indexBits, count, start + j, n - j, keep + j);
 }
 
-// sparseKeepLoop<true>, compiled where VPMULLQ may be emitted (its callers check avx512).
+// sparseKeepLoop<true>, compiled where VPMULLQ may be emitted (its callers check avx512Enabled()).
 __attribute__((target("avx2,fma,f16c,avx512f,avx512dq,avx512vl"), flatten)) void sparseKeepLoopWide(const uint32_t* absBits, const SparseModel& m,
                                                                                           uint32_t indexBits, uint64_t count, uint64_t start,
                                                                                           size_t n, uint8_t* keep) {
@@ -292,15 +275,13 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
 
 void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n,
                 uint8_t* keep) {
-  if (!avx512.load(std::memory_order_relaxed)) return sparseKeepLoop<false>(absBits, m, indexBits, count, start, n, keep);
+  if (!avx512Enabled()) return sparseKeepLoop<false>(absBits, m, indexBits, count, start, n, keep);
   // Elements [0, wide) 8 at a time, the rest 4 at a time with VPMULLQ.
   const size_t wide = n - n % 8;
   sparseKeepAvx512(absBits, m, indexBits, count, start, wide, keep);
   if (wide < n) sparseKeepLoopWide(absBits + wide, m, indexBits, count, start + wide, n - wide, keep + wide);
 }
 
-bool setAvx512Enabled(bool enabled) { return avx512.exchange(enabled && cpuHasAvx512); }  // never on where the CPU lacks them
-bool avx512Enabled() { return avx512.load(std::memory_order_relaxed); }
 
 void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start, size_t n, void* out,
                  Dtype to) {
@@ -308,7 +289,7 @@ void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams
   for (const SparseModel& sm : p.models) same = same && types[sm.source] == types[p.baseSource];
   const Dtype t = types[p.baseSource];
   // Elements [0, wide) 8 at a time with AVX-512 where the CPU has it, [wide, full) 4 at a time, the rest scalar.
-  const size_t wide = same && avx512.load(std::memory_order_relaxed) ? n - n % 8 : 0;
+  const size_t wide = same && avx512Enabled() ? n - n % 8 : 0;
   const size_t full = same ? n - n % 4 : 0;
   if (wide > 0) sparseMergeAvx512(srcs, t, p, count, start, wide, out, to);
   if (wide == n) return;
@@ -333,7 +314,7 @@ void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams
 size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits, uint64_t count, uint64_t start, uint64_t* keys,
                   uint64_t* above) {
   // Elements [0, wide) 8 at a time with AVX-512 where the CPU has it, the rest 4 at a time.
-  const size_t wide = avx512.load(std::memory_order_relaxed) ? n - n % 8 : 0;
+  const size_t wide = avx512Enabled() ? n - n % 8 : 0;
   const size_t m = wide > 0 ? windowKeysAvx512(a, wide, lo, hi, indexBits, count, start, keys, above) : 0;
   if (wide == n) return m;
   return m + windowKeysLoop(a + wide, n - wide, lo, hi, indexBits, count, start + wide, keys + m, above);
@@ -341,7 +322,7 @@ size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_
 
 void absDeltaBits(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out) {
   // Elements [0, wide) 16 at a time with AVX-512 where the CPU has it, the rest 8 at a time.
-  const size_t wide = avx512.load(std::memory_order_relaxed) ? absDeltaBitsAvx512(base, tb, x, tx, n, out) : 0;
+  const size_t wide = avx512Enabled() ? absDeltaBitsAvx512(base, tb, x, tx, n, out) : 0;
   if (wide == n) return;
   const auto* b8 = static_cast<const uint8_t*>(base) + wide * dtypeSize(tb);
   const auto* x8 = static_cast<const uint8_t*>(x) + wide * dtypeSize(tx);
