@@ -363,7 +363,7 @@ class Run {
           dellaMerge(srcPtr.data(), srcType.data(), params_[piece.job].della[di], job.count, piece.start, n, target, d.dtype);
           break;
         case DestOp::ArceeFusion:
-          arceeMerge(srcPtr.data(), srcType.data(), decodeArceeParams(d.params, job.sources.size(), job.count), piece.start, n, target, d.dtype);
+          arceeMerge(srcPtr.data(), srcType.data(), params_[piece.job].arcee[di], piece.start, n, target, d.dtype);
           break;
         case DestOp::Sce:
           sceMerge(srcPtr.data(), srcType.data(), params_[piece.job].sce[di], job.count, piece.start, n, target, d.dtype);

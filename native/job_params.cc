@@ -5,6 +5,10 @@
 #include "local_sce.h"
 
 namespace wm {
+namespace {
+// sce's variance bits (4 bytes each) come first in the scratch; arcee_fusion's row KLs follow, 8-byte aligned.
+uint64_t sceScratchBytes(const JobParams& p, uint64_t count) { return (localSceScratchBytes(p.sce, count) + 7) / 8 * 8; }
+}  // namespace
 
 JobParams decodeJobParams(const Job& job) {
   JobParams p;
@@ -12,18 +16,22 @@ JobParams decodeJobParams(const Job& job) {
     p.della.push_back(d.op == DestOp::Della ? decodeDellaParams(d.params, job.sources.size(), job.count) : DellaParams{});
     p.sce.push_back(d.op == DestOp::Sce ? decodeSceParams(d.params, job.sources.size(), job.count) : SceParams{});
     p.ram.push_back(d.op == DestOp::Ram ? decodeRamParams(d.params, job.sources.size()) : RamParams{});
+    p.arcee.push_back(d.op == DestOp::ArceeFusion ? decodeArceeParams(d.params, job.sources.size(), job.count) : ArceeParams{});
   }
   p.moments = decodeOpenMoments(job);
   return p;
 }
 
-bool hasOpenStatistics(const JobParams& p) { return isLocalDella(p.della) || isLocalSce(p.sce) || isLocalRam(p.ram) || isLocalMoments(p.moments); }
+bool hasOpenStatistics(const JobParams& p) { return isLocalDella(p.della) || isLocalSce(p.sce) || isLocalRam(p.ram) || isLocalMoments(p.moments) || isLocalArcee(p.arcee); }
 
-uint64_t localScratchBytes(const JobParams& p, uint64_t count) { return localSceScratchBytes(p.sce, count); }
+uint64_t localScratchBytes(const JobParams& p, uint64_t count) {
+  return sceScratchBytes(p, count) + localArceeScratchBytes(p.arcee, count);
+}
 
 void resolveLocalParams(JobParams& p, const Job& job, const void* const* srcs, const Dtype* types, KeepBitMaps& maps, uint8_t* scratch,
                         const CoefficientsFn& coefficients) {
   resolveLocalSce(p.sce, srcs, types, job.count, scratch);
+  resolveLocalArcee(p.arcee, srcs, types, job.count, scratch + sceScratchBytes(p, job.count));
   resolveLocalDella(p.della, srcs, types, job.count, maps);
   resolveLocalRam(p.ram, srcs, types, job.count);
   resolveLocalMoments(p.moments, job, srcs, types, coefficients);

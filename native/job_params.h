@@ -1,4 +1,4 @@
-// The parameters of a job's della, sce and ram dests and its linear dests' open moments, decoded once
+// The parameters of a job's della, sce, ram and arcee_fusion dests and its linear dests' open moments, decoded once
 // before the run (the per-piece merge reads them), and those a tensor-local job leaves open resolved by
 // its worker from its sources in memory (local_job.h). The sparse dests' stay beside them in the
 // executor, which the CUDA run also reads.
@@ -6,9 +6,11 @@
 #include <cstdint>
 #include <vector>
 
+#include "local_arcee.h"
 #include "local_job.h"
 #include "local_moments.h"
 #include "plan.h"
+#include "kernels/arcee_fusion.h"
 #include "kernels/della.h"
 #include "kernels/elementwise.h"
 #include "kernels/sce.h"
@@ -20,16 +22,17 @@ struct JobParams {
   std::vector<DellaParams> della;
   std::vector<SceParams> sce;
   std::vector<RamParams> ram;
+  std::vector<ArceeParams> arcee;
   std::vector<OpenMoments> moments;  // [dest], or empty where no dest is open (local_moments.h)
 };
 
 // Throws std::invalid_argument where a dest's params are malformed.
 JobParams decodeJobParams(const Job& job);
 
-// Whether some dest leaves a statistic open (della's L1 factors, sce's cut and weights, ramplus_tl's λ, a linear dest's moments).
+// Whether some dest leaves a statistic open (della's L1 factors, sce's cut and weights, ramplus_tl's λ, arcee_fusion's threshold, a linear dest's moments).
 bool hasOpenStatistics(const JobParams& p);
 
-// The scratch bytes resolveLocalParams needs beside the sources (sce's variance bits).
+// The scratch bytes resolveLocalParams needs beside the sources (sce's variance bits, arcee_fusion's row KLs and keys).
 uint64_t localScratchBytes(const JobParams& p, uint64_t count);
 
 // Resolves every open statistic from the sources in memory (srcs[s]: element 0 of source s); `scratch`

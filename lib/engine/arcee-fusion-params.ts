@@ -1,6 +1,7 @@
 /**
  * The `arcee_fusion` op's parameters (native/kernels/arcee_fusion.h's flat layouts): the dest's
- * [row length, base, model, threshold, row KLs…] and its `arcee_histogram` statistic's
+ * [row length, base, model, threshold, row KLs…] (or [row length, base, model]: the threshold left open for a
+ * tensor-local job, native/local_arcee.h) and its `arcee_histogram` statistic's
  * [row length, base, model, shift, bits, prefix × 3, row KLs…], sources as indices into the job's sources.
  * The row KLs (each row's divergence, two exps and a log per element) come from the first histogram
  * pass, which returns them when they are not given, so that later passes and the merge do not compute them again.
@@ -16,9 +17,12 @@ export interface ArceeFusionRecipe {
   threshold: number;
   /** Each row's KL divergence, as the first statistics pass returned it (absent or empty before: the engine computes it). */
   rowDivergence?: Float64Array;
+  /** A tensor-local job's: threshold and row KLs resolved by the engine from the tensor read once (native/local_arcee.h). */
+  open?: boolean;
 }
 
 export function encodeArceeFusionParams(r: ArceeFusionRecipe, sourceOf: (model: number) => number): number[] {
+  if (r.open) return [r.rowLength, sourceOf(r.base), sourceOf(r.model)];
   return [r.rowLength, sourceOf(r.base), sourceOf(r.model), r.threshold, ...(r.rowDivergence ?? [])];
 }
 

@@ -6,14 +6,18 @@
  * importance's 32-bit order keys: 12-bit digits, three passes over the tensors (all tensors and the three
  * quantiles in each pass); the threshold is computed in f32 steps as mergekit's f32 tensors do. The
  * first pass also returns each row's KL, which the later passes and the write plan hand back to the
- * engine (the recipe's `rowDivergence`), so that the exps and logs are taken once per element.
+ * engine (the recipe's `rowDivergence`), so that the exps and logs are taken once per element. With
+ * `local`, a tensor whose sources (and 8 bytes per row of KLs, 4 per element of order keys) fit
+ * `localStatistics.maxTensorBytes` leaves its threshold open for the engine, which finds the same order
+ * statistics from the tensor read once (native/local_arcee.h): the same threshold, so the same bytes.
  */
 import { InputFiles } from '../engine/input-files';
 import type { NativeJob, NativePlan } from '../engine/native-plan';
 import type { NativeResult } from '../engine/native';
 import type { TensorRecipe } from '../engine/plan';
-import { arceeHistogramParams } from '../engine/arcee-fusion-params';
-import { MAX_HISTOGRAM_JOBS, TensorSource } from './sparsify';
+import { ArceeFusionRecipe, arceeHistogramParams } from '../engine/arcee-fusion-params';
+import { NATIVE_DTYPE_BYTES } from '../format/dtypes';
+import { localStatistics, MAX_HISTOGRAM_JOBS, TensorSource } from './sparsify';
 
 export interface ArceeFusionTensor {
   name: string;
@@ -41,10 +45,29 @@ export function fusionThreshold(q1: number, median: number, q3: number): number 
   return f(median + f(1.5 * f(q3 - q1)));
 }
 
-/** Thresholds for every arcee_fusion tensor, written into its recipe's `arceeFusion.threshold`. */
-export async function setArceeFusionThresholds(recipes: Map<string, TensorRecipe>, tensors: readonly ArceeFusionTensor[], run: RunPlan): Promise<void> {
-  if (tensors.length === 0) return;
-  const state = tensors.map((t) => ({
+/** Whether the engine resolves this tensor's threshold from memory: its sources, row KLs and order keys within the local budget. */
+function fitsInMemory(t: ArceeFusionTensor, r: ArceeFusionRecipe): boolean {
+  const scratch = 8 * (t.count / r.rowLength) + 4 * t.count;
+  return t.count > 0 && [r.base, r.model].reduce((n, m) => n + t.count * NATIVE_DTYPE_BYTES[t.source(m).dtype], scratch) <= localStatistics.maxTensorBytes;
+}
+
+/**
+ * Thresholds for every arcee_fusion tensor, written into its recipe's `arceeFusion.threshold` (or left open
+ * for the engine, `arceeFusion.open`, with `local`).
+ */
+export async function setArceeFusionThresholds(
+  recipes: Map<string, TensorRecipe>,
+  tensors: readonly ArceeFusionTensor[],
+  run: RunPlan,
+  options: { local?: boolean } = {},
+): Promise<void> {
+  const streamed = tensors.filter((t) => {
+    const r = recipes.get(t.name)!.arceeFusion!;
+    if (options.local === true && fitsInMemory(t, r)) r.open = true;
+    return r.open !== true;
+  });
+  if (streamed.length === 0) return;
+  const state = streamed.map((t) => ({
     t,
     r: recipes.get(t.name)!.arceeFusion!,
     // 0-based ascending ranks still to skip within the chosen prefix, and the prefixes, per quantile.

@@ -110,6 +110,6 @@ export async function resolveStatistics(
     await setRowWeights(recipes, rowWise, run);
     await setDellaScales(recipes, dellaRescale, run);
     await setSceStatistics(recipes, sceTensors, run, { statisticsBlockBytes: statistics.blockBytes });
-    await setArceeFusionThresholds(recipes, fusionTensors, run);
+    await setArceeFusionThresholds(recipes, fusionTensors, run, { local: true });
   }
 }

@@ -193,7 +193,7 @@ async function mergeModels(
   await setRowWeights(recipes, rowWise, (p) => runStatisticsPlan(p, statistics));
   await setDellaScales(recipes, dellaRescale, (p) => runStatisticsPlan(p, statistics));
   await setSceStatistics(recipes, sceTensors, (p) => runStatisticsPlan(p, statistics), { statisticsBlockBytes: blockBytes });
-  await setArceeFusionThresholds(recipes, fusionTensors, (p) => runStatisticsPlan(p, statistics));
+  await setArceeFusionThresholds(recipes, fusionTensors, (p) => runStatisticsPlan(p, statistics), { local: true });
 
   const tx = await OutputTransaction.begin(outDir, { force: options.force, notice: options.onNotice, reads: ckpts.flatMap(pathsRead) });
   try {

@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "arcee_exp_log_loops.h"
+#include "arcee_fusion_rows.h"
 #include "cpu_backends.h"
 #include "element_io.h"
 #include "numerics.h"
@@ -38,63 +40,50 @@ const double* rowKlAt(const std::vector<double>& p, size_t at, uint64_t rows) {
 }
 
 // KL(softmax(b) + eps || softmax(a) + eps) of the row at element r0 (f64; NaN where a value is not finite).
-// Each exp is taken once per element and kept for the KL sum (the same values, in the same order).
+// The per-element steps run over the row as arrays (arcee_fusion_rows.h, arcee_exp_log_loops.h); the sums stay
+// serial, in element order: their rounding is the result.
 double rowDivergence(const void* a, Dtype ta, const void* b, Dtype tb, size_t r0, uint64_t L) {
-  thread_local std::vector<double> ea, eb;
-  ea.resize(L);
-  eb.resize(L);
-  double ma = -INFINITY, mb = -INFINITY;
-  for (uint64_t j = 0; j < L; ++j) {
-    ea[j] = loadElementF32(a, ta, r0 + j);
-    eb[j] = loadElementF32(b, tb, r0 + j);
-    ma = std::max(ma, ea[j]);
-    mb = std::max(mb, eb[j]);
-  }
+  thread_local std::vector<double> xa, xb, ea, eb;
+  for (std::vector<double>* v : {&xa, &xb, &ea, &eb}) v->resize(L);
+  arceeShiftedRow(a, ta, r0, L, xa.data());
+  arceeShiftedRow(b, tb, r0, L, xb.data());
+  expArray(xa.data(), ea.data(), L);
+  expArray(xb.data(), eb.data(), L);
   double sa = 0, sb = 0;
   for (uint64_t j = 0; j < L; ++j) {
-    ea[j] = std::exp(ea[j] - ma);
-    eb[j] = std::exp(eb[j] - mb);
     sa += ea[j];
     sb += eb[j];
   }
+  double* p = xa.data();
+  double* ratio = xb.data();
+  arceeRatios(ea.data(), sa, eb.data(), sb, L, p, ratio);
+  double* logRatio = ea.data();
+  logArray(ratio, logRatio, L);
   double kl = 0;
-  for (uint64_t j = 0; j < L; ++j) {
-    const double p = eb[j] / sb + 1e-8;
-    const double q = ea[j] / sa + 1e-8;
-    kl += p * std::log(p / q);
-  }
+  for (uint64_t j = 0; j < L; ++j) kl += p[j] * logRatio[j];
   return kl;
 }
 
-// Calls f(j, a, d, importance) for elements j = 0 .. n - 1 of the piece (whole rows), a the base's value and
-// d = b - a (f64), the dtypes fixed at compile time; klOut, unless null, receives each row's KL.
+// Each row's KL of the piece (start, n: whole rows): given, or computed (and written to klOut unless null);
+// calls row(r0, kl) for the row at piece element r0.
 template <typename F>
-void forImportance(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, F f, double* klOut = nullptr) {
+void forRows(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, F row, double* klOut = nullptr) {
   if (start % p.rowLength != 0 || n % p.rowLength != 0) throw std::logic_error("internal: an arcee_fusion piece is not whole rows");
-  const void* a = srcs[p.base];
-  const void* b = srcs[p.model];
-  withDtype(types[p.base], [&](auto A) {
-    withDtype(types[p.model], [&](auto B) {
-      constexpr Dtype DA = decltype(A)::value, DB = decltype(B)::value;
-      for (size_t r0 = 0; r0 < n; r0 += p.rowLength) {
-        const uint64_t row = (start + r0) / p.rowLength;
-        const double kl = p.rowKl ? p.rowKl[row] : rowDivergence(a, DA, b, DB, r0, p.rowLength);
-        if (klOut) klOut[row] = kl;
-        for (uint64_t j = r0; j < r0 + p.rowLength; ++j) {
-          const double av = loadElem<DA>(a, j);
-          const double d = static_cast<double>(loadElem<DB>(b, j)) - av;
-          f(j, av, d, static_cast<float>(std::fabs(d) * kl));
-        }
-      }
-    });
-  });
+  for (size_t r0 = 0; r0 < n; r0 += p.rowLength) {
+    const uint64_t at = (start + r0) / p.rowLength;
+    const double kl = p.rowKl ? p.rowKl[at] : rowDivergence(srcs[p.base], types[p.base], srcs[p.model], types[p.model], r0, p.rowLength);
+    if (klOut) klOut[at] = kl;
+    row(r0, kl);
+  }
 }
 
 }  // namespace
 
 ArceeParams decodeArceeParams(const std::vector<double>& p, size_t sourceCount, uint64_t count) {
-  if (p.size() < 4) throw std::invalid_argument("arcee_fusion takes [L, base, model, threshold, (row KLs)?]");
+  if (p.size() < 3) throw std::invalid_argument("arcee_fusion takes [L, base, model, (threshold, (row KLs)?)?]");
   ArceeParams a = rowsAt(p, sourceCount, count);
+  a.open = p.size() == 3;
+  if (a.open) return a;
   a.threshold = static_cast<float>(p[3]);
   a.rowKl = rowKlAt(p, 4, count / a.rowLength);
   return a;
@@ -116,19 +105,41 @@ ArceeStat decodeArceeHistogram(const std::vector<double>& p, size_t sourceCount,
 void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat& s, uint64_t start, size_t n, uint64_t* hist, double* rowKl) {
   const uint64_t mask = (uint64_t{1} << s.bits) - 1;
   const uint32_t up = s.shift + s.bits;
-  forImportance(srcs, types, s.rows, start, n, [&](uint64_t, double, double, float importance) {
-    const uint64_t key = arceeOrderKey(importance);
-    for (int q = 0; q < 3; ++q) {
-      if (up < 32 && (key >> up) != s.prefix[q]) continue;
-      ++hist[(static_cast<uint64_t>(q) << s.bits) + ((key >> s.shift) & mask)];
+  thread_local std::vector<uint32_t> keys;
+  keys.resize(s.rows.rowLength);
+  forRows(srcs, types, s.rows, start, n, [&](size_t r0, double kl) {
+    arceeKeys(srcs[s.rows.base], types[s.rows.base], srcs[s.rows.model], types[s.rows.model], r0, s.rows.rowLength, kl, keys.data());
+    for (const uint64_t key : keys) {
+      for (int q = 0; q < 3; ++q) {
+        if (up < 32 && (key >> up) != s.prefix[q]) continue;
+        ++hist[(static_cast<uint64_t>(q) << s.bits) + ((key >> s.shift) & mask)];
+      }
     }
   }, rowKl);
 }
 
+void arceeRowKeys(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t count, double* rowKl, uint32_t* keys) {
+  forRows(srcs, types, p, 0, count, [&](size_t r0, double kl) {
+    arceeKeys(srcs[p.base], types[p.base], srcs[p.model], types[p.model], r0, p.rowLength, kl, keys + r0);
+  }, rowKl);
+}
+
 void arceeMerge(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, void* out, Dtype to) {
-  forImportance(srcs, types, p, start, n, [&](uint64_t j, double a, double d, float importance) {
-    const double kept = importance >= p.threshold ? 1.0 : 0.0;
-    storeRoundedOnce(out, to, j, a + d * kept);
+  if (p.open) throw std::logic_error("internal: an arcee_fusion merge with its threshold still open");
+  const void* a = srcs[p.base];
+  const void* b = srcs[p.model];
+  withDtype(types[p.base], [&](auto A) {
+    withDtype(types[p.model], [&](auto B) {
+      constexpr Dtype DA = decltype(A)::value, DB = decltype(B)::value;
+      forRows(srcs, types, p, start, n, [&](size_t r0, double kl) {
+        for (uint64_t j = r0; j < r0 + p.rowLength; ++j) {
+          const double av = loadElem<DA>(a, j);
+          const double d = static_cast<double>(loadElem<DB>(b, j)) - av;
+          const double kept = static_cast<float>(std::fabs(d) * kl) >= p.threshold ? 1.0 : 0.0;
+          storeRoundedOnce(out, to, j, av + d * kept);
+        }
+      });
+    });
   });
 }
 

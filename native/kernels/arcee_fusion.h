@@ -29,10 +29,11 @@ struct ArceeParams {
   uint32_t base = 0, model = 0;  // source indices
   float threshold = 0;
   const double* rowKl = nullptr;  // each row's KL (count / L of them, pointing into the params), or null: computed
+  bool open = false;              // threshold and row KLs left to the tensor's worker (native/local_arcee.h)
 };
 
-// Dest params [L, base, model, threshold, (count / L row KLs)?]; `count` is the job's element count (whole rows).
-// The result points into p for the row KLs: p must outlive it.
+// Dest params [L, base, model, threshold, (count / L row KLs)?], or [L, base, model] (open: a tensor-local job's);
+// `count` is the job's element count (whole rows). The result points into p for the row KLs: p must outlive it.
 ArceeParams decodeArceeParams(const std::vector<double>& p, size_t sourceCount, uint64_t count);
 
 // statParams [L, base, model, shift, bits, prefix x 3, (count / L row KLs)?]: three radix histograms at once (one per
@@ -55,6 +56,8 @@ inline uint32_t arceeOrderKey(float importance) {
 // (indexed by the row's number in the job).
 void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat& s, uint64_t start, size_t n, uint64_t* hist,
                     double* rowKl = nullptr);
+// The tensor in memory (count elements, whole rows): each row's KL into rowKl, every element's order key into keys.
+void arceeRowKeys(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t count, double* rowKl, uint32_t* keys);
 void arceeMerge(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, void* out, Dtype to);
 
 }  // namespace wm

@@ -1,0 +1,67 @@
+// arcee_fusion's per-element arithmetic, scalar truth, and the dispatch to the AVX2 twin (arcee_fusion_rows.h).
+#include "arcee_fusion_rows.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "arcee_fusion.h"
+#include "cpu_backends.h"
+#include "element_io.h"
+
+namespace wm {
+
+void scalar::arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double* x) {
+  double m = -INFINITY;
+  for (size_t j = 0; j < L; ++j) {
+    x[j] = loadElementF32(v, t, r0 + j);
+    m = std::max(m, x[j]);
+  }
+  for (size_t j = 0; j < L; ++j) x[j] -= m;
+}
+
+void scalar::arceeRatios(const double* ea, double sa, const double* eb, double sb, size_t L, double* p, double* r) {
+  for (size_t j = 0; j < L; ++j) {
+    p[j] = eb[j] / sb + 1e-8;
+    r[j] = p[j] / (ea[j] / sa + 1e-8);
+  }
+}
+
+void scalar::arceeKeys(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, uint32_t* keys) {
+  withDtype(ta, [&](auto A) {
+    withDtype(tb, [&](auto B) {
+      constexpr Dtype DA = decltype(A)::value, DB = decltype(B)::value;
+      for (size_t i = 0; i < n; ++i) {
+        const double d = static_cast<double>(loadElem<DB>(b, j0 + i)) - static_cast<double>(loadElem<DA>(a, j0 + i));
+        keys[i] = arceeOrderKey(static_cast<float>(std::fabs(d) * kl));
+      }
+    });
+  });
+}
+
+namespace {
+// Whether the AVX2 twins run: kernels.h's dispatcher's choice (not the scalar path, nor switched off by a test).
+bool useSimd() {
+#if defined(WM_HAVE_AVX2_BACKEND)
+  return std::strcmp(simdPathName(), "scalar") != 0;
+#else
+  return false;
+#endif
+}
+}  // namespace
+
+#if defined(WM_HAVE_AVX2_BACKEND)
+#define WM_ARCEE_DISPATCH(call) (useSimd() ? avx2::call : scalar::call)
+#else
+#define WM_ARCEE_DISPATCH(call) (scalar::call)
+#endif
+
+void arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double* x) { WM_ARCEE_DISPATCH(arceeShiftedRow(v, t, r0, L, x)); }
+void arceeRatios(const double* ea, double sa, const double* eb, double sb, size_t L, double* p, double* r) {
+  WM_ARCEE_DISPATCH(arceeRatios(ea, sa, eb, sb, L, p, r));
+}
+void arceeKeys(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, uint32_t* keys) {
+  WM_ARCEE_DISPATCH(arceeKeys(a, ta, b, tb, j0, n, kl, keys));
+}
+
+}  // namespace wm

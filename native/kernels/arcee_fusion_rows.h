@@ -1,0 +1,32 @@
+// arcee_fusion's per-element arithmetic (arcee_fusion.h): a row's values less its max, the softmax ratios and the
+// importance order keys; scalar truth in arcee_fusion_rows.cc, AVX2 in arcee_fusion_avx2.cc, bit for bit the same
+// (native/tests/arcee_selftest.cc). The sums over a row stay serial in arcee_fusion.cc (their order is the result).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels.h"
+
+namespace wm {
+
+#define WM_ARCEE_ROW_DECLS                                                                                                  \
+  /* x[j] = v[r0 + j] - max_j v (v as f64; std::max's order: a NaN never becomes the max, the first of equal zeros does). */ \
+  void arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double* x);                                              \
+  /* p[j] = eb[j] / sb + 1e-8 and r[j] = p[j] / (ea[j] / sa + 1e-8). */                                                      \
+  void arceeRatios(const double* ea, double sa, const double* eb, double sb, size_t L, double* p, double* r);               \
+  /* keys[i] = arceeOrderKey(f32(|b - a| * kl)) of elements j0 + i, i < n (d = b - a in f64). */                            \
+  void arceeKeys(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, uint32_t* keys);
+
+namespace scalar {
+WM_ARCEE_ROW_DECLS
+}
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+namespace avx2 {
+WM_ARCEE_ROW_DECLS
+}
+#endif
+// The SIMD path where kernels.h's dispatcher takes it, else the scalar one.
+WM_ARCEE_ROW_DECLS
+#undef WM_ARCEE_ROW_DECLS
+
+}  // namespace wm
