@@ -1,0 +1,134 @@
+/**
+ * arcee_fusion as a tensor-local job (native/local_arcee.h): the threshold resolved by the engine from the
+ * tensor read once (row KLs and order keys computed once, an in-memory radix selection of the three order
+ * statistics, mergekit's f32 threshold steps) gives the same bytes as the planner's streaming radix passes
+ * (forced by `localStatistics.maxTensorBytes = 0`), on fresh random inputs with special values (NaN, ±Inf,
+ * ±0, subnormals), mixed dtypes, rows of length 1, a 1-D tensor (one row), ties at the quantiles and more
+ * than a quarter of NaN importances (a NaN threshold); 1 and 3 threads; then end to end through `merge`.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { runPlan } from '../lib/engine/native';
+import type { NativeDtype } from '../lib/engine/native-plan';
+import type { TensorRecipe } from '../lib/engine/plan';
+import { ArceeFusionRecipe, encodeArceeFusionParams } from '../lib/engine/arcee-fusion-params';
+import { makeCheckpointPair } from '../lib/fixtures/fixture';
+import { setArceeFusionThresholds } from '../lib/recipes/arcee-fusion-statistics';
+import { localStatistics } from '../lib/recipes/sparsify';
+import { rng } from './helpers/models';
+import { writeRaw } from './helpers/raw-values';
+import { runRawJob } from './helpers/raw-job';
+import { randomTensors } from './helpers/special-values';
+import { expectLocalStreamedMixedAlike } from './helpers/local-vs-streamed';
+import type { Dtype } from './reference/numerics';
+
+let dir: string;
+const defaultBytes = localStatistics.maxTensorBytes;
+
+beforeAll(async () => {
+  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-local-arcee-'));
+});
+
+afterAll(async () => {
+  await fs.promises.rm(dir, { recursive: true, force: true });
+});
+
+afterEach(() => {
+  localStatistics.maxTensorBytes = defaultBytes;
+});
+
+/** The merged bits (F32, BF16 and F16 outputs) of one tensor, the threshold left to the engine or streamed. */
+async function mergeRaw(files: string[], dtypes: Dtype[], n: number, rowLength: number, threads: number, maxTensorBytes: number) {
+  localStatistics.maxTensorBytes = maxTensorBytes;
+  const arceeFusion: ArceeFusionRecipe = { base: 0, model: 1, rowLength, threshold: 0 };
+  const recipe: TensorRecipe = { op: 'arcee_fusion', models: [0, 1], w: [], dtype: 'F32', arceeFusion };
+  const source = (model: number) => ({ file: files[model], offset: 0, dtype: dtypes[model] as NativeDtype });
+  await setArceeFusionThresholds(
+    new Map([['t', recipe]]),
+    [{ name: 't', count: n, source }],
+    (p) => runPlan({ ...p, outputs: [], threads, blockBytes: 4096, direct: false }),
+    { local: true },
+  );
+  const params = encodeArceeFusionParams(arceeFusion, (s) => s);
+  const { bits } = await runRawJob(dir, { files, dtypes, n, op: 'arcee_fusion', params, threads, blockBytes: 8192 });
+  return { open: arceeFusion.open === true, threshold: arceeFusion.threshold, bits: [...bits.values()] };
+}
+
+/** Random values with special ones in the last `dirtyRows` rows only (a special value makes its row's KL NaN). */
+function values(n: number, rowLength: number, dirtyRows: number, seed: number): { base: number[]; model: number[] } {
+  const raw = randomTensors(n, 1, seed, [1e-3, 1e-2, 0.5]);
+  const ordinary = (x: number) => Number.isFinite(x) && Math.abs(x) < 1e4;
+  const clean = (xs: number[]) => xs.map((x, i) => (i < n - dirtyRows * rowLength && !ordinary(x) ? 0.25 : x));
+  return { base: clean(raw.base), model: clean(raw.models[0]) };
+}
+
+/** Few distinct values and many equal task vectors: runs of equal importances across the quartiles. */
+function tiedValues(n: number, seed: number): { base: number[]; model: number[] } {
+  const r = rng(seed);
+  const base = Array.from({ length: n }, () => [0.5, -0.25, 1, 0][Math.floor(r() * 4)]);
+  const steps = [0, 0, 0, 0.25, -0.25, 0.5];
+  return { base, model: base.map((b) => b + steps[Math.floor(r() * steps.length)]) };
+}
+
+/** Local (1 and 3 threads) against streamed: the same bits in every output dtype; returns the streamed threshold. */
+async function expectLocalAsStreamed(raw: { base: number[]; model: number[] }, dtypes: Dtype[], rowLength: number): Promise<number> {
+  const n = raw.base.length;
+  const files = [writeRaw(dir, raw.base, dtypes[0]).file, writeRaw(dir, raw.model, dtypes[1]).file];
+  const streamed = await mergeRaw(files, dtypes, n, rowLength, 1, 0);
+  expect(streamed.open).toBe(false);
+  for (const threads of [1, 3]) {
+    const local = await mergeRaw(files, dtypes, n, rowLength, threads, defaultBytes);
+    expect(local.open).toBe(true);
+    local.bits.forEach((bits, o) => expect(bits).toEqual(streamed.bits[o]));
+  }
+  return streamed.threshold;
+}
+
+test.each([
+  ['F32', 'F32', 125, 60, 5],
+  ['BF16', 'F16', 125, 60, 5],
+  ['F16', 'BF16', 7, 301, 3],
+  ['F32', 'BF16', 1, 3001, 0],
+  ['BF16', 'F32', 1, 3001, 500],
+  ['F32', 'F16', 4099, 1, 0],
+] as [Dtype, Dtype, number, number, number][])(
+  '%s base, %s model, rows of %p x %p (%p with special values): local and streamed bytes agree',
+  async (tBase, tModel, rowLength, rows, dirtyRows) => {
+    const threshold = await expectLocalAsStreamed(values(rows * rowLength, rowLength, dirtyRows, rowLength * 31 + rows), [tBase, tModel], rowLength);
+    expect(Number.isNaN(threshold)).toBe(false);
+  },
+);
+
+test.each([
+  [16, 300],
+  [1, 4000],
+])('ties at the quartiles (rows of %p): local and streamed bytes agree', async (rowLength, rows) => {
+  const raw = tiedValues(rowLength * rows, rowLength + rows);
+  await expectLocalAsStreamed(raw, ['F32', 'BF16'], rowLength);
+});
+
+test('more than a quarter of NaN importances: a NaN threshold (keeps nothing) both ways', async () => {
+  const rowLength = 50;
+  const rows = 40;
+  const raw = values(rows * rowLength, rowLength, 0, 9);
+  // Every row from the 25th on holds a NaN: its KL is NaN, and so are its elements' importances (> 1/4 of them).
+  for (let row = 24; row < rows; row++) raw.model[row * rowLength + 3] = NaN;
+  const threshold = await expectLocalAsStreamed(raw, ['BF16', 'BF16'], rowLength);
+  expect(Number.isNaN(threshold)).toBe(true);
+});
+
+describe('recipes over fixtures', () => {
+  let A: string;
+  let N: string;
+
+  beforeAll(async () => {
+    const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 8, shards: [2, 1] });
+    const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 8, delta: 0.01 });
+    [A, N] = [pair.instruct, near.thinking];
+  }, 60000);
+
+  test('arcee_fusion: local, streamed and mixed give the same files', async () => {
+    await expectLocalStreamedMixedAlike(dir, { merge_method: 'arcee_fusion', base_model: N, models: [{ model: A }, { model: N }] });
+  });
+});
