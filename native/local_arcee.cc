@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 
 namespace wm {
 
@@ -33,19 +34,30 @@ uint64_t localArceeScratchBytes(const std::vector<ArceeParams>& dests, uint64_t 
 }
 
 void arceeKeysAtRanks(const uint32_t* keys, uint64_t count, const uint64_t ranks[3], uint32_t out[3]) {
-  thread_local std::vector<uint64_t> counts;  // kept per thread: no 2 MB allocation per tensor
-  counts.assign(kDigit, 0);
-  for (uint64_t i = 0; i < count; ++i) ++counts[keys[i] >> 16];
+  if (count > UINT32_MAX) throw std::logic_error("internal: an arcee_fusion tensor-local job of 2^32 elements or more");
+  // The high 16 bits in four interleaved 32-bit histograms (kept per thread: no allocation per tensor), so that a
+  // run of equal keys (a row's zeros, a row of NaN) does not wait on its own increments of one counter.
+  thread_local std::vector<uint32_t> ways;
+  ways.assign(4 * kDigit, 0);
+  uint64_t i = 0;
+  for (; i + 4 <= count; i += 4) {
+    for (uint64_t k = 0; k < 4; ++k) ++ways[k * kDigit + (keys[i + k] >> 16)];
+  }
+  for (; i < count; ++i) ++ways[keys[i] >> 16];
+  thread_local std::vector<uint64_t> counts;
+  counts.assign(3 * kDigit, 0);
+  for (size_t b = 0; b < kDigit; ++b) counts[b] = uint64_t{ways[b]} + ways[kDigit + b] + ways[2 * kDigit + b] + ways[3 * kDigit + b];
   uint64_t left[3];
   uint32_t high[3];
   for (int q = 0; q < 3; ++q) {
     left[q] = ranks[q];
     high[q] = static_cast<uint32_t>(binOfAscendingRank(counts.data(), left[q]));
   }
-  // The low 16 bits within each quantile's high bin (one pass for all three: equal bins share counts).
-  counts.assign(3 * kDigit, 0);
-  for (uint64_t i = 0; i < count; ++i) {
+  // The low 16 bits within each quantile's high bin (one pass for all three).
+  std::fill(counts.begin(), counts.end(), 0);
+  for (i = 0; i < count; ++i) {
     const uint32_t h = keys[i] >> 16, low = keys[i] & 0xFFFFu;
+    if (h != high[0] && h != high[1] && h != high[2]) continue;
     for (int q = 0; q < 3; ++q) {
       if (h == high[q]) ++counts[q * kDigit + low];
     }

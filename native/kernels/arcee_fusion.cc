@@ -126,20 +126,8 @@ void arceeRowKeys(const void* const* srcs, const Dtype* types, const ArceeParams
 
 void arceeMerge(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, void* out, Dtype to) {
   if (p.open) throw std::logic_error("internal: an arcee_fusion merge with its threshold still open");
-  const void* a = srcs[p.base];
-  const void* b = srcs[p.model];
-  withDtype(types[p.base], [&](auto A) {
-    withDtype(types[p.model], [&](auto B) {
-      constexpr Dtype DA = decltype(A)::value, DB = decltype(B)::value;
-      forRows(srcs, types, p, start, n, [&](size_t r0, double kl) {
-        for (uint64_t j = r0; j < r0 + p.rowLength; ++j) {
-          const double av = loadElem<DA>(a, j);
-          const double d = static_cast<double>(loadElem<DB>(b, j)) - av;
-          const double kept = static_cast<float>(std::fabs(d) * kl) >= p.threshold ? 1.0 : 0.0;
-          storeRoundedOnce(out, to, j, av + d * kept);
-        }
-      });
-    });
+  forRows(srcs, types, p, start, n, [&](size_t r0, double kl) {
+    arceeMergeRow(srcs[p.base], types[p.base], srcs[p.model], types[p.model], r0, p.rowLength, kl, p.threshold, out, to);
   });
 }
 

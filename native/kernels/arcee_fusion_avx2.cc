@@ -58,7 +58,32 @@ __attribute__((target("avx2,fma,f16c"))) void keys4(const void* a, const void* b
   if (i < n) scalar::arceeKeys(a, DA, b, DB, j0 + i, n - i, kl, keys + i);
 }
 
+template <Dtype DA, Dtype DB, Dtype TO>
+__attribute__((target("avx2,fma,f16c"))) void merge4(const void* a, const void* b, size_t j0, size_t n, double kl, float threshold, void* out) {
+  const __m256d k = _mm256_set1_pd(kl), one = _mm256_set1_pd(1.0);
+  const __m256d absMask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));
+  const __m128 t = _mm_set1_ps(threshold);
+  size_t j = j0;
+  for (; j + 4 <= j0 + n; j += 4) {
+    const __m256d a4 = _mm256_cvtps_pd(load4<DA>(a, j));
+    const __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(load4<DB>(b, j)), a4);
+    const __m128 imp = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_and_pd(d, absMask), k));
+    // importance >= threshold (false for a NaN on either side), widened to the f64 lanes: 1.0 or +0.0.
+    const __m256d keep = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_castps_si128(_mm_cmp_ps(imp, t, _CMP_GE_OQ))));
+    storeResult4<TO>(out, j, _mm256_add_pd(a4, rounded(_mm256_mul_pd(d, _mm256_and_pd(keep, one)))));
+  }
+  if (j < j0 + n) scalar::arceeMergeRow(a, DA, b, DB, j, j0 + n - j, kl, threshold, out, TO);
+}
+
 }  // namespace
+
+void arceeMergeRow(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, float threshold, void* out, Dtype to) {
+  withDtype(ta, [&](auto A) {
+    withDtype(tb, [&](auto B) {
+      withDtype(to, [&](auto O) { merge4<decltype(A)::value, decltype(B)::value, decltype(O)::value>(a, b, j0, n, kl, threshold, out); });
+    });
+  });
+}
 
 void arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double* x) {
   withDtype(t, [&](auto T) { shiftedRow<decltype(T)::value>(v, r0, L, x); });

@@ -39,6 +39,21 @@ void scalar::arceeKeys(const void* a, Dtype ta, const void* b, Dtype tb, size_t 
   });
 }
 
+void scalar::arceeMergeRow(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, float threshold, void* out, Dtype to) {
+  withDtype(ta, [&](auto A) {
+    withDtype(tb, [&](auto B) {
+      constexpr Dtype DA = decltype(A)::value, DB = decltype(B)::value;
+      for (size_t j = j0; j < j0 + n; ++j) {
+        const double av = loadElem<DA>(a, j);
+        const double d = static_cast<double>(loadElem<DB>(b, j)) - av;
+        // NaN * 0 is NaN, as mergekit's products; a NaN importance or threshold keeps nothing.
+        const double kept = static_cast<float>(std::fabs(d) * kl) >= threshold ? 1.0 : 0.0;
+        storeRoundedOnce(out, to, j, av + d * kept);
+      }
+    });
+  });
+}
+
 namespace {
 // Whether the AVX2 twins run: kernels.h's dispatcher's choice (not the scalar path, nor switched off by a test).
 bool useSimd() {
@@ -62,6 +77,10 @@ void arceeRatios(const double* ea, double sa, const double* eb, double sb, size_
 }
 void arceeKeys(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, uint32_t* keys) {
   WM_ARCEE_DISPATCH(arceeKeys(a, ta, b, tb, j0, n, kl, keys));
+}
+
+void arceeMergeRow(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, float threshold, void* out, Dtype to) {
+  WM_ARCEE_DISPATCH(arceeMergeRow(a, ta, b, tb, j0, n, kl, threshold, out, to));
 }
 
 }  // namespace wm

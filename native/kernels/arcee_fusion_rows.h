@@ -15,7 +15,9 @@ namespace wm {
   /* p[j] = eb[j] / sb + 1e-8 and r[j] = p[j] / (ea[j] / sa + 1e-8). */                                                      \
   void arceeRatios(const double* ea, double sa, const double* eb, double sb, size_t L, double* p, double* r);               \
   /* keys[i] = arceeOrderKey(f32(|b - a| * kl)) of elements j0 + i, i < n (d = b - a in f64). */                            \
-  void arceeKeys(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, uint32_t* keys);
+  void arceeKeys(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, uint32_t* keys);              \
+  /* out[j] = round(a + d * (f32(|d| * kl) >= threshold ? 1 : 0)) for j = j0 .. j0 + n - 1, f64, one rounding to `to`. */       \
+  void arceeMergeRow(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, float threshold, void* out, Dtype to);
 
 namespace scalar {
 WM_ARCEE_ROW_DECLS
