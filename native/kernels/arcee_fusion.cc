@@ -39,41 +39,63 @@ const double* rowKlAt(const std::vector<double>& p, size_t at, uint64_t rows) {
   return p.data() + at;
 }
 
-// KL(softmax(b) + eps || softmax(a) + eps) of the row at element r0 (f64; NaN where a value is not finite).
-// The per-element steps run over the row as arrays (arcee_fusion_rows.h, arcee_exp_log_loops.h); the sums stay
-// serial, in element order: their rounding is the result.
-double rowDivergence(const void* a, Dtype ta, const void* b, Dtype tb, size_t r0, uint64_t L) {
+// KL(softmax(b) + eps || softmax(a) + eps) of R rows of L elements from element r0 into kl[0 .. R - 1] (f64; NaN
+// where a value is not finite). The per-element steps run over the rows as arrays (arcee_fusion_rows.h,
+// arcee_exp_log_loops.h); each row's sums stay serial, in element order (their rounding is the result), the R
+// rows' chains of adds interleaved so that one does not wait for another.
+template <size_t R>
+void rowDivergences(const void* a, Dtype ta, const void* b, Dtype tb, size_t r0, uint64_t L, double* kl) {
   thread_local std::vector<double> xa, xb, ea, eb;
-  for (std::vector<double>* v : {&xa, &xb, &ea, &eb}) v->resize(L);
-  arceeShiftedRow(a, ta, r0, L, xa.data());
-  arceeShiftedRow(b, tb, r0, L, xb.data());
-  expArray(xa.data(), ea.data(), L);
-  expArray(xb.data(), eb.data(), L);
-  double sa = 0, sb = 0;
+  for (std::vector<double>* v : {&xa, &xb, &ea, &eb}) v->resize(R * L);
+  for (size_t k = 0; k < R; ++k) {
+    arceeShiftedRow(a, ta, r0 + k * L, L, xa.data() + k * L);
+    arceeShiftedRow(b, tb, r0 + k * L, L, xb.data() + k * L);
+  }
+  expArray(xa.data(), ea.data(), R * L);
+  expArray(xb.data(), eb.data(), R * L);
+  double sa[R] = {}, sb[R] = {};
   for (uint64_t j = 0; j < L; ++j) {
-    sa += ea[j];
-    sb += eb[j];
+    for (size_t k = 0; k < R; ++k) {
+      sa[k] += ea[k * L + j];
+      sb[k] += eb[k * L + j];
+    }
   }
   double* p = xa.data();
   double* ratio = xb.data();
-  arceeRatios(ea.data(), sa, eb.data(), sb, L, p, ratio);
+  for (size_t k = 0; k < R; ++k) arceeRatios(ea.data() + k * L, sa[k], eb.data() + k * L, sb[k], L, p + k * L, ratio + k * L);
   double* logRatio = ea.data();
-  logArray(ratio, logRatio, L);
-  double kl = 0;
-  for (uint64_t j = 0; j < L; ++j) kl += p[j] * logRatio[j];
-  return kl;
+  logArray(ratio, logRatio, R * L);
+  double sum[R] = {};
+  for (uint64_t j = 0; j < L; ++j) {
+    for (size_t k = 0; k < R; ++k) sum[k] += p[k * L + j] * logRatio[k * L + j];
+  }
+  std::copy(sum, sum + R, kl);
 }
 
+// Rows whose KLs are computed together (rowDivergences), while their arrays stay small enough for the cache.
+constexpr size_t kRowGroup = 4;
+constexpr uint64_t kGroupElements = 4096;
+
 // Each row's KL of the piece (start, n: whole rows): given, or computed (and written to klOut unless null);
-// calls row(r0, kl) for the row at piece element r0.
+// calls row(r0, kl) for the row at piece element r0, in order.
 template <typename F>
 void forRows(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, F row, double* klOut = nullptr) {
-  if (start % p.rowLength != 0 || n % p.rowLength != 0) throw std::logic_error("internal: an arcee_fusion piece is not whole rows");
-  for (size_t r0 = 0; r0 < n; r0 += p.rowLength) {
-    const uint64_t at = (start + r0) / p.rowLength;
-    const double kl = p.rowKl ? p.rowKl[at] : rowDivergence(srcs[p.base], types[p.base], srcs[p.model], types[p.model], r0, p.rowLength);
-    if (klOut) klOut[at] = kl;
-    row(r0, kl);
+  const uint64_t L = p.rowLength;
+  if (start % L != 0 || n % L != 0) throw std::logic_error("internal: an arcee_fusion piece is not whole rows");
+  const void* a = srcs[p.base];
+  const void* b = srcs[p.model];
+  double kl[kRowGroup];
+  for (size_t r0 = 0; r0 < n;) {
+    const size_t rows = p.rowKl ? 1 : std::min<size_t>({kRowGroup, (n - r0) / L, std::max<uint64_t>(1, kGroupElements / L)});
+    if (p.rowKl) kl[0] = p.rowKl[(start + r0) / L];
+    else if (rows == 4) rowDivergences<4>(a, types[p.base], b, types[p.model], r0, L, kl);
+    else if (rows == 3) rowDivergences<3>(a, types[p.base], b, types[p.model], r0, L, kl);
+    else if (rows == 2) rowDivergences<2>(a, types[p.base], b, types[p.model], r0, L, kl);
+    else rowDivergences<1>(a, types[p.base], b, types[p.model], r0, L, kl);
+    for (size_t k = 0; k < rows; ++k, r0 += L) {
+      if (klOut) klOut[(start + r0) / L] = kl[k];
+      row(r0, kl[k]);
+    }
   }
 }
 
