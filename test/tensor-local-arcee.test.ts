@@ -4,7 +4,8 @@
  * statistics, mergekit's f32 threshold steps) gives the same bytes as the planner's streaming radix passes
  * (forced by `localStatistics.maxTensorBytes = 0`), on fresh random inputs with special values (NaN, ±Inf,
  * ±0, subnormals), mixed dtypes, rows of length 1, a 1-D tensor (one row), ties at the quantiles and more
- * than a quarter of NaN importances (a NaN threshold); 1 and 3 threads; then end to end through `merge`.
+ * than a quarter of NaN importances (a NaN threshold), tensors below and above 2^16 elements (the engine selects
+ * in place or by radix counts); 1 and 3 threads; then end to end through `merge`.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -92,6 +93,7 @@ test.each([
   ['F32', 'BF16', 1, 3001, 0],
   ['BF16', 'F32', 1, 3001, 500],
   ['F32', 'F16', 4099, 1, 0],
+  ['BF16', 'BF16', 300, 256, 4], // above 2^16 elements: the engine's radix selection (below, std::nth_element)
 ] as [Dtype, Dtype, number, number, number][])(
   '%s base, %s model, rows of %p x %p (%p with special values): local and streamed bytes agree',
   async (tBase, tModel, rowLength, rows, dirtyRows) => {
@@ -103,6 +105,7 @@ test.each([
 test.each([
   [16, 300],
   [1, 4000],
+  [32, 2100],
 ])('ties at the quartiles (rows of %p): local and streamed bytes agree', async (rowLength, rows) => {
   const raw = tiedValues(rowLength * rows, rowLength + rows);
   await expectLocalAsStreamed(raw, ['F32', 'BF16'], rowLength);
