@@ -12,7 +12,9 @@
 // as mergekit's comparison with NaN.
 // Each row's KL costs two exps and a log per element, so the planner computes it once: the first histogram
 // pass returns every row's KL after its counts, and the later passes and the merge take them as their
-// params' tail (f64, exact through the plan) instead of computing them again.
+// params' tail (f64, exact through the plan) instead of computing them again. Below the local budget the
+// dest leaves the threshold open ([L, base, model]) and the tensor's worker finds it from the tensor in
+// memory (native/local_arcee.h, through arceeRowKeys). The per-element arithmetic lives in arcee_fusion_rows.h.
 #pragma once
 #include <cmath>
 #include <cstddef>
