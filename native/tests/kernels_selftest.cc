@@ -515,6 +515,7 @@ int main(int argc, char** argv) {
   testNearswap(seed);
   testSce(seed);
   testDella(seed);
+  testExactExpLog(seed);
   if (!(argc > 2 && std::string(argv[2]) == "--quick")) testConversionsExhaustive();
   std::printf("digest %016" PRIx64 "\n", digest);
   if (failures) {
