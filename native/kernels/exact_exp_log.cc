@@ -27,7 +27,7 @@ void split(long double x, double& hi, double& lo) {
 
 Tables build() {
   Tables t;
-  for (int j = 0; j < kExpSize; ++j) split(std::exp2l(static_cast<long double>(j) / kExpSize), t.expHi[j], t.expLo[j]);
+  for (int j = 0; j < kExpSize; ++j) split(std::exp2l(static_cast<long double>(j) / kExpSize), t.exp[j][0], t.exp[j][1]);
   for (int j = 0; j < kLogSize; ++j) {
     const unsigned long long lo = kLogOffset + (static_cast<unsigned long long>(j) << (52 - kLogBits));
     const unsigned long long hi = kLogOffset + (static_cast<unsigned long long>(j + 1) << (52 - kLogBits));
@@ -36,10 +36,12 @@ Tables build() {
     std::memcpy(&mHi, &hi, 8);
     // Next to m = 1 the inverse is 1 itself, so that log x ~ x - 1 suffers no cancellation against the table's log.
     const long double c = (mLo == 1.0 || mHi == 1.0) ? 1.0L : roundToBits(2.0L / (static_cast<long double>(mLo) + mHi), kLogInverseBits);
-    t.logInverse[j] = static_cast<double>(c);
     const long double minusLog = -std::log(c);
-    t.logHi[j] = static_cast<double>(std::nearbyint(std::ldexp(minusLog, 42)) * 0x1p-42L);  // exact: |log c| < 1/2
-    t.logLo[j] = static_cast<double>(minusLog - t.logHi[j]);
+    const double logHi = static_cast<double>(std::nearbyint(std::ldexp(minusLog, 42)) * 0x1p-42L);  // exact: |log c| < 1/2
+    t.log[j][0] = static_cast<double>(c);
+    t.log[j][1] = logHi;
+    t.log[j][2] = static_cast<double>(minusLog - logHi);
+    t.log[j][3] = 0;
   }
   return t;
 }

@@ -35,7 +35,6 @@ struct Avx2Lanes {
   static V fms(V a, V b, V c) { return _mm256_fmsub_pd(a, b, c); }
   static V fnma(V a, V b, V c) { return _mm256_fnmadd_pd(a, b, c); }
   static V abs(V a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a); }
-  static V blend(M m, V a, V b) { return _mm256_blendv_pd(b, a, m); }
   static M ge(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_GE_OQ); }
   static M le(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_LE_OQ); }
   static M lt(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
@@ -53,7 +52,14 @@ struct Avx2Lanes {
   static I shl(I a) { return _mm256_slli_epi64(a, N); }
   template <int N>
   static I shr(I a) { return _mm256_srli_epi64(a, N); }
-  static V gather(const double* table, I j) { return _mm256_i64gather_pd(table, j, 8); }
+  static void pairs(const double* base, I offsets, V& first, V& second) {  // two 16-byte loads per 128-bit half, unpacked
+    alignas(32) long long k[4];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(k), offsets);
+    const V a = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(base + k[0])), _mm_loadu_pd(base + k[2]), 1);
+    const V b = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(base + k[1])), _mm_loadu_pd(base + k[3]), 1);
+    first = _mm256_unpacklo_pd(a, b);
+    second = _mm256_unpackhi_pd(a, b);
+  }
 };
 
 }  // namespace

@@ -36,7 +36,6 @@ struct Avx512Lanes {
   static V fms(V a, V b, V c) { return _mm512_fmsub_pd(a, b, c); }
   static V fnma(V a, V b, V c) { return _mm512_fnmadd_pd(a, b, c); }
   static V abs(V a) { return _mm512_abs_pd(a); }
-  static V blend(M m, V a, V b) { return _mm512_mask_blend_pd(m, b, a); }
   static M ge(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_GE_OQ); }
   static M le(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_LE_OQ); }
   static M lt(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
@@ -54,7 +53,18 @@ struct Avx512Lanes {
   static I shl(I a) { return _mm512_slli_epi64(a, N); }
   template <int N>
   static I shr(I a) { return _mm512_srli_epi64(a, N); }
-  static V gather(const double* table, I j) { return _mm512_i64gather_pd(j, table, 8); }
+  static void pairs(const double* base, I offsets, V& first, V& second) {  // 16-byte loads into each 128-bit lane, unpacked
+    alignas(64) long long k[8];
+    _mm512_store_si512(k, offsets);
+    auto quad = [&](int l) {  // lanes l, l + 2, l + 4, l + 6
+      const __m256d low = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(base + k[l])), _mm_loadu_pd(base + k[l + 2]), 1);
+      const __m256d high = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(base + k[l + 4])), _mm_loadu_pd(base + k[l + 6]), 1);
+      return _mm512_insertf64x4(_mm512_castpd256_pd512(low), high, 1);
+    };
+    const V a = quad(0), b = quad(1);
+    first = _mm512_unpacklo_pd(a, b);
+    second = _mm512_unpackhi_pd(a, b);
+  }
 };
 
 }  // namespace

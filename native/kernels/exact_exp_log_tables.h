@@ -22,10 +22,11 @@ constexpr double kLn2x128Lo = -0x1.c610ca86c3899p-44;  // the rest (error ~2^-97
 constexpr double kLn2Hi = 0x1.62e42fefa3800p-1;       // ln 2 to 42 bits: e * it is exact for |e| < 2^11
 constexpr double kLn2Lo = 0x1.ef35793c76730p-45;      // the rest (error ~2^-98)
 
+// Each lane's entries side by side, so that a lane's lookup is one or two 16-byte loads (SIMD gathers are slow).
 struct Tables {
-  double expHi[kExpSize], expLo[kExpSize];  // 2^(j/128) = hi + lo
-  double logInverse[kLogSize];              // c_j ~ 1/m on interval j, kLogInverseBits bits (1 next to m = 1)
-  double logHi[kLogSize], logLo[kLogSize];  // -log(c_j) = hi + lo, hi a multiple of 2^-42 (as e * kLn2Hi: their sum is exact)
+  alignas(64) double exp[kExpSize][2];  // {hi, lo}: 2^(j/128) = hi + lo
+  alignas(64) double log[kLogSize][4];  // {c, hi, lo, 0}: c ~ 1/m on interval j, kLogInverseBits bits (1 next to m = 1);
+                                        // -log(c) = hi + lo, hi a multiple of 2^-42 (as e * kLn2Hi: their sum is exact)
 };
 const Tables& tables();  // built on first use
 

@@ -144,16 +144,16 @@ void testTables() {
   const auto& t = wm::exactexp::tables();
   for (int j = 0; j < wm::exactexp::kExpSize; ++j) {
     const long double want = std::exp2(static_cast<long double>(j) / wm::exactexp::kExpSize);
-    CHECK(std::fabs((static_cast<long double>(t.expHi[j]) + t.expLo[j]) / want - 1) < 0x1p-62L, "exp table entry %d", j);
+    CHECK(std::fabs((static_cast<long double>(t.exp[j][0]) + t.exp[j][1]) / want - 1) < 0x1p-62L, "exp table entry %d", j);
   }
   for (int j = 0; j < wm::exactexp::kLogSize; ++j) {
-    const long double c = t.logInverse[j];
+    const long double c = t.log[j][0];
     for (uint64_t end : {uint64_t(j), uint64_t(j) + 1}) {
       const long double m = fromBits(wm::exactexp::kLogOffset + (end << (52 - wm::exactexp::kLogBits)));
       const long double edge = end == uint64_t(j) ? m : std::nextafter(static_cast<double>(m), 0.0);  // the interval's last mantissa
       CHECK(std::fabs(edge * c - 1) < 0x1p-9L, "log interval %d: |m c - 1| = %Lg at its end", j, std::fabs(edge * c - 1));
     }
-    CHECK(std::fabs(static_cast<long double>(t.logHi[j]) + t.logLo[j] + std::log(c)) <= 0x1p-62L * std::fabs(std::log(c)), "log table entry %d", j);
+    CHECK(std::fabs(static_cast<long double>(t.log[j][1]) + t.log[j][2] + std::log(c)) <= 0x1p-62L * std::fabs(std::log(c)), "log table entry %d", j);
   }
 }
 
