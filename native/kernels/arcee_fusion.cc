@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "arcee_exp_log_loops.h"
+#include "exact_exp_log.h"
 #include "arcee_fusion_rows.h"
 #include "cpu_backends.h"
 #include "element_io.h"
@@ -40,9 +40,9 @@ const double* rowKlAt(const std::vector<double>& p, size_t at, uint64_t rows) {
 }
 
 // KL(softmax(b) + eps || softmax(a) + eps) of R rows of L elements from element r0 into kl[0 .. R - 1] (f64; NaN
-// where a value is not finite). The per-element steps run over the rows as arrays (arcee_fusion_rows.h,
-// arcee_exp_log_loops.h); each row's sums stay serial, in element order (their rounding is the result), the R
-// rows' chains of adds interleaved so that one does not wait for another.
+// where a value is not finite). The per-element steps run over the rows as arrays (arcee_fusion_rows.h; exact_exp_log.h:
+// SIMD, equal to std::exp and std::log); each row's sums stay serial, in element order (their rounding is the result),
+// the R rows' chains of adds interleaved so that one does not wait for another.
 template <size_t R>
 void rowDivergences(const void* a, Dtype ta, const void* b, Dtype tb, size_t r0, uint64_t L, double* kl) {
   thread_local std::vector<double> xa, xb, ea, eb;
