@@ -14,7 +14,7 @@ namespace {
 
 constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
 
-// Four draws a step; Wide: splitmix64's products with VPMULLQ (compiled for AVX-512DQ/VL, run where avx512Enabled()).
+// Four draws a step; Wide: splitmix64's products with VPMULLQ (compiled for AVX-512DQ/VL, run where avx512Enabled(); flatten inlines them).
 template <bool Wide>
 __attribute__((always_inline, target("avx2,fma,f16c"))) inline size_t uniformsLoop(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u) {
   const uint64_t c0 = seedKey + (first + 1) * kGolden;
@@ -29,7 +29,7 @@ __attribute__((always_inline, target("avx2,fma,f16c"))) inline size_t uniformsLo
   return j;
 }
 
-__attribute__((target("avx2,fma,f16c,avx512f,avx512dq,avx512vl"))) size_t uniformsWide(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u) {
+__attribute__((target("avx2,fma,f16c,avx512f,avx512dq,avx512vl"), flatten)) size_t uniformsWide(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u) {
   return uniformsLoop<true>(seedKey, first, n, u);
 }
 

@@ -39,9 +39,12 @@ class DellaRowRanker {
   // After draw(): how many of bucket i's elements were kept.
   uint32_t kept(uint32_t i) const { return kept_[i]; }
 
+ static constexpr uint32_t kChunks = 4;  // the row's positions in 4 chunks, each with its own counters (della_rank.cc)
+
  private:
   static constexpr uint32_t kBuckets = 1u << 15;  // high 16 bits of a key < 2^31
-  // Per bucket: its count, then its next rank (low 32 bits) and, in draw(), its kept count (high 32 bits); zero between rows.
+  void clear();                                    // next_ back to zero
+  // Per bucket and chunk: its count, then its next rank (low 32 bits) and, in draw(), its kept count (high 32 bits); zero between rows.
   std::vector<uint64_t> next_;
   std::vector<uint64_t> occupied_;                 // one bit per bucket
   uint64_t summary_[kBuckets / 64 / 64] = {};      // one bit per nonzero word of occupied_
