@@ -173,6 +173,48 @@ void keepOrBase(const E* x, const E* base, const uint8_t* keep, size_t n, E* out
   }
 }
 
+// Whether no element of a piece is +-Inf or NaN (its exponent bits all ones), by a branch-free reduction that vectorizes.
+template <typename E>
+bool allFinite(const E* v, size_t n, E exponent) {
+  E all = 0;
+  for (size_t j = 0; j < n; ++j) all |= static_cast<E>((v[j] & exponent) == exponent);
+  return all == 0;
+}
+
+// A tensor-local job's merge where every model's mask is a keepBits map, all sources share the base's dtype and the piece's
+// base and every scale are finite: sparseMerge reads the sources and the maps directly, without the kept copies. A dropped element's e_k is
+// then 0, as (base - base) * scale is for a finite base and scale (not for +-Inf or NaN: those take dellaMerge's copies).
+bool mergeByKeepBits(const void* const* srcs, const Dtype* types, const DellaParams& p, uint64_t count, uint64_t start, size_t n, void* out,
+                     Dtype to) {
+  const Dtype tb = types[p.baseSource];
+  if (tb != Dtype::F32 && tb != Dtype::F16 && tb != Dtype::BF16) return false;
+  for (const DellaModel& dm : p.models) {
+    // An infinite scale makes a dropped element's (base - base) * scale NaN, too.
+    if (dm.keepBits == nullptr || types[dm.source] != tb || !std::isfinite(dm.scale)) return false;
+  }
+  const void* base = srcs[p.baseSource];
+  const bool finite = tb == Dtype::F32   ? allFinite(static_cast<const uint32_t*>(base), n, uint32_t{0x7F800000u})
+                      : tb == Dtype::F16 ? allFinite(static_cast<const uint16_t*>(base), n, uint16_t{0x7C00u})
+                                         : allFinite(static_cast<const uint16_t*>(base), n, uint16_t{0x7F80u});
+  if (!finite) return false;
+  SparseParams sp;
+  sp.consensus = p.consensus;
+  sp.normalize = p.normalize;
+  sp.lambda = p.lambda;
+  sp.indexBits = sparseIndexBits(count);
+  sp.baseSource = p.baseSource;
+  for (const DellaModel& dm : p.models) {
+    SparseModel sm;  // the mask read from the map; no cuts
+    sm.source = dm.source;
+    sm.weight = dm.weight;
+    sm.scale = dm.scale;
+    sm.keepBits = dm.keepBits;
+    sp.models.push_back(sm);
+  }
+  sparseMerge(srcs, types, sp, count, start, n, out, to);
+  return true;
+}
+
 }  // namespace
 
 namespace scalar {
@@ -229,6 +271,7 @@ void dellaMerge(const void* const* srcs, const Dtype* types, const DellaParams& 
   const size_t m = p.models.size();
   const void* base = srcs[p.baseSource];
   const Dtype tb = types[p.baseSource];
+  if (mergeByKeepBits(srcs, types, p, count, start, n, out, to)) return;
   // The kept values in one dtype for every source, so that sparseMerge takes its SIMD path: the base's
   // when every model shares it (a kept value is then a byte copy), else f32 (exact for every input dtype).
   bool same = true;

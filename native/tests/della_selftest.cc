@@ -4,6 +4,7 @@
 // uniform rows through dellaKeep and dellaL1Buckets, and the AVX2 uniform draws against the scalar ones bit for bit
 // (run by kernels_selftest.cc's main).
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <cstdint>
 #include <cstdio>
@@ -197,6 +198,73 @@ void testUniforms(Rng& r) {
   std::printf("della uniforms: %zu cases\n", cases);
 }
 
+// dellaMerge reading each model's keepBits map (a tensor-local job; della.cc's mergeByKeepBits where the base and scales are
+// finite) against dellaMerge drawing the masks itself (the kept copies): the same bytes, with finite and special bases,
+// finite and infinite scales, one and two models, each consensus, SIMD on and off.
+void testMergeByBits(Rng& r) {
+  size_t cases = 0;
+  for (Dtype t : {Dtype::BF16, Dtype::F16, Dtype::F32}) {
+    for (size_t m : {size_t{1}, size_t{2}}) {
+      for (int variant = 0; variant < 8; ++variant) {
+        const bool finiteBase = (variant & 1) != 0, infScale = (variant & 2) != 0;
+        const wm::Consensus consensus = (variant & 4) != 0 ? wm::Consensus::Sum : wm::Consensus::None;
+        const uint64_t L = 64, n = 5 * L, start = 2 * L, count = start + n + L;
+        const size_t es = wm::dtypeSize(t);
+        std::vector<unsigned char> base = randomTensor(r, t, count);
+        if (finiteBase) {
+          // Special values out of the base (x keeps them): an exponent of all ones becomes zero.
+          for (uint64_t i = 0; i < count; ++i) {
+            uint32_t bits = 0;
+            std::memcpy(&bits, base.data() + i * es, es);
+            const uint32_t e = t == Dtype::F32 ? 0x7F800000u : t == Dtype::F16 ? 0x7C00u : 0x7F80u;
+            if ((bits & e) == e) bits &= ~e;
+            std::memcpy(base.data() + i * es, &bits, es);
+          }
+        }
+        std::vector<std::vector<unsigned char>> xs;
+        std::vector<std::vector<uint8_t>> maps(m, std::vector<uint8_t>(wm::keepBitsBytes(count), 0));
+        wm::DellaParams p;
+        p.consensus = consensus;
+        p.normalize = variant % 3 == 0;
+        p.lambda = 0.75;
+        p.baseSource = 0;
+        p.rows.length = L;
+        for (size_t k = 0; k < m; ++k) {
+          xs.push_back(variant % 2 == 0 ? randomTensor(r, t, count) : nearTensor(r, base, t, t, count));
+          wm::DellaModel dm;
+          dm.source = static_cast<uint32_t>(k + 1);
+          dm.weight = k == 0 ? 0.8 : -0.3;
+          dm.density = 0.5;
+          dm.epsilon = 0.1;
+          dm.seedKey = r.next();
+          dm.scale = infScale && k == m - 1 ? INFINITY : 1.75f;
+          std::vector<uint64_t> sums(2 * wm::kL1Buckets, 0);
+          wm::dellaL1Buckets(base.data() + start * es, t, xs[k].data() + start * es, t, p.rows, dm, start, n, sums.data(),
+                             sums.data() + wm::kL1Buckets, maps[k].data());
+          p.models.push_back(dm);
+        }
+        std::vector<const void*> srcs{base.data() + start * es};
+        for (const auto& x : xs) srcs.push_back(x.data() + start * es);
+        const std::vector<Dtype> types(m + 1, t);
+        for (bool simd : {false, true}) {
+          wm::setSimdEnabled(simd);
+          std::vector<unsigned char> drawn(n * es + 1, 0xA5), read(n * es + 1, 0x5A);
+          wm::dellaMerge(srcs.data(), types.data(), p, count, start, n, drawn.data(), t);
+          wm::DellaParams withBits = p;
+          for (size_t k = 0; k < m; ++k) withBits.models[k].keepBits = maps[k].data();
+          wm::dellaMerge(srcs.data(), types.data(), withBits, count, start, n, read.data(), t);
+          CHECK(std::memcmp(drawn.data(), read.data(), n * es) == 0, "dellaMerge %s m=%zu variant %d simd %d: keepBits maps != drawn masks",
+                dtypeName(t), m, variant, simd);
+          digestBytes(read.data(), n * es);
+          ++cases;
+        }
+      }
+    }
+  }
+  wm::setSimdEnabled(true);
+  std::printf("della merge by keep bits: %zu cases\n", cases);
+}
+
 }  // namespace
 
 void testDella(uint64_t seed) {
@@ -204,4 +272,5 @@ void testDella(uint64_t seed) {
   testRanks(r);
   testKeep(r);
   testUniforms(r);
+  testMergeByBits(r);
 }
