@@ -71,13 +71,13 @@ WM_SCE_CHUNK_DECLS
 #endif
 #undef WM_SCE_CHUNK_DECLS
 
-// della.h's MAGPRUNE draws (scalar in della.cc, AVX2 in della_avx2.cc).
+// della.h's MAGPRUNE uniform draws (scalar in della.cc, AVX2 in della_avx2.cc).
 namespace scalar {
-void dellaDraws(uint64_t seedKey, uint64_t first, const uint32_t* rankOf, const uint64_t* limit, size_t n, uint8_t* keep);
+void dellaUniforms(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u);
 }
 #if defined(WM_HAVE_AVX2_BACKEND)
 namespace avx2 {
-void dellaDraws(uint64_t seedKey, uint64_t first, const uint32_t* rankOf, const uint64_t* limit, size_t n, uint8_t* keep);
+void dellaUniforms(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u);
 }
 #endif
 

@@ -48,34 +48,37 @@ void modelAt(const std::vector<double>& p, size_t o, DellaModel& m) {
 // an integer k < y exactly when k < ceil(y)).
 uint64_t keepLimit(double p) { return p <= 0 ? 0 : p >= 1 ? uint64_t{1} << 53 : static_cast<uint64_t>(std::ceil(p * 0x1.0p53)); }
 
-// Per thread: a block of rows' |d| bits and ranks (by block index), the keep limit of each rank, the ranker's tables, L1 sums.
+// Per thread: a block of rows' |d| bits, draws and ranks (by block index), the keep limit of each rank (for the
+// row length, density and epsilon of limitOf), the ranker's tables, L1 sums.
 struct DellaScratch {
   DellaRowRanker ranker;
   std::vector<uint32_t> keys, rankOf;
-  std::vector<uint64_t> limit;
-  std::vector<uint8_t> keptByRank;
-  std::vector<uint32_t> keptBelow;
+  std::vector<uint64_t> u, limit;
+  double limitOf[3] = {-1, 0, 0};  // L, density, epsilon
   uint64_t l1[4][2][kL1Buckets] = {};  // L1 buckets (before, after) in four interleaved sets, zero between calls
 };
 
-// One row's L1 sums where its keys are equal within each bucket of the ranker (uniform): a bucket's |d| times its
-// element count and its kept count (the keep bytes in rank order, summed over the bucket's ranks). The same integers as
-// adding element by element, without a read-modify-write of a bucket per element.
-void addRowL1(DellaScratch& sc, const uint8_t* keep, uint32_t L, uint64_t* before, uint64_t* after) {
-  const DellaRowRanker& rk = sc.ranker;
-  sc.keptByRank.resize(L);
-  sc.keptBelow.resize(L + 1);
-  uint8_t* byRank = sc.keptByRank.data();
-  uint32_t* below = sc.keptBelow.data();  // kept elements of rank < r (a bucket's count by subtraction: no short loops to mispredict)
-  for (uint32_t j = 0; j < L; ++j) byRank[sc.rankOf[j]] = keep[j];
-  below[0] = 0;
-  for (uint32_t r = 0; r < L; ++r) below[r + 1] = below[r] + byRank[r];
+// The keep limit of each rank of a row of L elements (della.h's p in f64, then keepLimit), recomputed when L or the model's
+// density or epsilon change (not per call: a tensor-local job calls once per 64 Ki elements, with L divisions each).
+void rankLimits(DellaScratch& sc, uint64_t L, const DellaModel& m) {
+  const double of[3] = {static_cast<double>(L), m.density, m.epsilon};
+  if (std::memcmp(of, sc.limitOf, sizeof of) == 0) return;
+  sc.limit.resize(L);
+  for (uint64_t r = 0; r < L; ++r) {
+    sc.limit[r] = keepLimit(L == 1 ? m.density : (m.density - m.epsilon) + ((static_cast<double>(r) / static_cast<double>(L - 1)) * 2) * m.epsilon);
+  }
+  std::memcpy(sc.limitOf, of, sizeof of);
+}
+
+// One row's L1 sums after the ranker's draw() (keys equal within each bucket): a bucket's |d| times its element count
+// and its kept count. The same integers as adding element by element, without a read-modify-write of a bucket per element.
+void addRowL1(const DellaRowRanker& rk, uint64_t* before, uint64_t* after) {
   for (uint32_t i = 0; i < rk.buckets(); ++i) {
     const uint32_t a = rk.bucket(i) << 16;
     if (a >= 0x7F800000u) break;  // Inf and NaN (the last buckets) have no place in a finite sum
     const uint64_t mant = l1Mantissa(a);
     before[l1Bucket(a)] += (rk.first(i + 1) - rk.first(i)) * mant;
-    after[l1Bucket(a)] += (below[rk.first(i + 1)] - below[rk.first(i)]) * mant;
+    after[l1Bucket(a)] += rk.kept(i) * mant;
   }
 }
 
@@ -92,10 +95,9 @@ void keepBlocksWith(DellaScratch& sc, const void* base, Dtype tb, const void* x,
   const uint64_t L = rows.length, S = rows.stride, B = rows.block();
   sc.keys.resize(B);
   sc.rankOf.resize(B);
-  sc.limit.resize(L);
-  for (uint64_t r = 0; r < L; ++r) {
-    sc.limit[r] = keepLimit(L == 1 ? m.density : (m.density - m.epsilon) + ((static_cast<double>(r) / static_cast<double>(L - 1)) * 2) * m.epsilon);
-  }
+  sc.u.resize(B);
+  rankLimits(sc, L, m);
+  const uint64_t* limit = sc.limit.data();
   const size_t eb = dtypeSize(tb), ex = dtypeSize(tx);
   for (uint64_t b0 = 0; b0 < n; b0 += B) {
     uint32_t* keys = sc.keys.data();
@@ -103,17 +105,24 @@ void keepBlocksWith(DellaScratch& sc, const void* base, Dtype tb, const void* x,
     for (uint64_t j = 0; j < B; ++j) keys[j] = keys[j] > 0x7F800000u ? 0x7FC00000u : keys[j];  // every NaN one value above Inf
     if (all || none) {
       std::fill(keep + b0, keep + b0 + B, static_cast<uint8_t>(all));
-    } else {
-      for (uint64_t s = 0; s < S; ++s) sc.ranker.rank(keys + s, S, static_cast<uint32_t>(L), sc.rankOf.data() + s);
-      dellaDraws(m.seedKey, start + b0, sc.rankOf.data(), sc.limit.data(), B, keep + b0);
-      if (before != nullptr && S == 1 && sc.ranker.uniform()) {
-        addRowL1(sc, keep + b0, static_cast<uint32_t>(L), before, after);
+      // Four sets of buckets in turn: neighbours often share a bucket, and one set's adds would wait on each other.
+      for (uint64_t j = 0; before != nullptr && j < B; ++j) addToL1Buckets(keys[j], all, sc.l1[j & 3][0], sc.l1[j & 3][1]);
+      continue;
+    }
+    const uint64_t* u = sc.u.data();
+    dellaUniforms(m.seedKey, start + b0, B, sc.u.data());
+    for (uint64_t s = 0; s < S; ++s) {
+      sc.ranker.count(keys + s, S, static_cast<uint32_t>(L));
+      if (sc.ranker.uniform()) {
+        // The usual row (bf16 |d|): ranks, draws and L1 sums in one pass, by bucket.
+        sc.ranker.draw(keys + s, S, static_cast<uint32_t>(L), u + s, limit, keep + b0 + s);
+        if (before != nullptr) addRowL1(sc.ranker, before, after);
         continue;
       }
-    }
-    if (before != nullptr) {
-      // Four sets of buckets in turn: neighbours often share a bucket, and one set's adds would wait on each other.
-      for (uint64_t j = 0; j < B; ++j) addToL1Buckets(keys[j], keep[b0 + j] != 0, sc.l1[j & 3][0], sc.l1[j & 3][1]);
+      uint32_t* rankOf = sc.rankOf.data();
+      sc.ranker.assign(keys + s, S, static_cast<uint32_t>(L), rankOf + s);
+      for (uint64_t j = s; j < B; j += S) keep[b0 + j] = u[j] < limit[rankOf[j]];
+      for (uint64_t j = s; before != nullptr && j < B; j += S) addToL1Buckets(keys[j], keep[b0 + j] != 0, sc.l1[j & 3][0], sc.l1[j & 3][1]);
     }
   }
   if (before != nullptr) {
@@ -164,11 +173,53 @@ void keepOrBase(const E* x, const E* base, const uint8_t* keep, size_t n, E* out
   }
 }
 
+// Whether no element of a piece is +-Inf or NaN (its exponent bits all ones), by a branch-free reduction that vectorizes.
+template <typename E>
+bool allFinite(const E* v, size_t n, E exponent) {
+  E all = 0;
+  for (size_t j = 0; j < n; ++j) all |= static_cast<E>((v[j] & exponent) == exponent);
+  return all == 0;
+}
+
+// A tensor-local job's merge where every model's mask is a keepBits map, all sources share the base's dtype and the piece's
+// base and every scale are finite: sparseMerge reads the sources and the maps directly, without the kept copies. A dropped element's e_k is
+// then 0, as (base - base) * scale is for a finite base and scale (not for +-Inf or NaN: those take dellaMerge's copies).
+bool mergeByKeepBits(const void* const* srcs, const Dtype* types, const DellaParams& p, uint64_t count, uint64_t start, size_t n, void* out,
+                     Dtype to) {
+  const Dtype tb = types[p.baseSource];
+  if (tb != Dtype::F32 && tb != Dtype::F16 && tb != Dtype::BF16) return false;
+  for (const DellaModel& dm : p.models) {
+    // An infinite scale makes a dropped element's (base - base) * scale NaN, too.
+    if (dm.keepBits == nullptr || types[dm.source] != tb || !std::isfinite(dm.scale)) return false;
+  }
+  const void* base = srcs[p.baseSource];
+  const bool finite = tb == Dtype::F32   ? allFinite(static_cast<const uint32_t*>(base), n, uint32_t{0x7F800000u})
+                      : tb == Dtype::F16 ? allFinite(static_cast<const uint16_t*>(base), n, uint16_t{0x7C00u})
+                                         : allFinite(static_cast<const uint16_t*>(base), n, uint16_t{0x7F80u});
+  if (!finite) return false;
+  SparseParams sp;
+  sp.consensus = p.consensus;
+  sp.normalize = p.normalize;
+  sp.lambda = p.lambda;
+  sp.indexBits = sparseIndexBits(count);
+  sp.baseSource = p.baseSource;
+  for (const DellaModel& dm : p.models) {
+    SparseModel sm;  // the mask read from the map; no cuts
+    sm.source = dm.source;
+    sm.weight = dm.weight;
+    sm.scale = dm.scale;
+    sm.keepBits = dm.keepBits;
+    sp.models.push_back(sm);
+  }
+  sparseMerge(srcs, types, sp, count, start, n, out, to);
+  return true;
+}
+
 }  // namespace
 
 namespace scalar {
-void dellaDraws(uint64_t seedKey, uint64_t first, const uint32_t* rankOf, const uint64_t* limit, size_t n, uint8_t* keep) {
-  for (size_t j = 0; j < n; ++j) keep[j] = (splitmix64(seedKey + (first + j + 1) * 0x9E3779B97F4A7C15ull) >> 11) < limit[rankOf[j]];
+void dellaUniforms(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u) {
+  for (size_t j = 0; j < n; ++j) u[j] = splitmix64(seedKey + (first + j + 1) * 0x9E3779B97F4A7C15ull) >> 11;
 }
 }  // namespace scalar
 
@@ -220,6 +271,7 @@ void dellaMerge(const void* const* srcs, const Dtype* types, const DellaParams& 
   const size_t m = p.models.size();
   const void* base = srcs[p.baseSource];
   const Dtype tb = types[p.baseSource];
+  if (mergeByKeepBits(srcs, types, p, count, start, n, out, to)) return;
   // The kept values in one dtype for every source, so that sparseMerge takes its SIMD path: the base's
   // when every model shares it (a kept value is then a byte copy), else f32 (exact for every input dtype).
   bool same = true;

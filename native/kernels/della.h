@@ -69,10 +69,10 @@ constexpr size_t kDellaOpenPerModel = 1;
 void dellaKeep(const void* base, Dtype tb, const void* x, Dtype tx, const DellaRows& rows, const DellaModel& m, uint64_t start, size_t n,
                uint8_t* keep);
 
-// The draws of n consecutive elements whose ranks are known: keep[j] = (splitmix64(seedKey + (first + j + 1) * golden) >> 11)
-// < limit[rankOf[j]], bernoulliKeep with the probability of a rank as an integer limit (della.cc's keepLimit).
-// Scalar in della.cc, AVX2 in della_avx2.cc (the same bytes), picked by dispatch.cc.
-void dellaDraws(uint64_t seedKey, uint64_t first, const uint32_t* rankOf, const uint64_t* limit, size_t n, uint8_t* keep);
+// The uniform draws of n consecutive elements: u[j] = splitmix64(seedKey + (first + j + 1) * golden) >> 11, element
+// first + j kept when u[j] < the integer keep limit of its rank (della.cc's keepLimit: bernoulliKeep in integers).
+// Scalar in della.cc, AVX2 in della_avx2.cc (the same values), picked by dispatch.cc.
+void dellaUniforms(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u);
 
 // Elements [start, start + n) (whole blocks of rows) of a job of `count` elements.
 void dellaMerge(const void* const* srcs, const Dtype* types, const DellaParams& p, uint64_t count, uint64_t start, size_t n, void* out,

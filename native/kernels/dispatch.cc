@@ -150,8 +150,6 @@ bool avx2::setAvx512Enabled(bool enabled) { return avx512.exchange(enabled && kC
 bool avx2::avx512Enabled() { return avx512.load(std::memory_order_relaxed); }
 #endif
 
-void dellaDraws(uint64_t seedKey, uint64_t first, const uint32_t* rankOf, const uint64_t* limit, size_t n, uint8_t* keep) {
-  WM_DISPATCH(dellaDraws(seedKey, first, rankOf, limit, n, keep));
-}
+void dellaUniforms(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u) { WM_DISPATCH(dellaUniforms(seedKey, first, n, u)); }
 
 }  // namespace wm

@@ -1,8 +1,10 @@
 // The self-test of DELLA's keep rule (kernels/della.h): the counting ranks (della_rank.h) against the definition
 // (a sort by key, then descending position) on rows with heavy ties and special values, dellaKeep against
-// bernoulliKeep at the defined rank's probability, and the AVX2 draws against the scalar ones bit for bit
+// bernoulliKeep at the defined rank's probability, the fused by-bucket draws and L1 sums of
+// uniform rows through dellaKeep and dellaL1Buckets, and the AVX2 uniform draws against the scalar ones bit for bit
 // (run by kernels_selftest.cc's main).
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <cstdint>
 #include <cstdio>
@@ -44,6 +46,21 @@ std::vector<unsigned char> paletteTensor(Rng& r, Dtype t, size_t n, size_t disti
   return v;
 }
 
+// testKeep's palette size for x a few units in the last place from the base (as a fine-tuned bf16 model is): rows
+// whose bf16 |d| all have their low 16 bits zero (the ranker's uniform rows, della_rank.h's draw()), ties by the hundred.
+constexpr size_t kNear = ~size_t{0};
+std::vector<unsigned char> nearTensor(Rng& r, const std::vector<unsigned char>& base, Dtype tb, Dtype tx, size_t n) {
+  if (tb != tx || wm::dtypeSize(tx) != 2) return paletteTensor(r, tx, n, 40);
+  std::vector<unsigned char> x = base;
+  for (size_t i = 0; i < n; ++i) {
+    uint16_t v;
+    std::memcpy(&v, x.data() + 2 * i, 2);
+    v = static_cast<uint16_t>(v + (r.next() % 7) - 3);
+    std::memcpy(x.data() + 2 * i, &v, 2);
+  }
+  return x;
+}
+
 void testRanks(Rng& r) {
   wm::DellaRowRanker ranker;
   size_t cases = 0;
@@ -78,15 +95,16 @@ void testRanks(Rng& r) {
 }
 
 void testKeep(Rng& r) {
-  size_t cases = 0;
+  size_t cases = 0, uniformRows = 0;
   const Dtype pairs[][2] = {{Dtype::BF16, Dtype::BF16}, {Dtype::F32, Dtype::F32}, {Dtype::BF16, Dtype::F32}, {Dtype::F16, Dtype::F16}};
   const double dens[][2] = {{0.5, 0.1}, {0.9, 0.2}, {0.05, 0.1}, {0.5, 0.0}, {0.3, -0.2}};
-  for (uint64_t L : {1, 2, 7, 64, 320}) {
+  for (uint64_t L : {1, 2, 7, 64, 320, 2560}) {
     for (uint64_t S : {1, 3}) {
       for (const auto& pair : pairs) {
-        for (size_t distinct : {size_t{1}, size_t{4}, size_t{40}, size_t{0}}) {
+        for (size_t distinct : {size_t{1}, size_t{4}, size_t{40}, size_t{0}, kNear}) {
           const uint64_t block = L * S, n = 3 * block, start = 2 * block;
-          const std::vector<unsigned char> base = paletteTensor(r, pair[0], n, distinct), x = paletteTensor(r, pair[1], n, distinct);
+          const std::vector<unsigned char> base = paletteTensor(r, pair[0], n, distinct == kNear ? 40 : distinct);
+          const std::vector<unsigned char> x = distinct == kNear ? nearTensor(r, base, pair[0], pair[1], n) : paletteTensor(r, pair[1], n, distinct);
           for (const auto& de : dens) {
             wm::DellaRows rows;
             rows.length = L;
@@ -109,6 +127,7 @@ void testKeep(Rng& r) {
                   key[t] = canonicalKey(bits);
                   keyOf[j] = key[t];
                 }
+                uniformRows += std::all_of(key.begin(), key.end(), [](uint32_t k) { return (k & 0xFFFFu) == 0; }) && L > 1;
                 const std::vector<uint32_t> rank = definedRanks(key);
                 for (uint64_t t = 0; t < L; ++t) {
                   const double p = L == 1 ? m.density : (m.density - m.epsilon) + ((static_cast<double>(rank[t]) / static_cast<double>(L - 1)) * 2) * m.epsilon;
@@ -142,34 +161,108 @@ void testKeep(Rng& r) {
     }
   }
   wm::setSimdEnabled(true);
-  std::printf("della keep: %zu cases\n", cases);
+  CHECK(uniformRows > 500, "della keep: only %zu uniform rows (the ranker's draw() path)", uniformRows);
+  std::printf("della keep: %zu cases, %zu uniform rows\n", cases, uniformRows);
 }
 
-void testDraws(Rng& r) {
+void testUniforms(Rng& r) {
   size_t cases = 0;
   for (size_t n : {0, 1, 3, 4, 5, 8, 13, 1000}) {
-    std::vector<uint64_t> limit(17);
-    for (uint64_t& l : limit) {
-      const uint64_t k = r.next() % 4;
-      l = k == 0 ? 0 : k == 1 ? uint64_t{1} << 53 : (r.next() >> 11);
-    }
-    std::vector<uint32_t> rankOf(n);
-    for (uint32_t& q : rankOf) q = static_cast<uint32_t>(r.next() % limit.size());
     const uint64_t seedKey = r.next(), first = r.next() >> (r.next() % 64);
-    std::vector<uint8_t> scalar(n + 1, 9), simd(n + 1, 9);
-    wm::scalar::dellaDraws(seedKey, first, rankOf.data(), limit.data(), n, scalar.data());
-    wm::setSimdEnabled(true);
-    wm::dellaDraws(seedKey, first, rankOf.data(), limit.data(), n, simd.data());
-    CHECK(scalar == simd, "dellaDraws n=%zu: SIMD != scalar", n);
+    std::vector<uint64_t> scalar(n + 1, 9);
+    wm::scalar::dellaUniforms(seedKey, first, n, scalar.data());
+    // With and without VPMULLQ (the CPU may lack it: then both runs take AVX2's multiply).
+    for (bool avx512 : {false, true}) {
+#if defined(WM_HAVE_AVX2_BACKEND)
+      const bool was = wm::avx2::setAvx512Enabled(avx512);
+#endif
+      wm::setSimdEnabled(true);
+      std::vector<uint64_t> simd(n + 1, 9);
+      wm::dellaUniforms(seedKey, first, n, simd.data());
+#if defined(WM_HAVE_AVX2_BACKEND)
+      wm::avx2::setAvx512Enabled(was);
+#endif
+      CHECK(scalar == simd, "dellaUniforms n=%zu avx512 %d: SIMD != scalar", n, avx512);
+    }
+    // u < limit is bernoulliKeep at the limit's probability, for limits 0, 2^53 and between.
     bool defined = true;
     for (size_t j = 0; j < n; ++j) {
-      const double p = static_cast<double>(limit[rankOf[j]]) * 0x1.0p-53;  // exact: a limit < 2^54
-      defined = defined && scalar[j] == (wm::bernoulliKeep(seedKey, first + j, p) ? 1 : 0);
+      const uint64_t k = r.next() % 4, limit = k == 0 ? 0 : k == 1 ? uint64_t{1} << 53 : k == 2 ? scalar[j] + (r.next() % 2) : (r.next() >> 11);
+      const double p = static_cast<double>(limit) * 0x1.0p-53;  // exact: a limit < 2^54
+      defined = defined && (scalar[j] < limit) == wm::bernoulliKeep(seedKey, first + j, p);
     }
-    CHECK(defined, "dellaDraws n=%zu: differs from bernoulliKeep", n);
+    CHECK(defined, "dellaUniforms n=%zu: u < limit differs from bernoulliKeep", n);
+    digestBytes(scalar.data(), n * 8);
     ++cases;
   }
-  std::printf("della draws: %zu cases\n", cases);
+  std::printf("della uniforms: %zu cases\n", cases);
+}
+
+// dellaMerge reading each model's keepBits map (a tensor-local job; della.cc's mergeByKeepBits where the base and scales are
+// finite) against dellaMerge drawing the masks itself (the kept copies): the same bytes, with finite and special bases,
+// finite and infinite scales, one and two models, each consensus, SIMD on and off.
+void testMergeByBits(Rng& r) {
+  size_t cases = 0;
+  for (Dtype t : {Dtype::BF16, Dtype::F16, Dtype::F32}) {
+    for (size_t m : {size_t{1}, size_t{2}}) {
+      for (int variant = 0; variant < 8; ++variant) {
+        const bool finiteBase = (variant & 1) != 0, infScale = (variant & 2) != 0;
+        const wm::Consensus consensus = (variant & 4) != 0 ? wm::Consensus::Sum : wm::Consensus::None;
+        const uint64_t L = 64, n = 5 * L, start = 2 * L, count = start + n + L;
+        const size_t es = wm::dtypeSize(t);
+        std::vector<unsigned char> base = randomTensor(r, t, count);
+        if (finiteBase) {
+          // Special values out of the base (x keeps them): an exponent of all ones becomes zero.
+          for (uint64_t i = 0; i < count; ++i) {
+            uint32_t bits = 0;
+            std::memcpy(&bits, base.data() + i * es, es);
+            const uint32_t e = t == Dtype::F32 ? 0x7F800000u : t == Dtype::F16 ? 0x7C00u : 0x7F80u;
+            if ((bits & e) == e) bits &= ~e;
+            std::memcpy(base.data() + i * es, &bits, es);
+          }
+        }
+        std::vector<std::vector<unsigned char>> xs;
+        std::vector<std::vector<uint8_t>> maps(m, std::vector<uint8_t>(wm::keepBitsBytes(count), 0));
+        wm::DellaParams p;
+        p.consensus = consensus;
+        p.normalize = variant % 3 == 0;
+        p.lambda = 0.75;
+        p.baseSource = 0;
+        p.rows.length = L;
+        for (size_t k = 0; k < m; ++k) {
+          xs.push_back(variant % 2 == 0 ? randomTensor(r, t, count) : nearTensor(r, base, t, t, count));
+          wm::DellaModel dm;
+          dm.source = static_cast<uint32_t>(k + 1);
+          dm.weight = k == 0 ? 0.8 : -0.3;
+          dm.density = 0.5;
+          dm.epsilon = 0.1;
+          dm.seedKey = r.next();
+          dm.scale = infScale && k == m - 1 ? INFINITY : 1.75f;
+          std::vector<uint64_t> sums(2 * wm::kL1Buckets, 0);
+          wm::dellaL1Buckets(base.data() + start * es, t, xs[k].data() + start * es, t, p.rows, dm, start, n, sums.data(),
+                             sums.data() + wm::kL1Buckets, maps[k].data());
+          p.models.push_back(dm);
+        }
+        std::vector<const void*> srcs{base.data() + start * es};
+        for (const auto& x : xs) srcs.push_back(x.data() + start * es);
+        const std::vector<Dtype> types(m + 1, t);
+        for (bool simd : {false, true}) {
+          wm::setSimdEnabled(simd);
+          std::vector<unsigned char> drawn(n * es + 1, 0xA5), read(n * es + 1, 0x5A);
+          wm::dellaMerge(srcs.data(), types.data(), p, count, start, n, drawn.data(), t);
+          wm::DellaParams withBits = p;
+          for (size_t k = 0; k < m; ++k) withBits.models[k].keepBits = maps[k].data();
+          wm::dellaMerge(srcs.data(), types.data(), withBits, count, start, n, read.data(), t);
+          CHECK(std::memcmp(drawn.data(), read.data(), n * es) == 0, "dellaMerge %s m=%zu variant %d simd %d: keepBits maps != drawn masks",
+                dtypeName(t), m, variant, simd);
+          digestBytes(read.data(), n * es);
+          ++cases;
+        }
+      }
+    }
+  }
+  wm::setSimdEnabled(true);
+  std::printf("della merge by keep bits: %zu cases\n", cases);
 }
 
 }  // namespace
@@ -178,5 +271,6 @@ void testDella(uint64_t seed) {
   Rng r(seed ^ 0xDE11A);
   testRanks(r);
   testKeep(r);
-  testDraws(r);
+  testUniforms(r);
+  testMergeByBits(r);
 }
