@@ -9,6 +9,7 @@
 
 #include "avx2_loads.h"
 #include "sce.h"
+#include "sce_avx512.h"
 #include "sparse_select.h"
 
 namespace wm {
@@ -161,8 +162,10 @@ void sceKeep(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t 
 
 void sceCombine(const double* base, const double* t, size_t stride, const double* keep, const double* weights, size_t m, size_t len, void* out, size_t at,
                 Dtype to) {
-  const size_t full = len & ~size_t{3};
-  withDtype(to, [&](auto T) { combineLoop<decltype(T)::value>(base, t, stride, keep, weights, m, full, out, at); });
+  // 8 lanes where the CPU has AVX-512 (sce_avx512.h), 4 for the rest, the scalar truth for the last few.
+  const size_t wide = m > 0 && avx512Enabled() ? len & ~size_t{7} : 0, full = len & ~size_t{3};
+  if (wide > 0) sceCombineAvx512(base, t, stride, keep, weights, m, wide, out, at, to);
+  withDtype(to, [&](auto T) { combineLoop<decltype(T)::value>(base + wide, t + wide, stride, keep + wide, weights, m, full - wide, out, at + wide); });
   if (full < len) scalar::sceCombine(base + full, t + full, stride, keep + full, weights, m, len - full, out, at + full, to);
 }
 

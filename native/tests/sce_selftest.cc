@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu_backends.h"
 #include "kernels/element_io.h"
 #include "kernels/numerics.h"
 #include "kernels/sce.h"
@@ -212,13 +213,19 @@ void testSce(uint64_t seed) {
         for (uint64_t cut : cuts) {
           p.cut = cut;
           for (Dtype to : all) {
-            std::vector<unsigned char> outS(n * wm::dtypeSize(to) + 3, 0xA5), outV = outS;
+            std::vector<unsigned char> outS(n * wm::dtypeSize(to) + 3, 0xA5), outV = outS, outW = outS;
             wm::setSimdEnabled(false);
             wm::sceMerge(srcs, types, p, count, start, n, outS.data() + 1, to);
             wm::setSimdEnabled(true);
+            // the 4-lane loops alone, then with the 8-lane ones where the CPU has AVX-512 (sce_avx512.h)
+            const bool wide = wm::avx2::setAvx512Enabled(false);
             wm::sceMerge(srcs, types, p, count, start, n, outV.data() + 1, to);
+            wm::avx2::setAvx512Enabled(wide);
+            wm::sceMerge(srcs, types, p, count, start, n, outW.data() + 1, to);
             digestBytes(outV.data(), outV.size());
             CHECK(outS == outV, "sceMerge %s->%s n=%zu m=%zu variant %d cut %016llx: SIMD != scalar", dtypeName(t), dtypeName(to), n, m, variant,
+                  static_cast<unsigned long long>(cut));
+            CHECK(outS == outW, "sceMerge %s->%s n=%zu m=%zu variant %d cut %016llx: AVX-512 != scalar", dtypeName(t), dtypeName(to), n, m, variant,
                   static_cast<unsigned long long>(cut));
             ++cases;
           }
