@@ -24,7 +24,7 @@ bool isLocalSce(const std::vector<SceParams>& dests) {
 uint64_t localSceScratchBytes(const std::vector<SceParams>& dests, uint64_t count) {
   uint64_t bytes = 0;
   for (const SceParams& p : dests) {
-    if (p.open && selects(p)) bytes += 4 * count;
+    if (p.open && selects(p) && !p.recomputeVariances) bytes += 4 * count;
   }
   return bytes;
 }
@@ -66,28 +66,96 @@ struct HighCounts {
   void done() { high[0] += zeros; }
 };
 
-// sceCutOfBits's cut from the high counts of all `count` bits.
-uint64_t cutOfCounts(const uint32_t* bits, uint64_t count, double selectTopk, HighCounts& c) {
+// Variance bits computed and counted this many elements at a time, so that the counting reads them from cache.
+constexpr uint64_t kCountBlock = 4096;
+
+// Calls f(start, bits, n) for the blocks of kCountBlock elements in order, until f returns false;
+// bitsAt(start, n) gives the bits of elements start .. start + n - 1.
+template <typename BitsAt, typename F>
+void forBlocks(BitsAt& bitsAt, uint64_t count, F f) {
+  for (uint64_t start = 0; start < count; start += kCountBlock) {
+    const size_t n = static_cast<size_t>(std::min(kCountBlock, count - start));
+    if (!f(start, bitsAt(start, n), n)) return;
+  }
+}
+
+// sceCutOfBits's cut from the high counts of all `count` bits, which bitsAt gives again for the low counts and the index scan.
+template <typename BitsAt>
+uint64_t cutOfCounts(BitsAt& bitsAt, uint64_t count, double selectTopk, HighCounts& c) {
   // mergekit's k = int(count_nonzero(var) * select_topk): lib/recipes/sce-statistics.ts's Math.trunc of the f64 product.
   uint64_t need = static_cast<uint64_t>(std::trunc(static_cast<double>(count - c.zeros) * selectTopk));
   if (need == 0) return kRankKeyNone;
   const uint32_t top = static_cast<uint32_t>(binOfRank(c.high.data(), kHigh, need));
+  // The top bin's elements (index and bits), collected by the low counts' pass when they are few (at most 1/32 of the
+  // tensor: 12 bytes each), so that the index scan reads only them instead of every element's bits again.
+  const bool collect = c.high[top] <= count / 32;
+  std::vector<uint64_t> topIndex;
+  std::vector<uint32_t> topBits;
+  if (collect) {
+    topIndex.reserve(c.high[top]);
+    topBits.reserve(c.high[top]);
+  }
   std::vector<uint64_t>& low = c.high;  // the high counts are spent: their memory holds the low ones
   low.assign(kLow, 0);
-  for (uint64_t i = 0; i < count; ++i) {
-    if ((bits[i] >> 16) == top) ++low[bits[i] & 0xFFFFu];
-  }
+  forBlocks(bitsAt, count, [&](uint64_t start, const uint32_t* bits, size_t n) {
+    const auto one = [&](size_t i) {
+      if ((bits[i] >> 16) != top) return;
+      ++low[bits[i] & 0xFFFFu];
+      if (collect) {
+        topIndex.push_back(start + i);
+        topBits.push_back(bits[i]);
+      }
+    };
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {  // eight at a time, a compare the compiler vectorizes: most hold none of the top bin
+      uint32_t hit = 0;
+      for (size_t k = 0; k < 8; ++k) hit |= static_cast<uint32_t>((bits[i + k] >> 16) == top);
+      if (hit == 0) continue;
+      for (size_t k = 0; k < 8; ++k) one(i + k);
+    }
+    for (; i < n; ++i) one(i);
+    return true;
+  });
   const uint32_t value = (top << 16) | static_cast<uint32_t>(binOfRank(low.data(), kLow, need));
   const uint32_t indexBits = sparseIndexBits(count);
   // Every element of this variance is kept: its lowest possible key is the cut (the same set).
   if (low[value & 0xFFFFu] == need) return static_cast<uint64_t>(value) << indexBits;
-  for (uint64_t i = 0;; ++i) {
-    if (bits[i] == value && --need == 0) return sparseRankKey(value, indexBits, count, i);
+  uint64_t cut = kRankKeyNone;
+  if (collect) {
+    for (size_t q = 0; q < topIndex.size(); ++q) {
+      if (topBits[q] == value && --need == 0) return sparseRankKey(value, indexBits, count, topIndex[q]);
+    }
+    return cut;
   }
+  forBlocks(bitsAt, count, [&](uint64_t start, const uint32_t* bits, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      if (bits[i] == value && --need == 0) {
+        cut = sparseRankKey(value, indexBits, count, start + i);
+        return false;
+      }
+    }
+    return true;
+  });
+  return cut;
 }
 
-// Variance bits computed and counted this many elements at a time, so that the counting reads them from cache.
-constexpr uint64_t kCountBlock = 4096;
+// A dest's variance bits computed from the sources in memory, a block at a time: into `stored` (the scratch,
+// element-indexed) when the dest keeps them, else into a block that the next call overwrites (SceParams::recomputeVariances).
+struct ComputedBits {
+  const SceParams& p;
+  const void* const* srcs;
+  const Dtype* types;
+  uint32_t* stored;
+  std::vector<const void*> at;
+  uint32_t block[kCountBlock];
+  ComputedBits(const SceParams& params, const void* const* s, const Dtype* t, uint32_t* into) : p(params), srcs(s), types(t), stored(into), at(used(params)) {}
+  const uint32_t* operator()(uint64_t start, size_t n) {
+    for (size_t s = 0; s < at.size(); ++s) at[s] = static_cast<const uint8_t*>(srcs[s]) + start * dtypeSize(types[s]);
+    uint32_t* bits = stored != nullptr ? stored + start : block;
+    sceVarianceBits(at.data(), types, p, n, bits);
+    return bits;
+  }
+};
 
 }  // namespace
 
@@ -97,7 +165,8 @@ uint64_t sceCutOfBits(const uint32_t* bits, uint64_t count, double selectTopk) {
   HighCounts c;
   c.add(bits, count);
   c.done();
-  return cutOfCounts(bits, count, selectTopk, c);
+  auto read = [bits](uint64_t start, size_t) { return bits + start; };
+  return cutOfCounts(read, count, selectTopk, c);
 }
 
 void resolveLocalSce(std::vector<SceParams>& dests, const void* const* srcs, const Dtype* types, uint64_t count, uint8_t* scratch) {
@@ -106,20 +175,24 @@ void resolveLocalSce(std::vector<SceParams>& dests, const void* const* srcs, con
     // lib/recipes/sce-statistics.ts: select_topk >= 1 keeps all, <= 0 (or NaN) none, else the variance cut.
     p.cut = p.selectTopk >= 1 ? 0 : kRankKeyNone;
     if (selects(p)) {
-      auto* bits = reinterpret_cast<uint32_t*>(scratch);
-      scratch += 4 * count;
+      // The bits stored in the scratch for the cut's later passes and the merge, or computed again in each (local_sce.h).
+      uint32_t* stored = p.recomputeVariances ? nullptr : reinterpret_cast<uint32_t*>(scratch);
+      ComputedBits computed(p, srcs, types, stored);
       // sceCutOfBits, with its first histogram counted as the bits are computed
       HighCounts c;
-      std::vector<const void*> at(used(p));
-      for (uint64_t start = 0; start < count; start += kCountBlock) {
-        const size_t n = static_cast<size_t>(std::min(kCountBlock, count - start));
-        for (size_t s = 0; s < at.size(); ++s) at[s] = static_cast<const uint8_t*>(srcs[s]) + start * dtypeSize(types[s]);
-        sceVarianceBits(at.data(), types, p, n, bits + start);
-        c.add(bits + start, n);
-      }
+      forBlocks(computed, count, [&](uint64_t, const uint32_t* bits, size_t n) {
+        c.add(bits, n);
+        return true;
+      });
       c.done();
-      p.varianceBits = bits;
-      p.cut = cutOfCounts(bits, count, p.selectTopk, c);
+      if (stored != nullptr) {
+        scratch += 4 * count;
+        p.varianceBits = stored;
+        auto read = [stored](uint64_t start, size_t) -> const uint32_t* { return stored + start; };
+        p.cut = cutOfCounts(read, count, p.selectTopk, c);
+      } else {
+        p.cut = cutOfCounts(computed, count, p.selectTopk, c);
+      }
     }
     // The sums of squares of the streaming pass: one f64 sum per piece of sumPiece elements (element
     // order), the pieces' sums added in order (its executor's collectStats); none when nothing is selected.

@@ -2,7 +2,8 @@
  * sce as a tensor-local job (native/local_sce.h): the variance cut and the weights resolved by the engine
  * from the tensor read once give the same bytes as the planner's streaming passes (forced by
  * `localStatistics.maxTensorBytes = 0`), on fresh random inputs with special values and with ties at
- * the cut, 1 to 3 task vectors, select_topk 0.1, 0.5 and 1, 1 and 3 threads; then end to end through `merge`.
+ * the cut, 1 to 3 task vectors, select_topk 0.1, 0.5 and 1, 1 and 3 threads, the variances stored or (sources alone
+ * within the budget) computed again in each pass; then end to end through `merge`.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -12,6 +13,7 @@ import type { NativeDtype } from '../lib/engine/native-plan';
 import type { TensorRecipe } from '../lib/engine/plan';
 import { encodeSceParams, SceRecipe } from '../lib/engine/sce-params';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
+import { NATIVE_DTYPE_BYTES } from '../lib/format/dtypes';
 import { setSceStatistics } from '../lib/recipes/sce-statistics';
 import { indexBits, localStatistics } from '../lib/recipes/sparsify';
 import { rng } from './helpers/models';
@@ -56,7 +58,7 @@ async function mergeRaw(files: string[], dtypes: Dtype[], n: number, selectTopk:
   );
   const params = encodeSceParams(sce, (s) => s);
   const { bits } = await runRawJob(dir, { files, dtypes, n, op: 'sce', params, threads, blockBytes: WRITE_BLOCK });
-  return { open: sce.open !== undefined, bits: [...bits.values()] };
+  return { open: sce.open !== undefined, recomputed: sce.open?.recomputeVariances === true, bits: [...bits.values()] };
 }
 
 /** Task vectors of few distinct values: many equal variances, and the cut inside a run of them. */
@@ -102,10 +104,20 @@ describe.each([1, 2, 3])('%p task vectors', (m) => {
         ).toBe(true);
       const streamed = await mergeRaw(files, dtypes, n, selectTopk, 1, 0);
       expect(streamed.open).toBe(false);
+      // A budget of the sources' bytes: no room for the variances, which a selecting tensor then computes again in each pass
+      // (one that keeps all needs none).
+      const sourceBytes = dtypes.reduce((b, d) => b + n * NATIVE_DTYPE_BYTES[d as NativeDtype], 0);
+      const selects = selectTopk > 0 && selectTopk < 1;
       for (const threads of [1, 3]) {
-        const local = await mergeRaw(files, dtypes, n, selectTopk, threads, defaultBytes);
-        expect(local.open).toBe(true);
-        local.bits.forEach((bits, o) => expect(bits).toEqual(streamed.bits[o]));
+        for (const [budget, recomputed] of [
+          [defaultBytes, false],
+          [sourceBytes, selects],
+        ] as [number, boolean][]) {
+          const local = await mergeRaw(files, dtypes, n, selectTopk, threads, budget);
+          expect(local.open).toBe(true);
+          expect(local.recomputed).toBe(recomputed);
+          local.bits.forEach((bits, o) => expect(bits).toEqual(streamed.bits[o]));
+        }
       }
     },
   );

@@ -1,7 +1,7 @@
 /**
  * The `sce` op's parameters (native/kernels/sce.h's flat layouts): the dest's
- * [base, cutHi, cutLo, indexBits, m, m × (source, weight) [, selectTopk, sumPiece]] (the tail: statistics
- * left open for the engine, native/local_sce.h), and its statistics' `sce_histogram`
+ * [base, cutHi, cutLo, indexBits, m, m × (source, weight) [, selectTopk, sumPiece [, 1]]] (the tail: statistics
+ * left open for the engine, native/local_sce.h; the 1: its variances computed again in each pass, not stored), and its statistics' `sce_histogram`
  * [base, m, m sources, indexBits, shift, bits, prefixHi, prefixLo] and `sce_sum_squares`
  * [base, m, m sources, cutHi, cutLo, indexBits], every source an index into the job's sources.
  */
@@ -17,13 +17,14 @@ export interface SceRecipe {
   cut: bigint;
   indexBits: number;
   /** A tensor-local job's: cut and weights resolved by the engine from select_topk, the sums of squares added in pieces of `sumPiece` elements as the streaming pass's. */
-  open?: { selectTopk: number; sumPiece: number };
+  open?: { selectTopk: number; sumPiece: number; recomputeVariances?: boolean };
 }
 
 export function encodeSceParams(r: SceRecipe, sourceOf: (model: number) => number): number[] {
   const out = [sourceOf(r.base), keyHigh(r.cut), keyLow(r.cut), r.indexBits, r.models.length];
   r.models.forEach((m, k) => out.push(sourceOf(m), r.weights[k]));
   if (r.open) out.push(r.open.selectTopk, r.open.sumPiece);
+  if (r.open?.recomputeVariances) out.push(1);
   return out;
 }
 

@@ -6,7 +6,8 @@
  * then each model's Σ t² over the selected elements, which give the weights. With `local`, a tensor whose
  * sources (and 4 bytes per element of variances) fit `localStatistics.maxTensorBytes` leaves both open for
  * the engine, which resolves them from the tensor read once (native/local_sce.h): the same cut set,
- * sums and weights, so the same bytes.
+ * sums and weights, so the same bytes; so does one whose sources alone fit the engine's local pool (1.5 ×
+ * that), with its variances computed again in each pass instead of stored.
  */
 import { InputFiles } from '../engine/input-files';
 import type { NativeJob, NativePlan } from '../engine/native-plan';
@@ -121,10 +122,22 @@ async function selectCuts(open: Selection[], run: RunPlan): Promise<void> {
   }
 }
 
-/** Whether the engine resolves this tensor's statistics from memory: its sources, and its variance bits when it selects, within the local budget. */
-function fitsInMemory(t: SceTensor, r: SceRecipe): boolean {
-  const variances = t.selectTopk > 0 && t.selectTopk < 1 ? 4 * t.count : 0;
-  return [r.base, ...r.models].reduce((n, m) => n + t.count * NATIVE_DTYPE_BYTES[t.source(m).dtype], variances) <= localStatistics.maxTensorBytes;
+/**
+ * The local pool's size (native/local_job.h's kLocalBudgetBytes, 768 MiB) over the largest local tensor (maxTensorBytes,
+ * 512 MiB): a tensor whose sources alone fit the pool is read once, its variances computed again in each pass.
+ */
+const POOL_PER_TENSOR = 1.5;
+
+/**
+ * How the engine resolves this tensor's statistics from memory: 'stored' when its sources and its variance bits (when it
+ * selects) fit the local budget, 'recomputed' when its sources alone fit the local pool (the variances computed again in
+ * each of the cut's passes, the sums and the merge, instead of streaming passes that re-read the files), else null.
+ */
+function localMode(t: SceTensor, r: SceRecipe): 'stored' | 'recomputed' | null {
+  const sources = [r.base, ...r.models].reduce((n, m) => n + t.count * NATIVE_DTYPE_BYTES[t.source(m).dtype], 0);
+  const selects = t.selectTopk > 0 && t.selectTopk < 1;
+  if (sources + (selects ? 4 * t.count : 0) <= localStatistics.maxTensorBytes) return 'stored';
+  return selects && sources <= localStatistics.maxTensorBytes * POOL_PER_TENSOR ? 'recomputed' : null;
 }
 
 /** Cuts and weights for every sce tensor, written into its recipe's `sce` (or left open for the engine, with `local`). */
@@ -133,9 +146,11 @@ export async function setSceStatistics(recipes: Map<string, TensorRecipe>, tenso
   const streamed = tensors
     .map((t) => ({ t, r: recipes.get(t.name)!.sce! }))
     .filter(({ t, r }) => {
-      if (!local || !fitsInMemory(t, r)) return true;
+      const mode = local ? localMode(t, r) : null;
+      if (!local || mode === null) return true;
       // The executor's statistics pieces: max(1, blockBytes / 4) elements (native/executor.cc's buildTasks).
       r.open = { selectTopk: t.selectTopk, sumPiece: Math.max(1, Math.floor(local.statisticsBlockBytes / 4)) };
+      if (mode === 'recomputed') r.open.recomputeVariances = true;
       return false;
     });
   for (const { t, r } of streamed) r.cut = t.selectTopk >= 1 ? 0n : KEY_NONE;

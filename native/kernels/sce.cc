@@ -109,18 +109,19 @@ SceParams decodeSceParams(const std::vector<double>& p, size_t sourceCount, uint
   // [base, cutHi, cutLo, indexBits, m, m x (source, weight)]: reordered into modelsAt's layout.
   if (p.size() < 5) throw std::invalid_argument("sce parameters too short");
   const size_t end = 5 + 2 * static_cast<size_t>(wholeAt(p, 4, 65536));
-  if (p.size() != end && p.size() != end + 2) throw std::invalid_argument("sce parameter count does not match the model count");
+  if (p.size() != end && p.size() != end + 2 && p.size() != end + 3) throw std::invalid_argument("sce parameter count does not match the model count");
   std::vector<double> models = {p[0]};
   models.insert(models.end(), p.begin() + 4, p.begin() + static_cast<std::ptrdiff_t>(end));
   SceParams s;
   modelsAt(models, sourceCount, s, true);
   if (s.sources.empty()) throw std::invalid_argument("sce needs at least one model");
   cutAt(p, 1, count, s);
-  if (p.size() == end + 2) {
+  if (p.size() >= end + 2) {
     s.open = true;
     s.selectTopk = p[end];
     s.sumPiece = wholeAt(p, end + 1, 1099511627776.0);
     if (s.sumPiece == 0) throw std::invalid_argument("sce sums' piece length must be at least 1");
+    s.recomputeVariances = p.size() == end + 3 && wholeAt(p, end + 2, 1) == 1;
   }
   return s;
 }

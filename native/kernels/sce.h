@@ -34,12 +34,14 @@ struct SceParams {
   bool open = false;
   double selectTopk = 0;
   uint64_t sumPiece = 0;
+  // The variance bits computed again in each pass over the tensor instead of stored (4 bytes per element): its sources alone fit the local budget.
+  bool recomputeVariances = false;
   // Set by a local job: the f32 variance bits of elements 0..count-1, read instead of computed again. Never decoded.
   const uint32_t* varianceBits = nullptr;
 };
 
-// Dest params [base, cutHi, cutLo, indexBits, m, m x (source, weight) [, selectTopk, sumPiece]] (the tail:
-// statistics left open for the executor). Throws std::invalid_argument when malformed.
+// Dest params [base, cutHi, cutLo, indexBits, m, m x (source, weight) [, selectTopk, sumPiece [, recomputeVariances]]] (the tail:
+// statistics left open for the executor; recomputeVariances 1 or 0, absent 0). Throws std::invalid_argument when malformed.
 SceParams decodeSceParams(const std::vector<double>& p, size_t sourceCount, uint64_t count);
 // statParams of the selection statistic: [base, m, m sources, indexBits, shift, bits, prefixHi, prefixLo];
 // of the sums of squares: [base, m, m sources, cutHi, cutLo, indexBits] (weights unused).

@@ -9,6 +9,7 @@
 
 #include "avx2_loads.h"
 #include "sce.h"
+#include "sce_avx512.h"
 #include "sparse_select.h"
 
 namespace wm {
@@ -140,12 +141,15 @@ void sceMergeNone(const void* const* srcs, const Dtype* types, const SceParams& 
 
 void sceTasks(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, double* base, double* t, size_t stride,
               uint32_t* bits) {
-  const size_t full = len & ~size_t{3}, m = p.sources.size();
-  withDtype(types[p.base], [&](auto T) { loadLoop<decltype(T)::value, false>(srcs[p.base], j0, full, nullptr, base); });
+  // 8 lanes where the CPU has AVX-512 (sce_avx512.h), 4 for the rest, the scalar truth for the last few.
+  const size_t wide = avx512Enabled() ? len & ~size_t{7} : 0, full = len & ~size_t{3}, m = p.sources.size();
+  if (wide > 0) sceTasksAvx512(srcs, types, p, j0, wide, base, t, stride, bits);
+  const size_t w = wide, rest = full - wide;
+  withDtype(types[p.base], [&](auto T) { loadLoop<decltype(T)::value, false>(srcs[p.base], j0 + w, rest, nullptr, base + w); });
   for (size_t k = 0; k < m; ++k) {
-    withDtype(types[p.sources[k]], [&](auto T) { loadLoop<decltype(T)::value, true>(srcs[p.sources[k]], j0, full, base, t + k * stride); });
+    withDtype(types[p.sources[k]], [&](auto T) { loadLoop<decltype(T)::value, true>(srcs[p.sources[k]], j0 + w, rest, base + w, t + k * stride + w); });
   }
-  if (bits != nullptr) varianceLoop(t, stride, m, full, bits);
+  if (bits != nullptr) varianceLoop(t + w, stride, m, rest, bits + w);
   if (full < len) scalar::sceTasks(srcs, types, p, j0 + full, len - full, base + full, t + full, stride, bits != nullptr ? bits + full : nullptr);
 }
 
@@ -154,15 +158,18 @@ void sceKeep(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t 
     std::fill(keep, keep + len, 0.0);
     return;
   }
-  const size_t full = len & ~size_t{3};
-  keepLoop(bits, indexBits, count, first, cut, full, keep);
+  const size_t wide = avx512Enabled() ? len & ~size_t{7} : 0, full = len & ~size_t{3};
+  if (wide > 0) sceKeepAvx512(bits, indexBits, count, first, cut, wide, keep);
+  keepLoop(bits + wide, indexBits, count, first + wide, cut, full - wide, keep + wide);
   if (full < len) scalar::sceKeep(bits + full, indexBits, count, first + full, cut, len - full, keep + full);
 }
 
 void sceCombine(const double* base, const double* t, size_t stride, const double* keep, const double* weights, size_t m, size_t len, void* out, size_t at,
                 Dtype to) {
-  const size_t full = len & ~size_t{3};
-  withDtype(to, [&](auto T) { combineLoop<decltype(T)::value>(base, t, stride, keep, weights, m, full, out, at); });
+  // 8 lanes where the CPU has AVX-512 (sce_avx512.h), 4 for the rest, the scalar truth for the last few.
+  const size_t wide = m > 0 && avx512Enabled() ? len & ~size_t{7} : 0, full = len & ~size_t{3};
+  if (wide > 0) sceCombineAvx512(base, t, stride, keep, weights, m, wide, out, at, to);
+  withDtype(to, [&](auto T) { combineLoop<decltype(T)::value>(base + wide, t + wide, stride, keep + wide, weights, m, full - wide, out, at + wide); });
   if (full < len) scalar::sceCombine(base + full, t + full, stride, keep + full, weights, m, len - full, out, at + full, to);
 }
 

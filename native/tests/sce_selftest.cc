@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu_backends.h"
 #include "kernels/element_io.h"
 #include "kernels/numerics.h"
 #include "kernels/sce.h"
@@ -87,10 +88,14 @@ void testSceChunks(uint64_t seed) {
         wm::setSimdEnabled(false);
         wm::sceTasks(srcs, types, p, j0, len, baseS.data(), tS.data(), 512, bitsS.data());
         wm::setSimdEnabled(true);
-        wm::sceTasks(srcs, types, p, j0, len, baseV.data(), tV.data(), 512, bitsV.data());
-        bool same = std::memcmp(baseS.data(), baseV.data(), len * 8) == 0 && bitsS == bitsV;
-        for (size_t k = 0; k < m; ++k) same = same && std::memcmp(&tS[k * 512], &tV[k * 512], len * 8) == 0;
-        CHECK(same, "sceTasks %s n=%zu m=%zu variant %d: SIMD != scalar", dtypeName(t), n, m, variant);
+        for (bool wide : {false, true}) {  // the 4-lane loops alone, then with the 8-lane ones where the CPU has AVX-512
+          const bool was = wm::avx2::setAvx512Enabled(wide);
+          wm::sceTasks(srcs, types, p, j0, len, baseV.data(), tV.data(), 512, bitsV.data());
+          wm::avx2::setAvx512Enabled(was);
+          bool same = std::memcmp(baseS.data(), baseV.data(), len * 8) == 0 && bitsS == bitsV;
+          for (size_t k = 0; k < m; ++k) same = same && std::memcmp(&tS[k * 512], &tV[k * 512], len * 8) == 0;
+          CHECK(same, "sceTasks %s n=%zu m=%zu variant %d AVX-512 %d: SIMD != scalar", dtypeName(t), n, m, variant, wide);
+        }
         digestBytes(bitsV.data(), len * 4);
         // cuts: all, none, one, the keys of random elements (an exact boundary), their variances' lowest keys
         std::vector<uint64_t> cuts = {0, 1, wm::kRankKeyNone};
@@ -104,8 +109,13 @@ void testSceChunks(uint64_t seed) {
           wm::setSimdEnabled(false);
           wm::sceKeep(bitsS.data(), p.indexBits, count, start + j0, cut, len, keepS.data());
           wm::setSimdEnabled(true);
-          wm::sceKeep(bitsS.data(), p.indexBits, count, start + j0, cut, len, keepV.data());
-          CHECK(std::memcmp(keepS.data(), keepV.data(), len * 8) == 0, "sceKeep n=%zu cut %016llx: SIMD != scalar", n, static_cast<unsigned long long>(cut));
+          for (bool wide : {false, true}) {
+            const bool was = wm::avx2::setAvx512Enabled(wide);
+            wm::sceKeep(bitsS.data(), p.indexBits, count, start + j0, cut, len, keepV.data());
+            wm::avx2::setAvx512Enabled(was);
+            CHECK(std::memcmp(keepS.data(), keepV.data(), len * 8) == 0, "sceKeep n=%zu cut %016llx AVX-512 %d: SIMD != scalar", n,
+                  static_cast<unsigned long long>(cut), wide);
+          }
           // the keep mask against its definition
           for (size_t j = 0; j < len; ++j) {
             const bool kept = cut < wm::kRankKeyNone && wm::sparseRankKey(bitsS[j], p.indexBits, count, start + j0 + j) >= cut;
@@ -212,13 +222,19 @@ void testSce(uint64_t seed) {
         for (uint64_t cut : cuts) {
           p.cut = cut;
           for (Dtype to : all) {
-            std::vector<unsigned char> outS(n * wm::dtypeSize(to) + 3, 0xA5), outV = outS;
+            std::vector<unsigned char> outS(n * wm::dtypeSize(to) + 3, 0xA5), outV = outS, outW = outS;
             wm::setSimdEnabled(false);
             wm::sceMerge(srcs, types, p, count, start, n, outS.data() + 1, to);
             wm::setSimdEnabled(true);
+            // the 4-lane loops alone, then with the 8-lane ones where the CPU has AVX-512 (sce_avx512.h)
+            const bool wide = wm::avx2::setAvx512Enabled(false);
             wm::sceMerge(srcs, types, p, count, start, n, outV.data() + 1, to);
+            wm::avx2::setAvx512Enabled(wide);
+            wm::sceMerge(srcs, types, p, count, start, n, outW.data() + 1, to);
             digestBytes(outV.data(), outV.size());
             CHECK(outS == outV, "sceMerge %s->%s n=%zu m=%zu variant %d cut %016llx: SIMD != scalar", dtypeName(t), dtypeName(to), n, m, variant,
+                  static_cast<unsigned long long>(cut));
+            CHECK(outS == outW, "sceMerge %s->%s n=%zu m=%zu variant %d cut %016llx: AVX-512 != scalar", dtypeName(t), dtypeName(to), n, m, variant,
                   static_cast<unsigned long long>(cut));
             ++cases;
           }

@@ -1,0 +1,106 @@
+// sce_avx512.h: SCE's merge arithmetic 8 elements per step, operation for operation sce_avx2.cc's combineLoop
+// (native/tests/sce_selftest.cc checks both against the scalar truth, with AVX-512 on and off).
+#include "cpu_backends.h"
+
+#if defined(WM_HAVE_AVX2_BACKEND)
+#include "avx512_loads.h"
+#include "sce_avx512.h"
+
+namespace wm {
+namespace avx2 {
+namespace {
+
+// The scalar truth's operations per element: the sign election on the kept sum, then num and den added model by
+// model, one division and one rounding; signs as masks (a lane's sign agrees with the majority only if t * keep is
+// > 0 under a majority of +1, or < 0 under -1: ±0 and NaN never agree).
+template <Dtype TO>
+__attribute__((target(WM_AVX512_TARGET))) void combineLoop8(const double* base, const double* t, size_t stride, const double* keep, const double* weights,
+                                                            size_t m, size_t full, void* out, size_t at) {
+  const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0), denFloor = _mm512_set1_pd(1e-6);
+  constexpr size_t kMaxCached = 8;  // each model's t * keep once for both loops (the rest computed again, the same bits)
+  for (size_t j = 0; j < full; j += 8) {
+    const __m512d kept = _mm512_loadu_pd(keep + j);
+    __m512d cached[kMaxCached];
+    __m512d majority = zero;
+    for (size_t k = 0; k < m; ++k) {
+      const __m512d tk = rounded8(_mm512_mul_pd(_mm512_loadu_pd(t + k * stride + j), kept));
+      if (k < kMaxCached) cached[k] = tk;
+      majority = _mm512_add_pd(majority, tk);
+    }
+    const __mmask8 positive = _mm512_cmp_pd_mask(majority, zero, _CMP_GE_OQ);  // the majority is +1 (NaN: -1)
+    __m512d num = zero, den = zero;
+    for (size_t k = 0; k < m; ++k) {
+      const __m512d tk = k < kMaxCached ? cached[k] : rounded8(_mm512_mul_pd(_mm512_loadu_pd(t + k * stride + j), kept));
+      const __mmask8 agree = (positive & _mm512_cmp_pd_mask(tk, zero, _CMP_GT_OQ)) | (~positive & _mm512_cmp_pd_mask(tk, zero, _CMP_LT_OQ));
+      const __m512d ew = rounded8(_mm512_mul_pd(_mm512_set1_pd(weights[k]), _mm512_maskz_mov_pd(agree, one)));
+      num = _mm512_add_pd(num, rounded8(_mm512_mul_pd(tk, ew)));
+      den = _mm512_add_pd(den, ew);
+    }
+    // max(1e-6, den) as the 4-lane loop's: den unless den < 1e-6 (den is never NaN).
+    storeResult8<TO>(out, at + j, _mm512_add_pd(_mm512_loadu_pd(base + j), _mm512_div_pd(num, _mm512_max_pd(denFloor, den))));
+  }
+}
+
+// out[j] = (double) x[j0 + j] (- base[j]) for j < full, eight at a time.
+template <Dtype T, bool kMinusBase>
+__attribute__((target(WM_AVX512_TARGET))) void loadLoop8(const void* x, size_t j0, size_t full, const double* base, double* out) {
+  for (size_t j = 0; j < full; j += 8) {
+    const __m512d v = _mm512_cvtps_pd(load8<T>(x, j0 + j));
+    _mm512_storeu_pd(out + j, kMinusBase ? _mm512_sub_pd(v, _mm512_loadu_pd(base + j)) : v);
+  }
+}
+
+// sce_avx2.cc's varianceLoop in 8 lanes: the mean in model order, / m, the squared deviations in model order, / m,
+// rounded to f32, |bits| with every NaN one value above Inf.
+__attribute__((target(WM_AVX512_TARGET))) void varianceLoop8(const double* t, size_t stride, size_t m, size_t full, uint32_t* bits) {
+  const __m512d count = _mm512_set1_pd(static_cast<double>(m));
+  const __m256i absMask = _mm256_set1_epi32(0x7FFFFFFF), inf = _mm256_set1_epi32(0x7F800000), nan = _mm256_set1_epi32(0x7FC00000);
+  for (size_t j = 0; j < full; j += 8) {
+    __m512d mean = _mm512_setzero_pd();
+    for (size_t k = 0; k < m; ++k) mean = _mm512_add_pd(mean, _mm512_loadu_pd(t + k * stride + j));
+    mean = _mm512_div_pd(mean, count);
+    __m512d v = _mm512_setzero_pd();
+    for (size_t k = 0; k < m; ++k) {
+      const __m512d d = _mm512_sub_pd(_mm512_loadu_pd(t + k * stride + j), mean);
+      v = _mm512_add_pd(v, rounded8(_mm512_mul_pd(d, d)));
+    }
+    const __m256i b = _mm256_and_si256(_mm256_castps_si256(_mm512_cvtpd_ps(_mm512_div_pd(v, count))), absMask);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(bits + j), _mm256_mask_mov_epi32(b, _mm256_cmpgt_epi32_mask(b, inf), nan));
+  }
+}
+
+}  // namespace
+
+void sceTasksAvx512(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t full, double* base, double* t, size_t stride,
+                    uint32_t* bits) {
+  withDtype(types[p.base], [&](auto T) { loadLoop8<decltype(T)::value, false>(srcs[p.base], j0, full, nullptr, base); });
+  for (size_t k = 0; k < p.sources.size(); ++k) {
+    withDtype(types[p.sources[k]], [&](auto T) { loadLoop8<decltype(T)::value, true>(srcs[p.sources[k]], j0, full, base, t + k * stride); });
+  }
+  if (bits != nullptr) varianceLoop8(t, stride, p.sources.size(), full, bits);
+}
+
+// keep[j] = 1.0 where (bits[j] << indexBits | (count - 1 - (first + j))) >= cut: keys and cut lie below 2^63, so a signed compare.
+__attribute__((target(WM_AVX512_TARGET))) void sceKeepAvx512(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t first, uint64_t cut,
+                                                             size_t full, double* keep) {
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
+  const __m512i cuts = _mm512_set1_epi64(static_cast<long long>(cut)), eight = _mm512_set1_epi64(8);
+  const __m512d one = _mm512_set1_pd(1.0);
+  __m512i index = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - first)), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+  for (size_t j = 0; j < full; j += 8) {
+    const __m512i v = _mm512_cvtepu32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bits + j)));
+    const __m512i key = _mm512_or_si512(_mm512_sll_epi64(v, shift), index);
+    _mm512_storeu_pd(keep + j, _mm512_maskz_mov_pd(_mm512_cmpge_epi64_mask(key, cuts), one));
+    index = _mm512_sub_epi64(index, eight);
+  }
+}
+
+void sceCombineAvx512(const double* base, const double* t, size_t stride, const double* keep, const double* weights, size_t m, size_t full, void* out,
+                      size_t at, Dtype to) {
+  withDtype(to, [&](auto T) { combineLoop8<decltype(T)::value>(base, t, stride, keep, weights, m, full, out, at); });
+}
+
+}  // namespace avx2
+}  // namespace wm
+
+#endif

@@ -1,0 +1,23 @@
+// SCE's chunk kernels with AVX-512 (sce_avx512.cc): sce_avx2.cc's loads, variance bits, keep mask and merge arithmetic in
+// 8 lanes, the same bits as the scalar truth (sce.cc); sce_avx2.cc calls them where avx512Enabled() and keeps its 4-lane
+// loops for the rest and for other CPUs.
+#pragma once
+#include <cstddef>
+
+#include "kernels.h"
+#include "sce.h"
+
+namespace wm {
+namespace avx2 {
+
+// sceTasks (sce.h) over elements j0 .. j0 + full - 1, full a multiple of 8.
+void sceTasksAvx512(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t full, double* base, double* t, size_t stride,
+                    uint32_t* bits);
+// sceKeep (sce.h) over elements first .. first + full - 1, full a multiple of 8, cut below kRankKeyNone.
+void sceKeepAvx512(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t first, uint64_t cut, size_t full, double* keep);
+// sceCombine (sce.h) over elements [0, full), full a multiple of 8, m >= 1 models.
+void sceCombineAvx512(const double* base, const double* t, size_t stride, const double* keep, const double* weights, size_t m, size_t full, void* out,
+                      size_t at, Dtype to);
+
+}  // namespace avx2
+}  // namespace wm
