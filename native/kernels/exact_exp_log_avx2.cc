@@ -68,17 +68,9 @@ struct Avx2Lanes {
 #include "exact_exp_log_simd.h"
 
 namespace wm {
-namespace {
-double libmExp(double x) { return std::exp(x); }
-double libmLog(double x) { return std::log(x); }
-}  // namespace
 
-size_t avx2::expArray(const double* x, double* out, size_t n) {
-  return exactexp::arrayLoop<Avx2Lanes, exactexp::expLanes<Avx2Lanes>, libmExp>(x, out, n);
-}
-size_t avx2::logArray(const double* x, double* out, size_t n) {
-  return exactexp::arrayLoop<Avx2Lanes, exactexp::logLanes<Avx2Lanes>, libmLog>(x, out, n);
-}
+size_t avx2::expArray(const double* x, double* out, size_t n) { return exactexp::expOver<Avx2Lanes>(x, out, n); }
+size_t avx2::logArray(const double* x, double* out, size_t n) { return exactexp::logOver<Avx2Lanes>(x, out, n); }
 
 }  // namespace wm
 

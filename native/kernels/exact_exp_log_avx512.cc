@@ -73,17 +73,9 @@ struct Avx512Lanes {
 #include "exact_exp_log_simd.h"
 
 namespace wm {
-namespace {
-double libmExp(double x) { return std::exp(x); }
-double libmLog(double x) { return std::log(x); }
-}  // namespace
 
-size_t avx2::expArray512(const double* x, double* out, size_t n) {
-  return exactexp::arrayLoop<Avx512Lanes, exactexp::expLanes<Avx512Lanes>, libmExp>(x, out, n);
-}
-size_t avx2::logArray512(const double* x, double* out, size_t n) {
-  return exactexp::arrayLoop<Avx512Lanes, exactexp::logLanes<Avx512Lanes>, libmLog>(x, out, n);
-}
+size_t avx2::expArray512(const double* x, double* out, size_t n) { return exactexp::expOver<Avx512Lanes>(x, out, n); }
+size_t avx2::logArray512(const double* x, double* out, size_t n) { return exactexp::logOver<Avx512Lanes>(x, out, n); }
 
 }  // namespace wm
 

@@ -1,5 +1,5 @@
 // exact_exp_log.h's algorithm once, over a lane type S (exact_exp_log_avx2.cc: 4 lanes, exact_exp_log_avx512.cc: 8).
-// Include it last, inside the including file's `#pragma GCC target` region, after every standard header.
+// Include it last, inside the including file's `#pragma GCC target` region, after every standard header (<cmath> among them).
 // S gives: V (f64 lanes), I (i64 lanes), M (lane mask), kLanes, and load/store/set/seti, add/sub, mul (one rounding,
 // never fused), fma (a*b+c), fms (a*b-c), fnma (c-a*b), abs, ge/le/lt/eq, andM/notM, maskBits, asI/asV, iadd/isub/
 // iand/ior, shl/shr (logical), pairs(base, I offsets, first, second) (base[offset], base[offset + 1] per lane).
@@ -131,6 +131,19 @@ inline size_t arrayLoop(const double* x, double* out, size_t n) {
     for (size_t l = 0; l < rest; ++l) out[i + l] = os[l];
   }
   return redone;
+}
+
+inline double libmExp(double x) { return std::exp(x); }
+inline double libmLog(double x) { return std::log(x); }
+
+// The two array functions over lane type S, libm redoing the lanes left uncertain.
+template <class S>
+inline size_t expOver(const double* x, double* out, size_t n) {
+  return arrayLoop<S, expLanes<S>, libmExp>(x, out, n);
+}
+template <class S>
+inline size_t logOver(const double* x, double* out, size_t n) {
+  return arrayLoop<S, logLanes<S>, libmLog>(x, out, n);
 }
 
 }  // namespace exactexp
