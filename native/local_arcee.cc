@@ -13,10 +13,13 @@ bool isLocalArcee(const std::vector<ArceeParams>& dests) {
 }
 
 namespace {
-// Each open dest's scratch: its row KLs (8 bytes each, first: they stay aligned), then its keys.
-uint64_t scratchOf(const ArceeParams& p, uint64_t count) { return p.open ? 8 * (count / p.rowLength) + 4 * count : 0; }
+// Each open dest's scratch: its row KLs (8 bytes each, first: they stay aligned), then its keys unless it recomputes them.
+uint64_t scratchOf(const ArceeParams& p, uint64_t count) {
+  if (!p.open) return 0;
+  return 8 * (count / p.rowLength) + (p.recomputeKeys ? 0 : 4 * count);
+}
 
-// The keys' high and low 16 bits: two counting passes over the keys in memory.
+// The keys' high and low 16 bits: two counting passes over the keys.
 constexpr size_t kDigit = size_t{1} << 16;
 
 // For each of the ascending ranks rank[0] <= rank[1] <= rank[2], the bin of `counts` that holds it; rank[q]
@@ -50,6 +53,111 @@ void keysAtRanksInPlace(uint32_t* keys, uint64_t count, const uint64_t ranks[3],
   }
 }
 
+// The radix selection of arceeKeysAtRanks, fed the keys in blocks (in any order): all of them to countHigh, then all
+// again to countLow.
+class RadixSelection {
+ public:
+  RadixSelection(uint64_t count, const uint64_t ranks[3]) : left_{ranks[0], ranks[1], ranks[2]} {
+    if (count > UINT32_MAX) throw std::logic_error("internal: an arcee_fusion tensor-local job of 2^32 elements or more");
+    counts_.assign(4 * kDigit, 0);
+  }
+  // The high 16 bits in four interleaved 32-bit histograms (kept per thread: no allocation per tensor), so that a
+  // run of equal keys (a row's zeros, a row of NaN) does not wait on its own increments of one counter.
+  void countHigh(const uint32_t* keys, size_t n) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+      for (size_t k = 0; k < 4; ++k) ++counts_[k * kDigit + (keys[i + k] >> 16)];
+    }
+    for (; i < n; ++i) ++counts_[keys[i] >> 16];
+  }
+  // The quantiles' high bins from the high counts; the counters then hold the low 16 bits within each of them.
+  void startLow() {
+    for (size_t b = 0; b < kDigit; ++b) counts_[b] += counts_[kDigit + b] + counts_[2 * kDigit + b] + counts_[3 * kDigit + b];
+    binsOfRanks(counts_.data(), left_, high_);
+    std::fill(counts_.begin(), counts_.begin() + 3 * kDigit, 0);
+  }
+  // The low 16 bits within each quantile's high bin (one pass for all three), eight keys at a time: most match none.
+  void countLow(const uint32_t* keys, size_t n) {
+    const auto matches = [&](uint32_t key) { return (key >> 16) == high_[0] || (key >> 16) == high_[1] || (key >> 16) == high_[2]; };
+    const auto add = [&](uint32_t key) {
+      for (int q = 0; q < 3; ++q) {
+        if ((key >> 16) == high_[q]) ++counts_[q * kDigit + (key & 0xFFFFu)];
+      }
+    };
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      bool any = false;
+      for (size_t k = 0; k < 8; ++k) any |= matches(keys[i + k]);
+      if (!any) continue;
+      for (size_t k = 0; k < 8; ++k) add(keys[i + k]);
+    }
+    for (; i < n; ++i) add(keys[i]);
+  }
+  void result(uint32_t out[3]) {
+    for (int q = 0; q < 3; ++q) {
+      uint64_t rank[3] = {left_[q], left_[q], left_[q]};
+      uint32_t low[3];
+      binsOfRanks(counts_.data() + q * kDigit, rank, low);
+      out[q] = (high_[q] << 16) | low[0];
+    }
+  }
+
+ private:
+  std::vector<uint32_t>& counts_ = counters();
+  uint64_t left_[3];
+  uint32_t high_[3] = {0, 0, 0};
+  static std::vector<uint32_t>& counters() {
+    thread_local std::vector<uint32_t> v;
+    return v;
+  }
+};
+
+// Keys made and counted this many elements at a time (whole rows, at least one), so that the counting reads them from cache.
+constexpr uint64_t kKeyBlock = 16384;
+
+// An open dest's order keys, a block of whole rows at a time. The first pass computes them with the row KLs (into `kl`),
+// into `stored` (the scratch) where the dest keeps them; later passes read them there, or compute them again from the
+// sources and the row KLs into a block that the next one overwrites (ArceeParams::recomputeKeys).
+class TensorKeys {
+ public:
+  TensorKeys(const ArceeParams& p, const void* const* srcs, const Dtype* types, uint64_t count, double* kl, uint32_t* stored)
+      : p_(p), srcs_(srcs), types_(types), count_(count), kl_(kl), stored_(stored), at_(1 + std::max(p.base, p.model)) {
+    p_.rowKl = nullptr;
+    if (stored == nullptr) block().resize(rowsPerBlock() * p.rowLength);
+  }
+  // Calls f(keys, n) for consecutive blocks of the keys in element order.
+  template <typename F>
+  void each(F f) {
+    const uint64_t step = rowsPerBlock() * p_.rowLength;
+    for (uint64_t start = 0; start < count_; start += step) {
+      const size_t n = static_cast<size_t>(std::min(step, count_ - start));
+      if (stored_ != nullptr && p_.rowKl != nullptr) {
+        f(stored_ + start, n);
+        continue;
+      }
+      for (size_t s = 0; s < at_.size(); ++s) at_[s] = static_cast<const uint8_t*>(srcs_[s]) + start * dtypeSize(types_[s]);
+      uint32_t* keys = stored_ != nullptr ? stored_ + start : block().data();
+      arceeRowKeys(at_.data(), types_, p_, start, n, p_.rowKl != nullptr ? nullptr : kl_, keys);
+      f(keys, n);
+    }
+    p_.rowKl = kl_;  // computed by the first pass
+  }
+
+ private:
+  uint64_t rowsPerBlock() const { return std::max<uint64_t>(1, kKeyBlock / p_.rowLength); }
+  static std::vector<uint32_t>& block() {
+    thread_local std::vector<uint32_t> v;
+    return v;
+  }
+  ArceeParams p_;
+  const void* const* srcs_;
+  const Dtype* types_;
+  uint64_t count_;
+  double* kl_;
+  uint32_t* stored_;
+  std::vector<const void*> at_;
+};
+
 }  // namespace
 
 uint64_t localArceeScratchBytes(const std::vector<ArceeParams>& dests, uint64_t count) {
@@ -59,42 +167,12 @@ uint64_t localArceeScratchBytes(const std::vector<ArceeParams>& dests, uint64_t 
 }
 
 void arceeKeysAtRanks(uint32_t* keys, uint64_t count, const uint64_t ranks[3], uint32_t out[3]) {
-  if (count > UINT32_MAX) throw std::logic_error("internal: an arcee_fusion tensor-local job of 2^32 elements or more");
   if (count <= kSmallSelection) return keysAtRanksInPlace(keys, count, ranks, out);
-  // The high 16 bits in four interleaved 32-bit histograms (kept per thread: no allocation per tensor), so that a
-  // run of equal keys (a row's zeros, a row of NaN) does not wait on its own increments of one counter.
-  thread_local std::vector<uint32_t> counts;
-  counts.assign(4 * kDigit, 0);
-  uint64_t i = 0;
-  for (; i + 4 <= count; i += 4) {
-    for (uint64_t k = 0; k < 4; ++k) ++counts[k * kDigit + (keys[i + k] >> 16)];
-  }
-  for (; i < count; ++i) ++counts[keys[i] >> 16];
-  for (size_t b = 0; b < kDigit; ++b) counts[b] += counts[kDigit + b] + counts[2 * kDigit + b] + counts[3 * kDigit + b];
-  uint64_t left[3] = {ranks[0], ranks[1], ranks[2]};
-  uint32_t high[3];
-  binsOfRanks(counts.data(), left, high);
-  // The low 16 bits within each quantile's high bin (one pass for all three), eight keys at a time: most match none.
-  std::fill(counts.begin(), counts.begin() + 3 * kDigit, 0);
-  const auto matches = [&](uint32_t key) { return (key >> 16) == high[0] || (key >> 16) == high[1] || (key >> 16) == high[2]; };
-  const auto add = [&](uint32_t key) {
-    for (int q = 0; q < 3; ++q) {
-      if ((key >> 16) == high[q]) ++counts[q * kDigit + (key & 0xFFFFu)];
-    }
-  };
-  for (i = 0; i + 8 <= count; i += 8) {
-    bool any = false;
-    for (uint64_t k = 0; k < 8; ++k) any |= matches(keys[i + k]);
-    if (!any) continue;
-    for (uint64_t k = 0; k < 8; ++k) add(keys[i + k]);
-  }
-  for (; i < count; ++i) add(keys[i]);
-  for (int q = 0; q < 3; ++q) {
-    uint64_t rank[3] = {left[q], left[q], left[q]};
-    uint32_t low[3];
-    binsOfRanks(counts.data() + q * kDigit, rank, low);
-    out[q] = (high[q] << 16) | low[0];
-  }
+  RadixSelection selection(count, ranks);
+  selection.countHigh(keys, count);
+  selection.startLow();
+  selection.countLow(keys, count);
+  selection.result(out);
 }
 
 float arceeImportanceOfKey(uint32_t key) {
@@ -113,18 +191,31 @@ float arceeFusionThreshold(float q1, float median, float q3) {
 void resolveLocalArcee(std::vector<ArceeParams>& dests, const void* const* srcs, const Dtype* types, uint64_t count, uint8_t* scratch) {
   for (ArceeParams& p : dests) {
     if (!p.open) continue;
-    p.open = false;
-    if (count == 0) continue;  // no element to merge (the planner never leaves such a tensor open)
+    if (count == 0) {  // no element to merge (the planner never leaves such a tensor open)
+      p.open = false;
+      continue;
+    }
     auto* kl = reinterpret_cast<double*>(scratch);
-    auto* keys = reinterpret_cast<uint32_t*>(scratch + 8 * (count / p.rowLength));
+    auto* stored = p.recomputeKeys ? nullptr : reinterpret_cast<uint32_t*>(scratch + 8 * (count / p.rowLength));
     scratch += scratchOf(p, count);
-    arceeRowKeys(srcs, types, p, count, kl, keys);
+    p.open = false;
     // lib/recipes/arcee-fusion-statistics.ts's ranks: Math.floor(q * (count - 1)) in f64.
     const double quantiles[3] = {0.25, 0.5, 0.75};
     uint64_t ranks[3];
     for (int q = 0; q < 3; ++q) ranks[q] = static_cast<uint64_t>(std::floor(quantiles[q] * static_cast<double>(count - 1)));
     uint32_t at[3];
-    arceeKeysAtRanks(keys, count, ranks, at);
+    TensorKeys keys(p, srcs, types, count, kl, stored);
+    if (stored != nullptr && count <= kSmallSelection) {
+      keys.each([](const uint32_t*, size_t) {});
+      keysAtRanksInPlace(stored, count, ranks, at);
+    } else {
+      // The high digit counted as the keys are made, the low one from the keys stored or made again.
+      RadixSelection selection(count, ranks);
+      keys.each([&](const uint32_t* k, size_t n) { selection.countHigh(k, n); });
+      selection.startLow();
+      keys.each([&](const uint32_t* k, size_t n) { selection.countLow(k, n); });
+      selection.result(at);
+    }
     p.threshold = arceeFusionThreshold(arceeImportanceOfKey(at[0]), arceeImportanceOfKey(at[1]), arceeImportanceOfKey(at[2]));
     p.rowKl = kl;
   }

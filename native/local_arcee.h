@@ -4,7 +4,9 @@
 // element's importance order key are computed once into scratch memory (8 bytes per row, 4 per element, from
 // the run's local pool); the three order statistics at ranks floor(q (n - 1)), q = 0.25, 0.5, 0.75, are found
 // exactly by a radix selection over the keys in memory, the threshold in mergekit's f32 steps, and the merge
-// reads the row KLs. The same threshold as the streaming passes: test/tensor-local-arcee.test.ts compares the bytes.
+// reads the row KLs. A dest whose keys do not fit beside its sources (ArceeParams::recomputeKeys: the embedding) keeps
+// only the row KLs and computes the keys again from them in each counting pass, cheap SIMD next to re-reading the files.
+// The same threshold as the streaming passes: test/tensor-local-arcee.test.ts compares the bytes.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -17,7 +19,7 @@ namespace wm {
 // Whether any arcee_fusion dest of the job has its threshold left open.
 bool isLocalArcee(const std::vector<ArceeParams>& dests);
 
-// The scratch bytes resolveLocalArcee needs: the row KLs and keys of every open dest.
+// The scratch bytes resolveLocalArcee needs: the row KLs of every open dest, and its keys unless it recomputes them.
 uint64_t localArceeScratchBytes(const std::vector<ArceeParams>& dests, uint64_t count);
 
 // Resolves the open dests' threshold and row KLs from their sources in memory (srcs[s]: element 0 of source s);

@@ -5,7 +5,8 @@
  * (forced by `localStatistics.maxTensorBytes = 0`), on fresh random inputs with special values (NaN, ±Inf,
  * ±0, subnormals), mixed dtypes, rows of length 1, a 1-D tensor (one row), ties at the quantiles and more
  * than a quarter of NaN importances (a NaN threshold), tensors below and above 2^16 elements (the engine selects
- * in place or by radix counts); 1 and 3 threads; then end to end through `merge`.
+ * in place or by radix counts), the keys stored or (sources and row KLs alone within the budget) computed again in
+ * each pass; 1 and 3 threads; then end to end through `merge`.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -15,6 +16,7 @@ import type { NativeDtype } from '../lib/engine/native-plan';
 import type { TensorRecipe } from '../lib/engine/plan';
 import { ArceeFusionRecipe, encodeArceeFusionParams } from '../lib/engine/arcee-fusion-params';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
+import { NATIVE_DTYPE_BYTES } from '../lib/format/dtypes';
 import { setArceeFusionThresholds } from '../lib/recipes/arcee-fusion-statistics';
 import { localStatistics } from '../lib/recipes/sparsify';
 import { rng } from './helpers/models';
@@ -53,7 +55,7 @@ async function mergeRaw(files: string[], dtypes: Dtype[], n: number, rowLength: 
   );
   const params = encodeArceeFusionParams(arceeFusion, (s) => s);
   const { bits } = await runRawJob(dir, { files, dtypes, n, op: 'arcee_fusion', params, threads, blockBytes: 8192 });
-  return { open: arceeFusion.open === true, threshold: arceeFusion.threshold, bits: [...bits.values()] };
+  return { open: arceeFusion.open === true, recomputed: arceeFusion.recomputeKeys === true, threshold: arceeFusion.threshold, bits: [...bits.values()] };
 }
 
 /** Random values with special ones in the last `dirtyRows` rows only (a special value makes its row's KL NaN). */
@@ -72,16 +74,26 @@ function tiedValues(n: number, seed: number): { base: number[]; model: number[] 
   return { base, model: base.map((b) => b + steps[Math.floor(r() * steps.length)]) };
 }
 
-/** Local (1 and 3 threads) against streamed: the same bits in every output dtype; returns the streamed threshold. */
+/**
+ * Local (1 and 3 threads; the keys stored, or with a budget of the sources and row KLs only, computed again in each pass)
+ * against streamed: the same bits in every output dtype; returns the streamed threshold.
+ */
 async function expectLocalAsStreamed(raw: { base: number[]; model: number[] }, dtypes: Dtype[], rowLength: number): Promise<number> {
   const n = raw.base.length;
   const files = [writeRaw(dir, raw.base, dtypes[0]).file, writeRaw(dir, raw.model, dtypes[1]).file];
   const streamed = await mergeRaw(files, dtypes, n, rowLength, 1, 0);
   expect(streamed.open).toBe(false);
+  const sourcesAndKls = dtypes.reduce((b, d) => b + n * NATIVE_DTYPE_BYTES[d as NativeDtype], 8 * (n / rowLength));
   for (const threads of [1, 3]) {
-    const local = await mergeRaw(files, dtypes, n, rowLength, threads, defaultBytes);
-    expect(local.open).toBe(true);
-    local.bits.forEach((bits, o) => expect(bits).toEqual(streamed.bits[o]));
+    for (const [budget, recomputed] of [
+      [defaultBytes, false],
+      [sourcesAndKls, true],
+    ] as [number, boolean][]) {
+      const local = await mergeRaw(files, dtypes, n, rowLength, threads, budget);
+      expect(local.open).toBe(true);
+      expect(local.recomputed).toBe(recomputed);
+      local.bits.forEach((bits, o) => expect(bits).toEqual(streamed.bits[o]));
+    }
   }
   return streamed.threshold;
 }
@@ -94,6 +106,7 @@ test.each([
   ['BF16', 'F32', 1, 3001, 500],
   ['F32', 'F16', 4099, 1, 0],
   ['BF16', 'BF16', 300, 256, 4], // above 2^16 elements: the engine's radix selection (below, std::nth_element)
+  ['F16', 'F32', 70001, 1, 0], // one row longer than the engine's key blocks (16,384 elements)
 ] as [Dtype, Dtype, number, number, number][])(
   '%s base, %s model, rows of %p x %p (%p with special values): local and streamed bytes agree',
   async (tBase, tModel, rowLength, rows, dirtyRows) => {

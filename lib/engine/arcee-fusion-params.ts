@@ -1,7 +1,7 @@
 /**
  * The `arcee_fusion` op's parameters (native/kernels/arcee_fusion.h's flat layouts): the dest's
  * [row length, base, model, threshold, row KLs…] (or [row length, base, model]: the threshold left open for a
- * tensor-local job, native/local_arcee.h) and its `arcee_histogram` statistic's
+ * tensor-local job, native/local_arcee.h; [−row length, base, model]: open, its order keys computed again in each pass) and its `arcee_histogram` statistic's
  * [row length, base, model, shift, bits, prefix × 3, row KLs…], sources as indices into the job's sources.
  * The row KLs (each row's divergence, two exps and a log per element) come from the first histogram
  * pass, which returns them when they are not given, so that later passes and the merge do not compute them again.
@@ -19,10 +19,12 @@ export interface ArceeFusionRecipe {
   rowDivergence?: Float64Array;
   /** A tensor-local job's: threshold and row KLs resolved by the engine from the tensor read once (native/local_arcee.h). */
   open?: boolean;
+  /** With `open`: the order keys computed again in each of the engine's passes instead of stored (encoded as a negative row length). */
+  recomputeKeys?: boolean;
 }
 
 export function encodeArceeFusionParams(r: ArceeFusionRecipe, sourceOf: (model: number) => number): number[] {
-  if (r.open) return [r.rowLength, sourceOf(r.base), sourceOf(r.model)];
+  if (r.open) return [r.recomputeKeys ? -r.rowLength : r.rowLength, sourceOf(r.base), sourceOf(r.model)];
   return [r.rowLength, sourceOf(r.base), sourceOf(r.model), r.threshold, ...(r.rowDivergence ?? [])];
 }
 

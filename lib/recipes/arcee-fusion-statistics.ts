@@ -9,7 +9,8 @@
  * engine (the recipe's `rowDivergence`), so that the exps and logs are taken once per element. With
  * `local`, a tensor whose sources (and 8 bytes per row of KLs, 4 per element of order keys) fit
  * `localStatistics.maxTensorBytes` leaves its threshold open for the engine, which finds the same order
- * statistics from the tensor read once (native/local_arcee.h): the same threshold, so the same bytes.
+ * statistics from the tensor read once (native/local_arcee.h): the same threshold, so the same bytes; so does one
+ * whose sources and row KLs alone fit the engine's local pool (1.5 × that), its keys computed again in each pass.
  */
 import { InputFiles } from '../engine/input-files';
 import type { NativeJob, NativePlan } from '../engine/native-plan';
@@ -45,10 +46,19 @@ export function fusionThreshold(q1: number, median: number, q3: number): number 
   return f(median + f(1.5 * f(q3 - q1)));
 }
 
-/** Whether the engine resolves this tensor's threshold from memory: its sources, row KLs and order keys within the local budget. */
-function fitsInMemory(t: ArceeFusionTensor, r: ArceeFusionRecipe): boolean {
-  const scratch = 8 * (t.count / r.rowLength) + 4 * t.count;
-  return t.count > 0 && [r.base, r.model].reduce((n, m) => n + t.count * NATIVE_DTYPE_BYTES[t.source(m).dtype], scratch) <= localStatistics.maxTensorBytes;
+/** The local pool's size (native/local_job.h's kLocalBudgetBytes, 768 MiB) over the largest local tensor (maxTensorBytes, 512 MiB), as sce-statistics.ts's. */
+const POOL_PER_TENSOR = 1.5;
+
+/**
+ * How the engine resolves this tensor's threshold from memory: 'stored' when its sources, row KLs and order keys fit the
+ * local budget, 'recomputed' when its sources and row KLs alone fit the local pool (the keys computed again from them in
+ * each of the engine's counting passes, instead of streaming passes that re-read the files), else null.
+ */
+function localMode(t: ArceeFusionTensor, r: ArceeFusionRecipe): 'stored' | 'recomputed' | null {
+  if (t.count === 0) return null;
+  const bytes = [r.base, r.model].reduce((n, m) => n + t.count * NATIVE_DTYPE_BYTES[t.source(m).dtype], 8 * (t.count / r.rowLength));
+  if (bytes + 4 * t.count <= localStatistics.maxTensorBytes) return 'stored';
+  return bytes <= localStatistics.maxTensorBytes * POOL_PER_TENSOR ? 'recomputed' : null;
 }
 
 /**
@@ -63,7 +73,9 @@ export async function setArceeFusionThresholds(
 ): Promise<void> {
   const streamed = tensors.filter((t) => {
     const r = recipes.get(t.name)!.arceeFusion!;
-    if (options.local === true && fitsInMemory(t, r)) r.open = true;
+    const mode = options.local === true ? localMode(t, r) : null;
+    if (mode !== null) r.open = true;
+    if (mode === 'recomputed') r.recomputeKeys = true;
     return r.open !== true;
   });
   if (streamed.length === 0) return;

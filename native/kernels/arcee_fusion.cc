@@ -104,7 +104,12 @@ void forRows(const void* const* srcs, const Dtype* types, const ArceeParams& p, 
 
 ArceeParams decodeArceeParams(const std::vector<double>& p, size_t sourceCount, uint64_t count) {
   if (p.size() < 3) throw std::invalid_argument("arcee_fusion takes [L, base, model, (threshold, (row KLs)?)?]");
-  ArceeParams a = rowsAt(p, sourceCount, count);
+  // [-L, base, model]: open, the keys recomputed per pass (the only form whose row length is negative).
+  const bool recompute = p.size() == 3 && p[0] < 0;
+  std::vector<double> rows = p;
+  if (recompute) rows[0] = -p[0];
+  ArceeParams a = rowsAt(rows, sourceCount, count);
+  a.recomputeKeys = recompute;
   a.open = p.size() == 3;
   if (a.open) return a;
   a.threshold = static_cast<float>(p[3]);
@@ -141,8 +146,9 @@ void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat
   }, rowKl);
 }
 
-void arceeRowKeys(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t count, double* rowKl, uint32_t* keys) {
-  forRows(srcs, types, p, 0, count, [&](size_t r0, double kl) {
+void arceeRowKeys(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, double* rowKl, uint32_t* keys) {
+  if (rowKl == nullptr && p.rowKl == nullptr) throw std::logic_error("internal: arcee_fusion keys without row KLs to compute or read");
+  forRows(srcs, types, p, start, n, [&](size_t r0, double kl) {
     arceeKeys(srcs[p.base], types[p.base], srcs[p.model], types[p.model], r0, p.rowLength, kl, keys + r0);
   }, rowKl);
 }

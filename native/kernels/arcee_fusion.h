@@ -32,9 +32,11 @@ struct ArceeParams {
   float threshold = 0;
   const double* rowKl = nullptr;  // each row's KL (count / L of them, pointing into the params), or null: computed
   bool open = false;              // threshold and row KLs left to the tensor's worker (native/local_arcee.h)
+  bool recomputeKeys = false;     // open, its order keys computed again in each pass instead of stored (sources and row KLs alone fit the local pool)
 };
 
-// Dest params [L, base, model, threshold, (count / L row KLs)?], or [L, base, model] (open: a tensor-local job's);
+// Dest params [L, base, model, threshold, (count / L row KLs)?], or [L, base, model] (open: a tensor-local job's), or
+// [-L, base, model] (open, the keys computed again in each pass: a negative row length marks it, as no closed form has three params);
 // `count` is the job's element count (whole rows). The result points into p for the row KLs: p must outlive it.
 ArceeParams decodeArceeParams(const std::vector<double>& p, size_t sourceCount, uint64_t count);
 
@@ -58,8 +60,9 @@ inline uint32_t arceeOrderKey(float importance) {
 // (indexed by the row's number in the job).
 void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat& s, uint64_t start, size_t n, uint64_t* hist,
                     double* rowKl = nullptr);
-// The tensor in memory (count elements, whole rows): each row's KL into rowKl, every element's order key into keys.
-void arceeRowKeys(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t count, double* rowKl, uint32_t* keys);
+// Elements start .. start + n - 1 of a tensor in memory (whole rows; srcs at element start): their order keys into
+// keys[0 .. n), each row's KL computed into rowKl (indexed by the row's number in the job) or, with rowKl null, read from p.rowKl.
+void arceeRowKeys(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, double* rowKl, uint32_t* keys);
 void arceeMerge(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, void* out, Dtype to);
 
 }  // namespace wm
