@@ -18,7 +18,7 @@ import type { NativeResult } from '../engine/native';
 import type { TensorRecipe } from '../engine/plan';
 import { ArceeFusionRecipe, arceeHistogramParams } from '../engine/arcee-fusion-params';
 import { NATIVE_DTYPE_BYTES } from '../format/dtypes';
-import { localStatistics, MAX_HISTOGRAM_JOBS, TensorSource } from './sparsify';
+import { fitsLocalPool, localStatistics, MAX_HISTOGRAM_JOBS, TensorSource } from './sparsify';
 
 export interface ArceeFusionTensor {
   name: string;
@@ -46,9 +46,6 @@ export function fusionThreshold(q1: number, median: number, q3: number): number 
   return f(median + f(1.5 * f(q3 - q1)));
 }
 
-/** The local pool's size (native/local_job.h's kLocalBudgetBytes, 768 MiB) over the largest local tensor (maxTensorBytes, 512 MiB), as sce-statistics.ts's. */
-const POOL_PER_TENSOR = 1.5;
-
 /**
  * How the engine resolves this tensor's threshold from memory: 'stored' when its sources, row KLs and order keys fit the
  * local budget, 'recomputed' when its sources and row KLs alone fit the local pool (the keys computed again from them in
@@ -58,7 +55,7 @@ function localMode(t: ArceeFusionTensor, r: ArceeFusionRecipe): 'stored' | 'reco
   if (t.count === 0) return null;
   const bytes = [r.base, r.model].reduce((n, m) => n + t.count * NATIVE_DTYPE_BYTES[t.source(m).dtype], 8 * (t.count / r.rowLength));
   if (bytes + 4 * t.count <= localStatistics.maxTensorBytes) return 'stored';
-  return bytes <= localStatistics.maxTensorBytes * POOL_PER_TENSOR ? 'recomputed' : null;
+  return fitsLocalPool(bytes) ? 'recomputed' : null;
 }
 
 /**

@@ -15,7 +15,7 @@ import type { NativeResult } from '../engine/native';
 import type { TensorRecipe } from '../engine/plan';
 import { sceHistogramParams, SceRecipe, sceSumSquaresParams } from '../engine/sce-params';
 import { NATIVE_DTYPE_BYTES } from '../format/dtypes';
-import { KEY_NONE, localStatistics, MAX_HISTOGRAM_JOBS, TensorSource } from './sparsify';
+import { fitsLocalPool, KEY_NONE, localStatistics, MAX_HISTOGRAM_JOBS, TensorSource } from './sparsify';
 
 export interface SceTensor {
   name: string;
@@ -123,12 +123,6 @@ async function selectCuts(open: Selection[], run: RunPlan): Promise<void> {
 }
 
 /**
- * The local pool's size (native/local_job.h's kLocalBudgetBytes, 768 MiB) over the largest local tensor (maxTensorBytes,
- * 512 MiB): a tensor whose sources alone fit the pool is read once, its variances computed again in each pass.
- */
-const POOL_PER_TENSOR = 1.5;
-
-/**
  * How the engine resolves this tensor's statistics from memory: 'stored' when its sources and its variance bits (when it
  * selects) fit the local budget, 'recomputed' when its sources alone fit the local pool (the variances computed again in
  * each of the cut's passes, the sums and the merge, instead of streaming passes that re-read the files), else null.
@@ -137,7 +131,7 @@ function localMode(t: SceTensor, r: SceRecipe): 'stored' | 'recomputed' | null {
   const sources = [r.base, ...r.models].reduce((n, m) => n + t.count * NATIVE_DTYPE_BYTES[t.source(m).dtype], 0);
   const selects = t.selectTopk > 0 && t.selectTopk < 1;
   if (sources + (selects ? 4 * t.count : 0) <= localStatistics.maxTensorBytes) return 'stored';
-  return selects && sources <= localStatistics.maxTensorBytes * POOL_PER_TENSOR ? 'recomputed' : null;
+  return selects && fitsLocalPool(sources) ? 'recomputed' : null;
 }
 
 /** Cuts and weights for every sce tensor, written into its recipe's `sce` (or left open for the engine, with `local`). */

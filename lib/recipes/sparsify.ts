@@ -67,6 +67,11 @@ const MAX_L1_JOBS = 2048;
  */
 export const localStatistics = { maxTensorBytes: 512 * 2 ** 20 };
 
+/** Whether `bytes` fit the engine's local pool (native/local_job.h's kLocalBudgetBytes, 768 MiB = 1.5 × maxTensorBytes): a tensor whose per-element statistics are computed again in each pass instead of stored. */
+export function fitsLocalPool(bytes: number): boolean {
+  return bytes <= localStatistics.maxTensorBytes * 1.5;
+}
+
 /** Whether a tensor of `count` elements whose sources are `models`' copies fits the local budget (any method's). */
 export function sourcesFitInMemory(count: number, models: readonly number[], source: (model: number) => TensorSource): boolean {
   return models.reduce((n, m) => n + count * NATIVE_DTYPE_BYTES[source(m).dtype], 0) <= localStatistics.maxTensorBytes;
