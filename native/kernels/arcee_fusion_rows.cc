@@ -1,9 +1,8 @@
-// arcee_fusion's per-element arithmetic, scalar truth, and the dispatch to the AVX2 twin (arcee_fusion_rows.h).
+// arcee_fusion's per-element arithmetic, scalar truth (arcee_fusion_rows.h; dispatch.cc picks it or the AVX2 twin).
 #include "arcee_fusion_rows.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "arcee_fusion.h"
 #include "cpu_backends.h"
@@ -52,35 +51,6 @@ void scalar::arceeMergeRow(const void* a, Dtype ta, const void* b, Dtype tb, siz
       }
     });
   });
-}
-
-namespace {
-// Whether the AVX2 twins run: kernels.h's dispatcher's choice (not the scalar path, nor switched off by a test).
-bool useSimd() {
-#if defined(WM_HAVE_AVX2_BACKEND)
-  return std::strcmp(simdPathName(), "scalar") != 0;
-#else
-  return false;
-#endif
-}
-}  // namespace
-
-#if defined(WM_HAVE_AVX2_BACKEND)
-#define WM_ARCEE_DISPATCH(call) (useSimd() ? avx2::call : scalar::call)
-#else
-#define WM_ARCEE_DISPATCH(call) (scalar::call)
-#endif
-
-void arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double* x) { WM_ARCEE_DISPATCH(arceeShiftedRow(v, t, r0, L, x)); }
-void arceeRatios(const double* ea, double sa, const double* eb, double sb, size_t L, double* p, double* r) {
-  WM_ARCEE_DISPATCH(arceeRatios(ea, sa, eb, sb, L, p, r));
-}
-void arceeKeys(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, uint32_t* keys) {
-  WM_ARCEE_DISPATCH(arceeKeys(a, ta, b, tb, j0, n, kl, keys));
-}
-
-void arceeMergeRow(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, float threshold, void* out, Dtype to) {
-  WM_ARCEE_DISPATCH(arceeMergeRow(a, ta, b, tb, j0, n, kl, threshold, out, to));
 }
 
 }  // namespace wm

@@ -4,9 +4,11 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "arcee_fusion_rows.h"
 #include "cpu_backends.h"
 #include "della.h"
 #include "elementwise.h"
+#include "exact_exp_log_tables.h"
 #include "kernels.h"
 #include "numerics.h"
 #include "sce.h"
@@ -151,5 +153,19 @@ bool avx2::avx512Enabled() { return avx512.load(std::memory_order_relaxed); }
 #endif
 
 void dellaUniforms(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u) { WM_DISPATCH(dellaUniforms(seedKey, first, n, u)); }
+
+size_t expArrayCounting(const double* x, double* out, size_t n) { return WM_DISPATCH(expArray(x, out, n)); }
+size_t logArrayCounting(const double* x, double* out, size_t n) { return WM_DISPATCH(logArray(x, out, n)); }
+
+void arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double* x) { WM_DISPATCH(arceeShiftedRow(v, t, r0, L, x)); }
+void arceeRatios(const double* ea, double sa, const double* eb, double sb, size_t L, double* p, double* r) {
+  WM_DISPATCH(arceeRatios(ea, sa, eb, sb, L, p, r));
+}
+void arceeKeys(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, uint32_t* keys) {
+  WM_DISPATCH(arceeKeys(a, ta, b, tb, j0, n, kl, keys));
+}
+void arceeMergeRow(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, float threshold, void* out, Dtype to) {
+  WM_DISPATCH(arceeMergeRow(a, ta, b, tb, j0, n, kl, threshold, out, to));
+}
 
 }  // namespace wm

@@ -1,4 +1,4 @@
-// exact_exp_log.h: the tables, and the choice of loop (AVX-512, AVX2, or plain std:: where the CPU has neither).
+// exact_exp_log.h: the tables and the plain std:: loops (dispatch.cc picks them or the SIMD ones).
 #include "exact_exp_log.h"
 
 #include <cmath>
@@ -6,7 +6,6 @@
 
 #include "cpu_backends.h"
 #include "exact_exp_log_tables.h"
-#include "kernels.h"
 
 namespace wm {
 namespace exactexp {
@@ -55,46 +54,14 @@ const Tables& tables() {
 
 }  // namespace exactexp
 
-namespace {
-
-enum class Path { Plain, Avx2, Avx512 };
-
-// The dispatcher's choice (dispatch.cc: WEIGHTMIX_NO_SIMD, WEIGHTMIX_NO_AVX512, the tests' switches).
-Path path() {
-#if defined(WM_HAVE_AVX2_BACKEND)
-  if (std::strcmp(simdPathName(), "scalar") == 0) return Path::Plain;
-  return avx2::avx512Enabled() ? Path::Avx512 : Path::Avx2;
-#else
-  return Path::Plain;
-#endif
-}
-
-template <class F>
-size_t plainLoop(const double* x, double* out, size_t n, F f) {
-  for (size_t i = 0; i < n; ++i) out[i] = f(x[i]);
+size_t scalar::expArray(const double* x, double* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = std::exp(x[i]);
   return n;
 }
 
-}  // namespace
-
-size_t expArrayCounting(const double* x, double* out, size_t n) {
-  switch (path()) {
-#if defined(WM_HAVE_AVX2_BACKEND)
-    case Path::Avx512: return avx2::expArray512(x, out, n);
-    case Path::Avx2: return avx2::expArray(x, out, n);
-#endif
-    default: return plainLoop(x, out, n, [](double v) { return std::exp(v); });
-  }
-}
-
-size_t logArrayCounting(const double* x, double* out, size_t n) {
-  switch (path()) {
-#if defined(WM_HAVE_AVX2_BACKEND)
-    case Path::Avx512: return avx2::logArray512(x, out, n);
-    case Path::Avx2: return avx2::logArray(x, out, n);
-#endif
-    default: return plainLoop(x, out, n, [](double v) { return std::log(v); });
-  }
+size_t scalar::logArray(const double* x, double* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = std::log(x[i]);
+  return n;
 }
 
 void expArray(const double* x, double* out, size_t n) { expArrayCounting(x, out, n); }

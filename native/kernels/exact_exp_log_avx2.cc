@@ -69,8 +69,12 @@ struct Avx2Lanes {
 
 namespace wm {
 
-size_t avx2::expArray(const double* x, double* out, size_t n) { return exactexp::expOver<Avx2Lanes>(x, out, n); }
-size_t avx2::logArray(const double* x, double* out, size_t n) { return exactexp::logOver<Avx2Lanes>(x, out, n); }
+size_t avx2::expArray(const double* x, double* out, size_t n) {
+  return avx512Enabled() ? expArray512(x, out, n) : exactexp::expOver<Avx2Lanes>(x, out, n);
+}
+size_t avx2::logArray(const double* x, double* out, size_t n) {
+  return avx512Enabled() ? logArray512(x, out, n) : exactexp::logOver<Avx2Lanes>(x, out, n);
+}
 
 }  // namespace wm
 

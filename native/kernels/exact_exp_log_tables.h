@@ -1,4 +1,4 @@
-// What exact_exp_log.cc's SIMD loops share: the tables (built once from long double exp2l / logl) and the
+// What exact_exp_log's loops share: their declarations, the tables (built once from long double exp2l / logl) and the
 // reduction constants (ln 2 split so that the products with the reduction's integers are exact).
 #pragma once
 #include <cstddef>
@@ -32,7 +32,12 @@ const Tables& tables();  // built on first use
 
 }  // namespace exactexp
 
-namespace avx2 {  // exact_exp_log_avx2.cc (4 lanes) and exact_exp_log_avx512.cc (8 lanes): the fallback-lane count
+// Each returns how many lanes libm computed (every one in the plain loops).
+namespace scalar {  // exact_exp_log.cc: plain std:: loops
+size_t expArray(const double* x, double* out, size_t n);
+size_t logArray(const double* x, double* out, size_t n);
+}  // namespace scalar
+namespace avx2 {  // exact_exp_log_avx2.cc (4 lanes; 8 through exact_exp_log_avx512.cc where avx512Enabled())
 size_t expArray(const double* x, double* out, size_t n);
 size_t logArray(const double* x, double* out, size_t n);
 size_t expArray512(const double* x, double* out, size_t n);
