@@ -53,7 +53,7 @@ void keysAtRanksInPlace(uint32_t* keys, uint64_t count, const uint64_t ranks[3],
   }
 }
 
-// The radix selection of arceeKeysAtRanks, fed the keys in blocks (in any order): all of them to countHigh, then all
+// The exact selection of three ranks by the keys' 16-bit halves, fed the keys in blocks (in any order): all of them to countHigh, then all
 // again to countLow.
 class RadixSelection {
  public:
@@ -164,15 +164,6 @@ uint64_t localArceeScratchBytes(const std::vector<ArceeParams>& dests, uint64_t 
   uint64_t bytes = 0;
   for (const ArceeParams& p : dests) bytes += scratchOf(p, count);
   return bytes;
-}
-
-void arceeKeysAtRanks(uint32_t* keys, uint64_t count, const uint64_t ranks[3], uint32_t out[3]) {
-  if (count <= kSmallSelection) return keysAtRanksInPlace(keys, count, ranks, out);
-  RadixSelection selection(count, ranks);
-  selection.countHigh(keys, count);
-  selection.startLow();
-  selection.countLow(keys, count);
-  selection.result(out);
 }
 
 float arceeImportanceOfKey(uint32_t key) {

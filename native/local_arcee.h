@@ -26,10 +26,6 @@ uint64_t localArceeScratchBytes(const std::vector<ArceeParams>& dests, uint64_t 
 // `scratch` holds localArceeScratchBytes(dests, count) bytes, 8-byte aligned, and must outlive the merge, which reads the KLs from it.
 void resolveLocalArcee(std::vector<ArceeParams>& dests, const void* const* srcs, const Dtype* types, uint64_t count, uint8_t* scratch);
 
-// The keys at ascending ranks ranks[0] <= ranks[1] <= ranks[2] (0-based, each < count) of keys[0..count), exactly:
-// a radix selection over the keys' 16-bit halves, or for a small tensor std::nth_element (which reorders the keys).
-void arceeKeysAtRanks(uint32_t* keys, uint64_t count, const uint64_t ranks[3], uint32_t out[3]);
-
 // mergekit's calculate_dynamic_threshold, median + 1.5 * (q3 - q1), each step rounded to f32 as
 // lib/recipes/arcee-fusion-statistics.ts's fusionThreshold does with Math.fround (f64 operations, then f32).
 float arceeFusionThreshold(float q1, float median, float q3);
