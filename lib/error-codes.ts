@@ -51,7 +51,10 @@ export const ERROR_CODES = {
   HubFileNotFound: { meaning: 'A file the model needs is not in the hub repo at that revision.', thrownBy: HUB },
   HubGated: { meaning: 'The hub repo is gated: accept its conditions on the hub and give a token (`HF_TOKEN` or the token file).', thrownBy: HUB },
   HubNoModel: { meaning: 'The hub repo has no safetensors weights or tokenizer files a merge could use.', thrownBy: HUB },
-  HubOffline: { meaning: 'A hub id is neither a folder nor in the Hugging Face cache, and `HF_HUB_OFFLINE=1` forbids downloading it.', thrownBy: HUB },
+  HubOffline: {
+    meaning: 'A hub id is neither a folder nor in the Hugging Face cache, and `HF_HUB_OFFLINE` (1, true, yes, on) forbids downloading it.',
+    thrownBy: HUB,
+  },
   HubRepoNotFound: {
     meaning: 'A model argument is neither a folder nor a model repo on the hub (or it is private and no token grants access).',
     thrownBy: HUB,
@@ -143,7 +146,7 @@ export const ERROR_CODES = {
   TensorInvalidInfo: { meaning: 'A safetensors tensor entry has an unknown dtype or a malformed shape.', thrownBy: SAFETENSORS },
   UnsafePath: { meaning: 'A name inside a model (a shard in the index) escapes its folder (`..`, an absolute path, a link out).', thrownBy: READERS },
   UnsupportedChartFormat: {
-    meaning: 'A chart file name ends in something else than `.svg` or `.png`.',
+    meaning: 'A chart file name ends in something else than `.svg` or `.png` (exit status 2, as a usage error).',
     thrownBy: ['renderChart', 'plotStages', 'plotLayerProfile'],
   },
   UnsupportedDtype: { meaning: 'Values of a non-float dtype were asked to be decoded.', thrownBy: ['verify'] },
@@ -173,7 +176,7 @@ export function errorCodesMarkdown(): string {
     '<!-- Generated from lib/error-codes.ts by `npm run api:update`; edit that table, not this page. -->',
     '',
     'Every error weightmix throws for something a user can cause is a `WeightmixError` whose `code` is one of',
-    '`WeightmixErrorCode` below (`exitCode` is 1, or 2 for `Usage`; the CLI prints the message as one line).',
+    '`WeightmixErrorCode` below (`exitCode` is 1, or 2 for `Usage` and `UnsupportedChartFormat`; the CLI prints the message as one line).',
     'Anything else thrown is a bug.',
     '',
     '| code | meaning | thrown by |',

@@ -26,7 +26,7 @@ export interface ScoreOptions {
   preset?: FieldPreset;
   /** k values for Pass@k and Vote@k; default per benchmark: 1 and n (samples per question) */
   k?: number[];
-  /** count whitespace-separated words when no token count is recorded (labelled as such) */
+  /** count whitespace-separated words as the token count, instead of any recorded one (labelled as such) */
   whitespaceTokens?: boolean;
   /** count each response's tokens with this model's tokenizer.json (a folder or a hub id) */
   tokenizer?: string;

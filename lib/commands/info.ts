@@ -11,7 +11,9 @@ function describeBuild(b: NativeBuildInfo): string {
 export function register(program: Command): void {
   program
     .command('info')
-    .description('print the build: version, which addon binary (prebuilt or local) and how it was built, SIMD path, CUDA support, threads')
+    .description(
+      'print the build: version, which addon binary (prebuilt, local, or the WEIGHTMIX_ADDON override) and how it was built, SIMD path, CUDA support, threads',
+    )
     .option('--json', 'machine-readable output')
     .action((opts: { json?: boolean }) => {
       const native = loadNative().info();

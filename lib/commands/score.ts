@@ -30,7 +30,7 @@ export function register(program: Command): void {
     )
     .option('--preset <name>', 'field names: default, vllm or opencompass', 'default')
     .option('--benchmark <name>', 'benchmark name for records without one (default: the file name)')
-    .option('--whitespace-tokens', 'count whitespace-separated words as Token #N when no token count is recorded (labelled as such)')
+    .option('--whitespace-tokens', 'count whitespace-separated words as Token #N, instead of any recorded token count (labelled as such)')
     .option(
       '--tokenizer <model>',
       "count Token #N with this model's tokenizer.json: a folder or a hub id ORG/NAME[@REVISION] (only its tokenizer files are downloaded)",

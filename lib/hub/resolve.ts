@@ -79,7 +79,7 @@ export async function resolveReference(reference: string, options: ResolveOption
     if (cached) return source(cached);
     throw new WeightmixError(
       'HubOffline',
-      `${formatReference(ref)} is neither a folder here nor in the Hugging Face cache (${env.cacheDir}), and HF_HUB_OFFLINE=1 forbids downloading it`,
+      `${formatReference(ref)} is neither a folder here nor in the Hugging Face cache (${env.cacheDir}), and HF_HUB_OFFLINE forbids downloading it`,
     );
   }
   try {
