@@ -10,7 +10,7 @@ import { InputFiles } from './input-files';
 import { WeightmixError } from '../errors';
 import { NativeJob, NativeOp, NativeOutput } from './native';
 import { PACKED_CODE_OF_DTYPE, PACKED_OP_CODES, PACKED_U8, PackedJobs, PackedJobWriter, PlainDests, PlainSources, unpackJobs } from './packed-jobs';
-import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
+import { DTYPE_BITS, isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
 import { dtypeCode } from '../format/header-columns';
 import { encodeHeaderColumns } from '../format/safetensors';
 import { encodeSparseParams, ResolvedSparse } from './sparse-params';
@@ -144,7 +144,7 @@ export function planMerge(spec: MergeSpec): MergePlan {
     const outIndex: number[] = [];
     const offsets: Float64Array[] = [];
     spec.outputs.forEach((out, o) => {
-      const dtypes = recipes[o].map((r) => r.dtype);
+      const dtypes = dtypeCodesOf(recipes[o]);
       const header = encodeHeaderColumns('encodeSafetensorsHeader', names, dtypes, columns, out.metadata);
       const size = header.dataStart + header.dataBytes;
       const file = path.join(out.dir, shardName);
@@ -203,6 +203,23 @@ export function planMerge(spec: MergeSpec): MergePlan {
     }
   }
   return mergePlanOf({ inputs: inputFiles.paths, outputs, packedJobs: jobs.finish(), models, bytesToWrite, ...(open.size > 0 ? { openMoments: open } : {}) });
+}
+
+/** The recipes' dtypes as codes (DTYPE_NAMES' indices; one lookup per run of one shared recipe), or as names when one has no code (the encoder then refuses it). */
+function dtypeCodesOf(recipes: readonly TensorRecipe[]): Uint8Array | SafetensorsDtype[] {
+  const codes = new Uint8Array(recipes.length);
+  let last: TensorRecipe | undefined;
+  let code: number | undefined = 0;
+  for (let i = 0; i < recipes.length; i++) {
+    const r = recipes[i];
+    if (r !== last) {
+      last = r;
+      code = Object.hasOwn(DTYPE_BITS, r.dtype) ? dtypeCode(r.dtype) : undefined;
+      if (code === undefined) return recipes.map((x) => x.dtype);
+    }
+    codes[i] = code;
+  }
+  return codes;
 }
 
 /** The models any output reads for tensor i, ascending, each once (a sorted list that every output shares as it is). */
