@@ -2,7 +2,8 @@
 
 #include <charconv>
 #include <cmath>
-#include <unordered_set>
+
+#include "string_view_table.h"
 
 namespace wm {
 namespace {
@@ -28,8 +29,7 @@ std::optional<EncodedHeader> encodeHeader(const HeaderColumnsIn& in, size_t maxH
     json += "\"__metadata__\":";
     json += *in.metadataJson;
   }
-  std::unordered_set<std::string_view> seen;
-  seen.reserve(in.count);
+  StringViewSet seen(in.count);
   double end = 0;
   size_t pos = 0;
   for (size_t i = 0; i < in.count; i++) {
@@ -37,7 +37,7 @@ std::optional<EncodedHeader> encodeHeader(const HeaderColumnsIn& in, size_t maxH
     if (stop == std::string_view::npos) return std::nullopt;
     std::string_view name = in.namesText.substr(pos, stop - pos);
     pos = stop + 1;
-    if (name == "__metadata__" || !seen.insert(name).second) return std::nullopt;
+    if (name == "__metadata__" || !seen.insert(name)) return std::nullopt;
     uint8_t code = in.dtypes[i];
     if (code >= in.dtypeBits->size()) return std::nullopt;
     // Elements, left to right as the crate's checked fold; anything past 2^53-1 or a partial byte is the JavaScript encoder's error.

@@ -3,8 +3,8 @@
 #include "json_tables.h"
 
 #include <string_view>
-#include <unordered_map>
-#include <unordered_set>
+
+#include "string_view_table.h"
 
 namespace wm {
 namespace {
@@ -90,11 +90,11 @@ class Scanner {
       pos_++;
       char close = c == '{' ? '}' : ']';
       if (eat(close)) return true;
-      std::unordered_set<std::string_view> keys;
+      StringViewSet keys;
       do {
         if (c == '{') {
           TextRange key;
-          if (!string(key) || !keys.insert(view(key)).second || !eat(':')) return false;
+          if (!string(key) || !keys.insert(view(key)) || !eat(':')) return false;
         }
         if (!skipValue(depth + 1)) return false;
       } while (eat(','));
@@ -134,10 +134,10 @@ bool readSizes(Scanner& s, std::vector<double>& out) {
 bool readStringMap(Scanner& s, std::vector<TextRange>& out) {
   if (!s.eat('{')) return false;
   if (s.eat('}')) return true;
-  std::unordered_set<std::string_view> keys;
+  StringViewSet keys;
   do {
     TextRange key, value;
-    if (!s.string(key) || !keys.insert(s.view(key)).second || !s.eat(':') || !s.string(value)) return false;
+    if (!s.string(key) || !keys.insert(s.view(key)) || !s.eat(':') || !s.string(value)) return false;
     out.push_back(key);
     out.push_back(value);
   } while (s.eat(','));
@@ -185,10 +185,11 @@ std::optional<HeaderTable> readHeaderTable(const char* text, size_t length, cons
   t.shapeStart.push_back(0);
   if (!s.eat('{')) return std::nullopt;
   if (!s.eat('}')) {
-    std::unordered_set<std::string_view> keys;
+    // A tensor entry takes some 90 bytes of JSON: sized for that, so that a MoE shard's ~1,200 keys do not regrow the table.
+    StringViewSet keys(length / 64);
     do {
       TextRange key;
-      if (!s.string(key) || !keys.insert(s.view(key)).second || !s.eat(':')) return std::nullopt;
+      if (!s.string(key) || !keys.insert(s.view(key)) || !s.eat(':')) return std::nullopt;
       if (s.view(key) == "__metadata__") {
         if (s.eatWord("null")) continue;
         t.hasMetadata = true;
@@ -209,28 +210,29 @@ std::optional<WeightMapTable> readWeightMapTable(const char* text, size_t length
   WeightMapTable t;
   bool found = false;
   if (!s.eat('{') || s.eat('}')) return std::nullopt;
-  std::unordered_set<std::string_view> keys;
+  StringViewSet keys;
   do {
     TextRange key;
-    if (!s.string(key) || !keys.insert(s.view(key)).second || !s.eat(':')) return std::nullopt;
+    if (!s.string(key) || !keys.insert(s.view(key)) || !s.eat(':')) return std::nullopt;
     if (s.view(key) != "weight_map") {
       if (!s.skipValue(1)) return std::nullopt;
       continue;
     }
     found = true;
     if (!s.eat('{') || s.eat('}')) return std::nullopt;
-    std::unordered_set<std::string_view> names;
-    std::unordered_map<std::string_view, uint32_t> fileIndex;
+    // An index line takes some 80 bytes: sized for that, so that a MoE index's ~19,000 names do not regrow the table.
+    StringViewSet names(length / 64);
+    StringViewTable<uint32_t> fileIndex;
     do {
       TextRange name, file;
-      if (!s.string(name) || !names.insert(s.view(name)).second || !s.eat(':') || !s.string(file)) return std::nullopt;
+      if (!s.string(name) || !names.insert(s.view(name)) || !s.eat(':') || !s.string(file)) return std::nullopt;
       // A name that is an array index would come first in JavaScript's key order: left to the slow reader.
       std::string_view n = s.view(name);
       if (!n.empty() && n.find_first_not_of("0123456789") == std::string_view::npos) return std::nullopt;
       auto [at, added] = fileIndex.emplace(s.view(file), static_cast<uint32_t>(t.files.size()));
       if (added) t.files.push_back(file);
       t.names.push_back(name);
-      t.shard.push_back(at->second);
+      t.shard.push_back(*at);
     } while (s.eat(','));
     if (!s.eat('}')) return std::nullopt;
   } while (s.eat(','));

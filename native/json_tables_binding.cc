@@ -3,11 +3,11 @@
 
 #include <cstring>
 #include <string_view>
-#include <unordered_map>
 
 #include "header_encoder.h"
 #include "index_encoder.h"
 #include "json_tables.h"
+#include "string_view_table.h"
 
 namespace wm {
 namespace {
@@ -104,8 +104,7 @@ Napi::Value WeightMapAgrees(const Napi::CallbackInfo& info) {
   const size_t count = listedShards.ElementLength();
   if (count != fileOf.ElementLength()) return Napi::Boolean::New(env, false);
   // Each listed name once (a name listed twice: false), then each stored name found once, in its shard.
-  std::unordered_map<std::string_view, size_t> listed;
-  listed.reserve(count);
+  StringViewTable<size_t> listed(count);
   size_t pos = 0;
   for (size_t i = 0; i < count; i++) {
     size_t end = listedText.find('\n', pos);
@@ -119,9 +118,9 @@ Napi::Value WeightMapAgrees(const Napi::CallbackInfo& info) {
   for (size_t k = 0; k < count; k++) {
     size_t end = names.find('\n', pos);
     if (end == std::string::npos || fileOf[k] >= shardNames.size()) return Napi::Boolean::New(env, false);
-    auto at = listed.find(std::string_view(names.data() + pos, end - pos));
-    if (at == listed.end() || found[at->second] || listedFiles[listedShards[at->second]] != shardNames[fileOf[k]]) return Napi::Boolean::New(env, false);
-    found[at->second] = true;
+    const size_t* at = listed.find(std::string_view(names.data() + pos, end - pos));
+    if (at == nullptr || found[*at] || listedFiles[listedShards[*at]] != shardNames[fileOf[k]]) return Napi::Boolean::New(env, false);
+    found[*at] = true;
     pos = end + 1;
   }
   return Napi::Boolean::New(env, pos == names.size());

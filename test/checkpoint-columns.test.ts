@@ -18,7 +18,8 @@ import { checkpointLayout, layoutColumns, LayoutTensor } from '../lib/engine/out
 import { preloadNative } from '../lib/engine/native';
 import { nativeJsonTables, useNativeJsonTables } from '../lib/format/json-tables';
 import { DTYPE_BITS, DTYPE_NAMES, isFloatDtype, SafetensorsDtype } from '../lib/format/dtypes';
-import { encodeSafetensorsHeader, parseSafetensorsHeader, writeSafetensorsFile } from '../lib/format/safetensors';
+import { encodeHeaderColumns, encodeSafetensorsHeader, parseSafetensorsHeader, writeSafetensorsFile } from '../lib/format/safetensors';
+import { shapeColumns } from '../lib/format/header-encoding';
 import { rng } from './helpers/models';
 import { WeightmixError } from '../lib/errors';
 
@@ -412,6 +413,22 @@ test("the addon's header encoder writes or refuses every header as the JavaScrip
       return { error: `${(e as Error).constructor.name}: ${(e as Error).message}` };
     }
   };
+  const columnsOutcome = (tensors: RandomTensor[], metadata: Record<string, string> | null, asCodes: boolean) => {
+    try {
+      const dtypes = asCodes ? Uint8Array.from(tensors, (x) => DTYPE_NAMES.indexOf(x.dtype)) : tensors.map((x) => x.dtype);
+      const shapes = shapeColumns(tensors.map((x) => x.shape));
+      const { bytes, starts, dataBytes } = encodeHeaderColumns(
+        'encodeSafetensorsHeader',
+        tensors.map((x) => x.name),
+        dtypes,
+        shapes,
+        metadata,
+      );
+      return { bytes: bytes.toString('latin1'), starts: Array.from(starts), dataBytes };
+    } catch (e) {
+      return { error: `${(e as Error).constructor.name}: ${(e as Error).message}` };
+    }
+  };
   let refused = 0;
   for (let round = 0; round < 400; round++) {
     const tensors: RandomTensor[] = randomTensors(next, next() < 0.3);
@@ -427,9 +444,13 @@ test("the addon's header encoder writes or refuses every header as the JavaScrip
     if (edit === 6) t.name = `a\nb${t.name}`;
     const metadata = next() < 0.5 ? null : { format: 'pt' };
     const withAddon = outcome(tensors, metadata);
+    // The planner's call with dtypes as codes (every dtype known) writes or refuses as the call with their names, with the addon and without.
+    const known = tensors.every((x) => DTYPE_NAMES.includes(x.dtype));
+    if (known) expect(columnsOutcome(tensors, metadata, true)).toEqual(columnsOutcome(tensors, metadata, false));
     useNativeJsonTables(undefined);
     try {
       expect(withAddon).toEqual(outcome(tensors, metadata));
+      if (known) expect(columnsOutcome(tensors, metadata, true)).toEqual(columnsOutcome(tensors, metadata, false));
     } finally {
       useNativeJsonTables(tables);
     }

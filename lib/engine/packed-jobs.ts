@@ -8,7 +8,7 @@
  *   sources.length, then per source: input, offset, dtype code,
  *   dests.length, then per dest: output, offset, dtype code, op code, w.length, w…, params.length, params…
  */
-import { NATIVE_DTYPE_BYTES, NativeDtype } from '../format/dtypes';
+import { DTYPE_NAMES as SAFETENSORS_DTYPE_NAMES, NATIVE_DTYPE_BYTES, NativeDtype, nativeDtype } from '../format/dtypes';
 import type { NativeDest, NativeJob, NativeOp } from './native-plan';
 
 // The codes are the addon's contract (native/packed_jobs.cc decodes the same numbers).
@@ -60,6 +60,10 @@ const OP_NAMES = namesByCode(PACKED_OP_CODES);
 const STAT_NAMES = namesByCode(PACKED_STAT_CODES);
 // Bytes per element by dtype code: a job's progress weight.
 const BYTES_BY_CODE = DTYPE_NAMES.map((d) => NATIVE_DTYPE_BYTES[d]);
+/** The packed code of native dtype U8 (any non-float tensor, counted in bytes). */
+export const PACKED_U8 = PACKED_DTYPE_CODES.U8;
+/** The packed native dtype code of each safetensors dtype code (format/dtypes.ts's DTYPE_NAMES order): no name lookup per tensor. */
+export const PACKED_CODE_OF_DTYPE: Uint8Array = Uint8Array.from(SAFETENSORS_DTYPE_NAMES, (d) => PACKED_DTYPE_CODES[nativeDtype(d)]);
 
 /** A plan's jobs in the packed layout, with each job's progress weight (no job objects). */
 export interface PackedJobs {
@@ -69,6 +73,22 @@ export interface PackedJobs {
   count: number;
   /** Per job, the bytes the engine counts for progress (native/executor.cc's pieceWeight): written bytes, or read bytes of a job that writes nothing. */
   work: Float64Array;
+}
+
+/** A plain job's sources, as columns the caller reuses from job to job (`PackedJobWriter.plainJob`). */
+export interface PlainSources {
+  input: Int32Array;
+  offset: Float64Array;
+  code: Uint8Array;
+}
+
+/** A plain job's dests, as columns the caller reuses from job to job (`PackedJobWriter.plainJob`). */
+export interface PlainDests {
+  output: Int32Array;
+  offset: Float64Array;
+  code: Uint8Array;
+  op: Uint8Array;
+  w: (readonly number[])[];
 }
 
 /**
@@ -108,7 +128,11 @@ export class PackedJobWriter {
   }
 
   source(input: number, offset: number, dtype: NativeDtype): void {
-    const c = code(PACKED_DTYPE_CODES, dtype, 'unsupported dtype');
+    this.sourceOfCode(input, offset, code(PACKED_DTYPE_CODES, dtype, 'unsupported dtype'));
+  }
+
+  /** `source` with the dtype as its packed code (PACKED_DTYPE_CODES' value): the planner's per-tensor path. */
+  sourceOfCode(input: number, offset: number, c: number): void {
     this.reserve(3);
     this.words[this.k++] = input;
     this.words[this.k++] = offset;
@@ -123,10 +147,13 @@ export class PackedJobWriter {
 
   /** `params` are written only for the ops that carry them (as the addon reads them). */
   dest(output: number, offset: number, dtype: NativeDtype, op: NativeOp, w: readonly number[], params?: readonly number[]): void {
-    const c = code(PACKED_DTYPE_CODES, dtype, 'unsupported dtype');
-    const opCode = code(PACKED_OP_CODES, op, 'unknown op');
     // A linear dest carries params only with open moments (engine/open-moments.ts).
     const p = carriesParams(op) || op === 'linear' ? (params ?? NO_NUMBERS) : NO_NUMBERS;
+    this.destOfCodes(output, offset, code(PACKED_DTYPE_CODES, dtype, 'unsupported dtype'), code(PACKED_OP_CODES, op, 'unknown op'), w, p);
+  }
+
+  /** `dest` with dtype and op as their packed codes and `p` the params as written (empty for an op without them): the planner's per-tensor path. */
+  destOfCodes(output: number, offset: number, c: number, opCode: number, w: readonly number[], p: readonly number[]): void {
     this.reserve(6 + w.length + p.length);
     this.words[this.k++] = output;
     this.words[this.k++] = offset;
@@ -135,6 +162,51 @@ export class PackedJobWriter {
     this.putNumbers(w);
     this.putNumbers(p);
     this.destBytes += BYTES_BY_CODE[c];
+  }
+
+  /**
+   * A whole job without statistics whose dests carry no params, in one call (the planner's per-tensor path; a call per field
+   * cost more than the writing in an 18,867-tensor plan): its sources are `src.input/offset/code[k]` for k < `sourceCount`, its
+   * dests `dst.output/offset/code/op/w[d]` for d < `destCount`, codes as PACKED_DTYPE_CODES and PACKED_OP_CODES give them.
+   */
+  plainJob(count: number, sourceCount: number, src: PlainSources, destCount: number, dst: PlainDests): void {
+    this.close();
+    let n = 6 + 3 * sourceCount + 5 * destCount;
+    for (let d = 0; d < destCount; d++) n += dst.w[d].length + 1;
+    this.reserve(n);
+    const out = this.words;
+    let k = this.k;
+    // count, moments, stat, statParams.length (no statistics), then the sources and dests as `job`, `source` and `dest` write them.
+    out[k++] = count;
+    out[k++] = 0;
+    out[k++] = 0;
+    out[k++] = 0;
+    out[k++] = sourceCount;
+    let sourceBytes = 0;
+    for (let s = 0; s < sourceCount; s++) {
+      out[k++] = src.input[s];
+      out[k++] = src.offset[s];
+      out[k++] = src.code[s];
+      sourceBytes += BYTES_BY_CODE[src.code[s]];
+    }
+    out[k++] = destCount;
+    let destBytes = 0;
+    for (let d = 0; d < destCount; d++) {
+      const w = dst.w[d];
+      out[k++] = dst.output[d];
+      out[k++] = dst.offset[d];
+      out[k++] = dst.code[d];
+      out[k++] = dst.op[d];
+      out[k++] = w.length;
+      for (let j = 0; j < w.length; j++) out[k++] = w[j];
+      out[k++] = 0;
+      destBytes += BYTES_BY_CODE[dst.code[d]];
+    }
+    this.k = k;
+    this.elements = count;
+    this.sourceBytes = sourceBytes;
+    this.destBytes = destBytes;
+    this.jobs++;
   }
 
   /** The jobs written (views of the writer's buffers, which it no longer touches). */

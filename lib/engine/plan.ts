@@ -9,8 +9,9 @@ import { dtypeAt, indexOfName, sameShapeAt, tensorShapeAt, tensorTableOf, type T
 import { InputFiles } from './input-files';
 import { WeightmixError } from '../errors';
 import { NativeJob, NativeOp, NativeOutput } from './native';
-import { PackedJobs, PackedJobWriter, unpackJobs } from './packed-jobs';
-import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
+import { PACKED_CODE_OF_DTYPE, PACKED_OP_CODES, PACKED_U8, PackedJobs, PackedJobWriter, PlainDests, PlainSources, unpackJobs } from './packed-jobs';
+import { DTYPE_BITS, isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
+import { dtypeCode } from '../format/header-columns';
 import { encodeHeaderColumns } from '../format/safetensors';
 import { encodeSparseParams, ResolvedSparse } from './sparse-params';
 import { encodeElementwiseParams, RamPlusOpen, RowWeights } from './elementwise-params';
@@ -117,6 +118,18 @@ export function planMerge(spec: MergeSpec): MergePlan {
   const next = new Int32Array(tables.length);
   // One tensor's source rows in their tables, reused from tensor to tensor.
   const located = new Int32Array(tables.length);
+  // Per model, each of its table's files as an input index (-1 until first used): no path lookup per tensor.
+  const fileInputs = tables.map((t) => new Int32Array(t.files.length).fill(-1));
+  // One job's sources and plain dests as codes, reused from tensor to tensor.
+  const src: PlainSources = { input: new Int32Array(tables.length), offset: new Float64Array(tables.length), code: new Uint8Array(tables.length) };
+  const outputCount = spec.outputs.length;
+  const dst: PlainDests = {
+    output: new Int32Array(outputCount),
+    offset: new Float64Array(outputCount),
+    code: new Uint8Array(outputCount),
+    op: new Uint8Array(outputCount),
+    w: new Array<readonly number[]>(outputCount).fill(NO_PARAMS),
+  };
   let bytesToWrite = 0;
   const open = new OpenMomentsTable();
 
@@ -131,7 +144,7 @@ export function planMerge(spec: MergeSpec): MergePlan {
     const outIndex: number[] = [];
     const offsets: Float64Array[] = [];
     spec.outputs.forEach((out, o) => {
-      const dtypes = recipes[o].map((r) => r.dtype);
+      const dtypes = dtypeCodesOf(recipes[o]);
       const header = encodeHeaderColumns('encodeSafetensorsHeader', names, dtypes, columns, out.metadata);
       const size = header.dataStart + header.dataBytes;
       const file = path.join(out.dir, shardName);
@@ -156,24 +169,57 @@ export function planMerge(spec: MergeSpec): MergePlan {
       let raw = -1;
       for (let k = 0; k < used.length; k++) {
         const m = used[k];
-        const at = indexOfName(tables[m], name, next[m]);
+        const table = tables[m];
+        // The usual answer, the position after the last one found, tried without a call.
+        const at = table.names[next[m]] === name ? next[m] : indexOfName(table, name, next[m]);
         if (at < 0) throw new WeightmixError('ModelsDiffer', `tensor ${name} is missing from ${spec.checkpoints[m].dir}`);
         next[m] = at + 1;
         located[k] = at;
         // Non-float tensors travel as raw bytes (native dtype U8): count them in bytes.
-        if (raw < 0 && nativeDtype(dtypeAt(tables[m], at)) === 'U8') raw = tables[m].byteLengths[at];
+        if (raw < 0 && PACKED_CODE_OF_DTYPE[table.dtypes[at]] === PACKED_U8) raw = table.byteLengths[at];
       }
-      jobs.job(raw >= 0 ? raw : columns.elementCounts[i], used.length);
+      const count = raw >= 0 ? raw : columns.elementCounts[i];
       for (let k = 0; k < used.length; k++) {
         const table = tables[used[k]];
         const at = located[k];
-        jobs.source(inputFiles.indexOf(table.files[table.fileIndex[at]]), table.offsets[at], nativeDtype(dtypeAt(table, at)));
+        const file = table.fileIndex[at];
+        const inputs = fileInputs[used[k]];
+        if (inputs[file] < 0) inputs[file] = inputFiles.indexOf(table.files[file]);
+        src.input[k] = inputs[file];
+        src.offset[k] = table.offsets[at];
+        src.code[k] = PACKED_CODE_OF_DTYPE[table.dtypes[at]];
       }
+      // Every dest a plain one (an interpolation's): the whole job in one call; else field by field, each dest with its params.
+      let plain = true;
+      for (let o = 0; o < recipes.length && plain; o++) plain = plainDest(recipes[o][i], used, o, outIndex[o], offsets[o][i], dst);
+      if (plain) {
+        jobs.plainJob(count, used.length, src, recipes.length, dst);
+        continue;
+      }
+      jobs.job(count, used.length);
+      for (let k = 0; k < used.length; k++) jobs.sourceOfCode(src.input[k], src.offset[k], src.code[k]);
       jobs.destCount(recipes.length);
       for (let o = 0; o < recipes.length; o++) writeDest(jobs, recipes[o][i], used, outIndex[o], offsets[o][i], name, open);
     }
   }
   return mergePlanOf({ inputs: inputFiles.paths, outputs, packedJobs: jobs.finish(), models, bytesToWrite, ...(open.size > 0 ? { openMoments: open } : {}) });
+}
+
+/** The recipes' dtypes as codes (DTYPE_NAMES' indices; one lookup per run of one shared recipe), or as names when one has no code (the encoder then refuses it). */
+function dtypeCodesOf(recipes: readonly TensorRecipe[]): Uint8Array | SafetensorsDtype[] {
+  const codes = new Uint8Array(recipes.length);
+  let last: TensorRecipe | undefined;
+  let code: number | undefined = 0;
+  for (let i = 0; i < recipes.length; i++) {
+    const r = recipes[i];
+    if (r !== last) {
+      last = r;
+      code = Object.hasOwn(DTYPE_BITS, r.dtype) ? dtypeCode(r.dtype) : undefined;
+      if (code === undefined) return recipes.map((x) => x.dtype);
+    }
+    codes[i] = code;
+  }
+  return codes;
 }
 
 /** The models any output reads for tensor i, ascending, each once (a sorted list that every output shares as it is). */
@@ -191,11 +237,23 @@ function usedModels(recipes: TensorRecipe[][], i: number): number[] {
 
 const NO_PARAMS: readonly number[] = Object.freeze([]);
 
+/**
+ * Puts output `o`'s dest into `dst` when it is a plain one: an interpolation's lerp or copy whose model list is the job's source
+ * list (usedModels returns it as it is), so that its weights index the job's sources as they are and it carries no params; else false.
+ */
+function plainDest(r: TensorRecipe, used: number[], o: number, output: number, offset: number, dst: PlainDests): boolean {
+  if (r.models !== used || (!((r.op === 'lerp' || r.op === 'lerp_mi') && used.length === 2) && !isOwnCopy(r, used.length))) return false;
+  dst.output[o] = output;
+  dst.offset[o] = offset;
+  dst.code[o] = PACKED_CODE_OF_DTYPE[dtypeCode(r.dtype)];
+  dst.op[o] = PACKED_OP_CODES[r.op];
+  dst.w[o] = r.w;
+  return true;
+}
+
 /** Writes one output's destination for a tensor whose job reads the models `used`. */
 function writeDest(jobs: PackedJobWriter, r: TensorRecipe, used: number[], output: number, offset: number, name: string, open: OpenMomentsTable): void {
   const dtype = nativeDtype(r.dtype);
-  // The common case, an interpolation's lerp whose model list is the job's source list (usedModels returns it as it is): no index arrays.
-  if ((r.op === 'lerp' || r.op === 'lerp_mi') && r.models === used && used.length === 2) return jobs.dest(output, offset, dtype, r.op, r.w);
   const srcs = r.models.map((m) => used.indexOf(m));
   const source = (model: number) => srcs[r.models.indexOf(model)];
   let w = r.w;
@@ -225,6 +283,11 @@ function writeDest(jobs: PackedJobWriter, r: TensorRecipe, used: number[], outpu
     throw new Error(`internal: ${r.op} of ${name} must read exactly two models, in checkpoint order`);
   }
   jobs.dest(output, offset, dtype, r.op, w, params);
+}
+
+/** Whether `r` copies one of its `sourceCount` models by an index that is already the job's own (w = [k], k a valid index). */
+function isOwnCopy(r: TensorRecipe, sourceCount: number): boolean {
+  return r.op === 'copy' && r.w.length === 1 && Number.isInteger(r.w[0]) && r.w[0] >= 0 && r.w[0] < sourceCount;
 }
 
 /** The two models must hold the same tensors with the same shapes; float dtypes may differ. */

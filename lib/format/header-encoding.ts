@@ -29,13 +29,15 @@ export function shapeColumns(shapes: readonly (readonly number[])[]): ShapeColum
 /** The addon's encoding of the usual header (plain names, known dtypes, valid sizes), or null: then the JavaScript encoder writes or refuses it. */
 export function nativeEncoding(
   names: readonly string[],
-  dtypes: readonly SafetensorsDtype[],
+  dtypes: readonly SafetensorsDtype[] | Uint8Array,
   shapes: ShapeColumns,
   metadataJson: string | null,
   maxHeaderBytes: number,
 ) {
   const tables = nativeJsonTables();
   if (tables === undefined) return null;
+  // Codes as they are: the addon declines one past DTYPE_NAMES.
+  if (dtypes instanceof Uint8Array) return tables.encodeHeader(names, dtypes, shapes, metadataJson, maxHeaderBytes);
   const codes = new Uint8Array(dtypes.length);
   for (let i = 0; i < dtypes.length; i++) {
     if (!Object.hasOwn(DTYPE_BITS, dtypes[i])) return null;

@@ -15,7 +15,7 @@
  */
 import { open, writeFile, type FileHandle } from 'node:fs/promises';
 import { ioError, isSystemError, SafetensorsError, showName, showShape } from './safetensors-errors';
-import { DTYPE_BITS, SafetensorsDtype } from './dtypes';
+import { DTYPE_BITS, DTYPE_NAMES, SafetensorsDtype } from './dtypes';
 import {
   DeclaredTensor,
   isSize,
@@ -260,14 +260,16 @@ export interface EncodedHeaderColumns {
 export function encodeHeaderColumns(
   where: string,
   names: readonly string[],
-  dtypes: readonly SafetensorsDtype[],
+  dtypesGiven: readonly SafetensorsDtype[] | Uint8Array,
   shapes: ShapeColumns,
   metadata: Record<string, string> | null | undefined,
 ): EncodedHeaderColumns {
   const { shapeStarts, dims } = shapes;
   const metadataJson = metadata != null ? encodeMetadata(where, metadata) : null;
-  const encoded = nativeEncoding(names, dtypes, shapes, metadataJson, MAX_HEADER_BYTES);
+  const encoded = nativeEncoding(names, dtypesGiven, shapes, metadataJson, MAX_HEADER_BYTES);
   if (encoded) return { bytes: encoded.bytes, dataStart: encoded.bytes.length, starts: encoded.starts, dataBytes: encoded.dataBytes };
+  // Codes (DTYPE_NAMES' indices, the planner's) are checked below as the names they stand for.
+  const dtypes = dtypesGiven instanceof Uint8Array ? Array.from(dtypesGiven, (c) => DTYPE_NAMES[c]) : dtypesGiven;
   let json = '{';
   if (metadataJson !== null) json += `${JSON.stringify(METADATA_KEY)}:${metadataJson}`;
   const seen = new Set<string>();

@@ -324,7 +324,14 @@ function interpolationRecipes(
 ): (name: string, selected: boolean) => TensorRecipe {
   // By output dtype, then kind (copy of model 0, copy of model 1, lerp, lerp_mi): no key string built per tensor.
   const shared = new Map<SafetensorsDtype, TensorRecipe[]>();
+  // The last recipe given, which the next tensor usually shares: no Map lookup per tensor.
+  let last: { kind: number; outDtype: SafetensorsDtype; recipe: TensorRecipe } | undefined;
   const recipe = (kind: 0 | 1 | 2 | 3, outDtype: SafetensorsDtype): TensorRecipe => {
+    if (last !== undefined && last.kind === kind && last.outDtype === outDtype) return last.recipe;
+    last = { kind, outDtype, recipe: sharedRecipe(kind, outDtype) };
+    return last.recipe;
+  };
+  const sharedRecipe = (kind: 0 | 1 | 2 | 3, outDtype: SafetensorsDtype): TensorRecipe => {
     let byKind = shared.get(outDtype);
     if (byKind === undefined) shared.set(outDtype, (byKind = []));
     return (byKind[kind] ??=
@@ -336,9 +343,11 @@ function interpolationRecipes(
   const tables = [tensorTableOf(instruct), tensorTableOf(thinking)];
   const next = [0, 0];
   const dtypeOf = (m: number, name: string) => {
-    const at = indexOfName(tables[m], name, next[m]);
+    const table = tables[m];
+    // The usual answer, the position after the last one found, tried without a call.
+    const at = table.names[next[m]] === name ? next[m] : indexOfName(table, name, next[m]);
     next[m] = at + 1;
-    return dtypeAt(tables[m], at);
+    return dtypeAt(table, at);
   };
   return (name, selected) => {
     const a = dtypeOf(0, name);
