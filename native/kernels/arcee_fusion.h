@@ -56,6 +56,9 @@ inline uint32_t arceeOrderKey(float importance) {
   return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
 }
 
+// The KLs of the n / L rows at srcs (whole rows) into kl[0 .. n / L), computed in the order of the rows' maxes so that the
+// exps' memos (arcee_fusion_exps.h) keep their tables; the same KLs in any order.
+void arceeRowKls(const void* const* srcs, const Dtype* types, const ArceeParams& p, size_t n, double* kl);
 // Elements start .. start + n - 1 (whole rows). rowKl, unless null, receives the KL of each row of the piece
 // (indexed by the row's number in the job).
 void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat& s, uint64_t start, size_t n, uint64_t* hist,

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/arcee_fusion.h"
+#include "kernels/arcee_fusion_exps.h"
 #include "kernels/arcee_fusion_rows.h"
 #include "kernels/element_io.h"
 #include "tests/selftest_support.h"
@@ -62,9 +63,65 @@ std::vector<unsigned char> rowValues(Rng& r, Dtype t, size_t n, int variant) {
   return v;
 }
 
+// Sets element j of a 16-bit or f32 tensor to the value x (rounded to the dtype).
+void setValue(std::vector<unsigned char>& v, Dtype t, size_t j, float x) {
+  const uint32_t b = t == Dtype::F32 ? wm::num::f32Bits(x) : t == Dtype::BF16 ? wm::num::f32ToBF16(x) : wm::num::f32ToF16(x);
+  std::memcpy(v.data() + j * wm::dtypeSize(t), &b, wm::dtypeSize(t));
+}
+
+// The memo's exps (arcee_fusion_exps.h) against the direct path, std::exp(double(x_j) - max) with the scalar row max,
+// bit for bit (NaN payloads too), on rows that share their max (each repeat answered by the table), rows of specials
+// (max +Inf, -Inf: all NaN or -Inf, -0 and +0 first), subnormals, in a shuffled order through one memo per dtype
+// sequence, so that a table kept across a change of max or dtype would show.
+void testArceeExpMemo(Rng& r) {
+  const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
+  size_t rowsChecked = 0;
+  wm::ArceeExpMemo memo;  // one across all dtypes and lengths: a stale table would answer the wrong row
+  for (size_t L : {1, 2, 5, 64, 1027}) {
+    for (Dtype t : all) {
+      const size_t rows = 24, n = rows * L;
+      std::vector<unsigned char> v = rowValues(r, t, n, 2);
+      for (size_t row = 0; row < rows; ++row) {
+        const size_t r0 = row * L;
+        switch (row % 12) {
+          case 0: case 1: case 2: case 3: setValue(v, t, r0 + (row % L), 6.0f); break;  // shared max 6 (or a larger value's)
+          case 4: break;                                                                 // its own max
+          case 5: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, j % 3 ? -1.5f : NAN); break;  // NaN beside the max
+          case 6: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, NAN); break;                  // max -Inf (all NaN)
+          case 7: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, j % 2 ? -INFINITY : NAN); break;  // max -Inf
+          case 8: setValue(v, t, r0 + L / 2, INFINITY); break;                                        // max +Inf
+          case 9: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, j == 0 ? -0.0f : j % 2 ? 0.0f : -1e-40f); break;  // max -0, subnormals
+          case 10: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, j == 0 ? 0.0f : j % 2 ? -0.0f : -3.0f); break;  // max +0
+          default: { const std::vector<unsigned char> specials = randomTensor(r, t, L); std::memcpy(v.data() + r0 * wm::dtypeSize(t), specials.data(), L * wm::dtypeSize(t)); }
+        }
+      }
+      // Each row twice, in a shuffled order (repeats of a max, then a change of max, back and forth).
+      std::vector<size_t> order;
+      for (size_t row = 0; row < 2 * rows; ++row) order.push_back(row % rows);
+      for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[r.next() % i]);
+      std::vector<double> x(L), direct(L), memoized(L), scratch(L);
+      for (size_t row : order) {
+        const double m = wm::scalar::arceeRowMax(v.data(), t, row * L, L);
+        wm::scalar::arceeShiftedRow(v.data(), t, row * L, L, x.data());
+        for (size_t j = 0; j < L; ++j) direct[j] = std::exp(x[j]);
+        memo.rowExps(v.data(), t, row * L, L, m, memoized.data(), scratch.data());
+        CHECK(sameBits(direct.data(), memoized.data(), 8 * L), "ArceeExpMemo %s L=%zu row %zu (max %g): memo != std::exp of the direct path", dtypeName(t), L, row, m);
+        digestBytes(memoized.data(), 8 * L);
+        ++rowsChecked;
+      }
+    }
+  }
+  std::printf("arcee_fusion: %zu rows' exps through the memo == std::exp (hit rate %.2f)\n", rowsChecked,
+              static_cast<double>(memo.hits) / static_cast<double>(memo.hits + memo.misses));
+}
+
 }  // namespace
 
 void testArcee(uint64_t seed) {
+  {
+    Rng r(seed ^ 0xE4B3E);
+    testArceeExpMemo(r);
+  }
   if (std::strcmp(wm::simdPathName(), "scalar") == 0) {
     std::printf("arcee_fusion: no SIMD path on this CPU, nothing to compare\n");
     return;
@@ -84,6 +141,8 @@ void testArcee(uint64_t seed) {
           std::vector<double> xS(L), xV(L), pS(L), pV(L), rS(L), rV(L), klS(rows), klV(rows);
           for (size_t row = 0; row < rows; ++row) {
             for (int k = 0; k < 2; ++k) {
+              const double mS = wm::scalar::arceeRowMax(srcs[k], types[k], row * L, L), mV = wm::avx2::arceeRowMax(srcs[k], types[k], row * L, L);
+              CHECK(sameBits(&mS, &mV, 8), "arceeRowMax %s L=%zu variant %d: SIMD %g != scalar %g", dtypeName(types[k]), L, variant, mV, mS);
               wm::scalar::arceeShiftedRow(srcs[k], types[k], row * L, L, xS.data());
               wm::avx2::arceeShiftedRow(srcs[k], types[k], row * L, L, xV.data());
               CHECK(sameBits(xS.data(), xV.data(), 8 * L), "arceeShiftedRow %s L=%zu variant %d: SIMD != scalar", dtypeName(types[k]), L, variant);
