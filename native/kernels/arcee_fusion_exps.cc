@@ -13,7 +13,7 @@ namespace wm {
 void ArceeExpMemo::bind(Dtype t, double m) {
   uint64_t bits;
   std::memcpy(&bits, &m, 8);
-  if (t == type_) return;
+  if (t == type_ && bits == maxBits_) return;
   type_ = t;
   maxBits_ = bits;
   if (++generation_ == 0) {  // the stamps wrapped: clear them, so that no stale entry matches
