@@ -42,13 +42,13 @@ const double* rowKlAt(const std::vector<double>& p, size_t at, uint64_t rows) {
 
 // KL(softmax(b) + eps || softmax(a) + eps) of R rows of L elements, the k-th from element r0[k] with maxes ma[k] and
 // mb[k] (arceeRowMax), into kl[0 .. R - 1] (f64; NaN where a value is not finite). The exps come from the thread's memos
-// (arcee_fusion_exps.h), the other per-element steps run over the rows as arrays (arcee_fusion_rows.h; exact_exp_log.h:
+// (arcee_fusion_exps.h, one per model), the other per-element steps run over the rows as arrays (arcee_fusion_rows.h; exact_exp_log.h:
 // SIMD, equal to std::exp and std::log); each row's sums stay serial, in element order (their rounding is the result),
 // the R rows' chains of adds interleaved so that one does not wait for another.
 template <size_t R>
-void rowDivergences(const void* a, Dtype ta, const void* b, Dtype tb, const size_t* r0, const double* ma, const double* mb, uint64_t L, double* kl) {
+void rowDivergences(const void* a, Dtype ta, const void* b, Dtype tb, const size_t* r0, const double* ma, const double* mb, uint64_t L,
+                    ArceeExpMemo& memoA, ArceeExpMemo& memoB, double* kl) {
   thread_local std::vector<double> xa, xb, ea, eb;
-  thread_local ArceeExpMemo memoA, memoB;  // one per model: consecutive rows share each model's max more often than both
   for (std::vector<double>* v : {&xa, &xb, &ea, &eb}) v->resize(R * L);
   for (size_t k = 0; k < R; ++k) {
     memoA.rowExps(a, ta, r0[k], L, ma[k], ea.data() + k * L, xa.data() + k * L);
@@ -78,11 +78,18 @@ void rowDivergences(const void* a, Dtype ta, const void* b, Dtype tb, const size
 constexpr size_t kRowGroup = 4;
 constexpr uint64_t kGroupElements = 16384;
 
-// A row's order in arceeRowKls: the f32 bits of its memoized maxes (base's high, model's low; m is always an f32
-// value or -Inf), so that rows of equal maxes come together, then its number.
+// A row's order in arceeRowKls: the f32 bits of its maxes (base's high, model's low; m is always an f32 value or
+// -Inf; 0 for an f32 source, which takes the direct path), so that rows of equal maxes come together, then its number.
 uint64_t maxKey(double ma, double mb, bool memoA, bool memoB) {
   const uint64_t ka = memoA ? num::f32Bits(static_cast<float>(ma)) : 0, kb = memoB ? num::f32Bits(static_cast<float>(mb)) : 0;
   return ka << 32 | kb;
+}
+
+// How many times the max changes along the order (the memo's refills): shift 32 for the base's, 0 for the model's.
+size_t maxChanges(const std::vector<std::pair<uint64_t, size_t>>& order, size_t rows, unsigned shift) {
+  size_t changes = 0;
+  for (size_t i = 0; i < rows; ++i) changes += i == 0 || static_cast<uint32_t>(order[i].first >> shift) != static_cast<uint32_t>(order[i - 1].first >> shift);
+  return changes;
 }
 
 // Each row's KL of the piece (start, n: whole rows): given, or computed first (into klOut unless null); then calls
@@ -109,7 +116,7 @@ void arceeRowKls(const void* const* srcs, const Dtype* types, const ArceeParams&
   const void* a = srcs[p.base];
   const void* b = srcs[p.model];
   const Dtype ta = types[p.base], tb = types[p.model];
-  const bool memoA = arceeExpMemoized(ta), memoB = arceeExpMemoized(tb);
+  const bool memoA = arceeExpMemoizable(ta), memoB = arceeExpMemoizable(tb);
   // Rows in the order of their maxes (a row's KL does not depend on the order): each memo keeps its table while
   // the max stays (thread-local, 16 bytes per row of the largest piece).
   thread_local std::vector<std::pair<uint64_t, size_t>> order;
@@ -119,6 +126,9 @@ void arceeRowKls(const void* const* srcs, const Dtype* types, const ArceeParams&
     order[r] = {maxKey(ma, mb, memoA, memoB), r};
   }
   if (memoA || memoB) std::sort(order.begin(), order.end());
+  thread_local ArceeExpMemo memoOfA, memoOfB;
+  memoOfA.prepare(a, ta, n, maxChanges(order, rows, 32));
+  memoOfB.prepare(b, tb, n, maxChanges(order, rows, 0));
   const size_t group = std::min<uint64_t>(kRowGroup, std::max<uint64_t>(1, kGroupElements / L));
   size_t r0[kRowGroup];
   double ma[kRowGroup], mb[kRowGroup], out[kRowGroup];
@@ -130,10 +140,10 @@ void arceeRowKls(const void* const* srcs, const Dtype* types, const ArceeParams&
       ma[k] = num::f32FromBits(static_cast<uint32_t>(key >> 32));
       mb[k] = num::f32FromBits(static_cast<uint32_t>(key));
     }
-    if (R == 4) rowDivergences<4>(a, ta, b, tb, r0, ma, mb, L, out);
-    else if (R == 3) rowDivergences<3>(a, ta, b, tb, r0, ma, mb, L, out);
-    else if (R == 2) rowDivergences<2>(a, ta, b, tb, r0, ma, mb, L, out);
-    else rowDivergences<1>(a, ta, b, tb, r0, ma, mb, L, out);
+    if (R == 4) rowDivergences<4>(a, ta, b, tb, r0, ma, mb, L, memoOfA, memoOfB, out);
+    else if (R == 3) rowDivergences<3>(a, ta, b, tb, r0, ma, mb, L, memoOfA, memoOfB, out);
+    else if (R == 2) rowDivergences<2>(a, ta, b, tb, r0, ma, mb, L, memoOfA, memoOfB, out);
+    else rowDivergences<1>(a, ta, b, tb, r0, ma, mb, L, memoOfA, memoOfB, out);
     for (size_t k = 0; k < R; ++k) kl[order[i + k].second] = out[k];
     i += R;
   }

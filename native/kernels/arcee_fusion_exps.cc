@@ -1,7 +1,6 @@
-// arcee_fusion's softmax exps through a memo per (dtype, row max) for 16-bit sources (arcee_fusion_exps.h).
+// arcee_fusion's softmax exps through a table per row max for 16-bit sources (arcee_fusion_exps.h).
 #include "arcee_fusion_exps.h"
 
-#include <algorithm>
 #include <cstring>
 
 #include "arcee_fusion_rows.h"
@@ -10,53 +9,66 @@
 
 namespace wm {
 
-void ArceeExpMemo::bind(Dtype t, double m) {
-  uint64_t bits;
-  std::memcpy(&bits, &m, 8);
-  if (t == type_ && bits == maxBits_) return;
-  type_ = t;
-  maxBits_ = bits;
-  if (++generation_ == 0) {  // the stamps wrapped: clear them, so that no stale entry matches
-    std::fill(stamp_.begin(), stamp_.end(), 0);
-    generation_ = 1;
+void ArceeExpMemo::prepare(const void* v, Dtype t, size_t n, size_t changes) {
+  memoized_ = false;
+  filled_ = false;
+  if (!arceeExpMemoizable(t)) return;
+  // Four patterns per 8-byte load: the marking is bound by its stores.
+  const auto* bytes = static_cast<const unsigned char*>(v);
+  uint8_t* present = present_.data();
+  size_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    uint64_t w;
+    std::memcpy(&w, bytes + 2 * j, 8);
+    present[w & 0xFFFF] = 1;
+    present[(w >> 16) & 0xFFFF] = 1;
+    present[(w >> 32) & 0xFFFF] = 1;
+    present[w >> 48] = 1;
   }
+  for (; j < n; ++j) {
+    uint16_t u;
+    std::memcpy(&u, bytes + 2 * j, 2);
+    present[u] = 1;
+  }
+  patterns_.clear();
+  for (size_t u = 0; u < present_.size(); ++u) {
+    if (present[u] != 0) patterns_.push_back(static_cast<uint16_t>(u));
+  }
+  std::fill(present_.begin(), present_.end(), 0);
+  memoized_ = changes * patterns_.size() <= n / 2;
+  if (!memoized_) return;
+  // Each pattern's value as the direct path widens it (f32, then f64), once for all the fills.
+  const size_t d = patterns_.size();
+  widened_.resize(d);
+  arg_.resize(d);
+  exp_.resize(d);
+  for (size_t i = 0; i < d; ++i) widened_[i] = static_cast<double>(loadElementF32(patterns_.data(), t, i));
+}
+
+// The table for the max m: every prepared pattern's exp, of the argument the direct path computes (arceeShiftedRow).
+void ArceeExpMemo::fill(double m) {
+  const size_t d = patterns_.size();
+  for (size_t i = 0; i < d; ++i) arg_[i] = widened_[i] - m;
+  expArray(arg_.data(), exp_.data(), d);
+  for (size_t i = 0; i < d; ++i) value_[patterns_[i]] = exp_[i];
+  computed += d;
 }
 
 void ArceeExpMemo::rowExps(const void* v, Dtype t, size_t r0, size_t L, double m, double* e, double* x) {
-  if (!arceeExpMemoized(t)) {
+  if (!memoized_) {
     arceeShiftedRow(v, t, r0, L, x);
     expArray(x, e, L);
     return;
   }
-  bind(t, m);
-  const auto* row = static_cast<const unsigned char*>(v) + 2 * r0;
-  const auto bitsAt = [&](size_t j) {
-    uint16_t u;
-    std::memcpy(&u, row + 2 * j, 2);
-    return u;
-  };
-  // Each value not in the table yet, once (its first occurrence stamps it), without a branch per element.
-  if (missed_.size() < L) missed_.resize(L);
-  size_t n = 0;
-  for (size_t j = 0; j < L; ++j) {
-    const uint16_t u = bitsAt(j);
-    missed_[n] = u;
-    n += stamp_[u] != generation_;
-    stamp_[u] = generation_;
+  uint64_t bits;
+  std::memcpy(&bits, &m, 8);
+  if (!filled_ || bits != maxBits_) {
+    fill(m);
+    filled_ = true;
+    maxBits_ = bits;
   }
-  if (n > 0) {
-    if (arg_.size() < n) {
-      arg_.resize(L);
-      exp_.resize(L);
-    }
-    // The direct path's argument: the element as f32, widened, less the max (arceeShiftedRow).
-    for (size_t i = 0; i < n; ++i) arg_[i] = static_cast<double>(loadElementF32(missed_.data(), t, i)) - m;
-    expArray(arg_.data(), exp_.data(), n);
-    for (size_t i = 0; i < n; ++i) value_[missed_[i]] = exp_[i];
-  }
-  for (size_t j = 0; j < L; ++j) e[j] = value_[bitsAt(j)];
-  hits += L - n;
-  misses += n;
+  arceeLookupRow(v, r0, L, value_.data(), e);
+  looked += L;
 }
 
 }  // namespace wm
