@@ -79,6 +79,7 @@ __attribute__((target("avx2,fma,f16c"))) void merge4(const void* a, const void* 
 }  // namespace
 
 void arceeMergeRow(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, float threshold, void* out, Dtype to) {
+  if (avx512Enabled()) return arceeMergeRowAvx512(a, ta, b, tb, j0, n, kl, threshold, out, to);
   withDtype(ta, [&](auto A) {
     withDtype(tb, [&](auto B) {
       withDtype(to, [&](auto O) { merge4<decltype(A)::value, decltype(B)::value, decltype(O)::value>(a, b, j0, n, kl, threshold, out); });

@@ -29,6 +29,8 @@ WM_ARCEE_ROW_DECLS
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 namespace avx2 {
 WM_ARCEE_ROW_DECLS
+// arceeMergeRow in 8 lanes (arcee_fusion_avx512.cc), called by the AVX2 one where avx512Enabled().
+void arceeMergeRowAvx512(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, float threshold, void* out, Dtype to);
 }
 #endif
 // The SIMD path where kernels.h's dispatcher takes it, else the scalar one.

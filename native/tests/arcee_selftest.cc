@@ -12,6 +12,7 @@
 #include "kernels/arcee_fusion.h"
 #include "kernels/arcee_fusion_exps.h"
 #include "kernels/arcee_fusion_rows.h"
+#include "kernels/cpu_backends.h"
 #include "kernels/element_io.h"
 #include "tests/selftest_support.h"
 
@@ -185,8 +186,13 @@ void testArcee(uint64_t seed) {
               for (Dtype to : all) {
                 std::vector<unsigned char> outS(n * wm::dtypeSize(to)), outV(n * wm::dtypeSize(to));
                 wm::scalar::arceeMergeRow(a.data(), ta, b.data(), tb, j0, len, kl, threshold, outS.data(), to);
-                wm::avx2::arceeMergeRow(a.data(), ta, b.data(), tb, j0, len, kl, threshold, outV.data(), to);
-                CHECK(outS == outV, "arceeMergeRow %s/%s -> %s n=%zu kl %g threshold %g: SIMD != scalar", dtypeName(ta), dtypeName(tb), dtypeName(to), len, kl, threshold);
+                for (bool wide : {false, true}) {  // the 4-lane loop, and the 8-lane one where the CPU has AVX-512
+                  const bool was = wm::avx2::setAvx512Enabled(wide);
+                  std::fill(outV.begin(), outV.end(), 0);
+                  wm::avx2::arceeMergeRow(a.data(), ta, b.data(), tb, j0, len, kl, threshold, outV.data(), to);
+                  wm::avx2::setAvx512Enabled(was);
+                  CHECK(outS == outV, "arceeMergeRow%s %s/%s -> %s n=%zu kl %g threshold %g: SIMD != scalar", wide ? " (AVX-512)" : "", dtypeName(ta), dtypeName(tb), dtypeName(to), len, kl, threshold);
+                }
                 digestBytes(outV.data(), outV.size());
                 ++cases;
               }
