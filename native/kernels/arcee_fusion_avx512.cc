@@ -1,5 +1,5 @@
-// arcee_fusion's row loops in 8 lanes (AVX-512), where avx512Enabled(): the exps memo's lookup (arceeLookupRow, one
-// gather) and the merge (arceeMergeRowAvx512, arcee_fusion_avx2.cc's merge4 lane for lane); bit for bit the scalar truth.
+// arcee_fusion's merge row in 8 lanes (AVX-512), where avx512Enabled(): arcee_fusion_avx2.cc's merge4 lane for lane,
+// bit for bit the scalar truth.
 #include "cpu_backends.h"
 
 #if defined(WM_HAVE_AVX2_BACKEND)
@@ -9,16 +9,6 @@
 namespace wm {
 namespace avx2 {
 namespace {
-
-__attribute__((target(WM_AVX512_TARGET))) void lookupRow8(const void* v, size_t r0, size_t L, const double* value, double* e) {
-  const uint16_t* row = static_cast<const uint16_t*>(v) + r0;
-  size_t j = 0;
-  for (; j + 8 <= L; j += 8) {
-    const __m256i idx = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + j)));
-    _mm512_storeu_pd(e + j, _mm512_i32gather_pd(idx, value, 8));
-  }
-  scalar::arceeLookupRow(v, r0 + j, L - j, value, e + j);
-}
 
 template <Dtype DA, Dtype DB, Dtype TO>
 __attribute__((target(WM_AVX512_TARGET))) void merge8(const void* a, const void* b, size_t j0, size_t n, double kl, float threshold, void* out) {
@@ -44,11 +34,6 @@ void arceeMergeRowAvx512(const void* a, Dtype ta, const void* b, Dtype tb, size_
       withDtype(to, [&](auto O) { merge8<decltype(A)::value, decltype(B)::value, decltype(O)::value>(a, b, j0, n, kl, threshold, out); });
     });
   });
-}
-
-void arceeLookupRow(const void* v, size_t r0, size_t L, const double* value, double* e) {
-  if (!avx512Enabled()) return scalar::arceeLookupRow(v, r0, L, value, e);
-  lookupRow8(v, r0, L, value, e);
 }
 
 }  // namespace avx2

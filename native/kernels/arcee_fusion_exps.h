@@ -2,7 +2,8 @@
 // sources: there e_j is a function of (dtype, bits of m, 16 bits of x_j). Before a batch of rows (a tensor in memory,
 // or a streamed piece) the memo collects the distinct 16-bit patterns of its elements; for each max (the rows come
 // ordered by their maxes, arceeRowKls) it computes the exps of those patterns with one expArray into a table by
-// pattern, and each row is then one gather from that table, with no check: every pattern of the batch is in it.
+// pattern, and each element of a row is then one load from that table, with no check: every pattern of the batch is
+// in it.
 // Exact by construction: each entry is expArray (== std::exp) of the very double argument the direct path computes,
 // double(x_j) - m. The direct path (arceeShiftedRow + expArray) stays for f32 sources and for batches where the
 // refills would cost more than they save (changes of max x distinct patterns above half the elements).

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "arcee_fusion.h"
 #include "cpu_backends.h"
@@ -20,18 +19,6 @@ double scalar::arceeRowMax(const void* v, Dtype t, size_t r0, size_t L) {
 void scalar::arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double* x) {
   const double m = scalar::arceeRowMax(v, t, r0, L);
   for (size_t j = 0; j < L; ++j) x[j] = static_cast<double>(loadElementF32(v, t, r0 + j)) - m;
-}
-
-namespace {
-uint16_t patternAt(const void* v, size_t j) {
-  uint16_t u;
-  std::memcpy(&u, static_cast<const unsigned char*>(v) + 2 * j, 2);
-  return u;
-}
-}  // namespace
-
-void scalar::arceeLookupRow(const void* v, size_t r0, size_t L, const double* value, double* e) {
-  for (size_t j = 0; j < L; ++j) e[j] = value[patternAt(v, r0 + j)];
 }
 
 void scalar::arceeRatios(const double* ea, double sa, const double* eb, double sb, size_t L, double* p, double* r) {

@@ -14,8 +14,6 @@ namespace wm {
   double arceeRowMax(const void* v, Dtype t, size_t r0, size_t L);                                                           \
   /* x[j] = v[r0 + j] - arceeRowMax(v, t, r0, L) (f64). */                                                                  \
   void arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double* x);                                              \
-  /* e[j] = value[16-bit pattern of v[r0 + j]], j < L: the exps memo's answers (arcee_fusion_exps.h). */                 \
-  void arceeLookupRow(const void* v, size_t r0, size_t L, const double* value, double* e);                                  \
   /* p[j] = eb[j] / sb + 1e-8 and r[j] = p[j] / (ea[j] / sa + 1e-8). */                                                      \
   void arceeRatios(const double* ea, double sa, const double* eb, double sb, size_t L, double* p, double* r);               \
   /* keys[i] = arceeOrderKey(f32(|b - a| * kl)) of elements j0 + i, i < n (d = b - a in f64). */                            \
