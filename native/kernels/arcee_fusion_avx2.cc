@@ -110,6 +110,7 @@ __attribute__((target("avx2,fma,f16c"))) void arceeRatios(const double* ea, doub
 }
 
 void arceeKeys(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, uint32_t* keys) {
+  if (avx512Enabled()) return arceeKeysAvx512(a, ta, b, tb, j0, n, kl, keys);
   withDtype(ta, [&](auto A) { withDtype(tb, [&](auto B) { keys4<decltype(A)::value, decltype(B)::value>(a, b, j0, n, kl, keys); }); });
 }
 

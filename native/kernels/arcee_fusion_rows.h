@@ -27,7 +27,8 @@ WM_ARCEE_ROW_DECLS
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 namespace avx2 {
 WM_ARCEE_ROW_DECLS
-// arceeMergeRow in 8 lanes (arcee_fusion_avx512.cc), called by the AVX2 one where avx512Enabled().
+// arceeKeys and arceeMergeRow in 8 lanes (arcee_fusion_avx512.cc), called by the AVX2 ones where avx512Enabled().
+void arceeKeysAvx512(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, uint32_t* keys);
 void arceeMergeRowAvx512(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, float threshold, void* out, Dtype to);
 }
 #endif

@@ -178,8 +178,13 @@ void testArcee(uint64_t seed) {
           for (double kl : {klS[0], klS[rows - 1], 0.0, 1.5, -0.0, static_cast<double>(NAN), static_cast<double>(INFINITY)}) {
             std::vector<uint32_t> keyS(len), keyV(len);
             wm::scalar::arceeKeys(a.data(), ta, b.data(), tb, j0, len, kl, keyS.data());
-            wm::avx2::arceeKeys(a.data(), ta, b.data(), tb, j0, len, kl, keyV.data());
-            CHECK(keyS == keyV, "arceeKeys %s/%s n=%zu kl %g: SIMD != scalar", dtypeName(ta), dtypeName(tb), len, kl);
+            for (bool wide : {false, true}) {  // the 4-lane loop, and the 8-lane one where the CPU has AVX-512
+              const bool was = wm::avx2::setAvx512Enabled(wide);
+              std::fill(keyV.begin(), keyV.end(), 0);
+              wm::avx2::arceeKeys(a.data(), ta, b.data(), tb, j0, len, kl, keyV.data());
+              wm::avx2::setAvx512Enabled(was);
+              CHECK(keyS == keyV, "arceeKeys%s %s/%s n=%zu kl %g: SIMD != scalar", wide ? " (AVX-512)" : "", dtypeName(ta), dtypeName(tb), len, kl);
+            }
             digestBytes(keyV.data(), 4 * len);
             const float median = wm::num::f32FromBits(keyS[len / 2] >= 0x80000000u ? keyS[len / 2] - 0x80000000u : ~keyS[len / 2]);
             for (float threshold : {median, 0.0f, -0.0f, static_cast<float>(NAN), INFINITY, -INFINITY, 1e-30f}) {
