@@ -115,14 +115,16 @@ class RadixSelection {
 // Keys made and counted this many elements at a time (whole rows, at least one), so that the counting reads them from cache.
 constexpr uint64_t kKeyBlock = 16384;
 
-// An open dest's order keys, a block of whole rows at a time. The first pass computes them with the row KLs (into `kl`),
-// into `stored` (the scratch) where the dest keeps them; later passes read them there, or compute them again from the
-// sources and the row KLs into a block that the next one overwrites (ArceeParams::recomputeKeys).
+// An open dest's order keys, a block of whole rows at a time, after its row KLs (computed first over the whole tensor
+// into `kl`, arceeRowKls: rows ordered by their maxes across the tensor, not only within a block). The first pass
+// computes the keys into `stored` (the scratch) where the dest keeps them; later passes read them there, or compute
+// them again from the sources and the row KLs into a block that the next one overwrites (ArceeParams::recomputeKeys).
 class TensorKeys {
  public:
   TensorKeys(const ArceeParams& p, const void* const* srcs, const Dtype* types, uint64_t count, double* kl, uint32_t* stored)
-      : p_(p), srcs_(srcs), types_(types), count_(count), kl_(kl), stored_(stored), at_(1 + std::max(p.base, p.model)) {
-    p_.rowKl = nullptr;
+      : p_(p), srcs_(srcs), types_(types), count_(count), stored_(stored), at_(1 + std::max(p.base, p.model)) {
+    arceeRowKls(srcs, types, p, count, kl);
+    p_.rowKl = kl;
     if (stored == nullptr) block().resize(rowsPerBlock() * p.rowLength);
   }
   // Calls f(keys, n) for consecutive blocks of the keys in element order.
@@ -131,16 +133,16 @@ class TensorKeys {
     const uint64_t step = rowsPerBlock() * p_.rowLength;
     for (uint64_t start = 0; start < count_; start += step) {
       const size_t n = static_cast<size_t>(std::min(step, count_ - start));
-      if (stored_ != nullptr && p_.rowKl != nullptr) {
+      if (stored_ != nullptr && keysStored_) {
         f(stored_ + start, n);
         continue;
       }
       for (size_t s = 0; s < at_.size(); ++s) at_[s] = static_cast<const uint8_t*>(srcs_[s]) + start * dtypeSize(types_[s]);
       uint32_t* keys = stored_ != nullptr ? stored_ + start : block().data();
-      arceeRowKeys(at_.data(), types_, p_, start, n, p_.rowKl != nullptr ? nullptr : kl_, keys);
+      arceeRowKeys(at_.data(), types_, p_, start, n, nullptr, keys);
       f(keys, n);
     }
-    p_.rowKl = kl_;  // computed by the first pass
+    keysStored_ = true;  // by the first pass, where stored
   }
 
  private:
@@ -153,8 +155,8 @@ class TensorKeys {
   const void* const* srcs_;
   const Dtype* types_;
   uint64_t count_;
-  double* kl_;
   uint32_t* stored_;
+  bool keysStored_ = false;
   std::vector<const void*> at_;
 };
 

@@ -1,6 +1,7 @@
 // arcee_fusion as a tensor-local job (local_job.h): a dest whose threshold is left open ([L, base, model],
 // kernels/arcee_fusion.h) gets it from the tensor its worker holds in memory, instead of the planner's three
-// radix passes (lib/recipes/arcee-fusion-statistics.ts, each re-reading both models). Each row's KL and every
+// radix passes (lib/recipes/arcee-fusion-statistics.ts, each re-reading both models). Each row's KL (first, over
+// the whole tensor: arceeRowKls orders its rows by their maxes, so that the exps memo refills least) and every
 // element's importance order key are computed once into scratch memory (8 bytes per row, 4 per element, from
 // the run's local pool); the three order statistics at ranks floor(q (n - 1)), q = 0.25, 0.5, 0.75, are found
 // exactly by a radix selection over the keys in memory, the threshold in mergekit's f32 steps, and the merge

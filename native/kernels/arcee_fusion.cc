@@ -6,8 +6,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "exact_exp_log.h"
+#include "arcee_fusion_exps.h"
 #include "arcee_fusion_rows.h"
+#include "exact_exp_log.h"
 #include "cpu_backends.h"
 #include "element_io.h"
 #include "numerics.h"
@@ -39,20 +40,20 @@ const double* rowKlAt(const std::vector<double>& p, size_t at, uint64_t rows) {
   return p.data() + at;
 }
 
-// KL(softmax(b) + eps || softmax(a) + eps) of R rows of L elements from element r0 into kl[0 .. R - 1] (f64; NaN
-// where a value is not finite). The per-element steps run over the rows as arrays (arcee_fusion_rows.h; exact_exp_log.h:
+// KL(softmax(b) + eps || softmax(a) + eps) of R rows of L elements, the k-th from element r0[k] with maxes ma[k] and
+// mb[k] (arceeRowMax), into kl[0 .. R - 1] (f64; NaN where a value is not finite). The exps come from the thread's memos
+// (arcee_fusion_exps.h, one per model), the other per-element steps run over the rows as arrays (arcee_fusion_rows.h; exact_exp_log.h:
 // SIMD, equal to std::exp and std::log); each row's sums stay serial, in element order (their rounding is the result),
 // the R rows' chains of adds interleaved so that one does not wait for another.
 template <size_t R>
-void rowDivergences(const void* a, Dtype ta, const void* b, Dtype tb, size_t r0, uint64_t L, double* kl) {
+void rowDivergences(const void* a, Dtype ta, const void* b, Dtype tb, const size_t* r0, const double* ma, const double* mb, uint64_t L,
+                    ArceeExpMemo& memoA, ArceeExpMemo& memoB, double* kl) {
   thread_local std::vector<double> xa, xb, ea, eb;
   for (std::vector<double>* v : {&xa, &xb, &ea, &eb}) v->resize(R * L);
   for (size_t k = 0; k < R; ++k) {
-    arceeShiftedRow(a, ta, r0 + k * L, L, xa.data() + k * L);
-    arceeShiftedRow(b, tb, r0 + k * L, L, xb.data() + k * L);
+    memoA.rowExps(a, ta, r0[k], L, ma[k], ea.data() + k * L, xa.data() + k * L);
+    memoB.rowExps(b, tb, r0[k], L, mb[k], eb.data() + k * L, xb.data() + k * L);
   }
-  expArray(xa.data(), ea.data(), R * L);
-  expArray(xb.data(), eb.data(), R * L);
   double sa[R] = {}, sb[R] = {};
   for (uint64_t j = 0; j < L; ++j) {
     for (size_t k = 0; k < R; ++k) {
@@ -77,30 +78,76 @@ void rowDivergences(const void* a, Dtype ta, const void* b, Dtype tb, size_t r0,
 constexpr size_t kRowGroup = 4;
 constexpr uint64_t kGroupElements = 16384;
 
-// Each row's KL of the piece (start, n: whole rows): given, or computed (and written to klOut unless null);
-// calls row(r0, kl) for the row at piece element r0, in order.
+// A row's order in arceeRowKls: the f32 bits of its maxes (base's high, model's low; m is always an f32 value or
+// -Inf; 0 for an f32 source, which takes the direct path), so that rows of equal maxes come together, then its number.
+uint64_t maxKey(double ma, double mb, bool memoA, bool memoB) {
+  const uint64_t ka = memoA ? num::f32Bits(static_cast<float>(ma)) : 0, kb = memoB ? num::f32Bits(static_cast<float>(mb)) : 0;
+  return ka << 32 | kb;
+}
+
+// How many times the max changes along the order (the memo's refills): shift 32 for the base's, 0 for the model's.
+size_t maxChanges(const std::vector<std::pair<uint64_t, size_t>>& order, size_t rows, unsigned shift) {
+  size_t changes = 0;
+  for (size_t i = 0; i < rows; ++i) changes += i == 0 || static_cast<uint32_t>(order[i].first >> shift) != static_cast<uint32_t>(order[i - 1].first >> shift);
+  return changes;
+}
+
+// Each row's KL of the piece (start, n: whole rows): given, or computed first (into klOut unless null); then calls
+// row(r0, kl) for the row at piece element r0, in order.
 template <typename F>
 void forRows(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, F row, double* klOut = nullptr) {
   const uint64_t L = p.rowLength;
   if (start % L != 0 || n % L != 0) throw std::logic_error("internal: an arcee_fusion piece is not whole rows");
-  const void* a = srcs[p.base];
-  const void* b = srcs[p.model];
-  double kl[kRowGroup];
-  for (size_t r0 = 0; r0 < n;) {
-    const size_t rows = p.rowKl ? 1 : std::min<size_t>({kRowGroup, (n - r0) / L, std::max<uint64_t>(1, kGroupElements / L)});
-    if (p.rowKl) kl[0] = p.rowKl[(start + r0) / L];
-    else if (rows == 4) rowDivergences<4>(a, types[p.base], b, types[p.model], r0, L, kl);
-    else if (rows == 3) rowDivergences<3>(a, types[p.base], b, types[p.model], r0, L, kl);
-    else if (rows == 2) rowDivergences<2>(a, types[p.base], b, types[p.model], r0, L, kl);
-    else rowDivergences<1>(a, types[p.base], b, types[p.model], r0, L, kl);
-    for (size_t k = 0; k < rows; ++k, r0 += L) {
-      if (klOut) klOut[(start + r0) / L] = kl[k];
-      row(r0, kl[k]);
-    }
+  const double* kl = p.rowKl != nullptr ? p.rowKl + start / L : nullptr;
+  if (kl == nullptr) {
+    thread_local std::vector<double> piece;
+    double* out = klOut != nullptr ? klOut + start / L : (piece.resize(n / L), piece.data());
+    arceeRowKls(srcs, types, p, n, out);
+    kl = out;
   }
+  for (size_t r0 = 0; r0 < n; r0 += L) row(r0, kl[r0 / L]);
 }
 
 }  // namespace
+
+void arceeRowKls(const void* const* srcs, const Dtype* types, const ArceeParams& p, size_t n, double* kl) {
+  const uint64_t L = p.rowLength;
+  const size_t rows = n / L;
+  const void* a = srcs[p.base];
+  const void* b = srcs[p.model];
+  const Dtype ta = types[p.base], tb = types[p.model];
+  const bool memoA = arceeExpMemoizable(ta), memoB = arceeExpMemoizable(tb);
+  // Rows in the order of their maxes (a row's KL does not depend on the order): each memo keeps its table while
+  // the max stays (thread-local, 16 bytes per row of the largest piece).
+  thread_local std::vector<std::pair<uint64_t, size_t>> order;
+  order.resize(rows);
+  for (size_t r = 0; r < rows; ++r) {
+    const double ma = memoA ? arceeRowMax(a, ta, r * L, L) : 0, mb = memoB ? arceeRowMax(b, tb, r * L, L) : 0;
+    order[r] = {maxKey(ma, mb, memoA, memoB), r};
+  }
+  if (memoA || memoB) std::sort(order.begin(), order.end());
+  thread_local ArceeExpMemo memoOfA, memoOfB;
+  memoOfA.prepare(a, ta, n, maxChanges(order, rows, 32));
+  memoOfB.prepare(b, tb, n, maxChanges(order, rows, 0));
+  const size_t group = std::min<uint64_t>(kRowGroup, std::max<uint64_t>(1, kGroupElements / L));
+  size_t r0[kRowGroup];
+  double ma[kRowGroup], mb[kRowGroup], out[kRowGroup];
+  for (size_t i = 0; i < rows;) {
+    const size_t R = std::min(group, rows - i);
+    for (size_t k = 0; k < R; ++k) {
+      const uint64_t key = order[i + k].first;
+      r0[k] = order[i + k].second * L;
+      ma[k] = num::f32FromBits(static_cast<uint32_t>(key >> 32));
+      mb[k] = num::f32FromBits(static_cast<uint32_t>(key));
+    }
+    if (R == 4) rowDivergences<4>(a, ta, b, tb, r0, ma, mb, L, memoOfA, memoOfB, out);
+    else if (R == 3) rowDivergences<3>(a, ta, b, tb, r0, ma, mb, L, memoOfA, memoOfB, out);
+    else if (R == 2) rowDivergences<2>(a, ta, b, tb, r0, ma, mb, L, memoOfA, memoOfB, out);
+    else rowDivergences<1>(a, ta, b, tb, r0, ma, mb, L, memoOfA, memoOfB, out);
+    for (size_t k = 0; k < R; ++k) kl[order[i + k].second] = out[k];
+    i += R;
+  }
+}
 
 ArceeParams decodeArceeParams(const std::vector<double>& p, size_t sourceCount, uint64_t count) {
   if (p.size() < 3) throw std::invalid_argument("arcee_fusion takes [L, base, model, (threshold, (row KLs)?)?]");

@@ -10,7 +10,8 @@
 //   out = round(a + d * (importance >= T ? 1 : 0))   in f64, one rounding (NaN * 0 is NaN, as mergekit's products).
 // A NaN threshold (NaN among the quartiles: more than a quarter of the importances NaN) keeps nothing,
 // as mergekit's comparison with NaN.
-// Each row's KL costs two exps and a log per element, so the planner computes it once: the first histogram
+// Each row's KL costs two exps and a log per element (the exps of 16-bit rows through a table per row max,
+// arcee_fusion_exps.h), so the planner computes it once: the first histogram
 // pass returns every row's KL after its counts, and the later passes and the merge take them as their
 // params' tail (f64, exact through the plan) instead of computing them again. Below the local budget the
 // dest leaves the threshold open ([L, base, model]) and the tensor's worker finds it from the tensor in
@@ -56,6 +57,9 @@ inline uint32_t arceeOrderKey(float importance) {
   return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
 }
 
+// The KLs of the n / L rows at srcs (whole rows) into kl[0 .. n / L), computed in the order of the rows' maxes so that the
+// exps' memos (arcee_fusion_exps.h) keep their tables; the same KLs in any order.
+void arceeRowKls(const void* const* srcs, const Dtype* types, const ArceeParams& p, size_t n, double* kl);
 // Elements start .. start + n - 1 (whole rows). rowKl, unless null, receives the KL of each row of the piece
 // (indexed by the row's number in the job).
 void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat& s, uint64_t start, size_t n, uint64_t* hist,

@@ -17,28 +17,29 @@ namespace avx2 {
 namespace {
 
 template <Dtype T>
-__attribute__((target("avx2,fma,f16c"))) void shiftedRow(const void* v, size_t r0, size_t L, double* x) {
+__attribute__((target("avx2,fma,f16c"))) double rowMax(const void* v, size_t r0, size_t L) {
   // Lane maxima as std::max(m, x) takes them (MAXPD returns its second operand, m, for a NaN or an equal value).
   __m256d m4 = _mm256_set1_pd(-INFINITY);
   size_t j = 0;
-  for (; j + 4 <= L; j += 4) {
-    const __m256d x4 = _mm256_cvtps_pd(load4<T>(v, r0 + j));
-    _mm256_storeu_pd(x + j, x4);
-    m4 = _mm256_max_pd(x4, m4);
-  }
+  for (; j + 4 <= L; j += 4) m4 = _mm256_max_pd(_mm256_cvtps_pd(load4<T>(v, r0 + j)), m4);
   alignas(32) double lanes[4];
   _mm256_store_pd(lanes, m4);
   double m = -INFINITY;
   for (double l : lanes) m = std::max(m, l);
-  for (; j < L; ++j) {
-    x[j] = loadElementF32(v, T, r0 + j);
-    m = std::max(m, x[j]);
-  }
+  for (; j < L; ++j) m = std::max(m, static_cast<double>(loadElementF32(v, T, r0 + j)));
+  if (m != 0) return m;
   // A max of 0: the serial loop keeps the first zero of the row (-0 or +0), which the lanes do not know.
-  if (m == 0) m = *std::find(x, x + L, 0.0);
-  const __m256d mm = _mm256_set1_pd(m);
-  for (j = 0; j + 4 <= L; j += 4) _mm256_storeu_pd(x + j, _mm256_sub_pd(_mm256_loadu_pd(x + j), mm));
-  for (; j < L; ++j) x[j] -= m;
+  for (j = 0; loadElementF32(v, T, r0 + j) != 0; ++j) {
+  }
+  return loadElementF32(v, T, r0 + j);
+}
+
+template <Dtype T>
+__attribute__((target("avx2,fma,f16c"))) void shiftedRow(const void* v, size_t r0, size_t L, double* x) {
+  const __m256d mm = _mm256_set1_pd(rowMax<T>(v, r0, L));
+  size_t j = 0;
+  for (; j + 4 <= L; j += 4) _mm256_storeu_pd(x + j, _mm256_sub_pd(_mm256_cvtps_pd(load4<T>(v, r0 + j)), mm));
+  for (; j < L; ++j) x[j] = static_cast<double>(loadElementF32(v, T, r0 + j)) - _mm256_cvtsd_f64(mm);
 }
 
 template <Dtype DA, Dtype DB>
@@ -78,11 +79,18 @@ __attribute__((target("avx2,fma,f16c"))) void merge4(const void* a, const void* 
 }  // namespace
 
 void arceeMergeRow(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, float threshold, void* out, Dtype to) {
+  if (avx512Enabled()) return arceeMergeRowAvx512(a, ta, b, tb, j0, n, kl, threshold, out, to);
   withDtype(ta, [&](auto A) {
     withDtype(tb, [&](auto B) {
       withDtype(to, [&](auto O) { merge4<decltype(A)::value, decltype(B)::value, decltype(O)::value>(a, b, j0, n, kl, threshold, out); });
     });
   });
+}
+
+double arceeRowMax(const void* v, Dtype t, size_t r0, size_t L) {
+  double m = 0;
+  withDtype(t, [&](auto T) { m = rowMax<decltype(T)::value>(v, r0, L); });
+  return m;
 }
 
 void arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double* x) {
@@ -102,6 +110,7 @@ __attribute__((target("avx2,fma,f16c"))) void arceeRatios(const double* ea, doub
 }
 
 void arceeKeys(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, uint32_t* keys) {
+  if (avx512Enabled()) return arceeKeysAvx512(a, ta, b, tb, j0, n, kl, keys);
   withDtype(ta, [&](auto A) { withDtype(tb, [&](auto B) { keys4<decltype(A)::value, decltype(B)::value>(a, b, j0, n, kl, keys); }); });
 }
 

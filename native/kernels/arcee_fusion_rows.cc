@@ -10,13 +10,15 @@
 
 namespace wm {
 
-void scalar::arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double* x) {
+double scalar::arceeRowMax(const void* v, Dtype t, size_t r0, size_t L) {
   double m = -INFINITY;
-  for (size_t j = 0; j < L; ++j) {
-    x[j] = loadElementF32(v, t, r0 + j);
-    m = std::max(m, x[j]);
-  }
-  for (size_t j = 0; j < L; ++j) x[j] -= m;
+  for (size_t j = 0; j < L; ++j) m = std::max(m, static_cast<double>(loadElementF32(v, t, r0 + j)));
+  return m;
+}
+
+void scalar::arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double* x) {
+  const double m = scalar::arceeRowMax(v, t, r0, L);
+  for (size_t j = 0; j < L; ++j) x[j] = static_cast<double>(loadElementF32(v, t, r0 + j)) - m;
 }
 
 void scalar::arceeRatios(const double* ea, double sa, const double* eb, double sb, size_t L, double* p, double* r) {

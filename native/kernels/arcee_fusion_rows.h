@@ -10,7 +10,9 @@
 namespace wm {
 
 #define WM_ARCEE_ROW_DECLS                                                                                                  \
-  /* x[j] = v[r0 + j] - max_j v (v as f64; std::max's order: a NaN never becomes the max, the first of equal zeros does). */ \
+  /* max_j v[r0 + j] (v as f64; std::max's order: a NaN never becomes the max, the first of equal zeros does; -Inf: none). */ \
+  double arceeRowMax(const void* v, Dtype t, size_t r0, size_t L);                                                           \
+  /* x[j] = v[r0 + j] - arceeRowMax(v, t, r0, L) (f64). */                                                                  \
   void arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double* x);                                              \
   /* p[j] = eb[j] / sb + 1e-8 and r[j] = p[j] / (ea[j] / sa + 1e-8). */                                                      \
   void arceeRatios(const double* ea, double sa, const double* eb, double sb, size_t L, double* p, double* r);               \
@@ -25,6 +27,9 @@ WM_ARCEE_ROW_DECLS
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 namespace avx2 {
 WM_ARCEE_ROW_DECLS
+// arceeKeys and arceeMergeRow in 8 lanes (arcee_fusion_avx512.cc), called by the AVX2 ones where avx512Enabled().
+void arceeKeysAvx512(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, uint32_t* keys);
+void arceeMergeRowAvx512(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, float threshold, void* out, Dtype to);
 }
 #endif
 // The SIMD path where kernels.h's dispatcher takes it, else the scalar one.

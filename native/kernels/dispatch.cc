@@ -157,6 +157,7 @@ void dellaUniforms(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u) { WM
 size_t expArrayCounting(const double* x, double* out, size_t n) { return WM_DISPATCH(expArray(x, out, n)); }
 size_t logArrayCounting(const double* x, double* out, size_t n) { return WM_DISPATCH(logArray(x, out, n)); }
 
+double arceeRowMax(const void* v, Dtype t, size_t r0, size_t L) { return WM_DISPATCH(arceeRowMax(v, t, r0, L)); }
 void arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double* x) { WM_DISPATCH(arceeShiftedRow(v, t, r0, L, x)); }
 void arceeRatios(const double* ea, double sa, const double* eb, double sb, size_t L, double* p, double* r) {
   WM_DISPATCH(arceeRatios(ea, sa, eb, sb, L, p, r));

@@ -10,7 +10,9 @@
 #include <vector>
 
 #include "kernels/arcee_fusion.h"
+#include "kernels/arcee_fusion_exps.h"
 #include "kernels/arcee_fusion_rows.h"
+#include "kernels/cpu_backends.h"
 #include "kernels/element_io.h"
 #include "tests/selftest_support.h"
 
@@ -62,9 +64,70 @@ std::vector<unsigned char> rowValues(Rng& r, Dtype t, size_t n, int variant) {
   return v;
 }
 
+// Sets element j of a 16-bit or f32 tensor to the value x (rounded to the dtype).
+void setValue(std::vector<unsigned char>& v, Dtype t, size_t j, float x) {
+  const uint32_t b = t == Dtype::F32 ? wm::num::f32Bits(x) : t == Dtype::BF16 ? wm::num::f32ToBF16(x) : wm::num::f32ToF16(x);
+  std::memcpy(v.data() + j * wm::dtypeSize(t), &b, wm::dtypeSize(t));
+}
+
+// The memo's exps (arcee_fusion_exps.h) against the direct path, std::exp(double(x_j) - max) with the scalar row max,
+// bit for bit (NaN payloads too), on rows that share their max, rows of specials (max +Inf, -Inf: all NaN or -Inf,
+// -0 and +0 first), subnormals, each row twice in a shuffled order (a table kept across a change of max would show),
+// through one memo prepared for the whole tensor (memoized for 16-bit rows) and one left on the direct path.
+void testArceeExpMemo(Rng& r) {
+  const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
+  size_t rowsChecked = 0;
+  wm::ArceeExpMemo memo, direct;
+  for (size_t L : {1, 2, 5, 64, 1027}) {
+    for (Dtype t : all) {
+      const size_t rows = 24, n = rows * L;
+      std::vector<unsigned char> v = rowValues(r, t, n, 2);
+      for (size_t row = 0; row < rows; ++row) {
+        const size_t r0 = row * L;
+        switch (row % 12) {
+          case 0: case 1: case 2: case 3: setValue(v, t, r0 + (row % L), 6.0f); break;  // shared max 6 (or a larger value's)
+          case 4: break;                                                                 // its own max
+          case 5: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, j % 3 ? -1.5f : NAN); break;  // NaN beside the max
+          case 6: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, NAN); break;                  // max -Inf (all NaN)
+          case 7: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, j % 2 ? -INFINITY : NAN); break;  // max -Inf
+          case 8: setValue(v, t, r0 + L / 2, INFINITY); break;                                        // max +Inf
+          case 9: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, j == 0 ? -0.0f : j % 2 ? 0.0f : -1e-40f); break;  // max -0, subnormals
+          case 10: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, j == 0 ? 0.0f : j % 2 ? -0.0f : -3.0f); break;  // max +0
+          default: { const std::vector<unsigned char> specials = randomTensor(r, t, L); std::memcpy(v.data() + r0 * wm::dtypeSize(t), specials.data(), L * wm::dtypeSize(t)); }
+        }
+      }
+      memo.prepare(v.data(), t, n, 0);
+      direct.prepare(v.data(), t, n, n);  // refills costlier than the elements: the direct path
+      CHECK(memo.memoized() == wm::arceeExpMemoizable(t) && !direct.memoized(), "ArceeExpMemo %s: memoized %d, direct %d", dtypeName(t), memo.memoized(), direct.memoized());
+      // Each row twice, in a shuffled order (repeats of a max, then a change of max, back and forth).
+      std::vector<size_t> order;
+      for (size_t row = 0; row < 2 * rows; ++row) order.push_back(row % rows);
+      for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[r.next() % i]);
+      std::vector<double> x(L), truth(L), memoized(L), unmemoized(L), scratch(L);
+      for (size_t row : order) {
+        const double m = wm::scalar::arceeRowMax(v.data(), t, row * L, L);
+        wm::scalar::arceeShiftedRow(v.data(), t, row * L, L, x.data());
+        for (size_t j = 0; j < L; ++j) truth[j] = std::exp(x[j]);
+        memo.rowExps(v.data(), t, row * L, L, m, memoized.data(), scratch.data());
+        direct.rowExps(v.data(), t, row * L, L, m, unmemoized.data(), scratch.data());
+        CHECK(sameBits(truth.data(), memoized.data(), 8 * L), "ArceeExpMemo %s L=%zu row %zu (max %g): memo != std::exp of the direct path", dtypeName(t), L, row, m);
+        CHECK(sameBits(truth.data(), unmemoized.data(), 8 * L), "ArceeExpMemo %s L=%zu row %zu (max %g): direct path != std::exp", dtypeName(t), L, row, m);
+        digestBytes(memoized.data(), 8 * L);
+        ++rowsChecked;
+      }
+    }
+  }
+  std::printf("arcee_fusion: %zu rows' exps through the memo == std::exp (%llu computed for %llu looked up)\n", rowsChecked,
+              static_cast<unsigned long long>(memo.computed), static_cast<unsigned long long>(memo.looked));
+}
+
 }  // namespace
 
 void testArcee(uint64_t seed) {
+  {
+    Rng r(seed ^ 0xE4B3E);
+    testArceeExpMemo(r);
+  }
   if (std::strcmp(wm::simdPathName(), "scalar") == 0) {
     std::printf("arcee_fusion: no SIMD path on this CPU, nothing to compare\n");
     return;
@@ -84,6 +147,8 @@ void testArcee(uint64_t seed) {
           std::vector<double> xS(L), xV(L), pS(L), pV(L), rS(L), rV(L), klS(rows), klV(rows);
           for (size_t row = 0; row < rows; ++row) {
             for (int k = 0; k < 2; ++k) {
+              const double mS = wm::scalar::arceeRowMax(srcs[k], types[k], row * L, L), mV = wm::avx2::arceeRowMax(srcs[k], types[k], row * L, L);
+              CHECK(sameBits(&mS, &mV, 8), "arceeRowMax %s L=%zu variant %d: SIMD %g != scalar %g", dtypeName(types[k]), L, variant, mV, mS);
               wm::scalar::arceeShiftedRow(srcs[k], types[k], row * L, L, xS.data());
               wm::avx2::arceeShiftedRow(srcs[k], types[k], row * L, L, xV.data());
               CHECK(sameBits(xS.data(), xV.data(), 8 * L), "arceeShiftedRow %s L=%zu variant %d: SIMD != scalar", dtypeName(types[k]), L, variant);
@@ -113,16 +178,26 @@ void testArcee(uint64_t seed) {
           for (double kl : {klS[0], klS[rows - 1], 0.0, 1.5, -0.0, static_cast<double>(NAN), static_cast<double>(INFINITY)}) {
             std::vector<uint32_t> keyS(len), keyV(len);
             wm::scalar::arceeKeys(a.data(), ta, b.data(), tb, j0, len, kl, keyS.data());
-            wm::avx2::arceeKeys(a.data(), ta, b.data(), tb, j0, len, kl, keyV.data());
-            CHECK(keyS == keyV, "arceeKeys %s/%s n=%zu kl %g: SIMD != scalar", dtypeName(ta), dtypeName(tb), len, kl);
+            for (bool wide : {false, true}) {  // the 4-lane loop, and the 8-lane one where the CPU has AVX-512
+              const bool was = wm::avx2::setAvx512Enabled(wide);
+              std::fill(keyV.begin(), keyV.end(), 0);
+              wm::avx2::arceeKeys(a.data(), ta, b.data(), tb, j0, len, kl, keyV.data());
+              wm::avx2::setAvx512Enabled(was);
+              CHECK(keyS == keyV, "arceeKeys%s %s/%s n=%zu kl %g: SIMD != scalar", wide ? " (AVX-512)" : "", dtypeName(ta), dtypeName(tb), len, kl);
+            }
             digestBytes(keyV.data(), 4 * len);
             const float median = wm::num::f32FromBits(keyS[len / 2] >= 0x80000000u ? keyS[len / 2] - 0x80000000u : ~keyS[len / 2]);
             for (float threshold : {median, 0.0f, -0.0f, static_cast<float>(NAN), INFINITY, -INFINITY, 1e-30f}) {
               for (Dtype to : all) {
                 std::vector<unsigned char> outS(n * wm::dtypeSize(to)), outV(n * wm::dtypeSize(to));
                 wm::scalar::arceeMergeRow(a.data(), ta, b.data(), tb, j0, len, kl, threshold, outS.data(), to);
-                wm::avx2::arceeMergeRow(a.data(), ta, b.data(), tb, j0, len, kl, threshold, outV.data(), to);
-                CHECK(outS == outV, "arceeMergeRow %s/%s -> %s n=%zu kl %g threshold %g: SIMD != scalar", dtypeName(ta), dtypeName(tb), dtypeName(to), len, kl, threshold);
+                for (bool wide : {false, true}) {  // the 4-lane loop, and the 8-lane one where the CPU has AVX-512
+                  const bool was = wm::avx2::setAvx512Enabled(wide);
+                  std::fill(outV.begin(), outV.end(), 0);
+                  wm::avx2::arceeMergeRow(a.data(), ta, b.data(), tb, j0, len, kl, threshold, outV.data(), to);
+                  wm::avx2::setAvx512Enabled(was);
+                  CHECK(outS == outV, "arceeMergeRow%s %s/%s -> %s n=%zu kl %g threshold %g: SIMD != scalar", wide ? " (AVX-512)" : "", dtypeName(ta), dtypeName(tb), dtypeName(to), len, kl, threshold);
+                }
                 digestBytes(outV.data(), outV.size());
                 ++cases;
               }
