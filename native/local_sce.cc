@@ -196,17 +196,8 @@ void resolveLocalSce(std::vector<SceParams>& dests, const void* const* srcs, con
     }
     // The sums of squares of the streaming pass: one f64 sum per piece of sumPiece elements (element
     // order), the pieces' sums added in order (its executor's collectStats); none when nothing is selected.
-    std::vector<double> sums(p.sources.size(), 0.0), piece(p.sources.size());
-    if (p.cut != kRankKeyNone) {
-      std::vector<const void*> at(used(p));  // the sources at the piece's first element, as the streaming pass's kernel gets them
-      for (uint64_t start = 0; start < count; start += p.sumPiece) {
-        const size_t n = static_cast<size_t>(std::min<uint64_t>(p.sumPiece, count - start));
-        for (size_t s = 0; s < at.size(); ++s) at[s] = static_cast<const uint8_t*>(srcs[s]) + start * dtypeSize(types[s]);
-        std::fill(piece.begin(), piece.end(), 0.0);
-        sceSumSquares(at.data(), types, p, count, start, n, piece.data());
-        for (size_t k = 0; k < sums.size(); ++k) sums[k] += piece[k];
-      }
-    }
+    std::vector<double> sums(p.sources.size(), 0.0);
+    if (p.cut != kRankKeyNone) sceSumSquaresPieces(srcs, types, p, count, p.sumPiece, sums.data());
     p.weights = sceWeights(sums, count);
   }
 }

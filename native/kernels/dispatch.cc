@@ -137,6 +137,10 @@ void sceMergeNone(const void* const* srcs, const Dtype* types, const SceParams& 
   WM_DISPATCH(sceMergeNone(srcs, types, p, j0, len, out, to));
 }
 
+void sceSumSquaresPieces(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t piece, double* sums) {
+  WM_DISPATCH(sceSumSquaresPieces(srcs, types, p, count, piece, sums));
+}
+
 const char* simdPathName() {
   if (!useSimd()) return "scalar";
 #if defined(WM_HAVE_AVX2_BACKEND)

@@ -205,6 +205,19 @@ void sceSumSquares(const void* const* srcs, const Dtype* types, const SceParams&
   });
 }
 
+void scalar::sceSumSquaresPieces(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t piece, double* sums) {
+  const size_t m = p.sources.size();
+  std::vector<double> sum(m);
+  std::vector<const void*> at(1 + std::max<size_t>(p.base, *std::max_element(p.sources.begin(), p.sources.end())));
+  for (uint64_t start = 0; start < count; start += piece) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(piece, count - start));
+    for (size_t s = 0; s < at.size(); ++s) at[s] = static_cast<const uint8_t*>(srcs[s]) + start * dtypeSize(types[s]);
+    std::fill(sum.begin(), sum.end(), 0.0);
+    sceSumSquares(at.data(), types, p, count, start, n, sum.data());
+    for (size_t k = 0; k < m; ++k) sums[k] += sum[k];
+  }
+}
+
 void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits) {
   const size_t m = p.sources.size();
   thread_local std::vector<double> t;

@@ -59,6 +59,9 @@ SceParams decodeSceSumSquares(const std::vector<double>& p, size_t sourceCount, 
 void sceHistogram(const void* const* srcs, const Dtype* types, const SceStat& s, uint64_t count, uint64_t start, size_t n, uint64_t* hist);
 // Adds to sums[k] the sum of t_k^2 over the selected elements whose t_k is finite (f64, element order).
 void sceSumSquares(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, double* sums);
+// The sums of squares of a tensor of `count` elements (srcs at element 0) as the streaming passes add them: sceSumSquares
+// over each piece of `piece` elements from 0, the pieces' sums added to sums[k] in piece order. Dispatched.
+void sceSumSquaresPieces(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t piece, double* sums);
 // The f32 variance bits (every NaN one value above Inf) of the n elements at srcs into bits[0..n).
 void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits);
 // mergekit's sce_weight from the per-model sums of squares over `count` elements: lib/recipes/sce-statistics.ts's

@@ -5,6 +5,7 @@
 #if defined(WM_HAVE_AVX2_BACKEND)
 #include "avx512_loads.h"
 #include "sce_avx512.h"
+#include "sce_avx512_variance.h"
 
 namespace wm {
 namespace avx2 {
@@ -50,23 +51,9 @@ __attribute__((target(WM_AVX512_TARGET))) void loadLoop8(const void* x, size_t j
   }
 }
 
-// sce_avx2.cc's varianceLoop in 8 lanes: the mean in model order, / m, the squared deviations in model order, / m,
-// rounded to f32, |bits| with every NaN one value above Inf.
+// sce_avx2.cc's varianceLoop in 8 lanes (sce_avx512_variance.h).
 __attribute__((target(WM_AVX512_TARGET))) void varianceLoop8(const double* t, size_t stride, size_t m, size_t full, uint32_t* bits) {
-  const __m512d count = _mm512_set1_pd(static_cast<double>(m));
-  const __m256i absMask = _mm256_set1_epi32(0x7FFFFFFF), inf = _mm256_set1_epi32(0x7F800000), nan = _mm256_set1_epi32(0x7FC00000);
-  for (size_t j = 0; j < full; j += 8) {
-    __m512d mean = _mm512_setzero_pd();
-    for (size_t k = 0; k < m; ++k) mean = _mm512_add_pd(mean, _mm512_loadu_pd(t + k * stride + j));
-    mean = _mm512_div_pd(mean, count);
-    __m512d v = _mm512_setzero_pd();
-    for (size_t k = 0; k < m; ++k) {
-      const __m512d d = _mm512_sub_pd(_mm512_loadu_pd(t + k * stride + j), mean);
-      v = _mm512_add_pd(v, rounded8(_mm512_mul_pd(d, d)));
-    }
-    const __m256i b = _mm256_and_si256(_mm256_castps_si256(_mm512_cvtpd_ps(_mm512_div_pd(v, count))), absMask);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(bits + j), _mm256_mask_mov_epi32(b, _mm256_cmpgt_epi32_mask(b, inf), nan));
-  }
+  for (size_t j = 0; j < full; j += 8) _mm256_storeu_si256(reinterpret_cast<__m256i*>(bits + j), sceVarianceBits8(t + j, stride, m));
 }
 
 }  // namespace

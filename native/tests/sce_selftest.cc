@@ -189,6 +189,76 @@ void testSceChunks(uint64_t seed) {
   std::printf("sce chunks: %zu cases\n", cases);
 }
 
+// A tensor's sums of squares in pieces (sceSumSquaresPieces: AVX-512 sums several pieces side by side, in registers) against
+// the scalar loop of pieces and against the definition piece by piece: 1-9 models (more than the 8 held in registers), pieces
+// shorter and longer than the tensor and than the kernel's 256-element rounds, variances given or computed, sources of one
+// dtype and of two, cuts that keep all, none, or part.
+void testSceSumPieces(uint64_t seed) {
+  Rng r(seed ^ 0x5CE5);
+  const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
+  size_t cases = 0;
+  for (size_t count : {1, 8, 13, 256, 257, 1000, 3001}) {
+    for (Dtype t : all) {
+      for (int variant = 0; variant < 6; ++variant) {
+        const size_t m = std::vector<size_t>{1, 2, 3, 5, 8, 9}[static_cast<size_t>(variant)];
+        const bool mixed = r.next() % 4 == 0;  // the last model of another dtype
+        std::vector<std::vector<unsigned char>> src;
+        std::vector<Dtype> types(m + 1, t);
+        if (mixed) types[m - 1] = t == Dtype::F32 ? Dtype::BF16 : Dtype::F32;
+        std::vector<const void*> srcs;
+        for (size_t s = 0; s <= m; ++s) src.push_back(r.next() % 2 == 0 ? randomTensor(r, types[s], count) : palette(r, types[s], count));
+        for (auto& v : src) srcs.push_back(v.data());
+        wm::SceParams p;
+        p.base = static_cast<uint32_t>(m);  // the base last, the models before it
+        for (size_t k = 0; k < m; ++k) p.sources.push_back(static_cast<uint32_t>(k));
+        p.indexBits = wm::sparseIndexBits(count);
+        std::vector<uint32_t> bits(count);
+        wm::setSimdEnabled(false);
+        wm::sceVarianceBits(srcs.data(), types.data(), p, count, bits.data());
+        wm::setSimdEnabled(true);
+        std::vector<uint64_t> cuts = {0, 1, wm::kRankKeyNone};
+        for (int c = 0; c < 3; ++c) {
+          const size_t i = static_cast<size_t>(r.next() % count);
+          cuts.push_back(wm::sparseRankKey(bits[i], p.indexBits, count, i));
+          cuts.push_back(static_cast<uint64_t>(bits[i]) << p.indexBits);
+        }
+        for (uint64_t cut : cuts) {
+          p.cut = cut;
+          for (uint64_t piece : {uint64_t{1}, uint64_t{7}, uint64_t{256}, uint64_t{300}, uint64_t{1024}, uint64_t{1} << 20}) {
+            for (bool given : {false, true}) {
+              p.varianceBits = given ? bits.data() : nullptr;
+              std::vector<double> want(m, 0.5), scalarSums = want;
+              for (uint64_t start = 0; start < count; start += piece) {  // the definition, piece by piece
+                std::vector<const void*> at;
+                for (size_t s = 0; s <= m; ++s) at.push_back(static_cast<const uint8_t*>(srcs[s]) + start * wm::dtypeSize(types[s]));
+                const std::vector<double> sums = sumSquaresByDefinition(at.data(), types.data(), p, count, start, std::min<uint64_t>(piece, count - start));
+                for (size_t k = 0; k < m; ++k) want[k] += sums[k];
+              }
+              wm::setSimdEnabled(false);
+              wm::sceSumSquaresPieces(srcs.data(), types.data(), p, count, piece, scalarSums.data());
+              wm::setSimdEnabled(true);
+              CHECK(std::memcmp(scalarSums.data(), want.data(), m * 8) == 0, "sceSumSquaresPieces scalar count %zu m %zu piece %llu: %g != %g by definition",
+                    count, m, static_cast<unsigned long long>(piece), scalarSums[0], want[0]);
+              for (bool wide : {false, true}) {
+                std::vector<double> got(m, 0.5);
+                const bool was = wm::avx2::setAvx512Enabled(wide);
+                wm::sceSumSquaresPieces(srcs.data(), types.data(), p, count, piece, got.data());
+                wm::avx2::setAvx512Enabled(was);
+                CHECK(std::memcmp(got.data(), want.data(), m * 8) == 0,
+                      "sceSumSquaresPieces %s count %zu m %zu piece %llu cut %016llx given %d mixed %d AVX-512 %d: %g != %g by definition", dtypeName(t),
+                      count, m, static_cast<unsigned long long>(piece), static_cast<unsigned long long>(cut), given, mixed, wide, got[0], want[0]);
+                digestBytes(got.data(), m * 8);
+              }
+              ++cases;
+            }
+          }
+        }
+      }
+    }
+  }
+  std::printf("sce sums in pieces: %zu cases\n", cases);
+}
+
 }  // namespace
 
 // sceMerge: 1-4 task vectors, every output dtype, sources of mixed dtypes, weights of both signs and
@@ -244,4 +314,5 @@ void testSce(uint64_t seed) {
   }
   std::printf("sce: %zu cases\n", cases);
   testSceChunks(seed);
+  testSceSumPieces(seed);
 }
