@@ -174,6 +174,7 @@ void resolveLocalSce(std::vector<SceParams>& dests, const void* const* srcs, con
     if (!p.open) continue;
     // lib/recipes/sce-statistics.ts: select_topk >= 1 keeps all, <= 0 (or NaN) none, else the variance cut.
     p.cut = p.selectTopk >= 1 ? 0 : kRankKeyNone;
+    uint8_t* keepMap = nullptr;  // the stored bits' memory, which the sums' pass turns into the keep map
     if (selects(p)) {
       // The bits stored in the scratch for the cut's later passes and the merge, or computed again in each (local_sce.h).
       uint32_t* stored = p.recomputeVariances ? nullptr : reinterpret_cast<uint32_t*>(scratch);
@@ -188,6 +189,7 @@ void resolveLocalSce(std::vector<SceParams>& dests, const void* const* srcs, con
       if (stored != nullptr) {
         scratch += 4 * count;
         p.varianceBits = stored;
+        keepMap = reinterpret_cast<uint8_t*>(stored);
         auto read = [stored](uint64_t start, size_t) -> const uint32_t* { return stored + start; };
         p.cut = cutOfCounts(read, count, p.selectTopk, c);
       } else {
@@ -197,7 +199,14 @@ void resolveLocalSce(std::vector<SceParams>& dests, const void* const* srcs, con
     // The sums of squares of the streaming pass: one f64 sum per piece of sumPiece elements (element
     // order), the pieces' sums added in order (its executor's collectStats); none when nothing is selected.
     std::vector<double> sums(p.sources.size(), 0.0);
-    if (p.cut != kRankKeyNone) sceSumSquaresPieces(srcs, types, p, count, p.sumPiece, sums.data());
+    // The stored variance bits become the merge's keep map there (1 bit read per element instead of 32).
+    if (p.cut != kRankKeyNone) {
+      sceSumSquaresPieces(srcs, types, p, count, sums.data(), keepMap);
+      if (keepMap != nullptr) {
+        p.keepMap = keepMap;
+        p.varianceBits = nullptr;
+      }
+    }
     p.weights = sceWeights(sums, count);
   }
 }

@@ -137,8 +137,12 @@ void sceMergeNone(const void* const* srcs, const Dtype* types, const SceParams& 
   WM_DISPATCH(sceMergeNone(srcs, types, p, j0, len, out, to));
 }
 
-void sceSumSquaresPieces(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t piece, double* sums) {
-  WM_DISPATCH(sceSumSquaresPieces(srcs, types, p, count, piece, sums));
+void sceSumSquaresPieces(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, double* sums, uint8_t* keepMap) {
+  WM_DISPATCH(sceSumSquaresPieces(srcs, types, p, count, sums, keepMap));
+}
+
+void sceKeepOfMap(const uint8_t* map, uint64_t piece, uint64_t first, size_t len, double* keep) {
+  WM_DISPATCH(sceKeepOfMap(map, piece, first, len, keep));
 }
 
 const char* simdPathName() {

@@ -82,6 +82,18 @@ __attribute__((target(WM_AVX512_TARGET))) void sceKeepAvx512(const uint32_t* bit
   }
 }
 
+__attribute__((target(WM_AVX512_TARGET))) void sceKeepOfBitsAvx512(const uint8_t* bytes, unsigned shift, size_t full, double* keep) {
+  const __m512d one = _mm512_set1_pd(1.0);
+  if (shift == 0) {
+    for (size_t j = 0; j < full; j += 8) _mm512_storeu_pd(keep + j, _mm512_maskz_mov_pd(bytes[j / 8], one));
+    return;
+  }
+  for (size_t j = 0; j < full; j += 8) {  // elements j .. j + 7: the high bits of one byte and the low bits of the next
+    const unsigned two = bytes[j / 8] | static_cast<unsigned>(bytes[j / 8 + 1]) << 8;
+    _mm512_storeu_pd(keep + j, _mm512_maskz_mov_pd(static_cast<__mmask8>(two >> shift), one));
+  }
+}
+
 void sceCombineAvx512(const double* base, const double* t, size_t stride, const double* keep, const double* weights, size_t m, size_t full, void* out,
                       size_t at, Dtype to) {
   withDtype(to, [&](auto T) { combineLoop8<decltype(T)::value>(base, t, stride, keep, weights, m, full, out, at); });

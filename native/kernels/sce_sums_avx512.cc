@@ -1,7 +1,7 @@
 // SCE's sums of squares of a tensor in memory with AVX-512 (sce.h's sceSumSquaresPieces), equal bit for bit to the scalar
 // truth (native/tests/sce_selftest.cc): each piece's sum per model is one serial f64 chain in element order, so several
 // pieces are summed side by side (their chains' add latencies overlap), and each element's t, variance and keep bit are
-// computed in registers, with no f64 task vectors or keep mask stored between loops.
+// computed in registers, with no f64 task vectors or keep mask stored between loops; the keep bits go to the keep map.
 #include "cpu_backends.h"
 
 #if defined(WM_HAVE_AVX2_BACKEND)
@@ -40,9 +40,10 @@ WM_AVX512_INLINE __m512d loadLanes8(const void* p, size_t i, __mmask8 lanes) {
 // Appends t_k^2 of elements first .. first + len - 1 to squares[k] (from kept[k] on), in element order, for the elements
 // whose rank key reaches p.cut and whose t_k is finite; the others would add +0, which leaves a sum >= +0 as it is.
 // M = the model count at compile time: the sources, outputs and counts stay in registers.
+// With map (not null): map[j / 8] = the keep bits of elements first + j .. + 7, written after their variance bits are read.
 template <Dtype T, size_t M>
 __attribute__((target(WM_AVX512_TARGET))) void keptSquares(const void* const* srcs, const SceParams& p, uint64_t count, uint64_t first, size_t len,
-                                                           double* const* squares, size_t* kept) {
+                                                           double* const* squares, size_t* kept, uint8_t* map) {
   const bool all = p.cut == 0;
   const uint32_t* given = p.varianceBits;
   const void* base = srcs[p.base];
@@ -69,6 +70,7 @@ __attribute__((target(WM_AVX512_TARGET))) void keptSquares(const void* const* sr
       keep &= _mm512_cmpge_epi64_mask(key, cuts);
     }
     index = _mm512_sub_epi64(index, eight);
+    if (map != nullptr) map[j / 8] = keep;
     for (size_t k = 0; k < M; ++k) {
       const __m512d square = rounded8(_mm512_mul_pd(t[k], t[k]));
       const __mmask8 add = keep & _mm512_cmp_pd_mask(square, inf, _CMP_LT_OQ);  // t finite: t^2 < 2^258 (NaN compares false)
@@ -81,16 +83,17 @@ __attribute__((target(WM_AVX512_TARGET))) void keptSquares(const void* const* sr
 
 // keptSquares with the model count m (1 .. kMaxModels) made a compile-time one.
 template <Dtype T>
-void keptSquares(size_t m, const void* const* srcs, const SceParams& p, uint64_t count, uint64_t first, size_t len, double* const* squares, size_t* kept) {
+void keptSquares(size_t m, const void* const* srcs, const SceParams& p, uint64_t count, uint64_t first, size_t len, double* const* squares, size_t* kept,
+                 uint8_t* map) {
   switch (m) {
-    case 1: return keptSquares<T, 1>(srcs, p, count, first, len, squares, kept);
-    case 2: return keptSquares<T, 2>(srcs, p, count, first, len, squares, kept);
-    case 3: return keptSquares<T, 3>(srcs, p, count, first, len, squares, kept);
-    case 4: return keptSquares<T, 4>(srcs, p, count, first, len, squares, kept);
-    case 5: return keptSquares<T, 5>(srcs, p, count, first, len, squares, kept);
-    case 6: return keptSquares<T, 6>(srcs, p, count, first, len, squares, kept);
-    case 7: return keptSquares<T, 7>(srcs, p, count, first, len, squares, kept);
-    default: return keptSquares<T, 8>(srcs, p, count, first, len, squares, kept);
+    case 1: return keptSquares<T, 1>(srcs, p, count, first, len, squares, kept, map);
+    case 2: return keptSquares<T, 2>(srcs, p, count, first, len, squares, kept, map);
+    case 3: return keptSquares<T, 3>(srcs, p, count, first, len, squares, kept, map);
+    case 4: return keptSquares<T, 4>(srcs, p, count, first, len, squares, kept, map);
+    case 5: return keptSquares<T, 5>(srcs, p, count, first, len, squares, kept, map);
+    case 6: return keptSquares<T, 6>(srcs, p, count, first, len, squares, kept, map);
+    case 7: return keptSquares<T, 7>(srcs, p, count, first, len, squares, kept, map);
+    default: return keptSquares<T, 8>(srcs, p, count, first, len, squares, kept, map);
   }
 }
 
@@ -119,7 +122,7 @@ void addChains(size_t chains, double* sums, double* const* squares, size_t len) 
 }
 
 template <Dtype T>
-void sumPieces(const void* const* srcs, const SceParams& p, uint64_t count, uint64_t piece, double* sums) {
+void sumPieces(const void* const* srcs, const SceParams& p, uint64_t count, uint64_t piece, double* sums, uint8_t* keepMap) {
   const size_t m = p.sources.size(), group = std::max<size_t>(1, kMaxChains / m);
   const uint64_t pieces = (count + piece - 1) / piece;
   thread_local std::vector<double> store;
@@ -136,7 +139,9 @@ void sumPieces(const void* const* srcs, const SceParams& p, uint64_t count, uint
         const uint64_t first = (q0 + gi) * piece + at, end = std::min(count, (q0 + gi + 1) * piece);
         if (first >= end) continue;
         any = true;
-        keptSquares<T>(m, srcs, p, count, first, static_cast<size_t>(std::min<uint64_t>(kChunk, end - first)), squares + gi * m, kept + gi * m);
+        // Each piece's map over its own bits' start (sceKeepMapBit): a byte lies on the bits of an element of its piece at or before its own.
+        uint8_t* map = keepMap == nullptr ? nullptr : keepMap + sceKeepMapBit(first, piece) / 8;
+        keptSquares<T>(m, srcs, p, count, first, static_cast<size_t>(std::min<uint64_t>(kChunk, end - first)), squares + gi * m, kept + gi * m, map);
       }
       if (!any) break;
       // The shorter chains padded with +0 (no change to a sum >= +0) to the longest, so that all run in one loop.
@@ -152,15 +157,15 @@ void sumPieces(const void* const* srcs, const SceParams& p, uint64_t count, uint
 
 }  // namespace
 
-void sceSumSquaresPieces(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t piece, double* sums) {
+void sceSumSquaresPieces(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, double* sums, uint8_t* keepMap) {
   // Here: AVX-512, sources of one dtype, at most kMaxModels models, a cut below kRankKeyNone (none sums nothing); else the scalar loop of pieces.
   const Dtype type = types[p.base];
   const bool oneType = std::all_of(p.sources.begin(), p.sources.end(), [&](uint32_t s) { return types[s] == type; });
   if (!avx512Enabled() || !oneType || p.sources.size() > kMaxModels || p.cut >= kRankKeyNone) {
-    scalar::sceSumSquaresPieces(srcs, types, p, count, piece, sums);
+    scalar::sceSumSquaresPieces(srcs, types, p, count, sums, keepMap);
     return;
   }
-  withDtype(type, [&](auto T) { sumPieces<decltype(T)::value>(srcs, p, count, piece, sums); });
+  withDtype(type, [&](auto T) { sumPieces<decltype(T)::value>(srcs, p, count, p.sumPiece, sums, keepMap); });
 }
 
 }  // namespace avx2

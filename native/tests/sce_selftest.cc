@@ -225,7 +225,10 @@ void testSceSumPieces(uint64_t seed) {
         for (uint64_t cut : cuts) {
           p.cut = cut;
           for (uint64_t piece : {uint64_t{1}, uint64_t{7}, uint64_t{256}, uint64_t{300}, uint64_t{1024}, uint64_t{1} << 20}) {
+            p.sumPiece = piece;
             for (bool given : {false, true}) {
+              // given: the variance bits in memory, which each call overwrites with the keep map (a copy each)
+              std::vector<uint32_t> mapS = bits, mapV[2] = {bits, bits};
               p.varianceBits = given ? bits.data() : nullptr;
               std::vector<double> want(m, 0.5), scalarSums = want;
               for (uint64_t start = 0; start < count; start += piece) {  // the definition, piece by piece
@@ -235,19 +238,67 @@ void testSceSumPieces(uint64_t seed) {
                 for (size_t k = 0; k < m; ++k) want[k] += sums[k];
               }
               wm::setSimdEnabled(false);
-              wm::sceSumSquaresPieces(srcs.data(), types.data(), p, count, piece, scalarSums.data());
+              if (given) p.varianceBits = mapS.data();
+              wm::sceSumSquaresPieces(srcs.data(), types.data(), p, count, scalarSums.data(), given ? reinterpret_cast<uint8_t*>(mapS.data()) : nullptr);
               wm::setSimdEnabled(true);
               CHECK(std::memcmp(scalarSums.data(), want.data(), m * 8) == 0, "sceSumSquaresPieces scalar count %zu m %zu piece %llu: %g != %g by definition",
                     count, m, static_cast<unsigned long long>(piece), scalarSums[0], want[0]);
               for (bool wide : {false, true}) {
                 std::vector<double> got(m, 0.5);
                 const bool was = wm::avx2::setAvx512Enabled(wide);
-                wm::sceSumSquaresPieces(srcs.data(), types.data(), p, count, piece, got.data());
+                if (given) p.varianceBits = mapV[wide].data();
+                wm::sceSumSquaresPieces(srcs.data(), types.data(), p, count, got.data(), given ? reinterpret_cast<uint8_t*>(mapV[wide].data()) : nullptr);
                 wm::avx2::setAvx512Enabled(was);
                 CHECK(std::memcmp(got.data(), want.data(), m * 8) == 0,
                       "sceSumSquaresPieces %s count %zu m %zu piece %llu cut %016llx given %d mixed %d AVX-512 %d: %g != %g by definition", dtypeName(t),
                       count, m, static_cast<unsigned long long>(piece), static_cast<unsigned long long>(cut), given, mixed, wide, got[0], want[0]);
+                CHECK(mapV[wide] == mapS, "sceSumSquaresPieces' keep map count %zu piece %llu cut %016llx AVX-512 %d: SIMD != scalar", count,
+                      static_cast<unsigned long long>(piece), static_cast<unsigned long long>(cut), wide);
                 digestBytes(got.data(), m * 8);
+              }
+              if (given && cut < wm::kRankKeyNone) {
+                // the map against its definition, then the merge's keep mask from it over random runs
+                const uint8_t* map = reinterpret_cast<const uint8_t*>(mapS.data());
+                for (uint64_t i = 0; i < count; ++i) {
+                  const uint64_t bit = wm::sceKeepMapBit(i, piece);
+                  CHECK(((map[bit / 8] >> (bit % 8)) & 1) == (wm::sparseRankKey(bits[i], p.indexBits, count, i) >= cut ? 1 : 0),
+                        "keep map element %llu of %zu piece %llu cut %016llx: wrong bit", static_cast<unsigned long long>(i), count,
+                        static_cast<unsigned long long>(piece), static_cast<unsigned long long>(cut));
+                }
+                for (int run = 0; run < 4; ++run) {
+                  const uint64_t first = run == 0 ? 0 : r.next() % count;
+                  const size_t len = static_cast<size_t>(run == 0 ? count : r.next() % (count - first + 1));
+                  std::vector<double> keepS(len, -1), keepV(len, -1);
+                  wm::setSimdEnabled(false);
+                  wm::sceKeepOfMap(map, piece, first, len, keepS.data());
+                  wm::setSimdEnabled(true);
+                  for (size_t j = 0; j < len; ++j) {
+                    CHECK(keepS[j] == (wm::sparseRankKey(bits[first + j], p.indexBits, count, first + j) >= cut ? 1.0 : 0.0),
+                          "sceKeepOfMap scalar element %llu piece %llu: %g", static_cast<unsigned long long>(first + j), static_cast<unsigned long long>(piece),
+                          keepS[j]);
+                  }
+                  for (bool wide : {false, true}) {
+                    const bool was = wm::avx2::setAvx512Enabled(wide);
+                    wm::sceKeepOfMap(map, piece, first, len, keepV.data());
+                    wm::avx2::setAvx512Enabled(was);
+                    CHECK(std::memcmp(keepS.data(), keepV.data(), len * 8) == 0, "sceKeepOfMap first %llu len %zu piece %llu AVX-512 %d: SIMD != scalar",
+                          static_cast<unsigned long long>(first), len, static_cast<unsigned long long>(piece), wide);
+                  }
+                  // the merge of the run with the keep map == with the variance bits
+                  wm::SceParams q = p;
+                  q.weights.assign(m, 0.0);
+                  for (size_t k = 0; k < m; ++k) q.weights[k] = k % 2 == 0 ? 0.5 : 0.25;
+                  std::vector<const void*> at;
+                  for (size_t s = 0; s <= m; ++s) at.push_back(static_cast<const uint8_t*>(srcs[s]) + first * wm::dtypeSize(types[s]));
+                  std::vector<uint16_t> byBits(len + 1), byMap(len + 1);
+                  q.varianceBits = bits.data();
+                  wm::sceMerge(at.data(), types.data(), q, count, first, len, byBits.data(), Dtype::BF16);
+                  q.varianceBits = nullptr;
+                  q.keepMap = map;
+                  wm::sceMerge(at.data(), types.data(), q, count, first, len, byMap.data(), Dtype::BF16);
+                  CHECK(byBits == byMap, "sceMerge first %llu len %zu piece %llu: keep map != variance bits", static_cast<unsigned long long>(first), len,
+                        static_cast<unsigned long long>(piece));
+                }
               }
               ++cases;
             }
