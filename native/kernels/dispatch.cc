@@ -145,6 +145,10 @@ void sceKeepOfMap(const uint8_t* map, uint64_t piece, uint64_t first, size_t len
   WM_DISPATCH(sceKeepOfMap(map, piece, first, len, keep));
 }
 
+void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits) {
+  WM_DISPATCH(sceVarianceBits(srcs, types, p, n, bits));
+}
+
 const char* simdPathName() {
   if (!useSimd()) return "scalar";
 #if defined(WM_HAVE_AVX2_BACKEND)

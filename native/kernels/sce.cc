@@ -240,14 +240,14 @@ void scalar::sceKeepOfMap(const uint8_t* map, uint64_t piece, uint64_t first, si
   }
 }
 
-void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits) {
+void scalar::sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits) {
   const size_t m = p.sources.size();
   thread_local std::vector<double> t;
   t.resize(m * kChunk);
   double base[kChunk];
   for (size_t j0 = 0; j0 < n; j0 += kChunk) {
     const size_t len = std::min(kChunk, n - j0);
-    sceTasks(srcs, types, p, j0, len, base, t.data(), kChunk, bits + j0);
+    wm::sceTasks(srcs, types, p, j0, len, base, t.data(), kChunk, bits + j0);  // dispatched: the SIMD loops where the AVX-512 kernel declines
   }
 }
 

@@ -74,7 +74,7 @@ void sceSumSquares(const void* const* srcs, const Dtype* types, const SceParams&
 void sceSumSquaresPieces(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, double* sums, uint8_t* keepMap);
 // keep[j] = 1.0 where element first + j's bit in the keep map `map` over pieces of `piece` elements is set, else 0.0. Dispatched.
 void sceKeepOfMap(const uint8_t* map, uint64_t piece, uint64_t first, size_t len, double* keep);
-// The f32 variance bits (every NaN one value above Inf) of the n elements at srcs into bits[0..n).
+// The f32 variance bits (every NaN one value above Inf) of the n elements at srcs into bits[0..n). Dispatched.
 void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits);
 // mergekit's sce_weight from the per-model sums of squares over `count` elements: lib/recipes/sce-statistics.ts's
 // sceWeights, the same f64 operations in the same order.

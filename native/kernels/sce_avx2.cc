@@ -164,6 +164,11 @@ void sceKeep(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t 
   if (full < len) scalar::sceKeep(bits + full, indexBits, count, first + full, cut, len - full, keep + full);
 }
 
+void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits) {
+  // In registers where the CPU has AVX-512 (sce_avx512.h); else the chunks of sceTasks' loops.
+  if (!avx512Enabled() || !sceVarianceBitsAvx512(srcs, types, p, n, bits)) scalar::sceVarianceBits(srcs, types, p, n, bits);
+}
+
 void sceKeepOfMap(const uint8_t* map, uint64_t piece, uint64_t first, size_t len, double* keep) {
   // 8 lanes a step where the CPU has AVX-512, to the piece's end or the run's; the scalar truth for the few left of each.
   if (!avx512Enabled()) {

@@ -3,6 +3,8 @@
 #include "cpu_backends.h"
 
 #if defined(WM_HAVE_AVX2_BACKEND)
+#include <algorithm>
+
 #include "avx512_loads.h"
 #include "sce_avx512.h"
 #include "sce_avx512_variance.h"
@@ -65,6 +67,44 @@ void sceTasksAvx512(const void* const* srcs, const Dtype* types, const SceParams
     withDtype(types[p.sources[k]], [&](auto T) { loadLoop8<decltype(T)::value, true>(srcs[p.sources[k]], j0, full, base, t + k * stride); });
   }
   if (bits != nullptr) varianceLoop8(t, stride, p.sources.size(), full, bits);
+}
+
+namespace {
+
+// sceVarianceBits (sce.h) with the task vectors in registers, M models of dtype T: no f64 task vectors stored and read back.
+template <Dtype T, size_t M>
+__attribute__((target(WM_AVX512_TARGET))) void varianceBitsOf(const void* const* srcs, const SceParams& p, size_t n, uint32_t* bits) {
+  const void* base = srcs[p.base];
+  const void* x[M];
+  for (size_t k = 0; k < M; ++k) x[k] = srcs[p.sources[k]];
+  for (size_t j = 0; j < n; j += 8) {
+    const __mmask8 lanes = n - j >= 8 ? 0xFF : static_cast<__mmask8>((1u << (n - j)) - 1);
+    const __m512d b = loadLanes8<T>(base, j, lanes);
+    __m512d t[M];
+    for (size_t k = 0; k < M; ++k) t[k] = _mm512_sub_pd(loadLanes8<T>(x[k], j, lanes), b);
+    _mm256_mask_storeu_epi32(bits + j, lanes, sceVarianceBits8(reinterpret_cast<const double*>(t), 8, M));
+  }
+}
+
+}  // namespace
+
+bool sceVarianceBitsAvx512(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits) {
+  const Dtype type = types[p.base];
+  if (p.sources.size() > 8 || !std::all_of(p.sources.begin(), p.sources.end(), [&](uint32_t s) { return types[s] == type; })) return false;
+  withDtype(type, [&](auto T) {
+    constexpr Dtype D = decltype(T)::value;
+    switch (p.sources.size()) {
+      case 1: return varianceBitsOf<D, 1>(srcs, p, n, bits);
+      case 2: return varianceBitsOf<D, 2>(srcs, p, n, bits);
+      case 3: return varianceBitsOf<D, 3>(srcs, p, n, bits);
+      case 4: return varianceBitsOf<D, 4>(srcs, p, n, bits);
+      case 5: return varianceBitsOf<D, 5>(srcs, p, n, bits);
+      case 6: return varianceBitsOf<D, 6>(srcs, p, n, bits);
+      case 7: return varianceBitsOf<D, 7>(srcs, p, n, bits);
+      default: return varianceBitsOf<D, 8>(srcs, p, n, bits);
+    }
+  });
+  return true;
 }
 
 // keep[j] = 1.0 where (bits[j] << indexBits | (count - 1 - (first + j))) >= cut: keys and cut lie below 2^63, so a signed compare.

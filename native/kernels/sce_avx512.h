@@ -14,6 +14,9 @@ namespace avx2 {
 // sceTasks (sce.h) over elements j0 .. j0 + full - 1, full a multiple of 8.
 void sceTasksAvx512(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t full, double* base, double* t, size_t stride,
                     uint32_t* bits);
+// sceVarianceBits (sce.h) with the task vectors in registers where the base and models share one dtype and there are at most 8
+// models; false (nothing written) otherwise.
+bool sceVarianceBitsAvx512(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits);
 // sceKeep (sce.h) over elements first .. first + full - 1, full a multiple of 8, cut below kRankKeyNone.
 void sceKeepAvx512(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t first, uint64_t cut, size_t full, double* keep);
 // keep[j] = 1.0 where bit shift + j of the bytes (bit b: bit b % 8 of bytes[b / 8]) is set, else 0.0, for j < full, full a multiple

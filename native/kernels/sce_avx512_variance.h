@@ -1,5 +1,5 @@
-// SCE's f32 variance bits of 8 elements from their task vectors (sce.cc's varianceBits in 8 lanes), shared by the AVX-512
-// chunk loads (sce_avx512.cc) and the sums of squares (sce_sums_avx512.cc). Include only in those files (avx512_loads.h).
+// What SCE's AVX-512 files share (sce_avx512.cc, sce_sums_avx512.cc): masked 8-lane loads as f64 and the f32 variance bits of
+// 8 elements from their task vectors (sce.cc's varianceBits in 8 lanes). Include only in those files (avx512_loads.h).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -8,6 +8,22 @@
 
 namespace wm {
 namespace avx2 {
+
+// Lanes `lanes` of the 8 elements at i, as f64 (avx2_loads.h's load8 widened); the other lanes 0 and not read.
+template <Dtype T>
+WM_AVX512_INLINE __m512d loadLanes8(const void* p, size_t i, __mmask8 lanes) {
+  if constexpr (T == Dtype::F32) {
+    return _mm512_cvtps_pd(_mm256_maskz_loadu_ps(lanes, static_cast<const float*>(p) + i));
+  } else {
+    const __m128i h = _mm_maskz_loadu_epi16(lanes, static_cast<const uint16_t*>(p) + i);
+    if constexpr (T == Dtype::BF16) {
+      return _mm512_cvtps_pd(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+    } else {
+      return _mm512_cvtps_pd(_mm256_cvtph_ps(h));
+    }
+  }
+}
+
 
 // The mean in model order, / m, the squared deviations in model order, / m, rounded to f32, |bits| with every NaN one
 // value above Inf; t_k's 8 lanes at t + k * stride.

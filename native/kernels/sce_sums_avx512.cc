@@ -22,21 +22,6 @@ constexpr size_t kMaxChains = 8;  // pieces x models summed at once: 8 chains ke
 constexpr size_t kMaxModels = 8;  // task vectors held in registers
 constexpr size_t kChunk = 256;    // elements of each piece per round: the kept squares of 8 chains in 16 KB
 
-// Lanes `lanes` of the 8 elements at i, as f64 (avx2_loads.h's load8 widened); the other lanes 0 and not read.
-template <Dtype T>
-WM_AVX512_INLINE __m512d loadLanes8(const void* p, size_t i, __mmask8 lanes) {
-  if constexpr (T == Dtype::F32) {
-    return _mm512_cvtps_pd(_mm256_maskz_loadu_ps(lanes, static_cast<const float*>(p) + i));
-  } else {
-    const __m128i h = _mm_maskz_loadu_epi16(lanes, static_cast<const uint16_t*>(p) + i);
-    if constexpr (T == Dtype::BF16) {
-      return _mm512_cvtps_pd(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
-    } else {
-      return _mm512_cvtps_pd(_mm256_cvtph_ps(h));
-    }
-  }
-}
-
 // Appends t_k^2 of elements first .. first + len - 1 to squares[k] (from kept[k] on), in element order, for the elements
 // whose rank key reaches p.cut and whose t_k is finite; the others would add +0, which leaves a sum >= +0 as it is.
 // M = the model count at compile time: the sources, outputs and counts stay in registers.

@@ -216,6 +216,15 @@ void testSceSumPieces(uint64_t seed) {
         wm::setSimdEnabled(false);
         wm::sceVarianceBits(srcs.data(), types.data(), p, count, bits.data());
         wm::setSimdEnabled(true);
+        for (bool wide : {false, true}) {  // the variance bits with the task vectors in registers (AVX-512) or in chunks
+          std::vector<uint32_t> bitsV(count + 1, 0xA5A5A5A5u), want = bits;
+          want.push_back(0xA5A5A5A5u);
+          const bool was = wm::avx2::setAvx512Enabled(wide);
+          wm::sceVarianceBits(srcs.data(), types.data(), p, count, bitsV.data());
+          wm::avx2::setAvx512Enabled(was);
+          CHECK(bitsV == want, "sceVarianceBits %s count %zu m %zu mixed %d AVX-512 %d: SIMD != scalar", dtypeName(t), count, m, mixed, wide);
+          digestBytes(bitsV.data(), count * 4);
+        }
         std::vector<uint64_t> cuts = {0, 1, wm::kRankKeyNone};
         for (int c = 0; c < 3; ++c) {
           const size_t i = static_cast<size_t>(r.next() % count);
