@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "kernels/sparse_select.h"
 #include "kernels/sparsify.h"
@@ -79,6 +80,20 @@ void forBlocks(BitsAt& bitsAt, uint64_t count, F f) {
   }
 }
 
+// Whether any of bits[0 .. 16) lies in the bin `top` (bits >> 16 == top): 4 lanes a compare in any x86-64's SSE2 (GCC's
+// vector extension; the plain loop compiled to one compare and branchless or per element).
+bool anyInBin16(const uint32_t* bits, uint32_t top) {
+  typedef uint32_t Lanes __attribute__((vector_size(16)));
+  const Lanes tops = {top, top, top, top};
+  Lanes hit = {0, 0, 0, 0};
+  for (size_t q = 0; q < 4; ++q) {
+    Lanes v;
+    std::memcpy(&v, bits + 4 * q, sizeof v);
+    hit |= reinterpret_cast<Lanes>((v >> 16) == tops);
+  }
+  return (hit[0] | hit[1] | hit[2] | hit[3]) != 0;
+}
+
 // sceCutOfBits's cut from the high counts of all `count` bits, which bitsAt gives again for the low counts and the index scan.
 template <typename BitsAt>
 uint64_t cutOfCounts(BitsAt& bitsAt, uint64_t count, double selectTopk, HighCounts& c) {
@@ -107,11 +122,9 @@ uint64_t cutOfCounts(BitsAt& bitsAt, uint64_t count, double selectTopk, HighCoun
       }
     };
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {  // eight at a time, a compare the compiler vectorizes: most hold none of the top bin
-      uint32_t hit = 0;
-      for (size_t k = 0; k < 8; ++k) hit |= static_cast<uint32_t>((bits[i + k] >> 16) == top);
-      if (hit == 0) continue;
-      for (size_t k = 0; k < 8; ++k) one(i + k);
+    for (; i + 16 <= n; i += 16) {  // sixteen at a time, in vector lanes: most hold none of the top bin
+      if (!anyInBin16(bits + i, top)) continue;
+      for (size_t k = 0; k < 16; ++k) one(i + k);
     }
     for (; i < n; ++i) one(i);
     return true;
@@ -174,6 +187,7 @@ void resolveLocalSce(std::vector<SceParams>& dests, const void* const* srcs, con
     if (!p.open) continue;
     // lib/recipes/sce-statistics.ts: select_topk >= 1 keeps all, <= 0 (or NaN) none, else the variance cut.
     p.cut = p.selectTopk >= 1 ? 0 : kRankKeyNone;
+    uint8_t* keepMap = nullptr;  // the stored bits' memory, which the sums' pass turns into the keep map
     if (selects(p)) {
       // The bits stored in the scratch for the cut's later passes and the merge, or computed again in each (local_sce.h).
       uint32_t* stored = p.recomputeVariances ? nullptr : reinterpret_cast<uint32_t*>(scratch);
@@ -188,6 +202,7 @@ void resolveLocalSce(std::vector<SceParams>& dests, const void* const* srcs, con
       if (stored != nullptr) {
         scratch += 4 * count;
         p.varianceBits = stored;
+        keepMap = reinterpret_cast<uint8_t*>(stored);
         auto read = [stored](uint64_t start, size_t) -> const uint32_t* { return stored + start; };
         p.cut = cutOfCounts(read, count, p.selectTopk, c);
       } else {
@@ -196,15 +211,13 @@ void resolveLocalSce(std::vector<SceParams>& dests, const void* const* srcs, con
     }
     // The sums of squares of the streaming pass: one f64 sum per piece of sumPiece elements (element
     // order), the pieces' sums added in order (its executor's collectStats); none when nothing is selected.
-    std::vector<double> sums(p.sources.size(), 0.0), piece(p.sources.size());
+    std::vector<double> sums(p.sources.size(), 0.0);
+    // The stored variance bits become the merge's keep map there (1 bit read per element instead of 32).
     if (p.cut != kRankKeyNone) {
-      std::vector<const void*> at(used(p));  // the sources at the piece's first element, as the streaming pass's kernel gets them
-      for (uint64_t start = 0; start < count; start += p.sumPiece) {
-        const size_t n = static_cast<size_t>(std::min<uint64_t>(p.sumPiece, count - start));
-        for (size_t s = 0; s < at.size(); ++s) at[s] = static_cast<const uint8_t*>(srcs[s]) + start * dtypeSize(types[s]);
-        std::fill(piece.begin(), piece.end(), 0.0);
-        sceSumSquares(at.data(), types, p, count, start, n, piece.data());
-        for (size_t k = 0; k < sums.size(); ++k) sums[k] += piece[k];
+      sceSumSquaresPieces(srcs, types, p, count, sums.data(), keepMap);
+      if (keepMap != nullptr) {
+        p.keepMap = keepMap;
+        p.varianceBits = nullptr;
       }
     }
     p.weights = sceWeights(sums, count);

@@ -3,7 +3,8 @@
 // passes (lib/recipes/sce-statistics.ts: up to five radix passes over the variance keys, then the sums
 // of squares, each re-reading the files and computing every variance again). The variances are
 // computed once, into scratch memory (4 bytes per element, from the run's local pool), which the cut's
-// histograms, the sums of squares and the merge then read. The same cut set, sums and weights as the
+// histograms and the sums of squares then read; the sums' pass writes the keep bits over them (SceParams::keepMap),
+// which the merge reads. The same cut set, sums and weights as the
 // streaming passes: test/tensor-local-sce.test.ts compares the bytes.
 #pragma once
 #include <cstdint>
@@ -22,7 +23,7 @@ uint64_t localSceScratchBytes(const std::vector<SceParams>& dests, uint64_t coun
 
 // Resolves the open dests' cut and weights from their sources in memory (srcs[s]: element 0 of source s);
 // `scratch` holds localSceScratchBytes(dests, count) bytes and must outlive the merge of the job's pieces,
-// which reads the variance bits from it (SceParams::varianceBits).
+// which reads the keep bits from it (SceParams::keepMap).
 void resolveLocalSce(std::vector<SceParams>& dests, const void* const* srcs, const Dtype* types, uint64_t count, uint8_t* scratch);
 
 // The cut that keeps exactly the top trunc(nonzero * selectTopk) rank keys (kernels/sce.h) of the variance

@@ -137,6 +137,18 @@ void sceMergeNone(const void* const* srcs, const Dtype* types, const SceParams& 
   WM_DISPATCH(sceMergeNone(srcs, types, p, j0, len, out, to));
 }
 
+void sceSumSquaresPieces(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, double* sums, uint8_t* keepMap) {
+  WM_DISPATCH(sceSumSquaresPieces(srcs, types, p, count, sums, keepMap));
+}
+
+void sceKeepOfMap(const uint8_t* map, uint64_t piece, uint64_t first, size_t len, double* keep) {
+  WM_DISPATCH(sceKeepOfMap(map, piece, first, len, keep));
+}
+
+void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits) {
+  WM_DISPATCH(sceVarianceBits(srcs, types, p, n, bits));
+}
+
 const char* simdPathName() {
   if (!useSimd()) return "scalar";
 #if defined(WM_HAVE_AVX2_BACKEND)

@@ -92,10 +92,12 @@ void forChunks(const void* const* srcs, const Dtype* types, const SceParams& p, 
   for (size_t j0 = 0; j0 < n; j0 += kChunk) {
     const size_t len = std::min(kChunk, n - j0);
     const bool all = p.cut == 0 || p.cut >= kRankKeyNone;  // every key lies below kRankKeyNone: all kept, or none
-    const bool fresh = !all && p.varianceBits == nullptr;   // the variances computed here, with the loads
+    const bool fresh = !all && p.varianceBits == nullptr && p.keepMap == nullptr;  // the variances computed here, with the loads
     sceTasks(srcs, types, p, j0, len, base, t.data(), kChunk, fresh ? bits : nullptr);
     if (all) {
       std::fill(keep, keep + len, p.cut == 0 ? 1.0 : 0.0);
+    } else if (p.keepMap != nullptr) {
+      sceKeepOfMap(p.keepMap, p.sumPiece, start + j0, len, keep);
     } else {
       sceKeep(fresh ? bits : p.varianceBits + start + j0, p.indexBits, count, start + j0, p.cut, len, keep);
     }
@@ -205,14 +207,47 @@ void sceSumSquares(const void* const* srcs, const Dtype* types, const SceParams&
   });
 }
 
-void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits) {
+void scalar::sceSumSquaresPieces(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, double* sums, uint8_t* keepMap) {
+  const size_t m = p.sources.size();
+  const uint64_t piece = p.sumPiece;
+  std::vector<double> sum(m);
+  std::vector<const void*> at(1 + std::max<size_t>(p.base, *std::max_element(p.sources.begin(), p.sources.end())));
+  for (uint64_t start = 0; start < count; start += piece) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(piece, count - start));
+    for (size_t s = 0; s < at.size(); ++s) at[s] = static_cast<const uint8_t*>(srcs[s]) + start * dtypeSize(types[s]);
+    std::fill(sum.begin(), sum.end(), 0.0);
+    sceSumSquares(at.data(), types, p, count, start, n, sum.data());
+    for (size_t k = 0; k < m; ++k) sums[k] += sum[k];
+  }
+  if (keepMap == nullptr) return;
+  // In element order: a map byte lies on the bits of an element at or before the first of its 8 (sceKeepMapBit), read by then.
+  for (uint64_t start = 0; start < count; start += piece) {
+    const uint64_t n = std::min(piece, count - start);
+    for (uint64_t o = 0; o < n; o += 8) {
+      uint8_t byte = 0;
+      for (uint64_t i = start + o; i < start + std::min(n, o + 8); ++i) {
+        byte |= static_cast<uint8_t>((sparseRankKey(p.varianceBits[i], p.indexBits, count, i) >= p.cut ? 1u : 0u) << ((i - start) % 8));
+      }
+      keepMap[sceKeepMapBit(start + o, piece) / 8] = byte;
+    }
+  }
+}
+
+void scalar::sceKeepOfMap(const uint8_t* map, uint64_t piece, uint64_t first, size_t len, double* keep) {
+  for (size_t j = 0; j < len; ++j) {
+    const uint64_t bit = sceKeepMapBit(first + j, piece);
+    keep[j] = (map[bit / 8] >> (bit % 8)) & 1 ? 1.0 : 0.0;
+  }
+}
+
+void scalar::sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits) {
   const size_t m = p.sources.size();
   thread_local std::vector<double> t;
   t.resize(m * kChunk);
   double base[kChunk];
   for (size_t j0 = 0; j0 < n; j0 += kChunk) {
     const size_t len = std::min(kChunk, n - j0);
-    sceTasks(srcs, types, p, j0, len, base, t.data(), kChunk, bits + j0);
+    wm::sceTasks(srcs, types, p, j0, len, base, t.data(), kChunk, bits + j0);  // dispatched: the SIMD loops where the AVX-512 kernel declines
   }
 }
 

@@ -38,7 +38,15 @@ struct SceParams {
   bool recomputeVariances = false;
   // Set by a local job: the f32 variance bits of elements 0..count-1, read instead of computed again. Never decoded.
   const uint32_t* varianceBits = nullptr;
+  // Set by a local job once its sums are known, in place of varianceBits: each element's keep bit (its key reaches the cut)
+  // at sceKeepMapBit, in the memory of the variance bits (1 bit instead of 32 read by the merge). Never decoded.
+  const uint8_t* keepMap = nullptr;
 };
+
+// Where element i's keep bit lies in a keep map over pieces of `piece` elements (SceParams::keepMap): bit (i % piece) % 8 of
+// byte (i / piece) * 4 * piece + (i % piece) / 8, i.e. each piece's bits at the start of its own variance bits, so that the map
+// can be written over them in element order (a byte never lies on the bits of an element after its own).
+inline uint64_t sceKeepMapBit(uint64_t i, uint64_t piece) { return (i / piece) * 32 * piece + i % piece; }
 
 // Dest params [base, cutHi, cutLo, indexBits, m, m x (source, weight) [, selectTopk, sumPiece [, recomputeVariances]]] (the tail:
 // statistics left open for the executor; recomputeVariances 1 or 0, absent 0). Throws std::invalid_argument when malformed.
@@ -59,7 +67,14 @@ SceParams decodeSceSumSquares(const std::vector<double>& p, size_t sourceCount, 
 void sceHistogram(const void* const* srcs, const Dtype* types, const SceStat& s, uint64_t count, uint64_t start, size_t n, uint64_t* hist);
 // Adds to sums[k] the sum of t_k^2 over the selected elements whose t_k is finite (f64, element order).
 void sceSumSquares(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, double* sums);
-// The f32 variance bits (every NaN one value above Inf) of the n elements at srcs into bits[0..n).
+// The sums of squares of a tensor of `count` elements (srcs at element 0) as the streaming passes add them: sceSumSquares
+// over each piece of p.sumPiece elements from 0, the pieces' sums added to sums[k] in piece order. Dispatched.
+// With keepMap (not null; the memory of p.varianceBits, which must be set): also overwrites the variance bits with the keep map
+// (sceKeepMapBit over these pieces), each byte once the bits it lies on have been read.
+void sceSumSquaresPieces(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, double* sums, uint8_t* keepMap);
+// keep[j] = 1.0 where element first + j's bit in the keep map `map` over pieces of `piece` elements is set, else 0.0. Dispatched.
+void sceKeepOfMap(const uint8_t* map, uint64_t piece, uint64_t first, size_t len, double* keep);
+// The f32 variance bits (every NaN one value above Inf) of the n elements at srcs into bits[0..n). Dispatched.
 void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits);
 // mergekit's sce_weight from the per-model sums of squares over `count` elements: lib/recipes/sce-statistics.ts's
 // sceWeights, the same f64 operations in the same order.

@@ -164,6 +164,26 @@ void sceKeep(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t 
   if (full < len) scalar::sceKeep(bits + full, indexBits, count, first + full, cut, len - full, keep + full);
 }
 
+void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits) {
+  // In registers where the CPU has AVX-512 (sce_avx512.h); else the chunks of sceTasks' loops.
+  if (!avx512Enabled() || !sceVarianceBitsAvx512(srcs, types, p, n, bits)) scalar::sceVarianceBits(srcs, types, p, n, bits);
+}
+
+void sceKeepOfMap(const uint8_t* map, uint64_t piece, uint64_t first, size_t len, double* keep) {
+  // 8 lanes a step where the CPU has AVX-512, to the piece's end or the run's; the scalar truth for the few left of each.
+  if (!avx512Enabled()) {
+    scalar::sceKeepOfMap(map, piece, first, len, keep);
+    return;
+  }
+  for (size_t j = 0; j < len;) {
+    const uint64_t i = first + j, bit = sceKeepMapBit(i, piece);
+    const size_t run = static_cast<size_t>(std::min<uint64_t>(len - j, piece - i % piece)), full = run & ~size_t{7};
+    if (full > 0) sceKeepOfBitsAvx512(map + bit / 8, static_cast<unsigned>(bit % 8), full, keep + j);
+    scalar::sceKeepOfMap(map, piece, i + full, run - full, keep + j + full);
+    j += run;
+  }
+}
+
 void sceCombine(const double* base, const double* t, size_t stride, const double* keep, const double* weights, size_t m, size_t len, void* out, size_t at,
                 Dtype to) {
   // 8 lanes where the CPU has AVX-512 (sce_avx512.h), 4 for the rest, the scalar truth for the last few.

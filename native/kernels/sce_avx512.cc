@@ -3,8 +3,11 @@
 #include "cpu_backends.h"
 
 #if defined(WM_HAVE_AVX2_BACKEND)
+#include <algorithm>
+
 #include "avx512_loads.h"
 #include "sce_avx512.h"
+#include "sce_avx512_variance.h"
 
 namespace wm {
 namespace avx2 {
@@ -50,23 +53,9 @@ __attribute__((target(WM_AVX512_TARGET))) void loadLoop8(const void* x, size_t j
   }
 }
 
-// sce_avx2.cc's varianceLoop in 8 lanes: the mean in model order, / m, the squared deviations in model order, / m,
-// rounded to f32, |bits| with every NaN one value above Inf.
+// sce_avx2.cc's varianceLoop in 8 lanes (sce_avx512_variance.h).
 __attribute__((target(WM_AVX512_TARGET))) void varianceLoop8(const double* t, size_t stride, size_t m, size_t full, uint32_t* bits) {
-  const __m512d count = _mm512_set1_pd(static_cast<double>(m));
-  const __m256i absMask = _mm256_set1_epi32(0x7FFFFFFF), inf = _mm256_set1_epi32(0x7F800000), nan = _mm256_set1_epi32(0x7FC00000);
-  for (size_t j = 0; j < full; j += 8) {
-    __m512d mean = _mm512_setzero_pd();
-    for (size_t k = 0; k < m; ++k) mean = _mm512_add_pd(mean, _mm512_loadu_pd(t + k * stride + j));
-    mean = _mm512_div_pd(mean, count);
-    __m512d v = _mm512_setzero_pd();
-    for (size_t k = 0; k < m; ++k) {
-      const __m512d d = _mm512_sub_pd(_mm512_loadu_pd(t + k * stride + j), mean);
-      v = _mm512_add_pd(v, rounded8(_mm512_mul_pd(d, d)));
-    }
-    const __m256i b = _mm256_and_si256(_mm256_castps_si256(_mm512_cvtpd_ps(_mm512_div_pd(v, count))), absMask);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(bits + j), _mm256_mask_mov_epi32(b, _mm256_cmpgt_epi32_mask(b, inf), nan));
-  }
+  for (size_t j = 0; j < full; j += 8) _mm256_storeu_si256(reinterpret_cast<__m256i*>(bits + j), sceVarianceBits8(t + j, stride, m));
 }
 
 }  // namespace
@@ -78,6 +67,44 @@ void sceTasksAvx512(const void* const* srcs, const Dtype* types, const SceParams
     withDtype(types[p.sources[k]], [&](auto T) { loadLoop8<decltype(T)::value, true>(srcs[p.sources[k]], j0, full, base, t + k * stride); });
   }
   if (bits != nullptr) varianceLoop8(t, stride, p.sources.size(), full, bits);
+}
+
+namespace {
+
+// sceVarianceBits (sce.h) with the task vectors in registers, M models of dtype T: no f64 task vectors stored and read back.
+template <Dtype T, size_t M>
+__attribute__((target(WM_AVX512_TARGET))) void varianceBitsOf(const void* const* srcs, const SceParams& p, size_t n, uint32_t* bits) {
+  const void* base = srcs[p.base];
+  const void* x[M];
+  for (size_t k = 0; k < M; ++k) x[k] = srcs[p.sources[k]];
+  for (size_t j = 0; j < n; j += 8) {
+    const __mmask8 lanes = n - j >= 8 ? 0xFF : static_cast<__mmask8>((1u << (n - j)) - 1);
+    const __m512d b = loadLanes8<T>(base, j, lanes);
+    __m512d t[M];
+    for (size_t k = 0; k < M; ++k) t[k] = _mm512_sub_pd(loadLanes8<T>(x[k], j, lanes), b);
+    _mm256_mask_storeu_epi32(bits + j, lanes, sceVarianceBits8(reinterpret_cast<const double*>(t), 8, M));
+  }
+}
+
+}  // namespace
+
+bool sceVarianceBitsAvx512(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits) {
+  const Dtype type = types[p.base];
+  if (p.sources.size() > 8 || !std::all_of(p.sources.begin(), p.sources.end(), [&](uint32_t s) { return types[s] == type; })) return false;
+  withDtype(type, [&](auto T) {
+    constexpr Dtype D = decltype(T)::value;
+    switch (p.sources.size()) {
+      case 1: return varianceBitsOf<D, 1>(srcs, p, n, bits);
+      case 2: return varianceBitsOf<D, 2>(srcs, p, n, bits);
+      case 3: return varianceBitsOf<D, 3>(srcs, p, n, bits);
+      case 4: return varianceBitsOf<D, 4>(srcs, p, n, bits);
+      case 5: return varianceBitsOf<D, 5>(srcs, p, n, bits);
+      case 6: return varianceBitsOf<D, 6>(srcs, p, n, bits);
+      case 7: return varianceBitsOf<D, 7>(srcs, p, n, bits);
+      default: return varianceBitsOf<D, 8>(srcs, p, n, bits);
+    }
+  });
+  return true;
 }
 
 // keep[j] = 1.0 where (bits[j] << indexBits | (count - 1 - (first + j))) >= cut: keys and cut lie below 2^63, so a signed compare.
@@ -92,6 +119,18 @@ __attribute__((target(WM_AVX512_TARGET))) void sceKeepAvx512(const uint32_t* bit
     const __m512i key = _mm512_or_si512(_mm512_sll_epi64(v, shift), index);
     _mm512_storeu_pd(keep + j, _mm512_maskz_mov_pd(_mm512_cmpge_epi64_mask(key, cuts), one));
     index = _mm512_sub_epi64(index, eight);
+  }
+}
+
+__attribute__((target(WM_AVX512_TARGET))) void sceKeepOfBitsAvx512(const uint8_t* bytes, unsigned shift, size_t full, double* keep) {
+  const __m512d one = _mm512_set1_pd(1.0);
+  if (shift == 0) {
+    for (size_t j = 0; j < full; j += 8) _mm512_storeu_pd(keep + j, _mm512_maskz_mov_pd(bytes[j / 8], one));
+    return;
+  }
+  for (size_t j = 0; j < full; j += 8) {  // elements j .. j + 7: the high bits of one byte and the low bits of the next
+    const unsigned two = bytes[j / 8] | static_cast<unsigned>(bytes[j / 8 + 1]) << 8;
+    _mm512_storeu_pd(keep + j, _mm512_maskz_mov_pd(static_cast<__mmask8>(two >> shift), one));
   }
 }
 

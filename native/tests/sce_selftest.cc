@@ -189,6 +189,136 @@ void testSceChunks(uint64_t seed) {
   std::printf("sce chunks: %zu cases\n", cases);
 }
 
+// A tensor's sums of squares in pieces (sceSumSquaresPieces: AVX-512 sums several pieces side by side, in registers) against
+// the scalar loop of pieces and against the definition piece by piece: 1-9 models (more than the 8 held in registers), pieces
+// shorter and longer than the tensor and than the kernel's 256-element rounds, variances given or computed, sources of one
+// dtype and of two, cuts that keep all, none, or part.
+void testSceSumPieces(uint64_t seed) {
+  Rng r(seed ^ 0x5CE5);
+  const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
+  size_t cases = 0;
+  for (size_t count : {1, 8, 13, 256, 257, 1000, 3001}) {
+    for (Dtype t : all) {
+      for (int variant = 0; variant < 6; ++variant) {
+        const size_t m = std::vector<size_t>{1, 2, 3, 5, 8, 9}[static_cast<size_t>(variant)];
+        const bool mixed = r.next() % 4 == 0;  // the last model of another dtype
+        std::vector<std::vector<unsigned char>> src;
+        std::vector<Dtype> types(m + 1, t);
+        if (mixed) types[m - 1] = t == Dtype::F32 ? Dtype::BF16 : Dtype::F32;
+        std::vector<const void*> srcs;
+        for (size_t s = 0; s <= m; ++s) src.push_back(r.next() % 2 == 0 ? randomTensor(r, types[s], count) : palette(r, types[s], count));
+        for (auto& v : src) srcs.push_back(v.data());
+        wm::SceParams p;
+        p.base = static_cast<uint32_t>(m);  // the base last, the models before it
+        for (size_t k = 0; k < m; ++k) p.sources.push_back(static_cast<uint32_t>(k));
+        p.indexBits = wm::sparseIndexBits(count);
+        std::vector<uint32_t> bits(count);
+        wm::setSimdEnabled(false);
+        wm::sceVarianceBits(srcs.data(), types.data(), p, count, bits.data());
+        wm::setSimdEnabled(true);
+        for (bool wide : {false, true}) {  // the variance bits with the task vectors in registers (AVX-512) or in chunks
+          std::vector<uint32_t> bitsV(count + 1, 0xA5A5A5A5u), want = bits;
+          want.push_back(0xA5A5A5A5u);
+          const bool was = wm::avx2::setAvx512Enabled(wide);
+          wm::sceVarianceBits(srcs.data(), types.data(), p, count, bitsV.data());
+          wm::avx2::setAvx512Enabled(was);
+          CHECK(bitsV == want, "sceVarianceBits %s count %zu m %zu mixed %d AVX-512 %d: SIMD != scalar", dtypeName(t), count, m, mixed, wide);
+          digestBytes(bitsV.data(), count * 4);
+        }
+        std::vector<uint64_t> cuts = {0, 1, wm::kRankKeyNone};
+        for (int c = 0; c < 3; ++c) {
+          const size_t i = static_cast<size_t>(r.next() % count);
+          cuts.push_back(wm::sparseRankKey(bits[i], p.indexBits, count, i));
+          cuts.push_back(static_cast<uint64_t>(bits[i]) << p.indexBits);
+        }
+        for (uint64_t cut : cuts) {
+          p.cut = cut;
+          for (uint64_t piece : {uint64_t{1}, uint64_t{7}, uint64_t{256}, uint64_t{300}, uint64_t{1024}, uint64_t{1} << 20}) {
+            p.sumPiece = piece;
+            for (bool given : {false, true}) {
+              // given: the variance bits in memory, which each call overwrites with the keep map (a copy each)
+              std::vector<uint32_t> mapS = bits, mapV[2] = {bits, bits};
+              p.varianceBits = given ? bits.data() : nullptr;
+              std::vector<double> want(m, 0.5), scalarSums = want;
+              for (uint64_t start = 0; start < count; start += piece) {  // the definition, piece by piece
+                std::vector<const void*> at;
+                for (size_t s = 0; s <= m; ++s) at.push_back(static_cast<const uint8_t*>(srcs[s]) + start * wm::dtypeSize(types[s]));
+                const std::vector<double> sums = sumSquaresByDefinition(at.data(), types.data(), p, count, start, std::min<uint64_t>(piece, count - start));
+                for (size_t k = 0; k < m; ++k) want[k] += sums[k];
+              }
+              wm::setSimdEnabled(false);
+              if (given) p.varianceBits = mapS.data();
+              wm::sceSumSquaresPieces(srcs.data(), types.data(), p, count, scalarSums.data(), given ? reinterpret_cast<uint8_t*>(mapS.data()) : nullptr);
+              wm::setSimdEnabled(true);
+              CHECK(std::memcmp(scalarSums.data(), want.data(), m * 8) == 0, "sceSumSquaresPieces scalar count %zu m %zu piece %llu: %g != %g by definition",
+                    count, m, static_cast<unsigned long long>(piece), scalarSums[0], want[0]);
+              for (bool wide : {false, true}) {
+                std::vector<double> got(m, 0.5);
+                const bool was = wm::avx2::setAvx512Enabled(wide);
+                if (given) p.varianceBits = mapV[wide].data();
+                wm::sceSumSquaresPieces(srcs.data(), types.data(), p, count, got.data(), given ? reinterpret_cast<uint8_t*>(mapV[wide].data()) : nullptr);
+                wm::avx2::setAvx512Enabled(was);
+                CHECK(std::memcmp(got.data(), want.data(), m * 8) == 0,
+                      "sceSumSquaresPieces %s count %zu m %zu piece %llu cut %016llx given %d mixed %d AVX-512 %d: %g != %g by definition", dtypeName(t),
+                      count, m, static_cast<unsigned long long>(piece), static_cast<unsigned long long>(cut), given, mixed, wide, got[0], want[0]);
+                CHECK(mapV[wide] == mapS, "sceSumSquaresPieces' keep map count %zu piece %llu cut %016llx AVX-512 %d: SIMD != scalar", count,
+                      static_cast<unsigned long long>(piece), static_cast<unsigned long long>(cut), wide);
+                digestBytes(got.data(), m * 8);
+              }
+              if (given && cut < wm::kRankKeyNone) {
+                // the map against its definition, then the merge's keep mask from it over random runs
+                const uint8_t* map = reinterpret_cast<const uint8_t*>(mapS.data());
+                for (uint64_t i = 0; i < count; ++i) {
+                  const uint64_t bit = wm::sceKeepMapBit(i, piece);
+                  CHECK(((map[bit / 8] >> (bit % 8)) & 1) == (wm::sparseRankKey(bits[i], p.indexBits, count, i) >= cut ? 1 : 0),
+                        "keep map element %llu of %zu piece %llu cut %016llx: wrong bit", static_cast<unsigned long long>(i), count,
+                        static_cast<unsigned long long>(piece), static_cast<unsigned long long>(cut));
+                }
+                for (int run = 0; run < 4; ++run) {
+                  const uint64_t first = run == 0 ? 0 : r.next() % count;
+                  const size_t len = static_cast<size_t>(run == 0 ? count : r.next() % (count - first + 1));
+                  std::vector<double> keepS(len, -1), keepV(len, -1);
+                  wm::setSimdEnabled(false);
+                  wm::sceKeepOfMap(map, piece, first, len, keepS.data());
+                  wm::setSimdEnabled(true);
+                  for (size_t j = 0; j < len; ++j) {
+                    CHECK(keepS[j] == (wm::sparseRankKey(bits[first + j], p.indexBits, count, first + j) >= cut ? 1.0 : 0.0),
+                          "sceKeepOfMap scalar element %llu piece %llu: %g", static_cast<unsigned long long>(first + j), static_cast<unsigned long long>(piece),
+                          keepS[j]);
+                  }
+                  for (bool wide : {false, true}) {
+                    const bool was = wm::avx2::setAvx512Enabled(wide);
+                    wm::sceKeepOfMap(map, piece, first, len, keepV.data());
+                    wm::avx2::setAvx512Enabled(was);
+                    CHECK(std::memcmp(keepS.data(), keepV.data(), len * 8) == 0, "sceKeepOfMap first %llu len %zu piece %llu AVX-512 %d: SIMD != scalar",
+                          static_cast<unsigned long long>(first), len, static_cast<unsigned long long>(piece), wide);
+                  }
+                  // the merge of the run with the keep map == with the variance bits
+                  wm::SceParams q = p;
+                  q.weights.assign(m, 0.0);
+                  for (size_t k = 0; k < m; ++k) q.weights[k] = k % 2 == 0 ? 0.5 : 0.25;
+                  std::vector<const void*> at;
+                  for (size_t s = 0; s <= m; ++s) at.push_back(static_cast<const uint8_t*>(srcs[s]) + first * wm::dtypeSize(types[s]));
+                  std::vector<uint16_t> byBits(len + 1), byMap(len + 1);
+                  q.varianceBits = bits.data();
+                  wm::sceMerge(at.data(), types.data(), q, count, first, len, byBits.data(), Dtype::BF16);
+                  q.varianceBits = nullptr;
+                  q.keepMap = map;
+                  wm::sceMerge(at.data(), types.data(), q, count, first, len, byMap.data(), Dtype::BF16);
+                  CHECK(byBits == byMap, "sceMerge first %llu len %zu piece %llu: keep map != variance bits", static_cast<unsigned long long>(first), len,
+                        static_cast<unsigned long long>(piece));
+                }
+              }
+              ++cases;
+            }
+          }
+        }
+      }
+    }
+  }
+  std::printf("sce sums in pieces: %zu cases\n", cases);
+}
+
 }  // namespace
 
 // sceMerge: 1-4 task vectors, every output dtype, sources of mixed dtypes, weights of both signs and
@@ -244,4 +374,5 @@ void testSce(uint64_t seed) {
   }
   std::printf("sce: %zu cases\n", cases);
   testSceChunks(seed);
+  testSceSumPieces(seed);
 }

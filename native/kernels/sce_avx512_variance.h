@@ -1,0 +1,46 @@
+// What SCE's AVX-512 files share (sce_avx512.cc, sce_sums_avx512.cc): masked 8-lane loads as f64 and the f32 variance bits of
+// 8 elements from their task vectors (sce.cc's varianceBits in 8 lanes). Include only in those files (avx512_loads.h).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "avx512_loads.h"
+
+namespace wm {
+namespace avx2 {
+
+// Lanes `lanes` of the 8 elements at i, as f64 (avx2_loads.h's load8 widened); the other lanes 0 and not read.
+template <Dtype T>
+WM_AVX512_INLINE __m512d loadLanes8(const void* p, size_t i, __mmask8 lanes) {
+  if constexpr (T == Dtype::F32) {
+    return _mm512_cvtps_pd(_mm256_maskz_loadu_ps(lanes, static_cast<const float*>(p) + i));
+  } else {
+    const __m128i h = _mm_maskz_loadu_epi16(lanes, static_cast<const uint16_t*>(p) + i);
+    if constexpr (T == Dtype::BF16) {
+      return _mm512_cvtps_pd(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+    } else {
+      return _mm512_cvtps_pd(_mm256_cvtph_ps(h));
+    }
+  }
+}
+
+
+// The mean in model order, / m, the squared deviations in model order, / m, rounded to f32, |bits| with every NaN one
+// value above Inf; t_k's 8 lanes at t + k * stride.
+WM_AVX512_INLINE __m256i sceVarianceBits8(const double* t, size_t stride, size_t m) {
+  const __m512d count = _mm512_set1_pd(static_cast<double>(m));
+  const __m256i absMask = _mm256_set1_epi32(0x7FFFFFFF), inf = _mm256_set1_epi32(0x7F800000), nan = _mm256_set1_epi32(0x7FC00000);
+  __m512d mean = _mm512_setzero_pd();
+  for (size_t k = 0; k < m; ++k) mean = _mm512_add_pd(mean, _mm512_loadu_pd(t + k * stride));
+  mean = _mm512_div_pd(mean, count);
+  __m512d v = _mm512_setzero_pd();
+  for (size_t k = 0; k < m; ++k) {
+    const __m512d d = _mm512_sub_pd(_mm512_loadu_pd(t + k * stride), mean);
+    v = _mm512_add_pd(v, rounded8(_mm512_mul_pd(d, d)));
+  }
+  const __m256i b = _mm256_and_si256(_mm256_castps_si256(_mm512_cvtpd_ps(_mm512_div_pd(v, count))), absMask);
+  return _mm256_mask_mov_epi32(b, _mm256_cmpgt_epi32_mask(b, inf), nan);
+}
+
+}  // namespace avx2
+}  // namespace wm

@@ -1,0 +1,159 @@
+// SCE's sums of squares of a tensor in memory with AVX-512 (sce.h's sceSumSquaresPieces), equal bit for bit to the scalar
+// truth (native/tests/sce_selftest.cc): each piece's sum per model is one serial f64 chain in element order, so several
+// pieces are summed side by side (their chains' add latencies overlap), and each element's t, variance and keep bit are
+// computed in registers, with no f64 task vectors or keep mask stored between loops; the keep bits go to the keep map.
+#include "cpu_backends.h"
+
+#if defined(WM_HAVE_AVX2_BACKEND)
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#include "avx512_loads.h"
+#include "sce.h"
+#include "sce_avx512_variance.h"
+#include "sparse_select.h"
+
+namespace wm {
+namespace avx2 {
+namespace {
+
+constexpr size_t kMaxChains = 8;  // pieces x models summed at once: 8 chains keep two adders busy through an add's latency
+constexpr size_t kMaxModels = 8;  // task vectors held in registers
+constexpr size_t kChunk = 256;    // elements of each piece per round: the kept squares of 8 chains in 16 KB
+
+// Appends t_k^2 of elements first .. first + len - 1 to squares[k] (from kept[k] on), in element order, for the elements
+// whose rank key reaches p.cut and whose t_k is finite; the others would add +0, which leaves a sum >= +0 as it is.
+// M = the model count at compile time: the sources, outputs and counts stay in registers.
+// With map (not null): map[j / 8] = the keep bits of elements first + j .. + 7, written after their variance bits are read.
+template <Dtype T, size_t M>
+__attribute__((target(WM_AVX512_TARGET))) void keptSquares(const void* const* srcs, const SceParams& p, uint64_t count, uint64_t first, size_t len,
+                                                           double* const* squares, size_t* kept, uint8_t* map) {
+  const bool all = p.cut == 0;
+  const uint32_t* given = p.varianceBits;
+  const void* base = srcs[p.base];
+  const void* x[M];
+  double* out[M];
+  for (size_t k = 0; k < M; ++k) {
+    x[k] = srcs[p.sources[k]];
+    out[k] = squares[k] + kept[k];
+  }
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(p.indexBits));
+  const __m512i cuts = _mm512_set1_epi64(static_cast<long long>(p.cut)), eight = _mm512_set1_epi64(8);
+  const __m512d inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
+  __m512i index = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - first)), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+  for (size_t j = 0; j < len; j += 8) {
+    const __mmask8 lanes = len - j >= 8 ? 0xFF : static_cast<__mmask8>((1u << (len - j)) - 1);
+    const size_t i = first + j;
+    const __m512d b = loadLanes8<T>(base, i, lanes);
+    __m512d t[M];
+    for (size_t k = 0; k < M; ++k) t[k] = _mm512_sub_pd(loadLanes8<T>(x[k], i, lanes), b);
+    __mmask8 keep = lanes;
+    if (!all) {  // sceKeep's rule: (bits << indexBits | (count - 1 - i)) >= cut, keys and cut below 2^63
+      const __m256i bits = given != nullptr ? _mm256_maskz_loadu_epi32(lanes, given + i) : sceVarianceBits8(reinterpret_cast<const double*>(t), 8, M);
+      const __m512i key = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(bits), shift), index);
+      keep &= _mm512_cmpge_epi64_mask(key, cuts);
+    }
+    index = _mm512_sub_epi64(index, eight);
+    if (map != nullptr) map[j / 8] = keep;
+    for (size_t k = 0; k < M; ++k) {
+      const __m512d square = rounded8(_mm512_mul_pd(t[k], t[k]));
+      const __mmask8 add = keep & _mm512_cmp_pd_mask(square, inf, _CMP_LT_OQ);  // t finite: t^2 < 2^258 (NaN compares false)
+      _mm512_storeu_pd(out[k], _mm512_maskz_compress_pd(add, square));
+      out[k] += __builtin_popcount(add);
+    }
+  }
+  for (size_t k = 0; k < M; ++k) kept[k] = static_cast<size_t>(out[k] - squares[k]);
+}
+
+// keptSquares with the model count m (1 .. kMaxModels) made a compile-time one.
+template <Dtype T>
+void keptSquares(size_t m, const void* const* srcs, const SceParams& p, uint64_t count, uint64_t first, size_t len, double* const* squares, size_t* kept,
+                 uint8_t* map) {
+  switch (m) {
+    case 1: return keptSquares<T, 1>(srcs, p, count, first, len, squares, kept, map);
+    case 2: return keptSquares<T, 2>(srcs, p, count, first, len, squares, kept, map);
+    case 3: return keptSquares<T, 3>(srcs, p, count, first, len, squares, kept, map);
+    case 4: return keptSquares<T, 4>(srcs, p, count, first, len, squares, kept, map);
+    case 5: return keptSquares<T, 5>(srcs, p, count, first, len, squares, kept, map);
+    case 6: return keptSquares<T, 6>(srcs, p, count, first, len, squares, kept, map);
+    case 7: return keptSquares<T, 7>(srcs, p, count, first, len, squares, kept, map);
+    default: return keptSquares<T, 8>(srcs, p, count, first, len, squares, kept, map);
+  }
+}
+
+// sums[c] += squares[c][i] for i < len, each chain in order, C chains side by side.
+template <size_t C>
+void addChains(double* sums, double* const* squares, size_t len) {
+  double s[C];
+  for (size_t c = 0; c < C; ++c) s[c] = sums[c];
+  for (size_t i = 0; i < len; ++i) {
+    for (size_t c = 0; c < C; ++c) s[c] += squares[c][i];
+  }
+  for (size_t c = 0; c < C; ++c) sums[c] = s[c];
+}
+
+void addChains(size_t chains, double* sums, double* const* squares, size_t len) {
+  switch (chains) {
+    case 1: return addChains<1>(sums, squares, len);
+    case 2: return addChains<2>(sums, squares, len);
+    case 3: return addChains<3>(sums, squares, len);
+    case 4: return addChains<4>(sums, squares, len);
+    case 5: return addChains<5>(sums, squares, len);
+    case 6: return addChains<6>(sums, squares, len);
+    case 7: return addChains<7>(sums, squares, len);
+    default: return addChains<8>(sums, squares, len);
+  }
+}
+
+template <Dtype T>
+void sumPieces(const void* const* srcs, const SceParams& p, uint64_t count, uint64_t piece, double* sums, uint8_t* keepMap) {
+  const size_t m = p.sources.size(), group = std::max<size_t>(1, kMaxChains / m);
+  const uint64_t pieces = (count + piece - 1) / piece;
+  thread_local std::vector<double> store;
+  store.resize(kMaxChains * (kChunk + 8));  // + 8: a compressed store writes all 8 lanes
+  double* squares[kMaxChains];
+  for (size_t c = 0; c < kMaxChains; ++c) squares[c] = store.data() + c * (kChunk + 8);
+  for (uint64_t q0 = 0; q0 < pieces; q0 += group) {
+    const size_t g = static_cast<size_t>(std::min<uint64_t>(group, pieces - q0)), chains = g * m;
+    double chainSums[kMaxChains] = {};  // chain gi * m + k: model k's sum over piece q0 + gi
+    for (uint64_t at = 0; at < piece; at += kChunk) {
+      size_t kept[kMaxChains] = {};
+      bool any = false;
+      for (size_t gi = 0; gi < g; ++gi) {
+        const uint64_t first = (q0 + gi) * piece + at, end = std::min(count, (q0 + gi + 1) * piece);
+        if (first >= end) continue;
+        any = true;
+        // Each piece's map over its own bits' start (sceKeepMapBit): a byte lies on the bits of an element of its piece at or before its own.
+        uint8_t* map = keepMap == nullptr ? nullptr : keepMap + sceKeepMapBit(first, piece) / 8;
+        keptSquares<T>(m, srcs, p, count, first, static_cast<size_t>(std::min<uint64_t>(kChunk, end - first)), squares + gi * m, kept + gi * m, map);
+      }
+      if (!any) break;
+      // The shorter chains padded with +0 (no change to a sum >= +0) to the longest, so that all run in one loop.
+      const size_t most = *std::max_element(kept, kept + chains);
+      for (size_t c = 0; c < chains; ++c) std::fill(squares[c] + kept[c], squares[c] + most, 0.0);
+      addChains(chains, chainSums, squares, most);
+    }
+    for (size_t gi = 0; gi < g; ++gi) {
+      for (size_t k = 0; k < m; ++k) sums[k] += chainSums[gi * m + k];
+    }
+  }
+}
+
+}  // namespace
+
+void sceSumSquaresPieces(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, double* sums, uint8_t* keepMap) {
+  // Here: AVX-512, sources of one dtype, at most kMaxModels models, a cut below kRankKeyNone (none sums nothing); else the scalar loop of pieces.
+  const Dtype type = types[p.base];
+  const bool oneType = std::all_of(p.sources.begin(), p.sources.end(), [&](uint32_t s) { return types[s] == type; });
+  if (!avx512Enabled() || !oneType || p.sources.size() > kMaxModels || p.cut >= kRankKeyNone) {
+    scalar::sceSumSquaresPieces(srcs, types, p, count, sums, keepMap);
+    return;
+  }
+  withDtype(type, [&](auto T) { sumPieces<decltype(T)::value>(srcs, p, count, p.sumPiece, sums, keepMap); });
+}
+
+}  // namespace avx2
+}  // namespace wm
+
+#endif
