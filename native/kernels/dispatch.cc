@@ -43,7 +43,8 @@ const bool kCpuHasAvx512 = [] {
          __builtin_cpu_supports("avx512vl");
 }();
 
-// Whether the AVX-512 paths may run (sparse_avx512.cc, elementwise_avx512.cc, DARE's mask hash with VPMULLQ): the CPU
+// Whether the AVX-512 paths may run (sparse_avx512.cc, elementwise_avx512.cc, sce_avx512.cc, sce_sums_avx512.cc,
+// arcee_fusion_avx512.cc, the 8-lane exp/log, VPMULLQ in DARE's and della's hashes): the CPU
 // has them, unless WEIGHTMIX_NO_AVX512 is set (diagnostics, or a CPU whose clock drops under 512-bit work) or a
 // test turned them off (setAvx512Enabled).
 std::atomic<bool> avx512{kCpuHasAvx512 && !switchedOff("WEIGHTMIX_NO_AVX512")};
@@ -152,7 +153,7 @@ void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParam
 const char* simdPathName() {
   if (!useSimd()) return "scalar";
 #if defined(WM_HAVE_AVX2_BACKEND)
-  if (avx2::avx512Enabled()) return "avx2+fma+f16c+avx512";  // the AVX-512 paths of the sparse, ram and nearswap kernels
+  if (avx2::avx512Enabled()) return "avx2+fma+f16c+avx512";  // the kernels' AVX-512 paths (avx512Enabled above)
 #endif
   return "avx2+fma+f16c";
 }
