@@ -7,7 +7,6 @@
  * threads), and whole recipes over fixtures.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadNative, NativePlan, runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
@@ -21,22 +20,10 @@ import { writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
 import { randomTensors } from './helpers/special-values';
 import { expectLocalStreamedMixedAlike } from './helpers/local-vs-streamed';
+import { defaultBytes, dir, setUpTensorLocalTests } from './helpers/tensor-local-setup';
 import type { Dtype } from './reference/numerics';
 
-let dir: string;
-const defaultBytes = localStatistics.maxTensorBytes;
-
-beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-della-local-'));
-});
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
-
-afterEach(() => {
-  localStatistics.maxTensorBytes = defaultBytes;
-});
+setUpTensorLocalTests('weightmix-della-local-');
 
 test("the engine's L1 factor is della-rescale.ts's Math.fround(l1Scale(before, after)), bit for bit on random sums", () => {
   const r = rng(17);

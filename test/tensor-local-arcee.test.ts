@@ -8,8 +8,6 @@
  * in place or by radix counts), the keys stored or (sources and row KLs alone within the budget) computed again in
  * each pass; 1 and 3 threads; then end to end through `merge`.
  */
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
@@ -24,22 +22,10 @@ import { writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
 import { randomTensors } from './helpers/special-values';
 import { expectLocalStreamedMixedAlike } from './helpers/local-vs-streamed';
+import { defaultBytes, dir, setUpTensorLocalTests } from './helpers/tensor-local-setup';
 import type { Dtype } from './reference/numerics';
 
-let dir: string;
-const defaultBytes = localStatistics.maxTensorBytes;
-
-beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-local-arcee-'));
-});
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
-
-afterEach(() => {
-  localStatistics.maxTensorBytes = defaultBytes;
-});
+setUpTensorLocalTests('weightmix-local-arcee-');
 
 /** The merged bits (F32, BF16 and F16 outputs) of one tensor, the threshold left to the engine or streamed. */
 async function mergeRaw(files: string[], dtypes: Dtype[], n: number, rowLength: number, threads: number, maxTensorBytes: number) {

@@ -6,7 +6,6 @@
  * of random values with special ones (F32, BF16, F16, mixed; 1-3 models; 1 and 3 threads), and whole recipes.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadNative, NativePlan, runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
@@ -21,22 +20,10 @@ import { writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
 import { randomTensors } from './helpers/special-values';
 import { expectLocalStreamedMixedAlike } from './helpers/local-vs-streamed';
+import { defaultBytes, dir, setUpTensorLocalTests } from './helpers/tensor-local-setup';
 import type { Dtype } from './reference/numerics';
 
-let dir: string;
-const defaultBytes = localStatistics.maxTensorBytes;
-
-beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-ram-local-'));
-});
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
-
-afterEach(() => {
-  localStatistics.maxTensorBytes = defaultBytes;
-});
+setUpTensorLocalTests('weightmix-ram-local-');
 
 test("the engine's λ is methods/ram.ts's ramPlusLambda, bit for bit on random counts and edge parameters", () => {
   const r = rng(23);

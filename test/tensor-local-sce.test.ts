@@ -5,8 +5,6 @@
  * the cut, 1 to 3 task vectors, select_topk 0.1, 0.5 and 1, 1 and 3 threads, the variances stored or (sources alone
  * within the budget) computed again in each pass; then end to end through `merge`.
  */
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
@@ -21,26 +19,15 @@ import { writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
 import { randomTensors } from './helpers/special-values';
 import { expectLocalStreamedMixedAlike } from './helpers/local-vs-streamed';
+import { defaultBytes, dir, setUpTensorLocalTests } from './helpers/tensor-local-setup';
 import type { Dtype } from './reference/numerics';
 import { sceVariancesRef } from './reference/sce';
 
-let dir: string;
-const defaultBytes = localStatistics.maxTensorBytes;
 // The statistics plans' blocks (pieces of 1024 elements: the sums of squares add five of them) differ from the write plan's.
 const STATISTICS_BLOCK = 4096;
 const WRITE_BLOCK = 8192;
 
-beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-local-sce-'));
-});
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
-
-afterEach(() => {
-  localStatistics.maxTensorBytes = defaultBytes;
-});
+setUpTensorLocalTests('weightmix-local-sce-');
 
 /** The merged bits (F32, BF16 and F16 outputs) of one tensor, statistics left to the engine or streamed; base first in `files`. */
 async function mergeRaw(files: string[], dtypes: Dtype[], n: number, selectTopk: number, threads: number, maxTensorBytes: number) {

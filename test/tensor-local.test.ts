@@ -5,27 +5,18 @@
  * through `merge` with the fallback forced by a zero budget.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { NativeDtype, NativePlan, runPlan } from '../lib/engine/native';
 import { encodeSparseParams } from '../lib/engine/sparse-params';
-import { localStatistics, resolveSparse, SparseMergeSpec, SparseTensor } from '../lib/recipes/sparsify';
+import { resolveSparse, SparseMergeSpec, SparseTensor } from '../lib/recipes/sparsify';
 import { rng } from './helpers/models';
 import { sparseModel as model } from './helpers/sparse-model';
 import { expectLocalStreamedMixedAlike } from './helpers/local-vs-streamed';
+import { dir, setUpTensorLocalTests } from './helpers/tensor-local-setup';
 
-let dir: string;
 let counter = 0;
-const defaultBytes = localStatistics.maxTensorBytes;
-
-beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-local-'));
-});
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
+setUpTensorLocalTests('weightmix-local-');
 
 const SPECIALS = [NaN, Infinity, -Infinity, 0, -0, 2 ** -149, -(2 ** -149), 2 ** -126, 3.4028234663852886e38, -3.4028234663852886e38];
 
@@ -135,10 +126,6 @@ describe('merge: tensor-local jobs and the streaming fallback write the same mod
     const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 3, delta: 0.01, shards: [1, 2] });
     [A, B, N] = [pair.instruct, pair.thinking, near.thinking];
   }, 60000);
-
-  afterEach(() => {
-    localStatistics.maxTensorBytes = defaultBytes;
-  });
 
   const models = (parameters: Record<string, unknown>) => [
     { model: A, parameters: { weight: 0.6, ...parameters } },
