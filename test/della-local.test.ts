@@ -7,12 +7,10 @@
  * threads), and whole recipes over fixtures.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { loadNative, NativePlan, runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
 import { DellaRecipe, dellaRows, encodeDellaParams } from '../lib/engine/della-params';
 import type { TensorRecipe } from '../lib/engine/plan';
-import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { setDellaScales } from '../lib/recipes/della-rescale';
 import { l1Scale, localStatistics, maskKey } from '../lib/recipes/sparsify';
 import { rng } from './helpers/models';
@@ -22,6 +20,7 @@ import { randomTensors } from './helpers/special-values';
 import { expectLocalStreamedMixedAlike } from './helpers/local-vs-streamed';
 import { defaultBytes, dir, setUpTensorLocalTests } from './helpers/tensor-local-setup';
 import type { Dtype } from './reference/numerics';
+import { makeNearModels } from './helpers/tiny-models';
 
 setUpTensorLocalTests('weightmix-della-local-');
 
@@ -114,9 +113,7 @@ describe('merge: della and della_linear, tensor-local and streamed, write the sa
   let N: string;
 
   beforeAll(async () => {
-    const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 4, shards: [2, 1] });
-    const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 4, delta: 0.01, shards: [1, 2] });
-    [A, B, N] = [pair.instruct, pair.thinking, near.thinking];
+    ({ A, B, N } = await makeNearModels(dir, 4, { pair: [2, 1], near: [1, 2] }));
   }, 60000);
 
   test.each([

@@ -11,11 +11,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { stringify } from 'yaml';
 import { openCheckpoint } from '../lib/model/checkpoint';
-import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { readTensorValues } from '../lib/format/tensor-data';
 import { testIf } from './helpers/skip';
+import { makeNearFarModels } from './helpers/tiny-models';
 
 const PYTHON = process.env.WEIGHTMIX_MERGEKIT_PYTHON;
 const mergekitTest = testIf(PYTHON !== undefined && PYTHON !== '', 'WEIGHTMIX_MERGEKIT_PYTHON is not set (a Python that can import mergekit)');
@@ -59,10 +59,7 @@ describe('weightmix against mergekit', () => {
   beforeAll(async () => {
     if (!PYTHON) return;
     dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-mergekit-'));
-    const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 3 });
-    const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 3, delta: 0.01 });
-    const far = await makeCheckpointPair({ dir: path.join(dir, 'far'), shape: 'tiny', seed: 3, delta: 0.3 });
-    [A, B, N, F] = [pair.instruct, pair.thinking, near.thinking, far.thinking];
+    ({ A, B, N, F } = await makeNearFarModels(dir, 3));
   }, 120000);
 
   afterAll(async () => {

@@ -12,7 +12,6 @@ import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
 import type { TensorRecipe } from '../lib/engine/plan';
-import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { readTensorValues } from '../lib/format/tensor-data';
 import { merge } from '../lib/recipes/merge-recipe';
@@ -25,6 +24,7 @@ import { ulpDistance } from './reference/merge-methods';
 import { randomTensors } from './helpers/special-values';
 import { writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
+import { makeNearModels } from './helpers/tiny-models';
 
 let dir: string;
 let counter = 0;
@@ -103,9 +103,7 @@ describe('recipes over fixtures', () => {
   let N: string;
 
   beforeAll(async () => {
-    const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 6 });
-    const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 6, delta: 0.01 });
-    [A, B, N] = [pair.instruct, pair.thinking, near.thinking];
+    ({ A, B, N } = await makeNearModels(dir, 6));
   }, 60000);
 
   test('arcee_fusion (F32 out) is within 1 ulp of the oracle except at the threshold, and keeps a part of every matrix', async () => {

@@ -11,7 +11,6 @@ import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype, NativeJob } from '../lib/engine/native-plan';
 import { DellaRecipe, dellaRows, dellaStatParams, encodeDellaParams } from '../lib/engine/della-params';
-import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
@@ -23,6 +22,7 @@ import { maskUniformRef } from './reference/merge-methods';
 import { randomTensors } from './helpers/special-values';
 import { expectedBits, writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
+import { makeNearModels } from './helpers/tiny-models';
 
 let dir: string;
 let counter = 0;
@@ -197,9 +197,7 @@ describe('recipes over fixtures', () => {
   let N: string;
 
   beforeAll(async () => {
-    const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 9 });
-    const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 9, delta: 0.01 });
-    [A, B, N] = [pair.instruct, pair.thinking, near.thinking];
+    ({ A, B, N } = await makeNearModels(dir, 9));
   }, 60000);
 
   async function merged(doc: Record<string, unknown>, threads: number): Promise<string> {

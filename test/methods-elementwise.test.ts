@@ -10,7 +10,6 @@ import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype, NativeJob } from '../lib/engine/native-plan';
 import { encodeElementwiseParams } from '../lib/engine/elementwise-params';
-import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
@@ -21,6 +20,7 @@ import { nearswapRef, ramMasksRef, ramPlusLambdaRef, ramRef } from './reference/
 import { randomTensors } from './helpers/special-values';
 import { expectedBits, writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
+import { makeNearFarModels } from './helpers/tiny-models';
 
 let dir: string;
 let counter = 0;
@@ -116,10 +116,7 @@ describe('recipes over fixtures', () => {
   let F: string;
 
   beforeAll(async () => {
-    const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 5 });
-    const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 5, delta: 0.01 });
-    const far = await makeCheckpointPair({ dir: path.join(dir, 'far'), shape: 'tiny', seed: 5, delta: 0.3 });
-    [A, B, N, F] = [pair.instruct, pair.thinking, near.thinking, far.thinking];
+    ({ A, B, N, F } = await makeNearFarModels(dir, 5));
   }, 60000);
 
   async function worstUlpOf(doc: Record<string, unknown>, oracle: (name: string) => number[]): Promise<number> {

@@ -11,7 +11,6 @@ import { runPlan } from '../lib/engine/native';
 import { writeSafetensorsFile } from '../lib/format/safetensors';
 import type { NativeDtype } from '../lib/engine/native-plan';
 import { encodeElementwiseParams } from '../lib/engine/elementwise-params';
-import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
@@ -20,6 +19,7 @@ import { CANONICAL_NAN, Dtype, encode } from './reference/numerics';
 import { modelStockRef, nuslerpRef } from './reference/merge-methods';
 import { rng } from './helpers/models';
 import { writeRaw } from './helpers/raw-values';
+import { makeNearFarModels } from './helpers/tiny-models';
 
 let dir: string;
 let counter = 0;
@@ -31,10 +31,7 @@ let shapes: Map<string, number[]>;
 
 beforeAll(async () => {
   dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-rows-'));
-  const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 21 });
-  const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 21, delta: 0.01 });
-  const far = await makeCheckpointPair({ dir: path.join(dir, 'far'), shape: 'tiny', seed: 21, delta: 0.3 });
-  [A, B, N, F] = [pair.instruct, pair.thinking, near.thinking, far.thinking];
+  ({ A, B, N, F } = await makeNearFarModels(dir, 21));
   const c = await openCheckpoint(A);
   shapes = new Map(c.names.map((n) => [n, c.tensors.get(n)!.shape]));
 }, 60000);

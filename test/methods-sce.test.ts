@@ -10,7 +10,6 @@ import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
 import type { TensorRecipe } from '../lib/engine/plan';
-import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
@@ -23,6 +22,7 @@ import { randomTensors } from './helpers/special-values';
 import { expectedBits, writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
 import { rng } from './helpers/models';
+import { makeNearFarModels } from './helpers/tiny-models';
 
 let dir: string;
 let counter = 0;
@@ -118,10 +118,7 @@ describe('recipes over fixtures', () => {
   let N: string;
 
   beforeAll(async () => {
-    const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 4 });
-    const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 4, delta: 0.01 });
-    const far = await makeCheckpointPair({ dir: path.join(dir, 'far'), shape: 'tiny', seed: 4, delta: 0.3 });
-    [A, B, F, N] = [pair.instruct, pair.thinking, far.thinking, near.thinking];
+    ({ A, B, F, N } = await makeNearFarModels(dir, 4));
   }, 60000);
 
   test.each([0.5, 1])('sce (select_topk %p, three models, F32 out) is within 1 ulp of the oracle', async (selectTopk) => {

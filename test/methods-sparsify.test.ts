@@ -7,7 +7,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Checkpoint, openCheckpoint } from '../lib/model/checkpoint';
-import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { merge } from '../lib/recipes/merge-recipe';
 import { NativeDtype, runPlan } from '../lib/engine/native';
 import { parseRecipe, Recipe } from '../lib/recipes/recipe';
@@ -17,6 +16,7 @@ import { readTensorValues } from '../lib/format/tensor-data';
 import { dareMaskRef, l1ScaleRef, magnitudeCountsRef, magnitudeMaskRef, SparseRefModel, sparseMergeRef, ulpDistance } from './reference/merge-methods';
 import { rng } from './helpers/models';
 import { sparseModel as model } from './helpers/sparse-model';
+import { makeNearModels } from './helpers/tiny-models';
 
 let dir: string;
 let counter = 0;
@@ -224,9 +224,7 @@ describe('merge recipes', () => {
   let N: string;
 
   beforeAll(async () => {
-    const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 7, shards: [2, 1] });
-    const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 7, delta: 0.01, shards: [1, 3] });
-    [A, B, N] = [pair.instruct, pair.thinking, near.thinking];
+    ({ A, B, N } = await makeNearModels(dir, 7, { pair: [2, 1], near: [1, 3] }));
   }, 60000);
 
   async function values(m: string): Promise<Map<string, number[]>> {

@@ -7,13 +7,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { openCheckpoint } from '../lib/model/checkpoint';
-import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { karcherWeights } from '../lib/recipes/methods/karcher';
 import { nuslerpCoefficients, nuslerpT } from '../lib/recipes/methods/nuslerp';
 import { karcherRef, multislerpRef, nuslerpRef } from './reference/merge-methods';
 import { modelValues, worstUlp } from './helpers/model-values';
+import { makeNearFarModels } from './helpers/tiny-models';
 
 let dir: string;
 let A: string;
@@ -24,10 +24,7 @@ let counter = 0;
 
 beforeAll(async () => {
   dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-sphere-'));
-  const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 9, shards: [2, 1] });
-  const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 9, delta: 0.01 });
-  const far = await makeCheckpointPair({ dir: path.join(dir, 'far'), shape: 'tiny', seed: 9, delta: 0.4 });
-  [A, B, N, F] = [pair.instruct, pair.thinking, near.thinking, far.thinking];
+  ({ A, B, N, F } = await makeNearFarModels(dir, 9, { pair: [2, 1] }, 0.4));
 }, 60000);
 
 afterAll(async () => {

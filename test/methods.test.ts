@@ -6,7 +6,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Checkpoint, openCheckpoint } from '../lib/model/checkpoint';
-import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import type { MergeProgress } from '../lib/engine/execute-plan';
 import { merge } from '../lib/recipes/merge-recipe';
 import { localStatistics } from '../lib/recipes/sparsify';
@@ -14,6 +13,7 @@ import { parseRecipe } from '../lib/recipes/recipe';
 import { readTensorBytes } from '../lib/format/tensor-data';
 import { linearRef, modelStockRef, slerpRef, taskArithmeticRef } from './reference/merge-methods';
 import { modelValues, worstUlp } from './helpers/model-values';
+import { makeNearFarModels } from './helpers/tiny-models';
 
 let dir: string;
 let A: string; // "instruct"
@@ -24,10 +24,7 @@ let counter = 0;
 
 beforeAll(async () => {
   dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-methods-'));
-  const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 7, shards: [2, 1] });
-  const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 7, delta: 0.01, shards: [1, 3] });
-  const far = await makeCheckpointPair({ dir: path.join(dir, 'far'), shape: 'tiny', seed: 7, delta: 0.3 });
-  [A, B, N, F] = [pair.instruct, pair.thinking, near.thinking, far.thinking];
+  ({ A, B, N, F } = await makeNearFarModels(dir, 7, { pair: [2, 1], near: [1, 3] }));
 }, 60000);
 
 afterAll(async () => {

@@ -8,12 +8,10 @@
  * in place or by radix counts), the keys stored or (sources and row KLs alone within the budget) computed again in
  * each pass; 1 and 3 threads; then end to end through `merge`.
  */
-import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
 import type { TensorRecipe } from '../lib/engine/plan';
 import { ArceeFusionRecipe, encodeArceeFusionParams } from '../lib/engine/arcee-fusion-params';
-import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { NATIVE_DTYPE_BYTES } from '../lib/format/dtypes';
 import { setArceeFusionThresholds } from '../lib/recipes/arcee-fusion-statistics';
 import { localStatistics } from '../lib/recipes/sparsify';
@@ -24,6 +22,7 @@ import { randomTensors } from './helpers/special-values';
 import { expectLocalStreamedMixedAlike } from './helpers/local-vs-streamed';
 import { defaultBytes, dir, setUpTensorLocalTests } from './helpers/tensor-local-setup';
 import type { Dtype } from './reference/numerics';
+import { makeNearModels } from './helpers/tiny-models';
 
 setUpTensorLocalTests('weightmix-local-arcee-');
 
@@ -125,9 +124,7 @@ describe('recipes over fixtures', () => {
   let N: string;
 
   beforeAll(async () => {
-    const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 8, shards: [2, 1] });
-    const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 8, delta: 0.01 });
-    [A, N] = [pair.instruct, near.thinking];
+    ({ A, N } = await makeNearModels(dir, 8, { pair: [2, 1] }));
   }, 60000);
 
   test('arcee_fusion: local, streamed and mixed give the same files', async () => {

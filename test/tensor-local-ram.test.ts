@@ -6,12 +6,10 @@
  * of random values with special ones (F32, BF16, F16, mixed; 1-3 models; 1 and 3 threads), and whole recipes.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { loadNative, NativePlan, runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
 import { encodeElementwiseParams } from '../lib/engine/elementwise-params';
 import type { TensorRecipe } from '../lib/engine/plan';
-import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { ramPlusLambda } from '../lib/recipes/methods/ram';
 import { setRamPlusLambdas } from '../lib/recipes/ram-counts';
 import { localStatistics } from '../lib/recipes/sparsify';
@@ -22,6 +20,7 @@ import { randomTensors } from './helpers/special-values';
 import { expectLocalStreamedMixedAlike } from './helpers/local-vs-streamed';
 import { defaultBytes, dir, setUpTensorLocalTests } from './helpers/tensor-local-setup';
 import type { Dtype } from './reference/numerics';
+import { makeNearModels } from './helpers/tiny-models';
 
 setUpTensorLocalTests('weightmix-ram-local-');
 
@@ -94,9 +93,7 @@ describe('merge: ramplus_tl, tensor-local and streamed, writes the same model', 
   let N: string;
 
   beforeAll(async () => {
-    const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 6, shards: [2, 1] });
-    const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 6, delta: 0.01, shards: [1, 2] });
-    [A, B, N] = [pair.instruct, pair.thinking, near.thinking];
+    ({ A, B, N } = await makeNearModels(dir, 6, { pair: [2, 1], near: [1, 2] }));
   }, 60000);
 
   test.each([['bfloat16'], ['float32']])('out_dtype %s', async (outDtype) => {

@@ -5,12 +5,10 @@
  * the cut, 1 to 3 task vectors, select_topk 0.1, 0.5 and 1, 1 and 3 threads, the variances stored or (sources alone
  * within the budget) computed again in each pass; then end to end through `merge`.
  */
-import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
 import type { TensorRecipe } from '../lib/engine/plan';
 import { encodeSceParams, SceRecipe } from '../lib/engine/sce-params';
-import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { NATIVE_DTYPE_BYTES } from '../lib/format/dtypes';
 import { setSceStatistics } from '../lib/recipes/sce-statistics';
 import { indexBits, localStatistics } from '../lib/recipes/sparsify';
@@ -22,6 +20,7 @@ import { expectLocalStreamedMixedAlike } from './helpers/local-vs-streamed';
 import { defaultBytes, dir, setUpTensorLocalTests } from './helpers/tensor-local-setup';
 import type { Dtype } from './reference/numerics';
 import { sceVariancesRef } from './reference/sce';
+import { makeNearFarModels } from './helpers/tiny-models';
 
 // The statistics plans' blocks (pieces of 1024 elements: the sums of squares add five of them) differ from the write plan's.
 const STATISTICS_BLOCK = 4096;
@@ -117,10 +116,7 @@ describe('recipes over fixtures', () => {
   let N: string;
 
   beforeAll(async () => {
-    const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 6, shards: [2, 1] });
-    const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 6, delta: 0.01 });
-    const far = await makeCheckpointPair({ dir: path.join(dir, 'far'), shape: 'tiny', seed: 6, delta: 0.3 });
-    [A, B, F, N] = [pair.instruct, pair.thinking, far.thinking, near.thinking];
+    ({ A, B, F, N } = await makeNearFarModels(dir, 6, { pair: [2, 1] }));
   }, 60000);
 
   test.each([0.1, 0.5, 1])('sce, select_topk %p, three models: local, streamed and mixed give the same files', async (selectTopk) => {

@@ -6,7 +6,6 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { NativeDtype, NativePlan, runPlan } from '../lib/engine/native';
 import { encodeSparseParams } from '../lib/engine/sparse-params';
 import { resolveSparse, SparseMergeSpec, SparseTensor } from '../lib/recipes/sparsify';
@@ -14,6 +13,7 @@ import { rng } from './helpers/models';
 import { sparseModel as model } from './helpers/sparse-model';
 import { expectLocalStreamedMixedAlike } from './helpers/local-vs-streamed';
 import { dir, setUpTensorLocalTests } from './helpers/tensor-local-setup';
+import { makeNearModels } from './helpers/tiny-models';
 
 let counter = 0;
 setUpTensorLocalTests('weightmix-local-');
@@ -122,9 +122,7 @@ describe('merge: tensor-local jobs and the streaming fallback write the same mod
   let N: string;
 
   beforeAll(async () => {
-    const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 3, shards: [2, 1] });
-    const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', seed: 3, delta: 0.01, shards: [1, 2] });
-    [A, B, N] = [pair.instruct, pair.thinking, near.thinking];
+    ({ A, B, N } = await makeNearModels(dir, 3, { pair: [2, 1], near: [1, 2] }));
   }, 60000);
 
   const models = (parameters: Record<string, unknown>) => [
