@@ -4,6 +4,7 @@ import { WeightmixError } from '../errors';
 import type { ModuleClass } from '../model/tensor-names';
 import { DIFF_MODULE_ORDER, type DiffReport, type DiffStats } from './diff';
 import { plotLayerProfile, type LayerProfileRow } from './plot';
+import { textTable } from './text-table';
 
 /** The rows `--plot` draws: relative distance per decoder layer, one series per module class. */
 export function layerProfileRows(report: Pick<DiffReport, 'groups'>): LayerProfileRow[] {
@@ -36,16 +37,6 @@ export function formatFigure(x: number | null): string {
 
 function formatCosine(x: number | null): string {
   return x === null ? 'n/a' : x.toFixed(6);
-}
-
-function table(head: string[], rows: string[][], leftColumns = 1): string[] {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i < leftColumns ? c.padEnd(widths[i]) : c.padStart(widths[i])))
-      .join('  ')
-      .trimEnd();
-  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)];
 }
 
 const TRAILING_ORDER: readonly ModuleClass[] = ['final_norm', 'head', 'other', 'attn', 'mlp', 'norm'];
@@ -118,12 +109,12 @@ export function formatDiffReport(report: DiffReport, options: { tensors?: boolea
   ];
   if (rows.length > 0) {
     out.push('', `‖B−A‖/‖A‖ per layer by module class ('all': every tensor of the row; cosine, max and non-finite of the row):`);
-    out.push(...table(['layer', ...layerModules, 'all', 'cosine', 'max |B−A|', 'non-finite'], rows));
+    out.push(...textTable(['layer', ...layerModules, 'all', 'cosine', 'max |B−A|', 'non-finite'], rows));
   }
 
   out.push('', 'per module class (all layers):');
   out.push(
-    ...table(
+    ...textTable(
       ['module', 'tensors', 'elements', '‖B−A‖/‖A‖', 'cosine', 'max |B−A|', 'non-finite'],
       report.modules.map((m) => [
         m.module,
@@ -140,7 +131,7 @@ export function formatDiffReport(report: DiffReport, options: { tensors?: boolea
   if (options.tensors) {
     out.push('', 'per tensor:');
     out.push(
-      ...table(
+      ...textTable(
         ['tensor', 'dtypes', 'elements', '‖B−A‖/‖A‖', 'cosine', 'max |B−A|', 'non-finite'],
         report.tensors.map((t) => [
           t.name,

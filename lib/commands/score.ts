@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { parseKList, parseVoteTies, score, type ScoreReport } from '../analysis/score';
 import { parseFieldAssignments, parseFieldPreset } from '../analysis/score-fields';
+import { textTable } from '../analysis/text-table';
 
 interface ScoreCliOptions {
   k?: string;
@@ -81,12 +82,6 @@ export function formatScoreReport(report: ScoreReport): string {
     ...ks.map((k) => pct(b.passAtK[k])),
     ...(hasVote ? ks.map((k) => pct(b.voteAtK?.[k])) : []),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
-      .join('  ')
-      .trimEnd();
   const notes: string[] = ['rates in %; Mean@n averages all n samples per question; Pass@k is the unbiased estimator of Chen et al. (2021)'];
   if (report.benchmarks.some((b) => b.thinkRatio === null)) notes.push(`Think #R: no response field ('${report.fields.response}')`);
   if (source === 'missing')
@@ -96,5 +91,5 @@ export function formatScoreReport(report: ScoreReport): string {
   else notes.push(`Vote@k ties: ${report.voteTies === 'expected' ? 'share of correct answers among the tied ones' : 'the tied answer sampled first'}`);
   const inconsistent = report.benchmarks.reduce((a, b) => a + b.inconsistentVotes, 0);
   if (inconsistent) notes.push(`${inconsistent} vote(s) picked an answer graded both correct and incorrect; a majority of its grades decided`);
-  return `${[line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n')}\n\n${notes.map((n) => `note: ${n}`).join('\n')}\n`;
+  return `${textTable(head, body).join('\n')}\n\n${notes.map((n) => `note: ${n}`).join('\n')}\n`;
 }

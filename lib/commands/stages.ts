@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { readMetricsTable } from '../analysis/metrics-table';
 import { chartFormat, plotStages } from '../analysis/plot';
 import { formatLambda, parseThreshold, stages, DEFAULT_STAGE_OPTIONS, type StageReport } from '../analysis/stages';
+import { textTable } from '../analysis/text-table';
 
 interface StagesCliOptions {
   json?: boolean;
@@ -45,17 +46,9 @@ export function formatStageReport(report: StageReport, plotFile?: string): strin
     l.tokens.toFixed(0),
     String(l.benchmarks.length),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
-      .join('  ')
-      .trimEnd();
   const list = (ls: number[]) => (ls.length ? ls.map(formatLambda).join(', ') : '(none)');
   const out = [
-    line(head),
-    line(widths.map((w) => '-'.repeat(w))),
-    ...body.map(line),
+    ...textTable(head, body),
     '',
     `Stage 1 (Instruct-dominated): ${list(report.stage1)}`,
     `Stage 2 (thinking emerges):   ${list(report.stage2)}`,
