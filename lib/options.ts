@@ -46,6 +46,12 @@ export function showValue(value: unknown): string {
   return typeof value === 'number' || typeof value === 'bigint' ? String(value) : (JSON.stringify(value) ?? String(value));
 }
 
+/** The folder (or parent folder) a merge writes: any non-empty path; the output transaction checks the rest. */
+export function parseOutputFolder(value: unknown, name = '--output'): string {
+  if (typeof value !== 'string' || value === '') throw usageError(`${name} must be a non-empty folder path, got ${showValue(value)}`);
+  return value;
+}
+
 /** λ: any finite number. Values outside [0, 1] are accepted on purpose: they extrapolate past Instruct or Thinking. */
 export function parseLambda(value: unknown, name = '--lambda'): number {
   const x = typeof value === 'string' ? decimalNumber(value) : value;

@@ -23,6 +23,7 @@ import {
   parseFilesFrom,
   parseLambda,
   parseNumerics,
+  parseOutputFolder,
   parsePart,
   parseThreads,
   showValue,
@@ -161,8 +162,7 @@ export async function interpolate(options: InterpolateOptions): Promise<Interpol
 
 /** `interpolate` for a front door that has checked its own input; its messages name options by `name` (the command line: flags). */
 export async function interpolateAs(options: InterpolateOptions, name: OptionNamer): Promise<InterpolationSummary> {
-  if (typeof options.output !== 'string' || options.output === '')
-    throw usageError(`${name('output')} must be a non-empty folder path, got ${showValue(options.output)}`);
+  parseOutputFolder(options.output, name('output'));
   const lambda = parseLambda(options.lambda, name('lambda'));
   return runInterpolation(options, [{ lambda, dir: options.output }], undefined, name);
 }

@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import { usageError } from '../errors';
 import { INTERPOLATION_COMMON_KEYS, InterpolationCommon, InterpolationSummary, runInterpolation } from './interpolate';
-import { parseLambda, showValue } from '../options';
+import { parseLambda, parseOutputFolder } from '../options';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 
 /** The options of `sweep`. */
@@ -71,8 +71,7 @@ export async function sweep(options: SweepOptions): Promise<InterpolationSummary
 
 /** `sweep` for a front door that has checked its own input; its messages name options by `name` (the command line: flags). */
 export async function sweepAs(options: SweepOptions, name: OptionNamer): Promise<InterpolationSummary> {
-  if (typeof options.output !== 'string' || options.output === '')
-    throw usageError(`${name('output')} must be a non-empty folder path, got ${showValue(options.output)}`);
+  parseOutputFolder(options.output, name('output'));
   const lambdas = parseLambdaList(options.lambdas, name('lambdas'));
   const names = lambdas.map(lambdaFolderName);
   if (new Set(names).size !== names.length) throw usageError('two λ values share an output folder name');

@@ -15,7 +15,7 @@ import { executeMergePlan, MergeProgress, planWork, StatisticsOptions } from '..
 import { runMomentsPass } from '../engine/moments';
 import { fusePlans } from '../engine/fuse-plans';
 import { defaultWriteBlockBytes } from '../engine/block-bytes';
-import { EngineOptions, parseBlockBytes, parseDevice, parsePart, parseThreads, showValue } from '../options';
+import { EngineOptions, parseBlockBytes, parseDevice, parseOutputFolder, parsePart, parseThreads, showValue } from '../options';
 import { assignParts } from '../engine/parts';
 import { OutputTransaction } from '../engine/output';
 import { MergePlan, planMerge, TensorRecipe } from '../engine/plan';
@@ -148,8 +148,7 @@ export async function mergeBatch(batch: BatchRecipe[], options: BatchMergeOption
 /** `mergeBatch` for a front door that has checked its own input; its messages name options by `name` (the command line: flags). */
 export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOptions, name: OptionNamer): Promise<BatchMergeSummary> {
   const started = process.hrtime.bigint();
-  if (typeof options.output !== 'string' || options.output === '')
-    throw usageError(`${name('output')} must be a non-empty folder path, got ${showValue(options.output)}`);
+  parseOutputFolder(options.output, name('output'));
   if (!Array.isArray(batch) || batch.length === 0) throw usageError('a batch needs at least one recipe');
   if (batch.length > MAX_RECIPES) throw usageError(`a batch of ${batch.length} recipes; at most ${MAX_RECIPES}`);
   batch.forEach((b, i) => {

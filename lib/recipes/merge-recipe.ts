@@ -17,7 +17,7 @@ import { Moments, runMomentsPass } from '../engine/moments';
 import { methodFor } from './methods';
 import { copySidecars, writeIndex, writeModelCard } from '../engine/model-files';
 import { defaultWriteBlockBytes } from '../engine/block-bytes';
-import { EngineOptions, parseBlockBytes, parseDevice, parseThreads, showValue } from '../options';
+import { EngineOptions, parseBlockBytes, parseDevice, parseOutputFolder, parseThreads } from '../options';
 import { OutputTransaction } from '../engine/output';
 import { planMerge, PlannedModel, TensorRecipe } from '../engine/plan';
 import { TORCH_DTYPE_NAMES } from '../format/dtypes';
@@ -134,8 +134,7 @@ export async function merge(recipe: string | Recipe | Record<string, unknown>, o
 /** `merge` for a front door that has checked its own input; its messages name options by `name` (the command line: flags). */
 export async function mergeAs(input: Recipe | Record<string, unknown>, options: MergeOptions, name: OptionNamer): Promise<RecipeMergeSummary> {
   const started = process.hrtime.bigint();
-  if (typeof options.output !== 'string' || options.output === '')
-    throw usageError(`${name('output')} must be a non-empty folder path, got ${showValue(options.output)}`);
+  parseOutputFolder(options.output, name('output'));
   const recipe: Recipe = isRecipe(input) ? input : parseRecipe(input, options);
   methodFor(recipe.method); // refuses an unsupported method before any model is opened
   const threads = parseThreads(options.threads, name('threads'));
