@@ -83,6 +83,23 @@ function expectExit0(r: RunResult): void {
   if (r.status !== 0) throw new Error(`exit ${r.status}\n${JSON.stringify(r.json, null, 1)}\n${r.stderr.slice(-3000)}`);
 }
 
+/** torch_reference.py: `out` against PyTorch's interpolation of `pair` at λ (with `--numerics` when given, else the script's default), plus any `extra` flags. */
+function torchReference(pair: { instruct: string; thinking: string }, out: string, lambda: number, numerics?: 'exact' | 'mi', extra: string[] = []): RunResult {
+  const numericsFlags = numerics === undefined ? [] : ['--numerics', numerics];
+  return runPython('torch_reference.py', [
+    '--instruct',
+    pair.instruct,
+    '--thinking',
+    pair.thinking,
+    '--output',
+    out,
+    '--lambda',
+    String(lambda),
+    ...numericsFlags,
+    ...extra,
+  ]);
+}
+
 let root: string;
 let tiny: { instruct: string; thinking: string };
 let special: { instruct: string; thinking: string };
@@ -129,18 +146,7 @@ describe('torch_reference.py: weightmix == PyTorch bit for bit (tiny Qwen3 fixtu
       `--numerics ${numerics} λ=${lambda}: every tensor, every bit`,
       async () => {
         const out = await merged(tiny, 'tiny', lambda, numerics);
-        const r = runPython('torch_reference.py', [
-          '--instruct',
-          tiny.instruct,
-          '--thinking',
-          tiny.thinking,
-          '--output',
-          out,
-          '--lambda',
-          String(lambda),
-          '--numerics',
-          numerics,
-        ]);
+        const r = torchReference(tiny, out, lambda, numerics);
         expectExit0(r);
         expect(r.json[0]).toMatchObject({ ok: true, value_mismatches: 0, nan_bit_mismatches: 0, tensors: 47 });
       },
@@ -157,20 +163,7 @@ async function specialRun(numerics: 'exact' | 'mi', lambda: number): Promise<Run
   let r = specialRuns.get(key);
   if (!r) {
     const out = await merged(special, 'special', lambda, numerics);
-    r = runPython('torch_reference.py', [
-      '--instruct',
-      special.instruct,
-      '--thinking',
-      special.thinking,
-      '--output',
-      out,
-      '--lambda',
-      String(lambda),
-      '--numerics',
-      numerics,
-      '--nan-bits',
-      'any',
-    ]);
+    r = torchReference(special, out, lambda, numerics, ['--nan-bits', 'any']);
     specialRuns.set(key, r);
   }
   return r;
@@ -196,18 +189,7 @@ describe('torch_reference.py on special values (±0, subnormals, ±Inf, NaN payl
     async () => {
       for (const lambda of [0, 1]) {
         const out = await merged(special, 'special', lambda, 'exact');
-        const r = runPython('torch_reference.py', [
-          '--instruct',
-          special.instruct,
-          '--thinking',
-          special.thinking,
-          '--output',
-          out,
-          '--lambda',
-          String(lambda),
-          '--numerics',
-          'exact',
-        ]);
+        const r = torchReference(special, out, lambda, 'exact');
         expectExit0(r);
         expect(r.json[0]).toMatchObject({ endpoint_copy: true, nan_bit_mismatches: 0 });
       }
@@ -232,7 +214,7 @@ describe('torch_reference.py on special values (±0, subnormals, ±Inf, NaN payl
       }
       // and the default (--nan-bits strict) verdict is a failure, naming the first NaN element
       const out = await merged(special, 'special', 0.8, 'exact');
-      const strict = runPython('torch_reference.py', ['--instruct', special.instruct, '--thinking', special.thinking, '--output', out, '--lambda', '0.8']);
+      const strict = torchReference(special, out, 0.8);
       expect(strict.status).toBe(1);
       expect(strict.stderr).toMatch(/MISMATCH: 0 value, \d+ NaN-bit; first in \S+ element \d+/);
     },
