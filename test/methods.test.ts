@@ -81,6 +81,21 @@ test('dtype float16 sets the output dtype when out_dtype is absent, and config.j
   expect(JSON.stringify(out.config)).toMatch(/float16/);
 });
 
+/** A slerp recipe whose one slice is the tiny model's four layers of A (the base) and `other`. */
+const slerpSlice = (other: string, t: unknown) => ({
+  merge_method: 'slerp',
+  base_model: A,
+  slices: [
+    {
+      sources: [
+        { model: A, layer_range: [0, 4] },
+        { model: other, layer_range: [0, 4] },
+      ],
+    },
+  ],
+  parameters: { t },
+});
+
 test('slerp of distant models takes the spherical path, per-tensor t from filters, within 1 bf16 ulp', async () => {
   const [a, f] = await Promise.all([modelValues(A), modelValues(F)]);
   const tOf = (name: string) => (name.includes('mlp') ? 0.7 : 0.3);
@@ -103,19 +118,7 @@ test('slerp of distant models takes the spherical path, per-tensor t from filter
 test('slerp of nearly parallel tensors (|cos| > 0.9995) falls back to lerp, as mergekit does', async () => {
   const [a, n] = await Promise.all([modelValues(A), modelValues(N)]);
   let lerped = 0;
-  const out = await run({
-    merge_method: 'slerp',
-    base_model: A,
-    slices: [
-      {
-        sources: [
-          { model: A, layer_range: [0, 4] },
-          { model: N, layer_range: [0, 4] },
-        ],
-      },
-    ],
-    parameters: { t: 0.6 },
-  });
+  const out = await run(slerpSlice(N, 0.6));
   const worst = await worstUlp(out, (k) => {
     const r = slerpRef(0.6, a.get(k)!, n.get(k)!);
     if (r.lerped) lerped++;
@@ -127,19 +130,7 @@ test('slerp of nearly parallel tensors (|cos| > 0.9995) falls back to lerp, as m
 
 test('slerp t gradients interpolate over the layers of the slice (layer i of 4 at t = i/3)', async () => {
   const [a, f] = await Promise.all([modelValues(A), modelValues(F)]);
-  const out = await run({
-    merge_method: 'slerp',
-    base_model: A,
-    slices: [
-      {
-        sources: [
-          { model: A, layer_range: [0, 4] },
-          { model: F, layer_range: [0, 4] },
-        ],
-      },
-    ],
-    parameters: { t: [0, 1] },
-  });
+  const out = await run(slerpSlice(F, [0, 1]));
   const worst = await worstUlp(out, (k) => {
     const layer = /layers\.(\d+)\./.exec(k);
     return slerpRef(layer ? Number(layer[1]) / 3 : 0, a.get(k)!, f.get(k)!).out;
@@ -153,26 +144,11 @@ test("the moments pass reports progress through the merge's onProgress (stage st
   localStatistics.maxTensorBytes = 0;
   const events: MergeProgress[] = [];
   const out = path.join(dir, `out-${counter++}`);
-  const merged = merge(
-    parseRecipe({
-      merge_method: 'slerp',
-      base_model: A,
-      slices: [
-        {
-          sources: [
-            { model: A, layer_range: [0, 4] },
-            { model: F, layer_range: [0, 4] },
-          ],
-        },
-      ],
-      parameters: { t: 0.5 },
-    }),
-    {
-      output: out,
-      threads: 2,
-      onProgress: (p) => events.push(p),
-    },
-  );
+  const merged = merge(parseRecipe(slerpSlice(F, 0.5)), {
+    output: out,
+    threads: 2,
+    onProgress: (p) => events.push(p),
+  });
   await merged.finally(() => (localStatistics.maxTensorBytes = budget));
   const [a, f] = await Promise.all([openCheckpoint(A), openCheckpoint(F)]);
   const floats = a.names.filter((n) => /^(BF16|F16|F32)$/.test(a.tensors.get(n)!.dtype));
