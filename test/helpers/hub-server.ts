@@ -157,14 +157,8 @@ export async function startHubServer(repos: Record<string, HubRepo> = {}): Promi
   };
 }
 
-type State = {
-  repos: Map<string, HubRepo>;
-  log: LoggedRequest[];
-  cuts: CutFault[];
-  stalls: { path: string; afterBytes: number }[];
-  corrupt: Set<string>;
-  pageSize: number;
-};
+/** What the request handler reads and writes: the server's fields less its address and `close`. */
+type State = Omit<HubServer, 'endpoint' | 'close'>;
 
 function fail(res: http.ServerResponse, status: number, code: string | null, message: string): void {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
