@@ -55,7 +55,8 @@ bool avx512Enabled();                 // whether they may run now
 #undef WM_CPU_BACKEND_DECLS
 
 // sce.h's chunk loads with the variance bits, its keep mask, its keep-nothing merge (scalar in sce.cc, AVX2 in sce_avx2.cc) and
-// a tensor's sums of squares with its keep map, and the keep mask from that map (scalar in sce.cc, AVX-512 in sce_sums_avx512.cc).
+// a tensor's sums of squares with its keep map, and the keep mask from that map (scalar in sce.cc, AVX-512 in sce_sums_avx512.cc),
+// the merge with the task vectors in registers (none in sce.cc: its chunks are the truth; AVX-512 in sce_avx512.cc).
 struct SceParams;
 #define WM_SCE_CHUNK_DECLS                                                                                                      \
   void sceTasks(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, double* base, double* t, \
@@ -65,7 +66,9 @@ struct SceParams;
   void sceSumSquaresPieces(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, double* sums,         \
                            uint8_t* keepMap);                                                                                     \
   void sceKeepOfMap(const uint8_t* map, uint64_t piece, uint64_t first, size_t len, double* keep);                            \
-  void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits);
+  void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits);           \
+  bool sceMergeInRegisters(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start,     \
+                           size_t n, void* out, Dtype to);
 namespace scalar {
 WM_SCE_CHUNK_DECLS
 }

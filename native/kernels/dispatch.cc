@@ -150,6 +150,11 @@ void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParam
   WM_DISPATCH(sceVarianceBits(srcs, types, p, n, bits));
 }
 
+bool sceMergeInRegisters(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out,
+                         Dtype to) {
+  return WM_DISPATCH(sceMergeInRegisters(srcs, types, p, count, start, n, out, to));
+}
+
 const char* simdPathName() {
   if (!useSimd()) return "scalar";
 #if defined(WM_HAVE_AVX2_BACKEND)

@@ -309,6 +309,10 @@ void scalar::sceCombine(const double* base, const double* t, size_t stride, cons
   });
 }
 
+bool scalar::sceMergeInRegisters(const void* const*, const Dtype*, const SceParams&, uint64_t, uint64_t, size_t, void*, Dtype) {
+  return false;  // the scalar merge is sceMerge's chunks, the truth the fused merges are compared with
+}
+
 void scalar::sceMergeNone(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, void* out, Dtype to) {
   // Nothing kept: each t * 0 is ±0, so num and den are +0 whatever the weights, and out = base + 0 / 1e-6,
   // the formula with no models, unless some t is not finite (t * 0 is NaN, and so is num): base made NaN there.
@@ -332,6 +336,7 @@ void sceMerge(const void* const* srcs, const Dtype* types, const SceParams& p, u
     sceMergeNone(srcs, types, p, 0, n, out, to);
     return;
   }
+  if (sceMergeInRegisters(srcs, types, p, count, start, n, out, to)) return;
   forChunks(srcs, types, p, count, start, n, [&](size_t j0, size_t len, const double* base, const double* t, const double* keep) {
     sceCombine(base, t, kChunk, keep, p.weights.data(), p.sources.size(), len, out, j0, to);
   });

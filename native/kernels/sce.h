@@ -79,6 +79,9 @@ void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParam
 // mergekit's sce_weight from the per-model sums of squares over `count` elements: lib/recipes/sce-statistics.ts's
 // sceWeights, the same f64 operations in the same order.
 std::vector<double> sceWeights(const std::vector<double>& sumSquares, uint64_t count);
+// sceMerge of elements start .. start + n - 1 of count (cut below kRankKeyNone) without the chunks' f64 task vectors and keep mask, where
+// the backend can (AVX-512, one dtype, 1 to 8 models, keep bits not from stored variance bits); false (nothing written) otherwise. Dispatched.
+bool sceMergeInRegisters(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out, Dtype to);
 void sceMerge(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out, Dtype to);
 // sceMerge's arithmetic on one chunk of `len` elements already loaded as f64: base[j], t[k * stride + j] and
 // keep[j] (1 or 0), len <= 512 (sce.cc's chunk); writes out[at .. at + len) with one rounding. Dispatched to the CPU backend (cpu_backends.h).

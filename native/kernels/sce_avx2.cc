@@ -169,6 +169,11 @@ void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParam
   if (!avx512Enabled() || !sceVarianceBitsAvx512(srcs, types, p, n, bits)) scalar::sceVarianceBits(srcs, types, p, n, bits);
 }
 
+bool sceMergeInRegisters(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out,
+                         Dtype to) {
+  return avx512Enabled() && sceMergeInRegistersAvx512(srcs, types, p, count, start, n, out, to);
+}
+
 void sceKeepOfMap(const uint8_t* map, uint64_t piece, uint64_t first, size_t len, double* keep) {
   // 8 lanes a step where the CPU has AVX-512, to the piece's end or the run's; the scalar truth for the few left of each.
   if (!avx512Enabled()) {

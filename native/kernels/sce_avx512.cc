@@ -4,6 +4,7 @@
 
 #if defined(WM_HAVE_AVX2_BACKEND)
 #include <algorithm>
+#include <cstring>
 
 #include "avx512_loads.h"
 #include "sce_avx512.h"
@@ -13,34 +14,50 @@ namespace wm {
 namespace avx2 {
 namespace {
 
-// The scalar truth's operations per element: the sign election on the kept sum, then num and den added model by
-// model, one division and one rounding; signs as masks (a lane's sign agrees with the majority only if t * keep is
-// > 0 under a majority of +1, or < 0 under -1: ±0 and NaN never agree).
+// The scalar truth's operations on 8 elements: the sign election on the kept sum, then num and den added model by model,
+// one division; signs as masks (a lane's sign agrees with the majority only if t * keep is > 0 under a majority of +1, or
+// < 0 under -1: ±0 and NaN never agree). taskAt(k) gives model k's t (f64 of x_k - base); what both merge loops call.
+template <typename TaskAt>
+WM_AVX512_INLINE __m512d combine8(__m512d base, TaskAt taskAt, __m512d kept, const double* weights, size_t m) {
+  const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0), denFloor = _mm512_set1_pd(1e-6);
+  constexpr size_t kMaxCached = 8;  // each model's t * keep once for both loops (the rest computed again, the same bits)
+  __m512d cached[kMaxCached];
+  __m512d majority = zero;
+  for (size_t k = 0; k < m; ++k) {
+    const __m512d tk = rounded8(_mm512_mul_pd(taskAt(k), kept));
+    if (k < kMaxCached) cached[k] = tk;
+    majority = _mm512_add_pd(majority, tk);
+  }
+  const __mmask8 positive = _mm512_cmp_pd_mask(majority, zero, _CMP_GE_OQ);  // the majority is +1 (NaN: -1)
+  __m512d num = zero, den = zero;
+  for (size_t k = 0; k < m; ++k) {
+    const __m512d tk = k < kMaxCached ? cached[k] : rounded8(_mm512_mul_pd(taskAt(k), kept));
+    const __mmask8 agree = (positive & _mm512_cmp_pd_mask(tk, zero, _CMP_GT_OQ)) | (~positive & _mm512_cmp_pd_mask(tk, zero, _CMP_LT_OQ));
+    const __m512d ew = rounded8(_mm512_mul_pd(_mm512_set1_pd(weights[k]), _mm512_maskz_mov_pd(agree, one)));
+    num = _mm512_add_pd(num, rounded8(_mm512_mul_pd(tk, ew)));
+    den = _mm512_add_pd(den, ew);
+  }
+  // max(1e-6, den) as the 4-lane loop's: den unless den < 1e-6 (den is never NaN).
+  return _mm512_add_pd(base, _mm512_div_pd(num, _mm512_max_pd(denFloor, den)));
+}
+
+// combine8's task vectors stored as f64 (model k's 8 lanes at t + k * stride), or held in registers (t[k]).
+struct TasksInMemory {
+  const double* t;
+  size_t stride;
+  WM_AVX512_INLINE __m512d operator()(size_t k) const { return _mm512_loadu_pd(t + k * stride); }
+};
+struct TasksInRegisters {
+  const __m512d* t;
+  WM_AVX512_INLINE __m512d operator()(size_t k) const { return t[k]; }
+};
+
+// combine8 over chunks of f64 task vectors in memory and keep masks (1.0 or 0.0).
 template <Dtype TO>
 __attribute__((target(WM_AVX512_TARGET))) void combineLoop8(const double* base, const double* t, size_t stride, const double* keep, const double* weights,
                                                             size_t m, size_t full, void* out, size_t at) {
-  const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0), denFloor = _mm512_set1_pd(1e-6);
-  constexpr size_t kMaxCached = 8;  // each model's t * keep once for both loops (the rest computed again, the same bits)
   for (size_t j = 0; j < full; j += 8) {
-    const __m512d kept = _mm512_loadu_pd(keep + j);
-    __m512d cached[kMaxCached];
-    __m512d majority = zero;
-    for (size_t k = 0; k < m; ++k) {
-      const __m512d tk = rounded8(_mm512_mul_pd(_mm512_loadu_pd(t + k * stride + j), kept));
-      if (k < kMaxCached) cached[k] = tk;
-      majority = _mm512_add_pd(majority, tk);
-    }
-    const __mmask8 positive = _mm512_cmp_pd_mask(majority, zero, _CMP_GE_OQ);  // the majority is +1 (NaN: -1)
-    __m512d num = zero, den = zero;
-    for (size_t k = 0; k < m; ++k) {
-      const __m512d tk = k < kMaxCached ? cached[k] : rounded8(_mm512_mul_pd(_mm512_loadu_pd(t + k * stride + j), kept));
-      const __mmask8 agree = (positive & _mm512_cmp_pd_mask(tk, zero, _CMP_GT_OQ)) | (~positive & _mm512_cmp_pd_mask(tk, zero, _CMP_LT_OQ));
-      const __m512d ew = rounded8(_mm512_mul_pd(_mm512_set1_pd(weights[k]), _mm512_maskz_mov_pd(agree, one)));
-      num = _mm512_add_pd(num, rounded8(_mm512_mul_pd(tk, ew)));
-      den = _mm512_add_pd(den, ew);
-    }
-    // max(1e-6, den) as the 4-lane loop's: den unless den < 1e-6 (den is never NaN).
-    storeResult8<TO>(out, at + j, _mm512_add_pd(_mm512_loadu_pd(base + j), _mm512_div_pd(num, _mm512_max_pd(denFloor, den))));
+    storeResult8<TO>(out, at + j, combine8(_mm512_loadu_pd(base + j), TasksInMemory{t + j, stride}, _mm512_loadu_pd(keep + j), weights, m));
   }
 }
 
@@ -132,6 +149,82 @@ __attribute__((target(WM_AVX512_TARGET))) void sceKeepOfBitsAvx512(const uint8_t
     const unsigned two = bytes[j / 8] | static_cast<unsigned>(bytes[j / 8 + 1]) << 8;
     _mm512_storeu_pd(keep + j, _mm512_maskz_mov_pd(static_cast<__mmask8>(two >> shift), one));
   }
+}
+
+namespace {
+
+// sceMerge (sce.h) of elements start .. start + n - 1 of count with the task vectors in registers, M models of dtype T: t = x - base,
+// the keep bits (all kept: cut 0; from the keep map; or sceKeep's rule on the variance bits computed here) and combine8, with no f64
+// task vectors or keep mask stored between loops.
+template <Dtype T, Dtype TO, size_t M>
+__attribute__((target(WM_AVX512_TARGET))) void mergeInRegisters(const void* const* srcs, const SceParams& p, uint64_t count, uint64_t start, size_t n,
+                                                                void* out) {
+  const void* base = srcs[p.base];
+  const void* x[M];
+  for (size_t k = 0; k < M; ++k) x[k] = srcs[p.sources[k]];
+  const bool all = p.cut == 0, byMap = !all && p.keepMap != nullptr, fresh = !all && !byMap;
+  const __m512d one = _mm512_set1_pd(1.0);
+  const __m128i indexShift = _mm_cvtsi32_si128(static_cast<int>(p.indexBits));
+  const __m512i cuts = _mm512_set1_epi64(static_cast<long long>(p.cut)), lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+  for (size_t j0 = 0; j0 < n;) {  // runs that do not cross a piece of the keep map
+    const uint64_t i = start + j0, bit = byMap ? sceKeepMapBit(i, p.sumPiece) : 0;
+    const size_t run = byMap ? static_cast<size_t>(std::min<uint64_t>(n - j0, p.sumPiece - i % p.sumPiece)) : n;
+    const uint8_t* bytes = byMap ? p.keepMap + bit / 8 : nullptr;
+    const unsigned shift = static_cast<unsigned>(bit % 8);
+    for (size_t j = 0; j < run; j += 8) {
+      const size_t e = j0 + j;
+      const __mmask8 lanes = run - j >= 8 ? 0xFF : static_cast<__mmask8>((1u << (run - j)) - 1);
+      const __m512d b = loadLanes8<T>(base, e, lanes);
+      __m512d t[M];
+      for (size_t k = 0; k < M; ++k) t[k] = _mm512_sub_pd(loadLanes8<T>(x[k], e, lanes), b);
+      __mmask8 keep = lanes;
+      if (byMap) {  // elements j .. j + 7 of the run: the high bits of one byte and, past the byte's end, the low bits of the next
+        const unsigned two = bytes[j / 8] | (shift + (run - j < 8 ? run - j : 8) > 8 ? static_cast<unsigned>(bytes[j / 8 + 1]) << 8 : 0u);
+        keep &= static_cast<__mmask8>(two >> shift);
+      } else if (fresh) {  // sceKeep's rule: (bits << indexBits | (count - 1 - i)) >= cut, keys and cut below 2^63
+        const __m512i index = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - (start + e))), lane);
+        const __m256i bits = sceVarianceBits8(reinterpret_cast<const double*>(t), 8, M);
+        keep &= _mm512_cmpge_epi64_mask(_mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(bits), indexShift), index), cuts);
+      }
+      const __m512d result = combine8(b, TasksInRegisters{t}, _mm512_maskz_mov_pd(keep, one), p.weights.data(), M);
+      if (lanes == 0xFF) {
+        storeResult8<TO>(out, e, result);
+      } else {  // the run's last few: rounded in 8 lanes, the first of them copied out
+        alignas(32) uint8_t last[8 * 4];
+        storeResult8<TO>(last, 0, result);
+        std::memcpy(static_cast<uint8_t*>(out) + e * dtypeSize(TO), last, (run - j) * dtypeSize(TO));
+      }
+    }
+    j0 += run;
+  }
+}
+
+template <Dtype T, Dtype TO>
+void mergeInRegisters(size_t m, const void* const* srcs, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out) {
+  switch (m) {
+    case 1: return mergeInRegisters<T, TO, 1>(srcs, p, count, start, n, out);
+    case 2: return mergeInRegisters<T, TO, 2>(srcs, p, count, start, n, out);
+    case 3: return mergeInRegisters<T, TO, 3>(srcs, p, count, start, n, out);
+    case 4: return mergeInRegisters<T, TO, 4>(srcs, p, count, start, n, out);
+    case 5: return mergeInRegisters<T, TO, 5>(srcs, p, count, start, n, out);
+    case 6: return mergeInRegisters<T, TO, 6>(srcs, p, count, start, n, out);
+    case 7: return mergeInRegisters<T, TO, 7>(srcs, p, count, start, n, out);
+    default: return mergeInRegisters<T, TO, 8>(srcs, p, count, start, n, out);
+  }
+}
+
+}  // namespace
+
+bool sceMergeInRegistersAvx512(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out,
+                               Dtype to) {
+  const Dtype type = types[p.base];
+  const size_t m = p.sources.size();
+  if (m == 0 || m > 8 || !std::all_of(p.sources.begin(), p.sources.end(), [&](uint32_t s) { return types[s] == type; })) return false;
+  if (p.cut != 0 && p.keepMap == nullptr && p.varianceBits != nullptr) return false;  // stored variance bits without a keep map: the chunk path
+  withDtype(type, [&](auto T) {
+    withDtype(to, [&](auto TO) { mergeInRegisters<decltype(T)::value, decltype(TO)::value>(m, srcs, p, count, start, n, out); });
+  });
+  return true;
 }
 
 void sceCombineAvx512(const double* base, const double* t, size_t stride, const double* keep, const double* weights, size_t m, size_t full, void* out,

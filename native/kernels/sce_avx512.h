@@ -22,6 +22,10 @@ void sceKeepAvx512(const uint32_t* bits, uint32_t indexBits, uint64_t count, uin
 // keep[j] = 1.0 where bit shift + j of the bytes (bit b: bit b % 8 of bytes[b / 8]) is set, else 0.0, for j < full, full a multiple
 // of 8, shift < 8 (sceKeepOfMap's bits of one piece); reads only the bytes that hold those bits.
 void sceKeepOfBitsAvx512(const uint8_t* bytes, unsigned shift, size_t full, double* keep);
+// sceMergeInRegisters (sce.h) where the base and models share one dtype, there are 1 to 8 models and the keep bits come from the
+// keep map, the cut (0: all) or variances computed here; false (nothing written) otherwise.
+bool sceMergeInRegistersAvx512(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out,
+                               Dtype to);
 // sceCombine (sce.h) over elements [0, full), full a multiple of 8, m >= 1 models.
 void sceCombineAvx512(const double* base, const double* t, size_t stride, const double* keep, const double* weights, size_t m, size_t full, void* out,
                       size_t at, Dtype to);

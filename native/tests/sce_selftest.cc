@@ -307,6 +307,26 @@ void testSceSumPieces(uint64_t seed) {
                   wm::sceMerge(at.data(), types.data(), q, count, first, len, byMap.data(), Dtype::BF16);
                   CHECK(byBits == byMap, "sceMerge first %llu len %zu piece %llu: keep map != variance bits", static_cast<unsigned long long>(first), len,
                         static_cast<unsigned long long>(piece));
+                  // the merge with the task vectors in registers (sceMergeInRegisters, AVX-512) == the scalar chunks, keep bits from the map or from
+                  // variances computed with the loads (cuts at real keys), every output dtype, guard bytes around
+                  for (bool byMap : {true, false}) {
+                  q.keepMap = byMap ? map : nullptr;
+                  for (Dtype to : all) {
+                    std::vector<unsigned char> outS(len * wm::dtypeSize(to) + 3, 0xA5), outV = outS, outW = outS;
+                    wm::setSimdEnabled(false);
+                    wm::sceMerge(at.data(), types.data(), q, count, first, len, outS.data() + 1, to);
+                    wm::setSimdEnabled(true);
+                    for (bool wide : {false, true}) {
+                      const bool was = wm::avx2::setAvx512Enabled(wide);
+                      wm::sceMerge(at.data(), types.data(), q, count, first, len, (wide ? outW : outV).data() + 1, to);
+                      wm::avx2::setAvx512Enabled(was);
+                    }
+                    digestBytes(outW.data(), outW.size());
+                    CHECK(outS == outV && outS == outW, "sceMerge in registers, keep map %d, %s->%s first %llu len %zu m %zu mixed %d piece %llu cut %016llx: SIMD != scalar",
+                          byMap, dtypeName(t), dtypeName(to), static_cast<unsigned long long>(first), len, m, mixed, static_cast<unsigned long long>(piece),
+                          static_cast<unsigned long long>(cut));
+                  }
+                  }
                 }
               }
               ++cases;
