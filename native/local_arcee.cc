@@ -147,7 +147,7 @@ class TensorKeys {
       }
       for (size_t s = 0; s < at_.size(); ++s) at_[s] = static_cast<const uint8_t*>(srcs_[s]) + start * dtypeSize(types_[s]);
       uint32_t* keys = stored_ != nullptr ? stored_ + start : block().data();
-      arceeRowKeys(at_.data(), types_, p_, start, n, nullptr, keys);
+      arceeRowKeys(at_.data(), types_, p_, start, n, keys);
       f(keys, n);
     }
     keysStored_ = true;  // by the first pass, where stored

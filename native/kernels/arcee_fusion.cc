@@ -118,12 +118,15 @@ void arceeRowKls(const void* const* srcs, const Dtype* types, const ArceeParams&
   const Dtype ta = types[p.base], tb = types[p.model];
   const bool memoA = arceeExpMemoizable(ta), memoB = arceeExpMemoizable(tb);
   // Rows in the order of their maxes (a row's KL does not depend on the order): each memo keeps its table while
-  // the max stays (thread-local, 16 bytes per row of the largest piece).
+  // the max stays (thread-local, 32 bytes per row of the largest piece with the maxes).
   thread_local std::vector<std::pair<uint64_t, size_t>> order;
+  thread_local std::vector<double> maxes;  // each row's two maxes, computed once: the memo's key, the direct path's shift
   order.resize(rows);
+  maxes.resize(2 * rows);
   for (size_t r = 0; r < rows; ++r) {
-    const double ma = memoA ? arceeRowMax(a, ta, r * L, L) : 0, mb = memoB ? arceeRowMax(b, tb, r * L, L) : 0;
-    order[r] = {maxKey(ma, mb, memoA, memoB), r};
+    maxes[2 * r] = arceeRowMax(a, ta, r * L, L);
+    maxes[2 * r + 1] = arceeRowMax(b, tb, r * L, L);
+    order[r] = {maxKey(maxes[2 * r], maxes[2 * r + 1], memoA, memoB), r};
   }
   if (memoA || memoB) std::sort(order.begin(), order.end());
   thread_local ArceeExpMemo memoOfA, memoOfB;
@@ -135,10 +138,10 @@ void arceeRowKls(const void* const* srcs, const Dtype* types, const ArceeParams&
   for (size_t i = 0; i < rows;) {
     const size_t R = std::min(group, rows - i);
     for (size_t k = 0; k < R; ++k) {
-      const uint64_t key = order[i + k].first;
-      r0[k] = order[i + k].second * L;
-      ma[k] = num::f32FromBits(static_cast<uint32_t>(key >> 32));
-      mb[k] = num::f32FromBits(static_cast<uint32_t>(key));
+      const size_t row = order[i + k].second;
+      r0[k] = row * L;
+      ma[k] = maxes[2 * row];
+      mb[k] = maxes[2 * row + 1];
     }
     if (R == 4) rowDivergences<4>(a, ta, b, tb, r0, ma, mb, L, memoOfA, memoOfB, out);
     else if (R == 3) rowDivergences<3>(a, ta, b, tb, r0, ma, mb, L, memoOfA, memoOfB, out);
@@ -193,11 +196,11 @@ void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat
   }, rowKl);
 }
 
-void arceeRowKeys(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, double* rowKl, uint32_t* keys) {
-  if (rowKl == nullptr && p.rowKl == nullptr) throw std::logic_error("internal: arcee_fusion keys without row KLs to compute or read");
+void arceeRowKeys(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, uint32_t* keys) {
+  if (p.rowKl == nullptr) throw std::logic_error("internal: arcee_fusion keys without their row KLs");
   forRows(srcs, types, p, start, n, [&](size_t r0, double kl) {
     arceeKeys(srcs[p.base], types[p.base], srcs[p.model], types[p.model], r0, p.rowLength, kl, keys + r0);
-  }, rowKl);
+  });
 }
 
 void arceeMerge(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, void* out, Dtype to) {

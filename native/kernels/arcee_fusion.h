@@ -65,8 +65,8 @@ void arceeRowKls(const void* const* srcs, const Dtype* types, const ArceeParams&
 void arceeHistogram(const void* const* srcs, const Dtype* types, const ArceeStat& s, uint64_t start, size_t n, uint64_t* hist,
                     double* rowKl = nullptr);
 // Elements start .. start + n - 1 of a tensor in memory (whole rows; srcs at element start): their order keys into
-// keys[0 .. n), each row's KL computed into rowKl (indexed by the row's number in the job) or, with rowKl null, read from p.rowKl.
-void arceeRowKeys(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, double* rowKl, uint32_t* keys);
+// keys[0 .. n), each row's KL read from p.rowKl (arceeRowKls computed them first).
+void arceeRowKeys(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, uint32_t* keys);
 void arceeMerge(const void* const* srcs, const Dtype* types, const ArceeParams& p, uint64_t start, size_t n, void* out, Dtype to);
 
 }  // namespace wm

@@ -35,11 +35,11 @@ __attribute__((target("avx2,fma,f16c"))) double rowMax(const void* v, size_t r0,
 }
 
 template <Dtype T>
-__attribute__((target("avx2,fma,f16c"))) void shiftedRow(const void* v, size_t r0, size_t L, double* x) {
-  const __m256d mm = _mm256_set1_pd(rowMax<T>(v, r0, L));
+__attribute__((target("avx2,fma,f16c"))) void shiftedRow(const void* v, size_t r0, size_t L, double m, double* x) {
+  const __m256d mm = _mm256_set1_pd(m);
   size_t j = 0;
   for (; j + 4 <= L; j += 4) _mm256_storeu_pd(x + j, _mm256_sub_pd(_mm256_cvtps_pd(load4<T>(v, r0 + j)), mm));
-  for (; j < L; ++j) x[j] = static_cast<double>(loadElementF32(v, T, r0 + j)) - _mm256_cvtsd_f64(mm);
+  for (; j < L; ++j) x[j] = static_cast<double>(loadElementF32(v, T, r0 + j)) - m;
 }
 
 template <Dtype DA, Dtype DB>
@@ -93,8 +93,8 @@ double arceeRowMax(const void* v, Dtype t, size_t r0, size_t L) {
   return m;
 }
 
-void arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double* x) {
-  withDtype(t, [&](auto T) { shiftedRow<decltype(T)::value>(v, r0, L, x); });
+void arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double m, double* x) {
+  withDtype(t, [&](auto T) { shiftedRow<decltype(T)::value>(v, r0, L, m, x); });
 }
 
 __attribute__((target("avx2,fma,f16c"))) void arceeRatios(const double* ea, double sa, const double* eb, double sb, size_t L, double* p, double* r) {

@@ -16,8 +16,7 @@ double scalar::arceeRowMax(const void* v, Dtype t, size_t r0, size_t L) {
   return m;
 }
 
-void scalar::arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double* x) {
-  const double m = scalar::arceeRowMax(v, t, r0, L);
+void scalar::arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double m, double* x) {
   for (size_t j = 0; j < L; ++j) x[j] = static_cast<double>(loadElementF32(v, t, r0 + j)) - m;
 }
 

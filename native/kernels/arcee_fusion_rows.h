@@ -12,8 +12,8 @@ namespace wm {
 #define WM_ARCEE_ROW_DECLS                                                                                                  \
   /* max_j v[r0 + j] (v as f64; std::max's order: a NaN never becomes the max, the first of equal zeros does; -Inf: none). */ \
   double arceeRowMax(const void* v, Dtype t, size_t r0, size_t L);                                                           \
-  /* x[j] = v[r0 + j] - arceeRowMax(v, t, r0, L) (f64). */                                                                  \
-  void arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double* x);                                              \
+  /* x[j] = v[r0 + j] - m (f64), m the row's arceeRowMax (its caller has it already). */                                   \
+  void arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double m, double* x);                                    \
   /* p[j] = eb[j] / sb + 1e-8 and r[j] = p[j] / (ea[j] / sa + 1e-8). */                                                      \
   void arceeRatios(const double* ea, double sa, const double* eb, double sb, size_t L, double* p, double* r);               \
   /* keys[i] = arceeOrderKey(f32(|b - a| * kl)) of elements j0 + i, i < n (d = b - a in f64). */                            \

@@ -176,7 +176,7 @@ size_t expArrayCounting(const double* x, double* out, size_t n) { return WM_DISP
 size_t logArrayCounting(const double* x, double* out, size_t n) { return WM_DISPATCH(logArray(x, out, n)); }
 
 double arceeRowMax(const void* v, Dtype t, size_t r0, size_t L) { return WM_DISPATCH(arceeRowMax(v, t, r0, L)); }
-void arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double* x) { WM_DISPATCH(arceeShiftedRow(v, t, r0, L, x)); }
+void arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double m, double* x) { WM_DISPATCH(arceeShiftedRow(v, t, r0, L, m, x)); }
 void arceeRatios(const double* ea, double sa, const double* eb, double sb, size_t L, double* p, double* r) {
   WM_DISPATCH(arceeRatios(ea, sa, eb, sb, L, p, r));
 }

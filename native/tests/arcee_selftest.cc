@@ -106,7 +106,7 @@ void testArceeExpMemo(Rng& r) {
       std::vector<double> x(L), truth(L), memoized(L), unmemoized(L), scratch(L);
       for (size_t row : order) {
         const double m = wm::scalar::arceeRowMax(v.data(), t, row * L, L);
-        wm::scalar::arceeShiftedRow(v.data(), t, row * L, L, x.data());
+        wm::scalar::arceeShiftedRow(v.data(), t, row * L, L, m, x.data());
         for (size_t j = 0; j < L; ++j) truth[j] = std::exp(x[j]);
         memo.rowExps(v.data(), t, row * L, L, m, memoized.data(), scratch.data());
         direct.rowExps(v.data(), t, row * L, L, m, unmemoized.data(), scratch.data());
@@ -149,8 +149,8 @@ void testArcee(uint64_t seed) {
             for (int k = 0; k < 2; ++k) {
               const double mS = wm::scalar::arceeRowMax(srcs[k], types[k], row * L, L), mV = wm::avx2::arceeRowMax(srcs[k], types[k], row * L, L);
               CHECK(sameBits(&mS, &mV, 8), "arceeRowMax %s L=%zu variant %d: SIMD %g != scalar %g", dtypeName(types[k]), L, variant, mV, mS);
-              wm::scalar::arceeShiftedRow(srcs[k], types[k], row * L, L, xS.data());
-              wm::avx2::arceeShiftedRow(srcs[k], types[k], row * L, L, xV.data());
+              wm::scalar::arceeShiftedRow(srcs[k], types[k], row * L, L, mS, xS.data());
+              wm::avx2::arceeShiftedRow(srcs[k], types[k], row * L, L, mV, xV.data());
               CHECK(sameBits(xS.data(), xV.data(), 8 * L), "arceeShiftedRow %s L=%zu variant %d: SIMD != scalar", dtypeName(types[k]), L, variant);
             }
             const double sa = 1.0 + static_cast<double>(row), sb = 0.75;
