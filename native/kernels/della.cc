@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -55,6 +56,8 @@ struct DellaScratch {
   std::vector<uint32_t> keys, rankOf;
   std::vector<uint64_t> u, limit;
   double limitOf[3] = {-1, 0, 0};  // L, density, epsilon
+  DellaLimits limits;              // `limit` with its least and greatest, for the ranker's draw() where monotone
+  bool monotone = false;
   uint64_t l1[4][2][kL1Buckets] = {};  // L1 buckets (before, after) in four interleaved sets, zero between calls
 };
 
@@ -67,6 +70,13 @@ void rankLimits(DellaScratch& sc, uint64_t L, const DellaModel& m) {
   for (uint64_t r = 0; r < L; ++r) {
     sc.limit[r] = keepLimit(L == 1 ? m.density : (m.density - m.epsilon) + ((static_cast<double>(r) / static_cast<double>(L - 1)) * 2) * m.epsilon);
   }
+  // Monotone by construction (each rounding is; non-increasing where epsilon < 0), checked here: draw() relies on it.
+  const uint64_t* limit = sc.limit.data();
+  const bool up = std::is_sorted(limit, limit + L), down = std::is_sorted(limit, limit + L, std::greater<uint64_t>());
+  sc.monotone = up || down;
+  sc.limits.limit = limit;
+  sc.limits.low = std::min(limit[0], limit[L - 1]);
+  sc.limits.high = std::max(limit[0], limit[L - 1]);
   std::memcpy(sc.limitOf, of, sizeof of);
 }
 
@@ -112,10 +122,14 @@ void keepBlocksWith(DellaScratch& sc, const void* base, Dtype tb, const void* x,
     const uint64_t* u = sc.u.data();
     dellaUniforms(m.seedKey, start + b0, B, sc.u.data());
     for (uint64_t s = 0; s < S; ++s) {
-      sc.ranker.count(keys + s, S, static_cast<uint32_t>(L));
-      if (sc.ranker.uniform()) {
-        // The usual row (bf16 |d|): ranks, draws and L1 sums in one pass, by bucket.
-        sc.ranker.draw(keys + s, S, static_cast<uint32_t>(L), u + s, limit, keep + b0 + s);
+      if (sc.monotone) {
+        sc.ranker.count(keys + s, S, static_cast<uint32_t>(L), u + s, sc.limits.low);
+      } else {
+        sc.ranker.count(keys + s, S, static_cast<uint32_t>(L));
+      }
+      if (sc.monotone && sc.ranker.uniform()) {
+        // The usual row (bf16 |d|): the draws decided mostly without ranks, and the L1 sums by bucket.
+        sc.ranker.draw(keys + s, S, static_cast<uint32_t>(L), u + s, sc.limits, keep + b0 + s);
         if (before != nullptr) addRowL1(sc.ranker, before, after);
         continue;
       }

@@ -32,14 +32,34 @@ inline void eachDescending(uint32_t L, F&& f) {
   }
 }
 
+// How many keys of a row at positions [from, to) equal `key` (unit stride apart: a loop GCC vectorizes).
+uint32_t equalKeys(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t key) {
+  uint32_t n = 0;
+  if (stride == 1) {
+    for (uint32_t s = from; s < to; ++s) n += keys[s] == key;
+  } else {
+    for (uint32_t s = from; s < to; ++s) n += keys[s * stride] == key;
+  }
+  return n;
+}
+
 }  // namespace
 
 DellaRowRanker::DellaRowRanker() : next_(kBuckets * kChunks, 0), occupied_(kBuckets / 64, 0) {}
 
-void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L) {
+void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, uint64_t surelyKept) {
+  if (u != nullptr) {
+    countKeys<true>(keys, stride, L, u, surelyKept);
+  } else {
+    countKeys<false>(keys, stride, L, nullptr, 0);
+  }
+}
+
+template <bool Draws>
+void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, uint64_t surelyKept) {
   uint32_t lowBits = 0;
-  // Each chunk's count per bucket, and a bucket appended to `distinct_` at its first key in each chunk (branch-free: a
-  // branch on it mispredicts at every new value).
+  // Each chunk's count per bucket (and its surely kept draws), and a bucket appended to `distinct_` at its first key in
+  // each chunk (branch-free: a branch on it mispredicts at every new value).
   if (distinct_.size() < L) {
     distinct_.resize(L);
     first_.resize(L + 1);
@@ -52,15 +72,21 @@ void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L) {
     const uint32_t h = key >> 16;
     lowBits |= key & 0xFFFFu;
     distinct_[nd] = h;
-    nd += next[h * kChunks + c]++ == 0;
+    const uint64_t sure = Draws ? static_cast<uint64_t>(u[t * stride] < surelyKept) : 0;
+    uint64_t& entry = next[h * kChunks + c];
+    nd += static_cast<uint32_t>(entry) == 0;
+    entry += 1 + (sure << 32);
   });
   for (uint32_t i = 0; i < nd; ++i) {
     const uint32_t h = distinct_[i];
     occupied_[h >> 6] |= uint64_t{1} << (h & 63);
     summary_[h >> 12] |= uint64_t{1} << ((h >> 6) & 63);
   }
+  uniform_ = lowBits == 0;
+  drawing_ = Draws && uniform_;
   // The occupied buckets in ascending order (into `distinct_`), each chunk's count turned into its first rank (the last
-  // chunk's positions, the highest, rank first); the bitmaps left clear.
+  // chunk's positions, the highest, rank first) or, for draw(), the bucket's index, the position L and no keys counted
+  // above it, and its surely kept draws; the bitmaps left clear.
   nd = 0;
   uint32_t first = 0;
   for (uint32_t s = 0; s < kBuckets / 4096; ++s) {
@@ -68,11 +94,23 @@ void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L) {
       const uint32_t w = s * 64 + static_cast<uint32_t>(__builtin_ctzll(sw));
       for (uint64_t ow = occupied_[w]; ow != 0; ow &= ow - 1) {
         const uint32_t h = w * 64 + static_cast<uint32_t>(__builtin_ctzll(ow));
+        uint64_t* entry = next + h * kChunks;
         first_[nd] = first;
-        for (uint32_t c = kChunks; c-- > 0;) {
-          const uint32_t count = static_cast<uint32_t>(next[h * kChunks + c]);
-          next[h * kChunks + c] = first;
-          first += count;
+        if (drawing_) {
+          uint64_t sum = 0;
+          for (uint32_t c = 0; c < kChunks; ++c) sum += entry[c];
+          first += static_cast<uint32_t>(sum);
+          kept_[nd] = static_cast<uint32_t>(sum >> 32);
+          entry[0] = nd;
+          entry[1] = L;
+          entry[2] = 0;
+          entry[3] = 0;
+        } else {
+          for (uint32_t c = kChunks; c-- > 0;) {
+            const uint32_t count = static_cast<uint32_t>(entry[c]);
+            entry[c] = first;
+            first += count;
+          }
         }
         distinct_[nd++] = h;
       }
@@ -82,7 +120,6 @@ void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L) {
   }
   first_[nd] = L;
   buckets_ = nd;
-  uniform_ = lowBits == 0;
 }
 
 void DellaRowRanker::clear() {
@@ -121,21 +158,52 @@ void DellaRowRanker::assign(const uint32_t* keys, size_t stride, uint32_t L, uin
   clear();
 }
 
-void DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const uint64_t* limit, uint8_t* keep) {
-  if (!uniform_) throw std::logic_error("internal: DellaRowRanker::draw on a row whose buckets are not uniform");
-  // assign()'s uniform ranks, each compared at once; a counter holds its next rank (low half) and its kept elements (high).
+void DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep) {
+  if (!drawing_) throw std::logic_error("internal: DellaRowRanker::draw on a row not counted with draws or not uniform");
+  static_assert(kChunks >= 3, "draw() keeps three words per bucket in next_");
+  const uint64_t* limit = limits.limit;
+  // Decided by the draw alone: kept below low (counted by count()), dropped at or above high; the rest listed (branch-free).
+  if (middle_.size() < L) {
+    middle_.resize(L);
+    exact_.resize(L);
+  }
+  uint32_t* middle = middle_.data();
+  uint32_t* exact = exact_.data();
+  const uint64_t low = limits.low, width = limits.high - limits.low;
+  for (uint32_t t = 0; t < L; ++t) keep[t * stride] = u[t * stride] < low;
+  uint32_t nm = 0;
+  for (uint32_t t = 0; t < L; ++t) {
+    middle[nm] = t;
+    nm += u[t * stride] - low < width;
+  }
+  // Decided by the bucket: every rank of bucket i lies in [first(i), first(i + 1)), so a draw below the least of its limits
+  // is kept and one at or above the greatest dropped; the rest listed in descending position.
   uint64_t* next = next_.data();
-  eachDescending(L, [&](uint32_t t, uint32_t c) {
-    uint64_t& entry = next[(keys[t * stride] >> 16) * kChunks + c];
-    const uint64_t e = entry;
-    const uint64_t k = u[t * stride] < limit[static_cast<uint32_t>(e)];
-    entry = e + 1 + (k << 32);
-    keep[t * stride] = static_cast<uint8_t>(k);
-  });
-  for (uint32_t i = 0; i < buckets_; ++i) {
-    uint32_t kept = 0;
-    for (uint32_t c = 0; c < kChunks; ++c) kept += static_cast<uint32_t>(next[distinct_[i] * kChunks + c] >> 32);
-    kept_[i] = kept;
+  uint32_t ne = 0;
+  for (uint32_t k = nm; k-- > 0;) {
+    const uint32_t t = middle[k];
+    const uint32_t i = static_cast<uint32_t>(next[(keys[t * stride] >> 16) * kChunks]);
+    const uint64_t a = limit[first_[i]], b = limit[first_[i + 1] - 1];
+    const uint64_t least = a < b ? a : b, greatest = a < b ? b : a;
+    const uint64_t x = u[t * stride];
+    const bool kept = x < least;
+    keep[t * stride] = kept;
+    kept_[i] += kept;
+    exact[ne] = t;
+    ne += x - least < greatest - least;
+  }
+  // The rank of the rest: first(i) plus the keys equal to its own at higher positions (the lower position ranks higher),
+  // counted from where the bucket's previous one (at a higher position) left off.
+  for (uint32_t k = 0; k < ne; ++k) {
+    const uint32_t t = exact[k], key = keys[t * stride];
+    uint64_t* entry = next + (key >> 16) * kChunks;
+    const uint32_t i = static_cast<uint32_t>(entry[0]);
+    const uint32_t above = static_cast<uint32_t>(entry[2]) + equalKeys(keys, stride, t + 1, static_cast<uint32_t>(entry[1]), key);
+    const bool kept = u[t * stride] < limit[first_[i] + above];
+    keep[t * stride] = kept;
+    kept_[i] += kept;
+    entry[1] = t;
+    entry[2] = above + 1;
   }
   clear();
 }

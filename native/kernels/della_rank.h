@@ -13,6 +13,13 @@
 
 namespace wm {
 
+// A row's keep limits by rank for draw(): limit[r] monotone in r (non-decreasing for epsilon >= 0, non-increasing for
+// epsilon < 0), low and high the least and greatest of them (limit[0] and limit[L - 1] in some order).
+struct DellaLimits {
+  const uint64_t* limit = nullptr;
+  uint64_t low = 0, high = 0;
+};
+
 class DellaRowRanker {
  public:
   DellaRowRanker();
@@ -22,13 +29,16 @@ class DellaRowRanker {
     assign(keys, stride, L, rank);
   }
 
-  // The row's buckets and their first ranks; then exactly one of assign() or (where uniform()) draw() on the same keys.
-  void count(const uint32_t* keys, size_t stride, uint32_t L);
+  // The row's buckets and their first ranks; then exactly one of assign() or (where uniform() and u was given) draw() on
+  // the same keys. With u (draws of the row, u[t * stride]), also counts each bucket's draws below `surelyKept` (the
+  // limits' low: kept whatever the rank), in the same read-modify-write as its elements.
+  void count(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u = nullptr, uint64_t surelyKept = 0);
   void assign(const uint32_t* keys, size_t stride, uint32_t L, uint32_t* rank);
-  // Where uniform(): keep[t * stride] = u[t * stride] < limit[rank of t], without storing the ranks (della.h's draws
-  // with each rank's integer limit), and each bucket's kept count for kept(i): one pass instead of ranks, draws and a
-  // scatter of the draws into rank order.
-  void draw(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const uint64_t* limit, uint8_t* keep);
+  // Where uniform(), after count() with u and surelyKept = limits.low: keep[t * stride] = u[t * stride] < limit[rank of t]
+  // (della.h's draws with each rank's integer limit), and each bucket's kept count for kept(i), without a rank per element:
+  // a draw below low is kept and one at or above high dropped whatever the rank; of the rest, one outside its bucket's
+  // range of limits is decided by the bucket alone, and only the few inside it count their equal keys at higher positions.
+  void draw(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep);
 
   // After count(): whether every key of the row has its low 16 bits zero, and then the row's distinct keys in ascending
   // order: key(i) = bucket(i) << 16 holds the ranks [first(i), first(i + 1)), i < buckets(), first(buckets()) = L.
@@ -43,15 +53,20 @@ class DellaRowRanker {
 
  private:
   static constexpr uint32_t kBuckets = 1u << 15;  // high 16 bits of a key < 2^31
+  template <bool Draws>
+  void countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, uint64_t surelyKept);
   void clear();                                    // next_ back to zero
-  // Per bucket and chunk: its count, then its next rank (low 32 bits) and, in draw(), its kept count (high 32 bits); zero between rows.
+  // Per bucket and chunk: its count (low 32 bits) and surely kept draws (high 32 bits), then its next rank (assign()); or,
+  // for draw(), per bucket: its index, and the lowest position and count of its keys counted so far (della_rank.cc). Zero between rows.
   std::vector<uint64_t> next_;
   std::vector<uint64_t> occupied_;                 // one bit per bucket
   uint64_t summary_[kBuckets / 64 / 64] = {};      // one bit per nonzero word of occupied_
   std::vector<uint32_t> distinct_, order_;         // the row's buckets in ascending order; positions by rank
   std::vector<uint32_t> first_;                    // each bucket's first rank, then L
-  std::vector<uint32_t> kept_;                     // each bucket's kept count (draw())
+  std::vector<uint32_t> kept_;                     // each bucket's kept count (count() with u, then draw())
+  std::vector<uint32_t> middle_, exact_;           // draw(): positions its draw alone does not decide; those its bucket does not
   bool uniform_ = false;
+  bool drawing_ = false;                           // next_ holds draw()'s layout
   uint32_t buckets_ = 0;
 };
 

@@ -48,14 +48,16 @@ std::vector<unsigned char> paletteTensor(Rng& r, Dtype t, size_t n, size_t disti
 
 // testKeep's palette size for x a few units in the last place from the base (as a fine-tuned bf16 model is): rows
 // whose bf16 |d| all have their low 16 bits zero (the ranker's uniform rows, della_rank.h's draw()), ties by the hundred.
-constexpr size_t kNear = ~size_t{0};
-std::vector<unsigned char> nearTensor(Rng& r, const std::vector<unsigned char>& base, Dtype tb, Dtype tx, size_t n) {
+// kMostlyEqual: x the base but for one element in 16 (|d| = 0 in big buckets of the uniform rows).
+constexpr size_t kNear = ~size_t{0}, kMostlyEqual = kNear - 1;
+std::vector<unsigned char> nearTensor(Rng& r, const std::vector<unsigned char>& base, Dtype tb, Dtype tx, size_t n, bool mostlyEqual = false) {
   if (tb != tx || wm::dtypeSize(tx) != 2) return paletteTensor(r, tx, n, 40);
   std::vector<unsigned char> x = base;
   for (size_t i = 0; i < n; ++i) {
     uint16_t v;
     std::memcpy(&v, x.data() + 2 * i, 2);
-    v = static_cast<uint16_t>(v + (r.next() % 7) - 3);
+    const uint64_t k = r.next();
+    v = static_cast<uint16_t>(mostlyEqual && k % 16 != 0 ? v : v + ((k >> 8) % 7) - 3);
     std::memcpy(x.data() + 2 * i, &v, 2);
   }
   return x;
@@ -94,17 +96,88 @@ void testRanks(Rng& r) {
   std::printf("della ranks: %zu cases\n", cases);
 }
 
+// keepLimit of della.cc: p's integer limit for draws of 53 bits.
+uint64_t definedLimit(double p) { return p <= 0 ? 0 : p >= 1 ? uint64_t{1} << 53 : static_cast<uint64_t>(std::ceil(p * 0x1.0p53)); }
+
+// The ranker's draw() on uniform rows against the definition (u < limit[defined rank]) and each bucket's kept count: one
+// big bucket (all keys equal, zeros), a few, many, Inf and NaN keys; limits from della's p (epsilon 0, < 0, > density) and
+// random monotone steps either way; draws at, beside and between the limits, so that many need their exact rank.
+void testDraw(Rng& r) {
+  wm::DellaRowRanker ranker;
+  size_t cases = 0;
+  const double dens[][2] = {{0.5, 0.1}, {0.5, 0.0}, {0.3, -0.2}, {0.05, 0.1}, {0.4, 0.6}, {0.7, -0.9}, {0.5, 0.5}};
+  for (uint32_t L : {1u, 2u, 3u, 7u, 64u, 333u, 2560u}) {
+    for (size_t S : {size_t{1}, size_t{3}}) {
+      for (int kind = 0; kind < 5; ++kind) {
+        for (size_t li = 0; li < std::size(dens) + 2; ++li) {
+          std::vector<uint32_t> keys(L * S, 0xFFFFFFFFu), row(L);
+          const uint32_t palette = kind == 0 ? 1 : kind == 1 ? 3 : kind == 2 ? 40 : kind == 3 ? 1000 : 4;
+          for (uint32_t t = 0; t < L; ++t) {
+            const uint64_t x = r.next();
+            uint32_t h = kind == 0 ? 0 : kind == 4 ? (x % 4 == 0 ? 0x7FC0u : x % 4 == 1 ? 0x7F80u : x % 4 == 2 ? 0u : 0x3C00u)
+                                                   : 0x3000u + static_cast<uint32_t>(x % palette) * 3;
+            row[t] = h << 16;
+            keys[t * S] = row[t];
+          }
+          // The limits: della's p at each rank, or random monotone steps (non-decreasing or non-increasing).
+          std::vector<uint64_t> limit(L);
+          if (li < std::size(dens)) {
+            const double d = dens[li][0], e = dens[li][1];
+            for (uint32_t k = 0; k < L; ++k) limit[k] = definedLimit(L == 1 ? d : (d - e) + ((static_cast<double>(k) / static_cast<double>(L - 1)) * 2) * e);
+          } else {
+            for (auto& v : limit) v = r.next() % 5 == 0 ? limit[0] : r.next() >> 11;
+            std::sort(limit.begin(), limit.end());
+            if (li == std::size(dens) + 1) std::reverse(limit.begin(), limit.end());
+          }
+          wm::DellaLimits lim;
+          lim.limit = limit.data();
+          lim.low = std::min(limit[0], limit[L - 1]);
+          lim.high = std::max(limit[0], limit[L - 1]);
+          std::vector<uint64_t> u(L * S, 0);
+          for (uint32_t t = 0; t < L; ++t) {
+            const uint64_t x = r.next(), at = limit[x % L];
+            u[t * S] = x % 3 == 0 ? r.next() >> 11 : x % 3 == 1 ? at : at - (at > 0);
+          }
+          const std::vector<uint32_t> rank = definedRanks(row);
+          std::vector<uint8_t> want(L * S, 9), got(L * S, 9);
+          for (uint32_t t = 0; t < L; ++t) want[t * S] = u[t * S] < limit[rank[t]];
+          ranker.count(keys.data(), S, L, u.data(), lim.low);
+          CHECK(ranker.uniform(), "DellaRowRanker draw L=%u: a uniform row not uniform", L);
+          ranker.draw(keys.data(), S, L, u.data(), lim, got.data());
+          CHECK(got == want, "DellaRowRanker draw L=%u S=%zu kind %d limits %zu: keep differs from the definition", L, S, kind, li);
+          // Each bucket's elements and kept ones, as the definition counts them.
+          bool countsOk = ranker.first(ranker.buckets()) == L;
+          for (uint32_t i = 0; i < ranker.buckets(); ++i) {
+            uint32_t n = 0, kept = 0, below = 0;
+            for (uint32_t t = 0; t < L; ++t) {
+              n += row[t] == ranker.bucket(i) << 16;
+              kept += row[t] == ranker.bucket(i) << 16 && want[t * S] != 0;
+              below += row[t] < ranker.bucket(i) << 16;
+            }
+            countsOk = countsOk && ranker.first(i) == below && ranker.first(i + 1) - ranker.first(i) == n && ranker.kept(i) == kept;
+          }
+          CHECK(countsOk, "DellaRowRanker draw L=%u S=%zu kind %d limits %zu: bucket counts differ from the definition", L, S, kind, li);
+          digestBytes(got.data(), got.size());
+          ++cases;
+        }
+      }
+    }
+  }
+  std::printf("della draws: %zu cases\n", cases);
+}
+
 void testKeep(Rng& r) {
   size_t cases = 0, uniformRows = 0;
   const Dtype pairs[][2] = {{Dtype::BF16, Dtype::BF16}, {Dtype::F32, Dtype::F32}, {Dtype::BF16, Dtype::F32}, {Dtype::F16, Dtype::F16}};
-  const double dens[][2] = {{0.5, 0.1}, {0.9, 0.2}, {0.05, 0.1}, {0.5, 0.0}, {0.3, -0.2}};
+  const double dens[][2] = {{0.5, 0.1}, {0.9, 0.2}, {0.05, 0.1}, {0.5, 0.0}, {0.3, -0.2}, {0.0, 0.1}, {1.0, 0.1}, {0.4, 0.6}};
   for (uint64_t L : {1, 2, 7, 64, 320, 2560}) {
     for (uint64_t S : {1, 3}) {
       for (const auto& pair : pairs) {
-        for (size_t distinct : {size_t{1}, size_t{4}, size_t{40}, size_t{0}, kNear}) {
+        for (size_t distinct : {size_t{1}, size_t{4}, size_t{40}, size_t{0}, kNear, kMostlyEqual}) {
           const uint64_t block = L * S, n = 3 * block, start = 2 * block;
-          const std::vector<unsigned char> base = paletteTensor(r, pair[0], n, distinct == kNear ? 40 : distinct);
-          const std::vector<unsigned char> x = distinct == kNear ? nearTensor(r, base, pair[0], pair[1], n) : paletteTensor(r, pair[1], n, distinct);
+          const bool near = distinct == kNear || distinct == kMostlyEqual;
+          const std::vector<unsigned char> base = paletteTensor(r, pair[0], n, near ? 40 : distinct);
+          const std::vector<unsigned char> x = near ? nearTensor(r, base, pair[0], pair[1], n, distinct == kMostlyEqual) : paletteTensor(r, pair[1], n, distinct);
           for (const auto& de : dens) {
             wm::DellaRows rows;
             rows.length = L;
@@ -131,7 +204,8 @@ void testKeep(Rng& r) {
                 const std::vector<uint32_t> rank = definedRanks(key);
                 for (uint64_t t = 0; t < L; ++t) {
                   const double p = L == 1 ? m.density : (m.density - m.epsilon) + ((static_cast<double>(rank[t]) / static_cast<double>(L - 1)) * 2) * m.epsilon;
-                  want[b0 + t * S + s] = wm::bernoulliKeep(m.seedKey, start + b0 + t * S + s, p);
+                  // density >= 1 keeps every element and density <= 0 none (mergekit's early returns), whatever epsilon.
+                  want[b0 + t * S + s] = m.density >= 1 || (m.density > 0 && wm::bernoulliKeep(m.seedKey, start + b0 + t * S + s, p));
                 }
               }
             }
@@ -270,6 +344,7 @@ void testMergeByBits(Rng& r) {
 void testDella(uint64_t seed) {
   Rng r(seed ^ 0xDE11A);
   testRanks(r);
+  testDraw(r);
   testKeep(r);
   testUniforms(r);
   testMergeByBits(r);
