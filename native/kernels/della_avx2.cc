@@ -1,12 +1,16 @@
-// AVX2 path of della.h's MAGPRUNE uniform draws, equal bit for bit to the scalar truth in della.cc
-// (native/tests/della_selftest.cc checks it on random seeds, offsets and lengths, with AVX-512 on and off).
+// AVX2 path of della.h's MAGPRUNE uniform draws, equal bit for bit to the scalar truth in della.cc, and of della_rank.h's
+// draw() passes (the split by the draw alone, the equal keys' count), equal to della_rank.cc's scalar ones
+// (native/tests/della_selftest.cc checks them on random inputs, with AVX-512 on and off).
 #include "cpu_backends.h"
 
 #if defined(WM_HAVE_AVX2_BACKEND)
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "avx2_splitmix.h"
 #include "della.h"
+#include "della_rank.h"
 
 namespace wm {
 namespace avx2 {
@@ -33,7 +37,72 @@ __attribute__((target("avx2,fma,f16c,avx512f,avx512dq,avx512vl"), flatten)) size
   return uniformsLoop<true>(seedKey, first, n, u);
 }
 
+// Positions t..t+3 of the lanes set in a 4-bit mask, in ascending order (the first popcount(mask) lanes): a left-pack table.
+struct LanePack {
+  uint32_t lanes[16][4];
+  constexpr LanePack() : lanes() {
+    for (uint32_t m = 0; m < 16; ++m) {
+      uint32_t k = 0;
+      for (uint32_t q = 0; q < 4; ++q) {
+        if ((m >> q) & 1) lanes[m][k++] = q;
+      }
+    }
+  }
+};
+constexpr LanePack kLanePack;
+
+// Four 0/1 bytes for a 4-bit mask (bit q to byte q).
+struct SpreadNibble {
+  uint32_t bytes[16];
+  constexpr SpreadNibble() : bytes() {
+    for (uint32_t m = 0; m < 16; ++m) {
+      for (uint32_t q = 0; q < 4; ++q) bytes[m] |= ((m >> q) & 1u) << (8 * q);
+    }
+  }
+};
+constexpr SpreadNibble kSpreadNibble;
+
 }  // namespace
+
+// Draws and limits are below 2^53: the signed 64-bit compares order them as unsigned.
+__attribute__((target("avx2,fma,f16c"))) uint32_t dellaSplitDraws(const uint64_t* u, size_t stride, uint32_t L, uint64_t low, uint64_t high,
+                                                                  uint8_t* keep, uint32_t* middle) {
+  if (stride != 1 || low > (uint64_t{1} << 53) || high > (uint64_t{1} << 53)) return scalar::dellaSplitDraws(u, stride, L, low, high, keep, middle);
+  const __m256i lo = _mm256_set1_epi64x(static_cast<long long>(low)), hi = _mm256_set1_epi64x(static_cast<long long>(high));
+  uint32_t nm = 0, t = 0;
+  for (; t + 4 <= L; t += 4) {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(u + t));
+    const __m256i below = _mm256_cmpgt_epi64(lo, x), belowHigh = _mm256_cmpgt_epi64(hi, x);
+    const uint32_t kept = static_cast<uint32_t>(_mm256_movemask_pd(_mm256_castsi256_pd(below)));
+    const uint32_t mid = static_cast<uint32_t>(_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_andnot_si256(below, belowHigh))));
+    std::memcpy(keep + t, &kSpreadNibble.bytes[kept], 4);
+    const __m128i lanes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kLanePack.lanes[mid]));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(middle + nm), _mm_add_epi32(lanes, _mm_set1_epi32(static_cast<int>(t))));
+    nm += static_cast<uint32_t>(__builtin_popcount(mid));
+  }
+  if (t < L) {
+    const uint32_t rest = scalar::dellaSplitDraws(u + t, 1, L - t, low, high, keep + t, middle + nm);
+    for (uint32_t k = nm; k < nm + rest; ++k) middle[k] += t;
+    nm += rest;
+  }
+  return nm;
+}
+
+__attribute__((target("avx2,fma,f16c"))) uint32_t dellaEqualKeys(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t key) {
+  if (stride != 1) return scalar::dellaEqualKeys(keys, stride, from, to, key);
+  const __m256i k = _mm256_set1_epi32(static_cast<int>(key));
+  __m256i a = _mm256_setzero_si256(), b = _mm256_setzero_si256();  // each lane's count, negated (a match is -1)
+  uint32_t s = from;
+  for (; s + 16 <= to; s += 16) {
+    a = _mm256_add_epi32(a, _mm256_cmpeq_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(keys + s)), k));
+    b = _mm256_add_epi32(b, _mm256_cmpeq_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(keys + s + 8)), k));
+  }
+  const __m256i sum = _mm256_add_epi32(a, b);
+  __m128i h = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+  return static_cast<uint32_t>(-_mm_cvtsi128_si32(h)) + scalar::dellaEqualKeys(keys, 1, s, to, key);
+}
 
 __attribute__((target("avx2,fma,f16c"))) void dellaUniforms(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u) {
   const size_t j = avx512Enabled() ? uniformsWide(seedKey, first, n, u) : uniformsLoop<false>(seedKey, first, n, u);

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "cpu_backends.h"
+
 namespace wm {
 
 namespace {
@@ -32,31 +34,38 @@ inline void eachDescending(uint32_t L, F&& f) {
   }
 }
 
-// How many keys of a row at positions [from, to) equal `key` (unit stride apart: a loop GCC vectorizes).
-uint32_t equalKeys(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t key) {
-  uint32_t n = 0;
-  if (stride == 1) {
-    for (uint32_t s = from; s < to; ++s) n += keys[s] == key;
-  } else {
-    for (uint32_t s = from; s < to; ++s) n += keys[s * stride] == key;
+}  // namespace
+
+namespace scalar {
+uint32_t dellaSplitDraws(const uint64_t* u, size_t stride, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle) {
+  for (uint32_t t = 0; t < L; ++t) keep[t * stride] = u[t * stride] < low;
+  uint32_t nm = 0;
+  for (uint32_t t = 0; t < L; ++t) {
+    middle[nm] = t;
+    nm += u[t * stride] - low < high - low;  // low <= u < high, branch-free
   }
-  return n;
+  return nm;
 }
 
-}  // namespace
+uint32_t dellaEqualKeys(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t key) {
+  uint32_t n = 0;
+  for (uint32_t s = from; s < to; ++s) n += keys[s * stride] == key;
+  return n;
+}
+}  // namespace scalar
 
 DellaRowRanker::DellaRowRanker() : next_(kBuckets * kChunks, 0), occupied_(kBuckets / 64, 0) {}
 
-void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, uint64_t surelyKept) {
-  if (u != nullptr) {
-    countKeys<true>(keys, stride, L, u, surelyKept);
+void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits* limits) {
+  if (u != nullptr && limits != nullptr) {
+    countKeys<true>(keys, stride, L, u, limits);
   } else {
-    countKeys<false>(keys, stride, L, nullptr, 0);
+    countKeys<false>(keys, stride, L, nullptr, nullptr);
   }
 }
 
 template <bool Draws>
-void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, uint64_t surelyKept) {
+void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits* limits) {
   uint32_t lowBits = 0;
   // Each chunk's count per bucket (and its surely kept draws), and a bucket appended to `distinct_` at its first key in
   // each chunk (branch-free: a branch on it mispredicts at every new value).
@@ -67,6 +76,7 @@ void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, 
   }
   uint32_t nd = 0;
   uint64_t* next = next_.data();
+  const uint64_t surelyKept = Draws ? limits->low : 0;
   eachAscending(L, [&](uint32_t t, uint32_t c) {
     const uint32_t key = keys[t * stride];
     const uint32_t h = key >> 16;
@@ -99,12 +109,13 @@ void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, 
         if (drawing_) {
           uint64_t sum = 0;
           for (uint32_t c = 0; c < kChunks; ++c) sum += entry[c];
+          const uint64_t a = limits->limit[first], b = limits->limit[first + static_cast<uint32_t>(sum) - 1];
           first += static_cast<uint32_t>(sum);
           kept_[nd] = static_cast<uint32_t>(sum >> 32);
           entry[0] = nd;
           entry[1] = L;
-          entry[2] = 0;
-          entry[3] = 0;
+          entry[2] = a < b ? a : b;
+          entry[3] = a < b ? b : a;
         } else {
           for (uint32_t c = kChunks; c-- > 0;) {
             const uint32_t count = static_cast<uint32_t>(entry[c]);
@@ -160,37 +171,28 @@ void DellaRowRanker::assign(const uint32_t* keys, size_t stride, uint32_t L, uin
 
 void DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep) {
   if (!drawing_) throw std::logic_error("internal: DellaRowRanker::draw on a row not counted with draws or not uniform");
-  static_assert(kChunks >= 3, "draw() keeps three words per bucket in next_");
-  const uint64_t* limit = limits.limit;
+  static_assert(kChunks >= 4, "draw() keeps four words per bucket in next_");
   // Decided by the draw alone: kept below low (counted by count()), dropped at or above high; the rest listed (branch-free).
-  if (middle_.size() < L) {
-    middle_.resize(L);
+  if (middle_.size() < L + 4) {
+    middle_.resize(L + 4);
     exact_.resize(L);
   }
   uint32_t* middle = middle_.data();
   uint32_t* exact = exact_.data();
-  const uint64_t low = limits.low, width = limits.high - limits.low;
-  for (uint32_t t = 0; t < L; ++t) keep[t * stride] = u[t * stride] < low;
-  uint32_t nm = 0;
-  for (uint32_t t = 0; t < L; ++t) {
-    middle[nm] = t;
-    nm += u[t * stride] - low < width;
-  }
+  const uint32_t nm = dellaSplitDraws(u, stride, L, limits.low, limits.high, keep, middle);
   // Decided by the bucket: every rank of bucket i lies in [first(i), first(i + 1)), so a draw below the least of its limits
   // is kept and one at or above the greatest dropped; the rest listed in descending position.
   uint64_t* next = next_.data();
   uint32_t ne = 0;
   for (uint32_t k = nm; k-- > 0;) {
     const uint32_t t = middle[k];
-    const uint32_t i = static_cast<uint32_t>(next[(keys[t * stride] >> 16) * kChunks]);
-    const uint64_t a = limit[first_[i]], b = limit[first_[i + 1] - 1];
-    const uint64_t least = a < b ? a : b, greatest = a < b ? b : a;
-    const uint64_t x = u[t * stride];
+    const uint64_t* entry = next + (keys[t * stride] >> 16) * kChunks;
+    const uint64_t least = entry[2], x = u[t * stride];
     const bool kept = x < least;
     keep[t * stride] = kept;
-    kept_[i] += kept;
+    kept_[static_cast<uint32_t>(entry[0])] += kept;
     exact[ne] = t;
-    ne += x - least < greatest - least;
+    ne += x - least < entry[3] - least;
   }
   // The rank of the rest: first(i) plus the keys equal to its own at higher positions (the lower position ranks higher),
   // counted from where the bucket's previous one (at a higher position) left off.
@@ -198,12 +200,11 @@ void DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const
     const uint32_t t = exact[k], key = keys[t * stride];
     uint64_t* entry = next + (key >> 16) * kChunks;
     const uint32_t i = static_cast<uint32_t>(entry[0]);
-    const uint32_t above = static_cast<uint32_t>(entry[2]) + equalKeys(keys, stride, t + 1, static_cast<uint32_t>(entry[1]), key);
-    const bool kept = u[t * stride] < limit[first_[i] + above];
+    const uint32_t above = static_cast<uint32_t>(entry[1] >> 32) + dellaEqualKeys(keys, stride, t + 1, static_cast<uint32_t>(entry[1]), key);
+    const bool kept = u[t * stride] < limits.limit[first_[i] + above];
     keep[t * stride] = kept;
     kept_[i] += kept;
-    entry[1] = t;
-    entry[2] = above + 1;
+    entry[1] = (static_cast<uint64_t>(above + 1) << 32) | t;
   }
   clear();
 }

@@ -13,6 +13,12 @@
 
 namespace wm {
 
+// draw()'s per-element passes over a row (positions t * stride, t < L), scalar in della_rank.cc, AVX2 in della_avx2.cc where
+// stride is 1, picked by dispatch.cc. dellaSplitDraws: keep[t] = u[t] < low, and the positions t with low <= u[t] < high
+// listed in ascending order into middle (L + 4 slots); returns how many. dellaEqualKeys: how many keys at [from, to) equal key.
+uint32_t dellaSplitDraws(const uint64_t* u, size_t stride, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle);
+uint32_t dellaEqualKeys(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t key);
+
 // A row's keep limits by rank for draw(): limit[r] monotone in r (non-decreasing for epsilon >= 0, non-increasing for
 // epsilon < 0), low and high the least and greatest of them (limit[0] and limit[L - 1] in some order).
 struct DellaLimits {
@@ -30,11 +36,11 @@ class DellaRowRanker {
   }
 
   // The row's buckets and their first ranks; then exactly one of assign() or (where uniform() and u was given) draw() on
-  // the same keys. With u (draws of the row, u[t * stride]), also counts each bucket's draws below `surelyKept` (the
-  // limits' low: kept whatever the rank), in the same read-modify-write as its elements.
-  void count(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u = nullptr, uint64_t surelyKept = 0);
+  // the same keys. With u (draws of the row, u[t * stride]) and the limits draw() will take, also counts each bucket's draws
+  // below the limits' low (kept whatever the rank), in the same read-modify-write as its elements.
+  void count(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u = nullptr, const DellaLimits* limits = nullptr);
   void assign(const uint32_t* keys, size_t stride, uint32_t L, uint32_t* rank);
-  // Where uniform(), after count() with u and surelyKept = limits.low: keep[t * stride] = u[t * stride] < limit[rank of t]
+  // Where uniform(), after count() with u and the same limits: keep[t * stride] = u[t * stride] < limit[rank of t]
   // (della.h's draws with each rank's integer limit), and each bucket's kept count for kept(i), without a rank per element:
   // a draw below low is kept and one at or above high dropped whatever the rank; of the rest, one outside its bucket's
   // range of limits is decided by the bucket alone, and only the few inside it count their equal keys at higher positions.
@@ -54,10 +60,11 @@ class DellaRowRanker {
  private:
   static constexpr uint32_t kBuckets = 1u << 15;  // high 16 bits of a key < 2^31
   template <bool Draws>
-  void countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, uint64_t surelyKept);
+  void countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits* limits);
   void clear();                                    // next_ back to zero
   // Per bucket and chunk: its count (low 32 bits) and surely kept draws (high 32 bits), then its next rank (assign()); or,
-  // for draw(), per bucket: its index, and the lowest position and count of its keys counted so far (della_rank.cc). Zero between rows.
+  // for draw(), per bucket: its index; the lowest position counted so far (low 32 bits) and the keys equal to its own from
+  // there (high); the least and the greatest limit of its ranks. Zero between rows.
   std::vector<uint64_t> next_;
   std::vector<uint64_t> occupied_;                 // one bit per bucket
   uint64_t summary_[kBuckets / 64 / 64] = {};      // one bit per nonzero word of occupied_

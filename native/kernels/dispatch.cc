@@ -7,6 +7,7 @@
 #include "arcee_fusion_rows.h"
 #include "cpu_backends.h"
 #include "della.h"
+#include "della_rank.h"
 #include "elementwise.h"
 #include "exact_exp_log_tables.h"
 #include "kernels.h"
@@ -171,6 +172,12 @@ bool avx2::avx512Enabled() { return avx512.load(std::memory_order_relaxed); }
 #endif
 
 void dellaUniforms(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u) { WM_DISPATCH(dellaUniforms(seedKey, first, n, u)); }
+uint32_t dellaSplitDraws(const uint64_t* u, size_t stride, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle) {
+  return WM_DISPATCH(dellaSplitDraws(u, stride, L, low, high, keep, middle));
+}
+uint32_t dellaEqualKeys(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t key) {
+  return WM_DISPATCH(dellaEqualKeys(keys, stride, from, to, key));
+}
 
 size_t expArrayCounting(const double* x, double* out, size_t n) { return WM_DISPATCH(expArray(x, out, n)); }
 size_t logArrayCounting(const double* x, double* out, size_t n) { return WM_DISPATCH(logArray(x, out, n)); }

@@ -139,31 +139,36 @@ void testDraw(Rng& r) {
             u[t * S] = x % 3 == 0 ? r.next() >> 11 : x % 3 == 1 ? at : at - (at > 0);
           }
           const std::vector<uint32_t> rank = definedRanks(row);
-          std::vector<uint8_t> want(L * S, 9), got(L * S, 9);
+          std::vector<uint8_t> want(L * S, 9);
           for (uint32_t t = 0; t < L; ++t) want[t * S] = u[t * S] < limit[rank[t]];
-          ranker.count(keys.data(), S, L, u.data(), lim.low);
-          CHECK(ranker.uniform(), "DellaRowRanker draw L=%u: a uniform row not uniform", L);
-          ranker.draw(keys.data(), S, L, u.data(), lim, got.data());
-          CHECK(got == want, "DellaRowRanker draw L=%u S=%zu kind %d limits %zu: keep differs from the definition", L, S, kind, li);
-          // Each bucket's elements and kept ones, as the definition counts them.
-          bool countsOk = ranker.first(ranker.buckets()) == L;
-          for (uint32_t i = 0; i < ranker.buckets(); ++i) {
-            uint32_t n = 0, kept = 0, below = 0;
-            for (uint32_t t = 0; t < L; ++t) {
-              n += row[t] == ranker.bucket(i) << 16;
-              kept += row[t] == ranker.bucket(i) << 16 && want[t * S] != 0;
-              below += row[t] < ranker.bucket(i) << 16;
+          for (bool simd : {false, true}) {
+            wm::setSimdEnabled(simd);
+            std::vector<uint8_t> got(L * S, 9);
+            ranker.count(keys.data(), S, L, u.data(), &lim);
+            CHECK(ranker.uniform(), "DellaRowRanker draw L=%u: a uniform row not uniform", L);
+            ranker.draw(keys.data(), S, L, u.data(), lim, got.data());
+            CHECK(got == want, "DellaRowRanker draw L=%u S=%zu kind %d limits %zu simd %d: keep differs from the definition", L, S, kind, li, simd);
+            // Each bucket's elements and kept ones, as the definition counts them.
+            bool countsOk = ranker.first(ranker.buckets()) == L;
+            for (uint32_t i = 0; i < ranker.buckets(); ++i) {
+              uint32_t n = 0, kept = 0, below = 0;
+              for (uint32_t t = 0; t < L; ++t) {
+                n += row[t] == ranker.bucket(i) << 16;
+                kept += row[t] == ranker.bucket(i) << 16 && want[t * S] != 0;
+                below += row[t] < ranker.bucket(i) << 16;
+              }
+              countsOk = countsOk && ranker.first(i) == below && ranker.first(i + 1) - ranker.first(i) == n && ranker.kept(i) == kept;
             }
-            countsOk = countsOk && ranker.first(i) == below && ranker.first(i + 1) - ranker.first(i) == n && ranker.kept(i) == kept;
+            CHECK(countsOk, "DellaRowRanker draw L=%u S=%zu kind %d limits %zu simd %d: bucket counts differ from the definition", L, S, kind, li, simd);
+            digestBytes(got.data(), got.size());
+            ++cases;
           }
-          CHECK(countsOk, "DellaRowRanker draw L=%u S=%zu kind %d limits %zu: bucket counts differ from the definition", L, S, kind, li);
-          digestBytes(got.data(), got.size());
-          ++cases;
         }
       }
     }
   }
-  std::printf("della draws: %zu cases\n", cases);
+  wm::setSimdEnabled(true);
+  std::printf("della draws: %zu cases, SIMD == scalar == the definition\n", cases);
 }
 
 void testKeep(Rng& r) {
