@@ -123,7 +123,7 @@ void keepBlocksWith(DellaScratch& sc, const void* base, Dtype tb, const void* x,
     dellaUniforms(m.seedKey, start + b0, B, sc.u.data());
     for (uint64_t s = 0; s < S; ++s) {
       if (sc.monotone) {
-        sc.ranker.count(keys + s, S, static_cast<uint32_t>(L), u + s, &sc.limits);
+        sc.ranker.count(keys + s, S, static_cast<uint32_t>(L), u + s, sc.limits, keep + b0 + s);
       } else {
         sc.ranker.count(keys + s, S, static_cast<uint32_t>(L));
       }

@@ -34,6 +34,17 @@ inline void eachDescending(uint32_t L, F&& f) {
   }
 }
 
+// The OR of a row's keys' low 16 bits (0: a uniform row), apart from count()'s loop: a unit-stride loop GCC vectorizes.
+uint32_t lowBitsOf(const uint32_t* keys, size_t stride, uint32_t L) {
+  uint32_t bits = 0;
+  if (stride == 1) {
+    for (uint32_t t = 0; t < L; ++t) bits |= keys[t];
+  } else {
+    for (uint32_t t = 0; t < L; ++t) bits |= keys[t * stride];
+  }
+  return bits & 0xFFFFu;
+}
+
 }  // namespace
 
 namespace scalar {
@@ -56,17 +67,19 @@ uint32_t dellaEqualKeys(const uint32_t* keys, size_t stride, uint32_t from, uint
 
 DellaRowRanker::DellaRowRanker() : next_(kBuckets * kChunks, 0), occupied_(kBuckets / 64, 0) {}
 
-void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits* limits) {
-  if (u != nullptr && limits != nullptr) {
-    countKeys<true>(keys, stride, L, u, limits);
-  } else {
-    countKeys<false>(keys, stride, L, nullptr, nullptr);
+void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L) { countKeys<false>(keys, stride, L, nullptr, nullptr); }
+
+void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep) {
+  if (middle_.size() < L + 4) {
+    middle_.resize(L + 4);
+    exact_.resize(L);
   }
+  middleCount_ = dellaSplitDraws(u, stride, L, limits.low, limits.high, keep, middle_.data());
+  countKeys<true>(keys, stride, L, keep, &limits);
 }
 
 template <bool Draws>
-void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits* limits) {
-  uint32_t lowBits = 0;
+void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint8_t* surelyKept, const DellaLimits* limits) {
   // Each chunk's count per bucket (and its surely kept draws), and a bucket appended to `distinct_` at its first key in
   // each chunk (branch-free: a branch on it mispredicts at every new value).
   if (distinct_.size() < L) {
@@ -76,13 +89,11 @@ void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, 
   }
   uint32_t nd = 0;
   uint64_t* next = next_.data();
-  const uint64_t surelyKept = Draws ? limits->low : 0;
   eachAscending(L, [&](uint32_t t, uint32_t c) {
     const uint32_t key = keys[t * stride];
     const uint32_t h = key >> 16;
-    lowBits |= key & 0xFFFFu;
     distinct_[nd] = h;
-    const uint64_t sure = Draws ? static_cast<uint64_t>(u[t * stride] < surelyKept) : 0;
+    const uint64_t sure = Draws ? surelyKept[t * stride] : 0;
     uint64_t& entry = next[h * kChunks + c];
     nd += static_cast<uint32_t>(entry) == 0;
     entry += 1 + (sure << 32);
@@ -92,7 +103,7 @@ void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, 
     occupied_[h >> 6] |= uint64_t{1} << (h & 63);
     summary_[h >> 12] |= uint64_t{1} << ((h >> 6) & 63);
   }
-  uniform_ = lowBits == 0;
+  uniform_ = lowBitsOf(keys, stride, L) == 0;
   drawing_ = Draws && uniform_;
   // The occupied buckets in ascending order (into `distinct_`), each chunk's count turned into its first rank (the last
   // chunk's positions, the highest, rank first) or, for draw(), the bucket's index, the position L and no keys counted
@@ -172,14 +183,10 @@ void DellaRowRanker::assign(const uint32_t* keys, size_t stride, uint32_t L, uin
 void DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep) {
   if (!drawing_) throw std::logic_error("internal: DellaRowRanker::draw on a row not counted with draws or not uniform");
   static_assert(kChunks >= 4, "draw() keeps four words per bucket in next_");
-  // Decided by the draw alone: kept below low (counted by count()), dropped at or above high; the rest listed (branch-free).
-  if (middle_.size() < L + 4) {
-    middle_.resize(L + 4);
-    exact_.resize(L);
-  }
-  uint32_t* middle = middle_.data();
+  // count() decided the draws below low (kept) and at or above high (dropped), and listed the rest.
+  const uint32_t* middle = middle_.data();
   uint32_t* exact = exact_.data();
-  const uint32_t nm = dellaSplitDraws(u, stride, L, limits.low, limits.high, keep, middle);
+  const uint32_t nm = middleCount_;
   // Decided by the bucket: every rank of bucket i lies in [first(i), first(i + 1)), so a draw below the least of its limits
   // is kept and one at or above the greatest dropped; the rest listed in descending position.
   uint64_t* next = next_.data();
@@ -195,12 +202,14 @@ void DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const
     ne += x - least < entry[3] - least;
   }
   // The rank of the rest: first(i) plus the keys equal to its own at higher positions (the lower position ranks higher),
-  // counted from where the bucket's previous one (at a higher position) left off.
+  // counted from where the bucket's previous one (at a higher position) left off, or as the bucket's count less those at
+  // lower positions where fewer keys lie below.
   for (uint32_t k = 0; k < ne; ++k) {
     const uint32_t t = exact[k], key = keys[t * stride];
     uint64_t* entry = next + (key >> 16) * kChunks;
-    const uint32_t i = static_cast<uint32_t>(entry[0]);
-    const uint32_t above = static_cast<uint32_t>(entry[1] >> 32) + dellaEqualKeys(keys, stride, t + 1, static_cast<uint32_t>(entry[1]), key);
+    const uint32_t i = static_cast<uint32_t>(entry[0]), from = static_cast<uint32_t>(entry[1]);
+    const uint32_t above = from - t - 1 <= t ? static_cast<uint32_t>(entry[1] >> 32) + dellaEqualKeys(keys, stride, t + 1, from, key)
+                                             : first_[i + 1] - first_[i] - 1 - dellaEqualKeys(keys, stride, 0, t, key);
     const bool kept = u[t * stride] < limits.limit[first_[i] + above];
     keep[t * stride] = kept;
     kept_[i] += kept;

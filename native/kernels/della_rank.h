@@ -35,12 +35,14 @@ class DellaRowRanker {
     assign(keys, stride, L, rank);
   }
 
-  // The row's buckets and their first ranks; then exactly one of assign() or (where uniform() and u was given) draw() on
-  // the same keys. With u (draws of the row, u[t * stride]) and the limits draw() will take, also counts each bucket's draws
-  // below the limits' low (kept whatever the rank), in the same read-modify-write as its elements.
-  void count(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u = nullptr, const DellaLimits* limits = nullptr);
+  // The row's buckets and their first ranks; then assign() on the same keys.
+  void count(const uint32_t* keys, size_t stride, uint32_t L);
+  // The same, for draw() (where uniform(); else assign()): first the draws decided alone (keep[t * stride] = 1 below the
+  // limits' low, kept whatever the rank; 0 otherwise), then the counts with each bucket's kept draws among those, in the
+  // same read-modify-write as its elements.
+  void count(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep);
   void assign(const uint32_t* keys, size_t stride, uint32_t L, uint32_t* rank);
-  // Where uniform(), after count() with u and the same limits: keep[t * stride] = u[t * stride] < limit[rank of t]
+  // Where uniform(), after count() with the same u, limits and keep: keep[t * stride] = u[t * stride] < limit[rank of t]
   // (della.h's draws with each rank's integer limit), and each bucket's kept count for kept(i), without a rank per element:
   // a draw below low is kept and one at or above high dropped whatever the rank; of the rest, one outside its bucket's
   // range of limits is decided by the bucket alone, and only the few inside it count their equal keys at higher positions.
@@ -60,7 +62,7 @@ class DellaRowRanker {
  private:
   static constexpr uint32_t kBuckets = 1u << 15;  // high 16 bits of a key < 2^31
   template <bool Draws>
-  void countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits* limits);
+  void countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint8_t* surelyKept, const DellaLimits* limits);
   void clear();                                    // next_ back to zero
   // Per bucket and chunk: its count (low 32 bits) and surely kept draws (high 32 bits), then its next rank (assign()); or,
   // for draw(), per bucket: its index; the lowest position counted so far (low 32 bits) and the keys equal to its own from
@@ -70,8 +72,9 @@ class DellaRowRanker {
   uint64_t summary_[kBuckets / 64 / 64] = {};      // one bit per nonzero word of occupied_
   std::vector<uint32_t> distinct_, order_;         // the row's buckets in ascending order; positions by rank
   std::vector<uint32_t> first_;                    // each bucket's first rank, then L
-  std::vector<uint32_t> kept_;                     // each bucket's kept count (count() with u, then draw())
+  std::vector<uint32_t> kept_;                     // each bucket's kept count (count() with draws, then draw())
   std::vector<uint32_t> middle_, exact_;           // draw(): positions its draw alone does not decide; those its bucket does not
+  uint32_t middleCount_ = 0;
   bool uniform_ = false;
   bool drawing_ = false;                           // next_ holds draw()'s layout
   uint32_t buckets_ = 0;

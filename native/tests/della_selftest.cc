@@ -144,7 +144,7 @@ void testDraw(Rng& r) {
           for (bool simd : {false, true}) {
             wm::setSimdEnabled(simd);
             std::vector<uint8_t> got(L * S, 9);
-            ranker.count(keys.data(), S, L, u.data(), &lim);
+            ranker.count(keys.data(), S, L, u.data(), lim, got.data());
             CHECK(ranker.uniform(), "DellaRowRanker draw L=%u: a uniform row not uniform", L);
             ranker.draw(keys.data(), S, L, u.data(), lim, got.data());
             CHECK(got == want, "DellaRowRanker draw L=%u S=%zu kind %d limits %zu simd %d: keep differs from the definition", L, S, kind, li, simd);
