@@ -190,6 +190,7 @@ void DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const
   // Decided by the bucket: every rank of bucket i lies in [first(i), first(i + 1)), so a draw below the least of its limits
   // is kept and one at or above the greatest dropped; the rest listed in descending position.
   uint64_t* next = next_.data();
+  uint32_t* keptOf = kept_.data();  // a local pointer: else reloaded after every keep byte's store (a char may alias it)
   uint32_t ne = 0;
   for (uint32_t k = nm; k-- > 0;) {
     const uint32_t t = middle[k];
@@ -197,7 +198,7 @@ void DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const
     const uint64_t least = entry[2], x = u[t * stride];
     const bool kept = x < least;
     keep[t * stride] = kept;
-    kept_[static_cast<uint32_t>(entry[0])] += kept;
+    keptOf[static_cast<uint32_t>(entry[0])] += kept;
     exact[ne] = t;
     ne += x - least < entry[3] - least;
   }
@@ -212,7 +213,7 @@ void DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const
                                              : first_[i + 1] - first_[i] - 1 - dellaEqualKeys(keys, stride, 0, t, key);
     const bool kept = u[t * stride] < limits.limit[first_[i] + above];
     keep[t * stride] = kept;
-    kept_[i] += kept;
+    keptOf[i] += kept;
     entry[1] = (static_cast<uint64_t>(above + 1) << 32) | t;
   }
   clear();
