@@ -67,7 +67,7 @@ uint32_t dellaEqualKeys(const uint32_t* keys, size_t stride, uint32_t from, uint
 
 DellaRowRanker::DellaRowRanker() : next_(kBuckets * kChunks, 0), occupied_(kBuckets / 64, 0) {}
 
-void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L) { countKeys<false>(keys, stride, L, nullptr, nullptr); }
+void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L) { countKeys<false>(keys, stride, L, nullptr); }
 
 void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep) {
   if (middle_.size() < L + 4) {
@@ -75,11 +75,11 @@ void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L, cons
     exact_.resize(L);
   }
   middleCount_ = dellaSplitDraws(u, stride, L, limits.low, limits.high, keep, middle_.data());
-  countKeys<true>(keys, stride, L, keep, &limits);
+  countKeys<true>(keys, stride, L, keep);
 }
 
 template <bool Draws>
-void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint8_t* surelyKept, const DellaLimits* limits) {
+void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint8_t* surelyKept) {
   // Each chunk's count per bucket (and its surely kept draws), and a bucket appended to `distinct_` at its first key in
   // each chunk (branch-free: a branch on it mispredicts at every new value).
   if (distinct_.size() < L) {
@@ -106,8 +106,8 @@ void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, 
   uniform_ = lowBitsOf(keys, stride, L) == 0;
   drawing_ = Draws && uniform_;
   // The occupied buckets in ascending order (into `distinct_`), each chunk's count turned into its first rank (the last
-  // chunk's positions, the highest, rank first) or, for draw(), the bucket's index, the position L and no keys counted
-  // above it, and its surely kept draws; the bitmaps left clear.
+  // chunk's positions, the highest, rank first); for draw() also the bucket's index (high half of its chunk 0 word) and
+  // its surely kept draws; the bitmaps left clear.
   nd = 0;
   uint32_t first = 0;
   for (uint32_t s = 0; s < kBuckets / 4096; ++s) {
@@ -117,23 +117,16 @@ void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, 
         const uint32_t h = w * 64 + static_cast<uint32_t>(__builtin_ctzll(ow));
         uint64_t* entry = next + h * kChunks;
         first_[nd] = first;
-        if (drawing_) {
-          uint64_t sum = 0;
-          for (uint32_t c = 0; c < kChunks; ++c) sum += entry[c];
-          const uint64_t a = limits->limit[first], b = limits->limit[first + static_cast<uint32_t>(sum) - 1];
-          first += static_cast<uint32_t>(sum);
-          kept_[nd] = static_cast<uint32_t>(sum >> 32);
-          entry[0] = nd;
-          entry[1] = L;
-          entry[2] = a < b ? a : b;
-          entry[3] = a < b ? b : a;
-        } else {
-          for (uint32_t c = kChunks; c-- > 0;) {
-            const uint32_t count = static_cast<uint32_t>(entry[c]);
-            entry[c] = first;
-            first += count;
-          }
+        uint32_t sure = 0;
+        for (uint32_t c = kChunks; c-- > 0;) {
+          const uint64_t e = entry[c];
+          // assign() takes the whole word as its next rank; draw() the end of the chunk's ranks from the high half.
+          const uint32_t count = static_cast<uint32_t>(e);
+          entry[c] = first | (drawing_ ? static_cast<uint64_t>(first + count) << 32 : 0);
+          first += count;
+          sure += static_cast<uint32_t>(e >> 32);
         }
+        if (Draws) kept_[first_[nd]] = sure;
         distinct_[nd++] = h;
       }
       occupied_[w] = 0;
@@ -182,39 +175,44 @@ void DellaRowRanker::assign(const uint32_t* keys, size_t stride, uint32_t L, uin
 
 void DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep) {
   if (!drawing_) throw std::logic_error("internal: DellaRowRanker::draw on a row not counted with draws or not uniform");
-  static_assert(kChunks >= 4, "draw() keeps four words per bucket in next_");
+  static_assert(kChunks == 4, "draw()'s chunkOf takes 4 chunks");
   // count() decided the draws below low (kept) and at or above high (dropped), and listed the rest.
   const uint32_t* middle = middle_.data();
   uint32_t* exact = exact_.data();
   const uint32_t nm = middleCount_;
-  // Decided by the bucket: every rank of bucket i lies in [first(i), first(i + 1)), so a draw below the least of its limits
-  // is kept and one at or above the greatest dropped; the rest listed in descending position.
-  uint64_t* next = next_.data();
-  uint32_t* keptOf = kept_.data();  // a local pointer: else reloaded after every keep byte's store (a char may alias it)
+  // Decided by the chunk's ranks in the bucket: those of chunk c (della_rank.cc's chunks) in the bucket are [from, to)
+  // (its word in next_), so a draw below the least of their limits is kept and one at or above the greatest dropped; the
+  // rest listed. A bucket's kept count lies at its first rank (chunk 3's from).
+  const uint64_t* limit = limits.limit;
+  const uint64_t* next = next_.data();
+  uint32_t* keptAt = kept_.data();  // a local pointer: else reloaded after every keep byte's store (a char may alias it)
+  const uint32_t Lc = L / kChunks;
+  auto chunkOf = [Lc](uint32_t t) { return static_cast<uint32_t>(t >= Lc) + (t >= 2 * Lc) + (t >= 3 * Lc); };  // 3 where Lc = 0
   uint32_t ne = 0;
-  for (uint32_t k = nm; k-- > 0;) {
+  for (uint32_t k = 0; k < nm; ++k) {
     const uint32_t t = middle[k];
     const uint64_t* entry = next + (keys[t * stride] >> 16) * kChunks;
-    const uint64_t least = entry[2], x = u[t * stride];
+    const uint64_t w = entry[chunkOf(t)];
+    const uint64_t a = limit[static_cast<uint32_t>(w)], b = limit[(w >> 32) - 1];
+    const uint64_t least = a < b ? a : b, greatest = a < b ? b : a, x = u[t * stride];
     const bool kept = x < least;
     keep[t * stride] = kept;
-    keptOf[static_cast<uint32_t>(entry[0])] += kept;
+    keptAt[static_cast<uint32_t>(entry[kChunks - 1])] += kept;
     exact[ne] = t;
-    ne += x - least < entry[3] - least;
+    ne += x - least < greatest - least;
   }
-  // The rank of the rest: first(i) plus the keys equal to its own at higher positions (the lower position ranks higher),
-  // counted from where the bucket's previous one (at a higher position) left off, or as the bucket's count less those at
-  // lower positions where fewer keys lie below.
+  // The rank of the rest: its chunk's first rank in the bucket plus the equal keys at higher positions of the chunk (the
+  // lower position ranks higher), or the chunk's count in the bucket less those at lower positions, whichever scans less.
   for (uint32_t k = 0; k < ne; ++k) {
-    const uint32_t t = exact[k], key = keys[t * stride];
-    uint64_t* entry = next + (key >> 16) * kChunks;
-    const uint32_t i = static_cast<uint32_t>(entry[0]), from = static_cast<uint32_t>(entry[1]);
-    const uint32_t above = from - t - 1 <= t ? static_cast<uint32_t>(entry[1] >> 32) + dellaEqualKeys(keys, stride, t + 1, from, key)
-                                             : first_[i + 1] - first_[i] - 1 - dellaEqualKeys(keys, stride, 0, t, key);
-    const bool kept = u[t * stride] < limits.limit[first_[i] + above];
+    const uint32_t t = exact[k], key = keys[t * stride], c = chunkOf(t);
+    const uint64_t* entry = next + (key >> 16) * kChunks;
+    const uint32_t from = static_cast<uint32_t>(entry[c]), to = static_cast<uint32_t>(entry[c] >> 32);
+    const uint32_t begin = c * Lc, end = c + 1 == kChunks ? L : (c + 1) * Lc;
+    const uint32_t above = end - t - 1 <= t - begin ? dellaEqualKeys(keys, stride, t + 1, end, key)
+                                                    : to - from - 1 - dellaEqualKeys(keys, stride, begin, t, key);
+    const bool kept = u[t * stride] < limit[from + above];
     keep[t * stride] = kept;
-    keptOf[i] += kept;
-    entry[1] = (static_cast<uint64_t>(above + 1) << 32) | t;
+    keptAt[static_cast<uint32_t>(entry[kChunks - 1])] += kept;
   }
   clear();
 }

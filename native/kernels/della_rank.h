@@ -44,8 +44,8 @@ class DellaRowRanker {
   void assign(const uint32_t* keys, size_t stride, uint32_t L, uint32_t* rank);
   // Where uniform(), after count() with the same u, limits and keep: keep[t * stride] = u[t * stride] < limit[rank of t]
   // (della.h's draws with each rank's integer limit), and each bucket's kept count for kept(i), without a rank per element:
-  // a draw below low is kept and one at or above high dropped whatever the rank; of the rest, one outside its bucket's
-  // range of limits is decided by the bucket alone, and only the few inside it count their equal keys at higher positions.
+  // a draw below low is kept and one at or above high dropped whatever the rank; of the rest, one outside the range of
+  // limits of its chunk's ranks in its bucket is decided by those alone, and only the few inside it count equal keys.
   void draw(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep);
 
   // After count(): whether every key of the row has its low 16 bits zero, and then the row's distinct keys in ascending
@@ -55,24 +55,23 @@ class DellaRowRanker {
   uint32_t bucket(uint32_t i) const { return distinct_[i]; }
   uint32_t first(uint32_t i) const { return first_[i]; }
   // After draw(): how many of bucket i's elements were kept.
-  uint32_t kept(uint32_t i) const { return kept_[i]; }
+  uint32_t kept(uint32_t i) const { return kept_[first_[i]]; }
 
  static constexpr uint32_t kChunks = 4;  // the row's positions in 4 chunks, each with its own counters (della_rank.cc)
 
  private:
   static constexpr uint32_t kBuckets = 1u << 15;  // high 16 bits of a key < 2^31
   template <bool Draws>
-  void countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint8_t* surelyKept, const DellaLimits* limits);
+  void countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint8_t* surelyKept);
   void clear();                                    // next_ back to zero
-  // Per bucket and chunk: its count (low 32 bits) and surely kept draws (high 32 bits), then its next rank (assign()); or,
-  // for draw(), per bucket: its index; the lowest position counted so far (low 32 bits) and the keys equal to its own from
-  // there (high); the least and the greatest limit of its ranks. Zero between rows.
+  // Per bucket and chunk: its count (low 32 bits) and surely kept draws (high 32 bits), then its first (assign(): next)
+  // rank, and for draw() the end of its ranks in the high half. Zero between rows.
   std::vector<uint64_t> next_;
   std::vector<uint64_t> occupied_;                 // one bit per bucket
   uint64_t summary_[kBuckets / 64 / 64] = {};      // one bit per nonzero word of occupied_
   std::vector<uint32_t> distinct_, order_;         // the row's buckets in ascending order; positions by rank
   std::vector<uint32_t> first_;                    // each bucket's first rank, then L
-  std::vector<uint32_t> kept_;                     // each bucket's kept count (count() with draws, then draw())
+  std::vector<uint32_t> kept_;                     // each bucket's kept count at its first rank (count() with draws, then draw())
   std::vector<uint32_t> middle_, exact_;           // draw(): positions its draw alone does not decide; those its bucket does not
   uint32_t middleCount_ = 0;
   bool uniform_ = false;
