@@ -117,7 +117,17 @@ export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTable
     readHeaderTable(json, dtypeNames) {
       const raw = addon.readHeaderTable(json, dtypeNames);
       if (raw === null) return null;
-      return { ...raw, names: splitNames(raw.namesText) };
+      // One literal, fields in one order: every header's columns share a shape (a spread of the addon's object did not, and each new
+      // shape deoptimized the code that reads them).
+      return {
+        names: splitNames(raw.namesText),
+        dtypes: raw.dtypes,
+        shapeStarts: raw.shapeStarts,
+        dims: raw.dims,
+        offsets: raw.offsets,
+        metadata: raw.metadata,
+        namesText: raw.namesText,
+      };
     },
     readWeightMapTable(json) {
       const raw = addon.readWeightMapTable(json);
