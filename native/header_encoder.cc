@@ -18,6 +18,18 @@ void appendInteger(std::string& out, double value) {
 
 bool isSize(double v) { return v >= 0 && v <= kMaxSafe && std::floor(v) == v && !std::signbit(v); }
 
+// Whether JSON.stringify writes the name as its UTF-8 bytes between quotes, as far as bytes can tell: nothing to escape (control
+// characters, '"', '\\') and no U+FFFD, which is what Node-API makes of a lone surrogate (JSON.stringify escapes those; a surrogate pair
+// it writes as it is, four UTF-8 bytes); what it declines, the JavaScript encoder writes or refuses.
+bool stringifiesAsItIs(std::string_view name) {
+  for (size_t i = 0; i < name.size(); i++) {
+    const unsigned char c = static_cast<unsigned char>(name[i]);
+    if (c < 0x20 || c == '"' || c == '\\') return false;
+    if (c == 0xef && i + 2 < name.size() && static_cast<unsigned char>(name[i + 1]) == 0xbf && static_cast<unsigned char>(name[i + 2]) == 0xbd) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::optional<EncodedHeader> encodeHeader(const HeaderColumnsIn& in, size_t maxHeaderBytes) {
@@ -37,7 +49,7 @@ std::optional<EncodedHeader> encodeHeader(const HeaderColumnsIn& in, size_t maxH
     if (stop == std::string_view::npos) return std::nullopt;
     std::string_view name = in.namesText.substr(pos, stop - pos);
     pos = stop + 1;
-    if (name == "__metadata__" || !seen.insert(name)) return std::nullopt;
+    if (name == "__metadata__" || !stringifiesAsItIs(name) || !seen.insert(name)) return std::nullopt;
     uint8_t code = in.dtypes[i];
     if (code >= in.dtypeBits->size()) return std::nullopt;
     // Elements, left to right as the crate's checked fold; anything past 2^53-1 or a partial byte is the JavaScript encoder's error.
