@@ -203,6 +203,31 @@ test('the planner writes the packed words the object path packs, on random plans
   }
 });
 
+test('the planner writes the packed words the object path packs when consecutive tensors share recipe objects (as an interpolation does)', () => {
+  const next = rng(seed + 7);
+  let sharedRuns = 0;
+  for (let round = 0; round < 150; round++) {
+    const { spec } = randomPlan(next);
+    // One object per (op, model list, dtype), the first one drawn (its weights and parameters fit any tensor), so that neighbours share it.
+    const byKind = new Map<string, TensorRecipe>();
+    const own = spec.recipe;
+    const recipe = (name: string, o: number) => {
+      const r = own(name, o);
+      const key = `${r.op} ${r.models.join(',')} ${r.dtype}`;
+      if (!byKind.has(key)) byKind.set(key, r);
+      return byKind.get(key)!;
+    };
+    const shared = { ...spec, recipe };
+    const names = spec.layout.shards.flatMap((s) => s.tensors.map((t) => t.name));
+    for (let i = 1; i < names.length; i++) if (spec.outputs.every((_, o) => recipe(names[i], o) === recipe(names[i - 1], o))) sharedRuns++;
+    const plan = planMerge(shared);
+    const reference = referenceJobs(shared, plan);
+    expect(Array.from(plan.packedJobs.words)).toEqual(Array.from(packJobs(reference)));
+    expect(Array.from(plan.packedJobs.work)).toEqual(reference.map(referenceWork));
+  }
+  expect(sharedRuns).toBeGreaterThan(10);
+});
+
 test('statistics jobs keep their flags, statistic and parameters through packing and unpacking, and their read bytes as weight', () => {
   const jobs: NativeJob[] = [
     {

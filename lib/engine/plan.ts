@@ -211,10 +211,16 @@ function writeShardJobs(
   offsets: Float64Array[],
 ): void {
   const { tables, next, located, fileInputs, src, dst, jobs } = s;
+  let used: number[] = [];
+  let plain = false;
   for (let i = 0; i < names.length; i++) {
     const name = names[i];
+    // The same recipe objects as the tensor before (an interpolation's are shared): its model list, and its plain dests but for their
+    // offsets, stand as they are (this loop mostly runs before V8 has optimized it: every step saved counts 18,867 times in a MoE plan).
+    let same = i > 0;
+    for (let o = 0; o < recipes.length && same; o++) same = recipes[o][i] === recipes[o][i - 1];
     // Sources: every model any output needs for this tensor, read once, in checkpoint order.
-    const used = usedModels(recipes, i);
+    if (!same) used = usedModels(recipes, i);
     let raw = -1;
     for (let k = 0; k < used.length; k++) {
       const m = used[k];
@@ -239,8 +245,12 @@ function writeShardJobs(
       src.code[k] = PACKED_CODE_OF_DTYPE[table.dtypes[at]];
     }
     // Every dest a plain one (an interpolation's): the whole job in one call; else field by field, each dest with its params.
-    let plain = true;
-    for (let o = 0; o < recipes.length && plain; o++) plain = plainDest(recipes[o][i], used, o, outIndex[o], offsets[o][i], dst);
+    if (same && plain) {
+      for (let o = 0; o < recipes.length; o++) dst.offset[o] = offsets[o][i];
+    } else {
+      plain = true;
+      for (let o = 0; o < recipes.length && plain; o++) plain = plainDest(recipes[o][i], used, o, outIndex[o], offsets[o][i], dst);
+    }
     if (plain) jobs.plainJob(count, used.length, src, recipes.length, dst);
     else writeFieldJob(s, count, used, recipes, i, outIndex, offsets, name);
   }
