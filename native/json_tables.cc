@@ -184,9 +184,13 @@ bool readEntry(Scanner& s, HeaderTable& t, const std::vector<std::string>& dtype
       seenDtype = true;
       TextRange value;
       if (!s.string(value)) return false;
-      size_t d = 0;
-      while (d < dtypeNames.size() && dtypeNames[d] != s.view(value)) d++;
-      if (d == dtypeNames.size()) return false;
+      // Most tensors have the dtype of the one before (whose code is the first name that matches): that name is tried first.
+      size_t d = t.dtype.empty() ? 0 : t.dtype.back();
+      if (d >= dtypeNames.size() || dtypeNames[d] != s.view(value)) {
+        d = 0;
+        while (d < dtypeNames.size() && dtypeNames[d] != s.view(value)) d++;
+        if (d == dtypeNames.size()) return false;
+      }
       t.dtype.push_back(static_cast<uint8_t>(d));
     } else if (name == "shape" && !seenShape) {
       seenShape = true;
