@@ -321,6 +321,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readHeaderTable", Napi::Function::New(env, ReadHeaderTable, "readHeaderTable"));
   exports.Set("readWeightMapTable", Napi::Function::New(env, ReadWeightMapTable, "readWeightMapTable"));
   exports.Set("weightMapAgrees", Napi::Function::New(env, WeightMapAgrees, "weightMapAgrees"));
+  exports.Set("weightMapNamesText", Napi::Function::New(env, WeightMapNamesText, "weightMapNamesText"));
   exports.Set("encodeHeaderColumns", Napi::Function::New(env, EncodeHeaderColumns, "encodeHeaderColumns"));
   exports.Set("encodeIndexWeightMap", Napi::Function::New(env, EncodeIndexWeightMap, "encodeIndexWeightMap"));
   return exports;

@@ -9,6 +9,7 @@ namespace wm {
 namespace {
 
 constexpr double kMaxSafe = 9007199254740991.0;  // 2^53 - 1
+constexpr size_t kPrefix = 8;                     // the header length, little-endian, before the JSON
 
 void appendInteger(std::string& out, double value) {
   char buffer[24];
@@ -18,13 +19,28 @@ void appendInteger(std::string& out, double value) {
 
 bool isSize(double v) { return v >= 0 && v <= kMaxSafe && std::floor(v) == v && !std::signbit(v); }
 
+// Whether JSON.stringify writes the name as its UTF-8 bytes between quotes, as far as bytes can tell: nothing to escape (control
+// characters, '"', '\\') and no U+FFFD, which is what Node-API makes of a lone surrogate (JSON.stringify escapes those; a surrogate pair
+// it writes as it is, four UTF-8 bytes); what it declines, the JavaScript encoder writes or refuses.
+bool stringifiesAsItIs(std::string_view name) {
+  for (size_t i = 0; i < name.size(); i++) {
+    const unsigned char c = static_cast<unsigned char>(name[i]);
+    if (c < 0x20 || c == '"' || c == '\\') return false;
+    if (c == 0xef && i + 2 < name.size() && static_cast<unsigned char>(name[i + 1]) == 0xbf && static_cast<unsigned char>(name[i + 2]) == 0xbd) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::optional<EncodedHeader> encodeHeader(const HeaderColumnsIn& in, size_t maxHeaderBytes) {
   EncodedHeader out;
   out.starts.resize(in.count);
-  std::string json = "{";
-  json.reserve(in.namesText.size() + in.count * 72 + 64);
+  // The JSON is written after room for the 8-byte length and padded in place: one buffer, no copy into a second.
+  std::string& json = out.bytes;
+  json.reserve(kPrefix + in.namesText.size() + in.count * 72 + 64 + 8);
+  json.assign(kPrefix, '\0');
+  json += '{';
   if (in.metadataJson) {
     json += "\"__metadata__\":";
     json += *in.metadataJson;
@@ -37,7 +53,7 @@ std::optional<EncodedHeader> encodeHeader(const HeaderColumnsIn& in, size_t maxH
     if (stop == std::string_view::npos) return std::nullopt;
     std::string_view name = in.namesText.substr(pos, stop - pos);
     pos = stop + 1;
-    if (name == "__metadata__" || !seen.insert(name)) return std::nullopt;
+    if (name == "__metadata__" || !stringifiesAsItIs(name) || !seen.insert(name)) return std::nullopt;
     uint8_t code = in.dtypes[i];
     if (code >= in.dtypeBits->size()) return std::nullopt;
     // Elements, left to right as the crate's checked fold; anything past 2^53-1 or a partial byte is the JavaScript encoder's error.
@@ -61,7 +77,7 @@ std::optional<EncodedHeader> encodeHeader(const HeaderColumnsIn& in, size_t maxH
     end = begin + groups * static_cast<double>(bytesPerGroup);
     if (end > kMaxSafe) return std::nullopt;
     out.starts[i] = begin;
-    if (json.size() > 1) json += ',';
+    if (json.size() > kPrefix + 1) json += ',';
     json += '"';
     json += name;
     json += "\":{\"dtype\":\"";
@@ -80,11 +96,11 @@ std::optional<EncodedHeader> encodeHeader(const HeaderColumnsIn& in, size_t maxH
   if (pos != in.namesText.size()) return std::nullopt;
   json += '}';
   // Space padding keeps (8 + header length) a multiple of 8.
-  size_t headerLength = (json.size() + 7) / 8 * 8;
+  const size_t jsonLength = json.size() - kPrefix;
+  const size_t headerLength = (jsonLength + 7) / 8 * 8;
   if (headerLength > maxHeaderBytes) return std::nullopt;
-  out.bytes.assign(8 + headerLength, ' ');
-  for (int b = 0; b < 8; b++) out.bytes[b] = static_cast<char>((static_cast<uint64_t>(headerLength) >> (8 * b)) & 0xff);
-  out.bytes.replace(8, json.size(), json);
+  json.append(headerLength - jsonLength, ' ');
+  for (size_t b = 0; b < kPrefix; b++) json[b] = static_cast<char>((static_cast<uint64_t>(headerLength) >> (8 * b)) & 0xff);
   out.dataBytes = end;
   return out;
 }

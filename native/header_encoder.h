@@ -1,7 +1,7 @@
 // A safetensors header encoded from columns (lib/format/safetensors.ts's encodeHeaderColumns, the planner's path): the same bytes,
-// without a JavaScript string per tensor. A fast path only: it declines (nullopt) anything but plain names (the caller checks that
-// no name needs a JSON escape or holds a surrogate), valid sizes and a header under the limit, which the JavaScript encoder then
-// writes or refuses with its exact error.
+// without a JavaScript string per tensor. A fast path only: it declines (nullopt) anything but plain names (none that needs a JSON
+// escape, no U+FFFD, a lone surrogate's stand-in), valid sizes and a header under the limit, which the
+// JavaScript encoder then writes or refuses with its exact error.
 #pragma once
 #include <cstddef>
 #include <cstdint>

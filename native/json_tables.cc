@@ -4,6 +4,10 @@
 
 #include <string_view>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "string_view_table.h"
 
 namespace wm {
@@ -52,6 +56,7 @@ class Scanner {
     skipSpace();
     if (pos_ >= length_ || text_[pos_] != '"') return false;
     size_t begin = ++pos_;
+    skipPlain();
     while (pos_ < length_) {
       unsigned char c = static_cast<unsigned char>(text_[pos_]);
       if (c == '"') {
@@ -62,6 +67,28 @@ class Scanner {
       pos_++;
     }
     return false;
+  }
+
+  // Past the bytes that need no look (anything but '"', '\\' and control characters), 16 at a time where SSE2 is at hand: a header's
+  // names and dtype strings are most of its bytes. The byte loop in `string` decides the byte it stops at, and the rest.
+  void skipPlain() {
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"');
+    const __m128i backslash = _mm_set1_epi8('\\');
+    const __m128i control = _mm_set1_epi8(0x1f);
+    while (pos_ + 16 <= length_) {
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(text_ + pos_));
+      // max(x, 0x1f) == 0x1f exactly where x <= 0x1f, unsigned.
+      const __m128i stop = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
+                                        _mm_cmpeq_epi8(_mm_max_epu8(x, control), control));
+      const int mask = _mm_movemask_epi8(stop);
+      if (mask != 0) {
+        pos_ += static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+        return;
+      }
+      pos_ += 16;
+    }
+#endif
   }
 
   // An unsigned integer literal below 2^53, without leading zeros: json-strict's size fields.
@@ -157,9 +184,13 @@ bool readEntry(Scanner& s, HeaderTable& t, const std::vector<std::string>& dtype
       seenDtype = true;
       TextRange value;
       if (!s.string(value)) return false;
-      size_t d = 0;
-      while (d < dtypeNames.size() && dtypeNames[d] != s.view(value)) d++;
-      if (d == dtypeNames.size()) return false;
+      // Most tensors have the dtype of the one before (whose code is the first name that matches): that name is tried first.
+      size_t d = t.dtype.empty() ? 0 : t.dtype.back();
+      if (d >= dtypeNames.size() || dtypeNames[d] != s.view(value)) {
+        d = 0;
+        while (d < dtypeNames.size() && dtypeNames[d] != s.view(value)) d++;
+        if (d == dtypeNames.size()) return false;
+      }
       t.dtype.push_back(static_cast<uint8_t>(d));
     } else if (name == "shape" && !seenShape) {
       seenShape = true;
@@ -221,23 +252,57 @@ std::optional<WeightMapTable> readWeightMapTable(const char* text, size_t length
     found = true;
     if (!s.eat('{') || s.eat('}')) return std::nullopt;
     // An index line takes some 80 bytes: sized for that, so that a MoE index's ~19,000 names do not regrow the table.
-    StringViewSet names(length / 64);
+    t.byName = StringViewTable<uint32_t>(length / 64);
     StringViewTable<uint32_t> fileIndex;
+    std::string_view lastFile;
+    uint32_t lastShard = 0;
     do {
       TextRange name, file;
-      if (!s.string(name) || !names.insert(s.view(name)) || !s.eat(':') || !s.string(file)) return std::nullopt;
+      if (!s.string(name) || !t.byName.emplace(s.view(name), static_cast<uint32_t>(t.names.size())).second || !s.eat(':') || !s.string(file)) {
+        return std::nullopt;
+      }
       // A name that is an array index would come first in JavaScript's key order: left to the slow reader.
       std::string_view n = s.view(name);
       if (!n.empty() && n.find_first_not_of("0123456789") == std::string_view::npos) return std::nullopt;
-      auto [at, added] = fileIndex.emplace(s.view(file), static_cast<uint32_t>(t.files.size()));
-      if (added) t.files.push_back(file);
+      // Consecutive names mostly share a shard: one compare instead of a hash of its name.
+      if (t.files.empty() || s.view(file) != lastFile) {
+        auto [at, added] = fileIndex.emplace(s.view(file), static_cast<uint32_t>(t.files.size()));
+        if (added) t.files.push_back(file);
+        lastFile = s.view(file);
+        lastShard = *at;
+      }
       t.names.push_back(name);
-      t.shard.push_back(*at);
+      t.shard.push_back(lastShard);
     } while (s.eat(','));
     if (!s.eat('}')) return std::nullopt;
   } while (s.eat(','));
   if (!s.eat('}') || !s.atEnd() || !found) return std::nullopt;
   return t;
+}
+
+bool weightMapAgrees(const char* text, const WeightMapTable& listed, const StoredNamesIn& stored) {
+  const size_t count = listed.names.size();
+  if (stored.count != count) return false;
+  // Each stored shard as the index of the listed file of the same name (-1: none), so that each name's shard is one integer compare.
+  std::vector<int64_t> listedFileOf(stored.shardNames->size(), -1);
+  for (size_t f = 0; f < stored.shardNames->size(); f++) {
+    for (size_t g = 0; g < listed.files.size() && listedFileOf[f] < 0; g++) {
+      const TextRange& r = listed.files[g];
+      if (std::string_view(text + r.begin, r.end - r.begin) == (*stored.shardNames)[f]) listedFileOf[f] = static_cast<int64_t>(g);
+    }
+  }
+  std::vector<bool> found(count, false);
+  const std::string_view names = stored.namesText;
+  size_t pos = 0;
+  for (size_t k = 0; k < count; k++) {
+    size_t end = names.find('\n', pos);
+    if (end == std::string_view::npos || stored.fileOf[k] >= listedFileOf.size()) return false;
+    const uint32_t* at = listed.byName.find(names.substr(pos, end - pos));
+    if (at == nullptr || found[*at] || listedFileOf[stored.fileOf[k]] != static_cast<int64_t>(listed.shard[*at])) return false;
+    found[*at] = true;
+    pos = end + 1;
+  }
+  return pos == names.size();
 }
 
 }  // namespace wm

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "string_view_table.h"
+
 namespace wm {
 
 // A [begin, end) byte range of the input: a string's contents, escape-free.
@@ -33,9 +35,22 @@ struct WeightMapTable {
   std::vector<TextRange> names;   // weight_map's keys in the order written
   std::vector<uint32_t> shard;    // per name: index into files
   std::vector<TextRange> files;   // distinct shard names, first appearance first
+  StringViewTable<uint32_t> byName;  // name (a view into the text read) → its index in `names`: the parse's duplicate check, kept for lookups
+};
+
+// Stored tensors as weightMapAgrees compares them with an index: names, name k in shardNames[fileOf[k]].
+struct StoredNamesIn {
+  std::string_view namesText;  // each name followed by '\n'
+  const uint32_t* fileOf;
+  size_t count;
+  const std::vector<std::string>* shardNames;
 };
 
 std::optional<HeaderTable> readHeaderTable(const char* text, size_t length, const std::vector<std::string>& dtypeNames);
+// The table's views point into `text`, which must outlive it.
 std::optional<WeightMapTable> readWeightMapTable(const char* text, size_t length);
+// Whether the index read from `text` lists exactly the stored names, each once, each in its shard (the index's names are unique: its reader
+// declines duplicates). False for anything else, which the caller then decides with its own checks.
+bool weightMapAgrees(const char* text, const WeightMapTable& listed, const StoredNamesIn& stored);
 
 }  // namespace wm

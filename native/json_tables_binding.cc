@@ -2,6 +2,7 @@
 #include "json_tables_binding.h"
 
 #include <cstring>
+#include <memory>
 #include <string_view>
 
 #include "header_encoder.h"
@@ -76,54 +77,53 @@ Napi::Value ReadHeaderTable(const Napi::CallbackInfo& info) {
   return out;
 }
 
+namespace {
+
+// An index's text and its weight_map table, kept native between reading it and checking the stored tensors against it: the names
+// cross into JavaScript only when asked for (an 18,867-tensor MoE index is ~1.2 MB of names), and the check reuses the reader's hash table.
+struct WeightMapIndex {
+  std::string text;
+  WeightMapTable table;
+};
+
+const WeightMapIndex& weightMapArgument(const Napi::CallbackInfo& info, const char* what) {
+  if (info.Length() < 1 || !info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), std::string(what) + ": the first argument must be readWeightMapTable's map");
+  return *info[0].As<Napi::External<WeightMapIndex>>().Data();
+}
+
+}  // namespace
+
 Napi::Value ReadWeightMapTable(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Uint8Array json = bytesArgument(info);
-  const char* text = reinterpret_cast<const char*>(json.Data());
-  std::optional<WeightMapTable> table = readWeightMapTable(text, json.ByteLength());
+  auto index = std::make_unique<WeightMapIndex>();
+  index->text.assign(reinterpret_cast<const char*>(json.Data()), json.ByteLength());
+  std::optional<WeightMapTable> table = readWeightMapTable(index->text.data(), index->text.size());
   if (!table) return env.Null();
+  index->table = std::move(*table);
   Napi::Object out = Napi::Object::New(env);
-  out.Set("namesText", joined(env, text, table->names));
-  out.Set("shards", column<Napi::Uint32Array>(env, table->shard));
-  out.Set("files", strings(env, text, table->files));
+  out.Set("shards", column<Napi::Uint32Array>(env, index->table.shard));
+  out.Set("files", strings(env, index->text.data(), index->table.files));
+  out.Set("map", Napi::External<WeightMapIndex>::New(env, index.release(), [](Napi::Env, WeightMapIndex* map) { delete map; }));
   return out;
+}
+
+Napi::Value WeightMapNamesText(const Napi::CallbackInfo& info) {
+  const WeightMapIndex& map = weightMapArgument(info, "weightMapNamesText");
+  return joined(info.Env(), map.text.data(), map.table.names);
 }
 
 Napi::Value WeightMapAgrees(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 6 || !info[0].IsString() || !info[1].IsTypedArray() || !info[2].IsArray() || !info[3].IsString() || !info[4].IsTypedArray() ||
-      !info[5].IsArray()) {
-    throw Napi::TypeError::New(env, "weightMapAgrees(listedText, listedShards, listedFiles, namesText, fileOf, shardNames): wrong arguments");
+  const WeightMapIndex& map = weightMapArgument(info, "weightMapAgrees");
+  if (info.Length() < 4 || !info[1].IsString() || !info[2].IsTypedArray() || !info[3].IsArray() ||
+      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+    throw Napi::TypeError::New(env, "weightMapAgrees(map, namesText, fileOf, shardNames): wrong arguments");
   }
-  const std::string listedText = info[0].As<Napi::String>().Utf8Value();
-  Napi::Uint32Array listedShards = info[1].As<Napi::Uint32Array>();
-  const std::vector<std::string> listedFiles = stringsOf(info[2].As<Napi::Array>());
-  const std::string names = info[3].As<Napi::String>().Utf8Value();
-  Napi::Uint32Array fileOf = info[4].As<Napi::Uint32Array>();
-  const std::vector<std::string> shardNames = stringsOf(info[5].As<Napi::Array>());
-  const size_t count = listedShards.ElementLength();
-  if (count != fileOf.ElementLength()) return Napi::Boolean::New(env, false);
-  // Each listed name once (a name listed twice: false), then each stored name found once, in its shard.
-  StringViewTable<size_t> listed(count);
-  size_t pos = 0;
-  for (size_t i = 0; i < count; i++) {
-    size_t end = listedText.find('\n', pos);
-    if (end == std::string::npos || listedShards[i] >= listedFiles.size()) return Napi::Boolean::New(env, false);
-    if (!listed.emplace(std::string_view(listedText.data() + pos, end - pos), i).second) return Napi::Boolean::New(env, false);
-    pos = end + 1;
-  }
-  if (pos != listedText.size()) return Napi::Boolean::New(env, false);
-  std::vector<bool> found(count, false);
-  pos = 0;
-  for (size_t k = 0; k < count; k++) {
-    size_t end = names.find('\n', pos);
-    if (end == std::string::npos || fileOf[k] >= shardNames.size()) return Napi::Boolean::New(env, false);
-    const size_t* at = listed.find(std::string_view(names.data() + pos, end - pos));
-    if (at == nullptr || found[*at] || listedFiles[listedShards[*at]] != shardNames[fileOf[k]]) return Napi::Boolean::New(env, false);
-    found[*at] = true;
-    pos = end + 1;
-  }
-  return Napi::Boolean::New(env, pos == names.size());
+  const std::string names = info[1].As<Napi::String>().Utf8Value();
+  Napi::Uint32Array fileOf = info[2].As<Napi::Uint32Array>();
+  const std::vector<std::string> shardNames = stringsOf(info[3].As<Napi::Array>());
+  return Napi::Boolean::New(env, weightMapAgrees(map.text.data(), map.table, {names, fileOf.Data(), fileOf.ElementLength(), &shardNames}));
 }
 
 Napi::Value EncodeHeaderColumns(const Napi::CallbackInfo& info) {

@@ -8,12 +8,13 @@ namespace wm {
 //   { namesText: string (each name followed by '\n'), dtypes: Uint8Array, shapeStarts: Uint32Array, dims: Float64Array, offsets: Float64Array,
 //     metadata: string[] | null }
 Napi::Value ReadHeaderTable(const Napi::CallbackInfo& info);
-// JS: readWeightMapTable(json: Uint8Array) → null | { namesText: string (each name followed by '\n'), shards: Uint32Array, files: string[] }
+// JS: readWeightMapTable(json: Uint8Array) → null | { map: external (the index kept native), shards: Uint32Array, files: string[] }
 Napi::Value ReadWeightMapTable(const Napi::CallbackInfo& info);
-// JS: weightMapAgrees(listedText, listedShards: Uint32Array, listedFiles: string[], namesText, fileOf: Uint32Array, shardNames: string[])
-// → boolean: whether an index's names (listedText, each followed by '\n', name i in listedFiles[listedShards[i]]: readWeightMapTable's
-// columns) are exactly the stored names of namesText, each once, name k in shardNames[fileOf[k]]; true means both lists are free of
-// duplicates too. False for anything else (the caller's own checks then find the exact difference).
+// JS: weightMapNamesText(map) → string: the index's names, each followed by '\n', in the order written.
+Napi::Value WeightMapNamesText(const Napi::CallbackInfo& info);
+// JS: weightMapAgrees(map, namesText, fileOf: Uint32Array, shardNames: string[]) → boolean: whether the index (readWeightMapTable's map)
+// lists exactly the stored names of namesText (each followed by '\n'), each once, name k in shardNames[fileOf[k]]; true means the stored
+// names are free of duplicates too. False for anything else (the caller's own checks then find the exact difference).
 Napi::Value WeightMapAgrees(const Napi::CallbackInfo& info);
 // JS: encodeHeaderColumns(namesText, dtypes: Uint8Array, shapeStarts: Uint32Array, dims: Float64Array, dtypeNames: string[],
 //   dtypeBits: Uint32Array, metadataJson: string | null, maxHeaderBytes) → null (declined) | { bytes: Buffer, starts: Float64Array,

@@ -88,6 +88,8 @@ JobStat statOf(Reader& r) {
 std::vector<Job> unpackJobs(const double* words, size_t count) {
   Reader r(words, count);
   std::vector<Job> jobs;
+  // An interpolation's job takes 19 words: sized so that a plan of such jobs (or longer ones) never regrows the vector.
+  jobs.reserve(count / 19 + 1);
   while (!r.done()) {
     Job job;
     job.count = r.u64("element count");
@@ -111,7 +113,10 @@ std::vector<Job> unpackJobs(const double* words, size_t count) {
       dest.offset = r.u64("destination offset");
       dest.dtype = dtypeOf(r);
       dest.op = opOf(r);
-      for (double w : r.numbers("coefficient count")) dest.w.push_back(static_cast<float>(w));
+      // Straight into the dest's floats: no temporary vector per dest (an 18,867-tensor plan's jobs are decoded on the calling thread).
+      const size_t weights = r.length("coefficient count");
+      dest.w.reserve(weights);
+      for (size_t k = 0; k < weights; ++k) dest.w.push_back(static_cast<float>(r.number()));
       dest.params = r.numbers("sparse parameter count");
       job.dests.push_back(std::move(dest));
     }

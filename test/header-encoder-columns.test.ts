@@ -147,3 +147,33 @@ test("the addon's header encoder writes or refuses every header as the JavaScrip
   expect(refused).toBeGreaterThan(50);
   expect(refused).toBeLessThan(350);
 });
+
+test("the addon's header encoder leaves names it cannot write as they are (escapes, surrogates, U+FFFD) to the JavaScript encoder, with the same outcome", () => {
+  const tables = nativeJsonTables()!;
+  const next = rng(seed + 6);
+  const pieces = ['model.w', 'é', '\u{1f600}', '\ud800', '\udfff', 'a\ud83d', '\ufffd', '"', '\\', '\u0001', '\u001f', '\u007f', '\u2028', 'ok'];
+  const outcome = (names: string[]) => {
+    try {
+      const { bytes, starts, dataBytes } = encodeHeaderColumns(
+        'encodeSafetensorsHeader',
+        names,
+        Uint8Array.from(names, () => DTYPE_NAMES.indexOf('BF16')),
+        shapeColumns(names.map(() => [2])),
+        { format: 'pt' },
+      );
+      return { bytes: bytes.toString('latin1'), starts: Array.from(starts), dataBytes };
+    } catch (e) {
+      return { error: `${(e as Error).constructor.name}: ${(e as Error).message}` };
+    }
+  };
+  for (let round = 0; round < 300; round++) {
+    const names = [...new Set(Array.from({ length: 1 + Math.floor(next() * 4) }, (_, i) => `t${i}.${pieces[Math.floor(next() * pieces.length)]}`))];
+    const withAddon = outcome(names);
+    useNativeJsonTables(undefined);
+    try {
+      expect({ names, outcome: withAddon }).toEqual({ names, outcome: outcome(names) });
+    } finally {
+      useNativeJsonTables(tables);
+    }
+  }
+});

@@ -203,6 +203,31 @@ test('the planner writes the packed words the object path packs, on random plans
   }
 });
 
+test('the planner writes the packed words the object path packs when consecutive tensors share recipe objects (as an interpolation does)', () => {
+  const next = rng(seed + 7);
+  let sharedRuns = 0;
+  for (let round = 0; round < 150; round++) {
+    const { spec } = randomPlan(next);
+    // One object per (op, model list, dtype), the first one drawn (its weights and parameters fit any tensor), so that neighbours share it.
+    const byKind = new Map<string, TensorRecipe>();
+    const own = spec.recipe;
+    const recipe = (name: string, o: number) => {
+      const r = own(name, o);
+      const key = `${r.op} ${r.models.join(',')} ${r.dtype}`;
+      if (!byKind.has(key)) byKind.set(key, r);
+      return byKind.get(key)!;
+    };
+    const shared = { ...spec, recipe };
+    const names = spec.layout.shards.flatMap((s) => s.tensors.map((t) => t.name));
+    for (let i = 1; i < names.length; i++) if (spec.outputs.every((_, o) => recipe(names[i], o) === recipe(names[i - 1], o))) sharedRuns++;
+    const plan = planMerge(shared);
+    const reference = referenceJobs(shared, plan);
+    expect(Array.from(plan.packedJobs.words)).toEqual(Array.from(packJobs(reference)));
+    expect(Array.from(plan.packedJobs.work)).toEqual(reference.map(referenceWork));
+  }
+  expect(sharedRuns).toBeGreaterThan(10);
+});
+
 test('statistics jobs keep their flags, statistic and parameters through packing and unpacking, and their read bytes as weight', () => {
   const jobs: NativeJob[] = [
     {
@@ -301,4 +326,29 @@ test('the addon writes the index text byte for byte, or declines to it, on rando
   }
   // Most plain rounds go through the addon (a round with a digit-led name or a name listed twice does not).
   expect(taken).toBeGreaterThan(80);
+});
+
+test('the addon writes the index text byte for byte when each shard lists its names sorted (its merge of sorted runs), or when too many runs make it sort', () => {
+  loadNative();
+  const next = rng(seed + 3);
+  const pieces = ['model', 'layers', 'mlp', 'experts', 'Experts', '_', '~', '.', 'z', '0', '7', '10', '3'];
+  const byBytes = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+  let taken = 0;
+  for (let round = 0; round < 300; round++) {
+    const names = new Set<string>();
+    const count = Math.floor(next() * 400);
+    while (names.size < count)
+      names.add(['m', ...Array.from({ length: 1 + Math.floor(next() * 5) }, () => pieces[Math.floor(next() * pieces.length)])].join('.'));
+    // 1 to 100 shards (past 64 runs the addon sorts), each shard's names sorted, now and then one shard left unsorted or a name listed twice.
+    const shardCount = 1 + Math.floor(next() * (next() < 0.8 ? 20 : 100));
+    const shards = Array.from({ length: shardCount }, (_, s) => ({ name: `model-${s}-of-${shardCount}.safetensors`, names: [] as string[] }));
+    for (const name of names) shards[Math.floor(next() * shardCount)].names.push(name);
+    for (const s of shards) if (next() < 0.9) s.names.sort(byBytes);
+    if (count > 0 && next() < 0.05) shards[0].names.push([...names][0]);
+    const model = { shards: shards.map((s) => ({ ...s, path: '', size: 0, written: true })), tensorBytes: Math.floor(next() * 2 ** 40) };
+    const file = indexFile(model);
+    if (Buffer.isBuffer(file)) taken++;
+    expect(Buffer.from(file).equals(Buffer.from(indexText(model)))).toBe(true);
+  }
+  expect(taken).toBeGreaterThan(200);
 });

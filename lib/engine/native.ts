@@ -120,6 +120,7 @@ export function loadNative(): NativeAddon {
       typeof tables.readHeaderTable === 'function' &&
       typeof tables.readWeightMapTable === 'function' &&
       typeof tables.weightMapAgrees === 'function' &&
+      typeof tables.weightMapNamesText === 'function' &&
       typeof tables.encodeHeaderColumns === 'function'
     )
       useNativeJsonTables(jsonTablesOfAddon(tables as NativeJsonTablesAddon));

@@ -42,7 +42,7 @@ export interface StoredNames {
 
 export interface NativeJsonTables {
   readHeaderTable(json: Uint8Array, dtypeNames: readonly string[]): HeaderTableColumns | null;
-  /** Its `names` are split out of the addon's text on first read: a checkpoint whose index agrees with its headers never reads them. */
+  /** Its `namesText` and `names` cross from the addon on first read (the index stays there): a checkpoint whose index agrees with its headers never reads them. */
   readWeightMapTable(json: Uint8Array): WeightMapColumns | null;
   /**
    * Whether an index's columns (readWeightMapTable's) list exactly the stored names, each once, each in its shard: one call, no
@@ -50,7 +50,7 @@ export interface NativeJsonTables {
    */
   weightMapAgrees(listed: WeightMapColumns, stored: StoredNames): boolean;
   /**
-   * safetensors.ts's encodeHeaderColumns for plain names (nothing to escape, no surrogate, no '\n'), dtypes as codes into DTYPE_NAMES and
+   * safetensors.ts's encodeHeaderColumns for plain names (nothing to escape, no lone surrogate, no '\n'), dtypes as codes into DTYPE_NAMES and
    * `__metadata__` already encoded; null (declined) for anything else, which the JavaScript encoder then writes or refuses.
    */
   encodeHeader(
@@ -71,15 +71,10 @@ export interface NativeJsonTables {
 /** The addon's own functions: names as one text, each name followed by '\n' (no escape-free JSON string holds one). */
 export interface NativeJsonTablesAddon {
   readHeaderTable(json: Uint8Array, dtypeNames: readonly string[]): (Omit<HeaderTableColumns, 'names'> & { namesText: string }) | null;
-  readWeightMapTable(json: Uint8Array): (Omit<WeightMapColumns, 'names'> & { namesText: string }) | null;
-  weightMapAgrees(
-    listedText: string,
-    listedShards: Uint32Array,
-    listedFiles: readonly string[],
-    namesText: string,
-    fileOf: Uint32Array,
-    shardNames: readonly string[],
-  ): boolean;
+  /** `map` is the index kept native (its text and names table) for weightMapNamesText and weightMapAgrees. */
+  readWeightMapTable(json: Uint8Array): { map: NativeWeightMap; shards: Uint32Array; files: string[] } | null;
+  weightMapNamesText(map: NativeWeightMap): string;
+  weightMapAgrees(map: NativeWeightMap, namesText: string, fileOf: Uint32Array, shardNames: readonly string[]): boolean;
   encodeHeaderColumns(
     namesText: string,
     dtypes: Uint8Array,
@@ -93,7 +88,13 @@ export interface NativeJsonTablesAddon {
   encodeIndexWeightMap?(namesText: string, shardCounts: Uint32Array, tails: readonly string[], prefix: string, suffix: string): Buffer | null;
 }
 
+/** An index read by the addon and kept there (an external value: only the addon reads it). */
+export type NativeWeightMap = { readonly nativeWeightMap: unique symbol };
+
 const DTYPE_BIT_COLUMN = Uint32Array.from(DTYPE_NAMES, (d) => DTYPE_BITS[d]);
+
+/** The index each weight_map's columns were read from, kept by the addon (columns made elsewhere have none). */
+const nativeMaps = new WeakMap<WeightMapColumns, NativeWeightMap>();
 
 /** The readers over the addon's functions: names split out of its one text (one builtin call, not a Node-API string per name). */
 export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTables {
@@ -116,41 +117,55 @@ export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTable
     readHeaderTable(json, dtypeNames) {
       const raw = addon.readHeaderTable(json, dtypeNames);
       if (raw === null) return null;
-      return { ...raw, names: splitNames(raw.namesText) };
+      // One literal, fields in one order: every header's columns share a shape (a spread of the addon's object did not, and each new
+      // shape deoptimized the code that reads them).
+      return {
+        names: splitNames(raw.namesText),
+        dtypes: raw.dtypes,
+        shapeStarts: raw.shapeStarts,
+        dims: raw.dims,
+        offsets: raw.offsets,
+        metadata: raw.metadata,
+        namesText: raw.namesText,
+      };
     },
     readWeightMapTable(json) {
       const raw = addon.readWeightMapTable(json);
       if (raw === null) return null;
+      let namesText: string | undefined;
       let names: string[] | undefined;
-      return {
+      const columns: WeightMapColumns = {
         shards: raw.shards,
         files: raw.files,
-        namesText: raw.namesText,
+        // The names cross from the addon only when read: a checkpoint whose index agrees with its headers never reads them.
+        get namesText() {
+          namesText ??= addon.weightMapNamesText(raw.map);
+          return namesText;
+        },
         get names() {
-          names ??= splitNames(raw.namesText);
+          names ??= splitNames(this.namesText!);
           return names;
         },
       };
+      nativeMaps.set(columns, raw.map);
+      return columns;
     },
     encodeHeader(names, dtypes, shapes, metadataJson, maxHeaderBytes) {
+      // The addon declines a name with anything to escape or a lone surrogate, which the JavaScript encoder then writes or refuses (a '\n' in a
+      // name makes the count differ: declined too); a test here cost more than the encoding.
       const text = names.length === 0 ? '' : names.join('\n') + '\n';
-      // A name with anything to escape or a surrogate goes to the JavaScript encoder (a '\n' in a name makes the count differ: declined).
-      if (NOT_PLAIN.test(text)) return null;
       return addon.encodeHeaderColumns(text, dtypes, shapes.shapeStarts, shapes.dims, DTYPE_NAMES, DTYPE_BIT_COLUMN, metadataJson, maxHeaderBytes);
     },
     weightMapAgrees(listed, stored) {
+      // Only an index this addon read is kept there to check against; for any other, false leaves the decision to the caller's checks.
+      const map = nativeMaps.get(listed);
       // A name holding '\n' would split in two: the count then differs, and the answer is false, as it must be (no vouched-for index lists such a name).
-      if (stored.names.length === 0) return false;
-      const listedText = listed.namesText ?? listed.names.join('\n') + '\n';
+      if (map === undefined || stored.names.length === 0) return false;
       const namesText = stored.namesText ?? stored.names.join('\n') + '\n';
-      return addon.weightMapAgrees(listedText, listed.shards, listed.files, namesText, stored.fileIndex, stored.shardNames);
+      return addon.weightMapAgrees(map, namesText, stored.fileIndex, stored.shardNames);
     },
   };
 }
-
-/** What JSON.stringify escapes (", \, control characters other than the separator '\n') and surrogates. */
-// eslint-disable-next-line no-control-regex -- control characters are what JSON.stringify escapes
-const NOT_PLAIN = /["\\\u0000-\u0009\u000b-\u001f\ud800-\udfff]/;
 
 /** Names each followed by '\n', as a list. */
 function splitNames(text: string): string[] {

@@ -241,7 +241,8 @@ export async function runInterpolation(
       checkpoints: [instruct, thinking],
       layout: checkpointLayout(instruct),
       outputs: targets.map((t, o) => ({ dir: transactions[o].tempDir, metadata: { format: 'pt', weightmix: recipeText(t.lambda) } })),
-      recipe: (name, o) => recipes[o](name, !unselected.has(name)),
+      // Without a selection no name is looked up (a Set lookup hashes each of an 18,867-tensor model's names).
+      recipe: unselected.size === 0 ? (name, o) => recipes[o](name, true) : (name, o) => recipes[o](name, !unselected.has(name)),
       shardFilter: part ? partFilter(instruct, part) : undefined,
     });
     const writeBlockBytes = options.blockBytes === undefined ? await defaultWriteBlockBytes(transactions.map((tx) => tx.tempDir)) : blockBytes;
