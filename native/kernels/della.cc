@@ -158,17 +158,6 @@ void keepBlocks(const void* base, Dtype tb, const void* x, Dtype tx, const Della
   keepBlocksWith(*sc, base, tb, x, tx, rows, m, start, n, keep, before, after);
 }
 
-// Eight 0/1 bytes for each byte of bits (bit q to byte q), built at compile time: unpackKeepBits' table.
-struct SpreadBits {
-  uint64_t bytes[256];
-  constexpr SpreadBits() : bytes() {
-    for (uint32_t b = 0; b < 256; ++b) {
-      for (uint32_t q = 0; q < 8; ++q) bytes[b] |= static_cast<uint64_t>((b >> q) & 1) << (8 * q);
-    }
-  }
-};
-constexpr SpreadBits kSpreadBits;
-
 // keep[j] = element start + j's bit of a keepBits map (sparsify.h's keptBit), a byte of bits at a time where aligned.
 void unpackKeepBits(const uint8_t* bits, uint64_t start, size_t n, uint8_t* keep) {
   size_t j = 0;

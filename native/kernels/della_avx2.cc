@@ -51,17 +51,6 @@ struct LanePack {
 };
 constexpr LanePack kLanePack;
 
-// Four 0/1 bytes for a 4-bit mask (bit q to byte q).
-struct SpreadNibble {
-  uint32_t bytes[16];
-  constexpr SpreadNibble() : bytes() {
-    for (uint32_t m = 0; m < 16; ++m) {
-      for (uint32_t q = 0; q < 4; ++q) bytes[m] |= ((m >> q) & 1u) << (8 * q);
-    }
-  }
-};
-constexpr SpreadNibble kSpreadNibble;
-
 }  // namespace
 
 // Draws and limits are below 2^53: the signed 64-bit compares order them as unsigned.
@@ -75,7 +64,7 @@ __attribute__((target("avx2,fma,f16c"))) uint32_t dellaSplitDraws(const uint64_t
     const __m256i below = _mm256_cmpgt_epi64(lo, x), belowHigh = _mm256_cmpgt_epi64(hi, x);
     const uint32_t kept = static_cast<uint32_t>(_mm256_movemask_pd(_mm256_castsi256_pd(below)));
     const uint32_t mid = static_cast<uint32_t>(_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_andnot_si256(below, belowHigh))));
-    std::memcpy(keep + t, &kSpreadNibble.bytes[kept], 4);
+    std::memcpy(keep + t, &kSpreadBits.bytes[kept], 4);  // a 4-bit mask: the first 4 of its 8 bytes
     const __m128i lanes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kLanePack.lanes[mid]));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(middle + nm), _mm_add_epi32(lanes, _mm_set1_epi32(static_cast<int>(t))));
     nm += static_cast<uint32_t>(__builtin_popcount(mid));
