@@ -4,7 +4,6 @@
  * tensor once; transactions publish all outputs or none; the CLI's batch form.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { merge } from '../lib/recipes/merge-recipe';
@@ -14,8 +13,8 @@ import { fusePlans } from '../lib/engine/fuse-plans';
 import { MergePlan, mergePlanOf } from '../lib/engine/plan';
 import { packJobColumns } from '../lib/engine/packed-jobs';
 import { ensureCliBuilt, expectOneLineError, runCli } from './helpers/cli';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
 let A: string; // "instruct"
 let B: string; // "thinking"
 let N: string; // near A: the TIES/TA base
@@ -23,17 +22,14 @@ let F: string; // far from A, its own pair: a second group
 let G: string;
 let counter = 0;
 
+useTempDir('weightmix-batch-');
+
 beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-batch-'));
   const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', layers: 6, seed: 15, shards: [2, 1] });
   const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', layers: 6, seed: 15, delta: 0.01, shards: [1, 3] });
   const far = await makeCheckpointPair({ dir: path.join(dir, 'far'), shape: 'tiny', layers: 6, seed: 16, delta: 0.3 });
   [A, B, N, F, G] = [pair.instruct, pair.thinking, near.thinking, far.instruct, far.thinking];
 }, 60000);
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
 
 const two = (x: string, y: string, wx: unknown, wy: unknown) => ({
   merge_method: 'linear',
