@@ -40,6 +40,22 @@ const two = (x: string, y: string, wx: unknown, wy: unknown) => ({
   dtype: 'bfloat16',
 });
 
+/** A slerp of A (the base) and B over one slice of all six layers; `extra` keys follow `parameters`. */
+const slerpAB = (t: unknown, extra: Record<string, unknown> = {}) => ({
+  merge_method: 'slerp',
+  base_model: A,
+  slices: [
+    {
+      sources: [
+        { model: A, layer_range: [0, 6] },
+        { model: B, layer_range: [0, 6] },
+      ],
+    },
+  ],
+  parameters: { t },
+  ...extra,
+});
+
 /** The mix the issue names: linear variants, a layer range, a module ablation, SLERP, TIES; plus a stack and a second group. */
 function recipes(): Record<string, Record<string, unknown>> {
   return {
@@ -49,33 +65,8 @@ function recipes(): Record<string, Record<string, unknown>> {
     'mi-0.5-swapped': two(B, A, 0.5, 0.5),
     'mi-0.8-layers-2-5': two(A, B, [1, 1, 0.2, 0.2, 0.2, 0.2], [0, 0, 0.8, 0.8, 0.8, 0.8]),
     'without-attention': two(A, B, [{ filter: 'self_attn', value: 1 }, { value: 0.2 }], [{ filter: 'self_attn', value: 0 }, { value: 0.8 }]),
-    slerp: {
-      merge_method: 'slerp',
-      base_model: A,
-      slices: [
-        {
-          sources: [
-            { model: A, layer_range: [0, 6] },
-            { model: B, layer_range: [0, 6] },
-          ],
-        },
-      ],
-      parameters: { t: [{ filter: 'mlp', value: [0.2, 0.9] }, { value: 0.6 }] },
-      dtype: 'bfloat16',
-    },
-    'slerp-again': {
-      merge_method: 'slerp',
-      base_model: A,
-      slices: [
-        {
-          sources: [
-            { model: A, layer_range: [0, 6] },
-            { model: B, layer_range: [0, 6] },
-          ],
-        },
-      ],
-      parameters: { t: 0.3 },
-    },
+    slerp: slerpAB([{ filter: 'mlp', value: [0.2, 0.9] }, { value: 0.6 }], { dtype: 'bfloat16' }),
+    'slerp-again': slerpAB(0.3),
     ties: {
       merge_method: 'ties',
       base_model: N,
