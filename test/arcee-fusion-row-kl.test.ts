@@ -4,8 +4,6 @@
  * Both ways (KLs given, KLs computed by the kernel) must give the same counts and the same bytes, on random
  * inputs with special values (NaN, ±Inf, ±0, subnormals, the largest finite) in some rows.
  */
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype, NativeJob } from '../lib/engine/native-plan';
@@ -15,17 +13,11 @@ import { setArceeFusionThresholds } from '../lib/recipes/arcee-fusion-statistics
 import { Dtype } from './reference/numerics';
 import { randomTensors } from './helpers/special-values';
 import { readRaw, writeRaw } from './helpers/raw-values';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
 let counter = 0;
 
-beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-fusion-kl-'));
-});
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
+useTempDir('weightmix-fusion-kl-');
 
 const plan = { outputs: [], threads: 3, blockBytes: 4096, direct: false };
 

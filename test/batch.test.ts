@@ -4,7 +4,6 @@
  * tensor once; transactions publish all outputs or none; the CLI's batch form.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { merge } from '../lib/recipes/merge-recipe';
@@ -14,8 +13,8 @@ import { fusePlans } from '../lib/engine/fuse-plans';
 import { MergePlan, mergePlanOf } from '../lib/engine/plan';
 import { packJobColumns } from '../lib/engine/packed-jobs';
 import { ensureCliBuilt, expectOneLineError, runCli } from './helpers/cli';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
 let A: string; // "instruct"
 let B: string; // "thinking"
 let N: string; // near A: the TIES/TA base
@@ -23,17 +22,14 @@ let F: string; // far from A, its own pair: a second group
 let G: string;
 let counter = 0;
 
+useTempDir('weightmix-batch-');
+
 beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-batch-'));
   const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', layers: 6, seed: 15, shards: [2, 1] });
   const near = await makeCheckpointPair({ dir: path.join(dir, 'near'), shape: 'tiny', layers: 6, seed: 15, delta: 0.01, shards: [1, 3] });
   const far = await makeCheckpointPair({ dir: path.join(dir, 'far'), shape: 'tiny', layers: 6, seed: 16, delta: 0.3 });
   [A, B, N, F, G] = [pair.instruct, pair.thinking, near.thinking, far.instruct, far.thinking];
 }, 60000);
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
 
 const two = (x: string, y: string, wx: unknown, wy: unknown) => ({
   merge_method: 'linear',
@@ -42,6 +38,22 @@ const two = (x: string, y: string, wx: unknown, wy: unknown) => ({
     { model: y, parameters: { weight: wy } },
   ],
   dtype: 'bfloat16',
+});
+
+/** A slerp of A (the base) and B over one slice of all six layers; `extra` keys follow `parameters`. */
+const slerpAB = (t: unknown, extra: Record<string, unknown> = {}) => ({
+  merge_method: 'slerp',
+  base_model: A,
+  slices: [
+    {
+      sources: [
+        { model: A, layer_range: [0, 6] },
+        { model: B, layer_range: [0, 6] },
+      ],
+    },
+  ],
+  parameters: { t },
+  ...extra,
 });
 
 /** The mix the issue names: linear variants, a layer range, a module ablation, SLERP, TIES; plus a stack and a second group. */
@@ -53,33 +65,8 @@ function recipes(): Record<string, Record<string, unknown>> {
     'mi-0.5-swapped': two(B, A, 0.5, 0.5),
     'mi-0.8-layers-2-5': two(A, B, [1, 1, 0.2, 0.2, 0.2, 0.2], [0, 0, 0.8, 0.8, 0.8, 0.8]),
     'without-attention': two(A, B, [{ filter: 'self_attn', value: 1 }, { value: 0.2 }], [{ filter: 'self_attn', value: 0 }, { value: 0.8 }]),
-    slerp: {
-      merge_method: 'slerp',
-      base_model: A,
-      slices: [
-        {
-          sources: [
-            { model: A, layer_range: [0, 6] },
-            { model: B, layer_range: [0, 6] },
-          ],
-        },
-      ],
-      parameters: { t: [{ filter: 'mlp', value: [0.2, 0.9] }, { value: 0.6 }] },
-      dtype: 'bfloat16',
-    },
-    'slerp-again': {
-      merge_method: 'slerp',
-      base_model: A,
-      slices: [
-        {
-          sources: [
-            { model: A, layer_range: [0, 6] },
-            { model: B, layer_range: [0, 6] },
-          ],
-        },
-      ],
-      parameters: { t: 0.3 },
-    },
+    slerp: slerpAB([{ filter: 'mlp', value: [0.2, 0.9] }, { value: 0.6 }], { dtype: 'bfloat16' }),
+    'slerp-again': slerpAB(0.3),
     ties: {
       merge_method: 'ties',
       base_model: N,

@@ -9,7 +9,6 @@
  * values and the same plan. WEIGHTMIX_SEED=<seed> replays them.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Checkpoint, openCheckpoint, TensorLocation } from '../lib/model/checkpoint';
 import { tableOfLocations, tensorTableOf } from '../lib/model/tensor-table';
@@ -22,16 +21,13 @@ import { writeSafetensorsFile } from '../lib/format/safetensors';
 import { rng } from './helpers/models';
 import { RandomTensor, randomTensors } from './helpers/random-tensors';
 import { WeightmixError } from '../lib/errors';
+import { dir as root, useTempDir } from './helpers/temp-dir';
 
 const seed = Number(process.env.WEIGHTMIX_SEED ?? Math.floor(Math.random() * 2 ** 31));
 console.log('checkpoint columns: seed', seed, '(replay: WEIGHTMIX_SEED=' + seed + ')');
 
-let root: string;
-beforeAll(() => {
-  preloadNative();
-  root = fs.mkdtempSync(path.join(os.tmpdir(), 'wm-columns-'));
-});
-afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+beforeAll(() => preloadNative());
+useTempDir('wm-columns-');
 
 /** A model folder of random tensors in 1-3 shards, with an index when sharded; `plain`: metadata the addon's reader takes (no escapes). */
 async function writeRandomModel(dir: string, tensors: RandomTensor[], next: () => number, plain = false): Promise<void> {

@@ -7,7 +7,6 @@
  * `--device` (errors, the auto fallback, `info --json`) is tested everywhere.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { cudaUnavailableReason, resolveDevice } from '../lib/engine/device';
 import { interpolate, runInterpolation } from '../lib/interpolation/interpolate';
@@ -18,6 +17,7 @@ import { SafetensorsDtype } from '../lib/format/safetensors';
 import { ensureCliBuilt, expectOneLineError, leftoversBeside, runCli } from './helpers/cli';
 import { qwen3Names, randomTensor, rng, TensorSpec, writeModel } from './helpers/models';
 import { testIf } from './helpers/skip';
+import { dir, useTempDir } from './helpers/temp-dir';
 
 const seed = Number(process.env.WEIGHTMIX_SEED ?? Math.floor(Math.random() * 2 ** 31));
 console.log('seed', seed);
@@ -28,7 +28,6 @@ const unusable = cudaUnavailableReason(info);
 const withGpu = testIf(unusable === undefined, unusable ?? '');
 const withoutGpu = testIf(unusable !== undefined, 'a GPU is usable here');
 
-let dir: string;
 let A: string;
 let B: string;
 let N: string;
@@ -44,8 +43,9 @@ const DTYPES: SafetensorsDtype[] = ['BF16', 'F16', 'F32'];
 const dtypeOf = (name: string): SafetensorsDtype => DTYPES[[...name].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7) % 3];
 const count = (spec: TensorSpec) => spec.shape.reduce((a, b) => a * b, 1);
 
+useTempDir('weightmix-device-');
+
 beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-device-'));
   const next = rng(seed);
   const base = new Map<string, Buffer>();
   const a = await writeModel(
@@ -64,10 +64,6 @@ beforeAll(async () => {
   const [b, n] = await Promise.all([near('B'), near('N')]);
   [A, B, N] = [a.dir, b.dir, n.dir];
 }, 120_000);
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
 
 /** Every output file that holds tensors, by name: the shards and the index. */
 function tensorFiles(out: string): Map<string, Buffer> {

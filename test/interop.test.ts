@@ -8,12 +8,11 @@
  * Without one every case is skipped, with the reason in its title and on the console.
  */
 import { spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { interpolate } from '../lib/interpolation/interpolate';
 import { testIf } from './helpers/skip';
+import { dir as root, useTempDir } from './helpers/temp-dir';
 
 const SCRIPTS = path.join(__dirname, '..', 'scripts', 'interop');
 
@@ -100,7 +99,6 @@ function torchReference(pair: { instruct: string; thinking: string }, out: strin
   ]);
 }
 
-let root: string;
 let tiny: { instruct: string; thinking: string };
 let special: { instruct: string; thinking: string };
 const outputs = new Map<string, string>();
@@ -116,9 +114,10 @@ async function merged(pair: { instruct: string; thinking: string }, tag: string,
   return out;
 }
 
+useTempDir('wm-interop-');
+
 beforeAll(async () => {
   if (!haveTorch) return;
-  root = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'wm-interop-'));
   // Instruct in 2 shards, Thinking in 3: the output follows Instruct's layout, with an index.json.
   const pair = await makeCheckpointPair({ dir: path.join(root, 'tiny'), shape: 'tiny', shards: [2, 3], seed: 11 });
   tiny = { instruct: pair.instruct, thinking: pair.thinking };
@@ -126,10 +125,6 @@ beforeAll(async () => {
   expectExit0(runPython('make_special_pair.py', ['--like', pair.instruct, '--out', path.join(root, 'special'), '--seed', '5']));
   special = { instruct: path.join(root, 'special', 'instruct'), thinking: path.join(root, 'special', 'thinking') };
 }, 300_000);
-
-afterAll(async () => {
-  if (root) await fs.promises.rm(root, { recursive: true, force: true });
-});
 
 const CASES: Array<['exact' | 'mi', number]> = [
   ['exact', 0.8],

@@ -3,7 +3,6 @@
  * inputs with the special values mixed in, every selection flag, differing shard layouts and dtypes.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { interpolate } from '../lib/interpolation/interpolate';
@@ -12,18 +11,19 @@ import { sweep } from '../lib/interpolation/sweep';
 import { readTensorBytes } from '../lib/format/tensor-data';
 import { listTree, qwen3Names, randomTensor, rng, TensorSpec, writeModel, WrittenModel } from './helpers/models';
 import { referenceInterpolation } from './reference/interpolation';
+import { dir as root, useTempDir } from './helpers/temp-dir';
 
 const seed = Number(process.env.WEIGHTMIX_SEED ?? Math.floor(Math.random() * 2 ** 31));
 console.log(`interpolate.test seed ${seed} (replay with WEIGHTMIX_SEED=${seed})`);
 
-let root: string;
 let instruct: WrittenModel;
 let thinking: WrittenModel;
 const LAYERS = 4;
 const specs: TensorSpec[] = qwen3Names(LAYERS);
 
+useTempDir('wm-interp-');
+
 beforeAll(async () => {
-  root = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'wm-interp-'));
   const next = rng(seed);
   // Instruct in 3 shards, Thinking in 2: pairing must go by tensor name, never by shard file.
   instruct = await writeModel(
@@ -42,10 +42,6 @@ beforeAll(async () => {
     (s, d) => randomTensor(d as 'BF16', count(s), next, instruct.data.get(s.name)!.bytes),
     'thinking',
   );
-});
-
-afterAll(async () => {
-  await fs.promises.rm(root, { recursive: true, force: true });
 });
 
 function count(s: TensorSpec): number {

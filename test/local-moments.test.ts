@@ -8,7 +8,6 @@
  * streaming path does, and leaves nothing behind.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { WeightmixError } from '../lib/errors';
 import type { MergeProgress } from '../lib/engine/execute-plan';
@@ -20,8 +19,8 @@ import { listTree, qwen3Names, randomTensor, rng, writeModel } from './helpers/m
 import { expectLocalStreamedMixedAlike } from './helpers/local-vs-streamed';
 import { writeRaw } from './helpers/raw-values';
 import { randomTensors } from './helpers/special-values';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
 let A: string;
 let B: string;
 let C: string;
@@ -29,8 +28,9 @@ let N: string;
 const defaultBytes = localStatistics.maxTensorBytes;
 const DTYPES = ['F32', 'BF16', 'F16'] as const;
 
+useTempDir('weightmix-local-moments-');
+
 beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-local-moments-'));
   // down_proj has 128 × 320 = 40,960 elements: three pieces of the helper's 64 KiB blocks (16,384 elements).
   const specs = qwen3Names(3, 128, 320);
   const dtypeOf = (name: string) => DTYPES[specs.findIndex((s) => s.name === name) % 3];
@@ -51,10 +51,6 @@ beforeAll(async () => {
     );
   [N, A, B, C] = [base.dir, (await near('A')).dir, (await copyOfBase('B')).dir, (await near('C')).dir];
 }, 180_000); // four models: 60 s was not enough in a full run at load 15
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
 
 afterEach(() => {
   localStatistics.maxTensorBytes = defaultBytes;

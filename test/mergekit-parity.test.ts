@@ -4,7 +4,6 @@
  * config that describes it, tokenizer_source's embedding resize.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { merge } from '../lib/recipes/merge-recipe';
@@ -14,17 +13,11 @@ import { readTensorBytes, readTensorValues } from '../lib/format/tensor-data';
 import { SafetensorsDtype } from '../lib/format/safetensors';
 import { qwen3Names, randomTensor, rng, TensorSpec, writeModel } from './helpers/models';
 import { taskArithmeticRef } from './reference/merge-methods';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
 let counter = 0;
 
-beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-parity-'));
-});
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
+useTempDir('weightmix-parity-');
 
 const count = (s: TensorSpec) => s.shape.reduce((a, b) => a * b, 1);
 

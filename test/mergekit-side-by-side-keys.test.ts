@@ -7,7 +7,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { stringify } from 'yaml';
 import { openCheckpoint } from '../lib/model/checkpoint';
@@ -22,6 +21,7 @@ import { readLoraAdapter } from '../lib/recipes/lora/lora-adapter';
 import { decodeMatrix } from '../lib/recipes/lora/lora-delta';
 import { readTokenizerVocabulary } from '../lib/recipes/tokenizer-vocabulary';
 import { isEmbeddingMatrix } from '../lib/recipes/tokenizer-source';
+import { dir, useTempDir } from './helpers/temp-dir';
 
 const PYTHON = process.env.WEIGHTMIX_MERGEKIT_PYTHON;
 const sideBySide = testIf(PYTHON !== undefined && PYTHON !== '', 'WEIGHTMIX_MERGEKIT_PYTHON is not set (a Python that can import mergekit and peft)');
@@ -126,7 +126,6 @@ async function vocabularyDistance(ours: string, theirs: string, kept: string[]):
 }
 
 describe('recipe keys against mergekit, PEFT and transformers', () => {
-  let dir: string;
   let A: string;
   let B: string;
   let C: string;
@@ -137,9 +136,10 @@ describe('recipe keys against mergekit, PEFT and transformers', () => {
   let W: string;
   const table: string[] = [];
 
+  useTempDir('weightmix-keys-');
+
   beforeAll(async () => {
     if (!PYTHON) return;
-    dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-keys-'));
     const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 3 });
     [A, B] = [pair.instruct, pair.thinking];
     // C: B's copy, so that auto has a most common template (mergekit breaks a tie by its set's order).
@@ -157,7 +157,6 @@ describe('recipe keys against mergekit, PEFT and transformers', () => {
   afterAll(async () => {
     if (!PYTHON) return;
     console.log(['check | result', ...table].join('\n'));
-    await fs.promises.rm(dir, { recursive: true, force: true });
   });
 
   const linear = (a: string, b: string, extra: Record<string, unknown> = {}) => ({

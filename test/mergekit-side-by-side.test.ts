@@ -7,7 +7,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { stringify } from 'yaml';
 import { openCheckpoint } from '../lib/model/checkpoint';
@@ -16,6 +15,7 @@ import { parseRecipe } from '../lib/recipes/recipe';
 import { readTensorValues } from '../lib/format/tensor-data';
 import { testIf } from './helpers/skip';
 import { makeNearFarModels } from './helpers/tiny-models';
+import { dir, useTempDir } from './helpers/temp-dir';
 
 const PYTHON = process.env.WEIGHTMIX_MERGEKIT_PYTHON;
 const mergekitTest = testIf(PYTHON !== undefined && PYTHON !== '', 'WEIGHTMIX_MERGEKIT_PYTHON is not set (a Python that can import mergekit)');
@@ -49,23 +49,22 @@ async function distance(ours: string, theirs: string): Promise<Distance> {
 }
 
 describe('weightmix against mergekit', () => {
-  let dir: string;
   let A: string;
   let B: string;
   let N: string;
   let F: string;
   const table: string[] = [];
 
+  useTempDir('weightmix-mergekit-');
+
   beforeAll(async () => {
     if (!PYTHON) return;
-    dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-mergekit-'));
     ({ A, B, N, F } = await makeNearFarModels(dir, 3));
   }, 120000);
 
   afterAll(async () => {
     if (!PYTHON) return;
     console.log(['method | max f32 ulps | relative L2 | tensors', ...table].join('\n'));
-    await fs.promises.rm(dir, { recursive: true, force: true });
   });
 
   const recipes: [string, () => Record<string, unknown>, (d: Distance) => void][] = [

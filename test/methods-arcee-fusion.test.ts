@@ -6,8 +6,6 @@
  * the threshold (exp and log of the C library and of V8 may differ in the last bit of an f64): there
  * either value is accepted, and such elements are counted and must be rare.
  */
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
@@ -25,17 +23,11 @@ import { randomTensors } from './helpers/special-values';
 import { writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
 import { makeNearModels } from './helpers/tiny-models';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
 let counter = 0;
 
-beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-fusion-'));
-});
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
+useTempDir('weightmix-fusion-');
 
 const bitsOf = (v: number, to: Dtype) => (Number.isNaN(v) ? CANONICAL_NAN[to] : encode(to, v));
 

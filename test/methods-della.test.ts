@@ -6,7 +6,6 @@
  * MAGPRUNE's statistics; then whole recipes over fixtures within one ulp.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype, NativeJob } from '../lib/engine/native-plan';
@@ -23,17 +22,11 @@ import { randomTensors } from './helpers/special-values';
 import { expectedBits, writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
 import { makeNearModels } from './helpers/tiny-models';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
 let counter = 0;
 
-beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-della-'));
-});
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
+useTempDir('weightmix-della-');
 
 const NAME = 'model.layers.0.mlp.up_proj.weight';
 const SEED = 42;

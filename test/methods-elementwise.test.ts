@@ -4,8 +4,6 @@
  * at epsilon and at t), bit for bit against the f64 oracles of test/reference/elementwise.ts rounded
  * once; then whole recipes over fixtures within one ulp.
  */
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype, NativeJob } from '../lib/engine/native-plan';
@@ -21,17 +19,11 @@ import { randomTensors } from './helpers/special-values';
 import { expectedBits, writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
 import { makeNearFarModels } from './helpers/tiny-models';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
 let counter = 0;
 
-beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-elementwise-'));
-});
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
+useTempDir('weightmix-elementwise-');
 
 /** One job over raw files and one dest per output dtype; threads and small blocks cut it into pieces. */
 async function runElementwise(files: string[], dtypes: Dtype[], n: number, op: 'nearswap' | 'ram', params: number[], threads: number) {

@@ -5,7 +5,6 @@
  * values, and whole recipes within one ulp of mergekit's definitions applied row by row.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import { writeSafetensorsFile } from '../lib/format/safetensors';
@@ -20,8 +19,8 @@ import { modelStockRef, nuslerpRef } from './reference/merge-methods';
 import { rng } from './helpers/models';
 import { writeRaw } from './helpers/raw-values';
 import { makeNearFarModels } from './helpers/tiny-models';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
 let counter = 0;
 let A: string;
 let B: string;
@@ -29,16 +28,13 @@ let N: string;
 let F: string;
 let shapes: Map<string, number[]>;
 
+useTempDir('weightmix-rows-');
+
 beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-rows-'));
   ({ A, B, N, F } = await makeNearFarModels(dir, 21));
   const c = await openCheckpoint(A);
   shapes = new Map(c.names.map((n) => [n, c.tensors.get(n)!.shape]));
 }, 60000);
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
 
 /** f applied to each row (the last dimension) of the tensors' values; a 1-D tensor is one row. */
 function byRow(name: string, tensors: number[][], f: (rows: number[][]) => number[]): number[] {

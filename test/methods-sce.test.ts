@@ -4,8 +4,6 @@
  * bit for bit against the f64 oracle of test/reference/sce.ts rounded once, on 1 and 3 threads;
  * then whole recipes over fixtures within one ulp.
  */
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
@@ -23,17 +21,11 @@ import { expectedBits, writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
 import { rng } from './helpers/models';
 import { makeNearFarModels } from './helpers/tiny-models';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
 let counter = 0;
 
-beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-sce-'));
-});
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
+useTempDir('weightmix-sce-');
 
 /** The statistics (through lib/recipes/sce-statistics.ts) and the write, over raw files: base first, then the models. */
 async function runSce(files: string[], dtypes: Dtype[], n: number, selectTopk: number, threads: number) {

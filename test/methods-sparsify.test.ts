@@ -4,7 +4,6 @@
  * test/reference/merge-methods.ts (within one ulp of the output dtype).
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Checkpoint, openCheckpoint } from '../lib/model/checkpoint';
 import { merge } from '../lib/recipes/merge-recipe';
@@ -17,17 +16,11 @@ import { dareMaskRef, l1ScaleRef, magnitudeCountsRef, magnitudeMaskRef, SparseRe
 import { rng } from './helpers/models';
 import { sparseModel as model } from './helpers/sparse-model';
 import { makeNearModels } from './helpers/tiny-models';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
 let counter = 0;
 
-beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-sparsify-'));
-});
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
+useTempDir('weightmix-sparsify-');
 
 // ---- the engine on raw f32 files ----------------------------------------------------------------
 

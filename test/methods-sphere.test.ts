@@ -3,8 +3,6 @@
  * mergekit's code on whole tensors (test/reference/merge-methods.ts): weightmix finds the same
  * combination from the moments pass's Gram matrix, so every element is within one ulp of the output dtype.
  */
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { merge } from '../lib/recipes/merge-recipe';
@@ -14,22 +12,19 @@ import { nuslerpCoefficients, nuslerpT } from '../lib/recipes/methods/nuslerp';
 import { karcherRef, multislerpRef, nuslerpRef } from './reference/merge-methods';
 import { modelValues, worstUlp } from './helpers/model-values';
 import { makeNearFarModels } from './helpers/tiny-models';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
 let A: string;
 let B: string;
 let N: string;
 let F: string;
 let counter = 0;
 
+useTempDir('weightmix-sphere-');
+
 beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-sphere-'));
   ({ A, B, N, F } = await makeNearFarModels(dir, 9, { pair: [2, 1] }, 0.4));
 }, 60000);
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
 
 async function worstUlpOf(doc: Record<string, unknown>, oracle: (name: string) => number[]): Promise<number> {
   const outDir = path.join(dir, `out-${counter++}`);

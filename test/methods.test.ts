@@ -3,7 +3,6 @@
  * test/reference/merge-methods.ts: every output element within one ulp of the output dtype.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Checkpoint, openCheckpoint } from '../lib/model/checkpoint';
 import type { MergeProgress } from '../lib/engine/execute-plan';
@@ -14,22 +13,19 @@ import { readTensorBytes } from '../lib/format/tensor-data';
 import { linearRef, modelStockRef, slerpRef, taskArithmeticRef } from './reference/merge-methods';
 import { modelValues, worstUlp } from './helpers/model-values';
 import { makeNearFarModels } from './helpers/tiny-models';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
 let A: string; // "instruct"
 let B: string; // "thinking", relative distance 0.027 from A
 let N: string; // near A (distance 0.01)
 let F: string; // far from A (distance 0.3): slerp takes the spherical path
 let counter = 0;
 
+useTempDir('weightmix-methods-');
+
 beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-methods-'));
   ({ A, B, N, F } = await makeNearFarModels(dir, 7, { pair: [2, 1], near: [1, 3] }));
 }, 60000);
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
 
 async function run(doc: Record<string, unknown>): Promise<Checkpoint> {
   const out = path.join(dir, `out-${counter++}`);

@@ -6,19 +6,15 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { WeightmixError } from '../lib/errors';
 import { OutputTransaction } from '../lib/engine/output';
+import { dir as root, useTempDir } from './helpers/temp-dir';
 
-let root: string;
 let dir: string;
 let counter = 0;
 
-beforeAll(() => {
-  root = fs.mkdtempSync(path.join(os.tmpdir(), 'wm-output-'));
-});
-afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+useTempDir('wm-output-');
 beforeEach(() => {
   dir = path.join(root, `case-${counter++}`);
   fs.mkdirSync(dir);

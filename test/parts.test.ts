@@ -1,21 +1,17 @@
 /** `--part I/N`: each part writes its share of the shards plus the same index and sidecars; the union equals one run. */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { interpolate } from '../lib/interpolation/interpolate';
 import { assignParts } from '../lib/engine/parts';
+import { dir as root, useTempDir } from './helpers/temp-dir';
 
-let root: string;
 let pair: { instruct: string; thinking: string };
 
-beforeAll(async () => {
-  root = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'wm-parts-'));
-  pair = await makeCheckpointPair({ dir: root, shape: 'tiny', shards: [5, 2], seed: 7 });
-});
+useTempDir('wm-parts-');
 
-afterAll(async () => {
-  await fs.promises.rm(root, { recursive: true, force: true });
+beforeAll(async () => {
+  pair = await makeCheckpointPair({ dir: root, shape: 'tiny', shards: [5, 2], seed: 7 });
 });
 
 test('assignParts balances by bytes and gives every shard exactly one part', () => {

@@ -6,24 +6,23 @@
  * JavaScript can reach are listed as skipped tests that say why.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { WeightmixError } from '../lib/errors';
 import { NativePlan, runPlan } from '../lib/engine/native';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
 let inputs: string[];
 let counter = 0;
 
+useTempDir('wm-plan-validation-');
+
 beforeAll(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wm-plan-validation-'));
   inputs = ['a.bin', 'b.bin'].map((name, k) => {
     const file = path.join(dir, name);
     fs.writeFileSync(file, Buffer.from(Array.from({ length: 64 }, (_, i) => (i * 37 + k * 11 + 16) & 0x3f)));
     return file;
   });
 });
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const U32 = 4294967295;
 /** One keep-everything model (source 1) in kernels/sparsify.h's per-model layout. */

@@ -4,8 +4,6 @@
  * filtering and the errors. The oracle is the safetensors format itself: every head is parsed back
  * here and every output byte must be covered exactly once by the head or one dest.
  */
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { WeightmixError } from '../lib/errors';
 import { Checkpoint, openCheckpoint, TensorLocation } from '../lib/model/checkpoint';
@@ -15,6 +13,7 @@ import { checkpointLayout } from '../lib/engine/output-layout';
 import { NativeOutput } from '../lib/engine/native';
 import { NATIVE_DTYPE_BYTES, SafetensorsDtype } from '../lib/format/dtypes';
 import { randomTensor, rng, TensorSpec, writeModel } from './helpers/models';
+import { dir as root, useTempDir } from './helpers/temp-dir';
 
 const SPECS: TensorSpec[] = [
   { name: 'model.embed_tokens.weight', shape: [4, 3] },
@@ -34,13 +33,13 @@ function dtypeIn(model: 'A' | 'B' | 'C', name: string): SafetensorsDtype {
   return 'BF16';
 }
 
-let root: string;
 let A: Checkpoint; // two shards: the layout
 let B: Checkpoint; // one shard, tensors in reverse order, one F16 tensor
 let C: Checkpoint;
 
+useTempDir('wm-plan-');
+
 beforeAll(async () => {
-  root = fs.mkdtempSync(path.join(os.tmpdir(), 'wm-plan-'));
   const next = rng(11);
   const data = (dtype: SafetensorsDtype, name: string) =>
     dtype === 'I64' ? Buffer.alloc(8 * ELEMENTS.get(name)!, 7) : randomTensor(dtype as 'BF16' | 'F16' | 'F32', ELEMENTS.get(name)!, next);
@@ -58,8 +57,6 @@ beforeAll(async () => {
   await write('C', SPECS, 2);
   [A, B, C] = await Promise.all(['A', 'B', 'C'].map((t) => openCheckpoint(path.join(root, t))));
 });
-
-afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 const OUT_DTYPE: SafetensorsDtype[] = ['BF16', 'F32'];
 

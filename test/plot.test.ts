@@ -1,25 +1,23 @@
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import type { TopLevelSpec } from 'vega-lite';
 import { WeightmixError } from '../lib/errors';
 import { readMetricsTable, type MetricsRow } from '../lib/analysis/metrics-table';
 import { stages } from '../lib/analysis/stages';
 import { layerProfileSpec, plotLayerProfile, plotStages, renderChart, renderSvg, stageBands, stagesChartSpec, STAGE_COLORS } from '../lib/analysis/plot';
+import { dir as tmp, useTempDir } from './helpers/temp-dir';
 
 const PAPER_FIXTURE = path.join(__dirname, 'fixtures/analysis/qwen3-4b-interpolation.csv');
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
-let tmp: string;
 let paper: MetricsRow[];
 let paperSvg: string;
+
+useTempDir('weightmix-plot-');
+
 beforeAll(async () => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-plot-'));
   paper = await readMetricsTable(PAPER_FIXTURE);
   paperSvg = await renderSvg(stagesChartSpec(paper, stages(paper)));
-});
-afterAll(() => {
-  fs.rmSync(tmp, { recursive: true, force: true });
 });
 
 const unescape = (s: string) =>

@@ -1,30 +1,26 @@
 /** mergekit's `chat_template` key: a template's text, a built-in name or `auto`, written as transformers 5 saves it. */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { BUILT_IN_CHAT_TEMPLATES, parseChatTemplate } from '../lib/recipes/chat-template';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
 let A: string;
 let B: string;
 let C: string;
 let counter = 0;
 
+useTempDir('weightmix-chat-');
+
 beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-chat-'));
   const pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 5 });
   [A, B] = [pair.instruct, pair.thinking];
   // C: a copy of B whose template lives in chat_template.jinja (it wins over tokenizer_config.json's entry).
   C = path.join(dir, 'c');
   await fs.promises.cp(B, C, { recursive: true });
 }, 60000);
-
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
 
 const template = (m: string) => JSON.parse(fs.readFileSync(path.join(m, 'tokenizer_config.json'), 'utf8')).chat_template as string;
 const recipe = (models: string[], chat: unknown) => ({

@@ -6,7 +6,6 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { decodeFloat, elementBits, encodeFloat } from '../lib/format/float-bits';
 import { FLOAT_LAYOUTS, FloatDtype } from '../lib/format/dtypes';
@@ -23,16 +22,11 @@ import { mergeBatch } from '../lib/recipes/batch';
 import { qwen3Names, rng, SPECIAL_BF16, SPECIAL_F16, SPECIAL_F32, writeRandomBf16Model } from './helpers/models';
 import { loraElementRef } from './reference/lora';
 import { filesFromFolder, repoOf, startHubServer } from './helpers/hub-server';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
 let counter = 0;
 
-beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-lora-'));
-});
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
-});
+useTempDir('weightmix-lora-');
 
 const SPECIALS: Record<FloatDtype, number[]> = { BF16: SPECIAL_BF16, F16: SPECIAL_F16, F32: SPECIAL_F32 };
 

@@ -1,27 +1,23 @@
 /** A slice's own `base_model` (mergekit: it replaces the recipe's for that slice's tensors; the embeddings take the first slice's, the final norm the last's). */
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { readTensorBytes } from '../lib/format/tensor-data';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { qwen3Names, rng, writeRandomBf16Model } from './helpers/models';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
 let A: string;
 let B: string;
 let N: string;
 let M: string;
 
+useTempDir('weightmix-slice-base-');
+
 beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-slice-base-'));
   const next = rng(21);
   const specs = qwen3Names(2);
   [A, B, N, M] = await Promise.all(['a', 'b', 'n', 'm'].map(async (tag) => await writeRandomBf16Model(path.join(dir, tag), specs, next, tag)));
-});
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
 });
 
 const source = (model: string, layers: [number, number], weight?: number) => ({

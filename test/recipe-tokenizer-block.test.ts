@@ -1,14 +1,13 @@
 /** mergekit's `tokenizer:` block where it is the vocabulary cut of `tokenizer_source`, and what the parser refuses. */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { readTensorBytes } from '../lib/format/tensor-data';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { listTree, qwen3Names, rng, writeRandomBf16Model } from './helpers/models';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
 let A: string;
 let B: string;
 let counter = 0;
@@ -24,8 +23,9 @@ function writeVocabulary(d: string): void {
   fs.writeFileSync(path.join(d, 'tokenizer.json'), JSON.stringify({ added_tokens: added, model: { type: 'BPE', vocab, merges: [] } }));
 }
 
+useTempDir('weightmix-tokenizer-block-');
+
 beforeAll(async () => {
-  dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-tokenizer-block-'));
   const next = rng(41);
   const specs = [...qwen3Names(1), { name: 'lm_head.weight', shape: [40, 16] }];
   [A, B] = await Promise.all(
@@ -35,9 +35,6 @@ beforeAll(async () => {
       return d;
     }),
   );
-});
-afterAll(async () => {
-  await fs.promises.rm(dir, { recursive: true, force: true });
 });
 
 const recipe = (extra: Record<string, unknown>) => ({

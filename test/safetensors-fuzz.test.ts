@@ -4,8 +4,7 @@
  * test/corpus/ as a regression file.
  */
 import fc from 'fast-check';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WeightmixError } from '../lib/errors';
 import { parseJsonStrict } from '../lib/format/json-strict';
@@ -18,17 +17,16 @@ import {
   SafetensorsError,
   SafetensorsHeader,
 } from '../lib/format/safetensors';
+import { dir, useTempDir } from './helpers/temp-dir';
 
 const numRuns = Number(process.env.WEIGHTMIX_FUZZ_RUNS ?? 300);
 const seed = process.env.WEIGHTMIX_FUZZ_SEED !== undefined ? Number(process.env.WEIGHTMIX_FUZZ_SEED) : Date.now() % 2 ** 31;
 const params = { numRuns, seed };
 
-let dir: string;
 beforeAll(() => {
   console.log(`safetensors fuzz: seed ${seed}, ${numRuns} runs per property (replay: WEIGHTMIX_FUZZ_SEED=${seed})`);
-  dir = mkdtempSync(join(tmpdir(), 'weightmix-fuzz-'));
 });
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+useTempDir('weightmix-fuzz-');
 
 // ---- arbitraries -------------------------------------------------------------------------------
 

@@ -1,5 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   DTYPE_BITS,
@@ -14,12 +13,9 @@ import {
 } from '../lib/format/safetensors';
 import { WeightmixError } from '../lib/errors';
 import { acceptedCases, malformedCases, SAFETENSORS_CORPUS_DIR, safetensorsBytes } from './helpers/malformed';
+import { dir, useTempDir } from './helpers/temp-dir';
 
-let dir: string;
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'weightmix-safetensors-'));
-});
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+useTempDir('weightmix-safetensors-');
 
 let fileCounter = 0;
 /** Writes `bytes` to a fresh file and reads its header back. */

@@ -1,22 +1,16 @@
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { WeightmixError } from '../lib/errors';
 import { parseKList, passAtK, score, voteAtK } from '../lib/analysis/score';
 import { FIELD_PRESETS, parseFieldAssignments, resolveFields } from '../lib/analysis/score-fields';
 import { runCommand } from './helpers/command';
 import { register } from '../lib/commands/score';
+import { dir as tmp, useTempDir } from './helpers/temp-dir';
 
 const FIXTURES = path.join(__dirname, 'fixtures/analysis');
 const fixture = (name: string) => path.join(FIXTURES, name);
 
-let tmp: string;
-beforeAll(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-score-'));
-});
-afterAll(() => {
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
+useTempDir('weightmix-score-');
 
 function writeJsonl(name: string, lines: (string | object)[]): string {
   const file = path.join(tmp, name);

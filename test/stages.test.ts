@@ -1,24 +1,22 @@
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { WeightmixError } from '../lib/errors';
 import { parseMetricsCsv, parseMetricsJson, readMetricsTable, type MetricsRow } from '../lib/analysis/metrics-table';
 import { formatLambda, stages } from '../lib/analysis/stages';
 import { runCommand } from './helpers/command';
 import { register } from '../lib/commands/stages';
+import { dir as tmp, useTempDir } from './helpers/temp-dir';
 
 const PAPER_FIXTURE = path.join(__dirname, 'fixtures/analysis/qwen3-4b-interpolation.csv');
 const PAPER_SHARED = path.join(__dirname, '../../shared/paper/qwen3-4b-interpolation.csv');
 const PAPER_STAGES = { stage1: [0, 0.2], stage2: [0.4, 0.45, 0.5, 0.55, 0.6], stage3: [0.8, 1.0] };
 
-let tmp: string;
 let paper: MetricsRow[];
+
+useTempDir('weightmix-stages-');
+
 beforeAll(async () => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-stages-'));
   paper = await readMetricsTable(PAPER_FIXTURE);
-});
-afterAll(() => {
-  fs.rmSync(tmp, { recursive: true, force: true });
 });
 
 function write(name: string, text: string): string {
