@@ -8,6 +8,7 @@
 
 #include <cstring>
 
+#include "avx2_loads.h"
 #include "avx2_splitmix.h"
 #include "della.h"
 #include "della_rank.h"
@@ -51,6 +52,54 @@ struct LanePack {
 };
 constexpr LanePack kLanePack;
 
+// dellaKeys' 8 lanes: |d| bits as absDeltaBits (vsubps takes x's NaN as subss does; canonical below anyway), NaN made
+// canonical by a signed compare (every key < 2^31), the low 16 bits ORed. Returns how many elements it did.
+template <Dtype B, Dtype X>
+__attribute__((target("avx2,fma,f16c"))) size_t keysLoop(const void* base, const void* x, size_t n, uint32_t* keys, uint32_t* lowBits) {
+  const __m256i mask = _mm256_set1_epi32(0x7FFFFFFF), inf = _mm256_set1_epi32(0x7F800000), nan = _mm256_set1_epi32(0x7FC00000);
+  __m256i low = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i a = _mm256_and_si256(_mm256_castps_si256(_mm256_sub_ps(load8<X>(x, i), load8<B>(base, i))), mask);
+    const __m256i k = _mm256_blendv_epi8(a, nan, _mm256_cmpgt_epi32(a, inf));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(keys + i), k);
+    low = _mm256_or_si256(low, k);
+  }
+  __m128i h = _mm_or_si128(_mm256_castsi256_si128(low), _mm256_extracti128_si256(low, 1));
+  h = _mm_or_si128(h, _mm_shuffle_epi32(h, 0x4E));
+  h = _mm_or_si128(h, _mm_shuffle_epi32(h, 0xB1));
+  *lowBits = static_cast<uint32_t>(_mm_cvtsi128_si32(h)) & 0xFFFFu;
+  return i;
+}
+
+// dellaDrawSplit's 4 lanes with AVX-512VL's unsigned compares, mask stores and VPCOMPRESSD (register form) and VPMULLQ's
+// splitmix64: u never stored but where a middle lane needs it. Returns how many elements it did (a multiple of 4).
+__attribute__((target("avx2,fma,f16c,avx512f,avx512dq,avx512bw,avx512vl"), flatten)) size_t drawSplitWide(uint64_t seedKey, uint64_t first, uint32_t L,
+                                                                                                    uint64_t low, uint64_t high, uint8_t* keep,
+                                                                                                    uint32_t* middle, uint64_t* u, uint32_t* nmOut) {
+  const uint64_t c0 = seedKey + (first + 1) * kGolden;
+  __m256i counter = _mm256_set_epi64x(static_cast<long long>(c0 + 3 * kGolden), static_cast<long long>(c0 + 2 * kGolden),
+                                      static_cast<long long>(c0 + kGolden), static_cast<long long>(c0));
+  const __m256i step = _mm256_set1_epi64x(static_cast<long long>(4 * kGolden));
+  const __m256i lo = _mm256_set1_epi64x(static_cast<long long>(low)), hi = _mm256_set1_epi64x(static_cast<long long>(high));
+  const __m128i ones = _mm_set1_epi8(1);
+  uint32_t nm = 0, t = 0;
+  for (; t + 4 <= L; t += 4) {
+    const __m256i x = _mm256_srli_epi64(splitmix64x4<true>(counter), 11);
+    counter = _mm256_add_epi64(counter, step);
+    const __mmask8 kept = _mm256_cmplt_epu64_mask(x, lo);
+    const __mmask8 mid = _mm256_mask_cmplt_epu64_mask(static_cast<__mmask8>(~kept & 0xF), x, hi);  // low <= u < high
+    const uint32_t bytes = static_cast<uint32_t>(_mm_cvtsi128_si32(_mm_maskz_mov_epi8(kept, ones)));
+    std::memcpy(keep + t, &bytes, 4);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(u + t), x);
+    const __m128i lanes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kLanePack.lanes[mid]));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(middle + nm), _mm_add_epi32(lanes, _mm_set1_epi32(static_cast<int>(t))));
+    nm += static_cast<uint32_t>(__builtin_popcount(mid));
+  }
+  *nmOut = nm;
+  return t;
+}
+
 }  // namespace
 
 // Draws and limits are below 2^53: the signed 64-bit compares order them as unsigned.
@@ -91,6 +140,28 @@ __attribute__((target("avx2,fma,f16c"))) uint32_t dellaEqualKeys(const uint32_t*
   h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
   h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
   return static_cast<uint32_t>(-_mm_cvtsi128_si32(h)) + scalar::dellaEqualKeys(keys, 1, s, to, key);
+}
+
+uint32_t dellaKeys(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* keys) {
+  uint32_t low = 0;
+  size_t i = 0;
+  withDtype(tb, [&](auto B) { withDtype(tx, [&](auto X) { i = keysLoop<decltype(B)::value, decltype(X)::value>(base, x, n, keys, &low); }); });
+  if (i == n) return low;
+  return low | scalar::dellaKeys(static_cast<const uint8_t*>(base) + i * dtypeSize(tb), tb, static_cast<const uint8_t*>(x) + i * dtypeSize(tx), tx,
+                                 n - i, keys + i);
+}
+
+uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle, uint64_t* u) {
+  if (!avx512Enabled()) {
+    dellaUniforms(seedKey, first, L, u);
+    return dellaSplitDraws(u, 1, L, low, high, keep, middle);
+  }
+  uint32_t nm = 0;
+  const uint32_t t = static_cast<uint32_t>(drawSplitWide(seedKey, first, L, low, high, keep, middle, u, &nm));
+  if (t == L) return nm;
+  const uint32_t rest = scalar::dellaDrawSplit(seedKey, first + t, L - t, low, high, keep + t, middle + nm, u + t);
+  for (uint32_t k = nm; k < nm + rest; ++k) middle[k] += t;
+  return nm + rest;
 }
 
 __attribute__((target("avx2,fma,f16c"))) void dellaUniforms(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u) {
