@@ -10,6 +10,7 @@
 
 #include "avx2_loads.h"
 #include "avx2_splitmix.h"
+#include "avx512_loads.h"
 #include "della.h"
 #include "della_rank.h"
 
@@ -72,29 +73,31 @@ __attribute__((target("avx2,fma,f16c"))) size_t keysLoop(const void* base, const
   return i;
 }
 
-// dellaDrawSplit's 4 lanes with AVX-512VL's unsigned compares, mask stores and VPCOMPRESSD (register form) and VPMULLQ's
-// splitmix64: u never stored but where a middle lane needs it. Returns how many elements it did (a multiple of 4).
-__attribute__((target("avx2,fma,f16c,avx512f,avx512dq,avx512bw,avx512vl"), flatten)) size_t drawSplitWide(uint64_t seedKey, uint64_t first, uint32_t L,
-                                                                                                    uint64_t low, uint64_t high, uint8_t* keep,
-                                                                                                    uint32_t* middle, uint64_t* u, uint32_t* nmOut) {
-  const uint64_t c0 = seedKey + (first + 1) * kGolden;
-  __m256i counter = _mm256_set_epi64x(static_cast<long long>(c0 + 3 * kGolden), static_cast<long long>(c0 + 2 * kGolden),
-                                      static_cast<long long>(c0 + kGolden), static_cast<long long>(c0));
-  const __m256i step = _mm256_set1_epi64x(static_cast<long long>(4 * kGolden));
-  const __m256i lo = _mm256_set1_epi64x(static_cast<long long>(low)), hi = _mm256_set1_epi64x(static_cast<long long>(high));
+// dellaDrawSplit's 8 lanes with AVX-512: splitmix64 by VPMULLQ, unsigned compares into masks, the keep bytes from one mask,
+// the middle positions by VPCOMPRESSD (register form), u stored whole (a masked store is slower). Returns how many elements it
+// did (a multiple of 8).
+__attribute__((target(WM_AVX512_TARGET))) size_t drawSplitWide(uint64_t seedKey, uint64_t first, uint32_t L,
+                                                                                         uint64_t low, uint64_t high, uint8_t* keep,
+                                                                                         uint32_t* middle, uint64_t* u, uint32_t* nmOut) {
+  const __m512i golden = _mm512_set1_epi64(static_cast<long long>(kGolden));
+  __m512i counter = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(seedKey + (first + 1) * kGolden)),
+                                     _mm512_mullo_epi64(_mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), golden));
+  const __m512i step = _mm512_set1_epi64(static_cast<long long>(8 * kGolden));
+  const __m512i lo = _mm512_set1_epi64(static_cast<long long>(low)), hi = _mm512_set1_epi64(static_cast<long long>(high));
   const __m128i ones = _mm_set1_epi8(1);
+  const __m256i eight = _mm256_set1_epi32(8);
+  __m256i at = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   uint32_t nm = 0, t = 0;
-  for (; t + 4 <= L; t += 4) {
-    const __m256i x = _mm256_srli_epi64(splitmix64x4<true>(counter), 11);
-    counter = _mm256_add_epi64(counter, step);
-    const __mmask8 kept = _mm256_cmplt_epu64_mask(x, lo);
-    const __mmask8 mid = _mm256_mask_cmplt_epu64_mask(static_cast<__mmask8>(~kept & 0xF), x, hi);  // low <= u < high
-    const uint32_t bytes = static_cast<uint32_t>(_mm_cvtsi128_si32(_mm_maskz_mov_epi8(kept, ones)));
-    std::memcpy(keep + t, &bytes, 4);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(u + t), x);
-    const __m128i lanes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kLanePack.lanes[mid]));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(middle + nm), _mm_add_epi32(lanes, _mm_set1_epi32(static_cast<int>(t))));
+  for (; t + 8 <= L; t += 8) {
+    const __m512i x = _mm512_srli_epi64(splitmix64x8(counter), 11);
+    counter = _mm512_add_epi64(counter, step);
+    const __mmask8 kept = _mm512_cmplt_epu64_mask(x, lo);
+    const __mmask8 mid = _mm512_mask_cmplt_epu64_mask(static_cast<__mmask8>(~kept), x, hi);  // low <= u < high
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(keep + t), _mm_maskz_mov_epi8(kept, ones));  // the eight 0/1 bytes
+    _mm512_storeu_si512(u + t, x);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(middle + nm), _mm256_maskz_compress_epi32(mid, at));
     nm += static_cast<uint32_t>(__builtin_popcount(mid));
+    at = _mm256_add_epi32(at, eight);
   }
   *nmOut = nm;
   return t;
