@@ -1,6 +1,6 @@
-// AVX2 path of della.h's MAGPRUNE uniform draws, equal bit for bit to the scalar truth in della.cc, and of della_rank.h's
-// draw() passes (the split by the draw alone, the equal keys' count), equal to della_rank.cc's scalar ones
-// (native/tests/della_selftest.cc checks them on random inputs, with AVX-512 on and off).
+// AVX2 path of della.h's MAGPRUNE uniform draws and keys, equal bit for bit to the scalar truth in della.cc, and of
+// della_rank.h's draw() passes (the split by the draw alone, with the draws made in it, the equal keys' count), equal to
+// della_rank.cc's scalar ones (native/tests/della_selftest.cc checks them on random inputs, with AVX-512 on and off).
 #include "cpu_backends.h"
 
 #if defined(WM_HAVE_AVX2_BACKEND)

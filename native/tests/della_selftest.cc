@@ -1,8 +1,8 @@
 // The self-test of DELLA's keep rule (kernels/della.h): the counting ranks (della_rank.h) against the definition
 // (a sort by key, then descending position) on rows with heavy ties and special values, dellaKeep against
 // bernoulliKeep at the defined rank's probability, the fused by-bucket draws and L1 sums of
-// uniform rows through dellaKeep and dellaL1Buckets, and the AVX2 uniform draws against the scalar ones bit for bit
-// (run by kernels_selftest.cc's main).
+// uniform rows through dellaKeep and dellaL1Buckets, and the AVX2 uniform draws, keys (dellaKeys) and split draws
+// (dellaDrawSplit) against the scalar ones bit for bit (run by kernels_selftest.cc's main).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
