@@ -76,9 +76,8 @@ __attribute__((target("avx2,fma,f16c"))) size_t keysLoop(const void* base, const
 // dellaDrawSplit's 8 lanes with AVX-512: splitmix64 by VPMULLQ, unsigned compares into masks, the keep bytes from one mask,
 // the middle positions by VPCOMPRESSD (register form), u stored whole (a masked store is slower). Returns how many elements it
 // did (a multiple of 8).
-__attribute__((target(WM_AVX512_TARGET))) size_t drawSplitWide(uint64_t seedKey, uint64_t first, uint32_t L,
-                                                                                         uint64_t low, uint64_t high, uint8_t* keep,
-                                                                                         uint32_t* middle, uint64_t* u, uint32_t* nmOut) {
+__attribute__((target(WM_AVX512_TARGET))) size_t drawSplitWide(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t low, uint64_t high,
+                                                               uint8_t* keep, uint32_t* middle, uint64_t* u, uint32_t* nmOut) {
   const __m512i golden = _mm512_set1_epi64(static_cast<long long>(kGolden));
   __m512i counter = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(seedKey + (first + 1) * kGolden)),
                                      _mm512_mullo_epi64(_mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), golden));
@@ -150,8 +149,9 @@ uint32_t dellaKeys(const void* base, Dtype tb, const void* x, Dtype tx, size_t n
   size_t i = 0;
   withDtype(tb, [&](auto B) { withDtype(tx, [&](auto X) { i = keysLoop<decltype(B)::value, decltype(X)::value>(base, x, n, keys, &low); }); });
   if (i == n) return low;
-  return low | scalar::dellaKeys(static_cast<const uint8_t*>(base) + i * dtypeSize(tb), tb, static_cast<const uint8_t*>(x) + i * dtypeSize(tx), tx,
-                                 n - i, keys + i);
+  const auto* b8 = static_cast<const uint8_t*>(base) + i * dtypeSize(tb);
+  const auto* x8 = static_cast<const uint8_t*>(x) + i * dtypeSize(tx);
+  return low | scalar::dellaKeys(b8, tb, x8, tx, n - i, keys + i);  // the last n % 8
 }
 
 uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle, uint64_t* u) {

@@ -307,7 +307,8 @@ void testKeys(Rng& r) {
 #if defined(WM_HAVE_AVX2_BACKEND)
           wm::avx2::setAvx512Enabled(was);
 #endif
-          CHECK(simd == want && simdLow == wantLow, "dellaKeys %s-%s n=%zu avx512 %d: SIMD differs from the definition", dtypeName(tb), dtypeName(tx), n, avx512);
+          CHECK(simd == want && simdLow == wantLow, "dellaKeys %s-%s n=%zu avx512 %d: SIMD differs from the definition", dtypeName(tb), dtypeName(tx),
+                n, avx512);
         }
         digestBytes(want.data(), n * 4);
         ++cases;
