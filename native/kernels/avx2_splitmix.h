@@ -1,4 +1,4 @@
-// sparsify.h's splitmix64 in 4 lanes of AVX2 (the DARE and DELLA random masks). Include only where WM_HAVE_AVX2_BACKEND is defined.
+// sparsify.h's splitmix64 in 4 lanes of AVX2 and 8 of AVX-512 (the DARE and DELLA random masks). Include only where WM_HAVE_AVX2_BACKEND is defined.
 #pragma once
 #include <immintrin.h>
 
@@ -29,6 +29,15 @@ __attribute__((target("avx2,fma,f16c"))) inline __m256i splitmix64x4(__m256i x) 
   if constexpr (Wide) x = mul64Wide(x, c2);
   else x = mul64(x, c2);
   return _mm256_xor_si256(x, _mm256_srli_epi64(x, 31));
+}
+
+// splitmix64 in 8 lanes with VPMULLQ (callers compile for AVX-512F/DQ and run it where avx512Enabled(): sparse_avx512.cc, della_avx2.cc).
+__attribute__((target("avx2,fma,f16c,avx512f,avx512dq,avx512bw,avx512vl"), always_inline)) inline __m512i splitmix64x8(__m512i x) {
+  x = _mm512_xor_si512(x, _mm512_srli_epi64(x, 30));
+  x = _mm512_mullo_epi64(x, _mm512_set1_epi64(static_cast<long long>(0xBF58476D1CE4E5B9ull)));
+  x = _mm512_xor_si512(x, _mm512_srli_epi64(x, 27));
+  x = _mm512_mullo_epi64(x, _mm512_set1_epi64(static_cast<long long>(0x94D049BB133111EBull)));
+  return _mm512_xor_si512(x, _mm512_srli_epi64(x, 31));
 }
 
 }  // namespace avx2

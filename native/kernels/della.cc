@@ -111,8 +111,7 @@ void keepBlocksWith(DellaScratch& sc, const void* base, Dtype tb, const void* x,
   const size_t eb = dtypeSize(tb), ex = dtypeSize(tx);
   for (uint64_t b0 = 0; b0 < n; b0 += B) {
     uint32_t* keys = sc.keys.data();
-    absDeltaBits(static_cast<const uint8_t*>(base) + b0 * eb, tb, static_cast<const uint8_t*>(x) + b0 * ex, tx, B, keys);
-    for (uint64_t j = 0; j < B; ++j) keys[j] = keys[j] > 0x7F800000u ? 0x7FC00000u : keys[j];  // every NaN one value above Inf
+    const bool uniform = dellaKeys(static_cast<const uint8_t*>(base) + b0 * eb, tb, static_cast<const uint8_t*>(x) + b0 * ex, tx, B, keys) == 0;
     if (all || none) {
       std::fill(keep + b0, keep + b0 + B, static_cast<uint8_t>(all));
       // Four sets of buckets in turn: neighbours often share a bucket, and one set's adds would wait on each other.
@@ -120,10 +119,14 @@ void keepBlocksWith(DellaScratch& sc, const void* base, Dtype tb, const void* x,
       continue;
     }
     const uint64_t* u = sc.u.data();
-    dellaUniforms(m.seedKey, start + b0, B, sc.u.data());
+    // A uniform row of a matrix (the usual bf16 one) draws in the split's pass, and only its middle draws are kept.
+    const bool drawing = S == 1 && sc.monotone && uniform;
+    if (!drawing) dellaUniforms(m.seedKey, start + b0, B, sc.u.data());
     for (uint64_t s = 0; s < S; ++s) {
-      if (sc.monotone) {
-        sc.ranker.count(keys + s, S, static_cast<uint32_t>(L), u + s, sc.limits, keep + b0 + s);
+      if (drawing) {
+        sc.ranker.countDrawing(keys, static_cast<uint32_t>(L), m.seedKey, start + b0, sc.limits, keep + b0, sc.u.data());
+      } else if (sc.monotone) {
+        sc.ranker.count(keys + s, S, static_cast<uint32_t>(L), u + s, sc.limits, keep + b0 + s, uniform);
       } else {
         sc.ranker.count(keys + s, S, static_cast<uint32_t>(L));
       }
@@ -223,6 +226,16 @@ bool mergeByKeepBits(const void* const* srcs, const Dtype* types, const DellaPar
 namespace scalar {
 void dellaUniforms(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u) {
   for (size_t j = 0; j < n; ++j) u[j] = splitmix64(seedKey + (first + j + 1) * 0x9E3779B97F4A7C15ull) >> 11;
+}
+
+uint32_t dellaKeys(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* keys) {
+  scalar::absDeltaBits(base, tb, x, tx, n, keys);
+  uint32_t low = 0;
+  for (size_t j = 0; j < n; ++j) {
+    keys[j] = keys[j] > 0x7F800000u ? 0x7FC00000u : keys[j];  // every NaN one value above Inf
+    low |= keys[j];
+  }
+  return low & 0xFFFFu;
 }
 }  // namespace scalar
 

@@ -1,6 +1,6 @@
-// AVX2 path of della.h's MAGPRUNE uniform draws, equal bit for bit to the scalar truth in della.cc, and of della_rank.h's
-// draw() passes (the split by the draw alone, the equal keys' count), equal to della_rank.cc's scalar ones
-// (native/tests/della_selftest.cc checks them on random inputs, with AVX-512 on and off).
+// AVX2 path of della.h's MAGPRUNE uniform draws and keys, equal bit for bit to the scalar truth in della.cc, and of
+// della_rank.h's draw() passes (the split by the draw alone, with the draws made in it, the equal keys' count), equal to
+// della_rank.cc's scalar ones (native/tests/della_selftest.cc checks them on random inputs, with AVX-512 on and off).
 #include "cpu_backends.h"
 
 #if defined(WM_HAVE_AVX2_BACKEND)
@@ -8,7 +8,9 @@
 
 #include <cstring>
 
+#include "avx2_loads.h"
 #include "avx2_splitmix.h"
+#include "avx512_loads.h"
 #include "della.h"
 #include "della_rank.h"
 
@@ -51,6 +53,55 @@ struct LanePack {
 };
 constexpr LanePack kLanePack;
 
+// dellaKeys' 8 lanes: |d| bits as absDeltaBits (vsubps takes x's NaN as subss does; canonical below anyway), NaN made
+// canonical by a signed compare (every key < 2^31), the low 16 bits ORed. Returns how many elements it did.
+template <Dtype B, Dtype X>
+__attribute__((target("avx2,fma,f16c"))) size_t keysLoop(const void* base, const void* x, size_t n, uint32_t* keys, uint32_t* lowBits) {
+  const __m256i mask = _mm256_set1_epi32(0x7FFFFFFF), inf = _mm256_set1_epi32(0x7F800000), nan = _mm256_set1_epi32(0x7FC00000);
+  __m256i low = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i a = _mm256_and_si256(_mm256_castps_si256(_mm256_sub_ps(load8<X>(x, i), load8<B>(base, i))), mask);
+    const __m256i k = _mm256_blendv_epi8(a, nan, _mm256_cmpgt_epi32(a, inf));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(keys + i), k);
+    low = _mm256_or_si256(low, k);
+  }
+  __m128i h = _mm_or_si128(_mm256_castsi256_si128(low), _mm256_extracti128_si256(low, 1));
+  h = _mm_or_si128(h, _mm_shuffle_epi32(h, 0x4E));
+  h = _mm_or_si128(h, _mm_shuffle_epi32(h, 0xB1));
+  *lowBits = static_cast<uint32_t>(_mm_cvtsi128_si32(h)) & 0xFFFFu;
+  return i;
+}
+
+// dellaDrawSplit's 8 lanes with AVX-512: splitmix64 by VPMULLQ, unsigned compares into masks, the keep bytes from one mask,
+// the middle positions by VPCOMPRESSD (register form), u stored whole (a masked store is slower). Returns how many elements it
+// did (a multiple of 8).
+__attribute__((target(WM_AVX512_TARGET))) size_t drawSplitWide(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t low, uint64_t high,
+                                                               uint8_t* keep, uint32_t* middle, uint64_t* u, uint32_t* nmOut) {
+  const __m512i golden = _mm512_set1_epi64(static_cast<long long>(kGolden));
+  __m512i counter = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(seedKey + (first + 1) * kGolden)),
+                                     _mm512_mullo_epi64(_mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), golden));
+  const __m512i step = _mm512_set1_epi64(static_cast<long long>(8 * kGolden));
+  const __m512i lo = _mm512_set1_epi64(static_cast<long long>(low)), hi = _mm512_set1_epi64(static_cast<long long>(high));
+  const __m128i ones = _mm_set1_epi8(1);
+  const __m256i eight = _mm256_set1_epi32(8);
+  __m256i at = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  uint32_t nm = 0, t = 0;
+  for (; t + 8 <= L; t += 8) {
+    const __m512i x = _mm512_srli_epi64(splitmix64x8(counter), 11);
+    counter = _mm512_add_epi64(counter, step);
+    const __mmask8 kept = _mm512_cmplt_epu64_mask(x, lo);
+    const __mmask8 mid = _mm512_mask_cmplt_epu64_mask(static_cast<__mmask8>(~kept), x, hi);  // low <= u < high
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(keep + t), _mm_maskz_mov_epi8(kept, ones));  // the eight 0/1 bytes
+    _mm512_storeu_si512(u + t, x);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(middle + nm), _mm256_maskz_compress_epi32(mid, at));
+    nm += static_cast<uint32_t>(__builtin_popcount(mid));
+    at = _mm256_add_epi32(at, eight);
+  }
+  *nmOut = nm;
+  return t;
+}
+
 }  // namespace
 
 // Draws and limits are below 2^53: the signed 64-bit compares order them as unsigned.
@@ -91,6 +142,29 @@ __attribute__((target("avx2,fma,f16c"))) uint32_t dellaEqualKeys(const uint32_t*
   h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
   h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
   return static_cast<uint32_t>(-_mm_cvtsi128_si32(h)) + scalar::dellaEqualKeys(keys, 1, s, to, key);
+}
+
+uint32_t dellaKeys(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* keys) {
+  uint32_t low = 0;
+  size_t i = 0;
+  withDtype(tb, [&](auto B) { withDtype(tx, [&](auto X) { i = keysLoop<decltype(B)::value, decltype(X)::value>(base, x, n, keys, &low); }); });
+  if (i == n) return low;
+  const auto* b8 = static_cast<const uint8_t*>(base) + i * dtypeSize(tb);
+  const auto* x8 = static_cast<const uint8_t*>(x) + i * dtypeSize(tx);
+  return low | scalar::dellaKeys(b8, tb, x8, tx, n - i, keys + i);  // the last n % 8
+}
+
+uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle, uint64_t* u) {
+  if (!avx512Enabled()) {
+    dellaUniforms(seedKey, first, L, u);
+    return dellaSplitDraws(u, 1, L, low, high, keep, middle);
+  }
+  uint32_t nm = 0;
+  const uint32_t t = static_cast<uint32_t>(drawSplitWide(seedKey, first, L, low, high, keep, middle, u, &nm));
+  if (t == L) return nm;
+  const uint32_t rest = scalar::dellaDrawSplit(seedKey, first + t, L - t, low, high, keep + t, middle + nm, u + t);
+  for (uint32_t k = nm; k < nm + rest; ++k) middle[k] += t;
+  return nm + rest;
 }
 
 __attribute__((target("avx2,fma,f16c"))) void dellaUniforms(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <type_traits>
 
 #include "cpu_backends.h"
 
@@ -63,23 +64,40 @@ uint32_t dellaEqualKeys(const uint32_t* keys, size_t stride, uint32_t from, uint
   for (uint32_t s = from; s < to; ++s) n += keys[s * stride] == key;
   return n;
 }
+
+uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle, uint64_t* u) {
+  dellaUniforms(seedKey, first, L, u);
+  return dellaSplitDraws(u, 1, L, low, high, keep, middle);
+}
 }  // namespace scalar
 
 DellaRowRanker::DellaRowRanker() : next_(kBuckets * kChunks, 0), occupied_(kBuckets / 64, 0) {}
 
-void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L) { countKeys<false>(keys, stride, L, nullptr); }
+void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L) { countKeys<false>(keys, stride, L, nullptr, false); }
 
-void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep) {
+void DellaRowRanker::reserveDraws(uint32_t L) {
   if (middle_.size() < L + 4) {
     middle_.resize(L + 4);
     exact_.resize(L);
   }
+}
+
+void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep,
+                           bool uniformKnown) {
+  reserveDraws(L);
   middleCount_ = dellaSplitDraws(u, stride, L, limits.low, limits.high, keep, middle_.data());
-  countKeys<true>(keys, stride, L, keep);
+  countKeys<true>(keys, stride, L, keep, uniformKnown);
+}
+
+void DellaRowRanker::countDrawing(const uint32_t* keys, uint32_t L, uint64_t seedKey, uint64_t first, const DellaLimits& limits, uint8_t* keep,
+                                  uint64_t* u) {
+  reserveDraws(L);
+  middleCount_ = dellaDrawSplit(seedKey, first, L, limits.low, limits.high, keep, middle_.data(), u);
+  countKeys<true>(keys, 1, L, keep, true);
 }
 
 template <bool Draws>
-void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint8_t* surelyKept) {
+void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint8_t* surelyKept, bool uniformKnown) {
   // Each chunk's count per bucket (and its surely kept draws), and a bucket appended to `distinct_` at its first key in
   // each chunk (branch-free: a branch on it mispredicts at every new value).
   if (distinct_.size() < L) {
@@ -89,21 +107,30 @@ void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, 
   }
   uint32_t nd = 0;
   uint64_t* next = next_.data();
-  eachAscending(L, [&](uint32_t t, uint32_t c) {
-    const uint32_t key = keys[t * stride];
-    const uint32_t h = key >> 16;
-    distinct_[nd] = h;
-    const uint64_t sure = Draws ? surelyKept[t * stride] : 0;
-    uint64_t& entry = next[h * kChunks + c];
-    nd += static_cast<uint32_t>(entry) == 0;
-    entry += 1 + (sure << 32);
-  });
+  uint32_t* distinct = distinct_.data();
+  // Stride 1 (a matrix's rows) as a constant: the loop's addresses then need no multiply, and fewer registers.
+  auto countAll = [&](auto step) {
+    eachAscending(L, [&](uint32_t t, uint32_t c) {
+      const uint32_t key = keys[t * step];
+      const uint32_t h = key >> 16;
+      distinct[nd] = h;
+      const uint64_t sure = Draws ? surelyKept[t * step] : 0;
+      uint64_t& entry = next[h * kChunks + c];
+      nd += static_cast<uint32_t>(entry) == 0;
+      entry += 1 + (sure << 32);
+    });
+  };
+  if (stride == 1) {
+    countAll(std::integral_constant<size_t, 1>{});
+  } else {
+    countAll(stride);
+  }
   for (uint32_t i = 0; i < nd; ++i) {
     const uint32_t h = distinct_[i];
     occupied_[h >> 6] |= uint64_t{1} << (h & 63);
     summary_[h >> 12] |= uint64_t{1} << ((h >> 6) & 63);
   }
-  uniform_ = lowBitsOf(keys, stride, L) == 0;
+  uniform_ = uniformKnown || lowBitsOf(keys, stride, L) == 0;
   drawing_ = Draws && uniform_;
   // The occupied buckets in ascending order (into `distinct_`), each chunk's count turned into its first rank (the last
   // chunk's positions, the highest, rank first); for draw() also the bucket's index (high half of its chunk 0 word) and

@@ -18,6 +18,9 @@ namespace wm {
 // listed in ascending order into middle (L + 4 slots); returns how many. dellaEqualKeys: how many keys at [from, to) equal key.
 uint32_t dellaSplitDraws(const uint64_t* u, size_t stride, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle);
 uint32_t dellaEqualKeys(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t key);
+// dellaUniforms of the row's elements first + t (stride 1) and dellaSplitDraws of them in one pass: keep and middle as
+// dellaSplitDraws, u[t] written where t is in middle (draw() reads no other; elsewhere u is left as it is or overwritten).
+uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle, uint64_t* u);
 
 // A row's keep limits by rank for draw(): limit[r] monotone in r (non-decreasing for epsilon >= 0, non-increasing for
 // epsilon < 0), low and high the least and greatest of them (limit[0] and limit[L - 1] in some order).
@@ -40,7 +43,12 @@ class DellaRowRanker {
   // The same, for draw() (where uniform(); else assign()): first the draws decided alone (keep[t * stride] = 1 below the
   // limits' low, kept whatever the rank; 0 otherwise), then the counts with each bucket's kept draws among those, in the
   // same read-modify-write as its elements.
-  void count(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep);
+  // uniformKnown: the caller knows the row's keys uniform (dellaKeys' low bits 0), so count() need not read them for it.
+  void count(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep,
+             bool uniformKnown = false);
+  // The same for a uniform row at stride 1 whose draws (elements first + t) are made here in the split's pass
+  // (dellaDrawSplit): u is written only where draw() reads it.
+  void countDrawing(const uint32_t* keys, uint32_t L, uint64_t seedKey, uint64_t first, const DellaLimits& limits, uint8_t* keep, uint64_t* u);
   void assign(const uint32_t* keys, size_t stride, uint32_t L, uint32_t* rank);
   // Where uniform(), after count() with the same u, limits and keep: keep[t * stride] = u[t * stride] < limit[rank of t]
   // (della.h's draws with each rank's integer limit), and each bucket's kept count for kept(i), without a rank per element:
@@ -62,7 +70,8 @@ class DellaRowRanker {
  private:
   static constexpr uint32_t kBuckets = 1u << 15;  // high 16 bits of a key < 2^31
   template <bool Draws>
-  void countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint8_t* surelyKept);
+  void countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint8_t* surelyKept, bool uniformKnown);
+  void reserveDraws(uint32_t L);  // middle_ and exact_ for a row of L
   void clear();                                    // next_ back to zero
   // Per bucket and chunk: its count (low 32 bits) and surely kept draws (high 32 bits), then its first (assign(): next)
   // rank, and for draw() the end of its ranks in the high half. Zero between rows.

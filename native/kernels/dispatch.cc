@@ -178,6 +178,10 @@ uint32_t dellaSplitDraws(const uint64_t* u, size_t stride, uint32_t L, uint64_t 
 uint32_t dellaEqualKeys(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t key) {
   return WM_DISPATCH(dellaEqualKeys(keys, stride, from, to, key));
 }
+uint32_t dellaKeys(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* keys) { return WM_DISPATCH(dellaKeys(base, tb, x, tx, n, keys)); }
+uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle, uint64_t* u) {
+  return WM_DISPATCH(dellaDrawSplit(seedKey, first, L, low, high, keep, middle, u));
+}
 
 size_t expArrayCounting(const double* x, double* out, size_t n) { return WM_DISPATCH(expArray(x, out, n)); }
 size_t logArrayCounting(const double* x, double* out, size_t n) { return WM_DISPATCH(logArray(x, out, n)); }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "avx2_splitmix.h"
 #include "avx512_loads.h"
 #include "numerics.h"
 #include "sparse_avx512.h"
@@ -17,15 +18,6 @@ namespace avx2 {
 namespace {
 
 constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-
-// sparsify.h's splitmix64 in 8 lanes.
-WM_AVX512_INLINE __m512i splitmix64x8(__m512i x) {
-  x = _mm512_xor_si512(x, _mm512_srli_epi64(x, 30));
-  x = _mm512_mullo_epi64(x, _mm512_set1_epi64(static_cast<long long>(0xBF58476D1CE4E5B9ull)));
-  x = _mm512_xor_si512(x, _mm512_srli_epi64(x, 27));
-  x = _mm512_mullo_epi64(x, _mm512_set1_epi64(static_cast<long long>(0x94D049BB133111EBull)));
-  return _mm512_xor_si512(x, _mm512_srli_epi64(x, 31));
-}
 
 struct ModelLanes8 {
   __m512i low, high;  // keep low <= key < high

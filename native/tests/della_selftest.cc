@@ -1,8 +1,8 @@
 // The self-test of DELLA's keep rule (kernels/della.h): the counting ranks (della_rank.h) against the definition
 // (a sort by key, then descending position) on rows with heavy ties and special values, dellaKeep against
 // bernoulliKeep at the defined rank's probability, the fused by-bucket draws and L1 sums of
-// uniform rows through dellaKeep and dellaL1Buckets, and the AVX2 uniform draws against the scalar ones bit for bit
-// (run by kernels_selftest.cc's main).
+// uniform rows through dellaKeep and dellaL1Buckets, and the AVX2 uniform draws, keys (dellaKeys) and split draws
+// (dellaDrawSplit) against the scalar ones bit for bit (run by kernels_selftest.cc's main).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -277,6 +277,91 @@ void testUniforms(Rng& r) {
   std::printf("della uniforms: %zu cases\n", cases);
 }
 
+// dellaKeys (AVX2, with AVX-512 on and off) against the scalar one and the definition (canonicalKey of x - base in f32), and its
+// low bits' OR, on every dtype pair with special values (NaN payloads, +-Inf, +-0, subnormals) and every tail length.
+void testKeys(Rng& r) {
+  size_t cases = 0;
+  const Dtype types[] = {Dtype::BF16, Dtype::F16, Dtype::F32};
+  for (Dtype tb : types) {
+    for (Dtype tx : types) {
+      for (size_t n : {0, 1, 7, 8, 9, 15, 16, 17, 31, 1000, 1283}) {
+        const std::vector<unsigned char> base = randomTensor(r, tb, n), x = r.next() % 2 == 0 ? randomTensor(r, tx, n) : paletteTensor(r, tx, n, 5);
+        std::vector<uint32_t> want(n + 1, 7), scalar(n + 1, 7);
+        uint32_t wantLow = 0;
+        for (size_t j = 0; j < n; ++j) {
+          const float d = wm::loadElementF32(x.data(), tx, j) - wm::loadElementF32(base.data(), tb, j);
+          uint32_t bits;
+          std::memcpy(&bits, &d, 4);
+          want[j] = canonicalKey(bits);
+          wantLow |= want[j] & 0xFFFFu;
+        }
+        const uint32_t scalarLow = wm::scalar::dellaKeys(base.data(), tb, x.data(), tx, n, scalar.data());
+        CHECK(scalar == want && scalarLow == wantLow, "dellaKeys %s-%s n=%zu: scalar differs from the definition", dtypeName(tb), dtypeName(tx), n);
+        for (bool avx512 : {false, true}) {
+#if defined(WM_HAVE_AVX2_BACKEND)
+          const bool was = wm::avx2::setAvx512Enabled(avx512);
+#endif
+          wm::setSimdEnabled(true);
+          std::vector<uint32_t> simd(n + 1, 7);
+          const uint32_t simdLow = wm::dellaKeys(base.data(), tb, x.data(), tx, n, simd.data());
+#if defined(WM_HAVE_AVX2_BACKEND)
+          wm::avx2::setAvx512Enabled(was);
+#endif
+          CHECK(simd == want && simdLow == wantLow, "dellaKeys %s-%s n=%zu avx512 %d: SIMD differs from the definition", dtypeName(tb), dtypeName(tx),
+                n, avx512);
+        }
+        digestBytes(want.data(), n * 4);
+        ++cases;
+      }
+    }
+  }
+  std::printf("della keys: %zu cases, SIMD == scalar == the definition\n", cases);
+}
+
+// dellaDrawSplit (AVX2, with AVX-512 on and off) against its definition: dellaUniforms then dellaSplitDraws, scalar; keep and
+// middle equal, and u equal at every middle position; limits at 0, 2^53, equal, and at drawn values (ties with low and high).
+void testDrawSplit(Rng& r) {
+  size_t cases = 0;
+  for (uint32_t L : {0u, 1u, 3u, 4u, 5u, 8u, 13u, 1000u, 1283u}) {
+    for (int kind = 0; kind < 5; ++kind) {
+      const uint64_t seedKey = r.next(), first = r.next() >> (r.next() % 64);
+      std::vector<uint64_t> u(L + 1, 9);
+      wm::scalar::dellaUniforms(seedKey, first, L, u.data());
+      uint64_t a = r.next() >> 11, b = r.next() >> 11;
+      if (kind == 1) a = 0, b = uint64_t{1} << 53;
+      if (kind == 2) a = b;
+      if (kind == 3 && L > 1) a = u[r.next() % L], b = u[r.next() % L];
+      if (kind == 4) a = 0, b = 0;
+      const uint64_t low = std::min(a, b), high = std::max(a, b);
+      std::vector<uint8_t> want(L + 1, 5);
+      std::vector<uint32_t> wantMiddle(L + 4, 0);
+      const uint32_t wantCount = wm::scalar::dellaSplitDraws(u.data(), 1, L, low, high, want.data(), wantMiddle.data());
+      for (bool simd : {false, true}) {
+        for (bool avx512 : {false, true}) {
+#if defined(WM_HAVE_AVX2_BACKEND)
+          const bool was = wm::avx2::setAvx512Enabled(avx512);
+#endif
+          wm::setSimdEnabled(simd);
+          std::vector<uint8_t> keep(L + 1, 5);
+          std::vector<uint32_t> middle(L + 4, 0);
+          std::vector<uint64_t> got(L + 1, 3);
+          const uint32_t count = wm::dellaDrawSplit(seedKey, first, L, low, high, keep.data(), middle.data(), got.data());
+#if defined(WM_HAVE_AVX2_BACKEND)
+          wm::avx2::setAvx512Enabled(was);
+#endif
+          bool same = count == wantCount && keep == want && std::equal(middle.begin(), middle.begin() + count, wantMiddle.begin());
+          for (uint32_t k = 0; same && k < count; ++k) same = got[middle[k]] == u[middle[k]];
+          CHECK(same, "dellaDrawSplit L=%u kind %d simd %d avx512 %d: differs from dellaUniforms + dellaSplitDraws", L, kind, simd, avx512);
+        }
+      }
+      wm::setSimdEnabled(true);
+      digestBytes(want.data(), L);
+      ++cases;
+    }
+  }
+  std::printf("della split draws: %zu cases, SIMD == scalar == uniforms + split\n", cases);
+}
+
 // dellaMerge reading each model's keepBits map (a tensor-local job; della.cc's mergeByKeepBits where the base and scales are
 // finite) against dellaMerge drawing the masks itself (the kept copies): the same bytes, with finite and special bases,
 // finite and infinite scales, one and two models, each consensus, SIMD on and off.
@@ -352,5 +437,7 @@ void testDella(uint64_t seed) {
   testDraw(r);
   testKeep(r);
   testUniforms(r);
+  testKeys(r);
+  testDrawSplit(r);
   testMergeByBits(r);
 }
