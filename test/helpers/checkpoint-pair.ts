@@ -4,18 +4,15 @@ import * as path from 'node:path';
 import { type FixtureDtype } from '../../lib/fixtures/fixture';
 import { decodeFloat } from '../../lib/format/float-bits';
 import { readSafetensorsHeader, type SafetensorsHeader } from '../../lib/format/safetensors';
-import { dir, useTempDir } from './temp-dir';
-
-let serial = 0;
+import { freshPath, useTempDir } from './temp-dir';
 
 /** A temporary root for the file's pairs, removed after the file. */
 export function setUpFixtureRoot(): void {
   useTempDir('weightmix-fixture-');
 }
 
-export function freshDir(): string {
-  return path.join(dir, `pair-${serial++}`);
-}
+/** A new folder path for a pair under the root. */
+export const freshDir = (): string => freshPath('pair');
 
 export interface LoadedModel {
   files: string[];
