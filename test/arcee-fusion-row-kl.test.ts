@@ -4,7 +4,6 @@
  * Both ways (KLs given, KLs computed by the kernel) must give the same counts and the same bytes, on random
  * inputs with special values (NaN, ±Inf, ±0, subnormals, the largest finite) in some rows.
  */
-import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype, NativeJob } from '../lib/engine/native-plan';
 import type { TensorRecipe } from '../lib/engine/plan';
@@ -13,9 +12,7 @@ import { setArceeFusionThresholds } from '../lib/recipes/arcee-fusion-statistics
 import { Dtype } from './reference/numerics';
 import { randomTensors } from './helpers/special-values';
 import { readRaw, writeRaw } from './helpers/raw-values';
-import { dir, useTempDir } from './helpers/temp-dir';
-
-let counter = 0;
+import { dir, freshPath, useTempDir } from './helpers/temp-dir';
 
 useTempDir('weightmix-fusion-kl-');
 
@@ -68,7 +65,7 @@ test.each([
   expect(top[fullest]).toBeGreaterThan(n / 100);
 
   const merged = async (kls: number[]) => {
-    const out = path.join(dir, `out-${counter++}.bin`);
+    const out = freshPath('out', '.bin');
     await runPlan({
       inputs: files,
       outputs: [{ path: out, size: n * 4, head: Buffer.alloc(0) }],

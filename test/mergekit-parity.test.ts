@@ -13,9 +13,7 @@ import { readTensorBytes, readTensorValues } from '../lib/format/tensor-data';
 import { SafetensorsDtype } from '../lib/format/safetensors';
 import { qwen3Names, randomTensor, rng, TensorSpec, writeModel } from './helpers/models';
 import { taskArithmeticRef } from './reference/merge-methods';
-import { dir, useTempDir } from './helpers/temp-dir';
-
-let counter = 0;
+import { dir, freshPath, useTempDir } from './helpers/temp-dir';
 
 useTempDir('weightmix-parity-');
 
@@ -72,7 +70,7 @@ test.each(['F32', 'BF16'] as const)(
   async (dtype) => {
     const [base, m1, m2] = await family(11, ['BF16', 'BF16', 'BF16']);
     const [b, x1, x2] = await Promise.all([values(base), values(m1), values(m2)]);
-    const out = path.join(dir, `out-${counter++}`);
+    const out = freshPath('out');
     const outDtype = dtype === 'F32' ? 'float32' : 'bfloat16';
     await merge(
       parseRecipe({
@@ -124,7 +122,7 @@ describe("without a dtype key the written dtype is mergekit's, and config.json s
   test('task_arithmetic from an F32 base with BF16 models writes F32 (mergekit casts to the base dtype), config float32', async () => {
     const [base, m1, m2] = await family(21, ['F32', 'BF16', 'BF16']);
     setConfigDtype(base, 'float32');
-    const out = path.join(dir, `out-${counter++}`);
+    const out = freshPath('out');
     await merge(
       parseRecipe({
         merge_method: 'task_arithmetic',
@@ -141,7 +139,7 @@ describe("without a dtype key the written dtype is mergekit's, and config.json s
 
   test('linear of a BF16 and an F32 model promotes to F32 as torch does; the base-less config said bfloat16 and now says float32', async () => {
     const [a, b] = await family(22, ['BF16', 'F32']);
-    const out = path.join(dir, `out-${counter++}`);
+    const out = freshPath('out');
     await merge(
       parseRecipe({
         merge_method: 'linear',
@@ -158,13 +156,13 @@ describe("without a dtype key the written dtype is mergekit's, and config.json s
   test('slerp from a BF16 base (its config wrongly saying float32) with an F32 model writes BF16 (mergekit casts to the base), config bfloat16; dtype: float16 overrides both', async () => {
     const [base, other] = await family(23, ['BF16', 'F32']);
     setConfigDtype(base, 'float32');
-    const out = path.join(dir, `out-${counter++}`);
+    const out = freshPath('out');
     await merge(parseRecipe({ merge_method: 'slerp', base_model: base, parameters: { t: 0.3 }, models: [{ model: base }, { model: other }] }), {
       output: out,
       threads: 2,
     });
     expect(await dtypesOf(out)).toEqual({ tensors: new Set(['BF16']), config: 'bfloat16' });
-    const out16 = path.join(dir, `out-${counter++}`);
+    const out16 = freshPath('out');
     await merge(
       parseRecipe({ merge_method: 'slerp', base_model: base, dtype: 'float16', parameters: { t: 0.3 }, models: [{ model: base }, { model: other }] }),
       { output: out16, threads: 2 },
@@ -219,9 +217,9 @@ describe('tokenizer_source: the embeddings are rebuilt for that vocabulary (merg
 
   test('a shared 30-token vocabulary cuts embed_tokens and lm_head from 40 rows to 30, the rows merged as before; config vocab_size 30', async () => {
     const [a, b] = await pair(31, [vocabulary(30), vocabulary(30)]);
-    const plain = path.join(dir, `out-${counter++}`);
+    const plain = freshPath('out');
     await merge(parseRecipe(recipe(a, b)), { output: plain, threads: 2 });
-    const cut = path.join(dir, `out-${counter++}`);
+    const cut = freshPath('out');
     await merge(parseRecipe(recipe(a, b, { tokenizer_source: b })), { output: cut, threads: 2 });
     const [p, c] = await Promise.all([openCheckpoint(plain), openCheckpoint(cut)]);
     for (const name of ['model.embed_tokens.weight', 'lm_head.weight']) {
@@ -240,7 +238,7 @@ describe('tokenizer_source: the embeddings are rebuilt for that vocabulary (merg
     const [a, b] = await pair(32, [vocabulary(30), other]);
     const r = parseRecipe(recipe(a, b, { tokenizer_source: a }));
     const ckpts = await Promise.all(r.models.map((m) => openCheckpoint(m)));
-    const rebuilt = await rebuildVocabulary(r, ckpts, path.join(dir, `out-${counter++}`));
+    const rebuilt = await rebuildVocabulary(r, ckpts, freshPath('out'));
     try {
       expect(rebuilt.vocabulary?.kind).toBe('rebuild');
       for (const name of ['model.embed_tokens.weight', 'lm_head.weight']) {
@@ -253,7 +251,7 @@ describe('tokenizer_source: the embeddings are rebuilt for that vocabulary (merg
       await rebuilt.cleanup();
     }
     const [c, d] = await pair(33, [vocabulary(41), vocabulary(41)]);
-    await expect(merge(parseRecipe(recipe(c, d, { tokenizer_source: c })), { output: path.join(dir, `out-${counter++}`) })).rejects.toThrow(
+    await expect(merge(parseRecipe(recipe(c, d, { tokenizer_source: c })), { output: freshPath('out') })).rejects.toThrow(
       /at id 40, past its config vocab_size 40/,
     );
   });
@@ -283,7 +281,7 @@ test('F8_E4M3FNUZ and F8_E5M2FNUZ tensors are read and copied byte for byte (the
       return d;
     }),
   );
-  const out = path.join(dir, `out-${counter++}`);
+  const out = freshPath('out');
   await merge(parseRecipe({ merge_method: 'linear', models: models.map((model) => ({ model, parameters: { weight: 0.5 } })) }), { output: out, threads: 2 });
   const [o, first] = await Promise.all([openCheckpoint(out), openCheckpoint(models[0])]);
   for (const name of ['model.layers.0.mlp.down_proj.weight_scale', 'model.layers.0.mlp.up_proj.weight_scale']) {
@@ -294,7 +292,7 @@ test('F8_E4M3FNUZ and F8_E5M2FNUZ tensors are read and copied byte for byte (the
 
 test('int8_mask, rescale and density on task_arithmetic are accepted and change nothing, as in mergekit without sparsification', async () => {
   const [base, m1] = await family(51, ['BF16', 'BF16']);
-  const outs = [path.join(dir, `out-${counter++}`), path.join(dir, `out-${counter++}`)];
+  const outs = [freshPath('out'), freshPath('out')];
   const recipe = (extra: Record<string, unknown>, density?: number) => ({
     merge_method: 'task_arithmetic',
     base_model: base,

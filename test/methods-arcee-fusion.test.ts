@@ -6,7 +6,6 @@
  * the threshold (exp and log of the C library and of V8 may differ in the last bit of an f64): there
  * either value is accepted, and such elements are counted and must be rare.
  */
-import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
 import type { TensorRecipe } from '../lib/engine/plan';
@@ -23,9 +22,7 @@ import { randomTensors } from './helpers/special-values';
 import { writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
 import { makeNearModels } from './helpers/tiny-models';
-import { dir, useTempDir } from './helpers/temp-dir';
-
-let counter = 0;
+import { dir, freshPath, useTempDir } from './helpers/temp-dir';
 
 useTempDir('weightmix-fusion-');
 
@@ -100,7 +97,7 @@ describe('recipes over fixtures', () => {
 
   test('arcee_fusion (F32 out) is within 1 ulp of the oracle except at the threshold, and keeps a part of every matrix', async () => {
     const doc = { merge_method: 'arcee_fusion', base_model: N, out_dtype: 'float32', models: [{ model: A }, { model: N }] };
-    const out = path.join(dir, `merged-${counter++}`);
+    const out = freshPath('merged');
     await merge(parseRecipe(doc), { output: out, threads: 2 });
     const [a, n] = await Promise.all([modelValues(A), modelValues(N)]);
     const ckpt = await openCheckpoint(out);

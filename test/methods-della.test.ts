@@ -22,9 +22,7 @@ import { randomTensors } from './helpers/special-values';
 import { expectedBits, writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
 import { makeNearModels } from './helpers/tiny-models';
-import { dir, useTempDir } from './helpers/temp-dir';
-
-let counter = 0;
+import { dir, freshPath, useTempDir } from './helpers/temp-dir';
 
 useTempDir('weightmix-della-');
 
@@ -171,7 +169,7 @@ test('the executor refuses bad della parameters with one line', async () => {
   const run = (params: number[]) =>
     runPlan({
       inputs: [file],
-      outputs: [{ path: path.join(dir, `bad-${counter++}.bin`), size: 24, head: Buffer.alloc(0) }],
+      outputs: [{ path: freshPath('bad', '.bin'), size: 24, head: Buffer.alloc(0) }],
       jobs: [{ count: 6, sources: [{ input: 0, offset: 0, dtype: 'F32' }], dests: [{ output: 0, offset: 0, dtype: 'F32', op: 'della', w: [], params }] }],
       threads: 1,
       blockBytes: 4096,
@@ -194,7 +192,7 @@ describe('recipes over fixtures', () => {
   }, 60000);
 
   async function merged(doc: Record<string, unknown>, threads: number): Promise<string> {
-    const out = path.join(dir, `merged-${counter++}`);
+    const out = freshPath('merged');
     await merge(parseRecipe(doc), { output: out, threads });
     return out;
   }

@@ -4,7 +4,6 @@
  * at epsilon and at t), bit for bit against the f64 oracles of test/reference/elementwise.ts rounded
  * once; then whole recipes over fixtures within one ulp.
  */
-import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype, NativeJob } from '../lib/engine/native-plan';
 import { encodeElementwiseParams } from '../lib/engine/elementwise-params';
@@ -19,9 +18,7 @@ import { randomTensors } from './helpers/special-values';
 import { expectedBits, writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
 import { makeNearFarModels } from './helpers/tiny-models';
-import { dir, useTempDir } from './helpers/temp-dir';
-
-let counter = 0;
+import { dir, freshPath, useTempDir } from './helpers/temp-dir';
 
 useTempDir('weightmix-elementwise-');
 
@@ -89,7 +86,7 @@ test('the executor refuses bad nearswap and ram parameters with one line', async
   const run = (op: 'nearswap' | 'ram', params: number[]) =>
     runPlan({
       inputs: [file],
-      outputs: [{ path: path.join(dir, `bad-${counter++}.bin`), size: 12, head: Buffer.alloc(0) }],
+      outputs: [{ path: freshPath('bad', '.bin'), size: 12, head: Buffer.alloc(0) }],
       jobs: [{ count: 3, sources: [{ input: 0, offset: 0, dtype: 'F32' }], dests: [{ output: 0, offset: 0, dtype: 'F32', op, w: [], params }] }],
       threads: 1,
       blockBytes: 4096,
@@ -112,7 +109,7 @@ describe('recipes over fixtures', () => {
   }, 60000);
 
   async function worstUlpOf(doc: Record<string, unknown>, oracle: (name: string) => number[]): Promise<number> {
-    const out = path.join(dir, `merged-${counter++}`);
+    const out = freshPath('merged');
     await merge(parseRecipe(doc), { output: out, threads: 2 });
     return worstUlp(await openCheckpoint(out), oracle);
   }

@@ -19,9 +19,8 @@ import { modelStockRef, nuslerpRef } from './reference/merge-methods';
 import { rng } from './helpers/models';
 import { writeRaw } from './helpers/raw-values';
 import { makeNearFarModels } from './helpers/tiny-models';
-import { dir, useTempDir } from './helpers/temp-dir';
+import { dir, freshPath, useTempDir } from './helpers/temp-dir';
 
-let counter = 0;
 let A: string;
 let B: string;
 let N: string;
@@ -58,7 +57,7 @@ function byColumn(name: string, tensors: number[][], f: (columns: number[][]) =>
 }
 
 async function worstUlpOf(doc: Record<string, unknown>, oracle: (name: string) => number[]): Promise<number> {
-  const out = path.join(dir, `out-${counter++}`);
+  const out = freshPath('out');
   await merge(parseRecipe(doc), { output: out, threads: 2, blockBytes: 65536 });
   return worstUlp(await openCheckpoint(out), oracle);
 }
@@ -182,7 +181,7 @@ test.each([
       [true, true],
     ]) {
       const group = (i: number) => (interleaved ? i % rowLength : Math.floor(i / rowLength));
-      const outFile = path.join(dir, `rows-${counter++}.bin`);
+      const outFile = freshPath('rows', '.bin');
       // Sources 2 (base) and 0, 1 (models), out of order: the params name them.
       const w = interleaved ? coefficients.slice(0, 2 * rowLength) : coefficients;
       const params = encodeElementwiseParams('row_linear', base ? [2, 0, 1] : [0, 1], [], { length: rowLength, interleaved, base, w });
@@ -246,7 +245,7 @@ test('the executor refuses row_linear parameters that do not fit the tensor, wit
   const run = (params: number[]) =>
     runPlan({
       inputs: [file],
-      outputs: [{ path: path.join(dir, `bad-${counter++}.bin`), size: 24, head: Buffer.alloc(0) }],
+      outputs: [{ path: freshPath('bad', '.bin'), size: 24, head: Buffer.alloc(0) }],
       jobs: [{ count: 6, sources: [{ input: 0, offset: 0, dtype: 'F32' }], dests: [{ output: 0, offset: 0, dtype: 'F32', op: 'row_linear', w: [], params }] }],
       threads: 1,
       blockBytes: 4096,

@@ -4,7 +4,6 @@
  * bit for bit against the f64 oracle of test/reference/sce.ts rounded once, on 1 and 3 threads;
  * then whole recipes over fixtures within one ulp.
  */
-import * as path from 'node:path';
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
 import type { TensorRecipe } from '../lib/engine/plan';
@@ -21,9 +20,7 @@ import { expectedBits, writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
 import { rng } from './helpers/models';
 import { makeNearFarModels } from './helpers/tiny-models';
-import { dir, useTempDir } from './helpers/temp-dir';
-
-let counter = 0;
+import { dir, freshPath, useTempDir } from './helpers/temp-dir';
 
 useTempDir('weightmix-sce-');
 
@@ -121,7 +118,7 @@ describe('recipes over fixtures', () => {
       parameters: { select_topk: selectTopk },
       models: [{ model: A }, { model: B }, { model: F }, { model: N }],
     };
-    const out = path.join(dir, `merged-${counter++}`);
+    const out = freshPath('merged');
     await merge(parseRecipe(doc), { output: out, threads: 2 });
     const [a, b, f, n] = await Promise.all([modelValues(A), modelValues(B), modelValues(F), modelValues(N)]);
     const oracle = (name: string) => {

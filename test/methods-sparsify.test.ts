@@ -16,16 +16,14 @@ import { dareMaskRef, l1ScaleRef, magnitudeCountsRef, magnitudeMaskRef, SparseRe
 import { rng } from './helpers/models';
 import { sparseModel as model } from './helpers/sparse-model';
 import { makeNearModels } from './helpers/tiny-models';
-import { dir, useTempDir } from './helpers/temp-dir';
-
-let counter = 0;
+import { dir, freshPath, useTempDir } from './helpers/temp-dir';
 
 useTempDir('weightmix-sparsify-');
 
 // ---- the engine on raw f32 files ----------------------------------------------------------------
 
 function writeF32(values: number[]): string {
-  const file = path.join(dir, `raw-${counter++}.f32`);
+  const file = freshPath('raw', '.f32');
   fs.writeFileSync(file, Buffer.from(new Float32Array(values).buffer));
   return file;
 }
@@ -43,7 +41,7 @@ async function runRaw(base: number[], models: number[][], spec: Omit<SparseMerge
   const resolved = (
     await resolveSparse([tensor], (p) => runPlan({ ...p, outputs: [], threads: engine.threads, blockBytes: engine.blockBytes, direct: false }))
   ).get(name)!;
-  const outFile = path.join(dir, `out-${counter++}.f32`);
+  const outFile = freshPath('out', '.f32');
   await runPlan({
     inputs: files,
     outputs: [{ path: outFile, size: base.length * 4, head: Buffer.alloc(0) }],
@@ -228,7 +226,7 @@ describe('merge recipes', () => {
   }
 
   async function run(doc: Record<string, unknown>, threads = 2): Promise<{ out: Checkpoint; recipe: Recipe }> {
-    const out = path.join(dir, `merged-${counter++}`);
+    const out = freshPath('merged');
     const recipe = parseRecipe(doc);
     await merge(recipe, { output: out, threads });
     return { out: await openCheckpoint(out), recipe };

@@ -3,7 +3,6 @@
  * mergekit's code on whole tensors (test/reference/merge-methods.ts): weightmix finds the same
  * combination from the moments pass's Gram matrix, so every element is within one ulp of the output dtype.
  */
-import * as path from 'node:path';
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
@@ -12,13 +11,12 @@ import { nuslerpCoefficients, nuslerpT } from '../lib/recipes/methods/nuslerp';
 import { karcherRef, multislerpRef, nuslerpRef } from './reference/merge-methods';
 import { modelValues, worstUlp } from './helpers/model-values';
 import { makeNearFarModels } from './helpers/tiny-models';
-import { dir, useTempDir } from './helpers/temp-dir';
+import { dir, freshPath, useTempDir } from './helpers/temp-dir';
 
 let A: string;
 let B: string;
 let N: string;
 let F: string;
-let counter = 0;
 
 useTempDir('weightmix-sphere-');
 
@@ -27,7 +25,7 @@ beforeAll(async () => {
 }, 60000);
 
 async function worstUlpOf(doc: Record<string, unknown>, oracle: (name: string) => number[]): Promise<number> {
-  const outDir = path.join(dir, `out-${counter++}`);
+  const outDir = freshPath('out');
   await merge(parseRecipe(doc), { output: outDir, threads: 2 });
   return worstUlp(await openCheckpoint(outDir), oracle);
 }

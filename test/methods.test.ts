@@ -13,13 +13,12 @@ import { readTensorBytes } from '../lib/format/tensor-data';
 import { linearRef, modelStockRef, slerpRef, taskArithmeticRef } from './reference/merge-methods';
 import { modelValues, worstUlp } from './helpers/model-values';
 import { makeNearFarModels } from './helpers/tiny-models';
-import { dir, useTempDir } from './helpers/temp-dir';
+import { dir, freshPath, useTempDir } from './helpers/temp-dir';
 
 let A: string; // "instruct"
 let B: string; // "thinking", relative distance 0.027 from A
 let N: string; // near A (distance 0.01)
 let F: string; // far from A (distance 0.3): slerp takes the spherical path
-let counter = 0;
 
 useTempDir('weightmix-methods-');
 
@@ -28,7 +27,7 @@ beforeAll(async () => {
 }, 60000);
 
 async function run(doc: Record<string, unknown>): Promise<Checkpoint> {
-  const out = path.join(dir, `out-${counter++}`);
+  const out = freshPath('out');
   await merge(parseRecipe(doc), { output: out, threads: 2 });
   return openCheckpoint(out);
 }
@@ -139,7 +138,7 @@ test("the moments pass reports progress through the merge's onProgress (stage st
   const budget = localStatistics.maxTensorBytes;
   localStatistics.maxTensorBytes = 0;
   const events: MergeProgress[] = [];
-  const out = path.join(dir, `out-${counter++}`);
+  const out = freshPath('out');
   const merged = merge(parseRecipe(slerpSlice(F, 0.5)), {
     output: out,
     threads: 2,

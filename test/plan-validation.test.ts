@@ -9,10 +9,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WeightmixError } from '../lib/errors';
 import { NativePlan, runPlan } from '../lib/engine/native';
-import { dir, useTempDir } from './helpers/temp-dir';
+import { dir, freshPath, useTempDir } from './helpers/temp-dir';
 
 let inputs: string[];
-let counter = 0;
 
 useTempDir('wm-plan-validation-');
 
@@ -190,7 +189,7 @@ const UNREACHABLE: [check: string, reason: string][] = [
 ];
 
 test('the valid plan runs: the control for every row below', async () => {
-  const out = path.join(dir, `out-${counter++}`);
+  const out = freshPath('out');
   const result = await runPlan(validPlan(out));
   expect(result.bytesWritten).toBe(64);
   expect(fs.statSync(out).size).toBe(64);
@@ -200,7 +199,7 @@ test('the valid plan runs: the control for every row below', async () => {
 
 describe('an invalid plan is refused before any output file exists', () => {
   test.each(ROWS)('%s', async (_check, breakIt, message, code = 'PlanInvalid') => {
-    const out = path.join(dir, `out-${counter++}`);
+    const out = freshPath('out');
     const plan = validPlan(out);
     breakIt(plan);
     let err: unknown;

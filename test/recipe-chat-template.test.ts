@@ -5,12 +5,11 @@ import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { BUILT_IN_CHAT_TEMPLATES, parseChatTemplate } from '../lib/recipes/chat-template';
-import { dir, useTempDir } from './helpers/temp-dir';
+import { dir, freshPath, useTempDir } from './helpers/temp-dir';
 
 let A: string;
 let B: string;
 let C: string;
-let counter = 0;
 
 useTempDir('weightmix-chat-');
 
@@ -30,7 +29,7 @@ const recipe = (models: string[], chat: unknown) => ({
 });
 
 async function mergeWith(models: string[], chat: unknown): Promise<{ jinja: string | null; config: Record<string, unknown> }> {
-  const out = path.join(dir, `out-${counter++}`);
+  const out = freshPath('out');
   await merge(parseRecipe(recipe(models, chat)), { output: out, threads: 2 });
   const file = path.join(out, 'chat_template.jinja');
   return {

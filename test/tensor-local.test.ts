@@ -5,7 +5,6 @@
  * through `merge` with the fallback forced by a zero budget.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { NativeDtype, NativePlan, runPlan } from '../lib/engine/native';
 import { encodeSparseParams } from '../lib/engine/sparse-params';
 import { resolveSparse, SparseMergeSpec, SparseTensor } from '../lib/recipes/sparsify';
@@ -13,9 +12,9 @@ import { rng } from './helpers/models';
 import { sparseModel as model } from './helpers/sparse-model';
 import { expectLocalStreamedMixedAlike } from './helpers/local-vs-streamed';
 import { dir, setUpTensorLocalTests } from './helpers/tensor-local-setup';
+import { freshPath } from './helpers/temp-dir';
 import { makeNearModels } from './helpers/tiny-models';
 
-let counter = 0;
 setUpTensorLocalTests('weightmix-local-');
 
 const SPECIALS = [NaN, Infinity, -Infinity, 0, -0, 2 ** -149, -(2 ** -149), 2 ** -126, 3.4028234663852886e38, -3.4028234663852886e38];
@@ -33,7 +32,7 @@ function values(n: number, r: () => number): number[] {
 
 /** The values as a raw file of `dtype` (bf16: the f32 bits' high half, any pattern being valid). */
 function writeRaw(xs: number[], dtype: NativeDtype): string {
-  const file = path.join(dir, `raw-${counter++}`);
+  const file = freshPath('raw');
   const f = new Float32Array(xs);
   const bytes = dtype === 'F32' ? Buffer.from(f.buffer) : Buffer.from(Uint16Array.from(new Uint32Array(f.buffer), (b) => b >>> 16).buffer);
   fs.writeFileSync(file, bytes);
@@ -49,7 +48,7 @@ async function mergeRaw(files: string[], dtypes: NativeDtype[], count: number, s
   const params = encodeSparseParams(resolved, (m) => m);
   const opens = spec.models.some((m) => (m.selection === 'magnitude' && m.density < 1) || (m.rescale === 'l1' && m.density < 1));
   expect(params.length).toBe(6 + spec.models.length * (local && opens ? 14 : 10));
-  const out = path.join(dir, `out-${counter++}`);
+  const out = freshPath('out');
   await runPlan({
     inputs: files,
     outputs: [{ path: out, size: count * 2, head: Buffer.alloc(0) }],

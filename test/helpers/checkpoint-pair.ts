@@ -1,27 +1,18 @@
 /** Shared setup of the fixture tests (test/fixture*.test.ts): a temporary root for the pairs, and the pairs read back and decoded. */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { type FixtureDtype } from '../../lib/fixtures/fixture';
 import { decodeFloat } from '../../lib/format/float-bits';
 import { readSafetensorsHeader, type SafetensorsHeader } from '../../lib/format/safetensors';
-
-let root: string;
-let serial = 0;
+import { freshPath, useTempDir } from './temp-dir';
 
 /** A temporary root for the file's pairs, removed after the file. */
 export function setUpFixtureRoot(): void {
-  beforeAll(() => {
-    root = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-fixture-'));
-  });
-  afterAll(() => {
-    fs.rmSync(root, { recursive: true, force: true });
-  });
+  useTempDir('weightmix-fixture-');
 }
 
-export function freshDir(): string {
-  return path.join(root, `pair-${serial++}`);
-}
+/** A new folder path for a pair under the root. */
+export const freshDir = (): string => freshPath('pair');
 
 export interface LoadedModel {
   files: string[];

@@ -1,6 +1,5 @@
 /** Shared setup of the diff tests (test/diff*.test.ts): the seeded random pairs, the f64 reference checks, the CLI runners and the tensor zoo. */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { diff, type DiffReport, type DiffStats } from '../../lib/analysis/diff';
@@ -10,6 +9,7 @@ import { encodeFloat } from '../../lib/format/float-bits';
 import { nextUint32, streamState } from '../../lib/fixtures/random';
 import { writeSafetensorsFile, type SafetensorsDtype } from '../../lib/format/safetensors';
 import { referenceFigures, referenceMoments, type ReferenceDtype, type ReferenceMoments } from '../reference/moments';
+import { dir, useTempDir } from './temp-dir';
 
 // Random data: a fresh seed per run unless WEIGHTMIX_SEED is set; it is printed and in the test names.
 export const SEED = process.env.WEIGHTMIX_SEED !== undefined ? Number(process.env.WEIGHTMIX_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
@@ -304,7 +304,8 @@ export function zooTensors(): PairTensor[] {
   return tensors;
 }
 
-export let root: string;
+/** The file's temporary root for its pairs (temp-dir's `dir`, under the name these tests use). */
+export { dir as root };
 export let zoo: PairTensor[];
 export let zooDirs: { a: string; b: string };
 export let zooReport: DiffReport;
@@ -315,11 +316,8 @@ export const progress: { bytesDone: number; bytesTotal: number }[] = [];
 export function setUpRoot(): void {
   beforeAll(() => {
     console.log(`diff tests: random data from seed ${SEED} (rerun with WEIGHTMIX_SEED=${SEED})`);
-    root = fs.mkdtempSync(path.join(os.tmpdir(), 'weightmix-diff-'));
   });
-  afterAll(() => {
-    fs.rmSync(root, { recursive: true, force: true });
-  });
+  useTempDir('weightmix-diff-');
 }
 
 /** setUpRoot, then the tensor zoo written under it, diffed, and its f64 reference figures. */
@@ -331,7 +329,7 @@ export function setUpZoo(): void {
       { name: 'model.layers.0.self_attn.rotary.positions', dtype: 'I64' as const, shape: [4], data: Buffer.alloc(32, 1) },
       { name: 'token_type_flags', dtype: 'U8' as const, shape: [3], data: Buffer.from([1, 2, 3]) },
     ];
-    zooDirs = await writePair(path.join(root, 'zoo'), zoo, skippedTensors);
+    zooDirs = await writePair(path.join(dir, 'zoo'), zoo, skippedTensors);
     zooReport = await diff({ a: zooDirs.a, b: zooDirs.b, threads: 2, onProgress: (p) => progress.push(p) });
     zooRef = new Map(zoo.map((t) => [t.name, referenceMoments(t.a, t.dtypeA as ReferenceDtype, t.b, t.dtypeB as ReferenceDtype)]));
   }, 180_000); // a few seconds on an idle machine; generous for shared CI cores
