@@ -1,5 +1,5 @@
-// What the AVX2 translation units share (cpu_avx2.cc, sparse_avx2.cc, elementwise_avx2.cc): the inline target
-// attribute, the 8- and 4-lane loads of any float dtype, and the f64 kernels' one-rounding store. Include only where WM_HAVE_AVX2_BACKEND is defined.
+// What the AVX2 translation units share (cpu_avx2.cc, sparse_avx2.cc, elementwise_avx2.cc, della_avx2.cc, ...): the inline
+// target attribute, the 8- and 4-lane loads of any float dtype, |x - base| bits, and the f64 kernels' one-rounding store. Include only where WM_HAVE_AVX2_BACKEND is defined.
 #pragma once
 #include <immintrin.h>
 
@@ -27,6 +27,13 @@ WM_AVX2_INLINE __m256 load8(const void* p, size_t i) {
       return _mm256_cvtph_ps(h);
     }
   }
+}
+
+// |x - base| as f32 bits, 8 elements (the sparse methods' and della's |d| keys): vsubps takes the first operand's NaN as subss does, so the
+// payloads are the scalar x - base's.
+template <Dtype B, Dtype X>
+WM_AVX2_INLINE __m256i absDeltaBits8(const void* base, const void* x, size_t i) {
+  return _mm256_and_si256(_mm256_castps_si256(_mm256_sub_ps(load8<X>(x, i), load8<B>(base, i))), _mm256_set1_epi32(0x7FFFFFFF));
 }
 
 // The 4-lane load (f64 kernels take 4 elements per step).

@@ -53,15 +53,15 @@ struct LanePack {
 };
 constexpr LanePack kLanePack;
 
-// dellaKeys' 8 lanes: |d| bits as absDeltaBits (vsubps takes x's NaN as subss does; canonical below anyway), NaN made
+// dellaKeys' 8 lanes: |d| bits as absDeltaBits (avx2_loads.h's absDeltaBits8), NaN made
 // canonical by a signed compare (every key < 2^31), the low 16 bits ORed. Returns how many elements it did.
 template <Dtype B, Dtype X>
 __attribute__((target("avx2,fma,f16c"))) size_t keysLoop(const void* base, const void* x, size_t n, uint32_t* keys, uint32_t* lowBits) {
-  const __m256i mask = _mm256_set1_epi32(0x7FFFFFFF), inf = _mm256_set1_epi32(0x7F800000), nan = _mm256_set1_epi32(0x7FC00000);
+  const __m256i inf = _mm256_set1_epi32(0x7F800000), nan = _mm256_set1_epi32(0x7FC00000);
   __m256i low = _mm256_setzero_si256();
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m256i a = _mm256_and_si256(_mm256_castps_si256(_mm256_sub_ps(load8<X>(x, i), load8<B>(base, i))), mask);
+    const __m256i a = absDeltaBits8<B, X>(base, x, i);
     const __m256i k = _mm256_blendv_epi8(a, nan, _mm256_cmpgt_epi32(a, inf));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(keys + i), k);
     low = _mm256_or_si256(low, k);
@@ -102,6 +102,12 @@ __attribute__((target(WM_AVX512_TARGET))) size_t drawSplitWide(uint64_t seedKey,
   return t;
 }
 
+// The scalar tail lists its middle positions from 0: moved to the row's, t on. Returns how many (n).
+uint32_t shiftedBy(uint32_t t, uint32_t* middle, uint32_t n) {
+  for (uint32_t k = 0; k < n; ++k) middle[k] += t;
+  return n;
+}
+
 }  // namespace
 
 // Draws and limits are below 2^53: the signed 64-bit compares order them as unsigned.
@@ -121,9 +127,7 @@ __attribute__((target("avx2,fma,f16c"))) uint32_t dellaSplitDraws(const uint64_t
     nm += static_cast<uint32_t>(__builtin_popcount(mid));
   }
   if (t < L) {
-    const uint32_t rest = scalar::dellaSplitDraws(u + t, 1, L - t, low, high, keep + t, middle + nm);
-    for (uint32_t k = nm; k < nm + rest; ++k) middle[k] += t;
-    nm += rest;
+    nm += shiftedBy(t, middle + nm, scalar::dellaSplitDraws(u + t, 1, L - t, low, high, keep + t, middle + nm));
   }
   return nm;
 }
@@ -162,9 +166,7 @@ uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t l
   uint32_t nm = 0;
   const uint32_t t = static_cast<uint32_t>(drawSplitWide(seedKey, first, L, low, high, keep, middle, u, &nm));
   if (t == L) return nm;
-  const uint32_t rest = scalar::dellaDrawSplit(seedKey, first + t, L - t, low, high, keep + t, middle + nm, u + t);
-  for (uint32_t k = nm; k < nm + rest; ++k) middle[k] += t;
-  return nm + rest;
+  return nm + shiftedBy(t, middle + nm, scalar::dellaDrawSplit(seedKey, first + t, L - t, low, high, keep + t, middle + nm, u + t));
 }
 
 __attribute__((target("avx2,fma,f16c"))) void dellaUniforms(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u) {

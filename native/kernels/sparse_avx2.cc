@@ -25,21 +25,15 @@ namespace {
 
 template <Dtype B, Dtype X>
 __attribute__((target("avx2,fma,f16c"))) void absDeltaBitsLoop(const void* base, const void* x, size_t n, uint32_t* out) {
-  const __m256i mask = _mm256_set1_epi32(0x7FFFFFFF);
   size_t i = 0;
-  // vsubps takes the first operand's NaN as subss does: the same payloads as the scalar x - base.
-  for (; i + 8 <= n; i += 8) {
-    const __m256 d = _mm256_sub_ps(load8<X>(x, i), load8<B>(base, i));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_and_si256(_mm256_castps_si256(d), mask));
-  }
+  for (; i + 8 <= n; i += 8) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), absDeltaBits8<B, X>(base, x, i));
   if (i < n) {
     // The ragged end through zero-padded copies, so that it runs the same vector code.
     alignas(32) unsigned char pb[8 * 4] = {}, px[8 * 4] = {};
     alignas(32) uint32_t r[8];
     std::memcpy(pb, static_cast<const unsigned char*>(base) + i * dtypeSize(B), (n - i) * dtypeSize(B));
     std::memcpy(px, static_cast<const unsigned char*>(x) + i * dtypeSize(X), (n - i) * dtypeSize(X));
-    const __m256 d = _mm256_sub_ps(load8<X>(px, 0), load8<B>(pb, 0));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(r), _mm256_and_si256(_mm256_castps_si256(d), mask));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(r), absDeltaBits8<B, X>(pb, px, 0));
     std::memcpy(out + i, r, (n - i) * 4);
   }
 }
