@@ -252,15 +252,9 @@ void testUniforms(Rng& r) {
     wm::scalar::dellaUniforms(seedKey, first, n, scalar.data());
     // With and without VPMULLQ (the CPU may lack it: then both runs take AVX2's multiply).
     for (bool avx512 : {false, true}) {
-#if defined(WM_HAVE_AVX2_BACKEND)
-      const bool was = wm::avx2::setAvx512Enabled(avx512);
-#endif
       wm::setSimdEnabled(true);
       std::vector<uint64_t> simd(n + 1, 9);
-      wm::dellaUniforms(seedKey, first, n, simd.data());
-#if defined(WM_HAVE_AVX2_BACKEND)
-      wm::avx2::setAvx512Enabled(was);
-#endif
+      withAvx512(avx512, [&] { wm::dellaUniforms(seedKey, first, n, simd.data()); });
       CHECK(scalar == simd, "dellaUniforms n=%zu avx512 %d: SIMD != scalar", n, avx512);
     }
     // u < limit is bernoulliKeep at the limit's probability, for limits 0, 2^53 and between.
@@ -298,15 +292,10 @@ void testKeys(Rng& r) {
         const uint32_t scalarLow = wm::scalar::dellaKeys(base.data(), tb, x.data(), tx, n, scalar.data());
         CHECK(scalar == want && scalarLow == wantLow, "dellaKeys %s-%s n=%zu: scalar differs from the definition", dtypeName(tb), dtypeName(tx), n);
         for (bool avx512 : {false, true}) {
-#if defined(WM_HAVE_AVX2_BACKEND)
-          const bool was = wm::avx2::setAvx512Enabled(avx512);
-#endif
           wm::setSimdEnabled(true);
           std::vector<uint32_t> simd(n + 1, 7);
-          const uint32_t simdLow = wm::dellaKeys(base.data(), tb, x.data(), tx, n, simd.data());
-#if defined(WM_HAVE_AVX2_BACKEND)
-          wm::avx2::setAvx512Enabled(was);
-#endif
+          uint32_t simdLow = 0;
+          withAvx512(avx512, [&] { simdLow = wm::dellaKeys(base.data(), tb, x.data(), tx, n, simd.data()); });
           CHECK(simd == want && simdLow == wantLow, "dellaKeys %s-%s n=%zu avx512 %d: SIMD differs from the definition", dtypeName(tb), dtypeName(tx),
                 n, avx512);
         }
@@ -338,17 +327,12 @@ void testDrawSplit(Rng& r) {
       const uint32_t wantCount = wm::scalar::dellaSplitDraws(u.data(), 1, L, low, high, want.data(), wantMiddle.data());
       for (bool simd : {false, true}) {
         for (bool avx512 : {false, true}) {
-#if defined(WM_HAVE_AVX2_BACKEND)
-          const bool was = wm::avx2::setAvx512Enabled(avx512);
-#endif
           wm::setSimdEnabled(simd);
           std::vector<uint8_t> keep(L + 1, 5);
           std::vector<uint32_t> middle(L + 4, 0);
           std::vector<uint64_t> got(L + 1, 3);
-          const uint32_t count = wm::dellaDrawSplit(seedKey, first, L, low, high, keep.data(), middle.data(), got.data());
-#if defined(WM_HAVE_AVX2_BACKEND)
-          wm::avx2::setAvx512Enabled(was);
-#endif
+          uint32_t count = 0;
+          withAvx512(avx512, [&] { count = wm::dellaDrawSplit(seedKey, first, L, low, high, keep.data(), middle.data(), got.data()); });
           bool same = count == wantCount && keep == want && got[L] == 3 && std::equal(middle.begin(), middle.begin() + count, wantMiddle.begin());
           for (uint32_t k = 0; same && k < count; ++k) same = got[middle[k]] == u[middle[k]];
           CHECK(same, "dellaDrawSplit L=%u kind %d simd %d avx512 %d: differs from dellaUniforms + dellaSplitDraws", L, kind, simd, avx512);

@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/cpu_backends.h"
 #include "kernels/kernels.h"
 
 using wm::Dtype;
@@ -30,6 +31,20 @@ inline void digestBytes(const void* p, size_t n) {
 }
 
 inline const char* dtypeName(Dtype t) { return t == Dtype::F32 ? "F32" : t == Dtype::F16 ? "F16" : "BF16"; }
+
+// f() with the AVX-512 kernels switched on or off (where this build has the AVX2 backend; else f() alone), then the setting
+// restored: the SIMD tests run both widths on a CPU that has AVX-512.
+template <class F>
+void withAvx512(bool on, F&& f) {
+#if defined(WM_HAVE_AVX2_BACKEND)
+  const bool was = wm::avx2::setAvx512Enabled(on);
+  f();
+  wm::avx2::setAvx512Enabled(was);
+#else
+  (void)on;
+  f();
+#endif
+}
 
 struct Rng {
   std::mt19937_64 g;
