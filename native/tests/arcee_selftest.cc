@@ -179,10 +179,8 @@ void testArcee(uint64_t seed) {
             std::vector<uint32_t> keyS(len), keyV(len);
             wm::scalar::arceeKeys(a.data(), ta, b.data(), tb, j0, len, kl, keyS.data());
             for (bool wide : {false, true}) {  // the 4-lane loop, and the 8-lane one where the CPU has AVX-512
-              const bool was = wm::avx2::setAvx512Enabled(wide);
               std::fill(keyV.begin(), keyV.end(), 0);
-              wm::avx2::arceeKeys(a.data(), ta, b.data(), tb, j0, len, kl, keyV.data());
-              wm::avx2::setAvx512Enabled(was);
+              withAvx512(wide, [&] { wm::avx2::arceeKeys(a.data(), ta, b.data(), tb, j0, len, kl, keyV.data()); });
               CHECK(keyS == keyV, "arceeKeys%s %s/%s n=%zu kl %g: SIMD != scalar", wide ? " (AVX-512)" : "", dtypeName(ta), dtypeName(tb), len, kl);
             }
             digestBytes(keyV.data(), 4 * len);
@@ -192,10 +190,8 @@ void testArcee(uint64_t seed) {
                 std::vector<unsigned char> outS(n * wm::dtypeSize(to)), outV(n * wm::dtypeSize(to));
                 wm::scalar::arceeMergeRow(a.data(), ta, b.data(), tb, j0, len, kl, threshold, outS.data(), to);
                 for (bool wide : {false, true}) {  // the 4-lane loop, and the 8-lane one where the CPU has AVX-512
-                  const bool was = wm::avx2::setAvx512Enabled(wide);
                   std::fill(outV.begin(), outV.end(), 0);
-                  wm::avx2::arceeMergeRow(a.data(), ta, b.data(), tb, j0, len, kl, threshold, outV.data(), to);
-                  wm::avx2::setAvx512Enabled(was);
+                  withAvx512(wide, [&] { wm::avx2::arceeMergeRow(a.data(), ta, b.data(), tb, j0, len, kl, threshold, outV.data(), to); });
                   CHECK(outS == outV, "arceeMergeRow%s %s/%s -> %s n=%zu kl %g threshold %g: SIMD != scalar", wide ? " (AVX-512)" : "", dtypeName(ta), dtypeName(tb), dtypeName(to), len, kl, threshold);
                 }
                 digestBytes(outV.data(), outV.size());

@@ -20,13 +20,7 @@ std::array<std::vector<unsigned char>, 3> threeWays(size_t bytes, F run) {
   wm::setSimdEnabled(false);
   run(out[0].data());
   wm::setSimdEnabled(true);
-#if defined(WM_HAVE_AVX2_BACKEND)
-  const bool wide = wm::avx2::setAvx512Enabled(false);
-  run(out[1].data());
-  wm::avx2::setAvx512Enabled(wide);
-#else
-  run(out[1].data());
-#endif
+  withAvx512(false, [&] { run(out[1].data()); });
   run(out[2].data());
   digestBytes(out[1].data(), out[1].size());
   digestBytes(out[2].data(), out[2].size());

@@ -205,9 +205,7 @@ void testExactExpLog(uint64_t seed) {
   wm::setSimdEnabled(simd);
 #if defined(WM_HAVE_AVX2_BACKEND)
   if (std::strcmp(wm::simdPathName(), "scalar") != 0) {
-    const bool wide = wm::avx2::setAvx512Enabled(false);
-    runPath("AVX2", r, extra);
-    wm::avx2::setAvx512Enabled(wide);
+    withAvx512(false, [&] { runPath("AVX2", r, extra); });
     if (wm::avx2::avx512Enabled()) runPath("AVX-512", r, extra);
   }
 #endif

@@ -239,9 +239,7 @@ static void testSparse(uint64_t seed) {
       CHECK(bs == bv, "absDeltaBits %s n=%zu: SIMD != scalar", dtypeName(t), (size_t)count);
 #if defined(WM_HAVE_AVX2_BACKEND)
       {
-        const bool wide = wm::avx2::setAvx512Enabled(false);
-        wm::absDeltaBits(src[0].data(), t, src[1].data(), t, count, bv.data());
-        wm::avx2::setAvx512Enabled(wide);
+        withAvx512(false, [&] { wm::absDeltaBits(src[0].data(), t, src[1].data(), t, count, bv.data()); });
         CHECK(bs == bv, "absDeltaBits %s n=%zu: SIMD without AVX-512 != scalar", dtypeName(t), (size_t)count);
       }
 #endif
@@ -281,9 +279,7 @@ static void testSparse(uint64_t seed) {
         CHECK(ks == kv, "sparseKeep %s n=%zu density %g: SIMD != scalar", dtypeName(t), n, density);
 #if defined(WM_HAVE_AVX2_BACKEND)
         // The mask hash with and without VPMULLQ (the CPU may lack it: then both runs take AVX2's multiply).
-        const bool wide = wm::avx2::setAvx512Enabled(false);
-        wm::sparseKeep(bs.data() + start, m, wm::sparseIndexBits(count), count, start, n, kv.data());
-        wm::avx2::setAvx512Enabled(wide);
+        withAvx512(false, [&] { wm::sparseKeep(bs.data() + start, m, wm::sparseIndexBits(count), count, start, n, kv.data()); });
         CHECK(ks == kv, "sparseKeep %s n=%zu density %g: SIMD without VPMULLQ != scalar", dtypeName(t), n, density);
 #endif
         std::vector<uint64_t> buckets(2 * wm::kL1Buckets, 0);
@@ -353,9 +349,7 @@ static void testSparse(uint64_t seed) {
 #if defined(WM_HAVE_AVX2_BACKEND)
           // The 4-lane AVX2 loop alone (the CPU may lack AVX-512: then both runs took it).
           std::vector<unsigned char> out4(outS.size(), 0xA5);
-          const bool wide = wm::avx2::setAvx512Enabled(false);
-          wm::sparseMerge(srcs, types, p, count, start, n, out4.data() + 1, to);
-          wm::avx2::setAvx512Enabled(wide);
+          withAvx512(false, [&] { wm::sparseMerge(srcs, types, p, count, start, n, out4.data() + 1, to); });
           CHECK(out4 == outS, "sparseMerge %s->%s n=%zu start=%zu variant %d: SIMD without AVX-512 != scalar", dtypeName(t), dtypeName(to), n,
                 (size_t)start, variant);
           ++cases;
@@ -384,9 +378,7 @@ static void testSparse(uint64_t seed) {
           cases += 2;
 #if defined(WM_HAVE_AVX2_BACKEND)
           std::vector<unsigned char> bits4(outS.size(), 0xA5);
-          const bool wideBits = wm::avx2::setAvx512Enabled(false);
-          wm::sparseMerge(srcs, types, p, count, start, n, bits4.data() + 1, to);
-          wm::avx2::setAvx512Enabled(wideBits);
+          withAvx512(false, [&] { wm::sparseMerge(srcs, types, p, count, start, n, bits4.data() + 1, to); });
           CHECK(bits4 == outS, "sparseMerge %s->%s n=%zu start=%zu variant %d: with keep bits, SIMD without AVX-512 != scalar", dtypeName(t),
                 dtypeName(to), n, (size_t)start, variant);
           ++cases;
@@ -465,9 +457,8 @@ static void testRankWindow(uint64_t seed) {
       CHECK(mv == ms && av == as && std::equal(ks.begin(), ks.begin() + ms, kv.begin()), "windowKeys n=%zu: SIMD != scalar", n);
 #if defined(WM_HAVE_AVX2_BACKEND)
       uint64_t a4 = 3;
-      const bool wide = wm::avx2::setAvx512Enabled(false);
-      const size_t m4 = wm::windowKeys(a.data(), n, lo, hi, wm::sparseIndexBits(count), count, start, kv.data(), &a4);
-      wm::avx2::setAvx512Enabled(wide);
+      size_t m4 = 0;
+      withAvx512(false, [&] { m4 = wm::windowKeys(a.data(), n, lo, hi, wm::sparseIndexBits(count), count, start, kv.data(), &a4); });
       CHECK(m4 == ms && a4 == as && std::equal(ks.begin(), ks.begin() + ms, kv.begin()), "windowKeys n=%zu: SIMD without AVX-512 != scalar", n);
 #endif
       ++cases;

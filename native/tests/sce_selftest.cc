@@ -89,9 +89,7 @@ void testSceChunks(uint64_t seed) {
         wm::sceTasks(srcs, types, p, j0, len, baseS.data(), tS.data(), 512, bitsS.data());
         wm::setSimdEnabled(true);
         for (bool wide : {false, true}) {  // the 4-lane loops alone, then with the 8-lane ones where the CPU has AVX-512
-          const bool was = wm::avx2::setAvx512Enabled(wide);
-          wm::sceTasks(srcs, types, p, j0, len, baseV.data(), tV.data(), 512, bitsV.data());
-          wm::avx2::setAvx512Enabled(was);
+          withAvx512(wide, [&] { wm::sceTasks(srcs, types, p, j0, len, baseV.data(), tV.data(), 512, bitsV.data()); });
           bool same = std::memcmp(baseS.data(), baseV.data(), len * 8) == 0 && bitsS == bitsV;
           for (size_t k = 0; k < m; ++k) same = same && std::memcmp(&tS[k * 512], &tV[k * 512], len * 8) == 0;
           CHECK(same, "sceTasks %s n=%zu m=%zu variant %d AVX-512 %d: SIMD != scalar", dtypeName(t), n, m, variant, wide);
@@ -110,9 +108,7 @@ void testSceChunks(uint64_t seed) {
           wm::sceKeep(bitsS.data(), p.indexBits, count, start + j0, cut, len, keepS.data());
           wm::setSimdEnabled(true);
           for (bool wide : {false, true}) {
-            const bool was = wm::avx2::setAvx512Enabled(wide);
-            wm::sceKeep(bitsS.data(), p.indexBits, count, start + j0, cut, len, keepV.data());
-            wm::avx2::setAvx512Enabled(was);
+            withAvx512(wide, [&] { wm::sceKeep(bitsS.data(), p.indexBits, count, start + j0, cut, len, keepV.data()); });
             CHECK(std::memcmp(keepS.data(), keepV.data(), len * 8) == 0, "sceKeep n=%zu cut %016llx AVX-512 %d: SIMD != scalar", n,
                   static_cast<unsigned long long>(cut), wide);
           }
@@ -219,9 +215,7 @@ void testSceSumPieces(uint64_t seed) {
         for (bool wide : {false, true}) {  // the variance bits with the task vectors in registers (AVX-512) or in chunks
           std::vector<uint32_t> bitsV(count + 1, 0xA5A5A5A5u), want = bits;
           want.push_back(0xA5A5A5A5u);
-          const bool was = wm::avx2::setAvx512Enabled(wide);
-          wm::sceVarianceBits(srcs.data(), types.data(), p, count, bitsV.data());
-          wm::avx2::setAvx512Enabled(was);
+          withAvx512(wide, [&] { wm::sceVarianceBits(srcs.data(), types.data(), p, count, bitsV.data()); });
           CHECK(bitsV == want, "sceVarianceBits %s count %zu m %zu mixed %d AVX-512 %d: SIMD != scalar", dtypeName(t), count, m, mixed, wide);
           digestBytes(bitsV.data(), count * 4);
         }
@@ -254,10 +248,10 @@ void testSceSumPieces(uint64_t seed) {
                     count, m, static_cast<unsigned long long>(piece), scalarSums[0], want[0]);
               for (bool wide : {false, true}) {
                 std::vector<double> got(m, 0.5);
-                const bool was = wm::avx2::setAvx512Enabled(wide);
-                if (given) p.varianceBits = mapV[wide].data();
-                wm::sceSumSquaresPieces(srcs.data(), types.data(), p, count, got.data(), given ? reinterpret_cast<uint8_t*>(mapV[wide].data()) : nullptr);
-                wm::avx2::setAvx512Enabled(was);
+                withAvx512(wide, [&] {
+                  if (given) p.varianceBits = mapV[wide].data();
+                  wm::sceSumSquaresPieces(srcs.data(), types.data(), p, count, got.data(), given ? reinterpret_cast<uint8_t*>(mapV[wide].data()) : nullptr);
+                });
                 CHECK(std::memcmp(got.data(), want.data(), m * 8) == 0,
                       "sceSumSquaresPieces %s count %zu m %zu piece %llu cut %016llx given %d mixed %d AVX-512 %d: %g != %g by definition", dtypeName(t),
                       count, m, static_cast<unsigned long long>(piece), static_cast<unsigned long long>(cut), given, mixed, wide, got[0], want[0]);
@@ -287,9 +281,7 @@ void testSceSumPieces(uint64_t seed) {
                           keepS[j]);
                   }
                   for (bool wide : {false, true}) {
-                    const bool was = wm::avx2::setAvx512Enabled(wide);
-                    wm::sceKeepOfMap(map, piece, first, len, keepV.data());
-                    wm::avx2::setAvx512Enabled(was);
+                    withAvx512(wide, [&] { wm::sceKeepOfMap(map, piece, first, len, keepV.data()); });
                     CHECK(std::memcmp(keepS.data(), keepV.data(), len * 8) == 0, "sceKeepOfMap first %llu len %zu piece %llu AVX-512 %d: SIMD != scalar",
                           static_cast<unsigned long long>(first), len, static_cast<unsigned long long>(piece), wide);
                   }
@@ -317,9 +309,7 @@ void testSceSumPieces(uint64_t seed) {
                     wm::sceMerge(at.data(), types.data(), q, count, first, len, outS.data() + 1, to);
                     wm::setSimdEnabled(true);
                     for (bool wide : {false, true}) {
-                      const bool was = wm::avx2::setAvx512Enabled(wide);
-                      wm::sceMerge(at.data(), types.data(), q, count, first, len, (wide ? outW : outV).data() + 1, to);
-                      wm::avx2::setAvx512Enabled(was);
+                      withAvx512(wide, [&] { wm::sceMerge(at.data(), types.data(), q, count, first, len, (wide ? outW : outV).data() + 1, to); });
                     }
                     digestBytes(outW.data(), outW.size());
                     CHECK(outS == outV && outS == outW, "sceMerge in registers, keep map %d, %s->%s first %llu len %zu m %zu mixed %d piece %llu cut %016llx: SIMD != scalar",
@@ -377,9 +367,7 @@ void testSce(uint64_t seed) {
             wm::sceMerge(srcs, types, p, count, start, n, outS.data() + 1, to);
             wm::setSimdEnabled(true);
             // the 4-lane loops alone, then with the 8-lane ones where the CPU has AVX-512 (sce_avx512.h)
-            const bool wide = wm::avx2::setAvx512Enabled(false);
-            wm::sceMerge(srcs, types, p, count, start, n, outV.data() + 1, to);
-            wm::avx2::setAvx512Enabled(wide);
+            withAvx512(false, [&] { wm::sceMerge(srcs, types, p, count, start, n, outV.data() + 1, to); });
             wm::sceMerge(srcs, types, p, count, start, n, outW.data() + 1, to);
             digestBytes(outV.data(), outV.size());
             CHECK(outS == outV, "sceMerge %s->%s n=%zu m=%zu variant %d cut %016llx: SIMD != scalar", dtypeName(t), dtypeName(to), n, m, variant,
