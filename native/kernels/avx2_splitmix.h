@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "avx2_loads.h"
+#include "sparsify.h"
 
 namespace wm {
 namespace avx2 {
@@ -38,6 +39,22 @@ __attribute__((target("avx2,fma,f16c,avx512f,avx512dq,avx512bw,avx512vl"), alway
   x = _mm512_xor_si512(x, _mm512_srli_epi64(x, 27));
   x = _mm512_mullo_epi64(x, _mm512_set1_epi64(static_cast<long long>(0x94D049BB133111EBull)));
   return _mm512_xor_si512(x, _mm512_srli_epi64(x, 31));
+}
+
+// splitmix64's inputs for elements first .. first + 3 of the mask keyed by seedKey (lane q: element first + q, as
+// sparsify.h's bernoulliKeep); add 4 * kSplitmixGolden per step of 4.
+WM_AVX2_INLINE __m256i splitmixCounters4(uint64_t seedKey, uint64_t first) {
+  const uint64_t c0 = seedKey + (first + 1) * kSplitmixGolden;
+  return _mm256_set_epi64x(static_cast<long long>(c0 + 3 * kSplitmixGolden), static_cast<long long>(c0 + 2 * kSplitmixGolden),
+                           static_cast<long long>(c0 + kSplitmixGolden), static_cast<long long>(c0));
+}
+
+// The same for elements first .. first + 7 in 8 lanes (callers compile for AVX-512F); add 8 * kSplitmixGolden per step of 8.
+__attribute__((target("avx2,fma,f16c,avx512f,avx512dq,avx512bw,avx512vl"), always_inline)) inline __m512i splitmixCounters8(uint64_t seedKey,
+                                                                                                                           uint64_t first) {
+  const uint64_t c0 = seedKey + (first + 1) * kSplitmixGolden;
+  return _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(c0)),
+                          _mm512_mullo_epi64(_mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi64(static_cast<long long>(kSplitmixGolden))));
 }
 
 }  // namespace avx2

@@ -225,7 +225,7 @@ bool mergeByKeepBits(const void* const* srcs, const Dtype* types, const DellaPar
 
 namespace scalar {
 void dellaUniforms(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u) {
-  for (size_t j = 0; j < n; ++j) u[j] = splitmix64(seedKey + (first + j + 1) * 0x9E3779B97F4A7C15ull) >> 11;
+  for (size_t j = 0; j < n; ++j) u[j] = splitmix64(seedKey + (first + j + 1) * kSplitmixGolden) >> 11;
 }
 
 uint32_t dellaKeys(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* keys) {

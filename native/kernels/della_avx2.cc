@@ -18,15 +18,11 @@ namespace wm {
 namespace avx2 {
 namespace {
 
-constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-
 // Four draws a step; Wide: splitmix64's products with VPMULLQ (compiled for AVX-512DQ/VL, run where avx512Enabled(); flatten inlines them).
 template <bool Wide>
 __attribute__((always_inline, target("avx2,fma,f16c"))) inline size_t uniformsLoop(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u) {
-  const uint64_t c0 = seedKey + (first + 1) * kGolden;
-  __m256i counter = _mm256_set_epi64x(static_cast<long long>(c0 + 3 * kGolden), static_cast<long long>(c0 + 2 * kGolden),
-                                      static_cast<long long>(c0 + kGolden), static_cast<long long>(c0));
-  const __m256i step = _mm256_set1_epi64x(static_cast<long long>(4 * kGolden));
+  __m256i counter = splitmixCounters4(seedKey, first);
+  const __m256i step = _mm256_set1_epi64x(static_cast<long long>(4 * kSplitmixGolden));
   size_t j = 0;
   for (; j + 4 <= n; j += 4) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(u + j), _mm256_srli_epi64(splitmix64x4<Wide>(counter), 11));
@@ -78,10 +74,8 @@ __attribute__((target("avx2,fma,f16c"))) size_t keysLoop(const void* base, const
 // did (a multiple of 8).
 __attribute__((target(WM_AVX512_TARGET))) size_t drawSplitWide(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t low, uint64_t high,
                                                                uint8_t* keep, uint32_t* middle, uint64_t* u, uint32_t* nmOut) {
-  const __m512i golden = _mm512_set1_epi64(static_cast<long long>(kGolden));
-  __m512i counter = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(seedKey + (first + 1) * kGolden)),
-                                     _mm512_mullo_epi64(_mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), golden));
-  const __m512i step = _mm512_set1_epi64(static_cast<long long>(8 * kGolden));
+  __m512i counter = splitmixCounters8(seedKey, first);
+  const __m512i step = _mm512_set1_epi64(static_cast<long long>(8 * kSplitmixGolden));
   const __m512i lo = _mm512_set1_epi64(static_cast<long long>(low)), hi = _mm512_set1_epi64(static_cast<long long>(high));
   const __m128i ones = _mm_set1_epi8(1);
   const __m256i eight = _mm256_set1_epi32(8);

@@ -42,8 +42,6 @@ __attribute__((target("avx2,fma,f16c"))) void absDeltaBitsLoop(const void* base,
 
 
 constexpr uint64_t kFlip = uint64_t{1} << 63;  // unsigned order through AVX2's signed 64-bit compare
-constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-
 struct ModelLanes {
   __m256i lowF, highF;  // cuts ^ kFlip
   bool masked;          // 0 < density < 1
@@ -79,10 +77,8 @@ __attribute__((target("avx2,fma,f16c"))) void sparseKeepLoop(const uint32_t* abs
   const __m256i lowF = _mm256_set1_epi64x(static_cast<long long>(m.lowKey ^ kFlip)), highF = _mm256_set1_epi64x(static_cast<long long>(m.highKey ^ kFlip));
   const bool masked = m.density > 0 && m.density < 1;
   const __m256i limit = _mm256_set1_epi64x(masked ? static_cast<long long>(std::ceil(m.density * 0x1.0p53)) : 0);
-  const uint64_t c0 = m.seedKey + (start + 1) * kGolden;
-  __m256i counter = _mm256_set_epi64x(static_cast<long long>(c0 + 3 * kGolden), static_cast<long long>(c0 + 2 * kGolden),
-                                      static_cast<long long>(c0 + kGolden), static_cast<long long>(c0));
-  const __m256i step = _mm256_set1_epi64x(static_cast<long long>(4 * kGolden));
+  __m256i counter = splitmixCounters4(m.seedKey, start);
+  const __m256i step = _mm256_set1_epi64x(static_cast<long long>(4 * kSplitmixGolden));
   const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
   const uint64_t top = count - 1 - start;
   __m256i revF = _mm256_xor_si256(_mm256_set_epi64x(static_cast<long long>(top - 3), static_cast<long long>(top - 2),
@@ -179,14 +175,12 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
     l.masked = sm.density > 0 && sm.density < 1;
     l.bits = sm.keepBits;
     l.maskLimit = _mm256_set1_epi64x(l.masked ? static_cast<long long>(std::ceil(sm.density * 0x1.0p53)) : 0);
-    const uint64_t c0 = sm.seedKey + (start + 1) * kGolden;
-    l.counter = _mm256_set_epi64x(static_cast<long long>(c0 + 3 * kGolden), static_cast<long long>(c0 + 2 * kGolden),
-                                  static_cast<long long>(c0 + kGolden), static_cast<long long>(c0));
+    l.counter = splitmixCounters4(sm.seedKey, start);
     l.scale = _mm256_set1_pd(static_cast<double>(sm.scale));
     l.weight = _mm256_set1_pd(sm.weight);
     wsum = k == 0 ? sm.weight : wsum + sm.weight;
   }
-  const __m256i step = _mm256_set1_epi64x(static_cast<long long>(4 * kGolden));
+  const __m256i step = _mm256_set1_epi64x(static_cast<long long>(4 * kSplitmixGolden));
   const double constDiv = std::fabs(wsum) < 1e-8 ? 1.0 : wsum;
   const __m128i absMask = _mm_set1_epi32(0x7FFFFFFF);
   const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(p.indexBits));

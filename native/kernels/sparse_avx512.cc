@@ -17,8 +17,6 @@ namespace wm {
 namespace avx2 {
 namespace {
 
-constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-
 struct ModelLanes8 {
   __m512i low, high;  // keep low <= key < high
   bool masked;        // 0 < density < 1
@@ -44,14 +42,12 @@ __attribute__((target(WM_AVX512_TARGET))) void sparseMergeLoop8(const void* cons
     l.masked = sm.density > 0 && sm.density < 1;
     l.bits = sm.keepBits;
     l.maskLimit = _mm512_set1_epi64(l.masked ? static_cast<long long>(std::ceil(sm.density * 0x1.0p53)) : 0);
-    const uint64_t c0 = sm.seedKey + (start + 1) * kGolden;
-    l.counter = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(c0)),
-                                 _mm512_mullo_epi64(_mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi64(static_cast<long long>(kGolden))));
+    l.counter = splitmixCounters8(sm.seedKey, start);
     l.scale = _mm512_set1_pd(static_cast<double>(sm.scale));
     l.weight = _mm512_set1_pd(sm.weight);
     wsum = k == 0 ? sm.weight : wsum + sm.weight;
   }
-  const __m512i step = _mm512_set1_epi64(static_cast<long long>(8 * kGolden));
+  const __m512i step = _mm512_set1_epi64(static_cast<long long>(8 * kSplitmixGolden));
   const double constDiv = std::fabs(wsum) < 1e-8 ? 1.0 : wsum;
   const __m256i absMask = _mm256_set1_epi32(0x7FFFFFFF);
   const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(p.indexBits));
@@ -181,9 +177,8 @@ __attribute__((target(WM_AVX512_TARGET))) void sparseKeepLoop8(const uint32_t* a
   const __m512i low = _mm512_set1_epi64(static_cast<long long>(m.lowKey)), high = _mm512_set1_epi64(static_cast<long long>(m.highKey));
   const bool masked = m.density > 0 && m.density < 1;
   const __m512i limit = _mm512_set1_epi64(masked ? static_cast<long long>(std::ceil(m.density * 0x1.0p53)) : 0);
-  __m512i counter = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(m.seedKey + (start + 1) * kGolden)),
-                                     _mm512_mullo_epi64(_mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi64(static_cast<long long>(kGolden))));
-  const __m512i step = _mm512_set1_epi64(static_cast<long long>(8 * kGolden));
+  __m512i counter = splitmixCounters8(m.seedKey, start);
+  const __m512i step = _mm512_set1_epi64(static_cast<long long>(8 * kSplitmixGolden));
   const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
   __m512i rev = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - start)), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
   const __m512i eight = _mm512_set1_epi64(8);

@@ -94,6 +94,9 @@ inline uint64_t sparseRankKey(uint32_t absBits, uint32_t indexBits, uint64_t cou
 // Element i's bit in a SparseModel::keepBits map: bit i % 8 of byte i / 8.
 inline bool keptBit(const uint8_t* bits, uint64_t i) { return (bits[i >> 3] >> (i & 7)) & 1; }
 
+// The random masks' counter step: element i draws splitmix64(seedKey + (i + 1) * kSplitmixGolden) (every SIMD path too).
+constexpr uint64_t kSplitmixGolden = 0x9E3779B97F4A7C15ull;
+
 // Inline: DELLA's and DARE's masks call it once per element (out of line it cost 2-3 % of a della merge).
 inline uint64_t splitmix64(uint64_t x) {
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -102,7 +105,7 @@ inline uint64_t splitmix64(uint64_t x) {
 }
 // true when element i of the mask keyed by seedKey is kept with probability `density`.
 inline bool bernoulliKeep(uint64_t seedKey, uint64_t i, double density) {
-  const uint64_t u = splitmix64(seedKey + (i + 1) * 0x9E3779B97F4A7C15ull);
+  const uint64_t u = splitmix64(seedKey + (i + 1) * kSplitmixGolden);
   return static_cast<double>(u >> 11) * 0x1.0p-53 < density;
 }
 
