@@ -10,6 +10,7 @@ import { usageError, WeightmixError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
 import { copySidecars, modelName, writeIndex, writeModelCard } from '../engine/model-files';
 import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
+import { alongside } from '../engine/alongside';
 import { preloadNative } from '../engine/native';
 import { defaultWriteBlockBytes } from '../engine/block-bytes';
 import {
@@ -246,28 +247,30 @@ export async function runInterpolation(
       shardFilter: part ? partFilter(instruct, part) : undefined,
     });
     const writeBlockBytes = options.blockBytes === undefined ? await defaultWriteBlockBytes(transactions.map((tx) => tx.tempDir)) : blockBytes;
-    const ran = await executeMergePlan(plan, { threads, blockBytes: writeBlockBytes, direct: options.direct ?? true, device }, options, name);
-
+    const running = executeMergePlan(plan, { threads, blockBytes: writeBlockBytes, direct: options.direct ?? true, device }, options, name);
     const from = filesFrom === 'thinking' ? thinking : instruct;
-    for (let o = 0; o < targets.length; o++) {
-      const model = plan.models[o];
-      await writeIndex(model);
-      await copySidecars(from, model.dir, dtype);
-      await writeModelCard(model.dir, {
-        title: `${modelName(instruct)} × ${modelName(thinking)} at λ = ${targets[o].lambda}`,
-        sources: [
-          { role: 'Instruct (λ = 0)', dir: instruct.dir, hub: instruct.hub },
-          { role: 'Thinking (λ = 1)', dir: thinking.dir, hub: thinking.hub },
-        ],
-        lines: [
-          `Θ = λ·Θ_Thinking + (1−λ)·Θ_Instruct with λ = ${targets[o].lambda} (Wu et al., arXiv 2510.10977)`,
-          `selection: ${describeSelection(selection)} (other tensors are the Instruct weights, byte for byte)`,
-          `numerics: ${numerics === 'exact' ? 'torch.lerp in f32, one round-to-nearest-even' : "the paper's script: bf16 arithmetic, rounded after each operation"}`,
-          `sidecar files (config, tokenizer, chat template) from the ${filesFrom} model`,
-        ],
-        recipe: JSON.parse(recipeText(targets[o].lambda)),
-      });
-    }
+    const writeFiles = async () => {
+      for (let o = 0; o < targets.length; o++) {
+        const model = plan.models[o];
+        await writeIndex(model);
+        await copySidecars(from, model.dir, dtype);
+        await writeModelCard(model.dir, {
+          title: `${modelName(instruct)} × ${modelName(thinking)} at λ = ${targets[o].lambda}`,
+          sources: [
+            { role: 'Instruct (λ = 0)', dir: instruct.dir, hub: instruct.hub },
+            { role: 'Thinking (λ = 1)', dir: thinking.dir, hub: thinking.hub },
+          ],
+          lines: [
+            `Θ = λ·Θ_Thinking + (1−λ)·Θ_Instruct with λ = ${targets[o].lambda} (Wu et al., arXiv 2510.10977)`,
+            `selection: ${describeSelection(selection)} (other tensors are the Instruct weights, byte for byte)`,
+            `numerics: ${numerics === 'exact' ? 'torch.lerp in f32, one round-to-nearest-even' : "the paper's script: bf16 arithmetic, rounded after each operation"}`,
+            `sidecar files (config, tokenizer, chat template) from the ${filesFrom} model`,
+          ],
+          recipe: JSON.parse(recipeText(targets[o].lambda)),
+        });
+      }
+    };
+    const ran = await alongside(running, writeFiles());
     for (const tx of transactions) await tx.commit(options.signal);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const files = plan.models.reduce((n, m) => n + m.shards.filter((s) => s.written).length, 0);

@@ -13,6 +13,7 @@ import { usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
 import { preloadNative } from '../engine/native';
 import { executeMergePlan, MergeProgress, runStatisticsPlan } from '../engine/execute-plan';
+import { alongside } from '../engine/alongside';
 import { Moments, runMomentsPass } from '../engine/moments';
 import { methodFor } from './methods';
 import { copySidecars, writeIndex, writeModelCard } from '../engine/model-files';
@@ -203,9 +204,11 @@ async function mergeModels(
       recipe: (name) => recipes.get(name)!,
     });
     const writeBlockBytes = options.blockBytes === undefined ? await defaultWriteBlockBytes([tx.tempDir]) : blockBytes;
-    const ran = await executeMergePlan(plan, { threads, blockBytes: writeBlockBytes, direct, device }, options, name);
     const model = plan.models[0];
-    await finishRecipeOutput(model, recipe, ckpts, planned, recipes);
+    const ran = await alongside(
+      executeMergePlan(plan, { threads, blockBytes: writeBlockBytes, direct, device }, options, name),
+      finishRecipeOutput(model, recipe, ckpts, planned, recipes),
+    );
     await tx.commit(options.signal);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     return {
