@@ -41,7 +41,8 @@ WM_AVX512_INLINE __m256 roundedToF32(__m512d x) {
     u = _mm256_mask_or_epi32(u, inexact, u, _mm256_set1_epi32(1));
     r = _mm256_castsi256_ps(u);
   }
-  return _mm256_mask_mov_ps(r, _mm256_cmp_ps_mask(r, r, _CMP_UNORD_Q), _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(num::kF32CanonicalNaN))));
+  const __m256 canonicalNaN = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(num::kF32CanonicalNaN)));
+  return _mm256_mask_mov_ps(r, _mm256_cmp_ps_mask(r, r, _CMP_UNORD_Q), canonicalNaN);
 }
 
 // storeResult8's last step: f32 values (roundedToF32's, or exact ones) stored as TO, bf16 and f16 rounded to nearest even.

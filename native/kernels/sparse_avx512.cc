@@ -163,20 +163,37 @@ __attribute__((target(WM_AVX512_TARGET))) void soleKeepBitsLoop(const void* cons
   const __m512 canonicalNaN = _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(num::kF32CanonicalNaN)));
   const __m512d scale = _mm512_set1_pd(static_cast<double>(sm.scale)), weight = _mm512_set1_pd(sm.weight), divs = _mm512_set1_pd(div);
   const __m512d lambda = _mm512_set1_pd(p.lambda), zero = _mm512_setzero_pd();
-  // Packed bases, sources and results; 16 slots past the block, which the full-width stores and loads reach.
+  // Packed bases (bf16: base and source pairs), sources and results; 16 slots past the block, which the full-width stores
+  // and loads reach.
   alignas(64) float pb[kSoleBlock + 16], px[kSoleBlock + 16], pr[kSoleBlock + 16] = {};
   for (size_t j0 = 0; j0 < n; j0 += kSoleBlock) {
     const size_t end = j0 + (n - j0 < kSoleBlock ? n - j0 : kSoleBlock);
     size_t kept = 0;
     for (size_t j = j0; j < end; j += 16) {
       const __mmask16 keep = keepBits16(sm.keepBits, start + j);
-      _mm512_storeu_ps(pb + kept, _mm512_maskz_compress_ps(keep, load16<T>(base, j)));
-      _mm512_storeu_ps(px + kept, _mm512_maskz_compress_ps(keep, load16<T>(x, j)));
+      if constexpr (T == Dtype::BF16) {
+        // bf16 pairs: base in a lane's low half, the model's in its high half, packed at once.
+        const __m512i bh = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(base) + j)));
+        const __m512i xh = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(x) + j)));
+        _mm512_storeu_si512(pb + kept, _mm512_maskz_compress_epi32(keep, _mm512_or_si512(bh, _mm512_slli_epi32(xh, 16))));
+      } else {
+        _mm512_storeu_ps(pb + kept, _mm512_maskz_compress_ps(keep, load16<T>(base, j)));
+        _mm512_storeu_ps(px + kept, _mm512_maskz_compress_ps(keep, load16<T>(x, j)));
+      }
       kept += static_cast<size_t>(__builtin_popcount(keep));
     }
     for (size_t k = 0; k < kept; k += 8) {
-      const __m512d b = _mm512_cvtps_pd(_mm256_load_ps(pb + k));
-      const __m512d e = _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(_mm256_load_ps(px + k)), b), scale);
+      __m256 b32, x32;
+      if constexpr (T == Dtype::BF16) {
+        const __m256i pair = _mm256_load_si256(reinterpret_cast<const __m256i*>(pb + k));
+        b32 = _mm256_castsi256_ps(_mm256_slli_epi32(pair, 16));
+        x32 = _mm256_castsi256_ps(_mm256_and_si256(pair, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
+      } else {
+        b32 = _mm256_load_ps(pb + k);
+        x32 = _mm256_load_ps(px + k);
+      }
+      const __m512d b = _mm512_cvtps_pd(b32);
+      const __m512d e = _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(x32), b), scale);
       const __m512d v = rounded8(_mm512_mul_pd(weight, e));
       __m512d mixed = v;
       if constexpr (C != Consensus::None) {
