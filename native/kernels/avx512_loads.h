@@ -27,9 +27,10 @@ WM_AVX512_INLINE __m512d rounded8(__m512d x) {
   return x;
 }
 
-// avx2_loads.h's storeResult4 in 8 lanes: one rounding of the f64 results to TO (bf16 and f16 through round-to-odd).
+// storeResult8's f32 step: the f64 results rounded once to f32 (to odd where TO is bf16 or f16, so that storeF32As8's
+// rounding to TO is the only one that counts), NaN made canonical.
 template <Dtype TO>
-WM_AVX512_INLINE void storeResult8(void* out, size_t i, __m512d x) {
+WM_AVX512_INLINE __m256 roundedToF32(__m512d x) {
   __m256 r = _mm512_cvtpd_ps(x);
   if constexpr (TO != Dtype::F32) {
     const __m512d back = _mm512_cvtps_pd(r);
@@ -40,7 +41,13 @@ WM_AVX512_INLINE void storeResult8(void* out, size_t i, __m512d x) {
     u = _mm256_mask_or_epi32(u, inexact, u, _mm256_set1_epi32(1));
     r = _mm256_castsi256_ps(u);
   }
-  r = _mm256_mask_mov_ps(r, _mm256_cmp_ps_mask(r, r, _CMP_UNORD_Q), _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(num::kF32CanonicalNaN))));
+  const __m256 canonicalNaN = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(num::kF32CanonicalNaN)));
+  return _mm256_mask_mov_ps(r, _mm256_cmp_ps_mask(r, r, _CMP_UNORD_Q), canonicalNaN);
+}
+
+// storeResult8's last step: f32 values (roundedToF32's, or exact ones) stored as TO, bf16 and f16 rounded to nearest even.
+template <Dtype TO>
+WM_AVX512_INLINE void storeF32As8(void* out, size_t i, __m256 r) {
   if constexpr (TO == Dtype::F32) {
     _mm256_storeu_ps(static_cast<float*>(out) + i, r);
   } else if constexpr (TO == Dtype::BF16) {
@@ -51,6 +58,12 @@ WM_AVX512_INLINE void storeResult8(void* out, size_t i, __m512d x) {
   } else {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(out) + i), _mm256_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
+}
+
+// avx2_loads.h's storeResult4 in 8 lanes: one rounding of the f64 results to TO (bf16 and f16 through round-to-odd).
+template <Dtype TO>
+WM_AVX512_INLINE void storeResult8(void* out, size_t i, __m512d x) {
+  storeF32As8<TO>(out, i, roundedToF32<TO>(x));
 }
 
 }  // namespace avx2

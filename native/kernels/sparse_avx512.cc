@@ -4,8 +4,10 @@
 #include "cpu_backends.h"
 
 #if defined(WM_HAVE_AVX2_BACKEND)
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "avx2_splitmix.h"
 #include "avx512_loads.h"
@@ -135,6 +137,85 @@ WM_AVX512_INLINE __m512 load16(const void* p, size_t i) {
   }
 }
 
+// One model whose keep rule is a keepBits map (della's merge, a local DARE's): a dropped element's result is base + z, z
+// the zero (or NaN) the formula gives for e = 0, so the f64 arithmetic runs on the kept elements only (about half at
+// density 0.5), packed 8 a step by VCOMPRESSPS, and VEXPANDPS puts the results back. Lane for lane sparseMergeLoop8's.
+constexpr size_t kSoleBlock = 512;  // elements per round of packing: the packed values stay in L1
+
+// Elements i .. i + 15's bits of a keepBits map (keepBitsBytes pads it, so 4 bytes can always be read).
+WM_AVX512_INLINE __mmask16 keepBits16(const uint8_t* bits, uint64_t i) {
+  uint32_t four;
+  std::memcpy(&four, bits + (i >> 3), 4);
+  return static_cast<__mmask16>(four >> (i & 7));
+}
+
+template <Dtype T, Dtype TO, Consensus C>
+__attribute__((target(WM_AVX512_TARGET))) void soleKeepBitsLoop(const void* const* srcs, const SparseParams& p, uint64_t start, size_t n, void* out) {
+  const SparseModel& sm = p.models[0];
+  const void* base = srcs[p.baseSource];
+  const void* x = srcs[sm.source];
+  // sparseMergeLoop8's divisors with one model: soleDiv under a consensus, constDiv without.
+  const double div = C != Consensus::None ? (0.0 + sm.weight == 0 ? 1.0 : 0.0 + sm.weight) : (std::fabs(sm.weight) < 1e-8 ? 1.0 : sm.weight);
+  // z: a dropped element's mixed * lambda (e = +0), in f64 as the loop computes it; +-0 or NaN, so base + z is the same in f32.
+  const double v0 = sm.weight * 0.0;
+  const double mixed0 = C != Consensus::None ? (v0 != 0 ? (p.normalize ? v0 / div : v0) : 0.0) : (p.normalize ? v0 / div : v0);
+  const __m512 z = _mm512_set1_ps(static_cast<float>(mixed0 * p.lambda));
+  const __m512 canonicalNaN = _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(num::kF32CanonicalNaN)));
+  const __m512d scale = _mm512_set1_pd(static_cast<double>(sm.scale)), weight = _mm512_set1_pd(sm.weight), divs = _mm512_set1_pd(div);
+  const __m512d lambda = _mm512_set1_pd(p.lambda), zero = _mm512_setzero_pd();
+  // Packed bases (bf16: base and source pairs), sources and results; 16 slots past the block, which the full-width stores
+  // and loads reach.
+  alignas(64) float pb[kSoleBlock + 16], px[kSoleBlock + 16], pr[kSoleBlock + 16] = {};
+  for (size_t j0 = 0; j0 < n; j0 += kSoleBlock) {
+    const size_t end = j0 + (n - j0 < kSoleBlock ? n - j0 : kSoleBlock);
+    size_t kept = 0;
+    for (size_t j = j0; j < end; j += 16) {
+      const __mmask16 keep = keepBits16(sm.keepBits, start + j);
+      if constexpr (T == Dtype::BF16) {
+        // bf16 pairs: base in a lane's low half, the model's in its high half, packed at once.
+        const __m512i bh = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(base) + j)));
+        const __m512i xh = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(x) + j)));
+        _mm512_storeu_si512(pb + kept, _mm512_maskz_compress_epi32(keep, _mm512_or_si512(bh, _mm512_slli_epi32(xh, 16))));
+      } else {
+        _mm512_storeu_ps(pb + kept, _mm512_maskz_compress_ps(keep, load16<T>(base, j)));
+        _mm512_storeu_ps(px + kept, _mm512_maskz_compress_ps(keep, load16<T>(x, j)));
+      }
+      kept += static_cast<size_t>(__builtin_popcount(keep));
+    }
+    for (size_t k = 0; k < kept; k += 8) {
+      __m256 b32, x32;
+      if constexpr (T == Dtype::BF16) {
+        const __m256i pair = _mm256_load_si256(reinterpret_cast<const __m256i*>(pb + k));
+        b32 = _mm256_castsi256_ps(_mm256_slli_epi32(pair, 16));
+        x32 = _mm256_castsi256_ps(_mm256_and_si256(pair, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
+      } else {
+        b32 = _mm256_load_ps(pb + k);
+        x32 = _mm256_load_ps(px + k);
+      }
+      const __m512d b = _mm512_cvtps_pd(b32);
+      const __m512d e = _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(x32), b), scale);
+      const __m512d v = rounded8(_mm512_mul_pd(weight, e));
+      __m512d mixed = v;
+      if constexpr (C != Consensus::None) {
+        mixed = _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(v, zero, _CMP_NEQ_OQ), p.normalize ? _mm512_div_pd(v, divs) : v);
+      } else {
+        if (p.normalize) mixed = _mm512_div_pd(v, divs);
+      }
+      _mm256_store_ps(pr + k, roundedToF32<TO>(_mm512_add_pd(b, rounded8(_mm512_mul_pd(mixed, lambda)))));
+    }
+    size_t at = 0;
+    for (size_t j = j0; j < end; j += 16) {
+      const __mmask16 keep = keepBits16(sm.keepBits, start + j);
+      __m512 dropped = _mm512_add_ps(load16<T>(base, j), z);
+      dropped = _mm512_mask_mov_ps(dropped, _mm512_cmp_ps_mask(dropped, dropped, _CMP_UNORD_Q), canonicalNaN);
+      const __m512 r = _mm512_mask_expand_ps(dropped, keep, _mm512_loadu_ps(pr + at));
+      at += static_cast<size_t>(__builtin_popcount(keep));
+      storeF32As8<TO>(out, j, _mm512_castps512_ps256(r));
+      storeF32As8<TO>(out, j + 8, _mm512_extractf32x8_ps(r, 1));
+    }
+  }
+}
+
 template <Dtype B, Dtype X>
 __attribute__((target(WM_AVX512_TARGET))) size_t absDeltaBitsLoop16(const void* base, const void* x, size_t n, uint32_t* out) {
   const __m512i mask = _mm512_set1_epi32(0x7FFFFFFF);
@@ -214,8 +295,22 @@ size_t windowKeysAvx512(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, u
 }
 
 void sparseMergeAvx512(const void* const* srcs, Dtype t, const SparseParams& p, uint64_t count, uint64_t start, size_t n, void* out, Dtype to) {
+  // One model with a keepBits map: its kept elements packed, 16 a step; the rest (n % 16) in the general loop.
+  const size_t sole = p.models.size() == 1 && p.models[0].keepBits != nullptr ? n - n % 16 : 0;
   withSparseMergeShape(t, to, p, [&](auto T, auto TO, auto M, auto C) {
-    sparseMergeLoop8<decltype(T)::value, decltype(TO)::value, decltype(M)::value, decltype(C)::value>(srcs, p, count, start, n, out);
+    constexpr Dtype kT = decltype(T)::value, kTO = decltype(TO)::value;
+    constexpr Consensus kC = decltype(C)::value;
+    if constexpr (decltype(M)::value == 1) {
+      if (sole > 0) {
+        soleKeepBitsLoop<kT, kTO, kC>(srcs, p, start, sole, out);
+        if (sole == n) return;
+        // The base's and the model's pointers moved past the packed elements (the only sources the loop reads).
+        std::vector<const void*> rest(srcs, srcs + std::max(p.baseSource, p.models[0].source) + 1);
+        for (const uint32_t s : {p.baseSource, p.models[0].source}) rest[s] = static_cast<const uint8_t*>(srcs[s]) + sole * dtypeSize(t);
+        return sparseMergeLoop8<kT, kTO, 1, kC>(rest.data(), p, count, start + sole, n - sole, static_cast<uint8_t*>(out) + sole * dtypeSize(to));
+      }
+    }
+    sparseMergeLoop8<kT, kTO, decltype(M)::value, kC>(srcs, p, count, start, n, out);
   });
 }
 

@@ -301,17 +301,19 @@ static void testSparse(uint64_t seed) {
       }
       for (Dtype to : all) {
         // Variants 0-5: three models; 6-11: one (its own AVX2 path under a consensus); 12-17: two, four and five (four and
-        // five: the loops' model count read at run time).
-        for (int variant = 0; variant < 18; ++variant) {
+        // five: the loops' model count read at run time); 18-21: one with a scale and a lambda whose product with a dropped
+        // element's zero is -0 or NaN (the packed keep-bits loop's base + z).
+        for (int variant = 0; variant < 22; ++variant) {
           wm::SparseParams p;
           p.consensus = static_cast<wm::Consensus>(variant % 3);
           p.normalize = variant % 2 == 0;
-          p.lambda = variant < 3 ? 1.0 : 0.8;
+          const double oddLambdas[] = {-0.75, INFINITY, 2.5, -INFINITY};
+          p.lambda = variant < 3 ? 1.0 : variant < 18 ? 0.8 : oddLambdas[variant - 18];
           p.indexBits = wm::sparseIndexBits(count);
           p.baseSource = 0;
           const double weights[] = {0.7, -0.5, 1.3, 0.0, 1e-9};
           const uint32_t modelCounts[] = {2, 4, 5};
-          const uint32_t models = variant < 6 ? 3 : (variant < 12 ? 1 : modelCounts[variant % 3]);
+          const uint32_t models = variant < 6 ? 3 : (variant < 12 || variant >= 18 ? 1 : modelCounts[variant % 3]);
           for (uint32_t k = 1; k <= models; ++k) {
             wm::SparseModel m;
             m.source = k;
@@ -322,7 +324,7 @@ static void testSparse(uint64_t seed) {
             const double densities[] = {1, 0.4, 0.7, 0, 1e-3};
             m.density = densities[(k * 2 + variant) % 5];
             m.seedKey = r.next();
-            m.scale = k == 2 ? 1.3f : 1.0f;
+            m.scale = k == 2 ? 1.3f : variant >= 18 ? 0.37f : 1.0f;
             p.models.push_back(m);
           }
           const void* srcs[kSources];
