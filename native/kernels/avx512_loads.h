@@ -31,15 +31,14 @@ WM_AVX512_INLINE __m512d rounded8(__m512d x) {
 // rounding to TO is the only one that counts), NaN made canonical.
 template <Dtype TO>
 WM_AVX512_INLINE __m256 roundedToF32(__m512d x) {
-  __m256 r = _mm512_cvtpd_ps(x);
-  if constexpr (TO != Dtype::F32) {
-    const __m512d back = _mm512_cvtps_pd(r);
-    const __mmask8 inexact = _mm512_cmp_pd_mask(back, x, _CMP_NEQ_UQ);  // NaN lanes too; they become canonical below
-    const __mmask8 away = _mm512_cmp_pd_mask(_mm512_abs_pd(back), _mm512_abs_pd(x), _CMP_GT_OQ);
-    // Rounded away from zero: one step back toward it (bits - 1); inexact: the last bit set.
-    __m256i u = _mm256_mask_sub_epi32(_mm256_castps_si256(r), away, _mm256_castps_si256(r), _mm256_set1_epi32(1));
-    u = _mm256_mask_or_epi32(u, inexact, u, _mm256_set1_epi32(1));
-    r = _mm256_castsi256_ps(u);
+  __m256 r;
+  if constexpr (TO == Dtype::F32) {
+    r = _mm512_cvtpd_ps(x);
+  } else {
+    // Round to odd: toward zero (the instruction's own rounding mode), then the last bit set where that was inexact.
+    r = _mm512_cvt_roundpd_ps(x, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __mmask8 inexact = _mm512_cmp_pd_mask(_mm512_cvtps_pd(r), x, _CMP_NEQ_UQ);  // NaN lanes too; they become canonical below
+    r = _mm256_castsi256_ps(_mm256_mask_or_epi32(_mm256_castps_si256(r), inexact, _mm256_castps_si256(r), _mm256_set1_epi32(1)));
   }
   const __m256 canonicalNaN = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(num::kF32CanonicalNaN)));
   return _mm256_mask_mov_ps(r, _mm256_cmp_ps_mask(r, r, _CMP_UNORD_Q), canonicalNaN);
