@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "exact_exp_log.h"
 #include "kernels.h"
 
 namespace wm {
@@ -47,16 +48,29 @@ void arceeKlTermsAvx512(const double* p, const double* r, size_t n, double* lo, 
 WM_ARCEE_KL_DECLS  // the SIMD path where kernels.h's dispatcher takes it, else the scalar one
 #undef WM_ARCEE_KL_DECLS
 
-// The SIMD loops' last, short block (elements j .. n - 1) through block(p, r, lo, hi) on copies padded with p = r = 1 (near 1,
-// a zero term), so that the decision stays the real elements', as the scalar truth's shorter block.
+constexpr size_t kArceeFarBlocks = 4;  // blocks outside the range in a row before the SIMD loops take the rest of its logs in one call
+
+// The SIMD loops over a row: block(p, r, lo, hi, logs) per block of kArceeKlBlock (returns whether it took the polynomial;
+// logs: the block's std::log values already computed, or null for the block to compute them). After kArceeFarBlocks
+// blocks outside the range (ratios far from 1: a model far from its base) the rest of the row's logs are computed by one
+// logArray call into hi, as the exact path does, instead of one call per block; the terms stay the same. The last, short
+// block goes through copies padded with p = r = 1 (near 1, a zero term), so that the decision stays the real elements'.
 template <class Block>
-inline void arceeKlLastBlock(const double* p, const double* r, size_t j, size_t n, double* lo, double* hi, Block block) {
+__attribute__((always_inline)) inline void arceeKlBlocks(const double* p, const double* r, size_t n, double* lo, double* hi, Block block) {
+  size_t j = 0, far = 0;
+  bool logged = false;  // hi[j ..] holds the logs of the row's rest
+  for (; j + kArceeKlBlock <= n; j += kArceeKlBlock) {
+    if (block(p + j, r + j, lo + j, hi + j, logged ? hi + j : nullptr) || logged || ++far < kArceeFarBlocks) continue;
+    logArray(r + j + kArceeKlBlock, hi + j + kArceeKlBlock, n - j - kArceeKlBlock);
+    logged = true;
+  }
+  if (j == n) return;
   double ps[kArceeKlBlock], rs[kArceeKlBlock], los[kArceeKlBlock], his[kArceeKlBlock];
   std::fill(ps, ps + kArceeKlBlock, 1.0);
   std::fill(rs, rs + kArceeKlBlock, 1.0);
   std::copy(p + j, p + n, ps);
   std::copy(r + j, r + n, rs);
-  block(ps, rs, los, his);
+  block(ps, rs, los, his, nullptr);
   std::copy(los, los + (n - j), lo + j);
   std::copy(his, his + (n - j), hi + j);
 }

@@ -13,15 +13,17 @@ namespace wm {
 namespace avx2 {
 namespace {
 
-// One block of 8 elements: the polynomial where all 8 have p > 0 and |r - 1| <= kArceeNearOne, else the exact terms.
-__attribute__((target(WM_AVX512_TARGET))) void block8(const double* p, const double* r, double* lo, double* hi) {
+// One block of 8 elements: the polynomial where all 8 have p > 0 and |r - 1| <= kArceeNearOne (returns true), else the
+// exact terms, of `logs` where given.
+WM_AVX512_INLINE bool block8(const double* p, const double* r, double* lo, double* hi, const double* logs) {
   const __m512d pv = _mm512_loadu_pd(p), x = _mm512_sub_pd(_mm512_loadu_pd(r), _mm512_set1_pd(1.0));
   const __mmask8 near = _mm512_cmp_pd_mask(pv, _mm512_setzero_pd(), _CMP_GT_OQ) & _mm512_cmp_pd_mask(_mm512_abs_pd(x), _mm512_set1_pd(kArceeNearOne), _CMP_LE_OQ);
   if (near != 0xFF) {
-    logArray(r, lo, kArceeKlBlock);
-    _mm512_storeu_pd(lo, rounded8(_mm512_mul_pd(pv, _mm512_loadu_pd(lo))));
-    std::copy(lo, lo + kArceeKlBlock, hi);
-    return;
+    if (logs == nullptr) logArray(r, lo, kArceeKlBlock);
+    const __m512d t = rounded8(_mm512_mul_pd(pv, _mm512_loadu_pd(logs != nullptr ? logs : lo)));
+    _mm512_storeu_pd(lo, t);
+    _mm512_storeu_pd(hi, t);
+    return false;
   }
   __m512d q = _mm512_set1_pd(kArceeLog1pQ[8]);
   for (int k = 7; k >= 0; --k) q = _mm512_fmadd_pd(x, q, _mm512_set1_pd(kArceeLog1pQ[k]));
@@ -34,14 +36,13 @@ __attribute__((target(WM_AVX512_TARGET))) void block8(const double* p, const dou
   const __m512d h0 = _mm512_maskz_mov_pd(nonzero, _mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(l), step)));
   _mm512_storeu_pd(lo, rounded8(_mm512_mul_pd(pv, l0)));
   _mm512_storeu_pd(hi, rounded8(_mm512_mul_pd(pv, h0)));
+  return true;
 }
 
 }  // namespace
 
 __attribute__((target(WM_AVX512_TARGET))) void arceeKlTermsAvx512(const double* p, const double* r, size_t n, double* lo, double* hi) {
-  size_t j = 0;
-  for (; j + kArceeKlBlock <= n; j += kArceeKlBlock) block8(p + j, r + j, lo + j, hi + j);
-  if (j < n) arceeKlLastBlock(p, r, j, n, lo, hi, block8);
+  arceeKlBlocks(p, r, n, lo, hi, block8);
 }
 
 }  // namespace avx2
