@@ -40,6 +40,8 @@ inline void polynomialLogBounds(double x, double& lo, double& hi) {
   std::memcpy(&hi, &up, 8);
 }
 
+inline bool sameBits(double x, double y) { return std::memcmp(&x, &y, 8) == 0; }
+
 inline bool nearOne(double p, double r) { return p > 0 && std::fabs(r - 1.0) <= kArceeNearOne; }
 
 // kl[k] += t[k L + j] in element order for R rows side by side (each row's chain of adds serial; the rows' chains interleaved).
@@ -69,18 +71,26 @@ void boundSums(const double* lo, const double* hi, uint64_t L, double* klLo, dou
 template <size_t R>
 void rowKlGroup(const void* a, Dtype ta, const void* b, Dtype tb, const size_t* r0, uint64_t L, const double* p, const double* r, double* lo,
                 double* hi, double* kl) {
-  for (size_t k = 0; k < R; ++k) arceeKlTerms(p + k * L, r + k * L, L, lo + k * L, hi + k * L);
-  double klLo[R], klHi[R];
-  boundSums<R>(lo, hi, L, klLo, klHi);
+  bool bounded[R];
+  size_t far = 0;
+  for (size_t k = 0; k < R; ++k) {
+    bounded[k] = arceeKlTerms(p + k * L, r + k * L, L, lo + k * L, hi + k * L);
+    far += !bounded[k];  // its terms unfinished: the group's sums run over them all the same, unused
+  }
+  double klLo[R] = {}, klHi[R] = {};
+  if (far < R) boundSums<R>(lo, hi, L, klLo, klHi);
   size_t exact = 0;
   for (size_t k = 0; k < R; ++k) {
-    const bool settled = std::isfinite(klLo[k]) && std::isfinite(klHi[k]) && arceeSameImportances(a, ta, b, tb, r0[k], L, klLo[k], klHi[k]);
+    // Equal bounds (every term exact) need no check: the same KL gives the same importances.
+    const bool settled = bounded[k] && std::isfinite(klLo[k]) && std::isfinite(klHi[k]) &&
+                         (sameBits(klLo[k], klHi[k]) || arceeSameImportances(a, ta, b, tb, r0[k], L, klLo[k], klHi[k]));
     kl[k] = settled ? klLo[k] : arceeExactKl(p + k * L, r + k * L, L, lo + k * L);
     exact += !settled;
   }
   ArceeKlCounts& counts = arceeKlCounts();
   counts.rows.fetch_add(R, std::memory_order_relaxed);
   if (exact) counts.exact.fetch_add(exact, std::memory_order_relaxed);
+  if (far) counts.far.fetch_add(far, std::memory_order_relaxed);
 }
 
 ArceeKlCounts countsOfProcess;  // constant-initialized, so it outlives the printer below
@@ -90,18 +100,26 @@ struct CountsAtExit {
   ~CountsAtExit() {
     const char* v = std::getenv("WEIGHTMIX_ARCEE_KL_STATS");
     if (!v || !*v || std::strcmp(v, "0") == 0) return;
-    std::fprintf(stderr, "arcee_fusion row KLs: %llu rows, %llu exact\n", static_cast<unsigned long long>(countsOfProcess.rows.load()),
-                 static_cast<unsigned long long>(countsOfProcess.exact.load()));
+    std::fprintf(stderr, "arcee_fusion row KLs: %llu rows, %llu exact (%llu of them far from their base)\n",
+                 static_cast<unsigned long long>(countsOfProcess.rows.load()), static_cast<unsigned long long>(countsOfProcess.exact.load()),
+                 static_cast<unsigned long long>(countsOfProcess.far.load()));
   }
 } countsAtExit;
 
 }  // namespace
 
-void scalar::arceeKlTerms(const double* p, const double* r, size_t n, double* lo, double* hi) {
+void arceeExactTerms(const double* p, const double* r, size_t n, double* lo, double* hi) {
+  logArray(r, lo, n);
+  for (size_t j = 0; j < n; ++j) hi[j] = lo[j] = num::mulRn(p[j], lo[j]);
+}
+
+bool scalar::arceeKlTerms(const double* p, const double* r, size_t n, double* lo, double* hi) {
+  size_t far = 0;
   for (size_t i0 = 0; i0 < n; i0 += kArceeKlBlock) {
     const size_t end = std::min(n, i0 + kArceeKlBlock);
     bool near = true;
     for (size_t j = i0; j < end; ++j) near = near && nearOne(p[j], r[j]);
+    if (!near && ++far == kArceeFarBlocks) return false;
     for (size_t j = i0; j < end; ++j) {
       const double x = r[j] - 1.0;
       if (!near || x == 0) {  // the exact term; log 1 is +0 exactly
@@ -114,16 +132,17 @@ void scalar::arceeKlTerms(const double* p, const double* r, size_t n, double* lo
       hi[j] = num::mulRn(p[j], h);
     }
   }
+  return true;
 }
 
-void arceeKlBounds(const double* p, const double* r, size_t L, double* lo, double* hi, double& klLo, double& klHi) {
-  arceeKlTerms(p, r, L, lo, hi);
+bool arceeKlBounds(const double* p, const double* r, size_t L, double* lo, double* hi, double& klLo, double& klHi) {
+  if (!arceeKlTerms(p, r, L, lo, hi)) return false;
   boundSums<1>(lo, hi, L, &klLo, &klHi);
+  return true;
 }
 
 double arceeExactKl(const double* p, const double* r, size_t L, double* scratch) {
-  logArray(r, scratch, L);
-  for (size_t j = 0; j < L; ++j) scratch[j] = num::mulRn(p[j], scratch[j]);
+  arceeExactTerms(p, r, L, scratch, scratch);
   double kl;
   serialSums<1>(scratch, L, &kl);
   return kl;

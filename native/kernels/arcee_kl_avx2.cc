@@ -9,7 +9,6 @@
 
 #include "arcee_kl.h"
 #include "avx2_loads.h"
-#include "exact_exp_log.h"
 
 namespace wm {
 namespace avx2 {
@@ -36,21 +35,13 @@ WM_AVX2_INLINE void terms4(__m256d p, __m256d x, double* lo, double* hi) {
   _mm256_storeu_pd(hi, rounded(_mm256_mul_pd(p, h0)));
 }
 
-// One block of 8 elements: the polynomial where all 8 are near 1 (returns true), else the exact terms, of `logs` where given.
-WM_AVX2_INLINE bool block8(const double* p, const double* r, double* lo, double* hi, const double* logs) {
+// One block of 8 elements: the polynomial where all 8 are near 1 (returns true), else nothing (false).
+WM_AVX2_INLINE bool block8(const double* p, const double* r, double* lo, double* hi) {
   const __m256d one = _mm256_set1_pd(1.0);
   const __m256d p0 = _mm256_loadu_pd(p), p1 = _mm256_loadu_pd(p + 4);
   const __m256d x0 = _mm256_sub_pd(_mm256_loadu_pd(r), one), x1 = _mm256_sub_pd(_mm256_loadu_pd(r + 4), one);
-  if (_mm256_movemask_pd(_mm256_and_pd(nearOne4(p0, x0), nearOne4(p1, x1))) != 0xF) {
-    if (logs == nullptr) logArray(r, lo, kArceeKlBlock);
-    const double* l = logs != nullptr ? logs : lo;
-    const __m256d t0 = rounded(_mm256_mul_pd(p0, _mm256_loadu_pd(l))), t1 = rounded(_mm256_mul_pd(p1, _mm256_loadu_pd(l + 4)));
-    for (double* t : {lo, hi}) {
-      _mm256_storeu_pd(t, t0);
-      _mm256_storeu_pd(t + 4, t1);
-    }
-    return false;
-  }
+  // Not all near 1: the exact terms, after the row's loop (arceeKlBlocks).
+  if (_mm256_movemask_pd(_mm256_and_pd(nearOne4(p0, x0), nearOne4(p1, x1))) != 0xF) return false;
   terms4(p0, x0, lo, hi);
   terms4(p1, x1, lo + 4, hi + 4);
   return true;
@@ -58,9 +49,9 @@ WM_AVX2_INLINE bool block8(const double* p, const double* r, double* lo, double*
 
 }  // namespace
 
-__attribute__((target("avx2,fma,f16c"))) void arceeKlTerms(const double* p, const double* r, size_t n, double* lo, double* hi) {
+__attribute__((target("avx2,fma,f16c"))) bool arceeKlTerms(const double* p, const double* r, size_t n, double* lo, double* hi) {
   if (avx512Enabled()) return arceeKlTermsAvx512(p, r, n, lo, hi);
-  arceeKlBlocks(p, r, n, lo, hi, block8);
+  return arceeKlBlocks(p, r, n, lo, hi, block8);
 }
 
 }  // namespace avx2

@@ -7,24 +7,17 @@
 
 #include "arcee_kl.h"
 #include "avx512_loads.h"
-#include "exact_exp_log.h"
 
 namespace wm {
 namespace avx2 {
 namespace {
 
-// One block of 8 elements: the polynomial where all 8 have p > 0 and |r - 1| <= kArceeNearOne (returns true), else the
-// exact terms, of `logs` where given.
-WM_AVX512_INLINE bool block8(const double* p, const double* r, double* lo, double* hi, const double* logs) {
+// One block of 8 elements: the polynomial where all 8 have p > 0 and |r - 1| <= kArceeNearOne (returns true), else
+// nothing (false).
+WM_AVX512_INLINE bool block8(const double* p, const double* r, double* lo, double* hi) {
   const __m512d pv = _mm512_loadu_pd(p), x = _mm512_sub_pd(_mm512_loadu_pd(r), _mm512_set1_pd(1.0));
   const __mmask8 near = _mm512_cmp_pd_mask(pv, _mm512_setzero_pd(), _CMP_GT_OQ) & _mm512_cmp_pd_mask(_mm512_abs_pd(x), _mm512_set1_pd(kArceeNearOne), _CMP_LE_OQ);
-  if (near != 0xFF) {
-    if (logs == nullptr) logArray(r, lo, kArceeKlBlock);
-    const __m512d t = rounded8(_mm512_mul_pd(pv, _mm512_loadu_pd(logs != nullptr ? logs : lo)));
-    _mm512_storeu_pd(lo, t);
-    _mm512_storeu_pd(hi, t);
-    return false;
-  }
+  if (near != 0xFF) return false;  // the exact terms, after the row's loop (arceeKlBlocks)
   __m512d q = _mm512_set1_pd(kArceeLog1pQ[8]);
   for (int k = 7; k >= 0; --k) q = _mm512_fmadd_pd(x, q, _mm512_set1_pd(kArceeLog1pQ[k]));
   const __m512d l = _mm512_fmadd_pd(rounded8(_mm512_mul_pd(x, x)), q, x);
@@ -41,8 +34,8 @@ WM_AVX512_INLINE bool block8(const double* p, const double* r, double* lo, doubl
 
 }  // namespace
 
-__attribute__((target(WM_AVX512_TARGET))) void arceeKlTermsAvx512(const double* p, const double* r, size_t n, double* lo, double* hi) {
-  arceeKlBlocks(p, r, n, lo, hi, block8);
+__attribute__((target(WM_AVX512_TARGET))) bool arceeKlTermsAvx512(const double* p, const double* r, size_t n, double* lo, double* hi) {
+  return arceeKlBlocks(p, r, n, lo, hi, block8);
 }
 
 }  // namespace avx2

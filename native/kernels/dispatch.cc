@@ -201,6 +201,6 @@ void arceeMergeRow(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, 
 bool arceeSameImportances(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double klLo, double klHi) {
   return WM_DISPATCH(arceeSameImportances(a, ta, b, tb, j0, n, klLo, klHi));
 }
-void arceeKlTerms(const double* p, const double* r, size_t n, double* lo, double* hi) { WM_DISPATCH(arceeKlTerms(p, r, n, lo, hi)); }
+bool arceeKlTerms(const double* p, const double* r, size_t n, double* lo, double* hi) { return WM_DISPATCH(arceeKlTerms(p, r, n, lo, hi)); }
 
 }  // namespace wm
