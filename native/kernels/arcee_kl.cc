@@ -44,12 +44,13 @@ inline bool sameBits(double x, double y) { return std::memcmp(&x, &y, 8) == 0; }
 
 inline bool nearOne(double p, double r) { return p > 0 && std::fabs(r - 1.0) <= kArceeNearOne; }
 
-// kl[k] += t[k L + j] in element order for R rows side by side (each row's chain of adds serial; the rows' chains interleaved).
+// kl[k] = the sum in element order of RN(p[k L + j] * logs[k L + j]) for R rows side by side (each row's chain of adds serial,
+// each product rounded on its own; the rows' chains interleaved): the exact KL, as the reference computes it.
 template <size_t R>
-void serialSums(const double* t, uint64_t L, double* kl) {
+void productSums(const double* p, const double* logs, uint64_t L, double* kl) {
   double s[R] = {};
   for (uint64_t j = 0; j < L; ++j) {
-    for (size_t k = 0; k < R; ++k) s[k] += t[k * L + j];
+    for (size_t k = 0; k < R; ++k) s[k] += num::mulRn(p[k * L + j], logs[k * L + j]);
   }
   std::copy(s, s + R, kl);
 }
@@ -80,13 +81,18 @@ void rowKlGroup(const void* a, Dtype ta, const void* b, Dtype tb, const size_t* 
   double klLo[R] = {}, klHi[R] = {};
   if (far < R) boundSums<R>(lo, hi, L, klLo, klHi);
   size_t exact = 0;
+  bool settled[R];
   for (size_t k = 0; k < R; ++k) {
     // Equal bounds (every term exact) need no check: the same KL gives the same importances.
-    const bool settled = bounded[k] && std::isfinite(klLo[k]) && std::isfinite(klHi[k]) &&
-                         (sameBits(klLo[k], klHi[k]) || arceeSameImportances(a, ta, b, tb, r0[k], L, klLo[k], klHi[k]));
-    kl[k] = settled ? klLo[k] : arceeExactKl(p + k * L, r + k * L, L, lo + k * L);
-    exact += !settled;
+    settled[k] = bounded[k] && std::isfinite(klLo[k]) && std::isfinite(klHi[k]) &&
+                 (sameBits(klLo[k], klHi[k]) || arceeSameImportances(a, ta, b, tb, r0[k], L, klLo[k], klHi[k]));
+    if (!settled[k]) logArray(r + k * L, lo + k * L, L);
+    exact += !settled[k];
   }
+  // The exact rows' sums with the rows' chains interleaved (a settled row's chain runs over its terms, unused).
+  double sums[R];
+  if (exact) productSums<R>(p, lo, L, sums);
+  for (size_t k = 0; k < R; ++k) kl[k] = settled[k] ? klLo[k] : sums[k];
   ArceeKlCounts& counts = arceeKlCounts();
   counts.rows.fetch_add(R, std::memory_order_relaxed);
   if (exact) counts.exact.fetch_add(exact, std::memory_order_relaxed);
@@ -110,7 +116,7 @@ struct CountsAtExit {
 
 void arceeExactTerms(const double* p, const double* r, size_t n, double* lo, double* hi) {
   logArray(r, lo, n);
-  for (size_t j = 0; j < n; ++j) hi[j] = lo[j] = num::mulRn(p[j], lo[j]);
+  for (size_t j = 0; j < n; ++j) hi[j] = lo[j] = p[j] * lo[j];  // a product alone: nothing to fuse it with
 }
 
 bool scalar::arceeKlTerms(const double* p, const double* r, size_t n, double* lo, double* hi) {
@@ -142,9 +148,9 @@ bool arceeKlBounds(const double* p, const double* r, size_t L, double* lo, doubl
 }
 
 double arceeExactKl(const double* p, const double* r, size_t L, double* scratch) {
-  arceeExactTerms(p, r, L, scratch, scratch);
+  logArray(r, scratch, L);
   double kl;
-  serialSums<1>(scratch, L, &kl);
+  productSums<1>(p, scratch, L, &kl);
   return kl;
 }
 
