@@ -8,7 +8,7 @@
 
 #include "arcee_fusion_exps.h"
 #include "arcee_fusion_rows.h"
-#include "exact_exp_log.h"
+#include "arcee_kl.h"
 #include "cpu_backends.h"
 #include "element_io.h"
 #include "numerics.h"
@@ -41,10 +41,11 @@ const double* rowKlAt(const std::vector<double>& p, size_t at, uint64_t rows) {
 }
 
 // KL(softmax(b) + eps || softmax(a) + eps) of R rows of L elements, the k-th from element r0[k] with maxes ma[k] and
-// mb[k] (arceeRowMax), into kl[0 .. R - 1] (f64; NaN where a value is not finite). The exps come from the thread's memos
-// (arcee_fusion_exps.h, one per model), the other per-element steps run over the rows as arrays (arcee_fusion_rows.h; exact_exp_log.h:
-// SIMD, equal to std::exp and std::log); each row's sums stay serial, in element order (their rounding is the result),
-// the R rows' chains of adds interleaved so that one does not wait for another.
+// mb[k] (arceeRowMax), into kl[0 .. R - 1] (f64; NaN where a value is not finite), each exact or a KL equal in effect
+// (arcee_kl.h: the same importances). The exps come from the thread's memos (arcee_fusion_exps.h, one per model), the other
+// per-element steps run over the rows as arrays (arcee_fusion_rows.h, arcee_kl.h; exact_exp_log.h: SIMD, equal to std::exp
+// and std::log); each row's sums stay serial, in element order (their rounding is the result), the R rows' chains of adds
+// interleaved so that one does not wait for another.
 template <size_t R>
 void rowDivergences(const void* a, Dtype ta, const void* b, Dtype tb, const size_t* r0, const double* ma, const double* mb, uint64_t L,
                     ArceeExpMemo& memoA, ArceeExpMemo& memoB, double* kl) {
@@ -64,13 +65,7 @@ void rowDivergences(const void* a, Dtype ta, const void* b, Dtype tb, const size
   double* p = xa.data();
   double* ratio = xb.data();
   for (size_t k = 0; k < R; ++k) arceeRatios(ea.data() + k * L, sa[k], eb.data() + k * L, sb[k], L, p + k * L, ratio + k * L);
-  double* logRatio = ea.data();
-  logArray(ratio, logRatio, R * L);
-  double sum[R] = {};
-  for (uint64_t j = 0; j < L; ++j) {
-    for (size_t k = 0; k < R; ++k) sum[k] += p[k * L + j] * logRatio[k * L + j];
-  }
-  std::copy(sum, sum + R, kl);
+  arceeRowKlGroup(R, a, ta, b, tb, r0, L, p, ratio, ea.data(), eb.data(), kl);  // the sum of p log(ratio), or one equal in effect
 }
 
 // Rows whose KLs are computed together (rowDivergences), while their four arrays (8 bytes per element each, 512 KiB at

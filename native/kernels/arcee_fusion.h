@@ -58,7 +58,8 @@ inline uint32_t arceeOrderKey(float importance) {
 }
 
 // The KLs of the n / L rows at srcs (whole rows) into kl[0 .. n / L), computed in the order of the rows' maxes so that the
-// exps' memos (arcee_fusion_exps.h) keep their tables; the same KLs in any order.
+// exps' memos (arcee_fusion_exps.h) keep their tables; the same KLs in any order. Each is the exact KL or a KL equal in
+// effect: one with the same f32(|d_i| * kl) for every element of its row, the only use of a row's KL (arcee_kl.h).
 void arceeRowKls(const void* const* srcs, const Dtype* types, const ArceeParams& p, size_t n, double* kl);
 // Elements start .. start + n - 1 (whole rows). rowKl, unless null, receives the KL of each row of the piece
 // (indexed by the row's number in the job).

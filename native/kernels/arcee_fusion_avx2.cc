@@ -76,7 +76,27 @@ __attribute__((target("avx2,fma,f16c"))) void merge4(const void* a, const void* 
   if (j < j0 + n) scalar::arceeMergeRow(a, DA, b, DB, j, j0 + n - j, kl, threshold, out, TO);
 }
 
+template <Dtype DA, Dtype DB>
+__attribute__((target("avx2,fma,f16c"))) bool same4(const void* a, const void* b, size_t j0, size_t n, double klLo, double klHi) {
+  const __m256d kLo = _mm256_set1_pd(klLo), kHi = _mm256_set1_pd(klHi);
+  const __m256d absMask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));
+  __m128i differ = _mm_setzero_si128();
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const __m256d d = _mm256_and_pd(_mm256_sub_pd(_mm256_cvtps_pd(load4<DB>(b, j0 + i)), _mm256_cvtps_pd(load4<DA>(a, j0 + i))), absMask);
+    differ = _mm_or_si128(differ, _mm_xor_si128(_mm_castps_si128(_mm256_cvtpd_ps(_mm256_mul_pd(d, kLo))), _mm_castps_si128(_mm256_cvtpd_ps(_mm256_mul_pd(d, kHi)))));
+  }
+  return _mm_testz_si128(differ, differ) && (i == n || scalar::arceeSameImportances(a, DA, b, DB, j0 + i, n - i, klLo, klHi));
+}
+
 }  // namespace
+
+bool arceeSameImportances(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double klLo, double klHi) {
+  if (avx512Enabled()) return arceeSameImportancesAvx512(a, ta, b, tb, j0, n, klLo, klHi);
+  bool same = false;
+  withDtype(ta, [&](auto A) { withDtype(tb, [&](auto B) { same = same4<decltype(A)::value, decltype(B)::value>(a, b, j0, n, klLo, klHi); }); });
+  return same;
+}
 
 void arceeMergeRow(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, float threshold, void* out, Dtype to) {
   if (avx512Enabled()) return arceeMergeRowAvx512(a, ta, b, tb, j0, n, kl, threshold, out, to);

@@ -1,4 +1,4 @@
-// arcee_fusion's order keys and merge row in 8 lanes (AVX-512), where avx512Enabled(): arcee_fusion_avx2.cc's keys4 and
+// arcee_fusion's order keys, merge row and importance check in 8 lanes (AVX-512), where avx512Enabled(): arcee_fusion_avx2.cc's keys4 and
 // merge4 lane for lane, bit for bit the scalar truth.
 #include "cpu_backends.h"
 
@@ -42,7 +42,25 @@ __attribute__((target(WM_AVX512_TARGET))) void merge8(const void* a, const void*
   if (j < j0 + n) scalar::arceeMergeRow(a, DA, b, DB, j, j0 + n - j, kl, threshold, out, TO);
 }
 
+template <Dtype DA, Dtype DB>
+__attribute__((target(WM_AVX512_TARGET))) bool same8(const void* a, const void* b, size_t j0, size_t n, double klLo, double klHi) {
+  const __m512d kLo = _mm512_set1_pd(klLo), kHi = _mm512_set1_pd(klHi);
+  __m256i differ = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m512d d = _mm512_abs_pd(_mm512_sub_pd(_mm512_cvtps_pd(load8<DB>(b, j0 + i)), _mm512_cvtps_pd(load8<DA>(a, j0 + i))));
+    differ = _mm256_or_si256(differ, _mm256_xor_si256(_mm256_castps_si256(_mm512_cvtpd_ps(_mm512_mul_pd(d, kLo))), _mm256_castps_si256(_mm512_cvtpd_ps(_mm512_mul_pd(d, kHi)))));
+  }
+  return _mm256_testz_si256(differ, differ) && (i == n || scalar::arceeSameImportances(a, DA, b, DB, j0 + i, n - i, klLo, klHi));
+}
+
 }  // namespace
+
+bool arceeSameImportancesAvx512(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double klLo, double klHi) {
+  bool same = false;
+  withDtype(ta, [&](auto A) { withDtype(tb, [&](auto B) { same = same8<decltype(A)::value, decltype(B)::value>(a, b, j0, n, klLo, klHi); }); });
+  return same;
+}
 
 void arceeKeysAvx512(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, uint32_t* keys) {
   withDtype(ta, [&](auto A) { withDtype(tb, [&](auto B) { keys8<decltype(A)::value, decltype(B)::value>(a, b, j0, n, kl, keys); }); });

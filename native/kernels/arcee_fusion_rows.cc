@@ -39,6 +39,20 @@ void scalar::arceeKeys(const void* a, Dtype ta, const void* b, Dtype tb, size_t 
   });
 }
 
+bool scalar::arceeSameImportances(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double klLo, double klHi) {
+  bool same = true;
+  withDtype(ta, [&](auto A) {
+    withDtype(tb, [&](auto B) {
+      constexpr Dtype DA = decltype(A)::value, DB = decltype(B)::value;
+      for (size_t i = 0; i < n && same; ++i) {
+        const double d = std::fabs(static_cast<double>(loadElem<DB>(b, j0 + i)) - static_cast<double>(loadElem<DA>(a, j0 + i)));
+        same = num::f32Bits(static_cast<float>(d * klLo)) == num::f32Bits(static_cast<float>(d * klHi));
+      }
+    });
+  });
+  return same;
+}
+
 void scalar::arceeMergeRow(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, float threshold, void* out, Dtype to) {
   withDtype(ta, [&](auto A) {
     withDtype(tb, [&](auto B) {

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "arcee_fusion_rows.h"
+#include "arcee_kl.h"
 #include "cpu_backends.h"
 #include "della.h"
 #include "della_rank.h"
@@ -197,5 +198,9 @@ void arceeKeys(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size
 void arceeMergeRow(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, float threshold, void* out, Dtype to) {
   WM_DISPATCH(arceeMergeRow(a, ta, b, tb, j0, n, kl, threshold, out, to));
 }
+bool arceeSameImportances(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double klLo, double klHi) {
+  return WM_DISPATCH(arceeSameImportances(a, ta, b, tb, j0, n, klLo, klHi));
+}
+bool arceeKlTerms(const double* p, const double* r, size_t n, double* lo, double* hi) { return WM_DISPATCH(arceeKlTerms(p, r, n, lo, hi)); }
 
 }  // namespace wm

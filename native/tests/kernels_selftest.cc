@@ -509,6 +509,7 @@ int main(int argc, char** argv) {
   testSce(seed);
   testDella(seed);
   testArcee(seed);
+  testArceeKl(seed);
   testExactExpLog(seed);
   if (!(argc > 2 && std::string(argv[2]) == "--quick")) testConversionsExhaustive();
   std::printf("digest %016" PRIx64 "\n", digest);
