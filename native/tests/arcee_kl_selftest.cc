@@ -15,6 +15,7 @@
 #include "kernels/arcee_fusion_rows.h"
 #include "kernels/arcee_kl.h"
 #include "kernels/element_io.h"
+#include "tests/arcee_row_definition.h"
 #include "tests/selftest_support.h"
 
 namespace {
@@ -85,7 +86,6 @@ void testLogBounds(Rng& rng) {
   digestBytes(hi.data(), 8 * n);
 }
 
-
 // Terms of random p and r, specials among them (NaN, +-Inf, 0, negatives, subnormals, 1): scalar == SIMD, and each
 // term's bounds around RN(p log r) where p > 0.
 void testTermBounds(Rng& rng) {
@@ -115,34 +115,6 @@ void testTermBounds(Rng& rng) {
   }
   CHECK(far > 0 && far < cases, "term bounds: %zu of %zu arrays far from 1", far, cases);
   std::printf("arcee_fusion KL: %zu arrays of terms, SIMD == scalar, bounds around p log r (%zu far from 1: the exact path's)\n", cases, far);
-}
-
-// The row at r0 by the definition (arcee_fusion.h): p_j = softmax(b)_j + 1e-8, ratio r_j = p_j / (softmax(a)_j + 1e-8), and
-// kl = serial sum of RN(p_j * std::log(r_j)) in element order.
-double definitionRow(const void* a, Dtype ta, const void* b, Dtype tb, size_t r0, size_t L, double* p, double* r) {
-  std::vector<double> ea(L), eb(L);
-  double ma = -INFINITY, mb = -INFINITY;
-  for (size_t j = 0; j < L; ++j) {
-    ea[j] = wm::loadElementF32(a, ta, r0 + j);
-    eb[j] = wm::loadElementF32(b, tb, r0 + j);
-    ma = std::max(ma, ea[j]);
-    mb = std::max(mb, eb[j]);
-  }
-  double sa = 0, sb = 0;
-  for (size_t j = 0; j < L; ++j) {
-    ea[j] = std::exp(ea[j] - ma);
-    eb[j] = std::exp(eb[j] - mb);
-    sa += ea[j];
-    sb += eb[j];
-  }
-  double kl = 0;
-  for (size_t j = 0; j < L; ++j) {
-    p[j] = eb[j] / sb + 1e-8;
-    r[j] = p[j] / (ea[j] / sa + 1e-8);
-    volatile double term = p[j] * std::log(r[j]);  // rounded on its own: never fused with the sum
-    kl += term;
-  }
-  return kl;
 }
 
 // A tensor of `rows` rows: the base ordinary values (a few specials where `specials`), the model the base plus noise of
@@ -199,7 +171,7 @@ void testRowKls(Rng& rng) {
             std::vector<uint32_t> keys(L), keysDef(L);
             std::vector<unsigned char> out(4 * n), outDef(4 * n);
             for (size_t row = 0; row < rows; ++row) {
-              const double def = definitionRow(a.data(), ta, b.data(), tb, row * L, L, p.data(), r.data());
+              const double def = arceeRowKlDefinition(a.data(), ta, b.data(), tb, row * L, L, p.data(), r.data());
               const double exact = wm::arceeExactKl(p.data(), r.data(), L, lo.data());
               CHECK(sameBits(&exact, &def, 8) || (std::isnan(exact) && std::isnan(def)), "arceeExactKl %s/%s L=%zu: %a, its definition %a", dtypeName(ta),
                     dtypeName(tb), L, exact, def);

@@ -14,36 +14,10 @@
 #include "kernels/arcee_fusion_rows.h"
 #include "kernels/cpu_backends.h"
 #include "kernels/element_io.h"
+#include "tests/arcee_row_definition.h"
 #include "tests/selftest_support.h"
 
 namespace {
-
-// KL(softmax(b) + 1e-8 || softmax(a) + 1e-8) of the row at r0: the definition, element by element.
-double rowKlDefinition(const void* a, Dtype ta, const void* b, Dtype tb, size_t r0, size_t L) {
-  std::vector<double> ea(L), eb(L);
-  double ma = -INFINITY, mb = -INFINITY;
-  for (size_t j = 0; j < L; ++j) {
-    ea[j] = wm::loadElementF32(a, ta, r0 + j);
-    eb[j] = wm::loadElementF32(b, tb, r0 + j);
-    ma = std::max(ma, ea[j]);
-    mb = std::max(mb, eb[j]);
-  }
-  double sa = 0, sb = 0;
-  for (size_t j = 0; j < L; ++j) {
-    ea[j] = std::exp(ea[j] - ma);
-    eb[j] = std::exp(eb[j] - mb);
-    sa += ea[j];
-    sb += eb[j];
-  }
-  double kl = 0;
-  for (size_t j = 0; j < L; ++j) {
-    const double p = eb[j] / sb + 1e-8;
-    const double q = ea[j] / sa + 1e-8;
-    volatile double term = p * std::log(p / q);  // rounded on its own: never fused with the sum
-    kl += term;
-  }
-  return kl;
-}
 
 bool sameBits(const void* x, const void* y, size_t bytes) { return std::memcmp(x, y, bytes) == 0; }
 
@@ -171,7 +145,7 @@ void testArcee(uint64_t seed) {
           CHECK(histS == histV && sameBits(klS.data(), klV.data(), 8 * rows), "arceeHistogram %s/%s L=%zu variant %d: SIMD != scalar", dtypeName(ta), dtypeName(tb), L, variant);
           // Each row's KL is its definition or one equal in effect (kernels/arcee_kl.h): the same order keys (arcee_kl_selftest.cc checks the rest).
           for (size_t row = 0; row < rows; ++row) {
-            const double def = rowKlDefinition(a.data(), ta, b.data(), tb, row * L, L);
+            const double def = arceeRowKlDefinition(a.data(), ta, b.data(), tb, row * L, L);
             std::vector<uint32_t> keysDef(L), keysKl(L);
             wm::scalar::arceeKeys(a.data(), ta, b.data(), tb, row * L, L, def, keysDef.data());
             wm::scalar::arceeKeys(a.data(), ta, b.data(), tb, row * L, L, klS[row], keysKl.data());
