@@ -14,6 +14,7 @@ import { MergePlan, mergePlanOf } from '../lib/engine/plan';
 import { packJobColumns } from '../lib/engine/packed-jobs';
 import { ensureCliBuilt, expectOneLineError, runCli } from './helpers/cli';
 import { dir, useTempDir } from './helpers/temp-dir';
+import { slerpSliceRecipe } from './helpers/slerp-recipe';
 
 let A: string; // "instruct"
 let B: string; // "thinking"
@@ -41,20 +42,7 @@ const two = (x: string, y: string, wx: unknown, wy: unknown) => ({
 });
 
 /** A slerp of A (the base) and B over one slice of all six layers; `extra` keys follow `parameters`. */
-const slerpAB = (t: unknown, extra: Record<string, unknown> = {}) => ({
-  merge_method: 'slerp',
-  base_model: A,
-  slices: [
-    {
-      sources: [
-        { model: A, layer_range: [0, 6] },
-        { model: B, layer_range: [0, 6] },
-      ],
-    },
-  ],
-  parameters: { t },
-  ...extra,
-});
+const slerpAB = (t: unknown, extra: Record<string, unknown> = {}) => slerpSliceRecipe(A, B, 6, t, extra);
 
 /** The mix the issue names: linear variants, a layer range, a module ablation, SLERP, TIES; plus a stack and a second group. */
 function recipes(): Record<string, Record<string, unknown>> {

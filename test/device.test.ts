@@ -18,6 +18,7 @@ import { ensureCliBuilt, expectOneLineError, leftoversBeside, runCli } from './h
 import { qwen3Names, randomTensor, rng, TensorSpec, writeModel } from './helpers/models';
 import { testIf } from './helpers/skip';
 import { dir, useTempDir } from './helpers/temp-dir';
+import { slerpSliceRecipe } from './helpers/slerp-recipe';
 
 const seed = Number(process.env.WEIGHTMIX_SEED ?? Math.floor(Math.random() * 2 ** 31));
 console.log('seed', seed);
@@ -123,19 +124,7 @@ const CASES: Case[] = [
   { name: 'task arithmetic', run: recipe(() => ({ merge_method: 'task_arithmetic', base_model: N, models: models([0.7, 0.7]) })) },
   {
     name: 'slerp',
-    run: recipe(() => ({
-      merge_method: 'slerp',
-      base_model: A,
-      slices: [
-        {
-          sources: [
-            { model: A, layer_range: [0, 3] },
-            { model: B, layer_range: [0, 3] },
-          ],
-        },
-      ],
-      parameters: { t: 0.4 },
-    })),
+    run: recipe(() => slerpSliceRecipe(A, B, 3, 0.4)),
   },
   {
     name: 'model_stock',

@@ -14,6 +14,7 @@ import { linearRef, modelStockRef, slerpRef, taskArithmeticRef } from './referen
 import { modelValues, worstUlp } from './helpers/model-values';
 import { makeNearFarModels } from './helpers/tiny-models';
 import { dir, freshPath, useTempDir } from './helpers/temp-dir';
+import { slerpSliceRecipe } from './helpers/slerp-recipe';
 
 let A: string; // "instruct"
 let B: string; // "thinking", relative distance 0.027 from A
@@ -77,19 +78,7 @@ test('dtype float16 sets the output dtype when out_dtype is absent, and config.j
 });
 
 /** A slerp recipe whose one slice is the tiny model's four layers of A (the base) and `other`. */
-const slerpSlice = (other: string, t: unknown) => ({
-  merge_method: 'slerp',
-  base_model: A,
-  slices: [
-    {
-      sources: [
-        { model: A, layer_range: [0, 4] },
-        { model: other, layer_range: [0, 4] },
-      ],
-    },
-  ],
-  parameters: { t },
-});
+const slerpSlice = (other: string, t: unknown) => slerpSliceRecipe(A, other, 4, t);
 
 test('slerp of distant models takes the spherical path, per-tensor t from filters, within 1 bf16 ulp', async () => {
   const [a, f] = await Promise.all([modelValues(A), modelValues(F)]);
