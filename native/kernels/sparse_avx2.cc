@@ -206,11 +206,7 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
       const __m128 x32 = load4<T>(srcs[p.models[k].source], j);
       __m256i keep;
       if (l.bits != nullptr) {
-        // Elements i .. i + 3's bits: two bytes hold them wherever i falls in its byte.
-        const uint64_t i = start + j;
-        uint16_t two;
-        std::memcpy(&two, l.bits + (i >> 3), 2);
-        keep = _mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x((two >> (i & 7)) & 0xF), laneBit), laneBit);
+        keep = _mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x(keptBitsFrom(l.bits, start + j) & 0xF), laneBit), laneBit);
       } else {
         const __m128i abs = _mm_and_si128(_mm_castps_si128(_mm_sub_ps(x32, b32)), absMask);
         const __m256i keyF = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(abs), shift), revF);  // key ^ kFlip (keys < 2^63)

@@ -70,11 +70,7 @@ __attribute__((target(WM_AVX512_TARGET))) void sparseMergeLoop8(const void* cons
       const __m256 x32 = load8<T>(srcs[p.models[k].source], j);
       __mmask8 keep;
       if (l.bits != nullptr) {
-        // Elements i .. i + 7's bits: two bytes hold them wherever i falls in its byte.
-        const uint64_t i = start + j;
-        uint16_t two;
-        std::memcpy(&two, l.bits + (i >> 3), 2);
-        keep = static_cast<__mmask8>(two >> (i & 7));
+        keep = static_cast<__mmask8>(keptBitsFrom(l.bits, start + j));
       } else {
         const __m256i abs = _mm256_and_si256(_mm256_castps_si256(_mm256_sub_ps(x32, b32)), absMask);
         const __m512i key = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(abs), shift), rev);
@@ -142,13 +138,6 @@ WM_AVX512_INLINE __m512 load16(const void* p, size_t i) {
 // density 0.5), packed 8 a step by VCOMPRESSPS, and VEXPANDPS puts the results back. Lane for lane sparseMergeLoop8's.
 constexpr size_t kSoleBlock = 512;  // elements per round of packing: the packed values stay in L1
 
-// Elements i .. i + 15's bits of a keepBits map (keepBitsBytes pads it, so 4 bytes can always be read).
-WM_AVX512_INLINE __mmask16 keepBits16(const uint8_t* bits, uint64_t i) {
-  uint32_t four;
-  std::memcpy(&four, bits + (i >> 3), 4);
-  return static_cast<__mmask16>(four >> (i & 7));
-}
-
 template <Dtype T, Dtype TO, Consensus C>
 __attribute__((target(WM_AVX512_TARGET))) void soleKeepBitsLoop(const void* const* srcs, const SparseParams& p, uint64_t start, size_t n, void* out) {
   const SparseModel& sm = p.models[0];
@@ -170,7 +159,7 @@ __attribute__((target(WM_AVX512_TARGET))) void soleKeepBitsLoop(const void* cons
     const size_t end = j0 + (n - j0 < kSoleBlock ? n - j0 : kSoleBlock);
     size_t kept = 0;
     for (size_t j = j0; j < end; j += 16) {
-      const __mmask16 keep = keepBits16(sm.keepBits, start + j);
+      const auto keep = static_cast<__mmask16>(keptBitsFrom(sm.keepBits, start + j));
       if constexpr (T == Dtype::BF16) {
         // bf16 pairs: base in a lane's low half, the model's in its high half, packed at once.
         const __m512i bh = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(base) + j)));
@@ -205,7 +194,7 @@ __attribute__((target(WM_AVX512_TARGET))) void soleKeepBitsLoop(const void* cons
     }
     size_t at = 0;
     for (size_t j = j0; j < end; j += 16) {
-      const __mmask16 keep = keepBits16(sm.keepBits, start + j);
+      const auto keep = static_cast<__mmask16>(keptBitsFrom(sm.keepBits, start + j));
       __m512 dropped = _mm512_add_ps(load16<T>(base, j), z);
       dropped = _mm512_mask_mov_ps(dropped, _mm512_cmp_ps_mask(dropped, dropped, _CMP_UNORD_Q), canonicalNaN);
       const __m512 r = _mm512_mask_expand_ps(dropped, keep, _mm512_loadu_ps(pr + at));

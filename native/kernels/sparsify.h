@@ -32,6 +32,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "kernels.h"
@@ -93,6 +94,13 @@ inline uint64_t sparseRankKey(uint32_t absBits, uint32_t indexBits, uint64_t cou
 
 // Element i's bit in a SparseModel::keepBits map: bit i % 8 of byte i / 8.
 inline bool keptBit(const uint8_t* bits, uint64_t i) { return (bits[i >> 3] >> (i & 7)) & 1; }
+// Elements i .. i + 24's bits of a keepBits map, element i's in bit 0, for the SIMD merges' lane masks (the map's padding,
+// sparse_select.h's keepBitsBytes, makes the 4-byte read safe wherever i < count falls).
+inline uint32_t keptBitsFrom(const uint8_t* bits, uint64_t i) {
+  uint32_t four;
+  std::memcpy(&four, bits + (i >> 3), 4);
+  return four >> (i & 7);
+}
 
 // The random masks' counter step: element i draws splitmix64(seedKey + (i + 1) * kSplitmixGolden) (every SIMD path too).
 constexpr uint64_t kSplitmixGolden = 0x9E3779B97F4A7C15ull;
