@@ -112,21 +112,24 @@ void arceeRowKls(const void* const* srcs, const Dtype* types, const ArceeParams&
   const void* b = srcs[p.model];
   const Dtype ta = types[p.base], tb = types[p.model];
   const bool memoA = arceeExpMemoizable(ta), memoB = arceeExpMemoizable(tb);
-  // Rows in the order of their maxes (a row's KL does not depend on the order): each memo keeps its table while
-  // the max stays (thread-local, 32 bytes per row of the largest piece with the maxes).
+  // Rows in the order of their maxes, the base's first (a row's KL does not depend on the order): the base's memo keeps
+  // its one table while its max stays, the model's computes each of its maxes' tables once where it has fewer maxes than
+  // changes of max (thread-local, 32 bytes per row of the largest piece with the maxes).
   thread_local std::vector<std::pair<uint64_t, size_t>> order;
-  thread_local std::vector<double> maxes;  // each row's two maxes, computed once: the memo's key, the direct path's shift
+  thread_local std::vector<double> maxes;  // each row's maxes, computed once (the base's, then the model's): the memos' keys, the direct path's shift
   order.resize(rows);
   maxes.resize(2 * rows);
+  double* maxA = maxes.data();
+  double* maxB = maxes.data() + rows;
   for (size_t r = 0; r < rows; ++r) {
-    maxes[2 * r] = arceeRowMax(a, ta, r * L, L);
-    maxes[2 * r + 1] = arceeRowMax(b, tb, r * L, L);
-    order[r] = {maxKey(maxes[2 * r], maxes[2 * r + 1], memoA, memoB), r};
+    maxA[r] = arceeRowMax(a, ta, r * L, L);
+    maxB[r] = arceeRowMax(b, tb, r * L, L);
+    order[r] = {maxKey(maxA[r], maxB[r], memoA, memoB), r};
   }
   if (memoA || memoB) std::sort(order.begin(), order.end());
   thread_local ArceeExpMemo memoOfA, memoOfB;
-  memoOfA.prepare(a, ta, n, maxChanges(order, rows, 32));
-  memoOfB.prepare(b, tb, n, maxChanges(order, rows, 0));
+  memoOfA.prepare(a, ta, n, maxA, rows, maxChanges(order, rows, 32));
+  memoOfB.prepare(b, tb, n, maxB, rows, maxChanges(order, rows, 0));
   const size_t group = std::min<uint64_t>(kRowGroup, std::max<uint64_t>(1, kGroupElements / L));
   size_t r0[kRowGroup];
   double ma[kRowGroup], mb[kRowGroup], out[kRowGroup];
@@ -135,8 +138,8 @@ void arceeRowKls(const void* const* srcs, const Dtype* types, const ArceeParams&
     for (size_t k = 0; k < R; ++k) {
       const size_t row = order[i + k].second;
       r0[k] = row * L;
-      ma[k] = maxes[2 * row];
-      mb[k] = maxes[2 * row + 1];
+      ma[k] = maxA[row];
+      mb[k] = maxB[row];
     }
     if (R == 4) rowDivergences<4>(a, ta, b, tb, r0, ma, mb, L, memoOfA, memoOfB, out);
     else if (R == 3) rowDivergences<3>(a, ta, b, tb, r0, ma, mb, L, memoOfA, memoOfB, out);

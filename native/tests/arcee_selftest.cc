@@ -44,55 +44,110 @@ void setValue(std::vector<unsigned char>& v, Dtype t, size_t j, float x) {
   std::memcpy(v.data() + j * wm::dtypeSize(t), &b, wm::dtypeSize(t));
 }
 
-// The memo's exps (arcee_fusion_exps.h) against the direct path, std::exp(double(x_j) - max) with the scalar row max,
-// bit for bit (NaN payloads too), on rows that share their max, rows of specials (max +Inf, -Inf: all NaN or -Inf,
-// -0 and +0 first), subnormals, each row twice in a shuffled order (a table kept across a change of max would show),
-// through one memo prepared for the whole tensor (memoized for 16-bit rows) and one left on the direct path.
+using ExpMode = wm::ArceeExpMemo::Mode;
+
+const char* modeName(ExpMode m) {
+  return m == ExpMode::direct ? "direct" : m == ExpMode::oneTable ? "one table" : m == ExpMode::tablePerMax ? "a table per max" : "cheapest";
+}
+
+// How many times the max changes along the rows' order (the one table's refills).
+size_t changesOf(const std::vector<size_t>& order, const std::vector<double>& maxes) {
+  size_t changes = 0;
+  for (size_t i = 0; i < order.size(); ++i) changes += i == 0 || !sameBits(&maxes[order[i]], &maxes[order[i - 1]], 8);
+  return changes;
+}
+
+// The memo's exps (arcee_fusion_exps.h) in each mode against the direct path, std::exp(double(x_j) - max) with the scalar
+// row max, bit for bit (NaN payloads too), on rows that share their max (few maxes) or mostly have their own (many), rows
+// of specials (max +Inf, -Inf: all NaN or -Inf, -0 and +0 first), subnormals, each row twice, in a shuffled order (a
+// table kept across a change of max, or a wrong max's table, would show) and sorted by max (each max's rows together),
+// through memos prepared for the whole tensor: one forced into each mode (direct for f32 whatever is asked) and one
+// choosing for itself.
 void testArceeExpMemo(Rng& r) {
   const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
+  const ExpMode modes[] = {ExpMode::direct, ExpMode::oneTable, ExpMode::tablePerMax, ExpMode::cheapest};
   size_t rowsChecked = 0;
-  wm::ArceeExpMemo memo, direct;
+  wm::ArceeExpMemo memos[4];
   for (size_t L : {1, 2, 5, 64, 1027}) {
     for (Dtype t : all) {
-      const size_t rows = 24, n = rows * L;
-      std::vector<unsigned char> v = rowValues(r, t, n, 2);
-      for (size_t row = 0; row < rows; ++row) {
-        const size_t r0 = row * L;
-        switch (row % 12) {
-          case 0: case 1: case 2: case 3: setValue(v, t, r0 + (row % L), 6.0f); break;  // shared max 6 (or a larger value's)
-          case 4: break;                                                                 // its own max
-          case 5: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, j % 3 ? -1.5f : NAN); break;  // NaN beside the max
-          case 6: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, NAN); break;                  // max -Inf (all NaN)
-          case 7: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, j % 2 ? -INFINITY : NAN); break;  // max -Inf
-          case 8: setValue(v, t, r0 + L / 2, INFINITY); break;                                        // max +Inf
-          case 9: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, j == 0 ? -0.0f : j % 2 ? 0.0f : -1e-40f); break;  // max -0, subnormals
-          case 10: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, j == 0 ? 0.0f : j % 2 ? -0.0f : -3.0f); break;  // max +0
-          default: { const std::vector<unsigned char> specials = randomTensor(r, t, L); std::memcpy(v.data() + r0 * wm::dtypeSize(t), specials.data(), L * wm::dtypeSize(t)); }
+      for (bool manyMaxes : {false, true}) {
+        const size_t rows = 24, n = rows * L;
+        std::vector<unsigned char> v = rowValues(r, t, n, 2);
+        for (size_t row = 0; row < rows; ++row) {
+          const size_t r0 = row * L;
+          const float shared = manyMaxes ? 6.0f + 0.25f * static_cast<float>(row) : 6.0f;
+          switch (row % 12) {
+            case 0: case 1: case 2: case 3: setValue(v, t, r0 + (row % L), shared); break;  // max 6 (or a larger value's), shared unless many
+            case 4: break;                                                                 // its own max
+            case 5: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, j % 3 ? -1.5f : NAN); break;  // NaN beside the max
+            case 6: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, NAN); break;                  // max -Inf (all NaN)
+            case 7: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, j % 2 ? -INFINITY : NAN); break;  // max -Inf
+            case 8: setValue(v, t, r0 + L / 2, INFINITY); break;                                        // max +Inf
+            case 9: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, j == 0 ? -0.0f : j % 2 ? 0.0f : -1e-40f); break;  // max -0, subnormals
+            case 10: for (size_t j = 0; j < L; ++j) setValue(v, t, r0 + j, j == 0 ? 0.0f : j % 2 ? -0.0f : -3.0f); break;  // max +0
+            default: { const std::vector<unsigned char> specials = randomTensor(r, t, L); std::memcpy(v.data() + r0 * wm::dtypeSize(t), specials.data(), L * wm::dtypeSize(t)); }
+          }
         }
-      }
-      memo.prepare(v.data(), t, n, 0);
-      direct.prepare(v.data(), t, n, n);  // refills costlier than the elements: the direct path
-      CHECK(memo.memoized() == wm::arceeExpMemoizable(t) && !direct.memoized(), "ArceeExpMemo %s: memoized %d, direct %d", dtypeName(t), memo.memoized(), direct.memoized());
-      // Each row twice, in a shuffled order (repeats of a max, then a change of max, back and forth).
-      std::vector<size_t> order;
-      for (size_t row = 0; row < 2 * rows; ++row) order.push_back(row % rows);
-      for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[r.next() % i]);
-      std::vector<double> x(L), truth(L), memoized(L), unmemoized(L), scratch(L);
-      for (size_t row : order) {
-        const double m = wm::scalar::arceeRowMax(v.data(), t, row * L, L);
-        wm::scalar::arceeShiftedRow(v.data(), t, row * L, L, m, x.data());
-        for (size_t j = 0; j < L; ++j) truth[j] = std::exp(x[j]);
-        memo.rowExps(v.data(), t, row * L, L, m, memoized.data(), scratch.data());
-        direct.rowExps(v.data(), t, row * L, L, m, unmemoized.data(), scratch.data());
-        CHECK(sameBits(truth.data(), memoized.data(), 8 * L), "ArceeExpMemo %s L=%zu row %zu (max %g): memo != std::exp of the direct path", dtypeName(t), L, row, m);
-        CHECK(sameBits(truth.data(), unmemoized.data(), 8 * L), "ArceeExpMemo %s L=%zu row %zu (max %g): direct path != std::exp", dtypeName(t), L, row, m);
-        digestBytes(memoized.data(), 8 * L);
-        ++rowsChecked;
+        std::vector<double> maxes(rows);
+        for (size_t row = 0; row < rows; ++row) maxes[row] = wm::scalar::arceeRowMax(v.data(), t, row * L, L);
+        for (bool sorted : {false, true}) {
+          // Each row twice: shuffled (repeats of a max, then a change of max, back and forth), or sorted by max's bits.
+          std::vector<size_t> order;
+          for (size_t row = 0; row < 2 * rows; ++row) order.push_back(row % rows);
+          for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[r.next() % i]);
+          if (sorted) {
+            std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return wm::num::f32Bits(static_cast<float>(maxes[x])) < wm::num::f32Bits(static_cast<float>(maxes[y])); });
+          }
+          for (size_t k = 0; k < 4; ++k) {
+            memos[k].prepare(v.data(), t, n, maxes.data(), rows, changesOf(order, maxes), modes[k]);
+            const bool forcedRight = modes[k] == ExpMode::cheapest ? memos[k].mode() != ExpMode::cheapest : memos[k].mode() == (wm::arceeExpMemoizable(t) ? modes[k] : ExpMode::direct);
+            CHECK(forcedRight, "ArceeExpMemo %s asked for %s: %s", dtypeName(t), modeName(modes[k]), modeName(memos[k].mode()));
+          }
+          std::vector<double> x(L), truth(L), exps(L), scratch(L);
+          for (size_t row : order) {
+            const double m = maxes[row];
+            wm::scalar::arceeShiftedRow(v.data(), t, row * L, L, m, x.data());
+            for (size_t j = 0; j < L; ++j) truth[j] = std::exp(x[j]);
+            for (wm::ArceeExpMemo& memo : memos) {
+              std::fill(exps.begin(), exps.end(), 0.5);
+              memo.rowExps(v.data(), t, row * L, L, m, exps.data(), scratch.data());
+              CHECK(sameBits(truth.data(), exps.data(), 8 * L), "ArceeExpMemo %s (%s) L=%zu row %zu (max %g)%s%s: != std::exp of the direct path", dtypeName(t), modeName(memo.mode()), L, row,
+                    m, manyMaxes ? ", many maxes" : "", sorted ? ", sorted" : "");
+            }
+            digestBytes(exps.data(), 8 * L);
+            ++rowsChecked;
+          }
+        }
       }
     }
   }
-  std::printf("arcee_fusion: %zu rows' exps through the memo == std::exp (%llu computed for %llu looked up)\n", rowsChecked,
-              static_cast<unsigned long long>(memo.computed), static_cast<unsigned long long>(memo.looked));
+  std::printf("arcee_fusion: %zu rows' exps through the memo's modes == std::exp (one table: %llu computed for %llu looked up; a table per max: %llu for %llu)\n", rowsChecked,
+              static_cast<unsigned long long>(memos[1].computed), static_cast<unsigned long long>(memos[1].looked), static_cast<unsigned long long>(memos[2].computed),
+              static_cast<unsigned long long>(memos[2].looked));
+}
+
+// The memo's own choice: a table per max where the max changes more often than it has values, one table where each max's
+// rows come together, the direct path where either would compute more exps than half the elements, and never for f32.
+void testArceeExpChoice(Rng& r) {
+  const size_t L = 1024, rows = 64, n = rows * L;
+  for (Dtype t : {Dtype::F16, Dtype::BF16, Dtype::F32}) {
+    std::vector<unsigned char> few(n * wm::dtypeSize(t)), many = randomTensor(r, t, n);
+    for (size_t j = 0; j < n && wm::dtypeSize(t) == 2; ++j) std::memcpy(many.data() + 2 * j, &j, 2);  // every 16-bit pattern once (little-endian)
+    for (size_t j = 0; j < n; ++j) setValue(few, t, j, static_cast<float>(r.next() % 16) * -0.125f);
+    for (size_t row = 0; row < rows; ++row) setValue(few, t, row * L, row % 2 ? 1.0f : 2.0f);  // two maxes, alternating
+    std::vector<double> maxes(rows);
+    for (size_t row = 0; row < rows; ++row) maxes[row] = wm::scalar::arceeRowMax(few.data(), t, row * L, L);
+    const bool memoizable = wm::arceeExpMemoizable(t);
+    wm::ArceeExpMemo memo;
+    memo.prepare(few.data(), t, n, maxes.data(), rows, rows, ExpMode::cheapest);  // in the rows' order: 64 changes of 2 maxes
+    CHECK(memo.mode() == (memoizable ? ExpMode::tablePerMax : ExpMode::direct), "ArceeExpMemo %s, 2 maxes changing 64 times: %s", dtypeName(t), modeName(memo.mode()));
+    memo.prepare(few.data(), t, n, maxes.data(), rows, 2, ExpMode::cheapest);  // sorted by max: 2 changes
+    CHECK(memo.mode() == (memoizable ? ExpMode::oneTable : ExpMode::direct), "ArceeExpMemo %s, 2 maxes changing twice: %s", dtypeName(t), modeName(memo.mode()));
+    for (size_t row = 0; row < rows; ++row) maxes[row] = wm::scalar::arceeRowMax(many.data(), t, row * L, L);
+    memo.prepare(many.data(), t, n, maxes.data(), rows, rows, ExpMode::cheapest);  // n patterns: a table costs n exps
+    CHECK(memo.mode() == ExpMode::direct, "ArceeExpMemo %s, every pattern: %s", dtypeName(t), modeName(memo.mode()));
+  }
+  std::printf("arcee_fusion: the exps' memo chooses a table per max, one table or the direct path as it should\n");
 }
 
 }  // namespace
@@ -101,6 +156,7 @@ void testArcee(uint64_t seed) {
   {
     Rng r(seed ^ 0xE4B3E);
     testArceeExpMemo(r);
+    testArceeExpChoice(r);
   }
   if (std::strcmp(wm::simdPathName(), "scalar") == 0) {
     std::printf("arcee_fusion: no SIMD path on this CPU, nothing to compare\n");
