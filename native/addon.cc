@@ -95,6 +95,8 @@ struct RunState {
   bool hasProgress = false;
   Napi::FunctionReference onCoefficients;  // local_moments.h's CoefficientsFn, on the JavaScript thread
   bool hasCoefficients = false;
+  Napi::FunctionReference onReserved;  // executor.h's ReservedFn, on the JavaScript thread
+  bool hasReserved = false;
   Plan plan;
   std::shared_ptr<std::atomic<bool>> cancel;
   explicit RunState(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
@@ -173,7 +175,19 @@ void runOnThread(RunState* state) {
         }
       };
     }
-    outcome->result = executePlan(state->plan, fn, *state->cancel, coefficientsOf(state));
+    ReservedFn reserved;
+    if (state->hasReserved) {
+      reserved = [state] {
+        state->channel.NonBlockingCall([state](Napi::Env, Napi::Function) {
+          try {
+            state->onReserved.Call({});
+          } catch (const Napi::Error&) {
+            // A signal, not a question: what it threw is not the run's concern (engine/native.ts never throws there).
+          }
+        });
+      };
+    }
+    outcome->result = executePlan(state->plan, fn, *state->cancel, coefficientsOf(state), reserved);
     outcome->ok = true;
   } catch (const ExecError& e) {
     outcome->code = e.code;
@@ -194,10 +208,10 @@ void runOnThread(RunState* state) {
   state->channel.Release();
 }
 
-// execute(plan, onProgress?, onCoefficients?) -> { promise, cancel() }
+// execute(plan, onProgress?, onCoefficients?, onReserved?) -> { promise, cancel() }
 Napi::Value Execute(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "execute(plan, onProgress?, onCoefficients?)");
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "execute(plan, onProgress?, onCoefficients?, onReserved?)");
   auto* state = new RunState(env);
   try {
     state->plan = parsePlan(info[0].As<Napi::Object>());
@@ -214,6 +228,10 @@ Napi::Value Execute(const Napi::CallbackInfo& info) {
   if (info.Length() > 2 && info[2].IsFunction()) {
     state->onCoefficients = Napi::Persistent(info[2].As<Napi::Function>());
     state->hasCoefficients = true;
+  }
+  if (info.Length() > 3 && info[3].IsFunction()) {
+    state->onReserved = Napi::Persistent(info[3].As<Napi::Function>());
+    state->hasReserved = true;
   }
   state->channel = Napi::ThreadSafeFunction::New(env, noop, "weightmix.execute", 0, 1, [state](Napi::Env) { delete state; });
   Napi::Object handle = Napi::Object::New(env);

@@ -17,6 +17,7 @@
 #include "io.h"
 #include "job_params.h"
 #include "local_job.h"
+#include "output_reservations.h"
 #include "plan_validation.h"
 #include "worker_pool.h"
 #include "kernels/sparsify.h"
@@ -43,7 +44,8 @@ uint64_t pieceWeight(const Job& job, uint64_t count) {
 
 class Run {
  public:
-  Run(const Plan& plan, const std::atomic<bool>& cancel, const CoefficientsFn& coefficients) : plan_(plan), cancel_(cancel), coefficients_(coefficients) {}
+  Run(const Plan& plan, const std::atomic<bool>& cancel, const CoefficientsFn& coefficients, const ReservedFn& reserved)
+      : plan_(plan), cancel_(cancel), coefficients_(coefficients), reserved_(reserved) {}
 
   ExecResult go(const ProgressFn& progress) {
     std::vector<uint64_t> sizes;
@@ -58,6 +60,7 @@ class Run {
       device_ = std::make_unique<cuda::DeviceRun>(cuda::RunView{plan_, pieces_, tasks_, sparse_, maxSources_});
     }
     for (const OutputSpec& o : plan_.outputs) outputs_.push_back(std::make_unique<OutputFile>(o.path, o.size, plan_.direct));
+    reservations_ = std::make_unique<OutputReservations>(outputs_, reserved_, [this](std::exception_ptr e) { fail(e); });
     // Device writes go to writer threads (a write that copies is done by the worker that has the block in cache).
     if (std::any_of(outputs_.begin(), outputs_.end(), [](const auto& f) { return f->directToDevice(); })) {
       writer_ = std::make_unique<BlockWriter>(kWriterThreads, 2 * kWriterThreads);
@@ -89,6 +92,11 @@ class Run {
     }
     cv_.notify_all();
     reporter.join();
+    if (error_ || cancel_.load()) {
+      reservations_->stop(error_ ? error_ : std::make_exception_ptr(ExecError("Aborted", "the merge was aborted")));
+    } else {
+      reservations_->join();
+    }
     if (error_) std::rethrow_exception(error_);
     if (cancel_.load()) throw ExecError("Aborted", "the merge was aborted");
     if (writer_) writer_->drain();
@@ -228,10 +236,15 @@ class Run {
         }
       }
     } catch (...) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (!error_) error_ = currentExecError();
-      stop_.store(true);
+      fail(currentExecError());
     }
+  }
+
+  // The run's first error is the one it throws; every worker stops at its next task.
+  void fail(std::exception_ptr error) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!error_) error_ = error;
+    stop_.store(true);
   }
 
   bool goesStraightIntoBlock(const Piece& piece, const Job& job) const { return wm::goesStraightIntoBlock(piece, job, plan_.blockBytes); }
@@ -540,6 +553,7 @@ class Run {
   BlockBuffers blockBuffers_{plan_.blockBytes};
   std::unique_ptr<BlockWriter> writer_;  // goes before the files and spares it writes from
   std::vector<std::unique_ptr<BlockAssembler>> assemblers_;
+  std::unique_ptr<OutputReservations> reservations_;  // destroyed before the writer and the files: its stop() frees a write waiting for a reservation
   std::vector<Piece> pieces_;
   std::vector<Task> tasks_;
   std::vector<Moments> pieceMoments_;
@@ -548,6 +562,7 @@ class Run {
   std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]; a local job's resolved by its worker
   std::vector<JobParams> params_;                                   // [job]: the other dests' (job_params.h), the same
   const CoefficientsFn& coefficients_;
+  const ReservedFn& reserved_;
   std::vector<bool> localJob_;                                      // [job]: local_job.h
   LocalBuffers localBuffers_{kLocalBudgetBytes};
   std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> statCounts_;  // [job][counter]
@@ -566,8 +581,9 @@ class Run {
 
 }  // namespace
 
-ExecResult executePlan(const Plan& plan, const ProgressFn& progress, const std::atomic<bool>& cancel, const CoefficientsFn& coefficients) {
-  Run run(plan, cancel, coefficients);
+ExecResult executePlan(const Plan& plan, const ProgressFn& progress, const std::atomic<bool>& cancel, const CoefficientsFn& coefficients,
+                       const ReservedFn& reserved) {
+  Run run(plan, cancel, coefficients, reserved);
   return run.go(progress);
 }
 

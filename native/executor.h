@@ -19,9 +19,13 @@ struct ExecResult {
 };
 
 using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
+using ReservedFn = std::function<void()>;
 
 // Throws ExecError (codes: PlanInvalid, InputChanged, ENOSPC, EIO, Aborted, ...).
 // `coefficients` answers the open moments of linear dests (local_moments.h), from a worker thread.
-ExecResult executePlan(const Plan& plan, const ProgressFn& progress, const std::atomic<bool>& cancel, const CoefficientsFn& coefficients = {});
+// `reserved` is called once every output's space is reserved (output_reservations.h), from another thread; never
+// where a reservation fails or the run stops first.
+ExecResult executePlan(const Plan& plan, const ProgressFn& progress, const std::atomic<bool>& cancel, const CoefficientsFn& coefficients = {},
+                       const ReservedFn& reserved = {});
 
 }  // namespace wm

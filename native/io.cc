@@ -114,25 +114,45 @@ void InputFile::willNeed(uint64_t offset, uint64_t len) const {
 OutputFile::OutputFile(const std::string& path, uint64_t size, bool wantDirect) : path_(path), size_(size) {
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) throw systemError(errno, "cannot create output", path);
-  if (size > 0) {
-    // Reserve the space up front: a full disk fails here, before any work, and extents stay contiguous.
-    int err = posix_fallocate(fd_, 0, static_cast<off_t>(size));
-    if (err != 0) {
-      // A throwing constructor runs no destructor: close the descriptor (and give back a partial reservation) here.
-      auto fail = [this](const ExecError& e) {
-        ::close(fd_);
-        throw e;
-      };
-      if (err == ENOSPC || err == EDQUOT) fail(noSpace(fd_, path, size, err));
-      if (err == EIO) fail(systemError(err, "cannot reserve space for output", path));
-      if (ftruncate(fd_, static_cast<off_t>(size)) != 0) fail(systemError(errno, "cannot size output", path));
-    }
-  }
   if (wantDirect) {
     directFd_ = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);  // EINVAL on tmpfs before Linux 6.6: stay buffered
   }
   struct statfs fs;
   inMemory_ = fstatfs(fd_, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
+}
+
+void OutputFile::reserve() {
+  int err = size_ > 0 ? posix_fallocate(fd_, 0, static_cast<off_t>(size_)) : 0;
+  std::exception_ptr failure;
+  if (err == ENOSPC || err == EDQUOT) {
+    failure = std::make_exception_ptr(noSpace(fd_, path_, size_, err));
+  } else if (err == EIO) {
+    failure = std::make_exception_ptr(systemError(err, "cannot reserve space for output", path_));
+  } else if (err != 0 && ftruncate(fd_, static_cast<off_t>(size_)) != 0) {  // no fallocate here: size it instead
+    failure = std::make_exception_ptr(systemError(errno, "cannot size output", path_));
+  }
+  settleReservation(failure);
+  if (failure) std::rethrow_exception(failure);
+}
+
+void OutputFile::failReservation(std::exception_ptr error) { settleReservation(error); }
+
+void OutputFile::settleReservation(std::exception_ptr error) {
+  {
+    std::lock_guard<std::mutex> lock(reserveMutex_);
+    if (settled_) return;
+    settled_ = true;
+    failure_ = error;
+  }
+  if (!error) reserved_.store(true, std::memory_order_release);
+  reserveSettled_.notify_all();
+}
+
+void OutputFile::awaitReservation() {
+  if (reserved_.load(std::memory_order_acquire)) return;
+  std::unique_lock<std::mutex> lock(reserveMutex_);
+  reserveSettled_.wait(lock, [this] { return settled_; });
+  if (failure_) std::rethrow_exception(failure_);
 }
 
 OutputFile::~OutputFile() {
@@ -158,6 +178,7 @@ static void writeAll(int fd, const uint8_t* p, uint64_t len, uint64_t offset, co
 }
 
 void OutputFile::writeAt(const void* src, uint64_t len, uint64_t offset) {
+  awaitReservation();
   const auto* p = static_cast<const uint8_t*>(src);
   bool aligned = directFd_ >= 0 && offset % kDirectAlign == 0 && len % kDirectAlign == 0 &&
                  reinterpret_cast<uintptr_t>(p) % kDirectAlign == 0;
@@ -185,6 +206,7 @@ void OutputFile::startWriteBehind(uint64_t offset, uint64_t len) {
 }
 
 void OutputFile::finish() {
+  awaitReservation();
   if (fdatasync(fd_) != 0) throw systemError(errno, "cannot flush output", path_);
   posix_fadvise(fd_, 0, 0, POSIX_FADV_DONTNEED);
 }

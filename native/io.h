@@ -3,7 +3,11 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <atomic>
+#include <condition_variable>
+#include <exception>
 #include <memory>
+#include <mutex>
 #include <string>
 
 namespace wm {
@@ -54,12 +58,17 @@ class InputFile {
 
 class OutputFile {
  public:
-  // Creates (truncates) the file, reserves `size` bytes, and opens a second O_DIRECT descriptor
-  // when `wantDirect` and the file system supports it.
+  // Creates (truncates) the file and opens a second O_DIRECT descriptor when `wantDirect` and the
+  // file system supports it; its space is reserved by reserve(), which every write waits for.
   OutputFile(const std::string& path, uint64_t size, bool wantDirect);
   ~OutputFile();
   OutputFile(const OutputFile&) = delete;
   OutputFile& operator=(const OutputFile&) = delete;
+  // Reserves `size` bytes (posix_fallocate: a full disk fails here, and extents stay contiguous), then
+  // lets writes in; throws the reservation's error after failing the file with it. Once, on any thread.
+  void reserve();
+  // Fails a file that will not be reserved: its writes, waiting or to come, throw `error`.
+  void failReservation(std::exception_ptr error);
   const std::string& path() const { return path_; }
   uint64_t size() const { return size_; }
   bool direct() const { return directFd_ >= 0; }
@@ -73,11 +82,18 @@ class OutputFile {
 
  private:
   void startWriteBehind(uint64_t offset, uint64_t len);
+  void awaitReservation();
+  void settleReservation(std::exception_ptr error);
   std::string path_;
   int fd_ = -1;
   int directFd_ = -1;
   bool inMemory_ = false;
   uint64_t size_ = 0;
+  std::atomic<bool> reserved_{false};  // the writes' fast path; settled_ and failure_ under reserveMutex_
+  bool settled_ = false;
+  std::exception_ptr failure_;
+  std::mutex reserveMutex_;
+  std::condition_variable reserveSettled_;
 };
 
 }  // namespace wm

@@ -31,6 +31,12 @@ export interface ExecuteOptions {
   signal?: AbortSignal;
 }
 
+/** What a writing run tells the caller besides progress. */
+export interface WriteRunOptions extends ExecuteOptions {
+  /** Once every output shard's space is reserved (engine/alongside.ts's `besideReserved`). */
+  onReserved?: () => void;
+}
+
 /** A statistics pass: where it reads, how, and whom it tells. */
 export interface StatisticsOptions extends ExecuteOptions {
   threads: number;
@@ -45,7 +51,7 @@ export interface StatisticsOptions extends ExecuteOptions {
 export async function executeMergePlan(
   plan: MergePlan,
   engine: Required<Omit<EngineOptions, 'device'>> & Pick<EngineOptions, 'device'>,
-  options: ExecuteOptions,
+  options: WriteRunOptions,
   name: (key: string) => string = (key) => key,
 ): Promise<ResolvedDevice> {
   const ran = resolveDevice(parseDevice(engine.device, name('device')), loadNative().info(), name('device'));
@@ -64,6 +70,7 @@ export async function executeMergePlan(
       onProgress: progressOf('write', plan.packedJobs.work, heads, options.onProgress),
       signal: options.signal,
       onCoefficients: plan.openMoments && ((id, moments) => plan.openMoments!.answer(id, moments)),
+      onReserved: options.onReserved,
     },
   );
   return ran;

@@ -85,6 +85,7 @@ export interface NativeAddon {
     plan: PackedNativePlan,
     onProgress?: (done: number, total: number) => void,
     onCoefficients?: (id: number, moments: Float64Array) => number[],
+    onReserved?: () => void,
   ): { promise: Promise<NativeResult>; cancel(): void };
   /** What the addon found on this machine (SIMD, GPUs). */
   info(): NativeInfo;
@@ -147,6 +148,8 @@ export interface RunOptions {
   onProgress?: (done: number, total: number) => void;
   /** Answers an open dest's moments from a worker (engine/open-moments.ts); if it throws, the run fails with what it threw. */
   onCoefficients?: (id: number, moments: Float64Array) => number[];
+  /** Called once every output file's space is reserved (before the outputs' other files take any: engine/alongside.ts); never where a reservation fails. */
+  onReserved?: () => void;
   signal?: AbortSignal;
 }
 
@@ -177,7 +180,7 @@ export async function runPlan(plan: NativePlan, options: RunOptions = {}): Promi
 
 /** `runPlan` of a plan whose jobs are already packed (a planner that writes columns). */
 export async function runPackedPlan(plan: Omit<NativePlan, 'jobs'> & { jobs: PackedJobs }, options: RunOptions = {}): Promise<NativeResult> {
-  const { signal, onProgress, onCoefficients } = options;
+  const { signal, onProgress, onCoefficients, onReserved } = options;
   if (signal?.aborted) throw abortError('the merge was aborted', signal);
   let callbackFailed: { error: unknown } | undefined;
   let settled = false;
@@ -205,7 +208,16 @@ export async function runPackedPlan(plan: Omit<NativePlan, 'jobs'> & { jobs: Pac
         }
       }
     : undefined;
-  const handle = loadNative().execute({ ...plan, jobs: plan.jobs.words }, progress, coefficients);
+  const reserved = onReserved
+    ? () => {
+        try {
+          onReserved();
+        } catch {
+          // A signal to the caller: nothing for the run to fail on.
+        }
+      }
+    : undefined;
+  const handle = loadNative().execute({ ...plan, jobs: plan.jobs.words }, progress, coefficients, reserved);
   const onAbort = () => handle.cancel();
   signal?.addEventListener('abort', onAbort, { once: true });
   let result: NativeResult;

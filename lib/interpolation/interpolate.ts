@@ -10,7 +10,7 @@ import { usageError, WeightmixError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
 import { copySidecars, modelName, writeIndex, writeModelCard } from '../engine/model-files';
 import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
-import { alongside } from '../engine/alongside';
+import { besideReserved } from '../engine/alongside';
 import { preloadNative } from '../engine/native';
 import { defaultWriteBlockBytes } from '../engine/block-bytes';
 import {
@@ -247,7 +247,8 @@ export async function runInterpolation(
       shardFilter: part ? partFilter(instruct, part) : undefined,
     });
     const writeBlockBytes = options.blockBytes === undefined ? await defaultWriteBlockBytes(transactions.map((tx) => tx.tempDir)) : blockBytes;
-    const running = executeMergePlan(plan, { threads, blockBytes: writeBlockBytes, direct: options.direct ?? true, device }, options, name);
+    const engine = { threads, blockBytes: writeBlockBytes, direct: options.direct ?? true, device };
+    const running = (onReserved: () => void) => executeMergePlan(plan, engine, { ...options, onReserved }, name);
     const from = filesFrom === 'thinking' ? thinking : instruct;
     const writeFiles = async () => {
       for (let o = 0; o < targets.length; o++) {
@@ -270,7 +271,7 @@ export async function runInterpolation(
         });
       }
     };
-    const ran = await alongside(running, writeFiles());
+    const ran = await besideReserved(running, writeFiles);
     for (const tx of transactions) await tx.commit(options.signal);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const files = plan.models.reduce((n, m) => n + m.shards.filter((s) => s.written).length, 0);

@@ -13,7 +13,7 @@ import { usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
 import { preloadNative } from '../engine/native';
 import { executeMergePlan, MergeProgress, runStatisticsPlan } from '../engine/execute-plan';
-import { alongside } from '../engine/alongside';
+import { besideReserved } from '../engine/alongside';
 import { Moments, runMomentsPass } from '../engine/moments';
 import { methodFor } from './methods';
 import { copySidecars, writeIndex, writeModelCard } from '../engine/model-files';
@@ -205,9 +205,9 @@ async function mergeModels(
     });
     const writeBlockBytes = options.blockBytes === undefined ? await defaultWriteBlockBytes([tx.tempDir]) : blockBytes;
     const model = plan.models[0];
-    const ran = await alongside(
-      executeMergePlan(plan, { threads, blockBytes: writeBlockBytes, direct, device }, options, name),
-      finishRecipeOutput(model, recipe, ckpts, planned, recipes),
+    const ran = await besideReserved(
+      (onReserved) => executeMergePlan(plan, { threads, blockBytes: writeBlockBytes, direct, device }, { ...options, onReserved }, name),
+      () => finishRecipeOutput(model, recipe, ckpts, planned, recipes),
     );
     await tx.commit(options.signal);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
