@@ -4,11 +4,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
 #include "arcee_fusion_rows.h"
+#include "cpu_backends.h"
 #include "element_io.h"
 #include "exact_exp_log.h"
 
@@ -49,10 +49,7 @@ constexpr size_t kTablesBytes = size_t{16} << 20;
 // elements they answered, and the elements of the direct path (a diagnostic, off by default).
 struct ExpCounts {
   std::atomic<uint64_t> computed{0}, looked{0}, direct{0};
-  const bool on = [] {
-    const char* v = std::getenv("WEIGHTMIX_ARCEE_KL_STATS");
-    return v != nullptr && *v != 0 && std::strcmp(v, "0") != 0;
-  }();
+  const bool on = environmentSwitch("WEIGHTMIX_ARCEE_KL_STATS");
   ~ExpCounts() {
     if (!on) return;
     const uint64_t c = computed.load(), l = looked.load();

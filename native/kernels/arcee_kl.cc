@@ -4,10 +4,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 
 #include "arcee_fusion_rows.h"
+#include "cpu_backends.h"
 #include "exact_exp_log.h"
 #include "numerics.h"
 
@@ -104,8 +104,7 @@ ArceeKlCounts countsOfProcess;  // constant-initialized, so it outlives the prin
 // WEIGHTMIX_ARCEE_KL_STATS=1: how many rows took the exact path, on stderr at exit (a diagnostic, off by default).
 struct CountsAtExit {
   ~CountsAtExit() {
-    const char* v = std::getenv("WEIGHTMIX_ARCEE_KL_STATS");
-    if (!v || !*v || std::strcmp(v, "0") == 0) return;
+    if (!environmentSwitch("WEIGHTMIX_ARCEE_KL_STATS")) return;
     std::fprintf(stderr, "arcee_fusion row KLs: %llu rows, %llu exact (%llu of them far from their base)\n",
                  static_cast<unsigned long long>(countsOfProcess.rows.load()), static_cast<unsigned long long>(countsOfProcess.exact.load()),
                  static_cast<unsigned long long>(countsOfProcess.far.load()));

@@ -9,6 +9,10 @@
 
 namespace wm {
 
+// Whether the environment variable `name` is set to something other than "" or "0": the kernels' switches
+// (WEIGHTMIX_NO_SIMD, WEIGHTMIX_NO_AVX512, WEIGHTMIX_ARCEE_KL_STATS), read in dispatch.cc.
+bool environmentSwitch(const char* name);
+
 struct SparseParams;  // sparsify.h
 struct SparseModel;
 struct RamParams;  // elementwise.h

@@ -17,17 +17,17 @@
 #include "sparsify.h"
 
 namespace wm {
-namespace {
 
-// Whether the environment variable `name` is set to something other than "" or "0" (the kernels' off switches).
-bool switchedOff(const char* name) {
+bool environmentSwitch(const char* name) {
   const char* v = std::getenv(name);
   return v && *v && std::strcmp(v, "0") != 0;
 }
 
+namespace {
+
 bool detectSimd() {
 #if defined(WM_HAVE_AVX2_BACKEND)
-  if (switchedOff("WEIGHTMIX_NO_SIMD")) return false;  // diagnostics: force the portable path
+  if (environmentSwitch("WEIGHTMIX_NO_SIMD")) return false;  // diagnostics: force the portable path
   return avx2::cpuSupported();
 #else
   return false;
@@ -49,7 +49,7 @@ const bool kCpuHasAvx512 = [] {
 // arcee_fusion_avx512.cc, the 8-lane exp/log, VPMULLQ in DARE's and della's hashes): the CPU
 // has them, unless WEIGHTMIX_NO_AVX512 is set (diagnostics, or a CPU whose clock drops under 512-bit work) or a
 // test turned them off (setAvx512Enabled).
-std::atomic<bool> avx512{kCpuHasAvx512 && !switchedOff("WEIGHTMIX_NO_AVX512")};
+std::atomic<bool> avx512{kCpuHasAvx512 && !environmentSwitch("WEIGHTMIX_NO_AVX512")};
 #endif
 
 inline bool useSimd() { return kCpuHasSimd && simdEnabled.load(std::memory_order_relaxed); }
