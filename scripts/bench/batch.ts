@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import type { CachedPair } from './fixtures';
 import { median, medianNote, pairedWithFloor, repeat, type Row } from './common';
 import { coldReadFloor, directWriteFloor, dropCaches, timeCommand, type Timed } from './system';
+import { slerpSliceRecipe } from '../../test/helpers/slerp-recipe';
 
 /** The six recipes, as JSON (which is YAML), over the pair's models; `layers` sets the layer-range gradient. */
 export function batchRecipes(instruct: string, thinking: string, layers: number): Record<string, Record<string, unknown>> {
@@ -32,20 +33,7 @@ export function batchRecipes(instruct: string, thinking: string, layers: number)
       Array.from({ length: layers }, (_, i) => (inRange(i) ? 0.8 : 0)),
     ),
     'without-attention': linear([{ filter: 'self_attn', value: 1 }, { value: 0.2 }], [{ filter: 'self_attn', value: 0 }, { value: 0.8 }]),
-    slerp: {
-      merge_method: 'slerp',
-      base_model: instruct,
-      slices: [
-        {
-          sources: [
-            { model: instruct, layer_range: [0, layers] },
-            { model: thinking, layer_range: [0, layers] },
-          ],
-        },
-      ],
-      parameters: { t: 0.5 },
-      dtype: 'bfloat16',
-    },
+    slerp: slerpSliceRecipe(instruct, thinking, layers, 0.5, { dtype: 'bfloat16' }),
   };
 }
 

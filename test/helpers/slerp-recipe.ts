@@ -1,4 +1,4 @@
-/** The mergekit slerp recipe the method, batch and device tests share. */
+/** The mergekit slerp recipe the method, batch and device tests share, and the bench's batch section. */
 
 /** A slerp of one slice, layers [0, layers) of `base` (also base_model) and of `other`, at `t`; `extra` keys follow `parameters`. */
 export function slerpSliceRecipe(base: string, other: string, layers: number, t: unknown, extra: Record<string, unknown> = {}) {
