@@ -44,8 +44,47 @@ AlignedBuffer BlockAssembler::countLocked(uint64_t index, uint64_t n) {
 void BlockAssembler::writeBlock(uint64_t index, AlignedBuffer buffer) {
   // The tail block is padded to the alignment only in memory; its write length is exact.
   if (writer_ != nullptr) return writer_->submit(file_, std::move(buffer), blockLength(index), index * blockBytes_, buffers_);
-  file_.writeAt(buffer.data(), blockLength(index), index * blockBytes_);
-  buffers_.giveBack(std::move(buffer));
+  writeInTurn(index, std::move(buffer));
+}
+
+// Blocks queued beyond which a worker writes its own at once (alongside the writing one): bounds the memory a slow
+// write lets pile up.
+constexpr size_t kMaxQueuedBlocks = 4;
+
+void BlockAssembler::writeInTurn(uint64_t index, AlignedBuffer buffer) {
+  bool turn = false;
+  {
+    std::lock_guard<std::mutex> lock(turnMutex_);
+    if (writing_ && queued_.size() < kMaxQueuedBlocks) {
+      queued_.push_back({index, std::move(buffer)});
+      return;
+    }
+    turn = !writing_;
+    writing_ = true;
+  }
+  auto write = [&] {
+    file_.writeAt(buffer.data(), blockLength(index), index * blockBytes_);
+    buffers_.giveBack(std::move(buffer));
+  };
+  if (!turn) return write();  // the queue is full: this one alongside the writing worker's
+  // This worker's turn: its block, then those the others queue meanwhile.
+  try {
+    for (;;) {
+      write();
+      std::lock_guard<std::mutex> lock(turnMutex_);
+      if (queued_.empty()) {
+        writing_ = false;
+        return;
+      }
+      index = queued_.front().index;
+      buffer = std::move(queued_.front().buffer);
+      queued_.pop_front();
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(turnMutex_);
+    writing_ = false;  // the run fails; later writes try for themselves
+    throw;
+  }
 }
 
 void BlockAssembler::put(uint64_t offset, const uint8_t* data, uint64_t len) {

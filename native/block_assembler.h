@@ -3,6 +3,7 @@
 // matter which worker produced which piece.
 #pragma once
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -52,6 +53,9 @@ class BlockAssembler {
   // Adds `n` produced bytes to block `index` (lock held); returns the block's buffer when it is complete.
   AlignedBuffer countLocked(uint64_t index, uint64_t n);
   void writeBlock(uint64_t index, AlignedBuffer buffer);
+  // A copying write (tmpfs, page cache): queued for the worker already writing this file, which takes it next,
+  // so the others go back to computing instead of spinning on the file's lock (writes to one inode take turns).
+  void writeInTurn(uint64_t index, AlignedBuffer buffer);
 
   OutputFile& file_;
   uint64_t blockBytes_;
@@ -59,6 +63,13 @@ class BlockAssembler {
   BlockWriter* writer_;
   std::mutex mutex_;
   std::unordered_map<uint64_t, Block> open_;
+  struct Queued {
+    uint64_t index;
+    AlignedBuffer buffer;
+  };
+  std::mutex turnMutex_;
+  std::deque<Queued> queued_;  // complete blocks waiting for the writing worker
+  bool writing_ = false;       // a worker is writing this file's blocks
 };
 
 }  // namespace wm
