@@ -6,6 +6,7 @@ import { usageError, WeightmixError } from '../errors';
 import { parseJsonStrict } from '../format/json-strict';
 import { nativeJsonTables, WeightMapColumns } from '../format/json-tables';
 import { confinedRealPath } from './paths';
+import { mapInOrder } from './map-in-order';
 import { headerColumns, readSafetensorsHeader, SafetensorsHeader } from '../format/safetensors';
 import { attachTensorTable, detachTensorTable, indexOfName, locationMap, TensorLocation, TensorTable } from './tensor-table';
 
@@ -14,6 +15,8 @@ export const SINGLE_FILE = 'model.safetensors';
 /** Index files are small; a larger one is hostile or not an index. */
 const MAX_INDEX_BYTES = 64 << 20;
 const MAX_CONFIG_BYTES = 16 << 20;
+/** Shard headers read at once: their reads overlap the parsing of those already read, and hostile headers hold at most this many texts in memory. */
+const HEADER_READS_AT_ONCE = 4;
 /** Weight formats that are never copied as sidecars. */
 const WEIGHT_EXTENSIONS = ['.safetensors', '.bin', '.pt', '.pth', '.ckpt', '.gguf', '.h5', '.msgpack', '.onnx', '.npz'];
 
@@ -78,11 +81,10 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   const entries = await fs.promises.readdir(root);
   const shardNames = await listShards(root, entries);
   const weightMap = shardNames.weightMap;
-  const shards: Shard[] = [];
-  for (const name of shardNames.files) {
+  const shards = await mapInOrder(shardNames.files, HEADER_READS_AT_ONCE, async (name): Promise<Shard> => {
     const file = confinedRealPath(root, name, weightMap ? `${dir}/${INDEX_FILE}` : dir);
-    shards.push({ name, path: file, header: await readSafetensorsHeader(file) });
-  }
+    return { name, path: file, header: await readSafetensorsHeader(file) };
+  });
   // An index read as columns is checked once the table stands (one pass over it, no second table by name); if that
   // finds anything amiss, or the table cannot be built, the per-tensor checks run from the start for the exact error.
   // Names need no table of their own to be unique when the index check vouches for that, or when there is one header (its reader refuses a key given twice).
