@@ -14,9 +14,10 @@ bool isLocalArcee(const std::vector<ArceeParams>& dests) {
 
 namespace {
 // Each open dest's scratch: its row KLs (8 bytes each, first: they stay aligned), then its keys unless it recomputes them.
+// Rounded up to 8 bytes: the next open dest's row KLs (doubles) start there (4-byte keys of an odd count left them misaligned).
 uint64_t scratchOf(const ArceeParams& p, uint64_t count) {
   if (!p.open) return 0;
-  return 8 * (count / p.rowLength) + (p.recomputeKeys ? 0 : 4 * count);
+  return (8 * (count / p.rowLength) + (p.recomputeKeys ? 0 : 4 * count) + 7) / 8 * 8;
 }
 
 // The keys' high and low 16 bits: two counting passes over the keys.
