@@ -127,8 +127,8 @@ void BlockAssembler::commit(uint64_t offset, uint64_t len) {
 }
 
 uint64_t BlockAssembler::pendingBlocks() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return open_.size();
+  std::scoped_lock lock(mutex_, turnMutex_);
+  return open_.size() + queued_.size();
 }
 
 }  // namespace wm

@@ -41,7 +41,7 @@ class BlockAssembler {
   // range spans two blocks. The bytes count once commit() is called for the same range.
   uint8_t* reserve(uint64_t offset, uint64_t len);
   void commit(uint64_t offset, uint64_t len);
-  // Bytes still held in incomplete blocks (non-zero after a run means the plan missed bytes).
+  // Blocks not yet written: incomplete, or complete and still queued (non-zero after a run: the plan missed bytes, or a write was lost).
   uint64_t pendingBlocks();
 
  private:
