@@ -61,7 +61,7 @@ class Run {
     }
     for (const OutputSpec& o : plan_.outputs) outputs_.push_back(std::make_unique<OutputFile>(o.path, o.size, plan_.direct));
     reservations_ = std::make_unique<OutputReservations>(outputs_, reserved_, [this](std::exception_ptr e) { fail(e); });
-    // Device writes go to writer threads (a write that copies is done by the worker that has the block in cache).
+    // Device writes go to writer threads (a write that copies is done by a worker: BlockAssembler::writeInTurn).
     if (std::any_of(outputs_.begin(), outputs_.end(), [](const auto& f) { return f->directToDevice(); })) {
       writer_ = std::make_unique<BlockWriter>(kWriterThreads, 2 * kWriterThreads);
     }
