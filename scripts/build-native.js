@@ -50,7 +50,9 @@ function buildWithGyp() {
   // Offline: build against the headers that come with this Node (its install prefix), never a download.
   const prefix = path.resolve(path.dirname(process.execPath), '..');
   const nodedir = process.env.npm_config_nodedir || (fs.existsSync(path.join(prefix, 'include', 'node', 'node_api.h')) ? prefix : null);
-  return run(process.execPath, [gyp, 'rebuild', ...(nodedir ? [`--nodedir=${nodedir}`] : []), ...extra]);
+  // node-gyp compiles one file at a time unless told (`make` without -j): every core, as CMake's Ninja does, unless the caller chose.
+  const jobs = extra.some((a) => a === '-j' || a.startsWith('--jobs')) || process.env.JOBS ? [] : ['--jobs', 'max'];
+  return run(process.execPath, [gyp, 'rebuild', ...jobs, ...(nodedir ? [`--nodedir=${nodedir}`] : []), ...extra]);
 }
 
 let ok;
