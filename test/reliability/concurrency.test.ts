@@ -28,8 +28,10 @@ withShim('a second CLI run on the same output fails at once on the lock, and the
   fs.mkdirSync(path.dirname(out));
   const mark = path.join(work, 'locked', 'publishing');
   const args = ['interpolate', '--instruct', pair.instruct, '--thinking', pair.thinking, '--lambda', '0.8', '-o', out, '--threads', '1'];
-  // The first run holds the lock for 3 s more while it syncs its model card, just before publishing.
-  const first = startCli(args, { env: { ...faultEnv(shimPath, { path: `${path.sep}README.md`, slow: ['fsync'], sleepUs: 3_000_000, mark }) } });
+  // The first run holds the lock for 3 s more while it syncs its model card, just before publishing; 15 s under
+  // check:sanitizers (ASAN_OPTIONS set), where the second CLI alone takes longer than 3 s to start.
+  const holdUs = process.env.ASAN_OPTIONS ? 15_000_000 : 3_000_000;
+  const first = startCli(args, { env: { ...faultEnv(shimPath, { path: `${path.sep}README.md`, slow: ['fsync'], sleepUs: holdUs, mark }) } });
   let firstEnded = Infinity;
   void first.done.then(() => (firstEnded = Date.now()));
   await waitForFile(mark);
