@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seed="${WEIGHTMIX_SEED:-$RANDOM}"
-quick=()
-if [[ "${1:-}" == "--quick" ]]; then quick=(--quick); fi
+# Each build's arguments after the seed: the =off build's as asked, the =fast build's always --quick (see below).
+declare -A args=([off]="" [fast]=--quick)
+if [[ "${1:-}" == "--quick" ]]; then args[off]=--quick; fi
 
 mkdir -p build-selftest
 log=build-selftest/build.log
@@ -18,9 +19,7 @@ cmake --build build-selftest --target kernels_selftest_off kernels_selftest_fast
 # The two builds run side by side (one thread each), then report in turn. The exhaustive f32 sweep (four fifths of a
 # run, and outside the digest) runs in the =off build only, whose flags are the addon's; the =fast build is there
 # for the digest.
-declare -A digest pid args
-args[off]="${quick[*]:-}"
-args[fast]=--quick
+declare -A digest pid
 for contract in off fast; do
   # shellcheck disable=SC2086 # args is one word or none
   build-selftest/kernels_selftest_$contract "$seed" ${args[$contract]} >"build-selftest/run-$contract.log" 2>&1 &
@@ -31,7 +30,12 @@ for contract in off fast; do
   status=0
   wait "${pid[$contract]}" || status=$?
   out="$(cat "build-selftest/run-$contract.log")"
-  if [[ $status -ne 0 ]]; then echo "$out"; echo "kernels self-test failed (-ffp-contract=$contract, seed $seed)"; exit 1; fi
+  if [[ $status -ne 0 ]]; then
+    kill "${pid[@]}" 2>/dev/null || true  # the other build's run is not left going
+    echo "$out"
+    echo "kernels self-test failed (-ffp-contract=$contract, seed $seed)"
+    exit 1
+  fi
   echo "$out" | sed 's/^/  /'
   digest[$contract]="$(echo "$out" | sed -n 's/^digest //p')"
 done
