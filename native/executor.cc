@@ -211,7 +211,7 @@ class Run {
     try {
       const uint64_t bufBytes = std::max<uint64_t>(std::max<uint64_t>(1, plan_.blockBytes / 4), maxPiece_) * 4;
       TaskReads reads(maxSources_);
-      AlignedBuffer out(bufBytes);
+      AlignedBuffer out = AlignedBuffer::hugePages(bufBytes);
       KeepBitMaps keepBits;
       std::vector<const void*> srcPtr(maxSources_);
       std::vector<Dtype> srcType(maxSources_);

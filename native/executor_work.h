@@ -32,7 +32,7 @@ struct TaskReads {
   std::vector<uint64_t> at;            // [piece - task.first][slot]: offset of the piece's bytes in buffers[slot]
   std::function<void(AlignedBuffer& old, AlignedBuffer& now)> regrown;  // the CUDA path pins read buffers
   void grow(size_t slot, uint64_t bytes) {
-    AlignedBuffer next(bytes);
+    AlignedBuffer next = AlignedBuffer::hugePages(bytes);
     if (regrown) regrown(buffers[slot], next);
     buffers[slot] = std::move(next);
   }

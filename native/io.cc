@@ -32,9 +32,12 @@ AlignedBuffer::AlignedBuffer(size_t bytes, size_t align) : size_(bytes) {
 }
 
 AlignedBuffer AlignedBuffer::hugePages(size_t bytes) {
-  AlignedBuffer b(bytes, bytes >= kHugePage ? kHugePage : kDirectAlign);
+  const bool huge = bytes >= kHugePageMin;
+  const size_t span = huge ? (bytes + kHugePage - 1) / kHugePage * kHugePage : bytes;
+  AlignedBuffer b(span, huge ? kHugePage : kDirectAlign);
+  b.size_ = bytes;
   const uintptr_t begin = (reinterpret_cast<uintptr_t>(b.data()) + kHugePage - 1) & ~(kHugePage - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(b.data()) + bytes) & ~(kHugePage - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(b.data()) + span) & ~(kHugePage - 1);
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
   return b;
 }

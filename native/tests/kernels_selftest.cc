@@ -511,6 +511,7 @@ int main(int argc, char** argv) {
   testArcee(seed);
   testArceeKl(seed);
   testExactExpLog(seed);
+  testHugePageBuffers(seed);
   if (!(argc > 2 && std::string(argv[2]) == "--quick")) testConversionsExhaustive();
   std::printf("digest %016" PRIx64 "\n", digest);
   if (failures) {

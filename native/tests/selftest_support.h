@@ -100,3 +100,4 @@ void testDella(uint64_t seed);     // della_selftest.cc
 void testArcee(uint64_t seed);     // arcee_selftest.cc
 void testArceeKl(uint64_t seed);   // arcee_kl_selftest.cc
 void testExactExpLog(uint64_t seed);  // exact_exp_log_selftest.cc
+void testHugePageBuffers(uint64_t seed);  // buffers_selftest.cc (io.h's buffers, beside the kernels they feed)
