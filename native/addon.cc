@@ -42,7 +42,8 @@ std::vector<Job> jobsOf(const Napi::Value& v) {
   }
 }
 
-Plan parsePlan(const Napi::Object& js) {
+// `heads` holds the outputs' header Buffers for the run, which the plan points into.
+Plan parsePlan(const Napi::Object& js, std::vector<Napi::Reference<Napi::Buffer<uint8_t>>>& heads) {
   Plan plan;
   Napi::Array inputs = js.Get("inputs").As<Napi::Array>();
   for (uint32_t i = 0; i < inputs.Length(); ++i) plan.inputs.push_back(inputs.Get(i).As<Napi::String>().Utf8Value());
@@ -53,7 +54,9 @@ Plan parsePlan(const Napi::Object& js) {
     spec.path = o.Get("path").As<Napi::String>().Utf8Value();
     spec.size = toU64(o.Get("size"), "output size");
     Napi::Buffer<uint8_t> head = o.Get("head").As<Napi::Buffer<uint8_t>>();
-    spec.head.assign(head.Data(), head.Data() + head.Length());
+    spec.head = head.Data();
+    spec.headBytes = head.Length();
+    heads.push_back(Napi::Persistent(head));
     plan.outputs.push_back(std::move(spec));
   }
   plan.jobs = jobsOf(js.Get("jobs"));
@@ -98,6 +101,7 @@ struct RunState {
   Napi::FunctionReference onReserved;  // executor.h's ReservedFn, on the JavaScript thread
   bool hasReserved = false;
   Plan plan;
+  std::vector<Napi::Reference<Napi::Buffer<uint8_t>>> heads;  // the plan's header bytes (OutputSpec::head), held until the run ends
   std::shared_ptr<std::atomic<bool>> cancel;
   explicit RunState(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 };
@@ -214,7 +218,7 @@ Napi::Value Execute(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "execute(plan, onProgress?, onCoefficients?, onReserved?)");
   auto* state = new RunState(env);
   try {
-    state->plan = parsePlan(info[0].As<Napi::Object>());
+    state->plan = parsePlan(info[0].As<Napi::Object>(), state->heads);
   } catch (...) {
     delete state;
     throw;

@@ -67,9 +67,9 @@ class Run {
     }
     for (auto& file : outputs_) assemblers_.push_back(std::make_unique<BlockAssembler>(*file, plan_.blockBytes, blockBuffers_, writer_.get()));
     for (size_t o = 0; o < plan_.outputs.size(); ++o) {
-      const auto& head = plan_.outputs[o].head;
-      if (!head.empty()) assemblers_[o]->put(0, head.data(), head.size());
-      done_ += head.size();
+      const OutputSpec& out = plan_.outputs[o];
+      if (out.headBytes > 0) assemblers_[o]->put(0, out.head, out.headBytes);
+      done_ += out.headBytes;
     }
 
     unsigned threads = std::max(1u, std::min<unsigned>(plan_.threads, static_cast<unsigned>(std::max<size_t>(tasks_.size(), 1))));
@@ -135,7 +135,7 @@ class Run {
       }
     }
     total_ = 0;
-    for (const OutputSpec& o : plan_.outputs) total_ += o.head.size();
+    for (const OutputSpec& o : plan_.outputs) total_ += o.headBytes;
     // Small tensors are batched: one task holds pieces worth about one block of work.
     size_t first = 0;
     uint64_t acc = 0;
@@ -414,11 +414,11 @@ class Run {
     sparse_.resize(plan_.jobs.size());
     statCounts_.resize(plan_.jobs.size());
     rowKl_.resize(plan_.jobs.size());
+    params_.reserve(plan_.jobs.size());
+    localJob_.reserve(plan_.jobs.size());
     for (size_t j = 0; j < plan_.jobs.size(); ++j) {
       const Job& job = plan_.jobs[j];
-      for (const Dest& d : job.dests) {
-        sparse_[j].push_back(d.op == DestOp::Sparse ? decodeSparseParams(d.params, job.sources.size()) : SparseParams{});
-      }
+      sparse_[j] = perDest<SparseParams>(job, DestOp::Sparse, [&](const Dest& d) { return decodeSparseParams(d.params, job.sources.size()); });
       params_.push_back(decodeJobParams(job));
       localJob_.push_back(isLocalJob(sparse_[j]) || hasOpenStatistics(params_.back()));
       if (job.stat == JobStat::ArceeHistogram) {  // the first pass returns its row KLs (kernels/arcee_fusion.h)
@@ -559,7 +559,7 @@ class Run {
   std::vector<Moments> pieceMoments_;
   std::vector<std::vector<double>> rowKl_;  // ArceeHistogram jobs without given KLs: each row's KL, written by the piece that holds the row
   std::vector<std::vector<double>> pieceRows_;                      // RowMoments jobs: each piece's row sums
-  std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest]; a local job's resolved by its worker
+  std::vector<std::vector<SparseParams>> sparse_;                   // [job][dest] (perDest); a local job's resolved by its worker
   std::vector<JobParams> params_;                                   // [job]: the other dests' (job_params.h), the same
   const CoefficientsFn& coefficients_;
   const ReservedFn& reserved_;

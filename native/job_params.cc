@@ -12,12 +12,11 @@ uint64_t sceScratchBytes(const JobParams& p, uint64_t count) { return (localSceS
 
 JobParams decodeJobParams(const Job& job) {
   JobParams p;
-  for (const Dest& d : job.dests) {
-    p.della.push_back(d.op == DestOp::Della ? decodeDellaParams(d.params, job.sources.size(), job.count) : DellaParams{});
-    p.sce.push_back(d.op == DestOp::Sce ? decodeSceParams(d.params, job.sources.size(), job.count) : SceParams{});
-    p.ram.push_back(d.op == DestOp::Ram ? decodeRamParams(d.params, job.sources.size()) : RamParams{});
-    p.arcee.push_back(d.op == DestOp::ArceeFusion ? decodeArceeParams(d.params, job.sources.size(), job.count) : ArceeParams{});
-  }
+  const size_t sources = job.sources.size();
+  p.della = perDest<DellaParams>(job, DestOp::Della, [&](const Dest& d) { return decodeDellaParams(d.params, sources, job.count); });
+  p.sce = perDest<SceParams>(job, DestOp::Sce, [&](const Dest& d) { return decodeSceParams(d.params, sources, job.count); });
+  p.ram = perDest<RamParams>(job, DestOp::Ram, [&](const Dest& d) { return decodeRamParams(d.params, sources); });
+  p.arcee = perDest<ArceeParams>(job, DestOp::ArceeFusion, [&](const Dest& d) { return decodeArceeParams(d.params, sources, job.count); });
   p.moments = decodeOpenMoments(job);
   return p;
 }

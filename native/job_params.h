@@ -18,13 +18,26 @@
 namespace wm {
 
 struct JobParams {
-  // [dest]: a default value where the dest has another op.
+  // [dest]: a default value where the dest has another op; empty where no dest has the op (perDest).
   std::vector<DellaParams> della;
   std::vector<SceParams> sce;
   std::vector<RamParams> ram;
   std::vector<ArceeParams> arcee;
   std::vector<OpenMoments> moments;  // [dest], or empty where no dest is open (local_moments.h)
 };
+
+// decode(dest) for the dests of `op` and T{} for the others, [dest]; empty where no dest has `op`: the jobs of an 18,867-tensor
+// interpolation then allocate no params of other ops, which only their own dests' index reads.
+template <class T, class Decode>
+std::vector<T> perDest(const Job& job, DestOp op, Decode decode) {
+  std::vector<T> out;
+  bool any = false;
+  for (const Dest& d : job.dests) any = any || d.op == op;
+  if (!any) return out;
+  out.reserve(job.dests.size());
+  for (const Dest& d : job.dests) out.push_back(d.op == op ? decode(d) : T{});
+  return out;
+}
 
 // Throws std::invalid_argument where a dest's params are malformed.
 JobParams decodeJobParams(const Job& job);

@@ -48,6 +48,12 @@ std::vector<std::string> stringsOf(const Napi::Array& array) {
   return out;
 }
 
+// A Buffer over the encoder's bytes, which it then owns (no copy into fresh pages; a copy only where the runtime forbids external buffers).
+Napi::Buffer<char> ownedBuffer(Napi::Env env, std::string&& bytes) {
+  auto* owned = new std::string(std::move(bytes));
+  return Napi::Buffer<char>::NewOrCopy(env, owned->data(), owned->size(), [](Napi::Env, char*, std::string* s) { delete s; }, owned);
+}
+
 template <typename Array, typename T>
 Array column(Napi::Env env, const std::vector<T>& values) {
   Array out = Array::New(env, values.size());
@@ -81,8 +87,11 @@ namespace {
 
 // An index's text and its weight_map table, kept native between reading it and checking the stored tensors against it: the names
 // cross into JavaScript only when asked for (an 18,867-tensor MoE index is ~1.2 MB of names), and the check reuses the reader's hash table.
+// The text is the caller's bytes, held by a reference rather than copied (a fresh page costs more than its copy: BENCHMARKS.md
+// 2026-12-04); json-tables.ts passes the index file as read, which nothing writes to afterwards.
 struct WeightMapIndex {
-  std::string text;
+  Napi::Reference<Napi::Uint8Array> bytes;
+  const char* text = nullptr;
   WeightMapTable table;
 };
 
@@ -97,20 +106,21 @@ Napi::Value ReadWeightMapTable(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Uint8Array json = bytesArgument(info);
   auto index = std::make_unique<WeightMapIndex>();
-  index->text.assign(reinterpret_cast<const char*>(json.Data()), json.ByteLength());
-  std::optional<WeightMapTable> table = readWeightMapTable(index->text.data(), index->text.size());
+  index->text = reinterpret_cast<const char*>(json.Data());
+  std::optional<WeightMapTable> table = readWeightMapTable(index->text, json.ByteLength());
   if (!table) return env.Null();
   index->table = std::move(*table);
+  index->bytes = Napi::Persistent(json);
   Napi::Object out = Napi::Object::New(env);
   out.Set("shards", column<Napi::Uint32Array>(env, index->table.shard));
-  out.Set("files", strings(env, index->text.data(), index->table.files));
+  out.Set("files", strings(env, index->text, index->table.files));
   out.Set("map", Napi::External<WeightMapIndex>::New(env, index.release(), [](Napi::Env, WeightMapIndex* map) { delete map; }));
   return out;
 }
 
 Napi::Value WeightMapNamesText(const Napi::CallbackInfo& info) {
   const WeightMapIndex& map = weightMapArgument(info, "weightMapNamesText");
-  return joined(info.Env(), map.text.data(), map.table.names);
+  return joined(info.Env(), map.text, map.table.names);
 }
 
 Napi::Value WeightMapAgrees(const Napi::CallbackInfo& info) {
@@ -123,7 +133,7 @@ Napi::Value WeightMapAgrees(const Napi::CallbackInfo& info) {
   const std::string names = info[1].As<Napi::String>().Utf8Value();
   Napi::Uint32Array fileOf = info[2].As<Napi::Uint32Array>();
   const std::vector<std::string> shardNames = stringsOf(info[3].As<Napi::Array>());
-  return Napi::Boolean::New(env, weightMapAgrees(map.text.data(), map.table, {names, fileOf.Data(), fileOf.ElementLength(), &shardNames}));
+  return Napi::Boolean::New(env, weightMapAgrees(map.text, map.table, {names, fileOf.Data(), fileOf.ElementLength(), &shardNames}));
 }
 
 Napi::Value EncodeHeaderColumns(const Napi::CallbackInfo& info) {
@@ -157,7 +167,7 @@ Napi::Value EncodeHeaderColumns(const Napi::CallbackInfo& info) {
   std::optional<EncodedHeader> encoded = encodeHeader(in, static_cast<size_t>(info[7].As<Napi::Number>().DoubleValue()));
   if (!encoded) return env.Null();
   Napi::Object out = Napi::Object::New(env);
-  out.Set("bytes", Napi::Buffer<char>::Copy(env, encoded->bytes.data(), encoded->bytes.size()));
+  out.Set("bytes", ownedBuffer(env, std::move(encoded->bytes)));
   out.Set("starts", column<Napi::Float64Array>(env, encoded->starts));
   out.Set("dataBytes", Napi::Number::New(env, encoded->dataBytes));
   return out;
@@ -178,7 +188,7 @@ Napi::Value EncodeIndexWeightMap(const Napi::CallbackInfo& info) {
   const std::string suffix = info[4].As<Napi::String>().Utf8Value();
   std::optional<std::string> text = encodeIndexWeightMap({names, counts.Data(), counts.ElementLength(), &tails, prefix, suffix});
   if (!text) return env.Null();
-  return Napi::Buffer<char>::Copy(env, text->data(), text->size());
+  return ownedBuffer(env, std::move(*text));
 }
 
 }  // namespace wm

@@ -51,7 +51,10 @@ struct Job {
 struct OutputSpec {
   std::string path;
   uint64_t size = 0;
-  std::vector<uint8_t> head;  // header bytes written at offset 0
+  // Header bytes written at offset 0: the caller's, which it keeps unchanged for the run (addon.cc holds the JavaScript
+  // Buffer instead of copying it: an 18,867-tensor plan's headers are ~2 MB of fresh pages).
+  const uint8_t* head = nullptr;
+  uint64_t headBytes = 0;
 };
 
 struct Plan {

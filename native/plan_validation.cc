@@ -96,8 +96,8 @@ void validatePlan(const Plan& plan, const std::vector<uint64_t>& inputSizes) {
   };
   std::vector<std::vector<Interval>> cover(plan.outputs.size());
   for (size_t o = 0; o < plan.outputs.size(); ++o) {
-    if (plan.outputs[o].head.size() > plan.outputs[o].size) throw ExecError("PlanInvalid", "plan: header larger than output");
-    if (!plan.outputs[o].head.empty()) cover[o].push_back({0, plan.outputs[o].head.size()});
+    if (plan.outputs[o].headBytes > plan.outputs[o].size) throw ExecError("PlanInvalid", "plan: header larger than output");
+    if (plan.outputs[o].headBytes > 0) cover[o].push_back({0, plan.outputs[o].headBytes});
   }
   for (size_t j = 0; j < plan.jobs.size(); ++j) {
     const Job& job = plan.jobs[j];

@@ -23,7 +23,7 @@ struct RunView {
   const Plan& plan;
   const std::vector<Piece>& pieces;
   const std::vector<Task>& tasks;
-  const std::vector<std::vector<SparseParams>>& sparse;  // [job][dest], decoded
+  const std::vector<std::vector<SparseParams>>& sparse;  // [job][dest], decoded (empty for a job without sparse dests: job_params.h perDest)
   size_t maxSources;
 };
 
