@@ -22,6 +22,22 @@ void BlockBuffers::giveBack(AlignedBuffer buffer) {
   spare_.push_back(std::move(buffer));
 }
 
+// Complete blocks a run may queue beyond each file's kMaxQueuedBlocks: while one worker copies a block into a file whose
+// pages fault slowly (tmpfs on this VM), another queues the blocks its tensor completes and goes on computing instead of
+// writing alongside, which would spin on the file's inode lock (breadcrumbs_ties, 8 alternating runs warm → /dev/shm:
+// median 1.97 → 1.80 s, system time 1.42 → 1.07 s; peak RSS +56 MB). Run-wide, so that it does not grow with the threads.
+constexpr uint64_t kQueuedBudgetBytes = uint64_t{32} << 20;
+
+bool BlockBuffers::admitQueued(uint64_t bytes) {
+  uint64_t now = queuedBytes_.load(std::memory_order_relaxed);
+  do {
+    if (now + bytes > kQueuedBudgetBytes) return false;
+  } while (!queuedBytes_.compare_exchange_weak(now, now + bytes, std::memory_order_relaxed));
+  return true;
+}
+
+void BlockBuffers::releaseQueued(uint64_t bytes) { queuedBytes_.fetch_sub(bytes, std::memory_order_relaxed); }
+
 BlockAssembler::BlockAssembler(OutputFile& file, uint64_t blockBytes, BlockBuffers& buffers, BlockWriter* writer)
     : file_(file), blockBytes_(blockBytes), buffers_(buffers), writer_(file.directToDevice() ? writer : nullptr) {}
 
@@ -47,17 +63,20 @@ void BlockAssembler::writeBlock(uint64_t index, AlignedBuffer buffer) {
   writeInTurn(index, std::move(buffer));
 }
 
-// Blocks queued beyond which a worker writes its own at once (alongside the writing one): bounds the memory a slow
-// write lets pile up.
+// Blocks a file queues whatever the run's budget; beyond them and the budget (kQueuedBudgetBytes) a worker writes its
+// own at once, alongside the writing one: bounds the memory a slow write lets pile up.
 constexpr size_t kMaxQueuedBlocks = 4;
 
 void BlockAssembler::writeInTurn(uint64_t index, AlignedBuffer buffer) {
   bool turn = false;
   {
     std::lock_guard<std::mutex> lock(turnMutex_);
-    if (writing_ && queued_.size() < kMaxQueuedBlocks) {
-      queued_.push_back({index, std::move(buffer)});
-      return;
+    if (writing_) {
+      const bool own = queued_.size() < kMaxQueuedBlocks;
+      if (own || buffers_.admitQueued(blockBytes_)) {
+        queued_.push_back({index, std::move(buffer), !own});
+        return;
+      }
     }
     turn = !writing_;
     writing_ = true;
@@ -78,6 +97,7 @@ void BlockAssembler::writeInTurn(uint64_t index, AlignedBuffer buffer) {
       }
       index = queued_.front().index;
       buffer = std::move(queued_.front().buffer);
+      if (queued_.front().budgeted) buffers_.releaseQueued(blockBytes_);
       queued_.pop_front();
     }
   } catch (...) {

@@ -2,6 +2,7 @@
 // complete, so that writes are large, aligned (O_DIRECT-able) and in roughly ascending order no
 // matter which worker produced which piece.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -24,9 +25,14 @@ class BlockBuffers {
   explicit BlockBuffers(uint64_t blockBytes) : blockBytes_(blockBytes) {}
   AlignedBuffer take();
   void giveBack(AlignedBuffer buffer);
+  // The run's room for complete blocks queued beyond each file's first few (BlockAssembler::writeInTurn): true, and the
+  // block's bytes counted, while the queued total stays within kQueuedBudgetBytes (block_assembler.cc); releaseQueued when it is written.
+  bool admitQueued(uint64_t bytes);
+  void releaseQueued(uint64_t bytes);
 
  private:
   uint64_t blockBytes_;
+  std::atomic<uint64_t> queuedBytes_{0};
   std::mutex mutex_;
   std::vector<AlignedBuffer> spare_;
 };
@@ -66,6 +72,7 @@ class BlockAssembler {
   struct Queued {
     uint64_t index;
     AlignedBuffer buffer;
+    bool budgeted;  // counted in the run's queued bytes (BlockBuffers::admitQueued)
   };
   std::mutex turnMutex_;
   std::deque<Queued> queued_;  // complete blocks waiting for the writing worker
