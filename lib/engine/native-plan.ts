@@ -61,7 +61,7 @@ export interface NativeOutput {
   path: string;
   /** Its final size in bytes. */
   size: number;
-  /** The bytes at offset 0 (the safetensors header). */
+  /** The bytes at offset 0 (the safetensors header); the addon holds this Buffer for the run instead of copying it, so it must not change meanwhile. */
   head: Buffer;
 }
 

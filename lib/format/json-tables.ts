@@ -71,7 +71,7 @@ export interface NativeJsonTables {
 /** The addon's own functions: names as one text, each name followed by '\n' (no escape-free JSON string holds one). */
 export interface NativeJsonTablesAddon {
   readHeaderTable(json: Uint8Array, dtypeNames: readonly string[]): (Omit<HeaderTableColumns, 'names'> & { namesText: string }) | null;
-  /** `map` is the index kept native (its text and names table) for weightMapNamesText and weightMapAgrees. */
+  /** `map` is the index kept native (its names table over `json`, which it holds rather than copies: nothing may change those bytes while `map` lives) for weightMapNamesText and weightMapAgrees. */
   readWeightMapTable(json: Uint8Array): { map: NativeWeightMap; shards: Uint32Array; files: string[] } | null;
   weightMapNamesText(map: NativeWeightMap): string;
   weightMapAgrees(map: NativeWeightMap, namesText: string, fileOf: Uint32Array, shardNames: readonly string[]): boolean;
