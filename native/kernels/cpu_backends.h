@@ -33,6 +33,8 @@ struct NearswapParams;
                   uint64_t start, size_t n, uint8_t* keep);                                            \
   size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits,         \
                     uint64_t count, uint64_t start, uint64_t* keys, uint64_t* above);                  \
+  void l1Slots(const uint32_t* a, const SparseModel& m, uint32_t indexBits, uint64_t count,           \
+               uint64_t start, size_t n, uint32_t* slot, uint32_t* mant, uint8_t* bits);                \
   void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, void* out,   \
                 Dtype to);                                                                              \
   void ramCounts(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n,            \

@@ -14,6 +14,7 @@
 #include "kernels.h"
 #include "numerics.h"
 #include "sce.h"
+#include "sparse_select.h"
 #include "sparsify.h"
 
 namespace wm {
@@ -108,6 +109,11 @@ void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBit
 size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits, uint64_t count, uint64_t start, uint64_t* keys,
                   uint64_t* above) {
   return WM_DISPATCH(windowKeys(a, n, lo, hi, indexBits, count, start, keys, above));
+}
+
+void l1Slots(const uint32_t* a, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n, uint32_t* slot, uint32_t* mant,
+             uint8_t* bits) {
+  WM_DISPATCH(l1Slots(a, m, indexBits, count, start, n, slot, mant, bits));
 }
 
 void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, size_t n, void* out, Dtype to) {

@@ -17,6 +17,7 @@
 #include "numerics.h"
 #include "sparse_avx512.h"
 #include "sparse_merge_shapes.h"
+#include "sparse_select.h"
 #include "sparsify.h"
 
 namespace wm {
@@ -266,6 +267,22 @@ void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBit
   if (wide < n) sparseKeepLoopWide(absBits + wide, m, indexBits, count, start + wide, n - wide, keep + wide);
 }
 
+void l1Slots(const uint32_t* a, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n, uint32_t* slot, uint32_t* mant,
+             uint8_t* bits) {
+  // Elements [0, wide) 8 at a time with AVX-512 where the CPU has it; the rest as the scalar loop does, with this backend's keep rule.
+  const size_t wide = avx512Enabled() ? n - n % 8 : 0;
+  if (wide > 0) l1SlotsAvx512(a, m, indexBits, count, start, wide, slot, mant, bits);
+  uint8_t kept[512];
+  for (size_t j0 = wide; j0 < n; j0 += sizeof kept) {
+    const size_t len = std::min(n - j0, sizeof kept);
+    avx2::sparseKeep(a + j0, m, indexBits, count, start + j0, len, kept);
+    for (size_t i = 0; i < len; ++i) {
+      slot[j0 + i] = l1Slot(a[j0 + i], j0 + i, kept[i] != 0);
+      mant[j0 + i] = l1Addend(a[j0 + i]);
+    }
+    if (bits != nullptr) packBits(kept, len, bits + j0 / 8);
+  }
+}
 
 void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start, size_t n, void* out,
                  Dtype to) {

@@ -266,7 +266,49 @@ __attribute__((target(WM_AVX512_TARGET))) void sparseKeepLoop8(const uint32_t* a
   }
 }
 
+// sparse_select.h's l1Slots, 8 lanes per step: sparseKeepLoop8's keep mask, then each lane's l1Slot (lane l of a step
+// is element j + l, so its set is l) and l1Addend, and the mask itself as the step's byte of keep bits.
+__attribute__((target(WM_AVX512_TARGET))) void l1SlotsLoop8(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count,
+                                                            uint64_t start, size_t n, uint32_t* slot, uint32_t* mant, uint8_t* bits) {
+  const __m512i low = _mm512_set1_epi64(static_cast<long long>(m.lowKey)), high = _mm512_set1_epi64(static_cast<long long>(m.highKey));
+  const bool masked = m.density > 0 && m.density < 1;
+  const __m512i limit = _mm512_set1_epi64(masked ? static_cast<long long>(std::ceil(m.density * 0x1.0p53)) : 0);
+  __m512i counter = splitmixCounters8(m.seedKey, start);
+  const __m512i step = _mm512_set1_epi64(static_cast<long long>(8 * kSplitmixGolden));
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
+  __m512i rev = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - start)), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+  const __m512i eight = _mm512_set1_epi64(8);
+  constexpr int kSet = static_cast<int>(2 * kL1Buckets);
+  const __m256i sets = _mm256_setr_epi32(0, kSet, 2 * kSet, 3 * kSet, 4 * kSet, 5 * kSet, 6 * kSet, 7 * kSet);
+  const __m256i one = _mm256_set1_epi32(1), fraction = _mm256_set1_epi32(0x7FFFFF), hidden = _mm256_set1_epi32(0x800000);
+  const __m256i infinity = _mm256_set1_epi32(0x7F800000), zero = _mm256_setzero_si256();
+  for (size_t j = 0; j + 8 <= n; j += 8) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(absBits + j));
+    const __m512i key = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(a), shift), rev);
+    __mmask8 k = _mm512_mask_cmplt_epu64_mask(_mm512_cmpge_epu64_mask(key, low), key, high);
+    if (masked) {
+      k = _mm512_mask_cmplt_epu64_mask(k, _mm512_srli_epi64(splitmix64x8(counter), 11), limit);
+      counter = _mm512_add_epi64(counter, step);
+    }
+    const __m256i e = _mm256_srli_epi32(a, 23);
+    const __mmask8 normal = _mm256_cmpneq_epi32_mask(e, zero);
+    // 2 * (e + (e == 0)) + kept, in set l.
+    const __m256i bucket = _mm256_mask_add_epi32(e, static_cast<__mmask8>(~normal), e, one);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(slot + j), _mm256_mask_add_epi32(_mm256_add_epi32(sets, _mm256_slli_epi32(bucket, 1)), k,
+                                                                                     _mm256_add_epi32(sets, _mm256_slli_epi32(bucket, 1)), one));
+    const __m256i addend = _mm256_mask_or_epi32(_mm256_and_si256(a, fraction), normal, _mm256_and_si256(a, fraction), hidden);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(mant + j), _mm256_maskz_mov_epi32(_mm256_cmplt_epu32_mask(a, infinity), addend));
+    if (bits != nullptr) bits[j / 8] = k;
+    rev = _mm512_sub_epi64(rev, eight);
+  }
+}
+
 }  // namespace
+
+void l1SlotsAvx512(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n, uint32_t* slot,
+                   uint32_t* mant, uint8_t* bits) {
+  l1SlotsLoop8(absBits, m, indexBits, count, start, n, slot, mant, bits);
+}
 
 size_t absDeltaBitsAvx512(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* out) {
   size_t done = 0;

@@ -21,6 +21,10 @@ size_t absDeltaBitsAvx512(const void* base, Dtype tb, const void* x, Dtype tx, s
 // sparseKeep's elements [0, n), n a multiple of 8.
 void sparseKeepAvx512(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n, uint8_t* keep);
 
+// sparse_select.h's l1Slots over elements [0, n), n a multiple of 8.
+void l1SlotsAvx512(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n, uint32_t* slot,
+                   uint32_t* mant, uint8_t* bits);
+
 // windowKeys over a[0..n), n a multiple of 8 (its contract: keys in element order, keys[0..n) as scratch).
 size_t windowKeysAvx512(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_t indexBits, uint64_t count, uint64_t start, uint64_t* keys,
                         uint64_t* above);

@@ -51,6 +51,20 @@ size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_
   return m;
 }
 
+void l1Slots(const uint32_t* a, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n, uint32_t* slot, uint32_t* mant,
+             uint8_t* bits) {
+  uint8_t kept[4096];
+  for (size_t j0 = 0; j0 < n; j0 += sizeof kept) {
+    const size_t len = std::min(n - j0, sizeof kept);
+    scalar::sparseKeep(a + j0, m, indexBits, count, start + j0, len, kept);
+    for (size_t i = 0; i < len; ++i) {
+      slot[j0 + i] = l1Slot(a[j0 + i], j0 + i, kept[i] != 0);
+      mant[j0 + i] = l1Addend(a[j0 + i]);
+    }
+    if (bits != nullptr) packBits(kept, len, bits + j0 / 8);
+  }
+}
+
 }  // namespace scalar
 
 // Eight 0/1 bytes at a time into one byte, element j at bit j % 8 (a multiply gathers the low bits of the bytes).
@@ -302,30 +316,17 @@ uint64_t rankCut(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t c
 
 L1Sums l1Sums(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint64_t count, uint8_t* keepBits) {
   const uint32_t indexBits = sparseIndexBits(count);
-  // Eight sets of buckets, element i in set i % 8: neighbours mostly share an exponent, and fewer sets
-  // make each add wait for the previous one's store (four cost a DARE merge ~2 ns per element). Each
-  // set holds the dropped and the kept sum of every bucket side by side, so that an element costs one
-  // add (sparsify.h's before and after buckets are dropped + kept and kept). Integer sums: any split
-  // adds up the same.
-  constexpr size_t kSets = 8;
-  std::vector<uint64_t> sums(kSets * 2 * kL1Buckets, 0);
-  uint8_t kept[kChunk];
+  // Integer sums (kL1Sets sets of dropped and kept sums per bucket): any split adds up the same.
+  std::vector<uint64_t> sums(kL1Sets * 2 * kL1Buckets, 0);
   uint32_t slot[kChunk], mant[kChunk];
   forEachChunk(base, tb, x, tx, count, [&](uint64_t j0, const uint32_t* a, size_t n) {
-    sparseKeep(a, keep, indexBits, count, j0, n, kept);
-    // Branch-free, in a loop of its own that the compiler vectorises: each element's slot and addend
-    // (addToL1Buckets' bucket and mantissa; Inf and NaN add 0, having no place in a finite sum).
-    for (size_t i = 0; i < n; ++i) {
-      const uint32_t e = a[i] >> 23;
-      slot[i] = static_cast<uint32_t>((i % kSets) * 2 * kL1Buckets) + 2 * (e + (e == 0)) + kept[i];
-      mant[i] = ((a[i] & 0x7FFFFFu) | ((e != 0) << 23)) & (0u - (a[i] < 0x7F800000u));
-    }
+    // Chunks start at multiples of 8 elements, as l1Slots' bits want.
+    l1Slots(a, keep, indexBits, count, j0, n, slot, mant, keepBits != nullptr ? keepBits + j0 / 8 : nullptr);
     uint64_t* s = sums.data();
     for (size_t i = 0; i < n; ++i) s[slot[i]] += mant[i];
-    if (keepBits != nullptr) packBits(kept, n, keepBits + j0 / 8);  // chunks start at multiples of 8 elements
   });
   std::vector<uint64_t> before(kL1Buckets, 0), after(kL1Buckets, 0);
-  for (size_t set = 0; set < kSets; ++set) {
+  for (size_t set = 0; set < kL1Sets; ++set) {
     for (size_t e = 0; e < kL1Buckets; ++e) {
       const uint64_t dropped = sums[(set * kL1Buckets + e) * 2], held = sums[(set * kL1Buckets + e) * 2 + 1];
       before[e] += dropped + held;

@@ -51,6 +51,25 @@ struct L1Sums {
   double before, after;
 };
 L1Sums l1Sums(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint64_t count, uint8_t* keepBits = nullptr);
+
+// l1Sums' buckets come in kL1Sets sets, element i of a chunk in set i % kL1Sets: neighbours mostly share an exponent, and
+// fewer sets make each add wait for the previous one's store. Each set holds a dropped and a kept sum per bucket, side by side.
+constexpr size_t kL1Sets = 8;
+// Element i's slot in those sums and its addend (addToL1Buckets' bucket and mantissa; Inf and NaN add 0, having no
+// place in a finite sum), branch-free: the scalar truth of l1Slots.
+inline uint32_t l1Slot(uint32_t a, size_t i, bool kept) {
+  const uint32_t e = a >> 23;
+  return static_cast<uint32_t>((i % kL1Sets) * 2 * kL1Buckets) + 2 * (e + (e == 0)) + kept;
+}
+inline uint32_t l1Addend(uint32_t a) {
+  const uint32_t e = a >> 23;
+  return ((a & 0x7FFFFFu) | ((e != 0) << 23)) & (0u - (a < 0x7F800000u));
+}
+// The per-element work of l1Sums over one chunk of |d| bits a[0..n) (elements start..start+n of `count`, start a multiple
+// of 8): the keep rule (sparseKeep), each element's l1Slot (i counted from the chunk's start) and l1Addend, and, with
+// `bits`, the keep rule as bits (bits[0] holds element start). Scalar in sparse_select.cc, AVX-512 in sparse_avx512.cc.
+void l1Slots(const uint32_t* a, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n, uint32_t* slot, uint32_t* mant,
+             uint8_t* bits);
 // keep[0..n) (0 or 1 each) as bits: element j at bit j % 8 of bits[j / 8] (SparseModel::keepBits' layout).
 void packBits(const uint8_t* keep, size_t n, uint8_t* bits);
 // A keep-bit map's size: one bit per element, and 8 bytes of slack (the AVX2 merge reads 2 bytes at a time).
