@@ -236,6 +236,50 @@ uint64_t cutInWindow(uint64_t* keys, size_t n, uint64_t need, uint32_t lo, uint3
   return std::none_of(nth + 1, keys + m, [&](uint64_t key) { return key >> indexBits == value; }) ? value << indexBits : *nth;
 }
 
+// How many elements of a window take each |d| value, for a window whose keys overflow their room: that happens when
+// the cut falls on a |d| that millions of elements share (bf16 task vectors take few distinct values; an embedding's
+// tie at the cut can hold 5 % of its elements), and then the distinct values are few. Open addressing over
+// kSlots values; full (false) beyond kMaxValues of them, when the histogram passes take over.
+class WindowValueCounts {
+ public:
+  bool add(uint32_t value, uint64_t n) {
+    size_t at = (value * 0x9E3779B1u) >> (32 - kSlotBits);
+    while (values_[at] != kEmpty && values_[at] != value) at = (at + 1) % kSlots;
+    if (values_[at] == kEmpty) {
+      if (++distinct_ > kMaxValues) return false;
+      values_[at] = value;
+    }
+    counts_[at] += n;
+    return true;
+  }
+  // The |d| value of the need-th largest key among the counted ones and its rank among the elements of that value
+  // (need becomes it), with their number; false when the counted elements are fewer than need.
+  bool valueOfRank(uint64_t& need, uint32_t& value, uint64_t& ofValue) const {
+    std::vector<std::pair<uint32_t, uint64_t>> seen;
+    for (size_t i = 0; i < kSlots; ++i) {
+      if (values_[i] != kEmpty) seen.emplace_back(values_[i], counts_[i]);
+    }
+    std::sort(seen.begin(), seen.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    for (const auto& [v, n] : seen) {
+      if (need <= n) {
+        value = v;
+        ofValue = n;
+        return true;
+      }
+      need -= n;
+    }
+    return false;
+  }
+
+ private:
+  static constexpr uint32_t kSlotBits = 12;
+  static constexpr size_t kSlots = size_t{1} << kSlotBits, kMaxValues = kSlots / 2;
+  static constexpr uint32_t kEmpty = 0xFFFFFFFFu;  // no |d| has its sign bit set
+  std::vector<uint32_t> values_ = std::vector<uint32_t>(kSlots, kEmpty);
+  std::vector<uint64_t> counts_ = std::vector<uint64_t>(kSlots, 0);
+  size_t distinct_ = 0;
+};
+
 }  // namespace
 
 bool rankCutsWindowed(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts) {
@@ -246,6 +290,7 @@ bool rankCutsWindowed(const void* base, Dtype tb, const void* x, Dtype tx, uint6
     uint64_t above = 0;                 // elements with |d| bits > hi
     uint64_t* keys = nullptr;           // the candidates' rank keys
     size_t n = 0;
+    std::unique_ptr<WindowValueCounts> values;  // instead of keys, once they overflow their room
   };
   std::vector<Window> open;
   for (size_t q = 0; q < k; ++q) {
@@ -293,15 +338,63 @@ bool rankCutsWindowed(const void* base, Dtype tb, const void* x, Dtype tx, uint6
     const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, count - j0));
     absDeltaBits(b8 + j0 * dtypeSize(tb), tb, x8 + j0 * dtypeSize(tx), tx, n, a);
     for (Window& w : open) {
+      if (w.values != nullptr) {
+        // Counting: the chunk's keys in the window go to the front of the room, then into the counts.
+        const size_t m = windowKeys(a, n, w.lo, w.hi, indexBits, count, j0, w.keys, &w.above);
+        for (size_t i = 0; i < m; ++i) {
+          if (!w.values->add(static_cast<uint32_t>(w.keys[i] >> indexBits), 1)) return false;  // many distinct values: the exact passes decide
+        }
+        continue;
+      }
       w.n += windowKeys(a, n, w.lo, w.hi, indexBits, count, j0, w.keys + w.n, &w.above);
-      if (w.n > capacity - kChunk - 4) return false;  // too many ties or a skewed sample: the exact passes decide
+      if (w.n > capacity - kChunk - 4) {
+        // Too many keys: most of them share a few |d| values (ties), so count the elements of each value instead.
+        w.values = std::make_unique<WindowValueCounts>();
+        for (size_t i = 0; i < w.n; ++i) {
+          if (!w.values->add(static_cast<uint32_t>(w.keys[i] >> indexBits), 1)) return false;
+        }
+        w.n = 0;
+      }
     }
   }
+  // A counted window's cut: the value at the rank, and the rank's element among that value's if not all are kept.
+  struct TieScan {
+    size_t q;
+    uint32_t value;
+    uint64_t need;
+  };
+  std::vector<TieScan> ties;
   for (Window& w : open) {
-    if (!(w.above < w.rank && w.rank <= w.above + w.n)) return false;  // the rank fell outside the window
-    cuts[w.q] = cutInWindow(w.keys, w.n, w.rank - w.above, w.lo, w.hi, indexBits);
+    if (w.rank <= w.above) return false;  // the rank fell above the window
+    if (w.values == nullptr) {
+      if (w.rank > w.above + w.n) return false;  // below it
+      cuts[w.q] = cutInWindow(w.keys, w.n, w.rank - w.above, w.lo, w.hi, indexBits);
+      continue;
+    }
+    uint64_t need = w.rank - w.above, ofValue = 0;
+    uint32_t value = 0;
+    if (!w.values->valueOfRank(need, value, ofValue)) return false;  // below it
+    // As rankCutsByHistogram: every element of the cut's |d| kept, the cut is that |d|'s lowest key.
+    if (need == ofValue) cuts[w.q] = static_cast<uint64_t>(value) << indexBits;
+    else ties.push_back({w.q, value, need});
   }
-  return true;
+  // Elements of equal |d| rank by index, lower first: the need-th of them in index order is the cut's element.
+  for (uint64_t j0 = 0; j0 < count && !ties.empty(); j0 += kChunk) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, count - j0));
+    absDeltaBits(b8 + j0 * dtypeSize(tb), tb, x8 + j0 * dtypeSize(tx), tx, n, a);
+    for (size_t t = 0; t < ties.size();) {
+      TieScan& tie = ties[t];
+      for (size_t i = 0; i < n && tie.need > 0; ++i) {
+        if (a[i] == tie.value && --tie.need == 0) cuts[tie.q] = sparseRankKey(tie.value, indexBits, count, j0 + i);
+      }
+      if (tie.need == 0) {
+        ties.erase(ties.begin() + static_cast<std::ptrdiff_t>(t));
+      } else {
+        ++t;
+      }
+    }
+  }
+  return ties.empty();
 }
 
 void rankCuts(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts) {

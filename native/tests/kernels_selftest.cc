@@ -405,7 +405,7 @@ static void testSparse(uint64_t seed) {
   std::printf("sparse: %zu cases\n", cases);
 }
 
-// The one-pass windowed rank cuts equal the histogram passes' wherever they answer, and answer on smooth data.
+// The one-pass windowed rank cuts equal the histogram passes' wherever they answer, and answer on smooth data and on ties.
 static void testRankWindow(uint64_t seed) {
   Rng r(seed ^ 0xC0FFEE);
   const Dtype all[] = {Dtype::F32, Dtype::F16, Dtype::BF16};
@@ -438,7 +438,8 @@ static void testRankWindow(uint64_t seed) {
             CHECK(fast[0] == slow[0] && fast[1] == slow[1], "rankCutsWindowed %s count=%zu kind %d ranks %zu %zu: %016" PRIx64 " %016" PRIx64
                   ", histogram %016" PRIx64 " %016" PRIx64, dtypeName(t), (size_t)count, kind, (size_t)ranks[q], (size_t)ranks[q + 1], fast[0], fast[1], slow[0], slow[1]);
           } else {
-            CHECK(!(kind == 1 && count > 4099), "rankCutsWindowed %s count=%zu ranks %zu %zu: no answer on smooth data", dtypeName(t), (size_t)count,
+            // Smooth data fits the window's keys; ties overflow them and are counted per |d| value instead.
+            CHECK(!(kind > 0 && count > 4099), "rankCutsWindowed %s count=%zu kind %d ranks %zu %zu: no answer", dtypeName(t), (size_t)count, kind,
                   (size_t)ranks[q], (size_t)ranks[q + 1]);
           }
           uint64_t chosen[2];
