@@ -123,6 +123,7 @@ __attribute__((target("avx2,fma,f16c"))) void baseOrNanLoop(const double* x, con
 void sceMergeNone(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, void* out, Dtype to) {
   // scalar::sceMergeNone's result without its f64 task vectors: t = x - base (f64, of two f32) is finite exactly where
   // x and base are, so out = round(base + 0) where the base and every model are finite, else NaN.
+  if (avx512Enabled() && sceMergeNoneAvx512(srcs, types, p, j0, len, out, to)) return;
   const size_t full = len & ~size_t{3};
   constexpr size_t kPiece = 512;
   double base[kPiece];

@@ -88,12 +88,72 @@ void sceTasksAvx512(const void* const* srcs, const Dtype* types, const SceParams
 
 namespace {
 
+// The bits of dtype T's values: 16 lanes of their exponents (where Inf and NaN have every bit set) and a canonical NaN.
+template <Dtype T>
+struct Bits16 {
+  static constexpr bool kWide = T == Dtype::F32;
+  static constexpr uint32_t kExponent = kWide ? 0x7F800000u : T == Dtype::BF16 ? 0x7F80u : 0x7C00u;
+  static constexpr uint32_t kNan = kWide ? 0x7FC00000u : T == Dtype::BF16 ? 0x7FC0u : 0x7E00u;
+  static constexpr uint32_t kNegativeZero = kWide ? 0x80000000u : 0x8000u;
+};
+
+// Lanes `lanes` of the 16 elements of dtype T at i as 32-bit lanes (16-bit values widened with zeros), the others 0.
+template <Dtype T>
+WM_AVX512_INLINE __m512i loadBits16(const void* p, size_t i, __mmask16 lanes) {
+  if constexpr (T == Dtype::F32) {
+    return _mm512_maskz_loadu_epi32(lanes, static_cast<const uint32_t*>(p) + i);
+  } else {
+    return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(lanes, static_cast<const uint16_t*>(p) + i));
+  }
+}
+
+template <Dtype T>
+WM_AVX512_INLINE __mmask16 finite16(__m512i v, __mmask16 lanes) {
+  const __m512i e = _mm512_set1_epi32(static_cast<int>(Bits16<T>::kExponent));
+  return _mm512_mask_cmpneq_epi32_mask(lanes, _mm512_and_si512(v, e), e);
+}
+
+// bits[j] = 0 where base[j] and x[j] (dtype T) are finite, else the f32 variance NaN (sceVarianceBits8's 0x7FC00000), j < n.
+template <Dtype T>
+__attribute__((target(WM_AVX512_TARGET))) void finiteOrNanBits(const void* base, const void* x, size_t n, uint32_t* bits) {
+  const __m512i nan = _mm512_set1_epi32(0x7FC00000);
+  for (size_t j = 0; j < n; j += 16) {
+    const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    const __mmask16 finite = finite16<T>(loadBits16<T>(base, j, lanes), lanes) & finite16<T>(loadBits16<T>(x, j, lanes), lanes);
+    _mm512_mask_storeu_epi32(bits + j, lanes, _mm512_maskz_mov_epi32(static_cast<__mmask16>(~finite), nan));
+  }
+}
+
+// sceMergeNone (sce.h) where the base, the models and the output share dtype T: round(base + 0) is the base itself but for -0,
+// which becomes +0, and NaN (the f64 NaN rounded to T) where the base or a model is not finite. 16 lanes a step, on the bits.
+template <Dtype T>
+__attribute__((target(WM_AVX512_TARGET))) void baseOrNan16(const void* const* srcs, const SceParams& p, size_t j0, size_t n, void* out) {
+  const __m512i nan = _mm512_set1_epi32(static_cast<int>(Bits16<T>::kNan)), negativeZero = _mm512_set1_epi32(static_cast<int>(Bits16<T>::kNegativeZero));
+  for (size_t j = 0; j < n; j += 16) {
+    const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    const __m512i b = loadBits16<T>(srcs[p.base], j0 + j, lanes);
+    __mmask16 finite = finite16<T>(b, lanes);
+    for (const uint32_t s : p.sources) finite &= finite16<T>(loadBits16<T>(srcs[s], j0 + j, lanes), lanes);
+    const __m512i r = _mm512_mask_mov_epi32(nan, finite, _mm512_maskz_mov_epi32(_mm512_cmpneq_epi32_mask(b, negativeZero), b));
+    if constexpr (T == Dtype::F32) {
+      _mm512_mask_storeu_epi32(static_cast<uint32_t*>(out) + j0 + j, lanes, r);
+    } else {
+      _mm256_mask_storeu_epi16(static_cast<uint16_t*>(out) + j0 + j, lanes, _mm512_cvtepi32_epi16(r));
+    }
+  }
+}
+
 // sceVarianceBits (sce.h) with the task vectors in registers, M models of dtype T: no f64 task vectors stored and read back.
 template <Dtype T, size_t M>
 __attribute__((target(WM_AVX512_TARGET))) void varianceBitsOf(const void* const* srcs, const SceParams& p, size_t n, uint32_t* bits) {
   const void* base = srcs[p.base];
   const void* x[M];
   for (size_t k = 0; k < M; ++k) x[k] = srcs[p.sources[k]];
+  if constexpr (M == 1) {
+    // One task vector: its mean is itself, so the variance is +0 where t is finite and NaN where it is not (Inf - Inf);
+    // t = x - base in f64 of two f32 is finite exactly where both are. No conversion, no division.
+    return finiteOrNanBits<T>(base, x[0], n, bits);
+  }
   for (size_t j = 0; j < n; j += 8) {
     const __mmask8 lanes = n - j >= 8 ? 0xFF : static_cast<__mmask8>((1u << (n - j)) - 1);
     const __m512d b = loadLanes8<T>(base, j, lanes);
@@ -104,6 +164,12 @@ __attribute__((target(WM_AVX512_TARGET))) void varianceBitsOf(const void* const*
 }
 
 }  // namespace
+
+bool sceMergeNoneAvx512(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, void* out, Dtype to) {
+  if (types[p.base] != to || !std::all_of(p.sources.begin(), p.sources.end(), [&](uint32_t s) { return types[s] == to; })) return false;
+  withDtype(to, [&](auto T) { baseOrNan16<decltype(T)::value>(srcs, p, j0, len, out); });
+  return true;
+}
 
 bool sceVarianceBitsAvx512(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits) {
   const Dtype type = types[p.base];

@@ -17,6 +17,8 @@ void sceTasksAvx512(const void* const* srcs, const Dtype* types, const SceParams
 // sceVarianceBits (sce.h) with the task vectors in registers where the base and models share one dtype and there are at most 8
 // models; false (nothing written) otherwise.
 bool sceVarianceBitsAvx512(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits);
+// sceMergeNone (sce.h) where the base, the models and the output share one dtype, on the values' bits; false (nothing written) otherwise.
+bool sceMergeNoneAvx512(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, void* out, Dtype to);
 // sceKeep (sce.h) over elements first .. first + full - 1, full a multiple of 8, cut below kRankKeyNone.
 void sceKeepAvx512(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t first, uint64_t cut, size_t full, double* keep);
 // keep[j] = 1.0 where bit shift + j of the bytes (bit b: bit b % 8 of bytes[b / 8]) is set, else 0.0, for j < full, full a multiple
