@@ -133,13 +133,29 @@ WM_AVX512_INLINE __m512 load16(const void* p, size_t i) {
   }
 }
 
-// One model whose keep rule is a keepBits map (della's merge, a local DARE's): a dropped element's result is base + z, z
-// the zero (or NaN) the formula gives for e = 0, so the f64 arithmetic runs on the kept elements only (about half at
-// density 0.5), packed 8 a step by VCOMPRESSPS, and VEXPANDPS puts the results back. Lane for lane sparseMergeLoop8's.
+// One model whose keep rule is a keepBits map (della's merge, a local DARE's) or its rank cuts alone (TIES, breadcrumbs: no
+// random mask): a dropped element's result is base + z, z the zero (or NaN) the formula gives for e = 0, so the f64
+// arithmetic runs on the kept elements only (about half at density 0.5), packed 8 a step by VCOMPRESSPS, and VEXPANDPS
+// puts the results back. Lane for lane sparseMergeLoop8's.
 constexpr size_t kSoleBlock = 512;  // elements per round of packing: the packed values stay in L1
 
-template <Dtype T, Dtype TO, Consensus C>
-__attribute__((target(WM_AVX512_TARGET))) void soleKeepBitsLoop(const void* const* srcs, const SparseParams& p, uint64_t start, size_t n, void* out) {
+// sparseMergeLoop8's keep rule of the cuts alone for the 16 elements from `first` (of `count`), from their f32 values.
+WM_AVX512_INLINE __mmask16 cutKeep16(__m512 b, __m512 x, const SparseModel& sm, uint32_t indexBits, uint64_t count, uint64_t first) {
+  const __m512i abs = _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(x, b)), _mm512_set1_epi32(0x7FFFFFFF));
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
+  const __m512i rev = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - first)), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+  const __m512i low = _mm512_set1_epi64(static_cast<long long>(sm.lowKey)), high = _mm512_set1_epi64(static_cast<long long>(sm.highKey));
+  const __m512i k0 = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(abs)), shift), rev);
+  const __m512i k1 = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(abs, 1)), shift),
+                                     _mm512_sub_epi64(rev, _mm512_set1_epi64(8)));
+  const __mmask8 m0 = _mm512_mask_cmplt_epu64_mask(_mm512_cmpge_epu64_mask(k0, low), k0, high);
+  const __mmask8 m1 = _mm512_mask_cmplt_epu64_mask(_mm512_cmpge_epu64_mask(k1, low), k1, high);
+  return static_cast<__mmask16>(m0 | (static_cast<unsigned>(m1) << 8));
+}
+
+template <Dtype T, Dtype TO, Consensus C, bool kCuts>
+__attribute__((target(WM_AVX512_TARGET))) void soleKeepLoop(const void* const* srcs, const SparseParams& p, uint64_t count, uint64_t start, size_t n,
+                                                            void* out) {
   const SparseModel& sm = p.models[0];
   const void* base = srcs[p.baseSource];
   const void* x = srcs[sm.source];
@@ -155,20 +171,29 @@ __attribute__((target(WM_AVX512_TARGET))) void soleKeepBitsLoop(const void* cons
   // Packed bases (bf16: base and source pairs), sources and results; 16 slots past the block, which the full-width stores
   // and loads reach.
   alignas(64) float pb[kSoleBlock + 16], px[kSoleBlock + 16], pr[kSoleBlock + 16] = {};
+  __mmask16 keeps[kSoleBlock / 16];  // the block's keep masks, for putting the results back
   for (size_t j0 = 0; j0 < n; j0 += kSoleBlock) {
     const size_t end = j0 + (n - j0 < kSoleBlock ? n - j0 : kSoleBlock);
     size_t kept = 0;
     for (size_t j = j0; j < end; j += 16) {
-      const auto keep = static_cast<__mmask16>(keptBitsFrom(sm.keepBits, start + j));
+      __mmask16 keep = 0;
+      if constexpr (!kCuts) keep = static_cast<__mmask16>(keptBitsFrom(sm.keepBits, start + j));
       if constexpr (T == Dtype::BF16) {
         // bf16 pairs: base in a lane's low half, the model's in its high half, packed at once.
         const __m512i bh = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(base) + j)));
         const __m512i xh = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(x) + j)));
+        if constexpr (kCuts) {
+          keep = cutKeep16(_mm512_castsi512_ps(_mm512_slli_epi32(bh, 16)), _mm512_castsi512_ps(_mm512_slli_epi32(xh, 16)), sm, p.indexBits, count,
+                           start + j);
+        }
         _mm512_storeu_si512(pb + kept, _mm512_maskz_compress_epi32(keep, _mm512_or_si512(bh, _mm512_slli_epi32(xh, 16))));
       } else {
-        _mm512_storeu_ps(pb + kept, _mm512_maskz_compress_ps(keep, load16<T>(base, j)));
-        _mm512_storeu_ps(px + kept, _mm512_maskz_compress_ps(keep, load16<T>(x, j)));
+        const __m512 bv = load16<T>(base, j), xv = load16<T>(x, j);
+        if constexpr (kCuts) keep = cutKeep16(bv, xv, sm, p.indexBits, count, start + j);
+        _mm512_storeu_ps(pb + kept, _mm512_maskz_compress_ps(keep, bv));
+        _mm512_storeu_ps(px + kept, _mm512_maskz_compress_ps(keep, xv));
       }
+      keeps[(j - j0) / 16] = keep;
       kept += static_cast<size_t>(__builtin_popcount(keep));
     }
     for (size_t k = 0; k < kept; k += 8) {
@@ -194,7 +219,7 @@ __attribute__((target(WM_AVX512_TARGET))) void soleKeepBitsLoop(const void* cons
     }
     size_t at = 0;
     for (size_t j = j0; j < end; j += 16) {
-      const auto keep = static_cast<__mmask16>(keptBitsFrom(sm.keepBits, start + j));
+      const __mmask16 keep = keeps[(j - j0) / 16];
       __m512 dropped = _mm512_add_ps(load16<T>(base, j), z);
       dropped = _mm512_mask_mov_ps(dropped, _mm512_cmp_ps_mask(dropped, dropped, _CMP_UNORD_Q), canonicalNaN);
       const __m512 r = _mm512_mask_expand_ps(dropped, keep, _mm512_loadu_ps(pr + at));
@@ -326,14 +351,21 @@ size_t windowKeysAvx512(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, u
 }
 
 void sparseMergeAvx512(const void* const* srcs, Dtype t, const SparseParams& p, uint64_t count, uint64_t start, size_t n, void* out, Dtype to) {
-  // One model with a keepBits map: its kept elements packed, 16 a step; the rest (n % 16) in the general loop.
-  const size_t sole = p.models.size() == 1 && p.models[0].keepBits != nullptr ? n - n % 16 : 0;
+  // One model with a keepBits map, or with its cuts alone (no random mask): its kept elements packed, 16 a step; the rest
+  // (n % 16) in the general loop.
+  const bool bits = p.models.size() == 1 && p.models[0].keepBits != nullptr;
+  const bool cuts = p.models.size() == 1 && !bits && !(p.models[0].density > 0 && p.models[0].density < 1);
+  const size_t sole = bits || cuts ? n - n % 16 : 0;
   withSparseMergeShape(t, to, p, [&](auto T, auto TO, auto M, auto C) {
     constexpr Dtype kT = decltype(T)::value, kTO = decltype(TO)::value;
     constexpr Consensus kC = decltype(C)::value;
     if constexpr (decltype(M)::value == 1) {
       if (sole > 0) {
-        soleKeepBitsLoop<kT, kTO, kC>(srcs, p, start, sole, out);
+        if (bits) {
+          soleKeepLoop<kT, kTO, kC, false>(srcs, p, count, start, sole, out);
+        } else {
+          soleKeepLoop<kT, kTO, kC, true>(srcs, p, count, start, sole, out);
+        }
         if (sole == n) return;
         // The base's and the model's pointers moved past the packed elements (the only sources the loop reads).
         std::vector<const void*> rest(srcs, srcs + std::max(p.baseSource, p.models[0].source) + 1);

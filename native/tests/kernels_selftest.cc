@@ -230,6 +230,21 @@ static void testSparse(uint64_t seed) {
       std::vector<std::vector<unsigned char>> src;
       constexpr int kSources = 6;  // the base and up to five models
       for (int s = 0; s < kSources; ++s) src.push_back(randomTensor(r, t, count));
+      // Every other length, half the elements have base 1 and every model 1.5: runs of equal |d|, whose rank keys differ by
+      // their index alone (a cut between neighbours of equal |d| catches a key's index part off by one).
+      if (n % 2 == 1) {
+        const size_t es = wm::dtypeSize(t);
+        const auto put = [&](std::vector<unsigned char>& v, uint64_t i, float value) {
+          const uint32_t f = num::f32Bits(value);
+          const uint16_t h = t == Dtype::BF16 ? num::f32ToBF16(value) : num::f32ToF16(value);
+          std::memcpy(v.data() + i * es, es == 4 ? static_cast<const void*>(&f) : static_cast<const void*>(&h), es);
+        };
+        for (uint64_t i = 0; i < count; ++i) {
+          if (r.next() % 2 != 0) continue;
+          put(src[0], i, 1.0f);
+          for (int s = 1; s < kSources; ++s) put(src[s], i, 1.5f);
+        }
+      }
       // |d| bits, both paths (the base second as in the merge: d = x - base).
       std::vector<uint32_t> bs(count), bv(count);
       wm::setSimdEnabled(false);
