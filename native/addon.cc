@@ -66,6 +66,8 @@ Plan parsePlan(const Napi::Object& js, std::vector<Napi::Reference<Napi::Buffer<
     throw Napi::TypeError::New(js.Env(), "plan: blockBytes must be a positive multiple of 4096");
   }
   plan.direct = js.Get("direct").ToBoolean().Value();
+  Napi::Value chunked = js.Get("chunkedLocalBytes");
+  if (!chunked.IsUndefined()) plan.chunkedLocalBytes = toU64(chunked, "chunked local bytes");
   Napi::Value device = js.Get("device");
   if (!device.IsUndefined()) {
     const std::string d = device.IsString() ? device.As<Napi::String>().Utf8Value() : "";

@@ -104,6 +104,41 @@ void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs
   }
 }
 
+bool onlyL1Open(const std::vector<SparseParams>& destParams) {
+  return std::all_of(destParams.begin(), destParams.end(), [](const SparseParams& p) {
+    return std::none_of(p.open.begin(), p.open.end(), [](const SparseOpen& o) { return o.select; });
+  });
+}
+
+void resolveLocalL1InChunks(std::vector<SparseParams>& destParams, const Dtype* types, uint64_t count, uint64_t chunk, KeepBitMaps& maps,
+                            const std::function<const void* const*(uint64_t start, uint64_t n)>& read) {
+  struct Open {
+    const SparseParams* p;
+    SparseModel* m;
+    uint8_t* bits;  // as resolveLocal: the keep rule kept where a random mask makes it costly to test again
+    L1Accumulator sums;
+  };
+  std::vector<Open> opens;
+  for (SparseParams& p : destParams) {
+    for (size_t k = 0; k < p.open.size(); ++k) {
+      SparseModel& m = p.models[k];
+      if (p.open[k].l1) opens.push_back({&p, &m, m.density > 0 && m.density < 1 ? maps.next(count) : nullptr, {}});
+    }
+  }
+  for (uint64_t start = 0; start < count; start += chunk) {
+    const uint64_t n = std::min(chunk, count - start);
+    const void* const* srcs = read(start, n);
+    for (Open& o : opens) {
+      o.sums.add(srcs[o.p->baseSource], types[o.p->baseSource], srcs[o.m->source], types[o.m->source], *o.m, count, start, n, o.bits);
+    }
+  }
+  for (Open& o : opens) {
+    const L1Sums sums = o.sums.sums();
+    o.m->keepBits = o.bits;
+    o.m->scale = l1Scale(sums.before, sums.after);
+  }
+}
+
 bool isLocalDella(const std::vector<DellaParams>& destParams) {
   return std::any_of(destParams.begin(), destParams.end(),
                      [](const DellaParams& p) { return std::any_of(p.models.begin(), p.models.end(), [](const DellaModel& m) { return m.openL1; }); });

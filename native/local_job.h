@@ -11,6 +11,7 @@
 #pragma once
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <vector>
 
@@ -63,6 +64,14 @@ class KeepBitMaps {
 // (computed for the L1 sums anyway), which the merge then reads instead of hashing every element
 // again; they stay valid until the maps' next job.
 void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count, KeepBitMaps& maps);
+
+// Whether the job's open statistics are L1 factors alone (DARE's rescale: no rank cut), which a worker can sum over the
+// tensor read in chunks instead of held whole (Run's chunked local tasks, executor.cc).
+bool onlyL1Open(const std::vector<SparseParams>& destParams);
+// resolveLocal's L1 factors and keep bits (the same bytes) from the tensor read in consecutive chunks of `chunk` elements
+// (a multiple of 8): read(start, n) returns the sources at element start, n elements each, valid until the next call.
+void resolveLocalL1InChunks(std::vector<SparseParams>& destParams, const Dtype* types, uint64_t count, uint64_t chunk, KeepBitMaps& maps,
+                            const std::function<const void* const*(uint64_t start, uint64_t n)>& read);
 
 // della (kernels/della.h): whether a dest leaves an L1 factor open, and those factors resolved from the
 // sources in memory, each model's MAGPRUNE mask kept as bits in `maps` for the merge (valid as above).

@@ -65,6 +65,9 @@ struct Plan {
   uint64_t blockBytes = 8u << 20;
   bool direct = true;  // O_DIRECT output where the file system allows it
   Device device = Device::Cpu;  // Cuda: the arithmetic dests run on GPU 0 (native/cuda/device.h)
+  // A tensor-local job whose open statistics are L1 factors alone reads its sources in chunks from this many bytes of them
+  // on, instead of holding them whole (executor.cc's readsInChunks); the plan's `chunkedLocalBytes` where given (tests: 0).
+  uint64_t chunkedLocalBytes = uint64_t{64} << 20;
 };
 
 }  // namespace wm

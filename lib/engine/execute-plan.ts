@@ -44,6 +44,9 @@ export interface StatisticsOptions extends ExecuteOptions {
   direct: boolean;
 }
 
+/** The engine's choice for the writing runs' tensor-local jobs (NativePlan's `chunkedLocalBytes`); undefined: its default. Tests lower it. */
+export const localJobReads: { chunkedLocalBytes: number | undefined } = { chunkedLocalBytes: undefined };
+
 /**
  * Runs the plan; resolves to where it ran (and why on the CPU, when `auto` found no usable GPU).
  * `name` spells an option as the caller's front door does (`device` in the API, `--device` on the command line).
@@ -65,6 +68,7 @@ export async function executeMergePlan(
       blockBytes: engine.blockBytes,
       direct: engine.direct,
       device: ran.device,
+      ...(localJobReads.chunkedLocalBytes !== undefined && { chunkedLocalBytes: localJobReads.chunkedLocalBytes }),
     },
     {
       onProgress: progressOf('write', plan.packedJobs.work, heads, options.onProgress),

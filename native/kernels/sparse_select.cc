@@ -407,26 +407,34 @@ uint64_t rankCut(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t c
   return cut;
 }
 
-L1Sums l1Sums(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint64_t count, uint8_t* keepBits) {
+void L1Accumulator::add(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint64_t count, uint64_t start, uint64_t n,
+                        uint8_t* keepBits) {
   const uint32_t indexBits = sparseIndexBits(count);
-  // Integer sums (kL1Sets sets of dropped and kept sums per bucket): any split adds up the same.
-  std::vector<uint64_t> sums(kL1Sets * 2 * kL1Buckets, 0);
   uint32_t slot[kChunk], mant[kChunk];
-  forEachChunk(base, tb, x, tx, count, [&](uint64_t j0, const uint32_t* a, size_t n) {
-    // Chunks start at multiples of 8 elements, as l1Slots' bits want.
-    l1Slots(a, keep, indexBits, count, j0, n, slot, mant, keepBits != nullptr ? keepBits + j0 / 8 : nullptr);
-    uint64_t* s = sums.data();
-    for (size_t i = 0; i < n; ++i) s[slot[i]] += mant[i];
+  uint64_t* s = sums_.data();
+  forEachChunk(base, tb, x, tx, n, [&](uint64_t j0, const uint32_t* a, size_t len) {
+    // Chunks start at multiples of 8 elements (start is one), as l1Slots' bits want.
+    l1Slots(a, keep, indexBits, count, start + j0, len, slot, mant, keepBits != nullptr ? keepBits + (start + j0) / 8 : nullptr);
+    for (size_t i = 0; i < len; ++i) s[slot[i]] += mant[i];
   });
+}
+
+L1Sums L1Accumulator::sums() const {
   std::vector<uint64_t> before(kL1Buckets, 0), after(kL1Buckets, 0);
   for (size_t set = 0; set < kL1Sets; ++set) {
     for (size_t e = 0; e < kL1Buckets; ++e) {
-      const uint64_t dropped = sums[(set * kL1Buckets + e) * 2], held = sums[(set * kL1Buckets + e) * 2 + 1];
+      const uint64_t dropped = sums_[(set * kL1Buckets + e) * 2], held = sums_[(set * kL1Buckets + e) * 2 + 1];
       before[e] += dropped + held;
       after[e] += held;
     }
   }
   return {l1Total(before.data()), l1Total(after.data())};
+}
+
+L1Sums l1Sums(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint64_t count, uint8_t* keepBits) {
+  L1Accumulator sums;
+  sums.add(base, tb, x, tx, keep, count, 0, count, keepBits);
+  return sums.sums();
 }
 
 }  // namespace wm

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "kernels.h"
 #include "sparsify.h"
@@ -72,6 +73,20 @@ inline uint32_t l1Addend(uint32_t a) {
 // `bits`, the keep rule as bits (bits[0] holds element start). Scalar in sparse_select.cc, AVX-512 in sparse_avx512.cc.
 void l1Slots(const uint32_t* a, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n, uint32_t* slot, uint32_t* mant,
              uint8_t* bits);
+
+// l1Sums over a tensor given in consecutive parts (a tensor-local job read in chunks, native/local_job.h): integer buckets,
+// so any split adds up to l1Sums' result.
+class L1Accumulator {
+ public:
+  // Elements [start, start + n) of the tensor of `count` (start a multiple of 8; base and x at element start), their keep rule
+  // into keepBits (the whole tensor's map) when given.
+  void add(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint64_t count, uint64_t start, uint64_t n,
+           uint8_t* keepBits);
+  L1Sums sums() const;
+
+ private:
+  std::vector<uint64_t> sums_ = std::vector<uint64_t>(kL1Sets * 2 * kL1Buckets, 0);  // kL1Sets sets of dropped and kept sums per bucket
+};
 // keep[0..n) (0 or 1 each) as bits: element j at bit j % 8 of bits[j / 8] (SparseModel::keepBits' layout).
 void packBits(const uint8_t* keep, size_t n, uint8_t* bits);
 // A keep-bit map's size: one bit per element, and 8 bytes of slack (the AVX2 merge reads 2 bytes at a time).
