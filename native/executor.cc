@@ -19,6 +19,7 @@
 #include "local_job.h"
 #include "output_reservations.h"
 #include "plan_validation.h"
+#include "task_reads.h"
 #include "worker_pool.h"
 #include "kernels/sparsify.h"
 #include "kernels/della.h"
@@ -288,70 +289,8 @@ class Run {
 
   bool goesStraightIntoBlock(const Piece& piece, const Job& job) const { return wm::goesStraightIntoBlock(piece, job, plan_.blockBytes); }
 
-  // Runs of small tensors that lie back to back in one input file are read with one pread: the
-  // 18,867-tensor MoE layout otherwise pays one system call (and one disk request) per tensor.
-  void readTask(const Task& task, TaskReads& reads) {
-    reads.at.assign(task.count * maxSources_, 0);
-    for (size_t slot = 0; slot < maxSources_; ++slot) {
-      uint64_t total = 0;
-      for (size_t p = task.first; p < task.first + task.count; ++p) {
-        const Job& job = plan_.jobs[pieces_[p].job];
-        if (slot < job.sources.size() && !goesStraightIntoBlock(pieces_[p], job)) total += pieces_[p].count * dtypeSize(job.sources[slot].dtype);
-      }
-      if (total == 0) continue;
-      if (reads.buffers[slot].size() < total) reads.grow(slot, total);
-      uint8_t* base = reads.buffers[slot].data();
-      uint64_t pos = 0, spanPos = 0, spanOffset = 0, spanLen = 0;
-      uint32_t spanInput = 0;
-      auto flush = [&] {
-        if (spanLen > 0) inputs_[spanInput]->readAt(base + spanPos, spanLen, spanOffset);
-      };
-      for (size_t p = task.first; p < task.first + task.count; ++p) {
-        const Piece& piece = pieces_[p];
-        const Job& job = plan_.jobs[piece.job];
-        if (slot >= job.sources.size() || goesStraightIntoBlock(piece, job)) continue;
-        const Source& so = job.sources[slot];
-        const uint64_t es = dtypeSize(so.dtype);
-        const uint64_t offset = so.offset + piece.start * es, len = piece.count * es;
-        if (spanLen == 0 || so.input != spanInput || offset != spanOffset + spanLen) {
-          flush();
-          spanInput = so.input;
-          spanOffset = offset;
-          spanPos = pos;
-          spanLen = 0;
-        }
-        spanLen += len;
-        reads.at[(p - task.first) * maxSources_ + slot] = pos;
-        pos += len;
-      }
-      flush();
-    }
-  }
-
-  // Asks the kernel to start reading a later task's sources now (POSIX_FADV_WILLNEED), so that cold
-  // inputs stream in while this worker computes and writes: reads and writes then overlap on disk.
-  void prefetchTask(const Task& task) {
-    for (size_t slot = 0; slot < maxSources_; ++slot) {
-      uint64_t spanOffset = 0, spanLen = 0;
-      uint32_t spanInput = 0;
-      for (size_t p = task.first; p < task.first + task.count; ++p) {
-        const Job& job = plan_.jobs[pieces_[p].job];
-        if (slot >= job.sources.size()) continue;
-        const Source& so = job.sources[slot];
-        const uint64_t es = dtypeSize(so.dtype);
-        const uint64_t offset = so.offset + pieces_[p].start * es, len = pieces_[p].count * es;
-        if (spanLen > 0 && so.input == spanInput && offset == spanOffset + spanLen) {
-          spanLen += len;
-          continue;
-        }
-        if (spanLen > 0) inputs_[spanInput]->willNeed(spanOffset, spanLen);
-        spanInput = so.input;
-        spanOffset = offset;
-        spanLen = len;
-      }
-      if (spanLen > 0) inputs_[spanInput]->willNeed(spanOffset, spanLen);
-    }
-  }
+  void readTask(const Task& task, TaskReads& reads) { wm::readTask(plan_, pieces_, inputs_, maxSources_, task, reads); }
+  void prefetchTask(const Task& task) { wm::prefetchTask(plan_, pieces_, inputs_, maxSources_, task); }
 
   void runPiece(size_t p, const TaskReads& reads, size_t taskFirst, AlignedBuffer& out, std::vector<const void*>& srcPtr,
                 std::vector<Dtype>& srcType) {
