@@ -272,16 +272,7 @@ void l1Slots(const uint32_t* a, const SparseModel& m, uint32_t indexBits, uint64
   // Elements [0, wide) 8 at a time with AVX-512 where the CPU has it; the rest as the scalar loop does, with this backend's keep rule.
   const size_t wide = avx512Enabled() ? n - n % 8 : 0;
   if (wide > 0) l1SlotsAvx512(a, m, indexBits, count, start, wide, slot, mant, bits);
-  uint8_t kept[512];
-  for (size_t j0 = wide; j0 < n; j0 += sizeof kept) {
-    const size_t len = std::min(n - j0, sizeof kept);
-    avx2::sparseKeep(a + j0, m, indexBits, count, start + j0, len, kept);
-    for (size_t i = 0; i < len; ++i) {
-      slot[j0 + i] = l1Slot(a[j0 + i], j0 + i, kept[i] != 0);
-      mant[j0 + i] = l1Addend(a[j0 + i]);
-    }
-    if (bits != nullptr) packBits(kept, len, bits + j0 / 8);
-  }
+  l1SlotsBy(avx2::sparseKeep, a, m, indexBits, count, start, wide, n, slot, mant, bits);
 }
 
 void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start, size_t n, void* out,

@@ -266,28 +266,41 @@ __attribute__((target(WM_AVX512_TARGET))) size_t windowKeysLoop8(const uint32_t*
   return m;
 }
 
-// sparse_avx2.cc's sparseKeepLoop, 8 lanes per step.
-__attribute__((target(WM_AVX512_TARGET))) void sparseKeepLoop8(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count,
-                                                               uint64_t start, size_t n, uint8_t* keep) {
-  const __m512i low = _mm512_set1_epi64(static_cast<long long>(m.lowKey)), high = _mm512_set1_epi64(static_cast<long long>(m.highKey));
-  const bool masked = m.density > 0 && m.density < 1;
-  const __m512i limit = _mm512_set1_epi64(masked ? static_cast<long long>(std::ceil(m.density * 0x1.0p53)) : 0);
-  __m512i counter = splitmixCounters8(m.seedKey, start);
-  const __m512i step = _mm512_set1_epi64(static_cast<long long>(8 * kSplitmixGolden));
-  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
-  __m512i rev = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - start)), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
-  const __m512i eight = _mm512_set1_epi64(8);
-  const __m128i ones = _mm_set1_epi8(1);
-  for (size_t j = 0; j + 8 <= n; j += 8) {
-    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(absBits + j));
+// sparse_avx2.cc's sparseKeepLoop's rule, 8 lanes per step: the rank keys inside the cuts, and DARE's mask where masked; next()
+// gives the mask of the next 8 elements from their |d| bits.
+struct KeepRule8 {
+  __m512i low, high, limit, counter, step, rev;
+  __m128i shift;
+  bool masked;
+  WM_AVX512_INLINE KeepRule8(const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start)
+      : low(_mm512_set1_epi64(static_cast<long long>(m.lowKey))),
+        high(_mm512_set1_epi64(static_cast<long long>(m.highKey))),
+        limit(_mm512_set1_epi64(m.density > 0 && m.density < 1 ? static_cast<long long>(std::ceil(m.density * 0x1.0p53)) : 0)),
+        counter(splitmixCounters8(m.seedKey, start)),
+        step(_mm512_set1_epi64(static_cast<long long>(8 * kSplitmixGolden))),
+        rev(_mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - start)), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0))),
+        shift(_mm_cvtsi32_si128(static_cast<int>(indexBits))),
+        masked(m.density > 0 && m.density < 1) {}
+  WM_AVX512_INLINE __mmask8 next(__m256i a) {
     const __m512i key = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(a), shift), rev);
     __mmask8 k = _mm512_mask_cmplt_epu64_mask(_mm512_cmpge_epu64_mask(key, low), key, high);
     if (masked) {
       k = _mm512_mask_cmplt_epu64_mask(k, _mm512_srli_epi64(splitmix64x8(counter), 11), limit);
       counter = _mm512_add_epi64(counter, step);
     }
+    rev = _mm512_sub_epi64(rev, _mm512_set1_epi64(8));
+    return k;
+  }
+};
+
+// sparse_avx2.cc's sparseKeepLoop, 8 lanes per step.
+__attribute__((target(WM_AVX512_TARGET))) void sparseKeepLoop8(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count,
+                                                               uint64_t start, size_t n, uint8_t* keep) {
+  KeepRule8 rule(m, indexBits, count, start);
+  const __m128i ones = _mm_set1_epi8(1);
+  for (size_t j = 0; j + 8 <= n; j += 8) {
+    const __mmask8 k = rule.next(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(absBits + j)));
     _mm_storel_epi64(reinterpret_cast<__m128i*>(keep + j), _mm_maskz_mov_epi8(k, ones));  // the eight 0/1 bytes
-    rev = _mm512_sub_epi64(rev, eight);
   }
 }
 
@@ -295,26 +308,14 @@ __attribute__((target(WM_AVX512_TARGET))) void sparseKeepLoop8(const uint32_t* a
 // is element j + l, so its set is l) and l1Addend, and the mask itself as the step's byte of keep bits.
 __attribute__((target(WM_AVX512_TARGET))) void l1SlotsLoop8(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count,
                                                             uint64_t start, size_t n, uint32_t* slot, uint32_t* mant, uint8_t* bits) {
-  const __m512i low = _mm512_set1_epi64(static_cast<long long>(m.lowKey)), high = _mm512_set1_epi64(static_cast<long long>(m.highKey));
-  const bool masked = m.density > 0 && m.density < 1;
-  const __m512i limit = _mm512_set1_epi64(masked ? static_cast<long long>(std::ceil(m.density * 0x1.0p53)) : 0);
-  __m512i counter = splitmixCounters8(m.seedKey, start);
-  const __m512i step = _mm512_set1_epi64(static_cast<long long>(8 * kSplitmixGolden));
-  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
-  __m512i rev = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - start)), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
-  const __m512i eight = _mm512_set1_epi64(8);
+  KeepRule8 rule(m, indexBits, count, start);
   constexpr int kSet = static_cast<int>(2 * kL1Buckets);
   const __m256i sets = _mm256_setr_epi32(0, kSet, 2 * kSet, 3 * kSet, 4 * kSet, 5 * kSet, 6 * kSet, 7 * kSet);
   const __m256i one = _mm256_set1_epi32(1), fraction = _mm256_set1_epi32(0x7FFFFF), hidden = _mm256_set1_epi32(0x800000);
   const __m256i infinity = _mm256_set1_epi32(0x7F800000), zero = _mm256_setzero_si256();
   for (size_t j = 0; j + 8 <= n; j += 8) {
     const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(absBits + j));
-    const __m512i key = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(a), shift), rev);
-    __mmask8 k = _mm512_mask_cmplt_epu64_mask(_mm512_cmpge_epu64_mask(key, low), key, high);
-    if (masked) {
-      k = _mm512_mask_cmplt_epu64_mask(k, _mm512_srli_epi64(splitmix64x8(counter), 11), limit);
-      counter = _mm512_add_epi64(counter, step);
-    }
+    const __mmask8 k = rule.next(a);
     const __m256i e = _mm256_srli_epi32(a, 23);
     const __mmask8 normal = _mm256_cmpneq_epi32_mask(e, zero);
     // 2 * (e + (e == 0)) + kept, in set l.
@@ -324,7 +325,6 @@ __attribute__((target(WM_AVX512_TARGET))) void l1SlotsLoop8(const uint32_t* absB
     const __m256i addend = _mm256_mask_or_epi32(_mm256_and_si256(a, fraction), normal, _mm256_and_si256(a, fraction), hidden);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(mant + j), _mm256_maskz_mov_epi32(_mm256_cmplt_epu32_mask(a, infinity), addend));
     if (bits != nullptr) bits[j / 8] = k;
-    rev = _mm512_sub_epi64(rev, eight);
   }
 }
 

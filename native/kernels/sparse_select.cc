@@ -53,16 +53,7 @@ size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_
 
 void l1Slots(const uint32_t* a, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n, uint32_t* slot, uint32_t* mant,
              uint8_t* bits) {
-  uint8_t kept[4096];
-  for (size_t j0 = 0; j0 < n; j0 += sizeof kept) {
-    const size_t len = std::min(n - j0, sizeof kept);
-    scalar::sparseKeep(a + j0, m, indexBits, count, start + j0, len, kept);
-    for (size_t i = 0; i < len; ++i) {
-      slot[j0 + i] = l1Slot(a[j0 + i], j0 + i, kept[i] != 0);
-      mant[j0 + i] = l1Addend(a[j0 + i]);
-    }
-    if (bits != nullptr) packBits(kept, len, bits + j0 / 8);
-  }
+  l1SlotsBy(scalar::sparseKeep, a, m, indexBits, count, start, 0, n, slot, mant, bits);
 }
 
 }  // namespace scalar
@@ -284,6 +275,7 @@ class WindowValueCounts {
 
 bool rankCutsWindowed(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts) {
   struct Window {
+    Window(size_t q, uint64_t rank) : q(q), rank(rank) {}
     size_t q;
     uint64_t rank;
     uint32_t lo = 0, hi = 0xFFFFFFFFu;  // candidates: lo <= |d| bits <= hi
@@ -295,7 +287,7 @@ bool rankCutsWindowed(const void* base, Dtype tb, const void* x, Dtype tx, uint6
   std::vector<Window> open;
   for (size_t q = 0; q < k; ++q) {
     cuts[q] = ranks[q] == 0 ? kRankKeyNone : 0;
-    if (ranks[q] != 0 && ranks[q] < count) open.push_back({q, ranks[q]});
+    if (ranks[q] != 0 && ranks[q] < count) open.emplace_back(q, ranks[q]);
   }
   if (open.empty()) return true;
   // About count / 256 samples (4096 to 65536): the window then holds ~2-3 % of the elements.

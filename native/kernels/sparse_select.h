@@ -55,6 +55,9 @@ struct L1Sums {
 };
 L1Sums l1Sums(const void* base, Dtype tb, const void* x, Dtype tx, const SparseModel& keep, uint64_t count, uint8_t* keepBits = nullptr);
 
+// keep[0..n) (0 or 1 each) as bits: element j at bit j % 8 of bits[j / 8] (SparseModel::keepBits' layout).
+void packBits(const uint8_t* keep, size_t n, uint8_t* bits);
+
 // l1Sums' buckets come in kL1Sets sets, element i of a chunk in set i % kL1Sets: neighbours mostly share an exponent, and
 // fewer sets make each add wait for the previous one's store. Each set holds a dropped and a kept sum per bucket, side by side.
 constexpr size_t kL1Sets = 8;
@@ -67,6 +70,22 @@ inline uint32_t l1Slot(uint32_t a, size_t i, bool kept) {
 inline uint32_t l1Addend(uint32_t a) {
   const uint32_t e = a >> 23;
   return ((a & 0x7FFFFFu) | ((e != 0) << 23)) & (0u - (a < 0x7F800000u));
+}
+// l1Slots over elements [from, n) (from a multiple of 8) with `keepRule` as the keep rule (a backend's sparseKeep): the
+// scalar truth's loop, and the AVX-512 loop's ragged end.
+template <class KeepRule>
+void l1SlotsBy(KeepRule&& keepRule, const uint32_t* a, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t from,
+               size_t n, uint32_t* slot, uint32_t* mant, uint8_t* bits) {
+  uint8_t kept[512];
+  for (size_t j0 = from; j0 < n; j0 += sizeof kept) {
+    const size_t len = n - j0 < sizeof kept ? n - j0 : sizeof kept;
+    keepRule(a + j0, m, indexBits, count, start + j0, len, kept);
+    for (size_t i = 0; i < len; ++i) {
+      slot[j0 + i] = l1Slot(a[j0 + i], j0 + i, kept[i] != 0);
+      mant[j0 + i] = l1Addend(a[j0 + i]);
+    }
+    if (bits != nullptr) packBits(kept, len, bits + j0 / 8);
+  }
 }
 // The per-element work of l1Sums over one chunk of |d| bits a[0..n) (elements start..start+n of `count`, start a multiple
 // of 8): the keep rule (sparseKeep), each element's l1Slot (i counted from the chunk's start) and l1Addend, and, with
@@ -87,8 +106,6 @@ class L1Accumulator {
  private:
   std::vector<uint64_t> sums_ = std::vector<uint64_t>(kL1Sets * 2 * kL1Buckets, 0);  // kL1Sets sets of dropped and kept sums per bucket
 };
-// keep[0..n) (0 or 1 each) as bits: element j at bit j % 8 of bits[j / 8] (SparseModel::keepBits' layout).
-void packBits(const uint8_t* keep, size_t n, uint8_t* bits);
 // A keep-bit map's size: one bit per element, and 8 bytes of slack (the AVX2 merge reads 2 bytes at a time).
 inline uint64_t keepBitsBytes(uint64_t count) { return count / 8 + 8; }
 
