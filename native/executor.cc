@@ -210,12 +210,13 @@ class Run {
     runTaskOnCpu(task, reads, out, srcPtr, srcType);
   }
 
-  // A local job whose open statistics are L1 factors alone and whose sources take kChunkedLocalBytes or more: summed over the
+  // A local job whose open statistics are L1 factors alone (DARE's, della's) and whose sources take chunkedLocalBytes or more: summed over the
   // tensor read in chunks into the worker's own buffers, then merged piece by piece like any task, so that its sources never
   // take fresh pool memory (on this VM a fresh page costs more than reading the tensor again from the page cache: an
   // embedding's 2 x 194 MB took 0.1-0.6 s of faults). The threshold is the plan's (plan.h).
   bool readsInChunks(uint32_t j) const {
-    if (hasOpenStatistics(params_[j]) || !onlyL1Open(sparse_[j])) return false;
+    if (hasOpenStatistics(params_[j]) ? !onlyDellaL1Open(params_[j]) : false) return false;
+    if (!onlyL1Open(sparse_[j])) return false;
     const Job& job = plan_.jobs[j];
     uint64_t bytes = 0;
     for (const Source& so : job.sources) bytes += job.count * dtypeSize(so.dtype);
@@ -228,8 +229,7 @@ class Run {
     for (size_t s = 0; s < job.sources.size(); ++s) srcType[s] = job.sources[s].dtype;
     // The blocks' elements a chunk (a multiple of 8, as the keep bits want).
     const uint64_t chunk = std::max<uint64_t>(8, plan_.blockBytes / 4 / 8 * 8);
-    maps.startJob();
-    resolveLocalL1InChunks(sparse_[pieces_[task.first].job], srcType.data(), job.count, chunk, maps, [&](uint64_t start, uint64_t n) {
+    const auto read = [&](uint64_t start, uint64_t n) {
       for (size_t s = 0; s < job.sources.size(); ++s) {
         const Source& so = job.sources[s];
         const uint64_t es = dtypeSize(so.dtype);
@@ -237,8 +237,12 @@ class Run {
         inputs_[so.input]->readAt(reads.buffers[s].data(), n * es, so.offset + start * es);
         srcPtr[s] = reads.buffers[s].data();
       }
-      return srcPtr.data();
-    });
+      return static_cast<const void* const*>(srcPtr.data());
+    };
+    const uint32_t j = pieces_[task.first].job;
+    maps.startJob();
+    if (isLocalJob(sparse_[j])) resolveLocalL1InChunks(sparse_[j], srcType.data(), job.count, chunk, maps, read);
+    if (isLocalDella(params_[j].della)) resolveLocalDellaInChunks(params_[j].della, srcType.data(), job.count, chunk, maps, read);
     for (size_t p = task.first; p < task.first + task.count; ++p) {
       if (cancel_.load() || stop_.load()) return;
       const Task one{p, 1};

@@ -23,6 +23,10 @@ JobParams decodeJobParams(const Job& job) {
 
 bool hasOpenStatistics(const JobParams& p) { return isLocalDella(p.della) || isLocalSce(p.sce) || isLocalRam(p.ram) || isLocalMoments(p.moments) || isLocalArcee(p.arcee); }
 
+bool onlyDellaL1Open(const JobParams& p) {
+  return isLocalDella(p.della) && !isLocalSce(p.sce) && !isLocalRam(p.ram) && !isLocalMoments(p.moments) && !isLocalArcee(p.arcee);
+}
+
 uint64_t localScratchBytes(const JobParams& p, uint64_t count) {
   return sceScratchBytes(p, count) + localArceeScratchBytes(p.arcee, count);
 }

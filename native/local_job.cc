@@ -157,4 +157,37 @@ void resolveLocalDella(std::vector<DellaParams>& destParams, const void* const* 
   }
 }
 
+void resolveLocalDellaInChunks(std::vector<DellaParams>& destParams, const Dtype* types, uint64_t count, uint64_t chunk, KeepBitMaps& maps,
+                               const std::function<const void* const*(uint64_t start, uint64_t n)>& read) {
+  struct Open {
+    const DellaParams* p;
+    DellaModel* m;
+    uint8_t* bits;
+    std::vector<uint64_t> buckets = std::vector<uint64_t>(2 * kL1Buckets, 0);  // before, then after (dellaL1Buckets')
+  };
+  std::vector<Open> opens;
+  uint64_t block = 1;
+  for (DellaParams& p : destParams) {
+    for (DellaModel& m : p.models) {
+      if (m.openL1) opens.push_back({&p, &m, maps.next(count)});
+    }
+    block = p.rows.block();  // one tensor: every dest's rows are the same
+  }
+  // Whole blocks of rows and of 8 elements (each chunk's bits start a byte): dellaL1Buckets' unit.
+  const uint64_t unit = block * 8;
+  const uint64_t step = unit * std::max<uint64_t>(1, chunk / unit);
+  for (uint64_t start = 0; start < count; start += step) {
+    const uint64_t n = std::min(step, count - start);
+    const void* const* srcs = read(start, n);
+    for (Open& o : opens) {
+      dellaL1Buckets(srcs[o.p->baseSource], types[o.p->baseSource], srcs[o.m->source], types[o.m->source], o.p->rows, *o.m,
+                     start, static_cast<size_t>(n), o.buckets.data(), o.buckets.data() + kL1Buckets, o.bits);
+    }
+  }
+  for (Open& o : opens) {
+    o.m->scale = l1Scale(l1Total(o.buckets.data()), l1Total(o.buckets.data() + kL1Buckets));
+    o.m->keepBits = o.bits;
+  }
+}
+
 }  // namespace wm

@@ -7,6 +7,7 @@
  * threads), and whole recipes over fixtures.
  */
 import * as fs from 'node:fs';
+import { localJobReads } from '../lib/engine/execute-plan';
 import { loadNative, NativePlan, runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
 import { DellaRecipe, dellaRows, encodeDellaParams } from '../lib/engine/della-params';
@@ -51,7 +52,15 @@ describe('raw tensors: local L1 factors against the della_l1 pass', () => {
   const NAME = 'model.layers.5.self_attn.o_proj.weight';
 
   /** The merged bytes of one della tensor, its factors resolved by `setDellaScales` within `maxTensorBytes`, one dest per output dtype. */
-  async function merged(files: string[], dtypes: Dtype[], shape: number[], recipe: DellaRecipe, maxTensorBytes: number, threads: number) {
+  async function merged(
+    files: string[],
+    dtypes: Dtype[],
+    shape: number[],
+    recipe: DellaRecipe,
+    maxTensorBytes: number,
+    threads: number,
+    chunkedLocalBytes?: number,
+  ) {
     const n = shape.reduce((a, b) => a * b, 1);
     const della: DellaRecipe = { ...recipe, models: recipe.models.map((m) => ({ ...m })) };
     const recipes = new Map<string, TensorRecipe>([[NAME, { op: 'della', models: [0, 1, 2], w: [], dtype: 'BF16', della }]]);
@@ -60,7 +69,7 @@ describe('raw tensors: local L1 factors against the della_l1 pass', () => {
     const source = (m: number) => ({ file: files[m], offset: 0, dtype: dtypes[m] as NativeDtype });
     await setDellaScales(recipes, [{ name: NAME, count: n, source }], run);
     const params = encodeDellaParams(della, (m) => m);
-    const { outFiles } = await runRawJob(dir, { files, dtypes, n, op: 'della', params, threads });
+    const { outFiles } = await runRawJob(dir, { files, dtypes, n, op: 'della', params, threads, chunkedLocalBytes });
     return { params, bytes: Buffer.concat(outFiles.map((f) => fs.readFileSync(f))) };
   }
 
@@ -69,6 +78,7 @@ describe('raw tensors: local L1 factors against the della_l1 pass', () => {
     ['a 3-D tensor (rows along dim 1, stride 5)', [4, 7, 5]],
     ['a 1-D tensor of 5003 (one row over several blocks)', [5003]],
     ['rows of one element', [9, 1]],
+    ['600 rows of 8 (several chunks when read in chunks)', [600, 8]],
   ];
   describe.each([
     ['F32', 'F32'],
@@ -102,6 +112,9 @@ describe('raw tensors: local L1 factors against the della_l1 pass', () => {
           expect(local.params.slice(7 + 7 * 2).filter((x) => x === 1).length).toBe(thinned);
           expect(local.bytes.equals(streamed.bytes)).toBe(true);
         }
+        // The local job read in chunks of whole blocks of rows (native/executor.cc's readsInChunks) instead of held whole.
+        const chunked = await merged(files, dtypes, shape, recipe, defaultBytes, 2, 0);
+        expect(chunked.bytes.equals(streamed.bytes)).toBe(true);
       }
     });
   });
@@ -131,5 +144,12 @@ describe('merge: della and della_linear, tensor-local and streamed, write the sa
       ],
     };
     await expectLocalStreamedMixedAlike(dir, doc, { local: 3, streamed: 2, mixed: 1 });
+    // With every local job read in chunks: the same files again.
+    localJobReads.chunkedLocalBytes = 0;
+    try {
+      await expectLocalStreamedMixedAlike(dir, doc, { local: 3, streamed: 2, mixed: 1 });
+    } finally {
+      localJobReads.chunkedLocalBytes = undefined;
+    }
   });
 });

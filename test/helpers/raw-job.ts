@@ -19,6 +19,8 @@ export interface RawJob {
   threads: number;
   /** 4 KiB by default: small blocks cut the job into many pieces. */
   blockBytes?: number;
+  /** NativePlan's: 0 reads every tensor-local job of L1 factors alone in chunks. */
+  chunkedLocalBytes?: number;
 }
 
 /** Runs `job` into one raw file per output dtype in `dir`; returns each output's bits (by dtype) and the files. */
@@ -37,6 +39,7 @@ export async function runRawJob(dir: string, job: RawJob): Promise<{ bits: Map<D
     threads: job.threads,
     blockBytes: job.blockBytes ?? 4096,
     direct: false,
+    ...(job.chunkedLocalBytes !== undefined && { chunkedLocalBytes: job.chunkedLocalBytes }),
   });
   return { bits: new Map(RAW_OUTPUT_DTYPES.map((dtype, o) => [dtype, readRaw(outFiles[o], dtype, job.n)])), outFiles };
 }
