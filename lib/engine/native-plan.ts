@@ -82,7 +82,7 @@ export interface NativePlan {
   /** 'cuda': arithmetic dests run on GPU 0 (the addon fails with CudaUnavailable when it cannot). Default 'cpu'. */
   device?: 'cpu' | 'cuda';
   /**
-   * A tensor-local job whose open statistics are L1 factors alone (DARE's rescale) reads its sources in chunks, instead of
+   * A tensor-local job whose open statistics are L1 factors alone (DARE's rescale, della's) reads its sources in chunks, instead of
    * holding them whole, when they take this many bytes or more. Default (undefined): the engine's, 64 MiB (native/plan.h).
    * The output bytes do not depend on it.
    */
