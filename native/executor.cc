@@ -210,13 +210,12 @@ class Run {
     runTaskOnCpu(task, reads, out, srcPtr, srcType);
   }
 
-  // A local job whose open statistics are L1 factors alone (DARE's, della's) and whose sources take chunkedLocalBytes or more: summed over the
-  // tensor read in chunks into the worker's own buffers, then merged piece by piece like any task, so that its sources never
-  // take fresh pool memory (on this VM a fresh page costs more than reading the tensor again from the page cache: an
-  // embedding's 2 x 194 MB took 0.1-0.6 s of faults). The threshold is the plan's (plan.h).
+  // A local job whose open statistics are L1 factors alone (DARE's, della's) and whose sources take plan.chunkedLocalBytes or
+  // more: summed over the tensor read in chunks into the worker's own buffers, then merged piece by piece like any task, so
+  // that its sources never take fresh pool memory (on this VM a fresh page costs more than reading the tensor again from
+  // the page cache: an embedding's 2 x 194 MB took 0.1-0.6 s of faults).
   bool readsInChunks(uint32_t j) const {
-    if (hasOpenStatistics(params_[j]) ? !onlyDellaL1Open(params_[j]) : false) return false;
-    if (!onlyL1Open(sparse_[j])) return false;
+    if ((hasOpenStatistics(params_[j]) && !onlyDellaL1Open(params_[j])) || !onlyL1Open(sparse_[j])) return false;
     const Job& job = plan_.jobs[j];
     uint64_t bytes = 0;
     for (const Source& so : job.sources) bytes += job.count * dtypeSize(so.dtype);

@@ -22,7 +22,7 @@ struct Piece {
 struct Task {
   size_t first;
   size_t count;
-  bool local = false;  // a tensor-local job (local_job.h): one worker, sources held whole, CPU only
+  bool local = false;  // a tensor-local job (local_job.h): one worker, sources held whole (or read in chunks), CPU only
 };
 
 // The source bytes of one task, read with as few preads as the file layout allows.
