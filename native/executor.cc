@@ -215,7 +215,7 @@ class Run {
   // that its sources never take fresh pool memory (on this VM a fresh page costs more than reading the tensor again from
   // the page cache: an embedding's 2 x 194 MB took 0.1-0.6 s of faults).
   bool readsInChunks(uint32_t j) const {
-    if ((hasOpenStatistics(params_[j]) && !onlyDellaL1Open(params_[j])) || !onlyL1Open(sparse_[j])) return false;
+    if (opensMoreThanL1Factors(params_[j]) || !onlyL1Open(sparse_[j])) return false;
     const Job& job = plan_.jobs[j];
     uint64_t bytes = 0;
     for (const Source& so : job.sources) bytes += job.count * dtypeSize(so.dtype);
@@ -224,7 +224,8 @@ class Run {
 
   void runLocalTaskInChunks(const Task& task, TaskReads& reads, AlignedBuffer& out, std::vector<const void*>& srcPtr, std::vector<Dtype>& srcType,
                             KeepBitMaps& maps) {
-    const Job& job = plan_.jobs[pieces_[task.first].job];
+    const uint32_t j = pieces_[task.first].job;
+    const Job& job = plan_.jobs[j];
     for (size_t s = 0; s < job.sources.size(); ++s) srcType[s] = job.sources[s].dtype;
     // The blocks' elements a chunk (a multiple of 8, as the keep bits want).
     const uint64_t chunk = std::max<uint64_t>(8, plan_.blockBytes / 4 / 8 * 8);
@@ -238,7 +239,6 @@ class Run {
       }
       return static_cast<const void* const*>(srcPtr.data());
     };
-    const uint32_t j = pieces_[task.first].job;
     maps.startJob();
     if (isLocalJob(sparse_[j])) resolveLocalL1InChunks(sparse_[j], srcType.data(), job.count, chunk, maps, read);
     if (isLocalDella(params_[j].della)) resolveLocalDellaInChunks(params_[j].della, srcType.data(), job.count, chunk, maps, read);

@@ -21,11 +21,9 @@ JobParams decodeJobParams(const Job& job) {
   return p;
 }
 
-bool hasOpenStatistics(const JobParams& p) { return isLocalDella(p.della) || isLocalSce(p.sce) || isLocalRam(p.ram) || isLocalMoments(p.moments) || isLocalArcee(p.arcee); }
+bool opensMoreThanL1Factors(const JobParams& p) { return isLocalSce(p.sce) || isLocalRam(p.ram) || isLocalMoments(p.moments) || isLocalArcee(p.arcee); }
 
-bool onlyDellaL1Open(const JobParams& p) {
-  return isLocalDella(p.della) && !isLocalSce(p.sce) && !isLocalRam(p.ram) && !isLocalMoments(p.moments) && !isLocalArcee(p.arcee);
-}
+bool hasOpenStatistics(const JobParams& p) { return isLocalDella(p.della) || opensMoreThanL1Factors(p); }
 
 uint64_t localScratchBytes(const JobParams& p, uint64_t count) {
   return sceScratchBytes(p, count) + localArceeScratchBytes(p.arcee, count);

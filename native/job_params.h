@@ -45,8 +45,8 @@ JobParams decodeJobParams(const Job& job);
 // Whether some dest leaves a statistic open (della's L1 factors, sce's cut and weights, ramplus_tl's λ, arcee_fusion's threshold, a linear dest's moments).
 bool hasOpenStatistics(const JobParams& p);
 
-// Whether every open statistic of these dests is a della L1 factor (which a worker can sum over the tensor read in chunks).
-bool onlyDellaL1Open(const JobParams& p);
+// Whether some dest leaves a statistic open other than della's L1 factors (those a worker can sum over the tensor read in chunks).
+bool opensMoreThanL1Factors(const JobParams& p);
 
 // The scratch bytes resolveLocalParams needs beside the sources (sce's variance bits, arcee_fusion's row KLs and keys).
 uint64_t localScratchBytes(const JobParams& p, uint64_t count);

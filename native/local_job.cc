@@ -78,30 +78,48 @@ bool isLocalJob(const std::vector<SparseParams>& destParams) {
   return std::any_of(destParams.begin(), destParams.end(), [](const SparseParams& p) { return !p.open.empty(); });
 }
 
+namespace {
+
+// A reader (resolveLocalL1InChunks') over sources held whole: the sources at element `start`.
+std::function<const void* const*(uint64_t, uint64_t)> inMemory(const void* const* srcs, const Dtype* types, size_t sources,
+                                                               std::vector<const void*>& at) {
+  at.assign(sources, nullptr);
+  return [srcs, types, &at](uint64_t start, uint64_t) {
+    for (size_t s = 0; s < at.size(); ++s) at[s] = static_cast<const uint8_t*>(srcs[s]) + start * dtypeSize(types[s]);
+    return static_cast<const void* const*>(at.data());
+  };
+}
+
+// The number of sources up to the last one a dest reads.
+template <class Params, class Model>
+size_t sourcesRead(const std::vector<Params>& destParams, const std::vector<Model> Params::*models) {
+  size_t n = 0;
+  for (const Params& p : destParams) {
+    n = std::max<size_t>(n, p.baseSource + 1);
+    for (const Model& m : p.*models) n = std::max<size_t>(n, m.source + 1);
+  }
+  return n;
+}
+
+}  // namespace
+
 void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count, KeepBitMaps& maps) {
+  // The cuts first: a model's L1 sums count what its cuts keep.
   for (SparseParams& p : destParams) {
-    const void* base = srcs[p.baseSource];
-    const Dtype tb = types[p.baseSource];
     for (size_t k = 0; k < p.open.size(); ++k) {
       const SparseOpen& open = p.open[k];
       SparseModel& m = p.models[k];
-      if (open.select) {
-        const uint64_t ranks[2] = {open.lowRank, open.highRank};
-        uint64_t cuts[2];
-        rankCuts(base, tb, srcs[m.source], types[m.source], count, ranks, 2, cuts);
-        m.lowKey = cuts[0];
-        m.highKey = cuts[1];
-      }
-      if (open.l1) {
-        // The same integer buckets and totals as the planner's L1 pass: the factor does not depend on who sums.
-        // A pure cut is cheaper to test again than to read back; a random mask is not.
-        uint8_t* bits = m.density > 0 && m.density < 1 ? maps.next(count) : nullptr;
-        const L1Sums sums = l1Sums(base, tb, srcs[m.source], types[m.source], m, count, bits);
-        m.keepBits = bits;
-        m.scale = l1Scale(sums.before, sums.after);
-      }
+      if (!open.select) continue;
+      const uint64_t ranks[2] = {open.lowRank, open.highRank};
+      uint64_t cuts[2];
+      rankCuts(srcs[p.baseSource], types[p.baseSource], srcs[m.source], types[m.source], count, ranks, 2, cuts);
+      m.lowKey = cuts[0];
+      m.highKey = cuts[1];
     }
   }
+  // The tensor in memory is one chunk.
+  std::vector<const void*> at;
+  resolveLocalL1InChunks(destParams, types, count, count, maps, inMemory(srcs, types, sourcesRead(destParams, &SparseParams::models), at));
 }
 
 bool onlyL1Open(const std::vector<SparseParams>& destParams) {
@@ -115,7 +133,9 @@ void resolveLocalL1InChunks(std::vector<SparseParams>& destParams, const Dtype* 
   struct Open {
     const SparseParams* p;
     SparseModel* m;
-    uint8_t* bits;  // as resolveLocal: the keep rule kept where a random mask makes it costly to test again
+    // The same integer buckets and totals as the planner's L1 pass: the factor does not depend on who sums. A pure cut is
+    // cheaper to test again than to read back; a random mask is not, so its keep rule is kept as bits.
+    uint8_t* bits;
     L1Accumulator sums;
   };
   std::vector<Open> opens;
@@ -145,16 +165,9 @@ bool isLocalDella(const std::vector<DellaParams>& destParams) {
 }
 
 void resolveLocalDella(std::vector<DellaParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count, KeepBitMaps& maps) {
-  for (DellaParams& p : destParams) {
-    for (DellaModel& m : p.models) {
-      if (!m.openL1) continue;
-      uint8_t* bits = maps.next(count);
-      // The della_l1 pass's integer buckets and lib/recipes/della-rescale.ts's factor: the same bytes as the streaming fallback.
-      const L1Sums sums = dellaL1Local(srcs[p.baseSource], types[p.baseSource], srcs[m.source], types[m.source], p.rows, m, count, bits);
-      m.scale = l1Scale(sums.before, sums.after);
-      m.keepBits = bits;
-    }
-  }
+  // Chunks of about 64 Ki elements: dellaL1Buckets holds a byte per element of its chunk.
+  std::vector<const void*> at;
+  resolveLocalDellaInChunks(destParams, types, count, uint64_t{1} << 16, maps, inMemory(srcs, types, sourcesRead(destParams, &DellaParams::models), at));
 }
 
 void resolveLocalDellaInChunks(std::vector<DellaParams>& destParams, const Dtype* types, uint64_t count, uint64_t chunk, KeepBitMaps& maps,
@@ -184,6 +197,7 @@ void resolveLocalDellaInChunks(std::vector<DellaParams>& destParams, const Dtype
                      start, static_cast<size_t>(n), o.buckets.data(), o.buckets.data() + kL1Buckets, o.bits);
     }
   }
+  // The della_l1 pass's integer buckets and lib/recipes/della-rescale.ts's factor: the same bytes as the streaming fallback.
   for (Open& o : opens) {
     o.m->scale = l1Scale(l1Total(o.buckets.data()), l1Total(o.buckets.data() + kL1Buckets));
     o.m->keepBits = o.bits;

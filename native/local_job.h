@@ -69,7 +69,8 @@ void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs
 // tensor read in chunks instead of held whole (Run's chunked local tasks, executor.cc).
 bool onlyL1Open(const std::vector<SparseParams>& destParams);
 // resolveLocal's L1 factors and keep bits (the same bytes) from the tensor read in consecutive chunks of `chunk` elements
-// (a multiple of 8): read(start, n) returns the sources at element start, n elements each, valid until the next call.
+// (a multiple of 8, or the whole tensor): read(start, n) returns the sources at element start, n elements each, valid until
+// the next call. resolveLocal calls it with the tensor in memory as one chunk.
 void resolveLocalL1InChunks(std::vector<SparseParams>& destParams, const Dtype* types, uint64_t count, uint64_t chunk, KeepBitMaps& maps,
                             const std::function<const void* const*(uint64_t start, uint64_t n)>& read);
 

@@ -352,18 +352,4 @@ void dellaL1Buckets(const void* base, Dtype tb, const void* x, Dtype tx, const D
   if (keepBits != nullptr) packBits(keep.data(), n, keepBits + start / 8);
 }
 
-L1Sums dellaL1Local(const void* base, Dtype tb, const void* x, Dtype tx, const DellaRows& rows, const DellaModel& m, uint64_t count,
-                    uint8_t* keepBits) {
-  // Chunks of whole blocks of rows (dellaKeep's unit) and of 8 elements (a chunk's bits start a byte), about 64 Ki elements.
-  const uint64_t block = rows.block();
-  const uint64_t step = block * 8 * std::max<uint64_t>(1, 8192 / block);
-  std::vector<uint64_t> buckets(2 * kL1Buckets, 0);
-  for (uint64_t s = 0; s < count; s += step) {
-    const size_t n = static_cast<size_t>(std::min(step, count - s));
-    dellaL1Buckets(static_cast<const uint8_t*>(base) + s * dtypeSize(tb), tb, static_cast<const uint8_t*>(x) + s * dtypeSize(tx), tx, rows, m,
-                   s, n, buckets.data(), buckets.data() + kL1Buckets, keepBits);
-  }
-  return {l1Total(buckets.data()), l1Total(buckets.data() + kL1Buckets)};
-}
-
 }  // namespace wm

@@ -101,9 +101,4 @@ DellaRows decodeDellaStat(const std::vector<double>& p, uint64_t count, DellaMod
 void dellaL1Buckets(const void* base, Dtype tb, const void* x, Dtype tx, const DellaRows& rows, const DellaModel& m, uint64_t start,
                     size_t n, uint64_t* before, uint64_t* after, uint8_t* keepBits = nullptr);
 
-// A tensor-local job's L1 statistic of model m over the whole tensor in memory (base and x at element 0): the
-// della_l1 pass's sums, and every element's keep rule in keepBits (sparse_select.h's keepBitsBytes(count) bytes).
-L1Sums dellaL1Local(const void* base, Dtype tb, const void* x, Dtype tx, const DellaRows& rows, const DellaModel& m, uint64_t count,
-                    uint8_t* keepBits);
-
 }  // namespace wm

@@ -139,18 +139,38 @@ WM_AVX512_INLINE __m512 load16(const void* p, size_t i) {
 // puts the results back. Lane for lane sparseMergeLoop8's.
 constexpr size_t kSoleBlock = 512;  // elements per round of packing: the packed values stay in L1
 
-// sparseMergeLoop8's keep rule of the cuts alone for the 16 elements from `first` (of `count`), from their f32 values.
-WM_AVX512_INLINE __mmask16 cutKeep16(__m512 b, __m512 x, const SparseModel& sm, uint32_t indexBits, uint64_t count, uint64_t first) {
+// sparse_avx2.cc's sparseKeepLoop's rule, 8 lanes per step: the rank keys inside the cuts, and DARE's mask where masked; next()
+// gives the mask of the next 8 elements from their |d| bits.
+struct KeepRule8 {
+  __m512i low, high, limit, counter, step, rev;
+  __m128i shift;
+  bool masked;
+  WM_AVX512_INLINE KeepRule8(const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start)
+      : low(_mm512_set1_epi64(static_cast<long long>(m.lowKey))),
+        high(_mm512_set1_epi64(static_cast<long long>(m.highKey))),
+        limit(_mm512_set1_epi64(m.density > 0 && m.density < 1 ? static_cast<long long>(std::ceil(m.density * 0x1.0p53)) : 0)),
+        counter(splitmixCounters8(m.seedKey, start)),
+        step(_mm512_set1_epi64(static_cast<long long>(8 * kSplitmixGolden))),
+        rev(_mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - start)), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0))),
+        shift(_mm_cvtsi32_si128(static_cast<int>(indexBits))),
+        masked(m.density > 0 && m.density < 1) {}
+  WM_AVX512_INLINE __mmask8 next(__m256i a) {
+    const __m512i key = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(a), shift), rev);
+    __mmask8 k = _mm512_mask_cmplt_epu64_mask(_mm512_cmpge_epu64_mask(key, low), key, high);
+    if (masked) {
+      k = _mm512_mask_cmplt_epu64_mask(k, _mm512_srli_epi64(splitmix64x8(counter), 11), limit);
+      counter = _mm512_add_epi64(counter, step);
+    }
+    rev = _mm512_sub_epi64(rev, _mm512_set1_epi64(8));
+    return k;
+  }
+};
+
+// The rule's masks of the next 16 elements from their f32 values (sparseMergeLoop8's |d| bits: x - base, sign cleared).
+WM_AVX512_INLINE __mmask16 keep16(KeepRule8& rule, __m512 b, __m512 x) {
   const __m512i abs = _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(x, b)), _mm512_set1_epi32(0x7FFFFFFF));
-  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
-  const __m512i rev = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - first)), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
-  const __m512i low = _mm512_set1_epi64(static_cast<long long>(sm.lowKey)), high = _mm512_set1_epi64(static_cast<long long>(sm.highKey));
-  const __m512i k0 = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(abs)), shift), rev);
-  const __m512i k1 = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(abs, 1)), shift),
-                                     _mm512_sub_epi64(rev, _mm512_set1_epi64(8)));
-  const __mmask8 m0 = _mm512_mask_cmplt_epu64_mask(_mm512_cmpge_epu64_mask(k0, low), k0, high);
-  const __mmask8 m1 = _mm512_mask_cmplt_epu64_mask(_mm512_cmpge_epu64_mask(k1, low), k1, high);
-  return static_cast<__mmask16>(m0 | (static_cast<unsigned>(m1) << 8));
+  const __mmask8 low = rule.next(_mm512_castsi512_si256(abs));
+  return static_cast<__mmask16>(low | (static_cast<unsigned>(rule.next(_mm512_extracti64x4_epi64(abs, 1))) << 8));
 }
 
 template <Dtype T, Dtype TO, Consensus C, bool kCuts>
@@ -172,6 +192,7 @@ __attribute__((target(WM_AVX512_TARGET))) void soleKeepLoop(const void* const* s
   // and loads reach.
   alignas(64) float pb[kSoleBlock + 16], px[kSoleBlock + 16], pr[kSoleBlock + 16] = {};
   __mmask16 keeps[kSoleBlock / 16];  // the block's keep masks, for putting the results back
+  KeepRule8 cuts(sm, p.indexBits, count, start);  // read where kCuts, when the model has no random mask (sparseMergeAvx512 checks)
   for (size_t j0 = 0; j0 < n; j0 += kSoleBlock) {
     const size_t end = j0 + (n - j0 < kSoleBlock ? n - j0 : kSoleBlock);
     size_t kept = 0;
@@ -182,14 +203,11 @@ __attribute__((target(WM_AVX512_TARGET))) void soleKeepLoop(const void* const* s
         // bf16 pairs: base in a lane's low half, the model's in its high half, packed at once.
         const __m512i bh = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(base) + j)));
         const __m512i xh = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(x) + j)));
-        if constexpr (kCuts) {
-          keep = cutKeep16(_mm512_castsi512_ps(_mm512_slli_epi32(bh, 16)), _mm512_castsi512_ps(_mm512_slli_epi32(xh, 16)), sm, p.indexBits, count,
-                           start + j);
-        }
+        if constexpr (kCuts) keep = keep16(cuts, _mm512_castsi512_ps(_mm512_slli_epi32(bh, 16)), _mm512_castsi512_ps(_mm512_slli_epi32(xh, 16)));
         _mm512_storeu_si512(pb + kept, _mm512_maskz_compress_epi32(keep, _mm512_or_si512(bh, _mm512_slli_epi32(xh, 16))));
       } else {
         const __m512 bv = load16<T>(base, j), xv = load16<T>(x, j);
-        if constexpr (kCuts) keep = cutKeep16(bv, xv, sm, p.indexBits, count, start + j);
+        if constexpr (kCuts) keep = keep16(cuts, bv, xv);
         _mm512_storeu_ps(pb + kept, _mm512_maskz_compress_ps(keep, bv));
         _mm512_storeu_ps(px + kept, _mm512_maskz_compress_ps(keep, xv));
       }
@@ -265,33 +283,6 @@ __attribute__((target(WM_AVX512_TARGET))) size_t windowKeysLoop8(const uint32_t*
   *above += over;
   return m;
 }
-
-// sparse_avx2.cc's sparseKeepLoop's rule, 8 lanes per step: the rank keys inside the cuts, and DARE's mask where masked; next()
-// gives the mask of the next 8 elements from their |d| bits.
-struct KeepRule8 {
-  __m512i low, high, limit, counter, step, rev;
-  __m128i shift;
-  bool masked;
-  WM_AVX512_INLINE KeepRule8(const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start)
-      : low(_mm512_set1_epi64(static_cast<long long>(m.lowKey))),
-        high(_mm512_set1_epi64(static_cast<long long>(m.highKey))),
-        limit(_mm512_set1_epi64(m.density > 0 && m.density < 1 ? static_cast<long long>(std::ceil(m.density * 0x1.0p53)) : 0)),
-        counter(splitmixCounters8(m.seedKey, start)),
-        step(_mm512_set1_epi64(static_cast<long long>(8 * kSplitmixGolden))),
-        rev(_mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - start)), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0))),
-        shift(_mm_cvtsi32_si128(static_cast<int>(indexBits))),
-        masked(m.density > 0 && m.density < 1) {}
-  WM_AVX512_INLINE __mmask8 next(__m256i a) {
-    const __m512i key = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(a), shift), rev);
-    __mmask8 k = _mm512_mask_cmplt_epu64_mask(_mm512_cmpge_epu64_mask(key, low), key, high);
-    if (masked) {
-      k = _mm512_mask_cmplt_epu64_mask(k, _mm512_srli_epi64(splitmix64x8(counter), 11), limit);
-      counter = _mm512_add_epi64(counter, step);
-    }
-    rev = _mm512_sub_epi64(rev, _mm512_set1_epi64(8));
-    return k;
-  }
-};
 
 // sparse_avx2.cc's sparseKeepLoop, 8 lanes per step.
 __attribute__((target(WM_AVX512_TARGET))) void sparseKeepLoop8(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count,

@@ -233,14 +233,14 @@ uint64_t cutInWindow(uint64_t* keys, size_t n, uint64_t need, uint32_t lo, uint3
 // kSlots values; full (false) beyond kMaxValues of them, when the histogram passes take over.
 class WindowValueCounts {
  public:
-  bool add(uint32_t value, uint64_t n) {
+  bool add(uint32_t value) {
     size_t at = (value * 0x9E3779B1u) >> (32 - kSlotBits);
     while (values_[at] != kEmpty && values_[at] != value) at = (at + 1) % kSlots;
     if (values_[at] == kEmpty) {
       if (++distinct_ > kMaxValues) return false;
       values_[at] = value;
     }
-    counts_[at] += n;
+    ++counts_[at];
     return true;
   }
   // The |d| value of the need-th largest key among the counted ones and its rank among the elements of that value
@@ -334,7 +334,7 @@ bool rankCutsWindowed(const void* base, Dtype tb, const void* x, Dtype tx, uint6
         // Counting: the chunk's keys in the window go to the front of the room, then into the counts.
         const size_t m = windowKeys(a, n, w.lo, w.hi, indexBits, count, j0, w.keys, &w.above);
         for (size_t i = 0; i < m; ++i) {
-          if (!w.values->add(static_cast<uint32_t>(w.keys[i] >> indexBits), 1)) return false;  // many distinct values: the exact passes decide
+          if (!w.values->add(static_cast<uint32_t>(w.keys[i] >> indexBits))) return false;  // many distinct values: the exact passes decide
         }
         continue;
       }
@@ -343,7 +343,7 @@ bool rankCutsWindowed(const void* base, Dtype tb, const void* x, Dtype tx, uint6
         // Too many keys: most of them share a few |d| values (ties), so count the elements of each value instead.
         w.values = std::make_unique<WindowValueCounts>();
         for (size_t i = 0; i < w.n; ++i) {
-          if (!w.values->add(static_cast<uint32_t>(w.keys[i] >> indexBits), 1)) return false;
+          if (!w.values->add(static_cast<uint32_t>(w.keys[i] >> indexBits))) return false;
         }
         w.n = 0;
       }
