@@ -25,13 +25,13 @@ void BlockBuffers::giveBack(AlignedBuffer buffer) {
 // Complete blocks a run may queue beyond each file's kMaxQueuedBlocks: while one worker copies a block into a file whose
 // pages fault slowly (tmpfs on this VM), another queues the blocks its tensor completes and goes on computing instead of
 // writing alongside, which would spin on the file's inode lock (breadcrumbs_ties, 8 alternating runs warm → /dev/shm:
-// median 1.97 → 1.80 s, system time 1.42 → 1.07 s; peak RSS +56 MB). Run-wide, so that it does not grow with the threads.
-constexpr uint64_t kQueuedBudgetBytes = uint64_t{32} << 20;
+// median 1.97 → 1.80 s, system time 1.42 → 1.07 s; peak RSS +56 MB). Run-wide, so that it does not grow with the threads:
+// BlockBuffers::kQueuedBudgetBytes (block_assembler.h).
 
 bool BlockBuffers::admitQueued(uint64_t bytes) {
   uint64_t now = queuedBytes_.load(std::memory_order_relaxed);
   do {
-    if (now + bytes > kQueuedBudgetBytes) return false;
+    if (now + bytes > queuedBudgetBytes_) return false;
   } while (!queuedBytes_.compare_exchange_weak(now, now + bytes, std::memory_order_relaxed));
   return true;
 }
@@ -63,10 +63,6 @@ void BlockAssembler::writeBlock(uint64_t index, AlignedBuffer buffer) {
   writeInTurn(index, std::move(buffer));
 }
 
-// Blocks a file queues whatever the run's budget; beyond them and the budget (kQueuedBudgetBytes) a worker writes its
-// own at once, alongside the writing one: bounds the memory a slow write lets pile up.
-constexpr size_t kMaxQueuedBlocks = 4;
-
 void BlockAssembler::writeInTurn(uint64_t index, AlignedBuffer buffer) {
   bool turn = false;
   {
@@ -85,7 +81,10 @@ void BlockAssembler::writeInTurn(uint64_t index, AlignedBuffer buffer) {
     file_.writeAt(buffer.data(), blockLength(index), index * blockBytes_);
     buffers_.giveBack(std::move(buffer));
   };
-  if (!turn) return write();  // the queue is full: this one alongside the writing worker's
+  if (!turn) {  // the queue is full: this one alongside the writing worker's
+    buffers_.countAlongside();
+    return write();
+  }
   // This worker's turn: its block, then those the others queue meanwhile.
   try {
     for (;;) {

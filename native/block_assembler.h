@@ -22,23 +22,35 @@ namespace wm {
 // 3.8 s CPU against freeing beyond eight spares), and they lie on huge pages where THP allows.
 class BlockBuffers {
  public:
-  explicit BlockBuffers(uint64_t blockBytes) : blockBytes_(blockBytes) {}
+  // The run-wide room for queued blocks (block_assembler.cc says why 32 MiB); a test passes a smaller one.
+  static constexpr uint64_t kQueuedBudgetBytes = uint64_t{32} << 20;
+  explicit BlockBuffers(uint64_t blockBytes, uint64_t queuedBudgetBytes = kQueuedBudgetBytes)
+      : blockBytes_(blockBytes), queuedBudgetBytes_(queuedBudgetBytes) {}
   AlignedBuffer take();
   void giveBack(AlignedBuffer buffer);
   // The run's room for complete blocks queued beyond each file's first few (BlockAssembler::writeInTurn): true, and the
-  // block's bytes counted, while the queued total stays within kQueuedBudgetBytes (block_assembler.cc); releaseQueued when it is written.
+  // block's bytes counted, while the queued total stays within the budget; releaseQueued when it is written.
   bool admitQueued(uint64_t bytes);
   void releaseQueued(uint64_t bytes);
+  uint64_t queuedBytes() const { return queuedBytes_.load(std::memory_order_relaxed); }
+  // Blocks written alongside a file's writing worker because its queue and the budget were full (the self-test's witness).
+  void countAlongside() { alongside_.fetch_add(1, std::memory_order_relaxed); }
+  uint64_t writesAlongside() const { return alongside_.load(std::memory_order_relaxed); }
 
  private:
   uint64_t blockBytes_;
+  uint64_t queuedBudgetBytes_;
   std::atomic<uint64_t> queuedBytes_{0};
+  std::atomic<uint64_t> alongside_{0};
   std::mutex mutex_;
   std::vector<AlignedBuffer> spare_;
 };
 
 class BlockAssembler {
  public:
+  // Blocks a file queues whatever the run's budget; beyond them and the budget (BlockBuffers::admitQueued) a worker writes its
+  // own at once, alongside the writing one: bounds the memory a slow write lets pile up.
+  static constexpr size_t kMaxQueuedBlocks = 4;
   // With a `writer`, complete blocks of a file written O_DIRECT to a device go to its threads.
   BlockAssembler(OutputFile& file, uint64_t blockBytes, BlockBuffers& buffers, BlockWriter* writer);
   // Copies `len` bytes destined for file offset `offset`; writes any block this completes.

@@ -541,6 +541,7 @@ int main(int argc, char** argv) {
   testArceeKl(seed);
   testExactExpLog(seed);
   testHugePageBuffers(seed);
+  testBlockQueue(seed);
   if (!(argc > 2 && std::string(argv[2]) == "--quick")) testConversionsExhaustive();
   std::printf("digest %016" PRIx64 "\n", digest);
   if (failures) {
