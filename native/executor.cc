@@ -216,19 +216,24 @@ class Run {
   // the page cache: an embedding's 2 x 194 MB took 0.1-0.6 s of faults).
   bool readsInChunks(uint32_t j) const {
     if (opensMoreThanL1Factors(params_[j]) || !onlyL1Open(sparse_[j])) return false;
+    // A della block of rows wider than a chunk (a 3-D tensor's, a long 1-D row) would be read whole into the worker's
+    // buffers, outside the local budget: such a job takes the pool's budgeted buffers instead.
+    if (dellaChunkUnit(params_[j].della) > localChunk()) return false;
     const Job& job = plan_.jobs[j];
     uint64_t bytes = 0;
     for (const Source& so : job.sources) bytes += job.count * dtypeSize(so.dtype);
     return bytes >= plan_.chunkedLocalBytes;
   }
 
+  // The elements of a chunk of a local job read in chunks: a block's (a multiple of 8, as the keep bits want).
+  uint64_t localChunk() const { return std::max<uint64_t>(8, plan_.blockBytes / 4 / 8 * 8); }
+
   void runLocalTaskInChunks(const Task& task, TaskReads& reads, AlignedBuffer& out, std::vector<const void*>& srcPtr, std::vector<Dtype>& srcType,
                             KeepBitMaps& maps) {
     const uint32_t j = pieces_[task.first].job;
     const Job& job = plan_.jobs[j];
     for (size_t s = 0; s < job.sources.size(); ++s) srcType[s] = job.sources[s].dtype;
-    // The blocks' elements a chunk (a multiple of 8, as the keep bits want).
-    const uint64_t chunk = std::max<uint64_t>(8, plan_.blockBytes / 4 / 8 * 8);
+    const uint64_t chunk = localChunk();
     const auto read = [&](uint64_t start, uint64_t n) {
       for (size_t s = 0; s < job.sources.size(); ++s) {
         const Source& so = job.sources[s];

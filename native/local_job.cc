@@ -2,6 +2,7 @@
 #include "local_job.h"
 
 #include <algorithm>
+#include <numeric>
 
 #include "kernels/sparse_select.h"
 
@@ -164,6 +165,15 @@ bool isLocalDella(const std::vector<DellaParams>& destParams) {
                      [](const DellaParams& p) { return std::any_of(p.models.begin(), p.models.end(), [](const DellaModel& m) { return m.openL1; }); });
 }
 
+uint64_t dellaChunkUnit(const std::vector<DellaParams>& destParams) {
+  uint64_t unit = 8;  // each chunk's keep bits start a byte
+  for (const DellaParams& p : destParams) {
+    // A dest of another op holds default rows: only della dests' blocks bind (one tensor: they are the same).
+    if (!p.models.empty()) unit = std::lcm(unit, p.rows.block());
+  }
+  return unit;
+}
+
 void resolveLocalDella(std::vector<DellaParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count, KeepBitMaps& maps) {
   // Chunks of about 64 Ki elements: dellaL1Buckets holds a byte per element of its chunk.
   std::vector<const void*> at;
@@ -179,15 +189,12 @@ void resolveLocalDellaInChunks(std::vector<DellaParams>& destParams, const Dtype
     std::vector<uint64_t> buckets = std::vector<uint64_t>(2 * kL1Buckets, 0);  // before, then after (dellaL1Buckets')
   };
   std::vector<Open> opens;
-  uint64_t block = 1;
   for (DellaParams& p : destParams) {
     for (DellaModel& m : p.models) {
       if (m.openL1) opens.push_back({&p, &m, maps.next(count)});
     }
-    block = p.rows.block();  // one tensor: every dest's rows are the same
   }
-  // Whole blocks of rows and of 8 elements (each chunk's bits start a byte): dellaL1Buckets' unit.
-  const uint64_t unit = block * 8;
+  const uint64_t unit = dellaChunkUnit(destParams);
   const uint64_t step = unit * std::max<uint64_t>(1, chunk / unit);
   for (uint64_t start = 0; start < count; start += step) {
     const uint64_t n = std::min(step, count - start);

@@ -78,8 +78,11 @@ void resolveLocalL1InChunks(std::vector<SparseParams>& destParams, const Dtype* 
 // sources in memory, each model's MAGPRUNE mask kept as bits in `maps` for the merge (valid as above).
 bool isLocalDella(const std::vector<DellaParams>& destParams);
 void resolveLocalDella(std::vector<DellaParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count, KeepBitMaps& maps);
-// The same from the tensor read in consecutive chunks of whole blocks of rows, about `chunk` elements each (read as for
-// resolveLocalL1InChunks).
+// The least run of elements resolveLocalDellaInChunks reads at once: whole blocks of rows of every della dest (the job's
+// other dests rank nothing) that start on a byte of keep bits, i.e. lcm(block, 8).
+uint64_t dellaChunkUnit(const std::vector<DellaParams>& destParams);
+// The same from the tensor read in consecutive chunks of whole units (dellaChunkUnit), about `chunk` elements each (read as
+// for resolveLocalL1InChunks).
 void resolveLocalDellaInChunks(std::vector<DellaParams>& destParams, const Dtype* types, uint64_t count, uint64_t chunk, KeepBitMaps& maps,
                                const std::function<const void* const*(uint64_t start, uint64_t n)>& read);
 

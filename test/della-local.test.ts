@@ -16,7 +16,7 @@ import { setDellaScales } from '../lib/recipes/della-rescale';
 import { l1Scale, localStatistics, maskKey } from '../lib/recipes/sparsify';
 import { rng } from './helpers/models';
 import { writeRaw } from './helpers/raw-values';
-import { runRawJob } from './helpers/raw-job';
+import { runRawJob, type RawJob } from './helpers/raw-job';
 import { randomTensors } from './helpers/special-values';
 import { expectLocalStreamedMixedAlike } from './helpers/local-vs-streamed';
 import { defaultBytes, dir, setUpTensorLocalTests } from './helpers/tensor-local-setup';
@@ -60,6 +60,7 @@ describe('raw tensors: local L1 factors against the della_l1 pass', () => {
     maxTensorBytes: number,
     threads: number,
     chunkedLocalBytes?: number,
+    extraDests?: RawJob['extraDests'],
   ) {
     const n = shape.reduce((a, b) => a * b, 1);
     const della: DellaRecipe = { ...recipe, models: recipe.models.map((m) => ({ ...m })) };
@@ -69,8 +70,8 @@ describe('raw tensors: local L1 factors against the della_l1 pass', () => {
     const source = (m: number) => ({ file: files[m], offset: 0, dtype: dtypes[m] as NativeDtype });
     await setDellaScales(recipes, [{ name: NAME, count: n, source }], run);
     const params = encodeDellaParams(della, (m) => m);
-    const { outFiles } = await runRawJob(dir, { files, dtypes, n, op: 'della', params, threads, chunkedLocalBytes });
-    return { params, bytes: Buffer.concat(outFiles.map((f) => fs.readFileSync(f))) };
+    const { outFiles, extraFiles } = await runRawJob(dir, { files, dtypes, n, op: 'della', params, threads, chunkedLocalBytes, extraDests });
+    return { params, bytes: Buffer.concat(outFiles.map((f) => fs.readFileSync(f))), extra: Buffer.concat(extraFiles.map((f) => fs.readFileSync(f))) };
   }
 
   const SHAPES: [string, number[]][] = [
@@ -79,6 +80,7 @@ describe('raw tensors: local L1 factors against the della_l1 pass', () => {
     ['a 1-D tensor of 5003 (one row over several blocks)', [5003]],
     ['rows of one element', [9, 1]],
     ['600 rows of 8 (several chunks when read in chunks)', [600, 8]],
+    ['300 rows of 12 (chunks of whole rows, not of 8 rows)', [300, 12]],
   ];
   describe.each([
     ['F32', 'F32'],
@@ -117,6 +119,34 @@ describe('raw tensors: local L1 factors against the della_l1 pass', () => {
         expect(chunked.bytes.equals(streamed.bytes)).toBe(true);
       }
     });
+  });
+
+  // A batch of recipes fuses one tensor's dests into one job: a dest of another op holds no rows, and the della dest's
+  // chunks must still be whole blocks of its rows (dellaChunkUnit), held whole or read in chunks.
+  test.each([
+    ['rows of 1500 over two 64 Ki chunks', [50, 1500]],
+    ['rows of 12, chunks not a multiple of 8 rows', [300, 12]],
+  ])('fused with a linear dest, %s: the bytes of the streamed della', async (_what, shape) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const raw = randomTensors(n, 2, n + 7, [1e-3, 1e-2, 0.5]);
+    const files = [writeRaw(dir, raw.base, 'BF16').file, ...raw.models.map((m) => writeRaw(dir, m, 'BF16').file)];
+    const dtypes: Dtype[] = ['BF16', 'BF16', 'BF16'];
+    const recipe: DellaRecipe = {
+      base: 0,
+      consensus: true,
+      normalize: true,
+      lambda: 1,
+      rows: dellaRows(shape),
+      models: [1, 2].map((m, k) => ({ model: m, weight: [0.6, 0.4][k], density: 0.5, epsilon: 0.1, seedKey: maskKey(3, NAME, m), scale: 1 })),
+    };
+    const linear: RawJob['extraDests'] = [{ op: 'linear', w: [0.25, 0.5, 0.25] }];
+    const streamed = await merged(files, dtypes, shape, recipe, 0, 2, undefined, linear);
+    for (const chunkedLocalBytes of [undefined, 0]) {
+      const fused = await merged(files, dtypes, shape, recipe, defaultBytes, 2, chunkedLocalBytes, linear);
+      expect(fused.params.length).toBe(7 + 8 * 2); // local: the engine resolves the factors
+      expect(fused.bytes.equals(streamed.bytes)).toBe(true);
+      expect(fused.extra.equals(streamed.extra)).toBe(true);
+    }
   });
 });
 
