@@ -25,8 +25,9 @@ void rankCuts(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t coun
 // the elements above it and collects the rank keys inside it, and nth_element among those finds the
 // cut. A window whose keys overflow their room (ties at the cut) counts its elements per |d| value
 // instead, and a partial scan finds the rank among the equal ones. The same cuts as rankCutsByHistogram
-// (keys are unique); false, cuts unset, when a rank falls outside its window or a counted window holds
-// too many distinct values (sparse_select.cc; then use that one).
+// (keys are unique); false when a rank falls outside its window or a counted window holds too many
+// distinct values (sparse_select.cc), with the cuts of earlier windows possibly written: then use that
+// one, which writes every cut.
 bool rankCutsWindowed(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts);
 // Two or three passes: a histogram of |d|'s high 16 bits shared by all cuts, one of the low 16 bits
 // inside each chosen bin, and the index scan for a rank among equal |d|.

@@ -30,12 +30,13 @@ void testQueuedBudget() {
   CHECK(!buffers.admitQueued(1), "a byte admitted into a full budget");
 }
 
-// Waits (up to 10 s) until `count` reaches `want`; then checks that it stays there for 50 ms (no thread that should be held returns).
-bool settlesAt(const std::atomic<int>& count, int want) {
+// Waits (up to 10 s, for threads a loaded machine starts late) until arrived() holds, then 50 ms more, so that a thread that
+// should stay held but does not has time to show it.
+template <class F>
+void waitUntil(F arrived) {
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (count.load() < want && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (!arrived() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  return count.load() == want;
 }
 
 // One writer held, kMaxQueuedBlocks queued as the file's own, `budgetBlocks` queued in the run's budget, `alongside` more
@@ -60,7 +61,9 @@ void testBlocksHeldByAWrite(uint64_t seed, uint64_t budgetBlocks, int alongside)
       });
     }
     const int queued = static_cast<int>(wm::BlockAssembler::kMaxQueuedBlocks + budgetBlocks);
-    CHECK(settlesAt(returned, queued), "budget %llu: %d of %d puts returned while the file's writes were held, not the %d queued",
+    // Every thread has arrived once the queued ones have returned and the rest have started their writes alongside.
+    waitUntil([&] { return returned.load() >= queued && buffers.writesAlongside() >= static_cast<uint64_t>(alongside); });
+    CHECK(returned.load() == queued, "budget %llu: %d of %d puts returned while the file's writes were held, not the %d queued",
           static_cast<unsigned long long>(budgetBlocks), returned.load(), blocks, queued);
     CHECK(buffers.queuedBytes() == budgetBlocks * block, "budget %llu blocks: %llu bytes counted as queued",
           static_cast<unsigned long long>(budgetBlocks), static_cast<unsigned long long>(buffers.queuedBytes()));
