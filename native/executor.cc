@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <numeric>
 #include <thread>
 
 #include "block_assembler.h"
@@ -161,15 +162,18 @@ class Run {
   }
 
   // Della's and arcee_fusion's pieces hold whole blocks of rows (kernels/della.h, arcee_fusion.h): the block, or 1 for any other job.
+  // Whole rows of every op that works within rows, della's blocks and arcee_fusion's rows, whose lengths differ on a tensor of
+  // 3 or more dimensions (a batch's fused job can hold both): their lcm.
   static uint64_t rowBlock(const Job& job) {
     DellaModel unused;
     if (job.stat == JobStat::DellaL1) return decodeDellaStat(job.statParams, job.count, unused).block();
     if (job.stat == JobStat::ArceeHistogram) return decodeArceeHistogram(job.statParams, job.sources.size(), job.count).rows.rowLength;
+    uint64_t rows = 1;
     for (const Dest& d : job.dests) {
-      if (d.op == DestOp::Della) return decodeDellaParams(d.params, job.sources.size(), job.count).rows.block();
-      if (d.op == DestOp::ArceeFusion) return decodeArceeParams(d.params, job.sources.size(), job.count).rowLength;
+      if (d.op == DestOp::Della) rows = std::lcm(rows, decodeDellaParams(d.params, job.sources.size(), job.count).rows.block());
+      if (d.op == DestOp::ArceeFusion) rows = std::lcm(rows, decodeArceeParams(d.params, job.sources.size(), job.count).rowLength);
     }
-    return 1;
+    return rows;
   }
 
   // A tensor-local job is one task of all its pieces (after the pending ones, `first` up to `at`); returns its last piece.

@@ -11,6 +11,7 @@ import { localJobReads } from '../lib/engine/execute-plan';
 import { loadNative, NativePlan, runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
 import { DellaRecipe, dellaRows, encodeDellaParams } from '../lib/engine/della-params';
+import { encodeArceeFusionParams } from '../lib/engine/arcee-fusion-params';
 import type { TensorRecipe } from '../lib/engine/plan';
 import { setDellaScales } from '../lib/recipes/della-rescale';
 import { l1Scale, localStatistics, maskKey } from '../lib/recipes/sparsify';
@@ -147,6 +148,35 @@ describe('raw tensors: local L1 factors against the della_l1 pass', () => {
       expect(fused.bytes.equals(streamed.bytes)).toBe(true);
       expect(fused.extra.equals(streamed.extra)).toBe(true);
     }
+  });
+
+  // arcee_fusion works within rows of the last dimension, della within blocks along dim 1: on a 3-D tensor a fused job's
+  // pieces must hold whole ones of both (native/executor.cc's rowBlock: their lcm), whichever dest comes first.
+  test('fused after an arcee_fusion dest, a 3-D tensor: each dest writes what it writes alone', async () => {
+    const shape = [3, 40, 24];
+    const n = shape.reduce((a, b) => a * b, 1);
+    const raw = randomTensors(n, 2, 91, [1e-3, 1e-2, 0.5]);
+    const files = [writeRaw(dir, raw.base, 'BF16').file, ...raw.models.map((m) => writeRaw(dir, m, 'BF16').file)];
+    const dtypes: Dtype[] = ['BF16', 'BF16', 'BF16'];
+    const della = encodeDellaParams(
+      {
+        base: 0,
+        consensus: true,
+        normalize: true,
+        lambda: 1,
+        rows: dellaRows(shape),
+        models: [1, 2].map((m, k) => ({ model: m, weight: [0.6, 0.4][k], density: 0.5, epsilon: 0.1, seedKey: maskKey(3, NAME, m), scale: 1.25 })),
+      },
+      (m) => m,
+    );
+    const arcee = encodeArceeFusionParams({ base: 0, model: 1, rowLength: shape[2], threshold: 1e-4 }, (m) => m);
+    const job = { files, dtypes, n, threads: 2 };
+    const fused = await runRawJob(dir, { ...job, op: 'arcee_fusion', params: arcee, extraDests: [{ op: 'della', w: [], params: della }] });
+    const arceeAlone = await runRawJob(dir, { ...job, op: 'arcee_fusion', params: arcee });
+    const dellaAlone = await runRawJob(dir, { ...job, op: 'della', params: della });
+    const bytes = (files: string[]) => Buffer.concat(files.map((f) => fs.readFileSync(f)));
+    expect(bytes(fused.outFiles).equals(bytes(arceeAlone.outFiles))).toBe(true);
+    expect(bytes(fused.extraFiles).equals(fs.readFileSync(dellaAlone.outFiles[0]))).toBe(true); // the F32 output
   });
 });
 
