@@ -103,6 +103,7 @@ uint64_t DeviceRun::bytesPerWorker() const {
   uint64_t resultsMax = 0;
   const auto alignUp = [](uint64_t x) { return (x + 15) & ~uint64_t{15}; };
   for (const Task& task : run_.tasks) {
+    if (task.local) continue;  // a tensor-local task runs every dest on the CPU (Run::runPiece), even a fused one's linear
     std::fill(slot.begin(), slot.end(), 0);
     uint64_t results = 0;
     for (size_t p = task.first; p < task.first + task.count; ++p) {
