@@ -12,6 +12,7 @@ import { parseRecipe } from '../lib/recipes/recipe';
 import { fusePlans } from '../lib/engine/fuse-plans';
 import { MergePlan, mergePlanOf } from '../lib/engine/plan';
 import { packJobColumns } from '../lib/engine/packed-jobs';
+import { OpenMomentsTable } from '../lib/engine/open-moments';
 import { ensureCliBuilt, expectOneLineError, runCli } from './helpers/cli';
 import { dir, useTempDir } from './helpers/temp-dir';
 import { slerpSliceRecipe } from './helpers/slerp-recipe';
@@ -278,6 +279,10 @@ test('a fused plan reads each tensor once where the recipes agree on the source 
   const cut = plan([{ ...job([[0, 100]], 'copy', [0]), count: 2 }], ['a']);
   const both = fusePlans([p3, cut]);
   expect(both.jobs.map((j) => j.count)).toEqual([4, 2]);
+  // A plan whose dests wait for their moments' answers (its own table's ids) is refused, not fused without its table.
+  const open = new OpenMomentsTable();
+  open.add({ pairs: [[0, 1]], pieceElements: 4, count: 4, resolve: () => ({ op: 'copy', model: 0 }) }, [0, 1]);
+  expect(() => fusePlans([p1, mergePlanOf({ ...p3, openMoments: open })])).toThrow('internal: a plan with open moments is not fused');
 });
 
 test('write blocks shrink as outputs grow, never below 1 MiB', () => {

@@ -35,6 +35,8 @@ export function fusePlans(plans: MergePlan[]): MergePlan {
   const members: Member[] = [];
   let bytesToWrite = 0;
   for (const plan of plans) {
+    // Their dests' callback ids index each plan's own table: fused, they would answer from no table or from another's.
+    if (plan.openMoments) throw new Error('internal: a plan with open moments is not fused');
     const outputBase = outputs.length;
     outputs.push(...plan.outputs);
     models.push(...plan.models);
