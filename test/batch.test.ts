@@ -243,7 +243,7 @@ test('a fused plan reads each tensor once where the recipes agree on the source 
     ['b', 'a'],
   );
   const p3 = plan([job([[0, 100]], 'copy', [0])], ['a']);
-  const fused = fusePlans([p1, p2, p3]);
+  const fused = fusePlans([p1, p2, p3], () => true);
   expect(fused.inputs).toEqual(['a', 'b']);
   expect(reads(fused).sort()).toEqual(['a:100', 'a:300', 'b:200', 'b:300']);
   expect(fused.jobs).toHaveLength(2);
@@ -273,16 +273,16 @@ test('a fused plan reads each tensor once where the recipes agree on the source 
     ],
     ['a', 'b'],
   );
-  const apart = fusePlans([p1, swapped]);
+  const apart = fusePlans([p1, swapped], () => true);
   expect(reads(apart).sort()).toEqual(['a:100', 'a:100', 'b:200', 'b:200', 'b:300']);
   // The first rows of a tensor (a vocabulary cut) are another read than the whole tensor.
   const cut = plan([{ ...job([[0, 100]], 'copy', [0]), count: 2 }], ['a']);
-  const both = fusePlans([p3, cut]);
+  const both = fusePlans([p3, cut], () => true);
   expect(both.jobs.map((j) => j.count)).toEqual([4, 2]);
   // A plan whose dests wait for their moments' answers (its own table's ids) is refused, not fused without its table.
   const open = new OpenMomentsTable();
   open.add({ pairs: [[0, 1]], pieceElements: 4, count: 4, resolve: () => ({ op: 'copy', model: 0 }) }, [0, 1]);
-  expect(() => fusePlans([p1, mergePlanOf({ ...p3, openMoments: open })])).toThrow('internal: a plan with open moments is not fused');
+  expect(() => fusePlans([p1, mergePlanOf({ ...p3, openMoments: open })], () => true)).toThrow('internal: a plan with open moments is not fused');
 });
 
 test('write blocks shrink as outputs grow, never below 1 MiB', () => {
@@ -407,4 +407,74 @@ describe('the command line', () => {
     const one = await runCli(['merge', file, '--part', '1/2', '-o', path.join(where, 'out')]);
     expect(expectOneLineError(one, 2)).toMatch(/--part splits a batch of recipes/);
   }, 60000);
+});
+
+test('a fused tensor-local job grows only while its sources fit the local pool', () => {
+  // `sparse` params in their flat layout: no model thins here, and the optional tail marks the statistics open.
+  const sparse = (base: number, models: number[], open: boolean) => [
+    0,
+    0,
+    1,
+    20,
+    base,
+    models.length,
+    ...models.flatMap((s) => [s, 1, 1, 0, 0, 0, 0, 0, 0, 1]),
+    ...(open ? models.flatMap(() => [1, 0, 0, 0]) : []),
+  ];
+  // One plan per recipe, one tensor each: 4 bf16 elements (8 bytes) of file f at offset 0 for each of its sources.
+  const plan = (files: string[], op: 'sparse' | 'linear', open = false, output = 0): MergePlan =>
+    mergePlanOf({
+      inputs: files,
+      outputs: [{ path: `/out/${op}-${files.join('')}-${output}`, size: 16, head: Buffer.alloc(8) }],
+      packedJobs: packJobColumns([
+        {
+          count: 4,
+          sources: files.map((_, input) => ({ input, offset: 0, dtype: 'BF16' as const })),
+          dests: [
+            op === 'sparse'
+              ? {
+                  output: 0,
+                  offset: 8,
+                  dtype: 'BF16' as const,
+                  op,
+                  w: [],
+                  params: sparse(
+                    0,
+                    files.slice(1).map((_, k) => k + 1),
+                    open,
+                  ),
+                }
+              : { output: 0, offset: 8, dtype: 'BF16' as const, op, w: files.map(() => 1 / files.length) },
+          ],
+        },
+      ]),
+      models: [],
+      bytesToWrite: 16,
+    });
+  const sourcesOf = (p: MergePlan) => p.jobs.map((j) => j.sources.map((s) => p.inputs[s.input]).join(''));
+  const opsOf = (p: MergePlan) => p.jobs.map((j) => j.dests.map((d) => `${d.op}${d.output}`).join(' '));
+  const threeSources = (bytes: number) => bytes <= 24;
+  // Local (open) members over a shared base: two fit one job of three sources, the third starts another, which a
+  // closed member then joins rather than growing the first past the pool; a second closed one fits neither.
+  const plans = [
+    plan(['a', 'b'], 'sparse', true),
+    plan(['a', 'c'], 'sparse', true),
+    plan(['a', 'd'], 'sparse', true),
+    plan(['a', 'e'], 'sparse'),
+    plan(['a', 'f'], 'sparse'),
+  ];
+  const bounded = fusePlans(plans, threeSources);
+  expect(sourcesOf(bounded)).toEqual(['abc', 'ade', 'af']);
+  expect(opsOf(bounded)).toEqual(['sparse0 sparse1', 'sparse2 sparse3', 'sparse4']);
+  // Without a bound (or without an open member) they all share one job, as before.
+  expect(sourcesOf(fusePlans(plans, () => true))).toEqual(['abcdef']);
+  const closed = [plan(['a', 'b'], 'sparse'), plan(['a', 'c'], 'sparse'), plan(['a', 'd'], 'sparse')];
+  expect(sourcesOf(fusePlans(closed, () => false))).toEqual(['abcd']);
+  // A closed job that a local member joined holds its sources whole from then on: a later closed member starts another.
+  const joined = [plan(['a', 'b'], 'sparse'), plan(['a', 'c'], 'sparse', true), plan(['a', 'd'], 'sparse')];
+  expect(sourcesOf(fusePlans(joined, threeSources))).toEqual(['abc', 'ad']);
+  // A local member joins a linear job that holds its tensors only where that job's sources fit the pool too.
+  const linear = [plan(['a', 'b', 'c', 'd'], 'linear'), plan(['a', 'b'], 'sparse', true)];
+  expect(opsOf(fusePlans(linear, threeSources))).toEqual(['linear0', 'sparse1']);
+  expect(opsOf(fusePlans(linear, () => true))).toEqual(['linear0 sparse1']);
 });

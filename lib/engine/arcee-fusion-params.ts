@@ -33,6 +33,11 @@ export function arceeHistogramParams(rowLength: number, shift: number, bits: num
   return [rowLength, 0, 1, shift, bits, ...prefixes, ...(rowDivergence ?? [])];
 }
 
+/** Whether the dest leaves its threshold open ([row length, base, model] alone): a tensor-local job, its job's sources held whole. */
+export function arceeFusionParamsOpen(params: readonly number[]): boolean {
+  return params.length === 3;
+}
+
 /** The same dest parameters for a job whose sources are renumbered (a fused batch plan's jobs). */
 export function remapArceeFusionSources(params: readonly number[], to: (source: number) => number): number[] {
   return [params[0], to(params[1]), to(params[2]), ...params.slice(3)];

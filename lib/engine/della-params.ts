@@ -63,6 +63,11 @@ export function dellaStatParams(rows: DellaRows, m: DellaModel): number[] {
 const HEADER = 7;
 const PER_MODEL = 7;
 
+/** Whether the dest leaves L1 factors open (the optional tail): a tensor-local job, its job's sources held whole. */
+export function dellaParamsOpen(params: readonly number[]): boolean {
+  return params.length > HEADER + PER_MODEL * params[6];
+}
+
 /** The same parameters for a job whose sources are renumbered (a fused batch plan's jobs). */
 export function remapDellaSources(params: readonly number[], to: (source: number) => number): number[] {
   const out = [...params];

@@ -51,11 +51,16 @@ export function encodeElementwiseParams(
   return params;
 }
 
+/** Whether a ram dest leaves its λ open (ramplus_tl's tail, an odd length): a tensor-local job, its job's sources held whole. */
+export function ramParamsOpen(params: readonly number[]): boolean {
+  return params.length % 2 === 1;
+}
+
 /** The same parameters with every source index renumbered (plans fused into one job). */
 export function remapElementwiseSources(op: ElementwiseOp, params: readonly number[], to: (source: number) => number): number[] {
   if (op === 'nearswap') return [to(params[0]), to(params[1]), params[2]];
   if (op === 'ram') {
-    const pairsEnd = params.length % 2 === 1 ? params.length - RAM_OPEN_TAIL : params.length;
+    const pairsEnd = ramParamsOpen(params) ? params.length - RAM_OPEN_TAIL : params.length;
     return params.map((x, i) => (i === 0 || (i >= 2 && i < pairsEnd && i % 2 === 0) ? to(x) : x));
   }
   const m = params[2];

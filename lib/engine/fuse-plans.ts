@@ -4,16 +4,20 @@
  * writes: a copy, sparse, nearswap, ram, row_linear, della, sce or arcee_fusion destination names its sources by index (renumbered here), and a linear (or
  * lerp) destination, whose sum runs over all of its job's sources in order, keeps exactly its own plan's
  * source list; a tensor that two plans combine from different source lists is read once per list.
+ * A job that resolves statistics from its tensor in memory (an open dest: the engine's tensor-local job) holds every
+ * source of its job whole, so a fused job with one grows only while its sources fit the local pool; past that, the
+ * member that would grow it reads its tensors in a job of its own.
  */
 import { InputFiles } from './input-files';
 import type { NativeDest, NativeJob, NativeOutput, NativeSource } from './native';
 import { MergePlan, mergePlanOf, PlannedModel } from './plan';
 import { packJobColumns } from './packed-jobs';
-import { remapSparseSources } from './sparse-params';
-import { remapElementwiseSources } from './elementwise-params';
-import { remapDellaSources } from './della-params';
-import { remapSceSources } from './sce-params';
-import { remapArceeFusionSources } from './arcee-fusion-params';
+import { remapSparseSources, sparseParamsOpen } from './sparse-params';
+import { ramParamsOpen, remapElementwiseSources } from './elementwise-params';
+import { dellaParamsOpen, remapDellaSources } from './della-params';
+import { remapSceSources, sceParamsOpen } from './sce-params';
+import { arceeFusionParamsOpen, remapArceeFusionSources } from './arcee-fusion-params';
+import { NATIVE_DTYPE_BYTES } from '../format/dtypes';
 
 /** One job of one plan, its sources renumbered into the fused plan's inputs. */
 interface Member {
@@ -21,14 +25,21 @@ interface Member {
   sources: NativeSource[];
   /** One key per source (input, offset, count): the same tensor of the same file has the same key in every plan. */
   keys: string[];
+  /** Each source's bytes, by key. */
+  bytes: number[];
+  /** A dest leaves statistics open: the engine holds the job's sources whole. */
+  local: boolean;
   outputBase: number;
   /** Where the job sits in its own plan (0..1): fused jobs keep every output's write order. */
   at: number;
   index: number;
 }
 
-/** Fused jobs: one per group of members that read a common tensor (more where linear source lists differ). */
-export function fusePlans(plans: MergePlan[]): MergePlan {
+/**
+ * Fused jobs: one per group of members that read a common tensor (more where linear source lists differ, or where a
+ * tensor-local job's sources would not fit the local pool: `fitsLocal(bytes)`, the recipes' fitsLocalPool).
+ */
+export function fusePlans(plans: MergePlan[], fitsLocal: (bytes: number) => boolean): MergePlan {
   const inputs = new InputFiles();
   const outputs: NativeOutput[] = [];
   const models: PlannedModel[] = [];
@@ -49,6 +60,8 @@ export function fusePlans(plans: MergePlan[]): MergePlan {
         job,
         sources,
         keys: sources.map((s) => `${s.input}:${s.offset}:${job.count}`),
+        bytes: sources.map((s) => job.count * NATIVE_DTYPE_BYTES[s.dtype]),
+        local: job.dests.some(leavesStatisticsOpen),
         outputBase,
         at: j / plan.jobs.length,
         index: members.length,
@@ -80,7 +93,7 @@ export function fusePlans(plans: MergePlan[]): MergePlan {
 
   const fused: { job: NativeJob; at: number; index: number }[] = [];
   for (const component of components.values()) {
-    for (const group of sourceGroups(component)) {
+    for (const group of sourceGroups(component, fitsLocal)) {
       const count = group.members[0].job.count;
       if (group.members.some((m) => m.job.count !== count)) throw new Error('internal: jobs that share a tensor disagree on its element count');
       const indexOf = new Map(group.keys.map((k, i) => [k, i]));
@@ -96,6 +109,21 @@ interface SourceGroup {
   sources: NativeSource[];
   keys: string[];
   members: Member[];
+  /** Its sources' bytes, and whether a member's dest leaves statistics open (the job then holds them whole). */
+  bytes: number;
+  local: boolean;
+}
+
+/** Whether a destination leaves statistics for the engine to resolve from its tensor in memory (its params' open tail). */
+function leavesStatisticsOpen(d: NativeDest): boolean {
+  const p = d.params ?? [];
+  if (d.op === 'sparse') return sparseParamsOpen(p);
+  if (d.op === 'della') return dellaParamsOpen(p);
+  if (d.op === 'sce') return sceParamsOpen(p);
+  if (d.op === 'arcee_fusion') return arceeFusionParamsOpen(p);
+  if (d.op === 'ram') return ramParamsOpen(p);
+  // A linear dest's open moments never reach a fused plan (fusePlans refuses them).
+  return false;
 }
 
 /** Whether a destination's result depends on its job's whole source list (and its order). */
@@ -115,38 +143,43 @@ function usesAllSources(d: NativeDest): boolean {
 /**
  * The jobs of one component: one per distinct source list of the members whose destinations use
  * every source; the other members join the first of those that holds all their sources, and the
- * rest share one job over the union of their sources.
+ * rest share jobs over the union of their sources: one, unless a tensor-local job's would outgrow the local pool.
  */
-function sourceGroups(component: Member[]): SourceGroup[] {
+function sourceGroups(component: Member[], fitsLocal: (bytes: number) => boolean): SourceGroup[] {
   const groups = new Map<string, SourceGroup>();
-  const loose: Member[] = [];
   for (const m of component) {
     if (!m.job.dests.some(usesAllSources)) continue;
     const key = m.keys.join('|');
     const g = groups.get(key);
-    if (g) g.members.push(m);
-    else groups.set(key, { sources: m.sources, keys: m.keys, members: [m] });
+    if (g) join(g, m);
+    else groups.set(key, groupOf(m));
   }
+  const loose: SourceGroup[] = [];
   for (const m of component) {
     if (m.job.dests.some(usesAllSources)) continue;
-    const home = [...groups.values()].find((g) => m.keys.every((k) => g.keys.includes(k)));
-    if (home) home.members.push(m);
-    else loose.push(m);
+    // With m, a job that holds its sources whole (a member local) must still fit the pool.
+    const fits = (g: SourceGroup) => !(g.local || m.local) || fitsLocal(g.bytes + m.keys.reduce((b, k, i) => (g.keys.includes(k) ? b : b + m.bytes[i]), 0));
+    const home = [...groups.values()].find((g) => m.keys.every((k) => g.keys.includes(k)) && fits(g)) ?? loose.find(fits);
+    if (home) join(home, m);
+    else loose.push(groupOf(m));
   }
-  const out = [...groups.values()];
-  if (loose.length > 0) {
-    const sources: NativeSource[] = [];
-    const keys: string[] = [];
-    for (const m of loose) {
-      m.keys.forEach((k, i) => {
-        if (keys.includes(k)) return;
-        keys.push(k);
-        sources.push(m.sources[i]);
-      });
-    }
-    out.push({ sources, keys, members: loose });
-  }
-  return out;
+  return [...groups.values(), ...loose];
+}
+
+function groupOf(m: Member): SourceGroup {
+  return { sources: [...m.sources], keys: [...m.keys], members: [m], bytes: m.bytes.reduce((a, b) => a + b, 0), local: m.local };
+}
+
+/** m joins g: its sources that g lacks are added in m's order. */
+function join(g: SourceGroup, m: Member): void {
+  g.members.push(m);
+  g.local ||= m.local;
+  m.keys.forEach((k, i) => {
+    if (g.keys.includes(k)) return;
+    g.keys.push(k);
+    g.sources.push(m.sources[i]);
+    g.bytes += m.bytes[i];
+  });
 }
 
 /** A member's destination in the fused job: its output renumbered, and its source indices where it names them. */

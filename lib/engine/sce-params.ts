@@ -38,6 +38,11 @@ export function sceSumSquaresParams(models: number, cut: bigint, indexBits: numb
   return [0, models, ...Array.from({ length: models }, (_, k) => k + 1), keyHigh(cut), keyLow(cut), indexBits];
 }
 
+/** Whether the dest leaves its cut and weights open (the optional tail): a tensor-local job, its job's sources held whole. */
+export function sceParamsOpen(params: readonly number[]): boolean {
+  return params.length > 5 + 2 * params[4];
+}
+
 /** The same dest parameters for a job whose sources are renumbered (a fused batch plan's jobs). */
 export function remapSceSources(params: readonly number[], to: (source: number) => number): number[] {
   const end = 5 + 2 * params[4]; // the open tail holds no source

@@ -71,6 +71,11 @@ export function encodeSparseParams(r: ResolvedSparse, sourceOf: (model: number) 
 /** Numbers per model in the flat layout (its first is the model's source index). */
 const MODEL_PARAMS = 10;
 
+/** Whether the dest leaves statistics open (the optional tail): a tensor-local job, its job's sources held whole. */
+export function sparseParamsOpen(params: readonly number[]): boolean {
+  return params.length > 6 + MODEL_PARAMS * params[5];
+}
+
 /** The same parameters for a job whose sources are renumbered (`to(old index)` = new index): a fused batch plan's jobs. */
 export function remapSparseSources(params: readonly number[], to: (source: number) => number): number[] {
   const out = [...params];

@@ -26,6 +26,7 @@ import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validat
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { planRecipe, RecipePlan, sourceCheckpoints } from './recipe-plan';
 import { batchMomentPairs, resolveStatistics } from './batch-statistics';
+import { fitsLocalPool } from './sparsify';
 
 /** One recipe of a batch, and the folder it writes. */
 export interface BatchRecipe {
@@ -224,6 +225,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
               recipe: (name) => e.recipes!.get(name)!,
             })),
         ),
+        fitsLocalPool,
       ),
     );
     const progress = writeProgress(
