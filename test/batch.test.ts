@@ -13,6 +13,11 @@ import { fusePlans } from '../lib/engine/fuse-plans';
 import { MergePlan, mergePlanOf } from '../lib/engine/plan';
 import { packJobColumns } from '../lib/engine/packed-jobs';
 import { OpenMomentsTable } from '../lib/engine/open-moments';
+import { encodeSparseParams, sparseParamsOpen } from '../lib/engine/sparse-params';
+import { dellaParamsOpen, encodeDellaParams } from '../lib/engine/della-params';
+import { encodeSceParams, sceParamsOpen } from '../lib/engine/sce-params';
+import { encodeElementwiseParams, ramParamsOpen } from '../lib/engine/elementwise-params';
+import { arceeFusionParamsOpen, encodeArceeFusionParams } from '../lib/engine/arcee-fusion-params';
 import { ensureCliBuilt, expectOneLineError, runCli } from './helpers/cli';
 import { dir, useTempDir } from './helpers/temp-dir';
 import { slerpSliceRecipe } from './helpers/slerp-recipe';
@@ -477,4 +482,62 @@ test('a fused tensor-local job grows only while its sources fit the local pool',
   const linear = [plan(['a', 'b', 'c', 'd'], 'linear'), plan(['a', 'b'], 'sparse', true)];
   expect(opsOf(fusePlans(linear, threeSources))).toEqual(['linear0', 'sparse1']);
   expect(opsOf(fusePlans(linear, () => true))).toEqual(['linear0 sparse1']);
+});
+
+test("each op's open tail, written by its own encoder, is what the fusion reads as open", () => {
+  const id = (m: number) => m;
+  for (const models of [1, 2, 3]) {
+    const sparseModel = (open: boolean, k: number) => ({
+      model: k + 1,
+      weight: 0.5,
+      lowKey: 0n,
+      highKey: 0n,
+      density: 0.5,
+      seedKey: 7n,
+      scale: 1,
+      ...(open && k === 0 && { open: { select: true, lowRank: 3, highRank: 3, l1: false } }),
+    });
+    const sparse = (open: boolean) =>
+      encodeSparseParams(
+        { base: 0, consensus: 'sum', normalize: true, lambda: 1, indexBits: 20, models: Array.from({ length: models }, (_, k) => sparseModel(open, k)) },
+        id,
+      );
+    expect([sparseParamsOpen(sparse(false)), sparseParamsOpen(sparse(true))]).toEqual([false, true]);
+    const della = (open: boolean) =>
+      encodeDellaParams(
+        {
+          base: 0,
+          consensus: true,
+          normalize: true,
+          lambda: 1,
+          rows: { length: 4, stride: 1 },
+          models: Array.from({ length: models }, (_, k) => ({ model: k + 1, weight: 0.5, density: 0.5, epsilon: 0.1, seedKey: 3n, scale: 1, open })),
+        },
+        id,
+      );
+    expect([dellaParamsOpen(della(false)), dellaParamsOpen(della(true))]).toEqual([false, true]);
+    const sce = (open?: { selectTopk: number; sumPiece: number; recomputeVariances?: boolean }) =>
+      encodeSceParams(
+        {
+          base: 0,
+          models: Array.from({ length: models }, (_, k) => k + 1),
+          weights: Array(models).fill(1 / models),
+          cut: 0n,
+          indexBits: 20,
+          ...(open && { open }),
+        },
+        id,
+      );
+    expect([
+      sceParamsOpen(sce()),
+      sceParamsOpen(sce({ selectTopk: 0.5, sumPiece: 64 })),
+      sceParamsOpen(sce({ selectTopk: 0.5, sumPiece: 64, recomputeVariances: true })),
+    ]).toEqual([false, true, true]);
+    const sources = Array.from({ length: models + 1 }, (_, k) => k);
+    const ram = (open: boolean) =>
+      encodeElementwiseParams('ram', sources, [1e-3, ...Array(models).fill(0.5)], undefined, open ? { r: 0.5, alpha: 0.2, epsilon: 1e-3 } : undefined);
+    expect([ramParamsOpen(ram(false)), ramParamsOpen(ram(true))]).toEqual([false, true]);
+  }
+  const arcee = (open: boolean) => encodeArceeFusionParams({ base: 0, model: 1, rowLength: 8, threshold: 0.25, open }, (m) => m);
+  expect([arceeFusionParamsOpen(arcee(false)), arceeFusionParamsOpen(arcee(true))]).toEqual([false, true]);
 });
