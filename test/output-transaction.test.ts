@@ -117,6 +117,69 @@ describe('begin / commit / abort', () => {
   });
 });
 
+describe('several outputs published all or none (a batch, a sweep)', () => {
+  async function three(force = false) {
+    const targets = ['a', 'b', 'c'].map((n) => path.join(dir, n));
+    const txs: OutputTransaction[] = [];
+    for (const t of targets) {
+      const tx = await OutputTransaction.begin(t, { force });
+      write(path.join(tx.tempDir, 'model.safetensors'), `new ${path.basename(t)}`);
+      txs.push(tx);
+    }
+    return { targets, txs };
+  }
+
+  test('all published, nothing else left', async () => {
+    const { targets, txs } = await three();
+    await OutputTransaction.commitAll(txs);
+    expect(ls(dir)).toEqual(['a', 'b', 'c']);
+    for (const t of targets) expect(fs.readFileSync(path.join(t, 'model.safetensors'), 'utf8')).toBe(`new ${path.basename(t)}`);
+  });
+
+  test('a target that appeared meanwhile: none published, the others swap nothing out under --force', async () => {
+    write(path.join(dir, 'a', 'model.safetensors'), 'old a');
+    const { txs } = await three(true);
+    // c is begun without --force; its target then appears.
+    await txs[2].abort();
+    txs[2] = await OutputTransaction.begin(path.join(dir, 'c'));
+    write(path.join(dir, 'c', 'theirs'), 'x');
+    const err = await failure(OutputTransaction.commitAll(txs));
+    expect(err.code).toBe('OutputExists');
+    expect(fs.readFileSync(path.join(dir, 'a', 'model.safetensors'), 'utf8')).toBe('old a');
+    expect(fs.existsSync(path.join(dir, 'b'))).toBe(false);
+    for (const tx of [...txs].reverse()) await tx.abort();
+    expect(ls(dir)).toEqual(['a', 'c']);
+  });
+
+  test('an abort signal during the syncs publishes none', async () => {
+    const { txs } = await three();
+    const ac = new AbortController();
+    ac.abort();
+    const err = await failure(OutputTransaction.commitAll(txs, ac.signal));
+    expect(err.code).toBe('Aborted');
+    for (const tx of [...txs].reverse()) await tx.abort();
+    expect(ls(dir)).toEqual([]);
+  });
+
+  test('a rename that fails puts back the outputs published before it, and the old one under --force', async () => {
+    write(path.join(dir, 'a', 'model.safetensors'), 'old a');
+    const { txs } = await three(true);
+    // c's old output cannot be moved aside: the folder it would go to is taken (a non-empty folder of that name).
+    write(path.join(dir, 'c', 'model.safetensors'), 'old c');
+    const aside = path.join(dir, `.c.weightmix-old-${process.pid}`);
+    write(path.join(aside, 'x'), 'x');
+    const err = await failure(OutputTransaction.commitAll(txs));
+    expect(err.code).toBe('OutputError');
+    expect(err.message).toMatch(/^cannot move .*c aside to replace it: /);
+    fs.rmSync(aside, { recursive: true });
+    expect(fs.readFileSync(path.join(dir, 'a', 'model.safetensors'), 'utf8')).toBe('old a');
+    expect(fs.existsSync(path.join(dir, 'b'))).toBe(false);
+    expect(fs.readFileSync(path.join(dir, 'c', 'model.safetensors'), 'utf8')).toBe('old c');
+    for (const tx of [...txs].reverse()) await tx.abort();
+    expect(ls(dir)).toEqual(['a', 'c']);
+  });
+});
+
 describe('--force', () => {
   test('the old output stays whole until commit, then is swapped out and removed', async () => {
     const target = path.join(dir, 'out');

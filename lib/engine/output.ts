@@ -81,16 +81,59 @@ export class OutputTransaction {
    * an abort that arrives before the rename still stops it.
    */
   async commit(signal?: AbortSignal): Promise<void> {
-    if (this.finished) throw new Error('internal: transaction already finished');
-    await syncTree(this.tempDir);
+    await OutputTransaction.commitAll([this], signal);
+  }
+
+  /**
+   * Publishes several outputs (a batch's, a sweep's) all or none: every folder synced first, so that an abort or a
+   * failed sync publishes none; every target checked for a folder that appeared meanwhile; then each renamed into place,
+   * a rename that still fails putting back those before it; old folders (--force) deleted once all are in place. A
+   * part's per-file publish into a shared target (`mergeInto`) is not put back: other parts' files live there too.
+   */
+  static async commitAll(txs: readonly OutputTransaction[], signal?: AbortSignal): Promise<void> {
+    if (txs.some((tx) => tx.finished)) throw new Error('internal: transaction already finished');
+    for (const tx of txs) await syncTree(tx.tempDir);
     if (signal?.aborted) throw abortError('the merge was aborted before it was published', signal);
-    if (this.mergeInto) return this.commitInto();
-    const parent = path.dirname(this.target);
+    for (const tx of txs) tx.checkTarget();
+    const published: { tx: OutputTransaction; old: string | null }[] = [];
+    try {
+      for (const tx of txs) {
+        if (tx.mergeInto) await tx.commitInto();
+        else published.push({ tx, old: await tx.publish() });
+      }
+    } catch (e) {
+      // Latest first, each folder back to its temporary name and the old one (--force) back in place.
+      for (const { tx, old } of published.reverse()) await tx.unpublish(old);
+      throw e;
+    }
+    for (const { tx, old } of published) {
+      await syncDir(path.dirname(tx.target));
+      tx.finished = true;
+      if (old) await fs.promises.rm(old, { recursive: true, force: true });
+      await fs.promises.rm(tx.lockFile, { force: true });
+    }
+  }
+
+  /** Refuses a target that appeared while merging (without --force): before any output of the run is published. */
+  private checkTarget(): void {
+    if (this.force) return;
+    if (!this.mergeInto) {
+      if (fs.existsSync(this.target)) throw new WeightmixError('OutputExists', `output ${this.target} appeared while merging; not replacing it`);
+      return;
+    }
+    if (!fs.existsSync(this.target)) return;
+    const clash = fs.readdirSync(this.tempDir).find((n) => n.endsWith('.safetensors') && fs.existsSync(path.join(this.target, n)));
+    if (clash) throw new WeightmixError('OutputExists', `${path.join(this.target, clash)} already exists (use --force to replace it)`);
+  }
+
+  /** Renames the folder into place, an existing one (--force) first aside; returns where that one went. */
+  private async publish(): Promise<string | null> {
     let old: string | null = null;
     if (fs.existsSync(this.target)) {
-      if (!this.force) throw new WeightmixError('OutputExists', `output ${this.target} appeared while merging; not replacing it`);
-      old = path.join(parent, `.${path.basename(this.target)}${OLD_TAG}${process.pid}`);
-      await fs.promises.rename(this.target, old);
+      old = path.join(path.dirname(this.target), `.${path.basename(this.target)}${OLD_TAG}${process.pid}`);
+      await fs.promises.rename(this.target, old).catch((e: Error) => {
+        throw new WeightmixError('OutputError', `cannot move ${this.target} aside to replace it: ${e.message}`);
+      });
     }
     try {
       await fs.promises.rename(this.tempDir, this.target);
@@ -98,20 +141,19 @@ export class OutputTransaction {
       if (old) await fs.promises.rename(old, this.target);
       throw new WeightmixError('OutputError', `cannot publish ${this.target}: ${(e as Error).message}`);
     }
-    await syncDir(parent);
-    this.finished = true;
-    if (old) await fs.promises.rm(old, { recursive: true, force: true });
-    await fs.promises.rm(this.lockFile, { force: true });
+    return old;
+  }
+
+  /** publish() undone: the folder back to its temporary name (abort() then removes it), the old one back in place. */
+  private async unpublish(old: string | null): Promise<void> {
+    await fs.promises.rename(this.target, this.tempDir);
+    if (old) await fs.promises.rename(old, this.target);
   }
 
   /** Parts of a job array share the target: each publishes its files by rename, one at a time. */
   private async commitInto(): Promise<void> {
     await fs.promises.mkdir(this.target, { recursive: true });
     const names = await fs.promises.readdir(this.tempDir);
-    if (!this.force) {
-      const clash = names.find((n) => n.endsWith('.safetensors') && fs.existsSync(path.join(this.target, n)));
-      if (clash) throw new WeightmixError('OutputExists', `${path.join(this.target, clash)} already exists (use --force to replace it)`);
-    }
     for (const name of names) await fs.promises.rename(path.join(this.tempDir, name), path.join(this.target, name));
     await syncDir(this.target);
     this.finished = true;

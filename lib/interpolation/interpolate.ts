@@ -272,7 +272,7 @@ export async function runInterpolation(
       }
     };
     const ran = await besideReserved(running, writeFiles);
-    for (const tx of transactions) await tx.commit(options.signal);
+    await OutputTransaction.commitAll(transactions, options.signal);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const files = plan.models.reduce((n, m) => n + m.shards.filter((s) => s.written).length, 0);
     return {

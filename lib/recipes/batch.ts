@@ -242,7 +242,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
       ran = await executeMergePlan(pass, { threads, blockBytes: passBlock, direct, device }, { signal: options.signal, onProgress: progress.pass(pass) }, name);
     }
     for (const e of entries) await finishRecipeOutput(e.plan!.models[0], e.recipe, e.ckpts, e.planned, e.recipes!);
-    for (const tx of begun) await tx.commit(options.signal);
+    await OutputTransaction.commitAll(begun, options.signal);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const outputs = entries.map((e) => ({
       name: e.name,
