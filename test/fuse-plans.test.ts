@@ -175,6 +175,9 @@ test('a fused tensor-local job grows only while its sources fit the local pool',
   // A closed job that a local member joined holds its sources whole from then on: a later closed member starts another.
   const joined = [plan(['a', 'b'], 'sparse'), plan(['a', 'c'], 'sparse', true), plan(['a', 'd'], 'sparse')];
   expect(sourcesOf(fusePlans(joined, threeSources))).toEqual(['abc', 'ad']);
+  // A member that fits several jobs joins the one it adds the fewest tensors to: c is not read twice.
+  const nearest = [plan(['a', 'b'], 'sparse', true), plan(['a', 'c', 'd'], 'sparse', true), plan(['a', 'c'], 'sparse')];
+  expect(sourcesOf(fusePlans(nearest, threeSources))).toEqual(['ab', 'acd']);
   // A local member joins a linear job that holds its tensors only where that job's sources fit the pool too.
   const linear = [plan(['a', 'b', 'c', 'd'], 'linear'), plan(['a', 'b'], 'sparse', true)];
   expect(opsOf(fusePlans(linear, threeSources))).toEqual(['linear0', 'sparse1']);

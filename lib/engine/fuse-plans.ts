@@ -157,9 +157,12 @@ function sourceGroups(component: Member[], fitsLocal: (bytes: number) => boolean
   const loose: SourceGroup[] = [];
   for (const m of component) {
     if (m.job.dests.some(usesAllSources)) continue;
-    // With m, a job that holds its sources whole (a member local) must still fit the pool.
-    const fits = (g: SourceGroup) => !(g.local || m.local) || fitsLocal(g.bytes + m.keys.reduce((b, k, i) => (g.keys.includes(k) ? b : b + m.bytes[i]), 0));
-    const home = [...groups.values()].find((g) => m.keys.every((k) => g.keys.includes(k)) && fits(g)) ?? loose.find(fits);
+    // The bytes m would add to g; with m, a job that holds its sources whole (a member local) must still fit the pool.
+    const added = (g: SourceGroup) => m.keys.reduce((b, k, i) => (g.keys.includes(k) ? b : b + m.bytes[i]), 0);
+    const fits = (g: SourceGroup) => !(g.local || m.local) || fitsLocal(g.bytes + added(g));
+    // Of the loose jobs it fits, the one it adds the fewest bytes to (the first of equals): a tensor another holds is not read twice.
+    const fewest = loose.filter(fits).reduce<SourceGroup | undefined>((best, g) => (best === undefined || added(g) < added(best) ? g : best), undefined);
+    const home = [...groups.values()].find((g) => m.keys.every((k) => g.keys.includes(k)) && fits(g)) ?? fewest;
     if (home) join(home, m);
     else loose.push(groupOf(m));
   }
