@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 
 #include "arcee_fusion_rows.h"
 #include "cpu_backends.h"
@@ -113,9 +114,20 @@ struct CountsAtExit {
 
 }  // namespace
 
+namespace {
+
+// p * log r alone (nothing to fuse it with), a NaN made the default quiet NaN: of two NaN operands (p NaN, r < 0) the
+// product keeps the payload of whichever the compiler put first, so the scalar and SIMD paths would differ in its sign.
+double exactTerm(double p, double logR) {
+  const double t = num::mulRn(p, logR);
+  return t == t ? t : std::numeric_limits<double>::quiet_NaN();
+}
+
+}  // namespace
+
 void arceeExactTerms(const double* p, const double* r, size_t n, double* lo, double* hi) {
   logArray(r, lo, n);
-  for (size_t j = 0; j < n; ++j) hi[j] = lo[j] = p[j] * lo[j];  // a product alone: nothing to fuse it with
+  for (size_t j = 0; j < n; ++j) hi[j] = lo[j] = exactTerm(p[j], lo[j]);
 }
 
 bool scalar::arceeKlTerms(const double* p, const double* r, size_t n, double* lo, double* hi) {
@@ -128,7 +140,7 @@ bool scalar::arceeKlTerms(const double* p, const double* r, size_t n, double* lo
     for (size_t j = i0; j < end; ++j) {
       const double x = r[j] - 1.0;
       if (!near || x == 0) {  // the exact term; log 1 is +0 exactly
-        lo[j] = hi[j] = num::mulRn(p[j], near ? 0.0 : std::log(r[j]));
+        lo[j] = hi[j] = near ? num::mulRn(p[j], 0.0) : exactTerm(p[j], std::log(r[j]));
         continue;
       }
       double l, h;
