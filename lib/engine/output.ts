@@ -102,8 +102,9 @@ export class OutputTransaction {
         else published.push({ tx, old: await tx.publish() });
       }
     } catch (e) {
-      // Latest first, each folder back to its temporary name and the old one (--force) back in place.
-      for (const { tx, old } of published.reverse()) await tx.unpublish(old);
+      // Latest first, each folder back to its temporary name and the old one (--force) back in place; one that cannot be
+      // put back does not stop the others, and the first error is the one reported.
+      for (const { tx, old } of published.reverse()) await tx.unpublish(old).catch(() => {});
       throw e;
     }
     for (const { tx, old } of published) {
@@ -118,7 +119,7 @@ export class OutputTransaction {
   private checkTarget(): void {
     if (this.force) return;
     if (!this.mergeInto) {
-      if (fs.existsSync(this.target)) throw new WeightmixError('OutputExists', `output ${this.target} appeared while merging; not replacing it`);
+      if (fs.existsSync(this.target)) throw this.appeared();
       return;
     }
     if (!fs.existsSync(this.target)) return;
@@ -126,10 +127,16 @@ export class OutputTransaction {
     if (clash) throw new WeightmixError('OutputExists', `${path.join(this.target, clash)} already exists (use --force to replace it)`);
   }
 
+  private appeared(): WeightmixError {
+    return new WeightmixError('OutputExists', `output ${this.target} appeared while merging; not replacing it`);
+  }
+
   /** Renames the folder into place, an existing one (--force) first aside; returns where that one went. */
   private async publish(): Promise<string | null> {
     let old: string | null = null;
     if (fs.existsSync(this.target)) {
+      // checkTarget ran before any rename; a folder that appeared since is not ours to replace either.
+      if (!this.force) throw this.appeared();
       old = path.join(path.dirname(this.target), `.${path.basename(this.target)}${OLD_TAG}${process.pid}`);
       await fs.promises.rename(this.target, old).catch((e: Error) => {
         throw new WeightmixError('OutputError', `cannot move ${this.target} aside to replace it: ${e.message}`);
