@@ -100,18 +100,18 @@ export function parseBlockBytes(value: unknown, name = 'blockBytes'): number {
   return value;
 }
 
+/** The most parts a job array may have: the assignment holds a list per part (engine/parts.ts). */
+const MAX_PARTS = 65536;
+
 /** `--part I/N`: which of N balanced parts this run writes (1-based on the command line). */
 export function parsePart(value: unknown, name = '--part'): { index: number; count: number } | undefined {
   if (value === undefined) return undefined;
+  const valid = (index: number, count: number) => Number.isInteger(index) && Number.isInteger(count) && index >= 1 && index <= count && count <= MAX_PARTS;
   if (typeof value === 'object' && value !== null) {
     const { index, count } = value as { index: number; count: number };
-    if (Number.isInteger(index) && Number.isInteger(count) && count >= 1 && index >= 1 && index <= count) return { index, count };
+    if (valid(index, count)) return { index, count };
   }
   const m = typeof value === 'string' ? /^(\d+)\/(\d+)$/.exec(value.trim()) : null;
-  if (m) {
-    const index = Number(m[1]);
-    const count = Number(m[2]);
-    if (count >= 1 && index >= 1 && index <= count) return { index, count };
-  }
-  throw usageError(`${name} must be I/N with 1 ≤ I ≤ N (e.g. 2/8), got ${showValue(value)}`);
+  if (m && valid(Number(m[1]), Number(m[2]))) return { index: Number(m[1]), count: Number(m[2]) };
+  throw usageError(`${name} must be I/N with 1 ≤ I ≤ N ≤ ${MAX_PARTS} (e.g. 2/8), got ${showValue(value)}`);
 }

@@ -1,6 +1,6 @@
 /** Option values as a command line writes them: decimal numbers only, values shown as given, "1 shard file". */
 import { shardFiles } from '../lib/commands/engine-summary';
-import { parseLambda, parseThreads, showValue } from '../lib/options';
+import { parseLambda, parsePart, parseThreads, showValue } from '../lib/options';
 import { parseLambdaList } from '../lib/interpolation/sweep';
 
 test('λ: decimal numbers, extrapolation outside [0, 1] included', () => {
@@ -26,6 +26,17 @@ test('--threads: decimal digits only; NaN shown as NaN', () => {
   for (const v of ['0x2', '1e1', '2.0', ' ']) expect(() => parseThreads(v)).toThrow(`--threads must be an integer from 1 to 1024, got ${JSON.stringify(v)}`);
   expect(() => parseThreads(NaN)).toThrow(/got NaN$/);
   expect([showValue(NaN), showValue('x'), showValue(undefined), showValue({ a: 1 })]).toEqual(['NaN', '"x"', 'undefined', '{"a":1}']);
+});
+
+test('--part: I/N with 1 ≤ I ≤ N ≤ 65536, as text or as an object; anything else a usage error, not a bug', () => {
+  expect(parsePart('2/8')).toEqual({ index: 2, count: 8 });
+  expect(parsePart(' 65536/65536 ')).toEqual({ index: 65536, count: 65536 });
+  expect(parsePart({ index: 1, count: 3 })).toEqual({ index: 1, count: 3 });
+  expect(parsePart(undefined)).toBeUndefined();
+  // 5000000000 parts once made the assignment's array throw a RangeError (an internal error).
+  for (const bad of ['0/2', '3/2', '1/0', '1/65537', '1/5000000000', '1/2/3', '-1/2', 'a/b', '', { index: 1, count: 1e9 }, { index: 1.5, count: 2 }]) {
+    expect(() => parsePart(bad)).toThrow(/^--part must be I\/N with 1 ≤ I ≤ N ≤ 65536 \(e\.g\. 2\/8\), got /);
+  }
 });
 
 test('summaries count shard files in English', () => {
