@@ -1,5 +1,6 @@
 import { WeightmixError } from '../lib/errors';
 import { classifyTensor, MODULE_CLASSES, moduleOfLayerPart, parseLayerRanges, parseModuleList, type ModuleClass } from '../lib/model/tensor-names';
+import { parseSelection } from '../lib/model/selection';
 import { rng } from './helpers/models';
 
 /** One checkpoint family: the per-layer tensor suffixes and the tensors outside the layers, as the HF checkpoints name them. */
@@ -347,4 +348,38 @@ describe('parseModuleList', () => {
   test.each(['ffn', 'other', 'attn,', '', 'ATTN'])('"%s" is a usage error naming the accepted classes', (spec) => {
     expect(usageErrorOf(() => parseModuleList(spec)).message).toContain('attn, mlp, norm, embed, head, final_norm');
   });
+});
+
+test("the API's layer pairs are checked as the command line's ranges: a backwards or fractional pair is a usage error", () => {
+  expect(
+    parseSelection({
+      layers: [
+        [12, 35],
+        [0, 3],
+      ],
+    }).layers,
+  ).toEqual([
+    [12, 35],
+    [0, 3],
+  ]);
+  const refusals: [unknown, RegExp][] = [
+    [[[35, 12]], /runs backwards/],
+    [[[0, 3.5]], /not a layer index or range/],
+    [[[-1, 2]], /not a layer index or range/],
+    [[[0, NaN]], /not a layer index or range/],
+    [[], /empty/],
+    [[[1]], /must be text like "12-35" or \[first, last\] pairs/],
+    [7, /must be text like "12-35" or \[first, last\] pairs/],
+  ];
+  for (const [layers, why] of refusals) {
+    let err: unknown;
+    try {
+      parseSelection({ layers: layers as [number, number][] }, (k) => k);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(WeightmixError);
+    expect((err as WeightmixError).code).toBe('Usage');
+    expect((err as Error).message).toMatch(why);
+  }
 });

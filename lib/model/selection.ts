@@ -27,7 +27,8 @@ export function parseSelection(input: SelectionInput, name: (key: string) => str
     throw usageError(`${name('modules')} and ${name('skipModules')} exclude each other: give one`);
   }
   const sel: Selection = {};
-  if (input.layers !== undefined) sel.layers = typeof input.layers === 'string' ? parseLayerRanges(input.layers) : input.layers;
+  if (input.layers !== undefined)
+    sel.layers = parseLayerRanges(typeof input.layers === 'string' ? input.layers : layerRangesText(input.layers, name('layers')));
   if (input.modules !== undefined) sel.modules = typeof input.modules === 'string' ? parseModuleList(input.modules) : input.modules;
   if (input.skipModules !== undefined) {
     sel.skipModules = typeof input.skipModules === 'string' ? parseModuleList(input.skipModules) : input.skipModules;
@@ -36,6 +37,13 @@ export function parseSelection(input: SelectionInput, name: (key: string) => str
     if (!(MODULE_CLASSES as readonly string[]).includes(m)) throw usageError(`unknown module class ${m} (accepted: ${MODULE_CLASSES.join(', ')})`);
   }
   return sel;
+}
+
+/** The API's [first, last] pairs as the command line's text, so that both are checked alike (integers, first ≤ last). */
+function layerRangesText(ranges: unknown, name: string): string {
+  const pair = (r: unknown) => Array.isArray(r) && r.length === 2 && r.every((x) => typeof x === 'number');
+  if (!Array.isArray(ranges) || !ranges.every(pair)) throw usageError(`${name} must be text like "12-35" or [first, last] pairs of layer indices`);
+  return (ranges as [number, number][]).map(([a, b]) => `${a}-${b}`).join(',');
 }
 
 export function isSelected(name: string, sel: Selection): boolean {
