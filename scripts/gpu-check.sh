@@ -6,6 +6,7 @@
 #   3. the addon built with CUDA (cmake-js + nvcc; the carried build where that fails), then
 #      jest test/device.test.ts test/kernels.test.ts (cuda merges vs CPU, byte for byte)
 #   4. end to end: a qwen3-4b --scale 2 fixture merged with --device cpu and --device cuda (time, same bytes)
+#   5. the same for ties, dare_ties and task_arithmetic recipes (the sparse and linear GPU kernels)
 # Writes summary.md (rewritten after every step, so a killed run still leaves one), gpu-check.log,
 # bench.json and jest.log under $OUT (./gpu-check-out when $OUT is unset). Exit status 0 only when
 # every step that ran passed.
@@ -124,7 +125,8 @@ elif [ -z "$HAVE_GPU" ]; then
 fi
 
 # ---- builds, all at once (they need no GPU) -------------------------------------------------------------
-KSRC=(native/kernels/cuda/cuda.cu native/kernels/cuda/sparse.cu native/kernels/cpu_scalar.cc native/kernels/cpu_avx2.cc native/kernels/dispatch.cc native/kernels/sparsify.cc)
+# Every CPU kernel file: the self-test compares against the scalar truth, and dispatch.cc links them all.
+KSRC=(native/kernels/cuda/*.cu native/kernels/*.cc)
 BGPIDS=""
 limited 240 "$NVCC" "${NVFLAGS[@]}" native/tests/cuda_selftest.cu "${KSRC[@]}" -o "$WORK/cuda_selftest" >"$WORK/selftest-build.log" 2>&1 &
 SELFTEST_PID=$!
@@ -270,6 +272,29 @@ if limited 150 node node_modules/tsx/dist/cli.mjs scripts/make-fixture.ts $FIXFL
         "cpu $(secs cpu) s, cuda $(secs cuda) s; $(du -sh "$WORK/out-cpu" | cut -f1) written"
     fi
   fi
+  # ---- 5. recipes whose kernels have a GPU form: cpu against cuda on the same fixture -------------------
+  # recipe NAME METHOD PARAMS: a mergekit YAML of the fixture's thinking model over its instruct base.
+  recipe() { printf 'merge_method: %s\nbase_model: %s\nrandom_seed: 7\nmodels:\n  - model: %s\n    parameters: {%s}\n' "$2" "$FIX/instruct" "$FIX/thinking" "$3" >"$WORK/$1.yaml"; }
+  recipe ties ties 'weight: 0.8, density: 0.5'
+  recipe dare_ties dare_ties 'weight: 0.8, density: 0.5'
+  recipe task_arithmetic task_arithmetic 'weight: 0.8'
+  # mergeRecipe NAME DEVICE: the second of two runs is timed (the first warms the inputs and the device).
+  mergeRecipe() {
+    local rep
+    for rep in 1 2; do
+      limited 120 node bin/weightmix.js merge "$WORK/$1.yaml" -o "$WORK/$1-$2" --device "$2" --json --force >"$WORK/merge-$1-$2.out" 2>"$WORK/merge-$1-$2.err" || return 1
+    done
+  }
+  for name in ties dare_ties task_arithmetic; do
+    if ! mergeRecipe "$name" cpu; then row "recipe $name: --device cpu" FAIL "$(tail -2 "$WORK/merge-$name-cpu.err")"; continue; fi
+    if [ -n "$DRY" ]; then skip "recipe $name cpu vs cuda" "dry run: cpu $(secs "$name-cpu") s; no GPU for the cuda one"; continue; fi
+    if ! mergeRecipe "$name" cuda; then row "recipe $name: --device cuda" FAIL "$(tail -2 "$WORK/merge-$name-cuda.err")"; continue; fi
+    DIFF=0
+    for f in "$WORK/$name-cpu"/*.safetensors; do cmp -s "$f" "$WORK/$name-cuda/$(basename "$f")" || DIFF=$((DIFF + 1)); done
+    row "recipe $name (second run of each)" "$([ "$DIFF" = 0 ] && echo 'PASS (same bytes)' || echo "$DIFF shards DIFFER")" \
+      "cpu $(secs "$name-cpu") s, cuda $(secs "$name-cuda") s"
+    rm -rf "$WORK/$name-cpu" "$WORK/$name-cuda"
+  done
 else
   row "end to end" FAIL "fixture: $(tail -2 "$WORK/fixture.log")"
 fi
