@@ -43,11 +43,16 @@ export function parseLambdaList(spec: string | number[], name = '--lambdas'): nu
   return values;
 }
 
-/** The folder a sweep writes λ into: `lambda-0.80`, two decimals at least, more when the value needs them (`lambda-0.125`). */
+/**
+ * The folder a sweep writes λ into: `lambda-0.80`, two decimals at least, more when the value needs them
+ * (`lambda-0.125`), and past twelve the shortest text that reads back as λ (`lambda-1e-13`), never a rounded one.
+ */
 export function lambdaFolderName(lambda: number): string {
-  let digits = 2;
-  while (digits < 12 && Number(lambda.toFixed(digits)) !== lambda) digits++;
-  return `lambda-${lambda.toFixed(digits)}`;
+  for (let digits = 2; digits <= 12; digits++) {
+    const fixed = lambda.toFixed(digits);
+    if (Number(fixed) === lambda) return `lambda-${fixed}`;
+  }
+  return `lambda-${String(lambda)}`;
 }
 
 const SWEEP_KEYS: OptionKeys<SweepOptions> = { ...INTERPOLATION_COMMON_KEYS, lambdas: 'required', output: 'required' };
@@ -75,7 +80,7 @@ export async function sweepAs(options: SweepOptions, name: OptionNamer): Promise
   const lambdas = parseLambdaList(options.lambdas, name('lambdas'));
   const names = lambdas.map(lambdaFolderName);
   if (new Set(names).size !== names.length) throw usageError('two λ values share an output folder name');
-  const isLambdaFolder = (name: string) => /^lambda-[-0-9.]+$/.test(name);
+  const isLambdaFolder = (name: string) => /^lambda-[-+0-9.e]+$/.test(name);
   return runInterpolation(
     options,
     lambdas.map((lambda, i) => ({ lambda, dir: path.join(options.output, names[i]) })),
