@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { merge } from '../lib/recipes/merge-recipe';
-import { mergeBatch, writeBlockBytes } from '../lib/recipes/batch';
+import { mergeBatch } from '../lib/recipes/batch';
+import { writeBlockBytes } from '../lib/engine/block-bytes';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { ensureCliBuilt, expectOneLineError, runCli } from './helpers/cli';
 import { dir, useTempDir } from './helpers/temp-dir';
@@ -183,12 +184,14 @@ test('the same bytes with other threads and a small write block', async () => {
   for (const name of Object.keys(all)) await expectSameFiles(path.join(got, name), path.join(want, name));
 }, 120000);
 
-test('write blocks shrink as outputs grow, never below 1 MiB', () => {
+test('write blocks shrink as outputs grow, never below 64 KiB', () => {
   expect(writeBlockBytes(8 << 20, 1, 2)).toBe(8 << 20);
   expect(writeBlockBytes(8 << 20, 16, 2)).toBe(8 << 20);
   expect(writeBlockBytes(8 << 20, 17, 2)).toBe(4 << 20);
   expect(writeBlockBytes(8 << 20, 16, 16)).toBe(1 << 20);
-  expect(writeBlockBytes(8 << 20, 1000, 16)).toBe(1 << 20);
+  expect(writeBlockBytes(8 << 20, 101, 2)).toBe(1 << 20);
+  expect(writeBlockBytes(8 << 20, 1000, 2)).toBe(128 << 10);
+  expect(writeBlockBytes(8 << 20, 1000, 16)).toBe(64 << 10);
   expect(writeBlockBytes(12288, 1000, 16)).toBe(12288);
 });
 

@@ -8,6 +8,7 @@ import { openCheckpoint } from '../lib/model/checkpoint';
 import { interpolate } from '../lib/interpolation/interpolate';
 import { readSafetensorsHeader, SafetensorsDtype } from '../lib/format/safetensors';
 import { sweep } from '../lib/interpolation/sweep';
+import * as executePlan from '../lib/engine/execute-plan';
 import { readTensorBytes } from '../lib/format/tensor-data';
 import { listTree, qwen3Names, randomTensor, rng, TensorSpec, writeModel, WrittenModel } from './helpers/models';
 import { referenceInterpolation } from './reference/interpolation';
@@ -386,6 +387,17 @@ describe('sweep', () => {
         if (f === 'README.md') continue;
         expect([f, fs.readFileSync(path.join(swept, f)).equals(fs.readFileSync(path.join(single, f)))]).toEqual([f, true]);
       }
+    }
+  });
+
+  test("a sweep's write blocks shrink with its outputs, as a batch's do (each output holds about threads + 2)", async () => {
+    const run = jest.spyOn(executePlan, 'executeMergePlan');
+    try {
+      // 17 outputs × 4 blocks × 8 MiB is over the 512 MiB budget: 4 MiB blocks.
+      await sweep({ instruct: instruct.dir, thinking: thinking.dir, lambdas: '0:1:0.0625', output: outDir(), threads: 2, blockBytes: 8 << 20 });
+      expect(run.mock.calls.map((c) => c[1].blockBytes)).toEqual([4 << 20]);
+    } finally {
+      run.mockRestore();
     }
   });
 });

@@ -12,7 +12,7 @@ import { copySidecars, modelName, writeIndex, writeModelCard } from '../engine/m
 import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
 import { besideReserved } from '../engine/alongside';
 import { preloadNative } from '../engine/native';
-import { defaultWriteBlockBytes } from '../engine/block-bytes';
+import { writePassBlockBytes } from '../engine/block-bytes';
 import {
   EngineOptions,
   FilesFrom,
@@ -246,7 +246,12 @@ export async function runInterpolation(
       recipe: unselected.size === 0 ? (name, o) => recipes[o](name, true) : (name, o) => recipes[o](name, !unselected.has(name)),
       shardFilter: part ? partFilter(instruct, part) : undefined,
     });
-    const writeBlockBytes = options.blockBytes === undefined ? await defaultWriteBlockBytes(transactions.map((tx) => tx.tempDir)) : blockBytes;
+    // A sweep's blocks shrink with its outputs, as a batch's do: each output holds about threads + 2 of them.
+    const writeBlockBytes = await writePassBlockBytes(
+      options.blockBytes === undefined ? undefined : blockBytes,
+      transactions.map((tx) => tx.tempDir),
+      threads,
+    );
     const engine = { threads, blockBytes: writeBlockBytes, direct: options.direct ?? true, device };
     const running = (onReserved: () => void) => executeMergePlan(plan, engine, { ...options, onReserved }, name);
     const from = filesFrom === 'thinking' ? thinking : instruct;

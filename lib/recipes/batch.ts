@@ -14,7 +14,7 @@ import type { ResolvedDevice } from '../engine/device';
 import { executeMergePlan, MergeProgress, planWork, StatisticsOptions } from '../engine/execute-plan';
 import { runMomentsPass } from '../engine/moments';
 import { fusePlans } from '../engine/fuse-plans';
-import { defaultWriteBlockBytes } from '../engine/block-bytes';
+import { writePassBlockBytes } from '../engine/block-bytes';
 import { EngineOptions, parseBlockBytes, parseDevice, parseOutputFolder, parsePart, parseThreads, showValue } from '../options';
 import { assignParts } from '../engine/parts';
 import { OutputTransaction } from '../engine/output';
@@ -98,17 +98,6 @@ export interface BatchMergeSummary extends ResolvedDevice {
   writeBlockBytes: number;
   /** `I/N` when only part I of N of the recipes ran. */
   part?: string;
-}
-
-/** What the output blocks in flight may take: about (threads + 2) blocks per output of a pass. */
-export const BLOCK_MEMORY_BUDGET = 512 << 20;
-const MIN_WRITE_BLOCK = 1 << 20;
-
-/** The write pass's block size: `blockBytes`, halved (to 1 MiB at least) until the blocks in flight fit the budget. Output bytes do not depend on it. */
-export function writeBlockBytes(blockBytes: number, outputs: number, threads: number): number {
-  let b = blockBytes;
-  while (b > MIN_WRITE_BLOCK && b % 8192 === 0 && outputs * (threads + 2) * b > BLOCK_MEMORY_BUDGET) b /= 2;
-  return b;
 }
 
 const MAX_RECIPES = 1000;
@@ -236,9 +225,11 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
     let ran: ResolvedDevice | undefined;
     let passBlock = blockBytes;
     for (const pass of passes) {
-      // As merge does: without a blockBytes, outputs in memory (tmpfs) take 1 MiB blocks (engine/block-bytes.ts).
-      const startBlock = options.blockBytes === undefined ? await defaultWriteBlockBytes(pass.models.map((m) => m.dir)) : blockBytes;
-      passBlock = writeBlockBytes(startBlock, pass.models.length, threads);
+      passBlock = await writePassBlockBytes(
+        options.blockBytes === undefined ? undefined : blockBytes,
+        pass.models.map((m) => m.dir),
+        threads,
+      );
       ran = await executeMergePlan(pass, { threads, blockBytes: passBlock, direct, device }, { signal: options.signal, onProgress: progress.pass(pass) }, name);
     }
     for (const e of entries) await finishRecipeOutput(e.plan!.models[0], e.recipe, e.ckpts, e.planned, e.recipes!);

@@ -17,7 +17,7 @@ import { besideReserved } from '../engine/alongside';
 import { Moments, runMomentsPass } from '../engine/moments';
 import { methodFor } from './methods';
 import { copySidecars, writeIndex, writeModelCard } from '../engine/model-files';
-import { defaultWriteBlockBytes } from '../engine/block-bytes';
+import { writePassBlockBytes } from '../engine/block-bytes';
 import { EngineOptions, parseBlockBytes, parseDevice, parseOutputFolder, parseThreads } from '../options';
 import { OutputTransaction } from '../engine/output';
 import { planMerge, PlannedModel, TensorRecipe } from '../engine/plan';
@@ -203,7 +203,7 @@ async function mergeModels(
       outputs: [{ dir: tx.tempDir, metadata: recipeMetadata(recipe, ckpts) }],
       recipe: (name) => recipes.get(name)!,
     });
-    const writeBlockBytes = options.blockBytes === undefined ? await defaultWriteBlockBytes([tx.tempDir]) : blockBytes;
+    const writeBlockBytes = await writePassBlockBytes(options.blockBytes === undefined ? undefined : blockBytes, [tx.tempDir], threads);
     const model = plan.models[0];
     const ran = await besideReserved(
       (onReserved) => executeMergePlan(plan, { threads, blockBytes: writeBlockBytes, direct, device }, { ...options, onReserved }, name),
