@@ -178,6 +178,29 @@ describe('several outputs published all or none (a batch, a sweep)', () => {
     for (const tx of [...txs].reverse()) await tx.abort();
     expect(ls(dir)).toEqual(['a', 'c']);
   });
+
+  test('a folder sync that fails after every rename: reported, and the outputs stay published with nothing left beside them', async () => {
+    write(path.join(dir, 'a', 'model.safetensors'), 'old a');
+    const { targets, txs } = await three(true);
+    const open = fs.promises.open;
+    const failing = jest
+      .spyOn(fs.promises, 'open')
+      .mockImplementation((p, ...rest) => (p === dir ? Promise.reject(Object.assign(new Error('EIO: i/o error, open'), { code: 'EIO' })) : open(p, ...rest)));
+    let err: WeightmixError;
+    try {
+      err = await failure(OutputTransaction.commitAll(txs));
+    } finally {
+      failing.mockRestore();
+    }
+    expect([err.code, err.message]).toEqual([
+      'OutputError',
+      'the outputs are published, but a folder holding them could not be synced to disk: EIO: i/o error, open',
+    ]);
+    for (const tx of [...txs].reverse()) await tx.abort();
+    expect(fs.readdirSync(dir).sort()).toEqual(['a', 'b', 'c']);
+    for (const t of targets) expect(fs.readdirSync(t)).toEqual(['model.safetensors']);
+    for (const t of targets) expect(fs.readFileSync(path.join(t, 'model.safetensors'), 'utf8')).toBe(`new ${path.basename(t)}`);
+  });
 });
 
 describe('--force', () => {

@@ -107,12 +107,16 @@ export class OutputTransaction {
       for (const { tx, old } of published.reverse()) await tx.unpublish(old).catch(() => {});
       throw e;
     }
+    // Every output is in place now: a sync that fails below is reported, but publishes, removes or puts back nothing more.
+    for (const { tx } of published) tx.finished = true;
+    let unsynced: Error | undefined;
     for (const { tx, old } of published) {
-      await syncDir(path.dirname(tx.target));
-      tx.finished = true;
+      await syncDir(path.dirname(tx.target)).catch((e: Error) => (unsynced ??= e));
       if (old) await fs.promises.rm(old, { recursive: true, force: true });
       await fs.promises.rm(tx.lockFile, { force: true });
     }
+    if (unsynced)
+      throw new WeightmixError('OutputError', `the outputs are published, but a folder holding them could not be synced to disk: ${unsynced.message}`);
   }
 
   /** Refuses a target that appeared while merging (without --force): before any output of the run is published. */
