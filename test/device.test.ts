@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { cudaUnavailableReason, resolveDevice } from '../lib/engine/device';
 import { interpolate, runInterpolation } from '../lib/interpolation/interpolate';
 import { merge } from '../lib/recipes/merge-recipe';
+import { mergeBatch } from '../lib/recipes/batch';
 import { loadNative, NativeInfo } from '../lib/engine/native';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { SafetensorsDtype } from '../lib/format/safetensors';
@@ -184,6 +185,20 @@ const CASES: Case[] = [
     name: 'arcee_fusion (CPU kernel, quantile passes, pieces of whole rows)',
     run: recipe(() => ({ merge_method: 'arcee_fusion', base_model: N, models: [{ model: A }, { model: N }] })),
   },
+  {
+    // One write pass whose fused jobs hold GPU dests (ties, linear) beside CPU-only ones (della, arcee_fusion); outputs l0 … l3.
+    name: 'batch: ties, linear, della and arcee_fusion fused over shared models',
+    run: (out, e) =>
+      mergeBatch(
+        [
+          { merge_method: 'ties', base_model: N, models: models([0.6, 0.6], { density: 0.4 }) },
+          { merge_method: 'linear', models: models([1, 3]) },
+          { merge_method: 'della', base_model: N, random_seed: 3, models: models([0.6, 0.4], { density: 0.5, epsilon: 0.1 }) },
+          { merge_method: 'arcee_fusion', base_model: N, models: [{ model: A }, { model: N }] },
+        ].map((recipe, k) => ({ name: `l${k}`, recipe })),
+        { output: out, ...e },
+      ),
+  },
 ];
 
 describe("cuda merges are the CPU's bytes", () => {
@@ -195,6 +210,7 @@ describe("cuda merges are the CPU's bytes", () => {
         const cuda = path.join(dir, `cuda-${counter++}`);
         await c.run(cpu, { device: 'cpu', threads: 2, blockBytes: 65536 });
         await c.run(cuda, { device: 'cuda', threads: 3, blockBytes: 65536 });
+        // A sweep's or a batch's outputs: l0, l1, …
         const sweep = fs.readdirSync(cpu).filter((f) => /^l\d$/.test(f));
         if (sweep.length > 0) for (const s of sweep) expectSameBytes(path.join(cpu, s), path.join(cuda, s));
         else expectSameBytes(cpu, cuda);
