@@ -71,6 +71,13 @@ describe('parameter precedence', () => {
     expect(lookupParameter(scope(), 'weight', 1)).toBe(0.2);
     expect(lookupParameter(scope({ tensorName: 'model.layers.0.self_attn.k_proj.weight' }), 'weight', 1)).toBe(0.7);
   });
+  test("a per-model lookup's filters match that model's source tensor, a method-wide one's the output tensor (mergekit's for_tensor)", () => {
+    const renamed = scope({ tensorName: 'model.layers.3.mlp.up_proj.weight', sourceNames: new Map([[1, 'model.layers.0.self_attn.k_proj.weight']]) });
+    expect(lookupParameter(renamed, 'weight', 1)).toBe(0.7);
+    const wide = scope({ globalParams: { t: [{ filter: 'layers.3.', value: 0.9 }, { value: 0.1 }] }, sliceParams: undefined });
+    expect(lookupParameter({ ...wide, sourceNames: new Map([[1, 'model.layers.0.mlp.up_proj.weight']]) }, 't')).toBe(0.1);
+    expect(lookupParameter({ ...wide, tensorName: 'model.layers.3.mlp.up_proj.weight', sourceNames: new Map([[1, 'model.layers.0.x']]) }, 't')).toBe(0.9);
+  });
   test('a model without parameters of its own takes the slice value; an absent name is undefined', () => {
     expect(lookupParameter(scope(), 'weight', 5)).toBe(0.2);
     expect(lookupParameter(scope(), 'density', 0)).toBeUndefined();
@@ -106,6 +113,8 @@ describe('output tensors of a recipe', () => {
     const l4 = tensors.find((t) => t.name === 'model.layers.4.mlp.up_proj.weight')!;
     expect(l4.sources).toEqual([{ model: 1, name: 'model.layers.2.mlp.up_proj.weight' }]);
     expect(l4.scope.t).toBe(0.5);
+    // A per-source filter names the source's layer (B's layer 2), not the output's (4).
+    expect(lookupParameter({ ...l4.scope, modelParams: new Map([[1, { scale: [{ filter: 'layers.2.', value: 0 }, { value: 1 }] }]]) }, 'scale', 1)).toBe(0);
     // mergekit: embeddings from the first slice, final norm and lm_head from the last.
     expect(tensors.find((t) => t.name === 'model.embed_tokens.weight')!.sources).toEqual([{ model: 0, name: 'model.embed_tokens.weight' }]);
     expect(tensors.find((t) => t.name === 'model.norm.weight')!.sources).toEqual([{ model: 1, name: 'model.norm.weight' }]);

@@ -82,8 +82,10 @@ export function evaluateSetting(tensorName: string, setting: ParameterSetting, t
 
 /** Where a tensor's parameters are looked up, most specific first. */
 export interface ParameterScope {
-  /** Output tensor name (filters match against it). */
+  /** Output tensor name: filters of the method-wide lookups (no model) match against it. */
   tensorName: string;
+  /** Each model's source tensor name where a slice renames layers: a per-model lookup's filters match it, as mergekit's `for_tensor(weight_in.name)` does. */
+  sourceNames?: Map<number, string>;
   /** Position within the slice: layer i of n has t = i / (n − 1) (t = 1 when n = 1); 0 outside the layers. */
   t: number;
   /** Per-model parameter maps (a slice source's, or a `models:` entry's), keyed by model index. */
@@ -103,9 +105,10 @@ export function lookupParameter(scope: ParameterScope, name: string, model?: num
     scope.moduleParams,
     scope.globalParams,
   ];
+  const tensorName = (model !== undefined && scope.sourceNames?.get(model)) || scope.tensorName;
   for (const level of levels) {
     if (!level || !(name in level)) continue;
-    const v = evaluateSetting(scope.tensorName, level[name], scope.t);
+    const v = evaluateSetting(tensorName, level[name], scope.t);
     if (v !== undefined) return v;
   }
   return undefined;

@@ -122,12 +122,15 @@ export function planOutputTensors(
       const t = slicePosition(i, count);
       for (const name of template) {
         const outName = renameLayer(name, outLayer);
+        const sources = members.map((m) => ({ model: m.model, name: renameLayer(name, m.start + i) }));
+        // Only where a slice renames layers (a models: recipe's names are the output's): no Map per tensor otherwise.
+        const sourceNames = sources.some((s) => s.name !== outName) ? new Map(sources.map((s) => [s.model, s.name])) : undefined;
         layerTensors.push({
           name: outName,
           layer: outLayer,
           base,
-          sources: members.map((m) => ({ model: m.model, name: renameLayer(name, m.start + i) })),
-          scope: { tensorName: outName, t, modelParams, sliceParams, moduleParams: recipe.moduleParameters, globalParams: recipe.parameters },
+          sources,
+          scope: { tensorName: outName, sourceNames, t, modelParams, sliceParams, moduleParams: recipe.moduleParameters, globalParams: recipe.parameters },
         });
       }
       layerSources.push({ model: first.model, layer: srcLayer });
