@@ -62,6 +62,21 @@ test('linear with normalize: false and out_dtype float32 is within 1 f32 ulp of 
   expect(await worstUlp(out, (k) => linearRef([a.get(k)!, b.get(k)!], [0.25, 0.5], false))).toBeLessThanOrEqual(1);
 });
 
+test("linear's models: form with a base_model not among the models weights the base too, as mergekit's normalize_config adds it", async () => {
+  const [a, b, n] = await Promise.all([modelValues(A), modelValues(B), modelValues(N)]);
+  const out = await run({
+    merge_method: 'linear',
+    base_model: N,
+    parameters: { weight: 0.5 },
+    models: [{ model: A }, { model: B, parameters: { weight: 1.5 } }],
+  });
+  expect(await worstUlp(out, (k) => linearRef([a.get(k)!, b.get(k)!, n.get(k)!], [0.5, 1.5, 0.5], true))).toBeLessThanOrEqual(1);
+  // Without a weight for it anywhere, mergekit fails inside torch; weightmix says why.
+  await expect(run({ merge_method: 'linear', base_model: N, models: [{ model: A, parameters: { weight: 1 } }] })).rejects.toThrow(
+    /linear: base_model .* is not among the models, so it joins them \(as in mergekit\) and needs a weight/,
+  );
+});
+
 test('dtype float16 sets the output dtype when out_dtype is absent, and config.json says so', async () => {
   const [a, b] = await Promise.all([modelValues(A), modelValues(B)]);
   const out = await run({

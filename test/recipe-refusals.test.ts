@@ -36,6 +36,11 @@ describe('refusals name what they refuse', () => {
       /slices\[0\].sources\[0\]: unsupported key 'weight'/,
     );
     refuses(lin({ parameters: { weight: [{ filter: 'mlp', value: 1, extra: 2 }] } }), /unsupported key 'extra'/);
+    // mergekit's models: form adds the base as a second source, which passthrough cannot take.
+    refuses(
+      { merge_method: 'passthrough', base_model: B, models: [{ model: A }] },
+      /passthrough takes exactly one model; base_model .* is not among the models/,
+    );
   });
   // mergekit a6e4028's merge methods (merge_methods/registry.py and the @merge_method ones): all run, none refused by name.
   const MERGEKIT_METHODS = [

@@ -87,7 +87,9 @@ export function planOutputTensors(
   ckpts: Checkpoint[],
 ): { tensors: OutputTensor[]; layers: number; layerSources: { model: number; layer: number }[] } {
   const method = methodFor(recipe.method);
-  const methodUsesBase = method.name !== 'passthrough' && method.name !== 'linear';
+  // mergekit's models: form adds an unlisted base_model as one more source of every method (plan.py normalize_config): linear then
+  // weights it too; passthrough refuses it (its validate).
+  const methodUsesBase = method.name !== 'passthrough' && (method.name !== 'linear' || recipe.form === 'models');
   const label = (m: number) => recipe.modelNames[m];
   const layerTensors: OutputTensor[] = [];
   const layerSources: { model: number; layer: number }[] = [];

@@ -1,6 +1,6 @@
 /** mergekit `linear`: Σ w_i·θ_i, divided by Σ w_i unless `normalize: false`. */
 import { WeightmixError } from '../../errors';
-import { booleanParameter, numberParameter } from '../recipe-params';
+import { booleanParameter, lookupParameter, numberParameter } from '../recipe-params';
 import { linearOrCopy, MergeMethod } from './method';
 
 export const linear: MergeMethod = {
@@ -8,7 +8,15 @@ export const linear: MergeMethod = {
   parameters: ['weight', 'normalize'],
   validate() {},
   coefficients(t) {
-    const w = t.models.map((m) => numberParameter(t.scope, 'weight', m, undefined, t.label(m)));
+    const w = t.models.map((m) => {
+      if (m === t.base && lookupParameter(t.scope, 'weight', m) === undefined) {
+        throw new WeightmixError(
+          'InvalidRecipe',
+          `linear: base_model ${t.label(m)} is not among the models, so it joins them (as in mergekit) and needs a weight: give one under parameters:, list it under models:, or drop base_model (tensor ${t.name})`,
+        );
+      }
+      return numberParameter(t.scope, 'weight', m, undefined, t.label(m));
+    });
     if (booleanParameter(t.scope, 'normalize', true)) {
       const sum = w.reduce((s, x) => s + x, 0);
       if (sum === 0)

@@ -10,7 +10,7 @@ import type { MergeMethodName } from '../../merge-method-names';
 export type PairMoments = Moments;
 
 export interface MethodTensor {
-  /** Output tensor name (parameter filters match it). */
+  /** Output tensor name (method-wide parameters' filters match it; per-model ones match scope.sourceNames). */
   name: string;
   /** Recipe model indices that hold this tensor, in source order. */
   models: number[];

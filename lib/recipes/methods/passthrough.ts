@@ -7,6 +7,13 @@ export const passthrough: MergeMethod = {
   name: 'passthrough',
   parameters: ['scale'],
   validate(recipe) {
+    // mergekit's models: form adds an unlisted base_model as a second source, which passthrough then refuses.
+    if (recipe.form === 'models' && recipe.base !== null && !recipe.slices[0].sources.some((s) => s.model === recipe.base)) {
+      throw new WeightmixError(
+        'InvalidRecipe',
+        `passthrough takes exactly one model; base_model ${recipe.modelNames[recipe.base]} is not among the models (drop base_model)`,
+      );
+    }
     recipe.slices.forEach((s, i) => {
       if (s.sources.length !== 1)
         throw new WeightmixError('InvalidRecipe', `passthrough takes exactly one source per slice, slice ${i} has ${s.sources.length}`);
