@@ -85,6 +85,18 @@ describe('options are checked as strictly as flags, and worded as options', () =
     );
   });
 
+  test("switches are true or false: a config string's 'false' must not replace an output", async () => {
+    const out = fresh();
+    fs.mkdirSync(out);
+    await expect(interpolate({ ...base(), output: out, force: 'false' } as never)).rejects.toEqual(
+      usage('interpolate: option \'force\' must be true or false, got "false"'),
+    );
+    await expect(
+      merge({ merge_method: 'linear', models: [{ model: pair.instruct, parameters: { weight: 1 } }] }, { output: out, direct: 'no' } as never),
+    ).rejects.toEqual(usage('merge: option \'direct\' must be true or false, got "no"'));
+    expect(fs.readdirSync(out)).toEqual([]);
+  });
+
   test('openCheckpoint(42) and a recipe that is neither a path nor an object are usage errors', async () => {
     await expect(openCheckpoint(42 as never)).rejects.toEqual(usage('openCheckpoint(dir): dir must be a model folder path, got 42'));
     await expect(merge(42 as never, { output: fresh() })).rejects.toEqual(usage(/^merge\(recipe, options\): recipe must be a recipe file path/));

@@ -4,6 +4,7 @@
  * front door names options its own way in messages: the API by key, the command line by flag.
  */
 import { usageError } from '../errors';
+import { showValue } from '../options';
 
 /** How a front door spells an option in a message. */
 export type OptionNamer = (key: string) => string;
@@ -22,6 +23,8 @@ export type OptionKeys<T> = { readonly [K in keyof Required<T>]: 'required' | 'o
 
 /** The keys every merge and analysis run shares for its callbacks and cancellation. */
 const FUNCTION_KEYS = new Set(['onProgress', 'onNotice', 'onDownload']);
+/** Switches: only true or false (a caller's `force: 'false'` from a config string would otherwise replace an output). */
+const BOOLEAN_KEYS = new Set(['force', 'direct', 'whitespaceTokens', 'recompute', 'overwrite']);
 
 /** The Levenshtein distance, for "did you mean": option names are short. */
 function distance(a: string, b: string): number {
@@ -44,7 +47,7 @@ function suggestion(key: string, known: readonly string[]): string {
 /**
  * Checks `options` before a run starts: a plain object; no key outside `keys`; every required key
  * present and neither undefined nor null; no optional key null; `onProgress`/`onNotice`/`onDownload` functions;
- * `signal` an AbortSignal. Values are checked later by the option parsers, with the same names.
+ * `signal` an AbortSignal; switches (`force`, `direct`, …) booleans. Values are checked later by the option parsers, with the same names.
  */
 export function checkOptions<T>(fn: string, options: unknown, keys: OptionKeys<T>): asserts options is T {
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
@@ -62,6 +65,7 @@ export function checkOptions<T>(fn: string, options: unknown, keys: OptionKeys<T
     if (value === null) throw usageError(`${fn}: option '${key}' is null; leave it out (or undefined) for the default`);
     if (value === undefined) continue;
     if (FUNCTION_KEYS.has(key) && typeof value !== 'function') throw usageError(`${fn}: option '${key}' must be a function, got ${typeof value}`);
+    if (BOOLEAN_KEYS.has(key) && typeof value !== 'boolean') throw usageError(`${fn}: option '${key}' must be true or false, got ${showValue(value)}`);
     if (key === 'signal' && !(value instanceof AbortSignal)) throw usageError(`${fn}: option 'signal' must be an AbortSignal, got ${describe(value)}`);
   }
 }
