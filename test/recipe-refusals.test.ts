@@ -179,6 +179,9 @@ describe('refusals name what they refuse', () => {
       expect((err as Error).message).toMatch(message);
     }
     expect(() => parseRecipe('merge_method: *m\n')).toThrow(/^the recipe is not valid YAML: [^\n]*alias[^\n]*$/i);
+    // A billion laughs: nine levels of ten aliases each.
+    const laughs = ['a0: &a0 [x]', ...Array.from({ length: 9 }, (_, i) => `a${i + 1}: &a${i + 1} [${Array(10).fill(`*a${i}`).join(', ')}]`)].join('\n');
+    expect(() => parseRecipe(`${laughs}\nmerge_method: linear\n`)).toThrow(/^the recipe is not valid YAML: [^\n]*(alias|resource)[^\n]*$/i);
   });
 
   test('a folder or a special file given as the recipe', async () => {

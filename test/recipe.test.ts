@@ -218,6 +218,14 @@ describe('accepted keys', () => {
     expect(r.randomSeed).toBe(42);
   });
 
+  test("YAML as PyYAML's safe_load reads it: merge keys, and an alias recurring in a 120-slice passthrough", () => {
+    const merged = parseRecipe(
+      `merge_method: linear\nmodels:\n  - model: ${JSON.stringify(A)}\n    parameters: &p {weight: 0.5}\n  - model: ${JSON.stringify(B)}\n    parameters:\n      <<: *p\n`,
+    );
+    expect(merged.modelParameters.get(1)).toEqual({ weight: 0.5 });
+    const slices = Array.from({ length: 120 }, (_, i) => `  - sources: [{model: ${i === 0 ? `&m ${JSON.stringify(A)}` : '*m'}, layer_range: [0, 1]}]`);
+    expect(parseRecipe(`merge_method: passthrough\nslices:\n${slices.join('\n')}\n`).slices).toHaveLength(120);
+  });
   test('slices with sources, layer_range and parameters at slice and source level; tokenizer_source: base', () => {
     const r = parseRecipe({
       merge_method: 'slerp',

@@ -137,6 +137,9 @@ function yamlError(message: string): WeightmixError {
   return recipeError(`the recipe is not valid YAML: ${first}`);
 }
 
+/** yaml's count × nested aliases bound (its default is 100): a scalar alias may recur 10,000 times, a billion laughs still fails. */
+const MAX_ALIAS_COUNT = 10_000;
+
 /**
  * Parses YAML text (or an already parsed object) into a validated recipe; every key is understood or refused.
  *
@@ -150,10 +153,12 @@ function yamlError(message: string): WeightmixError {
 export function parseRecipe(input: string | Record<string, unknown>, options: ParseRecipeOptions = {}): Recipe {
   let doc: unknown = input;
   if (typeof input === 'string') {
-    const parsed = parseDocument(input, { uniqueKeys: true });
+    // As PyYAML's safe_load reads mergekit's recipes: YAML 1.1 merge keys (<<: *defaults), and a plain alias may recur (a 120-slice
+    // passthrough naming its model by alias); the alias limit still stops exponential expansion.
+    const parsed = parseDocument(input, { uniqueKeys: true, merge: true });
     if (parsed.errors.length > 0) throw yamlError(parsed.errors[0].message);
     try {
-      doc = parsed.toJS();
+      doc = parsed.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
     } catch (e) {
       // An unresolved alias, or aliases past the library's expansion limit (a "billion laughs").
       throw yamlError((e as Error).message);
