@@ -233,6 +233,8 @@ describe('recipes over fixtures', () => {
       for (const f of fs.readdirSync(one).filter((x) => x.endsWith('.safetensors'))) {
         expect(fs.readFileSync(path.join(three, f)).equals(fs.readFileSync(path.join(one, f)))).toBe(true);
       }
+      // The model card says where the masks come from (it once said no method here draws random numbers).
+      expect(fs.readFileSync(path.join(one, 'README.md'), 'utf8')).toMatch(/DELLA masks: counter-based \(splitmix64\) generator keyed by random_seed 7,/);
     },
   );
 

@@ -280,6 +280,7 @@ export async function finishRecipeOutput(
     layerSources.map((s) => ckpts[s.model].config),
     layerSources,
   );
+  const drawsMasks = method.name.startsWith('dare') || method.name.startsWith('della');
   await writeModelCard(model.dir, {
     title: `${recipe.method} merge of ${recipe.modelNames.map((n) => path.basename(n)).join(', ')}`,
     sources: ckpts.map((c, i) => ({ role: i === recipe.base ? 'base model' : `model ${i}`, dir: c.dir, hub: c.hub })),
@@ -292,9 +293,11 @@ export async function finishRecipeOutput(
         a === null ? [] : [`${recipe.modelNames[i]}: the LoRA adapter applied first (W + scale·B·A in f64, rounded once to each tensor's dtype)`],
       ),
       ...(recipe.chatTemplate === null ? [] : [chatTemplateLine(recipe.chatTemplate.kind, chatTemplate, hasTokenizer)]),
-      ...(recipe.randomSeed !== null && !method.name.startsWith('dare') ? [`random_seed: ${recipe.randomSeed} (no method here draws random numbers)`] : []),
-      ...(method.name.startsWith('dare')
-        ? [`DARE masks: counter-based (splitmix64) generator keyed by random_seed ${recipe.randomSeed ?? 0}, tensor name, model index and element index`]
+      ...(recipe.randomSeed !== null && !drawsMasks ? [`random_seed: ${recipe.randomSeed} (no method here draws random numbers)`] : []),
+      ...(drawsMasks
+        ? [
+            `${method.name.startsWith('dare') ? 'DARE' : 'DELLA'} masks: counter-based (splitmix64) generator keyed by random_seed ${recipe.randomSeed ?? 0}, tensor name, model index and element index`,
+          ]
         : []),
     ],
     recipe: recipeRecord(recipe, ckpts),
