@@ -52,6 +52,13 @@ test("karcher of three models (max_iter 20) is within 1 bf16 ulp of mergekit's i
   expect(await worstUlpOf(doc, (k) => karcherRef([a.get(k)!, b.get(k)!, f.get(k)!], 20))).toBeLessThanOrEqual(1);
 });
 
+test("karcher refuses max_iter past 10,000: one tensor's iterations run between two abort checks", async () => {
+  const doc = { merge_method: 'karcher', parameters: { max_iter: 1e12, tol: -1 }, models: [{ model: A }, { model: B }] };
+  await expect(merge(parseRecipe(doc), { output: freshPath('karcher') })).rejects.toThrow(
+    "karcher: parameter 'max_iter' must be an integer from 0 to 10000, got 1000000000000",
+  );
+});
+
 test('multislerp of three models, unequal weights, no base: within 1 bf16 ulp of the oracle', async () => {
   const [a, b, f] = await Promise.all([modelValues(A), modelValues(B), modelValues(F)]);
   const doc = {

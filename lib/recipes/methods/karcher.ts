@@ -10,6 +10,9 @@ import { numberParameter } from '../recipe-params';
 import { allPairs, gramMatrix, innerProduct } from './gram';
 import { linearOrCopy, MergeMethod } from './method';
 
+/** The most iterations a recipe may ask for. */
+const MAX_ITERATIONS = 10_000;
+
 /** Coefficients w with result = Σ w_i x_i, mergekit's karcher_merge_tensors on the Gram matrix G of the x_i. */
 export function karcherWeights(g: number[][], maxIter: number, tol: number): number[] {
   const n = g.length;
@@ -60,8 +63,9 @@ export const karcher: MergeMethod = {
     if (t.models.length === 1) return { op: 'copy', model: t.models[0] };
     const maxIter = numberParameter(t.scope, 'max_iter', undefined, 10);
     const tol = numberParameter(t.scope, 'tol', undefined, 1e-5);
-    if (!Number.isInteger(maxIter) || maxIter < 0)
-      throw new WeightmixError('InvalidRecipe', `karcher: parameter 'max_iter' must be a non-negative integer, got ${maxIter}`);
+    // Each tensor's iterations run at once, between two abort checks: a bound keeps Ctrl-C answered (mergekit's default is 10).
+    if (!Number.isInteger(maxIter) || maxIter < 0 || maxIter > MAX_ITERATIONS)
+      throw new WeightmixError('InvalidRecipe', `karcher: parameter 'max_iter' must be an integer from 0 to ${MAX_ITERATIONS}, got ${maxIter}`);
     return linearOrCopy(t.models, karcherWeights(gramMatrix(t.models, t.moments), maxIter, tol));
   },
 };
