@@ -36,6 +36,36 @@ describe('refusals name what they refuse', () => {
       /slices\[0\].sources\[0\]: unsupported key 'weight'/,
     );
     refuses(lin({ parameters: { weight: [{ filter: 'mlp', value: 1, extra: 2 }] } }), /unsupported key 'extra'/);
+    // A method-wide parameter in a model's own entry: mergekit never reads it there (it would be ignored silently).
+    refuses(
+      {
+        merge_method: 'linear',
+        models: [
+          { model: A, parameters: { weight: 1, normalize: false } },
+          { model: B, parameters: { weight: 1 } },
+        ],
+      },
+      /^models\[0\]\.parameters: 'normalize' is method-wide for merge_method linear: mergekit reads it only from a parameters: block \(recipe, module or slice\), never from a model's own, so here it has no effect; move it there$/,
+    );
+    refuses(
+      {
+        merge_method: 'slerp',
+        base_model: A,
+        slices: [
+          {
+            sources: [
+              { model: A, layer_range: [0, 1] },
+              { model: B, layer_range: [0, 1], parameters: { t: 0.1 } },
+            ],
+          },
+        ],
+      },
+      /^slices\[0\]\.sources\[1\]\.parameters: 't' is method-wide for merge_method slerp/,
+    );
+    refuses(
+      { merge_method: 'ties', base_model: C, models: [{ model: A, parameters: { weight: 1, density: 0.5, lambda: 2, int8_mask: true } }] },
+      /'lambda', 'int8_mask' are method-wide/,
+    );
     // mergekit's models: form adds the base as a second source, which passthrough cannot take.
     refuses(
       { merge_method: 'passthrough', base_model: B, models: [{ model: A }] },

@@ -228,22 +228,22 @@ describe('accepted keys', () => {
   });
   test('slices with sources, layer_range and parameters at slice and source level; tokenizer_source: base', () => {
     const r = parseRecipe({
-      merge_method: 'slerp',
+      merge_method: 'task_arithmetic',
       base_model: A,
       slices: [
         {
           sources: [
             { model: A, layer_range: [0, 2] },
-            { model: B, layer_range: [2, 4], parameters: { t: 0.1 } },
+            { model: B, layer_range: [2, 4], parameters: { weight: 0.1 } },
           ],
-          parameters: { t: [0, 1] },
+          parameters: { lambda: [0, 1] },
         },
       ],
       tokenizer_source: 'base',
     });
     expect(r.form).toBe('slices');
-    expect(r.slices[0].sources[1]).toEqual({ model: 1, layerRange: [2, 4], parameters: { t: 0.1 } });
-    expect(r.slices[0].parameters).toEqual({ t: [0, 1] });
+    expect(r.slices[0].sources[1]).toEqual({ model: 1, layerRange: [2, 4], parameters: { weight: 0.1 } });
+    expect(r.slices[0].parameters).toEqual({ lambda: [0, 1] });
     expect(r.tokenizerSource).toBe(0);
   });
 

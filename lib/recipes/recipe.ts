@@ -296,21 +296,38 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     chatTemplate: parseChatTemplate(top.chat_template),
     document: doc,
   };
-  checkParameterNames(recipe, method.parameters);
+  checkParameterNames(recipe, method.parameters, method.modelParameters);
   method.validate(recipe);
   return recipe;
 }
 
-/** Parameters the method does not take are refused, wherever they appear. */
-function checkParameterNames(recipe: Recipe, allowed: readonly string[]): void {
+/**
+ * Parameters the method does not take are refused, wherever they appear; so is a method-wide one in a model's own entry, which
+ * mergekit never reads there (it looks those up without a model): it would be ignored silently.
+ */
+function checkParameterNames(recipe: Recipe, allowed: readonly string[], perModel: readonly string[]): void {
   const maps: [string, ParameterMap][] = [
     ['parameters', recipe.parameters],
     [`modules.${DECODER_MODULE}.parameters`, recipe.moduleParameters],
   ];
+  const modelMaps: [string, ParameterMap][] = [];
   recipe.slices.forEach((s, i) => {
     maps.push([recipe.form === 'slices' ? `slices[${i}].parameters` : 'parameters', s.parameters]);
-    s.sources.forEach((src, j) => maps.push([recipe.form === 'slices' ? `slices[${i}].sources[${j}].parameters` : `models[${j}].parameters`, src.parameters]));
+    s.sources.forEach((src, j) =>
+      modelMaps.push([recipe.form === 'slices' ? `slices[${i}].sources[${j}].parameters` : `models[${j}].parameters`, src.parameters]),
+    );
   });
+  maps.push(...modelMaps);
+  for (const [where, map] of modelMaps) {
+    const wide = Object.keys(map).filter((k) => allowed.includes(k) && !perModel.includes(k));
+    if (wide.length > 0) {
+      throw new WeightmixError(
+        'UnsupportedRecipe',
+        `${where}: ${wide.map((k) => `'${k}'`).join(', ')} ${wide.length > 1 ? 'are' : 'is'} method-wide for merge_method ${recipe.method}: mergekit reads ` +
+          `${wide.length > 1 ? 'them' : 'it'} only from a parameters: block (recipe, module or slice), never from a model's own, so here ${wide.length > 1 ? 'they have' : 'it has'} no effect; move ${wide.length > 1 ? 'them' : 'it'} there`,
+      );
+    }
+  }
   for (const [where, map] of maps) {
     const bad = Object.keys(map).filter((k) => !allowed.includes(k));
     if (bad.length > 0) {

@@ -12,6 +12,7 @@ export const arceeFusion: MergeMethod = {
   name: 'arcee_fusion',
   resultInBaseDtype: true,
   parameters: [],
+  modelParameters: [],
   validate(recipe) {
     if (recipe.base === null) throw new WeightmixError('InvalidRecipe', 'arcee_fusion needs a base_model');
     for (const s of recipe.slices) {

@@ -34,6 +34,7 @@ function dellaMethod(name: MergeMethodName, consensus: boolean, normalize: boole
     name,
     resultInBaseDtype: true,
     parameters: ['weight', 'density', 'epsilon', 'normalize', 'rescale', 'lambda', 'int8_mask'],
+    modelParameters: ['weight', 'density', 'epsilon'],
     validate(recipe) {
       if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', `${name} needs a base_model (task vectors are differences from it)`);
     },

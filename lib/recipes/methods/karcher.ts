@@ -56,6 +56,7 @@ export function karcherWeights(g: number[][], maxIter: number, tol: number): num
 export const karcher: MergeMethod = {
   name: 'karcher',
   parameters: ['max_iter', 'tol'],
+  modelParameters: [],
   validate() {},
   momentPairs: (t) => allPairs(t.models),
   linearFromMoments: () => true,

@@ -6,6 +6,7 @@ import { linearOrCopy, MergeMethod } from './method';
 export const linear: MergeMethod = {
   name: 'linear',
   parameters: ['weight', 'normalize'],
+  modelParameters: ['weight'],
   validate() {},
   coefficients(t) {
     const w = t.models.map((m) => {

@@ -66,6 +66,8 @@ export interface MergeMethod {
   name: MergeMethodName;
   /** Parameter names the method reads; any other is refused. */
   parameters: readonly string[];
+  /** Those of `parameters` read per model (mergekit's tensor_parameters): only these may stand in a model's own entry; the rest are method-wide. */
+  modelParameters: readonly string[];
   /** mergekit casts this method's result to the base model's dtype (slerp, task-vector methods); others promote as torch does. */
   resultInBaseDtype?: boolean;
   /** Recipe-level checks (base model present, model counts, …). */

@@ -51,6 +51,7 @@ function others(t: Pick<MethodTensor, 'models' | 'base' | 'name'>): number[] {
 export const modelStock: MergeMethod = {
   name: 'model_stock',
   parameters: ['filter_wise'],
+  modelParameters: [],
   validate(recipe) {
     if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', 'model_stock needs a base_model');
     for (const s of recipe.slices) {

@@ -43,6 +43,7 @@ export function multislerpWeights(g: number[][], weights: number[], normalize: b
 export const multislerp: MergeMethod = {
   name: 'multislerp',
   parameters: ['weight', 'normalize_weights', 'eps'],
+  modelParameters: ['weight'],
   validate() {},
   momentPairs(t) {
     const others = t.base !== null && t.models.includes(t.base) ? t.models.filter((m) => m !== t.base) : t.models;

@@ -11,6 +11,7 @@ import { MergeMethod, TensorCoefficients } from './method';
 export const nearswap: MergeMethod = {
   name: 'nearswap',
   parameters: ['t'],
+  modelParameters: [],
   validate(recipe) {
     if (recipe.base === null) throw new WeightmixError('InvalidRecipe', 'nearswap needs a base_model');
     for (const s of recipe.slices) {

@@ -42,6 +42,7 @@ function rowWise(t: Pick<MethodTensor, 'scope' | 'shape'>): boolean {
 export const nuslerp: MergeMethod = {
   name: 'nuslerp',
   parameters: ['weight', 'nuslerp_flatten', 'nuslerp_row_wise'],
+  modelParameters: ['weight'],
   validate(recipe) {
     for (const s of recipe.slices) {
       const n = new Set(s.sources.map((x) => x.model).filter((m) => m !== recipe.base)).size;

@@ -6,6 +6,7 @@ import { MergeMethod } from './method';
 export const passthrough: MergeMethod = {
   name: 'passthrough',
   parameters: ['scale'],
+  modelParameters: ['scale'],
   validate(recipe) {
     // mergekit's models: form adds an unlisted base_model as a second source, which passthrough then refuses.
     if (recipe.form === 'models' && recipe.base !== null && !recipe.slices[0].sources.some((s) => s.model === recipe.base)) {

@@ -38,6 +38,7 @@ export function ramPlusLambda(shared: number, unique: number, r: number, alpha: 
 export const ram: MergeMethod = {
   name: 'ram',
   parameters: ['epsilon'],
+  modelParameters: [],
   validate: needsBase('ram'),
   coefficients: (t) => ramCoefficients(t, false),
 };
@@ -45,6 +46,7 @@ export const ram: MergeMethod = {
 export const ramplusTl: MergeMethod = {
   name: 'ramplus_tl',
   parameters: ['epsilon', 'r', 'alpha'],
+  modelParameters: [],
   validate: needsBase('ramplus_tl'),
   coefficients: (t) => ramCoefficients(t, true),
 };

@@ -15,6 +15,7 @@ export const sce: MergeMethod = {
   name: 'sce',
   resultInBaseDtype: true,
   parameters: ['select_topk', 'int8_mask'],
+  modelParameters: [],
   validate(recipe) {
     if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', 'sce needs a base_model (task vectors are differences from it)');
   },

@@ -26,6 +26,7 @@ export const slerp: MergeMethod = {
   name: 'slerp',
   resultInBaseDtype: true,
   parameters: ['t'],
+  modelParameters: [],
   validate(recipe) {
     if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', 'slerp needs a base_model (the t = 0 end)');
     recipe.slices.forEach((s, i) => {

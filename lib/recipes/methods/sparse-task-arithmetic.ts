@@ -51,6 +51,7 @@ function sparseMethod(f: Family): MergeMethod {
     name: f.name,
     resultInBaseDtype: true,
     parameters,
+    modelParameters: parameters.filter((p) => p === 'weight' || p === 'density' || p === 'gamma'),
     validate(recipe) {
       if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', `${f.name} needs a base_model (task vectors are differences from it)`);
     },

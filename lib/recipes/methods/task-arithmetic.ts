@@ -14,6 +14,7 @@ export const taskArithmetic: MergeMethod = {
   name: 'task_arithmetic',
   resultInBaseDtype: true,
   parameters: ['weight', 'normalize', 'lambda', 'int8_mask', 'rescale', 'density'],
+  modelParameters: ['weight', 'density'],
   validate(recipe) {
     if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', 'task_arithmetic needs a base_model (task vectors are differences from it)');
   },
