@@ -62,7 +62,8 @@ export const ERROR_CODES = {
   HubRevisionNotFound: { meaning: 'The hub repo has no such revision (branch, tag or commit) as `@REVISION` names.', thrownBy: HUB },
   HubUnauthorized: { meaning: 'The hub refused access (HTTP 401/403): the token is missing, invalid or lacks access to the repo.', thrownBy: HUB },
   HubUnreachable: {
-    meaning: 'The hub cannot be reached (DNS, connection, TLS) and the model is not in the cache; `HF_HUB_OFFLINE=1` uses the cache only.',
+    meaning:
+      'The hub cannot be reached (DNS, connection, TLS, a connection dropped mid-answer) or answers its metadata requests with HTTP 5xx or 429, and the model is not in the cache; `HF_HUB_OFFLINE=1` uses the cache only.',
     thrownBy: HUB,
   },
   HubVerificationFailed: {
@@ -97,7 +98,10 @@ export const ERROR_CODES = {
     thrownBy: ['merge', 'parseRecipe', 'readRecipeFile', 'verify (as a problem)'],
   },
   InvalidTokenizer: { meaning: "A model's `tokenizer.json` cannot be loaded by the tokenizer library.", thrownBy: ['loadTokenCounter', 'score'] },
-  IoError: { meaning: 'The operating system refused a read or write (EIO, a permission, a failed fsync).', thrownBy: [...SAFETENSORS, 'merge', 'sweep'] },
+  IoError: {
+    meaning: 'The operating system refused a read or write (EIO, a permission, a failed fsync, a file where the hub cache needs a folder).',
+    thrownBy: [...SAFETENSORS, 'merge', 'sweep', ...HUB],
+  },
   KTooLarge: { meaning: 'Pass@k or Vote@k asks for more samples than a question has.', thrownBy: ['score', 'passAtK'] },
   MalformedGenerations: { meaning: 'A generations JSONL file has a line that is not a generation record.', thrownBy: ['score'] },
   MalformedMetrics: {

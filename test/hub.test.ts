@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { cachedPair, expectOneLineError, runCli, scratchDir, startCli } from './helpers/cli';
 import { commitOf, filesFromFolder, hubFile, HubServer, repoOf, startHubServer } from './helpers/hub-server';
+import { hubFaultCases } from './helpers/hub-fault-cases';
 import { readSafetensorsHeader } from '../lib/format/safetensors';
 import { hubEnvironment } from '../lib/hub/environment';
 import { parseHubReference } from '../lib/hub/reference';
@@ -222,7 +223,7 @@ describe('errors: one line, exit 1, no output folder, never the token', () => {
   test('a listing whose hashes are not hashes (they name files in blobs/) is refused', async () => {
     const files = filesFromFolder(pair.thinking).map((f) => (f.path === 'config.json' ? { ...f, gitOid: '../../../../evil' } : f));
     server.repos.set('Org/Evil', repoOf(files));
-    expect(await attempt('Org/Evil')).toMatch(/the listing of Org\/Evil describes "config.json" with an invalid oid, sha256 or size/);
+    expect(await attempt('Org/Evil')).toMatch(/the listing of Org\/Evil describes "config.json" with an invalid path, oid, sha256 or size/);
   }, 60_000);
   test('a download that fails verification: removed, never in a snapshot', async () => {
     const env = hfEnv();
@@ -381,4 +382,21 @@ describe('recipes and score --tokenizer', () => {
     const both = await runCli(['score', gens, '--tokenizer', pair.instruct, '--whitespace-tokens'], { env });
     expectOneLineError(both, 2);
   }, 60_000);
+});
+
+describe('faults', () => {
+  hubFaultCases({
+    get server() {
+      return server;
+    },
+    get pair() {
+      return pair;
+    },
+    get work() {
+      return work;
+    },
+    hfEnv: (extra) => hfEnv(extra),
+    cacheOf,
+    bytesOf,
+  });
 });

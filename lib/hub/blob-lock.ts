@@ -1,45 +1,89 @@
 /**
  * One lock file per blob, so that two processes downloading the same repo never write one blob twice:
- * `open(…, 'wx')` creates it or fails; a lock whose process is gone (same host) is taken over.
+ * `open(…, 'wx')` creates it or fails. The holder touches it every `refreshMs`; a lock is taken over
+ * when its process is gone (same host) or when it has not been touched for `staleMs` (another host:
+ * a container killed while it downloaded).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { WeightmixError } from '../errors';
+import { cacheFsError, cacheWrite } from './cache';
 
 const POLL_MS = 100;
 /** A lock file still empty after this long was left by a process that died between create and write. */
 const EMPTY_LOCK_STALE_MS = 10_000;
 
-export async function withBlobLock<T>(lockFile: string, onWait: () => void, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
-  await fs.promises.mkdir(path.dirname(lockFile), { recursive: true });
-  let waited = false;
-  for (;;) {
+/** How a lock is kept fresh, judged stale, and waited for (tests shorten them). */
+export interface LockTiming {
+  /** The holder touches its lock file this often. */
+  refreshMs: number;
+  /** A lock of another host untouched this long is taken over. */
+  staleMs: number;
+  /** A waiter repeats its notice this often. */
+  noticeMs: number;
+}
+
+export const LOCK_TIMING: LockTiming = { refreshMs: 30_000, staleMs: 10 * 60_000, noticeMs: 60_000 };
+
+/** Runs `fn` holding the lock; `onWait` is told (with the seconds waited so far) while another holds it. */
+export async function withBlobLock<T>(
+  lockFile: string,
+  onWait: (waitedSeconds: number) => void,
+  signal: AbortSignal | undefined,
+  fn: () => Promise<T>,
+  timing: LockTiming = LOCK_TIMING,
+): Promise<T> {
+  await cacheWrite(path.dirname(lockFile), () => fs.promises.mkdir(path.dirname(lockFile), { recursive: true }));
+  const started = Date.now();
+  let lastNotice = -Infinity;
+  while (!(await tryLock(lockFile))) {
     if (signal?.aborted) throw new WeightmixError('Aborted', 'the download was aborted');
-    try {
-      const fh = await fs.promises.open(lockFile, 'wx');
-      await fh.writeFile(`${process.pid} ${os.hostname()}\n`);
-      await fh.close();
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    if (isStale(lockFile)) {
+    if (isStale(lockFile, timing.staleMs)) {
       await fs.promises.rm(lockFile, { force: true });
       continue;
     }
-    if (!waited) onWait();
-    waited = true;
+    if (Date.now() - lastNotice >= timing.noticeMs) {
+      lastNotice = Date.now();
+      onWait(Math.round((lastNotice - started) / 1000));
+    }
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
+  // The touch that tells waiters on other hosts this holder is alive; a failed touch only risks a take-over.
+  const refresh = setInterval(() => {
+    const now = new Date();
+    fs.promises.utimes(lockFile, now, now).catch(() => undefined);
+  }, timing.refreshMs);
+  refresh.unref();
   try {
     return await fn();
   } finally {
+    clearInterval(refresh);
     await fs.promises.rm(lockFile, { force: true });
   }
 }
 
-function isStale(lockFile: string): boolean {
+/** Creates the lock with this process's pid and host; false when another holds it. A failed write leaves no lock behind. */
+async function tryLock(lockFile: string): Promise<boolean> {
+  let fh: fs.promises.FileHandle;
+  try {
+    fh = await fs.promises.open(lockFile, 'wx');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw cacheFsError(e, lockFile);
+  }
+  try {
+    await fh.writeFile(`${process.pid} ${os.hostname()}\n`);
+    await fh.close();
+    return true;
+  } catch (e) {
+    await fh.close().catch(() => undefined);
+    await fs.promises.rm(lockFile, { force: true });
+    throw cacheFsError(e, lockFile);
+  }
+}
+
+function isStale(lockFile: string, staleMs: number): boolean {
   let text: string;
   let mtime: number;
   try {
@@ -50,7 +94,8 @@ function isStale(lockFile: string): boolean {
   }
   const [pid, host] = text.trim().split(' ');
   if (!/^\d+$/.test(pid ?? '')) return Date.now() - mtime > EMPTY_LOCK_STALE_MS;
-  if (host !== os.hostname()) return false;
+  // Another host's process cannot be asked; its holder would have touched the file.
+  if (host !== os.hostname()) return Date.now() - mtime > staleMs;
   try {
     process.kill(Number(pid), 0);
     return false;

@@ -4,7 +4,28 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { WeightmixError } from '../errors';
 import { COMMIT_SHA, HubReference } from './reference';
+
+/** A file-system failure in the cache as one line with the path: NoSpace for a full disk or quota, else IoError. */
+export function cacheFsError(e: unknown, file: string): unknown {
+  const err = e as NodeJS.ErrnoException;
+  if (e instanceof WeightmixError || typeof err?.code !== 'string') return e;
+  if (err.code === 'ENOSPC' || err.code === 'EDQUOT')
+    return new WeightmixError('NoSpace', `no space left in the Hugging Face cache for ${file} (${err.code}); free some, then run again`, { cause: e });
+  // mkdir says EEXIST or ENOTDIR when a file stands where the cache needs a folder.
+  const why = err.code === 'ENOTDIR' || err.code === 'EEXIST' ? 'a file stands where a folder must be; is HF_HUB_CACHE or HF_HOME a file?' : err.message;
+  return new WeightmixError('IoError', `the Hugging Face cache: cannot write ${file} (${err.code}: ${why})`, { cause: e });
+}
+
+/** Runs a write to the cache, its failure as `cacheFsError`. */
+export async function cacheWrite<T>(file: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (e) {
+    throw cacheFsError(e, file);
+  }
+}
 
 /** `models--ORG--NAME` under the cache root. */
 export function repoFolder(cacheDir: string, repo: string): string {
@@ -48,10 +69,17 @@ export function cachedSnapshot(cacheDir: string, ref: HubReference): { dir: stri
 export async function writeRef(repoDir: string, revision: string, commit: string): Promise<void> {
   if (COMMIT_SHA.test(revision)) return;
   const file = path.join(repoDir, 'refs', revision);
-  await fs.promises.mkdir(path.dirname(file), { recursive: true });
   const temp = `${file}.${process.pid}.tmp`;
-  await fs.promises.writeFile(temp, commit);
-  await fs.promises.rename(temp, file);
+  await cacheWrite(file, async () => {
+    await fs.promises.mkdir(path.dirname(file), { recursive: true });
+    try {
+      await fs.promises.writeFile(temp, commit);
+      await fs.promises.rename(temp, file);
+    } catch (e) {
+      await fs.promises.rm(temp, { force: true });
+      throw e;
+    }
+  });
 }
 
 /** Whether the snapshot already holds `file` as a link (or file) that reaches a complete blob. */
@@ -66,10 +94,17 @@ export function snapshotHas(snapshotDir: string, file: string): boolean {
 /** Makes `snapshots/<commit>/<file>` a relative link to `blobs/<etag>` (replacing a stale entry), as huggingface_hub does. */
 export async function linkIntoSnapshot(repoDir: string, commit: string, file: string, etag: string): Promise<void> {
   const link = path.join(snapshotFolder(repoDir, commit), file);
-  await fs.promises.mkdir(path.dirname(link), { recursive: true });
   const target = path.relative(path.dirname(link), blobPath(repoDir, etag));
   const temp = `${link}.${process.pid}.link`;
-  await fs.promises.rm(temp, { force: true });
-  await fs.promises.symlink(target, temp);
-  await fs.promises.rename(temp, link);
+  await cacheWrite(link, async () => {
+    await fs.promises.mkdir(path.dirname(link), { recursive: true });
+    await fs.promises.rm(temp, { force: true });
+    try {
+      await fs.promises.symlink(target, temp);
+      await fs.promises.rename(temp, link);
+    } catch (e) {
+      await fs.promises.rm(temp, { force: true });
+      throw e;
+    }
+  });
 }

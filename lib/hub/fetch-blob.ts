@@ -10,6 +10,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { WeightmixError } from '../errors';
 import { refusal, RepoFile } from './api';
+import { cacheFsError, cacheWrite } from './cache';
 import type { HubEnvironment } from './environment';
 import type { HubReference } from './reference';
 
@@ -81,21 +82,27 @@ export async function fetchBlob(req: BlobRequest): Promise<void> {
     hash = newHash(file);
     have = 0;
   }
-  const fh = await fs.promises.open(partial, fromScratch ? 'w' : 'a');
+  const fh = await fs.promises.open(partial, fromScratch ? 'w' : 'a').catch((e) => {
+    res?.destroy();
+    throw cacheFsError(e, partial);
+  });
   let written = have;
+  let onDisk: number;
   try {
     if (res) written = await receive(req, res, fh, hash, written, (n) => (written = n));
     await fh.sync();
+    onDisk = (await fh.stat()).size;
   } catch (e) {
     res?.destroy();
     await fh.close();
     throw await asTransferError(req, e, partial, written);
   }
   await fh.close();
-  await verifyAndPublish(req, partial, hash, written);
+  await verifyAndPublish(req, partial, hash, written, onDisk);
 }
 
-async function verifyAndPublish(req: BlobRequest, partial: string, hash: Hash, written: number): Promise<void> {
+/** Publishes the partial file as the blob if what was received and what the file holds are the file the listing names. */
+async function verifyAndPublish(req: BlobRequest, partial: string, hash: Hash, written: number, onDisk: number): Promise<void> {
   const { file } = req;
   const digest = hash.digest('hex');
   const expected = file.sha256 ?? file.gitOid;
@@ -105,7 +112,15 @@ async function verifyAndPublish(req: BlobRequest, partial: string, hash: Hash, w
       written !== file.size ? `${written} bytes instead of ${file.size}` : `${file.sha256 ? 'sha256' : 'git sha1'} ${digest}, the hub says ${expected}`;
     throw new WeightmixError('HubVerificationFailed', `${req.ref.repo}: ${file.path} failed verification (${what}); the partial download was removed`);
   }
-  await fs.promises.rename(partial, req.blob);
+  // The hash covers the bytes received, not the file: another writer (huggingface_hub locks with its own lock file) may have appended to it.
+  if (onDisk !== written) {
+    await fs.promises.rm(partial, { force: true });
+    throw new WeightmixError(
+      'HubError',
+      `${req.ref.repo}: ${file.path}: the partial file ${partial} was changed by another process while it downloaded (${onDisk} bytes instead of ${written}); it was removed, run again`,
+    );
+  }
+  await cacheWrite(req.blob, () => fs.promises.rename(partial, req.blob));
 }
 
 /** GET with a range from `have`, following redirects by hand: the hub's first answer carries the sha256 (X-Linked-Etag). */
@@ -132,6 +147,14 @@ async function openTransfer(req: BlobRequest, start: string, have: number): Prom
         'HubError',
         `${req.env.endpoint}: ${req.file.path}: the server answered a range request from byte ${have} with ${res.headers['content-range']}`,
       );
+    // The storage the hub redirected to answered: neither the token nor the repo is the matter.
+    if (url.origin !== origin) {
+      const what = [401, 403, 404, 410].includes(status) ? 'refused the signed download URL' : 'failed';
+      throw new WeightmixError(
+        'HubError',
+        `${req.ref.repo}: ${req.file.path}: ${url.host}, where ${req.env.endpoint} redirected the download, ${what} (HTTP ${status}); run again for a fresh URL`,
+      );
+    }
     throw refusal(req.env, req.ref, status, headerValue(res, 'x-error-code'), req.file.path);
   }
   throw new WeightmixError('HubError', `${req.env.endpoint}: ${req.file.path}: more than ${MAX_REDIRECTS} redirects`);

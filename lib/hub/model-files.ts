@@ -1,4 +1,6 @@
 /** Which files of a hub repo a merge needs: the safetensors weights, their index, config and tokenizer files. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { RepoFile } from './api';
 
 export const HUB_INDEX_FILE = 'model.safetensors.index.json';
@@ -37,4 +39,62 @@ export function neededFiles(files: RepoFile[], purpose: HubPurpose, shards?: Rea
     return name.endsWith('.safetensors');
   };
   return top.filter((f) => wanted(f.path));
+}
+
+/** Whether `repo` (a listing) holds the weights a purpose reads: some safetensors or their index; null when it does, else what it holds instead. */
+export function missingWeights(files: RepoFile[], purpose: HubPurpose): string | null {
+  const top = files.filter((f) => !f.path.includes('/')).map((f) => f.path);
+  if (purpose === 'tokenizer') return null;
+  const weights = purpose === 'adapter' ? ['adapter_model.safetensors'] : top.filter((n) => n.endsWith('.safetensors') || n === HUB_INDEX_FILE);
+  if (purpose === 'adapter' ? top.includes(weights[0]) : weights.length > 0) return null;
+  const other = top.filter((n) => /\.(bin|pt|pth|ckpt|gguf|onnx|h5|msgpack)$/.test(n));
+  return other.length > 0 ? `only ${other.slice(0, 3).join(', ')}${other.length > 3 ? ', …' : ''}, which weightmix does not read` : 'no weights';
+}
+
+/** A shard of a numbered series, `model-00001-of-00002.safetensors`: the series is complete only with every number. */
+const SERIES = /^(.*)-(\d+)-of-(\d+)\.safetensors$/;
+
+/**
+ * What a cached snapshot lacks for `purpose`, judged from what it holds (a download that broke off has
+ * linked some files only): the shards its index names, the rest of a numbered series, any weights at
+ * all; undefined when nothing is seen missing. Config and tokenizer files cannot be judged without the listing.
+ */
+export function missingFromSnapshot(dir: string, purpose: HubPurpose): string | undefined {
+  const has = (name: string) => {
+    try {
+      return fs.statSync(path.join(dir, name)).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (purpose === 'tokenizer') return undefined;
+  if (purpose === 'adapter') return ADAPTER_FILES.filter((f) => !has(f)).join(', ') || undefined;
+  if (has(HUB_INDEX_FILE)) {
+    let shards: string[];
+    try {
+      const doc = JSON.parse(fs.readFileSync(path.join(dir, HUB_INDEX_FILE), 'utf8')) as { weight_map?: Record<string, unknown> };
+      shards = [...new Set(Object.values(doc.weight_map ?? {}).map(String))];
+    } catch {
+      return `a readable ${HUB_INDEX_FILE}`;
+    }
+    return listMissing(shards.filter((s) => !has(s)));
+  }
+  const weights = fs.readdirSync(dir).filter((n) => n.endsWith('.safetensors') && has(n));
+  if (weights.length === 0) return 'the safetensors weights';
+  const missing = new Set<string>();
+  for (const name of weights) {
+    const m = SERIES.exec(name);
+    if (!m) continue;
+    for (let i = 1; i <= Number(m[3]); i++) {
+      const shard = `${m[1]}-${String(i).padStart(m[2].length, '0')}-of-${m[3]}.safetensors`;
+      if (!has(shard)) missing.add(shard);
+    }
+  }
+  return listMissing([...missing]);
+}
+
+function listMissing(names: string[]): string | undefined {
+  if (names.length === 0) return undefined;
+  const shown = names.sort().slice(0, 3).join(', ');
+  return names.length > 3 ? `${shown} and ${names.length - 3} more` : shown;
 }

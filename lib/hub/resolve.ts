@@ -8,7 +8,7 @@ import { checkOptions, OptionKeys } from '../api/validate-options';
 import { showValue } from '../options';
 import { cachedSnapshot } from './cache';
 import { hubEnvironment } from './environment';
-import type { HubPurpose } from './model-files';
+import { HubPurpose, missingFromSnapshot } from './model-files';
 import { formatReference, parseHubReference } from './reference';
 import { DownloadHooks, downloadSnapshot } from './snapshot-download';
 
@@ -75,20 +75,31 @@ export async function resolveReference(reference: string, options: ResolveOption
   const env = hubEnvironment(options.env);
   const cached = cachedSnapshot(env.cacheDir, ref);
   const source = (s: { dir: string; commit: string }): ModelSource => ({ dir: s.dir, hub: { repo: ref.repo, revision: ref.revision, commit: s.commit } });
+  const purpose = options.purpose ?? 'model';
+  // Without the network a cached snapshot is all there is: one that a broken-off download left half-filled is refused, never merged.
+  const complete = (s: { dir: string; commit: string }, why: string): { dir: string; commit: string } => {
+    const missing = missingFromSnapshot(s.dir, purpose);
+    if (missing === undefined) return s;
+    throw new WeightmixError(
+      'HubError',
+      `${why}${formatReference(ref)} (commit ${s.commit}) is only partly in the Hugging Face cache (missing ${missing}); run again with the network to finish it`,
+    );
+  };
   if (env.offline) {
-    if (cached) return source(cached);
+    if (cached) return source(complete(cached, ''));
     throw new WeightmixError(
       'HubOffline',
       `${formatReference(ref)} is neither a folder here nor in the Hugging Face cache (${env.cacheDir}), and HF_HUB_OFFLINE forbids downloading it`,
     );
   }
   try {
-    return source(await downloadSnapshot(env, ref, options.purpose ?? 'model', options));
+    return source(await downloadSnapshot(env, ref, purpose, options));
   } catch (e) {
-    // As huggingface_hub does: no network, but the cache has the revision — use it, and say so.
+    // As huggingface_hub does: no network (or the hub failing), but the cache has the revision — use it, and say so.
     if (e instanceof WeightmixError && e.code === 'HubUnreachable' && cached) {
-      options.onNotice?.(`${e.message.split(';')[0]}; using the cached ${formatReference(ref)} (${cached.commit})`);
-      return source(cached);
+      const usable = complete(cached, `${e.message.split(';')[0]}, and `);
+      options.onNotice?.(`${e.message.split(';')[0]}; using the cached ${formatReference(ref)} (${usable.commit})`);
+      return source(usable);
     }
     throw e;
   }

@@ -8,11 +8,11 @@ import { WeightmixError } from '../errors';
 import { parseJsonStrict } from '../format/json-strict';
 import { checkRelativeName } from '../model/paths';
 import { blobName, listRepoFiles, RepoFile, resolveCommit } from './api';
-import { blobPath, linkIntoSnapshot, lockFolder, repoFolder, snapshotFolder, snapshotHas, writeRef } from './cache';
+import { blobPath, cacheWrite, linkIntoSnapshot, lockFolder, repoFolder, snapshotFolder, snapshotHas, writeRef } from './cache';
 import type { HubEnvironment } from './environment';
-import { withBlobLock } from './blob-lock';
+import { LOCK_TIMING, withBlobLock } from './blob-lock';
 import { fetchBlob, TransferInterrupted } from './fetch-blob';
-import { HUB_INDEX_FILE, HubPurpose, neededFiles } from './model-files';
+import { HUB_INDEX_FILE, HubPurpose, missingWeights, neededFiles } from './model-files';
 import { formatReference, HubReference } from './reference';
 import * as path from 'node:path';
 
@@ -61,6 +61,12 @@ export async function downloadSnapshot(
 
   let needed = neededFiles(listing, purpose);
   if (needed.length === 0) throw new WeightmixError('HubNoModel', `${formatReference(ref)} has no safetensors weights or tokenizer files a merge could use`);
+  // Refused before any download: config and tokenizer alone would end in a folder error that hides the reason.
+  const holds = missingWeights(listing, purpose);
+  if (holds !== null) {
+    const wanted = purpose === 'adapter' ? 'adapter_model.safetensors' : 'safetensors weights (model.safetensors, shards or their index)';
+    throw new WeightmixError('HubNoModel', `${formatReference(ref)} has no ${wanted} on ${env.endpoint}: it holds ${holds}`);
+  }
   const index = needed.find((f) => f.path === HUB_INDEX_FILE);
   if (index) {
     // The index alone first, without a bar of its own: it names the shards, and so the bytes the one bar counts.
@@ -92,7 +98,8 @@ async function fetchFiles(env: HubEnvironment, ref: HubReference, commit: string
   const snapshot = snapshotFolder(repoDir, commit);
   const todo = files.filter((f) => !snapshotHas(snapshot, f.path));
   if (todo.length === 0) return;
-  await fs.promises.mkdir(path.join(repoDir, 'blobs'), { recursive: true });
+  const blobs = path.join(repoDir, 'blobs');
+  await cacheWrite(blobs, () => fs.promises.mkdir(blobs, { recursive: true }));
   const started = process.hrtime.bigint();
   const progress: DownloadProgress = {
     repo: ref.repo,
@@ -140,7 +147,10 @@ async function fetchOne(
   const repoDir = repoFolder(env.cacheDir, ref.repo);
   const blob = blobPath(repoDir, blobName(file));
   const lock = path.join(lockFolder(env.cacheDir, ref.repo), `${blobName(file)}.weightmix.lock`);
-  const onWait = () => hooks.onNotice?.(`waiting for another process that downloads ${ref.repo}: ${file.path}`);
+  const onWait = (seconds: number) =>
+    hooks.onNotice?.(
+      `waiting for another process that downloads ${ref.repo}: ${file.path}${seconds > 0 ? ` (${seconds} s so far; its lock is taken over once untouched for ${LOCK_TIMING.staleMs / 60_000} min)` : ''}`,
+    );
   await withBlobLock(lock, onWait, hooks.signal, async () => {
     if (isCompleteBlob(blob, file.size)) return onBytes(file.size);
     for (let attempt = 1; ; attempt++) {
