@@ -16,6 +16,8 @@ import { parseHubReference } from '../lib/hub/reference';
 import { resolveModelReference } from '../lib/hub/resolve';
 import { loadTokenCounter } from '../lib/analysis/tokenizer';
 import { interpolate } from '../lib/interpolation/interpolate';
+import { merge } from '../lib/recipes/merge-recipe';
+import { parseRecipe } from '../lib/recipes/recipe';
 
 const JUNK = { 'pytorch_model.bin': 'pickle', 'original/consolidated.pth': 'x', 'model.gguf': 'gguf', 'onnx/model.onnx': 'onnx', 'README.md': '# card' };
 
@@ -364,6 +366,19 @@ describe('recipes and score --tokenizer', () => {
     expect(bytesOfTensors(path.join(work, 'rec-hub'))).toEqual(bytesOfTensors(path.join(work, 'rec-local')));
     const meta = JSON.parse((await readSafetensorsHeader(path.join(work, 'rec-hub', shardFiles(path.join(work, 'rec-hub'))[0]))).metadata!.weightmix);
     expect(meta.hub.map((h: { repo: string; revision: string }) => `${h.repo}@${h.revision}`)).toEqual(['Org/Instruct@v1', 'Org/Thinking@main']);
+    // Parsed against a baseDir without an Org/Thinking folder, the name is the hub repo: a folder of that name in the working
+    // directory (another model) must not stand in for it when the merge opens it.
+    const elsewhere = path.join(work, 'elsewhere');
+    fs.cpSync(pair.instruct, path.join(elsewhere, 'Org', 'Thinking'), { recursive: true });
+    const parsed = parseRecipe(fs.readFileSync(path.join(work, 'hub.yaml'), 'utf8'), { baseDir: work });
+    const cwd = process.cwd();
+    process.chdir(elsewhere);
+    try {
+      await merge(parsed, { output: path.join(work, 'rec-cwd'), env });
+    } finally {
+      process.chdir(cwd);
+    }
+    expect(bytesOfTensors(path.join(work, 'rec-cwd'))).toEqual(bytesOfTensors(path.join(work, 'rec-hub')));
   }, 120_000);
 
   test('score --tokenizer ORG/NAME counts with the tokenizer.json, downloading only tokenizer files', async () => {

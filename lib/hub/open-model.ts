@@ -29,17 +29,17 @@ export async function openModel(reference: string, options: ResolveOptions = {})
   return openModelAs(reference, options);
 }
 
-/** `openModel` for callers that checked their own options (the merges pass theirs through). */
-export async function openModelAs(reference: string, options: ResolveOptions = {}): Promise<ModelCheckpoint> {
-  const source = await resolveReference(reference, options);
+/** `openModel` for callers that checked their own options (the merges pass theirs through); `decided` as resolveReference takes it. */
+export async function openModelAs(reference: string, options: ResolveOptions = {}, decided = false): Promise<ModelCheckpoint> {
+  const source = await resolveReference(reference, options, decided);
   const checkpoint = await openCheckpoint(source.dir);
   return source.hub ? { ...checkpoint, hub: source.hub } : checkpoint;
 }
 
 /** Opens several model arguments one after the other (one download at a time, one progress bar each). */
-export async function openModels(references: string[], options: ResolveOptions = {}): Promise<ModelCheckpoint[]> {
+export async function openModels(references: string[], options: ResolveOptions = {}, decided = false): Promise<ModelCheckpoint[]> {
   const out: ModelCheckpoint[] = [];
-  for (const r of references) out.push(await openModelAs(r, options));
+  for (const r of references) out.push(await openModelAs(r, options, decided));
   return out;
 }
 

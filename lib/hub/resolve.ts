@@ -68,10 +68,13 @@ export async function resolveModelReference(reference: string, options: ResolveO
   return resolveReference(reference, options);
 }
 
-/** `resolveModelReference` for callers that checked their own options (the merges pass theirs through). */
-export async function resolveReference(reference: string, options: ResolveOptions = {}): Promise<ModelSource> {
+/**
+ * `resolveModelReference` for callers that checked their own options (the merges pass theirs through). `decided`: the caller
+ * already looked for a folder of that name (a recipe, against its own folder), so one in the working directory does not stand in for the hub id.
+ */
+export async function resolveReference(reference: string, options: ResolveOptions = {}, decided = false): Promise<ModelSource> {
   const ref = parseHubReference(reference);
-  if (ref === null || isDirectory(reference)) return { dir: reference };
+  if (ref === null || (!decided && isDirectory(reference))) return { dir: reference };
   const env = hubEnvironment(options.env);
   const cached = cachedSnapshot(env.cacheDir, ref);
   const source = (s: { dir: string; commit: string }): ModelSource => ({ dir: s.dir, hub: { repo: ref.repo, revision: ref.revision, commit: s.commit } });

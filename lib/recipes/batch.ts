@@ -170,7 +170,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
   const opened = new Map<string, Promise<ModelCheckpoint>>();
   const open = (dir: string) => {
     const key = path.resolve(dir);
-    if (!opened.has(key)) opened.set(key, openModelAs(dir, options));
+    if (!opened.has(key)) opened.set(key, openModelAs(dir, options, true));
     return opened.get(key)!;
   };
   let entries: Entry[] = [];

@@ -31,7 +31,8 @@ export function existingAncestor(dir: string): string {
  * beside `output` (in its nearest existing folder: the same file system as the output, which has room for a model), removed by `cleanup`.
  */
 export async function openRecipeModels(recipe: Recipe, output: string, options: ResolveOptions): Promise<RecipeModels> {
-  const ckpts = await openModels(recipe.models, options);
+  // parseRecipe resolved folders against the recipe's own folder: what is left are hub ids.
+  const ckpts = await openModels(recipe.models, options, true);
   if (recipe.adapters.every((a) => a === null)) return { ckpts, cleanup: async () => {} };
   // Named as the output's leftover (engine/output.ts): if this process is killed, the next run on the output removes it.
   const dir = await fs.promises.mkdtemp(path.join(existingAncestor(path.dirname(path.resolve(output))), `${leftoverName(output, 'lora')}-`));
@@ -39,7 +40,7 @@ export async function openRecipeModels(recipe: Recipe, output: string, options: 
   try {
     for (const [i, reference] of recipe.adapters.entries()) {
       if (reference === null) continue;
-      const source = await resolveReference(reference, { ...options, purpose: 'adapter' });
+      const source = await resolveReference(reference, { ...options, purpose: 'adapter' }, true);
       const adapter = await readLoraAdapter(source.dir);
       const adapted = await applyLoraAdapter(ckpts[i], recipe.modelNames[i], adapter, path.join(dir, `model-${i}.safetensors`));
       const withAdapter: AdaptedCheckpoint = { ...adapted, hub: ckpts[i].hub, adapterHub: source.hub };
