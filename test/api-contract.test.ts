@@ -85,6 +85,16 @@ describe('options are checked as strictly as flags, and worded as options', () =
     );
   });
 
+  test('an existing output is refused before any model is opened (a statistics pass can take minutes)', async () => {
+    const out = fresh();
+    fs.mkdirSync(out);
+    // Opening Org/Nope offline would fail with HubOffline: OutputExists comes first.
+    const env = { HF_HUB_OFFLINE: '1', HF_HOME: path.join(work, 'no-hub-home') };
+    await expect(merge({ merge_method: 'linear', models: [{ model: 'Org/Nope', parameters: { weight: 1 } }] }, { output: out, env })).rejects.toMatchObject({
+      code: 'OutputExists',
+    });
+  });
+
   test("switches are true or false: a config string's 'false' must not replace an output", async () => {
     const out = fresh();
     fs.mkdirSync(out);

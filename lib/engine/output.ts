@@ -63,9 +63,7 @@ export class OutputTransaction {
     try {
       // Parts on other machines share the folder: their temporaries are not ours to judge.
       if (!options.mergeInto) await removeStale(parent, base, options.siblings, options.notice);
-      if (fs.existsSync(target) && !options.force && !options.mergeInto) {
-        throw new WeightmixError('OutputExists', `output ${targetPath} already exists (use --force to replace it once the new one is complete)`);
-      }
+      if (!options.mergeInto) OutputTransaction.refuseExisting(targetPath, options.force);
       const tempDir = path.join(parent, `.${base}${TEMP_TAG}${process.pid}-${randomBytes(4).toString('hex')}`);
       await fs.promises.mkdir(tempDir);
       return new OutputTransaction(target, tempDir, lockFile, options.force ?? false, options.mergeInto ?? false, createdParent);
@@ -73,6 +71,13 @@ export class OutputTransaction {
       await fs.promises.rm(lockFile, { force: true });
       removeEmptyParents(parent, createdParent);
       throw e;
+    }
+  }
+
+  /** Refuses an existing output without `force`: begin does, and a merge asks first, before its statistics passes (minutes on a large model). */
+  static refuseExisting(targetPath: string, force: boolean | undefined): void {
+    if (!force && fs.existsSync(path.resolve(targetPath))) {
+      throw new WeightmixError('OutputExists', `output ${targetPath} already exists (use --force to replace it once the new one is complete)`);
     }
   }
 

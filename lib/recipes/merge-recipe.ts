@@ -143,6 +143,7 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   const direct = options.direct ?? true;
   const device = parseDevice(options.device, name('device'));
   const outDir = path.resolve(options.output);
+  OutputTransaction.refuseExisting(options.output, options.force);
   preloadNative();
   const adapted = await openRecipeModels(recipe, outDir, options);
   try {
