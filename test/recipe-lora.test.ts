@@ -265,6 +265,14 @@ describe('model+lora in a recipe', () => {
     expect(fs.readFileSync(path.join(dir, 'blocks.safetensors')).equals(fs.readFileSync(path.join(dir, 'whole.safetensors')))).toBe(true);
   });
 
+  test('an abort stops the application between blocks of rows', async () => {
+    const [ckpt, ad] = await Promise.all([openCheckpoint(A), readLoraAdapter(adapter)]);
+    await expect(applyLoraAdapter(ckpt, 'A', ad, path.join(dir, 'aborted.safetensors'), 40, AbortSignal.abort())).rejects.toMatchObject({
+      code: 'Aborted',
+      message: 'the merge was aborted while it applied a LoRA adapter',
+    });
+  });
+
   test('an adapter that does not fit its model fails with one line, leaving no output and no temporary folder', async () => {
     const bad = await writeAdapter('bad', {}, pair('model.layers.7.self_attn.q_proj', 16, 16), 5);
     const out = path.join(dir, 'out-bad');

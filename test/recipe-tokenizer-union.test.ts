@@ -217,6 +217,16 @@ describe(`tokenizer union and the tokenizer block (seed ${SEED})`, () => {
     }
   });
 
+  test('an abort during the rebuild stops it between blocks: Aborted, no working folder left', async () => {
+    const out = path.join(dir, `aborted-${counter++}`);
+    const recipe = parseRecipe(linear([A, B, C], { base_model: A, tokenizer_source: 'union' }));
+    await expect(merge(recipe, { output: out, signal: AbortSignal.abort() })).rejects.toMatchObject({
+      code: 'Aborted',
+      message: 'the merge was aborted while it rebuilt the embeddings',
+    });
+    expect(leftoversBeside(out)).toEqual([]);
+  });
+
   test('refusals and bad input: one line each, nothing written, no working folder left', async () => {
     const refuses = (extra: Record<string, unknown>, message: RegExp) => expect(() => parseRecipe(linear([A, B], extra))).toThrow(message);
     refuses({ tokenizer: { tokens: { t1: { force: true } } } }, /tokenizer.tokens."t1".source: a source is required/);

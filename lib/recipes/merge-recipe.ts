@@ -147,7 +147,7 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   preloadNative();
   const adapted = await openRecipeModels(recipe, outDir, options);
   try {
-    const { ckpts, vocabulary, cleanup } = await rebuildVocabulary(recipe, adapted.ckpts, outDir);
+    const { ckpts, vocabulary, cleanup } = await rebuildVocabulary(recipe, adapted.ckpts, outDir, options.signal);
     try {
       return await mergeModels(recipe, ckpts, vocabulary, outDir, { threads, blockBytes, direct, device }, options, name, started);
     } finally {

@@ -6,7 +6,7 @@
  * summed in f64 and rounded once to the working dtype.
  */
 import * as fs from 'node:fs';
-import { WeightmixError } from '../errors';
+import { abortError, WeightmixError } from '../errors';
 import type { Checkpoint, TensorLocation } from '../model/checkpoint';
 import { dtypeByteLength, encodeSafetensorsHeader, readSafetensorsHeader } from '../format/safetensors';
 import { FloatDtype, isFloatDtype } from '../format/dtypes';
@@ -78,7 +78,14 @@ async function defaultRow(reader: RowReader, row: DefaultRow, sources: ReadonlyM
 }
 
 /** Writes one tensor's data at `offset` of `handle`, block by block. */
-async function writeTensor(handle: fs.promises.FileHandle, offset: number, t: RebuiltTensor, totalRows: number, reader: RowReader): Promise<void> {
+async function writeTensor(
+  handle: fs.promises.FileHandle,
+  offset: number,
+  t: RebuiltTensor,
+  totalRows: number,
+  reader: RowReader,
+  signal: AbortSignal | undefined,
+): Promise<void> {
   const own = t.sources.get(t.rows.model)!;
   const cols = own.elementCount / own.shape[0];
   const vocabRows = t.rows.own.length;
@@ -89,6 +96,8 @@ async function writeTensor(handle: fs.promises.FileHandle, offset: number, t: Re
   const converted = (bytes: Buffer, from: TensorLocation, rows: number) =>
     from.dtype === t.dtype ? bytes : encodeValues(decodeValues(bytes, from.dtype as FloatDtype, rows * cols), t.dtype);
   for (let start = 0; start < vocabRows; start += perBlock) {
+    // A vocabulary-sized rebuild takes seconds: Ctrl-C is answered between blocks.
+    if (signal?.aborted) throw abortError('the merge was aborted while it rebuilt the embeddings', signal);
     const end = Math.min(vocabRows, start + perBlock);
     const block = Buffer.allocUnsafe((end - start) * rowBytes); // every row of it is written below
     for (let i = start; i < end;) {
@@ -130,7 +139,13 @@ async function writeTensor(handle: fs.promises.FileHandle, offset: number, t: Re
  * those tensors point there, with their new shape and dtype (each keeps its shard name, so the output's
  * layout still follows the model's shards).
  */
-export async function writeRebuiltEmbeddings<C extends Checkpoint>(ckpt: C, tensors: RebuiltTensor[], rows: number, file: string): Promise<C> {
+export async function writeRebuiltEmbeddings<C extends Checkpoint>(
+  ckpt: C,
+  tensors: RebuiltTensor[],
+  rows: number,
+  file: string,
+  signal?: AbortSignal,
+): Promise<C> {
   const shapes = tensors.map((t) => {
     const loc = ckpt.tensors.get(t.name)!;
     if (!isFloatDtype(loc.dtype) || loc.shape.length !== 2)
@@ -145,7 +160,7 @@ export async function writeRebuiltEmbeddings<C extends Checkpoint>(ckpt: C, tens
   const handle = await fs.promises.open(file, 'wx');
   try {
     await handle.write(header.bytes, 0, header.bytes.length, 0);
-    for (const [i, t] of tensors.entries()) await writeTensor(handle, header.dataStart + header.offsets[i][0], t, rows, reader);
+    for (const [i, t] of tensors.entries()) await writeTensor(handle, header.dataStart + header.offsets[i][0], t, rows, reader, signal);
   } finally {
     await Promise.all([handle.close(), reader.close()]);
   }

@@ -73,7 +73,7 @@ function rebuiltTensors(recipe: Recipe, ckpts: Checkpoint[], plan: VocabularyPla
 }
 
 /** Plans the vocabulary of `recipe` and, where it is more than a cut, rebuilds the models' embeddings beside `output`. */
-export async function rebuildVocabulary<C extends Checkpoint>(recipe: Recipe, ckpts: C[], output: string): Promise<RebuiltModels<C>> {
+export async function rebuildVocabulary<C extends Checkpoint>(recipe: Recipe, ckpts: C[], output: string, signal?: AbortSignal): Promise<RebuiltModels<C>> {
   const vocabulary = planVocabulary(recipe, ckpts);
   if (vocabulary?.kind !== 'rebuild') return { ckpts, vocabulary, cleanup: async () => {} };
   const perModel = rebuiltTensors(recipe, ckpts, vocabulary);
@@ -83,7 +83,7 @@ export async function rebuildVocabulary<C extends Checkpoint>(recipe: Recipe, ck
   const rebuilt = [...ckpts];
   try {
     for (const [m, tensors] of perModel)
-      rebuilt[m] = await writeRebuiltEmbeddings(ckpts[m], tensors, vocabulary.rows, path.join(dir, `model-${m}.safetensors`));
+      rebuilt[m] = await writeRebuiltEmbeddings(ckpts[m], tensors, vocabulary.rows, path.join(dir, `model-${m}.safetensors`), signal);
   } catch (e) {
     await cleanup();
     throw e;

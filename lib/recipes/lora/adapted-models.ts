@@ -42,7 +42,7 @@ export async function openRecipeModels(recipe: Recipe, output: string, options: 
       if (reference === null) continue;
       const source = await resolveReference(reference, { ...options, purpose: 'adapter' }, true);
       const adapter = await readLoraAdapter(source.dir);
-      const adapted = await applyLoraAdapter(ckpts[i], recipe.modelNames[i], adapter, path.join(dir, `model-${i}.safetensors`));
+      const adapted = await applyLoraAdapter(ckpts[i], recipe.modelNames[i], adapter, path.join(dir, `model-${i}.safetensors`), undefined, options.signal);
       const withAdapter: AdaptedCheckpoint = { ...adapted, hub: ckpts[i].hub, adapterHub: source.hub };
       ckpts[i] = withAdapter;
     }

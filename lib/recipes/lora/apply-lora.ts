@@ -5,7 +5,7 @@
  * others are read from the model's own shards, as before).
  */
 import * as fs from 'node:fs';
-import { WeightmixError } from '../../errors';
+import { abortError, WeightmixError } from '../../errors';
 import type { Checkpoint, TensorLocation } from '../../model/checkpoint';
 import { dtypeByteLength, encodeSafetensorsHeader, readSafetensorsHeader } from '../../format/safetensors';
 import { FloatDtype, isFloatDtype } from '../../format/dtypes';
@@ -36,6 +36,7 @@ export async function applyLoraAdapter(
   adapter: LoraAdapter,
   file: string,
   blockElements = BLOCK_ELEMENTS,
+  signal?: AbortSignal,
 ): Promise<Checkpoint> {
   const changed = ckpt.names.filter((n) => adapter.updates.has(n) || adapter.replacements.has(n));
   for (const name of [...adapter.updates.keys(), ...adapter.replacements.keys()]) {
@@ -73,6 +74,7 @@ export async function applyLoraAdapter(
       const cols = rows === 0 ? 0 : loc.elementCount / rows;
       const rowsPerBlock = Math.max(1, Math.floor(blockElements / Math.max(cols, 1)));
       for (let row = 0; row < rows && cols > 0; row += rowsPerBlock) {
+        if (signal?.aborted) throw abortError('the merge was aborted while it applied a LoRA adapter', signal);
         const n = Math.min(rowsPerBlock, rows - row);
         let bytes = replacement ? await convertedBytes(replacement, dtype, row * cols, n * cols) : await readTensorBytes(loc, row * cols, n * cols);
         if (product) bytes = applyLoraRows(bytes, dtype, product, row);
