@@ -153,13 +153,14 @@ describe('merge: tensor-local jobs and the streaming fallback write the same mod
     { model: B, parameters: { weight: 0.5, ...parameters } },
   ];
   test.each([
-    ['ties', { density: 0.3 }],
-    ['dare_ties', { density: 0.4 }],
-    ['dare_linear', { density: 0.6 }],
-    ['breadcrumbs', { density: 0.5, gamma: 0.05 }],
-    ['breadcrumbs_ties', { density: 0.4, gamma: 0.02, rescale: true }],
-  ])('%s', async (method, parameters) => {
-    const doc = { merge_method: method, base_model: N, random_seed: 9, models: models(parameters) };
+    ['ties', { density: 0.3 }, {}],
+    ['dare_ties', { density: 0.4 }, {}],
+    ['dare_linear', { density: 0.6 }, {}],
+    ['breadcrumbs', { density: 0.5, gamma: 0.05 }, {}],
+    // rescale is method-wide (mergekit reads it from parameters: only).
+    ['breadcrumbs_ties', { density: 0.4, gamma: 0.02 }, { rescale: true }],
+  ] as [string, Record<string, unknown>, Record<string, unknown>][])('%s', async (method, parameters, wide) => {
+    const doc = { merge_method: method, base_model: N, random_seed: 9, models: models(parameters), parameters: wide };
     await expectLocalStreamedMixedAlike(dir, doc);
     // DARE's L1 factors with every local job read in chunks: the same files again.
     if (method.startsWith('dare')) await withChunkedLocalJobs(() => expectLocalStreamedMixedAlike(dir, doc));
