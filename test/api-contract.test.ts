@@ -85,6 +85,18 @@ describe('options are checked as strictly as flags, and worded as options', () =
     );
   });
 
+  test('YAML text given to merge, and a file named as a model, are one-line usage errors that say what to do', async () => {
+    await expect(merge('merge_method: linear\nmodels: []\n', { output: fresh() })).rejects.toEqual(
+      usage('merge(recipe, options): a string is a recipe file path; for YAML text, pass parseRecipe(text) instead'),
+    );
+    const file = path.join(work, 'not-a-model.yml');
+    fs.writeFileSync(file, 'x');
+    await expect(merge({ merge_method: 'linear', models: [{ model: file, parameters: { weight: 1 } }] }, { output: fresh() })).rejects.toMatchObject({
+      code: 'ModelNotFound',
+      message: `models[0].model: ${file} is a file, not a model folder`,
+    });
+  });
+
   test('an existing output is refused before any model is opened (a statistics pass can take minutes)', async () => {
     const out = fresh();
     fs.mkdirSync(out);

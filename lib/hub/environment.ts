@@ -13,7 +13,7 @@ export interface HubEnvironment {
   cacheDir: string;
   /** `HF_TOKEN`, else the token file `$HF_HOME/token` (`HF_TOKEN_PATH`); never printed. */
   token?: string;
-  /** `HF_HUB_OFFLINE=1`: never touch the network. */
+  /** `HF_HUB_OFFLINE=1` (or `TRANSFORMERS_OFFLINE=1`): never touch the network. */
   offline: boolean;
 }
 
@@ -43,7 +43,8 @@ export function hubEnvironment(env: NodeJS.ProcessEnv = process.env): HubEnviron
     endpoint: (nonEmpty(env.HF_ENDPOINT) ?? DEFAULT_ENDPOINT).trim().replace(/\/+$/, ''),
     cacheDir: path.resolve(cacheDir),
     token: readToken(env, tokenPath),
-    offline: isTrue(env.HF_HUB_OFFLINE),
+    // As huggingface_hub's constants: TRANSFORMERS_OFFLINE counts too.
+    offline: isTrue(env.HF_HUB_OFFLINE) || isTrue(env.TRANSFORMERS_OFFLINE),
   };
 }
 

@@ -123,6 +123,10 @@ export const MERGE_KEYS: OptionKeys<MergeOptions> = {
  */
 export async function merge(recipe: string | Recipe | Record<string, unknown>, options: MergeOptions): Promise<RecipeMergeSummary> {
   checkOptions<MergeOptions>('merge', options, MERGE_KEYS);
+  if (typeof recipe === 'string' && recipe.includes('\n')) {
+    // A path never holds a line break: this is YAML text, which would otherwise come back as a multi-line 'recipe file not found'.
+    throw usageError('merge(recipe, options): a string is a recipe file path; for YAML text, pass parseRecipe(text) instead');
+  }
   if (typeof recipe === 'string') return mergeAs(await readRecipeFile(recipe, options), options, API_NAMES);
   if (typeof recipe !== 'object' || recipe === null || Array.isArray(recipe)) {
     throw usageError(

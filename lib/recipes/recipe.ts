@@ -106,6 +106,7 @@ function folderOrHubId(name: string, baseDir: string, where: string): string {
     isDir = false;
   }
   if (isDir) return abs;
+  if (fs.existsSync(abs)) throw new WeightmixError('ModelNotFound', `${where}: ${name} is a file, not a model folder`);
   // ORG/NAME[@REVISION]: a hub repo, resolved (cache or download) when the merge opens it.
   if (parseHubReference(name) !== null) return name;
   throw new WeightmixError('ModelNotFound', `${where}: model folder not found: ${name}`);
