@@ -119,7 +119,7 @@ describe('refusals name what they refuse', () => {
   });
   test('structure: both or neither of models/slices, bad layer_range, unequal slice sources, duplicates', () => {
     refuses({ merge_method: 'linear' }, /exactly one of 'models' or 'slices'/);
-    refuses({ ...lin(), slices: [] }, /exactly one of 'models' or 'slices'/);
+    refuses({ ...lin(), slices: [{ sources: [{ model: A, layer_range: [0, 1] }] }] }, /exactly one of 'models' or 'slices'/);
     refuses({ merge_method: 'passthrough', slices: [{ sources: [{ model: A, layer_range: [3, 1] }] }] }, /layer_range: expected \[start, end\)/);
     refuses(
       {

@@ -218,6 +218,14 @@ describe('accepted keys', () => {
     expect(r.randomSeed).toBe(42);
   });
 
+  test("as mergekit's validator: models: null or [] beside slices is no list; filter: null is no filter", () => {
+    for (const models of [null, []]) {
+      const r = parseRecipe({ merge_method: 'passthrough', models, slices: [{ sources: [{ model: A, layer_range: [0, 1] }] }] });
+      expect(r.form).toBe('slices');
+    }
+    expect(parseRecipe({ ...lin(), slices: [] }).form).toBe('models');
+    expect(parseRecipe(lin({ parameters: { normalize: [{ filter: null, value: false }] } })).parameters).toEqual({ normalize: [{ value: false }] });
+  });
   test("YAML as PyYAML's safe_load reads it: merge keys, and an alias recurring in a 120-slice passthrough", () => {
     const merged = parseRecipe(
       `merge_method: linear\nmodels:\n  - model: ${JSON.stringify(A)}\n    parameters: &p {weight: 0.5}\n  - model: ${JSON.stringify(B)}\n    parameters:\n      <<: *p\n`,

@@ -43,10 +43,11 @@ export function validateSetting(value: unknown, where: string): ParameterSetting
         if (extra.length > 0)
           throw recipeError(`${where}[${i}]: unsupported key ${extra.map((k) => `'${k}'`).join(', ')} (a conditional entry has 'filter' and 'value')`);
         if (!('value' in entry)) throw recipeError(`${where}[${i}]: a conditional entry needs a 'value'`);
-        if ('filter' in entry && typeof entry.filter !== 'string')
+        // mergekit's filter is Optional[str]: null is no filter.
+        if (entry.filter !== undefined && entry.filter !== null && typeof entry.filter !== 'string')
           throw recipeError(`${where}[${i}].filter: expected a string (a substring of tensor names, or '*' for every tensor)`);
         const inner = validateSetting(entry.value, `${where}[${i}].value`);
-        return entry.filter === undefined ? { value: inner } : { filter: entry.filter as string, value: inner };
+        return entry.filter === undefined || entry.filter === null ? { value: inner } : { filter: entry.filter as string, value: inner };
       });
     }
     throw recipeError(`${where}: a list must hold only numbers/strings (a gradient) or only {filter, value} entries`);

@@ -195,8 +195,10 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
 
   const body = recipeBody(top);
   const at = body.at;
-  const hasModels = body.models !== undefined;
-  const hasSlices = body.slices !== undefined;
+  // As mergekit's validator: a null or empty list beside the other form is no list (models: [] next to slices: merges the slices).
+  const listed = (v: unknown) => v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0);
+  const hasModels = listed(body.models) || (body.models !== undefined && !listed(body.slices));
+  const hasSlices = listed(body.slices) || (body.slices !== undefined && !listed(body.models));
   if (hasModels === hasSlices)
     throw recipeError(at ? `${at.slice(0, -1)}: give exactly one of 'models' or 'slices'` : "recipe: give exactly one of 'models' or 'slices'");
 
