@@ -11,6 +11,7 @@ import {
   makeCheckpointPair,
   merge,
   openCheckpoint,
+  parseRecipe,
   score,
   stages,
   sweep,
@@ -95,6 +96,17 @@ describe('options are checked as strictly as flags, and worded as options', () =
       code: 'ModelNotFound',
       message: `models[0].model: ${file} is a file, not a model folder`,
     });
+  });
+
+  test("parseRecipe's and merge's baseDir and env are checked, not thrown as TypeErrors", async () => {
+    const doc = { merge_method: 'linear', models: [{ model: pair.instruct, parameters: { weight: 1 } }] };
+    expect(() => parseRecipe(doc, null as never)).toThrow(
+      expect.objectContaining({ code: 'Usage', message: 'parseRecipe: options must be an object, got null' }),
+    );
+    await expect(merge(doc, { output: fresh(), baseDir: 5 } as never)).rejects.toEqual(usage("parseRecipe: option 'baseDir' must be a folder path, got 5"));
+    await expect(merge(doc, { output: fresh(), env: 'x' } as never)).rejects.toEqual(
+      usage('parseRecipe: option \'env\' must be an object of variables, got "x"'),
+    );
   });
 
   test('an existing output is refused before any model is opened (a statistics pass can take minutes)', async () => {

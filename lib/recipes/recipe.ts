@@ -6,7 +6,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseHubReference } from '../hub/reference';
 import { parseDocument } from 'yaml';
-import { WeightmixError } from '../errors';
+import { usageError, WeightmixError } from '../errors';
+import { showValue } from '../options';
 import { FLOAT_DTYPES, FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
 import { ParameterMap, validateSetting } from './recipe-params';
 import { methodFor } from './methods';
@@ -152,6 +153,7 @@ const MAX_ALIAS_COUNT = 10_000;
  * @throws {@link WeightmixError} `InvalidRecipe`, `UnsupportedRecipe`, `RecipeVariableNotSet`, `ModelNotFound`.
  */
 export function parseRecipe(input: string | Record<string, unknown>, options: ParseRecipeOptions = {}): Recipe {
+  checkParseOptions(options);
   let doc: unknown = input;
   if (typeof input === 'string') {
     // As PyYAML's safe_load reads mergekit's recipes: YAML 1.1 merge keys (<<: *defaults), and a plain alias may recur (a 120-slice
@@ -341,6 +343,16 @@ function checkParameterNames(recipe: Recipe, allowed: readonly string[], perMode
       );
     }
   }
+}
+
+/** parseRecipe's options, as a JavaScript caller may pass them: an object, `baseDir` a path, `env` an object (merge passes its own, checked). */
+function checkParseOptions(options: unknown): asserts options is ParseRecipeOptions {
+  if (typeof options !== 'object' || options === null) throw usageError(`parseRecipe: options must be an object, got ${showValue(options)}`);
+  const { baseDir, env } = options as Record<string, unknown>;
+  if (baseDir !== undefined && (typeof baseDir !== 'string' || baseDir === ''))
+    throw usageError(`parseRecipe: option 'baseDir' must be a folder path, got ${showValue(baseDir)}`);
+  if (env !== undefined && (typeof env !== 'object' || env === null))
+    throw usageError(`parseRecipe: option 'env' must be an object of variables, got ${showValue(env)}`);
 }
 
 /**
