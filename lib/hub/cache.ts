@@ -72,14 +72,19 @@ export async function writeRef(repoDir: string, revision: string, commit: string
   const temp = `${file}.${process.pid}.tmp`;
   await cacheWrite(file, async () => {
     await fs.promises.mkdir(path.dirname(file), { recursive: true });
-    try {
-      await fs.promises.writeFile(temp, commit);
-      await fs.promises.rename(temp, file);
-    } catch (e) {
-      await fs.promises.rm(temp, { force: true });
-      throw e;
-    }
+    await renameIntoPlace(temp, file, () => fs.promises.writeFile(temp, commit));
   });
+}
+
+/** Makes `file` by writing `temp` and renaming it over: a reader sees the old entry or the new one, and a failure leaves no `temp`. */
+async function renameIntoPlace(temp: string, file: string, write: () => Promise<void>): Promise<void> {
+  try {
+    await write();
+    await fs.promises.rename(temp, file);
+  } catch (e) {
+    await fs.promises.rm(temp, { force: true });
+    throw e;
+  }
 }
 
 /** Whether the snapshot already holds `file` as a link (or file) that reaches a complete blob. */
@@ -99,12 +104,6 @@ export async function linkIntoSnapshot(repoDir: string, commit: string, file: st
   await cacheWrite(link, async () => {
     await fs.promises.mkdir(path.dirname(link), { recursive: true });
     await fs.promises.rm(temp, { force: true });
-    try {
-      await fs.promises.symlink(target, temp);
-      await fs.promises.rename(temp, link);
-    } catch (e) {
-      await fs.promises.rm(temp, { force: true });
-      throw e;
-    }
+    await renameIntoPlace(temp, link, () => fs.promises.symlink(target, temp));
   });
 }
