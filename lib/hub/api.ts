@@ -65,8 +65,10 @@ function hubFetch(env: HubEnvironment, ref: HubReference, expected: Expected, si
     else headers.delete('authorization');
     let res: Response;
     let text: string;
+    // As huggingface_hub's HF_HUB_ETAG_TIMEOUT: a hub that never answers is unreachable (then the cache may stand in), not a hang.
+    const timeout = AbortSignal.timeout(env.metadataTimeoutSeconds * 1000);
     try {
-      res = await fetch(url, { ...init, headers, signal });
+      res = await fetch(url, { ...init, headers, signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
       if (!res.ok) {
         await res.body?.cancel();
         throw failure(env, ref, res);
@@ -75,6 +77,7 @@ function hubFetch(env: HubEnvironment, ref: HubReference, expected: Expected, si
     } catch (e) {
       if (signal?.aborted) throw new WeightmixError('Aborted', `the download of ${ref.repo} was aborted`);
       if (e instanceof WeightmixError) throw e;
+      if (timeout.aborted) throw unreachable(env, e, `no answer within ${env.metadataTimeoutSeconds} s, HF_HUB_ETAG_TIMEOUT`);
       throw unreachable(env, e, readFailure(e));
     }
     let body: unknown;

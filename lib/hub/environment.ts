@@ -15,7 +15,12 @@ export interface HubEnvironment {
   token?: string;
   /** `HF_HUB_OFFLINE=1` (or `TRANSFORMERS_OFFLINE=1`): never touch the network. */
   offline: boolean;
+  /** `HF_HUB_ETAG_TIMEOUT` (seconds, default 10): how long a metadata request may go unanswered before the hub counts as unreachable. */
+  metadataTimeoutSeconds: number;
 }
+
+/** huggingface_hub's default HF_HUB_ETAG_TIMEOUT. */
+const METADATA_TIMEOUT_SECONDS = 10;
 
 const TRUE_VALUES = new Set(['1', 'on', 'yes', 'true']);
 
@@ -30,7 +35,7 @@ function nonEmpty(value: string | undefined): string | undefined {
 
 /**
  * Reads the Python `huggingface_hub`'s variables as it does (`HF_ENDPOINT`, `HF_HOME`, `HF_HUB_CACHE`,
- * `HF_TOKEN`/`HF_TOKEN_PATH`, `HF_HUB_OFFLINE`), so that weightmix and Python share one cache.
+ * `HF_TOKEN`/`HF_TOKEN_PATH`, `HF_HUB_OFFLINE`, `HF_HUB_ETAG_TIMEOUT`), so that weightmix and Python share one cache.
  *
  * @param env - The environment to read (default `process.env`).
  */
@@ -45,7 +50,14 @@ export function hubEnvironment(env: NodeJS.ProcessEnv = process.env): HubEnviron
     token: readToken(env, tokenPath),
     // As huggingface_hub's constants: TRANSFORMERS_OFFLINE counts too.
     offline: isTrue(env.HF_HUB_OFFLINE) || isTrue(env.TRANSFORMERS_OFFLINE),
+    metadataTimeoutSeconds: positiveSeconds(env.HF_HUB_ETAG_TIMEOUT) ?? METADATA_TIMEOUT_SECONDS,
   };
+}
+
+/** A positive number of seconds, else undefined (the default applies, as huggingface_hub's int() would fail on it instead). */
+function positiveSeconds(value: string | undefined): number | undefined {
+  const x = nonEmpty(value) === undefined ? NaN : Number(value);
+  return Number.isFinite(x) && x > 0 ? x : undefined;
 }
 
 function expandHome(p: string): string {

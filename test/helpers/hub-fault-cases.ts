@@ -64,6 +64,17 @@ export function hubFaultCases(ctx: HubTestContext): void {
     }, 60_000);
   });
 
+  test('a hub that never answers its metadata request: unreachable after HF_HUB_ETAG_TIMEOUT, so the cache stands in', async () => {
+    proxy.rules.push({ match: INFO, respond: () => undefined });
+    expect(await cliError(viaProxy({ HF_HUB_ETAG_TIMEOUT: '1' }))).toMatch(
+      /cannot reach the hub at http:\/\/127.0.0.1:\d+ \(no answer within 1 s, HF_HUB_ETAG_TIMEOUT\)/,
+    );
+    const env = ctx.hfEnv({ HF_HUB_ETAG_TIMEOUT: '1' });
+    await resolveModelReference('Org/Instruct', { env });
+    const r = await resolveModelReference('Org/Instruct', { env: { ...env, HF_ENDPOINT: proxy.endpoint } });
+    expect(r.hub?.commit).toBe(mainOf('Org/Instruct'));
+  }, 60_000);
+
   test('the token goes to the endpoint only, never to another host a pagination Link names', async () => {
     const toLocalhost = (h: Record<string, unknown>) => {
       if (typeof h.link === 'string') h.link = h.link.replace('//127.0.0.1:', '//localhost:');
