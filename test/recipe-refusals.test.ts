@@ -17,7 +17,7 @@ describe('refusals name what they refuse', () => {
       modules({ text_decoder: { models: [{ model: A }] } }),
       /modules: 'text_decoder' is not supported: weightmix merges one module, mergekit's 'default'.*vision tower/,
     );
-    refuses(modules({}), /modules: '' is not supported/);
+    refuses(modules({}), /^modules: names no module; give 'default' with its models or slices$/);
     refuses(lin({ modules: { default: { models: [{ model: A }] } } }), /give exactly one of 'models', 'slices' or 'modules'/);
     refuses(modules({ default: { models: [{ model: A }], base_model: A } }), /modules.default: unsupported key 'base_model'/);
     refuses(modules({ default: { parameters: { weight: 1 } } }), /modules.default: give exactly one of 'models' or 'slices'/);

@@ -31,11 +31,12 @@ export function recipeBody(top: Record<string, unknown>): RecipeBody {
   if (top.models !== undefined || top.slices !== undefined)
     throw new WeightmixError('InvalidRecipe', "recipe: give exactly one of 'models', 'slices' or 'modules' (as mergekit)");
   const names = Object.keys(modules);
+  if (names.length === 0) throw new WeightmixError('InvalidRecipe', `modules: names no module; give '${DECODER_MODULE}' with its models or slices`);
   const other = names.find((n) => n !== DECODER_MODULE);
-  if (other !== undefined || names.length === 0) {
+  if (other !== undefined) {
     throw new WeightmixError(
       'UnsupportedRecipe',
-      `modules: '${other ?? ''}' is not supported: weightmix merges one module, mergekit's '${DECODER_MODULE}' (the decoder layers of a text-only architecture); ` +
+      `modules: '${other}' is not supported: weightmix merges one module, mergekit's '${DECODER_MODULE}' (the decoder layers of a text-only architecture); ` +
         'modules of a multimodal architecture (a vision tower beside the decoder) need its per-module definitions, which weightmix does not have',
     );
   }
