@@ -107,6 +107,14 @@ describe('options are checked as strictly as flags, and worded as options', () =
     await expect(merge(doc, { output: fresh(), env: 'x' } as never)).rejects.toEqual(
       usage('parseRecipe: option \'env\' must be an object of variables, got "x"'),
     );
+    // A parsed recipe's paths are resolved already: baseDir would be ignored.
+    await expect(merge(parseRecipe(doc), { output: fresh(), baseDir: work })).rejects.toEqual(
+      usage('baseDir applies to a recipe file or object; this recipe was already parsed (give baseDir to parseRecipe instead)'),
+    );
+    // A file's relative model paths resolve against baseDir.
+    const file = path.join(work, 'relative.yml');
+    fs.writeFileSync(file, `merge_method: linear\nmodels:\n  - model: ${path.relative(work, pair.instruct)}\n    parameters: {weight: 1}\n`);
+    await expect(merge(file, { output: fresh(), baseDir: work })).resolves.toMatchObject({ method: 'linear' });
   });
 
   test('an existing output is refused before any model is opened (a statistics pass can take minutes)', async () => {

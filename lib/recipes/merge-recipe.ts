@@ -133,6 +133,10 @@ export async function merge(recipe: string | Recipe | Record<string, unknown>, o
       `merge(recipe, options): recipe must be a recipe file path, a parsed recipe or a recipe object, got ${recipe === null ? 'null' : typeof recipe}`,
     );
   }
+  // A parsed recipe's paths were resolved when it was parsed: a baseDir here would be ignored.
+  if (isRecipe(recipe) && options.baseDir !== undefined) {
+    throw usageError('baseDir applies to a recipe file or object; this recipe was already parsed (give baseDir to parseRecipe instead)');
+  }
   return mergeAs(recipe, options, API_NAMES);
 }
 
