@@ -4,6 +4,7 @@
  * supplies the fetch they call, so that every refusal becomes one line with the repo, never the token.
  */
 import { WeightmixError } from '../errors';
+import { proxiedGet, proxyAgentFor } from './proxy';
 import type { HubEnvironment } from './environment';
 import { formatReference, HubReference } from './reference';
 
@@ -68,7 +69,9 @@ function hubFetch(env: HubEnvironment, ref: HubReference, expected: Expected, si
     // As huggingface_hub's HF_HUB_ETAG_TIMEOUT: a hub that never answers is unreachable (then the cache may stand in), not a hang.
     const timeout = AbortSignal.timeout(env.metadataTimeoutSeconds * 1000);
     try {
-      res = await fetch(url, { ...init, headers, signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
+      const both = signal ? AbortSignal.any([signal, timeout]) : timeout;
+      // Node's fetch reads no proxy variables: a request that has a proxy goes through it on node:http.
+      res = proxyAgentFor(url) ? await proxiedGet(url, headers, both) : await fetch(url, { ...init, headers, signal: both });
       if (!res.ok) {
         await res.body?.cancel();
         throw failure(env, ref, res);

@@ -10,6 +10,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { WeightmixError } from '../errors';
 import { refusal, RepoFile } from './api';
+import { proxyAgentFor } from './proxy';
 import { cacheFsError, cacheWrite } from './cache';
 import type { HubEnvironment } from './environment';
 import type { HubReference } from './reference';
@@ -188,7 +189,7 @@ function rangeStart(res: http.IncomingMessage): number {
 function get(req: BlobRequest, url: URL, headers: Record<string, string>): Promise<http.IncomingMessage> {
   const client = url.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
-    const r = client.get(url, { headers, signal: req.signal }, resolve);
+    const r = client.get(url, { headers, signal: req.signal, agent: proxyAgentFor(url) }, resolve);
     // A connection that stalls is a broken transfer (resumed like one), not a hang.
     r.setTimeout(IDLE_TIMEOUT_MS, () => r.destroy(Object.assign(new Error(`no data for ${IDLE_TIMEOUT_MS / 1000} s`), { code: 'ETIMEDOUT' })));
     r.on('error', reject);
