@@ -21,6 +21,10 @@ import { parseRecipe } from '../lib/recipes/recipe';
 
 const JUNK = { 'pytorch_model.bin': 'pickle', 'original/consolidated.pth': 'x', 'model.gguf': 'gguf', 'onnx/model.onnx': 'onnx', 'README.md': '# card' };
 
+const PROXY_VARIABLES = ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'http_proxy', 'https_proxy', 'all_proxy'];
+// The same for the requests this process makes itself.
+for (const v of PROXY_VARIABLES) delete process.env[v];
+
 let server: HubServer;
 let pair: { instruct: string; thinking: string };
 let work: string;
@@ -33,6 +37,8 @@ const hfEnv = (extra: Record<string, string> = {}, home = path.join(work, `home-
   HF_TOKEN: '',
   HF_HUB_OFFLINE: '0',
   HUGGING_FACE_HUB_TOKEN: '',
+  // A proxy of the host must not take the requests to the imitation on 127.0.0.1 (test/hub-proxy.test.ts tests proxies).
+  ...Object.fromEntries(PROXY_VARIABLES.map((v) => [v, ''])),
   ...extra,
 });
 const cacheOf = (env: Record<string, string>) => path.join(env.HF_HOME, 'hub');
