@@ -6,17 +6,23 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
+  classifyTensor,
   diff,
+  encodeSafetensorsHeader,
   interpolate,
   makeCheckpointPair,
   merge,
   openCheckpoint,
   parseRecipe,
+  plotStages,
+  readSafetensorsHeader,
+  renderChart,
   score,
   stages,
   sweep,
   verify,
   WeightmixError,
+  writeSafetensorsFile,
   type CheckpointPair,
   type InterpolateOptions,
   type MergeProgress,
@@ -83,6 +89,21 @@ describe('options are checked as strictly as flags, and worded as options', () =
     );
     await expect(diff({ a: pair.instruct, b: pair.thinking, signal: new AbortController() } as never)).rejects.toEqual(
       usage("diff: option 'signal' must be an AbortSignal, got a AbortController"),
+    );
+  });
+
+  test('wrong argument types to the format, naming and chart functions are usage errors, not TypeErrors', async () => {
+    await expect(readSafetensorsHeader(5 as never)).rejects.toEqual(usage('readSafetensorsHeader: path must be a file path, got 5'));
+    expect(() => encodeSafetensorsHeader(null as never)).toThrow(
+      expect.objectContaining({ code: 'Usage', message: 'encodeSafetensorsHeader: tensors must be an array of {name, dtype, shape}, got null' }),
+    );
+    await expect((writeSafetensorsFile as (...a: unknown[]) => Promise<void>)()).rejects.toEqual(
+      usage('writeSafetensorsFile: path must be a file path, got nothing'),
+    );
+    expect(() => classifyTensor(5 as never)).toThrow(expect.objectContaining({ code: 'Usage', message: 'classifyTensor: name must be a tensor name, got 5' }));
+    await expect(renderChart(null as never, 'x.svg')).rejects.toEqual(usage('renderChart: spec must be a Vega-Lite specification object, got null'));
+    await expect(plotStages(null as never, {} as never, 'x.svg')).rejects.toEqual(
+      usage('plotStages: rows must be an array of metrics rows (readMetricsTable), got null'),
     );
   });
 

@@ -4,7 +4,7 @@
  */
 import * as fs from 'fs';
 import type { TopLevelSpec } from 'vega-lite';
-import { WeightmixError } from '../errors';
+import { usageError, WeightmixError } from '../errors';
 import type { MetricsRow } from './metrics-table';
 import { formatLambda, type StageReport } from './stages';
 
@@ -65,6 +65,9 @@ export async function svgToPng(svg: string): Promise<Buffer> {
  * @throws {@link WeightmixError} `UnsupportedChartFormat`, `ChartWriteFailed`.
  */
 export async function renderChart(spec: ChartSpec, file: string): Promise<RenderedChart> {
+  if (typeof spec !== 'object' || spec === null || Array.isArray(spec))
+    throw usageError(`renderChart: spec must be a Vega-Lite specification object, got ${String(spec)}`);
+  if (typeof file !== 'string' || file === '') throw usageError(`renderChart: file must be a .svg or .png path, got ${String(file)}`);
   const format = chartFormat(file);
   const svg = await renderSvg(spec);
   const data = format === 'png' ? await svgToPng(svg) : Buffer.from(svg, 'utf8');
@@ -185,6 +188,9 @@ export function stagesChartSpec(rows: readonly MetricsRow[], report: StageReport
  * @throws {@link WeightmixError} `UnsupportedChartFormat`, `ChartWriteFailed`, `MalformedMetrics`.
  */
 export async function plotStages(rows: readonly MetricsRow[], report: StageReport, file: string, options: { title?: string } = {}): Promise<RenderedChart> {
+  if (!Array.isArray(rows)) throw usageError(`plotStages: rows must be an array of metrics rows (readMetricsTable), got ${String(rows)}`);
+  if (typeof report !== 'object' || report === null) throw usageError(`plotStages: report must be a stage report (stages), got ${String(report)}`);
+  if (typeof file !== 'string' || file === '') throw usageError(`plotStages: file must be a .svg or .png path, got ${String(file)}`);
   chartFormat(file);
   return renderChart(stagesChartSpec(rows, report, options), file);
 }

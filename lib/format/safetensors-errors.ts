@@ -1,5 +1,5 @@
 /** The safetensors format's named errors, and how they show untrusted names, shapes and values in one line. */
-import { WeightmixError } from '../errors';
+import { usageError, WeightmixError } from '../errors';
 
 const MAX_SHOWN_DIMS = 8;
 const MAX_SHOWN_NAME_CHARS = 80;
@@ -57,4 +57,17 @@ export function showName(name: string): string {
 export function showShape(shape: readonly number[]): string {
   const shown = shape.slice(0, MAX_SHOWN_DIMS).join(', ');
   return shape.length <= MAX_SHOWN_DIMS ? `[${shown}]` : `[${shown}, … (${shape.length} dimensions)]`;
+}
+
+/** A JavaScript caller's wrong argument types as one usage error, not a TypeError from deep inside. */
+export function checkPath(fn: string, path: unknown): asserts path is string {
+  if (typeof path !== 'string' || path === '') throw usageError(`${fn}: path must be a file path, got ${describeArgument(path)}`);
+}
+
+export function checkTensorList(fn: string, tensors: unknown): void {
+  if (!Array.isArray(tensors)) throw usageError(`${fn}: tensors must be an array of {name, dtype, shape}, got ${describeArgument(tensors)}`);
+}
+
+function describeArgument(value: unknown): string {
+  return value === undefined ? 'nothing' : (JSON.stringify(value) ?? String(value));
 }

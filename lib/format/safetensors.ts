@@ -14,7 +14,7 @@
  * F32, F16 and BF16 and copies the bytes of every other dtype.
  */
 import { open, writeFile, type FileHandle } from 'node:fs/promises';
-import { ioError, isSystemError, SafetensorsError, showName, showShape } from './safetensors-errors';
+import { checkPath, checkTensorList, ioError, isSystemError, SafetensorsError, showName, showShape } from './safetensors-errors';
 import { DTYPE_BITS, DTYPE_NAMES, SafetensorsDtype } from './dtypes';
 import {
   DeclaredTensor,
@@ -157,6 +157,7 @@ export function headerColumns(header: SafetensorsHeader): HeaderColumns {
  * @throws {@link SafetensorsError} with a code named after the Rust crate's errors (`HeaderTooSmall`, `InvalidOffset`, …, `IoError`).
  */
 export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
+  checkPath('readSafetensorsHeader', path);
   const handle = await open(path, 'r').catch((e: unknown) => {
     throw isSystemError(e) ? ioError(path, 'cannot open', e) : e;
   });
@@ -196,6 +197,7 @@ export function encodeSafetensorsHeader(
   tensors: readonly { name: string; dtype: SafetensorsDtype; shape: readonly number[] }[],
   metadata?: Record<string, string> | null,
 ): EncodedSafetensorsHeader {
+  checkTensorList('encodeSafetensorsHeader', tensors);
   return encodeHeader('encodeSafetensorsHeader', tensors, metadata);
 }
 
@@ -208,6 +210,8 @@ export async function writeSafetensorsFile(
   tensors: readonly { name: string; dtype: SafetensorsDtype; shape: readonly number[]; data: Buffer }[],
   metadata?: Record<string, string> | null,
 ): Promise<void> {
+  checkPath('writeSafetensorsFile', path);
+  checkTensorList('writeSafetensorsFile', tensors);
   const header = encodeHeader(path, tensors, metadata);
   tensors.forEach((t, i) => {
     const [begin, end] = header.offsets[i];

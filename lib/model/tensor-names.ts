@@ -50,6 +50,7 @@ const FINAL_NORMS = new Set([
 
 /** Map a checkpoint tensor name to its decoder layer and module class (Qwen2/3, Qwen3-MoE, Llama, Mistral, Mixtral, Gemma naming). */
 export function classifyTensor(name: string): TensorClass {
+  if (typeof name !== 'string') throw usageError(`classifyTensor: name must be a tensor name, got ${JSON.stringify(name) ?? String(name)}`);
   const inLayer = layerAndRest(name);
   if (inLayer) {
     const [layer, rest] = inLayer;
