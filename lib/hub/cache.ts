@@ -100,7 +100,8 @@ export function snapshotHas(snapshotDir: string, file: string): boolean {
 export async function linkIntoSnapshot(repoDir: string, commit: string, file: string, etag: string): Promise<void> {
   const link = path.join(snapshotFolder(repoDir, commit), file);
   const target = path.relative(path.dirname(link), blobPath(repoDir, etag));
-  const temp = `${link}.${process.pid}.link`;
+  // A dot name: a process opening this snapshot meanwhile (another download of the repo) skips it, as it skips hidden files.
+  const temp = path.join(path.dirname(link), `.${path.basename(link)}.${process.pid}.link`);
   await cacheWrite(link, async () => {
     await fs.promises.mkdir(path.dirname(link), { recursive: true });
     await fs.promises.rm(temp, { force: true });

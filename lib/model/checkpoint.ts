@@ -302,8 +302,12 @@ async function listSidecars(root: string, entries: string[]): Promise<string[]> 
   for (const name of entries.sort()) {
     if (name.startsWith('.') || name === INDEX_FILE || name === 'README.md') continue;
     if (WEIGHT_EXTENSIONS.some((ext) => name.endsWith(ext))) continue;
-    const st = await fs.promises.lstat(path.join(root, name));
-    if (st.isDirectory()) continue;
+    // An entry another process renamed away since the listing (a hub download linking into this snapshot) is not ours.
+    const st = await fs.promises.lstat(path.join(root, name)).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return null;
+      throw e;
+    });
+    if (st === null || st.isDirectory()) continue;
     // A pipe or device named like config.json would block or be lost silently: refuse it.
     if (!st.isSymbolicLink() && !st.isFile()) throw new WeightmixError('NotAFile', `${root}: ${name} is not a regular file`);
     out.push(name);
