@@ -100,14 +100,14 @@ export function expandModelPath(name: string, where: string, env: NodeJS.Process
 /** A local model folder (absolute), or a hub id `ORG/NAME[@REVISION]` as written when no folder of that name exists. */
 function folderOrHubId(name: string, baseDir: string, where: string): string {
   const abs = path.resolve(baseDir, name);
-  let isDir = false;
+  let found: fs.Stats | undefined;
   try {
-    isDir = fs.statSync(abs).isDirectory();
+    found = fs.statSync(abs);
   } catch {
-    isDir = false;
+    found = undefined; // absent, or not reachable (ENOTDIR, EACCES): not a folder here
   }
-  if (isDir) return abs;
-  if (fs.existsSync(abs)) throw new WeightmixError('ModelNotFound', `${where}: ${name} is a file, not a model folder`);
+  if (found?.isDirectory()) return abs;
+  if (found) throw new WeightmixError('ModelNotFound', `${where}: ${name} is a file, not a model folder`);
   // ORG/NAME[@REVISION]: a hub repo, resolved (cache or download) when the merge opens it.
   if (parseHubReference(name) !== null) return name;
   throw new WeightmixError('ModelNotFound', `${where}: model folder not found: ${name}`);
