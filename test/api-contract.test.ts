@@ -12,6 +12,7 @@ import {
   interpolate,
   makeCheckpointPair,
   merge,
+  mergeBatch,
   openCheckpoint,
   parseRecipe,
   plotStages,
@@ -136,6 +137,36 @@ describe('options are checked as strictly as flags, and worded as options', () =
     const file = path.join(work, 'relative.yml');
     fs.writeFileSync(file, `merge_method: linear\nmodels:\n  - model: ${path.relative(work, pair.instruct)}\n    parameters: {weight: 1}\n`);
     await expect(merge(file, { output: fresh(), baseDir: work })).resolves.toMatchObject({ method: 'linear' });
+  });
+
+  test('a parsed recipe changed by hand is checked again by merge and mergeBatch: refused before any tensor, not ignored or a TypeError', async () => {
+    const ties = () =>
+      parseRecipe({
+        merge_method: 'ties',
+        base_model: pair.instruct,
+        parameters: { density: 0.5 },
+        models: [{ model: pair.thinking, parameters: { weight: 1 } }],
+      });
+    const edited = (edit: (r: ReturnType<typeof ties>) => void) => {
+      const r = ties();
+      edit(r);
+      return r;
+    };
+    const cases: [ReturnType<typeof ties>, string, string][] = [
+      // Each of these merged silently, failed on a tensor or threw a TypeError before the check.
+      [edited((r) => void (r.parameters.bogus = 1)), 'UnsupportedRecipe', "parameters: merge_method ties takes no parameter 'bogus'"],
+      [edited((r) => void (r.parameters.density = { a: 1 } as never)), 'InvalidRecipe', 'parameters.density: expected a number'],
+      [edited((r) => void (r.parameters.density = NaN)), 'InvalidRecipe', 'parameters.density: NaN is not a finite number'],
+      [edited((r) => void (r.base = null)), 'InvalidRecipe', 'ties needs a base_model'],
+    ];
+    for (const [recipe, code, message] of cases) {
+      const output = fresh();
+      const err = await merge(recipe, { output }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code, message: expect.stringContaining(message) });
+      expect((err as Error).message).not.toContain('\n');
+      expect(fs.existsSync(output)).toBe(false);
+    }
+    await expect(mergeBatch([{ name: 'a', recipe: cases[0][0] }], { output: fresh() })).rejects.toMatchObject({ code: 'UnsupportedRecipe' });
   });
 
   test('an existing output is refused before any model is opened (a statistics pass can take minutes)', async () => {

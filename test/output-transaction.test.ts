@@ -89,7 +89,9 @@ describe('begin / commit / abort', () => {
     write(path.join(dir, 'out', 'model.safetensors'), 'old');
     const err = await failure(OutputTransaction.begin(path.join(dir, 'out')));
     expect(err.code).toBe('OutputExists');
-    expect(err.message).toBe(`output ${path.join(dir, 'out')} already exists (use --force to replace it once the new one is complete)`);
+    expect(err.message).toBe(
+      `output ${path.join(dir, 'out')} already exists (use --force, or force: true in the API, to replace it once the new one is complete)`,
+    );
     expect(ls(dir)).toEqual(['out']);
   });
 
@@ -388,7 +390,7 @@ describe('per-file publish (--part)', () => {
     write(path.join(again.tempDir, 'model-00001-of-00002.safetensors'), 'again');
     const err = await failure(again.commit());
     expect(err.code).toBe('OutputExists');
-    expect(err.message).toBe(`${path.join(target, 'model-00001-of-00002.safetensors')} already exists (use --force to replace it)`);
+    expect(err.message).toBe(`${path.join(target, 'model-00001-of-00002.safetensors')} already exists (use --force, or force: true in the API, to replace it)`);
     await again.abort();
     expect(fs.readFileSync(path.join(target, 'model-00001-of-00002.safetensors'), 'utf8')).toBe('one');
 

@@ -77,7 +77,10 @@ export class OutputTransaction {
   /** Refuses an existing output without `force`: begin does, and a merge asks first, before its statistics passes (minutes on a large model). */
   static refuseExisting(targetPath: string, force: boolean | undefined): void {
     if (!force && fs.existsSync(path.resolve(targetPath))) {
-      throw new WeightmixError('OutputExists', `output ${targetPath} already exists (use --force to replace it once the new one is complete)`);
+      throw new WeightmixError(
+        'OutputExists',
+        `output ${targetPath} already exists (use --force, or force: true in the API, to replace it once the new one is complete)`,
+      );
     }
   }
 
@@ -133,7 +136,8 @@ export class OutputTransaction {
     }
     if (!fs.existsSync(this.target)) return;
     const clash = fs.readdirSync(this.tempDir).find((n) => n.endsWith('.safetensors') && fs.existsSync(path.join(this.target, n)));
-    if (clash) throw new WeightmixError('OutputExists', `${path.join(this.target, clash)} already exists (use --force to replace it)`);
+    if (clash)
+      throw new WeightmixError('OutputExists', `${path.join(this.target, clash)} already exists (use --force, or force: true in the API, to replace it)`);
   }
 
   private appeared(): WeightmixError {

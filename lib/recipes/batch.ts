@@ -21,7 +21,7 @@ import { OutputTransaction } from '../engine/output';
 import { MergePlan, planMerge, TensorRecipe } from '../engine/plan';
 import { methodFor } from './methods';
 import { finishRecipeOutput, isRecipe, MERGE_KEYS, recipeMetadata } from './merge-recipe';
-import { parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
+import { checkRecipe, parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { planRecipe, RecipePlan, sourceCheckpoints } from './recipe-plan';
@@ -154,7 +154,9 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
   const device = parseDevice(options.device, name('device'));
   const part = parsePart(options.part, name('part'));
   const recipes = await Promise.all(
-    batch.map((b) => (isRecipe(b.recipe) ? b.recipe : typeof b.recipe === 'string' ? readRecipeFile(b.recipe, options) : parseRecipe(b.recipe, options))),
+    batch.map((b) =>
+      isRecipe(b.recipe) ? checkRecipe(b.recipe) : typeof b.recipe === 'string' ? readRecipeFile(b.recipe, options) : parseRecipe(b.recipe, options),
+    ),
   );
   recipes.forEach((r) => methodFor(r.method)); // refuses an unsupported method before any model is opened
   recipes.forEach((r, i) => {

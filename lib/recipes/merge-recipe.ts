@@ -27,7 +27,7 @@ import { setConfigVocabSize, VocabularyPlan } from './tokenizer-source';
 import { rebuildVocabulary } from './vocabulary-rebuild';
 import { writeAddedTokens } from './tokenizer-files';
 import { chooseChatTemplate, writeChatTemplate } from './chat-template';
-import { parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
+import { checkRecipe, parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { MergeMethodName } from '../merge-method-names';
 import { localMomentTensors, planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
@@ -144,7 +144,7 @@ export async function merge(recipe: string | Recipe | Record<string, unknown>, o
 export async function mergeAs(input: Recipe | Record<string, unknown>, options: MergeOptions, name: OptionNamer): Promise<RecipeMergeSummary> {
   const started = process.hrtime.bigint();
   parseOutputFolder(options.output, name('output'));
-  const recipe: Recipe = isRecipe(input) ? input : parseRecipe(input, options);
+  const recipe: Recipe = isRecipe(input) ? checkRecipe(input) : parseRecipe(input, options);
   methodFor(recipe.method); // refuses an unsupported method before any model is opened
   const threads = parseThreads(options.threads, name('threads'));
   const blockBytes = parseBlockBytes(options.blockBytes, name('blockBytes'));

@@ -301,16 +301,25 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
     chatTemplate: parseChatTemplate(top.chat_template),
     document: doc,
   };
-  checkParameterNames(recipe, method.parameters, method.modelParameters);
+  return checkRecipe(recipe);
+}
+
+/**
+ * parseRecipe's checks of the parsed form: every parameter's name and value, and the method's own rules. merge runs them again on a
+ * Recipe it is handed, whose fields are plain data a caller may have changed since it was parsed.
+ */
+export function checkRecipe(recipe: Recipe): Recipe {
+  const method = methodFor(recipe.method);
+  checkParameters(recipe, method.parameters, method.modelParameters);
   method.validate(recipe);
   return recipe;
 }
 
 /**
  * Parameters the method does not take are refused, wherever they appear; so is a method-wide one in a model's own entry, which
- * mergekit never reads there (it looks those up without a model): it would be ignored silently.
+ * mergekit never reads there (it looks those up without a model): it would be ignored silently. Each value is a setting as parsed.
  */
-function checkParameterNames(recipe: Recipe, allowed: readonly string[], perModel: readonly string[]): void {
+function checkParameters(recipe: Recipe, allowed: readonly string[], perModel: readonly string[]): void {
   const maps: [string, ParameterMap][] = [
     ['parameters', recipe.parameters],
     [`modules.${DECODER_MODULE}.parameters`, recipe.moduleParameters],
@@ -334,6 +343,7 @@ function checkParameterNames(recipe: Recipe, allowed: readonly string[], perMode
     }
   }
   for (const [where, map] of maps) {
+    for (const [k, value] of Object.entries(map)) validateSetting(value, `${where}.${k}`);
     const bad = Object.keys(map).filter((k) => !allowed.includes(k));
     if (bad.length > 0) {
       throw new WeightmixError(
