@@ -119,21 +119,30 @@ async function fetchFiles(env: HubEnvironment, ref: HubReference, commit: string
   };
   report(true);
   const queue = [...todo].sort((a, b) => b.size - a.size);
+  // The first failure stops the other files at once (no new one starts, those under way keep their partial files for a
+  // resume): the user hears of it now, not after the rest of a many-gigabyte repo.
+  const stop = new AbortController();
+  const signal = hooks.signal ? AbortSignal.any([hooks.signal, stop.signal]) : stop.signal;
+  let failure: { reason: unknown } | undefined;
   const worker = async () => {
-    for (let file = queue.shift(); file; file = queue.shift()) {
-      await fetchOne(env, ref, commit, file, hooks, (n) => {
-        progress.bytesDone += n;
-        report(false);
-      });
-      await linkIntoSnapshot(repoDir, commit, file.path, blobName(file));
+    for (let file = queue.shift(); file && !failure; file = queue.shift()) {
+      try {
+        await fetchOne(env, ref, commit, file, { ...hooks, signal }, (n) => {
+          progress.bytesDone += n;
+          report(false);
+        });
+        await linkIntoSnapshot(repoDir, commit, file.path, blobName(file));
+      } catch (e) {
+        failure ??= { reason: e };
+        stop.abort();
+        return;
+      }
       progress.filesDone++;
       report(progress.filesDone === progress.filesTotal);
     }
   };
-  const workers = Array.from({ length: Math.min(PARALLEL_FILES, todo.length) }, worker);
-  const results = await Promise.allSettled(workers);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
+  await Promise.all(Array.from({ length: Math.min(PARALLEL_FILES, todo.length) }, worker));
+  if (failure) throw failure.reason;
 }
 
 async function fetchOne(

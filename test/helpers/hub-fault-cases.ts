@@ -205,6 +205,23 @@ export function hubFaultCases(ctx: HubTestContext): void {
     }, 60_000);
   });
 
+  describe('a file that fails stops the others', () => {
+    test('the error comes at once, not after the stalled shard beside it times out; its partial file stays for a resume', async () => {
+      const env = ctx.hfEnv();
+      // Shard 1 hangs after 120,000 bytes (a hung transfer is given up only after a minute, three times); shard 2 fails verification.
+      ctx.server.stalls.push({ path: 'model-00001-of-00002.safetensors', afterBytes: 120_000 });
+      ctx.server.corrupt.add('model-00002-of-00002.safetensors');
+      const started = Date.now();
+      const e = await resolveModelReference('Org/Instruct', { env }).catch((x: Error) => x);
+      expect(e.message).toMatch(/Org\/Instruct: model-00002-of-00002.safetensors failed verification/);
+      expect(Date.now() - started).toBeLessThan(20_000);
+      const blobs = path.join(ctx.cacheOf(env), 'models--Org--Instruct', 'blobs');
+      const partial = fs.readdirSync(blobs).filter((b) => b.endsWith('.incomplete'));
+      expect(partial.map((b) => fs.statSync(path.join(blobs, b)).size)).toEqual([120_000]);
+      expect(fs.readdirSync(path.join(ctx.cacheOf(env), '.locks', 'models--Org--Instruct'))).toEqual([]);
+    }, 60_000);
+  });
+
   describe('file-system errors in the cache: one line with the path', () => {
     test('HF_HUB_CACHE names a file; blobs/ is a file', async () => {
       const file = path.join(ctx.work, `not-a-folder-${Date.now()}`);
