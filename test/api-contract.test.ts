@@ -9,12 +9,15 @@ import {
   classifyTensor,
   diff,
   encodeSafetensorsHeader,
+  hubEnvironment,
   interpolate,
+  lambdaFolderName,
   makeCheckpointPair,
   merge,
   mergeBatch,
   openCheckpoint,
   parseRecipe,
+  plotLayerProfile,
   plotStages,
   readSafetensorsHeader,
   renderChart,
@@ -105,6 +108,13 @@ describe('options are checked as strictly as flags, and worded as options', () =
     await expect(renderChart(null as never, 'x.svg')).rejects.toEqual(usage('renderChart: spec must be a Vega-Lite specification object, got null'));
     await expect(plotStages(null as never, {} as never, 'x.svg')).rejects.toEqual(
       usage('plotStages: rows must be an array of metrics rows (readMetricsTable), got null'),
+    );
+    await expect(plotLayerProfile([], 5 as never)).rejects.toEqual(usage('plotLayerProfile: file must be a .svg or .png path, got 5'));
+    expect(() => lambdaFolderName(null as never)).toThrow(
+      expect.objectContaining({ code: 'Usage', message: 'lambdaFolderName: lambda must be a finite number, got null' }),
+    );
+    expect(() => hubEnvironment(null as never)).toThrow(
+      expect.objectContaining({ code: 'Usage', message: 'hubEnvironment: env must be an object of variables, got null' }),
     );
   });
 

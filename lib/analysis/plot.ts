@@ -250,6 +250,8 @@ export async function plotLayerProfile(
   file: string,
   options: { title?: string; yTitle?: string } = {},
 ): Promise<RenderedChart> {
+  if (!Array.isArray(rows)) throw usageError(`plotLayerProfile: rows must be an array of layer profile rows (diff), got ${String(rows)}`);
+  if (typeof file !== 'string' || file === '') throw usageError(`plotLayerProfile: file must be a .svg or .png path, got ${String(file)}`);
   chartFormat(file);
   return renderChart(layerProfileSpec(rows, options), file);
 }

@@ -2,6 +2,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { usageError } from '../errors';
+import { showValue } from '../options';
 
 export const DEFAULT_ENDPOINT = 'https://huggingface.co';
 
@@ -40,6 +42,7 @@ function nonEmpty(value: string | undefined): string | undefined {
  * @param env - The environment to read (default `process.env`).
  */
 export function hubEnvironment(env: NodeJS.ProcessEnv = process.env): HubEnvironment {
+  if (typeof env !== 'object' || env === null) throw usageError(`hubEnvironment: env must be an object of variables, got ${showValue(env)}`);
   const xdgCache = nonEmpty(env.XDG_CACHE_HOME) ?? path.join(os.homedir(), '.cache');
   const home = expandHome(nonEmpty(env.HF_HOME) ?? path.join(xdgCache, 'huggingface'));
   const cacheDir = expandHome(nonEmpty(env.HF_HUB_CACHE) ?? nonEmpty(env.HUGGINGFACE_HUB_CACHE) ?? path.join(home, 'hub'));

@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import { usageError } from '../errors';
 import { INTERPOLATION_COMMON_KEYS, InterpolationCommon, InterpolationSummary, runInterpolation } from './interpolate';
-import { parseLambda, parseOutputFolder } from '../options';
+import { parseLambda, parseOutputFolder, showValue } from '../options';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 
 /** The options of `sweep`. */
@@ -48,6 +48,7 @@ export function parseLambdaList(spec: string | number[], name = '--lambdas'): nu
  * (`lambda-0.125`), and past twelve the shortest text that reads back as λ (`lambda-1e-13`), never a rounded one.
  */
 export function lambdaFolderName(lambda: number): string {
+  if (typeof lambda !== 'number' || !Number.isFinite(lambda)) throw usageError(`lambdaFolderName: lambda must be a finite number, got ${showValue(lambda)}`);
   for (let digits = 2; digits <= 12; digits++) {
     const fixed = lambda.toFixed(digits);
     if (Number(fixed) === lambda) return `lambda-${fixed}`;
