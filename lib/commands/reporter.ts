@@ -87,7 +87,7 @@ export function createReporter<S extends object>(opts: { json?: unknown; quiet?:
         all: (p.bytesTotal / 1e9).toFixed(2),
         files: p.filesDone,
         filesTotal: p.filesTotal,
-        rate: (p.bytesDone / 1e6 / Math.max(p.seconds, 1e-3)).toFixed(0),
+        rate: (p.bytesReceived / 1e6 / Math.max(p.seconds, 1e-3)).toFixed(0),
       });
       if (finished) {
         downloadBar.stop();

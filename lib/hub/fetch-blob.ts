@@ -29,6 +29,8 @@ export interface BlobRequest {
   blob: string;
   /** Called with each count of bytes that became part of the blob (resumed bytes included). */
   onBytes: (n: number) => void;
+  /** Called with each count of bytes received over the network (never taken back: a transfer rate's numerator). */
+  onReceived?: (n: number) => void;
   signal?: AbortSignal;
 }
 
@@ -227,6 +229,7 @@ async function receive(
       batchBytes += chunk.length;
       written += chunk.length;
       req.onBytes(chunk.length);
+      req.onReceived?.(chunk.length);
       if (batchBytes >= WRITE_BATCH) await flush();
     }
   } catch (e) {

@@ -27,6 +27,8 @@ export interface DownloadProgress {
   repo: string;
   /** Bytes in the cache so far (resumed bytes included). */
   bytesDone: number;
+  /** Bytes received from the hub in this run, so far: bytesDone without what a resumed partial file or another process had put in the cache (a transfer rate divides this by `seconds`). */
+  bytesReceived: number;
   /** Bytes of the files this download fetches (those not yet in the cache). */
   bytesTotal: number;
   /** Files complete. */
@@ -104,6 +106,7 @@ async function fetchFiles(env: HubEnvironment, ref: HubReference, commit: string
   const progress: DownloadProgress = {
     repo: ref.repo,
     bytesDone: 0,
+    bytesReceived: 0,
     bytesTotal: todo.reduce((n, f) => n + f.size, 0),
     filesDone: 0,
     filesTotal: todo.length,
@@ -127,10 +130,18 @@ async function fetchFiles(env: HubEnvironment, ref: HubReference, commit: string
   const worker = async () => {
     for (let file = queue.shift(); file && !failure; file = queue.shift()) {
       try {
-        await fetchOne(env, ref, commit, file, { ...hooks, signal }, (n) => {
-          progress.bytesDone += n;
-          report(false);
-        });
+        await fetchOne(
+          env,
+          ref,
+          commit,
+          file,
+          { ...hooks, signal },
+          (n) => {
+            progress.bytesDone += n;
+            report(false);
+          },
+          (n) => (progress.bytesReceived += n),
+        );
         await linkIntoSnapshot(repoDir, commit, file.path, blobName(file));
       } catch (e) {
         failure ??= { reason: e };
@@ -152,6 +163,7 @@ async function fetchOne(
   file: RepoFile,
   hooks: DownloadHooks,
   onBytes: (n: number) => void,
+  onReceived: (n: number) => void,
 ): Promise<void> {
   const repoDir = repoFolder(env.cacheDir, ref.repo);
   const blob = blobPath(repoDir, blobName(file));
@@ -172,6 +184,7 @@ async function fetchOne(
           file,
           blob,
           signal: hooks.signal,
+          onReceived,
           onBytes: (n) => {
             counted += n;
             onBytes(n);
