@@ -4,6 +4,7 @@
  * when its process is gone (same host) or when it has not been touched for `staleMs` (another host:
  * a container killed while it downloaded).
  */
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -39,8 +40,9 @@ export async function withBlobLock<T>(
   let lastNotice = -Infinity;
   while (!(await tryLock(lockFile))) {
     if (signal?.aborted) throw new WeightmixError('Aborted', 'the download was aborted');
-    if (isStale(lockFile, timing.staleMs)) {
-      await fs.promises.rm(lockFile, { force: true });
+    const stale = staleLock(lockFile, timing.staleMs);
+    if (stale) {
+      await takeOver(lockFile, stale);
       continue;
     }
     if (Date.now() - lastNotice >= timing.noticeMs) {
@@ -83,23 +85,55 @@ async function tryLock(lockFile: string): Promise<boolean> {
   }
 }
 
-function isStale(lockFile: string, staleMs: number): boolean {
+/** A lock file judged stale: which file (inode) and what it said, so that a take-over removes that one and no other. */
+interface StaleLock {
+  ino: number;
+  dev: number;
+  text: string;
+}
+
+/** The lock file, if it is stale: its holder gone (same host), untouched for staleMs (another host), or empty for long; else null. */
+function staleLock(lockFile: string, staleMs: number): StaleLock | null {
   let text: string;
-  let mtime: number;
+  let st: fs.Stats;
   try {
+    st = fs.statSync(lockFile);
     text = fs.readFileSync(lockFile, 'utf8');
-    mtime = fs.statSync(lockFile).mtimeMs;
   } catch {
-    return false;
+    return null;
   }
+  const judged = { ino: st.ino, dev: st.dev, text };
   const [pid, host] = text.trim().split(' ');
-  if (!/^\d+$/.test(pid ?? '')) return Date.now() - mtime > EMPTY_LOCK_STALE_MS;
+  if (!/^\d+$/.test(pid ?? '')) return Date.now() - st.mtimeMs > EMPTY_LOCK_STALE_MS ? judged : null;
   // Another host's process cannot be asked; its holder would have touched the file.
-  if (host !== os.hostname()) return Date.now() - mtime > staleMs;
+  if (host !== os.hostname()) return Date.now() - st.mtimeMs > staleMs ? judged : null;
   try {
     process.kill(Number(pid), 0);
-    return false;
+    return null;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+    return (e as NodeJS.ErrnoException).code === 'ESRCH' ? judged : null;
+  }
+}
+
+/**
+ * Removes a stale lock so that one waiter of several takes it over (array jobs on a shared cache after a killed one): the lock is
+ * renamed to this waiter's own name, which only one of them can do to one file, then checked to be the file judged stale. A fresh
+ * lock renamed in a race (another waiter took over between this one's judgement and its rename) is linked back, as it was.
+ */
+async function takeOver(lockFile: string, judged: StaleLock): Promise<void> {
+  const aside = `${lockFile}.${process.pid}.${randomBytes(6).toString('hex')}.stale`;
+  try {
+    await fs.promises.rename(lockFile, aside);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return; // another waiter moved it first
+    throw cacheFsError(e, lockFile);
+  }
+  try {
+    const st = await fs.promises.stat(aside);
+    const same = st.ino === judged.ino && st.dev === judged.dev && (await fs.promises.readFile(aside, 'utf8')) === judged.text;
+    // Where a third waiter holds a new lock by now, link fails and that one stands.
+    if (!same) await fs.promises.link(aside, lockFile).catch(() => undefined);
+  } finally {
+    await fs.promises.rm(aside, { force: true });
   }
 }

@@ -174,6 +174,28 @@ export function hubFaultCases(ctx: HubTestContext): void {
       expect(fs.readdirSync(locks)).toEqual([]);
     }, 60_000);
 
+    test('waiters on one stale lock (array jobs after a killed one) take it over one at a time, never two at once', async () => {
+      const timing = { refreshMs: 1000, staleMs: 60_000, noticeMs: 60_000 };
+      for (let round = 0; round < 5; round++) {
+        const dir = path.join(ctx.work, `takeover-${Date.now()}-${round}`);
+        fs.mkdirSync(dir, { recursive: true });
+        const lock = path.join(dir, 'x.weightmix.lock');
+        fs.writeFileSync(lock, '1234 another-host\n');
+        const old = new Date(Date.now() - 11 * 60_000);
+        fs.utimesSync(lock, old, old);
+        let inside = 0;
+        let most = 0;
+        const hold = async () => {
+          most = Math.max(most, ++inside);
+          await sleep(20);
+          inside--;
+        };
+        await Promise.all(Array.from({ length: 6 }, () => withBlobLock(lock, () => undefined, undefined, hold, timing)));
+        expect([round, most]).toEqual([round, 1]);
+        expect(fs.readdirSync(dir)).toEqual([]);
+      }
+    }, 60_000);
+
     test('the holder touches its lock while it works; a waiter repeats its notice', async () => {
       const lock = path.join(ctx.work, `touch-${Date.now()}`, 'x.weightmix.lock');
       const timing = { refreshMs: 50, staleMs: 60_000, noticeMs: 100 };
