@@ -41,6 +41,9 @@ export class TransferInterrupted extends WeightmixError {
   }
 }
 
+/** A resume the server refused (HTTP 416: it holds no byte past the partial file's): the partial file is removed and the transfer starts over. */
+class ResumeRefused extends TransferInterrupted {}
+
 function newHash(file: RepoFile): Hash {
   if (file.sha256) return createHash('sha256');
   // git's blob id: sha1 over "blob <size>\0" and the content.
@@ -70,7 +73,8 @@ export async function fetchBlob(req: BlobRequest): Promise<void> {
   const res =
     have === file.size
       ? null
-      : await openTransfer(req, url, have).catch((e) => {
+      : await openTransfer(req, url, have).catch(async (e) => {
+          if (e instanceof ResumeRefused) await fs.promises.rm(partial, { force: true });
           if (e instanceof WeightmixError) throw e;
           if (req.signal?.aborted) throw new WeightmixError('Aborted', `the download of ${req.ref.repo} was aborted`);
           throw new TransferInterrupted(
@@ -145,6 +149,10 @@ async function openTransfer(req: BlobRequest, start: string, have: number): Prom
     }
     if (status === 200 || (status === 206 && rangeStart(res) === have)) return res;
     res.resume();
+    if (status === 416 && have > 0)
+      throw new ResumeRefused(
+        `${req.ref.repo}: ${req.file.path}: ${url.host} refused to resume from byte ${have} (HTTP 416); the partial file was removed to start over`,
+      );
     if (status === 206)
       throw new WeightmixError(
         'HubError',

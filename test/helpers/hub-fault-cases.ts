@@ -141,6 +141,23 @@ export function hubFaultCases(ctx: HubTestContext): void {
     expect(line).not.toMatch(/token|not a model repo/);
   }, 60_000);
 
+  test('a resume the storage host refuses (HTTP 416): the partial file removed and the file fetched again from its start', async () => {
+    const env = viaProxy();
+    const shard = firstLfs('Org/Thinking');
+    const blobs = path.join(ctx.cacheOf(env), 'models--Org--Thinking', 'blobs');
+    fs.mkdirSync(blobs, { recursive: true });
+    fs.writeFileSync(path.join(blobs, `${shard.sha256}.incomplete`), Buffer.alloc(1000, 7));
+    proxy.rules.push({ match: new RegExp(`^/cdn/${shard.sha256}/`), times: 1, respond: answer(416, '', 'text/plain') });
+    const notices: string[] = [];
+    const r = await resolveModelReference('Org/Thinking', { env, onNotice: (m) => notices.push(m) });
+    expect(notices.join('\n')).toMatch(
+      new RegExp(
+        `${escape(shard.path)}: localhost:\\d+ refused to resume from byte 1000 \\(HTTP 416\\); the partial file was removed to start over; resuming \\(try 2 of 3\\)`,
+      ),
+    );
+    expect(ctx.bytesOf(r.dir)).toBe(ctx.bytesOf(ctx.pair.thinking));
+  }, 60_000);
+
   test('a partial file another process appended to while it downloaded: removed, never published', async () => {
     const env = viaProxy();
     const shard = firstLfs('Org/Thinking');
