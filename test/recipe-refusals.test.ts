@@ -163,6 +163,37 @@ describe('refusals name what they refuse', () => {
     refuses(lin({ parameters: { normalize: [1, { value: 2 }] } }), /only numbers\/strings \(a gradient\) or only \{filter, value\}/);
     refuses(lin({ parameters: { normalize: [{ filter: 'x' }] } }), /needs a 'value'/);
   });
+  test("a value of the wrong kind for its parameter, wherever it is: refused as the recipe is read, not at the first tensor after the models' download", () => {
+    const models = (weight: unknown) => ({
+      merge_method: 'linear',
+      models: [
+        { model: A, parameters: { weight } },
+        { model: B, parameters: { weight: 1 } },
+      ],
+    });
+    refuses(models('0.5'), /^models\[0\]\.parameters\.weight: 'weight' takes a number, got "0\.5"$/);
+    refuses(models([0, 'x']), /^models\[0\]\.parameters\.weight\[1\]: 'weight' takes a number, got "x"$/);
+    refuses(models([{ filter: 'mlp', value: 1 }, { value: true }]), /^models\[0\]\.parameters\.weight\[1\]\.value: 'weight' takes a number, got true$/);
+    refuses(lin({ parameters: { normalize: 'yes' } }), /^parameters\.normalize: 'normalize' takes true or false, got "yes"$/);
+    refuses(lin({ parameters: { normalize: 2 } }), /'normalize' takes true or false, got 2/);
+    const ties = (parameters: Record<string, unknown>) => ({
+      merge_method: 'ties',
+      base_model: A,
+      parameters,
+      models: [{ model: B, parameters: { weight: 1 } }],
+    });
+    refuses(ties({ density: '50%' }), /^parameters\.density: 'density' takes a number, got "50%"$/);
+    // The kinds each reader takes stay accepted: numbers and gradients, true/false and 0/1, rescale's 'inverse' and consensus_method's names.
+    for (const doc of [
+      models(0.5),
+      models([0, 1]),
+      lin({ parameters: { normalize: 1 } }),
+      ties({ density: [0.2, 0.8], rescale: 'inverse', consensus_method: 'count' }),
+    ])
+      expect(() => parseRecipe(doc)).not.toThrow();
+    // A parameter the method does not take is named as such, whatever its value.
+    refuses(ties({ t: 'x' }), /merge_method ties takes no parameter 't'/);
+  });
   test('method preconditions: base models and model counts', () => {
     refuses({ merge_method: 'slerp', models: [{ model: A }, { model: B }], parameters: { t: 0.5 } }, /slerp needs a base_model/);
     refuses(

@@ -55,6 +55,48 @@ export function validateSetting(value: unknown, where: string): ParameterSetting
   throw recipeError(`${where}: expected a number, a boolean, a string, a gradient list or a list of {filter, value} entries`);
 }
 
+/** The values a parameter takes, where its readers take only one kind: numbers (gradients of numbers too), or switches (true/false, 0/1). rescale (a switch or 'inverse') and consensus_method are checked where they are read. */
+const PARAMETER_KINDS: Readonly<Record<string, 'number' | 'switch'>> = {
+  weight: 'number',
+  density: 'number',
+  gamma: 'number',
+  epsilon: 'number',
+  lambda: 'number',
+  t: 'number',
+  select_topk: 'number',
+  scale: 'number',
+  max_iter: 'number',
+  tol: 'number',
+  eps: 'number',
+  r: 'number',
+  alpha: 'number',
+  normalize: 'switch',
+  normalize_weights: 'switch',
+  nuslerp_flatten: 'switch',
+  nuslerp_row_wise: 'switch',
+  filter_wise: 'switch',
+  int8_mask: 'switch',
+};
+
+/**
+ * Refuses a value of the wrong kind for its parameter wherever it appears (a gradient's entry, a conditional entry's value), as the
+ * recipe is parsed: its reader would refuse it only at the first tensor it applies to, after the models were opened or downloaded.
+ */
+export function checkParameterKind(name: string, setting: ParameterSetting, where: string): void {
+  const kind = PARAMETER_KINDS[name];
+  if (kind === undefined) return;
+  const values = (s: ParameterSetting, at: string): [Scalar, string][] =>
+    isScalar(s)
+      ? [[s, at]]
+      : s.every(isScalar)
+        ? (s as Scalar[]).map((v, i): [Scalar, string] => [v, `${at}[${i}]`])
+        : (s as ConditionalEntry[]).flatMap((e, i) => values(e.value, `${at}[${i}].value`));
+  for (const [v, at] of values(setting, where)) {
+    const ok = kind === 'number' ? typeof v === 'number' : typeof v === 'boolean' || v === 0 || v === 1;
+    if (!ok) throw recipeError(`${at}: '${name}' takes ${kind === 'number' ? 'a number' : 'true or false'}, got ${JSON.stringify(v)}`);
+  }
+}
+
 /**
  * The value of a setting for one tensor at position t ∈ [0, 1] within its slice (mergekit's
  * evaluate_setting): numeric lists are piecewise-linear gradients, other lists are stepped, and

@@ -9,7 +9,7 @@ import { parseDocument } from 'yaml';
 import { usageError, WeightmixError } from '../errors';
 import { showValue } from '../options';
 import { FLOAT_DTYPES, FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
-import { ParameterMap, validateSetting } from './recipe-params';
+import { checkParameterKind, ParameterMap, validateSetting } from './recipe-params';
 import { methodFor } from './methods';
 import type { Recipe, RecipeSlice } from './recipe-types';
 import { parseChatTemplate } from './chat-template';
@@ -317,7 +317,7 @@ export function checkRecipe(recipe: Recipe): Recipe {
 
 /**
  * Parameters the method does not take are refused, wherever they appear; so is a method-wide one in a model's own entry, which
- * mergekit never reads there (it looks those up without a model): it would be ignored silently. Each value is a setting as parsed.
+ * mergekit never reads there (it looks those up without a model): it would be ignored silently. Each value is a setting as parsed, of its parameter's kind.
  */
 function checkParameters(recipe: Recipe, allowed: readonly string[], perModel: readonly string[]): void {
   const maps: [string, ParameterMap][] = [
@@ -352,6 +352,9 @@ function checkParameters(recipe: Recipe, allowed: readonly string[], perModel: r
           (allowed.length ? ` (it takes ${allowed.map((k) => `'${k}'`).join(', ')})` : ' (it takes none)'),
       );
     }
+  }
+  for (const [where, map] of maps) {
+    for (const [k, value] of Object.entries(map)) checkParameterKind(k, value, `${where}.${k}`);
   }
 }
 
