@@ -172,6 +172,26 @@ describe('score on generations JSONL', () => {
     expect(math.voteAtK!['4']).toBeCloseTo(50, 12);
   });
 
+  test('a benchmark of 130,000 questions (a spread of one argument per question overflowed the stack)', async () => {
+    const file = writeJsonl(
+      'many.jsonl',
+      Array.from({ length: 130_000 }, (_, i) => ({ question_id: i, correct: i % 4 === 0 })),
+    );
+    const [b] = (await score({ file })).benchmarks;
+    expect(b).toMatchObject({ questions: 130_000, samples: 130_000, samplesPerQuestion: { min: 1, max: 1 }, k: [1] });
+    expect(b.mean).toBeCloseTo(25, 12);
+  });
+
+  test('k as the library takes it is each k once, ascending, as --k gives it; an empty benchmark name is refused', async () => {
+    const given = await score({ file: fixture('generations.jsonl'), k: [2, 1, 2] });
+    const sorted = await score({ file: fixture('generations.jsonl'), k: [1, 2] });
+    expect(given).toEqual(sorted);
+    await expect(score({ file: fixture('generations.jsonl'), benchmark: '' })).rejects.toMatchObject({
+      code: 'Usage',
+      message: 'benchmark must be a non-empty name, got ""',
+    });
+  });
+
   test("voteTies 'first' takes the tied answer sampled first", async () => {
     const report = await score({ file: fixture('generations.jsonl'), k: [2], voteTies: 'first' });
     expect(report.benchmarks[0].voteAtK!['2']).toBeCloseTo(50, 12);

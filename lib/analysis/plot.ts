@@ -7,6 +7,7 @@ import type { TopLevelSpec } from 'vega-lite';
 import { usageError, WeightmixError } from '../errors';
 import type { MetricsRow } from './metrics-table';
 import { formatLambda, type StageReport } from './stages';
+import { extremes } from './extremes';
 
 /** A chart file's format, from its extension. */
 export type ChartFormat = 'svg' | 'png';
@@ -91,8 +92,7 @@ export const STAGE_NAMES: Readonly<Record<1 | 2 | 3, string>> = {
 /** The λ intervals the stages cover, as the paper draws them ([0, 0.4), [0.4, 0.6], (0.6, 1]). */
 export function stageBands(report: StageReport): { stage: 1 | 2 | 3; from: number; to: number }[] {
   const all = [...report.stage1, ...report.stage2, ...report.stage3];
-  const lo = Math.min(...all);
-  const hi = Math.max(...all);
+  const { min: lo, max: hi } = extremes(all);
   const bands: { stage: 1 | 2 | 3; from: number; to: number }[] = [];
   const s2from = report.stage2.length ? report.stage2[0] : hi;
   const s3from = report.stage3.length ? report.stage2[report.stage2.length - 1] : hi;
@@ -116,7 +116,8 @@ export function stagesChartSpec(rows: readonly MetricsRow[], report: StageReport
     mid: (b.from + b.to) / 2,
   }));
   const lambdas = values.map((v) => v.lambda);
-  const domain = [Math.min(...lambdas), Math.max(...lambdas)];
+  const { min: first, max: last } = extremes(lambdas);
+  const domain = [first, last];
   const logTokens = rows.every((r) => r.tokens > 0);
   const x = { field: 'lambda', type: 'quantitative' as const, title: 'λ (0 = Instruct, 1 = Thinking)', scale: { domain, nice: false, zero: false } };
   const panel = (id: string, field: string, title: string, yScale: Record<string, unknown>, labels: boolean) => ({

@@ -12,6 +12,7 @@ import * as readline from 'readline';
 import { WeightmixError, usageError } from '../errors';
 import { loadTokenCounter } from './tokenizer';
 import { lookup, MISSING, resolveFields, type FieldMap, type FieldName, type FieldPreset } from './score-fields';
+import { extremes } from './extremes';
 
 /** How Vote@k breaks ties between equally frequent answers. */
 export type VoteTies = 'expected' | 'first';
@@ -118,7 +119,7 @@ export function voteAtK(
     groups.set(s.answer, g);
   });
   if (groups.size === 0) return { value: 0, inconsistent: false };
-  const top = Math.max(...[...groups.values()].map((g) => g.count));
+  const top = extremes([...groups.values()].map((g) => g.count)).max;
   const tied = [...groups.values()].filter((g) => g.count === top).sort((a, b) => a.first - b.first);
   // A group is correct when most of its samples were graded correct (they should all agree).
   const isCorrect = (g: { correct: number; graded: number }) => g.correct * 2 > g.graded;
@@ -182,6 +183,8 @@ export async function score(options: ScoreOptions): Promise<ScoreReport> {
   if (options.k !== undefined && (!Array.isArray(options.k) || options.k.length === 0 || options.k.some((k) => !Number.isSafeInteger(k) || k < 1))) {
     throw usageError(`k must be a non-empty list of positive integers, got ${show(options.k)}`);
   }
+  if (options.benchmark !== undefined && (typeof options.benchmark !== 'string' || options.benchmark === ''))
+    throw usageError(`benchmark must be a non-empty name, got ${show(options.benchmark)}`);
   const file = options.file;
   const defaultBenchmark = options.benchmark ?? path.basename(file).replace(/\.jsonl?$/i, '');
   let stat: fs.Stats;
@@ -353,9 +356,9 @@ export async function score(options: ScoreOptions): Promise<ScoreReport> {
       samples: [...q.samples.entries()].sort((a, b) => a[0] - b[0]).map(([, s]) => s),
     }));
     const sizes = perQuestion.map((q) => q.samples.length);
-    const nMin = Math.min(...sizes);
-    const nMax = Math.max(...sizes);
-    const ks = options.k ?? [...new Set([1, nMin])];
+    const { min: nMin, max: nMax } = extremes(sizes);
+    // As the command's --k: each k once, ascending.
+    const ks = options.k ? [...new Set(options.k)].sort((a, b) => a - b) : [...new Set([1, nMin])];
     for (const k of ks) {
       if (k > nMin) {
         const q = perQuestion.find((p) => p.samples.length === nMin)!;

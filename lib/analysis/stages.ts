@@ -10,6 +10,7 @@
 import { checkOptions, type OptionKeys } from '../api/validate-options';
 import { WeightmixError, usageError } from '../errors';
 import type { MetricsRow } from './metrics-table';
+import { extremes } from './extremes';
 
 export type { MetricsRow } from './metrics-table';
 
@@ -140,8 +141,8 @@ export function stages(rows: readonly MetricsRow[], opts: StageOptions = {}): St
   if (lambdas.length === 1) warnings.push('only one λ: a single point cannot show a transition; sweep λ from 0 to 1');
 
   const think = (l: number) => [...byLambda.get(l)!.values()].map((r) => r.thinkRatio);
-  const emerged = (l: number) => Math.max(...think(l)) > thresholds.emergenceThreshold;
-  const saturated = (l: number) => Math.min(...think(l)) >= thresholds.saturationThreshold;
+  const emerged = (l: number) => extremes(think(l)).max > thresholds.emergenceThreshold;
+  const saturated = (l: number) => extremes(think(l)).min >= thresholds.saturationThreshold;
 
   const eIdx = lambdas.findIndex(emerged);
   const sIdx = eIdx < 0 ? -1 : lambdas.findIndex((l, i) => i >= eIdx && saturated(l));
@@ -167,7 +168,7 @@ export function stages(rows: readonly MetricsRow[], opts: StageOptions = {}): St
       lambda: l,
       stage: stageOf(i),
       benchmarks: rs.map((r) => r.benchmark),
-      thinkRatio: { min: Math.min(...t), max: Math.max(...t), mean: mean(t) },
+      thinkRatio: { ...extremes(t), mean: mean(t) },
       mean: mean(rs.map((r) => r.mean)),
       tokens: geoMean(rs.map((r) => r.tokens)),
     };

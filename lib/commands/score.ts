@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { parseKList, parseVoteTies, score, type ScoreReport } from '../analysis/score';
 import { parseFieldAssignments, parseFieldPreset } from '../analysis/score-fields';
 import { textTable } from '../analysis/text-table';
+import { usageError } from '../errors';
 
 interface ScoreCliOptions {
   k?: string;
@@ -39,6 +40,7 @@ export function register(program: Command): void {
     .option('--vote-ties <rule>', 'Vote@k ties: expected (share of correct tied answers) or first (earliest sampled)', 'expected')
     .option('--json', 'print the report as JSON')
     .action(async (file: string, opts: ScoreCliOptions) => {
+      if (opts.benchmark === '') throw usageError("--benchmark expects a non-empty name, got ''");
       const report = await score({
         file,
         preset: parseFieldPreset(opts.preset),
