@@ -119,7 +119,37 @@ describe('makeCheckpointPair: determinism and options', () => {
     const attempt = makeCheckpointPair({ dir, shape: 'qwen3-30b-a3b', scale: 64, shards: [16, 5], signal: controller.signal });
     setTimeout(() => controller.abort(), 30);
     await expect(attempt).rejects.toMatchObject({ code: 'Aborted' });
-    expect(fs.readdirSync(dir)).toEqual([]);
+    // The folder was made for the pair: it goes too.
+    expect(fs.existsSync(dir)).toBe(false);
+  });
+
+  test('overwrite cancelled midway (or failing) leaves the old pair as it was; a folder made for a cancelled pair is removed', async () => {
+    const dir = freshDir();
+    await makeCheckpointPair({ dir, shape: 'tiny', seed: 3 });
+    const before = snapshotOf(dir);
+    const controller = new AbortController();
+    const attempt = makeCheckpointPair({ dir, shape: 'qwen3-30b-a3b', scale: 64, shards: [16, 5], overwrite: true, signal: controller.signal });
+    setTimeout(() => controller.abort(), 30);
+    await expect(attempt).rejects.toMatchObject({ code: 'Aborted' });
+    expect(snapshotOf(dir)).toEqual(before);
+    const made = path.join(freshDir(), 'new', 'pair');
+    const cancelled = new AbortController();
+    const second = makeCheckpointPair({ dir: made, shape: 'qwen3-30b-a3b', scale: 64, shards: [16, 5], signal: cancelled.signal });
+    setTimeout(() => cancelled.abort(), 30);
+    await expect(second).rejects.toMatchObject({ code: 'Aborted' });
+    expect(fs.existsSync(path.dirname(made))).toBe(false);
+  });
+
+  test("overwrite replaces the pair once the new one is complete; a dead run's temporary folder is removed", async () => {
+    const dir = freshDir();
+    await makeCheckpointPair({ dir, shape: 'tiny', seed: 3 });
+    const stale = path.join(dir, '.weightmix-fixture-999999999-0badc0de');
+    fs.mkdirSync(path.join(stale, 'instruct'), { recursive: true });
+    await makeCheckpointPair({ dir, shape: 'tiny', seed: 4, overwrite: true });
+    expect(fs.readdirSync(dir).sort()).toEqual(['instruct', 'thinking']);
+    const fresh = freshDir();
+    await makeCheckpointPair({ dir: fresh, shape: 'tiny', seed: 4 });
+    expect(snapshotOf(dir)).toEqual(snapshotOf(fresh));
   });
 
   test('an existing Thinking folder is refused before the Instruct folder is touched', async () => {
@@ -131,3 +161,17 @@ describe('makeCheckpointPair: determinism and options', () => {
     expect(fs.readdirSync(path.join(dir, 'thinking'))).toEqual(['keep-me']);
   });
 });
+
+/** Every file under dir (relative path → its bytes, base64), for comparing two folders. */
+function snapshotOf(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (sub: string) => {
+    for (const e of fs.readdirSync(path.join(dir, sub), { withFileTypes: true })) {
+      const rel = path.join(sub, e.name);
+      if (e.isDirectory()) walk(rel);
+      else out[rel] = fs.readFileSync(path.join(dir, rel)).toString('base64');
+    }
+  };
+  walk('');
+  return out;
+}

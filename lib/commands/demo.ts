@@ -8,6 +8,7 @@ import { interpolate } from '../interpolation/interpolate';
 import { openCheckpoint } from '../model/checkpoint';
 import { readTensorValues } from '../format/tensor-data';
 import { shardFiles } from './engine-summary';
+import { abortOnSignals } from './signals';
 
 export function register(program: Command): void {
   program
@@ -15,12 +16,15 @@ export function register(program: Command): void {
     .description('make a tiny Qwen3-shaped Instruct/Thinking pair in a temporary folder, interpolate it at λ = 0.8 and show the result')
     .option('--keep', 'keep the temporary folder')
     .action(async (opts: { keep?: boolean }) => {
+      // Ctrl-C stops the demo as any command (one line, exit 130), and its temporary folder is removed.
+      const signals = abortOnSignals();
+      const { signal } = signals;
       const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-demo-'));
       try {
-        const pair = await makeCheckpointPair({ dir, shape: 'tiny', shards: [2, 1], seed: 2510 });
+        const pair = await makeCheckpointPair({ dir, shape: 'tiny', shards: [2, 1], seed: 2510, signal });
         const out = path.join(dir, 'merged-0.8');
         process.stdout.write(`made a tiny Qwen3-shaped pair in ${dir}: ${pair.tensors} tensors, ${pair.bytesPerModel} bytes per model\n`);
-        const summary = await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: out });
+        const summary = await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: out, signal });
         process.stdout.write(
           `interpolated at λ = 0.8: ${summary.selectedTensors}/${summary.tensors} tensors, ${shardFiles(summary.files)}, ${summary.bytes} bytes in ${(summary.seconds * 1000).toFixed(1)} ms\n`,
         );
@@ -34,8 +38,9 @@ export function register(program: Command): void {
         process.stdout.write(`${name}[0:4]\n  instruct  ${rows[0].join(' ')}\n  thinking  ${rows[1].join(' ')}\n  λ = 0.8   ${rows[2].join(' ')}\n`);
         process.stdout.write(`output files: ${(await fs.promises.readdir(out)).sort().join(', ')}\n`);
       } finally {
-        if (!opts.keep) await fs.promises.rm(dir, { recursive: true, force: true });
+        if (!opts.keep || signal.aborted) await fs.promises.rm(dir, { recursive: true, force: true });
         else process.stdout.write(`kept ${dir}\n`);
+        signals.dispose();
       }
     });
 }

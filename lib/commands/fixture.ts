@@ -61,7 +61,7 @@ export function register(program: Command): void {
       "vocabularies that differ: both fill every id below the special tokens, Thinking's last n its own (for tokenizer_source: union)",
       wholeNumber('--extra-tokens'),
     )
-    .option('--force', 'replace existing instruct/ and thinking/ folders')
+    .option('--force', 'replace existing instruct/ and thinking/ folders once the new pair is complete')
     .option('--quiet', 'no progress line')
     .action(async (opts: FixtureCliOptions) => {
       const signals = abortOnSignals();

@@ -124,6 +124,18 @@ test('output that nobody reads any more after the merge is done is no crash: the
   expect(leftoversBeside(out)).toEqual(['out']);
 });
 
+withShim('SIGINT during `weightmix demo`: one line, exit 130, and its temporary folder removed', async () => {
+  const tmp = path.join(work, `demo-tmp-${++n}`);
+  fs.mkdirSync(tmp);
+  // Every read of the demo's pair (in TMPDIR) slowed: the signal comes while it interpolates.
+  const run = startCli(['demo'], { env: { ...slowReadsEnv(shimPath, tmp, 100_000), TMPDIR: tmp } });
+  await run.waitForLine((l) => l.startsWith('made a tiny Qwen3-shaped pair'));
+  run.child.kill('SIGINT');
+  const r = await run.done;
+  expect([r.status, r.stderr]).toEqual([130, 'weightmix: stopped by SIGINT; nothing was published\n']);
+  expect(fs.readdirSync(tmp)).toEqual([]);
+});
+
 withShim('a second SIGINT ends the run at once even while the first waits on a read that blocks', async () => {
   const out = outPath();
   const mark = path.join(path.dirname(out), 'blocked');
