@@ -124,6 +124,9 @@ describe('loadAddon', () => {
     expect(loadAddon(dir, linuxX64(), { WEIGHTMIX_ADDON: other }, loader()).loaded).toEqual({ kind: 'override', path: other });
     const e = errorOf(() => loadAddon(dir, linuxX64(), { WEIGHTMIX_ADDON: path.join(dir, 'nope.node') }, loader()));
     expect(e.message).toBe(`WEIGHTMIX_ADDON names no file: ${path.join(dir, 'nope.node')}`);
+    // A file that is no addon: a one-line NativeMissing, not an internal error.
+    const bad = errorOf(() => loadAddon(dir, linuxX64(), { WEIGHTMIX_ADDON: other }, loader({ 'elsewhere/weightmix.node': `${other}: file too short` })));
+    expect([bad.code, bad.message]).toEqual(['NativeMissing', `WEIGHTMIX_ADDON names ${other}, which did not load: ${other}: file too short`]);
   });
 
   test('the real addon loads from a prebuilds folder', () => {

@@ -76,7 +76,11 @@ export function loadAddon<T>(root: string, platform: AddonPlatform, env: NodeJS.
   if (env.WEIGHTMIX_ADDON) {
     const file = path.resolve(env.WEIGHTMIX_ADDON);
     if (!fs.existsSync(file)) throw new WeightmixError('NativeMissing', `WEIGHTMIX_ADDON names no file: ${file}`);
-    return { addon: load(file), loaded: { kind: 'override', path: file } };
+    try {
+      return { addon: load(file), loaded: { kind: 'override', path: file } };
+    } catch (e) {
+      throw new WeightmixError('NativeMissing', `WEIGHTMIX_ADDON names ${file}, which did not load: ${String((e as Error).message).split('\n')[0]}`);
+    }
   }
   const name = `${platform.platform}-${platform.arch}`;
   const prebuildDir = path.join(root, 'prebuilds', name);
