@@ -218,7 +218,7 @@ describe('damaged models fail verification', () => {
     const out = await merged();
     fs.truncateSync(path.join(out, SHARD), fs.statSync(path.join(out, SHARD)).size - 1000);
     const report = await verify({ dir: out });
-    expect(report.ok).toBe(false);
+    expect(report).toMatchObject({ ok: false, opened: false, recipe: null });
     expect(report.problems[0]).toEqual({ code: 'MetadataIncompleteBuffer', message: expect.stringMatching(/data is cut short/) });
   });
 
@@ -306,7 +306,9 @@ describe('weightmix verify (CLI)', () => {
     fs.truncateSync(path.join(out, 'model-00001-of-00002.safetensors'), 100);
     const r = await runCli(['verify', out]);
     expect(expectOneLineError(r, 1)).toMatch(/^weightmix: error: verification failed: .*model-00001-of-00002\.safetensors/);
-    expect(r.stdout).toMatch(/^FAILED /);
+    // A damaged weightmix output is not called "not a weightmix output": its recipe was not read.
+    expect(r.stdout).toMatch(new RegExp(`^FAILED ${out}: the model did not open, so its tensors and recorded recipe were not read\nproblem: `));
+    expect(r.stdout).not.toMatch(/not a weightmix output|0 shard files/);
   });
 
   test('usage errors exit 2', async () => {

@@ -79,6 +79,8 @@ export interface VerifyReport {
   dir: string;
   /** No problem found and no recomputed element differs. */
   ok: boolean;
+  /** Whether the model opened (its headers and index read); when not, shards, tensors and the recipe are unknown (0 and null) and `problems` says why. */
+  opened: boolean;
   /** Shard files. */
   shards: number;
   /** Tensors. */
@@ -87,7 +89,7 @@ export interface VerifyReport {
   tensorBytes: number;
   /** Whether the model has an index (`model.safetensors.index.json`). */
   indexed: boolean;
-  /** The recipe the shards record (narrow it by `method`), or null for a model weightmix did not write. */
+  /** The recipe the shards record (narrow it by `method`), or null for a model weightmix did not write (or one that did not open). */
   recipe: RecordedRecipe | null;
   /** One per thing found wrong; empty when the model verified. */
   problems: VerifyProblem[];
@@ -162,6 +164,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
   const report: VerifyReport = {
     dir,
     ok: false,
+    opened: false,
     shards: 0,
     tensors: 0,
     tensorBytes: 0,
@@ -181,7 +184,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
     report.problems.push(problem(e.code, e.message));
     return report;
   }
-  Object.assign(report, { shards: model.shards.length, tensors: model.names.length, tensorBytes: model.tensorBytes, indexed: model.indexed });
+  Object.assign(report, { opened: true, shards: model.shards.length, tensors: model.names.length, tensorBytes: model.tensorBytes, indexed: model.indexed });
   if (model.indexed) report.problems.push(...(await checkIndexExtras(model)));
   report.recipe = readRecordedRecipe(model, (code, message) => report.problems.push(problem(code, message)));
 

@@ -48,6 +48,12 @@ export function register(program: Command): void {
 /** The human-readable report `verify` prints. */
 export function formatVerifyReport(r: VerifyReport): string {
   const lines: string[] = [];
+  if (!r.opened) {
+    // Its shard count and recipe are unknown: a damaged weightmix output is not "not a weightmix output".
+    lines.push(`FAILED ${r.dir}: the model did not open, so its tensors and recorded recipe were not read`);
+    for (const p of r.problems) lines.push(`problem: ${p.message}`);
+    return `${lines.join('\n')}\n`;
+  }
   lines.push(
     `${r.ok ? 'verified' : 'FAILED'} ${r.dir}: ${r.shards} shard file${r.shards === 1 ? '' : 's'}, ${r.tensors} tensors, ${r.tensorBytes} bytes of tensor data${r.indexed ? ', index' : ''}`,
   );
