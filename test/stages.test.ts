@@ -129,6 +129,14 @@ describe("the paper's Qwen3-4B table (Table 2)", () => {
     expect(report.explanation).toContain('no λ reaches 99% on every benchmark, so there is no Stage 3');
   });
 
+  test('a table whose Token #N is 0 (no token counts) states the values instead of a ratio (×NaN)', () => {
+    const rows = parseMetricsCsv('benchmark,lambda,mean,tokens,think_ratio\na,0,50,0,0\na,0.5,60,0,50\na,0.8,70,0,100\na,1,75,0,100\n', 'z.csv');
+    const { explanation } = stages(rows);
+    expect(explanation).not.toMatch(/NaN|Infinity/);
+    expect(explanation).toContain('from λ=0.8 to 1.0 Token #N goes from 0.0 to 0.0 while Mean@k changes by +5.0 points');
+    expect(explanation).toContain('The most accurate λ overall is 1.0 (Stage 3, 75.0% vs 70.0%) at 0.0 tokens against 0.0.');
+  });
+
   test('a sweep that starts after emergence has no Stage 1', () => {
     const report = stages(paper.filter((r) => r.lambda >= 0.45));
     expect(stagesOf(report)).toEqual({ stage1: [], stage2: [0.45, 0.5, 0.55, 0.6], stage3: [0.8, 1.0] });

@@ -91,6 +91,9 @@ export function parseThreshold(option: string, text: string): number {
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const geoMean = (xs: number[]) => (xs.some((x) => x <= 0) ? mean(xs) : Math.exp(mean(xs.map(Math.log))));
 const fmt1 = (x: number) => x.toFixed(1);
+// Token #N as a ratio, or as both values where the first is 0 (a table without token counts), which has no ratio.
+const tokenChange = (to: number, from: number) => (from > 0 ? `changes ×${(to / from).toFixed(2)}` : `goes from ${fmt1(from)} to ${fmt1(to)}`);
+const tokenShare = (of: number, against: number) => (against > 0 ? `×${(of / against).toFixed(2)} the tokens` : `${fmt1(of)} tokens against ${fmt1(against)}`);
 
 const STAGE_KEYS: OptionKeys<StageOptions> = { emergenceThreshold: 'optional', saturationThreshold: 'optional' };
 
@@ -219,7 +222,7 @@ export function stages(rows: readonly MetricsRow[], opts: StageOptions = {}): St
       const c = compare([from, to]);
       const dAcc = c.acc(to) - c.acc(from);
       parts.push(
-        `Stage 3 (thinking saturated, over-thinking): λ ${list(stage3)}; from λ=${formatLambda(from)} to ${formatLambda(to)} Token #N changes ×${(c.cost(to) / c.cost(from)).toFixed(2)} while Mean@k changes by ${dAcc >= 0 ? '+' : ''}${fmt1(dAcc)} points.`,
+        `Stage 3 (thinking saturated, over-thinking): λ ${list(stage3)}; from λ=${formatLambda(from)} to ${formatLambda(to)} Token #N ${tokenChange(c.cost(to), c.cost(from))} while Mean@k changes by ${dAcc >= 0 ? '+' : ''}${fmt1(dAcc)} points.`,
       );
     }
     const p = pick!;
@@ -230,7 +233,7 @@ export function stages(rows: readonly MetricsRow[], opts: StageOptions = {}): St
     if (overall.best !== recommended) {
       const c = compare([recommended!, overall.best]);
       parts.push(
-        `The most accurate λ overall is ${formatLambda(overall.best)} (Stage ${summaries[lambdas.indexOf(overall.best)].stage}, ${fmt1(c.acc(overall.best))}% vs ${fmt1(c.acc(recommended!))}%) at ×${(c.cost(overall.best) / c.cost(recommended!)).toFixed(2)} the tokens.`,
+        `The most accurate λ overall is ${formatLambda(overall.best)} (Stage ${summaries[lambdas.indexOf(overall.best)].stage}, ${fmt1(c.acc(overall.best))}% vs ${fmt1(c.acc(recommended!))}%) at ${tokenShare(c.cost(overall.best), c.cost(recommended!))}.`,
       );
     }
   }
