@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { makeCheckpointPair, type CheckpointPairOptions, type FixtureDtype } from '../lib/fixtures/fixture';
+import { expectOneLineError, runCli } from './helpers/cli';
 import { setUpFixtureRoot, freshDir, loadModel, tensorBytes, decodeAll, isNormGain, relativeDistance, readJson } from './helpers/checkpoint-pair';
 
 setUpFixtureRoot();
@@ -150,6 +151,15 @@ describe('makeCheckpointPair: determinism and options', () => {
     const fresh = freshDir();
     await makeCheckpointPair({ dir: fresh, shape: 'tiny', seed: 4 });
     expect(snapshotOf(dir)).toEqual(snapshotOf(fresh));
+  });
+
+  test('the command refuses --scale 0 and --layers 0 naming the flag, before any folder is made', async () => {
+    const dir = freshDir();
+    for (const flag of ['--scale', '--layers']) {
+      const r = await runCli(['fixture', '--shape', 'tiny', '--out', dir, flag, '0']);
+      expect(expectOneLineError(r, 2)).toBe(`weightmix: error: ${flag} "0": expected a whole number of 1 or more`);
+    }
+    expect(fs.existsSync(dir)).toBe(false);
   });
 
   test('an existing Thinking folder is refused before the Instruct folder is touched', async () => {

@@ -393,6 +393,11 @@ describe('weightmix stages (command)', () => {
       message: expect.stringMatching(/must end in \.svg or \.png/),
     });
     await expect(run([PAPER_FIXTURE, '--emergence-threshold', 'low'])).rejects.toMatchObject({ code: 'Usage', exitCode: 2 });
+    // Named as flags, not as the library's options.
+    await expect(run([PAPER_FIXTURE, '--emergence-threshold', '50', '--saturation-threshold', '40'])).rejects.toMatchObject({
+      code: 'Usage',
+      message: '--saturation-threshold (40) must exceed --emergence-threshold (50)',
+    });
     await expect(run([path.join(tmp, 'absent.csv')])).rejects.toMatchObject({ code: 'FileNotFound' });
   });
 });

@@ -314,6 +314,14 @@ describe('weightmix verify (CLI)', () => {
   test('usage errors exit 2', async () => {
     expectOneLineError(await runCli(['verify', pair.instruct, '--samples', '0']), 2);
     expectOneLineError(await runCli(['verify']), 2);
+    // Decimal digits only (Number() took 0x10 and 1e3), and only where something is sampled.
+    expect(expectOneLineError(await runCli(['verify', pair.instruct, '--recompute', '--samples', '0x10']), 2)).toMatch(/--samples must be a whole number/);
+    expect(expectOneLineError(await runCli(['verify', pair.instruct, '--recompute', '--seed', '1e3']), 2)).toMatch(/--seed must be a whole number/);
+    expect(expectOneLineError(await runCli(['verify', pair.instruct, '--seed', '3']), 2)).toMatch(/--samples and --seed apply only with --recompute/);
+    await expect(verify({ dir: pair.instruct, samples: 8 })).rejects.toMatchObject({
+      code: 'Usage',
+      message: 'verify: samples and seed apply only with recompute: true',
+    });
   });
 
   test('a folder that does not exist: exit 1, one line', async () => {

@@ -110,16 +110,21 @@ const WHOLE_TENSOR_BYTES = 4 << 20;
 export function parseSamples(value: unknown, name = '--samples'): number | 'all' {
   if (value === undefined) return DEFAULT_SAMPLES;
   if (value === 'all') return 'all';
-  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  const n = decimal(value);
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1)
     throw usageError(`${name} must be a whole number of 1 or more, or "all", got ${JSON.stringify(value)}`);
   return n;
 }
 
+/** A flag's text as a number when it is plain decimal digits (not 0x10, 1e3 or 0b11, which Number() would take); other values as they are. */
+function decimal(value: unknown): unknown {
+  return typeof value === 'string' ? (/^\d+$/.test(value.trim()) ? Number(value) : NaN) : value;
+}
+
 /** `--seed`: a uint32. */
 export function parseSeed(value: unknown, name = '--seed'): number {
   if (value === undefined) return 0;
-  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  const n = decimal(value);
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0 || n > 0xffffffff)
     throw usageError(`${name} must be a whole number from 0 to 4294967295, got ${JSON.stringify(value)}`);
   return n;
@@ -154,6 +159,9 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
   checkOptions<VerifyOptions>('verify', options, VERIFY_KEYS);
   if (typeof options.dir !== 'string' || options.dir === '')
     throw usageError(`verify: option 'dir' must be a model folder path, got ${JSON.stringify(options.dir)}`);
+  // Without recompute nothing is sampled: the two would be ignored.
+  if (!options.recompute && (options.samples !== undefined || options.seed !== undefined))
+    throw usageError('verify: samples and seed apply only with recompute: true');
   const samples = parseSamples(options.samples, 'samples');
   const seed = parseSeed(options.seed, 'seed');
   checkAborted(options.signal);

@@ -6,9 +6,10 @@ import { DEFAULT_DELTA, FIXTURE_DTYPES, makeCheckpointPair, type FixtureDtype } 
 import { FIXTURE_SHAPES, type FixtureShapeName } from '../fixtures/model-shapes';
 import { abortOnSignals } from './signals';
 
-function wholeNumber(option: string) {
+function wholeNumber(option: string, least = 0) {
   return (text: string): number => {
-    if (!/^\d+$/.test(text.trim())) throw usageError(`${option} "${text}": expected a whole number`);
+    if (!/^\d+$/.test(text.trim()) || Number(text) < least)
+      throw usageError(`${option} "${text}": expected a whole number${least > 0 ? ` of ${least} or more` : ''}`);
     return Number(text);
   };
 }
@@ -50,8 +51,8 @@ export function register(program: Command): void {
     .description('write a synthetic Qwen3-shaped Instruct/Thinking pair (real tensor names and shards, random weights) to OUT/instruct and OUT/thinking')
     .addOption(new Option('--shape <name>', 'architecture to imitate').choices(FIXTURE_SHAPES).makeOptionMandatory())
     .requiredOption('--out <dir>', 'parent folder of instruct/ and thinking/')
-    .option('--scale <n>', 'width divisor (1 = real size: 2 × 8 GB for qwen3-4b)', wholeNumber('--scale'))
-    .option('--layers <n>', 'decoder layer count instead of the real one', wholeNumber('--layers'))
+    .option('--scale <n>', 'width divisor (1 = real size: 2 × 8 GB for qwen3-4b)', wholeNumber('--scale', 1))
+    .option('--layers <n>', 'decoder layer count instead of the real one', wholeNumber('--layers', 1))
     .option('--shards <n[,m]>', 'shard counts, instruct,thinking (default: as released)', shardCounts)
     .option('--seed <n>', 'uint32 seed; the same seed gives the same bytes', wholeNumber('--seed'))
     .addOption(new Option('--dtype <dtype>', 'element type').choices(FIXTURE_DTYPES).default('BF16'))

@@ -4,6 +4,7 @@ import { readMetricsTable } from '../analysis/metrics-table';
 import { chartFormat, plotStages } from '../analysis/plot';
 import { formatLambda, parseThreshold, stages, DEFAULT_STAGE_OPTIONS, type StageReport } from '../analysis/stages';
 import { textTable } from '../analysis/text-table';
+import { usageError } from '../errors';
 
 interface StagesCliOptions {
   json?: boolean;
@@ -28,6 +29,10 @@ export function register(program: Command): void {
         saturationThreshold: opts.saturationThreshold === undefined ? undefined : parseThreshold('--saturation-threshold', opts.saturationThreshold),
       };
       const rows = await readMetricsTable(file);
+      // Checked here too, so that the message names the flags (the library's names its options).
+      const emergence = thresholds.emergenceThreshold ?? DEFAULT_STAGE_OPTIONS.emergenceThreshold;
+      const saturation = thresholds.saturationThreshold ?? DEFAULT_STAGE_OPTIONS.saturationThreshold;
+      if (saturation <= emergence) throw usageError(`--saturation-threshold (${saturation}) must exceed --emergence-threshold (${emergence})`);
       const report = stages(rows, thresholds);
       if (opts.plot !== undefined) await plotStages(rows, report, opts.plot);
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatStageReport(report, opts.plot));

@@ -1,6 +1,6 @@
 /** `weightmix verify OUT [--recompute [--samples N]]`: check a merged model; exit 1 with one line when it fails. */
 import type { Command } from 'commander';
-import { WeightmixError } from '../errors';
+import { usageError, WeightmixError } from '../errors';
 import { parseSamples, parseSeed, verify, type VerifyReport } from '../analysis/verify';
 import { abortOnSignals } from './signals';
 
@@ -24,14 +24,16 @@ export function register(program: Command): void {
     .option('--seed <n>', 'which elements are sampled (default 0)')
     .option('--json', 'print the report as JSON')
     .action(async (dir: string, opts: VerifyCliOptions) => {
+      if (!opts.recompute && (opts.samples !== undefined || opts.seed !== undefined))
+        throw usageError('--samples and --seed apply only with --recompute (nothing is sampled without it)');
       const signals = abortOnSignals();
       let report: VerifyReport;
       try {
         report = await verify({
           dir,
           recompute: opts.recompute === true,
-          samples: parseSamples(opts.samples),
-          seed: parseSeed(opts.seed),
+          samples: opts.samples === undefined ? undefined : parseSamples(opts.samples),
+          seed: opts.seed === undefined ? undefined : parseSeed(opts.seed),
           signal: signals.signal,
         });
       } finally {
