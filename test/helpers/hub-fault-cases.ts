@@ -251,8 +251,7 @@ export function hubFaultCases(ctx: HubTestContext): void {
       ctx.server.stalls.push({ path: 'model-00001-of-00002.safetensors', afterBytes: 120_000 });
       ctx.server.corrupt.add('model-00002-of-00002.safetensors');
       const started = Date.now();
-      const e = await resolveModelReference('Org/Instruct', { env }).catch((x: Error) => x);
-      expect(e.message).toMatch(/Org\/Instruct: model-00002-of-00002.safetensors failed verification/);
+      await expect(resolveModelReference('Org/Instruct', { env })).rejects.toThrow(/Org\/Instruct: model-00002-of-00002.safetensors failed verification/);
       expect(Date.now() - started).toBeLessThan(20_000);
       const blobs = path.join(ctx.cacheOf(env), 'models--Org--Instruct', 'blobs');
       const partial = fs.readdirSync(blobs).filter((b) => b.endsWith('.incomplete'));
