@@ -153,7 +153,11 @@ export const ERROR_CODES = {
     meaning: 'A chart file name ends in something else than `.svg` or `.png` (exit status 2, as a usage error).',
     thrownBy: ['renderChart', 'plotStages', 'plotLayerProfile'],
   },
-  UnsupportedDtype: { meaning: 'Values of a non-float dtype were asked to be decoded.', thrownBy: ['verify'] },
+  UnsupportedDtype: {
+    meaning:
+      'A tensor of a float dtype weightmix does not compute (FP8, FP6, FP4, F64, C64) would be combined from models that hold different bytes there; or values of a non-float dtype were asked to be decoded.',
+    thrownBy: [...MERGES, 'verify'],
+  },
   UnsupportedRecipe: {
     meaning: 'A recipe uses a mergekit feature weightmix does not implement (the message names it).',
     thrownBy: ['merge', 'parseRecipe', 'readRecipeFile'],

@@ -227,6 +227,45 @@ describe('non-float tensors', () => {
       expect([spec.name, (await readTensorBytes(ck.tensors.get(spec.name)!)).equals(want)]).toEqual([spec.name, true]);
     }
   });
+
+  test('F64 and FP8 tensors: copied where both models hold the same bytes or the selection leaves them out, else refused (a copy of Instruct would pass for λ = 1)', async () => {
+    const extra: TensorSpec[] = [
+      { name: 'model.layers.1.mlp.up_proj.weight_scale', shape: [6] },
+      { name: 'model.layers.3.mlp.down_proj.scale64', shape: [3] },
+    ];
+    const dtypeOf = (n: string): SafetensorsDtype => (n.endsWith('weight_scale') ? 'F8_E4M3' : n.endsWith('scale64') ? 'F64' : 'BF16');
+    const model = (name: string, salt: number) => {
+      const next = rng(seed + 5);
+      return writeModel(
+        path.join(root, name),
+        [...specs, ...extra],
+        1,
+        dtypeOf,
+        (s, d) =>
+          d === 'BF16'
+            ? randomTensor('BF16', count(s), next)
+            : Buffer.from(Array.from({ length: count(s) * (d === 'F64' ? 8 : 1) }, (_, i) => (i * 29 + salt) & 0xff)),
+        name,
+      );
+    };
+    const [a, same, other] = await Promise.all([model('odd-a', 0), model('odd-same', 0), model('odd-other', 1)]);
+    const out = outDir();
+    await interpolate({ instruct: a.dir, thinking: same.dir, lambda: 1, output: out });
+    const ck = await openCheckpoint(out);
+    for (const { name } of extra) expect((await readTensorBytes(ck.tensors.get(name)!)).equals(a.data.get(name)!.bytes)).toBe(true);
+    const refused = outDir();
+    await expect(interpolate({ instruct: a.dir, thinking: other.dir, lambda: 1, output: refused })).rejects.toMatchObject({
+      code: 'UnsupportedDtype',
+      message: expect.stringMatching(
+        /^tensor model\.layers\.1\.mlp\.up_proj\.weight_scale is F8_E4M3 in .*odd-a and differs between the models: .*--skip-modules/,
+      ),
+    });
+    expect(fs.existsSync(refused)).toBe(false);
+    // Left out by the selection: the Instruct bytes, as every unselected tensor.
+    const kept = outDir();
+    await interpolate({ instruct: a.dir, thinking: other.dir, lambda: 1, output: kept, layers: '0' });
+    expect((await readTensorBytes((await openCheckpoint(kept)).tensors.get(extra[1].name)!)).equals(a.data.get(extra[1].name)!.bytes)).toBe(true);
+  });
 });
 
 describe('output layout', () => {

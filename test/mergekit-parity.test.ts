@@ -257,7 +257,7 @@ describe('tokenizer_source: the embeddings are rebuilt for that vocabulary (merg
   });
 });
 
-test('F8_E4M3FNUZ and F8_E5M2FNUZ tensors are read and copied byte for byte (the engine computes on F32, F16 and BF16 only)', async () => {
+test('F8_E4M3FNUZ and F8_E5M2FNUZ tensors the models share are copied byte for byte; where they differ the merge is refused (the engine computes on F32, F16 and BF16 only)', async () => {
   const next = rng(41);
   const specs = [
     ...qwen3Names(1),
@@ -266,28 +266,42 @@ test('F8_E4M3FNUZ and F8_E5M2FNUZ tensors are read and copied byte for byte (the
   ];
   const fp8 = (name: string): SafetensorsDtype =>
     name.endsWith('down_proj.weight_scale') ? 'F8_E4M3FNUZ' : name.endsWith('up_proj.weight_scale') ? 'F8_E5M2FNUZ' : 'BF16';
-  const models = await Promise.all(
-    [0, 1].map(async (k) => {
-      const d = path.join(dir, `fnuz-${k}`);
-      await writeModel(
-        d,
-        specs,
-        1,
-        fp8,
-        (spec, dt) =>
-          dt === 'BF16' ? randomTensor('BF16', count(spec), next) : Buffer.from(Array.from({ length: count(spec) }, () => Math.floor(next() * 256))),
-        `f${k}`,
-      );
-      return d;
-    }),
-  );
+  // The FP8 bytes: the same in every model (a quantization scale both share), or, with `salt`, this model's own.
+  const models = (salt: number[]) =>
+    Promise.all(
+      [0, 1].map(async (k) => {
+        const d = path.join(dir, `fnuz-${salt.join('')}-${k}`);
+        await writeModel(
+          d,
+          specs,
+          1,
+          fp8,
+          (spec, dt) =>
+            dt === 'BF16' ? randomTensor('BF16', count(spec), next) : Buffer.from(Array.from({ length: count(spec) }, (_, i) => (i * 37 + salt[k]) & 0xff)),
+          `f${k}`,
+        );
+        return d;
+      }),
+    );
+  const linear = (ms: string[]) => parseRecipe({ merge_method: 'linear', models: ms.map((model) => ({ model, parameters: { weight: 0.5 } })) });
+  const shared = await models([0, 0]);
   const out = freshPath('out');
-  await merge(parseRecipe({ merge_method: 'linear', models: models.map((model) => ({ model, parameters: { weight: 0.5 } })) }), { output: out, threads: 2 });
-  const [o, first] = await Promise.all([openCheckpoint(out), openCheckpoint(models[0])]);
+  await merge(linear(shared), { output: out, threads: 2 });
+  const [o, first] = await Promise.all([openCheckpoint(out), openCheckpoint(shared[0])]);
   for (const name of ['model.layers.0.mlp.down_proj.weight_scale', 'model.layers.0.mlp.up_proj.weight_scale']) {
     expect(o.tensors.get(name)!.dtype).toBe(fp8(name));
     expect(await readTensorBytes(o.tensors.get(name)!)).toEqual(await readTensorBytes(first.tensors.get(name)!));
   }
+  // Different bytes: a copy of the first model's would pass for a merge (at weights 0 and 1 it would even be the wrong model).
+  const differ = await models([0, 1]);
+  const refused = freshPath('out');
+  await expect(merge(linear(differ), { output: refused })).rejects.toMatchObject({
+    code: 'UnsupportedDtype',
+    message: expect.stringMatching(
+      /^tensor model\.layers\.0\.mlp\.(down|up)_proj\.weight_scale is F8_E(4M3|5M2)FNUZ in .* and differs between the models: .*take it from one model \(a passthrough slice\)/,
+    ),
+  });
+  expect(fs.existsSync(refused)).toBe(false);
 });
 
 test('int8_mask, rescale and density on task_arithmetic are accepted and change nothing, as in mergekit without sparsification', async () => {

@@ -65,6 +65,14 @@ export function isFloatDtype(d: string): d is FloatDtype {
   return (FLOAT_DTYPES as readonly string[]).includes(d);
 }
 
+/**
+ * Float dtypes weightmix does not compute with (FP8, FP6, FP4, F64, C64): a merge refuses to combine tensors of these, where a
+ * byte copy of one model (as for integer buffers) would be a wrong result presented as a merged one.
+ */
+export function isUncomputedFloatDtype(d: string): boolean {
+  return /^[FC]\d/.test(d) && !isFloatDtype(d);
+}
+
 /** An IEEE-style binary float: sign, `expBits` of biased exponent, `mantBits` of mantissa. */
 export interface FloatLayout {
   bytes: 2 | 4;

@@ -28,6 +28,19 @@ export async function readTensorBytes(t: StoredTensor, start = 0, count = t.elem
   return buf;
 }
 
+/** Whether the tensors hold the same bytes: one dtype, one length, read 4 MiB at a time, stopping at the first difference. */
+export async function sameTensorBytes(tensors: readonly StoredTensor[]): Promise<boolean> {
+  const [first, ...others] = tensors;
+  if (others.some((t) => t.dtype !== first.dtype || t.byteLength !== first.byteLength)) return false;
+  const step = Math.max(1, Math.floor((4 << 20) / Math.max(1, first.byteLength / Math.max(first.elementCount, 1))));
+  for (let start = 0; start < first.elementCount; start += step) {
+    const count = Math.min(step, first.elementCount - start);
+    const ref = await readTensorBytes(first, start, count);
+    for (const t of others) if (!ref.equals(await readTensorBytes(t, start, count))) return false;
+  }
+  return true;
+}
+
 export async function readTensorValues(t: StoredTensor, start = 0, count = t.elementCount): Promise<number[]> {
   const buf = await readTensorBytes(t, start, count);
   if (!isFloatDtype(t.dtype)) throw new WeightmixError('UnsupportedDtype', `cannot decode ${t.dtype} values`);

@@ -33,6 +33,7 @@ import { OutputTransaction } from '../engine/output';
 import { assignParts } from '../engine/parts';
 import { checkCompatible, planMerge, TensorRecipe } from '../engine/plan';
 import { FloatDtype, isFloatDtype, SafetensorsDtype } from '../format/dtypes';
+import { holdsUncomputedFloats, refuseUncomputedTensors } from '../model/uncomputed-tensors';
 import { checkpointLayout } from '../engine/output-layout';
 import { dtypeAt, indexOfName, tensorTableOf } from '../model/tensor-table';
 import { checkLayersExist, describeSelection, isSelected, parseSelection, SelectionInput } from '../model/selection';
@@ -152,7 +153,7 @@ const INTERPOLATE_KEYS: OptionKeys<InterpolateOptions> = { ...INTERPOLATION_COMM
  * console.log(`${summary.bytes} bytes in ${summary.seconds} s`);
  * ```
  * @throws {@link WeightmixError} `Usage` (bad or unknown option), `ModelNotFound`, `ModelsDiffer`,
- * `ShapeMismatch`, `DtypeMismatch`, `OutputExists`, `OutputLocked`, `OutputError`, `NoSpace`,
+ * `ShapeMismatch`, `DtypeMismatch`, `UnsupportedDtype`, `OutputExists`, `OutputLocked`, `OutputError`, `NoSpace`,
  * `IoError`, `InputChanged`, `CudaUnavailable`, `Aborted`, a safetensors code for a malformed
  * input (docs/errors.md lists them all); anything else is a bug.
  */
@@ -210,6 +211,14 @@ export async function runInterpolation(
     throw usageError(`the selection (${describeSelection(selection)}) matches none of the ${instruct.names.length} tensors: nothing would be interpolated`);
   }
   const reads = [...pathsRead(instruct), ...pathsRead(thinking)];
+  if (holdsUncomputedFloats(instruct) || holdsUncomputedFloats(thinking)) {
+    await refuseUncomputedTensors(
+      instruct.names
+        .filter((n) => !unselected.has(n))
+        .map((n) => ({ name: n, sources: [instruct, thinking].map((m) => ({ tensor: m.tensors.get(n)!, where: m.dir })) })),
+      'leave it out with --layers, --modules or --skip-modules (it then keeps the Instruct bytes)',
+    );
+  }
 
   const transactions: OutputTransaction[] = [];
   try {

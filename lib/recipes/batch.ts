@@ -24,7 +24,8 @@ import { finishRecipeOutput, isRecipe, MERGE_KEYS, recipeMetadata } from './merg
 import { checkRecipe, parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { DownloadProgress } from '../hub/snapshot-download';
-import { planRecipe, RecipePlan, sourceCheckpoints } from './recipe-plan';
+import { combinedTensors, planRecipe, RecipePlan, sourceCheckpoints, UNCOMPUTED_LEAVE_OUT } from './recipe-plan';
+import { refuseUncomputedTensors } from '../model/uncomputed-tensors';
 import { batchMomentPairs, resolveStatistics } from './batch-statistics';
 import { fitsLocalPool } from './sparsify';
 
@@ -126,7 +127,7 @@ const BATCH_KEYS: OptionKeys<BatchMergeOptions> = { ...MERGE_KEYS, part: 'option
  * console.log(summary.outputs.map((o) => o.output));
  * ```
  * @throws {@link WeightmixError} `Usage`, `InvalidRecipe`, `UnsupportedRecipe`, `RecipeVariableNotSet`,
- * `ModelNotFound`, `ModelsDiffer`, `ShapeMismatch`, `OutputExists`, `OutputLocked`, `OutputError`,
+ * `ModelNotFound`, `ModelsDiffer`, `ShapeMismatch`, `UnsupportedDtype`, `OutputExists`, `OutputLocked`, `OutputError`,
  * `NoSpace`, `IoError`, `InputChanged`, `CudaUnavailable`, `Aborted`, a hub code for a hub id, a
  * safetensors code for a malformed input (docs/errors.md).
  */
@@ -189,6 +190,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
     entries = entries.filter((e) => parts.get(e.name) === part.index);
     if (entries.length === 0) throw usageError(`${name('part')} ${part.index}/${part.count} gets none of the ${all} recipes; use at most ${all} parts`);
   }
+  for (const e of entries) await refuseUncomputedTensors(combinedTensors(e.planned, e.recipe), UNCOMPUTED_LEAVE_OUT);
   // Statistics first (one moments pass over the distinct pairs of every recipe, shared thresholds), then one
   // write pass per group. Measured: writing the statistics-free recipes during the moments read was slower
   // on this kind of disk (BENCHMARKS.md, issue 15), so the reads and the writes stay in passes of their own.

@@ -30,7 +30,8 @@ import { chooseChatTemplate, writeChatTemplate } from './chat-template';
 import { checkRecipe, parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { MergeMethodName } from '../merge-method-names';
-import { localMomentTensors, planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
+import { combinedTensors, localMomentTensors, planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes, UNCOMPUTED_LEAVE_OUT } from './recipe-plan';
+import { refuseUncomputedTensors } from '../model/uncomputed-tensors';
 import { setRamPlusLambdas } from './ram-counts';
 import { setDellaScales } from './della-rescale';
 import { setSceStatistics } from './sce-statistics';
@@ -118,7 +119,7 @@ export const MERGE_KEYS: OptionKeys<MergeOptions> = {
  * ```
  * @throws {@link WeightmixError} `Usage`, `RecipeNotFound`, `RecipeNotAFile`, `RecipeUnreadable`,
  * `InvalidRecipe`, `UnsupportedRecipe`, `RecipeVariableNotSet`, `ModelNotFound`, `ModelsDiffer`,
- * `ShapeMismatch`, `OutputExists`, `OutputLocked`, `OutputError`, `NoSpace`, `IoError`, `InputChanged`,
+ * `ShapeMismatch`, `UnsupportedDtype`, `OutputExists`, `OutputLocked`, `OutputError`, `NoSpace`, `IoError`, `InputChanged`,
  * `CudaUnavailable`, `Aborted`, a safetensors code for a malformed input (docs/errors.md).
  */
 export async function merge(recipe: string | Recipe | Record<string, unknown>, options: MergeOptions): Promise<RecipeMergeSummary> {
@@ -179,6 +180,7 @@ async function mergeModels(
 ): Promise<RecipeMergeSummary> {
   const planned = planRecipe(recipe, ckpts, vocabulary);
   const { tensors: out, layers, views } = planned;
+  await refuseUncomputedTensors(combinedTensors(planned, recipe), UNCOMPUTED_LEAVE_OUT);
 
   // Statistics passes first: the moments the method asks for (slerp angles, model_stock cosines) of the tensors the write
   // pass cannot resolve itself (too large to hold, or not a linear decision), then sparsification thresholds.

@@ -22,6 +22,7 @@ import type { RowWiseTensor } from './row-wise';
 import { classifyTensor } from '../model/tensor-names';
 import { tensorOutputDtype } from './output-dtype';
 import { firstRows, isEmbeddingMatrix, planVocabulary, VocabularyPlan } from './tokenizer-source';
+import type { CombinedTensor } from '../model/uncomputed-tensors';
 
 /** One output tensor: where its data comes from and how its parameters are looked up. */
 export interface OutputTensor {
@@ -266,6 +267,16 @@ export function planRecipe(recipe: Recipe, ckpts: Checkpoint[], vocabulary?: Voc
   }
   const layout = outputLayout(ckpts[layoutModel(recipe)], tensors, (t) => views[t.sources[0].model].get(t.name)!);
   return { tensors, layers, layerSources, views, layout, methodTensors, momentPairs, vocabRows, vocabulary: vocab };
+}
+
+/** What a recipe can do with a tensor of a dtype it cannot merge (refuseUncomputedTensors' advice). */
+export const UNCOMPUTED_LEAVE_OUT = 'take it from one model (a passthrough slice)';
+
+/** The output tensors a recipe combines from several models (not one copied from a single source), with the models' tensors. */
+export function combinedTensors(plan: RecipePlan, recipe: Recipe): CombinedTensor[] {
+  return plan.tensors
+    .filter((t) => t.sources.length > 1)
+    .map((t) => ({ name: t.name, sources: t.sources.map((s) => ({ tensor: plan.views[s.model].get(t.name)!, where: recipe.modelNames[s.model] })) }));
 }
 
 /** Each model seen through the output's names (output name → its source tensor): the planner's checkpoints. */
