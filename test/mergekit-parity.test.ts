@@ -304,6 +304,40 @@ test('F8_E4M3FNUZ and F8_E5M2FNUZ tensors the models share are copied byte for b
   expect(fs.existsSync(refused)).toBe(false);
 });
 
+test('a zero-padded layer name (model.layers.01.…) beside layer 1 is its own tensor: kept as written, no crash (it was renamed to layers.1 and collided)', async () => {
+  const next = rng(43);
+  const specs = [...qwen3Names(2), { name: 'model.layers.01.mlp.up_proj.weight', shape: [4, 4] }];
+  const [a, b] = await Promise.all(
+    ['padded-a', 'padded-b'].map((name) =>
+      writeModel(
+        path.join(dir, name),
+        specs,
+        1,
+        () => 'BF16',
+        (spec) => randomTensor('BF16', count(spec), next),
+        name,
+      ),
+    ),
+  );
+  for (const recipe of [
+    { merge_method: 'passthrough', models: [{ model: a.dir }] },
+    {
+      merge_method: 'linear',
+      models: [
+        { model: a.dir, parameters: { weight: 1 } },
+        { model: b.dir, parameters: { weight: 0 } },
+      ],
+    },
+  ]) {
+    const out = freshPath('out');
+    await merge(parseRecipe(recipe), { output: out });
+    const o = await openCheckpoint(out);
+    expect(o.names.length).toBe(specs.length);
+    for (const spec of specs)
+      expect([spec.name, (await readTensorBytes(o.tensors.get(spec.name)!)).equals(a.data.get(spec.name)!.bytes)]).toEqual([spec.name, true]);
+  }
+});
+
 test('int8_mask, rescale and density on task_arithmetic are accepted and change nothing, as in mergekit without sparsification', async () => {
   const [base, m1] = await family(51, ['BF16', 'BF16']);
   const outs = [freshPath('out'), freshPath('out')];

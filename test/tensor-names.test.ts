@@ -210,8 +210,8 @@ describe('classifyTensor', () => {
   });
 
   test("the same classes as the regular expression it replaced, on random names built from the rules' pieces", () => {
-    // The old rule, kept here as the reference: one regular expression per name.
-    const LAYER = /^(?:model\.layers|model\.language_model\.layers|language_model\.model\.layers|transformer\.h)\.(\d+)\.(.+)$/;
+    // The rule as one regular expression per name, kept here as the reference (a zero-padded index is no layer).
+    const LAYER = /^(?:model\.layers|model\.language_model\.layers|language_model\.model\.layers|transformer\.h)\.(0|[1-9]\d*)\.(.+)$/;
     const reference = (name: string) => {
       const m = LAYER.exec(name);
       return m ? { layer: Number(m[1]), module: moduleOfLayerPart(m[2].split('.', 1)[0]) } : undefined;
@@ -267,8 +267,11 @@ describe('classifyTensor', () => {
     expect(classifyTensor('')).toEqual({ layer: null, module: 'other' });
   });
 
-  test('multi-digit layer indices are read whole', () => {
+  test('multi-digit layer indices are read whole; a zero-padded one is no layer (it would be layer 1 beside layers.1.)', () => {
     expect(classifyTensor('model.layers.123.mlp.experts.45.down_proj.weight')).toEqual({ layer: 123, module: 'mlp' });
+    expect(classifyTensor('model.layers.0.mlp.up_proj.weight')).toEqual({ layer: 0, module: 'mlp' });
+    expect(classifyTensor('model.layers.01.mlp.up_proj.weight')).toEqual({ layer: null, module: 'other' });
+    expect(classifyTensor('transformer.h.00.attn.weight').layer).toBeNull();
   });
 });
 

@@ -72,8 +72,9 @@ export function moduleOfLayerPart(part: string): ModuleClass {
 }
 
 /**
- * PREFIX.<digits>.<rest> → [layer, rest], else null: what /^(?:prefixes)\.(\d+)\.(.+)$/ matched, with string operations
- * instead of a regular expression per name (a MoE model has tens of thousands of names).
+ * PREFIX.<digits>.<rest> → [layer, rest], else null: what /^(?:prefixes)\.(0|[1-9]\d*)\.(.+)$/ matched, with string operations
+ * instead of a regular expression per name (a MoE model has tens of thousands of names). A zero-padded number (`layers.01.`) is
+ * no layer: as one it would be layer 1, the same as `layers.1.` beside it, and renaming it would merge the two.
  */
 function layerAndRest(name: string): [number, string] | null {
   const prefix = LAYER_PREFIXES.find((p) => name.startsWith(p));
@@ -82,6 +83,7 @@ function layerAndRest(name: string): [number, string] | null {
   while (i < name.length && name.charCodeAt(i) >= 0x30 && name.charCodeAt(i) <= 0x39) i++;
   // At least one digit, then a dot, then at least one character and no line terminator (what `.+$` takes).
   if (i === prefix.length || name.charCodeAt(i) !== DOT || i + 1 === name.length) return null;
+  if (i - prefix.length > 1 && name.charCodeAt(prefix.length) === 0x30) return null;
   const rest = name.slice(i + 1);
   return LINE_TERMINATOR.test(rest) ? null : [Number(name.slice(prefix.length, i)), rest];
 }

@@ -65,7 +65,8 @@ export interface RecipePlan {
 
 /** mergekit's default maximum shard size (5 billion bytes). */
 const MAX_SHARD_BYTES = 5e9;
-const LAYER_NUMBER = /^(.*?(?:layers|h)\.)(\d+)(\..+)$/;
+// The layer number as tensor-names.ts reads one: no leading zero.
+const LAYER_NUMBER = /^(.*?(?:layers|h)\.)(0|[1-9]\d*)(\..+)$/;
 
 export function renameLayer(name: string, layer: number): string {
   const m = LAYER_NUMBER.exec(name);
