@@ -338,6 +338,38 @@ test('a zero-padded layer name (model.layers.01.…) beside layer 1 is its own t
   }
 });
 
+test('a model with tie_word_embeddings (no lm_head) beside one with its own head is refused in either order, not merged without the head', async () => {
+  const next = rng(44);
+  const untiedSpecs = [...qwen3Names(2), { name: 'lm_head.weight', shape: [40, 16] }];
+  const write = (name: string, specs: TensorSpec[]) =>
+    writeModel(
+      path.join(dir, name),
+      specs,
+      1,
+      () => 'BF16',
+      (spec) => randomTensor('BF16', count(spec), next),
+      name,
+    );
+  const [tied, untied] = await Promise.all([write('tied', qwen3Names(2)), write('untied', untiedSpecs)]);
+  for (const [a, b] of [
+    [tied, untied],
+    [untied, tied],
+  ]) {
+    for (const method of ['linear', 'passthrough']) {
+      const recipe =
+        method === 'linear'
+          ? { merge_method: 'linear', models: [a, b].map((m) => ({ model: m.dir, parameters: { weight: 0.5 } })) }
+          : { merge_method: 'passthrough', slices: [a, b].map((m, i) => ({ sources: [{ model: m.dir, layer_range: [i, i + 1] }] })) };
+      const out = freshPath('out');
+      await expect(merge(parseRecipe(recipe), { output: out })).rejects.toMatchObject({
+        code: 'ModelsDiffer',
+        message: expect.stringMatching(/lm_head\.weight .*is missing from .*tied \(a model with tie_word_embeddings stores none/),
+      });
+      expect(fs.existsSync(out)).toBe(false);
+    }
+  }
+});
+
 test('int8_mask, rescale and density on task_arithmetic are accepted and change nothing, as in mergekit without sparsification', async () => {
   const [base, m1] = await family(51, ['BF16', 'BF16']);
   const outs = [freshPath('out'), freshPath('out')];

@@ -63,6 +63,11 @@ export interface RecipePlan {
   vocabulary: VocabularyPlan | null;
 }
 
+/** Why a model may lack lm_head.weight, for the message that says it does. */
+function tiedHint(name: string): string {
+  return name === 'lm_head.weight' ? ' (a model with tie_word_embeddings stores none: its head is embed_tokens)' : '';
+}
+
 /** mergekit's default maximum shard size (5 billion bytes). */
 const MAX_SHARD_BYTES = 5e9;
 // The layer number as tensor-names.ts reads one: no leading zero.
@@ -153,6 +158,20 @@ export function planOutputTensors(
   };
   const firstSlice = outsideOf(recipe.slices[0]);
   const lastSlice = outsideOf(recipe.slices[recipe.slices.length - 1]);
+  // The output's tensors outside the layers are the layout model's. An embedding, final norm or head that another source model
+  // has beyond them would be dropped (an untied lm_head beside a tied model); other extras (buffers such as inv_freq) are left, as mergekit leaves them.
+  const outside = new Set(ckpts[layoutIndex].names.filter((n) => classifyTensor(n).layer === null));
+  for (const m of new Set([...firstSlice.models, ...lastSlice.models])) {
+    const extra = ckpts[m].names.find((n) => {
+      const c = classifyTensor(n);
+      return c.layer === null && (c.module === 'embed' || c.module === 'head' || c.module === 'final_norm') && !outside.has(n);
+    });
+    if (extra === undefined) continue;
+    throw new WeightmixError(
+      'ModelsDiffer',
+      `tensor ${extra} of ${label(m)} is missing from ${label(layoutIndex)}${tiedHint(extra)}; the output would drop it`,
+    );
+  }
   const before: OutputTensor[] = [];
   const after: OutputTensor[] = [];
   for (const name of ckpts[layoutIndex].names) {
@@ -213,7 +232,9 @@ export function planRecipe(recipe: Recipe, ckpts: Checkpoint[], vocabulary?: Voc
   const label = (m: number) => recipe.modelNames[m];
   const locate = (model: number, name: string, outName: string): TensorLocation => {
     const loc = ckpts[model].tensors.get(name);
-    if (!loc) throw new WeightmixError('ModelsDiffer', `tensor ${name} (for ${outName}) is missing from ${label(model)}`);
+    if (!loc) {
+      throw new WeightmixError('ModelsDiffer', `tensor ${name} (for ${outName}) is missing from ${label(model)}${tiedHint(name)}`);
+    }
     return loc;
   };
   const views = recipe.models.map(() => new Map<string, TensorLocation>());
