@@ -228,6 +228,22 @@ describe('--force', () => {
     expect(ls(dir)).toEqual(['out']);
     expect(fs.readFileSync(path.join(target, 'model.safetensors'), 'utf8')).toBe('old');
   });
+
+  test('a file where the output folder goes is never replaced, not even with --force; a file on the way to it is named', async () => {
+    const file = path.join(dir, 'model.safetensors');
+    write(file, "the user's file");
+    for (const force of [false, true]) {
+      const err = await failure(OutputTransaction.begin(file, { force }));
+      expect([err.code, err.message]).toEqual([
+        'OutputExists',
+        `output ${file} is a file, not a model folder: it is never replaced, not even with --force; choose another output path`,
+      ]);
+    }
+    const below = await failure(OutputTransaction.begin(path.join(file, 'lambda-0.50')));
+    expect([below.code, below.message]).toEqual(['OutputError', `cannot create ${file}: ${file} is a file, not a folder`]);
+    expect(ls(dir)).toEqual(['model.safetensors']);
+    expect(fs.readFileSync(file, 'utf8')).toBe("the user's file");
+  });
 });
 
 describe('the lock', () => {

@@ -76,7 +76,15 @@ export class OutputTransaction {
 
   /** Refuses an existing output without `force`: begin does, and a merge asks first, before its statistics passes (minutes on a large model). */
   static refuseExisting(targetPath: string, force: boolean | undefined): void {
-    if (!force && fs.existsSync(path.resolve(targetPath))) {
+    // --force replaces a model folder; a file there is the user's, whatever it holds (a typo'd -o model.safetensors).
+    const existing = fs.statSync(path.resolve(targetPath), { throwIfNoEntry: false });
+    if (existing && !existing.isDirectory()) {
+      throw new WeightmixError(
+        'OutputExists',
+        `output ${targetPath} is a file, not a model folder: it is never replaced, not even with --force; choose another output path`,
+      );
+    }
+    if (!force && existing) {
       throw new WeightmixError(
         'OutputExists',
         `output ${targetPath} already exists (use --force, or force: true in the API, to replace it once the new one is complete)`,
@@ -209,6 +217,14 @@ function removeEmptyParents(dir: string, outermost: string | undefined): void {
 
 /** Node's recursive mkdir reports ENOENT for a read-only or forbidden parent: a plain mkdir of the first missing folder says why. */
 function whyMkdirFailed(dir: string, error: Error): string {
+  // The nearest folder on the way that exists, or a file standing where one must be.
+  for (let up = dir; path.dirname(up) !== up; up = path.dirname(up)) {
+    const st = fs.statSync(up, { throwIfNoEntry: false });
+    if (st) {
+      if (!st.isDirectory()) return `${up} is a file, not a folder`;
+      break;
+    }
+  }
   let missing = dir;
   while (!fs.existsSync(path.dirname(missing)) && path.dirname(missing) !== missing) missing = path.dirname(missing);
   try {
