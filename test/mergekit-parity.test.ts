@@ -370,6 +370,33 @@ test('a model with tie_word_embeddings (no lm_head) beside one with its own head
   }
 });
 
+test("a passthrough whose first and last slices' models hold vocabularies of different sizes is refused, not written with two", async () => {
+  const next = rng(45);
+  const specs = (rows: number) => [
+    ...qwen3Names(2).map((s) => (s.name === 'model.embed_tokens.weight' ? { ...s, shape: [rows, s.shape[1]] } : s)),
+    { name: 'lm_head.weight', shape: [rows, 16] },
+  ];
+  const write = (name: string, rows: number) =>
+    writeModel(
+      path.join(dir, name),
+      specs(rows),
+      1,
+      () => 'BF16',
+      (spec) => randomTensor('BF16', count(spec), next),
+      name,
+    );
+  const [a, b] = await Promise.all([write('vocab-40', 40), write('vocab-48', 48)]);
+  const out = freshPath('out');
+  const recipe = { merge_method: 'passthrough', slices: [a, b].map((m, i) => ({ sources: [{ model: m.dir, layer_range: [i, i + 1] }] })) };
+  await expect(merge(parseRecipe(recipe), { output: out })).rejects.toMatchObject({
+    code: 'ShapeMismatch',
+    message: expect.stringMatching(
+      /^model\.embed_tokens\.weight has 40 rows \(from .*vocab-40\) but lm_head\.weight 48 \(from .*vocab-48\): .*tokenizer_source/,
+    ),
+  });
+  expect(fs.existsSync(out)).toBe(false);
+});
+
 test('int8_mask, rescale and density on task_arithmetic are accepted and change nothing, as in mergekit without sparsification', async () => {
   const [base, m1] = await family(51, ['BF16', 'BF16']);
   const outs = [freshPath('out'), freshPath('out')];

@@ -24,7 +24,8 @@ import { finishRecipeOutput, isRecipe, MERGE_KEYS, recipeMetadata } from './merg
 import { checkRecipe, parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { DownloadProgress } from '../hub/snapshot-download';
-import { combinedTensors, planRecipe, RecipePlan, sourceCheckpoints, UNCOMPUTED_LEAVE_OUT } from './recipe-plan';
+import { planRecipe, RecipePlan, sourceCheckpoints } from './recipe-plan';
+import { combinedTensors, UNCOMPUTED_LEAVE_OUT } from './plan-refusals';
 import { refuseUncomputedTensors } from '../model/uncomputed-tensors';
 import { batchMomentPairs, resolveStatistics } from './batch-statistics';
 import { fitsLocalPool } from './sparsify';

@@ -22,7 +22,7 @@ import type { RowWiseTensor } from './row-wise';
 import { classifyTensor } from '../model/tensor-names';
 import { tensorOutputDtype } from './output-dtype';
 import { firstRows, isEmbeddingMatrix, planVocabulary, VocabularyPlan } from './tokenizer-source';
-import type { CombinedTensor } from '../model/uncomputed-tensors';
+import { refuseDroppedOutsideTensors, refuseVocabularyMismatch, tiedHint } from './plan-refusals';
 
 /** One output tensor: where its data comes from and how its parameters are looked up. */
 export interface OutputTensor {
@@ -61,11 +61,6 @@ export interface RecipePlan {
   vocabRows: number | null;
   /** The output vocabulary (null without those keys). */
   vocabulary: VocabularyPlan | null;
-}
-
-/** Why a model may lack lm_head.weight, for the message that says it does. */
-function tiedHint(name: string): string {
-  return name === 'lm_head.weight' ? ' (a model with tie_word_embeddings stores none: its head is embed_tokens)' : '';
 }
 
 /** mergekit's default maximum shard size (5 billion bytes). */
@@ -158,20 +153,7 @@ export function planOutputTensors(
   };
   const firstSlice = outsideOf(recipe.slices[0]);
   const lastSlice = outsideOf(recipe.slices[recipe.slices.length - 1]);
-  // The output's tensors outside the layers are the layout model's. An embedding, final norm or head that another source model
-  // has beyond them would be dropped (an untied lm_head beside a tied model); other extras (buffers such as inv_freq) are left, as mergekit leaves them.
-  const outside = new Set(ckpts[layoutIndex].names.filter((n) => classifyTensor(n).layer === null));
-  for (const m of new Set([...firstSlice.models, ...lastSlice.models])) {
-    const extra = ckpts[m].names.find((n) => {
-      const c = classifyTensor(n);
-      return c.layer === null && (c.module === 'embed' || c.module === 'head' || c.module === 'final_norm') && !outside.has(n);
-    });
-    if (extra === undefined) continue;
-    throw new WeightmixError(
-      'ModelsDiffer',
-      `tensor ${extra} of ${label(m)} is missing from ${label(layoutIndex)}${tiedHint(extra)}; the output would drop it`,
-    );
-  }
+  refuseDroppedOutsideTensors(ckpts, layoutIndex, [...firstSlice.models, ...lastSlice.models], label);
   const before: OutputTensor[] = [];
   const after: OutputTensor[] = [];
   for (const name of ckpts[layoutIndex].names) {
@@ -271,6 +253,7 @@ export function planRecipe(recipe: Recipe, ckpts: Checkpoint[], vocabulary?: Voc
       }
     }
   }
+  refuseVocabularyMismatch({ tensors, views }, label);
 
   const methodTensors = new Map<string, Omit<MethodTensor, 'moments' | 'notice'>>();
   const momentPairs: MomentPair[] = [];
@@ -289,16 +272,6 @@ export function planRecipe(recipe: Recipe, ckpts: Checkpoint[], vocabulary?: Voc
   }
   const layout = outputLayout(ckpts[layoutModel(recipe)], tensors, (t) => views[t.sources[0].model].get(t.name)!);
   return { tensors, layers, layerSources, views, layout, methodTensors, momentPairs, vocabRows, vocabulary: vocab };
-}
-
-/** What a recipe can do with a tensor of a dtype it cannot merge (refuseUncomputedTensors' advice). */
-export const UNCOMPUTED_LEAVE_OUT = 'take it from one model (a passthrough slice)';
-
-/** The output tensors a recipe combines from several models (not one copied from a single source), with the models' tensors. */
-export function combinedTensors(plan: RecipePlan, recipe: Recipe): CombinedTensor[] {
-  return plan.tensors
-    .filter((t) => t.sources.length > 1)
-    .map((t) => ({ name: t.name, sources: t.sources.map((s) => ({ tensor: plan.views[s.model].get(t.name)!, where: recipe.modelNames[s.model] })) }));
 }
 
 /** Each model seen through the output's names (output name → its source tensor): the planner's checkpoints. */

@@ -1,0 +1,75 @@
+/**
+ * What a recipe plan refuses before any tensor is read, where the output would otherwise come out wrong without an error:
+ * a head or embedding that only some models have (tied embeddings), two vocabularies in one output, and tensors of a
+ * float dtype the engine does not compute that differ between the models it would combine.
+ */
+import { WeightmixError } from '../errors';
+import type { Checkpoint } from '../model/checkpoint';
+import { classifyTensor } from '../model/tensor-names';
+import type { TensorLocation } from '../model/tensor-table';
+import type { CombinedTensor } from '../model/uncomputed-tensors';
+import type { Recipe } from './recipe';
+import { isEmbeddingMatrix } from './tokenizer-source';
+
+/** An output tensor as these checks read one (recipe-plan.ts's OutputTensor), and a plan's tensors with each model's view. */
+interface PlannedTensor {
+  name: string;
+  layer: number | null;
+  sources: readonly { model: number }[];
+}
+interface PlannedViews {
+  tensors: readonly PlannedTensor[];
+  views: readonly Map<string, TensorLocation>[];
+}
+
+/** Why a model may lack lm_head.weight, for the message that says it does. */
+export function tiedHint(name: string): string {
+  return name === 'lm_head.weight' ? ' (a model with tie_word_embeddings stores none: its head is embed_tokens)' : '';
+}
+
+/**
+ * The output's tensors outside the layers are the layout model's. An embedding, final norm or head that another source model has
+ * beyond them would be dropped (an untied lm_head beside a tied model); other extras (buffers such as inv_freq) are left, as
+ * mergekit leaves them.
+ */
+export function refuseDroppedOutsideTensors(ckpts: Checkpoint[], layoutIndex: number, models: number[], label: (m: number) => string): void {
+  const outside = new Set(ckpts[layoutIndex].names.filter((n) => classifyTensor(n).layer === null));
+  for (const m of new Set(models)) {
+    const extra = ckpts[m].names.find((n) => {
+      const c = classifyTensor(n);
+      return c.layer === null && (c.module === 'embed' || c.module === 'head' || c.module === 'final_norm') && !outside.has(n);
+    });
+    if (extra === undefined) continue;
+    throw new WeightmixError(
+      'ModelsDiffer',
+      `tensor ${extra} of ${label(m)} is missing from ${label(layoutIndex)}${tiedHint(extra)}; the output would drop it`,
+    );
+  }
+}
+
+/**
+ * The output's embeddings and head must hold one vocabulary: a passthrough takes them from different slices' models (the first
+ * and the last), whose vocabularies may be padded differently, and a config then matches one of them only.
+ */
+export function refuseVocabularyMismatch({ tensors, views }: PlannedViews, label: (m: number) => string): void {
+  const rows = tensors
+    .filter((t) => isEmbeddingMatrix(t.name) && t.layer === null)
+    .map((t) => ({ name: t.name, model: t.sources[0].model, rows: views[t.sources[0].model].get(t.name)!.shape[0] }));
+  const other = rows.find((r) => r.rows !== rows[0].rows);
+  if (other === undefined) return;
+  throw new WeightmixError(
+    'ShapeMismatch',
+    `${rows[0].name} has ${rows[0].rows} rows (from ${label(rows[0].model)}) but ${other.name} ${other.rows} (from ${label(other.model)}): ` +
+      'the output would hold two vocabularies; give tokenizer_source to build both for one',
+  );
+}
+
+/** What a recipe can do with a tensor of a dtype it cannot merge (refuseUncomputedTensors' advice). */
+export const UNCOMPUTED_LEAVE_OUT = 'take it from one model (a passthrough slice)';
+
+/** The output tensors a recipe combines from several models (not one copied from a single source), with the models' tensors. */
+export function combinedTensors(plan: PlannedViews, recipe: Recipe): CombinedTensor[] {
+  return plan.tensors
+    .filter((t) => t.sources.length > 1)
+    .map((t) => ({ name: t.name, sources: t.sources.map((s) => ({ tensor: plan.views[s.model].get(t.name)!, where: recipe.modelNames[s.model] })) }));
+}
