@@ -57,11 +57,16 @@ export function checkpointLayout(ckpt: Checkpoint): OutputLayout {
     members = ckpt.shards.map(() => []);
     for (let i = 0; i < table.names.length; i++) members[position[table.fileIndex[i]]]?.push(i);
   }
+  // The output's files sit in its folder: an index that names shards with a path ('./model-…', 'weights/model-…') gets
+  // the Hugging Face names instead, which its own index then lists as written.
+  const plain = ckpt.shards.every((s) => !s.name.includes('/'));
+  const pad = (n: number) => String(n).padStart(5, '0');
+  const nameOf = (s: { name: string }, k: number) => (plain ? s.name : `model-${pad(k + 1)}-of-${pad(ckpt.shards.length)}.safetensors`);
   const shards = ckpt.shards.map((s, k): LayoutShard => {
     const columns = ranges ? rangeColumns(table, ranges[k], ranges[k + 1]) : gatheredColumns(table, members![k]);
     let tensors: LayoutTensor[] | undefined;
     const shard: LayoutShard = {
-      name: s.name,
+      name: nameOf(s, k),
       get tensors() {
         tensors ??= columns.names.map((name, j) => ({ name, shape: shapeAt(columns, j), elementCount: columns.elementCounts[j] }));
         return tensors;
