@@ -18,6 +18,16 @@ import { dir, freshPath, useTempDir } from './helpers/temp-dir';
 useTempDir('weightmix-parity-');
 
 const count = (s: TensorSpec) => s.shape.reduce((a, b) => a * b, 1);
+/** A one-shard BF16 model of random values, named `name` in the test folder. */
+const bf16Model = (name: string, specs: TensorSpec[], next: () => number) =>
+  writeModel(
+    path.join(dir, name),
+    specs,
+    1,
+    () => 'BF16',
+    (spec) => randomTensor('BF16', count(spec), next),
+    name,
+  );
 
 /** A base and models near it (random bits with special values), every tensor of dtype `dtypes[k]`. */
 async function family(seed: number, dtypes: SafetensorsDtype[]): Promise<string[]> {
@@ -307,18 +317,7 @@ test('F8_E4M3FNUZ and F8_E5M2FNUZ tensors the models share are copied byte for b
 test('a zero-padded layer name (model.layers.01.…) beside layer 1 is its own tensor: kept as written, no crash (it was renamed to layers.1 and collided)', async () => {
   const next = rng(43);
   const specs = [...qwen3Names(2), { name: 'model.layers.01.mlp.up_proj.weight', shape: [4, 4] }];
-  const [a, b] = await Promise.all(
-    ['padded-a', 'padded-b'].map((name) =>
-      writeModel(
-        path.join(dir, name),
-        specs,
-        1,
-        () => 'BF16',
-        (spec) => randomTensor('BF16', count(spec), next),
-        name,
-      ),
-    ),
-  );
+  const [a, b] = await Promise.all(['padded-a', 'padded-b'].map((name) => bf16Model(name, specs, next)));
   for (const recipe of [
     { merge_method: 'passthrough', models: [{ model: a.dir }] },
     {
@@ -341,15 +340,7 @@ test('a zero-padded layer name (model.layers.01.…) beside layer 1 is its own t
 test('a model with tie_word_embeddings (no lm_head) beside one with its own head is refused in either order, not merged without the head', async () => {
   const next = rng(44);
   const untiedSpecs = [...qwen3Names(2), { name: 'lm_head.weight', shape: [40, 16] }];
-  const write = (name: string, specs: TensorSpec[]) =>
-    writeModel(
-      path.join(dir, name),
-      specs,
-      1,
-      () => 'BF16',
-      (spec) => randomTensor('BF16', count(spec), next),
-      name,
-    );
+  const write = (name: string, specs: TensorSpec[]) => bf16Model(name, specs, next);
   const [tied, untied] = await Promise.all([write('tied', qwen3Names(2)), write('untied', untiedSpecs)]);
   for (const [a, b] of [
     [tied, untied],
@@ -376,15 +367,7 @@ test("a passthrough whose first and last slices' models hold vocabularies of dif
     ...qwen3Names(2).map((s) => (s.name === 'model.embed_tokens.weight' ? { ...s, shape: [rows, s.shape[1]] } : s)),
     { name: 'lm_head.weight', shape: [rows, 16] },
   ];
-  const write = (name: string, rows: number) =>
-    writeModel(
-      path.join(dir, name),
-      specs(rows),
-      1,
-      () => 'BF16',
-      (spec) => randomTensor('BF16', count(spec), next),
-      name,
-    );
+  const write = (name: string, rows: number) => bf16Model(name, specs(rows), next);
   const [a, b] = await Promise.all([write('vocab-40', 40), write('vocab-48', 48)]);
   const out = freshPath('out');
   const recipe = { merge_method: 'passthrough', slices: [a, b].map((m, i) => ({ sources: [{ model: m.dir, layer_range: [i, i + 1] }] })) };
