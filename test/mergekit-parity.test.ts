@@ -374,10 +374,17 @@ test("a passthrough whose first and last slices' models hold vocabularies of dif
   await expect(merge(parseRecipe(recipe), { output: out })).rejects.toMatchObject({
     code: 'ShapeMismatch',
     message: expect.stringMatching(
-      /^model\.embed_tokens\.weight has 40 rows \(from .*vocab-40\) but lm_head\.weight 48 \(from .*vocab-48\): .*tokenizer_source/,
+      /^lm_head\.weight has 48 rows in .*vocab-48, where it comes from, but 40 in .*vocab-40, whose config and tokenizer .*tokenizer_source/,
     ),
   });
   expect(fs.existsSync(out)).toBe(false);
+  // A model's own embeddings and head may differ in rows (a head padded otherwise): that is its vocabulary, merged as it is.
+  const padded = (name: string) =>
+    bf16Model(name, [...specs(40).filter((t) => t.name !== 'lm_head.weight'), { name: 'lm_head.weight', shape: [48, 16] }], next);
+  const [c, d] = await Promise.all([padded('own-c'), padded('own-d')]);
+  const fine = freshPath('out');
+  await merge(parseRecipe({ merge_method: 'linear', models: [c, d].map((m) => ({ model: m.dir, parameters: { weight: 0.5 } })) }), { output: fine });
+  expect((await openCheckpoint(fine)).tensors.get('lm_head.weight')!.shape).toEqual([48, 16]);
 });
 
 test('int8_mask, rescale and density on task_arithmetic are accepted and change nothing, as in mergekit without sparsification', async () => {

@@ -32,7 +32,7 @@ import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validat
 import type { MergeMethodName } from '../merge-method-names';
 import { localMomentTensors, planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
 import { combinedTensors, UNCOMPUTED_LEAVE_OUT } from './plan-refusals';
-import { refuseUncomputedTensors } from '../model/uncomputed-tensors';
+import { holdsUncomputedFloats, refuseUncomputedTensors } from '../model/uncomputed-tensors';
 import { setRamPlusLambdas } from './ram-counts';
 import { setDellaScales } from './della-rescale';
 import { setSceStatistics } from './sce-statistics';
@@ -181,7 +181,8 @@ async function mergeModels(
 ): Promise<RecipeMergeSummary> {
   const planned = planRecipe(recipe, ckpts, vocabulary);
   const { tensors: out, layers, views } = planned;
-  await refuseUncomputedTensors(combinedTensors(planned, recipe), UNCOMPUTED_LEAVE_OUT);
+  // The usual model holds no such tensor: no list of the combined tensors then (a MoE model has tens of thousands).
+  if (ckpts.some(holdsUncomputedFloats)) await refuseUncomputedTensors(combinedTensors(planned, recipe), UNCOMPUTED_LEAVE_OUT);
 
   // Statistics passes first: the moments the method asks for (slerp angles, model_stock cosines) of the tensors the write
   // pass cannot resolve itself (too large to hold, or not a linear decision), then sparsification thresholds.

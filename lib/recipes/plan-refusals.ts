@@ -48,20 +48,23 @@ export function refuseDroppedOutsideTensors(ckpts: Checkpoint[], layoutIndex: nu
 }
 
 /**
- * The output's embeddings and head must hold one vocabulary: a passthrough takes them from different slices' models (the first
- * and the last), whose vocabularies may be padded differently, and a config then matches one of them only.
+ * Without tokenizer_source the output gets one model's config and tokenizer (the tokenizer source), so its embeddings and head
+ * must have that model's rows. A passthrough takes them from other slices' models (the embeddings from the first, the head from
+ * the last), whose vocabularies may be padded otherwise: the output would hold two vocabularies, and no loader reads it.
  */
-export function refuseVocabularyMismatch({ tensors, views }: PlannedViews, label: (m: number) => string): void {
-  const rows = tensors
-    .filter((t) => isEmbeddingMatrix(t.name) && t.layer === null)
-    .map((t) => ({ name: t.name, model: t.sources[0].model, rows: views[t.sources[0].model].get(t.name)!.shape[0] }));
-  const other = rows.find((r) => r.rows !== rows[0].rows);
-  if (other === undefined) return;
-  throw new WeightmixError(
-    'ShapeMismatch',
-    `${rows[0].name} has ${rows[0].rows} rows (from ${label(rows[0].model)}) but ${other.name} ${other.rows} (from ${label(other.model)}): ` +
-      'the output would hold two vocabularies; give tokenizer_source to build both for one',
-  );
+export function refuseVocabularyMismatch({ tensors, views }: PlannedViews, config: Checkpoint, configModel: number, label: (m: number) => string): void {
+  for (const t of tensors) {
+    if (t.layer !== null || !isEmbeddingMatrix(t.name)) continue;
+    const model = t.sources[0].model;
+    const own = config.tensors.get(t.name);
+    const rows = views[model].get(t.name)!.shape[0];
+    if (model === configModel || own === undefined || own.shape[0] === rows) continue;
+    throw new WeightmixError(
+      'ShapeMismatch',
+      `${t.name} has ${rows} rows in ${label(model)}, where it comes from, but ${own.shape[0]} in ${label(configModel)}, whose config and tokenizer ` +
+        "the output gets: it would hold two vocabularies; give tokenizer_source to build every model's for one",
+    );
+  }
 }
 
 /** What a recipe can do with a tensor of a dtype it cannot merge (refuseUncomputedTensors' advice). */

@@ -253,7 +253,7 @@ export function planRecipe(recipe: Recipe, ckpts: Checkpoint[], vocabulary?: Voc
       }
     }
   }
-  refuseVocabularyMismatch({ tensors, views }, label);
+  if (vocab === null) refuseVocabularyMismatch({ tensors, views }, ckpts[recipe.tokenizerSource], recipe.tokenizerSource, label);
 
   const methodTensors = new Map<string, Omit<MethodTensor, 'moments' | 'notice'>>();
   const momentPairs: MomentPair[] = [];
