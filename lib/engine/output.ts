@@ -8,20 +8,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { abortError, usageError, WeightmixError } from '../errors';
+import { pidAlive, removeEmptyParents } from '../leftovers';
 
 const TEMP_TAG = '.weightmix-tmp-';
 const OLD_TAG = '.weightmix-old-';
 const LOCK_TAG = '.weightmix.lock';
-
-function pidAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export interface BeginOptions {
   force?: boolean;
@@ -199,19 +190,6 @@ export class OutputTransaction {
     await fs.promises.rm(this.tempDir, { recursive: true, force: true });
     await fs.promises.rm(this.lockFile, { force: true });
     removeEmptyParents(path.dirname(this.target), this.createdParent);
-  }
-}
-
-/** Removes `dir` and its parents up to `outermost` (the first folder mkdir created), stopping at one that is not empty. */
-function removeEmptyParents(dir: string, outermost: string | undefined): void {
-  if (outermost === undefined) return;
-  for (let d = dir; ; d = path.dirname(d)) {
-    try {
-      fs.rmdirSync(d);
-    } catch {
-      return;
-    }
-    if (d === outermost || path.dirname(d) === d) return;
   }
 }
 
