@@ -33,7 +33,7 @@ import { OutputTransaction } from '../engine/output';
 import { assignParts } from '../engine/parts';
 import { checkCompatible, planMerge, TensorRecipe } from '../engine/plan';
 import { FloatDtype, isFloatDtype, SafetensorsDtype } from '../format/dtypes';
-import { holdsUncomputedFloats, refuseUncomputedTensors } from '../model/uncomputed-tensors';
+import { refuseUncomputedTensors } from '../model/uncomputed-tensors';
 import { checkpointLayout } from '../engine/output-layout';
 import { dtypeAt, indexOfName, tensorTableOf } from '../model/tensor-table';
 import { checkLayersExist, describeSelection, isSelected, parseSelection, SelectionInput } from '../model/selection';
@@ -211,14 +211,14 @@ export async function runInterpolation(
     throw usageError(`the selection (${describeSelection(selection)}) matches none of the ${instruct.names.length} tensors: nothing would be interpolated`);
   }
   const reads = [...pathsRead(instruct), ...pathsRead(thinking)];
-  if (holdsUncomputedFloats(instruct) || holdsUncomputedFloats(thinking)) {
-    await refuseUncomputedTensors(
+  await refuseUncomputedTensors(
+    [instruct, thinking],
+    () =>
       instruct.names
         .filter((n) => !unselected.has(n))
         .map((n) => ({ name: n, sources: [instruct, thinking].map((m) => ({ tensor: m.tensors.get(n)!, where: m.dir })) })),
-      'leave it out with --layers, --modules or --skip-modules (it then keeps the Instruct bytes)',
-    );
-  }
+    'leave it out with --layers, --modules or --skip-modules (it then keeps the Instruct bytes)',
+  );
 
   const transactions: OutputTransaction[] = [];
   try {

@@ -11,7 +11,7 @@ import { tensorTableOf, type TensorLocation } from './tensor-table';
 const UNCOMPUTED_CODES = DTYPE_NAMES.map(isUncomputedFloatDtype);
 
 /** Whether a model holds any tensor of such a dtype (its table's dtype codes, no tensor looked up): the usual answer is no. */
-export function holdsUncomputedFloats(ckpt: Parameters<typeof tensorTableOf>[0]): boolean {
+function holdsUncomputedFloats(ckpt: Parameters<typeof tensorTableOf>[0]): boolean {
   return tensorTableOf(ckpt).dtypes.some((code) => UNCOMPUTED_CODES[code]);
 }
 
@@ -21,9 +21,17 @@ export interface CombinedTensor {
   sources: readonly { tensor: TensorLocation; where: string }[];
 }
 
-/** Refuses the first combined tensor of such a dtype whose models differ; `leaveOut` says how to keep it out of the merge. */
-export async function refuseUncomputedTensors(combined: Iterable<CombinedTensor>, leaveOut: string): Promise<void> {
-  for (const { name, sources } of combined) {
+/**
+ * Refuses the first combined tensor of such a dtype whose models differ; `leaveOut` says how to keep it out of the merge. The
+ * combined tensors are listed only where one of the models holds such a dtype (a MoE model has tens of thousands of tensors).
+ */
+export async function refuseUncomputedTensors(
+  models: readonly Parameters<typeof tensorTableOf>[0][],
+  combined: () => Iterable<CombinedTensor>,
+  leaveOut: string,
+): Promise<void> {
+  if (!models.some(holdsUncomputedFloats)) return;
+  for (const { name, sources } of combined()) {
     const odd = sources.find((s) => isUncomputedFloatDtype(s.tensor.dtype));
     if (odd === undefined || (await sameTensorBytes(sources.map((s) => s.tensor)))) continue;
     const dtype = odd.tensor.dtype;

@@ -25,8 +25,7 @@ import { checkRecipe, parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } 
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { planRecipe, RecipePlan, sourceCheckpoints } from './recipe-plan';
-import { combinedTensors, UNCOMPUTED_LEAVE_OUT } from './plan-refusals';
-import { holdsUncomputedFloats, refuseUncomputedTensors } from '../model/uncomputed-tensors';
+import { refuseUncomputedRecipeTensors } from './plan-refusals';
 import { batchMomentPairs, resolveStatistics } from './batch-statistics';
 import { fitsLocalPool } from './sparsify';
 
@@ -191,9 +190,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
     entries = entries.filter((e) => parts.get(e.name) === part.index);
     if (entries.length === 0) throw usageError(`${name('part')} ${part.index}/${part.count} gets none of the ${all} recipes; use at most ${all} parts`);
   }
-  for (const e of entries) {
-    if (e.ckpts.some(holdsUncomputedFloats)) await refuseUncomputedTensors(combinedTensors(e.planned, e.recipe), UNCOMPUTED_LEAVE_OUT);
-  }
+  for (const e of entries) await refuseUncomputedRecipeTensors(e.planned, e.recipe, e.ckpts);
   // Statistics first (one moments pass over the distinct pairs of every recipe, shared thresholds), then one
   // write pass per group. Measured: writing the statistics-free recipes during the moments read was slower
   // on this kind of disk (BENCHMARKS.md, issue 15), so the reads and the writes stay in passes of their own.

@@ -31,8 +31,7 @@ import { checkRecipe, parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } 
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { MergeMethodName } from '../merge-method-names';
 import { localMomentTensors, planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
-import { combinedTensors, UNCOMPUTED_LEAVE_OUT } from './plan-refusals';
-import { holdsUncomputedFloats, refuseUncomputedTensors } from '../model/uncomputed-tensors';
+import { refuseUncomputedRecipeTensors } from './plan-refusals';
 import { setRamPlusLambdas } from './ram-counts';
 import { setDellaScales } from './della-rescale';
 import { setSceStatistics } from './sce-statistics';
@@ -181,8 +180,7 @@ async function mergeModels(
 ): Promise<RecipeMergeSummary> {
   const planned = planRecipe(recipe, ckpts, vocabulary);
   const { tensors: out, layers, views } = planned;
-  // The usual model holds no such tensor: no list of the combined tensors then (a MoE model has tens of thousands).
-  if (ckpts.some(holdsUncomputedFloats)) await refuseUncomputedTensors(combinedTensors(planned, recipe), UNCOMPUTED_LEAVE_OUT);
+  await refuseUncomputedRecipeTensors(planned, recipe, ckpts);
 
   // Statistics passes first: the moments the method asks for (slerp angles, model_stock cosines) of the tensors the write
   // pass cannot resolve itself (too large to hold, or not a linear decision), then sparsification thresholds.

@@ -7,7 +7,7 @@ import { WeightmixError } from '../errors';
 import type { Checkpoint } from '../model/checkpoint';
 import { classifyTensor } from '../model/tensor-names';
 import type { TensorLocation } from '../model/tensor-table';
-import type { CombinedTensor } from '../model/uncomputed-tensors';
+import { refuseUncomputedTensors } from '../model/uncomputed-tensors';
 import type { Recipe } from './recipe';
 import { isEmbeddingMatrix } from './tokenizer-source';
 
@@ -67,12 +67,12 @@ export function refuseVocabularyMismatch({ tensors, views }: PlannedViews, confi
   }
 }
 
-/** What a recipe can do with a tensor of a dtype it cannot merge (refuseUncomputedTensors' advice). */
-export const UNCOMPUTED_LEAVE_OUT = 'take it from one model (a passthrough slice)';
-
-/** The output tensors a recipe combines from several models (not one copied from a single source), with the models' tensors. */
-export function combinedTensors(plan: PlannedViews, recipe: Recipe): CombinedTensor[] {
-  return plan.tensors
-    .filter((t) => t.sources.length > 1)
-    .map((t) => ({ name: t.name, sources: t.sources.map((s) => ({ tensor: plan.views[s.model].get(t.name)!, where: recipe.modelNames[s.model] })) }));
+/** A recipe's refusal of tensors of a float dtype the engine does not compute that it would combine from models holding different bytes. */
+export function refuseUncomputedRecipeTensors(plan: PlannedViews, recipe: Recipe, ckpts: readonly Checkpoint[]): Promise<void> {
+  // The tensors combined from several models (one copied from a single source keeps its dtype, as passthrough does).
+  const combined = () =>
+    plan.tensors
+      .filter((t) => t.sources.length > 1)
+      .map((t) => ({ name: t.name, sources: t.sources.map((s) => ({ tensor: plan.views[s.model].get(t.name)!, where: recipe.modelNames[s.model] })) }));
+  return refuseUncomputedTensors(ckpts, combined, 'take it from one model (a passthrough slice)');
 }
