@@ -37,6 +37,12 @@ export function chartFormat(file: string): ChartFormat {
   throw new WeightmixError('UnsupportedChartFormat', `chart file '${file}' must end in .svg or .png`, { exitCode: 2 });
 }
 
+/** A chart file argument of the library's function `fn`: a path (else a usage error naming `fn`) ending in .svg or .png. */
+function chartFileFormat(fn: string, file: unknown): ChartFormat {
+  if (typeof file !== 'string' || file === '') throw usageError(`${fn}: file must be a .svg or .png path, got ${String(file)}`);
+  return chartFormat(file);
+}
+
 /** Renders a vega-lite spec to SVG text. */
 export async function renderSvg(spec: ChartSpec): Promise<string> {
   // Loaded on first use: vega costs most of a second, which no other subcommand should pay.
@@ -68,8 +74,7 @@ export async function svgToPng(svg: string): Promise<Buffer> {
 export async function renderChart(spec: ChartSpec, file: string): Promise<RenderedChart> {
   if (typeof spec !== 'object' || spec === null || Array.isArray(spec))
     throw usageError(`renderChart: spec must be a Vega-Lite specification object, got ${String(spec)}`);
-  if (typeof file !== 'string' || file === '') throw usageError(`renderChart: file must be a .svg or .png path, got ${String(file)}`);
-  const format = chartFormat(file);
+  const format = chartFileFormat('renderChart', file);
   const svg = await renderSvg(spec);
   const data = format === 'png' ? await svgToPng(svg) : Buffer.from(svg, 'utf8');
   try {
@@ -191,8 +196,7 @@ export function stagesChartSpec(rows: readonly MetricsRow[], report: StageReport
 export async function plotStages(rows: readonly MetricsRow[], report: StageReport, file: string, options: { title?: string } = {}): Promise<RenderedChart> {
   if (!Array.isArray(rows)) throw usageError(`plotStages: rows must be an array of metrics rows (readMetricsTable), got ${String(rows)}`);
   if (typeof report !== 'object' || report === null) throw usageError(`plotStages: report must be a stage report (stages), got ${String(report)}`);
-  if (typeof file !== 'string' || file === '') throw usageError(`plotStages: file must be a .svg or .png path, got ${String(file)}`);
-  chartFormat(file);
+  chartFileFormat('plotStages', file);
   return renderChart(stagesChartSpec(rows, report, options), file);
 }
 
@@ -252,7 +256,6 @@ export async function plotLayerProfile(
   options: { title?: string; yTitle?: string } = {},
 ): Promise<RenderedChart> {
   if (!Array.isArray(rows)) throw usageError(`plotLayerProfile: rows must be an array of layer profile rows (diff), got ${String(rows)}`);
-  if (typeof file !== 'string' || file === '') throw usageError(`plotLayerProfile: file must be a .svg or .png path, got ${String(file)}`);
-  chartFormat(file);
+  chartFileFormat('plotLayerProfile', file);
   return renderChart(layerProfileSpec(rows, options), file);
 }

@@ -28,11 +28,11 @@ export function register(program: Command): void {
         emergenceThreshold: opts.emergenceThreshold === undefined ? undefined : parseThreshold('--emergence-threshold', opts.emergenceThreshold),
         saturationThreshold: opts.saturationThreshold === undefined ? undefined : parseThreshold('--saturation-threshold', opts.saturationThreshold),
       };
-      const rows = await readMetricsTable(file);
-      // Checked here too, so that the message names the flags (the library's names its options).
+      // Checked here too, before the table is read, so that the message names the flags (the library's names its options).
       const emergence = thresholds.emergenceThreshold ?? DEFAULT_STAGE_OPTIONS.emergenceThreshold;
       const saturation = thresholds.saturationThreshold ?? DEFAULT_STAGE_OPTIONS.saturationThreshold;
       if (saturation <= emergence) throw usageError(`--saturation-threshold (${saturation}) must exceed --emergence-threshold (${emergence})`);
+      const rows = await readMetricsTable(file);
       const report = stages(rows, thresholds);
       if (opts.plot !== undefined) await plotStages(rows, report, opts.plot);
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatStageReport(report, opts.plot));
