@@ -337,6 +337,31 @@ test('a zero-padded layer name (model.layers.01.…) beside layer 1 is its own t
   }
 });
 
+test("a layer tensor that one model lacks is refused whichever model comes first (the first's layer names to the output used to drop it)", async () => {
+  const next = rng(46);
+  const lacking = 'model.layers.1.self_attn.q_norm.weight';
+  const write = (name: string, specs: TensorSpec[]) => bf16Model(name, specs, next);
+  const [full, partial] = await Promise.all([
+    write('full', qwen3Names(2)),
+    write(
+      'no-q-norm',
+      qwen3Names(2).filter((t) => t.name !== lacking),
+    ),
+  ]);
+  for (const [a, b] of [
+    [partial, full],
+    [full, partial],
+  ]) {
+    const out = freshPath('out');
+    const recipe = { merge_method: 'linear', models: [a, b].map((m) => ({ model: m.dir, parameters: { weight: 0.5 } })) };
+    await expect(merge(parseRecipe(recipe), { output: out })).rejects.toMatchObject({
+      code: 'ModelsDiffer',
+      message: expect.stringContaining(`${lacking}`),
+    });
+    expect(fs.existsSync(out)).toBe(false);
+  }
+});
+
 test('a model with tie_word_embeddings (no lm_head) beside one with its own head is refused in either order, not merged without the head', async () => {
   const next = rng(44);
   const untiedSpecs = [...qwen3Names(2), { name: 'lm_head.weight', shape: [40, 16] }];

@@ -4,12 +4,13 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Checkpoint, openCheckpoint } from '../lib/model/checkpoint';
+import { Checkpoint, INDEX_FILE, openCheckpoint } from '../lib/model/checkpoint';
 import type { MergeProgress } from '../lib/engine/execute-plan';
 import { merge } from '../lib/recipes/merge-recipe';
 import { localStatistics } from '../lib/recipes/sparsify';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { readTensorBytes } from '../lib/format/tensor-data';
+import { isTokenizerSidecar } from '../lib/model/tokenizer-sidecars';
 import { linearRef, modelStockRef, slerpRef, taskArithmeticRef } from './reference/merge-methods';
 import { modelValues, worstUlp } from './helpers/model-values';
 import { makeNearFarModels } from './helpers/tiny-models';
@@ -241,12 +242,13 @@ test('passthrough scale multiplies a slice (within 1 bf16 ulp), per-source param
   expect(await worstUlp(out, (k) => a.get(k)!.map((x) => x * (!k.includes('layers.') ? 2 : k.includes('mlp') ? 0.5 : 1)))).toBeLessThanOrEqual(1);
 });
 
-test('tokenizer_source picks whose sidecars are copied; the default is the base model', async () => {
+test("tokenizer_source picks the tokenizer's files; config.json and the other sidecars are the base model's, else the first model's (mergekit)", async () => {
   const read = (d: string, f: string) => fs.readFileSync(path.join(d, f), 'utf8');
-  const differing = fs
-    .readdirSync(A)
-    .filter((f) => !f.endsWith('.safetensors') && !f.endsWith('.json') && fs.existsSync(path.join(B, f)) && read(A, f) !== read(B, f));
-  const files = differing.length > 0 ? differing : ['generation_config.json'];
+  const sidecars = fs.readdirSync(A).filter((f) => !f.endsWith('.safetensors') && fs.existsSync(path.join(B, f)) && read(A, f) !== read(B, f));
+  const tokenizer = sidecars.filter(isTokenizerSidecar);
+  const other = sidecars.filter((f) => !isTokenizerSidecar(f) && f !== 'README.md' && f !== 'config.json' && f !== INDEX_FILE);
+  expect([tokenizer.length > 0, other.length > 0]).toEqual([true, true]); // the fixture's models differ in both kinds
+  const config = (d: string) => JSON.parse(read(d, 'config.json')) as Record<string, unknown>;
   const toB = await run({
     merge_method: 'linear',
     tokenizer_source: B,
@@ -255,9 +257,12 @@ test('tokenizer_source picks whose sidecars are copied; the default is the base 
       { model: B, parameters: { weight: 1 } },
     ],
   });
-  for (const f of files) expect(read(toB.dir, f)).toBe(read(B, f));
+  for (const f of tokenizer) expect([f, read(toB.dir, f)]).toEqual([f, read(B, f)]);
+  for (const f of other) expect([f, read(toB.dir, f)]).toEqual([f, read(A, f)]);
+  expect(config(toB.dir)).toEqual({ ...config(A), vocab_size: config(toB.dir).vocab_size });
+  expect(read(toB.dir, 'README.md')).toMatch(/config from .*; tokenizer and templates from /);
   const toBase = await run({ merge_method: 'task_arithmetic', base_model: B, tokenizer_source: 'base', models: [{ model: A, parameters: { weight: 0.5 } }] });
-  for (const f of files) expect(read(toBase.dir, f)).toBe(read(B, f));
+  for (const f of [...tokenizer, ...other]) expect([f, read(toBase.dir, f)]).toEqual([f, read(B, f)]);
   expect(read(toBase.dir, 'README.md')).toMatch(/task_arithmetic/);
 });
 

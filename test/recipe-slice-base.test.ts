@@ -75,3 +75,54 @@ test('a slice without a base of its own and no recipe base is refused', () => {
   const both = { ...doc, slices: [doc.slices[0], { ...doc.slices[1], base_model: M }] };
   expect(parseRecipe(both).base).toBeNull();
 });
+
+describe("the slices: form reads a slice's sources and its base alone (mergekit gathers a slice's tensors from them)", () => {
+  const whole2 = (layers: [number, number], models: { model: string; weight?: number }[]) => models.map((m) => source(m.model, layers, m.weight));
+  /** Every tensor of two outputs, byte for byte. */
+  async function expectSameTensors(a: string, b: string) {
+    const [x, y] = await Promise.all([openCheckpoint(a), openCheckpoint(b)]);
+    expect(x.names).toEqual(y.names);
+    for (const name of x.names)
+      expect([name, (await readTensorBytes(x.tensors.get(name)!)).equals(await readTensorBytes(y.tensors.get(name)!))]).toEqual([name, true]);
+  }
+  const run = async (name: string, doc: Record<string, unknown>) => {
+    const out = path.join(dir, name);
+    await merge(parseRecipe(doc), { output: out, threads: 2 });
+    return out;
+  };
+
+  // nearswap, ram, ramplus_tl and arcee_fusion refused a slice's own base ("needs a base_model"); nuslerp counted it as a third model.
+  test.each([
+    ['nearswap', { t: 0.001 }, [{ model: 'A' }, { model: 'B' }]],
+    ['ram', { epsilon: 0.001 }, [{ model: 'A' }, { model: 'B' }]],
+    ['ramplus_tl', { epsilon: 0.001 }, [{ model: 'A' }, { model: 'B' }]],
+    ['arcee_fusion', {}, [{ model: 'A' }, { model: 'B' }]],
+    ['nuslerp', {}, [{ model: 'B', weight: 0.3 }, { model: 'N', weight: 0.7 }, { model: 'A' }]],
+  ])("%s takes a slice's own base_model as the models: form takes the recipe's", async (method, parameters, listed) => {
+    const at = (tag: string) => ({ A, B, N, M })[tag as 'A' | 'B' | 'N' | 'M'];
+    const models = listed.map((m) => ({ model: at(m.model), weight: (m as { weight?: number }).weight }));
+    const withModels = await run(`${method}-models`, {
+      merge_method: method,
+      base_model: A,
+      parameters,
+      models: models.map((m) => ({ model: m.model, ...(m.weight === undefined ? {} : { parameters: { weight: m.weight } }) })),
+    });
+    const withSlice = await run(`${method}-slice`, { merge_method: method, parameters, slices: [{ sources: whole2([0, 2], models), base_model: A }] });
+    await expectSameTensors(withSlice, withModels);
+  });
+
+  // karcher and multislerp took an unlisted top-level base_model as one more model of each slice.
+  test.each(['karcher', 'multislerp'])('%s: a top-level base_model that no slice lists changes nothing', async (method) => {
+    const weight = method === 'multislerp' ? 1 : undefined;
+    const sources = whole2(
+      [0, 2],
+      [
+        { model: A, weight },
+        { model: B, weight },
+      ],
+    );
+    const unlisted = await run(`${method}-unlisted-base`, { merge_method: method, base_model: M, slices: [{ sources }] });
+    const none = await run(`${method}-no-base`, { merge_method: method, slices: [{ sources }] });
+    await expectSameTensors(unlisted, none);
+  });
+});

@@ -66,10 +66,16 @@ function isArrayIndex(name: string): boolean {
   return first >= 48 && first <= 57 && /^(0|[1-9][0-9]{0,9})$/.test(name) && Number(name) < 2 ** 32 - 1;
 }
 
-/** Copies the sidecar files (config, tokenizer, templates, …) of `from`; rewrites config's dtype when it changed. */
-export async function copySidecars(from: Checkpoint, dir: string, dtype: FloatDtype | undefined): Promise<string[]> {
+/** Copies the sidecar files (config, tokenizer, templates, …) of `from`, those `only` accepts; rewrites config's dtype when it changed. */
+export async function copySidecars(
+  from: Checkpoint,
+  dir: string,
+  dtype: FloatDtype | undefined,
+  only: (name: string) => boolean = () => true,
+): Promise<string[]> {
   const copied: string[] = [];
   for (const name of from.sidecars) {
+    if (!only(name)) continue;
     const src = confinedRealPath(from.dir, name, from.dir);
     const dst = path.join(dir, name);
     if (name === 'config.json' && dtype && from.config) {

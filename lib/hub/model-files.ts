@@ -1,22 +1,12 @@
 /** Which files of a hub repo a merge needs: the safetensors weights, their index, config and tokenizer files. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { isTokenizerSidecar } from '../model/tokenizer-sidecars';
 import type { RepoFile } from './api';
 
 export const HUB_INDEX_FILE = 'model.safetensors.index.json';
 
-/** Sidecars a merged model carries over, and what `score --tokenizer` reads. */
-const TOKENIZER_FILES = [
-  'tokenizer.json',
-  'tokenizer_config.json',
-  'special_tokens_map.json',
-  'added_tokens.json',
-  'vocab.json',
-  'merges.txt',
-  'tokenizer.model',
-];
 const CONFIG_FILES = ['config.json', 'generation_config.json'];
-const CHAT_TEMPLATE = /^chat_template(\.[A-Za-z0-9_-]+)?\.(jinja|json)$/;
 
 /** What a purpose needs: everything for a merge, the tokenizer files (and config) for token counting, a PEFT LoRA adapter's two files. */
 export type HubPurpose = 'model' | 'tokenizer' | 'adapter';
@@ -31,7 +21,8 @@ export function neededFiles(files: RepoFile[], purpose: HubPurpose, shards?: Rea
   const names = new Set(top.map((f) => f.path));
   const wanted = (name: string) => {
     if (purpose === 'adapter') return ADAPTER_FILES.includes(name);
-    if (TOKENIZER_FILES.includes(name) || CHAT_TEMPLATE.test(name) || name === 'config.json') return true;
+    // The tokenizer (a merged model carries it over, `score --tokenizer` reads it) and the config.
+    if (isTokenizerSidecar(name) || name === 'config.json') return true;
     if (purpose === 'tokenizer') return false;
     if (CONFIG_FILES.includes(name)) return true;
     if (names.has(HUB_INDEX_FILE)) return name === HUB_INDEX_FILE || (shards?.has(name) ?? false);

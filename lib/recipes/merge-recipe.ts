@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Checkpoint, pathsRead } from '../model/checkpoint';
+import { isTokenizerSidecar } from '../model/tokenizer-sidecars';
 import { hubProvenance, ModelCheckpoint } from '../hub/open-model';
 import { AdaptedCheckpoint, openRecipeModels } from './lora/adapted-models';
 import type { DownloadProgress } from '../hub/snapshot-download';
@@ -271,17 +272,25 @@ export async function finishRecipeOutput(
   const method = methodFor(recipe.method);
   const { tensors: out, layers, layerSources, views } = planned;
   await writeIndex(model);
-  const from = ckpts[recipe.tokenizerSource];
+  // As mergekit: the config (and generation config) of the base model, else of the first; the tokenizer of the tokenizer source.
+  const from = ckpts[configModel(recipe)];
+  const tokenizerFrom = ckpts[recipe.tokenizerSource];
   // config.json states the dtype of the tensors written (mergekit: F32 tensors from an F32 base are said to be F32).
   const written = configDtype(out.map((t) => ({ dtype: recipes.get(t.name)!.dtype, elements: views[t.sources[0].model].get(t.name)!.elementCount })));
   const stated: unknown = from.config?.dtype ?? from.config?.torch_dtype;
-  await copySidecars(from, model.dir, written && stated !== TORCH_DTYPE_NAMES[written] ? written : undefined);
+  const dtype = written && stated !== TORCH_DTYPE_NAMES[written] ? written : undefined;
+  if (tokenizerFrom === from) {
+    await copySidecars(from, model.dir, dtype);
+  } else {
+    await copySidecars(from, model.dir, dtype, (name) => !isTokenizerSidecar(name));
+    await copySidecars(tokenizerFrom, model.dir, undefined, isTokenizerSidecar);
+  }
   if (planned.vocabulary !== null) {
     await setConfigVocabSize(model.dir, planned.vocabulary.rows);
     await writeAddedTokens(model.dir, planned.vocabulary.vocabulary);
   }
   // mergekit sets the template on the tokenizer it saves; with no tokenizer to save it writes none.
-  const hasTokenizer = from.sidecars.some((n) => TOKENIZER_FILES.includes(n));
+  const hasTokenizer = tokenizerFrom.sidecars.some((n) => TOKENIZER_FILES.includes(n));
   const chatTemplate = hasTokenizer ? chooseChatTemplate(recipe.chatTemplate, ckpts) : null;
   if (chatTemplate !== null) await writeChatTemplate(model.dir, chatTemplate);
   await fixLayerCount(
@@ -298,7 +307,9 @@ export async function finishRecipeOutput(
     lines: [
       `merge_method: ${recipe.method}, from a mergekit recipe (${recipe.form} form)`,
       "arithmetic in f32, one round-to-nearest-even to the output dtype (the recipe's dtype sets only the output dtype when out_dtype is absent)",
-      `config, tokenizer and templates from ${recipe.modelNames[recipe.tokenizerSource]}`,
+      recipe.tokenizerSource === configModel(recipe)
+        ? `config, tokenizer and templates from ${recipe.modelNames[recipe.tokenizerSource]}`
+        : `config from ${recipe.modelNames[configModel(recipe)]}; tokenizer and templates from ${recipe.modelNames[recipe.tokenizerSource]}`,
       ...(planned.vocabulary === null ? [] : [vocabularyLine(recipe, planned.vocabulary)]),
       ...recipe.adapters.flatMap((a, i) =>
         a === null ? [] : [`${recipe.modelNames[i]}: the LoRA adapter applied first (W + scale·B·A in f64, rounded once to each tensor's dtype)`],
@@ -331,6 +342,11 @@ function chatTemplateLine(kind: 'auto' | 'text', written: string | null, hasToke
   if (!hasTokenizer) return 'chat_template: not written (the tokenizer source has no tokenizer files)';
   if (written === null) return 'chat_template: auto, and no model has one (the tokenizer is left as it is)';
   return `chat_template: ${kind === 'auto' ? "the most common of the models' templates" : "the recipe's"}, in chat_template.jinja`;
+}
+
+/** The model whose config.json the output gets: the base model, else the first (mergekit's _model_out_config). */
+function configModel(recipe: Recipe): number {
+  return recipe.base ?? 0;
 }
 
 /** A stacked (passthrough) model has another depth: config.json says so. */

@@ -48,6 +48,35 @@ export function refuseDroppedOutsideTensors(ckpts: Checkpoint[], layoutIndex: nu
 }
 
 /**
+ * A slice's layer takes its tensor names from its first source; a tensor that another member has in its matching layer beyond them
+ * would be dropped from the output without a word (mergekit refuses a model that lacks one of the architecture's tensors).
+ */
+export function refuseDroppedLayerTensors(
+  template: string[],
+  srcLayer: number,
+  members: { model: number; start: number }[],
+  i: number,
+  layerNames: (model: number, layer: number) => string[],
+  withoutLayer: (name: string) => string,
+  label: (m: number) => string,
+): void {
+  const first = members[0];
+  let known: Set<string> | null = null;
+  for (const m of members.slice(1)) {
+    const names = layerNames(m.model, m.start + i);
+    if (names.length === template.length && m.start + i === srcLayer && names.every((n, k) => n === template[k])) continue;
+    known ??= new Set(template.map((n) => withoutLayer(n)));
+    const extra = names.find((n) => !known!.has(withoutLayer(n)));
+    if (extra !== undefined) {
+      throw new WeightmixError(
+        'ModelsDiffer',
+        `tensor ${extra} of ${label(m.model)} is missing from ${label(first.model)} (layer ${srcLayer}); the output would drop it`,
+      );
+    }
+  }
+}
+
+/**
  * Without tokenizer_source the output gets one model's config and tokenizer (the tokenizer source), so its embeddings and head
  * must have that model's rows. A passthrough takes them from other slices' models (the embeddings from the first, the head from
  * the last), whose vocabularies may be padded otherwise: the output would hold two vocabularies, and no loader reads it.

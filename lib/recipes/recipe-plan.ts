@@ -20,9 +20,10 @@ import type { SceTensor } from './sce-statistics';
 import type { ArceeFusionTensor } from './arcee-fusion-statistics';
 import type { RowWiseTensor } from './row-wise';
 import { classifyTensor } from '../model/tensor-names';
+import { layerNamesOf } from '../model/layer-names';
 import { tensorOutputDtype } from './output-dtype';
 import { firstRows, isEmbeddingMatrix, planVocabulary, VocabularyPlan } from './tokenizer-source';
-import { refuseDroppedOutsideTensors, refuseVocabularyMismatch, tiedHint } from './plan-refusals';
+import { refuseDroppedLayerTensors, refuseDroppedOutsideTensors, refuseVocabularyMismatch, tiedHint } from './plan-refusals';
 
 /** One output tensor: where its data comes from and how its parameters are looked up. */
 export interface OutputTensor {
@@ -90,9 +91,11 @@ export function planOutputTensors(
 ): { tensors: OutputTensor[]; layers: number; layerSources: { model: number; layer: number }[] } {
   const method = methodFor(recipe.method);
   // mergekit's models: form adds an unlisted base_model as one more source of every method (plan.py normalize_config): linear then
-  // weights it too; passthrough refuses it (its validate).
-  const methodUsesBase = method.name !== 'passthrough' && (method.name !== 'linear' || recipe.form === 'models');
+  // weights it too; passthrough refuses it (its validate). Its slices: form gathers a slice's sources alone, so a method that can
+  // do without a base (karcher, multislerp, nuslerp, linear) never sees an unlisted one there; one that needs it reads it anyway.
+  const methodUsesBase = method.name !== 'passthrough' && (recipe.form === 'models' || method.needsBase === true);
   const label = (m: number) => recipe.modelNames[m];
+  const layerNames = layerNamesOf(ckpts);
   const layerTensors: OutputTensor[] = [];
   const layerSources: { model: number; layer: number }[] = [];
   let outLayer = 0;
@@ -121,8 +124,9 @@ export function planOutputTensors(
     const sliceParams = slice.parameters;
     for (let i = 0; i < count; i++) {
       const srcLayer = ranges[0][0] + i;
-      const template = ckpts[first.model].names.filter((n) => classifyTensor(n).layer === srcLayer);
+      const template = layerNames(first.model, srcLayer);
       if (template.length === 0) throw new WeightmixError('ModelsDiffer', `${label(first.model)} has no tensors in layer ${srcLayer}`);
+      refuseDroppedLayerTensors(template, srcLayer, members, i, layerNames, (n) => renameLayer(n, 0), label);
       const t = slicePosition(i, count);
       for (const name of template) {
         const outName = renameLayer(name, outLayer);

@@ -62,7 +62,7 @@ export interface Recipe {
   dtype: FloatDtype | null;
   /** `out_dtype`: the output dtype of float tensors (null: the `dtype`, else each tensor's own). */
   outDtype: FloatDtype | null;
-  /** Model index whose config, tokenizer and templates the output gets. */
+  /** Model index whose tokenizer and templates the output gets (its config.json: the base model's, else the first's). */
   tokenizerSource: number;
   /** With `tokenizer_source` or a `tokenizer` block: the model whose vocabulary the embeddings are rebuilt for, or 'union' (every model's); else null. */
   vocabularyFrom: number | 'union' | null;

@@ -35,6 +35,7 @@ function dellaMethod(name: MergeMethodName, consensus: boolean, normalize: boole
     resultInBaseDtype: true,
     parameters: ['weight', 'density', 'epsilon', 'normalize', 'rescale', 'lambda', 'int8_mask'],
     modelParameters: ['weight', 'density', 'epsilon'],
+    needsBase: true,
     validate(recipe) {
       if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', `${name} needs a base_model (task vectors are differences from it)`);
     },

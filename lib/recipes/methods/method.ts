@@ -70,6 +70,8 @@ export interface MergeMethod {
   modelParameters: readonly string[];
   /** mergekit casts this method's result to the base model's dtype (slerp, task-vector methods); others promote as torch does. */
   resultInBaseDtype?: boolean;
+  /** The method reads a base model (its validate refuses a recipe without one): the planner gives it an unlisted base in every form. */
+  needsBase?: boolean;
   /** Recipe-level checks (base model present, model counts, …). */
   validate(recipe: Recipe): void;
   /** Pairs of models whose moments the method needs for this tensor (a first pass over the inputs). */

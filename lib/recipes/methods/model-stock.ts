@@ -52,6 +52,7 @@ export const modelStock: MergeMethod = {
   name: 'model_stock',
   parameters: ['filter_wise'],
   modelParameters: [],
+  needsBase: true,
   validate(recipe) {
     if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', 'model_stock needs a base_model');
     for (const s of recipe.slices) {

@@ -10,7 +10,7 @@
 import { WeightmixError } from '../../errors';
 import { booleanParameter, numberParameter } from '../recipe-params';
 import { deltaGramMatrix, gramMatrix } from './gram';
-import { linearOrCopy, MergeMethod, MethodTensor, RowMoments, TensorCoefficients } from './method';
+import { baseOf, linearOrCopy, MergeMethod, MethodTensor, RowMoments, TensorCoefficients } from './method';
 
 const NORM_FLOOR = 1e-7;
 const COLINEAR_SIN = 1e-8;
@@ -45,7 +45,7 @@ export const nuslerp: MergeMethod = {
   modelParameters: ['weight'],
   validate(recipe) {
     for (const s of recipe.slices) {
-      const n = new Set(s.sources.map((x) => x.model).filter((m) => m !== recipe.base)).size;
+      const n = new Set(s.sources.map((x) => x.model).filter((m) => m !== baseOf(recipe, s))).size;
       if (n !== 2) throw new WeightmixError('InvalidRecipe', `nuslerp merges exactly two models (plus an optional base_model), a slice names ${n}`);
     }
   },

@@ -9,12 +9,12 @@
  */
 import { WeightmixError } from '../../errors';
 import { numberParameter } from '../recipe-params';
-import { MergeMethod, MethodTensor, TensorCoefficients } from './method';
+import { lacksBase, MergeMethod, MethodTensor, TensorCoefficients } from './method';
 import type { Recipe } from '../recipe-types';
 
 function needsBase(name: string) {
   return (recipe: Recipe) => {
-    if (recipe.base === null) throw new WeightmixError('InvalidRecipe', `${name} needs a base_model (task vectors are differences from it)`);
+    if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', `${name} needs a base_model (task vectors are differences from it)`);
   };
 }
 
@@ -39,6 +39,7 @@ export const ram: MergeMethod = {
   name: 'ram',
   parameters: ['epsilon'],
   modelParameters: [],
+  needsBase: true,
   validate: needsBase('ram'),
   coefficients: (t) => ramCoefficients(t, false),
 };
@@ -47,6 +48,7 @@ export const ramplusTl: MergeMethod = {
   name: 'ramplus_tl',
   parameters: ['epsilon', 'r', 'alpha'],
   modelParameters: [],
+  needsBase: true,
   validate: needsBase('ramplus_tl'),
   coefficients: (t) => ramCoefficients(t, true),
 };

@@ -16,6 +16,7 @@ export const sce: MergeMethod = {
   resultInBaseDtype: true,
   parameters: ['select_topk', 'int8_mask'],
   modelParameters: [],
+  needsBase: true,
   validate(recipe) {
     if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', 'sce needs a base_model (task vectors are differences from it)');
   },

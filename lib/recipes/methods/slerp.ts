@@ -27,6 +27,7 @@ export const slerp: MergeMethod = {
   resultInBaseDtype: true,
   parameters: ['t'],
   modelParameters: [],
+  needsBase: true,
   validate(recipe) {
     if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', 'slerp needs a base_model (the t = 0 end)');
     recipe.slices.forEach((s, i) => {

@@ -52,6 +52,7 @@ function sparseMethod(f: Family): MergeMethod {
     resultInBaseDtype: true,
     parameters,
     modelParameters: parameters.filter((p) => p === 'weight' || p === 'density' || p === 'gamma'),
+    needsBase: true,
     validate(recipe) {
       if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', `${f.name} needs a base_model (task vectors are differences from it)`);
     },

@@ -15,6 +15,7 @@ export const taskArithmetic: MergeMethod = {
   resultInBaseDtype: true,
   parameters: ['weight', 'normalize', 'lambda', 'int8_mask', 'rescale', 'density'],
   modelParameters: ['weight', 'density'],
+  needsBase: true,
   validate(recipe) {
     if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', 'task_arithmetic needs a base_model (task vectors are differences from it)');
   },
