@@ -179,7 +179,7 @@ describe('interpolate with hub ids', () => {
       { env: offline },
     );
     expect(expectOneLineError(missing)).toMatch(
-      /Org\/Instruct is neither a folder here nor in the Hugging Face cache .*, and HF_HUB_OFFLINE forbids downloading it/,
+      /Org\/Instruct is neither a folder here nor in the Hugging Face cache .*, and HF_HUB_OFFLINE \(or TRANSFORMERS_OFFLINE\) forbids downloading it/,
     );
     expect(fs.existsSync(path.join(work, 'off-main'))).toBe(false);
   }, 120_000);
@@ -192,6 +192,12 @@ describe('interpolate with hub ids', () => {
     const r = await resolveModelReference('Org/Thinking', { env: down, onNotice: (m) => notices.push(m) });
     expect(r.hub?.commit).toBe(server.repos.get('Org/Thinking')!.refs.main);
     expect(notices.join()).toMatch(/cannot reach the hub at http:\/\/127.0.0.1:9 .*using the cached Org\/Thinking/);
+    // The commands say so on stderr whether or not it is a terminal (diff used to print no notice off a TTY).
+    const cached = await runCli(['diff', 'Org/Thinking', 'Org/Thinking'], { env: down });
+    expect([cached.status, cached.stderr]).toEqual([
+      0,
+      expect.stringMatching(/^weightmix: cannot reach the hub at http:\/\/127.0.0.1:9 .*using the cached Org\/Thinking/),
+    ]);
     const fresh = await runCli(['diff', 'Org/Thinking', 'Org/Instruct'], { env: hfEnv({ HF_ENDPOINT: 'http://127.0.0.1:9' }) });
     expect(expectOneLineError(fresh)).toMatch(/cannot reach the hub at http:\/\/127.0.0.1:9/);
   }, 60_000);
@@ -414,6 +420,8 @@ describe('recipes and score --tokenizer', () => {
     expect(report.benchmarks[0].tokensSource).toBe('tokenizer');
     expect(report.benchmarks[0].tokens).toBeCloseTo(expected, 10);
     expect(server.log.some((l) => l.url.includes('.safetensors'))).toBe(false);
+    const offline = await runCli(['score', gens, '--tokenizer', 'Org/Instruct', '--json'], { env: { ...env, HF_ENDPOINT: 'http://127.0.0.1:9' } });
+    expect([offline.status, offline.stderr]).toEqual([0, expect.stringMatching(/^weightmix: cannot reach the hub at .*using the cached Org\/Instruct/)]);
     const both = await runCli(['score', gens, '--tokenizer', pair.instruct, '--whitespace-tokens'], { env });
     expectOneLineError(both, 2);
   }, 60_000);

@@ -13,12 +13,13 @@ import { WeightmixError, usageError } from '../errors';
 import { loadTokenCounter } from './tokenizer';
 import { lookup, MISSING, resolveFields, type FieldMap, type FieldName, type FieldPreset } from './score-fields';
 import { extremes } from './extremes';
+import type { DownloadHooks } from '../hub/snapshot-download';
 
 /** How Vote@k breaks ties between equally frequent answers. */
 export type VoteTies = 'expected' | 'first';
 
-/** The options of `score`. */
-export interface ScoreOptions {
+/** The options of `score` (the download hooks apply to a hub `tokenizer`). */
+export interface ScoreOptions extends DownloadHooks {
   /** JSONL file of generations */
   file: string;
   /** field overrides, applied over the preset */
@@ -169,11 +170,14 @@ const SCORE_KEYS: OptionKeys<ScoreOptions> = {
   tokenizer: 'optional',
   benchmark: 'optional',
   voteTies: 'optional',
+  onDownload: 'optional',
+  onNotice: 'optional',
+  signal: 'optional',
 };
 
 /**
  * Scores a generations JSONL file; see `ScoreOptions`. Rejects the first malformed line with `file:line: reason`.
- * @throws {@link WeightmixError} `FileNotFound`, `MalformedGenerations`, `KTooLarge`, `InvalidArgument`.
+ * @throws {@link WeightmixError} `FileNotFound`, `NotAFile`, `MalformedGenerations`, `KTooLarge`, `InvalidArgument`.
  */
 export async function score(options: ScoreOptions): Promise<ScoreReport> {
   checkOptions<ScoreOptions>('score', options, SCORE_KEYS);
@@ -193,10 +197,13 @@ export async function score(options: ScoreOptions): Promise<ScoreReport> {
   } catch {
     throw new WeightmixError('FileNotFound', `cannot read generations file '${file}'`);
   }
-  if (!stat.isFile()) throw new WeightmixError('FileNotFound', `generations path '${file}' is not a file`);
+  if (!stat.isFile()) throw new WeightmixError('NotAFile', `generations path '${file}' is not a file`);
   if (options.tokenizer !== undefined && options.whitespaceTokens)
     throw usageError('--tokenizer and --whitespace-tokens are two ways to count tokens: pass one');
-  const counter = options.tokenizer === undefined ? undefined : await loadTokenCounter(options.tokenizer);
+  const counter =
+    options.tokenizer === undefined
+      ? undefined
+      : await loadTokenCounter(options.tokenizer, { onDownload: options.onDownload, onNotice: options.onNotice, signal: options.signal });
 
   const benchmarks = new Map<string, BenchmarkState>();
   // Optional fields must be present in every record or in none; the first record decides.

@@ -27,8 +27,8 @@ export function register(program: Command): void {
       // Bad options fail before any bytes are read.
       if (opts.plot !== undefined) chartFormat(opts.plot);
       const threads = parseThreads(opts.threads);
-      // Progress on a TTY only; the report itself goes to stdout (as text or --json).
-      const reporter = createReporter<DiffReport>({ quiet: !process.stderr.isTTY }, 'diff', () => '');
+      // Progress bars on a TTY only (the reporter's rule), notices always; the report itself goes to stdout (as text or --json).
+      const reporter = createReporter<DiffReport>({}, 'diff', () => '');
       const report = await reporter.run((hooks) =>
         diff({ a, b, threads, onProgress: hooks.onProgress, onDownload: hooks.onDownload, onNotice: hooks.onNotice, signal: hooks.signal }),
       );

@@ -4,6 +4,7 @@ import { parseKList, parseVoteTies, score, type ScoreReport } from '../analysis/
 import { parseFieldAssignments, parseFieldPreset } from '../analysis/score-fields';
 import { textTable } from '../analysis/text-table';
 import { usageError } from '../errors';
+import { createReporter } from './reporter';
 
 interface ScoreCliOptions {
   k?: string;
@@ -41,16 +42,23 @@ export function register(program: Command): void {
     .option('--json', 'print the report as JSON')
     .action(async (file: string, opts: ScoreCliOptions) => {
       if (opts.benchmark === '') throw usageError("--benchmark expects a non-empty name, got ''");
-      const report = await score({
-        file,
-        preset: parseFieldPreset(opts.preset),
-        fields: parseFieldAssignments(opts.field),
-        k: opts.k === undefined ? undefined : parseKList(opts.k),
-        benchmark: opts.benchmark,
-        whitespaceTokens: opts.whitespaceTokens === true,
-        tokenizer: opts.tokenizer,
-        voteTies: parseVoteTies(opts.voteTies),
-      });
+      // A hub --tokenizer's download: a progress bar on a TTY, its notices always.
+      const reporter = createReporter<ScoreReport>({}, 'score', () => '');
+      const report = await reporter.run((hooks) =>
+        score({
+          file,
+          preset: parseFieldPreset(opts.preset),
+          fields: parseFieldAssignments(opts.field),
+          k: opts.k === undefined ? undefined : parseKList(opts.k),
+          benchmark: opts.benchmark,
+          whitespaceTokens: opts.whitespaceTokens === true,
+          tokenizer: opts.tokenizer,
+          voteTies: parseVoteTies(opts.voteTies),
+          onDownload: hooks.onDownload,
+          onNotice: hooks.onNotice,
+          signal: hooks.signal,
+        }),
+      );
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatScoreReport(report));
     });
 }

@@ -92,7 +92,7 @@ export async function resolveReference(reference: string, options: ResolveOption
     if (cached) return source(complete(cached, ''));
     throw new WeightmixError(
       'HubOffline',
-      `${formatReference(ref)} is neither a folder here nor in the Hugging Face cache (${env.cacheDir}), and HF_HUB_OFFLINE forbids downloading it`,
+      `${formatReference(ref)} is neither a folder here nor in the Hugging Face cache (${env.cacheDir}), and HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) forbids downloading it`,
     );
   }
   try {
