@@ -162,6 +162,24 @@ describe('makeCheckpointPair: determinism and options', () => {
     expect(fs.existsSync(dir)).toBe(false);
   });
 
+  test("the command's range errors and its refusal of an existing pair name its flags, the library's its options", async () => {
+    const dir = freshDir();
+    for (const [flag, value] of [
+      ['--seed', '4294967296'],
+      ['--shards', '0'],
+      ['--extra-tokens', '100000'],
+    ]) {
+      const r = await runCli(['fixture', '--shape', 'tiny', '--out', dir, flag, value]);
+      expect(expectOneLineError(r, 2)).toMatch(new RegExp(`^weightmix: error: fixture ${flag} ${value}: expected a whole number`));
+    }
+    await expect(makeCheckpointPair({ dir, shape: 'tiny', seed: 2 ** 32 })).rejects.toThrow(/^fixture seed 4294967296:/);
+    fs.mkdirSync(path.join(dir, 'instruct'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'instruct', 'keep-me'), 'x');
+    const exists = await runCli(['fixture', '--shape', 'tiny', '--out', dir]);
+    expect(expectOneLineError(exists, 1)).toMatch(/already exists and is not empty \(pass --force to replace it\)$/);
+    await expect(makeCheckpointPair({ dir, shape: 'tiny' })).rejects.toThrow(/\(pass overwrite to replace it\)$/);
+  });
+
   test('an existing Thinking folder is refused before the Instruct folder is touched', async () => {
     const dir = freshDir();
     fs.mkdirSync(path.join(dir, 'thinking'), { recursive: true });

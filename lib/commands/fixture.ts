@@ -2,7 +2,8 @@
 import { Command, Option } from 'commander';
 import { usageError } from '../errors';
 import { decimalNumber } from '../options';
-import { DEFAULT_DELTA, FIXTURE_DTYPES, makeCheckpointPair, type FixtureDtype } from '../fixtures/fixture';
+import { CLI_FLAGS } from '../api/validate-options';
+import { DEFAULT_DELTA, FIXTURE_DTYPES, makeCheckpointPairAs, type FixtureDtype } from '../fixtures/fixture';
 import { FIXTURE_SHAPES, type FixtureShapeName } from '../fixtures/model-shapes';
 import { abortOnSignals } from './signals';
 
@@ -43,6 +44,9 @@ interface FixtureCliOptions {
   quiet?: boolean;
 }
 
+/** The library's option names as this command's flags (`dir` is --out, `overwrite` --force). */
+const FIXTURE_FLAGS = (key: string) => (key === 'dir' ? '--out' : key === 'overwrite' ? '--force' : CLI_FLAGS(key));
+
 const formatBytes = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : `${(n / 1e6).toFixed(1)} MB`);
 
 export function register(program: Command): void {
@@ -70,25 +74,28 @@ export function register(program: Command): void {
       const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
       const interactive = process.stderr.isTTY && !opts.quiet;
       try {
-        const pair = await makeCheckpointPair({
-          dir: opts.out,
-          shape: opts.shape,
-          scale: opts.scale,
-          layers: opts.layers,
-          shards: opts.shards,
-          seed: opts.seed,
-          dtype: opts.dtype,
-          delta: opts.delta,
-          extraTokens: opts.extraTokens,
-          overwrite: opts.force,
-          signal: signals.signal,
-          onProgress: opts.quiet
-            ? undefined
-            : ({ bytesWritten, totalBytes }) => {
-                const line = `${formatBytes(bytesWritten)} / ${formatBytes(totalBytes)} (${((100 * bytesWritten) / totalBytes).toFixed(0)}%), ${(bytesWritten / 1e6 / seconds()).toFixed(0)} MB/s`;
-                process.stderr.write(interactive ? `\r${line}   ` : `${line}\n`);
-              },
-        });
+        const pair = await makeCheckpointPairAs(
+          {
+            dir: opts.out,
+            shape: opts.shape,
+            scale: opts.scale,
+            layers: opts.layers,
+            shards: opts.shards,
+            seed: opts.seed,
+            dtype: opts.dtype,
+            delta: opts.delta,
+            extraTokens: opts.extraTokens,
+            overwrite: opts.force,
+            signal: signals.signal,
+            onProgress: opts.quiet
+              ? undefined
+              : ({ bytesWritten, totalBytes }) => {
+                  const line = `${formatBytes(bytesWritten)} / ${formatBytes(totalBytes)} (${((100 * bytesWritten) / totalBytes).toFixed(0)}%), ${(bytesWritten / 1e6 / seconds()).toFixed(0)} MB/s`;
+                  process.stderr.write(interactive ? `\r${line}   ` : `${line}\n`);
+                },
+          },
+          FIXTURE_FLAGS,
+        );
         if (interactive) process.stderr.write('\n');
         const elapsed = seconds();
         process.stdout.write(
