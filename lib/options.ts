@@ -16,7 +16,7 @@ export type FloatDtypeName = FloatDtype | Lowercase<FloatDtype> | 'bfloat16' | '
 export interface EngineOptions {
   /** Worker threads (default: the number of cores). */
   threads?: number;
-  /** Output block size in bytes (multiple of 4096; default 8 MiB, or 1 MiB when every output is on tmpfs; a batch halves it, down to 1 MiB, as its outputs grow). */
+  /** Output block size in bytes (multiple of 4096; default 8 MiB, or 1 MiB when every output is on tmpfs; halved, down to 64 KiB, while the blocks in flight of all outputs (a batch's, a sweep's λ) and threads exceed the write pass's memory budget). */
   blockBytes?: number;
   /** O_DIRECT output where the file system allows it (default true). */
   direct?: boolean;

@@ -334,9 +334,10 @@ describe('score rejects malformed generations with one line naming file and line
     await expectScoreError(fixture('generations.jsonl'), /k=4 exceeds the 2 samples of question '3' in benchmark 'qa'/, { k: [1, 4] });
   });
 
-  test('an empty file and a missing file', async () => {
+  test('an empty file, a missing file and a folder', async () => {
     await expectScoreError(writeJsonl('empty.jsonl', ['']), /empty\.jsonl: no records/);
     await expectScoreError(path.join(tmp, 'nope.jsonl'), /cannot read generations file/);
+    expect((await expectScoreError(tmp, /generations path '.*' is not a file/)).code).toBe('NotAFile');
   });
 });
 

@@ -340,6 +340,7 @@ describe('metrics tables', () => {
     await expectReadError(write('onlycomments.csv', '# nothing\n'), /onlycomments\.csv: no header line/);
     await expectReadError(write('headeronly.csv', `${HEADER}\n`), /headeronly\.csv: no data rows/);
     await expectReadError(path.join(tmp, 'absent.csv'), /cannot read metrics table/);
+    await expect(readMetricsTable(tmp)).rejects.toMatchObject({ code: 'NotAFile', message: expect.stringMatching(/is not a file$/) });
   });
 
   test('JSON errors name file and line', async () => {

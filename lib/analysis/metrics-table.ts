@@ -29,13 +29,14 @@ const REQUIRED = ['benchmark', 'lambda', 'mean', 'tokens', 'think_ratio'] as con
 
 /**
  * Reads a metrics table; the format follows the extension (.csv, .json), else the first character.
- * @throws {@link WeightmixError} `FileNotFound`, `MalformedMetrics`, `InvalidJson`.
+ * @throws {@link WeightmixError} `FileNotFound`, `NotAFile`, `MalformedMetrics`.
  */
 export async function readMetricsTable(file: string): Promise<MetricsRow[]> {
   let text: string;
   try {
     text = await fs.promises.readFile(file, 'utf8');
-  } catch {
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EISDIR') throw new WeightmixError('NotAFile', `metrics table '${file}' is not a file`);
     throw new WeightmixError('FileNotFound', `cannot read metrics table '${file}'`);
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
