@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { isWeightmixError } from './errors';
 import { VERSION } from './version';
+import { interruptedStatus } from './commands/signals';
 import * as demo from './commands/demo';
 import * as diff from './commands/diff';
 import * as fixture from './commands/fixture';
@@ -59,12 +60,12 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof CommanderError) {
       return e.exitCode === 0 ? 0 : 2;
     }
-    const interrupted = typeof process.exitCode === 'number' && STOPPED_BY[process.exitCode] !== undefined;
+    const stopped = interruptedStatus();
     if (isWeightmixError(e)) {
-      if (interrupted && e.code === 'Aborted') process.stderr.write(`weightmix: stopped by ${STOPPED_BY[process.exitCode as number]}; nothing was published\n`);
+      if (stopped !== undefined && e.code === 'Aborted') process.stderr.write(`weightmix: stopped by ${STOPPED_BY[stopped]}; nothing was published\n`);
       else process.stderr.write(`weightmix: error: ${e.message}\n`);
       if (program.opts().debug) process.stderr.write(`${e.stack}\n`);
-      return interrupted ? (process.exitCode as number) : e.exitCode;
+      return stopped ?? e.exitCode;
     }
     // Anything else is a bug: show the stack.
     process.stderr.write(`weightmix: internal error (please report): ${(e as Error)?.stack ?? String(e)}\n`);

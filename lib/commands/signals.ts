@@ -1,5 +1,6 @@
 /**
- * SIGINT / SIGTERM become an AbortSignal; the exit status after cleanup is 130 / 143; a second one
+ * SIGINT / SIGTERM become an AbortSignal; the exit status after cleanup is 130 / 143 (`interruptedStatus`) where the run
+ * stopped, 0 where it had finished (its output published) before it could stop; a second one
  * ends the process at once. A closed standard output (`| head -1`) stops the run the same way, as
  * SIGPIPE would (141), instead of merging on for nobody.
  */
@@ -8,7 +9,15 @@ export interface SignalAbort {
   dispose(): void;
 }
 
+let stoppedWith: number | undefined;
+
+/** The exit status of the signal that stopped this process's run (130, 143, or 141 for a closed stdout); undefined when none came. */
+export function interruptedStatus(): number | undefined {
+  return stoppedWith;
+}
+
 export function abortOnSignals(): SignalAbort {
+  stoppedWith = undefined; // a new run (the tests run several in one process)
   const controller = new AbortController();
   const handlers: [NodeJS.Signals, () => void][] = [
     ['SIGINT', () => stop('SIGINT', 130)],
@@ -24,7 +33,8 @@ export function abortOnSignals(): SignalAbort {
       process.kill(process.pid, name);
       return;
     }
-    process.exitCode = status;
+    // Not process.exitCode: a run that finishes anyway (its output already published) exits 0.
+    stoppedWith = status;
     controller.abort(new Error(`interrupted by ${name}`));
   }
   const onStdoutError = (e: NodeJS.ErrnoException) => {

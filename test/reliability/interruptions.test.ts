@@ -154,6 +154,19 @@ withShim('a second SIGINT ends the run at once even while the first waits on a r
   expect(leftoversBeside(out)).toEqual([]);
 });
 
+withShim('a signal after the output is published (while its folder is synced) stops nothing: the model stands, exit 0', async () => {
+  const out = outPath();
+  // Every sync under the output's folder takes 150 ms, the folder's own after the rename too: the signal lands then.
+  const run = startCli(mergeArgs(out), { env: faultEnv(shimPath, { path: path.dirname(out), slow: ['fsync'], sleepUs: 150_000 }) });
+  while (!fs.existsSync(out) && run.child.exitCode === null) await new Promise((r) => setTimeout(r, 2));
+  run.child.kill('SIGTERM');
+  const result = await run.done;
+  // Exit 143 used to say "stopped" (with no line) of a model that was published.
+  expect({ status: result.status, signal: result.signal, stderr: result.stderr }).toEqual({ status: 0, signal: null, stderr: '' });
+  expect(result.stdout).toContain('"event":"done"');
+  expect(leftoversBeside(out)).toEqual(['out']);
+});
+
 withShim('a signal after the engine finished but before the output is published still publishes nothing', async () => {
   const out = outPath();
   const mark = path.join(path.dirname(out), 'syncing');
