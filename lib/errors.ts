@@ -41,3 +41,14 @@ export function abortError(message: string, signal: AbortSignal | undefined): We
 export function isWeightmixError(e: unknown): e is WeightmixError {
   return e instanceof WeightmixError;
 }
+
+/**
+ * A file-system failure (a full disk, an I/O error, a path the system refuses) is the user's environment, not a bug: it becomes a
+ * one-line `NoSpace` or `IoError` that says what was being done. Anything else (a WeightmixError, a bug) is returned as it is.
+ */
+export function environmentError(e: unknown, doing: string): unknown {
+  const err = e as NodeJS.ErrnoException;
+  if (e instanceof WeightmixError || typeof err?.code !== 'string' || typeof err.syscall !== 'string') return e;
+  const code = err.code === 'ENOSPC' || err.code === 'EDQUOT' ? 'NoSpace' : 'IoError';
+  return new WeightmixError(code, `${doing}: ${err.message}`, { cause: e });
+}

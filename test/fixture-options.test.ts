@@ -180,6 +180,18 @@ describe('makeCheckpointPair: determinism and options', () => {
     await expect(makeCheckpointPair({ dir, shape: 'tiny' })).rejects.toThrow(/\(pass overwrite to replace it\)$/);
   });
 
+  test('a file where a model folder goes is never replaced, not even with overwrite (--force deleted it)', async () => {
+    const dir = freshDir();
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'instruct'), 'precious');
+    await expect(makeCheckpointPair({ dir, shape: 'tiny', overwrite: true })).rejects.toMatchObject({
+      code: 'FixtureExists',
+      message: expect.stringMatching(/instruct is a file, not a model folder: it is never replaced, not even with overwrite$/),
+    });
+    expect(fs.readFileSync(path.join(dir, 'instruct'), 'utf8')).toBe('precious');
+    expect(fs.readdirSync(dir)).toEqual(['instruct']);
+  });
+
   test('an existing Thinking folder is refused before the Instruct folder is touched', async () => {
     const dir = freshDir();
     fs.mkdirSync(path.join(dir, 'thinking'), { recursive: true });

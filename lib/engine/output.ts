@@ -56,7 +56,9 @@ export class OutputTransaction {
       if (!options.mergeInto) await removeStale(parent, base, options.siblings, options.notice);
       if (!options.mergeInto) OutputTransaction.refuseExisting(targetPath, options.force);
       const tempDir = path.join(parent, `.${base}${TEMP_TAG}${process.pid}-${randomBytes(4).toString('hex')}`);
-      await fs.promises.mkdir(tempDir);
+      await fs.promises.mkdir(tempDir).catch((e: Error) => {
+        throw new WeightmixError('OutputError', `cannot create a temporary folder beside ${targetPath}: ${e.message}`);
+      });
       return new OutputTransaction(target, tempDir, lockFile, options.force ?? false, options.mergeInto ?? false, createdParent);
     } catch (e) {
       await fs.promises.rm(lockFile, { force: true });
@@ -68,7 +70,13 @@ export class OutputTransaction {
   /** Refuses an existing output without `force`: begin does, and a merge asks first, before its statistics passes (minutes on a large model). */
   static refuseExisting(targetPath: string, force: boolean | undefined): void {
     // --force replaces a model folder; a file there is the user's, whatever it holds (a typo'd -o model.safetensors).
-    const existing = fs.statSync(path.resolve(targetPath), { throwIfNoEntry: false });
+    let existing: fs.Stats | undefined;
+    try {
+      existing = fs.statSync(path.resolve(targetPath), { throwIfNoEntry: false });
+    } catch (e) {
+      // A file on the way (ENOTDIR), a loop of links, a name too long: no output can be there.
+      throw new WeightmixError('OutputError', `cannot use ${targetPath} as the output: ${(e as Error).message}`);
+    }
     if (existing && !existing.isDirectory()) {
       throw new WeightmixError(
         'OutputExists',

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { Checkpoint, layerCount, pathsRead } from '../model/checkpoint';
 import { hubProvenance, openModels } from '../hub/open-model';
 import type { DownloadProgress } from '../hub/snapshot-download';
-import { usageError, WeightmixError } from '../errors';
+import { environmentError, usageError, WeightmixError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
 import { copySidecars, modelName, writeIndex, writeModelCard } from '../engine/model-files';
 import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
@@ -307,16 +307,8 @@ export async function runInterpolation(
   } catch (e) {
     // Latest first: the first transaction may have created the folder that holds the others.
     for (const tx of [...transactions].reverse()) await tx.abort();
-    throw asUserError(e, targets);
+    throw environmentError(e, `cannot finish ${targets.map((t) => t.dir).join(', ')}`);
   }
-}
-
-/** A file-system failure while finishing the output (full disk, I/O error) is the user's environment, not a bug. */
-function asUserError(e: unknown, targets: Target[]): unknown {
-  const err = e as NodeJS.ErrnoException;
-  if (e instanceof WeightmixError || typeof err?.code !== 'string' || typeof err.syscall !== 'string') return e;
-  const code = err.code === 'ENOSPC' || err.code === 'EDQUOT' ? 'NoSpace' : 'IoError';
-  return new WeightmixError(code, `cannot finish ${targets.map((t) => t.dir).join(', ')}: ${err.message}`, { cause: e });
 }
 
 function partFilter(layout: Checkpoint, part: { index: number; count: number }): (shard: string) => boolean {

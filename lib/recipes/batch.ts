@@ -9,7 +9,7 @@
 import * as path from 'node:path';
 import { pathsRead } from '../model/checkpoint';
 import { ModelCheckpoint, openModelAs } from '../hub/open-model';
-import { usageError, WeightmixError } from '../errors';
+import { environmentError, usageError, WeightmixError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
 import { executeMergePlan, MergeProgress, planWork, StatisticsOptions } from '../engine/execute-plan';
 import { runMomentsPass } from '../engine/moments';
@@ -265,7 +265,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
   } catch (e) {
     // Latest first: the first transaction may have created the folder that holds the others.
     for (const tx of [...begun].reverse()) await tx.abort();
-    throw e;
+    throw environmentError(e, `cannot finish ${begun.map((tx) => tx.target).join(', ')}`);
   }
 }
 

@@ -10,7 +10,7 @@ import { isTokenizerSidecar } from '../model/tokenizer-sidecars';
 import { hubProvenance, ModelCheckpoint } from '../hub/open-model';
 import { AdaptedCheckpoint, openRecipeModels } from './lora/adapted-models';
 import type { DownloadProgress } from '../hub/snapshot-download';
-import { usageError } from '../errors';
+import { environmentError, usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
 import { preloadNative } from '../engine/native';
 import { executeMergePlan, MergeProgress, runStatisticsPlan } from '../engine/execute-plan';
@@ -155,16 +155,21 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   const outDir = path.resolve(options.output);
   OutputTransaction.refuseExisting(options.output, options.force);
   preloadNative();
-  const adapted = await openRecipeModels(recipe, outDir, options);
   try {
-    const { ckpts, vocabulary, cleanup } = await rebuildVocabulary(recipe, adapted.ckpts, outDir, options.signal);
+    const adapted = await openRecipeModels(recipe, outDir, options);
     try {
-      return await mergeModels(recipe, ckpts, vocabulary, outDir, { threads, blockBytes, direct, device }, options, name, started);
+      const { ckpts, vocabulary, cleanup } = await rebuildVocabulary(recipe, adapted.ckpts, outDir, options.signal);
+      try {
+        return await mergeModels(recipe, ckpts, vocabulary, outDir, { threads, blockBytes, direct, device }, options, name, started);
+      } finally {
+        await cleanup();
+      }
     } finally {
-      await cleanup();
+      await adapted.cleanup();
     }
-  } finally {
-    await adapted.cleanup();
+  } catch (e) {
+    // The adapted models and rebuilt vocabularies are written beside the output too: their disk is the output's.
+    throw environmentError(e, `cannot finish ${outDir}`);
   }
 }
 

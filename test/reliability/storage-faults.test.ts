@@ -92,6 +92,47 @@ withTmpfs('a disk that holds the shards but not the index and sidecars: one line
   expect(fs.readdirSync(disk)).toEqual([]);
 });
 
+/** A linear recipe over the tiny pair, written to a file for the command line. */
+function recipeFile(name: string, weight: number): string {
+  const file = path.join(work, `${name}.yml`);
+  const doc = {
+    merge_method: 'linear',
+    models: [pair.instruct, pair.thinking].map((model, k) => ({ model, parameters: { weight: k ? weight : 1 - weight } })),
+  };
+  fs.writeFileSync(file, JSON.stringify(doc));
+  return file;
+}
+
+withTmpfs('merge, a batch and fixture on a disk that holds the shards but not the sidecars: one line each (they ended in an internal error)', async () => {
+  const shards = shardSizes.reduce((n, s) => n + pages(s), 0);
+  const single = mountTmpfs(shards + 3 * PAGE) as string;
+  const line = expectOneLineError(await runCli(['merge', recipeFile('lin', 0.7), '-o', path.join(single, 'out'), '--threads', '1']), 1);
+  expect(line).toMatch(/^weightmix: error: cannot finish \S+\/out: ENOSPC/);
+  expect(fs.readdirSync(single)).toEqual([]);
+  const batch = mountTmpfs(2 * shards + 4 * PAGE) as string;
+  const both = expectOneLineError(await runCli(['merge', recipeFile('lin-a', 0.3), recipeFile('lin-b', 0.7), '-o', batch, '--threads', '1']), 1);
+  expect(both).toMatch(/ENOSPC|not enough space/);
+  expect(fs.readdirSync(batch)).toEqual([]);
+  // The fixture's space check counts its shards; its headers and sidecars take the rest.
+  const fixtureDisk = mountTmpfs(2 * shards + PAGE) as string;
+  const fixture = expectOneLineError(await runCli(['fixture', '--shape', 'tiny', '--out', path.join(fixtureDisk, 'fx'), '--quiet']), 1);
+  expect(fixture).toMatch(/^weightmix: error: (cannot write the pair into \S+: ENOSPC|the pair needs)/);
+  expect(fs.readdirSync(fixtureDisk)).toEqual([]);
+});
+
+test('an output path through a file, a loop of links or a name too long: one line, exit 1 (merge called stat unguarded: an internal error)', async () => {
+  const file = path.join(work, 'a-file');
+  fs.writeFileSync(file, 'x');
+  const loop = path.join(work, 'loop');
+  fs.symlinkSync(loop, loop);
+  for (const out of [path.join(file, 'out'), path.join(loop, 'out'), path.join(work, 'n'.repeat(300))]) {
+    expect(expectOneLineError(await runCli(['merge', recipeFile('lin', 0.7), '-o', out]), 1)).toMatch(
+      /^weightmix: error: cannot use \S+ as the output: E(NOTDIR|LOOP|NAMETOOLONG)/,
+    );
+  }
+  expect(expectOneLineError(await runCli(['fixture', '--shape', 'tiny', '--out', file]), 1)).toMatch(/cannot write the pair into \S+: ENOTDIR/);
+});
+
 withTmpfs('a failed reservation gives back its descriptor and its space (a long-lived process through the API)', async () => {
   const size = pages(shardSizes[0]) + PAGE;
   const disk = mountTmpfs(size) as string;
