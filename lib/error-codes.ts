@@ -100,7 +100,7 @@ export const ERROR_CODES = {
   InvalidTokenizer: { meaning: "A model's `tokenizer.json` cannot be loaded by the tokenizer library.", thrownBy: ['loadTokenCounter', 'score'] },
   IoError: {
     meaning: 'The operating system refused a read or write (EIO, a permission, a failed fsync, a file where the hub cache needs a folder).',
-    thrownBy: [...SAFETENSORS, 'merge', 'sweep', ...HUB],
+    thrownBy: [...SAFETENSORS, 'merge', 'sweep', 'makeCheckpointPair', ...HUB],
   },
   KTooLarge: { meaning: 'Pass@k or Vote@k asks for more samples than a question has.', thrownBy: ['score', 'passAtK'] },
   MalformedGenerations: { meaning: 'A generations JSONL file has a line that is not a generation record.', thrownBy: ['score'] },

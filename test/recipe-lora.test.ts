@@ -287,6 +287,24 @@ describe('model+lora in a recipe', () => {
     expect(fs.readdirSync(dir).filter((n) => n.includes('.weightmix-lora-'))).toEqual([]);
   });
 
+  test("an output in folders not made yet: the adapted tensors lie in the output's own folder, made for them (where the next run looks for a killed run's), and a failed run leaves no folder", async () => {
+    const out = path.join(dir, 'new-a', 'new-b', 'out');
+    let during: string[] = [];
+    await merge(parseRecipe({ merge_method: 'passthrough', models: [{ model: `${A}+${adapter}` }] }), {
+      output: out,
+      threads: 2,
+      onProgress: () => {
+        if (during.length === 0) during = fs.readdirSync(path.dirname(out));
+      },
+    });
+    expect(during.filter((n) => n.startsWith('.out.weightmix-lora-'))).toHaveLength(1);
+    expect(fs.readdirSync(path.dirname(out))).toEqual(['out']);
+    const bad = await writeAdapter('bad-nested', {}, pair('model.layers.7.self_attn.q_proj', 16, 16), 5);
+    const failed = path.join(dir, 'new-c', 'new-d', 'out');
+    await expect(merge(parseRecipe({ merge_method: 'passthrough', models: [{ model: `${A}+${bad}` }] }), { output: failed })).rejects.toThrow(/does not have/);
+    expect(fs.existsSync(path.join(dir, 'new-c'))).toBe(false);
+  });
+
   test("a killed run's adapted tensors (beside the output, named after it and its pid) are removed by the next run on that output; a live run's are not", async () => {
     const out = path.join(dir, 'out-killed');
     const dead = spawnSync(process.execPath, ['-e', '']).pid!;

@@ -283,6 +283,24 @@ export function leftoverName(output: string, kind: 'tmp' | 'old' | 'lora' | 'voc
 }
 
 /**
+ * A working folder beside an output (a recipe's adapted tensors, its rebuilt vocabulary): in the output's folder, made for it
+ * where it is missing (the same file system as the output, which has room for a model), named as a leftover, so that the next run
+ * on the output removes it if this process is killed. `remove` deletes it, and the folders made for it that stayed empty.
+ */
+export async function workingFolderBeside(output: string, kind: 'lora' | 'vocab'): Promise<{ dir: string; remove(): Promise<void> }> {
+  const parent = path.dirname(path.resolve(output));
+  const created = await fs.promises.mkdir(parent, { recursive: true });
+  const dir = await fs.promises.mkdtemp(path.join(parent, `${leftoverName(output, kind)}-`));
+  return {
+    dir,
+    remove: async () => {
+      await fs.promises.rm(dir, { recursive: true, force: true });
+      removeEmptyParents(parent, created);
+    },
+  };
+}
+
+/**
  * Removes the temporary folders, swapped-out folders and locks left beside `base` (and beside the
  * outputs `siblings` names: a sweep passes every `lambda-*`, so a killed sweep's leftovers go even
  * for λ values the next one does not write) by runs that are no longer alive. A swapped-out folder

@@ -4,13 +4,11 @@
  * the output (`.NAME.weightmix-vocab-PID-…`, removed by `cleanup`, and as an output leftover if the process
  * dies), and the merge reads them like any input: every method, statistic and kernel unchanged.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WeightmixError } from '../errors';
 import type { Checkpoint, TensorLocation } from '../model/checkpoint';
 import { FloatDtype, isFloatDtype } from '../format/dtypes';
-import { leftoverName } from '../engine/output';
-import { existingAncestor } from './lora/adapted-models';
+import { workingFolderBeside } from '../engine/output';
 import type { Recipe } from './recipe-types';
 import { planOutputTensors } from './recipe-plan';
 import { isEmbeddingMatrix, planVocabulary, VocabularyPlan } from './tokenizer-source';
@@ -77,9 +75,7 @@ export async function rebuildVocabulary<C extends Checkpoint>(recipe: Recipe, ck
   const vocabulary = planVocabulary(recipe, ckpts);
   if (vocabulary?.kind !== 'rebuild') return { ckpts, vocabulary, cleanup: async () => {} };
   const perModel = rebuiltTensors(recipe, ckpts, vocabulary);
-  // Named as the output's leftover (engine/output.ts): if this process is killed, the next run on the output removes it.
-  const dir = await fs.promises.mkdtemp(path.join(existingAncestor(path.dirname(path.resolve(output))), `${leftoverName(output, 'vocab')}-`));
-  const cleanup = () => fs.promises.rm(dir, { recursive: true, force: true });
+  const { dir, remove: cleanup } = await workingFolderBeside(output, 'vocab');
   const rebuilt = [...ckpts];
   try {
     for (const [m, tensors] of perModel)

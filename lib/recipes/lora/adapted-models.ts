@@ -1,12 +1,11 @@
 /** A recipe's models opened for merging, with each `model+lora` adapter applied (into a temporary folder beside the output). */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ModelCheckpoint, openModels } from '../../hub/open-model';
 import { HubSource, resolveReference, ResolveOptions } from '../../hub/resolve';
 import type { Recipe } from '../recipe-types';
 import { readLoraAdapter } from './lora-adapter';
 import { applyLoraAdapter } from './apply-lora';
-import { leftoverName } from '../../engine/output';
+import { workingFolderBeside } from '../../engine/output';
 
 /** A model with its adapter applied: `adapterHub` is where the adapter came from when it was a hub id. */
 export interface AdaptedCheckpoint extends ModelCheckpoint {
@@ -20,23 +19,16 @@ export interface RecipeModels {
   cleanup(): Promise<void>;
 }
 
-/** The output's nearest folder that exists (the output transaction creates the others later). */
-export function existingAncestor(dir: string): string {
-  while (!fs.existsSync(dir)) dir = path.dirname(dir);
-  return dir;
-}
 
 /**
  * Opens the recipe's models; for each with an adapter, the tensors it changes are written to a folder
- * beside `output` (in its nearest existing folder: the same file system as the output, which has room for a model), removed by `cleanup`.
+ * beside `output` (engine/output.ts's workingFolderBeside), removed by `cleanup`.
  */
 export async function openRecipeModels(recipe: Recipe, output: string, options: ResolveOptions): Promise<RecipeModels> {
   // parseRecipe resolved folders against the recipe's own folder: what is left are hub ids.
   const ckpts = await openModels(recipe.models, options, true);
   if (recipe.adapters.every((a) => a === null)) return { ckpts, cleanup: async () => {} };
-  // Named as the output's leftover (engine/output.ts): if this process is killed, the next run on the output removes it.
-  const dir = await fs.promises.mkdtemp(path.join(existingAncestor(path.dirname(path.resolve(output))), `${leftoverName(output, 'lora')}-`));
-  const cleanup = () => fs.promises.rm(dir, { recursive: true, force: true });
+  const { dir, remove: cleanup } = await workingFolderBeside(output, 'lora');
   try {
     for (const [i, reference] of recipe.adapters.entries()) {
       if (reference === null) continue;
