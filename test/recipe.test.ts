@@ -100,6 +100,33 @@ describe('output tensors of a recipe', () => {
     expect(renameLayer('model.layers.12.mlp.experts.3.up_proj.weight', 40)).toBe('model.layers.40.mlp.experts.3.up_proj.weight');
   });
 
+  test("a vision tower's blocks take a gradient by the tower's own depth in the models: form (mergekit: a slice per module); t = 0 in the slices: form", () => {
+    const withTower = (name: string): Checkpoint => {
+      const c = fakeCheckpoint(name, 4);
+      const tower = [0, 1, 2].flatMap((i) => [`visual.blocks.${i}.attn.proj.weight`, `visual.blocks.${i}.mlp.fc1.weight`]);
+      const names = [...c.names, 'visual.patch_embed.proj.weight', ...tower, 'visual.merger.mlp.0.weight'];
+      const loc = c.tensors.get('model.norm.weight')!;
+      return { ...c, names, tensors: new Map(names.map((n) => [n, { ...loc, name: n }])) };
+    };
+    const models = parseRecipe({
+      merge_method: 'linear',
+      models: [
+        { model: A, parameters: { weight: [1, 0] } },
+        { model: B, parameters: { weight: 1 } },
+      ],
+    });
+    const t = (r: typeof models, name: string) => planOutputTensors(r, [withTower(A), withTower(B)]).tensors.find((x) => x.name === name)!.scope.t;
+    expect([0, 1, 2].map((i) => t(models, `visual.blocks.${i}.mlp.fc1.weight`))).toEqual([0, 0.5, 1]);
+    expect([0, 1, 2, 3].map((i) => t(models, `model.layers.${i}.mlp.up_proj.weight`))).toEqual([0, 1 / 3, 2 / 3, 1]);
+    for (const name of ['visual.patch_embed.proj.weight', 'visual.merger.mlp.0.weight', 'model.norm.weight'])
+      expect([name, t(models, name)]).toEqual([name, 0]);
+    const slices = parseRecipe({
+      merge_method: 'linear',
+      slices: [{ sources: [A, B].map((model) => ({ model, layer_range: [0, 4], parameters: { weight: 1 } })) }],
+    });
+    expect(t(slices, 'visual.blocks.2.mlp.fc1.weight')).toBe(0);
+  });
+
   test('passthrough slices stack into a deeper model: renumbered layers, sources at their own layers, t per slice', () => {
     const r = parseRecipe({
       merge_method: 'passthrough',

@@ -35,6 +35,7 @@ export function register(program: Command): void {
     .addOption(deviceOption())
     .option('--no-direct', 'write through the page cache instead of O_DIRECT')
     .option('--force', 'replace existing outputs once the new ones are complete')
+    .option('--allow-crimes', "merge models whose configs name different architectures (refused without it, as mergekit's --allow-crimes)")
     .option('--json', 'print progress and the summary as JSON lines')
     .option('-q, --quiet', 'print nothing but errors')
     .action(async (files: string[], opts: Record<string, unknown>) => {
@@ -45,6 +46,7 @@ export function register(program: Command): void {
         device: opts.device as 'cpu' | 'cuda' | 'auto' | undefined,
         direct: opts.direct as boolean,
         force: Boolean(opts.force),
+        allowCrimes: Boolean(opts.allowCrimes),
       };
       if (files.length === 1) {
         if (opts.part !== undefined) {

@@ -25,7 +25,7 @@ import { checkRecipe, parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } 
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { planRecipe, RecipePlan, sourceCheckpoints } from './recipe-plan';
-import { refuseUncomputedRecipeTensors } from './plan-refusals';
+import { refuseMixedArchitectures, refuseUncomputedRecipeTensors } from './plan-refusals';
 import { batchMomentPairs, resolveStatistics } from './batch-statistics';
 import { fitsLocalPool } from './sparsify';
 
@@ -44,6 +44,8 @@ export interface BatchMergeOptions extends EngineOptions, ParseRecipeOptions {
   output: string;
   /** Replace existing outputs, only after the new ones are complete. */
   force?: boolean;
+  /** Merge models whose configs name different architectures (mergekit's --allow-crimes); refused without it. */
+  allowCrimes?: boolean;
   /**
    * Merge only part I of N of the recipes (`"2/8"` or `{index: 2, count: 8}`): whole models, balanced by
    * bytes, the same assignment on every machine that lists the same recipes in the same order.
@@ -179,6 +181,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
   let entries: Entry[] = [];
   for (let i = 0; i < batch.length; i++) {
     const ckpts = await Promise.all(recipes[i].models.map(open));
+    refuseMixedArchitectures(ckpts, (m) => `${batch[i].name}: ${recipes[i].modelNames[m]}`, options.allowCrimes === true, name('allowCrimes'));
     entries.push({ name: batch[i].name, recipe: recipes[i], ckpts, planned: planRecipe(recipes[i], ckpts) });
   }
   if (part) {

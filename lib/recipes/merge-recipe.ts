@@ -32,7 +32,7 @@ import { checkRecipe, parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } 
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { MergeMethodName } from '../merge-method-names';
 import { localMomentTensors, planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
-import { refuseUncomputedRecipeTensors } from './plan-refusals';
+import { refuseMixedArchitectures, refuseUncomputedRecipeTensors } from './plan-refusals';
 import { setRamPlusLambdas } from './ram-counts';
 import { setDellaScales } from './della-rescale';
 import { setSceStatistics } from './sce-statistics';
@@ -47,6 +47,8 @@ export interface MergeOptions extends EngineOptions, ParseRecipeOptions {
   output: string;
   /** Replace an existing output, only after the new one is complete. */
   force?: boolean;
+  /** Merge models whose configs name different architectures (mergekit's --allow-crimes); refused without it. */
+  allowCrimes?: boolean;
   /**
    * Called on the main thread about every 100 ms while a pass runs (`stage` 'statistics' for
    * passes that only read, then 'write'), and once with `bytesDone === bytesTotal` at the end of
@@ -90,6 +92,7 @@ export interface RecipeMergeSummary extends ResolvedDevice {
 export const MERGE_KEYS: OptionKeys<MergeOptions> = {
   output: 'required',
   force: 'optional',
+  allowCrimes: 'optional',
   threads: 'optional',
   blockBytes: 'optional',
   direct: 'optional',
@@ -184,6 +187,7 @@ async function mergeModels(
   name: OptionNamer,
   started: bigint,
 ): Promise<RecipeMergeSummary> {
+  refuseMixedArchitectures(ckpts, (m) => recipe.modelNames[m], options.allowCrimes === true, name('allowCrimes'));
   const planned = planRecipe(recipe, ckpts, vocabulary);
   const { tensors: out, layers, views } = planned;
   await refuseUncomputedRecipeTensors(planned, recipe, ckpts);

@@ -105,3 +105,31 @@ export function refuseUncomputedRecipeTensors(plan: PlannedViews, recipe: Recipe
       .map((t) => ({ name: t.name, sources: t.sources.map((s) => ({ tensor: plan.views[s.model].get(t.name)!, where: recipe.modelNames[s.model] })) }));
   return refuseUncomputedTensors(ckpts, combined, 'take it from one model (a passthrough slice)');
 }
+
+/** A model's architecture as its config names it (`architectures[0]`, else `model_type`); null without a config that says. */
+function architectureOf(ckpt: Checkpoint): string | null {
+  const config = ckpt.config;
+  const named = Array.isArray(config?.architectures) ? config.architectures[0] : undefined;
+  if (typeof named === 'string' && named !== '') return named;
+  return typeof config?.model_type === 'string' && config.model_type !== '' ? config.model_type : null;
+}
+
+/**
+ * Models whose configs name different architectures (a Llama beside a Mistral, whose tensor names are the same) are refused unless
+ * the caller allows it, as mergekit refuses them without --allow-crimes. A model whose config names none is not judged.
+ */
+export function refuseMixedArchitectures(ckpts: Checkpoint[], label: (m: number) => string, allowed: boolean, option: string): void {
+  if (allowed) return;
+  let first: { model: number; architecture: string } | null = null;
+  for (const [m, ckpt] of ckpts.entries()) {
+    const architecture = architectureOf(ckpt);
+    if (architecture === null) continue;
+    if (first === null) first = { model: m, architecture };
+    else if (architecture !== first.architecture) {
+      throw new WeightmixError(
+        'ModelsDiffer',
+        `${label(m)} is a ${architecture} but ${label(first.model)} a ${first.architecture}: models of different architectures are merged only with ${option}, as mergekit merges them only with --allow-crimes`,
+      );
+    }
+  }
+}

@@ -20,7 +20,7 @@ import type { SceTensor } from './sce-statistics';
 import type { ArceeFusionTensor } from './arcee-fusion-statistics';
 import type { RowWiseTensor } from './row-wise';
 import { classifyTensor } from '../model/tensor-names';
-import { layerNamesOf } from '../model/layer-names';
+import { layerNamesOf, towerPositions } from '../model/layer-names';
 import { tensorOutputDtype } from './output-dtype';
 import { firstRows, isEmbeddingMatrix, planVocabulary, VocabularyPlan } from './tokenizer-source';
 import { refuseDroppedLayerTensors, refuseDroppedOutsideTensors, refuseVocabularyMismatch, tiedHint } from './plan-refusals';
@@ -160,6 +160,9 @@ export function planOutputTensors(
   refuseDroppedOutsideTensors(ckpts, layoutIndex, [...firstSlice.models, ...lastSlice.models], label);
   const before: OutputTensor[] = [];
   const after: OutputTensor[] = [];
+  // mergekit's models: form gives each module of a multimodal model its own slice: a gradient runs over a vision tower's blocks by the
+  // tower's own depth. Everything else outside the layers is at t = 0.
+  const towerT = recipe.form === 'models' ? towerPositions(ckpts[layoutIndex].names) : new Map<string, number>();
   for (const name of ckpts[layoutIndex].names) {
     const cls = classifyTensor(name);
     if (cls.layer !== null) continue;
@@ -171,7 +174,7 @@ export function planOutputTensors(
       sources: from.models.map((model) => ({ model, name })),
       scope: {
         tensorName: name,
-        t: 0,
+        t: towerT.get(name) ?? 0,
         modelParams: from.modelParams,
         sliceParams: from.sliceParams,
         moduleParams: recipe.moduleParameters,

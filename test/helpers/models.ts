@@ -152,17 +152,20 @@ export function listTree(dir: string): string[] {
   return fs.readdirSync(dir, { recursive: true }).map(String).sort();
 }
 
-/** A BF16 model of random values (special values mixed in) drawn from `next`, written in `shards` shards; returns its folder. */
-export async function writeRandomBf16Model(dir: string, specs: TensorSpec[], next: () => number, tag: string, shards = 1): Promise<string> {
+/** A BF16 model of random values (special values mixed in) drawn from `next`, written in `shards` shards; its tensors' bytes in `data`. */
+export function writeBf16Model(dir: string, specs: TensorSpec[], next: () => number, tag: string, shards = 1): Promise<WrittenModel> {
   const count = (shape: number[]) => shape.reduce((x, y) => x * y, 1);
-  return (
-    await writeModel(
-      dir,
-      specs,
-      shards,
-      () => 'BF16',
-      (s) => randomTensor('BF16', count(s.shape), next),
-      tag,
-    )
-  ).dir;
+  return writeModel(
+    dir,
+    specs,
+    shards,
+    () => 'BF16',
+    (s) => randomTensor('BF16', count(s.shape), next),
+    tag,
+  );
+}
+
+/** writeBf16Model's folder. */
+export async function writeRandomBf16Model(dir: string, specs: TensorSpec[], next: () => number, tag: string, shards = 1): Promise<string> {
+  return (await writeBf16Model(dir, specs, next, tag, shards)).dir;
 }

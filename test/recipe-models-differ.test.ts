@@ -1,0 +1,61 @@
+/** Models a recipe cannot merge as they are: refused in one line before anything is written, where the output would otherwise be wrong. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { openCheckpoint } from '../lib/model/checkpoint';
+import { mergeBatch } from '../lib/recipes/batch';
+import { merge } from '../lib/recipes/merge-recipe';
+import { parseRecipe } from '../lib/recipes/recipe';
+import { qwen3Names, rng, TensorSpec, writeBf16Model } from './helpers/models';
+import { dir, freshPath, useTempDir } from './helpers/temp-dir';
+
+useTempDir('weightmix-models-differ-');
+
+/** A one-shard BF16 model of random values, named `name` in the test folder. */
+const bf16Model = (name: string, specs: TensorSpec[], next: () => number) => writeBf16Model(path.join(dir, name), specs, next, name);
+
+test('models whose configs name different architectures are refused unless allowCrimes (mergekit: --allow-crimes); a batch likewise', async () => {
+  const next = rng(47);
+  const [qwen, llama] = await Promise.all([bf16Model('arch-qwen', qwen3Names(2), next), bf16Model('arch-llama', qwen3Names(2), next)]);
+  const configFile = path.join(llama.dir, 'config.json');
+  fs.writeFileSync(
+    configFile,
+    JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), architectures: ['LlamaForCausalLM'], model_type: 'llama' }),
+  );
+  const recipe = { merge_method: 'linear', models: [qwen, llama].map((m) => ({ model: m.dir, parameters: { weight: 0.5 } })) };
+  const out = freshPath('out');
+  await expect(merge(parseRecipe(recipe), { output: out })).rejects.toMatchObject({
+    code: 'ModelsDiffer',
+    message: expect.stringMatching(
+      /arch-llama is a LlamaForCausalLM but .*arch-qwen a \w+: models of different architectures are merged only with allowCrimes/,
+    ),
+  });
+  expect(fs.existsSync(out)).toBe(false);
+  await expect(mergeBatch([{ name: 'one', recipe }], { output: freshPath('batch') })).rejects.toThrow(/^one: .*arch-llama is a LlamaForCausalLM/);
+  await merge(parseRecipe(recipe), { output: out, allowCrimes: true });
+  expect((await openCheckpoint(out)).names.length).toBe(qwen3Names(2).length);
+});
+
+test("a layer tensor that one model lacks is refused whichever model comes first (the first's layer names to the output used to drop it)", async () => {
+  const next = rng(46);
+  const lacking = 'model.layers.1.self_attn.q_norm.weight';
+  const write = (name: string, specs: TensorSpec[]) => bf16Model(name, specs, next);
+  const [full, partial] = await Promise.all([
+    write('full', qwen3Names(2)),
+    write(
+      'no-q-norm',
+      qwen3Names(2).filter((t) => t.name !== lacking),
+    ),
+  ]);
+  for (const [a, b] of [
+    [partial, full],
+    [full, partial],
+  ]) {
+    const out = freshPath('out');
+    const recipe = { merge_method: 'linear', models: [a, b].map((m) => ({ model: m.dir, parameters: { weight: 0.5 } })) };
+    await expect(merge(parseRecipe(recipe), { output: out })).rejects.toMatchObject({
+      code: 'ModelsDiffer',
+      message: expect.stringContaining(`${lacking}`),
+    });
+    expect(fs.existsSync(out)).toBe(false);
+  }
+});
