@@ -154,6 +154,10 @@ describe('refusals name what they refuse', () => {
   test('values: dtype names, tokenizer_source unknown models, random_seed, parameter shapes', () => {
     refuses(lin({ dtype: 'bf16' }), /dtype: expected one of bfloat16, float16, float32/);
     refuses(lin({ out_dtype: 'int8' }), /out_dtype: expected one of/);
+    refuses(lin({ dtype: 'constructor' }), /dtype: expected one of/); // not a property of the name table
+    // mergekit's dtype_from_name drops a leading torch.
+    expect([parseRecipe(lin({ dtype: 'torch.bfloat16' })).dtype, parseRecipe(lin({ out_dtype: 'torch.float32' })).outDtype]).toEqual(['BF16', 'F32']);
+    refuses(lin({ dtype: 'torch.bf16' }), /dtype: expected one of .*got "torch.bf16"/);
     expect(parseRecipe(lin({ tokenizer_source: 'union' })).vocabularyFrom).toBe('union'); // supported now: recipe-tokenizer-union.test.ts
     refuses(lin({ tokenizer_source: 'base' }), /'base' needs a base_model/);
     refuses(lin({ tokenizer_source: C }), /is not one of the recipe's models/);

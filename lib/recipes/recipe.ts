@@ -73,10 +73,12 @@ function parameters(v: unknown, where: string): ParameterMap {
 
 function dtypeOf(v: unknown, key: string): FloatDtype | null {
   if (v === undefined || v === null) return null;
-  if (typeof v !== 'string' || !(v in DTYPES)) {
+  // mergekit's dtype_from_name drops a leading `torch.` (torch.bfloat16).
+  const name = typeof v === 'string' && v.startsWith('torch.') ? v.slice('torch.'.length) : v;
+  if (typeof name !== 'string' || !Object.hasOwn(DTYPES, name)) {
     throw recipeError(`${key}: expected one of ${Object.keys(DTYPES).join(', ')}, got ${JSON.stringify(v)}`);
   }
-  return DTYPES[v];
+  return DTYPES[name];
 }
 
 /** `${NAME}` in a model path. */
