@@ -26,6 +26,11 @@ export const ERROR_CODES = {
     thrownBy: [...NATIVE, 'verify', 'makeCheckpointPair', 'resolveModelReference'],
   },
   ChartWriteFailed: { meaning: 'A chart could not be written to the file asked for.', thrownBy: ['renderChart', 'plotStages', 'plotLayerProfile'] },
+  ConfigMismatch: {
+    meaning:
+      "A model's config.json disagrees with its tensors (vocab_size and hidden_size against the embedding and head, num_hidden_layers against the decoder layers, an untied model without lm_head): transformers would fail to load it, or load a head at random.",
+    thrownBy: ['verify (as a problem)'],
+  },
   CudaError: { meaning: 'The GPU failed during the run (a CUDA runtime error).', thrownBy: NATIVE },
   CudaOutOfMemory: { meaning: 'The GPU ran out of memory during the run.', thrownBy: NATIVE },
   CudaUnavailable: { meaning: "`device: 'cuda'` was asked for but no GPU is usable (the message says why).", thrownBy: MERGES },

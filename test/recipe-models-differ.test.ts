@@ -21,6 +21,15 @@ test('models whose configs name different architectures are refused unless allow
     configFile,
     JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), architectures: ['LlamaForCausalLM'], model_type: 'llama' }),
   );
+  const qwenConfig = path.join(qwen.dir, 'config.json');
+  // A config that names only its model_type is compared by that: not refused beside one that also names its class.
+  const typeOnly = await bf16Model('arch-qwen-type-only', qwen3Names(2), next);
+  fs.writeFileSync(
+    qwenConfig,
+    JSON.stringify({ ...JSON.parse(fs.readFileSync(qwenConfig, 'utf8')), architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3' }),
+  );
+  const same = { merge_method: 'linear', models: [qwen, typeOnly].map((m) => ({ model: m.dir, parameters: { weight: 0.5 } })) };
+  await merge(parseRecipe(same), { output: freshPath('out') });
   const recipe = { merge_method: 'linear', models: [qwen, llama].map((m) => ({ model: m.dir, parameters: { weight: 0.5 } })) };
   const out = freshPath('out');
   await expect(merge(parseRecipe(recipe), { output: out })).rejects.toMatchObject({

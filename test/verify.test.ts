@@ -17,6 +17,7 @@ import { selectionFromDescription, verify } from '../lib/analysis/verify';
 import { describeSelection, parseSelection } from '../lib/model/selection';
 import * as oracle from './reference/numerics';
 import { cachedPair, ensureCliBuilt, expectOneLineError, runCli, scratchDir } from './helpers/cli';
+import { qwen3Names, rng, writeRandomBf16Model } from './helpers/models';
 
 const numRuns = Number(process.env.WEIGHTMIX_FUZZ_RUNS ?? 1000);
 const DTYPES = ['F32', 'F16', 'BF16'] as const;
@@ -240,6 +241,39 @@ describe('damaged models fail verification', () => {
       code: 'IndexMismatch',
       message: expect.stringMatching(/model\.norm\.weight is in .* but the index says nothing/),
     });
+  });
+
+  test('a config.json that does not describe the tensors (vocab_size, hidden_size, num_hidden_layers, an untied model without its head)', async () => {
+    const out = await merged();
+    const file = path.join(out, 'config.json');
+    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+    expect((await verify({ dir: out })).problems).toEqual([]);
+    const embed = (await verify({ dir: pair.instruct })).ok && config.vocab_size;
+    fs.writeFileSync(
+      file,
+      JSON.stringify({ ...config, vocab_size: embed + 8, hidden_size: config.hidden_size * 2, num_hidden_layers: config.num_hidden_layers + 1 }),
+    );
+    const messages = (await verify({ dir: out })).problems.map((p) => `${p.code} ${p.message.replace(`${file}: `, '')}`);
+    expect(messages).toEqual(
+      expect.arrayContaining([
+        `ConfigMismatch vocab_size is ${embed + 8} but model.embed_tokens.weight has ${embed} rows`,
+        `ConfigMismatch hidden_size is ${config.hidden_size * 2} but model.embed_tokens.weight has ${config.hidden_size} columns`,
+        `ConfigMismatch num_hidden_layers is ${config.num_hidden_layers + 1} but the tensors hold ${config.num_hidden_layers} decoder layers`,
+      ]),
+    );
+    // A model without lm_head (qwen3Names: embeddings, layers, final norm) loads only with tied embeddings.
+    const headless = await writeRandomBf16Model(fresh(), qwen3Names(2), rng(5), 'headless');
+    const headlessConfig = path.join(headless, 'config.json');
+    const tied = (tie: boolean) => fs.writeFileSync(headlessConfig, JSON.stringify({ num_hidden_layers: 2, tie_word_embeddings: tie }));
+    tied(true);
+    expect((await verify({ dir: headless })).problems).toEqual([]);
+    tied(false);
+    expect((await verify({ dir: headless })).problems).toEqual([
+      {
+        code: 'ConfigMismatch',
+        message: `${headlessConfig}: tie_word_embeddings is false but the model has no lm_head: transformers would initialize one at random`,
+      },
+    ]);
   });
 
   test('shards that record different recipes, or none', async () => {

@@ -21,6 +21,7 @@ import { isSelected, Selection } from '../model/selection';
 import type { WeightmixErrorCode } from '../error-codes';
 import { InterpolationRecipe, readRecordedRecipe, RecordedRecipe, selectionFromDescription } from './recorded-recipe';
 import { checkOptions, OptionKeys } from '../api/validate-options';
+import { configDisagreements } from './config-agreement';
 
 export type { InterpolationRecipe, MergeRecipeRecord, RecordedRecipe } from './recorded-recipe';
 export { selectionFromDescription } from './recorded-recipe';
@@ -194,6 +195,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
   }
   Object.assign(report, { opened: true, shards: model.shards.length, tensors: model.names.length, tensorBytes: model.tensorBytes, indexed: model.indexed });
   if (model.indexed) report.problems.push(...(await checkIndexExtras(model)));
+  for (const message of configDisagreements(model, path.join(dir, 'config.json'))) report.problems.push(problem('ConfigMismatch', message));
   report.recipe = readRecordedRecipe(model, (code, message) => report.problems.push(problem(code, message)));
 
   if (options.recompute) {

@@ -106,29 +106,30 @@ export function refuseUncomputedRecipeTensors(plan: PlannedViews, recipe: Recipe
   return refuseUncomputedTensors(ckpts, combined, 'take it from one model (a passthrough slice)');
 }
 
-/** A model's architecture as its config names it (`architectures[0]`, else `model_type`); null without a config that says. */
-function architectureOf(ckpt: Checkpoint): string | null {
+/** What a model's config says it is: its class (`architectures[0]`) and its `model_type`, each where the config names one. */
+function architectureOf(ckpt: Checkpoint): { architecture?: string; modelType?: string } {
   const config = ckpt.config;
   const named = Array.isArray(config?.architectures) ? config.architectures[0] : undefined;
-  if (typeof named === 'string' && named !== '') return named;
-  return typeof config?.model_type === 'string' && config.model_type !== '' ? config.model_type : null;
+  const text = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
+  return { architecture: text(named), modelType: text(config?.model_type) };
 }
 
 /**
  * Models whose configs name different architectures (a Llama beside a Mistral, whose tensor names are the same) are refused unless
- * the caller allows it, as mergekit refuses them without --allow-crimes. A model whose config names none is not judged.
+ * the caller allows it, as mergekit refuses them without --allow-crimes. Two configs are compared by what both name (the class,
+ * else the model type); a model whose config names neither is not judged.
  */
 export function refuseMixedArchitectures(ckpts: Checkpoint[], label: (m: number) => string, allowed: boolean, option: string): void {
   if (allowed) return;
-  let first: { model: number; architecture: string } | null = null;
-  for (const [m, ckpt] of ckpts.entries()) {
-    const architecture = architectureOf(ckpt);
-    if (architecture === null) continue;
-    if (first === null) first = { model: m, architecture };
-    else if (architecture !== first.architecture) {
+  const kinds = ckpts.map(architectureOf);
+  for (let m = 1; m < ckpts.length; m++) {
+    for (let k = 0; k < m; k++) {
+      const [a, b] = [kinds[k], kinds[m]];
+      const key = a.architecture !== undefined && b.architecture !== undefined ? 'architecture' : 'modelType';
+      if (a[key] === undefined || b[key] === undefined || a[key] === b[key]) continue;
       throw new WeightmixError(
         'ModelsDiffer',
-        `${label(m)} is a ${architecture} but ${label(first.model)} a ${first.architecture}: models of different architectures are merged only with ${option}, as mergekit merges them only with --allow-crimes`,
+        `${label(m)} is a ${b[key]} but ${label(k)} a ${a[key]}: models of different architectures are merged only with ${option}, as mergekit merges them only with --allow-crimes`,
       );
     }
   }

@@ -1,0 +1,38 @@
+/**
+ * Whether a model's config.json describes its tensors, as transformers reads them: vocab_size against the embedding and head rows,
+ * hidden_size against their columns, num_hidden_layers against the decoder layers, and a head to load where the embeddings are not
+ * tied. A merge that got these wrong writes a model that loads with an error, or with a head initialized at random.
+ */
+import type { Checkpoint } from '../model/checkpoint';
+import { classifyTensor } from '../model/tensor-names';
+
+/** A disagreement, said in one line naming config.json. */
+export function configDisagreements(model: Checkpoint, configFile: string): string[] {
+  const config = model.config;
+  if (config === null) return [];
+  const found: string[] = [];
+  const whole = (key: string) => (Number.isSafeInteger(config[key]) ? (config[key] as number) : undefined);
+  const vocab = whole('vocab_size');
+  const hidden = whole('hidden_size');
+  const layers = new Set<number>();
+  let head: string | undefined;
+  for (const name of model.names) {
+    const cls = classifyTensor(name);
+    if (cls.layer !== null) layers.add(cls.layer);
+    if (cls.module !== 'embed' && cls.module !== 'head') continue;
+    if (cls.module === 'head') head = name;
+    const shape = model.tensors.get(name)!.shape;
+    if (shape.length !== 2) continue;
+    if (vocab !== undefined && shape[0] !== vocab) found.push(`${configFile}: vocab_size is ${vocab} but ${name} has ${shape[0]} rows`);
+    if (hidden !== undefined && shape[1] !== hidden) found.push(`${configFile}: hidden_size is ${hidden} but ${name} has ${shape[1]} columns`);
+  }
+  const depth = whole('num_hidden_layers');
+  if (depth !== undefined && layers.size > 0 && depth !== layers.size) {
+    found.push(`${configFile}: num_hidden_layers is ${depth} but the tensors hold ${layers.size} decoder layers`);
+  }
+  // transformers ties unless tie_word_embeddings is false; an untied model without a head gets one initialized at random.
+  if (config.tie_word_embeddings === false && head === undefined && layers.size > 0) {
+    found.push(`${configFile}: tie_word_embeddings is false but the model has no lm_head: transformers would initialize one at random`);
+  }
+  return found;
+}
