@@ -19,7 +19,6 @@ export interface RecipeModels {
   cleanup(): Promise<void>;
 }
 
-
 /**
  * Opens the recipe's models; for each with an adapter, the tensors it changes are written to a folder
  * beside `output` (engine/output.ts's workingFolderBeside), removed by `cleanup`.
