@@ -49,3 +49,47 @@ test('a malformed --part is a usage error', async () => {
     });
   }
 });
+
+/** Every file of a folder, name → bytes (base64), for comparing two outputs. */
+function filesOf(folder: string): Record<string, string> {
+  return Object.fromEntries(fs.readdirSync(folder).map((f) => [f, fs.readFileSync(path.join(folder, f)).toString('base64')]));
+}
+
+const run = (output: string, lambda: number, part: string, force = false) =>
+  interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda, output, part, force });
+
+test("a part without --force refuses a folder that holds another model (it overwrote the model's files), and leaves it as it was", async () => {
+  const victim = path.join(root, 'victim');
+  fs.cpSync(pair.thinking, victim, { recursive: true });
+  fs.writeFileSync(path.join(victim, 'notes.txt'), 'mine');
+  const before = filesOf(victim);
+  for (const part of ['1/2', '2/2']) {
+    await expect(run(victim, 0.5, part)).rejects.toMatchObject({
+      code: 'OutputExists',
+      message: expect.stringMatching(/holds \S+, which this merge does not write|already exists and holds something else/),
+    });
+  }
+  expect(filesOf(victim)).toEqual(before);
+});
+
+test('a part of a run that already published (a restarted job) publishes again without --force; a part of another job does not', async () => {
+  const shared = path.join(root, 'restarted');
+  await run(shared, 0.8, '1/2');
+  await run(shared, 0.8, '1/2');
+  await run(shared, 0.8, '2/2');
+  const single = path.join(root, 'restarted-single');
+  await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: single });
+  expect(filesOf(shared)).toEqual(filesOf(single));
+  await expect(run(shared, 0.3, '1/2')).rejects.toMatchObject({ code: 'OutputExists' });
+});
+
+test('every part again with --force replaces the old model: the union equals a --force whole run (old shards and files gone)', async () => {
+  const shared = path.join(root, 'forced');
+  const other = await makeCheckpointPair({ dir: path.join(root, 'other-pair'), shape: 'tiny', shards: [3, 1], seed: 8 });
+  await interpolate({ instruct: other.instruct, thinking: other.thinking, lambda: 0.5, output: shared });
+  fs.writeFileSync(path.join(shared, 'notes.txt'), 'old');
+  for (const part of ['1/2', '2/2']) await run(shared, 0.3, part, true);
+  const single = path.join(root, 'forced-single');
+  await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.3, output: single });
+  expect(filesOf(shared)).toEqual(filesOf(single));
+});

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { abortError, usageError, WeightmixError } from '../errors';
 import { pidAlive, removeEmptyParents } from '../leftovers';
+import { refuseForeignFiles, removeForeignFiles } from './part-target';
 
 const TEMP_TAG = '.weightmix-tmp-';
 const OLD_TAG = '.weightmix-old-';
@@ -30,6 +31,8 @@ export interface BeginOptions {
 
 export class OutputTransaction {
   private finished = false;
+  /** A part's: every shard the whole job writes (engine/part-target.ts), set by `partOf` once the plan is made. */
+  private jobShards: ReadonlySet<string> = new Set();
 
   private constructor(
     readonly target: string,
@@ -134,17 +137,16 @@ export class OutputTransaction {
       throw new WeightmixError('OutputError', `the outputs are published, but a folder holding them could not be synced to disk: ${unsynced.message}`);
   }
 
+  /** A part's: the shards every part of its job writes, so that its shared target is told from another model (engine/part-target.ts). */
+  partOf(shards: readonly string[]): void {
+    this.jobShards = new Set(shards);
+  }
+
   /** Refuses a target that appeared while merging (without --force): before any output of the run is published. */
   private checkTarget(): void {
     if (this.force) return;
-    if (!this.mergeInto) {
-      if (fs.existsSync(this.target)) throw this.appeared();
-      return;
-    }
-    if (!fs.existsSync(this.target)) return;
-    const clash = fs.readdirSync(this.tempDir).find((n) => n.endsWith('.safetensors') && fs.existsSync(path.join(this.target, n)));
-    if (clash)
-      throw new WeightmixError('OutputExists', `${path.join(this.target, clash)} already exists (use --force, or force: true in the API, to replace it)`);
+    if (this.mergeInto) refuseForeignFiles(this.target, this.tempDir, this.jobShards);
+    else if (fs.existsSync(this.target)) throw this.appeared();
   }
 
   private appeared(): WeightmixError {
@@ -182,6 +184,7 @@ export class OutputTransaction {
     await fs.promises.mkdir(this.target, { recursive: true });
     const names = await fs.promises.readdir(this.tempDir);
     for (const name of names) await fs.promises.rename(path.join(this.tempDir, name), path.join(this.target, name));
+    if (this.force) await removeForeignFiles(this.target, names, this.jobShards);
     await syncDir(this.target);
     this.finished = true;
     await fs.promises.rm(this.tempDir, { recursive: true, force: true });

@@ -255,6 +255,8 @@ export async function runInterpolation(
       recipe: unselected.size === 0 ? (name, o) => recipes[o](name, true) : (name, o) => recipes[o](name, !unselected.has(name)),
       shardFilter: part ? partFilter(instruct, part) : undefined,
     });
+    // A part's target is shared with the other parts: it tells their shards from another model's files.
+    if (part) transactions.forEach((tx, o) => tx.partOf(plan.models[o].shards.map((shard) => shard.name)));
     // A sweep's blocks shrink with its outputs, as a batch's do: each output holds about threads + 2 of them.
     const writeBlockBytes = await writePassBlockBytes(
       options.blockBytes === undefined ? undefined : blockBytes,
