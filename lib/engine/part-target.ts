@@ -22,7 +22,8 @@ export function refuseForeignFiles(target: string, tempDir: string, jobShards: R
     }
     if (!ours.has(name)) continue; // another part's shard
     const same = name.endsWith('.safetensors') ? sameShard(there, path.join(tempDir, name)) : sameBytes(there, path.join(tempDir, name));
-    if (!same) throw new WeightmixError('OutputExists', `${there} already exists and holds something else (use --force, or force: true in the API, to replace it)`);
+    if (!same)
+      throw new WeightmixError('OutputExists', `${there} already exists and holds something else (use --force, or force: true in the API, to replace it)`);
   }
 }
 
