@@ -11,6 +11,19 @@ test('λ: decimal numbers, extrapolation outside [0, 1] included', () => {
   expect(parseLambdaList('-0.5,1.5')).toEqual([-0.5, 1.5]);
 });
 
+test('λ ranges: exact decimals of the precision they are written with, never past stop, never rounded onto a neighbour', () => {
+  expect(parseLambdaList('0:1:0.1')).toEqual([0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1]);
+  expect(parseLambdaList('0.45:0.55:0.05')).toEqual([0.45, 0.5, 0.55]);
+  // Rounded to 12 decimals, 1e-13 became 0 (an exact copy of Instruct) and 0.1234567890123 lost a digit.
+  expect(parseLambdaList('1e-13:1e-13:1')).toEqual([1e-13]);
+  expect(parseLambdaList('0.1234567890123:0.2:1')).toEqual([0.1234567890123]);
+  // Past stop by the old tolerance (1 was taken), and refused as a repeat where the points were rounded together.
+  expect(parseLambdaList('0:0.99999999999:0.1')).toHaveLength(10);
+  expect(parseLambdaList('0:1e-12:1e-13')).toEqual(Array.from({ length: 11 }, (_, i) => i / 1e13));
+  expect(() => parseLambdaList('0:1:0.0001')).toThrow(/^--lambdas 0:1:0.0001 makes 10001 models; at most 1000$/);
+  expect(() => parseLambdaList('0:1:1e-300')).toThrow(/makes .+ models; at most 1000$/);
+});
+
 test('λ: hexadecimal, binary, octal, Infinity, NaN and empty values are refused, and shown as given', () => {
   for (const v of ['0x1', '0b1', '0o1', 'Infinity', '-Infinity', 'NaN', '', ' ', '1,5', '0.8x', '1e', '--1']) {
     expect(() => parseLambda(v)).toThrow(`--lambda must be a finite decimal number, got ${JSON.stringify(v)}`);

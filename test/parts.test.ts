@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { interpolate } from '../lib/interpolation/interpolate';
 import { assignParts } from '../lib/engine/parts';
+import { describeInterpolation } from '../lib/commands/interpolation-options';
 import { dir as root, useTempDir } from './helpers/temp-dir';
 
 let pair: { instruct: string; thinking: string };
@@ -92,4 +93,10 @@ test('every part again with --force replaces the old model: the union equals a -
   const single = path.join(root, 'forced-single');
   await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.3, output: single });
   expect(filesOf(shared)).toEqual(filesOf(single));
+});
+
+test("the command's one-line summary says which part it wrote (the JSON summary and a batch's did; this one did not)", async () => {
+  const summary = await run(path.join(root, 'summary'), 0.8, '2/3');
+  expect(describeInterpolation(summary)).toMatch(/; part 2\/3 \(its shards, and the shared index and files\)/);
+  expect(describeInterpolation({ ...summary, part: undefined })).not.toMatch(/part/);
 });

@@ -62,6 +62,7 @@ export function describeInterpolation(summary: InterpolationSummary): string {
     `wrote ${what}: ${shardFiles(summary.files)}, ${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s ` +
     `(${summary.gbPerSecond.toFixed(2)} GB/s); λ = ${summary.lambdas.join(', ')}; ${summary.selectedTensors}/${summary.tensors} tensors interpolated ` +
     `(${summary.selection}); numerics ${summary.numerics}` +
+    (summary.part ? `; part ${summary.part} (its shards, and the shared index and files)` : '') +
     withDevice(summary)
   );
 }

@@ -16,7 +16,7 @@ export interface SweepOptions extends InterpolationCommon {
 const MAX_MODELS = 1000;
 
 /**
- * Parses a λ list; a range's points are computed as start + i·step and rounded to 12 decimals.
+ * Parses a λ list; a range's points are start + i·step up to stop, exact decimals of the precision the range is written with.
  * `name` is how messages spell the option (`--lambdas` by default).
  * @throws {@link WeightmixError} `Usage` for a malformed list, a repeated value or more than 1000 values.
  */
@@ -29,9 +29,7 @@ export function parseLambdaList(spec: string | number[], name = '--lambdas'): nu
     if (parts.length !== 3) throw usageError(`${name} range must be start:stop:step, got ${JSON.stringify(spec)}`);
     const [start, stop, step] = parts.map((p) => parseLambda(p, name));
     if (!(step > 0) || stop < start) throw usageError(`${name} range needs step > 0 and stop ≥ start, got ${JSON.stringify(spec)}`);
-    const count = Math.floor((stop - start) / step + 1e-9) + 1;
-    if (count > MAX_MODELS) throw usageError(`${name} ${spec} makes ${count} models; at most ${MAX_MODELS}`);
-    values = Array.from({ length: count }, (_, i) => Number((start + i * step).toFixed(12)));
+    values = rangePoints(parts, [start, stop, step], (count) => usageError(`${name} ${spec} makes ${count} models; at most ${MAX_MODELS}`));
   } else if (typeof spec === 'string') {
     values = spec.split(',').map((p) => parseLambda(p.trim(), name));
   } else {
@@ -41,6 +39,27 @@ export function parseLambdaList(spec: string | number[], name = '--lambdas'): nu
   if (new Set(values).size !== values.length) throw usageError(`${name} repeats a value: ${values.join(',')}`);
   if (values.length > MAX_MODELS) throw usageError(`${name} makes ${values.length} models; at most ${MAX_MODELS}`);
   return values;
+}
+
+/** Decimal places a number is written with (`0.125`: 3, `1e-13`: 13, `2.5e2`: 0). */
+function decimalsOf(text: string): number {
+  const m = /^[+-]?\d*(?:\.(\d*))?(?:e([+-]?\d+))?$/i.exec(text.trim());
+  return m ? Math.max(0, (m[1]?.length ?? 0) - Number(m[2] ?? 0)) : Infinity;
+}
+
+/**
+ * A range's points start + i·step up to stop, in decimal: with d the most decimals the three are written with, each is an integer
+ * of 10^-d, so the points are exact decimals (0.3, not 0.30000000000000004; never past stop, never rounded onto a neighbour).
+ * Where the scaled integers would not be exact, the points are computed in binary, up to stop by a relative tolerance.
+ */
+function rangePoints(texts: string[], [start, stop, step]: number[], tooMany: (count: number) => Error): number[] {
+  const d = Math.max(...texts.map(decimalsOf));
+  const scale = 10 ** d;
+  const [s, e, p] = [start, stop, step].map((x) => Math.round(x * scale));
+  const exact = d <= 22 && [s, e, p].every((x) => Number.isSafeInteger(x)) && p > 0;
+  const count = exact ? Math.floor((e - s) / p) + 1 : Math.floor((stop - start) / step + 1e-9) + 1;
+  if (count > MAX_MODELS) throw tooMany(count);
+  return Array.from({ length: count }, (_, i) => (exact && Number.isSafeInteger(s + i * p) ? (s + i * p) / scale : start + i * step));
 }
 
 /**
