@@ -429,6 +429,14 @@ describe('sweep', () => {
     }
   });
 
+  test('a sweep looks for leftovers beside its outputs once, not once per λ (1000 λ spent minutes there)', async () => {
+    const out = outDir();
+    const listed = jest.spyOn(fs.promises, 'readdir');
+    await sweep({ instruct: instruct.dir, thinking: thinking.dir, lambdas: '0:1:0.1', output: out });
+    expect(listed.mock.calls.filter(([at]) => at === out)).toHaveLength(1);
+    listed.mockRestore();
+  });
+
   test("a sweep's write blocks shrink with its outputs, as a batch's do (each output holds about threads + 2)", async () => {
     const run = jest.spyOn(executePlan, 'executeMergePlan');
     try {

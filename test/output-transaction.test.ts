@@ -314,6 +314,17 @@ describe('stale cleanup', () => {
     expect(fs.readFileSync(path.join(dir, 'out', 'model.safetensors'), 'utf8')).toBe('old');
   });
 
+  test('removeStale: false looks for no leftovers (a sweep looks once, at its first λ, for every sibling: not once per λ)', async () => {
+    const dead = deadPid();
+    write(path.join(dir, `.out.weightmix-tmp-${dead}-0123abcd`, 'model.safetensors'), 'half');
+    const listed = jest.spyOn(fs.promises, 'readdir');
+    const tx = await OutputTransaction.begin(path.join(dir, 'out'), { removeStale: false });
+    expect(listed.mock.calls.filter(([at]) => at === dir)).toEqual([]);
+    listed.mockRestore();
+    expect(ls(dir)).toContain(`.out.weightmix-tmp-${dead}-0123abcd`);
+    await tx.abort();
+  });
+
   test("a live process's leftovers, other outputs' leftovers and unrelated files stay", async () => {
     const dead = deadPid();
     const keep = [

@@ -25,6 +25,8 @@ export interface BeginOptions {
   notice?: (message: string) => void;
   /** Other outputs beside the target that belong to the same kind of run (a sweep's `lambda-*`): their stale leftovers are removed too. */
   siblings?: (name: string) => boolean;
+  /** Whether to look for stale leftovers at all (default true): a sweep's first target does, for all of them (once, not per λ). */
+  removeStale?: boolean;
   /** Files and folders the run reads: the target may be none of them and hold none (a --force swap would delete it). */
   reads?: readonly string[];
 }
@@ -56,7 +58,7 @@ export class OutputTransaction {
     await takeLock(lockFile, target);
     try {
       // Parts on other machines share the folder: their temporaries are not ours to judge.
-      if (!options.mergeInto) await removeStale(parent, base, options.siblings, options.notice);
+      if (!options.mergeInto && options.removeStale !== false) await removeStale(parent, base, options.siblings, options.notice);
       if (!options.mergeInto) OutputTransaction.refuseExisting(targetPath, options.force);
       const tempDir = path.join(parent, `.${base}${TEMP_TAG}${process.pid}-${randomBytes(4).toString('hex')}`);
       await fs.promises.mkdir(tempDir).catch((e: Error) => {

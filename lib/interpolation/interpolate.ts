@@ -222,13 +222,15 @@ export async function runInterpolation(
 
   const transactions: OutputTransaction[] = [];
   try {
-    for (const t of targets) {
+    for (const [o, t] of targets.entries()) {
       transactions.push(
         await OutputTransaction.begin(t.dir, {
           force: options.force,
           notice: options.onNotice,
           reads,
           siblings,
+          // The first target's look covers every sibling λ's leftovers: once per sweep, not once per λ (1000 λ took minutes).
+          removeStale: o === 0 || siblings === undefined,
           mergeInto: part !== undefined,
           lockName: part ? `part-${part.index}-of-${part.count}` : undefined,
         }),
