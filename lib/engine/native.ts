@@ -153,6 +153,10 @@ export interface RunOptions {
   signal?: AbortSignal;
 }
 
+// The engine keeps every input and output shard open for the run: a sweep of many λ over a model of many shards needs many.
+const OPEN_FILES_HINT =
+  ' (every input and output shard stays open while the engine runs: raise the open-file limit, `ulimit -n`, or write fewer outputs at once)';
+
 const NATIVE_CODES: Record<string, WeightmixErrorCode> = {
   ENOSPC: 'NoSpace',
   EDQUOT: 'NoSpace',
@@ -228,7 +232,7 @@ export async function runPackedPlan(plan: Omit<NativePlan, 'jobs'> & { jobs: Pac
     const err = e as Error & { code?: string };
     const code: WeightmixErrorCode = (err.code ? NATIVE_CODES[err.code] : undefined) ?? 'NativeError';
     if (code === 'Aborted') throw abortError(err.message, signal);
-    throw new WeightmixError(code, err.message, { cause: e });
+    throw new WeightmixError(code, `${err.message}${/Too many open files/.test(err.message) ? OPEN_FILES_HINT : ''}`, { cause: e });
   } finally {
     settled = true;
     signal?.removeEventListener('abort', onAbort);

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { CheckpointPair } from '../../lib/fixtures/fixture';
 import { interpolate } from '../../lib/interpolation/interpolate';
-import { cachedPair, ensureCliBuilt, expectOneLineError, leftoversBeside, runCli } from '../helpers/cli';
+import { BIN, cachedPair, ensureCliBuilt, expectOneLineError, leftoversBeside, runCli } from '../helpers/cli';
 import { faultEnv, faultShimTests } from '../helpers/fault-shim';
 import { testIf } from '../helpers/skip';
 
@@ -186,3 +186,32 @@ describe('I/O errors (EIO injected by an LD_PRELOAD shim)', () => {
     expect(leftoversBeside(out)).toEqual([]);
   });
 });
+
+test('an open-file limit too low for a sweep of many λ: one line that names ulimit -n, nothing left', async () => {
+  const out = path.join(work, 'few-files');
+  // 16 shards × 25 outputs of open files, far past 150; node itself needs a few dozen.
+  const moe = await cachedPair({ shape: 'qwen3-30b-a3b', scale: 128, layers: 4, seed: 13 });
+  const r = spawnSync(
+    'bash',
+    [
+      '-c',
+      `ulimit -n 150 && exec "$0" "$@"`,
+      process.execPath,
+      BIN,
+      'sweep',
+      '--instruct',
+      moe.instruct,
+      '--thinking',
+      moe.thinking,
+      '--lambdas',
+      '0:0.48:0.02',
+      '-o',
+      out,
+    ],
+    { encoding: 'utf8' },
+  );
+  expect(expectOneLineError({ status: r.status, signal: null, stdout: r.stdout, stderr: r.stderr, ms: 0 }, 1)).toMatch(
+    /Too many open files \(every input and output shard stays open .*ulimit -n/,
+  );
+  expect(fs.existsSync(out) ? fs.readdirSync(out) : []).toEqual([]);
+}, 60_000);
