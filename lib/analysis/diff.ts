@@ -15,12 +15,11 @@
  * finite pair is left (an empty tensor, or one of NaNs), relDistance and cosine are null.
  * Aggregates add the per-tensor f64 sums in the first model's tensor order (shard, then offset).
  *
- * σ and the paper: Wu et al. (arXiv 2510.10977) Table 1 reports σ = 0.0269 for Qwen3-4B
- * Instruct-2507 vs Thinking-2507 (0.0638 for Base vs Thinking). The texts within reach here (the
- * paper's abstract and summaries, its code repository, which holds only the merge script) do not
- * say how σ is computed, so `sigma` is defined above rather than copied: it equals the paper's
- * figure if theirs is the global relative distance; a mean of per-tensor distances, or a standard
- * deviation of the raw differences, would differ (both can be derived from `tensors`).
+ * σ and the paper: Wu et al. (arXiv 2510.10977) Table 1 reports σ = 0.0269 for Qwen3-4B Instruct-2507 vs
+ * Thinking-2507 (0.0638 for Base vs Thinking), citing the authors' Shadow-FT work, whose script (wutaiqiang/Shadow-FT,
+ * sigma_v2.py) computes per decoder-layer tensor Σ|a−b| / (Σ|a| + Σ|b|) and averages those over the tensors. That is an L1
+ * ratio, averaged per tensor: not the global relative L2 distance `sigma` above (on one fixture pair this σ read 0.026 where
+ * the script's read 0.010). The two are not to be compared; this pass does not sum |a|, |b| or |a − b|.
  */
 import { Checkpoint } from '../model/checkpoint';
 import { openModels } from '../hub/open-model';
