@@ -36,7 +36,7 @@ import { FloatDtype, isFloatDtype, SafetensorsDtype } from '../format/dtypes';
 import { refuseUncomputedTensors } from '../model/uncomputed-tensors';
 import { checkpointLayout } from '../engine/output-layout';
 import { dtypeAt, indexOfName, tensorTableOf } from '../model/tensor-table';
-import { checkLayersExist, describeSelection, isSelected, parseSelection, SelectionInput } from '../model/selection';
+import { checkLayersExist, checkSkippedModulesExist, describeSelection, isSelected, parseSelection, SelectionInput } from '../model/selection';
 import { classifyTensor } from '../model/tensor-names';
 import { VERSION } from '../version';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
@@ -204,6 +204,7 @@ export async function runInterpolation(
     layerCount(instruct, (n) => classifyTensor(n).layer),
     name('layers'),
   );
+  checkSkippedModulesExist(selection, instruct.names, name('skipModules'));
   // The tensors left out, not a table of all: without a selection (the usual run) it stays empty.
   const unselected = new Set(instruct.names.filter((n) => !isSelected(n, selection)));
   const selectedTensors = instruct.names.length - unselected.size;

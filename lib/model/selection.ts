@@ -66,6 +66,15 @@ export function checkLayersExist(sel: Selection, layerCount: number, name = '--l
   }
 }
 
+/** Refuses a skipped module class the model has none of: skipping it would change nothing, silently (a tied model's head). */
+export function checkSkippedModulesExist(sel: Selection, names: readonly string[], name = '--skip-modules'): void {
+  for (const m of sel.skipModules ?? []) {
+    if (names.some((n) => classifyTensor(n).module === m)) continue;
+    const tied = m === 'head' ? ' (its embeddings are tied, tie_word_embeddings: embed_tokens is its head; skip embed to keep it)' : '';
+    throw usageError(`${name} ${m}: the model has no ${m} tensor, so skipping it would change nothing${tied}`);
+  }
+}
+
 export function describeSelection(sel: Selection): string {
   const parts: string[] = [];
   const whole = sel.modules || sel.skipModules ? 'all layers' : 'all tensors';
