@@ -282,7 +282,7 @@ export async function runInterpolation(
           ],
           lines: [
             `Θ = λ·Θ_Thinking + (1−λ)·Θ_Instruct with λ = ${targets[o].lambda} (Wu et al., arXiv 2510.10977)`,
-            `selection: ${describeSelection(selection)} (other tensors are the Instruct weights, byte for byte)`,
+            `selection: ${describeSelection(selection)} (other tensors are the Instruct weights, ${dtype ? `converted to ${dtype}` : 'byte for byte'})`,
             `numerics: ${numerics === 'exact' ? 'torch.lerp in f32, one round-to-nearest-even' : "the paper's script: bf16 arithmetic, rounded after each operation"}`,
             `sidecar files (config, tokenizer, chat template) from the ${filesFrom} model`,
           ],
