@@ -6,12 +6,15 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import * as os from 'node:os';
 import { abortError, usageError, WeightmixError } from '../errors';
 import { pidAlive, removeEmptyParents } from '../leftovers';
 import { refuseForeignFiles, removeForeignFiles } from './part-target';
 
 const TEMP_TAG = '.weightmix-tmp-';
+/** This host's mark in a part's temporary folder: parts on other machines share the folder, and only this host's dead runs are judged here. */
+const HOST_TAG = `h${createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8)}`;
 const OLD_TAG = '.weightmix-old-';
 const LOCK_TAG = '.weightmix.lock';
 
@@ -57,10 +60,11 @@ export class OutputTransaction {
     const lockFile = path.join(parent, `.${base}${options.lockName ? `.${options.lockName}` : ''}${LOCK_TAG}`);
     await takeLock(lockFile, target);
     try {
-      // Parts on other machines share the folder: their temporaries are not ours to judge.
-      if (!options.mergeInto && options.removeStale !== false) await removeStale(parent, base, options.siblings, options.notice);
-      if (!options.mergeInto) OutputTransaction.refuseExisting(targetPath, options.force);
-      const tempDir = path.join(parent, `.${base}${TEMP_TAG}${process.pid}-${randomBytes(4).toString('hex')}`);
+      // Parts on other machines share the folder: of theirs, only this host's temporaries (HOST_TAG) are ours to judge.
+      const shared = options.mergeInto === true;
+      if (options.removeStale !== false) await removeStale(parent, base, options.siblings, options.notice, shared);
+      if (!shared) OutputTransaction.refuseExisting(targetPath, options.force);
+      const tempDir = path.join(parent, `.${base}${TEMP_TAG}${process.pid}-${shared ? HOST_TAG : ''}${randomBytes(4).toString('hex')}`);
       await fs.promises.mkdir(tempDir).catch((e: Error) => {
         throw new WeightmixError('OutputError', `cannot create a temporary folder beside ${targetPath}: ${e.message}`);
       });
@@ -280,7 +284,7 @@ async function takeLock(lockFile: string, target: string): Promise<void> {
 
 // What a run leaves beside an output NAME: `.NAME.weightmix-tmp-PID-…`, `.NAME.weightmix-old-PID`, `.NAME.weightmix-lora-PID-…`, `.NAME.weightmix-vocab-PID-…`
 // (a recipe's adapted tensors, recipes/lora/adapted-models.ts), `.NAME[.part-I-of-N].weightmix.lock`.
-const LEFTOVER = /^\.(.+?)(?:\.weightmix-(tmp|old|lora|vocab)-(\d+)(?:-[0-9A-Za-z]+)?|(?:\.part-\d+-of-\d+)?\.weightmix\.lock)$/;
+const LEFTOVER = /^\.(.+?)(?:\.weightmix-(tmp|old|lora|vocab)-(\d+)(?:-([0-9A-Za-z]+))?|(?:\.part-\d+-of-\d+)?\.weightmix\.lock)$/;
 
 /** The name of a folder beside `output` that `removeStale` removes once the process `pid` is gone. */
 export function leftoverName(output: string, kind: 'tmp' | 'old' | 'lora' | 'vocab', pid = process.pid): string {
@@ -309,19 +313,28 @@ export async function workingFolderBeside(output: string, kind: 'lora' | 'vocab'
  * Removes the temporary folders, swapped-out folders and locks left beside `base` (and beside the
  * outputs `siblings` names: a sweep passes every `lambda-*`, so a killed sweep's leftovers go even
  * for λ values the next one does not write) by runs that are no longer alive. A swapped-out folder
- * whose output is missing is the user's model and is put back instead.
+ * whose output is missing is the user's model and is put back instead. `shared` (a part, whose folder other machines' parts
+ * fill too): only this host's dead parts' temporary folders go.
  */
-async function removeStale(parent: string, base: string, siblings: ((name: string) => boolean) | undefined, notice?: (m: string) => void): Promise<void> {
+async function removeStale(
+  parent: string,
+  base: string,
+  siblings: ((name: string) => boolean) | undefined,
+  notice: ((m: string) => void) | undefined,
+  shared: boolean,
+): Promise<void> {
   for (const entry of await fs.promises.readdir(parent)) {
     const match = LEFTOVER.exec(entry);
     if (match === null || (match[1] !== base && siblings?.(match[1]) !== true)) continue;
-    const [, name, kind, pidText] = match;
+    const [, name, kind, pidText, suffix] = match;
+    if (shared && !(kind === 'tmp' && suffix?.startsWith(HOST_TAG))) continue;
     const leftover = path.join(parent, entry);
     const pid = Number.parseInt(pidText ?? (await fs.promises.readFile(leftover, 'utf8').catch(() => '')), 10);
     // This process holds base's lock, so its own folders beside base are an earlier run's; its lock,
     // and anything beside a sibling, may belong to a transaction still running here.
     // An adapted-tensors folder of this process is in use: the run opens its models before it begins its output.
-    const ownEarlier = pid === process.pid && name === base && (kind === 'tmp' || kind === 'old');
+    // A part holds its own part's lock only: another part of this process may be running beside it.
+    const ownEarlier = !shared && pid === process.pid && name === base && (kind === 'tmp' || kind === 'old');
     if (!ownEarlier && (pid === process.pid || pidAlive(pid))) continue;
     // A lock without a pid yet may be a live run between creating and writing it.
     if (Number.isNaN(pid) && Date.now() - (await fs.promises.stat(leftover)).mtimeMs < 60_000) continue;
