@@ -1,48 +1,16 @@
 /**
  * The output transaction (lib/engine/output.ts) on its own: begin / commit / abort, the lock, the
  * --force swap, stale cleanup (a sweep's siblings too), refusal of a target that is or holds an
- * input, and per-file publishing for `--part`. Every case checks the whole folder beside the
+ * input (per-file publishing for `--part`: output-parts.test.ts). Every case checks the whole folder beside the
  * target afterwards, so a leftover temporary folder or lock fails it.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { WeightmixError } from '../lib/errors';
 import { OutputTransaction } from '../lib/engine/output';
-import { dir as root, useTempDir } from './helpers/temp-dir';
+import { deadPid, failure, ls, useCaseDirs, write } from './helpers/transaction-cases';
 
 let dir: string;
-let counter = 0;
-
-useTempDir('wm-output-');
-beforeEach(() => {
-  dir = path.join(root, `case-${counter++}`);
-  fs.mkdirSync(dir);
-});
-
-/** A pid that no process has now: a child that has already exited. */
-function deadPid(): number {
-  const r = spawnSync(process.execPath, ['-e', '0']);
-  expect(r.pid).toBeGreaterThan(0);
-  return r.pid!;
-}
-
-const ls = (d: string) => fs.readdirSync(d).sort();
-const write = (file: string, text: string) => {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, text);
-};
-
-async function failure(p: Promise<unknown>): Promise<WeightmixError> {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(WeightmixError);
-  return err as WeightmixError;
-}
+useCaseDirs('wm-output-', (d) => (dir = d));
 
 describe('begin / commit / abort', () => {
   test('begin makes a temporary folder and a lock beside the target; commit publishes the folder and leaves nothing else', async () => {
@@ -286,24 +254,6 @@ describe('the lock', () => {
 });
 
 describe('stale cleanup', () => {
-  test("a part removes this host's dead parts' temporary folders (they stayed forever), never another host's or a live one's", async () => {
-    const target = path.join(dir, 'out');
-    const probe = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' });
-    const [, mark] = /^\.out\.weightmix-tmp-\d+-(h[0-9a-f]{8})[0-9a-f]{8}$/.exec(path.basename(probe.tempDir))!;
-    await probe.abort();
-    const dead = deadPid();
-    const killed = `.out.weightmix-tmp-${dead}-${mark}0123abcd`;
-    const elsewhere = `.out.weightmix-tmp-${dead}-h00000000${'0123abcd'}`;
-    for (const n of [killed, elsewhere]) write(path.join(dir, n, 'model-00001-of-00002.safetensors'), 'half');
-    const notices: string[] = [];
-    const tx = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2', notice: (m) => notices.push(m) });
-    expect(notices).toEqual([`removed ${path.join(dir, killed)} left by an interrupted run`]);
-    const other = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-2-of-2' });
-    expect(ls(dir)).toEqual(expect.arrayContaining([elsewhere, path.basename(tx.tempDir), path.basename(other.tempDir)]));
-    await other.abort();
-    await tx.abort();
-  });
-
   test("a dead run's temporary folder, swapped-out folder and lock go, with a notice each", async () => {
     const dead = deadPid();
     write(path.join(dir, `.out.weightmix-tmp-${dead}-0123abcd`, 'model.safetensors'), 'half');
@@ -411,46 +361,5 @@ describe('a target that is or holds an input', () => {
     }
     expect(ls(dir)).toEqual(['a']);
     expect(ls(model)).toEqual(['model.safetensors']);
-  });
-});
-
-describe('per-file publish (--part)', () => {
-  test('parts publish their files into one shared target; existing shards are refused without --force and replaced with it', async () => {
-    const target = path.join(dir, 'out');
-    const dead = deadPid();
-    const otherMachine = `.out.weightmix-tmp-${dead}-0123abcd`;
-    fs.mkdirSync(path.join(dir, otherMachine)); // a part elsewhere: not ours to judge
-    const shards = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
-    const p1 = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' });
-    const p2 = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-2-of-2' });
-    for (const p of [p1, p2]) p.partOf(shards);
-    write(path.join(p1.tempDir, 'model-00001-of-00002.safetensors'), 'one');
-    write(path.join(p1.tempDir, 'config.json'), '{"a":1}');
-    write(path.join(p2.tempDir, 'model-00002-of-00002.safetensors'), 'two');
-    write(path.join(p2.tempDir, 'config.json'), '{"a":1}');
-    await p2.commit();
-    await p1.commit();
-    expect(ls(target)).toEqual(['config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']);
-    expect(ls(dir)).toEqual([otherMachine, 'out'].sort());
-
-    const again = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' });
-    again.partOf(shards);
-    write(path.join(again.tempDir, 'model-00001-of-00002.safetensors'), 'again');
-    write(path.join(again.tempDir, 'config.json'), '{"a":1}'); // every part writes the same sidecars
-    const err = await failure(again.commit());
-    expect(err.code).toBe('OutputExists');
-    expect(err.message).toBe(
-      `${path.join(target, 'model-00001-of-00002.safetensors')} already exists and holds something else (use --force, or force: true in the API, to replace it)`,
-    );
-    await again.abort();
-    expect(fs.readFileSync(path.join(target, 'model-00001-of-00002.safetensors'), 'utf8')).toBe('one');
-
-    const forced = await OutputTransaction.begin(target, { mergeInto: true, force: true, lockName: 'part-1-of-2' });
-    forced.partOf(shards);
-    write(path.join(forced.tempDir, 'model-00001-of-00002.safetensors'), 'again');
-    await forced.commit();
-    expect(fs.readFileSync(path.join(target, 'model-00001-of-00002.safetensors'), 'utf8')).toBe('again');
-    expect(fs.readFileSync(path.join(target, 'model-00002-of-00002.safetensors'), 'utf8')).toBe('two');
-    expect(ls(dir)).toEqual([otherMachine, 'out'].sort());
   });
 });

@@ -204,13 +204,13 @@ export async function runInterpolation(
     layerCount(instruct, (n) => classifyTensor(n).layer),
     name('layers'),
   );
-  checkSkippedModulesExist(selection, instruct.names, name('skipModules'));
   // The tensors left out, not a table of all: without a selection (the usual run) it stays empty.
   const unselected = new Set(instruct.names.filter((n) => !isSelected(n, selection)));
   const selectedTensors = instruct.names.length - unselected.size;
   if (selectedTensors === 0) {
     throw usageError(`the selection (${describeSelection(selection)}) matches none of the ${instruct.names.length} tensors: nothing would be interpolated`);
   }
+  checkSkippedModulesExist(selection, instruct.names, name('skipModules'));
   const reads = [...pathsRead(instruct), ...pathsRead(thinking)];
   await refuseUncomputedTensors(
     [instruct, thinking],

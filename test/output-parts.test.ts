@@ -1,0 +1,72 @@
+/**
+ * The output transaction for `--part` (lib/engine/output.ts, part-target.ts): parts publish file by file into one shared
+ * target, and a part judges only this host's dead parts' temporary folders.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { OutputTransaction } from '../lib/engine/output';
+import { deadPid, failure, ls, useCaseDirs, write } from './helpers/transaction-cases';
+
+let dir: string;
+useCaseDirs('wm-output-parts-', (d) => (dir = d));
+
+describe('per-file publish (--part)', () => {
+  test('parts publish their files into one shared target; existing shards are refused without --force and replaced with it', async () => {
+    const target = path.join(dir, 'out');
+    const dead = deadPid();
+    const otherMachine = `.out.weightmix-tmp-${dead}-0123abcd`;
+    fs.mkdirSync(path.join(dir, otherMachine)); // a part elsewhere: not ours to judge
+    const shards = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
+    const p1 = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' });
+    const p2 = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-2-of-2' });
+    for (const p of [p1, p2]) p.partOf(shards);
+    write(path.join(p1.tempDir, 'model-00001-of-00002.safetensors'), 'one');
+    write(path.join(p1.tempDir, 'config.json'), '{"a":1}');
+    write(path.join(p2.tempDir, 'model-00002-of-00002.safetensors'), 'two');
+    write(path.join(p2.tempDir, 'config.json'), '{"a":1}');
+    await p2.commit();
+    await p1.commit();
+    expect(ls(target)).toEqual(['config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']);
+    expect(ls(dir)).toEqual([otherMachine, 'out'].sort());
+
+    const again = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' });
+    again.partOf(shards);
+    write(path.join(again.tempDir, 'model-00001-of-00002.safetensors'), 'again');
+    write(path.join(again.tempDir, 'config.json'), '{"a":1}'); // every part writes the same sidecars
+    const err = await failure(again.commit());
+    expect(err.code).toBe('OutputExists');
+    expect(err.message).toBe(
+      `${path.join(target, 'model-00001-of-00002.safetensors')} already exists and holds something else (use --force, or force: true in the API, to replace it)`,
+    );
+    await again.abort();
+    expect(fs.readFileSync(path.join(target, 'model-00001-of-00002.safetensors'), 'utf8')).toBe('one');
+
+    const forced = await OutputTransaction.begin(target, { mergeInto: true, force: true, lockName: 'part-1-of-2' });
+    forced.partOf(shards);
+    write(path.join(forced.tempDir, 'model-00001-of-00002.safetensors'), 'again');
+    await forced.commit();
+    expect(fs.readFileSync(path.join(target, 'model-00001-of-00002.safetensors'), 'utf8')).toBe('again');
+    expect(fs.readFileSync(path.join(target, 'model-00002-of-00002.safetensors'), 'utf8')).toBe('two');
+    expect(ls(dir)).toEqual([otherMachine, 'out'].sort());
+  });
+});
+
+describe('stale cleanup of parts', () => {
+  test("a part removes this host's dead parts' temporary folders (they stayed forever), never another host's or a live one's", async () => {
+    const target = path.join(dir, 'out');
+    const probe = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' });
+    const [, mark] = /^\.out\.weightmix-tmp-\d+-(h[0-9a-f]{8})[0-9a-f]{8}$/.exec(path.basename(probe.tempDir))!;
+    await probe.abort();
+    const dead = deadPid();
+    const killed = `.out.weightmix-tmp-${dead}-${mark}0123abcd`;
+    const elsewhere = `.out.weightmix-tmp-${dead}-h00000000${'0123abcd'}`;
+    for (const n of [killed, elsewhere]) write(path.join(dir, n, 'model-00001-of-00002.safetensors'), 'half');
+    const notices: string[] = [];
+    const tx = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2', notice: (m) => notices.push(m) });
+    expect(notices).toEqual([`removed ${path.join(dir, killed)} left by an interrupted run`]);
+    const other = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-2-of-2' });
+    expect(ls(dir)).toEqual(expect.arrayContaining([elsewhere, path.basename(tx.tempDir), path.basename(other.tempDir)]));
+    await other.abort();
+    await tx.abort();
+  });
+});
