@@ -6,6 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { WeightmixError } from '../lib/errors';
 import { OutputTransaction } from '../lib/engine/output';
 import { deadPid, failure, ls, useCaseDirs, write } from './helpers/transaction-cases';
 
