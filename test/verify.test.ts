@@ -267,6 +267,9 @@ describe('damaged models fail verification', () => {
     const tied = (tie: boolean) => fs.writeFileSync(headlessConfig, JSON.stringify({ num_hidden_layers: 2, tie_word_embeddings: tie }));
     tied(true);
     expect((await verify({ dir: headless })).problems).toEqual([]);
+    // A multi-token-prediction layer (DeepSeek-V3) is stored as one more decoder layer than num_hidden_layers counts.
+    fs.writeFileSync(headlessConfig, JSON.stringify({ num_hidden_layers: 1, num_nextn_predict_layers: 1, tie_word_embeddings: true }));
+    expect((await verify({ dir: headless })).problems).toEqual([]);
     tied(false);
     expect((await verify({ dir: headless })).problems).toEqual([
       {

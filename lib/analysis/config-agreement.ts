@@ -26,9 +26,12 @@ export function configDisagreements(model: Checkpoint, configFile: string): stri
     if (vocab !== undefined && shape[0] !== vocab) found.push(`${configFile}: vocab_size is ${vocab} but ${name} has ${shape[0]} rows`);
     if (hidden !== undefined && shape[1] !== hidden) found.push(`${configFile}: hidden_size is ${hidden} but ${name} has ${shape[1]} columns`);
   }
+  // Multi-token-prediction layers (DeepSeek-V3, GLM-4.5) are stored as decoder layers past num_hidden_layers.
   const depth = whole('num_hidden_layers');
-  if (depth !== undefined && layers.size > 0 && depth !== layers.size) {
-    found.push(`${configFile}: num_hidden_layers is ${depth} but the tensors hold ${layers.size} decoder layers`);
+  const extra = whole('num_nextn_predict_layers') ?? 0;
+  if (depth !== undefined && layers.size > 0 && depth + extra !== layers.size) {
+    const mtp = extra > 0 ? ` (and num_nextn_predict_layers ${extra})` : '';
+    found.push(`${configFile}: num_hidden_layers is ${depth}${mtp} but the tensors hold ${layers.size} decoder layers`);
   }
   // transformers ties unless tie_word_embeddings is false; an untied model without a head gets one initialized at random.
   if (config.tie_word_embeddings === false && head === undefined && layers.size > 0) {
