@@ -5,10 +5,23 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OutputTransaction } from '../lib/engine/output';
+import { writeSafetensorsFile } from '../lib/format/safetensors';
 import { deadPid, failure, ls, useCaseDirs, write } from './helpers/transaction-cases';
 
 let dir: string;
 useCaseDirs('wm-output-parts-', (d) => (dir = d));
+
+/** A one-tensor shard of a job whose recorded recipe is `lambda` (a part's shard as the planner writes it), holding `value`. */
+async function shard(file: string, lambda: number, value: number): Promise<void> {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const data = Buffer.alloc(4);
+  data.writeFloatLE(value);
+  await writeSafetensorsFile(file, [{ name: 'model.norm.weight', dtype: 'F32', shape: [1], data }], {
+    format: 'pt',
+    weightmix: JSON.stringify({ method: 'interpolate', lambda, instruct: `/mnt/${value}/instruct` }),
+  });
+}
+const valueOf = (file: string) => fs.readFileSync(file).readFloatLE(fs.readFileSync(file).length - 4);
 
 describe('per-file publish (--part)', () => {
   test('parts publish their files into one shared target; existing shards are refused without --force and replaced with it', async () => {
@@ -20,9 +33,9 @@ describe('per-file publish (--part)', () => {
     const p1 = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' });
     const p2 = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-2-of-2' });
     for (const p of [p1, p2]) p.partOf(shards);
-    write(path.join(p1.tempDir, 'model-00001-of-00002.safetensors'), 'one');
+    await shard(path.join(p1.tempDir, 'model-00001-of-00002.safetensors'), 0.8, 1);
     write(path.join(p1.tempDir, 'config.json'), '{"a":1}');
-    write(path.join(p2.tempDir, 'model-00002-of-00002.safetensors'), 'two');
+    await shard(path.join(p2.tempDir, 'model-00002-of-00002.safetensors'), 0.8, 2);
     write(path.join(p2.tempDir, 'config.json'), '{"a":1}');
     await p2.commit();
     await p1.commit();
@@ -31,22 +44,30 @@ describe('per-file publish (--part)', () => {
 
     const again = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' });
     again.partOf(shards);
-    write(path.join(again.tempDir, 'model-00001-of-00002.safetensors'), 'again');
+    // A part of another job (λ 0.5): its recipe differs from the shards there.
+    await shard(path.join(again.tempDir, 'model-00001-of-00002.safetensors'), 0.5, 3);
     write(path.join(again.tempDir, 'config.json'), '{"a":1}'); // every part writes the same sidecars
     const err = await failure(again.commit());
     expect(err.code).toBe('OutputExists');
     expect(err.message).toBe(
-      `${path.join(target, 'model-00001-of-00002.safetensors')} already exists and holds something else (use --force, or force: true in the API, to replace it)`,
+      `${path.join(target, 'model-00001-of-00002.safetensors')} is a shard of another merge (use --force, or force: true in the API, to replace it)`,
     );
     await again.abort();
-    expect(fs.readFileSync(path.join(target, 'model-00001-of-00002.safetensors'), 'utf8')).toBe('one');
+    expect(valueOf(path.join(target, 'model-00001-of-00002.safetensors'))).toBe(1);
+
+    // The same job's part again, its inputs reached by another path (the recipe records it): a restart, published.
+    const restarted = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-2-of-2' });
+    restarted.partOf(shards);
+    await shard(path.join(restarted.tempDir, 'model-00002-of-00002.safetensors'), 0.8, 2);
+    write(path.join(restarted.tempDir, 'config.json'), '{"a":1}');
+    await restarted.commit();
 
     const forced = await OutputTransaction.begin(target, { mergeInto: true, force: true, lockName: 'part-1-of-2' });
     forced.partOf(shards);
-    write(path.join(forced.tempDir, 'model-00001-of-00002.safetensors'), 'again');
+    await shard(path.join(forced.tempDir, 'model-00001-of-00002.safetensors'), 0.5, 3);
     await forced.commit();
-    expect(fs.readFileSync(path.join(target, 'model-00001-of-00002.safetensors'), 'utf8')).toBe('again');
-    expect(fs.readFileSync(path.join(target, 'model-00002-of-00002.safetensors'), 'utf8')).toBe('two');
+    expect(valueOf(path.join(target, 'model-00001-of-00002.safetensors'))).toBe(3);
+    expect(valueOf(path.join(target, 'model-00002-of-00002.safetensors'))).toBe(2);
     expect(ls(dir)).toEqual([otherMachine, 'out'].sort());
   });
 });

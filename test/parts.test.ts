@@ -100,3 +100,18 @@ test("the command's one-line summary says which part it wrote (the JSON summary 
   expect(describeInterpolation(summary)).toMatch(/; part 2\/3 \(its shards, and the shared index and files\)/);
   expect(describeInterpolation({ ...summary, part: undefined })).not.toMatch(/; part /);
 });
+
+test('parts that reach the same inputs by other paths (a link, another mount) fill one folder; the model card may differ, nothing else', async () => {
+  const shared = path.join(root, 'other-paths');
+  const linked = path.join(root, 'linked-pair');
+  fs.symlinkSync(path.dirname(pair.instruct), linked);
+  await run(shared, 0.8, '1/2');
+  await interpolate({ instruct: path.join(linked, 'instruct'), thinking: path.join(linked, 'thinking'), lambda: 0.8, output: shared, part: '2/2' });
+  const single = path.join(root, 'other-paths-single');
+  await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: single });
+  const { ['README.md']: _card, ...files } = filesOf(shared);
+  const { ['README.md']: _singleCard, ...singleFiles } = filesOf(single);
+  // The shards' recorded recipes name the folders each part read: equal but for those paths.
+  expect(Object.keys(files).sort()).toEqual(Object.keys(singleFiles).sort());
+  expect(files['config.json']).toEqual(singleFiles['config.json']);
+});
