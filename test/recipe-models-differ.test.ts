@@ -68,3 +68,17 @@ test("a layer tensor that one model lacks is refused whichever model comes first
     expect(fs.existsSync(out)).toBe(false);
   }
 });
+
+test('a rotary buffer (inv_freq) that only one model stores in its layers is no dropped weight: the merge goes on without it, as mergekit', async () => {
+  const next = rng(48);
+  const buffers = [0, 1].map((l) => ({ name: `model.layers.${l}.self_attn.rotary_emb.inv_freq`, shape: [4] }));
+  const [plain, withBuffers] = await Promise.all([
+    bf16Model('no-buffers', qwen3Names(2), next),
+    bf16Model('with-buffers', [...qwen3Names(2), ...buffers], next),
+  ]);
+  const out = freshPath('out');
+  await merge(parseRecipe({ merge_method: 'linear', models: [plain, withBuffers].map((m) => ({ model: m.dir, parameters: { weight: 0.5 } })) }), {
+    output: out,
+  });
+  expect((await openCheckpoint(out)).names.length).toBe(qwen3Names(2).length);
+});

@@ -334,6 +334,12 @@ describe('score rejects malformed generations with one line naming file and line
     await expectScoreError(fixture('generations.jsonl'), /k=4 exceeds the 2 samples of question '3' in benchmark 'qa'/, { k: [1, 4] });
   });
 
+  test("an aborted signal stops the reading (the command's Ctrl-C), not only a hub tokenizer download", async () => {
+    const lines = Array.from({ length: 10_000 }, (_, i) => JSON.stringify({ question_id: `q${i}`, sample: 0, correct: true, response: 'x' }));
+    const file = writeJsonl('many.jsonl', lines);
+    await expect(score({ file, signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'Aborted' });
+  });
+
   test('an empty file, a missing file and a folder', async () => {
     await expectScoreError(writeJsonl('empty.jsonl', ['']), /empty\.jsonl: no records/);
     await expectScoreError(path.join(tmp, 'nope.jsonl'), /cannot read generations file/);

@@ -267,6 +267,11 @@ describe('damaged models fail verification', () => {
     const tied = (tie: boolean) => fs.writeFileSync(headlessConfig, JSON.stringify({ num_hidden_layers: 2, tie_word_embeddings: tie }));
     tied(true);
     expect((await verify({ dir: headless })).problems).toEqual([]);
+    // A multimodal config's language model is described in text_config; its top level may be stale (PaliGemma's vocab_size).
+    fs.writeFileSync(headlessConfig, JSON.stringify({ vocab_size: 7, text_config: { num_hidden_layers: 2, vocab_size: 9999 }, tie_word_embeddings: true }));
+    expect((await verify({ dir: headless })).problems.map((p) => p.message.replace(`${headlessConfig}: `, ''))).toEqual([
+      expect.stringMatching(/^vocab_size is 9999 but model\.embed_tokens\.weight has \d+ rows$/),
+    ]);
     // A multi-token-prediction layer (DeepSeek-V3) is stored as one more decoder layer than num_hidden_layers counts.
     fs.writeFileSync(headlessConfig, JSON.stringify({ num_hidden_layers: 1, num_nextn_predict_layers: 1, tie_word_embeddings: true }));
     expect((await verify({ dir: headless })).problems).toEqual([]);

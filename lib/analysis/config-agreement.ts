@@ -8,19 +8,23 @@ import { classifyTensor } from '../model/tensor-names';
 
 /** A disagreement, said in one line naming config.json. */
 export function configDisagreements(model: Checkpoint, configFile: string): string[] {
-  const config = model.config;
-  if (config === null) return [];
+  if (model.config === null) return [];
+  // A multimodal config describes its language model in text_config (transformers reads that; the top level may be stale).
+  const text = model.config.text_config;
+  const config = text !== null && typeof text === 'object' && !Array.isArray(text) ? { ...model.config, ...(text as Record<string, unknown>) } : model.config;
   const found: string[] = [];
   const whole = (key: string) => (Number.isSafeInteger(config[key]) ? (config[key] as number) : undefined);
   const vocab = whole('vocab_size');
   const hidden = whole('hidden_size');
   const layers = new Set<number>();
   let head: string | undefined;
+  let embed: string | undefined;
   for (const name of model.names) {
     const cls = classifyTensor(name);
     if (cls.layer !== null) layers.add(cls.layer);
     if (cls.module !== 'embed' && cls.module !== 'head') continue;
     if (cls.module === 'head') head = name;
+    else embed = name;
     const shape = model.tensors.get(name)!.shape;
     if (shape.length !== 2) continue;
     if (vocab !== undefined && shape[0] !== vocab) found.push(`${configFile}: vocab_size is ${vocab} but ${name} has ${shape[0]} rows`);
@@ -33,8 +37,9 @@ export function configDisagreements(model: Checkpoint, configFile: string): stri
     const mtp = extra > 0 ? ` (and num_nextn_predict_layers ${extra})` : '';
     found.push(`${configFile}: num_hidden_layers is ${depth}${mtp} but the tensors hold ${layers.size} decoder layers`);
   }
-  // transformers ties unless tie_word_embeddings is false; an untied model without a head gets one initialized at random.
-  if (config.tie_word_embeddings === false && head === undefined && layers.size > 0) {
+  // An untied model without a head gets one initialized at random. Only where the embeddings have a name this knows: another
+  // naming (InternLM2's tok_embeddings and output) may call its head something else too.
+  if (config.tie_word_embeddings === false && head === undefined && embed !== undefined && layers.size > 0) {
     found.push(`${configFile}: tie_word_embeddings is false but the model has no lm_head: transformers would initialize one at random`);
   }
   return found;

@@ -9,7 +9,7 @@ import { checkOptions, type OptionKeys } from '../api/validate-options';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as readline from 'readline';
-import { WeightmixError, usageError } from '../errors';
+import { abortError, WeightmixError, usageError } from '../errors';
 import { loadTokenCounter } from './tokenizer';
 import { lookup, MISSING, resolveFields, type FieldMap, type FieldName, type FieldPreset } from './score-fields';
 import { extremes } from './extremes';
@@ -177,7 +177,7 @@ const SCORE_KEYS: OptionKeys<ScoreOptions> = {
 
 /**
  * Scores a generations JSONL file; see `ScoreOptions`. Rejects the first malformed line with `file:line: reason`.
- * @throws {@link WeightmixError} `FileNotFound`, `NotAFile`, `MalformedGenerations`, `KTooLarge`, `InvalidArgument`.
+ * @throws {@link WeightmixError} `FileNotFound`, `NotAFile`, `MalformedGenerations`, `KTooLarge`, `InvalidArgument`, `Aborted` (`signal`).
  */
 export async function score(options: ScoreOptions): Promise<ScoreReport> {
   checkOptions<ScoreOptions>('score', options, SCORE_KEYS);
@@ -219,6 +219,8 @@ export async function score(options: ScoreOptions): Promise<ScoreReport> {
   try {
     for await (let text of lines) {
       lineNo++;
+      // The signal stops the reading too, not only a hub tokenizer's download (Ctrl-C on a large file).
+      if ((lineNo & 4095) === 0 && options.signal?.aborted) throw abortError(`score of ${file} was stopped`, options.signal);
       if (lineNo === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
       if (text.trim() === '') continue;
       let record: unknown;

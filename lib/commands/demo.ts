@@ -9,6 +9,7 @@ import { openCheckpoint } from '../model/checkpoint';
 import { readTensorValues } from '../format/tensor-data';
 import { shardFiles } from './engine-summary';
 import { abortOnSignals } from './signals';
+import { abortError } from '../errors';
 
 export function register(program: Command): void {
   program
@@ -37,6 +38,8 @@ export function register(program: Command): void {
         );
         process.stdout.write(`${name}[0:4]\n  instruct  ${rows[0].join(' ')}\n  thinking  ${rows[1].join(' ')}\n  λ = 0.8   ${rows[2].join(' ')}\n`);
         process.stdout.write(`output files: ${(await fs.promises.readdir(out)).sort().join(', ')}\n`);
+        // A signal after the merge still stops the demo (its folder goes): the run was interrupted, not finished.
+        if (signal.aborted) throw abortError('the demo was stopped', signal);
       } finally {
         if (!opts.keep || signal.aborted) await fs.promises.rm(dir, { recursive: true, force: true });
         else process.stdout.write(`kept ${dir}\n`);

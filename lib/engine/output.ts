@@ -214,7 +214,12 @@ export class OutputTransaction {
 function whyMkdirFailed(dir: string, error: Error): string {
   // The nearest folder on the way that exists, or a file standing where one must be.
   for (let up = dir; path.dirname(up) !== up; up = path.dirname(up)) {
-    const st = fs.statSync(up, { throwIfNoEntry: false });
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(up, { throwIfNoEntry: false });
+    } catch {
+      continue; // ENOTDIR: a file lies further up; the loop reaches it
+    }
     if (st) {
       if (!st.isDirectory()) return `${up} is a file, not a folder`;
       break;

@@ -268,7 +268,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
   } catch (e) {
     // Latest first: the first transaction may have created the folder that holds the others.
     for (const tx of [...begun].reverse()) await tx.abort();
-    throw environmentError(e, `cannot finish ${begun.map((tx) => tx.target).join(', ')}`);
+    throw environmentError(e, `cannot finish ${begun.length > 0 ? begun.map((tx) => tx.target).join(', ') : options.output}`);
   }
 }
 

@@ -66,7 +66,8 @@ export function refuseDroppedLayerTensors(
     const names = layerNames(m.model, m.start + i);
     if (names.length === template.length && m.start + i === srcLayer && names.every((n, k) => n === template[k])) continue;
     known ??= new Set(template.map((n) => withoutLayer(n)));
-    const extra = names.find((n) => !known!.has(withoutLayer(n)));
+    // A buffer the model recomputes (a rotary embedding's inv_freq, which older saves hold) is no weight: mergekit leaves it too.
+    const extra = names.find((n) => !known!.has(withoutLayer(n)) && !n.endsWith('.inv_freq'));
     if (extra !== undefined) {
       throw new WeightmixError(
         'ModelsDiffer',

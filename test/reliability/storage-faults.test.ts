@@ -131,6 +131,14 @@ test('an output path through a file, a loop of links or a name too long: one lin
     );
   }
   expect(expectOneLineError(await runCli(['fixture', '--shape', 'tiny', '--out', file]), 1)).toMatch(/cannot write the pair into \S+: ENOTDIR/);
+  // Two levels below the file: a batch said "cannot finish : ENOTDIR" (no output named), a sweep the same.
+  const deeper = path.join(file, 'out', 'x');
+  for (const args of [
+    ['merge', recipeFile('lin-a', 0.3), recipeFile('lin-b', 0.7), '-o', deeper],
+    ['sweep', '--instruct', pair.instruct, '--thinking', pair.thinking, '--lambdas', '0.2,0.4', '-o', deeper],
+  ]) {
+    expect(expectOneLineError(await runCli(args), 1)).toMatch(/^weightmix: error: cannot create \S+: \S+a-file is a file, not a folder$/);
+  }
 });
 
 withTmpfs('a failed reservation gives back its descriptor and its space (a long-lived process through the API)', async () => {
