@@ -162,6 +162,12 @@ describe('the adapter folder', () => {
     const none = path.join(dir, 'no-config');
     fs.mkdirSync(none);
     await expect(readLoraAdapter(none)).rejects.toThrow(/no adapter_config.json/);
+    // A folder where the file goes: the adapter's error, naming it (merge said "cannot finish OUT: EISDIR").
+    fs.mkdirSync(path.join(none, 'adapter_config.json'));
+    await expect(readLoraAdapter(none)).rejects.toMatchObject({
+      code: 'InvalidLoraAdapter',
+      message: expect.stringMatching(/no-config: cannot read adapter_config.json: EISDIR/),
+    });
   });
   test('a hub adapter fetches only its two files', () => {
     const files = ['adapter_config.json', 'adapter_model.safetensors', 'README.md', 'model.safetensors', 'tokenizer.json'].map((p) => ({ path: p, size: 1 }));

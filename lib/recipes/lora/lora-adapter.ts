@@ -60,7 +60,14 @@ function numberMap(v: unknown, key: string, dir: string): Record<string, number>
 function readConfig(dir: string): AdapterConfig {
   const file = path.join(dir, ADAPTER_CONFIG);
   if (!fs.existsSync(file)) throw adapterError(dir, `no ${ADAPTER_CONFIG}: a model+lora reference names a PEFT LoRA adapter folder`);
-  const doc = parseJsonStrict(fs.readFileSync(file, 'utf8'), { what: file, maxDepth: 16 }) as Record<string, unknown>;
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    // A folder of that name, or one the user cannot read: the adapter's fault, said as the adapter's (not the output's).
+    throw adapterError(dir, `cannot read ${ADAPTER_CONFIG}: ${(e as Error).message}`);
+  }
+  const doc = parseJsonStrict(text, { what: file, maxDepth: 16 }) as Record<string, unknown>;
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw adapterError(dir, `${ADAPTER_CONFIG} is not a JSON object`);
   const unsupported = (why: string) => new WeightmixError('UnsupportedRecipe', `${dir}: ${why}`);
   if (doc.peft_type !== undefined && doc.peft_type !== 'LORA')
