@@ -40,6 +40,11 @@ test('models whose configs name different architectures are refused unless allow
   });
   expect(fs.existsSync(out)).toBe(false);
   await expect(mergeBatch([{ name: 'one', recipe }], { output: freshPath('batch') })).rejects.toThrow(/^one: .*arch-llama is a LlamaForCausalLM/);
+  // Refused before any LoRA adapter is read or applied (this folder, no adapter, would be the error otherwise).
+  const notAnAdapter = path.join(dir, 'not-an-adapter');
+  fs.mkdirSync(notAnAdapter, { recursive: true });
+  const adapted = { ...recipe, models: [{ model: `${llama.dir}+${notAnAdapter}`, parameters: { weight: 0.5 } }, recipe.models[0]] };
+  await expect(merge(parseRecipe(adapted), { output: freshPath('out') })).rejects.toMatchObject({ code: 'ModelsDiffer' });
   await merge(parseRecipe(recipe), { output: out, allowCrimes: true });
   expect((await openCheckpoint(out)).names.length).toBe(qwen3Names(2).length);
 });

@@ -159,7 +159,10 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   OutputTransaction.refuseExisting(options.output, options.force);
   preloadNative();
   try {
-    const adapted = await openRecipeModels(recipe, outDir, options);
+    const allowed = options.allowCrimes === true;
+    const adapted = await openRecipeModels(recipe, outDir, options, (ckpts) =>
+      refuseMixedArchitectures(ckpts, (m) => recipe.modelNames[m], allowed, name('allowCrimes')),
+    );
     try {
       const { ckpts, vocabulary, cleanup } = await rebuildVocabulary(recipe, adapted.ckpts, outDir, options.signal);
       try {
@@ -187,7 +190,6 @@ async function mergeModels(
   name: OptionNamer,
   started: bigint,
 ): Promise<RecipeMergeSummary> {
-  refuseMixedArchitectures(ckpts, (m) => recipe.modelNames[m], options.allowCrimes === true, name('allowCrimes'));
   const planned = planRecipe(recipe, ckpts, vocabulary);
   const { tensors: out, layers, views } = planned;
   await refuseUncomputedRecipeTensors(planned, recipe, ckpts);

@@ -23,9 +23,15 @@ export interface RecipeModels {
  * Opens the recipe's models; for each with an adapter, the tensors it changes are written to a folder
  * beside `output` (engine/output.ts's workingFolderBeside), removed by `cleanup`.
  */
-export async function openRecipeModels(recipe: Recipe, output: string, options: ResolveOptions): Promise<RecipeModels> {
+export async function openRecipeModels(
+  recipe: Recipe,
+  output: string,
+  options: ResolveOptions,
+  check: (ckpts: ModelCheckpoint[]) => void = () => {},
+): Promise<RecipeModels> {
   // parseRecipe resolved folders against the recipe's own folder: what is left are hub ids.
   const ckpts = await openModels(recipe.models, options, true);
+  check(ckpts); // refusals that need only the models, before any adapter is applied
   if (recipe.adapters.every((a) => a === null)) return { ckpts, cleanup: async () => {} };
   const { dir, remove: cleanup } = await workingFolderBeside(output, 'lora');
   try {
