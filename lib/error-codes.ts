@@ -141,7 +141,7 @@ export const ERROR_CODES = {
   OutOfMemory: { meaning: 'The native engine could not allocate memory.', thrownBy: NATIVE },
   OutputError: { meaning: 'The output folder could not be created or published (the message says why).', thrownBy: MERGES },
   OutputExists: { meaning: 'The output already exists (pass `force` to replace it once the new one is complete).', thrownBy: MERGES },
-  OutputLocked: { meaning: 'Another run is writing the same output right now.', thrownBy: MERGES },
+  OutputLocked: { meaning: 'Another run is writing the same output (or fixture folder) right now.', thrownBy: [...MERGES, 'makeCheckpointPair'] },
   PlanInvalid: { meaning: 'The native engine refused a plan (a bug in weightmix: please report it).', thrownBy: NATIVE },
   RecipeNotAFile: { meaning: 'The recipe path names a folder or something else than a regular file.', thrownBy: ['merge', 'readRecipeFile'] },
   RecipeNotRecorded: {

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { makeCheckpointPair, type CheckpointPairOptions, type FixtureDtype } from '../lib/fixtures/fixture';
@@ -190,6 +191,22 @@ describe('makeCheckpointPair: determinism and options', () => {
     });
     expect(fs.readFileSync(path.join(dir, 'instruct'), 'utf8')).toBe('precious');
     expect(fs.readdirSync(dir)).toEqual(['instruct']);
+  });
+
+  test("one fixture run per folder: a live run's lock is refused (two at once raced to rename into the same targets), a dead run's taken over", async () => {
+    const dir = freshDir();
+    fs.mkdirSync(dir, { recursive: true });
+    const lock = path.join(dir, '.weightmix-fixture.lock');
+    fs.writeFileSync(lock, `${process.ppid}\n`); // a live process
+    await expect(makeCheckpointPair({ dir, shape: 'tiny' })).rejects.toMatchObject({
+      code: 'OutputLocked',
+      message: `another fixture run (pid ${process.ppid}) is writing ${path.resolve(dir)}; try again once it is done`,
+    });
+    expect(fs.readdirSync(dir)).toEqual(['.weightmix-fixture.lock']);
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    fs.writeFileSync(lock, `${dead}\n`);
+    await makeCheckpointPair({ dir, shape: 'tiny' });
+    expect(fs.readdirSync(dir).sort()).toEqual(['instruct', 'thinking']);
   });
 
   test('an existing Thinking folder is refused before the Instruct folder is touched', async () => {
