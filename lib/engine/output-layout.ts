@@ -2,6 +2,7 @@
 import type { Checkpoint } from '../model/checkpoint';
 import { tensorTableOf, type TensorTable } from '../model/tensor-table';
 import { shapeAt } from '../format/header-columns';
+import { numberedShardFileName } from '../format/shard-file-name';
 
 /** What the planner needs of one output tensor's place: its name and shape (the dtype is the recipe's). */
 export interface LayoutTensor {
@@ -60,8 +61,7 @@ export function checkpointLayout(ckpt: Checkpoint): OutputLayout {
   // The output's files sit in its folder: an index that names shards with a path ('./model-…', 'weights/model-…') gets
   // the Hugging Face names instead, which its own index then lists as written.
   const plain = ckpt.shards.every((s) => !s.name.includes('/'));
-  const pad = (n: number) => String(n).padStart(5, '0');
-  const nameOf = (s: { name: string }, k: number) => (plain ? s.name : `model-${pad(k + 1)}-of-${pad(ckpt.shards.length)}.safetensors`);
+  const nameOf = (s: { name: string }, k: number) => (plain ? s.name : numberedShardFileName(k, ckpt.shards.length));
   const shards = ckpt.shards.map((s, k): LayoutShard => {
     const columns = ranges ? rangeColumns(table, ranges[k], ranges[k + 1]) : gatheredColumns(table, members![k]);
     let tensors: LayoutTensor[] | undefined;

@@ -13,6 +13,7 @@ import { baseOf } from './methods/method';
 import type { Recipe, RecipeSlice } from './recipe';
 import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
 import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
+import { shardFileName } from '../format/shard-file-name';
 import { indexBits, localStatistics, maskKey, type SparseTensor } from './sparsify';
 import type { RamPlusTensor } from './ram-counts';
 import type { DellaRescaleTensor } from './della-rescale';
@@ -206,9 +207,7 @@ function outputLayout(layoutCkpt: Checkpoint, out: OutputTensor[], first: (t: Ou
     groups[groups.length - 1].push({ name: t.name, shape: loc.shape, elementCount: loc.elementCount });
     bytes += loc.byteLength;
   }
-  const pad = (n: number) => String(n).padStart(5, '0');
-  const shardName = (i: number) => (groups.length === 1 ? 'model.safetensors' : `model-${pad(i + 1)}-of-${pad(groups.length)}.safetensors`);
-  return { shards: groups.map((tensors, i) => ({ name: shardName(i), tensors })), indexed: groups.length > 1 || layoutCkpt.indexed };
+  return { shards: groups.map((tensors, i) => ({ name: shardFileName(i, groups.length), tensors })), indexed: groups.length > 1 || layoutCkpt.indexed };
 }
 
 /**
