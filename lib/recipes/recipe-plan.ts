@@ -94,7 +94,7 @@ export function planOutputTensors(
   // mergekit's models: form adds an unlisted base_model as one more source of every method (plan.py normalize_config): linear then
   // weights it too; passthrough refuses it (its validate). Its slices: form gathers a slice's sources alone, so a method that can
   // do without a base (karcher, multislerp, nuslerp, linear) never sees an unlisted one there; one that needs it reads it anyway.
-  const methodUsesBase = method.name !== 'passthrough' && (recipe.form === 'models' || method.needsBase === true);
+  const methodUsesBase = method.name !== 'passthrough' && (recipe.form === 'models' || method.needsBase !== undefined);
   const label = (m: number) => recipe.modelNames[m];
   const layerNames = layerNamesOf(ckpts);
   const layerTensors: OutputTensor[] = [];

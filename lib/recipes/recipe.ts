@@ -11,6 +11,7 @@ import { showValue } from '../options';
 import { FLOAT_DTYPES, FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
 import { checkParameterKind, ParameterMap, validateSetting } from './recipe-params';
 import { methodFor } from './methods';
+import { lacksBase } from './methods/method';
 import type { Recipe, RecipeSlice } from './recipe-types';
 import { parseChatTemplate } from './chat-template';
 import { parseTokenizerBlock } from './tokenizer-block';
@@ -313,6 +314,9 @@ export function parseRecipe(input: string | Record<string, unknown>, options: Pa
 export function checkRecipe(recipe: Recipe): Recipe {
   const method = methodFor(recipe.method);
   checkParameters(recipe, method.parameters, method.modelParameters);
+  if (method.needsBase !== undefined && lacksBase(recipe)) {
+    throw recipeError(`${method.name} needs a base_model${method.needsBase === '' ? '' : ` (${method.needsBase})`}`);
+  }
   method.validate(recipe);
   return recipe;
 }

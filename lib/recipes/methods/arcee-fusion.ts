@@ -6,16 +6,15 @@
  * passes of lib/recipes/arcee-fusion-statistics.ts. No parameters (mergekit's has none).
  */
 import { WeightmixError } from '../../errors';
-import { baseOf, lacksBase, MergeMethod, TensorCoefficients } from './method';
+import { baseOf, MergeMethod, TensorCoefficients } from './method';
 
 export const arceeFusion: MergeMethod = {
   name: 'arcee_fusion',
   resultInBaseDtype: true,
   parameters: [],
   modelParameters: [],
-  needsBase: true,
+  needsBase: '',
   validate(recipe) {
-    if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', 'arcee_fusion needs a base_model');
     for (const s of recipe.slices) {
       const n = new Set(s.sources.map((x) => x.model).filter((m) => m !== baseOf(recipe, s))).size;
       if (n !== 1) throw new WeightmixError('InvalidRecipe', `arcee_fusion merges exactly one model with the base_model, a slice names ${n}`);

@@ -14,7 +14,7 @@ import type { MergeMethodName } from '../../merge-method-names';
 import { WeightmixError } from '../../errors';
 import { dellaRows, DellaModel } from '../../engine/della-params';
 import { booleanParameter, numberParameter } from '../recipe-params';
-import { lacksBase, MergeMethod, MethodTensor, TensorCoefficients } from './method';
+import { MergeMethod, MethodTensor, TensorCoefficients } from './method';
 
 function dellaModel(t: MethodTensor, m: number, name: string): DellaModel {
   const density = numberParameter(t.scope, 'density', m, 1, t.label(m));
@@ -35,10 +35,8 @@ function dellaMethod(name: MergeMethodName, consensus: boolean, normalize: boole
     resultInBaseDtype: true,
     parameters: ['weight', 'density', 'epsilon', 'normalize', 'rescale', 'lambda', 'int8_mask'],
     modelParameters: ['weight', 'density', 'epsilon'],
-    needsBase: true,
-    validate(recipe) {
-      if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', `${name} needs a base_model (task vectors are differences from it)`);
-    },
+    needsBase: 'task vectors are differences from it',
+    validate() {},
     coefficients(t): TensorCoefficients {
       const base = t.base!;
       if (!t.models.includes(base)) throw new WeightmixError('InvalidRecipe', `${name}: tensor ${t.name} does not come from the base model`);

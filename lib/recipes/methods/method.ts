@@ -70,9 +70,12 @@ export interface MergeMethod {
   modelParameters: readonly string[];
   /** mergekit casts this method's result to the base model's dtype (slerp, task-vector methods); others promote as torch does. */
   resultInBaseDtype?: boolean;
-  /** The method reads a base model (its validate refuses a recipe without one): the planner gives it an unlisted base in every form. */
-  needsBase?: boolean;
-  /** Recipe-level checks (base model present, model counts, …). */
+  /**
+   * Set where the method reads a base model, to why (shown in brackets after "needs a base_model"; '' for nothing more): a recipe
+   * without one is refused (recipe.ts's checkRecipe), and the planner gives it an unlisted base in every form. Unset: optional.
+   */
+  needsBase?: string;
+  /** Recipe-level checks (model counts, …; a missing base model is refused by `needsBase`). */
   validate(recipe: Recipe): void;
   /** Pairs of models whose moments the method needs for this tensor (a first pass over the inputs). */
   momentPairs?(tensor: Omit<MethodTensor, 'moments' | 'notice'>): [number, number][];

@@ -7,7 +7,7 @@
  */
 import { WeightmixError } from '../../errors';
 import { booleanParameter } from '../recipe-params';
-import { baseOf, lacksBase, linearOrCopy, MergeMethod, MethodTensor, RowMoments } from './method';
+import { baseOf, linearOrCopy, MergeMethod, MethodTensor, RowMoments } from './method';
 
 /** The interpolation factor t for these squared distances (mergekit's clamps included). */
 export function modelStockT(deltaSq: number[], pairSq: (i: number, j: number) => number): number {
@@ -52,9 +52,8 @@ export const modelStock: MergeMethod = {
   name: 'model_stock',
   parameters: ['filter_wise'],
   modelParameters: [],
-  needsBase: true,
+  needsBase: '',
   validate(recipe) {
-    if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', 'model_stock needs a base_model');
     for (const s of recipe.slices) {
       const n = s.sources.filter((x) => x.model !== baseOf(recipe, s)).length;
       if (n < 2) throw new WeightmixError('InvalidRecipe', `model_stock needs at least two models besides the base, a slice has ${n}`);

@@ -6,15 +6,14 @@
  */
 import { WeightmixError } from '../../errors';
 import { numberParameter } from '../recipe-params';
-import { baseOf, lacksBase, MergeMethod, TensorCoefficients } from './method';
+import { baseOf, MergeMethod, TensorCoefficients } from './method';
 
 export const nearswap: MergeMethod = {
   name: 'nearswap',
   parameters: ['t'],
   modelParameters: [],
-  needsBase: true,
+  needsBase: '',
   validate(recipe) {
-    if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', 'nearswap needs a base_model');
     for (const s of recipe.slices) {
       const n = new Set(s.sources.map((x) => x.model).filter((m) => m !== baseOf(recipe, s))).size;
       if (n !== 1) throw new WeightmixError('InvalidRecipe', `nearswap merges exactly one model with the base_model, a slice names ${n}`);

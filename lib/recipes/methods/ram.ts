@@ -9,14 +9,7 @@
  */
 import { WeightmixError } from '../../errors';
 import { numberParameter } from '../recipe-params';
-import { lacksBase, MergeMethod, MethodTensor, TensorCoefficients } from './method';
-import type { Recipe } from '../recipe-types';
-
-function needsBase(name: string) {
-  return (recipe: Recipe) => {
-    if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', `${name} needs a base_model (task vectors are differences from it)`);
-  };
-}
+import { MergeMethod, MethodTensor, TensorCoefficients } from './method';
 
 function ramCoefficients(t: MethodTensor, plus: boolean): TensorCoefficients {
   const base = t.base!;
@@ -39,8 +32,8 @@ export const ram: MergeMethod = {
   name: 'ram',
   parameters: ['epsilon'],
   modelParameters: [],
-  needsBase: true,
-  validate: needsBase('ram'),
+  needsBase: 'task vectors are differences from it',
+  validate() {},
   coefficients: (t) => ramCoefficients(t, false),
 };
 
@@ -48,7 +41,7 @@ export const ramplusTl: MergeMethod = {
   name: 'ramplus_tl',
   parameters: ['epsilon', 'r', 'alpha'],
   modelParameters: [],
-  needsBase: true,
-  validate: needsBase('ramplus_tl'),
+  needsBase: 'task vectors are differences from it',
+  validate() {},
   coefficients: (t) => ramCoefficients(t, true),
 };

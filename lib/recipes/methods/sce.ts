@@ -9,17 +9,15 @@
  */
 import { WeightmixError } from '../../errors';
 import { numberParameter } from '../recipe-params';
-import { lacksBase, MergeMethod, TensorCoefficients } from './method';
+import { MergeMethod, TensorCoefficients } from './method';
 
 export const sce: MergeMethod = {
   name: 'sce',
   resultInBaseDtype: true,
   parameters: ['select_topk', 'int8_mask'],
   modelParameters: [],
-  needsBase: true,
-  validate(recipe) {
-    if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', 'sce needs a base_model (task vectors are differences from it)');
-  },
+  needsBase: 'task vectors are differences from it',
+  validate() {},
   coefficients(t): TensorCoefficients {
     const base = t.base!;
     if (!t.models.includes(base)) throw new WeightmixError('InvalidRecipe', `sce: tensor ${t.name} does not come from the base model`);

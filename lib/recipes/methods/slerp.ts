@@ -5,7 +5,7 @@
  */
 import { WeightmixError } from '../../errors';
 import { numberParameter } from '../recipe-params';
-import { baseOf, lacksBase, linearOrCopy, MergeMethod, PairMoments } from './method';
+import { baseOf, linearOrCopy, MergeMethod, PairMoments } from './method';
 
 export const DOT_THRESHOLD = 0.9995;
 const EPS = 1e-8;
@@ -27,9 +27,8 @@ export const slerp: MergeMethod = {
   resultInBaseDtype: true,
   parameters: ['t'],
   modelParameters: [],
-  needsBase: true,
+  needsBase: 'the t = 0 end',
   validate(recipe) {
-    if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', 'slerp needs a base_model (the t = 0 end)');
     recipe.slices.forEach((s, i) => {
       const models = new Set([...s.sources.map((x) => x.model), baseOf(recipe, s)]);
       const where = recipe.slices.length > 1 ? `slices[${i}]` : 'the recipe';

@@ -9,7 +9,7 @@ import type { MergeMethodName } from '../../merge-method-names';
 import { WeightmixError } from '../../errors';
 import { booleanParameter, lookupParameter, numberParameter, ParameterScope } from '../recipe-params';
 import type { SparseModelSpec } from '../sparsify';
-import { lacksBase, MergeMethod, MethodTensor, TensorCoefficients } from './method';
+import { MergeMethod, MethodTensor, TensorCoefficients } from './method';
 
 interface Family {
   name: MergeMethodName;
@@ -52,10 +52,8 @@ function sparseMethod(f: Family): MergeMethod {
     resultInBaseDtype: true,
     parameters,
     modelParameters: parameters.filter((p) => p === 'weight' || p === 'density' || p === 'gamma'),
-    needsBase: true,
-    validate(recipe) {
-      if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', `${f.name} needs a base_model (task vectors are differences from it)`);
-    },
+    needsBase: 'task vectors are differences from it',
+    validate() {},
     coefficients(t): TensorCoefficients {
       const base = t.base!;
       if (!t.models.includes(base)) throw new WeightmixError('InvalidRecipe', `${f.name}: tensor ${t.name} does not come from the base model`);

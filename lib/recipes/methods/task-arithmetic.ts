@@ -8,17 +8,15 @@
  */
 import { WeightmixError } from '../../errors';
 import { booleanParameter, numberParameter } from '../recipe-params';
-import { lacksBase, MergeMethod } from './method';
+import { MergeMethod } from './method';
 
 export const taskArithmetic: MergeMethod = {
   name: 'task_arithmetic',
   resultInBaseDtype: true,
   parameters: ['weight', 'normalize', 'lambda', 'int8_mask', 'rescale', 'density'],
   modelParameters: ['weight', 'density'],
-  needsBase: true,
-  validate(recipe) {
-    if (lacksBase(recipe)) throw new WeightmixError('InvalidRecipe', 'task_arithmetic needs a base_model (task vectors are differences from it)');
-  },
+  needsBase: 'task vectors are differences from it',
+  validate() {},
   coefficients(t) {
     const base = t.base!;
     if (!t.models.includes(base)) throw new WeightmixError('InvalidRecipe', `task_arithmetic: tensor ${t.name} does not come from the base model`);
