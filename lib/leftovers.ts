@@ -28,3 +28,41 @@ export function removeEmptyParents(dir: string, outermost: string | undefined): 
     if (d === outermost || path.dirname(d) === d) return;
   }
 }
+
+/** A lock file's holder as the file says: its pid (NaN where it names none, or not yet), and how long ago it was written. */
+export interface LockHolder {
+  pid: number;
+  ageMs: number;
+}
+
+/** How a lock's caller judges a holder and words a refusal. */
+export interface LockRules {
+  /** Whether the holder still holds it; one that does not (its run died) is removed and the lock taken over. */
+  held(holder: LockHolder): boolean;
+  /** The error for a lock that is held. */
+  refuse(holder: LockHolder): Error;
+  /** The error after `attempts` tries lost to others taking the lock over at the same time. */
+  contended(): Error;
+}
+
+/**
+ * Takes the lock `file` by creating it with this process's pid ('wx': one creator wins), judging an existing one by `rules`.
+ * An error creating it (not its existing) is thrown as it is.
+ */
+export async function takePidLock(file: string, rules: LockRules, attempts: number): Promise<void> {
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    try {
+      await fs.promises.writeFile(file, `${process.pid}\n`, { flag: 'wx' });
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const text = await fs.promises.readFile(file, 'utf8').catch(() => '');
+    const stat = fs.statSync(file, { throwIfNoEntry: false });
+    if (stat === undefined) continue; // removed meanwhile: try again
+    const holder = { pid: Number.parseInt(text, 10), ageMs: Date.now() - stat.mtimeMs };
+    if (rules.held(holder)) throw rules.refuse(holder);
+    await fs.promises.rm(file, { force: true });
+  }
+  throw rules.contended();
+}

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import { abortError, usageError, WeightmixError } from '../errors';
-import { pidAlive, removeEmptyParents } from '../leftovers';
+import { LockRules, pidAlive, removeEmptyParents, takePidLock } from '../leftovers';
 import { refuseForeignFiles, removeForeignFiles } from './part-target';
 
 const TEMP_TAG = '.weightmix-tmp-';
@@ -263,28 +263,19 @@ function realPathOfMaybeMissing(p: string): string {
 }
 
 async function takeLock(lockFile: string, target: string): Promise<void> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = await fs.promises.open(lockFile, 'wx');
-      await fd.writeFile(`${process.pid}\n`);
-      await fd.close();
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new WeightmixError('OutputError', `cannot create lock ${lockFile}: ${(e as Error).message}`);
-      }
-      const owner = Number.parseInt(await fs.promises.readFile(lockFile, 'utf8').catch(() => ''), 10);
-      if (pidAlive(owner) && owner !== process.pid) {
-        throw new WeightmixError('OutputLocked', `another weightmix run (pid ${owner}) is writing ${target}`);
-      }
-      if (owner === process.pid) {
-        throw new WeightmixError('OutputLocked', `this process is already writing ${target}`);
-      }
-      // The owner died (SIGKILL, power loss): its lock is stale.
-      await fs.promises.rm(lockFile, { force: true });
-    }
-  }
-  throw new WeightmixError('OutputLocked', `cannot lock ${target}`);
+  const rules: LockRules = {
+    // A holder whose pid is not (yet) written counts as gone, as before: a lock is written in one call.
+    held: ({ pid }) => pid === process.pid || pidAlive(pid),
+    refuse: ({ pid }) =>
+      new WeightmixError(
+        'OutputLocked',
+        pid === process.pid ? `this process is already writing ${target}` : `another weightmix run (pid ${pid}) is writing ${target}`,
+      ),
+    contended: () => new WeightmixError('OutputLocked', `cannot lock ${target}`),
+  };
+  await takePidLock(lockFile, rules, 2).catch((e: Error) => {
+    throw e instanceof WeightmixError ? e : new WeightmixError('OutputError', `cannot create lock ${lockFile}: ${e.message}`);
+  });
 }
 
 // What a run leaves beside an output NAME: `.NAME.weightmix-tmp-PID-…`, `.NAME.weightmix-old-PID`, `.NAME.weightmix-lora-PID-…`, `.NAME.weightmix-vocab-PID-…`
