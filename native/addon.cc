@@ -113,12 +113,8 @@ void settle(Napi::Env env, RunState* state, Outcome* outcome) {
     Napi::Object r = Napi::Object::New(env);
     r.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(outcome->result.bytesWritten)));
     const auto& moments = outcome->result.moments;
-    Napi::Float64Array m = Napi::Float64Array::New(env, moments.size() * 6);
-    for (size_t j = 0; j < moments.size(); ++j) {
-      const Moments& x = moments[j];
-      double vals[6] = {x.aa, x.bb, x.ab, x.dd, x.maxAbsDiff, static_cast<double>(x.nonFinite)};
-      for (int k = 0; k < 6; ++k) m[j * 6 + k] = vals[k];
-    }
+    Napi::Float64Array m = Napi::Float64Array::New(env, moments.size() * kMomentsStride);
+    for (size_t j = 0; j < moments.size(); ++j) flattenMoments(moments[j], m.Data() + j * kMomentsStride);
     r.Set("moments", m);
     const auto& stats = outcome->result.stats;  // histogram counts and L1 sums (plan.h's JobStat)
     Napi::Float64Array st = Napi::Float64Array::New(env, stats.size());

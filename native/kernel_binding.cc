@@ -170,6 +170,9 @@ Napi::Value RunKernelForTest(const Napi::CallbackInfo& info) {
     result.Set("bb", m.bb);
     result.Set("ab", m.ab);
     result.Set("dd", m.dd);
+    result.Set("absA", m.absA);
+    result.Set("absB", m.absB);
+    result.Set("absD", m.absD);
     result.Set("maxAbsDiff", m.maxAbsDiff);
     result.Set("nonFinite", static_cast<double>(m.nonFinite));
     return result;

@@ -9,7 +9,7 @@ namespace wm {
 //   op: 'lerpExact' | 'lerpMi' | 'convert' | 'linear' | 'moments'
 //   srcs: typed arrays (Buffers), types: 'F32' | 'F16' | 'BF16' per source, n: element count,
 //   simd: false forces the scalar path for this call. Returns undefined, or for 'moments'
-//   { aa, bb, ab, dd, maxAbsDiff, nonFinite }. Bad arguments throw a TypeError.
+//   { aa, bb, ab, dd, absA, absB, absD, maxAbsDiff, nonFinite }. Bad arguments throw a TypeError.
 Napi::Value RunKernelForTest(const Napi::CallbackInfo& info);
 
 }  // namespace wm

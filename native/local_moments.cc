@@ -58,7 +58,8 @@ void resolveLocalMoments(std::vector<OpenMoments>& dests, const Job& job, const 
         accumulateMoments(pa + s * dtypeSize(types[a]), types[a], pb + s * dtypeSize(types[b]), types[b], std::min(o.pieceElements, job.count - s), x);
         m.add(x);
       }
-      flat.insert(flat.end(), {m.aa, m.bb, m.ab, m.dd, m.maxAbsDiff, static_cast<double>(m.nonFinite)});
+      flat.resize(flat.size() + kMomentsStride);
+      flattenMoments(m, flat.data() + flat.size() - kMomentsStride);
     }
     if (!coefficients) throw ExecError("PlanInvalid", "plan: open moments but no coefficients callback");
     const std::vector<double> answer = coefficients(o.id, flat);

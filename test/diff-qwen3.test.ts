@@ -57,6 +57,8 @@ describe(`weightmix diff on a tiny Qwen3-shaped pair (seed ${SEED})`, () => {
       'a',
       'b',
       'sigma',
+      'paperSigma',
+      'paperSigmaTensors',
       'summary',
       'groups',
       'layers',
@@ -68,13 +70,17 @@ describe(`weightmix diff on a tiny Qwen3-shaped pair (seed ${SEED})`, () => {
       'threads',
     ]);
     expect(json.format).toBe('weightmix-diff/1');
-    const stats = ['elements', 'nonFinite', 'sumSqA', 'sumSqB', 'sumAB', 'sumSqDiff', 'maxAbsDiff', 'normA', 'normB', 'normDiff', 'relDistance', 'cosine'];
+    const stats = [
+      ...['elements', 'nonFinite', 'sumSqA', 'sumSqB', 'sumAB', 'sumSqDiff', 'sumAbsA', 'sumAbsB', 'sumAbsDiff', 'maxAbsDiff'],
+      ...['normA', 'normB', 'normDiff', 'relDistance', 'cosine', 'l1Ratio'],
+    ];
     expect(Object.keys(json.summary)).toEqual(['tensors', ...stats]);
     expect(Object.keys(json.groups[0])).toEqual(['layer', 'module', 'tensors', ...stats]);
     expect(Object.keys(json.layers[0])).toEqual(['layer', 'tensors', ...stats]);
     expect(Object.keys(json.modules[0])).toEqual(['module', 'tensors', ...stats]);
     expect(Object.keys(json.tensors[0])).toEqual(['name', 'layer', 'module', 'dtypeA', 'dtypeB', 'shape', ...stats]);
     expect(json.sigma).toBe(report.sigma);
+    expect(json.paperSigma).toBe(report.paperSigma);
     expect(json.tensors).toHaveLength(report.tensors.length);
     expect(json.groups.find((g: { layer: number | null; module: string }) => g.layer === null && g.module === 'embed')).toBeDefined();
   });

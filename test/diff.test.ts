@@ -1,10 +1,10 @@
 import * as path from 'node:path';
 import { diff, type DiffReport, type TensorDiff } from '../lib/analysis/diff';
-import { formatDiffReport } from '../lib/analysis/diff-output';
+import { formatDiffReport, formatFigure } from '../lib/analysis/diff-output';
 import { WeightmixError } from '../lib/errors';
 import { type SafetensorsDtype } from '../lib/format/safetensors';
 import { classifyTensor } from '../lib/model/tensor-names';
-import { decodeBits, sumReferenceMoments, type ReferenceMoments } from './reference/moments';
+import { decodeBits, referenceFigures, sumReferenceMoments, type ReferenceMoments } from './reference/moments';
 import {
   SEED,
   DTYPE_PAIRS,
@@ -67,7 +67,8 @@ describe(`weightmix diff: figures against the f64 reference (seed ${SEED})`, () 
   test('NaN and ±Inf on either side are counted as non-finite and left out; ±0 are zeros (hand-checked values)', () => {
     for (const name of ['model.layers.0.self_attn.hand.weight', 'model.layers.0.mlp.hand.weight']) {
       const t = zooReport.tensors.find((x) => x.name === name)!;
-      expect({ name, elements: t.elements, nonFinite: t.nonFinite, aa: t.sumSqA, bb: t.sumSqB, ab: t.sumAB, dd: t.sumSqDiff, max: t.maxAbsDiff }).toEqual({
+      const sums = { aa: t.sumSqA, bb: t.sumSqB, ab: t.sumAB, dd: t.sumSqDiff, absA: t.sumAbsA, absB: t.sumAbsB, absD: t.sumAbsDiff };
+      expect({ name, elements: t.elements, nonFinite: t.nonFinite, ...sums, max: t.maxAbsDiff }).toEqual({
         name,
         elements: 8,
         nonFinite: 4,
@@ -75,9 +76,13 @@ describe(`weightmix diff: figures against the f64 reference (seed ${SEED})`, () 
         bb: 20,
         ab: 8,
         dd: 17,
+        absA: 5,
+        absB: 6,
+        absD: 5,
         max: 4,
       });
       expect(t.relDistance).toBe(Math.sqrt(17) / Math.sqrt(13));
+      expect(t.l1Ratio).toBe(5 / 11);
       expect(t.cosine).toBeCloseTo(8 / Math.sqrt(260), 15);
     }
     const allNaN = zooReport.tensors.find((t) => t.name === 'model.layers.2.self_attn.all_nan.weight')!;
@@ -104,9 +109,16 @@ describe(`weightmix diff: figures against the f64 reference (seed ${SEED})`, () 
 
   test('edge cases: ‖A‖ = 0 gives no relative distance; two zero tensors are at distance 0, cosine 1; an empty tensor has neither', () => {
     const byName = (n: string) => zooReport.tensors.find((t) => t.name === n)!;
-    expect(byName('model.layers.2.self_attn.zero_a.weight')).toMatchObject({ sumSqA: 0, sumSqB: 0.3125, relDistance: null, cosine: null, maxAbsDiff: 0.5 });
-    expect(byName('model.layers.2.self_attn.zero_both.weight')).toMatchObject({ elements: 4, relDistance: 0, cosine: 1, maxAbsDiff: 0 });
-    expect(byName('model.layers.2.self_attn.o_proj.bias')).toMatchObject({ elements: 0, nonFinite: 0, relDistance: null, cosine: null });
+    expect(byName('model.layers.2.self_attn.zero_a.weight')).toMatchObject({
+      sumSqA: 0,
+      sumSqB: 0.3125,
+      relDistance: null,
+      cosine: null,
+      maxAbsDiff: 0.5,
+      l1Ratio: 1,
+    });
+    expect(byName('model.layers.2.self_attn.zero_both.weight')).toMatchObject({ elements: 4, relDistance: 0, cosine: 1, maxAbsDiff: 0, l1Ratio: 0 });
+    expect(byName('model.layers.2.self_attn.o_proj.bias')).toMatchObject({ elements: 0, nonFinite: 0, relDistance: null, cosine: null, l1Ratio: null });
   });
 
   test('non-float tensors are skipped and listed, in the report and in the table', () => {
@@ -147,6 +159,23 @@ describe(`weightmix diff: figures against the f64 reference (seed ${SEED})`, () 
     expect(zooReport.summary.tensors).toBe(zoo.length);
     expect(zooReport.sigma).toBe(zooReport.summary.relDistance);
     expectSum(zooReport.sigma!, Math.sqrt(all.sumSqDiff) / Math.sqrt(all.sumSqA), Math.sqrt(all.sumSqDiff / all.sumSqA), 'σ');
+  });
+
+  test("the paper's σ is the mean of Σ|b−a|/(Σ|a|+Σ|b|) over the decoder-layer tensors with a finite pair (Shadow-FT's sigma_v2.py)", () => {
+    const ratios: number[] = [];
+    for (const t of zoo) {
+      if (classifyTensor(t.name).layer === null) continue;
+      const { l1Ratio } = referenceFigures(zooRef.get(t.name)!);
+      if (l1Ratio !== null) ratios.push(l1Ratio);
+    }
+    // The zoo's layer tensors include an all-NaN one and an empty one (no ratio), and tensors outside the layers.
+    expect(ratios.length).toBeLessThan(zoo.filter((t) => classifyTensor(t.name).layer !== null).length);
+    expect(zooReport.paperSigmaTensors).toBe(ratios.length);
+    const mean = ratios.reduce((s, x) => s + x, 0) / ratios.length;
+    expectSum(zooReport.paperSigma!, mean, mean, 'paper σ');
+    expect(formatDiffReport(zooReport)).toContain(
+      `paper σ (Table 1) = mean Σ|B−A|/(Σ|A|+Σ|B|) over ${ratios.length} decoder-layer tensors: ${formatFigure(zooReport.paperSigma)}`,
+    );
   });
 
   test('groups come in layer order, module order within a layer, then the non-layer classes', () => {

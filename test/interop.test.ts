@@ -1,7 +1,8 @@
 /**
  * Interop with real PyTorch / safetensors / transformers (scripts/interop/README.md): weightmix's
  * output is recomputed by scripts/interop/torch_reference.py bit for bit, and loaded by
- * scripts/interop/load_check.py (safe_open every shard, transformers forward pass).
+ * scripts/interop/load_check.py (safe_open every shard, transformers forward pass); diff's paperSigma is checked against
+ * scripts/interop/paper_sigma.py (the paper's σ as its authors' script computes it).
  *
  * Needs a Python with torch + safetensors (+ transformers for the forward pass): $WEIGHTMIX_PYTHON,
  * else the first of /tmp/venv-interop/bin/python, /tmp/venv-torch/bin/python, python3 that imports them.
@@ -9,6 +10,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
+import { diff } from '../lib/analysis/diff';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { interpolate } from '../lib/interpolation/interpolate';
 import { testIf } from './helpers/skip';
@@ -240,6 +242,20 @@ describe('load_check.py: safetensors and transformers load the output', () => {
       expect(r.json[CASES.length]).toMatchObject({ ok: true, safetensors: { indexed: true, shards: 2 }, model: { class: 'Qwen3MoeForCausalLM' } });
     },
     300_000,
+  );
+});
+
+describe("paper_sigma.py: diff's paperSigma is the paper's Table 1 σ as the authors' script computes it", () => {
+  withTorch(
+    'the same mean of Σ|a−b|/(Σ|a|+Σ|b|) over the decoder-layer tensors (f32 numpy sums against f64: within 1e-5)',
+    async () => {
+      const r = runPython('paper_sigma.py', [tiny.instruct, tiny.thinking]);
+      expectExit0(r);
+      const report = await diff({ a: tiny.instruct, b: tiny.thinking, threads: 2 });
+      expect(report.paperSigmaTensors).toBe(r.json[0].tensors);
+      expect(Math.abs(report.paperSigma! - r.json[0].sigma)).toBeLessThan(1e-5 * r.json[0].sigma);
+    },
+    120_000,
   );
 });
 

@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WeightmixError } from '../lib/errors';
+import { MOMENTS_STRIDE } from '../lib/engine/moments-layout';
 import { NativePlan, runPlan } from '../lib/engine/native';
 import { dir, freshPath, useTempDir } from './helpers/temp-dir';
 
@@ -194,7 +195,7 @@ test('the valid plan runs: the control for every row below', async () => {
   expect(result.bytesWritten).toBe(64);
   expect(fs.statSync(out).size).toBe(64);
   expect(result.stats).toHaveLength(2 ** 11 + 2);
-  expect(result.moments).toHaveLength(6 * 6);
+  expect(result.moments).toHaveLength(6 * MOMENTS_STRIDE);
 });
 
 describe('an invalid plan is refused before any output file exists', () => {

@@ -1,25 +1,30 @@
 /**
  * `weightmix diff`: how far apart two checkpoints are, per tensor, per layer × module class, per
  * layer, per module class and for the whole pair, from one streaming native pass that accumulates
- * Σa², Σb², Σab, Σ(b−a)², max|b−a| and the non-finite count of every tensor in f64.
+ * Σa², Σb², Σab, Σ(b−a)², Σ|a|, Σ|b|, Σ|b−a|, max|b−a| and the non-finite count of every tensor in f64.
  *
  * Definitions (A is the first model, B the second; sums run over the finite pairs only):
  *   relDistance = ‖B−A‖ / ‖A‖ = sqrt(Σ(b−a)²) / sqrt(Σa²)
  *   cosine      = Σab / sqrt(Σa² · Σb²), clamped to [−1, 1]
  *   maxAbsDiff  = max |b−a|
+ *   l1Ratio     = Σ|b−a| / (Σ|a| + Σ|b|)
  *   sigma       = relDistance of the whole pair: sqrt(ΣΣ(b−a)²) / sqrt(ΣΣa²) over every float tensor
  *                 (F32, F16, BF16). Large tensors weigh more, as they do in the model.
+ *   paperSigma  = the mean of the per-tensor l1Ratio over the decoder-layer tensors (those with a layer):
+ *                 the σ of the paper's Table 1 (below). Every tensor weighs the same, a norm as a projection.
  * Edge cases: where ‖A‖ = 0, relDistance is 0 if B = A there too and null otherwise; where both
- * norms are 0 the cosine is 1 (the two are the same zero vector), where only one is 0 it is null.
+ * norms are 0 the cosine is 1 (the two are the same zero vector), where only one is 0 it is null;
+ * where Σ|a| + Σ|b| = 0 (both zero), l1Ratio is 0.
  * A pair with a NaN or ±Inf member is counted in `nonFinite` and left out of every sum; where no
  * finite pair is left (an empty tensor, or one of NaNs), relDistance and cosine are null.
  * Aggregates add the per-tensor f64 sums in the first model's tensor order (shard, then offset).
  *
  * σ and the paper: Wu et al. (arXiv 2510.10977) Table 1 reports σ = 0.0269 for Qwen3-4B Instruct-2507 vs
  * Thinking-2507 (0.0638 for Base vs Thinking), citing the authors' Shadow-FT work, whose script (wutaiqiang/Shadow-FT,
- * sigma_v2.py) computes per decoder-layer tensor Σ|a−b| / (Σ|a| + Σ|b|) and averages those over the tensors. That is an L1
- * ratio, averaged per tensor: not the global relative L2 distance `sigma` above (on one fixture pair this σ read 0.026 where
- * the script's read 0.010). The two are not to be compared; this pass does not sum |a|, |b| or |a − b|.
+ * sigma_v2.py) computes per decoder-layer tensor (`model.layers.N.`) Σ|a−b| / (Σ|a| + Σ|b|) and averages those over the
+ * tensors: `paperSigma`. It is an L1 ratio averaged per tensor, not the global relative L2 distance `sigma` (on one
+ * fixture pair `sigma` reads 0.026 where `paperSigma` reads 0.010): compare a pair with the paper's table by `paperSigma`.
+ * The script sums in f32 (numpy) and a non-finite value makes its result NaN; here the sums are f64 over the finite pairs.
  */
 import { Checkpoint } from '../model/checkpoint';
 import { openModels } from '../hub/open-model';
@@ -54,6 +59,12 @@ export interface DiffStats {
   sumAB: number;
   /** Σ(b−a)² over finite pairs. */
   sumSqDiff: number;
+  /** Σ|a| over finite pairs. */
+  sumAbsA: number;
+  /** Σ|b| over finite pairs. */
+  sumAbsB: number;
+  /** Σ|b−a| over finite pairs. */
+  sumAbsDiff: number;
   /** max |b−a| over finite pairs (0 when there are none). */
   maxAbsDiff: number;
   /** ‖A‖ = sqrt(Σa²). */
@@ -66,6 +77,8 @@ export interface DiffStats {
   relDistance: number | null;
   /** Σab / (‖A‖·‖B‖) in [−1, 1]; 1 when both are 0; null when exactly one is, or no finite pair was compared. */
   cosine: number | null;
+  /** Σ|b−a| / (Σ|a| + Σ|b|) in [0, 1]; 0 when both are 0; null when no finite pair was compared. */
+  l1Ratio: number | null;
 }
 
 /** One float tensor compared. */
@@ -132,6 +145,13 @@ export interface DiffReport {
   b: string;
   /** The pair's summary figure: `summary.relDistance`, sqrt(ΣΣ(b−a)²) / sqrt(ΣΣa²) over all float tensors. */
   sigma: number | null;
+  /**
+   * The σ of the paper's Table 1 (0.0269 for Qwen3-4B Instruct-2507 vs Thinking-2507): the mean of `l1Ratio` over the
+   * decoder-layer tensors (`layer` not null) that have a finite pair; null when there are none.
+   */
+  paperSigma: number | null;
+  /** Tensors whose `l1Ratio` `paperSigma` averages. */
+  paperSigmaTensors: number;
   /** Every compared tensor together. */
   summary: DiffStats & { tensors: number };
   /** Per layer × module class (layer order, then DIFF_MODULE_ORDER), then the non-layer classes. */
@@ -195,6 +215,8 @@ export function diffStats(m: Moments): DiffStats {
   } else {
     cosine = m.sumSqA === 0 && m.sumSqB === 0 ? 1 : null;
   }
+  const absTotal = m.sumAbsA + m.sumAbsB;
+  const l1Ratio = m.elements - m.nonFinite === 0 ? null : absTotal > 0 ? m.sumAbsDiff / absTotal : 0;
   return {
     elements: m.elements,
     nonFinite: m.nonFinite,
@@ -202,12 +224,16 @@ export function diffStats(m: Moments): DiffStats {
     sumSqB: m.sumSqB,
     sumAB: m.sumAB,
     sumSqDiff: m.sumSqDiff,
+    sumAbsA: m.sumAbsA,
+    sumAbsB: m.sumAbsB,
+    sumAbsDiff: m.sumAbsDiff,
     maxAbsDiff: m.maxAbsDiff,
     normA,
     normB,
     normDiff,
     relDistance,
     cosine,
+    l1Ratio,
   };
 }
 
@@ -236,19 +262,16 @@ function aborted(signal: AbortSignal | undefined): WeightmixError {
 }
 
 /**
- * Compares two checkpoints with the same tensor names and shapes (float dtypes may differ per
- * tensor) in one streaming native pass. Non-float tensors are listed in `skipped`.
- * Throws WeightmixError: ModelNotFound, ModelsDiffer, ShapeMismatch, DtypeMismatch, Usage, Aborted, I/O codes.
- */
-/**
- * How far apart two checkpoints are: ‖B−A‖/‖A‖, cosine and max |B−A| per tensor, per layer × module
- * class, per layer, per module class, and σ for the pair, from one streaming pass over both.
+ * How far apart two checkpoints are: ‖B−A‖/‖A‖, cosine, max |B−A| and Σ|B−A|/(Σ|A|+Σ|B|) per tensor, per layer × module
+ * class, per layer, per module class, and σ and the paper's Table 1 σ (`paperSigma`) for the pair, from one streaming pass
+ * over both. The two models need the same tensor names and shapes (float dtypes may differ per tensor); non-float tensors
+ * are listed in `skipped`.
  *
  * @example
  * ```ts
  * import { diff } from 'weightmix';
  * const report = await diff({ a: 'Qwen3-4B-Instruct-2507', b: 'Qwen3-4B-Thinking-2507' });
- * console.log(report.sigma, report.layers.map((l) => l.relDistance));
+ * console.log(report.sigma, report.paperSigma, report.layers.map((l) => l.relDistance));
  * ```
  * @throws {@link WeightmixError} `Usage`, `ModelNotFound`, `ModelsDiffer`, `ShapeMismatch`, `InputChanged`,
  * `Aborted`, a safetensors code for a malformed input (docs/errors.md).
@@ -326,15 +349,32 @@ function momentsOf(s: DiffStats): Moments {
     sumSqB: s.sumSqB,
     sumAB: s.sumAB,
     sumSqDiff: s.sumSqDiff,
+    sumAbsA: s.sumAbsA,
+    sumAbsB: s.sumAbsB,
+    sumAbsDiff: s.sumAbsDiff,
     maxAbsDiff: s.maxAbsDiff,
     nonFinite: s.nonFinite,
   };
 }
 
+/** The paper's σ: the mean of the decoder-layer tensors' L1 ratios (tensor order), and how many it averages. */
+function paperSigmaOf(tensors: readonly TensorDiff[]): Pick<DiffReport, 'paperSigma' | 'paperSigmaTensors'> {
+  let sum = 0;
+  let count = 0;
+  for (const t of tensors) {
+    if (t.layer === null || t.l1Ratio === null) continue;
+    sum += t.l1Ratio;
+    count++;
+  }
+  return { paperSigma: count === 0 ? null : sum / count, paperSigmaTensors: count };
+}
+
 const moduleRank = (m: ModuleClass) => DIFF_MODULE_ORDER.indexOf(m);
 
 /** Sums per-tensor moments (in tensor order) into groups, layers, module classes and the whole pair. */
-export function aggregate(tensors: readonly TensorDiff[]): Pick<DiffReport, 'sigma' | 'summary' | 'groups' | 'layers' | 'modules'> {
+export function aggregate(
+  tensors: readonly TensorDiff[],
+): Pick<DiffReport, 'sigma' | 'paperSigma' | 'paperSigmaTensors' | 'summary' | 'groups' | 'layers' | 'modules'> {
   type Acc = { m: Moments; tensors: number };
   const bucket = <K>(map: Map<K, Acc>, key: K, t: TensorDiff) => {
     let acc = map.get(key);
@@ -356,6 +396,7 @@ export function aggregate(tensors: readonly TensorDiff[]): Pick<DiffReport, 'sig
   const summary = { tensors: total.tensors, ...diffStats(total.m) };
   return {
     sigma: summary.relDistance,
+    ...paperSigmaOf(tensors),
     summary,
     groups: [...groups.entries()]
       .map(([key, acc]) => {

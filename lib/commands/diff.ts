@@ -1,4 +1,4 @@
-/** `weightmix diff A B`: relative distance, cosine and max |B−A| per tensor, layer and module class, and σ for the pair. */
+/** `weightmix diff A B`: relative distance, cosine and max |B−A| per tensor, layer and module class, and σ and the paper's σ for the pair. */
 import type { Command } from 'commander';
 import { diff, type DiffReport } from '../analysis/diff';
 import { formatDiffReport, plotDiff } from '../analysis/diff-output';
@@ -16,7 +16,7 @@ interface DiffCliOptions {
 export function register(program: Command): void {
   program
     .command('diff')
-    .description('how far apart two models are: ‖B−A‖/‖A‖, cosine and max |B−A| per tensor, layer and module class, and σ for the pair')
+    .description("how far apart two models are: ‖B−A‖/‖A‖, cosine and max |B−A| per tensor, layer and module class; σ and the paper's Table 1 σ for the pair")
     .argument('<a>', 'first model, a folder or a hub id ORG/NAME[@REVISION] (A; distances are relative to its norm, e.g. the Instruct model)')
     .argument('<b>', 'second model, a folder or a hub id (B, e.g. the Thinking model)')
     .option('--json', 'print the whole report as JSON')

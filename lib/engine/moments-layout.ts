@@ -1,7 +1,17 @@
-/** The engine's six moments of a pair of tensors: their order in its flat result, and their decoding (no engine call here). */
+/** The engine's nine moments of a pair of tensors: their order in its flat result, and their decoding (no engine call here). */
 
-/** Where each of a job's six numbers sits in the engine's result (native/executor.cc writes them in this order). */
-export const MOMENTS_LAYOUT = Object.freeze({ sumSqA: 0, sumSqB: 1, sumAB: 2, sumSqDiff: 3, maxAbsDiff: 4, nonFinite: 5 });
+/** Where each of a job's nine numbers sits in the engine's result (native/kernels/kernels.h's flattenMoments writes them in this order). */
+export const MOMENTS_LAYOUT = Object.freeze({
+  sumSqA: 0,
+  sumSqB: 1,
+  sumAB: 2,
+  sumSqDiff: 3,
+  maxAbsDiff: 4,
+  nonFinite: 5,
+  sumAbsA: 6,
+  sumAbsB: 7,
+  sumAbsDiff: 8,
+});
 /** Numbers per moments job in the engine's result. */
 export const MOMENTS_STRIDE = Object.keys(MOMENTS_LAYOUT).length;
 
@@ -17,6 +27,12 @@ export interface Moments {
   sumAB: number;
   /** Σ(b−a)² */
   sumSqDiff: number;
+  /** Σ|a| */
+  sumAbsA: number;
+  /** Σ|b| */
+  sumAbsB: number;
+  /** Σ|b−a| */
+  sumAbsDiff: number;
   /** max |b−a| (0 when no finite pair) */
   maxAbsDiff: number;
   /** Pairs where a or b is NaN or ±Inf. */
@@ -33,6 +49,9 @@ export function momentsAt(result: Float64Array, j: number, elements: number): Mo
     sumSqB: result[o + L.sumSqB],
     sumAB: result[o + L.sumAB],
     sumSqDiff: result[o + L.sumSqDiff],
+    sumAbsA: result[o + L.sumAbsA],
+    sumAbsB: result[o + L.sumAbsB],
+    sumAbsDiff: result[o + L.sumAbsDiff],
     maxAbsDiff: result[o + L.maxAbsDiff],
     nonFinite: result[o + L.nonFinite],
   };

@@ -1,5 +1,5 @@
 /**
- * The engine's moments pass: for each pair of tensors (a, b) it returns, in f64, the six numbers
+ * The engine's moments pass: for each pair of tensors (a, b) it returns, in f64, the nine numbers
  * of MOMENTS_LAYOUT. Jobs are built and results decoded here only (diff and recipes both use it).
  */
 import type { TensorLocation } from '../model/checkpoint';
@@ -18,7 +18,7 @@ export interface TensorPair {
 }
 
 export function emptyMoments(): Moments {
-  return { elements: 0, sumSqA: 0, sumSqB: 0, sumAB: 0, sumSqDiff: 0, maxAbsDiff: 0, nonFinite: 0 };
+  return { elements: 0, sumSqA: 0, sumSqB: 0, sumAB: 0, sumSqDiff: 0, sumAbsA: 0, sumAbsB: 0, sumAbsDiff: 0, maxAbsDiff: 0, nonFinite: 0 };
 }
 
 /** Adds `x` into `into` (f64 sums, max of maxima). */
@@ -28,6 +28,9 @@ export function addMoments(into: Moments, x: Moments): void {
   into.sumSqB += x.sumSqB;
   into.sumAB += x.sumAB;
   into.sumSqDiff += x.sumSqDiff;
+  into.sumAbsA += x.sumAbsA;
+  into.sumAbsB += x.sumAbsB;
+  into.sumAbsDiff += x.sumAbsDiff;
   into.maxAbsDiff = Math.max(into.maxAbsDiff, x.maxAbsDiff);
   into.nonFinite += x.nonFinite;
 }

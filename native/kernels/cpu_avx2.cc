@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "avx2_loads.h"
+#include "moments_avx512.h"
 #include "numerics.h"
 
 #define WM_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -266,7 +267,7 @@ WM_AVX2 void linearStore(const float* acc, void* out, size_t start, size_t len) 
 
 // moments: lane l of the pair (lo, hi) of 4-wide f64 vectors is lane l of numerics.h's 8 lanes.
 struct MomentLanes {
-  __m256d aa[2], bb[2], ab[2], dd[2], maxAbs;
+  __m256d aa[2], bb[2], ab[2], dd[2], absA[2], absB[2], absD[2], maxAbs;
   uint64_t nonFinite;
 };
 
@@ -298,7 +299,11 @@ WM_AVX2_INLINE void momentsStep8(MomentLanes& s, const void* a, const void* b, s
     s.bb[h] = _mm256_add_pd(s.bb[h], yy);
     s.ab[h] = _mm256_add_pd(s.ab[h], xy);
     s.dd[h] = _mm256_add_pd(s.dd[h], d2);
-    s.maxAbs = _mm256_max_pd(s.maxAbs, _mm256_andnot_pd(signBit, d));
+    const __m256d absD = _mm256_andnot_pd(signBit, d);
+    s.absA[h] = _mm256_add_pd(s.absA[h], _mm256_andnot_pd(signBit, xd));
+    s.absB[h] = _mm256_add_pd(s.absB[h], _mm256_andnot_pd(signBit, yd));
+    s.absD[h] = _mm256_add_pd(s.absD[h], absD);
+    s.maxAbs = _mm256_max_pd(s.maxAbs, absD);
   }
 }
 
@@ -312,7 +317,7 @@ WM_AVX2_INLINE double combine(const __m256d v[2]) {
 template <Dtype TA, Dtype TB>
 WM_AVX2 void momentsLoop(const void* a, const void* b, size_t n, Moments& m) {
   MomentLanes s;
-  for (int h = 0; h < 2; ++h) s.aa[h] = s.bb[h] = s.ab[h] = s.dd[h] = _mm256_setzero_pd();
+  for (int h = 0; h < 2; ++h) s.aa[h] = s.bb[h] = s.ab[h] = s.dd[h] = s.absA[h] = s.absB[h] = s.absD[h] = _mm256_setzero_pd();
   s.maxAbs = _mm256_setzero_pd();
   s.nonFinite = 0;
   const size_t full = n - n % 8;
@@ -328,6 +333,9 @@ WM_AVX2 void momentsLoop(const void* a, const void* b, size_t n, Moments& m) {
   m.bb = num::addRn(m.bb, combine(s.bb));
   m.ab = num::addRn(m.ab, combine(s.ab));
   m.dd = num::addRn(m.dd, combine(s.dd));
+  m.absA = num::addRn(m.absA, combine(s.absA));
+  m.absB = num::addRn(m.absB, combine(s.absB));
+  m.absD = num::addRn(m.absD, combine(s.absD));
   m.maxAbsDiff = std::max(m.maxAbsDiff, maxAbs);
   m.nonFinite += s.nonFinite;
 }
@@ -389,6 +397,7 @@ void linear(const void* const* srcs, const Dtype* types, const float* w, size_t 
 }
 
 void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t n, Moments& m) {
+  if (avx512Enabled()) return accumulateMomentsAvx512(a, ta, b, tb, n, m);
   withDtype(ta, [&](auto A) {
     withDtype(tb, [&](auto B) { momentsLoop<decltype(A)::value, decltype(B)::value>(a, b, n, m); });
   });

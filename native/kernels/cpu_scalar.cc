@@ -96,7 +96,7 @@ void linear(const void* const* srcs, const Dtype* types, const float* w, size_t 
 
 void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t n, Moments& m) {
   constexpr int L = num::kMomentLanes;
-  double aa[L] = {}, bb[L] = {}, ab[L] = {}, dd[L] = {};
+  double aa[L] = {}, bb[L] = {}, ab[L] = {}, dd[L] = {}, absA[L] = {}, absB[L] = {}, absD[L] = {};
   double maxAbs = 0;
   uint64_t nonFinite = 0;
   withDtype(ta, [&](auto A) {
@@ -114,6 +114,9 @@ void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t 
         ab[l] = num::addRn(ab[l], num::mulRn(x, y));
         const double d = num::subRn(y, x);
         dd[l] = num::addRn(dd[l], num::mulRn(d, d));
+        absA[l] = num::addRn(absA[l], std::fabs(x));
+        absB[l] = num::addRn(absB[l], std::fabs(y));
+        absD[l] = num::addRn(absD[l], std::fabs(d));
         maxAbs = std::max(maxAbs, std::fabs(d));
       }
     });
@@ -122,6 +125,9 @@ void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t 
   m.bb = num::addRn(m.bb, num::combineMomentLanes(bb));
   m.ab = num::addRn(m.ab, num::combineMomentLanes(ab));
   m.dd = num::addRn(m.dd, num::combineMomentLanes(dd));
+  m.absA = num::addRn(m.absA, num::combineMomentLanes(absA));
+  m.absB = num::addRn(m.absB, num::combineMomentLanes(absB));
+  m.absD = num::addRn(m.absD, num::combineMomentLanes(absD));
   m.maxAbsDiff = std::max(m.maxAbsDiff, maxAbs);
   m.nonFinite += nonFinite;
 }

@@ -29,6 +29,7 @@ void linear(const void* const* srcs, const Dtype* types, const float* w, size_t 
 // Streaming statistics of two tensors for `weightmix diff`, accumulated in f64.
 struct Moments {
   double aa = 0, bb = 0, ab = 0, dd = 0;  // sum a^2, sum b^2, sum a*b, sum (b-a)^2
+  double absA = 0, absB = 0, absD = 0;    // sum |a|, sum |b|, sum |b-a|: the L1 ratio of the paper's sigma (lib/analysis/diff.ts)
   double maxAbsDiff = 0;                   // max |b - a| over finite pairs
   uint64_t nonFinite = 0;                  // pairs where a or b is NaN or Inf (excluded from the sums)
   // Adds a later piece's sums: the moments pass and a local job reduce pieces in order with this, so their f64 sums agree.
@@ -37,10 +38,19 @@ struct Moments {
     bb += x.bb;
     ab += x.ab;
     dd += x.dd;
+    absA += x.absA;
+    absB += x.absB;
+    absD += x.absD;
     maxAbsDiff = maxAbsDiff < x.maxAbsDiff ? x.maxAbsDiff : maxAbsDiff;  // std::max's choice, without <algorithm> here
     nonFinite += x.nonFinite;
   }
 };
+// A Moments as JavaScript reads it (lib/engine/moments-layout.ts's MOMENTS_LAYOUT): kMomentsStride numbers in that order.
+constexpr size_t kMomentsStride = 9;
+inline void flattenMoments(const Moments& x, double* out) {
+  const double vals[kMomentsStride] = {x.aa, x.bb, x.ab, x.dd, x.maxAbsDiff, static_cast<double>(x.nonFinite), x.absA, x.absB, x.absD};
+  for (size_t k = 0; k < kMomentsStride; ++k) out[k] = vals[k];
+}
 void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t n, Moments& m);
 
 // out[i] = the f32 bit pattern of |fl32(x[i] - base[i])| (sign cleared): the magnitude part of the

@@ -124,7 +124,9 @@ static void testConversionsExhaustive() {
 static bool momentsEqual(const wm::Moments& x, const wm::Moments& y) {
   return std::memcmp(&x.aa, &y.aa, sizeof(double)) == 0 && std::memcmp(&x.bb, &y.bb, sizeof(double)) == 0 &&
          std::memcmp(&x.ab, &y.ab, sizeof(double)) == 0 && std::memcmp(&x.dd, &y.dd, sizeof(double)) == 0 &&
-         std::memcmp(&x.maxAbsDiff, &y.maxAbsDiff, sizeof(double)) == 0 && x.nonFinite == y.nonFinite;
+         std::memcmp(&x.absA, &y.absA, sizeof(double)) == 0 && std::memcmp(&x.absB, &y.absB, sizeof(double)) == 0 &&
+         std::memcmp(&x.absD, &y.absD, sizeof(double)) == 0 && std::memcmp(&x.maxAbsDiff, &y.maxAbsDiff, sizeof(double)) == 0 &&
+         x.nonFinite == y.nonFinite;
 }
 
 static void testOps(uint64_t seed) {
@@ -193,17 +195,22 @@ static void testOps(uint64_t seed) {
           });
           CHECK(ok, "convert %s->%s n=%zu: SIMD != scalar", dtypeName(ta), dtypeName(to), n);
         }
-        wm::Moments ms, mv;
-        ms.aa = mv.aa = 1.5;  // accumulates onto what is there
+        wm::Moments ms;
+        ms.aa = 1.5;  // accumulates onto what is there
         wm::setSimdEnabled(false);
         wm::accumulateMoments(pa, ta, pb, tb, n, ms);
         wm::setSimdEnabled(true);
-        wm::accumulateMoments(pa, ta, pb, tb, n, mv);
-        digestBytes(&mv, sizeof mv);
-        ++cases;
-        CHECK(momentsEqual(ms, mv), "moments %s,%s n=%zu: SIMD (%a %a %a %a %a %" PRIu64 ") != scalar (%a %a %a %a %a %" PRIu64 ")",
-              dtypeName(ta), dtypeName(tb), n, mv.aa, mv.bb, mv.ab, mv.dd, mv.maxAbsDiff, mv.nonFinite, ms.aa, ms.bb,
-              ms.ab, ms.dd, ms.maxAbsDiff, ms.nonFinite);
+        for (bool wide : {false, true}) {
+          wm::Moments mv;
+          mv.aa = 1.5;
+          withAvx512(wide, [&] { wm::accumulateMoments(pa, ta, pb, tb, n, mv); });
+          if (wide) digestBytes(&mv, sizeof mv);
+          ++cases;
+          CHECK(momentsEqual(ms, mv),
+                "moments %s,%s n=%zu, AVX-512 %s: SIMD (%a %a %a %a %a %a %a %a %" PRIu64 ") != scalar (%a %a %a %a %a %a %a %a %" PRIu64 ")",
+                dtypeName(ta), dtypeName(tb), n, wide ? "on" : "off", mv.aa, mv.bb, mv.ab, mv.dd, mv.absA, mv.absB, mv.absD, mv.maxAbsDiff,
+                mv.nonFinite, ms.aa, ms.bb, ms.ab, ms.dd, ms.absA, ms.absB, ms.absD, ms.maxAbsDiff, ms.nonFinite);
+        }
       }
     }
   }

@@ -175,11 +175,16 @@ export function expectMatchesReference(actual: DiffStats, ref: ReferenceMoments,
   expectSum(actual.sumSqB, ref.sumSqB, ref.sumSqB, `${what} Σb²`);
   expectSum(actual.sumAB, ref.sumAB, Math.sqrt(ref.sumSqA * ref.sumSqB), `${what} Σab`);
   expectSum(actual.sumSqDiff, ref.sumSqDiff, ref.sumSqDiff, `${what} Σ(b−a)²`);
+  expectSum(actual.sumAbsA, ref.sumAbsA, ref.sumAbsA, `${what} Σ|a|`);
+  expectSum(actual.sumAbsB, ref.sumAbsB, ref.sumAbsB, `${what} Σ|b|`);
+  expectSum(actual.sumAbsDiff, ref.sumAbsDiff, ref.sumAbsDiff, `${what} Σ|b−a|`);
   const fig = referenceFigures(ref);
   if (fig.relDistance === null) expect({ what, relDistance: actual.relDistance }).toEqual({ what, relDistance: null });
   else expectSum(actual.relDistance!, fig.relDistance, fig.relDistance, `${what} ‖B−A‖/‖A‖`);
   if (fig.cosine === null) expect({ what, cosine: actual.cosine }).toEqual({ what, cosine: null });
   else expectSum(actual.cosine!, fig.cosine, 2, `${what} cosine`);
+  if (fig.l1Ratio === null) expect({ what, l1Ratio: actual.l1Ratio }).toEqual({ what, l1Ratio: null });
+  else expectSum(actual.l1Ratio!, fig.l1Ratio, fig.l1Ratio, `${what} Σ|b−a|/(Σ|a|+Σ|b|)`);
   expect(actual.normA).toBe(Math.sqrt(actual.sumSqA));
   expect(actual.normDiff).toBe(Math.sqrt(actual.sumSqDiff));
 }

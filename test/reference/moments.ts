@@ -63,6 +63,9 @@ export interface ReferenceMoments {
   sumSqB: number;
   sumAB: number;
   sumSqDiff: number;
+  sumAbsA: number;
+  sumAbsB: number;
+  sumAbsDiff: number;
   maxAbsDiff: number;
   nonFinite: number;
 }
@@ -82,7 +85,7 @@ class CompensatedSum {
 }
 
 /**
- * Σa², Σb², Σab, Σ(b−a)², max|b−a| over the pairs where both are finite, and the count of the others.
+ * Σa², Σb², Σab, Σ(b−a)², Σ|a|, Σ|b|, Σ|b−a|, max|b−a| over the pairs where both are finite, and the count of the others.
  * Each term is formed as the engine's contract says (a·a and a·b exact in f64, b−a rounded, then squared).
  */
 export function referenceMoments(a: Buffer, dtypeA: ReferenceDtype, b: Buffer, dtypeB: ReferenceDtype): ReferenceMoments {
@@ -94,6 +97,9 @@ export function referenceMoments(a: Buffer, dtypeA: ReferenceDtype, b: Buffer, d
   const bb = new CompensatedSum();
   const ab = new CompensatedSum();
   const dd = new CompensatedSum();
+  const absA = new CompensatedSum();
+  const absB = new CompensatedSum();
+  const absD = new CompensatedSum();
   let maxAbsDiff = 0;
   let nonFinite = 0;
   for (let i = 0; i < n; i++) {
@@ -108,14 +114,28 @@ export function referenceMoments(a: Buffer, dtypeA: ReferenceDtype, b: Buffer, d
     ab.add(x * y);
     const d = y - x;
     dd.add(d * d);
+    absA.add(Math.abs(x));
+    absB.add(Math.abs(y));
+    absD.add(Math.abs(d));
     maxAbsDiff = Math.max(maxAbsDiff, Math.abs(d));
   }
-  return { elements: n, sumSqA: aa.value(), sumSqB: bb.value(), sumAB: ab.value(), sumSqDiff: dd.value(), maxAbsDiff, nonFinite };
+  return {
+    elements: n,
+    sumSqA: aa.value(),
+    sumSqB: bb.value(),
+    sumAB: ab.value(),
+    sumSqDiff: dd.value(),
+    sumAbsA: absA.value(),
+    sumAbsB: absB.value(),
+    sumAbsDiff: absD.value(),
+    maxAbsDiff,
+    nonFinite,
+  };
 }
 
 /** Adds moments (for aggregates): compensated sums of the parts, max of maxima. */
 export function sumReferenceMoments(parts: readonly ReferenceMoments[]): ReferenceMoments {
-  const keys = ['sumSqA', 'sumSqB', 'sumAB', 'sumSqDiff'] as const;
+  const keys = ['sumSqA', 'sumSqB', 'sumAB', 'sumSqDiff', 'sumAbsA', 'sumAbsB', 'sumAbsDiff'] as const;
   const sums = keys.map(() => new CompensatedSum());
   let elements = 0;
   let nonFinite = 0;
@@ -126,15 +146,17 @@ export function sumReferenceMoments(parts: readonly ReferenceMoments[]): Referen
     nonFinite += p.nonFinite;
     maxAbsDiff = Math.max(maxAbsDiff, p.maxAbsDiff);
   }
-  return { elements, sumSqA: sums[0].value(), sumSqB: sums[1].value(), sumAB: sums[2].value(), sumSqDiff: sums[3].value(), maxAbsDiff, nonFinite };
+  const [sumSqA, sumSqB, sumAB, sumSqDiff, sumAbsA, sumAbsB, sumAbsDiff] = sums.map((s) => s.value());
+  return { elements, sumSqA, sumSqB, sumAB, sumSqDiff, sumAbsA, sumAbsB, sumAbsDiff, maxAbsDiff, nonFinite };
 }
 
-/** ‖B−A‖/‖A‖ and cosine as `weightmix diff` defines them, edge cases included. */
-export function referenceFigures(m: ReferenceMoments): { relDistance: number | null; cosine: number | null } {
-  if (m.elements === m.nonFinite) return { relDistance: null, cosine: null };
+/** ‖B−A‖/‖A‖, cosine and Σ|b−a|/(Σ|a|+Σ|b|) as `weightmix diff` defines them, edge cases included. */
+export function referenceFigures(m: ReferenceMoments): { relDistance: number | null; cosine: number | null; l1Ratio: number | null } {
+  if (m.elements === m.nonFinite) return { relDistance: null, cosine: null, l1Ratio: null };
   const relDistance = m.sumSqA > 0 ? Math.sqrt(m.sumSqDiff) / Math.sqrt(m.sumSqA) : m.sumSqDiff === 0 ? 0 : null;
   let cosine: number | null;
   if (m.sumSqA > 0 && m.sumSqB > 0) cosine = Math.max(-1, Math.min(1, m.sumAB / (Math.sqrt(m.sumSqA) * Math.sqrt(m.sumSqB))));
   else cosine = m.sumSqA === 0 && m.sumSqB === 0 ? 1 : null;
-  return { relDistance, cosine };
+  const l1Ratio = m.sumAbsA + m.sumAbsB > 0 ? m.sumAbsDiff / (m.sumAbsA + m.sumAbsB) : 0;
+  return { relDistance, cosine, l1Ratio };
 }

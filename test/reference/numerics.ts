@@ -268,6 +268,9 @@ export interface Moments {
   bb: number;
   ab: number;
   dd: number;
+  absA: number;
+  absB: number;
+  absD: number;
   maxAbsDiff: number;
   nonFinite: number;
 }
@@ -281,6 +284,9 @@ export function moments(a: Tensor, b: Tensor): Moments {
   const bb = lanes();
   const ab = lanes();
   const dd = lanes();
+  const absA = lanes();
+  const absB = lanes();
+  const absD = lanes();
   let maxAbsDiff = 0;
   let nonFinite = 0;
   av.forEach((x, i) => {
@@ -295,8 +301,21 @@ export function moments(a: Tensor, b: Tensor): Moments {
     ab[l] += x * y;
     const d = y - x;
     dd[l] += d * d;
+    absA[l] += abs(x);
+    absB[l] += abs(y);
+    absD[l] += abs(d);
     maxAbsDiff = max(maxAbsDiff, abs(d));
   });
   const combine = (p: number[]) => p[0] + p[4] + (p[2] + p[6]) + (p[1] + p[5] + (p[3] + p[7]));
-  return { aa: combine(aa), bb: combine(bb), ab: combine(ab), dd: combine(dd), maxAbsDiff, nonFinite };
+  return {
+    aa: combine(aa),
+    bb: combine(bb),
+    ab: combine(ab),
+    dd: combine(dd),
+    absA: combine(absA),
+    absB: combine(absB),
+    absD: combine(absD),
+    maxAbsDiff,
+    nonFinite,
+  };
 }

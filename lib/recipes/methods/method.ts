@@ -6,8 +6,8 @@ import type { SparseMergeSpec } from '../sparsify';
 import type { DellaRecipe } from '../../engine/della-params';
 import type { MergeMethodName } from '../../merge-method-names';
 
-/** f64 statistics of a pair of tensors (a, b), from the engine's moments pass. */
-export type PairMoments = Moments;
+/** f64 statistics of a pair of tensors (a, b), from the engine's moments pass: the second moments the methods read (not diff's L1 sums). */
+export type PairMoments = Pick<Moments, 'elements' | 'sumSqA' | 'sumSqB' | 'sumAB' | 'sumSqDiff' | 'maxAbsDiff' | 'nonFinite'>;
 
 export interface MethodTensor {
   /** Output tensor name (method-wide parameters' filters match it; per-model ones match scope.sourceNames). */
