@@ -154,6 +154,44 @@ describe('makeCheckpointPair: determinism and options', () => {
     expect(snapshotOf(dir)).toEqual(snapshotOf(fresh));
   });
 
+  test('every file of both models is fsynced before the pair is renamed into place (a crash leaves no pair with unwritten pages)', async () => {
+    const dir = freshDir();
+    const events: string[] = [];
+    const opened = new WeakMap<object, string>();
+    const realOpen = fs.promises.open;
+    const realRename = fs.promises.rename;
+    const probe = await realOpen(__filename, 'r');
+    const handleProto = Object.getPrototypeOf(probe) as { sync: () => Promise<void> };
+    await probe.close();
+    const realSync = handleProto.sync;
+    const spies = [
+      jest.spyOn(fs.promises, 'open').mockImplementation(async (...args: Parameters<typeof realOpen>) => {
+        const handle = await realOpen(...args);
+        opened.set(handle, String(args[0]));
+        return handle;
+      }),
+      jest.spyOn(handleProto, 'sync').mockImplementation(function (this: object) {
+        events.push(`sync ${opened.get(this)}`);
+        return realSync.call(this);
+      }),
+      jest.spyOn(fs.promises, 'rename').mockImplementation(async (from, to) => {
+        events.push(`rename ${String(to)}`);
+        return realRename(from, to);
+      }),
+    ];
+    try {
+      await makeCheckpointPair({ dir, shape: 'tiny', seed: 3 });
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+    }
+    const firstRename = events.findIndex((e) => e.startsWith('rename '));
+    expect(firstRename).toBeGreaterThan(0);
+    const synced = new Set(events.slice(0, firstRename).map((e) => e.slice('sync '.length).split(path.sep).slice(-2).join('/')));
+    for (const variant of ['instruct', 'thinking']) {
+      for (const file of fs.readdirSync(path.join(dir, variant))) expect(synced).toContain(`${variant}/${file}`);
+    }
+  });
+
   test('the command refuses --scale 0 and --layers 0 naming the flag, before any folder is made', async () => {
     const dir = freshDir();
     for (const flag of ['--scale', '--layers']) {

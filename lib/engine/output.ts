@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import * as os from 'node:os';
+import { syncDir, syncTree } from '../durable-files';
 import { abortError, usageError, WeightmixError } from '../errors';
 import { LockRules, pidAlive, removeEmptyParents, takePidLock } from '../leftovers';
 import { refuseForeignFiles, removeForeignFiles } from './part-target';
@@ -116,6 +117,7 @@ export class OutputTransaction {
    */
   static async commitAll(txs: readonly OutputTransaction[], signal?: AbortSignal): Promise<void> {
     if (txs.some((tx) => tx.finished)) throw new Error('internal: transaction already finished');
+    // The native engine already synced the shards; sidecars and index are small.
     for (const tx of txs) await syncTree(tx.tempDir);
     if (signal?.aborted) throw abortError('the merge was aborted before it was published', signal);
     for (const tx of txs) tx.checkTarget();
@@ -344,30 +346,4 @@ async function removeStale(
     await fs.promises.rm(leftover, { recursive: true, force: true });
     notice?.(`removed ${leftover} left by an interrupted run`);
   }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fd = await fs.promises.open(dir, 'r');
-  try {
-    await fd.sync();
-  } finally {
-    await fd.close();
-  }
-}
-
-/** fsync every file (the native engine already synced the shards; sidecars and index are small). */
-async function syncTree(dir: string): Promise<void> {
-  for (const entry of await fs.promises.readdir(dir, { withFileTypes: true })) {
-    const p = path.join(dir, entry.name);
-    if (entry.isDirectory()) await syncTree(p);
-    else if (entry.isFile()) {
-      const fd = await fs.promises.open(p, 'r');
-      try {
-        await fd.sync();
-      } finally {
-        await fd.close();
-      }
-    }
-  }
-  await syncDir(dir);
 }

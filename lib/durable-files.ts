@@ -1,0 +1,30 @@
+/** fsync of a folder's entries and of whole trees: what a run makes durable before it publishes by rename (merge outputs, fixture pairs). */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** fsync a folder, so that the renames and creations in it survive a crash. */
+export async function syncDir(dir: string): Promise<void> {
+  const fd = await fs.promises.open(dir, 'r');
+  try {
+    await fd.sync();
+  } finally {
+    await fd.close();
+  }
+}
+
+/** fsync every file below `dir`, then each folder. */
+export async function syncTree(dir: string): Promise<void> {
+  for (const entry of await fs.promises.readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    if (entry.isDirectory()) await syncTree(p);
+    else if (entry.isFile()) {
+      const fd = await fs.promises.open(p, 'r');
+      try {
+        await fd.sync();
+      } finally {
+        await fd.close();
+      }
+    }
+  }
+  await syncDir(dir);
+}
