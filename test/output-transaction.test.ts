@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WeightmixError } from '../lib/errors';
-import { OutputTransaction } from '../lib/engine/output';
+import { leftoverStem, OutputTransaction } from '../lib/engine/output';
 import { deadPid, failure, ls, useCaseDirs, write } from './helpers/transaction-cases';
 
 let dir: string;
@@ -362,5 +362,36 @@ describe('a target that is or holds an input', () => {
     }
     expect(ls(dir)).toEqual(['a']);
     expect(ls(model)).toEqual(['model.safetensors']);
+  });
+});
+
+describe('an output name near NAME_MAX (255 bytes)', () => {
+  // 246 bytes in UTF-8: the temporary folder, the lock and the swapped-out folder beside it exceeded NAME_MAX.
+  const name = `model-${'λ'.repeat(120)}`;
+
+  test("its leftovers carry a shortened name: a --force run replaces it, and a dead run's leftovers are found", async () => {
+    const stem = leftoverStem(name);
+    expect(Buffer.byteLength(stem)).toBeLessThanOrEqual(180);
+    expect(leftoverStem('out')).toBe('out');
+    const target = path.join(dir, name);
+    write(path.join(target, 'model.safetensors'), 'old');
+    const dead = deadPid();
+    write(path.join(dir, `.${stem}.weightmix-tmp-${dead}-0123abcd`, 'model.safetensors'), 'half');
+    const notices: string[] = [];
+    const tx = await OutputTransaction.begin(target, { force: true, notice: (m) => notices.push(m) });
+    expect(notices).toEqual([`removed ${path.join(dir, `.${stem}.weightmix-tmp-${dead}-0123abcd`)} left by an interrupted run`]);
+    write(path.join(tx.tempDir, 'model.safetensors'), 'new');
+    await tx.commit();
+    expect(ls(dir)).toEqual([name]);
+    expect(fs.readFileSync(path.join(target, 'model.safetensors'), 'utf8')).toBe('new');
+  });
+
+  test("a swapped-out folder whose output is missing is put back under the output's whole name", async () => {
+    const dead = deadPid();
+    write(path.join(dir, `.${leftoverStem(name)}.weightmix-old-${dead}`, 'model.safetensors'), 'old');
+    const err = await failure(OutputTransaction.begin(path.join(dir, name)));
+    expect(err.code).toBe('OutputExists');
+    expect(ls(dir)).toEqual([name]);
+    expect(fs.readFileSync(path.join(dir, name, 'model.safetensors'), 'utf8')).toBe('old');
   });
 });

@@ -18,6 +18,19 @@ const TEMP_TAG = '.weightmix-tmp-';
 const HOST_TAG = `h${createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8)}`;
 const OLD_TAG = '.weightmix-old-';
 const LOCK_TAG = '.weightmix.lock';
+/** The longest output name (UTF-8 bytes) its leftovers' names carry whole: they add up to ~60 bytes, and a name has 255 at most (NAME_MAX). */
+const LEFTOVER_STEM_MAX = 180;
+
+/** How an output name appears in its leftovers' names: whole, or past LEFTOVER_STEM_MAX bytes its start, `~` and a hash of all of it. */
+export function leftoverStem(base: string): string {
+  if (Buffer.byteLength(base) <= LEFTOVER_STEM_MAX) return base;
+  let start = '';
+  for (const ch of base) {
+    if (Buffer.byteLength(start + ch) > LEFTOVER_STEM_MAX - 20) break;
+    start += ch;
+  }
+  return `${start}~${createHash('sha256').update(base).digest('hex').slice(0, 12)}`;
+}
 
 export interface BeginOptions {
   force?: boolean;
@@ -54,18 +67,19 @@ export class OutputTransaction {
     const target = path.resolve(targetPath);
     const parent = path.dirname(target);
     const base = path.basename(target);
+    const stem = leftoverStem(base);
     refuseInputs(targetPath, options.reads ?? []);
     const createdParent = await fs.promises.mkdir(parent, { recursive: true }).catch((e) => {
       throw new WeightmixError('OutputError', `cannot create ${parent}: ${whyMkdirFailed(parent, e as Error)}`);
     });
-    const lockFile = path.join(parent, `.${base}${options.lockName ? `.${options.lockName}` : ''}${LOCK_TAG}`);
+    const lockFile = path.join(parent, `.${stem}${options.lockName ? `.${options.lockName}` : ''}${LOCK_TAG}`);
     await takeLock(lockFile, target);
     try {
       // Parts on other machines share the folder: of theirs, only this host's temporaries (HOST_TAG) are ours to judge.
       const shared = options.mergeInto === true;
       if (options.removeStale !== false) await removeStale(parent, base, options.siblings, options.notice, shared);
       if (!shared) OutputTransaction.refuseExisting(targetPath, options.force);
-      const tempDir = path.join(parent, `.${base}${TEMP_TAG}${process.pid}-${shared ? HOST_TAG : ''}${randomBytes(4).toString('hex')}`);
+      const tempDir = path.join(parent, `.${stem}${TEMP_TAG}${process.pid}-${shared ? HOST_TAG : ''}${randomBytes(4).toString('hex')}`);
       await fs.promises.mkdir(tempDir).catch((e: Error) => {
         throw new WeightmixError('OutputError', `cannot create a temporary folder beside ${targetPath}: ${e.message}`);
       });
@@ -167,7 +181,7 @@ export class OutputTransaction {
     if (fs.existsSync(this.target)) {
       // checkTarget ran before any rename; a folder that appeared since is not ours to replace either.
       if (!this.force) throw this.appeared();
-      old = path.join(path.dirname(this.target), `.${path.basename(this.target)}${OLD_TAG}${process.pid}`);
+      old = path.join(path.dirname(this.target), `.${leftoverStem(path.basename(this.target))}${OLD_TAG}${process.pid}`);
       await fs.promises.rename(this.target, old).catch((e: Error) => {
         throw new WeightmixError('OutputError', `cannot move ${this.target} aside to replace it: ${e.message}`);
       });
@@ -280,13 +294,13 @@ async function takeLock(lockFile: string, target: string): Promise<void> {
   });
 }
 
-// What a run leaves beside an output NAME: `.NAME.weightmix-tmp-PID-…`, `.NAME.weightmix-old-PID`, `.NAME.weightmix-lora-PID-…`, `.NAME.weightmix-vocab-PID-…`
+// What a run leaves beside an output NAME (its leftoverStem): `.NAME.weightmix-tmp-PID-…`, `.NAME.weightmix-old-PID`, `.NAME.weightmix-lora-PID-…`, `.NAME.weightmix-vocab-PID-…`
 // (a recipe's adapted tensors, recipes/lora/adapted-models.ts), `.NAME[.part-I-of-N].weightmix.lock`.
 const LEFTOVER = /^\.(.+?)(?:\.weightmix-(tmp|old|lora|vocab)-(\d+)(?:-([0-9A-Za-z]+))?|(?:\.part-\d+-of-\d+)?\.weightmix\.lock)$/;
 
 /** The name of a folder beside `output` that `removeStale` removes once the process `pid` is gone. */
 export function leftoverName(output: string, kind: 'tmp' | 'old' | 'lora' | 'vocab', pid = process.pid): string {
-  return `.${path.basename(output)}.weightmix-${kind}-${pid}`;
+  return `.${leftoverStem(path.basename(output))}.weightmix-${kind}-${pid}`;
 }
 
 /**
@@ -321,10 +335,12 @@ async function removeStale(
   notice: ((m: string) => void) | undefined,
   shared: boolean,
 ): Promise<void> {
+  const stem = leftoverStem(base);
   for (const entry of await fs.promises.readdir(parent)) {
     const match = LEFTOVER.exec(entry);
-    if (match === null || (match[1] !== base && siblings?.(match[1]) !== true)) continue;
-    const [, name, kind, pidText, suffix] = match;
+    if (match === null || (match[1] !== stem && siblings?.(match[1]) !== true)) continue;
+    const [, named, kind, pidText, suffix] = match;
+    const name = named === stem ? base : named;
     if (shared && !(kind === 'tmp' && suffix?.startsWith(HOST_TAG))) continue;
     const leftover = path.join(parent, entry);
     const pid = Number.parseInt(pidText ?? (await fs.promises.readFile(leftover, 'utf8').catch(() => '')), 10);
@@ -337,6 +353,8 @@ async function removeStale(
     // A lock without a pid yet may be a live run between creating and writing it.
     if (Number.isNaN(pid) && Date.now() - (await fs.promises.stat(leftover)).mtimeMs < 60_000) continue;
     const target = path.join(parent, name);
+    // A sibling's shortened name (leftoverStem) does not say which output to put back: its old folder stays.
+    if (kind === 'old' && name !== base && /~[0-9a-f]{12}$/.test(name)) continue;
     if (kind === 'old' && !fs.existsSync(target)) {
       // A --force run died between moving the old output aside and publishing the new one: the old one is the user's model.
       await fs.promises.rename(leftover, target);
