@@ -2,11 +2,16 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-/** fsync a folder, so that the renames and creations in it survive a crash. */
+/** What a file system that cannot fsync a folder answers (some FUSE and network mounts): nothing more can be done there. */
+const FOLDER_SYNC_UNSUPPORTED = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP']);
+
+/** fsync a folder, so that the renames and creations in it survive a crash (where the file system can). */
 export async function syncDir(dir: string): Promise<void> {
   const fd = await fs.promises.open(dir, 'r');
   try {
-    await fd.sync();
+    await fd.sync().catch((e: NodeJS.ErrnoException) => {
+      if (!FOLDER_SYNC_UNSUPPORTED.has(e.code ?? '')) throw e;
+    });
   } finally {
     await fd.close();
   }

@@ -15,7 +15,7 @@
 
 namespace wm {
 
-// The JavaScript side: (callbackId, 6 moments per pair in MOMENTS_LAYOUT's order) -> [0, source] for a
+// The JavaScript side: (callbackId, kMomentsStride moments per pair in MOMENTS_LAYOUT's order) -> [0, source] for a
 // copy or [1, one weight per source] for a linear combination; throws ExecError when it could not answer.
 using CoefficientsFn = std::function<std::vector<double>(double id, const std::vector<double>& moments)>;
 

@@ -1,10 +1,10 @@
 import * as path from 'node:path';
-import { diff, type DiffReport, type TensorDiff } from '../lib/analysis/diff';
+import { diff, PAPER_SIGMA_TENSOR, type DiffReport, type TensorDiff } from '../lib/analysis/diff';
 import { formatDiffReport, formatFigure } from '../lib/analysis/diff-output';
 import { WeightmixError } from '../lib/errors';
 import { type SafetensorsDtype } from '../lib/format/safetensors';
 import { classifyTensor } from '../lib/model/tensor-names';
-import { decodeBits, referenceFigures, sumReferenceMoments, type ReferenceMoments } from './reference/moments';
+import { decodeBits, sumReferenceMoments, type ReferenceMoments } from './reference/moments';
 import {
   SEED,
   DTYPE_PAIRS,
@@ -161,21 +161,37 @@ describe(`weightmix diff: figures against the f64 reference (seed ${SEED})`, () 
     expectSum(zooReport.sigma!, Math.sqrt(all.sumSqDiff) / Math.sqrt(all.sumSqA), Math.sqrt(all.sumSqDiff / all.sumSqA), 'σ');
   });
 
-  test("the paper's σ is the mean of Σ|b−a|/(Σ|a|+Σ|b|) over the decoder-layer tensors with a finite pair (Shadow-FT's sigma_v2.py)", () => {
+  test("the paper's σ is the mean of Σ|b−a|/(Σ|a|+Σ|b|) over the tensors sigma_v2.py picks (…model.layers.N.…), those with a ratio", () => {
+    // The script's selection: re.search(r"model\.layers\.(\d+)\.", name); of those, a tensor zero in both, all-NaN or empty has no ratio.
+    const picked = zoo.filter((t) => /model\.layers\.\d+\./.test(t.name));
     const ratios: number[] = [];
-    for (const t of zoo) {
-      if (classifyTensor(t.name).layer === null) continue;
-      const { l1Ratio } = referenceFigures(zooRef.get(t.name)!);
-      if (l1Ratio !== null) ratios.push(l1Ratio);
+    for (const t of picked) {
+      const ref = zooRef.get(t.name)!;
+      if (ref.elements > ref.nonFinite && ref.sumAbsA + ref.sumAbsB > 0) ratios.push(ref.sumAbsDiff / (ref.sumAbsA + ref.sumAbsB));
     }
-    // The zoo's layer tensors include an all-NaN one and an empty one (no ratio), and tensors outside the layers.
-    expect(ratios.length).toBeLessThan(zoo.filter((t) => classifyTensor(t.name).layer !== null).length);
+    expect(ratios.length).toBeLessThan(picked.length);
+    expect(picked.length).toBeLessThan(zoo.length);
     expect(zooReport.paperSigmaTensors).toBe(ratios.length);
     const mean = ratios.reduce((s, x) => s + x, 0) / ratios.length;
     expectSum(zooReport.paperSigma!, mean, mean, 'paper σ');
     expect(formatDiffReport(zooReport)).toContain(
-      `paper σ (Table 1) = mean Σ|B−A|/(Σ|A|+Σ|B|) over ${ratios.length} decoder-layer tensors: ${formatFigure(zooReport.paperSigma)}`,
+      `paper σ (Table 1) = mean Σ|B−A|/(Σ|A|+Σ|B|) over ${ratios.length} decoder-layer tensors (model.layers.N.*): ${formatFigure(zooReport.paperSigma)}`,
     );
+  });
+
+  test("the paper's σ picks tensors by the script's own test: any name containing model.layers.N., nothing else", () => {
+    const picks = (name: string) => PAPER_SIGMA_TENSOR.test(name);
+    expect(
+      [
+        'model.layers.0.mlp.up_proj.weight',
+        'model.language_model.layers.3.self_attn.q_proj.weight',
+        'thinker.model.layers.2.mlp.gate.weight',
+        'model.layers.01.x',
+      ].map(picks),
+    ).toEqual([true, true, true, true]);
+    expect(
+      ['model.embed_tokens.weight', 'lm_head.weight', 'transformer.h.3.attn.c_attn.weight', 'model.layers.x.weight', 'model.norm.weight'].map(picks),
+    ).toEqual([false, false, false, false, false]);
   });
 
   test('groups come in layer order, module order within a layer, then the non-layer classes', () => {

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { makeCheckpointPair, type CheckpointPairOptions, type FixtureDtype } from '../lib/fixtures/fixture';
+import { WeightmixError } from '../lib/errors';
 import { expectOneLineError, runCli } from './helpers/cli';
 import { setUpFixtureRoot, freshDir, loadModel, tensorBytes, decodeAll, isNormGain, relativeDistance, readJson } from './helpers/checkpoint-pair';
 
@@ -188,8 +189,44 @@ describe('makeCheckpointPair: determinism and options', () => {
     expect(firstRename).toBeGreaterThan(0);
     const synced = new Set(events.slice(0, firstRename).map((e) => e.slice('sync '.length).split(path.sep).slice(-2).join('/')));
     for (const variant of ['instruct', 'thinking']) {
+      const stagingSynced = (e: string) =>
+        e.startsWith('sync ') && path.basename(e) === variant && path.basename(path.dirname(e)).startsWith('.weightmix-fixture-');
+      expect(events.slice(0, firstRename).some(stagingSynced)).toBe(true);
       for (const file of fs.readdirSync(path.join(dir, variant))) expect(synced).toContain(`${variant}/${file}`);
     }
+    // The renames themselves made durable: the pair's folder synced after the last of them.
+    const lastRename = events.map((e) => e.startsWith('rename ')).lastIndexOf(true);
+    expect(events.slice(lastRename + 1)).toContain(`sync ${dir}`);
+  });
+
+  test('a folder sync that fails after the renames: IoError, the new pair in place and nothing beside it; one the file system cannot do (EINVAL) is no error', async () => {
+    const dir = freshDir();
+    await makeCheckpointPair({ dir, shape: 'tiny', seed: 3 });
+    const realOpen = fs.promises.open;
+    const failWith = (code: string) =>
+      jest.spyOn(fs.promises, 'open').mockImplementation(async (...args: Parameters<typeof realOpen>) => {
+        const handle = await realOpen(...args);
+        if (args[0] === dir) handle.sync = () => Promise.reject(Object.assign(new Error(`${code}: cannot sync`), { code }));
+        return handle;
+      });
+    let spy = failWith('EIO');
+    const err = await makeCheckpointPair({ dir, shape: 'tiny', seed: 4, overwrite: true }).catch((e: WeightmixError) => e);
+    spy.mockRestore();
+    expect([(err as WeightmixError).code, (err as WeightmixError).message]).toEqual([
+      'IoError',
+      'the pair is in place, but its folder could not be synced to disk: EIO: cannot sync',
+    ]);
+    expect(fs.readdirSync(dir).sort()).toEqual(['instruct', 'thinking']);
+    const fresh = freshDir();
+    await makeCheckpointPair({ dir: fresh, shape: 'tiny', seed: 4 });
+    expect(snapshotOf(dir)).toEqual(snapshotOf(fresh));
+    spy = failWith('EINVAL');
+    try {
+      await makeCheckpointPair({ dir, shape: 'tiny', seed: 5, overwrite: true });
+    } finally {
+      spy.mockRestore();
+    }
+    expect(fs.readdirSync(dir).sort()).toEqual(['instruct', 'thinking']);
   });
 
   test('the command refuses --scale 0 and --layers 0 naming the flag, before any folder is made', async () => {

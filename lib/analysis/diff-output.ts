@@ -60,7 +60,7 @@ export function formatDiffReport(report: DiffReport, options: { tensors?: boolea
   }
   out.push(
     `σ = ‖B−A‖/‖A‖ over all float tensors: ${formatFigure(report.sigma)}`,
-    `paper σ (Table 1) = mean Σ|B−A|/(Σ|A|+Σ|B|) over ${plural(report.paperSigmaTensors, 'decoder-layer tensor')}: ${formatFigure(report.paperSigma)}`,
+    `paper σ (Table 1) = mean Σ|B−A|/(Σ|A|+Σ|B|) over ${plural(report.paperSigmaTensors, 'decoder-layer tensor')} (model.layers.N.*): ${formatFigure(report.paperSigma)}`,
     `cosine(A, B): ${formatCosine(s.cosine)}   max |B−A|: ${formatFigure(s.maxAbsDiff)}   non-finite pairs: ${s.nonFinite}`,
   );
 

@@ -10,8 +10,9 @@
  *   l1Ratio     = Σ|b−a| / (Σ|a| + Σ|b|)
  *   sigma       = relDistance of the whole pair: sqrt(ΣΣ(b−a)²) / sqrt(ΣΣa²) over every float tensor
  *                 (F32, F16, BF16). Large tensors weigh more, as they do in the model.
- *   paperSigma  = the mean of the per-tensor l1Ratio over the decoder-layer tensors (those with a layer):
- *                 the σ of the paper's Table 1 (below). Every tensor weighs the same, a norm as a projection.
+ *   paperSigma  = the mean of the per-tensor l1Ratio over the tensors whose name contains `model.layers.N.`
+ *                 (PAPER_SIGMA_TENSOR, the script's own test) and Σ|a| + Σ|b| > 0: the σ of the paper's Table 1 (below).
+ *                 Every tensor weighs the same, a norm as a projection.
  * Edge cases: where ‖A‖ = 0, relDistance is 0 if B = A there too and null otherwise; where both
  * norms are 0 the cosine is 1 (the two are the same zero vector), where only one is 0 it is null;
  * where Σ|a| + Σ|b| = 0 (both zero), l1Ratio is 0.
@@ -21,10 +22,12 @@
  *
  * σ and the paper: Wu et al. (arXiv 2510.10977) Table 1 reports σ = 0.0269 for Qwen3-4B Instruct-2507 vs
  * Thinking-2507 (0.0638 for Base vs Thinking), citing the authors' Shadow-FT work, whose script (wutaiqiang/Shadow-FT,
- * sigma_v2.py) computes per decoder-layer tensor (`model.layers.N.`) Σ|a−b| / (Σ|a| + Σ|b|) and averages those over the
+ * sigma_v2.py) computes per tensor named `…model.layers.N.…` Σ|a−b| / (Σ|a| + Σ|b|) and averages those over the
  * tensors: `paperSigma`. It is an L1 ratio averaged per tensor, not the global relative L2 distance `sigma` (on one
- * fixture pair `sigma` reads 0.026 where `paperSigma` reads 0.010): compare a pair with the paper's table by `paperSigma`.
- * The script sums in f32 (numpy) and a non-finite value makes its result NaN; here the sums are f64 over the finite pairs.
+ * fixture pair `sigma` reads 0.027 where `paperSigma` reads 0.010): compare a pair with the paper's table by `paperSigma`.
+ * Where the script gives no number, this one differs: it sums bf16 and f32 tensors in f32 (numpy) but f16 ones in f16
+ * (they overflow), and a non-finite value or a tensor that is zero in both models makes its mean NaN; here the sums are
+ * f64 over the finite pairs, and a tensor zero in both is left out.
  */
 import { Checkpoint } from '../model/checkpoint';
 import { openModels } from '../hub/open-model';
@@ -147,7 +150,8 @@ export interface DiffReport {
   sigma: number | null;
   /**
    * The σ of the paper's Table 1 (0.0269 for Qwen3-4B Instruct-2507 vs Thinking-2507): the mean of `l1Ratio` over the
-   * decoder-layer tensors (`layer` not null) that have a finite pair; null when there are none.
+   * tensors whose name contains `model.layers.N.` (as the authors' script picks them) and which are not zero in both
+   * models; null when there are none.
    */
   paperSigma: number | null;
   /** Tensors whose `l1Ratio` `paperSigma` averages. */
@@ -357,12 +361,15 @@ function momentsOf(s: DiffStats): Moments {
   };
 }
 
-/** The paper's σ: the mean of the decoder-layer tensors' L1 ratios (tensor order), and how many it averages. */
+/** The tensors the paper's σ averages: sigma_v2.py's re.search(r"model\.layers\.(\d+)\.", name). */
+export const PAPER_SIGMA_TENSOR = /model\.layers\.\d+\./;
+
+/** The paper's σ: the mean of the L1 ratios of PAPER_SIGMA_TENSOR's tensors (tensor order) that are not zero in both, and how many it averages. */
 function paperSigmaOf(tensors: readonly TensorDiff[]): Pick<DiffReport, 'paperSigma' | 'paperSigmaTensors'> {
   let sum = 0;
   let count = 0;
   for (const t of tensors) {
-    if (t.layer === null || t.l1Ratio === null) continue;
+    if (t.l1Ratio === null || t.sumAbsA + t.sumAbsB === 0 || !PAPER_SIGMA_TENSOR.test(t.name)) continue;
     sum += t.l1Ratio;
     count++;
   }

@@ -39,6 +39,16 @@ export interface Moments {
   nonFinite: number;
 }
 
+/** Throws unless the engine returned MOMENTS_STRIDE numbers for each of `count` pairs (an addon built for another weightmix returns another count). */
+export function checkMomentsLength(result: Float64Array, count: number): void {
+  if (result.length === count * MOMENTS_STRIDE) return;
+  const hint =
+    count > 0 && result.length % count === 0
+      ? ` (${result.length / count} per pair: a native addon built for another weightmix version? rebuild it with npx weightmix-build)`
+      : '';
+  throw new Error(`internal: the engine returned ${result.length} moments for ${count} pairs, ${MOMENTS_STRIDE} each expected${hint}`);
+}
+
 /** The `j`-th job's Moments in the engine's flat result (`elements` pairs compared). */
 export function momentsAt(result: Float64Array, j: number, elements: number): Moments {
   const L = MOMENTS_LAYOUT;

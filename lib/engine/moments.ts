@@ -7,7 +7,7 @@ import { InputFiles } from './input-files';
 import type { NativeJob } from './native';
 import { nativeDtype } from '../format/dtypes';
 import { runStatisticsPlan, StatisticsOptions } from './execute-plan';
-import { Moments, MOMENTS_STRIDE, momentsAt } from './moments-layout';
+import { checkMomentsLength, Moments, momentsAt } from './moments-layout';
 
 export { MOMENTS_LAYOUT, MOMENTS_STRIDE, momentsAt, type Moments } from './moments-layout';
 
@@ -52,7 +52,7 @@ export function momentsJobs(pairs: readonly TensorPair[]): { inputs: string[]; j
 
 /** The engine's flat result, one Moments per pair. */
 export function decodeMoments(result: Float64Array, pairs: readonly TensorPair[]): Moments[] {
-  if (result.length !== pairs.length * MOMENTS_STRIDE) throw new Error(`internal: the engine returned ${result.length} moments for ${pairs.length} jobs`);
+  checkMomentsLength(result, pairs.length);
   return pairs.map(({ a }, j) => momentsAt(result, j, a.elementCount));
 }
 

@@ -17,7 +17,7 @@ export type { NativeDtype, NativeOp, NativeSource, NativeDest, NativeJob, Native
 export interface NativeResult {
   /** Bytes written, all outputs together. */
   bytesWritten: number;
-  /** Six numbers per job: Σa², Σb², Σab, Σ(b−a)², max|b−a|, non-finite pairs. */
+  /** Nine numbers per job (MOMENTS_LAYOUT): Σa², Σb², Σab, Σ(b−a)², max|b−a|, non-finite pairs, Σ|a|, Σ|b|, Σ|b−a|. */
   moments: Float64Array;
   /** The statistics jobs' results, in job order. */
   stats: Float64Array;

@@ -4,7 +4,7 @@
  * open. The worker that holds the tensor's sources sums the pairs as the moments pass would and calls
  * back here; `resolve` (the method's own coefficients code) answers with the dest's op and weights.
  */
-import { Moments, MOMENTS_STRIDE, momentsAt } from './moments-layout';
+import { checkMomentsLength, Moments, momentsAt } from './moments-layout';
 
 /** What a recipe leaves open: the pairs of its models to sum, and how the sums decide the tensor. */
 export interface OpenMoments {
@@ -35,8 +35,7 @@ export class OpenMomentsTable {
     };
     const id = this.answers.length;
     this.answers.push((flat) => {
-      if (flat.length !== open.pairs.length * MOMENTS_STRIDE)
-        throw new Error(`internal: the engine returned ${flat.length} moments for ${open.pairs.length} pairs`);
+      checkMomentsLength(flat, open.pairs.length);
       const r = open.resolve(open.pairs.map((_, j) => momentsAt(flat, j, open.count)));
       if (r.op === 'copy') return [0, source(r.model)];
       // As plan.ts's writeDest: weights indexed by the job's source list, summed in f64.

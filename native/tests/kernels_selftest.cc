@@ -195,14 +195,17 @@ static void testOps(uint64_t seed) {
           });
           CHECK(ok, "convert %s->%s n=%zu: SIMD != scalar", dtypeName(ta), dtypeName(to), n);
         }
-        wm::Moments ms;
-        ms.aa = 1.5;  // accumulates onto what is there
+        wm::Moments start;  // accumulates onto what is there
+        start.aa = 1.5;
+        start.absA = 0.25;
+        start.absB = 0.75;
+        start.absD = 0.125;
+        wm::Moments ms = start;
         wm::setSimdEnabled(false);
         wm::accumulateMoments(pa, ta, pb, tb, n, ms);
         wm::setSimdEnabled(true);
         for (bool wide : {false, true}) {
-          wm::Moments mv;
-          mv.aa = 1.5;
+          wm::Moments mv = start;
           withAvx512(wide, [&] { wm::accumulateMoments(pa, ta, pb, tb, n, mv); });
           if (wide) digestBytes(&mv, sizeof mv);
           ++cases;
