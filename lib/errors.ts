@@ -2,6 +2,9 @@ import type { WeightmixErrorCode } from './error-codes';
 
 export type { WeightmixErrorCode } from './error-codes';
 
+/** The codes whose exit status is 2, as a usage error's (docs/errors.md). */
+const USAGE_CODES: ReadonlySet<WeightmixErrorCode> = new Set<WeightmixErrorCode>(['Usage', 'UnsupportedChartFormat']);
+
 /**
  * An error a user can cause (bad input, a full disk, an abort), never a bug. `code` is stable and
  * documented in docs/errors.md; the CLI prints `message` as one line and exits with `exitCode`.
@@ -15,7 +18,7 @@ export type { WeightmixErrorCode } from './error-codes';
 export class WeightmixError extends Error {
   /** Which kind of failure this is; see docs/errors.md. */
   readonly code: WeightmixErrorCode;
-  /** The command line's exit status for it: 2 for `Usage`, else 1. */
+  /** The command line's exit status for it: 2 for `Usage` and `UnsupportedChartFormat` (the caller's words are wrong), else 1. */
   readonly exitCode: number;
 
   constructor(code: WeightmixErrorCode, message: string, options: { exitCode?: number; cause?: unknown } = {}) {
@@ -23,13 +26,13 @@ export class WeightmixError extends Error {
     // An abort is named as the platform names one (DOMException's 'AbortError'), so `e.name === 'AbortError'` checks work.
     this.name = code === 'Aborted' ? 'AbortError' : 'WeightmixError';
     this.code = code;
-    this.exitCode = options.exitCode ?? 1;
+    this.exitCode = options.exitCode ?? (USAGE_CODES.has(code) ? 2 : 1);
   }
 }
 
 /** A usage error: bad flags or option values (exit status 2). */
 export function usageError(message: string): WeightmixError {
-  return new WeightmixError('Usage', message, { exitCode: 2 });
+  return new WeightmixError('Usage', message);
 }
 
 /** The error an aborted run rejects with: name 'AbortError', code 'Aborted', cause the signal's reason. */

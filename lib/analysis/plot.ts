@@ -34,7 +34,7 @@ export function chartFormat(file: string): ChartFormat {
   const lower = file.toLowerCase();
   if (lower.endsWith('.svg')) return 'svg';
   if (lower.endsWith('.png')) return 'png';
-  throw new WeightmixError('UnsupportedChartFormat', `chart file '${file}' must end in .svg or .png`, { exitCode: 2 });
+  throw new WeightmixError('UnsupportedChartFormat', `chart file '${file}' must end in .svg or .png`);
 }
 
 /** A chart file argument of the library's function `fn`: a path (else a usage error naming `fn`) ending in .svg or .png. */
@@ -69,13 +69,19 @@ export async function svgToPng(svg: string): Promise<Buffer> {
 
 /**
  * Renders a vega-lite spec to `file`: SVG, or PNG when the name ends in .png.
- * @throws {@link WeightmixError} `UnsupportedChartFormat`, `ChartWriteFailed`.
+ * @throws {@link WeightmixError} `Usage` (not a specification object, or one Vega-Lite cannot draw), `UnsupportedChartFormat`, `ChartWriteFailed`.
  */
 export async function renderChart(spec: ChartSpec, file: string): Promise<RenderedChart> {
   if (typeof spec !== 'object' || spec === null || Array.isArray(spec))
     throw usageError(`renderChart: spec must be a Vega-Lite specification object, got ${String(spec)}`);
   const format = chartFileFormat('renderChart', file);
-  const svg = await renderSvg(spec);
+  let svg: string;
+  try {
+    svg = await renderSvg(spec);
+  } catch (e) {
+    // Vega-Lite's own words for a spec it cannot compile or draw (an unknown mark, no data), first line only.
+    throw usageError(`renderChart: cannot draw this Vega-Lite specification: ${String((e as Error)?.message ?? e).split('\n')[0]}`);
+  }
   const data = format === 'png' ? await svgToPng(svg) : Buffer.from(svg, 'utf8');
   try {
     await fs.promises.writeFile(file, data);

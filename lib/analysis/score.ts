@@ -190,6 +190,8 @@ export async function score(options: ScoreOptions): Promise<ScoreReport> {
   if (options.benchmark !== undefined && (typeof options.benchmark !== 'string' || options.benchmark === ''))
     throw usageError(`benchmark must be a non-empty name, got ${show(options.benchmark)}`);
   const file = options.file;
+  if (typeof file !== 'string' || file === '') throw usageError(`file must be the path of a generations file, got ${show(file)}`);
+  if (options.signal?.aborted) throw abortError(`score of ${file} was stopped`, options.signal);
   const defaultBenchmark = options.benchmark ?? path.basename(file).replace(/\.jsonl?$/i, '');
   let stat: fs.Stats;
   try {

@@ -115,9 +115,11 @@ export function stages(rows: readonly MetricsRow[], opts: StageOptions = {}): St
   const byLambda = new Map<number, Map<string, MetricsRow>>();
   const benchmarks: string[] = [];
   rows.forEach((r, i) => {
+    if (r === null || typeof r !== 'object') throw new WeightmixError('MalformedMetrics', `metrics row ${i} is not an object: ${JSON.stringify(r)}`);
     for (const [key, ok] of [
       ['lambda', Number.isFinite(r.lambda)],
-      ['mean', Number.isFinite(r.mean)],
+      // A percentage, as readMetricsTable reads it.
+      ['mean', Number.isFinite(r.mean) && r.mean >= 0 && r.mean <= 100],
       ['tokens', Number.isFinite(r.tokens) && r.tokens >= 0],
       ['thinkRatio', Number.isFinite(r.thinkRatio) && r.thinkRatio >= 0 && r.thinkRatio <= 100],
       ['benchmark', typeof r.benchmark === 'string' && r.benchmark !== ''],

@@ -24,7 +24,7 @@ export type OptionKeys<T> = { readonly [K in keyof Required<T>]: 'required' | 'o
 /** The keys every merge and analysis run shares for its callbacks and cancellation. */
 const FUNCTION_KEYS = new Set(['onProgress', 'onNotice', 'onDownload']);
 /** Switches: only true or false (a caller's `force: 'false'` from a config string would otherwise replace an output). */
-const BOOLEAN_KEYS = new Set(['force', 'direct', 'whitespaceTokens', 'recompute', 'overwrite']);
+const BOOLEAN_KEYS = new Set(['force', 'direct', 'whitespaceTokens', 'recompute', 'overwrite', 'allowCrimes']);
 
 /** The Levenshtein distance, for "did you mean": option names are short. */
 function distance(a: string, b: string): number {

@@ -61,11 +61,17 @@ export function showShape(shape: readonly number[]): string {
 
 /** A JavaScript caller's wrong argument types as one usage error, not a TypeError from deep inside. */
 export function checkPath(fn: string, path: unknown): asserts path is string {
-  if (typeof path !== 'string' || path === '') throw usageError(`${fn}: path must be a file path, got ${describeArgument(path)}`);
+  if (typeof path !== 'string' || path === '' || path.includes('\0')) throw usageError(`${fn}: path must be a file path, got ${describeArgument(path)}`);
 }
 
-export function checkTensorList(fn: string, tensors: unknown): void {
-  if (!Array.isArray(tensors)) throw usageError(`${fn}: tensors must be an array of {name, dtype, shape}, got ${describeArgument(tensors)}`);
+export function checkTensorList(fn: string, tensors: unknown, withData = false): void {
+  const fields = withData ? '{name, dtype, shape, data}' : '{name, dtype, shape}';
+  if (!Array.isArray(tensors)) throw usageError(`${fn}: tensors must be an array of ${fields}, got ${describeArgument(tensors)}`);
+  tensors.forEach((t: unknown, i) => {
+    const entry = t as { name?: unknown; shape?: unknown; data?: unknown } | null;
+    const ok = typeof entry === 'object' && entry !== null && typeof entry.name === 'string' && Array.isArray(entry.shape);
+    if (!ok || (withData && !Buffer.isBuffer(entry.data))) throw usageError(`${fn}: tensors[${i}] must be ${fields}, got ${describeArgument(t)}`);
+  });
 }
 
 function describeArgument(value: unknown): string {

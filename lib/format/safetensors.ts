@@ -192,18 +192,30 @@ export interface EncodedSafetensorsHeader {
 /**
  * Lays the tensors out contiguously in the order given and encodes the header: `__metadata__`
  * first (keys sorted), then the tensors in layout order. The same input always gives the same bytes.
+ * @throws {@link WeightmixError} `Usage` where `tensors` is not an array of `{name, dtype, shape}` objects; {@link SafetensorsError}
+ * `TensorInvalidInfo` for a malformed entry (a name given twice, an unknown dtype, a bad dimension, metadata not of strings).
  */
 export function encodeSafetensorsHeader(
   tensors: readonly { name: string; dtype: SafetensorsDtype; shape: readonly number[] }[],
   metadata?: Record<string, string> | null,
 ): EncodedSafetensorsHeader {
   checkTensorList('encodeSafetensorsHeader', tensors);
-  return encodeHeader('encodeSafetensorsHeader', tensors, metadata);
+  return asInvalidInfo(() => encodeHeader('encodeSafetensorsHeader', tensors, metadata));
+}
+
+/** A caller's malformed entry (a name given twice, an unknown dtype, a negative dimension, metadata not of strings) as the documented SafetensorsError, not the planner's RangeError. */
+function asInvalidInfo<T>(encode: () => T): T {
+  try {
+    return encode();
+  } catch (e) {
+    throw e instanceof RangeError ? new SafetensorsError('TensorInvalidInfo', e.message) : e;
+  }
 }
 
 /**
  * Writes a whole safetensors file (for fixtures and tests): the header, then each tensor's data in order.
- * @throws {@link SafetensorsError} `TensorInvalidInfo` or `MisalignedSlice` for a malformed entry; file-system errors as they come.
+ * @throws {@link WeightmixError} `Usage` where `tensors` is not an array of `{name, dtype, shape, data}` objects; {@link SafetensorsError}
+ * `TensorInvalidInfo` or `MisalignedSlice` for a malformed entry; file-system errors as they come.
  */
 export async function writeSafetensorsFile(
   path: string,
@@ -211,8 +223,8 @@ export async function writeSafetensorsFile(
   metadata?: Record<string, string> | null,
 ): Promise<void> {
   checkPath('writeSafetensorsFile', path);
-  checkTensorList('writeSafetensorsFile', tensors);
-  const header = encodeHeader(path, tensors, metadata);
+  checkTensorList('writeSafetensorsFile', tensors, true);
+  const header = asInvalidInfo(() => encodeHeader(path, tensors, metadata));
   tensors.forEach((t, i) => {
     const [begin, end] = header.offsets[i];
     if (t.data.length !== end - begin) {

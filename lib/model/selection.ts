@@ -29,14 +29,23 @@ export function parseSelection(input: SelectionInput, name: (key: string) => str
   const sel: Selection = {};
   if (input.layers !== undefined)
     sel.layers = parseLayerRanges(typeof input.layers === 'string' ? input.layers : layerRangesText(input.layers, name('layers')));
-  if (input.modules !== undefined) sel.modules = typeof input.modules === 'string' ? parseModuleList(input.modules) : input.modules;
-  if (input.skipModules !== undefined) {
-    sel.skipModules = typeof input.skipModules === 'string' ? parseModuleList(input.skipModules) : input.skipModules;
-  }
+  if (input.modules !== undefined) sel.modules = moduleClasses(input.modules, name('modules'));
+  if (input.skipModules !== undefined) sel.skipModules = moduleClasses(input.skipModules, name('skipModules'));
   for (const m of [...(sel.modules ?? []), ...(sel.skipModules ?? [])]) {
     if (!(MODULE_CLASSES as readonly string[]).includes(m)) throw usageError(`unknown module class ${m} (accepted: ${MODULE_CLASSES.join(', ')})`);
   }
   return sel;
+}
+
+/** A module list as the command line's text or the API's array of class names (checked against MODULE_CLASSES below). */
+function moduleClasses(list: unknown, name: string): ModuleClass[] {
+  if (typeof list === 'string') return parseModuleList(list);
+  if (!Array.isArray(list) || list.length === 0 || !list.every((m) => typeof m === 'string')) {
+    throw usageError(
+      `${name} must be a comma list like "attn,mlp" or a non-empty array of module classes (${MODULE_CLASSES.join(', ')}), got ${JSON.stringify(list)}`,
+    );
+  }
+  return list as ModuleClass[];
 }
 
 /** The API's [first, last] pairs as the command line's text, so that both are checked alike (integers, first ≤ last). */

@@ -149,6 +149,13 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
     if (typeof b.recipe !== 'string' && (typeof b.recipe !== 'object' || b.recipe === null || Array.isArray(b.recipe))) {
       throw usageError(`batch[${i}].recipe must be a recipe file path, a recipe object or a parsed recipe, got ${showValue(b.recipe)}`);
     }
+    // As merge: YAML text would come back as a multi-line 'recipe file not found', and a parsed recipe's paths are resolved already.
+    if (typeof b.recipe === 'string' && b.recipe.includes('\n')) {
+      throw usageError(`batch[${i}].recipe: a string is a recipe file path; for YAML text, pass parseRecipe(text) instead`);
+    }
+    if (isRecipe(b.recipe) && options.baseDir !== undefined) {
+      throw usageError(`batch[${i}].recipe was already parsed, so baseDir would not apply to it (give baseDir to parseRecipe instead)`);
+    }
   });
   checkNames(batch.map((b) => b.name));
   const threads = parseThreads(options.threads, name('threads'));

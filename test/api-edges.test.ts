@@ -1,0 +1,94 @@
+/**
+ * Wrong values at the library's edge get a coded WeightmixError (docs/errors.md: "anything else thrown is a bug"), never a
+ * TypeError or RangeError from deep inside, and nothing is written: the cases a reviewer found getting through.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as api from '../lib/index';
+import { dir, freshPath, useTempDir } from './helpers/temp-dir';
+
+useTempDir('wm-api-edges-');
+
+let pair: { instruct: string; thinking: string };
+beforeAll(async () => {
+  const made = await api.makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 1 });
+  pair = { instruct: made.instruct, thinking: made.thinking };
+}, 60_000);
+
+const usage = { name: 'WeightmixError', code: 'Usage', exitCode: 2 };
+
+test('modules and skipModules of a wrong type or empty: Usage naming the option, for interpolate and sweep', async () => {
+  for (const modules of [7, {}, [], [3]]) {
+    const output = freshPath('out');
+    await expect(api.interpolate({ ...pair, lambda: 0.5, output, modules: modules as never })).rejects.toThrow(/^modules must be /);
+    await expect(api.sweep({ ...pair, lambdas: [0.5], output, skipModules: modules as never })).rejects.toMatchObject(usage);
+    expect(fs.existsSync(output)).toBe(false);
+  }
+  await expect(api.interpolate({ ...pair, lambda: 0.5, output: freshPath('out'), modules: 7 as never })).rejects.toThrow(/^modules must be a comma list/);
+});
+
+test('score: a file that is no path is Usage; an aborted signal stops it before it reads (it looked every 4096 lines)', async () => {
+  await expect(api.score({ file: 5 as never })).rejects.toMatchObject(usage);
+  const file = freshPath('gen', '.jsonl');
+  fs.writeFileSync(file, `${JSON.stringify({ question: 'q', response: '<think>a</think>b', correct: true })}\n`);
+  const aborted = new AbortController();
+  aborted.abort();
+  await expect(api.score({ file, signal: aborted.signal })).rejects.toMatchObject({ code: 'Aborted', name: 'AbortError' });
+});
+
+test('stages: a row that is no object, and a mean outside [0, 100], are MalformedMetrics', () => {
+  const row = { lambda: 0, benchmark: 'a', mean: 50, thinkRatio: 0, tokens: 1 };
+  expect(() => api.stages([null as never])).toThrow(expect.objectContaining({ code: 'MalformedMetrics' }));
+  for (const mean of [150, -5]) expect(() => api.stages([{ ...row, mean }])).toThrow(expect.objectContaining({ code: 'MalformedMetrics' }));
+  expect(api.stages([row]).stage1).toEqual([0]);
+});
+
+test('renderChart: a specification Vega-Lite cannot draw is Usage, and no file is written', async () => {
+  for (const spec of [{}, { mark: 'bogus' }]) {
+    const file = freshPath('chart', '.svg');
+    await expect(api.renderChart(spec, file)).rejects.toMatchObject(usage);
+    expect(fs.existsSync(file)).toBe(false);
+  }
+});
+
+test('writeSafetensorsFile and encodeSafetensorsHeader: a malformed entry is TensorInvalidInfo, an entry that is no {name, dtype, shape(, data)} Usage', async () => {
+  const ok = { name: 'a', dtype: 'F32' as const, shape: [1], data: Buffer.alloc(4) };
+  const invalid = [
+    { ...ok, dtype: 'X' as never },
+    { ...ok, shape: [-1] },
+  ];
+  for (const entry of invalid) {
+    const file = freshPath('bad', '.safetensors');
+    await expect(api.writeSafetensorsFile(file, [entry])).rejects.toMatchObject({ code: 'TensorInvalidInfo' });
+    expect(() => api.encodeSafetensorsHeader([entry])).toThrow(expect.objectContaining({ code: 'TensorInvalidInfo' }));
+    expect(fs.existsSync(file)).toBe(false);
+  }
+  await expect(api.writeSafetensorsFile(freshPath('twice'), [ok, ok])).rejects.toMatchObject({ code: 'TensorInvalidInfo' });
+  await expect(api.writeSafetensorsFile(freshPath('meta'), [ok], { x: 5 } as never)).rejects.toMatchObject({ code: 'TensorInvalidInfo' });
+  await expect(api.writeSafetensorsFile(freshPath('nodata'), [{ name: 'a', dtype: 'F32', shape: [1] } as never])).rejects.toMatchObject(usage);
+  expect(() => api.encodeSafetensorsHeader([null as never])).toThrow(expect.objectContaining(usage));
+});
+
+test('a path with a NUL byte is Usage for makeCheckpointPair and readSafetensorsHeader, as for the other functions', async () => {
+  await expect(api.makeCheckpointPair({ dir: `${dir}/x\0`, shape: 'tiny' })).rejects.toMatchObject(usage);
+  await expect(api.readSafetensorsHeader(`${dir}/a\0`)).rejects.toMatchObject(usage);
+});
+
+test('mergeBatch refuses YAML text for a recipe path, and a baseDir a parsed recipe would ignore, as merge does', async () => {
+  const output = freshPath('batch');
+  await expect(api.mergeBatch([{ name: 'a', recipe: 'merge_method: linear\nmodels: []' }], { output })).rejects.toMatchObject(usage);
+  const recipe = api.parseRecipe(`merge_method: linear\nmodels:\n  - model: ${pair.instruct}\n  - model: ${pair.thinking}\n`);
+  await expect(api.mergeBatch([{ name: 'a', recipe }], { output, baseDir: dir })).rejects.toMatchObject(usage);
+  expect(fs.existsSync(output)).toBe(false);
+});
+
+test('allowCrimes is a switch: a string is Usage, as for force', async () => {
+  const recipe = { merge_method: 'linear', models: [{ model: pair.instruct }, { model: pair.thinking }] };
+  await expect(api.merge(recipe, { output: freshPath('crimes'), allowCrimes: 'yes' as never })).rejects.toMatchObject(usage);
+});
+
+test('a WeightmixError made by the caller has the documented exit status: 2 for Usage and UnsupportedChartFormat, else 1', () => {
+  expect(new api.WeightmixError('Usage', 'x').exitCode).toBe(2);
+  expect(new api.WeightmixError('UnsupportedChartFormat', 'x').exitCode).toBe(2);
+  expect(new api.WeightmixError('ModelNotFound', 'x').exitCode).toBe(1);
+});
