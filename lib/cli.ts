@@ -25,7 +25,10 @@ export function buildProgram(): Command {
     .description('Merge LLM checkpoints (model interpolation of Instruct and Thinking models, mergekit recipes) at storage speed')
     .option('--debug', 'print stack traces of errors')
     .showHelpAfterError('(run weightmix --help for usage)')
-    .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'weightmix: error: ')) });
+    // commander puts its "(Did you mean …?)" on a line of its own: folded into the error's one line.
+    .configureOutput({
+      outputError: (str, write) => write(str.replace(/^error: /, 'weightmix: error: ').replace(/\n\(Did you mean ([^\n]*)\?\)/, ' (did you mean $1?)')),
+    });
   program.exitOverride();
   for (const c of COMMANDS) c.register(program);
   for (const cmd of program.commands) cmd.exitOverride();

@@ -9,7 +9,7 @@ import { openCheckpoint } from '../model/checkpoint';
 import { readTensorValues } from '../format/tensor-data';
 import { shardFiles } from './engine-summary';
 import { abortOnSignals } from './signals';
-import { abortError } from '../errors';
+import { abortError, environmentError } from '../errors';
 
 export function register(program: Command): void {
   program
@@ -20,7 +20,10 @@ export function register(program: Command): void {
       // Ctrl-C stops the demo as any command (one line, exit 130), and its temporary folder is removed.
       const signals = abortOnSignals();
       const { signal } = signals;
-      const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-demo-'));
+      // An unusable temporary folder ($TMPDIR missing, a file, read-only) is the user's environment: one line.
+      const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'weightmix-demo-')).catch((e: unknown) => {
+        throw environmentError(e, `cannot make the demo's folder in ${os.tmpdir()} (set TMPDIR to a writable folder)`);
+      });
       try {
         const pair = await makeCheckpointPair({ dir, shape: 'tiny', shards: [2, 1], seed: 2510, signal });
         const out = path.join(dir, 'merged-0.8');

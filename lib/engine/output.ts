@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import { syncDir, syncTree } from '../durable-files';
+import { makeFolders } from '../make-folders';
 import { abortError, usageError, WeightmixError } from '../errors';
 import { LockRules, pidAlive, removeEmptyParents, takePidLock } from '../leftovers';
 import { refuseForeignFiles, removeForeignFiles } from './part-target';
@@ -69,7 +70,7 @@ export class OutputTransaction {
     const base = path.basename(target);
     const stem = leftoverStem(base);
     refuseInputs(targetPath, options.reads ?? []);
-    const createdParent = await fs.promises.mkdir(parent, { recursive: true }).catch((e) => {
+    const createdParent = await makeFolders(parent).catch((e) => {
       throw new WeightmixError('OutputError', `cannot create ${parent}: ${whyMkdirFailed(parent, e as Error)}`);
     });
     const lockFile = path.join(parent, `.${stem}${options.lockName ? `.${options.lockName}` : ''}${LOCK_TAG}`);
@@ -100,6 +101,14 @@ export class OutputTransaction {
     } catch (e) {
       // A file on the way (ENOTDIR), a loop of links, a name too long: no output can be there.
       throw new WeightmixError('OutputError', `cannot use ${targetPath} as the output: ${(e as Error).message}`);
+    }
+    // A link to nothing: stat sees no output, and the publishing rename would fail only after the whole merge.
+    const link = existing === undefined ? fs.lstatSync(path.resolve(targetPath), { throwIfNoEntry: false }) : undefined;
+    if (link?.isSymbolicLink()) {
+      throw new WeightmixError(
+        'OutputError',
+        `output ${targetPath} is a symbolic link to ${fs.readlinkSync(path.resolve(targetPath))}, which does not exist; remove the link or choose another output path`,
+      );
     }
     if (existing && !existing.isDirectory()) {
       throw new WeightmixError(
@@ -203,7 +212,7 @@ export class OutputTransaction {
 
   /** Parts of a job array share the target: each publishes its files by rename, one at a time. */
   private async commitInto(): Promise<void> {
-    await fs.promises.mkdir(this.target, { recursive: true });
+    await makeFolders(this.target);
     const names = await fs.promises.readdir(this.tempDir);
     for (const name of names) await fs.promises.rename(path.join(this.tempDir, name), path.join(this.target, name));
     if (this.force) await removeForeignFiles(this.target, names, this.jobShards);
@@ -226,7 +235,7 @@ export class OutputTransaction {
   }
 }
 
-/** Node's recursive mkdir reports ENOENT for a read-only or forbidden parent: a plain mkdir of the first missing folder says why. */
+/** Why makeFolders (a plain mkdir per folder: its error says why) could not make `dir`, or a file standing where a folder must be. */
 function whyMkdirFailed(dir: string, error: Error): string {
   // The nearest folder on the way that exists, or a file standing where one must be.
   for (let up = dir; path.dirname(up) !== up; up = path.dirname(up)) {
@@ -240,14 +249,6 @@ function whyMkdirFailed(dir: string, error: Error): string {
       if (!st.isDirectory()) return `${up} is a file, not a folder`;
       break;
     }
-  }
-  let missing = dir;
-  while (!fs.existsSync(path.dirname(missing)) && path.dirname(missing) !== missing) missing = path.dirname(missing);
-  try {
-    fs.mkdirSync(missing);
-    fs.rmdirSync(missing);
-  } catch (e) {
-    return (e as Error).message;
   }
   return error.message;
 }
@@ -310,7 +311,7 @@ export function leftoverName(output: string, kind: 'tmp' | 'old' | 'lora' | 'voc
  */
 export async function workingFolderBeside(output: string, kind: 'lora' | 'vocab'): Promise<{ dir: string; remove(): Promise<void> }> {
   const parent = path.dirname(path.resolve(output));
-  const created = await fs.promises.mkdir(parent, { recursive: true });
+  const created = await makeFolders(parent);
   const dir = await fs.promises.mkdtemp(path.join(parent, `${leftoverName(output, kind)}-`));
   return {
     dir,

@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { WeightmixError } from '../errors';
 import { cacheFsError, cacheWrite } from './cache';
+import { makeFolders } from '../make-folders';
 
 const POLL_MS = 100;
 /** A lock file still empty after this long was left by a process that died between create and write. */
@@ -35,7 +36,7 @@ export async function withBlobLock<T>(
   fn: () => Promise<T>,
   timing: LockTiming = LOCK_TIMING,
 ): Promise<T> {
-  await cacheWrite(path.dirname(lockFile), () => fs.promises.mkdir(path.dirname(lockFile), { recursive: true }));
+  await cacheWrite(path.dirname(lockFile), () => makeFolders(path.dirname(lockFile)));
   const started = Date.now();
   let lastNotice = -Infinity;
   while (!(await tryLock(lockFile))) {

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WeightmixError } from '../errors';
 import { COMMIT_SHA, HubReference } from './reference';
+import { makeFolders } from '../make-folders';
 
 /** A file-system failure in the cache as one line with the path: NoSpace for a full disk or quota, else IoError. */
 export function cacheFsError(e: unknown, file: string): unknown {
@@ -71,7 +72,7 @@ export async function writeRef(repoDir: string, revision: string, commit: string
   const file = path.join(repoDir, 'refs', revision);
   const temp = `${file}.${process.pid}.tmp`;
   await cacheWrite(file, async () => {
-    await fs.promises.mkdir(path.dirname(file), { recursive: true });
+    await makeFolders(path.dirname(file));
     await renameIntoPlace(temp, file, () => fs.promises.writeFile(temp, commit));
   });
 }
@@ -103,7 +104,7 @@ export async function linkIntoSnapshot(repoDir: string, commit: string, file: st
   // A dot name: a process opening this snapshot meanwhile (another download of the repo) skips it, as it skips hidden files.
   const temp = path.join(path.dirname(link), `.${path.basename(link)}.${process.pid}.link`);
   await cacheWrite(link, async () => {
-    await fs.promises.mkdir(path.dirname(link), { recursive: true });
+    await makeFolders(path.dirname(link));
     await fs.promises.rm(temp, { force: true });
     await renameIntoPlace(temp, link, () => fs.promises.symlink(target, temp));
   });

@@ -15,6 +15,7 @@ import { fetchBlob, TransferInterrupted } from './fetch-blob';
 import { HUB_INDEX_FILE, HubPurpose, missingWeights, neededFiles } from './model-files';
 import { formatReference, HubReference } from './reference';
 import * as path from 'node:path';
+import { makeFolders } from '../make-folders';
 
 /** Files transferred at once: enough to fill a link, few enough not to thrash a disk. */
 const PARALLEL_FILES = 4;
@@ -101,7 +102,7 @@ async function fetchFiles(env: HubEnvironment, ref: HubReference, commit: string
   const todo = files.filter((f) => !snapshotHas(snapshot, f.path));
   if (todo.length === 0) return;
   const blobs = path.join(repoDir, 'blobs');
-  await cacheWrite(blobs, () => fs.promises.mkdir(blobs, { recursive: true }));
+  await cacheWrite(blobs, () => makeFolders(blobs));
   const started = process.hrtime.bigint();
   const progress: DownloadProgress = {
     repo: ref.repo,

@@ -1,0 +1,54 @@
+/**
+ * First-use edges of the command line a reviewer found: each is one line and its exit status, at once, with nothing left
+ * behind (an output under /proc spun forever at 100 % CPU; a link to nothing was refused only after the whole merge).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { makeCheckpointPair } from '../lib/fixtures/fixture';
+import { expectOneLineError, runCli } from './helpers/cli';
+import { testIf } from './helpers/skip';
+import { dir, freshPath, useTempDir } from './helpers/temp-dir';
+
+useTempDir('wm-cli-edges-');
+
+let pair: { instruct: string; thinking: string };
+beforeAll(async () => {
+  pair = await makeCheckpointPair({ dir: path.join(dir, 'pair'), shape: 'tiny', seed: 1 });
+}, 60_000);
+
+const inputs = () => ['--instruct', pair.instruct, '--thinking', pair.thinking];
+
+test("an unknown option's suggestion is on the error's one line, not a line of its own", async () => {
+  const line = expectOneLineError(await runCli(['demo', '--kep']), 2);
+  expect(line).toBe("weightmix: error: unknown option '--kep' (did you mean --keep?)");
+});
+
+test('an output that is a symbolic link to nothing is refused before the merge, in one line', async () => {
+  const link = freshPath('dangling');
+  fs.symlinkSync(path.join(dir, 'nowhere'), link);
+  const line = expectOneLineError(await runCli(['interpolate', ...inputs(), '--lambda', '0.5', '-o', link]));
+  expect(line).toMatch(/is a symbolic link to .*nowhere, which does not exist/);
+  expect(expectOneLineError(await runCli(['sweep', ...inputs(), '--lambdas', '0.2,0.4', '-o', link]))).toMatch(/is a symbolic link to .*nowhere/);
+  expect(fs.readdirSync(dir).filter((n) => n.includes('weightmix'))).toEqual([]);
+});
+
+test('demo with an unusable TMPDIR: one line naming the folder and the remedy, exit 1 (was an internal error)', async () => {
+  const line = expectOneLineError(await runCli(['demo'], { env: { TMPDIR: path.join(dir, 'no-such-folder') } }));
+  expect(line).toMatch(/cannot make the demo's folder in .*no-such-folder \(set TMPDIR to a writable folder\): ENOENT/);
+});
+
+const haveProc = fs.existsSync('/proc/self/status');
+testIf(haveProc, 'no procfs at /proc')(
+  'outputs under /proc: one line at once (sweep and interpolate spun forever in mkdir), fixture not blaming space',
+  async () => {
+    const timeoutMs = 20_000;
+    for (const args of [
+      ['sweep', ...inputs(), '--lambdas', '0.2,0.4', '-o', '/proc/weightmix-test'],
+      ['interpolate', ...inputs(), '--lambda', '0.5', '-o', '/proc/weightmix-test/a'],
+    ]) {
+      expectOneLineError(await runCli(args, { timeoutMs }));
+    }
+    const line = expectOneLineError(await runCli(['fixture', '--shape', 'tiny', '--out', '/proc/weightmix-test'], { timeoutMs }));
+    expect(line).not.toMatch(/GB free/);
+  },
+);
