@@ -92,3 +92,10 @@ test('a WeightmixError made by the caller has the documented exit status: 2 for 
   expect(new api.WeightmixError('UnsupportedChartFormat', 'x').exitCode).toBe(2);
   expect(new api.WeightmixError('ModelNotFound', 'x').exitCode).toBe(1);
 });
+
+test('loadTokenCounter given a tokenizer.json itself: ModelNotFound saying it is a file (was a raw ENOTDIR)', async () => {
+  await expect(api.loadTokenCounter(path.join(pair.instruct, 'tokenizer.json'))).rejects.toMatchObject({
+    code: 'ModelNotFound',
+    message: expect.stringMatching(/is a file, not a model folder/),
+  });
+});

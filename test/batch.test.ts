@@ -260,6 +260,16 @@ test('refusals: duplicate names, unsafe names, an empty batch', async () => {
       { output: out },
     ),
   ).rejects.toThrow(/two recipes of the batch are named x/);
+  // One folder on a case-insensitive file system.
+  await expect(
+    mergeBatch(
+      [
+        { name: 'Mi', recipe: r },
+        { name: 'mi', recipe: r },
+      ],
+      { output: out },
+    ),
+  ).rejects.toThrow(/two recipes of the batch are named Mi and mi/);
   await expect(mergeBatch([{ name: '../x', recipe: r }], { output: out })).rejects.toThrow(/plain folder name/);
   await expect(mergeBatch([], { output: out })).rejects.toThrow(/at least one recipe/);
   expect(fs.existsSync(out)).toBe(false);
@@ -304,6 +314,10 @@ describe('the command line', () => {
     await fs.promises.copyFile(file, twin);
     const r = await runCli(['merge', file, twin, '-o', path.join(where, 'out')]);
     expect(expectOneLineError(r, 2)).toMatch(/named mi-0\.8/);
+    // A JSON recipe's name loses .json as a YAML one's loses .yml (it wrote OUT/mi-0.8.json/).
+    const json = path.join(where, 'other', 'mi-0.8.json');
+    await fs.promises.copyFile(file, json);
+    expect(expectOneLineError(await runCli(['merge', file, json, '-o', path.join(where, 'out')]), 2)).toMatch(/named mi-0\.8/);
     expect(fs.existsSync(path.join(where, 'out'))).toBe(false);
     const one = await runCli(['merge', file, '--part', '1/2', '-o', path.join(where, 'out')]);
     expect(expectOneLineError(one, 2)).toMatch(/--part splits a batch of recipes/);

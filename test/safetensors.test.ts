@@ -213,15 +213,16 @@ describe('encodeSafetensorsHeader', () => {
     expect(header.tensors.map((t) => t.name)).toEqual(names);
   });
 
-  test('bad input is a programming error (RangeError); sizes that cannot exist are SafetensorsErrors', () => {
+  test('a malformed entry is TensorInvalidInfo (as the TSDoc says; it was a RangeError); sizes that cannot exist are their own SafetensorsErrors', () => {
     const t = (name: string, dtype: string, shape: number[]) => ({ name, dtype: dtype as SafetensorsDtype, shape });
-    expect(() => encodeSafetensorsHeader([t('a', 'F32', [1]), t('a', 'F32', [1])])).toThrow(/given twice/);
-    expect(() => encodeSafetensorsHeader([t('__metadata__', 'F32', [1])])).toThrow(/reserved/);
-    expect(() => encodeSafetensorsHeader([t('\ud800', 'F32', [1])])).toThrow(/well-formed/);
-    expect(() => encodeSafetensorsHeader([t('a', 'F128', [1])])).toThrow(RangeError);
-    expect(() => encodeSafetensorsHeader([t('a', 'F32', [-1])])).toThrow(RangeError);
-    expect(() => encodeSafetensorsHeader([t('a', 'F32', [1.5])])).toThrow(RangeError);
-    expect(() => encodeSafetensorsHeader([], { k: 1 as unknown as string })).toThrow(RangeError);
+    const invalid = (message: RegExp) => expect.objectContaining({ code: 'TensorInvalidInfo', message: expect.stringMatching(message) });
+    expect(() => encodeSafetensorsHeader([t('a', 'F32', [1]), t('a', 'F32', [1])])).toThrow(invalid(/given twice/));
+    expect(() => encodeSafetensorsHeader([t('__metadata__', 'F32', [1])])).toThrow(invalid(/reserved/));
+    expect(() => encodeSafetensorsHeader([t('\ud800', 'F32', [1])])).toThrow(invalid(/well-formed/));
+    expect(() => encodeSafetensorsHeader([t('a', 'F128', [1])])).toThrow(invalid(/unknown dtype/));
+    expect(() => encodeSafetensorsHeader([t('a', 'F32', [-1])])).toThrow(invalid(/shape/));
+    expect(() => encodeSafetensorsHeader([t('a', 'F32', [1.5])])).toThrow(invalid(/shape/));
+    expect(() => encodeSafetensorsHeader([], { k: 1 as unknown as string })).toThrow(invalid(/metadata/));
     expect(() => encodeSafetensorsHeader([t('a', 'F4', [3])])).toThrow(expect.objectContaining({ code: 'MisalignedSlice' }));
     expect(() => encodeSafetensorsHeader([t('a', 'U8', [2 ** 40, 2 ** 40])])).toThrow(expect.objectContaining({ code: 'ValidationOverflow' }));
     expect(() => encodeSafetensorsHeader([t('a', 'U8', [2 ** 52]), t('b', 'U8', [2 ** 52])])).toThrow(expect.objectContaining({ code: 'ValidationOverflow' }));

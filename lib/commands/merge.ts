@@ -7,9 +7,9 @@ import { parseThreads } from '../options';
 import { deviceOption, shardFiles, withDevice } from './engine-summary';
 import { createReporter } from './reporter';
 
-/** A batch output's folder name: the recipe file's name without .yml / .yaml. */
+/** A batch output's folder name: the recipe file's name without .yml / .yaml / .json (a JSON recipe is YAML too). */
 export function recipeOutputName(file: string): string {
-  return path.basename(file).replace(/\.ya?ml$/i, '');
+  return path.basename(file).replace(/\.(ya?ml|json)$/i, '');
 }
 
 export function register(program: Command): void {
@@ -17,7 +17,7 @@ export function register(program: Command): void {
     .command('merge')
     .description(
       'merge models by mergekit YAML recipes (linear, slerp, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, model_stock, passthrough, karcher, multislerp, nuslerp, nearswap, ram, ramplus_tl, della, della_linear, sce, arcee_fusion; docs/mergekit-parity.md); ' +
-        'several recipes write OUT/NAME each (NAME: the file name without .yml), reading the models they share once',
+        'several recipes write OUT/NAME each (NAME: the file name without .yml, .yaml or .json), reading the models they share once',
     )
     .argument(
       '<recipes...>',

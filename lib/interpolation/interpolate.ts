@@ -306,7 +306,8 @@ export async function runInterpolation(
       numerics,
       selection: describeSelection(selection),
       threads,
-      part: part ? `${part.index}/${part.count}` : undefined,
+      // Only a part's summary has the key (exactOptionalPropertyTypes: no own `part: undefined`).
+      ...(part ? { part: `${part.index}/${part.count}` } : {}),
       ...ran,
     };
   } catch (e) {

@@ -32,8 +32,10 @@ export function parseLambdaList(spec: string | number[], name = '--lambdas'): nu
     values = rangePoints(parts, [start, stop, step], (count) => usageError(`${name} ${spec} makes ${count} models; at most ${MAX_MODELS}`));
   } else if (typeof spec === 'string') {
     values = spec.split(',').map((p) => parseLambda(p.trim(), name));
-  } else {
+  } else if (spec === undefined || spec === null) {
     throw usageError(`${name} is required`);
+  } else {
+    throw usageError(`${name} must be a list of λ values, "a,b,c" or "start:stop:step", got ${JSON.stringify(spec)}`);
   }
   if (values.length === 0) throw usageError(`${name} names no λ`);
   if (new Set(values).size !== values.length) throw usageError(`${name} repeats a value: ${values.join(',')}`);

@@ -269,7 +269,8 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
       gbPerSecond: bytes / 1e9 / seconds,
       threads,
       writeBlockBytes: passBlock,
-      part: part ? `${part.index}/${part.count}` : undefined,
+      // Only a part's summary has the key (exactOptionalPropertyTypes: no own `part: undefined`).
+      ...(part ? { part: `${part.index}/${part.count}` } : {}),
       ...ran!,
     };
   } catch (e) {
@@ -316,13 +317,19 @@ function sourceBytes(planned: RecipePlan): number {
 
 /** Output folder names: plain names, each once. */
 function checkNames(names: string[]): void {
-  const seen = new Set<string>();
+  // By lower case too: A/ and a/ are one folder on a case-insensitive file system (macOS, Windows).
+  const seen = new Map<string, string>();
   for (const name of names) {
     if (typeof name !== 'string' || name === '' || name === '.' || name === '..' || name.startsWith('.') || /[/\\\0]/.test(name)) {
       throw usageError(`a batch output needs a plain folder name, got ${JSON.stringify(name)}`);
     }
-    if (seen.has(name)) throw usageError(`two recipes of the batch are named ${name}: both would write ${name}/ (rename one recipe file)`);
-    seen.add(name);
+    const other = seen.get(name.toLowerCase());
+    if (other !== undefined) {
+      throw usageError(
+        `two recipes of the batch are named ${other === name ? name : `${other} and ${name}`}: both would write ${name}/ (rename one recipe file)`,
+      );
+    }
+    seen.set(name.toLowerCase(), name);
   }
 }
 
