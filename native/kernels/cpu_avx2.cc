@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "avx2_loads.h"
+#include "moment_lanes.h"
 #include "moments_avx512.h"
 #include "numerics.h"
 
@@ -307,13 +308,6 @@ WM_AVX2_INLINE void momentsStep8(MomentLanes& s, const void* a, const void* b, s
   }
 }
 
-WM_AVX2_INLINE double combine(const __m256d v[2]) {
-  alignas(32) double lanes[8];
-  _mm256_store_pd(lanes, v[0]);
-  _mm256_store_pd(lanes + 4, v[1]);
-  return num::combineMomentLanes(lanes);
-}
-
 template <Dtype TA, Dtype TB>
 WM_AVX2 void momentsLoop(const void* a, const void* b, size_t n, Moments& m) {
   MomentLanes s;
@@ -326,18 +320,18 @@ WM_AVX2 void momentsLoop(const void* a, const void* b, size_t n, Moments& m) {
     Pad pa, pb;  // zero padding: (0, 0) pairs change nothing
     momentsStep8<TA, TB>(s, padIn(pa, a, TA, full, n - full), padIn(pb, b, TB, full, n - full), 0);
   }
+  MomentLaneSums sums;
+  const __m256d* halves[] = {s.aa, s.bb, s.ab, s.dd, s.absA, s.absB, s.absD};
+  double* lanes[] = {sums.aa, sums.bb, sums.ab, sums.dd, sums.absA, sums.absB, sums.absD};
+  for (int k = 0; k < 7; ++k) {
+    _mm256_store_pd(lanes[k], halves[k][0]);
+    _mm256_store_pd(lanes[k] + 4, halves[k][1]);
+  }
   alignas(32) double mx[4];
   _mm256_store_pd(mx, s.maxAbs);
-  const double maxAbs = std::max(std::max(mx[0], mx[1]), std::max(mx[2], mx[3]));
-  m.aa = num::addRn(m.aa, combine(s.aa));
-  m.bb = num::addRn(m.bb, combine(s.bb));
-  m.ab = num::addRn(m.ab, combine(s.ab));
-  m.dd = num::addRn(m.dd, combine(s.dd));
-  m.absA = num::addRn(m.absA, combine(s.absA));
-  m.absB = num::addRn(m.absB, combine(s.absB));
-  m.absD = num::addRn(m.absD, combine(s.absD));
-  m.maxAbsDiff = std::max(m.maxAbsDiff, maxAbs);
-  m.nonFinite += s.nonFinite;
+  sums.maxAbs = std::max(std::max(mx[0], mx[1]), std::max(mx[2], mx[3]));
+  sums.nonFinite = s.nonFinite;
+  addMomentLaneSums(m, sums);
 }
 
 }  // namespace

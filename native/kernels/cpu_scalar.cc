@@ -5,6 +5,7 @@
 
 #include "cpu_backends.h"
 #include "element_io.h"
+#include "moment_lanes.h"
 #include "numerics.h"
 
 namespace wm {
@@ -96,40 +97,30 @@ void linear(const void* const* srcs, const Dtype* types, const float* w, size_t 
 
 void accumulateMoments(const void* a, Dtype ta, const void* b, Dtype tb, size_t n, Moments& m) {
   constexpr int L = num::kMomentLanes;
-  double aa[L] = {}, bb[L] = {}, ab[L] = {}, dd[L] = {}, absA[L] = {}, absB[L] = {}, absD[L] = {};
-  double maxAbs = 0;
-  uint64_t nonFinite = 0;
+  MomentLaneSums s;
   withDtype(ta, [&](auto A) {
     withDtype(tb, [&](auto B) {
       for (size_t i = 0; i < n; ++i) {
         const float fa = loadElem<decltype(A)::value>(a, i), fb = loadElem<decltype(B)::value>(b, i);
         if (!num::isFinite(fa) || !num::isFinite(fb)) {
-          ++nonFinite;
+          ++s.nonFinite;
           continue;
         }
         const double x = fa, y = fb;
         const size_t l = i % L;
-        aa[l] = num::addRn(aa[l], num::mulRn(x, x));
-        bb[l] = num::addRn(bb[l], num::mulRn(y, y));
-        ab[l] = num::addRn(ab[l], num::mulRn(x, y));
+        s.aa[l] = num::addRn(s.aa[l], num::mulRn(x, x));
+        s.bb[l] = num::addRn(s.bb[l], num::mulRn(y, y));
+        s.ab[l] = num::addRn(s.ab[l], num::mulRn(x, y));
         const double d = num::subRn(y, x);
-        dd[l] = num::addRn(dd[l], num::mulRn(d, d));
-        absA[l] = num::addRn(absA[l], std::fabs(x));
-        absB[l] = num::addRn(absB[l], std::fabs(y));
-        absD[l] = num::addRn(absD[l], std::fabs(d));
-        maxAbs = std::max(maxAbs, std::fabs(d));
+        s.dd[l] = num::addRn(s.dd[l], num::mulRn(d, d));
+        s.absA[l] = num::addRn(s.absA[l], std::fabs(x));
+        s.absB[l] = num::addRn(s.absB[l], std::fabs(y));
+        s.absD[l] = num::addRn(s.absD[l], std::fabs(d));
+        s.maxAbs = std::max(s.maxAbs, std::fabs(d));
       }
     });
   });
-  m.aa = num::addRn(m.aa, num::combineMomentLanes(aa));
-  m.bb = num::addRn(m.bb, num::combineMomentLanes(bb));
-  m.ab = num::addRn(m.ab, num::combineMomentLanes(ab));
-  m.dd = num::addRn(m.dd, num::combineMomentLanes(dd));
-  m.absA = num::addRn(m.absA, num::combineMomentLanes(absA));
-  m.absB = num::addRn(m.absB, num::combineMomentLanes(absB));
-  m.absD = num::addRn(m.absD, num::combineMomentLanes(absD));
-  m.maxAbsDiff = std::max(m.maxAbsDiff, maxAbs);
-  m.nonFinite += nonFinite;
+  addMomentLaneSums(m, s);
 }
 
 }  // namespace scalar

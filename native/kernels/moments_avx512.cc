@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "avx512_loads.h"
+#include "moment_lanes.h"
 #include "moments_avx512.h"
 
 namespace wm {
@@ -40,12 +41,6 @@ WM_AVX512_INLINE void momentsStep8(MomentLanes8& s, const void* a, const void* b
   s.maxAbs = _mm512_max_pd(s.maxAbs, absD);
 }
 
-WM_AVX512_INLINE double combine8(__m512d v) {
-  alignas(64) double lanes[8];
-  _mm512_store_pd(lanes, v);
-  return num::combineMomentLanes(lanes);
-}
-
 template <Dtype TA, Dtype TB>
 __attribute__((target(WM_AVX512_TARGET))) void momentsLoop8(const void* a, const void* b, size_t n, Moments& m) {
   const __m512d zero = _mm512_setzero_pd();
@@ -59,17 +54,15 @@ __attribute__((target(WM_AVX512_TARGET))) void momentsLoop8(const void* a, const
     std::memcpy(pb, static_cast<const unsigned char*>(b) + full * dtypeSize(TB), (n - full) * dtypeSize(TB));
     momentsStep8<TA, TB>(s, pa, pb, 0);
   }
-  m.aa = num::addRn(m.aa, combine8(s.aa));
-  m.bb = num::addRn(m.bb, combine8(s.bb));
-  m.ab = num::addRn(m.ab, combine8(s.ab));
-  m.dd = num::addRn(m.dd, combine8(s.dd));
-  m.absA = num::addRn(m.absA, combine8(s.absA));
-  m.absB = num::addRn(m.absB, combine8(s.absB));
-  m.absD = num::addRn(m.absD, combine8(s.absD));
+  MomentLaneSums sums;
+  const __m512d* sets[] = {&s.aa, &s.bb, &s.ab, &s.dd, &s.absA, &s.absB, &s.absD};
+  double* lanes[] = {sums.aa, sums.bb, sums.ab, sums.dd, sums.absA, sums.absB, sums.absD};
+  for (int k = 0; k < 7; ++k) _mm512_store_pd(lanes[k], *sets[k]);
   alignas(64) double mx[8];
   _mm512_store_pd(mx, s.maxAbs);
-  m.maxAbsDiff = std::max(m.maxAbsDiff, *std::max_element(mx, mx + 8));
-  m.nonFinite += s.nonFinite;
+  sums.maxAbs = *std::max_element(mx, mx + 8);
+  sums.nonFinite = s.nonFinite;
+  addMomentLaneSums(m, sums);
 }
 
 }  // namespace
