@@ -99,3 +99,17 @@ test('loadTokenCounter given a tokenizer.json itself: ModelNotFound saying it is
     message: expect.stringMatching(/is a file, not a model folder/),
   });
 });
+
+test("the library's messages name its options, not the command's flags (numerics)", async () => {
+  const model = async (name: string, dtype: 'BF16' | 'F32') => {
+    const folder = freshPath(name);
+    fs.mkdirSync(folder);
+    await api.writeSafetensorsFile(path.join(folder, 'model.safetensors'), [{ name: 'w', dtype, shape: [4], data: Buffer.alloc(dtype === 'F32' ? 16 : 8) }]);
+    return folder;
+  };
+  const [instruct, thinking] = [await model('a', 'BF16'), await model('b', 'F32')];
+  await expect(api.interpolate({ instruct, thinking, lambda: 0.5, output: freshPath('out'), numerics: 'mi' })).rejects.toMatchObject({
+    code: 'DtypeMismatch',
+    message: expect.stringMatching(/^numerics mi needs one dtype per tensor, .*; use numerics exact$/),
+  });
+});

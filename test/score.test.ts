@@ -4,6 +4,7 @@ import { WeightmixError } from '../lib/errors';
 import { parseKList, passAtK, score, voteAtK } from '../lib/analysis/score';
 import { FIELD_PRESETS, parseFieldAssignments, resolveFields } from '../lib/analysis/score-fields';
 import { runCommand } from './helpers/command';
+import { expectOneLineError, runCli } from './helpers/cli';
 import { register } from '../lib/commands/score';
 import { dir as tmp, useTempDir } from './helpers/temp-dir';
 
@@ -277,12 +278,11 @@ describe('score rejects malformed generations with one line naming file and line
     await expectScoreError(writeJsonl('array.jsonl', [good, '[1, 2]']), /array\.jsonl:2: expected a JSON object/);
   });
 
-  test('missing required fields, with the flag that maps them', async () => {
+  test('missing required fields, with the option that maps them (the library its fields option, the command its --field flag)', async () => {
     const { correct: _c, ...noCorrect } = good;
-    await expectScoreError(
-      writeJsonl('nocorrect.jsonl', [good, { ...noCorrect, sample_index: 1 }]),
-      /nocorrect\.jsonl:2: missing field 'correct' \(correct\); map it with --field correct=KEY/,
-    );
+    const file = writeJsonl('nocorrect.jsonl', [good, { ...noCorrect, sample_index: 1 }]);
+    await expectScoreError(file, /nocorrect\.jsonl:2: missing field 'correct' \(correct\); map it with fields: \{ correct: 'KEY' \}$/);
+    expect(expectOneLineError(await runCli(['score', file]))).toMatch(/map it with --field correct=KEY$/);
     const { question_id: _q, ...noQuestion } = good;
     await expectScoreError(writeJsonl('noq.jsonl', [noQuestion]), /noq\.jsonl:1: missing field 'question_id'/);
   });

@@ -5,7 +5,7 @@
  * question whose per-sample fields are arrays. Field names come from a preset plus overrides;
  * a field path may be dotted (`outputs.0.text`). All rates are percentages, as in the paper.
  */
-import { checkOptions, type OptionKeys } from '../api/validate-options';
+import { API_NAMES, checkOptions, type OptionKeys, type OptionNamer } from '../api/validate-options';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as readline from 'readline';
@@ -180,7 +180,13 @@ const SCORE_KEYS: OptionKeys<ScoreOptions> = {
  * @throws {@link WeightmixError} `FileNotFound`, `NotAFile`, `MalformedGenerations`, `KTooLarge`, `InvalidArgument`, `Aborted` (`signal`).
  */
 export async function score(options: ScoreOptions): Promise<ScoreReport> {
+  return scoreAs(options, API_NAMES);
+}
+
+/** `score` for a front door that names options its own way (`name`: the command line's flags, `fields` being `--field`). */
+export async function scoreAs(options: ScoreOptions, name: OptionNamer): Promise<ScoreReport> {
   checkOptions<ScoreOptions>('score', options, SCORE_KEYS);
+  const fieldHint = (field: FieldName) => (name('fields') === 'fields' ? `fields: { ${field}: 'KEY' }` : `${name('fields')} ${field}=KEY`);
   const fields = resolveFields(options.preset ?? 'default', options.fields ?? {});
   const voteTies = options.voteTies ?? 'expected';
   if (voteTies !== 'expected' && voteTies !== 'first') throw usageError(`voteTies must be expected or first, got '${String(voteTies)}'`);
@@ -201,7 +207,7 @@ export async function score(options: ScoreOptions): Promise<ScoreReport> {
   }
   if (!stat.isFile()) throw new WeightmixError('NotAFile', `generations path '${file}' is not a file`);
   if (options.tokenizer !== undefined && options.whitespaceTokens)
-    throw usageError('--tokenizer and --whitespace-tokens are two ways to count tokens: pass one');
+    throw usageError(`${name('tokenizer')} and ${name('whitespaceTokens')} are two ways to count tokens: pass one`);
   const counter =
     options.tokenizer === undefined
       ? undefined
@@ -245,7 +251,7 @@ export async function score(options: ScoreOptions): Promise<ScoreReport> {
     const v = lookup(record, fields[field]);
     const present = v !== MISSING;
     if (required) {
-      if (!present) fail(line, `missing field '${fields[field]}' (${field}); map it with --field ${field}=KEY`);
+      if (!present) fail(line, `missing field '${fields[field]}' (${field}); map it with ${fieldHint(field)}`);
       return v;
     }
     const seen = presence.get(field);
@@ -375,7 +381,7 @@ export async function score(options: ScoreOptions): Promise<ScoreReport> {
         const q = perQuestion.find((p) => p.samples.length === nMin)!;
         throw new WeightmixError(
           'KTooLarge',
-          `k=${k} exceeds the ${nMin} samples of question '${q.id}' in benchmark '${benchmark}' (Pass@k and Vote@k need k ≤ n); use --k values ≤ ${nMin} or score benchmarks separately`,
+          `k=${k} exceeds the ${nMin} samples of question '${q.id}' in benchmark '${benchmark}' (Pass@k and Vote@k need k ≤ n); use ${name('k')} values ≤ ${nMin} or score benchmarks separately`,
         );
       }
     }

@@ -45,7 +45,8 @@ export async function loadTokenCounter(model: string, options: Omit<ResolveOptio
   const st = fs.statSync(source.dir, { throwIfNoEntry: false });
   if (!st) throw new WeightmixError('ModelNotFound', `tokenizer: model folder not found: ${model}`);
   // A tokenizer.json given itself: the folder that holds it is meant.
-  if (!st.isDirectory()) throw new WeightmixError('ModelNotFound', `tokenizer: ${model} is a file, not a model folder (give the folder that holds tokenizer.json)`);
+  if (!st.isDirectory())
+    throw new WeightmixError('ModelNotFound', `tokenizer: ${model} is a file, not a model folder (give the folder that holds tokenizer.json)`);
   const json = readJson('tokenizer.json', true);
   const config = readJson('tokenizer_config.json', false) ?? {};
   // Loaded on first use: most runs of `score` count no tokens.

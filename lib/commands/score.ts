@@ -1,6 +1,7 @@
 /** `weightmix score GENERATIONS.jsonl`: Think #R, Token #N, Mean@n, Pass@k, Vote@k per benchmark. */
 import type { Command } from 'commander';
-import { parseKList, parseVoteTies, score, type ScoreReport } from '../analysis/score';
+import { parseKList, parseVoteTies, scoreAs, type ScoreReport } from '../analysis/score';
+import { CLI_FLAGS, type OptionNamer } from '../api/validate-options';
 import { parseFieldAssignments, parseFieldPreset } from '../analysis/score-fields';
 import { textTable } from '../analysis/text-table';
 import { usageError } from '../errors';
@@ -45,23 +46,29 @@ export function register(program: Command): void {
       // A hub --tokenizer's download: a progress bar on a TTY, its notices always.
       const reporter = createReporter<ScoreReport>({}, 'score', () => '');
       const report = await reporter.run((hooks) =>
-        score({
-          file,
-          preset: parseFieldPreset(opts.preset),
-          fields: parseFieldAssignments(opts.field),
-          k: opts.k === undefined ? undefined : parseKList(opts.k),
-          benchmark: opts.benchmark,
-          whitespaceTokens: opts.whitespaceTokens === true,
-          tokenizer: opts.tokenizer,
-          voteTies: parseVoteTies(opts.voteTies),
-          onDownload: hooks.onDownload,
-          onNotice: hooks.onNotice,
-          signal: hooks.signal,
-        }),
+        scoreAs(
+          {
+            file,
+            preset: parseFieldPreset(opts.preset),
+            fields: parseFieldAssignments(opts.field),
+            k: opts.k === undefined ? undefined : parseKList(opts.k),
+            benchmark: opts.benchmark,
+            whitespaceTokens: opts.whitespaceTokens === true,
+            tokenizer: opts.tokenizer,
+            voteTies: parseVoteTies(opts.voteTies),
+            onDownload: hooks.onDownload,
+            onNotice: hooks.onNotice,
+            signal: hooks.signal,
+          },
+          SCORE_FLAGS,
+        ),
       );
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatScoreReport(report));
     });
 }
+
+/** The command's spelling of score's options: the field map is the repeatable `--field`. */
+const SCORE_FLAGS: OptionNamer = (key) => (key === 'fields' ? '--field' : CLI_FLAGS(key));
 
 /** The human-readable table `score` prints. */
 export function formatScoreReport(report: ScoreReport): string {

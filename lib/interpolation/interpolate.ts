@@ -249,7 +249,7 @@ export async function runInterpolation(
         thinking_hub: hubProvenance(thinking),
         weightmix: VERSION,
       });
-    const recipes = targets.map((t) => interpolationRecipes(instruct, thinking, t.lambda, numerics, dtype));
+    const recipes = targets.map((t) => interpolationRecipes(instruct, thinking, t.lambda, numerics, dtype, name('numerics')));
     const plan = planMerge({
       checkpoints: [instruct, thinking],
       layout: checkpointLayout(instruct),
@@ -338,6 +338,7 @@ function interpolationRecipes(
   lambda: number,
   numerics: Numerics,
   dtype: FloatDtype | undefined,
+  numericsOption: string,
 ): (name: string, selected: boolean) => TensorRecipe {
   // By output dtype, then kind (copy of model 0, copy of model 1, lerp, lerp_mi): no key string built per tensor.
   const shared = new Map<SafetensorsDtype, TensorRecipe[]>();
@@ -375,7 +376,7 @@ function interpolationRecipes(
     if (!isFloatDtype(b)) throw new WeightmixError('DtypeMismatch', `tensor ${name} is ${b} in ${thinking.dir}`);
     if (numerics === 'mi') {
       if (a !== b) {
-        throw new WeightmixError('DtypeMismatch', `--numerics mi needs one dtype per tensor, but ${name} is ${a} and ${b}; use --numerics exact`);
+        throw new WeightmixError('DtypeMismatch', `${numericsOption} mi needs one dtype per tensor, but ${name} is ${a} and ${b}; use ${numericsOption} exact`);
       }
       return recipe(3, outDtype);
     }
