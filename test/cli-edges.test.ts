@@ -52,3 +52,12 @@ testIf(haveProc, 'no procfs at /proc')(
     expect(line).not.toMatch(/GB free/);
   },
 );
+
+test("help and messages a first run reads: score --help shows no '(default: [])', fixture --seed names its range", async () => {
+  const help = await runCli(['score', '--help']);
+  expect(help.status).toBe(0);
+  expect(help.stdout).toContain('--field <name=key>');
+  expect(help.stdout).not.toContain('(default: [])');
+  const line = expectOneLineError(await runCli(['fixture', '--shape', 'tiny', '--out', freshPath('fx'), '--seed=-1']), 2);
+  expect(line).toBe('weightmix: error: --seed "-1": expected a whole number from 0 to 4294967295');
+});

@@ -7,10 +7,9 @@ import { DEFAULT_DELTA, FIXTURE_DTYPES, makeCheckpointPairAs, type FixtureDtype 
 import { FIXTURE_SHAPES, type FixtureShapeName } from '../fixtures/model-shapes';
 import { abortOnSignals } from './signals';
 
-function wholeNumber(option: string, least = 0) {
+function wholeNumber(option: string, least = 0, range = least > 0 ? `of ${least} or more` : '') {
   return (text: string): number => {
-    if (!/^\d+$/.test(text.trim()) || Number(text) < least)
-      throw usageError(`${option} "${text}": expected a whole number${least > 0 ? ` of ${least} or more` : ''}`);
+    if (!/^\d+$/.test(text.trim()) || Number(text) < least) throw usageError(`${option} "${text}": expected a whole number${range ? ` ${range}` : ''}`);
     return Number(text);
   };
 }
@@ -58,7 +57,7 @@ export function register(program: Command): void {
     .option('--scale <n>', 'width divisor (1 = real size: 2 × 8 GB for qwen3-4b)', wholeNumber('--scale', 1))
     .option('--layers <n>', 'decoder layer count instead of the real one', wholeNumber('--layers', 1))
     .option('--shards <n[,m]>', 'shard counts, instruct,thinking (default: as released)', shardCounts)
-    .option('--seed <n>', 'uint32 seed; the same seed gives the same bytes', wholeNumber('--seed'))
+    .option('--seed <n>', 'uint32 seed; the same seed gives the same bytes', wholeNumber('--seed', 0, 'from 0 to 4294967295'))
     .addOption(new Option('--dtype <dtype>', 'element type').choices(FIXTURE_DTYPES).default('BF16'))
     .option('--delta <x>', 'relative distance of Thinking from Instruct', relativeDistance, DEFAULT_DELTA)
     .option(

@@ -9,7 +9,7 @@ import { createReporter } from './reporter';
 
 interface ScoreCliOptions {
   k?: string;
-  field: string[];
+  field?: string[];
   preset: string;
   benchmark?: string;
   whitespaceTokens?: boolean;
@@ -18,7 +18,7 @@ interface ScoreCliOptions {
   json?: boolean;
 }
 
-const collect = (value: string, previous: string[]) => [...previous, value];
+const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 export function register(program: Command): void {
   program
@@ -30,7 +30,6 @@ export function register(program: Command): void {
       '--field <name=key>',
       'where a field lives: question, sample, response, correct, tokens, answer, benchmark (repeatable; dotted paths allowed)',
       collect,
-      [],
     )
     .option('--preset <name>', 'field names: default, vllm or opencompass', 'default')
     .option('--benchmark <name>', 'benchmark name for records without one (default: the file name)')
@@ -50,7 +49,7 @@ export function register(program: Command): void {
           {
             file,
             preset: parseFieldPreset(opts.preset),
-            fields: parseFieldAssignments(opts.field),
+            fields: parseFieldAssignments(opts.field ?? []),
             k: opts.k === undefined ? undefined : parseKList(opts.k),
             benchmark: opts.benchmark,
             whitespaceTokens: opts.whitespaceTokens === true,
