@@ -20,7 +20,7 @@ test('λ ranges: exact decimals of the precision they are written with, never pa
   // Past stop by the old tolerance (1 was taken), and refused as a repeat where the points were rounded together.
   expect(parseLambdaList('0:0.99999999999:0.1')).toHaveLength(10);
   expect(parseLambdaList('0:1e-12:1e-13')).toEqual(Array.from({ length: 11 }, (_, i) => i / 1e13));
-  expect(() => parseLambdaList('0:1:0.0001')).toThrow(/^--lambdas 0:1:0.0001 makes 10001 models; at most 1000$/);
+  expect(() => parseLambdaList('0:1:0.0001')).toThrow(/^lambdas 0:1:0.0001 makes 10001 models; at most 1000$/);
   expect(() => parseLambdaList('0:1:1e-300')).toThrow(/makes .+ models; at most 1000$/);
 });
 
@@ -31,7 +31,7 @@ test('λ: hexadecimal, binary, octal, Infinity, NaN and empty values are refused
   expect(() => parseLambda(NaN)).toThrow(/^--lambda must be a finite decimal number, got NaN$/);
   expect(() => parseLambda(-Infinity, '--lambdas')).toThrow(/^--lambdas must be a finite decimal number, got -Infinity$/);
   expect(() => parseLambda(undefined)).toThrow(/got undefined$/);
-  expect(() => parseLambdaList('0:1:0x1')).toThrow(/^--lambdas must be a finite decimal number, got "0x1"$/);
+  expect(() => parseLambdaList('0:1:0x1')).toThrow(/^lambdas must be a finite decimal number, got "0x1"$/);
 });
 
 test('--threads: decimal digits only; NaN shown as NaN', () => {

@@ -17,10 +17,10 @@ const MAX_MODELS = 1000;
 
 /**
  * Parses a λ list; a range's points are start + i·step up to stop, exact decimals of the precision the range is written with.
- * `name` is how messages spell the option (`--lambdas` by default).
+ * `name` is how messages spell the option (`lambdas`, the library's spelling, by default; the command passes `--lambdas`).
  * @throws {@link WeightmixError} `Usage` for a malformed list, a repeated value or more than 1000 values.
  */
-export function parseLambdaList(spec: string | number[], name = '--lambdas'): number[] {
+export function parseLambdaList(spec: string | number[], name = 'lambdas'): number[] {
   let values: number[];
   if (Array.isArray(spec)) {
     values = spec.map((x) => parseLambda(x, name));
