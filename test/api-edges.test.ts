@@ -113,3 +113,11 @@ test("the library's messages name its options, not the command's flags (numerics
     message: expect.stringMatching(/^numerics mi needs one dtype per tensor, .*; use numerics exact$/),
   });
 });
+
+test("sweep's lambdas of a wrong type is named as such (it said 'required'); a whole run's summary has no own part key", async () => {
+  await expect(api.sweep({ ...pair, lambdas: 0.5 as never, output: freshPath('sweep') })).rejects.toThrow(/^lambdas must be a list of λ values/);
+  const summary = await api.interpolate({ ...pair, lambda: 0.5, output: freshPath('whole') });
+  expect(Object.keys(summary)).not.toContain('part');
+  const part = await api.interpolate({ ...pair, lambda: 0.5, output: freshPath('part'), part: '1/2' });
+  expect(part.part).toBe('1/2');
+});
