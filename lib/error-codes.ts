@@ -155,7 +155,11 @@ export const ERROR_CODES = {
     thrownBy: ['merge', 'parseRecipe', 'readRecipeFile'],
   },
   ShapeMismatch: { meaning: 'A tensor has different shapes in the models to combine.', thrownBy: [...MERGES, 'diff'] },
-  TensorInvalidInfo: { meaning: 'A safetensors tensor entry has an unknown dtype or a malformed shape.', thrownBy: SAFETENSORS },
+  TensorInvalidInfo: {
+    meaning:
+      'A safetensors tensor entry is malformed: an unknown dtype, a bad shape, a name given twice, reserved or not well-formed Unicode, data of the wrong length, metadata that is not strings.',
+    thrownBy: [...SAFETENSORS, 'encodeSafetensorsHeader', 'writeSafetensorsFile'],
+  },
   UnsafePath: { meaning: 'A name inside a model (a shard in the index) escapes its folder (`..`, an absolute path, a link out).', thrownBy: READERS },
   UnsupportedChartFormat: {
     meaning: 'A chart file name ends in something else than `.svg` or `.png` (exit status 2, as a usage error).',
