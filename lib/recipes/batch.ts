@@ -20,7 +20,7 @@ import { assignParts } from '../engine/parts';
 import { OutputTransaction } from '../engine/output';
 import { MergePlan, planMerge, TensorRecipe } from '../engine/plan';
 import { methodFor } from './methods';
-import { finishRecipeOutput, isRecipe, MERGE_KEYS, recipeMetadata } from './merge-recipe';
+import { checkRecipeArgument, finishRecipeOutput, isRecipe, MERGE_KEYS, recipeMetadata } from './merge-recipe';
 import { checkRecipe, parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { DownloadProgress } from '../hub/snapshot-download';
@@ -146,16 +146,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
   if (batch.length > MAX_RECIPES) throw usageError(`a batch of ${batch.length} recipes; at most ${MAX_RECIPES}`);
   batch.forEach((b, i) => {
     if (typeof b !== 'object' || b === null || Array.isArray(b)) throw usageError(`batch[${i}] must be an object {name, recipe}, got ${showValue(b)}`);
-    if (typeof b.recipe !== 'string' && (typeof b.recipe !== 'object' || b.recipe === null || Array.isArray(b.recipe))) {
-      throw usageError(`batch[${i}].recipe must be a recipe file path, a recipe object or a parsed recipe, got ${showValue(b.recipe)}`);
-    }
-    // As merge: YAML text would come back as a multi-line 'recipe file not found', and a parsed recipe's paths are resolved already.
-    if (typeof b.recipe === 'string' && b.recipe.includes('\n')) {
-      throw usageError(`batch[${i}].recipe: a string is a recipe file path; for YAML text, pass parseRecipe(text) instead`);
-    }
-    if (isRecipe(b.recipe) && options.baseDir !== undefined) {
-      throw usageError(`batch[${i}].recipe was already parsed, so baseDir would not apply to it (give baseDir to parseRecipe instead)`);
-    }
+    checkRecipeArgument(b.recipe, options.baseDir, `batch[${i}].recipe`, `batch[${i}].recipe`);
   });
   checkNames(batch.map((b) => b.name));
   const threads = parseThreads(options.threads, name('threads'));

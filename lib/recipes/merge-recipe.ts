@@ -19,7 +19,7 @@ import { Moments, runMomentsPass } from '../engine/moments';
 import { methodFor } from './methods';
 import { copySidecars, writeIndex, writeModelCard } from '../engine/model-files';
 import { writePassBlockBytes } from '../engine/block-bytes';
-import { EngineOptions, parseBlockBytes, parseDevice, parseOutputFolder, parseThreads } from '../options';
+import { EngineOptions, parseBlockBytes, parseDevice, parseOutputFolder, parseThreads, showValue } from '../options';
 import { OutputTransaction } from '../engine/output';
 import { planMerge, PlannedModel, TensorRecipe } from '../engine/plan';
 import { TORCH_DTYPE_NAMES } from '../format/dtypes';
@@ -128,21 +128,32 @@ export const MERGE_KEYS: OptionKeys<MergeOptions> = {
  */
 export async function merge(recipe: string | Recipe | Record<string, unknown>, options: MergeOptions): Promise<RecipeMergeSummary> {
   checkOptions<MergeOptions>('merge', options, MERGE_KEYS);
-  if (typeof recipe === 'string' && recipe.includes('\n')) {
-    // A path never holds a line break: this is YAML text, which would otherwise come back as a multi-line 'recipe file not found'.
-    throw usageError('merge(recipe, options): a string is a recipe file path; for YAML text, pass parseRecipe(text) instead');
-  }
+  checkRecipeArgument(recipe, options.baseDir, 'merge(recipe, options)');
   if (typeof recipe === 'string') return mergeAs(await readRecipeFile(recipe, options), options, API_NAMES);
-  if (typeof recipe !== 'object' || recipe === null || Array.isArray(recipe)) {
-    throw usageError(
-      `merge(recipe, options): recipe must be a recipe file path, a parsed recipe or a recipe object, got ${recipe === null ? 'null' : typeof recipe}`,
-    );
-  }
-  // A parsed recipe's paths were resolved when it was parsed: a baseDir here would be ignored.
-  if (isRecipe(recipe) && options.baseDir !== undefined) {
-    throw usageError('baseDir applies to a recipe file or object; this recipe was already parsed (give baseDir to parseRecipe instead)');
-  }
   return mergeAs(recipe, options, API_NAMES);
+}
+
+/**
+ * Refuses what `merge` and `mergeBatch` cannot take as a recipe (`where` names the argument): anything but a recipe file
+ * path, a parsed recipe or a recipe object; YAML text in place of a path (it would come back as a multi-line 'recipe file
+ * not found'); a `baseDir` beside a parsed recipe, whose paths were resolved when it was parsed (it would be ignored).
+ * `named` is how the baseDir refusal names the recipe.
+ */
+export function checkRecipeArgument(
+  recipe: unknown,
+  baseDir: string | undefined,
+  where: string,
+  named = 'this recipe',
+): asserts recipe is string | Recipe | Record<string, unknown> {
+  if (typeof recipe === 'string' && recipe.includes('\n')) {
+    throw usageError(`${where}: a string is a recipe file path; for YAML text, pass parseRecipe(text) instead`);
+  }
+  if (typeof recipe !== 'string' && (typeof recipe !== 'object' || recipe === null || Array.isArray(recipe))) {
+    throw usageError(`${where}: recipe must be a recipe file path, a parsed recipe or a recipe object, got ${showValue(recipe)}`);
+  }
+  if (isRecipe(recipe) && baseDir !== undefined) {
+    throw usageError(`baseDir applies to a recipe file or object; ${named} was already parsed (give baseDir to parseRecipe instead)`);
+  }
 }
 
 /** `merge` for a front door that has checked its own input; its messages name options by `name` (the command line: flags). */
