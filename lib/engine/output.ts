@@ -33,6 +33,9 @@ export function leftoverStem(base: string): string {
   return `${start}~${createHash('sha256').update(base).digest('hex').slice(0, 12)}`;
 }
 
+/** Whether a name in a leftover is leftoverStem's shortened form (it ends in `~` and the hash), not a whole output name. */
+const isShortenedStem = (name: string) => /~[0-9a-f]{12}$/.test(name);
+
 export interface BeginOptions {
   force?: boolean;
   /** Publish file by file into a shared target folder (one part of a `--part I/N` job array). */
@@ -355,7 +358,7 @@ async function removeStale(
     if (Number.isNaN(pid) && Date.now() - (await fs.promises.stat(leftover)).mtimeMs < 60_000) continue;
     const target = path.join(parent, name);
     // A sibling's shortened name (leftoverStem) does not say which output to put back: its old folder stays.
-    if (kind === 'old' && name !== base && /~[0-9a-f]{12}$/.test(name)) continue;
+    if (kind === 'old' && name !== base && isShortenedStem(name)) continue;
     if (kind === 'old' && !fs.existsSync(target)) {
       // A --force run died between moving the old output aside and publishing the new one: the old one is the user's model.
       await fs.promises.rename(leftover, target);
