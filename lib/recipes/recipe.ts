@@ -317,7 +317,7 @@ export function checkRecipe(recipe: Recipe): Recipe {
   if (method.needsBase !== undefined && lacksBase(recipe)) {
     throw recipeError(`${method.name} needs a base_model${method.needsBase === '' ? '' : ` (${method.needsBase})`}`);
   }
-  method.validate(recipe);
+  method.validate?.(recipe);
   return recipe;
 }
 

@@ -36,7 +36,6 @@ function dellaMethod(name: MergeMethodName, consensus: boolean, normalize: boole
     parameters: ['weight', 'density', 'epsilon', 'normalize', 'rescale', 'lambda', 'int8_mask'],
     modelParameters: ['weight', 'density', 'epsilon'],
     needsBase: 'task vectors are differences from it',
-    validate() {},
     coefficients(t): TensorCoefficients {
       const base = t.base!;
       if (!t.models.includes(base)) throw new WeightmixError('InvalidRecipe', `${name}: tensor ${t.name} does not come from the base model`);

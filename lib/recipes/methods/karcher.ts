@@ -57,7 +57,6 @@ export const karcher: MergeMethod = {
   name: 'karcher',
   parameters: ['max_iter', 'tol'],
   modelParameters: [],
-  validate() {},
   momentPairs: (t) => allPairs(t.models),
   linearFromMoments: () => true,
   coefficients(t) {

@@ -7,7 +7,6 @@ export const linear: MergeMethod = {
   name: 'linear',
   parameters: ['weight', 'normalize'],
   modelParameters: ['weight'],
-  validate() {},
   coefficients(t) {
     const w = t.models.map((m) => {
       if (m === t.base && lookupParameter(t.scope, 'weight', m) === undefined) {

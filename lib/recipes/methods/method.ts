@@ -75,8 +75,8 @@ export interface MergeMethod {
    * without one is refused (recipe.ts's checkRecipe), and the planner gives it an unlisted base in every form. Unset: optional.
    */
   needsBase?: string;
-  /** Recipe-level checks (model counts, …; a missing base model is refused by `needsBase`). */
-  validate(recipe: Recipe): void;
+  /** Recipe-level checks (model counts, …; a missing base model is refused by `needsBase`); unset: none. */
+  validate?(recipe: Recipe): void;
   /** Pairs of models whose moments the method needs for this tensor (a first pass over the inputs). */
   momentPairs?(tensor: Omit<MethodTensor, 'moments' | 'notice'>): [number, number][];
   /** Whether `coefficients` gives this tensor a `copy` or `linear` decision from its moments alone (the engine may then resolve them in the write pass, engine/open-moments.ts). */

@@ -44,7 +44,6 @@ export const multislerp: MergeMethod = {
   name: 'multislerp',
   parameters: ['weight', 'normalize_weights', 'eps'],
   modelParameters: ['weight'],
-  validate() {},
   momentPairs(t) {
     const others = t.base !== null && t.models.includes(t.base) ? t.models.filter((m) => m !== t.base) : t.models;
     return [...(others === t.models ? [] : others.map((m): [number, number] => [t.base!, m])), ...allPairs(others)];

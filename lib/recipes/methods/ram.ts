@@ -33,7 +33,6 @@ export const ram: MergeMethod = {
   parameters: ['epsilon'],
   modelParameters: [],
   needsBase: 'task vectors are differences from it',
-  validate() {},
   coefficients: (t) => ramCoefficients(t, false),
 };
 
@@ -42,6 +41,5 @@ export const ramplusTl: MergeMethod = {
   parameters: ['epsilon', 'r', 'alpha'],
   modelParameters: [],
   needsBase: 'task vectors are differences from it',
-  validate() {},
   coefficients: (t) => ramCoefficients(t, true),
 };

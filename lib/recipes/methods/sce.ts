@@ -17,7 +17,6 @@ export const sce: MergeMethod = {
   parameters: ['select_topk', 'int8_mask'],
   modelParameters: [],
   needsBase: 'task vectors are differences from it',
-  validate() {},
   coefficients(t): TensorCoefficients {
     const base = t.base!;
     if (!t.models.includes(base)) throw new WeightmixError('InvalidRecipe', `sce: tensor ${t.name} does not come from the base model`);

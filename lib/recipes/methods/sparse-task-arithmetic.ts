@@ -53,7 +53,6 @@ function sparseMethod(f: Family): MergeMethod {
     parameters,
     modelParameters: parameters.filter((p) => p === 'weight' || p === 'density' || p === 'gamma'),
     needsBase: 'task vectors are differences from it',
-    validate() {},
     coefficients(t): TensorCoefficients {
       const base = t.base!;
       if (!t.models.includes(base)) throw new WeightmixError('InvalidRecipe', `${f.name}: tensor ${t.name} does not come from the base model`);

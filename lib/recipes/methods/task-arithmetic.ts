@@ -16,7 +16,6 @@ export const taskArithmetic: MergeMethod = {
   parameters: ['weight', 'normalize', 'lambda', 'int8_mask', 'rescale', 'density'],
   modelParameters: ['weight', 'density'],
   needsBase: 'task vectors are differences from it',
-  validate() {},
   coefficients(t) {
     const base = t.base!;
     if (!t.models.includes(base)) throw new WeightmixError('InvalidRecipe', `task_arithmetic: tensor ${t.name} does not come from the base model`);
