@@ -5,6 +5,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+/** A lock file still without a pid after this long was left by a process that died between creating and writing it. */
+export const EMPTY_LOCK_STALE_MS = 10_000;
+
 /** Whether the process that made a leftover still runs (one of another user's counts as running). */
 export function pidAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;

@@ -11,10 +11,9 @@ import * as path from 'node:path';
 import { WeightmixError } from '../errors';
 import { cacheFsError, cacheWrite } from './cache';
 import { makeFolders } from '../make-folders';
+import { EMPTY_LOCK_STALE_MS } from '../leftovers';
 
 const POLL_MS = 100;
-/** A lock file still empty after this long was left by a process that died between create and write. */
-const EMPTY_LOCK_STALE_MS = 10_000;
 
 /** How a lock is kept fresh, judged stale, and waited for (tests shorten them). */
 export interface LockTiming {
