@@ -231,7 +231,7 @@ export async function runInterpolation(
           reads,
           siblings,
           // The first target's look covers every sibling λ's leftovers: once per sweep, not once per λ (1000 λ took minutes).
-          removeStale: o === 0 || siblings === undefined,
+          removeStale: o === 0,
           mergeInto: part !== undefined,
           lockName: part ? `part-${part.index}-of-${part.count}` : undefined,
         }),

@@ -61,7 +61,8 @@ function rangePoints(texts: string[], [start, stop, step]: number[], tooMany: (c
   const exact = d <= 22 && [s, e, p].every((x) => Number.isSafeInteger(x)) && p > 0;
   const count = exact ? Math.floor((e - s) / p) + 1 : Math.floor((stop - start) / step + 1e-9) + 1;
   if (count > MAX_MODELS) throw tooMany(count);
-  return Array.from({ length: count }, (_, i) => (exact && Number.isSafeInteger(s + i * p) ? (s + i * p) / scale : start + i * step));
+  // s ≤ s + i·p ≤ e for every i < count: the exact points stay safe integers.
+  return Array.from({ length: count }, (_, i) => (exact ? (s + i * p) / scale : start + i * step));
 }
 
 /**

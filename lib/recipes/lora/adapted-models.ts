@@ -27,7 +27,7 @@ export async function openRecipeModels(
   recipe: Recipe,
   output: string,
   options: ResolveOptions,
-  check: (ckpts: ModelCheckpoint[]) => void = () => {},
+  check: (ckpts: ModelCheckpoint[]) => void,
 ): Promise<RecipeModels> {
   // parseRecipe resolved folders against the recipe's own folder: what is left are hub ids.
   const ckpts = await openModels(recipe.models, options, true);
