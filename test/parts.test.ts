@@ -43,6 +43,17 @@ test.each([1, 2, 3, 7])('the union of %p parts is byte-identical to a single run
   expect(fs.readdirSync(root).filter((f) => f.includes('.weightmix'))).toEqual([]);
 });
 
+test('a part that gets no shard (more parts than shards) says so and writes only the shared files', async () => {
+  const notices: string[] = [];
+  const output = path.join(root, 'empty-part');
+  await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output, part: '7/7', onNotice: (m) => notices.push(m) });
+  expect(notices).toEqual(['part 7/7 gets none of the 5 output shards: it writes only the shared index and files']);
+  expect(fs.readdirSync(output).filter((f) => f.endsWith('.safetensors'))).toEqual([]);
+  const quiet: string[] = [];
+  await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output, part: '1/7', onNotice: (m) => quiet.push(m) });
+  expect(quiet).toEqual([]);
+});
+
 test('a malformed --part is a usage error', async () => {
   for (const part of ['0/3', '4/3', 'a/b', '2']) {
     await expect(interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: path.join(root, 'bad'), part })).rejects.toMatchObject({

@@ -256,7 +256,7 @@ export async function runInterpolation(
       outputs: targets.map((t, o) => ({ dir: transactions[o].tempDir, metadata: { format: 'pt', weightmix: recipeText(t.lambda) } })),
       // Without a selection no name is looked up (a Set lookup hashes each of an 18,867-tensor model's names).
       recipe: unselected.size === 0 ? (name, o) => recipes[o](name, true) : (name, o) => recipes[o](name, !unselected.has(name)),
-      shardFilter: part ? partFilter(instruct, part) : undefined,
+      shardFilter: part ? partFilter(instruct, part, options.onNotice) : undefined,
     });
     // A part's target is shared with the other parts: it tells their shards from another model's files.
     if (part) transactions.forEach((tx, o) => tx.partOf(plan.models[o].shards.map((shard) => shard.name)));
@@ -317,11 +317,19 @@ export async function runInterpolation(
   }
 }
 
-function partFilter(layout: Checkpoint, part: { index: number; count: number }): (shard: string) => boolean {
+/**
+ * The output shards of part I of N. A part may get none (more parts than shards: a job array sized for larger models);
+ * it then writes only the shared index and files, and says so, as its summary still counts the model's tensors.
+ */
+function partFilter(layout: Checkpoint, part: { index: number; count: number }, notice?: (message: string) => void): (shard: string) => boolean {
   const parts = assignParts(
     layout.shards.map((s) => ({ name: s.name, size: s.header.fileSize })),
     part.count,
   );
+  if (![...parts.values()].includes(part.index)) {
+    const all = layout.shards.length;
+    notice?.(`part ${part.index}/${part.count} gets none of the ${all} output shard${all === 1 ? '' : 's'}: it writes only the shared index and files`);
+  }
   return (shard) => parts.get(shard) === part.index;
 }
 
