@@ -311,6 +311,21 @@ describe('metrics tables', () => {
     expect(paper[0]).toEqual({ benchmark: 'aime25', k: 64, lambda: 0, mean: 46.6, best: 76.7, tokens: 15097, thinkRatio: 0 });
   });
 
+  test('JSON Lines (.jsonl, .ndjson, or sniffed from a leading "{") read as the same rows as the JSON array', async () => {
+    const lines = paper.map((r) =>
+      JSON.stringify({ benchmark: r.benchmark, k: r.k, lambda: r.lambda, mean: r.mean, best: r.best, tokens: r.tokens, think_ratio: r.thinkRatio }),
+    );
+    const text = `${lines.slice(0, 10).join('\n')}\n\n${lines.slice(10).join('\r\n')}\n`;
+    for (const name of ['paper.jsonl', 'paper.NDJSON', 'paper-lines']) expect(await readMetricsTable(write(name, text))).toEqual(paper);
+    await expectReadError(write('broken.jsonl', `${lines[0]}\n{"benchmark": "a",\n`), /broken\.jsonl:2: not valid JSON/);
+    await expectReadError(write('scalar.jsonl', `${lines[0]}\n\n7\n`), /scalar\.jsonl:3: row 1: expected an object, got 7/);
+    await expectReadError(
+      write('twice.jsonl', `${lines[0]}\n${lines[0]}\n`),
+      /twice\.jsonl:2: second row for benchmark 'aime25' at lambda 0 \(first at line 1\)/,
+    );
+    await expectReadError(write('empty.jsonl', '\n\n'), /empty\.jsonl: no data rows/);
+  });
+
   test('a file without a known extension is sniffed', async () => {
     expect(await readMetricsTable(write('paper.txt', fs.readFileSync(PAPER_FIXTURE, 'utf8')))).toEqual(paper);
     expect(await readMetricsTable(write('rows', '[{"benchmark":"a","lambda":0,"mean":1,"tokens":2,"think_ratio":0}]'))).toHaveLength(1);

@@ -1,7 +1,8 @@
 /**
  * Per-λ metrics tables, as in the paper's Table 2: CSV with the header
  * `benchmark,k,lambda,mean,best,tokens,think_ratio` (`#` comment lines and blank lines allowed,
- * extra columns ignored), or a JSON array of objects with the same keys. Rates are percentages.
+ * extra columns ignored), a JSON array of objects with the same keys, or JSON Lines of such objects
+ * (one per line: rows appended as each λ is scored). Rates are percentages.
  */
 import * as fs from 'fs';
 import { WeightmixError } from '../errors';
@@ -28,7 +29,8 @@ export const METRICS_COLUMNS = ['benchmark', 'k', 'lambda', 'mean', 'best', 'tok
 const REQUIRED = ['benchmark', 'lambda', 'mean', 'tokens', 'think_ratio'] as const;
 
 /**
- * Reads a metrics table; the format follows the extension (.csv, .json), else the first character.
+ * Reads a metrics table; the format follows the extension (.csv, .json, .jsonl or .ndjson), else the first character
+ * (`[` a JSON array, `{` JSON Lines, anything else CSV).
  * @throws {@link WeightmixError} `FileNotFound`, `NotAFile`, `MalformedMetrics`.
  */
 export async function readMetricsTable(file: string): Promise<MetricsRow[]> {
@@ -41,7 +43,10 @@ export async function readMetricsTable(file: string): Promise<MetricsRow[]> {
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   const lower = file.toLowerCase();
-  const json = lower.endsWith('.json') || (!lower.endsWith('.csv') && text.trimStart().startsWith('['));
+  const known = ['.csv', '.json', '.jsonl', '.ndjson'].some((ext) => lower.endsWith(ext));
+  const first = text.trimStart()[0];
+  if (lower.endsWith('.jsonl') || lower.endsWith('.ndjson') || (!known && first === '{')) return parseMetricsJsonLines(text, file);
+  const json = lower.endsWith('.json') || (!known && first === '[');
   return json ? parseMetricsJson(text, file) : parseMetricsCsv(text, file);
 }
 
@@ -133,10 +138,31 @@ export function parseMetricsJson(text: string, file = '<json>'): MetricsRow[] {
   }
   if (!Array.isArray(data)) throw malformed(file, lineAt(text, text.length - text.trimStart().length), 'expected a JSON array of metrics rows');
   const starts = elementStarts(text);
+  return rowsOfObjects(
+    data.map((item, i) => ({ item, lineNo: lineAt(text, starts[i] ?? 0) })),
+    file,
+  );
+}
+
+/** JSON Lines: one metrics object per non-blank line (the keys of a JSON array's rows). */
+export function parseMetricsJsonLines(text: string, file = '<jsonl>'): MetricsRow[] {
+  const items: { item: unknown; lineNo: number }[] = [];
+  text.split(/\r?\n/).forEach((line, i) => {
+    if (line.trim() === '') return;
+    try {
+      items.push({ item: JSON.parse(line), lineNo: i + 1 });
+    } catch (e) {
+      throw malformed(file, i + 1, `not valid JSON (${(e as Error).message.split('\n')[0]})`);
+    }
+  });
+  return rowsOfObjects(items, file);
+}
+
+/** Rows from parsed objects (a JSON array's elements or JSON Lines), each with the line it starts on, for messages. */
+function rowsOfObjects(items: { item: unknown; lineNo: number }[], file: string): MetricsRow[] {
   const rows: MetricsRow[] = [];
   const where = new Map<string, number>();
-  data.forEach((item, i) => {
-    const lineNo = lineAt(text, starts[i] ?? 0);
+  items.forEach(({ item, lineNo }, i) => {
     const fail = (msg: string) => malformed(file, lineNo, `row ${i}: ${msg}`);
     if (item === null || typeof item !== 'object' || Array.isArray(item)) throw fail(`expected an object, got ${JSON.stringify(item)}`);
     const obj = item as Record<string, unknown>;

@@ -17,7 +17,7 @@ export function register(program: Command): void {
   program
     .command('stages')
     .description("assign each λ of a sweep to the paper's three stages (from Think #R) and recommend a λ")
-    .argument('<metrics>', 'per-λ metrics table: CSV (benchmark,k,lambda,mean,best,tokens,think_ratio) or JSON array')
+    .argument('<metrics>', 'per-λ metrics table: CSV (benchmark,k,lambda,mean,best,tokens,think_ratio), a JSON array, or JSON Lines (one row object per line)')
     .option('--json', 'print the report as JSON')
     .option('--plot <file>', 'also draw the stage chart to FILE (.svg or .png)')
     .option('--emergence-threshold <pct>', `Think #R (%) above which thinking has emerged on a benchmark (default ${DEFAULT_STAGE_OPTIONS.emergenceThreshold})`)
