@@ -52,12 +52,19 @@ function ignoreClosedPipes(): void {
   process.stderr.on('error', () => {});
 }
 
+/** `help NAME` where no command is NAME parses as `NAME`: the unknown-command error (commander printed the whole help, exit 2, no error line). */
+function helpOfUnknownAsCommand(program: Command, argv: string[]): string[] {
+  const [first, name] = argv.slice(2);
+  const known = (n: string) => program.commands.some((c) => c.name() === n || c.aliases().includes(n));
+  return first === 'help' && name !== undefined && !known(name) ? [argv[0], argv[1], ...argv.slice(3)] : argv;
+}
+
 /** Runs the CLI; resolves to the exit status (0 ok, 1 error, 2 usage, 130/143 interrupted, 141 stdout closed). */
 export async function main(argv: string[]): Promise<number> {
   ignoreClosedPipes();
   const program = buildProgram();
   try {
-    await program.parseAsync(argv);
+    await program.parseAsync(helpOfUnknownAsCommand(program, argv));
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) {

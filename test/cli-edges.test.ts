@@ -23,6 +23,15 @@ test("an unknown option's suggestion is on the error's one line, not a line of i
   expect(line).toBe("weightmix: error: unknown option '--kep' (did you mean --keep?)");
 });
 
+test('help of a command that does not exist is the unknown-command error (was the whole help, exit 2, no error line)', async () => {
+  const bogus = await runCli(['help', 'bogus']);
+  expect(expectOneLineError(bogus, 2)).toBe("weightmix: error: unknown command 'bogus'");
+  expect(bogus.stdout).toBe('');
+  expect(expectOneLineError(await runCli(['help', 'merg']), 2)).toBe("weightmix: error: unknown command 'merg' (did you mean merge?)");
+  const merge = await runCli(['help', 'merge']);
+  expect([merge.status, merge.stdout.split('\n')[0]]).toEqual([0, 'Usage: weightmix merge [options] <recipes...>']);
+});
+
 test('an output that is a symbolic link to nothing is refused before the merge, in one line', async () => {
   const link = freshPath('dangling');
   fs.symlinkSync(path.join(dir, 'nowhere'), link);
