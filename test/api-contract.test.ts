@@ -17,6 +17,7 @@ import {
   mergeBatch,
   openCheckpoint,
   parseRecipe,
+  readRecipeFile,
   plotLayerProfile,
   plotStages,
   readSafetensorsHeader,
@@ -133,12 +134,14 @@ describe('options are checked as strictly as flags, and worded as options', () =
   test("parseRecipe's and merge's baseDir and env are checked, not thrown as TypeErrors", async () => {
     const doc = { merge_method: 'linear', models: [{ model: pair.instruct, parameters: { weight: 1 } }] };
     expect(() => parseRecipe(doc, null as never)).toThrow(
-      expect.objectContaining({ code: 'Usage', message: 'parseRecipe: options must be an object, got null' }),
+      expect.objectContaining({ code: 'Usage', message: 'parseRecipe(options): options must be an object, got null' }),
     );
-    await expect(merge(doc, { output: fresh(), baseDir: 5 } as never)).rejects.toEqual(usage("parseRecipe: option 'baseDir' must be a folder path, got 5"));
-    await expect(merge(doc, { output: fresh(), env: 'x' } as never)).rejects.toEqual(
-      usage('parseRecipe: option \'env\' must be an object of variables, got "x"'),
-    );
+    // Each names its own function (merge's named parseRecipe), and unknown keys are refused as every other front door refuses them.
+    await expect(merge(doc, { output: fresh(), baseDir: 5 } as never)).rejects.toEqual(usage("merge: option 'baseDir' must be a folder path, got 5"));
+    await expect(merge(doc, { output: fresh(), env: 'x' } as never)).rejects.toEqual(usage('merge: option \'env\' must be an object of variables, got "x"'));
+    expect(() => parseRecipe(doc, { basedir: '.' } as never)).toThrow(usage("parseRecipe: unknown option 'basedir' (did you mean 'baseDir'?)"));
+    await expect(readRecipeFile('x.yml', { envs: {} } as never)).rejects.toEqual(usage("readRecipeFile: unknown option 'envs' (did you mean 'env'?)"));
+    expect(() => parseRecipe(doc, { env: 'x' } as never)).toThrow(usage('parseRecipe: option \'env\' must be an object of variables, got "x"'));
     // A parsed recipe's paths are resolved already: baseDir would be ignored.
     await expect(merge(parseRecipe(doc), { output: fresh(), baseDir: work })).rejects.toEqual(
       usage('baseDir applies to a recipe file or object; this recipe was already parsed (give baseDir to parseRecipe instead)'),

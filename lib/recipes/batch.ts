@@ -21,7 +21,7 @@ import { OutputTransaction } from '../engine/output';
 import { MergePlan, planMerge, TensorRecipe } from '../engine/plan';
 import { methodFor } from './methods';
 import { checkRecipeArgument, finishRecipeOutput, isRecipe, MERGE_KEYS, recipeMetadata } from './merge-recipe';
-import { checkRecipe, parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
+import { checkRecipe, parseRecipeAs, ParseRecipeOptions, readRecipeFileAs, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { planRecipe, RecipePlan, sourceCheckpoints } from './recipe-plan';
@@ -146,6 +146,9 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
   if (batch.length > MAX_RECIPES) throw usageError(`a batch of ${batch.length} recipes; at most ${MAX_RECIPES}`);
   batch.forEach((b, i) => {
     if (typeof b !== 'object' || b === null || Array.isArray(b)) throw usageError(`batch[${i}] must be an object {name, recipe}, got ${showValue(b)}`);
+    // A misspelt key (`recipes`, `output`) would otherwise be dropped without a word.
+    const extra = Object.keys(b).find((key) => key !== 'name' && key !== 'recipe');
+    if (extra !== undefined) throw usageError(`batch[${i}]: unknown key '${extra}' (an entry is {name, recipe})`);
     checkRecipeArgument(b.recipe, options.baseDir, `batch[${i}].recipe`, `batch[${i}].recipe`);
   });
   checkNames(batch.map((b) => b.name));
@@ -156,7 +159,11 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
   const part = parsePart(options.part, name('part'));
   const recipes = await Promise.all(
     batch.map((b) =>
-      isRecipe(b.recipe) ? checkRecipe(b.recipe) : typeof b.recipe === 'string' ? readRecipeFile(b.recipe, options) : parseRecipe(b.recipe, options),
+      isRecipe(b.recipe)
+        ? checkRecipe(b.recipe)
+        : typeof b.recipe === 'string'
+          ? readRecipeFileAs(b.recipe, options, 'mergeBatch')
+          : parseRecipeAs(b.recipe, options, 'mergeBatch'),
     ),
   );
   recipes.forEach((r) => methodFor(r.method)); // refuses an unsupported method before any model is opened

@@ -28,7 +28,7 @@ import { setConfigVocabSize, VocabularyPlan } from './tokenizer-source';
 import { rebuildVocabulary } from './vocabulary-rebuild';
 import { writeAddedTokens } from './tokenizer-files';
 import { chooseChatTemplate, writeChatTemplate } from './chat-template';
-import { checkRecipe, parseRecipe, ParseRecipeOptions, readRecipeFile, Recipe } from './recipe';
+import { checkRecipe, parseRecipeAs, ParseRecipeOptions, readRecipeFileAs, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { MergeMethodName } from '../merge-method-names';
 import { localMomentTensors, planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
@@ -129,7 +129,7 @@ export const MERGE_KEYS: OptionKeys<MergeOptions> = {
 export async function merge(recipe: string | Recipe | Record<string, unknown>, options: MergeOptions): Promise<RecipeMergeSummary> {
   checkOptions<MergeOptions>('merge', options, MERGE_KEYS);
   checkRecipeArgument(recipe, options.baseDir, 'merge(recipe, options)');
-  if (typeof recipe === 'string') return mergeAs(await readRecipeFile(recipe, options), options, API_NAMES);
+  if (typeof recipe === 'string') return mergeAs(await readRecipeFileAs(recipe, options, 'merge'), options, API_NAMES);
   return mergeAs(recipe, options, API_NAMES);
 }
 
@@ -160,7 +160,7 @@ export function checkRecipeArgument(
 export async function mergeAs(input: Recipe | Record<string, unknown>, options: MergeOptions, name: OptionNamer): Promise<RecipeMergeSummary> {
   const started = process.hrtime.bigint();
   parseOutputFolder(options.output, name('output'));
-  const recipe: Recipe = isRecipe(input) ? checkRecipe(input) : parseRecipe(input, options);
+  const recipe: Recipe = isRecipe(input) ? checkRecipe(input) : parseRecipeAs(input, options, 'merge');
   methodFor(recipe.method); // refuses an unsupported method before any model is opened
   const threads = parseThreads(options.threads, name('threads'));
   const blockBytes = parseBlockBytes(options.blockBytes, name('blockBytes'));

@@ -8,6 +8,7 @@ import { parseHubReference } from '../hub/reference';
 import { parseDocument } from 'yaml';
 import { usageError, WeightmixError } from '../errors';
 import { showValue } from '../options';
+import { checkOptions, type OptionKeys } from '../api/validate-options';
 import { FLOAT_DTYPES, FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
 import { checkParameterKind, ParameterMap, validateSetting } from './recipe-params';
 import { methodFor } from './methods';
@@ -156,7 +157,15 @@ const MAX_ALIAS_COUNT = 10_000;
  * @throws {@link WeightmixError} `InvalidRecipe`, `UnsupportedRecipe`, `RecipeVariableNotSet`, `ModelNotFound`.
  */
 export function parseRecipe(input: string | Record<string, unknown>, options: ParseRecipeOptions = {}): Recipe {
-  checkParseOptions(options);
+  checkOptions<ParseRecipeOptions>('parseRecipe', options, PARSE_RECIPE_KEYS);
+  return parseRecipeAs(input, options, 'parseRecipe');
+}
+
+const PARSE_RECIPE_KEYS: OptionKeys<ParseRecipeOptions> = { baseDir: 'optional', env: 'optional' };
+
+/** `parseRecipe` for a caller whose options hold more keys (merge, mergeBatch: checked by it); messages name `where`. */
+export function parseRecipeAs(input: string | Record<string, unknown>, options: ParseRecipeOptions, where: string): Recipe {
+  checkParseValues(options, where);
   let doc: unknown = input;
   if (typeof input === 'string') {
     // As PyYAML's safe_load reads mergekit's recipes: YAML 1.1 merge keys (<<: *defaults), and a plain alias may recur (a 120-slice
@@ -365,13 +374,12 @@ function checkParameters(recipe: Recipe, allowed: readonly string[], perModel: r
 }
 
 /** parseRecipe's options, as a JavaScript caller may pass them: an object, `baseDir` a path, `env` an object (merge passes its own, checked). */
-function checkParseOptions(options: unknown): asserts options is ParseRecipeOptions {
-  if (typeof options !== 'object' || options === null) throw usageError(`parseRecipe: options must be an object, got ${showValue(options)}`);
+function checkParseValues(options: ParseRecipeOptions, where: string): void {
   const { baseDir, env } = options as Record<string, unknown>;
   if (baseDir !== undefined && (typeof baseDir !== 'string' || baseDir === ''))
-    throw usageError(`parseRecipe: option 'baseDir' must be a folder path, got ${showValue(baseDir)}`);
+    throw usageError(`${where}: option 'baseDir' must be a folder path, got ${showValue(baseDir)}`);
   if (env !== undefined && (typeof env !== 'object' || env === null))
-    throw usageError(`parseRecipe: option 'env' must be an object of variables, got ${showValue(env)}`);
+    throw usageError(`${where}: option 'env' must be an object of variables, got ${showValue(env)}`);
 }
 
 /**
@@ -379,6 +387,12 @@ function checkParseOptions(options: unknown): asserts options is ParseRecipeOpti
  * @throws {@link WeightmixError} `RecipeNotFound`, `RecipeNotAFile`, `RecipeUnreadable`, and what `parseRecipe` throws.
  */
 export async function readRecipeFile(file: string, options: ParseRecipeOptions = {}): Promise<Recipe> {
+  checkOptions<ParseRecipeOptions>('readRecipeFile', options, PARSE_RECIPE_KEYS);
+  return readRecipeFileAs(file, options, 'readRecipeFile');
+}
+
+/** `readRecipeFile` for a caller whose options hold more keys (merge, mergeBatch); messages name `where`. */
+export async function readRecipeFileAs(file: string, options: ParseRecipeOptions, where: string): Promise<Recipe> {
   let stat: fs.Stats;
   try {
     stat = await fs.promises.stat(file);
@@ -394,5 +408,5 @@ export async function readRecipeFile(file: string, options: ParseRecipeOptions =
   } catch (e) {
     throw new WeightmixError('RecipeUnreadable', `cannot read recipe file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  return parseRecipe(text, options);
+  return parseRecipeAs(text, options, where);
 }
