@@ -82,6 +82,15 @@ test('mergeBatch refuses YAML text for a recipe path, and a baseDir a parsed rec
   expect(fs.existsSync(output)).toBe(false);
 });
 
+test('a mergeBatch entry with a key beside name and recipe is refused (a misspelt key was dropped without a word)', async () => {
+  const output = freshPath('batch-keys');
+  const recipe = { merge_method: 'linear', models: [{ model: pair.instruct }, { model: pair.thinking }] };
+  await expect(api.mergeBatch([{ name: 'a', recipe, output: 'b' } as never], { output })).rejects.toEqual(
+    expect.objectContaining({ ...usage, message: "batch[0]: unknown key 'output' (an entry is {name, recipe})" }),
+  );
+  expect(fs.existsSync(output)).toBe(false);
+});
+
 test('allowCrimes is a switch: a string is Usage, as for force', async () => {
   const recipe = { merge_method: 'linear', models: [{ model: pair.instruct }, { model: pair.thinking }] };
   await expect(api.merge(recipe, { output: freshPath('crimes'), allowCrimes: 'yes' as never })).rejects.toMatchObject(usage);
@@ -98,6 +107,22 @@ test('loadTokenCounter given a tokenizer.json itself: ModelNotFound saying it is
     code: 'ModelNotFound',
     message: expect.stringMatching(/is a file, not a model folder/),
   });
+});
+
+test('TokenCounter.count of a non-string is Usage (a number counted as 0 tokens), and plotStages refuses an unknown option', async () => {
+  const counter = await api.loadTokenCounter(pair.instruct);
+  expect(counter.count('hello world')).toBeGreaterThan(0);
+  for (const text of [5, null, undefined, ['a']]) {
+    expect(() => counter.count(text as never)).toThrow(
+      expect.objectContaining({ ...usage, message: expect.stringMatching(/^TokenCounter\.count\(text\): text must be a string, got /) }),
+    );
+  }
+  const rows = [{ benchmark: 'a', lambda: 0, mean: 1, tokens: 2, thinkRatio: 0 }];
+  const report = api.stages(rows);
+  await expect(api.plotStages(rows, report, freshPath('s.svg'), { tittle: 'x' } as never)).rejects.toEqual(
+    expect.objectContaining({ ...usage, message: "plotStages: unknown option 'tittle' (did you mean 'title'?)" }),
+  );
+  await expect(api.plotStages(rows, report, freshPath('s.svg'), { title: 5 } as never)).rejects.toMatchObject(usage);
 });
 
 test("the library's messages name its options, not the command's flags (numerics)", async () => {

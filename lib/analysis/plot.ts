@@ -5,6 +5,8 @@
 import * as fs from 'fs';
 import type { TopLevelSpec } from 'vega-lite';
 import { usageError, WeightmixError } from '../errors';
+import { showValue } from '../options';
+import { checkOptions } from '../api/validate-options';
 import type { MetricsRow } from './metrics-table';
 import { formatLambda, type StageReport } from './stages';
 import { extremes } from './extremes';
@@ -202,6 +204,9 @@ export function stagesChartSpec(rows: readonly MetricsRow[], report: StageReport
 export async function plotStages(rows: readonly MetricsRow[], report: StageReport, file: string, options: { title?: string } = {}): Promise<RenderedChart> {
   if (!Array.isArray(rows)) throw usageError(`plotStages: rows must be an array of metrics rows (readMetricsTable), got ${String(rows)}`);
   if (typeof report !== 'object' || report === null) throw usageError(`plotStages: report must be a stage report (stages), got ${String(report)}`);
+  checkOptions<{ title?: string }>('plotStages', options, { title: 'optional' });
+  if (options.title !== undefined && typeof options.title !== 'string')
+    throw usageError(`plotStages: option 'title' must be a string, got ${showValue(options.title)}`);
   chartFileFormat('plotStages', file);
   return renderChart(stagesChartSpec(rows, report, options), file);
 }

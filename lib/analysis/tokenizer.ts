@@ -5,7 +5,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { WeightmixError } from '../errors';
+import { usageError, WeightmixError } from '../errors';
+import { showValue } from '../options';
 import { parseJsonStrict } from '../format/json-strict';
 import { confinedRealPath } from '../model/paths';
 import { checkModelReference, resolveReference, ResolveOptions } from '../hub/resolve';
@@ -57,5 +58,12 @@ export async function loadTokenCounter(model: string, options: Omit<ResolveOptio
   } catch (e) {
     throw new WeightmixError('InvalidTokenizer', `${model}: tokenizer.json cannot be loaded: ${(e as Error).message}`);
   }
-  return { dir: source.dir, count: (text) => tokenizer.encode(text, { add_special_tokens: false }).ids.length };
+  return {
+    dir: source.dir,
+    count: (text) => {
+      // The tokenizer encodes a number or null as no tokens at all: a caller's wrong field would count as empty responses.
+      if (typeof text !== 'string') throw usageError(`TokenCounter.count(text): text must be a string, got ${showValue(text)}`);
+      return tokenizer.encode(text, { add_special_tokens: false }).ids.length;
+    },
+  };
 }
