@@ -19,7 +19,7 @@ export type { MergeProgress } from './engine/execute-plan';
 export { openCheckpoint } from './model/checkpoint';
 export type { Checkpoint, TensorLocation, Shard } from './model/checkpoint';
 export { classifyTensor, MODULE_CLASSES } from './model/tensor-names';
-export type { ModuleClass, TensorClass } from './model/tensor-names';
+export type { ModuleClass, SelectableModule, TensorClass } from './model/tensor-names';
 // Interpolation
 export { interpolate } from './interpolation/interpolate';
 export type { InterpolateOptions, InterpolationCommon, InterpolationSummary, MergeSummary } from './interpolation/interpolate';

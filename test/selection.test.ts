@@ -1,7 +1,7 @@
 /** --layers / --modules / --skip-modules against a model's tensors: a skip that would change nothing is refused, not ignored. */
 import * as path from 'node:path';
 import { interpolate } from '../lib/interpolation/interpolate';
-import { checkSkippedModulesExist, parseSelection } from '../lib/model/selection';
+import { checkSkippedModulesExist, parseSelection, type SelectionInput } from '../lib/model/selection';
 import { qwen3Names, rng, writeRandomBf16Model } from './helpers/models';
 import { dir, useTempDir } from './helpers/temp-dir';
 
@@ -21,4 +21,15 @@ test('skipping a module class the model has none of is a usage error; the tied h
   expect(() => checkSkippedModulesExist(parseSelection({ skipModules: 'attn,norm' }), ['model.layers.0.mlp.up_proj.weight'])).toThrow(
     /^--skip-modules attn: the model has no attn tensor, so skipping it would change nothing$/,
   );
+});
+
+test("an array naming a class outside the selectable ones ('other', a typo) is Usage naming the option; the type leaves 'other' out", () => {
+  const api = (k: string) => k;
+  expect(() => parseSelection({ modules: ['attn', 'other'] as never }, api)).toThrow(
+    /^modules: unknown module class "other" \(accepted: attn, mlp, norm, embed, head, final_norm\)$/,
+  );
+  expect(() => parseSelection({ skipModules: ['mpl'] as never })).toThrow(/^--skip-modules: unknown module class "mpl" /);
+  // @ts-expect-error: 'other' is no SelectableModule (ModuleClass allowed it, and the run then refused it)
+  const other: SelectionInput['modules'] = ['other'];
+  expect(other).toEqual(['other']);
 });

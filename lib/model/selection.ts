@@ -1,14 +1,14 @@
 /** Which tensors get λ: `--layers` ranges and `--modules` / `--skip-modules` classes. */
 import { usageError } from '../errors';
-import { classifyTensor, ModuleClass, MODULE_CLASSES, parseLayerRanges, parseModuleList } from './tensor-names';
+import { classifyTensor, MODULE_CLASSES, parseLayerRanges, parseModuleList, type SelectableModule } from './tensor-names';
 
 export interface Selection {
   /** Inclusive decoder-layer ranges; when set, tensors outside decoder layers are not selected. */
   layers?: [number, number][];
   /** Module classes that get λ (default: all, including unclassified tensors). */
-  modules?: ModuleClass[];
+  modules?: SelectableModule[];
   /** Module classes that keep the Instruct weights. */
-  skipModules?: ModuleClass[];
+  skipModules?: SelectableModule[];
 }
 
 /** Which tensors get λ; the others keep the Instruct weights, byte for byte. Default: every tensor. */
@@ -16,9 +16,9 @@ export interface SelectionInput {
   /** Inclusive decoder-layer ranges: `"12-35"`, `"0-3,30-35"` or `[[12, 35]]`; tensors outside the layers are then not selected. */
   layers?: string | [number, number][];
   /** Only these module classes: `"attn,mlp"` or `['attn', 'mlp']`. */
-  modules?: string | ModuleClass[];
+  modules?: string | SelectableModule[];
   /** Every module class but these (excludes `modules`). */
-  skipModules?: string | ModuleClass[];
+  skipModules?: string | SelectableModule[];
 }
 
 /** `name` spells an option as the front door does: `--skip-modules` on the command line, `skipModules` in the API. */
@@ -31,21 +31,25 @@ export function parseSelection(input: SelectionInput, name: (key: string) => str
     sel.layers = parseLayerRanges(typeof input.layers === 'string' ? input.layers : layerRangesText(input.layers, name('layers')));
   if (input.modules !== undefined) sel.modules = moduleClasses(input.modules, name('modules'));
   if (input.skipModules !== undefined) sel.skipModules = moduleClasses(input.skipModules, name('skipModules'));
-  for (const m of [...(sel.modules ?? []), ...(sel.skipModules ?? [])]) {
-    if (!(MODULE_CLASSES as readonly string[]).includes(m)) throw usageError(`unknown module class ${m} (accepted: ${MODULE_CLASSES.join(', ')})`);
+  for (const [key, list] of [
+    ['modules', sel.modules],
+    ['skipModules', sel.skipModules],
+  ] as const) {
+    const unknown = list?.find((m) => !(MODULE_CLASSES as readonly string[]).includes(m));
+    if (unknown !== undefined) throw usageError(`${name(key)}: unknown module class ${JSON.stringify(unknown)} (accepted: ${MODULE_CLASSES.join(', ')})`);
   }
   return sel;
 }
 
 /** A module list as the command line's text or the API's array of class names (checked against MODULE_CLASSES below). */
-function moduleClasses(list: unknown, name: string): ModuleClass[] {
+function moduleClasses(list: unknown, name: string): SelectableModule[] {
   if (typeof list === 'string') return parseModuleList(list);
   if (!Array.isArray(list) || list.length === 0 || !list.every((m) => typeof m === 'string')) {
     throw usageError(
       `${name} must be a comma list like "attn,mlp" or a non-empty array of module classes (${MODULE_CLASSES.join(', ')}), got ${JSON.stringify(list)}`,
     );
   }
-  return list as ModuleClass[];
+  return list as SelectableModule[];
 }
 
 /** The API's [first, last] pairs as the command line's text, so that both are checked alike (integers, first ≤ last). */

@@ -3,8 +3,11 @@ import { usageError } from '../errors';
 /** What a tensor belongs to; `other` covers everything the rules below do not name (never user-selectable). */
 export type ModuleClass = 'attn' | 'mlp' | 'norm' | 'embed' | 'head' | 'final_norm' | 'other';
 
+/** A class a user can name in `--modules` / `--skip-modules` (every class but `other`). */
+export type SelectableModule = Exclude<ModuleClass, 'other'>;
+
 /** The classes a user can name in `--modules`, in the order help texts list them. */
-export const MODULE_CLASSES: readonly Exclude<ModuleClass, 'other'>[] = Object.freeze(['attn', 'mlp', 'norm', 'embed', 'head', 'final_norm'] as const);
+export const MODULE_CLASSES: readonly SelectableModule[] = Object.freeze(['attn', 'mlp', 'norm', 'embed', 'head', 'final_norm'] as const);
 
 /** What `classifyTensor` says of a tensor name. */
 export interface TensorClass {
@@ -113,18 +116,18 @@ export function parseLayerRanges(spec: string): [number, number][] {
 }
 
 /** Parse a comma list of module classes (`attn,mlp`); duplicates collapse, order is kept. */
-export function parseModuleList(spec: string): ModuleClass[] {
+export function parseModuleList(spec: string): SelectableModule[] {
   const accepted = MODULE_CLASSES.join(', ');
   const parts = spec.split(',').map((p) => p.trim());
   if (spec.trim() === '' || parts.some((p) => p === '')) {
     throw usageError(`module list "${spec}": expected a comma list of: ${accepted}`);
   }
-  const result: ModuleClass[] = [];
+  const result: SelectableModule[] = [];
   for (const part of parts) {
     if (!(MODULE_CLASSES as readonly string[]).includes(part)) {
       throw usageError(`module list "${spec}": unknown module class "${part}"; accepted: ${accepted}`);
     }
-    const known = part as ModuleClass;
+    const known = part as SelectableModule;
     if (!result.includes(known)) result.push(known);
   }
   return result;
