@@ -293,6 +293,16 @@ describe('weightmix diff: errors', () => {
     expect(err).toMatchObject({ code: 'Aborted', message: 'the diff was aborted' });
   });
 
+  test('a signal aborted in the last progress call (all bytes read) still rejects with Aborted (it resolved with the report)', async () => {
+    const controller = new AbortController();
+    const onProgress = (p: { bytesDone: number; bytesTotal: number }) => {
+      if (p.bytesDone === p.bytesTotal) controller.abort();
+    };
+    const err = await diff({ a: zooDirs.a, b: zooDirs.b, signal: controller.signal, onProgress }).catch((e: unknown) => e);
+    expect(controller.signal.aborted).toBe(true);
+    expect(err).toMatchObject({ code: 'Aborted', message: 'the diff was aborted' });
+  });
+
   test('--plot with no decoder-layer tensors says there is nothing to plot', async () => {
     const a = await writeSimple(path.join(root, 'err', 'flat-a'), [{ name: 'lm_head.weight', dtype: 'BF16', shape: [2] }]);
     await expect(runCommand([a, a, '--plot', path.join(root, 'flat.svg')])).rejects.toMatchObject({ code: 'NothingToPlot' });

@@ -298,6 +298,8 @@ export async function diff(options: DiffOptions): Promise<DiffReport> {
     if (e instanceof WeightmixError && e.code === 'Aborted') throw aborted(options.signal);
     throw e;
   }
+  // Aborted in the pass's last progress call, after its last read: still before the promise settles.
+  if (options.signal?.aborted) throw aborted(options.signal);
 
   const tensors: TensorDiff[] = compared.map((name, j) => {
     const ta = a.tensors.get(name)!;
