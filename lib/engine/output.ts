@@ -146,7 +146,7 @@ export class OutputTransaction {
     // The native engine already synced the shards; sidecars and index are small.
     for (const tx of txs) await syncTree(tx.tempDir);
     if (signal?.aborted) throw abortError('the merge was aborted before it was published', signal);
-    for (const tx of txs) tx.checkTarget();
+    for (const tx of txs) await tx.checkTarget();
     const published: { tx: OutputTransaction; old: string | null }[] = [];
     try {
       for (const tx of txs) {
@@ -177,9 +177,9 @@ export class OutputTransaction {
   }
 
   /** Refuses a target that appeared while merging (without --force): before any output of the run is published. */
-  private checkTarget(): void {
+  private async checkTarget(): Promise<void> {
     if (this.force) return;
-    if (this.mergeInto) refuseForeignFiles(this.target, this.tempDir, this.jobShards);
+    if (this.mergeInto) await refuseForeignFiles(this.target, this.tempDir, this.jobShards);
     else if (fs.existsSync(this.target)) throw this.appeared();
   }
 

@@ -8,16 +8,23 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WeightmixError } from '../errors';
+import { readSafetensorsHeader } from '../format/safetensors';
+import { INDEX_FILE } from '../model/checkpoint';
 
-const INDEX = 'model.safetensors.index.json';
 const MODEL_CARD = 'README.md';
 
 /** Refuses a target with a file this job does not write, or one that holds another job's or model's contents. */
-export function refuseForeignFiles(target: string, tempDir: string, jobShards: ReadonlySet<string>): void {
+export async function refuseForeignFiles(target: string, tempDir: string, jobShards: ReadonlySet<string>): Promise<void> {
   if (!fs.existsSync(target)) return;
   const ours = new Set(fs.readdirSync(tempDir));
+  // Each of our shards' headers read once: the first names the recipe, and a shard of ours the target also holds is compared.
+  const ourHeaders = new Map<string, ShardHeader | null>();
+  const ourHeader = async (name: string) => {
+    if (!ourHeaders.has(name)) ourHeaders.set(name, await shardHeader(path.join(tempDir, name)));
+    return ourHeaders.get(name)!;
+  };
   const ourShard = [...ours].find((n) => n.endsWith('.safetensors'));
-  const ourRecipe = ourShard === undefined ? null : shardHeader(path.join(tempDir, ourShard))?.recipe;
+  const ourRecipe = ourShard === undefined ? null : (await ourHeader(ourShard))?.recipe;
   const refuse = (name: string, why: string) =>
     new WeightmixError('OutputExists', `${path.join(target, name)} ${why} (use --force, or force: true in the API, to replace it)`);
   for (const name of fs.readdirSync(target)) {
@@ -29,14 +36,14 @@ export function refuseForeignFiles(target: string, tempDir: string, jobShards: R
       );
     }
     if (name.endsWith('.safetensors')) {
-      const theirs = shardHeader(there);
+      const theirs = await shardHeader(there);
       if (theirs === null || (ourRecipe !== undefined && ourRecipe !== null && theirs.recipe !== ourRecipe)) throw refuse(name, 'is a shard of another merge');
-      const mine = ours.has(name) ? shardHeader(path.join(tempDir, name)) : null;
+      const mine = ours.has(name) ? await ourHeader(name) : null;
       if (mine !== null && (theirs.tensors !== mine.tensors || fs.statSync(there).size !== fs.statSync(path.join(tempDir, name)).size)) {
         throw refuse(name, 'already exists and holds something else');
       }
     } else if (ours.has(name) && name !== MODEL_CARD && !sameBytes(there, path.join(tempDir, name))) {
-      throw refuse(name, name === INDEX ? 'indexes another layout' : 'already exists and holds something else');
+      throw refuse(name, name === INDEX_FILE ? 'indexes another layout' : 'already exists and holds something else');
     }
   }
 }
@@ -54,28 +61,19 @@ function sameBytes(a: string, b: string): boolean {
   return st.isFile() && st.size === fs.statSync(b).size && fs.readFileSync(a).equals(fs.readFileSync(b));
 }
 
+interface ShardHeader {
+  tensors: string;
+  recipe: string | null;
+}
+
 /**
  * A shard's header as two texts: its tensors (names, dtypes, shapes, offsets), and its weightmix recipe without what differs between
- * the parts of one job (the input folders' paths, the weightmix version); null where the file is no safetensors file.
+ * the parts of one job (the input folders' paths, the weightmix version); null where the file is no valid safetensors file.
  */
-function shardHeader(file: string): { tensors: string; recipe: string | null } | null {
-  let header: Record<string, unknown>;
-  const fd = fs.openSync(file, 'r');
-  try {
-    const size = Buffer.alloc(8);
-    if (fs.readSync(fd, size, 0, 8, 0) !== 8) return null;
-    const n = Number(size.readBigUInt64LE());
-    if (n > 100 << 20 || n + 8 > fs.fstatSync(fd).size) return null;
-    const text = Buffer.alloc(n);
-    if (fs.readSync(fd, text, 0, n, 8) !== n) return null;
-    header = JSON.parse(text.toString('utf8')) as Record<string, unknown>;
-  } catch {
-    return null;
-  } finally {
-    fs.closeSync(fd);
-  }
-  const { __metadata__: metadata, ...tensors } = header;
-  const recorded = (metadata as Record<string, unknown> | undefined)?.weightmix;
+async function shardHeader(file: string): Promise<ShardHeader | null> {
+  const header = await readSafetensorsHeader(file).catch(() => null);
+  if (header === null) return null;
+  const recorded = header.metadata?.weightmix;
   let recipe: string | null = null;
   if (typeof recorded === 'string') {
     try {
@@ -85,5 +83,6 @@ function shardHeader(file: string): { tensors: string; recipe: string | null } |
       recipe = recorded;
     }
   }
+  const tensors = header.tensors.map((t) => [t.name, t.dtype, t.shape, t.dataOffsets]);
   return { tensors: JSON.stringify(tensors), recipe };
 }
