@@ -166,6 +166,7 @@ const NATIVE_CODES: Record<string, WeightmixErrorCode> = {
   PlanInvalid: 'PlanInvalid',
   ENOMEM: 'OutOfMemory',
   SystemError: 'IoError',
+  EMFILE: 'IoError',
   CudaUnavailable: 'CudaUnavailable',
   CudaOutOfMemory: 'CudaOutOfMemory',
   CudaError: 'CudaError',
@@ -232,7 +233,7 @@ export async function runPackedPlan(plan: Omit<NativePlan, 'jobs'> & { jobs: Pac
     const err = e as Error & { code?: string };
     const code: WeightmixErrorCode = (err.code ? NATIVE_CODES[err.code] : undefined) ?? 'NativeError';
     if (code === 'Aborted') throw abortError(err.message, signal);
-    throw new WeightmixError(code, `${err.message}${/Too many open files/.test(err.message) ? OPEN_FILES_HINT : ''}`, { cause: e });
+    throw new WeightmixError(code, `${err.message}${err.code === 'EMFILE' ? OPEN_FILES_HINT : ''}`, { cause: e });
   } finally {
     settled = true;
     signal?.removeEventListener('abort', onAbort);
