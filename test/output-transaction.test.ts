@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { WeightmixError } from '../lib/errors';
 import { leftoverStem, OutputTransaction } from '../lib/engine/output';
 import { deadPid, failure, ls, useCaseDirs, write } from './helpers/transaction-cases';
+import { EMPTY_LOCK_STALE_MS } from '../lib/leftovers';
 
 let dir: string;
 useCaseDirs('wm-output-', (d) => (dir = d));
@@ -241,6 +242,19 @@ describe('the lock', () => {
     expect(fs.readFileSync(path.join(dir, '.out.weightmix.lock'), 'utf8')).toBe(`${process.pid}\n`);
     await tx.commit();
     expect(ls(dir)).toEqual(['out']);
+  });
+
+  test('a lock still without its pid is a run between creating and writing it: refused while fresh, taken over once stale', async () => {
+    const lock = path.join(dir, '.out.weightmix.lock');
+    write(lock, '');
+    const err = await failure(OutputTransaction.begin(path.join(dir, 'out')));
+    expect([err.code, err.message]).toEqual(['OutputLocked', `another weightmix run is writing ${path.join(dir, 'out')}`]);
+    expect(fs.readFileSync(lock, 'utf8')).toBe('');
+    const past = new Date(Date.now() - EMPTY_LOCK_STALE_MS - 1000);
+    fs.utimesSync(lock, past, past);
+    const tx = await OutputTransaction.begin(path.join(dir, 'out'));
+    expect(fs.readFileSync(lock, 'utf8')).toBe(`${process.pid}\n`);
+    await tx.abort();
   });
 
   test('parts lock separately (lockName), so two parts of one job array run at once', async () => {

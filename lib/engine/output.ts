@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import { syncDir, syncTree } from '../durable-files';
 import { makeFolders } from '../make-folders';
 import { abortError, usageError, WeightmixError } from '../errors';
-import { LockRules, pidAlive, removeEmptyParents, takePidLock } from '../leftovers';
+import { EMPTY_LOCK_STALE_MS, LockRules, pidAlive, removeEmptyParents, takePidLock } from '../leftovers';
 import { refuseForeignFiles, removeForeignFiles } from './part-target';
 
 const TEMP_TAG = '.weightmix-tmp-';
@@ -284,12 +284,15 @@ function realPathOfMaybeMissing(p: string): string {
 
 async function takeLock(lockFile: string, target: string): Promise<void> {
   const rules: LockRules = {
-    // A holder whose pid is not (yet) written counts as gone, as before: a lock is written in one call.
-    held: ({ pid }) => pid === process.pid || pidAlive(pid),
+    // A lock is created, then its pid written: one still without a pid is a run between the two (it was taken over at once,
+    // and both runs then wrote the output) until EMPTY_LOCK_STALE_MS, as removeStale and the fixture and hub locks judge it.
+    held: ({ pid, ageMs }) => (Number.isNaN(pid) && ageMs < EMPTY_LOCK_STALE_MS) || pid === process.pid || pidAlive(pid),
     refuse: ({ pid }) =>
       new WeightmixError(
         'OutputLocked',
-        pid === process.pid ? `this process is already writing ${target}` : `another weightmix run (pid ${pid}) is writing ${target}`,
+        pid === process.pid
+          ? `this process is already writing ${target}`
+          : `another weightmix run${Number.isNaN(pid) ? '' : ` (pid ${pid})`} is writing ${target}`,
       ),
     contended: () => new WeightmixError('OutputLocked', `cannot lock ${target}`),
   };
@@ -355,7 +358,7 @@ async function removeStale(
     const ownEarlier = !shared && pid === process.pid && name === base && (kind === 'tmp' || kind === 'old');
     if (!ownEarlier && (pid === process.pid || pidAlive(pid))) continue;
     // A lock without a pid yet may be a live run between creating and writing it.
-    if (Number.isNaN(pid) && Date.now() - (await fs.promises.stat(leftover)).mtimeMs < 60_000) continue;
+    if (Number.isNaN(pid) && Date.now() - (await fs.promises.stat(leftover)).mtimeMs < EMPTY_LOCK_STALE_MS) continue;
     const target = path.join(parent, name);
     // A sibling's shortened name (leftoverStem) does not say which output to put back: its old folder stays.
     if (kind === 'old' && name !== base && isShortenedStem(name)) continue;
