@@ -1,5 +1,5 @@
 /** The `weightmix` command line: one subcommand per file under commands/, one error line per failure. */
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Help } from 'commander';
 import { isWeightmixError } from './errors';
 import { VERSION } from './version';
 import { interruptedStatus } from './commands/signals';
@@ -19,12 +19,16 @@ type Registrar = { register(program: Command): void };
 /** Every subcommand, in the order `--help` lists them. */
 const COMMANDS: Registrar[] = [interpolateCmd, demo, info, sweep, diff, score, stages, merge, verify, fixture];
 
+const DEFAULT_HELP = new Help();
+
 export function buildProgram(): Command {
   const program = new Command('weightmix')
     .version(VERSION)
     .description('Merge LLM checkpoints (model interpolation of Instruct and Thinking models, mergekit recipes) at storage speed')
     .option('--debug', 'print stack traces of errors')
     .showHelpAfterError('(run weightmix --help for usage)')
+    // commander lists a required option like any other: marked, as it marks a default or choices (inherited by every command).
+    .configureHelp({ optionDescription: (option) => `${DEFAULT_HELP.optionDescription(option)}${option.mandatory ? ' (required)' : ''}` })
     // commander puts its "(Did you mean …?)" on a line of its own: folded into the error's one line.
     .configureOutput({
       outputError: (str, write) => write(str.replace(/^error: /, 'weightmix: error: ').replace(/\n\(Did you mean ([^\n]*)\?\)/, ' (did you mean $1?)')),

@@ -32,6 +32,12 @@ test('help of a command that does not exist is the unknown-command error (was th
   expect([merge.status, merge.stdout.split('\n')[0]]).toEqual([0, 'Usage: weightmix merge [options] <recipes...>']);
 });
 
+test('--help marks required options (commander listed them like optional ones)', async () => {
+  const lines = (await runCli(['interpolate', '--help'])).stdout.replace(/\n {5,}/g, ' ');
+  for (const flag of ['--lambda', '--output', '--instruct', '--thinking']) expect(lines).toMatch(new RegExp(`${flag} <\\w+>[^\\n]*\\(required\\)\\n`));
+  expect(lines).not.toMatch(/--layers[^\n]*\(required\)/);
+});
+
 test('an output that is a symbolic link to nothing is refused before the merge, in one line', async () => {
   const link = freshPath('dangling');
   fs.symlinkSync(path.join(dir, 'nowhere'), link);
