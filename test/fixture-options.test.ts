@@ -37,9 +37,10 @@ describe('makeCheckpointPair: determinism and options', () => {
     }
   });
 
-  test('odd widths (scale 3) still give layout-independent data, whatever the chunk alignment', async () => {
-    const one = await make({ seed: 9, scale: 3, shards: [1, 1] });
-    const other = await make({ seed: 9, scale: 3, shards: [4, 3] });
+  test('odd widths (qwen3-4b at scale 101: hidden 25) still give layout-independent data, whatever the chunk alignment', async () => {
+    const odd = { shape: 'qwen3-4b', scale: 101, layers: 2, seed: 9 } as const;
+    const one = await make({ ...odd, shards: [1, 1] });
+    const other = await make({ ...odd, shards: [4, 3] });
     const a = await bytesOf(one.instruct);
     expect([...a.values()].some((bytes) => (bytes.length / 2) % 2 === 1)).toBe(true);
     for (const variant of ['instruct', 'thinking'] as const) {
@@ -104,6 +105,7 @@ describe('makeCheckpointPair: determinism and options', () => {
     ['shards', { shards: [0, 1] }, /shards 0/],
     ['shards above the tensor count', { shards: [1, 48] }, /shards 48.*47/],
     ['scale', { scale: 0.5 }, /scale 0.5/],
+    ['scale that leaves the tokenizer no room', { scale: 3 }, /scale 3: the vocabulary would be 85 tokens, fewer than the tokenizer's 106; at most 2 for tiny/],
   ])('a bad %s is a usage error naming the accepted values', async (_what, options, message) => {
     const attempt = make(options);
     await expect(attempt).rejects.toMatchObject({ code: 'Usage', exitCode: 2 });
