@@ -329,27 +329,45 @@ test('a zero-padded layer name (model.layers.01.…) beside layer 1 is its own t
   }
 });
 
-test('a model with tie_word_embeddings (no lm_head) beside one with its own head is refused in either order, not merged without the head', async () => {
+test("a tied model (no lm_head) beside an untied layout model reads its embed_tokens as its head, as mergekit's tied_names do; tied first is refused", async () => {
   const next = rng(44);
   const untiedSpecs = [...qwen3Names(2), { name: 'lm_head.weight', shape: [40, 16] }];
   const write = (name: string, specs: TensorSpec[]) => bf16Model(name, specs, next);
   const [tied, untied] = await Promise.all([write('tied', qwen3Names(2)), write('untied', untiedSpecs)]);
-  for (const [a, b] of [
-    [tied, untied],
-    [untied, tied],
-  ]) {
-    for (const method of ['linear', 'passthrough']) {
-      const recipe =
-        method === 'linear'
-          ? { merge_method: 'linear', models: [a, b].map((m) => ({ model: m.dir, parameters: { weight: 0.5 } })) }
-          : { merge_method: 'passthrough', slices: [a, b].map((m, i) => ({ sources: [{ model: m.dir, layer_range: [i, i + 1] }] })) };
-      const out = freshPath('out');
-      await expect(merge(parseRecipe(recipe), { output: out })).rejects.toMatchObject({
-        code: 'ModelsDiffer',
-        message: expect.stringMatching(/lm_head\.weight .*is missing from .*tied \(a model with tie_word_embeddings stores none/),
-      });
-      expect(fs.existsSync(out)).toBe(false);
+  // The reference: the tied model as a model that stores its embedding again as lm_head.
+  const headOf = (name: string) => tied.data.get(name === 'lm_head.weight' ? 'model.embed_tokens.weight' : name)!.bytes;
+  const stored = (
+    await writeModel(
+      path.join(dir, 'tied-head-stored'),
+      untiedSpecs,
+      1,
+      () => 'BF16',
+      (spec) => headOf(spec.name),
+      'tied',
+    )
+  ).dir;
+  const recipeOf = (method: string, models: string[]) =>
+    method === 'linear'
+      ? { merge_method: 'linear', models: models.map((m) => ({ model: m, parameters: { weight: 0.5 } })) }
+      : { merge_method: 'passthrough', slices: models.map((m, i) => ({ sources: [{ model: m, layer_range: [i, i + 1] }] })) };
+  for (const method of ['linear', 'passthrough']) {
+    const out = freshPath('out');
+    const expected = freshPath('expected');
+    await merge(parseRecipe(recipeOf(method, [untied.dir, tied.dir])), { output: out });
+    await merge(parseRecipe(recipeOf(method, [untied.dir, stored])), { output: expected });
+    const o = await openCheckpoint(out);
+    expect(o.names).toContain('lm_head.weight');
+    for (const name of (await openCheckpoint(expected)).names) {
+      const same = (await readTensorBytes(o.tensors.get(name)!)).equals(await readTensorBytes((await openCheckpoint(expected)).tensors.get(name)!));
+      expect([method, name, same]).toEqual([method, name, true]);
     }
+    // Tied first: the output's layout and config are the tied model's, which ties lm_head away; the untied head would be dropped.
+    const refused = freshPath('refused');
+    await expect(merge(parseRecipe(recipeOf(method, [tied.dir, untied.dir])), { output: refused })).rejects.toMatchObject({
+      code: 'ModelsDiffer',
+      message: expect.stringMatching(/lm_head\.weight .*is missing from .*tied \(a model with tie_word_embeddings stores none/),
+    });
+    expect(fs.existsSync(refused)).toBe(false);
   }
 });
 

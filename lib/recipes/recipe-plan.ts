@@ -211,6 +211,14 @@ function outputLayout(layoutCkpt: Checkpoint, out: OutputTensor[], first: (t: Ou
 }
 
 /**
+ * mergekit's `tied_names`: a model that stores no lm_head.weight (tie_word_embeddings) reads its model.embed_tokens.weight as its
+ * head, where the output has a head (an untied layout model's). The output's layout and config stay the layout model's.
+ */
+function tiedHead(ckpt: Checkpoint, name: string): TensorLocation | undefined {
+  return name === 'lm_head.weight' ? ckpt.tensors.get('model.embed_tokens.weight') : undefined;
+}
+
+/**
  * Output tensors, their sources (checked to exist with one shape), the shard layout and the moments the method needs.
  * `vocabulary`: the output vocabulary when the caller has planned it (and rebuilt the models' embeddings); planned here otherwise.
  */
@@ -219,7 +227,7 @@ export function planRecipe(recipe: Recipe, ckpts: Checkpoint[], vocabulary?: Voc
   const { tensors, layers, layerSources } = planOutputTensors(recipe, ckpts);
   const label = (m: number) => recipe.modelNames[m];
   const locate = (model: number, name: string, outName: string): TensorLocation => {
-    const loc = ckpts[model].tensors.get(name);
+    const loc = ckpts[model].tensors.get(name) ?? tiedHead(ckpts[model], name);
     if (!loc) {
       throw new WeightmixError('ModelsDiffer', `tensor ${name} (for ${outName}) is missing from ${label(model)}${tiedHint(name)}`);
     }
