@@ -47,22 +47,6 @@ test('an output that is a symbolic link to nothing is refused before the merge, 
   expect(fs.readdirSync(dir).filter((n) => n.includes('weightmix'))).toEqual([]);
 });
 
-test('an output that is a link to a folder stands for that folder: --force replaces the folder, and the link stays (it replaced the link)', async () => {
-  const big = freshPath('big-disk');
-  fs.mkdirSync(path.join(big, 'old'), { recursive: true });
-  fs.writeFileSync(path.join(big, 'old', 'junk'), 'x');
-  const link = freshPath('linked-out');
-  fs.symlinkSync(path.join(big, 'old'), link);
-  const refused = await runCli(['interpolate', ...inputs(), '--lambda', '0.5', '-o', link]);
-  expect(refused.status).toBe(1);
-  const r = await runCli(['interpolate', ...inputs(), '--lambda', '0.5', '-o', link, '--force', '--quiet']);
-  expect([r.status, r.stderr]).toEqual([0, '']);
-  expect(fs.lstatSync(link).isSymbolicLink()).toBe(true);
-  expect(fs.readdirSync(path.join(big, 'old'))).toContain('model.safetensors');
-  expect(fs.readdirSync(path.join(big, 'old'))).not.toContain('junk');
-  expect(fs.readdirSync(big)).toEqual(['old']);
-});
-
 test('demo with an unusable TMPDIR: one line naming the folder and the remedy, exit 1 (was an internal error)', async () => {
   const line = expectOneLineError(await runCli(['demo'], { env: { TMPDIR: path.join(dir, 'no-such-folder') } }));
   expect(line).toMatch(/cannot make the demo's folder in .*no-such-folder \(set TMPDIR to a writable folder\): ENOENT/);

@@ -68,7 +68,7 @@ export class OutputTransaction {
   ) {}
 
   static async begin(targetPath: string, options: BeginOptions = {}): Promise<OutputTransaction> {
-    const target = linkedFolderOrSelf(path.resolve(targetPath));
+    const target = path.resolve(targetPath);
     const parent = path.dirname(target);
     const base = path.basename(target);
     const stem = leftoverStem(base);
@@ -239,19 +239,6 @@ export class OutputTransaction {
 }
 
 /** Why makeFolders (a plain mkdir per folder: its error says why) could not make `dir`, or a file standing where a folder must be. */
-/**
- * A symbolic link to a folder (an output kept on a larger disk) stands for that folder: the run writes beside it and --force
- * replaces it there, the link left as it is (replacing the link put the model on the link's disk and left the old one).
- */
-function linkedFolderOrSelf(target: string): string {
-  try {
-    if (!fs.lstatSync(target).isSymbolicLink() || !fs.statSync(target).isDirectory()) return target;
-    return fs.realpathSync(target);
-  } catch {
-    return target; // nothing there, a file on the way, a loop of links: the checks that follow name it
-  }
-}
-
 function whyMkdirFailed(dir: string, error: Error): string {
   // The nearest folder on the way that exists, or a file standing where one must be.
   for (let up = dir; path.dirname(up) !== up; up = path.dirname(up)) {
