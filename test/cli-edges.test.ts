@@ -47,6 +47,27 @@ test('an output that is a symbolic link to nothing is refused before the merge, 
   expect(fs.readdirSync(dir).filter((n) => n.includes('weightmix'))).toEqual([]);
 });
 
+test("an output that is a link to a folder: --force is refused (it replaced the link: the model landed on the link's disk), both say where it leads", async () => {
+  const big = freshPath('big-disk');
+  fs.mkdirSync(path.join(big, 'old'), { recursive: true });
+  fs.writeFileSync(path.join(big, 'old', 'junk'), 'x');
+  const link = freshPath('linked-out');
+  fs.symlinkSync(path.join(big, 'old'), link);
+  const real = fs.realpathSync(path.join(big, 'old'));
+  expect(expectOneLineError(await runCli(['interpolate', ...inputs(), '--lambda', '0.5', '-o', link]))).toBe(
+    `weightmix: error: output ${link} already exists: a symbolic link to the folder ${real} (give ${real} itself with --force to replace it)`,
+  );
+  expect(expectOneLineError(await runCli(['interpolate', ...inputs(), '--lambda', '0.5', '-o', link, '--force']))).toBe(
+    `weightmix: error: output ${link} is a symbolic link to ${real}: --force replaces a model folder, never a link; give ${real} itself to replace that folder, or remove the link`,
+  );
+  // A link to a folder that holds the link (`out -> .`) is refused too: nothing there is replaced.
+  const self = freshPath('self');
+  fs.mkdirSync(path.join(self, 'keep'), { recursive: true });
+  fs.symlinkSync('.', path.join(self, 'out'));
+  expect(expectOneLineError(await runCli(['interpolate', ...inputs(), '--lambda', '0.5', '-o', path.join(self, 'out'), '--force']))).toMatch(/never a link/);
+  expect([fs.lstatSync(link).isSymbolicLink(), fs.readdirSync(path.join(big, 'old')), fs.readdirSync(self).sort()]).toEqual([true, ['junk'], ['keep', 'out']]);
+});
+
 test('demo with an unusable TMPDIR: one line naming the folder and the remedy, exit 1 (was an internal error)', async () => {
   const line = expectOneLineError(await runCli(['demo'], { env: { TMPDIR: path.join(dir, 'no-such-folder') } }));
   expect(line).toMatch(/cannot make the demo's folder in .*no-such-folder \(set TMPDIR to a writable folder\): ENOENT/);

@@ -105,12 +105,21 @@ export class OutputTransaction {
       // A file on the way (ENOTDIR), a loop of links, a name too long: no output can be there.
       throw new WeightmixError('OutputError', `cannot use ${targetPath} as the output: ${(e as Error).message}`);
     }
+    // A link's target as the link names it where it leads nowhere, else the folder it leads to (`.` would say little).
+    const isLink = fs.lstatSync(path.resolve(targetPath), { throwIfNoEntry: false })?.isSymbolicLink() === true;
+    const link = !isLink ? null : existing === undefined ? fs.readlinkSync(path.resolve(targetPath)) : fs.realpathSync(path.resolve(targetPath));
     // A link to nothing: stat sees no output, and the publishing rename would fail only after the whole merge.
-    const link = existing === undefined ? fs.lstatSync(path.resolve(targetPath), { throwIfNoEntry: false }) : undefined;
-    if (link?.isSymbolicLink()) {
+    if (link !== null && existing === undefined) {
       throw new WeightmixError(
         'OutputError',
-        `output ${targetPath} is a symbolic link to ${fs.readlinkSync(path.resolve(targetPath))}, which does not exist; remove the link or choose another output path`,
+        `output ${targetPath} is a symbolic link to ${link}, which does not exist; remove the link or choose another output path`,
+      );
+    }
+    // --force would replace the link, not the folder it names: the new model would land on the link's disk and the old one stay.
+    if (link !== null && existing?.isDirectory() && force) {
+      throw new WeightmixError(
+        'OutputExists',
+        `output ${targetPath} is a symbolic link to ${link}: --force replaces a model folder, never a link; give ${link} itself to replace that folder, or remove the link`,
       );
     }
     if (existing && !existing.isDirectory()) {
@@ -122,7 +131,9 @@ export class OutputTransaction {
     if (!force && existing) {
       throw new WeightmixError(
         'OutputExists',
-        `output ${targetPath} already exists (use --force, or force: true in the API, to replace it once the new one is complete)`,
+        link === null
+          ? `output ${targetPath} already exists (use --force, or force: true in the API, to replace it once the new one is complete)`
+          : `output ${targetPath} already exists: a symbolic link to the folder ${link} (give ${link} itself with --force to replace it)`,
       );
     }
   }

@@ -10,6 +10,7 @@ import type { TensorLocation } from '../model/tensor-table';
 import { refuseUncomputedTensors } from '../model/uncomputed-tensors';
 import type { Recipe } from './recipe';
 import { isEmbeddingMatrix } from './tokenizer-source';
+import { tiedHint } from './tied-head';
 
 /** An output tensor as these checks read one (recipe-plan.ts's OutputTensor), and a plan's tensors with each model's view. */
 interface PlannedTensor {
@@ -20,11 +21,6 @@ interface PlannedTensor {
 interface PlannedViews {
   tensors: readonly PlannedTensor[];
   views: readonly Map<string, TensorLocation>[];
-}
-
-/** Why a model may lack lm_head.weight, for the message that says it does. */
-export function tiedHint(name: string): string {
-  return name === 'lm_head.weight' ? ' (a model with tie_word_embeddings stores none: its head is embed_tokens)' : '';
 }
 
 /**

@@ -24,7 +24,8 @@ import { classifyTensor } from '../model/tensor-names';
 import { layerNamesOf, towerPositions } from '../model/layer-names';
 import { tensorOutputDtype } from './output-dtype';
 import { firstRows, isEmbeddingMatrix, planVocabulary, VocabularyPlan } from './tokenizer-source';
-import { refuseDroppedLayerTensors, refuseDroppedOutsideTensors, refuseVocabularyMismatch, tiedHint } from './plan-refusals';
+import { refuseDroppedLayerTensors, refuseDroppedOutsideTensors, refuseVocabularyMismatch } from './plan-refusals';
+import { tiedHead, tiedHint } from './tied-head';
 
 /** One output tensor: where its data comes from and how its parameters are looked up. */
 export interface OutputTensor {
@@ -208,14 +209,6 @@ function outputLayout(layoutCkpt: Checkpoint, out: OutputTensor[], first: (t: Ou
     bytes += loc.byteLength;
   }
   return { shards: groups.map((tensors, i) => ({ name: shardFileName(i, groups.length), tensors })), indexed: groups.length > 1 || layoutCkpt.indexed };
-}
-
-/**
- * mergekit's `tied_names`: a model that stores no lm_head.weight (tie_word_embeddings) reads its model.embed_tokens.weight as its
- * head, where the output has a head (an untied layout model's). The output's layout and config stay the layout model's.
- */
-function tiedHead(ckpt: Checkpoint, name: string): TensorLocation | undefined {
-  return name === 'lm_head.weight' ? ckpt.tensors.get('model.embed_tokens.weight') : undefined;
 }
 
 /**
