@@ -47,11 +47,22 @@ test('a part that gets no shard (more parts than shards) says so and writes only
   const notices: string[] = [];
   const output = path.join(root, 'empty-part');
   await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output, part: '7/7', onNotice: (m) => notices.push(m) });
-  expect(notices).toEqual(['part 7/7 gets none of the 5 output shards: it writes only the shared index and files']);
+  expect(notices).toEqual(['part 7/7 gets none of the 5 output shards: it writes only the shared files (index, config, tokenizer, model card)']);
   expect(fs.readdirSync(output).filter((f) => f.endsWith('.safetensors'))).toEqual([]);
   const quiet: string[] = [];
   await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output, part: '1/7', onNotice: (m) => quiet.push(m) });
   expect(quiet).toEqual([]);
+});
+
+test("a part's target holding a truncated shard of an earlier run names it as no valid safetensors file (it said 'a shard of another merge')", async () => {
+  const output = path.join(root, 'truncated');
+  await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output, part: '1/2' });
+  const shard = fs.readdirSync(output).find((f) => f.endsWith('.safetensors'))!;
+  fs.truncateSync(path.join(output, shard), fs.statSync(path.join(output, shard)).size - 8);
+  await expect(interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output, part: '1/2' })).rejects.toMatchObject({
+    code: 'OutputExists',
+    message: expect.stringMatching(new RegExp(`${shard} is not a valid safetensors file \\(.*data is cut short\\)\\) \\(use --force`)),
+  });
 });
 
 test('a malformed --part is a usage error', async () => {

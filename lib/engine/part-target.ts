@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WeightmixError } from '../errors';
-import { readSafetensorsHeader } from '../format/safetensors';
+import { readSafetensorsHeader, SafetensorsError } from '../format/safetensors';
 import { INDEX_FILE } from '../model/checkpoint';
 
 const MODEL_CARD = 'README.md';
@@ -18,7 +18,7 @@ export async function refuseForeignFiles(target: string, tempDir: string, jobSha
   if (!fs.existsSync(target)) return;
   const ours = new Set(fs.readdirSync(tempDir));
   // Each of our shards' headers read once: the first names the recipe, and a shard of ours the target also holds is compared.
-  const ourHeaders = new Map<string, ShardHeader | null>();
+  const ourHeaders = new Map<string, ShardHeader>();
   const ourHeader = async (name: string) => {
     if (!ourHeaders.has(name)) ourHeaders.set(name, await shardHeader(path.join(tempDir, name)));
     return ourHeaders.get(name)!;
@@ -36,8 +36,12 @@ export async function refuseForeignFiles(target: string, tempDir: string, jobSha
       );
     }
     if (name.endsWith('.safetensors')) {
-      const theirs = await shardHeader(there);
-      if (theirs === null || (ourRecipe !== undefined && ourRecipe !== null && theirs.recipe !== ourRecipe)) throw refuse(name, 'is a shard of another merge');
+      const theirs = await shardHeader(there).catch((e: unknown) => {
+        // A file that is no valid safetensors file (a truncated shard of an earlier run, another tool's) is named as such.
+        if (!(e instanceof SafetensorsError) || e.code === 'IoError') throw e;
+        throw refuse(name, `is not a valid safetensors file (${e.message.replace(`${there}: `, '')})`);
+      });
+      if (ourRecipe !== undefined && ourRecipe !== null && theirs.recipe !== ourRecipe) throw refuse(name, 'is a shard of another merge');
       const mine = ours.has(name) ? await ourHeader(name) : null;
       if (mine !== null && (theirs.tensors !== mine.tensors || fs.statSync(there).size !== fs.statSync(path.join(tempDir, name)).size)) {
         throw refuse(name, 'already exists and holds something else');
@@ -68,11 +72,10 @@ interface ShardHeader {
 
 /**
  * A shard's header as two texts: its tensors (names, dtypes, shapes, offsets), and its weightmix recipe without what differs between
- * the parts of one job (the input folders' paths, the weightmix version); null where the file is no valid safetensors file.
+ * the parts of one job (the input folders' paths, the weightmix version). Throws what readSafetensorsHeader throws.
  */
-async function shardHeader(file: string): Promise<ShardHeader | null> {
-  const header = await readSafetensorsHeader(file).catch(() => null);
-  if (header === null) return null;
+async function shardHeader(file: string): Promise<ShardHeader> {
+  const header = await readSafetensorsHeader(file);
   const recorded = header.metadata?.weightmix;
   let recipe: string | null = null;
   if (typeof recorded === 'string') {

@@ -328,7 +328,9 @@ function partFilter(layout: Checkpoint, part: { index: number; count: number }, 
   );
   if (![...parts.values()].includes(part.index)) {
     const all = layout.shards.length;
-    notice?.(`part ${part.index}/${part.count} gets none of the ${all} output shard${all === 1 ? '' : 's'}: it writes only the shared index and files`);
+    notice?.(
+      `part ${part.index}/${part.count} gets none of the ${all} output shard${all === 1 ? '' : 's'}: it writes only the shared files (index, config, tokenizer, model card)`,
+    );
   }
   return (shard) => parts.get(shard) === part.index;
 }
