@@ -58,9 +58,11 @@ function ignoreClosedPipes(): void {
 
 /** `help NAME` where no command is NAME parses as `NAME`: the unknown-command error (commander printed the whole help, exit 2, no error line). */
 function helpOfUnknownAsCommand(program: Command, argv: string[]): string[] {
-  const [first, name] = argv.slice(2);
+  // The program's own options (--debug) may come first; none takes a value.
+  const at = argv.findIndex((arg, i) => i >= 2 && !arg.startsWith('-'));
+  const name = argv[at + 1];
   const known = (n: string) => program.commands.some((c) => c.name() === n || c.aliases().includes(n));
-  return first === 'help' && name !== undefined && !known(name) ? [argv[0], argv[1], ...argv.slice(3)] : argv;
+  return at >= 2 && argv[at] === 'help' && name !== undefined && !known(name) ? [...argv.slice(0, at), ...argv.slice(at + 1)] : argv;
 }
 
 /** Runs the CLI; resolves to the exit status (0 ok, 1 error, 2 usage, 130/143 interrupted, 141 stdout closed). */

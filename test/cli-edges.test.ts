@@ -28,6 +28,7 @@ test('help of a command that does not exist is the unknown-command error (was th
   expect(expectOneLineError(bogus, 2)).toBe("weightmix: error: unknown command 'bogus'");
   expect(bogus.stdout).toBe('');
   expect(expectOneLineError(await runCli(['help', 'merg']), 2)).toBe("weightmix: error: unknown command 'merg' (did you mean merge?)");
+  expect(expectOneLineError(await runCli(['--debug', 'help', 'bogus']), 2)).toBe("weightmix: error: unknown command 'bogus'");
   const merge = await runCli(['help', 'merge']);
   expect([merge.status, merge.stdout.split('\n')[0]]).toEqual([0, 'Usage: weightmix merge [options] <recipes...>']);
 });
