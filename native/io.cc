@@ -20,7 +20,7 @@ ExecError systemError(int err, const std::string& what, const std::string& path)
   const char* code = err == ENOSPC                    ? "ENOSPC"
                      : err == EIO                     ? "EIO"
                      : err == EDQUOT                  ? "EDQUOT"
-                     : err == EMFILE || err == ENFILE ? "EMFILE"  // JavaScript adds the open-file limit's remedy
+                     : err == EMFILE                  ? "EMFILE"  // JavaScript adds the open-file limit's remedy
                                                       : "SystemError";
   return ExecError(code, what + " " + path + ": " + std::strerror(err));
 }
