@@ -37,7 +37,8 @@ function distance(a: string, b: string): number {
   return prev[b.length];
 }
 
-function suggestion(key: string, known: readonly string[]): string {
+/** " (did you mean 'x'?)" for the nearest known key, else the list of them: for an unknown key's message. */
+export function suggestion(key: string, known: readonly string[]): string {
   // The nearest key, not the first near one: 'shard' means 'shards' (1 edit), not 'shape' (2).
   const scored = known.map((k) => ({ k, d: distance(k.toLowerCase(), key.toLowerCase()) })).filter((s) => s.d <= 2);
   const nearest = scored.sort((a, b) => a.d - b.d)[0];
