@@ -324,6 +324,7 @@ describe('metrics tables', () => {
       /twice\.jsonl:2: second row for benchmark 'aime25' at lambda 0 \(first at line 1\)/,
     );
     await expectReadError(write('empty.jsonl', '\n\n'), /empty\.jsonl: no data rows/);
+    await expectReadError(write('lines.json', text), /lines\.json:2: not valid JSON \(.*\); one object per line is JSON Lines: name the file \.jsonl$/);
   });
 
   test('a file without a known extension is sniffed', async () => {

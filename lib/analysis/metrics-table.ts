@@ -134,7 +134,7 @@ export function parseMetricsJson(text: string, file = '<json>'): MetricsRow[] {
   } catch (e) {
     const msg = (e as Error).message.split('\n')[0];
     const pos = /position (\d+)/.exec(msg);
-    throw malformed(file, pos ? lineAt(text, Number(pos[1])) : null, `not valid JSON (${msg})`);
+    throw malformed(file, pos ? lineAt(text, Number(pos[1])) : null, `not valid JSON (${msg})${looksLikeJsonLines(text) ? JSON_LINES_HINT : ''}`);
   }
   if (!Array.isArray(data)) throw malformed(file, lineAt(text, text.length - text.trimStart().length), 'expected a JSON array of metrics rows');
   const starts = elementStarts(text);
@@ -142,6 +142,19 @@ export function parseMetricsJson(text: string, file = '<json>'): MetricsRow[] {
     data.map((item, i) => ({ item, lineNo: lineAt(text, starts[i] ?? 0) })),
     file,
   );
+}
+
+const JSON_LINES_HINT = '; one object per line is JSON Lines: name the file .jsonl';
+
+/** Whether the first non-blank line is a JSON object of its own: a JSON Lines file given a .json name. */
+function looksLikeJsonLines(text: string): boolean {
+  const first = text.split(/\r?\n/).find((line) => line.trim() !== '');
+  try {
+    const value: unknown = JSON.parse(first ?? '');
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+  } catch {
+    return false;
+  }
 }
 
 /** JSON Lines: one metrics object per non-blank line (the keys of a JSON array's rows). */
