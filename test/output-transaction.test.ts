@@ -257,6 +257,25 @@ describe('the lock', () => {
     await tx.abort();
   });
 
+  test('a whole run and a --part job on one output exclude each other (they take different locks)', async () => {
+    const target = path.join(dir, 'out');
+    // pid 1 is always alive: a part of a job, then a whole run, held by another process.
+    write(path.join(dir, '.out.part-2-of-3.weightmix.lock'), '1\n');
+    const whole = await failure(OutputTransaction.begin(target, { force: true }));
+    expect([whole.code, whole.message]).toEqual(['OutputLocked', `part 2/3 of a --part job (pid 1) is writing ${target}; try again once it is done`]);
+    fs.rmSync(path.join(dir, '.out.part-2-of-3.weightmix.lock'));
+    write(path.join(dir, '.out.weightmix.lock'), '1\n');
+    const part = await failure(OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-3' }));
+    expect([part.code, part.message]).toEqual(['OutputLocked', `a whole run of weightmix (pid 1) is writing ${target}; try again once it is done`]);
+    expect(ls(dir)).toEqual(['.out.weightmix.lock']);
+    // A dead part's lock is a leftover: a whole run takes the output and removes it.
+    fs.rmSync(path.join(dir, '.out.weightmix.lock'));
+    write(path.join(dir, '.out.part-2-of-3.weightmix.lock'), `${deadPid()}\n`);
+    const tx = await OutputTransaction.begin(target);
+    await tx.abort();
+    expect(ls(dir)).toEqual([]);
+  });
+
   test('parts lock separately (lockName), so two parts of one job array run at once', async () => {
     const target = path.join(dir, 'out');
     const a = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' });

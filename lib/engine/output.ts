@@ -79,6 +79,7 @@ export class OutputTransaction {
     const lockFile = path.join(parent, `.${stem}${options.lockName ? `.${options.lockName}` : ''}${LOCK_TAG}`);
     await takeLock(lockFile, target);
     try {
+      if (options.lockName !== undefined) refuseWholeRun(path.join(parent, `.${stem}${LOCK_TAG}`), target);
       // Parts on other machines share the folder: of theirs, only this host's temporaries (HOST_TAG) are ours to judge.
       const shared = options.mergeInto === true;
       if (options.removeStale !== false) await removeStale(parent, base, options.siblings, options.notice, shared);
@@ -314,6 +315,28 @@ async function takeLock(lockFile: string, target: string): Promise<void> {
 
 // What a run leaves beside an output NAME (its leftoverStem): `.NAME.weightmix-tmp-PID-…`, `.NAME.weightmix-old-PID`, `.NAME.weightmix-lora-PID-…`, `.NAME.weightmix-vocab-PID-…`
 // (a recipe's adapted tensors, recipes/lora/adapted-models.ts), `.NAME[.part-I-of-N].weightmix.lock`.
+const PART_LOCK = /\.part-(\d+)-of-(\d+)\.weightmix\.lock$/;
+
+/** The refusal of a run that would write an output another kind of run (whole, or a part of a --part job) is writing. */
+function partRunning(target: string, who: string, pid: number): WeightmixError {
+  return new WeightmixError('OutputLocked', `${who}${Number.isNaN(pid) ? '' : ` (pid ${pid})`} is writing ${target}; try again once it is done`);
+}
+
+/** A part refuses while a whole run holds the output's own lock (the parts take theirs: see removeStale for the other way). */
+function refuseWholeRun(lockFile: string, target: string): void {
+  let text: string;
+  let mtime: number;
+  try {
+    text = fs.readFileSync(lockFile, 'utf8');
+    mtime = fs.statSync(lockFile).mtimeMs;
+  } catch {
+    return; // no whole run
+  }
+  const pid = Number.parseInt(text, 10);
+  const held = Number.isNaN(pid) ? Date.now() - mtime < EMPTY_LOCK_STALE_MS : pid === process.pid || pidAlive(pid);
+  if (held) throw partRunning(target, 'a whole run of weightmix', pid);
+}
+
 const LEFTOVER = /^\.(.+?)(?:\.weightmix-(tmp|old|lora|vocab)-(\d+)(?:-([0-9A-Za-z]+))?|(?:\.part-\d+-of-\d+)?\.weightmix\.lock)$/;
 
 /** The name of a folder beside `output` that `removeStale` removes once the process `pid` is gone. */
@@ -367,9 +390,16 @@ async function removeStale(
     // An adapted-tensors folder of this process is in use: the run opens its models before it begins its output.
     // A part holds its own part's lock only: another part of this process may be running beside it.
     const ownEarlier = !shared && pid === process.pid && name === base && (kind === 'tmp' || kind === 'old');
-    if (!ownEarlier && (pid === process.pid || pidAlive(pid))) continue;
     // A lock without a pid yet may be a live run between creating and writing it.
-    if (Number.isNaN(pid) && Date.now() - (await fs.promises.stat(leftover)).mtimeMs < EMPTY_LOCK_STALE_MS) continue;
+    const live =
+      (!ownEarlier && (pid === process.pid || pidAlive(pid))) ||
+      (Number.isNaN(pid) && Date.now() - (await fs.promises.stat(leftover)).mtimeMs < EMPTY_LOCK_STALE_MS);
+    if (live) {
+      // A whole run and a --part job take different locks on one output: the whole run refuses while a part holds its lock.
+      const part = shared ? null : PART_LOCK.exec(entry);
+      if (part) throw partRunning(path.join(parent, name), `part ${part[1]}/${part[2]} of a --part job`, pid);
+      continue;
+    }
     const target = path.join(parent, name);
     // A sibling's shortened name (leftoverStem) does not say which output to put back: its old folder stays.
     if (kind === 'old' && name !== base && isShortenedStem(name)) continue;
