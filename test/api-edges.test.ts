@@ -86,7 +86,7 @@ test('a mergeBatch entry with a key beside name and recipe is refused (a misspel
   const output = freshPath('batch-keys');
   const recipe = { merge_method: 'linear', models: [{ model: pair.instruct }, { model: pair.thinking }] };
   await expect(api.mergeBatch([{ name: 'a', recipe, output: 'b' } as never], { output })).rejects.toEqual(
-    expect.objectContaining({ ...usage, message: "batch[0]: unknown key 'output' (the options are 'name', 'recipe')" }),
+    expect.objectContaining({ ...usage, message: "batch[0]: unknown key 'output' (an entry is {name, recipe})" }),
   );
   await expect(api.mergeBatch([{ name: 'a', recipes: recipe } as never], { output })).rejects.toEqual(
     expect.objectContaining({ ...usage, message: "batch[0]: unknown key 'recipes' (did you mean 'recipe'?)" }),

@@ -56,10 +56,10 @@ test("an output that is a link to a folder: --force is refused (it replaced the 
   fs.symlinkSync(path.join(big, 'old'), link);
   const real = fs.realpathSync(path.join(big, 'old'));
   expect(expectOneLineError(await runCli(['interpolate', ...inputs(), '--lambda', '0.5', '-o', link]))).toBe(
-    `weightmix: error: output ${link} already exists: a symbolic link to the folder ${real} (give ${real} itself with --force to replace it)`,
+    `weightmix: error: output ${link} already exists: a symbolic link to the folder ${real} (--force replaces a model folder, never a link: remove the link or choose another output path)`,
   );
   expect(expectOneLineError(await runCli(['interpolate', ...inputs(), '--lambda', '0.5', '-o', link, '--force']))).toBe(
-    `weightmix: error: output ${link} is a symbolic link to ${real}: --force replaces a model folder, never a link; give ${real} itself to replace that folder, or remove the link`,
+    `weightmix: error: output ${link} is a symbolic link to ${real}: --force replaces a model folder, never a link; remove the link or choose another output path`,
   );
   // A link to a folder that holds the link (`out -> .`) is refused too: nothing there is replaced.
   const self = freshPath('self');

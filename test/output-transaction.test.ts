@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WeightmixError } from '../lib/errors';
-import { leftoverStem, OutputTransaction } from '../lib/engine/output';
+import { leftoverStem, OutputTransaction, refuseRunningParts } from '../lib/engine/output';
 import { deadPid, failure, ls, useCaseDirs, write } from './helpers/transaction-cases';
 import { EMPTY_LOCK_STALE_MS } from '../lib/leftovers';
 
@@ -263,6 +263,9 @@ describe('the lock', () => {
     write(path.join(dir, '.out.part-2-of-3.weightmix.lock'), '1\n');
     const whole = await failure(OutputTransaction.begin(target, { force: true }));
     expect([whole.code, whole.message]).toEqual(['OutputLocked', `part 2/3 of a --part job (pid 1) is writing ${target}; try again once it is done`]);
+    // A part lock of another output beside it is no reason to refuse.
+    const other = await OutputTransaction.begin(path.join(dir, 'other'));
+    await other.abort();
     fs.rmSync(path.join(dir, '.out.part-2-of-3.weightmix.lock'));
     write(path.join(dir, '.out.weightmix.lock'), '1\n');
     const part = await failure(OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-3' }));
@@ -274,6 +277,23 @@ describe('the lock', () => {
     const tx = await OutputTransaction.begin(target);
     await tx.abort();
     expect(ls(dir)).toEqual([]);
+  });
+
+  test('a sweep looks for --part jobs once all its λ are locked: a part of a later λ is refused, or refuses it; other λ do not count', async () => {
+    const sweep = path.join(dir, 'sweep');
+    const lambda = (x: string) => path.join(sweep, `lambda-${x}`);
+    const siblings = (name: string) => name.startsWith('lambda-');
+    const first = await OutputTransaction.begin(lambda('0.20'), { siblings, checkParts: false });
+    // A part of a later λ starts between the sweep's first and second begin: it finds no whole lock there yet.
+    const partTx = await OutputTransaction.begin(lambda('0.40'), { mergeInto: true, lockName: 'part-1-of-2', removeStale: false });
+    const second = await OutputTransaction.begin(lambda('0.40'), { removeStale: false, checkParts: false });
+    // The sweep's one look, with every λ locked, finds it (the part's lock is this process's here).
+    expect(() => refuseRunningParts([lambda('0.20'), lambda('0.40')])).toThrow(
+      expect.objectContaining({ code: 'OutputLocked', message: `this process is already writing ${lambda('0.40')} (part 1/2 of a --part job)` }),
+    );
+    // A part lock of a λ the sweep does not write does not refuse it.
+    expect(() => refuseRunningParts([lambda('0.20')])).not.toThrow();
+    for (const tx of [second, partTx, first]) await tx.abort();
   });
 
   test('parts lock separately (lockName), so two parts of one job array run at once', async () => {

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { interpolate } from '../lib/interpolation/interpolate';
+import { sweep } from '../lib/interpolation/sweep';
 import { assignParts } from '../lib/engine/parts';
 import { describeInterpolation } from '../lib/commands/interpolation-options';
 import { dir as root, useTempDir } from './helpers/temp-dir';
@@ -63,6 +64,25 @@ test("a part's target holding a truncated shard of an earlier run names it as no
     code: 'OutputExists',
     message: expect.stringMatching(new RegExp(`${shard} is not a valid safetensors file \\(.*data is cut short\\)\\) \\(use --force`)),
   });
+});
+
+test('a sweep refuses while a --part job runs on one of its λ, not on a λ it does not write', async () => {
+  const out = path.join(root, 'sweep-parts');
+  fs.mkdirSync(out, { recursive: true });
+  // pid 1 is always alive.
+  fs.writeFileSync(path.join(out, '.lambda-0.70.part-1-of-4.weightmix.lock'), '1\n');
+  await sweep({ instruct: pair.instruct, thinking: pair.thinking, lambdas: [0.2, 0.4], output: out });
+  fs.writeFileSync(path.join(out, '.lambda-0.40.part-1-of-4.weightmix.lock'), '1\n');
+  await expect(sweep({ instruct: pair.instruct, thinking: pair.thinking, lambdas: [0.2, 0.4], output: out, force: true })).rejects.toMatchObject({
+    code: 'OutputLocked',
+    message: `part 1/4 of a --part job (pid 1) is writing ${path.join(out, 'lambda-0.40')}; try again once it is done`,
+  });
+  expect(fs.readdirSync(out).sort()).toEqual([
+    '.lambda-0.40.part-1-of-4.weightmix.lock',
+    '.lambda-0.70.part-1-of-4.weightmix.lock',
+    'lambda-0.20',
+    'lambda-0.40',
+  ]);
 });
 
 test('a malformed --part is a usage error', async () => {

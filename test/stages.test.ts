@@ -325,6 +325,7 @@ describe('metrics tables', () => {
     );
     await expectReadError(write('empty.jsonl', '\n\n'), /empty\.jsonl: no data rows/);
     await expectReadError(write('lines.json', text), /lines\.json:2: not valid JSON \(.*\); one object per line is JSON Lines: name the file \.jsonl$/);
+    await expectReadError(write('line.json', `${lines[0]}\n`), /line\.json:1: expected a JSON array of metrics rows; one object per line is JSON Lines/);
   });
 
   test('a file without a known extension is sniffed', async () => {

@@ -136,7 +136,10 @@ export function parseMetricsJson(text: string, file = '<json>'): MetricsRow[] {
     const pos = /position (\d+)/.exec(msg);
     throw malformed(file, pos ? lineAt(text, Number(pos[1])) : null, `not valid JSON (${msg})${looksLikeJsonLines(text) ? JSON_LINES_HINT : ''}`);
   }
-  if (!Array.isArray(data)) throw malformed(file, lineAt(text, text.length - text.trimStart().length), 'expected a JSON array of metrics rows');
+  if (!Array.isArray(data)) {
+    const oneLine = typeof data === 'object' && data !== null && looksLikeJsonLines(text) ? JSON_LINES_HINT : '';
+    throw malformed(file, lineAt(text, text.length - text.trimStart().length), `expected a JSON array of metrics rows${oneLine}`);
+  }
   const starts = elementStarts(text);
   return rowsOfObjects(
     data.map((item, i) => ({ item, lineNo: lineAt(text, starts[i] ?? 0) })),

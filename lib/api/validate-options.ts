@@ -37,12 +37,15 @@ function distance(a: string, b: string): number {
   return prev[b.length];
 }
 
-/** " (did you mean 'x'?)" for the nearest known key, else the list of them: for an unknown key's message. */
-export function suggestion(key: string, known: readonly string[]): string {
-  // The nearest key, not the first near one: 'shard' means 'shards' (1 edit), not 'shape' (2).
+/** The known key within two edits of `key`, the nearest: 'shard' means 'shards' (1 edit), not 'shape' (2). */
+export function nearestKey(key: string, known: readonly string[]): string | undefined {
   const scored = known.map((k) => ({ k, d: distance(k.toLowerCase(), key.toLowerCase()) })).filter((s) => s.d <= 2);
-  const nearest = scored.sort((a, b) => a.d - b.d)[0];
-  return nearest ? ` (did you mean '${nearest.k}'?)` : ` (the options are ${known.map((k) => `'${k}'`).join(', ')})`;
+  return scored.sort((a, b) => a.d - b.d)[0]?.k;
+}
+
+function suggestion(key: string, known: readonly string[]): string {
+  const nearest = nearestKey(key, known);
+  return nearest ? ` (did you mean '${nearest}'?)` : ` (the options are ${known.map((k) => `'${k}'`).join(', ')})`;
 }
 
 /**

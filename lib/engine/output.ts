@@ -11,14 +11,14 @@ import * as os from 'node:os';
 import { syncDir, syncTree } from '../durable-files';
 import { makeFolders } from '../make-folders';
 import { abortError, usageError, WeightmixError } from '../errors';
-import { EMPTY_LOCK_STALE_MS, LockRules, pidAlive, removeEmptyParents, takePidLock } from '../leftovers';
+import { EMPTY_LOCK_STALE_MS, pidAlive, removeEmptyParents } from '../leftovers';
+import { LOCK_TAG, lockHolder, PART_LOCK, partRunning, refuseWholeRun, takeLock } from './output-locks';
 import { refuseForeignFiles, removeForeignFiles } from './part-target';
 
 const TEMP_TAG = '.weightmix-tmp-';
 /** This host's mark in a part's temporary folder: parts on other machines share the folder, and only this host's dead runs are judged here. */
 const HOST_TAG = `h${createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8)}`;
 const OLD_TAG = '.weightmix-old-';
-const LOCK_TAG = '.weightmix.lock';
 /** The longest output name (UTF-8 bytes) its leftovers' names carry whole: they add up to ~60 bytes, and a name has 255 at most (NAME_MAX). */
 const LEFTOVER_STEM_MAX = 180;
 
@@ -48,6 +48,11 @@ export interface BeginOptions {
   siblings?: (name: string) => boolean;
   /** Whether to look for stale leftovers at all (default true): a sweep's first target does, for all of them (once, not per λ). */
   removeStale?: boolean;
+  /**
+   * Whether a whole run refuses here while a --part job holds a lock on the target (default true). A sweep passes false and
+   * calls refuseRunningParts once all its targets are locked: one listing of the folder, not one per λ.
+   */
+  checkParts?: boolean;
   /** Files and folders the run reads: the target may be none of them and hold none (a --force swap would delete it). */
   reads?: readonly string[];
 }
@@ -80,6 +85,7 @@ export class OutputTransaction {
     await takeLock(lockFile, target);
     try {
       if (options.lockName !== undefined) refuseWholeRun(path.join(parent, `.${stem}${LOCK_TAG}`), target);
+      else if (options.checkParts !== false) refuseRunningParts([target]);
       // Parts on other machines share the folder: of theirs, only this host's temporaries (HOST_TAG) are ours to judge.
       const shared = options.mergeInto === true;
       if (options.removeStale !== false) await removeStale(parent, base, options.siblings, options.notice, shared);
@@ -120,7 +126,7 @@ export class OutputTransaction {
     if (link !== null && existing?.isDirectory() && force) {
       throw new WeightmixError(
         'OutputExists',
-        `output ${targetPath} is a symbolic link to ${link}: --force replaces a model folder, never a link; give ${link} itself to replace that folder, or remove the link`,
+        `output ${targetPath} is a symbolic link to ${link}: --force replaces a model folder, never a link; remove the link or choose another output path`,
       );
     }
     if (existing && !existing.isDirectory()) {
@@ -134,7 +140,7 @@ export class OutputTransaction {
         'OutputExists',
         link === null
           ? `output ${targetPath} already exists (use --force, or force: true in the API, to replace it once the new one is complete)`
-          : `output ${targetPath} already exists: a symbolic link to the folder ${link} (give ${link} itself with --force to replace it)`,
+          : `output ${targetPath} already exists: a symbolic link to the folder ${link} (--force replaces a model folder, never a link: remove the link or choose another output path)`,
       );
     }
   }
@@ -294,47 +300,35 @@ function realPathOfMaybeMissing(p: string): string {
   }
 }
 
-async function takeLock(lockFile: string, target: string): Promise<void> {
-  const rules: LockRules = {
-    // A lock is created, then its pid written: one still without a pid is a run between the two (it was taken over at once,
-    // and both runs then wrote the output) until EMPTY_LOCK_STALE_MS, as removeStale and the fixture and hub locks judge it.
-    held: ({ pid, ageMs }) => (Number.isNaN(pid) && ageMs < EMPTY_LOCK_STALE_MS) || pid === process.pid || pidAlive(pid),
-    refuse: ({ pid }) =>
-      new WeightmixError(
-        'OutputLocked',
-        pid === process.pid
-          ? `this process is already writing ${target}`
-          : `another weightmix run${Number.isNaN(pid) ? '' : ` (pid ${pid})`} is writing ${target}`,
-      ),
-    contended: () => new WeightmixError('OutputLocked', `cannot lock ${target}`),
-  };
-  await takePidLock(lockFile, rules, 2).catch((e: Error) => {
-    throw e instanceof WeightmixError ? e : new WeightmixError('OutputError', `cannot create lock ${lockFile}: ${e.message}`);
-  });
-}
-
 // What a run leaves beside an output NAME (its leftoverStem): `.NAME.weightmix-tmp-PID-…`, `.NAME.weightmix-old-PID`, `.NAME.weightmix-lora-PID-…`, `.NAME.weightmix-vocab-PID-…`
 // (a recipe's adapted tensors, recipes/lora/adapted-models.ts), `.NAME[.part-I-of-N].weightmix.lock`.
-const PART_LOCK = /\.part-(\d+)-of-(\d+)\.weightmix\.lock$/;
-
-/** The refusal of a run that would write an output another kind of run (whole, or a part of a --part job) is writing. */
-function partRunning(target: string, who: string, pid: number): WeightmixError {
-  return new WeightmixError('OutputLocked', `${who}${Number.isNaN(pid) ? '' : ` (pid ${pid})`} is writing ${target}; try again once it is done`);
-}
-
-/** A part refuses while a whole run holds the output's own lock (the parts take theirs: see removeStale for the other way). */
-function refuseWholeRun(lockFile: string, target: string): void {
-  let text: string;
-  let mtime: number;
-  try {
-    text = fs.readFileSync(lockFile, 'utf8');
-    mtime = fs.statSync(lockFile).mtimeMs;
-  } catch {
-    return; // no whole run
+/**
+ * A whole run refuses while a --part job holds a lock on one of its targets (the two kinds take different locks: a --force whole
+ * run would swap the folder away under the parts). Called with the targets locked, so that a part starting now sees their locks.
+ * Each parent folder listed once. An output named like `NAME.part-I-of-N` has a whole lock that reads as NAME's part lock.
+ */
+export function refuseRunningParts(targets: readonly string[]): void {
+  const byParent = new Map<string, Map<string, string>>();
+  for (const t of targets) {
+    const parent = path.dirname(t);
+    if (!byParent.has(parent)) byParent.set(parent, new Map());
+    byParent.get(parent)!.set(leftoverStem(path.basename(t)), t);
   }
-  const pid = Number.parseInt(text, 10);
-  const held = Number.isNaN(pid) ? Date.now() - mtime < EMPTY_LOCK_STALE_MS : pid === process.pid || pidAlive(pid);
-  if (held) throw partRunning(target, 'a whole run of weightmix', pid);
+  for (const [parent, stems] of byParent) {
+    let entries: string[];
+    try {
+      entries = fs.readdirSync(parent);
+    } catch {
+      continue; // no folder, no parts in it
+    }
+    for (const entry of entries) {
+      const part = PART_LOCK.exec(entry);
+      const target = part === null ? undefined : stems.get(part[1]);
+      if (target === undefined) continue;
+      const { held, pid } = lockHolder(path.join(parent, entry));
+      if (held) throw partRunning(target, `part ${part![2]}/${part![3]} of a --part job`, pid);
+    }
+  }
 }
 
 const LEFTOVER = /^\.(.+?)(?:\.weightmix-(tmp|old|lora|vocab)-(\d+)(?:-([0-9A-Za-z]+))?|(?:\.part-\d+-of-\d+)?\.weightmix\.lock)$/;
@@ -394,12 +388,7 @@ async function removeStale(
     const live =
       (!ownEarlier && (pid === process.pid || pidAlive(pid))) ||
       (Number.isNaN(pid) && Date.now() - (await fs.promises.stat(leftover)).mtimeMs < EMPTY_LOCK_STALE_MS);
-    if (live) {
-      // A whole run and a --part job take different locks on one output: the whole run refuses while a part holds its lock.
-      const part = shared ? null : PART_LOCK.exec(entry);
-      if (part) throw partRunning(path.join(parent, name), `part ${part[1]}/${part[2]} of a --part job`, pid);
-      continue;
-    }
+    if (live) continue;
     const target = path.join(parent, name);
     // A sibling's shortened name (leftoverStem) does not say which output to put back: its old folder stays.
     if (kind === 'old' && name !== base && isShortenedStem(name)) continue;

@@ -29,7 +29,7 @@ import {
   parseThreads,
   showValue,
 } from '../options';
-import { OutputTransaction } from '../engine/output';
+import { OutputTransaction, refuseRunningParts } from '../engine/output';
 import { assignParts } from '../engine/parts';
 import { checkCompatible, planMerge, TensorRecipe } from '../engine/plan';
 import { FloatDtype, isFloatDtype, SafetensorsDtype } from '../format/dtypes';
@@ -232,11 +232,14 @@ export async function runInterpolation(
           siblings,
           // The first target's look covers every sibling λ's leftovers: once per sweep, not once per λ (1000 λ took minutes).
           removeStale: o === 0,
+          checkParts: false,
           mergeInto: part !== undefined,
           lockName: part ? `part-${part.index}-of-${part.count}` : undefined,
         }),
       );
     }
+    // Every target locked first, then one look for --part jobs on them: a part starting meanwhile sees those locks.
+    if (!part) refuseRunningParts(targets.map((t) => path.resolve(t.dir)));
     const recipeText = (lambda: number) =>
       JSON.stringify({
         method: 'interpolate',

@@ -22,7 +22,7 @@ import { MergePlan, planMerge, TensorRecipe } from '../engine/plan';
 import { methodFor } from './methods';
 import { checkRecipeArgument, finishRecipeOutput, isRecipe, MERGE_KEYS, recipeMetadata } from './merge-recipe';
 import { checkRecipe, parseRecipeAs, ParseRecipeOptions, readRecipeFileAs, Recipe } from './recipe';
-import { API_NAMES, checkOptions, OptionKeys, OptionNamer, suggestion } from '../api/validate-options';
+import { API_NAMES, checkOptions, nearestKey, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { planRecipe, RecipePlan, sourceCheckpoints } from './recipe-plan';
 import { refuseMixedArchitectures, refuseUncomputedRecipeTensors } from './plan-refusals';
@@ -148,7 +148,8 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
     if (typeof b !== 'object' || b === null || Array.isArray(b)) throw usageError(`batch[${i}] must be an object {name, recipe}, got ${showValue(b)}`);
     // A misspelt key (`recipes`, `output`) would otherwise be dropped without a word.
     const extra = Object.keys(b).find((key) => key !== 'name' && key !== 'recipe');
-    if (extra !== undefined) throw usageError(`batch[${i}]: unknown key '${extra}'${suggestion(extra, ['name', 'recipe'])}`);
+    const near = extra === undefined ? undefined : nearestKey(extra, ['name', 'recipe']);
+    if (extra !== undefined) throw usageError(`batch[${i}]: unknown key '${extra}' (${near ? `did you mean '${near}'?` : 'an entry is {name, recipe}'})`);
     checkRecipeArgument(b.recipe, options.baseDir, `batch[${i}].recipe`, `batch[${i}].recipe`);
   });
   checkNames(batch.map((b) => b.name));
