@@ -89,5 +89,9 @@ describe('stale cleanup of parts', () => {
     expect(ls(dir)).toEqual(expect.arrayContaining([elsewhere, path.basename(tx.tempDir), path.basename(other.tempDir)]));
     await other.abort();
     await tx.abort();
+    // A whole run on the same output leaves another machine's part temporary folder too (it removed it as a dead run's).
+    const whole = await OutputTransaction.begin(target);
+    expect(ls(dir)).toContain(elsewhere);
+    await whole.abort();
   });
 });

@@ -377,6 +377,8 @@ async function removeStale(
     const [, named, kind, pidText, suffix] = match;
     const name = named === stem ? base : named;
     if (shared && !(kind === 'tmp' && suffix?.startsWith(HOST_TAG))) continue;
+    // Another machine's part (its host tag not ours): its pid means nothing here, so a whole run does not judge it either.
+    if (kind === 'tmp' && suffix?.startsWith('h') && !suffix.startsWith(HOST_TAG)) continue;
     const leftover = path.join(parent, entry);
     const pid = Number.parseInt(pidText ?? (await fs.promises.readFile(leftover, 'utf8').catch(() => '')), 10);
     // This process holds base's lock, so its own folders beside base are an earlier run's; its lock,
