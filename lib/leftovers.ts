@@ -38,6 +38,24 @@ export interface LockHolder {
   ageMs: number;
 }
 
+/** The holder `file` names, or undefined where there is no such file. */
+export function readLockHolder(file: string): LockHolder | undefined {
+  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  if (stat === undefined) return undefined;
+  let text = '';
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    // unreadable or removed since the stat: no pid, judged by its age
+  }
+  return { pid: Number.parseInt(text, 10), ageMs: Date.now() - stat.mtimeMs };
+}
+
+/** Whether a holder still holds its lock: a live process (this one too), or one still writing its pid (EMPTY_LOCK_STALE_MS). */
+export function holderAlive({ pid, ageMs }: LockHolder): boolean {
+  return Number.isNaN(pid) ? ageMs < EMPTY_LOCK_STALE_MS : pidAlive(pid);
+}
+
 /** How a lock's caller judges a holder and words a refusal. */
 export interface LockRules {
   /** Whether the holder still holds it; one that does not (its run died) is removed and the lock taken over. */
@@ -60,10 +78,8 @@ export async function takePidLock(file: string, rules: LockRules, attempts: numb
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
-    const text = await fs.promises.readFile(file, 'utf8').catch(() => '');
-    const stat = fs.statSync(file, { throwIfNoEntry: false });
-    if (stat === undefined) continue; // removed meanwhile: try again
-    const holder = { pid: Number.parseInt(text, 10), ageMs: Date.now() - stat.mtimeMs };
+    const holder = readLockHolder(file);
+    if (holder === undefined) continue; // removed meanwhile: try again
     if (rules.held(holder)) throw rules.refuse(holder);
     await fs.promises.rm(file, { force: true });
   }

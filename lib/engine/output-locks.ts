@@ -2,9 +2,8 @@
  * An output's locks, beside it in its parent folder: `.NAME.weightmix.lock` for a whole run, `.NAME.part-I-of-N.weightmix.lock`
  * for each part of a --part job. Each holds its run's pid; a run takes its own and refuses while the other kind's is held.
  */
-import * as fs from 'node:fs';
 import { WeightmixError } from '../errors';
-import { EMPTY_LOCK_STALE_MS, LockRules, pidAlive, takePidLock } from '../leftovers';
+import { holderAlive, LockRules, readLockHolder, takePidLock } from '../leftovers';
 
 export const LOCK_TAG = '.weightmix.lock';
 
@@ -13,7 +12,7 @@ export async function takeLock(lockFile: string, target: string): Promise<void> 
   const rules: LockRules = {
     // A lock is created, then its pid written: one still without a pid is a run between the two (it was taken over at once,
     // and both runs then wrote the output) until EMPTY_LOCK_STALE_MS, as removeStale and the fixture and hub locks judge it.
-    held: ({ pid, ageMs }) => (Number.isNaN(pid) && ageMs < EMPTY_LOCK_STALE_MS) || pid === process.pid || pidAlive(pid),
+    held: holderAlive,
     refuse: ({ pid }) =>
       new WeightmixError(
         'OutputLocked',
@@ -37,18 +36,10 @@ export function partRunning(target: string, who: string, pid: number): Weightmix
   return new WeightmixError('OutputLocked', `${who}${Number.isNaN(pid) ? '' : ` (pid ${pid})`} is writing ${target}; try again once it is done`);
 }
 
-/** Whether the lock `file` is held: by a live process, or by one still writing its pid (EMPTY_LOCK_STALE_MS); its pid. */
+/** Whether the lock `file` is held (holderAlive), and its pid. */
 export function lockHolder(file: string): { held: boolean; pid: number } {
-  let text: string;
-  let mtime: number;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-    mtime = fs.statSync(file).mtimeMs;
-  } catch {
-    return { held: false, pid: NaN }; // no such lock
-  }
-  const pid = Number.parseInt(text, 10);
-  return { held: Number.isNaN(pid) ? Date.now() - mtime < EMPTY_LOCK_STALE_MS : pid === process.pid || pidAlive(pid), pid };
+  const holder = readLockHolder(file);
+  return { held: holder !== undefined && holderAlive(holder), pid: holder?.pid ?? NaN };
 }
 
 /** A part refuses while a whole run holds the output's own lock (the parts take theirs: refuseRunningParts is the other way). */
