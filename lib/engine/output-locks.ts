@@ -2,10 +2,16 @@
  * An output's locks, beside it in its parent folder: `.NAME.weightmix.lock` for a whole run, `.NAME.part-I-of-N.weightmix.lock`
  * for each part of a --part job. Each holds its run's pid; a run takes its own and refuses while the other kind's is held.
  */
+import * as path from 'node:path';
 import { WeightmixError } from '../errors';
 import { holderAlive, LockRules, readLockHolder, takePidLock } from '../leftovers';
 
-export const LOCK_TAG = '.weightmix.lock';
+const LOCK_TAG = '.weightmix.lock';
+
+/** The lock of the output whose leftovers carry `stem`: a whole run's, or (`lockName`, `part-I-of-N`) a part's. */
+export function lockFileOf(parent: string, stem: string, lockName?: string): string {
+  return path.join(parent, `.${stem}${lockName ? `.${lockName}` : ''}${LOCK_TAG}`);
+}
 
 /** Takes `lockFile` for `target`, refusing while another live run holds it. */
 export async function takeLock(lockFile: string, target: string): Promise<void> {

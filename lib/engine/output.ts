@@ -12,7 +12,7 @@ import { syncDir, syncTree } from '../durable-files';
 import { makeFolders } from '../make-folders';
 import { abortError, usageError, WeightmixError } from '../errors';
 import { EMPTY_LOCK_STALE_MS, pidAlive, removeEmptyParents } from '../leftovers';
-import { LOCK_TAG, lockHolder, PART_LOCK, partRunning, refuseWholeRun, takeLock } from './output-locks';
+import { lockFileOf, lockHolder, PART_LOCK, partRunning, refuseWholeRun, takeLock } from './output-locks';
 import { refuseForeignFiles, removeForeignFiles } from './part-target';
 
 const TEMP_TAG = '.weightmix-tmp-';
@@ -81,10 +81,10 @@ export class OutputTransaction {
     const createdParent = await makeFolders(parent).catch((e) => {
       throw new WeightmixError('OutputError', `cannot create ${parent}: ${whyMkdirFailed(parent, e as Error)}`);
     });
-    const lockFile = path.join(parent, `.${stem}${options.lockName ? `.${options.lockName}` : ''}${LOCK_TAG}`);
+    const lockFile = lockFileOf(parent, stem, options.lockName);
     await takeLock(lockFile, target);
     try {
-      if (options.lockName !== undefined) refuseWholeRun(path.join(parent, `.${stem}${LOCK_TAG}`), target);
+      if (options.lockName !== undefined) refuseWholeRun(lockFileOf(parent, stem), target);
       else if (options.checkParts !== false) refuseRunningParts([target]);
       // Parts on other machines share the folder: of theirs, only this host's temporaries (HOST_TAG) are ours to judge.
       const shared = options.mergeInto === true;
@@ -105,16 +105,17 @@ export class OutputTransaction {
   /** Refuses an existing output without `force`: begin does, and a merge asks first, before its statistics passes (minutes on a large model). */
   static refuseExisting(targetPath: string, force: boolean | undefined): void {
     // --force replaces a model folder; a file there is the user's, whatever it holds (a typo'd -o model.safetensors).
+    const resolved = path.resolve(targetPath);
     let existing: fs.Stats | undefined;
     try {
-      existing = fs.statSync(path.resolve(targetPath), { throwIfNoEntry: false });
+      existing = fs.statSync(resolved, { throwIfNoEntry: false });
     } catch (e) {
       // A file on the way (ENOTDIR), a loop of links, a name too long: no output can be there.
       throw new WeightmixError('OutputError', `cannot use ${targetPath} as the output: ${(e as Error).message}`);
     }
     // A link's target as the link names it where it leads nowhere, else the folder it leads to (`.` would say little).
-    const isLink = fs.lstatSync(path.resolve(targetPath), { throwIfNoEntry: false })?.isSymbolicLink() === true;
-    const link = !isLink ? null : existing === undefined ? fs.readlinkSync(path.resolve(targetPath)) : fs.realpathSync(path.resolve(targetPath));
+    const isLink = fs.lstatSync(resolved, { throwIfNoEntry: false })?.isSymbolicLink() === true;
+    const link = !isLink ? null : existing === undefined ? fs.readlinkSync(resolved) : fs.realpathSync(resolved);
     // A link to nothing: stat sees no output, and the publishing rename would fail only after the whole merge.
     if (link !== null && existing === undefined) {
       throw new WeightmixError(
@@ -300,8 +301,6 @@ function realPathOfMaybeMissing(p: string): string {
   }
 }
 
-// What a run leaves beside an output NAME (its leftoverStem): `.NAME.weightmix-tmp-PID-…`, `.NAME.weightmix-old-PID`, `.NAME.weightmix-lora-PID-…`, `.NAME.weightmix-vocab-PID-…`
-// (a recipe's adapted tensors, recipes/lora/adapted-models.ts), `.NAME[.part-I-of-N].weightmix.lock`.
 /**
  * A whole run refuses while a --part job holds a lock on one of its targets (the two kinds take different locks: a --force whole
  * run would swap the folder away under the parts). Called with the targets locked, so that a part starting now sees their locks.
@@ -331,6 +330,8 @@ export function refuseRunningParts(targets: readonly string[]): void {
   }
 }
 
+// What a run leaves beside an output NAME (its leftoverStem): `.NAME.weightmix-tmp-PID-…`, `.NAME.weightmix-old-PID`, `.NAME.weightmix-lora-PID-…`, `.NAME.weightmix-vocab-PID-…`
+// (a recipe's adapted tensors, recipes/lora/adapted-models.ts), `.NAME[.part-I-of-N].weightmix.lock`.
 const LEFTOVER = /^\.(.+?)(?:\.weightmix-(tmp|old|lora|vocab)-(\d+)(?:-([0-9A-Za-z]+))?|(?:\.part-\d+-of-\d+)?\.weightmix\.lock)$/;
 
 /** The name of a folder beside `output` that `removeStale` removes once the process `pid` is gone. */
