@@ -24,7 +24,7 @@ export async function refuseForeignFiles(target: string, tempDir: string, jobSha
     return ourHeaders.get(name)!;
   };
   const ourShard = [...ours].find((n) => n.endsWith('.safetensors'));
-  const ourRecipe = ourShard === undefined ? null : (await ourHeader(ourShard))?.recipe;
+  const ourRecipe = ourShard === undefined ? null : (await ourHeader(ourShard)).recipe;
   const refuse = (name: string, why: string) =>
     new WeightmixError('OutputExists', `${path.join(target, name)} ${why} (use --force, or force: true in the API, to replace it)`);
   for (const name of fs.readdirSync(target)) {
@@ -41,7 +41,7 @@ export async function refuseForeignFiles(target: string, tempDir: string, jobSha
         if (!(e instanceof SafetensorsError) || e.code === 'IoError') throw e;
         throw refuse(name, `is not a valid safetensors file (${e.message.replace(`${there}: `, '')})`);
       });
-      if (ourRecipe !== undefined && ourRecipe !== null && theirs.recipe !== ourRecipe) throw refuse(name, 'is a shard of another merge');
+      if (ourRecipe !== null && theirs.recipe !== ourRecipe) throw refuse(name, 'is a shard of another merge');
       const mine = ours.has(name) ? await ourHeader(name) : null;
       if (mine !== null && (theirs.tensors !== mine.tensors || fs.statSync(there).size !== fs.statSync(path.join(tempDir, name)).size)) {
         throw refuse(name, 'already exists and holds something else');

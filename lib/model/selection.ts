@@ -31,17 +31,10 @@ export function parseSelection(input: SelectionInput, name: (key: string) => str
     sel.layers = parseLayerRanges(typeof input.layers === 'string' ? input.layers : layerRangesText(input.layers, name('layers')));
   if (input.modules !== undefined) sel.modules = moduleClasses(input.modules, name('modules'));
   if (input.skipModules !== undefined) sel.skipModules = moduleClasses(input.skipModules, name('skipModules'));
-  for (const [key, list] of [
-    ['modules', sel.modules],
-    ['skipModules', sel.skipModules],
-  ] as const) {
-    const unknown = list?.find((m) => !(MODULE_CLASSES as readonly string[]).includes(m));
-    if (unknown !== undefined) throw usageError(`${name(key)}: unknown module class ${JSON.stringify(unknown)} (accepted: ${MODULE_CLASSES.join(', ')})`);
-  }
   return sel;
 }
 
-/** A module list as the command line's text or the API's array of class names (checked against MODULE_CLASSES below). */
+/** A module list as the command line's text (parseModuleList checks its classes) or the API's array of class names. */
 function moduleClasses(list: unknown, name: string): SelectableModule[] {
   if (typeof list === 'string') return parseModuleList(list);
   if (!Array.isArray(list) || list.length === 0 || !list.every((m) => typeof m === 'string')) {
@@ -49,6 +42,8 @@ function moduleClasses(list: unknown, name: string): SelectableModule[] {
       `${name} must be a comma list like "attn,mlp" or a non-empty array of module classes (${MODULE_CLASSES.join(', ')}), got ${JSON.stringify(list)}`,
     );
   }
+  const unknown = list.find((m) => !(MODULE_CLASSES as readonly string[]).includes(m));
+  if (unknown !== undefined) throw usageError(`${name}: unknown module class ${JSON.stringify(unknown)} (accepted: ${MODULE_CLASSES.join(', ')})`);
   return list as SelectableModule[];
 }
 

@@ -37,6 +37,9 @@ export interface BatchRecipe {
   recipe: Recipe | string | Record<string, unknown>;
 }
 
+/** A batch entry's keys (BatchRecipe's). */
+const ENTRY_KEYS: readonly string[] = ['name', 'recipe'];
+
 /** The options of `mergeBatch`. */
 
 export interface BatchMergeOptions extends EngineOptions, ParseRecipeOptions {
@@ -147,9 +150,11 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
   batch.forEach((b, i) => {
     if (typeof b !== 'object' || b === null || Array.isArray(b)) throw usageError(`batch[${i}] must be an object {name, recipe}, got ${showValue(b)}`);
     // A misspelt key (`recipes`, `output`) would otherwise be dropped without a word.
-    const extra = Object.keys(b).find((key) => key !== 'name' && key !== 'recipe');
-    const near = extra === undefined ? undefined : nearestKey(extra, ['name', 'recipe']);
-    if (extra !== undefined) throw usageError(`batch[${i}]: unknown key '${extra}' (${near ? `did you mean '${near}'?` : 'an entry is {name, recipe}'})`);
+    const extra = Object.keys(b).find((key) => !ENTRY_KEYS.includes(key));
+    if (extra !== undefined) {
+      const near = nearestKey(extra, ENTRY_KEYS);
+      throw usageError(`batch[${i}]: unknown key '${extra}' (${near ? `did you mean '${near}'?` : 'an entry is {name, recipe}'})`);
+    }
     checkRecipeArgument(b.recipe, options.baseDir, `batch[${i}].recipe`, `batch[${i}].recipe`);
   });
   checkNames(batch.map((b) => b.name));
