@@ -5,6 +5,7 @@ import type { ModuleClass } from '../model/tensor-names';
 import { DIFF_MODULE_ORDER, type DiffReport, type DiffStats } from './diff';
 import { plotLayerProfile, type LayerProfileRow } from './plot';
 import { textTable } from './text-table';
+import { plural } from '../plural';
 
 /** The rows `--plot` draws: relative distance per decoder layer, one series per module class. */
 export function layerProfileRows(report: Pick<DiffReport, 'groups'>): LayerProfileRow[] {
@@ -40,10 +41,6 @@ function formatCosine(x: number | null): string {
 }
 
 const TRAILING_ORDER: readonly ModuleClass[] = ['final_norm', 'head', 'other', 'attn', 'mlp', 'norm'];
-
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
-}
 
 /** The human-readable report: summary, per-layer rows by module class, module classes, optionally every tensor. */
 export function formatDiffReport(report: DiffReport, options: { tensors?: boolean; plotFile?: string } = {}): string {

@@ -11,6 +11,7 @@ import { checkOptions, type OptionKeys } from '../api/validate-options';
 import { WeightmixError, usageError } from '../errors';
 import type { MetricsRow } from './metrics-table';
 import { extremes } from './extremes';
+import { plural } from '../plural';
 
 export type { MetricsRow } from './metrics-table';
 
@@ -200,9 +201,7 @@ export function stages(rows: readonly MetricsRow[], opts: StageOptions = {}): St
   const e = thresholds.emergenceThreshold;
   const s = thresholds.saturationThreshold;
   const parts: string[] = [];
-  parts.push(
-    `Think #R (share of responses containing </think>) decides the stages over ${benchmarks.length} benchmark${benchmarks.length === 1 ? '' : 's'} (${benchmarks.join(', ')}).`,
-  );
+  parts.push(`Think #R (share of responses containing </think>) decides the stages over ${plural(benchmarks.length, 'benchmark')} (${benchmarks.join(', ')}).`);
   if (stage1.length) parts.push(`Stage 1 (Instruct-dominated, no explicit thinking): λ ${list(stage1)}, where Think #R is at most ${e}% on every benchmark.`);
   else parts.push(`There is no Stage 1: Think #R already exceeds ${e}% at the smallest λ, ${formatLambda(lambdas[0])}.`);
   if (eIdx < 0) {

@@ -1,6 +1,7 @@
 /** What every merging command shares: the `--device` option and the parts of its summary line. */
 import { Option } from 'commander';
 import { describeDevice, type ResolvedDevice } from '../engine/device';
+import { plural } from '../plural';
 
 /** `--device`, shared by interpolate, sweep and merge. */
 export function deviceOption(): Option {
@@ -14,7 +15,7 @@ export function deviceOption(): Option {
 
 /** "1 shard file", "3 shard files". */
 export function shardFiles(n: number): string {
-  return `${n} shard file${n === 1 ? '' : 's'}`;
+  return plural(n, 'shard file');
 }
 
 /** "; on the GPU", "; on the CPU (no usable GPU: …)" — nothing when --device cpu asked for the CPU. */

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { usageError, WeightmixError } from '../errors';
 import { parseSamples, parseSeed, verify, type VerifyReport } from '../analysis/verify';
 import { abortOnSignals } from './signals';
+import { plural } from '../plural';
 
 interface VerifyCliOptions {
   recompute?: boolean;
@@ -57,7 +58,7 @@ export function formatVerifyReport(r: VerifyReport): string {
     return `${lines.join('\n')}\n`;
   }
   lines.push(
-    `${r.ok ? 'verified' : 'FAILED'} ${r.dir}: ${r.shards} shard file${r.shards === 1 ? '' : 's'}, ${r.tensors} tensors, ${r.tensorBytes} bytes of tensor data${r.indexed ? ', index' : ''}`,
+    `${r.ok ? 'verified' : 'FAILED'} ${r.dir}: ${plural(r.shards, 'shard file')}, ${r.tensors} tensors, ${r.tensorBytes} bytes of tensor data${r.indexed ? ', index' : ''}`,
   );
   const rec = r.recipe;
   if (!rec) lines.push('recipe: none recorded (not a weightmix output; structure checked only)');

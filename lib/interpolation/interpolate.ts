@@ -40,6 +40,7 @@ import { checkLayersExist, checkSkippedModulesExist, describeSelection, isSelect
 import { classifyTensor } from '../model/tensor-names';
 import { VERSION } from '../version';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
+import { plural } from '../plural';
 
 export type { MergeProgress } from '../engine/execute-plan';
 
@@ -332,7 +333,7 @@ function partFilter(layout: Checkpoint, part: { index: number; count: number }, 
   if (![...parts.values()].includes(part.index)) {
     const all = layout.shards.length;
     notice?.(
-      `part ${part.index}/${part.count} gets none of the ${all} output shard${all === 1 ? '' : 's'}: it writes only the shared files (index, config, tokenizer, model card)`,
+      `part ${part.index}/${part.count} gets none of the ${plural(all, 'output shard')}: it writes only the shared files (index, config, tokenizer, model card)`,
     );
   }
   return (shard) => parts.get(shard) === part.index;
