@@ -94,6 +94,27 @@ test('a mergeBatch entry with a key beside name and recipe is refused (a misspel
   expect(fs.existsSync(output)).toBe(false);
 });
 
+test('a batch refuses while a --part job holds a lock on one of its outputs, as interpolate and sweep do', async () => {
+  const output = freshPath('batch-parts');
+  fs.mkdirSync(output);
+  // pid 1 is always alive.
+  fs.writeFileSync(path.join(output, '.b.part-1-of-2.weightmix.lock'), '1\n');
+  const recipe = { merge_method: 'linear', models: [pair.instruct, pair.thinking].map((model) => ({ model, parameters: { weight: 0.5 } })) };
+  await expect(
+    api.mergeBatch(
+      [
+        { name: 'a', recipe },
+        { name: 'b', recipe },
+      ],
+      { output },
+    ),
+  ).rejects.toMatchObject({
+    code: 'OutputLocked',
+    message: `part 1/2 of a --part job (pid 1) is writing ${path.join(output, 'b')}; try again once it is done`,
+  });
+  expect(fs.readdirSync(output)).toEqual(['.b.part-1-of-2.weightmix.lock']);
+});
+
 test('allowCrimes is a switch: a string is Usage, as for force', async () => {
   const recipe = { merge_method: 'linear', models: [{ model: pair.instruct }, { model: pair.thinking }] };
   await expect(api.merge(recipe, { output: freshPath('crimes'), allowCrimes: 'yes' as never })).rejects.toMatchObject(usage);

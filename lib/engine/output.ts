@@ -49,8 +49,8 @@ export interface BeginOptions {
   /** Whether to look for stale leftovers at all (default true): a sweep's first target does, for all of them (once, not per λ). */
   removeStale?: boolean;
   /**
-   * Whether a whole run refuses here while a --part job holds a lock on the target (default true). A sweep passes false and
-   * calls refuseRunningParts once all its targets are locked: one listing of the folder, not one per λ.
+   * Whether a whole run refuses here while a --part job holds a lock on the target (default true). A sweep and a batch pass
+   * false and call refuseRunningParts once all their targets are locked: one listing of the folder, not one per output.
    */
   checkParts?: boolean;
   /** Files and folders the run reads: the target may be none of them and hold none (a --force swap would delete it). */

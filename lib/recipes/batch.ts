@@ -17,7 +17,7 @@ import { fusePlans } from '../engine/fuse-plans';
 import { writePassBlockBytes } from '../engine/block-bytes';
 import { EngineOptions, parseBlockBytes, parseDevice, parseOutputFolder, parsePart, parseThreads, showValue } from '../options';
 import { assignParts } from '../engine/parts';
-import { OutputTransaction } from '../engine/output';
+import { OutputTransaction, refuseRunningParts } from '../engine/output';
 import { MergePlan, planMerge, TensorRecipe } from '../engine/plan';
 import { methodFor } from './methods';
 import { checkRecipeArgument, finishRecipeOutput, isRecipe, MERGE_KEYS, recipeMetadata } from './merge-recipe';
@@ -217,9 +217,11 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
   const begun: OutputTransaction[] = [];
   try {
     for (const e of entries) {
-      e.tx = await OutputTransaction.begin(path.join(options.output, e.name), { force: options.force, notice: options.onNotice, reads });
+      e.tx = await OutputTransaction.begin(path.join(options.output, e.name), { force: options.force, notice: options.onNotice, reads, checkParts: false });
       begun.push(e.tx);
     }
+    // Every output locked first, then one listing of the folder for --part jobs on them (not one per recipe).
+    refuseRunningParts(entries.map((e) => path.resolve(options.output, e.name)));
     const groups = groupByModels(entries);
     const passes = groups.map((group) =>
       fusePlans(
