@@ -6,6 +6,7 @@
 #if defined(WM_HAVE_AVX2_BACKEND)
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "avx2_loads.h"
@@ -161,6 +162,44 @@ uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t l
   const uint32_t t = static_cast<uint32_t>(drawSplitWide(seedKey, first, L, low, high, keep, middle, u, &nm));
   if (t == L) return nm;
   return nm + shiftedBy(t, middle + nm, scalar::dellaDrawSplit(seedKey, first + t, L - t, low, high, keep + t, middle + nm, u + t));
+}
+
+// Keys are below 2^31 (della.h), so the unsigned min and max see them as they are; zero keys turned all ones for the min.
+__attribute__((target("avx2,fma,f16c"))) void dellaKeySpan(const uint32_t* keys, uint32_t L, uint32_t* lowest, uint32_t* highest) {
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i least = _mm256_set1_epi32(-1), greatest = zero;
+  uint32_t t = 0;
+  for (; t + 8 <= L; t += 8) {
+    const __m256i k = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(keys + t));
+    least = _mm256_min_epu32(least, _mm256_or_si256(k, _mm256_cmpeq_epi32(k, zero)));
+    greatest = _mm256_max_epu32(greatest, k);
+  }
+  alignas(32) uint32_t lo[8], hi[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lo), least);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(hi), greatest);
+  uint32_t a = 0, b = 0;
+  scalar::dellaKeySpan(keys + t, L - t, &a, &b);  // the last L % 8 (all ones and 0 where none)
+  a = a << 16 | 0xFFFFu;
+  b <<= 16;
+  for (uint32_t q = 0; q < 8; ++q) {
+    a = std::min(a, lo[q]);
+    b = std::max(b, hi[q]);
+  }
+  *lowest = a >> 16;
+  *highest = b >> 16;
+}
+
+__attribute__((target("avx2,fma,f16c"))) uint32_t dellaTakeMarks(uint8_t* marks, uint32_t from, uint32_t to, uint32_t* buckets) {
+  const __m256i zero = _mm256_setzero_si256();
+  uint32_t n = 0, h = from;
+  for (; h + 32 <= to; h += 32) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(marks + h));
+    uint32_t m = ~static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, zero)));
+    if (m == 0) continue;
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(marks + h), zero);
+    for (; m != 0; m &= m - 1) buckets[n++] = h + static_cast<uint32_t>(__builtin_ctz(m));
+  }
+  return n + scalar::dellaTakeMarks(marks, h, to, buckets + n);
 }
 
 __attribute__((target("avx2,fma,f16c"))) void dellaUniforms(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u) {

@@ -69,6 +69,26 @@ uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t l
   dellaUniforms(seedKey, first, L, u);
   return dellaSplitDraws(u, 1, L, low, high, keep, middle);
 }
+
+void dellaKeySpan(const uint32_t* keys, uint32_t L, uint32_t* lowest, uint32_t* highest) {
+  uint32_t least = 0xFFFFFFFFu, greatest = 0;
+  for (uint32_t t = 0; t < L; ++t) {
+    if (keys[t] != 0) least = std::min(least, keys[t]);
+    greatest = std::max(greatest, keys[t]);
+  }
+  *lowest = least >> 16;
+  *highest = greatest >> 16;
+}
+
+uint32_t dellaTakeMarks(uint8_t* marks, uint32_t from, uint32_t to, uint32_t* buckets) {
+  uint32_t n = 0;
+  for (uint32_t h = from; h < to; ++h) {
+    if (marks[h] == 0) continue;
+    marks[h] = 0;
+    buckets[n++] = h;
+  }
+  return n;
+}
 }  // namespace scalar
 
 DellaRowRanker::DellaRowRanker() : next_(kBuckets * kChunks, 0), occupied_(kBuckets / 64, 0) {}
@@ -93,7 +113,59 @@ void DellaRowRanker::countDrawing(const uint32_t* keys, uint32_t L, uint64_t see
                                   uint64_t* u) {
   reserveDraws(L);
   middleCount_ = dellaDrawSplit(seedKey, first, L, limits.low, limits.high, keep, middle_.data(), u);
-  countKeys<true>(keys, 1, L, keep, true);
+  if (L < kPackedRows) {
+    countPacked(keys, L, keep);
+  } else {
+    countKeys<true>(keys, 1, L, keep, true);
+  }
+}
+
+void DellaRowRanker::countPacked(const uint32_t* keys, uint32_t L, const uint8_t* surelyKept) {
+  if (distinct_.size() < L) {
+    distinct_.resize(L);
+    first_.resize(L + 1);
+    kept_.resize(L);
+  }
+  if (packed_.empty()) {
+    packed_.assign(size_t{kBuckets} * kChunks, 0);
+    marks_.assign(kBuckets, 0);
+  }
+  uint32_t* packed = packed_.data();
+  uint8_t* marks = marks_.data();
+  // One add to memory and one byte store per element (countKeys also appends to a list and counts new buckets).
+  eachAscending(L, [&](uint32_t t, uint32_t c) {
+    const uint32_t h = keys[t] >> 16;
+    packed[h * kChunks + c] += 1u + (static_cast<uint32_t>(surelyKept[t]) << 16);
+    marks[h] = 1;
+  });
+  // The occupied buckets in ascending order: bucket 0 (zero keys), then the marks between the least nonzero and greatest key.
+  uint32_t lowest = 0, highest = 0;
+  dellaKeySpan(keys, L, &lowest, &highest);
+  uint32_t nd = dellaTakeMarks(marks, 0, 1, distinct_.data());
+  if (lowest <= highest) nd += dellaTakeMarks(marks, std::max(lowest, 1u), highest + 1, distinct_.data() + nd);
+  // Each chunk's count turned into its first rank and the end of its ranks (countKeys' draw() layout in next_), the
+  // bucket's surely kept draws at its first rank; the words left zero.
+  uint64_t* next = next_.data();
+  uint32_t first = 0;
+  for (uint32_t i = 0; i < nd; ++i) {
+    const uint32_t h = distinct_[i];
+    uint32_t* word = packed + h * kChunks;
+    uint64_t* entry = next + h * kChunks;
+    first_[i] = first;
+    uint32_t sure = 0;
+    for (uint32_t c = kChunks; c-- > 0;) {
+      const uint32_t count = word[c] & 0xFFFFu;
+      entry[c] = first | static_cast<uint64_t>(first + count) << 32;
+      first += count;
+      sure += word[c] >> 16;
+      word[c] = 0;
+    }
+    kept_[first_[i]] = sure;
+  }
+  first_[nd] = L;
+  buckets_ = nd;
+  uniform_ = true;
+  drawing_ = true;
 }
 
 template <bool Draws>

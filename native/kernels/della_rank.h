@@ -6,6 +6,9 @@
 // ascending order through a two-level bitmap (O(distinct buckets), not O(65536)), and a bucket whose keys
 // differ in their low 16 bits is then sorted stably by them. The same ranks as any sort by
 // (key, then descending position): native/tests/della_selftest.cc checks it against that definition.
+// A uniform row drawn in countDrawing (L < 2^16) counts leaner (countPacked): a 32-bit word per bucket and chunk (its
+// count and surely kept draws, 16 bits each) and a byte mark per bucket, the marks then scanned over the row's key span
+// (dellaKeySpan, dellaTakeMarks): fewer instructions per element than the 64-bit words and bitmap (BENCHMARKS.md, 2026-12-05).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -21,6 +24,11 @@ uint32_t dellaEqualKeys(const uint32_t* keys, size_t stride, uint32_t from, uint
 // dellaUniforms of the row's elements first + t (stride 1) and dellaSplitDraws of them in one pass: keep and middle as
 // dellaSplitDraws, u[t] written where t is in middle (draw() reads no other; elsewhere u is left as it is or overwritten).
 uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle, uint64_t* u);
+// countPacked's passes (scalar in della_rank.cc, AVX2 in della_avx2.cc). dellaKeySpan: the buckets (key >> 16) of the row's
+// least nonzero key and of its greatest key (stride 1); *lowest > *highest where every key is 0. dellaTakeMarks: the h in
+// [from, to) whose marks[h] != 0, in ascending order into buckets, with those marks set back to 0; returns how many.
+void dellaKeySpan(const uint32_t* keys, uint32_t L, uint32_t* lowest, uint32_t* highest);
+uint32_t dellaTakeMarks(uint8_t* marks, uint32_t from, uint32_t to, uint32_t* buckets);
 
 // A row's keep limits by rank for draw(): limit[r] monotone in r (non-decreasing for epsilon >= 0, non-increasing for
 // epsilon < 0), low and high the least and greatest of them (limit[0] and limit[L - 1] in some order).
@@ -69,14 +77,20 @@ class DellaRowRanker {
 
  private:
   static constexpr uint32_t kBuckets = 1u << 15;  // high 16 bits of a key < 2^31
+  static constexpr uint32_t kPackedRows = 1u << 16;  // countPacked takes rows shorter than this (a chunk's count fits 16 bits)
   template <bool Draws>
   void countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint8_t* surelyKept, bool uniformKnown);
+  // countKeys<true> of a uniform row at stride 1 and L < kPackedRows, the same results (della_rank.h's head).
+  void countPacked(const uint32_t* keys, uint32_t L, const uint8_t* surelyKept);
   void reserveDraws(uint32_t L);  // middle_ and exact_ for a row of L
   void clear();                                    // next_ back to zero
   // Per bucket and chunk: its count (low 32 bits) and surely kept draws (high 32 bits), then its first (assign(): next)
   // rank, and for draw() the end of its ranks in the high half. Zero between rows.
   std::vector<uint64_t> next_;
   std::vector<uint64_t> occupied_;                 // one bit per bucket
+  // countPacked's words per bucket and chunk (count, then surely kept draws << 16) and its marks per bucket; zero between rows.
+  std::vector<uint32_t> packed_;
+  std::vector<uint8_t> marks_;
   uint64_t summary_[kBuckets / 64 / 64] = {};      // one bit per nonzero word of occupied_
   std::vector<uint32_t> distinct_, order_;         // the row's buckets in ascending order; positions by rank
   std::vector<uint32_t> first_;                    // each bucket's first rank, then L

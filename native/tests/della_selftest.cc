@@ -413,6 +413,111 @@ void testMergeByBits(Rng& r) {
   std::printf("della merge by keep bits: %zu cases\n", cases);
 }
 
+// dellaKeySpan and dellaTakeMarks (countPacked's passes; AVX2 and scalar) against their definitions: spans of rows all zero,
+// with zeros, one key, Inf and NaN, every tail length; marks sparse and dense over ranges of every alignment, cleared inside
+// the range only.
+void testSpanAndMarks(Rng& r) {
+  size_t cases = 0;
+  for (uint32_t L : {0u, 1u, 7u, 8u, 9u, 16u, 31u, 33u, 1000u, 1283u}) {
+    for (int kind = 0; kind < 4; ++kind) {
+      std::vector<uint32_t> keys(L);
+      for (auto& k : keys) {
+        const uint64_t x = r.next();
+        k = kind == 0 ? 0 : kind == 1 ? (x % 3 == 0 ? 0 : canonicalKey(static_cast<uint32_t>(x >> 8))) : kind == 2 ? (x % 5 == 0 ? 0x7FC00000u : 0x7F800000u) : 0;
+      }
+      if (kind == 3 && L > 0) keys[r.next() % L] = static_cast<uint32_t>(r.next() % 0x7F800000u) | 1;
+      uint32_t least = 0xFFFFFFFFu, greatest = 0;
+      for (uint32_t k : keys) {
+        if (k != 0) least = std::min(least, k);
+        greatest = std::max(greatest, k);
+      }
+      for (bool simd : {false, true}) {
+        wm::setSimdEnabled(simd);
+        uint32_t lowest = 7, highest = 7;
+        wm::dellaKeySpan(keys.data(), L, &lowest, &highest);
+        CHECK(lowest == least >> 16 && highest == greatest >> 16, "dellaKeySpan L=%u kind %d simd %d: %u..%u, not %u..%u", L, kind, simd, lowest,
+              highest, least >> 16, greatest >> 16);
+      }
+      ++cases;
+    }
+  }
+  for (int round = 0; round < 40; ++round) {
+    const uint32_t size = 1 + static_cast<uint32_t>(r.next() % 700), from = static_cast<uint32_t>(r.next() % size);
+    const uint32_t to = from + static_cast<uint32_t>(r.next() % (size - from + 1));
+    const uint64_t density = r.next() % 4;  // none, sparse, half, all
+    std::vector<uint8_t> marks(size);
+    for (auto& m : marks) m = density == 0 ? 0 : density == 3 ? 1 + r.next() % 255 : r.next() % (density == 1 ? 40 : 2) == 0;
+    std::vector<uint32_t> want;
+    std::vector<uint8_t> wantMarks = marks;
+    for (uint32_t h = from; h < to; ++h) {
+      if (marks[h] != 0) want.push_back(h);
+      wantMarks[h] = 0;
+    }
+    for (bool simd : {false, true}) {
+      wm::setSimdEnabled(simd);
+      std::vector<uint8_t> got = marks;
+      std::vector<uint32_t> buckets(size + 1, 0xFFFFFFFFu);
+      const uint32_t n = wm::dellaTakeMarks(got.data(), from, to, buckets.data());
+      buckets.resize(n);
+      CHECK(buckets == want && got == wantMarks, "dellaTakeMarks [%u, %u) of %u simd %d: differs from the definition", from, to, size, simd);
+    }
+    ++cases;
+  }
+  wm::setSimdEnabled(true);
+  std::printf("della key spans and marks: %zu cases, SIMD == scalar == the definition\n", cases);
+}
+
+// countDrawing (countPacked below 2^16 elements, countKeys at and above) against count() with the same draws, then draw():
+// the same keep bytes, buckets, first ranks and kept counts, and the keep bytes the definition's; uniform rows of one
+// bucket, zeros among few buckets, a span from the least bucket to NaN, and many buckets.
+void testPackedCounts(Rng& r) {
+  wm::DellaRowRanker packed, counted;
+  size_t cases = 0;
+  for (uint32_t L : {1u, 2u, 5u, 64u, 1283u, 65535u, 65536u}) {
+    for (int kind = 0; kind < 4; ++kind) {
+      std::vector<uint32_t> keys(L);
+      for (auto& k : keys) {
+        const uint64_t x = r.next();
+        const uint32_t h = kind == 0 ? 0x3C00u : kind == 1 ? (x % 3 == 0 ? 0 : 0x3000u + static_cast<uint32_t>(x % 5))
+                                     : kind == 2 ? (x % 4 == 0 ? 1u : x % 4 == 1 ? 0x7FC0u : x % 4 == 2 ? 0x7F80u : static_cast<uint32_t>(x >> 20) % 0x7F80u)
+                                                 : 0x2000u + static_cast<uint32_t>(x % 3000);
+        k = h << 16;
+      }
+      std::vector<uint64_t> limit(L);
+      const double d = 0.5, e = kind == 3 ? -0.2 : 0.1;
+      for (uint32_t k = 0; k < L; ++k) limit[k] = definedLimit(L == 1 ? d : (d - e) + ((static_cast<double>(k) / static_cast<double>(L - 1)) * 2) * e);
+      wm::DellaLimits lim;
+      lim.limit = limit.data();
+      lim.low = std::min(limit[0], limit[L - 1]);
+      lim.high = std::max(limit[0], limit[L - 1]);
+      const uint64_t seedKey = r.next(), first = r.next() >> 20;
+      std::vector<uint64_t> u(L);
+      wm::scalar::dellaUniforms(seedKey, first, L, u.data());
+      const std::vector<uint32_t> rank = definedRanks(keys);
+      std::vector<uint8_t> want(L);
+      for (uint32_t t = 0; t < L; ++t) want[t] = u[t] < limit[rank[t]];
+      for (bool simd : {false, true}) {
+        wm::setSimdEnabled(simd);
+        std::vector<uint8_t> a(L, 9), b(L, 9);
+        std::vector<uint64_t> ua(L, 0);
+        packed.countDrawing(keys.data(), L, seedKey, first, lim, a.data(), ua.data());
+        packed.draw(keys.data(), 1, L, ua.data(), lim, a.data());
+        counted.count(keys.data(), 1, L, u.data(), lim, b.data(), true);
+        counted.draw(keys.data(), 1, L, u.data(), lim, b.data());
+        bool same = a == want && b == want && packed.buckets() == counted.buckets() && packed.first(packed.buckets()) == L;
+        for (uint32_t i = 0; same && i < packed.buckets(); ++i) {
+          same = packed.bucket(i) == counted.bucket(i) && packed.first(i) == counted.first(i) && packed.kept(i) == counted.kept(i);
+        }
+        CHECK(same, "countDrawing L=%u kind %d simd %d: differs from count() with the same draws or from the definition", L, kind, simd);
+        digestBytes(a.data(), L);
+        ++cases;
+      }
+    }
+  }
+  wm::setSimdEnabled(true);
+  std::printf("della packed counts: %zu cases, countDrawing == count() == the definition\n", cases);
+}
+
 }  // namespace
 
 void testDella(uint64_t seed) {
@@ -423,5 +528,7 @@ void testDella(uint64_t seed) {
   testUniforms(r);
   testKeys(r);
   testDrawSplit(r);
+  testSpanAndMarks(r);
+  testPackedCounts(r);
   testMergeByBits(r);
 }
