@@ -113,14 +113,18 @@ void DellaRowRanker::countDrawing(const uint32_t* keys, uint32_t L, uint64_t see
                                   uint64_t* u) {
   reserveDraws(L);
   middleCount_ = dellaDrawSplit(seedKey, first, L, limits.low, limits.high, keep, middle_.data(), u);
-  if (L < kPackedRows) {
-    countPacked(keys, L, keep);
+  uint32_t lowest = 0, highest = 0;
+  if (L < kPackedRows) dellaKeySpan(keys, L, &lowest, &highest);
+  // countPacked scans a byte per bucket of the key span: where that span is wide for the row (tiny |d| beside Inf or NaN in
+  // a short row: up to 32 KiB), countKeys' bitmap costs less.
+  if (L < kPackedRows && (lowest > highest || highest - lowest <= 16 * L)) {
+    countPacked(keys, L, keep, lowest, highest);
   } else {
     countKeys<true>(keys, 1, L, keep, true);
   }
 }
 
-void DellaRowRanker::countPacked(const uint32_t* keys, uint32_t L, const uint8_t* surelyKept) {
+void DellaRowRanker::countPacked(const uint32_t* keys, uint32_t L, const uint8_t* surelyKept, uint32_t lowest, uint32_t highest) {
   if (distinct_.size() < L) {
     distinct_.resize(L);
     first_.resize(L + 1);
@@ -139,8 +143,6 @@ void DellaRowRanker::countPacked(const uint32_t* keys, uint32_t L, const uint8_t
     marks[h] = 1;
   });
   // The occupied buckets in ascending order: bucket 0 (zero keys), then the marks between the least nonzero and greatest key.
-  uint32_t lowest = 0, highest = 0;
-  dellaKeySpan(keys, L, &lowest, &highest);
   uint32_t nd = dellaTakeMarks(marks, 0, 1, distinct_.data());
   if (lowest <= highest) nd += dellaTakeMarks(marks, std::max(lowest, 1u), highest + 1, distinct_.data() + nd);
   // Each chunk's count turned into its first rank and the end of its ranks (countKeys' draw() layout in next_), the
@@ -307,8 +309,8 @@ void DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const
   };
   const bool up = limit[0] <= limit[L - 1];
   if (stride == 1) {
-    // The middle positions ascend, so each chunk's are one run of the list, decided with the chunk and stride as constants
-    // (a matrix's rows: della −3..7 % of the L1 pass's time).
+    // The middle positions ascend, so each chunk's are one run of the list, decided with its chunk fixed for the run and the
+    // stride a constant (a matrix's rows: della's L1 pass 3–7 % faster, BENCHMARKS.md 2026-12-05).
     for (uint32_t c = 0, k = 0; c < kChunks; ++c) {
       const uint32_t end = c + 1 == kChunks ? L : (c + 1) * Lc;
       const uint32_t to = static_cast<uint32_t>(std::lower_bound(middle + k, middle + nm, end) - middle);

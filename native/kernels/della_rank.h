@@ -6,9 +6,10 @@
 // ascending order through a two-level bitmap (O(distinct buckets), not O(65536)), and a bucket whose keys
 // differ in their low 16 bits is then sorted stably by them. The same ranks as any sort by
 // (key, then descending position): native/tests/della_selftest.cc checks it against that definition.
-// A uniform row drawn in countDrawing (L < 2^16) counts leaner (countPacked): a 32-bit word per bucket and chunk (its
-// count and surely kept draws, 16 bits each) and a byte mark per bucket, the marks then scanned over the row's key span
-// (dellaKeySpan, dellaTakeMarks): fewer instructions per element than the 64-bit words and bitmap (BENCHMARKS.md, 2026-12-05).
+// A uniform row drawn in countDrawing (L < 2^16, its key span at most 16 L buckets) counts leaner (countPacked): a 32-bit
+// word per bucket and chunk (its count and surely kept draws, 16 bits each) and a byte mark per bucket, the marks then
+// scanned over the row's key span (dellaKeySpan, dellaTakeMarks): fewer instructions per element than the 64-bit words and
+// bitmap (della's L1 pass 13 % faster, BENCHMARKS.md 2026-12-05).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -80,8 +81,9 @@ class DellaRowRanker {
   static constexpr uint32_t kPackedRows = 1u << 16;  // countPacked takes rows shorter than this (a chunk's count fits 16 bits)
   template <bool Draws>
   void countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint8_t* surelyKept, bool uniformKnown);
-  // countKeys<true> of a uniform row at stride 1 and L < kPackedRows, the same results (della_rank.h's head).
-  void countPacked(const uint32_t* keys, uint32_t L, const uint8_t* surelyKept);
+  // countKeys<true> of a uniform row at stride 1 and L < kPackedRows, the same results (della_rank.h's head); lowest and
+  // highest: the row's dellaKeySpan.
+  void countPacked(const uint32_t* keys, uint32_t L, const uint8_t* surelyKept, uint32_t lowest, uint32_t highest);
   void reserveDraws(uint32_t L);  // middle_ and exact_ for a row of L
   void clear();                                    // next_ back to zero
   // Per bucket and chunk: its count (low 32 bits) and surely kept draws (high 32 bits), then its first (assign(): next)

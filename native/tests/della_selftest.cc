@@ -414,11 +414,11 @@ void testMergeByBits(Rng& r) {
 }
 
 // dellaKeySpan and dellaTakeMarks (countPacked's passes; AVX2 and scalar) against their definitions: spans of rows all zero,
-// with zeros, one key, Inf and NaN, every tail length; marks sparse and dense over ranges of every alignment, cleared inside
-// the range only.
+// with zeros, one key, Inf and NaN, every length mod 8; marks sparse and dense over random ranges (random alignments and
+// tails), cleared inside the range only.
 void testSpanAndMarks(Rng& r) {
   size_t cases = 0;
-  for (uint32_t L : {0u, 1u, 7u, 8u, 9u, 16u, 31u, 33u, 1000u, 1283u}) {
+  for (uint32_t L : {0u, 1u, 2u, 3u, 4u, 5u, 6u, 7u, 8u, 9u, 16u, 31u, 33u, 1000u, 1283u}) {
     for (int kind = 0; kind < 4; ++kind) {
       std::vector<uint32_t> keys(L);
       for (auto& k : keys) {
@@ -467,50 +467,55 @@ void testSpanAndMarks(Rng& r) {
   std::printf("della key spans and marks: %zu cases, SIMD == scalar == the definition\n", cases);
 }
 
-// countDrawing (countPacked below 2^16 elements, countKeys at and above) against count() with the same draws, then draw():
-// the same keep bytes, buckets, first ranks and kept counts, and the keep bytes the definition's; uniform rows of one
-// bucket, zeros among few buckets, a span from the least bucket to NaN, and many buckets.
+// countDrawing (countPacked below 2^16 elements where the key span is at most 16 L buckets, countKeys elsewhere) against
+// count() with the same draws, then draw(): the same keep bytes, buckets, first ranks and kept counts, and the keep bytes the
+// definition's; uniform rows of one bucket, zeros among few buckets, a span from the least bucket to NaN (wide for the
+// shorter rows), many buckets, all zero; limits rising, constant and falling.
 void testPackedCounts(Rng& r) {
   wm::DellaRowRanker packed, counted;
   size_t cases = 0;
-  for (uint32_t L : {1u, 2u, 5u, 64u, 1283u, 65535u, 65536u}) {
-    for (int kind = 0; kind < 4; ++kind) {
-      std::vector<uint32_t> keys(L);
-      for (auto& k : keys) {
-        const uint64_t x = r.next();
-        const uint32_t h = kind == 0 ? 0x3C00u : kind == 1 ? (x % 3 == 0 ? 0 : 0x3000u + static_cast<uint32_t>(x % 5))
-                                     : kind == 2 ? (x % 4 == 0 ? 1u : x % 4 == 1 ? 0x7FC0u : x % 4 == 2 ? 0x7F80u : static_cast<uint32_t>(x >> 20) % 0x7F80u)
-                                                 : 0x2000u + static_cast<uint32_t>(x % 3000);
-        k = h << 16;
-      }
-      std::vector<uint64_t> limit(L);
-      const double d = 0.5, e = kind == 3 ? -0.2 : 0.1;
-      for (uint32_t k = 0; k < L; ++k) limit[k] = definedLimit(L == 1 ? d : (d - e) + ((static_cast<double>(k) / static_cast<double>(L - 1)) * 2) * e);
-      wm::DellaLimits lim;
-      lim.limit = limit.data();
-      lim.low = std::min(limit[0], limit[L - 1]);
-      lim.high = std::max(limit[0], limit[L - 1]);
-      const uint64_t seedKey = r.next(), first = r.next() >> 20;
-      std::vector<uint64_t> u(L);
-      wm::scalar::dellaUniforms(seedKey, first, L, u.data());
-      const std::vector<uint32_t> rank = definedRanks(keys);
-      std::vector<uint8_t> want(L);
-      for (uint32_t t = 0; t < L; ++t) want[t] = u[t] < limit[rank[t]];
-      for (bool simd : {false, true}) {
-        wm::setSimdEnabled(simd);
-        std::vector<uint8_t> a(L, 9), b(L, 9);
-        std::vector<uint64_t> ua(L, 0);
-        packed.countDrawing(keys.data(), L, seedKey, first, lim, a.data(), ua.data());
-        packed.draw(keys.data(), 1, L, ua.data(), lim, a.data());
-        counted.count(keys.data(), 1, L, u.data(), lim, b.data(), true);
-        counted.draw(keys.data(), 1, L, u.data(), lim, b.data());
-        bool same = a == want && b == want && packed.buckets() == counted.buckets() && packed.first(packed.buckets()) == L;
-        for (uint32_t i = 0; same && i < packed.buckets(); ++i) {
-          same = packed.bucket(i) == counted.bucket(i) && packed.first(i) == counted.first(i) && packed.kept(i) == counted.kept(i);
+  for (uint32_t L : {1u, 2u, 5u, 64u, 1283u, 5000u, 65535u, 65536u}) {
+    for (int kind = 0; kind < 5; ++kind) {
+      for (double e : {0.1, 0.0, -0.2}) {
+        std::vector<uint32_t> keys(L);
+        for (auto& k : keys) {
+          const uint64_t x = r.next();
+          const uint32_t h = kind == 0 ? 0x3C00u : kind == 1 ? (x % 3 == 0 ? 0 : 0x3000u + static_cast<uint32_t>(x % 5))
+                                       : kind == 2 ? (x % 4 == 0 ? 1u : x % 4 == 1 ? 0x7FC0u : x % 4 == 2 ? 0x7F80u : static_cast<uint32_t>(x >> 20) % 0x7F80u)
+                                       : kind == 3 ? 0x2000u + static_cast<uint32_t>(x % 3000)
+                                                   : 0;
+          k = h << 16;
         }
-        CHECK(same, "countDrawing L=%u kind %d simd %d: differs from count() with the same draws or from the definition", L, kind, simd);
-        digestBytes(a.data(), L);
-        ++cases;
+        std::vector<uint64_t> limit(L);
+        const double d = 0.5;
+        for (uint32_t k = 0; k < L; ++k) limit[k] = definedLimit(L == 1 ? d : (d - e) + ((static_cast<double>(k) / static_cast<double>(L - 1)) * 2) * e);
+        wm::DellaLimits lim;
+        lim.limit = limit.data();
+        lim.low = std::min(limit[0], limit[L - 1]);
+        lim.high = std::max(limit[0], limit[L - 1]);
+        const uint64_t seedKey = r.next(), first = r.next() >> 20;
+        std::vector<uint64_t> u(L);
+        wm::scalar::dellaUniforms(seedKey, first, L, u.data());
+        const std::vector<uint32_t> rank = definedRanks(keys);
+        std::vector<uint8_t> want(L);
+        for (uint32_t t = 0; t < L; ++t) want[t] = u[t] < limit[rank[t]];
+        for (bool simd : {false, true}) {
+          wm::setSimdEnabled(simd);
+          std::vector<uint8_t> a(L, 9), b(L, 9);
+          std::vector<uint64_t> ua(L, 0);
+          packed.countDrawing(keys.data(), L, seedKey, first, lim, a.data(), ua.data());
+          packed.draw(keys.data(), 1, L, ua.data(), lim, a.data());
+          counted.count(keys.data(), 1, L, u.data(), lim, b.data(), true);
+          counted.draw(keys.data(), 1, L, u.data(), lim, b.data());
+          bool same = a == want && b == want && packed.buckets() == counted.buckets() && packed.first(packed.buckets()) == L;
+          for (uint32_t i = 0; same && i < packed.buckets(); ++i) {
+            same = packed.bucket(i) == counted.bucket(i) && packed.first(i) == counted.first(i) && packed.kept(i) == counted.kept(i);
+          }
+          CHECK(same, "countDrawing L=%u kind %d epsilon %g simd %d: differs from count() with the same draws or from the definition", L, kind, e,
+                simd);
+          digestBytes(a.data(), L);
+          ++cases;
+        }
       }
     }
   }
