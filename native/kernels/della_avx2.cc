@@ -189,9 +189,29 @@ __attribute__((target("avx2,fma,f16c"))) void dellaKeySpan(const uint32_t* keys,
   *highest = b >> 16;
 }
 
+// dellaTakeMarks' AVX-512 steps, 16 marks each and branch-free (a branch per 32 marks mispredicted on most rows): the marked
+// buckets packed by VPCOMPRESSD (register form) and stored whole, so buckets needs 16 slots past its count. Returns how many
+// it listed; *stop: where it stopped.
+__attribute__((target(WM_AVX512_TARGET))) uint32_t takeMarksWide(uint8_t* marks, uint32_t from, uint32_t to, uint32_t* buckets, uint32_t* stop) {
+  const __m512i sixteen = _mm512_set1_epi32(16);
+  __m512i index = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(from)), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+  uint32_t n = 0, h = from;
+  for (; h + 16 <= to; h += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(marks + h));
+    const __mmask16 m = _mm_test_epi8_mask(v, v);
+    _mm512_storeu_si512(buckets + n, _mm512_maskz_compress_epi32(m, index));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(marks + h), _mm_setzero_si128());
+    n += static_cast<uint32_t>(__builtin_popcount(m));
+    index = _mm512_add_epi32(index, sixteen);
+  }
+  *stop = h;
+  return n;
+}
+
 __attribute__((target("avx2,fma,f16c"))) uint32_t dellaTakeMarks(uint8_t* marks, uint32_t from, uint32_t to, uint32_t* buckets) {
   const __m256i zero = _mm256_setzero_si256();
   uint32_t n = 0, h = from;
+  if (avx512Enabled() && from < to) n = takeMarksWide(marks, from, to, buckets, &h);
   for (; h + 32 <= to; h += 32) {
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(marks + h));
     uint32_t m = ~static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, zero)));

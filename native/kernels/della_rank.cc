@@ -124,12 +124,14 @@ void DellaRowRanker::countDrawing(const uint32_t* keys, uint32_t L, uint64_t see
   }
 }
 
+void DellaRowRanker::reserveBuckets(uint32_t L) {
+  if (distinct_.size() < size_t{L} + 16) distinct_.resize(size_t{L} + 16);
+  if (first_.size() < size_t{L} + 1) first_.resize(size_t{L} + 1);
+  if (kept_.size() < L) kept_.resize(L);
+}
+
 void DellaRowRanker::countPacked(const uint32_t* keys, uint32_t L, const uint8_t* surelyKept, uint32_t lowest, uint32_t highest) {
-  if (distinct_.size() < L) {
-    distinct_.resize(L);
-    first_.resize(L + 1);
-    kept_.resize(L);
-  }
+  reserveBuckets(L);
   if (packed_.empty()) {
     packed_.assign(size_t{kBuckets} * kChunks, 0);
     marks_.assign(kBuckets, 0);
@@ -174,11 +176,7 @@ template <bool Draws>
 void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint8_t* surelyKept, bool uniformKnown) {
   // Each chunk's count per bucket (and its surely kept draws), and a bucket appended to `distinct_` at its first key in
   // each chunk (branch-free: a branch on it mispredicts at every new value).
-  if (distinct_.size() < L) {
-    distinct_.resize(L);
-    first_.resize(L + 1);
-    kept_.resize(L);
-  }
+  reserveBuckets(L);
   uint32_t nd = 0;
   uint64_t* next = next_.data();
   uint32_t* distinct = distinct_.data();

@@ -27,7 +27,8 @@ uint32_t dellaEqualKeys(const uint32_t* keys, size_t stride, uint32_t from, uint
 uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle, uint64_t* u);
 // countPacked's passes (scalar in della_rank.cc, AVX2 in della_avx2.cc). dellaKeySpan: the buckets (key >> 16) of the row's
 // least nonzero key and of its greatest key (stride 1); *lowest > *highest where every key is 0. dellaTakeMarks: the h in
-// [from, to) whose marks[h] != 0, in ascending order into buckets, with those marks set back to 0; returns how many.
+// [from, to) whose marks[h] != 0, in ascending order into buckets (which has 16 slots past them: SIMD stores whole vectors),
+// with those marks set back to 0; returns how many.
 void dellaKeySpan(const uint32_t* keys, uint32_t L, uint32_t* lowest, uint32_t* highest);
 uint32_t dellaTakeMarks(uint8_t* marks, uint32_t from, uint32_t to, uint32_t* buckets);
 
@@ -85,6 +86,7 @@ class DellaRowRanker {
   // highest: the row's dellaKeySpan.
   void countPacked(const uint32_t* keys, uint32_t L, const uint8_t* surelyKept, uint32_t lowest, uint32_t highest);
   void reserveDraws(uint32_t L);  // middle_ and exact_ for a row of L
+  void reserveBuckets(uint32_t L);  // distinct_ (16 slots to spare for dellaTakeMarks), first_ and kept_ for a row of L
   void clear();                                    // next_ back to zero
   // Per bucket and chunk: its count (low 32 bits) and surely kept draws (high 32 bits), then its first (assign(): next)
   // rank, and for draw() the end of its ranks in the high half. Zero between rows.

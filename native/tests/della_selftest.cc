@@ -413,7 +413,7 @@ void testMergeByBits(Rng& r) {
   std::printf("della merge by keep bits: %zu cases\n", cases);
 }
 
-// dellaKeySpan and dellaTakeMarks (countPacked's passes; AVX2 and scalar) against their definitions: spans of rows all zero,
+// dellaKeySpan and dellaTakeMarks (countPacked's passes; scalar, AVX2 and for the marks AVX-512) against their definitions: spans of rows all zero,
 // with zeros, one key, Inf and NaN, every length mod 8; marks sparse and dense over random ranges (random alignments and
 // tails), cleared inside the range only.
 void testSpanAndMarks(Rng& r) {
@@ -453,13 +453,14 @@ void testSpanAndMarks(Rng& r) {
       if (marks[h] != 0) want.push_back(h);
       wantMarks[h] = 0;
     }
-    for (bool simd : {false, true}) {
-      wm::setSimdEnabled(simd);
+    for (int path = 0; path < 3; ++path) {  // scalar, AVX2, AVX-512 (where the CPU has it)
+      wm::setSimdEnabled(path > 0);
       std::vector<uint8_t> got = marks;
-      std::vector<uint32_t> buckets(size + 1, 0xFFFFFFFFu);
-      const uint32_t n = wm::dellaTakeMarks(got.data(), from, to, buckets.data());
+      std::vector<uint32_t> buckets(size + 16, 0xFFFFFFFFu);
+      uint32_t n = 0;
+      withAvx512(path == 2, [&] { n = wm::dellaTakeMarks(got.data(), from, to, buckets.data()); });
       buckets.resize(n);
-      CHECK(buckets == want && got == wantMarks, "dellaTakeMarks [%u, %u) of %u simd %d: differs from the definition", from, to, size, simd);
+      CHECK(buckets == want && got == wantMarks, "dellaTakeMarks [%u, %u) of %u path %d: differs from the definition", from, to, size, path);
     }
     ++cases;
   }
