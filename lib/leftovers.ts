@@ -3,6 +3,7 @@
  * its own cleanup judges and removes it: shared by the output transaction (engine/) and the fixture pair (fixtures/).
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 /** A lock file still without a pid after this long was left by a process that died between creating and writing it. */
@@ -32,9 +33,13 @@ export function removeEmptyParents(dir: string, outermost: string | undefined): 
   }
 }
 
-/** A lock file's holder as the file says: its pid (NaN where it names none, or not yet), and how long ago it was written. */
+/**
+ * A lock file's holder as the file says: its pid (NaN where it names none, or not yet), its host (undefined in a lock of an
+ * earlier weightmix, which named none), and how long ago it was written.
+ */
 export interface LockHolder {
   pid: number;
+  host: string | undefined;
   ageMs: number;
 }
 
@@ -48,12 +53,33 @@ export function readLockHolder(file: string): LockHolder | undefined {
   } catch {
     // unreadable or removed since the stat: no pid, judged by its age
   }
-  return { pid: Number.parseInt(text, 10), ageMs: Date.now() - stat.mtimeMs };
+  const [pid, host] = text.trim().split(/\s+/);
+  return { pid: Number.parseInt(pid ?? '', 10), host: host || undefined, ageMs: Date.now() - stat.mtimeMs };
 }
 
-/** Whether a holder still holds its lock: a live process (this one too), or one still writing its pid (EMPTY_LOCK_STALE_MS). */
-export function holderAlive({ pid, ageMs }: LockHolder): boolean {
-  return Number.isNaN(pid) ? ageMs < EMPTY_LOCK_STALE_MS : pidAlive(pid);
+/** Whether a lock names another machine (parts of a --part job fill a shared folder from many): its pid means nothing here. */
+export function onAnotherHost(holder: LockHolder): boolean {
+  return holder.host !== undefined && holder.host !== os.hostname();
+}
+
+/**
+ * Whether a holder still holds its lock: a live process (this one too), one still writing its pid (EMPTY_LOCK_STALE_MS), or
+ * one on another machine, which no process here can judge (its lock stays until that run or the user removes it).
+ */
+export function holderAlive(holder: LockHolder): boolean {
+  if (onAnotherHost(holder)) return true;
+  return Number.isNaN(holder.pid) ? holder.ageMs < EMPTY_LOCK_STALE_MS : pidAlive(holder.pid);
+}
+
+/** A refusal's account of a lock's holder: ` (pid N)`, ` (pid N on HOST)`, or nothing where it names no pid yet. */
+export function holderNote({ pid, host }: LockHolder): string {
+  if (Number.isNaN(pid)) return '';
+  return host !== undefined && host !== os.hostname() ? ` (pid ${pid} on ${host})` : ` (pid ${pid})`;
+}
+
+/** What a refusal adds for a lock of another machine: that run's end is the only one that frees it. */
+export function anotherHostHint(holder: LockHolder, file: string): string {
+  return onAnotherHost(holder) ? `; if that run is no longer running, remove ${file}` : '';
 }
 
 /** How a lock's caller judges a holder and words a refusal. */
@@ -67,13 +93,14 @@ export interface LockRules {
 }
 
 /**
- * Takes the lock `file` by creating it with this process's pid ('wx': one creator wins), judging an existing one by `rules`.
+ * Takes the lock `file` by creating it with this process's pid and host ('wx': one creator wins; the hub's blob locks say the
+ * same), judging an existing one by `rules`.
  * An error creating it (not its existing) is thrown as it is.
  */
 export async function takePidLock(file: string, rules: LockRules, attempts: number): Promise<void> {
   for (let attempt = 0; attempt < attempts; attempt++) {
     try {
-      await fs.promises.writeFile(file, `${process.pid}\n`, { flag: 'wx' });
+      await fs.promises.writeFile(file, `${process.pid} ${os.hostname()}\n`, { flag: 'wx' });
       return;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;

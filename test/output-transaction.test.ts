@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WeightmixError } from '../lib/errors';
 import { leftoverStem, OutputTransaction, refuseRunningParts } from '../lib/engine/output';
-import { deadPid, failure, ls, useCaseDirs, write } from './helpers/transaction-cases';
+import { deadPid, failure, ls, OWN_LOCK, useCaseDirs, write } from './helpers/transaction-cases';
 import { EMPTY_LOCK_STALE_MS } from '../lib/leftovers';
 
 let dir: string;
@@ -22,7 +22,7 @@ describe('begin / commit / abort', () => {
     expect(path.dirname(tx.tempDir)).toBe(dir);
     expect(path.basename(tx.tempDir)).toMatch(new RegExp(`^\\.out\\.weightmix-tmp-${process.pid}-[0-9a-f]{8}$`));
     expect(ls(dir)).toEqual(['.out.weightmix.lock', path.basename(tx.tempDir)].sort());
-    expect(fs.readFileSync(path.join(dir, '.out.weightmix.lock'), 'utf8')).toBe(`${process.pid}\n`);
+    expect(fs.readFileSync(path.join(dir, '.out.weightmix.lock'), 'utf8')).toBe(OWN_LOCK);
     write(path.join(tx.tempDir, 'model.safetensors'), 'new');
     write(path.join(tx.tempDir, 'sub', 'x.json'), '{}');
     expect(fs.existsSync(target)).toBe(false);
@@ -239,7 +239,7 @@ describe('the lock', () => {
   test('a lock whose process died is taken over', async () => {
     write(path.join(dir, '.out.weightmix.lock'), `${deadPid()}\n`);
     const tx = await OutputTransaction.begin(path.join(dir, 'out'));
-    expect(fs.readFileSync(path.join(dir, '.out.weightmix.lock'), 'utf8')).toBe(`${process.pid}\n`);
+    expect(fs.readFileSync(path.join(dir, '.out.weightmix.lock'), 'utf8')).toBe(OWN_LOCK);
     await tx.commit();
     expect(ls(dir)).toEqual(['out']);
   });
@@ -253,7 +253,7 @@ describe('the lock', () => {
     const past = new Date(Date.now() - EMPTY_LOCK_STALE_MS - 1000);
     fs.utimesSync(lock, past, past);
     const tx = await OutputTransaction.begin(path.join(dir, 'out'));
-    expect(fs.readFileSync(lock, 'utf8')).toBe(`${process.pid}\n`);
+    expect(fs.readFileSync(lock, 'utf8')).toBe(OWN_LOCK);
     await tx.abort();
   });
 

@@ -1,10 +1,11 @@
 /**
  * An output's locks, beside it in its parent folder: `.NAME.weightmix.lock` for a whole run, `.NAME.part-I-of-N.weightmix.lock`
- * for each part of a --part job. Each holds its run's pid; a run takes its own and refuses while the other kind's is held.
+ * for each part of a --part job. Each holds its run's pid and host; a run takes its own and refuses while the other kind's is held
+ * (another machine's lock is always held: its pid means nothing here).
  */
 import * as path from 'node:path';
 import { WeightmixError } from '../errors';
-import { holderAlive, LockRules, readLockHolder, takePidLock } from '../leftovers';
+import { anotherHostHint, holderAlive, holderNote, LockHolder, LockRules, onAnotherHost, readLockHolder, takePidLock } from '../leftovers';
 
 const LOCK_TAG = '.weightmix.lock';
 
@@ -19,12 +20,12 @@ export async function takeLock(lockFile: string, target: string): Promise<void> 
     // A lock is created, then its pid written: one still without a pid is a run between the two (it was taken over at once,
     // and both runs then wrote the output) until EMPTY_LOCK_STALE_MS, as removeStale and the fixture and hub locks judge it.
     held: holderAlive,
-    refuse: ({ pid }) =>
+    refuse: (holder) =>
       new WeightmixError(
         'OutputLocked',
-        pid === process.pid
+        ownLock(holder)
           ? `this process is already writing ${target}`
-          : `another weightmix run${Number.isNaN(pid) ? '' : ` (pid ${pid})`} is writing ${target}`,
+          : `another weightmix run${holderNote(holder)} is writing ${target}${anotherHostHint(holder, lockFile)}`,
       ),
     contended: () => new WeightmixError('OutputLocked', `cannot lock ${target}`),
   };
@@ -36,20 +37,26 @@ export async function takeLock(lockFile: string, target: string): Promise<void> 
 /** A part's lock: its output's stem (group 1), I and N. */
 export const PART_LOCK = /^\.(.+)\.part-(\d+)-of-(\d+)\.weightmix\.lock$/;
 
-/** The refusal of a run that would write an output another kind of run (whole, or a part of a --part job) is writing. */
-export function partRunning(target: string, who: string, pid: number): WeightmixError {
-  if (pid === process.pid) return new WeightmixError('OutputLocked', `this process is already writing ${target} (${who})`);
-  return new WeightmixError('OutputLocked', `${who}${Number.isNaN(pid) ? '' : ` (pid ${pid})`} is writing ${target}; try again once it is done`);
+/** Whether a lock is this process's own (a pid alone, as an earlier weightmix wrote it, or with this host). */
+function ownLock(holder: LockHolder): boolean {
+  return holder.pid === process.pid && !onAnotherHost(holder);
 }
 
-/** Whether the lock `file` is held (holderAlive), and its pid. */
-export function lockHolder(file: string): { held: boolean; pid: number } {
+/** The refusal of a run that would write an output another kind of run (whole, or a part of a --part job) is writing. */
+export function partRunning(target: string, who: string, holder: LockHolder, lockFile: string): WeightmixError {
+  if (ownLock(holder)) return new WeightmixError('OutputLocked', `this process is already writing ${target} (${who})`);
+  const hint = anotherHostHint(holder, lockFile);
+  return new WeightmixError('OutputLocked', `${who}${holderNote(holder)} is writing ${target}${hint || '; try again once it is done'}`);
+}
+
+/** The lock `file`'s holder where it is held (holderAlive), else undefined. */
+export function heldLock(file: string): LockHolder | undefined {
   const holder = readLockHolder(file);
-  return { held: holder !== undefined && holderAlive(holder), pid: holder?.pid ?? NaN };
+  return holder !== undefined && holderAlive(holder) ? holder : undefined;
 }
 
 /** A part refuses while a whole run holds the output's own lock (the parts take theirs: refuseRunningParts is the other way). */
 export function refuseWholeRun(lockFile: string, target: string): void {
-  const { held, pid } = lockHolder(lockFile);
-  if (held) throw partRunning(target, 'a whole run of weightmix', pid);
+  const holder = heldLock(lockFile);
+  if (holder !== undefined) throw partRunning(target, 'a whole run of weightmix', holder, lockFile);
 }

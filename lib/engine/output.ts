@@ -11,8 +11,8 @@ import * as os from 'node:os';
 import { syncDir, syncTree } from '../durable-files';
 import { makeFolders } from '../make-folders';
 import { abortError, usageError, WeightmixError } from '../errors';
-import { EMPTY_LOCK_STALE_MS, pidAlive, removeEmptyParents } from '../leftovers';
-import { lockFileOf, lockHolder, PART_LOCK, partRunning, refuseWholeRun, takeLock } from './output-locks';
+import { EMPTY_LOCK_STALE_MS, onAnotherHost, pidAlive, readLockHolder, removeEmptyParents } from '../leftovers';
+import { heldLock, lockFileOf, PART_LOCK, partRunning, refuseWholeRun, takeLock } from './output-locks';
 import { refuseForeignFiles, removeForeignFiles } from './part-target';
 
 const TEMP_TAG = '.weightmix-tmp-';
@@ -324,8 +324,9 @@ export function refuseRunningParts(targets: readonly string[]): void {
       const part = PART_LOCK.exec(entry);
       const target = part === null ? undefined : stems.get(part[1]);
       if (target === undefined) continue;
-      const { held, pid } = lockHolder(path.join(parent, entry));
-      if (held) throw partRunning(target, `part ${part![2]}/${part![3]} of a --part job`, pid);
+      const lockFile = path.join(parent, entry);
+      const holder = heldLock(lockFile);
+      if (holder !== undefined) throw partRunning(target, `part ${part![2]}/${part![3]} of a --part job`, holder, lockFile);
     }
   }
 }
@@ -381,7 +382,10 @@ async function removeStale(
     // Another machine's part (its host tag not ours): its pid means nothing here, so a whole run does not judge it either.
     if (kind === 'tmp' && suffix?.startsWith('h') && !suffix.startsWith(HOST_TAG)) continue;
     const leftover = path.join(parent, entry);
-    const pid = Number.parseInt(pidText ?? (await fs.promises.readFile(leftover, 'utf8').catch(() => '')), 10);
+    // A lock names its pid inside, and its host: another machine's (a part of a job that fills a shared folder) is not judged here.
+    const lock = kind === undefined ? readLockHolder(leftover) : undefined;
+    if (kind === undefined && (lock === undefined || onAnotherHost(lock))) continue; // gone meanwhile, or another machine's
+    const pid = pidText !== undefined ? Number.parseInt(pidText, 10) : (lock?.pid ?? NaN);
     // This process holds base's lock, so its own folders beside base are an earlier run's; its lock,
     // and anything beside a sibling, may belong to a transaction still running here.
     // An adapted-tensors folder of this process is in use: the run opens its models before it begins its output.

@@ -1,6 +1,7 @@
 /** What the output-transaction tests share: a fresh folder per case, a dead pid, and listings of what a case left. */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { WeightmixError } from '../../lib/errors';
 import { dir as root, useTempDir } from './temp-dir';
@@ -15,6 +16,9 @@ export function useCaseDirs(prefix: string, use: (dir: string) => void): void {
     use(dir);
   });
 }
+
+/** What a lock this process takes holds: its pid and host. */
+export const OWN_LOCK = `${process.pid} ${os.hostname()}\n`;
 
 /** A pid that no process has now: a child that has already exited. */
 export function deadPid(): number {
