@@ -1,67 +1,75 @@
 /**
- * Locks name their host beside their pid (lib/leftovers.ts): the parts of a --part job fill one shared folder from many
- * machines, where another machine's pid means nothing. Such a lock is never judged stale here: a run refuses while it is
- * there, naming the host and the file to remove, and a whole run's stale scan leaves it. This machine's locks, with or
- * without a host (as an earlier weightmix wrote them), are judged by their pid as before.
+ * Locks name their host beside their pid (lib/pid-locks.ts): the parts of a --part job fill one shared folder from many
+ * machines, where another machine's pid means nothing. Such a lock is judged by its age instead: its holder touches it every
+ * LOCK_TIMING.refreshMs, and one untouched for LOCK_TIMING.otherHostStaleMs counts as abandoned. Until then a run refuses,
+ * naming the host and the lock, and a whole run's stale scan leaves it. This machine's locks, with or without a host (as an
+ * earlier weightmix wrote them), are judged by their pid as before.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { OutputTransaction } from '../lib/engine/output';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
-import { holderAlive, readLockHolder } from '../lib/leftovers';
+import { holderAlive, LOCK_TIMING, readLockHolder } from '../lib/pid-locks';
 import { deadPid, failure, ls, OWN_LOCK, useCaseDirs, write } from './helpers/transaction-cases';
 
 let dir: string;
 useCaseDirs('wm-lock-hosts-', (d) => (dir = d));
 
 const OTHER = `not-${os.hostname()}`;
+const HINT = `if that run is gone, its lock counts as abandoned once untouched for ${LOCK_TIMING.otherHostStaleMs / 60_000} minutes, or remove`;
 
-test('a lock reads as its pid and host; one of another machine is held whatever its pid, one of this machine by its pid', () => {
+/** Sets a file's modification time `ms` in the past. */
+function age(file: string, ms: number): void {
+  const past = new Date(Date.now() - ms);
+  fs.utimesSync(file, past, past);
+}
+
+test('a lock reads as its pid and host; another machine’s is held while touched lately, this machine’s by its pid', () => {
   const lock = path.join(dir, 'lock');
   const dead = deadPid();
   write(lock, `${dead} ${OTHER}\n`);
   expect(readLockHolder(lock)).toMatchObject({ pid: dead, host: OTHER });
   expect(holderAlive(readLockHolder(lock)!)).toBe(true);
+  age(lock, LOCK_TIMING.otherHostStaleMs + 1000);
+  expect(holderAlive(readLockHolder(lock)!)).toBe(false);
   write(lock, `${dead} ${os.hostname()}\n`);
   expect(holderAlive(readLockHolder(lock)!)).toBe(false);
   write(lock, `${dead}\n`);
   expect(readLockHolder(lock)).toMatchObject({ pid: dead, host: undefined });
   expect(holderAlive(readLockHolder(lock)!)).toBe(false);
+  write(lock, `${dead} a host  name \n`); // the rest of the line, inner spaces kept
+  expect(readLockHolder(lock)).toMatchObject({ pid: dead, host: 'a host  name' });
   write(lock, '');
   expect(readLockHolder(lock)).toMatchObject({ pid: NaN, host: undefined });
 });
 
-test("another machine's whole run: refused with its host and the lock to remove if it is gone; the lock stays", async () => {
+test("another machine's whole run: refused with its host and its lock while touched lately; abandoned, taken over", async () => {
   const target = path.join(dir, 'out');
   const lock = path.join(dir, '.out.weightmix.lock');
-  const dead = deadPid(); // dead here: a lock of this machine with it would be taken over
+  const dead = deadPid(); // dead here: a lock of this machine with it would be taken over at once
   write(lock, `${dead} ${OTHER}\n`);
   const err = await failure(OutputTransaction.begin(target));
-  expect([err.code, err.message]).toEqual([
-    'OutputLocked',
-    `another weightmix run (pid ${dead} on ${OTHER}) is writing ${target}; if that run is no longer running, remove ${lock}`,
-  ]);
+  expect([err.code, err.message]).toEqual(['OutputLocked', `another weightmix run (pid ${dead} on ${OTHER}) is writing ${target}; ${HINT} ${lock}`]);
   // A part of a --part job refuses it too.
   const part = await failure(OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' }));
-  expect([part.code, part.message]).toEqual([
-    'OutputLocked',
-    `a whole run of weightmix (pid ${dead} on ${OTHER}) is writing ${target}; if that run is no longer running, remove ${lock}`,
-  ]);
+  expect([part.code, part.message]).toEqual(['OutputLocked', `a whole run of weightmix (pid ${dead} on ${OTHER}) is writing ${target}; ${HINT} ${lock}`]);
   expect(ls(dir)).toEqual(['.out.weightmix.lock']);
   expect(fs.readFileSync(lock, 'utf8')).toBe(`${dead} ${OTHER}\n`);
+  age(lock, LOCK_TIMING.otherHostStaleMs + 1000);
+  const tx = await OutputTransaction.begin(target);
+  expect(fs.readFileSync(lock, 'utf8')).toBe(OWN_LOCK);
+  await tx.abort();
+  expect(ls(dir)).toEqual([]);
 });
 
-test("a part of a --part job on another machine: a whole run refuses (even with --force) and its stale scan leaves that part's lock", async () => {
+test('a part of a --part job on another machine: a whole run refuses (even with --force) and its stale scan leaves that lock', async () => {
   const target = path.join(dir, 'out');
   const partLock = path.join(dir, '.out.part-2-of-3.weightmix.lock');
   const dead = deadPid();
   write(partLock, `${dead} ${OTHER}\n`);
   const err = await failure(OutputTransaction.begin(target, { force: true }));
-  expect([err.code, err.message]).toEqual([
-    'OutputLocked',
-    `part 2/3 of a --part job (pid ${dead} on ${OTHER}) is writing ${target}; if that run is no longer running, remove ${partLock}`,
-  ]);
+  expect([err.code, err.message]).toEqual(['OutputLocked', `part 2/3 of a --part job (pid ${dead} on ${OTHER}) is writing ${target}; ${HINT} ${partLock}`]);
   expect(ls(dir)).toEqual(['.out.part-2-of-3.weightmix.lock']);
   // This machine's dead part, its host named, is a leftover: a whole run removes it and takes the output.
   write(partLock, `${dead} ${os.hostname()}\n`);
@@ -71,13 +79,47 @@ test("a part of a --part job on another machine: a whole run refuses (even with 
   expect(ls(dir)).toEqual([]);
 });
 
-test("another machine's fixture run: refused, naming the lock to remove if that run is gone", async () => {
+test("a sweep's stale scan leaves another machine's lock on a λ it does not write while touched lately, and removes it once abandoned", async () => {
+  const sweep = path.join(dir, 'sweep');
+  fs.mkdirSync(sweep);
+  const siblings = (name: string) => name.startsWith('lambda-');
+  const theirs = path.join(sweep, '.lambda-0.90.weightmix.lock');
+  write(theirs, `${deadPid()} ${OTHER}\n`);
+  const first = await OutputTransaction.begin(path.join(sweep, 'lambda-0.20'), { siblings });
+  await first.abort();
+  expect(ls(sweep)).toEqual(['.lambda-0.90.weightmix.lock']);
+  age(theirs, LOCK_TIMING.otherHostStaleMs + 1000);
+  const second = await OutputTransaction.begin(path.join(sweep, 'lambda-0.20'), { siblings });
+  await second.abort();
+  expect(ls(sweep)).toEqual([]);
+});
+
+test('a holder touches its lock every LOCK_TIMING.refreshMs, and stops once it is released', async () => {
+  const saved = { ...LOCK_TIMING };
+  LOCK_TIMING.refreshMs = 20;
+  try {
+    const target = path.join(dir, 'out');
+    const lock = path.join(dir, '.out.weightmix.lock');
+    const tx = await OutputTransaction.begin(target);
+    age(lock, 3_600_000);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(readLockHolder(lock)!.ageMs).toBeLessThan(60_000);
+    await tx.abort();
+    // Released: no touch brings the file back.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(ls(dir)).toEqual([]);
+  } finally {
+    Object.assign(LOCK_TIMING, saved);
+  }
+});
+
+test("another machine's fixture run: refused, naming its lock", async () => {
   const lock = path.join(dir, '.weightmix-fixture.lock');
   const dead = deadPid();
   write(lock, `${dead} ${OTHER}\n`);
   await expect(makeCheckpointPair({ dir, shape: 'tiny' })).rejects.toMatchObject({
     code: 'OutputLocked',
-    message: `another fixture run (pid ${dead} on ${OTHER}) is writing ${dir}; if that run is no longer running, remove ${lock}`,
+    message: `another fixture run (pid ${dead} on ${OTHER}) is writing ${dir}; ${HINT} ${lock}`,
   });
   expect(ls(dir)).toEqual(['.weightmix-fixture.lock']);
 });

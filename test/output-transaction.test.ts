@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { WeightmixError } from '../lib/errors';
 import { leftoverStem, OutputTransaction, refuseRunningParts } from '../lib/engine/output';
 import { deadPid, failure, ls, OWN_LOCK, useCaseDirs, write } from './helpers/transaction-cases';
-import { EMPTY_LOCK_STALE_MS } from '../lib/leftovers';
+import { EMPTY_LOCK_STALE_MS } from '../lib/pid-locks';
 
 let dir: string;
 useCaseDirs('wm-output-', (d) => (dir = d));

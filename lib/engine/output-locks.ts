@@ -5,7 +5,7 @@
  */
 import * as path from 'node:path';
 import { WeightmixError } from '../errors';
-import { anotherHostHint, holderAlive, holderNote, LockHolder, LockRules, onAnotherHost, readLockHolder, takePidLock } from '../leftovers';
+import { anotherHostHint, holderAlive, holderNote, LockHolder, LockRules, onAnotherHost, readLockHolder, takePidLock } from '../pid-locks';
 
 const LOCK_TAG = '.weightmix.lock';
 

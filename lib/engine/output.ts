@@ -11,7 +11,8 @@ import * as os from 'node:os';
 import { syncDir, syncTree } from '../durable-files';
 import { makeFolders } from '../make-folders';
 import { abortError, usageError, WeightmixError } from '../errors';
-import { EMPTY_LOCK_STALE_MS, onAnotherHost, pidAlive, readLockHolder, removeEmptyParents } from '../leftovers';
+import { pidAlive, removeEmptyParents } from '../leftovers';
+import { holderAlive, readLockHolder, releaseLock } from '../pid-locks';
 import { heldLock, lockFileOf, PART_LOCK, partRunning, refuseWholeRun, takeLock } from './output-locks';
 import { refuseForeignFiles, removeForeignFiles } from './part-target';
 
@@ -96,7 +97,7 @@ export class OutputTransaction {
       });
       return new OutputTransaction(target, tempDir, lockFile, options.force ?? false, options.mergeInto ?? false, createdParent);
     } catch (e) {
-      await fs.promises.rm(lockFile, { force: true });
+      await releaseLock(lockFile);
       removeEmptyParents(parent, createdParent);
       throw e;
     }
@@ -184,7 +185,7 @@ export class OutputTransaction {
     for (const { tx, old } of published) {
       await syncDir(path.dirname(tx.target)).catch((e: Error) => (unsynced ??= e));
       if (old) await fs.promises.rm(old, { recursive: true, force: true });
-      await fs.promises.rm(tx.lockFile, { force: true });
+      await releaseLock(tx.lockFile);
     }
     if (unsynced)
       throw new WeightmixError('OutputError', `the outputs are published, but a folder holding them could not be synced to disk: ${unsynced.message}`);
@@ -241,7 +242,7 @@ export class OutputTransaction {
     await syncDir(this.target);
     this.finished = true;
     await fs.promises.rm(this.tempDir, { recursive: true, force: true });
-    await fs.promises.rm(this.lockFile, { force: true });
+    await releaseLock(this.lockFile);
   }
 
   /**
@@ -252,7 +253,7 @@ export class OutputTransaction {
     if (this.finished) return;
     this.finished = true;
     await fs.promises.rm(this.tempDir, { recursive: true, force: true });
-    await fs.promises.rm(this.lockFile, { force: true });
+    await releaseLock(this.lockFile);
     removeEmptyParents(path.dirname(this.target), this.createdParent);
   }
 }
@@ -382,19 +383,17 @@ async function removeStale(
     // Another machine's part (its host tag not ours): its pid means nothing here, so a whole run does not judge it either.
     if (kind === 'tmp' && suffix?.startsWith('h') && !suffix.startsWith(HOST_TAG)) continue;
     const leftover = path.join(parent, entry);
-    // A lock names its pid inside, and its host: another machine's (a part of a job that fills a shared folder) is not judged here.
+    // A lock names its pid and host inside, and is judged as takeLock judges it (pid-locks.ts's holderAlive: a live run here, one
+    // still writing its pid, or another machine's touched lately); a folder names its pid.
     const lock = kind === undefined ? readLockHolder(leftover) : undefined;
-    if (kind === undefined && (lock === undefined || onAnotherHost(lock))) continue; // gone meanwhile, or another machine's
-    const pid = pidText !== undefined ? Number.parseInt(pidText, 10) : (lock?.pid ?? NaN);
+    if (kind === undefined && lock === undefined) continue; // removed meanwhile
+    const pid = lock?.pid ?? Number.parseInt(pidText!, 10);
     // This process holds base's lock, so its own folders beside base are an earlier run's; its lock,
     // and anything beside a sibling, may belong to a transaction still running here.
     // An adapted-tensors folder of this process is in use: the run opens its models before it begins its output.
     // A part holds its own part's lock only: another part of this process may be running beside it.
     const ownEarlier = !shared && pid === process.pid && name === base && (kind === 'tmp' || kind === 'old');
-    // A lock without a pid yet may be a live run between creating and writing it.
-    const live =
-      (!ownEarlier && (pid === process.pid || pidAlive(pid))) ||
-      (Number.isNaN(pid) && Date.now() - (await fs.promises.stat(leftover)).mtimeMs < EMPTY_LOCK_STALE_MS);
+    const live = lock !== undefined ? holderAlive(lock) : !ownEarlier && (pid === process.pid || pidAlive(pid));
     if (live) continue;
     const target = path.join(parent, name);
     // A sibling's shortened name (leftoverStem) does not say which output to put back: its old folder stays.

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { WeightmixError } from '../errors';
 import { cacheFsError, cacheWrite } from './cache';
 import { makeFolders } from '../make-folders';
-import { EMPTY_LOCK_STALE_MS } from '../leftovers';
+import { EMPTY_LOCK_STALE_MS } from '../pid-locks';
 
 const POLL_MS = 100;
 

@@ -1,0 +1,119 @@
+/**
+ * Lock files holding their run's pid and host (`PID HOST`, as the hub's blob locks): an output's whole-run and part locks
+ * (engine/output-locks.ts) and the fixture folder's. This machine's lock is judged by its pid; another machine's (the parts of a
+ * --part job fill a shared folder from many) by its age: its holder touches it every LOCK_TIMING.refreshMs, and one untouched for
+ * LOCK_TIMING.otherHostStaleMs was left by a run that died there.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { pidAlive } from './leftovers';
+
+/** A lock file still without a pid after this long was left by a process that died between creating and writing it. */
+export const EMPTY_LOCK_STALE_MS = 10_000;
+
+/** How often a holder touches its lock, and how long another machine's lock may go untouched before it counts as abandoned (tests shorten them). */
+export const LOCK_TIMING = { refreshMs: 30_000, otherHostStaleMs: 10 * 60_000 };
+
+/**
+ * A lock file's holder as the file says: its pid (NaN where it names none, or not yet), its host (undefined in a lock of an
+ * earlier weightmix, which named none), and how long ago it was written.
+ */
+export interface LockHolder {
+  pid: number;
+  host: string | undefined;
+  ageMs: number;
+}
+
+/** The holder `file` names, or undefined where there is no such file. */
+export function readLockHolder(file: string): LockHolder | undefined {
+  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  if (stat === undefined) return undefined;
+  let text = '';
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    // unreadable or removed since the stat: no pid, judged by its age
+  }
+  // The pid, then the host name (the rest of the line: a host name may hold a space).
+  const [, pid, host] = /^(\S*)\s*(.*)$/s.exec(text.trim())!;
+  return { pid: Number.parseInt(pid, 10), host: host.trim() || undefined, ageMs: Date.now() - stat.mtimeMs };
+}
+
+/** Whether a lock names another machine (parts of a --part job fill a shared folder from many): its pid means nothing here. */
+export function onAnotherHost(holder: LockHolder): boolean {
+  return holder.host !== undefined && holder.host !== os.hostname();
+}
+
+/**
+ * Whether a holder still holds its lock: a live process (this one too), one still writing its pid (EMPTY_LOCK_STALE_MS), or one
+ * on another machine, whose pid no process here can ask, that touched its lock within LOCK_TIMING.otherHostStaleMs.
+ */
+export function holderAlive(holder: LockHolder): boolean {
+  if (onAnotherHost(holder)) return holder.ageMs < LOCK_TIMING.otherHostStaleMs;
+  return Number.isNaN(holder.pid) ? holder.ageMs < EMPTY_LOCK_STALE_MS : pidAlive(holder.pid);
+}
+
+/** A refusal's account of a lock's holder: ` (pid N)`, ` (pid N on HOST)`, or nothing where it names no pid yet. */
+export function holderNote({ pid, host }: LockHolder): string {
+  if (Number.isNaN(pid)) return '';
+  return host !== undefined && host !== os.hostname() ? ` (pid ${pid} on ${host})` : ` (pid ${pid})`;
+}
+
+/** What a refusal adds for a lock of another machine: when it counts as abandoned, and that its file may go sooner. */
+export function anotherHostHint(holder: LockHolder, file: string): string {
+  if (!onAnotherHost(holder)) return '';
+  const minutes = Math.round(LOCK_TIMING.otherHostStaleMs / 60_000);
+  return `; if that run is gone, its lock counts as abandoned once untouched for ${minutes} minutes, or remove ${file}`;
+}
+
+/** How a lock's caller judges a holder and words a refusal. */
+export interface LockRules {
+  /** Whether the holder still holds it; one that does not (its run died) is removed and the lock taken over. */
+  held(holder: LockHolder): boolean;
+  /** The error for a lock that is held. */
+  refuse(holder: LockHolder): Error;
+  /** The error after `attempts` tries lost to others taking the lock over at the same time. */
+  contended(): Error;
+}
+
+/**
+ * Takes the lock `file` by creating it with this process's pid and host ('wx': one creator wins), judging an existing one by
+ * `rules`, and touches it every LOCK_TIMING.refreshMs until releaseLock. An error creating it (not its existing) is thrown as it is.
+ */
+export async function takePidLock(file: string, rules: LockRules, attempts: number): Promise<void> {
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    try {
+      await fs.promises.writeFile(file, `${process.pid} ${os.hostname()}\n`, { flag: 'wx' });
+      keepFresh(file);
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const holder = readLockHolder(file);
+    if (holder === undefined) continue; // removed meanwhile: try again
+    if (rules.held(holder)) throw rules.refuse(holder);
+    await fs.promises.rm(file, { force: true });
+  }
+  throw rules.contended();
+}
+
+/** This process's locks and the timers that touch them: other machines judge a lock by its age. */
+const refreshing = new Map<string, NodeJS.Timeout>();
+
+function keepFresh(file: string): void {
+  clearInterval(refreshing.get(file));
+  const timer = setInterval(() => {
+    const now = new Date();
+    // A failed touch (the lock removed by hand) only lets another machine take it over sooner.
+    fs.promises.utimes(file, now, now).catch(() => undefined);
+  }, LOCK_TIMING.refreshMs);
+  timer.unref();
+  refreshing.set(file, timer);
+}
+
+/** Removes a lock this process took with takePidLock (or never took: then only the file), ending its touches. */
+export async function releaseLock(file: string): Promise<void> {
+  clearInterval(refreshing.get(file));
+  refreshing.delete(file);
+  await fs.promises.rm(file, { force: true });
+}
