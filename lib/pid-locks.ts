@@ -4,6 +4,7 @@
  * --part job fill a shared folder from many) by its age: its holder touches it every LOCK_TIMING.refreshMs, and one untouched for
  * LOCK_TIMING.otherHostStaleMs was left by a run that died there.
  */
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { pidAlive } from './leftovers';
@@ -22,6 +23,15 @@ export interface LockHolder {
   pid: number;
   host: string | undefined;
   ageMs: number;
+  /** Which file (inode) said so, and what: a take-over (takeOverLock) removes that one and no other. */
+  judged: JudgedLock;
+}
+
+/** A lock file as it was judged: its inode and its text. */
+export interface JudgedLock {
+  ino: number;
+  dev: number;
+  text: string;
 }
 
 /** The holder `file` names, or undefined where there is no such file. */
@@ -36,7 +46,8 @@ export function readLockHolder(file: string): LockHolder | undefined {
   }
   // The pid, then the host name (the rest of the line: a host name may hold a space).
   const [, pid, host] = /^(\S*)\s*(.*)$/s.exec(text.trim())!;
-  return { pid: Number.parseInt(pid, 10), host: host.trim() || undefined, ageMs: Date.now() - stat.mtimeMs };
+  const judged = { ino: stat.ino, dev: stat.dev, text };
+  return { pid: Number.parseInt(pid, 10), host: host.trim() || undefined, ageMs: Date.now() - stat.mtimeMs, judged };
 }
 
 /** Whether a lock names another machine (parts of a --part job fill a shared folder from many): its pid means nothing here. */
@@ -92,9 +103,34 @@ export async function takePidLock(file: string, rules: LockRules, attempts: numb
     const holder = readLockHolder(file);
     if (holder === undefined) continue; // removed meanwhile: try again
     if (rules.held(holder)) throw rules.refuse(holder);
-    await fs.promises.rm(file, { force: true });
+    // Not a plain removal: a second run that judged the same lock stale would remove the first one's fresh lock, and both write.
+    await takeOverLock(file, holder.judged);
   }
   throw rules.contended();
+}
+
+/**
+ * Removes a lock judged stale so that one of several runs that judged it takes it over (array jobs after a killed one): the lock
+ * is renamed to this run's own name, which only one of them can do to one file, then checked to be the file judged. A fresh lock
+ * renamed in a race (another run took over between this one's judgement and its rename) is linked back, as it was. Errors other
+ * than the lock's being gone are thrown as they are.
+ */
+export async function takeOverLock(file: string, judged: JudgedLock): Promise<void> {
+  const aside = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.stale`;
+  try {
+    await fs.promises.rename(file, aside);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return; // another run moved it first
+    throw e;
+  }
+  try {
+    const st = await fs.promises.stat(aside);
+    const same = st.ino === judged.ino && st.dev === judged.dev && (await fs.promises.readFile(aside, 'utf8')) === judged.text;
+    // Where a third run holds a new lock by now, link fails and that one stands.
+    if (!same) await fs.promises.link(aside, file).catch(() => undefined);
+  } finally {
+    await fs.promises.rm(aside, { force: true });
+  }
 }
 
 /** This process's locks and the timers that touch them: other machines judge a lock by its age. */

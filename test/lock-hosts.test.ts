@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { OutputTransaction } from '../lib/engine/output';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
-import { holderAlive, LOCK_TIMING, readLockHolder } from '../lib/pid-locks';
+import { holderAlive, LOCK_TIMING, readLockHolder, takeOverLock } from '../lib/pid-locks';
 import { deadPid, failure, ls, OWN_LOCK, useCaseDirs, write } from './helpers/transaction-cases';
 
 let dir: string;
@@ -122,4 +122,35 @@ test("another machine's fixture run: refused, naming its lock", async () => {
     message: `another fixture run (pid ${dead} on ${OTHER}) is writing ${dir}; ${HINT} ${lock}`,
   });
   expect(ls(dir)).toEqual(['.weightmix-fixture.lock']);
+});
+
+describe('taking over a stale lock (takeOverLock): only the file judged stale goes', () => {
+  test('the lock judged stale is removed; one that replaced it meanwhile stays, as it was; one already gone is no error', async () => {
+    const lock = path.join(dir, 'lock');
+    write(lock, `${deadPid()} ${os.hostname()}\n`);
+    await takeOverLock(lock, readLockHolder(lock)!.judged);
+    expect(ls(dir)).toEqual([]);
+    // Judged stale, then taken over by another run before this one acts: that run's fresh lock is not removed.
+    write(lock, `${deadPid()} ${os.hostname()}\n`);
+    const judged = readLockHolder(lock)!.judged;
+    fs.rmSync(lock);
+    write(lock, OWN_LOCK);
+    await takeOverLock(lock, judged);
+    expect(ls(dir)).toEqual(['lock']);
+    expect(fs.readFileSync(lock, 'utf8')).toBe(OWN_LOCK);
+    fs.rmSync(lock);
+    await takeOverLock(lock, judged);
+    expect(ls(dir)).toEqual([]);
+  });
+
+  test('two runs started together on one stale lock: one takes the output, the other is refused', async () => {
+    const target = path.join(dir, 'out');
+    write(path.join(dir, '.out.weightmix.lock'), `${deadPid()} ${os.hostname()}\n`);
+    const outcomes = await Promise.allSettled([OutputTransaction.begin(target), OutputTransaction.begin(target)]);
+    const won = outcomes.filter((o): o is PromiseFulfilledResult<OutputTransaction> => o.status === 'fulfilled');
+    expect(won).toHaveLength(1);
+    expect((outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult).reason.code).toBe('OutputLocked');
+    await won[0].value.abort();
+    expect(ls(dir)).toEqual([]);
+  });
 });

@@ -4,14 +4,13 @@
  * when its process is gone (same host) or when it has not been touched for `staleMs` (another host:
  * a container killed while it downloaded).
  */
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { WeightmixError } from '../errors';
 import { cacheFsError, cacheWrite } from './cache';
 import { makeFolders } from '../make-folders';
-import { EMPTY_LOCK_STALE_MS } from '../pid-locks';
+import { EMPTY_LOCK_STALE_MS, JudgedLock, takeOverLock } from '../pid-locks';
 
 const POLL_MS = 100;
 
@@ -42,7 +41,10 @@ export async function withBlobLock<T>(
     if (signal?.aborted) throw new WeightmixError('Aborted', 'the download was aborted');
     const stale = staleLock(lockFile, timing.staleMs);
     if (stale) {
-      await takeOver(lockFile, stale);
+      // pid-locks.ts's take-over: one waiter of several (array jobs on a shared cache after a killed one) takes it.
+      await takeOverLock(lockFile, stale).catch((e: unknown) => {
+        throw cacheFsError(e, lockFile);
+      });
       continue;
     }
     if (Date.now() - lastNotice >= timing.noticeMs) {
@@ -85,15 +87,8 @@ async function tryLock(lockFile: string): Promise<boolean> {
   }
 }
 
-/** A lock file judged stale: which file (inode) and what it said, so that a take-over removes that one and no other. */
-interface StaleLock {
-  ino: number;
-  dev: number;
-  text: string;
-}
-
 /** The lock file, if it is stale: its holder gone (same host), untouched for staleMs (another host), or empty for long; else null. */
-function staleLock(lockFile: string, staleMs: number): StaleLock | null {
+function staleLock(lockFile: string, staleMs: number): JudgedLock | null {
   let text: string;
   let st: fs.Stats;
   try {
@@ -112,28 +107,5 @@ function staleLock(lockFile: string, staleMs: number): StaleLock | null {
     return null;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'ESRCH' ? judged : null;
-  }
-}
-
-/**
- * Removes a stale lock so that one waiter of several takes it over (array jobs on a shared cache after a killed one): the lock is
- * renamed to this waiter's own name, which only one of them can do to one file, then checked to be the file judged stale. A fresh
- * lock renamed in a race (another waiter took over between this one's judgement and its rename) is linked back, as it was.
- */
-async function takeOver(lockFile: string, judged: StaleLock): Promise<void> {
-  const aside = `${lockFile}.${process.pid}.${randomBytes(6).toString('hex')}.stale`;
-  try {
-    await fs.promises.rename(lockFile, aside);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return; // another waiter moved it first
-    throw cacheFsError(e, lockFile);
-  }
-  try {
-    const st = await fs.promises.stat(aside);
-    const same = st.ino === judged.ino && st.dev === judged.dev && (await fs.promises.readFile(aside, 'utf8')) === judged.text;
-    // Where a third waiter holds a new lock by now, link fails and that one stands.
-    if (!same) await fs.promises.link(aside, lockFile).catch(() => undefined);
-  } finally {
-    await fs.promises.rm(aside, { force: true });
   }
 }
