@@ -94,8 +94,10 @@ export interface LockRules {
 export async function takePidLock(file: string, rules: LockRules, attempts: number): Promise<void> {
   for (let attempt = 0; attempt < attempts; attempt++) {
     try {
-      await fs.promises.writeFile(file, `${process.pid} ${os.hostname()}\n`, { flag: 'wx' });
-      keepFresh(file);
+      const text = `${process.pid} ${os.hostname()}\n`;
+      await fs.promises.writeFile(file, text, { flag: 'wx' });
+      const made = fs.statSync(file);
+      keepFresh(file, { ino: made.ino, dev: made.dev, text });
       return;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
@@ -113,43 +115,54 @@ export async function takePidLock(file: string, rules: LockRules, attempts: numb
  * Removes a lock judged stale so that one of several runs that judged it takes it over (array jobs after a killed one): the lock
  * is renamed to this run's own name, which only one of them can do to one file, then checked to be the file judged. A fresh lock
  * renamed in a race (another run took over between this one's judgement and its rename) is linked back, as it was. Errors other
- * than the lock's being gone are thrown as they are.
+ * than the lock's being gone are thrown as they are. Returns whether it removed the lock judged (not: gone, or another's now).
  */
-export async function takeOverLock(file: string, judged: JudgedLock): Promise<void> {
+export async function takeOverLock(file: string, judged: JudgedLock): Promise<boolean> {
   const aside = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.stale`;
   try {
     await fs.promises.rename(file, aside);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return; // another run moved it first
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false; // another run moved it first
     throw e;
   }
   try {
     const st = await fs.promises.stat(aside);
     const same = st.ino === judged.ino && st.dev === judged.dev && (await fs.promises.readFile(aside, 'utf8')) === judged.text;
-    // Where a third run holds a new lock by now, link fails and that one stands.
+    // Where a third run holds a new lock by now, link fails and that one stands (RELIABILITY.md: where links fail otherwise).
     if (!same) await fs.promises.link(aside, file).catch(() => undefined);
+    return same;
   } finally {
     await fs.promises.rm(aside, { force: true });
   }
 }
 
-/** This process's locks and the timers that touch them: other machines judge a lock by its age. */
-const refreshing = new Map<string, NodeJS.Timeout>();
+/** This process's locks (which file each is, and its text: only that one is touched and removed) and the timers that touch them. */
+const refreshing = new Map<string, { timer: NodeJS.Timeout; mine: JudgedLock }>();
 
-function keepFresh(file: string): void {
-  clearInterval(refreshing.get(file));
+/** Whether `file` is still the lock this process made there: its inode (a number a file system may give a new file) and its text. */
+async function stillOurs(file: string, mine: JudgedLock): Promise<boolean> {
+  const st = await fs.promises.stat(file).catch(() => undefined);
+  if (st === undefined || st.ino !== mine.ino || st.dev !== mine.dev) return false;
+  return (await fs.promises.readFile(file, 'utf8').catch(() => '')) === mine.text;
+}
+
+function keepFresh(file: string, mine: JudgedLock): void {
+  clearInterval(refreshing.get(file)?.timer);
   const timer = setInterval(() => {
     const now = new Date();
     // A failed touch (the lock removed by hand) only lets another machine take it over sooner.
-    fs.promises.utimes(file, now, now).catch(() => undefined);
+    void stillOurs(file, mine)
+      .then((ours) => (ours ? fs.promises.utimes(file, now, now) : undefined))
+      .catch(() => undefined);
   }, LOCK_TIMING.refreshMs);
   timer.unref();
-  refreshing.set(file, timer);
+  refreshing.set(file, { timer, mine });
 }
 
-/** Removes a lock this process took with takePidLock (or never took: then only the file), ending its touches. */
+/** Removes a lock this process took with takePidLock, unless another run has made its own there since; ends its touches. */
 export async function releaseLock(file: string): Promise<void> {
-  clearInterval(refreshing.get(file));
+  const held = refreshing.get(file);
+  clearInterval(held?.timer);
   refreshing.delete(file);
-  await fs.promises.rm(file, { force: true });
+  if (held === undefined || (await stillOurs(file, held.mine))) await fs.promises.rm(file, { force: true });
 }

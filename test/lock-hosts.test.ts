@@ -105,9 +105,12 @@ test('a holder touches its lock every LOCK_TIMING.refreshMs, and stops once it i
     await new Promise((r) => setTimeout(r, 200));
     expect(readLockHolder(lock)!.ageMs).toBeLessThan(60_000);
     await tx.abort();
-    // Released: no touch brings the file back.
-    await new Promise((r) => setTimeout(r, 100));
     expect(ls(dir)).toEqual([]);
+    // Released: a file made there since (another run's) is not touched.
+    write(lock, `${deadPid()} ${OTHER}\n`);
+    age(lock, 3_600_000);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(readLockHolder(lock)!.ageMs).toBeGreaterThan(3_000_000);
   } finally {
     Object.assign(LOCK_TIMING, saved);
   }
@@ -152,5 +155,24 @@ describe('taking over a stale lock (takeOverLock): only the file judged stale go
     expect((outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult).reason.code).toBe('OutputLocked');
     await won[0].value.abort();
     expect(ls(dir)).toEqual([]);
+  });
+
+  test("a run whose lock was taken over leaves the new holder's lock when it ends, and does not touch it", async () => {
+    const saved = { ...LOCK_TIMING };
+    LOCK_TIMING.refreshMs = 20;
+    try {
+      const lock = path.join(dir, '.out.weightmix.lock');
+      const tx = await OutputTransaction.begin(path.join(dir, 'out'));
+      // Taken over by another machine (this run judged abandoned there): a new file at the same path.
+      fs.rmSync(lock);
+      write(lock, `${deadPid()} ${OTHER}\n`);
+      age(lock, 3_600_000);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(readLockHolder(lock)!.ageMs).toBeGreaterThan(3_000_000);
+      await tx.abort();
+      expect(ls(dir)).toEqual(['.out.weightmix.lock']);
+    } finally {
+      Object.assign(LOCK_TIMING, saved);
+    }
   });
 });

@@ -12,7 +12,7 @@ import { syncDir, syncTree } from '../durable-files';
 import { makeFolders } from '../make-folders';
 import { abortError, usageError, WeightmixError } from '../errors';
 import { pidAlive, removeEmptyParents } from '../leftovers';
-import { holderAlive, readLockHolder, releaseLock } from '../pid-locks';
+import { holderAlive, readLockHolder, releaseLock, takeOverLock } from '../pid-locks';
 import { heldLock, lockFileOf, PART_LOCK, partRunning, refuseWholeRun, takeLock } from './output-locks';
 import { refuseForeignFiles, removeForeignFiles } from './part-target';
 
@@ -182,11 +182,19 @@ export class OutputTransaction {
     // Every output is in place now: a sync that fails below is reported, but publishes, removes or puts back nothing more.
     for (const { tx } of published) tx.finished = true;
     let unsynced: Error | undefined;
+    let unremoved: unknown;
     for (const { tx, old } of published) {
       await syncDir(path.dirname(tx.target)).catch((e: Error) => (unsynced ??= e));
-      if (old) await fs.promises.rm(old, { recursive: true, force: true });
-      await releaseLock(tx.lockFile);
+      // Every lock released, whatever fails: a lock left here would be kept fresh for as long as this process lives.
+      try {
+        if (old) await fs.promises.rm(old, { recursive: true, force: true });
+      } catch (e) {
+        unremoved ??= e;
+      } finally {
+        await releaseLock(tx.lockFile);
+      }
     }
+    if (unremoved !== undefined) throw unremoved;
     if (unsynced)
       throw new WeightmixError('OutputError', `the outputs are published, but a folder holding them could not be synced to disk: ${unsynced.message}`);
   }
@@ -241,8 +249,11 @@ export class OutputTransaction {
     if (this.force) await removeForeignFiles(this.target, names, this.jobShards);
     await syncDir(this.target);
     this.finished = true;
-    await fs.promises.rm(this.tempDir, { recursive: true, force: true });
-    await releaseLock(this.lockFile);
+    try {
+      await fs.promises.rm(this.tempDir, { recursive: true, force: true });
+    } finally {
+      await releaseLock(this.lockFile);
+    }
   }
 
   /**
@@ -252,8 +263,11 @@ export class OutputTransaction {
   async abort(): Promise<void> {
     if (this.finished) return;
     this.finished = true;
-    await fs.promises.rm(this.tempDir, { recursive: true, force: true });
-    await releaseLock(this.lockFile);
+    try {
+      await fs.promises.rm(this.tempDir, { recursive: true, force: true });
+    } finally {
+      await releaseLock(this.lockFile);
+    }
     removeEmptyParents(path.dirname(this.target), this.createdParent);
   }
 }
@@ -404,7 +418,12 @@ async function removeStale(
       notice?.(`restored ${target} from ${entry}, left by an interrupted --force replacement`);
       continue;
     }
-    await fs.promises.rm(leftover, { recursive: true, force: true });
+    // A lock is taken over (pid-locks.ts): another run that judged it stale too may have made its own there by now.
+    if (lock !== undefined) {
+      if (!(await takeOverLock(leftover, lock.judged))) continue;
+    } else {
+      await fs.promises.rm(leftover, { recursive: true, force: true });
+    }
     notice?.(`removed ${leftover} left by an interrupted run`);
   }
 }
