@@ -19,6 +19,20 @@ useCaseDirs('wm-lock-hosts-', (d) => (dir = d));
 const OTHER = `not-${os.hostname()}`;
 const HINT = `if that run is gone, its lock counts as abandoned once untouched for ${LOCK_TIMING.otherHostStaleMs / 60_000} minutes, or remove`;
 
+/** Runs `body` with locks touched every 20 ms, then with LOCK_TIMING as it was. */
+async function withQuickRefresh(body: () => Promise<void>): Promise<void> {
+  const saved = { ...LOCK_TIMING };
+  LOCK_TIMING.refreshMs = 20;
+  try {
+    await body();
+  } finally {
+    Object.assign(LOCK_TIMING, saved);
+  }
+}
+
+/** Waits long enough for several touches at the quick refresh. */
+const severalTouches = () => new Promise((r) => setTimeout(r, 200));
+
 /** Sets a file's modification time `ms` in the past. */
 function age(file: string, ms: number): void {
   const past = new Date(Date.now() - ms);
@@ -94,27 +108,21 @@ test("a sweep's stale scan leaves another machine's lock on a λ it does not wri
   expect(ls(sweep)).toEqual([]);
 });
 
-test('a holder touches its lock every LOCK_TIMING.refreshMs, and stops once it is released', async () => {
-  const saved = { ...LOCK_TIMING };
-  LOCK_TIMING.refreshMs = 20;
-  try {
-    const target = path.join(dir, 'out');
+test('a holder touches its lock every LOCK_TIMING.refreshMs, and stops once it is released', () =>
+  withQuickRefresh(async () => {
     const lock = path.join(dir, '.out.weightmix.lock');
-    const tx = await OutputTransaction.begin(target);
+    const tx = await OutputTransaction.begin(path.join(dir, 'out'));
     age(lock, 3_600_000);
-    await new Promise((r) => setTimeout(r, 200));
+    await severalTouches();
     expect(readLockHolder(lock)!.ageMs).toBeLessThan(60_000);
     await tx.abort();
     expect(ls(dir)).toEqual([]);
     // Released: a file made there since (another run's) is not touched.
     write(lock, `${deadPid()} ${OTHER}\n`);
     age(lock, 3_600_000);
-    await new Promise((r) => setTimeout(r, 200));
+    await severalTouches();
     expect(readLockHolder(lock)!.ageMs).toBeGreaterThan(3_000_000);
-  } finally {
-    Object.assign(LOCK_TIMING, saved);
-  }
-});
+  }));
 
 test("another machine's fixture run: refused, naming its lock", async () => {
   const lock = path.join(dir, '.weightmix-fixture.lock');
@@ -157,22 +165,17 @@ describe('taking over a stale lock (takeOverLock): only the file judged stale go
     expect(ls(dir)).toEqual([]);
   });
 
-  test("a run whose lock was taken over leaves the new holder's lock when it ends, and does not touch it", async () => {
-    const saved = { ...LOCK_TIMING };
-    LOCK_TIMING.refreshMs = 20;
-    try {
+  test("a run whose lock was taken over leaves the new holder's lock when it ends, and does not touch it", () =>
+    withQuickRefresh(async () => {
       const lock = path.join(dir, '.out.weightmix.lock');
       const tx = await OutputTransaction.begin(path.join(dir, 'out'));
       // Taken over by another machine (this run judged abandoned there): a new file at the same path.
       fs.rmSync(lock);
       write(lock, `${deadPid()} ${OTHER}\n`);
       age(lock, 3_600_000);
-      await new Promise((r) => setTimeout(r, 200));
+      await severalTouches();
       expect(readLockHolder(lock)!.ageMs).toBeGreaterThan(3_000_000);
       await tx.abort();
       expect(ls(dir)).toEqual(['.out.weightmix.lock']);
-    } finally {
-      Object.assign(LOCK_TIMING, saved);
-    }
-  });
+    }));
 });
