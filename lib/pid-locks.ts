@@ -96,8 +96,7 @@ export async function takePidLock(file: string, rules: LockRules, attempts: numb
     try {
       const text = `${process.pid} ${os.hostname()}\n`;
       await fs.promises.writeFile(file, text, { flag: 'wx' });
-      const made = fs.statSync(file);
-      keepFresh(file, { ino: made.ino, dev: made.dev, text });
+      holdLock(file, text);
       return;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
@@ -146,7 +145,13 @@ async function stillOurs(file: string, mine: JudgedLock): Promise<boolean> {
   return (await fs.promises.readFile(file, 'utf8').catch(() => '')) === mine.text;
 }
 
-function keepFresh(file: string, mine: JudgedLock): void {
+/**
+ * Holds the lock `file` this process just made (`text` written to it): touches it every `refreshMs` while it is still that file,
+ * until releaseLock. takePidLock calls it; the hub's blob locks (their own creation and waiting) too.
+ */
+export function holdLock(file: string, text: string, refreshMs: number = LOCK_TIMING.refreshMs): void {
+  const made = fs.statSync(file);
+  const mine = { ino: made.ino, dev: made.dev, text };
   clearInterval(refreshing.get(file)?.timer);
   const timer = setInterval(() => {
     const now = new Date();
@@ -154,15 +159,16 @@ function keepFresh(file: string, mine: JudgedLock): void {
     void stillOurs(file, mine)
       .then((ours) => (ours ? fs.promises.utimes(file, now, now) : undefined))
       .catch(() => undefined);
-  }, LOCK_TIMING.refreshMs);
+  }, refreshMs);
   timer.unref();
   refreshing.set(file, { timer, mine });
 }
 
-/** Removes a lock this process took with takePidLock, unless another run has made its own there since; ends its touches. */
+/** Ends this process's hold on `file` (holdLock) and removes it, unless another run has made its own there since; else nothing. */
 export async function releaseLock(file: string): Promise<void> {
   const held = refreshing.get(file);
-  clearInterval(held?.timer);
+  if (held === undefined) return;
+  clearInterval(held.timer);
   refreshing.delete(file);
-  if (held === undefined || (await stillOurs(file, held.mine))) await fs.promises.rm(file, { force: true });
+  if (await stillOurs(file, held.mine)) await fs.promises.rm(file, { force: true });
 }

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { OutputTransaction } from '../lib/engine/output';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
-import { holderAlive, LOCK_TIMING, readLockHolder, takeOverLock } from '../lib/pid-locks';
+import { holderAlive, LOCK_TIMING, readLockHolder, releaseLock, takeOverLock } from '../lib/pid-locks';
 import { deadPid, failure, ls, OWN_LOCK, useCaseDirs, write } from './helpers/transaction-cases';
 
 let dir: string;
@@ -163,6 +163,13 @@ describe('taking over a stale lock (takeOverLock): only the file judged stale go
     expect((outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult).reason.code).toBe('OutputLocked');
     await won[0].value.abort();
     expect(ls(dir)).toEqual([]);
+  });
+
+  test('releasing a lock this process does not hold leaves the file', async () => {
+    const lock = path.join(dir, '.out.weightmix.lock');
+    write(lock, `${deadPid()} ${OTHER}\n`);
+    await releaseLock(lock);
+    expect(ls(dir)).toEqual(['.out.weightmix.lock']);
   });
 
   test("a run whose lock was taken over leaves the new holder's lock when it ends, and does not touch it", () =>

@@ -194,9 +194,11 @@ export class OutputTransaction {
         await releaseLock(tx.lockFile);
       }
     }
-    if (unremoved !== undefined) throw unremoved;
-    if (unsynced)
-      throw new WeightmixError('OutputError', `the outputs are published, but a folder holding them could not be synced to disk: ${unsynced.message}`);
+    const failures = [
+      ...(unsynced ? [`a folder holding them could not be synced to disk: ${unsynced.message}`] : []),
+      ...(unremoved !== undefined ? [`a replaced model's old folder could not be removed: ${(unremoved as Error).message}`] : []),
+    ];
+    if (failures.length > 0) throw new WeightmixError('OutputError', `the outputs are published, but ${failures.join('; and ')}`);
   }
 
   /** A part's: the shards every part of its job writes, so that its shared target is told from another model (engine/part-target.ts). */

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { WeightmixError } from '../errors';
 import { cacheFsError, cacheWrite } from './cache';
 import { makeFolders } from '../make-folders';
-import { EMPTY_LOCK_STALE_MS, JudgedLock, takeOverLock } from '../pid-locks';
+import { EMPTY_LOCK_STALE_MS, holdLock, JudgedLock, releaseLock, takeOverLock } from '../pid-locks';
 
 const POLL_MS = 100;
 
@@ -53,17 +53,13 @@ export async function withBlobLock<T>(
     }
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
-  // The touch that tells waiters on other hosts this holder is alive; a failed touch only risks a take-over.
-  const refresh = setInterval(() => {
-    const now = new Date();
-    fs.promises.utimes(lockFile, now, now).catch(() => undefined);
-  }, timing.refreshMs);
-  refresh.unref();
+  // The touch that tells waiters on other hosts this holder is alive (pid-locks.ts: only while it is still this lock, which the
+  // release alone removes); a failed touch only risks a take-over.
+  holdLock(lockFile, `${process.pid} ${os.hostname()}\n`, timing.refreshMs);
   try {
     return await fn();
   } finally {
-    clearInterval(refresh);
-    await fs.promises.rm(lockFile, { force: true });
+    await releaseLock(lockFile);
   }
 }
 

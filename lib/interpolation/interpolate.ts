@@ -316,7 +316,8 @@ export async function runInterpolation(
     };
   } catch (e) {
     // Latest first: the first transaction may have created the folder that holds the others.
-    for (const tx of [...transactions].reverse()) await tx.abort();
+    // Every one aborted (and its lock released) even where one fails to; the merge's error is the one reported.
+    for (const tx of [...transactions].reverse()) await tx.abort().catch(() => {});
     throw environmentError(e, `cannot finish ${targets.map((t) => t.dir).join(', ')}`);
   }
 }

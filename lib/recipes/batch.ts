@@ -281,7 +281,8 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
     };
   } catch (e) {
     // Latest first: the first transaction may have created the folder that holds the others.
-    for (const tx of [...begun].reverse()) await tx.abort();
+    // Every one aborted (and its lock released) even where one fails to; the merge's error is the one reported.
+    for (const tx of [...begun].reverse()) await tx.abort().catch(() => {});
     throw environmentError(e, `cannot finish ${begun.length > 0 ? begun.map((tx) => tx.target).join(', ') : options.output}`);
   }
 }
