@@ -196,9 +196,11 @@ export class OutputTransaction {
     }
     const failures = [
       ...(unsynced ? [`a folder holding them could not be synced to disk: ${unsynced.message}`] : []),
-      ...(unremoved !== undefined ? [`a replaced model's old folder could not be removed: ${(unremoved as Error).message}`] : []),
+      ...(unremoved !== undefined ? [`a replaced model's old folder could not be removed: ${String((unremoved as Error).message ?? unremoved)}`] : []),
     ];
-    if (failures.length > 0) throw new WeightmixError('OutputError', `the outputs are published, but ${failures.join('; and ')}`);
+    if (failures.length > 0) {
+      throw new WeightmixError('OutputError', `the outputs are published, but ${failures.join('; and ')}`, { cause: unsynced ?? unremoved });
+    }
   }
 
   /** A part's: the shards every part of its job writes, so that its shared target is told from another model (engine/part-target.ts). */

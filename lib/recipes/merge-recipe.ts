@@ -259,7 +259,8 @@ async function mergeModels(
       ...ran,
     };
   } catch (e) {
-    await tx.abort();
+    // The merge's error is the one reported, as a batch's and a sweep's are (abort releases the lock whatever fails).
+    await tx.abort().catch(() => {});
     throw e;
   }
 }
