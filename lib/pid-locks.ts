@@ -65,9 +65,19 @@ export function holderAlive(holder: LockHolder): boolean {
 }
 
 /** A refusal's account of a lock's holder: ` (pid N)`, ` (pid N on HOST)`, or nothing where it names no pid yet. */
-export function holderNote({ pid, host }: LockHolder): string {
-  if (Number.isNaN(pid)) return '';
-  return host !== undefined && host !== os.hostname() ? ` (pid ${pid} on ${host})` : ` (pid ${pid})`;
+export function holderNote(holder: LockHolder): string {
+  if (Number.isNaN(holder.pid)) return '';
+  return onAnotherHost(holder) ? ` (pid ${holder.pid} on ${holder.host})` : ` (pid ${holder.pid})`;
+}
+
+/** The refusal of a lock another run holds: `who` (with its holderNote) is writing `target`, and what to do about it. */
+export function heldMessage(who: string, holder: LockHolder, file: string, target: string): string {
+  return `${who}${holderNote(holder)} is writing ${target}${anotherHostHint(holder, file) || '; try again once it is done'}`;
+}
+
+/** What a lock this process makes holds: its pid and host (the hub's blob locks say the same). */
+export function ownLockText(): string {
+  return `${process.pid} ${os.hostname()}\n`;
 }
 
 /** What a refusal adds for a lock of another machine: when it counts as abandoned, and that its file may go sooner. */
@@ -94,7 +104,7 @@ export interface LockRules {
 export async function takePidLock(file: string, rules: LockRules, attempts: number): Promise<void> {
   for (let attempt = 0; attempt < attempts; attempt++) {
     try {
-      const text = `${process.pid} ${os.hostname()}\n`;
+      const text = ownLockText();
       await fs.promises.writeFile(file, text, { flag: 'wx' });
       holdLock(file, text);
       return;

@@ -5,7 +5,7 @@
  */
 import * as path from 'node:path';
 import { WeightmixError } from '../errors';
-import { anotherHostHint, holderAlive, holderNote, LockHolder, LockRules, onAnotherHost, readLockHolder, takePidLock } from '../pid-locks';
+import { anotherHostHint, heldMessage, holderAlive, holderNote, LockHolder, LockRules, onAnotherHost, readLockHolder, takePidLock } from '../pid-locks';
 
 const LOCK_TAG = '.weightmix.lock';
 
@@ -45,8 +45,7 @@ function ownLock(holder: LockHolder): boolean {
 /** The refusal of a run that would write an output another kind of run (whole, or a part of a --part job) is writing. */
 export function partRunning(target: string, who: string, holder: LockHolder, lockFile: string): WeightmixError {
   if (ownLock(holder)) return new WeightmixError('OutputLocked', `this process is already writing ${target} (${who})`);
-  const hint = anotherHostHint(holder, lockFile);
-  return new WeightmixError('OutputLocked', `${who}${holderNote(holder)} is writing ${target}${hint || '; try again once it is done'}`);
+  return new WeightmixError('OutputLocked', heldMessage(who, holder, lockFile, target));
 }
 
 /** The lock `file`'s holder where it is held (holderAlive), else undefined. */

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { WeightmixError } from '../errors';
 import { cacheFsError, cacheWrite } from './cache';
 import { makeFolders } from '../make-folders';
-import { EMPTY_LOCK_STALE_MS, holdLock, JudgedLock, releaseLock, takeOverLock } from '../pid-locks';
+import { EMPTY_LOCK_STALE_MS, holdLock, JudgedLock, ownLockText, releaseLock, takeOverLock } from '../pid-locks';
 
 const POLL_MS = 100;
 
@@ -37,7 +37,8 @@ export async function withBlobLock<T>(
   await cacheWrite(path.dirname(lockFile), () => makeFolders(path.dirname(lockFile)));
   const started = Date.now();
   let lastNotice = -Infinity;
-  while (!(await tryLock(lockFile))) {
+  const text = ownLockText();
+  while (!(await tryLock(lockFile, text))) {
     if (signal?.aborted) throw new WeightmixError('Aborted', 'the download was aborted');
     const stale = staleLock(lockFile, timing.staleMs);
     if (stale) {
@@ -55,7 +56,7 @@ export async function withBlobLock<T>(
   }
   // The touch that tells waiters on other hosts this holder is alive (pid-locks.ts: only while it is still this lock, which the
   // release alone removes); a failed touch only risks a take-over.
-  holdLock(lockFile, `${process.pid} ${os.hostname()}\n`, timing.refreshMs);
+  holdLock(lockFile, text, timing.refreshMs);
   try {
     return await fn();
   } finally {
@@ -63,8 +64,8 @@ export async function withBlobLock<T>(
   }
 }
 
-/** Creates the lock with this process's pid and host; false when another holds it. A failed write leaves no lock behind. */
-async function tryLock(lockFile: string): Promise<boolean> {
+/** Creates the lock with this process's pid and host (`text`); false when another holds it. A failed write leaves no lock behind. */
+async function tryLock(lockFile: string, text: string): Promise<boolean> {
   let fh: fs.promises.FileHandle;
   try {
     fh = await fs.promises.open(lockFile, 'wx');
@@ -73,7 +74,7 @@ async function tryLock(lockFile: string): Promise<boolean> {
     throw cacheFsError(e, lockFile);
   }
   try {
-    await fh.writeFile(`${process.pid} ${os.hostname()}\n`);
+    await fh.writeFile(text);
     await fh.close();
     return true;
   } catch (e) {
