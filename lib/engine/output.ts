@@ -156,6 +156,14 @@ export class OutputTransaction {
   }
 
   /**
+   * Aborts several outputs (a batch's, a sweep's) latest first, since the first may have created the folder that holds the
+   * others; each one even where another fails to (its lock is released whatever fails), so that the merge's error is reported.
+   */
+  static async abortAll(txs: readonly OutputTransaction[]): Promise<void> {
+    for (const tx of [...txs].reverse()) await tx.abort().catch(() => {});
+  }
+
+  /**
    * Publishes several outputs (a batch's, a sweep's) all or none: every folder synced first, so that an abort or a
    * failed sync publishes none; every target checked for a folder that appeared meanwhile; then each renamed into place,
    * a rename that still fails putting back those before it; old folders (--force) deleted once all are in place. A

@@ -315,9 +315,7 @@ export async function runInterpolation(
       ...ran,
     };
   } catch (e) {
-    // Latest first: the first transaction may have created the folder that holds the others.
-    // Every one aborted (and its lock released) even where one fails to; the merge's error is the one reported.
-    for (const tx of [...transactions].reverse()) await tx.abort().catch(() => {});
+    await OutputTransaction.abortAll(transactions);
     throw environmentError(e, `cannot finish ${targets.map((t) => t.dir).join(', ')}`);
   }
 }

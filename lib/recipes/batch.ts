@@ -280,9 +280,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
       ...ran!,
     };
   } catch (e) {
-    // Latest first: the first transaction may have created the folder that holds the others.
-    // Every one aborted (and its lock released) even where one fails to; the merge's error is the one reported.
-    for (const tx of [...begun].reverse()) await tx.abort().catch(() => {});
+    await OutputTransaction.abortAll(begun);
     throw environmentError(e, `cannot finish ${begun.length > 0 ? begun.map((tx) => tx.target).join(', ') : options.output}`);
   }
 }
