@@ -61,21 +61,26 @@ __attribute__((target("avx2,fma,f16c"))) void loadLoop(const void* x, size_t j0,
   }
 }
 
+// x / m as the scalar truth divides: times 1 / m where m is a power of two (the same one rounding of the same quotient), else divided.
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256d overCount(__m256d x, size_t m) {
+  if ((m & (m - 1)) == 0) return _mm256_mul_pd(x, _mm256_set1_pd(1.0 / static_cast<double>(m)));
+  return _mm256_div_pd(x, _mm256_set1_pd(static_cast<double>(m)));
+}
+
 // The scalar varianceBits's operations per element: the mean in model order, / m, the squared deviations
 // in model order, / m, rounded to f32, |bits| with every NaN one value above Inf.
 __attribute__((target("avx2,fma,f16c"))) void varianceLoop(const double* t, size_t stride, size_t m, size_t full, uint32_t* bits) {
-  const __m256d count = _mm256_set1_pd(static_cast<double>(m));
   const __m128i absMask = _mm_set1_epi32(0x7FFFFFFF), inf = _mm_set1_epi32(0x7F800000), nan = _mm_set1_epi32(0x7FC00000);
   for (size_t j = 0; j < full; j += 4) {
     __m256d mean = _mm256_setzero_pd();
     for (size_t k = 0; k < m; ++k) mean = _mm256_add_pd(mean, _mm256_loadu_pd(t + k * stride + j));
-    mean = _mm256_div_pd(mean, count);
+    mean = overCount(mean, m);
     __m256d v = _mm256_setzero_pd();
     for (size_t k = 0; k < m; ++k) {
       const __m256d d = _mm256_sub_pd(_mm256_loadu_pd(t + k * stride + j), mean);
       v = _mm256_add_pd(v, rounded(_mm256_mul_pd(d, d)));
     }
-    const __m128i b = _mm_and_si128(_mm_castps_si128(_mm256_cvtpd_ps(_mm256_div_pd(v, count))), absMask);
+    const __m128i b = _mm_and_si128(_mm_castps_si128(_mm256_cvtpd_ps(overCount(v, m))), absMask);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(bits + j), _mm_blendv_epi8(b, nan, _mm_cmpgt_epi32(b, inf)));
   }
 }

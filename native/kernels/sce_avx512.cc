@@ -100,10 +100,34 @@ struct Bits16 {
 // Lanes `lanes` of the 16 elements of dtype T at i as 32-bit lanes (16-bit values widened with zeros), the others 0.
 template <Dtype T>
 WM_AVX512_INLINE __m512i loadBits16(const void* p, size_t i, __mmask16 lanes) {
+  const bool all = lanes == kAllLanes16;  // a plain load (sce_avx512_variance.h)
   if constexpr (T == Dtype::F32) {
-    return _mm512_maskz_loadu_epi32(lanes, static_cast<const uint32_t*>(p) + i);
+    const uint32_t* at = static_cast<const uint32_t*>(p) + i;
+    return all ? _mm512_loadu_si512(at) : _mm512_maskz_loadu_epi32(lanes, at);
   } else {
-    return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(lanes, static_cast<const uint16_t*>(p) + i));
+    const uint16_t* at = static_cast<const uint16_t*>(p) + i;
+    return _mm512_cvtepu16_epi32(all ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at)) : _mm256_maskz_loadu_epi16(lanes, at));
+  }
+}
+
+// Lanes `lanes` of 16 32-bit values stored at p (as 16-bit values where T is 16-bit); plain where all 16 are.
+template <Dtype T>
+WM_AVX512_INLINE void storeBits16(void* p, size_t i, __mmask16 lanes, __m512i v) {
+  const bool all = lanes == kAllLanes16;
+  if constexpr (T == Dtype::F32) {
+    uint32_t* at = static_cast<uint32_t*>(p) + i;
+    if (all) {
+      _mm512_storeu_si512(at, v);
+    } else {
+      _mm512_mask_storeu_epi32(at, lanes, v);
+    }
+  } else {
+    uint16_t* at = static_cast<uint16_t*>(p) + i;
+    if (all) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(at), _mm512_cvtepi32_epi16(v));
+    } else {
+      _mm256_mask_storeu_epi16(at, lanes, _mm512_cvtepi32_epi16(v));
+    }
   }
 }
 
@@ -120,7 +144,7 @@ __attribute__((target(WM_AVX512_TARGET))) void finiteOrNanBits(const void* base,
   for (size_t j = 0; j < n; j += 16) {
     const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
     const __mmask16 finite = finite16<T>(loadBits16<T>(base, j, lanes), lanes) & finite16<T>(loadBits16<T>(x, j, lanes), lanes);
-    _mm512_mask_storeu_epi32(bits + j, lanes, _mm512_maskz_mov_epi32(static_cast<__mmask16>(~finite), nan));
+    storeBits16<Dtype::F32>(bits, j, lanes, _mm512_maskz_mov_epi32(static_cast<__mmask16>(~finite), nan));
   }
 }
 
@@ -135,11 +159,7 @@ __attribute__((target(WM_AVX512_TARGET))) void baseOrNan16(const void* const* sr
     __mmask16 finite = finite16<T>(b, lanes);
     for (const uint32_t s : p.sources) finite &= finite16<T>(loadBits16<T>(srcs[s], j0 + j, lanes), lanes);
     const __m512i r = _mm512_mask_mov_epi32(nan, finite, _mm512_maskz_mov_epi32(_mm512_cmpneq_epi32_mask(b, negativeZero), b));
-    if constexpr (T == Dtype::F32) {
-      _mm512_mask_storeu_epi32(static_cast<uint32_t*>(out) + j0 + j, lanes, r);
-    } else {
-      _mm256_mask_storeu_epi16(static_cast<uint16_t*>(out) + j0 + j, lanes, _mm512_cvtepi32_epi16(r));
-    }
+    storeBits16<T>(out, j0 + j, lanes, r);
   }
 }
 
@@ -159,7 +179,7 @@ __attribute__((target(WM_AVX512_TARGET))) void varianceBitsOf(const void* const*
     const __m512d b = loadLanes8<T>(base, j, lanes);
     __m512d t[M];
     for (size_t k = 0; k < M; ++k) t[k] = _mm512_sub_pd(loadLanes8<T>(x[k], j, lanes), b);
-    _mm256_mask_storeu_epi32(bits + j, lanes, sceVarianceBits8(reinterpret_cast<const double*>(t), 8, M));
+    storeLanes8(bits + j, lanes, sceVarianceBits8(reinterpret_cast<const double*>(t), 8, M));
   }
 }
 

@@ -50,7 +50,7 @@ __attribute__((target(WM_AVX512_TARGET))) void keptSquares(const void* const* sr
     for (size_t k = 0; k < M; ++k) t[k] = _mm512_sub_pd(loadLanes8<T>(x[k], i, lanes), b);
     __mmask8 keep = lanes;
     if (!all) {  // sceKeep's rule: (bits << indexBits | (count - 1 - i)) >= cut, keys and cut below 2^63
-      const __m256i bits = given != nullptr ? _mm256_maskz_loadu_epi32(lanes, given + i) : sceVarianceBits8(reinterpret_cast<const double*>(t), 8, M);
+      const __m256i bits = given != nullptr ? loadLanes8(given + i, lanes) : sceVarianceBits8(reinterpret_cast<const double*>(t), 8, M);
       const __m512i key = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(bits), shift), index);
       keep &= _mm512_cmpge_epi64_mask(key, cuts);
     }
