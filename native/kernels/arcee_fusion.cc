@@ -68,6 +68,12 @@ void rowDivergences(const void* a, Dtype ta, const void* b, Dtype tb, const size
   arceeRowKlGroup(R, a, ta, b, tb, r0, L, p, ratio, ea.data(), eb.data(), kl);  // the sum of p log(ratio), or one equal in effect
 }
 
+// Row `row` of L elements of v (dtype t), a prefetch per cache line.
+void prefetchRow(const void* v, Dtype t, size_t row, uint64_t L) {
+  const uint8_t* at = static_cast<const uint8_t*>(v) + row * L * dtypeSize(t);
+  for (uint64_t off = 0; off < L * dtypeSize(t); off += 64) __builtin_prefetch(at + off);
+}
+
 // Rows whose KLs are computed together (rowDivergences), while their four arrays (8 bytes per element each, 512 KiB at
 // most) stay in the L2 cache.
 constexpr size_t kRowGroup = 4;
@@ -140,6 +146,12 @@ void arceeRowKls(const void* const* srcs, const Dtype* types, const ArceeParams&
       r0[k] = row * L;
       ma[k] = maxA[row];
       mb[k] = maxB[row];
+    }
+    // The next group's rows into the cache ahead: they are read in the maxes' order, which the prefetchers cannot follow (arcee_fusion
+    // user CPU 8.2 -> 7.65 s on the bench's dense pair).
+    for (size_t k = i + R; k < std::min(rows, i + 2 * R); ++k) {
+      prefetchRow(a, ta, order[k].second, L);
+      prefetchRow(b, tb, order[k].second, L);
     }
     if (R == 4) rowDivergences<4>(a, ta, b, tb, r0, ma, mb, L, memoOfA, memoOfB, out);
     else if (R == 3) rowDivergences<3>(a, ta, b, tb, r0, ma, mb, L, memoOfA, memoOfB, out);
