@@ -108,6 +108,52 @@ test("a sweep's stale scan leaves another machine's lock on a λ it does not wri
   expect(ls(sweep)).toEqual([]);
 });
 
+test("another machine's whole-run folders: a sweep leaves them while their output's lock is touched lately, removes them once it is abandoned", async () => {
+  const sweep = path.join(dir, 'sweep');
+  fs.mkdirSync(sweep);
+  const siblings = (name: string) => name.startsWith('lambda-');
+  const dead = deadPid();
+  const probe = await OutputTransaction.begin(path.join(dir, 'probe'));
+  const mine = path.basename(probe.tempDir);
+  await probe.abort();
+  const [, ours] = /-w([0-9a-f]{8})[0-9a-f]{8}$/.exec(mine)!;
+  const theirs = ours === '01234567' ? '89abcdef' : '01234567'; // another host's mark
+  const lock = path.join(sweep, '.lambda-0.90.weightmix.lock');
+  write(lock, `${dead} ${OTHER}\n`);
+  const temp = `.lambda-0.90.weightmix-tmp-${dead}-w${theirs}0123abcd`;
+  const aside = `.lambda-0.90.weightmix-old-${dead}-w${theirs}`;
+  const adapted = `.lambda-0.90.weightmix-lora-${dead}-w${theirs}Ab12Cd`; // a working folder: made before its run's lock
+  for (const f of [temp, aside, adapted]) write(path.join(sweep, f, 'model.safetensors'), 'theirs');
+  write(path.join(sweep, 'lambda-0.90', 'model.safetensors'), 'published'); // its old output swapped out, the new one in place
+  const first = await OutputTransaction.begin(path.join(sweep, 'lambda-0.20'), { siblings });
+  await first.abort();
+  expect(ls(sweep)).toEqual([aside, adapted, '.lambda-0.90.weightmix.lock', temp, 'lambda-0.90'].sort());
+  age(lock, LOCK_TIMING.otherHostStaleMs + 1000);
+  const second = await OutputTransaction.begin(path.join(sweep, 'lambda-0.20'), { siblings });
+  await second.abort();
+  expect(ls(sweep)).toEqual([adapted, 'lambda-0.90'].sort());
+  // This host's whole-run folders are judged by their pid, marked or not.
+  const own = `.lambda-0.90.weightmix-tmp-${dead}-w${ours}0123abcd`;
+  write(path.join(sweep, own, 'model.safetensors'), 'ours');
+  const third = await OutputTransaction.begin(path.join(sweep, 'lambda-0.20'), { siblings });
+  await third.abort();
+  expect(ls(sweep)).toEqual([adapted, 'lambda-0.90'].sort());
+});
+
+test("another machine's temporary folder beside this run's own output: gone with the lock this run took over", async () => {
+  const target = path.join(dir, 'out');
+  const lock = path.join(dir, '.out.weightmix.lock');
+  const dead = deadPid();
+  write(lock, `${dead} ${OTHER}\n`);
+  age(lock, LOCK_TIMING.otherHostStaleMs + 1000);
+  const temp = `.out.weightmix-tmp-${dead}-w${'fedcba98'}0123abcd`;
+  write(path.join(dir, temp, 'model.safetensors'), 'half');
+  const tx = await OutputTransaction.begin(target);
+  expect(ls(dir)).toEqual(['.out.weightmix.lock', path.basename(tx.tempDir)].sort());
+  await tx.abort();
+  expect(ls(dir)).toEqual([]);
+});
+
 test('a holder touches its lock every LOCK_TIMING.refreshMs, and stops once it is released', () =>
   withQuickRefresh(async () => {
     const lock = path.join(dir, '.out.weightmix.lock');

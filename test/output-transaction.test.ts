@@ -7,7 +7,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WeightmixError } from '../lib/errors';
-import { leftoverStem, OutputTransaction, refuseRunningParts } from '../lib/engine/output';
+import { OutputTransaction, refuseRunningParts } from '../lib/engine/output';
+import { leftoverStem, oldFolderName } from '../lib/engine/output-leftovers';
 import { deadPid, failure, ls, OWN_LOCK, useCaseDirs, write } from './helpers/transaction-cases';
 import { EMPTY_LOCK_STALE_MS } from '../lib/pid-locks';
 
@@ -20,7 +21,8 @@ describe('begin / commit / abort', () => {
     const tx = await OutputTransaction.begin(target);
     expect(tx.target).toBe(target);
     expect(path.dirname(tx.tempDir)).toBe(dir);
-    expect(path.basename(tx.tempDir)).toMatch(new RegExp(`^\\.out\\.weightmix-tmp-${process.pid}-[0-9a-f]{8}$`));
+    // The pid, this host's mark for a whole run (output-leftovers.ts: `w` and 8 hex digits), a random suffix.
+    expect(path.basename(tx.tempDir)).toMatch(new RegExp(`^\\.out\\.weightmix-tmp-${process.pid}-w[0-9a-f]{8}[0-9a-f]{8}$`));
     expect(ls(dir)).toEqual(['.out.weightmix.lock', path.basename(tx.tempDir)].sort());
     expect(fs.readFileSync(path.join(dir, '.out.weightmix.lock'), 'utf8')).toBe(OWN_LOCK);
     write(path.join(tx.tempDir, 'model.safetensors'), 'new');
@@ -138,7 +140,7 @@ describe('several outputs published all or none (a batch, a sweep)', () => {
     const { txs } = await three(true);
     // c's old output cannot be moved aside: the folder it would go to is taken (a non-empty folder of that name).
     write(path.join(dir, 'c', 'model.safetensors'), 'old c');
-    const aside = path.join(dir, `.c.weightmix-old-${process.pid}`);
+    const aside = path.join(dir, oldFolderName('c'));
     write(path.join(aside, 'x'), 'x');
     const err = await failure(OutputTransaction.commitAll(txs));
     expect(err.code).toBe('OutputError');

@@ -6,36 +6,14 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
-import * as os from 'node:os';
 import { syncDir, syncTree } from '../durable-files';
 import { makeFolders } from '../make-folders';
 import { abortError, usageError, WeightmixError } from '../errors';
-import { pidAlive, removeEmptyParents } from '../leftovers';
-import { holderAlive, readLockHolder, releaseLock, takeOverLock } from '../pid-locks';
+import { removeEmptyParents } from '../leftovers';
+import { releaseLock } from '../pid-locks';
+import { leftoverStem, oldFolderName, removeStale, tempFolderName } from './output-leftovers';
 import { heldLock, lockFileOf, PART_LOCK, partRunning, refuseWholeRun, takeLock } from './output-locks';
 import { refuseForeignFiles, removeForeignFiles } from './part-target';
-
-const TEMP_TAG = '.weightmix-tmp-';
-/** This host's mark in a part's temporary folder: parts on other machines share the folder, and only this host's dead runs are judged here. */
-const HOST_TAG = `h${createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8)}`;
-const OLD_TAG = '.weightmix-old-';
-/** The longest output name (UTF-8 bytes) its leftovers' names carry whole: they add up to ~60 bytes, and a name has 255 at most (NAME_MAX). */
-const LEFTOVER_STEM_MAX = 180;
-
-/** How an output name appears in its leftovers' names: whole, or past LEFTOVER_STEM_MAX bytes its start, `~` and a hash of all of it. */
-export function leftoverStem(base: string): string {
-  if (Buffer.byteLength(base) <= LEFTOVER_STEM_MAX) return base;
-  let start = '';
-  for (const ch of base) {
-    if (Buffer.byteLength(start + ch) > LEFTOVER_STEM_MAX - 20) break;
-    start += ch;
-  }
-  return `${start}~${createHash('sha256').update(base).digest('hex').slice(0, 12)}`;
-}
-
-/** Whether a name in a leftover is leftoverStem's shortened form (it ends in `~` and the hash), not a whole output name. */
-const isShortenedStem = (name: string) => /~[0-9a-f]{12}$/.test(name);
 
 export interface BeginOptions {
   force?: boolean;
@@ -87,11 +65,11 @@ export class OutputTransaction {
     try {
       if (options.lockName !== undefined) refuseWholeRun(lockFileOf(parent, stem), target);
       else if (options.checkParts !== false) refuseRunningParts([target]);
-      // Parts on other machines share the folder: of theirs, only this host's temporaries (HOST_TAG) are ours to judge.
+      // Parts on other machines share the folder: of theirs, only this host's temporaries are ours to judge (output-leftovers.ts).
       const shared = options.mergeInto === true;
       if (options.removeStale !== false) await removeStale(parent, base, options.siblings, options.notice, shared);
       if (!shared) OutputTransaction.refuseExisting(targetPath, options.force);
-      const tempDir = path.join(parent, `.${stem}${TEMP_TAG}${process.pid}-${shared ? HOST_TAG : ''}${randomBytes(4).toString('hex')}`);
+      const tempDir = path.join(parent, tempFolderName(stem, shared));
       await fs.promises.mkdir(tempDir).catch((e: Error) => {
         throw new WeightmixError('OutputError', `cannot create a temporary folder beside ${targetPath}: ${e.message}`);
       });
@@ -233,7 +211,7 @@ export class OutputTransaction {
     if (fs.existsSync(this.target)) {
       // checkTarget ran before any rename; a folder that appeared since is not ours to replace either.
       if (!this.force) throw this.appeared();
-      old = path.join(path.dirname(this.target), `.${leftoverStem(path.basename(this.target))}${OLD_TAG}${process.pid}`);
+      old = path.join(path.dirname(this.target), oldFolderName(leftoverStem(path.basename(this.target))));
       await fs.promises.rename(this.target, old).catch((e: Error) => {
         throw new WeightmixError('OutputError', `cannot move ${this.target} aside to replace it: ${e.message}`);
       });
@@ -355,87 +333,5 @@ export function refuseRunningParts(targets: readonly string[]): void {
       const holder = heldLock(lockFile);
       if (holder !== undefined) throw partRunning(target, `part ${part![2]}/${part![3]} of a --part job`, holder, lockFile);
     }
-  }
-}
-
-// What a run leaves beside an output NAME (its leftoverStem): `.NAME.weightmix-tmp-PID-…`, `.NAME.weightmix-old-PID`, `.NAME.weightmix-lora-PID-…`, `.NAME.weightmix-vocab-PID-…`
-// (a recipe's adapted tensors, recipes/lora/adapted-models.ts), `.NAME[.part-I-of-N].weightmix.lock`.
-const LEFTOVER = /^\.(.+?)(?:\.weightmix-(tmp|old|lora|vocab)-(\d+)(?:-([0-9A-Za-z]+))?|(?:\.part-\d+-of-\d+)?\.weightmix\.lock)$/;
-
-/** The name of a folder beside `output` that `removeStale` removes once the process `pid` is gone. */
-export function leftoverName(output: string, kind: 'tmp' | 'old' | 'lora' | 'vocab', pid = process.pid): string {
-  return `.${leftoverStem(path.basename(output))}.weightmix-${kind}-${pid}`;
-}
-
-/**
- * A working folder beside an output (a recipe's adapted tensors, its rebuilt vocabulary): in the output's folder, made for it
- * where it is missing (the same file system as the output, which has room for a model), named as a leftover, so that the next run
- * on the output removes it if this process is killed. `remove` deletes it, and the folders made for it that stayed empty.
- */
-export async function workingFolderBeside(output: string, kind: 'lora' | 'vocab'): Promise<{ dir: string; remove(): Promise<void> }> {
-  const parent = path.dirname(path.resolve(output));
-  const created = await makeFolders(parent);
-  const dir = await fs.promises.mkdtemp(path.join(parent, `${leftoverName(output, kind)}-`));
-  return {
-    dir,
-    remove: async () => {
-      await fs.promises.rm(dir, { recursive: true, force: true });
-      removeEmptyParents(parent, created);
-    },
-  };
-}
-
-/**
- * Removes the temporary folders, swapped-out folders and locks left beside `base` (and beside the
- * outputs `siblings` names: a sweep passes every `lambda-*`, so a killed sweep's leftovers go even
- * for λ values the next one does not write) by runs that are no longer alive. A swapped-out folder
- * whose output is missing is the user's model and is put back instead. `shared` (a part, whose folder other machines' parts
- * fill too): only this host's dead parts' temporary folders go.
- */
-async function removeStale(
-  parent: string,
-  base: string,
-  siblings: ((name: string) => boolean) | undefined,
-  notice: ((m: string) => void) | undefined,
-  shared: boolean,
-): Promise<void> {
-  const stem = leftoverStem(base);
-  for (const entry of await fs.promises.readdir(parent)) {
-    const match = LEFTOVER.exec(entry);
-    if (match === null || (match[1] !== stem && siblings?.(match[1]) !== true)) continue;
-    const [, named, kind, pidText, suffix] = match;
-    const name = named === stem ? base : named;
-    if (shared && !(kind === 'tmp' && suffix?.startsWith(HOST_TAG))) continue;
-    // Another machine's part (its host tag not ours): its pid means nothing here, so a whole run does not judge it either.
-    if (kind === 'tmp' && suffix?.startsWith('h') && !suffix.startsWith(HOST_TAG)) continue;
-    const leftover = path.join(parent, entry);
-    // A lock names its pid and host inside, and is judged as takeLock judges it (pid-locks.ts's holderAlive: a live run here, one
-    // still writing its pid, or another machine's touched lately); a folder names its pid.
-    const lock = kind === undefined ? readLockHolder(leftover) : undefined;
-    if (kind === undefined && lock === undefined) continue; // removed meanwhile
-    const pid = lock?.pid ?? Number.parseInt(pidText!, 10);
-    // This process holds base's lock, so its own folders beside base are an earlier run's; its lock,
-    // and anything beside a sibling, may belong to a transaction still running here.
-    // An adapted-tensors folder of this process is in use: the run opens its models before it begins its output.
-    // A part holds its own part's lock only: another part of this process may be running beside it.
-    const ownEarlier = !shared && pid === process.pid && name === base && (kind === 'tmp' || kind === 'old');
-    const live = lock !== undefined ? holderAlive(lock) : !ownEarlier && (pid === process.pid || pidAlive(pid));
-    if (live) continue;
-    const target = path.join(parent, name);
-    // A sibling's shortened name (leftoverStem) does not say which output to put back: its old folder stays.
-    if (kind === 'old' && name !== base && isShortenedStem(name)) continue;
-    if (kind === 'old' && !fs.existsSync(target)) {
-      // A --force run died between moving the old output aside and publishing the new one: the old one is the user's model.
-      await fs.promises.rename(leftover, target);
-      notice?.(`restored ${target} from ${entry}, left by an interrupted --force replacement`);
-      continue;
-    }
-    // A lock is taken over (pid-locks.ts): another run that judged it stale too may have made its own there by now.
-    if (lock !== undefined) {
-      if (!(await takeOverLock(leftover, lock.judged))) continue;
-    } else {
-      await fs.promises.rm(leftover, { recursive: true, force: true });
-    }
-    notice?.(`removed ${leftover} left by an interrupted run`);
   }
 }

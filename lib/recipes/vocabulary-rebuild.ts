@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { WeightmixError } from '../errors';
 import type { Checkpoint, TensorLocation } from '../model/checkpoint';
 import { FloatDtype, isFloatDtype } from '../format/dtypes';
-import { workingFolderBeside } from '../engine/output';
+import { workingFolderBeside } from '../engine/output-leftovers';
 import type { Recipe } from './recipe-types';
 import { planOutputTensors } from './recipe-plan';
 import { isEmbeddingMatrix, planVocabulary, VocabularyPlan } from './tokenizer-source';

@@ -5,7 +5,7 @@ import { HubSource, resolveReference, ResolveOptions } from '../../hub/resolve';
 import type { Recipe } from '../recipe-types';
 import { readLoraAdapter } from './lora-adapter';
 import { applyLoraAdapter } from './apply-lora';
-import { workingFolderBeside } from '../../engine/output';
+import { workingFolderBeside } from '../../engine/output-leftovers';
 
 /** A model with its adapter applied: `adapterHub` is where the adapter came from when it was a hub id. */
 export interface AdaptedCheckpoint extends ModelCheckpoint {
@@ -21,7 +21,7 @@ export interface RecipeModels {
 
 /**
  * Opens the recipe's models; for each with an adapter, the tensors it changes are written to a folder
- * beside `output` (engine/output.ts's workingFolderBeside), removed by `cleanup`.
+ * beside `output` (engine/output-leftovers.ts's workingFolderBeside), removed by `cleanup`.
  */
 export async function openRecipeModels(
   recipe: Recipe,
