@@ -132,12 +132,36 @@ test("another machine's whole-run folders: a sweep leaves them while their outpu
   const second = await OutputTransaction.begin(path.join(sweep, 'lambda-0.20'), { siblings });
   await second.abort();
   expect(ls(sweep)).toEqual([adapted, 'lambda-0.90'].sort());
-  // This host's whole-run folders are judged by their pid, marked or not.
+  // This host's marked folders are judged by their pid, whatever the lock: a dead run's go, a live one's working folder stays.
+  write(lock, `${dead} ${OTHER}\n`);
   const own = `.lambda-0.90.weightmix-tmp-${dead}-w${ours}0123abcd`;
-  write(path.join(sweep, own, 'model.safetensors'), 'ours');
+  const ownAdapted = `.lambda-0.90.weightmix-lora-${dead}-w${ours}Ab12Cd`;
+  const liveAdapted = `.lambda-0.90.weightmix-vocab-${process.ppid}-w${ours}Ef34Gh`;
+  for (const f of [own, ownAdapted, liveAdapted]) write(path.join(sweep, f, 'model.safetensors'), 'ours');
   const third = await OutputTransaction.begin(path.join(sweep, 'lambda-0.20'), { siblings });
   await third.abort();
-  expect(ls(sweep)).toEqual([adapted, 'lambda-0.90'].sort());
+  expect(ls(sweep)).toEqual([adapted, liveAdapted, '.lambda-0.90.weightmix.lock', 'lambda-0.90'].sort());
+});
+
+test("another machine's output swapped out by an interrupted --force run is put back once that run's lock is abandoned", async () => {
+  const sweep = path.join(dir, 'sweep');
+  fs.mkdirSync(sweep);
+  const siblings = (name: string) => name.startsWith('lambda-');
+  const dead = deadPid();
+  const lock = path.join(sweep, '.lambda-0.90.weightmix.lock');
+  write(lock, `${dead} ${OTHER}\n`);
+  const aside = `.lambda-0.90.weightmix-old-${dead}-w01234567`;
+  write(path.join(sweep, aside, 'model.safetensors'), 'the user model');
+  const first = await OutputTransaction.begin(path.join(sweep, 'lambda-0.20'), { siblings });
+  await first.abort();
+  expect(ls(sweep)).toEqual([aside, '.lambda-0.90.weightmix.lock'].sort());
+  age(lock, LOCK_TIMING.otherHostStaleMs + 1000);
+  const notices: string[] = [];
+  const second = await OutputTransaction.begin(path.join(sweep, 'lambda-0.20'), { siblings, notice: (m) => notices.push(m) });
+  await second.abort();
+  expect(ls(sweep)).toEqual(['lambda-0.90']);
+  expect(fs.readFileSync(path.join(sweep, 'lambda-0.90', 'model.safetensors'), 'utf8')).toBe('the user model');
+  expect(notices).toContain(`restored ${path.join(sweep, 'lambda-0.90')} from ${aside}, left by an interrupted --force replacement`);
 });
 
 test("another machine's temporary folder beside this run's own output: gone with the lock this run took over", async () => {

@@ -1,7 +1,7 @@
 /**
  * What an output transaction (output.ts) leaves beside its target while it runs, and how a later run judges and removes it once its
- * run is gone: temporary, swapped-out and working folders, named with the run's pid and (temporary and working folders) its host,
- * and locks, which name both inside (pid-locks.ts).
+ * run is gone: temporary, swapped-out and working folders, named with the run's pid and its host's mark, and locks, which name
+ * both inside (pid-locks.ts).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -51,13 +51,13 @@ export function oldFolderName(stem: string): string {
   return `.${stem}${OLD_TAG}${process.pid}-${WHOLE_HOST_TAG}`;
 }
 
-// What a run leaves beside an output NAME (its leftoverStem): `.NAME.weightmix-tmp-PID-…`, `.NAME.weightmix-old-PID`, `.NAME.weightmix-lora-PID-…`, `.NAME.weightmix-vocab-PID-…`
+// What a run leaves beside an output NAME (its leftoverStem): `.NAME.weightmix-tmp-PID-…`, `.NAME.weightmix-old-PID-…`, `.NAME.weightmix-lora-PID-…`, `.NAME.weightmix-vocab-PID-…`
 // (a recipe's adapted tensors, recipes/lora/adapted-models.ts), `.NAME[.part-I-of-N].weightmix.lock`.
 const LEFTOVER = /^\.(.+?)(?:\.weightmix-(tmp|old|lora|vocab)-(\d+)(?:-([0-9A-Za-z]+))?|(?:\.part-\d+-of-\d+)?\.weightmix\.lock)$/;
 
-/** The name of a folder beside `output` that `removeStale` removes once the process `pid` is gone. */
-export function leftoverName(output: string, kind: 'tmp' | 'old' | 'lora' | 'vocab', pid = process.pid): string {
-  return `.${leftoverStem(path.basename(output))}.weightmix-${kind}-${pid}`;
+/** A working folder's name beside `output`, before mkdtemp's random letters: this process's pid and this host's mark. */
+function workingFolderName(output: string, kind: 'lora' | 'vocab'): string {
+  return `.${leftoverStem(path.basename(output))}.weightmix-${kind}-${process.pid}-${WHOLE_HOST_TAG}`;
 }
 
 /**
@@ -68,7 +68,7 @@ export function leftoverName(output: string, kind: 'tmp' | 'old' | 'lora' | 'voc
 export async function workingFolderBeside(output: string, kind: 'lora' | 'vocab'): Promise<{ dir: string; remove(): Promise<void> }> {
   const parent = path.dirname(path.resolve(output));
   const created = await makeFolders(parent);
-  const dir = await fs.promises.mkdtemp(path.join(parent, `${leftoverName(output, kind)}-${WHOLE_HOST_TAG}`));
+  const dir = await fs.promises.mkdtemp(path.join(parent, workingFolderName(output, kind)));
   return {
     dir,
     remove: async () => {
@@ -134,7 +134,15 @@ export async function removeStale(
     if (kind === 'old' && name !== base && isShortenedStem(name)) continue;
     if (kind === 'old' && !fs.existsSync(target)) {
       // A --force run died between moving the old output aside and publishing the new one: the old one is the user's model.
-      await fs.promises.rename(leftover, target);
+      // Another run that judged it dead too may have put it back first (a sibling's lock is not held here).
+      const restored = await fs.promises.rename(leftover, target).then(
+        () => true,
+        (e: NodeJS.ErrnoException) => {
+          if (e.code === 'ENOENT') return false;
+          throw e;
+        },
+      );
+      if (!restored) continue;
       notice?.(`restored ${target} from ${entry}, left by an interrupted --force replacement`);
       continue;
     }
