@@ -4,6 +4,7 @@
 
 #if defined(WM_HAVE_AVX2_BACKEND)
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "avx512_loads.h"
@@ -14,28 +15,40 @@ namespace wm {
 namespace avx2 {
 namespace {
 
+// Whether every weight is finite: then combine8's w_k * e_k (e_k 1 or 0) is a masked broadcast of w_k, +0 where e_k is 0. The product
+// is -0 there for a negative w_k, which no result can tell apart: den's zeros all become max(1e-6, den), num starts from 0 + (never
+// -0), and t * ±0 is ±0, or NaN for a t that is not finite either way. A NaN or Inf w_k times 0 is NaN: those multiply.
+inline bool plainWeights(const double* weights, size_t m) {
+  return std::all_of(weights, weights + m, [](double w) { return std::isfinite(w); });
+}
+
 // The scalar truth's operations on 8 elements: the sign election on the kept sum, then num and den added model by model,
 // one division; signs as masks (a lane's sign agrees with the majority only if t * keep is > 0 under a majority of +1, or
 // < 0 under -1: ±0 and NaN never agree). taskAt(k) gives model k's t (f64 of x_k - base); what both merge loops call.
 template <typename TaskAt>
-WM_AVX512_INLINE __m512d combine8(__m512d base, TaskAt taskAt, __m512d kept, const double* weights, size_t m) {
+WM_AVX512_INLINE __m512d combine8(__m512d base, TaskAt taskAt, __m512d kept, const double* weights, size_t m, bool plainWeights) {
   const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0), denFloor = _mm512_set1_pd(1e-6);
   constexpr size_t kMaxCached = 8;  // each model's t * keep once for both loops (the rest computed again, the same bits)
   __m512d cached[kMaxCached];
+  // The sums start from their first term, not from 0 + it as the scalar truth's: 0 + x is x but for x = -0, which gives +0, and
+  // neither the majority's sign test (>= 0) nor den (each w_k * e_k is +0, positive or NaN, never -0) can tell the two apart.
+  // num keeps its 0 +: a -0 there would reach base + num / den.
   __m512d majority = zero;
   for (size_t k = 0; k < m; ++k) {
     const __m512d tk = rounded8(_mm512_mul_pd(taskAt(k), kept));
     if (k < kMaxCached) cached[k] = tk;
-    majority = _mm512_add_pd(majority, tk);
+    majority = k == 0 ? tk : _mm512_add_pd(majority, tk);
   }
   const __mmask8 positive = _mm512_cmp_pd_mask(majority, zero, _CMP_GE_OQ);  // the majority is +1 (NaN: -1)
   __m512d num = zero, den = zero;
   for (size_t k = 0; k < m; ++k) {
     const __m512d tk = k < kMaxCached ? cached[k] : rounded8(_mm512_mul_pd(taskAt(k), kept));
     const __mmask8 agree = (positive & _mm512_cmp_pd_mask(tk, zero, _CMP_GT_OQ)) | (~positive & _mm512_cmp_pd_mask(tk, zero, _CMP_LT_OQ));
-    const __m512d ew = rounded8(_mm512_mul_pd(_mm512_set1_pd(weights[k]), _mm512_maskz_mov_pd(agree, one)));
+    // w_k * e_k (e_k 1 or 0): one masked broadcast of w_k where every weight is finite (plainWeights).
+    const __m512d ew = plainWeights ? _mm512_maskz_broadcastsd_pd(agree, _mm_load_sd(weights + k))
+                                    : rounded8(_mm512_mul_pd(_mm512_set1_pd(weights[k]), _mm512_maskz_mov_pd(agree, one)));
     num = _mm512_add_pd(num, rounded8(_mm512_mul_pd(tk, ew)));
-    den = _mm512_add_pd(den, ew);
+    den = k == 0 ? ew : _mm512_add_pd(den, ew);
   }
   // max(1e-6, den) as the 4-lane loop's: den unless den < 1e-6 (den is never NaN).
   return _mm512_add_pd(base, _mm512_div_pd(num, _mm512_max_pd(denFloor, den)));
@@ -56,8 +69,9 @@ struct TasksInRegisters {
 template <Dtype TO>
 __attribute__((target(WM_AVX512_TARGET))) void combineLoop8(const double* base, const double* t, size_t stride, const double* keep, const double* weights,
                                                             size_t m, size_t full, void* out, size_t at) {
+  const bool plain = plainWeights(weights, m);
   for (size_t j = 0; j < full; j += 8) {
-    storeResult8<TO>(out, at + j, combine8(_mm512_loadu_pd(base + j), TasksInMemory{t + j, stride}, _mm512_loadu_pd(keep + j), weights, m));
+    storeResult8<TO>(out, at + j, combine8(_mm512_loadu_pd(base + j), TasksInMemory{t + j, stride}, _mm512_loadu_pd(keep + j), weights, m, plain));
   }
 }
 
@@ -248,7 +262,7 @@ __attribute__((target(WM_AVX512_TARGET))) void mergeInRegisters(const void* cons
   const void* base = srcs[p.base];
   const void* x[M];
   for (size_t k = 0; k < M; ++k) x[k] = srcs[p.sources[k]];
-  const bool all = p.cut == 0, byMap = !all && p.keepMap != nullptr, fresh = !all && !byMap;
+  const bool all = p.cut == 0, byMap = !all && p.keepMap != nullptr, fresh = !all && !byMap, plain = plainWeights(p.weights.data(), M);
   const __m512d one = _mm512_set1_pd(1.0);
   const __m128i indexShift = _mm_cvtsi32_si128(static_cast<int>(p.indexBits));
   const __m512i cuts = _mm512_set1_epi64(static_cast<long long>(p.cut)), lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
@@ -272,7 +286,7 @@ __attribute__((target(WM_AVX512_TARGET))) void mergeInRegisters(const void* cons
         const __m256i bits = sceVarianceBits8(reinterpret_cast<const double*>(t), 8, M);
         keep &= _mm512_cmpge_epi64_mask(_mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(bits), indexShift), index), cuts);
       }
-      const __m512d result = combine8(b, TasksInRegisters{t}, _mm512_maskz_mov_pd(keep, one), p.weights.data(), M);
+      const __m512d result = combine8(b, TasksInRegisters{t}, _mm512_maskz_mov_pd(keep, one), p.weights.data(), M, plain);
       if (lanes == 0xFF) {
         storeResult8<TO>(out, e, result);
       } else {  // the run's last few: rounded in 8 lanes, the first of them copied out

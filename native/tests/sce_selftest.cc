@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "kernels/cpu_backends.h"
@@ -355,8 +356,9 @@ void testSce(uint64_t seed) {
         const size_t m = 1 + static_cast<size_t>(variant) % 4;
         for (size_t k = 0; k < m; ++k) {
           p.sources.push_back(static_cast<uint32_t>(variant >= 4 && k == m - 1 ? 4 : k + 1));
-          const double w[] = {0.25, -0.5, 0.0, 1.0 / 3, 2.5e-7};
-          p.weights.push_back(w[(k + static_cast<size_t>(variant)) % 5]);
+          // NaN and Inf weights (not finite: the SIMD merges' w_k * e_k multiply there, else a masked broadcast) and signed zeros too
+          const double w[] = {0.25, -0.5, 0.0, 1.0 / 3, 2.5e-7, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(), -0.0};
+          p.weights.push_back(w[(k + static_cast<size_t>(variant)) % 8]);
         }
         // keep all, none, or the elements whose key reaches a random f32 variance pattern
         const uint64_t cuts[] = {0, wm::kRankKeyNone, (uint64_t{r.next() % 0x7F800000u} << p.indexBits)};
