@@ -23,6 +23,10 @@ JobParams decodeJobParams(const Job& job) {
 
 bool opensMoreThanL1Factors(const JobParams& p) { return isLocalSce(p.sce) || isLocalRam(p.ram) || isLocalMoments(p.moments) || isLocalArcee(p.arcee); }
 
+bool opensOnlySceInChunks(const JobParams& p) {
+  return sceResolvesInChunks(p.sce) && !isLocalRam(p.ram) && !isLocalMoments(p.moments) && !isLocalArcee(p.arcee) && !isLocalDella(p.della);
+}
+
 bool hasOpenStatistics(const JobParams& p) { return isLocalDella(p.della) || opensMoreThanL1Factors(p); }
 
 uint64_t localScratchBytes(const JobParams& p, uint64_t count) {

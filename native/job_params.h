@@ -47,6 +47,8 @@ bool hasOpenStatistics(const JobParams& p);
 
 // Whether some dest leaves a statistic open other than della's L1 factors (those a worker can sum over the tensor read in chunks).
 bool opensMoreThanL1Factors(const JobParams& p);
+// Whether the job's only open statistics are sce dests that local_sce.h's resolveLocalSceInChunks resolves from the tensor read in chunks.
+bool opensOnlySceInChunks(const JobParams& p);
 
 // The scratch bytes resolveLocalParams needs beside the sources (sce's variance bits, arcee_fusion's row KLs and keys).
 uint64_t localScratchBytes(const JobParams& p, uint64_t count);

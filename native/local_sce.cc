@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "kernels/sparse_select.h"
 #include "kernels/sparsify.h"
@@ -170,6 +171,31 @@ struct ComputedBits {
   }
 };
 
+// A dest's variance bits computed a block at a time from the sources read in chunks of `chunk` elements (a multiple of kCountBlock,
+// so that no block spans two): a chunk is read when a pass first asks for a block in it (the passes ask in element order).
+struct ChunkedBits {
+  const SceParams& p;
+  const Dtype* types;
+  const std::function<const void* const*(uint64_t, uint64_t)>& read;
+  uint64_t count, chunk;
+  uint64_t first = UINT64_MAX;  // the chunk read last: its first element
+  const void* const* srcs = nullptr;
+  std::vector<const void*> at;
+  uint32_t block[kCountBlock];
+  ChunkedBits(const SceParams& params, const Dtype* t, const std::function<const void* const*(uint64_t, uint64_t)>& r, uint64_t c)
+      : p(params), types(t), read(r), count(c), chunk(kCountBlock * std::max<uint64_t>(1, (params.sumPiece + kCountBlock - 1) / kCountBlock)),
+        at(used(params)) {}
+  const uint32_t* operator()(uint64_t start, size_t n) {
+    if (start / chunk * chunk != first) {
+      first = start / chunk * chunk;
+      srcs = read(first, std::min(chunk, count - first));
+    }
+    for (size_t s = 0; s < at.size(); ++s) at[s] = static_cast<const uint8_t*>(srcs[s]) + (start - first) * dtypeSize(types[s]);
+    sceVarianceBits(at.data(), types, p, n, block);
+    return block;
+  }
+};
+
 }  // namespace
 
 uint64_t sceCutOfBits(const uint32_t* bits, uint64_t count, double selectTopk) {
@@ -219,6 +245,44 @@ void resolveLocalSce(std::vector<SceParams>& dests, const void* const* srcs, con
         p.keepMap = keepMap;
         p.varianceBits = nullptr;
       }
+    }
+    p.weights = sceWeights(sums, count);
+  }
+}
+
+bool sceResolvesInChunks(const std::vector<SceParams>& dests) {
+  const SceParams* open = nullptr;
+  for (const SceParams& p : dests) {
+    if (!p.open) continue;
+    if (!p.recomputeVariances || (open != nullptr && p.sumPiece != open->sumPiece)) return false;
+    open = &p;
+  }
+  return open != nullptr;
+}
+
+void resolveLocalSceInChunks(std::vector<SceParams>& dests, const Dtype* types, uint64_t count,
+                             const std::function<const void* const*(uint64_t start, uint64_t n)>& read) {
+  for (SceParams& p : dests) {
+    if (!p.open) continue;
+    // resolveLocalSce's passes (a dest that recomputes its variances selects): the cut from the bits computed chunk by chunk, then
+    // each piece's sums by the streaming pass's own step from 0, added in piece order.
+    p.cut = p.selectTopk >= 1 ? 0 : kRankKeyNone;
+    if (selects(p)) {
+      ChunkedBits computed(p, types, read, count);
+      HighCounts c;
+      forBlocks(computed, count, [&](uint64_t, const uint32_t* bits, size_t n) {
+        c.add(bits, n);
+        return true;
+      });
+      c.done();
+      p.cut = cutOfCounts(computed, count, p.selectTopk, c);
+    }
+    std::vector<double> sums(p.sources.size(), 0.0), piece(p.sources.size());
+    for (uint64_t first = 0; p.cut != kRankKeyNone && first < count; first += p.sumPiece) {
+      const uint64_t n = std::min(p.sumPiece, count - first);
+      std::fill(piece.begin(), piece.end(), 0.0);
+      sceSumSquares(read(first, n), types, p, count, first, static_cast<size_t>(n), piece.data());
+      for (size_t k = 0; k < sums.size(); ++k) sums[k] += piece[k];
     }
     p.weights = sceWeights(sums, count);
   }

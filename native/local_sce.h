@@ -8,6 +8,7 @@
 // streaming passes: test/tensor-local-sce.test.ts compares the bytes.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -25,6 +26,17 @@ uint64_t localSceScratchBytes(const std::vector<SceParams>& dests, uint64_t coun
 // `scratch` holds localSceScratchBytes(dests, count) bytes and must outlive the merge of the job's pieces,
 // which reads the keep bits from it (SceParams::keepMap).
 void resolveLocalSce(std::vector<SceParams>& dests, const void* const* srcs, const Dtype* types, uint64_t count, uint8_t* scratch);
+
+// Whether the job's open dests all compute their variances again in each pass (SceParams::recomputeVariances: the sources alone fit
+// the pool) with one piece length: then resolveLocalSceInChunks resolves them from the tensor read a piece at a time, holding no
+// buffer for the whole tensor (the executor's chunked local jobs: fresh memory costs more than reading again, local_job.h).
+bool sceResolvesInChunks(const std::vector<SceParams>& dests);
+
+// resolveLocalSce for such dests, with the sources read in order by read(start, n): element `start` of each source, valid for n
+// elements. Three passes (the cut's two histograms, the sums of squares a piece at a time with sceSumSquares, the streaming pass's
+// own step), the same cut and weights; the merge then computes the variances again as it goes.
+void resolveLocalSceInChunks(std::vector<SceParams>& dests, const Dtype* types, uint64_t count,
+                             const std::function<const void* const*(uint64_t start, uint64_t n)>& read);
 
 // The cut that keeps exactly the top trunc(nonzero * selectTopk) rank keys (kernels/sce.h) of the variance
 // bits bits[0..count) (nonzero: the elements whose bits are not 0); kRankKeyNone when that is none.

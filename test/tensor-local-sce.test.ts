@@ -3,7 +3,7 @@
  * from the tensor read once give the same bytes as the planner's streaming passes (forced by
  * `localStatistics.maxTensorBytes = 0`), on fresh random inputs with special values and with ties at
  * the cut, 1 to 3 task vectors, select_topk 0.1, 0.5 and 1, 1 and 3 threads, the variances stored or (sources alone
- * within the budget) computed again in each pass; then end to end through `merge`.
+ * within the budget) computed again in each pass, from the tensor held whole or read a piece at a time; then end to end through `merge`.
  */
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
@@ -29,7 +29,7 @@ const WRITE_BLOCK = 8192;
 setUpTensorLocalTests('weightmix-local-sce-');
 
 /** The merged bits (F32, BF16 and F16 outputs) of one tensor, statistics left to the engine or streamed; base first in `files`. */
-async function mergeRaw(files: string[], dtypes: Dtype[], n: number, selectTopk: number, threads: number, maxTensorBytes: number) {
+async function mergeRaw(files: string[], dtypes: Dtype[], n: number, selectTopk: number, threads: number, maxTensorBytes: number, chunkedLocalBytes?: number) {
   localStatistics.maxTensorBytes = maxTensorBytes;
   const m = files.length - 1;
   const models = Array.from({ length: m }, (_, k) => k + 1);
@@ -43,7 +43,7 @@ async function mergeRaw(files: string[], dtypes: Dtype[], n: number, selectTopk:
     { statisticsBlockBytes: STATISTICS_BLOCK },
   );
   const params = encodeSceParams(sce, (s) => s);
-  const { bits } = await runRawJob(dir, { files, dtypes, n, op: 'sce', params, threads, blockBytes: WRITE_BLOCK });
+  const { bits } = await runRawJob(dir, { files, dtypes, n, op: 'sce', params, threads, blockBytes: WRITE_BLOCK, chunkedLocalBytes });
   return { open: sce.open !== undefined, recomputed: sce.open?.recomputeVariances === true, bits: [...bits.values()] };
 }
 
@@ -95,11 +95,13 @@ describe.each([1, 2, 3])('%p task vectors', (m) => {
       const sourceBytes = dtypes.reduce((b, d) => b + n * NATIVE_DTYPE_BYTES[d as NativeDtype], 0);
       const selects = selectTopk > 0 && selectTopk < 1;
       for (const threads of [1, 3]) {
-        for (const [budget, recomputed] of [
-          [defaultBytes, false],
-          [sourceBytes, selects],
-        ] as [number, boolean][]) {
-          const local = await mergeRaw(files, dtypes, n, selectTopk, threads, budget);
+        // The third: computed again, from the tensor read a piece at a time (native/local_sce.h's resolveLocalSceInChunks) where it selects.
+        for (const [budget, recomputed, chunked] of [
+          [defaultBytes, false, undefined],
+          [sourceBytes, selects, undefined],
+          [sourceBytes, selects, 0],
+        ] as [number, boolean, number | undefined][]) {
+          const local = await mergeRaw(files, dtypes, n, selectTopk, threads, budget, chunked);
           expect(local.open).toBe(true);
           expect(local.recomputed).toBe(recomputed);
           local.bits.forEach((bits, o) => expect(bits).toEqual(streamed.bits[o]));
