@@ -255,7 +255,7 @@ class Run {
     maps.startJob();
     if (isLocalJob(sparse_[j])) resolveLocalL1InChunks(sparse_[j], srcType.data(), job.count, chunk, maps, read);
     if (isLocalDella(params_[j].della)) resolveLocalDellaInChunks(params_[j].della, srcType.data(), job.count, chunk, maps, read);
-    if (opensOnlySceInChunks(params_[j])) resolveLocalSceInChunks(params_[j].sce, srcType.data(), job.count, read);
+    if (opensOnlySceInChunks(params_[j])) resolveLocalSceInChunks(params_[j].sce, srcType.data(), job.count, chunk, read);
     for (size_t p = task.first; p < task.first + task.count; ++p) {
       if (cancel_.load() || stop_.load()) return;
       const Task one{p, 1};

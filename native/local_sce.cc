@@ -171,8 +171,8 @@ struct ComputedBits {
   }
 };
 
-// A dest's variance bits computed a block at a time from the sources read in chunks of `chunk` elements (a multiple of kCountBlock,
-// so that no block spans two): a chunk is read when a pass first asks for a block in it (the passes ask in element order).
+// A dest's variance bits computed a block at a time from the sources read in chunks of `chunk` elements (rounded up to a multiple of
+// kCountBlock, so that no block spans two): a chunk is read when a pass first asks for a block in it (the passes ask in element order).
 struct ChunkedBits {
   const SceParams& p;
   const Dtype* types;
@@ -182,9 +182,8 @@ struct ChunkedBits {
   const void* const* srcs = nullptr;
   std::vector<const void*> at;
   uint32_t block[kCountBlock];
-  ChunkedBits(const SceParams& params, const Dtype* t, const std::function<const void* const*(uint64_t, uint64_t)>& r, uint64_t c)
-      : p(params), types(t), read(r), count(c), chunk(kCountBlock * std::max<uint64_t>(1, (params.sumPiece + kCountBlock - 1) / kCountBlock)),
-        at(used(params)) {}
+  ChunkedBits(const SceParams& params, const Dtype* t, const std::function<const void* const*(uint64_t, uint64_t)>& r, uint64_t c, uint64_t elements)
+      : p(params), types(t), read(r), count(c), chunk(kCountBlock * std::max<uint64_t>(1, (elements + kCountBlock - 1) / kCountBlock)), at(used(params)) {}
   const uint32_t* operator()(uint64_t start, size_t n) {
     if (start / chunk * chunk != first) {
       first = start / chunk * chunk;
@@ -260,7 +259,7 @@ bool sceResolvesInChunks(const std::vector<SceParams>& dests) {
   return open != nullptr;
 }
 
-void resolveLocalSceInChunks(std::vector<SceParams>& dests, const Dtype* types, uint64_t count,
+void resolveLocalSceInChunks(std::vector<SceParams>& dests, const Dtype* types, uint64_t count, uint64_t chunk,
                              const std::function<const void* const*(uint64_t start, uint64_t n)>& read) {
   for (SceParams& p : dests) {
     if (!p.open) continue;
@@ -268,7 +267,7 @@ void resolveLocalSceInChunks(std::vector<SceParams>& dests, const Dtype* types, 
     // each piece's sums by the streaming pass's own step from 0, added in piece order.
     p.cut = p.selectTopk >= 1 ? 0 : kRankKeyNone;
     if (selects(p)) {
-      ChunkedBits computed(p, types, read, count);
+      ChunkedBits computed(p, types, read, count, chunk);
       HighCounts c;
       forBlocks(computed, count, [&](uint64_t, const uint32_t* bits, size_t n) {
         c.add(bits, n);
@@ -277,11 +276,15 @@ void resolveLocalSceInChunks(std::vector<SceParams>& dests, const Dtype* types, 
       c.done();
       p.cut = cutOfCounts(computed, count, p.selectTopk, c);
     }
+    // Each piece's chains go on from one read to the next (sceSumSquares adds in element order to what it is given).
     std::vector<double> sums(p.sources.size(), 0.0), piece(p.sources.size());
     for (uint64_t first = 0; p.cut != kRankKeyNone && first < count; first += p.sumPiece) {
-      const uint64_t n = std::min(p.sumPiece, count - first);
+      const uint64_t end = std::min(count, first + p.sumPiece);
       std::fill(piece.begin(), piece.end(), 0.0);
-      sceSumSquares(read(first, n), types, p, count, first, static_cast<size_t>(n), piece.data());
+      for (uint64_t at = first; at < end; at += chunk) {
+        const uint64_t n = std::min(chunk, end - at);
+        sceSumSquares(read(at, n), types, p, count, at, static_cast<size_t>(n), piece.data());
+      }
       for (size_t k = 0; k < sums.size(); ++k) sums[k] += piece[k];
     }
     p.weights = sceWeights(sums, count);

@@ -33,9 +33,10 @@ void resolveLocalSce(std::vector<SceParams>& dests, const void* const* srcs, con
 bool sceResolvesInChunks(const std::vector<SceParams>& dests);
 
 // resolveLocalSce for such dests, with the sources read in order by read(start, n): element `start` of each source, valid for n
-// elements. Three passes (the cut's two histograms, the sums of squares a piece at a time with sceSumSquares, the streaming pass's
-// own step), the same cut and weights; the merge then computes the variances again as it goes.
-void resolveLocalSceInChunks(std::vector<SceParams>& dests, const Dtype* types, uint64_t count,
+// elements, n at most `chunk` rounded up to 4,096 (the worker's buffers, not the pool's). Three passes (the cut's two histograms,
+// the sums of squares piece by piece with sceSumSquares, the streaming pass's own step), the same cut and weights; the merge then
+// computes the variances again as it goes.
+void resolveLocalSceInChunks(std::vector<SceParams>& dests, const Dtype* types, uint64_t count, uint64_t chunk,
                              const std::function<const void* const*(uint64_t start, uint64_t n)>& read);
 
 // The cut that keeps exactly the top trunc(nonzero * selectTopk) rank keys (kernels/sce.h) of the variance

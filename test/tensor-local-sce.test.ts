@@ -29,7 +29,16 @@ const WRITE_BLOCK = 8192;
 setUpTensorLocalTests('weightmix-local-sce-');
 
 /** The merged bits (F32, BF16 and F16 outputs) of one tensor, statistics left to the engine or streamed; base first in `files`. */
-async function mergeRaw(files: string[], dtypes: Dtype[], n: number, selectTopk: number, threads: number, maxTensorBytes: number, chunkedLocalBytes?: number) {
+async function mergeRaw(
+  files: string[],
+  dtypes: Dtype[],
+  n: number,
+  selectTopk: number,
+  threads: number,
+  maxTensorBytes: number,
+  chunkedLocalBytes?: number,
+  blocks = { statistics: STATISTICS_BLOCK, write: WRITE_BLOCK },
+) {
   localStatistics.maxTensorBytes = maxTensorBytes;
   const m = files.length - 1;
   const models = Array.from({ length: m }, (_, k) => k + 1);
@@ -39,11 +48,11 @@ async function mergeRaw(files: string[], dtypes: Dtype[], n: number, selectTopk:
   await setSceStatistics(
     new Map([['t', recipe]]),
     [{ name: 't', count: n, selectTopk, source }],
-    (p) => runPlan({ ...p, outputs: [], threads, blockBytes: STATISTICS_BLOCK, direct: false }),
-    { statisticsBlockBytes: STATISTICS_BLOCK },
+    (p) => runPlan({ ...p, outputs: [], threads, blockBytes: blocks.statistics, direct: false }),
+    { statisticsBlockBytes: blocks.statistics },
   );
   const params = encodeSceParams(sce, (s) => s);
-  const { bits } = await runRawJob(dir, { files, dtypes, n, op: 'sce', params, threads, blockBytes: WRITE_BLOCK, chunkedLocalBytes });
+  const { bits } = await runRawJob(dir, { files, dtypes, n, op: 'sce', params, threads, blockBytes: blocks.write, chunkedLocalBytes });
   return { open: sce.open !== undefined, recomputed: sce.open?.recomputeVariances === true, bits: [...bits.values()] };
 }
 
@@ -109,6 +118,24 @@ describe.each([1, 2, 3])('%p task vectors', (m) => {
       }
     },
   );
+});
+
+test('read a piece at a time: chunks of several blocks, the last one short, pieces of the sums across chunks; the streamed bytes', async () => {
+  // Write blocks of 64 KiB: chunks of 16,384 elements (four variance blocks of 4,096; the third chunk 7,232); statistics blocks
+  // of 20 KiB: pieces of 5,120 elements, some spanning two chunks.
+  const n = 40000;
+  const raw = randomTensors(n, 2, 77, [1e-3, 1e-2, 0.5]);
+  const base = writeRaw(dir, raw.base, 'BF16');
+  const models = raw.models.map((x) => writeRaw(dir, x, 'BF16'));
+  const files = [base.file, ...models.map((x) => x.file)];
+  const dtypes: Dtype[] = ['BF16', 'BF16', 'BF16'];
+  const blocks = { statistics: 20480, write: 65536 };
+  const streamed = await mergeRaw(files, dtypes, n, 0.5, 1, 0, undefined, blocks);
+  for (const threads of [1, 3]) {
+    const chunked = await mergeRaw(files, dtypes, n, 0.5, threads, 3 * 2 * n, 0, blocks);
+    expect(chunked.recomputed).toBe(true);
+    chunked.bits.forEach((bits, o) => expect(bits).toEqual(streamed.bits[o]));
+  }
 });
 
 describe('recipes over fixtures', () => {
