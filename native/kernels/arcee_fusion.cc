@@ -68,10 +68,10 @@ void rowDivergences(const void* a, Dtype ta, const void* b, Dtype tb, const size
   arceeRowKlGroup(R, a, ta, b, tb, r0, L, p, ratio, ea.data(), eb.data(), kl);  // the sum of p log(ratio), or one equal in effect
 }
 
-// Row `row` of L elements of v (dtype t), a prefetch per cache line.
+// Row `row` of L elements of v (dtype t), a prefetch per cache line, its first 16 KiB (a longer row: the prefetchers follow it).
 void prefetchRow(const void* v, Dtype t, size_t row, uint64_t L) {
   const uint8_t* at = static_cast<const uint8_t*>(v) + row * L * dtypeSize(t);
-  for (uint64_t off = 0; off < L * dtypeSize(t); off += 64) __builtin_prefetch(at + off);
+  for (uint64_t off = 0; off < std::min<uint64_t>(L * dtypeSize(t), 16384); off += 64) __builtin_prefetch(at + off);
 }
 
 // Rows whose KLs are computed together (rowDivergences), while their four arrays (8 bytes per element each, 512 KiB at

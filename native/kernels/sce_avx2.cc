@@ -47,7 +47,7 @@ __attribute__((target("avx2,fma,f16c"))) void combineLoop(const double* base, co
       num = _mm256_add_pd(num, rounded(_mm256_mul_pd(tk, ew)));
       den = _mm256_add_pd(den, ew);
     }
-    // max(1e-6, den) is std::max(den, 1e-6): den unless den < 1e-6 (den is never NaN: finite weights times 1 or 0).
+    // max(1e-6, den) is std::max(den, 1e-6): den unless den < 1e-6; a NaN den (a NaN or Inf weight) is max_pd's second operand, returned.
     storeResult4<TO>(out, at + j, _mm256_add_pd(_mm256_loadu_pd(base + j), _mm256_div_pd(num, _mm256_max_pd(denFloor, den))));
   }
 }

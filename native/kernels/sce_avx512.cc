@@ -31,8 +31,8 @@ WM_AVX512_INLINE __m512d combine8(__m512d base, TaskAt taskAt, __m512d kept, con
   constexpr size_t kMaxCached = 8;  // each model's t * keep once for both loops (the rest computed again, the same bits)
   __m512d cached[kMaxCached];
   // The sums start from their first term, not from 0 + it as the scalar truth's: 0 + x is x but for x = -0, which gives +0, and
-  // neither the majority's sign test (>= 0) nor den (each w_k * e_k is +0, positive or NaN, never -0) can tell the two apart.
-  // num keeps its 0 +: a -0 there would reach base + num / den.
+  // neither the majority's sign test (>= 0) nor den (a zero den of either sign becomes max(1e-6, den) = 1e-6) can tell the two
+  // apart. num keeps its 0 +: a -0 there would reach base + num / den.
   __m512d majority = zero;
   for (size_t k = 0; k < m; ++k) {
     const __m512d tk = rounded8(_mm512_mul_pd(taskAt(k), kept));
@@ -50,7 +50,7 @@ WM_AVX512_INLINE __m512d combine8(__m512d base, TaskAt taskAt, __m512d kept, con
     num = _mm512_add_pd(num, rounded8(_mm512_mul_pd(tk, ew)));
     den = k == 0 ? ew : _mm512_add_pd(den, ew);
   }
-  // max(1e-6, den) as the 4-lane loop's: den unless den < 1e-6 (den is never NaN).
+  // max(1e-6, den) as the 4-lane loop's: den unless den < 1e-6; a NaN den (a NaN or Inf weight) is returned, as std::max(den, 1e-6) does.
   return _mm512_add_pd(base, _mm512_div_pd(num, _mm512_max_pd(denFloor, den)));
 }
 

@@ -187,7 +187,7 @@ void testSceChunks(uint64_t seed) {
   std::printf("sce chunks: %zu cases\n", cases);
 }
 
-// A tensor's sums of squares in pieces (sceSumSquaresPieces: AVX-512 sums several pieces side by side, in registers) against
+// A tensor's sums of squares in pieces (sceSumSquaresPieces: AVX-512 a piece at a time, its models side by side, in registers) against
 // the scalar loop of pieces and against the definition piece by piece: 1-9 models (more than the 8 held in registers), pieces
 // shorter and longer than the tensor and than the kernel's 256-element rounds, variances given or computed, sources of one
 // dtype and of two, cuts that keep all, none, or part.
