@@ -348,17 +348,21 @@ void testSce(uint64_t seed) {
         src.push_back(randomTensor(r, types[s], n));
       }
       const void* srcs[5] = {src[0].data(), src[1].data(), src[2].data(), src[3].data(), src[4].data()};
-      for (int variant = 0; variant < 8; ++variant) {
+      // Variants 4-7: the last model of another dtype (the chunk path); 8-11: one dtype (the registers' path) with NaN, Inf and -0
+      // weights for every model count 1-4.
+      for (int variant = 0; variant < 12; ++variant) {
         const uint64_t start = variant % 2 == 0 ? 0 : 7, count = n + start;
         wm::SceParams p;
         p.base = 0;
         p.indexBits = wm::sparseIndexBits(count);
         const size_t m = 1 + static_cast<size_t>(variant) % 4;
         for (size_t k = 0; k < m; ++k) {
-          p.sources.push_back(static_cast<uint32_t>(variant >= 4 && k == m - 1 ? 4 : k + 1));
+          p.sources.push_back(static_cast<uint32_t>(variant >= 4 && variant < 8 && k == m - 1 ? 4 : k + 1));
           // NaN and Inf weights (not finite: the SIMD merges' w_k * e_k multiply there, else a masked broadcast) and signed zeros too
-          const double w[] = {0.25, -0.5, 0.0, 1.0 / 3, 2.5e-7, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(), -0.0};
-          p.weights.push_back(w[(k + static_cast<size_t>(variant)) % 8]);
+          constexpr double kNan = std::numeric_limits<double>::quiet_NaN(), kInf = std::numeric_limits<double>::infinity();
+          const double w[] = {0.25, -0.5, 0.0, 1.0 / 3, 2.5e-7, kNan, kInf, -0.0};
+          const double special[] = {-0.0, kNan, 0.25, kInf, -0.5};
+          p.weights.push_back(variant < 8 ? w[(k + static_cast<size_t>(variant)) % 8] : special[(k + static_cast<size_t>(variant)) % 5]);
         }
         // keep all, none, or the elements whose key reaches a random f32 variance pattern
         const uint64_t cuts[] = {0, wm::kRankKeyNone, (uint64_t{r.next() % 0x7F800000u} << p.indexBits)};
