@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <utility>
 
 #include "kernels/sparse_select.h"
 #include "kernels/sparsify.h"
@@ -153,45 +154,33 @@ uint64_t cutOfCounts(BitsAt& bitsAt, uint64_t count, double selectTopk, HighCoun
   return cut;
 }
 
-// A dest's variance bits computed from the sources in memory, a block at a time: into `stored` (the scratch,
-// element-indexed) when the dest keeps them, else into a block that the next call overwrites (SceParams::recomputeVariances).
+// A dest's variance bits computed a block at a time (the passes ask in element order) from its sources, read by read(start, n) in
+// chunks of `chunk` elements (rounded up to a multiple of kCountBlock, so that no block spans two; the sources held whole: one chunk
+// of the tensor), each when a pass first asks for a block in it. Into `stored` (the scratch, element-indexed) when the dest keeps
+// them, else into a block that the next call overwrites (SceParams::recomputeVariances).
 struct ComputedBits {
-  const SceParams& p;
-  const void* const* srcs;
-  const Dtype* types;
-  uint32_t* stored;
-  std::vector<const void*> at;
-  uint32_t block[kCountBlock];
-  ComputedBits(const SceParams& params, const void* const* s, const Dtype* t, uint32_t* into) : p(params), srcs(s), types(t), stored(into), at(used(params)) {}
-  const uint32_t* operator()(uint64_t start, size_t n) {
-    for (size_t s = 0; s < at.size(); ++s) at[s] = static_cast<const uint8_t*>(srcs[s]) + start * dtypeSize(types[s]);
-    uint32_t* bits = stored != nullptr ? stored + start : block;
-    sceVarianceBits(at.data(), types, p, n, bits);
-    return bits;
-  }
-};
-
-// A dest's variance bits computed a block at a time from the sources read in chunks of `chunk` elements (rounded up to a multiple of
-// kCountBlock, so that no block spans two): a chunk is read when a pass first asks for a block in it (the passes ask in element order).
-struct ChunkedBits {
+  using Read = std::function<const void* const*(uint64_t start, uint64_t n)>;
   const SceParams& p;
   const Dtype* types;
-  const std::function<const void* const*(uint64_t, uint64_t)>& read;
+  Read read;
   uint64_t count, chunk;
+  uint32_t* stored;
   uint64_t first = UINT64_MAX;  // the chunk read last: its first element
   const void* const* srcs = nullptr;
   std::vector<const void*> at;
   uint32_t block[kCountBlock];
-  ChunkedBits(const SceParams& params, const Dtype* t, const std::function<const void* const*(uint64_t, uint64_t)>& r, uint64_t c, uint64_t elements)
-      : p(params), types(t), read(r), count(c), chunk(kCountBlock * std::max<uint64_t>(1, (elements + kCountBlock - 1) / kCountBlock)), at(used(params)) {}
+  ComputedBits(const SceParams& params, const Dtype* t, Read r, uint64_t c, uint64_t elements, uint32_t* into)
+      : p(params), types(t), read(std::move(r)), count(c), chunk(kCountBlock * std::max<uint64_t>(1, (elements + kCountBlock - 1) / kCountBlock)),
+        stored(into), at(used(params)) {}
   const uint32_t* operator()(uint64_t start, size_t n) {
     if (start / chunk * chunk != first) {
       first = start / chunk * chunk;
       srcs = read(first, std::min(chunk, count - first));
     }
     for (size_t s = 0; s < at.size(); ++s) at[s] = static_cast<const uint8_t*>(srcs[s]) + (start - first) * dtypeSize(types[s]);
-    sceVarianceBits(at.data(), types, p, n, block);
-    return block;
+    uint32_t* bits = stored != nullptr ? stored + start : block;
+    sceVarianceBits(at.data(), types, p, n, bits);
+    return bits;
   }
 };
 
@@ -216,7 +205,7 @@ void resolveLocalSce(std::vector<SceParams>& dests, const void* const* srcs, con
     if (selects(p)) {
       // The bits stored in the scratch for the cut's later passes and the merge, or computed again in each (local_sce.h).
       uint32_t* stored = p.recomputeVariances ? nullptr : reinterpret_cast<uint32_t*>(scratch);
-      ComputedBits computed(p, srcs, types, stored);
+      ComputedBits computed(p, types, [srcs](uint64_t, uint64_t) { return srcs; }, count, count, stored);  // the tensor: one chunk
       // sceCutOfBits, with its first histogram counted as the bits are computed
       HighCounts c;
       forBlocks(computed, count, [&](uint64_t, const uint32_t* bits, size_t n) {
@@ -267,7 +256,7 @@ void resolveLocalSceInChunks(std::vector<SceParams>& dests, const Dtype* types, 
     // each piece's sums by the streaming pass's own step from 0, added in piece order.
     p.cut = p.selectTopk >= 1 ? 0 : kRankKeyNone;
     if (selects(p)) {
-      ChunkedBits computed(p, types, read, count, chunk);
+      ComputedBits computed(p, types, read, count, chunk, nullptr);
       HighCounts c;
       forBlocks(computed, count, [&](uint64_t, const uint32_t* bits, size_t n) {
         c.add(bits, n);
