@@ -1,4 +1,7 @@
-/** The `weightmix` command line: one subcommand per file under commands/, one error line per failure. */
+/**
+ * The `weightmix` command line: one subcommand per file under commands/, one error line per failure. Each command loads its
+ * machinery (engine, analysis, fixtures, progress bars) in its action, so that every start-up pays only for the flags' definitions.
+ */
 import { Command, CommanderError, Help } from 'commander';
 import { isWeightmixError } from './errors';
 import { VERSION } from './version';

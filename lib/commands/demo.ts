@@ -3,10 +3,6 @@ import { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { makeCheckpointPair } from '../fixtures/fixture';
-import { interpolate } from '../interpolation/interpolate';
-import { openCheckpoint } from '../model/checkpoint';
-import { readTensorValues } from '../format/tensor-data';
 import { shardFiles } from './engine-summary';
 import { abortOnSignals } from './signals';
 import { abortError, environmentError } from '../errors';
@@ -17,6 +13,13 @@ export function register(program: Command): void {
     .description('make a tiny Qwen3-shaped Instruct/Thinking pair in a temporary folder, interpolate it at λ = 0.8 and show the result')
     .option('--keep', 'keep the temporary folder')
     .action(async (opts: { keep?: boolean }) => {
+      // Loaded on use, as every command's machinery (cli.ts): the fixtures and the engine cost every other command's start-up.
+      const [{ makeCheckpointPair }, { interpolate }, { openCheckpoint }, { readTensorValues }] = await Promise.all([
+        import('../fixtures/fixture'),
+        import('../interpolation/interpolate'),
+        import('../model/checkpoint'),
+        import('../format/tensor-data'),
+      ]);
       // Ctrl-C stops the demo as any command (one line, exit 130), and its temporary folder is removed.
       const signals = abortOnSignals();
       const { signal } = signals;

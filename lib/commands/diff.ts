@@ -1,7 +1,6 @@
 /** `weightmix diff A B`: relative distance, cosine and max |B−A| per tensor, layer and module class, and σ and the paper's σ for the pair. */
 import type { Command } from 'commander';
-import { diff, type DiffReport } from '../analysis/diff';
-import { formatDiffReport, plotDiff } from '../analysis/diff-output';
+import type { DiffReport } from '../analysis/diff';
 import { chartFormat } from '../analysis/plot';
 import { parseThreads } from '../options';
 import { createReporter } from './reporter';
@@ -27,6 +26,8 @@ export function register(program: Command): void {
       // Bad options fail before any bytes are read.
       if (opts.plot !== undefined) chartFormat(opts.plot);
       const threads = parseThreads(opts.threads);
+      // Loaded on use (cli.ts): the engine and the report's writers cost every other command's start-up.
+      const [{ diff }, { formatDiffReport, plotDiff }] = await Promise.all([import('../analysis/diff'), import('../analysis/diff-output')]);
       // Progress bars on a TTY only (the reporter's rule), notices always; the report itself goes to stdout (as text or --json).
       const reporter = createReporter<DiffReport>({}, 'diff', () => '');
       const report = await reporter.run((hooks) =>

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { usageError } from '../errors';
 import { decimalNumber } from '../options';
 import { CLI_FLAGS } from '../api/validate-options';
-import { DEFAULT_DELTA, FIXTURE_DTYPES, makeCheckpointPairAs, type FixtureDtype } from '../fixtures/fixture';
+import { DEFAULT_DELTA, FIXTURE_DTYPES, type FixtureDtype } from '../fixtures/fixture-defaults';
 import { FIXTURE_SHAPES, type FixtureShapeName } from '../fixtures/model-shapes';
 import { abortOnSignals } from './signals';
 
@@ -68,6 +68,8 @@ export function register(program: Command): void {
     .option('--force', 'replace existing instruct/ and thinking/ folders once the new pair is complete')
     .option('--quiet', 'no progress line')
     .action(async (opts: FixtureCliOptions) => {
+      // Loaded on use (cli.ts): the writer costs every other command's start-up.
+      const { makeCheckpointPairAs } = await import('../fixtures/fixture');
       const signals = abortOnSignals();
       const started = process.hrtime.bigint();
       const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;

@@ -1,6 +1,6 @@
 /** `weightmix info`: what this build can do on this machine, and which binary it is. */
 import { Command } from 'commander';
-import { loadedAddon, loadNative, NativeBuildInfo } from '../engine/native';
+import type { NativeBuildInfo } from '../engine/native';
 import { VERSION } from '../version';
 
 function describeBuild(b: NativeBuildInfo): string {
@@ -15,7 +15,9 @@ export function register(program: Command): void {
       'print the build: version, which addon binary (prebuilt, local, or the WEIGHTMIX_ADDON override) and how it was built, SIMD path, CUDA support, threads',
     )
     .option('--json', 'machine-readable output')
-    .action((opts: { json?: boolean }) => {
+    .action(async (opts: { json?: boolean }) => {
+      // Loaded on use (cli.ts), as every command's machinery.
+      const { loadedAddon, loadNative } = await import('../engine/native');
       const native = loadNative().info();
       const report = { version: VERSION, node: process.version, addon: loadedAddon(), ...native };
       if (opts.json) process.stdout.write(JSON.stringify(report) + '\n');

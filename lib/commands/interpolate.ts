@@ -1,6 +1,5 @@
 /** `weightmix interpolate`: one merged model at one λ. */
 import { Command } from 'commander';
-import { interpolateAs } from '../interpolation/interpolate';
 import { CLI_FLAGS } from '../api/validate-options';
 import { addInterpolationOptions, describeInterpolation, interpolationOptionsFrom } from './interpolation-options';
 import { createReporter } from './reporter';
@@ -16,6 +15,8 @@ export function register(program: Command): void {
     .requiredOption('-o, --output <dir>', 'output model folder (created atomically)');
   addInterpolationOptions(cmd);
   cmd.action(async (opts: Record<string, unknown>) => {
+    // Loaded on use (cli.ts): the engine costs every other command's start-up.
+    const { interpolateAs } = await import('../interpolation/interpolate');
     const reporter = createReporter(opts, 'interpolate', describeInterpolation);
     const summary = await reporter.run((hooks) =>
       interpolateAs({ ...interpolationOptionsFrom(opts), ...hooks, lambda: opts.lambda as number, output: opts.output as string }, CLI_FLAGS),

@@ -1,6 +1,6 @@
 /** `weightmix score GENERATIONS.jsonl`: Think #R, Token #N, Mean@n, Pass@k, Vote@k per benchmark. */
 import type { Command } from 'commander';
-import { parseKList, parseVoteTies, scoreAs, type ScoreReport } from '../analysis/score';
+import type { ScoreReport } from '../analysis/score';
 import { CLI_FLAGS, type OptionNamer } from '../api/validate-options';
 import { parseFieldAssignments, parseFieldPreset } from '../analysis/score-fields';
 import { textTable } from '../analysis/text-table';
@@ -42,6 +42,8 @@ export function register(program: Command): void {
     .option('--json', 'print the report as JSON')
     .action(async (file: string, opts: ScoreCliOptions) => {
       if (opts.benchmark === '') throw usageError("--benchmark expects a non-empty name, got ''");
+      // Loaded on use (cli.ts): the scorer and its tokenizers cost every other command's start-up.
+      const { parseKList, parseVoteTies, scoreAs } = await import('../analysis/score');
       // A hub --tokenizer's download: a progress bar on a TTY, its notices always.
       const reporter = createReporter<ScoreReport>({}, 'score', () => '');
       const report = await reporter.run((hooks) =>

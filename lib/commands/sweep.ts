@@ -1,6 +1,5 @@
 /** `weightmix sweep`: many λ in one pass over the inputs. */
 import { Command } from 'commander';
-import { sweepAs } from '../interpolation/sweep';
 import { CLI_FLAGS } from '../api/validate-options';
 import { addInterpolationOptions, describeInterpolation, interpolationOptionsFrom } from './interpolation-options';
 import { createReporter } from './reporter';
@@ -16,6 +15,8 @@ export function register(program: Command): void {
     .requiredOption('-o, --output <dir>', 'folder that receives one model folder per λ');
   addInterpolationOptions(cmd);
   cmd.action(async (opts: Record<string, unknown>) => {
+    // Loaded on use (cli.ts): the engine costs every other command's start-up.
+    const { sweepAs } = await import('../interpolation/sweep');
     const reporter = createReporter(opts, 'sweep', describeInterpolation);
     const summary = await reporter.run((hooks) =>
       sweepAs({ ...interpolationOptionsFrom(opts), ...hooks, lambdas: opts.lambdas as string, output: opts.output as string }, CLI_FLAGS),

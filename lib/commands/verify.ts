@@ -1,7 +1,7 @@
 /** `weightmix verify OUT [--recompute [--samples N]]`: check a merged model; exit 1 with one line when it fails. */
 import type { Command } from 'commander';
 import { usageError, WeightmixError } from '../errors';
-import { parseSamples, parseSeed, verify, type VerifyReport } from '../analysis/verify';
+import type { VerifyReport } from '../analysis/verify';
 import { abortOnSignals } from './signals';
 import { plural } from '../plural';
 
@@ -27,6 +27,8 @@ export function register(program: Command): void {
     .action(async (dir: string, opts: VerifyCliOptions) => {
       if (!opts.recompute && (opts.samples !== undefined || opts.seed !== undefined))
         throw usageError('--samples and --seed apply only with --recompute (nothing is sampled without it)');
+      // Loaded on use (cli.ts): the checks and the engine cost every other command's start-up.
+      const { parseSamples, parseSeed, verify } = await import('../analysis/verify');
       const signals = abortOnSignals();
       let report: VerifyReport;
       try {
