@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The kernels' self-test (native/tests/kernels_selftest.cc: every f16/bf16 pattern and every f32 pattern
 # converted against c10's algorithms, SIMD == scalar on every op and dtype, known answers), built by
-# CMake in build-selftest/ twice: with -ffp-contract=off as the addon is, and with =fast. Both must
+# CMake in build-selftest/ three times: with -ffp-contract=off as the addon is, with =fast, and under
+# AddressSanitizer + UndefinedBehaviorSanitizer (a SIMD access past a tensor's end stops it). All must
 # pass and print the same digest of all outputs; the 2^32 f32 sweep runs in the =off build. `--quick` skips
 # it there too; WEIGHTMIX_SEED replays a seed.
 set -euo pipefail
@@ -14,7 +15,7 @@ if [[ "${1:-}" == "--quick" ]]; then args[off]=--quick; fi
 mkdir -p build-selftest
 log=build-selftest/build.log
 cmake -S . -B build-selftest -DCMAKE_BUILD_TYPE=Release -DWEIGHTMIX_NO_CUDA=ON > "$log" 2>&1 || { cat "$log"; exit 1; }
-cmake --build build-selftest --target kernels_selftest_off kernels_selftest_fast -- -j2 >> "$log" 2>&1 || { cat "$log"; exit 1; }
+cmake --build build-selftest --target kernels_selftest_off kernels_selftest_fast kernels_selftest_asan -- -j2 >> "$log" 2>&1 || { cat "$log"; exit 1; }
 
 # The two builds run side by side (one thread each), then report in turn. The exhaustive f32 sweep (four fifths of a
 # run, and outside the digest) runs in the =off build only, whose flags are the addon's; the =fast build is there
@@ -43,4 +44,22 @@ if [[ -z "${digest[off]}" || "${digest[off]}" != "${digest[fast]}" ]]; then
   echo "kernels self-test: digests differ between -ffp-contract=off (${digest[off]}) and =fast (${digest[fast]}): contraction changes bits"
   exit 1
 fi
-echo "kernels self-test passed: same digest ${digest[off]} with and without contraction"
+
+# Under the sanitizers (-O1, about 3 times slower: --quick), after the two others so as not to slow them. Leak checking is
+# off: the bounds are the point here (npm run check:leaks covers leaks in the addon).
+echo "kernels self-test under AddressSanitizer and UndefinedBehaviorSanitizer, seed $seed --quick"
+status=0
+ASAN_OPTIONS=detect_leaks=0 build-selftest/kernels_selftest_asan "$seed" --quick >build-selftest/run-asan.log 2>&1 || status=$?
+out="$(cat build-selftest/run-asan.log)"
+if [[ $status -ne 0 ]]; then
+  echo "$out"
+  echo "kernels self-test failed under the sanitizers (seed $seed)"
+  exit 1
+fi
+echo "$out" | sed 's/^/  /'
+digest[asan]="$(echo "$out" | sed -n 's/^digest //p')"
+if [[ "${digest[asan]}" != "${digest[off]}" ]]; then
+  echo "kernels self-test: the sanitizers' build printed digest ${digest[asan]}, the Release build ${digest[off]}: a result depends on the build"
+  exit 1
+fi
+echo "kernels self-test passed: same digest ${digest[off]} with and without contraction, and under the sanitizers"
