@@ -32,18 +32,21 @@ describe('per-file publish (--part)', () => {
     const shards = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
     const p1 = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' });
     const p2 = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-2-of-2' });
-    for (const p of [p1, p2]) p.partOf(shards);
+    p1.partOf(shards, { index: 1, count: 2 });
+    p2.partOf(shards, { index: 2, count: 2 });
     await shard(path.join(p1.tempDir, 'model-00001-of-00002.safetensors'), 0.8, 1);
     write(path.join(p1.tempDir, 'config.json'), '{"a":1}');
     await shard(path.join(p2.tempDir, 'model-00002-of-00002.safetensors'), 0.8, 2);
     write(path.join(p2.tempDir, 'config.json'), '{"a":1}');
     await p2.commit();
+    // Part 1's shard is not there yet: the folder records the job's part count.
+    expect(ls(target)).toEqual(['.weightmix-parts.json', 'config.json', 'model-00002-of-00002.safetensors']);
     await p1.commit();
     expect(ls(target)).toEqual(['config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']);
     expect(ls(dir)).toEqual([otherMachine, 'out'].sort());
 
     const again = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' });
-    again.partOf(shards);
+    again.partOf(shards, { index: 1, count: 2 });
     // A part of another job (λ 0.5): its recipe differs from the shards there.
     await shard(path.join(again.tempDir, 'model-00001-of-00002.safetensors'), 0.5, 3);
     write(path.join(again.tempDir, 'config.json'), '{"a":1}'); // every part writes the same sidecars
@@ -57,19 +60,48 @@ describe('per-file publish (--part)', () => {
 
     // The same job's part again, its inputs reached by another path (the recipe records it): a restart, published.
     const restarted = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-2-of-2' });
-    restarted.partOf(shards);
+    restarted.partOf(shards, { index: 2, count: 2 });
     await shard(path.join(restarted.tempDir, 'model-00002-of-00002.safetensors'), 0.8, 2);
     write(path.join(restarted.tempDir, 'config.json'), '{"a":1}');
     await restarted.commit();
 
     const forced = await OutputTransaction.begin(target, { mergeInto: true, force: true, lockName: 'part-1-of-2' });
-    forced.partOf(shards);
+    forced.partOf(shards, { index: 1, count: 2 });
     await shard(path.join(forced.tempDir, 'model-00001-of-00002.safetensors'), 0.5, 3);
     await forced.commit();
     expect(valueOf(path.join(target, 'model-00001-of-00002.safetensors'))).toBe(3);
     expect(valueOf(path.join(target, 'model-00002-of-00002.safetensors'))).toBe(2);
     expect(ls(dir)).toEqual([otherMachine, 'out'].sort());
   });
+});
+
+test('a part of another count is refused while the job is incomplete (its shards would be assigned otherwise); --force starts the job again', async () => {
+  const target = path.join(dir, 'out');
+  const shards = ['model-00001-of-00003.safetensors', 'model-00002-of-00003.safetensors', 'model-00003-of-00003.safetensors'];
+  const first = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' });
+  first.partOf(shards, { index: 1, count: 2 });
+  await shard(path.join(first.tempDir, shards[0]), 0.8, 1);
+  await first.commit();
+  expect(JSON.parse(fs.readFileSync(path.join(target, '.weightmix-parts.json'), 'utf8'))).toEqual({ parts: 2 });
+  const before = ls(target);
+
+  const other = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-2-of-3' });
+  other.partOf(shards, { index: 2, count: 3 });
+  await shard(path.join(other.tempDir, shards[1]), 0.8, 2);
+  const err = await failure(other.commit());
+  expect(err.code).toBe('OutputExists');
+  expect(err.message).toBe(
+    `${target} is being filled by a job of 2 parts, and this is part 2/3: parts of another count assign the shards otherwise and would leave some unwritten; run every part with the same count, or use --force (force: true in the API) to start the job again`,
+  );
+  await other.abort();
+  expect(ls(target)).toEqual(before);
+
+  const forced = await OutputTransaction.begin(target, { mergeInto: true, force: true, lockName: 'part-2-of-3' });
+  forced.partOf(shards, { index: 2, count: 3 });
+  await shard(path.join(forced.tempDir, shards[1]), 0.8, 2);
+  await forced.commit();
+  expect(JSON.parse(fs.readFileSync(path.join(target, '.weightmix-parts.json'), 'utf8'))).toEqual({ parts: 3 });
+  expect(ls(target)).toEqual(['.weightmix-parts.json', shards[0], shards[1]]);
 });
 
 describe('stale cleanup of parts', () => {

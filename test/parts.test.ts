@@ -126,6 +126,23 @@ test('a part of a run that already published (a restarted job) publishes again w
   await expect(run(shared, 0.3, '1/2')).rejects.toMatchObject({ code: 'OutputExists' });
 });
 
+test('parts run with another count are refused while the job is incomplete: some shards would never be written (they were, silently)', async () => {
+  const shared = path.join(root, 'recounted');
+  await run(shared, 0.8, '1/3');
+  const before = filesOf(shared);
+  await expect(run(shared, 0.8, '2/2')).rejects.toMatchObject({
+    code: 'OutputExists',
+    message: expect.stringContaining(`${shared} is being filled by a job of 3 parts, and this is part 2/2`),
+  });
+  expect(filesOf(shared)).toEqual(before);
+  await run(shared, 0.8, '3/3');
+  await run(shared, 0.8, '2/3');
+  const single = path.join(root, 'recounted-single');
+  await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: single });
+  // Complete: the part count's file is gone, and the folder is what a whole run writes.
+  expect(filesOf(shared)).toEqual(filesOf(single));
+});
+
 test('every part again with --force replaces the old model: the union equals a --force whole run (old shards and files gone)', async () => {
   const shared = path.join(root, 'forced');
   const other = await makeCheckpointPair({ dir: path.join(root, 'other-pair'), shape: 'tiny', shards: [3, 1], seed: 8 });

@@ -13,7 +13,7 @@ import { removeEmptyParents } from '../leftovers';
 import { releaseLock } from '../pid-locks';
 import { leftoverStem, oldFolderName, removeStale, tempFolderName } from './output-leftovers';
 import { heldLock, lockFileOf, PART_LOCK, partRunning, refuseWholeRun, takeLock } from './output-locks';
-import { refuseForeignFiles, removeForeignFiles } from './part-target';
+import { partsFileText, PARTS_FILE, refuseForeignFiles, refuseOtherPartCount, removeForeignFiles, removePartsFileWhenComplete } from './part-target';
 
 export interface BeginOptions {
   force?: boolean;
@@ -40,6 +40,8 @@ export class OutputTransaction {
   private finished = false;
   /** A part's: every shard the whole job writes (engine/part-target.ts), set by `partOf` once the plan is made. */
   private jobShards: ReadonlySet<string> = new Set();
+  /** A part's: which part of how many (`partOf`). */
+  private part: { index: number; count: number } | undefined;
 
   private constructor(
     readonly target: string,
@@ -189,14 +191,20 @@ export class OutputTransaction {
     }
   }
 
-  /** A part's: the shards every part of its job writes, so that its shared target is told from another model (engine/part-target.ts). */
-  partOf(shards: readonly string[]): void {
+  /**
+   * A part's: the shards every part of its job writes, so that its shared target is told from another model, and its part count,
+   * recorded in the target until the job is complete (engine/part-target.ts).
+   */
+  partOf(shards: readonly string[], part: { index: number; count: number }): void {
     this.jobShards = new Set(shards);
+    this.part = part;
+    fs.writeFileSync(path.join(this.tempDir, PARTS_FILE), partsFileText(part.count));
   }
 
   /** Refuses a target that appeared while merging (without --force): before any output of the run is published. */
   private async checkTarget(): Promise<void> {
     if (this.force) return;
+    if (this.mergeInto && this.part) refuseOtherPartCount(this.target, this.part.count, `${this.part.index}/${this.part.count}`);
     if (this.mergeInto) await refuseForeignFiles(this.target, this.tempDir, this.jobShards);
     else if (fs.existsSync(this.target)) throw this.appeared();
   }
@@ -237,6 +245,7 @@ export class OutputTransaction {
     const names = await fs.promises.readdir(this.tempDir);
     for (const name of names) await fs.promises.rename(path.join(this.tempDir, name), path.join(this.target, name));
     if (this.force) await removeForeignFiles(this.target, names, this.jobShards);
+    if (this.part) await removePartsFileWhenComplete(this.target, this.jobShards);
     await syncDir(this.target);
     this.finished = true;
     try {

@@ -4,6 +4,10 @@
  * their inputs by or which weightmix wrote them; a restarted part's own also the same tensors), the same index, the same sidecars
  * (config, tokenizer) and a model card (it names the paths, so it may differ); anything else is another model, refused. With
  * --force a part removes, once its files are in place, what no part of this job writes: the old model's leftovers.
+ *
+ * Until every shard of the job is in place the folder holds PARTS_FILE, which records the job's part count: a part of another
+ * count would assign the shards otherwise, and some would never be written, so it is refused. The part that finds the job
+ * complete after publishing removes the file: the folder is then what a whole run writes.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -12,6 +16,37 @@ import { readSafetensorsHeader, SafetensorsError } from '../format/safetensors';
 import { INDEX_FILE } from '../model/checkpoint';
 
 const MODEL_CARD = 'README.md';
+
+/** The job's part count, in the folder while its shards are incomplete. */
+export const PARTS_FILE = '.weightmix-parts.json';
+
+/** PARTS_FILE's text for a job of `count` parts. */
+export function partsFileText(count: number): string {
+  return `${JSON.stringify({ parts: count })}\n`;
+}
+
+/** Refuses a target that a job of another part count is filling (its PARTS_FILE says so). */
+export function refuseOtherPartCount(target: string, count: number, part: string): void {
+  let recorded: unknown;
+  try {
+    recorded = (JSON.parse(fs.readFileSync(path.join(target, PARTS_FILE), 'utf8')) as { parts?: unknown }).parts;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    recorded = undefined;
+  }
+  if (recorded === count) return;
+  const what = typeof recorded === 'number' ? `a job of ${recorded} parts` : `a --part job (${PARTS_FILE} unreadable)`;
+  throw new WeightmixError(
+    'OutputExists',
+    `${target} is being filled by ${what}, and this is part ${part}: parts of another count assign the shards otherwise and would leave some unwritten; run every part with the same count, or use --force (force: true in the API) to start the job again`,
+  );
+}
+
+/** After a part published its files: the job's PARTS_FILE removed once every shard of the job is in place. */
+export async function removePartsFileWhenComplete(target: string, jobShards: ReadonlySet<string>): Promise<void> {
+  const present = new Set(await fs.promises.readdir(target));
+  if ([...jobShards].every((name) => present.has(name))) await fs.promises.rm(path.join(target, PARTS_FILE), { force: true });
+}
 
 /** Refuses a target with a file this job does not write, or one that holds another job's or model's contents. */
 export async function refuseForeignFiles(target: string, tempDir: string, jobShards: ReadonlySet<string>): Promise<void> {

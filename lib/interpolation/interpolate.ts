@@ -263,7 +263,13 @@ export async function runInterpolation(
       shardFilter: part ? partFilter(instruct, part, options.onNotice) : undefined,
     });
     // A part's target is shared with the other parts: it tells their shards from another model's files.
-    if (part) transactions.forEach((tx, o) => tx.partOf(plan.models[o].shards.map((shard) => shard.name)));
+    if (part)
+      transactions.forEach((tx, o) =>
+        tx.partOf(
+          plan.models[o].shards.map((shard) => shard.name),
+          part,
+        ),
+      );
     // A sweep's blocks shrink with its outputs, as a batch's do: each output holds about threads + 2 of them.
     const writeBlockBytes = await writePassBlockBytes(
       options.blockBytes === undefined ? undefined : blockBytes,
