@@ -49,7 +49,7 @@ fi
 # off: the bounds are the point here (npm run check:leaks covers leaks in the addon).
 echo "kernels self-test under AddressSanitizer and UndefinedBehaviorSanitizer, seed $seed --quick"
 status=0
-ASAN_OPTIONS=detect_leaks=0 build-selftest/kernels_selftest_asan "$seed" --quick >build-selftest/run-asan.log 2>&1 || status=$?
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}" build-selftest/kernels_selftest_asan "$seed" --quick >build-selftest/run-asan.log 2>&1 || status=$?
 out="$(cat build-selftest/run-asan.log)"
 if [[ $status -ne 0 ]]; then
   echo "$out"

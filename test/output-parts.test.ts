@@ -22,6 +22,8 @@ async function shard(file: string, lambda: number, value: number): Promise<void>
   });
 }
 const valueOf = (file: string) => fs.readFileSync(file).readFloatLE(fs.readFileSync(file).length - 4);
+/** Part `index` of `count` of the job whose shards `shard` writes with `lambda`. */
+const job = (index: number, count: number, lambda = 0.8) => ({ index, count, recipe: JSON.stringify({ method: 'interpolate', lambda }) });
 
 describe('per-file publish (--part)', () => {
   test('parts publish their files into one shared target; existing shards are refused without --force and replaced with it', async () => {
@@ -32,8 +34,8 @@ describe('per-file publish (--part)', () => {
     const shards = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
     const p1 = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' });
     const p2 = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-2-of-2' });
-    p1.partOf(shards, { index: 1, count: 2 });
-    p2.partOf(shards, { index: 2, count: 2 });
+    p1.partOf(shards, job(1, 2));
+    p2.partOf(shards, job(2, 2));
     await shard(path.join(p1.tempDir, 'model-00001-of-00002.safetensors'), 0.8, 1);
     write(path.join(p1.tempDir, 'config.json'), '{"a":1}');
     await shard(path.join(p2.tempDir, 'model-00002-of-00002.safetensors'), 0.8, 2);
@@ -46,7 +48,7 @@ describe('per-file publish (--part)', () => {
     expect(ls(dir)).toEqual([otherMachine, 'out'].sort());
 
     const again = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' });
-    again.partOf(shards, { index: 1, count: 2 });
+    again.partOf(shards, job(1, 2, 0.5));
     // A part of another job (λ 0.5): its recipe differs from the shards there.
     await shard(path.join(again.tempDir, 'model-00001-of-00002.safetensors'), 0.5, 3);
     write(path.join(again.tempDir, 'config.json'), '{"a":1}'); // every part writes the same sidecars
@@ -60,48 +62,70 @@ describe('per-file publish (--part)', () => {
 
     // The same job's part again, its inputs reached by another path (the recipe records it): a restart, published.
     const restarted = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-2-of-2' });
-    restarted.partOf(shards, { index: 2, count: 2 });
+    restarted.partOf(shards, job(2, 2));
     await shard(path.join(restarted.tempDir, 'model-00002-of-00002.safetensors'), 0.8, 2);
     write(path.join(restarted.tempDir, 'config.json'), '{"a":1}');
     await restarted.commit();
 
     const forced = await OutputTransaction.begin(target, { mergeInto: true, force: true, lockName: 'part-1-of-2' });
-    forced.partOf(shards, { index: 1, count: 2 });
+    forced.partOf(shards, job(1, 2, 0.5));
     await shard(path.join(forced.tempDir, 'model-00001-of-00002.safetensors'), 0.5, 3);
     await forced.commit();
     expect(valueOf(path.join(target, 'model-00001-of-00002.safetensors'))).toBe(3);
     expect(valueOf(path.join(target, 'model-00002-of-00002.safetensors'))).toBe(2);
+    // The new job's part 2 has not run: the old model's shard 2 is there under its name (its config, which this part does not
+    // write, is gone), and the job is not complete.
+    expect(ls(target)).toEqual(['.weightmix-parts.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']);
     expect(ls(dir)).toEqual([otherMachine, 'out'].sort());
   });
 });
 
-test('a part of another count is refused while the job is incomplete (its shards would be assigned otherwise); --force starts the job again', async () => {
+test('a part of another count is refused while the job is incomplete (it assigns the shards otherwise), before its merge; with --force too unless its recipe is new', async () => {
   const target = path.join(dir, 'out');
   const shards = ['model-00001-of-00003.safetensors', 'model-00002-of-00003.safetensors', 'model-00003-of-00003.safetensors'];
   const first = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2' });
-  first.partOf(shards, { index: 1, count: 2 });
+  first.partOf(shards, job(1, 2));
   await shard(path.join(first.tempDir, shards[0]), 0.8, 1);
   await first.commit();
-  expect(JSON.parse(fs.readFileSync(path.join(target, '.weightmix-parts.json'), 'utf8'))).toEqual({ parts: 2 });
+  expect(JSON.parse(fs.readFileSync(path.join(target, '.weightmix-parts.json'), 'utf8'))).toEqual({
+    parts: 2,
+    recipe: '{"method":"interpolate","lambda":0.8}',
+  });
   const before = ls(target);
 
+  const refused = `${target} is being filled by a job of 2 parts, and this is part 2/3: parts of another count assign the shards otherwise and would leave some unwritten; run every part with the same count, `;
   const other = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-2-of-3' });
-  other.partOf(shards, { index: 2, count: 3 });
-  await shard(path.join(other.tempDir, shards[1]), 0.8, 2);
-  const err = await failure(other.commit());
-  expect(err.code).toBe('OutputExists');
-  expect(err.message).toBe(
-    `${target} is being filled by a job of 2 parts, and this is part 2/3: parts of another count assign the shards otherwise and would leave some unwritten; run every part with the same count, or use --force (force: true in the API) to start the job again`,
-  );
+  expect(() => other.partOf(shards, job(2, 3))).toThrow(refused + 'or use --force (force: true in the API) to replace the model');
   await other.abort();
+  const forcedSame = await OutputTransaction.begin(target, { mergeInto: true, force: true, lockName: 'part-2-of-3' });
+  expect(() => forcedSame.partOf(shards, job(2, 3))).toThrow(refused + `remove ${path.join(target, '.weightmix-parts.json')} to start the job again with 3`);
+  await forcedSame.abort();
   expect(ls(target)).toEqual(before);
 
+  // A file where the folder was is no job in progress: the transaction's other checks name it.
+  const file = path.join(dir, 'a-file');
+  write(file, 'x');
+  const onFile = await OutputTransaction.begin(file, { mergeInto: true, lockName: 'part-1-of-2' });
+  expect(() => onFile.partOf(shards, job(1, 2))).not.toThrow();
+  await onFile.abort();
+
+  // --force with a new recipe starts a new job: the old job's shards stay until its parts replace them, and the count is the new one's.
   const forced = await OutputTransaction.begin(target, { mergeInto: true, force: true, lockName: 'part-2-of-3' });
-  forced.partOf(shards, { index: 2, count: 3 });
-  await shard(path.join(forced.tempDir, shards[1]), 0.8, 2);
+  forced.partOf(shards, job(2, 3, 0.5));
+  await shard(path.join(forced.tempDir, shards[1]), 0.5, 2);
   await forced.commit();
-  expect(JSON.parse(fs.readFileSync(path.join(target, '.weightmix-parts.json'), 'utf8'))).toEqual({ parts: 3 });
-  expect(ls(target)).toEqual(['.weightmix-parts.json', shards[0], shards[1]]);
+  expect(JSON.parse(fs.readFileSync(path.join(target, '.weightmix-parts.json'), 'utf8'))).toEqual({
+    parts: 3,
+    recipe: '{"method":"interpolate","lambda":0.5}',
+  });
+  for (const [i, shardName] of [shards[0], shards[2]].entries()) {
+    const next = await OutputTransaction.begin(target, { mergeInto: true, force: true, lockName: `part-${[1, 3][i]}-of-3` });
+    next.partOf(shards, job([1, 3][i], 3, 0.5));
+    await shard(path.join(next.tempDir, shardName), 0.5, 5);
+    await next.commit();
+  }
+  // Every shard is the new job's: complete, and the count's file gone.
+  expect(ls(target)).toEqual(shards);
 });
 
 describe('stale cleanup of parts', () => {

@@ -13,7 +13,15 @@ import { removeEmptyParents } from '../leftovers';
 import { releaseLock } from '../pid-locks';
 import { leftoverStem, oldFolderName, removeStale, tempFolderName } from './output-leftovers';
 import { heldLock, lockFileOf, PART_LOCK, partRunning, refuseWholeRun, takeLock } from './output-locks';
-import { partsFileText, PARTS_FILE, refuseForeignFiles, refuseOtherPartCount, removeForeignFiles, removePartsFileWhenComplete } from './part-target';
+import {
+  type JobPart,
+  partsFileText,
+  PARTS_FILE,
+  refuseForeignFiles,
+  refuseOtherPartCount,
+  removeForeignFiles,
+  removePartsFileWhenComplete,
+} from './part-target';
 
 export interface BeginOptions {
   force?: boolean;
@@ -40,8 +48,8 @@ export class OutputTransaction {
   private finished = false;
   /** A part's: every shard the whole job writes (engine/part-target.ts), set by `partOf` once the plan is made. */
   private jobShards: ReadonlySet<string> = new Set();
-  /** A part's: which part of how many (`partOf`). */
-  private part: { index: number; count: number } | undefined;
+  /** A part's: which part of how many, of which recipe (`partOf`). */
+  private part: JobPart | undefined;
 
   private constructor(
     readonly target: string,
@@ -192,19 +200,21 @@ export class OutputTransaction {
   }
 
   /**
-   * A part's: the shards every part of its job writes, so that its shared target is told from another model, and its part count,
-   * recorded in the target until the job is complete (engine/part-target.ts).
+   * A part's: the shards every part of its job writes, so that its shared target is told from another model, and its part count
+   * and recipe, recorded in the target until the job is complete (engine/part-target.ts). A target that a job of another count
+   * is filling is refused here, before the merge, and again before publishing.
    */
-  partOf(shards: readonly string[], part: { index: number; count: number }): void {
+  partOf(shards: readonly string[], part: JobPart): void {
+    refuseOtherPartCount(this.target, part, this.force);
     this.jobShards = new Set(shards);
     this.part = part;
-    fs.writeFileSync(path.join(this.tempDir, PARTS_FILE), partsFileText(part.count));
+    fs.writeFileSync(path.join(this.tempDir, PARTS_FILE), partsFileText(part));
   }
 
   /** Refuses a target that appeared while merging (without --force): before any output of the run is published. */
   private async checkTarget(): Promise<void> {
+    if (this.mergeInto && this.part) refuseOtherPartCount(this.target, this.part, this.force);
     if (this.force) return;
-    if (this.mergeInto && this.part) refuseOtherPartCount(this.target, this.part.count, `${this.part.index}/${this.part.count}`);
     if (this.mergeInto) await refuseForeignFiles(this.target, this.tempDir, this.jobShards);
     else if (fs.existsSync(this.target)) throw this.appeared();
   }
@@ -242,10 +252,11 @@ export class OutputTransaction {
   /** Parts of a job array share the target: each publishes its files by rename, one at a time. */
   private async commitInto(): Promise<void> {
     await makeFolders(this.target);
-    const names = await fs.promises.readdir(this.tempDir);
+    // The part count first: a part stopped midway leaves shards only where the count says the job is unfinished.
+    const names = (await fs.promises.readdir(this.tempDir)).sort((a, b) => Number(b === PARTS_FILE) - Number(a === PARTS_FILE));
     for (const name of names) await fs.promises.rename(path.join(this.tempDir, name), path.join(this.target, name));
     if (this.force) await removeForeignFiles(this.target, names, this.jobShards);
-    if (this.part) await removePartsFileWhenComplete(this.target, this.jobShards);
+    if (this.part) await removePartsFileWhenComplete(this.target, this.jobShards, this.part);
     await syncDir(this.target);
     this.finished = true;
     try {

@@ -5,9 +5,10 @@
  * (config, tokenizer) and a model card (it names the paths, so it may differ); anything else is another model, refused. With
  * --force a part removes, once its files are in place, what no part of this job writes: the old model's leftovers.
  *
- * Until every shard of the job is in place the folder holds PARTS_FILE, which records the job's part count: a part of another
- * count would assign the shards otherwise, and some would never be written, so it is refused. The part that finds the job
- * complete after publishing removes the file: the folder is then what a whole run writes.
+ * Until every shard of the job is in place (present, and recording this job's recipe) the folder holds PARTS_FILE, the job's
+ * part count and recipe: a part of another count would assign the shards otherwise, and some would never be written, so it is
+ * refused (with --force too, where the recipe is the same: a new recipe with --force starts a new job). The part that finds the
+ * job complete after publishing removes the file: the folder is then what a whole run writes.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -20,32 +21,54 @@ const MODEL_CARD = 'README.md';
 /** The job's part count, in the folder while its shards are incomplete. */
 export const PARTS_FILE = '.weightmix-parts.json';
 
-/** PARTS_FILE's text for a job of `count` parts. */
-export function partsFileText(count: number): string {
-  return `${JSON.stringify({ parts: count })}\n`;
+/** A part of a job: which of how many, and the job's recipe as its shards record it (`__metadata__.weightmix`). */
+export interface JobPart {
+  index: number;
+  count: number;
+  recipe: string;
 }
 
-/** Refuses a target that a job of another part count is filling (its PARTS_FILE says so). */
-export function refuseOtherPartCount(target: string, count: number, part: string): void {
-  let recorded: unknown;
+/** PARTS_FILE's text for `part`'s job: its part count and recipe (as jobRecipe gives it). */
+export function partsFileText(part: JobPart): string {
+  return `${JSON.stringify({ parts: part.count, recipe: jobRecipe(part.recipe) })}\n`;
+}
+
+/**
+ * Refuses a target that a job of another part count is filling (its PARTS_FILE says so): without --force whatever its recipe
+ * (another model's folder is refused anyway), with --force only where the recipe is this job's (another recipe: a new job).
+ */
+export function refuseOtherPartCount(target: string, part: JobPart, force: boolean): void {
+  let recorded: { parts?: unknown; recipe?: unknown } | undefined;
   try {
-    recorded = (JSON.parse(fs.readFileSync(path.join(target, PARTS_FILE), 'utf8')) as { parts?: unknown }).parts;
+    recorded = JSON.parse(fs.readFileSync(path.join(target, PARTS_FILE), 'utf8')) as { parts?: unknown; recipe?: unknown };
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    // No job in progress there (or no folder: what holds the place is the other checks' to name).
+    if (['ENOENT', 'ENOTDIR'].includes((e as NodeJS.ErrnoException).code ?? '')) return;
     recorded = undefined;
   }
-  if (recorded === count) return;
-  const what = typeof recorded === 'number' ? `a job of ${recorded} parts` : `a --part job (${PARTS_FILE} unreadable)`;
+  if (recorded?.parts === part.count) return;
+  if (force && recorded?.recipe !== jobRecipe(part.recipe)) return;
+  const what = typeof recorded?.parts === 'number' ? `a job of ${recorded.parts} parts` : `a --part job (${PARTS_FILE} unreadable)`;
+  const restart = force
+    ? `remove ${path.join(target, PARTS_FILE)} to start the job again with ${part.count}`
+    : 'or use --force (force: true in the API) to replace the model';
   throw new WeightmixError(
     'OutputExists',
-    `${target} is being filled by ${what}, and this is part ${part}: parts of another count assign the shards otherwise and would leave some unwritten; run every part with the same count, or use --force (force: true in the API) to start the job again`,
+    `${target} is being filled by ${what}, and this is part ${part.index}/${part.count}: parts of another count assign the shards otherwise and would leave some unwritten; run every part with the same count, ${restart}`,
   );
 }
 
-/** After a part published its files: the job's PARTS_FILE removed once every shard of the job is in place. */
-export async function removePartsFileWhenComplete(target: string, jobShards: ReadonlySet<string>): Promise<void> {
+/** After a part published its files: the job's PARTS_FILE removed once every shard of the job is in place and records this job's recipe. */
+export async function removePartsFileWhenComplete(target: string, jobShards: ReadonlySet<string>, part: JobPart): Promise<void> {
   const present = new Set(await fs.promises.readdir(target));
-  if ([...jobShards].every((name) => present.has(name))) await fs.promises.rm(path.join(target, PARTS_FILE), { force: true });
+  if (![...jobShards].every((name) => present.has(name))) return;
+  // A --force job keeps an old model's shards of the same names until its parts replace them: those are not this job's.
+  const recipe = jobRecipe(part.recipe);
+  for (const name of jobShards) {
+    const header = await shardHeader(path.join(target, name)).catch(() => null);
+    if (header?.recipe !== recipe) return;
+  }
+  await fs.promises.rm(path.join(target, PARTS_FILE), { force: true });
 }
 
 /** Refuses a target with a file this job does not write, or one that holds another job's or model's contents. */
@@ -112,15 +135,17 @@ interface ShardHeader {
 async function shardHeader(file: string): Promise<ShardHeader> {
   const header = await readSafetensorsHeader(file);
   const recorded = header.metadata?.weightmix;
-  let recipe: string | null = null;
-  if (typeof recorded === 'string') {
-    try {
-      const { instruct: _i, thinking: _t, weightmix: _v, ...rest } = JSON.parse(recorded) as Record<string, unknown>;
-      recipe = JSON.stringify(rest);
-    } catch {
-      recipe = recorded;
-    }
-  }
+  const recipe = typeof recorded === 'string' ? jobRecipe(recorded) : null;
   const tensors = header.tensors.map((t) => [t.name, t.dtype, t.shape, t.dataOffsets]);
   return { tensors: JSON.stringify(tensors), recipe };
+}
+
+/** A recorded recipe without what differs between the parts of one job: the input folders' paths, the weightmix version. */
+function jobRecipe(recorded: string): string {
+  try {
+    const { instruct: _i, thinking: _t, weightmix: _v, ...rest } = JSON.parse(recorded) as Record<string, unknown>;
+    return JSON.stringify(rest);
+  } catch {
+    return recorded;
+  }
 }

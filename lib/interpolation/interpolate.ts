@@ -267,7 +267,7 @@ export async function runInterpolation(
       transactions.forEach((tx, o) =>
         tx.partOf(
           plan.models[o].shards.map((shard) => shard.name),
-          part,
+          { ...part, recipe: recipeText(targets[o].lambda) },
         ),
       );
     // A sweep's blocks shrink with its outputs, as a batch's do: each output holds about threads + 2 of them.
