@@ -243,6 +243,10 @@ class Run {
     for (size_t s = 0; s < job.sources.size(); ++s) srcType[s] = job.sources[s].dtype;
     const uint64_t chunk = localChunk();
     const auto read = [&](uint64_t start, uint64_t n) {
+      // A pass over a tensor of gigabytes (an embedding) reads hundreds of chunks: a cancel (or another worker's failure) stops
+      // it at the next one, as the streamed tasks stop at the next task. With another worker's failure recorded first, this
+      // error is not the run's.
+      if (cancel_.load() || stop_.load()) throw ExecError("Aborted", "the merge was aborted");
       for (size_t s = 0; s < job.sources.size(); ++s) {
         const Source& so = job.sources[s];
         const uint64_t es = dtypeSize(so.dtype);

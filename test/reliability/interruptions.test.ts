@@ -20,6 +20,7 @@ import {
   expectOneLineError,
   isProgressLine,
   leftoversBeside,
+  ROOT,
   runCli,
   snapshotTree,
   startCli,
@@ -96,6 +97,37 @@ describe.each([
     expect(result.stdout).not.toContain('"event":"done"');
     expect(fs.readdirSync(runDir)).toEqual([]);
   });
+});
+
+withShim('an abort during a tensor read in chunks for its statistics (della, every local job chunked) stops at the next chunk', async () => {
+  const runDir = path.dirname(outPath());
+  const out = path.join(runDir, 'out');
+  const mark = path.join(runDir, 'first-read');
+  // A child process, so that the shim slows its reads (100 ms each): it merges by the API with every tensor-local job read in
+  // chunks (the engine's switch, which only a caller in-process can lower), aborts once a read was slowed, and reports how long
+  // the merge took to stop. With 1 MiB blocks della's L1 pass over the embedding (2 x 12 MB) reads 24 chunks of 512 KB per source.
+  const script = `
+    const fs = require('node:fs');
+    const { localJobReads } = require(${JSON.stringify(path.join(ROOT, 'dist', 'lib', 'engine', 'execute-plan.js'))});
+    const { merge } = require(${JSON.stringify(path.join(ROOT, 'dist', 'lib', 'index.js'))});
+    localJobReads.chunkedLocalBytes = 0;
+    const controller = new AbortController();
+    let aborted = 0;
+    const poll = setInterval(() => { if (fs.existsSync(${JSON.stringify(mark)})) { aborted = Date.now(); controller.abort(); clearInterval(poll); } }, 5);
+    const recipe = { merge_method: 'della', base_model: ${JSON.stringify(big.instruct)},
+      models: [{ model: ${JSON.stringify(big.thinking)}, parameters: { weight: 0.8, density: 0.5, epsilon: 0.1 } }] };
+    merge(recipe, { output: ${JSON.stringify(out)}, threads: 1, blockBytes: 1 << 20, signal: controller.signal }).then(
+      () => { clearInterval(poll); console.log(JSON.stringify({ code: 'done' })); },
+      (e) => { clearInterval(poll); console.log(JSON.stringify({ code: e.code, stopMs: Date.now() - aborted })); });
+  `;
+  const env = { ...process.env, ...faultEnv(shimPath, { path: path.dirname(big.instruct), slow: ['pread'], sleepUs: 100_000, minBytes: 100_000, mark }) };
+  const child = spawnSync(process.execPath, ['-e', script], { env, encoding: 'utf8', timeout: 120_000 });
+  expect(child.stderr).toBe('');
+  const result = JSON.parse(child.stdout) as { code: string; stopMs: number };
+  expect(result.code).toBe('Aborted');
+  // It checked only between tasks before: the rest of the pass's chunk reads, 4.9 s.
+  expect(result.stopMs).toBeLessThan(1000);
+  expect(leftoversBeside(out)).toEqual([]);
 });
 
 withShim('a reader that closes standard output (`| head -1`) stops a sweep as SIGPIPE would: 141, one line, nothing left', async () => {
