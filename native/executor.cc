@@ -205,6 +205,8 @@ class Run {
     } giveBack{localBuffers_, reads.buffers};
     if (cancel_.load() || stop_.load()) return;
     readTask(task, reads);
+    // Its read can be hundreds of MiB from a cold disk, and its statistics a pass over them: not begun once cancelled.
+    if (cancel_.load() || stop_.load()) return;
     for (size_t s = 0; s < job.sources.size(); ++s) {
       srcPtr[s] = reads.buffers[s].data() + reads.at[s];
       srcType[s] = job.sources[s].dtype;

@@ -122,11 +122,11 @@ withShim('an abort during a tensor read in chunks for its statistics (della, eve
   `;
   const env = { ...process.env, ...faultEnv(shimPath, { path: path.dirname(big.instruct), slow: ['pread'], sleepUs: 100_000, minBytes: 100_000, mark }) };
   const child = spawnSync(process.execPath, ['-e', script], { env, encoding: 'utf8', timeout: 120_000 });
-  expect(child.stderr).toBe('');
+  expect({ status: child.status, stdout: child.stdout.trim().startsWith('{') }).toEqual({ status: 0, stdout: true });
   const result = JSON.parse(child.stdout) as { code: string; stopMs: number };
   expect(result.code).toBe('Aborted');
-  // It checked only between tasks before: the rest of the pass's chunk reads, 4.9 s.
-  expect(result.stopMs).toBeLessThan(1000);
+  // 0.23-0.25 s here (0.5-0.9 s with the cores busy); it checked only between tasks before: the rest of the pass's chunk reads, 4.7 s.
+  expect(result.stopMs).toBeLessThan(2500);
   expect(leftoversBeside(out)).toEqual([]);
 });
 
