@@ -143,6 +143,21 @@ test('parts run with another count are refused while the job is incomplete: some
   expect(filesOf(shared)).toEqual(filesOf(single));
 });
 
+test("a sweep in parts: each λ folder holds the count file until its last part, then equals a whole sweep's", async () => {
+  const shared = path.join(root, 'sweep-parts');
+  const whole = path.join(root, 'sweep-whole');
+  const lambdas = [0.2, 0.8];
+  await sweep({ instruct: pair.instruct, thinking: pair.thinking, lambdas, output: whole });
+  await sweep({ instruct: pair.instruct, thinking: pair.thinking, lambdas, output: shared, part: '1/2' });
+  for (const folder of fs.readdirSync(shared)) expect(fs.readdirSync(path.join(shared, folder))).toContain('.weightmix-parts.json');
+  await expect(sweep({ instruct: pair.instruct, thinking: pair.thinking, lambdas, output: shared, part: '2/3' })).rejects.toMatchObject({
+    code: 'OutputExists',
+  });
+  await sweep({ instruct: pair.instruct, thinking: pair.thinking, lambdas, output: shared, part: '2/2' });
+  expect(fs.readdirSync(shared).sort()).toEqual(fs.readdirSync(whole).sort());
+  for (const folder of fs.readdirSync(whole)) expect(filesOf(path.join(shared, folder))).toEqual(filesOf(path.join(whole, folder)));
+});
+
 test('every part again with --force replaces the old model: the union equals a --force whole run (old shards and files gone)', async () => {
   const shared = path.join(root, 'forced');
   const other = await makeCheckpointPair({ dir: path.join(root, 'other-pair'), shape: 'tiny', shards: [3, 1], seed: 8 });
