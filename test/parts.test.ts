@@ -144,8 +144,8 @@ test('parts run with another count are refused while the job is incomplete: some
 });
 
 test("a sweep in parts: each λ folder holds the count file until its last part, then equals a whole sweep's", async () => {
-  const shared = path.join(root, 'sweep-parts');
-  const whole = path.join(root, 'sweep-whole');
+  const shared = path.join(root, 'sweep-in-parts');
+  const whole = path.join(root, 'sweep-in-parts-whole');
   const lambdas = [0.2, 0.8];
   await sweep({ instruct: pair.instruct, thinking: pair.thinking, lambdas, output: whole });
   await sweep({ instruct: pair.instruct, thinking: pair.thinking, lambdas, output: shared, part: '1/2' });
