@@ -142,6 +142,11 @@ export const ERROR_CODES = {
   OutputError: { meaning: 'The output folder could not be created or published (the message says why).', thrownBy: MERGES },
   OutputExists: { meaning: 'The output already exists (pass `force` to replace it once the new one is complete).', thrownBy: MERGES },
   OutputLocked: { meaning: 'Another run is writing the same output (or fixture folder) right now.', thrownBy: [...MERGES, 'makeCheckpointPair'] },
+  PartsIncomplete: {
+    meaning:
+      "A `--part` job's folder still holds `.weightmix-parts.json`: some of its parts have not published, or the last one stopped before removing the file.",
+    thrownBy: ['verify (as a problem)'],
+  },
   PlanInvalid: { meaning: 'The native engine refused a plan (a bug in weightmix: please report it).', thrownBy: NATIVE },
   RecipeNotAFile: { meaning: 'The recipe path names a folder or something else than a regular file.', thrownBy: ['merge', 'readRecipeFile'] },
   RecipeNotRecorded: {

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { interpolate } from '../lib/interpolation/interpolate';
 import { sweep } from '../lib/interpolation/sweep';
+import { verify } from '../lib/analysis/verify';
 import { assignParts } from '../lib/engine/parts';
 import { describeInterpolation } from '../lib/commands/interpolation-options';
 import { dir as root, useTempDir } from './helpers/temp-dir';
@@ -156,6 +157,28 @@ test("a sweep in parts: each λ folder holds the count file until its last part,
   await sweep({ instruct: pair.instruct, thinking: pair.thinking, lambdas, output: shared, part: '2/2' });
   expect(fs.readdirSync(shared).sort()).toEqual(fs.readdirSync(whole).sort());
   for (const folder of fs.readdirSync(whole)) expect(filesOf(path.join(shared, folder))).toEqual(filesOf(path.join(whole, folder)));
+});
+
+test("verify reports a --part job's folder as unfinished while its count file is there, and the file left in a complete folder", async () => {
+  const shared = path.join(root, 'verified-parts');
+  await run(shared, 0.8, '1/2');
+  const unfinishedFile = fs.readFileSync(path.join(shared, '.weightmix-parts.json'));
+  const unfinished = await verify({ dir: shared });
+  expect(unfinished.ok).toBe(false);
+  expect(unfinished.problems.map((p) => p.code)).toContain('PartsIncomplete');
+  expect(unfinished.problems.find((p) => p.code === 'PartsIncomplete')!.message).toBe(
+    `${shared}: a --part job of 2 parts has not finished here (.weightmix-parts.json): some of its parts have not published`,
+  );
+  await run(shared, 0.8, '2/2');
+  expect((await verify({ dir: shared })).problems).toEqual([]);
+  // The part that completed the job stopped before removing the file.
+  fs.writeFileSync(path.join(shared, '.weightmix-parts.json'), unfinishedFile);
+  expect((await verify({ dir: shared })).problems).toEqual([
+    {
+      code: 'PartsIncomplete',
+      message: `${shared}: .weightmix-parts.json is left though every shard is in place: the part that completed a --part job of 2 parts stopped before removing it; remove it`,
+    },
+  ]);
 });
 
 test('every part again with --force replaces the old model: the union equals a --force whole run (old shards and files gone)', async () => {

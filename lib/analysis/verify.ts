@@ -22,6 +22,7 @@ import type { WeightmixErrorCode } from '../error-codes';
 import { InterpolationRecipe, readRecordedRecipe, RecordedRecipe, selectionFromDescription } from './recorded-recipe';
 import { checkOptions, OptionKeys } from '../api/validate-options';
 import { configDisagreements } from './config-agreement';
+import { jobComplete, PARTS_FILE, recordedParts } from '../engine/part-target';
 
 export type { InterpolationRecipe, MergeRecipeRecord, RecordedRecipe } from './recorded-recipe';
 export { selectionFromDescription } from './recorded-recipe';
@@ -184,6 +185,16 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
     recomputeSkipped: null,
   };
 
+  // A --part job's count, left while its shards are incomplete (engine/part-target.ts).
+  const parts = recordedParts(dir);
+  const partsLeft = (complete: boolean) => {
+    if (parts === null) return;
+    const job = typeof parts.parts === 'number' ? `a --part job of ${parts.parts} parts` : 'a --part job';
+    const message = complete
+      ? `${dir}: ${PARTS_FILE} is left though every shard is in place: the part that completed ${job} stopped before removing it; remove it`
+      : `${dir}: ${job} has not finished here (${PARTS_FILE}): some of its parts have not published`;
+    report.problems.push(problem('PartsIncomplete', message));
+  };
   let model: Checkpoint;
   try {
     // Every header against its file, the index against the shards, each tensor stored once.
@@ -191,8 +202,17 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
   } catch (e) {
     if (!(e instanceof WeightmixError)) throw e;
     report.problems.push(problem(e.code, e.message));
+    partsLeft(false);
     return report;
   }
+  if (parts !== null)
+    partsLeft(
+      await jobComplete(
+        dir,
+        model.shards.map((s) => s.name),
+        parts.recipe,
+      ),
+    );
   Object.assign(report, { opened: true, shards: model.shards.length, tensors: model.names.length, tensorBytes: model.tensorBytes, indexed: model.indexed });
   if (model.indexed) report.problems.push(...(await checkIndexExtras(model)));
   for (const message of configDisagreements(model, path.join(dir, 'config.json'))) report.problems.push(problem('ConfigMismatch', message));

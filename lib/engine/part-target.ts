@@ -34,21 +34,27 @@ export function partsFileText(part: JobPart): string {
 }
 
 /**
+ * What a folder's PARTS_FILE records: null where it has none (or is no folder), undefined fields where the file is unreadable.
+ */
+export function recordedParts(dir: string): { parts?: unknown; recipe?: unknown } | null {
+  try {
+    const recorded: unknown = JSON.parse(fs.readFileSync(path.join(dir, PARTS_FILE), 'utf8'));
+    return typeof recorded === 'object' && recorded !== null ? recorded : {};
+  } catch (e) {
+    return ['ENOENT', 'ENOTDIR'].includes((e as NodeJS.ErrnoException).code ?? '') ? null : {};
+  }
+}
+
+/**
  * Refuses a target that a job of another part count is filling (its PARTS_FILE says so): without --force whatever its recipe
  * (another model's folder is refused anyway), with --force only where the recipe is this job's (another recipe: a new job).
  */
 export function refuseOtherPartCount(target: string, part: JobPart, force: boolean): void {
-  let recorded: { parts?: unknown; recipe?: unknown } | undefined;
-  try {
-    recorded = JSON.parse(fs.readFileSync(path.join(target, PARTS_FILE), 'utf8')) as { parts?: unknown; recipe?: unknown };
-  } catch (e) {
-    // No job in progress there (or no folder: what holds the place is the other checks' to name).
-    if (['ENOENT', 'ENOTDIR'].includes((e as NodeJS.ErrnoException).code ?? '')) return;
-    recorded = undefined;
-  }
-  if (recorded?.parts === part.count) return;
-  if (force && recorded?.recipe !== jobRecipe(part.recipe)) return;
-  const what = typeof recorded?.parts === 'number' ? `a job of ${recorded.parts} parts` : `a --part job (${PARTS_FILE} unreadable)`;
+  // No job in progress there (or no folder: what holds the place is the other checks' to name).
+  const recorded = recordedParts(target);
+  if (recorded === null || recorded.parts === part.count) return;
+  if (force && recorded.recipe !== jobRecipe(part.recipe)) return;
+  const what = typeof recorded.parts === 'number' ? `a job of ${recorded.parts} parts` : `a --part job (${PARTS_FILE} unreadable)`;
   const restart = force
     ? `remove ${path.join(target, PARTS_FILE)} to start the job again with ${part.count}`
     : 'or use --force (force: true in the API) to replace the model';
@@ -60,15 +66,20 @@ export function refuseOtherPartCount(target: string, part: JobPart, force: boole
 
 /** After a part published its files: the job's PARTS_FILE removed once every shard of the job is in place and records this job's recipe. */
 export async function removePartsFileWhenComplete(target: string, jobShards: ReadonlySet<string>, part: JobPart): Promise<void> {
+  if (await jobComplete(target, jobShards, jobRecipe(part.recipe))) await fs.promises.rm(path.join(target, PARTS_FILE), { force: true });
+}
+
+/** Whether every shard of a job is in `target` and records `recipe` (as PARTS_FILE holds it). */
+export async function jobComplete(target: string, jobShards: Iterable<string>, recipe: unknown): Promise<boolean> {
   const present = new Set(await fs.promises.readdir(target));
-  if (![...jobShards].every((name) => present.has(name))) return;
+  const shards = [...jobShards];
+  if (typeof recipe !== 'string' || !shards.every((name) => present.has(name))) return false;
   // A --force job keeps an old model's shards of the same names until its parts replace them: those are not this job's.
-  const recipe = jobRecipe(part.recipe);
-  for (const name of jobShards) {
+  for (const name of shards) {
     const header = await shardHeader(path.join(target, name)).catch(() => null);
-    if (header?.recipe !== recipe) return;
+    if (header?.recipe !== recipe) return false;
   }
-  await fs.promises.rm(path.join(target, PARTS_FILE), { force: true });
+  return true;
 }
 
 /** Refuses a target with a file this job does not write, or one that holds another job's or model's contents. */
