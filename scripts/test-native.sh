@@ -21,6 +21,20 @@ cmake --build build-selftest --target kernels_selftest_off kernels_selftest_fast
 # run, and outside the digest) runs in the =off build only, whose flags are the addon's; the =fast build is there
 # for the digest.
 declare -A digest pid
+# Reports build $1's run (its exit status $2, its output in build-selftest/run-$1.log, what it was in $3): its output indented
+# and its digest kept, or its output and the failure, stopping the script (and any run still going).
+report() {
+  local out
+  out="$(cat "build-selftest/run-$1.log")"
+  if [[ $2 -ne 0 ]]; then
+    kill "${pid[@]}" 2>/dev/null || true
+    echo "$out"
+    echo "kernels self-test failed ($3, seed $seed)"
+    exit 1
+  fi
+  echo "$out" | sed 's/^/  /'
+  digest[$1]="$(echo "$out" | sed -n 's/^digest //p')"
+}
 for contract in off fast; do
   # shellcheck disable=SC2086 # args is one word or none
   build-selftest/kernels_selftest_$contract "$seed" ${args[$contract]} >"build-selftest/run-$contract.log" 2>&1 &
@@ -30,15 +44,7 @@ for contract in off fast; do
   echo "kernels self-test, -ffp-contract=$contract, seed $seed ${args[$contract]}"
   status=0
   wait "${pid[$contract]}" || status=$?
-  out="$(cat "build-selftest/run-$contract.log")"
-  if [[ $status -ne 0 ]]; then
-    kill "${pid[@]}" 2>/dev/null || true  # the other build's run is not left going
-    echo "$out"
-    echo "kernels self-test failed (-ffp-contract=$contract, seed $seed)"
-    exit 1
-  fi
-  echo "$out" | sed 's/^/  /'
-  digest[$contract]="$(echo "$out" | sed -n 's/^digest //p')"
+  report "$contract" "$status" "-ffp-contract=$contract"
 done
 if [[ -z "${digest[off]}" || "${digest[off]}" != "${digest[fast]}" ]]; then
   echo "kernels self-test: digests differ between -ffp-contract=off (${digest[off]}) and =fast (${digest[fast]}): contraction changes bits"
@@ -50,14 +56,7 @@ fi
 echo "kernels self-test under AddressSanitizer and UndefinedBehaviorSanitizer, seed $seed --quick"
 status=0
 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}" build-selftest/kernels_selftest_asan "$seed" --quick >build-selftest/run-asan.log 2>&1 || status=$?
-out="$(cat build-selftest/run-asan.log)"
-if [[ $status -ne 0 ]]; then
-  echo "$out"
-  echo "kernels self-test failed under the sanitizers (seed $seed)"
-  exit 1
-fi
-echo "$out" | sed 's/^/  /'
-digest[asan]="$(echo "$out" | sed -n 's/^digest //p')"
+report asan "$status" "under the sanitizers"
 if [[ "${digest[asan]}" != "${digest[off]}" ]]; then
   echo "kernels self-test: the sanitizers' build printed digest ${digest[asan]}, the Release build ${digest[off]}: a result depends on the build"
   exit 1
