@@ -179,6 +179,11 @@ test("verify reports a --part job's folder as unfinished while its count file is
       message: `${shared}: .weightmix-parts.json is left though every shard is in place: the part that completed a --part job of 2 parts stopped before removing it; remove it`,
     },
   ]);
+  // The file of another recipe's job (a --force job whose parts have not replaced these shards): not finished.
+  fs.writeFileSync(path.join(shared, '.weightmix-parts.json'), JSON.stringify({ parts: 2, recipe: '{"method":"interpolate","lambda":0.5}' }));
+  expect((await verify({ dir: shared })).problems.map((p) => p.message)).toEqual([
+    `${shared}: a --part job of 2 parts has not finished here (.weightmix-parts.json): some of its parts have not published`,
+  ]);
 });
 
 test('every part again with --force replaces the old model: the union equals a --force whole run (old shards and files gone)', async () => {

@@ -22,7 +22,7 @@ import type { WeightmixErrorCode } from '../error-codes';
 import { InterpolationRecipe, readRecordedRecipe, RecordedRecipe, selectionFromDescription } from './recorded-recipe';
 import { checkOptions, OptionKeys } from '../api/validate-options';
 import { configDisagreements } from './config-agreement';
-import { jobComplete, PARTS_FILE, recordedParts } from '../engine/part-target';
+import { PARTS_FILE, recordedParts, recordsJobRecipe } from '../engine/part-target';
 
 export type { InterpolationRecipe, MergeRecipeRecord, RecordedRecipe } from './recorded-recipe';
 export { selectionFromDescription } from './recorded-recipe';
@@ -205,14 +205,8 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
     partsLeft(false);
     return report;
   }
-  if (parts !== null)
-    partsLeft(
-      await jobComplete(
-        dir,
-        model.shards.map((s) => s.name),
-        parts.recipe,
-      ),
-    );
+  // Every shard is there (the model opened): the job is complete where each records its recipe (the headers are read already).
+  partsLeft(model.shards.every((s) => recordsJobRecipe(s.header.metadata?.weightmix, parts?.recipe)));
   Object.assign(report, { opened: true, shards: model.shards.length, tensors: model.names.length, tensorBytes: model.tensorBytes, indexed: model.indexed });
   if (model.indexed) report.problems.push(...(await checkIndexExtras(model)));
   for (const message of configDisagreements(model, path.join(dir, 'config.json'))) report.problems.push(problem('ConfigMismatch', message));

@@ -66,20 +66,20 @@ export function refuseOtherPartCount(target: string, part: JobPart, force: boole
 
 /** After a part published its files: the job's PARTS_FILE removed once every shard of the job is in place and records this job's recipe. */
 export async function removePartsFileWhenComplete(target: string, jobShards: ReadonlySet<string>, part: JobPart): Promise<void> {
-  if (await jobComplete(target, jobShards, jobRecipe(part.recipe))) await fs.promises.rm(path.join(target, PARTS_FILE), { force: true });
+  const present = new Set(await fs.promises.readdir(target));
+  if (![...jobShards].every((name) => present.has(name))) return;
+  // A --force job keeps an old model's shards of the same names until its parts replace them: those are not this job's.
+  const recipe = jobRecipe(part.recipe);
+  for (const name of jobShards) {
+    const header = await shardHeader(path.join(target, name)).catch(() => null);
+    if (header?.recipe !== recipe) return;
+  }
+  await fs.promises.rm(path.join(target, PARTS_FILE), { force: true });
 }
 
-/** Whether every shard of a job is in `target` and records `recipe` (as PARTS_FILE holds it). */
-export async function jobComplete(target: string, jobShards: Iterable<string>, recipe: unknown): Promise<boolean> {
-  const present = new Set(await fs.promises.readdir(target));
-  const shards = [...jobShards];
-  if (typeof recipe !== 'string' || !shards.every((name) => present.has(name))) return false;
-  // A --force job keeps an old model's shards of the same names until its parts replace them: those are not this job's.
-  for (const name of shards) {
-    const header = await shardHeader(path.join(target, name)).catch(() => null);
-    if (header?.recipe !== recipe) return false;
-  }
-  return true;
+/** Whether a shard's recorded recipe (`__metadata__.weightmix`) is the job's that PARTS_FILE records (its `recipe`). */
+export function recordsJobRecipe(recorded: unknown, recipe: unknown): boolean {
+  return typeof recorded === 'string' && typeof recipe === 'string' && jobRecipe(recorded) === recipe;
 }
 
 /** Refuses a target with a file this job does not write, or one that holds another job's or model's contents. */
