@@ -1,11 +1,13 @@
 /**
  * The CLI's start-up loads the flags' definitions only: each command loads its machinery (the engine, the analyses, the
  * fixture writer, the progress bars) in its action (lib/cli.ts), so that `weightmix --version`, `--help` and every run
- * start in about the time of bare node, not twice it.
+ * start in about the time of bare node, not twice it. Likewise a run on local folders never loads the hub downloader
+ * (lib/hub/resolve.ts loads it for a hub id only).
  */
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ensureCliBuilt, ROOT } from './helpers/cli';
+import { BIN, cachedPair, ensureCliBuilt, ROOT, scratchDir } from './helpers/cli';
 
 /** What requiring dist/lib/cli.js loads: lib files relative to dist/lib, and the packages by name. */
 function loadedAtStartup(): { lib: string[]; packages: string[] } {
@@ -13,7 +15,11 @@ function loadedAtStartup(): { lib: string[]; packages: string[] } {
   const script = `require(${JSON.stringify(path.join(ROOT, 'dist', 'lib', 'cli.js'))}); process.stdout.write(JSON.stringify(Object.keys(require.cache)));`;
   const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
   expect(run.status).toBe(0);
-  const files = JSON.parse(run.stdout) as string[];
+  return loadedModules(JSON.parse(run.stdout) as string[]);
+}
+
+/** Module files as lib files relative to dist/lib, and the packages by name. */
+function loadedModules(files: string[]): { lib: string[]; packages: string[] } {
   const distLib = path.join(ROOT, 'dist', 'lib') + path.sep;
   const lib = files.filter((f) => f.startsWith(distLib)).map((f) => path.relative(distLib, f).replace(/\\/g, '/'));
   const packages = [...new Set(files.map((f) => /node_modules[\\/]((?:@[^\\/]+[\\/])?[^\\/]+)/.exec(f)?.[1]).filter((p): p is string => p !== undefined))];
@@ -32,4 +38,40 @@ test('starting the CLI loads no command machinery: no engine, merge methods, ana
   );
   expect(machinery).toEqual([]);
   expect(packages.filter((p) => ['cli-progress', 'yaml'].includes(p))).toEqual([]);
+});
+
+test('a merge of local folders loads no hub downloader: no HTTP client, proxy agents or hub client', async () => {
+  ensureCliBuilt();
+  const pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 16 });
+  const dir = scratchDir('startup');
+  try {
+    // Preloaded into the CLI's process: the modules loaded by its exit, written where the test reads them.
+    const preload = path.join(dir, 'loaded-at-exit.js');
+    const list = path.join(dir, 'loaded.json');
+    fs.writeFileSync(preload, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(list)}, JSON.stringify(Object.keys(require.cache))));`);
+    const argv = [
+      '-r',
+      preload,
+      BIN,
+      'interpolate',
+      '--instruct',
+      pair.instruct,
+      '--thinking',
+      pair.thinking,
+      '--lambda',
+      '0.5',
+      '-o',
+      path.join(dir, 'out'),
+      '-q',
+    ];
+    const run = spawnSync(process.execPath, argv, { encoding: 'utf8' });
+    expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: '' });
+    const { lib, packages } = loadedModules(JSON.parse(fs.readFileSync(list, 'utf8')) as string[]);
+    // The merge itself ran through the engine and the folder resolver, which the check below must not exclude.
+    expect(lib).toEqual(expect.arrayContaining(['engine/execute-plan.js', 'hub/resolve.js']));
+    expect(lib.filter((f) => /^hub\/(snapshot-download|api|proxy|fetch-blob|blob-lock)\.js$/.test(f))).toEqual([]);
+    expect(packages.filter((p) => /^(@huggingface\/hub|https?-proxy-agent|proxy-from-env|agent-base)$/.test(p))).toEqual([]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

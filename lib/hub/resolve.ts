@@ -10,7 +10,7 @@ import { cachedSnapshot } from './cache';
 import { hubEnvironment } from './environment';
 import { HubPurpose, missingFromSnapshot } from './model-files';
 import { formatReference, parseHubReference } from './reference';
-import { DownloadHooks, downloadSnapshot } from './snapshot-download';
+import type { DownloadHooks } from './snapshot-download';
 
 /** A hub model as resolved: what was asked for and the commit it named. */
 export interface HubSource {
@@ -96,6 +96,8 @@ export async function resolveReference(reference: string, options: ResolveOption
     );
   }
   try {
+    // Loaded on use: the downloader's HTTP, proxy and hub-client modules cost a local run ~40 ms of start-up (test/cli-startup.test.ts).
+    const { downloadSnapshot } = await import('./snapshot-download');
     return source(await downloadSnapshot(env, ref, purpose, options));
   } catch (e) {
     // As huggingface_hub does: no network (or the hub failing), but the cache has the revision — use it, and say so.
