@@ -112,8 +112,9 @@ void settle(Napi::Env env, RunState* state, Outcome* outcome) {
   if (outcome->ok) {
     Napi::Object r = Napi::Object::New(env);
     r.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(outcome->result.bytesWritten)));
+    // Nine numbers per job, zero for a job without moments: a fresh array is zero, so a run where no job has them writes none.
     const auto& moments = outcome->result.moments;
-    Napi::Float64Array m = Napi::Float64Array::New(env, moments.size() * kMomentsStride);
+    Napi::Float64Array m = Napi::Float64Array::New(env, state->plan.jobs.size() * kMomentsStride);
     for (size_t j = 0; j < moments.size(); ++j) flattenMoments(moments[j], m.Data() + j * kMomentsStride);
     r.Set("moments", m);
     const auto& stats = outcome->result.stats;  // histogram counts and L1 sums (plan.h's JobStat)

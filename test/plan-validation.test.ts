@@ -198,6 +198,18 @@ test('the valid plan runs: the control for every row below', async () => {
   expect(result.moments).toHaveLength(6 * MOMENTS_STRIDE);
 });
 
+test('moments: nine numbers per job, zero for each job without them, whether or not another job has them', async () => {
+  const withMoments = await runPlan(validPlan(freshPath('out')));
+  const nonZero = (m: Float64Array, job: number) => Array.from(m.subarray(job * MOMENTS_STRIDE, (job + 1) * MOMENTS_STRIDE)).some((x) => x !== 0);
+  expect([0, 1, 2, 3, 4, 5].map((j) => nonZero(withMoments.moments, j))).toEqual([false, false, false, false, false, true]);
+  // Without the moments job the executor keeps no sums at all (executor.cc), and still answers nine zeros per job.
+  const plan = validPlan(freshPath('out'));
+  plan.jobs.splice(5, 1);
+  const without = await runPlan(plan);
+  expect(without.moments).toHaveLength(5 * MOMENTS_STRIDE);
+  expect(without.moments.every((x) => x === 0)).toBe(true);
+});
+
 describe('an invalid plan is refused before any output file exists', () => {
   test.each(ROWS)('%s', async (_check, breakIt, message, code = 'PlanInvalid') => {
     const out = freshPath('out');
