@@ -96,7 +96,7 @@ export async function resolveReference(reference: string, options: ResolveOption
     );
   }
   try {
-    // Loaded on use: the downloader's HTTP, proxy and hub-client modules cost a local run ~40 ms of start-up (test/cli-startup.test.ts).
+    // Loaded on use: the downloader's HTTP, proxy and hub-client modules cost a local run 20–30 ms of start-up (test/cli-startup.test.ts).
     const { downloadSnapshot } = await import('./snapshot-download');
     return source(await downloadSnapshot(env, ref, purpose, options));
   } catch (e) {
