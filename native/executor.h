@@ -13,7 +13,7 @@
 namespace wm {
 
 struct ExecResult {
-  std::vector<Moments> moments;  // one per job (zero for jobs without `moments`), or none where no job has `moments`
+  std::vector<Moments> moments;  // one per job (zero for jobs without `moments`), or none where no job has `moments` (or no job has elements)
   std::vector<double> stats;     // histogram counts and L1 sums, in job order (plan.h's JobStat)
   uint64_t bytesWritten = 0;
 };

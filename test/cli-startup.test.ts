@@ -64,7 +64,8 @@ test('a merge of local folders loads no hub downloader: no HTTP client, proxy ag
       path.join(dir, 'out'),
       '-q',
     ];
-    const run = spawnSync(process.execPath, argv, { encoding: 'utf8' });
+    // A hung CLI is killed (jest's own timeout cannot stop spawnSync); no colour codes from the environment reach stderr.
+    const run = spawnSync(process.execPath, argv, { encoding: 'utf8', timeout: 60_000, env: { ...process.env, FORCE_COLOR: '0' } });
     expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: '' });
     const { lib, packages } = loadedModules(JSON.parse(fs.readFileSync(list, 'utf8')) as string[]);
     // The merge itself ran through the engine and the folder resolver, which the check below must not exclude.
