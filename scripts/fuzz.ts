@@ -139,7 +139,10 @@ function mutateIndex(model: Model, rng: Rng): string {
   } catch {
     return 'index already broken';
   }
-  const names = Object.keys(doc.weight_map);
+  // An earlier step of the case may have left valid JSON that is no index (null, or a weight_map that is no object, or empty).
+  const map: unknown = typeof doc === 'object' && doc !== null ? doc.weight_map : undefined;
+  if (typeof map !== 'object' || map === null || Object.keys(map).length === 0) return 'index already not an index';
+  const names = Object.keys(map);
   const name = rng.pick(names);
   let what: string;
   switch (rng.int(6)) {
