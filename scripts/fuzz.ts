@@ -79,15 +79,37 @@ interface Model {
 
 type Header = Record<string, Record<string, unknown>>;
 
+/**
+ * The shard's header and data, where its header is one the structured mutations can edit: an object of tensor entries, each
+ * with a shape of numbers and two numeric data offsets (an earlier step may have left valid JSON that is none, which then
+ * gets byte-level mutations only).
+ */
 function splitShard(bytes: Buffer): { header: Header; data: Buffer } | null {
   if (bytes.length < 8) return null;
   const n = Number(bytes.readBigUInt64LE(0));
   if (8 + n > bytes.length) return null;
+  let header: unknown;
   try {
-    return { header: JSON.parse(bytes.subarray(8, 8 + n).toString('utf8')) as Header, data: bytes.subarray(8 + n) };
+    header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8'));
   } catch {
     return null;
   }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) return null;
+  const entries = Object.entries(header as Record<string, unknown>).filter(([k]) => k !== '__metadata__');
+  if (entries.length === 0 || !entries.every(([, v]) => editableEntry(v))) return null;
+  return { header: header as Header, data: bytes.subarray(8 + n) };
+}
+
+function editableEntry(v: unknown): boolean {
+  if (typeof v !== 'object' || v === null) return false;
+  const { shape, data_offsets: offsets } = v as Record<string, unknown>;
+  return (
+    Array.isArray(shape) &&
+    shape.every((d) => typeof d === 'number') &&
+    Array.isArray(offsets) &&
+    offsets.length === 2 &&
+    offsets.every((o) => typeof o === 'number')
+  );
 }
 
 function joinShard(header: Header, data: Buffer): Buffer {
@@ -275,6 +297,8 @@ export interface FuzzResult {
 export interface CheckpointFuzzOptions {
   runs: number;
   seed: number;
+  /** The first case's number (default 0): cases first .. first + runs - 1 of the seed's sequence, each the same case as in a run from 0. */
+  first?: number;
   /** Scratch folder (removed at the end unless a case crashed the process). */
   work: string;
   /** Where failing cases are saved; null: only report them. */
@@ -295,7 +319,7 @@ export async function fuzzCheckpoints(o: CheckpointFuzzOptions): Promise<FuzzRes
   const result: FuzzResult = { runs: 0, failures: [], outcomes: { rejectedAtOpen: 0, rejectedAtMerge: 0, merged: 0 } };
   const current = path.join(o.work, 'current.json');
 
-  for (let i = 0; i < o.runs; i++) {
+  for (let i = o.first ?? 0; i < (o.first ?? 0) + o.runs; i++) {
     const rng = new Rng((o.seed * 0x9e3779b1 + i) >>> 0);
     const model: Model = { files: new Map(original) };
     const steps = Array.from({ length: 1 + rng.int(3) }, () => mutate(model, rng));

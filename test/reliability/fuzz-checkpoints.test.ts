@@ -27,6 +27,18 @@ test('60 mutated checkpoints: only WeightmixErrors, and every merge that succeed
   expect(r.outcomes.rejectedAtOpen + r.outcomes.rejectedAtMerge + r.outcomes.merged).toBe(60);
 }, 60_000);
 
+// Cases whose mutations crashed the harness itself (scripts/fuzz.ts, before 247753d and its successor): an index edit after a step that
+// left valid JSON with no weight_map object, and header edits after one that left a tensor entry without a shape or offsets array.
+test.each([
+  [206301, 2689],
+  [8808, 384],
+  [4404, 801],
+])('seed %i, case %i: the harness mutates a model an earlier step left malformed, and the case ends as a case', async (seed, first) => {
+  const r = await fuzzCheckpoints({ runs: 1, seed, first, work, saveDir: null, merge: true });
+  expect(r.failures).toEqual([]);
+  expect(r.outcomes.rejectedAtOpen + r.outcomes.rejectedAtMerge + r.outcomes.merged).toBe(1);
+});
+
 const saved = fs.existsSync(CHECKPOINT_CORPUS)
   ? fs.readdirSync(CHECKPOINT_CORPUS).filter((d) => fs.existsSync(path.join(CHECKPOINT_CORPUS, d, 'CASE.json')))
   : [];
