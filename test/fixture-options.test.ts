@@ -8,6 +8,15 @@ import { setUpFixtureRoot, freshDir, loadModel, tensorBytes, decodeAll, isNormGa
 
 setUpFixtureRoot();
 
+/** Every file of a pair written under `dir` (relative path → its bytes as hex), for comparing two runs. */
+function bytesOfPair(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const model of ['instruct', 'thinking']) {
+    for (const f of fs.readdirSync(path.join(dir, model)).sort()) out[`${model}/${f}`] = fs.readFileSync(path.join(dir, model, f)).toString('hex');
+  }
+  return out;
+}
+
 describe('makeCheckpointPair: determinism and options', () => {
   const make = (options: Partial<CheckpointPairOptions>) => makeCheckpointPair({ dir: freshDir(), shape: 'tiny', ...options });
   const bytesOf = async (folder: string) => tensorBytes(folder, await loadModel(folder));
@@ -238,6 +247,24 @@ describe('makeCheckpointPair: determinism and options', () => {
       expect(expectOneLineError(r, 2)).toBe(`weightmix: error: ${flag} "0": expected a whole number of 1 or more`);
     }
     expect(fs.existsSync(dir)).toBe(false);
+  });
+
+  test('the command takes its folder as -o/--output, as every other command, and as --out, its first name; two different folders or none are refused', async () => {
+    const written = await Promise.all(
+      [['-o'], ['--output'], ['--out'], ['-o', '--out']].map(async (flags) => {
+        const dir = freshDir();
+        const r = await runCli(['fixture', '--shape', 'tiny', '--seed', '3', '-q', ...flags.flatMap((f) => [f, dir])]);
+        expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: '' });
+        return bytesOfPair(dir);
+      }),
+    );
+    for (const w of written.slice(1)) expect(w).toEqual(written[0]);
+    const [a, b] = [freshDir(), freshDir()];
+    expect(expectOneLineError(await runCli(['fixture', '--shape', 'tiny', '-o', a, '--out', b]), 2)).toBe(
+      `weightmix: error: -o/--output "${a}" and --out "${b}" name different folders; give one`,
+    );
+    expect(expectOneLineError(await runCli(['fixture', '--shape', 'tiny']), 2)).toBe("weightmix: error: required option '-o, --output <dir>' not specified");
+    expect([a, b].some((d) => fs.existsSync(d))).toBe(false);
   });
 
   test("the command's range errors and its refusal of an existing pair name its flags, the library's its options", async () => {

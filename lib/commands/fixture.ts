@@ -31,7 +31,8 @@ function relativeDistance(text: string): number {
 
 interface FixtureCliOptions {
   shape: FixtureShapeName;
-  out: string;
+  output?: string;
+  out?: string;
   scale?: number;
   layers?: number;
   shards?: [number, number];
@@ -43,8 +44,18 @@ interface FixtureCliOptions {
   quiet?: boolean;
 }
 
-/** The library's option names as this command's flags (`dir` is --out, `overwrite` --force). */
-const FIXTURE_FLAGS = (key: string) => (key === 'dir' ? '--out' : key === 'overwrite' ? '--force' : CLI_FLAGS(key));
+/** The library's option names as this command's flags (`dir` is --output, `overwrite` --force). */
+const FIXTURE_FLAGS = (key: string) => (key === 'dir' ? '--output' : key === 'overwrite' ? '--force' : CLI_FLAGS(key));
+
+/** The folder of -o/--output, or of --out (the flag's first name, still taken): one of them, and one folder. */
+function outputFolder(opts: FixtureCliOptions): string {
+  if (opts.output !== undefined && opts.out !== undefined && opts.output !== opts.out) {
+    throw usageError(`-o/--output "${opts.output}" and --out "${opts.out}" name different folders; give one`);
+  }
+  const dir = opts.output ?? opts.out;
+  if (dir === undefined) throw usageError("required option '-o, --output <dir>' not specified");
+  return dir;
+}
 
 const formatBytes = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : `${(n / 1e6).toFixed(1)} MB`);
 
@@ -53,7 +64,9 @@ export function register(program: Command): void {
     .command('fixture')
     .description('write a synthetic Qwen3-shaped Instruct/Thinking pair (real tensor names and shards, random weights) to OUT/instruct and OUT/thinking')
     .addOption(new Option('--shape <name>', 'architecture to imitate').choices(FIXTURE_SHAPES).makeOptionMandatory())
-    .requiredOption('--out <dir>', 'parent folder of instruct/ and thinking/')
+    // -o/--output as every other command's; --out, its first name, is still taken (not listed).
+    .option('-o, --output <dir>', 'parent folder of instruct/ and thinking/ (required)')
+    .addOption(new Option('--out <dir>').hideHelp())
     .option('--scale <n>', 'width divisor (1 = real size: 2 × 8 GB for qwen3-4b)', wholeNumber('--scale', 1))
     .option('--layers <n>', 'decoder layer count instead of the real one', wholeNumber('--layers', 1))
     .option('--shards <n[,m]>', 'shard counts, instruct,thinking (default: as released)', shardCounts)
@@ -66,9 +79,10 @@ export function register(program: Command): void {
       wholeNumber('--extra-tokens'),
     )
     .option('--force', 'replace existing instruct/ and thinking/ folders once the new pair is complete')
-    .option('--quiet', 'no progress line')
+    .option('-q, --quiet', 'no progress line')
     .action(async (opts: FixtureCliOptions) => {
       // Loaded on use (cli.ts): the writer costs every other command's start-up.
+      const dir = outputFolder(opts);
       const { makeCheckpointPairAs } = await import('../fixtures/fixture');
       const signals = abortOnSignals();
       const started = process.hrtime.bigint();
@@ -77,7 +91,7 @@ export function register(program: Command): void {
       try {
         const pair = await makeCheckpointPairAs(
           {
-            dir: opts.out,
+            dir,
             shape: opts.shape,
             scale: opts.scale,
             layers: opts.layers,
