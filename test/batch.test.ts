@@ -319,7 +319,6 @@ describe('the command line', () => {
     await fs.promises.copyFile(file, json);
     expect(expectOneLineError(await runCli(['merge', file, json, '-o', path.join(where, 'out')]), 2)).toMatch(/named mi-0\.8/);
     expect(fs.existsSync(path.join(where, 'out'))).toBe(false);
-    const one = await runCli(['merge', file, '--part', '1/2', '-o', path.join(where, 'out')]);
-    expect(expectOneLineError(one, 2)).toMatch(/--part splits a batch of recipes/);
+    // One recipe with --part splits its shards instead (recipe-parts.test.ts).
   }, 60000);
 });

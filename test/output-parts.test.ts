@@ -102,12 +102,14 @@ test('a part of another count is refused while the job is incomplete (it assigns
   await forcedSame.abort();
   expect(ls(target)).toEqual(before);
 
-  // A file where the folder was is no job in progress: the transaction's other checks name it.
+  // A file where the folder was is no job in progress, and no folder parts could fill: begin refuses it (it failed only when publishing).
   const file = path.join(dir, 'a-file');
   write(file, 'x');
-  const onFile = await OutputTransaction.begin(file, { mergeInto: true, lockName: 'part-1-of-2' });
-  expect(() => onFile.partOf(shards, job(1, 2))).not.toThrow();
-  await onFile.abort();
+  await expect(OutputTransaction.begin(file, { mergeInto: true, lockName: 'part-1-of-2' })).rejects.toMatchObject({
+    code: 'OutputExists',
+    message: expect.stringMatching(/a-file is a file, not a model folder/),
+  });
+  expect(fs.readFileSync(file, 'utf8')).toBe('x');
 
   // --force with a new recipe starts a new job: the old job's shards stay until its parts replace them, and the count is the new one's.
   const forced = await OutputTransaction.begin(target, { mergeInto: true, force: true, lockName: 'part-2-of-3' });

@@ -29,7 +29,7 @@ export function register(program: Command): void {
     )
     .option(
       '--part <i/n>',
-      'with several recipes: merge only part I of N of them (whole models, balanced by bytes; every machine lists the same recipe files in the same order)',
+      'merge only part I of N (for Slurm / Kubernetes job arrays): of one recipe, its output shards; of several recipes, the recipes (whole models, balanced by bytes; every machine lists the same recipe files in the same order)',
     )
     .option('--threads <n>', 'worker threads (default: number of cores)')
     .addOption(deviceOption())
@@ -49,10 +49,6 @@ export function register(program: Command): void {
         allowCrimes: Boolean(opts.allowCrimes),
       };
       if (files.length === 1) {
-        if (opts.part !== undefined) {
-          const { usageError } = await import('../errors');
-          throw usageError('--part splits a batch of recipes across machines, whole models each; one recipe is one model (run it on one machine)');
-        }
         const { mergeAs } = await import('../recipes/merge-recipe');
         const { CLI_FLAGS } = await import('../api/validate-options');
         const recipe = await readRecipeFile(files[0]);
@@ -61,9 +57,12 @@ export function register(program: Command): void {
           'merge',
           (summary: RecipeMergeSummary) =>
             `wrote ${summary.output}: ${summary.method}, ${summary.tensors} tensors in ${summary.layers} layers, ${shardFiles(summary.files)}, ` +
-            `${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s (${summary.gbPerSecond.toFixed(2)} GB/s)${withDevice(summary)}`,
+            `${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s (${summary.gbPerSecond.toFixed(2)} GB/s)` +
+            `${summary.part ? `; part ${summary.part}` : ''}${withDevice(summary)}`,
         );
-        const summary = await reporter.run((hooks) => mergeAs(recipe, { output: opts.output as string, ...engine, ...hooks }, CLI_FLAGS));
+        const summary = await reporter.run((hooks) =>
+          mergeAs(recipe, { output: opts.output as string, part: opts.part as string | undefined, ...engine, ...hooks }, CLI_FLAGS),
+        );
         reporter.done(summary);
         return;
       }

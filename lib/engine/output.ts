@@ -18,7 +18,7 @@ import {
   partsFileText,
   PARTS_FILE,
   refuseForeignFiles,
-  refuseOtherPartCount,
+  refuseOtherPartJob,
   removeForeignFiles,
   removePartsFileWhenComplete,
 } from './part-target';
@@ -78,7 +78,7 @@ export class OutputTransaction {
       // Parts on other machines share the folder: of theirs, only this host's temporaries are ours to judge (output-leftovers.ts).
       const shared = options.mergeInto === true;
       if (options.removeStale !== false) await removeStale(parent, base, options.siblings, options.notice, shared);
-      if (!shared) OutputTransaction.refuseExisting(targetPath, options.force);
+      OutputTransaction.refuseExisting(targetPath, options.force, shared);
       const tempDir = path.join(parent, tempFolderName(stem, shared));
       await fs.promises.mkdir(tempDir).catch((e: Error) => {
         throw new WeightmixError('OutputError', `cannot create a temporary folder beside ${targetPath}: ${e.message}`);
@@ -91,8 +91,11 @@ export class OutputTransaction {
     }
   }
 
-  /** Refuses an existing output without `force`: begin does, and a merge asks first, before its statistics passes (minutes on a large model). */
-  static refuseExisting(targetPath: string, force: boolean | undefined): void {
+  /**
+   * Refuses an existing output without `force`: begin does, and a merge asks first, before its statistics passes (minutes on a large model).
+   * `shared`: a --part job's target, which other parts fill: only what can never be a model folder is refused (a file, a link to nothing).
+   */
+  static refuseExisting(targetPath: string, force: boolean | undefined, shared = false): void {
     // --force replaces a model folder; a file there is the user's, whatever it holds (a typo'd -o model.safetensors).
     const resolved = path.resolve(targetPath);
     let existing: fs.Stats | undefined;
@@ -113,7 +116,7 @@ export class OutputTransaction {
       );
     }
     // --force would replace the link, not the folder it names: the new model would land on the link's disk and the old one stay.
-    if (link !== null && existing?.isDirectory() && force) {
+    if (link !== null && existing?.isDirectory() && force && !shared) {
       throw new WeightmixError(
         'OutputExists',
         `output ${targetPath} is a symbolic link to ${link}: --force replaces a model folder, never a link; remove the link or choose another output path`,
@@ -125,7 +128,7 @@ export class OutputTransaction {
         `output ${targetPath} is a file, not a model folder: it is never replaced, not even with --force; choose another output path`,
       );
     }
-    if (!force && existing) {
+    if (!force && existing && !shared) {
       throw new WeightmixError(
         'OutputExists',
         link === null
@@ -205,7 +208,7 @@ export class OutputTransaction {
    * is filling is refused here, before the merge, and again before publishing.
    */
   partOf(shards: readonly string[], part: JobPart): void {
-    refuseOtherPartCount(this.target, part, this.force);
+    refuseOtherPartJob(this.target, part, this.force);
     this.jobShards = new Set(shards);
     this.part = part;
     fs.writeFileSync(path.join(this.tempDir, PARTS_FILE), partsFileText(part));
@@ -213,7 +216,7 @@ export class OutputTransaction {
 
   /** Refuses a target that appeared while merging (without --force): before any output of the run is published. */
   private async checkTarget(): Promise<void> {
-    if (this.mergeInto && this.part) refuseOtherPartCount(this.target, this.part, this.force);
+    if (this.mergeInto && this.part) refuseOtherPartJob(this.target, this.part, this.force);
     if (this.force) return;
     if (this.mergeInto) await refuseForeignFiles(this.target, this.tempDir, this.jobShards);
     else if (fs.existsSync(this.target)) throw this.appeared();

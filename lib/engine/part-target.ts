@@ -46,14 +46,24 @@ export function recordedParts(dir: string): { parts?: unknown; recipe?: unknown 
 }
 
 /**
- * Refuses a target that a job of another part count is filling (its PARTS_FILE says so): without --force whatever its recipe
- * (another model's folder is refused anyway), with --force only where the recipe is this job's (another recipe: a new job).
+ * Refuses a target that another --part job is filling (its PARTS_FILE says so): one of another part count without --force
+ * whatever its recipe (another model's folder is refused anyway), with --force only where the recipe is this job's (another
+ * recipe: a new job); one of the same count but another recipe without --force (with it: a new job).
  */
-export function refuseOtherPartCount(target: string, part: JobPart, force: boolean): void {
+export function refuseOtherPartJob(target: string, part: JobPart, force: boolean): void {
   // No job in progress there (or no folder: what holds the place is the other checks' to name).
   const recorded = recordedParts(target);
-  if (recorded === null || recorded.parts === part.count) return;
-  if (force && recorded.recipe !== jobRecipe(part.recipe)) return;
+  if (recorded === null) return;
+  const sameJob = recorded.recipe === jobRecipe(part.recipe);
+  if (recorded.parts === part.count) {
+    if (sameJob || force) return; // with --force another recipe's part starts a new job
+    // Another job's parts of the same count: refused here, before the merge, not by the foreign files found when publishing.
+    throw new WeightmixError(
+      'OutputExists',
+      `${target} is being filled by another job of ${part.count} parts (its ${PARTS_FILE} records another recipe), and this is part ${part.index}/${part.count} of a new one: finish that job, or use --force (force: true in the API) to replace the model`,
+    );
+  }
+  if (force && !sameJob) return;
   const what = typeof recorded.parts === 'number' ? `a job of ${recorded.parts} parts` : `a --part job (${PARTS_FILE} unreadable)`;
   const restart = force
     ? `remove ${path.join(target, PARTS_FILE)} to start the job again with ${part.count}`

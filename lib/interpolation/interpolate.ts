@@ -30,7 +30,7 @@ import {
   showValue,
 } from '../options';
 import { OutputTransaction, refuseRunningParts } from '../engine/output';
-import { assignParts } from '../engine/parts';
+import { partShardFilter } from '../engine/parts';
 import { checkCompatible, planMerge, TensorRecipe } from '../engine/plan';
 import { FloatDtype, isFloatDtype, SafetensorsDtype } from '../format/dtypes';
 import { refuseUncomputedTensors } from '../model/uncomputed-tensors';
@@ -40,7 +40,6 @@ import { checkLayersExist, checkSkippedModulesExist, describeSelection, isSelect
 import { classifyTensor } from '../model/tensor-names';
 import { VERSION } from '../version';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
-import { plural } from '../plural';
 
 export type { MergeProgress } from '../engine/execute-plan';
 
@@ -326,22 +325,13 @@ export async function runInterpolation(
   }
 }
 
-/**
- * The output shards of part I of N. A part may get none (more parts than shards: a job array sized for larger models);
- * it then writes only the shared index and files, and says so, as its summary still counts the model's tensors.
- */
+/** The output shards of part I of N, balanced by the Instruct shards' file sizes (engine/parts.ts). */
 function partFilter(layout: Checkpoint, part: { index: number; count: number }, notice?: (message: string) => void): (shard: string) => boolean {
-  const parts = assignParts(
+  return partShardFilter(
     layout.shards.map((s) => ({ name: s.name, size: s.header.fileSize })),
-    part.count,
+    part,
+    notice,
   );
-  if (![...parts.values()].includes(part.index)) {
-    const all = layout.shards.length;
-    notice?.(
-      `part ${part.index}/${part.count} gets none of the ${plural(all, 'output shard')}: it writes only the shared files (index, config, tokenizer, model card)`,
-    );
-  }
-  return (shard) => parts.get(shard) === part.index;
 }
 
 // Model lists shared by every λ's recipes (never written to), so that a sweep's outputs read one list per tensor: [0], [1], [0, 1].

@@ -19,7 +19,10 @@ import { Moments, runMomentsPass } from '../engine/moments';
 import { methodFor } from './methods';
 import { copySidecars, writeIndex, writeModelCard } from '../engine/model-files';
 import { writePassBlockBytes } from '../engine/block-bytes';
-import { EngineOptions, parseBlockBytes, parseDevice, parseOutputFolder, parseThreads, showValue } from '../options';
+import { EngineOptions, parseBlockBytes, parseDevice, parseOutputFolder, parsePart, parseThreads, showValue } from '../options';
+import { partShardFilter } from '../engine/parts';
+import { refuseOtherPartJob } from '../engine/part-target';
+import { layoutColumns, OutputLayout } from '../engine/output-layout';
 import { OutputTransaction } from '../engine/output';
 import { planMerge, PlannedModel, TensorRecipe } from '../engine/plan';
 import { TORCH_DTYPE_NAMES } from '../format/dtypes';
@@ -49,6 +52,12 @@ export interface MergeOptions extends EngineOptions, ParseRecipeOptions {
   force?: boolean;
   /** Merge models whose configs name different architectures (mergekit's --allow-crimes); refused without it. */
   allowCrimes?: boolean;
+  /**
+   * Write only part I of N of the output shards (`"2/8"` or `{index: 2, count: 8}`), for job arrays: every part runs the same
+   * recipe into the same `output`, which is complete once every part has published (the shared index, config, tokenizer and
+   * model card are written by each). A part of another count, or another recipe's part, is refused.
+   */
+  part?: string | { index: number; count: number };
   /**
    * Called on the main thread about every 100 ms while a pass runs (`stage` 'statistics' for
    * passes that only read, then 'write'), and once with `bytesDone === bytesTotal` at the end of
@@ -86,13 +95,16 @@ export interface RecipeMergeSummary extends ResolvedDevice {
   gbPerSecond: number;
   /** Worker threads used. */
   threads: number;
+  /** "I/N" when only part I of N of the shards was written. */
+  part?: string;
 }
 
-/** The options `merge` takes (a batch takes these and `part`). */
+/** The options `merge` takes (a batch's `part` splits its recipes instead of one model's shards). */
 export const MERGE_KEYS: OptionKeys<MergeOptions> = {
   output: 'required',
   force: 'optional',
   allowCrimes: 'optional',
+  part: 'optional',
   threads: 'optional',
   blockBytes: 'optional',
   direct: 'optional',
@@ -166,8 +178,10 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   const blockBytes = parseBlockBytes(options.blockBytes, name('blockBytes'));
   const direct = options.direct ?? true;
   const device = parseDevice(options.device, name('device'));
+  const part = parsePart(options.part, name('part'));
   const outDir = path.resolve(options.output);
-  OutputTransaction.refuseExisting(options.output, options.force);
+  // A part's output is shared with the other parts (only a file or a dangling link there is refused now); its transaction tells their files from another model's.
+  OutputTransaction.refuseExisting(options.output, options.force, part !== undefined);
   preloadNative();
   try {
     const allowed = options.allowCrimes === true;
@@ -177,7 +191,7 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
     try {
       const { ckpts, vocabulary, cleanup } = await rebuildVocabulary(recipe, adapted.ckpts, outDir, options.signal);
       try {
-        return await mergeModels(recipe, ckpts, vocabulary, outDir, { threads, blockBytes, direct, device }, options, name, started);
+        return await mergeModels(recipe, ckpts, vocabulary, outDir, { threads, blockBytes, direct, device, part }, options, name, started);
       } finally {
         await cleanup();
       }
@@ -196,7 +210,13 @@ async function mergeModels(
   ckpts: ModelCheckpoint[],
   vocabulary: VocabularyPlan | null,
   outDir: string,
-  { threads, blockBytes, direct, device }: { threads: number; blockBytes: number; direct: boolean; device: ReturnType<typeof parseDevice> },
+  {
+    threads,
+    blockBytes,
+    direct,
+    device,
+    part,
+  }: { threads: number; blockBytes: number; direct: boolean; device: ReturnType<typeof parseDevice>; part: ReturnType<typeof parsePart> },
   options: MergeOptions,
   name: OptionNamer,
   started: bigint,
@@ -204,6 +224,9 @@ async function mergeModels(
   const planned = planRecipe(recipe, ckpts, vocabulary);
   const { tensors: out, layers, views } = planned;
   await refuseUncomputedRecipeTensors(planned, recipe, ckpts);
+  const metadata = recipeMetadata(recipe, ckpts);
+  // Another job's parts in the folder: refused before the statistics passes (partOf asks again once the output is locked).
+  if (part) refuseOtherPartJob(outDir, { ...part, recipe: metadata.weightmix }, options.force ?? false);
 
   // Statistics passes first: the moments the method asks for (slerp angles, model_stock cosines) of the tensors the write
   // pass cannot resolve itself (too large to hold, or not a linear decision), then sparsification thresholds.
@@ -229,14 +252,27 @@ async function mergeModels(
   await setSceStatistics(recipes, sceTensors, (p) => runStatisticsPlan(p, statistics), { statisticsBlockBytes: blockBytes });
   await setArceeFusionThresholds(recipes, fusionTensors, (p) => runStatisticsPlan(p, statistics), { local: true });
 
-  const tx = await OutputTransaction.begin(outDir, { force: options.force, notice: options.onNotice, reads: ckpts.flatMap(pathsRead) });
+  const tx = await OutputTransaction.begin(outDir, {
+    force: options.force,
+    notice: options.onNotice,
+    reads: ckpts.flatMap(pathsRead),
+    mergeInto: part !== undefined,
+    lockName: part ? `part-${part.index}-of-${part.count}` : undefined,
+  });
   try {
     const plan = planMerge({
       checkpoints: sourceCheckpoints(planned, ckpts),
       layout: planned.layout,
-      outputs: [{ dir: tx.tempDir, metadata: recipeMetadata(recipe, ckpts) }],
+      outputs: [{ dir: tx.tempDir, metadata }],
       recipe: (name) => recipes.get(name)!,
+      shardFilter: part ? partShardFilter(layoutShardSizes(planned.layout), part, options.onNotice) : undefined,
     });
+    // A part's target is shared with the other parts of the same recipe: its count file names the job (engine/part-target.ts).
+    if (part)
+      tx.partOf(
+        plan.models[0].shards.map((shard) => shard.name),
+        { ...part, recipe: metadata.weightmix },
+      );
     const writeBlockBytes = await writePassBlockBytes(options.blockBytes === undefined ? undefined : blockBytes, [tx.tempDir], threads);
     const model = plan.models[0];
     const ran = await besideReserved(
@@ -248,7 +284,7 @@ async function mergeModels(
     return {
       output: outDir,
       method: recipe.method,
-      files: model.shards.length,
+      files: model.shards.filter((s) => s.written).length,
       bytes: plan.bytesToWrite,
       tensors: out.length,
       layers,
@@ -256,6 +292,8 @@ async function mergeModels(
       seconds,
       gbPerSecond: plan.bytesToWrite / 1e9 / seconds,
       threads,
+      // Only a part's summary has the key (exactOptionalPropertyTypes: no own `part: undefined`).
+      ...(part ? { part: `${part.index}/${part.count}` } : {}),
       ...ran,
     };
   } catch (e) {
@@ -391,4 +429,9 @@ async function fixLayerCount(
     });
   }
   await fs.promises.writeFile(file, JSON.stringify(config, null, 2) + '\n');
+}
+
+/** Each output shard's elements, what a recipe's parts balance (its dtypes are the recipe's, decided per tensor). */
+function layoutShardSizes(layout: OutputLayout): { name: string; size: number }[] {
+  return layout.shards.map((shard) => ({ name: shard.name, size: layoutColumns(shard).elementCounts.reduce((a, b) => a + b, 0) }));
 }
