@@ -204,8 +204,8 @@ export class OutputTransaction {
 
   /**
    * A part's: the shards every part of its job writes, so that its shared target is told from another model, and its part count
-   * and recipe, recorded in the target until the job is complete (engine/part-target.ts). A target that a job of another count
-   * is filling is refused here, before the merge, and again before publishing.
+   * and recipe, recorded in the target until the job is complete (engine/part-target.ts). A target that another job is filling (of
+   * another count, or of the same count and another recipe) is refused here, before the merge, and again before publishing.
    */
   partOf(shards: readonly string[], part: JobPart): void {
     refuseOtherPartJob(this.target, part, this.force);

@@ -7,8 +7,9 @@
  *
  * Until every shard of the job is in place (present, and recording this job's recipe) the folder holds PARTS_FILE, the job's
  * part count and recipe: a part of another count would assign the shards otherwise, and some would never be written, so it is
- * refused (with --force too, where the recipe is the same: a new recipe with --force starts a new job). The part that finds the
- * job complete after publishing removes the file: the folder is then what a whole run writes.
+ * refused (with --force too, where the recipe is the same: a new recipe with --force starts a new job); so is, without --force,
+ * a part of the same count and another recipe (another job's). The part that finds the job complete after publishing removes
+ * the file: the folder is then what a whole run writes.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -60,7 +61,7 @@ export function refuseOtherPartJob(target: string, part: JobPart, force: boolean
     // Another job's parts of the same count: refused here, before the merge, not by the foreign files found when publishing.
     throw new WeightmixError(
       'OutputExists',
-      `${target} is being filled by another job of ${part.count} parts (its ${PARTS_FILE} records another recipe), and this is part ${part.index}/${part.count} of a new one: finish that job, or use --force (force: true in the API) to replace the model`,
+      `${target} is being filled by another job of ${part.count} parts (its ${PARTS_FILE} records ${typeof recorded.recipe === 'string' ? 'another recipe' : 'no recipe'}), and this is part ${part.index}/${part.count} of a new one: finish that job, or use --force (force: true in the API) to replace the model`,
     );
   }
   if (force && !sameJob) return;
