@@ -241,16 +241,22 @@ async function mergeModels(
     if (j === undefined) throw new Error(`internal: no moments for ${tensor} (${a}, ${b})`);
     return moments[j];
   };
-  const { recipes, sparse, ramPlus, rowWise, dellaRescale, sceTensors, fusionTensors } = tensorRecipes(recipe, planned, momentsOf, options.onNotice, open);
+  const tensorLists = tensorRecipes(recipe, planned, momentsOf, options.onNotice, open);
+  const recipes = tensorLists.recipes;
+  // A part resolves the statistics of its own shards' tensors only (each tensor's are its own): the others' are never written here.
+  const shardFilter = part ? partShardFilter(layoutShardSizes(planned.layout), part, options.onNotice) : undefined;
+  const written = shardFilter ? tensorsOfShards(planned.layout, shardFilter) : null;
+  const ours = <T extends { name: string }>(list: T[]): T[] => (written ? list.filter((t) => written.has(t.name)) : list);
+  const sparse = ours(tensorLists.sparse);
   if (sparse.length > 0) {
     const resolved = await resolveSparse(sparse, (p) => runStatisticsPlan(p, statistics), fitsInMemory);
     for (const [name, r] of resolved) recipes.get(name)!.sparse = r;
   }
-  await setRamPlusLambdas(recipes, ramPlus, (p) => runStatisticsPlan(p, statistics));
-  await setRowWeights(recipes, rowWise, (p) => runStatisticsPlan(p, statistics));
-  await setDellaScales(recipes, dellaRescale, (p) => runStatisticsPlan(p, statistics));
-  await setSceStatistics(recipes, sceTensors, (p) => runStatisticsPlan(p, statistics), { statisticsBlockBytes: blockBytes });
-  await setArceeFusionThresholds(recipes, fusionTensors, (p) => runStatisticsPlan(p, statistics), { local: true });
+  await setRamPlusLambdas(recipes, ours(tensorLists.ramPlus), (p) => runStatisticsPlan(p, statistics));
+  await setRowWeights(recipes, ours(tensorLists.rowWise), (p) => runStatisticsPlan(p, statistics));
+  await setDellaScales(recipes, ours(tensorLists.dellaRescale), (p) => runStatisticsPlan(p, statistics));
+  await setSceStatistics(recipes, ours(tensorLists.sceTensors), (p) => runStatisticsPlan(p, statistics), { statisticsBlockBytes: blockBytes });
+  await setArceeFusionThresholds(recipes, ours(tensorLists.fusionTensors), (p) => runStatisticsPlan(p, statistics), { local: true });
 
   const tx = await OutputTransaction.begin(outDir, {
     force: options.force,
@@ -265,7 +271,7 @@ async function mergeModels(
       layout: planned.layout,
       outputs: [{ dir: tx.tempDir, metadata }],
       recipe: (name) => recipes.get(name)!,
-      shardFilter: part ? partShardFilter(layoutShardSizes(planned.layout), part, options.onNotice) : undefined,
+      shardFilter,
     });
     // A part's target is shared with the other parts of the same recipe: its count file names the job (engine/part-target.ts).
     if (part)
@@ -429,6 +435,11 @@ async function fixLayerCount(
     });
   }
   await fs.promises.writeFile(file, JSON.stringify(config, null, 2) + '\n');
+}
+
+/** The tensors of the output shards that `filter` keeps. */
+function tensorsOfShards(layout: OutputLayout, filter: (shard: string) => boolean): Set<string> {
+  return new Set(layout.shards.filter((shard) => filter(shard.name)).flatMap((shard) => layoutColumns(shard).names));
 }
 
 /** Each output shard's elements, what a recipe's parts balance (its dtypes are the recipe's, decided per tensor). */
