@@ -37,6 +37,11 @@ export async function takeLock(lockFile: string, target: string): Promise<void> 
 /** A part's lock: its output's stem (group 1), I and N. */
 export const PART_LOCK = /^\.(.+)\.part-(\d+)-of-(\d+)\.weightmix\.lock$/;
 
+/** The `lockName` of part I of N, which PART_LOCK reads back. */
+export function partLockName(part: { index: number; count: number }): string {
+  return `part-${part.index}-of-${part.count}`;
+}
+
 /** Whether a lock is this process's own (a pid alone, as an earlier weightmix wrote it, or with this host). */
 function ownLock(holder: LockHolder): boolean {
   return holder.pid === process.pid && !onAnotherHost(holder);

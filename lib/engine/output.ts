@@ -12,7 +12,7 @@ import { abortError, usageError, WeightmixError } from '../errors';
 import { removeEmptyParents } from '../leftovers';
 import { releaseLock } from '../pid-locks';
 import { leftoverStem, oldFolderName, removeStale, tempFolderName } from './output-leftovers';
-import { heldLock, lockFileOf, PART_LOCK, partRunning, refuseWholeRun, takeLock } from './output-locks';
+import { heldLock, lockFileOf, PART_LOCK, partLockName, partRunning, refuseWholeRun, takeLock } from './output-locks';
 import {
   type JobPart,
   partsFileText,
@@ -22,6 +22,11 @@ import {
   removeForeignFiles,
   removePartsFileWhenComplete,
 } from './part-target';
+
+/** begin's options for part I of N of a --part job: publish into the shared target, under the part's own lock (a whole run: neither). */
+export function partBeginOptions(part: { index: number; count: number } | undefined): Pick<BeginOptions, 'mergeInto' | 'lockName'> {
+  return part ? { mergeInto: true, lockName: partLockName(part) } : {};
+}
 
 export interface BeginOptions {
   force?: boolean;

@@ -29,7 +29,7 @@ import {
   parseThreads,
   showValue,
 } from '../options';
-import { OutputTransaction, refuseRunningParts } from '../engine/output';
+import { OutputTransaction, partBeginOptions, refuseRunningParts } from '../engine/output';
 import { partShardFilter } from '../engine/parts';
 import { checkCompatible, planMerge, TensorRecipe } from '../engine/plan';
 import { FloatDtype, isFloatDtype, SafetensorsDtype } from '../format/dtypes';
@@ -233,8 +233,7 @@ export async function runInterpolation(
           // The first target's look covers every sibling λ's leftovers: once per sweep, not once per λ (1000 λ took minutes).
           removeStale: o === 0,
           checkParts: false,
-          mergeInto: part !== undefined,
-          lockName: part ? `part-${part.index}-of-${part.count}` : undefined,
+          ...partBeginOptions(part),
         }),
       );
     }

@@ -23,7 +23,7 @@ import { EngineOptions, parseBlockBytes, parseDevice, parseOutputFolder, parsePa
 import { partShardFilter } from '../engine/parts';
 import { refuseOtherPartJob } from '../engine/part-target';
 import { layoutColumns, OutputLayout } from '../engine/output-layout';
-import { OutputTransaction } from '../engine/output';
+import { OutputTransaction, partBeginOptions } from '../engine/output';
 import { planMerge, PlannedModel, TensorRecipe } from '../engine/plan';
 import { TORCH_DTYPE_NAMES } from '../format/dtypes';
 import { configDtype } from './output-dtype';
@@ -262,8 +262,7 @@ async function mergeModels(
     force: options.force,
     notice: options.onNotice,
     reads: ckpts.flatMap(pathsRead),
-    mergeInto: part !== undefined,
-    lockName: part ? `part-${part.index}-of-${part.count}` : undefined,
+    ...partBeginOptions(part),
   });
   try {
     const plan = planMerge({
