@@ -56,15 +56,15 @@ export function refuseOtherPartJob(target: string, part: JobPart, force: boolean
   const recorded = recordedParts(target);
   if (recorded === null) return;
   const sameJob = recorded.recipe === jobRecipe(part.recipe);
+  if (force && !sameJob) return; // with --force another recipe's part starts a new job, whatever the count
   if (recorded.parts === part.count) {
-    if (sameJob || force) return; // with --force another recipe's part starts a new job
+    if (sameJob) return;
     // Another job's parts of the same count: refused here, before the merge, not by the foreign files found when publishing.
     throw new WeightmixError(
       'OutputExists',
       `${target} is being filled by another job of ${part.count} parts (its ${PARTS_FILE} records ${typeof recorded.recipe === 'string' ? 'another recipe' : 'no recipe'}), and this is part ${part.index}/${part.count} of a new one: finish that job, or use --force (force: true in the API) to replace the model`,
     );
   }
-  if (force && !sameJob) return;
   const what = typeof recorded.parts === 'number' ? `a job of ${recorded.parts} parts` : `a --part job (${PARTS_FILE} unreadable)`;
   const restart = force
     ? `remove ${path.join(target, PARTS_FILE)} to start the job again with ${part.count}`
