@@ -52,28 +52,32 @@ describe.each(Object.keys(RECIPES))('%s', (method) => {
   });
 });
 
-test("ties with its statistics streamed (no tensor-local job): each part computes its own shards' statistics, and the union equals one streamed run", async () => {
-  const budget = localStatistics.maxTensorBytes;
-  localStatistics.maxTensorBytes = 0;
-  // The most tensors a run's statistics passes took (the first radix pass takes every tensor whose threshold it selects).
-  const statisticsTensors = async (output: string, part?: string) => {
-    let most = 0;
-    await merge(RECIPES.ties(), { output, part, onProgress: (p) => (most = p.stage === 'statistics' ? Math.max(most, p.tensorsTotal) : most) });
-    return most;
-  };
-  try {
-    const single = path.join(root, 'streamed-single');
-    const whole = await statisticsTensors(single);
-    const shared = path.join(root, 'streamed-parts');
-    const parts = [await statisticsTensors(shared, '2/2'), await statisticsTensors(shared, '1/2')];
-    expect(whole).toBeGreaterThan(0); // the selection's radix passes ran, as no tensor was local
-    expect(parts.every((n) => n > 0 && n < whole)).toBe(true);
-    expect(parts[0] + parts[1]).toBe(whole);
-    expect(snapshotTree(shared)).toEqual(snapshotTree(single));
-  } finally {
-    localStatistics.maxTensorBytes = budget;
-  }
-});
+// slerp's streamed statistics are its moments pass (angles of tensors too large to hold), ties' its selection's radix passes.
+test.each(Object.keys(RECIPES))(
+  "%s with its statistics streamed (no tensor-local job): each part computes its own shards' statistics, and the union equals one streamed run",
+  async (method) => {
+    const budget = localStatistics.maxTensorBytes;
+    localStatistics.maxTensorBytes = 0;
+    // The most tensors a run's statistics passes took (the first pass takes every tensor it has statistics of).
+    const statisticsTensors = async (output: string, part?: string) => {
+      let most = 0;
+      await merge(RECIPES[method](), { output, part, onProgress: (p) => (most = p.stage === 'statistics' ? Math.max(most, p.tensorsTotal) : most) });
+      return most;
+    };
+    try {
+      const single = path.join(root, `${method}-streamed-single`);
+      const whole = await statisticsTensors(single);
+      const shared = path.join(root, `${method}-streamed-parts`);
+      const parts = [await statisticsTensors(shared, '2/2'), await statisticsTensors(shared, '1/2')];
+      expect(whole).toBeGreaterThan(0); // the statistics passes ran, as no tensor was local
+      expect(parts.every((n) => n > 0 && n < whole)).toBe(true);
+      expect(parts[0] + parts[1]).toBe(whole);
+      expect(snapshotTree(shared)).toEqual(snapshotTree(single));
+    } finally {
+      localStatistics.maxTensorBytes = budget;
+    }
+  },
+);
 
 test("a part of another count, or of another recipe's job, is refused before it merges, and the folder is left as it was", async () => {
   const output = path.join(root, 'refused');

@@ -228,11 +228,15 @@ async function mergeModels(
   // Another job's parts in the folder: refused before the statistics passes (partOf asks again once the output is locked).
   if (part) refuseOtherPartJob(outDir, { ...part, recipe: metadata.weightmix }, options.force ?? false);
 
+  // A part resolves the statistics of its own shards' tensors only (each tensor's are its own): the others' are never written here.
+  const shardFilter = part ? partShardFilter(layoutShardSizes(planned.layout), part, options.onNotice) : undefined;
+  const written = shardFilter ? tensorsOfShards(planned.layout, shardFilter) : undefined;
+
   // Statistics passes first: the moments the method asks for (slerp angles, model_stock cosines) of the tensors the write
   // pass cannot resolve itself (too large to hold, or not a linear decision), then sparsification thresholds.
   const statistics = { threads, blockBytes, direct: false, onProgress: options.onProgress, signal: options.signal };
   const open = { tensors: localMomentTensors(recipe, planned), pieceElements: Math.max(1, Math.floor(blockBytes / 4)) };
-  const streamed = planned.momentPairs.filter((p) => !open.tensors.has(p.tensor));
+  const streamed = planned.momentPairs.filter((p) => !open.tensors.has(p.tensor) && (!written || written.has(p.tensor)));
   const pairs = streamed.map(({ tensor, a, b }) => ({ a: views[a].get(tensor)!, b: views[b].get(tensor)! }));
   const moments = await runMomentsPass(pairs, statistics);
   const pairIndex = new Map(streamed.map(({ tensor, a, b }, j) => [`${tensor}\u0000${a}\u0000${b}`, j]));
@@ -241,22 +245,17 @@ async function mergeModels(
     if (j === undefined) throw new Error(`internal: no moments for ${tensor} (${a}, ${b})`);
     return moments[j];
   };
-  const tensorLists = tensorRecipes(recipe, planned, momentsOf, options.onNotice, open);
+  const tensorLists = tensorRecipes(recipe, planned, momentsOf, options.onNotice, open, written);
   const recipes = tensorLists.recipes;
-  // A part resolves the statistics of its own shards' tensors only (each tensor's are its own): the others' are never written here.
-  const shardFilter = part ? partShardFilter(layoutShardSizes(planned.layout), part, options.onNotice) : undefined;
-  const written = shardFilter ? tensorsOfShards(planned.layout, shardFilter) : null;
-  const ours = <T extends { name: string }>(list: T[]): T[] => (written ? list.filter((t) => written.has(t.name)) : list);
-  const sparse = ours(tensorLists.sparse);
-  if (sparse.length > 0) {
-    const resolved = await resolveSparse(sparse, (p) => runStatisticsPlan(p, statistics), fitsInMemory);
+  if (tensorLists.sparse.length > 0) {
+    const resolved = await resolveSparse(tensorLists.sparse, (p) => runStatisticsPlan(p, statistics), fitsInMemory);
     for (const [name, r] of resolved) recipes.get(name)!.sparse = r;
   }
-  await setRamPlusLambdas(recipes, ours(tensorLists.ramPlus), (p) => runStatisticsPlan(p, statistics));
-  await setRowWeights(recipes, ours(tensorLists.rowWise), (p) => runStatisticsPlan(p, statistics));
-  await setDellaScales(recipes, ours(tensorLists.dellaRescale), (p) => runStatisticsPlan(p, statistics));
-  await setSceStatistics(recipes, ours(tensorLists.sceTensors), (p) => runStatisticsPlan(p, statistics), { statisticsBlockBytes: blockBytes });
-  await setArceeFusionThresholds(recipes, ours(tensorLists.fusionTensors), (p) => runStatisticsPlan(p, statistics), { local: true });
+  await setRamPlusLambdas(recipes, tensorLists.ramPlus, (p) => runStatisticsPlan(p, statistics));
+  await setRowWeights(recipes, tensorLists.rowWise, (p) => runStatisticsPlan(p, statistics));
+  await setDellaScales(recipes, tensorLists.dellaRescale, (p) => runStatisticsPlan(p, statistics));
+  await setSceStatistics(recipes, tensorLists.sceTensors, (p) => runStatisticsPlan(p, statistics), { statisticsBlockBytes: blockBytes });
+  await setArceeFusionThresholds(recipes, tensorLists.fusionTensors, (p) => runStatisticsPlan(p, statistics), { local: true });
 
   const tx = await OutputTransaction.begin(outDir, {
     force: options.force,

@@ -346,6 +346,8 @@ function outputDtypes(recipe: Recipe, plan: RecipePlan): (t: OutputTensor) => Sa
  * `plan.momentPairs`; sparsified tensors also come back as statistics work (thresholds are still open),
  * and so do ramplus_tl's (their λ, in `w` after epsilon, is 1 until resolveRamPlus counts). The tensors in
  * `open.tensors` (localMomentTensors) leave their moments to the write pass, summed in pieces of `open.pieceElements`.
+ * With `written` (a part's tensors: engine/parts.ts), the other tensors get a copy recipe of their output dtype and no
+ * statistics work: planMerge reads only their dtype (the unwritten shards' headers size the index), and asks no moments of them.
  */
 export function tensorRecipes(
   recipe: Recipe,
@@ -353,6 +355,7 @@ export function tensorRecipes(
   moments: (tensor: string, a: number, b: number) => PairMoments,
   notice: (message: string) => void = () => {},
   open?: { tensors: ReadonlySet<string>; pieceElements: number },
+  written?: ReadonlySet<string>,
 ): {
   recipes: Map<string, TensorRecipe>;
   sparse: SparseTensor[];
@@ -378,6 +381,10 @@ export function tensorRecipes(
   };
   for (const t of plan.tensors) {
     const dtype = outDtypeOf(t);
+    if (written && !written.has(t.name)) {
+      recipes.set(t.name, { op: 'copy', models: [t.sources[0].model], w: [0], dtype });
+      continue;
+    }
     const mt = plan.methodTensors.get(t.name);
     if (mt && open?.tensors.has(t.name)) {
       recipes.set(
