@@ -152,4 +152,25 @@ describe('stale cleanup of parts', () => {
     expect(ls(dir)).toContain(elsewhere);
     await whole.abort();
   });
+
+  test("a part removes this host's dead runs' working folders (a killed recipe part's adapted tensors and vocabularies), never a live one's or another host's", async () => {
+    const target = path.join(dir, 'out');
+    const probe = await OutputTransaction.begin(target);
+    const [, host] = /^\.out\.weightmix-tmp-\d+-w([0-9a-f]{8})[0-9a-f]{8}$/.exec(path.basename(probe.tempDir))!;
+    await probe.abort();
+    const other = host === '01234567' ? '89abcdef' : '01234567';
+    const dead = deadPid();
+    const killed = [`.out.weightmix-lora-${dead}-w${host}Ab12Cd`, `.out.weightmix-vocab-${dead}-w${host}Ef34Gh`];
+    const kept = [
+      `.out.weightmix-lora-${process.ppid}-w${host}Ab12Cd`,
+      `.out.weightmix-vocab-${dead}-w${other}Ef34Gh`,
+      `.out.weightmix-lora-${dead}-h${host}Ab12Cd`,
+    ];
+    for (const n of [...killed, ...kept]) write(path.join(dir, n, 'model-00001-of-00002.safetensors'), 'adapted');
+    const notices: string[] = [];
+    const tx = await OutputTransaction.begin(target, { mergeInto: true, lockName: 'part-1-of-2', notice: (m) => notices.push(m) });
+    expect(notices.sort()).toEqual(killed.map((n) => `removed ${path.join(dir, n)} left by an interrupted run`).sort());
+    expect(ls(dir)).toEqual([...kept, path.basename(tx.tempDir), '.out.part-1-of-2.weightmix.lock'].sort());
+    await tx.abort();
+  });
 });

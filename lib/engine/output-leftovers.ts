@@ -93,11 +93,20 @@ function foreignRunAlive(mark: RegExpExecArray, kind: string, parent: string, na
 }
 
 /**
+ * What a part judges beside its shared output (other machines' parts fill it too): this host's parts' temporary folders, and this
+ * host's working folders (a recipe part's adapted tensors and rebuilt vocabularies: a process's own, made before any lock).
+ */
+function ownHostPartLeftover(kind: string | undefined, suffix: string | undefined): boolean {
+  if (kind === 'tmp') return suffix?.startsWith(PART_HOST_TAG) === true;
+  return (kind === 'lora' || kind === 'vocab') && suffix?.startsWith(WHOLE_HOST_TAG) === true;
+}
+
+/**
  * Removes the temporary folders, swapped-out folders and locks left beside `base` (and beside the
  * outputs `siblings` names: a sweep passes every `lambda-*`, so a killed sweep's leftovers go even
  * for λ values the next one does not write) by runs that are no longer alive. A swapped-out folder
  * whose output is missing is the user's model and is put back instead. `shared` (a part, whose folder other machines' parts
- * fill too): only this host's dead parts' temporary folders go. Another host's folders are judged by their output's lock, or left.
+ * fill too): only this host's dead parts' temporary folders and dead runs' working folders go. Another host's folders are judged by their output's lock, or left.
  */
 export async function removeStale(
   parent: string,
@@ -112,7 +121,7 @@ export async function removeStale(
     if (match === null || (match[1] !== stem && siblings?.(match[1]) !== true)) continue;
     const [, named, kind, pidText, suffix] = match;
     const name = named === stem ? base : named;
-    if (shared && !(kind === 'tmp' && suffix?.startsWith(PART_HOST_TAG))) continue;
+    if (shared && !ownHostPartLeftover(kind, suffix)) continue;
     const mark = kind !== undefined && suffix !== undefined ? HOST_MARK.exec(suffix) : null;
     const foreign = mark !== null && mark[2] !== HOST_HASH;
     if (foreign && foreignRunAlive(mark, kind!, parent, named, named === stem)) continue;
