@@ -345,9 +345,8 @@ function outputDtypes(recipe: Recipe, plan: RecipePlan): (t: OutputTensor) => Sa
  * Every output tensor's recipe from the method's coefficients, given the moments asked for in
  * `plan.momentPairs`; sparsified tensors also come back as statistics work (thresholds are still open),
  * and so do ramplus_tl's (their λ, in `w` after epsilon, is 1 until resolveRamPlus counts). The tensors in
- * `open.tensors` (localMomentTensors) leave their moments to the write pass, summed in pieces of `open.pieceElements`.
- * With `written` (a part's tensors: engine/parts.ts), the other tensors get a copy recipe of their output dtype and no
- * statistics work: planMerge reads only their dtype (the unwritten shards' headers size the index), and asks no moments of them.
+ * `open.tensors` (localMomentTensors) leave their moments to the write pass, summed in pieces of `open.pieceElements`. With `written`
+ * (a part's tensors), the others get a copy recipe of their dtype, no moments and no statistics: planMerge only sizes their headers.
  */
 export function tensorRecipes(
   recipe: Recipe,
@@ -381,11 +380,7 @@ export function tensorRecipes(
   };
   for (const t of plan.tensors) {
     const dtype = outDtypeOf(t);
-    if (written && !written.has(t.name)) {
-      recipes.set(t.name, { op: 'copy', models: [t.sources[0].model], w: [0], dtype });
-      continue;
-    }
-    const mt = plan.methodTensors.get(t.name);
+    const mt = written && !written.has(t.name) ? undefined : plan.methodTensors.get(t.name); // another part's: a copy, sizing its header
     if (mt && open?.tensors.has(t.name)) {
       recipes.set(
         t.name,
