@@ -140,7 +140,11 @@ export const ERROR_CODES = {
   NothingToPlot: { meaning: 'A chart was asked for data that has nothing to draw.', thrownBy: ['weightmix diff --plot'] },
   OutOfMemory: { meaning: 'The native engine could not allocate memory.', thrownBy: NATIVE },
   OutputError: { meaning: 'The output folder could not be created or published (the message says why).', thrownBy: MERGES },
-  OutputExists: { meaning: 'The output already exists (pass `force` to replace it once the new one is complete).', thrownBy: MERGES },
+  OutputExists: {
+    meaning:
+      'The output already exists (pass `force` to replace a model folder once the new one is complete; a folder of other files, or the current folder, is never replaced).',
+    thrownBy: MERGES,
+  },
   OutputLocked: { meaning: 'Another run is writing the same output (or fixture folder) right now.', thrownBy: [...MERGES, 'makeCheckpointPair'] },
   PartsIncomplete: {
     meaning:

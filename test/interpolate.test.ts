@@ -351,7 +351,7 @@ describe('errors leave nothing behind', () => {
   test('--force replaces an existing output only once the new one is complete', async () => {
     const out = outDir();
     fs.mkdirSync(out);
-    fs.writeFileSync(path.join(out, 'keep.txt'), 'old');
+    fs.writeFileSync(path.join(out, 'old.safetensors'), 'old'); // a model folder's: --force replaces no other (force-target.test.ts)
     // A failing run under --force leaves the old output as it was.
     const controller = new AbortController();
     let aborted = false;
@@ -367,16 +367,16 @@ describe('errors leave nothing behind', () => {
       onProgress: () => {
         if (!aborted) {
           aborted = true;
-          expect(listTree(out)).toEqual(['keep.txt']);
+          expect(listTree(out)).toEqual(['old.safetensors']);
           controller.abort();
         }
       },
     });
     controller.abort();
     await expect(failing).rejects.toMatchObject({ code: 'Aborted' });
-    expect(listTree(out)).toEqual(['keep.txt']);
+    expect(listTree(out)).toEqual(['old.safetensors']);
     await interpolate({ instruct: instruct.dir, thinking: thinking.dir, lambda: 0.5, output: out, force: true });
-    expect(fs.existsSync(path.join(out, 'keep.txt'))).toBe(false);
+    expect(fs.existsSync(path.join(out, 'old.safetensors'))).toBe(false);
     await expectMerged(out, 0.5, () => true);
     expect(fs.readdirSync(root).filter((f) => f.includes('.weightmix'))).toEqual([]);
   });

@@ -78,7 +78,7 @@ export function register(program: Command): void {
       "vocabularies that differ: both fill every id below the special tokens, Thinking's last n its own (for tokenizer_source: union)",
       wholeNumber('--extra-tokens'),
     )
-    .option('--force', 'replace existing instruct/ and thinking/ folders once the new pair is complete')
+    .option('--force', 'replace existing instruct/ and thinking/ model folders once the new pair is complete')
     .option('-q, --quiet', 'no progress line')
     .action(async (opts: FixtureCliOptions) => {
       // Loaded on use (cli.ts): the writer costs every other command's start-up.

@@ -32,7 +32,7 @@ export function addInterpolationOptions(cmd: Command): void {
     .option('--threads <n>', 'worker threads (default: number of cores)')
     .addOption(deviceOption())
     .option('--no-direct', 'write through the page cache instead of O_DIRECT')
-    .option('--force', 'replace an existing output once the new one is complete')
+    .option('--force', 'replace an existing model folder once the new one is complete (never a folder of other files)')
     .option('--json', 'print progress and the summary as JSON lines')
     .option('-q, --quiet', 'print nothing but errors');
 }
@@ -59,7 +59,7 @@ export function interpolationOptionsFrom(opts: Record<string, unknown>): Omit<In
 export function describeInterpolation(summary: InterpolationSummary): string {
   const what = summary.outputs.length === 1 ? summary.outputs[0] : `${summary.outputs.length} models`;
   return (
-    `wrote ${what}: ${shardFiles(summary.files)}, ${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s ` +
+    `wrote ${what}: ${shardFiles(summary.files, summary.part)}, ${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s ` +
     `(${summary.gbPerSecond.toFixed(2)} GB/s); λ = ${summary.lambdas.join(', ')}; ${summary.selectedTensors}/${summary.tensors} tensors interpolated ` +
     `(${summary.selection}); numerics ${summary.numerics}` +
     (summary.part ? `; part ${summary.part} (its shards, and the shared index and files)` : '') +

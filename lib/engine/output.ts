@@ -11,6 +11,7 @@ import { makeFolders } from '../make-folders';
 import { abortError, usageError, WeightmixError } from '../errors';
 import { removeEmptyParents } from '../leftovers';
 import { releaseLock } from '../pid-locks';
+import { refuseForcedNonModel } from '../force-target';
 import { leftoverStem, oldFolderName, removeStale, tempFolderName } from './output-leftovers';
 import { heldLock, lockFileOf, PART_LOCK, partLockName, partRunning, refuseWholeRun, takeLock } from './output-locks';
 import {
@@ -99,8 +100,10 @@ export class OutputTransaction {
   /**
    * Refuses an existing output without `force`: begin does, and a merge asks first, before its statistics passes (minutes on a large model).
    * `shared`: a --part job's target, which other parts fill: only what can never be a model folder is refused (a file, a link to nothing).
+   * `reads`: the inputs known so far, refused first (a target holding one is named as such, not as a folder without a model).
    */
-  static refuseExisting(targetPath: string, force: boolean | undefined, shared = false): void {
+  static refuseExisting(targetPath: string, force: boolean | undefined, shared = false, reads: readonly string[] = []): void {
+    refuseInputs(targetPath, reads);
     // --force replaces a model folder; a file there is the user's, whatever it holds (a typo'd -o model.safetensors).
     const resolved = path.resolve(targetPath);
     let existing: fs.Stats | undefined;
@@ -133,6 +136,7 @@ export class OutputTransaction {
         `output ${targetPath} is a file, not a model folder: it is never replaced, not even with --force; choose another output path`,
       );
     }
+    if (force && existing) refuseForcedNonModel(`output ${targetPath}`, resolved, { marks: [PARTS_FILE] });
     if (!force && existing && !shared) {
       throw new WeightmixError(
         'OutputExists',
@@ -237,6 +241,7 @@ export class OutputTransaction {
     if (fs.existsSync(this.target)) {
       // checkTarget ran before any rename; a folder that appeared since is not ours to replace either.
       if (!this.force) throw this.appeared();
+      refuseForcedNonModel(`output ${this.target}`, this.target, { marks: [PARTS_FILE] });
       old = path.join(path.dirname(this.target), oldFolderName(leftoverStem(path.basename(this.target))));
       await fs.promises.rename(this.target, old).catch((e: Error) => {
         throw new WeightmixError('OutputError', `cannot move ${this.target} aside to replace it: ${e.message}`);

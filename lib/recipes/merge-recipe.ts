@@ -181,7 +181,8 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   const part = parsePart(options.part, name('part'));
   const outDir = path.resolve(options.output);
   // A part's output is shared with the other parts (only a file or a dangling link there is refused now); its transaction tells their files from another model's.
-  OutputTransaction.refuseExisting(options.output, options.force, part !== undefined);
+  const localInputs = [...recipe.models, ...recipe.adapters].filter((m): m is string => m !== null && path.isAbsolute(m));
+  OutputTransaction.refuseExisting(options.output, options.force, part !== undefined, localInputs);
   preloadNative();
   try {
     const allowed = options.allowCrimes === true;
