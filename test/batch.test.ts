@@ -321,4 +321,21 @@ describe('the command line', () => {
     expect(fs.existsSync(path.join(where, 'out'))).toBe(false);
     // One recipe with --part splits its shards instead (recipe-parts.test.ts).
   }, 60000);
+
+  test("a bad recipe among several is named by its file, whatever the error (the parser's, a parameter's, a variable's)", async () => {
+    const where = path.join(dir, `cli-${counter++}`);
+    const [good] = await writeRecipes(where, ['mi-0.8']);
+    const bad = {
+      'not-yaml.yml': 'merge_method: linear\nmodels:\n  - model: a\n   x: {',
+      'weight-text.yml': `merge_method: linear\nmodels:\n  - model: ${A}\n    parameters: {weight: "0.5"}\n`,
+      'unset-variable.yml': 'merge_method: linear\nmodels:\n  - model: ${WM_TEST_UNSET_MODEL}\n',
+    };
+    for (const [name, text] of Object.entries(bad)) {
+      const file = path.join(where, name);
+      await fs.promises.writeFile(file, text);
+      const message = expectOneLineError(await runCli(['merge', good, file, '-o', path.join(where, 'out')]));
+      expect(message.startsWith(`weightmix: error: ${file}: `)).toBe(true);
+    }
+    expect(fs.existsSync(path.join(where, 'out'))).toBe(false);
+  }, 60000);
 });

@@ -34,13 +34,13 @@ export function register(program: Command): void {
     .option('--threads <n>', 'worker threads (default: number of cores)')
     .addOption(deviceOption())
     .option('--no-direct', 'write through the page cache instead of O_DIRECT')
-    .option('--force', 'replace existing outputs once the new ones are complete')
+    .option('--force', 'replace existing model folders once the new ones are complete (never folders of other files)')
     .option('--allow-crimes', "merge models whose configs name different architectures (refused without it, as mergekit's --allow-crimes)")
     .option('--json', 'print progress and the summary as JSON lines')
     .option('-q, --quiet', 'print nothing but errors')
     .action(async (files: string[], opts: Record<string, unknown>) => {
       // Loaded on use: the YAML parser and the recipe machinery cost every other command's start-up.
-      const { readRecipeFile } = await import('../recipes/recipe');
+      const { readRecipeFile, readRecipeFileNamed } = await import('../recipes/recipe');
       const engine = {
         threads: opts.threads === undefined ? undefined : parseThreads(opts.threads),
         device: opts.device as 'cpu' | 'cuda' | 'auto' | undefined,
@@ -56,7 +56,7 @@ export function register(program: Command): void {
           opts,
           'merge',
           (summary: RecipeMergeSummary) =>
-            `wrote ${summary.output}: ${summary.method}, ${summary.tensors} tensors in ${summary.layers} layers, ${shardFiles(summary.files)}, ` +
+            `wrote ${summary.output}: ${summary.method}, ${summary.tensors} tensors in ${summary.layers} layers, ${shardFiles(summary.files, summary.part)}, ` +
             `${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s (${summary.gbPerSecond.toFixed(2)} GB/s)` +
             `${summary.part ? `; part ${summary.part}` : ''}${withDevice(summary)}`,
         );
@@ -77,7 +77,7 @@ export function register(program: Command): void {
         );
       }
       const recipes: Awaited<ReturnType<typeof readRecipeFile>>[] = [];
-      for (const file of files) recipes.push(await readRecipeFile(file));
+      for (const file of files) recipes.push(await readRecipeFileNamed(file, {}, 'merge'));
       const reporter = createReporter(opts, 'merge', describeBatch);
       const summary = await reporter.run((hooks) =>
         mergeBatchAs(
@@ -93,7 +93,7 @@ export function register(program: Command): void {
 function describeBatch(summary: BatchMergeSummary): string {
   const each = summary.outputs.map((o) => `${o.name} (${o.method})`).join(', ');
   return (
-    `wrote ${summary.outputs.length} models in ${path.dirname(summary.outputs[0].output)}: ${each}; ${shardFiles(summary.files)}, ` +
+    `wrote ${summary.outputs.length} models in ${path.dirname(summary.outputs[0].output)}: ${each}; ${shardFiles(summary.files, summary.part)}, ` +
     `${(summary.bytes / 1e9).toFixed(3)} GB in ${summary.seconds.toFixed(2)} s (${summary.gbPerSecond.toFixed(2)} GB/s), ` +
     `${summary.groups} write pass${summary.groups === 1 ? '' : 'es'}${summary.part ? `; part ${summary.part}` : ''}${withDevice(summary)}`
   );

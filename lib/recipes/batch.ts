@@ -21,7 +21,7 @@ import { OutputTransaction, refuseRunningParts } from '../engine/output';
 import { MergePlan, planMerge, TensorRecipe } from '../engine/plan';
 import { methodFor } from './methods';
 import { checkRecipeArgument, finishRecipeOutput, isRecipe, MERGE_KEYS, recipeMetadata } from './merge-recipe';
-import { checkRecipe, parseRecipeAs, ParseRecipeOptions, readRecipeFileAs, Recipe } from './recipe';
+import { checkRecipe, parseRecipeAs, ParseRecipeOptions, readRecipeFileNamed, Recipe } from './recipe';
 import { API_NAMES, checkOptions, nearestKey, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { planRecipe, RecipePlan, sourceCheckpoints } from './recipe-plan';
@@ -168,7 +168,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
       isRecipe(b.recipe)
         ? checkRecipe(b.recipe)
         : typeof b.recipe === 'string'
-          ? readRecipeFileAs(b.recipe, options, 'mergeBatch')
+          ? readRecipeFileNamed(b.recipe, options, 'mergeBatch')
           : parseRecipeAs(b.recipe, options, 'mergeBatch'),
     ),
   );

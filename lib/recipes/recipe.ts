@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseHubReference } from '../hub/reference';
 import { parseDocument } from 'yaml';
-import { usageError, WeightmixError } from '../errors';
+import { isWeightmixError, usageError, WeightmixError } from '../errors';
 import { showValue } from '../options';
 import { checkOptions, type OptionKeys } from '../api/validate-options';
 import { FLOAT_DTYPES, FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
@@ -409,4 +409,14 @@ export async function readRecipeFileAs(file: string, options: ParseRecipeOptions
     throw new WeightmixError('RecipeUnreadable', `cannot read recipe file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   return parseRecipeAs(text, options, where);
+}
+
+/** readRecipeFileAs for one of several recipe files (a batch): a message that does not name its file starts with it. */
+export async function readRecipeFileNamed(file: string, options: ParseRecipeOptions, where: string): Promise<Recipe> {
+  try {
+    return await readRecipeFileAs(file, options, where);
+  } catch (e) {
+    if (!isWeightmixError(e) || e.message.includes(file)) throw e;
+    throw new WeightmixError(e.code, `${file}: ${e.message}`, { exitCode: e.exitCode, cause: e });
+  }
 }
