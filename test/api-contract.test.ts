@@ -339,6 +339,9 @@ describe('verify', () => {
       code: 'ModelNotFound',
       message: expect.stringMatching(/^model folder not found: /),
     });
+    const file = path.join(work, 'a-file');
+    fs.writeFileSync(file, 'x');
+    await expect(verify({ dir: file })).rejects.toMatchObject({ code: 'ModelNotFound', message: `${file} is not a folder: verify takes a model folder` });
     const out = fresh();
     await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.5, output: out });
     const report = await verify({ dir: out });

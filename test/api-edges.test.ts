@@ -39,6 +39,10 @@ test('score: a file that is no path is Usage; an aborted signal stops it before 
 test('stages: a row that is no object, and a mean outside [0, 100], are MalformedMetrics', () => {
   const row = { lambda: 0, benchmark: 'a', mean: 50, thinkRatio: 0, tokens: 1 };
   expect(() => api.stages([null as never])).toThrow(expect.objectContaining({ code: 'MalformedMetrics' }));
+  // A path where the rows go (the command line's habit) is a usage error naming what the function takes.
+  expect(() => api.stages('metrics.csv' as never)).toThrow(
+    expect.objectContaining({ code: 'Usage', message: 'stages takes an array of metrics rows (readMetricsTable reads a file into one), got "metrics.csv"' }),
+  );
   for (const mean of [150, -5]) expect(() => api.stages([{ ...row, mean }])).toThrow(expect.objectContaining({ code: 'MalformedMetrics' }));
   expect(api.stages([row]).stage1).toEqual([0]);
 });

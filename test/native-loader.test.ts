@@ -127,6 +127,15 @@ describe('loadAddon', () => {
     // A file that is no addon: a one-line NativeMissing, not an internal error.
     const bad = errorOf(() => loadAddon(dir, linuxX64(), { WEIGHTMIX_ADDON: other }, loader({ 'elsewhere/weightmix.node': `${other}: file too short` })));
     expect([bad.code, bad.message]).toEqual(['NativeMissing', `WEIGHTMIX_ADDON names ${other}, which did not load: ${other}: file too short`]);
+    // Any other file would be run as JavaScript by require(): refused before it is loaded.
+    const script = put('elsewhere/addon.js');
+    const loaded: string[] = [];
+    const notAddon = errorOf(() => loadAddon(dir, linuxX64(), { WEIGHTMIX_ADDON: script }, (file) => loaded.push(file)));
+    expect([notAddon.code, notAddon.message, loaded]).toEqual([
+      'NativeMissing',
+      `WEIGHTMIX_ADDON names ${script}, which is not a Node addon (a .node file)`,
+      [],
+    ]);
   });
 
   test('the real addon loads from a prebuilds folder', () => {

@@ -54,4 +54,6 @@ test('--part: I/N with 1 ≤ I ≤ N ≤ 65536, as text or as an object; anythin
 
 test('summaries count shard files in English', () => {
   expect([shardFiles(1), shardFiles(2), shardFiles(0)]).toEqual(['1 shard file', '2 shard files', '0 shard files']);
+  // A part that got none of the shards says so, not "0 shard files" beside every tensor interpolated.
+  expect([shardFiles(0, '5/5'), shardFiles(2, '1/5')]).toEqual(['no shard file (this part gets none of the shards)', '2 shard files']);
 });

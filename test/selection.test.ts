@@ -16,6 +16,11 @@ test('skipping a module class the model has none of is a usage error; the tied h
     message:
       'skipModules head: the model has no head tensor, so skipping it would change nothing (its embeddings are tied, tie_word_embeddings: embed_tokens is its head; skip embed to keep it)',
   });
+  // Selecting only the head a tied model lacks matches nothing: the refusal says why, as the skip's does.
+  await expect(interpolate({ instruct: a, thinking: b, lambda: 0.8, output: path.join(dir, 'out'), modules: 'head' })).rejects.toMatchObject({
+    code: 'Usage',
+    message: `the selection (all layers, modules head) matches none of the ${qwen3Names(2).length} tensors: nothing would be interpolated (the model has no head tensor; its embeddings are tied, tie_word_embeddings: embed_tokens is its head, select embed to interpolate it)`,
+  });
   const summary = await interpolate({ instruct: a, thinking: b, lambda: 0.8, output: path.join(dir, 'out'), skipModules: 'embed' });
   expect(summary.selectedTensors).toBe(qwen3Names(2).length - 1);
   expect(() => checkSkippedModulesExist(parseSelection({ skipModules: 'attn,norm' }), ['model.layers.0.mlp.up_proj.weight'])).toThrow(

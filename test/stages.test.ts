@@ -318,7 +318,7 @@ describe('metrics tables', () => {
     const text = `${lines.slice(0, 10).join('\n')}\n\n${lines.slice(10).join('\r\n')}\n`;
     for (const name of ['paper.jsonl', 'paper.NDJSON', 'paper-lines']) expect(await readMetricsTable(write(name, text))).toEqual(paper);
     await expectReadError(write('broken.jsonl', `${lines[0]}\n{"benchmark": "a",\n`), /broken\.jsonl:2: not valid JSON/);
-    await expectReadError(write('scalar.jsonl', `${lines[0]}\n\n7\n`), /scalar\.jsonl:3: row 1: expected an object, got 7/);
+    await expectReadError(write('scalar.jsonl', `${lines[0]}\n\n7\n`), /scalar\.jsonl:3: row 2: expected an object, got 7/);
     await expectReadError(
       write('twice.jsonl', `${lines[0]}\n${lines[0]}\n`),
       /twice\.jsonl:2: second row for benchmark 'aime25' at lambda 0 \(first at line 1\)/,
@@ -367,12 +367,17 @@ describe('metrics tables', () => {
       { benchmark: 'a', lambda: 0, mean: 1, tokens: 2, think_ratio: 0 },
       { benchmark: 'a', lambda: 0.5, mean: 1, tokens: 2 },
     ];
-    await expectReadError(write('missing.json', JSON.stringify(rows, null, 2)), /missing\.json:9: row 1: missing field 'think_ratio'/);
+    await expectReadError(write('missing.json', JSON.stringify(rows, null, 2)), /missing\.json:9: row 2: missing field 'think_ratio' \(or 'thinkRatio'\)/);
     await expectReadError(
       write('type.json', '[{"benchmark": "a", "lambda": "0.5", "mean": 1, "tokens": 2, "think_ratio": 0}]'),
-      /type\.json:1: row 0: column 'lambda' is not a number: "0\.5"/,
+      /type\.json:1: row 1: field 'lambda' is not a number: "0\.5"/,
     );
-    expect(() => parseMetricsJson('[1]', 'x.json')).toThrow(/x\.json:1: row 0: expected an object/);
+    expect(() => parseMetricsJson('[1]', 'x.json')).toThrow(/x\.json:1: row 1: expected an object/);
+    // A field is named as the file spells it (thinkRatio, the API's name, as well as think_ratio).
+    await expectReadError(
+      write('camel.jsonl', '{"benchmark": "a", "lambda": 0, "mean": 1, "tokens": 2, "thinkRatio": "x"}\n'),
+      /camel\.jsonl:1: row 1: field 'thinkRatio' is not a number: "x"/,
+    );
   });
 });
 

@@ -179,16 +179,21 @@ function rowsOfObjects(items: { item: unknown; lineNo: number }[], file: string)
   const rows: MetricsRow[] = [];
   const where = new Map<string, number>();
   items.forEach(({ item, lineNo }, i) => {
-    const fail = (msg: string) => malformed(file, lineNo, `row ${i}: ${msg}`);
+    // Rows count from 1, as the lines do.
+    const fail = (msg: string) => malformed(file, lineNo, `row ${i + 1}: ${msg}`);
     if (item === null || typeof item !== 'object' || Array.isArray(item)) throw fail(`expected an object, got ${JSON.stringify(item)}`);
     const obj = item as Record<string, unknown>;
+    const aliasOf = (col: string) => (col === 'think_ratio' ? 'thinkRatio' : col);
+    // The key as the file spells it (think_ratio or thinkRatio), for messages.
+    const keyOf = (col: string) => (obj[col] === undefined && obj[aliasOf(col)] !== undefined ? aliasOf(col) : col);
     const value = (col: string): unknown => {
-      const alias = col === 'think_ratio' ? 'thinkRatio' : col;
-      const v = obj[col] !== undefined ? obj[col] : obj[alias];
+      const v = obj[keyOf(col)];
       return v === null ? undefined : v;
     };
-    for (const col of REQUIRED) if (value(col) === undefined) throw fail(`missing field '${col}'`);
-    const row = toRow(value, fail, false);
+    for (const col of REQUIRED) {
+      if (value(col) === undefined) throw fail(`missing field '${col}'${aliasOf(col) === col ? '' : ` (or '${aliasOf(col)}')`}`);
+    }
+    const row = toRow(value, fail, false, (col) => `field '${keyOf(col)}'`);
     checkDuplicate(row, lineNo, where, file);
     rows.push(row);
   });
@@ -196,20 +201,25 @@ function rowsOfObjects(items: { item: unknown; lineNo: number }[], file: string)
   return rows;
 }
 
-function toRow(value: (col: string) => unknown, fail: (msg: string) => WeightmixError, fromText: boolean): MetricsRow {
+function toRow(
+  value: (col: string) => unknown,
+  fail: (msg: string) => WeightmixError,
+  fromText: boolean,
+  label = (col: string) => `column '${col}'`,
+): MetricsRow {
   const num = (col: string, check: (x: number) => boolean, expect: string): number | undefined => {
     const v = value(col);
     if (v === undefined) {
-      if ((REQUIRED as readonly string[]).includes(col)) throw fail(`empty cell in column '${col}'`);
+      if ((REQUIRED as readonly string[]).includes(col)) throw fail(`empty cell in ${label(col)}`);
       return undefined;
     }
     const x = fromText && typeof v === 'string' && /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(v) ? Number(v) : typeof v === 'number' ? v : NaN;
-    if (!Number.isFinite(x)) throw fail(`column '${col}' is not a number: ${JSON.stringify(v)}`);
-    if (!check(x)) throw fail(`column '${col}' must be ${expect}, got ${v}`);
+    if (!Number.isFinite(x)) throw fail(`${label(col)} is not a number: ${JSON.stringify(v)}`);
+    if (!check(x)) throw fail(`${label(col)} must be ${expect}, got ${v}`);
     return x;
   };
   const benchmark = value('benchmark');
-  if (typeof benchmark !== 'string' || benchmark.trim() === '') throw fail(`column 'benchmark' must be a non-empty name, got ${JSON.stringify(benchmark)}`);
+  if (typeof benchmark !== 'string' || benchmark.trim() === '') throw fail(`${label('benchmark')} must be a non-empty name, got ${JSON.stringify(benchmark)}`);
   const pct = (x: number) => x >= 0 && x <= 100;
   const row: MetricsRow = {
     benchmark: benchmark.trim(),

@@ -9,6 +9,7 @@
  */
 import { checkOptions, type OptionKeys } from '../api/validate-options';
 import { WeightmixError, usageError } from '../errors';
+import { showValue } from '../options';
 import type { MetricsRow } from './metrics-table';
 import { extremes } from './extremes';
 import { plural } from '../plural';
@@ -100,7 +101,7 @@ const STAGE_KEYS: OptionKeys<StageOptions> = { emergenceThreshold: 'optional', s
 
 /**
  * Assigns every λ to a stage and recommends one; rows may come in any order.
- * @throws {@link WeightmixError} `MalformedMetrics` (no rows, a value out of range, a repeated row).
+ * @throws {@link WeightmixError} `Usage` (rows not an array, bad options), `MalformedMetrics` (no rows, a value out of range, a repeated row).
  */
 export function stages(rows: readonly MetricsRow[], opts: StageOptions = {}): StageReport {
   checkOptions<StageOptions>('stages', opts, STAGE_KEYS);
@@ -111,7 +112,9 @@ export function stages(rows: readonly MetricsRow[], opts: StageOptions = {}): St
   if (thresholds.saturationThreshold <= thresholds.emergenceThreshold) {
     throw usageError(`saturationThreshold (${thresholds.saturationThreshold}) must exceed emergenceThreshold (${thresholds.emergenceThreshold})`);
   }
-  if (!Array.isArray(rows) || rows.length === 0) throw new WeightmixError('MalformedMetrics', 'stages needs at least one metrics row');
+  // A path is the command line's habit: the function takes rows (readMetricsTable reads a file).
+  if (!Array.isArray(rows)) throw usageError(`stages takes an array of metrics rows (readMetricsTable reads a file into one), got ${showValue(rows)}`);
+  if (rows.length === 0) throw new WeightmixError('MalformedMetrics', 'stages needs at least one metrics row');
 
   const byLambda = new Map<number, Map<string, MetricsRow>>();
   const benchmarks: string[] = [];

@@ -170,7 +170,8 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
   const dir = path.resolve(options.dir);
   // No folder is no model to verify, not a damaged one: an error, as every other function gives.
   const stat = await fs.promises.stat(dir).catch(() => null);
-  if (!stat?.isDirectory()) throw new WeightmixError('ModelNotFound', `model folder not found: ${dir}${stat ? ' is not a folder' : ''}`);
+  if (!stat?.isDirectory())
+    throw new WeightmixError('ModelNotFound', stat ? `${dir} is not a folder: verify takes a model folder` : `model folder not found: ${dir}`);
   const report: VerifyReport = {
     dir,
     ok: false,

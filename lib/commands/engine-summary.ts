@@ -13,9 +13,9 @@ export function deviceOption(): Option {
     .default('auto');
 }
 
-/** "1 shard file", "3 shard files". */
-export function shardFiles(n: number): string {
-  return plural(n, 'shard file');
+/** "1 shard file", "3 shard files"; for a --part run that got none of the shards, that it wrote none. */
+export function shardFiles(n: number, part?: string): string {
+  return n === 0 && part ? 'no shard file (this part gets none of the shards)' : plural(n, 'shard file');
 }
 
 /** "; on the GPU", "; on the CPU (no usable GPU: …)" — nothing when --device cpu asked for the CPU. */

@@ -76,6 +76,8 @@ export function loadAddon<T>(root: string, platform: AddonPlatform, env: NodeJS.
   if (env.WEIGHTMIX_ADDON) {
     const file = path.resolve(env.WEIGHTMIX_ADDON);
     if (!fs.existsSync(file)) throw new WeightmixError('NativeMissing', `WEIGHTMIX_ADDON names no file: ${file}`);
+    // require() runs any other file as JavaScript: its errors would say nothing of an addon.
+    if (path.extname(file) !== '.node') throw new WeightmixError('NativeMissing', `WEIGHTMIX_ADDON names ${file}, which is not a Node addon (a .node file)`);
     try {
       return { addon: load(file), loaded: { kind: 'override', path: file } };
     } catch (e) {

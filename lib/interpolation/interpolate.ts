@@ -36,7 +36,15 @@ import { FloatDtype, isFloatDtype, SafetensorsDtype } from '../format/dtypes';
 import { refuseUncomputedTensors } from '../model/uncomputed-tensors';
 import { checkpointLayout } from '../engine/output-layout';
 import { dtypeAt, indexOfName, tensorTableOf } from '../model/tensor-table';
-import { checkLayersExist, checkSkippedModulesExist, describeSelection, isSelected, parseSelection, SelectionInput } from '../model/selection';
+import {
+  absentModulesNote,
+  checkLayersExist,
+  checkSkippedModulesExist,
+  describeSelection,
+  isSelected,
+  parseSelection,
+  SelectionInput,
+} from '../model/selection';
 import { classifyTensor } from '../model/tensor-names';
 import { VERSION } from '../version';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
@@ -208,7 +216,9 @@ export async function runInterpolation(
   const unselected = new Set(instruct.names.filter((n) => !isSelected(n, selection)));
   const selectedTensors = instruct.names.length - unselected.size;
   if (selectedTensors === 0) {
-    throw usageError(`the selection (${describeSelection(selection)}) matches none of the ${instruct.names.length} tensors: nothing would be interpolated`);
+    throw usageError(
+      `the selection (${describeSelection(selection)}) matches none of the ${instruct.names.length} tensors: nothing would be interpolated${absentModulesNote(selection, instruct.names)}`,
+    );
   }
   checkSkippedModulesExist(selection, instruct.names, name('skipModules'));
   const reads = [...pathsRead(instruct), ...pathsRead(thinking)];

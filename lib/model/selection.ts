@@ -78,9 +78,19 @@ export function checkLayersExist(sel: Selection, layerCount: number, name = '--l
 export function checkSkippedModulesExist(sel: Selection, names: readonly string[], name = '--skip-modules'): void {
   for (const m of sel.skipModules ?? []) {
     if (names.some((n) => classifyTensor(n).module === m)) continue;
-    const tied = m === 'head' ? ' (its embeddings are tied, tie_word_embeddings: embed_tokens is its head; skip embed to keep it)' : '';
+    const tied = m === 'head' ? ` (${TIED_HEAD}; skip embed to keep it)` : '';
     throw usageError(`${name} ${m}: the model has no ${m} tensor, so skipping it would change nothing${tied}`);
   }
+}
+
+const TIED_HEAD = 'its embeddings are tied, tie_word_embeddings: embed_tokens is its head';
+
+/** For a selection that matches no tensor: the modules it names that the model has none of, and why for a tied head ('' if none). */
+export function absentModulesNote(sel: Selection, names: readonly string[]): string {
+  const absent = (sel.modules ?? []).filter((m) => !names.some((n) => classifyTensor(n).module === m));
+  if (absent.length === 0) return '';
+  const tied = absent.includes('head') ? `; ${TIED_HEAD}, select embed to interpolate it` : '';
+  return ` (the model has no ${absent.join(' or ')} tensor${tied})`;
 }
 
 export function describeSelection(sel: Selection): string {
