@@ -59,6 +59,8 @@ export function missingFromSnapshot(dir: string, purpose: HubPurpose): string | 
     }
   };
   if (purpose === 'tokenizer') return undefined;
+  // A snapshot that is a file (a damaged cache): no file of it can be there.
+  if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) return `its snapshot folder (${dir} is not a folder)`;
   if (purpose === 'adapter') return ADAPTER_FILES.filter((f) => !has(f)).join(', ') || undefined;
   if (has(HUB_INDEX_FILE)) {
     let shards: string[];
@@ -72,20 +74,32 @@ export function missingFromSnapshot(dir: string, purpose: HubPurpose): string | 
   }
   const weights = fs.readdirSync(dir).filter((n) => n.endsWith('.safetensors') && has(n));
   if (weights.length === 0) return 'the safetensors weights';
-  const missing = new Set<string>();
+  // Each series (prefix, digits, count) by the shards present: its missing ones are counted, and the first few named, without
+  // a step per shard of its count (a name's count may be 999999999).
+  const series = new Map<string, { prefix: string; width: number; of: string; present: Set<number> }>();
   for (const name of weights) {
     const m = SERIES.exec(name);
     if (!m) continue;
-    for (let i = 1; i <= Number(m[3]); i++) {
-      const shard = `${m[1]}-${String(i).padStart(m[2].length, '0')}-of-${m[3]}.safetensors`;
-      if (!has(shard)) missing.add(shard);
+    const key = `${m[1]}\u0000${m[2].length}\u0000${m[3]}`;
+    if (!series.has(key)) series.set(key, { prefix: m[1], width: m[2].length, of: m[3], present: new Set() });
+    series.get(key)!.present.add(Number(m[2]));
+  }
+  const named: string[] = [];
+  let missing = 0;
+  for (const { prefix, width, of, present } of series.values()) {
+    const count = Number(of);
+    const inRange = [...present].filter((i) => i >= 1 && i <= count).length;
+    missing += count - inRange;
+    for (let i = 1; i <= count && named.length < 3 && i <= inRange + 3; i++) {
+      if (!present.has(i)) named.push(`${prefix}-${String(i).padStart(width, '0')}-of-${of}.safetensors`);
     }
   }
-  return listMissing([...missing]);
+  return listMissing(named, missing);
 }
 
-function listMissing(names: string[]): string | undefined {
-  if (names.length === 0) return undefined;
+/** The first missing names (at most 3 shown) and how many are missing in all. */
+function listMissing(names: string[], total = names.length): string | undefined {
+  if (total === 0) return undefined;
   const shown = names.sort().slice(0, 3).join(', ');
-  return names.length > 3 ? `${shown} and ${names.length - 3} more` : shown;
+  return total > 3 ? `${shown} and ${total - 3} more` : shown;
 }
