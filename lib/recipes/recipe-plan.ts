@@ -380,7 +380,9 @@ export function tensorRecipes(
   };
   for (const t of plan.tensors) {
     const dtype = outDtypeOf(t);
-    const mt = written && !written.has(t.name) ? undefined : plan.methodTensors.get(t.name); // another part's: a copy, sizing its header
+    // Another part's tensor (a copy sizing its header), or an empty one (nothing to merge: della's and arcee's rows tile no elements).
+    const skip = (written && !written.has(t.name)) || views[t.sources[0].model].get(t.name)!.elementCount === 0;
+    const mt = skip ? undefined : plan.methodTensors.get(t.name);
     if (mt && open?.tensors.has(t.name)) {
       recipes.set(
         t.name,
