@@ -44,6 +44,7 @@ export function buildProgram(): Command {
 
 /** Why a run stopped early, by its exit status. */
 const STOPPED_BY: Record<number, string> = {
+  129: 'SIGHUP',
   130: 'SIGINT',
   141: 'standard output being closed',
   143: 'SIGTERM',

@@ -1,5 +1,6 @@
 /**
- * SIGINT / SIGTERM become an AbortSignal; the exit status after cleanup is 130 / 143 (`interruptedStatus`) where the run
+ * SIGINT / SIGTERM / SIGHUP (a closed terminal, a dropped SSH session) become an AbortSignal; the exit status after cleanup
+ * is 130 / 143 / 129 (`interruptedStatus`) where the run
  * stopped, 0 where it had finished (its output published) before it could stop; a second one
  * ends the process at once. A closed standard output (`| head -1`) stops the run the same way, as
  * SIGPIPE would (141), instead of merging on for nobody.
@@ -11,7 +12,7 @@ export interface SignalAbort {
 
 let stoppedWith: number | undefined;
 
-/** The exit status of the signal that stopped this process's run (130, 143, or 141 for a closed stdout); undefined when none came. */
+/** The exit status of the signal that stopped this process's run (130, 143, 129, or 141 for a closed stdout); undefined when none came. */
 export function interruptedStatus(): number | undefined {
   return stoppedWith;
 }
@@ -22,6 +23,8 @@ export function abortOnSignals(): SignalAbort {
   const handlers: [NodeJS.Signals, () => void][] = [
     ['SIGINT', () => stop('SIGINT', 130)],
     ['SIGTERM', () => stop('SIGTERM', 143)],
+    // Its default ended the process at once, leaving a sweep's temporary folders (GBs each) until a run on the same outputs.
+    ['SIGHUP', () => stop('SIGHUP', 129)],
   ];
   function stop(name: NodeJS.Signals, status: number) {
     if (controller.signal.aborted) {

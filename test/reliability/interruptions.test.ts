@@ -74,6 +74,7 @@ const bigMergeArgs = (out: string, ...extra: string[]) => mergeArgsOf(big, out, 
 describe.each([
   ['SIGINT', 130],
   ['SIGTERM', 143],
+  ['SIGHUP', 129],
 ] as const)('%s mid-merge', (signal, status) => {
   withShim(`stops within a second, exits ${status}, says so in one line, and leaves nothing, not even the folders it created`, async () => {
     const runDir = path.dirname(outPath());
