@@ -266,6 +266,23 @@ test("tokenizer_source picks the tokenizer's files; config.json and the other si
   expect(read(toBase.dir, 'README.md')).toMatch(/task_arithmetic/);
 });
 
+test('weights whose sum overflows normalize as their ratios (1e308 each: the 0.5 / 0.5 mean, not 0); weights summing to 0 are refused by multislerp too', async () => {
+  const [a, b] = await Promise.all([modelValues(A), modelValues(B)]);
+  const two = (method: string, w: [number, number]) => ({
+    merge_method: method,
+    models: [
+      { model: A, parameters: { weight: w[0] } },
+      { model: B, parameters: { weight: w[1] } },
+    ],
+  });
+  const huge = await run(two('linear', [1e308, 1e308]));
+  expect(await worstUlp(huge, (k) => linearRef([a.get(k)!, b.get(k)!], [1, 1], true))).toBeLessThanOrEqual(1);
+  // mergekit divides by the 0 sum: NaN everywhere, which verify would pass.
+  await expect(run(two('multislerp', [1, -1]))).rejects.toThrow(
+    /multislerp: the weights of tensor .* sum to 0 and cannot be normalized \(set normalize_weights: false\)/,
+  );
+});
+
 test('a method that fails on a tensor leaves no output behind', async () => {
   const out = path.join(dir, 'failed');
   await expect(

@@ -94,6 +94,17 @@ export function lacksBase(recipe: Recipe): boolean {
   return recipe.slices.some((s) => baseOf(recipe, s) === null);
 }
 
+/**
+ * w / Σw, mergekit's weight normalization (linear's, multislerp's); null where Σw is 0. Weights whose sum overflows f64 (1e308 each)
+ * are first divided by the largest magnitude: the same quotients up to a rounding, where the plain form gives x / ±Infinity = 0.
+ */
+export function normalizedWeights(w: readonly number[]): number[] | null {
+  const sum = w.reduce((s, x) => s + x, 0);
+  if (Number.isFinite(sum)) return sum === 0 ? null : w.map((x) => x / sum);
+  const largest = Math.max(...w.map(Math.abs));
+  return normalizedWeights(w.map((x) => x / largest));
+}
+
 /** The linear form, or a byte-exact copy when it is one model with weight 1. */
 export function linearOrCopy(models: number[], w: number[]): TensorCoefficients {
   const nonzero = models.filter((_, k) => w[k] !== 0);

@@ -9,13 +9,15 @@
 import { WeightmixError } from '../../errors';
 import { booleanParameter, numberParameter } from '../recipe-params';
 import { allPairs, deltaGramMatrix, gramMatrix, innerProduct } from './gram';
-import { linearOrCopy, MergeMethod, TensorCoefficients } from './method';
+import { linearOrCopy, MergeMethod, normalizedWeights, TensorCoefficients } from './method';
 
 /** Coefficients r with result = Σ r_i x_i (x_i: the tensors, or task vectors with a base), mergekit's multislerp on G. */
 export function multislerpWeights(g: number[][], weights: number[], normalize: boolean, eps: number, name: string): number[] {
   const n = g.length;
-  const sum = weights.reduce((s, x) => s + x, 0);
-  const w = normalize ? weights.map((x) => x / sum) : weights;
+  const w = normalize ? normalizedWeights(weights) : weights;
+  // mergekit divides by the 0 sum, and writes NaN everywhere.
+  if (w === null)
+    throw new WeightmixError('InvalidRecipe', `multislerp: the weights of tensor ${name} sum to 0 and cannot be normalized (set normalize_weights: false)`);
   const norms = g.map((row, i) => Math.sqrt(Math.max(row[i], 0)));
   let mean = w.map((x, i) => x / (norms[i] + eps));
   const meanNorm = Math.sqrt(Math.max(innerProduct(g, mean, mean), 0));
