@@ -297,6 +297,9 @@ function weightMapOfColumns(columns: WeightMapColumns, agrees: (table: TensorTab
   };
 }
 
+/** Names a model's sidecar files take (config.json, tokenizer.model, merges.txt, chat_template.jinja, …). */
+const SIDECAR_LIKE = /\.(json|txt|model|jinja|tiktoken|py)$/;
+
 async function listSidecars(root: string, entries: string[]): Promise<string[]> {
   const out: string[] = [];
   for (const name of entries.sort()) {
@@ -307,7 +310,12 @@ async function listSidecars(root: string, entries: string[]): Promise<string[]> 
       if (e.code === 'ENOENT') return null;
       throw e;
     });
-    if (st === null || st.isDirectory()) continue;
+    if (st === null) continue;
+    // A model's subfolders (original/, onnx/) are not its sidecars; a folder named as one (config.json/) would be dropped unseen.
+    if (st.isDirectory()) {
+      if (SIDECAR_LIKE.test(name)) throw new WeightmixError('NotAFile', `${root}: ${name} is a folder, not a file`);
+      continue;
+    }
     // A pipe or device named like config.json would block or be lost silently: refuse it.
     if (!st.isSymbolicLink() && !st.isFile()) throw new WeightmixError('NotAFile', `${root}: ${name} is not a regular file`);
     out.push(name);

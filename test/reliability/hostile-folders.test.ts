@@ -180,6 +180,15 @@ describe('index attacks', () => {
     await expectRejected(dir, pair.instruct, model, /config\.json is not a regular file/);
   });
 
+  test.concurrent('a sidecar that is a folder (config.json/) is refused, not dropped from the output', async () => {
+    await ready();
+    const dir = caseDir();
+    const model = privateCopy(pair.thinking, path.join(dir, 'thinking'));
+    fs.rmSync(path.join(model, 'config.json'));
+    fs.mkdirSync(path.join(model, 'config.json'));
+    await expectRejected(dir, pair.instruct, model, /thinking: config\.json is a folder, not a file/);
+  });
+
   test.concurrent('a tensor listed in the index but missing from its shard', async () => {
     await ready();
     const dir = caseDir();
