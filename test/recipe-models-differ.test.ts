@@ -1,6 +1,7 @@
 /** Models a recipe cannot merge as they are: refused in one line before anything is written, where the output would otherwise be wrong. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { mergeBatch } from '../lib/recipes/batch';
 import { merge } from '../lib/recipes/merge-recipe';
@@ -86,4 +87,25 @@ test('a rotary buffer (inv_freq) that only one model stores in its layers is no 
     output: out,
   });
   expect((await openCheckpoint(out)).names.length).toBe(qwen3Names(2).length);
+});
+
+test('models of different widths (hidden_size) are refused, even with allowCrimes: passthrough stacked their layers into a model nothing loads', async () => {
+  const [narrow, wide] = await Promise.all(
+    [64, 32].map((scale) => makeCheckpointPair({ dir: path.join(dir, `width-${scale}`), shape: 'qwen3-4b', scale, layers: 2 })),
+  );
+  const stacked = {
+    merge_method: 'passthrough',
+    slices: [{ sources: [{ model: narrow.instruct, layer_range: [0, 1] }] }, { sources: [{ model: wide.instruct, layer_range: [1, 2] }] }],
+  };
+  const out = freshPath('out');
+  for (const allowCrimes of [false, true]) {
+    await expect(merge(parseRecipe(stacked), { output: out, allowCrimes })).rejects.toMatchObject({
+      code: 'ShapeMismatch',
+      message: expect.stringMatching(
+        /width-32\/instruct has hidden_size \d+ but .*width-64\/instruct \d+: models of different widths cannot be merged, nor their layers stacked into one model$/,
+      ),
+    });
+  }
+  expect(fs.existsSync(out)).toBe(false);
+  await expect(mergeBatch([{ name: 'one', recipe: stacked }], { output: freshPath('batch') })).rejects.toThrow(/^one: .*width-32\/instruct has hidden_size/);
 });

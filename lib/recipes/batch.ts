@@ -25,7 +25,7 @@ import { checkRecipe, parseRecipeAs, ParseRecipeOptions, readRecipeFileNamed, Re
 import { API_NAMES, checkOptions, nearestKey, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { planRecipe, RecipePlan, sourceCheckpoints } from './recipe-plan';
-import { refuseMixedArchitectures, refuseUncomputedRecipeTensors } from './plan-refusals';
+import { refuseMixedArchitectures, refuseMixedWidths, refuseUncomputedRecipeTensors } from './plan-refusals';
 import { batchMomentPairs, resolveStatistics } from './batch-statistics';
 import { fitsLocalPool } from './sparsify';
 
@@ -193,6 +193,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
   for (let i = 0; i < batch.length; i++) {
     const ckpts = await Promise.all(recipes[i].models.map(open));
     refuseMixedArchitectures(ckpts, (m) => `${batch[i].name}: ${recipes[i].modelNames[m]}`, options.allowCrimes === true, name('allowCrimes'));
+    refuseMixedWidths(ckpts, (m) => `${batch[i].name}: ${recipes[i].modelNames[m]}`);
     entries.push({ name: batch[i].name, recipe: recipes[i], ckpts, planned: planRecipe(recipes[i], ckpts) });
   }
   if (part) {

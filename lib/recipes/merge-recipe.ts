@@ -35,7 +35,7 @@ import { checkRecipe, parseRecipeAs, ParseRecipeOptions, readRecipeFileAs, Recip
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { MergeMethodName } from '../merge-method-names';
 import { localMomentTensors, planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
-import { refuseMixedArchitectures, refuseUncomputedRecipeTensors } from './plan-refusals';
+import { refuseMixedArchitectures, refuseMixedWidths, refuseUncomputedRecipeTensors } from './plan-refusals';
 import { setRamPlusLambdas } from './ram-counts';
 import { setDellaScales } from './della-rescale';
 import { setSceStatistics } from './sce-statistics';
@@ -186,9 +186,10 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   preloadNative();
   try {
     const allowed = options.allowCrimes === true;
-    const adapted = await openRecipeModels(recipe, outDir, options, (ckpts) =>
-      refuseMixedArchitectures(ckpts, (m) => recipe.modelNames[m], allowed, name('allowCrimes')),
-    );
+    const adapted = await openRecipeModels(recipe, outDir, options, (ckpts) => {
+      refuseMixedArchitectures(ckpts, (m) => recipe.modelNames[m], allowed, name('allowCrimes'));
+      refuseMixedWidths(ckpts, (m) => recipe.modelNames[m]);
+    });
     try {
       const { ckpts, vocabulary, cleanup } = await rebuildVocabulary(recipe, adapted.ckpts, outDir, options.signal);
       try {

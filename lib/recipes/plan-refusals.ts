@@ -131,3 +131,22 @@ export function refuseMixedArchitectures(ckpts: Checkpoint[], label: (m: number)
     }
   }
 }
+
+/**
+ * Models whose configs give different widths (hidden_size) are refused, --allow-crimes or not: no method merges tensors of different
+ * shapes, and passthrough would stack layers of both widths into a model no framework loads (verify found nothing wrong in it).
+ * A model whose config gives no width is not judged.
+ */
+export function refuseMixedWidths(ckpts: Checkpoint[], label: (m: number) => string): void {
+  const widths = ckpts.map((c) => (typeof c.config?.hidden_size === 'number' ? c.config.hidden_size : undefined));
+  for (let m = 1; m < ckpts.length; m++) {
+    for (let k = 0; k < m; k++) {
+      const [a, b] = [widths[k], widths[m]];
+      if (a === undefined || b === undefined || a === b) continue;
+      throw new WeightmixError(
+        'ShapeMismatch',
+        `${label(m)} has hidden_size ${b} but ${label(k)} ${a}: models of different widths cannot be merged, nor their layers stacked into one model`,
+      );
+    }
+  }
+}
