@@ -69,6 +69,14 @@ function helpOfUnknownAsCommand(program: Command, argv: string[]): string[] {
   return at >= 2 && argv[at] === 'help' && name !== undefined && !known(name) ? [...argv.slice(0, at), ...argv.slice(at + 1)] : argv;
 }
 
+/** `message` with its line breaks and other control characters escaped (\n, \u0007), so that an error stays one line. */
+function oneLine(message: string): string {
+  // eslint-disable-next-line no-control-regex
+  return message.replace(/[\u0000-\u001f\u007f]/g, (c) =>
+    c === '\n' ? '\\n' : c === '\t' ? '\\t' : c === '\r' ? '\\r' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
 /** Runs the CLI; resolves to the exit status (0 ok, 1 error, 2 usage, 130/143 interrupted, 141 stdout closed). */
 export async function main(argv: string[]): Promise<number> {
   ignoreClosedPipes();
@@ -83,7 +91,8 @@ export async function main(argv: string[]): Promise<number> {
     const stopped = interruptedStatus();
     if (isWeightmixError(e)) {
       if (stopped !== undefined && e.code === 'Aborted') process.stderr.write(`weightmix: stopped by ${STOPPED_BY[stopped]}; nothing was published\n`);
-      else process.stderr.write(`weightmix: error: ${e.message}\n`);
+      // One line whatever the message holds (a model path with a newline in it): control characters escaped.
+      else process.stderr.write(`weightmix: error: ${oneLine(e.message)}\n`);
       if (program.opts().debug) process.stderr.write(`${e.stack}\n`);
       return stopped ?? e.exitCode;
     }

@@ -98,3 +98,10 @@ test("help and messages a first run reads: score --help shows no '(default: [])'
   const line = expectOneLineError(await runCli(['fixture', '--shape', 'tiny', '--out', freshPath('fx'), '--seed=-1']), 2);
   expect(line).toBe('weightmix: error: --seed "-1": expected a whole number from 0 to 4294967295');
 });
+
+test('an error whose message holds a line break (a model path with a newline in it) is still one line, the break escaped', async () => {
+  const recipe = freshPath('newline.yml');
+  fs.writeFileSync(recipe, 'merge_method: linear\nmodels:\n  - model: "no/such\\nmodel"\n    parameters: {weight: 1}\n');
+  const line = expectOneLineError(await runCli(['merge', recipe, '-o', freshPath('out')]));
+  expect(line).toContain('no/such\\nmodel');
+});
