@@ -1,4 +1,5 @@
 /** mergekit recipes: every refusal's message names what it refuses. */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { NOT_YET_SUPPORTED } from '../lib/recipes/methods';
 import { MERGE_METHOD_NAMES } from '../lib/merge-method-names';
@@ -255,5 +256,12 @@ describe('refusals name what they refuse', () => {
       message: `${A} is a directory: merge takes a YAML recipe file (e.g. examples/mi-0.8.yml)`,
     });
     await expect(readRecipeFile('/dev/null')).rejects.toMatchObject({ code: 'RecipeNotAFile', message: expect.stringMatching(/is not a regular file/) });
+  });
+
+  test('a recipe path that is a loop of links is unreadable, not missing', async () => {
+    const [one, two] = [path.join(dir, 'loop-1.yml'), path.join(dir, 'loop-2.yml')];
+    fs.symlinkSync(two, one);
+    fs.symlinkSync(one, two);
+    await expect(readRecipeFile(one)).rejects.toMatchObject({ code: 'RecipeUnreadable', message: `cannot read recipe file ${one}: a loop of symbolic links` });
   });
 });

@@ -396,8 +396,14 @@ export async function readRecipeFileAs(file: string, options: ParseRecipeOptions
   let stat: fs.Stats;
   try {
     stat = await fs.promises.stat(file);
-  } catch {
-    throw new WeightmixError('RecipeNotFound', `recipe file not found: ${file}`);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new WeightmixError('RecipeNotFound', `recipe file not found: ${file}`);
+    // A loop of links, a folder it may not enter: the file may well be there.
+    throw new WeightmixError(
+      'RecipeUnreadable',
+      `cannot read recipe file ${file}: ${code === 'ELOOP' ? 'a loop of symbolic links' : (code ?? (e as Error).message)}`,
+    );
   }
   // A model folder given where the recipe goes is the likely mistake; a named pipe would block the read.
   if (stat.isDirectory()) throw new WeightmixError('RecipeNotAFile', `${file} is a directory: merge takes a YAML recipe file (e.g. examples/mi-0.8.yml)`);
