@@ -256,6 +256,13 @@ describe(`tokenizer union and the tokenizer block (seed ${SEED})`, () => {
       { tokenizer_source: 'union' },
       /the output vocabulary has no token at id 28 \(below its largest, 36\); mergekit builds 35 rows and fails on an index/,
     );
+    // A vocab_size that is no count is refused as the config's, not taken for the tokenizer's size and named as the config's.
+    fs.writeFileSync(config, JSON.stringify({ ...JSON.parse(fs.readFileSync(config, 'utf8')), vocab_size: '256' }));
+    await fails(
+      [E, B],
+      { tokenizer_source: 'union' },
+      new RegExp(`^${config.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: vocab_size must be a whole number, got "256"$`),
+    );
     const F = await model('f', 28, ts(0, 28), SPECIAL, rng(SEED + 3));
     await fails([B, F], { tokenizer_source: 'union' }, /f's tokenizer has a token at id 29 but its model.embed_tokens.weight has 28 rows/);
     // A batch plans every recipe before any output exists, and does not rebuild rows: refused, also where every row count

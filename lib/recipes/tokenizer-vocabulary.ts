@@ -139,7 +139,12 @@ export interface OutputVocabulary {
 /** A model's vocabulary size: config.json's vocab_size, else its number of tokens (mergekit's get_vocab_size). */
 function configVocabSize(ckpt: Checkpoint, tokens: number): number {
   const size = ckpt.config?.vocab_size;
-  return typeof size === 'number' && Number.isInteger(size) ? size : tokens;
+  if (size === undefined || size === null) return tokens;
+  // A vocab_size that is no count ("256") would be taken as the tokenizer's and named as the config's in every message.
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
+    throw new WeightmixError('InvalidConfig', `${path.join(ckpt.dir, 'config.json')}: vocab_size must be a whole number, got ${JSON.stringify(size)}`);
+  }
+  return size;
 }
 
 /** Tokens of a vocabulary in id order (ties: as listed). */
