@@ -79,6 +79,23 @@ test.each(Object.keys(RECIPES))(
   },
 );
 
+test("a recipe that one tensor makes invalid is refused by every part, whichever part's shards hold that tensor", async () => {
+  // Weights summing to 0 on the final norm only (a filter): the whole run refuses it; a part that does not write that tensor
+  // refused nothing and published a job that could never complete.
+  const recipe = {
+    merge_method: 'linear',
+    models: [
+      { model: pair.instruct, parameters: { weight: [{ filter: 'model.norm', value: -1 }, { value: 1 }] } },
+      { model: pair.thinking, parameters: { weight: 1 } },
+    ],
+  };
+  const shared = path.join(root, 'refused-parts');
+  for (const part of [undefined, '1/2', '2/2']) {
+    await expect(merge(recipe, { output: shared, part })).rejects.toThrow(/linear: the weights of tensor model\.norm\.weight sum to 0/);
+  }
+  expect(fs.existsSync(shared)).toBe(false);
+});
+
 test("a part of another count, or of another recipe's job, is refused before it merges, and the folder is left as it was", async () => {
   const output = path.join(root, 'refused');
   await merge(RECIPES.ties(), { output, part: '1/2' });

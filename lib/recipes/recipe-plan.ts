@@ -8,7 +8,7 @@ import { WeightmixError } from '../errors';
 import type { TensorRecipe } from '../engine/plan';
 import type { OpenMoments } from '../engine/open-moments';
 import { checkpointLayout, LayoutTensor, OutputLayout } from '../engine/output-layout';
-import { methodFor, MethodTensor, PairMoments, TensorCoefficients } from './methods';
+import { checkCoefficients, methodFor, MethodTensor, PairMoments, TensorCoefficients } from './methods';
 import { baseOf } from './methods/method';
 import type { Recipe, RecipeSlice } from './recipe';
 import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
@@ -380,8 +380,9 @@ export function tensorRecipes(
   };
   for (const t of plan.tensors) {
     const dtype = outDtypeOf(t);
-    // Another part's tensor (a copy sizing its header), or an empty one (nothing to merge: della's and arcee's rows tile no elements).
+    // Another part's tensor (a copy sizing its header), or an empty one (della's and arcee's rows tile none): only the refusals run.
     const skip = (written && !written.has(t.name)) || views[t.sources[0].model].get(t.name)!.elementCount === 0;
+    if (skip && plan.methodTensors.has(t.name)) checkCoefficients(method, plan.methodTensors.get(t.name)!);
     const mt = skip ? undefined : plan.methodTensors.get(t.name);
     if (mt && open?.tensors.has(t.name)) {
       recipes.set(

@@ -17,6 +17,7 @@ import { sce } from './sce';
 import { arceeFusion } from './arcee-fusion';
 
 export type { MergeMethod, MethodTensor, PairMoments, RowMoments, TensorCoefficients } from './method';
+export { checkCoefficients } from './refusal-check';
 
 export const METHODS: readonly MergeMethod[] = Object.freeze([
   linear,
