@@ -34,7 +34,11 @@ export function buildProgram(): Command {
     .configureHelp({ optionDescription: (option) => `${DEFAULT_HELP.optionDescription(option)}${option.mandatory ? ' (required)' : ''}` })
     // commander puts its "(Did you mean …?)" on a line of its own: folded into the error's one line.
     .configureOutput({
-      outputError: (str, write) => write(str.replace(/^error: /, 'weightmix: error: ').replace(/\n\(Did you mean ([^\n]*)\?\)/, ' (did you mean $1?)')),
+      outputError: (str, write) => {
+        const folded = str.replace(/^error: /, 'weightmix: error: ').replace(/\n\(Did you mean ([^\n]*)\?\)/, ' (did you mean $1?)');
+        // A word the user typed may hold a line break too ($'frob\nx'): one line whatever it holds.
+        write(`${oneLine(folded.replace(/\n$/, ''))}\n`);
+      },
     });
   program.exitOverride();
   for (const c of COMMANDS) c.register(program);
@@ -69,15 +73,15 @@ function helpOfUnknownAsCommand(program: Command, argv: string[]): string[] {
   return at >= 2 && argv[at] === 'help' && name !== undefined && !known(name) ? [...argv.slice(0, at), ...argv.slice(at + 1)] : argv;
 }
 
-/** `message` with its line breaks and other control characters escaped (\n, \u0007), so that an error stays one line. */
+/** `message` with its line breaks and other control characters escaped (\n, \u0085, \u2028), so that an error stays one line. */
 function oneLine(message: string): string {
   // eslint-disable-next-line no-control-regex
-  return message.replace(/[\u0000-\u001f\u007f]/g, (c) =>
+  return message.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) =>
     c === '\n' ? '\\n' : c === '\t' ? '\\t' : c === '\r' ? '\\r' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );
 }
 
-/** Runs the CLI; resolves to the exit status (0 ok, 1 error, 2 usage, 130/143 interrupted, 141 stdout closed). */
+/** Runs the CLI; resolves to the exit status (0 ok, 1 error, 2 usage, 129/130/143 interrupted, 141 stdout closed). */
 export async function main(argv: string[]): Promise<number> {
   ignoreClosedPipes();
   const program = buildProgram();

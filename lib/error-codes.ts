@@ -84,7 +84,10 @@ export const ERROR_CODES = {
     meaning: 'A value passed to a helper function is out of its range (e.g. `passAtK(n, c, k)` with c > n).',
     thrownBy: ['passAtK', 'score', 'plotLayerProfile'],
   },
-  InvalidConfig: { meaning: "A model's `config.json` is not a JSON object of plausible size.", thrownBy: READERS },
+  InvalidConfig: {
+    meaning: "A model's `config.json` is not a JSON object of plausible size, or a value a merge reads there (`vocab_size`) is no number.",
+    thrownBy: READERS,
+  },
   InvalidHeader: { meaning: 'A safetensors header is not a JSON object of tensor entries.', thrownBy: SAFETENSORS },
   InvalidHeaderDeserialization: { meaning: 'A safetensors header is not valid JSON (or has duplicate keys or unsafe integers).', thrownBy: SAFETENSORS },
   InvalidHeaderStart: { meaning: "A safetensors header does not start with '{'.", thrownBy: SAFETENSORS },
@@ -139,7 +142,10 @@ export const ERROR_CODES = {
   },
   NothingToPlot: { meaning: 'A chart was asked for data that has nothing to draw.', thrownBy: ['weightmix diff --plot'] },
   OutOfMemory: { meaning: 'The native engine could not allocate memory.', thrownBy: NATIVE },
-  OutputError: { meaning: 'The output folder could not be created or published (the message says why).', thrownBy: MERGES },
+  OutputError: {
+    meaning: 'The output folder could not be created or published, or an existing one could not be listed (the message says why).',
+    thrownBy: [...MERGES, 'makeCheckpointPair'],
+  },
   OutputExists: {
     meaning:
       'The output already exists (pass `force` to replace a model folder once the new one is complete; a folder of other files, or the current folder, is never replaced).',
@@ -163,7 +169,10 @@ export const ERROR_CODES = {
     meaning: 'A recipe model path uses `${NAME}` but the environment variable NAME is unset or empty.',
     thrownBy: ['merge', 'parseRecipe', 'readRecipeFile'],
   },
-  ShapeMismatch: { meaning: 'A tensor has different shapes in the models to combine.', thrownBy: [...MERGES, 'diff'] },
+  ShapeMismatch: {
+    meaning: "A tensor has different shapes in the models to combine, or the models' configs give different widths (`hidden_size`).",
+    thrownBy: [...MERGES, 'diff'],
+  },
   TensorInvalidInfo: {
     meaning:
       'A safetensors tensor entry is malformed: an unknown dtype, a bad shape, a name given twice, reserved or not well-formed Unicode, data of the wrong length, metadata that is not strings.',

@@ -104,4 +104,7 @@ test('an error whose message holds a line break (a model path with a newline in 
   fs.writeFileSync(recipe, 'merge_method: linear\nmodels:\n  - model: "no/such\\nmodel"\n    parameters: {weight: 1}\n');
   const line = expectOneLineError(await runCli(['merge', recipe, '-o', freshPath('out')]));
   expect(line).toContain('no/such\\nmodel');
+  // commander's own errors too (an unknown command typed with a line break, or a paragraph separator).
+  const unknown = expectOneLineError(await runCli(['frob\nx\u2028y']), 2);
+  expect(unknown).toContain("'frob\\nx\\u2028y'");
 });

@@ -4,6 +4,7 @@
  * refusal comes before anything is written, and leaves the folder as it was; a non-model folder that appears while a --force run
  * merges is not replaced either.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
@@ -32,7 +33,7 @@ function userFolder(name: string): string {
 
 const leftovers = () => fs.readdirSync(root).filter((f) => f.includes('.weightmix'));
 const refusal = (dir: string) =>
-  `output ${dir} holds 3 entries but no model (no .safetensors file): --force replaces a model folder, never other files; choose another output path`;
+  `output ${dir} holds 3 entries but no model (no weights file): --force replaces a model folder, never other files; choose another output path`;
 
 test('interpolate --force refuses a folder of other files, whole or as a part, and leaves it as it was', async () => {
   const out = userFolder('notes');
@@ -114,7 +115,66 @@ test('fixture --force replaces a model pair, never a folder of other files named
   const before = snapshotTree(dir);
   const result = await runCli(['fixture', '--shape', 'tiny', '-o', dir, '--force', '-q']);
   expect(expectOneLineError(result)).toBe(
-    `weightmix: error: ${mine} holds 3 entries but no model (no .safetensors file): --force replaces a model folder, never other files; choose another output path`,
+    `weightmix: error: ${mine} holds 3 entries but no model (no weights file): --force replaces a model folder, never other files; choose another output path`,
   );
   expect(snapshotTree(dir)).toEqual(before);
+});
+
+test('without --force, a folder --force would not replace is refused for that reason: no hint to use --force', async () => {
+  const out = userFolder('no-hint');
+  await expect(interpolate({ ...models(), lambda: 0.5, output: out })).rejects.toMatchObject({ code: 'OutputExists', message: refusal(out) });
+});
+
+test("what counts as a model folder: other weights formats (a mergekit .bin output) are; a desktop's litter alone is an empty folder", async () => {
+  const bin = path.join(root, 'bin-model');
+  fs.mkdirSync(bin);
+  for (const f of ['pytorch_model.bin', 'config.json']) fs.writeFileSync(path.join(bin, f), 'x');
+  const litter = path.join(root, 'litter');
+  fs.mkdirSync(litter);
+  for (const f of ['.DS_Store', '.gitkeep']) fs.writeFileSync(path.join(litter, f), '');
+  for (const out of [bin, litter]) {
+    await interpolate({ ...models(), lambda: 0.5, output: out, force: true });
+    expect(fs.readdirSync(out)).toContain('model.safetensors.index.json');
+  }
+  // A checkout's .git is the user's work, not litter.
+  const repo = userFolder('repo');
+  for (const f of fs.readdirSync(repo)) fs.rmSync(path.join(repo, f), { recursive: true });
+  fs.mkdirSync(path.join(repo, '.git'));
+  await expect(interpolate({ ...models(), lambda: 0.5, output: repo, force: true })).rejects.toMatchObject({ code: 'OutputExists' });
+  expect(fs.readdirSync(repo)).toEqual(['.git']);
+});
+
+test("the command line: a current folder named '..x' inside the target is still inside it; a --part run fills its current folder; a deleted current folder holds nothing", async () => {
+  const model = path.join(root, 'dots');
+  await interpolate({ ...models(), lambda: 0.5, output: model });
+  const dots = path.join(model, '..x');
+  fs.mkdirSync(dots);
+  const args = (out: string, ...extra: string[]) => [
+    'interpolate',
+    '--instruct',
+    pair.instruct,
+    '--thinking',
+    pair.thinking,
+    '--lambda',
+    '0.5',
+    '-o',
+    out,
+    '--force',
+    ...extra,
+  ];
+  const inside = await runCli(args(model), { cwd: dots });
+  expect(expectOneLineError(inside)).toBe(
+    `weightmix: error: output ${model} is a folder that holds the current one: --force never replaces it; choose another output path`,
+  );
+  expect(fs.existsSync(dots)).toBe(true);
+  // A part publishes file by file into the folder it runs in: nothing replaces the folder.
+  fs.rmdirSync(dots);
+  const part = await runCli(args('.', '--part', '1/1', '-q'), { cwd: model });
+  expect([part.status, part.stderr]).toEqual([0, '']);
+  // The current folder deleted under the command: --force judges the target alone.
+  const gone = path.join(root, 'gone');
+  fs.mkdirSync(gone);
+  const script = `process.chdir(${JSON.stringify(gone)}); require('fs').rmdirSync(${JSON.stringify(gone)}); require(${JSON.stringify(path.join(__dirname, '..', 'dist', 'lib', 'force-target.js'))}).refuseForcedNonModel('out', ${JSON.stringify(model)}); console.log('ok')`;
+  const done = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+  expect([done.status, done.stdout.trim(), done.stderr]).toEqual([0, 'ok', '']);
 });

@@ -45,7 +45,7 @@ test('a shard whose name counts a billion shards: the missing ones counted, the 
 
 test('a snapshot that is a file: one line, exit 1, from the library and the command line', async () => {
   fs.writeFileSync(snapshotOf('org/file'), '');
-  const message = `org/file (commit ${COMMIT}) is only partly in the Hugging Face cache (missing its snapshot folder (${snapshotOf('org/file')} is not a folder)); run again with the network to finish it`;
+  const message = `the Hugging Face cache is damaged: org/file's snapshot (commit ${COMMIT}), ${snapshotOf('org/file')}, is not a folder; remove it and run again`;
   await expect(resolveModelReference('org/file', { env: env() })).rejects.toMatchObject({ code: 'HubError', message });
   const result = await runCli(['diff', 'org/file', pair.thinking], { env: env() });
   expect(expectOneLineError(result)).toBe(`weightmix: error: ${message}`);

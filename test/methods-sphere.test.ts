@@ -117,6 +117,8 @@ test('nuslerpCoefficients from the Gram entries equal the f64 oracle on the vect
       vs[i].forEach((x, k) => expect(c0 * x + c1 * vs[j][k]).toBeCloseTo(ref[k], 12));
     }
   }
+  // Weights whose sum overflows f64 keep their ratio (w1 / (w0 + w1) made it 0: the first model whole).
+  expect([nuslerpT(1e308, 1e308), nuslerpT(1e308, 3e307)]).toEqual([0.5, 3e307 / 1.3e308]);
 });
 
 test('nuslerp of two models, no base: within 1 bf16 ulp of the oracle on whole tensors', async () => {

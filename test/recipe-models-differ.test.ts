@@ -2,7 +2,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
-import { openCheckpoint } from '../lib/model/checkpoint';
+import { type Checkpoint, openCheckpoint } from '../lib/model/checkpoint';
+import { refuseMixedWidths } from '../lib/recipes/plan-refusals';
 import { mergeBatch } from '../lib/recipes/batch';
 import { merge } from '../lib/recipes/merge-recipe';
 import { parseRecipe } from '../lib/recipes/recipe';
@@ -108,4 +109,13 @@ test('models of different widths (hidden_size) are refused, even with allowCrime
   }
   expect(fs.existsSync(out)).toBe(false);
   await expect(mergeBatch([{ name: 'one', recipe: stacked }], { output: freshPath('batch') })).rejects.toThrow(/^one: .*width-32\/instruct has hidden_size/);
+});
+
+test("a multimodal config's width is its text_config's; a config without one is not judged", () => {
+  const ckpt = (config: Record<string, unknown>) => ({ config }) as unknown as Checkpoint;
+  const label = (m: number) => `model ${m}`;
+  expect(() => refuseMixedWidths([ckpt({ hidden_size: 40 }), ckpt({ text_config: { hidden_size: 80 } })], label)).toThrow(
+    'model 1 has hidden_size 80 but model 0 40: models of different widths cannot be merged, nor their layers stacked into one model',
+  );
+  expect(() => refuseMixedWidths([ckpt({ hidden_size: 40 }), ckpt({ text_config: { hidden_size: 40 } }), ckpt({})], label)).not.toThrow();
 });

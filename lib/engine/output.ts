@@ -12,6 +12,7 @@ import { abortError, usageError, WeightmixError } from '../errors';
 import { removeEmptyParents } from '../leftovers';
 import { releaseLock } from '../pid-locks';
 import { refuseForcedNonModel } from '../force-target';
+import { isAtOrInside } from '../path-inside';
 import { leftoverStem, oldFolderName, removeStale, tempFolderName } from './output-leftovers';
 import { heldLock, lockFileOf, PART_LOCK, partLockName, partRunning, refuseWholeRun, takeLock } from './output-locks';
 import {
@@ -136,7 +137,8 @@ export class OutputTransaction {
         `output ${targetPath} is a file, not a model folder: it is never replaced, not even with --force; choose another output path`,
       );
     }
-    if (force && existing) refuseForcedNonModel(`output ${targetPath}`, resolved, { marks: [PARTS_FILE] });
+    // With --force, or before a hint to use it: a folder it would not replace is refused for that reason.
+    if (existing && (force || (!shared && link === null))) refuseForcedNonModel(`output ${targetPath}`, resolved, { marks: [PARTS_FILE], filled: shared });
     if (!force && existing && !shared) {
       throw new WeightmixError(
         'OutputExists',
@@ -318,9 +320,8 @@ function refuseInputs(targetPath: string, reads: readonly string[]): void {
   const target = realPathOfMaybeMissing(targetPath);
   for (const read of reads) {
     const real = realPathOfMaybeMissing(read);
-    const inside = path.relative(target, real);
-    if (inside === '' || (inside !== '..' && !inside.startsWith(`..${path.sep}`) && !path.isAbsolute(inside))) {
-      const what = inside === '' ? 'is' : `holds ${real}, which is`;
+    if (isAtOrInside(target, real)) {
+      const what = real === target ? 'is' : `holds ${real}, which is`;
       throw usageError(`the output ${targetPath} ${what} one of the inputs of this merge; choose another output folder`);
     }
   }

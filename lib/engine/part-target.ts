@@ -66,11 +66,10 @@ export function refuseOtherPartJob(target: string, part: JobPart, force: boolean
     );
   }
   const what = typeof recorded.parts === 'number' ? `a job of ${recorded.parts} parts` : `a --part job (${PARTS_FILE} unreadable)`;
-  // --force helps only a part of another recipe (a new job); this job's own parts of another count are refused with it too.
-  const restart =
-    force || sameJob
-      ? `or remove ${path.join(target, PARTS_FILE)} to start the job again with ${part.count}`
-      : 'or use --force (force: true in the API) to replace the model';
+  // --force helps only a part of another recipe (a new job, returned above); this job's own parts of another count are refused with it too.
+  const restart = sameJob
+    ? `or remove ${path.join(target, PARTS_FILE)} to start the job again with ${part.count}`
+    : 'or use --force (force: true in the API) to replace the model';
   throw new WeightmixError(
     'OutputExists',
     `${target} is being filled by ${what}, and this is part ${part.index}/${part.count}: parts of another count assign the shards otherwise and would leave some unwritten; run every part with the same count, ${restart}`,

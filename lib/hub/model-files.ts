@@ -59,8 +59,6 @@ export function missingFromSnapshot(dir: string, purpose: HubPurpose): string | 
     }
   };
   if (purpose === 'tokenizer') return undefined;
-  // A snapshot that is a file (a damaged cache): no file of it can be there.
-  if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) return `its snapshot folder (${dir} is not a folder)`;
   if (purpose === 'adapter') return ADAPTER_FILES.filter((f) => !has(f)).join(', ') || undefined;
   if (has(HUB_INDEX_FILE)) {
     let shards: string[];

@@ -81,6 +81,13 @@ export async function resolveReference(reference: string, options: ResolveOption
   const purpose = options.purpose ?? 'model';
   // Without the network a cached snapshot is all there is: one that a broken-off download left half-filled is refused, never merged.
   const complete = (s: { dir: string; commit: string }, why: string): { dir: string; commit: string } => {
+    // A file where the snapshot's folder goes: no download fills that in (it would need the folder).
+    if (!isDirectory(s.dir)) {
+      throw new WeightmixError(
+        'HubError',
+        `${why}the Hugging Face cache is damaged: ${formatReference(ref)}'s snapshot (commit ${s.commit}), ${s.dir}, is not a folder; remove it and run again`,
+      );
+    }
     const missing = missingFromSnapshot(s.dir, purpose);
     if (missing === undefined) return s;
     throw new WeightmixError(

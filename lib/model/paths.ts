@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WeightmixError } from '../errors';
+import { isAtOrInside } from '../path-inside';
 
 /** A relative name from an index must stay inside its folder: no absolute paths, no `..`, no NUL. */
 export function checkRelativeName(name: string, what: string): void {
@@ -35,6 +36,5 @@ export function confinedRealPath(root: string, name: string, what: string): stri
 }
 
 function isInside(dir: string, file: string): boolean {
-  const rel = path.relative(dir, file);
-  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
+  return file !== dir && isAtOrInside(dir, file);
 }

@@ -135,10 +135,16 @@ export function refuseMixedArchitectures(ckpts: Checkpoint[], label: (m: number)
 /**
  * Models whose configs give different widths (hidden_size) are refused, --allow-crimes or not: no method merges tensors of different
  * shapes, and passthrough would stack layers of both widths into a model no framework loads (verify found nothing wrong in it).
- * A model whose config gives no width is not judged.
+ * A model whose config gives no width (neither hidden_size nor text_config.hidden_size) is not judged.
  */
 export function refuseMixedWidths(ckpts: Checkpoint[], label: (m: number) => string): void {
-  const widths = ckpts.map((c) => (typeof c.config?.hidden_size === 'number' ? c.config.hidden_size : undefined));
+  // A multimodal config gives its language model's width in text_config.
+  const widthOf = (config: Record<string, unknown> | null | undefined): number | undefined => {
+    const text = config?.text_config;
+    if (typeof config?.hidden_size === 'number') return config.hidden_size;
+    return typeof text === 'object' && text !== null ? widthOf(text as Record<string, unknown>) : undefined;
+  };
+  const widths = ckpts.map((c) => widthOf(c.config));
   for (let m = 1; m < ckpts.length; m++) {
     for (let k = 0; k < m; k++) {
       const [a, b] = [widths[k], widths[m]];

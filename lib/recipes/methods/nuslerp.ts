@@ -10,7 +10,7 @@
 import { WeightmixError } from '../../errors';
 import { booleanParameter, numberParameter } from '../recipe-params';
 import { deltaGramMatrix, gramMatrix } from './gram';
-import { baseOf, linearOrCopy, MergeMethod, MethodTensor, RowMoments, TensorCoefficients } from './method';
+import { baseOf, linearOrCopy, MergeMethod, MethodTensor, normalizedWeights, RowMoments, TensorCoefficients } from './method';
 
 const NORM_FLOOR = 1e-7;
 const COLINEAR_SIN = 1e-8;
@@ -26,7 +26,8 @@ export function nuslerpCoefficients(t: number, sq0: number, sq1: number, dot: nu
 
 /** mergekit's t from the two weights. */
 export function nuslerpT(w0: number, w1: number): number {
-  return Math.abs(w0 + w1) < 1e-6 ? 0.5 : w1 / (w0 + w1);
+  // normalizedWeights: w1 / (w0 + w1), also where the sum overflows (1e308 each: 0.5, not 0).
+  return Math.abs(w0 + w1) < 1e-6 ? 0.5 : normalizedWeights([w0, w1])![1];
 }
 
 function pair(t: Pick<MethodTensor, 'models' | 'base'>): { base: number | null; ends: number[] } {
