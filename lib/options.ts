@@ -109,6 +109,9 @@ export function parsePart(value: unknown, name = '--part'): { index: number; cou
   const valid = (index: number, count: number) => Number.isInteger(index) && Number.isInteger(count) && index >= 1 && index <= count && count <= MAX_PARTS;
   if (typeof value === 'object' && value !== null) {
     const { index, count } = value as { index: number; count: number };
+    // Only those two keys, as the options' own keys are checked (a typo'd {index, cout} would otherwise pass as another key).
+    const extra = Object.keys(value).filter((k) => k !== 'index' && k !== 'count');
+    if (extra.length > 0) throw usageError(`${name}: unknown key '${extra[0]}' (a part is {index, count}, or 'I/N')`);
     if (valid(index, count)) return { index, count };
   }
   const m = typeof value === 'string' ? /^(\d+)\/(\d+)$/.exec(value.trim()) : null;

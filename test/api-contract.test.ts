@@ -249,6 +249,34 @@ describe('callbacks', () => {
     }
   });
 
+  test("an async onProgress whose promise rejects fails the run as a throw does (it was an unhandled rejection: the process ended, leaving its temporary folder); makeCheckpointPair's too", async () => {
+    const out = fresh();
+    const rejected = new Error('async progress sink failed');
+    const run = interpolate({
+      instruct: pair.instruct,
+      thinking: pair.thinking,
+      lambda: 0.5,
+      output: out,
+      threads: 1,
+      onProgress: async () => {
+        throw rejected;
+      },
+    });
+    await expect(run).rejects.toBe(rejected);
+    expect(leftoversBeside(out)).toEqual([]);
+    const fixture = fresh();
+    await expect(
+      makeCheckpointPair({
+        dir: fixture,
+        shape: 'tiny',
+        onProgress: async () => {
+          throw rejected;
+        },
+      }),
+    ).rejects.toBe(rejected);
+    expect(fs.existsSync(path.join(fixture, 'instruct'))).toBe(false);
+  });
+
   test('the last progress event (100%) arrives before the promise settles, and none after', async () => {
     const runs = [
       (onProgress: (p: { bytesDone: number; bytesTotal: number }) => void) => diff({ a: pair.instruct, b: pair.thinking, threads: 2, onProgress }),

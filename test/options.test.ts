@@ -45,6 +45,7 @@ test('--part: I/N with 1 ≤ I ≤ N ≤ 65536, as text or as an object; anythin
   expect(parsePart('2/8')).toEqual({ index: 2, count: 8 });
   expect(parsePart(' 65536/65536 ')).toEqual({ index: 65536, count: 65536 });
   expect(parsePart({ index: 1, count: 3 })).toEqual({ index: 1, count: 3 });
+  expect(() => parsePart({ index: 1, count: 3, bogus: true })).toThrow("--part: unknown key 'bogus' (a part is {index, count}, or 'I/N')");
   expect(parsePart(undefined)).toBeUndefined();
   // 5000000000 parts once made the assignment's array throw a RangeError (an internal error).
   for (const bad of ['0/2', '3/2', '1/0', '1/65537', '1/5000000000', '1/2/3', '-1/2', 'a/b', '', { index: 1, count: 1e9 }, { index: 1.5, count: 2 }]) {

@@ -340,6 +340,10 @@ describe('${NAME} in model paths is the environment variable NAME', () => {
     };
     expect(() => parseRecipe(recipe, { env: { INSTRUCT: A } })).toThrow(/^models\[1\]\.model: recipe uses \$\{THINKING\} but it is not set$/);
     expect(() => parseRecipe(recipe, { env: { INSTRUCT: A, THINKING: '' } })).toThrow(/^models\[1\]\.model: recipe uses \$\{THINKING\} but it is empty$/);
+    // A variable's value is text, as process.env's.
+    expect(() => parseRecipe(recipe, { env: { INSTRUCT: A, THINKING: 1 as never } })).toThrow(
+      "parseRecipe: option 'env': variable 'THINKING' must be a string, got 1",
+    );
     expect(() => parseRecipe({ ...recipe, base_model: '${BASE}' }, { env: env() })).toThrow(/^base_model: recipe uses \$\{BASE\} but it is not set$/);
   });
 });

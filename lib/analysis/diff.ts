@@ -194,7 +194,7 @@ export interface DiffOptions {
   /**
    * Called on the main thread about every 100 ms while the engine reads, and once with
    * `bytesDone === bytesTotal` before the promise resolves; never after it settles. If it throws,
-   * the diff is cancelled and the promise rejects with what it threw.
+   * or returns a promise that rejects before the diff ends, the diff is cancelled and the promise rejects with what it threw.
    */
   onProgress?: (progress: DiffProgress) => void;
   /** Aborting rejects the promise with a WeightmixError named 'AbortError' (code 'Aborted', `cause` the signal's reason). */

@@ -101,7 +101,7 @@ function progressOf(
   work: Float64Array,
   heads: number,
   onProgress: ExecuteOptions['onProgress'],
-): ((done: number, total: number) => void) | undefined {
+): ((done: number, total: number) => unknown) | undefined {
   if (!onProgress) return undefined;
   const started = process.hrtime.bigint();
   const jobEnds = new Float64Array(work.length);
@@ -115,7 +115,8 @@ function progressOf(
       if (jobEnds[mid] <= done) lo = mid + 1;
       else hi = mid;
     }
-    onProgress({
+    // The callback's value goes back to the engine's caller: an async callback's rejection fails the run (native.ts).
+    return onProgress({
       stage,
       bytesDone: done,
       bytesTotal: total,

@@ -189,14 +189,21 @@ export async function runPackedPlan(plan: Omit<NativePlan, 'jobs'> & { jobs: Pac
   if (signal?.aborted) throw abortError('the merge was aborted', signal);
   let callbackFailed: { error: unknown } | undefined;
   let settled = false;
+  // A callback that throws, or an async one whose promise rejects while the run goes on, fails the run with what it threw
+  // (an unawaited rejection would end the process, leaving the temporary folder and the lock).
+  const fail = (e: unknown) => {
+    if (callbackFailed || settled) return;
+    callbackFailed = { error: e };
+    handle.cancel();
+  };
   const progress = onProgress
     ? (done: number, total: number) => {
         if (callbackFailed || settled) return;
         try {
-          onProgress(done, total);
+          const returned: unknown = onProgress(done, total);
+          if (isThenable(returned)) returned.then(undefined, fail);
         } catch (e) {
-          callbackFailed = { error: e };
-          handle.cancel();
+          fail(e);
         }
       }
     : undefined;
@@ -241,4 +248,9 @@ export async function runPackedPlan(plan: Omit<NativePlan, 'jobs'> & { jobs: Pac
   // The callback may throw on the last report, after the engine finished: the run still fails.
   if (callbackFailed) throw callbackFailed.error;
   return result;
+}
+
+/** Whether a callback returned a promise (or another thenable), whose rejection is then the run's to handle. */
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }

@@ -71,7 +71,8 @@ export interface InterpolationCommon extends SelectionInput, EngineOptions {
    * Called on the main thread about every 100 ms while a pass runs (`stage` 'statistics' for
    * passes that only read, then 'write'), and once with `bytesDone === bytesTotal` at the end of
    * each pass, the write pass's before the promise resolves; never after it settles. If it throws,
-   * the run is cancelled, nothing is published, and the promise rejects with what it threw.
+   * or returns a promise that rejects before the run ends, the run is cancelled, nothing is published, and the promise
+   * rejects with what it threw.
    */
   onProgress?: (p: MergeProgress) => void;
   /** Progress of a hub download, when a hub id is not (wholly) in the cache. */

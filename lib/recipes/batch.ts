@@ -72,7 +72,7 @@ export interface BatchOutputSummary {
   output: string;
   /** The recipe's `merge_method`. */
   method: string;
-  /** Files written (shards and sidecars). */
+  /** Shard files written (its sidecars, index and model card not counted), as RecipeMergeSummary.files. */
   files: number;
   /** Bytes written. */
   bytes: number;
@@ -90,7 +90,7 @@ export interface BatchMergeSummary extends ResolvedDevice {
   outputs: BatchOutputSummary[];
   /** Write passes: one per set of recipes that share a model. */
   groups: number;
-  /** Files written, all outputs together. */
+  /** Shard files written, all outputs together. */
   files: number;
   /** Bytes written, all outputs together. */
   bytes: number;

@@ -380,6 +380,9 @@ function checkParseValues(options: ParseRecipeOptions, where: string): void {
     throw usageError(`${where}: option 'baseDir' must be a folder path, got ${showValue(baseDir)}`);
   if (env !== undefined && (typeof env !== 'object' || env === null))
     throw usageError(`${where}: option 'env' must be an object of variables, got ${showValue(env)}`);
+  // A variable's value is text, as process.env's (a number would be spelled however String() spells it).
+  const notText = env === undefined ? undefined : Object.entries(env as Record<string, unknown>).find(([, v]) => v !== undefined && typeof v !== 'string');
+  if (notText) throw usageError(`${where}: option 'env': variable '${notText[0]}' must be a string, got ${showValue(notText[1])}`);
 }
 
 /**
