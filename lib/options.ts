@@ -107,7 +107,7 @@ const MAX_PARTS = 65536;
 export function parsePart(value: unknown, name = '--part'): { index: number; count: number } | undefined {
   if (value === undefined) return undefined;
   const valid = (index: number, count: number) => Number.isInteger(index) && Number.isInteger(count) && index >= 1 && index <= count && count <= MAX_PARTS;
-  if (typeof value === 'object' && value !== null) {
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
     const { index, count } = value as { index: number; count: number };
     // Only those two keys, as the options' own keys are checked (a typo'd {index, cout} would otherwise pass as another key).
     const extra = Object.keys(value).filter((k) => k !== 'index' && k !== 'count');

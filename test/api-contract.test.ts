@@ -264,6 +264,18 @@ describe('callbacks', () => {
     });
     await expect(run).rejects.toBe(rejected);
     expect(leftoversBeside(out)).toEqual([]);
+    // A batch's progress goes through its own wrapper: the same.
+    const batchOut = fresh();
+    const recipe = { merge_method: 'linear', models: [pair.instruct, pair.thinking].map((model) => ({ model, parameters: { weight: 0.5 } })) };
+    const batch = mergeBatch([{ name: 'a', recipe }], {
+      output: batchOut,
+      threads: 1,
+      onProgress: async () => {
+        throw rejected;
+      },
+    });
+    await expect(batch).rejects.toBe(rejected);
+    expect(fs.existsSync(batchOut) ? fs.readdirSync(batchOut) : []).toEqual([]);
     const fixture = fresh();
     await expect(
       makeCheckpointPair({

@@ -125,7 +125,7 @@ test('without --force, a folder --force would not replace is refused for that re
   await expect(interpolate({ ...models(), lambda: 0.5, output: out })).rejects.toMatchObject({ code: 'OutputExists', message: refusal(out) });
 });
 
-test("what counts as a model folder: other weights formats (a mergekit .bin output) are; a desktop's litter alone is an empty folder", async () => {
+test("what counts as a model folder: other weights formats beside a config.json (a mergekit .bin output) are; a desktop's litter alone is an empty folder", async () => {
   const bin = path.join(root, 'bin-model');
   fs.mkdirSync(bin);
   for (const f of ['pytorch_model.bin', 'config.json']) fs.writeFileSync(path.join(bin, f), 'x');
@@ -136,6 +136,12 @@ test("what counts as a model folder: other weights formats (a mergekit .bin outp
     await interpolate({ ...models(), lambda: 0.5, output: out, force: true });
     expect(fs.readdirSync(out)).toContain('model.safetensors.index.json');
   }
+  // Another format's weights alone (a training folder's checkpoint.pt beside its code) do not make a model folder.
+  const training = path.join(root, 'training');
+  fs.mkdirSync(training);
+  for (const f of ['checkpoint.pt', 'train.py']) fs.writeFileSync(path.join(training, f), 'x');
+  await expect(interpolate({ ...models(), lambda: 0.5, output: training, force: true })).rejects.toMatchObject({ code: 'OutputExists' });
+  expect(fs.readdirSync(training).sort()).toEqual(['checkpoint.pt', 'train.py']);
   // A checkout's .git is the user's work, not litter.
   const repo = userFolder('repo');
   for (const f of fs.readdirSync(repo)) fs.rmSync(path.join(repo, f), { recursive: true });
@@ -144,7 +150,7 @@ test("what counts as a model folder: other weights formats (a mergekit .bin outp
   expect(fs.readdirSync(repo)).toEqual(['.git']);
 });
 
-test("the command line: a current folder named '..x' inside the target is still inside it; a --part run fills its current folder; a deleted current folder holds nothing", async () => {
+test("the command line: a current folder named '..x' inside the target is still inside it; a --part run fills its current folder, not with --force; a deleted current folder holds nothing", async () => {
   const model = path.join(root, 'dots');
   await interpolate({ ...models(), lambda: 0.5, output: model });
   const dots = path.join(model, '..x');
@@ -167,10 +173,17 @@ test("the command line: a current folder named '..x' inside the target is still 
     `weightmix: error: output ${model} is a folder that holds the current one: --force never replaces it; choose another output path`,
   );
   expect(fs.existsSync(dots)).toBe(true);
-  // A part publishes file by file into the folder it runs in: nothing replaces the folder.
+  // A part fills the folder it runs in; with --force it would also remove what its job does not write there: refused.
   fs.rmdirSync(dots);
-  const part = await runCli(args('.', '--part', '1/1', '-q'), { cwd: model });
-  expect([part.status, part.stderr]).toEqual([0, '']);
+  const forcedPart = await runCli(args('.', '--part', '1/1'), { cwd: model });
+  expect(expectOneLineError(forcedPart)).toBe(`weightmix: error: output . is the current folder: --force never replaces it; choose another output path`);
+  const fresh = path.join(root, 'fresh-part');
+  fs.mkdirSync(fresh);
+  const part = await runCli(
+    args('.', '--part', '1/1', '-q').filter((a) => a !== '--force'),
+    { cwd: fresh },
+  );
+  expect([part.status, part.stderr, fs.readdirSync(fresh)]).toEqual([0, '', expect.arrayContaining(['model.safetensors.index.json'])]);
   // The current folder deleted under the command: --force judges the target alone.
   const gone = path.join(root, 'gone');
   fs.mkdirSync(gone);

@@ -138,7 +138,7 @@ export class OutputTransaction {
       );
     }
     // With --force, or before a hint to use it: a folder it would not replace is refused for that reason.
-    if (existing && (force || (!shared && link === null))) refuseForcedNonModel(`output ${targetPath}`, resolved, { marks: [PARTS_FILE], filled: shared });
+    if (existing && (force || (!shared && link === null))) refuseForcedNonModel(`output ${targetPath}`, resolved, { marks: [PARTS_FILE] });
     if (!force && existing && !shared) {
       throw new WeightmixError(
         'OutputExists',

@@ -293,7 +293,7 @@ function writeProgress(onProgress: BatchMergeOptions['onProgress'], bytesTotal: 
   let tensorsBefore = 0;
   let reported = 0;
   return {
-    pass(plan: MergePlan): ((p: MergeProgress) => void) | undefined {
+    pass(plan: MergePlan): ((p: MergeProgress) => unknown) | undefined {
       // The engine's last report may arrive after the pass resolved: each pass adds to the totals before it runs.
       const [bytesAt, tensorsAt] = [bytesBefore, tensorsBefore];
       bytesBefore += planWork(plan);
@@ -303,7 +303,8 @@ function writeProgress(onProgress: BatchMergeOptions['onProgress'], bytesTotal: 
         // A late report of an earlier pass would step back: progress only moves forward.
         if (bytesAt + p.bytesDone < reported) return;
         reported = bytesAt + p.bytesDone;
-        onProgress({
+        // Its value goes back to the engine's caller: an async callback's rejection fails the run (native.ts).
+        return onProgress({
           ...p,
           bytesDone: reported,
           bytesTotal,
