@@ -340,6 +340,10 @@ describe('${NAME} in model paths is the environment variable NAME', () => {
     };
     expect(() => parseRecipe(recipe, { env: { INSTRUCT: A } })).toThrow(/^models\[1\]\.model: recipe uses \$\{THINKING\} but it is not set$/);
     expect(() => parseRecipe(recipe, { env: { INSTRUCT: A, THINKING: '' } })).toThrow(/^models\[1\]\.model: recipe uses \$\{THINKING\} but it is empty$/);
+    // A name of an object's prototype is no variable.
+    expect(() => parseRecipe({ merge_method: 'linear', models: [{ model: '${constructor}', parameters: { weight: 1 } }] }, { env: {} })).toThrow(
+      /^models\[0\]\.model: recipe uses \$\{constructor\} but it is not set$/,
+    );
     // A variable's value is text, as process.env's.
     expect(() => parseRecipe(recipe, { env: { INSTRUCT: A, THINKING: 1 as never } })).toThrow(
       "parseRecipe: option 'env': variable 'THINKING' must be a string, got 1",

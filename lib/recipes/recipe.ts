@@ -93,7 +93,8 @@ const ENV_REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
  */
 export function expandModelPath(name: string, where: string, env: NodeJS.ProcessEnv = process.env): string {
   return name.replace(ENV_REFERENCE, (_, variable: string) => {
-    const value = env[variable];
+    // Own variables only: ${constructor} is no variable of an object's prototype.
+    const value = Object.hasOwn(env, variable) ? env[variable] : undefined;
     if (value === undefined || value === '') {
       throw new WeightmixError('RecipeVariableNotSet', `${where}: recipe uses \${${variable}} but it is ${value === undefined ? 'not set' : 'empty'}`);
     }
