@@ -144,6 +144,22 @@ test('parts run with another count are refused while the job is incomplete: some
   expect(filesOf(shared)).toEqual(filesOf(single));
 });
 
+test('parts of another count started together: never both published (each checked the count file before the other put it in); parts of one count together all publish', async () => {
+  for (let round = 0; round < 8; round++) {
+    const shared = path.join(root, `raced-${round}`);
+    const results = await Promise.allSettled([run(shared, 0.8, '1/2'), run(shared, 0.8, '2/3')]);
+    const published = results.filter((r) => r.status === 'fulfilled').length;
+    expect({ round, published }).toEqual({ round, published: 1 });
+    const refused = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')!.reason as { code: string; message: string };
+    expect([refused.code, refused.message]).toEqual(['OutputExists', expect.stringMatching(/parts of another count assign the shards otherwise/)]);
+  }
+  const together = path.join(root, 'together');
+  await Promise.all(['1/3', '2/3', '3/3'].map((part) => run(together, 0.8, part)));
+  const single = path.join(root, 'together-single');
+  await interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.8, output: single });
+  expect(filesOf(together)).toEqual(filesOf(single));
+});
+
 test("a sweep in parts: each λ folder holds the count file until its last part, then equals a whole sweep's", async () => {
   const shared = path.join(root, 'sweep-in-parts');
   const whole = path.join(root, 'sweep-in-parts-whole');

@@ -1,11 +1,23 @@
 /**
  * An output's locks, beside it in its parent folder: `.NAME.weightmix.lock` for a whole run, `.NAME.part-I-of-N.weightmix.lock`
  * for each part of a --part job. Each holds its run's pid and host; a run takes its own and refuses while the other kind's is held
- * (another machine's lock is always held: its pid means nothing here).
+ * (another machine's lock is always held: its pid means nothing here). A job's parts also take `.NAME.publish.weightmix.lock` in
+ * turn, for the moment each checks the job's count file and publishes (waitForLock).
  */
 import * as path from 'node:path';
-import { WeightmixError } from '../errors';
-import { anotherHostHint, heldMessage, holderAlive, holderNote, LockHolder, LockRules, onAnotherHost, readLockHolder, takePidLock } from '../pid-locks';
+import { abortError, WeightmixError } from '../errors';
+import {
+  anotherHostHint,
+  heldMessage,
+  holderAlive,
+  holderNote,
+  LOCK_TIMING,
+  LockHolder,
+  LockRules,
+  onAnotherHost,
+  readLockHolder,
+  takePidLock,
+} from '../pid-locks';
 
 const LOCK_TAG = '.weightmix.lock';
 
@@ -63,4 +75,27 @@ export function heldLock(file: string): LockHolder | undefined {
 export function refuseWholeRun(lockFile: string, target: string): void {
   const holder = heldLock(lockFile);
   if (holder !== undefined) throw partRunning(target, 'a whole run of weightmix', holder, lockFile);
+}
+
+/** The lock a job's parts publish under, one at a time (output.ts's commitAll). */
+export function publishLockOf(target: string): string {
+  return lockFileOf(path.dirname(target), path.basename(target), 'publish');
+}
+
+/**
+ * takeLock, waiting while another run holds the lock (a part publishing: a moment), until `signal` aborts or the wait outlasts
+ * the time after which another machine's untouched lock is taken over anyway (a part that died while publishing there).
+ */
+export async function waitForLock(lockFile: string, target: string, signal?: AbortSignal): Promise<void> {
+  const deadline = Date.now() + LOCK_TIMING.otherHostStaleMs + 60_000;
+  for (;;) {
+    try {
+      await takeLock(lockFile, target);
+      return;
+    } catch (e) {
+      if (!(e instanceof WeightmixError && e.code === 'OutputLocked') || Date.now() > deadline) throw e;
+    }
+    if (signal?.aborted) throw abortError('the merge was aborted before it was published', signal);
+    await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 80));
+  }
 }

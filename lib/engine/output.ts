@@ -14,7 +14,7 @@ import { releaseLock } from '../pid-locks';
 import { refuseForcedNonModel } from '../force-target';
 import { isAtOrInside } from '../path-inside';
 import { leftoverStem, oldFolderName, removeStale, tempFolderName } from './output-leftovers';
-import { heldLock, lockFileOf, PART_LOCK, partLockName, partRunning, refuseWholeRun, takeLock } from './output-locks';
+import { heldLock, lockFileOf, PART_LOCK, partLockName, partRunning, publishLockOf, refuseWholeRun, takeLock, waitForLock } from './output-locks';
 import {
   type JobPart,
   partsFileText,
@@ -176,6 +176,21 @@ export class OutputTransaction {
     // The native engine already synced the shards; sidecars and index are small.
     for (const tx of txs) await syncTree(tx.tempDir);
     if (signal?.aborted) throw abortError('the merge was aborted before it was published', signal);
+    // A job's parts publish one at a time, each checking the job's count file once those before it put theirs in: two parts of
+    // different counts started together both passed the check, and both published.
+    const publishing = await lockPublishing(
+      txs.filter((tx) => tx.mergeInto).map((tx) => tx.target),
+      signal,
+    );
+    try {
+      await OutputTransaction.publishChecked(txs);
+    } finally {
+      for (const lock of publishing) await releaseLock(lock);
+    }
+  }
+
+  /** commitAll's publishing, once its parts hold their publish locks. */
+  private static async publishChecked(txs: readonly OutputTransaction[]): Promise<void> {
     for (const tx of txs) await tx.checkTarget();
     const published: { tx: OutputTransaction; old: string | null }[] = [];
     try {
@@ -295,6 +310,22 @@ export class OutputTransaction {
     }
     removeEmptyParents(path.dirname(this.target), this.createdParent);
   }
+}
+
+/** Takes the publish locks of `targets` (parts' shared folders) in one order, so that two runs never hold one each and wait. */
+async function lockPublishing(targets: readonly string[], signal?: AbortSignal): Promise<string[]> {
+  const held: string[] = [];
+  try {
+    for (const target of [...new Set(targets)].sort()) {
+      const lock = publishLockOf(target);
+      await waitForLock(lock, target, signal);
+      held.push(lock);
+    }
+  } catch (e) {
+    for (const lock of held) await releaseLock(lock);
+    throw e;
+  }
+  return held;
 }
 
 /** Why makeFolders (a plain mkdir per folder: its error says why) could not make `dir`, or a file standing where a folder must be. */
