@@ -228,21 +228,17 @@ describe('options are checked as strictly as flags, and worded as options', () =
 });
 
 describe('callbacks', () => {
+  const interpolateWith = (output: string, onProgress: (p: MergeProgress) => void) =>
+    interpolate({ instruct: pair.instruct, thinking: pair.thinking, lambda: 0.5, output, threads: 1, onProgress });
+
   test('a throwing onProgress fails the run with what it threw, and nothing is published', async () => {
     for (const when of ['first', 'last'] as const) {
       const out = fresh();
       const thrown = new Error(`progress sink failed (${when})`);
       const seen: MergeProgress[] = [];
-      const run = interpolate({
-        instruct: pair.instruct,
-        thinking: pair.thinking,
-        lambda: 0.5,
-        output: out,
-        threads: 1,
-        onProgress: (p) => {
-          seen.push(p);
-          if (when === 'first' || p.bytesDone === p.bytesTotal) throw thrown;
-        },
+      const run = interpolateWith(out, (p) => {
+        seen.push(p);
+        if (when === 'first' || p.bytesDone === p.bytesTotal) throw thrown;
       });
       await expect(run).rejects.toBe(thrown);
       expect({ when, seen: seen.length > 0, leftovers: leftoversBeside(out) }).toEqual({ when, seen: true, leftovers: [] });
@@ -252,15 +248,8 @@ describe('callbacks', () => {
   test("an async onProgress whose promise rejects fails the run as a throw does (it was an unhandled rejection: the process ended, leaving its temporary folder); makeCheckpointPair's too", async () => {
     const out = fresh();
     const rejected = new Error('async progress sink failed');
-    const run = interpolate({
-      instruct: pair.instruct,
-      thinking: pair.thinking,
-      lambda: 0.5,
-      output: out,
-      threads: 1,
-      onProgress: async () => {
-        throw rejected;
-      },
+    const run = interpolateWith(out, async () => {
+      throw rejected;
     });
     await expect(run).rejects.toBe(rejected);
     expect(leftoversBeside(out)).toEqual([]);

@@ -31,6 +31,20 @@ function userFolder(name: string): string {
   return dir;
 }
 
+/** The command line of an interpolation into `out` with --force, and `extra` flags. */
+const args = (out: string, ...extra: string[]) => [
+  'interpolate',
+  '--instruct',
+  pair.instruct,
+  '--thinking',
+  pair.thinking,
+  '--lambda',
+  '0.5',
+  '-o',
+  out,
+  '--force',
+  ...extra,
+];
 const leftovers = () => fs.readdirSync(root).filter((f) => f.includes('.weightmix'));
 const refusal = (dir: string) =>
   `output ${dir} holds 3 entries but no model (no weights file): --force replaces a model folder, never other files; choose another output path`;
@@ -78,7 +92,6 @@ test('the command line: --force never replaces the current folder or one that ho
   await interpolate({ ...models(), lambda: 0.5, output: model });
   fs.mkdirSync(path.join(model, 'inner'));
   const before = snapshotTree(model);
-  const args = (out: string) => ['interpolate', '--instruct', pair.instruct, '--thinking', pair.thinking, '--lambda', '0.5', '-o', out, '--force'];
   const here = await runCli(args('.'), { cwd: model });
   expect(expectOneLineError(here)).toBe(`weightmix: error: output . is the current folder: --force never replaces it; choose another output path`);
   const above = await runCli(args('..'), { cwd: path.join(model, 'inner') });
@@ -155,19 +168,6 @@ test("the command line: a current folder named '..x' inside the target is still 
   await interpolate({ ...models(), lambda: 0.5, output: model });
   const dots = path.join(model, '..x');
   fs.mkdirSync(dots);
-  const args = (out: string, ...extra: string[]) => [
-    'interpolate',
-    '--instruct',
-    pair.instruct,
-    '--thinking',
-    pair.thinking,
-    '--lambda',
-    '0.5',
-    '-o',
-    out,
-    '--force',
-    ...extra,
-  ];
   const inside = await runCli(args(model), { cwd: dots });
   expect(expectOneLineError(inside)).toBe(
     `weightmix: error: output ${model} is a folder that holds the current one: --force never replaces it; choose another output path`,
