@@ -34,10 +34,7 @@ function userFolder(name: string): string {
 /** The command line of an interpolation into `out` with --force, and `extra` flags. */
 const args = (out: string, ...extra: string[]) => [
   'interpolate',
-  '--instruct',
-  pair.instruct,
-  '--thinking',
-  pair.thinking,
+  ...Object.entries(models()).flatMap(([k, v]) => [`--${k}`, v]),
   '--lambda',
   '0.5',
   '-o',
