@@ -20,10 +20,11 @@ describe('stale cleanup', () => {
     write(path.join(dir, `.out.weightmix-old-${dead}`, 'model.safetensors'), 'old');
     write(path.join(dir, 'out', 'model.safetensors'), 'current');
     write(path.join(dir, '.out.part-2-of-4.weightmix.lock'), `${dead}\n`);
+    write(path.join(dir, '.out.publish.weightmix.lock'), `${dead}\n`); // a part killed while publishing
     const notices: string[] = [];
     const tx = await OutputTransaction.begin(path.join(dir, 'out'), { force: true, notice: (m) => notices.push(m) });
     expect(notices.sort()).toEqual(
-      [`.out.weightmix-tmp-${dead}-0123abcd`, `.out.weightmix-old-${dead}`, '.out.part-2-of-4.weightmix.lock']
+      [`.out.weightmix-tmp-${dead}-0123abcd`, `.out.weightmix-old-${dead}`, '.out.part-2-of-4.weightmix.lock', '.out.publish.weightmix.lock']
         .map((n) => `removed ${path.join(dir, n)} left by an interrupted run`)
         .sort(),
     );

@@ -52,8 +52,8 @@ export function oldFolderName(stem: string): string {
 }
 
 // What a run leaves beside an output NAME (its leftoverStem): `.NAME.weightmix-tmp-PID-…`, `.NAME.weightmix-old-PID-…`, `.NAME.weightmix-lora-PID-…`, `.NAME.weightmix-vocab-PID-…`
-// (a recipe's adapted tensors, recipes/lora/adapted-models.ts), `.NAME[.part-I-of-N].weightmix.lock`.
-const LEFTOVER = /^\.(.+?)(?:\.weightmix-(tmp|old|lora|vocab)-(\d+)(?:-([0-9A-Za-z]+))?|(?:\.part-\d+-of-\d+)?\.weightmix\.lock)$/;
+// (a recipe's adapted tensors, recipes/lora/adapted-models.ts), `.NAME[.part-I-of-N|.publish].weightmix.lock`.
+const LEFTOVER = /^\.(.+?)(?:\.weightmix-(tmp|old|lora|vocab)-(\d+)(?:-([0-9A-Za-z]+))?|(?:\.part-\d+-of-\d+|\.publish)?\.weightmix\.lock)$/;
 
 /** A working folder's name beside `output`, before mkdtemp's random letters: this process's pid and this host's mark. */
 function workingFolderName(output: string, kind: 'lora' | 'vocab'): string {
