@@ -145,14 +145,12 @@ export function refuseMixedWidths(ckpts: Checkpoint[], label: (m: number) => str
     return typeof text === 'object' && text !== null ? widthOf(text as Record<string, unknown>) : undefined;
   };
   const widths = ckpts.map((c) => widthOf(c.config));
-  for (let m = 1; m < ckpts.length; m++) {
-    for (let k = 0; k < m; k++) {
-      const [a, b] = [widths[k], widths[m]];
-      if (a === undefined || b === undefined || a === b) continue;
-      throw new WeightmixError(
-        'ShapeMismatch',
-        `${label(m)} has hidden_size ${b} but ${label(k)} ${a}: models of different widths cannot be merged, nor their layers stacked into one model`,
-      );
-    }
-  }
+  // One width is all widths agreeing: the first model that gives one against the first that gives another.
+  const k = widths.findIndex((w) => w !== undefined);
+  const m = widths.findIndex((w) => w !== undefined && w !== widths[k]);
+  if (m < 0) return;
+  throw new WeightmixError(
+    'ShapeMismatch',
+    `${label(m)} has hidden_size ${widths[m]} but ${label(k)} ${widths[k]}: models of different widths cannot be merged, nor their layers stacked into one model`,
+  );
 }
