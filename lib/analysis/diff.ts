@@ -41,6 +41,7 @@ import { checkOptions, OptionKeys } from '../api/validate-options';
 import { checkCompatible } from '../engine/plan';
 import { isFloatDtype, SafetensorsDtype } from '../format/dtypes';
 import { classifyTensor, MODULE_CLASSES, ModuleClass } from '../model/tensor-names';
+import { withGuardedCallbacks } from '../api/guarded-callbacks';
 
 /** The version of the JSON report's shape; bumped when a key changes meaning or goes away. */
 export const DIFF_REPORT_FORMAT = 'weightmix-diff/1';
@@ -185,9 +186,9 @@ export interface DiffOptions {
   a: string;
   /** Second model (B), a folder or a hub id. */
   b: string;
-  /** Progress of a hub download (a hub id not yet in the cache). */
+  /** Progress of a hub download (a hub id not yet in the cache); one that throws, or whose promise rejects, fails the run with its error. */
   onDownload?: ResolveOptions['onDownload'];
-  /** One-line notices while resolving a hub id (cache used offline, …). */
+  /** One-line notices while resolving a hub id (cache used offline, …); one that throws, or whose promise rejects, fails the run with its error. */
   onNotice?: ResolveOptions['onNotice'];
   /** Worker threads (default: the number of cores). The figures do not depend on it. */
   threads?: number;
@@ -282,6 +283,11 @@ function aborted(signal: AbortSignal | undefined): WeightmixError {
  */
 export async function diff(options: DiffOptions): Promise<DiffReport> {
   const { threads } = validateOptions(options);
+  return withGuardedCallbacks(options, (guarded) => diffChecked(guarded, threads));
+}
+
+/** `diff` of checked options. */
+async function diffChecked(options: DiffOptions, threads: number): Promise<DiffReport> {
   const started = process.hrtime.bigint();
   const elapsed = () => Number(process.hrtime.bigint() - started) / 1e9;
   if (options.signal?.aborted) throw aborted(options.signal);

@@ -14,6 +14,7 @@ import { loadTokenCounter } from './tokenizer';
 import { lookup, MISSING, resolveFields, type FieldMap, type FieldName, type FieldPreset } from './score-fields';
 import { extremes } from './extremes';
 import type { DownloadHooks } from '../hub/snapshot-download';
+import { withGuardedCallbacks } from '../api/guarded-callbacks';
 
 /** How Vote@k breaks ties between equally frequent answers. */
 export type VoteTies = 'expected' | 'first';
@@ -180,7 +181,8 @@ const SCORE_KEYS: OptionKeys<ScoreOptions> = {
  * @throws {@link WeightmixError} `FileNotFound`, `NotAFile`, `MalformedGenerations`, `KTooLarge`, `InvalidArgument`, `Aborted` (`signal`).
  */
 export async function score(options: ScoreOptions): Promise<ScoreReport> {
-  return scoreAs(options, API_NAMES);
+  checkOptions<ScoreOptions>('score', options, SCORE_KEYS);
+  return withGuardedCallbacks(options, (guarded) => scoreAs(guarded, API_NAMES));
 }
 
 /** `score` for a front door that names options its own way (`name`: the command line's flags, `fields` being `--field`). */

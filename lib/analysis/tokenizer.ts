@@ -11,6 +11,7 @@ import { parseJsonStrict } from '../format/json-strict';
 import { confinedRealPath } from '../model/paths';
 import { checkModelReference, resolveReference, ResolveOptions } from '../hub/resolve';
 import { checkOptions, OptionKeys } from '../api/validate-options';
+import { withGuardedCallbacks } from '../api/guarded-callbacks';
 
 /** A model's tokenizer, as `loadTokenCounter` loads it. */
 export interface TokenCounter {
@@ -37,7 +38,7 @@ const TOKENIZER_KEYS: OptionKeys<Omit<ResolveOptions, 'purpose'>> = { env: 'opti
 export async function loadTokenCounter(model: string, options: Omit<ResolveOptions, 'purpose'> = {}): Promise<TokenCounter> {
   checkModelReference('loadTokenCounter', model);
   checkOptions<Omit<ResolveOptions, 'purpose'>>('loadTokenCounter', options, TOKENIZER_KEYS);
-  const source = await resolveReference(model, { ...options, purpose: 'tokenizer' });
+  const source = await withGuardedCallbacks(options, (guarded) => resolveReference(model, { ...guarded, purpose: 'tokenizer' }));
   const readJson = (name: string, required: boolean): object | null => {
     if (!required && !fs.existsSync(path.join(source.dir, name))) return null;
     const file = confinedRealPath(source.dir, name, `tokenizer ${model}`);

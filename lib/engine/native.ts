@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { abortError, WeightmixError } from '../errors';
+import { isThenable } from '../api/guarded-callbacks';
 import type { WeightmixErrorCode } from '../error-codes';
 import { currentPlatform, loadAddon, LoadedAddon } from './native-loader';
 import { packJobColumns, PackedJobs } from './packed-jobs';
@@ -248,9 +249,4 @@ export async function runPackedPlan(plan: Omit<NativePlan, 'jobs'> & { jobs: Pac
   // The callback may throw on the last report, after the engine finished: the run still fails.
   if (callbackFailed) throw callbackFailed.error;
   return result;
-}
-
-/** Whether a callback returned a promise (or another thenable), whose rejection is then the run's to handle. */
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }

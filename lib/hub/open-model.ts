@@ -2,6 +2,7 @@
 import { Checkpoint, openCheckpoint } from '../model/checkpoint';
 import { checkOptions, OptionKeys } from '../api/validate-options';
 import { checkModelReference, HubSource, resolveReference, ResolveOptions } from './resolve';
+import { withGuardedCallbacks } from '../api/guarded-callbacks';
 
 /** A checkpoint opened from a model argument. */
 export interface ModelCheckpoint extends Checkpoint {
@@ -26,7 +27,7 @@ const OPEN_KEYS: OptionKeys<ResolveOptions> = { purpose: 'optional', env: 'optio
 export async function openModel(reference: string, options: ResolveOptions = {}): Promise<ModelCheckpoint> {
   checkModelReference('openModel', reference);
   checkOptions<ResolveOptions>('openModel', options, OPEN_KEYS);
-  return openModelAs(reference, options);
+  return withGuardedCallbacks(options, (guarded) => openModelAs(reference, guarded));
 }
 
 /** `openModel` for callers that checked their own options (the merges pass theirs through); `decided` as resolveReference takes it. */

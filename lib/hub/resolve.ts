@@ -11,6 +11,7 @@ import { hubEnvironment } from './environment';
 import { HubPurpose, missingFromSnapshot } from './model-files';
 import { formatReference, parseHubReference } from './reference';
 import type { DownloadHooks } from './snapshot-download';
+import { withGuardedCallbacks } from '../api/guarded-callbacks';
 
 /** A hub model as resolved: what was asked for and the commit it named. */
 export interface HubSource {
@@ -65,7 +66,7 @@ export function checkModelReference(fn: string, reference: unknown): asserts ref
 export async function resolveModelReference(reference: string, options: ResolveOptions = {}): Promise<ModelSource> {
   checkModelReference('resolveModelReference', reference);
   checkOptions<ResolveOptions>('resolveModelReference', options, RESOLVE_KEYS);
-  return resolveReference(reference, options);
+  return withGuardedCallbacks(options, (guarded) => resolveReference(reference, guarded));
 }
 
 /**

@@ -48,6 +48,7 @@ import {
 import { classifyTensor } from '../model/tensor-names';
 import { VERSION } from '../version';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
+import { withGuardedCallbacks } from '../api/guarded-callbacks';
 
 export type { MergeProgress } from '../engine/execute-plan';
 
@@ -75,9 +76,9 @@ export interface InterpolationCommon extends SelectionInput, EngineOptions {
    * rejects with what it threw.
    */
   onProgress?: (p: MergeProgress) => void;
-  /** Progress of a hub download, when a hub id is not (wholly) in the cache. */
+  /** Progress of a hub download, when a hub id is not (wholly) in the cache; one that throws, or whose promise rejects, fails the run with its error. */
   onDownload?: (p: DownloadProgress) => void;
-  /** One-line notices (stale leftovers removed, …). */
+  /** One-line notices (stale leftovers removed, …); one that throws, or whose promise rejects, fails the run with its error. */
   onNotice?: (message: string) => void;
   /**
    * Cancels the run: the promise rejects with a `WeightmixError` whose `name` is 'AbortError', `code`
@@ -168,7 +169,7 @@ const INTERPOLATE_KEYS: OptionKeys<InterpolateOptions> = { ...INTERPOLATION_COMM
  */
 export async function interpolate(options: InterpolateOptions): Promise<InterpolationSummary> {
   checkOptions<InterpolateOptions>('interpolate', options, INTERPOLATE_KEYS);
-  return interpolateAs(options, API_NAMES);
+  return withGuardedCallbacks(options, (guarded) => interpolateAs(guarded, API_NAMES));
 }
 
 /** `interpolate` for a front door that has checked its own input; its messages name options by `name` (the command line: flags). */

@@ -4,6 +4,7 @@ import { usageError } from '../errors';
 import { INTERPOLATION_COMMON_KEYS, InterpolationCommon, InterpolationSummary, runInterpolation } from './interpolate';
 import { parseLambda, parseOutputFolder, showValue } from '../options';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
+import { withGuardedCallbacks } from '../api/guarded-callbacks';
 
 /** The options of `sweep`. */
 export interface SweepOptions extends InterpolationCommon {
@@ -94,7 +95,7 @@ const SWEEP_KEYS: OptionKeys<SweepOptions> = { ...INTERPOLATION_COMMON_KEYS, lam
  */
 export async function sweep(options: SweepOptions): Promise<InterpolationSummary> {
   checkOptions<SweepOptions>('sweep', options, SWEEP_KEYS);
-  return sweepAs(options, API_NAMES);
+  return withGuardedCallbacks(options, (guarded) => sweepAs(guarded, API_NAMES));
 }
 
 /** `sweep` for a front door that has checked its own input; its messages name options by `name` (the command line: flags). */

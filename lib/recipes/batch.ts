@@ -28,6 +28,7 @@ import { planRecipe, RecipePlan, sourceCheckpoints } from './recipe-plan';
 import { refuseMixedArchitectures, refuseMixedWidths, refuseUncomputedRecipeTensors } from './plan-refusals';
 import { batchMomentPairs, resolveStatistics } from './batch-statistics';
 import { fitsLocalPool } from './sparsify';
+import { withGuardedCallbacks } from '../api/guarded-callbacks';
 
 /** One recipe of a batch, and the folder it writes. */
 export interface BatchRecipe {
@@ -56,9 +57,9 @@ export interface BatchMergeOptions extends EngineOptions, ParseRecipeOptions {
   part?: string | { index: number; count: number };
   /** Progress of each statistics pass, then of the write stage over the whole batch (every group's write pass). */
   onProgress?: (p: MergeProgress) => void;
-  /** Progress of a hub download, when a hub id in a recipe is not (wholly) in the cache. */
+  /** Progress of a hub download, when a hub id in a recipe is not (wholly) in the cache; one that throws, or whose promise rejects, fails the run with its error. */
   onDownload?: (p: DownloadProgress) => void;
-  /** One-line notices (stale leftovers removed, a hub cache used offline, …). */
+  /** One-line notices (stale leftovers removed, a hub cache used offline, …); one that throws, or whose promise rejects, fails the run with its error. */
   onNotice?: (message: string) => void;
   /** Cancels the batch: the promise rejects with an 'AbortError' (code 'Aborted', `cause` the signal's reason); nothing is published. */
   signal?: AbortSignal;
@@ -138,7 +139,7 @@ const BATCH_KEYS: OptionKeys<BatchMergeOptions> = { ...MERGE_KEYS, part: 'option
  */
 export async function mergeBatch(batch: BatchRecipe[], options: BatchMergeOptions): Promise<BatchMergeSummary> {
   checkOptions<BatchMergeOptions>('mergeBatch', options, BATCH_KEYS);
-  return mergeBatchAs(batch, options, API_NAMES);
+  return withGuardedCallbacks(options, (guarded) => mergeBatchAs(batch, guarded, API_NAMES));
 }
 
 /** `mergeBatch` for a front door that has checked its own input; its messages name options by `name` (the command line: flags). */

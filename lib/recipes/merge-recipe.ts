@@ -43,6 +43,7 @@ import { setArceeFusionThresholds } from './arcee-fusion-statistics';
 import { setRowWeights } from './row-wise';
 import { fitsInMemory, resolveSparse } from './sparsify';
 import { VERSION } from '../version';
+import { withGuardedCallbacks } from '../api/guarded-callbacks';
 
 /** The options of `merge`. */
 export interface MergeOptions extends EngineOptions, ParseRecipeOptions {
@@ -66,9 +67,9 @@ export interface MergeOptions extends EngineOptions, ParseRecipeOptions {
    * rejects with what it threw.
    */
   onProgress?: (p: MergeProgress) => void;
-  /** Progress of a hub download, when a hub id in the recipe is not (wholly) in the cache. */
+  /** Progress of a hub download, when a hub id in the recipe is not (wholly) in the cache; one that throws, or whose promise rejects, fails the run with its error. */
   onDownload?: (p: DownloadProgress) => void;
-  /** One-line notices (stale leftovers removed, a hub cache used offline, …). */
+  /** One-line notices (stale leftovers removed, a hub cache used offline, …); one that throws, or whose promise rejects, fails the run with its error. */
   onNotice?: (message: string) => void;
   /** Cancels the run: the promise rejects with an 'AbortError' (code 'Aborted', `cause` the signal's reason); nothing is published. */
   signal?: AbortSignal;
@@ -142,8 +143,9 @@ export const MERGE_KEYS: OptionKeys<MergeOptions> = {
 export async function merge(recipe: string | Recipe | Record<string, unknown>, options: MergeOptions): Promise<RecipeMergeSummary> {
   checkOptions<MergeOptions>('merge', options, MERGE_KEYS);
   checkRecipeArgument(recipe, options.baseDir, 'merge(recipe, options)');
-  if (typeof recipe === 'string') return mergeAs(await readRecipeFileAs(recipe, options, 'merge'), options, API_NAMES);
-  return mergeAs(recipe, options, API_NAMES);
+  return withGuardedCallbacks(options, async (guarded) =>
+    mergeAs(typeof recipe === 'string' ? await readRecipeFileAs(recipe, guarded, 'merge') : recipe, guarded, API_NAMES),
+  );
 }
 
 /**

@@ -1,0 +1,62 @@
+/**
+ * A library caller's notification callbacks (`onNotice`, `onDownload`) made safe to call from anywhere in a run: one that
+ * throws, or an async one whose promise rejects, stops the run (through the run's own cancellation, so nothing is published
+ * and the temporary folders go) and the run rejects with what the callback threw. Called bare, a throw would escape from
+ * wherever the notice was given (an event handler among them) and a rejection would end the process unhandled.
+ */
+
+/** Whether a callback returned a promise (or another thenable), whose rejection is then the run's to handle. */
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+/** The options a guarded front door hands its callbacks and signal in. */
+export interface NotifyingOptions {
+  onNotice?: (message: string) => void;
+  onDownload?: (progress: never) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * Runs `run` with `options`' notification callbacks guarded and its signal replaced by one that also fires when a callback
+ * fails: the run rejects with the callback's error, whether the failure stopped it or came before it ended anyway (a merge's
+ * notices all come before it publishes). One that comes after the run settled is dropped. The caller's own abort keeps its
+ * reason and its 'Aborted' error.
+ */
+export async function withGuardedCallbacks<O extends NotifyingOptions, T>(options: O, run: (guarded: O) => Promise<T>): Promise<T> {
+  if (options.onNotice === undefined && options.onDownload === undefined) return run(options);
+  const controller = new AbortController();
+  const caller = options.signal;
+  let failed: { error: unknown } | undefined;
+  const fail = (error: unknown) => {
+    if (failed !== undefined || controller.signal.aborted) return;
+    failed = { error };
+    controller.abort(error);
+  };
+  const follow = () => controller.abort(caller?.reason);
+  if (caller?.aborted) follow();
+  else caller?.addEventListener('abort', follow, { once: true });
+  const guard = <A extends unknown[]>(callback: ((...args: A) => void) | undefined) =>
+    callback === undefined
+      ? undefined
+      : (...args: A) => {
+          if (failed !== undefined) return;
+          try {
+            const returned: unknown = callback(...args);
+            if (isThenable(returned)) returned.then(undefined, fail);
+          } catch (e) {
+            fail(e);
+          }
+        };
+  let result: T;
+  try {
+    result = await run({ ...options, onNotice: guard(options.onNotice), onDownload: guard(options.onDownload), signal: controller.signal });
+  } catch (e) {
+    if (failed !== undefined) throw failed.error;
+    throw e;
+  } finally {
+    caller?.removeEventListener('abort', follow);
+  }
+  if (failed !== undefined) throw failed.error;
+  return result;
+}
