@@ -49,18 +49,19 @@ export function createReporter<S extends object>(opts: { json?: unknown; quiet?:
           { format: `${label} {bar} {percentage}% | {done}/{all} GB${tensors} | {rate} GB/s | ETA {eta}s`, hideCursor: true, stream: process.stderr },
           cliProgress.Presets.shades_classic,
         );
-        bar.start(p.bytesTotal, 0);
-      } else if (bar.getTotal() !== p.bytesTotal) {
-        // A new pass (statistics before the write): the same bar, refilled.
-        bar.setTotal(p.bytesTotal);
       }
-      bar.update(p.bytesDone, {
+      const payload = {
         done: (p.bytesDone / 1e9).toFixed(2),
         all: (p.bytesTotal / 1e9).toFixed(2),
         tensors: p.tensorsDone,
         tensorsTotal: p.tensorsTotal,
         rate: (p.bytesDone / 1e9 / Math.max(p.seconds, 1e-3)).toFixed(2),
-      });
+      };
+      // Started with its payload: start() draws a first frame at once, which showed the format's {placeholders}.
+      if (!bar.isActive) bar.start(p.bytesTotal, p.bytesDone, payload);
+      // A new pass (statistics before the write): the same bar, refilled.
+      else if (bar.getTotal() !== p.bytesTotal) bar.setTotal(p.bytesTotal);
+      bar.update(p.bytesDone, payload);
     }
   };
   let downloadBar: CliProgress.SingleBar | undefined;
@@ -82,15 +83,16 @@ export function createReporter<S extends object>(opts: { json?: unknown; quiet?:
           },
           cliProgress.Presets.shades_classic,
         );
-        downloadBar.start(p.bytesTotal, 0);
       }
-      downloadBar.update(p.bytesDone, {
+      const payload = {
         done: (p.bytesDone / 1e9).toFixed(2),
         all: (p.bytesTotal / 1e9).toFixed(2),
         files: p.filesDone,
         filesTotal: p.filesTotal,
         rate: (p.bytesReceived / 1e6 / Math.max(p.seconds, 1e-3)).toFixed(0),
-      });
+      };
+      if (!downloadBar.isActive) downloadBar.start(p.bytesTotal, p.bytesDone, payload);
+      downloadBar.update(p.bytesDone, payload);
       if (finished) {
         downloadBar.stop();
         downloadBar = undefined;
