@@ -65,7 +65,11 @@ export const ERROR_CODES = {
     thrownBy: HUB,
   },
   HubRevisionNotFound: { meaning: 'The hub repo has no such revision (branch, tag or commit) as `@REVISION` names.', thrownBy: HUB },
-  HubUnauthorized: { meaning: 'The hub refused access (HTTP 401/403): the token is missing, invalid or lacks access to the repo.', thrownBy: HUB },
+  HubUnauthorized: {
+    meaning:
+      'The hub refused access (HTTP 401/403): the token is missing, invalid or lacks access to the repo; or the token holds a character an HTTP header cannot carry (refused before sending it).',
+    thrownBy: HUB,
+  },
   HubUnreachable: {
     meaning:
       'The hub cannot be reached (DNS, connection, TLS, a connection dropped mid-answer) or answers its metadata requests with HTTP 5xx or 429, and the model is not in the cache; `HF_HUB_OFFLINE=1` uses the cache only.',

@@ -5,7 +5,7 @@
  */
 import { WeightmixError } from '../errors';
 import { proxiedGet, proxyAgentFor } from './proxy';
-import type { HubEnvironment } from './environment';
+import { bearerOf, endpointOrigin, type HubEnvironment } from './environment';
 import { formatReference, HubReference } from './reference';
 
 /** A file of the repo at one commit, as the tree listing describes it. */
@@ -57,12 +57,12 @@ const LISTING: Expected = { what: 'a file listing (a JSON array)', array: true }
  * an answer of the wrong shape never reaches the library's `res.json()`.
  */
 function hubFetch(env: HubEnvironment, ref: HubReference, expected: Expected, signal?: AbortSignal): typeof fetch {
-  const hubOrigin = new URL(env.endpoint).origin;
+  const hubOrigin = endpointOrigin(env);
   return async (input, init) => {
     const url = new URL(input instanceof Request ? input.url : String(input));
     const headers = new Headers(init?.headers);
     // A pagination Link may name another host: the token goes to the endpoint's origin only.
-    if (env.token && url.origin === hubOrigin) headers.set('authorization', `Bearer ${env.token}`);
+    if (env.token && url.origin === hubOrigin) headers.set('authorization', bearerOf(env.token));
     else headers.delete('authorization');
     let res: Response;
     let text: string;

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { usageError } from '../errors';
+import { usageError, WeightmixError } from '../errors';
 import { showValue } from '../options';
 
 export const DEFAULT_ENDPOINT = 'https://huggingface.co';
@@ -69,10 +69,48 @@ function expandHome(p: string): string {
 
 function readToken(env: NodeJS.ProcessEnv, tokenPath: string): string | undefined {
   const fromEnv = nonEmpty(env.HF_TOKEN) ?? nonEmpty(env.HUGGING_FACE_HUB_TOKEN);
-  if (fromEnv !== undefined) return fromEnv.trim();
+  if (fromEnv !== undefined) return cleanToken(fromEnv);
   try {
-    return nonEmpty(fs.readFileSync(tokenPath, 'utf8'))?.trim();
+    return cleanToken(fs.readFileSync(tokenPath, 'utf8'));
   } catch {
     return undefined;
   }
+}
+
+/** huggingface_hub's `_clean_token`: every CR and LF dropped (a token file saved with Windows line ends), then trimmed; empty is none. */
+function cleanToken(token: string): string | undefined {
+  return nonEmpty(token.replace(/[\r\n]/g, '').trim());
+}
+
+/** The hub's origin, from HF_ENDPOINT: an http(s) URL, else one line saying so (a bare host name read as the hub's bad answer). */
+export function endpointOrigin(env: HubEnvironment): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(env.endpoint);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new WeightmixError('HubError', `HF_ENDPOINT ${JSON.stringify(env.endpoint)} is not an http:// or https:// URL`);
+  }
+  return url.origin;
+}
+
+/**
+ * The Authorization header's value for `token`. One that a header cannot carry (a control character, a code point past
+ * U+00FF such as a typographic quote) is refused without being shown: the header's own error quoted the whole token.
+ */
+export function bearerOf(token: string): string {
+  const bad = [...token].find((c) => {
+    const p = c.codePointAt(0)!;
+    return (p < 0x20 && p !== 0x09) || p === 0x7f || p > 0xff;
+  });
+  if (bad !== undefined) {
+    const code = `U+${bad.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+    throw new WeightmixError(
+      'HubUnauthorized',
+      `the Hugging Face token (HF_TOKEN, or the token file under HF_HOME) holds a character an HTTP header cannot carry (${code}); it was not sent, fix the token`,
+    );
+  }
+  return `Bearer ${token}`;
 }

@@ -12,7 +12,7 @@ import { WeightmixError } from '../errors';
 import { refusal, RepoFile } from './api';
 import { proxyAgentFor } from './proxy';
 import { cacheFsError, cacheWrite } from './cache';
-import type { HubEnvironment } from './environment';
+import { bearerOf, type HubEnvironment } from './environment';
 import type { HubReference } from './reference';
 
 const MAX_REDIRECTS = 5;
@@ -138,7 +138,7 @@ async function openTransfer(req: BlobRequest, start: string, have: number): Prom
     const headers: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': 'weightmix' };
     if (have > 0) headers.range = `bytes=${have}-`;
     // The token goes to the hub only, never to the storage it redirects to.
-    if (req.env.token && url.origin === origin) headers.authorization = `Bearer ${req.env.token}`;
+    if (req.env.token && url.origin === origin) headers.authorization = bearerOf(req.env.token);
     const res = await get(req, url, headers);
     const status = res.statusCode ?? 0;
     if (hop === 0) checkAnnouncedHash(req, res);
