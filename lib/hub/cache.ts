@@ -16,7 +16,9 @@ export function cacheFsError(e: unknown, file: string): unknown {
     return new WeightmixError('NoSpace', `no space left in the Hugging Face cache for ${file} (${err.code}); free some, then run again`, { cause: e });
   // mkdir says EEXIST or ENOTDIR when a file stands where the cache needs a folder.
   const why = err.code === 'ENOTDIR' || err.code === 'EEXIST' ? 'a file stands where a folder must be; is HF_HUB_CACHE or HF_HOME a file?' : err.message;
-  return new WeightmixError('IoError', `the Hugging Face cache: cannot write ${file} (${err.code}: ${why})`, { cause: e });
+  // Node's own message starts with the code already ("EROFS: read-only file system, …").
+  const said = why.startsWith(`${err.code}:`) ? why : `${err.code}: ${why}`;
+  return new WeightmixError('IoError', `the Hugging Face cache: cannot write ${file} (${said})`, { cause: e });
 }
 
 /** Runs a write to the cache, its failure as `cacheFsError`. */
@@ -70,6 +72,8 @@ export function cachedSnapshot(cacheDir: string, ref: HubReference): { dir: stri
 export async function writeRef(repoDir: string, revision: string, commit: string): Promise<void> {
   if (COMMIT_SHA.test(revision)) return;
   const file = path.join(repoDir, 'refs', revision);
+  // Unchanged: not written again (a read-only cache that already has the model serves it online too, as huggingface_hub's does).
+  if (cachedCommit(repoDir, revision) === commit) return;
   const temp = `${file}.${process.pid}.tmp`;
   await cacheWrite(file, async () => {
     await makeFolders(path.dirname(file));
@@ -89,9 +93,11 @@ async function renameIntoPlace(temp: string, file: string, write: () => Promise<
 }
 
 /** Whether the snapshot already holds `file` as a link (or file) that reaches a complete blob. */
-export function snapshotHas(snapshotDir: string, file: string): boolean {
+export function snapshotHas(snapshotDir: string, file: string, size?: number): boolean {
   try {
-    return fs.statSync(path.join(snapshotDir, file)).isFile();
+    const st = fs.statSync(path.join(snapshotDir, file));
+    // A blob of another size than the listing's (cut short, or overwritten) is no copy of the file: fetched again.
+    return st.isFile() && (size === undefined || st.size === size);
   } catch {
     return false;
   }

@@ -46,29 +46,35 @@ export function missingWeights(files: RepoFile[], purpose: HubPurpose): string |
 const SERIES = /^(.*)-(\d+)-of-(\d+)\.safetensors$/;
 
 /**
- * What a cached snapshot lacks for `purpose`, judged from what it holds (a download that broke off has
- * linked some files only): the shards its index names, the rest of a numbered series, any weights at
- * all; undefined when nothing is seen missing. Config and tokenizer files cannot be judged without the listing.
+ * What a cached snapshot lacks for `purpose` (a download that broke off has linked some files only); undefined when nothing
+ * is seen missing. With the commit's `listing` (tree-cache.ts), every file the download takes, at its listed size. Without
+ * it, judged from what the snapshot holds: the shards its index names, the rest of a numbered series, any weights at all
+ * (config and tokenizer files cannot be judged then).
  */
-export function missingFromSnapshot(dir: string, purpose: HubPurpose): string | undefined {
-  const has = (name: string) => {
+export function missingFromSnapshot(dir: string, purpose: HubPurpose, listing?: RepoFile[]): string | undefined {
+  const has = (name: string, size?: number) => {
     try {
-      return fs.statSync(path.join(dir, name)).isFile();
+      const st = fs.statSync(path.join(dir, name));
+      return st.isFile() && (size === undefined || st.size === size);
     } catch {
       return false;
     }
   };
+  if (listing !== undefined) {
+    const shards = has(HUB_INDEX_FILE) ? indexShards(path.join(dir, HUB_INDEX_FILE)) : undefined;
+    if (shards === null) return `a readable ${HUB_INDEX_FILE}`;
+    return listMissing(
+      neededFiles(listing, purpose, shards)
+        .filter((f) => !has(f.path, f.size))
+        .map((f) => f.path),
+    );
+  }
   if (purpose === 'tokenizer') return undefined;
   if (purpose === 'adapter') return ADAPTER_FILES.filter((f) => !has(f)).join(', ') || undefined;
   if (has(HUB_INDEX_FILE)) {
-    let shards: string[];
-    try {
-      const doc = JSON.parse(fs.readFileSync(path.join(dir, HUB_INDEX_FILE), 'utf8')) as { weight_map?: Record<string, unknown> };
-      shards = [...new Set(Object.values(doc.weight_map ?? {}).map(String))];
-    } catch {
-      return `a readable ${HUB_INDEX_FILE}`;
-    }
-    return listMissing(shards.filter((s) => !has(s)));
+    const shards = indexShards(path.join(dir, HUB_INDEX_FILE));
+    if (shards === null) return `a readable ${HUB_INDEX_FILE}`;
+    return listMissing([...shards].filter((s) => !has(s)));
   }
   const weights = fs.readdirSync(dir).filter((n) => n.endsWith('.safetensors') && has(n));
   if (weights.length === 0) return 'the safetensors weights';
@@ -93,6 +99,16 @@ export function missingFromSnapshot(dir: string, purpose: HubPurpose): string | 
     }
   }
   return listMissing(named, missing);
+}
+
+/** The shard files an index names, or null where it cannot be read. */
+function indexShards(file: string): Set<string> | null {
+  try {
+    const doc = JSON.parse(fs.readFileSync(file, 'utf8')) as { weight_map?: Record<string, unknown> };
+    return new Set(Object.values(doc.weight_map ?? {}).map(String));
+  } catch {
+    return null;
+  }
 }
 
 /** The first missing names (at most 3 shown) and how many are missing in all. */

@@ -6,9 +6,10 @@ import * as fs from 'node:fs';
 import { usageError, WeightmixError } from '../errors';
 import { checkOptions, OptionKeys } from '../api/validate-options';
 import { showValue } from '../options';
-import { cachedSnapshot } from './cache';
+import { cachedSnapshot, repoFolder } from './cache';
 import { hubEnvironment } from './environment';
 import { HubPurpose, missingFromSnapshot } from './model-files';
+import { readTreeCache } from './tree-cache';
 import { formatReference, parseHubReference } from './reference';
 import type { DownloadHooks } from './snapshot-download';
 import { withGuardedCallbacks } from '../api/guarded-callbacks';
@@ -89,7 +90,7 @@ export async function resolveReference(reference: string, options: ResolveOption
         `${why}the Hugging Face cache is damaged: ${formatReference(ref)}'s snapshot (commit ${s.commit}), ${s.dir}, is not a folder; remove it and run again`,
       );
     }
-    const missing = missingFromSnapshot(s.dir, purpose);
+    const missing = missingFromSnapshot(s.dir, purpose, readTreeCache(repoFolder(env.cacheDir, ref.repo), s.commit));
     if (missing === undefined) return s;
     throw new WeightmixError(
       'HubError',

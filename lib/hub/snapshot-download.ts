@@ -8,6 +8,7 @@ import { WeightmixError } from '../errors';
 import { parseJsonStrict } from '../format/json-strict';
 import { checkRelativeName } from '../model/paths';
 import { blobName, listRepoFiles, RepoFile, resolveCommit } from './api';
+import { writeTreeCache } from './tree-cache';
 import { blobPath, cacheWrite, linkIntoSnapshot, lockFolder, repoFolder, snapshotFolder, snapshotHas, writeRef } from './cache';
 import type { HubEnvironment } from './environment';
 import { LOCK_TIMING, withBlobLock } from './blob-lock';
@@ -59,6 +60,8 @@ export async function downloadSnapshot(
   const commit = await resolveCommit(env, ref, hooks.signal);
   const listing = await listRepoFiles(env, ref, commit, hooks.signal);
   const repoDir = repoFolder(env.cacheDir, ref.repo);
+  // Before any file: a download that breaks off leaves the listing that tells its snapshot partial (resolve.ts, offline).
+  await writeTreeCache(repoDir, commit, listing);
   const dir = snapshotFolder(repoDir, commit);
   const fetch = (files: RepoFile[]) => fetchFiles(env, ref, commit, files, hooks);
 
@@ -99,7 +102,7 @@ function readIndexShards(file: string): Set<string> {
 async function fetchFiles(env: HubEnvironment, ref: HubReference, commit: string, files: RepoFile[], hooks: DownloadHooks): Promise<void> {
   const repoDir = repoFolder(env.cacheDir, ref.repo);
   const snapshot = snapshotFolder(repoDir, commit);
-  const todo = files.filter((f) => !snapshotHas(snapshot, f.path));
+  const todo = files.filter((f) => !snapshotHas(snapshot, f.path, f.size));
   if (todo.length === 0) return;
   const blobs = path.join(repoDir, 'blobs');
   await cacheWrite(blobs, () => makeFolders(blobs));

@@ -1,0 +1,72 @@
+/**
+ * A snapshot that a broken-off download left (lib/hub/tree-cache.ts): files are fetched largest first, so it held the
+ * weights and lacked the config and tokenizer, and offline (or with the hub unreachable) it was merged into a model without
+ * them, exit 0. The commit's listing, kept from the download, now names what is missing. Also: a cached file of another size
+ * than the listing's is fetched again (it was used as it was), and an unchanged ref is not written again (a read-only cache).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { resolveModelReference } from '../lib/hub/resolve';
+import { cachedPair } from './helpers/cli';
+import { filesFromFolder, HubServer, repoOf, startHubServer } from './helpers/hub-server';
+import { dir as root, useTempDir } from './helpers/temp-dir';
+
+useTempDir('wm-hub-partial-');
+
+let server: HubServer;
+let pair: { instruct: string; thinking: string };
+let n = 0;
+const envOf = (extra: Record<string, string> = {}): Record<string, string> => ({
+  HF_ENDPOINT: server.endpoint,
+  HF_HOME: path.join(root, `home-${++n}`),
+  HF_HUB_CACHE: '',
+  HF_TOKEN: '',
+  HUGGING_FACE_HUB_TOKEN: '',
+  HF_HUB_OFFLINE: '0',
+  HTTP_PROXY: '',
+  HTTPS_PROXY: '',
+  http_proxy: '',
+  https_proxy: '',
+  ...extra,
+});
+
+beforeAll(async () => {
+  pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 24 });
+  server = await startHubServer({ 'Org/Model': repoOf(filesFromFolder(pair.instruct)) });
+}, 120_000);
+afterAll(() => server?.close());
+
+test('a snapshot holding the weights but not the config or tokenizer is refused offline and unreachable, and finished online', async () => {
+  const env = envOf();
+  const { dir } = await resolveModelReference('Org/Model', { env });
+  const dropped = ['config.json', 'tokenizer.json'];
+  for (const f of dropped) fs.rmSync(path.join(dir, f));
+  const partly = new RegExp(`Org/Model \\(commit [0-9a-f]{40}\\) is only partly in the Hugging Face cache \\(missing ${dropped.join(', ')}\\)`);
+  await expect(resolveModelReference('Org/Model', { env: { ...env, HF_HUB_OFFLINE: '1' } })).rejects.toMatchObject({
+    code: 'HubError',
+    message: expect.stringMatching(partly),
+  });
+  await expect(resolveModelReference('Org/Model', { env: { ...env, HF_ENDPOINT: 'http://127.0.0.1:9' } })).rejects.toThrow(partly);
+  const again = await resolveModelReference('Org/Model', { env });
+  for (const f of dropped) expect(fs.readFileSync(path.join(again.dir, f))).toEqual(fs.readFileSync(path.join(pair.instruct, f)));
+});
+
+test('a cached file cut short is fetched again online, and named offline', async () => {
+  const env = envOf();
+  const { dir } = await resolveModelReference('Org/Model', { env });
+  const blob = fs.realpathSync(path.join(dir, 'tokenizer.json'));
+  fs.truncateSync(blob, 1000);
+  await expect(resolveModelReference('Org/Model', { env: { ...env, HF_HUB_OFFLINE: '1' } })).rejects.toThrow(/\(missing tokenizer\.json\)/);
+  const again = await resolveModelReference('Org/Model', { env });
+  expect(fs.readFileSync(path.join(again.dir, 'tokenizer.json'))).toEqual(fs.readFileSync(path.join(pair.instruct, 'tokenizer.json')));
+});
+
+test('a ref that names the same commit is not written again', async () => {
+  const env = envOf();
+  const { dir } = await resolveModelReference('Org/Model', { env });
+  const ref = path.join(dir, '..', '..', 'refs', 'main');
+  const before = fs.statSync(ref);
+  await resolveModelReference('Org/Model', { env });
+  const after = fs.statSync(ref);
+  expect({ ino: after.ino, mtime: after.mtimeMs }).toEqual({ ino: before.ino, mtime: before.mtimeMs });
+});
