@@ -269,7 +269,7 @@ describe('errors: one line, exit 1, no output folder, never the token', () => {
     const blobs = path.join(cacheOf(env), 'models--Org--Instruct', 'blobs');
     fs.mkdirSync(blobs, { recursive: true });
     fs.symlinkSync('/dev/full', path.join(blobs, `${shard.sha256}.incomplete`));
-    expect(await attempt('Org/Instruct', env)).toMatch(/no space left for Org\/Instruct: model-00001-of-00002.safetensors .*the partial file was removed/);
+    expect(await attempt('Org/Instruct', env)).toMatch(/no space left for Org\/Instruct: model-00001-of-00002.safetensors .*the partial files were removed/);
     expect(fs.existsSync(path.join(blobs, `${shard.sha256}.incomplete`))).toBe(false);
     expect(fs.readdirSync(path.join(cacheOf(env), 'models--Org--Thinking', 'blobs')).sort()).toEqual(before);
     expect(home).toBe(env.HF_HOME);

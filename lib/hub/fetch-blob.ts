@@ -224,7 +224,7 @@ async function receive(
     const bytes = batchBytes;
     batch = [];
     batchBytes = 0;
-    await fh.writev(chunks);
+    await writeWhole(fh, chunks, bytes);
     onWritten((flushed += bytes));
   };
   const limit = req.file.size;
@@ -250,12 +250,27 @@ async function receive(
   return written;
 }
 
+/**
+ * Writes every byte of `chunks`: on a nearly full disk writev takes part of a batch (a short write, which was counted whole and
+ * then read as the file changed by another process); the write after it says ENOSPC.
+ */
+export async function writeWhole(fh: fs.promises.FileHandle, chunks: Buffer[], bytes: number): Promise<void> {
+  let done = (await fh.writev(chunks)).bytesWritten;
+  if (done === bytes) return;
+  const rest = Buffer.concat(chunks);
+  while (done < bytes) {
+    const { bytesWritten } = await fh.write(rest, done, bytes - done);
+    if (bytesWritten === 0) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' });
+    done += bytesWritten;
+  }
+}
+
 /** Full disk: the partial blob goes. Connection lost: it stays for the resume. Verification: already removed. */
 async function asTransferError(req: BlobRequest, e: unknown, partial: string, written: number): Promise<unknown> {
   const err = e as NodeJS.ErrnoException;
   if (err?.code === 'ENOSPC' || err?.code === 'EDQUOT') {
     await fs.promises.rm(partial, { force: true });
-    return new WeightmixError('NoSpace', `no space left for ${req.ref.repo}: ${req.file.path} in ${req.env.cacheDir}; the partial file was removed`, {
+    return new WeightmixError('NoSpace', `no space left for ${req.ref.repo}: ${req.file.path} in ${req.env.cacheDir}; the partial files were removed`, {
       cause: e,
     });
   }

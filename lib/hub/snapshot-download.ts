@@ -131,8 +131,10 @@ async function fetchFiles(env: HubEnvironment, ref: HubReference, commit: string
   const stop = new AbortController();
   const signal = hooks.signal ? AbortSignal.any([hooks.signal, stop.signal]) : stop.signal;
   let failure: { reason: unknown } | undefined;
+  const underWay = new Set<RepoFile>();
   const worker = async () => {
     for (let file = queue.shift(); file && !failure; file = queue.shift()) {
+      underWay.add(file);
       try {
         await fetchOne(
           env,
@@ -147,6 +149,7 @@ async function fetchFiles(env: HubEnvironment, ref: HubReference, commit: string
           (n) => (progress.bytesReceived += n),
         );
         await linkIntoSnapshot(repoDir, commit, file.path, blobName(file));
+        underWay.delete(file);
       } catch (e) {
         failure ??= { reason: e };
         stop.abort();
@@ -157,7 +160,13 @@ async function fetchFiles(env: HubEnvironment, ref: HubReference, commit: string
     }
   };
   await Promise.all(Array.from({ length: Math.min(PARALLEL_FILES, todo.length) }, worker));
-  if (failure) throw failure.reason;
+  if (failure) {
+    // A full disk: the other files' partial blobs go too (kept for a resume, they would keep the disk full for the next run).
+    if (failure.reason instanceof WeightmixError && failure.reason.code === 'NoSpace') {
+      for (const file of underWay) await fs.promises.rm(`${blobPath(repoDir, blobName(file))}.incomplete`, { force: true }).catch(() => {});
+    }
+    throw failure.reason;
+  }
 }
 
 async function fetchOne(
