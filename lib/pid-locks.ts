@@ -1,8 +1,8 @@
 /**
  * Lock files holding their run's pid and host (`PID HOST`, as the hub's blob locks): an output's whole-run and part locks
- * (engine/output-locks.ts) and the fixture folder's. This machine's lock is judged by its pid; another machine's (the parts of a
- * --part job fill a shared folder from many) by its age: its holder touches it every LOCK_TIMING.refreshMs, and one untouched for
- * LOCK_TIMING.otherHostStaleMs was left by a run that died there.
+ * (engine/output-locks.ts) and the fixture folder's. This machine's lock is judged by its pid and its age; another machine's (the
+ * parts of a --part job fill a shared folder from many) by its age alone: its holder touches it every LOCK_TIMING.refreshMs, and
+ * one untouched for LOCK_TIMING.staleMs was left by a run that died (here, a pid that a restart gave to another process).
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -13,7 +13,7 @@ import { pidAlive } from './leftovers';
 export const EMPTY_LOCK_STALE_MS = 10_000;
 
 /** How often a holder touches its lock, and how long another machine's lock may go untouched before it counts as abandoned (tests shorten them). */
-export const LOCK_TIMING = { refreshMs: 30_000, otherHostStaleMs: 10 * 60_000 };
+export const LOCK_TIMING = { refreshMs: 30_000, staleMs: 10 * 60_000 };
 
 /**
  * A lock file's holder as the file says: its pid (NaN where it names none, or not yet), its host (undefined in a lock of an
@@ -56,12 +56,16 @@ export function onAnotherHost(holder: LockHolder): boolean {
 }
 
 /**
- * Whether a holder still holds its lock: a live process (this one too), one still writing its pid (EMPTY_LOCK_STALE_MS), or one
- * on another machine, whose pid no process here can ask, that touched its lock within LOCK_TIMING.otherHostStaleMs.
+ * Whether a holder still holds its lock: a live process (this one too) that touched it within LOCK_TIMING.staleMs, one still
+ * writing its pid (EMPTY_LOCK_STALE_MS), or one on another machine, whose pid no process here can ask, that touched it within
+ * LOCK_TIMING.staleMs.
  */
 export function holderAlive(holder: LockHolder): boolean {
-  if (onAnotherHost(holder)) return holder.ageMs < LOCK_TIMING.otherHostStaleMs;
-  return Number.isNaN(holder.pid) ? holder.ageMs < EMPTY_LOCK_STALE_MS : pidAlive(holder.pid);
+  if (onAnotherHost(holder)) return holder.ageMs < LOCK_TIMING.staleMs;
+  if (Number.isNaN(holder.pid)) return holder.ageMs < EMPTY_LOCK_STALE_MS;
+  // A live pid that has not touched its lock for that long is another process now: a container restarted under the same
+  // hostname gives its first pids again (weightmix as pid 1 would otherwise hold a killed run's lock forever).
+  return pidAlive(holder.pid) && holder.ageMs < LOCK_TIMING.staleMs;
 }
 
 /** A refusal's account of a lock's holder: ` (pid N)`, ` (pid N on HOST)`, or nothing where it names no pid yet. */
@@ -83,7 +87,7 @@ export function ownLockText(): string {
 /** What a refusal adds for a lock of another machine: when it counts as abandoned, and that its file may go sooner. */
 export function anotherHostHint(holder: LockHolder, file: string): string {
   if (!onAnotherHost(holder)) return '';
-  const minutes = Math.round(LOCK_TIMING.otherHostStaleMs / 60_000);
+  const minutes = Math.round(LOCK_TIMING.staleMs / 60_000);
   return `; if that run is gone, its lock counts as abandoned once untouched for ${minutes} minutes, or remove ${file}`;
 }
 

@@ -1,7 +1,7 @@
 /**
  * Locks name their host beside their pid (lib/pid-locks.ts): the parts of a --part job fill one shared folder from many
  * machines, where another machine's pid means nothing. Such a lock is judged by its age instead: its holder touches it every
- * LOCK_TIMING.refreshMs, and one untouched for LOCK_TIMING.otherHostStaleMs counts as abandoned. Until then a run refuses,
+ * LOCK_TIMING.refreshMs, and one untouched for LOCK_TIMING.staleMs counts as abandoned. Until then a run refuses,
  * naming the host and the lock, and a whole run's stale scan leaves it. This machine's locks, with or without a host (as an
  * earlier weightmix wrote them), are judged by their pid as before.
  */
@@ -17,7 +17,7 @@ let dir: string;
 useCaseDirs('wm-lock-hosts-', (d) => (dir = d));
 
 const OTHER = `not-${os.hostname()}`;
-const HINT = `if that run is gone, its lock counts as abandoned once untouched for ${LOCK_TIMING.otherHostStaleMs / 60_000} minutes, or remove`;
+const HINT = `if that run is gone, its lock counts as abandoned once untouched for ${LOCK_TIMING.staleMs / 60_000} minutes, or remove`;
 
 /** Runs `body` with locks touched every 20 ms, then with LOCK_TIMING as it was. */
 async function withQuickRefresh(body: () => Promise<void>): Promise<void> {
@@ -45,7 +45,7 @@ test('a lock reads as its pid and host; another machine’s is held while touche
   write(lock, `${dead} ${OTHER}\n`);
   expect(readLockHolder(lock)).toMatchObject({ pid: dead, host: OTHER });
   expect(holderAlive(readLockHolder(lock)!)).toBe(true);
-  age(lock, LOCK_TIMING.otherHostStaleMs + 1000);
+  age(lock, LOCK_TIMING.staleMs + 1000);
   expect(holderAlive(readLockHolder(lock)!)).toBe(false);
   write(lock, `${dead} ${os.hostname()}\n`);
   expect(holderAlive(readLockHolder(lock)!)).toBe(false);
@@ -70,7 +70,7 @@ test("another machine's whole run: refused with its host and its lock while touc
   expect([part.code, part.message]).toEqual(['OutputLocked', `a whole run of weightmix (pid ${dead} on ${OTHER}) is writing ${target}; ${HINT} ${lock}`]);
   expect(ls(dir)).toEqual(['.out.weightmix.lock']);
   expect(fs.readFileSync(lock, 'utf8')).toBe(`${dead} ${OTHER}\n`);
-  age(lock, LOCK_TIMING.otherHostStaleMs + 1000);
+  age(lock, LOCK_TIMING.staleMs + 1000);
   const tx = await OutputTransaction.begin(target);
   expect(fs.readFileSync(lock, 'utf8')).toBe(OWN_LOCK);
   await tx.abort();
@@ -102,7 +102,7 @@ test("a sweep's stale scan leaves another machine's lock on a λ it does not wri
   const first = await OutputTransaction.begin(path.join(sweep, 'lambda-0.20'), { siblings });
   await first.abort();
   expect(ls(sweep)).toEqual(['.lambda-0.90.weightmix.lock']);
-  age(theirs, LOCK_TIMING.otherHostStaleMs + 1000);
+  age(theirs, LOCK_TIMING.staleMs + 1000);
   const second = await OutputTransaction.begin(path.join(sweep, 'lambda-0.20'), { siblings });
   await second.abort();
   expect(ls(sweep)).toEqual([]);
@@ -128,7 +128,7 @@ test("another machine's whole-run folders: a sweep leaves them while their outpu
   const first = await OutputTransaction.begin(path.join(sweep, 'lambda-0.20'), { siblings });
   await first.abort();
   expect(ls(sweep)).toEqual([aside, adapted, '.lambda-0.90.weightmix.lock', temp, 'lambda-0.90'].sort());
-  age(lock, LOCK_TIMING.otherHostStaleMs + 1000);
+  age(lock, LOCK_TIMING.staleMs + 1000);
   const second = await OutputTransaction.begin(path.join(sweep, 'lambda-0.20'), { siblings });
   await second.abort();
   expect(ls(sweep)).toEqual([adapted, 'lambda-0.90'].sort());
@@ -155,7 +155,7 @@ test("another machine's output swapped out by an interrupted --force run is put 
   const first = await OutputTransaction.begin(path.join(sweep, 'lambda-0.20'), { siblings });
   await first.abort();
   expect(ls(sweep)).toEqual([aside, '.lambda-0.90.weightmix.lock'].sort());
-  age(lock, LOCK_TIMING.otherHostStaleMs + 1000);
+  age(lock, LOCK_TIMING.staleMs + 1000);
   const notices: string[] = [];
   const second = await OutputTransaction.begin(path.join(sweep, 'lambda-0.20'), { siblings, notice: (m) => notices.push(m) });
   await second.abort();
@@ -169,7 +169,7 @@ test("another machine's temporary folder beside this run's own output: gone with
   const lock = path.join(dir, '.out.weightmix.lock');
   const dead = deadPid();
   write(lock, `${dead} ${OTHER}\n`);
-  age(lock, LOCK_TIMING.otherHostStaleMs + 1000);
+  age(lock, LOCK_TIMING.staleMs + 1000);
   const temp = `.out.weightmix-tmp-${dead}-w${'fedcba98'}0123abcd`;
   write(path.join(dir, temp, 'model.safetensors'), 'half');
   const tx = await OutputTransaction.begin(target);

@@ -87,7 +87,7 @@ export function publishLockOf(target: string): string {
  * the time after which another machine's untouched lock is taken over anyway (a part that died while publishing there).
  */
 export async function waitForLock(lockFile: string, target: string, signal?: AbortSignal): Promise<void> {
-  const deadline = Date.now() + LOCK_TIMING.otherHostStaleMs + 60_000;
+  const deadline = Date.now() + LOCK_TIMING.staleMs + 60_000;
   for (;;) {
     try {
       await takeLock(lockFile, target);

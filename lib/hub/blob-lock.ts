@@ -2,7 +2,7 @@
  * One lock file per blob, so that two processes downloading the same repo never write one blob twice:
  * `open(…, 'wx')` creates it or fails. The holder touches it every `refreshMs`; a lock is taken over
  * when its process is gone (same host) or when it has not been touched for `staleMs` (another host:
- * a container killed while it downloaded).
+ * a container killed while it downloaded; this host: its pid now another process's, after a restart).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -84,7 +84,7 @@ async function tryLock(lockFile: string, text: string): Promise<boolean> {
   }
 }
 
-/** The lock file, if it is stale: its holder gone (same host), untouched for staleMs (another host), or empty for long; else null. */
+/** The lock file, if it is stale: untouched for staleMs (any host: a live holder touches it), its holder gone (same host), or empty for long; else null. */
 function staleLock(lockFile: string, staleMs: number): JudgedLock | null {
   let text: string;
   let st: fs.Stats;
@@ -99,6 +99,8 @@ function staleLock(lockFile: string, staleMs: number): JudgedLock | null {
   if (!/^\d+$/.test(pid ?? '')) return Date.now() - st.mtimeMs > EMPTY_LOCK_STALE_MS ? judged : null;
   // Another host's process cannot be asked; its holder would have touched the file.
   if (host !== os.hostname()) return Date.now() - st.mtimeMs > staleMs ? judged : null;
+  // A live pid whose lock went untouched that long is another process now (a container restarted under the same hostname).
+  if (Date.now() - st.mtimeMs > staleMs) return judged;
   try {
     process.kill(Number(pid), 0);
     return null;
