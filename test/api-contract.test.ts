@@ -167,7 +167,11 @@ describe('options are checked as strictly as flags, and worded as options', () =
     };
     const cases: [ReturnType<typeof ties>, string, string][] = [
       // Each of these merged silently, failed on a tensor or threw a TypeError before the check.
-      [edited((r) => void (r.parameters.bogus = 1)), 'UnsupportedRecipe', "parameters: merge_method ties takes no parameter 'bogus'"],
+      [
+        edited((r) => void (r.parameters.densty = 1)),
+        'UnsupportedRecipe',
+        "parameters: merge_method ties takes no parameter 'densty' (did you mean 'density'?)",
+      ],
       [edited((r) => void (r.parameters.density = { a: 1 } as never)), 'InvalidRecipe', 'parameters.density: expected a number'],
       [edited((r) => void (r.parameters.density = NaN)), 'InvalidRecipe', 'parameters.density: NaN is not a finite number'],
       [edited((r) => void (r.base = null)), 'InvalidRecipe', 'ties needs a base_model'],

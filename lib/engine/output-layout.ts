@@ -135,3 +135,13 @@ function gatheredColumns(table: TensorTable, indices: number[]): LayoutColumns {
   }
   return columns;
 }
+
+/** The tensors of the output shards that `filter` keeps. */
+export function tensorsOfShards(layout: OutputLayout, filter: (shard: string) => boolean): Set<string> {
+  return new Set(layout.shards.filter((shard) => filter(shard.name)).flatMap((shard) => layoutColumns(shard).names));
+}
+
+/** Each output shard's elements, what a recipe's parts balance (its dtypes are the recipe's, decided per tensor). */
+export function layoutShardSizes(layout: OutputLayout): { name: string; size: number }[] {
+  return layout.shards.map((shard) => ({ name: shard.name, size: layoutColumns(shard).elementCounts.reduce((a, b) => a + b, 0) }));
+}

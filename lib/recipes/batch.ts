@@ -174,6 +174,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
     ),
   );
   recipes.forEach((r) => methodFor(r.method)); // refuses an unsupported method before any model is opened
+  recipes.forEach((r, i) => r.ignored.forEach((note) => options.onNotice?.(`${batch[i].name}: ${note}`)));
   recipes.forEach((r, i) => {
     const j = r.adapters.findIndex((a) => a !== null);
     if (j >= 0)

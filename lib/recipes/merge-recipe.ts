@@ -22,7 +22,7 @@ import { writePassBlockBytes } from '../engine/block-bytes';
 import { EngineOptions, parseBlockBytes, parseDevice, parseOutputFolder, parsePart, parseThreads, showValue } from '../options';
 import { partShardFilter } from '../engine/parts';
 import { refuseOtherPartJob } from '../engine/part-target';
-import { layoutColumns, OutputLayout } from '../engine/output-layout';
+import { layoutShardSizes, tensorsOfShards } from '../engine/output-layout';
 import { OutputTransaction, partBeginOptions } from '../engine/output';
 import { planMerge, PlannedModel, TensorRecipe } from '../engine/plan';
 import { TORCH_DTYPE_NAMES } from '../format/dtypes';
@@ -177,6 +177,7 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   parseOutputFolder(options.output, name('output'));
   const recipe: Recipe = isRecipe(input) ? checkRecipe(input) : parseRecipeAs(input, options, 'merge');
   methodFor(recipe.method); // refuses an unsupported method before any model is opened
+  for (const note of recipe.ignored) options.onNotice?.(note);
   const threads = parseThreads(options.threads, name('threads'));
   const blockBytes = parseBlockBytes(options.blockBytes, name('blockBytes'));
   const direct = options.direct ?? true;
@@ -438,14 +439,4 @@ async function fixLayerCount(
     });
   }
   await fs.promises.writeFile(file, JSON.stringify(config, null, 2) + '\n');
-}
-
-/** The tensors of the output shards that `filter` keeps. */
-function tensorsOfShards(layout: OutputLayout, filter: (shard: string) => boolean): Set<string> {
-  return new Set(layout.shards.filter((shard) => filter(shard.name)).flatMap((shard) => layoutColumns(shard).names));
-}
-
-/** Each output shard's elements, what a recipe's parts balance (its dtypes are the recipe's, decided per tensor). */
-function layoutShardSizes(layout: OutputLayout): { name: string; size: number }[] {
-  return layout.shards.map((shard) => ({ name: shard.name, size: layoutColumns(shard).elementCounts.reduce((a, b) => a + b, 0) }));
 }

@@ -97,6 +97,21 @@ export function checkParameterKind(name: string, setting: ParameterSetting, wher
   }
 }
 
+/** A number as text: what Python's float() reads (without inf, nan and underscores). */
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/**
+ * `setting` with each decimal-number string of a numeric parameter as the number (`weight: "0.5"`): mergekit's parameter values
+ * are floats, which pydantic reads from such strings.
+ */
+export function numbersOfStrings(name: string, setting: ParameterSetting): ParameterSetting {
+  if (PARAMETER_KINDS[name] !== 'number') return setting;
+  const number = (v: Scalar): Scalar => (typeof v === 'string' && DECIMAL.test(v.trim()) ? Number(v.trim()) : v);
+  if (isScalar(setting)) return number(setting);
+  if (setting.every(isScalar)) return (setting as Scalar[]).map(number);
+  return (setting as ConditionalEntry[]).map((e) => ({ ...e, value: numbersOfStrings(name, e.value) }));
+}
+
 /**
  * The value of a setting for one tensor at position t ∈ [0, 1] within its slice (mergekit's
  * evaluate_setting): numeric lists are piecewise-linear gradients, other lists are stepped, and

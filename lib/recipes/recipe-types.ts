@@ -74,4 +74,9 @@ export interface Recipe {
   chatTemplate: ChatTemplateSetting | null;
   /** The recipe as read, for the model card. */
   document: unknown;
+  /**
+   * What the recipe holds that weightmix, as mergekit, ignores: keys no model of mergekit's configuration declares and parameters
+   * the method does not take, one line each; `merge` and `mergeBatch` give each as a notice.
+   */
+  ignored: string[];
 }

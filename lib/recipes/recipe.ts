@@ -1,16 +1,17 @@
 /**
- * mergekit's YAML configuration → a validated recipe. Every key is either understood or refused
- * with a message naming it; nothing is silently ignored and nothing is downloaded.
+ * mergekit's YAML configuration → a validated recipe. Every key is understood, refused with a message naming it, or ignored as
+ * mergekit ignores it and named in the recipe's `ignored` notes (never silently); nothing is downloaded.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseHubReference } from '../hub/reference';
-import { parseDocument } from 'yaml';
 import { isWeightmixError, usageError, WeightmixError } from '../errors';
 import { showValue } from '../options';
 import { checkOptions, type OptionKeys } from '../api/validate-options';
+import { misspelt, unknownKeys } from './ignored-keys';
+import { readRecipeYaml } from './recipe-yaml';
 import { FLOAT_DTYPES, FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
-import { checkParameterKind, ParameterMap, validateSetting } from './recipe-params';
+import { checkParameterKind, numbersOfStrings, ParameterMap, validateSetting } from './recipe-params';
 import { methodFor } from './methods';
 import { lacksBase } from './methods/method';
 import type { Recipe, RecipeSlice } from './recipe-types';
@@ -45,16 +46,6 @@ function recipeError(message: string): WeightmixError {
   return new WeightmixError('InvalidRecipe', message);
 }
 
-function refuseUnknown(obj: Record<string, unknown>, allowed: string[], where: string): void {
-  const unknown = Object.keys(obj).filter((k) => !allowed.includes(k));
-  if (unknown.length > 0) {
-    throw new WeightmixError(
-      'UnsupportedRecipe',
-      `${where}: unsupported key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')} (weightmix understands ${allowed.map((k) => `'${k}'`).join(', ')})`,
-    );
-  }
-}
-
 function asObject(v: unknown, where: string): Record<string, unknown> {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw recipeError(`${where}: expected a mapping`);
   return v as Record<string, unknown>;
@@ -69,7 +60,7 @@ function parameters(v: unknown, where: string): ParameterMap {
   if (v === undefined || v === null) return {};
   const obj = asObject(v, where);
   const out: ParameterMap = {};
-  for (const [k, value] of Object.entries(obj)) out[k] = validateSetting(value, `${where}.${k}`);
+  for (const [k, value] of Object.entries(obj)) out[k] = numbersOfStrings(k, validateSetting(value, `${where}.${k}`));
   return out;
 }
 
@@ -138,17 +129,9 @@ export interface ParseRecipeOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-/** The yaml library's first error as one line: its first line names line and column; the code frame after it is dropped. */
-function yamlError(message: string): WeightmixError {
-  const first = message.split('\n', 1)[0].trim().replace(/:$/, '');
-  return recipeError(`the recipe is not valid YAML: ${first}`);
-}
-
-/** yaml's count × nested aliases bound (its default is 100): a scalar alias may recur 10,000 times, a billion laughs still fails. */
-const MAX_ALIAS_COUNT = 10_000;
-
 /**
- * Parses YAML text (or an already parsed object) into a validated recipe; every key is understood or refused.
+ * Parses YAML text (read as PyYAML reads mergekit's) or an already parsed object into a validated recipe; every key is understood,
+ * refused, or ignored as mergekit ignores it and named in `ignored`.
  *
  * @example
  * ```ts
@@ -167,25 +150,18 @@ const PARSE_RECIPE_KEYS: OptionKeys<ParseRecipeOptions> = { baseDir: 'optional',
 /** `parseRecipe` for a caller whose options hold more keys (merge, mergeBatch: checked by it); messages name `where`. */
 export function parseRecipeAs(input: string | Record<string, unknown>, options: ParseRecipeOptions, where: string): Recipe {
   checkParseValues(options, where);
-  let doc: unknown = input;
-  if (typeof input === 'string') {
-    // As PyYAML's safe_load reads mergekit's recipes: YAML 1.1 merge keys (<<: *defaults), and a plain alias may recur (a 120-slice
-    // passthrough naming its model by alias); the alias limit still stops exponential expansion.
-    const parsed = parseDocument(input, { uniqueKeys: true, merge: true });
-    if (parsed.errors.length > 0) throw yamlError(parsed.errors[0].message);
-    try {
-      doc = parsed.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
-    } catch (e) {
-      // An unresolved alias, or aliases past the library's expansion limit (a "billion laughs").
-      throw yamlError((e as Error).message);
-    }
-  }
+  const doc: unknown = typeof input === 'string' ? readRecipeYaml(input) : input;
   const top = asObject(doc, 'recipe');
-  refuseUnknown(top, TOP_KEYS, 'recipe');
+  const ignored: string[] = [];
+  unknownKeys(top, TOP_KEYS, 'recipe', ignored);
   const baseDir = options.baseDir ?? process.cwd();
 
   if (typeof top.merge_method !== 'string')
-    throw recipeError("recipe: 'merge_method' is required (e.g. linear, slerp, task_arithmetic, model_stock, passthrough)");
+    throw recipeError(
+      top.merge_method === undefined || top.merge_method === null
+        ? "recipe: 'merge_method' is required (e.g. linear, slerp, task_arithmetic, model_stock, passthrough)"
+        : `recipe: 'merge_method' names a method (e.g. linear, slerp, task_arithmetic), got ${JSON.stringify(top.merge_method)}`,
+    );
   const method = methodFor(top.merge_method);
 
   const models: string[] = [];
@@ -223,7 +199,7 @@ export function parseRecipeAs(input: string | Record<string, unknown>, options: 
     const sources = asList(body.models, `${at}models`).map((entry, i) => {
       const where = `${at}models[${i}]`;
       const m = typeof entry === 'string' ? { model: entry } : asObject(entry, where);
-      refuseUnknown(m, MODEL_KEYS, where);
+      unknownKeys(m, MODEL_KEYS, where, ignored);
       const model = modelIndex(m.model, `${where}.model`);
       if (modelParameters.has(model)) throw recipeError(`${where}: model ${String(m.model)} is listed twice`);
       const params = parameters(m.parameters, `${where}.parameters`);
@@ -235,11 +211,11 @@ export function parseRecipeAs(input: string | Record<string, unknown>, options: 
     asList(body.slices, `${at}slices`).forEach((s, i) => {
       const where = `${at}slices[${i}]`;
       const slice = asObject(s, where);
-      refuseUnknown(slice, SLICE_KEYS, where);
+      unknownKeys(slice, SLICE_KEYS, where, ignored);
       const sources = asList(slice.sources, `${where}.sources`).map((src, j) => {
         const sw = `${where}.sources[${j}]`;
         const so = asObject(src, sw);
-        refuseUnknown(so, SOURCE_KEYS, sw);
+        unknownKeys(so, SOURCE_KEYS, sw, ignored);
         const model = modelIndex(so.model, `${sw}.model`);
         const lr = so.layer_range;
         if (!Array.isArray(lr) || lr.length !== 2 || !lr.every((x) => Number.isInteger(x) && x >= 0) || lr[0] >= lr[1]) {
@@ -313,6 +289,7 @@ export function parseRecipeAs(input: string | Record<string, unknown>, options: 
     randomSeed,
     chatTemplate: parseChatTemplate(top.chat_template),
     document: doc,
+    ignored,
   };
   return checkRecipe(recipe);
 }
@@ -323,19 +300,21 @@ export function parseRecipeAs(input: string | Record<string, unknown>, options: 
  */
 export function checkRecipe(recipe: Recipe): Recipe {
   const method = methodFor(recipe.method);
-  checkParameters(recipe, method.parameters, method.modelParameters);
+  const ignoredParameters = checkParameters(recipe, method.parameters, method.modelParameters);
   if (method.needsBase !== undefined && lacksBase(recipe)) {
     throw recipeError(`${method.name} needs a base_model${method.needsBase === '' ? '' : ` (${method.needsBase})`}`);
   }
   method.validate?.(recipe);
-  return recipe;
+  return { ...recipe, ignored: [...new Set([...(recipe.ignored ?? []), ...ignoredParameters])] };
 }
 
 /**
- * Parameters the method does not take are refused, wherever they appear; so is a method-wide one in a model's own entry, which
- * mergekit never reads there (it looks those up without a model): it would be ignored silently. Each value is a setting as parsed, of its parameter's kind.
+ * A parameter the method does not take is ignored, as mergekit looks up only its method's (returned, one note each), unless it
+ * looks like a misspelling of one the method takes (refused with it). A method-wide parameter in a model's own entry is refused:
+ * mergekit never reads it there (it looks those up without a model), so the recipe would not do what it says. Each value is a
+ * setting as parsed, of its parameter's kind.
  */
-function checkParameters(recipe: Recipe, allowed: readonly string[], perModel: readonly string[]): void {
+function checkParameters(recipe: Recipe, allowed: readonly string[], perModel: readonly string[]): string[] {
   const maps: [string, ParameterMap][] = [
     ['parameters', recipe.parameters],
     [`modules.${DECODER_MODULE}.parameters`, recipe.moduleParameters],
@@ -358,20 +337,21 @@ function checkParameters(recipe: Recipe, allowed: readonly string[], perModel: r
       );
     }
   }
+  const ignored: string[] = [];
+  const takes = allowed.length ? ` (it takes ${allowed.map((k) => `'${k}'`).join(', ')})` : ' (it takes none)';
   for (const [where, map] of maps) {
     for (const [k, value] of Object.entries(map)) validateSetting(value, `${where}.${k}`);
-    const bad = Object.keys(map).filter((k) => !allowed.includes(k));
-    if (bad.length > 0) {
-      throw new WeightmixError(
-        'UnsupportedRecipe',
-        `${where}: merge_method ${recipe.method} takes no parameter ${bad.map((k) => `'${k}'`).join(', ')}` +
-          (allowed.length ? ` (it takes ${allowed.map((k) => `'${k}'`).join(', ')})` : ' (it takes none)'),
-      );
+    for (const k of Object.keys(map).filter((key) => !allowed.includes(key))) {
+      const meant = misspelt(k, allowed);
+      if (meant !== undefined)
+        throw new WeightmixError('UnsupportedRecipe', `${where}: merge_method ${recipe.method} takes no parameter '${k}' (did you mean '${meant}'?)`);
+      ignored.push(`${where}: '${k}' ignored: merge_method ${recipe.method} takes no parameter '${k}'${takes}, and mergekit ignores it too`);
     }
   }
   for (const [where, map] of maps) {
-    for (const [k, value] of Object.entries(map)) checkParameterKind(k, value, `${where}.${k}`);
+    for (const [k, value] of Object.entries(map)) if (allowed.includes(k)) checkParameterKind(k, value, `${where}.${k}`);
   }
+  return ignored;
 }
 
 /** parseRecipe's options, as a JavaScript caller may pass them: an object, `baseDir` a path, `env` an object (merge passes its own, checked). */

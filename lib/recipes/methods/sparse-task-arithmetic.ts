@@ -38,8 +38,14 @@ function consensusParameter(scope: ParameterScope, method: string): 'sum' | 'cou
   throw new WeightmixError('InvalidRecipe', `${method}: parameter 'consensus_method' must be 'sum' or 'count', got ${JSON.stringify(v)}`);
 }
 
+/** A fraction of elements in [0, 1]; a density above 1 thins nothing, as 1 (mergekit's sparsify returns the tensor for density >= 1). */
 function densityIn(v: number, name: string, t: MethodTensor, m: number): number {
-  if (!(v >= 0 && v <= 1)) throw new WeightmixError('InvalidRecipe', `parameter '${name}' must lie in [0, 1], got ${v} for ${t.label(m)} (tensor ${t.name})`);
+  if (name === 'density' && v > 1) return 1;
+  if (!(v >= 0 && v <= 1))
+    throw new WeightmixError(
+      'InvalidRecipe',
+      `parameter '${name}' must lie in [0, ${name === 'density' ? '∞)' : '1]'}, got ${v} for ${t.label(m)} (tensor ${t.name})`,
+    );
   return v;
 }
 
