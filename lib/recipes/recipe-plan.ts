@@ -9,7 +9,7 @@ import type { TensorRecipe } from '../engine/plan';
 import type { OpenMoments } from '../engine/open-moments';
 import { checkpointLayout, LayoutTensor, OutputLayout } from '../engine/output-layout';
 import { checkCoefficients, methodFor, MethodTensor, PairMoments, TensorCoefficients } from './methods';
-import { baseOf } from './methods/method';
+import { baseOf, loneSource } from './methods/method';
 import type { Recipe, RecipeSlice } from './recipe';
 import { ParameterMap, ParameterScope, slicePosition } from './recipe-params';
 import { isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
@@ -92,10 +92,11 @@ export function planOutputTensors(
   ckpts: Checkpoint[],
 ): { tensors: OutputTensor[]; layers: number; layerSources: { model: number; layer: number }[] } {
   const method = methodFor(recipe.method);
-  // mergekit's models: form adds an unlisted base_model as one more source of every method (plan.py normalize_config): linear then
-  // weights it too; passthrough refuses it (its validate). Its slices: form gathers a slice's sources alone, so a method that can
-  // do without a base (karcher, multislerp, nuslerp, linear) never sees an unlisted one there; one that needs it reads it anyway.
+  // mergekit's models: form adds an unlisted base_model as a source of every method (plan.py normalize_config; passthrough refuses
+  // it). Its slices: form gathers a slice's sources alone: a method that can do without a base never sees an unlisted one there, one
+  // that needs it reads it anyway, but a lone source is copied by a loneSourceCopied method (its task returns it before the base).
   const methodUsesBase = method.name !== 'passthrough' && (recipe.form === 'models' || method.needsBase !== undefined);
+  const readsBase = (slice: RecipeSlice) => methodUsesBase && !(method.loneSourceCopied && loneSource(recipe, slice));
   const label = (m: number) => recipe.modelNames[m];
   const layerNames = layerNamesOf(ckpts);
   const layerTensors: OutputTensor[] = [];
@@ -121,7 +122,7 @@ export function planOutputTensors(
     });
     const members = slice.sources.map((s, k) => ({ model: s.model, start: ranges[k][0] }));
     const base = baseOf(recipe, slice);
-    if (methodUsesBase && base !== null && !members.some((m) => m.model === base)) members.push({ model: base, start: ranges[0][0] });
+    if (readsBase(slice) && base !== null && !members.some((m) => m.model === base)) members.push({ model: base, start: ranges[0][0] });
     const modelParams = new Map<number, ParameterMap>(slice.sources.map((s) => [s.model, s.parameters]));
     const sliceParams = slice.parameters;
     for (let i = 0; i < count; i++) {
@@ -147,14 +148,13 @@ export function planOutputTensors(
       outLayer++;
     }
   });
-
   // Tensors outside the layers (mergekit's pre and post weights), at t = 0: the embeddings from the
   // first slice (its models and parameters), the final norm and lm_head from the last slice's.
   const layoutIndex = layoutModel(recipe);
   const outsideOf = (slice: RecipeSlice) => {
     const models = slice.sources.map((s) => s.model);
     const base = baseOf(recipe, slice);
-    if (methodUsesBase && base !== null && !models.includes(base)) models.push(base);
+    if (readsBase(slice) && base !== null && !models.includes(base)) models.push(base);
     return { base, models, modelParams: new Map<number, ParameterMap>(slice.sources.map((s) => [s.model, s.parameters])), sliceParams: slice.parameters };
   };
   const firstSlice = outsideOf(recipe.slices[0]);

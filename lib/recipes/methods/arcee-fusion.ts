@@ -6,7 +6,7 @@
  * passes of lib/recipes/arcee-fusion-statistics.ts. No parameters (mergekit's has none).
  */
 import { WeightmixError } from '../../errors';
-import { baseOf, MergeMethod, TensorCoefficients } from './method';
+import { baseOf, loneSource, MergeMethod, TensorCoefficients } from './method';
 
 export const arceeFusion: MergeMethod = {
   name: 'arcee_fusion',
@@ -14,13 +14,16 @@ export const arceeFusion: MergeMethod = {
   parameters: [],
   modelParameters: [],
   needsBase: '',
+  loneSourceCopied: true,
   validate(recipe) {
     for (const s of recipe.slices) {
+      if (loneSource(recipe, s)) continue;
       const n = new Set(s.sources.map((x) => x.model).filter((m) => m !== baseOf(recipe, s))).size;
       if (n !== 1) throw new WeightmixError('InvalidRecipe', `arcee_fusion merges exactly one model with the base_model, a slice names ${n}`);
     }
   },
   coefficients(t): TensorCoefficients {
+    if (t.models.length === 1) return { op: 'copy', model: t.models[0] };
     const base = t.base!;
     if (!t.models.includes(base)) throw new WeightmixError('InvalidRecipe', `arcee_fusion: tensor ${t.name} does not come from the base model`);
     const other = t.models.find((m) => m !== base);

@@ -75,6 +75,11 @@ export interface MergeMethod {
    * without one is refused (recipe.ts's checkRecipe), and the planner gives it an unlisted base in every form. Unset: optional.
    */
   needsBase?: string;
+  /**
+   * A slice of the `slices:` form with a single source gives that source's tensors, its base model not read (mergekit's slerp,
+   * nuslerp, nearswap and arcee_fusion tasks return a lone tensor before they look for the base: a frankenmerge's base-only slice).
+   */
+  loneSourceCopied?: boolean;
   /** Recipe-level checks (model counts, …; a missing base model is refused by `needsBase`); unset: none. */
   validate?(recipe: Recipe): void;
   /** Pairs of models whose moments the method needs for this tensor (a first pass over the inputs). */
@@ -87,6 +92,11 @@ export interface MergeMethod {
 /** A slice's base model: its own base_model, else the recipe's (mergekit's ConfigReader.base_model). */
 export function baseOf(recipe: Recipe, slice: RecipeSlice): number | null {
   return slice.base ?? recipe.base;
+}
+
+/** A slice of the `slices:` form with one source, which a `loneSourceCopied` method copies. */
+export function loneSource(recipe: Recipe, slice: RecipeSlice): boolean {
+  return recipe.form === 'slices' && slice.sources.length === 1;
 }
 
 /** Whether some slice has no base model (neither its own nor the recipe's). */

@@ -10,7 +10,7 @@
 import { WeightmixError } from '../../errors';
 import { booleanParameter, numberParameter } from '../recipe-params';
 import { deltaGramMatrix, gramMatrix } from './gram';
-import { baseOf, linearOrCopy, MergeMethod, MethodTensor, normalizedWeights, RowMoments, TensorCoefficients } from './method';
+import { baseOf, loneSource, linearOrCopy, MergeMethod, MethodTensor, normalizedWeights, RowMoments, TensorCoefficients } from './method';
 
 const NORM_FLOOR = 1e-7;
 const COLINEAR_SIN = 1e-8;
@@ -44,8 +44,10 @@ export const nuslerp: MergeMethod = {
   name: 'nuslerp',
   parameters: ['weight', 'nuslerp_flatten', 'nuslerp_row_wise'],
   modelParameters: ['weight'],
+  loneSourceCopied: true,
   validate(recipe) {
     for (const s of recipe.slices) {
+      if (loneSource(recipe, s)) continue;
       const n = new Set(s.sources.map((x) => x.model).filter((m) => m !== baseOf(recipe, s))).size;
       if (n !== 2) throw new WeightmixError('InvalidRecipe', `nuslerp merges exactly two models (plus an optional base_model), a slice names ${n}`);
     }

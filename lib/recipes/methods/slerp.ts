@@ -5,7 +5,7 @@
  */
 import { WeightmixError } from '../../errors';
 import { numberParameter } from '../recipe-params';
-import { baseOf, linearOrCopy, MergeMethod, PairMoments } from './method';
+import { baseOf, loneSource, linearOrCopy, MergeMethod, PairMoments } from './method';
 
 export const DOT_THRESHOLD = 0.9995;
 const EPS = 1e-8;
@@ -28,8 +28,10 @@ export const slerp: MergeMethod = {
   parameters: ['t'],
   modelParameters: [],
   needsBase: 'the t = 0 end',
+  loneSourceCopied: true,
   validate(recipe) {
     recipe.slices.forEach((s, i) => {
+      if (loneSource(recipe, s)) return;
       const models = new Set([...s.sources.map((x) => x.model), baseOf(recipe, s)]);
       const where = recipe.slices.length > 1 ? `slices[${i}]` : 'the recipe';
       if (models.size !== 2) throw new WeightmixError('InvalidRecipe', `slerp merges exactly two models, ${where} names ${models.size}`);
