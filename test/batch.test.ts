@@ -327,7 +327,7 @@ describe('the command line', () => {
     const [good] = await writeRecipes(where, ['mi-0.8']);
     const bad = {
       'not-yaml.yml': 'merge_method: linear\nmodels:\n  - model: a\n   x: {',
-      'weight-text.yml': `merge_method: linear\nmodels:\n  - model: ${A}\n    parameters: {weight: "0.5"}\n`,
+      'weight-text.yml': `merge_method: linear\nmodels:\n  - model: ${A}\n    parameters: {weight: "half"}\n`,
       'unset-variable.yml': 'merge_method: linear\nmodels:\n  - model: ${WM_TEST_UNSET_MODEL}\n',
     };
     for (const [name, text] of Object.entries(bad)) {

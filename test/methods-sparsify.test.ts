@@ -350,12 +350,12 @@ describe('merge recipes', () => {
     }
   });
 
-  test('refuses a density outside [0, 1], an unknown rescale and a missing base model', async () => {
+  test('refuses a negative density (one above 1 thins nothing: recipe-mergekit-leniency.test.ts), an unknown rescale and a missing base model', async () => {
     const models = [
-      { model: A, parameters: { density: 1.5, weight: 1 } },
+      { model: A, parameters: { density: -0.5, weight: 1 } },
       { model: B, parameters: { weight: 1 } },
     ];
-    await expect(run({ merge_method: 'ties', base_model: N, models })).rejects.toThrow(/'density' must lie in \[0, 1\]/);
+    await expect(run({ merge_method: 'ties', base_model: N, models })).rejects.toThrow(/'density' must lie in \[0, ∞\)/);
     await expect(
       run({ merge_method: 'dare_linear', base_model: N, parameters: { rescale: 'l2' }, models: [{ model: A, parameters: { weight: 1 } }] }),
     ).rejects.toThrow(/'rescale' must be/);
