@@ -99,3 +99,23 @@ test('merge_method of another kind than text is named as such, not as missing', 
     /^recipe: 'merge_method' names a method \(e\.g\. linear, slerp, task_arithmetic\), got 5$/,
   );
 });
+
+test("mergekit's mapping form of a model reference and a local folder's @revision name the folder, as mergekit reads them", () => {
+  const forms = [{ model: { path: pair.instruct } }, { model: { path: pair.instruct, revision: 'main' } }, { model: pair.instruct }, `${pair.instruct}@main`];
+  for (const reference of forms) {
+    const r = parseRecipe({
+      merge_method: 'linear',
+      models: [
+        { model: reference, parameters: { weight: 0.5 } },
+        { model: pair.thinking, parameters: { weight: 0.5 } },
+      ],
+    });
+    expect(r.models).toEqual([pair.instruct, pair.thinking]);
+  }
+  const refused = (reference: unknown) => () => parseRecipe({ merge_method: 'linear', models: [{ model: reference, parameters: { weight: 1 } }] });
+  expect(refused({ model: { path: pair.instruct }, override_architecture: 'LlamaForCausalLM' })).toThrow(
+    /models\[0\]\.model\.override_architecture: not supported/,
+  );
+  expect(refused({ model: { revision: 'main' } })).toThrow(/models\[0\]\.model\.model: expected a model path, or \{path, revision\}/);
+  expect(refused({ model: pair.instruct, adapter: 'x' })).toThrow(/unsupported key 'adapter' in a model reference/);
+});

@@ -93,17 +93,47 @@ export function expandModelPath(name: string, where: string, env: NodeJS.Process
   });
 }
 
+/**
+ * mergekit's mapping form of a model reference, `{model: PATH | {path, revision}, lora?: …}` (its YAML writer emits it for a path
+ * with a space or a quote), as its text form `PATH[@REVISION][+LORA]`.
+ */
+function referenceText(ref: Record<string, unknown>, where: string): string {
+  const pathText = (p: unknown, at: string): string => {
+    if (typeof p === 'string' && p !== '') return p;
+    const o = typeof p === 'object' && p !== null && !Array.isArray(p) ? (p as Record<string, unknown>) : {};
+    const extra = Object.keys(o).find((k) => k !== 'path' && k !== 'revision');
+    if (typeof o.path !== 'string' || o.path === '' || extra !== undefined || (o.revision != null && typeof o.revision !== 'string'))
+      throw recipeError(`${at}: expected a model path, or {path, revision}`);
+    return typeof o.revision === 'string' && o.revision !== '' ? `${o.path}@${o.revision}` : o.path;
+  };
+  if (ref.override_architecture != null)
+    throw new WeightmixError('UnsupportedRecipe', `${where}.override_architecture: not supported (weightmix reads each model's own config)`);
+  const extra = Object.keys(ref).find((k) => k !== 'model' && k !== 'lora' && k !== 'override_architecture');
+  if (extra !== undefined) throw recipeError(`${where}: unsupported key '${extra}' in a model reference (it takes 'model' and 'lora')`);
+  const model = pathText(ref.model, `${where}.model`);
+  return ref.lora == null ? model : `${model}+${pathText(ref.lora, `${where}.lora`)}`;
+}
+
+/** The folder `name` names, absolute, or undefined: `name` itself, else, as mergekit, `PATH@REVISION`'s folder PATH (a local folder has no revisions). */
+function localFolder(name: string, baseDir: string, where: string): string | undefined {
+  const parts = name.split('@');
+  for (const candidate of parts.length === 2 ? [name, parts[0]] : [name]) {
+    let found: fs.Stats | undefined;
+    try {
+      found = fs.statSync(path.resolve(baseDir, candidate));
+    } catch {
+      found = undefined; // absent, or not reachable (ENOTDIR, EACCES): not a folder here
+    }
+    if (found?.isDirectory()) return path.resolve(baseDir, candidate);
+    if (found) throw new WeightmixError('ModelNotFound', `${where}: ${candidate} is a file, not a model folder`);
+  }
+  return undefined;
+}
+
 /** A local model folder (absolute), or a hub id `ORG/NAME[@REVISION]` as written when no folder of that name exists. */
 function folderOrHubId(name: string, baseDir: string, where: string): string {
-  const abs = path.resolve(baseDir, name);
-  let found: fs.Stats | undefined;
-  try {
-    found = fs.statSync(abs);
-  } catch {
-    found = undefined; // absent, or not reachable (ENOTDIR, EACCES): not a folder here
-  }
-  if (found?.isDirectory()) return abs;
-  if (found) throw new WeightmixError('ModelNotFound', `${where}: ${name} is a file, not a model folder`);
+  const abs = localFolder(name, baseDir, where);
+  if (abs !== undefined) return abs;
   // ORG/NAME[@REVISION]: a hub repo, resolved (cache or download) when the merge opens it.
   if (parseHubReference(name) !== null) return name;
   throw new WeightmixError('ModelNotFound', `${where}: model folder not found: ${name}`);
@@ -168,7 +198,10 @@ export function parseRecipeAs(input: string | Record<string, unknown>, options: 
   const adapters: (string | null)[] = [];
   const modelNames: string[] = [];
   const env = options.env ?? process.env;
-  const expand = (name: unknown, where: string): unknown => (typeof name === 'string' ? expandModelPath(name, where, env) : name);
+  const expand = (name: unknown, where: string): unknown => {
+    const text = typeof name === 'object' && name !== null && !Array.isArray(name) ? referenceText(name as Record<string, unknown>, where) : name;
+    return typeof text === 'string' ? expandModelPath(text, where, env) : text;
+  };
   // A model with an adapter is another model than without it (or with another adapter).
   const indexOf = (ref: { model: string; adapter: string | null }) => models.findIndex((m, i) => m === ref.model && adapters[i] === ref.adapter);
   const modelIndex = (written: unknown, where: string): number => {
