@@ -70,3 +70,18 @@ test('a ref that names the same commit is not written again', async () => {
   const after = fs.statSync(ref);
   expect({ ino: after.ino, mtime: after.mtimeMs }).toEqual({ ino: before.ino, mtime: before.mtimeMs });
 });
+
+test('a download that broke off leaves its ref: offline, the revision is named as partial, with what it lacks, not as absent', async () => {
+  const env = envOf();
+  const shard = 'model-00001-of-00002.safetensors';
+  server.cuts.push({ path: shard, afterBytes: 1000, times: 99 });
+  try {
+    await expect(resolveModelReference('Org/Model', { env })).rejects.toMatchObject({ code: 'HubDownloadInterrupted' });
+  } finally {
+    server.cuts.length = 0;
+  }
+  await expect(resolveModelReference('Org/Model', { env: { ...env, HF_HUB_OFFLINE: '1' } })).rejects.toMatchObject({
+    code: 'HubError',
+    message: expect.stringMatching(new RegExp(`^Org/Model \\(commit [0-9a-f]{40}\\) is only partly in the Hugging Face cache \\(missing [^)]*${shard}`)),
+  });
+});

@@ -60,7 +60,8 @@ export async function downloadSnapshot(
   const commit = await resolveCommit(env, ref, hooks.signal);
   const listing = await listRepoFiles(env, ref, commit, hooks.signal);
   const repoDir = repoFolder(env.cacheDir, ref.repo);
-  // Before any file: a download that breaks off leaves the listing that tells its snapshot partial (resolve.ts, offline).
+  // Before any file, as huggingface_hub: a download that breaks off leaves the ref and the listing, so that offline the revision
+  // is found and its snapshot named as partial, with what it lacks (resolve.ts), not as absent from the cache.
   await writeTreeCache(repoDir, commit, listing);
   const dir = snapshotFolder(repoDir, commit);
   const fetch = (files: RepoFile[]) => fetchFiles(env, ref, commit, files, hooks);
@@ -73,6 +74,7 @@ export async function downloadSnapshot(
     const wanted = purpose === 'adapter' ? 'adapter_model.safetensors' : 'safetensors weights (model.safetensors, shards or their index)';
     throw new WeightmixError('HubNoModel', `${formatReference(ref)} has no ${wanted} on ${env.endpoint}: it holds ${holds}`);
   }
+  await writeRef(repoDir, ref.revision, commit);
   const index = needed.find((f) => f.path === HUB_INDEX_FILE);
   if (index) {
     // The index alone first, without a bar of its own: it names the shards, and so the bytes the one bar counts.
@@ -84,7 +86,6 @@ export async function downloadSnapshot(
     needed = neededFiles(listing, purpose, shards);
   }
   await fetch(needed);
-  await writeRef(repoDir, ref.revision, commit);
   return { dir, commit };
 }
 

@@ -269,7 +269,7 @@ export function hubFaultCases(ctx: HubTestContext): void {
       const file = path.join(ctx.work, `not-a-folder-${Date.now()}`);
       fs.writeFileSync(file, 'x');
       expect(await cliError(ctx.hfEnv({ HF_HUB_CACHE: file }))).toMatch(
-        new RegExp(`the Hugging Face cache: cannot write ${escape(file)}/models--Org--Instruct/blobs \\(ENOTDIR: a file stands where a folder must be`),
+        new RegExp(`the Hugging Face cache: cannot write ${escape(file)}/models--Org--Instruct/refs/main \\(ENOTDIR: a file stands where a folder must be`),
       );
       const env = ctx.hfEnv();
       const repoDir = path.join(ctx.cacheOf(env), 'models--Org--Instruct');
@@ -282,6 +282,10 @@ export function hubFaultCases(ctx: HubTestContext): void {
       const enospc = () => Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
       const p = fs.promises;
       const realOpen = p.open.bind(p);
+      const realMkdir = p.mkdir.bind(p);
+      // blobs/ alone: the ref is written first (before any file, as huggingface_hub), and has a case of its own below.
+      const failingBlobsFolder = async (...args: Parameters<typeof p.mkdir>) =>
+        String(args[0]).endsWith('blobs') ? Promise.reject(enospc()) : realMkdir(...args);
       const failingLockWrite = async (...args: Parameters<typeof p.open>) => {
         const fh = await realOpen(...args);
         if (String(args[0]).endsWith('.lock')) (fh as { writeFile: unknown }).writeFile = () => Promise.reject(enospc());
@@ -289,7 +293,7 @@ export function hubFaultCases(ctx: HubTestContext): void {
       };
       const cases: [() => jest.SpyInstance, RegExp][] = [
         [() => jest.spyOn(p, 'open').mockImplementation(failingLockWrite as never), /\.weightmix\.lock/],
-        [() => jest.spyOn(p, 'mkdir').mockRejectedValue(enospc()), /models--Org--Thinking\/blobs/],
+        [() => jest.spyOn(p, 'mkdir').mockImplementation(failingBlobsFolder as never), /models--Org--Thinking\/blobs/],
         [() => jest.spyOn(p, 'symlink').mockRejectedValue(enospc()), /snapshots\/[0-9a-f]{40}\//],
         [() => jest.spyOn(p, 'writeFile').mockRejectedValue(enospc()), /refs\/main/],
       ];
