@@ -103,9 +103,18 @@ describe('references and environment', () => {
       token: 'hf_fromfile',
       offline: false,
       metadataTimeoutSeconds: 10,
+      downloadTimeoutSeconds: 60,
     });
     const e = hubEnvironment({ HF_HOME: home, HF_HUB_CACHE: '/c', HF_ENDPOINT: 'http://127.0.0.1:9/', HF_TOKEN: 'hf_env', HF_HUB_OFFLINE: 'YES' });
-    expect(e).toEqual({ endpoint: 'http://127.0.0.1:9', cacheDir: '/c', token: 'hf_env', offline: true, metadataTimeoutSeconds: 10 });
+    expect(e).toEqual({
+      endpoint: 'http://127.0.0.1:9',
+      cacheDir: '/c',
+      token: 'hf_env',
+      offline: true,
+      metadataTimeoutSeconds: 10,
+      downloadTimeoutSeconds: 60,
+    });
+    expect(hubEnvironment({ HF_HUB_DOWNLOAD_TIMEOUT: '5' }).downloadTimeoutSeconds).toBe(5);
     expect(hubEnvironment({ HF_HUB_ETAG_TIMEOUT: '2.5' }).metadataTimeoutSeconds).toBe(2.5);
     expect(hubEnvironment({ HF_HUB_ETAG_TIMEOUT: 'soon' }).metadataTimeoutSeconds).toBe(10);
     expect(hubEnvironment({ XDG_CACHE_HOME: '/x', HF_HUB_OFFLINE: '0' })).toMatchObject({ cacheDir: '/x/huggingface/hub', offline: false });

@@ -19,10 +19,14 @@ export interface HubEnvironment {
   offline: boolean;
   /** `HF_HUB_ETAG_TIMEOUT` (seconds, default 10): how long a metadata request may go unanswered before the hub counts as unreachable. */
   metadataTimeoutSeconds: number;
+  /** `HF_HUB_DOWNLOAD_TIMEOUT` (seconds; default 60, where huggingface_hub waits 10): how long a file's transfer may go silent before it counts as broken off (and is resumed). */
+  downloadTimeoutSeconds: number;
 }
 
 /** huggingface_hub's default HF_HUB_ETAG_TIMEOUT. */
 const METADATA_TIMEOUT_SECONDS = 10;
+/** A transfer's silence before it counts as broken off: longer than huggingface_hub's 10 s, since a broken-off one is resumed anyway. */
+const DOWNLOAD_TIMEOUT_SECONDS = 60;
 
 const TRUE_VALUES = new Set(['1', 'on', 'yes', 'true']);
 
@@ -37,7 +41,7 @@ function nonEmpty(value: string | undefined): string | undefined {
 
 /**
  * Reads the Python `huggingface_hub`'s variables as it does (`HF_ENDPOINT`, `HF_HOME`, `HF_HUB_CACHE`,
- * `HF_TOKEN`/`HF_TOKEN_PATH`, `HF_HUB_OFFLINE`, `HF_HUB_ETAG_TIMEOUT`), so that weightmix and Python share one cache.
+ * `HF_TOKEN`/`HF_TOKEN_PATH`, `HF_HUB_OFFLINE`, `HF_HUB_ETAG_TIMEOUT`, `HF_HUB_DOWNLOAD_TIMEOUT`), so that weightmix and Python share one cache.
  *
  * @param env - The environment to read (default `process.env`).
  */
@@ -54,6 +58,7 @@ export function hubEnvironment(env: NodeJS.ProcessEnv = process.env): HubEnviron
     // As huggingface_hub's constants: TRANSFORMERS_OFFLINE counts too.
     offline: isTrue(env.HF_HUB_OFFLINE) || isTrue(env.TRANSFORMERS_OFFLINE),
     metadataTimeoutSeconds: positiveSeconds(env.HF_HUB_ETAG_TIMEOUT) ?? METADATA_TIMEOUT_SECONDS,
+    downloadTimeoutSeconds: positiveSeconds(env.HF_HUB_DOWNLOAD_TIMEOUT) ?? DOWNLOAD_TIMEOUT_SECONDS,
   };
 }
 

@@ -16,7 +16,6 @@ import { bearerOf, type HubEnvironment } from './environment';
 import type { HubReference } from './reference';
 
 const MAX_REDIRECTS = 5;
-const IDLE_TIMEOUT_MS = 60_000;
 /** Received bytes are written in batches of this size: fewer system calls than one per socket chunk. */
 const WRITE_BATCH = 4 << 20;
 
@@ -77,10 +76,7 @@ export async function fetchBlob(req: BlobRequest): Promise<void> {
           if (e instanceof ResumeRefused) await fs.promises.rm(partial, { force: true });
           if (e instanceof WeightmixError) throw e;
           if (req.signal?.aborted) throw new WeightmixError('Aborted', `the download of ${req.ref.repo} was aborted`);
-          throw new TransferInterrupted(
-            `${req.ref.repo}: cannot fetch ${file.path} from ${req.env.endpoint} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-            e,
-          );
+          throw new TransferInterrupted(`${req.ref.repo}: cannot fetch ${file.path} from ${req.env.endpoint} (${transferFailure(e)})`, e);
         });
   // A 200 to a range request: the server ignored the range; start over from an empty file and a fresh hash.
   const fromScratch = res !== null && res.statusCode === 200 && have > 0;
@@ -196,12 +192,20 @@ function rangeStart(res: http.IncomingMessage): number {
   return m ? Number(m[1]) : -1;
 }
 
+/** Why a transfer failed, in brief: the error's code, or for a silent connection how long it was silent (the setting that says so). */
+function transferFailure(e: unknown): string {
+  const err = e as NodeJS.ErrnoException | undefined;
+  return (err?.message?.startsWith(SILENT) ? err.message : err?.code) ?? err?.message ?? String(e);
+}
+const SILENT = 'no data for ';
+
 function get(req: BlobRequest, url: URL, headers: Record<string, string>): Promise<http.IncomingMessage> {
   const client = url.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
     const r = client.get(url, { headers, signal: req.signal, agent: proxyAgentFor(url) }, resolve);
     // A connection that stalls is a broken transfer (resumed like one), not a hang.
-    r.setTimeout(IDLE_TIMEOUT_MS, () => r.destroy(Object.assign(new Error(`no data for ${IDLE_TIMEOUT_MS / 1000} s`), { code: 'ETIMEDOUT' })));
+    const seconds = req.env.downloadTimeoutSeconds;
+    r.setTimeout(seconds * 1000, () => r.destroy(Object.assign(new Error(`${SILENT}${seconds} s, HF_HUB_DOWNLOAD_TIMEOUT`), { code: 'ETIMEDOUT' })));
     r.on('error', reject);
   });
 }
@@ -285,7 +289,7 @@ async function asTransferError(req: BlobRequest, e: unknown, partial: string, wr
     return new WeightmixError('IoError', `${req.env.cacheDir}: ${err.message}`, { cause: e });
   }
   return new TransferInterrupted(
-    `${req.ref.repo}: the transfer of ${req.file.path} broke off after ${written} of ${req.file.size} bytes (${err?.code ?? err?.message})`,
+    `${req.ref.repo}: the transfer of ${req.file.path} broke off after ${written} of ${req.file.size} bytes (${transferFailure(e)})`,
     e,
   );
 }
