@@ -4,6 +4,7 @@
  * transfers' partial blobs were kept for a resume, and so kept the disk full for the next run.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeWhole } from '../lib/hub/fetch-blob';
 import { resolveModelReference } from '../lib/hub/resolve';
@@ -56,5 +57,23 @@ describe('a full disk mid-download', () => {
       message: expect.stringMatching(/^no space left for Org\/Model: model-00001-of-00002.safetensors .*the partial files were removed$/),
     });
     expect(fs.readdirSync(blobs).filter((b) => b.endsWith('.incomplete'))).toEqual([]);
+  }, 60_000);
+
+  test("leaves the partial blob of a file whose lock another live process holds (it is that process's to write)", async () => {
+    if (!fs.existsSync('/dev/full')) return console.warn('hub-disk-full.test: skipped: no /dev/full on this system');
+    const home = path.join(root, 'home-other');
+    const env = { HF_ENDPOINT: server.endpoint, HF_HOME: home, HF_HUB_CACHE: '', HF_TOKEN: '', HF_HUB_OFFLINE: '0' };
+    const files = server.repos.get('Org/Model')!.commits[server.repos.get('Org/Model')!.refs.main];
+    const [full, other] = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'].map((p) => files.find((f) => f.path === p)!);
+    const blobs = path.join(home, 'hub', 'models--Org--Model', 'blobs');
+    const locks = path.join(home, 'hub', '.locks', 'models--Org--Model');
+    fs.mkdirSync(blobs, { recursive: true });
+    fs.mkdirSync(locks, { recursive: true });
+    fs.symlinkSync('/dev/full', path.join(blobs, `${full.sha256}.incomplete`));
+    fs.writeFileSync(path.join(locks, `${other.sha256}.weightmix.lock`), `${process.ppid} ${os.hostname()}\n`);
+    const partial = path.join(blobs, `${other.sha256}.incomplete`);
+    fs.writeFileSync(partial, Buffer.alloc(500));
+    await expect(resolveModelReference('Org/Model', { env })).rejects.toMatchObject({ code: 'NoSpace' });
+    expect(fs.existsSync(partial)).toBe(true);
   }, 60_000);
 });

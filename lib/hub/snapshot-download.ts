@@ -132,10 +132,9 @@ async function fetchFiles(env: HubEnvironment, ref: HubReference, commit: string
   const stop = new AbortController();
   const signal = hooks.signal ? AbortSignal.any([hooks.signal, stop.signal]) : stop.signal;
   let failure: { reason: unknown } | undefined;
-  const underWay = new Set<RepoFile>();
+  const isNoSpace = (e: unknown) => e instanceof WeightmixError && e.code === 'NoSpace';
   const worker = async () => {
     for (let file = queue.shift(); file && !failure; file = queue.shift()) {
-      underWay.add(file);
       try {
         await fetchOne(
           env,
@@ -148,9 +147,9 @@ async function fetchFiles(env: HubEnvironment, ref: HubReference, commit: string
             report(false);
           },
           (n) => (progress.bytesReceived += n),
+          () => failure !== undefined && isNoSpace(failure.reason),
         );
         await linkIntoSnapshot(repoDir, commit, file.path, blobName(file));
-        underWay.delete(file);
       } catch (e) {
         failure ??= { reason: e };
         stop.abort();
@@ -161,13 +160,7 @@ async function fetchFiles(env: HubEnvironment, ref: HubReference, commit: string
     }
   };
   await Promise.all(Array.from({ length: Math.min(PARALLEL_FILES, todo.length) }, worker));
-  if (failure) {
-    // A full disk: the other files' partial blobs go too (kept for a resume, they would keep the disk full for the next run).
-    if (failure.reason instanceof WeightmixError && failure.reason.code === 'NoSpace') {
-      for (const file of underWay) await fs.promises.rm(`${blobPath(repoDir, blobName(file))}.incomplete`, { force: true }).catch(() => {});
-    }
-    throw failure.reason;
-  }
+  if (failure) throw failure.reason;
 }
 
 async function fetchOne(
@@ -178,6 +171,7 @@ async function fetchOne(
   hooks: DownloadHooks,
   onBytes: (n: number) => void,
   onReceived: (n: number) => void,
+  diskFull: () => boolean,
 ): Promise<void> {
   const repoDir = repoFolder(env.cacheDir, ref.repo);
   const blob = blobPath(repoDir, blobName(file));
@@ -206,6 +200,9 @@ async function fetchOne(
         });
       } catch (e) {
         onBytes(-counted);
+        // Another file found the disk full: this one's partial blob goes too, while its lock is held (kept for a resume, it
+        // would keep the disk full for the next run).
+        if (diskFull()) await fs.promises.rm(`${blob}.incomplete`, { force: true }).catch(() => {});
         if (!(e instanceof TransferInterrupted) || hooks.signal?.aborted) throw e;
         if (attempt === ATTEMPTS) throw new TransferInterrupted(`${e.message}; run again to resume`, e);
         hooks.onNotice?.(`${e.message}; resuming (try ${attempt + 1} of ${ATTEMPTS})`);
