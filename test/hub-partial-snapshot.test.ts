@@ -85,3 +85,15 @@ test('a download that broke off leaves its ref: offline, the revision is named a
     message: expect.stringMatching(new RegExp(`^Org/Model \\(commit [0-9a-f]{40}\\) is only partly in the Hugging Face cache \\(missing [^)]*${shard}`)),
   });
 });
+
+test("with huggingface_hub's listing alone (its download may have chosen its files), offline needs the weights, their index and config.json", async () => {
+  const env = envOf();
+  const { dir, hub } = await resolveModelReference('Org/Model', { env });
+  const trees = path.join(dir, '..', '..', 'trees');
+  fs.renameSync(path.join(trees, `${hub!.commit}.weightmix.json`), path.join(trees, `${hub!.commit}.json`));
+  fs.rmSync(path.join(dir, 'tokenizer.json'));
+  const offline = { ...env, HF_HUB_OFFLINE: '1' };
+  await expect(resolveModelReference('Org/Model', { env: offline })).resolves.toMatchObject({ dir });
+  fs.rmSync(path.join(dir, 'model-00002-of-00002.safetensors'));
+  await expect(resolveModelReference('Org/Model', { env: offline })).rejects.toThrow(/\(missing model-00002-of-00002\.safetensors\)/);
+});

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isTokenizerSidecar } from '../model/tokenizer-sidecars';
 import type { RepoFile } from './api';
+import type { TreeListing } from './tree-cache';
 
 export const HUB_INDEX_FILE = 'model.safetensors.index.json';
 
@@ -47,11 +48,12 @@ const SERIES = /^(.*)-(\d+)-of-(\d+)\.safetensors$/;
 
 /**
  * What a cached snapshot lacks for `purpose` (a download that broke off has linked some files only); undefined when nothing
- * is seen missing. With the commit's `listing` (tree-cache.ts), every file the download takes, at its listed size. Without
- * it, judged from what the snapshot holds: the shards its index names, the rest of a numbered series, any weights at all
- * (config and tokenizer files cannot be judged then).
+ * is seen missing. With the commit's `listing` (tree-cache.ts): weightmix's, every file its download takes, at its listed size;
+ * huggingface_hub's (a download that may have chosen its files: `allow_patterns`), the weights, their index and config.json.
+ * Without one, judged from what the snapshot holds: the shards its index names, the rest of a numbered series, any weights at
+ * all (config and tokenizer files cannot be judged then).
  */
-export function missingFromSnapshot(dir: string, purpose: HubPurpose, listing?: RepoFile[]): string | undefined {
+export function missingFromSnapshot(dir: string, purpose: HubPurpose, listing?: TreeListing): string | undefined {
   const has = (name: string, size?: number) => {
     try {
       const st = fs.statSync(path.join(dir, name));
@@ -63,11 +65,9 @@ export function missingFromSnapshot(dir: string, purpose: HubPurpose, listing?: 
   if (listing !== undefined) {
     const shards = has(HUB_INDEX_FILE) ? indexShards(path.join(dir, HUB_INDEX_FILE)) : undefined;
     if (shards === null) return `a readable ${HUB_INDEX_FILE}`;
-    return listMissing(
-      neededFiles(listing, purpose, shards)
-        .filter((f) => !has(f.path, f.size))
-        .map((f) => f.path),
-    );
+    const needed = neededFiles(listing.files, purpose, shards);
+    const required = listing.own ? needed : needed.filter((f) => f.path === 'config.json' || f.path === HUB_INDEX_FILE || f.path.endsWith('.safetensors'));
+    return listMissing(required.filter((f) => !has(f.path, f.size)).map((f) => f.path));
   }
   if (purpose === 'tokenizer') return undefined;
   if (purpose === 'adapter') return ADAPTER_FILES.filter((f) => !has(f)).join(', ') || undefined;

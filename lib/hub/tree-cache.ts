@@ -24,9 +24,18 @@ interface TreeEntry {
 const treeFile = (repoDir: string, commit: string) => path.join(repoDir, 'trees', `${commit}.json`);
 const ownTreeFile = (repoDir: string, commit: string) => path.join(repoDir, 'trees', `${commit}.weightmix.json`);
 
-/** The listing of `commit` cached under `repoDir` (huggingface_hub's, else weightmix's), or undefined where none is readable. */
-export function readTreeCache(repoDir: string, commit: string): RepoFile[] | undefined {
-  return readListing(treeFile(repoDir, commit)) ?? readListing(ownTreeFile(repoDir, commit));
+/** A commit's cached listing, and whether weightmix wrote it (a download of everything a merge takes) or huggingface_hub did. */
+export interface TreeListing {
+  files: RepoFile[];
+  own: boolean;
+}
+
+/** The listing of `commit` cached under `repoDir` (weightmix's, else huggingface_hub's), or undefined where none is readable. */
+export function readTreeCache(repoDir: string, commit: string): TreeListing | undefined {
+  const own = readListing(ownTreeFile(repoDir, commit));
+  if (own !== undefined) return { files: own, own: true };
+  const theirs = readListing(treeFile(repoDir, commit));
+  return theirs === undefined ? undefined : { files: theirs, own: false };
 }
 
 function readListing(file: string): RepoFile[] | undefined {
