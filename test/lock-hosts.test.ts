@@ -3,7 +3,7 @@
  * machines, where another machine's pid means nothing. Such a lock is judged by its age instead: its holder touches it every
  * LOCK_TIMING.refreshMs, and one untouched for LOCK_TIMING.staleMs counts as abandoned. Until then a run refuses,
  * naming the host and the lock, and a whole run's stale scan leaves it. This machine's locks, with or without a host (as an
- * earlier weightmix wrote them), are judged by their pid as before.
+ * earlier weightmix wrote them), are judged by their pid, and by their age too (stale-live-locks.test.ts: a pid reused after a restart).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';

@@ -72,6 +72,18 @@ test('keys and parameters mergekit ignores are ignored, each named in a note, an
   expect(cli.stderr).toContain("weightmix: recipe: key 'name' ignored: weightmix reads no such key here (mergekit ignores it too)");
 }, 60_000);
 
+test('a key is taken for a misspelling only within two edits of a known one, or as its start; keys that merely begin with one are ignored', () => {
+  const slerp = (parameters: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+    parseRecipe({ merge_method: 'slerp', base_model: pair.instruct, parameters, models: [{ model: pair.instruct }, { model: pair.thinking, ...extra }] });
+  expect(slerp({ t: 0.5, temperature: 2 }).ignored).toEqual([
+    "parameters: 'temperature' ignored: merge_method slerp takes no parameter 'temperature' (it takes 't'), and mergekit ignores it too",
+  ]);
+  expect(slerp({ t: 0.5 }, { model_name: 'x' }).ignored).toEqual([
+    "models[1]: key 'model_name' ignored: weightmix reads no such key here (mergekit ignores it too)",
+  ]);
+  expect(() => slerp({ t: 0.5 }, { modle: 'x' })).toThrow(/models\[1\]: unsupported key 'modle' \(did you mean 'model'\?\)/);
+});
+
 test('a decimal number written as text is that number; other text is still refused', () => {
   const r = parseRecipe(linearYaml('').replace('{weight: 0.5}', '{weight: "0.5"}'));
   expect(r.slices[0].sources[0].parameters.weight).toBe(0.5);

@@ -21,7 +21,10 @@ describe('refusals name what they refuse', () => {
     );
     refuses(modules({}), /^modules: names no module; give 'default' with its models or slices$/);
     refuses(lin({ modules: { default: { models: [{ model: A }] } } }), /give exactly one of 'models', 'slices' or 'modules'/);
-    refuses(modules({ default: { models: [{ model: A }], base_model: A } }), /modules.default: unsupported key 'base_model'/);
+    refuses(modules({ default: { models: [{ model: A }], paramters: {} } }), /modules.default: unsupported key 'paramters' \(did you mean 'parameters'\?\)/);
+    expect(parseRecipe(modules({ default: { models: [{ model: A, parameters: { weight: 1 } }], name: 'text' } })).ignored).toEqual([
+      "modules.default: key 'name' ignored: weightmix reads no such key here (mergekit ignores it too)",
+    ]);
     refuses(modules({ default: { parameters: { weight: 1 } } }), /modules.default: give exactly one of 'models' or 'slices'/);
     refuses(
       modules({ default: { models: [{ model: A, parameters: { wieght: 1 } }] } }),

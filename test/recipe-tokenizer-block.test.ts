@@ -76,7 +76,12 @@ test('tokenizer: {source: B} writes what tokenizer_source: B writes; a tokens en
 test('refusals: both keys, unknown keys, padding of 0, base without a base model (union, force, new tokens and padding that adds rows: recipe-tokenizer-union.test.ts)', () => {
   const refuses = (extra: Record<string, unknown>, message: RegExp) => expect(() => parseRecipe(recipe(extra))).toThrow(message);
   refuses({ tokenizer_source: B, tokenizer: { source: B } }, /give either 'tokenizer_source' or a 'tokenizer' block, not both/);
-  refuses({ tokenizer: { source: B, extra: 1 } }, /tokenizer: unsupported key 'extra'/);
+  refuses({ tokenizer: { source: B, sorce: A } }, /tokenizer: unsupported key 'sorce' \(did you mean 'source'\?\)/);
+  // A key mergekit's TokenizerConfig ignores is ignored, with a note (recipe-mergekit-leniency.test.ts).
+  expect(parseRecipe(recipe({ tokenizer: { source: B, comment: 'x', tokens: { t1: { source: A, note: 'y' } } } })).ignored).toEqual([
+    "tokenizer: key 'comment' ignored: weightmix reads no such key here (mergekit ignores it too)",
+    'tokenizer.tokens."t1": key \'note\' ignored: weightmix reads no such key here (mergekit ignores it too)',
+  ]);
   refuses({ tokenizer: { source: B, pad_to_multiple_of: 0 } }, /pad_to_multiple_of: expected a positive integer/);
   refuses({ tokenizer: { source: 'base' } }, /tokenizer.source: 'base' needs a base_model/);
   refuses({ tokenizer: { source: B, tokens: { t1: { source: A, force: 'yes' } } } }, /tokenizer.tokens."t1".force: expected true or false/);

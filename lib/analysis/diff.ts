@@ -186,9 +186,9 @@ export interface DiffOptions {
   a: string;
   /** Second model (B), a folder or a hub id. */
   b: string;
-  /** Progress of a hub download (a hub id not yet in the cache); one that throws, or whose promise rejects, fails the run with its error. */
+  /** Progress of a hub download (a hub id not yet in the cache); one that throws, or whose promise rejects, fails the run with its error while it can still stop. */
   onDownload?: ResolveOptions['onDownload'];
-  /** One-line notices while resolving a hub id (cache used offline, …); one that throws, or whose promise rejects, fails the run with its error. */
+  /** One-line notices while resolving a hub id (cache used offline, …); one that throws, or whose promise rejects, fails the run with its error while it can still stop. */
   onNotice?: ResolveOptions['onNotice'];
   /** Worker threads (default: the number of cores). The figures do not depend on it. */
   threads?: number;

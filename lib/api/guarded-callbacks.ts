@@ -19,9 +19,9 @@ export interface NotifyingOptions {
 
 /**
  * Runs `run` with `options`' notification callbacks guarded and its signal replaced by one that also fires when a callback
- * fails: the run rejects with the callback's error, whether the failure stopped it or came before it ended anyway (a merge's
- * notices all come before it publishes). One that comes after the run settled is dropped. The caller's own abort keeps its
- * reason and its 'Aborted' error.
+ * fails: a run that this stops rejects with the callback's error, not an abort. One that had passed its last check (a merge
+ * that publishes: its output is there) resolves as it would have, and the failure is dropped, as one after it settled is. The
+ * caller's own abort keeps its reason and its 'Aborted' error.
  */
 export async function withGuardedCallbacks<O extends NotifyingOptions, T>(options: O, run: (guarded: O) => Promise<T>): Promise<T> {
   if (options.onNotice === undefined && options.onDownload === undefined) return run(options);
@@ -48,15 +48,12 @@ export async function withGuardedCallbacks<O extends NotifyingOptions, T>(option
             fail(e);
           }
         };
-  let result: T;
   try {
-    result = await run({ ...options, onNotice: guard(options.onNotice), onDownload: guard(options.onDownload), signal: controller.signal });
+    return await run({ ...options, onNotice: guard(options.onNotice), onDownload: guard(options.onDownload), signal: controller.signal });
   } catch (e) {
     if (failed !== undefined) throw failed.error;
     throw e;
   } finally {
     caller?.removeEventListener('abort', follow);
   }
-  if (failed !== undefined) throw failed.error;
-  return result;
 }

@@ -45,7 +45,7 @@ export interface DownloadProgress {
 export interface DownloadHooks {
   /** Progress of the download (nothing is called when the cache already has every file). */
   onDownload?: (p: DownloadProgress) => void;
-  /** One-line notices (the cache used because the hub is unreachable, …); one that throws, or whose promise rejects, fails the run with its error. */
+  /** One-line notices (the cache used because the hub is unreachable, …); one that throws, or whose promise rejects, fails the run with its error while it can still stop. */
   onNotice?: (message: string) => void;
   /** Cancels the download: rejects with an 'AbortError' (code 'Aborted'); the partial files stay for a resume. */
   signal?: AbortSignal;

@@ -76,9 +76,9 @@ export interface InterpolationCommon extends SelectionInput, EngineOptions {
    * rejects with what it threw.
    */
   onProgress?: (p: MergeProgress) => void;
-  /** Progress of a hub download, when a hub id is not (wholly) in the cache; one that throws, or whose promise rejects, fails the run with its error. */
+  /** Progress of a hub download, when a hub id is not (wholly) in the cache; one that throws, or whose promise rejects, fails the run with its error while it can still stop. */
   onDownload?: (p: DownloadProgress) => void;
-  /** One-line notices (stale leftovers removed, …); one that throws, or whose promise rejects, fails the run with its error. */
+  /** One-line notices (stale leftovers removed, …); one that throws, or whose promise rejects, fails the run with its error while it can still stop. */
   onNotice?: (message: string) => void;
   /**
    * Cancels the run: the promise rejects with a `WeightmixError` whose `name` is 'AbortError', `code`

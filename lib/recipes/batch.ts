@@ -57,9 +57,9 @@ export interface BatchMergeOptions extends EngineOptions, ParseRecipeOptions {
   part?: string | { index: number; count: number };
   /** Progress of each statistics pass, then of the write stage over the whole batch (every group's write pass). */
   onProgress?: (p: MergeProgress) => void;
-  /** Progress of a hub download, when a hub id in a recipe is not (wholly) in the cache; one that throws, or whose promise rejects, fails the run with its error. */
+  /** Progress of a hub download, when a hub id in a recipe is not (wholly) in the cache; one that throws, or whose promise rejects, fails the run with its error while it can still stop. */
   onDownload?: (p: DownloadProgress) => void;
-  /** One-line notices (stale leftovers removed, a hub cache used offline, …); one that throws, or whose promise rejects, fails the run with its error. */
+  /** One-line notices (stale leftovers removed, a hub cache used offline, …); one that throws, or whose promise rejects, fails the run with its error while it can still stop. */
   onNotice?: (message: string) => void;
   /** Cancels the batch: the promise rejects with an 'AbortError' (code 'Aborted', `cause` the signal's reason); nothing is published. */
   signal?: AbortSignal;
@@ -174,7 +174,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
     ),
   );
   recipes.forEach((r) => methodFor(r.method)); // refuses an unsupported method before any model is opened
-  recipes.forEach((r, i) => r.ignored.forEach((note) => options.onNotice?.(`${batch[i].name}: ${note}`)));
+  recipes.forEach((r, i) => (r.ignored ?? []).forEach((note) => options.onNotice?.(`${batch[i].name}: ${note}`)));
   recipes.forEach((r, i) => {
     const j = r.adapters.findIndex((a) => a !== null);
     if (j >= 0)

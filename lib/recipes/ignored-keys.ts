@@ -15,7 +15,7 @@ export function unknownKeys(obj: Record<string, unknown>, allowed: readonly stri
   }
 }
 
-/** The key `key` likely misspells: within two edits, or the start of it (`base` for `base_model`). */
+/** The key `key` likely misspells: within two edits, or the start of one (`base` for `base_model`; not `model_name` for `model`). */
 export function misspelt(key: string, known: readonly string[]): string | undefined {
-  return nearestKey(key, known) ?? (key.length >= 3 ? known.find((k) => k.startsWith(key) || key.startsWith(k)) : undefined);
+  return nearestKey(key, known) ?? (key.length >= 3 ? known.find((k) => k.startsWith(key)) : undefined);
 }

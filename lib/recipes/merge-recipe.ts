@@ -67,9 +67,9 @@ export interface MergeOptions extends EngineOptions, ParseRecipeOptions {
    * rejects with what it threw.
    */
   onProgress?: (p: MergeProgress) => void;
-  /** Progress of a hub download, when a hub id in the recipe is not (wholly) in the cache; one that throws, or whose promise rejects, fails the run with its error. */
+  /** Progress of a hub download, when a hub id in the recipe is not (wholly) in the cache; one that throws, or whose promise rejects, fails the run with its error while it can still stop. */
   onDownload?: (p: DownloadProgress) => void;
-  /** One-line notices (stale leftovers removed, a hub cache used offline, …); one that throws, or whose promise rejects, fails the run with its error. */
+  /** One-line notices (stale leftovers removed, a hub cache used offline, …); one that throws, or whose promise rejects, fails the run with its error while it can still stop. */
   onNotice?: (message: string) => void;
   /** Cancels the run: the promise rejects with an 'AbortError' (code 'Aborted', `cause` the signal's reason); nothing is published. */
   signal?: AbortSignal;
@@ -177,7 +177,7 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   parseOutputFolder(options.output, name('output'));
   const recipe: Recipe = isRecipe(input) ? checkRecipe(input) : parseRecipeAs(input, options, 'merge');
   methodFor(recipe.method); // refuses an unsupported method before any model is opened
-  for (const note of recipe.ignored) options.onNotice?.(note);
+  for (const note of recipe.ignored ?? []) options.onNotice?.(note);
   const threads = parseThreads(options.threads, name('threads'));
   const blockBytes = parseBlockBytes(options.blockBytes, name('blockBytes'));
   const direct = options.direct ?? true;

@@ -8,6 +8,7 @@
  * (a multimodal architecture's vision tower, text decoder, projector) are refused with the reason.
  */
 import { WeightmixError } from '../errors';
+import { unknownKeys } from './ignored-keys';
 
 /** mergekit's name of a one-module architecture's module. */
 export const DECODER_MODULE = 'default';
@@ -23,7 +24,8 @@ export interface RecipeBody {
   at: string;
 }
 
-export function recipeBody(top: Record<string, unknown>): RecipeBody {
+/** `ignored` receives a note for each key of the module that mergekit ignores (ignored-keys.ts). */
+export function recipeBody(top: Record<string, unknown>, ignored: string[]): RecipeBody {
   if (top.modules === undefined || top.modules === null) return { models: top.models, slices: top.slices, moduleParameters: undefined, at: '' };
   const modules = top.modules;
   if (typeof modules !== 'object' || Array.isArray(modules))
@@ -45,11 +47,6 @@ export function recipeBody(top: Record<string, unknown>): RecipeBody {
   if (typeof module !== 'object' || module === null || Array.isArray(module))
     throw new WeightmixError('InvalidRecipe', `${at.slice(0, -1)}: expected a mapping`);
   const body = module as Record<string, unknown>;
-  const unknown = Object.keys(body).filter((k) => !MODULE_KEYS.includes(k));
-  if (unknown.length > 0)
-    throw new WeightmixError(
-      'UnsupportedRecipe',
-      `${at.slice(0, -1)}: unsupported key '${unknown[0]}' (a module has ${MODULE_KEYS.map((k) => `'${k}'`).join(', ')})`,
-    );
+  unknownKeys(body, MODULE_KEYS, at.slice(0, -1), ignored);
   return { models: body.models, slices: body.slices, moduleParameters: body.parameters, at };
 }

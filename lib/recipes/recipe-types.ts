@@ -78,5 +78,5 @@ export interface Recipe {
    * What the recipe holds that weightmix, as mergekit, ignores: keys no model of mergekit's configuration declares and parameters
    * the method does not take, one line each; `merge` and `mergeBatch` give each as a notice.
    */
-  ignored: string[];
+  ignored?: string[];
 }

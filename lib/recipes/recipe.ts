@@ -217,7 +217,7 @@ export function parseRecipeAs(input: string | Record<string, unknown>, options: 
     return i;
   };
 
-  const body = recipeBody(top);
+  const body = recipeBody(top, ignored);
   const at = body.at;
   // As mergekit's validator: a null or empty list beside the other form is no list (models: [] next to slices: merges the slices).
   const listed = (v: unknown) => v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0);
@@ -281,7 +281,7 @@ export function parseRecipeAs(input: string | Record<string, unknown>, options: 
     if (i < 0) throw recipeError(`${where}: ${written} is not one of the recipe's models`);
     return i;
   };
-  const block = given(top.tokenizer) ? parseTokenizerBlock(top.tokenizer, knownModel) : null;
+  const block = given(top.tokenizer) ? parseTokenizerBlock(top.tokenizer, knownModel, ignored) : null;
   const vocabularySource = block ? block.source : top.tokenizer_source;
   if (given(vocabularySource)) {
     const ts = vocabularySource;

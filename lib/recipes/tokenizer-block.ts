@@ -6,6 +6,7 @@
  */
 import { WeightmixError } from '../errors';
 import type { TokenRowSource, TokenSetting } from './recipe-types';
+import { unknownKeys } from './ignored-keys';
 
 const BLOCK_KEYS = ['source', 'tokens', 'pad_to_multiple_of'];
 const TOKEN_KEYS = ['source', 'force'];
@@ -49,12 +50,11 @@ function tokenSource(value: unknown, where: string, model: (written: unknown, wh
   };
 }
 
-export function parseTokenizerBlock(value: unknown, model: (written: unknown, where: string) => number): TokenizerBlock {
+/** `ignored` receives a note for each key of the block, or of a token's entry, that mergekit ignores (ignored-keys.ts). */
+export function parseTokenizerBlock(value: unknown, model: (written: unknown, where: string) => number, ignored: string[]): TokenizerBlock {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid('tokenizer: expected a mapping');
   const block = value as Record<string, unknown>;
-  const unknown = Object.keys(block).filter((k) => !BLOCK_KEYS.includes(k));
-  if (unknown.length > 0)
-    throw new WeightmixError('UnsupportedRecipe', `tokenizer: unsupported key '${unknown[0]}' (mergekit's block has ${BLOCK_KEYS.join(', ')})`);
+  unknownKeys(block, BLOCK_KEYS, 'tokenizer', ignored);
   const tokens = new Map<string, TokenSetting>();
   if (block.tokens !== undefined && block.tokens !== null) {
     if (typeof block.tokens !== 'object' || Array.isArray(block.tokens)) throw invalid('tokenizer.tokens: expected a mapping of token → {source, force}');
@@ -62,8 +62,7 @@ export function parseTokenizerBlock(value: unknown, model: (written: unknown, wh
       const where = `tokenizer.tokens.${JSON.stringify(token)}`;
       if (token === '') throw invalid(`${where}: a token cannot be empty`);
       if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) throw invalid(`${where}: expected a mapping`);
-      const bad = Object.keys(spec).filter((k) => !TOKEN_KEYS.includes(k));
-      if (bad.length > 0) throw invalid(`${where}: unknown key '${bad[0]}' (mergekit takes ${TOKEN_KEYS.join(', ')})`);
+      unknownKeys(spec as Record<string, unknown>, TOKEN_KEYS, where, ignored);
       const force = (spec as { force?: unknown }).force ?? false;
       if (typeof force !== 'boolean') throw invalid(`${where}.force: expected true or false`);
       tokens.set(token, { source: tokenSource((spec as { source?: unknown }).source, `${where}.source`, model), force });
