@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BIN, cachedPair, ensureCliBuilt, ROOT, scratchDir } from './helpers/cli';
+import { BIN, cachedPair, ensureCliBuilt, interpolateArgv, ROOT, scratchDir } from './helpers/cli';
 
 /** What requiring dist/lib/cli.js loads: lib files relative to dist/lib, and the packages by name. */
 function loadedAtStartup(): { lib: string[]; packages: string[] } {
@@ -49,21 +49,7 @@ test('a merge of local folders loads no hub downloader: no HTTP client, proxy ag
     const preload = path.join(dir, 'loaded-at-exit.js');
     const list = path.join(dir, 'loaded.json');
     fs.writeFileSync(preload, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(list)}, JSON.stringify(Object.keys(require.cache))));`);
-    const argv = [
-      '-r',
-      preload,
-      BIN,
-      'interpolate',
-      '--instruct',
-      pair.instruct,
-      '--thinking',
-      pair.thinking,
-      '--lambda',
-      '0.5',
-      '-o',
-      path.join(dir, 'out'),
-      '-q',
-    ];
+    const argv = ['-r', preload, BIN, ...interpolateArgv(pair, path.join(dir, 'out'), ['-q'])];
     // A hung CLI is killed (jest's own timeout cannot stop spawnSync); no colour codes from the environment reach stderr.
     const run = spawnSync(process.execPath, argv, { encoding: 'utf8', timeout: 60_000, env: { ...process.env, FORCE_COLOR: '0' } });
     expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: '' });

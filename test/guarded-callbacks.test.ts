@@ -10,7 +10,7 @@ import { abortError } from '../lib/errors';
 import { tempFolderName } from '../lib/engine/output-leftovers';
 import { interpolate, merge, mergeBatch, resolveModelReference, sweep, type CheckpointPair } from '../lib/index';
 import { cachedPair, leftoversBeside } from './helpers/cli';
-import { filesFromFolder, HubServer, repoOf, startHubServer } from './helpers/hub-server';
+import { filesFromFolder, HubServer, isolatedHubEnv, repoOf, startHubServer } from './helpers/hub-server';
 import { dir as root, useTempDir } from './helpers/temp-dir';
 import { deadPid } from './helpers/transaction-cases';
 
@@ -161,7 +161,7 @@ describe('a download', () => {
   afterAll(() => server?.close());
 
   test('an async onDownload that rejects stops it with its error, and the next run downloads the model whole', async () => {
-    const env = { HF_ENDPOINT: server.endpoint, HF_HOME: path.join(root, 'home'), HF_HUB_CACHE: '', HF_TOKEN: '', HF_HUB_OFFLINE: '0' };
+    const env = isolatedHubEnv(server.endpoint, path.join(root, 'home'));
     const rejected = new Error('async download sink failed');
     const unhandled = await unhandledDuring(async () => {
       await expect(

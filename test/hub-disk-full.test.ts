@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { writeWhole } from '../lib/hub/fetch-blob';
 import { resolveModelReference } from '../lib/hub/resolve';
 import { cachedPair } from './helpers/cli';
-import { filesFromFolder, HubServer, repoOf, startHubServer } from './helpers/hub-server';
+import { filesFromFolder, HubServer, isolatedHubEnv, repoOf, startHubServer } from './helpers/hub-server';
 import { dir as root, useTempDir } from './helpers/temp-dir';
 
 useTempDir('wm-hub-disk-full-');
@@ -44,7 +44,7 @@ describe('a full disk mid-download', () => {
 
   test("removes the partial blobs of the run's other transfers too", async () => {
     if (!fs.existsSync('/dev/full')) return console.warn('hub-disk-full.test: skipped: no /dev/full on this system');
-    const env = { HF_ENDPOINT: server.endpoint, HF_HOME: path.join(root, 'home'), HF_HUB_CACHE: '', HF_TOKEN: '', HF_HUB_OFFLINE: '0' };
+    const env = isolatedHubEnv(server.endpoint, path.join(root, 'home'));
     const files = server.repos.get('Org/Model')!.commits[server.repos.get('Org/Model')!.refs.main];
     const [full, stalled] = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'].map((p) => files.find((f) => f.path === p)!);
     // One shard's transfer file is /dev/full (every write fails with ENOSPC); the other stalls midway, its partial on disk.
@@ -62,7 +62,7 @@ describe('a full disk mid-download', () => {
   test("leaves the partial blob of a file whose lock another live process holds (it is that process's to write)", async () => {
     if (!fs.existsSync('/dev/full')) return console.warn('hub-disk-full.test: skipped: no /dev/full on this system');
     const home = path.join(root, 'home-other');
-    const env = { HF_ENDPOINT: server.endpoint, HF_HOME: home, HF_HUB_CACHE: '', HF_TOKEN: '', HF_HUB_OFFLINE: '0' };
+    const env = isolatedHubEnv(server.endpoint, home);
     const files = server.repos.get('Org/Model')!.commits[server.repos.get('Org/Model')!.refs.main];
     const [full, other] = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'].map((p) => files.find((f) => f.path === p)!);
     const blobs = path.join(home, 'hub', 'models--Org--Model', 'blobs');

@@ -5,7 +5,7 @@
 import * as path from 'node:path';
 import { resolveModelReference } from '../lib/hub/resolve';
 import { cachedPair } from './helpers/cli';
-import { filesFromFolder, HubServer, repoOf, startHubServer } from './helpers/hub-server';
+import { filesFromFolder, HubServer, isolatedHubEnv, repoOf, startHubServer } from './helpers/hub-server';
 import { dir as root, useTempDir } from './helpers/temp-dir';
 
 useTempDir('wm-hub-timeout-');
@@ -18,14 +18,7 @@ beforeAll(async () => {
 afterAll(() => server?.close());
 
 test('a transfer silent for HF_HUB_DOWNLOAD_TIMEOUT seconds is broken off, resumed, and reported with the setting', async () => {
-  const env = {
-    HF_ENDPOINT: server.endpoint,
-    HF_HOME: path.join(root, 'home'),
-    HF_HUB_CACHE: '',
-    HF_TOKEN: '',
-    HF_HUB_OFFLINE: '0',
-    HF_HUB_DOWNLOAD_TIMEOUT: '1',
-  };
+  const env = isolatedHubEnv(server.endpoint, path.join(root, 'home'), { HF_HUB_DOWNLOAD_TIMEOUT: '1' });
   server.stalls.push({ path: 'model-00001-of-00002.safetensors', afterBytes: 1000 });
   const notices: string[] = [];
   const started = Date.now();

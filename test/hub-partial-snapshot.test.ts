@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { resolveModelReference } from '../lib/hub/resolve';
 import { cachedPair } from './helpers/cli';
-import { filesFromFolder, HubServer, repoOf, startHubServer } from './helpers/hub-server';
+import { filesFromFolder, HubServer, isolatedHubEnv, repoOf, startHubServer } from './helpers/hub-server';
 import { dir as root, useTempDir } from './helpers/temp-dir';
 
 useTempDir('wm-hub-partial-');
@@ -16,19 +16,7 @@ useTempDir('wm-hub-partial-');
 let server: HubServer;
 let pair: { instruct: string; thinking: string };
 let n = 0;
-const envOf = (extra: Record<string, string> = {}): Record<string, string> => ({
-  HF_ENDPOINT: server.endpoint,
-  HF_HOME: path.join(root, `home-${++n}`),
-  HF_HUB_CACHE: '',
-  HF_TOKEN: '',
-  HUGGING_FACE_HUB_TOKEN: '',
-  HF_HUB_OFFLINE: '0',
-  HTTP_PROXY: '',
-  HTTPS_PROXY: '',
-  http_proxy: '',
-  https_proxy: '',
-  ...extra,
-});
+const envOf = (extra: Record<string, string> = {}) => isolatedHubEnv(server.endpoint, path.join(root, `home-${++n}`), extra);
 
 beforeAll(async () => {
   pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 24 });

@@ -2,30 +2,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cachedPair, runCli, scratchDir } from './helpers/cli';
-import { filesFromFolder, HubServer, repoOf, startHubServer } from './helpers/hub-server';
+import { filesFromFolder, HubServer, repoOf, isolatedHubEnv, startHubServer } from './helpers/hub-server';
 import { ForwardProxy, startForwardProxy } from './helpers/forward-proxy';
 
 let server: HubServer;
 let proxy: ForwardProxy;
 let work: string;
 let n = 0;
-/** A fresh cache per run, every HF_* and proxy variable set so that the host's never leak in. */
-const env = (extra: Record<string, string>) => ({
-  HF_ENDPOINT: server.endpoint,
-  HF_HOME: path.join(work, `home-${++n}`),
-  HF_HUB_CACHE: '',
-  HF_TOKEN: '',
-  HF_HUB_OFFLINE: '0',
-  HTTP_PROXY: '',
-  HTTPS_PROXY: '',
-  ALL_PROXY: '',
-  NO_PROXY: '',
-  http_proxy: '',
-  https_proxy: '',
-  all_proxy: '',
-  no_proxy: '',
-  ...extra,
-});
+/** A fresh cache per run. */
+const env = (extra: Record<string, string>) => isolatedHubEnv(server.endpoint, path.join(work, `home-${++n}`), extra);
 
 beforeAll(async () => {
   const pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 13 });

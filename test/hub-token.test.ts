@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { hubEnvironment } from '../lib/hub/environment';
 import { resolveModelReference } from '../lib/hub/resolve';
 import { cachedPair, expectOneLineError, runCli } from './helpers/cli';
-import { filesFromFolder, HubServer, repoOf, startHubServer } from './helpers/hub-server';
+import { filesFromFolder, HubServer, isolatedHubEnv, repoOf, startHubServer } from './helpers/hub-server';
 import { dir as root, useTempDir } from './helpers/temp-dir';
 
 useTempDir('wm-hub-token-');
@@ -16,20 +16,7 @@ useTempDir('wm-hub-token-');
 const TOKEN = 'hf_secretprivatetoken';
 let server: HubServer;
 let n = 0;
-/** A fresh cache, every HF_* variable set so that the host's never leak in. */
-const envOf = (extra: Record<string, string> = {}): Record<string, string> => ({
-  HF_ENDPOINT: server.endpoint,
-  HF_HOME: path.join(root, `home-${++n}`),
-  HF_HUB_CACHE: '',
-  HF_TOKEN: '',
-  HUGGING_FACE_HUB_TOKEN: '',
-  HF_HUB_OFFLINE: '0',
-  HTTP_PROXY: '',
-  HTTPS_PROXY: '',
-  http_proxy: '',
-  https_proxy: '',
-  ...extra,
-});
+const envOf = (extra: Record<string, string> = {}) => isolatedHubEnv(server.endpoint, path.join(root, `home-${++n}`), extra);
 
 beforeAll(async () => {
   const pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 23 });

@@ -5,7 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import { BIN, cachedPair, ensureCliBuilt } from './helpers/cli';
+import { BIN, cachedPair, ensureCliBuilt, interpolateArgv } from './helpers/cli';
 import { testIf } from './helpers/skip';
 import { dir as root, useTempDir } from './helpers/temp-dir';
 
@@ -22,21 +22,7 @@ withTerminal(
   async () => {
     ensureCliBuilt();
     const pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 22 });
-    const command = [
-      process.execPath,
-      BIN,
-      'interpolate',
-      '--instruct',
-      pair.instruct,
-      '--thinking',
-      pair.thinking,
-      '--lambda',
-      '0.5',
-      '-o',
-      path.join(root, 'out'),
-    ]
-      .map(quoted)
-      .join(' ');
+    const command = [process.execPath, BIN, ...interpolateArgv(pair, path.join(root, 'out'))].map(quoted).join(' ');
     const run = spawnSync('script', ['-qec', command, '/dev/null'], { encoding: 'utf8', timeout: 60_000 });
     expect(run.status).toBe(0);
     const frames = run.stdout.split(/\r|\n/).filter((line) => line.includes('interpolate '));

@@ -13,6 +13,11 @@ import { makeCheckpointPair, type CheckpointPair, type CheckpointPairOptions } f
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'weightmix.js');
+
+/** `weightmix interpolate` of `pair` at λ 0.5 into `out` (flags after it: `extra`), as the command's arguments. */
+export function interpolateArgv(pair: { instruct: string; thinking: string }, out: string, extra: string[] = []): string[] {
+  return ['interpolate', '--instruct', pair.instruct, '--thinking', pair.thinking, '--lambda', '0.5', '-o', out, ...extra];
+}
 const ADDON = path.join(ROOT, 'build', 'Release', 'weightmix.node');
 
 export interface CliResult {

@@ -121,6 +121,23 @@ export function repoOf(files: HubFile[], extraRefs: string[] = []): HubRepo {
   return { refs, commits: { [commit]: files } };
 }
 
+/**
+ * The environment of a run against `endpoint` with its own cache `home`: every HF_* and proxy variable set, so that the host's
+ * never leak in (a proxy of the host must not take the requests to the imitation on 127.0.0.1); `extra` last.
+ */
+export function isolatedHubEnv(endpoint: string, home: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    HF_ENDPOINT: endpoint,
+    HF_HOME: home,
+    HF_HUB_CACHE: '',
+    HF_TOKEN: '',
+    HUGGING_FACE_HUB_TOKEN: '',
+    HF_HUB_OFFLINE: '0',
+    ...Object.fromEntries(['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'all_proxy', 'no_proxy'].map((v) => [v, ''])),
+    ...extra,
+  };
+}
+
 export async function startHubServer(repos: Record<string, HubRepo> = {}): Promise<HubServer> {
   const state = {
     repos: new Map(Object.entries(repos)),
