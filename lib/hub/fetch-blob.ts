@@ -35,9 +35,22 @@ export interface BlobRequest {
 
 /** Thrown when the connection broke mid-transfer; the partial file stays for a resume. */
 export class TransferInterrupted extends WeightmixError {
-  constructor(message: string, cause?: unknown) {
+  /** How long to wait before the next try (a server that asked for a pause: HTTP 429, 503 with Retry-After). */
+  readonly retryAfterMs: number;
+  constructor(message: string, cause?: unknown, retryAfterMs = 0) {
     super('HubDownloadInterrupted', message, { cause });
+    this.retryAfterMs = retryAfterMs;
   }
+}
+
+/** The most a Retry-After is waited for before a try: longer pauses are the next run's to wait out. */
+const MAX_RETRY_AFTER_MS = 30_000;
+
+/** The pause a busy server's answer asks for (Retry-After in seconds or as a date), else one second; at most MAX_RETRY_AFTER_MS. */
+function retryAfter(res: http.IncomingMessage): number {
+  const value = headerValue(res, 'retry-after');
+  const seconds = value === null ? NaN : /^\d+$/.test(value.trim()) ? Number(value) : (Date.parse(value) - Date.now()) / 1000;
+  return Math.min(MAX_RETRY_AFTER_MS, Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 1000);
 }
 
 /** A resume the server refused (HTTP 416: it holds no byte past the partial file's): the partial file is removed and the transfer starts over. */
@@ -145,6 +158,11 @@ async function openTransfer(req: BlobRequest, start: string, have: number): Prom
     }
     if (status === 200 || (status === 206 && rangeStart(res) === have)) return res;
     res.resume();
+    // A server that cannot serve now (as huggingface_hub retries them): tried again, after the pause it asks for.
+    if (status === 408 || status === 429 || status >= 500) {
+      const why = status === 429 ? 'too many requests' : status === 408 ? 'request timeout' : 'a server error';
+      throw new TransferInterrupted(`${req.ref.repo}: ${req.file.path}: ${url.host} answered HTTP ${status} (${why})`, undefined, retryAfter(res));
+    }
     if (status === 416 && have > 0)
       throw new ResumeRefused(
         `${req.ref.repo}: ${req.file.path}: ${url.host} refused to resume from byte ${have} (HTTP 416); the partial file was removed to start over`,

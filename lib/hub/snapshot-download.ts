@@ -4,6 +4,7 @@
  * written last.
  */
 import * as fs from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
 import { WeightmixError } from '../errors';
 import { parseJsonStrict } from '../format/json-strict';
 import { checkRelativeName } from '../model/paths';
@@ -205,7 +206,8 @@ async function fetchOne(
         if (diskFull()) await fs.promises.rm(`${blob}.incomplete`, { force: true }).catch(() => {});
         if (!(e instanceof TransferInterrupted) || hooks.signal?.aborted) throw e;
         if (attempt === ATTEMPTS) throw new TransferInterrupted(`${e.message}; run again to resume`, e);
-        hooks.onNotice?.(`${e.message}; resuming (try ${attempt + 1} of ${ATTEMPTS})`);
+        hooks.onNotice?.(`${e.message}; resuming (try ${attempt + 1} of ${ATTEMPTS})${e.retryAfterMs > 0 ? ` in ${Math.ceil(e.retryAfterMs / 1000)} s` : ''}`);
+        await pause(e.retryAfterMs, hooks.signal);
       }
     }
   });
@@ -217,4 +219,9 @@ function isCompleteBlob(blob: string, size: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Waits `ms` (not at all for 0); an abort ends the wait at once, and the next try then stops on it. */
+async function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (ms > 0) await delay(ms, undefined, { signal }).catch(() => {});
 }
