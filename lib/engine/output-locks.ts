@@ -32,18 +32,28 @@ export async function takeLock(lockFile: string, target: string): Promise<void> 
     // A lock is created, then its pid written: one still without a pid is a run between the two (it was taken over at once,
     // and both runs then wrote the output) until EMPTY_LOCK_STALE_MS, as removeStale and the fixture and hub locks judge it.
     held: holderAlive,
-    refuse: (holder) =>
-      new WeightmixError(
-        'OutputLocked',
-        ownLock(holder)
-          ? `this process is already writing ${target}`
-          : `another weightmix run${holderNote(holder)} is writing ${target}${anotherHostHint(holder, lockFile)}`,
-      ),
+    refuse: (holder) => lockedError(holder, lockFile, target),
     contended: () => new WeightmixError('OutputLocked', `cannot lock ${target}`),
   };
   await takePidLock(lockFile, rules, 2).catch((e: Error) => {
     throw e instanceof WeightmixError ? e : new WeightmixError('OutputError', `cannot create lock ${lockFile}: ${e.message}`);
   });
+}
+
+/** The refusal of `target` whose lock `holder` holds. */
+function lockedError(holder: LockHolder, lockFile: string, target: string): WeightmixError {
+  return new WeightmixError(
+    'OutputLocked',
+    ownLock(holder)
+      ? `this process is already writing ${target}`
+      : `another weightmix run${holderNote(holder)} is writing ${target}${anotherHostHint(holder, lockFile)}`,
+  );
+}
+
+/** A whole run refuses at once where another run holds the output's lock (takeLock refuses it anyway, but only once it begins writing). */
+export function refuseHeldLock(lockFile: string, target: string): void {
+  const holder = heldLock(lockFile);
+  if (holder !== undefined) throw lockedError(holder, lockFile, target);
 }
 
 /** A part's lock: its output's stem (group 1), I and N. */

@@ -14,7 +14,18 @@ import { releaseLock } from '../pid-locks';
 import { refuseForcedNonModel } from '../force-target';
 import { isAtOrInside } from '../path-inside';
 import { leftoverStem, oldFolderName, removeStale, tempFolderName } from './output-leftovers';
-import { heldLock, lockFileOf, PART_LOCK, partLockName, partRunning, publishLockOf, refuseWholeRun, takeLock, waitForLock } from './output-locks';
+import {
+  heldLock,
+  lockFileOf,
+  PART_LOCK,
+  partLockName,
+  partRunning,
+  publishLockOf,
+  refuseHeldLock,
+  refuseWholeRun,
+  takeLock,
+  waitForLock,
+} from './output-locks';
 import {
   type JobPart,
   partsFileText,
@@ -96,6 +107,17 @@ export class OutputTransaction {
       removeEmptyParents(parent, createdParent);
       throw e;
     }
+  }
+
+  /**
+   * Refuses an output another run is writing (its lock held; for a part, a whole run's): a merge asks before its LoRA adapters,
+   * rebuilt vocabularies and statistics passes (minutes on a large model), where begin would refuse it only afterwards.
+   */
+  static refuseLocked(targetPath: string, part: boolean): void {
+    const target = path.resolve(targetPath);
+    const lockFile = lockFileOf(path.dirname(target), leftoverStem(path.basename(target)));
+    if (part) refuseWholeRun(lockFile, target);
+    else refuseHeldLock(lockFile, target);
   }
 
   /**

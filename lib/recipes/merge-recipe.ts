@@ -187,6 +187,7 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   // A part's output is shared with the other parts (only a file or a dangling link there is refused now); its transaction tells their files from another model's.
   const localInputs = [...recipe.models, ...recipe.adapters].filter((m): m is string => m !== null && path.isAbsolute(m));
   OutputTransaction.refuseExisting(options.output, options.force, part !== undefined, localInputs);
+  OutputTransaction.refuseLocked(options.output, part !== undefined);
   preloadNative();
   try {
     const allowed = options.allowCrimes === true;
