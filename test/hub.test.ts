@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { cachedPair, expectOneLineError, runCli, scratchDir, startCli } from './helpers/cli';
-import { commitOf, filesFromFolder, hubFile, HubServer, repoOf, startHubServer } from './helpers/hub-server';
+import { commitOf, filesFromFolder, hubFile, HubServer, isolatedHubEnv, repoOf, startHubServer } from './helpers/hub-server';
 import { hubFaultCases } from './helpers/hub-fault-cases';
 import { readSafetensorsHeader } from '../lib/format/safetensors';
 import { hubEnvironment } from '../lib/hub/environment';
@@ -29,18 +29,8 @@ let server: HubServer;
 let pair: { instruct: string; thinking: string };
 let work: string;
 let n = 0;
-/** A fresh cache (HF_HOME) per test unless one is given; every HF_* variable set, so the host's never leak in. */
-const hfEnv = (extra: Record<string, string> = {}, home = path.join(work, `home-${++n}`)): Record<string, string> => ({
-  HF_ENDPOINT: server.endpoint,
-  HF_HOME: home,
-  HF_HUB_CACHE: '',
-  HF_TOKEN: '',
-  HF_HUB_OFFLINE: '0',
-  HUGGING_FACE_HUB_TOKEN: '',
-  // A proxy of the host must not take the requests to the imitation on 127.0.0.1 (test/hub-proxy.test.ts tests proxies).
-  ...Object.fromEntries(PROXY_VARIABLES.map((v) => [v, ''])),
-  ...extra,
-});
+/** A fresh cache (HF_HOME) per test unless one is given; every HF_* and proxy variable set, so the host's never leak in. */
+const hfEnv = (extra: Record<string, string> = {}, home = path.join(work, `home-${++n}`)) => isolatedHubEnv(server.endpoint, home, extra);
 const cacheOf = (env: Record<string, string>) => path.join(env.HF_HOME, 'hub');
 const shardFiles = (dir: string) =>
   fs
