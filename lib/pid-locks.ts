@@ -178,6 +178,12 @@ export function holdLock(file: string, text: string, refreshMs: number = LOCK_TI
   refreshing.set(file, { timer, mine });
 }
 
+/** Whether this process still holds `file` (holdLock): another run may have taken it over, or a user removed it. */
+export async function stillHeld(file: string): Promise<boolean> {
+  const held = refreshing.get(file);
+  return held !== undefined && (await stillOurs(file, held.mine));
+}
+
 /** Ends this process's hold on `file` (holdLock) and removes it, unless another run has made its own there since; else nothing. */
 export async function releaseLock(file: string): Promise<void> {
   const held = refreshing.get(file);

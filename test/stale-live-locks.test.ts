@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { OutputTransaction } from '../lib/engine/output';
 import { withBlobLock } from '../lib/hub/blob-lock';
 import { holderAlive, LOCK_TIMING, readLockHolder } from '../lib/pid-locks';
 import { dir, useTempDir } from './helpers/temp-dir';
@@ -56,4 +57,23 @@ test('a blob lock of a live pid untouched for the stale time is taken over at on
     ),
   ).rejects.toMatchObject({ code: 'Aborted' });
   expect(waits).toEqual([0]);
+});
+
+test('a run whose output lock was taken over while it merged (stopped past the stale time) publishes nothing', async () => {
+  const target = path.join(dir, 'out');
+  const tx = await OutputTransaction.begin(target);
+  fs.writeFileSync(path.join(tx.tempDir, 'config.json'), '{}');
+  const lock = path.join(dir, '.out.weightmix.lock');
+  // Another run took the lock over: a file of its own there, naming a live pid.
+  fs.rmSync(lock);
+  liveLock(lock, 0);
+  await expect(tx.commit()).rejects.toMatchObject({
+    code: 'OutputLocked',
+    message: expect.stringMatching(/^this run's lock on .*out \(.*\.out\.weightmix\.lock\) was removed or taken over while it merged/),
+  });
+  await tx.abort();
+  expect({ published: fs.existsSync(target), theirs: fs.readFileSync(lock, 'utf8') }).toEqual({
+    published: false,
+    theirs: `${process.ppid} ${os.hostname()}\n`,
+  });
 });

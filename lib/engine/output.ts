@@ -10,7 +10,7 @@ import { syncDir, syncTree } from '../durable-files';
 import { makeFolders } from '../make-folders';
 import { abortError, usageError, WeightmixError } from '../errors';
 import { removeEmptyParents } from '../leftovers';
-import { releaseLock } from '../pid-locks';
+import { releaseLock, stillHeld } from '../pid-locks';
 import { refuseForcedNonModel } from '../force-target';
 import { isAtOrInside } from '../path-inside';
 import { leftoverStem, oldFolderName, removeStale, tempFolderName } from './output-leftovers';
@@ -264,6 +264,14 @@ export class OutputTransaction {
 
   /** Refuses a target that appeared while merging (without --force): before any output of the run is published. */
   private async checkTarget(): Promise<void> {
+    // A run stopped past the stale time (Ctrl-Z, a sleeping machine) finds its lock taken over: another run may be writing
+    // this output now, so this one publishes nothing.
+    if (!(await stillHeld(this.lockFile))) {
+      throw new WeightmixError(
+        'OutputLocked',
+        `this run's lock on ${this.target} (${this.lockFile}) was removed or taken over while it merged (a run stopped for longer than a lock's stale time loses it); nothing was published: run again`,
+      );
+    }
     if (this.mergeInto && this.part) refuseOtherPartJob(this.target, this.part, this.force);
     if (this.force) return;
     if (this.mergeInto) await refuseForeignFiles(this.target, this.tempDir, this.jobShards);
