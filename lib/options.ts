@@ -92,12 +92,14 @@ export function parseThreads(value: unknown, name = '--threads'): number {
 /** The output block size without `blockBytes` (a write pass to tmpfs uses engine/block-bytes.ts's smaller one). */
 export const DEFAULT_BLOCK_BYTES = 8 << 20;
 
+/** A multiple of 4096 up to 1 GiB; a string of digits too, as `threads` takes one (a caller's setting read from text). */
 export function parseBlockBytes(value: unknown, name = 'blockBytes'): number {
   if (value === undefined) return DEFAULT_BLOCK_BYTES;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 4096 || value % 4096 !== 0 || value > 1 << 30) {
+  const n = typeof value === 'string' ? (/^\d+$/.test(value.trim()) ? Number(value) : NaN) : value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 4096 || n % 4096 !== 0 || n > 1 << 30) {
     throw usageError(`${name} must be a multiple of 4096 up to 1 GiB, got ${showValue(value)}`);
   }
-  return value;
+  return n;
 }
 
 /** The most parts a job array may have: the assignment holds a list per part (engine/parts.ts). */

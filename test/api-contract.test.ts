@@ -85,6 +85,13 @@ describe('options are checked as strictly as flags, and worded as options', () =
     await expect(interpolate({ ...base(), threads: undefined })).resolves.toMatchObject({ lambdas: [0.5] });
   });
 
+  test('numbers as text, as a setting read from a file gives them: threads and blockBytes alike (blockBytes refused them)', async () => {
+    await expect(interpolate({ ...base(), threads: '2', blockBytes: '65536' } as never)).resolves.toMatchObject({ threads: 2 });
+    await expect(interpolate({ ...base(), blockBytes: '64 KiB' } as never)).rejects.toEqual(
+      usage('blockBytes must be a multiple of 4096 up to 1 GiB, got "64 KiB"'),
+    );
+  });
+
   test('callbacks must be functions and signals AbortSignals', async () => {
     await expect(interpolate({ ...base(), onProgress: 'log' } as never)).rejects.toEqual(
       usage("interpolate: option 'onProgress' must be a function, got string"),
