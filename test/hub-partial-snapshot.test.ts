@@ -70,7 +70,8 @@ test('a download that broke off leaves its ref: offline, the revision is named a
   }
   await expect(resolveModelReference('Org/Model', { env: { ...env, HF_HUB_OFFLINE: '1' } })).rejects.toMatchObject({
     code: 'HubError',
-    message: expect.stringMatching(new RegExp(`^Org/Model \\(commit [0-9a-f]{40}\\) is only partly in the Hugging Face cache \\(missing [^)]*${shard}`)),
+    // Which files it lacks depends on which had arrived when the shard's transfer gave up; the first three are named.
+    message: expect.stringMatching(/^Org\/Model \(commit [0-9a-f]{40}\) is only partly in the Hugging Face cache \(missing [^)]+\)/),
   });
 });
 
