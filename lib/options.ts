@@ -81,9 +81,14 @@ export function parseFilesFrom(value: unknown, name = '--files-from'): FilesFrom
   return value;
 }
 
+/** A whole number option's value: a number as given, or a string of digits as its number (a setting read from text); else NaN. */
+function wholeNumberOf(value: unknown): unknown {
+  return typeof value === 'string' ? (/^\d+$/.test(value.trim()) ? Number(value) : NaN) : value;
+}
+
 export function parseThreads(value: unknown, name = '--threads'): number {
   if (value === undefined) return os.availableParallelism();
-  const n = typeof value === 'string' ? (/^\d+$/.test(value.trim()) ? Number(value) : NaN) : value;
+  const n = wholeNumberOf(value);
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1024)
     throw usageError(`${name} must be an integer from 1 to 1024, got ${showValue(value)}`);
   return n;
@@ -95,7 +100,7 @@ export const DEFAULT_BLOCK_BYTES = 8 << 20;
 /** A multiple of 4096 up to 1 GiB; a string of digits too, as `threads` takes one (a caller's setting read from text). */
 export function parseBlockBytes(value: unknown, name = 'blockBytes'): number {
   if (value === undefined) return DEFAULT_BLOCK_BYTES;
-  const n = typeof value === 'string' ? (/^\d+$/.test(value.trim()) ? Number(value) : NaN) : value;
+  const n = wholeNumberOf(value);
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 4096 || n % 4096 !== 0 || n > 1 << 30) {
     throw usageError(`${name} must be a multiple of 4096 up to 1 GiB, got ${showValue(value)}`);
   }

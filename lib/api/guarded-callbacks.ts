@@ -6,8 +6,18 @@
  */
 
 /** Whether a callback returned a promise (or another thenable), whose rejection is then the run's to handle. */
-export function isThenable(value: unknown): value is PromiseLike<unknown> {
+function isThenable(value: unknown): value is PromiseLike<unknown> {
   return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+/** Runs a caller's callback (`call`) so that its failure reaches `fail`: a throw, or the rejection of a promise it returns. */
+export function callGuarded(call: () => unknown, fail: (error: unknown) => void): void {
+  try {
+    const returned = call();
+    if (isThenable(returned)) returned.then(undefined, fail);
+  } catch (e) {
+    fail(e);
+  }
 }
 
 /** The options a guarded front door hands its callbacks and signal in. */
@@ -40,13 +50,7 @@ export async function withGuardedCallbacks<O extends NotifyingOptions, T>(option
     callback === undefined
       ? undefined
       : (...args: A) => {
-          if (failed !== undefined) return;
-          try {
-            const returned: unknown = callback(...args);
-            if (isThenable(returned)) returned.then(undefined, fail);
-          } catch (e) {
-            fail(e);
-          }
+          if (failed === undefined) callGuarded(() => callback(...args), fail);
         };
   try {
     return await run({ ...options, onNotice: guard(options.onNotice), onDownload: guard(options.onDownload), signal: controller.signal });

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { abortError, WeightmixError } from '../errors';
-import { isThenable } from '../api/guarded-callbacks';
+import { callGuarded } from '../api/guarded-callbacks';
 import type { WeightmixErrorCode } from '../error-codes';
 import { currentPlatform, loadAddon, LoadedAddon } from './native-loader';
 import { packJobColumns, PackedJobs } from './packed-jobs';
@@ -199,13 +199,7 @@ export async function runPackedPlan(plan: Omit<NativePlan, 'jobs'> & { jobs: Pac
   };
   const progress = onProgress
     ? (done: number, total: number) => {
-        if (callbackFailed || settled) return;
-        try {
-          const returned: unknown = onProgress(done, total);
-          if (isThenable(returned)) returned.then(undefined, fail);
-        } catch (e) {
-          fail(e);
-        }
+        if (!callbackFailed && !settled) callGuarded(() => onProgress(done, total), fail);
       }
     : undefined;
   // The engine waits for the answer; an empty one (after a throw) fails the run, which then rejects with what was thrown.

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isTokenizerSidecar } from '../model/tokenizer-sidecars';
 import type { RepoFile } from './api';
+import { snapshotHas } from './cache';
 import type { TreeListing } from './tree-cache';
 
 export const HUB_INDEX_FILE = 'model.safetensors.index.json';
@@ -54,14 +55,7 @@ const SERIES = /^(.*)-(\d+)-of-(\d+)\.safetensors$/;
  * all (config and tokenizer files cannot be judged then).
  */
 export function missingFromSnapshot(dir: string, purpose: HubPurpose, listing?: TreeListing): string | undefined {
-  const has = (name: string, size?: number) => {
-    try {
-      const st = fs.statSync(path.join(dir, name));
-      return st.isFile() && (size === undefined || st.size === size);
-    } catch {
-      return false;
-    }
-  };
+  const has = (name: string, size?: number) => snapshotHas(dir, name, size);
   if (listing !== undefined) {
     const shards = has(HUB_INDEX_FILE) ? indexShards(path.join(dir, HUB_INDEX_FILE)) : undefined;
     if (shards === null) return `a readable ${HUB_INDEX_FILE}`;

@@ -3,6 +3,7 @@
  * the layers of a slice), `filter:` conditionals, and the precedence per-model → slice → global.
  */
 import { WeightmixError } from '../errors';
+import { decimalNumber } from '../options';
 
 /** A single parameter value. */
 export type Scalar = number | boolean | string;
@@ -97,16 +98,13 @@ export function checkParameterKind(name: string, setting: ParameterSetting, wher
   }
 }
 
-/** A number as text: what Python's float() reads (without inf, nan and underscores). */
-const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
-
 /**
  * `setting` with each decimal-number string of a numeric parameter as the number (`weight: "0.5"`): mergekit's parameter values
  * are floats, which pydantic reads from such strings.
  */
 export function numbersOfStrings(name: string, setting: ParameterSetting): ParameterSetting {
   if (PARAMETER_KINDS[name] !== 'number') return setting;
-  const number = (v: Scalar): Scalar => (typeof v === 'string' && DECIMAL.test(v.trim()) ? Number(v.trim()) : v);
+  const number = (v: Scalar): Scalar => (typeof v === 'string' && !Number.isNaN(decimalNumber(v)) ? decimalNumber(v) : v);
   if (isScalar(setting)) return number(setting);
   if (setting.every(isScalar)) return (setting as Scalar[]).map(number);
   return (setting as ConditionalEntry[]).map((e) => ({ ...e, value: numbersOfStrings(name, e.value) }));
