@@ -97,10 +97,10 @@ function staleLock(lockFile: string, staleMs: number): JudgedLock | null {
   const judged = { ino: st.ino, dev: st.dev, text };
   const [pid, host] = text.trim().split(' ');
   if (!/^\d+$/.test(pid ?? '')) return Date.now() - st.mtimeMs > EMPTY_LOCK_STALE_MS ? judged : null;
-  // Another host's process cannot be asked; its holder would have touched the file.
-  if (host !== os.hostname()) return Date.now() - st.mtimeMs > staleMs ? judged : null;
-  // A live pid whose lock went untouched that long is another process now (a container restarted under the same hostname).
+  // Untouched that long, on any host: a live holder touches it (here, a live pid is another process now: a container restarted
+  // under the same hostname). Another host's process cannot be asked.
   if (Date.now() - st.mtimeMs > staleMs) return judged;
+  if (host !== os.hostname()) return null;
   try {
     process.kill(Number(pid), 0);
     return null;

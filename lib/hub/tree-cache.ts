@@ -1,8 +1,9 @@
 /**
  * huggingface_hub's cached tree listing, `models--ORG--NAME/trees/<commit>.json` (format 1: `{format_version, files: {path:
  * {size, blob_id, lfs_sha256?, lfs_size?}}}`), read as it reads it, and weightmix's copy in the same format beside it: a
- * commit's listing never changes, so it says offline which files a snapshot must hold. A download that broke off leaves a snapshot with some files linked (the largest
- * first: the weights, not the config or tokenizer); without the listing it could be taken for whole.
+ * commit's listing never changes, so it says offline which files a snapshot must hold. A download that broke off leaves a
+ * snapshot with some files linked (the largest first: the weights, not the config or tokenizer); without the listing it could
+ * be taken for whole.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
