@@ -30,6 +30,8 @@ import {
 import { isPlainJsonString } from './json-string';
 import { encodeMetadata, nativeEncoding, shapeColumns, ShapeColumns } from './header-encoding';
 import { columnsOfEntries, entriesOf, HeaderColumns, shapeAt, validatedColumns } from './header-columns';
+import type { HeaderMemo } from './header-memo';
+import { byteLengthOf, elementCountOf } from './tensor-sizes';
 
 // The format's element types and their sizes are part of its surface (format/dtypes.ts declares them).
 export type { SafetensorsDtype } from './dtypes';
@@ -37,6 +39,7 @@ export { DTYPE_BITS } from './dtypes';
 export { SafetensorsError } from './safetensors-errors';
 export type { SafetensorsErrorCode } from './safetensors-errors';
 export type { TensorEntry } from './header-entries';
+export { dtypeByteLength } from './tensor-sizes';
 
 /** A parsed, validated safetensors header. */
 export interface SafetensorsHeader {
@@ -61,20 +64,16 @@ const PREFIX_BYTES = 8;
 /** The crate's MAX_HEADER_SIZE. */
 const MAX_HEADER_BYTES = 100_000_000;
 
-/** Bytes that `elementCount` elements of `dtype` occupy; throws on overflow past 2^53-1 or a partial byte. */
-export function dtypeByteLength(dtype: SafetensorsDtype, elementCount: number): number {
-  if (!Object.hasOwn(DTYPE_BITS, dtype)) throw new RangeError(`dtypeByteLength: unknown dtype ${JSON.stringify(dtype)}`);
-  if (!Number.isSafeInteger(elementCount) || elementCount < 0) {
-    throw new RangeError(`dtypeByteLength: elementCount must be a non-negative safe integer, got ${elementCount}`);
-  }
-  return byteLengthOf(dtype, elementCount, 'dtypeByteLength');
-}
-
 /**
  * Validates a header's JSON against the file it came from, with the crate's rules (`read_metadata`
  * and `Metadata::validate`), and returns its tensors sorted by offset. Pure: no I/O.
  */
 export function parseSafetensorsHeader(headerJson: Buffer, opts: { file: string; fileSize: number; headerLength: number }): SafetensorsHeader {
+  return parseHeaderWith(headerJson, opts);
+}
+
+/** parseSafetensorsHeader, taking the columns of a header `memo` kept with the same bytes, and keeping its own there. */
+function parseHeaderWith(headerJson: Buffer, opts: { file: string; fileSize: number; headerLength: number }, memo?: HeaderMemo): SafetensorsHeader {
   const { file, fileSize, headerLength } = opts;
   for (const [name, value] of [
     ['fileSize', fileSize],
@@ -90,13 +89,17 @@ export function parseSafetensorsHeader(headerJson: Buffer, opts: { file: string;
   }
 
   const dataStart = PREFIX_BYTES + headerLength;
+  const known = memo?.find(headerJson, fileSize);
+  if (known) return headerOfColumns({ file, headerLength, dataStart, fileSize, metadata: known.metadata }, known.columns);
   const table = readHeaderTable(headerJson, file);
   // The usual header, in layout order and valid, stays columns: no entry object per tensor unless a caller asks.
   const columns = table && validatedColumns(table);
   if (columns) {
     const last = columns.names.length - 1;
     checkDataLength(file, dataStart, last < 0 ? 0 : columns.begins[last] + columns.byteLengths[last], fileSize);
-    return headerOfColumns({ file, headerLength, dataStart, fileSize, metadata: tableMetadata(table) }, columns);
+    const metadata = tableMetadata(table);
+    memo?.keep(headerJson, fileSize, columns, metadata);
+    return headerOfColumns({ file, headerLength, dataStart, fileSize, metadata }, columns);
   }
   const { declared, metadata } = readHeaderEntries(headerJson, file, table);
   // The crate sorts by (begin, end); the name tie-break keeps zero-sized tensors in a stable order. Headers written in
@@ -157,6 +160,11 @@ export function headerColumns(header: SafetensorsHeader): HeaderColumns {
  * @throws {@link SafetensorsError} with a code named after the Rust crate's errors (`HeaderTooSmall`, `InvalidOffset`, …, `IoError`).
  */
 export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
+  return readSafetensorsHeaderWith(path);
+}
+
+/** readSafetensorsHeader, sharing the columns of headers `memo` holds with the same bytes (header-memo.ts). */
+export async function readSafetensorsHeaderWith(path: string, memo?: HeaderMemo): Promise<SafetensorsHeader> {
   checkPath('readSafetensorsHeader', path);
   const handle = await open(path, 'r').catch((e: unknown) => {
     throw isSystemError(e) ? ioError(path, 'cannot open', e) : e;
@@ -169,7 +177,7 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsHe
     // Checked before allocating, so a hostile length cannot make us reserve memory.
     checkHeaderLength(path, headerLength, fileSize);
     const headerJson = await readExactly(handle, path, Number(headerLength), PREFIX_BYTES);
-    return parseSafetensorsHeader(headerJson, { file: path, fileSize, headerLength: Number(headerLength) });
+    return parseHeaderWith(headerJson, { file: path, fileSize, headerLength: Number(headerLength) }, memo);
   } catch (e) {
     throw isSystemError(e) ? ioError(path, 'cannot read', e) : e;
   } finally {
@@ -397,48 +405,9 @@ function layoutError(file: string, entry: DeclaredTensor, end: number): Safetens
   return new SafetensorsError('InvalidOffset', `${where} overlap the data before it, which ends at ${end}`);
 }
 
-/** Who a size error is about: `where` (a file, a function), and the tensor when there is one. Strings, not a closure per tensor: a MoE header has tens of thousands. */
-function subject(where: string, name: string | undefined): string {
-  return name === undefined ? where : `${where}: ${tensorSubject(name)}`;
-}
-
-/** The product of the dimensions, left to right like the crate's checked fold, failing past 2^53-1. */
-function elementCountOf(shape: readonly number[], where: string, name?: string): number {
-  let count = 1;
-  for (const dim of shape) {
-    if (dim !== 0 && count > Math.floor(Number.MAX_SAFE_INTEGER / dim)) {
-      throw new SafetensorsError('ValidationOverflow', `${subject(where, name)}: shape ${showShape(shape)} has more than 2^53-1 elements`);
-    }
-    count *= dim;
-  }
-  return count;
-}
-
-/** Exact in doubles: `elementCount * bits / 8` is computed as (whole groups of elements that fill whole bytes) × (bytes per group). */
-function byteLengthOf(dtype: SafetensorsDtype, elementCount: number, where: string, name?: string): number {
-  const bits = DTYPE_BITS[dtype];
-  const common = gcd(bits, 8);
-  const elementsPerGroup = 8 / common;
-  const bytesPerGroup = bits / common;
-  if (elementCount % elementsPerGroup !== 0) {
-    throw new SafetensorsError(
-      'MisalignedSlice',
-      `${subject(where, name)}: ${elementCount} × ${dtype} is ${elementCount * bits} bits, not a whole number of bytes`,
-    );
-  }
-  const groups = elementCount / elementsPerGroup;
-  if (groups > Math.floor(Number.MAX_SAFE_INTEGER / bytesPerGroup)) {
-    throw new SafetensorsError('ValidationOverflow', `${subject(where, name)}: ${elementCount} × ${dtype} is more than 2^53-1 bytes`);
-  }
-  return groups * bytesPerGroup;
-}
-
-function gcd(a: number, b: number): number {
-  return b === 0 ? a : gcd(b, a % b);
-}
-
 async function readExactly(handle: FileHandle, path: string, length: number, position: number): Promise<Buffer> {
-  const buffer = Buffer.alloc(length);
+  // Not zeroed first: the loop fills every byte or throws (a header is up to 100 MB; a MoE model's are megabytes in all).
+  const buffer = Buffer.allocUnsafe(length);
   let filled = 0;
   while (filled < length) {
     const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled);

@@ -1,5 +1,6 @@
 /** A model argument opened as a checkpoint: a local folder, or a hub id resolved through the cache (lib/hub). */
-import { Checkpoint, openCheckpoint } from '../model/checkpoint';
+import { Checkpoint, openCheckpointWith } from '../model/checkpoint';
+import { OpenMemo } from '../model/open-memo';
 import { checkOptions, OptionKeys } from '../api/validate-options';
 import { checkModelReference, HubSource, resolveReference, ResolveOptions } from './resolve';
 import { withGuardedCallbacks } from '../api/guarded-callbacks';
@@ -31,16 +32,20 @@ export async function openModel(reference: string, options: ResolveOptions = {})
 }
 
 /** `openModel` for callers that checked their own options (the merges pass theirs through); `decided` as resolveReference takes it. */
-export async function openModelAs(reference: string, options: ResolveOptions = {}, decided = false): Promise<ModelCheckpoint> {
+export async function openModelAs(reference: string, options: ResolveOptions = {}, decided = false, memo?: OpenMemo): Promise<ModelCheckpoint> {
   const source = await resolveReference(reference, options, decided);
-  const checkpoint = await openCheckpoint(source.dir);
+  const checkpoint = await openCheckpointWith(source.dir, memo);
   return source.hub ? { ...checkpoint, hub: source.hub } : checkpoint;
 }
 
-/** Opens several model arguments one after the other (one download at a time, one progress bar each). */
+/**
+ * Opens several model arguments one after the other (one download at a time, one progress bar each); models saved alike
+ * are read and checked once (open-memo.ts).
+ */
 export async function openModels(references: string[], options: ResolveOptions = {}, decided = false): Promise<ModelCheckpoint[]> {
   const out: ModelCheckpoint[] = [];
-  for (const r of references) out.push(await openModelAs(r, options, decided));
+  const memo = new OpenMemo();
+  for (const r of references) out.push(await openModelAs(r, options, decided, memo));
   return out;
 }
 

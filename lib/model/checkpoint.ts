@@ -7,7 +7,8 @@ import { parseJsonStrict } from '../format/json-strict';
 import { nativeJsonTables, WeightMapColumns } from '../format/json-tables';
 import { confinedRealPath } from './paths';
 import { mapInOrder } from './map-in-order';
-import { headerColumns, readSafetensorsHeader, SafetensorsHeader } from '../format/safetensors';
+import { headerColumns, readSafetensorsHeaderWith, SafetensorsHeader } from '../format/safetensors';
+import type { OpenMemo } from './open-memo';
 import { attachTensorTable, detachTensorTable, indexOfName, locationMap, TensorLocation, TensorTable } from './tensor-table';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -68,6 +69,11 @@ export interface Checkpoint {
  * `UnsafePath`, `NotAFile`, `FileNotFound`, `InvalidConfig`, `IoError`, a safetensors code (docs/errors.md).
  */
 export async function openCheckpoint(dir: string): Promise<Checkpoint> {
+  return openCheckpointWith(dir);
+}
+
+/** openCheckpoint, sharing what `memo` kept of the models opened before it in the same run (open-memo.ts), and keeping its own there. */
+export async function openCheckpointWith(dir: string, memo?: OpenMemo): Promise<Checkpoint> {
   if (typeof dir !== 'string' || dir === '')
     throw usageError(`openCheckpoint(dir): dir must be a model folder path, got ${JSON.stringify(dir) ?? String(dir)}`);
   const root = path.resolve(dir);
@@ -79,26 +85,38 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   }
   if (!stat.isDirectory()) throw new WeightmixError('ModelNotFound', `not a model folder: ${dir}`);
   const entries = await fs.promises.readdir(root);
-  const shardNames = await listShards(root, entries);
+  const shardNames = await listShards(root, entries, memo);
   const weightMap = shardNames.weightMap;
   const shards = await mapInOrder(shardNames.files, HEADER_READS_AT_ONCE, async (name): Promise<Shard> => {
     const file = confinedRealPath(root, name, weightMap ? `${dir}/${INDEX_FILE}` : dir);
-    return { name, path: file, header: await readSafetensorsHeader(file) };
+    return { name, path: file, header: await readSafetensorsHeaderWith(file, memo?.headers) };
   });
+  const columns = shards.map((s) => headerColumns(s.header));
+  const dataStarts = shards.map((s) => s.header.dataStart);
+  // A table built before over the same columns had its names checked unique (one header's reader refuses a key given twice; several
+  // were checked by an index or by name), so only this model's own index is left to check against it.
+  const shared = memo?.sharedTable(
+    columns,
+    dataStarts,
+    shards.map((s) => s.path),
+    shards.map((s) => s.name),
+  );
   // An index read as columns is checked once the table stands (one pass over it, no second table by name); if that
   // finds anything amiss, or the table cannot be built, the per-tensor checks run from the start for the exact error.
   // Names need no table of their own to be unique when the index check vouches for that, or when there is one header (its reader refuses a key given twice).
-  let table = weightMap?.agreesWith ? tensorTableOrUndefined(dir, shards) : undefined;
-  if (table === undefined || !weightMap!.agreesWith!(table)) table = tensorTable(dir, shards, weightMap, weightMap !== null || shards.length > 1);
+  let table = shared ?? (weightMap?.agreesWith ? tensorTableOrUndefined(dir, shards) : undefined);
+  const vouched = table !== undefined && (weightMap === null ? shared !== undefined : weightMap.agreesWith?.(table) === true);
+  if (!vouched) table = tensorTable(dir, shards, weightMap, weightMap !== null || shards.length > 1);
+  if (shared === undefined) memo?.keepTable(columns, dataStarts, table!);
   const sidecars = await listSidecars(root, entries);
-  return checkpointOfTable(table, {
+  return checkpointOfTable(table!, {
     dir: root,
     shards,
-    names: table.names as string[],
+    names: table!.names as string[],
     indexed: weightMap !== null,
     sidecars,
     config: await readConfig(root, sidecars),
-    tensorBytes: table.tensorBytes,
+    tensorBytes: table!.tensorBytes,
   });
 }
 
@@ -232,15 +250,22 @@ interface WeightMap {
   agreesWith?(table: TensorTable): boolean;
 }
 
-async function listShards(root: string, entries: string[]): Promise<{ files: string[]; weightMap: WeightMap | null }> {
+async function listShards(root: string, entries: string[], memo?: OpenMemo): Promise<{ files: string[]; weightMap: WeightMap | null }> {
   if (entries.includes(INDEX_FILE)) {
     const indexPath = confinedRealPath(root, INDEX_FILE, root);
     const size = (await fs.promises.stat(indexPath)).size;
     if (size > MAX_INDEX_BYTES) throw new WeightmixError('InvalidIndex', `${indexPath}: index file is implausibly large (${size} bytes)`);
     const bytes = await fs.promises.readFile(indexPath);
-    const tables = isUtf8(bytes) ? nativeJsonTables() : undefined;
-    const columns = tables?.readWeightMapTable(bytes);
-    if (columns) return weightMapOfColumns(columns, (table) => tables!.weightMapAgrees(columns, table));
+    // The same bytes as an index read before in this run: its columns, and its verdicts on tables of the same columns.
+    const known = memo?.indexColumns(bytes);
+    const tables = known || isUtf8(bytes) ? nativeJsonTables() : undefined;
+    const columns = known ?? tables?.readWeightMapTable(bytes);
+    if (columns) {
+      if (!known) memo?.keepIndex(bytes, columns);
+      const agrees = (table: TensorTable) => tables!.weightMapAgrees(columns, table);
+      if (!memo) return weightMapOfColumns(columns, agrees);
+      return weightMapOfColumns(columns, (table) => memo.agreed(columns, table) || (agrees(table) && (memo.noteAgreed(columns, table), true)));
+    }
     // Invalid UTF-8 is decoded as a text read decodes it (replacement characters), then judged as JSON.
     const doc = parseJsonStrict(bytes.toString('utf8'), { what: indexPath });
     return readWeightMap(doc, indexPath);
