@@ -5,7 +5,7 @@
  * WEIGHTMIX_SEED=<seed> replays the random plans.
  */
 import { loadNative, NativeDest, NativeJob } from '../lib/engine/native';
-import { packJobs } from '../lib/engine/packed-jobs';
+import { packJobs, PackedJobWriter, unpackJobs } from '../lib/engine/packed-jobs';
 import { NativeDtype } from '../lib/format/dtypes';
 import { rng } from './helpers/models';
 
@@ -261,5 +261,70 @@ describe('a malformed packed array is refused with one line', () => {
     expect(() => packJobs([{ ...job, sources: [{ input: 0, offset: 0, dtype: 'I8' as NativeDtype }] }])).toThrow('plan: unsupported dtype I8');
     expect(() => packJobs([{ ...job, dests: [{ ...job.dests[0], op: 'nope' as 'copy' }] }])).toThrow('plan: unknown op nope');
     expect(() => packJobs([{ ...job, stat: 'max' as 'l1' }])).toThrow('plan: unknown statistic max');
+  });
+});
+
+describe('PackedJobWriter.plainJob joins a tensor stored right after the last into its job', () => {
+  // Two sources (BF16, F32) and two dests (a lerp in BF16, a copy of source 1 in F16), the first tensor of 10 elements.
+  const first = () => ({
+    src: { input: Int32Array.of(0, 1), offset: Float64Array.of(100, 200), code: Uint8Array.of(2, 0) },
+    dst: { output: Int32Array.of(0, 1), offset: Float64Array.of(8, 16), code: Uint8Array.of(2, 1), op: Uint8Array.of(1, 0), w: [[0.25], [1]] },
+  });
+  // The second tensor, of 3 elements, right after the first everywhere: 10 elements × (2, 4) source bytes and × (2, 2) dest bytes on.
+  const second = () => ({
+    src: { input: Int32Array.of(0, 1), offset: Float64Array.of(120, 240), code: Uint8Array.of(2, 0) },
+    dst: { output: Int32Array.of(0, 1), offset: Float64Array.of(28, 36), code: Uint8Array.of(2, 1), op: Uint8Array.of(1, 0), w: [[0.25], [1]] },
+  });
+  const written = (change: (s: ReturnType<typeof second>) => void) => {
+    const writer = new PackedJobWriter();
+    const a = first();
+    writer.plainJob(10, 2, a.src, 2, a.dst);
+    const b = second();
+    change(b);
+    writer.plainJob(3, 2, b.src, 2, b.dst);
+    return writer.finish();
+  };
+
+  test('joined: one job of 13 elements, and each tensor keeps its progress weight', () => {
+    const packed = written(() => {});
+    expect(packed.count).toBe(1);
+    expect(unpackJobs(packed.words).map((j) => j.count)).toEqual([13]);
+    expect(Array.from(packed.work)).toEqual([10 * 4, 3 * 4]);
+  });
+
+  const breaks: [string, (s: ReturnType<typeof second>) => void][] = [
+    ['a source elsewhere in its file', (s) => (s.src.offset[1] += 4)],
+    ['a source in another file', (s) => (s.src.input[0] = 2)],
+    ['a source of another dtype', (s) => (s.src.code[0] = 1)],
+    ['a dest elsewhere in its file', (s) => (s.dst.offset[0] += 2)],
+    ['a dest in another file', (s) => (s.dst.output[1] = 2)],
+    ['a dest of another dtype', (s) => (s.dst.code[1] = 2)],
+    ['a dest of another op', (s) => (s.dst.op[0] = 2)],
+    ['a dest of another weight', (s) => (s.dst.w[0] = [0.5])],
+  ];
+  test.each(breaks)('not joined: %s', (_, change) => {
+    const packed = written(change);
+    expect(packed.count).toBe(2);
+    expect(unpackJobs(packed.words).map((j) => j.count)).toEqual([10, 3]);
+  });
+
+  test('not joined after a job written field by field, nor past 2^30 elements', () => {
+    const writer = new PackedJobWriter();
+    writer.job(10, 2);
+    const a = first();
+    for (let s = 0; s < 2; s++) writer.sourceOfCode(a.src.input[s], a.src.offset[s], a.src.code[s]);
+    writer.destCount(2);
+    for (let d = 0; d < 2; d++) writer.destOfCodes(a.dst.output[d], a.dst.offset[d], a.dst.code[d], a.dst.op[d], a.dst.w[d], []);
+    const b = second();
+    writer.plainJob(3, 2, b.src, 2, b.dst);
+    expect(writer.finish().count).toBe(2);
+    const big = new PackedJobWriter();
+    const c = first();
+    big.plainJob(2 ** 30 - 2, 2, c.src, 2, c.dst);
+    const d = first();
+    for (let s = 0; s < 2; s++) d.src.offset[s] += (2 ** 30 - 2) * [2, 4][s];
+    for (let k = 0; k < 2; k++) d.dst.offset[k] += (2 ** 30 - 2) * 2;
+    big.plainJob(3, 2, d.src, 2, d.dst);
+    expect(big.finish().count).toBe(2);
   });
 });

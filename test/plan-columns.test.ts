@@ -29,7 +29,7 @@ interface RandomPlan {
 }
 
 /** Models of random tensors (some raw I64), a random layout and random recipes per (tensor, output). */
-function randomPlan(next: () => number): RandomPlan {
+function randomPlan(next: () => number, alike = false): RandomPlan {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)];
   const int = (n: number) => Math.floor(next() * n);
   const modelCount = 2 + int(3);
@@ -39,16 +39,21 @@ function randomPlan(next: () => number): RandomPlan {
     const shape = Array.from({ length: 1 + int(3) }, () => 1 + int(9));
     return { name: `model.layers.${i}.w${int(5)}`, shape, elementCount: shape.reduce((a, b) => a * b, 1), raw: next() < 0.15 };
   });
+  // Models saved alike (`alike`): each tensor in the same shard of every model, mostly BF16, stored one after the other.
+  const shardOf = tensors.map(() => Math.min(2, Math.floor(next() * 1.3)));
   const checkpoints: Checkpoint[] = Array.from({ length: modelCount }, (_, m) => {
     const locations = new Map<string, TensorLocation>();
     let offset = 8 + int(100);
-    for (const t of tensors) {
-      const dtype: SafetensorsDtype = t.raw ? 'I64' : pick(FLOATS);
+    const ends = [8, 8, 8];
+    tensors.forEach((t, i) => {
+      const dtype: SafetensorsDtype = t.raw ? 'I64' : alike && next() < 0.9 ? 'BF16' : pick(FLOATS);
       const byteLength = t.elementCount * (dtype === 'I64' ? 8 : NATIVE_DTYPE_BYTES[nativeDtype(dtype)]);
-      const shard = `s${int(3)}.safetensors`;
-      locations.set(t.name, { name: t.name, dtype, shape: t.shape, shard, file: `/m${m}/${shard}`, offset, byteLength, elementCount: t.elementCount });
+      const shard = `s${alike ? shardOf[i] : int(3)}.safetensors`;
+      const at = alike ? ends[shardOf[i]] : offset;
+      locations.set(t.name, { name: t.name, dtype, shape: t.shape, shard, file: `/m${m}/${shard}`, offset: at, byteLength, elementCount: t.elementCount });
+      if (alike) ends[shardOf[i]] += byteLength;
       offset += byteLength + int(3) * 8;
-    }
+    });
     return { dir: `/m${m}`, shards: [], tensors: locations, names: tensors.map((t) => t.name), indexed: true, sidecars: [], config: null, tensorBytes: offset };
   });
   // Random shards of the output, in order.
@@ -69,9 +74,9 @@ function randomPlan(next: () => number): RandomPlan {
     return all.slice(0, n);
   };
   // A lerp reads exactly models 0 and 1, so a tensor that any output lerps is read by no other model.
-  const pairTensors = new Set(tensors.filter(() => next() < 0.4).map((t) => t.name));
+  const pairTensors = new Set(tensors.filter(() => next() < (alike ? 0.9 : 0.4)).map((t) => t.name));
   const randomRecipe = (name: string): TensorRecipe => {
-    const dtype = pick(FLOATS);
+    const dtype = alike && next() < 0.9 ? 'BF16' : pick(FLOATS);
     if (raw.has(name)) return { op: 'copy', models: [int(modelCount)], w: [0], dtype: 'I64' };
     if (pairTensors.has(name)) {
       if (next() < 0.3) return { op: 'copy', models: [int(2)], w: [0], dtype };
@@ -185,6 +190,50 @@ function referenceJobs(spec: MergeSpec, plan: ReturnType<typeof planMerge>): Nat
   return jobs;
 }
 
+/**
+ * Whether the planner writes tensor i's job as a plain one (plan.ts's plainDest): every output's recipe shares one ascending model
+ * list, and is a lerp of two models or a copy of one of its own.
+ */
+function plainTensor(spec: MergeSpec, name: string): boolean {
+  const recipes = spec.outputs.map((_, o) => spec.recipe(name, o));
+  const models = recipes[0].models;
+  if (!recipes.every((r) => r.models === models) || !models.every((m, k) => k === 0 || models[k - 1] < m)) return false;
+  return recipes.every(
+    (r) => ((r.op === 'lerp' || r.op === 'lerp_mi') && models.length === 2) || (r.op === 'copy' && Number.isInteger(r.w[0]) && r.w[0] < models.length),
+  );
+}
+
+/** The reference jobs with each plain job that continues the plain job before it (every source and dest right after it, same fields) joined to it. */
+function referenceRuns(jobs: NativeJob[], plain: boolean[]): NativeJob[] {
+  const runs: NativeJob[] = [];
+  const bytes = (dtype: NativeSource['dtype'], count: number) => count * NATIVE_DTYPE_BYTES[dtype];
+  let open = false;
+  jobs.forEach((job, j) => {
+    const last = runs[runs.length - 1];
+    const continues =
+      open &&
+      plain[j] &&
+      last.sources.length === job.sources.length &&
+      last.sources.every(
+        (s, k) => s.input === job.sources[k].input && s.dtype === job.sources[k].dtype && s.offset + bytes(s.dtype, last.count) === job.sources[k].offset,
+      ) &&
+      last.dests.length === job.dests.length &&
+      last.dests.every((d, k) => {
+        const e = job.dests[k];
+        return d.output === e.output && d.dtype === e.dtype && d.op === e.op && d.w.join() === e.w.join() && d.offset + bytes(d.dtype, last.count) === e.offset;
+      });
+    if (continues) last.count += job.count;
+    else runs.push(structuredClone(job));
+    open = plain[j];
+  });
+  return runs;
+}
+
+/** The written tensors' names, in job order. */
+function writtenNames(spec: MergeSpec): string[] {
+  return spec.layout.shards.filter((s) => !spec.shardFilter || spec.shardFilter(s.name)).flatMap((s) => s.tensors.map((t) => t.name));
+}
+
 /** native/executor.cc's pieceWeight per job: written bytes, or read bytes of a job that writes nothing. */
 const referenceWork = (j: NativeJob) =>
   (j.dests.length > 0 ? j.dests.map((d) => d.dtype) : j.sources.map((s) => s.dtype)).reduce((n, d) => n + j.count * NATIVE_DTYPE_BYTES[d], 0);
@@ -192,22 +241,30 @@ const referenceWork = (j: NativeJob) =>
 test('the planner writes the packed words the object path packs, on random plans', () => {
   const next = rng(seed);
   for (let round = 0; round < 150; round++) {
-    const { spec } = randomPlan(next);
+    const { spec } = randomPlan(next, round % 2 === 1);
     const plan = planMerge(spec);
     const reference = referenceJobs(spec, plan);
-    expect(Array.from(plan.packedJobs.words)).toEqual(Array.from(packJobs(reference)));
-    expect(plan.packedJobs.count).toBe(reference.length);
+    const runs = referenceRuns(
+      reference,
+      writtenNames(spec).map((name) => plainTensor(spec, name)),
+    );
+    expect(Array.from(plan.packedJobs.words)).toEqual(Array.from(packJobs(runs)));
+    expect(plan.packedJobs.count).toBe(runs.length);
+    // Progress weights stay one per tensor.
     expect(Array.from(plan.packedJobs.work)).toEqual(reference.map(referenceWork));
     // The object view decodes to the same jobs (toStrictEqual: no field added or missing).
-    expect(plan.jobs).toStrictEqual(reference);
+    expect(plan.jobs).toStrictEqual(runs);
   }
 });
 
 test('the planner writes the packed words the object path packs when consecutive tensors share recipe objects (as an interpolation does)', () => {
   const next = rng(seed + 7);
+  // Half the rounds on models saved alike, whose neighbouring tensors the planner joins into one job where their recipe is plain.
+  let round = 0;
   let sharedRuns = 0;
-  for (let round = 0; round < 150; round++) {
-    const { spec } = randomPlan(next);
+  let joined = 0;
+  for (; round < 150; round++) {
+    const { spec } = randomPlan(next, round % 2 === 1);
     // One object per (op, model list, dtype), the first one drawn (its weights and parameters fit any tensor), so that neighbours share it.
     const byKind = new Map<string, TensorRecipe>();
     const own = spec.recipe;
@@ -222,10 +279,17 @@ test('the planner writes the packed words the object path packs when consecutive
     for (let i = 1; i < names.length; i++) if (spec.outputs.every((_, o) => recipe(names[i], o) === recipe(names[i - 1], o))) sharedRuns++;
     const plan = planMerge(shared);
     const reference = referenceJobs(shared, plan);
-    expect(Array.from(plan.packedJobs.words)).toEqual(Array.from(packJobs(reference)));
+    const runs = referenceRuns(
+      reference,
+      writtenNames(shared).map((name) => plainTensor(shared, name)),
+    );
+    joined += reference.length - runs.length;
+    expect(Array.from(plan.packedJobs.words)).toEqual(Array.from(packJobs(runs)));
     expect(Array.from(plan.packedJobs.work)).toEqual(reference.map(referenceWork));
   }
   expect(sharedRuns).toBeGreaterThan(10);
+  // Some tensors were stored one after the other with the same plain recipe, and joined.
+  expect(joined).toBeGreaterThan(10);
 });
 
 test('statistics jobs keep their flags, statistic and parameters through packing and unpacking, and their read bytes as weight', () => {

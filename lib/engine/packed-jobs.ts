@@ -49,6 +49,8 @@ function carriesParams(op: NativeOp): boolean {
 }
 
 const NO_NUMBERS: readonly number[] = Object.freeze([]);
+/** The most elements a run of plain jobs grows to (plainJob): the engine's counts stay far inside 32 bits. */
+const MAX_RUN_ELEMENTS = 2 ** 30;
 /** Name by code, the codes' inverse. */
 function namesByCode<K extends string>(table: Readonly<Record<K, number>>): K[] {
   const names: K[] = [];
@@ -71,7 +73,10 @@ export interface PackedJobs {
   words: Float64Array;
   /** Jobs. */
   count: number;
-  /** Per job, the bytes the engine counts for progress (native/executor.cc's pieceWeight): written bytes, or read bytes of a job that writes nothing. */
+  /**
+   * Per tensor, in job order, the bytes the engine counts for progress (native/executor.cc's pieceWeight): written bytes, or read bytes
+   * of a job that writes nothing. One entry per job, but for a run of plain jobs written as one (`PackedJobWriter.plainJob`): one each.
+   */
   work: Float64Array;
 }
 
@@ -101,6 +106,11 @@ export class PackedJobWriter {
   private k = 0;
   private work: Float64Array<ArrayBuffer>;
   private jobs = 0;
+  private tensors = 0;
+  // Whether the last job's progress weight is still to be written (a job written field by field: its dests come later).
+  private pending = false;
+  // The word of the last job's count while that job is a plain one the next may continue (plainJob), else -1.
+  private run = -1;
   // The open job's element count and bytes per element of its sources and dests (its progress weight when it closes).
   private elements = 0;
   private sourceBytes = 0;
@@ -125,6 +135,9 @@ export class PackedJobWriter {
     out[this.k++] = sourceCount;
     this.elements = count;
     this.jobs++;
+    this.tensors++;
+    this.pending = true;
+    this.run = -1;
   }
 
   source(input: number, offset: number, dtype: NativeDtype): void {
@@ -171,6 +184,15 @@ export class PackedJobWriter {
    */
   plainJob(count: number, sourceCount: number, src: PlainSources, destCount: number, dst: PlainDests): void {
     this.close();
+    // A tensor stored right after the last one in every source and dest, with the same op, weights and dtypes, extends its job: its
+    // ops are elementwise, so one job over both writes the same bytes (an 18,867-tensor MoE pair saved alike is then one job per shard).
+    if (this.run >= 0 && this.words[this.run] + count <= MAX_RUN_ELEMENTS && this.continuesRun(sourceCount, src, destCount, dst)) {
+      this.words[this.run] += count;
+      this.tensors++;
+      this.setWork(count, src, sourceCount, dst, destCount);
+      return;
+    }
+    this.run = this.k;
     let n = 6 + 3 * sourceCount + 5 * destCount;
     for (let d = 0; d < destCount; d++) n += dst.w[d].length + 1;
     this.reserve(n);
@@ -203,23 +225,58 @@ export class PackedJobWriter {
       destBytes += BYTES_BY_CODE[dst.code[d]];
     }
     this.k = k;
-    this.elements = count;
-    this.sourceBytes = sourceBytes;
-    this.destBytes = destBytes;
     this.jobs++;
+    this.tensors++;
+    this.putWork(count * (destBytes > 0 ? destBytes : sourceBytes));
   }
 
   /** The jobs written (views of the writer's buffers, which it no longer touches). */
   finish(): PackedJobs {
     this.close();
-    return { words: this.words.subarray(0, this.k), count: this.jobs, work: this.work.subarray(0, this.jobs) };
+    return { words: this.words.subarray(0, this.k), count: this.jobs, work: this.work.subarray(0, this.tensors) };
+  }
+
+  /** Whether the plain job at `run` reads and writes, just before these, what these continue (read back from its words). */
+  private continuesRun(sourceCount: number, src: PlainSources, destCount: number, dst: PlainDests): boolean {
+    const out = this.words;
+    let k = this.run;
+    const elements = out[k];
+    if (out[k + 4] !== sourceCount) return false;
+    k += 5;
+    for (let s = 0; s < sourceCount; s++, k += 3) {
+      const c = src.code[s];
+      if (out[k] !== src.input[s] || out[k + 2] !== c || out[k + 1] + elements * BYTES_BY_CODE[c] !== src.offset[s]) return false;
+    }
+    if (out[k++] !== destCount) return false;
+    for (let d = 0; d < destCount; d++) {
+      const c = dst.code[d];
+      const w = dst.w[d];
+      if (out[k] !== dst.output[d] || out[k + 2] !== c || out[k + 3] !== dst.op[d] || out[k + 1] + elements * BYTES_BY_CODE[c] !== dst.offset[d]) return false;
+      if (out[k + 4] !== w.length) return false;
+      for (let j = 0; j < w.length; j++) if (out[k + 5 + j] !== w[j]) return false;
+      k += 6 + w.length;
+    }
+    return true;
+  }
+
+  /** A continued run's tensor: its own progress weight. */
+  private setWork(count: number, src: PlainSources, sourceCount: number, dst: PlainDests, destCount: number): void {
+    let bytes = 0;
+    for (let d = 0; d < destCount; d++) bytes += BYTES_BY_CODE[dst.code[d]];
+    if (bytes === 0) for (let s = 0; s < sourceCount; s++) bytes += BYTES_BY_CODE[src.code[s]];
+    this.putWork(count * bytes);
+  }
+
+  private putWork(bytes: number): void {
+    if (this.tensors > this.work.length) this.work = grown(this.work, this.tensors);
+    this.work[this.tensors - 1] = bytes;
   }
 
   private close(): void {
-    if (this.jobs === 0) return;
-    if (this.jobs > this.work.length) this.work = grown(this.work, this.jobs);
-    this.work[this.jobs - 1] = this.elements * (this.destBytes > 0 ? this.destBytes : this.sourceBytes);
+    if (!this.pending) return;
+    this.putWork(this.elements * (this.destBytes > 0 ? this.destBytes : this.sourceBytes));
     this.sourceBytes = this.destBytes = 0;
+    this.pending = false;
   }
 
   private putNumbers(values: readonly number[]): void {

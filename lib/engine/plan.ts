@@ -1,7 +1,8 @@
 /**
  * What every output byte is. From opened checkpoints and a per-tensor recipe, the planner lays out
  * the output shards (the layout model's shard names and order), encodes their headers and emits one
- * native job per tensor, with one destination per output model. Pure: no files are touched.
+ * native job per tensor, with one destination per output model (plain jobs of neighbouring tensors joined:
+ * PackedJobWriter.plainJob). Pure: no files are touched.
  */
 import * as path from 'node:path';
 import { Checkpoint } from '../model/checkpoint';

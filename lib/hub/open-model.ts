@@ -35,7 +35,8 @@ export async function openModel(reference: string, options: ResolveOptions = {})
 export async function openModelAs(reference: string, options: ResolveOptions = {}, decided = false, memo?: OpenMemo): Promise<ModelCheckpoint> {
   const source = await resolveReference(reference, options, decided);
   const checkpoint = await openCheckpointWith(source.dir, memo);
-  return source.hub ? { ...checkpoint, hub: source.hub } : checkpoint;
+  // Added to the checkpoint itself: a spread would read its `tensors` getter (a Map of every tensor, built for nothing).
+  return source.hub ? Object.assign(checkpoint, { hub: source.hub }) : checkpoint;
 }
 
 /**

@@ -9,6 +9,7 @@
 import * as path from 'node:path';
 import { pathsRead } from '../model/checkpoint';
 import { ModelCheckpoint, openModelAs } from '../hub/open-model';
+import { OpenMemo } from '../model/open-memo';
 import { environmentError, usageError, WeightmixError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
 import { executeMergePlan, MergeProgress, planWork, StatisticsOptions } from '../engine/execute-plan';
@@ -184,11 +185,12 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
       );
   });
 
-  // Each model folder is opened once for the whole batch.
+  // Each model folder is opened once for the whole batch; models saved alike are read and checked once (open-memo.ts).
   const opened = new Map<string, Promise<ModelCheckpoint>>();
+  const memo = new OpenMemo();
   const open = (dir: string) => {
     const key = path.resolve(dir);
-    if (!opened.has(key)) opened.set(key, openModelAs(dir, options, true));
+    if (!opened.has(key)) opened.set(key, openModelAs(dir, options, true, memo));
     return opened.get(key)!;
   };
   let entries: Entry[] = [];
@@ -243,7 +245,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
     const progress = writeProgress(
       options.onProgress,
       passes.reduce((n, p) => n + planWork(p), 0),
-      passes.reduce((n, p) => n + p.packedJobs.count, 0),
+      passes.reduce((n, p) => n + p.packedJobs.work.length, 0),
     );
     let ran: ResolvedDevice | undefined;
     let passBlock = blockBytes;
@@ -299,7 +301,7 @@ function writeProgress(onProgress: BatchMergeOptions['onProgress'], bytesTotal: 
       // The engine's last report may arrive after the pass resolved: each pass adds to the totals before it runs.
       const [bytesAt, tensorsAt] = [bytesBefore, tensorsBefore];
       bytesBefore += planWork(plan);
-      tensorsBefore += plan.packedJobs.count;
+      tensorsBefore += plan.packedJobs.work.length;
       if (!onProgress) return undefined;
       return (p) => {
         // A late report of an earlier pass would step back: progress only moves forward.
