@@ -300,6 +300,28 @@ describe('parsing valid files', () => {
     expect(header.fileSize).toBe(totalSize);
   });
 
+  test('a header read around the first read of 256 KiB (whole in it, ending at its last byte, longer) is the header parsed from its bytes', async () => {
+    const first = 256 * 1024;
+    // 8 + n bytes of prefix and header against the first read's size; then 4 bytes of data.
+    for (const n of [first - 9, first - 8, first - 7, first, 3 * first + 5]) {
+      const tensor = '"t":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}';
+      const frame = `{"__metadata__":{"pad":""},${tensor}}`;
+      const json = Buffer.from(frame.replace('"pad":""', `"pad":"${'p'.repeat(n - frame.length)}"`));
+      expect(json.length).toBe(n);
+      const prefix = Buffer.alloc(8);
+      prefix.writeBigUInt64LE(BigInt(n));
+      const path = join(dir, `around-${n}.safetensors`);
+      writeFileSync(path, Buffer.concat([prefix, json, Buffer.from([1, 2, 3, 4])]));
+      const read = await readSafetensorsHeader(path);
+      const parsed = parseSafetensorsHeader(json, { file: path, fileSize: 8 + n + 4, headerLength: n });
+      expect({ ...read, tensors: read.tensors, metadata: read.metadata }).toEqual({ ...parsed, tensors: parsed.tensors, metadata: parsed.metadata });
+      expect(read.metadata!.pad.length).toBe(n - frame.length);
+      // Cut inside its header: refused as too small, whichever read the cut falls in.
+      truncateSync(path, 8 + n - 1);
+      await expect(readSafetensorsHeader(path)).rejects.toMatchObject({ code: 'HeaderTooSmall' });
+    }
+  });
+
   test('parseSafetensorsHeader is pure: it takes the JSON bytes and the sizes', () => {
     const json = Buffer.from('{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}');
     const header = parseSafetensorsHeader(json, { file: 'mem', fileSize: 8 + json.length + 2, headerLength: json.length });

@@ -24,9 +24,9 @@ export class HeaderMemo {
     return { columns: known.columns, metadata: known.metadata && Object.assign(Object.create(null) as Record<string, string>, known.metadata) };
   }
 
-  /** Keeps a header parsed and validated from `json` (its metadata copied: the caller's object stays the caller's). */
+  /** Keeps a header parsed and validated from `json` (bytes and metadata copied: the caller may reuse its buffer, and its object stays its own). */
   keep(json: Buffer, fileSize: number, columns: HeaderColumns, metadata: Record<string, string> | null): void {
-    const kept = { json, fileSize, columns, metadata: metadata && Object.assign(Object.create(null) as Record<string, string>, metadata) };
+    const kept = { json: Buffer.from(json), fileSize, columns, metadata: metadata && Object.assign(Object.create(null) as Record<string, string>, metadata) };
     const same = this.byLength.get(json.length);
     if (same === undefined) this.byLength.set(json.length, [kept]);
     else same.push(kept);

@@ -61,6 +61,12 @@ export interface SafetensorsHeader {
 
 const PREFIX_BYTES = 8;
 
+/** Bytes read at once from a shard's start: the length prefix and, for most headers (a MoE shard's ~140 KB), the whole header. */
+const FIRST_READ_BYTES = 256 * 1024;
+// Buffers of FIRST_READ_BYTES kept for later reads (one per header read at once): their pages are touched once per process, not per shard.
+const SPARE_FIRST_READS: Buffer[] = [];
+const HEADER_READS_KEPT = 4;
+
 /** The crate's MAX_HEADER_SIZE. */
 const MAX_HEADER_BYTES = 100_000_000;
 
@@ -169,18 +175,28 @@ export async function readSafetensorsHeaderWith(path: string, memo?: HeaderMemo)
   const handle = await open(path, 'r').catch((e: unknown) => {
     throw isSystemError(e) ? ioError(path, 'cannot open', e) : e;
   });
+  const first = SPARE_FIRST_READS.pop() ?? Buffer.allocUnsafe(FIRST_READ_BYTES);
   try {
-    const { size: fileSize } = await handle.stat();
+    // The size and the file's first bytes in one round trip; both settle before `first` can go back to the spares.
+    const [stat, read] = await Promise.allSettled([handle.stat(), handle.read(first, 0, first.length, 0)]);
+    if (stat.status === 'rejected') throw stat.reason;
+    const fileSize = stat.value.size;
     checkFileHoldsPrefix(path, fileSize);
-    const prefix = await readExactly(handle, path, PREFIX_BYTES, 0);
-    const headerLength = prefix.readBigUInt64LE(0);
+    if (read.status === 'rejected') throw read.reason;
+    const filled = await fill(handle, path, first, read.value.bytesRead, PREFIX_BYTES);
+    const headerLength = first.readBigUInt64LE(0);
     // Checked before allocating, so a hostile length cannot make us reserve memory.
     checkHeaderLength(path, headerLength, fileSize);
-    const headerJson = await readExactly(handle, path, Number(headerLength), PREFIX_BYTES);
+    const end = PREFIX_BYTES + Number(headerLength);
+    // The usual header was read whole by the first read; a longer one gets a buffer of its own. Nothing keeps `first`'s bytes: the
+    // readers copy what they return, and a memo copies the bytes it keeps.
+    if (end <= first.length) await fill(handle, path, first, filled, end);
+    const headerJson = end <= first.length ? first.subarray(PREFIX_BYTES, end) : await readExactly(handle, path, Number(headerLength), PREFIX_BYTES);
     return parseHeaderWith(headerJson, { file: path, fileSize, headerLength: Number(headerLength) }, memo);
   } catch (e) {
     throw isSystemError(e) ? ioError(path, 'cannot read', e) : e;
   } finally {
+    if (SPARE_FIRST_READS.length < HEADER_READS_KEPT) SPARE_FIRST_READS.push(first);
     await handle.close();
   }
 }
@@ -406,14 +422,19 @@ function layoutError(file: string, entry: DeclaredTensor, end: number): Safetens
 }
 
 async function readExactly(handle: FileHandle, path: string, length: number, position: number): Promise<Buffer> {
-  // Not zeroed first: the loop fills every byte or throws (a header is up to 100 MB; a MoE model's are megabytes in all).
+  // Not zeroed first: fill writes every byte or throws (a header is up to 100 MB; a MoE model's are megabytes in all).
   const buffer = Buffer.allocUnsafe(length);
-  let filled = 0;
-  while (filled < length) {
-    const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled);
+  await fill(handle, path, buffer, 0, length, position);
+  return buffer;
+}
+
+/** Reads into buffer[filled, upTo) what the file holds at `position` + that range (or throws HeaderTooSmall at the file's end); how far the buffer is filled. */
+async function fill(handle: FileHandle, path: string, buffer: Buffer, filled: number, upTo: number, position = 0): Promise<number> {
+  while (filled < upTo) {
+    const { bytesRead } = await handle.read(buffer, filled, upTo - filled, position + filled);
     // The size was checked against fstat, so a short read means the file shrank meanwhile.
     if (bytesRead === 0) throw new SafetensorsError('HeaderTooSmall', `${path}: the file ended while its header was being read`);
     filled += bytesRead;
   }
-  return buffer;
+  return filled;
 }

@@ -13,7 +13,8 @@ import { testIf } from './skip';
  * Interposes pread, pwrite (the engine's data I/O) and fsync (the publishing step's syncs) in a
  * child process. Only calls on files whose path contains $WEIGHTMIX_FAULT_PATH are touched:
  *   WEIGHTMIX_FAULT_SLOW=pread,fsync     ops that sleep $WEIGHTMIX_FAULT_SLEEP_US before each call
- *   WEIGHTMIX_FAULT_MIN_BYTES=N          pread/pwrite calls of fewer bytes are left alone
+ *   WEIGHTMIX_FAULT_MIN_BYTES=N          pread/pwrite calls of fewer bytes are left alone, and so are preads at offset 0 (a
+ *                                        header's first read, which takes up to 256 KiB: the engine reads data, after the header)
  *   WEIGHTMIX_FAULT_EIO=pwrite           the op that fails with EIO, after $WEIGHTMIX_FAULT_SKIP calls
  *   WEIGHTMIX_FAULT_MARK=FILE            created when a fault first fires (tests wait for it)
  */
@@ -59,9 +60,9 @@ static void mark(void) {
 
 static long eioCalls;
 
-static int fault(int fd, const char* op, size_t bytes) {
+static int fault(int fd, const char* op, size_t bytes, off_t off) {
   const char* min = getenv("WEIGHTMIX_FAULT_MIN_BYTES");
-  if (bytes != (size_t)-1 && min != NULL && bytes < (size_t)atol(min)) return 0;
+  if (bytes != (size_t)-1 && min != NULL && (bytes < (size_t)atol(min) || off == 0)) return 0;
   if (!matches(fd)) return 0;
   if (listed("WEIGHTMIX_FAULT_SLOW", op)) {
     mark();
@@ -86,7 +87,7 @@ typedef int (*fsync_fn)(int);
 ssize_t pread64(int fd, void* buf, size_t n, off_t off) {
   static pread_fn real;
   if (!real) real = (pread_fn)dlsym(RTLD_NEXT, "pread64");
-  if (fault(fd, "pread", n) < 0) return -1;
+  if (fault(fd, "pread", n, off) < 0) return -1;
   return real(fd, buf, n, off);
 }
 ssize_t pread(int fd, void* buf, size_t n, off_t off) { return pread64(fd, buf, n, off); }
@@ -94,7 +95,7 @@ ssize_t pread(int fd, void* buf, size_t n, off_t off) { return pread64(fd, buf, 
 ssize_t pwrite64(int fd, const void* buf, size_t n, off_t off) {
   static pwrite_fn real;
   if (!real) real = (pwrite_fn)dlsym(RTLD_NEXT, "pwrite64");
-  if (fault(fd, "pwrite", n) < 0) return -1;
+  if (fault(fd, "pwrite", n, -1) < 0) return -1;
   return real(fd, buf, n, off);
 }
 ssize_t pwrite(int fd, const void* buf, size_t n, off_t off) { return pwrite64(fd, buf, n, off); }
@@ -102,7 +103,7 @@ ssize_t pwrite(int fd, const void* buf, size_t n, off_t off) { return pwrite64(f
 int fsync(int fd) {
   static fsync_fn real;
   if (!real) real = (fsync_fn)dlsym(RTLD_NEXT, "fsync");
-  if (fault(fd, "fsync", (size_t)-1) < 0) return -1;
+  if (fault(fd, "fsync", (size_t)-1, -1) < 0) return -1;
   return real(fd);
 }
 `;
@@ -136,7 +137,7 @@ export interface FaultOptions {
   /** Ops that sleep `sleepUs` before each call. */
   slow?: ('pread' | 'pwrite' | 'fsync')[];
   sleepUs?: number;
-  /** pread/pwrite calls of fewer bytes are left alone (the CLI's header reads are small). */
+  /** pread/pwrite calls of fewer bytes, and preads at offset 0, are left alone (the CLI's header reads: the first at 0, the rest small). */
   minBytes?: number;
   /** The op that fails with EIO after `skip` calls. */
   eio?: 'pread' | 'pwrite' | 'fsync';
@@ -160,8 +161,8 @@ export function faultEnv(shim: string, f: FaultOptions): Record<string, string> 
 }
 
 /**
- * A slow disk under `pathPart`: each read of at least 16 KiB (the engine's; the CLI's header reads
- * are smaller) takes `sleepUs`.
+ * A slow disk under `pathPart`: each read of at least 16 KiB past offset 0 (the engine's; the CLI's header
+ * reads start at 0, the rest are smaller) takes `sleepUs`.
  */
 export function slowReadsEnv(shim: string, pathPart: string, sleepUs: number): Record<string, string> {
   return faultEnv(shim, { path: pathPart, slow: ['pread'], sleepUs, minBytes: 16384 });
