@@ -32,6 +32,14 @@ export interface LayoutColumns {
   elementCounts: Float64Array;
 }
 
+// Where a checkpoint layout's columns were sliced from: names[j] is table.names[start + j].
+const SLICED_FROM = new WeakMap<LayoutColumns, { names: readonly string[]; start: number }>();
+
+/** The names array and position `columns.names` were sliced from, when they were (a checkpoint's layout): names[j] is from.names[from.start + j]. */
+export function slicedFrom(columns: LayoutColumns): { names: readonly string[]; start: number } | undefined {
+  return SLICED_FROM.get(columns);
+}
+
 // The columns a checkpoint's layout was made of; a layout made elsewhere gets columns from its tensors.
 const COLUMNS = new WeakMap<LayoutShard, LayoutColumns>();
 
@@ -109,12 +117,14 @@ function rangeColumns(table: TensorTable, start: number, end: number): LayoutCol
   const base = table.shapeStarts[start];
   const shapeStarts = table.shapeStarts.slice(start, end + 1);
   for (let j = 0; j < shapeStarts.length; j++) shapeStarts[j] -= base;
-  return {
+  const columns = {
     names: table.names.slice(start, end),
     shapeStarts,
     dims: table.dims.slice(base, table.shapeStarts[end]),
     elementCounts: table.elementCounts.slice(start, end),
   };
+  SLICED_FROM.set(columns, { names: table.names, start });
+  return columns;
 }
 
 /** The columns of the table's tensors at `indices`, in that order. */

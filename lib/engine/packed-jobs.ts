@@ -50,7 +50,7 @@ function carriesParams(op: NativeOp): boolean {
 
 const NO_NUMBERS: readonly number[] = Object.freeze([]);
 /** The most elements a run of plain jobs grows to (plainJob): the engine's counts stay far inside 32 bits. */
-const MAX_RUN_ELEMENTS = 2 ** 30;
+export const MAX_RUN_ELEMENTS = 2 ** 30;
 /** Name by code, the codes' inverse. */
 function namesByCode<K extends string>(table: Readonly<Record<K, number>>): K[] {
   const names: K[] = [];
@@ -61,7 +61,7 @@ const DTYPE_NAMES = namesByCode(PACKED_DTYPE_CODES);
 const OP_NAMES = namesByCode(PACKED_OP_CODES);
 const STAT_NAMES = namesByCode(PACKED_STAT_CODES);
 // Bytes per element by dtype code: a job's progress weight.
-const BYTES_BY_CODE = DTYPE_NAMES.map((d) => NATIVE_DTYPE_BYTES[d]);
+export const BYTES_BY_CODE = DTYPE_NAMES.map((d) => NATIVE_DTYPE_BYTES[d]);
 /** The packed code of native dtype U8 (any non-float tensor, counted in bytes). */
 export const PACKED_U8 = PACKED_DTYPE_CODES.U8;
 /** The packed native dtype code of each safetensors dtype code (format/dtypes.ts's DTYPE_NAMES order): no name lookup per tensor. */
@@ -180,16 +180,16 @@ export class PackedJobWriter {
   /**
    * A whole job without statistics whose dests carry no params, in one call (the planner's per-tensor path; a call per field
    * cost more than the writing in an 18,867-tensor plan): its sources are `src.input/offset/code[k]` for k < `sourceCount`, its
-   * dests `dst.output/offset/code/op/w[d]` for d < `destCount`, codes as PACKED_DTYPE_CODES and PACKED_OP_CODES give them.
+   * dests `dst.output/offset/code/op/w[d]` for d < `destCount`, codes as PACKED_DTYPE_CODES and PACKED_OP_CODES give them. With
+   * `tensorCounts` (summing to `count`), the job is that many tensors stored one after the other, each with its own progress weight.
    */
-  plainJob(count: number, sourceCount: number, src: PlainSources, destCount: number, dst: PlainDests): void {
+  plainJob(count: number, sourceCount: number, src: PlainSources, destCount: number, dst: PlainDests, tensorCounts?: Float64Array): void {
     this.close();
     // A tensor stored right after the last one in every source and dest, with the same op, weights and dtypes, extends its job: its
     // ops are elementwise, so one job over both writes the same bytes (an 18,867-tensor MoE pair saved alike is then one job per shard).
     if (this.run >= 0 && this.words[this.run] + count <= MAX_RUN_ELEMENTS && this.continuesRun(sourceCount, src, destCount, dst)) {
       this.words[this.run] += count;
-      this.tensors++;
-      this.setWork(count, src, sourceCount, dst, destCount);
+      this.setWork(count, src, sourceCount, dst, destCount, tensorCounts);
       return;
     }
     this.run = this.k;
@@ -204,15 +204,12 @@ export class PackedJobWriter {
     out[k++] = 0;
     out[k++] = 0;
     out[k++] = sourceCount;
-    let sourceBytes = 0;
     for (let s = 0; s < sourceCount; s++) {
       out[k++] = src.input[s];
       out[k++] = src.offset[s];
       out[k++] = src.code[s];
-      sourceBytes += BYTES_BY_CODE[src.code[s]];
     }
     out[k++] = destCount;
-    let destBytes = 0;
     for (let d = 0; d < destCount; d++) {
       const w = dst.w[d];
       out[k++] = dst.output[d];
@@ -222,12 +219,10 @@ export class PackedJobWriter {
       out[k++] = w.length;
       for (let j = 0; j < w.length; j++) out[k++] = w[j];
       out[k++] = 0;
-      destBytes += BYTES_BY_CODE[dst.code[d]];
     }
     this.k = k;
     this.jobs++;
-    this.tensors++;
-    this.putWork(count * (destBytes > 0 ? destBytes : sourceBytes));
+    this.setWork(count, src, sourceCount, dst, destCount, tensorCounts);
   }
 
   /** The jobs written (views of the writer's buffers, which it no longer touches). */
@@ -259,12 +254,18 @@ export class PackedJobWriter {
     return true;
   }
 
-  /** A continued run's tensor: its own progress weight. */
-  private setWork(count: number, src: PlainSources, sourceCount: number, dst: PlainDests, destCount: number): void {
+  /** A plain job's tensor (or, with `tensorCounts`, its tensors of those counts): each its own progress weight. */
+  private setWork(count: number, src: PlainSources, sourceCount: number, dst: PlainDests, destCount: number, tensorCounts?: Float64Array): void {
     let bytes = 0;
     for (let d = 0; d < destCount; d++) bytes += BYTES_BY_CODE[dst.code[d]];
     if (bytes === 0) for (let s = 0; s < sourceCount; s++) bytes += BYTES_BY_CODE[src.code[s]];
-    this.putWork(count * bytes);
+    if (tensorCounts === undefined) {
+      this.tensors++;
+      this.putWork(count * bytes);
+      return;
+    }
+    if (this.tensors + tensorCounts.length > this.work.length) this.work = grown(this.work, this.tensors + tensorCounts.length);
+    for (let i = 0; i < tensorCounts.length; i++) this.work[this.tensors++] = tensorCounts[i] * bytes;
   }
 
   private putWork(bytes: number): void {

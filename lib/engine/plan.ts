@@ -7,44 +7,17 @@
 import * as path from 'node:path';
 import { Checkpoint } from '../model/checkpoint';
 import { dtypeAt, indexOfName, sameShapeAt, tensorShapeAt, tensorTableOf, type TensorTable } from '../model/tensor-table';
-import { InputFiles } from './input-files';
 import { WeightmixError } from '../errors';
-import { NativeJob, NativeOp, NativeOutput } from './native';
-import { PACKED_CODE_OF_DTYPE, PACKED_OP_CODES, PACKED_U8, PackedJobs, PackedJobWriter, PlainDests, PlainSources, unpackJobs } from './packed-jobs';
-import { DTYPE_BITS, isFloatDtype, nativeDtype, SafetensorsDtype } from '../format/dtypes';
+import { NativeJob, NativeOutput } from './native';
+import { PackedJobs, PackedJobWriter, unpackJobs } from './packed-jobs';
+import { DTYPE_BITS, isFloatDtype, SafetensorsDtype } from '../format/dtypes';
 import { dtypeCode } from '../format/header-columns';
 import { encodeHeaderColumns } from '../format/safetensors';
-import { encodeSparseParams, ResolvedSparse } from './sparse-params';
-import { encodeElementwiseParams, RamPlusOpen, RowWeights } from './elementwise-params';
-import { DellaRecipe, encodeDellaParams } from './della-params';
-import { encodeSceParams, SceRecipe } from './sce-params';
-import { ArceeFusionRecipe, encodeArceeFusionParams } from './arcee-fusion-params';
 import { layoutColumns, type OutputLayout } from './output-layout';
-import { OpenMoments, OpenMomentsTable } from './open-moments';
-
-/** How one output tensor is made: an op over tensors of the listed checkpoints. */
-export interface TensorRecipe {
-  op: NativeOp;
-  /** Checkpoint indices, in the order the op takes them. */
-  models: number[];
-  /** copy: [index into `models`]; lerp, lerp_mi: [λ]; linear: one weight per model; nearswap: [t] (models: base, model); ram: [epsilon, λ per model] (models: base first). */
-  w: number[];
-  dtype: SafetensorsDtype;
-  /** sparse only: thresholds, mask keys and factors (models lists the base and every model it names). */
-  sparse?: ResolvedSparse;
-  /** row_linear only: per-row coefficients (models lists the base first when `rows.base`). */
-  rows?: RowWeights;
-  /** della only: MAGPRUNE's parameters and rescale factors (models lists the base first). */
-  della?: DellaRecipe;
-  /** sce only: the selection cut and weights (models lists the base first). */
-  sce?: SceRecipe;
-  /** arcee_fusion only: rows and threshold (models are [base, model]). */
-  arceeFusion?: ArceeFusionRecipe;
-  /** ram only: ramplus_tl's λ left for the engine to count from the tensor in memory (w's λ are then placeholders). */
-  ramPlus?: RamPlusOpen;
-  /** linear only: the weights are decided in the write pass from moments of the tensor (engine/open-moments.ts); `w` is a placeholder. */
-  open?: OpenMoments;
-}
+import { jobState, writeShardJobs } from './shard-jobs';
+import { OpenMomentsTable } from './open-moments';
+import type { TensorRecipe } from './tensor-recipe';
+export type { TensorRecipe } from './tensor-recipe';
 
 export interface OutputModelSpec {
   dir: string;
@@ -113,7 +86,7 @@ export function planMerge(spec: MergeSpec): MergePlan {
   let expectedJobs = 0;
   for (const shard of layout.shards) if (!spec.shardFilter || spec.shardFilter(shard.name)) expectedJobs += layoutColumns(shard).names.length;
   const jobs = new PackedJobWriter(expectedJobs, expectedJobs * (6 + 3 * spec.checkpoints.length + 8 * spec.outputs.length));
-  const state = jobState(spec, jobs);
+  const state = jobState(spec.checkpoints, spec.outputs.length, jobs);
   let bytesToWrite = 0;
 
   for (const shard of layout.shards) {
@@ -144,7 +117,7 @@ export function planMerge(spec: MergeSpec): MergePlan {
     });
     if (!written) continue;
 
-    writeShardJobs(state, names, columns.elementCounts, recipes, outIndex, offsets);
+    writeShardJobs(state, columns, recipes, outIndex, offsets);
   }
   return mergePlanOf({
     inputs: state.inputFiles.paths,
@@ -154,125 +127,6 @@ export function planMerge(spec: MergeSpec): MergePlan {
     bytesToWrite,
     ...(state.open.size > 0 ? { openMoments: state.open } : {}),
   });
-}
-
-/** What the per-tensor loop reuses from tensor to tensor and shard to shard. */
-interface JobState {
-  checkpoints: Checkpoint[];
-  jobs: PackedJobWriter;
-  inputFiles: InputFiles;
-  /** The models' tensors as columns; each model's next tensor is probably the one after the last found (same layout). */
-  tables: TensorTable[];
-  next: Int32Array;
-  /** One tensor's source rows in their tables. */
-  located: Int32Array;
-  /** Per model, each of its table's files as an input index (-1 until first used): no path lookup per tensor. */
-  fileInputs: Int32Array[];
-  /** One job's sources and plain dests as codes. */
-  src: PlainSources;
-  dst: PlainDests;
-  open: OpenMomentsTable;
-}
-
-function jobState(spec: MergeSpec, jobs: PackedJobWriter): JobState {
-  const tables = spec.checkpoints.map(tensorTableOf);
-  const outputCount = spec.outputs.length;
-  return {
-    checkpoints: spec.checkpoints,
-    jobs,
-    inputFiles: new InputFiles(),
-    tables,
-    next: new Int32Array(tables.length),
-    located: new Int32Array(tables.length),
-    fileInputs: tables.map((t) => new Int32Array(t.files.length).fill(-1)),
-    src: { input: new Int32Array(tables.length), offset: new Float64Array(tables.length), code: new Uint8Array(tables.length) },
-    dst: {
-      output: new Int32Array(outputCount),
-      offset: new Float64Array(outputCount),
-      code: new Uint8Array(outputCount),
-      op: new Uint8Array(outputCount),
-      w: new Array<readonly number[]>(outputCount).fill(NO_PARAMS),
-    },
-    open: new OpenMomentsTable(),
-  };
-}
-
-/**
- * One shard's jobs, one per tensor (recipes[o][i]: tensor i's recipe in output o; offsets[o][i]: its begin in output o's file).
- * A function of its own so that V8 optimizes this loop alone: inside planMerge's body, the MoE plan's on-stack build of all of
- * planMerge took ~60 ms of compiler time and was thrown away at the loop's end. Plain loops, no object per job, and a recipe's
- * own model list reused when it is already sorted: an 18,867-tensor MoE plan runs this body per tensor.
- */
-function writeShardJobs(
-  s: JobState,
-  names: readonly string[],
-  elementCounts: Float64Array,
-  recipes: TensorRecipe[][],
-  outIndex: number[],
-  offsets: Float64Array[],
-): void {
-  const { tables, next, located, fileInputs, src, dst, jobs } = s;
-  let used: number[] = [];
-  let plain = false;
-  for (let i = 0; i < names.length; i++) {
-    const name = names[i];
-    // The same recipe objects as the tensor before (an interpolation's are shared): its model list, and its plain dests but for their
-    // offsets, stand as they are (this loop mostly runs before V8 has optimized it: every step saved counts 18,867 times in a MoE plan).
-    let same = i > 0;
-    for (let o = 0; o < recipes.length && same; o++) same = recipes[o][i] === recipes[o][i - 1];
-    // Sources: every model any output needs for this tensor, read once, in checkpoint order.
-    if (!same) used = usedModels(recipes, i);
-    let raw = -1;
-    for (let k = 0; k < used.length; k++) {
-      const m = used[k];
-      const table = tables[m];
-      // The usual answer, the position after the last one found, tried without a call.
-      const at = table.names[next[m]] === name ? next[m] : indexOfName(table, name, next[m]);
-      if (at < 0) throw new WeightmixError('ModelsDiffer', `tensor ${name} is missing from ${s.checkpoints[m].dir}`);
-      next[m] = at + 1;
-      located[k] = at;
-      // Non-float tensors travel as raw bytes (native dtype U8): count them in bytes.
-      if (raw < 0 && PACKED_CODE_OF_DTYPE[table.dtypes[at]] === PACKED_U8) raw = table.byteLengths[at];
-    }
-    const count = raw >= 0 ? raw : elementCounts[i];
-    for (let k = 0; k < used.length; k++) {
-      const table = tables[used[k]];
-      const at = located[k];
-      const file = table.fileIndex[at];
-      const inputs = fileInputs[used[k]];
-      if (inputs[file] < 0) inputs[file] = s.inputFiles.indexOf(table.files[file]);
-      src.input[k] = inputs[file];
-      src.offset[k] = table.offsets[at];
-      src.code[k] = PACKED_CODE_OF_DTYPE[table.dtypes[at]];
-    }
-    // Every dest a plain one (an interpolation's): the whole job in one call; else field by field, each dest with its params.
-    if (same && plain) {
-      for (let o = 0; o < recipes.length; o++) dst.offset[o] = offsets[o][i];
-    } else {
-      plain = true;
-      for (let o = 0; o < recipes.length && plain; o++) plain = plainDest(recipes[o][i], used, o, outIndex[o], offsets[o][i], dst);
-    }
-    if (plain) jobs.plainJob(count, used.length, src, recipes.length, dst);
-    else writeFieldJob(s, count, used, recipes, i, outIndex, offsets, name);
-  }
-}
-
-/** A job that is not plain, field by field: its sources as located in `s.src`, then each output's dest with its params. */
-function writeFieldJob(
-  s: JobState,
-  count: number,
-  used: number[],
-  recipes: TensorRecipe[][],
-  i: number,
-  outIndex: number[],
-  offsets: Float64Array[],
-  name: string,
-): void {
-  const { jobs, src } = s;
-  jobs.job(count, used.length);
-  for (let k = 0; k < used.length; k++) jobs.sourceOfCode(src.input[k], src.offset[k], src.code[k]);
-  jobs.destCount(recipes.length);
-  for (let o = 0; o < recipes.length; o++) writeDest(jobs, recipes[o][i], used, outIndex[o], offsets[o][i], name, s.open);
 }
 
 /** The recipes' dtypes as codes (DTYPE_NAMES' indices; one lookup per run of one shared recipe), or as names when one has no code (the encoder then refuses it). */
@@ -290,74 +144,6 @@ function dtypeCodesOf(recipes: readonly TensorRecipe[]): Uint8Array | Safetensor
     codes[i] = code;
   }
   return codes;
-}
-
-/** The models any output reads for tensor i, ascending, each once (a sorted list that every output shares as it is). */
-function usedModels(recipes: TensorRecipe[][], i: number): number[] {
-  const models = recipes[0][i].models;
-  let shared = true;
-  for (let o = 1; o < recipes.length && shared; o++) shared = recipes[o][i].models === models;
-  if (shared) {
-    let ascending = true;
-    for (let k = 1; k < models.length && ascending; k++) ascending = models[k - 1] < models[k];
-    if (ascending) return models;
-  }
-  return [...new Set(recipes.flatMap((r) => r[i].models))].sort((x, y) => x - y);
-}
-
-const NO_PARAMS: readonly number[] = Object.freeze([]);
-
-/**
- * Puts output `o`'s dest into `dst` when it is a plain one: an interpolation's lerp or copy whose model list is the job's source
- * list (usedModels returns it as it is), so that its weights index the job's sources as they are and it carries no params; else false.
- */
-function plainDest(r: TensorRecipe, used: number[], o: number, output: number, offset: number, dst: PlainDests): boolean {
-  if (r.models !== used || (!((r.op === 'lerp' || r.op === 'lerp_mi') && used.length === 2) && !isOwnCopy(r, used.length))) return false;
-  dst.output[o] = output;
-  dst.offset[o] = offset;
-  dst.code[o] = PACKED_CODE_OF_DTYPE[dtypeCode(r.dtype)];
-  dst.op[o] = PACKED_OP_CODES[r.op];
-  dst.w[o] = r.w;
-  return true;
-}
-
-/** Writes one output's destination for a tensor whose job reads the models `used`. */
-function writeDest(jobs: PackedJobWriter, r: TensorRecipe, used: number[], output: number, offset: number, name: string, open: OpenMomentsTable): void {
-  const dtype = nativeDtype(r.dtype);
-  const srcs = r.models.map((m) => used.indexOf(m));
-  const source = (model: number) => srcs[r.models.indexOf(model)];
-  let w = r.w;
-  let params = NO_PARAMS;
-  if (r.op === 'copy') {
-    w = [srcs[r.w[0]]];
-  } else if (r.op === 'sparse') {
-    if (!r.sparse) throw new Error(`internal: sparse recipe of ${name} without parameters`);
-    [w, params] = [[], encodeSparseParams(r.sparse, source)];
-  } else if (r.op === 'arcee_fusion') {
-    if (!r.arceeFusion) throw new Error(`internal: arcee_fusion recipe of ${name} without parameters`);
-    [w, params] = [[], encodeArceeFusionParams(r.arceeFusion, source)];
-  } else if (r.op === 'sce') {
-    if (!r.sce) throw new Error(`internal: sce recipe of ${name} without parameters`);
-    [w, params] = [[], encodeSceParams(r.sce, source)];
-  } else if (r.op === 'della') {
-    if (!r.della) throw new Error(`internal: della recipe of ${name} without parameters`);
-    [w, params] = [[], encodeDellaParams(r.della, source)];
-  } else if (r.op === 'nearswap' || r.op === 'ram' || r.op === 'row_linear') {
-    [w, params] = [[], encodeElementwiseParams(r.op, srcs, r.w, r.rows, r.ramPlus)];
-  } else if (r.op === 'linear') {
-    // Linear weights are indexed by the job's source list.
-    w = new Array(used.length).fill(0);
-    srcs.forEach((s, k) => (w[s] += r.w[k]));
-    if (r.open) params = open.add(r.open, used);
-  } else if (srcs.length !== 2 || srcs[0] !== 0 || srcs[1] !== 1 || used.length !== 2) {
-    throw new Error(`internal: ${r.op} of ${name} must read exactly two models, in checkpoint order`);
-  }
-  jobs.dest(output, offset, dtype, r.op, w, params);
-}
-
-/** Whether `r` copies one of its `sourceCount` models by an index that is already the job's own (w = [k], k a valid index). */
-function isOwnCopy(r: TensorRecipe, sourceCount: number): boolean {
-  return r.op === 'copy' && r.w.length === 1 && Number.isInteger(r.w[0]) && r.w[0] >= 0 && r.w[0] < sourceCount;
 }
 
 /** The two models must hold the same tensors with the same shapes; float dtypes may differ. */
