@@ -6,12 +6,12 @@
  * needs no statistics) both give the same words, the same progress weights, and unpackJobs gives
  * back the same objects. WEIGHTMIX_SEED=<seed> replays them.
  */
-import { planMerge, TensorRecipe } from '../lib/engine/plan';
+import { TensorRecipe } from '../lib/engine/plan';
 import { NativeJob } from '../lib/engine/native';
 import { packJobColumns, packJobs, PackedJobWriter, unpackJobs } from '../lib/engine/packed-jobs';
 import { indexFile, indexText } from '../lib/engine/model-files';
 import { loadNative } from '../lib/engine/native';
-import { plainTensor, randomPlan, referenceJobs, referenceRuns, referenceWork, writtenNames } from './helpers/plan-references';
+import { planAgainstReference, randomPlan } from './helpers/plan-references';
 import { rng } from './helpers/models';
 
 const seed = Number(process.env.WEIGHTMIX_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -21,16 +21,9 @@ test('the planner writes the packed words the object path packs, on random plans
   const next = rng(seed);
   for (let round = 0; round < 150; round++) {
     const { spec } = randomPlan(next, round % 2 === 1);
-    const plan = planMerge(spec);
-    const reference = referenceJobs(spec, plan);
-    const runs = referenceRuns(
-      reference,
-      writtenNames(spec).map((name) => plainTensor(spec, name)),
-    );
-    expect(Array.from(plan.packedJobs.words)).toEqual(Array.from(packJobs(runs)));
+    // The same words as the object path's jobs with their runs joined, and progress weights one per tensor.
+    const { plan, runs } = planAgainstReference(spec);
     expect(plan.packedJobs.count).toBe(runs.length);
-    // Progress weights stay one per tensor.
-    expect(Array.from(plan.packedJobs.work)).toEqual(reference.map(referenceWork));
     // The object view decodes to the same jobs (toStrictEqual: no field added or missing).
     expect(plan.jobs).toStrictEqual(runs);
   }
@@ -56,15 +49,8 @@ test('the planner writes the packed words the object path packs when consecutive
     const shared = { ...spec, recipe };
     const names = spec.layout.shards.flatMap((s) => s.tensors.map((t) => t.name));
     for (let i = 1; i < names.length; i++) if (spec.outputs.every((_, o) => recipe(names[i], o) === recipe(names[i - 1], o))) sharedRuns++;
-    const plan = planMerge(shared);
-    const reference = referenceJobs(shared, plan);
-    const runs = referenceRuns(
-      reference,
-      writtenNames(shared).map((name) => plainTensor(shared, name)),
-    );
+    const { reference, runs } = planAgainstReference(shared);
     joined += reference.length - runs.length;
-    expect(Array.from(plan.packedJobs.words)).toEqual(Array.from(packJobs(runs)));
-    expect(Array.from(plan.packedJobs.work)).toEqual(reference.map(referenceWork));
   }
   expect(sharedRuns).toBeGreaterThan(10);
   // Some tensors were stored one after the other with the same plain recipe, and joined.

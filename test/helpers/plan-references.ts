@@ -9,6 +9,7 @@ import { encodeSparseParams, ResolvedSparse } from '../../lib/engine/sparse-para
 import { encodeElementwiseParams } from '../../lib/engine/elementwise-params';
 import { NATIVE_DTYPE_BYTES, nativeDtype, SafetensorsDtype } from '../../lib/format/dtypes';
 import type { OutputLayout } from '../../lib/engine/output-layout';
+import { packJobs } from '../../lib/engine/packed-jobs';
 
 export const FLOATS: SafetensorsDtype[] = ['BF16', 'F16', 'F32'];
 
@@ -226,3 +227,16 @@ export function writtenNames(spec: MergeSpec): string[] {
 /** native/executor.cc's pieceWeight per job: written bytes, or read bytes of a job that writes nothing. */
 export const referenceWork = (j: NativeJob) =>
   (j.dests.length > 0 ? j.dests.map((d) => d.dtype) : j.sources.map((s) => s.dtype)).reduce((n, d) => n + j.count * NATIVE_DTYPE_BYTES[d], 0);
+
+/** Plans `spec` and checks it against the object path with its plain runs joined: the same words, one progress weight per tensor. */
+export function planAgainstReference(spec: MergeSpec): { plan: ReturnType<typeof planMerge>; reference: NativeJob[]; runs: NativeJob[] } {
+  const plan = planMerge(spec);
+  const reference = referenceJobs(spec, plan);
+  const runs = referenceRuns(
+    reference,
+    writtenNames(spec).map((name) => plainTensor(spec, name)),
+  );
+  expect(Array.from(plan.packedJobs.words)).toEqual(Array.from(packJobs(runs)));
+  expect(Array.from(plan.packedJobs.work)).toEqual(reference.map(referenceWork));
+  return { plan, reference, runs };
+}
