@@ -17,7 +17,8 @@ import { checkpointLayout, layoutColumns, LayoutTensor } from '../lib/engine/out
 import { preloadNative } from '../lib/engine/native';
 import { nativeJsonTables, useNativeJsonTables } from '../lib/format/json-tables';
 import { DTYPE_BITS, isFloatDtype, SafetensorsDtype } from '../lib/format/dtypes';
-import { writeSafetensorsFile } from '../lib/format/safetensors';
+import { headerColumns, writeSafetensorsFile } from '../lib/format/safetensors';
+import { indexFile } from '../lib/engine/model-files';
 import { rng } from './helpers/models';
 import { RandomTensor, randomTensors } from './helpers/random-tensors';
 import { WeightmixError } from '../lib/errors';
@@ -298,4 +299,29 @@ test('opening names the first tensor stored twice, or the first one the index pl
     code: 'IndexMismatch',
     message: `${indexed}/model.safetensors.index.json: tensor x.two is in a.safetensors but the index says b.safetensors`,
   });
+});
+
+test("a checkpoint layout's header and index bytes, encoded from the header reader's name texts, are those encoded from the names", async () => {
+  const next = rng(seed + 3);
+  let texts = 0;
+  for (let round = 0; round < 30; round++) {
+    const dir = path.join(root, `texts-${round}`);
+    await writeRandomModel(dir, randomTensors(next, next() < 0.3), next, next() < 0.5);
+    const ckpt = await openCheckpoint(dir);
+    const layout = checkpointLayout(ckpt);
+    // The same layout with each shard's names in a fresh list: no text is at hand for them, so the encoders join the names.
+    const joined = { ...layout, shards: layout.shards.map((s) => ({ name: s.name, tensors: s.tensors.map((t) => ({ ...t })) })) };
+    const spec = (l: typeof layout) => ({
+      checkpoints: [ckpt],
+      layout: l,
+      outputs: [{ dir: '/out', metadata: { format: 'pt' } }],
+      recipe: (name: string): TensorRecipe => ({ op: 'copy', models: [0], w: [0], dtype: ckpt.tensors.get(name)!.dtype }),
+    });
+    const [fromTexts, fromNames] = [planMerge(spec(layout)), planMerge(spec(joined))];
+    expect(fromTexts.outputs).toEqual(fromNames.outputs);
+    expect(indexFile(fromTexts.models[0])).toEqual(indexFile(fromNames.models[0]));
+    if (ckpt.shards.every((s) => headerColumns(s.header).namesText !== undefined)) texts++;
+  }
+  // Some rounds had every header read by the addon (plain names), so that its texts were used.
+  expect(texts).toBeGreaterThan(3);
 });

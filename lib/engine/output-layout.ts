@@ -3,6 +3,7 @@ import type { Checkpoint } from '../model/checkpoint';
 import { tensorTableOf, type TensorTable } from '../model/tensor-table';
 import { shapeAt } from '../format/header-columns';
 import { numberedShardFileName } from '../format/shard-file-name';
+import { namesTextIs } from '../format/json-tables';
 
 /** What the planner needs of one output tensor's place: its name and shape (the dtype is the recipe's). */
 export interface LayoutTensor {
@@ -72,6 +73,8 @@ export function checkpointLayout(ckpt: Checkpoint): OutputLayout {
   const nameOf = (s: { name: string }, k: number) => (plain ? s.name : numberedShardFileName(k, ckpt.shards.length));
   const shards = ckpt.shards.map((s, k): LayoutShard => {
     const columns = ranges ? rangeColumns(table, ranges[k], ranges[k + 1]) : gatheredColumns(table, members![k]);
+    // File k's tensors are range k, in the table's order, which is its header's: the header reader's text of their names serves the encoders.
+    if (ranges && table.fileNamesTexts) namesTextIs(columns.names, table.fileNamesTexts[k]);
     let tensors: LayoutTensor[] | undefined;
     const shard: LayoutShard = {
       name: nameOf(s, k),

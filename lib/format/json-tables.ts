@@ -96,6 +96,22 @@ const DTYPE_BIT_COLUMN = Uint32Array.from(DTYPE_NAMES, (d) => DTYPE_BITS[d]);
 /** The index each weight_map's columns were read from, kept by the addon (columns made elsewhere have none). */
 const nativeMaps = new WeakMap<WeightMapColumns, NativeWeightMap>();
 
+// Name lists whose text (each name followed by '\n') is already at hand, as the header reader gave it: encoders join none of them.
+const NAMES_TEXTS = new WeakMap<readonly string[], string>();
+
+/**
+ * Records that `names` (never changed afterwards) are the names of `text`, each followed by '\n': a header's names as the addon's reader
+ * gave them, which a checkpoint's layout hands to the header and index encoders (18,867 strings a MoE model, joined once each time).
+ */
+export function namesTextIs(names: readonly string[], text: string): void {
+  NAMES_TEXTS.set(names, text);
+}
+
+/** The names each followed by '\n': the text recorded for this list, or their join. */
+function namesTextOf(names: readonly string[]): string {
+  return NAMES_TEXTS.get(names) ?? (names.length === 0 ? '' : names.join('\n') + '\n');
+}
+
 /** The readers over the addon's functions: names split out of its one text (one builtin call, not a Node-API string per name). */
 export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTables {
   const encodeIndexWeightMap = addon.encodeIndexWeightMap;
@@ -103,7 +119,7 @@ export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTable
     ...(encodeIndexWeightMap && {
       encodeIndex(shardNames, tails, prefix, suffix) {
         // One text of every name (each followed by '\n', as the header readers give them): one builtin join per shard, no string per name.
-        const text = shardNames.map((names) => (names.length === 0 ? '' : names.join('\n') + '\n')).join('');
+        const text = shardNames.map(namesTextOf).join('');
         return encodeIndexWeightMap.call(
           addon,
           text,
@@ -153,7 +169,7 @@ export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTable
     encodeHeader(names, dtypes, shapes, metadataJson, maxHeaderBytes) {
       // The addon declines a name with anything to escape or a lone surrogate, which the JavaScript encoder then writes or refuses (a '\n' in a
       // name makes the count differ: declined too); a test here cost more than the encoding.
-      const text = names.length === 0 ? '' : names.join('\n') + '\n';
+      const text = namesTextOf(names);
       return addon.encodeHeaderColumns(text, dtypes, shapes.shapeStarts, shapes.dims, DTYPE_NAMES, DTYPE_BIT_COLUMN, metadataJson, maxHeaderBytes);
     },
     weightMapAgrees(listed, stored) {

@@ -161,6 +161,7 @@ function tensorTable(dir: string, shards: Shard[], weightMap: WeightMap | null, 
     byName: unique ? new Map<string, number>() : undefined,
     // The addon's texts of the shards' names, joined (its index check takes them so), when every shard has one.
     namesText: columns.every((c) => c.namesText !== undefined) ? columns.map((c) => c.namesText).join('') : undefined,
+    fileNamesTexts: columns.every((c) => c.namesText !== undefined) ? columns.map((c) => c.namesText!) : undefined,
     tensorBytes: 0,
   };
   let n = 0;

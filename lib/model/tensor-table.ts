@@ -47,6 +47,8 @@ export interface TensorTable {
   shardNames: readonly string[];
   /** The names each followed by '\n', as the addon's header readers gave them (its index check takes them so), when at hand. */
   namesText?: string;
+  /** The same per file (`files[f]`'s tensors, which are then one run of the table, in its order), when at hand. */
+  fileNamesTexts?: readonly string[];
   /** name → index, built on first lookup that the position hint does not answer. */
   byName?: Map<string, number>;
 }
