@@ -61,7 +61,7 @@ const DTYPE_NAMES = namesByCode(PACKED_DTYPE_CODES);
 const OP_NAMES = namesByCode(PACKED_OP_CODES);
 const STAT_NAMES = namesByCode(PACKED_STAT_CODES);
 // Bytes per element by dtype code: a job's progress weight.
-export const BYTES_BY_CODE = DTYPE_NAMES.map((d) => NATIVE_DTYPE_BYTES[d]);
+const BYTES_BY_CODE = DTYPE_NAMES.map((d) => NATIVE_DTYPE_BYTES[d]);
 /** The packed code of native dtype U8 (any non-float tensor, counted in bytes). */
 export const PACKED_U8 = PACKED_DTYPE_CODES.U8;
 /** The packed native dtype code of each safetensors dtype code (format/dtypes.ts's DTYPE_NAMES order): no name lookup per tensor. */

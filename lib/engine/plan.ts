@@ -6,7 +6,7 @@
  */
 import * as path from 'node:path';
 import { Checkpoint } from '../model/checkpoint';
-import { dtypeAt, indexOfName, sameShapeAt, tensorShapeAt, tensorTableOf, type TensorTable } from '../model/tensor-table';
+import { dtypeAt, indexOfName, sameBytes, sameShapeAt, tensorShapeAt, tensorTableOf, type TensorTable } from '../model/tensor-table';
 import { WeightmixError } from '../errors';
 import { NativeJob, NativeOutput } from './native';
 import { PackedJobs, PackedJobWriter, unpackJobs } from './packed-jobs';
@@ -185,12 +185,5 @@ function sameColumns(a: TensorTable, b: TensorTable): boolean {
     sameBytes(a.shapeStarts, b.shapeStarts) &&
     sameBytes(a.dims, b.dims) &&
     sameBytes(a.dtypes, b.dtypes)
-  );
-}
-
-function sameBytes(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  return (
-    a.byteLength === b.byteLength &&
-    Buffer.compare(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), new Uint8Array(b.buffer, b.byteOffset, b.byteLength)) === 0
   );
 }

@@ -4,7 +4,7 @@
  * under one plain recipe per output, is written as one job at once (writeShardRun), as the per-tensor loop would join them.
  */
 import { Checkpoint } from '../model/checkpoint';
-import { indexOfName, tensorTableOf, type TensorTable } from '../model/tensor-table';
+import { indexOfName, sameBytes, tensorTableOf, type TensorTable } from '../model/tensor-table';
 import { InputFiles } from './input-files';
 import { WeightmixError } from '../errors';
 import { MAX_RUN_ELEMENTS, PACKED_CODE_OF_DTYPE, PACKED_OP_CODES, PACKED_U8, PackedJobWriter, PlainDests, PlainSources } from './packed-jobs';
@@ -133,12 +133,13 @@ function writeShardRun(s: JobState, columns: LayoutColumns, recipes: TensorRecip
   for (let i = 0; i < n; i++) total += elementCounts[i];
   if (total > MAX_RUN_ELEMENTS) return false;
   const starts = new Int32Array(used.length);
+  const from = slicedFrom(columns);
   for (let k = 0; k < used.length; k++) {
-    const t = tables[used[k]];
-    const p = t.names[next[used[k]]] === names[0] ? next[used[k]] : indexOfName(t, names[0], next[used[k]]);
+    const m = used[k];
+    const t = tables[m];
+    const p = t.names[next[m]] === names[0] ? next[m] : indexOfName(t, names[0], next[m]);
     if (p < 0 || p + n > t.names.length || PACKED_CODE_OF_DTYPE[t.dtypes[p]] === PACKED_U8) return false;
     // The names, unless the layout's are this table's own from p on (a checkpoint's layout, a table shared by a pair saved alike).
-    const from = slicedFrom(columns);
     if (from?.names !== t.names || from.start !== p) for (let i = 0; i < n; i++) if (t.names[p + i] !== names[i]) return false;
     if (!filledWith(t.fileIndex.subarray(p, p + n), t.fileIndex[p]) || !filledWith(t.dtypes.subarray(p, p + n), t.dtypes[p])) return false;
     if (!sameBytes(t.elementCounts.subarray(p, p + n), elementCounts)) return false;
@@ -164,14 +165,6 @@ function writeShardRun(s: JobState, columns: LayoutColumns, recipes: TensorRecip
 function filledWith(values: Uint8Array | Uint32Array, value: number): boolean {
   const filled = values instanceof Uint8Array ? new Uint8Array(values.length) : new Uint32Array(values.length);
   return sameBytes(values, filled.fill(value));
-}
-
-/** Whether two views hold the same bytes. */
-function sameBytes(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  return (
-    a.byteLength === b.byteLength &&
-    Buffer.compare(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), new Uint8Array(b.buffer, b.byteOffset, b.byteLength)) === 0
-  );
 }
 
 /** A job that is not plain, field by field: its sources as located in `s.src`, then each output's dest with its params. */

@@ -146,6 +146,8 @@ function tensorTable(dir: string, shards: Shard[], weightMap: WeightMap | null, 
   const columns = shards.map((s) => headerColumns(s.header));
   const count = columns.reduce((n, c) => n + c.names.length, 0);
   const dims = columns.reduce((n, c) => n + c.dims.length, 0);
+  // The addon's texts of the shards' names, when every shard has one (its index check takes them joined; the encoders, each).
+  const texts = columns.every((c) => c.namesText !== undefined) ? columns.map((c) => c.namesText!) : undefined;
   const table = {
     // One builtin concatenation, not a store per tensor.
     names: ([] as string[]).concat(...columns.map((c) => c.names)),
@@ -159,9 +161,8 @@ function tensorTable(dir: string, shards: Shard[], weightMap: WeightMap | null, 
     files: shards.map((s) => s.path),
     shardNames: shards.map((s) => s.name),
     byName: unique ? new Map<string, number>() : undefined,
-    // The addon's texts of the shards' names, joined (its index check takes them so), when every shard has one.
-    namesText: columns.every((c) => c.namesText !== undefined) ? columns.map((c) => c.namesText).join('') : undefined,
-    fileNamesTexts: columns.every((c) => c.namesText !== undefined) ? columns.map((c) => c.namesText!) : undefined,
+    namesText: texts?.join(''),
+    fileNamesTexts: texts,
     tensorBytes: 0,
   };
   let n = 0;

@@ -62,6 +62,14 @@ export function tensorShapeAt(table: TensorTable, i: number): number[] {
   return shapeAt(table, i);
 }
 
+/** Whether two column views hold the same bytes (one builtin compare, no step per value). */
+export function sameBytes(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  return (
+    a.byteLength === b.byteLength &&
+    Buffer.compare(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), new Uint8Array(b.buffer, b.byteOffset, b.byteLength)) === 0
+  );
+}
+
 /** Whether tensors i of `a` and j of `b` have the same shape. */
 export function sameShapeAt(a: TensorTable, i: number, b: TensorTable, j: number): boolean {
   const sa = a.shapeStarts[i];
