@@ -24,6 +24,9 @@ const COMMANDS: Registrar[] = [interpolateCmd, demo, info, sweep, diff, score, s
 
 const DEFAULT_HELP = new Help();
 
+/** The commands that write merged models: their main thread's fresh heap is tens of MB (engine/native.ts's preferHugePageHeap). */
+const MERGING_COMMANDS = new Set(['interpolate', 'sweep', 'merge', 'demo']);
+
 export function buildProgram(): Command {
   const program = new Command('weightmix')
     .version(VERSION)
@@ -41,6 +44,12 @@ export function buildProgram(): Command {
       },
     });
   program.exitOverride();
+  program.hook('preAction', async (_program, action) => {
+    if (!MERGING_COMMANDS.has(action.name())) return;
+    // The process is the command line's own: its heap on huge pages (engine/native.ts), loaded only for a command that merges.
+    const { preferHugePageHeap } = await import('./engine/native');
+    preferHugePageHeap();
+  });
   for (const c of COMMANDS) c.register(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;

@@ -12,6 +12,7 @@
 #include "executor.h"
 #include "io.h"
 #include "packed_jobs.h"
+#include "process_heap.h"
 #include "kernel_binding.h"
 #include "json_tables_binding.h"
 #ifdef WEIGHTMIX_WITH_CUDA
@@ -334,6 +335,15 @@ Napi::Value DecodeJobsForTest(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// preferHugePageHeap(bytes): the command line's heap on huge pages (process_heap.h); whether the advice was taken.
+Napi::Value PreferHugePageHeap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "preferHugePageHeap: bytes must be a number");
+  const double bytes = info[0].As<Napi::Number>().DoubleValue();
+  if (!(bytes >= 0 && bytes <= 1e12)) throw Napi::RangeError::New(env, "preferHugePageHeap: bytes out of range");
+  return Napi::Boolean::New(env, preferHugePageHeap(static_cast<size_t>(bytes)));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("execute", Napi::Function::New(env, Execute, "execute"));
   exports.Set("info", Napi::Function::New(env, Info, "info"));
@@ -345,6 +355,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("weightMapNamesText", Napi::Function::New(env, WeightMapNamesText, "weightMapNamesText"));
   exports.Set("encodeHeaderColumns", Napi::Function::New(env, EncodeHeaderColumns, "encodeHeaderColumns"));
   exports.Set("encodeIndexWeightMap", Napi::Function::New(env, EncodeIndexWeightMap, "encodeIndexWeightMap"));
+  exports.Set("preferHugePageHeap", Napi::Function::New(env, PreferHugePageHeap, "preferHugePageHeap"));
   return exports;
 }
 

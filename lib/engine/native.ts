@@ -96,6 +96,11 @@ export interface NativeAddon {
   decodeJobsForTest(jobs: Float64Array): (Required<Omit<NativeJob, 'stat'>> & Pick<NativeJob, 'stat'>)[];
 }
 
+/** The addon's function behind preferHugePageHeap (native/process_heap.h), absent in older addons: not part of the public NativeAddon. */
+interface HeapAddon {
+  preferHugePageHeap?(bytes: number): boolean;
+}
+
 let cached: { addon: NativeAddon; loaded: LoadedAddon } | undefined;
 
 function packageRoot(): string {
@@ -128,6 +133,23 @@ export function loadNative(): NativeAddon {
       useNativeJsonTables(jsonTablesOfAddon(tables as NativeJsonTablesAddon));
   }
   return cached.addon;
+}
+
+/** The main heap's huge-page range: a MoE merge's main thread touches some 20 MB of fresh heap (BENCHMARKS.md, 2026-12-06). */
+const HUGE_HEAP_BYTES = 24 << 20;
+
+/**
+ * The command line's heap on huge pages (native/process_heap.h): lib/cli.ts asks before a command that merges, whose main thread
+ * then faults its fresh heap in 2 MiB at a time. A library leaves its host process's allocator alone, so nothing else calls this.
+ * False where it was not done: `WEIGHTMIX_NO_HUGE_HEAP` set, no addon or an older one, not glibc, transparent huge pages off.
+ */
+export function preferHugePageHeap(env: NodeJS.ProcessEnv = process.env): boolean {
+  if (env.WEIGHTMIX_NO_HUGE_HEAP) return false;
+  try {
+    return (loadNative() as NativeAddon & HeapAddon).preferHugePageHeap?.(HUGE_HEAP_BYTES) ?? false;
+  } catch {
+    return false; // NativeMissing and the like: the command's own loadNative reports it
+  }
 }
 
 /** Loads the addon if it can, before models are opened (their headers are then read by it); a failure is left for the run's own loadNative to report. */
