@@ -70,8 +70,8 @@ void LocalBuffers::giveBack(std::vector<AlignedBuffer>& buffers) {
 
 uint8_t* KeepBitMaps::next(uint64_t count) {
   if (maps_.size() <= used_) maps_.emplace_back();
-  std::vector<uint8_t>& map = maps_[used_++];
-  map.resize(std::max<uint64_t>(map.size(), keepBitsBytes(count)));
+  AlignedBuffer& map = maps_[used_++];
+  if (map.size() < keepBitsBytes(count)) map = AlignedBuffer::hugePages(keepBitsBytes(count));
   return map.data();
 }
 

@@ -47,15 +47,17 @@ class LocalBuffers {
 bool isLocalJob(const std::vector<SparseParams>& destParams);
 
 // One worker's keep-bit maps (kernels/sparsify.h's SparseModel::keepBits, della.h's DellaModel::keepBits),
-// kept from tensor to tensor: fresh pages cost a fault and zeroing each. `startJob` before each local
-// job; each model that keeps its mask as bits then takes the next map.
+// kept from tensor to tensor: fresh pages cost a fault each. `startJob` before each local job; each model
+// that keeps its mask as bits then takes the next map (keepBitsBytes(count) bytes, not zeroed: the mask's
+// pass writes every bit the merge reads). On huge pages: a map outgrown by a larger tensor is replaced, and
+// a vector's zero-filled regrowth faulted ~3,000 4 KiB pages in a della merge of the dense bench pair.
 class KeepBitMaps {
  public:
   void startJob() { used_ = 0; }
   uint8_t* next(uint64_t count);
 
  private:
-  std::vector<std::vector<uint8_t>> maps_;
+  std::vector<AlignedBuffer> maps_;
   size_t used_ = 0;
 };
 
