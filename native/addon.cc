@@ -355,6 +355,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("weightMapNamesText", Napi::Function::New(env, WeightMapNamesText, "weightMapNamesText"));
   exports.Set("encodeHeaderColumns", Napi::Function::New(env, EncodeHeaderColumns, "encodeHeaderColumns"));
   exports.Set("encodeIndexWeightMap", Napi::Function::New(env, EncodeIndexWeightMap, "encodeIndexWeightMap"));
+  // weightMapAgrees and encodeIndexWeightMap take their names text as a list of strings too (json_tables_binding.cc's textOf).
+  exports.Set("jsonTextLists", Napi::Boolean::New(env, true));
   exports.Set("preferHugePageHeap", Napi::Function::New(env, PreferHugePageHeap, "preferHugePageHeap"));
   return exports;
 }

@@ -42,6 +42,26 @@ Napi::String joined(Napi::Env env, const char* text, const std::vector<TextRange
   return Napi::String::New(env, out);
 }
 
+// Names text given as one string, or as a list of strings that joined make it (json-tables.ts passes a model's texts file by file,
+// as the header reader gave them, instead of joining megabytes of them in JavaScript); false for anything else.
+bool isText(const Napi::Value& v) {
+  if (v.IsString()) return true;
+  if (!v.IsArray()) return false;
+  Napi::Array parts = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < parts.Length(); i++) {
+    if (!parts.Get(i).IsString()) return false;
+  }
+  return true;
+}
+
+std::string textOf(const Napi::Value& v) {
+  if (v.IsString()) return v.As<Napi::String>().Utf8Value();
+  Napi::Array parts = v.As<Napi::Array>();
+  std::string out;
+  for (uint32_t i = 0; i < parts.Length(); i++) out += parts.Get(i).As<Napi::String>().Utf8Value();
+  return out;
+}
+
 std::vector<std::string> stringsOf(const Napi::Array& array) {
   std::vector<std::string> out;
   for (uint32_t i = 0; i < array.Length(); i++) out.push_back(array.Get(i).As<Napi::String>().Utf8Value());
@@ -126,11 +146,11 @@ Napi::Value WeightMapNamesText(const Napi::CallbackInfo& info) {
 Napi::Value WeightMapAgrees(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const WeightMapIndex& map = weightMapArgument(info, "weightMapAgrees");
-  if (info.Length() < 4 || !info[1].IsString() || !info[2].IsTypedArray() || !info[3].IsArray() ||
+  if (info.Length() < 4 || !isText(info[1]) || !info[2].IsTypedArray() || !info[3].IsArray() ||
       info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
     throw Napi::TypeError::New(env, "weightMapAgrees(map, namesText, fileOf, shardNames): wrong arguments");
   }
-  const std::string names = info[1].As<Napi::String>().Utf8Value();
+  const std::string names = textOf(info[1]);
   Napi::Uint32Array fileOf = info[2].As<Napi::Uint32Array>();
   const std::vector<std::string> shardNames = stringsOf(info[3].As<Napi::Array>());
   return Napi::Boolean::New(env, weightMapAgrees(map.text, map.table, {names, fileOf.Data(), fileOf.ElementLength(), &shardNames}));
@@ -175,11 +195,11 @@ Napi::Value EncodeHeaderColumns(const Napi::CallbackInfo& info) {
 
 Napi::Value EncodeIndexWeightMap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 5 || !info[0].IsString() || !info[1].IsTypedArray() || !info[2].IsArray() || !info[3].IsString() || !info[4].IsString() ||
+  if (info.Length() < 5 || !isText(info[0]) || !info[1].IsTypedArray() || !info[2].IsArray() || !info[3].IsString() || !info[4].IsString() ||
       info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
     throw Napi::TypeError::New(env, "encodeIndexWeightMap: wrong arguments");
   }
-  const std::string names = info[0].As<Napi::String>().Utf8Value();
+  const std::string names = textOf(info[0]);
   Napi::Uint32Array counts = info[1].As<Napi::Uint32Array>();
   Napi::Array tailArray = info[2].As<Napi::Array>();
   std::vector<std::string> tails;

@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Checkpoint, openCheckpoint, TensorLocation } from '../lib/model/checkpoint';
-import { tableOfLocations, tensorTableOf } from '../lib/model/tensor-table';
+import { sameJoined, tableOfLocations, tensorTableOf } from '../lib/model/tensor-table';
 import { checkCompatible, planMerge, TensorRecipe } from '../lib/engine/plan';
 import { checkpointLayout, layoutColumns, LayoutTensor } from '../lib/engine/output-layout';
 import { preloadNative } from '../lib/engine/native';
@@ -182,6 +182,31 @@ test('planMerge and checkCompatible over columns equal the same over plain Maps 
   }
 });
 
+test('sameJoined tells texts cut anywhere apart as their joins do', () => {
+  const next = rng(seed + 5);
+  const int = (n: number) => Math.floor(next() * n);
+  // A list of strings that joined make `text`, cut at 0-4 random places (empty pieces included).
+  const cutUp = (text: string) => {
+    const cuts = Array.from({ length: int(5) }, () => int(text.length + 1)).sort((x, y) => x - y);
+    return [0, ...cuts].map((at, k, all) => text.slice(at, all[k + 1] ?? text.length));
+  };
+  let same = 0;
+  for (let round = 0; round < 2000; round++) {
+    const a = Array.from({ length: int(12) }, () => 'ab\n'[int(3)]).join('');
+    // Equal, or changed in one place (a character, a character more or fewer).
+    const kind = int(4);
+    const at = int(a.length + 1);
+    const b =
+      kind === 0 ? a : kind === 1 ? a.slice(0, at) + 'x' + a.slice(at + 1) : kind === 2 ? a.slice(0, at) + 'a' + a.slice(at) : a.slice(0, at) + a.slice(at + 1);
+    const x = cutUp(a);
+    const y = cutUp(b);
+    expect({ x, y, same: sameJoined(x, y) }).toEqual({ x, y, same: x.join('') === y.join('') });
+    if (x.join('') === y.join('')) same++;
+  }
+  expect(same).toBeGreaterThan(400);
+  expect(same).toBeLessThan(1900);
+});
+
 test('checkCompatible over columns names the same difference as over objects', async () => {
   const next = rng(seed + 2);
   const tensors = randomTensors(next, false).map((t) => ({ ...t, dtype: 'BF16' as const, shape: [2, 3] }));
@@ -250,7 +275,8 @@ test('checkCompatible of two models of one layout (its check without a loop per 
       }
     };
     const outcome = message(lazy);
-    if (tensorTableOf(lazy[0]).namesText !== undefined && tensorTableOf(lazy[0]).namesText === tensorTableOf(lazy[1]).namesText) sameNames++;
+    const texts = lazy.map((c) => tensorTableOf(c).fileNamesTexts?.join(''));
+    if (texts[0] !== undefined && texts[0] === texts[1]) sameNames++;
     expect(outcome).toBe(message(lazy.map(objectCheckpoint)));
     outcomes.add(outcome.split(':')[0]);
   }

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { loadNative } from '../lib/engine/native';
 import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { parseJsonStrict } from '../lib/format/json-strict';
-import { NativeJsonTables, nativeJsonTables, useNativeJsonTables } from '../lib/format/json-tables';
+import { jsonTablesOfAddon, NativeJsonTables, NativeJsonTablesAddon, nativeJsonTables, useNativeJsonTables } from '../lib/format/json-tables';
 import { DTYPE_BITS, encodeSafetensorsHeader, parseSafetensorsHeader, SafetensorsDtype } from '../lib/format/safetensors';
 import { openCheckpoint } from '../lib/model/checkpoint';
 
@@ -370,3 +370,37 @@ test('a sharded model opens to the same checkpoint, or fails with the same error
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }, 60_000);
+
+test('the addon takes a names text as one string or as the list that joined makes it, with the same answers', () => {
+  const addon = loadNative() as unknown as NativeJsonTablesAddon;
+  expect(addon.jsonTextLists).toBe(true);
+  const lists = jsonTablesOfAddon(addon);
+  const joined = jsonTablesOfAddon({ ...addon, jsonTextLists: false });
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 1, maxLength: 40 }), fc.integer({ min: 0, max: 40 }), (shardOf, edit) => {
+      // Tensors t0..tn in three shards, stored shard by shard; the index lists them, one of them perhaps under another shard.
+      const names = shardOf.map((_, i) => `model.layers.${i}.weight`);
+      const files = ['a.safetensors', 'b.safetensors', 'c.safetensors'];
+      const listedShard = shardOf.map((f, i) => (i === edit ? (f + 1) % 3 : f));
+      const index = Buffer.from(JSON.stringify({ weight_map: Object.fromEntries(names.map((n, i) => [n, files[listedShard[i]]])) }));
+      const stored = [0, 1, 2].flatMap((f) => names.filter((_, i) => shardOf[i] === f));
+      const fileIndex = Uint32Array.from([0, 1, 2].flatMap((f) => shardOf.filter((s) => s === f)));
+      const fileNamesTexts = [0, 1, 2].map((f) =>
+        names
+          .filter((_, i) => shardOf[i] === f)
+          .map((n) => `${n}\n`)
+          .join(''),
+      );
+      const columns = [lists, joined].map((t) => t.readWeightMapTable(index)!);
+      const agrees = [lists, joined].map((t, k) => t.weightMapAgrees(columns[k], { names: stored, fileNamesTexts, fileIndex, shardNames: files }));
+      expect(agrees[0]).toBe(agrees[1]);
+      expect(agrees[0]).toBe(edit >= names.length);
+      const shardNames = [0, 1, 2].map((f) => names.filter((_, i) => shardOf[i] === f));
+      const tails = files.map((f) => `: "${f}"`);
+      const encoded = [lists, joined].map((t) => t.encodeIndex!(shardNames, tails, '{\n  "weight_map": ', '\n}\n'));
+      expect(encoded[0]).not.toBeNull();
+      expect(encoded[0]!.equals(encoded[1]!)).toBe(true);
+    }),
+    params,
+  );
+});

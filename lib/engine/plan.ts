@@ -6,7 +6,7 @@
  */
 import * as path from 'node:path';
 import { Checkpoint } from '../model/checkpoint';
-import { dtypeAt, indexOfName, sameBytes, sameShapeAt, tensorShapeAt, tensorTableOf, type TensorTable } from '../model/tensor-table';
+import { dtypeAt, indexOfName, sameBytes, sameJoined, sameShapeAt, tensorShapeAt, tensorTableOf, type TensorTable } from '../model/tensor-table';
 import { WeightmixError } from '../errors';
 import { NativeJob, NativeOutput } from './native';
 import { PackedJobs, PackedJobWriter, unpackJobs } from './packed-jobs';
@@ -180,8 +180,9 @@ export function checkCompatible(a: Checkpoint, b: Checkpoint): void {
  */
 function sameColumns(a: TensorTable, b: TensorTable): boolean {
   return (
-    a.namesText !== undefined &&
-    a.namesText === b.namesText &&
+    a.fileNamesTexts !== undefined &&
+    b.fileNamesTexts !== undefined &&
+    sameJoined(a.fileNamesTexts, b.fileNamesTexts) &&
     sameBytes(a.shapeStarts, b.shapeStarts) &&
     sameBytes(a.dims, b.dims) &&
     sameBytes(a.dtypes, b.dtypes)

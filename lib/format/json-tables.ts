@@ -32,10 +32,13 @@ export interface WeightMapColumns {
   namesText?: string;
 }
 
-/** Stored tensors as weightMapAgrees compares them with an index: names (unique; `namesText` when at hand), name i in `shardNames[fileIndex[i]]`. */
+/**
+ * Stored tensors as weightMapAgrees compares them with an index: names (unique), name i in `shardNames[fileIndex[i]]`; when at hand,
+ * `fileNamesTexts`: the names' texts file by file as the header reader gave them, which joined are the names each followed by '\n'.
+ */
 export interface StoredNames {
   names: readonly string[];
-  namesText?: string;
+  fileNamesTexts?: readonly string[];
   fileIndex: Uint32Array;
   shardNames: readonly string[];
 }
@@ -74,7 +77,8 @@ export interface NativeJsonTablesAddon {
   /** `map` is the index kept native (its names table over `json`, which it holds rather than copies: nothing may change those bytes while `map` lives) for weightMapNamesText and weightMapAgrees. */
   readWeightMapTable(json: Uint8Array): { map: NativeWeightMap; shards: Uint32Array; files: string[] } | null;
   weightMapNamesText(map: NativeWeightMap): string;
-  weightMapAgrees(map: NativeWeightMap, namesText: string, fileOf: Uint32Array, shardNames: readonly string[]): boolean;
+  /** `namesText` one string, or (with `jsonTextLists`) a list of strings that joined make it: no join of megabytes in JavaScript. */
+  weightMapAgrees(map: NativeWeightMap, namesText: string | readonly string[], fileOf: Uint32Array, shardNames: readonly string[]): boolean;
   encodeHeaderColumns(
     namesText: string,
     dtypes: Uint8Array,
@@ -85,7 +89,15 @@ export interface NativeJsonTablesAddon {
     metadataJson: string | null,
     maxHeaderBytes: number,
   ): { bytes: Buffer; starts: Float64Array; dataBytes: number } | null;
-  encodeIndexWeightMap?(namesText: string, shardCounts: Uint32Array, tails: readonly string[], prefix: string, suffix: string): Buffer | null;
+  encodeIndexWeightMap?(
+    namesText: string | readonly string[],
+    shardCounts: Uint32Array,
+    tails: readonly string[],
+    prefix: string,
+    suffix: string,
+  ): Buffer | null;
+  /** Whether the two functions above take their names text as a list of strings (absent in older addons: one string only). */
+  jsonTextLists?: boolean;
 }
 
 /** An index read by the addon and kept there (an external value: only the addon reads it). */
@@ -115,14 +127,15 @@ function namesTextOf(names: readonly string[]): string {
 /** The readers over the addon's functions: names split out of its one text (one builtin call, not a Node-API string per name). */
 export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTables {
   const encodeIndexWeightMap = addon.encodeIndexWeightMap;
+  // The texts as the addon takes them: the list itself where it can, else joined here.
+  const textArgument = (texts: readonly string[]): string | readonly string[] => (addon.jsonTextLists === true ? texts : texts.join(''));
   return {
     ...(encodeIndexWeightMap && {
       encodeIndex(shardNames, tails, prefix, suffix) {
-        // One text of every name (each followed by '\n', as the header readers give them): one builtin join per shard, no string per name.
-        const text = shardNames.map(namesTextOf).join('');
+        // Every name's text (each followed by '\n', as the header readers give them), shard by shard: no string per name.
         return encodeIndexWeightMap.call(
           addon,
-          text,
+          textArgument(shardNames.map(namesTextOf)),
           Uint32Array.from(shardNames, (names) => names.length),
           tails,
           prefix,
@@ -177,8 +190,8 @@ export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTable
       const map = nativeMaps.get(listed);
       // A name holding '\n' would split in two: the count then differs, and the answer is false, as it must be (no vouched-for index lists such a name).
       if (map === undefined || stored.names.length === 0) return false;
-      const namesText = stored.namesText ?? stored.names.join('\n') + '\n';
-      return addon.weightMapAgrees(map, namesText, stored.fileIndex, stored.shardNames);
+      const texts = stored.fileNamesTexts ?? [stored.names.join('\n') + '\n'];
+      return addon.weightMapAgrees(map, textArgument(texts), stored.fileIndex, stored.shardNames);
     },
   };
 }

@@ -146,7 +146,7 @@ function tensorTable(dir: string, shards: Shard[], weightMap: WeightMap | null, 
   const columns = shards.map((s) => headerColumns(s.header));
   const count = columns.reduce((n, c) => n + c.names.length, 0);
   const dims = columns.reduce((n, c) => n + c.dims.length, 0);
-  // The addon's texts of the shards' names, when every shard has one (its index check takes them joined; the encoders, each).
+  // The addon's texts of the shards' names, when every shard has one (its index check and the encoders take them file by file).
   const texts = columns.every((c) => c.namesText !== undefined) ? columns.map((c) => c.namesText!) : undefined;
   const table = {
     // One builtin concatenation, not a store per tensor.
@@ -161,7 +161,6 @@ function tensorTable(dir: string, shards: Shard[], weightMap: WeightMap | null, 
     files: shards.map((s) => s.path),
     shardNames: shards.map((s) => s.name),
     byName: unique ? new Map<string, number>() : undefined,
-    namesText: texts?.join(''),
     fileNamesTexts: texts,
     tensorBytes: 0,
   };

@@ -45,9 +45,10 @@ export interface TensorTable {
   files: readonly string[];
   /** The shard name (relative to the model folder) of each of `files`. */
   shardNames: readonly string[];
-  /** The names each followed by '\n', as the addon's header readers gave them (its index check takes them so), when at hand. */
-  namesText?: string;
-  /** The same per file (`files[f]`'s tensors, which are then one run of the table, in its order), when at hand. */
+  /**
+   * Per file (`files[f]`'s tensors, which are then one run of the table, in its order), the names each followed by '\n' as the addon's
+   * header readers gave them, when at hand: its index check and the encoders take them so.
+   */
   fileNamesTexts?: readonly string[];
   /** name → index, built on first lookup that the position hint does not answer. */
   byName?: Map<string, number>;
@@ -63,6 +64,27 @@ export function tensorShapeAt(table: TensorTable, i: number): number[] {
 }
 
 /** Whether two column views hold the same bytes (one builtin compare, no step per value). */
+/**
+ * Whether two lists of strings make the same text joined, without joining them (a MoE model's names are ~1.2 MB of text): the same
+ * strings in turn at once, else slice by slice where their boundaries differ (two models sharded differently).
+ */
+export function sameJoined(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length === b.length && a.every((text, i) => text === b[i])) return true;
+  let i = 0;
+  let j = 0;
+  let at = 0; // into a[i]
+  let bt = 0; // into b[j]
+  for (;;) {
+    while (i < a.length && at === a[i].length) [i, at] = [i + 1, 0];
+    while (j < b.length && bt === b[j].length) [j, bt] = [j + 1, 0];
+    if (i === a.length || j === b.length) return i === a.length && j === b.length;
+    const n = Math.min(a[i].length - at, b[j].length - bt);
+    if (a[i].slice(at, at + n) !== b[j].slice(bt, bt + n)) return false;
+    at += n;
+    bt += n;
+  }
+}
+
 export function sameBytes(a: ArrayBufferView, b: ArrayBufferView): boolean {
   return (
     a.byteLength === b.byteLength &&
