@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -206,6 +208,7 @@ uint64_t* windowRoom(uint64_t entries) {
     constexpr size_t kHuge = size_t{2} << 20;
     const size_t bytes = (entries * sizeof(uint64_t) + kHuge - 1) / kHuge * kHuge;
     std::free(room.data);
+    room.held = 0;
     room.data = std::aligned_alloc(kHuge, bytes);
     if (room.data == nullptr) throw std::bad_alloc();
     madvise(room.data, bytes, MADV_HUGEPAGE);  // a hint: 2 MiB pages where the system has them
