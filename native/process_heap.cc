@@ -10,17 +10,18 @@
 #include <sys/mman.h>
 #endif
 
+#include "aligned_buffer.h"
+
 namespace wm {
 
 namespace {
 
-constexpr size_t kHugePageBytes = size_t{2} << 20;
 constexpr size_t kMmapThreshold = size_t{32} << 20;  // glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
 constexpr size_t kTrimThreshold = 2 * kMmapThreshold;  // what its dynamic trim threshold becomes beside that
 
 bool growAdvised(size_t bytes) {
 #if defined(__GLIBC__)
-  if (bytes < 2 * kHugePageBytes || bytes > kMmapThreshold) return false;
+  if (bytes < 2 * kHugePage || bytes > kMmapThreshold) return false;
   if (mallopt(M_MMAP_THRESHOLD, static_cast<int>(kMmapThreshold)) != 1 || mallopt(M_TRIM_THRESHOLD, static_cast<int>(kTrimThreshold)) != 1) {
     return false;
   }
@@ -28,8 +29,8 @@ bool growAdvised(size_t bytes) {
   void* block = std::malloc(bytes);
   if (block == nullptr) return false;
   const uintptr_t at = reinterpret_cast<uintptr_t>(block);
-  const uintptr_t begin = (at + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
-  const uintptr_t end = (at + bytes) & ~(kHugePageBytes - 1);
+  const uintptr_t begin = (at + kHugePage - 1) & ~(kHugePage - 1);
+  const uintptr_t end = (at + bytes) & ~(kHugePage - 1);
   const bool advised = end > begin && madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE) == 0;
   std::free(block);
   return advised;

@@ -214,6 +214,12 @@ function plainDest(r: TensorRecipe, used: number[], o: number, output: number, o
   return true;
 }
 
+/** A method recipe's own parameters (its `sparse`, `sce`, …), which its op requires. */
+function methodParams<P>(r: TensorRecipe, params: P | undefined, name: string): P {
+  if (!params) throw new Error(`internal: ${r.op} recipe of ${name} without parameters`);
+  return params;
+}
+
 /** Writes one output's destination for a tensor whose job reads the models `used`. */
 function writeDest(jobs: PackedJobWriter, r: TensorRecipe, used: number[], output: number, offset: number, name: string, open: OpenMomentsTable): void {
   const dtype = nativeDtype(r.dtype);
@@ -224,17 +230,13 @@ function writeDest(jobs: PackedJobWriter, r: TensorRecipe, used: number[], outpu
   if (r.op === 'copy') {
     w = [srcs[r.w[0]]];
   } else if (r.op === 'sparse') {
-    if (!r.sparse) throw new Error(`internal: sparse recipe of ${name} without parameters`);
-    [w, params] = [[], encodeSparseParams(r.sparse, source)];
+    [w, params] = [[], encodeSparseParams(methodParams(r, r.sparse, name), source)];
   } else if (r.op === 'arcee_fusion') {
-    if (!r.arceeFusion) throw new Error(`internal: arcee_fusion recipe of ${name} without parameters`);
-    [w, params] = [[], encodeArceeFusionParams(r.arceeFusion, source)];
+    [w, params] = [[], encodeArceeFusionParams(methodParams(r, r.arceeFusion, name), source)];
   } else if (r.op === 'sce') {
-    if (!r.sce) throw new Error(`internal: sce recipe of ${name} without parameters`);
-    [w, params] = [[], encodeSceParams(r.sce, source)];
+    [w, params] = [[], encodeSceParams(methodParams(r, r.sce, name), source)];
   } else if (r.op === 'della') {
-    if (!r.della) throw new Error(`internal: della recipe of ${name} without parameters`);
-    [w, params] = [[], encodeDellaParams(r.della, source)];
+    [w, params] = [[], encodeDellaParams(methodParams(r, r.della, name), source)];
   } else if (r.op === 'nearswap' || r.op === 'ram' || r.op === 'row_linear') {
     [w, params] = [[], encodeElementwiseParams(r.op, srcs, r.w, r.rows, r.ramPlus)];
   } else if (r.op === 'linear') {

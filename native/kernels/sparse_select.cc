@@ -1,17 +1,14 @@
 // In-memory rank cuts (sparse_select.h) and the scalar |d| bits they are built from.
 #include "sparse_select.h"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <new>
 #include <utility>
 #include <vector>
 
+#include "../aligned_buffer.h"
 #include "cpu_backends.h"
 #include "element_io.h"
 #include "numerics.h"
@@ -198,23 +195,9 @@ namespace {
 // later one (a fresh allocation per tensor faulted them in again, ~6,500 page faults in a TIES merge of the dense bench pair).
 // Held until the thread ends: at most kMaxWindowKeys keys and a chunk's slack per window, as before, only what was touched resident.
 uint64_t* windowRoom(uint64_t entries) {
-  struct Room {
-    void* data = nullptr;
-    uint64_t held = 0;
-    ~Room() { std::free(data); }
-  };
-  thread_local Room room;
-  if (room.held < entries) {
-    constexpr size_t kHuge = size_t{2} << 20;
-    const size_t bytes = (entries * sizeof(uint64_t) + kHuge - 1) / kHuge * kHuge;
-    std::free(room.data);
-    room.held = 0;
-    room.data = std::aligned_alloc(kHuge, bytes);
-    if (room.data == nullptr) throw std::bad_alloc();
-    madvise(room.data, bytes, MADV_HUGEPAGE);  // a hint: 2 MiB pages where the system has them
-    room.held = bytes / sizeof(uint64_t);
-  }
-  return static_cast<uint64_t*>(room.data);
+  thread_local AlignedBuffer room;
+  if (room.size() < entries * sizeof(uint64_t)) room = AlignedBuffer::hugePages(entries * sizeof(uint64_t));
+  return reinterpret_cast<uint64_t*>(room.data());
 }
 
 }  // namespace
