@@ -113,6 +113,7 @@ void settle(Napi::Env env, RunState* state, Outcome* outcome) {
   if (outcome->ok) {
     Napi::Object r = Napi::Object::New(env);
     r.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(outcome->result.bytesWritten)));
+    r.Set("flushedEarly", Napi::Number::New(env, static_cast<double>(outcome->result.flushedEarly)));
     // Nine numbers per job, zero for a job without moments: a fresh array is zero, so a run where no job has them writes none.
     const auto& moments = outcome->result.moments;
     Napi::Float64Array m = Napi::Float64Array::New(env, state->plan.jobs.size() * kMomentsStride);

@@ -19,6 +19,7 @@
 #include "job_params.h"
 #include "local_job.h"
 #include "local_sce.h"
+#include "output_flusher.h"
 #include "output_reservations.h"
 #include "plan_validation.h"
 #include "task_reads.h"
@@ -63,6 +64,7 @@ class Run {
       device_ = std::make_unique<cuda::DeviceRun>(cuda::RunView{plan_, pieces_, tasks_, sparse_, maxSources_});
     }
     for (const OutputSpec& o : plan_.outputs) outputs_.push_back(std::make_unique<OutputFile>(o.path, o.size, plan_.direct));
+    flusher_ = flusherOfFilesOnDevices(outputs_);  // each flushed once complete, while the workers go on with the others
     reservations_ = std::make_unique<OutputReservations>(outputs_, reserved_, [this](std::exception_ptr e) { fail(e); });
     // Device writes go to writer threads (a write that copies is done by a worker: BlockAssembler::writeInTurn).
     if (std::any_of(outputs_.begin(), outputs_.end(), [](const auto& f) { return f->directToDevice(); })) {
@@ -103,6 +105,7 @@ class Run {
     if (error_) std::rethrow_exception(error_);
     if (cancel_.load()) throw ExecError("Aborted", "the merge was aborted");
     if (writer_) writer_->drain();
+    if (flusher_) flusher_->drain();
     for (size_t o = 0; o < outputs_.size(); ++o) {
       if (assemblers_[o]->pendingBlocks() != 0) throw ExecError("PlanInvalid", "plan left bytes of " + outputs_[o]->path() + " unwritten");
       outputs_[o]->finish();
@@ -112,6 +115,7 @@ class Run {
     result.moments = reduceMoments();
     result.stats = collectStats();
     for (const OutputSpec& o : plan_.outputs) result.bytesWritten += o.size;
+    if (flusher_) result.flushedEarly = flusher_->flushedCount();
     return result;
   }
 
@@ -555,6 +559,7 @@ class Run {
   std::vector<std::unique_ptr<OutputFile>> outputs_;
   // Spares for every output's blocks (declared before the assemblers, which use it until they go).
   BlockBuffers blockBuffers_{plan_.blockBytes};
+  std::unique_ptr<OutputFlusher> flusher_;  // goes after the writer and the workers that hand it files, before the files
   std::unique_ptr<BlockWriter> writer_;  // goes before the files and spares it writes from
   std::vector<std::unique_ptr<BlockAssembler>> assemblers_;
   std::unique_ptr<OutputReservations> reservations_;  // destroyed before the writer and the files: its stop() frees a write waiting for a reservation

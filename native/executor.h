@@ -16,6 +16,7 @@ struct ExecResult {
   std::vector<Moments> moments;  // one per job (zero for jobs without `moments`), or none where no job has `moments` (or no job has elements)
   std::vector<double> stats;     // histogram counts and L1 sums, in job order (plan.h's JobStat)
   uint64_t bytesWritten = 0;
+  size_t flushedEarly = 0;  // output files flushed as each was completed, while the run went on (output_flusher.h; none on tmpfs)
 };
 
 using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;

@@ -153,10 +153,17 @@ void OutputFile::writeAt(const void* src, uint64_t len, uint64_t offset) {
                  reinterpret_cast<uintptr_t>(p) % kDirectAlign == 0;
   if (aligned) {
     writeAll(directFd_, p, len, offset, path_, size_);
+    noteWritten(len);
     return;
   }
   writeAll(fd_, p, len, offset, path_, size_);
   startWriteBehind(offset, len);
+  noteWritten(len);
+}
+
+// Each byte is written once (the block assembler's blocks do not overlap), so the count reaches the size at the last write.
+void OutputFile::noteWritten(uint64_t len) {
+  if (written_.fetch_add(len, std::memory_order_acq_rel) + len == size_ && onWritten_) onWritten_(*this);
 }
 
 void OutputFile::startWriteBehind(uint64_t offset, uint64_t len) {
@@ -174,10 +181,15 @@ void OutputFile::startWriteBehind(uint64_t offset, uint64_t len) {
 #endif
 }
 
-void OutputFile::finish() {
-  awaitReservation();
+void OutputFile::flush() {
   if (fdatasync(fd_) != 0) throw systemError(errno, "cannot flush output", path_);
   posix_fadvise(fd_, 0, 0, POSIX_FADV_DONTNEED);
+  flushed_.store(true, std::memory_order_release);
+}
+
+void OutputFile::finish() {
+  awaitReservation();
+  if (!flushed()) flush();
 }
 
 }  // namespace wm

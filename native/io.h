@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -51,10 +52,18 @@ class OutputFile {
   bool direct() const { return directFd_ >= 0; }
   // O_DIRECT onto a device: a write the CPU does not copy (tmpfs and ramfs take O_DIRECT as a copy).
   bool directToDevice() const { return direct() && !inMemory_; }
+  // On tmpfs or ramfs: nothing for a flush to wait for.
+  bool inMemory() const { return inMemory_; }
+  // Calls `onWritten` (once, on the writing thread) when the writes have covered all `size` bytes; set before the first write.
+  void whenWritten(std::function<void(OutputFile&)> onWritten) { onWritten_ = std::move(onWritten); }
   // Writes a whole range; `aligned` ranges (offset, length and buffer at kDirectAlign) go through
   // O_DIRECT when available, the rest through the page cache with write-behind.
   void writeAt(const void* src, uint64_t len, uint64_t offset);
-  // Flushes everything to stable storage and drops the output from the page cache.
+  // Flushes everything written to stable storage and drops the output from the page cache (output_flusher.h calls it
+  // once the file is complete, on its own thread).
+  void flush();
+  bool flushed() const { return flushed_.load(std::memory_order_acquire); }
+  // The file made durable: flush(), unless a flush after its last write has done that already.
   void finish();
 
  private:
@@ -71,6 +80,10 @@ class OutputFile {
   std::exception_ptr failure_;
   std::mutex reserveMutex_;
   std::condition_variable reserveSettled_;
+  std::atomic<uint64_t> written_{0};
+  std::function<void(OutputFile&)> onWritten_;
+  std::atomic<bool> flushed_{false};
+  void noteWritten(uint64_t len);
 };
 
 }  // namespace wm

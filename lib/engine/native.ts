@@ -18,6 +18,8 @@ export type { NativeDtype, NativeOp, NativeSource, NativeDest, NativeJob, Native
 export interface NativeResult {
   /** Bytes written, all outputs together. */
   bytesWritten: number;
+  /** Output files flushed to stable storage as each was completed, while the run went on (native/output_flusher.h); 0 on tmpfs. Absent with an addon older than it. */
+  flushedEarly?: number;
   /** Nine numbers per job (MOMENTS_LAYOUT): Σa², Σb², Σab, Σ(b−a)², max|b−a|, non-finite pairs, Σ|a|, Σ|b|, Σ|b−a|. */
   moments: Float64Array;
   /** The statistics jobs' results, in job order. */
