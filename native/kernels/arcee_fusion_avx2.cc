@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "arcee_fusion_rows.h"
+#include "arcee_row_max.h"
 #include "avx2_loads.h"
 #include "element_io.h"
 
@@ -24,14 +25,7 @@ __attribute__((target("avx2,fma,f16c"))) double rowMax(const void* v, size_t r0,
   for (; j + 4 <= L; j += 4) m4 = _mm256_max_pd(_mm256_cvtps_pd(load4<T>(v, r0 + j)), m4);
   alignas(32) double lanes[4];
   _mm256_store_pd(lanes, m4);
-  double m = -INFINITY;
-  for (double l : lanes) m = std::max(m, l);
-  for (; j < L; ++j) m = std::max(m, static_cast<double>(loadElementF32(v, T, r0 + j)));
-  if (m != 0) return m;
-  // A max of 0: the serial loop keeps the first zero of the row (-0 or +0), which the lanes do not know.
-  for (j = 0; loadElementF32(v, T, r0 + j) != 0; ++j) {
-  }
-  return loadElementF32(v, T, r0 + j);
+  return finishRowMax(lanes, 4, v, T, r0, j, L);
 }
 
 template <Dtype T>
@@ -108,6 +102,7 @@ void arceeMergeRow(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, 
 }
 
 double arceeRowMax(const void* v, Dtype t, size_t r0, size_t L) {
+  if (avx512Enabled()) return arceeRowMaxAvx512(v, t, r0, L);
   double m = 0;
   withDtype(t, [&](auto T) { m = rowMax<decltype(T)::value>(v, r0, L); });
   return m;
@@ -118,6 +113,7 @@ void arceeShiftedRow(const void* v, Dtype t, size_t r0, size_t L, double m, doub
 }
 
 __attribute__((target("avx2,fma,f16c"))) void arceeRatios(const double* ea, double sa, const double* eb, double sb, size_t L, double* p, double* r) {
+  if (avx512Enabled()) return arceeRatiosAvx512(ea, sa, eb, sb, L, p, r);
   const __m256d sa4 = _mm256_set1_pd(sa), sb4 = _mm256_set1_pd(sb), eps = _mm256_set1_pd(1e-8);
   size_t j = 0;
   for (; j + 4 <= L; j += 4) {

@@ -1,9 +1,12 @@
-// arcee_fusion's order keys, merge row and importance check in 8 lanes (AVX-512), where avx512Enabled(): arcee_fusion_avx2.cc's keys4 and
-// merge4 lane for lane, bit for bit the scalar truth.
+// arcee_fusion's order keys, merge row, importance check, softmax ratios and row maxes in 8 lanes (AVX-512), where avx512Enabled():
+// arcee_fusion_avx2.cc's keys4, merge4, same4, arceeRatios and rowMax lane for lane, bit for bit the scalar truth.
 #include "cpu_backends.h"
 
 #if defined(WM_HAVE_AVX2_BACKEND)
+#include <cmath>
+
 #include "arcee_fusion_rows.h"
+#include "arcee_row_max.h"
 #include "avx512_loads.h"
 
 namespace wm {
@@ -54,7 +57,37 @@ __attribute__((target(WM_AVX512_TARGET))) bool same8(const void* a, const void* 
   return _mm256_testz_si256(differ, differ) && (i == n || scalar::arceeSameImportances(a, DA, b, DB, j0 + i, n - i, klLo, klHi));
 }
 
+template <Dtype T>
+__attribute__((target(WM_AVX512_TARGET))) double rowMax8(const void* v, size_t r0, size_t L) {
+  // Lane maxima as std::max(m, x) takes them (VMAXPD returns its second operand, m, for a NaN or an equal value).
+  __m512d m8 = _mm512_set1_pd(-INFINITY);
+  size_t j = 0;
+  for (; j + 8 <= L; j += 8) m8 = _mm512_max_pd(_mm512_cvtps_pd(load8<T>(v, r0 + j)), m8);
+  alignas(64) double lanes[8];
+  _mm512_store_pd(lanes, m8);
+  return finishRowMax(lanes, 8, v, T, r0, j, L);
+}
+
 }  // namespace
+
+double arceeRowMaxAvx512(const void* v, Dtype t, size_t r0, size_t L) {
+  double m = 0;
+  withDtype(t, [&](auto T) { m = rowMax8<decltype(T)::value>(v, r0, L); });
+  return m;
+}
+
+// Three divisions per element: twice as many lanes per instruction as the AVX2 loop (arcee_fusion's row KLs).
+__attribute__((target(WM_AVX512_TARGET))) void arceeRatiosAvx512(const double* ea, double sa, const double* eb, double sb, size_t L, double* p, double* r) {
+  const __m512d sa8 = _mm512_set1_pd(sa), sb8 = _mm512_set1_pd(sb), eps = _mm512_set1_pd(1e-8);
+  size_t j = 0;
+  for (; j + 8 <= L; j += 8) {
+    const __m512d p8 = _mm512_add_pd(_mm512_div_pd(_mm512_loadu_pd(eb + j), sb8), eps);
+    const __m512d q8 = _mm512_add_pd(_mm512_div_pd(_mm512_loadu_pd(ea + j), sa8), eps);
+    _mm512_storeu_pd(p + j, p8);
+    _mm512_storeu_pd(r + j, _mm512_div_pd(p8, q8));
+  }
+  if (j < L) scalar::arceeRatios(ea + j, sa, eb + j, sb, L - j, p + j, r + j);
+}
 
 bool arceeSameImportancesAvx512(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double klLo, double klHi) {
   bool same = false;

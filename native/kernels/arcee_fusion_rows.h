@@ -29,10 +29,12 @@ WM_ARCEE_ROW_DECLS
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 namespace avx2 {
 WM_ARCEE_ROW_DECLS
-// arceeKeys and arceeMergeRow in 8 lanes (arcee_fusion_avx512.cc), called by the AVX2 ones where avx512Enabled().
+// arceeKeys, arceeMergeRow, arceeSameImportances, arceeRatios and arceeRowMax in 8 lanes (arcee_fusion_avx512.cc), called by the AVX2 ones where avx512Enabled().
 void arceeKeysAvx512(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, uint32_t* keys);
 void arceeMergeRowAvx512(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double kl, float threshold, void* out, Dtype to);
 bool arceeSameImportancesAvx512(const void* a, Dtype ta, const void* b, Dtype tb, size_t j0, size_t n, double klLo, double klHi);
+void arceeRatiosAvx512(const double* ea, double sa, const double* eb, double sb, size_t L, double* p, double* r);
+double arceeRowMaxAvx512(const void* v, Dtype t, size_t r0, size_t L);
 }
 #endif
 // The SIMD path where kernels.h's dispatcher takes it, else the scalar one.

@@ -177,16 +177,26 @@ void testArcee(uint64_t seed) {
           std::vector<double> xS(L), xV(L), pS(L), pV(L), rS(L), rV(L), klS(rows), klV(rows);
           for (size_t row = 0; row < rows; ++row) {
             for (int k = 0; k < 2; ++k) {
-              const double mS = wm::scalar::arceeRowMax(srcs[k], types[k], row * L, L), mV = wm::avx2::arceeRowMax(srcs[k], types[k], row * L, L);
-              CHECK(sameBits(&mS, &mV, 8), "arceeRowMax %s L=%zu variant %d: SIMD %g != scalar %g", dtypeName(types[k]), L, variant, mV, mS);
+              const double mS = wm::scalar::arceeRowMax(srcs[k], types[k], row * L, L);
+              double mV = 0;
+              for (bool wide : {true, false}) {  // the 8-lane loop where the CPU has AVX-512, then the 4-lane one (whose mV goes on)
+                withAvx512(wide, [&] { mV = wm::avx2::arceeRowMax(srcs[k], types[k], row * L, L); });
+                CHECK(sameBits(&mS, &mV, 8), "arceeRowMax%s %s L=%zu variant %d: SIMD %g != scalar %g", wide ? " (AVX-512)" : "", dtypeName(types[k]), L,
+                      variant, mV, mS);
+              }
               wm::scalar::arceeShiftedRow(srcs[k], types[k], row * L, L, mS, xS.data());
               wm::avx2::arceeShiftedRow(srcs[k], types[k], row * L, L, mV, xV.data());
               CHECK(sameBits(xS.data(), xV.data(), 8 * L), "arceeShiftedRow %s L=%zu variant %d: SIMD != scalar", dtypeName(types[k]), L, variant);
             }
             const double sa = 1.0 + static_cast<double>(row), sb = 0.75;
             wm::scalar::arceeRatios(xS.data(), sa, xV.data(), sb, L, pS.data(), rS.data());
-            wm::avx2::arceeRatios(xS.data(), sa, xV.data(), sb, L, pV.data(), rV.data());
-            CHECK(sameBits(pS.data(), pV.data(), 8 * L) && sameBits(rS.data(), rV.data(), 8 * L), "arceeRatios L=%zu variant %d: SIMD != scalar", L, variant);
+            for (bool wide : {false, true}) {  // the 4-lane loop, and the 8-lane one where the CPU has AVX-512
+              std::fill(pV.begin(), pV.end(), 0.0);
+              std::fill(rV.begin(), rV.end(), 0.0);
+              withAvx512(wide, [&] { wm::avx2::arceeRatios(xS.data(), sa, xV.data(), sb, L, pV.data(), rV.data()); });
+              CHECK(sameBits(pS.data(), pV.data(), 8 * L) && sameBits(rS.data(), rV.data(), 8 * L), "arceeRatios%s L=%zu variant %d: SIMD != scalar",
+                    wide ? " (AVX-512)" : "", L, variant);
+            }
           }
           wm::ArceeStat s;
           s.rows.rowLength = L;
