@@ -485,8 +485,9 @@ class Run {
       const uint32_t bits = static_cast<uint32_t>(sp[2]);
       local.assign(size_t{1} << bits, 0);
       const uint64_t prefix = (static_cast<uint64_t>(sp[3]) << 32) | static_cast<uint64_t>(sp[4]);
-      radixHistogram(srcPtr[0], srcType[0], srcPtr[1], srcType[1], indexBits, job.count, piece.start, piece.count,
-                     static_cast<uint32_t>(sp[1]), bits, prefix, local.data());
+      const bool run = sp.size() == 7;  // a run of a larger tensor, its elements keyed by their place in it (plan.h)
+      radixHistogram(srcPtr[0], srcType[0], srcPtr[1], srcType[1], indexBits, run ? static_cast<uint64_t>(sp[6]) : job.count,
+                     (run ? static_cast<uint64_t>(sp[5]) : 0) + piece.start, piece.count, static_cast<uint32_t>(sp[1]), bits, prefix, local.data());
     } else {
       std::vector<double> one = {0, 0, 1, sp[0], 0, 1};
       one.insert(one.end(), sp.begin() + 1, sp.end());

@@ -36,7 +36,8 @@ struct Job {
   std::vector<Dest> dests;
   bool moments = false;  // accumulate statistics of sources[0] vs sources[1] (for `weightmix diff`)
   // Histogram: radix-selection counts of d = sources[1] - sources[0]; statParams =
-  //   [indexBits, shift, bits, prefixHi, prefixLo] -> 2^bits counts.
+  //   [indexBits, shift, bits, prefixHi, prefixLo, (first, total)?] -> 2^bits counts; with the tail the job is elements
+  //   first .. first + count - 1 of a tensor of `total`, keyed as there (indexBits of total, index first + i).
   // L1: exact sums of |d| before/after the keep rule; statParams = the keep rule as one model entry
   //   of the sparse layout plus indexBits -> 2 sums. (kernels/sparsify.h)
   // RamCounts: statParams = a Ram dest's params -> shared and unique counts per model (kernels/elementwise.h).

@@ -10,7 +10,7 @@ import { merge } from '../lib/recipes/merge-recipe';
 import { NativeDtype, runPlan } from '../lib/engine/native';
 import { parseRecipe, Recipe } from '../lib/recipes/recipe';
 import { encodeSparseParams } from '../lib/engine/sparse-params';
-import { indexBits, KEY_NONE, rankKey, resolveSparse, SparseMergeSpec, SparseModelSpec, SparseTensor } from '../lib/recipes/sparsify';
+import { candidateRange, indexBits, KEY_NONE, rankKey, resolveSparse, SparseMergeSpec, SparseModelSpec, SparseTensor } from '../lib/recipes/sparsify';
 import { readTensorValues } from '../lib/format/tensor-data';
 import { dareMaskRef, l1ScaleRef, magnitudeCountsRef, magnitudeMaskRef, SparseRefModel, sparseMergeRef, ulpDistance } from './reference/merge-methods';
 import { rng } from './helpers/models';
@@ -105,6 +105,50 @@ describe('radix selection', () => {
       const mask = magnitudeMaskRef(delta, top, keep);
       expect(out).toEqual(delta.map((d, i) => 0 + (mask[i] ? d : 0)));
     }
+  });
+
+  test('candidateRange: exactly the indices whose keys can carry the prefix (against every index)', () => {
+    const r = rng(23);
+    for (let trial = 0; trial < 300; trial++) {
+      const count = 1 + Math.floor(r() * 3000);
+      const ib = indexBits(count);
+      const remaining = Math.floor(r() * (ib + 3));
+      // A prefix taken from a real key (|δ| bits 0x3e80_0000, some index): the top 31 + ib − remaining bits.
+      const i0 = Math.floor(r() * count);
+      const key = (0x3e800000n << BigInt(ib)) | BigInt(count - 1 - i0);
+      const prefix = key >> BigInt(remaining);
+      const { first, end } = candidateRange(count, remaining, prefix);
+      const carry: number[] = [];
+      for (let i = 0; i < count; i++) if (((0x3e800000n << BigInt(ib)) | BigInt(count - 1 - i)) >> BigInt(remaining) === prefix) carry.push(i);
+      if (remaining >= ib) {
+        expect({ first, end }).toEqual({ first: 0, end: count });
+      } else {
+        expect({ first, end }).toEqual({ first: carry[0], end: carry[carry.length - 1] + 1 });
+        expect(carry.length).toBe(end - first);
+      }
+    }
+  });
+
+  test('a pass over index bits reads only the run of elements its prefix allows, with the same cuts', async () => {
+    // Every |δ| equal: the cut lies among equal magnitudes, so the last passes resolve index bits.
+    const n = 40000;
+    const files = [writeF32(new Array(n).fill(0)), writeF32(new Array(n).fill(0.5))];
+    const spec: SparseMergeSpec = { ...selectOnly({ density: 0.3 }), base: 0 };
+    const tensor: SparseTensor = { name: 'model.layers.0.mlp.up_proj.weight', count: n, spec, source: (m) => ({ file: files[m], offset: 0, dtype: 'F32' }) };
+    const counts: number[][] = [];
+    const resolved = (
+      await resolveSparse([tensor], (p) => {
+        counts.push(p.jobs.map((j) => j.count));
+        return runPlan({ ...p, outputs: [], threads: 2, blockBytes: 4096, direct: false });
+      })
+    ).get(tensor.name)!;
+    // 31 + 16 key bits in 12-bit digits: four passes, the last one over index bits alone.
+    expect(counts.length).toBe(4);
+    expect(counts[0]).toEqual([n]);
+    expect(counts[3][0]).toBeLessThanOrEqual(2 ** 11);
+    const keep = magnitudeCountsRef(n, 0.3, 0).keep;
+    const kept = Array.from({ length: n }, (_, i) => rankKey(0.5, i, n) >= resolved.models[0].lowKey);
+    expect(kept).toEqual(magnitudeMaskRef(new Array(n).fill(0.5), 0, keep));
   });
 
   test('thresholds do not depend on thread count or block size', async () => {

@@ -122,6 +122,10 @@ const ROWS: Row[] = [
   ['histogram: negative shift', (p) => (hist(p)[1] = -1), 'plan: bad histogram parameters in job 3'],
   ['histogram: prefix high word of 2^32', (p) => (hist(p)[3] = 2 ** 32), 'plan: bad histogram parameters in job 3'],
   ['histogram: negative prefix low word', (p) => (hist(p)[4] = -1), 'plan: bad histogram parameters in job 3'],
+  ['histogram: six parameters', (p) => hist(p).push(0), 'plan: bad histogram parameters in job 3'],
+  ['histogram: a run past its tensor’s end', (p) => ((hist(p)[0] = 5), hist(p).push(13, 20)), 'plan: bad histogram parameters in job 3'],
+  ['histogram: a run keyed by its own count', (p) => hist(p).push(4, 20), 'plan: bad histogram parameters in job 3'],
+  ['histogram: a fractional first element', (p) => ((hist(p)[0] = 5), hist(p).push(0.5, 20)), 'plan: bad histogram parameters in job 3'],
   ['L1: no parameters', (p) => l1(p).splice(0), 'plan: bad L1 parameters in job 4: index bits do not match the element count'],
   ['L1: index bits of another count', (p) => (l1(p)[0] = 2), 'plan: bad L1 parameters in job 4: index bits do not match the element count'],
   ['L1: a parameter short', (p) => l1(p).pop(), 'plan: bad L1 parameters in job 4: sparse parameter count does not match the model count'],
@@ -188,6 +192,14 @@ const UNREACHABLE: [check: string, reason: string][] = [
   ['destination: range overflows 64 bits (checkedEnd)', 'addon.cc caps offsets and counts at 2^53 - 1, so offset + count x 4 < 2^56'],
   ['after the run: bytes left unwritten (pendingBlocks)', 'validatePlan has already proved every byte covered once; this guards the executor itself'],
 ];
+
+test('a histogram job over a run of a larger tensor runs: the control for the run rows below', async () => {
+  const plan = validPlan(freshPath('out'));
+  const job = plan.jobs[3];
+  job.statParams = [5, 53 - 2, 11, 0, 0, 12, 20];
+  const result = await runPlan(plan);
+  expect(result.bytesWritten).toBe(64);
+});
 
 test('the valid plan runs: the control for every row below', async () => {
   const out = freshPath('out');

@@ -143,8 +143,27 @@ interface RankQuery {
 
 type RunPlan = (plan: Pick<NativePlan, 'inputs' | 'jobs'>) => Promise<NativeResult>;
 
-function statSources(t: SparseTensor, model: number, table: InputFiles) {
-  return [table.source(t.source(t.spec.base)), table.source(t.source(model))];
+function statSources(t: SparseTensor, model: number, table: InputFiles, first = 0) {
+  const at = (m: number) => {
+    const src = t.source(m);
+    return table.source({ ...src, offset: src.offset + first * NATIVE_DTYPE_BYTES[src.dtype] });
+  };
+  return [at(t.spec.base), at(model)];
+}
+
+/**
+ * The elements whose keys can still carry `q.prefix`: all of them while the prefix holds only |δ| bits; once it holds all 31 of
+ * them and some index bits, the contiguous run of indices those bits allow (2^remaining at most), so that the pass reads that run
+ * alone (a 2^29-element tensor's last two passes of five: 2^24 and 2^12 elements instead of 2^29).
+ */
+export function candidateRange(count: number, remaining: number, prefix: bigint): { first: number; end: number } {
+  const ib = indexBits(count);
+  if (remaining >= ib) return { first: 0, end: count };
+  // The key's low ib bits are count − 1 − i; the prefix fixes their top ib − remaining bits.
+  const fixed = Number(prefix & ((1n << BigInt(ib - remaining)) - 1n)) * 2 ** remaining;
+  const first = Math.max(0, count - fixed - 2 ** remaining);
+  const end = count - fixed;
+  return end > first ? { first, end } : { first: 0, end: count };
 }
 
 /** Radix selection: one histogram pass per digit (11 bits, from the top) for all open queries at once. */
@@ -170,12 +189,15 @@ async function selectCuts(queries: RankQuery[], run: RunPlan): Promise<void> {
         if (j === undefined) {
           j = jobs.length;
           jobOf.set(key, j);
+          const { first, end } = candidateRange(q.tensor.count, q.remaining, q.prefix);
+          const whole = first === 0 && end === q.tensor.count;
           jobs.push({
-            count: q.tensor.count,
-            sources: statSources(q.tensor, q.model, table),
+            count: end - first,
+            sources: statSources(q.tensor, q.model, table, first),
             dests: [],
             stat: 'histogram',
-            statParams: [indexBits(q.tensor.count), shift, bits, keyHigh(q.prefix), keyLow(q.prefix)],
+            // A run of the tensor: its first element and the tensor's count, so that the keys are the whole tensor's.
+            statParams: [indexBits(q.tensor.count), shift, bits, keyHigh(q.prefix), keyLow(q.prefix), ...(whole ? [] : [first, q.tensor.count])],
           });
         }
         slot.push(j);
