@@ -435,7 +435,7 @@ class Run {
       size_t counters = job.stat == JobStat::Histogram ? (size_t{1} << static_cast<uint32_t>(job.statParams[2]))
                         : job.stat == JobStat::L1 || job.stat == JobStat::DellaL1 ? 2 * kL1Buckets
                         : job.stat == JobStat::RamCounts ? job.statParams.size() - 2
-                        : job.stat == JobStat::SceHistogram ? (size_t{1} << static_cast<uint32_t>(job.statParams[job.statParams.size() - 3])) + 1
+                        : job.stat == JobStat::SceHistogram ? (size_t{1} << sceHistogramBits(job.statParams)) + 1
                         : job.stat == JobStat::ArceeHistogram ? size_t{3} << static_cast<uint32_t>(job.statParams[4])
                                                    : 0;
       if (counters == 0) continue;
@@ -535,7 +535,7 @@ class Run {
         for (size_t c = 0; c < (size_t{3} << static_cast<uint32_t>(job.statParams[4])); ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
         out.insert(out.end(), rowKl_[j].begin(), rowKl_[j].end());
       } else if (job.stat == JobStat::SceHistogram) {
-        for (size_t c = 0; c <= (size_t{1} << static_cast<uint32_t>(job.statParams[job.statParams.size() - 3])); ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
+        for (size_t c = 0; c <= (size_t{1} << sceHistogramBits(job.statParams)); ++c) out.push_back(static_cast<double>(statCounts_[j][c].load()));
       } else if (job.stat == JobStat::RowMoments || job.stat == JobStat::SceSumSquares) {
         out.insert(out.end(), rows[j].begin(), rows[j].end());
       }

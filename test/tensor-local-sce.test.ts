@@ -120,6 +120,55 @@ describe.each([1, 2, 3])('%p task vectors', (m) => {
   );
 });
 
+test('streamed: a pass over index bits reads only the run of elements its prefix allows', async () => {
+  // Task vectors +0.25 and −0.25 everywhere: every variance equal, so the cut is an element index, which the last pass resolves.
+  const n = 40000;
+  const r = rng(91);
+  const base = Array.from({ length: n }, () => Math.round((r() - 0.5) * 16) / 4); // quarters: b ± 0.25 exact
+  const files = [base, base.map((b) => b + 0.25), base.map((b) => b - 0.25)].map((x) => writeRaw(dir, x, 'F32').file);
+  localStatistics.maxTensorBytes = 0;
+  const sce: SceRecipe = { base: 0, models: [1, 2], weights: [0.5, 0.5], cut: 0n, indexBits: indexBits(n) };
+  const recipe: TensorRecipe = { op: 'sce', models: [0, 1, 2], w: [], dtype: 'F32', sce };
+  const passes: number[][] = [];
+  await setSceStatistics(
+    new Map([['t', recipe]]),
+    [{ name: 't', count: n, selectTopk: 0.3, source: (m) => ({ file: files[m], offset: 0, dtype: 'F32' as NativeDtype }) }],
+    (p) => {
+      passes.push(p.jobs.filter((j) => j.stat === 'sce_histogram').map((j) => j.count));
+      return runPlan({ ...p, outputs: [], threads: 2, blockBytes: STATISTICS_BLOCK, direct: false });
+    },
+    { statisticsBlockBytes: STATISTICS_BLOCK },
+  );
+  const histograms = passes.filter((p) => p.length > 0);
+  // 31 + 16 key bits in 12-bit digits: the first pass over every element, the fourth over a run of at most 2^11.
+  expect(histograms[0]).toEqual([n]);
+  expect(histograms.length).toBe(4);
+  expect(histograms[3][0]).toBeLessThanOrEqual(2 ** 11);
+  // The first trunc(0.3 n) indices kept (lower index first among equal variances): the cut's index bits say so.
+  const k = Math.trunc(0.3 * n);
+  expect(sce.cut & ((1n << BigInt(indexBits(n))) - 1n)).toBe(BigInt(n - k));
+});
+
+test.each([
+  ['a run past its tensor’s end', [16, 20], "a run past its tensor's end"],
+  ['a run keyed by its own count', [0, 64], 'index bits do not match the element count'],
+  ['a fractional first element', [0.5, 20], 'sce parameter 9 is not a whole number in range'],
+  ['a tail of one number', [3], 'sce histogram takes'],
+])('a selection statistic over %s is refused before the run, in one line', async (_, tail, message) => {
+  const file = writeRaw(dir, new Array(8).fill(0.5), 'F32').file;
+  // Elements 0 .. 7 of a tensor of 20 (index bits 5), base and two models.
+  const statParams = [0, 2, 1, 2, 5, 24, 12, 0, 0, ...tail];
+  const run = runPlan({
+    inputs: [file],
+    outputs: [],
+    jobs: [{ count: 8, sources: [0, 1, 2].map(() => ({ input: 0, offset: 0, dtype: 'F32' as NativeDtype })), dests: [], stat: 'sce_histogram', statParams }],
+    threads: 1,
+    blockBytes: 4096,
+    direct: false,
+  });
+  await expect(run).rejects.toThrow(`plan: bad sce or arcee_fusion statistic parameters in job 0: ${message}`);
+});
+
 test('read a piece at a time: chunks of several blocks, the last one short, pieces of the sums across chunks; the streamed bytes', async () => {
   // Write blocks of 64 KiB: chunks of 16,384 elements (four variance blocks of 4,096; the third chunk 7,232); statistics blocks
   // of 20 KiB: pieces of 5,120 elements, some spanning two chunks.

@@ -15,7 +15,7 @@ import type { NativeResult } from '../engine/native';
 import type { TensorRecipe } from '../engine/plan';
 import { sceHistogramParams, SceRecipe, sceSumSquaresParams } from '../engine/sce-params';
 import { NATIVE_DTYPE_BYTES } from '../format/dtypes';
-import { fitsLocalPool, KEY_NONE, localStatistics, MAX_HISTOGRAM_JOBS, TensorSource } from './sparsify';
+import { candidateRange, fitsLocalPool, KEY_NONE, localStatistics, MAX_HISTOGRAM_JOBS, TensorSource } from './sparsify';
 
 export interface SceTensor {
   name: string;
@@ -43,13 +43,17 @@ export function sceWeights(sumSquares: readonly number[], count: number): number
   return means.map((x) => x / total);
 }
 
-/** One job per tensor over [base, models…] with the statistic `stat`. */
-function jobsOf(tensors: readonly { t: SceTensor; r: SceRecipe; statParams: number[] }[], stat: NativeJob['stat'], files: InputFiles): NativeJob[] {
-  return tensors.map(({ t, r, statParams }) => ({
-    count: t.count,
+/** One job per tensor over [base, models…] with the statistic `stat`: the whole tensor, or its elements first .. end − 1. */
+function jobsOf(
+  tensors: readonly { t: SceTensor; r: SceRecipe; statParams: number[]; first?: number; end?: number }[],
+  stat: NativeJob['stat'],
+  files: InputFiles,
+): NativeJob[] {
+  return tensors.map(({ t, r, statParams, first = 0, end = t.count }) => ({
+    count: end - first,
     sources: [r.base, ...r.models].map((m) => {
       const s = t.source(m);
-      return files.source(s);
+      return files.source({ ...s, offset: s.offset + first * NATIVE_DTYPE_BYTES[s.dtype] });
     }),
     dests: [],
     stat,
@@ -84,7 +88,12 @@ async function selectCuts(open: Selection[], run: RunPlan): Promise<void> {
     const files = new InputFiles();
     const digits = open.map((s) => Math.min(DIGIT_BITS, s.remaining));
     const jobs = jobsOf(
-      open.map((s, k) => ({ ...s, statParams: sceHistogramParams(s.r.models.length, s.r.indexBits, s.remaining - digits[k], digits[k], s.prefix) })),
+      open.map((s, k) => {
+        // Once the prefix holds every variance bit, the pass reads only the run of elements it allows (sparsify.ts's candidateRange).
+        const { first: from, end } = candidateRange(s.t.count, s.remaining, s.prefix);
+        const params = sceHistogramParams(s.r.models.length, s.r.indexBits, s.remaining - digits[k], digits[k], s.prefix);
+        return { ...s, first: from, end, statParams: from === 0 && end === s.t.count ? params : [...params, from, s.t.count] };
+      }),
       'sce_histogram',
       files,
     );

@@ -131,9 +131,16 @@ SceParams decodeSceParams(const std::vector<double>& p, size_t sourceCount, uint
 SceStat decodeSceHistogram(const std::vector<double>& p, size_t sourceCount, uint64_t count) {
   SceStat s;
   const size_t at = modelsAt(p, sourceCount, s.select, false);
-  if (p.size() != at + 5 || s.select.sources.empty()) throw std::invalid_argument("sce histogram takes [base, m, m sources, indexBits, shift, bits, prefixHi, prefixLo]");
+  if ((p.size() != at + 5 && p.size() != at + 7) || s.select.sources.empty()) {
+    throw std::invalid_argument("sce histogram takes [base, m, m sources, indexBits, shift, bits, prefixHi, prefixLo, (first, total)?]");
+  }
+  if (p.size() == at + 7) {
+    s.first = wholeAt(p, at + 5, 9007199254740991.0);
+    s.total = wholeAt(p, at + 6, 9007199254740991.0);
+    if (s.first + count > s.total) throw std::invalid_argument("a run past its tensor's end");
+  }
   s.select.indexBits = static_cast<uint32_t>(wholeAt(p, at, 32));
-  if (s.select.indexBits != sparseIndexBits(count)) throw std::invalid_argument("index bits do not match the element count");
+  if (s.select.indexBits != sparseIndexBits(s.total != 0 ? s.total : count)) throw std::invalid_argument("index bits do not match the element count");
   s.shift = static_cast<uint32_t>(wholeAt(p, at + 1, 63));
   s.bits = static_cast<uint32_t>(wholeAt(p, at + 2, kMaxHistogramBits));
   if (s.bits == 0 || s.shift + s.bits > 64) throw std::invalid_argument("bad histogram digit");
@@ -150,6 +157,10 @@ SceParams decodeSceSumSquares(const std::vector<double>& p, size_t sourceCount, 
 }
 
 void sceHistogram(const void* const* srcs, const Dtype* types, const SceStat& s, uint64_t count, uint64_t start, size_t n, uint64_t* hist) {
+  if (s.total != 0) {  // a run: keys as in the whole tensor
+    count = s.total;
+    start += s.first;
+  }
   const uint64_t mask = (uint64_t{1} << s.bits) - 1;
   const uint32_t up = s.shift + s.bits;
   const size_t m = s.select.sources.size();

@@ -51,19 +51,23 @@ inline uint64_t sceKeepMapBit(uint64_t i, uint64_t piece) { return (i / piece) *
 // Dest params [base, cutHi, cutLo, indexBits, m, m x (source, weight) [, selectTopk, sumPiece [, recomputeVariances]]] (the tail:
 // statistics left open for the executor; recomputeVariances 1 or 0, absent 0). Throws std::invalid_argument when malformed.
 SceParams decodeSceParams(const std::vector<double>& p, size_t sourceCount, uint64_t count);
-// statParams of the selection statistic: [base, m, m sources, indexBits, shift, bits, prefixHi, prefixLo];
-// of the sums of squares: [base, m, m sources, cutHi, cutLo, indexBits] (weights unused).
+// statParams of the selection statistic: [base, m, m sources, indexBits, shift, bits, prefixHi, prefixLo, (first, total)?] (the
+// tail: the job is elements first .. first + count - 1 of a tensor of `total`, keyed as there: indexBits of total, index
+// first + i); of the sums of squares: [base, m, m sources, cutHi, cutLo, indexBits] (weights unused).
 struct SceStat {
   SceParams select;
   uint32_t shift = 0, bits = 0;
   uint64_t prefix = 0;
+  uint64_t first = 0, total = 0;  // the run's place in its tensor; total 0: the job is the whole tensor
 };
 SceStat decodeSceHistogram(const std::vector<double>& p, size_t sourceCount, uint64_t count);
+// The digit width (SceStat::bits) of a selection statistic's params that decodeSceHistogram has accepted: 2^bits + 1 counts.
+inline uint32_t sceHistogramBits(const std::vector<double>& p) { return static_cast<uint32_t>(p[4 + static_cast<size_t>(p[1])]); }
 SceParams decodeSceSumSquares(const std::vector<double>& p, size_t sourceCount, uint64_t count);
 
-// Radix counts over the variance keys of elements start .. start + n - 1 (sparsify.h's radixHistogram
-// over these keys: hist[(key >> shift) & (2^bits - 1)] += 1 where key >> (shift + bits) == prefix);
-// hist[2^bits] counts the elements whose f32 variance is 0.
+// Radix counts over the variance keys of elements start .. start + n - 1 of a job of `count` (sparsify.h's radixHistogram
+// over these keys: hist[(key >> shift) & (2^bits - 1)] += 1 where key >> (shift + bits) == prefix), each keyed by its place
+// in the whole tensor where the job is a run of it (SceStat::first, total); hist[2^bits] counts the elements whose f32 variance is 0.
 void sceHistogram(const void* const* srcs, const Dtype* types, const SceStat& s, uint64_t count, uint64_t start, size_t n, uint64_t* hist);
 // Adds to sums[k] the sum of t_k^2 over the selected elements whose t_k is finite (f64, element order).
 void sceSumSquares(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, double* sums);
