@@ -152,7 +152,7 @@ function statSources(t: SparseTensor, model: number, table: InputFiles, first = 
 }
 
 /**
- * The elements whose keys can still carry `q.prefix`: all of them while the prefix holds only |δ| bits; once it holds all 31 of
+ * The elements whose keys can still carry `prefix`: all of them while the prefix holds only |δ| bits; once it holds all 31 of
  * them and some index bits, the contiguous run of indices those bits allow (2^remaining at most), so that the pass reads that run
  * alone (a 2^29-element tensor's last two passes of five: 2^24 and 2^12 elements instead of 2^29).
  */
