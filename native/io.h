@@ -25,7 +25,7 @@ class InputFile {
   const std::string& path() const { return path_; }
   // Reads exactly `len` bytes or throws: a short read means the file shrank under us.
   void readAt(void* dst, uint64_t len, uint64_t offset) const;
-  // Starts reading a range into the page cache in the background (a hint: never fails).
+  // Starts reading a range into the page cache in the background, all of it however long (a hint: never fails).
   void willNeed(uint64_t offset, uint64_t len) const;
 
  private:

@@ -103,3 +103,4 @@ void testExactExpLog(uint64_t seed);  // exact_exp_log_selftest.cc
 void testHugePageBuffers(uint64_t seed);  // buffers_selftest.cc (io.h's buffers, beside the kernels they feed)
 void testBlockQueue(uint64_t seed);       // block_queue_selftest.cc (block_assembler.h's queue of blocks held by a write)
 void testOutputFlush(uint64_t seed);      // output_flush_selftest.cc (output_flusher.h: each output flushed at its last write)
+void testReadHint(uint64_t seed);         // read_hint_selftest.cc (io.h's willNeed: a long range read ahead whole)
