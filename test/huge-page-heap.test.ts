@@ -38,6 +38,10 @@ beforeAll(async () => {
   pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 16 });
 });
 
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
 /** The run's advised heap in MiB, with the probe loaded. */
 function advisedMiB(out: string): number {
   return Number(fs.readFileSync(out, 'utf8')) / 1024;
