@@ -15,7 +15,7 @@ import type { NativeResult } from '../engine/native';
 import type { TensorRecipe } from '../engine/plan';
 import { sceHistogramParams, SceRecipe, sceSumSquaresParams } from '../engine/sce-params';
 import { NATIVE_DTYPE_BYTES } from '../format/dtypes';
-import { candidateRange, fitsLocalPool, KEY_NONE, localStatistics, MAX_HISTOGRAM_JOBS, TensorSource } from './sparsify';
+import { candidateRange, elementsFrom, fitsLocalPool, KEY_NONE, localStatistics, MAX_HISTOGRAM_JOBS, runTail, TensorSource } from './sparsify';
 
 export interface SceTensor {
   name: string;
@@ -51,10 +51,7 @@ function jobsOf(
 ): NativeJob[] {
   return tensors.map(({ t, r, statParams, first = 0, end = t.count }) => ({
     count: end - first,
-    sources: [r.base, ...r.models].map((m) => {
-      const s = t.source(m);
-      return files.source({ ...s, offset: s.offset + first * NATIVE_DTYPE_BYTES[s.dtype] });
-    }),
+    sources: [r.base, ...r.models].map((m) => files.source(elementsFrom(t.source(m), first))),
     dests: [],
     stat,
     statParams,
@@ -90,9 +87,9 @@ async function selectCuts(open: Selection[], run: RunPlan): Promise<void> {
     const jobs = jobsOf(
       open.map((s, k) => {
         // Once the prefix holds every variance bit, the pass reads only the run of elements it allows (sparsify.ts's candidateRange).
-        const { first: from, end } = candidateRange(s.t.count, s.remaining, s.prefix);
+        const run = candidateRange(s.t.count, s.remaining, s.prefix);
         const params = sceHistogramParams(s.r.models.length, s.r.indexBits, s.remaining - digits[k], digits[k], s.prefix);
-        return { ...s, first: from, end, statParams: from === 0 && end === s.t.count ? params : [...params, from, s.t.count] };
+        return { ...s, ...run, statParams: [...params, ...runTail(run, s.t.count)] };
       }),
       'sce_histogram',
       files,

@@ -144,11 +144,17 @@ interface RankQuery {
 type RunPlan = (plan: Pick<NativePlan, 'inputs' | 'jobs'>) => Promise<NativeResult>;
 
 function statSources(t: SparseTensor, model: number, table: InputFiles, first = 0) {
-  const at = (m: number) => {
-    const src = t.source(m);
-    return table.source({ ...src, offset: src.offset + first * NATIVE_DTYPE_BYTES[src.dtype] });
-  };
-  return [at(t.spec.base), at(model)];
+  return [table.source(elementsFrom(t.source(t.spec.base), first)), table.source(elementsFrom(t.source(model), first))];
+}
+
+/** A tensor's copy from its element `first` on (a statistics job over a run of it). */
+export function elementsFrom(src: TensorSource, first: number): TensorSource {
+  return { ...src, offset: src.offset + first * NATIVE_DTYPE_BYTES[src.dtype] };
+}
+
+/** A histogram job's params tail for the elements first .. end − 1 of a tensor of `count`: none for the whole tensor, else [first, count]. */
+export function runTail({ first, end }: { first: number; end: number }, count: number): number[] {
+  return first === 0 && end === count ? [] : [first, count];
 }
 
 /**
@@ -189,15 +195,14 @@ async function selectCuts(queries: RankQuery[], run: RunPlan): Promise<void> {
         if (j === undefined) {
           j = jobs.length;
           jobOf.set(key, j);
-          const { first, end } = candidateRange(q.tensor.count, q.remaining, q.prefix);
-          const whole = first === 0 && end === q.tensor.count;
+          const run = candidateRange(q.tensor.count, q.remaining, q.prefix);
           jobs.push({
-            count: end - first,
-            sources: statSources(q.tensor, q.model, table, first),
+            count: run.end - run.first,
+            sources: statSources(q.tensor, q.model, table, run.first),
             dests: [],
             stat: 'histogram',
             // A run of the tensor: its first element and the tensor's count, so that the keys are the whole tensor's.
-            statParams: [indexBits(q.tensor.count), shift, bits, keyHigh(q.prefix), keyLow(q.prefix), ...(whole ? [] : [first, q.tensor.count])],
+            statParams: [indexBits(q.tensor.count), shift, bits, keyHigh(q.prefix), keyLow(q.prefix), ...runTail(run, q.tensor.count)],
           });
         }
         slot.push(j);
