@@ -80,15 +80,21 @@ void rankLimits(DellaScratch& sc, uint64_t L, const DellaModel& m) {
   std::memcpy(sc.limitOf, of, sizeof of);
 }
 
-// One row's L1 sums after the ranker's draw() (keys equal within each bucket): a bucket's |d| times its element count
-// and its kept count. The same integers as adding element by element, without a read-modify-write of a bucket per element.
-void addRowL1(const DellaRowRanker& rk, uint64_t* before, uint64_t* after) {
+// One row's L1 sums after the ranker's draw(): a bucket's |d| (its key's high 16 bits) times its element count and its kept
+// count, then each odd key's low 16 bits (keys[t], keep[t]: the row at stride 1) into its bucket's sums, as l1Mantissa is
+// linear in them. The same integers as adding element by element, without a read-modify-write of a bucket per element.
+void addRowL1(const DellaRowRanker& rk, const uint32_t* keys, const uint8_t* keep, uint64_t* before, uint64_t* after) {
   for (uint32_t i = 0; i < rk.buckets(); ++i) {
     const uint32_t a = rk.bucket(i) << 16;
     if (a >= 0x7F800000u) break;  // Inf and NaN (the last buckets) have no place in a finite sum
     const uint64_t mant = l1Mantissa(a);
     before[l1Bucket(a)] += (rk.first(i + 1) - rk.first(i)) * mant;
     after[l1Bucket(a)] += rk.kept(i) * mant;
+  }
+  for (uint32_t k = 0; k < rk.oddCount(); ++k) {  // odd keys are finite (below 0x7F800000)
+    const uint32_t t = rk.odd()[k], a = keys[t], low = a & 0xFFFFu;
+    before[l1Bucket(a)] += low;
+    after[l1Bucket(a)] += keep[t] != 0 ? low : 0;
   }
 }
 
@@ -119,23 +125,24 @@ void keepBlocksWith(DellaScratch& sc, const void* base, Dtype tb, const void* x,
       continue;
     }
     const uint64_t* u = sc.u.data();
-    // A uniform row of a matrix (the usual bf16 one) draws in the split's pass, and only its middle draws are kept.
-    const bool drawing = S == 1 && sc.monotone && uniform;
+    // A row of a matrix draws in the split's pass, and only its middle draws are kept (the row: the whole block).
+    const bool drawing = S == 1 && sc.monotone;
     if (!drawing) dellaUniforms(m.seedKey, start + b0, B, sc.u.data());
     for (uint64_t s = 0; s < S; ++s) {
       if (drawing) {
-        sc.ranker.countDrawing(keys, static_cast<uint32_t>(L), m.seedKey, start + b0, sc.limits, keep + b0, sc.u.data());
+        sc.ranker.countDrawing(keys, static_cast<uint32_t>(L), m.seedKey, start + b0, sc.limits, keep + b0, sc.u.data(), uniform);
       } else if (sc.monotone) {
         sc.ranker.count(keys + s, S, static_cast<uint32_t>(L), u + s, sc.limits, keep + b0 + s, uniform);
       } else {
         sc.ranker.count(keys + s, S, static_cast<uint32_t>(L));
       }
-      if (sc.monotone && sc.ranker.uniform()) {
-        // The usual row (bf16 |d|): the draws decided mostly without ranks, and the L1 sums by bucket.
-        sc.ranker.draw(keys + s, S, static_cast<uint32_t>(L), u + s, sc.limits, keep + b0 + s);
-        if (before != nullptr) addRowL1(sc.ranker, before, after);
+      if (sc.ranker.drawing() && sc.ranker.draw(keys + s, S, static_cast<uint32_t>(L), u + s, sc.limits, keep + b0 + s)) {
+        // The usual row (bf16 |d|, or mostly so): the draws decided mostly without ranks, and the L1 sums by bucket.
+        if (before != nullptr) addRowL1(sc.ranker, keys + s, keep + b0 + s, before, after);
         continue;
       }
+      // Ranked by assign() (the ranker counted the row for it), with every element's draw.
+      if (drawing) dellaUniforms(m.seedKey, start + b0, B, sc.u.data());
       uint32_t* rankOf = sc.rankOf.data();
       sc.ranker.assign(keys + s, S, static_cast<uint32_t>(L), rankOf + s);
       for (uint64_t j = s; j < B; j += S) keep[b0 + j] = u[j] < limit[rankOf[j]];

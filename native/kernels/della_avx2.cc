@@ -1,5 +1,5 @@
 // AVX2 path of della.h's MAGPRUNE uniform draws and keys, equal bit for bit to the scalar truth in della.cc, and of
-// della_rank.h's draw() passes (the split by the draw alone, with the draws made in it, the equal keys' count), equal to
+// della_rank.h's draw() passes (the split by the draw alone, with the draws made in it, the count of keys in a range), equal to
 // della_rank.cc's scalar ones (native/tests/della_selftest.cc checks them on random inputs, with AVX-512 on and off).
 #include "cpu_backends.h"
 
@@ -127,20 +127,24 @@ __attribute__((target("avx2,fma,f16c"))) uint32_t dellaSplitDraws(const uint64_t
   return nm;
 }
 
-__attribute__((target("avx2,fma,f16c"))) uint32_t dellaEqualKeys(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t key) {
-  if (stride != 1) return scalar::dellaEqualKeys(keys, stride, from, to, key);
-  const __m256i k = _mm256_set1_epi32(static_cast<int>(key));
+// Unsigned (k - lo) < span as a signed compare of both sides with their sign bits flipped.
+__attribute__((target("avx2,fma,f16c"))) uint32_t dellaKeysIn(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t lo,
+                                                              uint32_t span) {
+  if (stride != 1) return scalar::dellaKeysIn(keys, stride, from, to, lo, span);
+  const __m256i offset = _mm256_set1_epi32(static_cast<int>(0x80000000u - lo)), limit = _mm256_set1_epi32(static_cast<int>(span ^ 0x80000000u));
   __m256i a = _mm256_setzero_si256(), b = _mm256_setzero_si256();  // each lane's count, negated (a match is -1)
   uint32_t s = from;
   for (; s + 16 <= to; s += 16) {
-    a = _mm256_add_epi32(a, _mm256_cmpeq_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(keys + s)), k));
-    b = _mm256_add_epi32(b, _mm256_cmpeq_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(keys + s + 8)), k));
+    const __m256i ka = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(keys + s)), offset);
+    const __m256i kb = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(keys + s + 8)), offset);
+    a = _mm256_add_epi32(a, _mm256_cmpgt_epi32(limit, ka));
+    b = _mm256_add_epi32(b, _mm256_cmpgt_epi32(limit, kb));
   }
   const __m256i sum = _mm256_add_epi32(a, b);
   __m128i h = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
   h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
   h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
-  return static_cast<uint32_t>(-_mm_cvtsi128_si32(h)) + scalar::dellaEqualKeys(keys, 1, s, to, key);
+  return static_cast<uint32_t>(-_mm_cvtsi128_si32(h)) + scalar::dellaKeysIn(keys, 1, s, to, lo, span);
 }
 
 uint32_t dellaKeys(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* keys) {

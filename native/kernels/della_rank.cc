@@ -46,6 +46,16 @@ uint32_t lowBitsOf(const uint32_t* keys, size_t stride, uint32_t L) {
   return bits & 0xFFFFu;
 }
 
+// The positions of a row's odd keys (low 16 bits not zero), ascending; returns how many. Branch-free: odd[n] <= t < L.
+uint32_t listOddKeys(const uint32_t* keys, uint32_t L, uint32_t* odd) {
+  uint32_t n = 0;
+  for (uint32_t t = 0; t < L; ++t) {
+    odd[n] = t;
+    n += (keys[t] & 0xFFFFu) != 0;
+  }
+  return n;
+}
+
 }  // namespace
 
 namespace scalar {
@@ -59,9 +69,9 @@ uint32_t dellaSplitDraws(const uint64_t* u, size_t stride, uint32_t L, uint64_t 
   return nm;
 }
 
-uint32_t dellaEqualKeys(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t key) {
+uint32_t dellaKeysIn(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t lo, uint32_t span) {
   uint32_t n = 0;
-  for (uint32_t s = from; s < to; ++s) n += keys[s * stride] == key;
+  for (uint32_t s = from; s < to; ++s) n += keys[s * stride] - lo < span;
   return n;
 }
 
@@ -93,7 +103,10 @@ uint32_t dellaTakeMarks(uint8_t* marks, uint32_t from, uint32_t to, uint32_t* bu
 
 DellaRowRanker::DellaRowRanker() : next_(kBuckets * kChunks, 0), occupied_(kBuckets / 64, 0) {}
 
-void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L) { countKeys<false>(keys, stride, L, nullptr, false); }
+void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L) {
+  oddCount_ = 0;
+  countKeys<false>(keys, stride, L, nullptr, false);
+}
 
 void DellaRowRanker::reserveDraws(uint32_t L) {
   if (middle_.size() < L + 4) {
@@ -105,12 +118,20 @@ void DellaRowRanker::reserveDraws(uint32_t L) {
 void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep,
                            bool uniformKnown) {
   reserveDraws(L);
+  oddCount_ = 0;
   middleCount_ = dellaSplitDraws(u, stride, L, limits.low, limits.high, keep, middle_.data());
   countKeys<true>(keys, stride, L, keep, uniformKnown);
 }
 
 void DellaRowRanker::countDrawing(const uint32_t* keys, uint32_t L, uint64_t seedKey, uint64_t first, const DellaLimits& limits, uint8_t* keep,
-                                  uint64_t* u) {
+                                  uint64_t* u, bool uniform) {
+  oddCount_ = 0;
+  if (!uniform) {
+    if (odd_.size() < L) odd_.resize(L);
+    oddCount_ = listOddKeys(keys, L, odd_.data());
+    if (mixed_.empty()) mixed_.assign(kBuckets, 0);
+    for (uint32_t k = 0; k < oddCount_; ++k) mixed_[keys[odd_[k]] >> 16] = 1;
+  }
   reserveDraws(L);
   middleCount_ = dellaDrawSplit(seedKey, first, L, limits.low, limits.high, keep, middle_.data(), u);
   uint32_t lowest = 0, highest = 0;
@@ -120,7 +141,7 @@ void DellaRowRanker::countDrawing(const uint32_t* keys, uint32_t L, uint64_t see
   if (L < kPackedRows && (lowest > highest || highest - lowest <= 16 * L)) {
     countPacked(keys, L, keep, lowest, highest);
   } else {
-    countKeys<true>(keys, 1, L, keep, true);
+    countKeys<true>(keys, 1, L, keep, uniform);
   }
 }
 
@@ -168,7 +189,7 @@ void DellaRowRanker::countPacked(const uint32_t* keys, uint32_t L, const uint8_t
   }
   first_[nd] = L;
   buckets_ = nd;
-  uniform_ = true;
+  uniform_ = oddCount_ == 0;
   drawing_ = true;
 }
 
@@ -203,7 +224,7 @@ void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, 
     summary_[h >> 12] |= uint64_t{1} << ((h >> 6) & 63);
   }
   uniform_ = uniformKnown || lowBitsOf(keys, stride, L) == 0;
-  drawing_ = Draws && uniform_;
+  drawing_ = Draws && (uniform_ || oddCount_ > 0);  // a row with odd keys comes from countDrawing, which listed them
   // The occupied buckets in ascending order (into `distinct_`), each chunk's count turned into its first rank (the last
   // chunk's positions, the highest, rank first); for draw() also the bucket's index (high half of its chunk 0 word) and
   // its surely kept draws; the bitmaps left clear.
@@ -272,7 +293,7 @@ void DellaRowRanker::assign(const uint32_t* keys, size_t stride, uint32_t L, uin
   clear();
 }
 
-void DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep) {
+bool DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep) {
   if (!drawing_) throw std::logic_error("internal: DellaRowRanker::draw on a row not counted with draws or not uniform");
   static_assert(kChunks == 4, "draw()'s chunkOf takes 4 chunks");
   // count() decided the draws below low (kept) and at or above high (dropped), and listed the rest.
@@ -281,21 +302,28 @@ void DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const
   const uint32_t nm = middleCount_;
   // Decided by the chunk's ranks in the bucket: those of chunk c (della_rank.cc's chunks) in the bucket are [from, to)
   // (its word in next_), so a draw below the least of their limits is kept and one at or above the greatest dropped; the
-  // rest listed. A bucket's kept count lies at its first rank (chunk 3's from).
+  // rest listed. A bucket's kept count lies at its first rank (chunk 3's from). In a mixed bucket the chunks' ranges do not
+  // hold (its keys differ), so the whole bucket's ranks decide: chunk 3's from to chunk 0's to.
   const uint64_t* limit = limits.limit;
   const uint64_t* next = next_.data();
+  const uint8_t* mixed = mixed_.data();
   uint32_t* keptAt = kept_.data();  // a local pointer: else reloaded after every keep byte's store (a char may alias it)
   const uint32_t Lc = L / kChunks;
   auto chunkOf = [Lc](uint32_t t) { return static_cast<uint32_t>(t >= Lc) + (t >= 2 * Lc) + (t >= 3 * Lc); };  // 3 where Lc = 0
   uint32_t ne = 0;
   // Middle positions [from, to) of chunk c (or of any chunk where c is kAnyChunk) at stride step; Upward: the limits are
-  // non-decreasing, so a chunk's least is its first rank's, else its last's.
+  // non-decreasing, so a chunk's least is its first rank's, else its last's; Mixed: the row has mixed buckets.
   constexpr uint32_t kAnyChunk = kChunks;
-  auto decide = [&](uint32_t from, uint32_t to, uint32_t c, auto step, auto upward) {
+  auto decide = [&](uint32_t from, uint32_t to, uint32_t c, auto step, auto upward, auto mixedRow) {
     for (uint32_t k = from; k < to; ++k) {
-      const uint32_t t = middle[k];
-      const uint64_t* entry = next + (keys[t * step] >> 16) * kChunks;
-      const uint64_t w = entry[c == kAnyChunk ? chunkOf(t) : c];
+      const uint32_t t = middle[k], h = keys[t * step] >> 16;
+      const uint64_t* entry = next + h * kChunks;
+      uint64_t w = entry[c == kAnyChunk ? chunkOf(t) : c];
+      if (mixedRow) {  // branch-free: a bucket's mixed mark is as good as random
+        const uint64_t whole = (entry[0] & ~uint64_t{0xFFFFFFFFu}) | static_cast<uint32_t>(entry[kChunks - 1]);
+        const uint64_t pick = uint64_t{0} - mixed[h];
+        w = (w & ~pick) | (whole & pick);
+      }
       const uint64_t a = limit[static_cast<uint32_t>(w)], b = limit[(w >> 32) - 1];
       const uint64_t least = upward ? a : b, greatest = upward ? b : a, x = u[t * step];
       const bool kept = x < least;
@@ -305,7 +333,14 @@ void DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const
       ne += x - least < greatest - least;
     }
   };
-  const bool up = limit[0] <= limit[L - 1];
+  auto decideRun = [&](uint32_t from, uint32_t to, uint32_t c, auto step, auto mixedRow) {
+    if (limit[0] <= limit[L - 1]) {
+      decide(from, to, c, step, std::true_type{}, mixedRow);
+    } else {
+      decide(from, to, c, step, std::false_type{}, mixedRow);
+    }
+  };
+  const bool mixedRow = oddCount_ > 0;  // only countDrawing lists odd keys: stride 1
   if (stride == 1) {
     // The middle positions ascend, so each chunk's are one run of the list, decided with its chunk fixed for the run and the
     // stride a constant (a matrix's rows: della's L1 pass 3–7 % faster, BENCHMARKS.md 2026-12-05).
@@ -313,32 +348,54 @@ void DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const
       const uint32_t end = c + 1 == kChunks ? L : (c + 1) * Lc;
       const uint32_t to = static_cast<uint32_t>(std::lower_bound(middle + k, middle + nm, end) - middle);
       const std::integral_constant<size_t, 1> one;
-      if (up) {
-        decide(k, to, c, one, std::true_type{});
+      if (mixedRow) {
+        decideRun(k, to, c, one, std::true_type{});
       } else {
-        decide(k, to, c, one, std::false_type{});
+        decideRun(k, to, c, one, std::false_type{});
       }
       k = to;
     }
-  } else if (up) {
-    decide(0, nm, kAnyChunk, stride, std::true_type{});
   } else {
-    decide(0, nm, kAnyChunk, stride, std::false_type{});
+    decideRun(0, nm, kAnyChunk, stride, std::false_type{});
   }
-  // The rank of the rest: its chunk's first rank in the bucket plus the equal keys at higher positions of the chunk (the
-  // lower position ranks higher), or the chunk's count in the bucket less those at lower positions, whichever scans less.
+  // The draws left to whole-row counts (below): where too many, the row goes to assign(), counted again for it.
+  uint32_t wholeRow = 0;
+  for (uint32_t k = 0; mixedRow && k < ne; ++k) wholeRow += mixed[keys[exact[k]] >> 16];
+  if (wholeRow > kExactMixed) {
+    clearMixed(keys);
+    clear();
+    count(keys, stride, L);
+    return false;
+  }
+  // The rank of the rest. In a uniform bucket: its chunk's first rank in the bucket plus the equal keys at higher positions of
+  // the chunk (the lower position ranks higher), or the chunk's count in the bucket less those at lower positions, whichever
+  // scans less. In a mixed bucket: its first rank, plus the row's keys in the bucket below the key, plus the equal keys at
+  // higher positions.
   for (uint32_t k = 0; k < ne; ++k) {
     const uint32_t t = exact[k], key = keys[t * stride], c = chunkOf(t);
     const uint64_t* entry = next + (key >> 16) * kChunks;
-    const uint32_t from = static_cast<uint32_t>(entry[c]), to = static_cast<uint32_t>(entry[c] >> 32);
-    const uint32_t begin = c * Lc, end = c + 1 == kChunks ? L : (c + 1) * Lc;
-    const uint32_t above = end - t - 1 <= t - begin ? dellaEqualKeys(keys, stride, t + 1, end, key)
-                                                    : to - from - 1 - dellaEqualKeys(keys, stride, begin, t, key);
-    const bool kept = u[t * stride] < limit[from + above];
+    uint32_t rank;
+    if (mixedRow && mixed[key >> 16] != 0) {
+      const uint32_t lo = key & 0xFFFF0000u;
+      rank = static_cast<uint32_t>(entry[kChunks - 1]) + dellaKeysIn(keys, stride, 0, t, lo, key - lo) + dellaKeysIn(keys, stride, t + 1, L, lo, key - lo + 1);
+    } else {
+      const uint32_t from = static_cast<uint32_t>(entry[c]), to = static_cast<uint32_t>(entry[c] >> 32);
+      const uint32_t begin = c * Lc, end = c + 1 == kChunks ? L : (c + 1) * Lc;
+      const uint32_t above = end - t - 1 <= t - begin ? dellaKeysIn(keys, stride, t + 1, end, key, 1)
+                                                      : to - from - 1 - dellaKeysIn(keys, stride, begin, t, key, 1);
+      rank = from + above;
+    }
+    const bool kept = u[t * stride] < limit[rank];
     keep[t * stride] = kept;
     keptAt[static_cast<uint32_t>(entry[kChunks - 1])] += kept;
   }
+  clearMixed(keys);
   clear();
+  return true;
+}
+
+void DellaRowRanker::clearMixed(const uint32_t* keys) {
+  for (uint32_t k = 0; k < oddCount_; ++k) mixed_[keys[odd_[k]] >> 16] = 0;
 }
 
 }  // namespace wm

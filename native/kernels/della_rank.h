@@ -19,9 +19,10 @@ namespace wm {
 
 // draw()'s per-element passes over a row (positions t * stride, t < L), scalar in della_rank.cc, AVX2 in della_avx2.cc where
 // stride is 1, picked by dispatch.cc. dellaSplitDraws: keep[t] = u[t] < low, and the positions t with low <= u[t] < high
-// listed in ascending order into middle (L + 4 slots); returns how many. dellaEqualKeys: how many keys at [from, to) equal key.
+// listed in ascending order into middle (L + 4 slots); returns how many. dellaKeysIn: how many keys at positions [from, to)
+// lie in [lo, lo + span) (unsigned: lo <= key and key - lo < span); span 1 counts the keys equal to lo.
 uint32_t dellaSplitDraws(const uint64_t* u, size_t stride, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle);
-uint32_t dellaEqualKeys(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t key);
+uint32_t dellaKeysIn(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t lo, uint32_t span);
 // dellaUniforms of the row's elements first + t (stride 1) and dellaSplitDraws of them in one pass: keep and middle as
 // dellaSplitDraws, u[t] written where t is in middle (draw() reads no other; elsewhere u is left as it is or overwritten).
 uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle, uint64_t* u);
@@ -56,19 +57,31 @@ class DellaRowRanker {
   // uniformKnown: the caller knows the row's keys uniform (dellaKeys' low bits 0), so count() need not read them for it.
   void count(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep,
              bool uniformKnown = false);
-  // The same for a uniform row at stride 1 whose draws (elements first + t) are made here in the split's pass
-  // (dellaDrawSplit): u is written only where draw() reads it.
-  void countDrawing(const uint32_t* keys, uint32_t L, uint64_t seedKey, uint64_t first, const DellaLimits& limits, uint8_t* keep, uint64_t* u);
+  // The same for a row at stride 1 whose draws (elements first + t) are made here in the split's pass (dellaDrawSplit): u is
+  // written only where draw() reads it. uniform: the caller knows the row's keys uniform. Else the row's odd keys (low 16 bits
+  // not zero: a |d| that bf16 cannot hold, as where a fine-tuned weight changed sign) are listed and their buckets marked
+  // mixed, for draw().
+  void countDrawing(const uint32_t* keys, uint32_t L, uint64_t seedKey, uint64_t first, const DellaLimits& limits, uint8_t* keep, uint64_t* u,
+                    bool uniform = true);
   void assign(const uint32_t* keys, size_t stride, uint32_t L, uint32_t* rank);
-  // Where uniform(), after count() with the same u, limits and keep: keep[t * stride] = u[t * stride] < limit[rank of t]
-  // (della.h's draws with each rank's integer limit), and each bucket's kept count for kept(i), without a rank per element:
-  // a draw below low is kept and one at or above high dropped whatever the rank; of the rest, one outside the range of
-  // limits of its chunk's ranks in its bucket is decided by those alone, and only the few inside it count equal keys.
-  void draw(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep);
+  // Where drawing(), after count() or countDrawing() with the same u, limits and keep: keep[t * stride] = u[t * stride] <
+  // limit[rank of t] (della.h's draws with each rank's integer limit), and each bucket's kept count for kept(i), without a
+  // rank per element: a draw below low is kept and one at or above high dropped whatever the rank; of the rest, one outside
+  // the range of limits of its chunk's ranks in its bucket (of the whole bucket's ranks in a mixed bucket, where keys differ)
+  // is decided by those alone, and only the few inside it count keys: equal ones in its chunk, or in a mixed bucket those
+  // below it in the whole row. Returns false, with keep and kept() undefined and the ranker ready for a new row, where a
+  // mixed row leaves more than kExactMixed draws to such whole-row counts (the caller then ranks it by assign()).
+  bool draw(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep);
 
   // After count(): whether every key of the row has its low 16 bits zero, and then the row's distinct keys in ascending
   // order: key(i) = bucket(i) << 16 holds the ranks [first(i), first(i + 1)), i < buckets(), first(buckets()) = L.
   bool uniform() const { return uniform_; }
+  // After count() or countDrawing(): whether draw() takes the row (a uniform row counted with draws, or a mixed one).
+  bool drawing() const { return drawing_; }
+  // After countDrawing() of a row that was not uniform: its odd keys' positions, ascending (della.cc's L1 sums add their low
+  // 16 bits to their bucket's). None otherwise.
+  uint32_t oddCount() const { return oddCount_; }
+  const uint32_t* odd() const { return odd_.data(); }
   uint32_t buckets() const { return buckets_; }
   uint32_t bucket(uint32_t i) const { return distinct_[i]; }
   uint32_t first(uint32_t i) const { return first_[i]; }
@@ -76,6 +89,7 @@ class DellaRowRanker {
   uint32_t kept(uint32_t i) const { return kept_[first_[i]]; }
 
  static constexpr uint32_t kChunks = 4;  // the row's positions in 4 chunks, each with its own counters (della_rank.cc)
+ static constexpr uint32_t kExactMixed = 16;  // draw()'s whole-row counts per row (each reads L keys), at most
 
  private:
   static constexpr uint32_t kBuckets = 1u << 15;  // high 16 bits of a key < 2^31
@@ -88,6 +102,7 @@ class DellaRowRanker {
   void reserveDraws(uint32_t L);  // middle_ and exact_ for a row of L
   void reserveBuckets(uint32_t L);  // distinct_ (16 slots to spare for dellaTakeMarks), first_ and kept_ for a row of L
   void clear();                                    // next_ back to zero
+  void clearMixed(const uint32_t* keys);           // mixed_ back to zero (its marks are the odd keys' buckets)
   // Per bucket and chunk: its count (low 32 bits) and surely kept draws (high 32 bits), then its first (assign(): next)
   // rank, and for draw() the end of its ranks in the high half. Zero between rows.
   std::vector<uint64_t> next_;
@@ -101,6 +116,9 @@ class DellaRowRanker {
   std::vector<uint32_t> kept_;                     // each bucket's kept count at its first rank (count() with draws, then draw())
   std::vector<uint32_t> middle_, exact_;           // draw(): positions its draw alone does not decide; those its bucket does not
   uint32_t middleCount_ = 0;
+  std::vector<uint32_t> odd_;                      // countDrawing(): the odd keys' positions (L + 1 slots)
+  uint32_t oddCount_ = 0;
+  std::vector<uint8_t> mixed_;                     // one byte per bucket, 1 where it holds an odd key; zero between rows
   bool uniform_ = false;
   bool drawing_ = false;                           // next_ holds draw()'s layout
   uint32_t buckets_ = 0;

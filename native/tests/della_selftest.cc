@@ -17,18 +17,10 @@
 #include "kernels/element_io.h"
 #include "kernels/kernels.h"
 #include "kernels/sparsify.h"
+#include "tests/della_definition.h"
 #include "tests/selftest_support.h"
 
 namespace {
-
-// The definition: ascending key, equal keys by descending position (the lower position ranks higher).
-std::vector<uint32_t> definedRanks(const std::vector<uint32_t>& key) {
-  std::vector<uint32_t> order(key.size()), rank(key.size());
-  std::iota(order.begin(), order.end(), 0u);
-  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return key[a] != key[b] ? key[a] < key[b] : a > b; });
-  for (uint32_t r = 0; r < order.size(); ++r) rank[order[r]] = r;
-  return rank;
-}
 
 // A key as della.h defines it: |d| bits, every NaN one value above Inf.
 uint32_t canonicalKey(uint32_t bits) {
@@ -48,16 +40,20 @@ std::vector<unsigned char> paletteTensor(Rng& r, Dtype t, size_t n, size_t disti
 
 // testKeep's palette size for x a few units in the last place from the base (as a fine-tuned bf16 model is): rows
 // whose bf16 |d| all have their low 16 bits zero (the ranker's uniform rows, della_rank.h's draw()), ties by the hundred.
-// kMostlyEqual: x the base but for one element in 16 (|d| = 0 in big buckets of the uniform rows).
-constexpr size_t kNear = ~size_t{0}, kMostlyEqual = kNear - 1;
-std::vector<unsigned char> nearTensor(Rng& r, const std::vector<unsigned char>& base, Dtype tb, Dtype tx, size_t n, bool mostlyEqual = false) {
+// kMostlyEqual: x the base but for one element in 16 (|d| = 0 in big buckets of the uniform rows). kSomeFlips, kManyFlips:
+// one element in 24, in 3, of the opposite sign (|d| about twice the base, often odd: low 16 bits not zero, as where a
+// fine-tuned weight changed sign): the ranker's mixed rows, with few odd keys and with many.
+constexpr size_t kNear = ~size_t{0}, kMostlyEqual = kNear - 1, kSomeFlips = kNear - 2, kManyFlips = kNear - 3;
+std::vector<unsigned char> nearTensor(Rng& r, const std::vector<unsigned char>& base, Dtype tb, Dtype tx, size_t n, size_t kind) {
   if (tb != tx || wm::dtypeSize(tx) != 2) return paletteTensor(r, tx, n, 40);
+  const uint64_t flipEvery = kind == kSomeFlips ? 24 : kind == kManyFlips ? 3 : 0;
   std::vector<unsigned char> x = base;
   for (size_t i = 0; i < n; ++i) {
     uint16_t v;
     std::memcpy(&v, x.data() + 2 * i, 2);
     const uint64_t k = r.next();
-    v = static_cast<uint16_t>(mostlyEqual && k % 16 != 0 ? v : v + ((k >> 8) % 7) - 3);
+    v = static_cast<uint16_t>(kind == kMostlyEqual && k % 16 != 0 ? v : v + ((k >> 8) % 7) - 3);
+    if (flipEvery != 0 && (k >> 16) % flipEvery == 0) v ^= 0x8000;  // the sign bit of bf16 and f16
     std::memcpy(x.data() + 2 * i, &v, 2);
   }
   return x;
@@ -95,9 +91,6 @@ void testRanks(Rng& r) {
   }
   std::printf("della ranks: %zu cases\n", cases);
 }
-
-// keepLimit of della.cc: p's integer limit for draws of 53 bits.
-uint64_t definedLimit(double p) { return p <= 0 ? 0 : p >= 1 ? uint64_t{1} << 53 : static_cast<uint64_t>(std::ceil(p * 0x1.0p53)); }
 
 // The ranker's draw() on uniform rows against the definition (u < limit[defined rank]) and each bucket's kept count: one
 // big bucket (all keys equal, zeros), a few, many, Inf and NaN keys; limits from della's p (epsilon 0, < 0, > density) and
@@ -145,8 +138,8 @@ void testDraw(Rng& r) {
             wm::setSimdEnabled(simd);
             std::vector<uint8_t> got(L * S, 9);
             ranker.count(keys.data(), S, L, u.data(), lim, got.data());
-            CHECK(ranker.uniform(), "DellaRowRanker draw L=%u: a uniform row not uniform", L);
-            ranker.draw(keys.data(), S, L, u.data(), lim, got.data());
+            CHECK(ranker.uniform() && ranker.drawing(), "DellaRowRanker draw L=%u: a uniform row not uniform", L);
+            CHECK(ranker.draw(keys.data(), S, L, u.data(), lim, got.data()), "DellaRowRanker draw L=%u: a uniform row given back", L);
             CHECK(got == want, "DellaRowRanker draw L=%u S=%zu kind %d limits %zu simd %d: keep differs from the definition", L, S, kind, li, simd);
             // Each bucket's elements and kept ones, as the definition counts them.
             bool countsOk = ranker.first(ranker.buckets()) == L;
@@ -172,17 +165,17 @@ void testDraw(Rng& r) {
 }
 
 void testKeep(Rng& r) {
-  size_t cases = 0, uniformRows = 0;
+  size_t cases = 0, uniformRows = 0, mixedRows = 0;
   const Dtype pairs[][2] = {{Dtype::BF16, Dtype::BF16}, {Dtype::F32, Dtype::F32}, {Dtype::BF16, Dtype::F32}, {Dtype::F16, Dtype::F16}};
   const double dens[][2] = {{0.5, 0.1}, {0.9, 0.2}, {0.05, 0.1}, {0.5, 0.0}, {0.3, -0.2}, {0.0, 0.1}, {1.0, 0.1}, {0.4, 0.6}};
   for (uint64_t L : {1, 2, 7, 13, 64, 320, 333, 2560}) {  // 13, 333: the AVX-512 draws with a scalar tail
     for (uint64_t S : {1, 3}) {
       for (const auto& pair : pairs) {
-        for (size_t distinct : {size_t{1}, size_t{4}, size_t{40}, size_t{0}, kNear, kMostlyEqual}) {
+        for (size_t distinct : {size_t{1}, size_t{4}, size_t{40}, size_t{0}, kNear, kMostlyEqual, kSomeFlips, kManyFlips}) {
           const uint64_t block = L * S, n = 3 * block, start = 2 * block;
-          const bool near = distinct == kNear || distinct == kMostlyEqual;
+          const bool near = distinct >= kManyFlips;
           const std::vector<unsigned char> base = paletteTensor(r, pair[0], n, near ? 40 : distinct);
-          const std::vector<unsigned char> x = near ? nearTensor(r, base, pair[0], pair[1], n, distinct == kMostlyEqual) : paletteTensor(r, pair[1], n, distinct);
+          const std::vector<unsigned char> x = near ? nearTensor(r, base, pair[0], pair[1], n, distinct) : paletteTensor(r, pair[1], n, distinct);
           for (const auto& de : dens) {
             wm::DellaRows rows;
             rows.length = L;
@@ -205,7 +198,9 @@ void testKeep(Rng& r) {
                   key[t] = canonicalKey(bits);
                   keyOf[j] = key[t];
                 }
-                uniformRows += std::all_of(key.begin(), key.end(), [](uint32_t k) { return (k & 0xFFFFu) == 0; }) && L > 1;
+                const uint64_t odd = static_cast<uint64_t>(std::count_if(key.begin(), key.end(), [](uint32_t k) { return (k & 0xFFFFu) != 0; }));
+                uniformRows += odd == 0 && L > 1;
+                mixedRows += odd != 0 && S == 1 && de[0] > 0 && de[0] < 1;
                 const std::vector<uint32_t> rank = definedRanks(key);
                 for (uint64_t t = 0; t < L; ++t) {
                   const double p = L == 1 ? m.density : (m.density - m.epsilon) + ((static_cast<double>(rank[t]) / static_cast<double>(L - 1)) * 2) * m.epsilon;
@@ -241,7 +236,8 @@ void testKeep(Rng& r) {
   }
   wm::setSimdEnabled(true);
   CHECK(uniformRows > 500, "della keep: only %zu uniform rows (the ranker's draw() path)", uniformRows);
-  std::printf("della keep: %zu cases, %zu uniform rows\n", cases, uniformRows);
+  CHECK(mixedRows > 500, "della keep: only %zu mixed rows (draw() with odd keys)", mixedRows);
+  std::printf("della keep: %zu cases, %zu uniform rows, %zu mixed rows\n", cases, uniformRows, mixedRows);
 }
 
 void testUniforms(Rng& r) {
@@ -378,7 +374,7 @@ void testMergeByBits(Rng& r) {
         p.baseSource = 0;
         p.rows.length = L;
         for (size_t k = 0; k < m; ++k) {
-          xs.push_back(variant % 2 == 0 ? randomTensor(r, t, count) : nearTensor(r, base, t, t, count));
+          xs.push_back(variant % 2 == 0 ? randomTensor(r, t, count) : nearTensor(r, base, t, t, count, kNear));
           wm::DellaModel dm;
           dm.source = static_cast<uint32_t>(k + 1);
           dm.weight = k == 0 ? 0.8 : -0.3;
@@ -505,10 +501,10 @@ void testPackedCounts(Rng& r) {
           std::vector<uint8_t> a(L, 9), b(L, 9);
           std::vector<uint64_t> ua(L, 0);
           packed.countDrawing(keys.data(), L, seedKey, first, lim, a.data(), ua.data());
-          packed.draw(keys.data(), 1, L, ua.data(), lim, a.data());
+          const bool tookA = packed.draw(keys.data(), 1, L, ua.data(), lim, a.data());
           counted.count(keys.data(), 1, L, u.data(), lim, b.data(), true);
-          counted.draw(keys.data(), 1, L, u.data(), lim, b.data());
-          bool same = a == want && b == want && packed.buckets() == counted.buckets() && packed.first(packed.buckets()) == L;
+          const bool tookB = counted.draw(keys.data(), 1, L, u.data(), lim, b.data());
+          bool same = tookA && tookB && a == want && b == want && packed.buckets() == counted.buckets() && packed.first(packed.buckets()) == L;
           for (uint32_t i = 0; same && i < packed.buckets(); ++i) {
             same = packed.bucket(i) == counted.bucket(i) && packed.first(i) == counted.first(i) && packed.kept(i) == counted.kept(i);
           }

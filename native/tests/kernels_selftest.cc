@@ -547,6 +547,7 @@ int main(int argc, char** argv) {
   testNearswap(seed);
   testSce(seed);
   testDella(seed);
+  testDellaMixedRows(seed);
   testArcee(seed);
   testArceeKl(seed);
   testExactExpLog(seed);

@@ -97,6 +97,7 @@ void testRam(uint64_t seed);       // elementwise_selftest.cc
 void testNearswap(uint64_t seed);  // elementwise_selftest.cc
 void testSce(uint64_t seed);       // sce_selftest.cc
 void testDella(uint64_t seed);     // della_selftest.cc
+void testDellaMixedRows(uint64_t seed);  // della_mixed_selftest.cc
 void testArcee(uint64_t seed);     // arcee_selftest.cc
 void testArceeKl(uint64_t seed);   // arcee_kl_selftest.cc
 void testExactExpLog(uint64_t seed);  // exact_exp_log_selftest.cc
