@@ -65,7 +65,7 @@ export { readSafetensorsHeader, encodeSafetensorsHeader, writeSafetensorsFile, S
 export type { SafetensorsHeader, SafetensorsDtype, SafetensorsErrorCode, TensorEntry, EncodedSafetensorsHeader } from './format/safetensors';
 // Synthetic checkpoints
 export { makeCheckpointPair } from './fixtures/fixture';
-export type { CheckpointPairOptions, CheckpointPair, FixtureProgress, FixtureDtype } from './fixtures/fixture';
+export type { CheckpointPairOptions, CheckpointPair, FixtureProgress, FixtureDtype, FixtureNoise } from './fixtures/fixture';
 export type { FixtureShapeName } from './fixtures/model-shapes';
 // The native engine
 export { loadNative } from './engine/native';

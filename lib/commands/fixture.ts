@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { usageError } from '../errors';
 import { decimalNumber } from '../options';
 import { CLI_FLAGS } from '../api/validate-options';
-import { DEFAULT_DELTA, FIXTURE_DTYPES, type FixtureDtype } from '../fixtures/fixture-defaults';
+import { DEFAULT_DELTA, FIXTURE_DTYPES, FIXTURE_NOISES, type FixtureDtype, type FixtureNoise } from '../fixtures/fixture-defaults';
 import { FIXTURE_SHAPES, type FixtureShapeName } from '../fixtures/model-shapes';
 import { abortOnSignals } from './signals';
 
@@ -39,6 +39,7 @@ interface FixtureCliOptions {
   seed?: number;
   dtype: FixtureDtype;
   delta: number;
+  noise: FixtureNoise;
   extraTokens?: number;
   force?: boolean;
   quiet?: boolean;
@@ -73,6 +74,14 @@ export function register(program: Command): void {
     .option('--seed <n>', 'uint32 seed; the same seed gives the same bytes', wholeNumber('--seed', 0, 'from 0 to 4294967295'))
     .addOption(new Option('--dtype <dtype>', 'element type').choices(FIXTURE_DTYPES).default('BF16'))
     .option('--delta <x>', 'relative distance of Thinking from Instruct', relativeDistance, DEFAULT_DELTA)
+    .addOption(
+      new Option(
+        '--noise <kind>',
+        'how Thinking departs from Instruct: ulps (a few units in the last place, signs kept) or additive (one Gaussian noise added and rounded: small weights change sign, as in a real fine-tune)',
+      )
+        .choices(FIXTURE_NOISES)
+        .default('ulps'),
+    )
     .option(
       '--extra-tokens <n>',
       "vocabularies that differ: both fill every id below the special tokens, Thinking's last n its own (for tokenizer_source: union)",
@@ -99,6 +108,7 @@ export function register(program: Command): void {
             seed: opts.seed,
             dtype: opts.dtype,
             delta: opts.delta,
+            noise: opts.noise,
             extraTokens: opts.extraTokens,
             overwrite: opts.force,
             signal: signals.signal,

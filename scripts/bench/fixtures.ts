@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { makeCheckpointPair, type CheckpointPairOptions } from '../../lib/fixtures/fixture';
+import { makeCheckpointPair, type CheckpointPairOptions, type FixtureNoise } from '../../lib/fixtures/fixture';
 import { elementCount, listModelTensors, resolveModelShape, type FixtureShapeName } from '../../lib/fixtures/model-shapes';
 
 export interface PairSpec {
@@ -15,6 +15,9 @@ export interface PairSpec {
   layers?: number;
   shards?: [number, number];
   seed: number;
+  /** The fixture's noise and distance where not its defaults (ulps, 0.027). */
+  noise?: FixtureNoise;
+  delta?: number;
 }
 
 export interface CachedPair {
@@ -33,7 +36,9 @@ export interface CachedPair {
 
 export function pairKey(spec: PairSpec): string {
   const shards = spec.shards ? `-sh${spec.shards.join('x')}` : '';
-  return `${spec.shape}-s${spec.scale}${spec.layers ? `-l${spec.layers}` : ''}${shards}-seed${spec.seed}`;
+  const noise = spec.noise ? `-${spec.noise}` : '';
+  const delta = spec.delta !== undefined ? `-d${spec.delta}` : '';
+  return `${spec.shape}-s${spec.scale}${spec.layers ? `-l${spec.layers}` : ''}${shards}${noise}${delta}-seed${spec.seed}`;
 }
 
 /** Tensor count and tensor-data bytes per model (bf16) without writing anything. */
@@ -54,7 +59,15 @@ function shardFiles(folder: string): string[] {
 export async function ensurePair(work: string, spec: PairSpec, log: (line: string) => void): Promise<CachedPair> {
   const dir = path.join(work, pairKey(spec));
   const stampPath = path.join(dir, 'fixture.json');
-  const options: Omit<CheckpointPairOptions, 'dir'> = { shape: spec.shape, scale: spec.scale, layers: spec.layers, shards: spec.shards, seed: spec.seed };
+  const options: Omit<CheckpointPairOptions, 'dir'> = {
+    shape: spec.shape,
+    scale: spec.scale,
+    layers: spec.layers,
+    shards: spec.shards,
+    seed: spec.seed,
+    noise: spec.noise,
+    delta: spec.delta,
+  };
   let generatedSeconds: number | null = null;
   let stamp: { options?: unknown; tensors?: number; bytesPerModel?: number } | null = null;
   try {

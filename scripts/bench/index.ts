@@ -4,7 +4,7 @@
  *
  *   npm run bench -- [--quick] [--work DIR] [--sections e2e,tmpfs,disk-methods,sweep,batch,peer,kernels,threads[,batch-memory]] [--pairs 4b,moe,dense]
  *                    [--buffered] [--peer-pair dense|moe|4b] [--sweep-pair dense|moe|4b] [--batch-pair small|4b|dense] [--no-append] [--repeat N]
- *                    [--methods ties,dare_ties,… | none] [--methods-pair 4b|dense|moe]
+ *                    [--methods ties,dare_ties,… | none] [--methods-pair 4b|dense|dense-additive|moe]
  */
 import { Command } from 'commander';
 import * as fs from 'node:fs';
@@ -27,7 +27,7 @@ const ALL_SECTIONS = ['e2e', 'tmpfs', 'disk-methods', 'sweep', 'batch', 'peer', 
 /** Run only when named: batch-memory needs root, btrfs-progs and 10-20 minutes. */
 const OPT_IN_SECTIONS = ['batch-memory'] as const;
 type Section = (typeof ALL_SECTIONS)[number] | (typeof OPT_IN_SECTIONS)[number];
-type PairName = '4b' | 'moe' | 'dense' | 'small';
+type PairName = '4b' | 'moe' | 'dense' | 'dense-additive' | 'small';
 
 function pairSpecs(quick: boolean): Record<PairName, PairSpec> {
   const moe: PairSpec = { label: 'qwen3-30b-a3b', shape: 'qwen3-30b-a3b', scale: quick ? 16 : 5, seed: 1 };
@@ -47,6 +47,18 @@ function pairSpecs(quick: boolean): Record<PairName, PairSpec> {
     '4b': { label: 'qwen3-4b', shape: 'qwen3-4b', scale: quick ? 8 : 1, seed: 1 },
     moe: { ...moe, shards: [16, 16] },
     dense: { label: 'dense (4b-shaped)', shape: 'qwen3-4b', scale: denseScale, layers, shards: [16, 16], seed: 1 },
+    // The dense pair's Instruct with an additive Thinking (small weights change sign, as in a real fine-tune) at the paper's
+    // Table 1 σ of Qwen3-4B-2507 (0.027, Σ|T − I| / (Σ|T| + Σ|I|): a relative L2 distance of 0.054 for Gaussian noise).
+    'dense-additive': {
+      label: 'dense, additive noise',
+      shape: 'qwen3-4b',
+      scale: denseScale,
+      layers,
+      shards: [16, 16],
+      seed: 1,
+      noise: 'additive',
+      delta: 0.054,
+    },
     // The batch section's pair: Qwen3-4B widths / 3, 2 × 0.89 GB (/ 8 with --quick).
     small: { label: `qwen3-4b / ${quick ? 8 : 3}`, shape: 'qwen3-4b', scale: quick ? 8 : 3, seed: 1 },
   };
@@ -86,7 +98,7 @@ async function main() {
       `tmpfs and disk-methods sections: recipe methods timed against interpolate (${BENCH_METHODS.join(',')}), or none`,
       BENCH_METHODS.join(','),
     )
-    .option('--methods-pair <name>', 'pair the tmpfs and disk-methods methods run on (4b, moe, dense)', '4b')
+    .option('--methods-pair <name>', 'pair the tmpfs and disk-methods methods run on (4b, moe, dense, dense-additive)', '4b')
     .option('--repeat <n>', 'measure each floor and end-to-end case n times and report the median (this disk is noisy)', '1')
     .parse(process.argv);
   const opts = program.opts();
