@@ -103,7 +103,30 @@ uint32_t shiftedBy(uint32_t t, uint32_t* middle, uint32_t n) {
   return n;
 }
 
+// dellaOddKeys' AVX-512 steps, 16 keys each: the odd keys' positions packed by VPCOMPRESSD (register form) and stored whole.
+// Returns how many it listed; *stop: where it stopped.
+__attribute__((target(WM_AVX512_TARGET))) uint32_t oddKeysWide(const uint32_t* keys, uint32_t L, uint32_t* odd, uint32_t* stop) {
+  const __m512i low = _mm512_set1_epi32(0xFFFF), sixteen = _mm512_set1_epi32(16);
+  __m512i at = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  uint32_t n = 0, t = 0;
+  for (; t + 16 <= L; t += 16) {
+    const __mmask16 m = _mm512_test_epi32_mask(_mm512_loadu_si512(keys + t), low);
+    _mm512_storeu_si512(odd + n, _mm512_maskz_compress_epi32(m, at));
+    n += static_cast<uint32_t>(__builtin_popcount(m));
+    at = _mm512_add_epi32(at, sixteen);
+  }
+  *stop = t;
+  return n;
+}
+
 }  // namespace
+
+uint32_t dellaOddKeys(const uint32_t* keys, uint32_t L, uint32_t* odd) {
+  uint32_t n = 0, t = 0;
+  if (avx512Enabled()) n = oddKeysWide(keys, L, odd, &t);
+  if (t == L) return n;
+  return n + shiftedBy(t, odd + n, scalar::dellaOddKeys(keys + t, L - t, odd + n));
+}
 
 // Draws and limits are below 2^53: the signed 64-bit compares order them as unsigned.
 __attribute__((target("avx2,fma,f16c"))) uint32_t dellaSplitDraws(const uint64_t* u, size_t stride, uint32_t L, uint64_t low, uint64_t high,

@@ -46,16 +46,6 @@ uint32_t lowBitsOf(const uint32_t* keys, size_t stride, uint32_t L) {
   return bits & 0xFFFFu;
 }
 
-// The positions of a row's odd keys (low 16 bits not zero), ascending; returns how many. Branch-free: odd[n] <= t < L.
-uint32_t listOddKeys(const uint32_t* keys, uint32_t L, uint32_t* odd) {
-  uint32_t n = 0;
-  for (uint32_t t = 0; t < L; ++t) {
-    odd[n] = t;
-    n += (keys[t] & 0xFFFFu) != 0;
-  }
-  return n;
-}
-
 }  // namespace
 
 namespace scalar {
@@ -67,6 +57,15 @@ uint32_t dellaSplitDraws(const uint64_t* u, size_t stride, uint32_t L, uint64_t 
     nm += u[t * stride] - low < high - low;  // low <= u < high, branch-free
   }
   return nm;
+}
+
+uint32_t dellaOddKeys(const uint32_t* keys, uint32_t L, uint32_t* odd) {
+  uint32_t n = 0;
+  for (uint32_t t = 0; t < L; ++t) {
+    odd[n] = t;  // branch-free: odd[n] <= t < L
+    n += (keys[t] & 0xFFFFu) != 0;
+  }
+  return n;
 }
 
 uint32_t dellaKeysIn(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t lo, uint32_t span) {
@@ -127,8 +126,8 @@ void DellaRowRanker::countDrawing(const uint32_t* keys, uint32_t L, uint64_t see
                                   uint64_t* u, bool uniform) {
   oddCount_ = 0;
   if (!uniform) {
-    if (odd_.size() < L) odd_.resize(L);
-    oddCount_ = listOddKeys(keys, L, odd_.data());
+    if (odd_.size() < size_t{L} + 16) odd_.resize(size_t{L} + 16);
+    oddCount_ = dellaOddKeys(keys, L, odd_.data());
     if (mixed_.empty()) mixed_.assign(kBuckets, 0);
     for (uint32_t k = 0; k < oddCount_; ++k) mixed_[keys[odd_[k]] >> 16] = 1;
   }

@@ -23,6 +23,9 @@ namespace wm {
 // lie in [lo, lo + span) (unsigned: lo <= key and key - lo < span); span 1 counts the keys equal to lo.
 uint32_t dellaSplitDraws(const uint64_t* u, size_t stride, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle);
 uint32_t dellaKeysIn(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t lo, uint32_t span);
+// The positions t < L of a row's odd keys (low 16 bits not zero: della_rank.h's mixed rows), ascending, into odd (16 slots past
+// them: SIMD stores whole vectors); returns how many.
+uint32_t dellaOddKeys(const uint32_t* keys, uint32_t L, uint32_t* odd);
 // dellaUniforms of the row's elements first + t (stride 1) and dellaSplitDraws of them in one pass: keep and middle as
 // dellaSplitDraws, u[t] written where t is in middle (draw() reads no other; elsewhere u is left as it is or overwritten).
 uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle, uint64_t* u);
@@ -116,7 +119,7 @@ class DellaRowRanker {
   std::vector<uint32_t> kept_;                     // each bucket's kept count at its first rank (count() with draws, then draw())
   std::vector<uint32_t> middle_, exact_;           // draw(): positions its draw alone does not decide; those its bucket does not
   uint32_t middleCount_ = 0;
-  std::vector<uint32_t> odd_;                      // countDrawing(): the odd keys' positions (L + 1 slots)
+  std::vector<uint32_t> odd_;                      // countDrawing(): the odd keys' positions (L + 16 slots: dellaOddKeys)
   uint32_t oddCount_ = 0;
   std::vector<uint8_t> mixed_;                     // one byte per bucket, 1 where it holds an odd key; zero between rows
   bool uniform_ = false;

@@ -1,5 +1,5 @@
 // The self-test of the DELLA ranker's mixed rows (kernels/della_rank.h: rows whose |d| are mostly bf16 but not all, as
-// where a fine-tuned weight changed sign), against the definition (run by kernels_selftest.cc's main).
+// where a fine-tuned weight changed sign), against the definition, scalar, AVX2 and AVX-512 (run by kernels_selftest.cc's main).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -48,12 +48,18 @@ void testMixedRows(Rng& r) {
           for (uint32_t t = 0; t < L; ++t) {
             if ((keys[t] & 0xFFFFu) != 0) odd.push_back(t);
           }
-          for (bool simd : {false, true}) {
+          // Paths 0: scalar, 1: AVX2, 2: AVX-512 (dellaOddKeys' and the draws' wide steps).
+          for (int path = 0; path < 3; ++path) {
+            const bool simd = path > 0;
             wm::setSimdEnabled(simd);
             std::vector<uint8_t> got(L, 9);
             std::vector<uint64_t> ug(L, 0);
-            ranker.countDrawing(keys.data(), L, seedKey, first, lim, got.data(), ug.data(), odd.empty());
-            if (ranker.drawing() && ranker.draw(keys.data(), 1, L, ug.data(), lim, got.data())) {
+            bool took = false;
+            withAvx512(path == 2, [&] {
+              ranker.countDrawing(keys.data(), L, seedKey, first, lim, got.data(), ug.data(), odd.empty());
+              took = ranker.drawing() && ranker.draw(keys.data(), 1, L, ug.data(), lim, got.data());
+            });
+            if (took) {
               bool ok = got == want && ranker.first(ranker.buckets()) == L && ranker.oddCount() == odd.size() &&
                         std::equal(odd.begin(), odd.end(), ranker.odd());
               for (uint32_t i = 0; ok && i < ranker.buckets(); ++i) {
@@ -65,14 +71,14 @@ void testMixedRows(Rng& r) {
                 }
                 ok = ranker.first(i) == below && ranker.first(i + 1) - ranker.first(i) == n && ranker.kept(i) == kept;
               }
-              CHECK(ok, "mixed row L=%u palette %u odd 1/%u epsilon %g simd %d: draw() differs from the definition", L, palette, oddEvery, e, simd);
+              CHECK(ok, "mixed row L=%u palette %u odd 1/%u epsilon %g path %d: draw() differs from the definition", L, palette, oddEvery, e, path);
               digestBytes(got.data(), L);
               ++drawn;
             } else {
               std::vector<uint32_t> got(L, 0xFFFFFFFFu);
               ranker.assign(keys.data(), 1, L, got.data());
-              CHECK(got == rank, "mixed row L=%u palette %u odd 1/%u epsilon %g simd %d: given back, assign() differs from the definition", L,
-                    palette, oddEvery, e, simd);
+              CHECK(got == rank, "mixed row L=%u palette %u odd 1/%u epsilon %g path %d: given back, assign() differs from the definition", L,
+                    palette, oddEvery, e, path);
               ++givenBack;
             }
             ++cases;
