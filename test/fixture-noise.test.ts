@@ -1,6 +1,6 @@
 import { makeCheckpointPair, type CheckpointPairOptions, type FixtureDtype } from '../lib/fixtures/fixture';
 import { ChunkedWriter } from '../lib/fixtures/chunked-writer';
-import { bf16Bits, fillElements32Additive, fillPairs16Additive, valueTables } from '../lib/fixtures/fixture-values';
+import { bf16Bits, f16Bits, fillElements32Additive, fillPairs16Additive, valueTables } from '../lib/fixtures/fixture-values';
 import { nextUint32, streamState } from '../lib/fixtures/random';
 import { decodeFloat, encodeFloat } from '../lib/format/float-bits';
 import { expectOneLineError, runCli } from './helpers/cli';
@@ -85,7 +85,7 @@ describe('fixture noise: ulps (the default) and additive', () => {
     if (dtype === 'F32') fillElements32Additive(state, tables, instruct, thinking, count);
     else fillPairs16Additive(state, tables, dtype, instruct, thinking, count);
     // The definition: one random number per element pair (per element in f32), the value and noise it names, the sum
-    // rounded to f32 (then to bf16), or straight to f16; the second of a pair: the value and noise tables' scrambles.
+    // rounded to f32, then to the dtype; the second of a pair: the value and noise tables' scrambles.
     const f32 = new Float32Array(1);
     const bits = new Uint32Array(f32.buffer);
     for (let j = 0; j < count; j++) {
@@ -97,8 +97,7 @@ describe('fixture noise: ulps (the default) and additive', () => {
       const value = tables.values[index];
       const sum = Math.fround(decodeFloat(value, dtype) + tables.additive![noise]);
       f32[0] = sum;
-      const want =
-        dtype === 'F32' ? bits[0] : dtype === 'BF16' ? encodeFloat(sum, 'BF16') : encodeFloat(decodeFloat(value, dtype) + tables.additive![noise], 'F16');
+      const want = dtype === 'F32' ? bits[0] : encodeFloat(sum, dtype);
       const got = dtype === 'F32' ? thinking.wordView[j] : thinking.halfView[j];
       const gotInstruct = dtype === 'F32' ? instruct.wordView[j] : instruct.halfView[j];
       if (got !== want || gotInstruct !== value) throw new Error(`${dtype} element ${j}: thinking ${got} instruct ${gotInstruct}, want ${want} and ${value}`);
@@ -106,17 +105,28 @@ describe('fixture noise: ulps (the default) and additive', () => {
     expect(Array.from(state)).toEqual(Array.from(reference));
   });
 
-  test('bf16Bits rounds an f32 to nearest even in bf16, ties included, as encodeFloat does', () => {
+  test.each([
+    ['BF16', bf16Bits, 16],
+    ['F16', f16Bits, 13],
+  ] as const)('%s bits of an f32: nearest even, ties, subnormals and overflow included, as encodeFloat does', (dtype, encode, dropped) => {
     const f32 = new Float32Array(1);
     const bits = new Uint32Array(f32.buffer);
-    const state = streamState(1, 'ties');
-    for (let k = 0; k < 20000; k++) {
+    const state = streamState(1, `ties ${dtype}`);
+    const droppedMask = (1 << dropped) - 1;
+    // NaNs (JavaScript hands them over as the quiet NaN), infinities, the largest finite f32, the least subnormal, zeros.
+    const SPECIAL = [0x7f800001, 0xff807fff, 0x7fc00000, 0x7f800000, 0xff800000, 0x7f7fffff, 0x00000001, 0x80000000, 0];
+    for (let k = 0; k < 40000; k++) {
       const w = nextUint32(state);
-      // Finite patterns of both signs; one in four a tie (low half 0x8000), one in four the low half random.
-      const high = ((w >>> 16) % 0x7f80) | (w & 1 ? 0x8000 : 0);
-      const low = k % 4 === 0 ? 0x8000 : k % 4 === 1 ? nextUint32(state) & 0xffff : k % 4 === 2 ? 0x7fff : 0x8001;
-      bits[0] = ((high << 16) | low) >>> 0;
-      expect(bf16Bits(f32[0])).toBe(encodeFloat(f32[0], 'BF16'));
+      // Every exponent (Inf and NaN too), both signs; the bits rounded away a tie, one below or above it, or random.
+      const high = w & ~droppedMask;
+      const tie = 1 << (dropped - 1);
+      const low = [tie, tie - 1, tie + 1, nextUint32(state) & droppedMask][k % 4];
+      bits[0] = k < SPECIAL.length ? SPECIAL[k] : (high | low) >>> 0;
+      const want = encodeFloat(f32[0], dtype);
+      const got = encode(f32[0]);
+      // NaN: any NaN pattern will do (encodeFloat gives the quiet one).
+      if (Number.isNaN(f32[0])) expect(Number.isNaN(decodeFloat(got, dtype))).toBe(true);
+      else if (got !== want) throw new Error(`${dtype} of ${bits[0].toString(16)}: ${got.toString(16)}, want ${want.toString(16)}`);
     }
   });
 
