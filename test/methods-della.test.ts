@@ -22,6 +22,7 @@ import { randomTensors } from './helpers/special-values';
 import { expectedBits, writeRaw } from './helpers/raw-values';
 import { runRawJob } from './helpers/raw-job';
 import { makeNearModels } from './helpers/tiny-models';
+import { makeCheckpointPair } from '../lib/fixtures/fixture';
 import { dir, freshPath, useTempDir } from './helpers/temp-dir';
 
 useTempDir('weightmix-della-');
@@ -186,9 +187,12 @@ describe('recipes over fixtures', () => {
   let A: string;
   let B: string;
   let N: string;
+  // A model with additive noise (weights that change sign: |d| that bf16 cannot hold, della_rank.h's mixed rows).
+  let C: string;
 
   beforeAll(async () => {
     ({ A, B, N } = await makeNearModels(dir, 9));
+    C = (await makeCheckpointPair({ dir: path.join(dir, 'additive'), shape: 'tiny', seed: 9, delta: 0.2, noise: 'additive' })).thinking;
   }, 60000);
 
   async function merged(doc: Record<string, unknown>, threads: number): Promise<string> {
@@ -198,20 +202,23 @@ describe('recipes over fixtures', () => {
   }
 
   test.each([
-    ['della', true, true, 'bfloat16'],
-    ['della_linear', false, false, 'float32'],
-  ] as [string, boolean, boolean, string][])(
-    '%s (density 0.5/0.4, epsilon 0.1, random_seed 7) is within 1 ulp of the oracle, the same bytes on 1 and 3 threads',
-    async (method, consensus, normalize, outDtype) => {
+    ['della', true, true, 'bfloat16', false],
+    ['della_linear', false, false, 'float32', false],
+    ['della', true, true, 'bfloat16', true],
+    ['della_linear', false, false, 'float32', true],
+  ] as [string, boolean, boolean, string, boolean][])(
+    '%s (consensus %s, normalize %s, %s out, additive noise %s; density 0.5/0.4, epsilon 0.1, random_seed 7) is within 1 ulp of the oracle, the same bytes on 1 and 3 threads',
+    async (method, consensus, normalize, outDtype, additive) => {
+      const second = additive ? C : B;
       const doc = {
         merge_method: method,
         base_model: N,
         random_seed: 7,
         out_dtype: outDtype,
         parameters: { epsilon: 0.1 },
-        models: [{ model: A, parameters: { weight: 0.6, density: 0.5 } }, { model: B, parameters: { weight: 0.4, density: 0.4 } }, { model: N }],
+        models: [{ model: A, parameters: { weight: 0.6, density: 0.5 } }, { model: second, parameters: { weight: 0.4, density: 0.4 } }, { model: N }],
       };
-      const [a, b, n] = await Promise.all([modelValues(A), modelValues(B), modelValues(N)]);
+      const [a, b, n] = await Promise.all([modelValues(A), modelValues(second), modelValues(N)]);
       const ckpt = await openCheckpoint(N);
       const oracle = (name: string) => {
         const shape = ckpt.tensors.get(name)!.shape;
