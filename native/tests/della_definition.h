@@ -7,6 +7,9 @@
 #include <numeric>
 #include <vector>
 
+#include "kernels/cpu_backends.h"
+#include "kernels/della_rank.h"
+
 // The definition: ascending key, equal keys by descending position (the lower position ranks higher).
 inline std::vector<uint32_t> definedRanks(const std::vector<uint32_t>& key) {
   std::vector<uint32_t> order(key.size()), rank(key.size());
@@ -18,3 +21,30 @@ inline std::vector<uint32_t> definedRanks(const std::vector<uint32_t>& key) {
 
 // keepLimit of della.cc: p's integer limit for draws of 53 bits.
 inline uint64_t definedLimit(double p) { return p <= 0 ? 0 : p >= 1 ? uint64_t{1} << 53 : static_cast<uint64_t>(std::ceil(p * 0x1.0p53)); }
+
+// A row's draws by the definition: the keep limit of each rank at density d and epsilon e (della.h's p, then keepLimit), the
+// uniform draws of elements first + t, and whether each position is kept (its draw below its defined rank's limit).
+struct DefinedRowDraws {
+  std::vector<uint64_t> limit, u;
+  std::vector<uint8_t> want;
+  // The ranker's view of `limit` (valid while this lives).
+  wm::DellaLimits limits() const {
+    wm::DellaLimits lim;
+    lim.limit = limit.data();
+    lim.low = std::min(limit.front(), limit.back());
+    lim.high = std::max(limit.front(), limit.back());
+    return lim;
+  }
+};
+inline DefinedRowDraws definedRowDraws(const std::vector<uint32_t>& keys, double d, double e, uint64_t seedKey, uint64_t first) {
+  const uint32_t L = static_cast<uint32_t>(keys.size());
+  DefinedRowDraws r;
+  r.limit.resize(L);
+  for (uint32_t k = 0; k < L; ++k) r.limit[k] = definedLimit(L == 1 ? d : (d - e) + ((static_cast<double>(k) / static_cast<double>(L - 1)) * 2) * e);
+  r.u.resize(L);
+  wm::scalar::dellaUniforms(seedKey, first, L, r.u.data());
+  const std::vector<uint32_t> rank = definedRanks(keys);
+  r.want.resize(L);
+  for (uint32_t t = 0; t < L; ++t) r.want[t] = r.u[t] < r.limit[rank[t]];
+  return r;
+}

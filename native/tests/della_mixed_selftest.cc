@@ -32,18 +32,11 @@ void testMixedRows(Rng& r) {
             const uint32_t h = x % 17 == 0 ? 0 : 0x3000u + static_cast<uint32_t>(x % palette) * 3;
             k = h << 16 | ((x >> 20) % oddEvery == 0 ? 1 + static_cast<uint32_t>(x >> 40) % 3 : 0);
           }
-          std::vector<uint64_t> limit(L);
-          for (uint32_t k = 0; k < L; ++k) limit[k] = definedLimit(L == 1 ? 0.5 : (0.5 - e) + ((static_cast<double>(k) / static_cast<double>(L - 1)) * 2) * e);
-          wm::DellaLimits lim;
-          lim.limit = limit.data();
-          lim.low = std::min(limit[0], limit[L - 1]);
-          lim.high = std::max(limit[0], limit[L - 1]);
           const uint64_t seedKey = r.next(), first = r.next() >> 20;
-          std::vector<uint64_t> u(L);
-          wm::scalar::dellaUniforms(seedKey, first, L, u.data());
+          const DefinedRowDraws defined = definedRowDraws(keys, 0.5, e, seedKey, first);
+          const wm::DellaLimits lim = defined.limits();
+          const std::vector<uint8_t>& want = defined.want;
           const std::vector<uint32_t> rank = definedRanks(keys);
-          std::vector<uint8_t> want(L);
-          for (uint32_t t = 0; t < L; ++t) want[t] = u[t] < limit[rank[t]];
           std::vector<uint32_t> odd;
           for (uint32_t t = 0; t < L; ++t) {
             if ((keys[t] & 0xFFFFu) != 0) odd.push_back(t);

@@ -483,19 +483,11 @@ void testPackedCounts(Rng& r) {
                                                    : 0;
           k = h << 16;
         }
-        std::vector<uint64_t> limit(L);
-        const double d = 0.5;
-        for (uint32_t k = 0; k < L; ++k) limit[k] = definedLimit(L == 1 ? d : (d - e) + ((static_cast<double>(k) / static_cast<double>(L - 1)) * 2) * e);
-        wm::DellaLimits lim;
-        lim.limit = limit.data();
-        lim.low = std::min(limit[0], limit[L - 1]);
-        lim.high = std::max(limit[0], limit[L - 1]);
         const uint64_t seedKey = r.next(), first = r.next() >> 20;
-        std::vector<uint64_t> u(L);
-        wm::scalar::dellaUniforms(seedKey, first, L, u.data());
-        const std::vector<uint32_t> rank = definedRanks(keys);
-        std::vector<uint8_t> want(L);
-        for (uint32_t t = 0; t < L; ++t) want[t] = u[t] < limit[rank[t]];
+        const DefinedRowDraws defined = definedRowDraws(keys, 0.5, e, seedKey, first);
+        const wm::DellaLimits lim = defined.limits();
+        const std::vector<uint64_t>& u = defined.u;
+        const std::vector<uint8_t>& want = defined.want;
         for (bool simd : {false, true}) {
           wm::setSimdEnabled(simd);
           std::vector<uint8_t> a(L, 9), b(L, 9);
