@@ -293,7 +293,7 @@ void DellaRowRanker::assign(const uint32_t* keys, size_t stride, uint32_t L, uin
 }
 
 bool DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep) {
-  if (!drawing_) throw std::logic_error("internal: DellaRowRanker::draw on a row not counted with draws or not uniform");
+  if (!drawing_) throw std::logic_error("internal: DellaRowRanker::draw on a row that drawing() does not take");
   static_assert(kChunks == 4, "draw()'s chunkOf takes 4 chunks");
   // count() decided the draws below low (kept) and at or above high (dropped), and listed the rest.
   const uint32_t* middle = middle_.data();
