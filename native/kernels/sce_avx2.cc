@@ -7,48 +7,26 @@
 
 #include <algorithm>
 
-#include "avx2_loads.h"
 #include "sce.h"
 #include "sce_avx512.h"
+#include "sce_lanes_avx2.h"
+#include "sce_registers_avx2.h"
 #include "sparse_select.h"
 
 namespace wm {
 namespace avx2 {
 namespace {
 
-// Four elements a step, each with the scalar truth's operations in its order: the sign election on the
-// kept sum, then num and den added model by model, one division and one rounding.
+// Four elements a step, each with the scalar truth's operations in its order (combine4).
 template <Dtype TO>
 __attribute__((target("avx2,fma,f16c"))) void combineLoop(const double* base, const double* t, size_t stride, const double* keep, const double* weights,
                                                           size_t m, size_t full, void* out, size_t at) {
-  const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0), minusOne = _mm256_set1_pd(-1.0), denFloor = _mm256_set1_pd(1e-6);
   if (m == 0) {  // no models (sceMerge keeping none): num and den are +0, and num / max(den, 1e-6) is +0
-    for (size_t j = 0; j < full; j += 4) storeResult4<TO>(out, at + j, _mm256_add_pd(_mm256_loadu_pd(base + j), zero));
+    for (size_t j = 0; j < full; j += 4) storeResult4<TO>(out, at + j, _mm256_add_pd(_mm256_loadu_pd(base + j), _mm256_setzero_pd()));
     return;
   }
   for (size_t j = 0; j < full; j += 4) {
-    const __m256d kept = _mm256_loadu_pd(keep + j);
-    // Each model's t * keep once for both loops (the first kMaxCached models; the rest computed again, the same bits).
-    constexpr size_t kMaxCached = 8;
-    __m256d cached[kMaxCached];
-    __m256d majority = zero;
-    for (size_t k = 0; k < m; ++k) {
-      const __m256d tk = rounded(_mm256_mul_pd(_mm256_loadu_pd(t + k * stride + j), kept));
-      if (k < kMaxCached) cached[k] = tk;
-      majority = _mm256_add_pd(majority, tk);
-    }
-    majority = _mm256_blendv_pd(minusOne, one, _mm256_cmp_pd(majority, zero, _CMP_GE_OQ));  // NaN: -1
-    __m256d num = zero, den = zero;
-    for (size_t k = 0; k < m; ++k) {
-      const __m256d tk = k < kMaxCached ? cached[k] : rounded(_mm256_mul_pd(_mm256_loadu_pd(t + k * stride + j), kept));
-      // +1, -1, or 0 for ±0 and NaN (which never equal the majority).
-      const __m256d sign = _mm256_blendv_pd(_mm256_and_pd(_mm256_cmp_pd(tk, zero, _CMP_LT_OQ), minusOne), one, _mm256_cmp_pd(tk, zero, _CMP_GT_OQ));
-      const __m256d ew = rounded(_mm256_mul_pd(_mm256_set1_pd(weights[k]), _mm256_and_pd(_mm256_cmp_pd(sign, majority, _CMP_EQ_OQ), one)));
-      num = _mm256_add_pd(num, rounded(_mm256_mul_pd(tk, ew)));
-      den = _mm256_add_pd(den, ew);
-    }
-    // max(1e-6, den) is std::max(den, 1e-6): den unless den < 1e-6; a NaN den (a NaN or Inf weight) is max_pd's second operand, returned.
-    storeResult4<TO>(out, at + j, _mm256_add_pd(_mm256_loadu_pd(base + j), _mm256_div_pd(num, _mm256_max_pd(denFloor, den))));
+    storeResult4<TO>(out, at + j, combine4(_mm256_loadu_pd(base + j), Tasks4InMemory{t + j, stride}, _mm256_loadu_pd(keep + j), weights, m));
   }
 }
 
@@ -61,42 +39,22 @@ __attribute__((target("avx2,fma,f16c"))) void loadLoop(const void* x, size_t j0,
   }
 }
 
-// x / m as the scalar truth divides: times 1 / m where m is a power of two (the same one rounding of the same quotient), else divided.
-__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256d overCount(__m256d x, size_t m) {
-  if ((m & (m - 1)) == 0) return _mm256_mul_pd(x, _mm256_set1_pd(1.0 / static_cast<double>(m)));
-  return _mm256_div_pd(x, _mm256_set1_pd(static_cast<double>(m)));
-}
-
-// The scalar varianceBits's operations per element: the mean in model order, / m, the squared deviations
-// in model order, / m, rounded to f32, |bits| with every NaN one value above Inf.
+// The variance bits of 4 elements a step (varianceBits4).
 __attribute__((target("avx2,fma,f16c"))) void varianceLoop(const double* t, size_t stride, size_t m, size_t full, uint32_t* bits) {
-  const __m128i absMask = _mm_set1_epi32(0x7FFFFFFF), inf = _mm_set1_epi32(0x7F800000), nan = _mm_set1_epi32(0x7FC00000);
-  for (size_t j = 0; j < full; j += 4) {
-    __m256d mean = _mm256_setzero_pd();
-    for (size_t k = 0; k < m; ++k) mean = _mm256_add_pd(mean, _mm256_loadu_pd(t + k * stride + j));
-    mean = overCount(mean, m);
-    __m256d v = _mm256_setzero_pd();
-    for (size_t k = 0; k < m; ++k) {
-      const __m256d d = _mm256_sub_pd(_mm256_loadu_pd(t + k * stride + j), mean);
-      v = _mm256_add_pd(v, rounded(_mm256_mul_pd(d, d)));
-    }
-    const __m128i b = _mm_and_si128(_mm_castps_si128(_mm256_cvtpd_ps(overCount(v, m))), absMask);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(bits + j), _mm_blendv_epi8(b, nan, _mm_cmpgt_epi32(b, inf)));
-  }
+  for (size_t j = 0; j < full; j += 4) _mm_storeu_si128(reinterpret_cast<__m128i*>(bits + j), varianceBits4(Tasks4InMemory{t + j, stride}, m));
 }
 
-// keep[j] = 1.0 where (bits[j] << indexBits | (count - 1 - (first + j))) >= cut: keys and cut lie below 2^63, so a signed compare.
+// keep[j] = 1.0 where (bits[j] << indexBits | (count - 1 - (first + j))) >= cut.
 __attribute__((target("avx2,fma,f16c"))) void keepLoop(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t first, uint64_t cut,
                                                         size_t full, double* keep) {
   const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
   const uint64_t last = count - 1 - first;
-  const __m256i cuts = _mm256_set1_epi64x(static_cast<long long>(cut)), one = _mm256_set1_epi64x(0x3FF0000000000000ll), four = _mm256_set1_epi64x(4);
+  const __m256i cuts = _mm256_set1_epi64x(static_cast<long long>(cut)), four = _mm256_set1_epi64x(4);
   __m256i index = _mm256_setr_epi64x(static_cast<long long>(last), static_cast<long long>(last - 1), static_cast<long long>(last - 2),
                                      static_cast<long long>(last - 3));
   for (size_t j = 0; j < full; j += 4) {
-    const __m256i v = _mm256_cvtepu32_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bits + j)));
-    const __m256i key = _mm256_or_si256(_mm256_sll_epi64(v, shift), index);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(keep + j), _mm256_andnot_si256(_mm256_cmpgt_epi64(cuts, key), one));
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bits + j));
+    _mm256_storeu_pd(keep + j, keepOfCut4(belowCut4(v, shift, index, cuts)));
     index = _mm256_sub_epi64(index, four);
   }
 }
@@ -170,26 +128,38 @@ void sceKeep(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t 
   if (full < len) scalar::sceKeep(bits + full, indexBits, count, first + full, cut, len - full, keep + full);
 }
 
+namespace {
+
+// sceKeepOfBitsAvx512 (sce_avx512.h) in two 4-lane halves (keepOfBits4).
+__attribute__((target("avx2,fma,f16c"))) void keepOfBits(const uint8_t* bytes, unsigned shift, size_t full, double* keep) {
+  for (size_t j = 0; j < full; j += 8) {  // elements j .. j + 7: the high bits of one byte and the low bits of the next (shift > 0)
+    const unsigned two = shift == 0 ? bytes[j / 8] : (bytes[j / 8] | static_cast<unsigned>(bytes[j / 8 + 1]) << 8) >> shift;
+    _mm256_storeu_pd(keep + j, keepOfBits4(two & 0xF));
+    _mm256_storeu_pd(keep + j + 4, keepOfBits4((two >> 4) & 0xF));
+  }
+}
+
+}  // namespace
+
 void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits) {
-  // In registers where the CPU has AVX-512 (sce_avx512.h); else the chunks of sceTasks' loops.
-  if (!avx512Enabled() || !sceVarianceBitsAvx512(srcs, types, p, n, bits)) scalar::sceVarianceBits(srcs, types, p, n, bits);
+  // In registers, 8 lanes where the CPU has AVX-512 (sce_avx512.h), else 4 (sce_registers_avx2.h); else the chunks of sceTasks' loops.
+  if (avx512Enabled() ? sceVarianceBitsAvx512(srcs, types, p, n, bits) : sceVarianceBitsAvx2(srcs, types, p, n, bits)) return;
+  scalar::sceVarianceBits(srcs, types, p, n, bits);
 }
 
 bool sceMergeInRegisters(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out,
                          Dtype to) {
-  return avx512Enabled() && sceMergeInRegistersAvx512(srcs, types, p, count, start, n, out, to);
+  return avx512Enabled() ? sceMergeInRegistersAvx512(srcs, types, p, count, start, n, out, to) : sceMergeInRegistersAvx2(srcs, types, p, count, start, n, out, to);
 }
 
 void sceKeepOfMap(const uint8_t* map, uint64_t piece, uint64_t first, size_t len, double* keep) {
-  // 8 lanes a step where the CPU has AVX-512, to the piece's end or the run's; the scalar truth for the few left of each.
-  if (!avx512Enabled()) {
-    scalar::sceKeepOfMap(map, piece, first, len, keep);
-    return;
-  }
+  // 8 elements a step (one vector with AVX-512, two without), to the piece's end or the run's; the scalar truth for the few left of each
+  // (its division per element made the bench's sce3 spend a third of its CPU here on a CPU without AVX-512).
+  const bool wide = avx512Enabled();
   for (size_t j = 0; j < len;) {
     const uint64_t i = first + j, bit = sceKeepMapBit(i, piece);
     const size_t run = static_cast<size_t>(std::min<uint64_t>(len - j, piece - i % piece)), full = run & ~size_t{7};
-    if (full > 0) sceKeepOfBitsAvx512(map + bit / 8, static_cast<unsigned>(bit % 8), full, keep + j);
+    if (full > 0) (wide ? sceKeepOfBitsAvx512 : keepOfBits)(map + bit / 8, static_cast<unsigned>(bit % 8), full, keep + j);
     scalar::sceKeepOfMap(map, piece, i + full, run - full, keep + j + full);
     j += run;
   }

@@ -7,18 +7,21 @@
 #if defined(WM_HAVE_AVX2_BACKEND)
 #include <algorithm>
 #include <limits>
+#include <stdexcept>
 #include <vector>
 
 #include "avx512_loads.h"
 #include "sce.h"
 #include "sce_avx512_variance.h"
+#include "sce_registers_avx2.h"
+#include "sce_sum_pieces.h"
 #include "sparse_select.h"
 
 namespace wm {
 namespace avx2 {
 namespace {
 
-constexpr size_t kMaxModels = 8;  // task vectors held in registers
+constexpr size_t kMaxModels = kSceRegisterModels;  // task vectors held in registers
 // Elements of a piece per round: the kept squares of 8 models in 16 KB. One piece at a time: summing four pieces side by side (their
 // chains' add latencies overlapping) made the pass slower, 1.05 against 0.79 ns per element (16 streams from memory, not 4).
 constexpr size_t kChunk = 256;
@@ -83,62 +86,27 @@ void keptSquares(size_t m, const void* const* srcs, const SceParams& p, uint64_t
   }
 }
 
-// sums[c] += squares[c][i] for i < len, each chain in order, C chains side by side.
-template <size_t C>
-void addChains(double* sums, double* const* squares, size_t len) {
-  double s[C];
-  for (size_t c = 0; c < C; ++c) s[c] = sums[c];
-  for (size_t i = 0; i < len; ++i) {
-    for (size_t c = 0; c < C; ++c) s[c] += squares[c][i];
-  }
-  for (size_t c = 0; c < C; ++c) sums[c] = s[c];
-}
-
-void addChains(size_t chains, double* sums, double* const* squares, size_t len) {
-  switch (chains) {
-    case 1: return addChains<1>(sums, squares, len);
-    case 2: return addChains<2>(sums, squares, len);
-    case 3: return addChains<3>(sums, squares, len);
-    case 4: return addChains<4>(sums, squares, len);
-    case 5: return addChains<5>(sums, squares, len);
-    case 6: return addChains<6>(sums, squares, len);
-    case 7: return addChains<7>(sums, squares, len);
-    default: return addChains<8>(sums, squares, len);
-  }
-}
-
 template <Dtype T>
 void sumPieces(const void* const* srcs, const SceParams& p, uint64_t count, uint64_t piece, double* sums, uint8_t* keepMap) {
   const size_t m = p.sources.size();
-  thread_local std::vector<double> store;
-  store.resize(kMaxModels * (kChunk + 8));  // + 8: a compressed store writes all 8 lanes
-  double* squares[kMaxModels];
-  for (size_t k = 0; k < kMaxModels; ++k) squares[k] = store.data() + k * (kChunk + 8);
-  for (uint64_t first = 0; first < count; first += piece) {
-    const uint64_t end = std::min(count, first + piece);
-    double pieceSums[kMaxModels] = {};  // model k's sum over the piece
-    // The piece's map over its own bits' start (sceKeepMapBit): a byte lies on the bits of an element of its piece at or before its own.
-    uint8_t* map = keepMap == nullptr ? nullptr : keepMap + sceKeepMapBit(first, piece) / 8;
-    for (uint64_t at = first; at < end; at += kChunk) {
-      size_t kept[kMaxModels] = {};
-      keptSquares<T>(m, srcs, p, count, at, static_cast<size_t>(std::min<uint64_t>(kChunk, end - at)), squares, kept, map == nullptr ? nullptr : map + (at - first) / 8);
-      // The shorter chains padded with +0 (no change to a sum >= +0) to the longest, so that all run in one loop.
-      const size_t most = *std::max_element(kept, kept + m);
-      for (size_t k = 0; k < m; ++k) std::fill(squares[k] + kept[k], squares[k] + most, 0.0);
-      addChains(m, pieceSums, squares, most);
-    }
-    for (size_t k = 0; k < m; ++k) sums[k] += pieceSums[k];
-  }
+  sumScePieces<kChunk>(m, count, piece, sums, keepMap, [&](uint64_t at, size_t len, double* const* squares, size_t* kept, uint8_t* map) {
+    keptSquares<T>(m, srcs, p, count, at, len, squares, kept, map);
+  });
 }
 
 }  // namespace
 
 void sceSumSquaresPieces(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, double* sums, uint8_t* keepMap) {
-  // Here: AVX-512, sources of one dtype, at most kMaxModels models, a cut below kRankKeyNone (none sums nothing); else the scalar loop of pieces.
+  // Here: sources of one dtype, at most kMaxModels models, a cut below kRankKeyNone (none sums nothing), in 8 lanes with AVX-512 and 4
+  // without; else the scalar loop of pieces.
   const Dtype type = types[p.base];
   const bool oneType = std::all_of(p.sources.begin(), p.sources.end(), [&](uint32_t s) { return types[s] == type; });
-  if (!avx512Enabled() || !oneType || p.sources.size() > kMaxModels || p.cut >= kRankKeyNone) {
+  if (!oneType || p.sources.size() > kMaxModels || p.cut >= kRankKeyNone) {
     scalar::sceSumSquaresPieces(srcs, types, p, count, sums, keepMap);
+    return;
+  }
+  if (!avx512Enabled()) {  // 4 lanes (sce_sums_avx2.cc)
+    if (!sceSumSquaresPiecesAvx2(srcs, types, p, count, sums, keepMap)) throw std::logic_error("internal: the AVX2 sums of squares declined");
     return;
   }
   withDtype(type, [&](auto T) { sumPieces<decltype(T)::value>(srcs, p, count, p.sumPiece, sums, keepMap); });
