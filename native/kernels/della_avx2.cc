@@ -119,11 +119,30 @@ __attribute__((target(WM_AVX512_TARGET))) uint32_t oddKeysWide(const uint32_t* k
   return n;
 }
 
+// dellaOddKeys' AVX2 steps, 8 keys each: the odd keys' positions packed 4 at a time through kLanePack (as dellaSplitDraws' middles)
+// and stored whole (the caller's odd has 16 slots past L). Returns how many it listed; *stop: where it stopped.
+__attribute__((target("avx2,fma,f16c"))) uint32_t oddKeys8(const uint32_t* keys, uint32_t L, uint32_t* odd, uint32_t* stop) {
+  const __m256i low = _mm256_set1_epi32(0xFFFF), zero = _mm256_setzero_si256();
+  uint32_t n = 0, t = 0;
+  for (; t + 8 <= L; t += 8) {
+    const __m256i even = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(keys + t)), low), zero);
+    const uint32_t odds = ~static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(even))) & 0xFFu;
+    for (uint32_t half = 0; half < 2; ++half) {
+      const uint32_t four = (odds >> (4 * half)) & 0xFu;
+      const __m128i lanes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kLanePack.lanes[four]));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(odd + n), _mm_add_epi32(lanes, _mm_set1_epi32(static_cast<int>(t + 4 * half))));
+      n += static_cast<uint32_t>(__builtin_popcount(four));
+    }
+  }
+  *stop = t;
+  return n;
+}
+
 }  // namespace
 
 uint32_t dellaOddKeys(const uint32_t* keys, uint32_t L, uint32_t* odd) {
   uint32_t n = 0, t = 0;
-  if (avx512Enabled()) n = oddKeysWide(keys, L, odd, &t);
+  n = (avx512Enabled() ? oddKeysWide : oddKeys8)(keys, L, odd, &t);
   if (t == L) return n;
   return n + shiftedBy(t, odd + n, scalar::dellaOddKeys(keys + t, L - t, odd + n));
 }
