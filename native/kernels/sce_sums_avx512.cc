@@ -7,7 +7,6 @@
 #if defined(WM_HAVE_AVX2_BACKEND)
 #include <algorithm>
 #include <limits>
-#include <stdexcept>
 #include <vector>
 
 #include "avx512_loads.h"
@@ -101,12 +100,12 @@ void sceSumSquaresPieces(const void* const* srcs, const Dtype* types, const SceP
   // without; else the scalar loop of pieces.
   const Dtype type = types[p.base];
   const bool oneType = std::all_of(p.sources.begin(), p.sources.end(), [&](uint32_t s) { return types[s] == type; });
-  if (!oneType || p.sources.size() > kMaxModels || p.cut >= kRankKeyNone) {
-    scalar::sceSumSquaresPieces(srcs, types, p, count, sums, keepMap);
+  if (!avx512Enabled()) {  // 4 lanes (sce_sums_avx2.cc), under the same conditions
+    if (!sceSumSquaresPiecesAvx2(srcs, types, p, count, sums, keepMap)) scalar::sceSumSquaresPieces(srcs, types, p, count, sums, keepMap);
     return;
   }
-  if (!avx512Enabled()) {  // 4 lanes (sce_sums_avx2.cc)
-    if (!sceSumSquaresPiecesAvx2(srcs, types, p, count, sums, keepMap)) throw std::logic_error("internal: the AVX2 sums of squares declined");
+  if (!oneType || p.sources.size() > kMaxModels || p.cut >= kRankKeyNone) {
+    scalar::sceSumSquaresPieces(srcs, types, p, count, sums, keepMap);
     return;
   }
   withDtype(type, [&](auto T) { sumPieces<decltype(T)::value>(srcs, p, count, p.sumPiece, sums, keepMap); });
