@@ -3,6 +3,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { loadNative } from '../../lib/engine/native';
 
 export interface Timed {
   seconds: number;
@@ -92,11 +93,26 @@ export function directWriteFloor(dir: string, bytes: number): Timed {
 export interface Machine {
   cpus: number;
   cpuModel: string;
+  /** /proc/cpuinfo's family and model numbers, which a VM's model name ("AMD EPYC") leaves out. */
+  cpuGeneration: string;
+  /** The kernels the addon runs here (its info().simd): the methods' ratios differ between AVX-512 and AVX2 CPUs. */
+  simd: string;
   ramGiB: number;
   disk: string;
   kernel: string;
   load: string;
   node: string;
+}
+
+function cpuGeneration(): string {
+  let info = '';
+  try {
+    info = fs.readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return 'family unknown';
+  }
+  const field = (name: string) => new RegExp(`^${name}\\s*:\\s*(\\S+)`, 'm').exec(info)?.[1] ?? '?';
+  return `family ${field('cpu family')}, model ${field('model')}`;
 }
 
 export function describeMachine(work: string): Machine {
@@ -111,6 +127,8 @@ export function describeMachine(work: string): Machine {
   return {
     cpus: Number(sh('nproc')) || os.cpus().length,
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    cpuGeneration: cpuGeneration(),
+    simd: loadNative().info().simd,
     ramGiB: Math.round(os.totalmem() / 2 ** 30),
     disk: `${source || 'unknown'}${model ? ` (${model})` : dev.startsWith('vd') ? ' (virtio block device, model not exposed)' : ''}${rotational === '1' ? ', reports rotational' : ''}`,
     kernel: os.release(),
