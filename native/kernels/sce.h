@@ -48,6 +48,18 @@ struct SceParams {
 // can be written over them in element order (a byte never lies on the bits of an element after its own).
 inline uint64_t sceKeepMapBit(uint64_t i, uint64_t piece) { return (i / piece) * 32 * piece + i % piece; }
 
+// The elements from i on, of `left`, that lie in i's piece of a keep map `map` over pieces of `piece` elements (length), and where
+// their bits start: bit shift of bytes[0] on (sceKeepMapBit). The fused merges' keep bits, a run at a time.
+struct SceKeepMapRun {
+  size_t length;
+  const uint8_t* bytes;
+  unsigned shift;
+};
+inline SceKeepMapRun sceKeepMapRun(const uint8_t* map, uint64_t piece, uint64_t i, size_t left) {
+  const uint64_t bit = sceKeepMapBit(i, piece), rest = piece - i % piece;
+  return {left < rest ? left : static_cast<size_t>(rest), map + bit / 8, static_cast<unsigned>(bit % 8)};
+}
+
 // Dest params [base, cutHi, cutLo, indexBits, m, m x (source, weight) [, selectTopk, sumPiece [, recomputeVariances]]] (the tail:
 // statistics left open for the executor; recomputeVariances 1 or 0, absent 0). Throws std::invalid_argument when malformed.
 SceParams decodeSceParams(const std::vector<double>& p, size_t sourceCount, uint64_t count);

@@ -157,11 +157,11 @@ void sceKeepOfMap(const uint8_t* map, uint64_t piece, uint64_t first, size_t len
   // (its division per element made the bench's sce3 spend a third of its CPU here on a CPU without AVX-512).
   const bool wide = avx512Enabled();
   for (size_t j = 0; j < len;) {
-    const uint64_t i = first + j, bit = sceKeepMapBit(i, piece);
-    const size_t run = static_cast<size_t>(std::min<uint64_t>(len - j, piece - i % piece)), full = run & ~size_t{7};
-    if (full > 0) (wide ? sceKeepOfBitsAvx512 : keepOfBits)(map + bit / 8, static_cast<unsigned>(bit % 8), full, keep + j);
-    scalar::sceKeepOfMap(map, piece, i + full, run - full, keep + j + full);
-    j += run;
+    const SceKeepMapRun run = sceKeepMapRun(map, piece, first + j, len - j);
+    const size_t full = run.length & ~size_t{7};
+    if (full > 0) (wide ? sceKeepOfBitsAvx512 : keepOfBits)(run.bytes, run.shift, full, keep + j);
+    scalar::sceKeepOfMap(map, piece, first + j + full, run.length - full, keep + j + full);
+    j += run.length;
   }
 }
 

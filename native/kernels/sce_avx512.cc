@@ -267,10 +267,10 @@ __attribute__((target(WM_AVX512_TARGET))) void mergeInRegisters(const void* cons
   const __m128i indexShift = _mm_cvtsi32_si128(static_cast<int>(p.indexBits));
   const __m512i cuts = _mm512_set1_epi64(static_cast<long long>(p.cut)), lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
   for (size_t j0 = 0; j0 < n;) {  // runs that do not cross a piece of the keep map
-    const uint64_t i = start + j0, bit = byMap ? sceKeepMapBit(i, p.sumPiece) : 0;
-    const size_t run = byMap ? static_cast<size_t>(std::min<uint64_t>(n - j0, p.sumPiece - i % p.sumPiece)) : n;
-    const uint8_t* bytes = byMap ? p.keepMap + bit / 8 : nullptr;
-    const unsigned shift = static_cast<unsigned>(bit % 8);
+    const SceKeepMapRun keepRun = byMap ? sceKeepMapRun(p.keepMap, p.sumPiece, start + j0, n - j0) : SceKeepMapRun{n - j0, nullptr, 0};
+    const size_t run = keepRun.length;
+    const uint8_t* bytes = keepRun.bytes;
+    const unsigned shift = keepRun.shift;
     for (size_t j = 0; j < run; j += 8) {
       const size_t e = j0 + j;
       const __mmask8 lanes = run - j >= 8 ? 0xFF : static_cast<__mmask8>((1u << (run - j)) - 1);

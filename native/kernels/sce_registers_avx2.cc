@@ -56,10 +56,9 @@ __attribute__((target("avx2,fma,f16c"))) void mergeInRegisters(const void* const
   const __m128i indexShift = _mm_cvtsi32_si128(static_cast<int>(p.indexBits));
   const __m256i cuts = _mm256_set1_epi64x(static_cast<long long>(p.cut)), lane = _mm256_set_epi64x(3, 2, 1, 0);
   for (size_t j0 = 0; j0 < n;) {  // runs that do not cross a piece of the keep map
-    const uint64_t i = start + j0, bit = byMap ? sceKeepMapBit(i, p.sumPiece) : 0;
-    const size_t run = byMap ? static_cast<size_t>(std::min<uint64_t>(n - j0, p.sumPiece - i % p.sumPiece)) : n;
-    const uint8_t* bytes = byMap ? p.keepMap + bit / 8 : nullptr;
-    const size_t shift = static_cast<size_t>(bit % 8);
+    const SceKeepMapRun keepRun = byMap ? sceKeepMapRun(p.keepMap, p.sumPiece, start + j0, n - j0) : SceKeepMapRun{n - j0, nullptr, 0};
+    const size_t run = keepRun.length, shift = keepRun.shift;
+    const uint8_t* bytes = keepRun.bytes;
     for (size_t j = 0; j < run; j += 4) {
       const size_t e = j0 + j, r = std::min<size_t>(4, run - j);
       const __m256d b = loadLanes4<T>(base, e, r);

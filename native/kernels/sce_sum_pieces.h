@@ -23,6 +23,24 @@ void addSceChains(double* sums, double* const* squares, size_t len) {
   for (size_t c = 0; c < C; ++c) sums[c] = s[c];
 }
 
+// A keptSquares kernel's sources and where each model's next kept square goes (squares[k] + kept[k] on), M models.
+template <size_t M>
+struct SceSquareCursors {
+  const void* base;
+  const void* x[M];
+  double* out[M];
+  SceSquareCursors(const void* const* srcs, const SceParams& p, double* const* squares, const size_t* kept) : base(srcs[p.base]) {
+    for (size_t k = 0; k < M; ++k) {
+      x[k] = srcs[p.sources[k]];
+      out[k] = squares[k] + kept[k];
+    }
+  }
+  // The counts of squares appended, back into kept.
+  void countInto(double* const* squares, size_t* kept) const {
+    for (size_t k = 0; k < M; ++k) kept[k] = static_cast<size_t>(out[k] - squares[k]);
+  }
+};
+
 // Each piece of `piece` elements of the tensor's count: keptSquares(at, len, squares, kept, map) appends model k's kept t^2 of
 // elements at .. at + len - 1 to squares[k] from kept[k] on (writing up to 8 past them), and their keep bits to map where not null
 // (the keep map's bytes of those elements, sceKeepMapBit); then their sums go to sums[k] in element order.

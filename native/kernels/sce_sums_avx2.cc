@@ -44,13 +44,7 @@ __attribute__((target("avx2,fma,f16c"))) void keptSquares(const void* const* src
                                                          double* const* squares, size_t* kept, uint8_t* map) {
   const bool all = p.cut == 0;
   const uint32_t* given = p.varianceBits;
-  const void* base = srcs[p.base];
-  const void* x[M];
-  double* out[M];
-  for (size_t k = 0; k < M; ++k) {
-    x[k] = srcs[p.sources[k]];
-    out[k] = squares[k] + kept[k];
-  }
+  SceSquareCursors<M> c(srcs, p, squares, kept);
   const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(p.indexBits));
   const __m256i cuts = _mm256_set1_epi64x(static_cast<long long>(p.cut)), four = _mm256_set1_epi64x(4);
   const __m256d inf = _mm256_set1_pd(std::numeric_limits<double>::infinity());
@@ -58,9 +52,9 @@ __attribute__((target("avx2,fma,f16c"))) void keptSquares(const void* const* src
   unsigned byte = 0;  // the map byte of elements j & ~7 .. + 7, its low half kept until the high one is known
   for (size_t j = 0; j < len; j += 4) {
     const size_t r = std::min<size_t>(4, len - j), i = first + j;
-    const __m256d b = loadLanes4<T>(base, i, r);
+    const __m256d b = loadLanes4<T>(c.base, i, r);
     __m256d t[M];
-    for (size_t k = 0; k < M; ++k) t[k] = _mm256_sub_pd(loadLanes4<T>(x[k], i, r), b);
+    for (size_t k = 0; k < M; ++k) t[k] = _mm256_sub_pd(loadLanes4<T>(c.x[k], i, r), b);
     unsigned keep = (1u << r) - 1;
     if (!all) {  // sceKeep's rule
       const __m128i bits = given != nullptr ? loadLanes4(given + i, r) : varianceBits4(Tasks4InRegisters{t}, M);
@@ -78,11 +72,11 @@ __attribute__((target("avx2,fma,f16c"))) void keptSquares(const void* const* src
       const __m256d square = rounded(_mm256_mul_pd(t[k], t[k]));
       const unsigned add = keep & static_cast<unsigned>(_mm256_movemask_pd(_mm256_cmp_pd(square, inf, _CMP_LT_OQ)));  // t finite (NaN: false)
       const __m256i lanes = _mm256_load_si256(reinterpret_cast<const __m256i*>(kCompressLanes[add].data()));
-      _mm256_storeu_pd(out[k], _mm256_castsi256_pd(_mm256_permutevar8x32_epi32(_mm256_castpd_si256(square), lanes)));
-      out[k] += __builtin_popcount(add);
+      _mm256_storeu_pd(c.out[k], _mm256_castsi256_pd(_mm256_permutevar8x32_epi32(_mm256_castpd_si256(square), lanes)));
+      c.out[k] += __builtin_popcount(add);
     }
   }
-  for (size_t k = 0; k < M; ++k) kept[k] = static_cast<size_t>(out[k] - squares[k]);
+  c.countInto(squares, kept);
 }
 
 }  // namespace

@@ -34,13 +34,7 @@ __attribute__((target(WM_AVX512_TARGET))) void keptSquares(const void* const* sr
                                                            double* const* squares, size_t* kept, uint8_t* map) {
   const bool all = p.cut == 0;
   const uint32_t* given = p.varianceBits;
-  const void* base = srcs[p.base];
-  const void* x[M];
-  double* out[M];
-  for (size_t k = 0; k < M; ++k) {
-    x[k] = srcs[p.sources[k]];
-    out[k] = squares[k] + kept[k];
-  }
+  SceSquareCursors<M> c(srcs, p, squares, kept);
   const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(p.indexBits));
   const __m512i cuts = _mm512_set1_epi64(static_cast<long long>(p.cut)), eight = _mm512_set1_epi64(8);
   const __m512d inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
@@ -48,9 +42,9 @@ __attribute__((target(WM_AVX512_TARGET))) void keptSquares(const void* const* sr
   for (size_t j = 0; j < len; j += 8) {
     const __mmask8 lanes = len - j >= 8 ? 0xFF : static_cast<__mmask8>((1u << (len - j)) - 1);
     const size_t i = first + j;
-    const __m512d b = loadLanes8<T>(base, i, lanes);
+    const __m512d b = loadLanes8<T>(c.base, i, lanes);
     __m512d t[M];
-    for (size_t k = 0; k < M; ++k) t[k] = _mm512_sub_pd(loadLanes8<T>(x[k], i, lanes), b);
+    for (size_t k = 0; k < M; ++k) t[k] = _mm512_sub_pd(loadLanes8<T>(c.x[k], i, lanes), b);
     __mmask8 keep = lanes;
     if (!all) {  // sceKeep's rule: (bits << indexBits | (count - 1 - i)) >= cut, keys and cut below 2^63
       const __m256i bits = given != nullptr ? loadLanes8(given + i, lanes) : sceVarianceBits8(reinterpret_cast<const double*>(t), 8, M);
@@ -62,11 +56,11 @@ __attribute__((target(WM_AVX512_TARGET))) void keptSquares(const void* const* sr
     for (size_t k = 0; k < M; ++k) {
       const __m512d square = rounded8(_mm512_mul_pd(t[k], t[k]));
       const __mmask8 add = keep & _mm512_cmp_pd_mask(square, inf, _CMP_LT_OQ);  // t finite: t^2 < 2^258 (NaN compares false)
-      _mm512_storeu_pd(out[k], _mm512_maskz_compress_pd(add, square));
-      out[k] += __builtin_popcount(add);
+      _mm512_storeu_pd(c.out[k], _mm512_maskz_compress_pd(add, square));
+      c.out[k] += __builtin_popcount(add);
     }
   }
-  for (size_t k = 0; k < M; ++k) kept[k] = static_cast<size_t>(out[k] - squares[k]);
+  c.countInto(squares, kept);
 }
 
 // keptSquares with the model count m (1 .. kMaxModels) made a compile-time one.
