@@ -2,7 +2,8 @@
  * Interop with the Python `huggingface_hub` and `tokenizers` libraries (optional): a cache written by
  * Python (downloaded from the local hub imitation) used offline by weightmix; a cache written by
  * weightmix read by Python with local_files_only=True; token counts of a tokenizer Python trains and
- * saves. Python comes from $WEIGHTMIX_HUB_PYTHON, else /work/venv-hub/bin/python, else python3;
+ * saves. Python comes from $WEIGHTMIX_HUB_PYTHON, else the first of /work/venv-hub/bin/python, /tmp/venv-interop/bin/python
+ * (scripts/interop-venv.sh's, which CI makes: transformers brings both libraries) and python3 that imports the module;
  * without huggingface_hub (or tokenizers) the cases are skipped with the reason printed.
  */
 import { execFile, spawnSync } from 'node:child_process';
@@ -15,7 +16,9 @@ import { resolveModelReference } from '../lib/hub/resolve';
 import { loadTokenCounter } from '../lib/analysis/tokenizer';
 
 function probe(module: string): { python?: string; version?: string; reason?: string } {
-  const candidates = process.env.WEIGHTMIX_HUB_PYTHON ? [process.env.WEIGHTMIX_HUB_PYTHON] : ['/work/venv-hub/bin/python', 'python3'];
+  const candidates = process.env.WEIGHTMIX_HUB_PYTHON
+    ? [process.env.WEIGHTMIX_HUB_PYTHON]
+    : ['/work/venv-hub/bin/python', '/tmp/venv-interop/bin/python', 'python3'];
   const tried: string[] = [];
   for (const python of candidates) {
     const r = spawnSync(python, ['-c', `import ${module}; print(${module}.__version__)`], { encoding: 'utf8', timeout: 60_000 });
