@@ -80,9 +80,9 @@ __attribute__((target("avx2,fma,f16c"))) void mergeInRegisters(const void* const
 }  // namespace
 
 bool sceVarianceBitsAvx2(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits) {
+  if (!sceFitsRegisters(types, p)) return false;
   const Dtype type = types[p.base];
   const size_t m = p.sources.size();
-  if (m == 0 || m > kSceRegisterModels || !std::all_of(p.sources.begin(), p.sources.end(), [&](uint32_t s) { return types[s] == type; })) return false;
   withDtype(type, [&](auto T) {
     withSceModelCount(m, [&](auto M) { varianceBitsOf<decltype(T)::value, decltype(M)::value>(srcs, p, n, bits); });
   });
@@ -91,9 +91,9 @@ bool sceVarianceBitsAvx2(const void* const* srcs, const Dtype* types, const SceP
 
 bool sceMergeInRegistersAvx2(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out,
                              Dtype to) {
+  if (!sceFitsRegisters(types, p)) return false;
   const Dtype type = types[p.base];
   const size_t m = p.sources.size();
-  if (m == 0 || m > kSceRegisterModels || !std::all_of(p.sources.begin(), p.sources.end(), [&](uint32_t s) { return types[s] == type; })) return false;
   if (p.cut != 0 && p.keepMap == nullptr && p.varianceBits != nullptr) return false;  // stored variance bits without a keep map: the chunk path
   withDtype(type, [&](auto T) {
     withDtype(to, [&](auto TO) {

@@ -82,11 +82,9 @@ __attribute__((target("avx2,fma,f16c"))) void keptSquares(const void* const* src
 }  // namespace
 
 bool sceSumSquaresPiecesAvx2(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, double* sums, uint8_t* keepMap) {
+  if (!sceFitsRegisters(types, p) || p.cut >= kRankKeyNone) return false;
   const Dtype type = types[p.base];
   const size_t m = p.sources.size();
-  if (m == 0 || m > kSceRegisterModels || p.cut >= kRankKeyNone || !std::all_of(p.sources.begin(), p.sources.end(), [&](uint32_t s) { return types[s] == type; })) {
-    return false;
-  }
   withDtype(type, [&](auto T) {
     withSceModelCount(m, [&](auto M) {
       sumScePieces<kChunk>(m, count, p.sumPiece, sums, keepMap, [&](uint64_t at, size_t len, double* const* squares, size_t* kept, uint8_t* map) {
