@@ -223,15 +223,15 @@ class Run {
     runTaskOnCpu(task, reads, out, srcPtr, srcType);
   }
 
-  // A local job whose open statistics are L1 factors alone (DARE's, della's) and whose sources take plan.chunkedLocalBytes or
-  // more: summed over the tensor read in chunks into the worker's own buffers, then merged piece by piece like any task, so
-  // that its sources never take fresh pool memory (on this VM a fresh page costs more than reading the tensor again from
-  // the page cache: an embedding's 2 x 194 MB took 0.1-0.6 s of faults).
+  // A local job whose open statistics are rank cuts and L1 factors (TIES', breadcrumbs', DARE's, della's) and whose sources take
+  // plan.chunkedLocalBytes or more: resolved over the tensor read in chunks into the worker's own buffers, then merged piece by
+  // piece like any task, so that its sources never take fresh pool memory (on this VM a fresh page costs more than reading the
+  // tensor again from the page cache: an embedding's 2 x 194 MB took 0.1-0.6 s of faults).
   bool readsInChunks(uint32_t j) const {
     // Or an sce job whose variances are computed again in each pass anyway (its sources alone fit the pool): its passes read
     // pieces of the tensor (resolveLocalSceInChunks), not the sources held whole (on the bench pair, the embedding's 583 MB).
     const bool sceAlone = opensOnlySceInChunks(params_[j]) && !isLocalJob(sparse_[j]);
-    if (!sceAlone && (opensMoreThanL1Factors(params_[j]) || !onlyL1Open(sparse_[j]))) return false;
+    if (!sceAlone && opensMoreThanL1Factors(params_[j])) return false;
     // A della block of rows wider than a chunk (a 3-D tensor's, a long 1-D row) would be read whole into the worker's
     // buffers, outside the local budget: such a job takes the pool's budgeted buffers instead.
     if (dellaChunkUnit(params_[j].della) > localChunk()) return false;
@@ -265,7 +265,7 @@ class Run {
       return static_cast<const void* const*>(srcPtr.data());
     };
     maps.startJob();
-    if (isLocalJob(sparse_[j])) resolveLocalL1InChunks(sparse_[j], srcType.data(), job.count, chunk, maps, read);
+    if (isLocalJob(sparse_[j])) resolveLocalInChunks(sparse_[j], srcType.data(), job.count, chunk, maps, read);
     if (isLocalDella(params_[j].della)) resolveLocalDellaInChunks(params_[j].della, srcType.data(), job.count, chunk, maps, read);
     if (opensOnlySceInChunks(params_[j])) resolveLocalSceInChunks(params_[j].sce, srcType.data(), job.count, chunk, read);
     for (size_t p = task.first; p < task.first + task.count; ++p) {

@@ -2,8 +2,10 @@
 #include "local_job.h"
 
 #include <algorithm>
+#include <memory>
 #include <numeric>
 
+#include "kernels/histogram_cuts.h"
 #include "kernels/sparse_select.h"
 
 namespace wm {
@@ -123,10 +125,48 @@ void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs
   resolveLocalL1InChunks(destParams, types, count, count, maps, inMemory(srcs, types, sourcesRead(destParams, &SparseParams::models), at));
 }
 
-bool onlyL1Open(const std::vector<SparseParams>& destParams) {
-  return std::all_of(destParams.begin(), destParams.end(), [](const SparseParams& p) {
-    return std::none_of(p.open.begin(), p.open.end(), [](const SparseOpen& o) { return o.select; });
-  });
+void resolveLocalInChunks(std::vector<SparseParams>& destParams, const Dtype* types, uint64_t count, uint64_t chunk, KeepBitMaps& maps,
+                          const std::function<const void* const*(uint64_t start, uint64_t n)>& read) {
+  // The cuts first, as resolveLocal's: rankCutsByHistogram's passes, each a read of the tensor that feeds every model's.
+  struct Open {
+    const SparseParams* p;
+    SparseModel* m;
+    uint64_t cuts[2];
+    std::unique_ptr<HistogramCuts> passes;
+  };
+  thread_local std::vector<std::vector<uint64_t>> counters;  // one model's each, kept from tensor to tensor as rankCutsByHistogram's
+  std::vector<Open> opens;
+  for (SparseParams& p : destParams) {
+    for (size_t k = 0; k < p.open.size(); ++k) {
+      if (p.open[k].select) opens.push_back({&p, &p.models[k], {0, 0}, nullptr});
+    }
+  }
+  if (counters.size() < opens.size()) counters.resize(opens.size());
+  for (size_t i = 0; i < opens.size(); ++i) {
+    const SparseOpen& open = opens[i].p->open[static_cast<size_t>(opens[i].m - opens[i].p->models.data())];
+    const uint64_t ranks[2] = {open.lowRank, open.highRank};
+    opens[i].passes = std::make_unique<HistogramCuts>(count, ranks, 2, opens[i].cuts, counters[i]);
+  }
+  const auto pending = [&] { return std::any_of(opens.begin(), opens.end(), [](const Open& o) { return !o.passes->done(); }); };
+  while (pending()) {
+    // A tie's index scan ends at the element it looks for: the rest of that pass is not read.
+    for (uint64_t start = 0; start < count && pending(); start += chunk) {
+      const uint64_t n = std::min(chunk, count - start);
+      const void* const* srcs = read(start, n);
+      for (Open& o : opens) {
+        if (o.passes->done()) continue;
+        o.passes->add(srcs[o.p->baseSource], types[o.p->baseSource], srcs[o.m->source], types[o.m->source], start, n);
+      }
+    }
+    for (Open& o : opens) {
+      if (!o.passes->done()) o.passes->endPass();
+    }
+  }
+  for (Open& o : opens) {
+    o.m->lowKey = o.cuts[0];
+    o.m->highKey = o.cuts[1];
+  }
+  resolveLocalL1InChunks(destParams, types, count, chunk, maps, read);
 }
 
 void resolveLocalL1InChunks(std::vector<SparseParams>& destParams, const Dtype* types, uint64_t count, uint64_t chunk, KeepBitMaps& maps,

@@ -67,9 +67,11 @@ class KeepBitMaps {
 // again; they stay valid until the maps' next job.
 void resolveLocal(std::vector<SparseParams>& destParams, const void* const* srcs, const Dtype* types, uint64_t count, KeepBitMaps& maps);
 
-// Whether the job's open statistics are L1 factors alone (DARE's rescale: no rank cut), which a worker can sum over the
-// tensor read in chunks instead of held whole (Run's chunked local tasks, executor.cc).
-bool onlyL1Open(const std::vector<SparseParams>& destParams);
+// resolveLocal's cuts, L1 factors and keep bits (the same bytes) from the tensor read in consecutive chunks of `chunk` elements
+// (a multiple of 8) instead of held whole (Run's chunked local tasks, executor.cc): the cuts by rankCutsByHistogram's passes
+// (histogram_cuts.h), two or three reads of the tensor, then resolveLocalL1InChunks.
+void resolveLocalInChunks(std::vector<SparseParams>& destParams, const Dtype* types, uint64_t count, uint64_t chunk, KeepBitMaps& maps,
+                          const std::function<const void* const*(uint64_t start, uint64_t n)>& read);
 // resolveLocal's L1 factors and keep bits (the same bytes) from the tensor read in consecutive chunks of `chunk` elements
 // (a multiple of 8, or the whole tensor): read(start, n) returns the sources at element start, n elements each, valid until
 // the next call. resolveLocal calls it with the tensor in memory as one chunk.

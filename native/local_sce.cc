@@ -82,20 +82,6 @@ void forBlocks(BitsAt& bitsAt, uint64_t count, F f) {
   }
 }
 
-// Whether any of bits[0 .. 16) lies in the bin `top` (bits >> 16 == top): 4 lanes a compare in any x86-64's SSE2 (GCC's
-// vector extension; the plain loop compiled to one compare and branchless or per element).
-bool anyInBin16(const uint32_t* bits, uint32_t top) {
-  typedef uint32_t Lanes __attribute__((vector_size(16)));
-  const Lanes tops = {top, top, top, top};
-  Lanes hit = {0, 0, 0, 0};
-  for (size_t q = 0; q < 4; ++q) {
-    Lanes v;
-    std::memcpy(&v, bits + 4 * q, sizeof v);
-    hit |= reinterpret_cast<Lanes>((v >> 16) == tops);
-  }
-  return (hit[0] | hit[1] | hit[2] | hit[3]) != 0;
-}
-
 // sceCutOfBits's cut from the high counts of all `count` bits, which bitsAt gives again for the low counts and the index scan.
 template <typename BitsAt>
 uint64_t cutOfCounts(BitsAt& bitsAt, uint64_t count, double selectTopk, HighCounts& c) {

@@ -77,7 +77,7 @@ async function mergeRaw(
   return fs.readFileSync(out);
 }
 
-/** `run` with every tensor-local job of a merge whose open statistics are L1 factors alone read in chunks (native/executor.cc's readsInChunks). */
+/** `run` with every tensor-local job of a merge whose open statistics are rank cuts and L1 factors read in chunks (native/executor.cc's readsInChunks). */
 async function withChunkedLocalJobs<T>(run: () => Promise<T>): Promise<T> {
   localJobReads.chunkedLocalBytes = 0;
   try {
@@ -131,7 +131,7 @@ describe('tensor-local statistics against the streaming passes', () => {
         const streamed = await mergeRaw(files, dtypes, count, full, false, 3, 4096);
         const local = await mergeRaw(files, dtypes, count, full, true, 2, 8192);
         expect(local.equals(streamed)).toBe(true);
-        // L1 factors alone: the worker may read the tensor in chunks (of 2048 elements at these blocks) instead of whole.
+        // Read in chunks (of 2048 elements at these blocks) instead of held whole: the cuts by the histogram passes, then the L1 factors.
         const chunked = await mergeRaw(files, dtypes, count, full, true, 2, 8192, 0);
         expect(chunked.equals(streamed)).toBe(true);
       }
@@ -162,7 +162,7 @@ describe('merge: tensor-local jobs and the streaming fallback write the same mod
   ] as [string, Record<string, unknown>, Record<string, unknown>][])('%s', async (method, parameters, wide) => {
     const doc = { merge_method: method, base_model: N, random_seed: 9, models: models(parameters), parameters: wide };
     await expectLocalStreamedMixedAlike(dir, doc);
-    // DARE's L1 factors with every local job read in chunks: the same files again.
-    if (method.startsWith('dare')) await withChunkedLocalJobs(() => expectLocalStreamedMixedAlike(dir, doc));
+    // Every local job read in chunks (the cuts by the histogram passes, the L1 factors summed): the same files again.
+    await withChunkedLocalJobs(() => expectLocalStreamedMixedAlike(dir, doc));
   });
 });

@@ -11,6 +11,7 @@
 #include "../aligned_buffer.h"
 #include "cpu_backends.h"
 #include "element_io.h"
+#include "histogram_cuts.h"
 #include "numerics.h"
 #include "sparsify.h"
 
@@ -94,71 +95,14 @@ void forEachChunk(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t 
 }  // namespace
 
 void rankCutsByHistogram(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts) {
-  struct Open {
-    size_t q;
-    uint64_t need;
-    uint32_t top = 0, value = 0;
-    uint64_t* low = nullptr;
-  };
-  std::vector<Open> open;
-  for (size_t q = 0; q < k; ++q) {
-    cuts[q] = ranks[q] == 0 ? kRankKeyNone : 0;
-    if (ranks[q] != 0 && ranks[q] < count) open.push_back({q, ranks[q]});
-  }
-  if (open.empty()) return;
-  const uint32_t indexBits = sparseIndexBits(count);
   // The counters, per thread and kept: freeing ~1.5 MB per tensor let the allocator trim the heap
   // and fault the pages back in on the next (more system time than the passes' own work).
-  constexpr size_t kHigh = size_t{1} << 15, kLow = size_t{1} << 16;  // the sign bit is clear: |d| >> 16 < 2^15
   thread_local std::vector<uint64_t> counters;
-  counters.assign(2 * kHigh + open.size() * kLow, 0);
-  // Pass 1, shared by all cuts. Two interleaved histograms (neighbours often share a bin: one would serialize the increments).
-  uint64_t* high = counters.data();
-  uint64_t* high2 = high + kHigh;
-  forEachChunk(base, tb, x, tx, count, [&](uint64_t, const uint32_t* a, size_t n) {
-    size_t i = 0;
-    for (; i + 2 <= n; i += 2) {
-      ++high[a[i] >> 16];
-      ++high2[a[i + 1] >> 16];
-    }
-    if (i < n) ++high[a[i] >> 16];
-  });
-  for (size_t b = 0; b < kHigh; ++b) high[b] += high2[b];
-  for (size_t q = 0; q < open.size(); ++q) {
-    open[q].top = static_cast<uint32_t>(binOfRank(high, kHigh, open[q].need));
-    open[q].low = counters.data() + 2 * kHigh + q * kLow;
+  HistogramCuts passes(count, ranks, k, cuts, counters);
+  while (!passes.done()) {
+    passes.add(base, tb, x, tx, 0, count);
+    passes.endPass();
   }
-  // Pass 2: the low 16 bits inside each cut's bin.
-  forEachChunk(base, tb, x, tx, count, [&](uint64_t, const uint32_t* a, size_t n) {
-    for (Open& o : open) {
-      // Locals, not members: the counters' stores could alias them and force a reload per element.
-      uint64_t* low = o.low;
-      const uint32_t top = o.top;
-      for (size_t i = 0; i < n; ++i) {
-        if ((a[i] >> 16) == top) ++low[a[i] & 0xFFFFu];
-      }
-    }
-  });
-  std::vector<Open*> ties;
-  for (Open& o : open) {
-    const uint32_t bottom = static_cast<uint32_t>(binOfRank(o.low, kLow, o.need));
-    o.value = (o.top << 16) | bottom;
-    // Every element with this |d| is kept: the lowest key it can have is the cut.
-    if (o.low[bottom] == o.need) cuts[o.q] = static_cast<uint64_t>(o.value) << indexBits;
-    else ties.push_back(&o);
-  }
-  if (ties.empty()) return;
-  // Pass 3: equal |d| rank by index, lower first: the need-th of them in index order is the cut's element.
-  forEachChunk(base, tb, x, tx, count, [&](uint64_t j0, const uint32_t* a, size_t n) {
-    for (Open* o : ties) {
-      uint64_t need = o->need;
-      const uint32_t value = o->value;
-      for (size_t i = 0; i < n && need > 0; ++i) {
-        if (a[i] == value && --need == 0) cuts[o->q] = sparseRankKey(value, indexBits, count, j0 + i);
-      }
-      o->need = need;
-    }
-  });
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "kernels.h"
@@ -46,6 +47,20 @@ inline size_t binOfRank(const uint64_t* hist, size_t bins, uint64_t& need) {
   size_t bin = bins - 1;
   for (; bin > 0 && hist[bin] < need; --bin) need -= hist[bin];
   return bin;
+}
+
+// Whether any of bits[0 .. 16) lies in the bin `top` (bits >> 16 == top): 4 lanes a compare in any x86-64's SSE2 (GCC's
+// vector extension; the plain loop compiled to one compare and branchless or per element).
+inline bool anyInBin16(const uint32_t* bits, uint32_t top) {
+  typedef uint32_t Lanes __attribute__((vector_size(16)));
+  const Lanes tops = {top, top, top, top};
+  Lanes hit = {0, 0, 0, 0};
+  for (size_t q = 0; q < 4; ++q) {
+    Lanes v;
+    std::memcpy(&v, bits + 4 * q, sizeof v);
+    hit |= reinterpret_cast<Lanes>((v >> 16) == tops);
+  }
+  return (hit[0] | hit[1] | hit[2] | hit[3]) != 0;
 }
 
 // Exact L1 sums of |d| and of the kept |d| under `keep` (sparsify.h's l1Buckets over the whole

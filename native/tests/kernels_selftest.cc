@@ -18,6 +18,7 @@
 
 #include "kernels/cpu_backends.h"
 #include "kernels/elementwise.h"
+#include "kernels/histogram_cuts.h"
 #include "kernels/kernels.h"
 #include "kernels/numerics.h"
 #include "kernels/sparse_select.h"
@@ -467,6 +468,21 @@ static void testRankWindow(uint64_t seed) {
             CHECK(!(kind > 0 && count > 4099), "rankCutsWindowed %s count=%zu kind %d ranks %zu %zu: no answer", dtypeName(t), (size_t)count, kind,
                   (size_t)ranks[q], (size_t)ranks[q + 1]);
           }
+          // The same passes fed in uneven chunks, as a tensor-local job read in chunks feeds them (local_job.cc).
+          uint64_t chunked[2] = {7, 7};
+          std::vector<uint64_t> counters;
+          wm::HistogramCuts passes(count, ranks + q, 2, chunked, counters);
+          for (int pass = 0; !passes.done(); ++pass) {
+            CHECK(pass < 3, "HistogramCuts %s count=%zu: more than three passes", dtypeName(t), (size_t)count);
+            const size_t es = dtypeSize(t);
+            for (uint64_t at = 0, n = 0; at < count; at += n) {
+              n = std::min<uint64_t>(count - at, 1 + r.next() % 9000);
+              passes.add(base.data() + at * es, t, x.data() + at * es, t, at, n);
+            }
+            passes.endPass();
+          }
+          CHECK(chunked[0] == slow[0] && chunked[1] == slow[1], "HistogramCuts in chunks %s count=%zu: differs from the histogram passes", dtypeName(t),
+                (size_t)count);
           uint64_t chosen[2];
           wm::rankCuts(base.data(), t, x.data(), t, count, ranks + q, 2, chosen);
           CHECK(chosen[0] == slow[0] && chosen[1] == slow[1], "rankCuts %s count=%zu: differs from the histogram passes", dtypeName(t), (size_t)count);
