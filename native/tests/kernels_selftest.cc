@@ -571,6 +571,7 @@ int main(int argc, char** argv) {
   testBlockQueue(seed);
   testOutputFlush(seed);
   testReadHint(seed);
+  testStoreResult(seed);
   if (!(argc > 2 && std::string(argv[2]) == "--quick")) testConversionsExhaustive();
   std::printf("digest %016" PRIx64 "\n", digest);
   if (failures) {

@@ -105,3 +105,4 @@ void testHugePageBuffers(uint64_t seed);  // buffers_selftest.cc (io.h's buffers
 void testBlockQueue(uint64_t seed);       // block_queue_selftest.cc (block_assembler.h's queue of blocks held by a write)
 void testOutputFlush(uint64_t seed);      // output_flush_selftest.cc (output_flusher.h: each output flushed at its last write)
 void testReadHint(uint64_t seed);         // read_hint_selftest.cc (io.h's willNeed: a long range read ahead whole)
+void testStoreResult(uint64_t seed);      // store_selftest.cc (avx2_loads.h's one-rounding store against the scalar truth)
