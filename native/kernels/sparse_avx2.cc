@@ -110,6 +110,27 @@ __attribute__((target("avx2,fma,f16c,avx512f,avx512dq,avx512vl"), flatten)) void
   sparseKeepLoop<true>(absBits, m, indexBits, count, start, n, keep);
 }
 
+// l1SlotsOfKept 8 lanes a step (from is a multiple of 8: lane q holds the elements of set q), the last few by the scalar step.
+__attribute__((target("avx2,fma,f16c"))) void l1SlotsOfKept8(const uint32_t* a, const uint8_t* kept, size_t from, size_t len, uint32_t* slot,
+                                                             uint32_t* mant) {
+  constexpr int kSet = static_cast<int>(2 * kL1Buckets);
+  const __m256i sets = _mm256_setr_epi32(0, kSet, 2 * kSet, 3 * kSet, 4 * kSet, 5 * kSet, 6 * kSet, 7 * kSet);
+  const __m256i zero = _mm256_setzero_si256(), fraction = _mm256_set1_epi32(0x7FFFFF), implicit = _mm256_set1_epi32(1 << 23);
+  const __m256i infinite = _mm256_set1_epi32(0x7F800000);  // |d| bits: the sign is clear, so the signed compare orders them
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + from + i));
+    const __m256i e = _mm256_srli_epi32(v, 23);
+    const __m256i subnormal = _mm256_cmpeq_epi32(e, zero);  // -1: bucket e + 1, no implicit bit
+    const __m256i k = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(kept + i)));
+    const __m256i s = _mm256_add_epi32(sets, _mm256_add_epi32(_mm256_slli_epi32(_mm256_sub_epi32(e, subnormal), 1), k));
+    const __m256i addend = _mm256_or_si256(_mm256_and_si256(v, fraction), _mm256_andnot_si256(subnormal, implicit));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(slot + from + i), s);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(mant + from + i), _mm256_and_si256(addend, _mm256_cmpgt_epi32(infinite, v)));
+  }
+  l1SlotsOfKept(a, kept + i, from + i, len - i, slot, mant);
+}
+
 // permutevar8x32 indices that move the 64-bit lanes selected by a 4-bit mask to the front, in order.
 struct CompressTable {
   alignas(32) int32_t idx[16][8] = {};
@@ -272,7 +293,7 @@ void l1Slots(const uint32_t* a, const SparseModel& m, uint32_t indexBits, uint64
   // Elements [0, wide) 8 at a time with AVX-512 where the CPU has it; the rest as the scalar loop does, with this backend's keep rule.
   const size_t wide = avx512Enabled() ? n - n % 8 : 0;
   if (wide > 0) l1SlotsAvx512(a, m, indexBits, count, start, wide, slot, mant, bits);
-  l1SlotsBy(avx2::sparseKeep, a, m, indexBits, count, start, wide, n, slot, mant, bits);
+  l1SlotsBy(avx2::sparseKeep, l1SlotsOfKept8, a, m, indexBits, count, start, wide, n, slot, mant, bits);
 }
 
 void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start, size_t n, void* out,

@@ -55,7 +55,7 @@ size_t windowKeys(const uint32_t* a, size_t n, uint32_t lo, uint32_t hi, uint32_
 
 void l1Slots(const uint32_t* a, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n, uint32_t* slot, uint32_t* mant,
              uint8_t* bits) {
-  l1SlotsBy(scalar::sparseKeep, a, m, indexBits, count, start, 0, n, slot, mant, bits);
+  l1SlotsBy(scalar::sparseKeep, l1SlotsOfKept, a, m, indexBits, count, start, 0, n, slot, mant, bits);
 }
 
 }  // namespace scalar

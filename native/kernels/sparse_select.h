@@ -87,19 +87,24 @@ inline uint32_t l1Addend(uint32_t a) {
   const uint32_t e = a >> 23;
   return ((a & 0x7FFFFFu) | ((e != 0) << 23)) & (0u - (a < 0x7F800000u));
 }
-// l1Slots over elements [from, n) (from a multiple of 8) with `keepRule` as the keep rule (a backend's sparseKeep): the
-// scalar truth's loop, and the AVX-512 loop's ragged end.
-template <class KeepRule>
-void l1SlotsBy(KeepRule&& keepRule, const uint32_t* a, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t from,
-               size_t n, uint32_t* slot, uint32_t* mant, uint8_t* bits) {
+// Elements [from, from + len) of a chunk: each one's l1Slot and l1Addend from its |d| bits a[i] and its keep byte kept[i - from]
+// (the scalar step; sparse_avx2.cc's takes 8 lanes a step).
+inline void l1SlotsOfKept(const uint32_t* a, const uint8_t* kept, size_t from, size_t len, uint32_t* slot, uint32_t* mant) {
+  for (size_t i = from; i < from + len; ++i) {
+    slot[i] = l1Slot(a[i], i, kept[i - from] != 0);
+    mant[i] = l1Addend(a[i]);
+  }
+}
+// l1Slots over elements [from, n) (from a multiple of 8) with `keepRule` as the keep rule (a backend's sparseKeep) and `slotsRule`
+// as its step (l1SlotsOfKept or a SIMD one): the scalar truth's loop, and the SIMD loops' ragged ends.
+template <class KeepRule, class SlotsRule>
+void l1SlotsBy(KeepRule&& keepRule, SlotsRule&& slotsRule, const uint32_t* a, const SparseModel& m, uint32_t indexBits, uint64_t count,
+               uint64_t start, size_t from, size_t n, uint32_t* slot, uint32_t* mant, uint8_t* bits) {
   uint8_t kept[512];
   for (size_t j0 = from; j0 < n; j0 += sizeof kept) {
     const size_t len = n - j0 < sizeof kept ? n - j0 : sizeof kept;
     keepRule(a + j0, m, indexBits, count, start + j0, len, kept);
-    for (size_t i = 0; i < len; ++i) {
-      slot[j0 + i] = l1Slot(a[j0 + i], j0 + i, kept[i] != 0);
-      mant[j0 + i] = l1Addend(a[j0 + i]);
-    }
+    slotsRule(a, kept, j0, len, slot, mant);
     if (bits != nullptr) packBits(kept, len, bits + j0 / 8);
   }
 }
