@@ -160,6 +160,30 @@ __attribute__((target("avx2,fma,f16c"))) size_t windowKeysLoop(const uint32_t* a
   const __m256i four = _mm256_set1_epi64x(4);
   __m128i over = _mm_setzero_si128();
   size_t m = 0, j = 0;
+  {
+    // 8 a step: the 32-bit tests in one vector, the keys in two of 4 (fewer instructions per element than the 4-step loop).
+    const __m256i sign8 = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+    const __m256i hiF8 = _mm256_set1_epi32(static_cast<int>(hi ^ 0x80000000u)), spanF8 = _mm256_set1_epi32(static_cast<int>((hi - lo) ^ 0x80000000u));
+    const __m256i lo8 = _mm256_set1_epi32(static_cast<int>(lo));
+    const __m256i eight = _mm256_set1_epi64x(8);
+    __m256i over8 = _mm256_setzero_si256();
+    for (; j + 8 <= n; j += 8) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j));
+      over8 = _mm256_sub_epi32(over8, _mm256_cmpgt_epi32(_mm256_xor_si256(v, sign8), hiF8));
+      const __m256i outside = _mm256_cmpgt_epi32(_mm256_xor_si256(_mm256_sub_epi32(v, lo8), sign8), spanF8);
+      const unsigned inside = ~static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(outside))) & 0xFFu;
+      const __m256i key0 = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(_mm256_castsi256_si128(v)), shift), rev);
+      const __m256i key1 = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(_mm256_extracti128_si256(v, 1)), shift), _mm256_sub_epi64(rev, four));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(keys + m),
+                          _mm256_permutevar8x32_epi32(key0, _mm256_load_si256(reinterpret_cast<const __m256i*>(kCompress.idx[inside & 0xF]))));
+      m += static_cast<size_t>(__builtin_popcount(inside & 0xF));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(keys + m),
+                          _mm256_permutevar8x32_epi32(key1, _mm256_load_si256(reinterpret_cast<const __m256i*>(kCompress.idx[inside >> 4]))));
+      m += static_cast<size_t>(__builtin_popcount(inside >> 4));
+      rev = _mm256_sub_epi64(rev, eight);
+    }
+    over = _mm_add_epi32(_mm256_castsi256_si128(over8), _mm256_extracti128_si256(over8, 1));
+  }
   for (; j + 4 <= n; j += 4) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + j));
     // Unsigned compares through the signed ones: both sides with the top bit flipped.
