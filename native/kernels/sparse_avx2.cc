@@ -14,6 +14,7 @@
 
 #include "avx2_loads.h"
 #include "avx2_splitmix.h"
+#include "exact_reciprocal.h"
 #include "numerics.h"
 #include "sparse_avx512.h"
 #include "sparse_merge_shapes.h"
@@ -239,7 +240,11 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
   const __m256i laneBit = _mm256_set_epi64x(8, 4, 2, 1);
   // One model with a sign consensus: its v agrees exactly when it is neither zero nor NaN, and then
   // mixed / div = v / (0 + w, or 1 where that is 0); else +0 / 1 = +0 (the general loop's values).
-  const __m256d soleDiv = _mm256_set1_pd(p.models.empty() || 0.0 + p.models[0].weight == 0 ? 1.0 : 0.0 + p.models[0].weight);
+  const double soleDivisor = p.models.empty() || 0.0 + p.models[0].weight == 0 ? 1.0 : 0.0 + p.models[0].weight;
+  const __m256d soleDiv = _mm256_set1_pd(soleDivisor);
+  // A power-of-two divisor (a weight of 1, 0.5, 2, ...) divides as a multiply by its exact reciprocal: the same bits.
+  const bool soleByProduct = hasExactReciprocal(soleDivisor), constByProduct = hasExactReciprocal(constDiv);
+  const __m256d soleFactor = _mm256_set1_pd(1.0 / soleDivisor), constFactor = _mm256_set1_pd(1.0 / constDiv);
   __m256d vs[kSimdSparseMaxModels];
   for (size_t j = 0; j + 4 <= n; j += 4) {
     const __m128 b32 = load4<T>(base, j);
@@ -275,7 +280,8 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
     __m256d mixed, div;
     if constexpr (M == 1 && C != Consensus::None) {
       const __m256d agree = _mm256_cmp_pd(vs[0], zero, _CMP_NEQ_OQ);
-      mixed = _mm256_and_pd(p.normalize ? _mm256_div_pd(vs[0], soleDiv) : vs[0], agree);
+      const __m256d quotient = soleByProduct ? _mm256_mul_pd(vs[0], soleFactor) : _mm256_div_pd(vs[0], soleDiv);
+      mixed = _mm256_and_pd(p.normalize ? quotient : vs[0], agree);
       storeResult4<TO>(out, j, _mm256_add_pd(b, rounded(_mm256_mul_pd(mixed, lambda))));
       rev = _mm256_sub_epi64(rev, four);
       continue;
@@ -295,7 +301,7 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
       }
       div = _mm256_blendv_pd(div, one, _mm256_cmp_pd(div, zero, _CMP_EQ_OQ));
     }
-    if (p.normalize) mixed = _mm256_div_pd(mixed, div);
+    if (p.normalize) mixed = C == Consensus::None && constByProduct ? _mm256_mul_pd(mixed, constFactor) : _mm256_div_pd(mixed, div);
     storeResult4<TO>(out, j, _mm256_add_pd(b, rounded(_mm256_mul_pd(mixed, lambda))));
     rev = _mm256_sub_epi64(rev, four);
   }
