@@ -130,6 +130,7 @@ void resolveLocalInChunks(std::vector<SparseParams>& destParams, const Dtype* ty
   // The cuts first, as resolveLocal's: rankCutsByHistogram's passes, each a read of the tensor that feeds every model's.
   struct Open {
     const SparseParams* p;
+    size_t k;  // the model's index in p->models and p->open
     SparseModel* m;
     uint64_t cuts[2];
     std::unique_ptr<HistogramCuts> passes;
@@ -138,12 +139,12 @@ void resolveLocalInChunks(std::vector<SparseParams>& destParams, const Dtype* ty
   std::vector<Open> opens;
   for (SparseParams& p : destParams) {
     for (size_t k = 0; k < p.open.size(); ++k) {
-      if (p.open[k].select) opens.push_back({&p, &p.models[k], {0, 0}, nullptr});
+      if (p.open[k].select) opens.push_back({&p, k, &p.models[k], {0, 0}, nullptr});
     }
   }
   if (counters.size() < opens.size()) counters.resize(opens.size());
   for (size_t i = 0; i < opens.size(); ++i) {
-    const SparseOpen& open = opens[i].p->open[static_cast<size_t>(opens[i].m - opens[i].p->models.data())];
+    const SparseOpen& open = opens[i].p->open[opens[i].k];
     const uint64_t ranks[2] = {open.lowRank, open.highRank};
     opens[i].passes = std::make_unique<HistogramCuts>(count, ranks, 2, opens[i].cuts, counters[i]);
   }
