@@ -8,10 +8,12 @@
 namespace wm {
 namespace avx2 {
 
-// 64-bit lane product modulo 2^64 (AVX2 multiplies 32-bit halves only).
+// 64-bit lane product modulo 2^64 (AVX2 multiplies 32-bit halves only): the low halves' full product by VPMULUDQ, and the two
+// cross products' low 32 bits, all the high half needs, by one VPMULLD of a against b's halves swapped.
 WM_AVX2_INLINE __m256i mul64(__m256i a, __m256i b) {
-  const __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), b), _mm256_mul_epu32(a, _mm256_srli_epi64(b, 32)));
-  return _mm256_add_epi64(_mm256_mul_epu32(a, b), _mm256_slli_epi64(cross, 32));
+  const __m256i cross = _mm256_mullo_epi32(a, _mm256_shuffle_epi32(b, 0xB1));  // a.lo * b.hi, a.hi * b.lo
+  const __m256i high = _mm256_slli_epi64(_mm256_add_epi32(cross, _mm256_srli_epi64(cross, 32)), 32);
+  return _mm256_add_epi64(_mm256_mul_epu32(a, b), high);
 }
 
 // The same product with AVX-512DQ's VPMULLQ (on 4 lanes, AVX-512VL), one instruction for mul64's six.
