@@ -10,7 +10,6 @@ namespace wm {
 
 namespace {
 constexpr size_t kHigh = size_t{1} << 15, kLow = size_t{1} << 16;  // the sign bit is clear: |d| >> 16 < 2^15
-constexpr size_t kBitsChunk = 4096;                                 // |d| bits computed this many at a time, on the stack
 }  // namespace
 
 HistogramCuts::HistogramCuts(uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts, std::vector<uint64_t>& counters)
@@ -27,14 +26,11 @@ HistogramCuts::HistogramCuts(uint64_t count, const uint64_t* ranks, size_t k, ui
 }
 
 void HistogramCuts::add(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t start, uint64_t n) {
-  uint32_t a[kBitsChunk];
-  const auto* b8 = static_cast<const uint8_t*>(base);
-  const auto* x8 = static_cast<const uint8_t*>(x);
-  for (uint64_t j = 0; j < n && !done(); j += kBitsChunk) {
-    const size_t len = static_cast<size_t>(std::min<uint64_t>(kBitsChunk, n - j));
-    absDeltaBits(b8 + j * dtypeSize(tb), tb, x8 + j * dtypeSize(tx), tx, len, a);
+  forEachAbsBitsChunk(base, tb, x, tx, n, [&](uint64_t j, const uint32_t* a, size_t len) {
+    if (done()) return false;  // a tie's index scan found its element: the rest of the pass is not needed
     addBits(start + j, a, len);
-  }
+    return true;
+  });
 }
 
 void HistogramCuts::addBits(uint64_t start, const uint32_t* a, size_t n) {

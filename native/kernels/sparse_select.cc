@@ -75,23 +75,7 @@ void packBits(const uint8_t* kept, size_t n, uint8_t* bits) {
 }
 
 namespace {
-
-constexpr size_t kChunk = 4096;
-
-// Calls f(j0, a, n) for consecutive chunks of |d| bits: a[0..n) are elements j0..j0+n.
-template <typename F>
-void forEachChunk(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, F f) {
-  uint32_t a[kChunk];
-  const auto* b8 = static_cast<const uint8_t*>(base);
-  const auto* x8 = static_cast<const uint8_t*>(x);
-  for (uint64_t j = 0; j < count; j += kChunk) {
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, count - j));
-    absDeltaBits(b8 + j * dtypeSize(tb), tb, x8 + j * dtypeSize(tx), tx, n, a);
-    f(j, a, n);
-  }
-}
-
-
+constexpr size_t kChunk = kAbsBitsChunk;  // the chunk loops here walk forEachAbsBitsChunk's chunks
 }  // namespace
 
 void rankCutsByHistogram(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts) {
@@ -362,10 +346,11 @@ void L1Accumulator::add(const void* base, Dtype tb, const void* x, Dtype tx, con
   const uint32_t indexBits = sparseIndexBits(count);
   uint32_t slot[kChunk], mant[kChunk];
   uint64_t* s = sums_.data();
-  forEachChunk(base, tb, x, tx, n, [&](uint64_t j0, const uint32_t* a, size_t len) {
+  forEachAbsBitsChunk(base, tb, x, tx, n, [&](uint64_t j0, const uint32_t* a, size_t len) {
     // Chunks start at multiples of 8 elements (start is one), as l1Slots' bits want.
     l1Slots(a, keep, indexBits, count, start + j0, len, slot, mant, keepBits != nullptr ? keepBits + (start + j0) / 8 : nullptr);
     for (size_t i = 0; i < len; ++i) s[slot[i]] += mant[i];
+    return true;
   });
 }
 

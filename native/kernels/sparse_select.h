@@ -49,6 +49,22 @@ inline size_t binOfRank(const uint64_t* hist, size_t bins, uint64_t& need) {
   return bin;
 }
 
+// |d| bits computed this many elements at a time, on the stack (forEachAbsBitsChunk).
+constexpr size_t kAbsBitsChunk = 4096;
+// Calls f(j0, a, n) for consecutive chunks of the |d| bits of elements [0, count) of base and x: a[0..n) are elements
+// j0..j0+n; stops early where f returns false (the statistics passes here and in histogram_cuts.cc).
+template <typename F>
+void forEachAbsBitsChunk(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, F f) {
+  uint32_t a[kAbsBitsChunk];
+  const auto* b8 = static_cast<const uint8_t*>(base);
+  const auto* x8 = static_cast<const uint8_t*>(x);
+  for (uint64_t j = 0; j < count; j += kAbsBitsChunk) {
+    const size_t n = count - j < kAbsBitsChunk ? static_cast<size_t>(count - j) : kAbsBitsChunk;
+    absDeltaBits(b8 + j * dtypeSize(tb), tb, x8 + j * dtypeSize(tx), tx, n, a);
+    if (!f(j, static_cast<const uint32_t*>(a), n)) return;
+  }
+}
+
 // Whether any of bits[0 .. 16) lies in the bin `top` (bits >> 16 == top): 4 lanes a compare in any x86-64's SSE2 (GCC's
 // vector extension; the plain loop compiled to one compare and branchless or per element).
 inline bool anyInBin16(const uint32_t* bits, uint32_t top) {
