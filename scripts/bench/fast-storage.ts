@@ -26,6 +26,31 @@ export function tmpfsRoot(): { dir: string } | { reason: string } {
   return { dir };
 }
 
+const OUTPUT_FOLDER = /^wm-bench-(?:fast|floor)-(\d+)$/;
+
+/** Whether process `pid` is alive (EPERM: alive, another user's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the output folders that a bench killed before its cleanup left in `tmpfs` (a SIGKILL or a SIGTERM to the bench
+ * alone, which unwinds nothing): those whose bench process is gone. Returns their names.
+ */
+export function removeStaleOutputs(tmpfs: string): string[] {
+  const stale = fs.readdirSync(tmpfs).filter((name) => {
+    const owner = OUTPUT_FOLDER.exec(name);
+    return owner !== null && !alive(Number(owner[1]));
+  });
+  for (const name of stale) fs.rmSync(path.join(tmpfs, name), { recursive: true, force: true });
+  return stale;
+}
+
 /**
  * `repeat` paired samples of `argsFor(out)` (a CLI run writing the model folder `out` on tmpfs)
  * against the memory floor. `outputBytes` must fit twice in the tmpfs (the output and its copy).

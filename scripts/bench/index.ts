@@ -13,14 +13,14 @@ import * as path from 'node:path';
 import { ensurePair, pairSize, type CachedPair, type PairSpec } from './fixtures';
 import { runBatchSection } from './batch';
 import { runBatchMemorySection } from './batch-memory';
-import { describeMachine } from './system';
+import { Interrupted, describeMachine } from './system';
 import { ROOT, cli, formatTable, gb, log, notes, rows, setRepeat } from './common';
 import { coldWarm, runE2E, runSweep, runThreadsDisk } from './disk';
 import { findPython, runPeer } from './peer';
 import { runKernels } from './kernels';
 import { runFastStorage } from './tmpfs';
 import { BENCH_METHODS, THREE_MODEL_METHODS, runFastStorageMethods, type MethodModels } from './tmpfs-methods';
-import { tmpfsRoot } from './fast-storage';
+import { removeStaleOutputs, tmpfsRoot } from './fast-storage';
 import { runDiskMethods } from './disk-methods';
 
 const ALL_SECTIONS = ['e2e', 'tmpfs', 'disk-methods', 'sweep', 'batch', 'peer', 'kernels', 'threads'] as const;
@@ -111,6 +111,8 @@ async function main() {
   const work = path.resolve(opts.work);
   fs.mkdirSync(work, { recursive: true });
   const machine = describeMachine(work);
+  const tmpfs = tmpfsRoot();
+  if ('dir' in tmpfs) for (const name of removeStaleOutputs(tmpfs.dir)) log(`removed ${path.join(tmpfs.dir, name)}, left by a bench that was killed`);
   const specs = pairSpecs(quick);
   const pairs = new Map<PairName, CachedPair>();
   const need = new Set<PairName>();
@@ -161,7 +163,6 @@ async function main() {
         .split(',')
         .map((p) => pairs.get(p as PairName)!),
     );
-  const tmpfs = tmpfsRoot();
   if (sections.has('tmpfs') && methods.length > 0 && 'dir' in tmpfs) runFastStorageMethods(methodModels!, tmpfs.dir, methods);
   if (sections.has('disk-methods') && methods.length > 0) runDiskMethods(methodModels!, work, methods);
   if (sections.has('sweep')) {
@@ -193,7 +194,7 @@ async function main() {
   const report = [
     `## ${started.toISOString()} — \`${command}\``,
     '',
-    `Machine: ${machine.cpus} × ${machine.cpuModel} (${machine.cpuGeneration}; weightmix kernels ${machine.simd}), ${machine.ramGiB} GiB RAM, disk ${machine.disk}, Linux ${machine.kernel}, Node ${machine.node}; load average at start ${machine.load}. Cold = \`sync; echo 3 > /proc/sys/vm/drop_caches\` before the run (posix_fadvise DONTNEED on the inputs where that is not allowed). Wall = the whole CLI process; peak RSS = /usr/bin/time %M.`,
+    `Machine: ${machine.cpus} × ${machine.cpuModel} (${machine.cpuGeneration}; weightmix kernels ${machine.simd}), ${machine.ramGiB} GiB RAM, disk ${machine.disk}, Linux ${machine.kernel}, Node ${machine.node}, free-page reporting ${machine.pageReporting}; load average at start ${machine.load}. Cold = \`sync; echo 3 > /proc/sys/vm/drop_caches\` before the run (posix_fadvise DONTNEED on the inputs where that is not allowed). Wall = the whole CLI process; peak RSS = /usr/bin/time %M.`,
     '',
     'Pairs:',
     ...pairLines,
@@ -214,7 +215,15 @@ async function main() {
   }
 }
 
+// Ctrl-C also stops the timed child; with a handler the bench then unwinds through its cleanups (tmpfs outputs, recipe
+// folders: timeCommand throws Interrupted) instead of dying where it stands. A bench killed otherwise leaves its tmpfs
+// outputs to the next run's sweep (removeStaleOutputs).
+process.on('SIGINT', () => {
+  process.exitCode = 130;
+});
+
 main().catch((e) => {
-  process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
-  process.exitCode = 1;
+  const stopped = e instanceof Interrupted;
+  process.stderr.write(stopped ? 'bench: interrupted; its output folders are removed\n' : `${e instanceof Error ? e.stack : String(e)}\n`);
+  process.exitCode = stopped ? 130 : 1;
 });

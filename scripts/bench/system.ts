@@ -26,6 +26,9 @@ export function hasGnuTime(): boolean {
   return fs.existsSync('/usr/bin/time');
 }
 
+/** A timed child stopped by Ctrl-C (SIGINT, or status 130 from a CLI that cleaned up after it): the bench stops too. */
+export class Interrupted extends Error {}
+
 /** Runs argv to completion; wall time from our clock, peak RSS from /usr/bin/time. Throws on failure. */
 export function timeCommand(argv: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Timed {
   const rssFile = path.join(os.tmpdir(), `wm-bench-rss-${process.pid}`);
@@ -36,6 +39,7 @@ export function timeCommand(argv: string[], options: { env?: NodeJS.ProcessEnv; 
   const t0 = process.hrtime.bigint();
   const r = spawnSync(full[0], full.slice(1), { encoding: 'utf8', env: options.env ?? process.env, cwd: options.cwd, maxBuffer: 64 << 20 });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.signal === 'SIGINT' || r.status === 130) throw new Interrupted(`interrupted: ${argv.join(' ')}`);
   if (r.status !== 0) {
     throw new Error(`command failed (${r.status ?? r.signal}): ${argv.join(' ')}\n${r.stderr?.slice(-2000)}`);
   }
@@ -100,6 +104,8 @@ export interface Machine {
   ramGiB: number;
   disk: string;
   kernel: string;
+  /** Whether the VM hands freed memory back to its host (virtio_balloon's free-page reporting), which makes fresh pages slow. */
+  pageReporting: string;
   load: string;
   node: string;
 }
@@ -113,6 +119,19 @@ function cpuGeneration(): string {
   }
   const field = (name: string) => new RegExp(`^${name}\\s*:\\s*(\\S+)`, 'm').exec(info)?.[1] ?? '?';
   return `family ${field('cpu family')}, model ${field('model')}`;
+}
+
+/**
+ * A VM guest with virtio_balloon's free-page reporting gives free blocks of 2^order pages back to its host a few seconds after
+ * they are freed; touching them again faults on the host (about 3 s per GiB on the Zen 3 Firecracker VM of BENCHMARKS.md), so
+ * a run after a pause pays for fresh pages that a run right after another does not. Raising the order (as root, for a run)
+ * leaves fewer blocks to report.
+ */
+function pageReporting(): string {
+  const order = sh('cat /sys/module/page_reporting/parameters/page_reporting_order 2>/dev/null');
+  const balloon = sh('ls /sys/bus/virtio/drivers/virtio_balloon 2>/dev/null | grep -c virtio');
+  if (!order || !balloon || balloon === '0') return 'none';
+  return `on, order ${order} (virtio_balloon: freed blocks of 2^${order} pages go back to the host; fresh pages after a pause are slow)`;
 }
 
 export function describeMachine(work: string): Machine {
@@ -132,6 +151,7 @@ export function describeMachine(work: string): Machine {
     ramGiB: Math.round(os.totalmem() / 2 ** 30),
     disk: `${source || 'unknown'}${model ? ` (${model})` : dev.startsWith('vd') ? ' (virtio block device, model not exposed)' : ''}${rotational === '1' ? ', reports rotational' : ''}`,
     kernel: os.release(),
+    pageReporting: pageReporting(),
     load: os
       .loadavg()
       .map((x) => x.toFixed(2))
