@@ -3,7 +3,7 @@
  * kernel throughput and thread scaling. Prints a table and appends it to BENCHMARKS.md.
  *
  *   npm run bench -- [--quick] [--work DIR] [--sections e2e,tmpfs,disk-methods,sweep,batch,peer,kernels,threads[,batch-memory]] [--pairs 4b,moe,dense]
- *                    [--buffered] [--peer-pair dense|moe|4b] [--sweep-pair dense|moe|4b] [--batch-pair small|4b|dense] [--no-append] [--repeat N]
+ *                    [--buffered] [--hold-guest-memory] [--peer-pair dense|moe|4b] [--sweep-pair dense|moe|4b] [--batch-pair small|4b|dense] [--no-append] [--repeat N]
  *                    [--methods ties,dare_ties,… | none] [--methods-pair 4b|dense|dense-additive|moe]
  */
 import { Command } from 'commander';
@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { ensurePair, pairSize, type CachedPair, type PairSpec } from './fixtures';
 import { runBatchSection } from './batch';
 import { runBatchMemorySection } from './batch-memory';
-import { Interrupted, describeMachine } from './system';
+import { Interrupted, describeMachine, holdGuestMemory } from './system';
 import { ROOT, cli, formatTable, gb, log, notes, rows, setRepeat } from './common';
 import { coldWarm, runE2E, runSweep, runThreadsDisk } from './disk';
 import { findPython, runPeer } from './peer';
@@ -99,6 +99,10 @@ async function main() {
       BENCH_METHODS.join(','),
     )
     .option('--methods-pair <name>', 'pair the tmpfs and disk-methods methods run on (4b, moe, dense, dense-additive)', '4b')
+    .option(
+      '--hold-guest-memory',
+      "pause a VM's free-page reporting to its host for the run (root; restored at exit): fresh pages then cost what they cost on a machine of its own",
+    )
     .option('--repeat <n>', 'measure each floor and end-to-end case n times and report the median (this disk is noisy)', '1')
     .parse(process.argv);
   const opts = program.opts();
@@ -110,6 +114,7 @@ async function main() {
   const quick = Boolean(opts.quick);
   const work = path.resolve(opts.work);
   fs.mkdirSync(work, { recursive: true });
+  if (opts.holdGuestMemory) holdGuestMemory();
   const machine = describeMachine(work);
   const tmpfs = tmpfsRoot();
   if ('dir' in tmpfs) for (const name of removeStaleOutputs(tmpfs.dir)) log(`removed ${path.join(tmpfs.dir, name)}, left by a bench that was killed`);

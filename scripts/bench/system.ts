@@ -121,17 +121,39 @@ function cpuGeneration(): string {
   return `family ${field('cpu family')}, model ${field('model')}`;
 }
 
+const REPORTING_ORDER = '/sys/module/page_reporting/parameters/page_reporting_order';
+let heldFrom: string | null = null;
+
 /**
  * A VM guest with virtio_balloon's free-page reporting gives free blocks of 2^order pages back to its host a few seconds after
  * they are freed; touching them again faults on the host (about 3 s per GiB on the Zen 3 Firecracker VM of BENCHMARKS.md), so
- * a run after a pause pays for fresh pages that a run right after another does not. Raising the order (as root, for a run)
- * leaves fewer blocks to report.
+ * a run after a pause pays for fresh pages that a run right after another does not (holdGuestMemory turns that off).
  */
 function pageReporting(): string {
-  const order = sh('cat /sys/module/page_reporting/parameters/page_reporting_order 2>/dev/null');
+  const order = sh(`cat ${REPORTING_ORDER} 2>/dev/null`);
   const balloon = sh('ls /sys/bus/virtio/drivers/virtio_balloon 2>/dev/null | grep -c virtio');
   if (!order || !balloon || balloon === '0') return 'none';
+  if (heldFrom !== null) return `paused for the run (--hold-guest-memory: order ${heldFrom} raised to ${order}, above the largest block, and restored after)`;
   return `on, order ${order} (virtio_balloon: freed blocks of 2^${order} pages go back to the host; fresh pages after a pause are slow)`;
+}
+
+/**
+ * --hold-guest-memory: stops free-page reporting for the bench's life (an order above the kernel's largest block, 2^10 pages,
+ * leaves no block to report) and puts the order back when the process exits, Ctrl-C included. Needs root; throws when the
+ * order cannot be written. A bench killed by another signal leaves the order raised: write the old value back by hand.
+ */
+export function holdGuestMemory(): void {
+  let old: string;
+  try {
+    old = fs.readFileSync(REPORTING_ORDER, 'utf8').trim();
+    fs.writeFileSync(REPORTING_ORDER, '11');
+  } catch (e) {
+    throw new Error(
+      `--hold-guest-memory: cannot raise ${REPORTING_ORDER} (${(e as NodeJS.ErrnoException).code ?? String(e)}; it needs root and a VM with free-page reporting)`,
+    );
+  }
+  heldFrom = old;
+  process.on('exit', () => fs.writeFileSync(REPORTING_ORDER, old));
 }
 
 export function describeMachine(work: string): Machine {
