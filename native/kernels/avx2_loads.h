@@ -59,19 +59,39 @@ WM_AVX2_INLINE __m256d rounded(__m256d x) {
 
 // bf16 of 4 f64 whose magnitudes lie in [2^-126, the least that rounds to infinity): round to nearest even at bf16's
 // precision on the f64 bits, the exponent rebiased (one rounding: the same bits as round-to-odd f32 then bf16 there).
-// False, storing nothing, where a lane lies outside (zero, subnormal, overflow, Inf, NaN).
-WM_AVX2_INLINE bool storeNormalBF16x4(void* out, size_t i, __m256d x) {
+// Each lane's 16 bits in the low bits of its 64; *inRange -1 in the lanes that lie in that range (the others' bits are
+// meaningless: zero, subnormal, overflow, Inf, NaN).
+WM_AVX2_INLINE __m256i normalBF16Bits4(__m256d x, __m256i* inRange) {
   const __m256i bits = _mm256_castpd_si256(x);
   const __m256i abs = _mm256_and_si256(bits, _mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));
   const __m256i atLeast = _mm256_cmpgt_epi64(abs, _mm256_set1_epi64x(0x380FFFFFFFFFFFFFll));  // >= 2^-126
   const __m256i below = _mm256_cmpgt_epi64(_mm256_set1_epi64x(0x47EFF00000000000ll), abs);   // < (2 - 2^-8) * 2^127
-  if (_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_and_si256(atLeast, below))) != 0xF) return false;
+  *inRange = _mm256_and_si256(atLeast, below);
   // + 2^44 - 1 (half an ulp, less one) + the kept last bit: nearest, ties to even; - 896 << 52: the exponent's bias 1023 made 127.
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi64(abs, 45), _mm256_set1_epi64x(1));
   const __m256i rounded = _mm256_add_epi64(_mm256_add_epi64(abs, lsb), _mm256_set1_epi64x(static_cast<long long>(0x00000FFFFFFFFFFFull - (uint64_t{896} << 52))));
-  const __m256i h = _mm256_or_si256(_mm256_srli_epi64(rounded, 45), _mm256_and_si256(_mm256_srli_epi64(bits, 48), _mm256_set1_epi64x(0x8000)));
-  const __m128i four = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)));
+  return _mm256_or_si256(_mm256_srli_epi64(rounded, 45), _mm256_and_si256(_mm256_srli_epi64(bits, 48), _mm256_set1_epi64x(0x8000)));
+}
+
+// The low 32 bits of each 64-bit lane, in the low 128 bits.
+WM_AVX2_INLINE __m128i lowHalves(__m256i x) { return _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(x, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6))); }
+
+// normalBF16Bits4 stored where all 4 lanes lie in its range; false, storing nothing, where one does not.
+WM_AVX2_INLINE bool storeNormalBF16x4(void* out, size_t i, __m256d x) {
+  __m256i inRange;
+  const __m256i h = normalBF16Bits4(x, &inRange);
+  if (_mm256_movemask_pd(_mm256_castsi256_pd(inRange)) != 0xF) return false;
+  const __m128i four = lowHalves(h);
   _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(out) + i), _mm_packus_epi32(four, four));
+  return true;
+}
+
+// The same for 8 results (lo: elements i .. i + 3, hi: i + 4 .. i + 7) in one 16-byte store.
+WM_AVX2_INLINE bool storeNormalBF16x8(void* out, size_t i, __m256d lo, __m256d hi) {
+  __m256i loRange, hiRange;
+  const __m256i l = normalBF16Bits4(lo, &loRange), h = normalBF16Bits4(hi, &hiRange);
+  if (_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_and_si256(loRange, hiRange))) != 0xF) return false;
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(out) + i), _mm_packus_epi32(lowHalves(l), lowHalves(h)));
   return true;
 }
 

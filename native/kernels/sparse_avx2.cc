@@ -18,6 +18,7 @@
 #include "numerics.h"
 #include "sparse_avx512.h"
 #include "sparse_merge_shapes.h"
+#include "sparse_one_model_avx2.h"
 #include "sparse_select.h"
 #include "sparsify.h"
 
@@ -342,10 +343,20 @@ void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams
     for (size_t s = 0; s < rest.size(); ++s) rest[s] = static_cast<const uint8_t*>(srcs[s]) + from * dtypeSize(types[s]);
     return static_cast<uint8_t*>(out) + from * dtypeSize(to);
   };
-  if (full > wide) {
-    void* at = skipTo(wide);
+  // One bf16 model: [wide, from) 8 at a time (sparse_one_model_avx2.h), the rest of [wide, full) 4 at a time.
+  size_t from = wide;
+  if (full > wide && oneModelMergeApplies(t, to, p)) {
+    const size_t eight = (full - wide) & ~size_t{7};
+    if (eight > 0) {
+      void* at = skipTo(wide);
+      sparseMergeOneModel(rest.data(), p, count, start + wide, eight, at);
+    }
+    from = wide + eight;
+  }
+  if (full > from) {
+    void* at = skipTo(from);
     withSparseMergeShape(t, to, p, [&](auto T, auto TO, auto M, auto C) {
-      sparseMergeLoop<decltype(T)::value, decltype(TO)::value, decltype(M)::value, decltype(C)::value>(rest.data(), p, count, start + wide, full - wide, at);
+      sparseMergeLoop<decltype(T)::value, decltype(TO)::value, decltype(M)::value, decltype(C)::value>(rest.data(), p, count, start + from, full - from, at);
     });
   }
   if (full == n) return;
