@@ -29,18 +29,6 @@
 
 namespace wm {
 
-// Eight 0/1 bytes for each byte of bits (bit q to byte q, little-endian), built at compile time: keep bytes from a keep-bit map
-// (della.cc's unpackKeepBits) and from a vector compare's mask (della_avx2.cc's split by the draws, 4 of the 8).
-struct SpreadBits {
-  uint64_t bytes[256];
-  constexpr SpreadBits() : bytes() {
-    for (uint32_t b = 0; b < 256; ++b) {
-      for (uint32_t q = 0; q < 8; ++q) bytes[b] |= static_cast<uint64_t>((b >> q) & 1) << (8 * q);
-    }
-  }
-};
-inline constexpr SpreadBits kSpreadBits;
-
 struct DellaRows {
   uint64_t length = 1;  // L
   uint64_t stride = 1;  // S

@@ -61,55 +61,71 @@ size_t sourceCountOf(const SparseParams& p) {
   return n;
 }
 
-// The four 0/1 bytes of a 4-bit movemask, element q's byte from bit q.
-struct KeepBytes {
-  uint32_t of[16] = {};
-  constexpr KeepBytes() {
-    for (int mask = 0; mask < 16; ++mask) {
-      for (int q = 0; q < 4; ++q) {
-        if ((mask >> q) & 1) of[mask] |= uint32_t{1} << (8 * q);  // little-endian: byte q
-      }
-    }
-  }
-};
-constexpr KeepBytes kKeepBytes;
+// sparse_select.h's keep rule 4 elements at a time: the rank-key window where Windowed, DARE's mask where masked.
+template <bool Wide, bool Windowed>
+struct KeepSteps {
+  __m256i lowF, highF;  // the cuts ^ kFlip
+  bool masked;          // 0 < density < 1
+  __m256i limit;        // keep where (u >> 11) < ceil(density * 2^53): bernoulliKeep's double compare, in integers
+  __m256i counter;      // splitmix64's inputs for the next 4 elements
+  __m128i shift;
+  __m256i revF;  // the next 4 elements' index parts ^ kFlip
 
-template <bool Wide>
-__attribute__((target("avx2,fma,f16c"))) void sparseKeepLoop(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits,
-                                                             uint64_t count, uint64_t start, size_t n, uint8_t* keep) {
-  const __m256i lowF = _mm256_set1_epi64x(static_cast<long long>(m.lowKey ^ kFlip)), highF = _mm256_set1_epi64x(static_cast<long long>(m.highKey ^ kFlip));
-  const bool masked = m.density > 0 && m.density < 1;
-  const __m256i limit = _mm256_set1_epi64x(masked ? static_cast<long long>(std::ceil(m.density * 0x1.0p53)) : 0);
-  __m256i counter = splitmixCounters4(m.seedKey, start);
-  const __m256i step = _mm256_set1_epi64x(static_cast<long long>(4 * kSplitmixGolden));
-  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
-  const uint64_t top = count - 1 - start;
-  __m256i revF = _mm256_xor_si256(_mm256_set_epi64x(static_cast<long long>(top - 3), static_cast<long long>(top - 2),
-                                                    static_cast<long long>(top - 1), static_cast<long long>(top)),
-                                  _mm256_set1_epi64x(static_cast<long long>(kFlip)));
-  const __m256i four = _mm256_set1_epi64x(4);
-  size_t j = 0;
-  for (; j + 4 <= n; j += 4) {
-    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(absBits + j));
-    // revF - 4 keeps the flipped top bit: rev stays below 2^63.
-    const __m256i keyF = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(a), shift), revF);
-    __m256i k = _mm256_andnot_si256(_mm256_cmpgt_epi64(lowF, keyF), _mm256_cmpgt_epi64(highF, keyF));
+  WM_AVX2_INLINE KeepSteps(const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start)
+      : lowF(_mm256_set1_epi64x(static_cast<long long>(m.lowKey ^ kFlip))),
+        highF(_mm256_set1_epi64x(static_cast<long long>(m.highKey ^ kFlip))),
+        masked(m.density > 0 && m.density < 1),
+        limit(_mm256_set1_epi64x(masked ? static_cast<long long>(std::ceil(m.density * 0x1.0p53)) : 0)),
+        counter(splitmixCounters4(m.seedKey, start)),
+        shift(_mm_cvtsi32_si128(static_cast<int>(indexBits))) {
+    const uint64_t top = count - 1 - start;
+    revF = _mm256_xor_si256(_mm256_set_epi64x(static_cast<long long>(top - 3), static_cast<long long>(top - 2), static_cast<long long>(top - 1),
+                                              static_cast<long long>(top)),
+                            _mm256_set1_epi64x(static_cast<long long>(kFlip)));
+  }
+
+  // The next 4 elements (a: their |d| bits) as a 4-bit mask, bit q set where element q is kept.
+  WM_AVX2_INLINE unsigned next(__m128i a) {
+    __m256i k = _mm256_set1_epi64x(-1);
+    if constexpr (Windowed) {
+      const __m256i keyF = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(a), shift), revF);
+      k = _mm256_andnot_si256(_mm256_cmpgt_epi64(lowF, keyF), _mm256_cmpgt_epi64(highF, keyF));
+      revF = _mm256_sub_epi64(revF, _mm256_set1_epi64x(4));  // keeps the flipped top bit: rev stays below 2^63
+    }
     if (masked) {
       k = _mm256_and_si256(k, _mm256_cmpgt_epi64(limit, _mm256_srli_epi64(splitmix64x4<Wide>(counter), 11)));
-      counter = _mm256_add_epi64(counter, step);
+      counter = _mm256_add_epi64(counter, _mm256_set1_epi64x(static_cast<long long>(4 * kSplitmixGolden)));
     }
-    const int bits = _mm256_movemask_pd(_mm256_castsi256_pd(k));
-    std::memcpy(keep + j, &kKeepBytes.of[bits], 4);  // one store for the four 0/1 bytes
-    revF = _mm256_sub_epi64(revF, four);
+    return static_cast<unsigned>(_mm256_movemask_pd(_mm256_castsi256_pd(k)));
   }
+};
+
+// Windowed false where the window holds every key (lowKey 0, highKey at or above every key: DARE's L1 pass, whose keep rule is
+// then its random mask alone). 8 elements a step, their keep bytes in one store; the last few 4 a step, then the scalar truth.
+template <bool Wide, bool Windowed>
+__attribute__((target("avx2,fma,f16c"))) void sparseKeepLoop(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits,
+                                                             uint64_t count, uint64_t start, size_t n, uint8_t* keep) {
+  KeepSteps<Wide, Windowed> steps(m, indexBits, count, start);
+  size_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(absBits + j));
+    const unsigned low = steps.next(_mm256_castsi256_si128(a));
+    const unsigned bits = low | steps.next(_mm256_extracti128_si256(a, 1)) << 4;
+    std::memcpy(keep + j, &kSpreadBits.bytes[bits], 8);  // one store for the eight 0/1 bytes
+  }
+  for (; j + 4 <= n; j += 4) std::memcpy(keep + j, &kSpreadBits.bytes[steps.next(_mm_loadu_si128(reinterpret_cast<const __m128i*>(absBits + j)))], 4);
   if (j < n) scalar::sparseKeep(absBits + j, m, indexBits, count, start + j, n - j, keep + j);
 }
+
+// Whether m's rank-key window holds every key (sparseKeepLoop's Windowed false): keys lie below 2^63 (kRankKeyNone) where the
+// index takes at most 32 bits (|d| bits below 2^31).
+bool windowHoldsAll(const SparseModel& m, uint32_t indexBits) { return m.lowKey == 0 && m.highKey >= kRankKeyNone && indexBits <= 32; }
 
 // sparseKeepLoop<true>, compiled where VPMULLQ may be emitted (its callers check avx512Enabled()).
 __attribute__((target("avx2,fma,f16c,avx512f,avx512dq,avx512vl"), flatten)) void sparseKeepLoopWide(const uint32_t* absBits, const SparseModel& m,
                                                                                           uint32_t indexBits, uint64_t count, uint64_t start,
                                                                                           size_t n, uint8_t* keep) {
-  sparseKeepLoop<true>(absBits, m, indexBits, count, start, n, keep);
+  sparseKeepLoop<true, true>(absBits, m, indexBits, count, start, n, keep);
 }
 
 // l1SlotsOfKept 8 lanes a step (from is a multiple of 8: lane q holds the elements of set q), the last few by the scalar step.
@@ -312,7 +328,10 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
 
 void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n,
                 uint8_t* keep) {
-  if (!avx512Enabled()) return sparseKeepLoop<false>(absBits, m, indexBits, count, start, n, keep);
+  if (!avx512Enabled()) {
+    if (windowHoldsAll(m, indexBits)) return sparseKeepLoop<false, false>(absBits, m, indexBits, count, start, n, keep);
+    return sparseKeepLoop<false, true>(absBits, m, indexBits, count, start, n, keep);
+  }
   // Elements [0, wide) 8 at a time, the rest 4 at a time with VPMULLQ.
   const size_t wide = n - n % 8;
   sparseKeepAvx512(absBits, m, indexBits, count, start, wide, keep);

@@ -89,6 +89,18 @@ L1Sums l1Sums(const void* base, Dtype tb, const void* x, Dtype tx, const SparseM
 
 // keep[0..n) (0 or 1 each) as bits: element j at bit j % 8 of bits[j / 8] (SparseModel::keepBits' layout).
 void packBits(const uint8_t* keep, size_t n, uint8_t* bits);
+// Eight 0/1 bytes for each byte of bits (bit q to byte q, little-endian), built at compile time: keep bytes from a keep-bit map
+// (della.cc's unpackKeepBits) and from vector compares' masks (della_avx2.cc's split by the draws and sparse_avx2.cc's keep
+// rule: the first 4 of the 8 for a 4-bit mask).
+struct SpreadBits {
+  uint64_t bytes[256];
+  constexpr SpreadBits() : bytes() {
+    for (uint32_t b = 0; b < 256; ++b) {
+      for (uint32_t q = 0; q < 8; ++q) bytes[b] |= static_cast<uint64_t>((b >> q) & 1) << (8 * q);
+    }
+  }
+};
+inline constexpr SpreadBits kSpreadBits;
 
 // l1Sums' buckets come in kL1Sets sets, element i of a chunk in set i % kL1Sets: neighbours mostly share an exponent, and
 // fewer sets make each add wait for the previous one's store. Each set holds a dropped and a kept sum per bucket, side by side.

@@ -290,10 +290,11 @@ static void testSparse(uint64_t seed) {
               (size_t)count, (size_t)ranks[q]);
       }
       // Keep masks (cuts and DARE's Bernoulli mask), both paths; L1 sums from memory against the streaming buckets.
-      for (double density : {1.0, 0.4, 1e-3}) {
+      // Density 1: a window between two cuts; 0.5: a low cut alone (as TIES's top-k) with the mask; else the mask alone (DARE's).
+      for (double density : {1.0, 0.4, 1e-3, 0.5}) {
         wm::SparseModel m;
         const uint64_t k1 = keyOf(r, src[0], src[1], t, count), k2 = keyOf(r, src[0], src[1], t, count);
-        m.lowKey = density == 1.0 ? std::min(k1, k2) : 0;
+        m.lowKey = density == 1.0 || density == 0.5 ? std::min(k1, k2) : 0;
         m.highKey = density == 1.0 ? std::max(k1, k2) : wm::kRankKeyNone;
         m.density = density;
         m.seedKey = r.next();
