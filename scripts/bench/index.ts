@@ -199,7 +199,7 @@ async function main() {
   const report = [
     `## ${started.toISOString()} — \`${command}\``,
     '',
-    `Machine: ${machine.cpus} × ${machine.cpuModel} (${machine.cpuGeneration}; weightmix kernels ${machine.simd}), ${machine.ramGiB} GiB RAM, disk ${machine.disk}, Linux ${machine.kernel}, Node ${machine.node}, free-page reporting ${machine.pageReporting}; load average at start ${machine.load}. Cold = \`sync; echo 3 > /proc/sys/vm/drop_caches\` before the run (posix_fadvise DONTNEED on the inputs where that is not allowed). Wall = the whole CLI process; peak RSS = /usr/bin/time %M.`,
+    `Machine: ${machine.cpus} × ${machine.cpuModel} (${machine.cpuGeneration}; weightmix kernels ${machine.simd}, addon ${machine.addon}), ${machine.ramGiB} GiB RAM, disk ${machine.disk}, Linux ${machine.kernel}, Node ${machine.node}, free-page reporting ${machine.pageReporting}; load average at start ${machine.load}. Cold = \`sync; echo 3 > /proc/sys/vm/drop_caches\` before the run (posix_fadvise DONTNEED on the inputs where that is not allowed). Wall = the whole CLI process; peak RSS = /usr/bin/time %M.`,
     '',
     'Pairs:',
     ...pairLines,

@@ -3,7 +3,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadNative } from '../../lib/engine/native';
+import { loadNative, loadedAddon } from '../../lib/engine/native';
 
 export interface Timed {
   seconds: number;
@@ -101,6 +101,8 @@ export interface Machine {
   cpuGeneration: string;
   /** The kernels the addon runs here (its info().simd): the methods' ratios differ between AVX-512 and AVX2 CPUs. */
   simd: string;
+  /** Which addon binary the runs load (a WEIGHTMIX_ADDON override, the prebuilt one, or a local build) and where. */
+  addon: string;
   ramGiB: number;
   disk: string;
   kernel: string;
@@ -170,6 +172,7 @@ export function describeMachine(work: string): Machine {
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
     cpuGeneration: cpuGeneration(),
     simd: loadNative().info().simd,
+    addon: `${loadedAddon().kind} ${loadedAddon().path}`,
     ramGiB: Math.round(os.totalmem() / 2 ** 30),
     disk: `${source || 'unknown'}${model ? ` (${model})` : dev.startsWith('vd') ? ' (virtio block device, model not exposed)' : ''}${rotational === '1' ? ', reports rotational' : ''}`,
     kernel: os.release(),
