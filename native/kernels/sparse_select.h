@@ -102,8 +102,9 @@ struct SpreadBits {
 };
 inline constexpr SpreadBits kSpreadBits;
 
-// l1Sums' buckets come in kL1Sets sets, element i of a chunk in set i % kL1Sets: neighbours mostly share an exponent, and
-// fewer sets make each add wait for the previous one's store. Each set holds a dropped and a kept sum per bucket, side by side.
+// l1Sums' buckets come in kL1Sets sets, element i of a chunk in set i % kL1Sets (the scalar and AVX-512 steps; AVX2's puts every
+// element in set 0, measured faster on the Zen 3): neighbours mostly share an exponent, and fewer sets may make each add wait for
+// the previous one's store. Sets add up to the same sums. Each set holds a dropped and a kept sum per bucket, side by side.
 constexpr size_t kL1Sets = 8;
 // Element i's slot in those sums and its addend (addToL1Buckets' bucket and mantissa; Inf and NaN add 0, having no
 // place in a finite sum), branch-free: the scalar truth of l1Slots.
