@@ -17,6 +17,7 @@
 #include "exact_reciprocal.h"
 #include "numerics.h"
 #include "sparse_avx512.h"
+#include "sparse_keep_avx2.h"
 #include "sparse_merge_shapes.h"
 #include "sparse_one_model_avx2.h"
 #include "sparse_select.h"
@@ -44,7 +45,6 @@ __attribute__((target("avx2,fma,f16c"))) void absDeltaBitsLoop(const void* base,
 // ---- the sparse merge, 4 elements (f64 lanes) per step ----------------------------------------------
 
 
-constexpr uint64_t kFlip = uint64_t{1} << 63;  // unsigned order through AVX2's signed 64-bit compare
 struct ModelLanes {
   __m256i lowF, highF;  // cuts ^ kFlip
   bool masked;          // 0 < density < 1
@@ -60,45 +60,6 @@ size_t sourceCountOf(const SparseParams& p) {
   for (const SparseModel& sm : p.models) n = std::max<size_t>(n, sm.source + 1);
   return n;
 }
-
-// sparse_select.h's keep rule 4 elements at a time: the rank-key window where Windowed, DARE's mask where masked.
-template <bool Wide, bool Windowed>
-struct KeepSteps {
-  __m256i lowF, highF;  // the cuts ^ kFlip
-  bool masked;          // 0 < density < 1
-  __m256i limit;        // keep where (u >> 11) < ceil(density * 2^53): bernoulliKeep's double compare, in integers
-  __m256i counter;      // splitmix64's inputs for the next 4 elements
-  __m128i shift;
-  __m256i revF;  // the next 4 elements' index parts ^ kFlip
-
-  WM_AVX2_INLINE KeepSteps(const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start)
-      : lowF(_mm256_set1_epi64x(static_cast<long long>(m.lowKey ^ kFlip))),
-        highF(_mm256_set1_epi64x(static_cast<long long>(m.highKey ^ kFlip))),
-        masked(m.density > 0 && m.density < 1),
-        limit(_mm256_set1_epi64x(masked ? static_cast<long long>(std::ceil(m.density * 0x1.0p53)) : 0)),
-        counter(splitmixCounters4(m.seedKey, start)),
-        shift(_mm_cvtsi32_si128(static_cast<int>(indexBits))) {
-    const uint64_t top = count - 1 - start;
-    revF = _mm256_xor_si256(_mm256_set_epi64x(static_cast<long long>(top - 3), static_cast<long long>(top - 2), static_cast<long long>(top - 1),
-                                              static_cast<long long>(top)),
-                            _mm256_set1_epi64x(static_cast<long long>(kFlip)));
-  }
-
-  // The next 4 elements (a: their |d| bits) as a 4-bit mask, bit q set where element q is kept.
-  WM_AVX2_INLINE unsigned next(__m128i a) {
-    __m256i k = _mm256_set1_epi64x(-1);
-    if constexpr (Windowed) {
-      const __m256i keyF = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(a), shift), revF);
-      k = _mm256_andnot_si256(_mm256_cmpgt_epi64(lowF, keyF), _mm256_cmpgt_epi64(highF, keyF));
-      revF = _mm256_sub_epi64(revF, _mm256_set1_epi64x(4));  // keeps the flipped top bit: rev stays below 2^63
-    }
-    if (masked) {
-      k = _mm256_and_si256(k, _mm256_cmpgt_epi64(limit, _mm256_srli_epi64(splitmix64x4<Wide>(counter), 11)));
-      counter = _mm256_add_epi64(counter, _mm256_set1_epi64x(static_cast<long long>(4 * kSplitmixGolden)));
-    }
-    return static_cast<unsigned>(_mm256_movemask_pd(_mm256_castsi256_pd(k)));
-  }
-};
 
 // Windowed false where the window holds every key (lowKey 0, highKey at or above every key: DARE's L1 pass, whose keep rule is
 // then its random mask alone). 8 elements a step, their keep bytes in one store; the last few 4 a step, then the scalar truth.
@@ -245,7 +206,7 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
     wsum = k == 0 ? sm.weight : wsum + sm.weight;
   }
   const __m256i step = _mm256_set1_epi64x(static_cast<long long>(4 * kSplitmixGolden));
-  const double constDiv = std::fabs(wsum) < 1e-8 ? 1.0 : wsum;
+  const double constDiv = weightSumDivisor(wsum);
   const __m128i absMask = _mm_set1_epi32(0x7FFFFFFF);
   const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(p.indexBits));
   const uint64_t top = count - 1 - start;
@@ -257,7 +218,7 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
   const __m256i laneBit = _mm256_set_epi64x(8, 4, 2, 1);
   // One model with a sign consensus: its v agrees exactly when it is neither zero nor NaN, and then
   // mixed / div = v / (0 + w, or 1 where that is 0); else +0 / 1 = +0 (the general loop's values).
-  const double soleDivisor = p.models.empty() || 0.0 + p.models[0].weight == 0 ? 1.0 : 0.0 + p.models[0].weight;
+  const double soleDivisor = p.models.empty() ? 1.0 : agreeingDivisor(0.0 + p.models[0].weight);
   const __m256d soleDiv = _mm256_set1_pd(soleDivisor);
   // A power-of-two divisor (a weight of 1, 0.5, 2, ...) divides as a multiply by its exact reciprocal: the same bits.
   const bool soleByProduct = hasExactReciprocal(soleDivisor), constByProduct = hasExactReciprocal(constDiv);

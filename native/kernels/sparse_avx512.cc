@@ -50,7 +50,7 @@ __attribute__((target(WM_AVX512_TARGET))) void sparseMergeLoop8(const void* cons
     wsum = k == 0 ? sm.weight : wsum + sm.weight;
   }
   const __m512i step = _mm512_set1_epi64(static_cast<long long>(8 * kSplitmixGolden));
-  const double constDiv = std::fabs(wsum) < 1e-8 ? 1.0 : wsum;
+  const double constDiv = weightSumDivisor(wsum);
   const __m256i absMask = _mm256_set1_epi32(0x7FFFFFFF);
   const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(p.indexBits));
   // Rank keys' low part, count - 1 - i, for the step's 8 elements.
@@ -58,7 +58,7 @@ __attribute__((target(WM_AVX512_TARGET))) void sparseMergeLoop8(const void* cons
   const __m512i eight = _mm512_set1_epi64(8);
   const __m512d lambda = _mm512_set1_pd(p.lambda), zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0);
   // One model with a sign consensus: as sparse_avx2.cc's soleDiv.
-  const __m512d soleDiv = _mm512_set1_pd(p.models.empty() || 0.0 + p.models[0].weight == 0 ? 1.0 : 0.0 + p.models[0].weight);
+  const __m512d soleDiv = _mm512_set1_pd(p.models.empty() ? 1.0 : agreeingDivisor(0.0 + p.models[0].weight));
   __m512d vs[kSimdSparseMaxModels];
   for (size_t j = 0; j + 8 <= n; j += 8) {
     const __m256 b32 = load8<T>(base, j);
@@ -179,8 +179,7 @@ __attribute__((target(WM_AVX512_TARGET))) void soleKeepLoop(const void* const* s
   const SparseModel& sm = p.models[0];
   const void* base = srcs[p.baseSource];
   const void* x = srcs[sm.source];
-  // sparseMergeLoop8's divisors with one model: soleDiv under a consensus, constDiv without.
-  const double div = C != Consensus::None ? (0.0 + sm.weight == 0 ? 1.0 : 0.0 + sm.weight) : (std::fabs(sm.weight) < 1e-8 ? 1.0 : sm.weight);
+  const double div = oneModelDivisor(p);  // sparseMergeLoop8's soleDiv under a consensus, constDiv without
   // z: a dropped element's mixed * lambda (e = +0), in f64 as the loop computes it; +-0 or NaN, so base + z is the same in f32.
   const double v0 = sm.weight * 0.0;
   const double mixed0 = C != Consensus::None ? (v0 != 0 ? (p.normalize ? v0 / div : v0) : 0.0) : (p.normalize ? v0 / div : v0);

@@ -6,50 +6,20 @@
 
 #include <immintrin.h>
 
-#include <cmath>
 #include <type_traits>
 
 #include "avx2_loads.h"
-#include "avx2_splitmix.h"
 #include "exact_reciprocal.h"
+#include "sparse_keep_avx2.h"
 
 namespace wm {
 namespace avx2 {
 namespace {
 
-// Where the keep rule comes from: the rank-key window, the window and a DARE mask, or a tensor-local job's keep bits.
-enum class KeepRule { Window, WindowMasked, Bits };
+// Where the keep rule comes from: the rank-key window and DARE's mask (sparse_keep_avx2.h), or a tensor-local job's keep bits.
+enum class KeepRule { Window, Bits };
 // The normalization: none, a multiply by the divisor's exact reciprocal, or the divide.
 enum class Post { None, Multiply, Divide };
-
-constexpr uint64_t kFlip = uint64_t{1} << 63;  // unsigned order through AVX2's signed 64-bit compare
-
-// The window lowKey <= key < highKey of 64-bit rank keys (key = |d| bits << indexBits | count - 1 - i), as sparse_avx2.cc's loop.
-// (A test on the 32-bit |d| bits alone would need the keys for every tie with a cut's bits, and bf16 |d| take few distinct
-// values: 6 % of the elements of a random bf16 pair tied with a cut, in 40 % of the steps of 8.)
-struct Window {
-  __m256i lowF, highF;  // the cuts ^ kFlip (unsigned order through the signed compare; keys < 2^63)
-  __m128i shift;
-  uint64_t top;  // count - 1 - start: element start + j's index part is top - j
-
-  WM_AVX2_INLINE Window(const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start)
-      : lowF(_mm256_set1_epi64x(static_cast<long long>(m.lowKey ^ kFlip))),
-        highF(_mm256_set1_epi64x(static_cast<long long>(m.highKey ^ kFlip))),
-        shift(_mm_cvtsi32_si128(static_cast<int>(indexBits))),
-        top(count - 1 - start) {}
-
-  // Elements start + j .. + 3 of |d| bits a: -1 where kept. revF: their index parts top - j - q ^ kFlip.
-  WM_AVX2_INLINE __m256i keep4(__m128i a, __m256i revF) const {
-    const __m256i keyF = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(a), shift), revF);
-    return _mm256_andnot_si256(_mm256_cmpgt_epi64(lowF, keyF), _mm256_cmpgt_epi64(highF, keyF));
-  }
-  // The index parts of elements start .. start + 3, ^ kFlip; less 4 per 4 elements.
-  WM_AVX2_INLINE __m256i firstRevF() const {
-    return _mm256_xor_si256(_mm256_set_epi64x(static_cast<long long>(top - 3), static_cast<long long>(top - 2), static_cast<long long>(top - 1),
-                                              static_cast<long long>(top)),
-                            _mm256_set1_epi64x(static_cast<long long>(kFlip)));
-  }
-};
 
 // The per-step constants of the arithmetic: e = ((x - base) * scale) & keep, v = weight * e, the normalization, then
 // base + mixed * lambda, each product rounded alone (sparse_avx2.cc's M == 1 steps, in their order).
@@ -75,13 +45,8 @@ __attribute__((target("avx2,fma,f16c"))) void oneModelLoop(const void* const* sr
   const SparseModel& m = p.models[0];
   const void* base = srcs[p.baseSource];
   const void* x = srcs[m.source];
-  const Window window(m, p.indexBits, count, start);
-  __m256i revF = window.firstRevF();
-  const __m256i four = _mm256_set1_epi64x(4), eight = _mm256_set1_epi64x(8);
+  KeepSteps<false, true> steps(m, p.indexBits, count, start);
   const __m256i absMask = _mm256_set1_epi32(0x7FFFFFFF);
-  const __m256i maskLimit = _mm256_set1_epi64x(K == KeepRule::WindowMasked ? static_cast<long long>(std::ceil(m.density * 0x1.0p53)) : 0);
-  __m256i counter = splitmixCounters4(m.seedKey, start);
-  const __m256i half = _mm256_set1_epi64x(static_cast<long long>(4 * kSplitmixGolden)), step = _mm256_set1_epi64x(static_cast<long long>(8 * kSplitmixGolden));
   const __m256i laneBit = _mm256_set_epi64x(8, 4, 2, 1);
   for (size_t j = 0; j < n; j += 8) {
     const __m256 b32 = load8<Dtype::BF16>(base, j), x32 = load8<Dtype::BF16>(x, j);
@@ -92,14 +57,8 @@ __attribute__((target("avx2,fma,f16c"))) void oneModelLoop(const void* const* sr
       keepHi = _mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x((bits >> 4) & 0xF), laneBit), laneBit);
     } else {
       const __m256i a = _mm256_and_si256(_mm256_castps_si256(_mm256_sub_ps(x32, b32)), absMask);
-      keepLo = window.keep4(_mm256_castsi256_si128(a), revF);
-      keepHi = window.keep4(_mm256_extracti128_si256(a, 1), _mm256_sub_epi64(revF, four));
-      revF = _mm256_sub_epi64(revF, eight);
-      if constexpr (K == KeepRule::WindowMasked) {
-        keepLo = _mm256_and_si256(keepLo, _mm256_cmpgt_epi64(maskLimit, _mm256_srli_epi64(splitmix64x4<false>(counter), 11)));
-        keepHi = _mm256_and_si256(keepHi, _mm256_cmpgt_epi64(maskLimit, _mm256_srli_epi64(splitmix64x4<false>(_mm256_add_epi64(counter, half)), 11)));
-        counter = _mm256_add_epi64(counter, step);
-      }
+      keepLo = steps.mask(_mm256_castsi256_si128(a));
+      keepHi = steps.mask(_mm256_extracti128_si256(a, 1));
     }
     const __m256d lo = merged4<P, Agree>(_mm256_cvtps_pd(_mm256_castps256_ps128(b32)), _mm256_cvtps_pd(_mm256_castps256_ps128(x32)), keepLo, c);
     const __m256d hi = merged4<P, Agree>(_mm256_cvtps_pd(_mm256_extractf128_ps(b32, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(x32, 1)), keepHi, c);
@@ -111,8 +70,8 @@ __attribute__((target("avx2,fma,f16c"))) void oneModelLoop(const void* const* sr
 }
 
 template <KeepRule K>
-__attribute__((target("avx2,fma,f16c"))) void withPost(Post post, bool agree, const void* const* srcs, const SparseParams& p, const Arithmetic& c, uint64_t count, uint64_t start, size_t n,
-              void* out) {
+__attribute__((target("avx2,fma,f16c"))) void withPost(Post post, bool agree, const void* const* srcs, const SparseParams& p, const Arithmetic& c,
+                                                      uint64_t count, uint64_t start, size_t n, void* out) {
   const auto run = [&](auto P) {
     if (agree) {
       oneModelLoop<K, decltype(P)::value, true>(srcs, p, c, count, start, n, out);
@@ -137,13 +96,11 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeOneModel(const void* co
                                                                    void* out) {
   const SparseModel& m = p.models[0];
   const bool agree = p.consensus != Consensus::None;
-  // The 4-lane loop's divisors: under a consensus 0 + weight (1 where that is 0), else the weight sum (1 below 1e-8).
-  const double divisor = agree ? (0.0 + m.weight == 0 ? 1.0 : 0.0 + m.weight) : (std::fabs(m.weight) < 1e-8 ? 1.0 : m.weight);
+  const double divisor = oneModelDivisor(p);
   const Post post = !p.normalize ? Post::None : hasExactReciprocal(divisor) ? Post::Multiply : Post::Divide;
   const Arithmetic c{_mm256_set1_pd(static_cast<double>(m.scale)), _mm256_set1_pd(m.weight), _mm256_set1_pd(p.lambda), _mm256_set1_pd(divisor),
                      _mm256_set1_pd(1.0 / divisor)};
   if (m.keepBits != nullptr) return withPost<KeepRule::Bits>(post, agree, srcs, p, c, count, start, n, out);
-  if (m.density > 0 && m.density < 1) return withPost<KeepRule::WindowMasked>(post, agree, srcs, p, c, count, start, n, out);
   withPost<KeepRule::Window>(post, agree, srcs, p, c, count, start, n, out);
 }
 

@@ -139,7 +139,7 @@ void sparseMergeLoop(const void* const* srcs, const Dtype* types, const SparsePa
     double mixed, div;
     if (p.consensus == Consensus::None) {
       mixed = sum;
-      div = std::fabs(wsum) < 1e-8 ? 1.0 : wsum;
+      div = weightSumDivisor(wsum);
     } else {
       const int s = p.consensus == Consensus::Sum ? (sum >= 0 ? 1 : -1) : (signs >= 0 ? 1 : -1);
       mixed = 0;
@@ -149,7 +149,7 @@ void sparseMergeLoop(const void* const* srcs, const Dtype* types, const SparsePa
         mixed = num::addRn(mixed, vs[k]);
         div = num::addRn(div, ws[k]);
       }
-      if (div == 0) div = 1;
+      div = agreeingDivisor(div);
     }
     if (p.normalize) mixed = mixed / div;
     storeRoundedOnce(out, to, j, num::addRn(static_cast<double>(b), num::mulRn(mixed, p.lambda)));

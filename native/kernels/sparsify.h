@@ -30,6 +30,7 @@
 //   directly, BF16 and F16 through an f32 rounded to odd), so that task arithmetic, whose
 //   weighted task vectors are not small next to the base, is correctly rounded, not f32-summed.
 #pragma once
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -115,6 +116,16 @@ inline uint64_t splitmix64(uint64_t x) {
 inline bool bernoulliKeep(uint64_t seedKey, uint64_t i, double density) {
   const uint64_t u = splitmix64(seedKey + (i + 1) * kSplitmixGolden);
   return static_cast<double>(u >> 11) * 0x1.0p-53 < density;
+}
+
+// The normalization's divisor (the rules of the header above): without a consensus the weight sum, 1 where its magnitude is
+// below 1e-8; under one, the agreeing models' weight sum added from +0, 1 where it is 0. Every path's sparse merge takes them here.
+inline double weightSumDivisor(double wsum) { return std::fabs(wsum) < 1e-8 ? 1.0 : wsum; }
+inline double agreeingDivisor(double sum) { return sum == 0 ? 1.0 : sum; }
+// A one-model dest's divisor, which is the same for every element where the model agrees (the SIMD one-model loops').
+inline double oneModelDivisor(const SparseParams& p) {
+  const double w = p.models[0].weight;
+  return p.consensus != Consensus::None ? agreeingDivisor(0.0 + w) : weightSumDivisor(w);
 }
 
 // Elements [start, start + n) of a job of `count` elements: srcs[s] points at element `start`.
