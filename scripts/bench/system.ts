@@ -132,9 +132,15 @@ let heldFrom: string | null = null;
  * a run after a pause pays for fresh pages that a run right after another does not (holdGuestMemory turns that off).
  */
 function pageReporting(): string {
-  const order = sh(`cat ${REPORTING_ORDER} 2>/dev/null`);
-  const balloon = sh('ls /sys/bus/virtio/drivers/virtio_balloon 2>/dev/null | grep -c virtio');
-  if (!order || !balloon || balloon === '0') return 'none';
+  let order = '';
+  let balloon = false;
+  try {
+    order = fs.readFileSync(REPORTING_ORDER, 'utf8').trim();
+    balloon = fs.readdirSync('/sys/bus/virtio/drivers/virtio_balloon').some((name) => name.startsWith('virtio'));
+  } catch {
+    return 'none';
+  }
+  if (!order || !balloon) return 'none';
   if (heldFrom !== null) return `paused for the run (--hold-guest-memory: order ${heldFrom} raised to ${order}, above the largest block, and restored after)`;
   return `on, order ${order} (virtio_balloon: freed blocks of 2^${order} pages go back to the host; fresh pages after a pause are slow)`;
 }
