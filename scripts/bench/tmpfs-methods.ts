@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fastStorageSamples } from './fast-storage';
 import type { CachedPair } from './fixtures';
-import type { Timed } from './system';
+import { settleInCache, type Timed } from './system';
 import { cli, interpolateArgs, log, median, medianNote, medianRun, repeat, rows } from './common';
 
 /** The pair the methods run on, and for the three-model methods a third model of the same shape (`files` then lists its shards too). */
@@ -116,8 +116,9 @@ export function withRecipeFiles(models: MethodModels, methods: string[], run: (m
   }
 }
 
-/** `repeat` pairs of runs (the reference, then the method) per method; the row's ratio is the median of the paired ratios. */
+/** `repeat` pairs of runs (the reference, then the method) per method, inputs settled in the page cache first; the row's ratio is the median of the paired ratios. */
 export function runFastStorageMethods(models: MethodModels, tmpfs: string, methods: string[]) {
+  settleInCache(models.files);
   withRecipeFiles(models, methods, (method, recipe, reference) => {
     log(`tmpfs ${models.spec.label} ${method}`);
     const references: Timed[] = [];
