@@ -6,7 +6,7 @@
  */
 import * as path from 'node:path';
 import { Checkpoint } from '../model/checkpoint';
-import { dtypeAt, indexOfName, sameBytes, sameJoined, sameShapeAt, tensorShapeAt, tensorTableOf, type TensorTable } from '../model/tensor-table';
+import { dtypeAt, indexOfName, sameBytes, sameNameOrder, sameShapeAt, tensorShapeAt, tensorTableOf, type TensorTable } from '../model/tensor-table';
 import { WeightmixError } from '../errors';
 import { NativeJob, NativeOutput } from './native';
 import { PackedJobs, PackedJobWriter, unpackJobs } from './packed-jobs';
@@ -179,12 +179,5 @@ export function checkCompatible(a: Checkpoint, b: Checkpoint): void {
  * the usual pair, which then needs no check per tensor (an 18,867-tensor MoE pair); anything else goes through checkCompatible's loop.
  */
 function sameColumns(a: TensorTable, b: TensorTable): boolean {
-  return (
-    a.fileNamesTexts !== undefined &&
-    b.fileNamesTexts !== undefined &&
-    sameJoined(a.fileNamesTexts, b.fileNamesTexts) &&
-    sameBytes(a.shapeStarts, b.shapeStarts) &&
-    sameBytes(a.dims, b.dims) &&
-    sameBytes(a.dtypes, b.dtypes)
-  );
+  return sameNameOrder(a, b) && sameBytes(a.shapeStarts, b.shapeStarts) && sameBytes(a.dims, b.dims) && sameBytes(a.dtypes, b.dtypes);
 }

@@ -35,7 +35,7 @@ import { checkCompatible, planMerge, TensorRecipe } from '../engine/plan';
 import { FloatDtype, isFloatDtype, SafetensorsDtype } from '../format/dtypes';
 import { refuseUncomputedTensors } from '../model/uncomputed-tensors';
 import { checkpointLayout } from '../engine/output-layout';
-import { dtypeAt, indexOfName, tensorTableOf } from '../model/tensor-table';
+import { dtypeAt, indexOfName, sameNameOrder, tensorTableOf } from '../model/tensor-table';
 import {
   absentModulesNote,
   checkLayersExist,
@@ -379,17 +379,21 @@ function interpolationRecipes(
   };
   // The models' tables, read by name in layout order: each lookup first tries the position after the last one found.
   const tables = [tensorTableOf(instruct), tensorTableOf(thinking)];
+  // Both models list the same names in the same order (the usual pair, one compare of their texts): Thinking's position is
+  // Instruct's. Comparing two models' name strings one by one cost ~0.1 µs each, 2 ms per 18,867 tensors.
+  const sameOrder = sameNameOrder(tables[0], tables[1]);
   const next = [0, 0];
-  const dtypeOf = (m: number, name: string) => {
+  const positionOf = (m: number, name: string) => {
     const table = tables[m];
     // The usual answer, the position after the last one found, tried without a call.
     const at = table.names[next[m]] === name ? next[m] : indexOfName(table, name, next[m]);
     next[m] = at + 1;
-    return dtypeAt(table, at);
+    return at;
   };
   return (name, selected) => {
-    const a = dtypeOf(0, name);
-    const b = dtypeOf(1, name);
+    const i = positionOf(0, name);
+    const a = dtypeAt(tables[0], i);
+    const b = dtypeAt(tables[1], sameOrder ? i : positionOf(1, name));
     const float = isFloatDtype(a);
     const outDtype = float && dtype ? dtype : a;
     if (!selected || !float) return recipe(0, outDtype);

@@ -63,7 +63,11 @@ export function tensorShapeAt(table: TensorTable, i: number): number[] {
   return shapeAt(table, i);
 }
 
-/** Whether two column views hold the same bytes (one builtin compare, no step per value). */
+/** Whether two tables list the same names in the same order, known from their header readers' texts (false where either lacks them). */
+export function sameNameOrder(a: TensorTable, b: TensorTable): boolean {
+  return a.fileNamesTexts !== undefined && b.fileNamesTexts !== undefined && sameJoined(a.fileNamesTexts, b.fileNamesTexts);
+}
+
 /**
  * Whether two lists of strings make the same text joined, without joining them (a MoE model's names are ~1.2 MB of text): the same
  * strings in turn at once, else slice by slice where their boundaries differ (two models sharded differently).
@@ -85,6 +89,7 @@ export function sameJoined(a: readonly string[], b: readonly string[]): boolean 
   }
 }
 
+/** Whether two column views hold the same bytes (one builtin compare, no step per value). */
 export function sameBytes(a: ArrayBufferView, b: ArrayBufferView): boolean {
   return (
     a.byteLength === b.byteLength &&
