@@ -31,6 +31,14 @@ bool stringifiesAsItIs(std::string_view name) {
   return true;
 }
 
+// Whether a names text (each name followed by '\n') may hold a name that stringifiesAsItIs declines: any byte it looks at, tested for
+// the whole text in one pass that the compiler vectorizes (0xef over-approximates U+FFFD; such a text is then checked name by name).
+bool mayNeedEscape(std::string_view text) {
+  unsigned char suspect = 0;
+  for (unsigned char c : text) suspect |= static_cast<unsigned char>((c < 0x20) & (c != '\n')) | (c == '"') | (c == '\\') | (c == 0xef);
+  return suspect != 0;
+}
+
 }  // namespace
 
 std::optional<EncodedHeader> encodeHeader(const HeaderColumnsIn& in, size_t maxHeaderBytes) {
@@ -45,7 +53,8 @@ std::optional<EncodedHeader> encodeHeader(const HeaderColumnsIn& in, size_t maxH
     json += "\"__metadata__\":";
     json += *in.metadataJson;
   }
-  StringViewSet seen(in.count);
+  StringViewSet seen(in.namesUnique ? 0 : in.count);
+  const bool checkEach = mayNeedEscape(in.namesText);
   double end = 0;
   size_t pos = 0;
   for (size_t i = 0; i < in.count; i++) {
@@ -53,7 +62,7 @@ std::optional<EncodedHeader> encodeHeader(const HeaderColumnsIn& in, size_t maxH
     if (stop == std::string_view::npos) return std::nullopt;
     std::string_view name = in.namesText.substr(pos, stop - pos);
     pos = stop + 1;
-    if (name == "__metadata__" || !stringifiesAsItIs(name) || !seen.insert(name)) return std::nullopt;
+    if (name == "__metadata__" || (checkEach && !stringifiesAsItIs(name)) || (!in.namesUnique && !seen.insert(name))) return std::nullopt;
     uint8_t code = in.dtypes[i];
     if (code >= in.dtypeBits->size()) return std::nullopt;
     // Elements, left to right as the crate's checked fold; anything past 2^53-1 or a partial byte is the JavaScript encoder's error.

@@ -22,6 +22,7 @@ struct HeaderColumnsIn {
   const std::vector<std::string>* dtypeNames;
   const std::vector<uint32_t>* dtypeBits;
   std::optional<std::string_view> metadataJson;  // `__metadata__`'s value, already encoded
+  bool namesUnique = false;                       // a header reader's names, each once (it refuses a key given twice): no set to check
 };
 
 struct EncodedHeader {

@@ -183,7 +183,8 @@ Napi::Value EncodeHeaderColumns(const Napi::CallbackInfo& info) {
                      dims.ElementLength(),
                      &dtypeNames,
                      &dtypeBits,
-                     info[6].IsString() ? std::optional<std::string_view>(metadata) : std::nullopt};
+                     info[6].IsString() ? std::optional<std::string_view>(metadata) : std::nullopt,
+                     info.Length() > 8 && info[8].IsBoolean() && info[8].As<Napi::Boolean>().Value()};
   std::optional<EncodedHeader> encoded = encodeHeader(in, static_cast<size_t>(info[7].As<Napi::Number>().DoubleValue()));
   if (!encoded) return env.Null();
   Napi::Object out = Napi::Object::New(env);

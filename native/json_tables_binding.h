@@ -17,8 +17,8 @@ Napi::Value WeightMapNamesText(const Napi::CallbackInfo& info);
 // names are free of duplicates too. False for anything else (the caller's own checks then find the exact difference).
 Napi::Value WeightMapAgrees(const Napi::CallbackInfo& info);
 // JS: encodeHeaderColumns(namesText, dtypes: Uint8Array, shapeStarts: Uint32Array, dims: Float64Array, dtypeNames: string[],
-//   dtypeBits: Uint32Array, metadataJson: string | null, maxHeaderBytes) → null (declined) | { bytes: Buffer, starts: Float64Array,
-//   dataBytes }: header_encoder.h's encoder.
+//   dtypeBits: Uint32Array, metadataJson: string | null, maxHeaderBytes, namesUnique?: boolean) → null (declined) | { bytes: Buffer,
+//   starts: Float64Array, dataBytes }: header_encoder.h's encoder (namesUnique: a header reader's names, not checked for a repeat).
 Napi::Value EncodeHeaderColumns(const Napi::CallbackInfo& info);
 // JS: encodeIndexWeightMap(namesText (every shard's names, each followed by '\n'), shardCounts: Uint32Array, shardTails: string[],
 //   prefix, suffix) → null (declined) | Buffer: index_encoder.h's weight_map between prefix and suffix.

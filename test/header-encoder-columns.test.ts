@@ -5,7 +5,7 @@
  * replays them.
  */
 import { preloadNative } from '../lib/engine/native';
-import { nativeJsonTables, useNativeJsonTables } from '../lib/format/json-tables';
+import { namesTextIs, nativeJsonTables, useNativeJsonTables } from '../lib/format/json-tables';
 import { DTYPE_NAMES, SafetensorsDtype } from '../lib/format/dtypes';
 import { encodeHeaderColumns, encodeSafetensorsHeader, parseSafetensorsHeader } from '../lib/format/safetensors';
 import { shapeColumns } from '../lib/format/header-encoding';
@@ -152,11 +152,14 @@ test("the addon's header encoder leaves names it cannot write as they are (escap
   const tables = nativeJsonTables()!;
   const next = rng(seed + 6);
   const pieces = ['model.w', 'é', '\u{1f600}', '\ud800', '\udfff', 'a\ud83d', '\ufffd', '"', '\\', '\u0001', '\u001f', '\u007f', '\u2028', 'ok'];
-  const outcome = (names: string[]) => {
+  // recorded: the names as a header reader's (namesTextIs), which the addon then takes as each given once and scans as one text.
+  const outcome = (names: string[], recorded = false) => {
+    const list = [...names];
+    if (recorded) namesTextIs(list, list.map((n) => `${n}\n`).join(''));
     try {
       const { bytes, starts, dataBytes } = encodeHeaderColumns(
         'encodeSafetensorsHeader',
-        names,
+        list,
         Uint8Array.from(names, () => DTYPE_NAMES.indexOf('BF16')),
         shapeColumns(names.map(() => [2])),
         { format: 'pt' },
@@ -169,9 +172,11 @@ test("the addon's header encoder leaves names it cannot write as they are (escap
   for (let round = 0; round < 300; round++) {
     const names = [...new Set(Array.from({ length: 1 + Math.floor(next() * 4) }, (_, i) => `t${i}.${pieces[Math.floor(next() * pieces.length)]}`))];
     const withAddon = outcome(names);
+    const recorded = outcome(names, true);
     useNativeJsonTables(undefined);
     try {
       expect({ names, outcome: withAddon }).toEqual({ names, outcome: outcome(names) });
+      expect({ names, outcome: recorded }).toEqual({ names, outcome: outcome(names) });
     } finally {
       useNativeJsonTables(tables);
     }

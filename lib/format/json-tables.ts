@@ -88,6 +88,8 @@ export interface NativeJsonTablesAddon {
     dtypeBits: Uint32Array,
     metadataJson: string | null,
     maxHeaderBytes: number,
+    /** The names are a header reader's (namesTextIs), which refuses a key given twice: the encoder need not look for one (older addons ignore it). */
+    namesUnique?: boolean,
   ): { bytes: Buffer; starts: Float64Array; dataBytes: number } | null;
   encodeIndexWeightMap?(
     namesText: string | readonly string[],
@@ -112,8 +114,9 @@ const nativeMaps = new WeakMap<WeightMapColumns, NativeWeightMap>();
 const NAMES_TEXTS = new WeakMap<readonly string[], string>();
 
 /**
- * Records that `names` (never changed afterwards) are the names of `text`, each followed by '\n': a header's names as the addon's reader
+ * Records that `names` (never changed afterwards) are the names of `text`, each followed by '\n': one header's names as the addon's reader
  * gave them, which a checkpoint's layout hands to the header and index encoders (18,867 strings a MoE model, joined once each time).
+ * Only such texts: the header encoder takes a recorded list's names as each given once, as that reader vouched (it refuses a repeated key).
  */
 export function namesTextIs(names: readonly string[], text: string): void {
   NAMES_TEXTS.set(names, text);
@@ -182,8 +185,19 @@ export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTable
     encodeHeader(names, dtypes, shapes, metadataJson, maxHeaderBytes) {
       // The addon declines a name with anything to escape or a lone surrogate, which the JavaScript encoder then writes or refuses (a '\n' in a
       // name makes the count differ: declined too); a test here cost more than the encoding.
-      const text = namesTextOf(names);
-      return addon.encodeHeaderColumns(text, dtypes, shapes.shapeStarts, shapes.dims, DTYPE_NAMES, DTYPE_BIT_COLUMN, metadataJson, maxHeaderBytes);
+      const read = NAMES_TEXTS.get(names);
+      const text = read ?? namesTextOf(names);
+      return addon.encodeHeaderColumns(
+        text,
+        dtypes,
+        shapes.shapeStarts,
+        shapes.dims,
+        DTYPE_NAMES,
+        DTYPE_BIT_COLUMN,
+        metadataJson,
+        maxHeaderBytes,
+        read !== undefined,
+      );
     },
     weightMapAgrees(listed, stored) {
       // Only an index this addon read is kept there to check against; for any other, false leaves the decision to the caller's checks.
