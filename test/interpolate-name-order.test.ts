@@ -7,6 +7,7 @@
 import { openCheckpoint } from '../lib/model/checkpoint';
 import { interpolate } from '../lib/interpolation/interpolate';
 import { readTensorBytes } from '../lib/format/tensor-data';
+import type { SafetensorsDtype } from '../lib/format/dtypes';
 import { randomTensor, rng, TensorSpec, writeModel } from './helpers/models';
 import { referenceInterpolation } from './reference/interpolation';
 import { freshPath, useTempDir } from './helpers/temp-dir';
@@ -22,7 +23,7 @@ const reordered = [specs[0], ...specs.slice(1).reverse()];
 
 test('a Thinking model storing the same tensors in another order is interpolated tensor by tensor, by name', async () => {
   const next = rng(seed);
-  const data = (spec: TensorSpec) => randomTensor('BF16', 24, next);
+  const data = () => randomTensor('BF16', 24, next);
   const instruct = await writeModel(freshPath('instruct'), specs, 2, () => 'BF16', data, 'i');
   const thinking = await writeModel(freshPath('thinking'), reordered, 2, () => 'BF16', data, 't');
   const output = freshPath('out');
@@ -37,7 +38,7 @@ test('a Thinking model storing the same tensors in another order is interpolated
 test("numerics mi names the tensor whose dtypes differ, found by name in the Thinking model's own order", async () => {
   const next = rng(seed + 1);
   const f16 = specs[1].name;
-  const data = (spec: TensorSpec, dtype: 'BF16' | 'F16') => randomTensor(dtype, 24, next);
+  const data = (_: TensorSpec, dtype: SafetensorsDtype) => randomTensor(dtype === 'F16' ? 'F16' : 'BF16', 24, next);
   const instruct = await writeModel(freshPath('instruct'), specs, 2, () => 'BF16', data, 'i');
   const thinking = await writeModel(freshPath('thinking'), reordered, 2, (name) => (name === f16 ? 'F16' : 'BF16'), data, 't');
   await expect(interpolate({ instruct: instruct.dir, thinking: thinking.dir, lambda: 0.8, output: freshPath('out'), numerics: 'mi' })).rejects.toMatchObject({
