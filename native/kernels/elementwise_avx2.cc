@@ -78,6 +78,35 @@ __attribute__((target("avx2,fma,f16c"))) void ramMergeLoop(const void* const* sr
   }
 }
 
+// RAM with one model, 4 lanes of a step: b + (0 + (z * lambda + z * 0)), z = d where |fl32(x - base)| > epsilon (-1 in `m32`),
+// else d * 0. With one model the count c is the mask, so the general loop's terms reduce to these bit for bit: z * u is z (u = 1
+// where the mask holds; where not, z is ±0 or a NaN, which z * 0 leaves as it is), and (z * o) / div is z * 0 (o = 0, div = 1).
+WM_AVX2_INLINE __m256d ramOneModelHalf(__m128 b32, __m128 x32, __m128i m32, __m256d lambda) {
+  const __m256d zero = _mm256_setzero_pd();
+  const __m256d b = _mm256_cvtps_pd(b32), d = _mm256_sub_pd(_mm256_cvtps_pd(x32), b);
+  const __m256d z = _mm256_blendv_pd(rounded(_mm256_mul_pd(d, zero)), d, _mm256_castsi256_pd(_mm256_cvtepi32_epi64(m32)));
+  const __m256d term = _mm256_add_pd(rounded(_mm256_mul_pd(z, lambda)), rounded(_mm256_mul_pd(z, zero)));
+  return _mm256_add_pd(b, _mm256_add_pd(zero, term));
+}
+
+// RAM with one model, 8 elements a step: the mask is one 8-lane f32 compare, the 8 results one store.
+template <Dtype T, Dtype TO>
+__attribute__((target("avx2,fma,f16c"))) void ramOneModelLoop(const void* base, const void* model, const RamParams& p, size_t n, void* out) {
+  const __m256 eps = _mm256_set1_ps(p.epsilon), absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  const __m256d lambda = _mm256_set1_pd(p.lambda[0]);
+  for (size_t j = 0; j + 8 <= n; j += 8) {
+    const __m256 b8 = load8<T>(base, j), x8 = load8<T>(model, j);
+    const __m256i m8 = _mm256_castps_si256(_mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(x8, b8), absMask), eps, _CMP_GT_OQ));
+    const __m256d lo = ramOneModelHalf(_mm256_castps256_ps128(b8), _mm256_castps256_ps128(x8), _mm256_castsi256_si128(m8), lambda);
+    const __m256d hi = ramOneModelHalf(_mm256_extractf128_ps(b8, 1), _mm256_extractf128_ps(x8, 1), _mm256_extracti128_si256(m8, 1), lambda);
+    if constexpr (TO == Dtype::BF16) {
+      if (storeNormalBF16x8(out, j, lo, hi)) continue;
+    }
+    storeResult4<TO>(out, j, lo);
+    storeResult4<TO>(out, j + 4, hi);
+  }
+}
+
 template <Dtype T>
 __attribute__((target("avx2,fma,f16c"))) void ramCountsLoop(const void* const* srcs, const RamParams& p, size_t n, uint64_t* shared, uint64_t* unique) {
   const size_t m = p.sources.size();
@@ -152,10 +181,18 @@ void ramMerge(const void* const* srcs, const Dtype* types, const RamParams& p, s
     at = rest.data();
   }
   uint8_t* restOut = static_cast<uint8_t*>(out) + wide * dtypeSize(to);
-  const size_t full = same ? (n - wide) - (n - wide) % 4 : 0;
+  // One model: 8 a step (a whole number of them); several: 4.
+  const size_t step = p.sources.size() == 1 ? 8 : 4;
+  const size_t full = same ? (n - wide) - (n - wide) % step : 0;
   if (full > 0) {
     withDtype(types[p.base], [&](auto T) {
-      withDtype(to, [&](auto O) { ramMergeLoop<decltype(T)::value, decltype(O)::value>(at, p, full, restOut); });
+      withDtype(to, [&](auto O) {
+        if (step == 8) {
+          ramOneModelLoop<decltype(T)::value, decltype(O)::value>(at[p.base], at[p.sources[0]], p, full, restOut);
+        } else {
+          ramMergeLoop<decltype(T)::value, decltype(O)::value>(at, p, full, restOut);
+        }
+      });
     });
   }
   if (wide + full == n) return;

@@ -47,16 +47,20 @@ void testRam(uint64_t seed) {
           if (r.next() % 4 == 0) std::memcpy(nearBase[s].data() + i * wm::dtypeSize(t), src[s].data() + i * wm::dtypeSize(t), wm::dtypeSize(t));
         }
       }
-      for (int variant = 0; variant < 15; ++variant) {
+      for (int variant = 0; variant < 21; ++variant) {
         wm::RamParams p;
         p.base = 0;
         const float eps[] = {0.0f, 0.01f, 1e-3f};
-        p.epsilon = eps[variant % 3];
-        // Variants 0-8: 1-3 models; 9-14: 4-9 models (odd ones near the base).
-        const uint32_t models = variant < 9 ? 1 + static_cast<uint32_t>(variant) % 3 : static_cast<uint32_t>(variant) - 5;
+        // Variants 15-20 (one model, the AVX2 path's own loop): the epsilons the others give one model no other way, a negative
+        // one (every lane kept) included, and lambdas of 0 and below.
+        const float oneModelEps[] = {0.01f, 1e-3f, -1.0f};
+        const double oneModelLambda[] = {0.0, -0.7, 2.5};
+        p.epsilon = variant < 15 ? eps[variant % 3] : oneModelEps[variant % 3];
+        // Variants 0-8: 1-3 models; 9-14: 4-9 models (odd ones near the base); 15-20: one model (odd ones near the base).
+        const uint32_t models = variant < 9 ? 1 + static_cast<uint32_t>(variant) % 3 : variant < 15 ? static_cast<uint32_t>(variant) - 5 : 1;
         for (uint32_t k = 1; k <= models; ++k) {
           p.sources.push_back(k);
-          p.lambda.push_back(variant < 3 ? 1.0 : 1.0 + 0.37 * k);
+          p.lambda.push_back(variant >= 15 ? oneModelLambda[(variant / 2) % 3] : variant < 3 ? 1.0 : 1.0 + 0.37 * k);
         }
         const auto& from = (variant >= 6 && variant < 9) || (variant >= 9 && variant % 2 == 1) ? nearBase : src;
         const void* srcs[kSources];
