@@ -10,8 +10,25 @@ import { nativeJsonTables } from '../format/json-tables';
 
 /** index.json rebuilt from what was planned and written: total_size is the tensor bytes, as HF writes it. */
 export async function writeIndex(model: PlannedModel): Promise<void> {
-  if (!model.indexed) return;
-  await fs.promises.writeFile(path.join(model.dir, INDEX_FILE), indexFile(model));
+  await preparedIndex(model)();
+}
+
+/**
+ * writeIndex in two steps: the bytes made now, the file written by the function returned (a failure to make them is thrown there,
+ * not here). A run makes them while the engine writes the shards, since a MoE index sorts 18,867 names, and writes them once the
+ * shards' space is reserved (engine/alongside.ts), which on tmpfs comes near the end of the run.
+ */
+export function preparedIndex(model: PlannedModel): () => Promise<void> {
+  if (!model.indexed) return async () => {};
+  let bytes: Buffer | string;
+  try {
+    bytes = indexFile(model);
+  } catch (error) {
+    return async () => {
+      throw error;
+    };
+  }
+  return () => fs.promises.writeFile(path.join(model.dir, INDEX_FILE), bytes);
 }
 
 /** indexText's bytes: written by the addon when it vouches for every name (no string, Map entry or sort compare per tensor in JavaScript), else indexText. */

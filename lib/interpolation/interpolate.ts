@@ -8,7 +8,7 @@ import { hubProvenance, openModels } from '../hub/open-model';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { environmentError, usageError, WeightmixError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
-import { copySidecars, modelName, writeIndex, writeModelCard } from '../engine/model-files';
+import { copySidecars, modelName, preparedIndex, writeModelCard } from '../engine/model-files';
 import { executeMergePlan, MergeProgress } from '../engine/execute-plan';
 import { besideReserved } from '../engine/alongside';
 import { preloadNative } from '../engine/native';
@@ -287,12 +287,18 @@ export async function runInterpolation(
       threads,
     );
     const engine = { threads, blockBytes: writeBlockBytes, direct: options.direct ?? true, device };
-    const running = (onReserved: () => void) => executeMergePlan(plan, engine, { ...options, onReserved }, name);
+    let indexWrites: (() => Promise<void>)[] = [];
+    const running = (onReserved: () => void) => {
+      const run = executeMergePlan(plan, engine, { ...options, onReserved }, name);
+      // The indexes' bytes are made while the engine runs; only their writing waits for its reservation.
+      indexWrites = plan.models.map(preparedIndex);
+      return run;
+    };
     const from = filesFrom === 'thinking' ? thinking : instruct;
     const writeFiles = async () => {
       for (let o = 0; o < targets.length; o++) {
         const model = plan.models[o];
-        await writeIndex(model);
+        await indexWrites[o]();
         await copySidecars(from, model.dir, dtype);
         await writeModelCard(model.dir, {
           title: `${modelName(instruct)} × ${modelName(thinking)} at λ = ${targets[o].lambda}`,

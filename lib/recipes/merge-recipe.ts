@@ -17,7 +17,7 @@ import { executeMergePlan, MergeProgress, runStatisticsPlan } from '../engine/ex
 import { besideReserved } from '../engine/alongside';
 import { Moments, runMomentsPass } from '../engine/moments';
 import { methodFor } from './methods';
-import { copySidecars, writeIndex, writeModelCard } from '../engine/model-files';
+import { copySidecars, preparedIndex, writeIndex, writeModelCard } from '../engine/model-files';
 import { writePassBlockBytes } from '../engine/block-bytes';
 import { EngineOptions, parseBlockBytes, parseDevice, parseOutputFolder, parsePart, parseThreads, showValue } from '../options';
 import { partShardFilter } from '../engine/parts';
@@ -286,9 +286,15 @@ async function mergeModels(
       );
     const writeBlockBytes = await writePassBlockBytes(options.blockBytes === undefined ? undefined : blockBytes, [tx.tempDir], threads);
     const model = plan.models[0];
+    let indexWrite = () => writeIndex(model);
     const ran = await besideReserved(
-      (onReserved) => executeMergePlan(plan, { threads, blockBytes: writeBlockBytes, direct, device }, { ...options, onReserved }, name),
-      () => finishRecipeOutput(model, recipe, ckpts, planned, recipes),
+      (onReserved) => {
+        const run = executeMergePlan(plan, { threads, blockBytes: writeBlockBytes, direct, device }, { ...options, onReserved }, name);
+        // The index's bytes are made while the engine runs; only its writing waits for the reservation.
+        indexWrite = preparedIndex(model);
+        return run;
+      },
+      () => finishRecipeOutput(model, recipe, ckpts, planned, recipes, indexWrite),
     );
     await tx.commit(options.signal);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -333,17 +339,18 @@ export function recipeMetadata(recipe: Recipe, ckpts: ModelCheckpoint[]): Record
   return { format: 'pt', weightmix: JSON.stringify(recipeRecord(recipe, ckpts)) };
 }
 
-/** The files beside the shards: index, config and tokenizer (layer count fixed for stacks), model card. */
+/** The files beside the shards: index (`writeIndexFile`: preparedIndex's, when its bytes were made during the run), config and tokenizer (layer count fixed for stacks), model card. */
 export async function finishRecipeOutput(
   model: PlannedModel,
   recipe: Recipe,
   ckpts: ModelCheckpoint[],
   planned: RecipePlan,
   recipes: ReadonlyMap<string, TensorRecipe>,
+  writeIndexFile: () => Promise<void> = () => writeIndex(model),
 ): Promise<void> {
   const method = methodFor(recipe.method);
   const { tensors: out, layers, layerSources, views } = planned;
-  await writeIndex(model);
+  await writeIndexFile();
   // As mergekit: the config (and generation config) of the base model, else of the first; the tokenizer of the tokenizer source.
   const from = ckpts[configModel(recipe)];
   const tokenizerFrom = ckpts[recipe.tokenizerSource];
