@@ -42,6 +42,7 @@ import {
   checkSkippedModulesExist,
   describeSelection,
   isSelected,
+  selectsAll,
   parseSelection,
   SelectionInput,
 } from '../model/selection';
@@ -215,7 +216,7 @@ export async function runInterpolation(
     name('layers'),
   );
   // The tensors left out, not a table of all: without a selection (the usual run) it stays empty.
-  const unselected = new Set(instruct.names.filter((n) => !isSelected(n, selection)));
+  const unselected = selectsAll(selection) ? new Set<string>() : new Set(instruct.names.filter((n) => !isSelected(n, selection)));
   const selectedTensors = instruct.names.length - unselected.size;
   if (selectedTensors === 0) {
     throw usageError(

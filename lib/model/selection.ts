@@ -54,9 +54,13 @@ function layerRangesText(ranges: unknown, name: string): string {
   return (ranges as [number, number][]).map(([a, b]) => `${a}-${b}`).join(',');
 }
 
+/** Whether the selection picks every tensor (none was given): no name to classify (a MoE model has tens of thousands). */
+export function selectsAll(sel: Selection): boolean {
+  return !sel.layers && !sel.modules && !sel.skipModules;
+}
+
 export function isSelected(name: string, sel: Selection): boolean {
-  // No selection picks every tensor: no name to classify (a MoE model has tens of thousands).
-  if (!sel.layers && !sel.modules && !sel.skipModules) return true;
+  if (selectsAll(sel)) return true;
   const role = classifyTensor(name);
   if (sel.layers) {
     if (role.layer === null) return false;
