@@ -79,8 +79,8 @@ function evictFromCache(files: string[]): void {
 
 /**
  * Puts `files` in the page cache as a cold read leaves them: evicted, then read once. How the cache holds a file (the size of its
- * folios) follows whatever read or wrote it first, and a file cached in small pieces costs pread ~20 % more to copy out; settled
- * alike, two pairs compare as engines, not as cache histories.
+ * folios) follows whatever read or wrote it first: a MoE shard written 4 KiB at a time copied out of the cache at 7–8 GB/s, the same
+ * bytes written at once at 14–15. Settled alike, two pairs compare as engines, not as cache histories.
  */
 export function settleInCache(files: string[]): void {
   evictFromCache(files);
