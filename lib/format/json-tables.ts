@@ -124,7 +124,12 @@ export function namesTextIs(names: readonly string[], text: string): void {
 
 /** The names each followed by '\n': the text recorded for this list, or their join. */
 function namesTextOf(names: readonly string[]): string {
-  return NAMES_TEXTS.get(names) ?? (names.length === 0 ? '' : names.join('\n') + '\n');
+  return NAMES_TEXTS.get(names) ?? joinedNames(names);
+}
+
+/** The names each followed by '\n', joined. */
+function joinedNames(names: readonly string[]): string {
+  return names.length === 0 ? '' : names.join('\n') + '\n';
 }
 
 /** The readers over the addon's functions: names split out of its one text (one builtin call, not a Node-API string per name). */
@@ -186,7 +191,7 @@ export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTable
       // The addon declines a name with anything to escape or a lone surrogate, which the JavaScript encoder then writes or refuses (a '\n' in a
       // name makes the count differ: declined too); a test here cost more than the encoding.
       const read = NAMES_TEXTS.get(names);
-      const text = read ?? namesTextOf(names);
+      const text = read ?? joinedNames(names);
       return addon.encodeHeaderColumns(
         text,
         dtypes,

@@ -129,5 +129,15 @@ WM_AVX2_INLINE void storeResult4(void* out, size_t i, __m256d x) {
   }
 }
 
+// storeResult4 of 8 results (lo: elements i .. i + 3, hi: i + 4 .. i + 7): bf16 of normal magnitude in one store (storeNormalBF16x8).
+template <Dtype TO>
+WM_AVX2_INLINE void storeResult8(void* out, size_t i, __m256d lo, __m256d hi) {
+  if constexpr (TO == Dtype::BF16) {
+    if (storeNormalBF16x8(out, i, lo, hi)) return;
+  }
+  storeResult4<TO>(out, i, lo);
+  storeResult4<TO>(out, i + 4, hi);
+}
+
 }  // namespace avx2
 }  // namespace wm

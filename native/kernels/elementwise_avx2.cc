@@ -99,11 +99,7 @@ __attribute__((target("avx2,fma,f16c"))) void ramOneModelLoop(const void* base, 
     const __m256i m8 = _mm256_castps_si256(_mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(x8, b8), absMask), eps, _CMP_GT_OQ));
     const __m256d lo = ramOneModelHalf(_mm256_castps256_ps128(b8), _mm256_castps256_ps128(x8), _mm256_castsi256_si128(m8), lambda);
     const __m256d hi = ramOneModelHalf(_mm256_extractf128_ps(b8, 1), _mm256_extractf128_ps(x8, 1), _mm256_extracti128_si256(m8, 1), lambda);
-    if constexpr (TO == Dtype::BF16) {
-      if (storeNormalBF16x8(out, j, lo, hi)) continue;
-    }
-    storeResult4<TO>(out, j, lo);
-    storeResult4<TO>(out, j + 4, hi);
+    storeResult8<TO>(out, j, lo, hi);
   }
 }
 

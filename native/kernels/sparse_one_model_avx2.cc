@@ -62,10 +62,7 @@ __attribute__((target("avx2,fma,f16c"))) void oneModelLoop(const void* const* sr
     }
     const __m256d lo = merged4<P, Agree>(_mm256_cvtps_pd(_mm256_castps256_ps128(b32)), _mm256_cvtps_pd(_mm256_castps256_ps128(x32)), keepLo, c);
     const __m256d hi = merged4<P, Agree>(_mm256_cvtps_pd(_mm256_extractf128_ps(b32, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(x32, 1)), keepHi, c);
-    if (!storeNormalBF16x8(out, j, lo, hi)) {
-      storeResult4<Dtype::BF16>(out, j, lo);
-      storeResult4<Dtype::BF16>(out, j + 4, hi);
-    }
+    storeResult8<Dtype::BF16>(out, j, lo, hi);
   }
 }
 
