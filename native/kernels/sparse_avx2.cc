@@ -89,25 +89,32 @@ __attribute__((target("avx2,fma,f16c,avx512f,avx512dq,avx512vl"), flatten)) void
   sparseKeepLoop<true, true>(absBits, m, indexBits, count, start, n, keep);
 }
 
-// l1SlotsOfKept 8 lanes a step, every lane's slot in set 0 (the sets' sums add up the same: on the Zen 3 the adds to one set
-// forward each other's stores for less than the 8 sets' spread costs, L1Accumulator::add ~30 % fewer samples in dare_ties), the
-// last few by the scalar step.
-__attribute__((target("avx2,fma,f16c"))) void l1SlotsOfKept8(const uint32_t* a, const uint8_t* kept, size_t from, size_t len, uint32_t* slot,
-                                                             uint32_t* mant) {
+// l1Slots 8 lanes a step, fused: the keep rule's lane masks (sparse_keep_avx2.h) give each lane's kept slot and the step's byte of
+// keep bits at once (no keep bytes stored and read back, no packBits). Every lane's slot in set 0 (the sets' sums add up the same: on
+// the Zen 3 the adds to one set forward each other's stores for less than the 8 sets' spread costs, L1Accumulator::add ~30 % fewer
+// samples in dare_ties). Elements [0, n - n % 8); the caller does the rest.
+template <bool Windowed>
+__attribute__((target("avx2,fma,f16c"))) void l1SlotsLoop(const uint32_t* a, const SparseModel& m, uint32_t indexBits, uint64_t count,
+                                                          uint64_t start, size_t n, uint32_t* slot, uint32_t* mant, uint8_t* bits) {
+  KeepSteps<false, Windowed> steps(m, indexBits, count, start);
   const __m256i zero = _mm256_setzero_si256(), fraction = _mm256_set1_epi32(0x7FFFFF), implicit = _mm256_set1_epi32(1 << 23);
   const __m256i infinite = _mm256_set1_epi32(0x7F800000);  // |d| bits: the sign is clear, so the signed compare orders them
-  size_t i = 0;
-  for (; i + 8 <= len; i += 8) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + from + i));
+  for (size_t j = 0; j + 8 <= n; j += 8) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j));
+    const __m256i keepLo = steps.mask(_mm256_castsi256_si128(v)), keepHi = steps.mask(_mm256_extracti128_si256(v, 1));
+    // The two halves' 64-bit masks as 8 lanes of 32 bits in element order (the shuffle interleaves their pairs; the permute
+    // restores them), 1 where kept.
+    const __m256i kept32 = _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(keepLo), _mm256_castsi256_ps(keepHi), 0x88)), 0xD8);
     const __m256i e = _mm256_srli_epi32(v, 23);
     const __m256i subnormal = _mm256_cmpeq_epi32(e, zero);  // -1: bucket e + 1, no implicit bit
-    const __m256i k = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(kept + i)));
-    const __m256i s = _mm256_add_epi32(_mm256_slli_epi32(_mm256_sub_epi32(e, subnormal), 1), k);
+    const __m256i s = _mm256_add_epi32(_mm256_slli_epi32(_mm256_sub_epi32(e, subnormal), 1), _mm256_srli_epi32(kept32, 31));
     const __m256i addend = _mm256_or_si256(_mm256_and_si256(v, fraction), _mm256_andnot_si256(subnormal, implicit));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(slot + from + i), s);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(mant + from + i), _mm256_and_si256(addend, _mm256_cmpgt_epi32(infinite, v)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(slot + j), s);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(mant + j), _mm256_and_si256(addend, _mm256_cmpgt_epi32(infinite, v)));
+    if (bits != nullptr) {
+      bits[j / 8] = static_cast<uint8_t>(_mm256_movemask_pd(_mm256_castsi256_pd(keepLo)) | _mm256_movemask_pd(_mm256_castsi256_pd(keepHi)) << 4);
+    }
   }
-  l1SlotsOfKept(a, kept + i, from + i, len - i, slot, mant);
 }
 
 // permutevar8x32 indices that move the 64-bit lanes selected by a 4-bit mask to the front, in order.
@@ -301,10 +308,17 @@ void sparseKeep(const uint32_t* absBits, const SparseModel& m, uint32_t indexBit
 
 void l1Slots(const uint32_t* a, const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start, size_t n, uint32_t* slot, uint32_t* mant,
              uint8_t* bits) {
-  // Elements [0, wide) 8 at a time with AVX-512 where the CPU has it; the rest as the scalar loop does, with this backend's keep rule.
-  const size_t wide = avx512Enabled() ? n - n % 8 : 0;
-  if (wide > 0) l1SlotsAvx512(a, m, indexBits, count, start, wide, slot, mant, bits);
-  l1SlotsBy(avx2::sparseKeep, l1SlotsOfKept8, a, m, indexBits, count, start, wide, n, slot, mant, bits);
+  // Elements [0, wide) 8 at a time (AVX-512 where the CPU has it, else the fused AVX2 step); the rest as the scalar loop does, with this
+  // backend's keep rule.
+  const size_t wide = n - n % 8;
+  if (avx512Enabled()) {
+    l1SlotsAvx512(a, m, indexBits, count, start, wide, slot, mant, bits);
+  } else if (windowHoldsAll(m, indexBits)) {
+    l1SlotsLoop<false>(a, m, indexBits, count, start, wide, slot, mant, bits);
+  } else {
+    l1SlotsLoop<true>(a, m, indexBits, count, start, wide, slot, mant, bits);
+  }
+  l1SlotsBy(avx2::sparseKeep, l1SlotsOfKept, a, m, indexBits, count, start, wide, n, slot, mant, bits);
 }
 
 void sparseMerge(const void* const* srcs, const Dtype* types, const SparseParams& p, uint64_t count, uint64_t start, size_t n, void* out,
