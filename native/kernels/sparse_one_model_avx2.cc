@@ -47,14 +47,15 @@ __attribute__((target("avx2,fma,f16c"))) void oneModelLoop(const void* const* sr
   const void* x = srcs[m.source];
   KeepSteps<false, true> steps(m, p.indexBits, count, start);
   const __m256i absMask = _mm256_set1_epi32(0x7FFFFFFF);
-  const __m256i laneBit = _mm256_set_epi64x(8, 4, 2, 1);
+  const __m256i loBits = _mm256_set_epi64x(8, 4, 2, 1), hiBits = _mm256_set_epi64x(128, 64, 32, 16);
   for (size_t j = 0; j < n; j += 8) {
     const __m256 b32 = load8<Dtype::BF16>(base, j), x32 = load8<Dtype::BF16>(x, j);
     __m256i keepLo, keepHi;
     if constexpr (K == KeepRule::Bits) {
-      const uint32_t bits = keptBitsFrom(m.keepBits, start + j);
-      keepLo = _mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x(bits & 0xF), laneBit), laneBit);
-      keepHi = _mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x((bits >> 4) & 0xF), laneBit), laneBit);
+      // The step's 8 keep bits in every lane (one broadcast, not one per half), each lane testing its own.
+      const __m256i bits = _mm256_set1_epi64x(keptBitsFrom(m.keepBits, start + j));
+      keepLo = _mm256_cmpeq_epi64(_mm256_and_si256(bits, loBits), loBits);
+      keepHi = _mm256_cmpeq_epi64(_mm256_and_si256(bits, hiBits), hiBits);
     } else {
       const __m256i a = _mm256_and_si256(_mm256_castps_si256(_mm256_sub_ps(x32, b32)), absMask);
       keepLo = steps.mask(_mm256_castsi256_si128(a));
