@@ -46,10 +46,7 @@ __attribute__((target("avx2,fma,f16c"))) void absDeltaBitsLoop(const void* base,
 
 
 struct ModelLanes {
-  __m256i lowF, highF;  // cuts ^ kFlip
-  bool masked;          // 0 < density < 1
-  __m256i maskLimit;    // keep when (u >> 11) < ceil(density * 2^53): bernoulliKeep's double compare, in integers
-  __m256i counter;      // seedKey + (i + 1) * golden for the step's 4 elements
+  KeepSteps<false, true> rule;  // the rank-key window and DARE's mask (sparse_keep_avx2.h), where bits is null
   __m256d scale, weight;
   const uint8_t* bits;  // SparseModel::keepBits: the keep rule read, not computed
 };
@@ -202,26 +199,21 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
   for (size_t k = 0; k < m; ++k) {
     const SparseModel& sm = p.models[k];
     ModelLanes& l = lanes[k];
-    l.lowF = _mm256_set1_epi64x(static_cast<long long>(sm.lowKey ^ kFlip));
-    l.highF = _mm256_set1_epi64x(static_cast<long long>(sm.highKey ^ kFlip));
-    l.masked = sm.density > 0 && sm.density < 1;
+    l.rule = KeepSteps<false, true>(sm, p.indexBits, count, start);
     l.bits = sm.keepBits;
-    l.maskLimit = _mm256_set1_epi64x(l.masked ? static_cast<long long>(std::ceil(sm.density * 0x1.0p53)) : 0);
-    l.counter = splitmixCounters4(sm.seedKey, start);
     l.scale = _mm256_set1_pd(static_cast<double>(sm.scale));
     l.weight = _mm256_set1_pd(sm.weight);
     wsum = k == 0 ? sm.weight : wsum + sm.weight;
   }
-  const __m256i step = _mm256_set1_epi64x(static_cast<long long>(4 * kSplitmixGolden));
   const double constDiv = weightSumDivisor(wsum);
   const __m128i absMask = _mm_set1_epi32(0x7FFFFFFF);
-  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(p.indexBits));
+  // The step's index parts ^ kFlip, one for every model's window (KeepSteps::maskAt).
   const uint64_t top = count - 1 - start;
-  __m256i rev = _mm256_set_epi64x(static_cast<long long>(top - 3), static_cast<long long>(top - 2), static_cast<long long>(top - 1),
-                                  static_cast<long long>(top));
+  __m256i revF = _mm256_xor_si256(_mm256_set_epi64x(static_cast<long long>(top - 3), static_cast<long long>(top - 2), static_cast<long long>(top - 1),
+                                                    static_cast<long long>(top)),
+                                  _mm256_set1_epi64x(static_cast<long long>(kFlip)));
   const __m256i four = _mm256_set1_epi64x(4);
   const __m256d lambda = _mm256_set1_pd(p.lambda), zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
-  const __m256i flip = _mm256_set1_epi64x(static_cast<long long>(kFlip));
   const __m256i laneBit = _mm256_set_epi64x(8, 4, 2, 1);
   // One model with a sign consensus: its v agrees exactly when it is neither zero nor NaN, and then
   // mixed / div = v / (0 + w, or 1 where that is 0); else +0 / 1 = +0 (the general loop's values).
@@ -236,7 +228,6 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
     const __m256d b = _mm256_cvtps_pd(b32);
     __m256d sum = zero;
     __m256i signs = _mm256_setzero_si256();
-    const __m256i revF = _mm256_xor_si256(rev, flip);
     for (size_t k = 0; k < m; ++k) {
       ModelLanes& l = lanes[k];
       const __m128 x32 = load4<T>(srcs[p.models[k].source], j);
@@ -244,13 +235,7 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
       if (l.bits != nullptr) {
         keep = _mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x(keptBitsFrom(l.bits, start + j) & 0xF), laneBit), laneBit);
       } else {
-        const __m128i abs = _mm_and_si128(_mm_castps_si128(_mm_sub_ps(x32, b32)), absMask);
-        const __m256i keyF = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(abs), shift), revF);  // key ^ kFlip (keys < 2^63)
-        keep = _mm256_andnot_si256(_mm256_cmpgt_epi64(l.lowF, keyF), _mm256_cmpgt_epi64(l.highF, keyF));
-        if (l.masked) {
-          keep = _mm256_and_si256(keep, _mm256_cmpgt_epi64(l.maskLimit, _mm256_srli_epi64(splitmix64x4<false>(l.counter), 11)));
-          l.counter = _mm256_add_epi64(l.counter, step);
-        }
+        keep = l.rule.maskAt(_mm_and_si128(_mm_castps_si128(_mm_sub_ps(x32, b32)), absMask), revF);
       }
       const __m256d e = _mm256_and_pd(_mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(x32), b), l.scale), _mm256_castsi256_pd(keep));
       const __m256d v = rounded(_mm256_mul_pd(l.weight, e));
@@ -268,7 +253,7 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
       const __m256d quotient = soleByProduct ? _mm256_mul_pd(vs[0], soleFactor) : _mm256_div_pd(vs[0], soleDiv);
       mixed = _mm256_and_pd(p.normalize ? quotient : vs[0], agree);
       storeResult4<TO>(out, j, _mm256_add_pd(b, rounded(_mm256_mul_pd(mixed, lambda))));
-      rev = _mm256_sub_epi64(rev, four);
+      revF = _mm256_sub_epi64(revF, four);
       continue;
     }
     if constexpr (C == Consensus::None) {
@@ -288,7 +273,7 @@ __attribute__((target("avx2,fma,f16c"))) void sparseMergeLoop(const void* const*
     }
     if (p.normalize) mixed = C == Consensus::None && constByProduct ? _mm256_mul_pd(mixed, constFactor) : _mm256_div_pd(mixed, div);
     storeResult4<TO>(out, j, _mm256_add_pd(b, rounded(_mm256_mul_pd(mixed, lambda))));
-    rev = _mm256_sub_epi64(rev, four);
+    revF = _mm256_sub_epi64(revF, four);
   }
 }
 

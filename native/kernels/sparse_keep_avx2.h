@@ -1,5 +1,5 @@
 // sparsify.h's keep rule of one model in AVX2, 4 elements a step: the rank-key window and DARE's random mask, shared by the
-// keep loop (sparse_avx2.cc) and the one-model merge (sparse_one_model_avx2.cc). Include only where WM_HAVE_AVX2_BACKEND is defined.
+// keep loop, the L1 slots and the multi-model merge (sparse_avx2.cc) and the one-model merge (sparse_one_model_avx2.cc). Include only where WM_HAVE_AVX2_BACKEND is defined.
 #pragma once
 #include <immintrin.h>
 
@@ -26,6 +26,7 @@ struct KeepSteps {
   __m128i shift;
   __m256i revF;  // the next 4 elements' index parts ^ kFlip
 
+  KeepSteps() = default;
   WM_AVX2_INLINE KeepSteps(const SparseModel& m, uint32_t indexBits, uint64_t count, uint64_t start)
       : lowF(_mm256_set1_epi64x(static_cast<long long>(m.lowKey ^ kFlip))),
         highF(_mm256_set1_epi64x(static_cast<long long>(m.highKey ^ kFlip))),
@@ -41,11 +42,16 @@ struct KeepSteps {
 
   // The next 4 elements (a: their |d| bits): -1 in the 64-bit lanes of those kept.
   WM_AVX2_INLINE __m256i mask(__m128i a) {
+    const __m256i k = maskAt(a, revF);
+    if constexpr (Windowed) revF = _mm256_sub_epi64(revF, _mm256_set1_epi64x(4));  // keeps the flipped top bit: rev stays below 2^63
+    return k;
+  }
+  // The same with the 4 elements' index parts ^ kFlip given (a merge of several models steps one for all of them).
+  WM_AVX2_INLINE __m256i maskAt(__m128i a, __m256i indexF) {
     __m256i k = _mm256_set1_epi64x(-1);
     if constexpr (Windowed) {
-      const __m256i keyF = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(a), shift), revF);
+      const __m256i keyF = _mm256_or_si256(_mm256_sll_epi64(_mm256_cvtepu32_epi64(a), shift), indexF);
       k = _mm256_andnot_si256(_mm256_cmpgt_epi64(lowF, keyF), _mm256_cmpgt_epi64(highF, keyF));
-      revF = _mm256_sub_epi64(revF, _mm256_set1_epi64x(4));  // keeps the flipped top bit: rev stays below 2^63
     }
     if (masked) {
       k = _mm256_and_si256(k, _mm256_cmpgt_epi64(limit, _mm256_srli_epi64(splitmix64x4<Wide>(counter), 11)));
