@@ -101,7 +101,8 @@ __attribute__((target("avx2,fma,f16c"))) void l1SlotsLoop(const uint32_t* a, con
     const __m256i keepLo = steps.mask(_mm256_castsi256_si128(v)), keepHi = steps.mask(_mm256_extracti128_si256(v, 1));
     // The two halves' 64-bit masks as 8 lanes of 32 bits in element order (the shuffle interleaves their pairs; the permute
     // restores them), 1 where kept.
-    const __m256i kept32 = _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(keepLo), _mm256_castsi256_ps(keepHi), 0x88)), 0xD8);
+    const __m256 pairs = _mm256_shuffle_ps(_mm256_castsi256_ps(keepLo), _mm256_castsi256_ps(keepHi), 0x88);
+    const __m256i kept32 = _mm256_permute4x64_epi64(_mm256_castps_si256(pairs), 0xD8);
     const __m256i e = _mm256_srli_epi32(v, 23);
     const __m256i subnormal = _mm256_cmpeq_epi32(e, zero);  // -1: bucket e + 1, no implicit bit
     const __m256i s = _mm256_add_epi32(_mm256_slli_epi32(_mm256_sub_epi32(e, subnormal), 1), _mm256_srli_epi32(kept32, 31));

@@ -1,5 +1,6 @@
 // sparsify.h's keep rule of one model in AVX2, 4 elements a step: the rank-key window and DARE's random mask, shared by the
-// keep loop, the L1 slots and the multi-model merge (sparse_avx2.cc) and the one-model merge (sparse_one_model_avx2.cc). Include only where WM_HAVE_AVX2_BACKEND is defined.
+// keep loop, the L1 slots and the multi-model merge (sparse_avx2.cc) and the one-model merge (sparse_one_model_avx2.cc).
+// Include only where WM_HAVE_AVX2_BACKEND is defined.
 #pragma once
 #include <immintrin.h>
 
