@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "header_encoder.h"
+#include "header_layout.h"
 #include "index_encoder.h"
 #include "json_tables.h"
 #include "string_view_table.h"
@@ -100,6 +101,23 @@ Napi::Value ReadHeaderTable(const Napi::CallbackInfo& info) {
   out.Set("dims", column<Napi::Float64Array>(env, table->dims));
   out.Set("offsets", column<Napi::Float64Array>(env, table->offsets));
   out.Set("metadata", table->hasMetadata ? Napi::Value(strings(env, text, table->metadata)) : env.Null());
+  // With the dtypes' bits (one per name given), the layout checked too: its columns, null where invalid, absent where undecided.
+  if (info.Length() >= 3 && info[2].IsTypedArray() && info[2].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array) {
+    Napi::Uint32Array bits = info[2].As<Napi::Uint32Array>();
+    if (bits.ElementLength() == dtypeNames.size()) {
+      std::vector<double> begins, byteLengths, elementCounts;
+      const HeaderLayout layout = headerLayout(*table, std::vector<uint32_t>(bits.Data(), bits.Data() + bits.ElementLength()), begins, byteLengths,
+                                               elementCounts);
+      if (layout == HeaderLayout::Invalid) out.Set("laidOut", env.Null());
+      if (layout == HeaderLayout::Valid) {
+        Napi::Object laidOut = Napi::Object::New(env);
+        laidOut.Set("begins", column<Napi::Float64Array>(env, begins));
+        laidOut.Set("byteLengths", column<Napi::Float64Array>(env, byteLengths));
+        laidOut.Set("elementCounts", column<Napi::Float64Array>(env, elementCounts));
+        out.Set("laidOut", laidOut);
+      }
+    }
+  }
   return out;
 }
 

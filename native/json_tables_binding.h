@@ -4,9 +4,10 @@
 
 namespace wm {
 
-// JS: readHeaderTable(json: Uint8Array, dtypeNames: string[]) → null (not vouched for) |
+// JS: readHeaderTable(json: Uint8Array, dtypeNames: string[], dtypeBits?: Uint32Array) → null (not vouched for) |
 //   { namesText: string (each name followed by '\n'), dtypes: Uint8Array, shapeStarts: Uint32Array, dims: Float64Array, offsets: Float64Array,
-//     metadata: string[] | null }
+//     metadata: string[] | null, laidOut?: { begins, byteLengths, elementCounts: Float64Array } | null }: with dtypeBits (one per dtype
+//   name), laidOut is the layout checked (header_layout.h): its columns, null where invalid, absent where left undecided.
 Napi::Value ReadHeaderTable(const Napi::CallbackInfo& info);
 // JS: readWeightMapTable(json: Uint8Array) → null | { map: external (the index kept native), shards: Uint32Array, files: string[] }
 Napi::Value ReadWeightMapTable(const Napi::CallbackInfo& info);

@@ -34,10 +34,16 @@ export function dtypeCode(dtype: SafetensorsDtype): number {
 /**
  * The addon's columns, validated as safetensors.ts's validateLayout validates entries (contiguous offsets from 0,
  * sizes that fit, byte lengths that match), or null when they are not in layout order or anything is amiss: then the
- * entry path sorts and decides, with the exact error.
+ * entry path sorts and decides, with the exact error. Where the addon checked the layout (`laidOut`), its answer stands.
  */
 export function validatedColumns(columns: HeaderTableColumns): HeaderColumns | null {
-  const { names, dtypes, shapeStarts, dims, offsets } = columns;
+  const { names, dtypes, shapeStarts, dims, offsets, laidOut } = columns;
+  // The addon's check of the same rules, where it made one (test/json-tables.test.ts compares the two).
+  if (laidOut === null) return null;
+  if (laidOut !== undefined) {
+    const { begins, byteLengths, elementCounts } = laidOut;
+    return { names, dtypes, shapeStarts, dims, begins, byteLengths, elementCounts, namesText: columns.namesText };
+  }
   const count = names.length;
   const begins = new Float64Array(count);
   const byteLengths = new Float64Array(count);

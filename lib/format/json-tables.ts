@@ -21,6 +21,19 @@ export interface HeaderTableColumns {
   metadata: string[] | null;
   /** The names as the addon gave them: each followed by '\n'. */
   namesText?: string;
+  /**
+   * The layout as the addon checked it (native/header_layout.h, header-columns.ts's validatedColumns' rules): each tensor's begin,
+   * byte length and element count, null where that check fails; absent where it made none (older addons, a tie it leaves to
+   * JavaScript's name order).
+   */
+  laidOut?: HeaderLayoutColumns | null;
+}
+
+/** A header's tensors laid out: per tensor, its begin relative to the data section, its bytes and its elements. */
+export interface HeaderLayoutColumns {
+  begins: Float64Array;
+  byteLengths: Float64Array;
+  elementCounts: Float64Array;
 }
 
 /** An index's weight_map: names in the order written, each one's shard as an index into `files` (first appearance first). */
@@ -73,7 +86,8 @@ export interface NativeJsonTables {
 
 /** The addon's own functions: names as one text, each name followed by '\n' (no escape-free JSON string holds one). */
 export interface NativeJsonTablesAddon {
-  readHeaderTable(json: Uint8Array, dtypeNames: readonly string[]): (Omit<HeaderTableColumns, 'names'> & { namesText: string }) | null;
+  /** With `dtypeBits` (one per dtype name; older addons ignore it), the layout checked too (`laidOut`). */
+  readHeaderTable(json: Uint8Array, dtypeNames: readonly string[], dtypeBits?: Uint32Array): (Omit<HeaderTableColumns, 'names'> & { namesText: string }) | null;
   /** `map` is the index kept native (its names table over `json`, which it holds rather than copies: nothing may change those bytes while `map` lives) for weightMapNamesText and weightMapAgrees. */
   readWeightMapTable(json: Uint8Array): { map: NativeWeightMap; shards: Uint32Array; files: string[] } | null;
   weightMapNamesText(map: NativeWeightMap): string;
@@ -152,7 +166,8 @@ export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTable
       },
     }),
     readHeaderTable(json, dtypeNames) {
-      const raw = addon.readHeaderTable(json, dtypeNames);
+      // The layout is checked there too when the dtypes are this layer's (their bits known).
+      const raw = dtypeNames === DTYPE_NAMES ? addon.readHeaderTable(json, dtypeNames, DTYPE_BIT_COLUMN) : addon.readHeaderTable(json, dtypeNames);
       if (raw === null) return null;
       // One literal, fields in one order: every header's columns share a shape (a spread of the addon's object did not, and each new
       // shape deoptimized the code that reads them).
@@ -164,6 +179,7 @@ export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTable
         offsets: raw.offsets,
         metadata: raw.metadata,
         namesText: raw.namesText,
+        laidOut: raw.laidOut,
       };
     },
     readWeightMapTable(json) {
