@@ -38,7 +38,7 @@ export function dtypeCode(dtype: SafetensorsDtype): number {
  */
 export function validatedColumns(columns: HeaderTableColumns): HeaderColumns | null {
   const { names, dtypes, shapeStarts, dims, offsets, laidOut } = columns;
-  // The addon's check of the same rules, where it made one (test/json-tables.test.ts compares the two).
+  // The addon's check of the same rules, where it made one (test/header-layout.test.ts compares the two).
   if (laidOut === null) return null;
   if (laidOut !== undefined) {
     const { begins, byteLengths, elementCounts } = laidOut;
