@@ -114,6 +114,11 @@ test('a checkpoint opened into columns gives the tensors, names and layout of th
         shardNames,
       });
       expect(columnsOf(table)).toEqual(columnsOf(fromObjects));
+      // What a table read from headers vouches for (the planner's runs skip their check on it): each file's rows stored one after the
+      // other, checked here against the object path's locations.
+      expect(table.filesContiguous).toBe(true);
+      const rows = [...reference.values()];
+      for (let q = 1; q < rows.length; q++) if (rows[q].file === rows[q - 1].file) expect(rows[q].offset).toBe(rows[q - 1].offset + rows[q - 1].byteLength);
       expect(ckpt.names).toEqual([...reference.keys()]);
       expect(ckpt.tensors).toEqual(reference);
       expect(ckpt.tensorBytes).toBe([...reference.values()].reduce((n, t) => n + t.byteLength, 0));

@@ -163,7 +163,8 @@ function writeShardRun(s: JobState, columns: LayoutColumns, recipes: TensorRecip
     if (from === undefined || from.start !== p || !listsAlike(s, from.names, m)) for (let i = 0; i < n; i++) if (t.names[p + i] !== names[i]) return false;
     if (!filledWith(t.fileIndex.subarray(p, p + n), t.fileIndex[p]) || !filledWith(t.dtypes.subarray(p, p + n), t.dtypes[p])) return false;
     if (!sameBytes(t.elementCounts.subarray(p, p + n), elementCounts)) return false;
-    for (let q = p + 1; q < p + n; q++) if (t.offsets[q] !== t.offsets[q - 1] + t.byteLengths[q - 1]) return false;
+    // Stored one after the other: known of a table read from headers, checked of any other.
+    if (t.filesContiguous !== true) for (let q = p + 1; q < p + n; q++) if (t.offsets[q] !== t.offsets[q - 1] + t.byteLengths[q - 1]) return false;
     starts[k] = p;
   }
   for (let k = 0; k < used.length; k++) {

@@ -162,6 +162,8 @@ function tensorTable(dir: string, shards: Shard[], weightMap: WeightMap | null, 
     shardNames: shards.map((s) => s.name),
     byName: unique ? new Map<string, number>() : undefined,
     fileNamesTexts: texts,
+    // Each shard's columns passed its header's layout check (contiguous from its data start), and fill one run of rows.
+    filesContiguous: true,
     tensorBytes: 0,
   };
   let n = 0;

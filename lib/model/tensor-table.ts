@@ -50,6 +50,11 @@ export interface TensorTable {
    * header readers gave them, when at hand: its index check and the encoders take them so.
    */
   fileNamesTexts?: readonly string[];
+  /**
+   * True where each file's tensors lie one after the other in table order, as a table read from validated headers has them (their
+   * layout check requires each begin to be the end before it): the planner then need not check a run of them tensor by tensor.
+   */
+  filesContiguous?: boolean;
   /** name → index, built on first lookup that the position hint does not answer. */
   byName?: Map<string, number>;
 }
