@@ -4,11 +4,11 @@
 #include <cmath>
 
 #include "string_view_table.h"
+#include "tensor_sizes.h"
 
 namespace wm {
 namespace {
 
-constexpr double kMaxSafe = 9007199254740991.0;  // 2^53 - 1
 constexpr size_t kPrefix = 8;                     // the header length, little-endian, before the JSON
 
 void appendInteger(std::string& out, double value) {
@@ -68,22 +68,14 @@ std::optional<EncodedHeader> encodeHeader(const HeaderColumnsIn& in, size_t maxH
     // Elements, left to right as the crate's checked fold; anything past 2^53-1 or a partial byte is the JavaScript encoder's error.
     uint32_t first = in.shapeStarts[i], last = in.shapeStarts[i + 1];
     if (last < first || last > in.dimCount) return std::nullopt;
-    double elements = 1;
     for (uint32_t k = first; k < last; k++) {
-      double dim = in.dims[k];
-      if (!isSize(dim)) return std::nullopt;
-      if (dim != 0 && elements > std::floor(kMaxSafe / dim)) return std::nullopt;
-      elements *= dim;
+      if (!isSize(in.dims[k])) return std::nullopt;
     }
-    uint64_t bits = (*in.dtypeBits)[code];
-    uint64_t common = bits % 8 == 0 ? 8 : bits % 4 == 0 ? 4 : bits % 2 == 0 ? 2 : 1;
-    uint64_t perGroup = 8 / common, bytesPerGroup = bits / common;
-    uint64_t count = static_cast<uint64_t>(elements);
-    if (count % perGroup != 0) return std::nullopt;
-    double groups = static_cast<double>(count / perGroup);
-    if (groups > std::floor(kMaxSafe / static_cast<double>(bytesPerGroup))) return std::nullopt;
+    const double elements = checkedElements(in.dims, first, last);
+    const double bytes = elements < 0 ? -1 : exactByteLength((*in.dtypeBits)[code], elements);
+    if (bytes < 0) return std::nullopt;
     double begin = end;
-    end = begin + groups * static_cast<double>(bytesPerGroup);
+    end = begin + bytes;
     if (end > kMaxSafe) return std::nullopt;
     out.starts[i] = begin;
     if (json.size() > kPrefix + 1) json += ',';

@@ -1,23 +1,9 @@
 // header_layout.h: validatedColumns' rules in double arithmetic, as JavaScript computes them.
 #include "header_layout.h"
 
-#include <cmath>
+#include "tensor_sizes.h"
 
 namespace wm {
-namespace {
-
-constexpr double kMaxSafe = 9007199254740991.0;  // Number.MAX_SAFE_INTEGER
-
-// header-columns.ts's exactByteLength: bytes of `elements` elements of `bits` bits, or -1 for a partial byte or past 2^53 - 1.
-double exactByteLength(uint32_t bits, double elements) {
-  const uint32_t common = bits % 8 == 0 ? 8 : bits % 4 == 0 ? 4 : bits % 2 == 0 ? 2 : 1;
-  const double perGroup = 8.0 / common, bytesPerGroup = static_cast<double>(bits) / common;
-  if (std::fmod(elements, perGroup) != 0) return -1;
-  const double groups = elements / perGroup;
-  return groups > std::floor(kMaxSafe / bytesPerGroup) ? -1 : groups * bytesPerGroup;
-}
-
-}  // namespace
 
 HeaderLayout headerLayout(const HeaderTable& table, const std::vector<uint32_t>& dtypeBits, std::vector<double>& begins,
                           std::vector<double>& byteLengths, std::vector<double>& elementCounts) {
@@ -31,12 +17,8 @@ HeaderLayout headerLayout(const HeaderTable& table, const std::vector<uint32_t>&
     if (stop < begin || begin != end) return HeaderLayout::Invalid;
     if (i > 0 && begin == table.offsets[2 * i - 2] && stop == table.offsets[2 * i - 1]) return HeaderLayout::Undecided;
     end = stop;
-    double elements = 1;
-    for (uint32_t k = table.shapeStart[i]; k < table.shapeStart[i + 1]; ++k) {
-      const double dim = table.dims[k];
-      if (dim != 0 && elements > std::floor(kMaxSafe / dim)) return HeaderLayout::Invalid;
-      elements *= dim;
-    }
+    const double elements = checkedElements(table.dims.data(), table.shapeStart[i], table.shapeStart[i + 1]);
+    if (elements < 0) return HeaderLayout::Invalid;
     if (table.dtype[i] >= dtypeBits.size()) return HeaderLayout::Undecided;
     const double bytes = exactByteLength(dtypeBits[table.dtype[i]], elements);
     if (bytes != stop - begin) return HeaderLayout::Invalid;

@@ -167,7 +167,7 @@ export function jsonTablesOfAddon(addon: NativeJsonTablesAddon): NativeJsonTable
     }),
     readHeaderTable(json, dtypeNames) {
       // The layout is checked there too when the dtypes are this layer's (their bits known).
-      const raw = dtypeNames === DTYPE_NAMES ? addon.readHeaderTable(json, dtypeNames, DTYPE_BIT_COLUMN) : addon.readHeaderTable(json, dtypeNames);
+      const raw = addon.readHeaderTable(json, dtypeNames, dtypeNames === DTYPE_NAMES ? DTYPE_BIT_COLUMN : undefined);
       if (raw === null) return null;
       // One literal, fields in one order: every header's columns share a shape (a spread of the addon's object did not, and each new
       // shape deoptimized the code that reads them).
