@@ -25,13 +25,16 @@ test('a shard stored as one run in every model is planned as the per-tensor jobs
         return { name: `model.layers.${s}.w${i}`, shape, elementCount: shape[0] * shape[1], shard: s };
       }),
     );
-    // One break at random (or none): a gap before a tensor, another dtype, another recipe object, or the models' order swapped.
+    // One break at random (or none): a gap before a tensor, another dtype, another recipe object, the models' order swapped, or two
+    // tensors of one shape side by side swapped in the second model (only its names then tell it from the first's run).
     const broken = int(tensors.length + 1);
-    const breakKind = int(4);
+    const breakKind = int(5);
+    const swapped = breakKind === 4 && tensors[broken + 1]?.shard === tensors[broken]?.shard ? tensors[broken + 1] : undefined;
+    if (swapped) Object.assign(swapped, { shape: tensors[broken].shape, elementCount: tensors[broken].elementCount });
     const checkpoints: Checkpoint[] = [0, 1].map((m) => {
       const locations = new Map<string, TensorLocation>();
       const ends = shardSizes.map(() => 8 + 8 * int(3));
-      const order = m === 1 && breakKind === 3 && broken < tensors.length ? [...tensors].reverse() : tensors;
+      const order = m === 1 && breakKind === 3 && broken < tensors.length ? [...tensors].reverse() : m === 1 && swapped ? swappedAt(tensors, broken) : tensors;
       for (const t of order) {
         const dtype: SafetensorsDtype = t === tensors[broken] && breakKind === 1 ? 'F16' : 'BF16';
         if (t === tensors[broken] && breakKind === 0) ends[t.shard] += 2;
@@ -68,3 +71,10 @@ test('a shard stored as one run in every model is planned as the per-tensor jobs
     if (broken === tensors.length) expect(plan.packedJobs.count).toBe(shardSizes.length);
   }
 });
+
+/** `list` with entries i and i + 1 swapped. */
+function swappedAt<T>(list: readonly T[], i: number): T[] {
+  const out = [...list];
+  [out[i], out[i + 1]] = [out[i + 1], out[i]];
+  return out;
+}

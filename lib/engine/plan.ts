@@ -106,9 +106,7 @@ export function planMerge(spec: MergeSpec): MergePlan {
       const file = path.join(out.dir, shardName);
       models[o].shards.push({ name: shardName, path: file, size, names, written });
       models[o].tensorBytes += header.dataBytes;
-      const starts = header.starts;
-      for (let i = 0; i < starts.length; i++) starts[i] += header.dataStart;
-      offsets.push(starts);
+      offsets.push(shifted(header.starts, header.dataStart));
       if (written) {
         outIndex.push(outputs.length);
         outputs.push({ path: file, size, head: header.bytes });
@@ -127,6 +125,15 @@ export function planMerge(spec: MergeSpec): MergePlan {
     bytesToWrite,
     ...(state.open.size > 0 ? { openMoments: state.open } : {}),
   });
+}
+
+/**
+ * `values`, each plus `by`, in place: a function of its own so that V8 optimizes this loop alone, not the per-output closure of
+ * planMerge around it (~25 ms of compiler time in an 18,867-tensor MoE plan).
+ */
+function shifted(values: Float64Array, by: number): Float64Array {
+  for (let i = 0; i < values.length; i++) values[i] += by;
+  return values;
 }
 
 /** The recipes' dtypes as codes (DTYPE_NAMES' indices; one lookup per run of one shared recipe), or as names when one has no code (the encoder then refuses it). */
