@@ -62,26 +62,27 @@ WM_AVX2_INLINE __m256d keepOfBits4(unsigned four) {
 }
 
 // The scalar sceCombine's operations on 4 elements (m >= 1 models), each in its order: the sign election on the kept sum, then num and
-// den added model by model, one division.
+// den added model by model, one division. Model k agrees where its t * keep has the majority's sign (+1 where the kept sum is >= 0, else
+// -1; a zero or NaN never agrees), and its w * e is then w * 1 = w, else w * 0: the same values as the scalar sign compare and product.
 template <typename TaskAt>
 WM_AVX2_INLINE __m256d combine4(__m256d base, TaskAt taskAt, __m256d kept, const double* weights, size_t m) {
-  const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0), minusOne = _mm256_set1_pd(-1.0), denFloor = _mm256_set1_pd(1e-6);
+  const __m256d zero = _mm256_setzero_pd(), denFloor = _mm256_set1_pd(1e-6);
   // Each model's t * keep once for both loops (the first kMaxCached models; the rest computed again, the same bits).
   constexpr size_t kMaxCached = 8;
   __m256d cached[kMaxCached];
-  __m256d majority = zero;
+  __m256d sum = zero;
   for (size_t k = 0; k < m; ++k) {
     const __m256d tk = rounded(_mm256_mul_pd(taskAt(k), kept));
     if (k < kMaxCached) cached[k] = tk;
-    majority = _mm256_add_pd(majority, tk);
+    sum = _mm256_add_pd(sum, tk);
   }
-  majority = _mm256_blendv_pd(minusOne, one, _mm256_cmp_pd(majority, zero, _CMP_GE_OQ));  // NaN: -1
+  const __m256d positive = _mm256_cmp_pd(sum, zero, _CMP_GE_OQ);  // the majority is +1 (NaN: -1)
   __m256d num = zero, den = zero;
   for (size_t k = 0; k < m; ++k) {
     const __m256d tk = k < kMaxCached ? cached[k] : rounded(_mm256_mul_pd(taskAt(k), kept));
-    // +1, -1, or 0 for ±0 and NaN (which never equal the majority).
-    const __m256d sign = _mm256_blendv_pd(_mm256_and_pd(_mm256_cmp_pd(tk, zero, _CMP_LT_OQ), minusOne), one, _mm256_cmp_pd(tk, zero, _CMP_GT_OQ));
-    const __m256d ew = rounded(_mm256_mul_pd(_mm256_set1_pd(weights[k]), _mm256_and_pd(_mm256_cmp_pd(sign, majority, _CMP_EQ_OQ), one)));
+    const __m256d agrees = _mm256_blendv_pd(_mm256_cmp_pd(tk, zero, _CMP_LT_OQ), _mm256_cmp_pd(tk, zero, _CMP_GT_OQ), positive);
+    const __m256d w = _mm256_set1_pd(weights[k]);
+    const __m256d ew = _mm256_blendv_pd(rounded(_mm256_mul_pd(w, zero)), w, agrees);
     num = _mm256_add_pd(num, rounded(_mm256_mul_pd(tk, ew)));
     den = _mm256_add_pd(den, ew);
   }

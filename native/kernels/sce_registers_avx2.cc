@@ -36,42 +36,68 @@ __attribute__((target("avx2,fma,f16c"))) void varianceBitsOf(const void* const* 
   }
 }
 
-// The keep-map bits of r <= 4 elements from bit `at` of bytes (bit b: bit b % 8 of bytes[b / 8]), reading only the bytes that hold them.
-inline unsigned mapBits4(const uint8_t* bytes, size_t at, size_t r) {
+// The keep-map bits of r <= 8 elements from bit `at` of bytes (bit b: bit b % 8 of bytes[b / 8]), reading only the bytes that hold them.
+inline unsigned mapBits(const uint8_t* bytes, size_t at, size_t r) {
   const size_t off = at % 8;
   const unsigned two = bytes[at / 8] | (off + r > 8 ? static_cast<unsigned>(bytes[at / 8 + 1]) << 8 : 0u);
   return (two >> off) & ((1u << r) - 1);
 }
 
-// sceMerge (sce.h) of elements start .. start + n - 1 of count, M models of dtype T, output TO: per 4 elements t = x - base, the keep
-// bits (all kept: cut 0; from the keep map; or sceKeep's rule on the variance bits computed here) and combine4.
-template <Dtype T, Dtype TO, size_t M>
+// Where a merge's keep bits come from: all kept (cut 0), the keep map, or sceKeep's rule on variance bits computed with the loads.
+enum class KeepFrom { All, Map, Fresh };
+
+// A merge's 4 elements from e (r <= 4 of them): their base and task vectors, and their keep mask (K::Map: from their 4 keep-map bits
+// `mapBits`; lanes past r are never stored).
+template <Dtype T, size_t M, KeepFrom K>
+struct MergeLoads {
+  const void* base;
+  const void* x[M];
+  uint64_t last;  // count - 1 - start: element e's index key is last - e
+  __m128i indexShift;
+  __m256i cuts;
+
+  WM_AVX2_INLINE __m256d load(size_t e, size_t r, unsigned keepBits, __m256d& b, __m256d* t) const {
+    b = loadLanes4<T>(base, e, r);
+    for (size_t k = 0; k < M; ++k) t[k] = _mm256_sub_pd(loadLanes4<T>(x[k], e, r), b);
+    if constexpr (K == KeepFrom::Map) {
+      return keepOfBits4(keepBits);
+    } else if constexpr (K == KeepFrom::Fresh) {
+      const __m256i index = _mm256_sub_epi64(_mm256_set1_epi64x(static_cast<long long>(last - e)), _mm256_set_epi64x(3, 2, 1, 0));
+      return keepOfCut4(belowCut4(varianceBits4(Tasks4InRegisters{t}, M), indexShift, index, cuts));
+    } else {
+      return _mm256_set1_pd(1.0);
+    }
+  }
+};
+
+// sceMerge (sce.h) of elements start .. start + n - 1 of count, M models of dtype T, output TO, keep bits from K: per 4 elements t = x - base,
+// the keep bits and combine4; 8 elements a step (two halves, one store of their 8 results) and 4 at a time for the last ones of a run.
+template <Dtype T, Dtype TO, size_t M, KeepFrom K>
 __attribute__((target("avx2,fma,f16c"))) void mergeInRegisters(const void* const* srcs, const SceParams& p, uint64_t count, uint64_t start, size_t n,
                                                               void* out) {
-  const void* base = srcs[p.base];
-  const void* x[M];
-  for (size_t k = 0; k < M; ++k) x[k] = srcs[p.sources[k]];
-  const bool all = p.cut == 0, byMap = !all && p.keepMap != nullptr, fresh = !all && !byMap;
-  const __m256d one = _mm256_set1_pd(1.0);
-  const __m128i indexShift = _mm_cvtsi32_si128(static_cast<int>(p.indexBits));
-  const __m256i cuts = _mm256_set1_epi64x(static_cast<long long>(p.cut)), lane = _mm256_set_epi64x(3, 2, 1, 0);
+  MergeLoads<T, M, K> loads{srcs[p.base], {}, count - 1 - start, _mm_cvtsi32_si128(static_cast<int>(p.indexBits)),
+                            _mm256_set1_epi64x(static_cast<long long>(p.cut))};
+  for (size_t k = 0; k < M; ++k) loads.x[k] = srcs[p.sources[k]];
+  double weights[M];  // a copy the stores cannot alias: loaded once, not per step
+  std::copy(p.weights.begin(), p.weights.begin() + M, weights);
   for (size_t j0 = 0; j0 < n;) {  // runs that do not cross a piece of the keep map
-    const SceKeepMapRun keepRun = byMap ? sceKeepMapRun(p.keepMap, p.sumPiece, start + j0, n - j0) : SceKeepMapRun{n - j0, nullptr, 0};
+    const SceKeepMapRun keepRun =
+        K == KeepFrom::Map ? sceKeepMapRun(p.keepMap, p.sumPiece, start + j0, n - j0) : SceKeepMapRun{n - j0, nullptr, 0};
     const size_t run = keepRun.length, shift = keepRun.shift;
-    const uint8_t* bytes = keepRun.bytes;
-    for (size_t j = 0; j < run; j += 4) {
+    size_t j = 0;
+    for (; j + 8 <= run; j += 8) {
+      const size_t e = j0 + j;
+      __m256d bLo, bHi, tLo[M], tHi[M];
+      const unsigned eight = K == KeepFrom::Map ? mapBits(keepRun.bytes, shift + j, 8) : 0;
+      const __m256d keepLo = loads.load(e, 4, eight & 0xF, bLo, tLo);
+      const __m256d keepHi = loads.load(e + 4, 4, eight >> 4, bHi, tHi);
+      storeResult8<TO>(out, e, combine4(bLo, Tasks4InRegisters{tLo}, keepLo, weights, M), combine4(bHi, Tasks4InRegisters{tHi}, keepHi, weights, M));
+    }
+    for (; j < run; j += 4) {
       const size_t e = j0 + j, r = std::min<size_t>(4, run - j);
-      const __m256d b = loadLanes4<T>(base, e, r);
-      __m256d t[M];
-      for (size_t k = 0; k < M; ++k) t[k] = _mm256_sub_pd(loadLanes4<T>(x[k], e, r), b);
-      __m256d keep = one;
-      if (byMap) {
-        keep = keepOfBits4(mapBits4(bytes, shift + j, r));
-      } else if (fresh) {  // sceKeep's rule on the variance bits of these t (lanes past r: never stored)
-        const __m256i index = _mm256_sub_epi64(_mm256_set1_epi64x(static_cast<long long>(count - 1 - (start + e))), lane);
-        keep = keepOfCut4(belowCut4(varianceBits4(Tasks4InRegisters{t}, M), indexShift, index, cuts));
-      }
-      storeLanes4<TO>(out, e, r, combine4(b, Tasks4InRegisters{t}, keep, p.weights.data(), M));
+      __m256d b, t[M];
+      const __m256d keep = loads.load(e, r, K == KeepFrom::Map ? mapBits(keepRun.bytes, shift + j, r) : 0, b, t);
+      storeLanes4<TO>(out, e, r, combine4(b, Tasks4InRegisters{t}, keep, weights, M));
     }
     j0 += run;
   }
@@ -97,7 +123,17 @@ bool sceMergeInRegistersAvx2(const void* const* srcs, const Dtype* types, const 
   if (p.cut != 0 && p.keepMap == nullptr && p.varianceBits != nullptr) return false;  // stored variance bits without a keep map: the chunk path
   withDtype(type, [&](auto T) {
     withDtype(to, [&](auto TO) {
-      withSceModelCount(m, [&](auto M) { mergeInRegisters<decltype(T)::value, decltype(TO)::value, decltype(M)::value>(srcs, p, count, start, n, out); });
+      withSceModelCount(m, [&](auto M) {
+        constexpr Dtype kIn = decltype(T)::value, kOut = decltype(TO)::value;
+        constexpr size_t kModels = decltype(M)::value;
+        if (p.cut == 0) {
+          mergeInRegisters<kIn, kOut, kModels, KeepFrom::All>(srcs, p, count, start, n, out);
+        } else if (p.keepMap != nullptr) {
+          mergeInRegisters<kIn, kOut, kModels, KeepFrom::Map>(srcs, p, count, start, n, out);
+        } else {
+          mergeInRegisters<kIn, kOut, kModels, KeepFrom::Fresh>(srcs, p, count, start, n, out);
+        }
+      });
     });
   });
   return true;
