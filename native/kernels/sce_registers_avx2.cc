@@ -14,25 +14,33 @@ namespace wm {
 namespace avx2 {
 namespace {
 
-// sceVarianceBits with M models of dtype T: 4 elements a step, the last r < 4 in lanes 0 .. r - 1.
+// The variance bits of the 4 elements from j (r <= 4 of them; the lanes past r are 0-loaded).
+template <Dtype T, size_t M>
+WM_AVX2_INLINE __m128i varianceBitsAt(const void* base, const void* const* x, size_t j, size_t r) {
+  const __m256d b = loadLanes4<T>(base, j, r);
+  __m256d t[M];
+  for (size_t k = 0; k < M; ++k) t[k] = _mm256_sub_pd(loadLanes4<T>(x[k], j, r), b);
+  return varianceBits4(Tasks4InRegisters{t}, M);
+}
+
+// sceVarianceBits with M models of dtype T: 8 elements a step (two independent halves, one store), then 4 at a time, the last r < 4 in
+// lanes 0 .. r - 1.
 template <Dtype T, size_t M>
 __attribute__((target("avx2,fma,f16c"))) void varianceBitsOf(const void* const* srcs, const SceParams& p, size_t n, uint32_t* bits) {
   const void* base = srcs[p.base];
   const void* x[M];
   for (size_t k = 0; k < M; ++k) x[k] = srcs[p.sources[k]];
-  for (size_t j = 0; j < n; j += 4) {
+  size_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m128i lo = varianceBitsAt<T, M>(base, x, j, 4), hi = varianceBitsAt<T, M>(base, x, j + 4, 4);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(bits + j), _mm256_set_m128i(hi, lo));
+  }
+  for (; j < n; j += 4) {
     const size_t r = std::min<size_t>(4, n - j);
-    const __m256d b = loadLanes4<T>(base, j, r);
-    __m256d t[M];
-    for (size_t k = 0; k < M; ++k) t[k] = _mm256_sub_pd(loadLanes4<T>(x[k], j, r), b);
-    const __m128i v = varianceBits4(Tasks4InRegisters{t}, M);
-    if (r == 4) {
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(bits + j), v);
-    } else {
-      alignas(16) uint32_t last[4];
-      _mm_store_si128(reinterpret_cast<__m128i*>(last), v);
-      std::copy(last, last + r, bits + j);
-    }
+    const __m128i v = varianceBitsAt<T, M>(base, x, j, r);
+    alignas(16) uint32_t last[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(last), v);
+    std::copy(last, last + r, bits + j);
   }
 }
 
