@@ -53,20 +53,26 @@ __attribute__((target("avx2,fma,f16c"))) void keys4(const void* a, const void* b
   if (i < n) scalar::arceeKeys(a, DA, b, DB, j0 + i, n - i, kl, keys + i);
 }
 
+// arceeMergeRow's 4 elements from j: a + d where fl32(|d| * kl) >= threshold (false for a NaN on either side), else a + d * 0.
+template <Dtype DA, Dtype DB>
+WM_AVX2_INLINE __m256d merged4(const void* a, const void* b, size_t j, __m256d k, __m128 threshold) {
+  const __m256d absMask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));
+  const __m256d a4 = _mm256_cvtps_pd(load4<DA>(a, j));
+  const __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(load4<DB>(b, j)), a4);
+  const __m128 imp = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_and_pd(d, absMask), k));
+  // importance >= threshold, widened to the f64 lanes: 1.0 or +0.0.
+  const __m256d keep = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_castps_si128(_mm_cmp_ps(imp, threshold, _CMP_GE_OQ))));
+  return _mm256_add_pd(a4, rounded(_mm256_mul_pd(d, _mm256_and_pd(keep, _mm256_set1_pd(1.0)))));
+}
+
+// 8 elements a step (one store of their results), then 4, then the scalar truth for the last n % 4.
 template <Dtype DA, Dtype DB, Dtype TO>
 __attribute__((target("avx2,fma,f16c"))) void merge4(const void* a, const void* b, size_t j0, size_t n, double kl, float threshold, void* out) {
-  const __m256d k = _mm256_set1_pd(kl), one = _mm256_set1_pd(1.0);
-  const __m256d absMask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));
+  const __m256d k = _mm256_set1_pd(kl);
   const __m128 t = _mm_set1_ps(threshold);
   size_t j = j0;
-  for (; j + 4 <= j0 + n; j += 4) {
-    const __m256d a4 = _mm256_cvtps_pd(load4<DA>(a, j));
-    const __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(load4<DB>(b, j)), a4);
-    const __m128 imp = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_and_pd(d, absMask), k));
-    // importance >= threshold (false for a NaN on either side), widened to the f64 lanes: 1.0 or +0.0.
-    const __m256d keep = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_castps_si128(_mm_cmp_ps(imp, t, _CMP_GE_OQ))));
-    storeResult4<TO>(out, j, _mm256_add_pd(a4, rounded(_mm256_mul_pd(d, _mm256_and_pd(keep, one)))));
-  }
+  for (; j + 8 <= j0 + n; j += 8) storeResult8<TO>(out, j, merged4<DA, DB>(a, b, j, k, t), merged4<DA, DB>(a, b, j + 4, k, t));
+  for (; j + 4 <= j0 + n; j += 4) storeResult4<TO>(out, j, merged4<DA, DB>(a, b, j, k, t));
   if (j < j0 + n) scalar::arceeMergeRow(a, DA, b, DB, j, j0 + n - j, kl, threshold, out, TO);
 }
 
