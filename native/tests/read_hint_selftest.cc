@@ -1,7 +1,8 @@
 // io.h's InputFile::willNeed: a hint over a range longer than the kernel's cap for one POSIX_FADV_WILLNEED (the larger of the
 // file's read-ahead window and the device's I/O size: 256 KiB to 16 MiB) still brings all of it into the page cache. A 48 MiB
 // file is written, flushed and dropped from the cache, hinted whole, and its pages counted with mincore until they are all in
-// (or 10 s pass). Skipped, with the reason printed, where the file's pages cannot be dropped (tmpfs: they are the file).
+// (or 10 s pass; at least 15/16 of them must be). Skipped, with the reason printed, where the file's pages cannot be dropped (tmpfs:
+// they are the file).
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -58,8 +59,11 @@ void testReadHint(uint64_t seed) {
     while ((in = residentPages(fd, kBytes)) < kBytes / page && std::chrono::steady_clock::now() < until) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    CHECK(in == kBytes / page, "read hint: %zu of %zu pages in the page cache 10 s after a hint over all of them", in, kBytes / page);
-    if (in == kBytes / page) std::printf("read hint: one willNeed over 48 MiB brought all %zu pages in\n", in);
+    // The kernel's read-ahead is best effort (a CI run saw 12,257 of 12,288 pages come in, a few folios skipped): at least 15/16 of the
+    // pages, where a hint capped at one POSIX_FADV_WILLNEED's reach brought a third.
+    const size_t all = kBytes / page;
+    CHECK(in >= all - all / 16, "read hint: %zu of %zu pages in the page cache 10 s after a hint over all of them", in, all);
+    if (in >= all - all / 16) std::printf("read hint: one willNeed over 48 MiB brought %zu of its %zu pages in\n", in, all);
   }
   close(fd);
   std::remove(path.c_str());
