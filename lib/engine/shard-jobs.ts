@@ -4,7 +4,7 @@
  * under one plain recipe per output, is written as one job at once (writeShardRun), as the per-tensor loop would join them.
  */
 import { Checkpoint } from '../model/checkpoint';
-import { indexOfName, sameBytes, sameNameOrder, tensorTableOf, type TensorTable } from '../model/tensor-table';
+import { indexOfName, sameBytes, sameNameOrder, sumFrom, tensorTableOf, type TensorTable } from '../model/tensor-table';
 import { InputFiles } from './input-files';
 import { WeightmixError } from '../errors';
 import { MAX_RUN_ELEMENTS, PACKED_CODE_OF_DTYPE, PACKED_OP_CODES, PACKED_U8, PackedJobWriter, PlainDests, PlainSources } from './packed-jobs';
@@ -148,7 +148,7 @@ function writeShardRun(s: JobState, columns: LayoutColumns, recipes: TensorRecip
   const { tables, next, fileInputs, src, dst } = s;
   const used = usedModels(recipes, 0);
   for (let o = 0; o < recipes.length; o++) if (!plainDest(recipes[o][0], used, o, outIndex[o], offsets[o][0], dst)) return false;
-  const total = sumOf(elementCounts);
+  const total = sumFrom(0, elementCounts);
   if (total > MAX_RUN_ELEMENTS) return false;
   const starts = new Int32Array(used.length);
   const from = slicedFrom(columns);
@@ -181,20 +181,14 @@ function writeShardRun(s: JobState, columns: LayoutColumns, recipes: TensorRecip
   return true;
 }
 
-// writeShardRun's per-tensor steps, each a function of its own: V8 then optimizes these small loops alone, where a loop in writeShardRun's
-// body had it compile writeShardRun with all it inlines (~80 ms of compiler time in an 18,867-tensor MoE plan, on a core the engine wanted).
+// writeShardRun's per-tensor steps (and tensor-table.ts's sumFrom), each a function of its own: V8 then optimizes these small loops
+// alone, where a loop in writeShardRun's body had it compile writeShardRun with all it inlines (~80 ms of compiler time in an
+// 18,867-tensor MoE plan, on a core the engine wanted).
 
 /** Whether every entry of `list` is its first. */
 function allSame<T>(list: readonly T[]): boolean {
   for (let i = 1; i < list.length; i++) if (list[i] !== list[0]) return false;
   return true;
-}
-
-/** The sum of `values`, in order. */
-function sumOf(values: Float64Array): number {
-  let total = 0;
-  for (let i = 0; i < values.length; i++) total += values[i];
-  return total;
 }
 
 /** Whether `names` are `listed` from `at` on, one by one. */

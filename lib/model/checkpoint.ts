@@ -9,7 +9,7 @@ import { confinedRealPath } from './paths';
 import { mapInOrder } from './map-in-order';
 import { headerColumns, readSafetensorsHeaderWith, SafetensorsHeader } from '../format/safetensors';
 import type { OpenMemo } from './open-memo';
-import { attachTensorTable, detachTensorTable, indexOfName, locationMap, TensorLocation, TensorTable } from './tensor-table';
+import { addShifted, attachTensorTable, detachTensorTable, indexOfName, locationMap, sumFrom, TensorLocation, TensorTable } from './tensor-table';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
 export const SINGLE_FILE = 'model.safetensors';
@@ -191,17 +191,6 @@ function tensorTable(dir: string, shards: Shard[], weightMap: WeightMap | null, 
     throw new WeightmixError('IndexMismatch', `${dir}/${INDEX_FILE}: tensor ${name} is listed in ${weightMap.shardOf(name)} but not stored there`);
   }
   return table;
-}
-
-/** out[at + i] = shift + values[from + i] for every i. */
-function addShifted(out: Float64Array | Uint32Array, at: number, values: Float64Array | Uint32Array, from: number, shift: number): void {
-  for (let i = from; i < values.length; i++) out[at + i - from] = shift + values[i];
-}
-
-/** `total` plus each value, in order. */
-function sumFrom(total: number, values: Float64Array): number {
-  for (let i = 0; i < values.length; i++) total += values[i];
-  return total;
 }
 
 /** Shard s's names (table rows from `first`), each added to `byName` (refused when stored twice) and checked against the index. */
