@@ -100,6 +100,15 @@ WM_AVX2_INLINE __m256d loadLanes4(const void* p, size_t i, size_t r) {
   return _mm256_cvtps_pd(load4<T>(part, 0));
 }
 
+// The base of the 4 elements from i (r <= 4 of them) as f64, and each of M models' task vectors t[k] = x[k] - base: the first step of
+// every in-register pass (variance bits, sums of squares, merge).
+template <Dtype T, size_t M>
+WM_AVX2_INLINE __m256d loadTasks4(const void* base, const void* const* x, size_t i, size_t r, __m256d* t) {
+  const __m256d b = loadLanes4<T>(base, i, r);
+  for (size_t k = 0; k < M; ++k) t[k] = _mm256_sub_pd(loadLanes4<T>(x[k], i, r), b);
+  return b;
+}
+
 // Lanes 0 .. r - 1 (r <= 4) of the 32-bit values at p; the others 0, and not read.
 WM_AVX2_INLINE __m128i loadLanes4(const uint32_t* p, size_t r) {
   if (r == 4) return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));

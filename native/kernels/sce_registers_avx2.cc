@@ -17,9 +17,8 @@ namespace {
 // The variance bits of the 4 elements from j (r <= 4 of them; the lanes past r are 0-loaded).
 template <Dtype T, size_t M>
 WM_AVX2_INLINE __m128i varianceBitsAt(const void* base, const void* const* x, size_t j, size_t r) {
-  const __m256d b = loadLanes4<T>(base, j, r);
   __m256d t[M];
-  for (size_t k = 0; k < M; ++k) t[k] = _mm256_sub_pd(loadLanes4<T>(x[k], j, r), b);
+  loadTasks4<T, M>(base, x, j, r, t);
   return varianceBits4(Tasks4InRegisters{t}, M);
 }
 
@@ -65,8 +64,7 @@ struct MergeLoads {
   __m256i cuts;
 
   WM_AVX2_INLINE __m256d load(size_t e, size_t r, unsigned keepBits, __m256d& b, __m256d* t) const {
-    b = loadLanes4<T>(base, e, r);
-    for (size_t k = 0; k < M; ++k) t[k] = _mm256_sub_pd(loadLanes4<T>(x[k], e, r), b);
+    b = loadTasks4<T, M>(base, x, e, r, t);
     if constexpr (K == KeepFrom::Map) {
       return keepOfBits4(keepBits);
     } else if constexpr (K == KeepFrom::Fresh) {

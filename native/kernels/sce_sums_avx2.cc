@@ -41,8 +41,7 @@ alignas(32) constexpr std::array<std::array<int, 8>, 16> kCompressLanes = compre
 template <Dtype T, size_t M>
 WM_AVX2_INLINE unsigned keptOf4(const SceSquareCursors<M>& c, bool all, const uint32_t* given, size_t i, size_t r, __m128i shift, __m256i index,
                                 __m256i cuts, __m256d* t) {
-  const __m256d b = loadLanes4<T>(c.base, i, r);
-  for (size_t k = 0; k < M; ++k) t[k] = _mm256_sub_pd(loadLanes4<T>(c.x[k], i, r), b);
+  loadTasks4<T, M>(c.base, c.x, i, r, t);
   unsigned keep = (1u << r) - 1;
   if (!all) {
     const __m128i bits = given != nullptr ? loadLanes4(given + i, r) : varianceBits4(Tasks4InRegisters{t}, M);
