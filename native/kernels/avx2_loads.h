@@ -61,15 +61,20 @@ WM_AVX2_INLINE __m256d rounded(__m256d x) {
 // precision on the f64 bits, the exponent rebiased (one rounding: the same bits as round-to-odd f32 then bf16 there).
 // Each lane's 16 bits in the low bits of its 64; *inRange -1 in the lanes that lie in that range (the others' bits are
 // meaningless: zero, subnormal, overflow, Inf, NaN).
+// The direct path's range as f64 magnitude bits: at least 2^-126 (bf16's least normal), below (2 - 2^-8) * 2^127 (the least
+// magnitude that rounds to infinity); and its bias: + 2^44 - 1 (half an ulp, less one; with the kept last bit added, nearest, ties
+// to even), - 896 << 52 (the exponent's bias 1023 made 127). normalBF16Bits4 here, normalBF16Bits8 in avx512_loads.h.
+constexpr long long kDirectBF16Least = 0x3810000000000000ll, kDirectBF16Bound = 0x47EFF00000000000ll;
+constexpr long long kDirectBF16Bias = static_cast<long long>(0x00000FFFFFFFFFFFull - (uint64_t{896} << 52));
+
 WM_AVX2_INLINE __m256i normalBF16Bits4(__m256d x, __m256i* inRange) {
   const __m256i bits = _mm256_castpd_si256(x);
   const __m256i abs = _mm256_and_si256(bits, _mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));
-  const __m256i atLeast = _mm256_cmpgt_epi64(abs, _mm256_set1_epi64x(0x380FFFFFFFFFFFFFll));  // >= 2^-126
-  const __m256i below = _mm256_cmpgt_epi64(_mm256_set1_epi64x(0x47EFF00000000000ll), abs);   // < (2 - 2^-8) * 2^127
+  const __m256i atLeast = _mm256_cmpgt_epi64(abs, _mm256_set1_epi64x(kDirectBF16Least - 1));
+  const __m256i below = _mm256_cmpgt_epi64(_mm256_set1_epi64x(kDirectBF16Bound), abs);
   *inRange = _mm256_and_si256(atLeast, below);
-  // + 2^44 - 1 (half an ulp, less one) + the kept last bit: nearest, ties to even; - 896 << 52: the exponent's bias 1023 made 127.
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi64(abs, 45), _mm256_set1_epi64x(1));
-  const __m256i rounded = _mm256_add_epi64(_mm256_add_epi64(abs, lsb), _mm256_set1_epi64x(static_cast<long long>(0x00000FFFFFFFFFFFull - (uint64_t{896} << 52))));
+  const __m256i rounded = _mm256_add_epi64(_mm256_add_epi64(abs, lsb), _mm256_set1_epi64x(kDirectBF16Bias));
   return _mm256_or_si256(_mm256_srli_epi64(rounded, 45), _mm256_and_si256(_mm256_srli_epi64(bits, 48), _mm256_set1_epi64x(0x8000)));
 }
 

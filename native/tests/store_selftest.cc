@@ -1,7 +1,8 @@
-// avx2_loads.h's one-rounding store of 4 f64 results (storeResult4, with storeNormalBF16x4's direct bf16 rounding) against
-// element_io.h's storeRoundedOnce, the scalar truth, for bf16, f16 and f32: every rounding edge of bf16 at each exponent from
-// f32's subnormals to past its overflow (the representable values, the ties, an f64 ulp either side of them, f32's odd-rounding
-// bit), the range limits of the direct path, the special values, and random bit patterns, 4 lanes mixing them.
+// avx2_loads.h's one-rounding store of 4 f64 results (storeResult4, with storeNormalBF16x4's direct bf16 rounding), and
+// avx512_loads.h's of 8 (storeResult8, with storeNormalBF16x8's) where the CPU has AVX-512, against element_io.h's
+// storeRoundedOnce, the scalar truth, for bf16, f16 and f32: every rounding edge of bf16 at each exponent from f32's subnormals
+// to past its overflow (the representable values, the ties, an f64 ulp either side of them, f32's odd-rounding bit), the range
+// limits of the direct path, the special values, and random bit patterns, the lanes mixing them.
 #include <cinttypes>
 #include <cstdint>
 #include <cstring>
@@ -12,6 +13,7 @@
 
 #if defined(WM_HAVE_AVX2_BACKEND)
 #include "kernels/avx2_loads.h"
+#include "kernels/avx512_loads.h"
 #include "kernels/element_io.h"
 
 namespace {
@@ -19,6 +21,11 @@ namespace {
 template <Dtype TO>
 __attribute__((target("avx2,fma,f16c"))) void storeFour(const double* x, void* out) {
   wm::avx2::storeResult4<TO>(out, 0, _mm256_loadu_pd(x));
+}
+
+template <Dtype TO>
+__attribute__((target(WM_AVX512_TARGET))) void storeEight(const double* x, void* out) {
+  wm::avx2::storeResult8<TO>(out, 0, _mm512_loadu_pd(x));
 }
 
 double ofBits(uint64_t b) {
@@ -58,22 +65,32 @@ std::vector<double> edgeValues(Rng& r) {
   return v;
 }
 
-template <Dtype TO>
+// Lanes: 4 (storeResult4) or 8 (storeResult8).
+template <Dtype TO, size_t Lanes>
 size_t compareStores(const std::vector<double>& v) {
   const size_t es = wm::dtypeSize(TO);
   size_t cases = 0;
-  for (size_t i = 0; i + 4 <= v.size(); i += 4) {
-    unsigned char simd[16] = {}, truth[16] = {};
-    storeFour<TO>(v.data() + i, simd);
-    for (size_t q = 0; q < 4; ++q) wm::storeRoundedOnce(truth, TO, q, v[i + q]);
-    for (size_t q = 0; q < 4; ++q) {
+  for (size_t i = 0; i + Lanes <= v.size(); i += Lanes) {
+    unsigned char simd[32] = {}, truth[32] = {};
+    if constexpr (Lanes == 4) {
+      storeFour<TO>(v.data() + i, simd);
+    } else {
+      storeEight<TO>(v.data() + i, simd);
+    }
+    for (size_t q = 0; q < Lanes; ++q) wm::storeRoundedOnce(truth, TO, q, v[i + q]);
+    for (size_t q = 0; q < Lanes; ++q) {
       uint64_t b;
       std::memcpy(&b, &v[i + q], 8);
-      CHECK(std::memcmp(simd + q * es, truth + q * es, es) == 0, "storeResult4 %s of %016" PRIx64 ": SIMD != storeRoundedOnce", dtypeName(TO), b);
+      CHECK(std::memcmp(simd + q * es, truth + q * es, es) == 0, "storeResult%zu %s of %016" PRIx64 ": SIMD != storeRoundedOnce", Lanes, dtypeName(TO), b);
     }
-    cases += 4;
+    cases += Lanes;
   }
   return cases;
+}
+
+template <size_t Lanes>
+size_t compareEveryDtype(const std::vector<double>& v) {
+  return compareStores<Dtype::BF16, Lanes>(v) + compareStores<Dtype::F16, Lanes>(v) + compareStores<Dtype::F32, Lanes>(v);
 }
 
 }  // namespace
@@ -87,8 +104,13 @@ void testStoreResult(uint64_t seed) {
   }
   Rng r(seed ^ 0x5707E);
   const std::vector<double> v = edgeValues(r);
-  const size_t cases = compareStores<Dtype::BF16>(v) + compareStores<Dtype::F16>(v) + compareStores<Dtype::F32>(v);
-  std::printf("store: %zu f64 results rounded once, SIMD against the scalar truth\n", cases);
+  const size_t four = compareEveryDtype<4>(v);
+  if (!wm::avx2::avx512Enabled()) {
+    std::printf("store: %zu f64 results rounded once, 4 lanes against the scalar truth (8 lanes skipped: no AVX-512 here)\n", four);
+    return;
+  }
+  const size_t eight = compareEveryDtype<8>(v);
+  std::printf("store: %zu f64 results rounded once in 4 lanes and %zu in 8, SIMD against the scalar truth\n", four, eight);
 #else
   (void)seed;
   std::printf("store: skipped, this build has no AVX2 backend\n");
