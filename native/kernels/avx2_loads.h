@@ -57,16 +57,16 @@ WM_AVX2_INLINE __m256d rounded(__m256d x) {
   return x;
 }
 
+// The direct path's range as f64 magnitude bits: at least 2^-126 (bf16's least normal), below (2 - 2^-8) * 2^127 (the least
+// magnitude that rounds to infinity); and its bias: + 2^44 - 1 (half an ulp, less one; with the kept last bit added, nearest, ties
+// to even), - 896 << 52 (the exponent's bias 1023 made 127). normalBF16Bits4 here, storeNormalBF16Wide in avx512_loads.h.
+constexpr long long kDirectBF16Least = 0x3810000000000000ll, kDirectBF16Bound = 0x47EFF00000000000ll;
+constexpr long long kDirectBF16Bias = static_cast<long long>(0x00000FFFFFFFFFFFull - (uint64_t{896} << 52));
+
 // bf16 of 4 f64 whose magnitudes lie in [2^-126, the least that rounds to infinity): round to nearest even at bf16's
 // precision on the f64 bits, the exponent rebiased (one rounding: the same bits as round-to-odd f32 then bf16 there).
 // Each lane's 16 bits in the low bits of its 64; *inRange -1 in the lanes that lie in that range (the others' bits are
 // meaningless: zero, subnormal, overflow, Inf, NaN).
-// The direct path's range as f64 magnitude bits: at least 2^-126 (bf16's least normal), below (2 - 2^-8) * 2^127 (the least
-// magnitude that rounds to infinity); and its bias: + 2^44 - 1 (half an ulp, less one; with the kept last bit added, nearest, ties
-// to even), - 896 << 52 (the exponent's bias 1023 made 127). normalBF16Bits4 here, normalBF16Bits8 in avx512_loads.h.
-constexpr long long kDirectBF16Least = 0x3810000000000000ll, kDirectBF16Bound = 0x47EFF00000000000ll;
-constexpr long long kDirectBF16Bias = static_cast<long long>(0x00000FFFFFFFFFFFull - (uint64_t{896} << 52));
-
 WM_AVX2_INLINE __m256i normalBF16Bits4(__m256d x, __m256i* inRange) {
   const __m256i bits = _mm256_castpd_si256(x);
   const __m256i abs = _mm256_and_si256(bits, _mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));

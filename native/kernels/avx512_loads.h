@@ -62,7 +62,7 @@ WM_AVX512_INLINE void storeF32As8(void* out, size_t i, __m256 r) {
 // avx2_loads.h's storeNormalBF16x4 in 8 lanes: bf16 of 8 f64 whose magnitudes all lie in the direct path's range, rounded on
 // the f64 bits (one rounding: the bits of round-to-odd f32 then bf16 there) and stored; false, storing nothing, where one does not.
 // The conversions there and back cost SCE's in-register merge 0.98 against 0.87 ns per element in cache (BENCHMARKS.md 2026-12-07).
-WM_AVX512_INLINE bool storeNormalBF16x8(void* out, size_t i, __m512d x) {
+WM_AVX512_INLINE bool storeNormalBF16Wide(void* out, size_t i, __m512d x) {
   const __m512i bits = _mm512_castpd_si512(x);
   const __m512i abs = _mm512_and_si512(bits, _mm512_set1_epi64(0x7FFFFFFFFFFFFFFFll));
   // kDirectBF16Least <= abs < kDirectBF16Bound, as one unsigned compare of the distance from the least.
@@ -76,11 +76,11 @@ WM_AVX512_INLINE bool storeNormalBF16x8(void* out, size_t i, __m512d x) {
 }
 
 // avx2_loads.h's storeResult4 in 8 lanes: one rounding of the f64 results to TO (bf16 and f16 through round-to-odd; bf16 of
-// normal magnitude directly, storeNormalBF16x8).
+// normal magnitude directly, storeNormalBF16Wide).
 template <Dtype TO>
 WM_AVX512_INLINE void storeResult8(void* out, size_t i, __m512d x) {
   if constexpr (TO == Dtype::BF16) {
-    if (storeNormalBF16x8(out, i, x)) return;
+    if (storeNormalBF16Wide(out, i, x)) return;
   }
   storeF32As8<TO>(out, i, roundedToF32<TO>(x));
 }

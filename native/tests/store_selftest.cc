@@ -1,5 +1,5 @@
 // avx2_loads.h's one-rounding store of 4 f64 results (storeResult4, with storeNormalBF16x4's direct bf16 rounding), and
-// avx512_loads.h's of 8 (storeResult8, with storeNormalBF16x8's) where the CPU has AVX-512, against element_io.h's
+// avx512_loads.h's of 8 (storeResult8, with storeNormalBF16Wide's) where the CPU has AVX-512, against element_io.h's
 // storeRoundedOnce, the scalar truth, for bf16, f16 and f32: every rounding edge of bf16 at each exponent from f32's subnormals
 // to past its overflow (the representable values, the ties, an f64 ulp either side of them, f32's odd-rounding bit), the range
 // limits of the direct path, the special values, and random bit patterns, the lanes mixing them.
