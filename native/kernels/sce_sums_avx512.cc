@@ -22,7 +22,8 @@ namespace {
 
 constexpr size_t kMaxModels = kSceRegisterModels;  // task vectors held in registers
 // Elements of a piece per round: the kept squares of 8 models in 16 KB. One piece at a time: summing four pieces side by side (their
-// chains' add latencies overlapping) made the pass slower, 1.05 against 0.79 ns per element (16 streams from memory, not 4).
+// chains' add latencies overlapping) made the pass slower, 1.05 against 0.79 ns per element (16 streams from memory, not 4); two side by
+// side on the Zen 5 too, 0.86–0.91 against 0.75–0.80 (BENCHMARKS.md 2026-12-07, session of 07:31Z).
 constexpr size_t kChunk = 256;
 
 // Appends t_k^2 of elements first .. first + len - 1 to squares[k] (from kept[k] on), in element order, for the elements
