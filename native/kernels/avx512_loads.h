@@ -3,9 +3,11 @@
 // with _mm512_cvtps_pd). Include only in those files, where WM_HAVE_AVX2_BACKEND is defined, and call only where
 // avx512Enabled() (cpu_backends.h) says the CPU has them.
 #pragma once
-// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which -Wmaybe-uninitialized takes for a read of
-// garbage; the warning fires where the intrinsics are inlined, so it is off for the files that include this one.
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which -Wmaybe-uninitialized (in the store self-test
+// -Wuninitialized) takes for a read of garbage; the warning fires where the intrinsics are inlined, so both are off for the
+// files that include this one.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
 #include <cstddef>
