@@ -62,6 +62,11 @@ WM_AVX2_INLINE __m256d rounded(__m256d x) {
 // to even), - 896 << 52 (the exponent's bias 1023 made 127). normalBF16Bits4 here, storeNormalBF16Wide in avx512_loads.h.
 constexpr long long kDirectBF16Least = 0x3810000000000000ll, kDirectBF16Bound = 0x47EFF00000000000ll;
 constexpr long long kDirectBF16Bias = static_cast<long long>(0x00000FFFFFFFFFFFull - (uint64_t{896} << 52));
+// Whether an f64 (its bits) lies in that range: the lanes both SIMD widths round directly (the store self-test groups them by it).
+constexpr bool inDirectBF16Range(uint64_t bits) {
+  const long long magnitude = static_cast<long long>(bits & 0x7FFFFFFFFFFFFFFFull);
+  return magnitude >= kDirectBF16Least && magnitude < kDirectBF16Bound;
+}
 
 // bf16 of 4 f64 whose magnitudes lie in [2^-126, the least that rounds to infinity): round to nearest even at bf16's
 // precision on the f64 bits, the exponent rebiased (one rounding: the same bits as round-to-odd f32 then bf16 there).

@@ -2,7 +2,7 @@
 // avx512_loads.h's of 8 (storeResult8, with storeNormalBF16Wide's) where the CPU has AVX-512, against element_io.h's
 // storeRoundedOnce, the scalar truth, for bf16, f16 and f32: every rounding edge of bf16 at each exponent from f32's subnormals
 // to past its overflow (the representable values, the ties, an f64 ulp either side of them, f32's odd-rounding bit), the range
-// limits of the direct path, the special values, and random bit patterns, the lanes mixing them, then grouped (compareEveryDtype).
+// limits of the direct path, the special values, and random bit patterns, the lanes mixing them, then grouped.
 #include <algorithm>
 #include <cinttypes>
 #include <cstdint>
@@ -89,20 +89,11 @@ size_t compareStores(const std::vector<double>& v) {
   return cases;
 }
 
-// The values twice: shuffled (the lanes of a vector mixing the direct path's values with others, which send it to round-to-odd),
-// then with the direct path's values first, so that nearly all of them (every rounding edge among them) take it: with 8 lanes few
-// shuffled vectors lie wholly in its range.
+// Each list of values (the lanes mixing the direct path's values with others, then those grouped) in bf16, f16 and f32.
 template <size_t Lanes>
-size_t compareEveryDtype(const std::vector<double>& v) {
-  std::vector<double> grouped = v;
-  std::stable_partition(grouped.begin(), grouped.end(), [](double x) {
-    uint64_t b;
-    std::memcpy(&b, &x, 8);
-    const int64_t magnitude = static_cast<int64_t>(b & 0x7FFFFFFFFFFFFFFFull);
-    return magnitude >= wm::avx2::kDirectBF16Least && magnitude < wm::avx2::kDirectBF16Bound;
-  });
+size_t compareEveryDtype(const std::vector<const std::vector<double>*>& lists) {
   size_t cases = 0;
-  for (const std::vector<double>* values : {&v, static_cast<const std::vector<double>*>(&grouped)}) {
+  for (const std::vector<double>* values : lists) {
     cases += compareStores<Dtype::BF16, Lanes>(*values) + compareStores<Dtype::F16, Lanes>(*values) + compareStores<Dtype::F32, Lanes>(*values);
   }
   return cases;
@@ -119,12 +110,22 @@ void testStoreResult(uint64_t seed) {
   }
   Rng r(seed ^ 0x5707E);
   const std::vector<double> v = edgeValues(r);
-  const size_t four = compareEveryDtype<4>(v);
+  // The values twice: shuffled (a vector mixing the direct path's values with others goes to round-to-odd), then with the direct
+  // path's first, so that nearly all of them (every rounding edge among them) take it: with 8 lanes few shuffled vectors lie
+  // wholly in its range.
+  std::vector<double> grouped = v;
+  std::stable_partition(grouped.begin(), grouped.end(), [](double x) {
+    uint64_t b;
+    std::memcpy(&b, &x, 8);
+    return wm::avx2::inDirectBF16Range(b);
+  });
+  const std::vector<const std::vector<double>*> lists = {&v, &grouped};
+  const size_t four = compareEveryDtype<4>(lists);
   if (!wm::avx2::avx512Enabled()) {
     std::printf("store: %zu f64 results rounded once, 4 lanes against the scalar truth (8 lanes skipped: no AVX-512 here)\n", four);
     return;
   }
-  const size_t eight = compareEveryDtype<8>(v);
+  const size_t eight = compareEveryDtype<8>(lists);
   std::printf("store: %zu f64 results rounded once in 4 lanes and %zu in 8, SIMD against the scalar truth\n", four, eight);
 #else
   (void)seed;
