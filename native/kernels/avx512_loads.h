@@ -29,6 +29,21 @@ WM_AVX512_INLINE __m512d rounded8(__m512d x) {
   return x;
 }
 
+// avx2_loads.h's load8 in 16 lanes (exact: every bf16 and f16 is an f32).
+template <Dtype T>
+WM_AVX512_INLINE __m512 load16(const void* p, size_t i) {
+  if constexpr (T == Dtype::F32) {
+    return _mm512_loadu_ps(static_cast<const float*>(p) + i);
+  } else {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i));
+    if constexpr (T == Dtype::BF16) {
+      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    } else {
+      return _mm512_cvtph_ps(h);
+    }
+  }
+}
+
 // storeResult8's f32 step: the f64 results rounded once to f32 (to odd where TO is bf16 or f16, so that storeF32As8's
 // rounding to TO is the only one that counts), NaN made canonical.
 template <Dtype TO>

@@ -162,18 +162,23 @@ __attribute__((target(WM_AVX512_TARGET))) void finiteOrNanBits(const void* base,
   }
 }
 
-// sceMergeNone (sce.h) where the base, the models and the output share dtype T: round(base + 0) is the base itself but for -0,
-// which becomes +0, and NaN (the f64 NaN rounded to T) where the base or a model is not finite. 16 lanes a step, on the bits.
+// round(base + 0) in dtype T from the base's bits b (16 lanes): the base itself but for -0, which becomes +0, and NaN (the f64 NaN
+// rounded to T) in the lanes notFinite, where the base or a model is not finite. SCE's result wherever nothing is kept.
+template <Dtype T>
+WM_AVX512_INLINE __m512i baseOrNanBits16(__m512i b, __mmask16 notFinite) {
+  const __m512i nan = _mm512_set1_epi32(static_cast<int>(Bits16<T>::kNan)), negativeZero = _mm512_set1_epi32(static_cast<int>(Bits16<T>::kNegativeZero));
+  return _mm512_mask_mov_epi32(_mm512_maskz_mov_epi32(_mm512_cmpneq_epi32_mask(b, negativeZero), b), notFinite, nan);
+}
+
+// sceMergeNone (sce.h) where the base, the models and the output share dtype T: baseOrNanBits16, 16 lanes a step.
 template <Dtype T>
 __attribute__((target(WM_AVX512_TARGET))) void baseOrNan16(const void* const* srcs, const SceParams& p, size_t j0, size_t n, void* out) {
-  const __m512i nan = _mm512_set1_epi32(static_cast<int>(Bits16<T>::kNan)), negativeZero = _mm512_set1_epi32(static_cast<int>(Bits16<T>::kNegativeZero));
   for (size_t j = 0; j < n; j += 16) {
     const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
     const __m512i b = loadBits16<T>(srcs[p.base], j0 + j, lanes);
     __mmask16 finite = finite16<T>(b, lanes);
     for (const uint32_t s : p.sources) finite &= finite16<T>(loadBits16<T>(srcs[s], j0 + j, lanes), lanes);
-    const __m512i r = _mm512_mask_mov_epi32(nan, finite, _mm512_maskz_mov_epi32(_mm512_cmpneq_epi32_mask(b, negativeZero), b));
-    storeBits16<T>(out, j0 + j, lanes, r);
+    storeBits16<T>(out, j0 + j, lanes, baseOrNanBits16<T>(b, static_cast<__mmask16>(~finite)));
   }
 }
 
@@ -253,6 +258,60 @@ __attribute__((target(WM_AVX512_TARGET))) void sceKeepOfBitsAvx512(const uint8_t
 
 namespace {
 
+// Elements packed per round of mergeKeptOnly: its packed sources and results stay in L1.
+constexpr size_t kPackBlock = 512;
+// _mm512_fpclass_ps_mask's classes of a value that is not finite: quiet NaN, +Inf, -Inf, signalling NaN.
+constexpr int kNotFinite = 0x01 | 0x08 | 0x10 | 0x80;
+
+// mergeInRegisters' elements e .. e + full - 1 (full a multiple of 16; keep bit j of them at bit shift + j of bytes) where the output
+// has the sources' dtype and every weight is finite: combine8 on the kept elements alone, packed 8 to a vector, the results put back
+// among the dropped ones. A dropped element's result is combine8's with keep 0, which is the base (t * 0 is +-0 and agrees with no
+// sign, so num is +0 and den max(1e-6, +0)): its bits, -0 made +0, and NaN where the base or a model is not finite (t * 0 is NaN
+// there), baseOrNanBits16. SCE's merge computes the sign election, the sums and the division for half the elements at select_topk 0.5.
+template <Dtype T, size_t M>
+__attribute__((target(WM_AVX512_TARGET))) void mergeKeptOnly(const void* base, const void* const* x, const double* weights, const uint8_t* bytes,
+                                                             unsigned shift, size_t e, size_t full, void* out) {
+  // The kept elements' sources as f32 (exact), 16 slots past a round for the last vector's stores, and their results as T.
+  alignas(64) float packedBase[kPackBlock + 16] = {}, packed[M][kPackBlock + 16] = {};
+  alignas(64) uint32_t results[kPackBlock + 16] = {};
+  __mmask16 keeps[kPackBlock / 16], notFinite[kPackBlock / 16];  // per 16 elements: kept, and dropped with a source not finite
+  const __m512d one = _mm512_set1_pd(1.0);
+  for (size_t r0 = 0; r0 < full; r0 += kPackBlock) {
+    const size_t end = r0 + (full - r0 < kPackBlock ? full - r0 : kPackBlock);
+    size_t kept = 0;
+    for (size_t j = r0; j < end; j += 16) {
+      // Bits j .. j + 15 from shift on: two bytes, and a third where shift reaches into it.
+      const unsigned three = bytes[j / 8] | static_cast<unsigned>(bytes[j / 8 + 1]) << 8 | (shift != 0 ? static_cast<unsigned>(bytes[j / 8 + 2]) << 16 : 0u);
+      const __mmask16 keep = static_cast<__mmask16>(three >> shift);
+      const __m512 b = load16<T>(base, e + j);
+      __mmask16 bad = _mm512_fpclass_ps_mask(b, kNotFinite);
+      _mm512_storeu_ps(packedBase + kept, _mm512_maskz_compress_ps(keep, b));
+      for (size_t k = 0; k < M; ++k) {
+        const __m512 v = load16<T>(x[k], e + j);
+        bad |= _mm512_fpclass_ps_mask(v, kNotFinite);
+        _mm512_storeu_ps(packed[k] + kept, _mm512_maskz_compress_ps(keep, v));
+      }
+      keeps[(j - r0) / 16] = keep;
+      notFinite[(j - r0) / 16] = bad & static_cast<__mmask16>(~keep);
+      kept += static_cast<size_t>(__builtin_popcount(keep));
+    }
+    // The last vector's lanes past `kept` hold earlier rounds' values (or zeros): computed, stored past the results, never read.
+    for (size_t k = 0; k < kept; k += 8) {
+      const __m512d b = _mm512_cvtps_pd(_mm256_load_ps(packedBase + k));
+      __m512d t[M];
+      for (size_t q = 0; q < M; ++q) t[q] = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_load_ps(packed[q] + k)), b);
+      storeResult8<T>(results, k, combine8(b, TasksInRegisters{t}, one, weights, M, true));
+    }
+    size_t at = 0;
+    for (size_t j = r0; j < end; j += 16) {
+      const __mmask16 keep = keeps[(j - r0) / 16];
+      const __m512i dropped = baseOrNanBits16<T>(loadBits16<T>(base, e + j, kAllLanes16), notFinite[(j - r0) / 16]);
+      storeBits16<T>(out, e + j, kAllLanes16, _mm512_mask_expand_epi32(dropped, keep, loadBits16<T>(results, at, kAllLanes16)));
+      at += static_cast<size_t>(__builtin_popcount(keep));
+    }
+  }
+}
+
 // sceMerge (sce.h) of elements start .. start + n - 1 of count with the task vectors in registers, M models of dtype T: t = x - base,
 // the keep bits (all kept: cut 0; from the keep map; or sceKeep's rule on the variance bits computed here) and combine8, with no f64
 // task vectors or keep mask stored between loops.
@@ -271,7 +330,12 @@ __attribute__((target(WM_AVX512_TARGET))) void mergeInRegisters(const void* cons
     const size_t run = keepRun.length;
     const uint8_t* bytes = keepRun.bytes;
     const unsigned shift = keepRun.shift;
-    for (size_t j = 0; j < run; j += 8) {
+    size_t j = 0;
+    if (T == TO && byMap && plain && run >= 16) {  // the run's whole 16s by the kept elements alone, the rest below
+      j = run - run % 16;
+      mergeKeptOnly<T, M>(base, x, p.weights.data(), bytes, shift, j0, j, out);
+    }
+    for (; j < run; j += 8) {
       const size_t e = j0 + j;
       const __mmask8 lanes = run - j >= 8 ? 0xFF : static_cast<__mmask8>((1u << (run - j)) - 1);
       const __m512d b = loadLanes8<T>(base, e, lanes);

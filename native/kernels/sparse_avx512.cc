@@ -118,21 +118,6 @@ __attribute__((target(WM_AVX512_TARGET))) void sparseMergeLoop8(const void* cons
   }
 }
 
-// avx2_loads.h's load8 in 16 lanes.
-template <Dtype T>
-WM_AVX512_INLINE __m512 load16(const void* p, size_t i) {
-  if constexpr (T == Dtype::F32) {
-    return _mm512_loadu_ps(static_cast<const float*>(p) + i);
-  } else {
-    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i));
-    if constexpr (T == Dtype::BF16) {
-      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    } else {
-      return _mm512_cvtph_ps(h);
-    }
-  }
-}
-
 // One model whose keep rule is a keepBits map (della's merge, a local DARE's) or its rank cuts alone (TIES, breadcrumbs: no
 // random mask): a dropped element's result is base + z, z the zero (or NaN) the formula gives for e = 0, so the f64
 // arithmetic runs on the kept elements only (about half at density 0.5), packed 8 a step by VCOMPRESSPS, and VEXPANDPS
