@@ -3,7 +3,7 @@
 // passes (lib/recipes/sce-statistics.ts: up to five radix passes over the variance keys, then the sums
 // of squares, each re-reading the files and computing every variance again). The variances are
 // computed once, into scratch memory (4 bytes per element, from the run's local pool), which the cut's
-// histograms and the sums of squares then read; the sums' pass writes the keep bits over them (SceParams::keepMap),
+// window pass and the sums of squares then read; the sums' pass writes the keep bits over them (SceParams::keepMap),
 // which the merge reads. The same cut set, sums and weights as the
 // streaming passes: test/tensor-local-sce.test.ts compares the bytes.
 #pragma once
@@ -42,5 +42,8 @@ void resolveLocalSceInChunks(std::vector<SceParams>& dests, const Dtype* types, 
 // The cut that keeps exactly the top trunc(nonzero * selectTopk) rank keys (kernels/sce.h) of the variance
 // bits bits[0..count) (nonzero: the elements whose bits are not 0); kRankKeyNone when that is none.
 uint64_t sceCutOfBits(const uint32_t* bits, uint64_t count, double selectTopk);
+// sceCutOfBits where the zeros among the bits are counted already: the window pass over them (kernels/sparse_select.h's
+// rankCutsWindowedOfBits, the same keys and cut), the histogram passes of sceCutOfBits where the window does not answer.
+uint64_t sceCutOfStoredBits(const uint32_t* bits, uint64_t count, uint64_t zeros, double selectTopk);
 
 }  // namespace wm

@@ -91,10 +91,10 @@ void rankCutsByHistogram(const void* base, Dtype tb, const void* x, Dtype tx, ui
 
 namespace {
 
-// |d| bits of one element in each of `s` equal strata of the tensor, at a pseudo-random place in it
-// (a fixed stride could alias with the rows). Only steers the window: the cuts never depend on it.
-template <Dtype B, Dtype X>
-void sampleAbsBits(const void* base, const void* x, uint64_t count, size_t s, uint32_t* out) {
+// valueAt(i) of one element i in each of `s` equal strata of the tensor, at a pseudo-random place in it (a fixed stride could
+// alias with the rows). Only steers the window: the cuts never depend on it.
+template <typename ValueAt>
+void sampleStrata(uint64_t count, size_t s, uint32_t* out, ValueAt valueAt) {
   // No 64-bit division per sample (the loads, each a cache miss, then overlap instead of waiting on the
   // divider): stratum q is [q * count / s, (q + 1) * count / s) stepped in integers, and the place in it
   // comes from the hash's high 32 bits by a multiply (a stratum holds < 2^32 elements).
@@ -107,11 +107,41 @@ void sampleAbsBits(const void* base, const void* x, uint64_t count, size_t s, ui
       frac -= s;
       ++hi;
     }
-    const uint64_t i = lo + (((splitmix64(q) >> 32) * (hi - lo)) >> 32);
-    out[q] = num::f32Bits(num::subRn(loadElem<X>(x, i), loadElem<B>(base, i))) & 0x7FFFFFFFu;
+    out[q] = valueAt(lo + (((splitmix64(q) >> 32) * (hi - lo)) >> 32));
     lo = hi;
   }
 }
+
+// The values the windowed cuts rank: the |d| bits of base and x, computed a chunk at a time.
+struct AbsDeltaValues {
+  const void* base;
+  Dtype tb;
+  const void* x;
+  Dtype tx;
+  void sample(uint64_t count, size_t s, uint32_t* out) const {
+    withDtype(tb, [&](auto B) {
+      withDtype(tx, [&](auto X) {
+        sampleStrata(count, s, out, [&](uint64_t i) {
+          return num::f32Bits(num::subRn(loadElem<decltype(X)::value>(x, i), loadElem<decltype(B)::value>(base, i))) & 0x7FFFFFFFu;
+        });
+      });
+    });
+  }
+  // Elements j0 .. j0 + n - 1, computed into scratch.
+  const uint32_t* chunk(uint64_t j0, size_t n, uint32_t* scratch) const {
+    absDeltaBits(static_cast<const uint8_t*>(base) + j0 * dtypeSize(tb), tb, static_cast<const uint8_t*>(x) + j0 * dtypeSize(tx), tx, n, scratch);
+    return scratch;
+  }
+};
+
+// The values held in memory (rankCutsWindowedOfBits).
+struct StoredValues {
+  const uint32_t* bits;
+  void sample(uint64_t count, size_t s, uint32_t* out) const {
+    sampleStrata(count, s, out, [&](uint64_t i) { return bits[i]; });
+  }
+  const uint32_t* chunk(uint64_t j0, size_t, uint32_t*) const { return bits + j0; }
+};
 
 }  // namespace
 
@@ -215,7 +245,11 @@ class WindowValueCounts {
 
 }  // namespace
 
-bool rankCutsWindowed(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts) {
+namespace {
+
+// rankCutsWindowed over the values of `values` (AbsDeltaValues or StoredValues).
+template <typename Values>
+bool windowedCuts(const Values& values, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts) {
   struct Window {
     Window(size_t q, uint64_t rank) : q(q), rank(rank) {}
     size_t q;
@@ -235,9 +269,7 @@ bool rankCutsWindowed(const void* base, Dtype tb, const void* x, Dtype tx, uint6
   // About count / 256 samples (4096 to 65536): the window then holds ~2-3 % of the elements.
   const size_t s = static_cast<size_t>(std::min<uint64_t>(count, std::clamp<uint64_t>(count / 256, 4096, 65536)));
   std::vector<uint32_t> sample(s);
-  withDtype(tb, [&](auto B) {
-    withDtype(tx, [&](auto X) { sampleAbsBits<decltype(B)::value, decltype(X)::value>(base, x, count, s, sample.data()); });
-  });
+  values.sample(count, s, sample.data());
   // Each window: the sample's values some 4 binomial standard deviations (+ 8) either side of the rank's place.
   std::vector<std::pair<size_t, uint32_t*>> wanted;  // ascending sample index -> where its value goes
   double widest = 0;
@@ -265,12 +297,10 @@ bool rankCutsWindowed(const void* base, Dtype tb, const void* x, Dtype tx, uint6
   uint64_t* const buffer = windowRoom(capacity * open.size());
   for (size_t q = 0; q < open.size(); ++q) open[q].keys = buffer + q * capacity;
   const uint32_t indexBits = sparseIndexBits(count);
-  uint32_t a[kChunk];
-  const auto* b8 = static_cast<const uint8_t*>(base);
-  const auto* x8 = static_cast<const uint8_t*>(x);
+  uint32_t scratch[kChunk];
   for (uint64_t j0 = 0; j0 < count; j0 += kChunk) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, count - j0));
-    absDeltaBits(b8 + j0 * dtypeSize(tb), tb, x8 + j0 * dtypeSize(tx), tx, n, a);
+    const uint32_t* a = values.chunk(j0, n, scratch);
     for (Window& w : open) {
       if (w.values != nullptr) {
         // Counting: the chunk's keys in the window go to the front of the room, then into the counts.
@@ -315,7 +345,7 @@ bool rankCutsWindowed(const void* base, Dtype tb, const void* x, Dtype tx, uint6
   // Elements of equal |d| rank by index, lower first: the need-th of them in index order is the cut's element.
   for (uint64_t j0 = 0; j0 < count && !ties.empty(); j0 += kChunk) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, count - j0));
-    absDeltaBits(b8 + j0 * dtypeSize(tb), tb, x8 + j0 * dtypeSize(tx), tx, n, a);
+    const uint32_t* a = values.chunk(j0, n, scratch);
     for (size_t t = 0; t < ties.size();) {
       TieScan& tie = ties[t];
       for (size_t i = 0; i < n && tie.need > 0; ++i) {
@@ -329,6 +359,16 @@ bool rankCutsWindowed(const void* base, Dtype tb, const void* x, Dtype tx, uint6
     }
   }
   return ties.empty();
+}
+
+}  // namespace
+
+bool rankCutsWindowed(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts) {
+  return windowedCuts(AbsDeltaValues{base, tb, x, tx}, count, ranks, k, cuts);
+}
+
+bool rankCutsWindowedOfBits(const uint32_t* bits, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts) {
+  return windowedCuts(StoredValues{bits}, count, ranks, k, cuts);
 }
 
 void rankCuts(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts) {

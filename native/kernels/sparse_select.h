@@ -30,6 +30,9 @@ void rankCuts(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t coun
 // distinct values (sparse_select.cc), with the cuts of earlier windows possibly written: then use that
 // one, which writes every cut.
 bool rankCutsWindowed(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts);
+// rankCutsWindowed over values held in memory instead of |d|: bits[i] (< 2^31) is element i's, keyed as |d| is (sparsify.h's
+// sparseRankKey; sce's variance bits, local_sce.h). The same cuts as the histogram passes over those keys where it answers.
+bool rankCutsWindowedOfBits(const uint32_t* bits, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts);
 // Two or three passes: a histogram of |d|'s high 16 bits shared by all cuts, one of the low 16 bits
 // inside each chosen bin, and the index scan for a rank among equal |d|.
 void rankCutsByHistogram(const void* base, Dtype tb, const void* x, Dtype tx, uint64_t count, const uint64_t* ranks, size_t k, uint64_t* cuts);

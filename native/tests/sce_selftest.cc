@@ -331,6 +331,51 @@ void testSceSumPieces(uint64_t seed) {
   std::printf("sce sums in pieces: %zu cases\n", cases);
 }
 
+// The windowed cut over variance bits held in memory (sparse_select.h's rankCutsWindowedOfBits, local_sce.h's first choice) against
+// the definition: the keys sorted, the rank-th largest, or its variance's lowest key where every element of that variance is kept
+// (0 where the rank is the count: all kept).
+// Variances of 1-3 task vectors of random values (zeros, NaN one above Inf) and of few distinct values (ties at the cut), tensors
+// larger than the sample (4,096) so that the window is placed from a part of them.
+void testSceCutWindow(uint64_t seed) {
+  Rng r(seed ^ 0x5CEC);
+  size_t cases = 0, answered = 0;
+  for (uint64_t count : {uint64_t{1}, uint64_t{5}, uint64_t{4099}, uint64_t{70001}, uint64_t{200003}}) {
+    for (size_t m : {1, 2, 3}) {
+      for (bool ties : {false, true}) {
+        std::vector<std::vector<unsigned char>> src;
+        std::vector<const void*> srcs;
+        for (size_t s = 0; s <= m; ++s) src.push_back(ties ? palette(r, Dtype::BF16, count) : randomTensor(r, Dtype::BF16, count));
+        for (auto& v : src) srcs.push_back(v.data());
+        std::vector<Dtype> types(m + 1, Dtype::BF16);
+        wm::SceParams p;
+        p.base = 0;
+        for (size_t k = 1; k <= m; ++k) p.sources.push_back(static_cast<uint32_t>(k));
+        std::vector<uint32_t> bits(count);
+        wm::sceVarianceBits(srcs.data(), types.data(), p, count, bits.data());
+        const uint32_t indexBits = wm::sparseIndexBits(count);
+        std::vector<uint64_t> keys(count);
+        for (uint64_t i = 0; i < count; ++i) keys[i] = wm::sparseRankKey(bits[i], indexBits, count, i);
+        std::sort(keys.begin(), keys.end(), [](uint64_t a, uint64_t b) { return a > b; });
+        for (uint64_t rank : {uint64_t{1}, count / 100, count / 3, count / 2, count - 1, 1 + r.next() % count}) {
+          if (rank == 0) continue;
+          const uint64_t key = keys[rank - 1], value = key >> indexBits;
+          // rank >= count keeps all: cut 0 (rankCut's contract; sce's k is below count, select_topk < 1)
+          const uint64_t want = rank >= count ? 0 : keys[rank] >> indexBits != value ? value << indexBits : key;
+          uint64_t cut = 7;
+          if (wm::rankCutsWindowedOfBits(bits.data(), count, &rank, 1, &cut)) {
+            ++answered;
+            CHECK(cut == want, "rankCutsWindowedOfBits count %llu m %zu ties %d rank %llu: %016llx, by definition %016llx", static_cast<unsigned long long>(count),
+                  m, ties, static_cast<unsigned long long>(rank), static_cast<unsigned long long>(cut), static_cast<unsigned long long>(want));
+          }
+          ++cases;
+        }
+      }
+    }
+  }
+  CHECK(answered * 2 > cases, "rankCutsWindowedOfBits answered only %zu of %zu cases", answered, cases);
+  std::printf("sce cut window: %zu of %zu cases answered\n", answered, cases);
+}
+
 }  // namespace
 
 // sceMerge: 1-4 task vectors, every output dtype, sources of mixed dtypes, weights of both signs and
@@ -390,4 +435,5 @@ void testSce(uint64_t seed) {
   std::printf("sce: %zu cases\n", cases);
   testSceChunks(seed);
   testSceSumPieces(seed);
+  testSceCutWindow(seed);
 }
