@@ -55,6 +55,8 @@ WM_CPU_BACKEND_DECLS
 bool cpuSupported();  // AVX2, FMA and F16C, with the OS saving YMM state
 bool setAvx512Enabled(bool enabled);  // the AVX-512 paths (sparse: merge, keep rule, |d| bits, window keys; ram and nearswap merges) where the CPU has them (tests turn them off); returns the old setting
 bool avx512Enabled();                 // whether they may run now
+bool setVbmi2Enabled(bool enabled);   // AVX-512 VBMI2's 16-bit compress and expand (sce's kept-only merge of 16-bit values) where the CPU has it; returns the old setting
+bool vbmi2Enabled();                  // whether it may run now: avx512Enabled() and the CPU has it
 }  // namespace avx2
 #endif
 

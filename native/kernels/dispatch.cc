@@ -51,6 +51,9 @@ const bool kCpuHasAvx512 = [] {
 // has them, unless WEIGHTMIX_NO_AVX512 is set (diagnostics, or a CPU whose clock drops under 512-bit work) or a
 // test turned them off (setAvx512Enabled).
 std::atomic<bool> avx512{kCpuHasAvx512 && !environmentSwitch("WEIGHTMIX_NO_AVX512")};
+// VBMI2 besides (16-bit compress and expand, sce_avx512.cc's mergeKeptOnlyVbmi2); tests turn it off to run the 32-bit-lane loop there.
+const bool kCpuHasVbmi2 = kCpuHasAvx512 && __builtin_cpu_supports("avx512vbmi2");
+std::atomic<bool> vbmi2{kCpuHasVbmi2};
 #endif
 
 inline bool useSimd() { return kCpuHasSimd && simdEnabled.load(std::memory_order_relaxed); }
@@ -176,6 +179,8 @@ bool setSimdEnabled(bool enabled) { return simdEnabled.exchange(enabled); }
 #if defined(WM_HAVE_AVX2_BACKEND)
 bool avx2::setAvx512Enabled(bool enabled) { return avx512.exchange(enabled && kCpuHasAvx512); }  // never on where the CPU lacks them
 bool avx2::avx512Enabled() { return avx512.load(std::memory_order_relaxed); }
+bool avx2::setVbmi2Enabled(bool enabled) { return vbmi2.exchange(enabled && kCpuHasVbmi2); }
+bool avx2::vbmi2Enabled() { return avx512Enabled() && vbmi2.load(std::memory_order_relaxed); }
 #endif
 
 void dellaUniforms(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u) { WM_DISPATCH(dellaUniforms(seedKey, first, n, u)); }

@@ -312,6 +312,56 @@ __attribute__((target(WM_AVX512_TARGET))) void mergeKeptOnly(const void* base, c
   }
 }
 
+// mergeKeptOnly for 16-bit T where the CPU has AVX-512 VBMI2 (vbmi2Enabled()): the sources packed and the results put back as they
+// are, 32 to a 16-bit-lane vector, instead of 16 widened to 32 bits (SCE's merge in cache, 2 models, bf16: 0.73 -> 0.59 ns per element).
+template <Dtype T, size_t M>
+__attribute__((target(WM_AVX512_TARGET ",avx512vbmi2"))) void mergeKeptOnlyVbmi2(const void* base, const void* const* x, const double* weights,
+                                                                                 const uint8_t* bytes, unsigned shift, size_t e, size_t full, void* out) {
+  static_assert(T != Dtype::F32, "16-bit values");
+  alignas(64) uint16_t packedBase[kPackBlock + 32] = {}, packed[M][kPackBlock + 32] = {}, results[kPackBlock + 32] = {};
+  __mmask32 keeps[kPackBlock / 32], notFinite[kPackBlock / 32];  // per 32 elements: kept, and dropped with a source not finite
+  const __m512d one = _mm512_set1_pd(1.0);
+  const __m512i exponent = _mm512_set1_epi16(static_cast<short>(Bits16<T>::kExponent)), nan = _mm512_set1_epi16(static_cast<short>(Bits16<T>::kNan));
+  const __m512i negativeZero = _mm512_set1_epi16(static_cast<short>(Bits16<T>::kNegativeZero));
+  const auto* b16 = static_cast<const uint16_t*>(base);
+  for (size_t r0 = 0; r0 < full; r0 += kPackBlock) {
+    const size_t end = r0 + (full - r0 < kPackBlock ? full - r0 : kPackBlock);
+    size_t kept = 0;
+    for (size_t j = r0; j < end; j += 32) {
+      // Bits j .. j + 31 from shift on: four bytes, and a fifth where shift reaches into it.
+      uint32_t four;
+      std::memcpy(&four, bytes + j / 8, 4);
+      const uint64_t five = four | (shift != 0 ? static_cast<uint64_t>(bytes[j / 8 + 4]) << 32 : 0u);
+      const __mmask32 keep = static_cast<__mmask32>(five >> shift);
+      const __m512i b = _mm512_loadu_si512(b16 + e + j);
+      __mmask32 bad = _mm512_cmpeq_epi16_mask(_mm512_and_si512(b, exponent), exponent);  // Inf and NaN: every exponent bit set
+      _mm512_storeu_si512(packedBase + kept, _mm512_maskz_compress_epi16(keep, b));
+      for (size_t k = 0; k < M; ++k) {
+        const __m512i v = _mm512_loadu_si512(static_cast<const uint16_t*>(x[k]) + e + j);
+        bad |= _mm512_cmpeq_epi16_mask(_mm512_and_si512(v, exponent), exponent);
+        _mm512_storeu_si512(packed[k] + kept, _mm512_maskz_compress_epi16(keep, v));
+      }
+      keeps[(j - r0) / 32] = keep;
+      notFinite[(j - r0) / 32] = bad & ~keep;
+      kept += static_cast<size_t>(__builtin_popcount(keep));
+    }
+    for (size_t k = 0; k < kept; k += 8) {  // as mergeKeptOnly's, the last vector's lanes past `kept` never read
+      const __m512d b = _mm512_cvtps_pd(load8<T>(packedBase, k));
+      __m512d t[M];
+      for (size_t q = 0; q < M; ++q) t[q] = _mm512_sub_pd(_mm512_cvtps_pd(load8<T>(packed[q], k)), b);
+      storeResult8<T>(results, k, combine8(b, TasksInRegisters{t}, one, weights, M, true));
+    }
+    size_t at = 0;
+    for (size_t j = r0; j < end; j += 32) {  // baseOrNanBits16 in 16-bit lanes for the dropped elements
+      const __mmask32 keep = keeps[(j - r0) / 32];
+      const __m512i b = _mm512_loadu_si512(b16 + e + j);
+      const __m512i dropped = _mm512_mask_mov_epi16(_mm512_maskz_mov_epi16(_mm512_cmpneq_epi16_mask(b, negativeZero), b), notFinite[(j - r0) / 32], nan);
+      _mm512_storeu_si512(static_cast<uint16_t*>(out) + e + j, _mm512_mask_expand_epi16(dropped, keep, _mm512_loadu_si512(results + at)));
+      at += static_cast<size_t>(__builtin_popcount(keep));
+    }
+  }
+}
+
 // sceMerge (sce.h) of elements start .. start + n - 1 of count with the task vectors in registers, M models of dtype T: t = x - base,
 // the keep bits (all kept: cut 0; from the keep map; or sceKeep's rule on the variance bits computed here) and combine8, with no f64
 // task vectors or keep mask stored between loops.
@@ -322,6 +372,7 @@ __attribute__((target(WM_AVX512_TARGET))) void mergeInRegisters(const void* cons
   const void* x[M];
   for (size_t k = 0; k < M; ++k) x[k] = srcs[p.sources[k]];
   const bool all = p.cut == 0, byMap = !all && p.keepMap != nullptr, fresh = !all && !byMap, plain = plainWeights(p.weights.data(), M);
+  const bool vbmi2 = vbmi2Enabled();
   const __m512d one = _mm512_set1_pd(1.0);
   const __m128i indexShift = _mm_cvtsi32_si128(static_cast<int>(p.indexBits));
   const __m512i cuts = _mm512_set1_epi64(static_cast<long long>(p.cut)), lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
@@ -330,8 +381,14 @@ __attribute__((target(WM_AVX512_TARGET))) void mergeInRegisters(const void* cons
     const size_t run = keepRun.length;
     const uint8_t* bytes = keepRun.bytes;
     const unsigned shift = keepRun.shift;
-    size_t j = 0;
-    if (T == TO && byMap && plain && run >= 16) {  // the run's whole 16s by the kept elements alone, the rest below
+    size_t j = 0;  // the run's whole 32s or 16s by the kept elements alone, the rest below
+    if constexpr (T == TO && T != Dtype::F32) {
+      if (byMap && plain && run >= 32 && vbmi2) {
+        j = run - run % 32;
+        mergeKeptOnlyVbmi2<T, M>(base, x, p.weights.data(), bytes, shift, j0, j, out);
+      }
+    }
+    if (T == TO && byMap && plain && run >= 16 && j == 0) {
       j = run - run % 16;
       mergeKeptOnly<T, M>(base, x, p.weights.data(), bytes, shift, j0, j, out);
     }

@@ -306,15 +306,16 @@ void testSceSumPieces(uint64_t seed) {
                   for (bool byMap : {true, false}) {
                   q.keepMap = byMap ? map : nullptr;
                   for (Dtype to : all) {
-                    std::vector<unsigned char> outS(len * wm::dtypeSize(to) + 3, 0xA5), outV = outS, outW = outS;
+                    std::vector<unsigned char> outS(len * wm::dtypeSize(to) + 3, 0xA5), outV = outS, outW = outS, outN = outS;
                     wm::setSimdEnabled(false);
                     wm::sceMerge(at.data(), types.data(), q, count, first, len, outS.data() + 1, to);
                     wm::setSimdEnabled(true);
                     for (bool wide : {false, true}) {
                       withAvx512(wide, [&] { wm::sceMerge(at.data(), types.data(), q, count, first, len, (wide ? outW : outV).data() + 1, to); });
                     }
+                    withVbmi2(false, [&] { wm::sceMerge(at.data(), types.data(), q, count, first, len, outN.data() + 1, to); });  // 32-bit lanes
                     digestBytes(outW.data(), outW.size());
-                    CHECK(outS == outV && outS == outW, "sceMerge in registers, keep map %d, %s->%s first %llu len %zu m %zu mixed %d piece %llu cut %016llx: SIMD != scalar",
+                    CHECK(outS == outV && outS == outW && outS == outN, "sceMerge in registers, keep map %d, %s->%s first %llu len %zu m %zu mixed %d piece %llu cut %016llx: SIMD != scalar",
                           byMap, dtypeName(t), dtypeName(to), static_cast<unsigned long long>(first), len, m, mixed, static_cast<unsigned long long>(piece),
                           static_cast<unsigned long long>(cut));
                   }

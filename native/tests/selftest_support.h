@@ -46,6 +46,20 @@ void withAvx512(bool on, F&& f) {
 #endif
 }
 
+// f() with AVX-512 on and VBMI2's 16-bit loops switched on or off (where the CPU has them), then both settings restored: the loops
+// that VBMI2 replaces run too on a CPU that has it.
+template <class F>
+void withVbmi2(bool on, F&& f) {
+#if defined(WM_HAVE_AVX2_BACKEND)
+  const bool was = wm::avx2::setVbmi2Enabled(on);
+  withAvx512(true, f);
+  wm::avx2::setVbmi2Enabled(was);
+#else
+  (void)on;
+  f();
+#endif
+}
+
 struct Rng {
   std::mt19937_64 g;
   explicit Rng(uint64_t seed) : g(seed) {}
