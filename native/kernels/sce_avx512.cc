@@ -182,6 +182,42 @@ __attribute__((target(WM_AVX512_TARGET))) void baseOrNan16(const void* const* sr
   }
 }
 
+// The 8-bit exponent fields of 16 f32.
+WM_AVX512_INLINE __m512i exponentField16(__m512 v) { return _mm512_srli_epi32(_mm512_slli_epi32(_mm512_castps_si512(v), 1), 24); }
+
+// The variance bits of two bf16 task vectors in f32, 16 lanes a step, where the f64 truth's operations are all exact: base and models
+// normal (exponent fields 1 .. 254) and their exponent fields at most 16 apart. Then each is m * 2^s units of 2^L (m < 256, 0 <= s <= 16,
+// L >= -133 the least field's unit), an integer below 2^24: t_k = x_k - b, their sum, mean = sum * 0.5, d = t_1 - mean = (x_1 - x_2) / 2
+// = -(t_2 - mean) and d^2 (below 2^48 units of 2^(2L - 2)) are exact in f64, v = (0 + d^2 + d^2) * 0.5 = d^2 exactly, and the bits are
+// its one rounding to f32. In f32, a = x_1 - x_2 = 2^min(s) (m_1 2^(s_1 - min) - m_2) (one of them m 2^0), an integer below
+// 255 * 2^16 + 255 < 2^24 times a unit >= 2^-149, and h = a * 0.5 are exact too, so h * h is that same one rounding: zero, subnormal
+// or Inf alike, never NaN. A step with a lane outside takes the f64 loop (sceVarianceBits8): 17 apart, a can need 25 bits (a zero or
+// subnormal, field 0, would be exact as well; left to that loop).
+// Returns how many elements it did (a multiple of 16); the caller does the rest.
+__attribute__((target(WM_AVX512_TARGET))) size_t pairVarianceBits(const void* base, const void* x1, const void* x2, size_t n, uint32_t* bits) {
+  const __m512i one = _mm512_set1_epi32(1), top = _mm512_set1_epi32(254), span = _mm512_set1_epi32(16);
+  const __m512 half = _mm512_set1_ps(0.5f);
+  size_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512 b = load16<Dtype::BF16>(base, j), a1 = load16<Dtype::BF16>(x1, j), a2 = load16<Dtype::BF16>(x2, j);
+    const __m512i eb = exponentField16(b), e1 = exponentField16(a1), e2 = exponentField16(a2);
+    const __m512i least = _mm512_min_epu32(eb, _mm512_min_epu32(e1, e2)), most = _mm512_max_epu32(eb, _mm512_max_epu32(e1, e2));
+    const __mmask16 exact = _mm512_cmpge_epu32_mask(least, one) & _mm512_cmple_epu32_mask(most, top) &
+                            _mm512_cmple_epu32_mask(_mm512_sub_epi32(most, least), span);
+    if (exact == kAllLanes16) {
+      const __m512 h = _mm512_mul_ps(_mm512_sub_ps(a1, a2), half);
+      _mm512_storeu_ps(reinterpret_cast<float*>(bits + j), _mm512_mul_ps(h, h));
+      continue;
+    }
+    for (size_t q = j; q < j + 16; q += 8) {  // the f64 truth's operations, as varianceBitsOf's loop
+      const __m512d bd = loadLanes8<Dtype::BF16>(base, q, kAllLanes8);
+      const __m512d t[2] = {_mm512_sub_pd(loadLanes8<Dtype::BF16>(x1, q, kAllLanes8), bd), _mm512_sub_pd(loadLanes8<Dtype::BF16>(x2, q, kAllLanes8), bd)};
+      storeLanes8(bits + q, kAllLanes8, sceVarianceBits8(reinterpret_cast<const double*>(t), 8, 2));
+    }
+  }
+  return j;
+}
+
 // sceVarianceBits (sce.h) with the task vectors in registers, M models of dtype T: no f64 task vectors stored and read back.
 template <Dtype T, size_t M>
 __attribute__((target(WM_AVX512_TARGET))) void varianceBitsOf(const void* const* srcs, const SceParams& p, size_t n, uint32_t* bits) {
@@ -193,7 +229,9 @@ __attribute__((target(WM_AVX512_TARGET))) void varianceBitsOf(const void* const*
     // t = x - base in f64 of two f32 is finite exactly where both are. No conversion, no division.
     return finiteOrNanBits<T>(base, x[0], n, bits);
   }
-  for (size_t j = 0; j < n; j += 8) {
+  size_t j = 0;
+  if constexpr (T == Dtype::BF16 && M == 2) j = pairVarianceBits(base, x[0], x[1], n, bits);
+  for (; j < n; j += 8) {
     const __mmask8 lanes = n - j >= 8 ? 0xFF : static_cast<__mmask8>((1u << (n - j)) - 1);
     const __m512d b = loadLanes8<T>(base, j, lanes);
     __m512d t[M];

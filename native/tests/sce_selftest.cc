@@ -332,6 +332,65 @@ void testSceSumPieces(uint64_t seed) {
   std::printf("sce sums in pieces: %zu cases\n", cases);
 }
 
+// Two bf16 task vectors' variance bits (sce_avx512.cc's f32 path where the f64 truth is exact) against the scalar truth: smooth
+// weights and small deltas (nearly all in that path), and triples at its limits: exponent fields from 0 to 255 at most 17 apart
+// (1 and 254 the path's ends, 16 its widest span), equal models (variance 0), results that underflow f32 or overflow to Inf.
+void testScePairVariance(uint64_t seed) {
+  Rng r(seed ^ 0x5CE2);
+  std::normal_distribution<float> weight(0.0f, 0.02f), delta(0.0f, 0.002f);
+  size_t inPath = 0, total = 0;
+  for (int kind = 0; kind < 2; ++kind) {
+    const size_t n = 1 << 16;
+    std::vector<uint16_t> v[3];
+    for (auto& x : v) x.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      if (kind == 0) {
+        const float b = weight(r.g);
+        v[0][i] = num::f32ToBF16(b);
+        for (int k = 1; k < 3; ++k) v[k][i] = num::f32ToBF16(num::bf16ToF32(v[0][i]) + delta(r.g));
+        continue;
+      }
+      // Every other 16 elements all inside the path's range (its steps take 16 at once), often at its ends; the others anywhere.
+      const bool inside = (i / 16) % 2 == 0;
+      const uint32_t pick = static_cast<uint32_t>(r.next() % 4);
+      const uint32_t e0 = !inside ? static_cast<uint32_t>(r.next() % 256) : pick == 0 ? 1 : pick == 1 ? 238 : 1 + static_cast<uint32_t>(r.next() % 238);
+      for (int k = 0; k < 3; ++k) {
+        const uint32_t e = std::min<uint32_t>(255, e0 + static_cast<uint32_t>(r.next() % (inside ? 17 : 18)));  // outside: spans to 17
+        v[k][i] = static_cast<uint16_t>((r.next() % 2) << 15 | e << 7 | (r.next() % 128));
+      }
+      if (r.next() % 8 == 0) v[2][i] = v[1][i];  // equal models: variance 0
+    }
+    for (size_t g = 0; g + 16 <= n; g += 16) {  // the 16s whose every element lies in the range
+      bool all = true;
+      for (size_t i = g; i < g + 16; ++i) {
+        const auto field = [](uint16_t h) { return static_cast<uint32_t>(h >> 7) & 0xFF; };
+        const uint32_t lo = std::min({field(v[0][i]), field(v[1][i]), field(v[2][i])}), hi = std::max({field(v[0][i]), field(v[1][i]), field(v[2][i])});
+        all = all && lo >= 1 && hi <= 254 && hi - lo <= 16;
+      }
+      inPath += all ? 16 : 0;
+      total += 16;
+    }
+    const void* srcs[3] = {v[0].data(), v[1].data(), v[2].data()};
+    const Dtype types[3] = {Dtype::BF16, Dtype::BF16, Dtype::BF16};
+    wm::SceParams p;
+    p.base = 0;
+    p.sources = {1, 2};
+    std::vector<uint32_t> want(n), got(n);
+    wm::setSimdEnabled(false);
+    wm::sceVarianceBits(srcs, types, p, n, want.data());
+    wm::setSimdEnabled(true);
+    for (bool wide : {false, true}) {
+      withAvx512(wide, [&] { wm::sceVarianceBits(srcs, types, p, n, got.data()); });
+      for (size_t i = 0; i < n; ++i) {
+        CHECK(got[i] == want[i], "sceVarianceBits of two bf16 models, kind %d AVX-512 %d, element %zu (%04x %04x %04x): %08x, scalar %08x", kind, wide, i,
+              v[0][i], v[1][i], v[2][i], got[i], want[i]);
+      }
+      digestBytes(got.data(), n * 4);
+    }
+  }
+  std::printf("sce pair variance: %zu of %zu elements in 16s wholly in the f32 path's range\n", inPath, total);
+}
+
 // The windowed cut over variance bits held in memory (sparse_select.h's rankCutsWindowedOfBits, local_sce.h's first choice) against
 // the definition: the keys sorted, the rank-th largest, or its variance's lowest key where every element of that variance is kept
 // (0 where the rank is the count: all kept).
@@ -437,4 +496,5 @@ void testSce(uint64_t seed) {
   testSceChunks(seed);
   testSceSumPieces(seed);
   testSceCutWindow(seed);
+  testScePairVariance(seed);
 }
