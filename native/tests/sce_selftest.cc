@@ -332,9 +332,10 @@ void testSceSumPieces(uint64_t seed) {
   std::printf("sce sums in pieces: %zu cases\n", cases);
 }
 
-// Two bf16 task vectors' variance bits (sce_avx512.cc's f32 path where the f64 truth is exact) against the scalar truth: smooth
-// weights and small deltas (nearly all in that path), and triples at its limits: exponent fields from 0 to 255 at most 17 apart
-// (1 and 254 the path's ends, 16 its widest span), equal models (variance 0), results that underflow f32 or overflow to Inf.
+// Two bf16 task vectors' variance bits (sce_avx512.cc's f32 path where the f64 truth is exact) against the scalar truth, and the sums of
+// squares and keep map of one and two under cuts at real keys: smooth weights and small deltas (nearly all in that path), and triples
+// at its limits: exponent fields from 0 to 255 at most 17 apart (1 and 254 the path's ends, 16 its widest span), equal models
+// (variance 0), results that underflow f32 or overflow to Inf.
 void testScePairVariance(uint64_t seed) {
   Rng r(seed ^ 0x5CE2);
   std::normal_distribution<float> weight(0.0f, 0.02f), delta(0.0f, 0.002f);
@@ -386,6 +387,34 @@ void testScePairVariance(uint64_t seed) {
               v[0][i], v[1][i], v[2][i], got[i], want[i]);
       }
       digestBytes(got.data(), n * 4);
+    }
+    p.indexBits = wm::sparseIndexBits(n);
+    for (size_t m : {1, 2}) {
+      p.sources.resize(m);
+      std::vector<uint32_t> bits(n);
+      wm::setSimdEnabled(false);
+      wm::sceVarianceBits(srcs, types, p, n, bits.data());
+      wm::setSimdEnabled(true);
+      const size_t i = static_cast<size_t>(r.next() % n);
+      for (uint64_t cut : {uint64_t{0}, uint64_t{1}, wm::sparseRankKey(bits[i], p.indexBits, n, i), uint64_t{bits[i]} << p.indexBits}) {
+        p.cut = cut;
+        for (uint64_t piece : {uint64_t{1000}, uint64_t{1} << 20}) {
+          p.sumPiece = piece;
+          std::vector<uint32_t> mapS = bits, mapV = bits;  // each call writes its keep map over its copy of the bits
+          double sumS[2] = {0.5, 0.5}, sumV[2] = {0.5, 0.5};
+          wm::setSimdEnabled(false);
+          p.varianceBits = mapS.data();
+          wm::sceSumSquaresPieces(srcs, types, p, n, sumS, reinterpret_cast<uint8_t*>(mapS.data()));
+          wm::setSimdEnabled(true);
+          p.varianceBits = mapV.data();
+          wm::sceSumSquaresPieces(srcs, types, p, n, sumV, reinterpret_cast<uint8_t*>(mapV.data()));
+          CHECK(std::memcmp(sumS, sumV, m * 8) == 0 && mapS == mapV, "sceSumSquaresPieces of bf16, kind %d m %zu cut %016llx piece %llu: SIMD %a %a != scalar %a %a",
+                kind, m, static_cast<unsigned long long>(cut), static_cast<unsigned long long>(piece), sumV[0], sumV[1], sumS[0], sumS[1]);
+          digestBytes(sumV, m * 8);
+        }
+      }
+      p.varianceBits = nullptr;
+      p.sources = {1, 2};
     }
   }
   std::printf("sce pair variance: %zu of %zu elements in 16s wholly in the f32 path's range\n", inPath, total);
