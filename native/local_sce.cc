@@ -72,14 +72,6 @@ struct HighCounts {
 // Variance bits computed and counted this many elements at a time, so that the counting reads them from cache.
 constexpr uint64_t kCountBlock = 4096;
 
-// The zero bits among bits[0..n), n <= kCountBlock (the elements of variance 0, which the cut does not count): a loop the compiler
-// vectorizes, its counter 32 bits wide as the lanes (a 64-bit one took it 3 % of an sce merge's samples, widening each compare).
-uint64_t countZeros(const uint32_t* bits, size_t n) {
-  uint32_t zeros = 0;
-  for (size_t i = 0; i < n; ++i) zeros += bits[i] == 0;
-  return zeros;
-}
-
 // Calls f(start, bits, n) for the blocks of kCountBlock elements in order, until f returns false;
 // bitsAt(start, n) gives the bits of elements start .. start + n - 1.
 template <typename BitsAt, typename F>
@@ -215,7 +207,7 @@ void resolveLocalSce(std::vector<SceParams>& dests, const void* const* srcs, con
         // The zeros counted as the bits are computed, then one window pass over the stored bits (sceCutOfStoredBits).
         uint64_t zeros = 0;
         forBlocks(computed, count, [&](uint64_t, const uint32_t* bits, size_t n) {
-          zeros += countZeros(bits, n);
+          zeros += sceZeroBits(bits, n);
           return true;
         });
         scratch += 4 * count;

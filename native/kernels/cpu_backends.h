@@ -75,6 +75,7 @@ struct SceParams;
                            uint8_t* keepMap);                                                                                     \
   void sceKeepOfMap(const uint8_t* map, uint64_t piece, uint64_t first, size_t len, double* keep);                            \
   void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits);           \
+  uint64_t sceZeroBits(const uint32_t* bits, size_t n);                                                                          \
   bool sceMergeInRegisters(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start,     \
                            size_t n, void* out, Dtype to);
 namespace scalar {

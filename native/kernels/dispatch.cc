@@ -160,6 +160,7 @@ void sceKeepOfMap(const uint8_t* map, uint64_t piece, uint64_t first, size_t len
 void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits) {
   WM_DISPATCH(sceVarianceBits(srcs, types, p, n, bits));
 }
+uint64_t sceZeroBits(const uint32_t* bits, size_t n) { return WM_DISPATCH(sceZeroBits(bits, n)); }
 
 bool sceMergeInRegisters(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out,
                          Dtype to) {

@@ -251,6 +251,8 @@ void scalar::sceKeepOfMap(const uint8_t* map, uint64_t piece, uint64_t first, si
   }
 }
 
+uint64_t scalar::sceZeroBits(const uint32_t* bits, size_t n) { return static_cast<uint64_t>(std::count(bits, bits + n, 0u)); }
+
 void scalar::sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits) {
   const size_t m = p.sources.size();
   thread_local std::vector<double> t;

@@ -92,6 +92,8 @@ void sceSumSquaresPieces(const void* const* srcs, const Dtype* types, const SceP
 void sceKeepOfMap(const uint8_t* map, uint64_t piece, uint64_t first, size_t len, double* keep);
 // The f32 variance bits (every NaN one value above Inf) of the n elements at srcs into bits[0..n). Dispatched.
 void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits);
+// How many of bits[0..n) are 0 (the elements of variance 0, which the cut's k leaves out). Dispatched.
+uint64_t sceZeroBits(const uint32_t* bits, size_t n);
 // mergekit's sce_weight from the per-model sums of squares over `count` elements: lib/recipes/sce-statistics.ts's
 // sceWeights, the same f64 operations in the same order.
 std::vector<double> sceWeights(const std::vector<double>& sumSquares, uint64_t count);

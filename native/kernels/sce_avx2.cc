@@ -147,6 +147,17 @@ void sceVarianceBits(const void* const* srcs, const Dtype* types, const SceParam
   scalar::sceVarianceBits(srcs, types, p, n, bits);
 }
 
+// sce.h's sceZeroBits: 16 a step where the CPU has AVX-512 (sce_avx512.cc), else 8, the rest one by one.
+__attribute__((target("avx2"))) uint64_t sceZeroBits(const uint32_t* bits, size_t n) {
+  size_t j = 0;
+  uint64_t zeros = avx512Enabled() ? sceZeroBitsAvx512(bits, n, &j) : 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bits + j));
+    zeros += static_cast<uint64_t>(__builtin_popcount(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(v, _mm256_setzero_si256())))));
+  }
+  return zeros + scalar::sceZeroBits(bits + j, n - j);
+}
+
 bool sceMergeInRegisters(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, void* out,
                          Dtype to) {
   return avx512Enabled() ? sceMergeInRegistersAvx512(srcs, types, p, count, start, n, out, to) : sceMergeInRegistersAvx2(srcs, types, p, count, start, n, out, to);

@@ -267,6 +267,14 @@ bool sceVarianceBitsAvx512(const void* const* srcs, const Dtype* types, const Sc
   return true;
 }
 
+__attribute__((target(WM_AVX512_TARGET))) uint64_t sceZeroBitsAvx512(const uint32_t* bits, size_t n, size_t* done) {
+  uint64_t zeros = 0;
+  size_t j = 0;
+  for (; j + 16 <= n; j += 16) zeros += static_cast<uint64_t>(__builtin_popcount(_mm512_cmpeq_epi32_mask(_mm512_loadu_si512(bits + j), _mm512_setzero_si512())));
+  *done = j;
+  return zeros;
+}
+
 // keep[j] = 1.0 where (bits[j] << indexBits | (count - 1 - (first + j))) >= cut: keys and cut lie below 2^63, so a signed compare.
 __attribute__((target(WM_AVX512_TARGET))) void sceKeepAvx512(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t first, uint64_t cut,
                                                              size_t full, double* keep) {

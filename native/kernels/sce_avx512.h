@@ -17,6 +17,8 @@ void sceTasksAvx512(const void* const* srcs, const Dtype* types, const SceParams
 // sceVarianceBits (sce.h) with the task vectors in registers where the base and models share one dtype and there are at most 8
 // models; false (nothing written) otherwise.
 bool sceVarianceBitsAvx512(const void* const* srcs, const Dtype* types, const SceParams& p, size_t n, uint32_t* bits);
+// sceZeroBits (sce.h) of the whole 16s of bits[0..n): the count, and *done = how many elements it looked at.
+uint64_t sceZeroBitsAvx512(const uint32_t* bits, size_t n, size_t* done);
 // sceMergeNone (sce.h) where the base, the models and the output share one dtype, on the values' bits; false (nothing written) otherwise.
 bool sceMergeNoneAvx512(const void* const* srcs, const Dtype* types, const SceParams& p, size_t j0, size_t len, void* out, Dtype to);
 // sceKeep (sce.h) over elements first .. first + full - 1, full a multiple of 8, cut below kRankKeyNone.

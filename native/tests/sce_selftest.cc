@@ -462,6 +462,23 @@ void testSceCutWindow(uint64_t seed) {
     }
   }
   CHECK(answered * 2 > cases, "rankCutsWindowedOfBits answered only %zu of %zu cases", answered, cases);
+  // The zeros the cut's k leaves out (sceZeroBits), SIMD of both widths against the scalar count, at every length to 40 and a longer one.
+  std::vector<size_t> lengths(41);
+  for (size_t n = 0; n <= 40; ++n) lengths[n] = n;
+  lengths.push_back(4099);
+  for (size_t n : lengths) {
+    std::vector<uint32_t> bits(n);
+    for (auto& b : bits) b = r.next() % 3 == 0 ? 0 : static_cast<uint32_t>(r.next()) >> (r.next() % 32);
+    const uint64_t want = static_cast<uint64_t>(std::count(bits.begin(), bits.end(), 0u));
+    wm::setSimdEnabled(false);
+    CHECK(wm::sceZeroBits(bits.data(), n) == want, "sceZeroBits scalar n %zu", n);
+    wm::setSimdEnabled(true);
+    for (bool wide : {false, true}) {
+      uint64_t got = 0;
+      withAvx512(wide, [&] { got = wm::sceZeroBits(bits.data(), n); });
+      CHECK(got == want, "sceZeroBits n %zu AVX-512 %d: %llu, counted %llu", n, wide, static_cast<unsigned long long>(got), static_cast<unsigned long long>(want));
+    }
+  }
   std::printf("sce cut window: %zu of %zu cases answered\n", answered, cases);
 }
 
