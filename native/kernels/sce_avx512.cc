@@ -220,10 +220,7 @@ __attribute__((target(WM_AVX512_TARGET))) size_t pairVarianceBits(const void* ba
 
 // sceVarianceBits (sce.h) with the task vectors in registers, M models of dtype T: no f64 task vectors stored and read back.
 template <Dtype T, size_t M>
-__attribute__((target(WM_AVX512_TARGET))) void varianceBitsOf(const void* const* srcs, const SceParams& p, size_t n, uint32_t* bits) {
-  const void* base = srcs[p.base];
-  const void* x[M];
-  for (size_t k = 0; k < M; ++k) x[k] = srcs[p.sources[k]];
+__attribute__((target(WM_AVX512_TARGET))) void varianceBitsAt(const void* base, const void* const* x, size_t n, uint32_t* bits) {
   if constexpr (M == 1) {
     // One task vector: its mean is itself, so the variance is +0 where t is finite and NaN where it is not (Inf - Inf);
     // t = x - base in f64 of two f32 is finite exactly where both are. No conversion, no division.
@@ -238,6 +235,14 @@ __attribute__((target(WM_AVX512_TARGET))) void varianceBitsOf(const void* const*
     for (size_t k = 0; k < M; ++k) t[k] = _mm512_sub_pd(loadLanes8<T>(x[k], j, lanes), b);
     storeLanes8(bits + j, lanes, sceVarianceBits8(reinterpret_cast<const double*>(t), 8, M));
   }
+}
+
+// varianceBitsAt of the sources p names.
+template <Dtype T, size_t M>
+void varianceBitsOf(const void* const* srcs, const SceParams& p, size_t n, uint32_t* bits) {
+  const void* x[M];
+  for (size_t k = 0; k < M; ++k) x[k] = srcs[p.sources[k]];
+  varianceBitsAt<T, M>(srcs[p.base], x, n, bits);
 }
 
 }  // namespace
@@ -408,6 +413,37 @@ __attribute__((target(WM_AVX512_TARGET ",avx512vbmi2"))) void mergeKeptOnlyVbmi2
   }
 }
 
+// mergeInRegisters' elements e .. e + full - 1 (full a multiple of 32 with VBMI2 for 16-bit T, else of 16) where the keep bits come from
+// variances computed here (no keep map), under mergeKeptOnly's other conditions: a round's variance bits (varianceBitsAt) and sceKeep's
+// rule into keep bits, then the kept-only merge over them.
+template <Dtype T, size_t M>
+__attribute__((target(WM_AVX512_TARGET))) void mergeFreshKeptOnly(const void* base, const void* const* x, const SceParams& p, uint64_t count,
+                                                                  uint64_t start, size_t e, size_t full, void* out, bool vbmi2) {
+  alignas(64) uint32_t bits[kPackBlock];
+  uint8_t keepBits[kPackBlock / 8 + 8] = {};
+  const __m128i indexShift = _mm_cvtsi32_si128(static_cast<int>(p.indexBits));
+  const __m512i cuts = _mm512_set1_epi64(static_cast<long long>(p.cut)), lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+  const size_t size = dtypeSize(T);
+  for (size_t r0 = 0; r0 < full; r0 += kPackBlock) {
+    const size_t len = full - r0 < kPackBlock ? full - r0 : kPackBlock, at = e + r0;
+    const void* xs[M];
+    for (size_t k = 0; k < M; ++k) xs[k] = static_cast<const uint8_t*>(x[k]) + at * size;
+    varianceBitsAt<T, M>(static_cast<const uint8_t*>(base) + at * size, xs, len, bits);
+    for (size_t q = 0; q < len; q += 8) {  // (bits << indexBits | (count - 1 - i)) >= cut, keys and cut below 2^63
+      const __m512i index = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - (start + at + q))), lane);
+      const __m512i key = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(_mm256_load_si256(reinterpret_cast<const __m256i*>(bits + q))), indexShift), index);
+      keepBits[q / 8] = static_cast<uint8_t>(_mm512_cmpge_epi64_mask(key, cuts));
+    }
+    if constexpr (T != Dtype::F32) {
+      if (vbmi2) {
+        mergeKeptOnlyVbmi2<T, M>(base, x, p.weights.data(), keepBits, 0, at, len, out);
+        continue;
+      }
+    }
+    mergeKeptOnly<T, M>(base, x, p.weights.data(), keepBits, 0, at, len, out);
+  }
+}
+
 // sceMerge (sce.h) of elements start .. start + n - 1 of count with the task vectors in registers, M models of dtype T: t = x - base,
 // the keep bits (all kept: cut 0; from the keep map; or sceKeep's rule on the variance bits computed here) and combine8, with no f64
 // task vectors or keep mask stored between loops.
@@ -437,6 +473,11 @@ __attribute__((target(WM_AVX512_TARGET))) void mergeInRegisters(const void* cons
     if (T == TO && byMap && plain && run >= 16 && j == 0) {
       j = run - run % 16;
       mergeKeptOnly<T, M>(base, x, p.weights.data(), bytes, shift, j0, j, out);
+    }
+    if (T == TO && fresh && plain) {  // the keep bits from variances computed a round at a time, then the same
+      const size_t step = vbmi2 && T != Dtype::F32 ? 32 : 16;
+      j = run - run % step;
+      mergeFreshKeptOnly<T, M>(base, x, p, count, start, j0, j, out, vbmi2);
     }
     for (; j < run; j += 8) {
       const size_t e = j0 + j;
