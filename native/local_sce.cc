@@ -82,12 +82,12 @@ void forBlocks(BitsAt& bitsAt, uint64_t count, F f) {
   }
 }
 
-// sceCutOfBits's cut from the high counts of all `count` bits, which bitsAt gives again for the low counts and the index scan.
 // mergekit's k = int(count_nonzero(var) * select_topk): lib/recipes/sce-statistics.ts's Math.trunc of the f64 product.
 uint64_t topCount(uint64_t count, uint64_t zeros, double selectTopk) {
   return static_cast<uint64_t>(std::trunc(static_cast<double>(count - zeros) * selectTopk));
 }
 
+// sceCutOfBits's cut from the high counts of all `count` bits, which bitsAt gives again for the low counts and the index scan.
 template <typename BitsAt>
 uint64_t cutOfCounts(BitsAt& bitsAt, uint64_t count, double selectTopk, HighCounts& c) {
   uint64_t need = topCount(count, c.zeros, selectTopk);

@@ -14,6 +14,7 @@
 #include "kernels/sce.h"
 #include "kernels/sparse_select.h"
 #include "kernels/sparsify.h"
+#include "local_sce.h"
 #include "tests/selftest_support.h"
 
 namespace {
@@ -445,11 +446,25 @@ void testSceCutWindow(uint64_t seed) {
         std::vector<uint64_t> keys(count);
         for (uint64_t i = 0; i < count; ++i) keys[i] = wm::sparseRankKey(bits[i], indexBits, count, i);
         std::sort(keys.begin(), keys.end(), [](uint64_t a, uint64_t b) { return a > b; });
-        for (uint64_t rank : {uint64_t{1}, count / 100, count / 3, count / 2, count - 1, 1 + r.next() % count}) {
-          if (rank == 0) continue;
+        // The definition's cut of the top `rank` keys.
+        const auto cutOfRank = [&](uint64_t rank) {
+          if (rank == 0) return wm::kRankKeyNone;
           const uint64_t key = keys[rank - 1], value = key >> indexBits;
           // rank >= count keeps all: cut 0 (rankCut's contract; sce's k is below count, select_topk < 1)
-          const uint64_t want = rank >= count ? 0 : keys[rank] >> indexBits != value ? value << indexBits : key;
+          return rank >= count ? 0 : keys[rank] >> indexBits != value ? value << indexBits : key;
+        };
+        // local_sce.h's cuts from select_topk: the window's (the zeros given) and the histograms' (its fallback, counting them itself)
+        const uint64_t zeros = static_cast<uint64_t>(std::count(bits.begin(), bits.end(), 0u));
+        for (double topk : {0.1, 1.0 / 3, 0.5, 0.9}) {
+          const uint64_t want = cutOfRank(static_cast<uint64_t>(std::trunc(static_cast<double>(count - zeros) * topk)));
+          const uint64_t stored = wm::sceCutOfStoredBits(bits.data(), count, zeros, topk), counted = wm::sceCutOfBits(bits.data(), count, topk);
+          CHECK(stored == want && counted == want, "sce cut of select_topk %g, count %llu m %zu ties %d: window %016llx, histograms %016llx, by definition %016llx",
+                topk, static_cast<unsigned long long>(count), m, ties, static_cast<unsigned long long>(stored), static_cast<unsigned long long>(counted),
+                static_cast<unsigned long long>(want));
+        }
+        for (uint64_t rank : {uint64_t{1}, count / 100, count / 3, count / 2, count - 1, 1 + r.next() % count}) {
+          if (rank == 0) continue;
+          const uint64_t want = cutOfRank(rank);
           uint64_t cut = 7;
           if (wm::rankCutsWindowedOfBits(bits.data(), count, &rank, 1, &cut)) {
             ++answered;
