@@ -42,8 +42,9 @@ void resolveLocalSceInChunks(std::vector<SceParams>& dests, const Dtype* types, 
 // The cut that keeps exactly the top trunc(nonzero * selectTopk) rank keys (kernels/sce.h) of the variance
 // bits bits[0..count) (nonzero: the elements whose bits are not 0); kRankKeyNone when that is none.
 uint64_t sceCutOfBits(const uint32_t* bits, uint64_t count, double selectTopk);
-// sceCutOfBits where the zeros among the bits are counted already: the window pass over them (kernels/sparse_select.h's
-// rankCutsWindowedOfBits, the same keys and cut), the histogram passes of sceCutOfBits where the window does not answer.
+// sceCutOfBits where the zeros among the bits are counted already, for 0 < selectTopk < 1 (then k < count, and the window's cut is
+// sceCutOfBits's; at k >= count the two differ): the window pass over them (kernels/sparse_select.h's rankCutsWindowedOfBits, the same
+// keys), the histogram passes of sceCutOfBits where the window does not answer.
 uint64_t sceCutOfStoredBits(const uint32_t* bits, uint64_t count, uint64_t zeros, double selectTopk);
 
 }  // namespace wm

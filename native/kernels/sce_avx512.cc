@@ -188,11 +188,12 @@ WM_AVX512_INLINE __m512i exponentField16(__m512 v) { return _mm512_srli_epi32(_m
 // The variance bits of two bf16 task vectors in f32, 16 lanes a step, where the f64 truth's operations are all exact: base and models
 // normal (exponent fields 1 .. 254) and their exponent fields at most 16 apart. Then each is m * 2^s units of 2^L (m < 256, 0 <= s <= 16,
 // L >= -133 the least field's unit), an integer below 2^24: t_k = x_k - b, their sum, mean = sum * 0.5, d = t_1 - mean = (x_1 - x_2) / 2
-// = -(t_2 - mean) and d^2 (below 2^48 units of 2^(2L - 2)) are exact in f64, v = (0 + d^2 + d^2) * 0.5 = d^2 exactly, and the bits are
-// its one rounding to f32. In f32, a = x_1 - x_2 = 2^min(s) (m_1 2^(s_1 - min) - m_2) (one of them m 2^0), an integer below
-// 255 * 2^16 + 255 < 2^24 times a unit >= 2^-149, and h = a * 0.5 are exact too, so h * h is that same one rounding: zero, subnormal
-// or Inf alike, never NaN. A step with a lane outside takes the f64 loop (sceVarianceBits8): 17 apart, a can need 25 bits (a zero or
-// subnormal, field 0, would be exact as well; left to that loop).
+// = -(t_2 - mean) (at most 24 significant bits, below) and d^2 (at most 48) are exact in f64, v = (0 + d^2 + d^2) * 0.5 = d^2 exactly,
+// and the bits are its one rounding to f32. In f32, a = x_1 - x_2 = 2^min(s) (m_1 2^(s_1 - min) - m_2) (one of them m 2^0), an integer
+// below 255 * 2^16 + 255 < 2^24 times a unit >= 2^-149, and h = a * 0.5 are exact too, or a is Inf where |x_1 - x_2| >= 2^128, where
+// d^2 >= 2^254 rounds to Inf as well; so h * h is that same one rounding: zero, subnormal or Inf alike, never NaN or -0. A step with a
+// lane outside takes the f64 loop (sceVarianceBits8): 17 apart, a can need 25 bits (a zero or subnormal, field 0, would be exact as
+// well; left to that loop).
 // Returns how many elements it did (a multiple of 16); the caller does the rest.
 __attribute__((target(WM_AVX512_TARGET))) size_t pairVarianceBits(const void* base, const void* x1, const void* x2, size_t n, uint32_t* bits) {
   const __m512i one = _mm512_set1_epi32(1), top = _mm512_set1_epi32(254), span = _mm512_set1_epi32(16);
