@@ -323,9 +323,10 @@ constexpr int kNotFinite = 0x01 | 0x08 | 0x10 | 0x80;
 template <Dtype T, size_t M>
 __attribute__((target(WM_AVX512_TARGET))) void mergeKeptOnly(const void* base, const void* const* x, const double* weights, const uint8_t* bytes,
                                                              unsigned shift, size_t e, size_t full, void* out) {
-  // The kept elements' sources as f32 (exact), 16 slots past a round for the last vector's stores, and their results as T.
-  alignas(64) float packedBase[kPackBlock + 16] = {}, packed[M][kPackBlock + 16] = {};
-  alignas(64) uint32_t results[kPackBlock + 16] = {};
+  // The kept elements' sources as f32 (exact), 16 slots past a round for the last vector's stores, and their results as T. Only the
+  // slots a round reads past what it wrote are zeroed (below): zeroing all of them took ~16 bytes of stores per element.
+  alignas(64) float packedBase[kPackBlock + 16], packed[M][kPackBlock + 16];
+  alignas(64) uint32_t results[kPackBlock + 16];
   __mmask16 keeps[kPackBlock / 16], notFinite[kPackBlock / 16];  // per 16 elements: kept, and dropped with a source not finite
   const __m512d one = _mm512_set1_pd(1.0);
   for (size_t r0 = 0; r0 < full; r0 += kPackBlock) {
@@ -347,13 +348,16 @@ __attribute__((target(WM_AVX512_TARGET))) void mergeKeptOnly(const void* base, c
       notFinite[(j - r0) / 16] = bad & static_cast<__mmask16>(~keep);
       kept += static_cast<size_t>(__builtin_popcount(keep));
     }
-    // The last vector's lanes past `kept` hold earlier rounds' values (or zeros): computed, stored past the results, never read.
+    // The last vector's lanes past `kept` read zeros: computed, stored past the results, never put back.
+    _mm256_storeu_ps(packedBase + kept, _mm256_setzero_ps());
+    for (size_t k = 0; k < M; ++k) _mm256_storeu_ps(packed[k] + kept, _mm256_setzero_ps());
     for (size_t k = 0; k < kept; k += 8) {
       const __m512d b = _mm512_cvtps_pd(_mm256_load_ps(packedBase + k));
       __m512d t[M];
       for (size_t q = 0; q < M; ++q) t[q] = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_load_ps(packed[q] + k)), b);
       storeResult8<T>(results, k, combine8(b, TasksInRegisters{t}, one, weights, M, true));
     }
+    std::memset(reinterpret_cast<uint8_t*>(results) + (kept + 7) / 8 * 8 * dtypeSize(T), 0, 16 * dtypeSize(T));  // the put-back's loads past them
     size_t at = 0;
     for (size_t j = r0; j < end; j += 16) {
       const __mmask16 keep = keeps[(j - r0) / 16];
@@ -370,7 +374,7 @@ template <Dtype T, size_t M>
 __attribute__((target(WM_AVX512_TARGET ",avx512vbmi2"))) void mergeKeptOnlyVbmi2(const void* base, const void* const* x, const double* weights,
                                                                                  const uint8_t* bytes, unsigned shift, size_t e, size_t full, void* out) {
   static_assert(T != Dtype::F32, "16-bit values");
-  alignas(64) uint16_t packedBase[kPackBlock + 32] = {}, packed[M][kPackBlock + 32] = {}, results[kPackBlock + 32] = {};
+  alignas(64) uint16_t packedBase[kPackBlock + 32], packed[M][kPackBlock + 32], results[kPackBlock + 32];  // zeroed where read past (as mergeKeptOnly)
   __mmask32 keeps[kPackBlock / 32], notFinite[kPackBlock / 32];  // per 32 elements: kept, and dropped with a source not finite
   const __m512d one = _mm512_set1_pd(1.0);
   const __m512i exponent = _mm512_set1_epi16(static_cast<short>(Bits16<T>::kExponent)), nan = _mm512_set1_epi16(static_cast<short>(Bits16<T>::kNan));
@@ -397,12 +401,15 @@ __attribute__((target(WM_AVX512_TARGET ",avx512vbmi2"))) void mergeKeptOnlyVbmi2
       notFinite[(j - r0) / 32] = bad & ~keep;
       kept += static_cast<size_t>(__builtin_popcount(keep));
     }
-    for (size_t k = 0; k < kept; k += 8) {  // as mergeKeptOnly's, the last vector's lanes past `kept` never read
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(packedBase + kept), _mm_setzero_si128());
+    for (size_t k = 0; k < M; ++k) _mm_storeu_si128(reinterpret_cast<__m128i*>(packed[k] + kept), _mm_setzero_si128());
+    for (size_t k = 0; k < kept; k += 8) {  // as mergeKeptOnly's, the last vector's lanes past `kept` never put back
       const __m512d b = _mm512_cvtps_pd(load8<T>(packedBase, k));
       __m512d t[M];
       for (size_t q = 0; q < M; ++q) t[q] = _mm512_sub_pd(_mm512_cvtps_pd(load8<T>(packed[q], k)), b);
       storeResult8<T>(results, k, combine8(b, TasksInRegisters{t}, one, weights, M, true));
     }
+    std::memset(results + (kept + 7) / 8 * 8, 0, 32 * sizeof(uint16_t));
     size_t at = 0;
     for (size_t j = r0; j < end; j += 32) {  // baseOrNanBits16 in 16-bit lanes for the dropped elements
       const __mmask32 keep = keeps[(j - r0) / 32];
