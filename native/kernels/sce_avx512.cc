@@ -281,7 +281,7 @@ __attribute__((target(WM_AVX512_TARGET))) uint64_t sceZeroBitsAvx512(const uint3
   return zeros;
 }
 
-// keep[j] = 1.0 where (bits[j] << indexBits | (count - 1 - (first + j))) >= cut: keys and cut lie below 2^63, so a signed compare.
+// keep[j] = 1.0 where element first + j's key reaches cut (sceKeeps8).
 __attribute__((target(WM_AVX512_TARGET))) void sceKeepAvx512(const uint32_t* bits, uint32_t indexBits, uint64_t count, uint64_t first, uint64_t cut,
                                                              size_t full, double* keep) {
   const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(indexBits));
@@ -289,9 +289,8 @@ __attribute__((target(WM_AVX512_TARGET))) void sceKeepAvx512(const uint32_t* bit
   const __m512d one = _mm512_set1_pd(1.0);
   __m512i index = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - first)), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
   for (size_t j = 0; j < full; j += 8) {
-    const __m512i v = _mm512_cvtepu32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bits + j)));
-    const __m512i key = _mm512_or_si512(_mm512_sll_epi64(v, shift), index);
-    _mm512_storeu_pd(keep + j, _mm512_maskz_mov_pd(_mm512_cmpge_epi64_mask(key, cuts), one));
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bits + j));
+    _mm512_storeu_pd(keep + j, _mm512_maskz_mov_pd(sceKeeps8(v, index, shift, cuts), one));
     index = _mm512_sub_epi64(index, eight);
   }
 }
@@ -437,10 +436,9 @@ __attribute__((target(WM_AVX512_TARGET))) void mergeFreshKeptOnly(const void* ba
     const void* xs[M];
     for (size_t k = 0; k < M; ++k) xs[k] = static_cast<const uint8_t*>(x[k]) + at * size;
     varianceBitsAt<T, M>(static_cast<const uint8_t*>(base) + at * size, xs, len, bits);
-    for (size_t q = 0; q < len; q += 8) {  // (bits << indexBits | (count - 1 - i)) >= cut, keys and cut below 2^63
+    for (size_t q = 0; q < len; q += 8) {
       const __m512i index = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - (start + at + q))), lane);
-      const __m512i key = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(_mm256_load_si256(reinterpret_cast<const __m256i*>(bits + q))), indexShift), index);
-      keepBits[q / 8] = static_cast<uint8_t>(_mm512_cmpge_epi64_mask(key, cuts));
+      keepBits[q / 8] = static_cast<uint8_t>(sceKeeps8(_mm256_load_si256(reinterpret_cast<const __m256i*>(bits + q)), index, indexShift, cuts));
     }
     if constexpr (T != Dtype::F32) {
       if (vbmi2) {
@@ -497,10 +495,9 @@ __attribute__((target(WM_AVX512_TARGET))) void mergeInRegisters(const void* cons
       if (byMap) {  // elements j .. j + 7 of the run: the high bits of one byte and, past the byte's end, the low bits of the next
         const unsigned two = bytes[j / 8] | (shift + (run - j < 8 ? run - j : 8) > 8 ? static_cast<unsigned>(bytes[j / 8 + 1]) << 8 : 0u);
         keep &= static_cast<__mmask8>(two >> shift);
-      } else if (fresh) {  // sceKeep's rule: (bits << indexBits | (count - 1 - i)) >= cut, keys and cut below 2^63
+      } else if (fresh) {
         const __m512i index = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - (start + e))), lane);
-        const __m256i bits = sceVarianceBits8(reinterpret_cast<const double*>(t), 8, M);
-        keep &= _mm512_cmpge_epi64_mask(_mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(bits), indexShift), index), cuts);
+        keep &= sceKeeps8(sceVarianceBits8(reinterpret_cast<const double*>(t), 8, M), index, indexShift, cuts);
       }
       const __m512d result = combine8(b, TasksInRegisters{t}, _mm512_maskz_mov_pd(keep, one), p.weights.data(), M, plain);
       if (lanes == 0xFF) {

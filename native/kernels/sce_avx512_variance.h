@@ -66,5 +66,11 @@ WM_AVX512_INLINE __m256i sceVarianceBits8(const double* t, size_t stride, size_t
   return _mm256_mask_mov_epi32(b, _mm256_cmpgt_epi32_mask(b, inf), nan);
 }
 
+// sceKeep's rule on 8 elements: (bits << indexBits | index) >= cut, index each lane's count - 1 - i; keys and cut lie below 2^63, so a
+// signed compare. The AVX-512 keep masks, merges and sums of squares all take their keep bits from it.
+WM_AVX512_INLINE __mmask8 sceKeeps8(__m256i bits, __m512i index, __m128i indexBits, __m512i cuts) {
+  return _mm512_cmpge_epi64_mask(_mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(bits), indexBits), index), cuts);
+}
+
 }  // namespace avx2
 }  // namespace wm

@@ -47,10 +47,9 @@ __attribute__((target(WM_AVX512_TARGET))) void keptSquares(const void* const* sr
     __m512d t[M];
     for (size_t k = 0; k < M; ++k) t[k] = _mm512_sub_pd(loadLanes8<T>(c.x[k], i, lanes), b);
     __mmask8 keep = lanes;
-    if (!all) {  // sceKeep's rule: (bits << indexBits | (count - 1 - i)) >= cut, keys and cut below 2^63
+    if (!all) {
       const __m256i bits = given != nullptr ? loadLanes8(given + i, lanes) : sceVarianceBits8(reinterpret_cast<const double*>(t), 8, M);
-      const __m512i key = _mm512_or_si512(_mm512_sll_epi64(_mm512_cvtepu32_epi64(bits), shift), index);
-      keep &= _mm512_cmpge_epi64_mask(key, cuts);
+      keep &= sceKeeps8(bits, index, shift, cuts);
     }
     index = _mm512_sub_epi64(index, eight);
     if (map != nullptr) map[j / 8] = keep;
