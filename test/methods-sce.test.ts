@@ -64,12 +64,15 @@ describe.each([
   ['F32', 'F32'],
   ['BF16', 'F32'],
   ['F16', 'BF16'],
+  ['BF16', 'BF16'],
+  ['F16', 'F16'],
 ] as [Dtype, Dtype][])('sources %s and %s', (tBase, tModel) => {
   const n = 5003;
   test.each([
     ['random values with special ones', 0.3],
     ['random values with special ones', 1],
     ['random values with special ones', 0],
+    ['random values with special ones, few kept (non-finite sources and -0 bases among the dropped)', 0.05],
     ['many equal variances (ties at the cut)', 0.37],
   ] as [string, number][])('%s, select_topk %p: the f64 oracle rounded once, bit for bit, on 1 and 3 threads', async (what, selectTopk) => {
     const raw = what.startsWith('many') ? tiedTensors(n, 3, 5) : randomTensors(n, 3, 17, [1e-3, 1e-2, 0.5]);
@@ -92,6 +95,12 @@ describe.each([
       selectTopk,
     );
     if (selectTopk > 0 && selectTopk < 1) expect(keep.filter(Boolean).length).toBeGreaterThan(100);
+    if (what.includes('among the dropped')) {
+      // The kept-only merges' rule for a dropped element (base, -0 made +0, NaN where a source is not finite) is reached.
+      const dropped = keep.map((k, i) => (k ? -1 : i)).filter((i) => i >= 0);
+      expect(dropped.filter((i) => held.some((x) => !Number.isFinite(x[i]))).length).toBeGreaterThan(10);
+      expect(dropped.filter((i) => Object.is(base.held[i], -0)).length).toBeGreaterThan(10);
+    }
     const ref = sceMergeRef(base.held, t, one.weights);
     for (const [to, bits] of three.bits) {
       expect(bits).toEqual(expectedBits(ref, to));
