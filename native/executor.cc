@@ -36,8 +36,6 @@ namespace {
 // Two O_DIRECT writes in flight: 8 MiB blocks to five files on this virtio disk went at 0.82 GB/s one
 // at a time, 1.16 GB/s two at a time, 0.96 GB/s four (BENCHMARKS.md, issue 15).
 constexpr unsigned kWriterThreads = 2;
-// Chunks of a local job read in chunks asked for ahead of the one being read (runLocalTaskInChunks).
-constexpr uint64_t kChunksAhead = 4;
 
 uint64_t pieceWeight(const Job& job, uint64_t count) {
   uint64_t w = 0;
@@ -254,30 +252,13 @@ class Run {
     const Job& job = plan_.jobs[j];
     for (size_t s = 0; s < job.sources.size(); ++s) srcType[s] = job.sources[s].dtype;
     const uint64_t chunk = localChunk();
-    uint64_t hintedTo = 0, lastStart = 0;  // the elements asked for ahead (below) in the current pass; the last chunk read
+    ChunkReads chunks(job, inputs_, chunk);
     const auto read = [&](uint64_t start, uint64_t n) {
       // A pass over a tensor of gigabytes (an embedding) reads hundreds of chunks: a cancel (or another worker's failure) stops
       // it at the next one, as the streamed tasks stop at the next task. With another worker's failure recorded first, this
       // error is not the run's.
       if (cancel_.load() || stop_.load()) throw ExecError("Aborted", "the merge was aborted");
-      // Each pass reads the tensor in order: the next kChunksAhead chunks are asked for now, so that a cold disk streams them in
-      // while this one is computed (without, a cold pass over the bench pair's embedding waited on every chunk).
-      if (start < lastStart || start + n > hintedTo) hintedTo = start + n;  // a new pass, or past what was asked for
-      lastStart = start;
-      const uint64_t aheadTo = std::min(job.count, start + n + kChunksAhead * chunk);
-      for (size_t s = 0; s < job.sources.size() && aheadTo > hintedTo; ++s) {
-        const Source& so = job.sources[s];
-        const uint64_t es = dtypeSize(so.dtype);
-        inputs_[so.input]->willNeed(so.offset + hintedTo * es, (aheadTo - hintedTo) * es);
-      }
-      hintedTo = std::max(hintedTo, aheadTo);
-      for (size_t s = 0; s < job.sources.size(); ++s) {
-        const Source& so = job.sources[s];
-        const uint64_t es = dtypeSize(so.dtype);
-        if (reads.buffers[s].size() < n * es) reads.grow(s, n * es);
-        inputs_[so.input]->readAt(reads.buffers[s].data(), n * es, so.offset + start * es);
-        srcPtr[s] = reads.buffers[s].data();
-      }
+      chunks.read(start, n, reads, srcPtr);
       return static_cast<const void* const*>(srcPtr.data());
     };
     maps.startJob();

@@ -1,6 +1,8 @@
 // Reading a task's sources (task_reads.h).
 #include "task_reads.h"
 
+#include <algorithm>
+
 namespace wm {
 
 // Runs of small tensors that lie back to back in one input file are read with one pread: the
@@ -68,6 +70,21 @@ void prefetchTask(const Plan& plan, const std::vector<Piece>& pieces, const std:
     }
     if (spanLen > 0) inputs[spanInput]->willNeed(spanOffset, spanLen);
   }
+}
+
+void ChunkReads::read(uint64_t start, uint64_t n, TaskReads& reads, std::vector<const void*>& srcPtr) {
+  if (start < lastStart_ || start + n > hintedTo_) hintedTo_ = start + n;  // a new pass, or past what was asked for
+  lastStart_ = start;
+  const uint64_t aheadTo = std::min(job_.count, start + n + kChunksAhead * chunk_);
+  for (size_t s = 0; s < job_.sources.size(); ++s) {
+    const Source& so = job_.sources[s];
+    const uint64_t es = dtypeSize(so.dtype);
+    if (aheadTo > hintedTo_) inputs_[so.input]->willNeed(so.offset + hintedTo_ * es, (aheadTo - hintedTo_) * es);
+    if (reads.buffers[s].size() < n * es) reads.grow(s, n * es);
+    inputs_[so.input]->readAt(reads.buffers[s].data(), n * es, so.offset + start * es);
+    srcPtr[s] = reads.buffers[s].data();
+  }
+  hintedTo_ = std::max(hintedTo_, aheadTo);
 }
 
 }  // namespace wm
