@@ -420,7 +420,23 @@ __attribute__((target(WM_AVX512_TARGET ",avx512vbmi2"))) void mergeKeptOnlyVbmi2
   }
 }
 
-// mergeInRegisters' elements e .. e + full - 1 (full a multiple of 32 with VBMI2 for 16-bit T, else of 16) where the keep bits come from
+// How many elements a kept-only merge takes a step: 32 16-bit values with VBMI2 (mergeKeptOnlyVbmi2), else 16 (mergeKeptOnly).
+template <Dtype T>
+constexpr size_t keptOnlyStep(bool vbmi2) {
+  return vbmi2 && T != Dtype::F32 ? 32 : 16;
+}
+
+// The kept-only merge of elements e .. e + full - 1 (full a multiple of keptOnlyStep<T>(vbmi2)): VBMI2's where it runs, else 32-bit lanes.
+template <Dtype T, size_t M>
+__attribute__((target(WM_AVX512_TARGET))) void mergeKeptOnlyWith(bool vbmi2, const void* base, const void* const* x, const double* weights,
+                                                                 const uint8_t* bytes, unsigned shift, size_t e, size_t full, void* out) {
+  if constexpr (T != Dtype::F32) {
+    if (vbmi2) return mergeKeptOnlyVbmi2<T, M>(base, x, weights, bytes, shift, e, full, out);
+  }
+  mergeKeptOnly<T, M>(base, x, weights, bytes, shift, e, full, out);
+}
+
+// mergeInRegisters' elements e .. e + full - 1 (full a multiple of keptOnlyStep<T>(vbmi2)) where the keep bits come from
 // variances computed here (no keep map), under mergeKeptOnly's other conditions: a round's variance bits (varianceBitsAt) and sceKeep's
 // rule into keep bits, then the kept-only merge over them.
 template <Dtype T, size_t M>
@@ -440,13 +456,7 @@ __attribute__((target(WM_AVX512_TARGET))) void mergeFreshKeptOnly(const void* ba
       const __m512i index = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(count - 1 - (start + at + q))), lane);
       keepBits[q / 8] = static_cast<uint8_t>(sceKeeps8(_mm256_load_si256(reinterpret_cast<const __m256i*>(bits + q)), index, indexShift, cuts));
     }
-    if constexpr (T != Dtype::F32) {
-      if (vbmi2) {
-        mergeKeptOnlyVbmi2<T, M>(base, x, p.weights.data(), keepBits, 0, at, len, out);
-        continue;
-      }
-    }
-    mergeKeptOnly<T, M>(base, x, p.weights.data(), keepBits, 0, at, len, out);
+    mergeKeptOnlyWith<T, M>(vbmi2, base, x, p.weights.data(), keepBits, 0, at, len, out);
   }
 }
 
@@ -469,21 +479,14 @@ __attribute__((target(WM_AVX512_TARGET))) void mergeInRegisters(const void* cons
     const size_t run = keepRun.length;
     const uint8_t* bytes = keepRun.bytes;
     const unsigned shift = keepRun.shift;
-    size_t j = 0;  // the run's whole 32s or 16s by the kept elements alone, the rest below
-    if constexpr (T == TO && T != Dtype::F32) {
-      if (byMap && plain && run >= 32 && vbmi2) {
-        j = run - run % 32;
-        mergeKeptOnlyVbmi2<T, M>(base, x, p.weights.data(), bytes, shift, j0, j, out);
+    size_t j = 0;  // the run's whole steps by the kept elements alone (keptOnlyStep), the rest below
+    if (T == TO && plain && !all) {
+      j = run - run % keptOnlyStep<T>(vbmi2);
+      if (byMap) {
+        mergeKeptOnlyWith<T, M>(vbmi2, base, x, p.weights.data(), bytes, shift, j0, j, out);
+      } else {  // the keep bits from variances computed a round at a time, then the same
+        mergeFreshKeptOnly<T, M>(base, x, p, count, start, j0, j, out, vbmi2);
       }
-    }
-    if (T == TO && byMap && plain && run >= 16 && j == 0) {
-      j = run - run % 16;
-      mergeKeptOnly<T, M>(base, x, p.weights.data(), bytes, shift, j0, j, out);
-    }
-    if (T == TO && fresh && plain) {  // the keep bits from variances computed a round at a time, then the same
-      const size_t step = vbmi2 && T != Dtype::F32 ? 32 : 16;
-      j = run - run % step;
-      mergeFreshKeptOnly<T, M>(base, x, p, count, start, j0, j, out, vbmi2);
     }
     for (; j < run; j += 8) {
       const size_t e = j0 + j;
