@@ -179,6 +179,7 @@ void DellaRowRanker::countPacked(const uint32_t* keys, uint32_t L, const uint8_t
   if (packed_.empty()) {
     packed_.assign(size_t{kBuckets} * kChunks, 0);
     marks_.assign(kBuckets, 0);
+    ranges_.resize(size_t{kBuckets} * kChunks);
   }
   uint32_t* packed = packed_.data();
   uint8_t* marks = marks_.data();
@@ -198,9 +199,11 @@ void DellaRowRanker::countPacked(const uint32_t* keys, uint32_t L, const uint8_t
   // add after another per chunk, was half of countPacked's samples.
   static_assert(kChunks == 4, "one 4-lane vector per bucket");
   const Lanes4 zero = {0, 0, 0, 0};
-  uint64_t* next = next_.data();
+  uint64_t* next = ranges_.data();
   uint32_t* firstOf = first_.data();
   uint32_t* keptAt = kept_.data();
+  const bool mixedRow = oddCount_ > 0;
+  const uint8_t* mixed = mixed_.data();
   uint32_t first = 0;
   for (uint32_t i = 0; i < nd; ++i) {
     const uint32_t h = distinct_[i];
@@ -211,7 +214,12 @@ void DellaRowRanker::countPacked(const uint32_t* keys, uint32_t L, const uint8_t
     const Lanes4 count = w & 0xFFFFu, sure = w >> 16;
     Lanes4 through = count + shiftDown<1>(count);  // lane c: the counts of chunks c .. 3
     through += shiftDown<2>(through);
-    const Lanes4 from = first + through - count, to = first + through;
+    Lanes4 from = first + through - count, to = first + through;
+    if (mixedRow) {  // a mixed bucket's chunks all take its whole range (its keys differ: draw()'s rule), so draw() needs no blend
+      const Lanes4 whole = zero - static_cast<uint32_t>(mixed[h]);
+      from = (from & ~whole) | (first & whole);
+      to = (to & ~whole) | ((first + through[0]) & whole);
+    }
     // entry[c] = from[c] | to[c] << 32 (little-endian 64-bit words)
     const Lanes4 low = interleave<0>(from, to), high = interleave<2>(from, to);
     std::memcpy(next + h * kChunks, &low, sizeof low);
@@ -224,6 +232,7 @@ void DellaRowRanker::countPacked(const uint32_t* keys, uint32_t L, const uint8_t
   buckets_ = nd;
   uniform_ = oddCount_ == 0;
   drawing_ = true;
+  packedRanges_ = true;
 }
 
 template <bool Draws>
@@ -231,6 +240,7 @@ void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, 
   // Each chunk's count per bucket (and its surely kept draws), and a bucket appended to `distinct_` at its first key in
   // each chunk (branch-free: a branch on it mispredicts at every new value).
   reserveBuckets(L);
+  packedRanges_ = false;
   uint32_t nd = 0;
   uint64_t* next = next_.data();
   uint32_t* distinct = distinct_.data();
@@ -291,6 +301,7 @@ void DellaRowRanker::countKeys(const uint32_t* keys, size_t stride, uint32_t L, 
 }
 
 void DellaRowRanker::clear() {
+  if (packedRanges_) return;  // countPacked left next_ zero
   for (uint32_t i = 0; i < buckets_; ++i) {
     for (uint32_t c = 0; c < kChunks; ++c) next_[distinct_[i] * kChunks + c] = 0;
   }
@@ -334,18 +345,19 @@ bool DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const
   uint32_t* exact = exact_.data();
   const uint32_t nm = middleCount_;
   // Decided by the chunk's ranks in the bucket: those of chunk c (della_rank.cc's chunks) in the bucket are [from, to)
-  // (its word in next_), so a draw below the least of their limits is kept and one at or above the greatest dropped; the
-  // rest listed. A bucket's kept count lies at its first rank (chunk 3's from). In a mixed bucket the chunks' ranges do not
-  // hold (its keys differ), so the whole bucket's ranks decide: chunk 3's from to chunk 0's to.
+  // (its word in next_, or ranges_ after countPacked), so a draw below the least of their limits is kept and one at or above
+  // the greatest dropped; the rest listed. A bucket's kept count lies at its first rank (chunk 3's from). In a mixed bucket
+  // the chunks' ranges do not hold (its keys differ), so the whole bucket's ranks decide: chunk 3's from to chunk 0's to
+  // (countPacked wrote that range into each chunk's word; countKeys' words are blended here).
   const uint64_t* limit = limits.limit;
-  const uint64_t* next = next_.data();
+  const uint64_t* next = packedRanges_ ? ranges_.data() : next_.data();
   const uint8_t* mixed = mixed_.data();
   uint32_t* keptAt = kept_.data();  // a local pointer: else reloaded after every keep byte's store (a char may alias it)
   const uint32_t Lc = L / kChunks;
   auto chunkOf = [Lc](uint32_t t) { return static_cast<uint32_t>(t >= Lc) + (t >= 2 * Lc) + (t >= 3 * Lc); };  // 3 where Lc = 0
   uint32_t ne = 0;
   // Middle positions [from, to) of chunk c (or of any chunk where c is kAnyChunk) at stride step; Upward: the limits are
-  // non-decreasing, so a chunk's least is its first rank's, else its last's; Mixed: the row has mixed buckets.
+  // non-decreasing, so a chunk's least is its first rank's, else its last's; Mixed: the row has mixed buckets to blend.
   constexpr uint32_t kAnyChunk = kChunks;
   auto decide = [&](uint32_t from, uint32_t to, uint32_t c, auto step, auto upward, auto mixedRow) {
     for (uint32_t k = from; k < to; ++k) {
@@ -381,7 +393,7 @@ bool DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const
       const uint32_t end = c + 1 == kChunks ? L : (c + 1) * Lc;
       const uint32_t to = static_cast<uint32_t>(std::lower_bound(middle + k, middle + nm, end) - middle);
       const std::integral_constant<size_t, 1> one;
-      if (mixedRow) {
+      if (mixedRow && !packedRanges_) {  // countPacked gave a mixed bucket's chunks its whole range already
         decideRun(k, to, c, one, std::true_type{});
       } else {
         decideRun(k, to, c, one, std::false_type{});
