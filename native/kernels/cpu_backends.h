@@ -14,6 +14,7 @@ namespace wm {
 bool environmentSwitch(const char* name);
 
 struct SparseParams;  // sparsify.h
+struct DellaKeyFacts;  // della_rank.h
 struct SparseModel;
 struct RamParams;  // elementwise.h
 struct NearswapParams;
@@ -96,10 +97,9 @@ WM_SCE_CHUNK_DECLS
                            uint32_t* middle);                                                                                \
   uint32_t dellaKeysIn(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t lo, uint32_t span);        \
   uint32_t dellaOddKeys(const uint32_t* keys, uint32_t L, uint32_t* odd);                                                    \
-  uint32_t dellaKeys(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* keys);                        \
+  DellaKeyFacts dellaKeys(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* keys);                   \
   uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep,         \
                           uint32_t* middle, uint64_t* u);                                                                    \
-  void dellaKeySpan(const uint32_t* keys, uint32_t L, uint32_t* lowest, uint32_t* highest);                                 \
   uint32_t dellaTakeMarks(uint8_t* marks, uint32_t from, uint32_t to, uint32_t* buckets);
 namespace scalar {
 WM_DELLA_DECLS

@@ -117,7 +117,8 @@ void keepBlocksWith(DellaScratch& sc, const void* base, Dtype tb, const void* x,
   const size_t eb = dtypeSize(tb), ex = dtypeSize(tx);
   for (uint64_t b0 = 0; b0 < n; b0 += B) {
     uint32_t* keys = sc.keys.data();
-    const bool uniform = dellaKeys(static_cast<const uint8_t*>(base) + b0 * eb, tb, static_cast<const uint8_t*>(x) + b0 * ex, tx, B, keys) == 0;
+    const DellaKeyFacts facts = dellaKeys(static_cast<const uint8_t*>(base) + b0 * eb, tb, static_cast<const uint8_t*>(x) + b0 * ex, tx, B, keys);
+    const bool uniform = facts.uniform();
     if (all || none) {
       std::fill(keep + b0, keep + b0 + B, static_cast<uint8_t>(all));
       // Four sets of buckets in turn: neighbours often share a bucket, and one set's adds would wait on each other.
@@ -130,7 +131,7 @@ void keepBlocksWith(DellaScratch& sc, const void* base, Dtype tb, const void* x,
     if (!drawing) dellaUniforms(m.seedKey, start + b0, B, sc.u.data());
     for (uint64_t s = 0; s < S; ++s) {
       if (drawing) {
-        sc.ranker.countDrawing(keys, static_cast<uint32_t>(L), m.seedKey, start + b0, sc.limits, keep + b0, sc.u.data(), uniform);
+        sc.ranker.countDrawing(keys, static_cast<uint32_t>(L), m.seedKey, start + b0, sc.limits, keep + b0, sc.u.data(), facts);  // B = L
       } else if (sc.monotone) {
         sc.ranker.count(keys + s, S, static_cast<uint32_t>(L), u + s, sc.limits, keep + b0 + s, uniform);
       } else {
@@ -235,14 +236,20 @@ void dellaUniforms(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u) {
   for (size_t j = 0; j < n; ++j) u[j] = splitmix64(seedKey + (first + j + 1) * kSplitmixGolden) >> 11;
 }
 
-uint32_t dellaKeys(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* keys) {
+DellaKeyFacts dellaKeys(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* keys) {
   scalar::absDeltaBits(base, tb, x, tx, n, keys);
-  uint32_t low = 0;
+  uint32_t low = 0, least = 0xFFFFFFFFu, greatest = 0;
   for (size_t j = 0; j < n; ++j) {
     keys[j] = keys[j] > 0x7F800000u ? 0x7FC00000u : keys[j];  // every NaN one value above Inf
     low |= keys[j];
+    if (keys[j] != 0) least = std::min(least, keys[j]);
+    greatest = std::max(greatest, keys[j]);
   }
-  return low & 0xFFFFu;
+  DellaKeyFacts facts;
+  facts.lowBits = low & 0xFFFFu;
+  facts.lowest = least >> 16;
+  facts.highest = greatest >> 16;
+  return facts;
 }
 }  // namespace scalar
 

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "della_rank.h"
 #include "kernels.h"
 #include "sparse_select.h"
 #include "sparsify.h"
@@ -75,8 +76,9 @@ void dellaKeep(const void* base, Dtype tb, const void* x, Dtype tx, const DellaR
 void dellaUniforms(uint64_t seedKey, uint64_t first, size_t n, uint64_t* u);
 
 // The keys of n elements: keys[j] = |d| bits of element j (absDeltaBits), every NaN one value above Inf (0x7FC00000);
-// returns the OR of their low 16 bits (0: every row of them uniform, della_rank.h). Scalar in della.cc, AVX2 in della_avx2.cc.
-uint32_t dellaKeys(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* keys);
+// returns their DellaKeyFacts (della_rank.h: the OR of their low 16 bits, and their span of buckets). Scalar in della.cc,
+// AVX2 in della_avx2.cc.
+DellaKeyFacts dellaKeys(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* keys);
 
 // Elements [start, start + n) (whole blocks of rows) of a job of `count` elements.
 void dellaMerge(const void* const* srcs, const Dtype* types, const DellaParams& p, uint64_t count, uint64_t start, size_t n, void* out,

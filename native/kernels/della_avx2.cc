@@ -51,22 +51,35 @@ struct LanePack {
 constexpr LanePack kLanePack;
 
 // dellaKeys' 8 lanes: |d| bits as absDeltaBits (avx2_loads.h's absDeltaBits8), NaN made
-// canonical by a signed compare (every key < 2^31), the low 16 bits ORed. Returns how many elements it did.
+// canonical by a signed compare (every key < 2^31), the low 16 bits ORed, and the least nonzero and greatest key (keys are below
+// 2^31, so the unsigned min and max see them as they are; a zero key made all ones for the min). Returns how many elements it
+// did, their facts in *facts.
 template <Dtype B, Dtype X>
-__attribute__((target("avx2,fma,f16c"))) size_t keysLoop(const void* base, const void* x, size_t n, uint32_t* keys, uint32_t* lowBits) {
-  const __m256i inf = _mm256_set1_epi32(0x7F800000), nan = _mm256_set1_epi32(0x7FC00000);
-  __m256i low = _mm256_setzero_si256();
+__attribute__((target("avx2,fma,f16c"))) size_t keysLoop(const void* base, const void* x, size_t n, uint32_t* keys, DellaKeyFacts* facts) {
+  const __m256i inf = _mm256_set1_epi32(0x7F800000), nan = _mm256_set1_epi32(0x7FC00000), zero = _mm256_setzero_si256();
+  __m256i low = zero, least = _mm256_set1_epi32(-1), greatest = zero;
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256i a = absDeltaBits8<B, X>(base, x, i);
     const __m256i k = _mm256_blendv_epi8(a, nan, _mm256_cmpgt_epi32(a, inf));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(keys + i), k);
     low = _mm256_or_si256(low, k);
+    least = _mm256_min_epu32(least, _mm256_or_si256(k, _mm256_cmpeq_epi32(k, zero)));
+    greatest = _mm256_max_epu32(greatest, k);
   }
-  __m128i h = _mm_or_si128(_mm256_castsi256_si128(low), _mm256_extracti128_si256(low, 1));
-  h = _mm_or_si128(h, _mm_shuffle_epi32(h, 0x4E));
-  h = _mm_or_si128(h, _mm_shuffle_epi32(h, 0xB1));
-  *lowBits = static_cast<uint32_t>(_mm_cvtsi128_si32(h)) & 0xFFFFu;
+  alignas(32) uint32_t lanes[3][8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes[0]), low);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes[1]), least);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes[2]), greatest);
+  uint32_t bits = 0, a = 0xFFFFFFFFu, b = 0;
+  for (uint32_t q = 0; q < 8; ++q) {
+    bits |= lanes[0][q];
+    a = std::min(a, lanes[1][q]);
+    b = std::max(b, lanes[2][q]);
+  }
+  facts->lowBits = bits & 0xFFFFu;
+  facts->lowest = a >> 16;
+  facts->highest = b >> 16;
   return i;
 }
 
@@ -189,14 +202,18 @@ __attribute__((target("avx2,fma,f16c"))) uint32_t dellaKeysIn(const uint32_t* ke
   return static_cast<uint32_t>(-_mm_cvtsi128_si32(h)) + scalar::dellaKeysIn(keys, 1, s, to, lo, span);
 }
 
-uint32_t dellaKeys(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* keys) {
-  uint32_t low = 0;
+DellaKeyFacts dellaKeys(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* keys) {
+  DellaKeyFacts facts;
   size_t i = 0;
-  withDtype(tb, [&](auto B) { withDtype(tx, [&](auto X) { i = keysLoop<decltype(B)::value, decltype(X)::value>(base, x, n, keys, &low); }); });
-  if (i == n) return low;
+  withDtype(tb, [&](auto B) { withDtype(tx, [&](auto X) { i = keysLoop<decltype(B)::value, decltype(X)::value>(base, x, n, keys, &facts); }); });
+  if (i == n) return facts;
   const auto* b8 = static_cast<const uint8_t*>(base) + i * dtypeSize(tb);
   const auto* x8 = static_cast<const uint8_t*>(x) + i * dtypeSize(tx);
-  return low | scalar::dellaKeys(b8, tb, x8, tx, n - i, keys + i);  // the last n % 8
+  const DellaKeyFacts tail = scalar::dellaKeys(b8, tb, x8, tx, n - i, keys + i);  // the last n % 8
+  facts.lowBits |= tail.lowBits;
+  facts.lowest = std::min(facts.lowest, tail.lowest);
+  facts.highest = std::max(facts.highest, tail.highest);
+  return facts;
 }
 
 uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle, uint64_t* u) {
@@ -208,31 +225,6 @@ uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t l
   const uint32_t t = static_cast<uint32_t>(drawSplitWide(seedKey, first, L, low, high, keep, middle, u, &nm));
   if (t == L) return nm;
   return nm + shiftedBy(t, middle + nm, scalar::dellaDrawSplit(seedKey, first + t, L - t, low, high, keep + t, middle + nm, u + t));
-}
-
-// Keys are below 2^31 (della.h), so the unsigned min and max see them as they are; zero keys turned all ones for the min.
-__attribute__((target("avx2,fma,f16c"))) void dellaKeySpan(const uint32_t* keys, uint32_t L, uint32_t* lowest, uint32_t* highest) {
-  const __m256i zero = _mm256_setzero_si256();
-  __m256i least = _mm256_set1_epi32(-1), greatest = zero;
-  uint32_t t = 0;
-  for (; t + 8 <= L; t += 8) {
-    const __m256i k = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(keys + t));
-    least = _mm256_min_epu32(least, _mm256_or_si256(k, _mm256_cmpeq_epi32(k, zero)));
-    greatest = _mm256_max_epu32(greatest, k);
-  }
-  alignas(32) uint32_t lo[8], hi[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(lo), least);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(hi), greatest);
-  uint32_t a = 0, b = 0;
-  scalar::dellaKeySpan(keys + t, L - t, &a, &b);  // the last L % 8 (all ones and 0 where none)
-  a = a << 16 | 0xFFFFu;
-  b <<= 16;
-  for (uint32_t q = 0; q < 8; ++q) {
-    a = std::min(a, lo[q]);
-    b = std::max(b, hi[q]);
-  }
-  *lowest = a >> 16;
-  *highest = b >> 16;
 }
 
 // dellaTakeMarks' AVX-512 steps, 16 marks each and branch-free (a branch per 32 marks mispredicted on most rows): the marked

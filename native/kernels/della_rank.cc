@@ -103,16 +103,6 @@ uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t l
   return dellaSplitDraws(u, 1, L, low, high, keep, middle);
 }
 
-void dellaKeySpan(const uint32_t* keys, uint32_t L, uint32_t* lowest, uint32_t* highest) {
-  uint32_t least = 0xFFFFFFFFu, greatest = 0;
-  for (uint32_t t = 0; t < L; ++t) {
-    if (keys[t] != 0) least = std::min(least, keys[t]);
-    greatest = std::max(greatest, keys[t]);
-  }
-  *lowest = least >> 16;
-  *highest = greatest >> 16;
-}
-
 uint32_t dellaTakeMarks(uint8_t* marks, uint32_t from, uint32_t to, uint32_t* buckets) {
   uint32_t n = 0;
   for (uint32_t h = from; h < to; ++h) {
@@ -147,8 +137,9 @@ void DellaRowRanker::count(const uint32_t* keys, size_t stride, uint32_t L, cons
 }
 
 void DellaRowRanker::countDrawing(const uint32_t* keys, uint32_t L, uint64_t seedKey, uint64_t first, const DellaLimits& limits, uint8_t* keep,
-                                  uint64_t* u, bool uniform) {
+                                  uint64_t* u, const DellaKeyFacts& facts) {
   oddCount_ = 0;
+  const bool uniform = facts.uniform();
   if (!uniform) {
     if (odd_.size() < size_t{L} + 16) odd_.resize(size_t{L} + 16);
     oddCount_ = dellaOddKeys(keys, L, odd_.data());
@@ -157,8 +148,7 @@ void DellaRowRanker::countDrawing(const uint32_t* keys, uint32_t L, uint64_t see
   }
   reserveDraws(L);
   middleCount_ = dellaDrawSplit(seedKey, first, L, limits.low, limits.high, keep, middle_.data(), u);
-  uint32_t lowest = 0, highest = 0;
-  if (L < kPackedRows) dellaKeySpan(keys, L, &lowest, &highest);
+  const uint32_t lowest = facts.lowest, highest = facts.highest;
   // countPacked scans a byte per bucket of the key span: where that span is wide for the row (tiny |d| beside Inf or NaN in
   // a short row: up to 32 KiB), countKeys' bitmap costs less.
   if (L < kPackedRows && (lowest > highest || highest - lowest <= 16 * L)) {

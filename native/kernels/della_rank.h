@@ -8,7 +8,7 @@
 // (key, then descending position): native/tests/della_selftest.cc checks it against that definition.
 // A uniform row drawn in countDrawing (L < 2^16, its key span at most 16 L buckets) counts leaner (countPacked): a 32-bit
 // word per bucket and chunk (its count and surely kept draws, 16 bits each) and a byte mark per bucket, the marks then
-// scanned over the row's key span (dellaKeySpan, dellaTakeMarks): fewer instructions per element than the 64-bit words and
+// scanned over the row's key span (DellaKeyFacts' lowest to highest, dellaTakeMarks): fewer instructions per element than the 64-bit words and
 // bitmap (della's L1 pass 13 % faster, BENCHMARKS.md 2026-12-05).
 #pragma once
 #include <cstddef>
@@ -29,11 +29,17 @@ uint32_t dellaOddKeys(const uint32_t* keys, uint32_t L, uint32_t* odd);
 // dellaUniforms of the row's elements first + t (stride 1) and dellaSplitDraws of them in one pass: keep and middle as
 // dellaSplitDraws, u[t] written where t is in middle (draw() reads no other; elsewhere u is left as it is or overwritten).
 uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle, uint64_t* u);
-// countPacked's passes (scalar in della_rank.cc, AVX2 in della_avx2.cc). dellaKeySpan: the buckets (key >> 16) of the row's
-// least nonzero key and of its greatest key (stride 1); *lowest > *highest where every key is 0. dellaTakeMarks: the h in
+// What della.h's dellaKeys finds beside the keys, in the same pass: the OR of their low 16 bits (0: every row of them
+// uniform), and the buckets (key >> 16) of the least nonzero key and of the greatest, lowest > highest where every key is 0
+// (countPacked's span of a row).
+struct DellaKeyFacts {
+  uint32_t lowBits = 0, lowest = 0xFFFFu, highest = 0;
+  bool uniform() const { return lowBits == 0; }
+};
+
+// countPacked's pass (scalar in della_rank.cc, AVX2 in della_avx2.cc). dellaTakeMarks: the h in
 // [from, to) whose marks[h] != 0, in ascending order into buckets (which has 16 slots past them: SIMD stores whole vectors),
 // with those marks set back to 0; returns how many.
-void dellaKeySpan(const uint32_t* keys, uint32_t L, uint32_t* lowest, uint32_t* highest);
 uint32_t dellaTakeMarks(uint8_t* marks, uint32_t from, uint32_t to, uint32_t* buckets);
 
 // A row's keep limits by rank for draw(): limit[r] monotone in r (non-decreasing for epsilon >= 0, non-increasing for
@@ -61,11 +67,11 @@ class DellaRowRanker {
   void count(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep,
              bool uniformKnown = false);
   // The same for a row at stride 1 whose draws (elements first + t) are made here in the split's pass (dellaDrawSplit): u is
-  // written only where draw() reads it. uniform: the caller knows the row's keys uniform. Else the row's odd keys (low 16 bits
-  // not zero: a |d| that bf16 cannot hold, as where a fine-tuned weight changed sign) are listed and their buckets marked
-  // mixed, for draw().
+  // written only where draw() reads it. facts: dellaKeys' of the row. Where it is not uniform, its odd keys (low 16 bits not
+  // zero: a |d| that bf16 cannot hold, as where a fine-tuned weight changed sign) are listed and their buckets marked mixed,
+  // for draw().
   void countDrawing(const uint32_t* keys, uint32_t L, uint64_t seedKey, uint64_t first, const DellaLimits& limits, uint8_t* keep, uint64_t* u,
-                    bool uniform = true);
+                    const DellaKeyFacts& facts);
   void assign(const uint32_t* keys, size_t stride, uint32_t L, uint32_t* rank);
   // Where drawing(), after count() or countDrawing() with the same u, limits and keep: keep[t * stride] = u[t * stride] <
   // limit[rank of t] (della.h's draws with each rank's integer limit), and each bucket's kept count for kept(i), without a
@@ -100,7 +106,7 @@ class DellaRowRanker {
   template <bool Draws>
   void countKeys(const uint32_t* keys, size_t stride, uint32_t L, const uint8_t* surelyKept, bool uniformKnown);
   // countKeys<true> of a uniform row at stride 1 and L < kPackedRows, the same results (della_rank.h's head); lowest and
-  // highest: the row's dellaKeySpan.
+  // highest: the row's DellaKeyFacts.
   void countPacked(const uint32_t* keys, uint32_t L, const uint8_t* surelyKept, uint32_t lowest, uint32_t highest);
   void reserveDraws(uint32_t L);  // middle_ and exact_ for a row of L
   void reserveBuckets(uint32_t L);  // distinct_ (16 slots to spare for dellaTakeMarks), first_ and kept_ for a row of L

@@ -192,11 +192,10 @@ uint32_t dellaKeysIn(const uint32_t* keys, size_t stride, uint32_t from, uint32_
   return WM_DISPATCH(dellaKeysIn(keys, stride, from, to, lo, span));
 }
 uint32_t dellaOddKeys(const uint32_t* keys, uint32_t L, uint32_t* odd) { return WM_DISPATCH(dellaOddKeys(keys, L, odd)); }
-uint32_t dellaKeys(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* keys) { return WM_DISPATCH(dellaKeys(base, tb, x, tx, n, keys)); }
+DellaKeyFacts dellaKeys(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* keys) { return WM_DISPATCH(dellaKeys(base, tb, x, tx, n, keys)); }
 uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle, uint64_t* u) {
   return WM_DISPATCH(dellaDrawSplit(seedKey, first, L, low, high, keep, middle, u));
 }
-void dellaKeySpan(const uint32_t* keys, uint32_t L, uint32_t* lowest, uint32_t* highest) { WM_DISPATCH(dellaKeySpan(keys, L, lowest, highest)); }
 uint32_t dellaTakeMarks(uint8_t* marks, uint32_t from, uint32_t to, uint32_t* buckets) { return WM_DISPATCH(dellaTakeMarks(marks, from, to, buckets)); }
 
 size_t expArrayCounting(const double* x, double* out, size_t n) { return WM_DISPATCH(expArray(x, out, n)); }

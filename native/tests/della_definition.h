@@ -19,6 +19,26 @@ inline std::vector<uint32_t> definedRanks(const std::vector<uint32_t>& key) {
   return rank;
 }
 
+// DellaKeyFacts by their definition (della_rank.h): the OR of the keys' low 16 bits, and the buckets of the least nonzero key
+// and of the greatest (0xFFFF and 0 where every key is 0).
+inline wm::DellaKeyFacts definedKeyFacts(const std::vector<uint32_t>& keys) {
+  uint32_t low = 0, least = 0xFFFFFFFFu, greatest = 0;
+  for (uint32_t k : keys) {
+    low |= k;
+    if (k != 0) least = std::min(least, k);
+    greatest = std::max(greatest, k);
+  }
+  wm::DellaKeyFacts f;
+  f.lowBits = low & 0xFFFFu;
+  f.lowest = least >> 16;
+  f.highest = greatest >> 16;
+  return f;
+}
+
+inline bool sameKeyFacts(const wm::DellaKeyFacts& a, const wm::DellaKeyFacts& b) {
+  return a.lowBits == b.lowBits && a.lowest == b.lowest && a.highest == b.highest;
+}
+
 // keepLimit of della.cc: p's integer limit for draws of 53 bits.
 inline uint64_t definedLimit(double p) { return p <= 0 ? 0 : p >= 1 ? uint64_t{1} << 53 : static_cast<uint64_t>(std::ceil(p * 0x1.0p53)); }
 

@@ -49,7 +49,7 @@ void testMixedRows(Rng& r) {
             std::vector<uint64_t> ug(L, 0);
             bool took = false;
             withAvx512(path == 2, [&] {
-              ranker.countDrawing(keys.data(), L, seedKey, first, lim, got.data(), ug.data(), odd.empty());
+              ranker.countDrawing(keys.data(), L, seedKey, first, lim, got.data(), ug.data(), definedKeyFacts(keys));
               took = ranker.drawing() && ranker.draw(keys.data(), 1, L, ug.data(), lim, got.data());
             });
             if (took) {

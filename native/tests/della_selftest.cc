@@ -268,32 +268,49 @@ void testUniforms(Rng& r) {
 }
 
 // dellaKeys (AVX2, with AVX-512 on and off) against the scalar one and the definition (canonicalKey of x - base in f32), and its
-// low bits' OR, on every dtype pair with special values (NaN payloads, +-Inf, +-0, subnormals) and every tail length.
+// DellaKeyFacts against theirs (definedKeyFacts), on every dtype pair with special values (NaN payloads, +-Inf, +-0,
+// subnormals) and every tail length; models equal to their base (every key 0, the least nonzero none) and equal but for a few
+// elements (one nonzero key among zeros) where the dtypes match.
 void testKeys(Rng& r) {
   size_t cases = 0;
   const Dtype types[] = {Dtype::BF16, Dtype::F16, Dtype::F32};
   for (Dtype tb : types) {
     for (Dtype tx : types) {
       for (size_t n : {0, 1, 7, 8, 9, 15, 16, 17, 31, 1000, 1283}) {
-        const std::vector<unsigned char> base = randomTensor(r, tb, n), x = r.next() % 2 == 0 ? randomTensor(r, tx, n) : paletteTensor(r, tx, n, 5);
+        std::vector<unsigned char> base = randomTensor(r, tb, n);
+        const uint64_t kind = tb == tx ? r.next() % 4 : r.next() % 2;  // random, a palette, the base, the base but a few
+        if (kind >= 2) {  // a finite base, so that x - base is 0 where x is the base's
+          for (size_t j = 0; j < n; ++j) {
+            if (!std::isfinite(wm::loadElementF32(base.data(), tb, j))) std::memset(base.data() + j * wm::dtypeSize(tb), 0, wm::dtypeSize(tb));
+          }
+        }
+        std::vector<unsigned char> x = kind == 0 ? randomTensor(r, tx, n) : kind == 1 ? paletteTensor(r, tx, n, 5) : base;
+        if (kind == 3 && n > 0) {
+          const std::vector<unsigned char> other = randomTensor(r, tx, n);
+          const size_t es = wm::dtypeSize(tx);
+          for (uint64_t k = r.next() % 3; k-- > 0;) {
+            const size_t j = r.next() % n;
+            std::memcpy(x.data() + j * es, other.data() + j * es, es);
+          }
+        }
         std::vector<uint32_t> want(n + 1, 7), scalar(n + 1, 7);
-        uint32_t wantLow = 0;
         for (size_t j = 0; j < n; ++j) {
           const float d = wm::loadElementF32(x.data(), tx, j) - wm::loadElementF32(base.data(), tb, j);
           uint32_t bits;
           std::memcpy(&bits, &d, 4);
           want[j] = canonicalKey(bits);
-          wantLow |= want[j] & 0xFFFFu;
         }
-        const uint32_t scalarLow = wm::scalar::dellaKeys(base.data(), tb, x.data(), tx, n, scalar.data());
-        CHECK(scalar == want && scalarLow == wantLow, "dellaKeys %s-%s n=%zu: scalar differs from the definition", dtypeName(tb), dtypeName(tx), n);
+        const wm::DellaKeyFacts wantFacts = definedKeyFacts(std::vector<uint32_t>(want.begin(), want.begin() + n));
+        const wm::DellaKeyFacts scalarFacts = wm::scalar::dellaKeys(base.data(), tb, x.data(), tx, n, scalar.data());
+        CHECK(scalar == want && sameKeyFacts(scalarFacts, wantFacts), "dellaKeys %s-%s n=%zu kind %d: scalar differs from the definition",
+              dtypeName(tb), dtypeName(tx), n, static_cast<int>(kind));
         for (bool avx512 : {false, true}) {
           wm::setSimdEnabled(true);
           std::vector<uint32_t> simd(n + 1, 7);
-          uint32_t simdLow = 0;
-          withAvx512(avx512, [&] { simdLow = wm::dellaKeys(base.data(), tb, x.data(), tx, n, simd.data()); });
-          CHECK(simd == want && simdLow == wantLow, "dellaKeys %s-%s n=%zu avx512 %d: SIMD differs from the definition", dtypeName(tb), dtypeName(tx),
-                n, avx512);
+          wm::DellaKeyFacts simdFacts;
+          withAvx512(avx512, [&] { simdFacts = wm::dellaKeys(base.data(), tb, x.data(), tx, n, simd.data()); });
+          CHECK(simd == want && sameKeyFacts(simdFacts, wantFacts), "dellaKeys %s-%s n=%zu kind %d avx512 %d: SIMD differs from the definition",
+                dtypeName(tb), dtypeName(tx), n, static_cast<int>(kind), avx512);
         }
         digestBytes(want.data(), n * 4);
         ++cases;
@@ -409,34 +426,10 @@ void testMergeByBits(Rng& r) {
   std::printf("della merge by keep bits: %zu cases\n", cases);
 }
 
-// dellaKeySpan and dellaTakeMarks (countPacked's passes; scalar, AVX2 and for the marks AVX-512) against their definitions: spans of rows all zero,
-// with zeros, one key, Inf and NaN, every length mod 8; marks sparse and dense over random ranges (random alignments and
-// tails), cleared inside the range only.
-void testSpanAndMarks(Rng& r) {
+// dellaTakeMarks (countPacked's pass; scalar, AVX2 and AVX-512) against its definition: marks sparse and dense over random ranges
+// (random alignments and tails), cleared inside the range only. (The key span it scans is dellaKeys', checked in testKeys.)
+void testTakeMarks(Rng& r) {
   size_t cases = 0;
-  for (uint32_t L : {0u, 1u, 2u, 3u, 4u, 5u, 6u, 7u, 8u, 9u, 16u, 31u, 33u, 1000u, 1283u}) {
-    for (int kind = 0; kind < 4; ++kind) {
-      std::vector<uint32_t> keys(L);
-      for (auto& k : keys) {
-        const uint64_t x = r.next();
-        k = kind == 0 ? 0 : kind == 1 ? (x % 3 == 0 ? 0 : canonicalKey(static_cast<uint32_t>(x >> 8))) : kind == 2 ? (x % 5 == 0 ? 0x7FC00000u : 0x7F800000u) : 0;
-      }
-      if (kind == 3 && L > 0) keys[r.next() % L] = static_cast<uint32_t>(r.next() % 0x7F800000u) | 1;
-      uint32_t least = 0xFFFFFFFFu, greatest = 0;
-      for (uint32_t k : keys) {
-        if (k != 0) least = std::min(least, k);
-        greatest = std::max(greatest, k);
-      }
-      for (bool simd : {false, true}) {
-        wm::setSimdEnabled(simd);
-        uint32_t lowest = 7, highest = 7;
-        wm::dellaKeySpan(keys.data(), L, &lowest, &highest);
-        CHECK(lowest == least >> 16 && highest == greatest >> 16, "dellaKeySpan L=%u kind %d simd %d: %u..%u, not %u..%u", L, kind, simd, lowest,
-              highest, least >> 16, greatest >> 16);
-      }
-      ++cases;
-    }
-  }
   for (int round = 0; round < 40; ++round) {
     const uint32_t size = 1 + static_cast<uint32_t>(r.next() % 700), from = static_cast<uint32_t>(r.next() % size);
     const uint32_t to = from + static_cast<uint32_t>(r.next() % (size - from + 1));
@@ -461,7 +454,7 @@ void testSpanAndMarks(Rng& r) {
     ++cases;
   }
   wm::setSimdEnabled(true);
-  std::printf("della key spans and marks: %zu cases, SIMD == scalar == the definition\n", cases);
+  std::printf("della marks: %zu cases, SIMD == scalar == the definition\n", cases);
 }
 
 // countDrawing (countPacked below 2^16 elements where the key span is at most 16 L buckets, countKeys elsewhere) against
@@ -492,7 +485,7 @@ void testPackedCounts(Rng& r) {
           wm::setSimdEnabled(simd);
           std::vector<uint8_t> a(L, 9), b(L, 9);
           std::vector<uint64_t> ua(L, 0);
-          packed.countDrawing(keys.data(), L, seedKey, first, lim, a.data(), ua.data());
+          packed.countDrawing(keys.data(), L, seedKey, first, lim, a.data(), ua.data(), definedKeyFacts(keys));
           const bool tookA = packed.draw(keys.data(), 1, L, ua.data(), lim, a.data());
           counted.count(keys.data(), 1, L, u.data(), lim, b.data(), true);
           const bool tookB = counted.draw(keys.data(), 1, L, u.data(), lim, b.data());
@@ -522,7 +515,7 @@ void testDella(uint64_t seed) {
   testUniforms(r);
   testKeys(r);
   testDrawSplit(r);
-  testSpanAndMarks(r);
+  testTakeMarks(r);
   testPackedCounts(r);
   testMergeByBits(r);
 }
