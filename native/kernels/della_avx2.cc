@@ -182,10 +182,33 @@ __attribute__((target("avx2,fma,f16c"))) uint32_t dellaSplitDraws(const uint64_t
   return nm;
 }
 
+// dellaKeysIn at stride 1 with AVX-512: unsigned (k - lo) < span by VPCMPUD into masks, counted by POPCNT, 32 keys a step, the
+// last 0-31 by masked loads (no scalar tail: draw()'s chunk-local counts are short).
+namespace {
+WM_AVX512_INLINE __mmask16 keysInside(__m512i k, __mmask16 valid, __m512i lo, __m512i span) {
+  return _mm512_mask_cmplt_epu32_mask(valid, _mm512_sub_epi32(k, lo), span);
+}
+
+__attribute__((target(WM_AVX512_TARGET))) uint32_t keysInWide(const uint32_t* keys, uint32_t from, uint32_t to, uint32_t lo, uint32_t span) {
+  const __m512i loV = _mm512_set1_epi32(static_cast<int>(lo)), spanV = _mm512_set1_epi32(static_cast<int>(span));
+  uint32_t n = 0, s = from;
+  for (; s + 32 <= to; s += 32) {
+    const __mmask16 a = keysInside(_mm512_loadu_si512(keys + s), 0xFFFF, loV, spanV), b = keysInside(_mm512_loadu_si512(keys + s + 16), 0xFFFF, loV, spanV);
+    n += static_cast<uint32_t>(__builtin_popcount(a) + __builtin_popcount(b));
+  }
+  for (; s < to; s += 16) {
+    const __mmask16 valid = to - s >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (to - s)) - 1);
+    n += static_cast<uint32_t>(__builtin_popcount(keysInside(_mm512_maskz_loadu_epi32(valid, keys + s), valid, loV, spanV)));
+  }
+  return n;
+}
+}  // namespace
+
 // Unsigned (k - lo) < span as a signed compare of both sides with their sign bits flipped.
 __attribute__((target("avx2,fma,f16c"))) uint32_t dellaKeysIn(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t lo,
                                                               uint32_t span) {
   if (stride != 1) return scalar::dellaKeysIn(keys, stride, from, to, lo, span);
+  if (avx512Enabled()) return from < to ? keysInWide(keys, from, to, lo, span) : 0;
   const __m256i offset = _mm256_set1_epi32(static_cast<int>(0x80000000u - lo)), limit = _mm256_set1_epi32(static_cast<int>(span ^ 0x80000000u));
   __m256i a = _mm256_setzero_si256(), b = _mm256_setzero_si256();  // each lane's count, negated (a match is -1)
   uint32_t s = from;

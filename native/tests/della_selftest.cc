@@ -426,6 +426,34 @@ void testMergeByBits(Rng& r) {
   std::printf("della merge by keep bits: %zu cases\n", cases);
 }
 
+// dellaKeysIn (scalar, AVX2, AVX-512) against its definition: keys of a few values near lo (so that ranges hold some of them),
+// ranges [from, to) of every length up to 70 at random offsets and whole rows, spans 0, 1, a few and wrapping past 2^32 (lo
+// above the keys), strides 1 and 3.
+void testKeysIn(Rng& r) {
+  size_t cases = 0;
+  for (int round = 0; round < 400; ++round) {
+    const uint32_t L = round < 200 ? static_cast<uint32_t>(round % 71) : 1 + static_cast<uint32_t>(r.next() % 1300);
+    const size_t stride = r.next() % 4 == 0 ? 3 : 1;
+    const uint32_t lo = r.next() % 8 == 0 ? 0xFFFFFFF0u : static_cast<uint32_t>(r.next() % 0x7F800000u);
+    std::vector<uint32_t> keys(L * stride + 1);
+    for (auto& k : keys) k = r.next() % 5 == 0 ? static_cast<uint32_t>(r.next()) : lo + static_cast<uint32_t>(r.next() % 7) - 2;
+    const uint32_t span = r.next() % 4 == 0 ? static_cast<uint32_t>(r.next() % 3) : r.next() % 8 == 0 ? 0x80000010u : static_cast<uint32_t>(r.next() % 6);
+    const uint32_t from = L == 0 ? 0 : static_cast<uint32_t>(r.next() % (L + 1)), to = from + static_cast<uint32_t>(r.next() % (L - from + 1));
+    uint32_t want = 0;
+    for (uint32_t t = from; t < to; ++t) want += keys[t * stride] - lo < span;
+    for (int path = 0; path < 3; ++path) {  // scalar, AVX2, AVX-512 (where the CPU has it)
+      wm::setSimdEnabled(path > 0);
+      uint32_t got = 0;
+      withAvx512(path == 2, [&] { got = wm::dellaKeysIn(keys.data(), stride, from, to, lo, span); });
+      CHECK(got == want, "dellaKeysIn [%u, %u) stride %zu lo %08x span %u path %d: %u, not %u", from, to, stride, lo, span, path, got, want);
+    }
+    digestBytes(&want, sizeof want);
+    ++cases;
+  }
+  wm::setSimdEnabled(true);
+  std::printf("della keys in a range: %zu cases, SIMD == scalar == the definition\n", cases);
+}
+
 // dellaTakeMarks (countPacked's pass; scalar, AVX2 and AVX-512) against its definition: marks sparse and dense over random ranges
 // (random alignments and tails), cleared inside the range only. (The key span it scans is dellaKeys', checked in testKeys.)
 void testTakeMarks(Rng& r) {
@@ -515,6 +543,7 @@ void testDella(uint64_t seed) {
   testUniforms(r);
   testKeys(r);
   testDrawSplit(r);
+  testKeysIn(r);
   testTakeMarks(r);
   testPackedCounts(r);
   testMergeByBits(r);
