@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <cstring>
 #include <memory>
 #include <utility>
@@ -63,6 +66,15 @@ void l1Slots(const uint32_t* a, const SparseModel& m, uint32_t indexBits, uint64
 // Eight 0/1 bytes at a time into one byte, element j at bit j % 8 (a multiply gathers the low bits of the bytes).
 void packBits(const uint8_t* kept, size_t n, uint8_t* bits) {
   size_t j = 0;
+#if defined(__SSE2__)
+  // 16 at a time by PMOVMSKB (x86-64's baseline): each 0/1 byte's bit moved to its top by a 16-bit shift (no carry crosses a
+  // byte), bit q of the mask is element j + q's (della's keep maps: 4 x fewer instructions than the multiply below).
+  for (; j + 16 <= n; j += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kept + j));
+    const auto mask = static_cast<uint16_t>(_mm_movemask_epi8(_mm_slli_epi16(v, 7)));
+    std::memcpy(bits + j / 8, &mask, 2);  // little-endian: elements j .. j + 7 in the first byte
+  }
+#endif
   for (; j + 8 <= n; j += 8) {
     uint64_t v;
     std::memcpy(&v, kept + j, 8);

@@ -454,6 +454,24 @@ void testKeysIn(Rng& r) {
   std::printf("della keys in a range: %zu cases, SIMD == scalar == the definition\n", cases);
 }
 
+// packBits (the keep maps' bits; 16 a step by PMOVMSKB on x86-64, then 8 by a multiply, then one at a time) against its layout:
+// element j at bit j % 8 of bits[j / 8], every length up to 70 and longer, the byte past the last untouched.
+void testPackBits(Rng& r) {
+  size_t cases = 0;
+  for (size_t n = 0; n < 90; ++n) {
+    const size_t len = n < 71 ? n : 1000 + r.next() % 300;
+    std::vector<uint8_t> keep(len), bits(len / 8 + 2, 0xA5);
+    for (auto& k : keep) k = static_cast<uint8_t>(r.next() % (n % 3 == 0 ? 2 : 7) == 0);
+    wm::packBits(keep.data(), len, bits.data());
+    bool ok = bits[(len + 7) / 8] == 0xA5;
+    for (size_t j = 0; ok && j < len; ++j) ok = ((bits[j / 8] >> (j % 8)) & 1) == keep[j];
+    CHECK(ok, "packBits n=%zu: differs from the layout", len);
+    digestBytes(bits.data(), (len + 7) / 8);
+    ++cases;
+  }
+  std::printf("keep bits: %zu cases, == the layout\n", cases);
+}
+
 // dellaTakeMarks (countPacked's pass; scalar, AVX2 and AVX-512) against its definition: marks sparse and dense over random ranges
 // (random alignments and tails), cleared inside the range only. (The key span it scans is dellaKeys', checked in testKeys.)
 void testTakeMarks(Rng& r) {
@@ -545,6 +563,7 @@ void testDella(uint64_t seed) {
   testDrawSplit(r);
   testKeysIn(r);
   testTakeMarks(r);
+  testPackBits(r);
   testPackedCounts(r);
   testMergeByBits(r);
 }
