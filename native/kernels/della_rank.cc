@@ -144,7 +144,7 @@ void DellaRowRanker::countDrawing(const uint32_t* keys, uint32_t L, uint64_t see
     if (odd_.size() < size_t{L} + 16) odd_.resize(size_t{L} + 16);
     oddCount_ = dellaOddKeys(keys, L, odd_.data());
     if (mixed_.empty()) mixed_.assign(kBuckets, 0);
-    for (uint32_t k = 0; k < oddCount_; ++k) mixed_[keys[odd_[k]] >> 16] = 1;
+    for (uint32_t k = 0; k < oddCount_; ++k) ++mixed_[keys[odd_[k]] >> 16];
   }
   reserveDraws(L);
   middleCount_ = dellaDrawSplit(seedKey, first, L, limits.low, limits.high, keep, middle_.data(), u);
@@ -170,6 +170,7 @@ void DellaRowRanker::countPacked(const uint32_t* keys, uint32_t L, const uint8_t
     packed_.assign(size_t{kBuckets} * kChunks, 0);
     marks_.assign(kBuckets, 0);
     ranges_.resize(size_t{kBuckets} * kChunks);
+    oddRanges_.resize(kBuckets);
   }
   uint32_t* packed = packed_.data();
   uint8_t* marks = marks_.data();
@@ -193,7 +194,14 @@ void DellaRowRanker::countPacked(const uint32_t* keys, uint32_t L, const uint8_t
   uint32_t* firstOf = first_.data();
   uint32_t* keptAt = kept_.data();
   const bool mixedRow = oddCount_ > 0;
-  const uint8_t* mixed = mixed_.data();
+  const uint32_t* mixed = mixed_.data();
+  // A mixed bucket's words count its even keys only: its odd ones rank above them, in a range of their own (oddRanges_), so
+  // that its even keys keep their chunks' ranges as a uniform bucket's do.
+  const uint32_t Lc = L / kChunks;
+  for (uint32_t k = 0; k < oddCount_; ++k) {
+    const uint32_t t = odd_[k];
+    packed[(keys[t] >> 16) * kChunks + (t >= Lc) + (t >= 2 * Lc) + (t >= 3 * Lc)] -= 1;  // eachAscending's chunk (3 where Lc = 0)
+  }
   uint32_t first = 0;
   for (uint32_t i = 0; i < nd; ++i) {
     const uint32_t h = distinct_[i];
@@ -204,11 +212,12 @@ void DellaRowRanker::countPacked(const uint32_t* keys, uint32_t L, const uint8_t
     const Lanes4 count = w & 0xFFFFu, sure = w >> 16;
     Lanes4 through = count + shiftDown<1>(count);  // lane c: the counts of chunks c .. 3
     through += shiftDown<2>(through);
-    Lanes4 from = first + through - count, to = first + through;
-    if (mixedRow) {  // a mixed bucket's chunks all take its whole range (its keys differ: draw()'s rule), so draw() needs no blend
-      const Lanes4 whole = zero - static_cast<uint32_t>(mixed[h]);
-      from = (from & ~whole) | (first & whole);
-      to = (to & ~whole) | ((first + through[0]) & whole);
+    const Lanes4 from = first + through - count, to = first + through;
+    uint32_t odd = 0;
+    if (mixedRow) {
+      odd = mixed[h];
+      const uint64_t oddFrom = first + through[0];
+      oddRanges_[h] = oddFrom | (oddFrom + odd) << 32;
     }
     // entry[c] = from[c] | to[c] << 32 (little-endian 64-bit words)
     const Lanes4 low = interleave<0>(from, to), high = interleave<2>(from, to);
@@ -216,7 +225,7 @@ void DellaRowRanker::countPacked(const uint32_t* keys, uint32_t L, const uint8_t
     std::memcpy(next + h * kChunks + 2, &high, sizeof high);
     firstOf[i] = first;
     keptAt[first] = sure[0] + sure[1] + sure[2] + sure[3];
-    first += through[0];
+    first += through[0] + odd;
   }
   first_[nd] = L;
   buckets_ = nd;
@@ -337,27 +346,33 @@ bool DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const
   // Decided by the chunk's ranks in the bucket: those of chunk c (della_rank.cc's chunks) in the bucket are [from, to)
   // (its word in next_, or ranges_ after countPacked), so a draw below the least of their limits is kept and one at or above
   // the greatest dropped; the rest listed. A bucket's kept count lies at its first rank (chunk 3's from). In a mixed bucket
-  // the chunks' ranges do not hold (its keys differ), so the whole bucket's ranks decide: chunk 3's from to chunk 0's to
-  // (countPacked wrote that range into each chunk's word; countKeys' words are blended here).
+  // counted by countPacked, an odd key's range is its bucket's odd range (oddRanges_) and an even key's its chunk's; in one
+  // counted by countKeys the chunks' ranges do not hold (its keys differ), so the whole bucket's ranks decide: chunk 3's from
+  // to chunk 0's to, blended in here.
   const uint64_t* limit = limits.limit;
   const uint64_t* next = packedRanges_ ? ranges_.data() : next_.data();
-  const uint8_t* mixed = mixed_.data();
+  const uint64_t* oddRanges = oddRanges_.data();
+  const uint32_t* mixed = mixed_.data();
   uint32_t* keptAt = kept_.data();  // a local pointer: else reloaded after every keep byte's store (a char may alias it)
   const uint32_t Lc = L / kChunks;
   auto chunkOf = [Lc](uint32_t t) { return static_cast<uint32_t>(t >= Lc) + (t >= 2 * Lc) + (t >= 3 * Lc); };  // 3 where Lc = 0
   uint32_t ne = 0;
   // Middle positions [from, to) of chunk c (or of any chunk where c is kAnyChunk) at stride step; Upward: the limits are
-  // non-decreasing, so a chunk's least is its first rank's, else its last's; Mixed: the row has mixed buckets to blend.
+  // non-decreasing, so a chunk's least is its first rank's, else its last's; mixedRow: how the row's mixed buckets are ranged,
+  // kBlend (countKeys') or kOddRanges (countPacked's), or kNone.
   constexpr uint32_t kAnyChunk = kChunks;
+  constexpr int kNone = 0, kBlend = 1, kOddRanges = 2;
   auto decide = [&](uint32_t from, uint32_t to, uint32_t c, auto step, auto upward, auto mixedRow) {
     for (uint32_t k = from; k < to; ++k) {
-      const uint32_t t = middle[k], h = keys[t * step] >> 16;
+      const uint32_t t = middle[k], key = keys[t * step], h = key >> 16;
       const uint64_t* entry = next + h * kChunks;
       uint64_t w = entry[c == kAnyChunk ? chunkOf(t) : c];
-      if (mixedRow) {  // branch-free: a bucket's mixed mark is as good as random
+      if (mixedRow == kBlend) {  // branch-free: a bucket's mixed mark is as good as random
         const uint64_t whole = (entry[0] & ~uint64_t{0xFFFFFFFFu}) | static_cast<uint32_t>(entry[kChunks - 1]);
-        const uint64_t pick = uint64_t{0} - mixed[h];
+        const uint64_t pick = uint64_t{0} - static_cast<uint64_t>(mixed[h] != 0);
         w = (w & ~pick) | (whole & pick);
+      } else if (mixedRow == kOddRanges && (key & 0xFFFFu) != 0) {
+        w = oddRanges[h];
       }
       const uint64_t a = limit[static_cast<uint32_t>(w)], b = limit[(w >> 32) - 1];
       const uint64_t least = upward ? a : b, greatest = upward ? b : a, x = u[t * step];
@@ -383,19 +398,23 @@ bool DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const
       const uint32_t end = c + 1 == kChunks ? L : (c + 1) * Lc;
       const uint32_t to = static_cast<uint32_t>(std::lower_bound(middle + k, middle + nm, end) - middle);
       const std::integral_constant<size_t, 1> one;
-      if (mixedRow && !packedRanges_) {  // countPacked gave a mixed bucket's chunks its whole range already
-        decideRun(k, to, c, one, std::true_type{});
+      if (!mixedRow) {
+        decideRun(k, to, c, one, std::integral_constant<int, kNone>{});
+      } else if (packedRanges_) {
+        decideRun(k, to, c, one, std::integral_constant<int, kOddRanges>{});
       } else {
-        decideRun(k, to, c, one, std::false_type{});
+        decideRun(k, to, c, one, std::integral_constant<int, kBlend>{});
       }
       k = to;
     }
   } else {
-    decideRun(0, nm, kAnyChunk, stride, std::false_type{});
+    decideRun(0, nm, kAnyChunk, stride, std::integral_constant<int, kNone>{});
   }
-  // The draws left to whole-row counts (below): where too many, the row goes to assign(), counted again for it.
+  // The draws left to whole-row counts (below): those of a mixed bucket's keys (countKeys'), or of its odd keys (countPacked's:
+  // its even keys rank by their chunk). Where too many, the row goes to assign(), counted again for it.
+  auto wholeRowCount = [&](uint32_t key) { return mixedRow && (packedRanges_ ? (key & 0xFFFFu) != 0 : mixed[key >> 16] != 0); };
   uint32_t wholeRow = 0;
-  for (uint32_t k = 0; mixedRow && k < ne; ++k) wholeRow += mixed[keys[exact[k]] >> 16];
+  for (uint32_t k = 0; mixedRow && k < ne; ++k) wholeRow += wholeRowCount(keys[exact[k]]);
   if (wholeRow > kExactMixed) {
     clearMixed(keys);
     clear();
@@ -404,13 +423,13 @@ bool DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const
   }
   // The rank of the rest. In a uniform bucket: its chunk's first rank in the bucket plus the equal keys at higher positions of
   // the chunk (the lower position ranks higher), or the chunk's count in the bucket less those at lower positions, whichever
-  // scans less. In a mixed bucket: its first rank, plus the row's keys in the bucket below the key, plus the equal keys at
-  // higher positions.
+  // scans less; so too an even key in a bucket countPacked counted (its chunk's words hold its even keys). Else, in a mixed
+  // bucket: its first rank, plus the row's keys in the bucket below the key, plus the equal keys at higher positions.
   for (uint32_t k = 0; k < ne; ++k) {
     const uint32_t t = exact[k], key = keys[t * stride], c = chunkOf(t);
     const uint64_t* entry = next + (key >> 16) * kChunks;
     uint32_t rank;
-    if (mixedRow && mixed[key >> 16] != 0) {
+    if (wholeRowCount(key)) {
       const uint32_t lo = key & 0xFFFF0000u;
       rank = static_cast<uint32_t>(entry[kChunks - 1]) + dellaKeysIn(keys, stride, 0, t, lo, key - lo) + dellaKeysIn(keys, stride, t + 1, L, lo, key - lo + 1);
     } else {

@@ -76,10 +76,13 @@ class DellaRowRanker {
   // Where drawing(), after count() or countDrawing() with the same u, limits and keep: keep[t * stride] = u[t * stride] <
   // limit[rank of t] (della.h's draws with each rank's integer limit), and each bucket's kept count for kept(i), without a
   // rank per element: a draw below low is kept and one at or above high dropped whatever the rank; of the rest, one outside
-  // the range of limits of its chunk's ranks in its bucket (of the whole bucket's ranks in a mixed bucket, where keys differ)
-  // is decided by those alone, and only the few inside it count keys: equal ones in its chunk, or in a mixed bucket those
-  // below it in the whole row. Returns false, with keep and kept() undefined and the ranker ready for a new row, where a
-  // mixed row leaves more than kExactMixed draws to such whole-row counts (the caller then ranks it by assign()).
+  // the range of limits of its chunk's ranks in its bucket is decided by those alone, and only the few inside it count keys:
+  // equal ones in its chunk. In a mixed bucket (its keys differ) counted by countPacked, an even key (low 16 bits zero: the
+  // bucket's least) takes its chunk's ranks among the even keys, an odd key the range of the bucket's odd keys, which rank
+  // above them; counted by countKeys, every key the whole bucket's ranks. An odd key there (any key of a mixed bucket, after
+  // countKeys) inside its range counts the keys below it in the whole row. Returns false, with keep and kept() undefined and
+  // the ranker ready for a new row, where a mixed row leaves more than kExactMixed draws to such whole-row counts (the caller
+  // then ranks it by assign()).
   bool draw(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep);
 
   // After count(): whether every key of the row has its low 16 bits zero, and then the row's distinct keys in ascending
@@ -118,7 +121,8 @@ class DellaRowRanker {
   // countPacked's draw() layout, as next_'s: written whole for each of the row's buckets, so never cleared (next_'s clear()
   // per bucket and chunk was 1.5 % of a della merge's CPU).
   std::vector<uint64_t> ranges_;
-  bool packedRanges_ = false;                      // draw() reads ranges_, not next_
+  std::vector<uint64_t> oddRanges_;
+  bool packedRanges_ = false;                      // draw() reads ranges_ (and oddRanges_), not next_
   std::vector<uint64_t> occupied_;                 // one bit per bucket
   // countPacked's words per bucket and chunk (count, then surely kept draws << 16) and its marks per bucket; zero between rows.
   std::vector<uint32_t> packed_;
@@ -131,7 +135,9 @@ class DellaRowRanker {
   uint32_t middleCount_ = 0;
   std::vector<uint32_t> odd_;                      // countDrawing(): the odd keys' positions (L + 16 slots: dellaOddKeys)
   uint32_t oddCount_ = 0;
-  std::vector<uint8_t> mixed_;                     // one byte per bucket, 1 where it holds an odd key; zero between rows
+  std::vector<uint32_t> mixed_;                    // per bucket, how many odd keys it holds (mixed where not 0); zero between rows
+  // countPacked's ranges of a mixed bucket's odd keys (from | to << 32), which rank above its even ones (a key's low 16 bits
+  // above zero); written for the row's mixed buckets, read for odd keys only.
   bool uniform_ = false;
   bool drawing_ = false;                           // next_ holds draw()'s layout
   uint32_t buckets_ = 0;
