@@ -183,8 +183,8 @@ void DellaRowRanker::countPacked(const uint32_t* keys, uint32_t L, const uint8_t
   // The occupied buckets in ascending order: bucket 0 (zero keys), then the marks between the least nonzero and greatest key.
   uint32_t nd = dellaTakeMarks(marks, 0, 1, distinct_.data());
   if (lowest <= highest) nd += dellaTakeMarks(marks, std::max(lowest, 1u), highest + 1, distinct_.data() + nd);
-  // Each chunk's count turned into its first rank and the end of its ranks (countKeys' draw() layout in next_), the
-  // bucket's surely kept draws at its first rank; the words left zero.
+  // Each chunk's count turned into its first rank and the end of its ranks (draw()'s layout, as countKeys' in next_, here in
+  // ranges_), the bucket's surely kept draws at its first rank; the words left zero.
   // A bucket's four words in one 4-lane vector (GCC's vector extension, portable): chunk c's ranks start after those of the
   // chunks above it, so its first rank is `first` plus the counts of chunks c + 1 .. 3 (a suffix sum); the scalar loop, one
   // add after another per chunk, was half of countPacked's samples.
