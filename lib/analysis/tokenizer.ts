@@ -10,6 +10,7 @@ import { showValue } from '../options';
 import { parseJsonStrict } from '../format/json-strict';
 import { confinedRealPath } from '../model/paths';
 import { checkModelReference, resolveReference, ResolveOptions } from '../hub/resolve';
+import { bareNameHint } from '../hub/reference';
 import { checkOptions, OptionKeys } from '../api/validate-options';
 import { withGuardedCallbacks } from '../api/guarded-callbacks';
 
@@ -45,7 +46,7 @@ export async function loadTokenCounter(model: string, options: Omit<ResolveOptio
     return parseJsonStrict(fs.readFileSync(file, 'utf8'), { what: file }) as object;
   };
   const st = fs.statSync(source.dir, { throwIfNoEntry: false });
-  if (!st) throw new WeightmixError('ModelNotFound', `tokenizer: model folder not found: ${model}`);
+  if (!st) throw new WeightmixError('ModelNotFound', `tokenizer: model folder not found: ${model}${bareNameHint(model)}`);
   // A tokenizer.json given itself: the folder that holds it is meant.
   if (!st.isDirectory())
     throw new WeightmixError('ModelNotFound', `tokenizer: ${model} is a file, not a model folder (give the folder that holds tokenizer.json)`);

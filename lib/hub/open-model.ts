@@ -1,8 +1,11 @@
 /** A model argument opened as a checkpoint: a local folder, or a hub id resolved through the cache (lib/hub). */
+import * as fs from 'node:fs';
 import { Checkpoint, openCheckpointWith } from '../model/checkpoint';
 import { OpenMemo } from '../model/open-memo';
 import { checkOptions, OptionKeys } from '../api/validate-options';
 import { checkModelReference, HubSource, resolveReference, ResolveOptions } from './resolve';
+import { bareNameHint } from './reference';
+import { WeightmixError } from '../errors';
 import { withGuardedCallbacks } from '../api/guarded-callbacks';
 
 /** A checkpoint opened from a model argument. */
@@ -34,6 +37,9 @@ export async function openModel(reference: string, options: ResolveOptions = {})
 /** `openModel` for callers that checked their own options (the merges pass theirs through); `decided` as resolveReference takes it. */
 export async function openModelAs(reference: string, options: ResolveOptions = {}, decided = false, memo?: OpenMemo): Promise<ModelCheckpoint> {
   const source = await resolveReference(reference, options, decided);
+  // A name that would be a hub id but for its organization, and no folder: say why it was not looked up on the hub.
+  if (source.hub === undefined && bareNameHint(reference) !== '' && !fs.existsSync(source.dir))
+    throw new WeightmixError('ModelNotFound', `model folder not found: ${reference}${bareNameHint(reference)}`);
   const checkpoint = await openCheckpointWith(source.dir, memo);
   // Added to the checkpoint itself: a spread would read its `tensors` getter (a Map of every tensor, built for nothing).
   return source.hub ? Object.assign(checkpoint, { hub: source.hub }) : checkpoint;

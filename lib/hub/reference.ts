@@ -32,6 +32,15 @@ export function parseHubReference(text: string): HubReference | null {
   return { repo, revision };
 }
 
+/**
+ * The hint a not-found message adds where `text` would be a hub id but for its organization (`gpt2`, `bert-base-uncased@main`):
+ * weightmix looks such a name up as a local folder only (a bare name would send every misspelt folder name to the hub). '' otherwise.
+ */
+export function bareNameHint(text: string): string {
+  if (text.includes('/') || parseHubReference(`org/${text}`) === null) return '';
+  return ' (a hub id needs its organization, ORG/NAME[@REVISION]; a name without one is looked for as a local folder only)';
+}
+
 export function formatReference(ref: HubReference): string {
   return ref.revision === 'main' ? ref.repo : `${ref.repo}@${ref.revision}`;
 }

@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseHubReference } from '../hub/reference';
+import { bareNameHint, parseHubReference } from '../hub/reference';
 import { isWeightmixError, usageError, WeightmixError } from '../errors';
 import { showValue } from '../options';
 import { checkOptions, type OptionKeys } from '../api/validate-options';
@@ -136,7 +136,7 @@ function folderOrHubId(name: string, baseDir: string, where: string): string {
   if (abs !== undefined) return abs;
   // ORG/NAME[@REVISION]: a hub repo, resolved (cache or download) when the merge opens it.
   if (parseHubReference(name) !== null) return name;
-  throw new WeightmixError('ModelNotFound', `${where}: model folder not found: ${name}`);
+  throw new WeightmixError('ModelNotFound', `${where}: model folder not found: ${name}${bareNameHint(name)}`);
 }
 
 /**
