@@ -81,7 +81,7 @@ function hubFetch(env: HubEnvironment, ref: HubReference, expected: Expected, si
       if (signal?.aborted) throw new WeightmixError('Aborted', `the download of ${ref.repo} was aborted`);
       if (e instanceof WeightmixError) throw e;
       if (timeout.aborted) throw unreachable(env, e, `no answer within ${env.metadataTimeoutSeconds} s, HF_HUB_ETAG_TIMEOUT`);
-      throw unreachable(env, e, readFailure(e));
+      throw unreachable(env, e, readFailure(env, e));
     }
     let body: unknown;
     try {
@@ -108,9 +108,12 @@ function failure(env: HubEnvironment, ref: HubReference, res: Response): Weightm
 }
 
 /** Why reading an answer failed: undici says `terminated` for a connection dropped mid-body. */
-function readFailure(e: unknown): string | undefined {
+function readFailure(env: HubEnvironment, e: unknown): string | undefined {
   const cause = (e as { cause?: { code?: string; message?: string } })?.cause;
   if ((e as Error)?.message === 'terminated') return `the connection broke off mid-answer${cause?.message ? `: ${cause.message}` : ''}`;
+  // huggingface_hub connects to any port; Node's fetch refuses the Fetch standard's blocked ones (6000, 6665-6669, 10080, ...) itself.
+  if (cause?.message === 'bad port')
+    return `Node's fetch refuses port ${new URL(env.endpoint).port}, one of the Fetch standard's blocked ports: serve the hub on another port`;
   return undefined;
 }
 
