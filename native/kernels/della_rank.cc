@@ -26,6 +26,12 @@ inline void eachAscending(uint32_t L, F&& f) {
   for (uint32_t t = kChunks * Lc; t < L; ++t) f(t, kChunks - 1);
 }
 
+// The chunk eachAscending gives position t of a row of chunks of Lc = L / kChunks (3 for the last's rest, and wherever Lc = 0).
+inline uint32_t chunkOf(uint32_t t, uint32_t Lc) {
+  static_assert(kChunks == 4, "chunkOf takes 4 chunks");
+  return static_cast<uint32_t>(t >= Lc) + (t >= 2 * Lc) + (t >= 3 * Lc);
+}
+
 // The same positions, each chunk's in descending order (the last's rest first: its highest positions).
 template <class F>
 inline void eachDescending(uint32_t L, F&& f) {
@@ -200,7 +206,7 @@ void DellaRowRanker::countPacked(const uint32_t* keys, uint32_t L, const uint8_t
   const uint32_t Lc = L / kChunks;
   for (uint32_t k = 0; k < oddCount_; ++k) {
     const uint32_t t = odd_[k];
-    packed[(keys[t] >> 16) * kChunks + (t >= Lc) + (t >= 2 * Lc) + (t >= 3 * Lc)] -= 1;  // eachAscending's chunk (3 where Lc = 0)
+    packed[(keys[t] >> 16) * kChunks + chunkOf(t, Lc)] -= 1;
   }
   uint32_t first = 0;
   for (uint32_t i = 0; i < nd; ++i) {
@@ -338,7 +344,6 @@ void DellaRowRanker::assign(const uint32_t* keys, size_t stride, uint32_t L, uin
 
 bool DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const uint64_t* u, const DellaLimits& limits, uint8_t* keep) {
   if (!drawing_) throw std::logic_error("internal: DellaRowRanker::draw on a row that drawing() does not take");
-  static_assert(kChunks == 4, "draw()'s chunkOf takes 4 chunks");
   // count() decided the draws below low (kept) and at or above high (dropped), and listed the rest.
   const uint32_t* middle = middle_.data();
   uint32_t* exact = exact_.data();
@@ -355,7 +360,6 @@ bool DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const
   const uint32_t* mixed = mixed_.data();
   uint32_t* keptAt = kept_.data();  // a local pointer: else reloaded after every keep byte's store (a char may alias it)
   const uint32_t Lc = L / kChunks;
-  auto chunkOf = [Lc](uint32_t t) { return static_cast<uint32_t>(t >= Lc) + (t >= 2 * Lc) + (t >= 3 * Lc); };  // 3 where Lc = 0
   uint32_t ne = 0;
   // Middle positions [from, to) of chunk c (or of any chunk where c is kAnyChunk) at stride step; Upward: the limits are
   // non-decreasing, so a chunk's least is its first rank's, else its last's; mixedRow: how the row's mixed buckets are ranged,
@@ -366,7 +370,7 @@ bool DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const
     for (uint32_t k = from; k < to; ++k) {
       const uint32_t t = middle[k], key = keys[t * step], h = key >> 16;
       const uint64_t* entry = next + h * kChunks;
-      uint64_t w = entry[c == kAnyChunk ? chunkOf(t) : c];
+      uint64_t w = entry[c == kAnyChunk ? chunkOf(t, Lc) : c];
       if (mixedRow == kBlend) {  // branch-free: a bucket's mixed mark is as good as random
         const uint64_t whole = (entry[0] & ~uint64_t{0xFFFFFFFFu}) | static_cast<uint32_t>(entry[kChunks - 1]);
         const uint64_t pick = uint64_t{0} - static_cast<uint64_t>(mixed[h] != 0);
@@ -426,7 +430,7 @@ bool DellaRowRanker::draw(const uint32_t* keys, size_t stride, uint32_t L, const
   // scans less; so too an even key in a bucket countPacked counted (its chunk's words hold its even keys). Else, in a mixed
   // bucket: its first rank, plus the row's keys in the bucket below the key, plus the equal keys at higher positions.
   for (uint32_t k = 0; k < ne; ++k) {
-    const uint32_t t = exact[k], key = keys[t * stride], c = chunkOf(t);
+    const uint32_t t = exact[k], key = keys[t * stride], c = chunkOf(t, Lc);
     const uint64_t* entry = next + (key >> 16) * kChunks;
     uint32_t rank;
     if (wholeRowCount(key)) {
