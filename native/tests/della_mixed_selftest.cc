@@ -41,18 +41,12 @@ void testMixedRows(Rng& r) {
           for (uint32_t t = 0; t < L; ++t) {
             if ((keys[t] & 0xFFFFu) != 0) odd.push_back(t);
           }
-          // Paths 0: scalar, 1: AVX2, 2: AVX-512 (dellaOddKeys' and the draws' wide steps).
-          for (int path = 0; path < 3; ++path) {
-            const bool simd = path > 0;
-            wm::setSimdEnabled(simd);
+          // Every path, for dellaOddKeys' and the draws' wide steps.
+          onEachPath([&](int path) {
             std::vector<uint8_t> got(L, 9);
             std::vector<uint64_t> ug(L, 0);
-            bool took = false;
-            withAvx512(path == 2, [&] {
-              ranker.countDrawing(keys.data(), L, seedKey, first, lim, got.data(), ug.data(), definedKeyFacts(keys));
-              took = ranker.drawing() && ranker.draw(keys.data(), 1, L, ug.data(), lim, got.data());
-            });
-            if (took) {
+            ranker.countDrawing(keys.data(), L, seedKey, first, lim, got.data(), ug.data(), definedKeyFacts(keys));
+            if (ranker.drawing() && ranker.draw(keys.data(), 1, L, ug.data(), lim, got.data())) {
               bool ok = got == want && ranker.first(ranker.buckets()) == L && ranker.oddCount() == odd.size() &&
                         std::equal(odd.begin(), odd.end(), ranker.odd());
               for (uint32_t i = 0; ok && i < ranker.buckets(); ++i) {
@@ -75,12 +69,11 @@ void testMixedRows(Rng& r) {
               ++givenBack;
             }
             ++cases;
-          }
+          });
         }
       }
     }
   }
-  wm::setSimdEnabled(true);
   CHECK(drawn > cases / 4 && givenBack > cases / 8, "mixed rows: %zu drawn and %zu given back of %zu", drawn, givenBack, cases);
   std::printf("della mixed rows: %zu cases (%zu drawn, %zu given back to assign()), == the definition\n", cases, drawn, givenBack);
 }

@@ -441,16 +441,13 @@ void testKeysIn(Rng& r) {
     const uint32_t from = L == 0 ? 0 : static_cast<uint32_t>(r.next() % (L + 1)), to = from + static_cast<uint32_t>(r.next() % (L - from + 1));
     uint32_t want = 0;
     for (uint32_t t = from; t < to; ++t) want += keys[t * stride] - lo < span;
-    for (int path = 0; path < 3; ++path) {  // scalar, AVX2, AVX-512 (where the CPU has it)
-      wm::setSimdEnabled(path > 0);
-      uint32_t got = 0;
-      withAvx512(path == 2, [&] { got = wm::dellaKeysIn(keys.data(), stride, from, to, lo, span); });
+    onEachPath([&](int path) {
+      const uint32_t got = wm::dellaKeysIn(keys.data(), stride, from, to, lo, span);
       CHECK(got == want, "dellaKeysIn [%u, %u) stride %zu lo %08x span %u path %d: %u, not %u", from, to, stride, lo, span, path, got, want);
-    }
+    });
     digestBytes(&want, sizeof want);
     ++cases;
   }
-  wm::setSimdEnabled(true);
   std::printf("della keys in a range: %zu cases, SIMD == scalar == the definition\n", cases);
 }
 
@@ -488,18 +485,14 @@ void testTakeMarks(Rng& r) {
       if (marks[h] != 0) want.push_back(h);
       wantMarks[h] = 0;
     }
-    for (int path = 0; path < 3; ++path) {  // scalar, AVX2, AVX-512 (where the CPU has it)
-      wm::setSimdEnabled(path > 0);
+    onEachPath([&](int path) {
       std::vector<uint8_t> got = marks;
       std::vector<uint32_t> buckets(size + 16, 0xFFFFFFFFu);
-      uint32_t n = 0;
-      withAvx512(path == 2, [&] { n = wm::dellaTakeMarks(got.data(), from, to, buckets.data()); });
-      buckets.resize(n);
+      buckets.resize(wm::dellaTakeMarks(got.data(), from, to, buckets.data()));
       CHECK(buckets == want && got == wantMarks, "dellaTakeMarks [%u, %u) of %u path %d: differs from the definition", from, to, size, path);
-    }
+    });
     ++cases;
   }
-  wm::setSimdEnabled(true);
   std::printf("della marks: %zu cases, SIMD == scalar == the definition\n", cases);
 }
 

@@ -318,17 +318,9 @@ static void testSparse(uint64_t seed) {
         wm::sparseKeep(bs.data(), m, wm::sparseIndexBits(count), count, 0, count, all.data());
         wm::setSimdEnabled(true);
         // Every path of l1Slots: scalar, AVX2 (and its keep rule without VPMULLQ), AVX-512.
-        for (int path = 0; path < 3; ++path) {
+        onEachPath([&](int path) {
           std::vector<uint8_t> bits(wm::keepBitsBytes(count), 0xA5);
-          wm::L1Sums sums{};
-          const auto run = [&] { sums = wm::l1Sums(src[0].data(), t, src[1].data(), t, m, count, bits.data()); };
-          wm::setSimdEnabled(path != 0);
-#if defined(WM_HAVE_AVX2_BACKEND)
-          withAvx512(path == 2, run);
-#else
-          run();
-#endif
-          wm::setSimdEnabled(true);
+          const wm::L1Sums sums = wm::l1Sums(src[0].data(), t, src[1].data(), t, m, count, bits.data());
           CHECK(sums.before == wm::l1Total(buckets.data()) && sums.after == wm::l1Total(buckets.data() + wm::kL1Buckets),
                 "l1Sums path %d %s count=%zu: %a %a, streaming %a %a", path, dtypeName(t), (size_t)count, sums.before, sums.after,
                 wm::l1Total(buckets.data()), wm::l1Total(buckets.data() + wm::kL1Buckets));
@@ -336,7 +328,7 @@ static void testSparse(uint64_t seed) {
           for (uint64_t i = 0; i < count; ++i) wrong += wm::keptBit(bits.data(), i) != (all[i] != 0);
           CHECK(wrong == 0, "l1Sums path %d keep bits %s count=%zu density %g: %zu differ from sparseKeep", path, dtypeName(t), (size_t)count, density,
                 wrong);
-        }
+        });
         cases += 3;
       }
       for (Dtype to : all) {

@@ -60,6 +60,16 @@ void withVbmi2(bool on, F&& f) {
 #endif
 }
 
+// f(path) on each kernel path in turn, 0: scalar, 1: AVX2, 2: AVX-512 (where the CPU has it; else AVX2 again), then SIMD on again.
+template <class F>
+void onEachPath(F&& f) {
+  for (int path = 0; path < 3; ++path) {
+    wm::setSimdEnabled(path > 0);
+    withAvx512(path == 2, [&] { f(path); });
+  }
+  wm::setSimdEnabled(true);
+}
+
 struct Rng {
   std::mt19937_64 g;
   explicit Rng(uint64_t seed) : g(seed) {}
