@@ -38,8 +38,8 @@ export async function openModel(reference: string, options: ResolveOptions = {})
 export async function openModelAs(reference: string, options: ResolveOptions = {}, decided = false, memo?: OpenMemo): Promise<ModelCheckpoint> {
   const source = await resolveReference(reference, options, decided);
   // A name that would be a hub id but for its organization, and no folder: say why it was not looked up on the hub.
-  if (source.hub === undefined && bareNameHint(reference) !== '' && !fs.existsSync(source.dir))
-    throw new WeightmixError('ModelNotFound', `model folder not found: ${reference}${bareNameHint(reference)}`);
+  const hint = source.hub === undefined ? bareNameHint(reference) : '';
+  if (hint !== '' && !fs.existsSync(source.dir)) throw new WeightmixError('ModelNotFound', `model folder not found: ${reference}${hint}`);
   const checkpoint = await openCheckpointWith(source.dir, memo);
   // Added to the checkpoint itself: a spread would read its `tensors` getter (a Map of every tensor, built for nothing).
   return source.hub ? Object.assign(checkpoint, { hub: source.hub }) : checkpoint;
