@@ -1,12 +1,13 @@
 // arcee_fusion as a tensor-local job (local_job.h): a dest whose threshold is left open ([L, base, model],
 // kernels/arcee_fusion.h) gets it from the tensor its worker holds in memory, instead of the planner's three
-// radix passes (lib/recipes/arcee-fusion-statistics.ts, each re-reading both models). Each row's KL (first, over
-// the whole tensor: arceeRowKls orders its rows by their maxes, so that the exps memo refills least) and every
-// element's importance order key are computed once into scratch memory (8 bytes per row, 4 per element, from
-// the run's local pool); the three order statistics at ranks floor(q (n - 1)), q = 0.25, 0.5, 0.75, are found
-// exactly by a radix selection over the keys in memory, the threshold in mergekit's f32 steps, and the merge
-// reads the row KLs. A dest whose keys do not fit beside its sources (ArceeParams::recomputeKeys: the embedding) keeps
-// only the row KLs and computes the keys again from them in each counting pass, cheap SIMD next to re-reading the files.
+// radix passes (lib/recipes/arcee-fusion-statistics.ts, each re-reading both models). Each row's KL is computed first,
+// over the whole tensor, into scratch memory (8 bytes per row, from the run's local pool; arceeRowKls orders the rows by
+// their maxes, so that the exps memo refills least). The three order statistics at ranks floor(q (n - 1)), q = 0.25, 0.5,
+// 0.75, of the elements' importance order keys are then found exactly (kernels/key_selection.h): up to 2^16 elements
+// from the keys made whole into the scratch (4 bytes per element), in place; above, by a sample of keys and one pass that
+// makes the keys a block at a time and counts them into windows around the quartiles, with two radix passes more where the
+// windows miss. The threshold is taken in mergekit's f32 steps, and the merge reads the row KLs. A dest marked
+// ArceeParams::recomputeKeys (sources and row KLs alone fit the pool: the embedding) keeps no keys at any size.
 // The same threshold as the streaming passes: test/tensor-local-arcee.test.ts compares the bytes.
 #pragma once
 #include <cstdint>

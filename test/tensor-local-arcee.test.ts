@@ -1,12 +1,12 @@
 /**
  * arcee_fusion as a tensor-local job (native/local_arcee.h): the threshold resolved by the engine from the
- * tensor read once (row KLs and order keys computed once, an in-memory radix selection of the three order
- * statistics, mergekit's f32 threshold steps) gives the same bytes as the planner's streaming radix passes
+ * tensor read once (row KLs computed once, an in-memory selection of the three order statistics, mergekit's f32
+ * threshold steps) gives the same bytes as the planner's streaming radix passes
  * (forced by `localStatistics.maxTensorBytes = 0`), on fresh random inputs with special values (NaN, ±Inf,
  * ±0, subnormals), mixed dtypes, rows of length 1, a 1-D tensor (one row), ties at the quantiles and more
  * than a quarter of NaN importances (a NaN threshold), tensors below and above 2^16 elements (the engine selects
- * in place or by radix counts), the keys stored or (sources and row KLs alone within the budget) computed again in
- * each pass; 1 and 3 threads; then end to end through `merge`.
+ * in place, or by a sampled window pass with radix counts where ties fill a window), the keys stored or (sources and row
+ * KLs alone within the budget) computed again in each pass; 1 and 3 threads; then end to end through `merge`.
  */
 import { runPlan } from '../lib/engine/native';
 import type { NativeDtype } from '../lib/engine/native-plan';
@@ -107,6 +107,25 @@ test.each([
 ])('ties at the quartiles (rows of %p): local and streamed bytes agree', async (rowLength, rows) => {
   const raw = tiedValues(rowLength * rows, rowLength + rows);
   await expectLocalAsStreamed(raw, ['F32', 'BF16'], rowLength);
+});
+
+/** Random values where a share of the elements (shuffled) equal their base: that many importances are 0, tied. */
+function equalShareValues(n: number, share: number, seed: number): { base: number[]; model: number[] } {
+  const r = rng(seed);
+  const base = Array.from({ length: n }, () => (r() - 0.5) * 0.1);
+  const equal = Array.from({ length: n }, (_, i) => i < Math.round(share * n));
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [equal[i], equal[j]] = [equal[j], equal[i]];
+  }
+  return { base, model: base.map((b, i) => (equal[i] ? b : b + (r() - 0.5) * 0.01)) };
+}
+
+// Above 2^16 elements the engine places a window of values around each quartile by a sample and counts one pass; ties of
+// zero importances over a quartile's whole window leave a window of one value (0.4, 0.8), and ties that end inside a window
+// fill its room (0.26, 0.76: the windows reach 1-2 % either side of a quartile), when the engine's radix passes decide.
+test.each([0.26, 0.4, 0.76, 0.8])('a share of %p of elements equal to their base, 300 x 256: local and streamed bytes agree', async (share) => {
+  await expectLocalAsStreamed(equalShareValues(300 * 256, share, Math.round(share * 100)), ['F32', 'F32'], 256);
 });
 
 test('more than a quarter of NaN importances: a NaN threshold (keeps nothing) both ways', async () => {

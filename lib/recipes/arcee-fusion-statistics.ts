@@ -9,8 +9,9 @@
  * engine (the recipe's `rowDivergence`), so that the exps and logs are taken once per element. With
  * `local`, a tensor whose sources (and 8 bytes per row of KLs, 4 per element of order keys) fit
  * `localStatistics.maxTensorBytes` leaves its threshold open for the engine, which finds the same order
- * statistics from the tensor read once (native/local_arcee.h): the same threshold, so the same bytes; so does one
- * whose sources and row KLs alone fit the engine's local pool (1.5 × that), its keys computed again in each pass.
+ * statistics from the tensor read once (native/local_arcee.h: it keeps the keys of tensors up to 2^16 elements, and
+ * counts larger ones' as it makes them): the same threshold, so the same bytes; so does one whose sources and row KLs
+ * alone fit the engine's local pool (1.5 × that), its keys never kept.
  */
 import { InputFiles } from '../engine/input-files';
 import type { NativeJob, NativePlan } from '../engine/native-plan';
@@ -48,8 +49,9 @@ export function fusionThreshold(q1: number, median: number, q3: number): number 
 
 /**
  * How the engine resolves this tensor's threshold from memory: 'stored' when its sources, row KLs and order keys fit the
- * local budget, 'recomputed' when its sources and row KLs alone fit the local pool (the keys computed again from them in
- * each of the engine's counting passes, instead of streaming passes that re-read the files), else null.
+ * local budget (the engine keeps the keys of a tensor up to 2^16 elements), 'recomputed' when its sources and row KLs
+ * alone fit the local pool (no keys kept: the engine's passes make them again from the sources and the row KLs, instead of
+ * streaming passes that re-read the files), else null.
  */
 function localMode(t: ArceeFusionTensor, r: ArceeFusionRecipe): 'stored' | 'recomputed' | null {
   if (t.count === 0) return null;

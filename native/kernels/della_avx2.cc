@@ -14,6 +14,7 @@
 #include "avx512_loads.h"
 #include "della.h"
 #include "della_rank.h"
+#include "lane_pack.h"
 
 namespace wm {
 namespace avx2 {
@@ -36,19 +37,8 @@ __attribute__((target("avx2,fma,f16c,avx512f,avx512dq,avx512vl"), flatten)) size
   return uniformsLoop<true>(seedKey, first, n, u);
 }
 
-// Positions t..t+3 of the lanes set in a 4-bit mask, in ascending order (the first popcount(mask) lanes): a left-pack table.
-struct LanePack {
-  uint32_t lanes[16][4];
-  constexpr LanePack() : lanes() {
-    for (uint32_t m = 0; m < 16; ++m) {
-      uint32_t k = 0;
-      for (uint32_t q = 0; q < 4; ++q) {
-        if ((m >> q) & 1) lanes[m][k++] = q;
-      }
-    }
-  }
-};
-constexpr LanePack kLanePack;
+// Positions t..t+3 of the lanes set in a 4-bit mask, in ascending order (the first popcount(mask) lanes).
+constexpr LanePack<4> kLanePack;
 
 // dellaKeys' 8 lanes: |d| bits as absDeltaBits (avx2_loads.h's absDeltaBits8), NaN made
 // canonical by a signed compare (every key < 2^31), the low 16 bits ORed, and the least nonzero and greatest key (keys are below

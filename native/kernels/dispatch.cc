@@ -12,6 +12,7 @@
 #include "elementwise.h"
 #include "exact_exp_log_tables.h"
 #include "kernels.h"
+#include "key_selection.h"
 #include "numerics.h"
 #include "sce.h"
 #include "sparse_select.h"
@@ -191,6 +192,7 @@ uint32_t dellaSplitDraws(const uint64_t* u, size_t stride, uint32_t L, uint64_t 
 uint32_t dellaKeysIn(const uint32_t* keys, size_t stride, uint32_t from, uint32_t to, uint32_t lo, uint32_t span) {
   return WM_DISPATCH(dellaKeysIn(keys, stride, from, to, lo, span));
 }
+void keyWindows(const uint32_t* keys, size_t n, KeyWindow* w, size_t windows) { WM_DISPATCH(keyWindows(keys, n, w, windows)); }
 uint32_t dellaOddKeys(const uint32_t* keys, uint32_t L, uint32_t* odd) { return WM_DISPATCH(dellaOddKeys(keys, L, odd)); }
 DellaKeyFacts dellaKeys(const void* base, Dtype tb, const void* x, Dtype tx, size_t n, uint32_t* keys) { return WM_DISPATCH(dellaKeys(base, tb, x, tx, n, keys)); }
 uint32_t dellaDrawSplit(uint64_t seedKey, uint64_t first, uint32_t L, uint64_t low, uint64_t high, uint8_t* keep, uint32_t* middle, uint64_t* u) {

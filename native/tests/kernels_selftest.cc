@@ -559,6 +559,7 @@ int main(int argc, char** argv) {
   testDellaMixedRows(seed);
   testArcee(seed);
   testArceeKl(seed);
+  testKeySelection(seed);
   testExactExpLog(seed);
   testHugePageBuffers(seed);
   testBlockQueue(seed);

@@ -124,6 +124,7 @@ void testDella(uint64_t seed);     // della_selftest.cc
 void testDellaMixedRows(uint64_t seed);  // della_mixed_selftest.cc
 void testArcee(uint64_t seed);     // arcee_selftest.cc
 void testArceeKl(uint64_t seed);   // arcee_kl_selftest.cc
+void testKeySelection(uint64_t seed);  // key_selection_selftest.cc
 void testExactExpLog(uint64_t seed);  // exact_exp_log_selftest.cc
 void testHugePageBuffers(uint64_t seed);  // buffers_selftest.cc (io.h's buffers, beside the kernels they feed)
 void testBlockQueue(uint64_t seed);       // block_queue_selftest.cc (block_assembler.h's queue of blocks held by a write)
