@@ -1,13 +1,17 @@
 /**
- * Lock files holding their run's pid and host (`PID HOST`, as the hub's blob locks): an output's whole-run and part locks
- * (engine/output-locks.ts) and the fixture folder's. This machine's lock is judged by its pid and its age; another machine's (the
- * parts of a --part job fill a shared folder from many) by its age alone: its holder touches it every LOCK_TIMING.refreshMs, and
- * one untouched for LOCK_TIMING.staleMs was left by a run that died (here, a pid that a restart gave to another process).
+ * Lock files holding their run's pid and host (`PID HOST`, as the hub's blob locks), and on Linux a second line naming which
+ * process that pid is (`process NAMESPACE START`, process-identity.ts): an output's whole-run and part locks
+ * (engine/output-locks.ts) and the fixture folder's. This machine's lock that names its process is held while that very process
+ * lives, at any age; one that does not (an earlier weightmix's, another OS's, another pid namespace's) is judged by its pid and
+ * its age; another machine's (the parts of a --part job fill a shared folder from many) by its age alone: its holder touches it
+ * every LOCK_TIMING.refreshMs, and one untouched for LOCK_TIMING.staleMs was left by a run that died (here, a pid that a restart
+ * gave to another process).
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { pidAlive } from './leftovers';
+import { ownProcessIdentity, ProcessIdentity, processIdentity } from './process-identity';
 
 /** A lock file still without a pid after this long was left by a process that died between creating and writing it. */
 export const EMPTY_LOCK_STALE_MS = 10_000;
@@ -23,6 +27,8 @@ export interface LockHolder {
   pid: number;
   host: string | undefined;
   ageMs: number;
+  /** Which process the pid was when the lock was made (its second line), where the lock says. */
+  process?: ProcessIdentity;
   /** Which file (inode) said so, and what: a take-over (takeOverLock) removes that one and no other. */
   judged: JudgedLock;
 }
@@ -44,10 +50,14 @@ export function readLockHolder(file: string): LockHolder | undefined {
   } catch {
     // unreadable or removed since the stat: no pid, judged by its age
   }
-  // The pid, then the host name (the rest of the line: a host name may hold a space).
-  const [, pid, host] = /^(\S*)\s*(.*)$/s.exec(text.trim())!;
+  // The pid, then the host name (the rest of the first line: a host name may hold a space); then which process, where said.
+  const [first, ...rest] = text.trim().split('\n');
+  const [, pid, host] = /^(\S*)\s*(.*)$/.exec(first)!;
+  const named = rest.map((line) => /^process (\S+) (\d+)$/.exec(line.trim())).find((m) => m !== null);
   const judged = { ino: stat.ino, dev: stat.dev, text };
-  return { pid: Number.parseInt(pid, 10), host: host.trim() || undefined, ageMs: Date.now() - stat.mtimeMs, judged };
+  const holder: LockHolder = { pid: Number.parseInt(pid, 10), host: host.trim() || undefined, ageMs: Date.now() - stat.mtimeMs, judged };
+  if (named) holder.process = { namespace: named[1], start: named[2] };
+  return holder;
 }
 
 /** Whether a lock names another machine (parts of a --part job fill a shared folder from many): its pid means nothing here. */
@@ -63,9 +73,33 @@ export function onAnotherHost(holder: LockHolder): boolean {
 export function holderAlive(holder: LockHolder): boolean {
   if (onAnotherHost(holder)) return holder.ageMs < LOCK_TIMING.staleMs;
   if (Number.isNaN(holder.pid)) return holder.ageMs < EMPTY_LOCK_STALE_MS;
+  const same = sameProcess(holder);
+  if (same !== undefined) return same;
   // A live pid that has not touched its lock for that long is another process now: a container restarted under the same
   // hostname gives its first pids again (weightmix as pid 1 would otherwise hold a killed run's lock forever).
   return pidAlive(holder.pid) && holder.ageMs < LOCK_TIMING.staleMs;
+}
+
+/**
+ * Whether a lock of this machine names a process that is gone: its pid not alive, or (where the lock says which process, in
+ * this pid namespace) another process now. False where that cannot be told.
+ */
+export function holderGone(holder: LockHolder): boolean {
+  if (onAnotherHost(holder) || Number.isNaN(holder.pid)) return false;
+  return sameProcess(holder) === false || !pidAlive(holder.pid);
+}
+
+/**
+ * Whether the lock's pid is still the process that made it: undefined where the lock does not say which (an earlier weightmix's,
+ * another OS's) or says it of another pid namespace (another container's: its pids mean other processes here), or where /proc
+ * does not say now (a process not ours to read).
+ */
+function sameProcess(holder: LockHolder): boolean | undefined {
+  const made = holder.process;
+  if (made === undefined || made.namespace !== ownProcessIdentity()?.namespace) return undefined;
+  const now = processIdentity(holder.pid);
+  if (now === undefined) return pidAlive(holder.pid) ? undefined : false;
+  return now.namespace === made.namespace && now.start === made.start;
 }
 
 /** A refusal's account of a lock's holder: ` (pid N)`, ` (pid N on HOST)`, or nothing where it names no pid yet. */
@@ -79,9 +113,10 @@ export function heldMessage(who: string, holder: LockHolder, file: string, targe
   return `${who}${holderNote(holder)} is writing ${target}${anotherHostHint(holder, file) || '; try again once it is done'}`;
 }
 
-/** What a lock this process makes holds: its pid and host (the hub's blob locks say the same). */
+/** What a lock this process makes holds: its pid and host, and which process that is where /proc says (the hub's blob locks say the same). */
 export function ownLockText(): string {
-  return `${process.pid} ${os.hostname()}\n`;
+  const id = ownProcessIdentity();
+  return `${process.pid} ${os.hostname()}\n${id ? `process ${id.namespace} ${id.start}\n` : ''}`;
 }
 
 /** What a refusal adds for a lock of another machine: when it counts as abandoned, and that its file may go sooner. */

@@ -2,14 +2,17 @@
  * A lock of this machine whose pid is alive but which went untouched for the stale time (lib/pid-locks.ts holderAlive,
  * lib/hub/blob-lock.ts): a holder touches its lock every 30 s, so the pid is another process's now (a container restarted
  * under the same hostname gives its first pids again). Such an output lock refused every run; such a blob lock made every
- * download of that file wait forever.
+ * download of that file wait forever. A lock that names which process its pid is (Linux: pid namespace and start time,
+ * lib/process-identity.ts) is judged by that instead: held at any age while that process lives (a run stopped by Ctrl-Z keeps
+ * its output), gone at once where the pid is another process's.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { OutputTransaction } from '../lib/engine/output';
 import { withBlobLock } from '../lib/hub/blob-lock';
-import { holderAlive, LOCK_TIMING, readLockHolder } from '../lib/pid-locks';
+import { holderAlive, LOCK_TIMING, ownLockText, readLockHolder } from '../lib/pid-locks';
+import { processIdentity } from '../lib/process-identity';
 import { dir, useTempDir } from './helpers/temp-dir';
 
 useTempDir('wm-stale-live-locks-');
@@ -20,6 +23,56 @@ function liveLock(file: string, agoMs: number): void {
   const past = new Date(Date.now() - agoMs);
   fs.utimesSync(file, past, past);
 }
+
+/** A lock of this host naming a live pid (this process's parent) and, on a second line, which process that is. */
+function namedLock(file: string, agoMs: number, namespace: string, start: string): void {
+  fs.writeFileSync(file, `${process.ppid} ${os.hostname()}\nprocess ${namespace} ${start}\n`);
+  const past = new Date(Date.now() - agoMs);
+  fs.utimesSync(file, past, past);
+}
+
+const parent = processIdentity(process.ppid);
+if (parent === undefined) console.log(`skipping the locks that name their process: /proc says nothing of pid ${process.ppid} on ${process.platform}`);
+const withProc = parent === undefined ? test.skip : test;
+
+withProc("an output lock naming its process: held at any age while that process lives, not once its pid is another's", () => {
+  const lock = path.join(dir, 'output.weightmix.lock');
+  namedLock(lock, 2 * 3600_000, parent!.namespace, parent!.start);
+  expect(holderAlive(readLockHolder(lock)!)).toBe(true);
+  namedLock(lock, 1000, parent!.namespace, String(BigInt(parent!.start) + 1n));
+  expect(holderAlive(readLockHolder(lock)!)).toBe(false);
+  // Another pid namespace's (another container's): its pid means nothing here, so the age decides as for a lock that names none.
+  namedLock(lock, 1000, 'pid:[1]', parent!.start);
+  expect(holderAlive(readLockHolder(lock)!)).toBe(true);
+  namedLock(lock, LOCK_TIMING.staleMs + 1000, 'pid:[1]', parent!.start);
+  expect(holderAlive(readLockHolder(lock)!)).toBe(false);
+});
+
+withProc("this process's own lock names it, and holds", () => {
+  const lock = path.join(dir, 'own.weightmix.lock');
+  fs.writeFileSync(lock, ownLockText());
+  const holder = readLockHolder(lock)!;
+  expect({ pid: holder.pid, host: holder.host, process: holder.process }).toEqual({ pid: process.pid, host: os.hostname(), process: processIdentity('self') });
+  const past = new Date(Date.now() - 2 * 3600_000);
+  fs.utimesSync(lock, past, past);
+  expect(holderAlive(readLockHolder(lock)!)).toBe(true);
+});
+
+withProc('a blob lock naming its process is taken over at once where its pid is another process now', async () => {
+  const lock = path.join(dir, 'named-blob.weightmix.lock');
+  const timing = { refreshMs: 30_000, staleMs: 10 * 60_000, noticeMs: 60_000 };
+  namedLock(lock, 1000, parent!.namespace, String(BigInt(parent!.start) + 1n));
+  await expect(
+    withBlobLock(
+      lock,
+      () => {},
+      undefined,
+      async () => 'fetched',
+      timing,
+    ),
+  ).resolves.toBe('fetched');
+  expect(fs.existsSync(lock)).toBe(false);
+});
 
 test("an output lock: this machine's live pid holds it while touched lately, not once untouched for the stale time", () => {
   const lock = path.join(dir, 'output.weightmix.lock');

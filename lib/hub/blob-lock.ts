@@ -1,16 +1,16 @@
 /**
  * One lock file per blob, so that two processes downloading the same repo never write one blob twice:
  * `open(…, 'wx')` creates it or fails. The holder touches it every `refreshMs`; a lock is taken over
- * when its process is gone (same host) or when it has not been touched for `staleMs` (another host:
- * a container killed while it downloaded; this host: its pid now another process's, after a restart).
+ * when its process is gone (same host: its pid dead, or another process's where the lock names which, pid-locks.ts) or when
+ * it has not been touched for `staleMs` (another host: a container killed while it downloaded; this host: its pid now
+ * another process's, after a restart, or a download stopped that long).
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { WeightmixError } from '../errors';
 import { cacheFsError, cacheWrite } from './cache';
 import { makeFolders } from '../make-folders';
-import { EMPTY_LOCK_STALE_MS, holdLock, JudgedLock, ownLockText, releaseLock, takeOverLock } from '../pid-locks';
+import { EMPTY_LOCK_STALE_MS, holderGone, holdLock, JudgedLock, ownLockText, readLockHolder, releaseLock, takeOverLock } from '../pid-locks';
 
 const POLL_MS = 100;
 
@@ -84,27 +84,14 @@ async function tryLock(lockFile: string, text: string): Promise<boolean> {
   }
 }
 
-/** The lock file, if it is stale: untouched for staleMs (any host: a live holder touches it), its holder gone (same host), or empty for long; else null. */
+/**
+ * The lock file, if it is stale: untouched for staleMs (any host: a live holder touches it; here, a live pid is then another
+ * process, or a download stopped that long, whose blob is checked by its hash before it lands), its holder gone (this host:
+ * pid-locks.ts's holderGone), or empty for long; else null.
+ */
 function staleLock(lockFile: string, staleMs: number): JudgedLock | null {
-  let text: string;
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(lockFile);
-    text = fs.readFileSync(lockFile, 'utf8');
-  } catch {
-    return null;
-  }
-  const judged = { ino: st.ino, dev: st.dev, text };
-  const [pid, host] = text.trim().split(' ');
-  if (!/^\d+$/.test(pid ?? '')) return Date.now() - st.mtimeMs > EMPTY_LOCK_STALE_MS ? judged : null;
-  // Untouched that long, on any host: a live holder touches it (here, a live pid is another process now: a container restarted
-  // under the same hostname). Another host's process cannot be asked.
-  if (Date.now() - st.mtimeMs > staleMs) return judged;
-  if (host !== os.hostname()) return null;
-  try {
-    process.kill(Number(pid), 0);
-    return null;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'ESRCH' ? judged : null;
-  }
+  const holder = readLockHolder(lockFile);
+  if (holder === undefined) return null;
+  if (Number.isNaN(holder.pid)) return holder.ageMs > EMPTY_LOCK_STALE_MS ? holder.judged : null;
+  return holder.ageMs > staleMs || holderGone(holder) ? holder.judged : null;
 }

@@ -1,9 +1,9 @@
 /** What the output-transaction tests share: a fresh folder per case, a dead pid, and listings of what a case left. */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { WeightmixError } from '../../lib/errors';
+import { ownLockText } from '../../lib/pid-locks';
 import { dir as root, useTempDir } from './temp-dir';
 
 /** A fresh folder for every test case under a temporary root, handed to `use` before each case. */
@@ -17,8 +17,8 @@ export function useCaseDirs(prefix: string, use: (dir: string) => void): void {
   });
 }
 
-/** What a lock this process takes holds: its pid and host. */
-export const OWN_LOCK = `${process.pid} ${os.hostname()}\n`;
+/** What a lock this process takes holds: its pid and host, and which process that is where /proc says. */
+export const OWN_LOCK = ownLockText();
 
 /** A pid that no process has now: a child that has already exited. */
 export function deadPid(): number {

@@ -1,0 +1,34 @@
+/**
+ * Which process a pid names on this machine (Linux): its pid namespace and its start time in clock ticks since boot
+ * (/proc/PID/ns/pid, field 22 of /proc/PID/stat). A lock that records them tells its holder, alive at any age (a run stopped
+ * by Ctrl-Z), from a process that reuses its pid (a container restarted under the same hostname gives its first pids again).
+ */
+import * as fs from 'node:fs';
+
+export interface ProcessIdentity {
+  /** The pid namespace, as /proc/PID/ns/pid links it (`pid:[4026531836]`): a pid means one process within one namespace. */
+  namespace: string;
+  /** The start time, clock ticks after boot (decimal). */
+  start: string;
+}
+
+/** The identity of process `pid` (or this one), or undefined where /proc does not say (another OS, a pid gone, one not ours to read). */
+export function processIdentity(pid: number | 'self'): ProcessIdentity | undefined {
+  try {
+    const namespace = fs.readlinkSync(`/proc/${pid}/ns/pid`);
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 2, the command, is in parentheses and may hold spaces and parentheses: field 3 on start after its last ')'.
+    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[22 - 3];
+    return /^\d+$/.test(start ?? '') ? { namespace, start } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+let own: ProcessIdentity | undefined | null = null;
+
+/** This process's identity, read once. */
+export function ownProcessIdentity(): ProcessIdentity | undefined {
+  if (own === null) own = processIdentity('self');
+  return own;
+}
