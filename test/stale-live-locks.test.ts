@@ -31,6 +31,22 @@ function namedLock(file: string, agoMs: number, namespace: string, start: string
   fs.utimesSync(file, past, past);
 }
 
+const BLOB_TIMING = { refreshMs: 30_000, staleMs: 10 * 60_000, noticeMs: 60_000 };
+
+/** A download under the blob lock `file` runs at once, the lock taken over, and leaves no lock behind. */
+async function expectTakenOver(file: string): Promise<void> {
+  await expect(
+    withBlobLock(
+      file,
+      () => {},
+      undefined,
+      async () => 'fetched',
+      BLOB_TIMING,
+    ),
+  ).resolves.toBe('fetched');
+  expect(fs.existsSync(file)).toBe(false);
+}
+
 const parent = processIdentity(process.ppid);
 if (parent === undefined) console.log(`skipping the locks that name their process: /proc says nothing of pid ${process.ppid} on ${process.platform}`);
 const withProc = parent === undefined ? test.skip : test;
@@ -60,18 +76,8 @@ withProc("this process's own lock names it, and holds", () => {
 
 withProc('a blob lock naming its process is taken over at once where its pid is another process now', async () => {
   const lock = path.join(dir, 'named-blob.weightmix.lock');
-  const timing = { refreshMs: 30_000, staleMs: 10 * 60_000, noticeMs: 60_000 };
   namedLock(lock, 1000, parent!.namespace, String(BigInt(parent!.start) + 1n));
-  await expect(
-    withBlobLock(
-      lock,
-      () => {},
-      undefined,
-      async () => 'fetched',
-      timing,
-    ),
-  ).resolves.toBe('fetched');
-  expect(fs.existsSync(lock)).toBe(false);
+  await expectTakenOver(lock);
 });
 
 test("an output lock: this machine's live pid holds it while touched lately, not once untouched for the stale time", () => {
@@ -84,18 +90,8 @@ test("an output lock: this machine's live pid holds it while touched lately, not
 
 test('a blob lock of a live pid untouched for the stale time is taken over at once; one touched lately is waited for', async () => {
   const lock = path.join(dir, 'blob.weightmix.lock');
-  const timing = { refreshMs: 30_000, staleMs: 10 * 60_000, noticeMs: 60_000 };
   liveLock(lock, 2 * 3600_000);
-  await expect(
-    withBlobLock(
-      lock,
-      () => {},
-      undefined,
-      async () => 'fetched',
-      timing,
-    ),
-  ).resolves.toBe('fetched');
-  expect(fs.existsSync(lock)).toBe(false);
+  await expectTakenOver(lock);
   liveLock(lock, 1000);
   const waits: number[] = [];
   const stop = new AbortController();
@@ -106,7 +102,7 @@ test('a blob lock of a live pid untouched for the stale time is taken over at on
       (s) => waits.push(s),
       stop.signal,
       async () => 'fetched',
-      timing,
+      BLOB_TIMING,
     ),
   ).rejects.toMatchObject({ code: 'Aborted' });
   expect(waits).toEqual([0]);
