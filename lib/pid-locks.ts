@@ -29,6 +29,8 @@ export interface LockHolder {
   ageMs: number;
   /** Which process the pid was when the lock was made (its second line), where the lock says. */
   process?: ProcessIdentity;
+  /** The file could not be read (another user's, 0600): judged as one without a pid. */
+  unreadable?: boolean;
   /** Which file (inode) said so, and what: a take-over (takeOverLock) removes that one and no other. */
   judged: JudgedLock;
 }
@@ -45,10 +47,11 @@ export function readLockHolder(file: string): LockHolder | undefined {
   const stat = fs.statSync(file, { throwIfNoEntry: false });
   if (stat === undefined) return undefined;
   let text = '';
+  let unreadable = false;
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch {
-    // unreadable or removed since the stat: no pid, judged by its age
+    unreadable = true; // or removed since the stat: no pid, judged by its age
   }
   // The pid, then the host name (the rest of the first line: a host name may hold a space); then which process, where said.
   const [first, ...rest] = text.trim().split('\n');
@@ -57,6 +60,7 @@ export function readLockHolder(file: string): LockHolder | undefined {
   const judged = { ino: stat.ino, dev: stat.dev, text };
   const holder: LockHolder = { pid: Number.parseInt(pid, 10), host: host.trim() || undefined, ageMs: Date.now() - stat.mtimeMs, judged };
   if (named) holder.process = { namespace: named[1], start: named[2] };
+  if (unreadable) holder.unreadable = true;
   return holder;
 }
 
@@ -66,12 +70,22 @@ export function onAnotherHost(holder: LockHolder): boolean {
 }
 
 /**
+ * Whether a lock's pid means nothing here: another machine's, or one of this host name made in another pid namespace (another
+ * container's on a shared folder, where the lock says so): only its age can tell.
+ */
+function pidOfElsewhere(holder: LockHolder): boolean {
+  if (onAnotherHost(holder)) return true;
+  const own = ownProcessIdentity()?.namespace;
+  return holder.process !== undefined && own !== undefined && holder.process.namespace !== own;
+}
+
+/**
  * Whether a holder still holds its lock: a live process (this one too) that touched it within LOCK_TIMING.staleMs, one still
  * writing its pid (EMPTY_LOCK_STALE_MS), or one on another machine, whose pid no process here can ask, that touched it within
  * LOCK_TIMING.staleMs.
  */
 export function holderAlive(holder: LockHolder): boolean {
-  if (onAnotherHost(holder)) return holder.ageMs < LOCK_TIMING.staleMs;
+  if (pidOfElsewhere(holder)) return holder.ageMs < LOCK_TIMING.staleMs;
   if (Number.isNaN(holder.pid)) return holder.ageMs < EMPTY_LOCK_STALE_MS;
   const same = sameProcess(holder);
   if (same !== undefined) return same;
@@ -85,21 +99,21 @@ export function holderAlive(holder: LockHolder): boolean {
  * this pid namespace) another process now. False where that cannot be told.
  */
 export function holderGone(holder: LockHolder): boolean {
-  if (onAnotherHost(holder) || Number.isNaN(holder.pid)) return false;
+  if (pidOfElsewhere(holder) || Number.isNaN(holder.pid)) return false;
   return sameProcess(holder) === false || !pidAlive(holder.pid);
 }
 
 /**
- * Whether the lock's pid is still the process that made it: undefined where the lock does not say which (an earlier weightmix's,
- * another OS's) or says it of another pid namespace (another container's: its pids mean other processes here), or where /proc
- * does not say now (a process not ours to read).
+ * Whether the lock's pid, of this pid namespace (pidOfElsewhere), is still the process that made it and has not exited (a zombie
+ * holds nothing): undefined where the lock does not say which (an earlier weightmix's, another OS's) or /proc does not say now
+ * (a process not ours to read).
  */
 function sameProcess(holder: LockHolder): boolean | undefined {
   const made = holder.process;
-  if (made === undefined || made.namespace !== ownProcessIdentity()?.namespace) return undefined;
+  if (made === undefined || ownProcessIdentity() === undefined) return undefined;
   const now = processIdentity(holder.pid);
   if (now === undefined) return pidAlive(holder.pid) ? undefined : false;
-  return now.namespace === made.namespace && now.start === made.start;
+  return !now.exited && now.namespace === made.namespace && now.start === made.start;
 }
 
 /** A refusal's account of a lock's holder: ` (pid N)`, ` (pid N on HOST)`, or nothing where it names no pid yet. */

@@ -12,14 +12,20 @@ export interface ProcessIdentity {
   start: string;
 }
 
-/** The identity of process `pid` (or this one), or undefined where /proc does not say (another OS, a pid gone, one not ours to read). */
-export function processIdentity(pid: number | 'self'): ProcessIdentity | undefined {
+/** What /proc says of a process now: its identity, and whether it has exited (a zombie its parent has not reaped yet). */
+export interface ProcessNow extends ProcessIdentity {
+  exited: boolean;
+}
+
+/** Process `pid` (or this one) now, or undefined where /proc does not say (another OS, a pid gone, one not ours to read). */
+export function processIdentity(pid: number | 'self'): ProcessNow | undefined {
   try {
     const namespace = fs.readlinkSync(`/proc/${pid}/ns/pid`);
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Field 2, the command, is in parentheses and may hold spaces and parentheses: field 3 on start after its last ')'.
-    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[22 - 3];
-    return /^\d+$/.test(start ?? '') ? { namespace, start } : undefined;
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const start = fields[22 - 3];
+    return /^\d+$/.test(start ?? '') ? { namespace, start, exited: fields[0] === 'Z' || fields[0] === 'X' } : undefined;
   } catch {
     return undefined;
   }
@@ -29,6 +35,9 @@ let own: ProcessIdentity | undefined | null = null;
 
 /** This process's identity, read once. */
 export function ownProcessIdentity(): ProcessIdentity | undefined {
-  if (own === null) own = processIdentity('self');
+  if (own === null) {
+    const now = processIdentity('self');
+    own = now && { namespace: now.namespace, start: now.start };
+  }
   return own;
 }

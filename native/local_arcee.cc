@@ -48,9 +48,10 @@ class TensorKeys {
   // The keys of a sample of s elements (sampleStrata's), each computed alone; the elements' lines are prefetched some
   // samples ahead (each is a cache miss in both sources, which otherwise wait one after another).
   void sample(uint32_t* out, size_t s) const {
+    if (count_ > UINT32_MAX) throw std::logic_error("internal: an arcee_fusion tensor-local job of 2^32 elements or more");
     thread_local std::vector<uint32_t> at;
     at.resize(s);
-    sampleStrata(count_, s, at.data(), [](uint64_t i) { return static_cast<uint32_t>(i); });  // count_ < 2^32 (RadixSelection)
+    sampleStrata(count_, s, at.data(), [](uint64_t i) { return static_cast<uint32_t>(i); });
     const void* a = srcs_[p_.base];
     const void* b = srcs_[p_.model];
     const Dtype ta = types_[p_.base], tb = types_[p_.model];

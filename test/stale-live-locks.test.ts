@@ -6,13 +6,16 @@
  * lib/process-identity.ts) is judged by that instead: held at any age while that process lives (a run stopped by Ctrl-Z keeps
  * its output), gone at once where the pid is another process's.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { OutputTransaction } from '../lib/engine/output';
 import { withBlobLock } from '../lib/hub/blob-lock';
 import { holderAlive, LOCK_TIMING, ownLockText, readLockHolder } from '../lib/pid-locks';
-import { processIdentity } from '../lib/process-identity';
+import { ownProcessIdentity, processIdentity } from '../lib/process-identity';
+import { deadPid } from './helpers/transaction-cases';
 import { dir, useTempDir } from './helpers/temp-dir';
 
 useTempDir('wm-stale-live-locks-');
@@ -24,9 +27,9 @@ function liveLock(file: string, agoMs: number): void {
   fs.utimesSync(file, past, past);
 }
 
-/** A lock of this host naming a live pid (this process's parent) and, on a second line, which process that is. */
-function namedLock(file: string, agoMs: number, namespace: string, start: string): void {
-  fs.writeFileSync(file, `${process.ppid} ${os.hostname()}\nprocess ${namespace} ${start}\n`);
+/** A lock of this host naming `pid` (this process's parent, a live one) and, on a second line, which process that is. */
+function namedLock(file: string, agoMs: number, namespace: string, start: string, pid: number = process.ppid): void {
+  fs.writeFileSync(file, `${pid} ${os.hostname()}\nprocess ${namespace} ${start}\n`);
   const past = new Date(Date.now() - agoMs);
   fs.utimesSync(file, past, past);
 }
@@ -57,21 +60,60 @@ withProc("an output lock naming its process: held at any age while that process 
   expect(holderAlive(readLockHolder(lock)!)).toBe(true);
   namedLock(lock, 1000, parent!.namespace, String(BigInt(parent!.start) + 1n));
   expect(holderAlive(readLockHolder(lock)!)).toBe(false);
-  // Another pid namespace's (another container's): its pid means nothing here, so the age decides as for a lock that names none.
-  namedLock(lock, 1000, 'pid:[1]', parent!.start);
-  expect(holderAlive(readLockHolder(lock)!)).toBe(true);
-  namedLock(lock, LOCK_TIMING.staleMs + 1000, 'pid:[1]', parent!.start);
-  expect(holderAlive(readLockHolder(lock)!)).toBe(false);
+  // Another pid namespace's (another container's): its pid means nothing here, alive or dead, so the age decides as for another
+  // machine's lock.
+  for (const pid of [process.ppid, deadPid()]) {
+    namedLock(lock, 1000, 'pid:[1]', parent!.start, pid);
+    expect(holderAlive(readLockHolder(lock)!)).toBe(true);
+    namedLock(lock, LOCK_TIMING.staleMs + 1000, 'pid:[1]', parent!.start, pid);
+    expect(holderAlive(readLockHolder(lock)!)).toBe(false);
+  }
 });
 
 withProc("this process's own lock names it, and holds", () => {
   const lock = path.join(dir, 'own.weightmix.lock');
   fs.writeFileSync(lock, ownLockText());
   const holder = readLockHolder(lock)!;
-  expect({ pid: holder.pid, host: holder.host, process: holder.process }).toEqual({ pid: process.pid, host: os.hostname(), process: processIdentity('self') });
+  expect({ pid: holder.pid, host: holder.host, process: holder.process }).toEqual({ pid: process.pid, host: os.hostname(), process: ownProcessIdentity() });
   const past = new Date(Date.now() - 2 * 3600_000);
   fs.utimesSync(lock, past, past);
   expect(holderAlive(readLockHolder(lock)!)).toBe(true);
+});
+
+withProc('a lock naming a process that has exited (a zombie its parent has not reaped) is not held', async () => {
+  // sh forks a child that exits at once, then becomes `sleep`, which never reaps it.
+  const parentOfZombie = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  try {
+    const zombie = Number((await once(parentOfZombie.stdout, 'data'))[0].toString().trim());
+    let now = processIdentity(zombie);
+    for (let i = 0; i < 200 && now !== undefined && !now.exited; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      now = processIdentity(zombie);
+    }
+    expect(now?.exited).toBe(true);
+    const lock = path.join(dir, 'zombie.weightmix.lock');
+    namedLock(lock, 1000, now!.namespace, now!.start, zombie);
+    expect(holderAlive(readLockHolder(lock)!)).toBe(false);
+  } finally {
+    parentOfZombie.kill();
+  }
+});
+
+withProc('a blob lock naming another pid namespace is waited for while touched, whatever its pid', async () => {
+  const lock = path.join(dir, 'elsewhere-blob.weightmix.lock');
+  namedLock(lock, 1000, 'pid:[1]', parent!.start, deadPid());
+  const stop = new AbortController();
+  setTimeout(() => stop.abort(), 300);
+  await expect(
+    withBlobLock(
+      lock,
+      () => {},
+      stop.signal,
+      async () => 'fetched',
+      BLOB_TIMING,
+    ),
+  ).rejects.toMatchObject({ code: 'Aborted' });
+  expect(fs.existsSync(lock)).toBe(true);
 });
 
 withProc('a blob lock naming its process is taken over at once where its pid is another process now', async () => {

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { WeightmixError } from '../errors';
 import { cacheFsError, cacheWrite } from './cache';
 import { makeFolders } from '../make-folders';
-import { EMPTY_LOCK_STALE_MS, holderGone, holdLock, JudgedLock, ownLockText, readLockHolder, releaseLock, takeOverLock } from '../pid-locks';
+import { EMPTY_LOCK_STALE_MS, holderGone, holdLock, JudgedLock, LockHolder, ownLockText, readLockHolder, releaseLock, takeOverLock } from '../pid-locks';
 
 const POLL_MS = 100;
 
@@ -90,8 +90,14 @@ async function tryLock(lockFile: string, text: string): Promise<boolean> {
  * pid-locks.ts's holderGone), or empty for long; else null.
  */
 function staleLock(lockFile: string, staleMs: number): JudgedLock | null {
-  const holder = readLockHolder(lockFile);
-  if (holder === undefined) return null;
+  let holder: LockHolder | undefined;
+  try {
+    holder = readLockHolder(lockFile);
+  } catch {
+    return null; // its folder unreadable: the wait goes on (tryLock reports what stops it)
+  }
+  // One this process cannot read (another user's, 0600) is waited for: a take-over could not check what it moves.
+  if (holder === undefined || holder.unreadable) return null;
   if (Number.isNaN(holder.pid)) return holder.ageMs > EMPTY_LOCK_STALE_MS ? holder.judged : null;
   return holder.ageMs > staleMs || holderGone(holder) ? holder.judged : null;
 }

@@ -53,6 +53,10 @@ std::vector<uint32_t>& radixCounters() {
 // Keys a window pass takes between checks of the windows' room.
 constexpr size_t kWindowPiece = 4096;
 
+// A window's room at most (8 MiB; three per worker thread, kept): a larger window (a tensor of some 130M elements or more, whose
+// expected window is then larger) overflows it and the radix passes decide.
+constexpr uint64_t kMaxWindowKeys = uint64_t{1} << 21;
+
 // The windows' room, kept by the thread from tensor to tensor.
 std::vector<uint32_t>& windowRoom() {
   thread_local std::vector<uint32_t> v;
@@ -142,8 +146,10 @@ WindowedSelection::WindowedSelection(uint64_t count, const uint64_t ranks[3], st
     *value = sample[at];
     end = at + 1;
   }
-  // Room for twice the keys a window is expected to hold (at least 4,096) and a piece; a window of one value counts its keys only.
-  capacity_ = std::max<uint64_t>(4096, static_cast<uint64_t>(2 * widest * static_cast<double>(count))) + kWindowPiece;
+  // Room for twice the keys a window is expected to hold (at least 4,096, at most kMaxWindowKeys) and a piece; a window of one
+  // value counts its keys only.
+  const uint64_t expected = static_cast<uint64_t>(2 * widest * static_cast<double>(count));
+  capacity_ = std::min(std::max<uint64_t>(4096, expected), kMaxWindowKeys) + kWindowPiece;
   if (room_.size() < 3 * (capacity_ + 16)) room_.resize(3 * (capacity_ + 16));  // only grown: a resize up zero-fills again
   for (int q = 0; q < 3; ++q) {
     w_[q].lo = lo[q] < s ? values[2 * q] : 0;

@@ -121,7 +121,9 @@ void testRanks(Rng& r) {
       answered += ok;
     }
   }
-  CHECK(answered == asked, "the window pass answered %d of %d selections that it should", answered, asked);
+  // A rank falls outside its window (4 standard deviations of the sample) about once in 10^5: one miss in a run is allowed,
+  // so that no seed fails by chance; a window placed wrongly misses many.
+  CHECK(answered + 1 >= asked, "the window pass answered %d of %d selections that it should", answered, asked);
 }
 
 }  // namespace
