@@ -1,6 +1,6 @@
 /**
  * Lock files holding their run's pid and host (`PID HOST`, as the hub's blob locks), and on Linux a second line naming which
- * process that pid is (`process NAMESPACE START`, process-identity.ts): an output's whole-run and part locks
+ * process that pid is (`process NAMESPACE BOOT START`, process-identity.ts): an output's whole-run and part locks
  * (engine/output-locks.ts) and the fixture folder's. This machine's lock that names its process is held while that very process
  * lives, at any age; one that does not (an earlier weightmix's, another OS's, another pid namespace's) is judged by its pid and
  * its age; another machine's (the parts of a --part job fill a shared folder from many) by its age alone: its holder touches it
@@ -56,10 +56,10 @@ export function readLockHolder(file: string): LockHolder | undefined {
   // The pid, then the host name (the rest of the first line: a host name may hold a space); then which process, where said.
   const [first, ...rest] = text.trim().split('\n');
   const [, pid, host] = /^(\S*)\s*(.*)$/.exec(first)!;
-  const named = rest.map((line) => /^process (\S+) (\d+)$/.exec(line.trim())).find((m) => m !== null);
+  const named = rest.map((line) => /^process (\S+) (\S+) (\d+)$/.exec(line.trim())).find((m) => m !== null);
   const judged = { ino: stat.ino, dev: stat.dev, text };
   const holder: LockHolder = { pid: Number.parseInt(pid, 10), host: host.trim() || undefined, ageMs: Date.now() - stat.mtimeMs, judged };
-  if (named) holder.process = { namespace: named[1], start: named[2] };
+  if (named) holder.process = { namespace: named[1], boot: named[2], start: named[3] };
   if (unreadable) holder.unreadable = true;
   return holder;
 }
@@ -113,7 +113,7 @@ function sameProcess(holder: LockHolder): boolean | undefined {
   if (made === undefined || ownProcessIdentity() === undefined) return undefined;
   const now = processIdentity(holder.pid);
   if (now === undefined) return pidAlive(holder.pid) ? undefined : false;
-  return !now.exited && now.namespace === made.namespace && now.start === made.start;
+  return !now.exited && now.namespace === made.namespace && now.boot === made.boot && now.start === made.start;
 }
 
 /** A refusal's account of a lock's holder: ` (pid N)`, ` (pid N on HOST)`, or nothing where it names no pid yet. */
@@ -130,7 +130,7 @@ export function heldMessage(who: string, holder: LockHolder, file: string, targe
 /** What a lock this process makes holds: its pid and host, and which process that is where /proc says (the hub's blob locks say the same). */
 export function ownLockText(): string {
   const id = ownProcessIdentity();
-  return `${process.pid} ${os.hostname()}\n${id ? `process ${id.namespace} ${id.start}\n` : ''}`;
+  return `${process.pid} ${os.hostname()}\n${id ? `process ${id.namespace} ${id.boot} ${id.start}\n` : ''}`;
 }
 
 /** What a refusal adds for a lock of another machine: when it counts as abandoned, and that its file may go sooner. */

@@ -2,7 +2,7 @@
  * A lock of this machine whose pid is alive but which went untouched for the stale time (lib/pid-locks.ts holderAlive,
  * lib/hub/blob-lock.ts): a holder touches its lock every 30 s, so the pid is another process's now (a container restarted
  * under the same hostname gives its first pids again). Such an output lock refused every run; such a blob lock made every
- * download of that file wait forever. A lock that names which process its pid is (Linux: pid namespace and start time,
+ * download of that file wait forever. A lock that names which process its pid is (Linux: pid namespace, boot and start time,
  * lib/process-identity.ts) is judged by that instead: held at any age while that process lives (a run stopped by Ctrl-Z keeps
  * its output), gone at once where the pid is another process's.
  */
@@ -28,8 +28,8 @@ function liveLock(file: string, agoMs: number): void {
 }
 
 /** A lock of this host naming `pid` (this process's parent, a live one) and, on a second line, which process that is. */
-function namedLock(file: string, agoMs: number, namespace: string, start: string, pid: number = process.ppid): void {
-  fs.writeFileSync(file, `${pid} ${os.hostname()}\nprocess ${namespace} ${start}\n`);
+function namedLock(file: string, agoMs: number, namespace: string, start: string, pid: number = process.ppid, boot: string = parent!.boot): void {
+  fs.writeFileSync(file, `${pid} ${os.hostname()}\nprocess ${namespace} ${boot} ${start}\n`);
   const past = new Date(Date.now() - agoMs);
   fs.utimesSync(file, past, past);
 }
@@ -59,6 +59,9 @@ withProc("an output lock naming its process: held at any age while that process 
   namedLock(lock, 2 * 3600_000, parent!.namespace, parent!.start);
   expect(holderAlive(readLockHolder(lock)!)).toBe(true);
   namedLock(lock, 1000, parent!.namespace, String(BigInt(parent!.start) + 1n));
+  expect(holderAlive(readLockHolder(lock)!)).toBe(false);
+  // The same pid, namespace and start in an earlier boot: its run died with that boot.
+  namedLock(lock, 1000, parent!.namespace, parent!.start, process.ppid, '00000000-0000-4000-8000-000000000000');
   expect(holderAlive(readLockHolder(lock)!)).toBe(false);
   // Another pid namespace's (another container's): its pid means nothing here, alive or dead, so the age decides as for another
   // machine's lock.
