@@ -1,6 +1,9 @@
 /** Which files of a hub repo a merge needs: the safetensors weights, their index, config and tokenizer files. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { WeightmixError } from '../errors';
+import { parseJsonStrict } from '../format/json-strict';
+import { checkRelativeName } from '../model/paths';
 import { isTokenizerSidecar } from '../model/tokenizer-sidecars';
 import type { RepoFile } from './api';
 import { snapshotHas } from './cache';
@@ -95,11 +98,22 @@ export function missingFromSnapshot(dir: string, purpose: HubPurpose, listing?: 
   return listMissing(named, missing);
 }
 
-/** The shard files an index names, or null where it cannot be read. */
+/** The shard files an index names: strict JSON, each a relative file name, else the one-line error. */
+export function readIndexShards(file: string): Set<string> {
+  const doc = parseJsonStrict(fs.readFileSync(file, 'utf8'), { what: file }) as { weight_map?: Record<string, unknown> };
+  const shards = new Set<string>();
+  for (const shard of Object.values(doc?.weight_map ?? {})) {
+    if (typeof shard !== 'string') throw new WeightmixError('InvalidIndex', `${file}: a weight_map entry is not a file name`);
+    checkRelativeName(shard, file);
+    shards.add(shard);
+  }
+  return shards;
+}
+
+/** The shard files an index names, or null where it is not a valid index (readIndexShards): the snapshot then lacks a readable one. */
 function indexShards(file: string): Set<string> | null {
   try {
-    const doc = JSON.parse(fs.readFileSync(file, 'utf8')) as { weight_map?: Record<string, unknown> };
-    return new Set(Object.values(doc.weight_map ?? {}).map(String));
+    return readIndexShards(file);
   } catch {
     return null;
   }

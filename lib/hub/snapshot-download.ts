@@ -6,15 +6,13 @@
 import * as fs from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { WeightmixError } from '../errors';
-import { parseJsonStrict } from '../format/json-strict';
-import { checkRelativeName } from '../model/paths';
 import { blobName, listRepoFiles, RepoFile, resolveCommit } from './api';
 import { writeTreeCache } from './tree-cache';
 import { blobPath, cacheWrite, linkIntoSnapshot, lockFolder, repoFolder, snapshotFolder, snapshotHas, writeRef } from './cache';
 import type { HubEnvironment } from './environment';
 import { LOCK_TIMING, withBlobLock } from './blob-lock';
 import { fetchBlob, TransferInterrupted } from './fetch-blob';
-import { HUB_INDEX_FILE, HubPurpose, missingWeights, neededFiles } from './model-files';
+import { HUB_INDEX_FILE, HubPurpose, missingWeights, neededFiles, readIndexShards } from './model-files';
 import { formatReference, HubReference } from './reference';
 import * as path from 'node:path';
 import { makeFolders } from '../make-folders';
@@ -88,17 +86,6 @@ export async function downloadSnapshot(
   }
   await fetch(needed);
   return { dir, commit };
-}
-
-function readIndexShards(file: string): Set<string> {
-  const doc = parseJsonStrict(fs.readFileSync(file, 'utf8'), { what: file }) as { weight_map?: Record<string, unknown> };
-  const shards = new Set<string>();
-  for (const shard of Object.values(doc?.weight_map ?? {})) {
-    if (typeof shard !== 'string') throw new WeightmixError('InvalidIndex', `${file}: a weight_map entry is not a file name`);
-    checkRelativeName(shard, file);
-    shards.add(shard);
-  }
-  return shards;
 }
 
 async function fetchFiles(env: HubEnvironment, ref: HubReference, commit: string, files: RepoFile[], hooks: DownloadHooks): Promise<void> {
