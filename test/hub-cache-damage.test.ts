@@ -1,7 +1,8 @@
 /**
  * A damaged Hugging Face cache, offline (lib/hub/model-files.ts's missingFromSnapshot): a snapshot that is a file, and a shard
  * name whose count is absurd, are refused at once with one line (the first crashed with ENOTDIR and a stack trace; the second
- * stepped through every shard number of its count, a billion, deaf to Ctrl-C).
+ * stepped through every shard number of its count, a billion, deaf to Ctrl-C); an index the download would refuse counts as
+ * missing (model-files.ts's readIndexShards serves both).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -49,4 +50,15 @@ test('a snapshot that is a file: one line, exit 1, from the library and the comm
   await expect(resolveModelReference('org/file', { env: env() })).rejects.toMatchObject({ code: 'HubError', message });
   const result = await runCli(['diff', 'org/file', pair.thinking], { env: env() });
   expect(expectOneLineError(result)).toBe(`weightmix: error: ${message}`);
+});
+
+test('an index naming a shard outside its snapshot: the cached snapshot lacks a readable index, as the download would refuse it', async () => {
+  const snapshot = snapshotOf('org/escape');
+  fs.mkdirSync(snapshot);
+  fs.copyFileSync(path.join(pair.instruct, 'config.json'), path.join(snapshot, 'config.json'));
+  fs.writeFileSync(path.join(snapshot, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { 'a.weight': '../escape.safetensors' } }));
+  await expect(resolveModelReference('org/escape', { env: env() })).rejects.toMatchObject({
+    code: 'HubError',
+    message: `org/escape (commit ${COMMIT}) is only partly in the Hugging Face cache (missing a readable model.safetensors.index.json); run again with the network to finish it`,
+  });
 });
