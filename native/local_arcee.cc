@@ -139,7 +139,7 @@ void resolveLocalArcee(std::vector<ArceeParams>& dests, const void* const* srcs,
     } else {
       // Windows placed by a sample of keys computed alone, counted as the keys are made.
       thread_local std::vector<uint32_t> sample;
-      sample.resize(WindowedSelection::sampleSize(count));
+      sample.resize(windowSampleSize(count));
       keys.sample(sample.data(), sample.size());
       WindowedSelection windows(count, ranks, sample);
       keys.each([&](const uint32_t* k, size_t n) { windows.count(k, n); });

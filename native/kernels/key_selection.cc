@@ -113,39 +113,26 @@ void keysAtRanksInPlace(uint32_t* keys, uint64_t count, const uint64_t ranks[3],
   }
 }
 
-size_t WindowedSelection::sampleSize(uint64_t count) {
-  // About count / 256 samples (4,096 to 65,536): a window then holds ~1-3 % of the keys.
-  return static_cast<size_t>(std::min<uint64_t>(count, std::clamp<uint64_t>(count / 256, 4096, 65536)));
-}
-
 WindowedSelection::WindowedSelection(uint64_t count, const uint64_t ranks[3], std::vector<uint32_t>& sample)
     : room_(windowRoom()), ranks_{ranks[0], ranks[1], ranks[2]} {
   const size_t s = sample.size();
-  // Each window: the sample's values some 4 binomial standard deviations (+ 8) either side of the rank's place; the sample's
-  // order statistics from the largest place down, each nth_element on the part below the last.
+  // Each window: the sample's values windowSpread places either side of the rank's place.
   uint64_t lo[3], hi[3];  // places in the sample (s: none, the window open that side)
   double widest = 0;
   for (int q = 0; q < 3; ++q) {
     const double f = static_cast<double>(ranks[q]) / static_cast<double>(count), at = static_cast<double>(s) * f;
-    const double spread = 4 * std::sqrt(static_cast<double>(s) * f * (1 - f)) + 8;
+    const double spread = windowSpread(s, f);
     widest = std::max(widest, 2 * spread / static_cast<double>(s));
     lo[q] = at - spread >= 0 ? static_cast<uint64_t>(at - spread) : s;
     hi[q] = at + spread < static_cast<double>(s) ? static_cast<uint64_t>(at + spread) : s;
   }
-  std::vector<std::pair<uint64_t, uint32_t*>> wanted;  // a place in the sample, and where its value goes
+  std::vector<std::pair<size_t, uint32_t*>> wanted;  // a place in the sample, and where its value goes
   uint32_t values[6] = {};
   for (int q = 0; q < 3; ++q) {
     if (lo[q] < s) wanted.push_back({lo[q], &values[2 * q]});
     if (hi[q] < s) wanted.push_back({hi[q], &values[2 * q + 1]});
   }
-  std::sort(wanted.begin(), wanted.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  size_t end = s;
-  for (const auto& [place, value] : wanted) {
-    const size_t at = static_cast<size_t>(place);
-    std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(at), sample.begin() + static_cast<std::ptrdiff_t>(end));
-    *value = sample[at];
-    end = at + 1;
-  }
+  sampleOrderStatistics(sample, wanted);
   // Room for twice the keys a window is expected to hold (at least 4,096, at most kMaxWindowKeys) and a piece; a window of one
   // value counts its keys only.
   const uint64_t expected = static_cast<uint64_t>(2 * widest * static_cast<double>(count));

@@ -44,9 +44,7 @@ void keysAtRanksInPlace(uint32_t* keys, uint64_t count, const uint64_t ranks[3],
 // either side: about 3 % of count keys each at 65,536 samples, 13 % at 4,096) and 4,096 more, 8 MiB each at most.
 class WindowedSelection {
  public:
-  // How many keys the sample takes (sampleStrata, sample_strata.h: one from each of that many strata of the keys).
-  static size_t sampleSize(uint64_t count);
-  // Places the windows by the sample of the keys (reordered here).
+  // Places the windows by a sample of the keys (sample_strata.h: sampleStrata of windowSampleSize(count) keys; reordered here).
   WindowedSelection(uint64_t count, const uint64_t ranks[3], std::vector<uint32_t>& sample);
   void count(const uint32_t* keys, size_t n);
   bool result(uint32_t out[3]);

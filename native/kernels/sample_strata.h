@@ -1,7 +1,12 @@
-// A deterministic sample of a tensor's values: one element from each of s equal strata, at a pseudo-random place in it.
+// A deterministic sample of a tensor's values (one element from each of s equal strata, at a pseudo-random place in it), and
+// what the window selections (sparse_select.cc's rank cuts, key_selection.cc's order statistics) take from it.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "sparsify.h"
 
@@ -25,6 +30,28 @@ void sampleStrata(uint64_t count, size_t s, uint32_t* out, ValueAt valueAt) {
     }
     out[q] = valueAt(lo + (((splitmix64(q) >> 32) * (hi - lo)) >> 32));
     lo = hi;
+  }
+}
+
+// How many values a window selection samples: about count / 256, 4,096 to 65,536 (all of a smaller tensor); a window around a
+// rank then holds ~1-3 % of the values.
+inline size_t windowSampleSize(uint64_t count) {
+  return static_cast<size_t>(std::min<uint64_t>(count, std::clamp<uint64_t>(count / 256, 4096, 65536)));
+}
+
+// Half a window's width, in places of a sample of s, around a rank a fraction f of the way through the values: 4 binomial
+// standard deviations, and 8 more.
+inline double windowSpread(size_t s, double f) { return 4 * std::sqrt(static_cast<double>(s) * f * (1 - f)) + 8; }
+
+// The sample's order statistics at the wanted places (a place, and where its value goes; each < the sample's size), from the
+// largest place down, each nth_element on the part below the last. Reorders the sample and `wanted`.
+inline void sampleOrderStatistics(std::vector<uint32_t>& sample, std::vector<std::pair<size_t, uint32_t*>>& wanted) {
+  std::sort(wanted.begin(), wanted.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  size_t end = sample.size();
+  for (const auto& [place, value] : wanted) {
+    std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(place), sample.begin() + static_cast<std::ptrdiff_t>(end));
+    *value = sample[place];
+    end = place + 1;
   }
 }
 

@@ -258,8 +258,7 @@ bool windowedCuts(const Values& values, uint64_t count, const uint64_t* ranks, s
     if (ranks[q] != 0 && ranks[q] < count) open.emplace_back(q, ranks[q]);
   }
   if (open.empty()) return true;
-  // About count / 256 samples (4096 to 65536): the window then holds ~2-3 % of the elements.
-  const size_t s = static_cast<size_t>(std::min<uint64_t>(count, std::clamp<uint64_t>(count / 256, 4096, 65536)));
+  const size_t s = windowSampleSize(count);
   std::vector<uint32_t> sample(s);
   values.sample(count, s, sample.data());
   // Each window: the sample's values some 4 binomial standard deviations (+ 8) either side of the rank's place.
@@ -267,19 +266,12 @@ bool windowedCuts(const Values& values, uint64_t count, const uint64_t* ranks, s
   double widest = 0;
   for (Window& w : open) {
     const double f = static_cast<double>(w.rank) / static_cast<double>(count);
-    const double at = static_cast<double>(s) * (1 - f), spread = 4 * std::sqrt(static_cast<double>(s) * f * (1 - f)) + 8;
+    const double at = static_cast<double>(s) * (1 - f), spread = windowSpread(s, f);
     widest = std::max(widest, 2 * spread / static_cast<double>(s));
     if (at + spread < static_cast<double>(s)) wanted.push_back({static_cast<size_t>(at + spread), &w.hi});
     if (at - spread >= 0) wanted.push_back({static_cast<size_t>(at - spread), &w.lo});
   }
-  // Order statistics from the largest index down, each nth_element on the part below the last.
-  std::sort(wanted.begin(), wanted.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  size_t end = s;
-  for (const auto& [index, value] : wanted) {
-    std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(index), sample.begin() + static_cast<std::ptrdiff_t>(end));
-    *value = sample[index];
-    end = index + 1;
-  }
+  sampleOrderStatistics(sample, wanted);
   // One pass: count the elements above each window, keep the rank keys of those inside it.
   // Room for twice the elements a window is expected to hold (a fraction `widest` of them), or a quarter
   // of the tensor (bf16 task vectors take few distinct |d|: a tie at the cut can hold 10 % of them),

@@ -75,7 +75,7 @@ bool checkRanks(const std::vector<uint32_t>& keys, const uint64_t ranks[3], cons
   std::sort(sorted.begin(), sorted.end());
   const uint64_t count = keys.size();
   uint32_t windowed[3], radix[3], inPlace[3];
-  std::vector<uint32_t> sample(wm::WindowedSelection::sampleSize(count));
+  std::vector<uint32_t> sample(wm::windowSampleSize(count));
   wm::sampleStrata(count, sample.size(), sample.data(), [&](uint64_t i) { return keys[i]; });
   wm::WindowedSelection windows(count, ranks, sample);
   for (size_t at = 0; at < count; at += 5000) windows.count(keys.data() + at, std::min<size_t>(5000, count - at));
