@@ -50,12 +50,6 @@ function lockedError(holder: LockHolder, lockFile: string, target: string): Weig
   );
 }
 
-/** A whole run refuses at once where another run holds the output's lock (takeLock refuses it anyway, but only once it begins writing). */
-export function refuseHeldLock(lockFile: string, target: string): void {
-  const holder = heldLock(lockFile);
-  if (holder !== undefined) throw lockedError(holder, lockFile, target);
-}
-
 /** A part's lock: its output's stem (group 1), I and N. */
 export const PART_LOCK = /^\.(.+)\.part-(\d+)-of-(\d+)\.weightmix\.lock$/;
 

@@ -14,18 +14,7 @@ import { releaseLock, stillHeld } from '../pid-locks';
 import { refuseForcedNonModel } from '../force-target';
 import { isAtOrInside } from '../path-inside';
 import { leftoverStem, oldFolderName, removeStale, tempFolderName } from './output-leftovers';
-import {
-  heldLock,
-  lockFileOf,
-  PART_LOCK,
-  partLockName,
-  partRunning,
-  publishLockOf,
-  refuseHeldLock,
-  refuseWholeRun,
-  takeLock,
-  waitForLock,
-} from './output-locks';
+import { heldLock, lockFileOf, PART_LOCK, partLockName, partRunning, publishLockOf, refuseWholeRun, takeLock, waitForLock } from './output-locks';
 import {
   type JobPart,
   partsFileText,
@@ -109,15 +98,9 @@ export class OutputTransaction {
     }
   }
 
-  /**
-   * Refuses an output another run is writing (its lock held; for a part, a whole run's): a merge asks before its LoRA adapters,
-   * rebuilt vocabularies and statistics passes (minutes on a large model), where begin would refuse it only afterwards.
-   */
-  static refuseLocked(targetPath: string, part: boolean): void {
-    const target = path.resolve(targetPath);
-    const lockFile = lockFileOf(path.dirname(target), leftoverStem(path.basename(target)));
-    if (part) refuseWholeRun(lockFile, target);
-    else refuseHeldLock(lockFile, target);
+  /** Refuses an output that is or holds one of `reads` (a --force swap would delete it): begin asks for the inputs known then. */
+  static refuseInputs(targetPath: string, reads: readonly string[]): void {
+    refuseInputs(targetPath, reads);
   }
 
   /**

@@ -210,14 +210,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
     if (entries.length === 0) throw usageError(`${name('part')} ${part.index}/${part.count} gets none of the ${all} recipes; use at most ${all} parts`);
   }
   for (const e of entries) await refuseUncomputedRecipeTensors(e.planned, e.recipe, e.ckpts);
-  // Statistics first (one moments pass over the distinct pairs of every recipe, shared thresholds), then one
-  // write pass per group. Measured: writing the statistics-free recipes during the moments read was slower
-  // on this kind of disk (BENCHMARKS.md, issue 15), so the reads and the writes stay in passes of their own.
-  const statistics: StatisticsOptions = { threads, blockBytes, direct: false, onProgress: options.onProgress, signal: options.signal };
-  const momentPairs = batchMomentPairs(entries);
-  const moments = await runMomentsPass(momentPairs.pairs, statistics);
-  await resolveStatistics(entries, momentPairs, moments, statistics, options.onNotice);
-
+  // Every output locked before the statistics passes (minutes on large models): a second run on one is refused at once.
   const reads = [...new Set(entries.flatMap((e) => e.ckpts.flatMap(pathsRead)))];
   const begun: OutputTransaction[] = [];
   try {
@@ -227,6 +220,14 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
     }
     // Every output locked first, then one listing of the folder for --part jobs on them (not one per recipe).
     refuseRunningParts(entries.map((e) => path.resolve(options.output, e.name)));
+
+    // Statistics first (one moments pass over the distinct pairs of every recipe, shared thresholds), then one
+    // write pass per group. Measured: writing the statistics-free recipes during the moments read was slower
+    // on this kind of disk (BENCHMARKS.md, issue 15), so the reads and the writes stay in passes of their own.
+    const statistics: StatisticsOptions = { threads, blockBytes, direct: false, onProgress: options.onProgress, signal: options.signal };
+    const momentPairs = batchMomentPairs(entries);
+    const moments = await runMomentsPass(momentPairs.pairs, statistics);
+    await resolveStatistics(entries, momentPairs, moments, statistics, options.onNotice);
     const groups = groupByModels(entries);
     const passes = groups.map((group) =>
       fusePlans(

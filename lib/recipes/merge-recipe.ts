@@ -187,8 +187,10 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   // A part's output is shared with the other parts (only a file or a dangling link there is refused now); its transaction tells their files from another model's.
   const localInputs = [...recipe.models, ...recipe.adapters].filter((m): m is string => m !== null && path.isAbsolute(m));
   OutputTransaction.refuseExisting(options.output, options.force, part !== undefined, localInputs);
-  OutputTransaction.refuseLocked(options.output, part !== undefined);
   preloadNative();
+  // Locked before any model is opened: a second run on this output is refused at once, not after this one's downloads,
+  // adapters, rebuilt vocabularies and statistics passes (minutes on a large model) have run in both.
+  const tx = await OutputTransaction.begin(outDir, { force: options.force, notice: options.onNotice, reads: localInputs, ...partBeginOptions(part) });
   try {
     const allowed = options.allowCrimes === true;
     const adapted = await openRecipeModels(recipe, outDir, options, (ckpts) => {
@@ -198,7 +200,9 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
     try {
       const { ckpts, vocabulary, cleanup } = await rebuildVocabulary(recipe, adapted.ckpts, outDir, options.signal);
       try {
-        return await mergeModels(recipe, ckpts, vocabulary, outDir, { threads, blockBytes, direct, device, part }, options, name, started);
+        // Hub snapshots and working folders are known only now.
+        OutputTransaction.refuseInputs(outDir, ckpts.flatMap(pathsRead));
+        return await mergeModels(recipe, ckpts, vocabulary, tx, { threads, blockBytes, direct, device, part }, options, name, started);
       } finally {
         await cleanup();
       }
@@ -206,6 +210,8 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
       await adapted.cleanup();
     }
   } catch (e) {
+    // The merge's error is the one reported, as a batch's and a sweep's are (abort releases the lock whatever fails).
+    await tx.abort().catch(() => {});
     // The adapted models and rebuilt vocabularies are written beside the output too: their disk is the output's.
     throw environmentError(e, `cannot finish ${outDir}`);
   }
@@ -216,7 +222,7 @@ async function mergeModels(
   recipe: Recipe,
   ckpts: ModelCheckpoint[],
   vocabulary: VocabularyPlan | null,
-  outDir: string,
+  tx: OutputTransaction,
   {
     threads,
     blockBytes,
@@ -232,8 +238,8 @@ async function mergeModels(
   const { tensors: out, layers, views } = planned;
   await refuseUncomputedRecipeTensors(planned, recipe, ckpts);
   const metadata = recipeMetadata(recipe, ckpts);
-  // Another job's parts in the folder: refused before the statistics passes (partOf asks again once the output is locked).
-  if (part) refuseOtherPartJob(outDir, { ...part, recipe: metadata.weightmix }, options.force ?? false);
+  // Another job's parts in the folder: refused before the statistics passes (partOf asks again once the plan is made).
+  if (part) refuseOtherPartJob(tx.target, { ...part, recipe: metadata.weightmix }, options.force ?? false);
 
   // A part resolves the statistics of its own shards' tensors only (each tensor's are its own): the others' are never written here.
   const shardFilter = part ? partShardFilter(layoutShardSizes(planned.layout), part, options.onNotice) : undefined;
@@ -264,60 +270,48 @@ async function mergeModels(
   await setSceStatistics(recipes, tensorLists.sceTensors, (p) => runStatisticsPlan(p, statistics), { statisticsBlockBytes: blockBytes });
   await setArceeFusionThresholds(recipes, tensorLists.fusionTensors, (p) => runStatisticsPlan(p, statistics), { local: true });
 
-  const tx = await OutputTransaction.begin(outDir, {
-    force: options.force,
-    notice: options.onNotice,
-    reads: ckpts.flatMap(pathsRead),
-    ...partBeginOptions(part),
+  const plan = planMerge({
+    checkpoints: sourceCheckpoints(planned, ckpts),
+    layout: planned.layout,
+    outputs: [{ dir: tx.tempDir, metadata }],
+    recipe: (name) => recipes.get(name)!,
+    shardFilter,
   });
-  try {
-    const plan = planMerge({
-      checkpoints: sourceCheckpoints(planned, ckpts),
-      layout: planned.layout,
-      outputs: [{ dir: tx.tempDir, metadata }],
-      recipe: (name) => recipes.get(name)!,
-      shardFilter,
-    });
-    // A part's target is shared with the other parts of the same recipe: its count file names the job (engine/part-target.ts).
-    if (part)
-      tx.partOf(
-        plan.models[0].shards.map((shard) => shard.name),
-        { ...part, recipe: metadata.weightmix },
-      );
-    const writeBlockBytes = await writePassBlockBytes(options.blockBytes === undefined ? undefined : blockBytes, [tx.tempDir], threads);
-    const model = plan.models[0];
-    let indexWrite = () => writeIndex(model);
-    const ran = await besideReserved(
-      (onReserved) => {
-        const run = executeMergePlan(plan, { threads, blockBytes: writeBlockBytes, direct, device }, { ...options, onReserved }, name);
-        // The index's bytes are made while the engine runs; only its writing waits for the reservation.
-        indexWrite = preparedIndex(model);
-        return run;
-      },
-      () => finishRecipeOutput(model, recipe, ckpts, planned, recipes, indexWrite),
+  // A part's target is shared with the other parts of the same recipe: its count file names the job (engine/part-target.ts).
+  if (part)
+    tx.partOf(
+      plan.models[0].shards.map((shard) => shard.name),
+      { ...part, recipe: metadata.weightmix },
     );
-    await tx.commit(options.signal);
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    return {
-      output: outDir,
-      method: recipe.method,
-      files: model.shards.filter((s) => s.written).length,
-      bytes: plan.bytesToWrite,
-      tensors: out.length,
-      layers,
-      momentTensors: new Set(planned.momentPairs.map((p) => p.tensor)).size,
-      seconds,
-      gbPerSecond: plan.bytesToWrite / 1e9 / seconds,
-      threads,
-      // Only a part's summary has the key (exactOptionalPropertyTypes: no own `part: undefined`).
-      ...(part ? { part: `${part.index}/${part.count}` } : {}),
-      ...ran,
-    };
-  } catch (e) {
-    // The merge's error is the one reported, as a batch's and a sweep's are (abort releases the lock whatever fails).
-    await tx.abort().catch(() => {});
-    throw e;
-  }
+  const writeBlockBytes = await writePassBlockBytes(options.blockBytes === undefined ? undefined : blockBytes, [tx.tempDir], threads);
+  const model = plan.models[0];
+  let indexWrite = () => writeIndex(model);
+  const ran = await besideReserved(
+    (onReserved) => {
+      const run = executeMergePlan(plan, { threads, blockBytes: writeBlockBytes, direct, device }, { ...options, onReserved }, name);
+      // The index's bytes are made while the engine runs; only its writing waits for the reservation.
+      indexWrite = preparedIndex(model);
+      return run;
+    },
+    () => finishRecipeOutput(model, recipe, ckpts, planned, recipes, indexWrite),
+  );
+  await tx.commit(options.signal);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  return {
+    output: tx.target,
+    method: recipe.method,
+    files: model.shards.filter((s) => s.written).length,
+    bytes: plan.bytesToWrite,
+    tensors: out.length,
+    layers,
+    momentTensors: new Set(planned.momentPairs.map((p) => p.tensor)).size,
+    seconds,
+    gbPerSecond: plan.bytesToWrite / 1e9 / seconds,
+    threads,
+    // Only a part's summary has the key (exactOptionalPropertyTypes: no own `part: undefined`).
+    ...(part ? { part: `${part.index}/${part.count}` } : {}),
+    ...ran,
+  };
 }
 
 /** A parsed recipe (the API also takes YAML text or a plain object). */
