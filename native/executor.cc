@@ -27,6 +27,7 @@
 #include "kernels/sparsify.h"
 #include "kernels/della.h"
 #include "kernels/elementwise.h"
+#include "kernels/histogram_digit.h"
 #include "kernels/sce.h"
 #include "kernels/arcee_fusion.h"
 
@@ -471,7 +472,7 @@ class Run {
       arceeHistogram(srcPtr.data(), srcType.data(), s, piece.start, piece.count, local.data(), rowKl_[piece.job].empty() ? nullptr : rowKl_[piece.job].data());
     } else if (job.stat == JobStat::SceHistogram) {
       const SceStat s = decodeSceHistogram(sp, job.sources.size(), job.count);
-      local.assign((size_t{1} << s.bits) + 1, 0);
+      local.assign((size_t{1} << s.digit.bits) + 1, 0);
       sceHistogram(srcPtr.data(), srcType.data(), s, job.count, piece.start, piece.count, local.data());
     } else if (job.stat == JobStat::DellaL1) {
       DellaModel m;
@@ -479,12 +480,10 @@ class Run {
       local.assign(2 * kL1Buckets, 0);
       dellaL1Buckets(srcPtr[0], srcType[0], srcPtr[1], srcType[1], rows, m, piece.start, piece.count, local.data(), local.data() + kL1Buckets);
     } else if (job.stat == JobStat::Histogram) {
-      const uint32_t bits = static_cast<uint32_t>(sp[2]);
-      local.assign(size_t{1} << bits, 0);
-      const uint64_t prefix = (static_cast<uint64_t>(sp[3]) << 32) | static_cast<uint64_t>(sp[4]);
-      const bool run = sp.size() == 7;  // a run of a larger tensor, its elements keyed by their place in it (plan.h)
-      radixHistogram(srcPtr[0], srcType[0], srcPtr[1], srcType[1], indexBits, run ? static_cast<uint64_t>(sp[6]) : job.count,
-                     (run ? static_cast<uint64_t>(sp[5]) : 0) + piece.start, piece.count, static_cast<uint32_t>(sp[1]), bits, prefix, local.data());
+      const HistogramDigit d = decodeHistogramDigit(sp, 0, job.count);
+      local.assign(size_t{1} << d.bits, 0);
+      radixHistogram(srcPtr[0], srcType[0], srcPtr[1], srcType[1], d.indexBits, d.keyedCount(job.count), d.keyedStart(piece.start), piece.count,
+                     d.shift, d.bits, d.prefix, local.data());
     } else {
       std::vector<double> one = {0, 0, 1, sp[0], 0, 1};
       one.insert(one.end(), sp.begin() + 1, sp.end());

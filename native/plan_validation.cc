@@ -10,6 +10,7 @@
 #include "exec_error.h"
 #include "kernels/della.h"
 #include "kernels/elementwise.h"
+#include "kernels/histogram_digit.h"
 #include "kernels/sce.h"
 #include "kernels/arcee_fusion.h"
 #include "kernels/sparsify.h"
@@ -73,13 +74,10 @@ void validateStatJob(const Job& job, size_t j) {
   }
   const auto& p = job.statParams;
   if (job.stat == JobStat::Histogram) {
-    // A run of a larger tensor (plan.h): its first element and the tensor's count, the run inside it.
-    const bool run = p.size() == 7 && p[5] >= 0 && p[5] == std::floor(p[5]) && p[6] == std::floor(p[6]) && p[6] <= 9007199254740991.0 &&
-                     p[5] + static_cast<double>(job.count) <= p[6];
-    const uint64_t total = run ? static_cast<uint64_t>(p[6]) : job.count;
-    if ((p.size() != 5 && !run) || p[0] != sparseIndexBits(total) || !(p[2] >= 1 && p[2] <= kMaxHistogramBits) || !(p[1] >= 0 && p[1] + p[2] <= 64) ||
-        !(p[3] >= 0 && p[3] < 4294967296.0) || !(p[4] >= 0 && p[4] < 4294967296.0)) {
-      throw ExecError("PlanInvalid", "plan: bad histogram parameters" + where);
+    try {
+      decodeHistogramDigit(p, 0, job.count);
+    } catch (const std::invalid_argument& e) {
+      throw ExecError("PlanInvalid", "plan: bad histogram parameters" + where + ": " + e.what());
     }
   } else {
     std::vector<double> one = {0, 0, 1, p.empty() ? 0 : p[0], 0, 1};

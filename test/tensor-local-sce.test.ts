@@ -152,8 +152,8 @@ test('streamed: a pass over index bits reads only the run of elements its prefix
 test.each([
   ['a run past its tensor’s end', [16, 20], "a run past its tensor's end"],
   ['a run keyed by its own count', [0, 64], 'index bits do not match the element count'],
-  ['a fractional first element', [0.5, 20], 'sce parameter 9 is not a whole number in range'],
-  ['a tail of one number', [3], 'sce histogram takes'],
+  ['a fractional first element', [0.5, 20], 'histogram parameter 9 is not a whole number in range'],
+  ['a tail of one number', [3], 'a histogram takes'],
 ])('a selection statistic over %s is refused before the run, in one line', async (_, tail, message) => {
   const file = writeRaw(dir, new Array(8).fill(0.5), 'F32').file;
   // Elements 0 .. 7 of a tensor of 20 (index bits 5), base and two models.

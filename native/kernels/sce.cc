@@ -131,20 +131,9 @@ SceParams decodeSceParams(const std::vector<double>& p, size_t sourceCount, uint
 SceStat decodeSceHistogram(const std::vector<double>& p, size_t sourceCount, uint64_t count) {
   SceStat s;
   const size_t at = modelsAt(p, sourceCount, s.select, false);
-  if ((p.size() != at + 5 && p.size() != at + 7) || s.select.sources.empty()) {
-    throw std::invalid_argument("sce histogram takes [base, m, m sources, indexBits, shift, bits, prefixHi, prefixLo, (first, total)?]");
-  }
-  if (p.size() == at + 7) {
-    s.first = wholeAt(p, at + 5, 9007199254740991.0);
-    s.total = wholeAt(p, at + 6, 9007199254740991.0);
-    if (s.first + count > s.total) throw std::invalid_argument("a run past its tensor's end");
-  }
-  s.select.indexBits = static_cast<uint32_t>(wholeAt(p, at, 32));
-  if (s.select.indexBits != sparseIndexBits(s.total != 0 ? s.total : count)) throw std::invalid_argument("index bits do not match the element count");
-  s.shift = static_cast<uint32_t>(wholeAt(p, at + 1, 63));
-  s.bits = static_cast<uint32_t>(wholeAt(p, at + 2, kMaxHistogramBits));
-  if (s.bits == 0 || s.shift + s.bits > 64) throw std::invalid_argument("bad histogram digit");
-  s.prefix = (wholeAt(p, at + 3, 4294967295.0) << 32) | wholeAt(p, at + 4, 4294967295.0);
+  if (s.select.sources.empty()) throw std::invalid_argument("sce histogram takes [base, m, m sources, indexBits, shift, bits, prefixHi, prefixLo, (first, total)?]");
+  s.digit = decodeHistogramDigit(p, at, count);
+  s.select.indexBits = s.digit.indexBits;
   return s;
 }
 
@@ -157,12 +146,11 @@ SceParams decodeSceSumSquares(const std::vector<double>& p, size_t sourceCount, 
 }
 
 void sceHistogram(const void* const* srcs, const Dtype* types, const SceStat& s, uint64_t count, uint64_t start, size_t n, uint64_t* hist) {
-  if (s.total != 0) {  // a run: keys as in the whole tensor
-    count = s.total;
-    start += s.first;
-  }
-  const uint64_t mask = (uint64_t{1} << s.bits) - 1;
-  const uint32_t up = s.shift + s.bits;
+  const HistogramDigit& d = s.digit;
+  count = d.keyedCount(count);  // a run: keys as in the whole tensor
+  start = d.keyedStart(start);
+  const uint64_t mask = (uint64_t{1} << d.bits) - 1;
+  const uint32_t up = d.shift + d.bits;
   const size_t m = s.select.sources.size();
   thread_local std::vector<double> t;
   t.resize(m * kChunk);
@@ -175,8 +163,8 @@ void sceHistogram(const void* const* srcs, const Dtype* types, const SceStat& s,
     for (size_t j = 0; j < len; ++j) {
       zeros += bits[j] == 0;
       const uint64_t key = sparseRankKey(bits[j], s.select.indexBits, count, start + j0 + j);
-      if (up < 64 && (key >> up) != s.prefix) continue;
-      ++hist[(key >> s.shift) & mask];
+      if (up < 64 && (key >> up) != d.prefix) continue;
+      ++hist[(key >> d.shift) & mask];
     }
   }
   hist[mask + 1] += zeros;

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "histogram_digit.h"
 #include "kernels.h"
 
 namespace wm {
@@ -68,9 +69,7 @@ SceParams decodeSceParams(const std::vector<double>& p, size_t sourceCount, uint
 // first + i); of the sums of squares: [base, m, m sources, cutHi, cutLo, indexBits] (weights unused).
 struct SceStat {
   SceParams select;
-  uint32_t shift = 0, bits = 0;
-  uint64_t prefix = 0;
-  uint64_t first = 0, total = 0;  // the run's place in its tensor; total 0: the job is the whole tensor
+  HistogramDigit digit;  // select.indexBits is its indexBits
 };
 SceStat decodeSceHistogram(const std::vector<double>& p, size_t sourceCount, uint64_t count);
 // The digit width (SceStat::bits) of a selection statistic's params that decodeSceHistogram has accepted: 2^bits + 1 counts.

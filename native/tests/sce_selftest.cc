@@ -170,9 +170,10 @@ void testSceChunks(uint64_t seed) {
         for (uint32_t shift : {p.indexBits + 19, p.indexBits > 3 ? p.indexBits - 3 : 0u}) {
           wm::SceStat st;
           st.select = p;
-          st.shift = shift;
-          st.bits = 12;
-          st.prefix = (wm::sparseRankKey(bitsS[0], p.indexBits, count, start + j0)) >> (shift + 12);
+          st.digit.indexBits = p.indexBits;
+          st.digit.shift = shift;
+          st.digit.bits = 12;
+          st.digit.prefix = (wm::sparseRankKey(bitsS[0], p.indexBits, count, start + j0)) >> (shift + 12);
           std::vector<uint64_t> hS((1u << 12) + 1, 0), hV = hS;
           wm::setSimdEnabled(false);
           wm::sceHistogram(srcs, types, st, count, start, n, hS.data());
