@@ -5,6 +5,7 @@ import { ParameterScope } from '../recipe-params';
 import type { SparseMergeSpec } from '../sparsify';
 import type { DellaRecipe } from '../../engine/della-params';
 import type { MergeMethodName } from '../../merge-method-names';
+import { WeightmixError } from '../../errors';
 
 /** f64 statistics of a pair of tensors (a, b), from the engine's moments pass: the second moments the methods read (not diff's L1 sums). */
 export type PairMoments = Pick<Moments, 'elements' | 'sumSqA' | 'sumSqB' | 'sumAB' | 'sumSqDiff' | 'maxAbsDiff' | 'nonFinite'>;
@@ -120,4 +121,27 @@ export function linearOrCopy(models: number[], w: number[]): TensorCoefficients 
   const nonzero = models.filter((_, k) => w[k] !== 0);
   if (nonzero.length === 1 && w[models.indexOf(nonzero[0])] === 1) return { op: 'copy', model: nonzero[0] };
   return { op: 'linear', models, w };
+}
+
+/** validate() of a method that merges exactly one model with the base (arcee_fusion, nearswap): every slice it merges names one other. */
+export function validateOneBesideBase(method: MergeMethodName): (recipe: Recipe) => void {
+  return (recipe) => {
+    for (const s of recipe.slices) {
+      if (loneSource(recipe, s)) continue;
+      const n = new Set(s.sources.map((x) => x.model).filter((m) => m !== baseOf(recipe, s))).size;
+      if (n !== 1) throw new WeightmixError('InvalidRecipe', `${method} merges exactly one model with the base_model, a slice names ${n}`);
+    }
+  };
+}
+
+/**
+ * A tensor's base and its one other model for such a method, or the copy mergekit makes where only one model holds the tensor
+ * (the lone model's; the base's where no other model holds it). A tensor the base does not hold is refused.
+ */
+export function baseAndOther(t: MethodTensor, method: MergeMethodName): { base: number; other: number } | TensorCoefficients {
+  if (t.models.length === 1) return { op: 'copy', model: t.models[0] };
+  const base = t.base!;
+  if (!t.models.includes(base)) throw new WeightmixError('InvalidRecipe', `${method}: tensor ${t.name} does not come from the base model`);
+  const other = t.models.find((m) => m !== base);
+  return other === undefined ? { op: 'copy', model: base } : { base, other };
 }

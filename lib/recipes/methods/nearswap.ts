@@ -4,9 +4,8 @@
  * out = w·θ + (1 − w)·base, on the engine's `nearswap` op (f64, one rounding). Parameters (mergekit's):
  * `t` (required). Exactly one model besides the base.
  */
-import { WeightmixError } from '../../errors';
 import { numberParameter } from '../recipe-params';
-import { baseOf, loneSource, MergeMethod, TensorCoefficients } from './method';
+import { baseAndOther, MergeMethod, TensorCoefficients, validateOneBesideBase } from './method';
 
 export const nearswap: MergeMethod = {
   name: 'nearswap',
@@ -14,20 +13,10 @@ export const nearswap: MergeMethod = {
   modelParameters: [],
   needsBase: '',
   loneSourceCopied: true,
-  validate(recipe) {
-    for (const s of recipe.slices) {
-      if (loneSource(recipe, s)) continue;
-      const n = new Set(s.sources.map((x) => x.model).filter((m) => m !== baseOf(recipe, s))).size;
-      if (n !== 1) throw new WeightmixError('InvalidRecipe', `nearswap merges exactly one model with the base_model, a slice names ${n}`);
-    }
-  },
+  validate: validateOneBesideBase('nearswap'),
   coefficients(t): TensorCoefficients {
-    if (t.models.length === 1) return { op: 'copy', model: t.models[0] };
-    const base = t.base!;
-    if (!t.models.includes(base)) throw new WeightmixError('InvalidRecipe', `nearswap: tensor ${t.name} does not come from the base model`);
-    const other = t.models.find((m) => m !== base);
-    // mergekit returns the base tensor when no other model holds it.
-    if (other === undefined) return { op: 'copy', model: base };
-    return { op: 'nearswap', base, model: other, t: numberParameter(t.scope, 't', undefined) };
+    const pair = baseAndOther(t, 'nearswap');
+    if ('op' in pair) return pair;
+    return { op: 'nearswap', base: pair.base, model: pair.other, t: numberParameter(t.scope, 't', undefined) };
   },
 };
