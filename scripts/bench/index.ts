@@ -17,6 +17,7 @@ import { Interrupted, describeMachine, holdGuestMemory } from './system';
 import { ROOT, cli, formatTable, gb, log, notes, rows, setRepeat } from './common';
 import { coldWarm, runE2E, runSweep, runThreadsDisk } from './disk';
 import { findPython, runPeer } from './peer';
+import { findMergekitPython, runMergekitPeer } from './mergekit-peer';
 import { runKernels } from './kernels';
 import { runFastStorage } from './tmpfs';
 import { BENCH_METHODS, THREE_MODEL_METHODS, runFastStorageMethods, type MethodModels } from './tmpfs-methods';
@@ -92,6 +93,7 @@ async function main() {
     .option('--threads-pair <name>', 'pair the disk thread-scaling runs on', '4b')
     .option('--batch-pair <name>', 'pair the batch section runs on (small: 2 × 0.89 GB; 4b, moe, dense)', 'small')
     .option('--python <path>', 'Python with torch and safetensors for the peer')
+    .option('--mergekit-python <path>', "Python that can import mergekit, for the peer's mergekit rows (else WEIGHTMIX_MERGEKIT_PYTHON, else --python)")
     .option('--no-append', 'print the table only, do not append to BENCHMARKS.md')
     .option(
       '--methods <list>',
@@ -178,7 +180,10 @@ async function main() {
   if (sections.has('batch-memory')) rows.push(...runBatchMemorySection(work, log));
   if (sections.has('peer')) {
     log('peer');
-    runPeer(pairs.get(opts.peerPair as PairName)!, work, findPython(opts.python));
+    const python = findPython(opts.python);
+    runPeer(pairs.get(opts.peerPair as PairName)!, work, python);
+    const mergekit = findMergekitPython([opts.mergekitPython, process.env.WEIGHTMIX_MERGEKIT_PYTHON, python]);
+    runMergekitPeer(pairs.get(opts.peerPair as PairName)!, 'dir' in tmpfs ? tmpfs.dir : null, mergekit);
   }
   if (sections.has('threads')) {
     log('threads (disk)');
