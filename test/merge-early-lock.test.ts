@@ -85,3 +85,25 @@ describe('the output is locked before the statistics passes', () => {
     expect(fs.readdirSync(path.join(out, 'a'))).toContain('model.safetensors.index.json');
   });
 });
+
+test("an I/O error while the output's leftovers are judged is an IoError naming the output, and leaves no lock or folder", async () => {
+  const pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 30 });
+  const parent = path.join(root, 'unreadable');
+  const out = path.join(parent, 'out');
+  const recipe = { merge_method: 'linear', models: [pair.instruct, pair.thinking].map((model) => ({ model, parameters: { weight: 0.5 } })) };
+  // The parent's listing (OutputTransaction.begin's look for a dead run's leftovers) fails as an unreadable folder's would.
+  const readdir = fs.promises.readdir;
+  const spy = jest.spyOn(fs.promises, 'readdir').mockImplementation(((dir: fs.PathLike, ...rest: unknown[]) => {
+    if (path.resolve(String(dir)) !== parent) return (readdir as (...a: unknown[]) => unknown)(dir, ...rest);
+    return Promise.reject(Object.assign(new Error(`EACCES: permission denied, scandir '${parent}'`), { code: 'EACCES', syscall: 'scandir' }));
+  }) as typeof fs.promises.readdir);
+  try {
+    await expect(merge(recipe, { output: out })).rejects.toMatchObject({
+      code: 'IoError',
+      message: `cannot finish ${out}: EACCES: permission denied, scandir '${parent}'`,
+    });
+  } finally {
+    spy.mockRestore();
+  }
+  expect(fs.existsSync(parent)).toBe(false); // begin made it, and its abort removed it with the lock
+});

@@ -80,7 +80,7 @@ export async function workingFolderBeside(output: string, kind: 'lora' | 'vocab'
 
 /**
  * Whether a folder another host marked (`mark`: its suffix's HOST_MARK match) belongs to a run that may still be going: a part's
- * always (its part lock is not named in the folder), a working folder always (made before its run's lock), a whole run's temporary
+ * always (its part lock is not named in the folder), a working folder always (it outlives its run's lock: removed after the output is published), a whole run's temporary
  * or swapped-out folder while its output's lock is held there (pid-locks.ts's holderAlive: touched lately), since the run takes
  * that lock before it makes the folder and gives it up only after publishing or removing it. Output `base` is this run's, and its
  * lock is ours.
@@ -94,7 +94,7 @@ function foreignRunAlive(mark: RegExpExecArray, kind: string, parent: string, na
 
 /**
  * What a part judges beside its shared output (other machines' parts fill it too): this host's parts' temporary folders, and this
- * host's working folders (a recipe part's adapted tensors and rebuilt vocabularies: a process's own, made before any lock).
+ * host's working folders (a recipe part's adapted tensors and rebuilt vocabularies: a process's own, removed only after its output is published).
  */
 function ownHostPartLeftover(kind: string | undefined, suffix: string | undefined): boolean {
   if (kind === 'tmp') return suffix?.startsWith(PART_HOST_TAG) === true;
@@ -133,7 +133,7 @@ export async function removeStale(
     const pid = lock?.pid ?? Number.parseInt(pidText!, 10);
     // This process holds base's lock, so its own folders beside base are an earlier run's; its lock,
     // and anything beside a sibling, may belong to a transaction still running here.
-    // An adapted-tensors folder of this process is in use: the run opens its models before it begins its output.
+    // A working folder of this process is in use: another merge of this process (the API runs several at once) made it.
     // A part holds its own part's lock only: another part of this process may be running beside it.
     const ownEarlier = !shared && pid === process.pid && name === base && (kind === 'tmp' || kind === 'old');
     const live = foreign ? false : lock !== undefined ? holderAlive(lock) : !ownEarlier && (pid === process.pid || pidAlive(pid));

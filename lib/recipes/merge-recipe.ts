@@ -190,8 +190,9 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   preloadNative();
   // Locked before any model is opened: a second run on this output is refused at once, not after this one's downloads,
   // adapters, rebuilt vocabularies and statistics passes (minutes on a large model) have run in both.
-  const tx = await OutputTransaction.begin(outDir, { force: options.force, notice: options.onNotice, reads: localInputs, ...partBeginOptions(part) });
+  let tx: OutputTransaction | undefined;
   try {
+    tx = await OutputTransaction.begin(outDir, { force: options.force, notice: options.onNotice, reads: localInputs, ...partBeginOptions(part) });
     const allowed = options.allowCrimes === true;
     const adapted = await openRecipeModels(recipe, outDir, options, (ckpts) => {
       refuseMixedArchitectures(ckpts, (m) => recipe.modelNames[m], allowed, name('allowCrimes'));
@@ -211,7 +212,7 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
     }
   } catch (e) {
     // The merge's error is the one reported, as a batch's and a sweep's are (abort releases the lock whatever fails).
-    await tx.abort().catch(() => {});
+    await tx?.abort().catch(() => {});
     // The adapted models and rebuilt vocabularies are written beside the output too: their disk is the output's.
     throw environmentError(e, `cannot finish ${outDir}`);
   }

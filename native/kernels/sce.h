@@ -72,13 +72,13 @@ struct SceStat {
   HistogramDigit digit;  // select.indexBits is its indexBits
 };
 SceStat decodeSceHistogram(const std::vector<double>& p, size_t sourceCount, uint64_t count);
-// The digit width (SceStat::bits) of a selection statistic's params that decodeSceHistogram has accepted: 2^bits + 1 counts.
+// The digit width (SceStat::digit.bits) of a selection statistic's params that decodeSceHistogram has accepted: 2^bits + 1 counts.
 inline uint32_t sceHistogramBits(const std::vector<double>& p) { return static_cast<uint32_t>(p[4 + static_cast<size_t>(p[1])]); }
 SceParams decodeSceSumSquares(const std::vector<double>& p, size_t sourceCount, uint64_t count);
 
 // Radix counts over the variance keys of elements start .. start + n - 1 of a job of `count` (sparsify.h's radixHistogram
 // over these keys: hist[(key >> shift) & (2^bits - 1)] += 1 where key >> (shift + bits) == prefix), each keyed by its place
-// in the whole tensor where the job is a run of it (SceStat::first, total); hist[2^bits] counts the elements whose f32 variance is 0.
+// in the whole tensor where the job is a run of it (SceStat::digit's first, total); hist[2^bits] counts the elements whose f32 variance is 0.
 void sceHistogram(const void* const* srcs, const Dtype* types, const SceStat& s, uint64_t count, uint64_t start, size_t n, uint64_t* hist);
 // Adds to sums[k] the sum of t_k^2 over the selected elements whose t_k is finite (f64, element order).
 void sceSumSquares(const void* const* srcs, const Dtype* types, const SceParams& p, uint64_t count, uint64_t start, size_t n, double* sums);

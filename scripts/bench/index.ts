@@ -182,7 +182,7 @@ async function main() {
     log('peer');
     const python = findPython(opts.python);
     runPeer(pairs.get(opts.peerPair as PairName)!, work, python);
-    const mergekit = findMergekitPython([opts.mergekitPython, process.env.WEIGHTMIX_MERGEKIT_PYTHON, python]);
+    const mergekit = findMergekitPython(opts.mergekitPython, [process.env.WEIGHTMIX_MERGEKIT_PYTHON, python]);
     runMergekitPeer(pairs.get(opts.peerPair as PairName)!, 'dir' in tmpfs ? tmpfs.dir : null, mergekit);
   }
   if (sections.has('threads')) {

@@ -7,27 +7,38 @@
 import { spawnSync } from 'node:child_process';
 import type { CachedPair } from './fixtures';
 import { fastStorageSamples } from './fast-storage';
+import { Interrupted, type Timed } from './system';
 import { cli, log, notes, rows } from './common';
 import { withRecipeFiles } from './tmpfs-methods';
 
 /** The recipes timed against mergekit: what mergekit users run every day, and the paper's baselines (TA is linear of task vectors). */
 export const MERGEKIT_PEER_METHODS = ['linear', 'ties', 'dare_ties'];
 
-/** The first of the candidates that can import mergekit, with the version it reports; null where none can. */
-export function findMergekitPython(candidates: (string | null | undefined)[]): { python: string; version: string } | null {
-  for (const python of candidates) {
-    if (!python) continue;
-    const r = spawnSync(python, ['-W', 'ignore', '-c', 'import importlib.metadata as m, mergekit.scripts.run_yaml; print(m.version("mergekit"))'], {
-      encoding: 'utf8',
-    });
-    if (r.status === 0) return { python, version: r.stdout.trim() };
-  }
-  return null;
+type MergekitPython = { python: string; version: string } | { reason: string };
+
+/** mergekit's version where `python` can import it, else null. */
+function mergekitVersion(python: string): string | null {
+  const r = spawnSync(python, ['-W', 'ignore', '-c', 'import importlib.metadata as m, mergekit.scripts.run_yaml; print(m.version("mergekit"))'], {
+    encoding: 'utf8',
+  });
+  return r.status === 0 ? r.stdout.trim() : null;
 }
 
-export function runMergekitPeer(pair: CachedPair, tmpfs: string | null, mergekit: { python: string; version: string } | null) {
-  if (!mergekit) {
-    notes.push('peer (mergekit): skipped, no Python that can import mergekit (--mergekit-python or WEIGHTMIX_MERGEKIT_PYTHON; install it by hand)');
+/** The Python named by --mergekit-python (never passed over for another), else the first of the others that can import mergekit. */
+export function findMergekitPython(explicit: string | undefined, others: (string | null | undefined)[]): MergekitPython {
+  for (const python of explicit ? [explicit] : others) {
+    if (!python) continue;
+    const version = mergekitVersion(python);
+    if (version !== null) return { python, version };
+  }
+  return explicit
+    ? { reason: `--mergekit-python ${explicit} cannot import mergekit` }
+    : { reason: 'no Python that can import mergekit (--mergekit-python or WEIGHTMIX_MERGEKIT_PYTHON; install it by hand)' };
+}
+
+export function runMergekitPeer(pair: CachedPair, tmpfs: string | null, mergekit: MergekitPython) {
+  if ('reason' in mergekit) {
+    notes.push(`peer (mergekit): skipped, ${mergekit.reason}`);
     return;
   }
   if (!tmpfs) {
@@ -38,7 +49,15 @@ export function runMergekitPeer(pair: CachedPair, tmpfs: string | null, mergekit
     log(`peer mergekit ${method}`);
     const ours = fastStorageSamples(pair, tmpfs, 1, (out) => cli(['merge', recipe, '-o', out]))[0].run;
     // run_yaml's defaults: the CPU, lazy loading off, one thread of torch's choosing; -W ignore: pydantic's field warnings.
-    const theirs = fastStorageSamples(pair, tmpfs, 1, (out) => [mergekit.python, '-W', 'ignore', '-m', 'mergekit.scripts.run_yaml', recipe, out])[0].run;
+    let theirs: Timed;
+    try {
+      theirs = fastStorageSamples(pair, tmpfs, 1, (out) => [mergekit.python, '-W', 'ignore', '-m', 'mergekit.scripts.run_yaml', recipe, out])[0].run;
+    } catch (e) {
+      if (e instanceof Interrupted) throw e;
+      // mergekit is optional: its failure (a recipe it refuses, memory) is noted, and the bench goes on.
+      notes.push(`peer (mergekit): ${method} failed: ${(e as Error).message.split('\n')[0]}`);
+      return;
+    }
     for (const [who, run] of [
       ['weightmix', ours],
       [`mergekit ${mergekit.version}`, theirs],
