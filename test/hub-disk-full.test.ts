@@ -8,8 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeWhole } from '../lib/hub/fetch-blob';
 import { resolveModelReference } from '../lib/hub/resolve';
-import { cachedPair } from './helpers/cli';
-import { filesFromFolder, HubServer, isolatedHubEnv, repoOf, startHubServer } from './helpers/hub-server';
+import { isolatedHubEnv } from './helpers/hub-server';
+import { useHubSuite } from './helpers/hub-suite';
 import { dir as root, useTempDir } from './helpers/temp-dir';
 
 useTempDir('wm-hub-disk-full-');
@@ -35,20 +35,15 @@ test('a short write goes on with the rest, and a write that takes nothing is ENO
 });
 
 describe('a full disk mid-download', () => {
-  let server: HubServer;
-  beforeAll(async () => {
-    const pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 25 });
-    server = await startHubServer({ 'Org/Model': repoOf(filesFromFolder(pair.instruct)) });
-  }, 120_000);
-  afterAll(() => server?.close());
+  const hub = useHubSuite(25, () => root);
 
   test("removes the partial blobs of the run's other transfers too", async () => {
     if (!fs.existsSync('/dev/full')) return console.warn('hub-disk-full.test: skipped: no /dev/full on this system');
-    const env = isolatedHubEnv(server.endpoint, path.join(root, 'home'));
-    const files = server.repos.get('Org/Model')!.commits[server.repos.get('Org/Model')!.refs.main];
+    const env = isolatedHubEnv(hub.server.endpoint, path.join(root, 'home'));
+    const files = hub.server.repos.get('Org/Model')!.commits[hub.server.repos.get('Org/Model')!.refs.main];
     const [full, stalled] = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'].map((p) => files.find((f) => f.path === p)!);
     // One shard's transfer file is /dev/full (every write fails with ENOSPC); the other stalls midway, its partial on disk.
-    server.stalls.push({ path: stalled.path, afterBytes: 1000 });
+    hub.server.stalls.push({ path: stalled.path, afterBytes: 1000 });
     const blobs = path.join(root, 'home', 'hub', 'models--Org--Model', 'blobs');
     fs.mkdirSync(blobs, { recursive: true });
     fs.symlinkSync('/dev/full', path.join(blobs, `${full.sha256}.incomplete`));
@@ -62,8 +57,8 @@ describe('a full disk mid-download', () => {
   test("leaves the partial blob of a file whose lock another live process holds (it is that process's to write)", async () => {
     if (!fs.existsSync('/dev/full')) return console.warn('hub-disk-full.test: skipped: no /dev/full on this system');
     const home = path.join(root, 'home-other');
-    const env = isolatedHubEnv(server.endpoint, home);
-    const files = server.repos.get('Org/Model')!.commits[server.repos.get('Org/Model')!.refs.main];
+    const env = isolatedHubEnv(hub.server.endpoint, home);
+    const files = hub.server.repos.get('Org/Model')!.commits[hub.server.repos.get('Org/Model')!.refs.main];
     const [full, other] = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'].map((p) => files.find((f) => f.path === p)!);
     const blobs = path.join(home, 'hub', 'models--Org--Model', 'blobs');
     const locks = path.join(home, 'hub', '.locks', 'models--Org--Model');

@@ -2,24 +2,18 @@
  * HF_HUB_DOWNLOAD_TIMEOUT, as huggingface_hub reads it (lib/hub/environment.ts): how long a file's transfer may go silent before it
  * counts as broken off and is resumed. It was a fixed 60 s.
  */
-import * as path from 'node:path';
 import { resolveModelReference } from '../lib/hub/resolve';
-import { cachedPair } from './helpers/cli';
-import { filesFromFolder, HubServer, isolatedHubEnv, repoOf, startHubServer } from './helpers/hub-server';
+
+import { useHubSuite } from './helpers/hub-suite';
 import { dir as root, useTempDir } from './helpers/temp-dir';
 
 useTempDir('wm-hub-timeout-');
 
-let server: HubServer;
-beforeAll(async () => {
-  const pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 28 });
-  server = await startHubServer({ 'Org/Model': repoOf(filesFromFolder(pair.instruct)) });
-}, 120_000);
-afterAll(() => server?.close());
+const hub = useHubSuite(28, () => root);
 
 test('a transfer silent for HF_HUB_DOWNLOAD_TIMEOUT seconds is broken off, resumed, and reported with the setting', async () => {
-  const env = isolatedHubEnv(server.endpoint, path.join(root, 'home'), { HF_HUB_DOWNLOAD_TIMEOUT: '1' });
-  server.stalls.push({ path: 'model-00001-of-00002.safetensors', afterBytes: 1000 });
+  const env = hub.envOf({ HF_HUB_DOWNLOAD_TIMEOUT: '1' });
+  hub.server.stalls.push({ path: 'model-00001-of-00002.safetensors', afterBytes: 1000 });
   const notices: string[] = [];
   const started = Date.now();
   await expect(resolveModelReference('Org/Model', { env, onNotice: (m) => notices.push(m) })).rejects.toMatchObject({

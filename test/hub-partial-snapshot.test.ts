@@ -7,22 +7,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { resolveModelReference } from '../lib/hub/resolve';
-import { cachedPair } from './helpers/cli';
-import { filesFromFolder, HubServer, isolatedHubEnv, repoOf, startHubServer } from './helpers/hub-server';
+
+import { useHubSuite } from './helpers/hub-suite';
 import { dir as root, useTempDir } from './helpers/temp-dir';
 
 useTempDir('wm-hub-partial-');
 
-let server: HubServer;
-let pair: { instruct: string; thinking: string };
-let n = 0;
-const envOf = (extra: Record<string, string> = {}) => isolatedHubEnv(server.endpoint, path.join(root, `home-${++n}`), extra);
-
-beforeAll(async () => {
-  pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 24 });
-  server = await startHubServer({ 'Org/Model': repoOf(filesFromFolder(pair.instruct)) });
-}, 120_000);
-afterAll(() => server?.close());
+const hub = useHubSuite(24, () => root);
+const envOf = (extra?: Record<string, string>) => hub.envOf(extra);
 
 test('a snapshot holding the weights but not the config or tokenizer is refused offline and unreachable, and finished online', async () => {
   const env = envOf();
@@ -36,7 +28,7 @@ test('a snapshot holding the weights but not the config or tokenizer is refused 
   });
   await expect(resolveModelReference('Org/Model', { env: { ...env, HF_ENDPOINT: 'http://127.0.0.1:9' } })).rejects.toThrow(partly);
   const again = await resolveModelReference('Org/Model', { env });
-  for (const f of dropped) expect(fs.readFileSync(path.join(again.dir, f))).toEqual(fs.readFileSync(path.join(pair.instruct, f)));
+  for (const f of dropped) expect(fs.readFileSync(path.join(again.dir, f))).toEqual(fs.readFileSync(path.join(hub.pair.instruct, f)));
 });
 
 test('a cached file cut short is fetched again online, and named offline', async () => {
@@ -46,7 +38,7 @@ test('a cached file cut short is fetched again online, and named offline', async
   fs.truncateSync(blob, 1000);
   await expect(resolveModelReference('Org/Model', { env: { ...env, HF_HUB_OFFLINE: '1' } })).rejects.toThrow(/\(missing tokenizer\.json\)/);
   const again = await resolveModelReference('Org/Model', { env });
-  expect(fs.readFileSync(path.join(again.dir, 'tokenizer.json'))).toEqual(fs.readFileSync(path.join(pair.instruct, 'tokenizer.json')));
+  expect(fs.readFileSync(path.join(again.dir, 'tokenizer.json'))).toEqual(fs.readFileSync(path.join(hub.pair.instruct, 'tokenizer.json')));
 });
 
 test('a ref that names the same commit is not written again', async () => {
@@ -62,11 +54,11 @@ test('a ref that names the same commit is not written again', async () => {
 test('a download that broke off leaves its ref: offline, the revision is named as partial, with what it lacks, not as absent', async () => {
   const env = envOf();
   const shard = 'model-00001-of-00002.safetensors';
-  server.cuts.push({ path: shard, afterBytes: 1000, times: 99 });
+  hub.server.cuts.push({ path: shard, afterBytes: 1000, times: 99 });
   try {
     await expect(resolveModelReference('Org/Model', { env })).rejects.toMatchObject({ code: 'HubDownloadInterrupted' });
   } finally {
-    server.cuts.length = 0;
+    hub.server.cuts.length = 0;
   }
   await expect(resolveModelReference('Org/Model', { env: { ...env, HF_HUB_OFFLINE: '1' } })).rejects.toMatchObject({
     code: 'HubError',

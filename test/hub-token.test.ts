@@ -7,22 +7,20 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { hubEnvironment } from '../lib/hub/environment';
 import { resolveModelReference } from '../lib/hub/resolve';
-import { cachedPair, expectOneLineError, runCli } from './helpers/cli';
-import { filesFromFolder, HubServer, isolatedHubEnv, repoOf, startHubServer } from './helpers/hub-server';
+import { expectOneLineError, runCli } from './helpers/cli';
+import { filesFromFolder, repoOf } from './helpers/hub-server';
+import { useHubSuite } from './helpers/hub-suite';
 import { dir as root, useTempDir } from './helpers/temp-dir';
 
 useTempDir('wm-hub-token-');
 
 const TOKEN = 'hf_secretprivatetoken';
-let server: HubServer;
-let n = 0;
-const envOf = (extra: Record<string, string> = {}) => isolatedHubEnv(server.endpoint, path.join(root, `home-${++n}`), extra);
-
-beforeAll(async () => {
-  const pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 23 });
-  server = await startHubServer({ 'Org/Private': { ...repoOf(filesFromFolder(pair.instruct)), privateToken: TOKEN } });
-}, 120_000);
-afterAll(() => server?.close());
+const hub = useHubSuite(
+  23,
+  () => root,
+  (pair) => ({ 'Org/Private': { ...repoOf(filesFromFolder(pair.instruct)), privateToken: TOKEN } }),
+);
+const envOf = (extra?: Record<string, string>) => hub.envOf(extra);
 
 test('CR and LF are dropped from the token, from the environment and from the token file, as huggingface_hub does', async () => {
   expect(hubEnvironment({ HF_TOKEN: `hf_ab\r\ncd\r\n` }).token).toBe('hf_abcd');
