@@ -80,10 +80,10 @@ export async function workingFolderBeside(output: string, kind: 'lora' | 'vocab'
 
 /**
  * Whether a folder another host marked (`mark`: its suffix's HOST_MARK match) belongs to a run that may still be going: a part's
- * always (its part lock is not named in the folder), a working folder always (it outlives its run's lock: removed after the output is published), a whole run's temporary
- * or swapped-out folder while its output's lock is held there (pid-locks.ts's holderAlive: touched lately), since the run takes
- * that lock before it makes the folder and gives it up only after publishing or removing it. Output `base` is this run's, and its
- * lock is ours.
+ * always (its part lock is not named in the folder), a working folder always (it outlives its run's lock: removed after the
+ * output is published), a whole run's temporary or swapped-out folder while its output's lock is held there (pid-locks.ts's
+ * holderAlive: touched lately), since the run takes that lock before it makes the folder and gives it up only after publishing or
+ * removing it. Output `base` is this run's, and its lock is ours.
  */
 function foreignRunAlive(mark: RegExpExecArray, kind: string, parent: string, named: string, isBase: boolean): boolean {
   if (mark[1] === 'h' || (kind !== 'tmp' && kind !== 'old')) return true;
@@ -94,7 +94,8 @@ function foreignRunAlive(mark: RegExpExecArray, kind: string, parent: string, na
 
 /**
  * What a part judges beside its shared output (other machines' parts fill it too): this host's parts' temporary folders, and this
- * host's working folders (a recipe part's adapted tensors and rebuilt vocabularies: a process's own, removed only after its output is published).
+ * host's working folders (a recipe part's adapted tensors and rebuilt vocabularies: a process's own, removed only after its
+ * output is published).
  */
 function ownHostPartLeftover(kind: string | undefined, suffix: string | undefined): boolean {
   if (kind === 'tmp') return suffix?.startsWith(PART_HOST_TAG) === true;

@@ -13,15 +13,12 @@
 #include "element_io.h"
 #include "numerics.h"
 #include "sparsify.h"
+#include "whole_param.h"
 
 namespace wm {
 namespace {
 
-uint64_t wholeAt(const std::vector<double>& p, size_t i, double max) {
-  const double v = p[i];
-  if (!(v >= 0) || v > max || v != std::floor(v)) throw std::invalid_argument("arcee_fusion parameter " + std::to_string(i) + " is not a whole number in range");
-  return static_cast<uint64_t>(v);
-}
+uint64_t wholeAt(const std::vector<double>& p, size_t i, double max) { return wholeParam(p, i, max, "arcee_fusion"); }
 
 ArceeParams rowsAt(const std::vector<double>& p, size_t sourceCount, uint64_t count) {
   ArceeParams a;

@@ -13,15 +13,12 @@
 #include "della_rank.h"
 #include "element_io.h"
 #include "numerics.h"
+#include "whole_param.h"
 
 namespace wm {
 namespace {
 
-uint64_t wholeAt(const std::vector<double>& p, size_t i, double max, const char* what) {
-  const double v = p[i];
-  if (!(v >= 0) || v > max || v != std::floor(v)) throw std::invalid_argument(std::string("della parameter ") + std::to_string(i) + " is not " + what);
-  return static_cast<uint64_t>(v);
-}
+uint64_t wholeAt(const std::vector<double>& p, size_t i, double max, const char* what) { return wholeParam(p, i, max, "della", what); }
 
 double finiteAt(const std::vector<double>& p, size_t i) {
   if (!std::isfinite(p[i])) throw std::invalid_argument("della parameter " + std::to_string(i) + " is not a finite number");

@@ -4,7 +4,6 @@
 // by their place in the whole: `first` is its first element there and `total` the tensor's count, so that every run's keys
 // and index bits are the whole tensor's.
 #pragma once
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "sparsify.h"
+#include "whole_param.h"
 
 namespace wm {
 
@@ -26,12 +26,8 @@ struct HistogramDigit {
 
 // Reads the tail from p[at] to p's end for a job of `count` elements; throws std::invalid_argument when malformed.
 inline HistogramDigit decodeHistogramDigit(const std::vector<double>& p, size_t at, uint64_t count) {
-  const auto whole = [&](size_t i, double max) {
-    const double v = p[at + i];
-    if (!(v >= 0) || v > max || v != std::floor(v)) throw std::invalid_argument("histogram parameter " + std::to_string(at + i) + " is not a whole number in range");
-    return static_cast<uint64_t>(v);
-  };
   if (p.size() != at + 5 && p.size() != at + 7) throw std::invalid_argument("a histogram takes [indexBits, shift, bits, prefixHi, prefixLo, (first, total)?]");
+  const auto whole = [&](size_t i, double max) { return wholeParam(p, at + i, max, "histogram"); };
   HistogramDigit d;
   if (p.size() == at + 7) {
     d.first = whole(5, 9007199254740991.0);

@@ -13,15 +13,14 @@
 #include "numerics.h"
 #include "sparse_select.h"
 #include "sparsify.h"
+#include "whole_param.h"
 
 namespace wm {
 namespace {
 
 uint64_t wholeAt(const std::vector<double>& p, size_t i, double max) {
   if (i >= p.size()) throw std::invalid_argument("sce parameters too short");
-  const double v = p[i];
-  if (!(v >= 0) || v > max || v != std::floor(v)) throw std::invalid_argument("sce parameter " + std::to_string(i) + " is not a whole number in range");
-  return static_cast<uint64_t>(v);
+  return wholeParam(p, i, max, "sce");
 }
 
 // [base, m, m sources] from position 0; returns the position after them.

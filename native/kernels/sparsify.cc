@@ -11,6 +11,7 @@
 #include "cpu_backends.h"
 #include "element_io.h"
 #include "numerics.h"
+#include "whole_param.h"
 
 namespace wm {
 namespace {
@@ -43,19 +44,11 @@ inline uint32_t absBits(float d) { return num::f32Bits(d) & 0x7FFFFFFFu; }
 
 inline int signOf(double v) { return v > 0 ? 1 : (v < 0 ? -1 : 0); }
 
-uint32_t u32At(const std::vector<double>& p, size_t i) {
-  const double v = p[i];
-  if (!(v >= 0) || v > 4294967295.0 || v != std::floor(v)) throw std::invalid_argument("sparse parameter " + std::to_string(i) + " is not a u32");
-  return static_cast<uint32_t>(v);
-}
+uint32_t u32At(const std::vector<double>& p, size_t i) { return static_cast<uint32_t>(wholeParam(p, i, 4294967295.0, "sparse", "a u32")); }
 
 uint64_t u64At(const std::vector<double>& p, size_t i) { return (static_cast<uint64_t>(u32At(p, i)) << 32) | u32At(p, i + 1); }
 
-uint64_t rankAt(const std::vector<double>& p, size_t i) {
-  const double v = p[i];
-  if (!(v >= 0) || v > 9007199254740991.0 || v != std::floor(v)) throw std::invalid_argument("sparse parameter " + std::to_string(i) + " is not a rank");
-  return static_cast<uint64_t>(v);
-}
+uint64_t rankAt(const std::vector<double>& p, size_t i) { return wholeParam(p, i, 9007199254740991.0, "sparse", "a rank"); }
 
 }  // namespace
 
