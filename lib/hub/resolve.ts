@@ -75,8 +75,8 @@ export async function resolveModelReference(reference: string, options: ResolveO
  * already looked for a folder of that name (a recipe, against its own folder), so one in the working directory does not stand in for the hub id.
  */
 export async function resolveReference(reference: string, options: ResolveOptions = {}, decided = false): Promise<ModelSource> {
-  const ref = parseHubReference(reference);
-  if (ref === null || (!decided && isDirectory(reference))) return { dir: reference };
+  if (isLocalReference(reference, decided)) return { dir: reference };
+  const ref = parseHubReference(reference)!;
   const env = hubEnvironment(options.env);
   const cached = cachedSnapshot(env.cacheDir, ref);
   const source = (s: { dir: string; commit: string }): ModelSource => ({ dir: s.dir, hub: { repo: ref.repo, revision: ref.revision, commit: s.commit } });
@@ -117,6 +117,11 @@ export async function resolveReference(reference: string, options: ResolveOption
     }
     throw e;
   }
+}
+
+/** Whether resolveReference reads `reference` as a local folder (not a hub id), without opening it; `decided` as there. */
+export function isLocalReference(reference: string, decided = false): boolean {
+  return parseHubReference(reference) === null || (!decided && isDirectory(reference));
 }
 
 function isDirectory(p: string): boolean {

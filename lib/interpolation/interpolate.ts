@@ -4,7 +4,8 @@
  */
 import * as path from 'node:path';
 import { Checkpoint, layerCount, pathsRead } from '../model/checkpoint';
-import { hubProvenance, openModels } from '../hub/open-model';
+import { hubProvenance, ModelCheckpoint, openModels } from '../hub/open-model';
+import { isLocalReference } from '../hub/resolve';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { environmentError, usageError, WeightmixError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
@@ -77,6 +78,8 @@ export interface InterpolationCommon extends SelectionInput, EngineOptions {
    * rejects with what it threw.
    */
   onProgress?: (p: MergeProgress) => void;
+  /** The environment the HF_* variables come from (default process.env), as `merge` and `openModel` take it. */
+  env?: NodeJS.ProcessEnv;
   /** Progress of a hub download, when a hub id is not (wholly) in the cache; one that throws, or whose promise rejects, fails the run with its error while it can still stop. */
   onDownload?: (p: DownloadProgress) => void;
   /** One-line notices (stale leftovers removed, …); one that throws, or whose promise rejects, fails the run with its error while it can still stop. */
@@ -147,6 +150,7 @@ export const INTERPOLATION_COMMON_KEYS: OptionKeys<InterpolationCommon> = {
   direct: 'optional',
   device: 'optional',
   onProgress: 'optional',
+  env: 'optional',
   onDownload: 'optional',
   onNotice: 'optional',
   signal: 'optional',
@@ -208,40 +212,16 @@ export async function runInterpolation(
     if (typeof options[key] !== 'string' || options[key] === '') throw usageError(`${name(key)} must be a model folder path, got ${showValue(options[key])}`);
   }
   preloadNative();
-  const [instruct, thinking] = await openModels([options.instruct, options.thinking], options);
-  checkCompatible(instruct, thinking);
-  checkLayersExist(
-    selection,
-    layerCount(instruct, (n) => classifyTensor(n).layer),
-    name('layers'),
-  );
-  // The tensors left out, not a table of all: without a selection (the usual run) it stays empty.
-  const unselected = selectsAll(selection) ? new Set<string>() : new Set(instruct.names.filter((n) => !isSelected(n, selection)));
-  const selectedTensors = instruct.names.length - unselected.size;
-  if (selectedTensors === 0) {
-    throw usageError(
-      `the selection (${describeSelection(selection)}) matches none of the ${instruct.names.length} tensors: nothing would be interpolated${absentModulesNote(selection, instruct.names)}`,
-    );
-  }
-  checkSkippedModulesExist(selection, instruct.names, name('skipModules'));
-  const reads = [...pathsRead(instruct), ...pathsRead(thinking)];
-  await refuseUncomputedTensors(
-    [instruct, thinking],
-    () =>
-      instruct.names
-        .filter((n) => !unselected.has(n))
-        .map((n) => ({ name: n, sources: [instruct, thinking].map((m) => ({ tensor: m.tensors.get(n)!, where: m.dir })) })),
-    'leave it out with --layers, --modules or --skip-modules (it then keeps the Instruct bytes)',
-  );
-
+  const localInputs = [options.instruct, options.thinking].filter((r) => isLocalReference(r)).map((r) => path.resolve(r));
   const transactions: OutputTransaction[] = [];
   try {
+    // Locked before the models are opened: a second run on these outputs is refused at once, not after this one's downloads.
     for (const [o, t] of targets.entries()) {
       transactions.push(
         await OutputTransaction.begin(t.dir, {
           force: options.force,
           notice: options.onNotice,
-          reads,
+          reads: localInputs,
           siblings,
           // The first target's look covers every sibling λ's leftovers: once per sweep, not once per λ (1000 λ took minutes).
           removeStale: o === 0,
@@ -252,6 +232,9 @@ export async function runInterpolation(
     }
     // Every target locked first, then one look for --part jobs on them: a part starting meanwhile sees those locks.
     if (!part) refuseRunningParts(targets.map((t) => path.resolve(t.dir)));
+    const { instruct, thinking, unselected, selectedTensors } = await openPair(options, selection, name);
+    // Hub snapshots are known only now.
+    for (const t of targets) OutputTransaction.refuseInputs(t.dir, [...pathsRead(instruct), ...pathsRead(thinking)]);
     const recipeText = (lambda: number) =>
       JSON.stringify({
         method: 'interpolate',
@@ -341,6 +324,39 @@ export async function runInterpolation(
     await OutputTransaction.abortAll(transactions);
     throw environmentError(e, `cannot finish ${targets.map((t) => t.dir).join(', ')}`);
   }
+}
+
+/** The pair opened (a hub id's snapshot downloaded) and checked against each other and the selection. */
+async function openPair(
+  options: InterpolationCommon,
+  selection: ReturnType<typeof parseSelection>,
+  name: OptionNamer,
+): Promise<{ instruct: ModelCheckpoint; thinking: ModelCheckpoint; unselected: Set<string>; selectedTensors: number }> {
+  const [instruct, thinking] = await openModels([options.instruct, options.thinking], options);
+  checkCompatible(instruct, thinking);
+  checkLayersExist(
+    selection,
+    layerCount(instruct, (n) => classifyTensor(n).layer),
+    name('layers'),
+  );
+  // The tensors left out, not a table of all: without a selection (the usual run) it stays empty.
+  const unselected = selectsAll(selection) ? new Set<string>() : new Set(instruct.names.filter((n) => !isSelected(n, selection)));
+  const selectedTensors = instruct.names.length - unselected.size;
+  if (selectedTensors === 0) {
+    throw usageError(
+      `the selection (${describeSelection(selection)}) matches none of the ${instruct.names.length} tensors: nothing would be interpolated${absentModulesNote(selection, instruct.names)}`,
+    );
+  }
+  checkSkippedModulesExist(selection, instruct.names, name('skipModules'));
+  await refuseUncomputedTensors(
+    [instruct, thinking],
+    () =>
+      instruct.names
+        .filter((n) => !unselected.has(n))
+        .map((n) => ({ name: n, sources: [instruct, thinking].map((m) => ({ tensor: m.tensors.get(n)!, where: m.dir })) })),
+    'leave it out with --layers, --modules or --skip-modules (it then keeps the Instruct bytes)',
+  );
+  return { instruct, thinking, unselected, selectedTensors };
 }
 
 /** The output shards of part I of N, balanced by the Instruct shards' file sizes (engine/parts.ts). */
