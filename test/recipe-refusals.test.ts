@@ -163,7 +163,7 @@ describe('refusals name what they refuse', () => {
       /appears twice in one slice/,
     );
   });
-  test('values: dtype names, tokenizer_source unknown models, random_seed, parameter shapes', () => {
+  test('values: dtype names, a token source outside the merge, random_seed, parameter shapes', () => {
     refuses(lin({ dtype: 'bf16' }), /dtype: expected one of bfloat16, float16, float32/);
     refuses(lin({ out_dtype: 'int8' }), /out_dtype: expected one of/);
     refuses(lin({ dtype: 'constructor' }), /dtype: expected one of/); // not a property of the name table
@@ -172,7 +172,9 @@ describe('refusals name what they refuse', () => {
     refuses(lin({ dtype: 'torch.bf16' }), /dtype: expected one of .*got "torch.bf16"/);
     expect(parseRecipe(lin({ tokenizer_source: 'union' })).vocabularyFrom).toBe('union'); // supported now: recipe-tokenizer-union.test.ts
     refuses(lin({ tokenizer_source: 'base' }), /'base' needs a base_model/);
-    refuses(lin({ tokenizer_source: C }), /is not one of the recipe's models/);
+    // A model outside the merge gives its tokenizer alone (recipe-tokenizer-outside.test.ts); a token's source must be a recipe model.
+    expect(parseRecipe(lin({ tokenizer_source: C }))).toMatchObject({ vocabularyFrom: 'outside', outsideTokenizer: { model: C, name: C } });
+    refuses(lin({ tokenizer: { source: 'union', tokens: { x: { source: C } } } }), /is not one of the recipe's models/);
     refuses(lin({ random_seed: -1 }), /random_seed: expected a non-negative integer/);
     refuses(lin({ parameters: { normalize: { a: 1 } } }), /expected a number, a boolean, a string, a gradient list/);
     refuses(lin({ parameters: { normalize: [] } }), /an empty list has no value/);

@@ -15,6 +15,8 @@ import { merge } from '../lib/recipes/merge-recipe';
 import { mergeBatch } from '../lib/recipes/batch';
 import { parseRecipe } from '../lib/recipes/recipe';
 import { rebuildVocabulary } from '../lib/recipes/vocabulary-rebuild';
+import { openTokenizerAs } from '../lib/hub/open-model';
+import { filesFromFolder, isolatedHubEnv, repoOf, startHubServer } from './helpers/hub-server';
 import { rng, writeRandomBf16Model, qwen3Names, TensorSpec } from './helpers/models';
 import { ensureCliBuilt, expectOneLineError, leftoversBeside, runCli, scratchDir } from './helpers/cli';
 import { referencePermutedEmbeddings, ReferenceTokenSetting } from './reference/permuted-embeddings';
@@ -27,6 +29,7 @@ let dir: string;
 let A: string;
 let B: string;
 let C: string;
+let T: string;
 let counter = 0;
 
 /** A tokenizer.json: regular tokens at ids 0…, then added special tokens at the given ids. */
@@ -64,6 +67,12 @@ beforeAll(async () => {
   A = await model('a', 32, ts(0, 28), SPECIAL, next);
   B = await model('b', 32, [...ts(0, 24), ...ts(0, 4, 'u')], { ...SPECIAL, '<tool>': 30 }, next);
   C = await model('c', 30, [...ts(0, 22), ...ts(0, 4, 'u'), 't22', 't23'], SPECIAL, next);
+  // A tokenizer and config alone, outside every merge: t24…t26 of A left out, u1 only B's, zz0 and zz1 no model's.
+  T = path.join(dir, 'tokenizer-only');
+  fs.mkdirSync(T);
+  writeTokenizer(T, [...ts(0, 24), 'zz0', 'u1', 'zz1', 't27'], SPECIAL);
+  fs.writeFileSync(path.join(T, 'config.json'), JSON.stringify({ model_type: 'qwen3', vocab_size: 30 }));
+  fs.writeFileSync(path.join(T, 'chat_template.jinja'), '{{ messages }} from T');
 }, 60000);
 afterAll(async () => {
   await fs.promises.rm(dir, { recursive: true, force: true });
@@ -101,7 +110,8 @@ async function compareWithReference(
   const recipe = parseRecipe(doc);
   const ckpts = await Promise.all(recipe.models.map((m) => openCheckpoint(m)));
   const out = path.join(dir, `rebuilt-${counter++}`);
-  const rebuilt = await rebuildVocabulary(recipe, ckpts, out);
+  const outside = recipe.outsideTokenizer ? await openTokenizerAs(recipe.outsideTokenizer.model) : null;
+  const rebuilt = await rebuildVocabulary(recipe, ckpts, out, undefined, outside);
   try {
     expect(rebuilt.vocabulary?.kind).toBe('rebuild');
     expect(new Map(rebuilt.vocabulary!.vocabulary.vocab)).toEqual(expectedVocab);
@@ -310,4 +320,69 @@ describe(`tokenizer union and the tokenizer block (seed ${SEED})`, () => {
     expect(line).toMatch(/tokenizer.tokens."u1": the source .* does not have the token/);
     expect(leftoversBeside(out)).toEqual([]);
   }, 120000);
+});
+
+describe(`tokenizer_source outside the merge (seed ${SEED})`, () => {
+  const tVocab = () => new Map([...[...ts(0, 24), 'zz0', 'u1', 'zz1', 't27'].map((t, i): [string, number] => [t, i]), ...Object.entries(SPECIAL)]);
+
+  test("rows as mergekit builds them for that tokenizer's vocabulary: a holder's row, the base's, zeros where no model holds the token", async () => {
+    await compareWithReference(linear([A, B], { base_model: A, tokenizer_source: T }), tVocab(), new Map());
+    const forced = new Map<string, ReferenceTokenSetting>([['t5', { source: { model: 1 }, force: true }]]);
+    await compareWithReference(linear([B, A], { tokenizer: { source: T, tokens: { t5: { source: A, force: true } } } }), tVocab(), forced);
+  });
+
+  test("the merged output: that tokenizer's files and template, the base model's config with its vocab_size, a notice of the rows no model had", async () => {
+    const out = path.join(dir, `outside-${counter++}`);
+    const notices: string[] = [];
+    await merge(parseRecipe(linear([A, B], { base_model: A, tokenizer_source: T })), { output: out, threads: 2, onNotice: (m) => notices.push(m) });
+    expect(notices).toContain("tokenizer: 2 tokens of the output vocabulary no model holds: their embedding rows are zeros (as mergekit's)");
+    for (const file of ['tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja']) {
+      expect([file, fs.readFileSync(path.join(out, file), 'utf8')]).toEqual([file, fs.readFileSync(path.join(T, file), 'utf8')]);
+    }
+    const config = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
+    expect(config).toEqual({ ...(JSON.parse(fs.readFileSync(path.join(A, 'config.json'), 'utf8')) as Record<string, unknown>), vocab_size: 30 });
+    expect((await openCheckpoint(out)).tensors.get('model.embed_tokens.weight')!.shape).toEqual([30, 16]);
+    expect(fs.readFileSync(path.join(out, 'README.md'), 'utf8')).toContain(`tokenizer and templates from ${T} (its tokenizer files only)`);
+    expect(fs.readdirSync(T).sort()).toEqual(['chat_template.jinja', 'config.json', 'tokenizer.json', 'tokenizer_config.json']);
+  });
+
+  test('refusals: no tokenizer.json, no folder, an output that would replace it, a batch; one line each, nothing left', async () => {
+    const fails = async (extra: Record<string, unknown>, message: RegExp, out = path.join(dir, `bad-outside-${counter++}`)) => {
+      await expect(merge(parseRecipe(linear([A, B], extra)), { output: out })).rejects.toThrow(message);
+      expect(leftoversBeside(out)).toEqual([]);
+    };
+    const bare = path.join(dir, 'config-only');
+    fs.mkdirSync(bare, { recursive: true });
+    fs.writeFileSync(path.join(bare, 'config.json'), '{}');
+    await fails({ tokenizer_source: bare }, new RegExp(`tokenizer_source: ${bare} has no tokenizer.json, and mergekit rebuilds the embeddings`));
+    expect(() => parseRecipe(linear([A, B], { tokenizer_source: path.join(dir, 'nowhere') }))).toThrow(/^tokenizer_source: model folder not found: .*nowhere$/);
+    // The tokenizer source is an input: an output that would replace it is refused, --force or not.
+    await expect(merge(parseRecipe(linear([A, B], { tokenizer_source: T })), { output: T, force: true })).rejects.toThrow(
+      `the output ${T} is one of the inputs of this merge; choose another output folder`,
+    );
+    expect(fs.readdirSync(T).sort()).toEqual(['chat_template.jinja', 'config.json', 'tokenizer.json', 'tokenizer_config.json']);
+    const batchOut = path.join(dir, `batch-${counter++}`);
+    await expect(mergeBatch([{ name: 'o', recipe: parseRecipe(linear([A, B], { tokenizer_source: T })) }], { output: batchOut })).rejects.toThrow(
+      `o: tokenizer_source ${T} is none of the recipe's models, which a batch does not take yet: merge that recipe on its own`,
+    );
+    expect(leftoversBeside(batchOut)).toEqual([]);
+  });
+
+  test('a hub id: only its tokenizer files and config are downloaded, and the output records its commit', async () => {
+    // The hub repo holds a whole model (C): its weights must not be fetched for a tokenizer.
+    const server = await startHubServer({ 'Org/Tok': repoOf(filesFromFolder(C)) });
+    try {
+      const out = path.join(dir, `hub-${counter++}`);
+      const env = isolatedHubEnv(server.endpoint, path.join(dir, `hf-${counter++}`));
+      await merge(parseRecipe(linear([A, B], { base_model: A, tokenizer_source: 'Org/Tok' })), { output: out, env });
+      const fetched = server.log.filter((r) => r.method === 'GET' && r.url.includes('/resolve/')).map((r) => path.basename(r.url));
+      expect(fetched.length).toBeGreaterThan(0);
+      expect(fetched.filter((f) => f.endsWith('.safetensors') || f.endsWith('.index.json'))).toEqual([]);
+      expect(fs.readFileSync(path.join(out, 'tokenizer.json'), 'utf8')).toBe(fs.readFileSync(path.join(C, 'tokenizer.json'), 'utf8'));
+      const record = JSON.parse((await openCheckpoint(out)).shards[0].header.metadata!.weightmix) as { tokenizerHub?: { repo: string; commit: string } };
+      expect(record.tokenizerHub).toMatchObject({ repo: 'Org/Tok', commit: server.repos.get('Org/Tok')!.refs.main });
+    } finally {
+      await server.close();
+    }
+  });
 });

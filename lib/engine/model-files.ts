@@ -1,7 +1,7 @@
 /** The non-tensor files of an output model: index, sidecars, config dtype and the model card. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Checkpoint, INDEX_FILE } from '../model/checkpoint';
+import { INDEX_FILE, SidecarFolder } from '../model/checkpoint';
 import { confinedRealPath } from '../model/paths';
 import type { PlannedModel } from './plan';
 import { FloatDtype, TORCH_DTYPE_NAMES } from '../format/dtypes';
@@ -85,7 +85,7 @@ function isArrayIndex(name: string): boolean {
 
 /** Copies the sidecar files (config, tokenizer, templates, …) of `from`, those `only` accepts; rewrites config's dtype when it changed. */
 export async function copySidecars(
-  from: Checkpoint,
+  from: SidecarFolder,
   dir: string,
   dtype: FloatDtype | undefined,
   only: (name: string) => boolean = () => true,

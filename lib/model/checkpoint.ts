@@ -72,10 +72,18 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   return openCheckpointWith(dir);
 }
 
-/** openCheckpoint, sharing what `memo` kept of the models opened before it in the same run (open-memo.ts), and keeping its own there. */
-export async function openCheckpointWith(dir: string, memo?: OpenMemo): Promise<Checkpoint> {
-  if (typeof dir !== 'string' || dir === '')
-    throw usageError(`openCheckpoint(dir): dir must be a model folder path, got ${JSON.stringify(dir) ?? String(dir)}`);
+/** A folder's files beside any weights: what a tokenizer-only source (a recipe's `tokenizer_source` outside the merge) is. */
+export type SidecarFolder = Pick<Checkpoint, 'dir' | 'sidecars' | 'config'>;
+
+/** A folder's sidecars and config.json, its weights (if any) not opened; `ModelNotFound` where it is no folder. */
+export async function openSidecarFolder(dir: string): Promise<SidecarFolder> {
+  const root = await modelFolder(dir);
+  const sidecars = await listSidecars(root, await fs.promises.readdir(root));
+  return { dir: root, sidecars, config: await readConfig(root, sidecars) };
+}
+
+/** The absolute path of the model folder `dir` names; `ModelNotFound` where there is none. */
+async function modelFolder(dir: string): Promise<string> {
   const root = path.resolve(dir);
   let stat: fs.Stats;
   try {
@@ -84,6 +92,14 @@ export async function openCheckpointWith(dir: string, memo?: OpenMemo): Promise<
     throw new WeightmixError('ModelNotFound', `model folder not found: ${dir}`);
   }
   if (!stat.isDirectory()) throw new WeightmixError('ModelNotFound', `not a model folder: ${dir}`);
+  return root;
+}
+
+/** openCheckpoint, sharing what `memo` kept of the models opened before it in the same run (open-memo.ts), and keeping its own there. */
+export async function openCheckpointWith(dir: string, memo?: OpenMemo): Promise<Checkpoint> {
+  if (typeof dir !== 'string' || dir === '')
+    throw usageError(`openCheckpoint(dir): dir must be a model folder path, got ${JSON.stringify(dir) ?? String(dir)}`);
+  const root = await modelFolder(dir);
   const entries = await fs.promises.readdir(root);
   const shardNames = await listShards(root, entries, memo);
   const weightMap = shardNames.weightMap;
@@ -230,8 +246,8 @@ function tensorTableOrUndefined(dir: string, shards: Shard[]): ReturnType<typeof
 }
 
 /** Everything a merge reads from the model: its folder, shards and sidecars (an output must replace none of them). */
-export function pathsRead(checkpoint: Checkpoint): string[] {
-  return [checkpoint.dir, ...checkpoint.shards.map((s) => s.path), ...checkpoint.sidecars.map((name) => path.join(checkpoint.dir, name))];
+export function pathsRead(checkpoint: SidecarFolder & Partial<Pick<Checkpoint, 'shards'>>): string[] {
+  return [checkpoint.dir, ...(checkpoint.shards ?? []).map((s) => s.path), ...checkpoint.sidecars.map((name) => path.join(checkpoint.dir, name))];
 }
 
 /** An index's weight_map: its tensor names in file order and the shard each is listed in. */

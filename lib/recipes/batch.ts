@@ -21,7 +21,8 @@ import { assignParts } from '../engine/parts';
 import { OutputTransaction, refuseRunningParts } from '../engine/output';
 import { MergePlan, planMerge, TensorRecipe } from '../engine/plan';
 import { methodFor } from './methods';
-import { checkRecipeArgument, finishRecipeOutput, isRecipe, MERGE_KEYS, recipeMetadata } from './merge-recipe';
+import { checkRecipeArgument, isRecipe, MERGE_KEYS } from './merge-recipe';
+import { finishRecipeOutput, recipeMetadata } from './recipe-output-files';
 import { checkRecipe, parseRecipeAs, ParseRecipeOptions, readRecipeFileNamed, Recipe } from './recipe';
 import { API_NAMES, checkOptions, nearestKey, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { DownloadProgress } from '../hub/snapshot-download';
@@ -183,6 +184,11 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
         'UnsupportedRecipe',
         `${batch[i].name}: ${r.modelNames[j]} applies a LoRA adapter (model+lora), which a batch does not do yet: merge that recipe on its own`,
       );
+    if (r.outsideTokenizer)
+      throw new WeightmixError(
+        'UnsupportedRecipe',
+        `${batch[i].name}: tokenizer_source ${r.outsideTokenizer.name} is none of the recipe's models, which a batch does not take yet: merge that recipe on its own`,
+      );
   });
 
   // Each model folder is opened once for the whole batch; models saved alike are read and checked once (open-memo.ts).
@@ -236,7 +242,7 @@ export async function mergeBatchAs(batch: BatchRecipe[], options: BatchMergeOpti
             (e.plan = planMerge({
               checkpoints: sourceCheckpoints(e.planned, e.ckpts),
               layout: e.planned.layout,
-              outputs: [{ dir: e.tx!.tempDir, metadata: recipeMetadata(e.recipe, e.ckpts) }],
+              outputs: [{ dir: e.tx!.tempDir, metadata: recipeMetadata(e.recipe, e.ckpts, e.planned.vocabulary) }],
               recipe: (name) => e.recipes!.get(name)!,
             })),
         ),

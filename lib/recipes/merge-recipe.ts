@@ -3,12 +3,10 @@
  * tensor, its source tensors (slices may renumber layers) and linear coefficients; methods that need
  * angles (slerp, model_stock) get them from a first moments pass; then one plan writes the model.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Checkpoint, pathsRead } from '../model/checkpoint';
-import { isTokenizerSidecar } from '../model/tokenizer-sidecars';
-import { hubProvenance, ModelCheckpoint } from '../hub/open-model';
-import { AdaptedCheckpoint, openRecipeModels } from './lora/adapted-models';
+import { pathsRead } from '../model/checkpoint';
+import type { ModelCheckpoint } from '../hub/open-model';
+import { openRecipeModels } from './lora/adapted-models';
 import type { DownloadProgress } from '../hub/snapshot-download';
 import { environmentError, usageError } from '../errors';
 import type { ResolvedDevice } from '../engine/device';
@@ -17,24 +15,22 @@ import { executeMergePlan, MergeProgress, runStatisticsPlan } from '../engine/ex
 import { besideReserved } from '../engine/alongside';
 import { Moments, runMomentsPass } from '../engine/moments';
 import { methodFor } from './methods';
-import { copySidecars, preparedIndex, writeIndex, writeModelCard } from '../engine/model-files';
+import { preparedIndex, writeIndex } from '../engine/model-files';
 import { writePassBlockBytes } from '../engine/block-bytes';
 import { EngineOptions, parseBlockBytes, parseDevice, parseOutputFolder, parsePart, parseThreads, showValue } from '../options';
 import { partShardFilter } from '../engine/parts';
 import { refuseOtherPartJob } from '../engine/part-target';
 import { layoutShardSizes, tensorsOfShards } from '../engine/output-layout';
 import { OutputTransaction, partBeginOptions } from '../engine/output';
-import { planMerge, PlannedModel, TensorRecipe } from '../engine/plan';
-import { TORCH_DTYPE_NAMES } from '../format/dtypes';
-import { configDtype } from './output-dtype';
-import { setConfigVocabSize, VocabularyPlan } from './tokenizer-source';
+import { planMerge } from '../engine/plan';
+import { unheldTokens, VocabularyPlan } from './tokenizer-source';
+import { plural } from '../plural';
 import { rebuildVocabulary } from './vocabulary-rebuild';
-import { writeAddedTokens } from './tokenizer-files';
-import { chooseChatTemplate, writeChatTemplate } from './chat-template';
+import { finishRecipeOutput, recipeMetadata } from './recipe-output-files';
 import { checkRecipe, parseRecipeAs, ParseRecipeOptions, readRecipeFileAs, Recipe } from './recipe';
 import { API_NAMES, checkOptions, OptionKeys, OptionNamer } from '../api/validate-options';
 import type { MergeMethodName } from '../merge-method-names';
-import { localMomentTensors, planRecipe, RecipePlan, sourceCheckpoints, tensorRecipes } from './recipe-plan';
+import { localMomentTensors, planRecipe, sourceCheckpoints, tensorRecipes } from './recipe-plan';
 import { refuseMixedArchitectures, refuseMixedWidths, refuseUncomputedRecipeTensors } from './plan-refusals';
 import { setRamPlusLambdas } from './ram-counts';
 import { setDellaScales } from './della-rescale';
@@ -42,7 +38,6 @@ import { setSceStatistics } from './sce-statistics';
 import { setArceeFusionThresholds } from './arcee-fusion-statistics';
 import { setRowWeights } from './row-wise';
 import { fitsInMemory, resolveSparse } from './sparsify';
-import { VERSION } from '../version';
 import { withGuardedCallbacks } from '../api/guarded-callbacks';
 
 /** The options of `merge`. */
@@ -185,7 +180,9 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
   const part = parsePart(options.part, name('part'));
   const outDir = path.resolve(options.output);
   // A part's output is shared with the other parts (only a file or a dangling link there is refused now); its transaction tells their files from another model's.
-  const localInputs = [...recipe.models, ...recipe.adapters].filter((m): m is string => m !== null && path.isAbsolute(m));
+  const localInputs = [...recipe.models, ...recipe.adapters, recipe.outsideTokenizer?.model ?? null].filter(
+    (m): m is string => m !== null && path.isAbsolute(m),
+  );
   OutputTransaction.refuseExisting(options.output, options.force, part !== undefined, localInputs);
   preloadNative();
   // Locked before any model is opened: a second run on this output is refused at once, not after this one's downloads,
@@ -199,10 +196,13 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
       refuseMixedWidths(ckpts, (m) => recipe.modelNames[m]);
     });
     try {
-      const { ckpts, vocabulary, cleanup } = await rebuildVocabulary(recipe, adapted.ckpts, outDir, options.signal);
+      const { ckpts, vocabulary, cleanup } = await rebuildVocabulary(recipe, adapted.ckpts, outDir, options.signal, adapted.tokenizer);
       try {
+        const unheld = vocabulary === null ? 0 : unheldTokens(vocabulary, recipe.vocabularyOptions?.tokens ?? new Map());
+        if (unheld > 0)
+          options.onNotice?.(`tokenizer: ${plural(unheld, 'token')} of the output vocabulary no model holds: their embedding rows are zeros (as mergekit's)`);
         // Hub snapshots and working folders are known only now.
-        OutputTransaction.refuseInputs(outDir, ckpts.flatMap(pathsRead));
+        OutputTransaction.refuseInputs(outDir, [...ckpts, ...(adapted.tokenizer ? [adapted.tokenizer] : [])].flatMap(pathsRead));
         return await mergeModels(recipe, ckpts, vocabulary, tx, { threads, blockBytes, direct, device, part }, options, name, started);
       } finally {
         await cleanup();
@@ -238,7 +238,7 @@ async function mergeModels(
   const planned = planRecipe(recipe, ckpts, vocabulary);
   const { tensors: out, layers, views } = planned;
   await refuseUncomputedRecipeTensors(planned, recipe, ckpts);
-  const metadata = recipeMetadata(recipe, ckpts);
+  const metadata = recipeMetadata(recipe, ckpts, planned.vocabulary);
   // Another job's parts in the folder: refused before the statistics passes (partOf asks again once the plan is made).
   if (part) refuseOtherPartJob(tx.target, { ...part, recipe: metadata.weightmix }, options.force ?? false);
 
@@ -318,128 +318,4 @@ async function mergeModels(
 /** A parsed recipe (the API also takes YAML text or a plain object). */
 export function isRecipe(x: unknown): x is Recipe {
   return typeof x === 'object' && x !== null && Array.isArray((x as Recipe).slices) && (x as Recipe).modelParameters instanceof Map;
-}
-
-/** The recipe as the output records it (safetensors metadata and model card), with the commit of each hub model. */
-function recipeRecord(recipe: Recipe, ckpts: ModelCheckpoint[]): Record<string, unknown> {
-  const hub = ckpts.some((c) => c.hub) ? ckpts.map(hubProvenance) : undefined;
-  // model+lora: the commit of each adapter that came from the hub, per model.
-  const adapters = ckpts.map((c) => (c as AdaptedCheckpoint).adapterHub);
-  const adapterHub = adapters.some((a) => a) ? adapters.map((a) => hubProvenance({ hub: a })) : undefined;
-  return { method: recipe.method, recipe: recipe.document, hub, ...(adapterHub ? { adapterHub } : {}), weightmix: VERSION };
-}
-
-/** The metadata of every output shard's header. */
-export function recipeMetadata(recipe: Recipe, ckpts: ModelCheckpoint[]): Record<string, string> {
-  return { format: 'pt', weightmix: JSON.stringify(recipeRecord(recipe, ckpts)) };
-}
-
-/** The files beside the shards: index (`writeIndexFile`: preparedIndex's, when its bytes were made during the run), config and tokenizer (layer count fixed for stacks), model card. */
-export async function finishRecipeOutput(
-  model: PlannedModel,
-  recipe: Recipe,
-  ckpts: ModelCheckpoint[],
-  planned: RecipePlan,
-  recipes: ReadonlyMap<string, TensorRecipe>,
-  writeIndexFile: () => Promise<void> = () => writeIndex(model),
-): Promise<void> {
-  const method = methodFor(recipe.method);
-  const { tensors: out, layers, layerSources, views } = planned;
-  await writeIndexFile();
-  // As mergekit: the config (and generation config) of the base model, else of the first; the tokenizer of the tokenizer source.
-  const from = ckpts[configModel(recipe)];
-  const tokenizerFrom = ckpts[recipe.tokenizerSource];
-  // config.json states the dtype of the tensors written (mergekit: F32 tensors from an F32 base are said to be F32).
-  const written = configDtype(out.map((t) => ({ dtype: recipes.get(t.name)!.dtype, elements: views[t.sources[0].model].get(t.name)!.elementCount })));
-  const stated: unknown = from.config?.dtype ?? from.config?.torch_dtype;
-  const dtype = written && stated !== TORCH_DTYPE_NAMES[written] ? written : undefined;
-  if (tokenizerFrom === from) {
-    await copySidecars(from, model.dir, dtype);
-  } else {
-    await copySidecars(from, model.dir, dtype, (name) => !isTokenizerSidecar(name));
-    await copySidecars(tokenizerFrom, model.dir, undefined, isTokenizerSidecar);
-  }
-  if (planned.vocabulary !== null) {
-    await setConfigVocabSize(model.dir, planned.vocabulary.rows);
-    await writeAddedTokens(model.dir, planned.vocabulary.vocabulary);
-  }
-  // mergekit sets the template on the tokenizer it saves; with no tokenizer to save it writes none.
-  const hasTokenizer = tokenizerFrom.sidecars.some((n) => TOKENIZER_FILES.includes(n));
-  const chatTemplate = hasTokenizer ? chooseChatTemplate(recipe.chatTemplate, ckpts) : null;
-  if (chatTemplate !== null) await writeChatTemplate(model.dir, chatTemplate);
-  await fixLayerCount(
-    model.dir,
-    from,
-    layers,
-    layerSources.map((s) => ckpts[s.model].config),
-    layerSources,
-  );
-  const drawsMasks = method.name.startsWith('dare') || method.name.startsWith('della');
-  await writeModelCard(model.dir, {
-    title: `${recipe.method} merge of ${recipe.modelNames.map((n) => path.basename(n)).join(', ')}`,
-    sources: ckpts.map((c, i) => ({ role: i === recipe.base ? 'base model' : `model ${i}`, dir: c.dir, hub: c.hub })),
-    lines: [
-      `merge_method: ${recipe.method}, from a mergekit recipe (${recipe.form} form)`,
-      "arithmetic in f32, one round-to-nearest-even to the output dtype (the recipe's dtype sets only the output dtype when out_dtype is absent)",
-      recipe.tokenizerSource === configModel(recipe)
-        ? `config, tokenizer and templates from ${recipe.modelNames[recipe.tokenizerSource]}`
-        : `config from ${recipe.modelNames[configModel(recipe)]}; tokenizer and templates from ${recipe.modelNames[recipe.tokenizerSource]}`,
-      ...(planned.vocabulary === null ? [] : [vocabularyLine(recipe, planned.vocabulary)]),
-      ...recipe.adapters.flatMap((a, i) =>
-        a === null ? [] : [`${recipe.modelNames[i]}: the LoRA adapter applied first (W + scale·B·A in f64, rounded once to each tensor's dtype)`],
-      ),
-      ...(recipe.chatTemplate === null ? [] : [chatTemplateLine(recipe.chatTemplate.kind, chatTemplate, hasTokenizer)]),
-      ...(recipe.randomSeed !== null && !drawsMasks ? [`random_seed: ${recipe.randomSeed} (no method here draws random numbers)`] : []),
-      ...(drawsMasks
-        ? [
-            `${method.name.startsWith('dare') ? 'DARE' : 'DELLA'} masks: counter-based (splitmix64) generator keyed by random_seed ${recipe.randomSeed ?? 0}, tensor name, model index and element index`,
-          ]
-        : []),
-    ],
-    recipe: recipeRecord(recipe, ckpts),
-  });
-}
-
-function vocabularyLine(recipe: Recipe, plan: VocabularyPlan): string {
-  const which = recipe.vocabularyFrom === 'union' ? "the union of the models' vocabularies" : "that tokenizer's vocabulary";
-  if (plan.kind === 'cut') return `embed_tokens and lm_head cut to the ${plan.rows} rows of ${which} (as mergekit rebuilds them)`;
-  return (
-    `embed_tokens and lm_head rebuilt for the ${plan.rows} rows of ${which}, as mergekit's PermutedEmbeddings: ` +
-    "each model's own row of a token it has; else the recipe's tokens entry, the only holder's row, the base model's, or the mean over the holders (f64, rounded once)"
-  );
-}
-
-/** The files that make a tokenizer (transformers loads one from any of them). */
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.json'];
-
-function chatTemplateLine(kind: 'auto' | 'text', written: string | null, hasTokenizer: boolean): string {
-  if (!hasTokenizer) return 'chat_template: not written (the tokenizer source has no tokenizer files)';
-  if (written === null) return 'chat_template: auto, and no model has one (the tokenizer is left as it is)';
-  return `chat_template: ${kind === 'auto' ? "the most common of the models' templates" : "the recipe's"}, in chat_template.jinja`;
-}
-
-/** The model whose config.json the output gets: the base model, else the first (mergekit's _model_out_config). */
-function configModel(recipe: Recipe): number {
-  return recipe.base ?? 0;
-}
-
-/** A stacked (passthrough) model has another depth: config.json says so. */
-async function fixLayerCount(
-  dir: string,
-  from: Checkpoint,
-  layers: number,
-  sourceConfigs: (Record<string, unknown> | null)[],
-  sources: { layer: number }[],
-): Promise<void> {
-  const file = path.join(dir, 'config.json');
-  if (!from.config || !fs.existsSync(file) || from.config.num_hidden_layers === layers) return;
-  const config = JSON.parse(await fs.promises.readFile(file, 'utf8')) as Record<string, unknown>;
-  config.num_hidden_layers = layers;
-  if (Array.isArray(config.layer_types)) {
-    config.layer_types = sources.map((s, i) => {
-      const types = sourceConfigs[i]?.layer_types;
-      return Array.isArray(types) && s.layer < types.length ? types[s.layer] : (config.layer_types as unknown[])[0];
-    });
-  }
-  await fs.promises.writeFile(file, JSON.stringify(config, null, 2) + '\n');
 }

@@ -64,8 +64,16 @@ export interface Recipe {
   outDtype: FloatDtype | null;
   /** Model index whose tokenizer and templates the output gets (its config.json: the base model's, else the first's). */
   tokenizerSource: number;
-  /** With `tokenizer_source` or a `tokenizer` block: the model whose vocabulary the embeddings are rebuilt for, or 'union' (every model's); else null. */
-  vocabularyFrom: number | 'union' | null;
+  /**
+   * With `tokenizer_source` or a `tokenizer` block: the model whose vocabulary the embeddings are rebuilt for, 'union' (every
+   * model's) or 'outside' (`outsideTokenizer`'s); else null.
+   */
+  vocabularyFrom: number | 'union' | 'outside' | null;
+  /**
+   * A `tokenizer_source` that is none of the recipe's models: its folder (absolute) or hub id, and the name as written. It gives
+   * the output its tokenizer files and vocabulary, nothing else (a hub id downloads only those and config.json); null otherwise.
+   */
+  outsideTokenizer: { model: string; name: string } | null;
   /** The `tokenizer` block's `tokens` (token → its row's source, force) and `pad_to_multiple_of`; null without the block. */
   vocabularyOptions: { tokens: Map<string, TokenSetting>; padToMultipleOf: number | null } | null;
   /** `random_seed` (DARE masks), or null. */

@@ -272,6 +272,7 @@ export function parseRecipeAs(input: string | Record<string, unknown>, options: 
   if (top.base_model !== undefined && top.base_model !== null) base = modelIndex(top.base_model, 'base_model');
 
   let tokenizerSource = base ?? 0;
+  let outsideTokenizer: Recipe['outsideTokenizer'] = null;
   const given = (v: unknown) => v !== undefined && v !== null;
   if (given(top.tokenizer_source) && given(top.tokenizer)) throw recipeError("give either 'tokenizer_source' or a 'tokenizer' block, not both (as mergekit)");
   // A token's source must be one of the recipe's models (mergekit asserts it is part of the merge).
@@ -293,7 +294,10 @@ export function parseRecipeAs(input: string | Record<string, unknown>, options: 
     } else if (typeof ts !== 'string') {
       throw recipeError(`${key}: expected 'base', 'union' or a model, got ${JSON.stringify(ts)}`);
     } else {
-      tokenizerSource = knownModel(ts, key);
+      // A model outside the merge gives only its tokenizer (mergekit loads it by path; an adapter changes no tokenizer).
+      const ref = resolveModelPath(expand(ts, key), baseDir, key);
+      const i = [indexOf(ref), models.indexOf(ref.model)].find((j) => j >= 0);
+      [tokenizerSource, outsideTokenizer] = i !== undefined ? [i, null] : [tokenizerSource, { model: ref.model, name: ts }];
     }
   }
 
@@ -317,7 +321,8 @@ export function parseRecipeAs(input: string | Record<string, unknown>, options: 
     dtype: dtypeOf(top.dtype, 'dtype'),
     outDtype: dtypeOf(top.out_dtype, 'out_dtype'),
     tokenizerSource,
-    vocabularyFrom: given(vocabularySource) ? (vocabularySource === 'union' ? 'union' : tokenizerSource) : null,
+    vocabularyFrom: !given(vocabularySource) ? null : vocabularySource === 'union' ? 'union' : outsideTokenizer ? 'outside' : tokenizerSource,
+    outsideTokenizer,
     vocabularyOptions: block ? { tokens: block.tokens, padToMultipleOf: block.padToMultipleOf } : null,
     randomSeed,
     chatTemplate: parseChatTemplate(top.chat_template),

@@ -10,7 +10,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WeightmixError } from '../errors';
-import { Checkpoint, TensorLocation } from '../model/checkpoint';
+import type { Checkpoint, TensorLocation } from '../model/checkpoint';
+import type { TokenizerFolder } from '../hub/open-model';
 import { classifyTensor } from '../model/tensor-names';
 import { dtypeByteLength } from '../format/safetensors';
 import type { Recipe } from './recipe-types';
@@ -28,23 +29,33 @@ export function isEmbeddingMatrix(name: string): boolean {
   return m === 'embed' || m === 'head';
 }
 
-/** What the vocabulary keys make of the embeddings: each model's first `rows` rows, or rows rebuilt per token. */
-export type VocabularyPlan = { kind: 'cut'; rows: number; vocabulary: OutputVocabulary } | { kind: 'rebuild'; rows: number; vocabulary: OutputVocabulary };
+/**
+ * What the vocabulary keys make of the embeddings: each model's first `rows` rows, or rows rebuilt per token; `outside`: the
+ * tokenizer source outside the merge whose files the output takes (null: a model's).
+ */
+export interface VocabularyPlan {
+  kind: 'cut' | 'rebuild';
+  rows: number;
+  vocabulary: OutputVocabulary;
+  outside: TokenizerFolder | null;
+}
 
 /**
  * The output vocabulary of a recipe with `tokenizer_source` or a `tokenizer:` block (null without
  * either), and whether each model's embeddings are cut to it or rebuilt. Throws the one-line refusal.
  */
-export function planVocabulary(recipe: Recipe, ckpts: Checkpoint[]): VocabularyPlan | null {
+export function planVocabulary(recipe: Recipe, ckpts: Checkpoint[], outside: TokenizerFolder | null = null): VocabularyPlan | null {
   if (recipe.vocabularyFrom === null) return null;
   const options = recipe.vocabularyOptions;
-  const vocabulary = buildOutputVocabulary(recipe, ckpts, recipe.vocabularyFrom, [...(options?.tokens.keys() ?? [])], options?.padToMultipleOf ?? null);
+  const from = recipe.vocabularyFrom === 'outside' ? outside : recipe.vocabularyFrom;
+  if (from === null) throw new Error('internal: a tokenizer source outside the merge, not opened');
+  const vocabulary = buildOutputVocabulary(recipe, ckpts, from, [...(options?.tokens.keys() ?? [])], options?.padToMultipleOf ?? null);
   const { tokens, permutations, rows } = vocabulary;
   const forced = [...(options?.tokens.values() ?? [])].some((t) => t.force);
   const same = permutations.every((p) => tokens.every((tok, i) => tok === undefined || p[i] === i));
   const roomy = ckpts.every((c) => (embeddingRows(c) ?? rows) >= rows);
   // The cut keeps ids past a gap (mergekit would fail on an index there), as it always has.
-  if (same && !forced && rows === tokens.length && roomy) return { kind: 'cut', rows, vocabulary };
+  if (same && !forced && rows === tokens.length && roomy) return { kind: 'cut', rows, vocabulary, outside };
   if (!vocabulary.gapFree) {
     const hole = tokens.findIndex((t) => t === undefined);
     throw new WeightmixError(
@@ -52,7 +63,17 @@ export function planVocabulary(recipe: Recipe, ckpts: Checkpoint[]): VocabularyP
       `tokenizer: the output vocabulary has no token at id ${hole} (below its largest, ${tokens.length - 1}); mergekit builds ${vocabulary.vocab.size} rows and fails on an index, so weightmix refuses it`,
     );
   }
-  return { kind: 'rebuild', rows, vocabulary };
+  return { kind: 'rebuild', rows, vocabulary, outside };
+}
+
+/** How many of the vocabulary's tokens none of the recipe's models holds and no `tokens` entry names: their rows are zeros (mergekit warns of each). */
+export function unheldTokens(plan: VocabularyPlan, settings: ReadonlyMap<string, unknown>): number {
+  const { tokens, permutations } = plan.vocabulary;
+  let n = 0;
+  tokens.forEach((tok, id) => {
+    if (tok !== undefined && !settings.has(tok) && permutations.every((p) => p[id] < 0)) n++;
+  });
+  return n;
 }
 
 /** The first `rows` rows of an embedding matrix (the same offset: rows are stored first-index-major). */

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WeightmixError } from '../errors';
-import type { Checkpoint } from '../model/checkpoint';
+import type { Checkpoint, SidecarFolder } from '../model/checkpoint';
 import { parseJsonStrict } from '../format/json-strict';
 import { confinedRealPath } from '../model/paths';
 import type { Recipe } from './recipe-types';
@@ -35,12 +35,12 @@ export interface TokenizerVocabulary {
   modelVocabSize: number;
 }
 
-function tokenizerError(ckpt: Checkpoint, why: string): WeightmixError {
+function tokenizerError(ckpt: SidecarFolder, why: string): WeightmixError {
   return new WeightmixError('InvalidRecipe', `${path.join(ckpt.dir, TOKENIZER_FILE)}: ${why}`);
 }
 
 /** A model's tokenizer.json, or null without the file. */
-export function readTokenizerVocabulary(ckpt: Checkpoint): TokenizerVocabulary | null {
+export function readTokenizerVocabulary(ckpt: SidecarFolder): TokenizerVocabulary | null {
   if (!ckpt.sidecars.includes(TOKENIZER_FILE)) return null;
   const text = fs.readFileSync(confinedRealPath(ckpt.dir, TOKENIZER_FILE, ckpt.dir), 'utf8');
   const doc = parseJsonStrict(text, { what: TOKENIZER_FILE, maxDepth: 64 }) as { model?: { vocab?: unknown }; added_tokens?: unknown };
@@ -153,32 +153,34 @@ function byId(vocab: Map<string, number>): [string, number][] {
 }
 
 /**
- * mergekit's output vocabulary for `tokenizer_source` / the `tokenizer:` block (`from`: a model index,
- * or 'union'), with the block's tokens added, and each model's permutation. Throws the one-line refusal.
+ * mergekit's output vocabulary for `tokenizer_source` / the `tokenizer:` block (`from`: a model index, 'union', or the
+ * folder of a tokenizer outside the merge), with the block's tokens added, and each model's permutation. Throws the one-line refusal.
  * Where mergekit orders the union's new tokens by a hash map's iteration (which differs from run to run),
  * weightmix takes the models in the recipe's order (base first) and each model's tokens by id.
  */
 export function buildOutputVocabulary(
   recipe: Recipe,
   ckpts: Checkpoint[],
-  from: number | 'union',
+  from: number | 'union' | SidecarFolder,
   addTokens: string[],
   padTo: number | null,
 ): OutputVocabulary {
   const label = (m: number) => recipe.modelNames[m];
   const baseModel = recipe.base ?? 0;
   const read = ckpts.map((c) => readTokenizerVocabulary(c));
-  const sourceModel = from === 'union' ? baseModel : from;
-  if (read[sourceModel] === null) {
+  // An outside tokenizer's ids index no rows of its own: only its vocabulary is read (mergekit's AutoTokenizer of it, unstripped).
+  const sourceModel = from === 'union' ? baseModel : typeof from === 'number' ? from : null;
+  const source = sourceModel === null ? readTokenizerVocabulary(from as SidecarFolder) : read[sourceModel];
+  if (source === null) {
     throw new WeightmixError(
       'UnsupportedRecipe',
-      `${from === 'union' ? 'tokenizer source union: the base model' : 'tokenizer_source:'} ${label(sourceModel)} has no ${TOKENIZER_FILE}, and mergekit rebuilds the embeddings from its vocabulary`,
+      `${from === 'union' ? 'tokenizer source union: the base model' : 'tokenizer_source:'} ${sourceModel === null ? recipe.outsideTokenizer?.name : label(sourceModel)} has no ${TOKENIZER_FILE}, and mergekit rebuilds the embeddings from its vocabulary`,
     );
   }
-  const base = read[baseModel] ?? read[sourceModel]!;
+  const base = read[baseModel] ?? source;
   const sizes = read.map((t, m) => configVocabSize(ckpts[m], (t ?? base).vocab.size));
   // mergekit strips the base tokenizer of tokens past its vocab_size (rewriting its merges), which weightmix does not do.
-  for (const m of new Set([baseModel, sourceModel])) {
+  for (const m of new Set(sourceModel === null ? [baseModel] : [baseModel, sourceModel])) {
     const t = read[m] ?? base;
     for (const [tok, i] of t.vocab)
       if (i >= sizes[m]) {
@@ -189,7 +191,7 @@ export function buildOutputVocabulary(
       }
   }
 
-  const out = new GrowingTokenizer(read[sourceModel]!);
+  const out = new GrowingTokenizer(source);
   if (from === 'union') {
     // build_union_tokenizer: every model's vocabulary tokens, then every model's added tokens (the first settings win).
     const order = [baseModel, ...recipe.models.map((_, m) => m).filter((m) => m !== baseModel && read[m] !== null)];
@@ -231,7 +233,6 @@ export function buildOutputVocabulary(
     return p;
   });
   const added = [...out.added.values()].sort((x, y) => x.id - y.id);
-  const source = read[sourceModel]!;
   const addedChanged =
     added.length !== source.added.size ||
     added.some((a) => {

@@ -7,6 +7,7 @@
 import * as path from 'node:path';
 import { WeightmixError } from '../errors';
 import type { Checkpoint, TensorLocation } from '../model/checkpoint';
+import type { TokenizerFolder } from '../hub/open-model';
 import { FloatDtype, isFloatDtype } from '../format/dtypes';
 import { workingFolderBeside } from '../engine/output-leftovers';
 import type { Recipe } from './recipe-types';
@@ -70,9 +71,18 @@ function rebuiltTensors(recipe: Recipe, ckpts: Checkpoint[], plan: VocabularyPla
   return perModel;
 }
 
-/** Plans the vocabulary of `recipe` and, where it is more than a cut, rebuilds the models' embeddings beside `output`. */
-export async function rebuildVocabulary<C extends Checkpoint>(recipe: Recipe, ckpts: C[], output: string, signal?: AbortSignal): Promise<RebuiltModels<C>> {
-  const vocabulary = planVocabulary(recipe, ckpts);
+/**
+ * Plans the vocabulary of `recipe` (`outside`: its tokenizer source outside the merge, opened) and, where it is more than a
+ * cut, rebuilds the models' embeddings beside `output`.
+ */
+export async function rebuildVocabulary<C extends Checkpoint>(
+  recipe: Recipe,
+  ckpts: C[],
+  output: string,
+  signal?: AbortSignal,
+  outside: TokenizerFolder | null = null,
+): Promise<RebuiltModels<C>> {
+  const vocabulary = planVocabulary(recipe, ckpts, outside);
   if (vocabulary?.kind !== 'rebuild') return { ckpts, vocabulary, cleanup: async () => {} };
   const perModel = rebuiltTensors(recipe, ckpts, vocabulary);
   const { dir, remove: cleanup } = await workingFolderBeside(output, 'vocab');

@@ -1,6 +1,6 @@
-/** A recipe's models opened for merging, with each `model+lora` adapter applied (into a temporary folder beside the output). */
+/** A recipe's models opened for merging, with each `model+lora` adapter applied (into a temporary folder beside the output), and an outside tokenizer source. */
 import * as path from 'node:path';
-import { ModelCheckpoint, openModels } from '../../hub/open-model';
+import { ModelCheckpoint, openModels, openTokenizerAs, TokenizerFolder } from '../../hub/open-model';
 import { HubSource, resolveReference, ResolveOptions } from '../../hub/resolve';
 import type { Recipe } from '../recipe-types';
 import { readLoraAdapter } from './lora-adapter';
@@ -15,6 +15,8 @@ export interface AdaptedCheckpoint extends ModelCheckpoint {
 export interface RecipeModels {
   /** Per recipe model: its checkpoint, adapted where the recipe names an adapter. */
   ckpts: ModelCheckpoint[];
+  /** The tokenizer source outside the merge (`recipe.outsideTokenizer`), opened for its tokenizer files; null without one. */
+  tokenizer: TokenizerFolder | null;
   /** Removes the adapted tensors' folder (call once the merge has read them). */
   cleanup(): Promise<void>;
 }
@@ -32,7 +34,8 @@ export async function openRecipeModels(
   // parseRecipe resolved folders against the recipe's own folder: what is left are hub ids.
   const ckpts = await openModels(recipe.models, options, true);
   check(ckpts); // refusals that need only the models, before any adapter is applied
-  if (recipe.adapters.every((a) => a === null)) return { ckpts, cleanup: async () => {} };
+  const tokenizer = recipe.outsideTokenizer ? await openTokenizerAs(recipe.outsideTokenizer.model, options, true) : null;
+  if (recipe.adapters.every((a) => a === null)) return { ckpts, tokenizer, cleanup: async () => {} };
   const { dir, remove: cleanup } = await workingFolderBeside(output, 'lora');
   try {
     for (const [i, reference] of recipe.adapters.entries()) {
@@ -47,5 +50,5 @@ export async function openRecipeModels(
     await cleanup();
     throw e;
   }
-  return { ckpts, cleanup };
+  return { ckpts, tokenizer, cleanup };
 }
