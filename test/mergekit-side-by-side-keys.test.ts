@@ -284,7 +284,8 @@ describe('recipe keys against mergekit, PEFT and transformers', () => {
   const unionRecipes: [string, string[], Record<string, unknown>][] = [
     ['tokenizer_source: union, base_model', ['U', 'V'], { base_model: 'U', tokenizer_source: 'union' }],
     ['tokenizer_source: a model whose vocabulary differs', ['U', 'V'], { tokenizer_source: 'V' }],
-    // W's tokenizer alone: its own tokens, which neither U nor V holds, get rows of zeros (mergekit's ZeroEmbedding).
+    // W's tokenizer alone (V's vocabulary in another model's files): U's rows moved to its ids. (A token no merged model holds
+    // is left out: mergekit fails on it, the bugs table of docs/mergekit-parity.md.)
     ['tokenizer_source: a model outside the merge', ['U', 'V'], { tokenizer_source: 'W' }],
     [
       'tokenizer: union, a base that lacks tokens two others hold (means), tokens (force, model_token, a new token), pad_to_multiple_of',

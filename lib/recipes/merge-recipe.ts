@@ -200,7 +200,9 @@ export async function mergeAs(input: Recipe | Record<string, unknown>, options: 
       try {
         const unheld = vocabulary === null ? 0 : unheldTokens(vocabulary, recipe.vocabularyOptions?.tokens ?? new Map());
         if (unheld > 0)
-          options.onNotice?.(`tokenizer: ${plural(unheld, 'token')} of the output vocabulary no model holds: their embedding rows are zeros (as mergekit's)`);
+          options.onNotice?.(
+            `tokenizer: ${plural(unheld, 'token')} of the output vocabulary no model holds: their embedding rows are zeros (mergekit stops on such a token)`,
+          );
         // Hub snapshots and working folders are known only now.
         OutputTransaction.refuseInputs(outDir, [...ckpts, ...(adapted.tokenizer ? [adapted.tokenizer] : [])].flatMap(pathsRead));
         return await mergeModels(recipe, ckpts, vocabulary, tx, { threads, blockBytes, direct, device, part }, options, name, started);

@@ -181,7 +181,7 @@ async function main() {
   if (sections.has('peer')) {
     log('peer');
     const python = findPython(opts.python);
-    runPeer(pairs.get(opts.peerPair as PairName)!, work, python);
+    runPeer(pairs.get(opts.peerPair as PairName)!, work, python, 'dir' in tmpfs ? tmpfs.dir : null);
     const mergekit = findMergekitPython(opts.mergekitPython, [process.env.WEIGHTMIX_MERGEKIT_PYTHON, python]);
     runMergekitPeer(pairs.get(opts.peerPair as PairName)!, 'dir' in tmpfs ? tmpfs.dir : null, mergekit);
   }
