@@ -46,6 +46,15 @@ export function showValue(value: unknown): string {
   return typeof value === 'number' || typeof value === 'bigint' ? String(value) : (JSON.stringify(value) ?? String(value));
 }
 
+/** An `env` option (where `${NAME}` and the `HF_*` variables are read): an object whose variables are text, as process.env's. */
+export function checkEnvOption(env: unknown, where: string): void {
+  if (env !== undefined && (typeof env !== 'object' || env === null))
+    throw usageError(`${where}: option 'env' must be an object of variables, got ${showValue(env)}`);
+  // A number would be spelled however String() spells it.
+  const notText = env === undefined ? undefined : Object.entries(env as Record<string, unknown>).find(([, v]) => v !== undefined && typeof v !== 'string');
+  if (notText) throw usageError(`${where}: option 'env': variable '${notText[0]}' must be a string, got ${showValue(notText[1])}`);
+}
+
 /** The folder (or parent folder) a merge writes: any non-empty path; the output transaction checks the rest. */
 export function parseOutputFolder(value: unknown, name = '--output'): string {
   if (typeof value !== 'string' || value === '') throw usageError(`${name} must be a non-empty folder path, got ${showValue(value)}`);

@@ -65,3 +65,24 @@ test('a second run on the output is refused while the first downloads its hub mo
   expect(fs.readdirSync(out)).toContain('model.safetensors.index.json');
   expect(fs.existsSync(lock)).toBe(false);
 });
+
+test('local inputs are opened first: a mistyped input or selection is named before an existing output, and env is checked', async () => {
+  const pair = await cachedPair({ shape: 'tiny', shards: [2, 1], seed: 33 });
+  const out = path.join(root, 'existing');
+  fs.mkdirSync(out);
+  fs.writeFileSync(path.join(out, 'model.safetensors.index.json'), '{}');
+  const base = { instruct: pair.instruct, thinking: pair.thinking, lambda: 0.5, output: out };
+  await expect(interpolate({ ...base, instruct: path.join(root, 'nowhere') })).rejects.toMatchObject({ code: 'ModelNotFound' });
+  await expect(interpolate({ ...base, layers: '50-60' })).rejects.toMatchObject({ code: 'Usage', message: expect.stringContaining('layers') });
+  await expect(interpolate(base)).rejects.toMatchObject({ code: 'OutputExists' });
+  // env as merge checks it: an object of text variables (a number crashed the hub's reader with a TypeError).
+  await expect(interpolate({ ...base, env: 5 as unknown as NodeJS.ProcessEnv })).rejects.toMatchObject({
+    code: 'Usage',
+    message: "env: option 'env' must be an object of variables, got 5",
+  });
+  await expect(interpolate({ ...base, thinking: 'Org/Model', env: { HF_HUB_OFFLINE: 1 } as unknown as NodeJS.ProcessEnv })).rejects.toMatchObject({
+    code: 'Usage',
+    message: "env: option 'env': variable 'HF_HUB_OFFLINE' must be a string, got 1",
+  });
+  expect(fs.readdirSync(root).filter((n) => n.includes('existing'))).toEqual(['existing']); // no lock or temporary folder made
+});

@@ -172,7 +172,7 @@ describe('refusals name what they refuse', () => {
     refuses(lin({ dtype: 'torch.bf16' }), /dtype: expected one of .*got "torch.bf16"/);
     expect(parseRecipe(lin({ tokenizer_source: 'union' })).vocabularyFrom).toBe('union'); // supported now: recipe-tokenizer-union.test.ts
     refuses(lin({ tokenizer_source: 'base' }), /'base' needs a base_model/);
-    // A model outside the merge gives its tokenizer alone (recipe-tokenizer-outside.test.ts); a token's source must be a recipe model.
+    // A model outside the merge gives its tokenizer alone (recipe-tokenizer-union.test.ts); a token's source must be a recipe model.
     expect(parseRecipe(lin({ tokenizer_source: C }))).toMatchObject({ vocabularyFrom: 'outside', outsideTokenizer: { model: C, name: C } });
     refuses(lin({ tokenizer: { source: 'union', tokens: { x: { source: C } } } }), /is not one of the recipe's models/);
     refuses(lin({ random_seed: -1 }), /random_seed: expected a non-negative integer/);

@@ -366,6 +366,18 @@ describe(`tokenizer_source outside the merge (seed ${SEED})`, () => {
       `o: tokenizer_source ${T} is none of the recipe's models, which a batch does not take yet: merge that recipe on its own`,
     );
     expect(leftoversBeside(batchOut)).toEqual([]);
+    // A base model without tokenizer.json: its rows cannot be matched to T's tokens (T's vocabulary is not the base's).
+    const noTokenizer = path.join(dir, 'no-tokenizer');
+    fs.cpSync(A, noTokenizer, { recursive: true });
+    fs.rmSync(path.join(noTokenizer, 'tokenizer.json'));
+    await expect(merge(parseRecipe(linear([noTokenizer, B], { tokenizer_source: T })), { output: path.join(dir, `bad-outside-${counter++}`) })).rejects.toThrow(
+      `tokenizer_source: ${noTokenizer} has no tokenizer.json, so its embedding rows cannot be matched to ${T}'s tokens`,
+    );
+    // A recipe object passed through the API says where its vocabulary comes from consistently.
+    const inconsistent = { ...parseRecipe(linear([A, B], { tokenizer_source: 'union' })), outsideTokenizer: { model: T, name: T } };
+    await expect(merge(inconsistent, { output: path.join(dir, `bad-outside-${counter++}`) })).rejects.toThrow(
+      "vocabularyFrom is 'outside' exactly when outsideTokenizer is set",
+    );
   });
 
   test('a hub id: only its tokenizer files and config are downloaded, and the output records its commit', async () => {

@@ -15,6 +15,7 @@ import { besideReserved } from '../engine/alongside';
 import { preloadNative } from '../engine/native';
 import { writePassBlockBytes } from '../engine/block-bytes';
 import {
+  checkEnvOption,
   EngineOptions,
   FilesFrom,
   FloatDtypeName,
@@ -211,11 +212,14 @@ export async function runInterpolation(
   for (const key of ['instruct', 'thinking'] as const) {
     if (typeof options[key] !== 'string' || options[key] === '') throw usageError(`${name(key)} must be a model folder path, got ${showValue(options[key])}`);
   }
+  checkEnvOption(options.env, name('env'));
   preloadNative();
   const localInputs = [options.instruct, options.thinking].filter((r) => isLocalReference(r)).map((r) => path.resolve(r));
+  // Local folders are opened first (headers only, under a second): a mistyped input or selection is named before the output is
+  // looked at, as it always was. A hub id is opened after the lock, so that a second run is refused before its download.
+  let opened = localInputs.length === 2 ? await openPair(options, selection, name) : undefined;
   const transactions: OutputTransaction[] = [];
   try {
-    // Locked before the models are opened: a second run on these outputs is refused at once, not after this one's downloads.
     for (const [o, t] of targets.entries()) {
       transactions.push(
         await OutputTransaction.begin(t.dir, {
@@ -232,7 +236,8 @@ export async function runInterpolation(
     }
     // Every target locked first, then one look for --part jobs on them: a part starting meanwhile sees those locks.
     if (!part) refuseRunningParts(targets.map((t) => path.resolve(t.dir)));
-    const { instruct, thinking, unselected, selectedTensors } = await openPair(options, selection, name);
+    opened ??= await openPair(options, selection, name);
+    const { instruct, thinking, unselected, selectedTensors } = opened;
     // Hub snapshots are known only now.
     for (const t of targets) OutputTransaction.refuseInputs(t.dir, [...pathsRead(instruct), ...pathsRead(thinking)]);
     const recipeText = (lambda: number) =>

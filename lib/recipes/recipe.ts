@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { bareNameHint, parseHubReference } from '../hub/reference';
 import { isWeightmixError, usageError, WeightmixError } from '../errors';
-import { showValue } from '../options';
+import { checkEnvOption, showValue } from '../options';
 import { checkOptions, type OptionKeys } from '../api/validate-options';
 import { misspelt, unknownKeys } from './ignored-keys';
 import { readRecipeYaml } from './recipe-yaml';
@@ -295,9 +295,10 @@ export function parseRecipeAs(input: string | Record<string, unknown>, options: 
       throw recipeError(`${key}: expected 'base', 'union' or a model, got ${JSON.stringify(ts)}`);
     } else {
       // A model outside the merge gives only its tokenizer (mergekit loads it by path; an adapter changes no tokenizer).
-      const ref = resolveModelPath(expand(ts, key), baseDir, key);
+      const written = expand(ts, key) as string;
+      const ref = resolveModelPath(written, baseDir, key);
       const i = [indexOf(ref), models.indexOf(ref.model)].find((j) => j >= 0);
-      [tokenizerSource, outsideTokenizer] = i !== undefined ? [i, null] : [tokenizerSource, { model: ref.model, name: ts }];
+      [tokenizerSource, outsideTokenizer] = i !== undefined ? [i, null] : [tokenizerSource, { model: ref.model, name: written }];
     }
   }
 
@@ -343,6 +344,8 @@ export function checkRecipe(recipe: Recipe): Recipe {
     throw recipeError(`${method.name} needs a base_model${method.needsBase === '' ? '' : ` (${method.needsBase})`}`);
   }
   method.validate?.(recipe);
+  if ((recipe.vocabularyFrom === 'outside') !== !!recipe.outsideTokenizer)
+    throw recipeError("vocabularyFrom is 'outside' exactly when outsideTokenizer is set");
   return { ...recipe, ignored: [...new Set([...(recipe.ignored ?? []), ...ignoredParameters])] };
 }
 
@@ -397,11 +400,7 @@ function checkParseValues(options: ParseRecipeOptions, where: string): void {
   const { baseDir, env } = options as Record<string, unknown>;
   if (baseDir !== undefined && (typeof baseDir !== 'string' || baseDir === ''))
     throw usageError(`${where}: option 'baseDir' must be a folder path, got ${showValue(baseDir)}`);
-  if (env !== undefined && (typeof env !== 'object' || env === null))
-    throw usageError(`${where}: option 'env' must be an object of variables, got ${showValue(env)}`);
-  // A variable's value is text, as process.env's (a number would be spelled however String() spells it).
-  const notText = env === undefined ? undefined : Object.entries(env as Record<string, unknown>).find(([, v]) => v !== undefined && typeof v !== 'string');
-  if (notText) throw usageError(`${where}: option 'env': variable '${notText[0]}' must be a string, got ${showValue(notText[1])}`);
+  checkEnvOption(env, where);
 }
 
 /**

@@ -49,6 +49,7 @@ export function planVocabulary(recipe: Recipe, ckpts: Checkpoint[], outside: Tok
   const options = recipe.vocabularyOptions;
   const from = recipe.vocabularyFrom === 'outside' ? outside : recipe.vocabularyFrom;
   if (from === null) throw new Error('internal: a tokenizer source outside the merge, not opened');
+  if (recipe.vocabularyFrom !== 'outside') outside = null; // its files go to the output only where its vocabulary does
   const vocabulary = buildOutputVocabulary(recipe, ckpts, from, [...(options?.tokens.keys() ?? [])], options?.padToMultipleOf ?? null);
   const { tokens, permutations, rows } = vocabulary;
   const forced = [...(options?.tokens.values() ?? [])].some((t) => t.force);
@@ -66,7 +67,7 @@ export function planVocabulary(recipe: Recipe, ckpts: Checkpoint[], outside: Tok
   return { kind: 'rebuild', rows, vocabulary, outside };
 }
 
-/** How many of the vocabulary's tokens none of the recipe's models holds and no `tokens` entry names: their rows are zeros (mergekit warns of each). */
+/** How many of the vocabulary's tokens none of the recipe's models holds and no `tokens` entry names: their rows are zeros (mergekit stops on such a token). */
 export function unheldTokens(plan: VocabularyPlan, settings: ReadonlyMap<string, unknown>): number {
   const { tokens, permutations } = plan.vocabulary;
   let n = 0;

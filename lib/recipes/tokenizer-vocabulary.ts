@@ -177,6 +177,14 @@ export function buildOutputVocabulary(
       `${from === 'union' ? 'tokenizer source union: the base model' : 'tokenizer_source:'} ${sourceModel === null ? recipe.outsideTokenizer?.name : label(sourceModel)} has no ${TOKENIZER_FILE}, and mergekit rebuilds the embeddings from its vocabulary`,
     );
   }
+  // A model without tokenizer.json is taken to have the base model's vocabulary (mergekit assumes so); the base's own, for an
+  // outside source, cannot be assumed to be that source's (mergekit loads the base's tokenizer, and fails without one).
+  if (sourceModel === null && read[baseModel] === null) {
+    throw new WeightmixError(
+      'UnsupportedRecipe',
+      `tokenizer_source: ${label(baseModel)} has no ${TOKENIZER_FILE}, so its embedding rows cannot be matched to ${recipe.outsideTokenizer?.name}'s tokens`,
+    );
+  }
   const base = read[baseModel] ?? source;
   const sizes = read.map((t, m) => configVocabSize(ckpts[m], (t ?? base).vocab.size));
   // mergekit strips the base tokenizer of tokens past its vocab_size (rewriting its merges), which weightmix does not do.
