@@ -218,6 +218,7 @@ export async function runInterpolation(
   // Local folders are opened first (headers only, under a second): a mistyped input or selection is named before the output is
   // looked at, as it always was. A hub id is opened after the lock, so that a second run is refused before its download.
   let opened = localInputs.length === 2 ? await openPair(options, selection, name) : undefined;
+  const readsOf = (pair: { instruct: Checkpoint; thinking: Checkpoint }) => [...pathsRead(pair.instruct), ...pathsRead(pair.thinking)];
   const transactions: OutputTransaction[] = [];
   try {
     for (const [o, t] of targets.entries()) {
@@ -225,7 +226,7 @@ export async function runInterpolation(
         await OutputTransaction.begin(t.dir, {
           force: options.force,
           notice: options.onNotice,
-          reads: localInputs,
+          reads: opened ? readsOf(opened) : localInputs,
           siblings,
           // The first target's look covers every sibling λ's leftovers: once per sweep, not once per λ (1000 λ took minutes).
           removeStale: o === 0,
@@ -239,7 +240,7 @@ export async function runInterpolation(
     opened ??= await openPair(options, selection, name);
     const { instruct, thinking, unselected, selectedTensors } = opened;
     // Hub snapshots are known only now.
-    for (const t of targets) OutputTransaction.refuseInputs(t.dir, [...pathsRead(instruct), ...pathsRead(thinking)]);
+    for (const t of targets) OutputTransaction.refuseInputs(t.dir, readsOf(opened));
     const recipeText = (lambda: number) =>
       JSON.stringify({
         method: 'interpolate',
