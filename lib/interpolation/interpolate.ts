@@ -237,10 +237,12 @@ export async function runInterpolation(
     }
     // Every target locked first, then one look for --part jobs on them: a part starting meanwhile sees those locks.
     if (!part) refuseRunningParts(targets.map((t) => path.resolve(t.dir)));
-    opened ??= await openPair(options, selection, name);
+    if (opened === undefined) {
+      opened = await openPair(options, selection, name);
+      // A hub snapshot's files are known only now (begin checked the local pair's).
+      for (const t of targets) OutputTransaction.refuseInputs(t.dir, readsOf(opened));
+    }
     const { instruct, thinking, unselected, selectedTensors } = opened;
-    // Hub snapshots are known only now.
-    for (const t of targets) OutputTransaction.refuseInputs(t.dir, readsOf(opened));
     const recipeText = (lambda: number) =>
       JSON.stringify({
         method: 'interpolate',

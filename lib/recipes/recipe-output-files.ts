@@ -59,6 +59,7 @@ export async function finishRecipeOutput(
   const from = ckpts[configModel(recipe)];
   const outside = planned.vocabulary?.outside ?? null;
   const tokenizerFrom = outside ?? ckpts[recipe.tokenizerSource];
+  const tokenizerName = outside ? `${recipe.outsideTokenizer?.name} (its tokenizer files only)` : recipe.modelNames[recipe.tokenizerSource];
   // config.json states the dtype of the tensors written (mergekit: F32 tensors from an F32 base are said to be F32).
   const written = configDtype(out.map((t) => ({ dtype: recipes.get(t.name)!.dtype, elements: views[t.sources[0].model].get(t.name)!.elementCount })));
   const stated: unknown = from.config?.dtype ?? from.config?.torch_dtype;
@@ -96,7 +97,7 @@ export async function finishRecipeOutput(
       "arithmetic in f32, one round-to-nearest-even to the output dtype (the recipe's dtype sets only the output dtype when out_dtype is absent)",
       recipe.tokenizerSource === configModel(recipe) && !outside
         ? `config, tokenizer and templates from ${recipe.modelNames[recipe.tokenizerSource]}`
-        : `config from ${recipe.modelNames[configModel(recipe)]}; tokenizer and templates from ${outside ? `${recipe.outsideTokenizer?.name} (its tokenizer files only)` : recipe.modelNames[recipe.tokenizerSource]}`,
+        : `config from ${recipe.modelNames[configModel(recipe)]}; tokenizer and templates from ${tokenizerName}`,
       ...(planned.vocabulary === null ? [] : [vocabularyLine(recipe, planned.vocabulary)]),
       ...recipe.adapters.flatMap((a, i) =>
         a === null ? [] : [`${recipe.modelNames[i]}: the LoRA adapter applied first (W + scale·B·A in f64, rounded once to each tensor's dtype)`],

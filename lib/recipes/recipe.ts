@@ -298,7 +298,8 @@ export function parseRecipeAs(input: string | Record<string, unknown>, options: 
       const written = expand(ts, key) as string;
       const ref = resolveModelPath(written, baseDir, key);
       const i = [indexOf(ref), models.indexOf(ref.model)].find((j) => j >= 0);
-      [tokenizerSource, outsideTokenizer] = i !== undefined ? [i, null] : [tokenizerSource, { model: ref.model, name: written }];
+      if (i !== undefined) tokenizerSource = i;
+      else outsideTokenizer = { model: ref.model, name: written };
     }
   }
 

@@ -49,14 +49,14 @@ export function planVocabulary(recipe: Recipe, ckpts: Checkpoint[], outside: Tok
   const options = recipe.vocabularyOptions;
   const from = recipe.vocabularyFrom === 'outside' ? outside : recipe.vocabularyFrom;
   if (from === null) throw new Error('internal: a tokenizer source outside the merge, not opened');
-  if (recipe.vocabularyFrom !== 'outside') outside = null; // its files go to the output only where its vocabulary does
+  const folder = typeof from === 'object' ? from : null; // its files go to the output only where its vocabulary does
   const vocabulary = buildOutputVocabulary(recipe, ckpts, from, [...(options?.tokens.keys() ?? [])], options?.padToMultipleOf ?? null);
   const { tokens, permutations, rows } = vocabulary;
   const forced = [...(options?.tokens.values() ?? [])].some((t) => t.force);
   const same = permutations.every((p) => tokens.every((tok, i) => tok === undefined || p[i] === i));
   const roomy = ckpts.every((c) => (embeddingRows(c) ?? rows) >= rows);
   // The cut keeps ids past a gap (mergekit would fail on an index there), as it always has.
-  if (same && !forced && rows === tokens.length && roomy) return { kind: 'cut', rows, vocabulary, outside };
+  if (same && !forced && rows === tokens.length && roomy) return { kind: 'cut', rows, vocabulary, outside: folder };
   if (!vocabulary.gapFree) {
     const hole = tokens.findIndex((t) => t === undefined);
     throw new WeightmixError(
@@ -64,7 +64,7 @@ export function planVocabulary(recipe: Recipe, ckpts: Checkpoint[], outside: Tok
       `tokenizer: the output vocabulary has no token at id ${hole} (below its largest, ${tokens.length - 1}); mergekit builds ${vocabulary.vocab.size} rows and fails on an index, so weightmix refuses it`,
     );
   }
-  return { kind: 'rebuild', rows, vocabulary, outside };
+  return { kind: 'rebuild', rows, vocabulary, outside: folder };
 }
 
 /** How many of the vocabulary's tokens none of the recipe's models holds and no `tokens` entry names: their rows are zeros (mergekit stops on such a token). */
